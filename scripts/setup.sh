@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything respaldo and its tests need on a fresh Debian machine, as root:
+# Debian packages (PostgreSQL server and client tools, zstd for the benchmarks) and the
+# Python virtual environment in .venv/ with the project and its development tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv python3-dev)
+command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+# The PostgreSQL server refuses to run as root; tests and the demo run it as this user.
+id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash postgres
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[dev]'
+# Fail here, not in the middle of a backup, if the chunker fell back to pure Python.
+.venv/bin/python -c "import respaldo.repository.chunker as c; c.load_fastcdc()"

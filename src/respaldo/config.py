@@ -1,0 +1,227 @@
+"""One typed ``Settings``, read from a TOML file and overridable from the environment.
+
+Precedence, highest first: environment variables (``RESPALDO_…``, nested keys joined by
+``__``, e.g. ``RESPALDO_CATALOG__URL``; lists as JSON), then the TOML file named by
+``--config`` or ``RESPALDO_CONFIG``, then defaults.
+
+Secrets never come from the TOML file: a passphrase or password there is refused, so that
+a config file can be committed, shared in a support ticket or printed. They come from the
+environment (``RESPALDO_PASSPHRASE``) or from files named in the TOML
+(``passphrase_file``, ``password_file``), and are held as ``SecretStr`` so that printing
+settings never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from respaldo.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SECRET_KEYS = {"passphrase", "password", "secret_access_key", "aws_secret_access_key"}
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("names are 1-63 letters, digits, '_' or '-', starting with a letter or digit")
+    return value
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CatalogSettings(_Section):
+    url: str = "sqlite:////var/lib/respaldo/catalog.db"
+
+
+class ChunkerSettings(_Section):
+    """Chunk sizes used when a repository is created (then fixed in its ``config``)."""
+
+    min_size: int = 4 * 1024
+    avg_size: int = 16 * 1024
+    max_size: int = 64 * 1024
+
+
+class RepositorySettings(_Section):
+    name: str
+    url: str
+    # S3 options; ignored by other backends.
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    server_side_encryption: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+
+    _validate_name = field_validator("name")(_check_name)
+
+
+class DatabaseSettings(_Section):
+    name: str
+    dsn: str
+    password_file: Path | None = None
+    password: SecretStr | None = None
+    schema_version_query: str | None = None
+    retention_days: int = Field(default=7, ge=1)
+
+    _validate_name = field_validator("name")(_check_name)
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_password_in_dsn(cls, value: str) -> str:
+        # A password inside the DSN would end up in argv of pg_dump and in messages.
+        if re.search(r"://[^/@]*:[^/@]*@", value) or re.search(r"\bpassword\s*=", value):
+            raise ValueError("the DSN must not contain a password; use password_file or "
+                             "RESPALDO_DATABASES as environment")
+        return value
+
+
+class Settings(BaseSettings):
+    """Everything respaldo is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RESPALDO_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    catalog: CatalogSettings = CatalogSettings()
+    repositories: list[RepositorySettings] = []
+    databases: list[DatabaseSettings] = []
+    chunker: ChunkerSettings = ChunkerSettings()
+    passphrase: SecretStr | None = None
+    passphrase_file: Path | None = None
+    cache_dir: Path = Path.home() / ".cache" / "respaldo"
+    compression_level: int = Field(default=3, ge=1, le=22)
+    pack_size: int = Field(default=12 * 1024 * 1024, ge=64 * 1024)
+    workers: int = Field(default=2, ge=1, le=64)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
+        return tuple(sources)
+
+    def repository(self, name: str | None = None) -> RepositorySettings:
+        """The named repository, or the primary (first) one."""
+        if not self.repositories:
+            raise ConfigError("no repository is configured", hint="add a [[repositories]] table")
+        if name is None:
+            return self.repositories[0]
+        for repo in self.repositories:
+            if repo.name == name:
+                return repo
+        known = ", ".join(r.name for r in self.repositories)
+        raise ConfigError(f"repository {name!r} is not configured", hint=f"configured: {known}")
+
+    def database(self, name: str) -> DatabaseSettings:
+        for db in self.databases:
+            if db.name == name:
+                return db
+        known = ", ".join(d.name for d in self.databases) or "none"
+        raise ConfigError(f"database {name!r} is not configured", hint=f"configured: {known}")
+
+    def repository_passphrase(self) -> SecretStr:
+        """The passphrase that opens the repositories: environment first, then the file."""
+        if self.passphrase is not None:
+            return self.passphrase
+        if self.passphrase_file is not None:
+            return SecretStr(read_secret_file(self.passphrase_file, "passphrase_file"))
+        raise ConfigError(
+            "no repository passphrase",
+            hint="set RESPALDO_PASSPHRASE or passphrase_file in the config",
+        )
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """Read a secret from a file, refusing files that others can read."""
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} {path} is readable by group or others",
+            hint=f"chmod 600 {path}",
+        )
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(f"{what} {path} is empty")
+    return secret
+
+
+def _find_secrets(data: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in _SECRET_KEYS:
+                found.append(where)
+            found.extend(_find_secrets(value, where))
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found.extend(_find_secrets(item, f"{path}[{i}]"))
+    return found
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``config_file`` (or ``RESPALDO_CONFIG``) and the environment.
+
+    Raises ConfigError with the offending keys when the file is missing, is not TOML,
+    holds secrets, or does not validate.
+    """
+    if config_file is None and os.environ.get("RESPALDO_CONFIG"):
+        config_file = os.environ["RESPALDO_CONFIG"]
+    path = Path(config_file) if config_file is not None else None
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        secrets = _find_secrets(data)
+        if secrets:
+            raise ConfigError(
+                f"config file {path} contains secrets ({', '.join(secrets)})",
+                hint="move them to the environment (RESPALDO_PASSPHRASE) or to a 0600 file "
+                "named by passphrase_file / password_file",
+            )
+    # A subclass per call carries the TOML path without global state.
+    cls = type("Settings", (Settings,), {"toml_path": path})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = f"config file {path}" if path else "settings"
+        raise ConfigError(f"invalid {where}: {problems}") from None

@@ -1,0 +1,62 @@
+"""Storage locations are URLs; the scheme picks the backend.
+
+``file:///var/backups/respaldo`` and ``memory://name`` today; ``s3://bucket/prefix`` joins
+when its backend does. Unknown schemes are a clear configuration error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from respaldo.errors import ConfigError
+from respaldo.storage.base import Storage
+from respaldo.storage.local import LocalStorage
+from respaldo.storage.memory import MemoryStorage
+from respaldo.storage.retry import RetryingStorage
+
+_memory_stores: dict[str, MemoryStorage] = {}
+
+
+def _open_file(url: str, options: dict[str, Any]) -> Storage:
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise ConfigError(f"file URLs must be local paths: {url}", hint="use file:///abs/path")
+    if not parsed.path.startswith("/"):
+        raise ConfigError(f"file URL needs an absolute path: {url}")
+    return LocalStorage(Path(parsed.path))
+
+
+def _open_memory(url: str, options: dict[str, Any]) -> Storage:
+    # Same name, same store, so that tests can open a "repository" twice in one process.
+    name = urlparse(url).netloc or "default"
+    return _memory_stores.setdefault(name, MemoryStorage(name))
+
+
+_SCHEMES: dict[str, Callable[[str, dict[str, Any]], Storage]] = {
+    "file": _open_file,
+    "memory": _open_memory,
+}
+
+
+def register_scheme(scheme: str, opener: Callable[[str, dict[str, Any]], Storage]) -> None:
+    """Add a backend for a URL scheme (S3 registers itself this way)."""
+    _SCHEMES[scheme] = opener
+
+
+def open_storage(url: str, *, retries: int = 4, **options: Any) -> Storage:
+    """Open the store a URL names, wrapped in retries for transient errors.
+
+    Raises ConfigError for an unknown scheme or a malformed URL.
+    """
+    if "://" not in url and url.startswith("/"):
+        url = Path(url).as_uri()
+    scheme = urlparse(url).scheme
+    opener = _SCHEMES.get(scheme)
+    if opener is None:
+        known = ", ".join(sorted(_SCHEMES))
+        raise ConfigError(f"unknown storage scheme {scheme!r} in {url}", hint=f"use one of {known}")
+    store = opener(url, options)
+    return RetryingStorage(store, attempts=retries) if retries > 0 else store

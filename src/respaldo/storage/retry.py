@@ -1,0 +1,93 @@
+"""Retries with exponential backoff and jitter, wrapped around any backend.
+
+Only :class:`~respaldo.errors.TransientStorageError` is retried: not-found and permanent
+errors pass through at once. Every operation of the interface is idempotent (``put``
+replaces atomically, ``delete`` of a vanished object surfaces as not-found), so retrying
+is safe. A ``delete`` that succeeded on the server but whose answer was lost shows up as
+not-found on the retry; that is reported as success, since the object is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from respaldo.errors import ObjectNotFound, TransientStorageError
+from respaldo.storage.base import ObjectInfo, Storage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RetryingStorage:
+    """Delegates to ``inner``, retrying transient failures ``attempts`` times in all."""
+
+    def __init__(
+        self,
+        inner: Storage,
+        *,
+        attempts: int = 4,
+        base_delay: float = 0.2,
+        max_delay: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inner = inner
+        self._attempts = max(1, attempts)
+        self._base = base_delay
+        self._max = max_delay
+        self._sleep = sleep
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return func()
+            except TransientStorageError as exc:
+                if attempt == self._attempts:
+                    raise
+                # Full jitter: spreads retries of many parallel uploads apart.
+                delay = random.uniform(0, min(self._max, self._base * 2 ** (attempt - 1)))
+                log.warning(
+                    "%s on %s failed (%s); retry %d/%d in %.2fs",
+                    what, self.location, exc, attempt, self._attempts - 1, delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def put(self, name: str, data: bytes) -> None:
+        self._call(f"put {name}", lambda: self.inner.put(name, data))
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call(f"get {name}", lambda: self.inner.get(name, offset, length))
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self._call(f"stat {name}", lambda: self.inner.stat(name))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # A listing is materialised before it is returned so that a retry restarts it
+        # whole rather than yielding some names twice.
+        return iter(self._call(f"list {prefix}", lambda: list(self.inner.list(prefix))))
+
+    def delete(self, name: str) -> None:
+        first = True
+
+        def attempt() -> None:
+            nonlocal first
+            try:
+                self.inner.delete(name)
+            except ObjectNotFound:
+                if first:
+                    raise
+            finally:
+                first = False
+
+        self._call(f"delete {name}", attempt)
+
+    def close(self) -> None:
+        self.inner.close()
