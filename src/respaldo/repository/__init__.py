@@ -1,0 +1,44 @@
+"""The repository: where every backup's bytes live, deduplicated, compressed, encrypted.
+
+Words used here:
+
+- *stream*: a byte sequence of a backup (a pg_dump output, a globals dump, a tar).
+- *chunk*: a piece of a stream cut by content-defined chunking (FastCDC); its *id* is the
+  keyed BLAKE3 hash of its plaintext, so equal data is stored once.
+- *sealed blob*: zstd-compressed (when that helps), AES-256-GCM-encrypted data bound to
+  its role by associated data (:mod:`.crypto`).
+- *pack*: an object of many sealed chunks plus a sealed header listing them (:mod:`.packs`).
+- *index*: chunk id -> (pack, offset, length), in immutable sealed index files (:mod:`.index`).
+- *manifest*: the sealed document that makes a backup exist (:mod:`.manifest`).
+- *key file*: the master key wrapped by a passphrase-derived key (:mod:`.keys`).
+
+The format is specified in docs/repository-format.md. This layer knows nothing of
+PostgreSQL or HTTP; it stores through :mod:`respaldo.storage`.
+"""
+
+from respaldo.repository.chunker import ChunkerParams
+from respaldo.repository.keys import KdfParams
+from respaldo.repository.manifest import Manifest, StreamInfo
+from respaldo.repository.reader import copy_stream, iter_stream
+from respaldo.repository.rebuild import RebuildReport, rebuild_index
+from respaldo.repository.repo import Repository
+from respaldo.repository.verify import Problem, VerifyReport, verify_backups, verify_repository
+from respaldo.repository.writer import BackupWriter, WriteStats
+
+__all__ = [
+    "BackupWriter",
+    "ChunkerParams",
+    "KdfParams",
+    "Manifest",
+    "Problem",
+    "RebuildReport",
+    "Repository",
+    "StreamInfo",
+    "VerifyReport",
+    "WriteStats",
+    "copy_stream",
+    "iter_stream",
+    "rebuild_index",
+    "verify_backups",
+    "verify_repository",
+]

@@ -1,0 +1,154 @@
+"""Sealing: compress, encrypt and authenticate one piece of data; and chunk ids.
+
+A *sealed blob* is::
+
+    version (1 byte, 0x01) | nonce (12 bytes) | AES-256-GCM(plaintext') with 16-byte tag
+
+where ``plaintext' = codec (1 byte: 0x00 stored, 0x01 zstd frame) | payload``. The codec
+byte is inside the encryption so that not even "this chunk compressed well" leaks.
+Associated data binds a blob to its role and name (a chunk to its id, a manifest to its
+backup id), so that a blob moved to another place fails authentication.
+
+Nonces are random: safe for 2**32 seals per key (NIST SP 800-38D), i.e. about 64 TiB of
+16 KiB chunks per repository.
+
+Keys: the 256-bit master key never encrypts anything itself. HKDF-SHA256 derives from it,
+with the repository id as salt, an encryption key, a chunk-id key and the chunker seed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+BLOB_VERSION = 1
+NONCE_SIZE = 12
+TAG_SIZE = 16
+OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE + 1
+CODEC_STORED = 0
+CODEC_ZSTD = 1
+
+ID_SIZE = 32
+
+AAD_CHUNK = b"respaldo/chunk/"
+AAD_PACK_HEADER = b"respaldo/pack-header"
+AAD_INDEX = b"respaldo/index"
+AAD_MANIFEST = b"respaldo/manifest/"
+
+
+class SealError(Exception):
+    """A blob failed authentication or could not be decoded. Callers add context."""
+
+
+def _hkdf(master: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(master)
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The keys derived from one master key for one repository."""
+
+    encryption_key: bytes
+    id_key: bytes
+    chunker_seed: int
+
+    @classmethod
+    def derive(cls, master_key: bytes, repository_id: str) -> KeySet:
+        if len(master_key) != 32:
+            raise ValueError("the master key must be 32 bytes")
+        salt = bytes.fromhex(repository_id)
+        seed_bytes = _hkdf(master_key, salt, b"respaldo chunker seed", 8)
+        # pyfastcdc takes a signed 64-bit seed: keep 63 bits.
+        seed = struct.unpack("<Q", seed_bytes)[0] >> 1
+        return cls(
+            encryption_key=_hkdf(master_key, salt, b"respaldo encryption key"),
+            id_key=_hkdf(master_key, salt, b"respaldo chunk id key"),
+            chunker_seed=seed,
+        )
+
+    def __repr__(self) -> str:  # keys never reach a log by accident
+        return "KeySet(<secret>)"
+
+
+class Sealer:
+    """Seals and opens blobs with one key set. Thread-safe (no shared mutable state
+    beyond per-thread zstd contexts)."""
+
+    def __init__(self, keys: KeySet, compression_level: int = 3) -> None:
+        self._keys = keys
+        self._aead = AESGCM(keys.encryption_key)
+        self._level = compression_level
+        import threading
+
+        self._local = threading.local()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        comp = getattr(self._local, "compressor", None)
+        if comp is None:
+            comp = zstandard.ZstdCompressor(level=self._level)
+            self._local.compressor = comp
+        return comp
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        dec = getattr(self._local, "decompressor", None)
+        if dec is None:
+            dec = zstandard.ZstdDecompressor()
+            self._local.decompressor = dec
+        return dec
+
+    def chunk_id(self, data: bytes) -> bytes:
+        """Keyed BLAKE3 of the plaintext: equal data, equal id; ids reveal nothing."""
+        return blake3.blake3(data, key=self._keys.id_key).digest()  # type: ignore[no-any-return]
+
+    def seal(self, data: bytes, aad: bytes, *, compress: bool = True) -> bytes:
+        """Compress (when it helps) and encrypt ``data`` bound to ``aad``."""
+        payload = data
+        codec = CODEC_STORED
+        if compress and data:
+            packed = self._compressor().compress(data)
+            # Incompressible data (photos in bytea) is kept as is: smaller, faster to open.
+            if len(packed) < len(data):
+                payload, codec = packed, CODEC_ZSTD
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = self._aead.encrypt(nonce, bytes([codec]) + payload, aad)
+        return bytes([BLOB_VERSION]) + nonce + sealed
+
+    def open(self, blob: bytes, aad: bytes, *, max_size: int = 1 << 30) -> bytes:
+        """Authenticate, decrypt and decompress a blob. Raises SealError."""
+        if len(blob) < OVERHEAD:
+            raise SealError("blob is truncated")
+        if blob[0] != BLOB_VERSION:
+            raise SealError(f"unknown blob version {blob[0]}")
+        nonce = blob[1 : 1 + NONCE_SIZE]
+        try:
+            plain = self._aead.decrypt(nonce, blob[1 + NONCE_SIZE :], aad)
+        except InvalidTag:
+            raise SealError("authentication failed (data corrupt or tampered with)") from None
+        codec, payload = plain[0], plain[1:]
+        if codec == CODEC_STORED:
+            return payload
+        if codec == CODEC_ZSTD:
+            try:
+                return self._decompressor().decompress(payload, max_output_size=max_size)
+            except zstandard.ZstdError as exc:
+                raise SealError(f"decompression failed: {exc}") from None
+        raise SealError(f"unknown codec {codec}")
+
+    def seal_chunk(self, chunk_id: bytes, data: bytes) -> bytes:
+        return self.seal(data, AAD_CHUNK + chunk_id)
+
+    def open_chunk(self, chunk_id: bytes, blob: bytes) -> bytes:
+        """Open a chunk and check it against its id. Raises SealError."""
+        data = self.open(blob, AAD_CHUNK + chunk_id)
+        if not hmac.compare_digest(self.chunk_id(data), chunk_id):
+            raise SealError("chunk content does not match its id")
+        return data

@@ -1,0 +1,116 @@
+"""Key files: the master key wrapped by a key derived from a passphrase.
+
+``keys/<key id>`` is plain JSON::
+
+    {"version": 1, "id": "<16 hex>", "created": "<ISO 8601>",
+     "kdf": {"algorithm": "argon2id", "salt": "<base64, 16 bytes>",
+             "time_cost": 3, "memory_cost": 65536, "parallelism": 2},
+     "cipher": "aes-256-gcm", "nonce": "<base64, 12 bytes>",
+     "wrapped_key": "<base64: AES-256-GCM(kek, nonce, master_key, aad)>"}
+
+with ``kek = argon2id(passphrase, salt, …, 32 bytes)`` and
+``aad = "respaldo/key/" + repository id + "/" + key id``. Several key files may wrap the
+same master key (one per passphrase); removing one never touches the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from respaldo.errors import RepositoryError
+
+KEY_PREFIX = "keys/"
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """argon2id cost parameters. The defaults follow RFC 9106's second recommendation
+    (64 MiB, 3 passes); tests lower them to keep the suite fast."""
+
+    time_cost: int = 3
+    memory_cost: int = 64 * 1024  # KiB
+    parallelism: int = 2
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
+    return hash_secret_raw(
+        passphrase.encode("utf-8"),
+        salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_cost,
+        parallelism=params.parallelism,
+        hash_len=32,
+        type=Type.ID,
+    )
+
+
+def _aad(repository_id: str, key_id: str) -> bytes:
+    return f"respaldo/key/{repository_id}/{key_id}".encode()
+
+
+def wrap_master_key(
+    master_key: bytes, passphrase: str, repository_id: str, params: KdfParams
+) -> tuple[str, bytes]:
+    """Return (key id, key file bytes) wrapping ``master_key`` with ``passphrase``."""
+    if not passphrase:
+        raise RepositoryError("the passphrase is empty", hint="choose a long passphrase")
+    key_id = secrets.token_hex(8)
+    salt = secrets.token_bytes(16)
+    nonce = secrets.token_bytes(12)
+    wrapped = AESGCM(_kek(passphrase, salt, params)).encrypt(
+        nonce, master_key, _aad(repository_id, key_id)
+    )
+    doc = {
+        "version": 1,
+        "id": key_id,
+        "created": datetime.now(UTC).isoformat(),
+        "kdf": {
+            "algorithm": "argon2id",
+            "salt": _b64(salt),
+            "time_cost": params.time_cost,
+            "memory_cost": params.memory_cost,
+            "parallelism": params.parallelism,
+        },
+        "cipher": "aes-256-gcm",
+        "nonce": _b64(nonce),
+        "wrapped_key": _b64(wrapped),
+    }
+    return key_id, json.dumps(doc, indent=2).encode()
+
+
+def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> bytes | None:
+    """Return the master key if ``passphrase`` opens this key file, else None.
+
+    Raises RepositoryError if the key file is malformed (not merely the wrong passphrase).
+    """
+    try:
+        doc: dict[str, Any] = json.loads(doc_bytes)
+        kdf = doc["kdf"]
+        if kdf["algorithm"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
+            raise RepositoryError(f"key file {doc.get('id')} uses an unknown algorithm")
+        params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_cost"]), int(kdf["parallelism"]))
+        salt = base64.b64decode(kdf["salt"])
+        nonce = base64.b64decode(doc["nonce"])
+        wrapped = base64.b64decode(doc["wrapped_key"])
+        key_id = str(doc["id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RepositoryError(f"malformed key file: {exc}") from None
+    try:
+        return AESGCM(_kek(passphrase, salt, params)).decrypt(
+            nonce, wrapped, _aad(repository_id, key_id)
+        )
+    except InvalidTag:
+        return None

@@ -1,0 +1,90 @@
+"""Packs: many sealed chunks in one object, with a sealed header at the end.
+
+Layout of ``packs/<first two hex digits>/<pack id>``::
+
+    sealed chunk 0 | sealed chunk 1 | … | sealed header | header length (u32, little endian)
+
+The header, sealed with associated data ``respaldo/pack-header``, is a sequence of
+44-byte entries ``chunk id (32) | offset (u32) | sealed length (u32) | plain length (u32)``,
+one per chunk, offsets from the start of the pack. It lets the index be rebuilt from packs
+alone. The pack id is the SHA-256 (hex) of the whole pack object, so a pack's integrity
+can be checked without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer
+
+ENTRY = struct.Struct("<32sIII")
+TRAILER = struct.Struct("<I")
+PACK_PREFIX = "packs/"
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    chunk_id: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+def pack_name(pack_id: str) -> str:
+    return f"{PACK_PREFIX}{pack_id[:2]}/{pack_id}"
+
+
+def pack_id_from_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def encode_entries(entries: list[PackEntry]) -> bytes:
+    return b"".join(ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length) for e in entries)
+
+
+def decode_entries(data: bytes) -> list[PackEntry]:
+    if len(data) % ENTRY.size:
+        raise ValueError("pack header length is not a multiple of the entry size")
+    return [PackEntry(*fields) for fields in ENTRY.iter_unpack(data)]
+
+
+class PackBuilder:
+    """Accumulates sealed chunks until the pack is big enough to upload."""
+
+    def __init__(self, target_size: int) -> None:
+        self.target_size = target_size
+        self._parts: list[bytes] = []
+        self._entries: list[PackEntry] = []
+        self._size = 0
+
+    def add(self, chunk_id: bytes, sealed: bytes, raw_length: int) -> None:
+        assert len(chunk_id) == ID_SIZE
+        self._entries.append(PackEntry(chunk_id, self._size, len(sealed), raw_length))
+        self._parts.append(sealed)
+        self._size += len(sealed)
+
+    @property
+    def full(self) -> bool:
+        return self._size >= self.target_size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def finish(self, sealer: Sealer) -> tuple[str, bytes, list[PackEntry]]:
+        """Return (pack id, pack bytes, entries) and reset the builder."""
+        header = sealer.seal(encode_entries(self._entries), AAD_PACK_HEADER)
+        self._parts.append(header)
+        self._parts.append(TRAILER.pack(len(header)))
+        data = b"".join(self._parts)
+        entries = self._entries
+        self._parts, self._entries, self._size = [], [], 0
+        return hashlib.sha256(data).hexdigest(), data, entries
+
+
+def split_trailer(tail: bytes) -> int:
+    """The sealed header's length from the pack's last four bytes."""
+    if len(tail) != TRAILER.size:
+        raise ValueError("pack is too short to hold a trailer")
+    return int(TRAILER.unpack(tail)[0])

@@ -1,0 +1,68 @@
+"""Rebuilding the index from the packs' own headers.
+
+Used when index files are lost or damaged. New index files are written first; only then
+are the old ones (as listed at the start) deleted, so a crash at any point leaves at
+least one complete description of every pack. Packs whose header is damaged are
+reported and left alone: their chunks stay unreachable until repaired or collected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.repository.index import INDEX_PREFIX, seal_index
+from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name
+from respaldo.repository.repo import Repository
+from respaldo.repository.verify import Problem, read_pack_header
+
+PACKS_PER_INDEX_FILE = 1024
+
+
+@dataclass
+class RebuildReport:
+    packs: int = 0
+    chunks: int = 0
+    index_files_written: int = 0
+    index_files_removed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def rebuild_index(repo: Repository) -> RebuildReport:
+    """Replace every index file with ones made from the pack headers."""
+    report = RebuildReport()
+    storage = repo.storage
+    old = [info.name for info in storage.list(INDEX_PREFIX)]
+    groups: list[tuple[str, list[PackEntry]]] = []
+    written: set[str] = set()
+
+    def flush() -> None:
+        if groups:
+            name, blob = seal_index(repo.sealer, groups)
+            storage.put(name, blob)
+            written.add(name)
+            report.index_files_written += 1
+            groups.clear()
+
+    for info in storage.list(PACK_PREFIX):
+        try:
+            entries = read_pack_header(repo, storage, info.name)
+        except IntegrityError as exc:
+            report.problems.append(Problem(exc.message, info.name))
+            continue
+        groups.append((pack_id_from_name(info.name), entries))
+        report.packs += 1
+        report.chunks += len(entries)
+        if len(groups) >= PACKS_PER_INDEX_FILE:
+            flush()
+    flush()
+    for name in old:
+        if name in written:
+            continue
+        try:
+            storage.delete(name)
+            report.index_files_removed += 1
+        except ObjectNotFound:
+            pass
+    repo.load_index()
+    return report

@@ -1,0 +1,332 @@
+"""Opening, creating and managing a repository; loading its index."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from respaldo.errors import (
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryError,
+    RepositoryExists,
+    RepositoryNotFound,
+    WrongPassphrase,
+)
+from respaldo.repository.chunker import ChunkerParams, load_fastcdc
+from respaldo.repository.crypto import AAD_INDEX, KeySet, SealError, Sealer
+from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, decode_index
+from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
+from respaldo.repository.manifest import (
+    MANIFEST_PREFIX,
+    Manifest,
+    manifest_aad,
+    manifest_name,
+)
+from respaldo.storage.base import Storage, validate_name
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config"
+FORMAT_VERSION = 1
+
+
+def _secret(passphrase: SecretStr | str) -> str:
+    return passphrase.get_secret_value() if isinstance(passphrase, SecretStr) else passphrase
+
+
+class Repository:
+    """An open repository: its storage, keys, configuration and chunk index.
+
+    Create one with :meth:`init` or :meth:`open`. Thread-safe for concurrent readers and
+    writers; several processes may write at once (every object gets a unique name).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: dict[str, Any],
+        master_key: bytes,
+        *,
+        cache_dir: Path | None,
+        compression_level: int,
+        pack_size: int,
+        workers: int,
+    ) -> None:
+        self.storage = storage
+        self.config = config
+        self.id: str = config["id"]
+        self.chunker = ChunkerParams.from_json(config["chunker"])
+        self.keys = KeySet.derive(master_key, self.id)
+        self._master_key = master_key
+        self.sealer = Sealer(self.keys, compression_level)
+        self.pack_size = pack_size
+        self.workers = workers
+        self.cache_dir = cache_dir / self.id if cache_dir is not None else None
+        self.index = ChunkIndex()
+        self.index_files: set[str] = set()
+
+    # --- creation and opening --------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        passphrase: SecretStr | str,
+        *,
+        chunker: ChunkerParams,
+        kdf: KdfParams | None = None,
+        cache_dir: Path | None = None,
+        compression_level: int = 3,
+        pack_size: int = 12 * 1024 * 1024,
+        workers: int = 2,
+    ) -> Repository:
+        """Create a repository in an empty location. Raises RepositoryExists.
+
+        The key file is written before ``config``: a crash in between leaves a location
+        that is not yet a repository, and ``init`` can simply be run again.
+        """
+        load_fastcdc()  # refuse to create a repository we could not write to fast
+        if _exists(storage, CONFIG_NAME):
+            raise RepositoryExists(
+                f"a repository already exists at {storage.location}",
+                hint="use it as it is, or choose another location",
+            )
+        repository_id = secrets.token_hex(16)
+        master_key = secrets.token_bytes(32)
+        config = {
+            "version": FORMAT_VERSION,
+            "id": repository_id,
+            "created": datetime.now(UTC).isoformat(),
+            "chunker": chunker.to_json(),
+        }
+        key_id, key_doc = wrap_master_key(
+            master_key, _secret(passphrase), repository_id, kdf or KdfParams()
+        )
+        storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
+        storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
+        return cls(
+            storage,
+            config,
+            master_key,
+            cache_dir=cache_dir,
+            compression_level=compression_level,
+            pack_size=pack_size,
+            workers=workers,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        storage: Storage,
+        passphrase: SecretStr | str,
+        *,
+        cache_dir: Path | None = None,
+        compression_level: int = 3,
+        pack_size: int = 12 * 1024 * 1024,
+        workers: int = 2,
+        load_index: bool = True,
+    ) -> Repository:
+        """Open an existing repository with a passphrase and load its index.
+
+        Raises RepositoryNotFound, WrongPassphrase, or IntegrityError for an index file
+        that fails authentication.
+        """
+        config = read_config(storage)
+        master_key = _unlock(storage, config["id"], _secret(passphrase))
+        repo = cls(
+            storage,
+            config,
+            master_key,
+            cache_dir=cache_dir,
+            compression_level=compression_level,
+            pack_size=pack_size,
+            workers=workers,
+        )
+        if load_index:
+            repo.load_index()
+        return repo
+
+    # --- keys ------------------------------------------------------------------------
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key file's id and creation time (never any key material)."""
+        keys = []
+        for info in self.storage.list(KEY_PREFIX):
+            doc = json.loads(self.storage.get(info.name))
+            keys.append({"id": doc.get("id"), "created": doc.get("created")})
+        return keys
+
+    def add_key(self, passphrase: SecretStr | str, kdf: KdfParams | None = None) -> str:
+        """Add a passphrase that opens this repository; returns the new key id."""
+        key_id, doc = wrap_master_key(self._master_key, _secret(passphrase), self.id, kdf or KdfParams())
+        self.storage.put(f"{KEY_PREFIX}{key_id}", doc)
+        return key_id
+
+    def remove_key(self, key_id: str) -> None:
+        """Remove a key file. Refuses to remove the last one (the data would be lost)."""
+        name = validate_name(f"{KEY_PREFIX}{key_id}")
+        names = [info.name for info in self.storage.list(KEY_PREFIX)]
+        if name not in names:
+            raise RepositoryError(f"no key {key_id} in {self.storage.location}")
+        if len(names) == 1:
+            raise RepositoryError(
+                "refusing to remove the last key: nothing could open the repository any more",
+                hint="add another passphrase first",
+            )
+        self.storage.delete(name)
+
+    def change_passphrase(
+        self, current_key_id: str, new_passphrase: SecretStr | str, kdf: KdfParams | None = None
+    ) -> str:
+        """Add the new passphrase, then remove the old key file; returns the new key id."""
+        new_id = self.add_key(new_passphrase, kdf)
+        self.storage.delete(validate_name(f"{KEY_PREFIX}{current_key_id}"))
+        return new_id
+
+    def key_id_for(self, passphrase: SecretStr | str) -> str:
+        """Which key file this passphrase opens. Raises WrongPassphrase."""
+        for info in self.storage.list(KEY_PREFIX):
+            if unwrap_master_key(self.storage.get(info.name), _secret(passphrase), self.id):
+                return info.name[len(KEY_PREFIX) :]
+        raise WrongPassphrase("the passphrase opens no key of this repository")
+
+    # --- index -----------------------------------------------------------------------
+
+    def load_index(self) -> None:
+        """(Re)load every index file, using and refreshing the local cache."""
+        names = [info.name for info in self.storage.list(INDEX_PREFIX)]
+        index = ChunkIndex()
+        for name in names:
+            blob = self._cached_get(name)
+            try:
+                data = self.sealer.open(blob, AAD_INDEX)
+                for pack_id, entries in decode_index(data):
+                    index.add_pack(pack_id, entries)
+            except (SealError, ValueError) as exc:
+                self._drop_cached(name)
+                raise IntegrityError(
+                    f"index file is damaged: {exc}",
+                    obj=name,
+                    hint="run 'respaldo index rebuild' to recreate the index from the packs",
+                ) from None
+        self.index = index
+        self.index_files = set(names)
+        self._prune_cache(set(names))
+
+    def _cache_path(self, name: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir.joinpath(*name.split("/"))
+
+    def _cached_get(self, name: str) -> bytes:
+        path = self._cache_path(name)
+        if path is not None and path.exists():
+            return path.read_bytes()
+        blob = self.storage.get(name)
+        if path is not None:
+            # Index files are immutable and stay sealed in the cache; a torn cache file
+            # only fails authentication and is fetched again.
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            tmp.replace(path)
+        return blob
+
+    def _drop_cached(self, name: str) -> None:
+        path = self._cache_path(name)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _prune_cache(self, live: set[str]) -> None:
+        if self.cache_dir is None:
+            return
+        directory = self.cache_dir / "index"
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if f"{INDEX_PREFIX}{path.name}" not in live:
+                    path.unlink(missing_ok=True)
+
+    # --- manifests -------------------------------------------------------------------
+
+    def backup_ids(self) -> list[str]:
+        """Every backup that exists (has a manifest), oldest first."""
+        return [info.name[len(MANIFEST_PREFIX) :] for info in self.storage.list(MANIFEST_PREFIX)]
+
+    def load_manifest(self, backup_id: str) -> Manifest:
+        """Read and authenticate a manifest. Raises BackupNotFound or IntegrityError."""
+        from respaldo.errors import BackupNotFound
+
+        name = manifest_name(backup_id)
+        try:
+            validate_name(name)
+            blob = self.storage.get(name)
+        except ObjectNotFound:
+            raise BackupNotFound(
+                f"no backup {backup_id} in {self.storage.location}",
+                hint="'respaldo list' shows the backups that exist",
+            ) from None
+        try:
+            return Manifest.from_bytes(self.sealer.open(blob, manifest_aad(backup_id)))
+        except (SealError, ValueError, KeyError) as exc:
+            raise IntegrityError(
+                f"manifest is damaged: {exc}", obj=name, backup=backup_id
+            ) from None
+
+    def manifests(self) -> Iterator[Manifest]:
+        for backup_id in self.backup_ids():
+            yield self.load_manifest(backup_id)
+
+
+def _exists(storage: Storage, name: str) -> bool:
+    try:
+        storage.stat(name)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+def read_config(storage: Storage) -> dict[str, Any]:
+    """The repository's plain ``config``. Raises RepositoryNotFound or RepositoryError."""
+    try:
+        raw = storage.get(CONFIG_NAME)
+    except ObjectNotFound:
+        raise RepositoryNotFound(
+            f"no repository at {storage.location}",
+            hint="run 'respaldo init' to create it",
+        ) from None
+    try:
+        config: dict[str, Any] = json.loads(raw)
+        version = config["version"]
+        bytes.fromhex(config["id"])
+        ChunkerParams.from_json(config["chunker"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RepositoryError(f"the repository config at {storage.location} is damaged: {exc}") from None
+    if version != FORMAT_VERSION:
+        raise RepositoryError(
+            f"repository format {version} is not supported by this version of respaldo",
+            hint="upgrade respaldo",
+        )
+    return config
+
+
+def _unlock(storage: Storage, repository_id: str, passphrase: str) -> bytes:
+    names = [info.name for info in storage.list(KEY_PREFIX)]
+    if not names:
+        raise RepositoryError(f"the repository at {storage.location} has no key files")
+    for name in names:
+        master = unwrap_master_key(storage.get(name), passphrase, repository_id)
+        if master is not None:
+            return master
+    raise WrongPassphrase(
+        f"wrong passphrase for the repository at {storage.location}",
+        hint="check RESPALDO_PASSPHRASE or passphrase_file",
+    )

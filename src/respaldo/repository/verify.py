@@ -1,0 +1,163 @@
+"""Integrity checks: read back what backups reference and report every problem.
+
+Unlike restore, which stops at the first bad chunk, verification keeps going and lists
+everything that is missing or corrupt, with the backup and object it concerns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
+from respaldo.repository.crypto import AAD_INDEX, AAD_PACK_HEADER, SealError
+from respaldo.repository.index import INDEX_PREFIX, decode_index
+from respaldo.repository.packs import PACK_PREFIX, decode_entries, pack_id_from_name, split_trailer
+from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
+from respaldo.repository.repo import Repository
+from respaldo.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    obj: str = ""
+    backup: str = ""
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (f"backup {self.backup}" if self.backup else "",
+                                      f"object {self.obj}" if self.obj else "") if p)
+        return f"{self.message} [{where}]" if where else self.message
+
+
+@dataclass
+class VerifyReport:
+    backups: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    packs: int = 0
+    unreferenced_packs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+Progress = Callable[[int], None]
+
+
+def verify_backups(
+    repo: Repository, backup_ids: Iterable[str], progress: Progress | None = None
+) -> VerifyReport:
+    """Read every chunk of the given backups, check ids and stream checksums."""
+    report = VerifyReport()
+    for backup_id in backup_ids:
+        _verify_one(repo, backup_id, report, progress)
+    return report
+
+
+def _verify_one(
+    repo: Repository, backup_id: str, report: VerifyReport, progress: Progress | None
+) -> None:
+    report.backups += 1
+    try:
+        manifest = repo.load_manifest(backup_id)
+    except IntegrityError as exc:
+        report.problems.append(Problem(exc.message, exc.obj, backup_id))
+        return
+    for stream in manifest.streams:
+        sha = hashlib.sha256()
+        size = 0
+        damaged = False
+        for list_id in stream.lists:
+            try:
+                entries = read_list(repo, list_id)
+            except _ChunkFailure as failure:
+                r = failure.result
+                report.problems.append(
+                    Problem(f"chunk list of stream {stream.name!r}: {r.problem}", r.obj, backup_id)
+                )
+                damaged = True
+                continue
+            for result in fetch_chunks(repo, entries):
+                report.chunks += 1
+                if result.data is None:
+                    damaged = True
+                    report.problems.append(
+                        Problem(
+                            f"chunk {result.chunk_id.hex()[:16]} of stream {stream.name!r}: "
+                            f"{result.problem}",
+                            result.obj,
+                            backup_id,
+                        )
+                    )
+                    continue
+                sha.update(result.data)
+                size += len(result.data)
+                report.bytes += len(result.data)
+                if progress is not None:
+                    progress(len(result.data))
+        if not damaged and (size != stream.size or sha.hexdigest() != stream.sha256):
+            report.problems.append(
+                Problem(f"stream {stream.name!r} does not match its SHA-256", "", backup_id)
+            )
+
+
+def verify_repository(repo: Repository, progress: Progress | None = None) -> VerifyReport:
+    """Check index files, every pack header against the index, and every backup."""
+    report = VerifyReport()
+    storage = repo.storage
+    indexed: dict[str, dict[bytes, tuple[int, int, int]]] = {}
+    for info in storage.list(INDEX_PREFIX):
+        try:
+            data = repo.sealer.open(storage.get(info.name), AAD_INDEX)
+            for pack_id, entries in decode_index(data):
+                slot = indexed.setdefault(pack_id, {})
+                for e in entries:
+                    slot[e.chunk_id] = (e.offset, e.length, e.raw_length)
+        except (SealError, ValueError) as exc:
+            report.problems.append(Problem(f"index file is damaged: {exc}", info.name))
+        except ObjectNotFound:
+            continue  # removed by a concurrent rebuild
+    stored_packs = {pack_id_from_name(i.name): i.name for i in storage.list(PACK_PREFIX)}
+    for pack_id, entries_by_id in indexed.items():
+        name = stored_packs.get(pack_id)
+        if name is None:
+            report.problems.append(Problem("pack listed in the index is missing", f"packs/{pack_id[:2]}/{pack_id}"))
+            continue
+        report.packs += 1
+        try:
+            header = read_pack_header(repo, storage, name)
+        except IntegrityError as exc:
+            report.problems.append(Problem(exc.message, name))
+            continue
+        from_header = {e.chunk_id: (e.offset, e.length, e.raw_length) for e in header}
+        for cid, where in entries_by_id.items():
+            if from_header.get(cid) != where:
+                report.problems.append(
+                    Problem(f"index and pack header disagree on chunk {cid.hex()[:16]}", name)
+                )
+                break
+    report.unreferenced_packs = len(set(stored_packs) - set(indexed))
+    for backup_id in repo.backup_ids():
+        _verify_one(repo, backup_id, report, progress)
+    return report
+
+
+def read_pack_header(repo: Repository, storage: Storage, name: str) -> list:  # type: ignore[type-arg]
+    """Read and authenticate a pack's header. Raises IntegrityError."""
+    try:
+        size = storage.stat(name).size
+        if size < 4:
+            raise IntegrityError("pack is too short", obj=name)
+        header_len = split_trailer(storage.get(name, size - 4, 4))
+        if header_len > size - 4:
+            raise IntegrityError("pack trailer is damaged", obj=name)
+        blob = storage.get(name, size - 4 - header_len, header_len)
+        return decode_entries(repo.sealer.open(blob, AAD_PACK_HEADER))
+    except (SealError, ValueError) as exc:
+        raise IntegrityError(f"pack header is damaged: {exc}", obj=name) from None
+    except StorageError as exc:
+        raise IntegrityError(f"cannot read pack: {exc}", obj=name) from None

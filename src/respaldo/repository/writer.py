@@ -1,0 +1,260 @@
+"""Writing backups: chunk, deduplicate, seal and pack streams, then commit a manifest.
+
+The pipeline overlaps its stages on two cores: the calling thread reads the source
+(typically a pg_dump pipe), cuts chunks and hashes them (hashlib and blake3 release the
+GIL on large buffers); a pool seals new chunks (zstd and AES-GCM release it too); a second
+pool uploads finished packs. Every queue between stages is bounded, so memory stays at
+about ``workers × 8`` chunks + 3 packs, whatever the stream's size.
+
+Order of writes: packs, then index files describing them, then the manifest. A writer
+that dies before the manifest leaves only unreferenced packs (and maybe index files),
+which no backup uses and garbage collection removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from respaldo import __version__
+from respaldo.errors import ObjectNotFound, RepositoryError
+from respaldo.repository.chunker import iter_chunks
+from respaldo.repository.index import seal_index
+from respaldo.repository.manifest import (
+    LIST_ENTRIES_MAX,
+    Manifest,
+    StreamInfo,
+    encode_list,
+    manifest_aad,
+    manifest_name,
+)
+from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
+from respaldo.repository.repo import Repository
+from respaldo.storage.base import validate_name
+
+log = logging.getLogger(__name__)
+
+# Index files are written at least every this many packs (~750 MiB at 12 MiB packs), so a
+# long backup's writer never holds an unbounded list of new entries.
+INDEX_FLUSH_PACKS = 64
+UPLOADS_IN_FLIGHT = 2
+
+
+class Readable(Protocol):
+    def readinto(self, buffer: memoryview) -> int: ...
+
+
+@dataclass
+class WriteStats:
+    """What a backup cost. ``stored_bytes`` is what dedup did not save."""
+
+    size_bytes: int = 0  # plaintext bytes of all streams
+    size_compressed: int = 0  # sealed bytes of every chunk the backup references
+    stored_bytes: int = 0  # bytes of packs this writer uploaded
+    chunks: int = 0
+    new_chunks: int = 0
+    packs: int = 0
+
+
+class BackupWriter:
+    """Writes the streams of one backup. Not thread-safe: one writer, one thread.
+
+    Use as a context manager, or call :meth:`abort` on failure to stop the pools.
+    """
+
+    def __init__(self, repo: Repository, backup_id: str) -> None:
+        validate_name(manifest_name(backup_id))
+        self.repo = repo
+        self.backup_id = backup_id
+        self.stats = WriteStats()
+        self._streams: list[StreamInfo] = []
+        self._builder = PackBuilder(repo.pack_size)
+        self._seal_pool = ThreadPoolExecutor(repo.workers, thread_name_prefix="seal")
+        self._upload_pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="upload")
+        self._inflight: deque[tuple[bytes, int, Future[bytes]]] = deque()
+        self._uploads: deque[Future[None]] = deque()
+        self._max_inflight = repo.workers * 8
+        self._lock = threading.Lock()
+        # Chunk id -> sealed length (None while sealing) for chunks stored by this writer
+        # but not yet in the repository index.
+        self._pending: dict[bytes, int | None] = {}
+        self._deferred: Counter[bytes] = Counter()
+        self._unindexed: list[tuple[str, list[PackEntry]]] = []
+        self._closed = False
+
+    def __enter__(self) -> BackupWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self._closed:
+            self.abort()
+
+    # --- streams ---------------------------------------------------------------------
+
+    def write_stream(
+        self, name: str, reader: Readable, progress: Callable[[int], None] | None = None
+    ) -> StreamInfo:
+        """Read ``reader`` to its end and store it as stream ``name`` of this backup."""
+        if any(s.name == name for s in self._streams):
+            raise RepositoryError(f"stream {name!r} written twice in backup {self.backup_id}")
+        sha = hashlib.sha256()
+        size = 0
+        count = 0
+        entries: list[tuple[bytes, int]] = []
+        lists: list[str] = []
+        repo = self.repo
+        for data in iter_chunks(reader, repo.chunker, repo.keys.chunker_seed):
+            sha.update(data)
+            size += len(data)
+            count += 1
+            cid = repo.sealer.chunk_id(data)
+            self._store_chunk(cid, data)
+            entries.append((cid, len(data)))
+            if len(entries) == LIST_ENTRIES_MAX:
+                lists.append(self._store_list(entries))
+                entries = []
+            if progress is not None:
+                progress(size)
+        if entries:
+            lists.append(self._store_list(entries))
+        info = StreamInfo(name=name, size=size, sha256=sha.hexdigest(), chunks=count, lists=lists)
+        self._streams.append(info)
+        self.stats.size_bytes += size
+        return info
+
+    def _store_list(self, entries: list[tuple[bytes, int]]) -> str:
+        data = encode_list(entries)
+        cid = self.repo.sealer.chunk_id(data)
+        self._store_chunk(cid, data)
+        return cid.hex()
+
+    def _store_chunk(self, cid: bytes, data: bytes) -> None:
+        self.stats.chunks += 1
+        # Pending before index: an upload adds to the index first and leaves pending
+        # second, so this order never misses a chunk that is on its way.
+        with self._lock:
+            if cid in self._pending:
+                sealed_len = self._pending[cid]
+                if sealed_len is None:
+                    self._deferred[cid] += 1
+                else:
+                    self.stats.size_compressed += sealed_len
+                return
+        location = self.repo.index.get(cid)
+        if location is not None:
+            self.stats.size_compressed += location.length
+            return
+        with self._lock:
+            self._pending[cid] = None
+        self.stats.new_chunks += 1
+        future = self._seal_pool.submit(self.repo.sealer.seal_chunk, cid, data)
+        self._inflight.append((cid, len(data), future))
+        while len(self._inflight) > self._max_inflight:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        cid, raw_len, future = self._inflight.popleft()
+        sealed = future.result()
+        with self._lock:
+            self._pending[cid] = len(sealed)
+            extra = self._deferred.pop(cid, 0)
+        self.stats.size_compressed += len(sealed) * (1 + extra)
+        self._builder.add(cid, sealed, raw_len)
+        if self._builder.full:
+            self._flush_pack()
+
+    def _flush_pack(self) -> None:
+        pack_id, data, entries = self._builder.finish(self.repo.sealer)
+        self.stats.packs += 1
+        self.stats.stored_bytes += len(data)
+        self._uploads.append(self._upload_pool.submit(self._upload, pack_id, data, entries))
+        while len(self._uploads) > UPLOADS_IN_FLIGHT:
+            self._uploads.popleft().result()
+        with self._lock:
+            due = len(self._unindexed) >= INDEX_FLUSH_PACKS
+        if due:
+            self._write_index()
+
+    def _upload(self, pack_id: str, data: bytes, entries: list[PackEntry]) -> None:
+        self.repo.storage.put(pack_name(pack_id), data)
+        self.repo.index.add_pack(pack_id, entries)
+        with self._lock:
+            self._unindexed.append((pack_id, entries))
+            for e in entries:
+                self._pending.pop(e.chunk_id, None)
+
+    def _write_index(self) -> None:
+        with self._lock:
+            groups, self._unindexed = self._unindexed, []
+        if not groups:
+            return
+        name, blob = seal_index(self.repo.sealer, groups)
+        self.repo.storage.put(name, blob)
+        self.repo.index_files.add(name)
+        self.stats.stored_bytes += len(blob)
+
+    # --- commit ----------------------------------------------------------------------
+
+    def commit(
+        self,
+        *,
+        kind: str,
+        source: str,
+        started_at: datetime,
+        meta: dict[str, Any] | None = None,
+    ) -> Manifest:
+        """Flush packs and index, then write the manifest: from here on the backup exists.
+
+        Raises RepositoryError if a manifest with this id exists already (nothing is
+        overwritten), or the storage error that stopped an upload.
+        """
+        try:
+            while self._inflight:
+                self._drain_one()
+            if len(self._builder):
+                self._flush_pack()
+            while self._uploads:
+                self._uploads.popleft().result()
+            self._write_index()
+            manifest = Manifest(
+                backup_id=self.backup_id,
+                kind=kind,
+                source=source,
+                started_at=started_at,
+                completed_at=datetime.now(UTC),
+                tool_version=__version__,
+                streams=list(self._streams),
+                meta=dict(meta or {}),
+            )
+            name = manifest_name(self.backup_id)
+            try:
+                self.repo.storage.stat(name)
+            except ObjectNotFound:
+                pass
+            else:
+                raise RepositoryError(f"backup {self.backup_id} exists already")
+            blob = self.repo.sealer.seal(manifest.to_bytes(), manifest_aad(self.backup_id))
+            self.repo.storage.put(name, blob)
+            self.stats.stored_bytes += len(blob)
+            return manifest
+        finally:
+            self._shutdown()
+
+    def abort(self) -> None:
+        """Stop the pools without writing a manifest; uploaded packs become garbage."""
+        for _, _, future in self._inflight:
+            future.cancel()
+        self._inflight.clear()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        self._seal_pool.shutdown(wait=True, cancel_futures=True)
+        self._upload_pool.shutdown(wait=True, cancel_futures=True)
