@@ -1,0 +1,20 @@
+"""``respaldo init``: create the catalog and every configured repository."""
+
+from __future__ import annotations
+
+import typer
+
+from respaldo.cli.app import app, err_console, state
+from respaldo.operations.repositories import init_repositories
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create each configured repository that does not exist yet (idempotent)."""
+    settings = state(ctx).settings
+    for result in init_repositories(settings):
+        verb = "created" if result.created else "exists, opened"
+        err_console.print(
+            f"repository [bold]{result.name}[/] ({result.location}): {verb}, "
+            f"id {result.repository_id}"
+        )

@@ -1,0 +1,81 @@
+"""``respaldo key``: list, add, change and remove repository passphrases.
+
+New passphrases come from ``RESPALDO_NEW_PASSPHRASE``, a 0600 file, or a hidden prompt,
+never from the command line (argv is visible to every user of the machine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from respaldo.cli.app import app, err_console, out_console, state
+from respaldo.config import read_secret_file
+from respaldo.errors import ConfigError
+from respaldo.operations.repositories import open_repository
+
+key_app = typer.Typer(help="Manage the passphrases that open a repository.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+RepoOption = Annotated[
+    str | None, typer.Option("--repository", "-r", help="Repository name (default: primary).")
+]
+FileOption = Annotated[
+    Path | None, typer.Option("--new-passphrase-file", help="0600 file with the new passphrase.")
+]
+
+
+def _new_passphrase(path: Path | None) -> str:
+    if path is not None:
+        return read_secret_file(path, "new passphrase file")
+    env = os.environ.get("RESPALDO_NEW_PASSPHRASE")
+    if env:
+        return env
+    first = typer.prompt("New passphrase", hide_input=True)
+    if typer.prompt("Repeat it", hide_input=True) != first:
+        raise ConfigError("the two passphrases differ")
+    return str(first)
+
+
+@key_app.command("list")
+def list_keys(ctx: typer.Context, repository: RepoOption = None) -> None:
+    """List key ids; the one the current passphrase opens is marked."""
+    settings = state(ctx).settings
+    repo = open_repository(settings, repository)
+    current = repo.key_id_for(settings.repository_passphrase())
+    for key in repo.list_keys():
+        mark = "*" if key["id"] == current else " "
+        out_console.print(f"{mark} {key['id']}  created {key['created']}")
+
+
+@key_app.command("add")
+def add(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
+    """Add another passphrase that opens the repository."""
+    repo = open_repository(state(ctx).settings, repository)
+    key_id = repo.add_key(_new_passphrase(new_file))
+    err_console.print(f"added key {key_id}")
+
+
+@key_app.command("passwd")
+def passwd(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
+    """Replace the current passphrase with a new one."""
+    settings = state(ctx).settings
+    repo = open_repository(settings, repository)
+    current = repo.key_id_for(settings.repository_passphrase())
+    key_id = repo.change_passphrase(current, _new_passphrase(new_file))
+    err_console.print(f"passphrase changed: key {current} replaced by {key_id}")
+
+
+@key_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="Key id from 'respaldo key list'.")],
+    repository: RepoOption = None,
+) -> None:
+    """Remove a passphrase. The last one cannot be removed."""
+    repo = open_repository(state(ctx).settings, repository)
+    repo.remove_key(key_id)
+    err_console.print(f"removed key {key_id}")

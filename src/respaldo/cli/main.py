@@ -1,0 +1,47 @@
+"""Entry point: registers the commands and turns errors into one line and an exit status.
+
+Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage error,
+3 verification found problems, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+import typer
+
+from respaldo.cli import index_cmd, init_cmd, key_cmd, verify_cmd  # noqa: F401  (registers)
+from respaldo.cli.app import app
+from respaldo.errors import RespaldoError
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the CLI in this process and return its exit status (tests call this)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="respaldo", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("respaldo: interrupted\n")
+        return 130
+    except RespaldoError as exc:
+        sys.stderr.write(f"respaldo: error: {exc}\n")
+        if exc.hint:
+            sys.stderr.write(f"respaldo: hint: {exc.hint}\n")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(invoke())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,64 @@
+"""``respaldo verify ID | --all``: read back every chunk and report what is wrong."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.errors import ConfigError
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import verify_backups, verify_repository
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    backup_ids: Annotated[list[str] | None, typer.Argument(help="Backup ids to verify.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Check index, packs and every backup.")
+    ] = False,
+    repository: Annotated[str | None, typer.Option("--repository", "-r")] = None,
+) -> None:
+    """Read every chunk of the given backups (or of all), check ids and checksums.
+
+    Exit status 3 when problems are found; each is printed with the backup and object.
+    """
+    if bool(backup_ids) == all_:
+        raise ConfigError("give backup ids or --all (not both)")
+    repo = open_repository(state(ctx).settings, repository)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("verifying", total=None)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        if all_:
+            report = verify_repository(repo, advance)
+        else:
+            report = verify_backups(repo, backup_ids or [], advance)
+    for problem in report.problems:
+        err_console.print(f"[red]problem:[/] {problem}", highlight=False)
+    summary = (
+        f"{report.backups} backups, {report.chunks} chunks, {human_bytes(report.bytes)} read"
+        + (f", {report.packs} packs checked" if all_ else "")
+    )
+    if report.unreferenced_packs:
+        summary += (
+            f"; {report.unreferenced_packs} packs no index refers to "
+            "(left by interrupted backups; garbage collection removes them)"
+        )
+    if report.ok:
+        err_console.print(f"[green]ok[/]: {summary}", highlight=False)
+        return
+    err_console.print(f"[red]{len(report.problems)} problems[/]: {summary}", highlight=False)
+    raise typer.Exit(3)

@@ -1,0 +1,70 @@
+"""Opening and creating the configured repositories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from respaldo.config import RepositorySettings, Settings
+from respaldo.errors import RepositoryExists
+from respaldo.repository import ChunkerParams, KdfParams, Repository
+from respaldo.storage import Storage, open_storage
+
+
+def storage_options(repo: RepositorySettings) -> dict[str, Any]:
+    """Backend options from a repository's settings (the S3 ones, for now)."""
+    # model_dump keeps SecretStr values as SecretStr: secrets stay wrapped until the
+    # backend hands them to its client.
+    dumped = repo.model_dump(exclude={"name", "url"})
+    return {key: value for key, value in dumped.items() if value is not None}
+
+
+def open_store(repo: RepositorySettings) -> Storage:
+    return open_storage(repo.url, **storage_options(repo))
+
+
+def open_repository(settings: Settings, name: str | None = None) -> Repository:
+    """Open a configured repository (the primary one by default) and load its index.
+
+    Raises ConfigError, RepositoryNotFound, WrongPassphrase or IntegrityError.
+    """
+    repo_settings = settings.repository(name)
+    return Repository.open(
+        open_store(repo_settings),
+        settings.repository_passphrase(),
+        cache_dir=settings.cache_dir,
+        compression_level=settings.compression_level,
+        pack_size=settings.pack_size,
+        workers=settings.workers,
+    )
+
+
+@dataclass(frozen=True)
+class InitResult:
+    name: str
+    location: str
+    created: bool
+    repository_id: str
+
+
+def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[InitResult]:
+    """Create every configured repository that does not exist yet.
+
+    Idempotent: existing repositories are opened (which checks the passphrase) and left
+    as they are. Raises WrongPassphrase if an existing one does not open.
+    """
+    passphrase = settings.repository_passphrase()
+    chunker = ChunkerParams(
+        settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
+    )
+    results = []
+    for repo_settings in settings.repositories or [settings.repository()]:
+        store = open_store(repo_settings)
+        try:
+            repo = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
+            created = True
+        except RepositoryExists:
+            repo = Repository.open(store, passphrase, load_index=False)
+            created = False
+        results.append(InitResult(repo_settings.name, store.location, created, repo.id))
+    return results
