@@ -11,7 +11,8 @@ from respaldo.errors import InvalidObjectName
 
 # Deliberately narrow: these names end up as file paths and S3 keys, and nothing the
 # repository writes needs more. Rejecting early beats escaping late.
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+# Matched with fullmatch: a "$" anchor would also accept a trailing newline ("abc\n").
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ def validate_name(name: str) -> str:
     if len(name) > 1024:
         raise InvalidObjectName("object name longer than 1024 characters", name=name[:64])
     for segment in name.split("/"):
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise InvalidObjectName(
                 f"invalid object name {name!r}",
                 name=name,
@@ -86,7 +87,10 @@ class Storage(Protocol):
         ...
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Yield every object whose name starts with ``prefix``, in lexicographic order."""
+        """Return every object whose name starts with ``prefix``, in lexicographic order.
+
+        A bad prefix raises ``InvalidObjectName`` at the call, not at the first ``next()``.
+        """
         ...
 
     def delete(self, name: str) -> None:

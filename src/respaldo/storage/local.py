@@ -3,36 +3,93 @@
 Durability matters more than speed here: a backup that the machine's crash turns into a
 zero-length file is worse than none. So ``put`` writes to a temporary name in the target
 directory, fsyncs the file, renames it over the final name (atomic on POSIX), then fsyncs
-the directory so that the rename itself survives a power cut.
+the directory so that the rename itself survives a power cut. Directories that ``put``
+creates are fsynced into their parents for the same reason.
+
+Unlike S3 or the memory store, a file system cannot hold both an object ``a`` and an object
+``a/b``: a ``put`` that would need one where the other stands is a permanent error, and a
+read through a file as if it were a directory finds no object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from respaldo.errors import ObjectNotFound, PermanentStorageError, TransientStorageError
+from respaldo.errors import (
+    ObjectNotFound,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
 
 # Temporary files start with a dot: validate_name never accepts such a segment, so they can
 # never be mistaken for (or listed as) objects, and a crash leaves only ignorable litter.
 _TMP_PREFIX = ".tmp-"
 
-# Disk full and read-only file systems will not heal by retrying; anything else (EIO on a
-# flaky NFS mount, EAGAIN) might.
-_PERMANENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# Disk full, read-only file systems, permissions and a file standing where a directory must
+# be (or the reverse) will not heal by retrying; anything else (EIO on a flaky NFS mount,
+# EAGAIN) might.
+_PERMANENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
+
+# When reading, a missing file, a file where a directory was expected ("a/b" when "a" is an
+# object) and a directory where the file was expected ("a" when only "a/b" exists) all mean
+# the same thing: there is no such object.
+_NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+
+_LAYOUT_HINT = (
+    "a local store cannot hold both an object 'x' and objects below 'x/'; "
+    "move the file or directory that is in the way"
+)
 
 
-def _translate(exc: OSError, name: str, action: str) -> Exception:
-    if isinstance(exc, FileNotFoundError):
+def _translate(exc: OSError, name: str, action: str, *, reading: bool) -> StorageError:
+    if reading and exc.errno in _NOT_FOUND_ERRNOS:
         return ObjectNotFound(f"no object {name}", name=name)
-    message = f"cannot {action} {name}: {exc.strerror or exc}"
+    where = f" ({exc.filename})" if exc.filename else ""
+    message = f"cannot {action} {name}: {exc.strerror or exc}{where}"
     if exc.errno in _PERMANENT_ERRNOS:
         return PermanentStorageError(message, name=name)
     return TransientStorageError(message, name=name)
+
+
+def _write_error(exc: OSError, name: str, path: Path) -> StorageError:
+    """Translate a failed ``put``, naming the file or directory in the way if there is one.
+
+    The kernel only says "File exists" or "Is a directory", about a path the user never
+    chose (the temporary file); say which existing path blocks the object instead.
+    """
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        if path.is_dir():
+            return PermanentStorageError(
+                f"cannot write {name}: {path} is a directory", name=name, hint=_LAYOUT_HINT
+            )
+        for ancestor in reversed(path.parents):
+            if ancestor.exists() and not ancestor.is_dir():
+                return PermanentStorageError(
+                    f"cannot write {name}: {ancestor} is a file, not a directory",
+                    name=name,
+                    hint=_LAYOUT_HINT,
+                )
+    if isinstance(exc, FileNotFoundError):
+        # Not "no such object": a directory vanished under us (a concurrent cleanup).
+        return TransientStorageError(f"cannot write {name}: {exc}", name=name)
+    return _translate(exc, name, "write", reading=False)
 
 
 class LocalStorage:
@@ -56,7 +113,7 @@ class LocalStorage:
         path = self._path(name)
         tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(data)
@@ -66,11 +123,14 @@ class LocalStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            tmp.replace(path)
             _fsync_dir(path.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise _translate(exc, name, "write") from exc
+            # The cleanup must not mask the real error: when the directory could not be
+            # made, unlinking a file inside it fails too (ENOTDIR, not ENOENT).
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise _write_error(exc, name, path) from exc
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         check_range(offset, length)
@@ -80,29 +140,36 @@ class LocalStorage:
                 if offset:
                     handle.seek(offset)
                 return handle.read() if length is None else handle.read(length)
-        except IsADirectoryError as exc:
-            raise ObjectNotFound(f"no object {name}", name=name) from exc
         except OSError as exc:
-            raise _translate(exc, name, "read") from exc
+            raise _translate(exc, name, "read", reading=True) from exc
 
     def stat(self, name: str) -> ObjectInfo:
         path = self._path(name)
         try:
             st = path.stat()
         except OSError as exc:
-            raise _translate(exc, name, "stat") from exc
+            raise _translate(exc, name, "stat", reading=True) from exc
         if not path.is_file():
             raise ObjectNotFound(f"no object {name}", name=name)
         return ObjectInfo(name, st.st_size)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Validates and reads eagerly, so that a bad prefix or an unreadable directory
+        # raises here rather than at some later next().
         validate_prefix(prefix)
         # Walk only the directory the prefix pins down, not the whole store: listing
         # "packs/ab/" must not read every other pack directory.
         directory, _, _ = prefix.rpartition("/")
         start = self._root.joinpath(*directory.split("/")) if directory else self._root
+
+        def on_error(exc: OSError) -> None:
+            # A prefix that names no directory (or a file) simply has no objects below it;
+            # anything else (EACCES, EIO) would silently shorten the listing if ignored.
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise _translate(exc, prefix, "list", reading=False) from exc
+
         found: list[ObjectInfo] = []
-        for dirpath, dirnames, filenames in os.walk(start):
+        for dirpath, dirnames, filenames in os.walk(start, onerror=on_error):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = os.path.relpath(dirpath, self._root)
             for filename in filenames:
@@ -111,23 +178,46 @@ class LocalStorage:
                 name = filename if rel_dir == "." else f"{rel_dir}/{filename}".replace(os.sep, "/")
                 if name.startswith(prefix):
                     try:
-                        size = os.stat(os.path.join(dirpath, filename)).st_size
+                        size = (Path(dirpath) / filename).stat().st_size
                     except FileNotFoundError:
                         continue  # deleted while we walked
                     found.append(ObjectInfo(name, size))
         found.sort(key=lambda info: info.name)
-        yield from found
+        return iter(found)
 
     def delete(self, name: str) -> None:
         path = self._path(name)
         try:
             path.unlink()
         except OSError as exc:
-            raise _translate(exc, name, "delete") from exc
-        _fsync_dir(path.parent)
+            if path.is_dir():  # Linux says EISDIR, POSIX allows EPERM
+                raise ObjectNotFound(f"no object {name}", name=name) from exc
+            raise _translate(exc, name, "delete", reading=True) from exc
+        try:
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _translate(exc, name, "delete", reading=False) from exc
 
     def close(self) -> None:
         pass
+
+
+def _make_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents, fsyncing each parent that gained an entry.
+
+    Without the parent fsync a power cut can lose a new directory, and every object in it,
+    even though the objects themselves were fsynced.
+    """
+    if directory.is_dir():
+        return
+    _make_dirs(directory.parent)
+    try:
+        directory.mkdir()
+    except FileExistsError:
+        if not directory.is_dir():
+            raise  # a file stands where the directory must be
+    # Also when another thread made it: its fsync may not have happened yet.
+    _fsync_dir(directory.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

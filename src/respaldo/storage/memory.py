@@ -45,11 +45,12 @@ class MemoryStorage:
         return ObjectInfo(name, len(data))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Eager, like the other backends: a bad prefix raises here, and the listing is a
+        # snapshot taken at the call, not at the first next().
         validate_prefix(prefix)
         with self._lock:
             items = sorted((k, len(v)) for k, v in self._objects.items() if k.startswith(prefix))
-        for name, size in items:
-            yield ObjectInfo(name, size)
+        return iter([ObjectInfo(name, size) for name, size in items])
 
     def delete(self, name: str) -> None:
         validate_name(name)

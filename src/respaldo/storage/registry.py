@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from respaldo.errors import ConfigError
 from respaldo.storage.base import Storage
@@ -25,8 +25,9 @@ def _open_file(url: str, options: dict[str, Any]) -> Storage:
     if parsed.netloc not in ("", "localhost"):
         raise ConfigError(f"file URLs must be local paths: {url}", hint="use file:///abs/path")
     if not parsed.path.startswith("/"):
-        raise ConfigError(f"file URL needs an absolute path: {url}")
-    return LocalStorage(Path(parsed.path))
+        raise ConfigError(f"file URL needs an absolute path: {url}", hint="use file:///abs/path")
+    # URLs percent-encode: "/srv/my backups" arrives as "/srv/my%20backups".
+    return LocalStorage(Path(unquote(parsed.path)))
 
 
 def _open_memory(url: str, options: dict[str, Any]) -> Storage:
@@ -54,6 +55,11 @@ def open_storage(url: str, *, retries: int = 4, **options: Any) -> Storage:
     if "://" not in url and url.startswith("/"):
         url = Path(url).as_uri()
     scheme = urlparse(url).scheme
+    if not scheme:
+        raise ConfigError(
+            f"storage location {url!r} is neither a URL nor an absolute path",
+            hint="use file:///abs/path, /abs/path or another URL such as memory://name",
+        )
     opener = _SCHEMES.get(scheme)
     if opener is None:
         known = ", ".join(sorted(_SCHEMES))

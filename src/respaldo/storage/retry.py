@@ -55,7 +55,12 @@ class RetryingStorage:
                 delay = random.uniform(0, min(self._max, self._base * 2 ** (attempt - 1)))
                 log.warning(
                     "%s on %s failed (%s); retry %d/%d in %.2fs",
-                    what, self.location, exc, attempt, self._attempts - 1, delay,
+                    what,
+                    self.location,
+                    exc,
+                    attempt,
+                    self._attempts - 1,
+                    delay,
                 )
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
