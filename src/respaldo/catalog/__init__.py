@@ -1,0 +1,38 @@
+"""The catalog: a database of backups, for listing, retention, the API and alerts.
+
+Words used here:
+
+- *catalog*: a SQLite file (default) or a PostgreSQL database, named by URL. It is never
+  inside a database respaldo backs up: restoring that database must not rewind it.
+- *record*: one row of ``backup_records``, one backup, identified by its backup id
+  (:mod:`respaldo.domain`). Its status moves only along the state machine written in
+  :data:`respaldo.domain.BACKUP_TRANSITIONS`.
+- *copy*: a row of ``backup_copies``, the state of one backup in one secondary repository.
+- *migration*: an Alembic revision in ``migrations/versions``; :func:`open_catalog`
+  applies the missing ones every time it opens a catalog.
+
+The repositories are the source of truth, not the catalog: a record becomes
+``completed`` only after the backup's manifest is written, and the whole catalog can be
+rebuilt from manifests (:meth:`BackupRecords.upsert_from_manifest`). This layer knows
+nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.domain`` and
+``respaldo.errors``.
+"""
+
+from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_is_alive, this_host
+from respaldo.catalog.database import Catalog, normalize_url, open_catalog
+from respaldo.catalog.models import BackupCopy, BackupRecord
+from respaldo.catalog.serialize import API_FIELDS, record_to_api
+
+__all__ = [
+    "API_FIELDS",
+    "BackupCopy",
+    "BackupRecord",
+    "BackupRecords",
+    "Catalog",
+    "ManifestValues",
+    "normalize_url",
+    "open_catalog",
+    "pid_is_alive",
+    "record_to_api",
+    "this_host",
+]

@@ -1,0 +1,523 @@
+"""Reading and changing backup records, with the status state machine enforced.
+
+Every method works inside the caller's Session and transaction: nothing here commits, so
+several changes can be made atomically (``with catalog.begin() as session: ...``). Methods
+that change a record flush, so database errors surface at the call, and lock the row
+first (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite the whole transaction is
+serialised by ``BEGIN IMMEDIATE``), so two processes cannot both move a record on from
+the same status.
+
+Every status change is checked against :data:`respaldo.domain.BACKUP_TRANSITIONS` before
+anything is written: a refused change raises InvalidTransition and leaves the record as it
+was. The one exception is :meth:`BackupRecords.upsert_from_manifest`, see there.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from respaldo import __version__
+from respaldo.catalog.models import BackupRecord
+from respaldo.domain import (
+    BackupKind,
+    BackupStatus,
+    TriggeredBy,
+    backup_id_time,
+    new_backup_id,
+    validate_backup_id,
+)
+from respaldo.errors import InvalidTransition, RecordExists, RecordNotFound
+
+ABANDONED_CONTEXT = "found at start-up"
+_ACTIVE = (BackupStatus.PENDING, BackupStatus.IN_PROGRESS)
+
+
+def pid_is_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this machine (signal 0 probes, sends nothing).
+
+    A process owned by another user counts as alive. A zombie (exited, not yet reaped by
+    its parent) also counts as alive; so does an unrelated process that reused the pid,
+    which is why :meth:`BackupRecords.fail_abandoned` also accepts a heartbeat timeout.
+    """
+    if pid <= 0:
+        # 0 and negative pids address process groups, not one process.
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def this_host() -> str:
+    """The name recorded with a worker pid: pids are only meaningful on their own host."""
+    return socket.gethostname()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def _non_negative(value: int | None, name: str) -> int | None:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _expiry(completed_at: datetime | None, retention_days: int | None) -> datetime | None:
+    if completed_at is None or retention_days is None:
+        return None
+    return completed_at + timedelta(days=retention_days)
+
+
+def _duration(started_at: datetime | None, ended_at: datetime) -> float | None:
+    if started_at is None:
+        return None
+    # Clamped: a clock stepped back by NTP during a backup must not fail its recording.
+    return max(0.0, (ended_at - started_at).total_seconds())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestValues:
+    """What a repository manifest says about a backup, for rebuilding the catalog.
+
+    A manifest exists only for a completed backup, so these describe a completed one.
+    The fields before ``retention_days`` are the manifest's own and always overwrite the
+    record (None included). In the optional group after it, None means "the manifest does
+    not say": an existing record keeps its value, a new one gets the column default.
+    """
+
+    id: str
+    backup_type: BackupKind
+    repository: str
+    manifest: str
+    started_at: datetime
+    completed_at: datetime
+    database_name: str | None = None
+    size_bytes: int | None = None
+    size_compressed: int | None = None
+    stored_new_bytes: int | None = None
+    checksum: str | None = None
+    checksum_algorithm: str = "sha256"
+    database_version: str | None = None
+    schema_version: str | None = None
+    tool_version: str | None = None
+    # optional: None keeps what the record has
+    retention_days: int | None = None
+    pinned: bool | None = None
+    triggered_by: TriggeredBy | None = None
+    storage_path: str | None = None
+    s3_url: str | None = None
+    storage_tier: str | None = None
+
+
+class BackupRecords:
+    """Queries and changes on ``backup_records`` within one Session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, backup_id: str) -> BackupRecord:
+        """Return the record with this id.
+
+        Raises InvalidBackupId if ``backup_id`` is malformed, RecordNotFound if absent.
+        """
+        record = self.session.get(BackupRecord, validate_backup_id(backup_id))
+        if record is None:
+            raise _not_found(backup_id)
+        return record
+
+    def list(
+        self,
+        *,
+        database: str | None = None,
+        kind: BackupKind | None = None,
+        status: BackupStatus | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[BackupRecord]:
+        """Records matching every filter given (None: no filter), newest first.
+
+        Newest means latest ``created_at``; records made in the same second are ordered
+        by id, descending. ``limit`` caps the count (must be positive).
+        """
+        query = sa.select(BackupRecord)
+        if database is not None:
+            query = query.where(BackupRecord.database_name == database)
+        if kind is not None:
+            query = query.where(BackupRecord.backup_type == kind)
+        if status is not None:
+            query = query.where(BackupRecord.status == status)
+        query = query.order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
+        if limit is not None:
+            if limit <= 0:
+                raise ValueError(f"limit must be positive, got {limit}")
+            query = query.limit(limit)
+        return builtins.list(self.session.scalars(query))
+
+    # -- the life of a backup ------------------------------------------------------------
+
+    def create_pending(
+        self,
+        *,
+        kind: BackupKind,
+        repository: str,
+        triggered_by: TriggeredBy,
+        retention_days: int | None,
+        database_name: str | None = None,
+        backup_id: str | None = None,
+        pinned: bool | None = None,
+        storage_path: str | None = None,
+        s3_url: str | None = None,
+        storage_tier: str | None = None,
+        tool_version: str | None = __version__,
+        pid: int | None = None,
+        host: str | None = None,
+        now: datetime | None = None,
+    ) -> BackupRecord:
+        """Add a ``pending`` record and return it.
+
+        ``backup_id`` defaults to a new id made from ``now`` (default: the current time).
+        ``pinned`` defaults to True for snapshots, else False. ``retention_days`` None
+        keeps the backup until deleted by hand. ``pid`` names the process that will run
+        the backup, if known (on ``host``, default this one), so that
+        :meth:`fail_abandoned` notices if it dies before :meth:`start`. Raises
+        RecordExists if the id is taken, InvalidBackupId if a given id is malformed,
+        ValueError for a negative retention.
+        """
+        created_at = _aware(now, "now") if now is not None else _utcnow()
+        if retention_days is not None and retention_days < 0:
+            raise ValueError(f"retention_days must not be negative, got {retention_days}")
+        record_id = (
+            validate_backup_id(backup_id) if backup_id is not None else new_backup_id(created_at)
+        )
+        if self.session.get(BackupRecord, record_id) is not None:
+            raise RecordExists(f"backup {record_id} is already in the catalog")
+        record = BackupRecord(
+            id=record_id,
+            created_at=created_at,
+            backup_type=kind,
+            status=BackupStatus.PENDING,
+            database_name=database_name,
+            repository=repository,
+            triggered_by=triggered_by,
+            retention_days=retention_days,
+            pinned=kind is BackupKind.SNAPSHOT if pinned is None else pinned,
+            is_verified=False,
+            checksum_algorithm="sha256",
+            storage_path=storage_path,
+            s3_url=s3_url,
+            storage_tier=storage_tier,
+            tool_version=tool_version,
+            worker_pid=pid,
+            worker_host=None if pid is None else (host if host is not None else this_host()),
+        )
+        self.session.add(record)
+        self.session.flush()
+        return record
+
+    def start(
+        self, backup_id: str, pid: int, *, host: str | None = None, now: datetime | None = None
+    ) -> BackupRecord:
+        """``pending`` -> ``in_progress``, run by process ``pid`` on ``host`` (default: this).
+
+        Sets ``started_at`` and the first heartbeat to ``now``. Raises RecordNotFound,
+        InvalidTransition.
+        """
+        when = _aware(now, "now") if now is not None else _utcnow()
+        record = self._lock(backup_id)
+        self._move(record, BackupStatus.IN_PROGRESS)
+        record.started_at = when
+        record.heartbeat_at = when
+        record.worker_pid = pid
+        record.worker_host = host if host is not None else this_host()
+        self.session.flush()
+        return record
+
+    def heartbeat(self, backup_id: str, *, now: datetime | None = None) -> BackupRecord:
+        """Record that the worker of an ``in_progress`` backup is alive.
+
+        Raises InvalidTransition if the record is no longer ``in_progress``, typically
+        because it was declared abandoned: the worker should then stop, its work will not
+        be recorded. Raises RecordNotFound.
+        """
+        when = _aware(now, "now") if now is not None else _utcnow()
+        record = self._lock(backup_id)
+        if record.status is not BackupStatus.IN_PROGRESS:
+            reason = f" ({record.error_message})" if record.error_message else ""
+            raise InvalidTransition(
+                f"backup {record.id} is {record.status.value}{reason}, not in_progress: "
+                "its worker must stop",
+                current=record.status.value,
+                requested=BackupStatus.IN_PROGRESS.value,
+            )
+        record.heartbeat_at = when
+        self.session.flush()
+        return record
+
+    def complete(
+        self,
+        backup_id: str,
+        *,
+        completed_at: datetime,
+        size_bytes: int,
+        size_compressed: int,
+        checksum: str,
+        manifest: str,
+        stored_new_bytes: int | None = None,
+        checksum_algorithm: str = "sha256",
+        database_version: str | None = None,
+        schema_version: str | None = None,
+        storage_path: str | None = None,
+        s3_url: str | None = None,
+        storage_tier: str | None = None,
+    ) -> BackupRecord:
+        """``in_progress`` -> ``completed``, with what the backup produced.
+
+        Computes ``duration`` (seconds since ``started_at``, never negative) and
+        ``expires_at`` = ``completed_at`` + ``retention_days`` (None if retention_days
+        is None; a pinned record keeps its expiry date, which retention ignores).
+        Location fields given as None keep their values. Raises RecordNotFound,
+        InvalidTransition, ValueError for negative sizes or a naive ``completed_at``.
+        """
+        completed_at = _aware(completed_at, "completed_at")
+        _non_negative(size_bytes, "size_bytes")
+        _non_negative(size_compressed, "size_compressed")
+        _non_negative(stored_new_bytes, "stored_new_bytes")
+        record = self._lock(backup_id)
+        self._move(record, BackupStatus.COMPLETED)
+        record.completed_at = completed_at
+        record.duration = _duration(record.started_at, completed_at)
+        record.expires_at = _expiry(completed_at, record.retention_days)
+        record.size_bytes = size_bytes
+        record.size_compressed = size_compressed
+        record.stored_new_bytes = stored_new_bytes
+        record.checksum = checksum
+        record.checksum_algorithm = checksum_algorithm
+        record.manifest = manifest
+        record.database_version = database_version
+        record.schema_version = schema_version
+        record.error_message = None
+        _set_locations(record, storage_path, s3_url, storage_tier)
+        self.session.flush()
+        return record
+
+    def fail(self, backup_id: str, message: str, *, now: datetime | None = None) -> BackupRecord:
+        """``pending`` or ``in_progress`` -> ``failed``, with ``message`` as the reason.
+
+        ``completed_at`` records when the backup ended (``now``), and ``duration`` how
+        long it ran, if it started. Raises RecordNotFound, InvalidTransition (a completed
+        backup cannot fail afterwards; a failed one cannot fail twice).
+        """
+        when = _aware(now, "now") if now is not None else _utcnow()
+        record = self._lock(backup_id)
+        self._fail(record, message, when)
+        self.session.flush()
+        return record
+
+    def set_verified(
+        self, backup_id: str, when: datetime, *, verified: bool = True
+    ) -> BackupRecord:
+        """Record the result of verifying a completed backup at ``when``.
+
+        ``verified=False`` records a failed verification (``is_verified`` false,
+        ``verified_at`` the time of the check). Raises RecordNotFound, and
+        InvalidTransition if the backup is not ``completed``.
+        """
+        when = _aware(when, "when")
+        record = self._lock(backup_id)
+        if record.status is not BackupStatus.COMPLETED:
+            raise InvalidTransition(
+                f"backup {record.id} is {record.status.value}: only a completed backup can be "
+                "verified",
+                current=record.status.value,
+                requested=record.status.value,
+            )
+        record.is_verified = verified
+        record.verified_at = when
+        self.session.flush()
+        return record
+
+    def fail_abandoned(
+        self,
+        now: datetime,
+        *,
+        is_alive: Callable[[int], bool] = pid_is_alive,
+        host: str | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        context: str = ABANDONED_CONTEXT,
+    ) -> builtins.list[BackupRecord]:
+        """Mark as failed every pending/in_progress record whose worker is gone; return them.
+
+        A worker is gone if its pid is on ``host`` (default: this one) and ``is_alive(pid)``
+        is false: the message is "process <pid> died during the backup (<context>)". With
+        ``heartbeat_timeout``, a record on any host whose last sign of life (heartbeat,
+        else start, else creation) is older than ``now - heartbeat_timeout`` is gone too;
+        this also catches a pid reused by another process, and workers on other hosts.
+        Records on other hosts are otherwise left alone: their pids mean nothing here.
+        Returned oldest first. Idempotent: a second call finds nothing more.
+        """
+        now = _aware(now, "now")
+        local_host = host if host is not None else this_host()
+        query = (
+            sa.select(BackupRecord)
+            .where(BackupRecord.status.in_(_ACTIVE))
+            .order_by(BackupRecord.created_at, BackupRecord.id)
+            .with_for_update()
+        )
+        failed: builtins.list[BackupRecord] = []
+        for record in self.session.scalars(query):
+            reason = _abandoned_reason(
+                record, now, is_alive, local_host, heartbeat_timeout, context
+            )
+            if reason is not None:
+                self._fail(record, reason, now)
+                failed.append(record)
+        self.session.flush()
+        return failed
+
+    # -- rebuilding from repositories ----------------------------------------------------
+
+    def upsert_from_manifest(self, values: ManifestValues) -> tuple[BackupRecord, bool]:
+        """Make the record of ``values.id`` agree with its manifest; return (record, created).
+
+        Inserts the record if missing (``created_at`` from the id, not verified). Otherwise
+        overwrites only what the manifest owns: kind, source, manifest name, times, sizes,
+        checksum, versions, and the optional fields that are not None. Never touches
+        ``is_verified``/``verified_at``, the worker columns, or ``repository`` of an
+        existing record (which repository is primary is configuration, not history).
+
+        Status becomes ``completed`` whatever it was, outside the state machine on purpose:
+        a manifest is written only after all its data, so it proves the backup completed,
+        even if a crash left the record ``in_progress`` or :meth:`fail_abandoned` then
+        marked it ``failed``. Idempotent. Raises InvalidBackupId, ValueError for naive
+        times or negative sizes.
+        """
+        record_id = validate_backup_id(values.id)
+        started_at = _aware(values.started_at, "started_at")
+        completed_at = _aware(values.completed_at, "completed_at")
+        for name in ("size_bytes", "size_compressed", "stored_new_bytes", "retention_days"):
+            _non_negative(getattr(values, name), name)
+        record = self.session.get(
+            BackupRecord, record_id, with_for_update=True, populate_existing=True
+        )
+        created = record is None
+        if record is None:
+            record = BackupRecord(
+                id=record_id,
+                created_at=backup_id_time(record_id),
+                repository=values.repository,
+                is_verified=False,
+                pinned=values.backup_type is BackupKind.SNAPSHOT,
+            )
+            self.session.add(record)
+        record.backup_type = values.backup_type
+        record.status = BackupStatus.COMPLETED
+        record.error_message = None
+        record.database_name = values.database_name
+        record.manifest = values.manifest
+        record.started_at = started_at
+        record.completed_at = completed_at
+        record.duration = _duration(started_at, completed_at)
+        record.size_bytes = values.size_bytes
+        record.size_compressed = values.size_compressed
+        record.stored_new_bytes = values.stored_new_bytes
+        record.checksum = values.checksum
+        record.checksum_algorithm = values.checksum_algorithm
+        record.database_version = values.database_version
+        record.schema_version = values.schema_version
+        record.tool_version = values.tool_version
+        if values.retention_days is not None:
+            record.retention_days = values.retention_days
+        if values.pinned is not None:
+            record.pinned = values.pinned
+        if values.triggered_by is not None:
+            record.triggered_by = values.triggered_by
+        record.expires_at = _expiry(completed_at, record.retention_days)
+        _set_locations(record, values.storage_path, values.s3_url, values.storage_tier)
+        self.session.flush()
+        return record, created
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _lock(self, backup_id: str) -> BackupRecord:
+        # populate_existing: the status we check must be the committed one, not a copy
+        # this session loaded before another process moved the record on.
+        record = self.session.get(
+            BackupRecord,
+            validate_backup_id(backup_id),
+            with_for_update=True,
+            populate_existing=True,
+        )
+        if record is None:
+            raise _not_found(backup_id)
+        return record
+
+    @staticmethod
+    def _move(record: BackupRecord, target: BackupStatus) -> None:
+        BackupStatus(record.status).check_transition(target, backup_id=record.id)
+        record.status = target
+
+    def _fail(self, record: BackupRecord, message: str, when: datetime) -> None:
+        self._move(record, BackupStatus.FAILED)
+        record.error_message = message
+        record.completed_at = when
+        record.duration = _duration(record.started_at, when)
+
+
+def _abandoned_reason(
+    record: BackupRecord,
+    now: datetime,
+    is_alive: Callable[[int], bool],
+    local_host: str,
+    heartbeat_timeout: timedelta | None,
+    context: str,
+) -> str | None:
+    pid = record.worker_pid
+    if pid is not None and record.worker_host == local_host and not is_alive(pid):
+        return f"process {pid} died during the backup ({context})"
+    if heartbeat_timeout is not None:
+        last_seen = record.heartbeat_at or record.started_at or record.created_at
+        if last_seen < now - heartbeat_timeout:
+            who = f"process {pid} on {record.worker_host}" if pid is not None else "no worker"
+            return (
+                f"no sign of life from {who} since {last_seen:%Y-%m-%d %H:%M:%S} UTC; "
+                f"presumed dead ({context})"
+            )
+    return None
+
+
+def _set_locations(
+    record: BackupRecord, storage_path: str | None, s3_url: str | None, storage_tier: str | None
+) -> None:
+    if storage_path is not None:
+        record.storage_path = storage_path
+    if s3_url is not None:
+        record.s3_url = s3_url
+    if storage_tier is not None:
+        record.storage_tier = storage_tier
+
+
+def _not_found(backup_id: str) -> RecordNotFound:
+    return RecordNotFound(
+        f"no backup {backup_id} in the catalog",
+        hint="'respaldo list' shows the backups; if the catalog was lost or is stale, "
+        "'respaldo catalog rebuild' reads it back from the repositories",
+    )

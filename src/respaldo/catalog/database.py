@@ -1,0 +1,251 @@
+"""Opening the catalog: URLs, engines, SQLite settings and migrations.
+
+:func:`open_catalog` is the one way in. It migrates the database to the newest schema
+every time it opens it (a no-op when already there), so no separate ``alembic`` step or
+``alembic.ini`` exists at run time.
+
+To write a new migration after changing :mod:`respaldo.catalog.models`::
+
+    from alembic import command
+    from respaldo.catalog.database import alembic_config
+    cfg = alembic_config("sqlite:////tmp/dev-catalog.db")   # a database at the old head
+    command.upgrade(cfg, "head")
+    command.revision(cfg, message="what changed", autogenerate=True, rev_id="0002")
+
+then read and fix the generated file in ``migrations/versions``: migrations are frozen
+history, so they use plain SQLAlchemy types and never import the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from respaldo.errors import CatalogUnavailable
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+
+# How long a SQLite connection waits for another writer before "database is locked".
+# Generous: the rows written at the end of an hour-long backup are worth a wait.
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+
+# Serialises concurrent migrations on PostgreSQL (two processes starting at once); any
+# constant works as long as it is the same in every respaldo. ASCII "respaldo".
+_PG_MIGRATION_LOCK: Final = 0x7265_7370_616C_646F
+
+_URL_HINT: Final = (
+    "use sqlite:////absolute/path/catalog.db or postgresql://user@host/dbname "
+    "(set [catalog] url or RESPALDO_CATALOG__URL)"
+)
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a catalog URL and pick respaldo's driver for it.
+
+    ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://`` (psycopg 3);
+    an explicit driver is kept. SQLite and PostgreSQL are the supported databases.
+    Raises CatalogUnavailable for anything else; the message never shows a password.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except ArgumentError:
+        # Not echoed: an unparsable URL may still hold a password.
+        raise CatalogUnavailable("the catalog URL is not a valid URL", hint=_URL_HINT) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise CatalogUnavailable(
+            f"unsupported catalog database {backend!r} in {_shown(parsed)}", hint=_URL_HINT
+        )
+    return parsed
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for in-memory and ``file:`` URI forms."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def create_catalog_engine(url: str | URL) -> Engine:
+    """Create an engine for the catalog at ``url`` without connecting or migrating.
+
+    On SQLite every connection gets WAL mode (readers never wait for the writer), foreign
+    keys (off by default in SQLite) and a busy timeout, and every transaction starts with
+    ``BEGIN IMMEDIATE``: see :func:`_sqlite_begin`. Raises CatalogUnavailable for a bad
+    URL or a missing driver.
+    """
+    parsed = normalize_url(url)
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+    except ModuleNotFoundError as exc:
+        raise CatalogUnavailable(
+            f"the database driver for {_shown(parsed)} is not installed ({exc.name})",
+            hint="install psycopg for a PostgreSQL catalog: pip install 'psycopg[binary]'",
+        ) from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module, which does not BEGIN before
+    # DDL or SELECT (so migrations would not be atomic); _sqlite_begin emits our own.
+    # PRAGMAs run here, outside any transaction, because foreign_keys and journal_mode
+    # are silently ignored inside one. busy_timeout first: switching to WAL takes a lock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies. A deferred
+    # transaction that reads and then writes can instead fail at once with SQLITE_BUSY
+    # when another writer committed in between (a lock upgrade is never retried), and
+    # every catalog update reads the record first. It also makes two processes that
+    # migrate at once take turns. Cost: transactions, reads included, run one at a time,
+    # so keep sessions short (one unit of work, never across a backup).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """An Alembic ``Config`` for the migrations shipped in this package, built in code.
+
+    With ``url``, Alembic can run on its own (offline SQL, ``revision --autogenerate``);
+    without, the caller passes a connection in ``config.attributes["connection"]``.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    # ConfigParser interpolation: "%%" is a literal "%".
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    if url is not None:
+        rendered = normalize_url(url).render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the catalog behind ``engine`` to the newest schema, in one transaction.
+
+    Idempotent; safe when several processes do it at once (they take turns). Raises
+    CatalogUnavailable if the database cannot be reached or was migrated by a newer
+    respaldo than this one.
+    """
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except CommandError as exc:
+        raise CatalogUnavailable(
+            f"cannot migrate the catalog at {_shown(engine.url)}: {exc}",
+            hint="the catalog may have been written by a newer respaldo; upgrade respaldo",
+        ) from exc
+    except SQLAlchemyError as exc:
+        raise CatalogUnavailable(
+            f"cannot open the catalog at {_shown(engine.url)}: {_first_line(exc)}",
+            hint="check [catalog] url, that the database server runs and accepts respaldo",
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy appends the SQL and a link to its docs; the first line is the cause.
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Catalog:
+    """An open catalog: an Engine and a sessionmaker over it.
+
+    Sessions do not expire objects on commit, so records stay readable after their
+    session ends (to serialise them, say). Not a context for long work: hold a session
+    for one short unit of work. Thread-safe, like the Engine; close it once, at exit.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session_factory: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        """The catalog URL with any password masked, for messages."""
+        return _shown(self.engine.url)
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        """A session in a transaction that commits if the block succeeds, else rolls back."""
+        with self.session_factory.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        """Close every pooled connection. The Catalog must not be used afterwards."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Catalog {self.url}>"
+
+
+def open_catalog(url: str | URL) -> Catalog:
+    """Open the catalog at ``url``, creating and migrating it as needed.
+
+    For a SQLite file, its parent directory is created if missing. ``postgresql://``
+    URLs use psycopg 3. Raises CatalogUnavailable (with a hint) if the URL is unsupported,
+    the directory cannot be created, the database cannot be reached, or its schema is
+    newer than this respaldo knows.
+    """
+    parsed = normalize_url(url)
+    sqlite_file = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if sqlite_file is not None:
+        try:
+            sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogUnavailable(
+                f"cannot create the directory of the catalog {sqlite_file}: {exc.strerror}",
+                hint="create it, or point [catalog] url somewhere respaldo may write",
+            ) from exc
+    engine = create_catalog_engine(parsed)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Catalog(engine)

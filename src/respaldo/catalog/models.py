@@ -1,0 +1,129 @@
+"""The catalog's tables, as typed SQLAlchemy 2 ORM classes.
+
+The migrations in ``migrations/versions`` create exactly these tables; a unit test compares
+the two, so a change here needs a new migration (see :mod:`respaldo.catalog.database`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from respaldo.catalog.columns import UTCDateTime, enum_column_type
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus, TriggeredBy
+
+# Deterministic constraint and index names: Alembic needs names to drop or alter
+# constraints later, and SQLite's batch mode (table rebuild) needs them to recreate them.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Names of configured sources and repositories (config.py allows at most 63 characters).
+_NAME = sa.String(63)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every catalog table."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class BackupRecord(Base):
+    """One backup: every column of the original specification, plus what the engine needs.
+
+    Times are aware UTC datetimes. Sizes are bytes. Columns that are only known once a
+    backup has finished (sizes, checksum, manifest, ...) are NULL before that. Status
+    changes go through :class:`respaldo.catalog.backups.BackupRecords`, which enforces the
+    state machine of :class:`respaldo.domain.BackupStatus`; do not assign ``status``
+    directly.
+    """
+
+    __tablename__ = "backup_records"
+
+    # -- the original specification ----------------------------------------------------
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    backup_type: Mapped[BackupKind] = mapped_column(enum_column_type(BackupKind), index=True)
+    storage_path: Mapped[str | None] = mapped_column(sa.Text)
+    s3_url: Mapped[str | None] = mapped_column(sa.Text)
+    storage_tier: Mapped[str | None] = mapped_column(sa.String(32))
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    size_compressed: Mapped[int | None] = mapped_column(sa.BigInteger)
+    checksum: Mapped[str | None] = mapped_column(sa.String(128))
+    checksum_algorithm: Mapped[str] = mapped_column(
+        sa.String(16), default="sha256", server_default="sha256"
+    )
+    is_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[BackupStatus] = mapped_column(enum_column_type(BackupStatus), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration: Mapped[float | None] = mapped_column(sa.Float)
+    """Seconds from ``started_at`` to ``completed_at``."""
+    retention_days: Mapped[int | None] = mapped_column(sa.Integer)
+    """None: kept until deleted by hand."""
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    database_version: Mapped[str | None] = mapped_column(sa.String(64))
+    schema_version: Mapped[str | None] = mapped_column(sa.String(128))
+
+    # -- added by respaldo ---------------------------------------------------------------
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    """When the record was made; the API's ``timestamp`` and the order of listings."""
+    database_name: Mapped[str | None] = mapped_column(_NAME, index=True)
+    """Name of the configured source (database or file set); None for all of them."""
+    repository: Mapped[str] = mapped_column(_NAME)
+    """Name of the primary repository the backup is written to."""
+    manifest: Mapped[str | None] = mapped_column(sa.String(255))
+    """Object name of the backup's manifest in the repository, once it exists."""
+    stored_new_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """Bytes this backup added to the repository (what deduplication did not save)."""
+    triggered_by: Mapped[TriggeredBy | None] = mapped_column(enum_column_type(TriggeredBy))
+    """None for records rebuilt from a repository whose manifest does not say."""
+    pinned: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    """Retention never expires a pinned backup, whatever ``expires_at`` says."""
+    worker_pid: Mapped[int | None] = mapped_column(sa.Integer)
+    worker_host: Mapped[str | None] = mapped_column(sa.String(255))
+    """Host name of ``worker_pid``: a pid can only be checked on its own machine."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Last sign of life from the worker; a stale one means the worker died."""
+    tool_version: Mapped[str | None] = mapped_column(sa.String(32))
+
+    copies: Mapped[list[BackupCopy]] = relationship(
+        back_populates="backup",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="BackupCopy.repository",
+    )
+
+    def __repr__(self) -> str:
+        return f"<BackupRecord {self.id} {self.backup_type} {self.status}>"
+
+
+class BackupCopy(Base):
+    """The copy of one backup in one secondary repository (e.g. offsite S3).
+
+    At most one row per (backup, repository); deleting the backup record deletes its copies.
+    """
+
+    __tablename__ = "backup_copies"
+
+    backup_id: Mapped[str] = mapped_column(
+        sa.String(32),
+        sa.ForeignKey("backup_records.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    repository: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    status: Mapped[CopyStatus] = mapped_column(enum_column_type(CopyStatus))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    backup: Mapped[BackupRecord] = relationship(back_populates="copies")
+
+    def __repr__(self) -> str:
+        return f"<BackupCopy {self.backup_id} {self.repository} {self.status}>"

@@ -1,0 +1,158 @@
+"""Domain types shared by several layers: backup kinds, statuses, ids. No I/O here.
+
+Words used here:
+
+- *backup id*: ``YYYYMMDDTHHMMSSZ-xxxxxxxx``, the UTC second the backup was created and
+  eight random lowercase hex digits, e.g. ``20261128T083000Z-3f9a1c2e``. Ids sort by
+  creation time as plain strings, and are safe in URLs, file and object names, and shells.
+- *status*: where a backup is in its life. The allowed changes are written once, in
+  :data:`BACKUP_TRANSITIONS`; everything that changes a status asks
+  :meth:`BackupStatus.check_transition` first.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Final
+
+from respaldo.errors import InvalidBackupId, InvalidTransition
+
+
+class BackupKind(StrEnum):
+    """What a backup holds (the catalog's ``backup_type``); see ARCHITECTURE.md."""
+
+    FULL = "full"
+    """One database, logical (``pg_dump``)."""
+    INCREMENTAL = "incremental"
+    """The whole cluster, physical (``pg_basebackup``), deduplicated against earlier ones."""
+    FILES = "files"
+    """Application file trees."""
+    SNAPSHOT = "snapshot"
+    """Everything configured, pinned so that retention never expires it."""
+
+
+class TriggeredBy(StrEnum):
+    """Who asked for a backup."""
+
+    CLI = "cli"
+    SCHEDULE = "schedule"
+    API = "api"
+
+
+class CopyStatus(StrEnum):
+    """State of the copy of a backup in one secondary repository (``backup_copies``)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class BackupStatus(StrEnum):
+    """Where a backup is in its life.
+
+    ``pending`` -> ``in_progress`` | ``failed``; ``in_progress`` -> ``completed`` | ``failed``.
+    ``completed`` and ``failed`` are final: a failed backup is never resumed (a new one is
+    taken), and a completed one never runs again.
+    """
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """True if no transition leaves this status."""
+        return not BACKUP_TRANSITIONS[self]
+
+    def can_become(self, target: BackupStatus) -> bool:
+        """True if the state machine allows ``self`` -> ``target``. Same-status is not a change
+        the machine allows: starting a started backup is a bug worth hearing about."""
+        return target in BACKUP_TRANSITIONS[self]
+
+    def check_transition(self, target: BackupStatus, *, backup_id: str = "") -> None:
+        """Return if ``self`` -> ``target`` is allowed, else raise InvalidTransition.
+
+        ``backup_id``, when given, is named in the message.
+        """
+        if self.can_become(target):
+            return
+        subject = f"backup {backup_id}" if backup_id else "a backup"
+        allowed = sorted(BACKUP_TRANSITIONS[self])
+        if allowed:
+            detail = f"from {self.value} it can only become {' or '.join(allowed)}"
+        else:
+            detail = f"{self.value} is final"
+        raise InvalidTransition(
+            f"{subject} cannot go from {self.value} to {target.value}: {detail}",
+            current=self.value,
+            requested=target.value,
+        )
+
+
+# Written once, here. A mapping proxy so that no caller can widen it at run time.
+BACKUP_TRANSITIONS: Final[Mapping[BackupStatus, frozenset[BackupStatus]]] = MappingProxyType(
+    {
+        BackupStatus.PENDING: frozenset({BackupStatus.IN_PROGRESS, BackupStatus.FAILED}),
+        BackupStatus.IN_PROGRESS: frozenset({BackupStatus.COMPLETED, BackupStatus.FAILED}),
+        BackupStatus.COMPLETED: frozenset(),
+        BackupStatus.FAILED: frozenset(),
+    }
+)
+
+# ASCII only ([0-9], not \d, which also matches other scripts' digits) and matched with
+# fullmatch, because "$" would accept a trailing newline.
+_BACKUP_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
+_ID_TIME_FORMAT: Final = "%Y%m%dT%H%M%SZ"
+BACKUP_ID_EXAMPLE: Final = "20261128T083000Z-3f9a1c2e"
+
+
+def new_backup_id(now: datetime) -> str:
+    """Return a fresh backup id for a backup created at ``now`` (timezone-aware).
+
+    Ids made in different seconds sort by time; within one second their order is random,
+    and two ids collide with probability 2**-32 per pair. The result always passes
+    :func:`validate_backup_id`. Raises ValueError if ``now`` is naive: a local time taken
+    for UTC would misorder ids by hours.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("new_backup_id needs a timezone-aware datetime")
+    stamp = now.astimezone(UTC).strftime(_ID_TIME_FORMAT)
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def validate_backup_id(value: object) -> str:
+    """Return ``value`` unchanged if it is a backup id respaldo could have made.
+
+    Raises InvalidBackupId otherwise: wrong shape, upper-case hex, surrounding spaces, or a
+    timestamp that is no real date. Ids come from command lines and URLs and end up in
+    object names, so nothing else gets through (no ``..``, ``/``, empty strings).
+    """
+    if not isinstance(value, str) or not _BACKUP_ID.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise InvalidBackupId(
+            f"invalid backup id {shown}",
+            hint=f"a backup id looks like {BACKUP_ID_EXAMPLE}; 'respaldo list' shows them",
+        )
+    try:
+        datetime.strptime(value[:16], _ID_TIME_FORMAT)  # only checks the date
+    except ValueError:
+        raise InvalidBackupId(
+            f"invalid backup id {value!r}: {value[:16]} is not a real UTC time",
+            hint=f"a backup id looks like {BACKUP_ID_EXAMPLE}; 'respaldo list' shows them",
+        ) from None
+    return value
+
+
+def backup_id_time(backup_id: str) -> datetime:
+    """Return the aware UTC time (to the second) encoded in a backup id.
+
+    Raises InvalidBackupId if ``backup_id`` is not valid.
+    """
+    validate_backup_id(backup_id)
+    return datetime.strptime(backup_id[:16], _ID_TIME_FORMAT).replace(tzinfo=UTC)

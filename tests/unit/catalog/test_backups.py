@@ -1,0 +1,397 @@
+"""The life of a backup record: the state machine, time arithmetic, listing, crash recovery
+and rebuilding from manifests, on a real SQLite catalog."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.orm import Session
+
+from respaldo.catalog import BackupRecords, Catalog, ManifestValues, record_to_api
+from respaldo.catalog.models import BackupRecord
+from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
+from respaldo.errors import InvalidBackupId, InvalidTransition, RecordExists, RecordNotFound
+
+from .support import T0
+
+pytestmark = pytest.mark.unit
+
+HOST = "test-host"
+
+
+@pytest.fixture
+def session(catalog: Catalog) -> Iterator[Session]:
+    with catalog.begin() as session:
+        yield session
+
+
+@pytest.fixture
+def records(session: Session) -> BackupRecords:
+    return BackupRecords(session)
+
+
+def pending(
+    records: BackupRecords,
+    *,
+    kind: BackupKind = BackupKind.FULL,
+    database: str | None = "erp",
+    retention_days: int | None = 7,
+    offset: timedelta = timedelta(0),
+) -> BackupRecord:
+    return records.create_pending(
+        kind=kind,
+        repository="local",
+        triggered_by=TriggeredBy.CLI,
+        retention_days=retention_days,
+        database_name=database,
+        now=T0 + offset,
+    )
+
+
+def completed(records: BackupRecords, record: BackupRecord) -> BackupRecord:
+    records.start(record.id, os.getpid(), host=HOST, now=record.created_at)
+    return records.complete(
+        record.id,
+        completed_at=record.created_at + timedelta(seconds=90),
+        size_bytes=1000,
+        size_compressed=400,
+        stored_new_bytes=120,
+        checksum="ab" * 32,
+        manifest=f"manifests/{record.id}",
+    )
+
+
+def dead_pid() -> int:
+    # A child that has exited and been reaped: its pid names no process any more.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+# -- creating and reading ---------------------------------------------------------------
+
+
+def test_create_pending_fills_the_record(records: BackupRecords) -> None:
+    record = pending(records)
+    assert record.id.startswith("20261128T083000Z-")
+    assert record.status is BackupStatus.PENDING
+    assert record.created_at == T0
+    assert record.is_verified is False
+    assert record.pinned is False
+    assert record.checksum_algorithm == "sha256"
+    assert record.tool_version
+    assert records.get(record.id) is record
+
+
+def test_snapshots_are_pinned_by_default(records: BackupRecords) -> None:
+    assert pending(records, kind=BackupKind.SNAPSHOT, retention_days=None).pinned is True
+
+
+def test_a_taken_id_is_refused(records: BackupRecords) -> None:
+    record = pending(records)
+    with pytest.raises(RecordExists):
+        records.create_pending(
+            kind=BackupKind.FULL,
+            repository="local",
+            triggered_by=TriggeredBy.API,
+            retention_days=7,
+            backup_id=record.id,
+        )
+
+
+def test_get_of_an_unknown_id_is_record_not_found_with_a_hint(records: BackupRecords) -> None:
+    with pytest.raises(RecordNotFound) as caught:
+        records.get("20261128T083000Z-00000000")
+    assert "20261128T083000Z-00000000" in str(caught.value)
+    assert "respaldo list" in caught.value.hint
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "20261128T083000Z-3F9A1C2E", "x; rm -rf /"])
+def test_get_of_a_malformed_id_is_refused_before_the_query(
+    records: BackupRecords, bad: str
+) -> None:
+    with pytest.raises(InvalidBackupId):
+        records.get(bad)
+
+
+# -- the state machine ----------------------------------------------------------------
+
+
+def test_the_happy_path_computes_duration_and_expiry(records: BackupRecords) -> None:
+    record = pending(records, retention_days=7)
+    started = records.start(record.id, 4242, host=HOST, now=T0 + timedelta(seconds=5))
+    assert started.status is BackupStatus.IN_PROGRESS
+    assert (started.worker_pid, started.worker_host) == (4242, HOST)
+    assert started.started_at == started.heartbeat_at == T0 + timedelta(seconds=5)
+
+    done = records.complete(
+        record.id,
+        completed_at=T0 + timedelta(minutes=2, seconds=5, microseconds=500_000),
+        size_bytes=10_000,
+        size_compressed=3_000,
+        stored_new_bytes=700,
+        checksum="cd" * 32,
+        manifest=f"manifests/{record.id}",
+        database_version="16.4",
+        schema_version="2026.11",
+    )
+    assert done.status is BackupStatus.COMPLETED
+    assert done.duration == 120.5
+    assert done.expires_at == T0 + timedelta(days=7, minutes=2, seconds=5, microseconds=500_000)
+    assert (done.size_bytes, done.size_compressed, done.stored_new_bytes) == (10_000, 3_000, 700)
+
+
+def test_no_retention_means_no_expiry(records: BackupRecords) -> None:
+    record = completed(records, pending(records, retention_days=None))
+    assert record.expires_at is None
+
+
+def test_completed_to_in_progress_is_refused_and_leaves_the_record_alone(
+    catalog: Catalog,
+) -> None:
+    with catalog.begin() as session:
+        record = completed(BackupRecords(session), pending(BackupRecords(session)))
+        before = record_to_api(record)
+    with catalog.begin() as session:
+        with pytest.raises(InvalidTransition) as caught:
+            BackupRecords(session).start(record.id, 1, host=HOST, now=T0 + timedelta(days=1))
+        assert str(caught.value) == (
+            f"backup {record.id} cannot go from completed to in_progress: completed is final"
+        )
+        assert (caught.value.current, caught.value.requested) == ("completed", "in_progress")
+    with catalog.begin() as session:
+        assert record_to_api(BackupRecords(session).get(record.id)) == before
+
+
+@pytest.mark.parametrize("end", ["complete", "fail"])
+def test_a_pending_backup_cannot_complete_but_can_fail(records: BackupRecords, end: str) -> None:
+    record = pending(records)
+    if end == "complete":
+        with pytest.raises(InvalidTransition, match="from pending it can only become"):
+            records.complete(
+                record.id,
+                completed_at=T0,
+                size_bytes=1,
+                size_compressed=1,
+                checksum="x",
+                manifest="m",
+            )
+        assert record.status is BackupStatus.PENDING
+    else:
+        failed = records.fail(record.id, "no space left", now=T0 + timedelta(seconds=3))
+        assert failed.status is BackupStatus.FAILED
+        assert failed.error_message == "no space left"
+        assert failed.duration is None  # it never started
+
+
+def test_a_failed_backup_cannot_fail_again_or_complete(records: BackupRecords) -> None:
+    record = pending(records)
+    records.start(record.id, 1, host=HOST, now=T0)
+    records.fail(record.id, "pg_dump exited with 1", now=T0 + timedelta(seconds=30))
+    assert record.duration == 30.0
+    with pytest.raises(InvalidTransition, match="failed is final"):
+        records.fail(record.id, "again")
+    assert record.error_message == "pg_dump exited with 1"
+
+
+def test_naive_times_are_refused(records: BackupRecords) -> None:
+    record = pending(records)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        records.start(record.id, 1, now=T0.replace(tzinfo=None))
+
+
+def test_heartbeat_of_an_abandoned_backup_tells_the_worker_to_stop(
+    records: BackupRecords,
+) -> None:
+    record = pending(records)
+    records.start(record.id, 1, host=HOST, now=T0)
+    records.heartbeat(record.id, now=T0 + timedelta(seconds=10))
+    assert record.heartbeat_at == T0 + timedelta(seconds=10)
+    records.fail(record.id, "process 1 died during the backup (found at start-up)")
+    with pytest.raises(InvalidTransition, match="its worker must stop"):
+        records.heartbeat(record.id)
+
+
+def test_set_verified_only_on_completed_backups(records: BackupRecords) -> None:
+    record = pending(records)
+    with pytest.raises(InvalidTransition, match="only a completed backup"):
+        records.set_verified(record.id, T0)
+    completed(records, record)
+    records.set_verified(record.id, T0 + timedelta(hours=1))
+    assert (record.is_verified, record.verified_at) == (True, T0 + timedelta(hours=1))
+    records.set_verified(record.id, T0 + timedelta(hours=2), verified=False)
+    assert (record.is_verified, record.verified_at) == (False, T0 + timedelta(hours=2))
+
+
+# -- listing ----------------------------------------------------------------------------
+
+
+def test_list_filters_and_orders_newest_first(records: BackupRecords) -> None:
+    erp_full = pending(records, offset=timedelta(hours=1))
+    erp_incr = pending(records, kind=BackupKind.INCREMENTAL, offset=timedelta(hours=2))
+    crm_full = pending(records, database="crm", offset=timedelta(hours=3))
+    files = pending(records, kind=BackupKind.FILES, database="uploads", offset=timedelta(0))
+    completed(records, erp_full)
+    records.fail(crm_full.id, "boom")
+
+    def ids(found: list[BackupRecord]) -> list[str]:
+        return [r.id for r in found]
+
+    assert ids(records.list()) == [crm_full.id, erp_incr.id, erp_full.id, files.id]
+    assert ids(records.list(database="erp")) == [erp_incr.id, erp_full.id]
+    assert ids(records.list(kind=BackupKind.FULL)) == [crm_full.id, erp_full.id]
+    assert ids(records.list(status=BackupStatus.FAILED)) == [crm_full.id]
+    assert ids(records.list(database="erp", kind=BackupKind.FULL)) == [erp_full.id]
+    assert ids(records.list(status=BackupStatus.PENDING, limit=1)) == [erp_incr.id]
+    assert records.list(database="nowhere") == []
+    with pytest.raises(ValueError, match="limit"):
+        records.list(limit=0)
+
+
+def test_records_made_in_the_same_second_list_by_id(records: BackupRecords) -> None:
+    made = [pending(records) for _ in range(5)]
+    assert [r.id for r in records.list()] == sorted((r.id for r in made), reverse=True)
+
+
+# -- crash recovery -----------------------------------------------------------------------
+
+
+def test_fail_abandoned_fails_dead_workers_and_spares_live_ones(records: BackupRecords) -> None:
+    dead = pending(records)
+    records.start(dead.id, dead_pid(), host=HOST, now=T0)
+    alive = pending(records)
+    records.start(alive.id, os.getpid(), host=HOST, now=T0)
+    elsewhere = pending(records)  # a pid on another machine means nothing here
+    records.start(elsewhere.id, dead_pid(), host="other-host", now=T0)
+    waiting = pending(records)  # no worker yet: nothing to check
+    orphan = records.create_pending(  # its creator died before starting it
+        kind=BackupKind.FULL,
+        repository="local",
+        triggered_by=TriggeredBy.CLI,
+        retention_days=7,
+        pid=dead_pid(),
+        host=HOST,
+        now=T0 + timedelta(seconds=1),
+    )
+
+    failed = records.fail_abandoned(T0 + timedelta(minutes=1), host=HOST)
+
+    assert [r.id for r in failed] == [dead.id, orphan.id]
+    assert orphan.status is BackupStatus.FAILED
+    assert orphan.duration is None
+    assert dead.status is BackupStatus.FAILED
+    assert dead.error_message == (
+        f"process {dead.worker_pid} died during the backup (found at start-up)"
+    )
+    assert dead.completed_at == T0 + timedelta(minutes=1)
+    assert alive.status is BackupStatus.IN_PROGRESS
+    assert elsewhere.status is BackupStatus.IN_PROGRESS
+    assert waiting.status is BackupStatus.PENDING
+    # Idempotent: nothing more to find.
+    assert records.fail_abandoned(T0 + timedelta(minutes=2), host=HOST) == []
+
+
+def test_fail_abandoned_uses_the_injected_liveness_check(records: BackupRecords) -> None:
+    record = pending(records)
+    records.start(record.id, 12345, host=HOST, now=T0)
+    asked: list[int] = []
+
+    def is_alive(pid: int) -> bool:
+        asked.append(pid)
+        return False
+
+    assert records.fail_abandoned(T0, is_alive=is_alive, host=HOST) == [record]
+    assert asked == [12345]
+
+
+def test_fail_abandoned_with_a_heartbeat_timeout(records: BackupRecords) -> None:
+    stale = pending(records)
+    records.start(stale.id, os.getpid(), host="other-host", now=T0)
+    fresh = pending(records)
+    records.start(fresh.id, os.getpid(), host="other-host", now=T0)
+    records.heartbeat(fresh.id, now=T0 + timedelta(minutes=9))
+    old_pending = pending(records, offset=timedelta(minutes=-30))
+
+    failed = records.fail_abandoned(
+        T0 + timedelta(minutes=10), host=HOST, heartbeat_timeout=timedelta(minutes=5)
+    )
+
+    assert {r.id for r in failed} == {stale.id, old_pending.id}
+    assert stale.error_message is not None
+    assert "no sign of life from process" in stale.error_message
+    assert "since 2026-11-28 08:30:00 UTC" in stale.error_message
+    assert fresh.status is BackupStatus.IN_PROGRESS
+
+
+# -- rebuilding from manifests --------------------------------------------------------------
+
+
+def manifest_values(backup_id: str) -> ManifestValues:
+    return ManifestValues(
+        id=backup_id,
+        backup_type=BackupKind.FULL,
+        repository="local",
+        manifest=f"manifests/{backup_id}",
+        started_at=T0,
+        completed_at=T0 + timedelta(minutes=1),
+        database_name="erp",
+        size_bytes=5000,
+        size_compressed=2000,
+        stored_new_bytes=100,
+        checksum="ef" * 32,
+        database_version="16.4",
+        tool_version="0.1.0",
+        retention_days=30,
+    )
+
+
+def test_upsert_from_manifest_inserts_then_is_idempotent(catalog: Catalog) -> None:
+    values = manifest_values("20261128T083000Z-0badcafe")
+    with catalog.begin() as session:
+        record, created = BackupRecords(session).upsert_from_manifest(values)
+        assert created is True
+        first = record_to_api(record)
+    with catalog.begin() as session:
+        record, created = BackupRecords(session).upsert_from_manifest(values)
+        assert created is False
+        assert record_to_api(record) == first
+    assert first["status"] == "completed"
+    assert first["timestamp"] == "2026-11-28T08:30:00Z"
+    assert first["duration"] == 60.0
+    assert first["expiresAt"] == "2026-12-28T08:31:00Z"
+    assert first["isVerified"] is False
+    assert first["triggeredBy"] is None
+
+
+def test_upsert_from_manifest_keeps_what_the_catalog_owns(records: BackupRecords) -> None:
+    record = completed(records, pending(records))
+    records.set_verified(record.id, T0 + timedelta(hours=1))
+    values = replace(
+        manifest_values(record.id), repository="offsite", size_bytes=999, retention_days=None
+    )
+    updated, created = records.upsert_from_manifest(values)
+    assert created is False
+    assert updated.size_bytes == 999
+    assert (updated.is_verified, updated.verified_at) == (True, T0 + timedelta(hours=1))
+    assert updated.repository == "local"
+    assert updated.triggered_by is TriggeredBy.CLI
+    assert updated.retention_days == 7  # the manifest did not say
+    assert updated.worker_pid == os.getpid()
+
+
+def test_a_manifest_proves_an_abandoned_backup_completed(records: BackupRecords) -> None:
+    # The crash came after the manifest was written but before the record was updated.
+    record = pending(records)
+    records.start(record.id, dead_pid(), host=HOST, now=T0)
+    records.fail_abandoned(T0 + timedelta(minutes=5), host=HOST)
+    assert record.status is BackupStatus.FAILED
+    updated, _ = records.upsert_from_manifest(manifest_values(record.id))
+    assert updated.status is BackupStatus.COMPLETED
+    assert updated.error_message is None
+    assert updated.completed_at == T0 + timedelta(minutes=1)
