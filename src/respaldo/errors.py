@@ -103,3 +103,145 @@ class BackupNotFound(RepositoryError):
 
 class ChunkerUnavailable(RepositoryError):
     """The compiled FastCDC chunker could not be loaded (the pure-Python one is 200x slower)."""
+
+
+# --- catalog layer -------------------------------------------------------------------
+
+
+class CatalogError(RespaldoError):
+    """Base of the catalog layer: the record of backups could not be read or changed."""
+
+
+class CatalogUnavailable(CatalogError):
+    """The catalog database could not be opened, created or migrated to this version."""
+
+
+class InvalidBackupId(CatalogError):
+    """A backup id given by a user or found in a name is not of the form respaldo makes."""
+
+
+class RecordNotFound(CatalogError):
+    """The catalog holds no record with the given id."""
+
+
+class RecordExists(CatalogError):
+    """A record with the given id is already in the catalog."""
+
+
+class InvalidTransition(CatalogError):
+    """A change that the record's status does not allow (e.g. ``completed`` -> ``in_progress``).
+
+    ``current`` and ``requested`` name the statuses involved, for callers that react to them.
+    """
+
+    def __init__(
+        self, message: str, *, current: str = "", requested: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.current = current
+        self.requested = requested
+
+
+# --- sources layer (respaldo.postgres, respaldo.files) -------------------------------
+
+
+class SourceError(RespaldoError):
+    """Base of the sources layer: a database or file tree could not be read or written."""
+
+
+class ToolNotFound(SourceError):
+    """A PostgreSQL client program (pg_dump, psql, …) is not installed where we looked."""
+
+    def __init__(self, program: str, *, searched: str = "", hint: str | None = None) -> None:
+        where = f" (looked in {searched})" if searched else ""
+        super().__init__(
+            f"{program} not found{where}",
+            hint=hint
+            or "install the PostgreSQL client programs (Debian: postgresql-client) "
+            "or configure their directory (bindir)",
+        )
+        self.program = program
+
+
+class PostgresError(SourceError):
+    """A PostgreSQL program ran and failed.
+
+    ``program`` is its name (``pg_dump``), ``returncode`` its exit status (negative: killed
+    by that signal) and ``stderr`` the end of what it wrote to stderr, with any password
+    already removed. The message carries the last lines of ``stderr``.
+    """
+
+    def __init__(
+        self, program: str, returncode: int, stderr: str, *, hint: str | None = None
+    ) -> None:
+        if returncode < 0:
+            status = f"was killed by signal {-returncode}"
+        else:
+            status = f"exited with status {returncode}"
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        detail = "; ".join(lines[-3:])
+        super().__init__(f"{program} {status}" + (f": {detail}" if detail else ""), hint=hint)
+        self.program = program
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ToolVersionError(SourceError):
+    """A client program is older than the server it would talk to.
+
+    pg_dump refuses (or silently mis-dumps) servers of a newer major version, so this is
+    checked before a backup starts rather than discovered half-way.
+    """
+
+    def __init__(
+        self, program: str, tool_major: int, server_major: int, *, hint: str | None = None
+    ) -> None:
+        super().__init__(
+            f"{program} {tool_major} is older than the PostgreSQL {server_major} server",
+            hint=hint
+            or f"install the PostgreSQL {server_major} client programs "
+            f"(Debian: postgresql-client-{server_major}) or point bindir at them",
+        )
+        self.program = program
+        self.tool_major = tool_major
+        self.server_major = server_major
+
+
+class ConnectionFailed(SourceError):
+    """A connection to the server could not be made (unreachable, refused, bad password).
+
+    ``target`` names host, port, database and user; the message never holds a password.
+    """
+
+    def __init__(self, message: str, *, target: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.target = target
+
+
+class QueryFailed(SourceError):
+    """A statement sent to the server failed; ``sqlstate`` is its SQLSTATE code if known."""
+
+    def __init__(
+        self, message: str, *, sqlstate: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.sqlstate = sqlstate
+
+
+class DatabaseExists(SourceError):
+    """A database was to be created or renamed to a name that is already taken."""
+
+
+class DatabaseNotFound(SourceError):
+    """The named database does not exist."""
+
+
+# --- operations layer --------------------------------------------------------------------
+
+
+class OperationError(RespaldoError):
+    """Base of the operations layer: a backup, restore or check could not be carried out."""
+
+
+class RestoreError(OperationError):
+    """A restore was refused or failed; the target database is left as it was."""
