@@ -35,7 +35,9 @@ _SECRET_KEYS = {"passphrase", "password", "secret_access_key", "aws_secret_acces
 
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
-        raise ValueError("names are 1-63 letters, digits, '_' or '-', starting with a letter or digit")
+        raise ValueError(
+            "names are 1-63 letters, digits, '_' or '-', starting with a letter or digit"
+        )
     return value
 
 
@@ -79,6 +81,10 @@ class DatabaseSettings(_Section):
     password: SecretStr | None = None
     schema_version_query: str | None = None
     retention_days: int = Field(default=7, ge=1)
+    # Argument lists (never shell strings) run around the swap of a --replace restore,
+    # e.g. ["systemctl", "stop", "erp"] / ["systemctl", "start", "erp"].
+    pre_restore_hook: list[str] = []
+    post_restore_hook: list[str] = []
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -87,8 +93,10 @@ class DatabaseSettings(_Section):
     def _no_password_in_dsn(cls, value: str) -> str:
         # A password inside the DSN would end up in argv of pg_dump and in messages.
         if re.search(r"://[^/@]*:[^/@]*@", value) or re.search(r"\bpassword\s*=", value):
-            raise ValueError("the DSN must not contain a password; use password_file or "
-                             "RESPALDO_DATABASES as environment")
+            raise ValueError(
+                "the DSN must not contain a password; use password_file or "
+                "RESPALDO_DATABASES as environment"
+            )
         return value
 
 
@@ -216,7 +224,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
                 "named by passphrase_file / password_file",
             )
     # A subclass per call carries the TOML path without global state.
-    cls = type("Settings", (Settings,), {"toml_path": path})
+    cls: type[Settings] = type("Settings", (Settings,), {"toml_path": path})
     try:
         return cls(**overrides)
     except ValidationError as exc:

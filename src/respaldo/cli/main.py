@@ -12,7 +12,16 @@ from typing import NoReturn
 import click
 import typer
 
-from respaldo.cli import index_cmd, init_cmd, key_cmd, verify_cmd  # noqa: F401  (registers)
+from respaldo.cli import (  # noqa: F401  (importing registers the commands)
+    backup_cmd,
+    catalog_cmd,
+    index_cmd,
+    init_cmd,
+    key_cmd,
+    list_cmd,
+    restore_cmd,
+    verify_cmd,
+)
 from respaldo.cli.app import app
 from respaldo.errors import RespaldoError
 

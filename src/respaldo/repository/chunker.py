@@ -17,8 +17,11 @@ from typing import Any, Protocol
 from respaldo.errors import ChunkerUnavailable
 
 
-class _Reader(Protocol):
-    def readinto(self, buffer: memoryview) -> int: ...
+class Readable(Protocol):
+    """A binary source: a file, a pipe, BytesIO. pyfastcdc uses ``readinto`` when the
+    object has it (no copy), else ``read``."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,10 @@ def load_fastcdc() -> Any:
     return FastCDC
 
 
-def iter_chunks(reader: _Reader, params: ChunkerParams, seed: int) -> Iterator[bytes]:
+def iter_chunks(reader: Readable, params: ChunkerParams, seed: int) -> Iterator[bytes]:
     """Yield the stream's chunks as independent ``bytes`` objects, in order.
 
-    ``reader`` needs ``readinto``. Memory stays bounded: the chunker holds at most a few
+    Memory stays bounded: the chunker holds at most a few
     ``max_size`` buffers whatever the stream's length.
     """
     fastcdc = load_fastcdc()(

@@ -49,6 +49,8 @@ def decode_index(data: bytes) -> Iterator[tuple[str, list[PackEntry]]]:
         raise ValueError("not an index (bad magic)")
     pos = len(MAGIC)
     while pos < len(data):
+        if pos + GROUP.size > len(data):
+            raise ValueError("index is truncated")
         raw_pack, count = GROUP.unpack_from(data, pos)
         pos += GROUP.size
         end = pos + count * ENTRY.size

@@ -64,7 +64,9 @@ def _plan(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator[_R
             continue
         if run is not None:
             yield run
-        run = _Run(loc.pack_id, loc.offset, loc.offset + loc.length, [(cid, loc.offset, loc.length)])
+        run = _Run(
+            loc.pack_id, loc.offset, loc.offset + loc.length, [(cid, loc.offset, loc.length)]
+        )
     if run is not None:
         yield run
 
@@ -76,7 +78,9 @@ def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
     except ObjectNotFound:
         return [ChunkResult(cid, None, "pack is missing", name) for cid, _, _ in run.chunks]
     except StorageError as exc:
-        return [ChunkResult(cid, None, f"cannot read pack: {exc}", name) for cid, _, _ in run.chunks]
+        return [
+            ChunkResult(cid, None, f"cannot read pack: {exc}", name) for cid, _, _ in run.chunks
+        ]
     results = []
     for cid, offset, length in run.chunks:
         part = blob[offset - run.start : offset - run.start + length]

@@ -22,7 +22,7 @@ from respaldo.errors import (
     WrongPassphrase,
 )
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
-from respaldo.repository.crypto import AAD_INDEX, KeySet, SealError, Sealer
+from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
 from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, decode_index
 from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
 from respaldo.repository.manifest import (
@@ -31,6 +31,7 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
+from respaldo.repository.packs import PackEntry
 from respaldo.storage.base import Storage, validate_name
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Repository:
         self.sealer = Sealer(self.keys, compression_level)
         self.pack_size = pack_size
         self.workers = workers
-        self.cache_dir = cache_dir / self.id if cache_dir is not None else None
+        self.cache_dir: Path | None = cache_dir / self.id if cache_dir is not None else None
         self.index = ChunkIndex()
         self.index_files: set[str] = set()
 
@@ -167,7 +168,9 @@ class Repository:
 
     def add_key(self, passphrase: SecretStr | str, kdf: KdfParams | None = None) -> str:
         """Add a passphrase that opens this repository; returns the new key id."""
-        key_id, doc = wrap_master_key(self._master_key, _secret(passphrase), self.id, kdf or KdfParams())
+        key_id, doc = wrap_master_key(
+            self._master_key, _secret(passphrase), self.id, kdf or KdfParams()
+        )
         self.storage.put(f"{KEY_PREFIX}{key_id}", doc)
         return key_id
 
@@ -206,31 +209,39 @@ class Repository:
         names = [info.name for info in self.storage.list(INDEX_PREFIX)]
         index = ChunkIndex()
         for name in names:
-            blob = self._cached_get(name)
-            try:
-                data = self.sealer.open(blob, AAD_INDEX)
-                for pack_id, entries in decode_index(data):
-                    index.add_pack(pack_id, entries)
-            except (SealError, ValueError) as exc:
-                self._drop_cached(name)
-                raise IntegrityError(
-                    f"index file is damaged: {exc}",
-                    obj=name,
-                    hint="run 'respaldo index rebuild' to recreate the index from the packs",
-                ) from None
+            for pack_id, entries in self._read_index_file(name):
+                index.add_pack(pack_id, entries)
         self.index = index
         self.index_files = set(names)
         self._prune_cache(set(names))
+
+    def _read_index_file(self, name: str) -> list[tuple[str, list[PackEntry]]]:
+        blob, cached = self._cached_get(name)
+        try:
+            return list(decode_index(self.sealer.open(blob, AAD_INDEX)))
+        except (SealError, ValueError) as exc:
+            self._drop_cached(name)
+            if cached:
+                # Only our local copy is bad (a torn write, a disk error): the repository's
+                # own copy decides whether the index is damaged.
+                log.warning("cached index file %s is damaged (%s); fetching it again", name, exc)
+                return self._read_index_file(name)
+            raise IntegrityError(
+                f"index file is damaged: {exc}",
+                obj=name,
+                hint="run 'respaldo index rebuild' to recreate the index from the packs",
+            ) from None
 
     def _cache_path(self, name: str) -> Path | None:
         if self.cache_dir is None:
             return None
         return self.cache_dir.joinpath(*name.split("/"))
 
-    def _cached_get(self, name: str) -> bytes:
+    def _cached_get(self, name: str) -> tuple[bytes, bool]:
+        """The object's bytes, and whether they came from the cache."""
         path = self._cache_path(name)
         if path is not None and path.exists():
-            return path.read_bytes()
+            return path.read_bytes(), True
         blob = self.storage.get(name)
         if path is not None:
             # Index files are immutable and stay sealed in the cache; a torn cache file
@@ -239,7 +250,7 @@ class Repository:
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
             tmp.write_bytes(blob)
             tmp.replace(path)
-        return blob
+        return blob, False
 
     def _drop_cached(self, name: str) -> None:
         path = self._cache_path(name)
@@ -309,7 +320,9 @@ def read_config(storage: Storage) -> dict[str, Any]:
         bytes.fromhex(config["id"])
         ChunkerParams.from_json(config["chunker"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise RepositoryError(f"the repository config at {storage.location} is damaged: {exc}") from None
+        raise RepositoryError(
+            f"the repository config at {storage.location} is damaged: {exc}"
+        ) from None
     if version != FORMAT_VERSION:
         raise RepositoryError(
             f"repository format {version} is not supported by this version of respaldo",

@@ -26,8 +26,14 @@ class Problem:
     backup: str = ""
 
     def __str__(self) -> str:
-        where = " ".join(p for p in (f"backup {self.backup}" if self.backup else "",
-                                      f"object {self.obj}" if self.obj else "") if p)
+        where = " ".join(
+            p
+            for p in (
+                f"backup {self.backup}" if self.backup else "",
+                f"object {self.obj}" if self.obj else "",
+            )
+            if p
+        )
         return f"{self.message} [{where}]" if where else self.message
 
 
@@ -125,7 +131,9 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     for pack_id, entries_by_id in indexed.items():
         name = stored_packs.get(pack_id)
         if name is None:
-            report.problems.append(Problem("pack listed in the index is missing", f"packs/{pack_id[:2]}/{pack_id}"))
+            report.problems.append(
+                Problem("pack listed in the index is missing", f"packs/{pack_id[:2]}/{pack_id}")
+            )
             continue
         report.packs += 1
         try:

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from respaldo import __version__
 from respaldo.errors import ObjectNotFound, RepositoryError
-from respaldo.repository.chunker import iter_chunks
+from respaldo.repository.chunker import Readable, iter_chunks
 from respaldo.repository.index import seal_index
 from respaldo.repository.manifest import (
     LIST_ENTRIES_MAX,
@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 # long backup's writer never holds an unbounded list of new entries.
 INDEX_FLUSH_PACKS = 64
 UPLOADS_IN_FLIGHT = 2
-
-
-class Readable(Protocol):
-    def readinto(self, buffer: memoryview) -> int: ...
 
 
 @dataclass
@@ -83,7 +79,10 @@ class BackupWriter:
         self._max_inflight = repo.workers * 8
         self._lock = threading.Lock()
         # Chunk id -> sealed length (None while sealing) for chunks stored by this writer
-        # but not yet in the repository index.
+        # but not yet in the repository index. A chunk joins the shared index only once an
+        # index file describing its pack is in storage: a writer that fails before that
+        # must not leave chunks that another writer of this process deduplicates against
+        # but that no index file (after a restart, no reader) can find.
         self._pending: dict[bytes, int | None] = {}
         self._deferred: Counter[bytes] = Counter()
         self._unindexed: list[tuple[str, list[PackEntry]]] = []
@@ -137,7 +136,7 @@ class BackupWriter:
 
     def _store_chunk(self, cid: bytes, data: bytes) -> None:
         self.stats.chunks += 1
-        # Pending before index: an upload adds to the index first and leaves pending
+        # Pending before index: an index write adds to the index first and leaves pending
         # second, so this order never misses a chunk that is on its way.
         with self._lock:
             if cid in self._pending:
@@ -184,11 +183,8 @@ class BackupWriter:
 
     def _upload(self, pack_id: str, data: bytes, entries: list[PackEntry]) -> None:
         self.repo.storage.put(pack_name(pack_id), data)
-        self.repo.index.add_pack(pack_id, entries)
         with self._lock:
             self._unindexed.append((pack_id, entries))
-            for e in entries:
-                self._pending.pop(e.chunk_id, None)
 
     def _write_index(self) -> None:
         with self._lock:
@@ -199,6 +195,12 @@ class BackupWriter:
         self.repo.storage.put(name, blob)
         self.repo.index_files.add(name)
         self.stats.stored_bytes += len(blob)
+        for pack_id, entries in groups:
+            self.repo.index.add_pack(pack_id, entries)
+        with self._lock:
+            for _, entries in groups:
+                for e in entries:
+                    self._pending.pop(e.chunk_id, None)
 
     # --- commit ----------------------------------------------------------------------
 

@@ -1,0 +1,34 @@
+"""``respaldo catalog rebuild``: recreate catalog records from the repository."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from respaldo.cli.app import app, err_console, state
+from respaldo.operations.catalog_rebuild import rebuild_catalog
+from respaldo.operations.context import Context
+
+catalog_app = typer.Typer(help="Maintain the catalog of backups.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("rebuild")
+def rebuild(
+    ctx: typer.Context,
+    repository: Annotated[str | None, typer.Option("--repository", "-r")] = None,
+) -> None:
+    """Insert or update a record for every backup in the repository."""
+    context = Context.open(state(ctx).settings)
+    try:
+        result = rebuild_catalog(context, repository)
+    finally:
+        context.close()
+    err_console.print(
+        f"catalog rebuilt: {result.created} records created, {result.updated} updated"
+    )
+    for backup_id in result.damaged:
+        err_console.print(f"[red]damaged manifest:[/] {backup_id} (run 'respaldo verify --all')")
+    if result.damaged:
+        raise typer.Exit(3)

@@ -1,0 +1,70 @@
+"""``respaldo list`` and ``respaldo show ID``: what the catalog knows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from respaldo.catalog import BackupRecords, record_to_api
+from respaldo.cli.app import app, human_bytes, out_console, print_json, state
+from respaldo.domain import BackupKind, BackupStatus
+from respaldo.operations.context import Context
+
+
+@app.command("list")
+def list_backups(
+    ctx: typer.Context,
+    database: Annotated[str | None, typer.Option("--database", "-d")] = None,
+    kind: Annotated[BackupKind | None, typer.Option("--type")] = None,
+    status: Annotated[BackupStatus | None, typer.Option("--status")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List backups, newest first."""
+    context = Context.open(state(ctx).settings)
+    try:
+        with context.catalog.begin() as session:
+            records = BackupRecords(session).list(
+                database=database, kind=kind, status=status, limit=limit
+            )
+    finally:
+        context.close()
+    if as_json:
+        print_json([record_to_api(r) for r in records])
+        return
+    table = Table("id", "database", "type", "status", "size", "stored new", "verified", "expires")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.database_name or "-",
+            r.backup_type.value,
+            r.status.value,
+            human_bytes(r.size_bytes),
+            human_bytes(r.stored_new_bytes),
+            "yes" if r.is_verified else "no",
+            r.expires_at.strftime("%Y-%m-%d %H:%M") if r.expires_at else "-",
+        )
+    out_console.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one backup's record."""
+    context = Context.open(state(ctx).settings)
+    try:
+        record = context.record(backup_id)
+    finally:
+        context.close()
+    data = record_to_api(record)
+    if as_json:
+        print_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        out_console.print(f"{key:<{width}}  {value if value is not None else '-'}", highlight=False)

@@ -1,0 +1,187 @@
+"""Full logical backups: ``pg_dump -Fc -Z0`` and the globals, streamed into the repository.
+
+Order of events, each step recorded so a crash is never silent:
+
+1. a ``pending`` catalog record, then ``in_progress`` with this process's pid;
+2. server checks: reachable, pg_dump new enough, version and system identifier;
+3. an exported snapshot whose transaction counts every table's rows, and ``pg_dump
+   --snapshot`` of exactly that state, streamed through the chunker;
+4. ``pg_dumpall --globals-only`` (roles, tablespaces) as a second stream;
+5. the manifest (the backup now exists), then the catalog record ``completed``.
+
+Any failure marks the record ``failed`` with the error's message (which never holds a
+password: the postgres layer scrubs them) and re-raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.config import DatabaseSettings
+from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.errors import PostgresError
+from respaldo.operations.context import Context, current_pid
+from respaldo.operations.repositories import open_repository
+from respaldo.postgres import (
+    ConnInfo,
+    check_pg_dump_version,
+    exported_snapshot,
+    pg_dump,
+    pg_dumpall_globals,
+    psql,
+    server_info,
+)
+from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30.0
+DUMP_STREAM = "dump"
+GLOBALS_STREAM = "globals"
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    record: BackupRecord
+    manifest: Manifest
+    stats: WriteStats
+
+
+def backup_database(
+    ctx: Context,
+    database: str,
+    *,
+    kind: BackupKind = BackupKind.FULL,
+    triggered_by: TriggeredBy = TriggeredBy.CLI,
+) -> BackupResult:
+    """Take a full logical backup of the configured database ``database``.
+
+    Raises ConfigError (database not configured), ConnectionFailed, ToolVersionError,
+    PostgresError, StorageError or RepositoryError; the catalog record is failed first.
+    """
+    if kind is not BackupKind.FULL:
+        raise NotImplementedError(f"{kind} backups are not available yet")
+    settings = ctx.settings
+    db = settings.database(database)
+    repo_settings = settings.repository()
+    repo = open_repository(settings)
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).create_pending(
+            kind=kind,
+            repository=repo_settings.name,
+            triggered_by=triggered_by,
+            retention_days=db.retention_days,
+            database_name=db.name,
+            storage_path=repo.storage.location,
+        )
+        BackupRecords(session).start(record.id, current_pid())
+    backup_id = record.id
+    try:
+        manifest, stats = _dump(ctx, db, repo, backup_id, kind, record.started_at)
+    except BaseException as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            message = "interrupted"
+        with ctx.catalog.begin() as session:
+            BackupRecords(session).fail(backup_id, message)
+        raise
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).complete(
+            backup_id,
+            completed_at=manifest.completed_at,
+            size_bytes=stats.size_bytes,
+            size_compressed=stats.size_compressed,
+            stored_new_bytes=stats.stored_bytes,
+            checksum=manifest.stream(DUMP_STREAM).sha256,
+            manifest=f"manifests/{backup_id}",
+            database_version=manifest.meta.get("server_version"),
+            schema_version=manifest.meta.get("schema_version"),
+        )
+    return BackupResult(record, manifest, stats)
+
+
+def _dump(
+    ctx: Context,
+    db: DatabaseSettings,
+    repo: Repository,
+    backup_id: str,
+    kind: BackupKind,
+    started_at: datetime | None,
+) -> tuple[Manifest, WriteStats]:
+    conninfo = ConnInfo.from_settings(db)
+    check_pg_dump_version(conninfo)
+    server = server_info(conninfo)
+    last_beat = time.monotonic()
+
+    def progress(phase: str) -> Any:
+        def report(done: int) -> None:
+            nonlocal last_beat
+            ctx.progress(phase, done, None)
+            if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                last_beat = time.monotonic()
+                with ctx.catalog.begin() as session:
+                    BackupRecords(session).heartbeat(backup_id)
+
+        return report
+
+    meta: dict[str, Any] = {
+        "database": db.name,
+        "dbname": conninfo.dbname,
+        "server_version": server.version,
+        "server_version_num": server.version_num,
+        "system_identifier": str(server.system_identifier),
+        "retention_days": db.retention_days,
+    }
+    with BackupWriter(repo, backup_id) as writer:
+        with exported_snapshot(conninfo) as snapshot:
+            meta["row_counts"] = snapshot.row_counts
+            if db.schema_version_query:
+                meta["schema_version"] = _schema_version(conninfo, db.schema_version_query)
+            with pg_dump(conninfo, snapshot=snapshot.snapshot_id) as dump:
+                writer.write_stream(DUMP_STREAM, dump.stdout, progress("dump"))
+        meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"))
+        manifest = writer.commit(
+            kind=kind.value,
+            source=db.name,
+            started_at=started_at or datetime.now(UTC),
+            meta=meta,
+        )
+        return manifest, writer.stats
+
+
+def _dump_globals(conninfo: ConnInfo, writer: BackupWriter, progress: Any) -> bool:
+    """Write the globals stream; returns whether role passwords are in it.
+
+    Reading role passwords needs a superuser. A backup role without that still gets the
+    roles, memberships and grants, just without passwords, instead of failing the backup.
+    """
+    try:
+        with pg_dumpall_globals(conninfo) as dumpall:
+            data = dumpall.stdout.read()
+    except PostgresError as exc:
+        if "permission denied" not in str(exc):
+            raise
+        log.warning("role passwords cannot be read by %s; dumping roles without them", conninfo)
+        with pg_dumpall_globals(conninfo, no_role_passwords=True) as dumpall:
+            data = dumpall.stdout.read()
+        _write_bytes(writer, GLOBALS_STREAM, data, progress)
+        return False
+    _write_bytes(writer, GLOBALS_STREAM, data, progress)
+    return True
+
+
+def _write_bytes(writer: BackupWriter, name: str, data: bytes, progress: Any) -> None:
+    import io
+
+    writer.write_stream(name, io.BytesIO(data), progress)
+
+
+def _schema_version(conninfo: ConnInfo, query: str) -> str:
+    """The application's schema version, from the user's query (first column, first row)."""
+    output = psql(conninfo, sql=query, tuples_only=True, timeout=60).text
+    return output.strip().splitlines()[0].strip() if output.strip() else ""

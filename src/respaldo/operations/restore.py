@@ -1,0 +1,244 @@
+"""Restoring a logical backup into a new database, or in place of an existing one.
+
+Nothing unverified reaches the target. The dump is always restored into a *staging*
+database first: verified chunks stream into ``pg_restore --exit-on-error`` (or, for a
+parallel restore, into a temporary file whose SHA-256 is checked before pg_restore
+starts). Only when the whole stream matched its checksum, pg_restore succeeded and every
+table's row count equals the count recorded in the backup's snapshot, is the staging
+database renamed to the target. A failure at any point drops the staging database and
+leaves the target exactly as it was.
+
+``replace`` swaps an existing target: pre-restore hook, connections terminated, target
+renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
+If the second rename fails the old database is renamed back. The old database is kept
+until the user drops it, or dropped at once with ``drop_old``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from respaldo.config import DatabaseSettings
+from respaldo.errors import ConfigError, IntegrityError, RestoreError
+from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_repository
+from respaldo.postgres import (
+    ConnInfo,
+    create_database,
+    database_exists,
+    drop_database,
+    exported_snapshot,
+    pg_restore,
+    psql,
+    rename_database,
+    terminate_connections,
+)
+from respaldo.repository import Manifest, Repository, iter_stream
+
+log = logging.getLogger(__name__)
+
+_DBNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    target: str
+    bytes_restored: int
+    seconds: float
+    replaced: bool = False
+    old_database: str | None = None
+    globals_restored: bool = False
+    row_counts_checked: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_database_name(name: str) -> str:
+    """Reject target names that are not plain identifiers (they end up in SQL and argv)."""
+    if not _DBNAME.match(name):
+        raise ConfigError(
+            f"invalid target database name {name!r}",
+            hint="use letters, digits, '_', '$' or '-', at most 63, starting with a letter",
+        )
+    return name
+
+
+def restore_backup(
+    ctx: Context,
+    backup_id: str,
+    target: str,
+    *,
+    database: str | None = None,
+    replace: bool = False,
+    drop_old: bool = False,
+    jobs: int = 1,
+    with_globals: bool = False,
+    no_owner: bool = False,
+    work_dir: Path | None = None,
+) -> RestoreResult:
+    """Restore backup ``backup_id`` as database ``target`` of the configured server.
+
+    ``database`` names the configured database whose server receives the restore
+    (default: the backup's own). Raises ConfigError, BackupNotFound, IntegrityError
+    (nothing touched), RestoreError, PostgresError, ConnectionFailed.
+    """
+    validate_database_name(target)
+    if jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    started = datetime.now(UTC)
+    repo = open_repository(ctx.settings)
+    manifest = repo.load_manifest(backup_id)
+    if manifest.kind != "full":
+        raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
+    db = ctx.settings.database(database or manifest.source)
+    admin = ConnInfo.from_settings(db)
+    if admin.dbname == target:
+        # We connect to the configured database to manage the target; it cannot be both.
+        admin = admin.with_dbname("postgres")
+    exists = database_exists(admin, target)
+    if exists and not replace:
+        raise RestoreError(
+            f"database {target!r} already exists",
+            hint="choose a new name with --target-database, or use --replace to swap it",
+        )
+    if not exists and drop_old:
+        raise ConfigError("--drop-old only makes sense with --replace of an existing database")
+
+    result = RestoreResult(backup_id, target, 0, 0.0)
+    if with_globals:
+        result.warnings += _restore_globals(repo, manifest, admin)
+        result.globals_restored = True
+
+    staging = f"respaldo_staging_{secrets.token_hex(4)}"
+    create_database(admin, staging)
+    try:
+        result.bytes_restored = _restore_into(
+            ctx, repo, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
+        )
+        result.row_counts_checked = _check_row_counts(manifest, admin.with_dbname(staging))
+        if exists:
+            result.old_database = _swap(db, admin, staging, target, started)
+            result.replaced = True
+        else:
+            rename_database(admin, staging, target)
+    except BaseException:
+        _drop_quietly(admin, staging)
+        raise
+    if result.old_database and drop_old:
+        drop_database(admin, result.old_database)
+        result.old_database = None
+    result.seconds = (datetime.now(UTC) - started).total_seconds()
+    return result
+
+
+def _restore_into(
+    ctx: Context,
+    repo: Repository,
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    work_dir: Path | None,
+) -> int:
+    total = manifest.stream(DUMP_STREAM).size
+    done = 0
+    if jobs == 1:
+        with pg_restore(conninfo, no_owner=no_owner) as restore:
+            for data in iter_stream(repo, manifest, DUMP_STREAM):
+                restore.stdin.write(data)
+                done += len(data)
+                ctx.progress("restore", done, total)
+        return done
+    # pg_restore --jobs needs a seekable file. It is written and its checksum checked
+    # completely before pg_restore reads a byte of it.
+    with tempfile.TemporaryDirectory(prefix="respaldo-restore-", dir=work_dir) as tmp:
+        path = Path(tmp) / "dump.pgcustom"
+        sha = hashlib.sha256()
+        with path.open("wb") as out:
+            for data in iter_stream(repo, manifest, DUMP_STREAM):
+                out.write(data)
+                sha.update(data)
+                done += len(data)
+                ctx.progress("download", done, total)
+        if sha.hexdigest() != manifest.stream(DUMP_STREAM).sha256:
+            raise IntegrityError("the spooled dump does not match its checksum", obj=str(path))
+        path.chmod(0o644)  # pg_restore may run as another user than the file's owner
+        Path(tmp).chmod(0o755)
+        with pg_restore(conninfo, source=path, jobs=jobs, no_owner=no_owner):
+            ctx.progress("restore", 0, None)
+    return done
+
+
+def _check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
+    expected: dict[str, int] = manifest.meta.get("row_counts") or {}
+    if not expected:
+        return 0
+    with exported_snapshot(conninfo) as snapshot:
+        actual = snapshot.row_counts
+    wrong = [
+        f"{table}: {actual.get(table, 'missing')} rows, {count} expected"
+        for table, count in sorted(expected.items())
+        if actual.get(table) != count
+    ]
+    if wrong:
+        shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        raise RestoreError(
+            f"restored row counts differ from the backup's: {shown}",
+            hint="the backup may be damaged; try another backup and run 'respaldo verify'",
+        )
+    return len(expected)
+
+
+def _swap(
+    db: DatabaseSettings, admin: ConnInfo, staging: str, target: str, started: datetime
+) -> str:
+    old = f"{target[:40]}_old_{started.strftime('%Y%m%d%H%M%S')}"
+    _run_hook(db.pre_restore_hook, "pre-restore")
+    terminate_connections(admin, target)
+    rename_database(admin, target, old)
+    try:
+        rename_database(admin, staging, target)
+    except BaseException:
+        rename_database(admin, old, target)
+        raise
+    _run_hook(db.post_restore_hook, "post-restore")
+    return old
+
+
+def _run_hook(argv: Sequence[str], what: str) -> None:
+    if not argv:
+        return
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RestoreError(f"{what} hook {argv[0]} could not run: {exc}") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise RestoreError(
+            f"{what} hook {argv[0]} failed with status {done.returncode}: {' / '.join(tail)}"
+        )
+
+
+def _restore_globals(repo: Repository, manifest: Manifest, admin: ConnInfo) -> list[str]:
+    """Apply the globals script. Roles that exist already are reported, not fatal."""
+    script = b"".join(iter_stream(repo, manifest, GLOBALS_STREAM)).decode("utf-8")
+    # ON_ERROR_STOP off: "role already exists" must not stop the roles that are missing.
+    done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"})
+    return [line for line in done.stderr.splitlines() if "ERROR" in line]
+
+
+def _drop_quietly(admin: ConnInfo, name: str) -> None:
+    try:
+        drop_database(admin, name)
+    except Exception:  # the original error matters more than the cleanup's
+        log.exception("could not drop staging database %s", name)
