@@ -245,11 +245,16 @@ class Repository:
         blob = self.storage.get(name)
         if path is not None:
             # Index files are immutable and stay sealed in the cache; a torn cache file
-            # only fails authentication and is fetched again.
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            tmp.write_bytes(blob)
-            tmp.replace(path)
+            # only fails authentication and is fetched again. The cache only saves time:
+            # failing to write it (no space, read-only, another process pruning our
+            # temporary file) must not fail the open.
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+                tmp.write_bytes(blob)
+                tmp.replace(path)
+            except OSError as exc:
+                log.warning("cannot cache index file %s: %s", name, exc)
         return blob, False
 
     def _drop_cached(self, name: str) -> None:

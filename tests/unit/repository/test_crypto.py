@@ -1,0 +1,118 @@
+"""Sealing: authenticated encryption bound to a role, compression inside, keyed ids."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from respaldo.repository.crypto import (
+    AAD_CHUNK,
+    BLOB_VERSION,
+    NONCE_SIZE,
+    OVERHEAD,
+    KeySet,
+    Sealer,
+    SealError,
+)
+
+pytestmark = pytest.mark.unit
+
+REPO_ID = "00112233445566778899aabbccddeeff"
+
+
+@pytest.fixture
+def sealer() -> Sealer:
+    return Sealer(KeySet.derive(bytes(range(32)), REPO_ID))
+
+
+def test_round_trip(sealer: Sealer) -> None:
+    for data in (b"", b"x", os.urandom(5000), b"abc" * 5000):
+        assert sealer.open(sealer.seal(data, b"role"), b"role") == data
+
+
+def test_layout_and_overhead(sealer: Sealer) -> None:
+    data = os.urandom(1000)  # incompressible: stored with one codec byte
+    blob = sealer.seal(data, b"role")
+    assert blob[0] == BLOB_VERSION
+    assert len(blob) == len(data) + OVERHEAD
+    assert data not in blob
+
+
+def test_compressible_data_is_compressed(sealer: Sealer) -> None:
+    data = b"the same row again\n" * 1000
+    assert len(sealer.seal(data, b"role")) < len(data) // 10
+    assert len(sealer.seal(data, b"role", compress=False)) == len(data) + OVERHEAD
+
+
+def test_nonces_are_fresh(sealer: Sealer) -> None:
+    blobs = {sealer.seal(b"same", b"role") for _ in range(50)}
+    assert len(blobs) == 50
+    assert len({b[1 : 1 + NONCE_SIZE] for b in blobs}) == 50
+
+
+def test_wrong_associated_data_fails(sealer: Sealer) -> None:
+    blob = sealer.seal(b"manifest of b1", b"respaldo/manifest/b1")
+    with pytest.raises(SealError, match="authentication failed"):
+        sealer.open(blob, b"respaldo/manifest/b2")
+
+
+def test_every_flipped_byte_is_detected(sealer: Sealer) -> None:
+    blob = sealer.seal(b"some data to protect" * 3, b"role")
+    for i in range(len(blob)):
+        damaged = bytearray(blob)
+        damaged[i] ^= 0x01
+        with pytest.raises(SealError):
+            sealer.open(bytes(damaged), b"role")
+
+
+def test_truncated_and_unknown_blobs(sealer: Sealer) -> None:
+    blob = sealer.seal(b"data", b"role")
+    with pytest.raises(SealError, match="truncated"):
+        sealer.open(blob[: OVERHEAD - 1], b"role")
+    with pytest.raises(SealError, match="unknown blob version"):
+        sealer.open(bytes([2]) + blob[1:], b"role")
+    with pytest.raises(SealError):
+        sealer.open(blob[:-1], b"role")
+
+
+def test_another_key_cannot_open(sealer: Sealer) -> None:
+    other = Sealer(KeySet.derive(bytes(range(1, 33)), REPO_ID))
+    with pytest.raises(SealError):
+        other.open(sealer.seal(b"data", b"role"), b"role")
+
+
+def test_same_master_key_in_another_repository_derives_other_keys() -> None:
+    one = KeySet.derive(bytes(32), REPO_ID)
+    two = KeySet.derive(bytes(32), "ff" * 16)
+    assert one.encryption_key != two.encryption_key
+    assert one.id_key != two.id_key
+    assert one.chunker_seed != two.chunker_seed
+    assert len({one.encryption_key, one.id_key}) == 2
+    with pytest.raises(ValueError, match="32 bytes"):
+        KeySet.derive(bytes(16), REPO_ID)
+
+
+def test_chunk_is_checked_against_its_id(sealer: Sealer) -> None:
+    good = b"the chunk"
+    cid = sealer.chunk_id(good)
+    assert len(cid) == 32
+    assert sealer.open_chunk(cid, sealer.seal_chunk(cid, good)) == good
+    # Authentic for that id, but not the content the id names: still refused.
+    forged = sealer.seal(b"other content", AAD_CHUNK + cid)
+    with pytest.raises(SealError, match="does not match its id"):
+        sealer.open_chunk(cid, forged)
+    # A chunk sealed under one id does not open under another.
+    other = sealer.chunk_id(b"other content")
+    with pytest.raises(SealError, match="authentication failed"):
+        sealer.open_chunk(other, sealer.seal_chunk(cid, good))
+
+
+def test_sealer_is_safe_across_threads(sealer: Sealer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    datas = [os.urandom(200) + b"x" * 3000 for _ in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        blobs = list(pool.map(lambda d: sealer.seal(d, b"role"), datas))
+        opened = list(pool.map(lambda b: sealer.open(b, b"role"), blobs))
+    assert opened == datas

@@ -1,0 +1,158 @@
+"""Passphrases: several keys wrap one master key; adding, changing and removing them."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from respaldo.errors import InvalidObjectName, RepositoryError, WrongPassphrase
+from respaldo.repository import Repository
+from respaldo.storage.base import Storage
+from respaldo.storage.memory import MemoryStorage
+from tests.unit.repository.helpers import (
+    KDF,
+    PASSPHRASE,
+    init_repo,
+    names,
+    open_repo,
+    random_bytes,
+    read_stream,
+    snapshot,
+    write_backup,
+)
+
+pytestmark = pytest.mark.unit
+
+OTHER = "a second, different passphrase"
+
+
+def test_added_passphrase_opens_and_the_first_still_does(storage: Storage) -> None:
+    repo = init_repo(storage)
+    new_id = repo.add_key(OTHER, KDF)
+    assert f"keys/{new_id}" in names(storage, "keys/")
+    assert len(names(storage, "keys/")) == 2
+    assert open_repo(storage, PASSPHRASE).id == repo.id
+    assert open_repo(storage, OTHER).id == repo.id
+    assert repo.key_id_for(OTHER) == new_id
+    assert repo.key_id_for(PASSPHRASE) != new_id
+
+
+def test_change_passphrase(storage: Storage) -> None:
+    repo = init_repo(storage)
+    data = random_bytes(30_000)
+    write_backup(repo, "b1", {"dump": data})
+    old_id = repo.key_id_for(PASSPHRASE)
+    new_id = repo.change_passphrase(old_id, OTHER, KDF)
+    assert new_id != old_id
+    assert names(storage, "keys/") == [f"keys/{new_id}"]
+    with pytest.raises(WrongPassphrase):
+        open_repo(storage, PASSPHRASE)
+    reopened = open_repo(storage, OTHER)
+    assert read_stream(reopened, reopened.load_manifest("b1")) == data
+
+
+def test_remove_key(storage: Storage) -> None:
+    repo = init_repo(storage)
+    first = repo.key_id_for(PASSPHRASE)
+    repo.add_key(OTHER, KDF)
+    repo.remove_key(first)
+    with pytest.raises(WrongPassphrase):
+        open_repo(storage, PASSPHRASE)
+    assert open_repo(storage, OTHER).id == repo.id
+
+
+def test_removing_the_last_key_is_refused(memory_storage: MemoryStorage) -> None:
+    repo = init_repo(memory_storage)
+    before = snapshot(memory_storage)
+    with pytest.raises(RepositoryError, match="last key") as info:
+        repo.remove_key(repo.key_id_for(PASSPHRASE))
+    assert "add another passphrase" in info.value.hint
+    assert snapshot(memory_storage) == before
+    assert open_repo(memory_storage).id == repo.id
+
+
+def test_removing_an_unknown_key_is_an_error(mem_repo: Repository) -> None:
+    mem_repo.add_key(OTHER, KDF)
+    before = snapshot(mem_repo.storage)
+    with pytest.raises(RepositoryError, match="no key 0123456789abcdef"):
+        mem_repo.remove_key("0123456789abcdef")
+    with pytest.raises(InvalidObjectName):
+        mem_repo.remove_key("../config")
+    assert snapshot(mem_repo.storage) == before
+
+
+def test_empty_passphrase_cannot_be_added(mem_repo: Repository) -> None:
+    before = snapshot(mem_repo.storage)
+    with pytest.raises(RepositoryError, match="empty"):
+        mem_repo.add_key("", KDF)
+    assert snapshot(mem_repo.storage) == before
+
+
+def test_key_id_for_an_unknown_passphrase(mem_repo: Repository) -> None:
+    with pytest.raises(WrongPassphrase):
+        mem_repo.key_id_for("nope")
+
+
+def test_list_keys_shows_ids_and_no_key_material(mem_repo: Repository) -> None:
+    second = mem_repo.add_key(OTHER, KDF)
+    keys = mem_repo.list_keys()
+    assert {k["id"] for k in keys} == {mem_repo.key_id_for(PASSPHRASE), second}
+    for key in keys:
+        assert set(key) == {"id", "created"}
+        assert len(str(key["id"])) == 16
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    """The ways a key could leak into a text file."""
+    return [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret),
+        base64.urlsafe_b64encode(secret),
+        base64.b64encode(secret).rstrip(b"="),
+    ]
+
+
+def test_no_object_holds_the_master_key_or_a_derived_key_in_clear(storage: Storage) -> None:
+    repo = init_repo(storage)
+    repo.add_key(OTHER, KDF)
+    write_backup(repo, "b1", {"dump": random_bytes(20_000)})
+    master = repo._master_key
+    secrets = [master, repo.keys.encryption_key, repo.keys.id_key]
+    objects = snapshot(storage)
+    assert any(name.startswith("keys/") for name in objects)
+    for name, data in objects.items():
+        for secret in secrets:
+            for form in _forms(secret):
+                assert form not in data, f"{name} holds a key in clear"
+    assert repr(repo.keys) == "KeySet(<secret>)"
+
+
+def test_key_file_does_not_open_another_repository(memory_storage: MemoryStorage) -> None:
+    """The wrapped key is bound to its repository id: a key file copied into another
+    repository (same passphrase) is not accepted there."""
+    first = init_repo(memory_storage)
+    other = MemoryStorage("other")
+    second = init_repo(other, "another passphrase")
+    (key_name,) = names(memory_storage, "keys/")
+    other.put(key_name, memory_storage.get(key_name))
+    with pytest.raises(WrongPassphrase):
+        open_repo(other, PASSPHRASE)
+    assert open_repo(other, "another passphrase").id == second.id != first.id
+
+
+def test_key_file_tampering_is_not_mistaken_for_the_right_passphrase(
+    memory_storage: MemoryStorage,
+) -> None:
+    init_repo(memory_storage)
+    (key_name,) = names(memory_storage, "keys/")
+    doc = json.loads(memory_storage.get(key_name))
+    wrapped = bytearray(base64.b64decode(doc["wrapped_key"]))
+    wrapped[0] ^= 1
+    doc["wrapped_key"] = base64.b64encode(bytes(wrapped)).decode()
+    memory_storage.put(key_name, json.dumps(doc).encode())
+    with pytest.raises(WrongPassphrase):
+        open_repo(memory_storage)

@@ -1,0 +1,139 @@
+"""The index is an accelerator: lost or damaged, it is rebuilt from the pack headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.errors import IntegrityError
+from respaldo.repository import Repository, rebuild_index, verify_repository
+from respaldo.repository.crypto import AAD_INDEX
+from respaldo.repository.index import GROUP, MAGIC
+from respaldo.storage.base import Storage
+from tests.unit.repository.helpers import (
+    flip_byte,
+    names,
+    open_repo,
+    random_bytes,
+    read_stream,
+    write_backup,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def two(repo: Repository) -> dict[str, bytes]:
+    datas = {"b1": random_bytes(60_000, seed=1), "b2": random_bytes(60_000, seed=2)}
+    for backup_id, data in datas.items():
+        write_backup(repo, backup_id, {"dump": data})
+    return datas
+
+
+def test_lost_index_is_rebuilt(storage: Storage, repo: Repository, two: dict[str, bytes]) -> None:
+    chunks = len(repo.index)
+    packs = names(storage, "packs/")
+    for name in names(storage, "index/"):
+        storage.delete(name)
+
+    reopened = open_repo(storage)
+    assert len(reopened.index) == 0
+    with pytest.raises(IntegrityError, match="not in the index") as info:
+        read_stream(reopened, reopened.load_manifest("b1"))
+    assert info.value.backup == "b1"
+    lost = verify_repository(reopened)
+    assert not lost.ok
+    assert lost.unreferenced_packs == len(packs)
+    assert {p.backup for p in lost.problems} == {"b1", "b2"}
+
+    report = rebuild_index(reopened)
+    assert report.problems == []
+    assert report.packs == len(packs)
+    assert report.chunks == chunks
+    assert report.index_files_written == 1
+    assert report.index_files_removed == 0
+    assert len(reopened.index) == chunks  # rebuild reloads the index it wrote
+    for backup_id, data in two.items():
+        assert read_stream(reopened, reopened.load_manifest(backup_id)) == data
+    again = open_repo(storage)
+    verified = verify_repository(again)
+    assert verified.ok, verified.problems
+    assert verified.unreferenced_packs == 0
+    assert verified.packs == len(packs)
+    assert verified.backups == 2
+
+
+def test_damaged_index_is_replaced(
+    storage: Storage, repo: Repository, two: dict[str, bytes]
+) -> None:
+    old = names(storage, "index/")
+    flip_byte(storage, old[0], 50)
+    with pytest.raises(IntegrityError):
+        open_repo(storage)
+    # The way 'respaldo index rebuild' opens a repository whose index does not load.
+    damaged = open_repo(storage, load_index=False)
+    report = rebuild_index(damaged)
+    assert report.index_files_removed == len(old)
+    new = names(storage, "index/")
+    assert not set(new) & set(old)
+    reopened = open_repo(storage)
+    assert verify_repository(reopened).ok
+    for backup_id, data in two.items():
+        assert read_stream(reopened, reopened.load_manifest(backup_id)) == data
+
+
+def test_rebuild_is_idempotent(storage: Storage, repo: Repository, two: dict[str, bytes]) -> None:
+    first = rebuild_index(repo)
+    second = rebuild_index(repo)
+    assert (second.packs, second.chunks) == (first.packs, first.chunks)
+    assert second.index_files_removed == first.index_files_written == 1
+    assert len(names(storage, "index/")) == 1
+    assert verify_repository(open_repo(storage)).ok
+
+
+def test_rebuild_reports_a_pack_with_a_damaged_header(
+    storage: Storage, repo: Repository, two: dict[str, bytes]
+) -> None:
+    packs = names(storage, "packs/")
+    flip_byte(storage, packs[0], -8)
+    report = rebuild_index(repo)
+    assert [p.obj for p in report.problems] == [packs[0]]
+    assert report.packs == len(packs) - 1
+
+
+def test_rebuild_indexes_packs_of_an_interrupted_backup(
+    storage: Storage, repo: Repository, two: dict[str, bytes]
+) -> None:
+    """Packs that no index file describes (a writer killed before its index) are found
+    by rebuild, after which their chunks deduplicate."""
+    before = set(names(storage, "index/"))
+    data = random_bytes(60_000, seed=3)
+    write_backup(repo, "b3", {"dump": data})
+    # What a writer killed after its packs, before its index and manifest, leaves.
+    storage.delete("manifests/b3")
+    for name in set(names(storage, "index/")) - before:
+        storage.delete(name)
+    reopened = open_repo(storage)
+    assert verify_repository(reopened).unreferenced_packs > 0
+    rebuild_index(reopened)
+    report = verify_repository(reopened)
+    assert report.ok
+    assert report.unreferenced_packs == 0
+    _, stats = write_backup(reopened, "b4", {"dump": data})
+    assert stats.new_chunks == 0
+
+
+def test_index_with_an_authentic_but_malformed_body_is_an_integrity_error(
+    storage: Storage, repo: Repository, two: dict[str, bytes]
+) -> None:
+    """A decoder must turn every malformed plaintext into IntegrityError, not a crash."""
+    for body in (
+        b"XXXX\x01",
+        MAGIC + b"\x00" * (GROUP.size - 1),
+        MAGIC + GROUP.pack(b"\x00" * 32, 5),
+    ):
+        blob = repo.sealer.seal(body, AAD_INDEX)
+        storage.put("index/" + "0" * 64, blob)
+        with pytest.raises(IntegrityError, match="index file is damaged"):
+            open_repo(storage)
+    storage.delete("index/" + "0" * 64)
+    assert verify_repository(open_repo(storage)).ok

@@ -1,0 +1,67 @@
+"""verify_repository and verify_backups on a sound repository, and what they count."""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.repository import Problem, Repository, verify_backups, verify_repository
+from respaldo.repository.index import seal_index
+from respaldo.repository.packs import PackEntry
+from respaldo.storage.base import Storage
+from tests.unit.repository.helpers import names, open_repo, random_bytes, write_backup
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_sound_repository_verifies(storage: Storage, repo: Repository) -> None:
+    sizes = {"b1": 30_000, "b2": 45_000}
+    chunks = 0
+    for backup_id, size in sizes.items():
+        manifest, _ = write_backup(repo, backup_id, {"dump": random_bytes(size, seed=size)})
+        chunks += manifest.streams[0].chunks
+    seen: list[int] = []
+    report = verify_repository(open_repo(storage), progress=seen.append)
+    assert report.ok
+    assert report.problems == []
+    assert report.backups == 2
+    assert report.chunks == chunks
+    assert report.bytes == sum(seen) == sum(sizes.values())
+    assert report.packs == len(names(storage, "packs/"))
+    assert report.unreferenced_packs == 0
+
+
+def test_an_empty_repository_verifies(repo: Repository) -> None:
+    report = verify_repository(repo)
+    assert report.ok
+    assert (report.backups, report.chunks, report.packs) == (0, 0, 0)
+
+
+def test_verify_backups_checks_only_those_asked_for(mem_repo: Repository) -> None:
+    write_backup(mem_repo, "b1", {"dump": random_bytes(10_000, seed=1)})
+    write_backup(mem_repo, "b2", {"dump": random_bytes(20_000, seed=2)})
+    report = verify_backups(mem_repo, ["b2"])
+    assert report.ok
+    assert (report.backups, report.bytes) == (1, 20_000)
+
+
+def test_index_that_disagrees_with_the_pack_header_is_reported(
+    storage: Storage, repo: Repository
+) -> None:
+    write_backup(repo, "b1", {"dump": random_bytes(30_000, seed=1)})
+    groups = repo.index.by_pack()
+    pack_id = sorted(groups)[0]
+    first = groups[pack_id][0]
+    groups[pack_id][0] = PackEntry(first.chunk_id, first.offset, first.length, first.raw_length + 1)
+    for name in names(storage, "index/"):
+        storage.delete(name)
+    name, blob = seal_index(repo.sealer, groups.items())
+    storage.put(name, blob)
+    report = verify_repository(open_repo(storage))
+    assert [p.obj for p in report.problems] == [f"packs/{pack_id[:2]}/{pack_id}"]
+    assert "disagree" in report.problems[0].message
+
+
+def test_problem_names_backup_and_object() -> None:
+    assert str(Problem("bad", "packs/ab/abc", "b1")) == "bad [backup b1 object packs/ab/abc]"
+    assert str(Problem("bad", "packs/ab/abc")) == "bad [object packs/ab/abc]"
+    assert str(Problem("bad")) == "bad"
