@@ -1,0 +1,93 @@
+"""PostgreSQL as a source: the one place that runs PostgreSQL programs and talks to servers.
+
+Words used throughout this package:
+
+cluster
+    One PostgreSQL server instance (one data directory, one port). Roles and tablespaces
+    belong to the cluster; everything else belongs to one of its databases.
+database
+    One database inside a cluster: what ``pg_dump`` dumps and ``pg_restore`` restores.
+conninfo
+    How to reach a database: a :class:`ConnInfo` parsed from a libpq DSN or URI, plus a
+    password held apart as a ``SecretStr``. The password never appears in argv, ``repr``,
+    ``str``, logs or error messages; it reaches child programs through a private 0600
+    passfile (or ``PGPASSWORD`` in the child's environment only) and psycopg as a keyword.
+bindir
+    The directory holding ``pg_dump``, ``pg_restore``, ``pg_dumpall`` and ``psql``: the
+    configured one, else the newest ``/usr/lib/postgresql/<major>/bin``, else ``PATH``.
+major version
+    The first number of a PostgreSQL version (15 for 15.4). A client program must be of
+    the same or a newer major version than the server it dumps.
+globals
+    The cluster-wide objects a database dump does not contain: roles, their memberships
+    and tablespaces (``pg_dumpall --globals-only``).
+exported snapshot
+    A transaction snapshot published with ``pg_export_snapshot()``: ``pg_dump --snapshot``
+    dumps exactly what the exporting transaction sees, so row counts taken in that
+    transaction describe the dump exactly. It is valid only while that transaction is open.
+running command
+    A :class:`RunningCommand`: a child program whose stdout the caller reads (pg_dump)
+    or whose stdin the caller writes (pg_restore). Leaving it waits for the child and
+    raises :class:`~respaldo.errors.PostgresError` with the child's stderr if it failed.
+
+Layer rule: this package knows nothing of chunks, repositories, storage or the catalog;
+it imports only :mod:`respaldo.errors` and :mod:`respaldo.config` from respaldo.
+"""
+
+from __future__ import annotations
+
+from respaldo.postgres.commands import (
+    CompletedCommand,
+    RunningCommand,
+    ToolVersion,
+    find_bindir,
+    pg_dump,
+    pg_dumpall_globals,
+    pg_restore,
+    psql,
+    tool_path,
+    tool_version,
+)
+from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection
+from respaldo.postgres.server import (
+    ExportedSnapshot,
+    ServerInfo,
+    check_pg_dump_version,
+    check_tool_compatible,
+    connect,
+    create_database,
+    database_exists,
+    drop_database,
+    exported_snapshot,
+    rename_database,
+    server_info,
+    terminate_connections,
+)
+
+__all__ = [
+    "ChildConnection",
+    "CompletedCommand",
+    "ConnInfo",
+    "ExportedSnapshot",
+    "RunningCommand",
+    "ServerInfo",
+    "ToolVersion",
+    "check_pg_dump_version",
+    "check_tool_compatible",
+    "child_connection",
+    "connect",
+    "create_database",
+    "database_exists",
+    "drop_database",
+    "exported_snapshot",
+    "find_bindir",
+    "pg_dump",
+    "pg_dumpall_globals",
+    "pg_restore",
+    "psql",
+    "rename_database",
+    "server_info",
+    "terminate_connections",
+    "tool_path",
+    "tool_version",
+]

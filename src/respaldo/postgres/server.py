@@ -1,0 +1,400 @@
+"""Talking to a server directly (psycopg 3): checks, exported snapshots, database management.
+
+Every function takes a :class:`~respaldo.postgres.connection.ConnInfo` and opens its own
+connection, except :func:`connect`, which hands one out. The password reaches psycopg as a
+keyword, never inside a DSN string. Names of databases go through
+``psycopg.sql.Identifier``, never through string formatting.
+
+Errors: a connection that cannot be made raises ConnectionFailed (naming host, port,
+database and user, never the password); a statement that fails raises QueryFailed, or
+DatabaseExists / DatabaseNotFound where that is what went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from respaldo.errors import (
+    ConnectionFailed,
+    DatabaseExists,
+    DatabaseNotFound,
+    QueryFailed,
+    SourceError,
+    ToolVersionError,
+)
+from respaldo.postgres.commands import ToolVersion, tool_version
+from respaldo.postgres.connection import ConnInfo, scrub
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[TupleRow]
+T = TypeVar("T")
+
+_AUTH_STATES = {"28P01", "28000"}  # invalid_password, invalid_authorization_specification
+_DUPLICATE_DATABASE = "42P04"
+_INVALID_CATALOG_NAME = "3D000"  # the database does not exist
+
+# Ordinary tables and the leaf partitions of partitioned tables (also relkind 'r'): the
+# relations that hold rows. Partitioned parents hold none, so counting them would count
+# their leaves twice. Extension members are left out: pg_dump does not dump their rows
+# (except configuration tables, which belong to the extension rather than the user).
+_USER_TABLES = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND c.relpersistence <> 't'
+   AND n.nspname <> 'information_schema'
+   AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (
+         SELECT 1 FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.objid = c.oid
+            AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
+"""
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _connection_failed(conninfo: ConnInfo, exc: psycopg.Error) -> ConnectionFailed:
+    reason = _one_line(scrub(str(exc), conninfo.secrets())) or type(exc).__name__
+    target = conninfo.describe()
+    if exc.sqlstate in _AUTH_STATES or "authentication failed" in reason:
+        hint = "check the user and password (password_file) and the server's pg_hba.conf"
+    elif exc.sqlstate == _INVALID_CATALOG_NAME or "does not exist" in reason:
+        hint = "check the database name in the DSN"
+    else:
+        hint = "check that the server is running and accepts connections on that host and port"
+    return ConnectionFailed(
+        f"cannot connect to PostgreSQL ({target}): {reason}", target=target, hint=hint
+    )
+
+
+def _guarded(
+    conninfo: ConnInfo,
+    what: str,
+    action: Callable[[], T],
+    errors: Mapping[type[psycopg.Error], SourceError] | None = None,
+) -> T:
+    """Run ``action``, turning a psycopg error into one of ours.
+
+    ``errors`` maps psycopg error classes to the error to raise instead; anything else
+    becomes QueryFailed. Ours is raised outside the ``except`` block on purpose: a psycopg
+    error keeps its connection, and through it the password, reachable from attributes,
+    so it must not ride along as ``__context__``.
+    """
+    failure: SourceError
+    try:
+        return action()
+    except psycopg.Error as exc:
+        mapped = [err for kind, err in (errors or {}).items() if isinstance(exc, kind)]
+        reason = _one_line(scrub(str(exc), conninfo.secrets()))
+        failure = (
+            mapped[0]
+            if mapped
+            else QueryFailed(
+                f"{what} failed on {conninfo.describe()}: {reason}", sqlstate=exc.sqlstate
+            )
+        )
+    raise failure
+
+
+def _connect_params(conninfo: ConnInfo, connect_timeout: int, application_name: str) -> Any:
+    # A helper, so that no frame of connect() holds the password in a local variable
+    # that a traceback printer showing locals (rich, pytest -l) could print.
+    params: dict[str, Any] = {
+        "connect_timeout": str(connect_timeout),
+        "application_name": application_name,
+    }
+    params.update(conninfo.libpq_params())
+    if conninfo.password is not None:
+        params["password"] = conninfo.password.get_secret_value()
+    return params
+
+
+def connect(
+    conninfo: ConnInfo,
+    *,
+    autocommit: bool = False,
+    connect_timeout: int = 10,
+    application_name: str = "respaldo",
+) -> Connection:
+    """Open a psycopg connection; the caller closes it (it is a context manager).
+
+    ``connect_timeout`` and ``application_name`` apply unless ``conninfo`` sets them.
+    Raises ConnectionFailed (unreachable, refused, authentication, no such database) with
+    a message that names the target and never contains the password.
+    """
+    failure: ConnectionFailed
+    try:
+        return psycopg.connect(
+            autocommit=autocommit,
+            **_connect_params(conninfo, connect_timeout, application_name),
+        )
+    except psycopg.Error as exc:
+        failure = _connection_failed(conninfo, exc)
+    # Raised outside the except block: see _guarded.
+    raise failure
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a backup records about the server it came from."""
+
+    version_num: int
+    """``server_version_num``: 150004 for 15.4."""
+    version: str
+    """``server_version``: "15.4 (Debian 15.4-1.pgdg120+1)"."""
+    system_identifier: int
+    """The cluster's unique id from ``pg_control_system()``; it names WAL archives."""
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+
+def server_info(conninfo: ConnInfo) -> ServerInfo:
+    """Version and system identifier of the server. Raises ConnectionFailed, QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        row = _guarded(
+            conninfo,
+            "reading the server version",
+            lambda: conn.execute(
+                "SELECT current_setting('server_version_num')::int,"
+                " current_setting('server_version'),"
+                " (SELECT system_identifier FROM pg_catalog.pg_control_system())"
+            ).fetchone(),
+        )
+    assert row is not None
+    return ServerInfo(version_num=int(row[0]), version=str(row[1]), system_identifier=int(row[2]))
+
+
+def check_tool_compatible(program: str, tool_major: int, server_major: int) -> None:
+    """Raise ToolVersionError if ``program`` of ``tool_major`` cannot serve ``server_major``.
+
+    pg_dump and pg_dumpall read servers of their own and older major versions only; a
+    newer server needs newer tools. Pure: no I/O.
+    """
+    if tool_major < server_major:
+        raise ToolVersionError(program, tool_major, server_major)
+
+
+def check_pg_dump_version(conninfo: ConnInfo, *, bindir: Path | str | None = None) -> ToolVersion:
+    """Check that the pg_dump in ``bindir`` can dump the server; return its version.
+
+    Raises ToolVersionError (with a hint naming the package to install), ToolNotFound,
+    ConnectionFailed or QueryFailed.
+    """
+    tool = tool_version("pg_dump", bindir=bindir)
+    with connect(conninfo, autocommit=True) as conn:
+        server_major = conn.info.server_version // 10000
+    check_tool_compatible(tool.program, tool.major, server_major)
+    return tool
+
+
+class ExportedSnapshot(NamedTuple):
+    """An exported snapshot id and the exact row count of every user table in it."""
+
+    snapshot_id: str
+    row_counts: dict[str, int]
+    """``"schema.table"`` -> ``count(*)`` as seen by the snapshot."""
+
+
+def _export_and_count(conn: Connection) -> ExportedSnapshot:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+        snapshot_row = cur.fetchone()
+        assert snapshot_row is not None
+        # Off, so that a role subject to row-level security fails instead of counting short
+        # (pg_dump does the same).
+        cur.execute("SET LOCAL row_security = off")
+        tables = [(str(s), str(t)) for s, t in cur.execute(_USER_TABLES).fetchall()]
+        counts: dict[str, int] = {}
+        for schema, table in tables:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+            count_row = cur.fetchone()
+            assert count_row is not None
+            counts[f"{schema}.{table}"] = int(count_row[0])
+    return ExportedSnapshot(str(snapshot_row[0]), counts)
+
+
+@contextmanager
+def exported_snapshot(conninfo: ConnInfo) -> Iterator[ExportedSnapshot]:
+    """Export a snapshot of ``conninfo.dbname`` and count every user table's rows in it.
+
+    Opens a read-only REPEATABLE READ transaction, runs ``pg_export_snapshot()``, counts
+    every ordinary table and leaf partition (not catalogs, not extension members) in that
+    same snapshot, and yields ``(snapshot_id, row_counts)``. The transaction stays open
+    until the context exits: run ``pg_dump --snapshot=<id>`` inside it, and the dump holds
+    exactly the counted rows; after it, the id is no longer valid. Row-level security is
+    off for the counts, so a role subject to it gets an error rather than a short count.
+    Counting reads every table in full, about what the dump itself reads. Raises
+    ConnectionFailed, QueryFailed.
+    """
+    conn = connect(conninfo)
+    try:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = _guarded(conninfo, "exporting a snapshot", lambda: _export_and_count(conn))
+        log.debug(
+            "exported snapshot %s of %s (%d tables)",
+            snapshot.snapshot_id,
+            conninfo,
+            len(snapshot.row_counts),
+        )
+        yield snapshot
+    finally:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            log.debug("rollback of the snapshot transaction failed", exc_info=True)
+        conn.close()
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def _maintenance(conninfo: ConnInfo, name: str) -> Connection:
+    if conninfo.dbname == name:
+        raise ValueError(f"connect to another database than {name!r} to manage it")
+    return connect(conninfo, autocommit=True)
+
+
+def database_exists(conninfo: ConnInfo, name: str) -> bool:
+    """Whether database ``name`` exists in the cluster of ``conninfo``."""
+    with connect(conninfo, autocommit=True) as conn:
+        row = _guarded(
+            conninfo,
+            "checking for a database",
+            lambda: conn.execute(
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)
+            ).fetchone(),
+        )
+    return row is not None
+
+
+def create_database(
+    conninfo: ConnInfo, name: str, *, owner: str | None = None, template: str = "template0"
+) -> None:
+    """Create database ``name`` from ``template`` (template0: empty, as pg_restore wants).
+
+    ``conninfo`` names the database to connect to for this (not ``name``). Not
+    idempotent: raises DatabaseExists if ``name`` is taken, QueryFailed otherwise.
+    """
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template)
+    )
+    if owner is not None:
+        statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
+    with _maintenance(conninfo, name) as conn:
+        _guarded(
+            conninfo,
+            f"creating database {name!r}",
+            lambda: conn.execute(statement),
+            {psycopg.errors.DuplicateDatabase: DatabaseExists(f"database {name!r} already exists")},
+        )
+    log.info("created database %r", name)
+
+
+def terminate_connections(conninfo: ConnInfo, name: str) -> int:
+    """Terminate every other session connected to database ``name``; return how many.
+
+    Waits (up to 5 s each, PostgreSQL 14+) until they have gone, so that a following DROP
+    or RENAME does not find them still exiting. Idempotent. Needs superuser or the
+    ``pg_signal_backend`` role for sessions of other roles.
+    """
+    with _maintenance(conninfo, name) as conn:
+        # PostgreSQL 14 can wait for the backends to exit; before, they are only signalled.
+        if conn.info.server_version >= 140000:
+            query = (
+                "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))"
+                " FROM pg_catalog.pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
+            )
+        else:
+            query = (
+                "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid))"
+                " FROM pg_catalog.pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
+            )
+        row = _guarded(
+            conninfo,
+            f"terminating connections to {name!r}",
+            lambda: conn.execute(query, (name,)).fetchone(),
+        )
+    return int(row[0]) if row is not None else 0
+
+
+def drop_database(
+    conninfo: ConnInfo, name: str, *, force: bool = True, missing_ok: bool = True
+) -> None:
+    """Drop database ``name``; with ``force``, sessions connected to it are terminated.
+
+    Idempotent with ``missing_ok`` (the default); otherwise raises DatabaseNotFound.
+    Raises QueryFailed when sessions are connected and ``force`` is false.
+    """
+    with _maintenance(conninfo, name) as conn:
+        modern = conn.info.server_version >= 130000
+    if force and not modern:
+        terminate_connections(conninfo, name)
+    statement = sql.SQL("DROP DATABASE {exists}{name}{force}").format(
+        exists=sql.SQL("IF EXISTS " if missing_ok else ""),
+        name=sql.Identifier(name),
+        force=sql.SQL(" WITH (FORCE)" if force and modern else ""),
+    )
+    with _maintenance(conninfo, name) as conn:
+        _guarded(
+            conninfo,
+            f"dropping database {name!r}",
+            lambda: conn.execute(statement),
+            {
+                psycopg.errors.InvalidCatalogName: DatabaseNotFound(
+                    f"database {name!r} does not exist"
+                )
+            },
+        )
+    log.info("dropped database %r", name)
+
+
+def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = True) -> None:
+    """Rename database ``old`` to ``new``; with ``force``, sessions on ``old`` are ended first.
+
+    Used to swap a freshly restored database into place. Not idempotent: raises
+    DatabaseNotFound if ``old`` does not exist, DatabaseExists if ``new`` does, and
+    QueryFailed otherwise (e.g. a session reconnected in between).
+    """
+    if conninfo.dbname == new:
+        raise ValueError(f"connect to another database than {new!r} to rename into it")
+    if force:
+        terminate_connections(conninfo, old)
+    statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        sql.Identifier(old), sql.Identifier(new)
+    )
+    with _maintenance(conninfo, old) as conn:
+        _guarded(
+            conninfo,
+            f"renaming database {old!r} to {new!r}",
+            lambda: conn.execute(statement),
+            {
+                psycopg.errors.InvalidCatalogName: DatabaseNotFound(
+                    f"database {old!r} does not exist"
+                ),
+                psycopg.errors.DuplicateDatabase: DatabaseExists(
+                    f"database {new!r} already exists"
+                ),
+            },
+        )
+    log.info("renamed database %r to %r", old, new)
