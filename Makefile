@@ -25,7 +25,7 @@ unit: setup
 	$(BIN)/pytest -m "unit or contract" -q
 
 demo: setup
-	bash scripts/demo.sh
+	$(BIN)/python scripts/demo.py
 
 bench: setup
 	$(BIN)/python -m bench.run

@@ -23,8 +23,10 @@ app = typer.Typer(
 )
 
 # Progress and tables go to stderr: stdout carries only what scripts consume (ids, JSON).
-err_console = Console(stderr=True, soft_wrap=True)
-out_console = Console(soft_wrap=True)
+# Piped output is not cut to 80 columns: tables in logs and CI output stay readable.
+_WIDTH = None if sys.stdout.isatty() else 160
+err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+out_console = Console(soft_wrap=True, width=_WIDTH)
 
 
 @dataclass
