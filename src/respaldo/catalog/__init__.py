@@ -19,12 +19,14 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 """
 
 from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_is_alive, this_host
+from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.models import BackupCopy, BackupRecord
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 
 __all__ = [
     "API_FIELDS",
+    "BackupCopies",
     "BackupCopy",
     "BackupRecord",
     "BackupRecords",

@@ -38,6 +38,16 @@ def backup(
         f"{result.record.duration or 0:.1f} s",
         highlight=False,
     )
+    for outcome in result.copies:
+        if outcome.ok:
+            err_console.print(f"copied {outcome.backup_id} to {outcome.repository}")
+        else:
+            # The local backup stands; the copy is recorded failed and retried next time.
+            err_console.print(
+                f"[yellow]warning:[/] copy of {outcome.backup_id} to {outcome.repository} "
+                f"failed: {outcome.error}",
+                highlight=False,
+            )
     if as_json:
         print_json(record_to_api(result.record))
     else:

@@ -15,6 +15,7 @@ import typer
 from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     backup_cmd,
     catalog_cmd,
+    copy_cmd,
     index_cmd,
     init_cmd,
     key_cmd,

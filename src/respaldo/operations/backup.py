@@ -26,6 +26,7 @@ from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import PostgresError
 from respaldo.operations.context import Context, current_pid
+from respaldo.operations.copy import CopyOutcome, replicate
 from respaldo.operations.repositories import open_repository
 from respaldo.postgres import (
     ConnInfo,
@@ -50,6 +51,7 @@ class BackupResult:
     record: BackupRecord
     manifest: Manifest
     stats: WriteStats
+    copies: list[CopyOutcome]
 
 
 def backup_database(
@@ -102,7 +104,12 @@ def backup_database(
             database_version=manifest.meta.get("server_version"),
             schema_version=manifest.meta.get("schema_version"),
         )
-    return BackupResult(record, manifest, stats)
+    # The backup is complete and safe in the primary; copies to the secondaries can only
+    # add to that, never undo it.
+    copies = replicate(ctx, repo)
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).get(backup_id)
+    return BackupResult(record, manifest, stats, copies)
 
 
 def _dump(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from respaldo.config import RepositorySettings, Settings
-from respaldo.errors import RepositoryExists
+from respaldo.errors import RepositoryError, RepositoryExists
 from respaldo.repository import ChunkerParams, KdfParams, Repository
 from respaldo.storage import Storage, open_storage
 
@@ -48,23 +48,40 @@ class InitResult:
 
 
 def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[InitResult]:
-    """Create every configured repository that does not exist yet.
+    """Create the primary repository and every secondary as a mirror of it.
 
     Idempotent: existing repositories are opened (which checks the passphrase) and left
-    as they are. Raises WrongPassphrase if an existing one does not open.
+    as they are. Raises WrongPassphrase if an existing one does not open, and
+    RepositoryError if an existing secondary is not a mirror of the primary (another
+    repository id: copies into it would be impossible).
     """
     passphrase = settings.repository_passphrase()
     chunker = ChunkerParams(
         settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
     )
+    primary_settings = settings.repository()
     results = []
-    for repo_settings in settings.repositories or [settings.repository()]:
+    store = open_store(primary_settings)
+    try:
+        primary = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
+        created = True
+    except RepositoryExists:
+        primary = Repository.open(store, passphrase, load_index=False)
+        created = False
+    results.append(InitResult(primary_settings.name, store.location, created, primary.id))
+    for repo_settings in settings.repositories[1:]:
         store = open_store(repo_settings)
         try:
-            repo = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
+            repo = Repository.init_mirror(store, primary, passphrase, kdf=kdf)
             created = True
         except RepositoryExists:
             repo = Repository.open(store, passphrase, load_index=False)
             created = False
+            if repo.id != primary.id:
+                raise RepositoryError(
+                    f"repository {repo_settings.name} ({store.location}) is not a mirror of "
+                    f"the primary {primary_settings.name}",
+                    hint="point it at an empty location; 'respaldo init' creates it as a mirror",
+                ) from None
         results.append(InitResult(repo_settings.name, store.location, created, repo.id))
     return results

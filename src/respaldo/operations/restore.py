@@ -22,13 +22,19 @@ import re
 import secrets
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.config import DatabaseSettings
-from respaldo.errors import ConfigError, IntegrityError, RestoreError
+from respaldo.errors import (
+    BackupNotFound,
+    ConfigError,
+    IntegrityError,
+    RespaldoError,
+    RestoreError,
+)
 from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
 from respaldo.operations.repositories import open_repository
@@ -44,6 +50,7 @@ from respaldo.postgres import (
     terminate_connections,
 )
 from respaldo.repository import Manifest, Repository, iter_stream
+from respaldo.repository.reader import ChunkResult
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +103,8 @@ def restore_backup(
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     started = datetime.now(UTC)
-    repo = open_repository(ctx.settings)
-    manifest = repo.load_manifest(backup_id)
+    repo, fallbacks, warnings = _open_with_fallbacks(ctx)
+    manifest = _load_manifest(repo, fallbacks, backup_id)
     if manifest.kind != "full":
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
     db = ctx.settings.database(database or manifest.source)
@@ -114,16 +121,17 @@ def restore_backup(
     if not exists and drop_old:
         raise ConfigError("--drop-old only makes sense with --replace of an existing database")
 
-    result = RestoreResult(backup_id, target, 0, 0.0)
+    result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
+    reader = _Reader(repo, fallbacks, result.warnings)
     if with_globals:
-        result.warnings += _restore_globals(repo, manifest, admin)
+        result.warnings += _restore_globals(reader, manifest, admin)
         result.globals_restored = True
 
     staging = f"respaldo_staging_{secrets.token_hex(4)}"
     create_database(admin, staging)
     try:
         result.bytes_restored = _restore_into(
-            ctx, repo, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
+            ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
         )
         result.row_counts_checked = _check_row_counts(manifest, admin.with_dbname(staging))
         if exists:
@@ -143,7 +151,7 @@ def restore_backup(
 
 def _restore_into(
     ctx: Context,
-    repo: Repository,
+    reader: _Reader,
     manifest: Manifest,
     conninfo: ConnInfo,
     jobs: int,
@@ -154,7 +162,7 @@ def _restore_into(
     done = 0
     if jobs == 1:
         with pg_restore(conninfo, no_owner=no_owner) as restore:
-            for data in iter_stream(repo, manifest, DUMP_STREAM):
+            for data in reader.stream(manifest, DUMP_STREAM):
                 restore.stdin.write(data)
                 done += len(data)
                 ctx.progress("restore", done, total)
@@ -165,7 +173,7 @@ def _restore_into(
         path = Path(tmp) / "dump.pgcustom"
         sha = hashlib.sha256()
         with path.open("wb") as out:
-            for data in iter_stream(repo, manifest, DUMP_STREAM):
+            for data in reader.stream(manifest, DUMP_STREAM):
                 out.write(data)
                 sha.update(data)
                 done += len(data)
@@ -177,6 +185,51 @@ def _restore_into(
         with pg_restore(conninfo, source=path, jobs=jobs, no_owner=no_owner):
             ctx.progress("restore", 0, None)
     return done
+
+
+class _Reader:
+    """Reads streams from the primary, taking damaged or missing chunks from mirrors,
+    and notes each chunk read elsewhere as a warning."""
+
+    def __init__(self, repo: Repository, fallbacks: list[Repository], warnings: list[str]):
+        self.repo = repo
+        self.fallbacks = fallbacks
+        self.warnings = warnings
+
+    def stream(self, manifest: Manifest, name: str) -> Iterator[bytes]:
+        def note(failed: ChunkResult, good: ChunkResult) -> None:
+            self.warnings.append(
+                f"chunk {failed.chunk_id.hex()[:16]} is {failed.problem} in "
+                f"{self.repo.storage.location} ({failed.obj or 'index'}); "
+                f"read from {good.repository}"
+            )
+
+        return iter_stream(self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=note)
+
+
+def _open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], list[str]]:
+    """The primary and every secondary that opens; a secondary that does not is a warning."""
+    repo = open_repository(ctx.settings)
+    fallbacks: list[Repository] = []
+    warnings: list[str] = []
+    for other in ctx.settings.repositories[1:]:
+        try:
+            fallbacks.append(open_repository(ctx.settings, other.name))
+        except RespaldoError as exc:
+            warnings.append(f"repository {other.name} unavailable for fallback reads: {exc}")
+    return repo, fallbacks, warnings
+
+
+def _load_manifest(repo: Repository, fallbacks: list[Repository], backup_id: str) -> Manifest:
+    try:
+        return repo.load_manifest(backup_id)
+    except (BackupNotFound, IntegrityError):
+        for other in fallbacks:
+            try:
+                return other.load_manifest(backup_id)
+            except (BackupNotFound, IntegrityError):
+                continue
+        raise
 
 
 def _check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
@@ -229,9 +282,9 @@ def _run_hook(argv: Sequence[str], what: str) -> None:
         )
 
 
-def _restore_globals(repo: Repository, manifest: Manifest, admin: ConnInfo) -> list[str]:
+def _restore_globals(reader: _Reader, manifest: Manifest, admin: ConnInfo) -> list[str]:
     """Apply the globals script. Roles that exist already are reported, not fatal."""
-    script = b"".join(iter_stream(repo, manifest, GLOBALS_STREAM)).decode("utf-8")
+    script = b"".join(reader.stream(manifest, GLOBALS_STREAM)).decode("utf-8")
     # ON_ERROR_STOP off: "role already exists" must not stop the roles that are missing.
     done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"})
     return [line for line in done.stderr.splitlines() if "ERROR" in line]

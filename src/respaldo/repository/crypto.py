@@ -87,6 +87,7 @@ class Sealer:
         self._keys = keys
         self._aead = AESGCM(keys.encryption_key)
         self._level = compression_level
+        self.compression_level = compression_level
         import threading
 
         self._local = threading.local()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -33,6 +33,8 @@ class ChunkResult:
     data: bytes | None
     problem: str | None = None
     obj: str = ""
+    sealed: bytes | None = None
+    repository: str = ""
 
 
 @dataclass
@@ -88,33 +90,90 @@ def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
             results.append(ChunkResult(cid, None, "pack is truncated", name))
             continue
         try:
-            results.append(ChunkResult(cid, repo.sealer.open_chunk(cid, part), None, name))
+            data = repo.sealer.open_chunk(cid, part)
+            results.append(ChunkResult(cid, data, None, name, part, repo.storage.location))
         except SealError as exc:
             results.append(ChunkResult(cid, None, str(exc), name))
     return results
 
 
+OnFallback = Callable[[ChunkResult, ChunkResult], None]
+"""Called with (the failed result, the good one from another repository)."""
+
+
 def fetch_chunks(
-    repo: Repository, entries: Iterable[tuple[bytes, int]], *, window: int = WINDOW
+    repo: Repository,
+    entries: Iterable[tuple[bytes, int]],
+    *,
+    window: int = WINDOW,
+    fallbacks: Sequence[Repository] = (),
+    on_fallback: OnFallback | None = None,
 ) -> Iterator[ChunkResult]:
-    """Yield every entry's chunk, in order, with errors as results rather than raised."""
+    """Yield every entry's chunk, in order, with errors as results rather than raised.
+
+    A chunk that is missing or damaged in ``repo`` is looked for in each of
+    ``fallbacks`` (mirrors of ``repo``: same keys, same chunk ids) in turn;
+    ``on_fallback`` hears of every chunk read that way.
+    """
     with ThreadPoolExecutor(max(1, min(window, 8)), thread_name_prefix="fetch") as pool:
         queue: deque[Future[list[ChunkResult]] | ChunkResult] = deque()
         for item in _plan(repo, entries):
             queue.append(pool.submit(_fetch_run, repo, item) if isinstance(item, _Run) else item)
             while len(queue) > window:
-                yield from _resolve(queue.popleft())
+                yield from _repair(_resolve(queue.popleft()), fallbacks, on_fallback)
         while queue:
-            yield from _resolve(queue.popleft())
+            yield from _repair(_resolve(queue.popleft()), fallbacks, on_fallback)
+
+
+def _repair(
+    results: list[ChunkResult], fallbacks: Sequence[Repository], on_fallback: OnFallback | None
+) -> list[ChunkResult]:
+    if not fallbacks or all(r.data is not None for r in results):
+        return results
+    repaired = []
+    for result in results:
+        if result.data is None:
+            for other in fallbacks:
+                (alternative,) = _fetch_one(other, result.chunk_id)
+                if alternative.data is not None:
+                    if on_fallback is not None:
+                        on_fallback(result, alternative)
+                    result = alternative
+                    break
+        repaired.append(result)
+    return repaired
+
+
+def _fetch_one(repo: Repository, cid: bytes) -> list[ChunkResult]:
+    loc = repo.index.get(cid)
+    if loc is None:
+        return [
+            ChunkResult(cid, None, "chunk is not in the index", "", None, repo.storage.location)
+        ]
+    run = _Run(loc.pack_id, loc.offset, loc.offset + loc.length, [(cid, loc.offset, loc.length)])
+    return _fetch_run(repo, run)
 
 
 def _resolve(item: Future[list[ChunkResult]] | ChunkResult) -> list[ChunkResult]:
     return [item] if isinstance(item, ChunkResult) else item.result()
 
 
-def read_list(repo: Repository, list_id: str) -> list[tuple[bytes, int]]:
+def read_list(
+    repo: Repository,
+    list_id: str,
+    fallbacks: Sequence[Repository] = (),
+    on_fallback: OnFallback | None = None,
+) -> list[tuple[bytes, int]]:
     """The entries of one list chunk. Errors come back as a failed ChunkResult."""
-    (result,) = list(fetch_chunks(repo, [(bytes.fromhex(list_id), 0)], window=1))
+    (result,) = list(
+        fetch_chunks(
+            repo,
+            [(bytes.fromhex(list_id), 0)],
+            window=1,
+            fallbacks=fallbacks,
+            on_fallback=on_fallback,
+        )
+    )
     if result.data is None:
         raise _ChunkFailure(result)
     try:
@@ -139,22 +198,30 @@ def _integrity(manifest: Manifest, stream: StreamInfo, result: ChunkResult) -> I
     )
 
 
-def iter_stream(repo: Repository, manifest: Manifest, stream_name: str) -> Iterator[bytes]:
+def iter_stream(
+    repo: Repository,
+    manifest: Manifest,
+    stream_name: str,
+    *,
+    fallbacks: Sequence[Repository] = (),
+    on_fallback: OnFallback | None = None,
+) -> Iterator[bytes]:
     """Yield a stream's plaintext, verified chunk by chunk; the SHA-256 is checked last.
 
     Raises IntegrityError naming the backup and the object at the first problem. Callers
     that must not act on unverified data (restore into a database) need the whole stream
-    to have been read before they commit to it: see :func:`copy_stream`.
+    to have been read before they commit to it (restore writes into a staging database and
+    renames it only after the iterator has ended without error).
     """
     stream = manifest.stream(stream_name)
     sha = hashlib.sha256()
     size = 0
     for list_id in stream.lists:
         try:
-            entries = read_list(repo, list_id)
+            entries = read_list(repo, list_id, fallbacks, on_fallback)
         except _ChunkFailure as failure:
             raise _integrity(manifest, stream, failure.result) from None
-        for result in fetch_chunks(repo, entries):
+        for result in fetch_chunks(repo, entries, fallbacks=fallbacks, on_fallback=on_fallback):
             if result.data is None:
                 raise _integrity(manifest, stream, result)
             sha.update(result.data)
@@ -169,7 +236,10 @@ def iter_stream(repo: Repository, manifest: Manifest, stream_name: str) -> Itera
 
 
 def copy_stream(repo: Repository, manifest: Manifest, stream_name: str, out: BinaryIO) -> int:
-    """Write a verified stream to ``out``; returns the byte count. Raises IntegrityError."""
+    """Write a stream to ``out``; returns the byte count. Raises IntegrityError.
+
+    The checksum is known only at the end: on IntegrityError, discard what was written.
+    """
     total = 0
     for data in iter_stream(repo, manifest, stream_name):
         out.write(data)

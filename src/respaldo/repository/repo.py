@@ -125,6 +125,40 @@ class Repository:
         )
 
     @classmethod
+    def init_mirror(
+        cls,
+        storage: Storage,
+        source: Repository,
+        passphrase: SecretStr | str,
+        *,
+        kdf: KdfParams | None = None,
+        cache_dir: Path | None = None,
+    ) -> Repository:
+        """Create an empty *mirror* of ``source``: same id, chunker and master key.
+
+        Mirrors share chunk ids and sealed bytes, so copying a backup between them moves
+        only the sealed chunks the destination lacks, without decrypting anything, and a
+        restore can take any damaged chunk from any mirror. The passphrase may differ
+        (it wraps the same master key). Raises RepositoryExists.
+        """
+        if _exists(storage, CONFIG_NAME):
+            raise RepositoryExists(f"a repository already exists at {storage.location}")
+        key_id, key_doc = wrap_master_key(
+            source._master_key, _secret(passphrase), source.id, kdf or KdfParams()
+        )
+        storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
+        storage.put(CONFIG_NAME, json.dumps(source.config, indent=2).encode())
+        return cls(
+            storage,
+            source.config,
+            source._master_key,
+            cache_dir=cache_dir,
+            compression_level=source.sealer.compression_level,
+            pack_size=source.pack_size,
+            workers=source.workers,
+        )
+
+    @classmethod
     def open(
         cls,
         storage: Storage,

@@ -218,13 +218,7 @@ class BackupWriter:
         overwritten), or the storage error that stopped an upload.
         """
         try:
-            while self._inflight:
-                self._drain_one()
-            if len(self._builder):
-                self._flush_pack()
-            while self._uploads:
-                self._uploads.popleft().result()
-            self._write_index()
+            self._flush_all()
             manifest = Manifest(
                 backup_id=self.backup_id,
                 kind=kind,
@@ -235,19 +229,57 @@ class BackupWriter:
                 streams=list(self._streams),
                 meta=dict(meta or {}),
             )
-            name = manifest_name(self.backup_id)
-            try:
-                self.repo.storage.stat(name)
-            except ObjectNotFound:
-                pass
-            else:
-                raise RepositoryError(f"backup {self.backup_id} exists already")
             blob = self.repo.sealer.seal(manifest.to_bytes(), manifest_aad(self.backup_id))
-            self.repo.storage.put(name, blob)
-            self.stats.stored_bytes += len(blob)
+            self._put_manifest(blob)
             return manifest
         finally:
             self._shutdown()
+
+    def commit_sealed_manifest(self, blob: bytes) -> None:
+        """Flush, then store an already sealed manifest (copying between mirrors)."""
+        try:
+            self._flush_all()
+            self._put_manifest(blob)
+        finally:
+            self._shutdown()
+
+    def store_sealed(self, cid: bytes, sealed: bytes, raw_length: int) -> bool:
+        """Add a chunk that is sealed already (under this repository's keys) unless the
+        repository or this writer has it. Returns whether it was new."""
+        self.stats.chunks += 1
+        with self._lock:
+            if cid in self._pending:
+                return False
+        if cid in self.repo.index:
+            return False
+        with self._lock:
+            self._pending[cid] = len(sealed)
+        self.stats.new_chunks += 1
+        self.stats.size_compressed += len(sealed)
+        self._builder.add(cid, sealed, raw_length)
+        if self._builder.full:
+            self._flush_pack()
+        return True
+
+    def _flush_all(self) -> None:
+        while self._inflight:
+            self._drain_one()
+        if len(self._builder):
+            self._flush_pack()
+        while self._uploads:
+            self._uploads.popleft().result()
+        self._write_index()
+
+    def _put_manifest(self, blob: bytes) -> None:
+        name = manifest_name(self.backup_id)
+        try:
+            self.repo.storage.stat(name)
+        except ObjectNotFound:
+            pass
+        else:
+            raise RepositoryError(f"backup {self.backup_id} exists already")
+        self.repo.storage.put(name, blob)
+        self.stats.stored_bytes += len(blob)
 
     def abort(self) -> None:
         """Stop the pools without writing a manifest; uploaded packs become garbage."""

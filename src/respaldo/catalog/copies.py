@@ -1,0 +1,76 @@
+"""Queries on ``backup_copies``: where else each backup lives, and how its copy went."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from respaldo.catalog.backups import BackupRecords
+from respaldo.catalog.models import BackupCopy, BackupRecord
+from respaldo.domain import CopyStatus, validate_backup_id
+
+
+class BackupCopies:
+    """Changes and queries within one Session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def mark(
+        self,
+        backup_id: str,
+        repository: str,
+        status: CopyStatus,
+        *,
+        error: str | None = None,
+        now: datetime | None = None,
+    ) -> BackupCopy:
+        """Record the state of a backup's copy in ``repository`` (insert or update).
+
+        Idempotent. Raises RecordNotFound if there is no such backup.
+        """
+        BackupRecords(self.session).get(backup_id)
+        copy = self.session.get(BackupCopy, (validate_backup_id(backup_id), repository))
+        when = now or datetime.now(UTC)
+        if copy is None:
+            copy = BackupCopy(
+                backup_id=backup_id, repository=repository, status=status, updated_at=when
+            )
+            self.session.add(copy)
+        copy.status = status
+        copy.error_message = error if status is CopyStatus.FAILED else None
+        copy.updated_at = when
+        self.session.flush()
+        return copy
+
+    def for_backup(self, backup_id: str) -> builtins.list[BackupCopy]:
+        query = sa.select(BackupCopy).where(BackupCopy.backup_id == backup_id)
+        return builtins.list(self.session.scalars(query.order_by(BackupCopy.repository)))
+
+    def missing_in(self, repository: str) -> builtins.list[str]:
+        """Ids of completed backups with no completed copy in ``repository``, oldest first."""
+        done = sa.select(BackupCopy.backup_id).where(
+            BackupCopy.repository == repository, BackupCopy.status == CopyStatus.COMPLETED
+        )
+        query = (
+            sa.select(BackupRecord.id)
+            .where(BackupRecord.status == "completed", BackupRecord.id.not_in(done))
+            .where(BackupRecord.repository != repository)
+            .order_by(BackupRecord.created_at, BackupRecord.id)
+        )
+        return builtins.list(self.session.scalars(query))
+
+    def set_offsite_location(
+        self, backup_id: str, *, s3_url: str | None, storage_tier: str | None
+    ) -> None:
+        """Record where the offsite (S3) copy of a backup lives, in the record's own
+        ``s3_url`` and ``storage_tier`` columns of the specification."""
+        record = BackupRecords(self.session).get(backup_id)
+        if s3_url is not None:
+            record.s3_url = s3_url
+        if storage_tier is not None:
+            record.storage_tier = storage_tier
+        self.session.flush()

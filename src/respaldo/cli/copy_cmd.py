@@ -1,0 +1,58 @@
+"""``respaldo copy [ID… | --all] --to REPO``: (re)copy backups to a secondary repository."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from respaldo.catalog import BackupCopies
+from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.errors import ConfigError
+from respaldo.operations.context import Context
+from respaldo.operations.copy import copy_to
+
+
+@app.command("copy")
+def copy(
+    ctx: typer.Context,
+    backup_ids: Annotated[list[str] | None, typer.Argument(help="Backup ids to copy.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every completed backup the target lacks.")
+    ] = False,
+    to: Annotated[str, typer.Option("--to", help="Name of the secondary repository.")] = "",
+) -> None:
+    """Copy backups from the primary to a secondary repository; only missing chunks move.
+
+    Exit status 1 if any copy failed (each failure is recorded in the catalog).
+    """
+    if not to:
+        raise ConfigError("name the secondary repository with --to")
+    if bool(backup_ids) == all_:
+        raise ConfigError("give backup ids or --all (not both)")
+    context = Context.open(state(ctx).settings)
+    try:
+        ids = list(backup_ids or [])
+        if all_:
+            with context.catalog.begin() as session:
+                ids = BackupCopies(session).missing_in(to)
+        outcomes = copy_to(context, ids, to)
+    finally:
+        context.close()
+    failed = 0
+    for outcome in outcomes:
+        if outcome.stats is None:
+            failed += 1
+            err_console.print(f"[red]failed[/] {outcome.backup_id}: {outcome.error}")
+        elif outcome.stats.already_there:
+            err_console.print(f"{outcome.backup_id}: already in {to}")
+        else:
+            err_console.print(
+                f"{outcome.backup_id}: copied to {to}, {outcome.stats.new_chunks} of "
+                f"{outcome.stats.chunks} chunks new, {human_bytes(outcome.stats.bytes_uploaded)}",
+                highlight=False,
+            )
+    if not outcomes:
+        err_console.print(f"nothing to copy: {to} holds every completed backup")
+    if failed:
+        raise typer.Exit(1)

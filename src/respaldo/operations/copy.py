@@ -1,0 +1,121 @@
+"""Copies of backups in the secondary repositories (offsite S3, a second disk).
+
+Every backup is written to the primary repository; secondaries are *mirrors* of it
+(same repository id and keys, see :meth:`Repository.init_mirror`), so a copy moves only
+the sealed chunks a secondary lacks, manifest last. A failed copy is recorded in the
+catalog (``backup_copies``) and reported, and never fails the backup: the next backup,
+or ``respaldo copy --all``, retries every backup still missing there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from respaldo.catalog import BackupCopies
+from respaldo.config import RepositorySettings, Settings
+from respaldo.domain import CopyStatus
+from respaldo.errors import ConfigError, RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import Repository
+from respaldo.repository.copy import CopyStats, copy_backup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CopyOutcome:
+    backup_id: str
+    repository: str
+    stats: CopyStats | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def secondaries(settings: Settings) -> list[RepositorySettings]:
+    return settings.repositories[1:]
+
+
+def offsite_location(repo: RepositorySettings, backup_id: str) -> tuple[str | None, str | None]:
+    """(s3_url, storage_tier) for the catalog when ``repo`` is an S3 repository."""
+    if not repo.url.startswith("s3://"):
+        return None, None
+    return f"{repo.url.rstrip('/')}/manifests/{backup_id}", repo.storage_class or "STANDARD_IA"
+
+
+def copy_to(
+    ctx: Context,
+    backup_ids: list[str],
+    repository: str,
+    *,
+    primary: Repository | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[CopyOutcome]:
+    """Copy each backup to the named secondary, recording each outcome in the catalog.
+
+    Errors of one backup are recorded and reported in its outcome; the others go on.
+    Raises ConfigError if ``repository`` is the primary or not configured, and the
+    error that prevents opening either repository (recorded for every backup).
+    """
+    settings = ctx.settings
+    target = settings.repository(repository)
+    if target.name == settings.repository().name:
+        raise ConfigError(f"{repository!r} is the primary repository: backups are written there")
+    try:
+        source = primary or open_repository(settings)
+        destination = open_repository(settings, target.name)
+    except RespaldoError as exc:
+        for backup_id in backup_ids:
+            _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+        raise
+    outcomes = []
+    for backup_id in backup_ids:
+        _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
+        try:
+            stats = copy_backup(source, destination, backup_id, progress)
+        except RespaldoError as exc:
+            log.warning("copy of %s to %s failed: %s", backup_id, target.name, exc)
+            _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+            outcomes.append(CopyOutcome(backup_id, target.name, None, str(exc)))
+            continue
+        _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
+        s3_url, tier = offsite_location(target, backup_id)
+        if s3_url is not None:
+            with ctx.catalog.begin() as session:
+                BackupCopies(session).set_offsite_location(
+                    backup_id, s3_url=s3_url, storage_tier=tier
+                )
+        outcomes.append(CopyOutcome(backup_id, target.name, stats))
+    return outcomes
+
+
+def replicate(ctx: Context, primary: Repository | None = None) -> list[CopyOutcome]:
+    """Bring every secondary up to date: copy each completed backup it does not hold.
+
+    Never raises for a secondary's failure (unreachable S3, say): that is recorded in
+    the catalog and returned as a failed outcome, so the local backup stands.
+    """
+    outcomes: list[CopyOutcome] = []
+    for repo in secondaries(ctx.settings):
+        with ctx.catalog.begin() as session:
+            missing = BackupCopies(session).missing_in(repo.name)
+        if not missing:
+            continue
+        try:
+            outcomes += copy_to(ctx, missing, repo.name, primary=primary)
+        except RespaldoError as exc:
+            log.warning("repository %s unavailable: %s", repo.name, exc)
+            outcomes += [CopyOutcome(b, repo.name, None, str(exc)) for b in missing]
+    return outcomes
+
+
+def _record(
+    ctx: Context, backup_id: str, repository: str, status: CopyStatus, error: str | None
+) -> None:
+    with ctx.catalog.begin() as session:
+        BackupCopies(session).mark(backup_id, repository, status, error=error)

@@ -1,0 +1,91 @@
+"""Copying backups between mirror repositories (same id and keys, other storage).
+
+Only the sealed chunks the destination lacks are transferred, untouched (no decryption
+or re-encryption), each one authenticated on the way so that a damaged chunk is never
+propagated. Order of writes in the destination: packs, index, then the manifest (copied
+as is), so a copy interrupted at any point leaves no backup half there; running it again
+moves only what is still missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.repository.crypto import SealError
+from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
+from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
+from respaldo.repository.repo import Repository
+from respaldo.repository.writer import BackupWriter
+
+
+@dataclass
+class CopyStats:
+    chunks: int = 0
+    new_chunks: int = 0
+    bytes_uploaded: int = 0
+    already_there: bool = False
+
+
+def copy_backup(
+    source: Repository,
+    destination: Repository,
+    backup_id: str,
+    progress: Callable[[int], None] | None = None,
+) -> CopyStats:
+    """Make backup ``backup_id`` of ``source`` exist in ``destination`` too.
+
+    Idempotent: a backup whose manifest is in the destination already is left alone.
+    Raises RepositoryError if the two are not mirrors, IntegrityError if the source's
+    data is damaged (nothing is then written to the destination's manifests), and the
+    storage errors of either side.
+    """
+    if source.id != destination.id:
+        raise RepositoryError(
+            f"{destination.storage.location} is not a mirror of {source.storage.location} "
+            f"(repository ids {destination.id} and {source.id})",
+            hint="create the destination with 'respaldo init', which makes secondaries mirrors",
+        )
+    stats = CopyStats()
+    name = manifest_name(backup_id)
+    try:
+        destination.storage.stat(name)
+        stats.already_there = True
+        return stats
+    except ObjectNotFound:
+        pass
+    blob = source.storage.get(name)
+    try:
+        manifest = Manifest.from_bytes(source.sealer.open(blob, manifest_aad(backup_id)))
+    except (SealError, ValueError, KeyError) as exc:
+        raise IntegrityError(f"manifest is damaged: {exc}", obj=name, backup=backup_id) from None
+    with BackupWriter(destination, backup_id) as writer:
+        for stream in manifest.streams:
+            for list_id in stream.lists:
+                try:
+                    entries = read_list(source, list_id)
+                except _ChunkFailure as failure:
+                    raise _damaged(backup_id, failure.result.problem, failure.result.obj) from None
+                wanted = [(bytes.fromhex(list_id), 0), *entries]
+                stats.chunks += len(wanted)
+                missing = [e for e in wanted if e[0] not in destination.index]
+                for result in fetch_chunks(source, missing):
+                    if result.data is None or result.sealed is None:
+                        raise _damaged(backup_id, result.problem, result.obj)
+                    if writer.store_sealed(result.chunk_id, result.sealed, len(result.data)):
+                        stats.new_chunks += 1
+                        stats.bytes_uploaded += len(result.sealed)
+                    if progress is not None:
+                        progress(len(result.data))
+        writer.commit_sealed_manifest(blob)
+    return stats
+
+
+def _damaged(backup_id: str, problem: str | None, obj: str) -> IntegrityError:
+    return IntegrityError(
+        f"cannot copy: source chunk is damaged ({problem})",
+        obj=obj,
+        backup=backup_id,
+        hint="run 'respaldo verify' on the source repository",
+    )

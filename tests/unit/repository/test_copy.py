@@ -1,0 +1,104 @@
+"""Mirrors and copies: only missing sealed chunks move; reads fall back to a mirror."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from respaldo.errors import IntegrityError, RepositoryError, RepositoryExists
+from respaldo.repository import BackupWriter, ChunkerParams, KdfParams, Repository, iter_stream
+from respaldo.repository.copy import copy_backup
+from respaldo.repository.reader import ChunkResult
+from respaldo.storage.memory import MemoryStorage
+
+pytestmark = pytest.mark.unit
+KDF = KdfParams(1, 1024, 1)
+
+
+def _repo(name: str) -> Repository:
+    return Repository.init(
+        MemoryStorage(name),
+        "pw",
+        chunker=ChunkerParams(256, 1024, 4096),
+        kdf=KDF,
+        pack_size=16 * 1024,
+    )
+
+
+def _backup(repo: Repository, backup_id: str, data: bytes) -> None:
+    with BackupWriter(repo, backup_id) as writer:
+        writer.write_stream("dump", io.BytesIO(data))
+        writer.commit(kind="full", source="erp", started_at=datetime.now(UTC))
+
+
+def test_copy_moves_only_missing_chunks_and_the_copy_restores() -> None:
+    primary = _repo("p")
+    mirror = Repository.init_mirror(MemoryStorage("m"), primary, "other pass", kdf=KDF)
+    data = os.urandom(100_000)
+    _backup(primary, "b1", data)
+    first = copy_backup(primary, mirror, "b1")
+    assert first.new_chunks > 10 and not first.already_there
+    _backup(primary, "b2", data[:50_000] + b"edit" + data[50_000:])
+    second = copy_backup(primary, mirror, "b2")
+    assert 0 < second.new_chunks <= 6  # the edited chunks and a list chunk
+    assert copy_backup(primary, mirror, "b2").already_there
+    reopened = Repository.open(mirror.storage, "other pass")
+    for backup_id, expected in (("b1", data), ("b2", data[:50_000] + b"edit" + data[50_000:])):
+        manifest = reopened.load_manifest(backup_id)
+        assert b"".join(iter_stream(reopened, manifest, "dump")) == expected
+
+
+def test_copy_refuses_a_repository_that_is_not_a_mirror() -> None:
+    primary, stranger = _repo("p"), _repo("s")
+    _backup(primary, "b1", b"x" * 5000)
+    with pytest.raises(RepositoryError, match="not a mirror"):
+        copy_backup(primary, stranger, "b1")
+    assert stranger.backup_ids() == []
+
+
+def test_init_mirror_refuses_an_existing_repository() -> None:
+    primary = _repo("p")
+    with pytest.raises(RepositoryExists):
+        Repository.init_mirror(primary.storage, primary, "pw", kdf=KDF)
+
+
+def test_damaged_source_chunk_is_not_propagated() -> None:
+    primary = _repo("p")
+    mirror = Repository.init_mirror(MemoryStorage("m"), primary, "pw", kdf=KDF)
+    _backup(primary, "b1", os.urandom(60_000))
+    pack = next(iter(primary.storage.list("packs/"))).name
+    blob = bytearray(primary.storage.get(pack))
+    blob[10] ^= 0xFF
+    primary.storage.put(pack, bytes(blob))
+    with pytest.raises(IntegrityError, match="cannot copy"):
+        copy_backup(primary, mirror, "b1")
+    assert mirror.backup_ids() == []
+
+
+def test_reads_fall_back_to_a_mirror_and_say_so() -> None:
+    primary = _repo("p")
+    mirror = Repository.init_mirror(MemoryStorage("m"), primary, "pw", kdf=KDF)
+    data = os.urandom(80_000)
+    _backup(primary, "b1", data)
+    copy_backup(primary, mirror, "b1")
+    pack = next(iter(primary.storage.list("packs/"))).name
+    primary.storage.delete(pack)
+    manifest = primary.load_manifest("b1")
+    with pytest.raises(IntegrityError, match="pack is missing"):
+        b"".join(iter_stream(primary, manifest, "dump"))
+    events: list[tuple[ChunkResult, ChunkResult]] = []
+    restored = b"".join(
+        iter_stream(
+            primary,
+            manifest,
+            "dump",
+            fallbacks=[mirror],
+            on_fallback=lambda bad, good: events.append((bad, good)),
+        )
+    )
+    assert restored == data
+    assert events and all(bad.obj == pack for bad, _ in events)
+    assert all(good.repository == "memory://m" for _, good in events)
