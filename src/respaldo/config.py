@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from respaldo.domain import BackupKind
 from respaldo.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -58,6 +59,81 @@ class ChunkerSettings(_Section):
     max_size: int = 64 * 1024
 
 
+class RetentionRules(_Section):
+    """Retention rules; in an override, a key left out (None) keeps the inherited value.
+
+    Every rule *keeps* backups; a backup is expired only if no rule keeps it. See
+    :mod:`respaldo.retention` for what each rule means and the invariants above them.
+    """
+
+    keep_until_expires: bool | None = None
+    keep_last: int | None = Field(default=None, ge=0)
+    keep_hourly: int | None = Field(default=None, ge=0)
+    keep_daily: int | None = Field(default=None, ge=0)
+    keep_weekly: int | None = Field(default=None, ge=0)
+    keep_monthly: int | None = Field(default=None, ge=0)
+    keep_yearly: int | None = Field(default=None, ge=0)
+    min_keep: int | None = Field(default=None, ge=1)
+    failed_days: int | None = Field(default=None, ge=0)
+
+
+class RetentionOverride(RetentionRules):
+    """Rules for one database, one kind, or one kind of one database."""
+
+    database: str | None = None
+    kind: BackupKind | None = None
+
+
+class RetentionSettings(_Section):
+    """``[retention]``: the defaults, then ``[[retention.overrides]]``, most specific last."""
+
+    keep_until_expires: bool = True
+    keep_last: int = Field(default=0, ge=0)
+    keep_hourly: int = Field(default=0, ge=0)
+    keep_daily: int = Field(default=0, ge=0)
+    keep_weekly: int = Field(default=0, ge=0)
+    keep_monthly: int = Field(default=0, ge=0)
+    keep_yearly: int = Field(default=0, ge=0)
+    min_keep: int = Field(default=2, ge=1)
+    failed_days: int = Field(default=7, ge=0)
+    overrides: list[RetentionOverride] = []
+
+    def rules_for(self, database: str | None, kind: BackupKind | str) -> dict[str, Any]:
+        """The merged rules of (database, kind): defaults, then overrides naming only the
+        database, then only the kind, then both (each a key at a time)."""
+        merged = self.model_dump(exclude={"overrides"})
+        matching = [
+            o
+            for o in self.overrides
+            if (o.database is None or o.database == database) and (o.kind is None or o.kind == kind)
+        ]
+        # Stable sort: among equally specific overrides, the later one wins.
+        matching.sort(key=lambda o: (o.kind is not None, o.database is not None))
+        for override in matching:
+            for key, value in override.model_dump(exclude={"database", "kind"}).items():
+                if value is not None:
+                    merged[key] = value
+        return merged
+
+
+class GcSettings(_Section):
+    """``[gc]``: garbage collection of the repositories after backups expire."""
+
+    # A pack whose dead share reaches this is rewritten with only its live chunks.
+    repack_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Packs smaller than this share of pack_size are merged when there are several.
+    small_pack_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+
+
+class LockSettings(_Section):
+    """``[locks]``: the leases that keep garbage collection away from running backups."""
+
+    # A lease not refreshed for this long (its holder hung or died elsewhere) is ignored.
+    stale_after_seconds: float = Field(default=600.0, ge=1.0)
+    # How long a backup waits for a running prune (and a prune for running backups).
+    wait_seconds: float = Field(default=300.0, ge=0.0)
+
+
 class RepositorySettings(_Section):
     name: str
     url: str
@@ -74,6 +150,25 @@ class RepositorySettings(_Section):
     _validate_name = field_validator("name")(_check_name)
 
 
+class ValidationQuery(_Section):
+    """A query a restore test runs on the restored database, read-only, with a timeout.
+
+    The first column of the first row, as text, must equal ``expect`` (a query that
+    returns no row yields the empty string).
+    """
+
+    name: str
+    sql: str
+    expect: str
+
+
+class DrillSettings(_Section):
+    """Restore tests (drills)."""
+
+    query_timeout_seconds: int = Field(default=60, ge=1)
+    amcheck: bool = False  # run pg_amcheck on the restored database
+
+
 class DatabaseSettings(_Section):
     name: str
     dsn: str
@@ -85,6 +180,7 @@ class DatabaseSettings(_Section):
     # e.g. ["systemctl", "stop", "erp"] / ["systemctl", "start", "erp"].
     pre_restore_hook: list[str] = []
     post_restore_hook: list[str] = []
+    validations: list[ValidationQuery] = []
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -114,6 +210,10 @@ class Settings(BaseSettings):
     repositories: list[RepositorySettings] = []
     databases: list[DatabaseSettings] = []
     chunker: ChunkerSettings = ChunkerSettings()
+    drill: DrillSettings = DrillSettings()
+    retention: RetentionSettings = RetentionSettings()
+    gc: GcSettings = GcSettings()
+    locks: LockSettings = LockSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

@@ -156,3 +156,11 @@ def backup_id_time(backup_id: str) -> datetime:
     """
     validate_backup_id(backup_id)
     return datetime.strptime(backup_id[:16], _ID_TIME_FORMAT).replace(tzinfo=UTC)
+
+
+class DrillStatus(StrEnum):
+    """Outcome of a restore test (drill): running, or passed/failed once finished."""
+
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"

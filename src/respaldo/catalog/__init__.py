@@ -21,7 +21,8 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_is_alive, this_host
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
-from respaldo.catalog.models import BackupCopy, BackupRecord
+from respaldo.catalog.drills import DrillRuns, checks_of
+from respaldo.catalog.models import BackupCopy, BackupRecord, DrillRun
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 
 __all__ = [
@@ -31,7 +32,10 @@ __all__ = [
     "BackupRecord",
     "BackupRecords",
     "Catalog",
+    "DrillRun",
+    "DrillRuns",
     "ManifestValues",
+    "checks_of",
     "normalize_url",
     "open_catalog",
     "pid_is_alive",

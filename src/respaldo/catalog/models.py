@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from respaldo.catalog.columns import UTCDateTime, enum_column_type
-from respaldo.domain import BackupKind, BackupStatus, CopyStatus, TriggeredBy
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus, TriggeredBy
 
 # Deterministic constraint and index names: Alembic needs names to drop or alter
 # constraints later, and SQLite's batch mode (table rebuild) needs them to recreate them.
@@ -127,3 +127,29 @@ class BackupCopy(Base):
 
     def __repr__(self) -> str:
         return f"<BackupCopy {self.backup_id} {self.repository} {self.status}>"
+
+
+class DrillRun(Base):
+    """One restore test of one backup: when, how long the restore took, what was checked.
+
+    Kept after the backup itself expires (no foreign key): the history of measured
+    restore times (RTO) outlives the backups it was measured on.
+    """
+
+    __tablename__ = "drill_runs"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    backup_id: Mapped[str] = mapped_column(sa.String(32), index=True)
+    database_name: Mapped[str | None] = mapped_column(_NAME)
+    status: Mapped[DrillStatus] = mapped_column(enum_column_type(DrillStatus))
+    scratch_name: Mapped[str | None] = mapped_column(sa.String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    restore_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    checks: Mapped[str | None] = mapped_column(sa.Text)  # JSON list of {name, ok, detail}
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    worker_pid: Mapped[int | None] = mapped_column(sa.Integer)
+    worker_host: Mapped[str | None] = mapped_column(sa.String(255))
+
+    def __repr__(self) -> str:
+        return f"<DrillRun {self.id} {self.backup_id} {self.status}>"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-import click
 import typer
 
 from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     backup_cmd,
     catalog_cmd,
     copy_cmd,
+    drill_cmd,
     index_cmd,
     init_cmd,
     key_cmd,
@@ -32,12 +32,18 @@ def invoke(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="respaldo", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    # Typer's own exceptions, not click's: Typer carries its own copy of click (and click
+    # itself is not installed with respaldo), so click's classes never match them.
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"respaldo: error: {exc.format_message()}\n")
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("respaldo: interrupted\n")
         return 130
     except RespaldoError as exc:

@@ -103,8 +103,8 @@ def restore_backup(
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     started = datetime.now(UTC)
-    repo, fallbacks, warnings = _open_with_fallbacks(ctx)
-    manifest = _load_manifest(repo, fallbacks, backup_id)
+    repo, fallbacks, warnings = open_with_fallbacks(ctx)
+    manifest = load_manifest_any(repo, fallbacks, backup_id)
     if manifest.kind != "full":
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
     db = ctx.settings.database(database or manifest.source)
@@ -122,7 +122,7 @@ def restore_backup(
         raise ConfigError("--drop-old only makes sense with --replace of an existing database")
 
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
-    reader = _Reader(repo, fallbacks, result.warnings)
+    reader = StreamReader(repo, fallbacks, result.warnings)
     if with_globals:
         result.warnings += _restore_globals(reader, manifest, admin)
         result.globals_restored = True
@@ -130,17 +130,17 @@ def restore_backup(
     staging = f"respaldo_staging_{secrets.token_hex(4)}"
     create_database(admin, staging)
     try:
-        result.bytes_restored = _restore_into(
+        result.bytes_restored = restore_stream_into(
             ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
         )
-        result.row_counts_checked = _check_row_counts(manifest, admin.with_dbname(staging))
+        result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
         if exists:
             result.old_database = _swap(db, admin, staging, target, started)
             result.replaced = True
         else:
             rename_database(admin, staging, target)
     except BaseException:
-        _drop_quietly(admin, staging)
+        drop_quietly(admin, staging)
         raise
     if result.old_database and drop_old:
         drop_database(admin, result.old_database)
@@ -149,9 +149,9 @@ def restore_backup(
     return result
 
 
-def _restore_into(
+def restore_stream_into(
     ctx: Context,
-    reader: _Reader,
+    reader: StreamReader,
     manifest: Manifest,
     conninfo: ConnInfo,
     jobs: int,
@@ -187,7 +187,7 @@ def _restore_into(
     return done
 
 
-class _Reader:
+class StreamReader:
     """Reads streams from the primary, taking damaged or missing chunks from mirrors,
     and notes each chunk read elsewhere as a warning."""
 
@@ -207,7 +207,7 @@ class _Reader:
         return iter_stream(self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=note)
 
 
-def _open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], list[str]]:
+def open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], list[str]]:
     """The primary and every secondary that opens; a secondary that does not is a warning."""
     repo = open_repository(ctx.settings)
     fallbacks: list[Repository] = []
@@ -220,7 +220,7 @@ def _open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], li
     return repo, fallbacks, warnings
 
 
-def _load_manifest(repo: Repository, fallbacks: list[Repository], backup_id: str) -> Manifest:
+def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: str) -> Manifest:
     try:
         return repo.load_manifest(backup_id)
     except (BackupNotFound, IntegrityError):
@@ -232,10 +232,14 @@ def _load_manifest(repo: Repository, fallbacks: list[Repository], backup_id: str
         raise
 
 
-def _check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
+def row_count_differences(manifest: Manifest, conninfo: ConnInfo) -> tuple[int, list[str]]:
+    """Compare every table's row count with the count the backup's snapshot recorded.
+
+    Returns (tables compared, one line per table that differs).
+    """
     expected: dict[str, int] = manifest.meta.get("row_counts") or {}
     if not expected:
-        return 0
+        return 0, []
     with exported_snapshot(conninfo) as snapshot:
         actual = snapshot.row_counts
     wrong = [
@@ -243,19 +247,25 @@ def _check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
         for table, count in sorted(expected.items())
         if actual.get(table) != count
     ]
+    return len(expected), wrong
+
+
+def check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
+    """Raise RestoreError unless every table's row count matches; returns tables compared."""
+    checked, wrong = row_count_differences(manifest, conninfo)
     if wrong:
         shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
         raise RestoreError(
             f"restored row counts differ from the backup's: {shown}",
             hint="the backup may be damaged; try another backup and run 'respaldo verify'",
         )
-    return len(expected)
+    return checked
 
 
 def _swap(
     db: DatabaseSettings, admin: ConnInfo, staging: str, target: str, started: datetime
 ) -> str:
-    old = f"{target[:40]}_old_{started.strftime('%Y%m%d%H%M%S')}"
+    old = _unused_name(admin, f"{target[:40]}_old_{started.strftime('%Y%m%d%H%M%S')}")
     _run_hook(db.pre_restore_hook, "pre-restore")
     terminate_connections(admin, target)
     rename_database(admin, target, old)
@@ -266,6 +276,16 @@ def _swap(
         raise
     _run_hook(db.post_restore_hook, "post-restore")
     return old
+
+
+def _unused_name(admin: ConnInfo, name: str) -> str:
+    """``name``, or ``name_2``, ``name_3``…: the first no database has. A second replace of
+    the same target within one second must not fail on the name of the old copy."""
+    candidate, n = name, 1
+    while database_exists(admin, candidate):
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
 
 
 def _run_hook(argv: Sequence[str], what: str) -> None:
@@ -282,7 +302,7 @@ def _run_hook(argv: Sequence[str], what: str) -> None:
         )
 
 
-def _restore_globals(reader: _Reader, manifest: Manifest, admin: ConnInfo) -> list[str]:
+def _restore_globals(reader: StreamReader, manifest: Manifest, admin: ConnInfo) -> list[str]:
     """Apply the globals script. Roles that exist already are reported, not fatal."""
     script = b"".join(reader.stream(manifest, GLOBALS_STREAM)).decode("utf-8")
     # ON_ERROR_STOP off: "role already exists" must not stop the roles that are missing.
@@ -290,7 +310,7 @@ def _restore_globals(reader: _Reader, manifest: Manifest, admin: ConnInfo) -> li
     return [line for line in done.stderr.splitlines() if "ERROR" in line]
 
 
-def _drop_quietly(admin: ConnInfo, name: str) -> None:
+def drop_quietly(admin: ConnInfo, name: str) -> None:
     try:
         drop_database(admin, name)
     except Exception:  # the original error matters more than the cleanup's

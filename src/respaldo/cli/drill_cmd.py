@@ -1,0 +1,99 @@
+"""``respaldo drill [DATABASE | ID]``: restore-test a backup; ``respaldo drills``: history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from respaldo.catalog import DrillRuns, checks_of
+from respaldo.cli.app import app, err_console, out_console, print_json, state
+from respaldo.cli.progress import progress_bars
+from respaldo.operations.context import Context
+from respaldo.operations.drill import run_drill
+
+
+@app.command("drill")
+def drill(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="A configured database or a backup id.")],
+    amcheck: Annotated[
+        bool | None, typer.Option("--amcheck/--no-amcheck", help="Run pg_amcheck too.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore a backup into a throwaway database and check it. Exit status 3 if it fails."""
+    with progress_bars() as progress:
+        context = Context.open(state(ctx).settings, progress)
+        try:
+            result = run_drill(context, target, amcheck=amcheck)
+        finally:
+            context.close()
+    if as_json:
+        print_json(
+            {
+                "runId": result.run_id,
+                "backupId": result.backup_id,
+                "database": result.database,
+                "passed": result.passed,
+                "restoreSeconds": result.restore_seconds,
+                "checks": [c.to_json() for c in result.checks],
+                "warnings": result.warnings,
+            }
+        )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for check in result.checks:
+        mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
+        err_console.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+    verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"
+    err_console.print(f"drill of {result.backup_id} {verdict}; run {result.run_id}")
+    if not result.passed:
+        raise typer.Exit(3)
+
+
+@app.command("drills")
+def drills(
+    ctx: typer.Context,
+    backup_id: Annotated[str | None, typer.Option("--backup")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List past restore tests, newest first."""
+    context = Context.open(state(ctx).settings)
+    try:
+        with context.catalog.begin() as session:
+            runs = DrillRuns(session).list(backup_id=backup_id, limit=limit)
+    finally:
+        context.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "runId": r.id,
+                    "backupId": r.backup_id,
+                    "database": r.database_name,
+                    "status": r.status.value,
+                    "startedAt": r.started_at,
+                    "finishedAt": r.finished_at,
+                    "restoreSeconds": r.restore_seconds,
+                    "checks": checks_of(r),
+                    "errorMessage": r.error_message,
+                }
+                for r in runs
+            ]
+        )
+        return
+    table = Table("run", "backup", "database", "status", "started", "restore s", "failure")
+    for r in runs:
+        table.add_row(
+            str(r.id),
+            r.backup_id,
+            r.database_name or "-",
+            r.status.value,
+            r.started_at.strftime("%Y-%m-%d %H:%M"),
+            f"{r.restore_seconds:.1f}" if r.restore_seconds is not None else "-",
+            r.error_message or "",
+        )
+    out_console.print(table)

@@ -1,0 +1,43 @@
+"""Read-only queries with a time limit, for the checks of a restore test."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from respaldo.errors import QueryFailed
+from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.server import connect
+
+
+def readonly_value(conninfo: ConnInfo, query: str, *, timeout_seconds: int) -> str:
+    """Run ``query`` in a read-only transaction and return its first value as text.
+
+    A query that returns no row gives ``""``; NULL gives ``"NULL"``. The transaction is
+    read-only and rolled back, so a validation query can never change the database;
+    ``statement_timeout`` bounds it. Raises QueryFailed (with PostgreSQL's message),
+    ConnectionFailed.
+    """
+    with connect(conninfo) as conn:
+        try:
+            conn.read_only = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(
+                        sql.Literal(f"{int(timeout_seconds)}s")
+                    )
+                )
+                # The user's SQL from the config file: trusted like the config itself.
+                cur.execute(query.encode())
+                row = cur.fetchone() if cur.description is not None else None
+        except psycopg.Error as exc:
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QueryFailed(
+                f"query failed on {conninfo.describe()}: {message}",
+                sqlstate=getattr(exc, "sqlstate", None),
+            ) from None
+        finally:
+            conn.rollback()
+    if row is None:
+        return ""
+    return "NULL" if row[0] is None else str(row[0])
