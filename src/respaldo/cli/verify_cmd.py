@@ -11,6 +11,7 @@ from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.errors import ConfigError
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import verify_backups, verify_repository
+from respaldo.repository.verify import parse_subset, verify_subset
 
 
 @app.command("verify")
@@ -20,14 +21,24 @@ def verify(
     all_: Annotated[
         bool, typer.Option("--all", help="Check index, packs and every backup.")
     ] = False,
+    subset: Annotated[
+        str | None,
+        typer.Option("--subset", help="Check slice n/t of all chunks (t runs cover all)."),
+    ] = None,
     repository: Annotated[str | None, typer.Option("--repository", "-r")] = None,
 ) -> None:
     """Read every chunk of the given backups (or of all), check ids and checksums.
 
     Exit status 3 when problems are found; each is printed with the backup and object.
     """
-    if bool(backup_ids) == all_:
-        raise ConfigError("give backup ids or --all (not both)")
+    if sum((bool(backup_ids), all_, subset is not None)) != 1:
+        raise ConfigError("give backup ids, --all or --subset n/t (one of them)")
+    slice_ = None
+    if subset is not None:
+        try:
+            slice_ = parse_subset(subset)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     repo = open_repository(state(ctx).settings, repository)
     with Progress(
         "[progress.description]{task.description}",
@@ -42,7 +53,9 @@ def verify(
         def advance(n: int) -> None:
             progress.advance(task, n)
 
-        if all_:
+        if slice_ is not None:
+            report = verify_subset(repo, *slice_, advance)
+        elif all_:
             report = verify_repository(repo, advance)
         else:
             report = verify_backups(repo, backup_ids or [], advance)
