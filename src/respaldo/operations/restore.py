@@ -208,16 +208,24 @@ class StreamReader:
 
 
 def open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], list[str]]:
-    """The primary and every secondary that opens; a secondary that does not is a warning."""
-    repo = open_repository(ctx.settings)
-    fallbacks: list[Repository] = []
+    """Every configured repository that opens, the first one to read from and the rest
+    as fallbacks; one that does not open is a warning (a lost local disk must not stop a
+    restore from the offsite copy). Raises the first error if none opens."""
+    opened: list[Repository] = []
     warnings: list[str] = []
-    for other in ctx.settings.repositories[1:]:
+    first_error: RespaldoError | None = None
+    for repo_settings in ctx.settings.repositories:
         try:
-            fallbacks.append(open_repository(ctx.settings, other.name))
+            opened.append(open_repository(ctx.settings, repo_settings.name))
         except RespaldoError as exc:
-            warnings.append(f"repository {other.name} unavailable for fallback reads: {exc}")
-    return repo, fallbacks, warnings
+            first_error = first_error or exc
+            warnings.append(f"repository {repo_settings.name} cannot be read: {exc}")
+    if not opened:
+        if first_error is None:
+            ctx.settings.repository()  # raises the "no repository configured" error
+        assert first_error is not None
+        raise first_error
+    return opened[0], opened[1:], warnings
 
 
 def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: str) -> Manifest:
