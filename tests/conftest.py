@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures that start S3-compatible servers (SeaweedFS, moto), for every suite that
+# asks for them: defined once here so that one session never starts two of a kind.
+from tests.servers.s3 import moto_server, s3_server  # noqa: F401
+
 ISOLATED_PREFIXES = ("RESPALDO_", "AWS_")
 
 

@@ -16,6 +16,7 @@ import pytest
 from respaldo.storage.base import Storage
 from respaldo.storage.local import LocalStorage
 from respaldo.storage.memory import MemoryStorage
+from tests.servers.s3 import S3Endpoint
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path], Storage]
 
@@ -29,21 +30,24 @@ def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     return LocalStorage(tmp_path / "store")
 
 
-# S3 goes here. Its factory will ask for the session fixture that starts the real
-# S3-compatible server (``request.getfixturevalue(...)``, defined in a conftest that both
-# suites can see) and return an S3 store on a fresh bucket, or on a prefix unique to the
-# test, so that every test starts empty:
-#
-#     def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-#         server = request.getfixturevalue("s3_server")
-#         return S3Storage(bucket=..., prefix=f"contract/{uuid4().hex}/", endpoint_url=...)
-#
-#     BACKENDS["s3"] = _s3
-#
-# A server that fails to start must fail these tests, not skip them.
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    # A real SeaweedFS server started once per session (tests/servers/s3.py); each test
+    # gets a prefix of its own in the shared bucket, so it starts empty. A server that
+    # fails to start fails these tests: it is never a skip.
+    server: S3Endpoint = request.getfixturevalue("s3_server")
+    return server.storage()
+
+
+def _s3_moto(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    server: S3Endpoint = request.getfixturevalue("moto_server")
+    return server.storage()
+
+
 BACKENDS: dict[str, StoreFactory] = {
     "memory": _memory,
     "local": _local,
+    "s3": _s3,
+    "s3-moto": _s3_moto,
 }
 
 

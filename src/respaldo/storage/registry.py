@@ -1,7 +1,7 @@
 """Storage locations are URLs; the scheme picks the backend.
 
-``file:///var/backups/respaldo`` and ``memory://name`` today; ``s3://bucket/prefix`` joins
-when its backend does. Unknown schemes are a clear configuration error.
+``file:///var/backups/respaldo``, ``memory://name`` and ``s3://bucket/prefix`` (with the
+S3 options of the repository's settings). Unknown schemes are a clear configuration error.
 """
 
 from __future__ import annotations
@@ -36,14 +36,23 @@ def _open_memory(url: str, options: dict[str, Any]) -> Storage:
     return _memory_stores.setdefault(name, MemoryStorage(name))
 
 
+def _open_s3(url: str, options: dict[str, Any]) -> Storage:
+    # Imported here: boto3 takes a noticeable part of a second to import, and most
+    # commands (and every test of the other backends) never need it.
+    from respaldo.storage.s3 import S3Storage
+
+    return S3Storage.from_url(url, options)
+
+
 _SCHEMES: dict[str, Callable[[str, dict[str, Any]], Storage]] = {
     "file": _open_file,
     "memory": _open_memory,
+    "s3": _open_s3,
 }
 
 
 def register_scheme(scheme: str, opener: Callable[[str, dict[str, Any]], Storage]) -> None:
-    """Add a backend for a URL scheme (S3 registers itself this way)."""
+    """Add a backend for a URL scheme (or replace one, e.g. in tests)."""
     _SCHEMES[scheme] = opener
 
 

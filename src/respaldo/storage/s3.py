@@ -1,0 +1,672 @@
+"""Amazon S3 and S3-compatible servers (SeaweedFS, MinIO, Ceph RGW, …) as an object store.
+
+A store is a bucket and a key prefix: ``s3://bucket/some/prefix`` keeps the object
+``packs/ab/x`` under the key ``some/prefix/packs/ab/x``; S3 keys end at 1024 bytes, so the
+prefix and the longest name must fit in that together. One client (botocore's, which is
+what ``boto3.client`` returns) serves every thread: clients are thread-safe, sessions and
+resources are not. Its connection pool is large enough for the repository's parallel
+uploads.
+
+How the interface maps onto S3:
+
+- ``put``: one PutObject up to ``multipart_threshold`` bytes (16 MiB by default, so the
+  repository's ~12 MiB packs go in one request), a multipart upload above it. S3 makes
+  either visible atomically when it completes; a multipart upload that fails part-way is
+  aborted so that its parts do not linger (and cost money) on the server.
+- ``get``: GetObject, with a ``Range`` header for a slice. S3 answers a range that starts
+  at or after the end of the object with 416 InvalidRange; the interface wants ``b""``.
+- ``stat``: HeadObject. A HEAD answer has no body, so a 404 does not say whether the key
+  or the bucket is missing: on a 404 the bucket is checked (HeadBucket) so that a missing
+  bucket is a permanent error rather than "no such object" (which would let ``init`` think
+  the repository is merely empty).
+- ``list``: ListObjectsV2 through the paginator, read whole at the call and sorted (S3
+  lists keys in UTF-8 binary order already; some compatible servers walk directories).
+- ``delete``: S3's DeleteObject succeeds for missing keys, but the interface promises
+  ``ObjectNotFound``: a HeadObject goes first. Two deleters racing may both pass the HEAD
+  and both succeed; that is harmless (the object is gone either way), and it is the same
+  outcome :class:`~respaldo.storage.retry.RetryingStorage` reports for a delete whose answer
+  was lost. The HEAD also keeps a delete of a "directory" (``packs``) on servers that model
+  keys as a file tree from removing what lies below it.
+
+Errors are sorted the way :mod:`respaldo.storage` asks: 404/NoSuchKey is ``ObjectNotFound``;
+timeouts, dropped connections, 5xx and throttling (SlowDown, RequestTimeout, …) are
+``TransientStorageError``; everything else (403 AccessDenied, NoSuchBucket, bad credentials,
+other 4xx) is ``PermanentStorageError``. botocore retries a little by itself (standard
+mode, 3 attempts by default) so that a single dropped connection does not surface at all;
+longer retries belong to RetryingStorage, which wraps every backend. Messages name the
+bucket and key and never contain the secret key.
+
+Server-side encryption: ``AES256`` (SSE-S3, keys kept by the server) or ``aws:kms`` with an
+optional ``sse_kms_key_id``. An S3-compatible server needs to be set up for either
+(SeaweedFS: a key-encryption key for SSE-S3, a KMS provider for SSE-KMS; without a KMS
+provider SeaweedFS answers SSE-KMS uploads with 500 InternalError, which looks transient).
+
+Storage classes: ``STANDARD_IA`` by default (the specification's choice: backups are written
+once and read rarely). S3 bills STANDARD_IA objects for at least 128 KiB and 30 days, which
+the repository's small index and manifest objects pay for. ``storage_class = "STANDARD"``
+(or ``None``) sends no storage-class header at all, which every server accepts; use it for
+S3-compatible servers that reject classes they do not know (MinIO accepts only STANDARD and
+REDUCED_REDUNDANCY). Archive classes (GLACIER, DEEP_ARCHIVE) are refused: their objects
+cannot be read without a restore request, and the repository reads packs by range.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote, urlsplit
+
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoAuthTokenError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    SSLError,
+    TokenRetrievalError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.loaders import Loader, create_loader
+from botocore.session import Session as BotocoreSession
+from botocore.session import get_session
+from pydantic import SecretStr
+
+from respaldo.errors import (
+    ConfigError,
+    InvalidObjectName,
+    ObjectNotFound,
+    PermanentStorageError,
+    StorageError,
+    TransientStorageError,
+)
+from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
+
+if TYPE_CHECKING:  # boto3-stubs is a development dependency
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import ServerSideEncryptionType, StorageClassType
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        CreateMultipartUploadRequestTypeDef,
+        PutObjectRequestTypeDef,
+    )
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULT_MULTIPART_THRESHOLD = 16 * MIB
+DEFAULT_PART_SIZE = 8 * MIB
+MIN_PART_SIZE = 5 * MIB
+"""S3 rejects parts (other than the last) below 5 MiB when the upload completes."""
+MAX_PARTS = 10_000
+DEFAULT_STORAGE_CLASS = "STANDARD_IA"
+
+# Parallel uploads of packs from several workers, plus readers: botocore's default of 10
+# connections would make threads queue for a connection and log "pool is full" warnings.
+DEFAULT_MAX_POOL_CONNECTIONS = 32
+
+_SSE_VALUES = ("AES256", "aws:kms")
+_ARCHIVE_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
+# Bucket names as AWS allows them, loosened to what S3-compatible servers also accept
+# (underscores, upper case); the server has the last word.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+
+# Codes that mean "try again later", whatever the HTTP status says.
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+    "OperationAborted",
+    "PriorRequestNotComplete",
+}
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+}
+
+_CREDENTIALS_HINT = (
+    "check the repository's access_key_id and secret_access_key (or the AWS_* variables, "
+    "or the profile) and the server's clock"
+)
+_NO_CREDENTIALS_HINT = (
+    "give the repository access_key_id and secret_access_key (the secret through "
+    "RESPALDO_REPOSITORIES as environment), set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+    "or name a profile"
+)
+_UNREACHABLE_HINT = "check that the S3 endpoint is up and reachable from this machine"
+
+_OPTIONS = {
+    "endpoint_url",
+    "region",
+    "profile",
+    "access_key_id",
+    "secret_access_key",
+    "server_side_encryption",
+    "sse_kms_key_id",
+    "storage_class",
+    "multipart_threshold",
+    "part_size",
+    "max_pool_connections",
+    "max_attempts",
+    "connect_timeout",
+    "read_timeout",
+}
+
+
+class S3Storage:
+    """Objects in an S3 bucket below a key prefix; see the module docstring.
+
+    ``secret_access_key`` stays wrapped in a ``SecretStr`` until it is handed to boto3.
+    ``max_attempts`` counts every request botocore makes for one call, the first included;
+    parts are at least ``part_size`` bytes (5 MiB or more, S3's minimum).
+    Without ``access_key_id``/``secret_access_key`` boto3's default chain applies: the
+    ``profile`` if one is named, else the AWS_* environment variables, ~/.aws, instance or
+    container roles. Raises ConfigError for options that cannot work.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: SecretStr | None = None,
+        server_side_encryption: str | None = None,
+        sse_kms_key_id: str | None = None,
+        storage_class: str | None = DEFAULT_STORAGE_CLASS,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int = DEFAULT_PART_SIZE,
+        max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS,
+        max_attempts: int = 3,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(
+                f"invalid S3 bucket name {bucket!r}",
+                hint="bucket names are 3-63 letters, digits, '.', '-' (and '_' on some servers)",
+            )
+        self._bucket = bucket
+        self._prefix = _clean_prefix(prefix)
+        self._key_prefix = f"{self._prefix}/" if self._prefix else ""
+        self._endpoint_url = endpoint_url
+        self._sse = _check_sse(server_side_encryption, sse_kms_key_id)
+        self._sse_kms_key_id = sse_kms_key_id
+        self._storage_class = _check_storage_class(storage_class)
+        if part_size < MIN_PART_SIZE:
+            raise ConfigError(
+                f"S3 part size {part_size} is below the 5 MiB that S3 requires",
+                hint=f"use a part_size of at least {MIN_PART_SIZE}",
+            )
+        if multipart_threshold < 1:
+            raise ConfigError(f"S3 multipart threshold must be positive, not {multipart_threshold}")
+        self._threshold = multipart_threshold
+        self._part_size = part_size
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ConfigError(
+                "S3 access_key_id and secret_access_key must be given together",
+                hint="give both, or neither to use the environment or a profile",
+            )
+        # Kept only to scrub it from any message a server might echo it in.
+        self._secret = secret_access_key
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+        try:
+            session = _new_session(profile)
+            config = Config(
+                # A region is needed to sign requests; S3-compatible servers mostly ignore
+                # it, and AWS itself redirects requests for buckets of other regions.
+                region_name=region or session.get_config_variable("region") or "us-east-1",
+                # total_max_attempts counts the first request; botocore's max_attempts
+                # would count only the retries.
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                max_pool_connections=max_pool_connections,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                # boto3 >= 1.36 adds CRC checksums (headers or aws-chunked trailers) to every
+                # upload by default, and S3-compatible servers that do not know them reject
+                # the request (or store the chunk framing as data). Send them only where an
+                # operation requires one. Integrity does not suffer: every sealed chunk is
+                # authenticated (AES-GCM) by the repository when it is read.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                # Virtual-host addressing needs a DNS name per bucket, which a custom
+                # endpoint (an IP address, localhost, a single host name) rarely has.
+                s3={"addressing_style": "path"} if endpoint_url else {},
+                user_agent_extra="respaldo",
+            )
+            client = session.create_client(
+                "s3",
+                endpoint_url=endpoint_url,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=(
+                    secret_access_key.get_secret_value() if secret_access_key is not None else None
+                ),
+                config=config,
+            )
+        except ProfileNotFound as exc:
+            raise ConfigError(
+                f"AWS profile {profile!r} not found",
+                hint="define it in ~/.aws/config or ~/.aws/credentials, or remove 'profile'",
+            ) from exc
+        except ValueError as exc:  # a malformed endpoint_url
+            raise ConfigError(f"invalid S3 endpoint_url {endpoint_url!r}: {exc}") from exc
+        self._client = cast("S3Client", client)
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, Any] | None = None) -> S3Storage:
+        """Open ``s3://bucket/prefix`` with backend options (those of RepositorySettings).
+
+        A plain string ``secret_access_key`` is wrapped in ``SecretStr``. Unknown options,
+        credentials or a query in the URL are ConfigErrors.
+        """
+        options = dict(options or {})
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"unknown S3 options {', '.join(unknown)} for {url}",
+                hint=f"known: {', '.join(sorted(_OPTIONS))}",
+            )
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ConfigError(f"not an S3 URL: {url}", hint="use s3://bucket/prefix")
+        if "@" in parts.netloc or ":" in parts.netloc:
+            raise ConfigError(
+                "an S3 URL names only the bucket and prefix",
+                hint="give the server as endpoint_url and credentials as access_key_id and "
+                "secret_access_key",
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(f"S3 URLs take no query or fragment: {url}")
+        secret = options.get("secret_access_key")
+        if isinstance(secret, str):
+            options["secret_access_key"] = SecretStr(secret)
+        return cls(parts.netloc, unquote(parts.path), **options)
+
+    # --- properties ------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        where = f"s3://{self._bucket}/{self._prefix}"
+        if self._endpoint_url:
+            # Drop any user:password@ from the endpoint; keep scheme, host, port and path.
+            endpoint = urlsplit(self._endpoint_url)
+            host = endpoint.hostname or ""
+            port = f":{endpoint.port}" if endpoint.port else ""
+            where += f" at {endpoint.scheme}://{host}{port}{endpoint.path.rstrip('/')}"
+        return where
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix without a trailing ``/`` (empty: the whole bucket)."""
+        return self._prefix
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, shared by all threads (for tests and diagnostics)."""
+        return self._client
+
+    def key(self, name: str) -> str:
+        """The S3 key of an object name (validated)."""
+        return self._key_prefix + validate_name(name)
+
+    # --- the interface ----------------------------------------------------------------
+
+    def put(self, name: str, data: bytes) -> None:
+        key = self.key(name)
+        try:
+            if len(data) > self._threshold:
+                self._put_multipart(key, data)
+            else:
+                request: PutObjectRequestTypeDef = {
+                    "Bucket": self._bucket,
+                    "Key": key,
+                    "Body": bytes(data),
+                }
+                self._add_object_options(request)
+                self._client.put_object(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, "write") from exc
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        key = self.key(name)
+        check_range(offset, length)
+        if length == 0:
+            # Nothing to read, but a missing object must still be reported.
+            self.stat(name)
+            return b""
+        ranged = offset > 0 or length is not None
+        try:
+            if ranged:
+                end = "" if length is None else str(offset + length - 1)
+                response = self._client.get_object(
+                    Bucket=self._bucket, Key=key, Range=f"bytes={offset}-{end}"
+                )
+            else:
+                response = self._client.get_object(Bucket=self._bucket, Key=key)
+            body = response["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange" or _status(exc) == 416:
+                # The range starts at or after the end: the object exists (S3 checks the
+                # key first) and has no bytes there.
+                return b""
+            raise self._error(exc, name, "read") from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, name, "read") from exc
+        if ranged and "ContentRange" not in response:
+            # A server that ignored the Range header sent the whole object.
+            return data[offset:] if length is None else data[offset : offset + length]
+        return data
+
+    def stat(self, name: str) -> ObjectInfo:
+        key = self.key(name)
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, "stat", head=True) from exc
+        return ObjectInfo(name, response["ContentLength"])
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        cut = len(self._key_prefix)
+        found: list[ObjectInfo] = []
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix + prefix):
+                for entry in page.get("Contents", []):
+                    key = entry["Key"]
+                    name = key[cut:]
+                    if not key.startswith(self._key_prefix) or not _is_object_name(name):
+                        # Directory markers ("x/") and keys that respaldo never writes.
+                        log.debug("ignoring key %r in %s", key, self.location)
+                        continue
+                    found.append(ObjectInfo(name, entry.get("Size", 0)))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix, "list") from exc
+        found.sort(key=lambda info: info.name)
+        return iter(found)
+
+    def delete(self, name: str) -> None:
+        key = self.key(name)
+        self.stat(name)  # raises ObjectNotFound: see the module docstring for the race
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, "delete") from exc
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._client.close()
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _add_object_options(
+        self, request: PutObjectRequestTypeDef | CreateMultipartUploadRequestTypeDef
+    ) -> None:
+        if self._sse is not None:
+            request["ServerSideEncryption"] = self._sse
+            if self._sse_kms_key_id is not None:
+                request["SSEKMSKeyId"] = self._sse_kms_key_id
+        if self._storage_class is not None:
+            request["StorageClass"] = self._storage_class
+
+    def _put_multipart(self, key: str, data: bytes) -> None:
+        # Parts go one after another: parallelism comes from the repository uploading
+        # several packs at once, and a pack rarely crosses the threshold at all.
+        part_size = max(self._part_size, -(-len(data) // MAX_PARTS))
+        request: CreateMultipartUploadRequestTypeDef = {"Bucket": self._bucket, "Key": key}
+        self._add_object_options(request)
+        upload_id = self._client.create_multipart_upload(**request)["UploadId"]
+        try:
+            parts: list[CompletedPartTypeDef] = []
+            view = memoryview(data)
+            for number, start in enumerate(range(0, len(data), part_size), start=1):
+                response = self._client.upload_part(
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(view[start : start + part_size]),
+                )
+                parts.append({"ETag": response["ETag"], "PartNumber": number})
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Abort a failed multipart upload, so that its parts are not kept (and billed)."""
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:
+            # The original failure is what the caller must hear about; a bucket lifecycle
+            # rule (AbortIncompleteMultipartUpload) is the backstop for leftovers.
+            log.warning(
+                "could not abort multipart upload of %s in s3://%s: %s",
+                key,
+                self._bucket,
+                self._scrub(str(exc)),
+            )
+
+    def _scrub(self, text: str) -> str:
+        if self._secret is not None:
+            secret = self._secret.get_secret_value()
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _bucket_missing(self) -> bool:
+        """After a 404 without a body (HEAD): is it the bucket that is missing?"""
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            return _code(exc) in ("404", "NoSuchBucket", "NotFound")
+        except BotoCoreError:
+            return False
+        return False
+
+    def _error(
+        self, exc: ClientError | BotoCoreError, name: str, action: str, *, head: bool = False
+    ) -> StorageError:
+        """Sort a boto error into not-found, transient or permanent, with a clear message."""
+        where = f"{name} in {self.location}" if name else self.location
+        if isinstance(exc, ClientError):
+            return self._client_error(exc, name, action, where, head=head)
+        detail = self._scrub(str(exc))
+        message = f"cannot {action} {where}: {detail}"
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError | NoAuthTokenError):
+            return PermanentStorageError(
+                f"cannot {action} {where}: no S3 credentials found",
+                name=name,
+                hint=_NO_CREDENTIALS_HINT,
+            )
+        if isinstance(exc, CredentialRetrievalError | TokenRetrievalError):
+            return PermanentStorageError(message, name=name, hint=_CREDENTIALS_HINT)
+        if isinstance(exc, SSLError) and "CERTIFICATE_VERIFY_FAILED" in detail:
+            return PermanentStorageError(
+                message,
+                name=name,
+                hint="the endpoint's TLS certificate is not trusted; set AWS_CA_BUNDLE to "
+                "the CA that signed it",
+            )
+        if isinstance(exc, BotoConnectionError):
+            return TransientStorageError(message, name=name, hint=_UNREACHABLE_HINT)
+        if isinstance(exc, HTTPClientError | IncompleteReadError):
+            return TransientStorageError(message, name=name)
+        return PermanentStorageError(message, name=name)
+
+    def _client_error(
+        self, exc: ClientError, name: str, action: str, where: str, *, head: bool
+    ) -> StorageError:
+        code = _code(exc)
+        status = _status(exc)
+        text = exc.response.get("Error", {}).get("Message") or ""
+        detail = self._scrub(f"{code}: {text}" if text and text != code else code)
+        message = f"cannot {action} {where}: {detail} (HTTP {status})"
+
+        if code == "NoSuchBucket" or (head and code in _NOT_FOUND_CODES and self._bucket_missing()):
+            return PermanentStorageError(
+                f"cannot {action} {where}: bucket {self._bucket!r} does not exist",
+                name=name,
+                hint="create the bucket, or correct the repository URL (s3://bucket/prefix) "
+                "and endpoint_url",
+            )
+        if code in _NOT_FOUND_CODES:
+            return ObjectNotFound(f"no object {where}", name=name)
+        if code in _TRANSIENT_CODES or status >= 500 or status in (408, 429):
+            return TransientStorageError(message, name=name)
+        if code in _CREDENTIAL_CODES:
+            return PermanentStorageError(message, name=name, hint=_CREDENTIALS_HINT)
+        if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+            return PermanentStorageError(
+                message,
+                name=name,
+                hint=f"the credentials lack a permission on bucket {self._bucket!r} "
+                "(s3:GetObject, s3:PutObject, s3:DeleteObject, s3:ListBucket, and "
+                "s3:AbortMultipartUpload are needed); "
+                "with wrong credentials, " + _CREDENTIALS_HINT,
+            )
+        if code == "InvalidStorageClass":
+            return PermanentStorageError(
+                message,
+                name=name,
+                hint=f"this server does not support storage class {self._storage_class!r}; "
+                'set storage_class = "STANDARD"',
+            )
+        if code in (
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraintException",
+        ):
+            return PermanentStorageError(
+                message, name=name, hint="set the repository's region to the bucket's region"
+            )
+        if "Encryption" in code or "KMS" in code or code == "NotImplemented":
+            return PermanentStorageError(
+                message,
+                name=name,
+                hint="check server_side_encryption and sse_kms_key_id against what the server "
+                "supports",
+            )
+        return PermanentStorageError(message, name=name)
+
+
+@functools.cache
+def _shared_loader() -> Loader:
+    return create_loader()
+
+
+def _new_session(profile: str | None) -> BotocoreSession:
+    """A botocore session (one per store: sessions cache credentials) on a shared loader.
+
+    Every new session would otherwise parse megabytes of JSON (the S3 service model and
+    endpoint rules) again, a tenth of a second each time; the loader caches what it parsed
+    and is only read once it has.
+    """
+    session = get_session()
+    session.register_component("data_loader", _shared_loader())
+    if profile is not None:
+        session.set_config_variable("profile", profile)
+    return session
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _is_object_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except InvalidObjectName:
+        return False
+    return True
+
+
+def _clean_prefix(prefix: str) -> str:
+    cleaned = prefix.strip("/")
+    if cleaned:
+        try:
+            validate_name(cleaned)
+        except InvalidObjectName as exc:
+            raise ConfigError(
+                f"invalid S3 key prefix {prefix!r}",
+                hint="prefixes are '/'-separated segments of letters, digits, '.', '_' and '-'",
+            ) from exc
+    return cleaned
+
+
+def _check_sse(value: str | None, kms_key_id: str | None) -> ServerSideEncryptionType | None:
+    if value is not None and value not in _SSE_VALUES:
+        raise ConfigError(
+            f"unknown server_side_encryption {value!r}",
+            hint='use "AES256" (keys managed by S3) or "aws:kms" (with sse_kms_key_id)',
+        )
+    if kms_key_id is not None and value != "aws:kms":
+        raise ConfigError(
+            'sse_kms_key_id needs server_side_encryption = "aws:kms"',
+            hint='set server_side_encryption = "aws:kms" or remove sse_kms_key_id',
+        )
+    return cast("ServerSideEncryptionType | None", value)
+
+
+def _check_storage_class(value: str | None) -> StorageClassType | None:
+    if value is None or value == "STANDARD":
+        return None
+    if value in _ARCHIVE_CLASSES:
+        raise ConfigError(
+            f"storage class {value} cannot hold a repository",
+            hint="its objects cannot be read without a restore; use STANDARD_IA, or a "
+            "lifecycle rule on the bucket for archiving",
+        )
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
+        raise ConfigError(
+            f"invalid storage class {value!r}", hint="e.g. STANDARD, STANDARD_IA, ONEZONE_IA"
+        )
+    return cast("StorageClassType", value)
