@@ -355,6 +355,23 @@ class BackupRecords:
         self.session.flush()
         return record
 
+    def delete(self, backup_id: str) -> None:
+        """Remove a record, and its copies, for good (retention expired it and its
+        manifests are gone from every repository).
+
+        Raises RecordNotFound, and InvalidTransition for a backup still pending or in
+        progress: its worker would go on without a record.
+        """
+        record = self._lock(backup_id)
+        if record.status in _ACTIVE:
+            raise InvalidTransition(
+                f"backup {record.id} is {record.status.value}: a running backup cannot be deleted",
+                current=record.status.value,
+                requested="deleted",
+            )
+        self.session.delete(record)
+        self.session.flush()
+
     def fail_abandoned(
         self,
         now: datetime,

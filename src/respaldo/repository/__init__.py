@@ -11,13 +11,17 @@ Words used here:
 - *index*: chunk id -> (pack, offset, length), in immutable sealed index files (:mod:`.index`).
 - *manifest*: the sealed document that makes a backup exist (:mod:`.manifest`).
 - *key file*: the master key wrapped by a passphrase-derived key (:mod:`.keys`).
+- *lease*: a lock object under ``locks/`` that keeps garbage collection (:mod:`.gc`)
+  away from running backups (:mod:`.locks`).
 
 The format is specified in docs/repository-format.md. This layer knows nothing of
 PostgreSQL or HTTP; it stores through :mod:`respaldo.storage`.
 """
 
 from respaldo.repository.chunker import ChunkerParams
+from respaldo.repository.gc import GcReport, collect_garbage
 from respaldo.repository.keys import KdfParams
+from respaldo.repository.locks import Lease, LockKind, shared_lease
 from respaldo.repository.manifest import Manifest, StreamInfo
 from respaldo.repository.reader import copy_stream, iter_stream
 from respaldo.repository.rebuild import RebuildReport, rebuild_index
@@ -28,7 +32,10 @@ from respaldo.repository.writer import BackupWriter, WriteStats
 __all__ = [
     "BackupWriter",
     "ChunkerParams",
+    "GcReport",
     "KdfParams",
+    "Lease",
+    "LockKind",
     "Manifest",
     "Problem",
     "RebuildReport",
@@ -36,9 +43,11 @@ __all__ = [
     "StreamInfo",
     "VerifyReport",
     "WriteStats",
+    "collect_garbage",
     "copy_stream",
     "iter_stream",
     "rebuild_index",
+    "shared_lease",
     "verify_backups",
     "verify_repository",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import SealError
+from respaldo.repository.locks import shared_lease
 from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
 from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
 from respaldo.repository.repo import Repository
@@ -55,6 +56,19 @@ def copy_backup(
         return stats
     except ObjectNotFound:
         pass
+    # The source's packs must not be collected (or repacked) while they are read.
+    with shared_lease(source, f"copy of {backup_id}"):
+        return _copy(source, destination, backup_id, name, stats, progress)
+
+
+def _copy(
+    source: Repository,
+    destination: Repository,
+    backup_id: str,
+    name: str,
+    stats: CopyStats,
+    progress: Callable[[int], None] | None,
+) -> CopyStats:
     blob = source.storage.get(name)
     try:
         manifest = Manifest.from_bytes(source.sealer.open(blob, manifest_aad(backup_id)))

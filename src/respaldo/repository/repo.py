@@ -25,6 +25,7 @@ from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
 from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, decode_index
 from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
+from respaldo.repository.locks import DEFAULT_STALE_AFTER
 from respaldo.repository.manifest import (
     MANIFEST_PREFIX,
     Manifest,
@@ -74,6 +75,10 @@ class Repository:
         self.cache_dir: Path | None = cache_dir / self.id if cache_dir is not None else None
         self.index = ChunkIndex()
         self.index_files: set[str] = set()
+        # Leases of writers and garbage collection (locks.py); the operations layer sets
+        # them from the [locks] settings.
+        self.lock_stale_after: float = DEFAULT_STALE_AFTER
+        self.lock_wait: float = 0.0
 
     # --- creation and opening --------------------------------------------------------
 

@@ -8,7 +8,9 @@ about ``workers × 8`` chunks + 3 packs, whatever the stream's size.
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
-which no backup uses and garbage collection removes.
+which no backup uses and garbage collection removes. From its start to its end a writer
+holds a shared lease (:mod:`.locks`), so that garbage collection never removes chunks
+that its manifest is about to reference.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from respaldo import __version__
 from respaldo.errors import ObjectNotFound, RepositoryError
 from respaldo.repository.chunker import Readable, iter_chunks
 from respaldo.repository.index import seal_index
+from respaldo.repository.locks import shared_lease
 from respaldo.repository.manifest import (
     LIST_ENTRIES_MAX,
     Manifest,
@@ -70,6 +73,9 @@ class BackupWriter:
         self.repo = repo
         self.backup_id = backup_id
         self.stats = WriteStats()
+        # First, before anything is stored or deduplicated against: garbage collection
+        # must not run while this backup may reference chunks no manifest holds yet.
+        self._lease = shared_lease(repo, f"backup {backup_id}")
         self._streams: list[StreamInfo] = []
         self._builder = PackBuilder(repo.pack_size)
         self._seal_pool = ThreadPoolExecutor(repo.workers, thread_name_prefix="seal")
@@ -170,6 +176,7 @@ class BackupWriter:
             self._flush_pack()
 
     def _flush_pack(self) -> None:
+        self._lease.check()
         pack_id, data, entries = self._builder.finish(self.repo.sealer)
         self.stats.packs += 1
         self.stats.stored_bytes += len(data)
@@ -271,6 +278,9 @@ class BackupWriter:
         self._write_index()
 
     def _put_manifest(self, blob: bytes) -> None:
+        # A lease renewed just now cannot go stale before the manifest is stored: no
+        # garbage collection has run, or can run, while this backup's chunks are unowned.
+        self._lease.refresh()
         name = manifest_name(self.backup_id)
         try:
             self.repo.storage.stat(name)
@@ -292,3 +302,4 @@ class BackupWriter:
         self._closed = True
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
+        self._lease.release()

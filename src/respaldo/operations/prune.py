@@ -1,0 +1,256 @@
+"""Prune: expire backups by policy, delete them from every repository, collect garbage.
+
+1. *Decide*: :func:`respaldo.retention.decide` over the catalog's records, with the
+   ``[retention]`` policy of each (database, kind). Pure: ``--dry-run`` shows exactly
+   what a real run would do.
+2. For each expired completed backup: delete its manifest from every configured
+   repository (primary and secondaries), then its catalog record. A failed record holds
+   no data: only its record goes. Each deletion is logged.
+3. Garbage collection (:func:`respaldo.repository.collect_garbage`) in every repository.
+
+Crash safety (kill -9 at any point): a backup's manifests go before its record, so a
+record is never deleted while a repository still holds the backup; a record whose
+manifests are already gone is expired again by the next run (decisions only ever move
+from keep to expire as time passes), which deletes nothing more and then the record.
+Garbage collection is itself safe to interrupt and finishes on the next run.
+
+A backup is deleted only if its manifest could be deleted from *every* repository: an
+unreachable secondary leaves the record in place (and the run fails), so the next run
+finishes the job rather than leaving the backup orphaned there. WAL objects (``wal/``)
+are not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.config import Settings
+from respaldo.domain import BackupStatus
+from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import GcReport, Repository, collect_garbage
+from respaldo.repository.manifest import manifest_name
+from respaldo.retention import BackupFacts, Decision, Policy, PolicyFor, decide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RepositoryOutcome:
+    """What prune did in one repository."""
+
+    name: str
+    location: str = ""
+    manifests_deleted: int = 0
+    gc: GcReport | None = None
+    error: str | None = None
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return self.gc.bytes_reclaimed if self.gc is not None else 0
+
+    def fail(self, message: str) -> None:
+        self.error = f"{self.error}; {message}" if self.error else message
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    now: datetime
+    decisions: list[Decision]
+    deleted: list[str] = field(default_factory=list)
+    repositories: list[RepositoryOutcome] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def expired(self) -> list[Decision]:
+        return [d for d in self.decisions if not d.keep]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.repositories)
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return sum(r.bytes_reclaimed for r in self.repositories)
+
+
+def facts_of(record: BackupRecord) -> BackupFacts:
+    """What retention needs of a catalog record."""
+    return BackupFacts(
+        id=record.id,
+        database=record.database_name,
+        kind=record.backup_type.value,
+        status=BackupStatus(record.status).value,
+        completed_at=record.completed_at,
+        expires_at=record.expires_at,
+        is_verified=bool(record.is_verified),
+        pinned=bool(record.pinned),
+        created_at=record.created_at,
+        verified_at=record.verified_at,
+    )
+
+
+def policy_for(settings: Settings) -> PolicyFor:
+    """The ``[retention]`` settings as a ``policy_for(database, kind)`` function."""
+
+    def lookup(database: str | None, kind: str) -> Policy:
+        return Policy.from_rules(settings.retention.rules_for(database, kind))
+
+    return lookup
+
+
+def plan(ctx: Context, *, database: str | None = None, now: datetime | None = None) -> PruneResult:
+    """Decide keep or expire for every backup (of ``database``, if given); change nothing."""
+    when = now or datetime.now(UTC)
+    with ctx.catalog.begin() as session:
+        facts = [facts_of(r) for r in BackupRecords(session).list(database=database)]
+    decisions = decide(facts, policy_for(ctx.settings), when)
+    return PruneResult(dry_run=True, now=when, decisions=decisions)
+
+
+def prune(
+    ctx: Context,
+    *,
+    dry_run: bool = False,
+    database: str | None = None,
+    now: datetime | None = None,
+    wait: float | None = None,
+) -> PruneResult:
+    """Expire what the policy expires, in every repository, then collect garbage.
+
+    ``dry_run`` deletes nothing: each repository's report says what collection would
+    reclaim once the expired backups are gone. ``wait`` (default: ``[locks]
+    wait_seconds``) is how long collection waits for running backups. Problems of one
+    repository (unreachable, locked) are in its outcome and make ``ok`` false; the
+    other repositories are still pruned. Idempotent.
+    """
+    settings = ctx.settings
+    settings.repository()  # ConfigError if none is configured: nothing could be deleted
+    result = plan(ctx, database=database, now=now)
+    result.dry_run = dry_run
+    repos: list[tuple[RepositoryOutcome, Repository | None]] = []
+    present: dict[str, set[str]] = {}
+    for repo_settings in settings.repositories:
+        outcome = RepositoryOutcome(repo_settings.name)
+        try:
+            repo = open_repository(settings, repo_settings.name)
+            outcome.location = repo.storage.location
+            present[repo_settings.name] = set(repo.backup_ids())
+        except RespaldoError as exc:
+            outcome.fail(f"cannot open: {exc}")
+            repos.append((outcome, None))
+            continue
+        repos.append((outcome, repo))
+    result.repositories = [outcome for outcome, _ in repos]
+    expired = _expired_to_delete(result, present, whole_catalog=database is None)
+    if not dry_run:
+        for decision in expired:
+            _delete_backup(ctx, decision, repos, result)
+    gone = {d.backup.id for d in expired if d.holds_data}
+    for outcome, opened in repos:
+        if opened is None:
+            continue
+        try:
+            outcome.gc = collect_garbage(
+                opened,
+                dry_run=dry_run,
+                repack_threshold=settings.gc.repack_threshold,
+                small_pack_fraction=settings.gc.small_pack_fraction,
+                assume_deleted=gone if dry_run else (),
+                wait=wait,
+            )
+        except RespaldoError as exc:
+            outcome.fail(f"garbage collection: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
+            log.warning("garbage collection of %s failed: %s", outcome.name, exc)
+    return result
+
+
+def _expired_to_delete(
+    result: PruneResult, present: dict[str, set[str]], whole_catalog: bool
+) -> list[Decision]:
+    """The expired decisions that are safe to carry out; warnings for the others."""
+    anywhere: set[str] = set().union(*present.values())
+    all_open = len(present) == len(result.repositories)
+    todo = []
+    for decision in result.decisions:
+        b = decision.backup
+        if decision.keep:
+            if b.completed and all_open and b.id not in anywhere:
+                result.warnings.append(
+                    f"backup {b.id} is completed in the catalog but no repository holds "
+                    "its manifest; 'respaldo verify --all' tells more"
+                )
+            continue
+        if not b.completed and b.id in anywhere:
+            # The catalog says failed, a repository says it completed (the process died
+            # between the manifest and the catalog): it may be the newest good backup.
+            result.warnings.append(
+                f"backup {b.id} is {b.status} in the catalog but has a manifest: left "
+                "alone; 'respaldo catalog rebuild' records it as completed"
+            )
+            continue
+        todo.append(decision)
+    if whole_catalog:
+        known = {d.backup.id for d in result.decisions}
+        for name, ids in present.items():
+            orphans = sorted(ids - known)
+            if orphans:
+                result.warnings.append(
+                    f"{len(orphans)} backups in repository {name} have no catalog record "
+                    f"(e.g. {orphans[0]}); they are kept: 'respaldo catalog rebuild' adopts "
+                    "them"
+                )
+    return todo
+
+
+def _delete_backup(
+    ctx: Context,
+    decision: Decision,
+    repos: list[tuple[RepositoryOutcome, Repository | None]],
+    result: PruneResult,
+) -> None:
+    backup = decision.backup
+    # The record may have changed since the decision (pinned meanwhile, verified):
+    # then leave it to the next run, which decides on what it is now.
+    with ctx.catalog.begin() as session:
+        try:
+            current = facts_of(BackupRecords(session).get(backup.id))
+        except RecordNotFound:
+            return
+    if current != backup:
+        result.warnings.append(f"backup {backup.id} changed during prune; left for next time")
+        return
+    if decision.holds_data:
+        complete = True
+        for outcome, repo in repos:
+            if repo is None:
+                complete = False
+                continue
+            try:
+                repo.storage.delete(manifest_name(backup.id))
+                outcome.manifests_deleted += 1
+            except ObjectNotFound:
+                pass  # never copied there, or deleted by an interrupted run
+            except RespaldoError as exc:
+                complete = False
+                outcome.fail(f"cannot delete manifest of {backup.id}: {exc}")
+        if not complete:
+            # Its record stays, so the next run deletes what is left of it.
+            return
+    with ctx.catalog.begin() as session:
+        BackupRecords(session).delete(backup.id)
+    result.deleted.append(backup.id)
+    log.info(
+        "deleted backup %s (%s %s, %s, completed %s): %s",
+        backup.id,
+        backup.database or "-",
+        backup.kind,
+        backup.status,
+        backup.completed_at.isoformat() if backup.completed_at else "-",
+        decision.rule,
+    )

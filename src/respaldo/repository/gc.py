@@ -1,0 +1,465 @@
+"""Garbage collection: remove the chunks that no backup references any more.
+
+*Mark*: every chunk named by a remaining manifest is live: its streams' list chunks and
+every data chunk those lists name. *Sweep*, per pack:
+
+- a pack that no index file describes (left by a writer that died) or that holds no
+  live chunk is deleted;
+- a pack whose dead share (sealed bytes of chunks nothing references, over all its
+  chunks' sealed bytes) reaches ``repack_threshold`` is *repacked*: its live chunks are
+  copied, still sealed, into new packs (each one authenticated and checked against its
+  id on the way: a damaged chunk is never copied, its pack is kept and reported);
+- several small packs (below ``small_pack_fraction`` of the pack size: every backup's
+  last pack is one) are repacked together;
+- a chunk stored in several packs lives in the one whose share of live chunks is
+  highest (after an interrupted collection: the new pack).
+
+Order of writes, which makes a crash (kill -9) at any point harmless:
+
+1. new packs; 2. new index files, describing exactly the packs that remain (all their
+chunks) and the new ones; 3. every index file that existed before is deleted; 4. the
+packs that are no longer needed are deleted.
+
+After a crash in 1 the new packs are unindexed and the next collection deletes them;
+after 2 or 3 chunks are described twice, which is allowed; in 4 no index file
+mentions a deleted pack any more. At every point every backup restores and
+:func:`~respaldo.repository.verify.verify_repository` passes, and the next collection
+computes everything afresh and finishes the work.
+
+Collection holds the repository's exclusive lock (:mod:`.locks`) from before it reads
+anything until it has deleted its last object: it refuses to start while a backup
+holds a shared lease, and backups refuse to start while it runs. It refuses to delete
+anything when the mark is incomplete (a damaged manifest or list chunk, a live chunk
+the index does not find), because it would not know what is live. ``wal/`` objects are
+not chunks and are never touched here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.repository.crypto import OVERHEAD, SealError
+from respaldo.repository.index import INDEX_PREFIX, seal_index
+from respaldo.repository.locks import Lease, LockKind, read_locks
+from respaldo.repository.packs import (
+    ENTRY,
+    PACK_PREFIX,
+    TRAILER,
+    PackBuilder,
+    PackEntry,
+    pack_id_from_name,
+    pack_name,
+)
+from respaldo.repository.reader import _ChunkFailure, read_list
+from respaldo.repository.repo import Repository
+from respaldo.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+PACKS_PER_INDEX_FILE = 1024
+# Rewrite the index when there are more files than this even if no pack changes: every
+# backup adds one, and opening a repository reads them all.
+INDEX_FILES_MAX = 64
+
+Step = Callable[[str], None]
+"""Told, in words, each step a collection takes (for logs and progress)."""
+
+
+@dataclass
+class GcReport:
+    """What a collection found and did (or, with ``dry_run``, would do).
+
+    Byte counts are object sizes in the store. In a dry run, ``bytes_written`` is an
+    estimate (new packs hold exactly the live chunks, plus headers).
+    """
+
+    dry_run: bool
+    backups: int = 0
+    live_chunks: int = 0
+    packs: int = 0
+    packs_deleted: int = 0
+    packs_repacked: int = 0
+    packs_written: int = 0
+    packs_unindexed: int = 0
+    chunks_dropped: int = 0
+    index_files_removed: int = 0
+    index_files_written: int = 0
+    bytes_before: int = 0
+    bytes_deleted: int = 0
+    bytes_written: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return self.bytes_deleted - self.bytes_written
+
+    @property
+    def bytes_after(self) -> int:
+        return self.bytes_before - self.bytes_reclaimed
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.bytes_deleted or self.bytes_written)
+
+
+@dataclass
+class _Pack:
+    pack_id: str
+    name: str
+    size: int  # object size in the store
+    entries: dict[bytes, PackEntry] = field(default_factory=dict)
+    live: dict[bytes, PackEntry] = field(default_factory=dict)
+
+    @property
+    def sealed_total(self) -> int:
+        return sum(e.length for e in self.entries.values())
+
+    @property
+    def live_bytes(self) -> int:
+        return sum(e.length for e in self.live.values())
+
+    @property
+    def dead_share(self) -> float:
+        total = self.sealed_total
+        return 1.0 - self.live_bytes / total if total else 1.0
+
+
+@dataclass
+class _Plan:
+    index_files: dict[str, int]  # name -> size
+    unindexed: dict[str, int]  # pack name -> size, packs no index file describes
+    delete: list[_Pack] = field(default_factory=list)
+    repack: list[_Pack] = field(default_factory=list)
+    keep: list[_Pack] = field(default_factory=list)
+    dangling: int = 0  # index entries naming packs that do not exist
+
+
+def collect_garbage(
+    repo: Repository,
+    *,
+    dry_run: bool = False,
+    repack_threshold: float = 0.5,
+    small_pack_fraction: float = 0.25,
+    assume_deleted: Collection[str] = (),
+    wait: float | None = None,
+    step: Step | None = None,
+) -> GcReport:
+    """Collect the garbage of ``repo``; see the module docstring for what and in which order.
+
+    ``dry_run`` reads only (and takes no lock): the report says what would be deleted and
+    reclaimed, counting the backups in ``assume_deleted`` as gone already (to preview a
+    prune before it deletes their manifests). ``wait`` (default: ``repo.lock_wait``) is
+    how long to wait for running backups. Idempotent; safe to interrupt at any point.
+
+    Raises RepositoryLocked (backups are running), LeaseLost (our lock was taken away:
+    nothing more was deleted), IntegrityError when the mark cannot be complete (nothing
+    is deleted then), and storage errors.
+    """
+    if assume_deleted and not dry_run:
+        raise ValueError("assume_deleted only makes sense in a dry run")
+    say: Step = step or (lambda message: log.info("%s", message))
+    report = GcReport(dry_run=dry_run)
+    lease: Lease | None = None
+    if not dry_run:
+        lease = Lease.acquire(
+            repo.storage,
+            LockKind.EXCLUSIVE,
+            "garbage collection",
+            stale_after=repo.lock_stale_after,
+            wait=repo.lock_wait if wait is None else wait,
+        )
+    try:
+        plan = _plan(repo, report, set(assume_deleted), repack_threshold, small_pack_fraction)
+        if dry_run and plan.unindexed and _writers_running(repo):
+            # Without the lock, packs no index describes may be those of running backups.
+            report.problems.append(
+                f"backups are running: {len(plan.unindexed)} packs not yet indexed are not "
+                "counted (they may be theirs)"
+            )
+            plan.unindexed = {}
+        say(
+            f"{report.backups} backups reference {report.live_chunks} chunks in "
+            f"{report.packs} packs; {len(plan.delete)} packs to delete, "
+            f"{len(plan.repack)} to repack"
+        )
+        if dry_run:
+            _estimate(repo, plan, report)
+        else:
+            assert lease is not None
+            _execute(repo, plan, report, lease, say)
+    finally:
+        if lease is not None:
+            lease.release()
+    return report
+
+
+# --- mark and plan -----------------------------------------------------------------------
+
+
+def _plan(
+    repo: Repository,
+    report: GcReport,
+    assume_deleted: set[str],
+    repack_threshold: float,
+    small_pack_fraction: float,
+) -> _Plan:
+    storage = repo.storage
+    # Packs before index files: writers store a pack before the index file describing
+    # it, so every pack listed here whose writer finished has its index file listed too.
+    stored = {pack_id_from_name(i.name): (i.name, i.size) for i in storage.list(PACK_PREFIX)}
+    index_files = {info.name: info.size for info in storage.list(INDEX_PREFIX)}
+    repo.load_index()
+    packs: dict[str, _Pack] = {}
+    dangling = 0
+    for name in sorted(index_files):
+        try:
+            groups = repo._read_index_file(name)
+        except ObjectNotFound:
+            # Someone else rewrote the index (an index rebuild): its packs would look
+            # unindexed to us, and be deleted. Start again instead.
+            raise RepositoryError(
+                f"index file {name} disappeared during garbage collection",
+                hint="was 'respaldo index rebuild' running? run prune again",
+            ) from None
+        for pack_id, entries in groups:
+            where = stored.get(pack_id)
+            if where is None:
+                dangling += len(entries)
+                continue
+            pack = packs.setdefault(pack_id, _Pack(pack_id, where[0], where[1]))
+            for e in entries:
+                pack.entries.setdefault(e.chunk_id, e)
+    unindexed = {name: size for pid, (name, size) in stored.items() if pid not in packs}
+    report.packs = len(stored)
+    report.packs_unindexed = len(unindexed)
+    report.bytes_before = sum(size for _, size in stored.values()) + sum(index_files.values())
+
+    live = _mark(repo, report, assume_deleted)
+    holders: dict[bytes, list[_Pack]] = defaultdict(list)
+    for pack in packs.values():
+        for cid in pack.entries:
+            if cid in live:
+                holders[cid].append(pack)
+    missing = [cid for cid in live if cid not in holders]
+    if missing:
+        raise IntegrityError(
+            f"{len(missing)} chunks that backups reference are in no pack the index "
+            f"describes (e.g. {missing[0].hex()[:16]}); refusing to collect garbage",
+            hint="run 'respaldo verify --all' and 'respaldo index rebuild' first",
+        )
+    share = {
+        p.pack_id: sum(1 for cid in p.entries if cid in live) / len(p.entries)
+        for p in packs.values()
+        if p.entries
+    }
+    for cid, candidates in holders.items():
+        best = max(candidates, key=lambda p: (share[p.pack_id], p.pack_id))
+        best.live[cid] = best.entries[cid]
+
+    plan = _Plan(index_files, unindexed, dangling=dangling)
+    small: list[_Pack] = []
+    for pack in sorted(packs.values(), key=lambda p: p.pack_id):
+        if not pack.live:
+            plan.delete.append(pack)
+        elif pack.dead_share >= repack_threshold:
+            plan.repack.append(pack)
+        elif pack.size < small_pack_fraction * repo.pack_size:
+            small.append(pack)
+        else:
+            plan.keep.append(pack)
+    # Merging costs a copy of the small packs; worth it for two or more, or when new
+    # packs are being written anyway (otherwise their last one is another small pack).
+    if len(small) >= 2 or (small and plan.repack):
+        plan.repack.extend(small)
+    else:
+        plan.keep.extend(small)
+    return plan
+
+
+def _mark(repo: Repository, report: GcReport, assume_deleted: set[str]) -> set[bytes]:
+    live: set[bytes] = set()
+    for backup_id in repo.backup_ids():
+        if backup_id in assume_deleted:
+            continue
+        try:
+            manifest = repo.load_manifest(backup_id)
+        except BackupNotFound:
+            continue  # deleted since we listed (by a prune: deleting manifests needs no lock)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"refusing to collect garbage: {exc.message}",
+                obj=exc.obj,
+                backup=backup_id,
+                hint="the chunks a damaged manifest references cannot be known; delete "
+                "the backup or restore its manifest from a mirror first",
+            ) from None
+        report.backups += 1
+        for stream in manifest.streams:
+            for list_id in stream.lists:
+                cid = bytes.fromhex(list_id)
+                live.add(cid)
+                try:
+                    entries = read_list(repo, list_id)
+                except _ChunkFailure as failure:
+                    raise IntegrityError(
+                        f"refusing to collect garbage: chunk list of stream {stream.name!r} "
+                        f"is unreadable ({failure.result.problem})",
+                        obj=failure.result.obj,
+                        backup=backup_id,
+                        hint="run 'respaldo verify --all'; delete or repair that backup first",
+                    ) from None
+                live.update(chunk_id for chunk_id, _ in entries)
+    report.live_chunks = len(live)
+    return live
+
+
+def _estimate(repo: Repository, plan: _Plan, report: GcReport) -> None:
+    """Fill a dry run's report from the plan without writing anything."""
+    report.packs_deleted = len(plan.delete) + len(plan.unindexed)
+    report.packs_repacked = len(plan.repack)
+    live_bytes = sum(p.live_bytes for p in plan.repack)
+    live_chunks = sum(len(p.live) for p in plan.repack)
+    new_packs = -(-live_bytes // repo.pack_size) if live_bytes else 0
+    report.packs_written = new_packs
+    report.chunks_dropped = sum(len(p.entries) - len(p.live) for p in plan.delete + plan.repack)
+    report.bytes_deleted = sum(p.size for p in plan.delete + plan.repack) + sum(
+        plan.unindexed.values()
+    )
+    header = new_packs * (OVERHEAD + TRAILER.size) + live_chunks * ENTRY.size
+    report.bytes_written = live_bytes + header if new_packs else 0
+    if _index_changes(plan):
+        kept_entries = sum(len(p.entries) for p in plan.keep) + live_chunks
+        report.index_files_removed = len(plan.index_files)
+        remaining = len(plan.keep) + report.packs_written
+        report.index_files_written = -(-remaining // PACKS_PER_INDEX_FILE)
+        report.bytes_deleted += sum(plan.index_files.values())
+        report.bytes_written += OVERHEAD + 5 + kept_entries * ENTRY.size
+
+
+def _index_changes(plan: _Plan) -> bool:
+    return bool(
+        plan.delete or plan.repack or plan.dangling or len(plan.index_files) > INDEX_FILES_MAX
+    )
+
+
+# --- sweep -------------------------------------------------------------------------------
+
+
+def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say: Step) -> None:
+    storage = repo.storage
+    new_groups = _repack(repo, plan, report, lease, say)  # 1. new packs
+
+    if _index_changes(plan):
+        # 2. index files describing exactly what remains.
+        groups = [
+            (p.pack_id, sorted(p.entries.values(), key=lambda e: e.offset))
+            for p in sorted(plan.keep, key=lambda p: p.pack_id)
+        ]
+        groups += new_groups
+        written: set[str] = set()
+        for start in range(0, len(groups), PACKS_PER_INDEX_FILE):
+            name, blob = seal_index(repo.sealer, groups[start : start + PACKS_PER_INDEX_FILE])
+            lease.check()
+            storage.put(name, blob)
+            written.add(name)
+            report.index_files_written += 1
+            report.bytes_written += len(blob)
+        say(f"wrote {len(written)} index files")
+        # 3. the old index files.
+        for name, size in sorted(plan.index_files.items()):
+            if name in written:
+                continue
+            lease.check()
+            if _delete(storage, name):
+                report.index_files_removed += 1
+                report.bytes_deleted += size
+        say(f"removed {report.index_files_removed} old index files")
+    # 4. packs nothing needs any more.
+    # (name, size, chunks dropped, counts as deleted rather than repacked)
+    doomed = [(p.name, p.size, len(p.entries), True) for p in plan.delete]
+    doomed += [(p.name, p.size, len(p.entries) - len(p.live), False) for p in plan.repack]
+    doomed += [(name, size, 0, True) for name, size in sorted(plan.unindexed.items())]
+    for name, size, dropped, deleted in doomed:
+        lease.check()
+        if _delete(storage, name):
+            report.packs_deleted += deleted
+            report.bytes_deleted += size
+            report.chunks_dropped += dropped
+    say(f"deleted {len(doomed)} packs")
+    repo.load_index()
+
+
+def _repack(
+    repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say: Step
+) -> list[tuple[str, list[PackEntry]]]:
+    """Copy the live chunks of the packs to repack into new packs; returns their index
+    groups. A pack with a damaged live chunk is moved from ``repack`` to ``keep``."""
+    builder = PackBuilder(repo.pack_size)
+    groups: list[tuple[str, list[PackEntry]]] = []
+
+    def flush() -> None:
+        pack_id, data, entries = builder.finish(repo.sealer)
+        lease.check()
+        repo.storage.put(pack_name(pack_id), data)
+        groups.append((pack_id, entries))
+        report.packs_written += 1
+        report.bytes_written += len(data)
+
+    done: list[_Pack] = []
+    for pack in plan.repack:
+        try:
+            sealed = _read_live(repo, pack)
+        except RepositoryError as exc:
+            report.problems.append(f"{pack.name} kept as it is: {exc}")
+            plan.keep.append(pack)
+            continue
+        for cid, blob, raw_length in sealed:
+            builder.add(cid, blob, raw_length)
+            if builder.full:
+                flush()
+        done.append(pack)
+    if len(builder):
+        flush()
+    plan.repack = done
+    report.packs_repacked = len(done)
+    if done:
+        say(f"repacked {len(done)} packs into {len(groups)}")
+    return groups
+
+
+def _read_live(repo: Repository, pack: _Pack) -> list[tuple[bytes, bytes, int]]:
+    """(chunk id, sealed bytes, plaintext length) of every live chunk of a pack, each one
+    authenticated. Raises IntegrityError for a damaged or truncated chunk."""
+    data = repo.storage.get(pack.name)
+    out = []
+    for e in sorted(pack.live.values(), key=lambda e: e.offset):
+        blob = data[e.offset : e.offset + e.length]
+        try:
+            if len(blob) != e.length:
+                raise SealError("pack is truncated")
+            repo.sealer.open_chunk(e.chunk_id, blob)
+        except SealError as exc:
+            raise IntegrityError(
+                f"live chunk {e.chunk_id.hex()[:16]} is damaged: {exc}", obj=pack.name
+            ) from None
+        out.append((e.chunk_id, blob, e.raw_length))
+    return out
+
+
+def _writers_running(repo: Repository) -> bool:
+    now = datetime.now(UTC)
+    locks, _ = read_locks(repo.storage)
+    return any(lock.stale_reason(now, repo.lock_stale_after) is None for lock in locks)
+
+
+def _delete(storage: Storage, name: str) -> bool:
+    try:
+        storage.delete(name)
+    except ObjectNotFound:
+        return False
+    return True

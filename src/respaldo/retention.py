@@ -1,0 +1,287 @@
+"""Retention: which backups to keep and which to expire, decided by one pure function.
+
+:func:`decide` takes the facts of every backup (:class:`BackupFacts`, built from catalog
+records by the caller), a policy per (database, kind) and the current time, and returns a
+:class:`Decision` per backup: keep or expire, and the rules that decided it, in words a
+person can check ("keep-last 3", "daily 2026-11-27", "newest verified"). It does no I/O,
+so ``respaldo prune --dry-run``, the prune itself and (later) the API show the same thing.
+
+Words used here:
+
+- *group*: the backups of one (database, kind); every rule counts within its group.
+- *good* backup: completed, and not known to have failed verification (``verified_at``
+  set with ``is_verified`` false). Count-based rules (keep-last, GFS, min_keep) count
+  good backups, so that a backup known to be damaged never takes a good one's place.
+- *time* of a backup: ``completed_at``, else ``created_at``. Periods of the GFS rules are
+  UTC hours, days, ISO weeks, months and years.
+
+The rules of a :class:`Policy`, each of which *keeps* backups (a backup is expired only if
+nothing keeps it):
+
+- ``keep_until_expires``: the specification's model: a completed backup is kept until its
+  ``expires_at`` (``completed_at`` + ``retention_days``); one with no expiry date is kept.
+- ``keep_last`` N: the N newest good backups.
+- ``keep_hourly/daily/weekly/monthly/yearly`` N: the newest good backup of each of the N
+  most recent hours/days/... that have one (grandfather-father-son).
+- ``min_keep`` N: the N newest completed backups, good ones first, whatever their age.
+- ``failed_days``: a failed record stays this many days after it ended, for inspection
+  (it holds no data; expiring it only removes the catalog record).
+
+And invariants that no policy can switch off, per group: the newest completed backup is
+kept (a cleanup after a week of failing backups keeps the last one that worked); the
+newest completed backup that passed verification is kept, whatever its age; pinned
+backups are kept; backups still running (pending, in_progress) are kept.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from respaldo.domain import BackupStatus
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# (rule name used in messages, attribute of Policy, period key of a UTC time)
+_GFS: tuple[tuple[str, str, Callable[[datetime], str]], ...] = (
+    ("hourly", "keep_hourly", lambda t: t.strftime("%Y-%m-%d %Hh")),
+    ("daily", "keep_daily", lambda t: t.strftime("%Y-%m-%d")),
+    ("weekly", "keep_weekly", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
+    ("monthly", "keep_monthly", lambda t: t.strftime("%Y-%m")),
+    ("yearly", "keep_yearly", lambda t: t.strftime("%Y")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The retention rules of one (database, kind); see the module docstring."""
+
+    keep_until_expires: bool = True
+    keep_last: int = 0
+    keep_hourly: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    keep_yearly: int = 0
+    min_keep: int = 2
+    failed_days: int = 7
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{f.name} must not be negative, got {value}")
+
+    @classmethod
+    def from_rules(cls, rules: Mapping[str, Any]) -> Policy:
+        """A policy from merged settings (``RetentionSettings.rules_for``); unknown keys
+        are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in rules.items() if k in known and v is not None})
+
+    def describe(self) -> str:
+        """The rules in a few words, e.g. ``until expiry, keep-last 3, daily 7, min 2``."""
+        parts = ["until expiry"] if self.keep_until_expires else []
+        if self.keep_last:
+            parts.append(f"keep-last {self.keep_last}")
+        for name, attr, _ in _GFS:
+            if getattr(self, attr):
+                parts.append(f"{name} {getattr(self, attr)}")
+        parts.append(f"min {self.min_keep}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFacts:
+    """What retention needs to know of one backup (from its catalog record)."""
+
+    id: str
+    database: str | None
+    kind: str
+    status: str
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    is_verified: bool = False
+    pinned: bool = False
+    created_at: datetime | None = None
+    verified_at: datetime | None = None
+
+    @property
+    def time(self) -> datetime:
+        """When the backup happened, for ordering and GFS periods (aware UTC)."""
+        when = self.completed_at or self.created_at or _EPOCH
+        return when.astimezone(UTC)
+
+    @property
+    def completed(self) -> bool:
+        return str(self.status) == BackupStatus.COMPLETED.value
+
+    @property
+    def failed(self) -> bool:
+        return str(self.status) == BackupStatus.FAILED.value
+
+    @property
+    def failed_verification(self) -> bool:
+        return self.verified_at is not None and not self.is_verified
+
+    @property
+    def good(self) -> bool:
+        return self.completed and not self.failed_verification
+
+
+class Action(StrEnum):
+    KEEP = "keep"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Keep or expire one backup, and why: every rule that keeps it, else why none does."""
+
+    backup: BackupFacts
+    action: Action
+    reasons: tuple[str, ...]
+
+    @property
+    def keep(self) -> bool:
+        return self.action is Action.KEEP
+
+    @property
+    def rule(self) -> str:
+        return "; ".join(self.reasons)
+
+    @property
+    def holds_data(self) -> bool:
+        """True if expiring it means deleting a backup from the repositories, not only a
+        catalog record."""
+        return self.backup.completed
+
+
+PolicyFor = Callable[[str | None, str], Policy]
+"""``policy_for(database, kind)``: the policy of one group."""
+
+
+@dataclass(frozen=True)
+class Policies:
+    """A default policy and overrides by exact (database, kind): a ready ``PolicyFor``."""
+
+    default: Policy = field(default_factory=Policy)
+    overrides: Mapping[tuple[str | None, str], Policy] = field(default_factory=dict)
+
+    def __call__(self, database: str | None, kind: str) -> Policy:
+        return self.overrides.get((database, str(kind)), self.default)
+
+
+def decide(
+    backups: Iterable[BackupFacts], policy_for: PolicyFor | Policy, now: datetime
+) -> list[Decision]:
+    """Decide, for every backup, keep or expire; returned in the order given.
+
+    Deterministic: the same facts in any order, policies and ``now`` give the same
+    decisions (ties in time are broken by id). Raises ValueError for a naive ``now`` or
+    two facts with one id.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("decide needs a timezone-aware now")
+    items = list(backups)
+    lookup: PolicyFor = (
+        (lambda _db, _kind: policy_for) if isinstance(policy_for, Policy) else policy_for
+    )
+    reasons: dict[str, list[str]] = {}
+    for b in items:
+        if b.id in reasons:
+            raise ValueError(f"backup {b.id} appears twice")
+        reasons[b.id] = []
+    groups: dict[tuple[str | None, str], list[BackupFacts]] = defaultdict(list)
+    for b in items:
+        groups[(b.database, str(b.kind))].append(b)
+    expired_why: dict[str, str] = {}
+    for (database, kind), members in groups.items():
+        policy = lookup(database, kind)
+        _decide_group(members, policy, now, reasons, expired_why)
+    decisions = []
+    for b in items:
+        kept = reasons[b.id]
+        if kept:
+            decisions.append(Decision(b, Action.KEEP, tuple(kept)))
+        else:
+            decisions.append(Decision(b, Action.EXPIRE, (expired_why.get(b.id, "expired"),)))
+    return decisions
+
+
+def _decide_group(
+    members: list[BackupFacts],
+    policy: Policy,
+    now: datetime,
+    reasons: dict[str, list[str]],
+    expired_why: dict[str, str],
+) -> None:
+    def keep(b: BackupFacts, why: str) -> None:
+        if why not in reasons[b.id]:
+            reasons[b.id].append(why)
+
+    newest_first = sorted(members, key=lambda b: (b.time, b.id), reverse=True)
+    completed = [b for b in newest_first if b.completed]
+    good = [b for b in completed if b.good]
+
+    # Invariants first, so that they lead the list of reasons.
+    for b in newest_first:
+        if b.pinned:
+            keep(b, "pinned")
+        if not b.completed and not b.failed:
+            keep(b, f"running ({b.status})")
+    verified = [b for b in completed if b.is_verified]
+    if verified:
+        keep(verified[0], "newest verified")
+    if completed:
+        keep(completed[0], "newest completed")
+
+    if policy.keep_until_expires:
+        for b in completed:
+            if b.expires_at is None:
+                keep(b, "no expiry date")
+            elif b.expires_at > now:
+                keep(b, f"retention until {_minute(b.expires_at)}")
+    for b in good[: policy.keep_last]:
+        keep(b, f"keep-last {policy.keep_last}")
+    for name, attr, period in _GFS:
+        wanted: int = getattr(policy, attr)
+        seen: set[str] = set()
+        for b in good:
+            if len(seen) >= wanted:
+                break
+            key = period(b.time)
+            if key not in seen:
+                seen.add(key)
+                keep(b, f"{name} {key}")
+    ranked = good + [b for b in completed if not b.good]
+    for b in ranked[: policy.min_keep]:
+        keep(b, f"minimum {policy.min_keep} good backup{'s' if policy.min_keep != 1 else ''}")
+
+    for b in newest_first:
+        if not b.failed:
+            continue
+        until = b.time + timedelta(days=policy.failed_days)
+        if until > now:
+            keep(b, f"failed, kept until {_minute(until)} for inspection")
+        else:
+            expired_why[b.id] = f"failed {_minute(b.time)}, kept {policy.failed_days} days"
+    counted = policy.describe()
+    for b in completed:
+        if reasons[b.id]:
+            continue
+        parts = []
+        if policy.keep_until_expires and b.expires_at is not None:
+            parts.append(f"expired {_minute(b.expires_at)}")
+        if b.failed_verification:
+            parts.append("failed verification")
+        parts.append(f"no rule keeps it ({counted})")
+        expired_why[b.id] = "; ".join(parts)
+
+
+def _minute(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")

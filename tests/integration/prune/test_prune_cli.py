@@ -1,0 +1,177 @@
+"""``respaldo prune`` end to end: real CLI, real PostgreSQL, a primary and a secondary
+local repository, backups taken with pg_dump between days of simulated ERP work, then
+made old by back-dating their catalog records."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sample
+from sample.cluster import TempCluster
+
+from respaldo.catalog import BackupRecord, open_catalog
+from respaldo.cli.main import invoke
+from respaldo.config import load_settings
+from respaldo.operations.repositories import init_repositories
+from respaldo.repository import KdfParams
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+PASSPHRASE = "prune cli test passphrase"
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+DAY = timedelta(days=1)
+
+
+@dataclass
+class Cli:
+    config: Path
+    root: Path
+    capsys: pytest.CaptureFixture[str]
+
+    def run(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = invoke(["--config", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, *args: str) -> tuple[str, str]:
+        code, out, err = self.run(*args)
+        assert code == 0, f"exit {code}\n{out}\n{err}"
+        return out, err
+
+    def manifests(self, repo: str) -> set[str]:
+        return {p.name for p in (self.root / repo / "manifests").iterdir()}
+
+
+@pytest.fixture
+def cli(
+    pg: TempCluster,
+    erp_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Cli]:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    password = tmp_path / "erp.pass"
+    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(pg.password.get_secret_value() + "\n")
+    config = tmp_path / "respaldo.toml"
+    config.write_text(f"""
+cache_dir = "{tmp_path / "cache"}"
+pack_size = 65536
+
+[catalog]
+url = "sqlite:///{tmp_path / "catalog.db"}"
+
+[chunker]
+min_size = 512
+avg_size = 2048
+max_size = 8192
+
+[locks]
+wait_seconds = 5
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[repositories]]
+name = "second"
+url = "file://{tmp_path / "second"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://{pg.superuser}@{pg.host}:{pg.port}/{erp_db}"
+password_file = "{password}"
+""")
+    init_repositories(load_settings(config), kdf=FAST_KDF)
+    yield Cli(config, tmp_path, capsys)
+
+
+def back_date(cli: Cli, backup_id: str, age: timedelta, *, verified: bool = False) -> None:
+    """Make a backup look ``age`` old in the catalog (as if taken then, 7-day retention)."""
+    catalog = open_catalog(load_settings(cli.config).catalog.url)
+    try:
+        with catalog.begin() as session:
+            record = session.get(BackupRecord, backup_id)
+            assert record is not None
+            when = datetime.now(UTC) - age
+            record.created_at = when - timedelta(minutes=2)
+            record.started_at = when - timedelta(minutes=1)
+            record.completed_at = when
+            record.expires_at = when + 7 * DAY
+            if verified:
+                record.is_verified = True
+                record.verified_at = when + timedelta(hours=1)
+    finally:
+        catalog.close()
+
+
+def test_prune_with_the_cli(cli: Cli, pg: TempCluster, erp_db: str, new_dbname: str) -> None:
+    ids = []
+    for day in range(1, 6):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=6, day=day)
+    back_date(cli, ids[0], 40 * DAY, verified=True)  # the newest verified one, very old
+    back_date(cli, ids[1], 30 * DAY)
+    back_date(cli, ids[2], 20 * DAY)
+    back_date(cli, ids[3], 2 * DAY)
+    assert cli.manifests("repo") == cli.manifests("second") == set(ids)
+
+    out, err = cli.ok("prune", "--dry-run")
+    rows = {i: next(line for line in out.splitlines() if i in line) for i in ids}
+    assert "keep" in rows[ids[0]] and "newest verified" in rows[ids[0]]
+    assert "expire" in rows[ids[1]] and "expired" in rows[ids[1]]
+    assert "expire" in rows[ids[2]]
+    assert "keep" in rows[ids[3]] and "retention until" in rows[ids[3]]
+    assert "keep" in rows[ids[4]] and "newest completed" in rows[ids[4]]
+    assert "dry run: 2 of 5 backups would expire" in err
+    assert "would reclaim about" in err
+    assert cli.manifests("repo") == set(ids)
+
+    out, _ = cli.ok("prune", "--dry-run", "--json")
+    preview = json.loads(out)
+    assert {d["id"]: d["decision"] for d in preview["decisions"]} == {
+        ids[0]: "keep",
+        ids[1]: "expire",
+        ids[2]: "expire",
+        ids[3]: "keep",
+        ids[4]: "keep",
+    }
+    assert preview["deleted"] == [] and preview["dryRun"] is True
+
+    out, _ = cli.ok("prune", "--json")
+    result: dict[str, Any] = json.loads(out)
+    assert sorted(result["deleted"]) == sorted(ids[1:3])
+    for repo in result["repositories"]:
+        assert repo["error"] is None
+        assert repo["manifestsDeleted"] == 2
+        assert repo["gc"]["bytesReclaimed"] > 0
+    assert result["bytesReclaimed"] > 0
+    kept = {ids[0], ids[3], ids[4]}
+    assert cli.manifests("repo") == cli.manifests("second") == kept
+    listed, _ = cli.ok("list", "--json")
+    assert {r["id"] for r in json.loads(listed)} == kept
+
+    # Nothing left to do; every repository verifies; the oldest survivor restores.
+    _, err = cli.ok("prune")
+    assert "0 backups deleted, 3 kept" in err
+    cli.ok("verify", "--all")
+    cli.ok("verify", "--all", "--repository", "second")
+    _, err = cli.ok("restore", ids[0], "--target-database", new_dbname)
+    assert new_dbname in err
+    # restore compared every table's row count with the backup's; the data is there.
+    tables = pg.scalar(
+        "SELECT count(*) FROM pg_tables WHERE schemaname IN ('core', 'obras', 'finanzas')",
+        dbname=new_dbname,
+    )
+    assert int(tables) > 5

@@ -1,0 +1,208 @@
+"""The prune operation over a real SQLite catalog and two real local repositories."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.domain import BackupStatus
+from respaldo.operations.prune import PruneResult, plan, prune
+from respaldo.repository import Lease, LockKind, verify_repository
+from tests.unit.operations.support import NOW, Installation, data_for
+
+pytestmark = pytest.mark.unit
+
+DAY = timedelta(days=1)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every object of the repositories: proof that nothing changed there."""
+    out = {}
+    for directory in (root / "repo", root / "second"):
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(root))] = path.read_bytes()
+    return out
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation.create(tmp_path)
+    yield installation
+    installation.close()
+
+
+def run_prune(inst: Installation, **options: Any) -> PruneResult:
+    """One ``respaldo prune`` run: its own context, as the CLI opens one."""
+    ctx = inst.context()
+    try:
+        return prune(ctx, now=NOW, **options)
+    finally:
+        ctx.close()
+
+
+def assert_agree(inst: Installation) -> None:
+    """Catalog and both repositories hold the same completed backups, which verify."""
+    completed = inst.completed_ids()
+    for name in (None, "second"):
+        assert inst.manifests(name) == completed
+        report = verify_repository(inst.repository(name))
+        assert report.ok, report.problems
+        assert report.unreferenced_packs == 0
+
+
+def test_dry_run_names_rules_and_changes_nothing(inst: Installation) -> None:
+    ids = [inst.backup(age * DAY) for age in (12, 10, 8, 6, 3, 1)]
+    inst.replicate()
+    before = tree(inst.root)
+    result = run_prune(inst, dry_run=True)
+    assert tree(inst.root) == before
+    assert inst.record_ids() == set(ids)
+    decisions = {d.backup.id: d for d in result.decisions}
+    assert decisions[ids[-1]].reasons[0] == "newest completed"
+    assert decisions[ids[3]].rule.startswith("retention until")
+    assert {i for i, d in decisions.items() if not d.keep} == set(ids[:3])
+    assert "expired" in decisions[ids[0]].rule
+    for outcome in result.repositories:
+        assert outcome.gc is not None and outcome.gc.dry_run
+        assert outcome.gc.bytes_reclaimed > 0 and outcome.manifests_deleted == 0
+    assert result.deleted == []
+
+
+def test_prune_deletes_everywhere_and_reclaims(inst: Installation) -> None:
+    ids = [inst.backup(age * DAY) for age in (12, 10, 8, 6, 3, 1)]
+    inst.replicate()
+    preview = plan(inst.ctx, now=NOW)
+    result = run_prune(inst)
+    assert result.ok, [r.error for r in result.repositories]
+    assert sorted(result.deleted) == sorted(ids[:3])
+    assert [d.action for d in result.decisions] == [d.action for d in preview.decisions]
+    assert inst.record_ids() == set(ids[3:])
+    for outcome in result.repositories:
+        assert outcome.manifests_deleted == 3
+        assert outcome.gc is not None and outcome.bytes_reclaimed > 0
+    assert_agree(inst)
+    for backup_id in ids[3:]:
+        assert inst.read(backup_id) == data_for(backup_id)
+        assert inst.read(backup_id, "second") == data_for(backup_id)
+    # Nothing more to do.
+    again = run_prune(inst)
+    assert again.deleted == [] and again.bytes_reclaimed == 0
+
+
+def test_a_week_of_failed_backups_keeps_the_last_good_ones(inst: Installation) -> None:
+    good = [inst.backup(age * DAY) for age in (20, 15, 11, 10)]
+    failed = [inst.backup(age * DAY, failed=True) for age in (9, 8, 6, 4, 2, 1)]
+    inst.replicate()
+    result = run_prune(inst)
+    decisions = {d.backup.id: d for d in result.decisions}
+    assert decisions[good[-1]].reasons[0] == "newest completed"
+    assert decisions[good[-2]].reasons == ("minimum 2 good backups",)
+    assert inst.completed_ids() == set(good[-2:])
+    # Failed records older than failed_days (7) went; they held no data.
+    assert inst.record_ids() == set(good[-2:]) | set(failed[2:])
+    assert_agree(inst)
+
+
+def test_newest_verified_survives(inst: Installation) -> None:
+    verified = inst.backup(40 * DAY, verified=True)
+    others = [inst.backup(age * DAY) for age in (30, 20, 10)]
+    bad = inst.backup(9 * DAY, verified=False)
+    inst.replicate()
+    result = run_prune(inst)
+    decisions = {d.backup.id: d for d in result.decisions}
+    assert decisions[verified].reasons == ("newest verified",)
+    # The newest backup failed verification: min_keep counts the good ones first.
+    assert decisions[bad].reasons == ("newest completed",)
+    assert decisions[others[-1]].reasons == ("minimum 2 good backups",)
+    assert inst.completed_ids() == {verified, others[-1], others[-2], bad}
+    assert_agree(inst)
+
+
+def test_policy_from_config_overrides(tmp_path: Path) -> None:
+    inst = Installation.create(
+        tmp_path,
+        extra="""
+[retention]
+min_keep = 1
+
+[[retention.overrides]]
+database = "erp"
+keep_until_expires = false
+keep_last = 2
+""",
+    )
+    erp = [inst.backup(age * DAY) for age in (5, 4, 3, 2)]
+    crm = [inst.backup(age * DAY, database="crm") for age in (5, 4)]
+    pinned = inst.backup(60 * DAY, pinned=True)
+    inst.replicate()
+    try:
+        result = run_prune(inst, database="erp")
+        assert sorted(result.deleted) == sorted(erp[:2])
+        assert inst.completed_ids() == set(erp[2:]) | set(crm) | {pinned}
+        assert_agree(inst)
+    finally:
+        inst.close()
+
+
+def test_unreachable_secondary_keeps_the_record_until_done(inst: Installation) -> None:
+    old = inst.backup(30 * DAY)
+    new = [inst.backup(age * DAY) for age in (2, 1)]
+    inst.replicate()
+    second = inst.root / "second"
+    shutil.move(second, inst.root / "second.away")
+    result = run_prune(inst)
+    assert not result.ok
+    assert "cannot open" in (result.repositories[1].error or "")
+    # Gone from the primary, still recorded: the next run must finish the job.
+    assert old not in inst.manifests() and old in inst.record_ids()
+    assert result.deleted == []
+    shutil.move(inst.root / "second.away", second)
+    result = run_prune(inst)
+    assert result.ok and result.deleted == [old]
+    assert inst.record_ids() == set(new)
+    assert_agree(inst)
+
+
+def test_collection_refused_while_a_backup_runs(inst: Installation) -> None:
+    old = inst.backup(30 * DAY)
+    new = [inst.backup(age * DAY) for age in (2, 1)]
+    inst.replicate()
+    storage = inst.repository().storage
+    lease = Lease.acquire(storage, LockKind.SHARED, "backup in another process")
+    try:
+        result = run_prune(inst, wait=0)
+    finally:
+        lease.release()
+    assert not result.ok
+    assert "in use" in (result.repositories[0].error or "")
+    assert result.repositories[1].error is None  # the secondary was collected
+    # The backup itself is gone everywhere (manifests need no lock), the space not yet.
+    assert result.deleted == [old] and inst.record_ids() == set(new)
+    result = run_prune(inst)
+    assert result.ok and result.repositories[0].bytes_reclaimed > 0
+    assert_agree(inst)
+
+
+def test_a_failed_record_with_a_manifest_is_left_alone(inst: Installation) -> None:
+    """The process died between the manifest and the catalog, and the record was marked
+    failed: the backup exists, so prune must not expire it as a failure."""
+    backup_id = inst.backup(30 * DAY)
+    inst.backup(2 * DAY)
+    inst.backup(1 * DAY)
+    inst.replicate()
+    with sqlite3.connect(inst.root / "catalog.db") as db:
+        db.execute(
+            "UPDATE backup_records SET status = ? WHERE id = ?",
+            (BackupStatus.FAILED.value, backup_id),
+        )
+    result = run_prune(inst)
+    assert backup_id not in result.deleted
+    assert any(backup_id in w and "catalog rebuild" in w for w in result.warnings)
+    assert backup_id in inst.manifests()

@@ -1,0 +1,270 @@
+"""Locks and leases: shared leases for writers, the exclusive lock of garbage collection,
+two-phase taking, stale locks, refresh and loss."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from respaldo.errors import LeaseLost, RepositoryLocked
+from respaldo.repository import (
+    BackupWriter,
+    Lease,
+    LockKind,
+    Repository,
+    collect_garbage,
+    verify_repository,
+)
+from respaldo.repository.locks import LOCK_PREFIX, LockInfo, read_locks, this_host
+from respaldo.storage.base import ObjectInfo, Storage
+from tests.unit.repository.helpers import (
+    STARTED,
+    init_repo,
+    names,
+    open_repo,
+    random_bytes,
+    read_stream,
+    write_backup,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def plant_lock(
+    storage: Storage,
+    kind: LockKind,
+    *,
+    age: timedelta = timedelta(0),
+    host: str = "elsewhere.example",
+    pid: int = 4242,
+    purpose: str = "a planted lock",
+) -> str:
+    """A lock object as another process would have written it."""
+    when = datetime.now(UTC) - age
+    name = f"{LOCK_PREFIX}{kind.value}-{'0' * 31}{len(names(storage, LOCK_PREFIX))}"
+    info = LockInfo(name, kind, purpose, host, pid, when, when)
+    storage.put(name, info.to_bytes())
+    return name
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_shared_leases_coexist_and_exclude_collection(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    with (
+        Lease.acquire(storage, LockKind.SHARED, "backup one"),
+        Lease.acquire(storage, LockKind.SHARED, "backup two"),
+    ):
+        assert len(names(storage, LOCK_PREFIX)) == 2
+        with pytest.raises(RepositoryLocked) as caught:
+            Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection")
+        assert len(caught.value.holders) == 2
+        assert "backup one" in str(caught.value) and "backup two" in str(caught.value)
+        assert "running backups" in caught.value.hint
+        # The refused lock left nothing behind.
+        assert len(names(storage, LOCK_PREFIX)) == 2
+    assert names(storage, LOCK_PREFIX) == []
+    with Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection"):
+        with pytest.raises(RepositoryLocked, match="garbage collection is running"):
+            Lease.acquire(storage, LockKind.SHARED, "backup three")
+        with pytest.raises(RepositoryLocked):
+            Lease.acquire(storage, LockKind.EXCLUSIVE, "another collection")
+    assert names(storage, LOCK_PREFIX) == []
+
+
+def test_waiting_for_a_lock_to_go(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    held = Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection")
+    threading.Timer(0.3, held.release).start()
+    started = time.monotonic()
+    with Lease.acquire(storage, LockKind.SHARED, "backup", wait=10, poll=0.05):
+        assert 0.2 < time.monotonic() - started < 5
+
+
+def test_writers_wait_for_a_running_collection(mem_repo: Repository) -> None:
+    held = Lease.acquire(mem_repo.storage, LockKind.EXCLUSIVE, "garbage collection")
+    with pytest.raises(RepositoryLocked):
+        write_backup(mem_repo, "refused", {"dump": b"x" * 1000})
+    assert mem_repo.backup_ids() == []
+    mem_repo.lock_wait = 10
+    threading.Timer(0.2, held.release).start()
+    write_backup(mem_repo, "waited", {"dump": b"x" * 1000})
+    assert mem_repo.backup_ids() == ["waited"]
+    assert names(mem_repo.storage, LOCK_PREFIX) == []
+
+
+def test_stale_locks_are_ignored_and_removed(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    old = plant_lock(storage, LockKind.SHARED, age=timedelta(minutes=11))
+    gone = plant_lock(storage, LockKind.SHARED, host=this_host(), pid=dead_pid())
+    live = plant_lock(storage, LockKind.SHARED, age=timedelta(minutes=9))
+    with pytest.raises(RepositoryLocked) as caught:
+        Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection")
+    assert len(caught.value.holders) == 1
+    assert names(storage, LOCK_PREFIX) == [live]
+    assert old not in names(storage, LOCK_PREFIX) and gone not in names(storage, LOCK_PREFIX)
+    # A shorter timeout makes the nine-minute-old lock stale too.
+    with Lease.acquire(storage, LockKind.EXCLUSIVE, "gc", stale_after=60):
+        pass
+    assert names(storage, LOCK_PREFIX) == []
+
+
+def test_a_live_pid_of_another_host_is_not_judged_here(mem_repo: Repository) -> None:
+    plant_lock(mem_repo.storage, LockKind.SHARED, host="elsewhere.example", pid=dead_pid())
+    with pytest.raises(RepositoryLocked):
+        Lease.acquire(mem_repo.storage, LockKind.EXCLUSIVE, "gc")
+
+
+def test_damaged_lock_objects_are_removed(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    storage.put(f"{LOCK_PREFIX}shared-garbage", b"not json")
+    storage.put(f"{LOCK_PREFIX}exclusive-future", json.dumps({"version": 99}).encode())
+    with Lease.acquire(storage, LockKind.EXCLUSIVE, "gc"):
+        assert f"{LOCK_PREFIX}shared-garbage" not in names(storage, LOCK_PREFIX)
+
+
+def test_a_lock_of_a_newer_format_is_respected(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    now = datetime.now(UTC).isoformat()
+    doc = {"version": 2, "kind": "shared", "host": "h", "pid": 1, "created": now, "refreshed": now}
+    storage.put(f"{LOCK_PREFIX}shared-v2", json.dumps(doc).encode())
+    with pytest.raises(RepositoryLocked):
+        Lease.acquire(storage, LockKind.SHARED, "backup")
+
+
+class RacingStorage:
+    """Holds every ``list`` of locks until both racers have put their own lock, and with
+    ``hold_deletes`` every delete of a lock until both have read the other's."""
+
+    def __init__(self, inner: Storage, racers: int, *, hold_deletes: bool) -> None:
+        self.inner = inner
+        self.barrier = threading.Barrier(racers, timeout=10)
+        self.deletes = threading.Barrier(racers, timeout=10) if hold_deletes else None
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def put(self, name: str, data: bytes) -> None:
+        self.inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.get(name, offset, length)
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self.inner.stat(name)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if prefix == LOCK_PREFIX:
+            self.barrier.wait()
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        if self.deletes is not None and name.startswith(LOCK_PREFIX):
+            self.deletes.wait()
+        self.inner.delete(name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("other", [LockKind.EXCLUSIVE, LockKind.SHARED])
+@pytest.mark.parametrize("hold_deletes", [True, False], ids=["lockstep", "free"])
+def test_two_racers_never_both_proceed(
+    mem_repo: Repository, other: LockKind, hold_deletes: bool
+) -> None:
+    """Each puts its lock, then lists. In lockstep each sees the other and both back off;
+    otherwise the one that reads after the other backed off may proceed: never both."""
+    racing = RacingStorage(mem_repo.storage, 2, hold_deletes=hold_deletes)
+    outcomes: list[str] = []
+
+    def take(kind: LockKind) -> None:
+        try:
+            with Lease.acquire(racing, kind, f"racer {kind.value}"):
+                outcomes.append("took")
+        except RepositoryLocked:
+            outcomes.append("backed off")
+
+    threads = [threading.Thread(target=take, args=(k,)) for k in (LockKind.EXCLUSIVE, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(outcomes) == 2 and outcomes.count("took") <= 1
+    if hold_deletes:
+        assert outcomes == ["backed off", "backed off"]
+    assert names(mem_repo.storage, LOCK_PREFIX) == []
+
+
+def test_refresh_keeps_a_lease_fresh(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    with Lease.acquire(storage, LockKind.SHARED, "slow backup", stale_after=1.0) as lease:
+        first = read_locks(storage)[0][0].refreshed
+        time.sleep(1.5)
+        lease.check()
+        assert read_locks(storage)[0][0].refreshed > first
+        # Another taker with the same timeout sees it live.
+        with pytest.raises(RepositoryLocked):
+            Lease.acquire(storage, LockKind.EXCLUSIVE, "gc", stale_after=1.0)
+
+
+def test_a_removed_lease_is_lost(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    lease = Lease.acquire(storage, LockKind.SHARED, "backup", refresh=False)
+    storage.delete(lease.name)
+    with pytest.raises(LeaseLost, match="removed it as stale"):
+        lease.refresh()
+    with pytest.raises(LeaseLost):
+        lease.check()
+    lease.release()
+    lease.release()  # idempotent
+
+
+def test_an_unrefreshed_lease_is_given_up(mem_repo: Repository) -> None:
+    lease = Lease.acquire(mem_repo.storage, LockKind.SHARED, "b", stale_after=0.2, refresh=False)
+    time.sleep(0.3)
+    with pytest.raises(LeaseLost, match="refreshed"):
+        lease.check()
+    lease.release()
+
+
+def test_a_writer_that_lost_its_lease_does_not_commit(mem_repo: Repository) -> None:
+    storage = mem_repo.storage
+    with BackupWriter(mem_repo, "orphan") as writer:
+        writer.write_stream("dump", io.BytesIO(random_bytes(50_000)))
+        # Another process judged the lease stale and removed it (then collected garbage).
+        for name in names(storage, LOCK_PREFIX):
+            storage.delete(name)
+        with pytest.raises(LeaseLost):
+            writer.commit(kind="full", source="erp", started_at=STARTED)
+    assert mem_repo.backup_ids() == []
+    assert names(storage, LOCK_PREFIX) == []
+
+
+def test_writer_reloads_an_index_older_than_a_collection(storage: Storage) -> None:
+    """A long-lived process loaded the index, then garbage collection ran elsewhere:
+    its next backup must not deduplicate against chunks that collection removed."""
+    repo = init_repo(storage)
+    shared = random_bytes(60_000, seed=1)
+    write_backup(repo, "old", {"dump": shared})
+    long_lived = open_repo(storage)  # index loaded now, knows the chunks of "old"
+    other = open_repo(storage)
+    storage.delete("manifests/old")
+    report = collect_garbage(other)
+    assert report.packs_deleted > 0
+    manifest, stats = write_backup(long_lived, "new", {"dump": shared})
+    assert stats.new_chunks == stats.chunks  # nothing deduplicated against removed chunks
+    assert read_stream(open_repo(storage), manifest) == shared
+    assert verify_repository(open_repo(storage)).ok

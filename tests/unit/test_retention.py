@@ -1,0 +1,333 @@
+"""Retention as a pure function over dates: the rules, the invariants no policy can switch
+off, and property-based tests over arbitrary histories and policies."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from respaldo.config import Settings
+from respaldo.retention import BackupFacts, Decision, Policies, Policy, decide
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SPEC = Policy()  # the specification's model: kept until expires_at, plus min_keep 2
+
+
+def backup(
+    n: int,
+    age: timedelta,
+    *,
+    database: str | None = "erp",
+    kind: str = "full",
+    status: str = "completed",
+    retention_days: int | None = 7,
+    verified: bool | None = None,
+    pinned: bool = False,
+) -> BackupFacts:
+    when = NOW - age
+    completed = status in ("completed", "failed")
+    return BackupFacts(
+        id=f"b{n:03d}",
+        database=database,
+        kind=kind,
+        status=status,
+        created_at=when - timedelta(minutes=5),
+        completed_at=when if completed else None,
+        expires_at=when + timedelta(days=retention_days)
+        if status == "completed" and retention_days is not None
+        else None,
+        is_verified=bool(verified),
+        verified_at=when + timedelta(hours=1) if verified is not None else None,
+        pinned=pinned,
+    )
+
+
+def daily(days: int) -> list[BackupFacts]:
+    """One backup a day at 03:00 for ``days`` days, newest first (b000 is today's)."""
+    today = NOW.replace(hour=3)
+    return [backup(i, NOW - today + timedelta(days=i)) for i in range(days)]
+
+
+def by_id(decisions: list[Decision]) -> dict[str, Decision]:
+    return {d.backup.id: d for d in decisions}
+
+
+def kept(decisions: list[Decision]) -> set[str]:
+    return {d.backup.id for d in decisions if d.keep}
+
+
+# --- the specification's default -----------------------------------------------------------
+
+
+def test_default_keeps_seven_days_of_daily_backups() -> None:
+    decisions = by_id(decide(daily(12), SPEC, NOW))
+    assert {i for i, d in decisions.items() if d.keep} == {f"b{i:03d}" for i in range(7)}
+    assert decisions["b000"].reasons[0] == "newest completed"
+    assert decisions["b003"].reasons == ("retention until 2026-12-02 03:00",)
+    assert decisions["b009"].rule.startswith("expired 2026-11-26 03:00")
+    assert "no rule keeps it (until expiry, min 2)" in decisions["b009"].rule
+
+
+def test_a_week_of_failures_keeps_the_last_good_backups() -> None:
+    """All completed backups are past their expiry; the newest ones stay anyway."""
+    good = [backup(10 + i, timedelta(days=9 + i)) for i in range(5)]
+    failed = [backup(i, timedelta(days=i), status="failed") for i in range(8)]
+    decisions = by_id(decide(good + failed, SPEC, NOW))
+    assert decisions["b010"].keep and "newest completed" in decisions["b010"].reasons
+    assert decisions["b011"].keep and decisions["b011"].rule == "minimum 2 good backups"
+    assert not any(decisions[f"b{10 + i:03d}"].keep for i in range(2, 5))
+    # Failed records stay failed_days (7) for inspection, then go; they hold no data.
+    assert decisions["b006"].keep and decisions["b006"].rule.startswith("failed, kept until")
+    assert not decisions["b007"].keep
+    assert decisions["b007"].rule == "failed 2026-11-21 12:00, kept 7 days"
+    assert not decisions["b007"].holds_data and decisions["b012"].holds_data is True
+
+
+def test_no_expiry_date_is_kept() -> None:
+    old = backup(1, timedelta(days=400), retention_days=None)
+    newer = [backup(2, timedelta(days=1)), backup(3, timedelta(days=2))]
+    assert by_id(decide([old, *newer], SPEC, NOW))["b001"].rule == "no expiry date"
+
+
+# --- the other policies --------------------------------------------------------------------
+
+
+def test_keep_last() -> None:
+    policy = Policy(keep_until_expires=False, keep_last=3, min_keep=1)
+    decisions = decide(daily(10), policy, NOW)
+    assert kept(decisions) == {"b000", "b001", "b002"}
+    assert by_id(decisions)["b002"].rule == "keep-last 3"
+
+
+def test_gfs_buckets_are_named_by_period() -> None:
+    # Six backups a day (every 4 hours) for 400 days.
+    history = [backup(i, timedelta(hours=4 * i)) for i in range(6 * 400)]
+    policy = Policy(
+        keep_until_expires=False,
+        keep_hourly=3,
+        keep_daily=7,
+        keep_weekly=4,
+        keep_monthly=6,
+        keep_yearly=2,
+        min_keep=1,
+    )
+    decisions = decide(history, policy, NOW)
+    rules = [r for d in decisions for r in d.reasons]
+    assert sum(r.startswith("hourly ") for r in rules) == 3
+    assert sum(r.startswith("daily ") for r in rules) == 7
+    assert sum(r.startswith("weekly ") for r in rules) == 4
+    assert sum(r.startswith("monthly ") for r in rules) == 6
+    assert sum(r.startswith("yearly ") for r in rules) == 2
+    assert "daily 2026-11-27" in rules
+    assert "weekly 2026-W48" in rules
+    assert "monthly 2026-10" in rules
+    assert "yearly 2025" in rules
+    # The newest backup of a day is the one kept for that day.
+    yesterday = [d for d in decisions if "daily 2026-11-27" in d.reasons]
+    assert yesterday[0].backup.time == max(
+        d.backup.time for d in decisions if d.backup.time.date().isoformat() == "2026-11-27"
+    )
+    assert len(kept(decisions)) < 25
+
+
+def test_min_keep_counts_good_backups_first() -> None:
+    history = [
+        backup(0, timedelta(days=20), verified=False),  # newest, but failed verification
+        backup(1, timedelta(days=21)),
+        backup(2, timedelta(days=22)),
+        backup(3, timedelta(days=23)),
+    ]
+    decisions = by_id(decide(history, Policy(min_keep=2), NOW))
+    assert decisions["b000"].reasons == ("newest completed",)
+    assert decisions["b001"].reasons == ("minimum 2 good backups",)
+    assert decisions["b002"].reasons == ("minimum 2 good backups",)
+    assert not decisions["b003"].keep
+
+
+def test_newest_verified_is_kept_whatever_its_age() -> None:
+    history = [
+        backup(0, timedelta(days=1)),
+        backup(1, timedelta(days=2)),
+        backup(2, timedelta(days=300), verified=True),
+        backup(3, timedelta(days=301), verified=True),
+    ]
+    decisions = by_id(decide(history, Policy(keep_last=1, min_keep=1), NOW))
+    assert decisions["b002"].reasons == ("newest verified",)
+    assert not decisions["b003"].keep
+
+
+def test_pinned_and_running_are_kept() -> None:
+    history = [
+        backup(0, timedelta(days=1)),
+        backup(1, timedelta(days=900), pinned=True),
+        backup(2, timedelta(minutes=3), status="in_progress"),
+        backup(3, timedelta(minutes=1), status="pending"),
+    ]
+    decisions = by_id(decide(history, Policy(keep_until_expires=False, min_keep=1), NOW))
+    assert decisions["b001"].reasons == ("pinned",)
+    assert decisions["b002"].reasons == ("running (in_progress)",)
+    assert decisions["b003"].keep
+
+
+def test_groups_are_per_database_and_kind() -> None:
+    history = [
+        backup(0, timedelta(days=30), database="erp"),
+        backup(1, timedelta(days=30), database="crm"),
+        backup(2, timedelta(days=30), database="erp", kind="files"),
+        backup(3, timedelta(days=31), database="erp"),
+    ]
+    policy = Policy(keep_until_expires=False, min_keep=1)
+    assert kept(decide(history, policy, NOW)) == {"b000", "b001", "b002"}
+
+
+def test_policies_per_group() -> None:
+    history = [backup(i, timedelta(days=i + 30)) for i in range(5)]
+    history += [backup(10 + i, timedelta(days=i + 30), database="crm") for i in range(5)]
+    policies = Policies(
+        default=Policy(keep_until_expires=False, min_keep=1),
+        overrides={("erp", "full"): Policy(keep_until_expires=False, keep_last=4, min_keep=1)},
+    )
+    decisions = decide(history, policies, NOW)
+    assert kept(decisions) == {"b000", "b001", "b002", "b003", "b010"}
+
+
+def test_settings_overrides_become_policies() -> None:
+    settings = Settings(
+        retention={
+            "min_keep": 3,
+            "overrides": [
+                {"database": "erp", "keep_daily": 7, "keep_until_expires": False},
+                {"kind": "full", "keep_weekly": 4},
+                {"database": "erp", "kind": "full", "keep_last": 2},
+            ],
+        }
+    )
+    erp_full = Policy.from_rules(settings.retention.rules_for("erp", "full"))
+    assert erp_full == Policy(
+        keep_until_expires=False, keep_daily=7, keep_weekly=4, keep_last=2, min_keep=3
+    )
+    assert Policy.from_rules(settings.retention.rules_for("crm", "files")) == Policy(min_keep=3)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        decide([], SPEC, datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="twice"):
+        decide([backup(1, timedelta(0)), backup(1, timedelta(1))], SPEC, NOW)
+    with pytest.raises(ValueError, match="negative"):
+        Policy(keep_last=-1)
+
+
+# --- properties over arbitrary histories and policies -----------------------------------------
+
+STATUSES = ["completed", "completed", "completed", "failed", "in_progress", "pending"]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[BackupFacts]:
+    count = draw(st.integers(min_value=0, max_value=30))
+    out = []
+    for i in range(count):
+        age = timedelta(minutes=draw(st.integers(min_value=-60, max_value=3 * 365 * 24 * 60)))
+        status = draw(st.sampled_from(STATUSES))
+        verified = draw(st.sampled_from([None, None, True, False]))
+        out.append(
+            backup(
+                i,
+                age,
+                database=draw(st.sampled_from(["erp", "crm", None])),
+                kind=draw(st.sampled_from(["full", "incremental", "files"])),
+                status=status,
+                retention_days=draw(st.sampled_from([None, 1, 7, 30])),
+                verified=verified if status == "completed" else None,
+                pinned=draw(st.booleans()) and draw(st.booleans()),
+            )
+        )
+    return out
+
+
+policies_st = st.builds(
+    Policy,
+    keep_until_expires=st.booleans(),
+    keep_last=st.integers(0, 5),
+    keep_hourly=st.integers(0, 4),
+    keep_daily=st.integers(0, 8),
+    keep_weekly=st.integers(0, 5),
+    keep_monthly=st.integers(0, 12),
+    keep_yearly=st.integers(0, 3),
+    min_keep=st.integers(1, 4),
+    failed_days=st.integers(0, 30),
+)
+
+nows = st.datetimes(
+    min_value=datetime(2026, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+)
+
+
+def _newest(d: Decision) -> tuple[datetime, str]:
+    # Ties in time are broken by id, as decide() does.
+    return (d.backup.time, d.backup.id)
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=histories(), policy=policies_st, now=nows)
+def test_no_policy_leaves_a_group_without_a_restorable_backup(
+    history: list[BackupFacts], policy: Policy, now: datetime
+) -> None:
+    decisions = decide(history, policy, now)
+    for key in {(b.database, b.kind) for b in history}:
+        group = [d for d in decisions if (d.backup.database, d.backup.kind) == key]
+        if any(d.backup.completed for d in group):
+            assert any(d.keep and d.backup.completed for d in group)
+            newest = max((d for d in group if d.backup.completed), key=_newest)
+            assert newest.keep
+        verified = [d for d in group if d.backup.completed and d.backup.is_verified]
+        if verified:
+            assert max(verified, key=_newest).keep
+        good = [d for d in group if d.backup.completed]
+        kept_good = [d for d in good if d.keep]
+        assert len(kept_good) >= min(policy.min_keep, len(good))
+
+
+@settings(max_examples=80, deadline=None)
+@given(history=histories(), policy=policies_st, now=nows)
+def test_pinned_and_running_never_expire(
+    history: list[BackupFacts], policy: Policy, now: datetime
+) -> None:
+    for d in decide(history, policy, now):
+        if d.backup.pinned or d.backup.status in ("pending", "in_progress"):
+            assert d.keep, d
+        assert d.reasons, "every decision names its rule"
+
+
+@settings(max_examples=80, deadline=None)
+@given(history=histories(), policy=policies_st, now=nows, seed=st.integers(0, 2**32))
+def test_decisions_are_deterministic(
+    history: list[BackupFacts], policy: Policy, now: datetime, seed: int
+) -> None:
+    first = {d.backup.id: (d.action, d.reasons) for d in decide(history, policy, now)}
+    shuffled = list(history)
+    random.Random(seed).shuffle(shuffled)
+    again = {d.backup.id: (d.action, d.reasons) for d in decide(shuffled, policy, now)}
+    assert first == again
+    assert [d.backup.id for d in decide(shuffled, policy, now)] == [b.id for b in shuffled]
+
+
+@settings(max_examples=80, deadline=None)
+@given(history=histories(), policy=policies_st, now=nows)
+def test_expiry_is_monotonic_in_time(
+    history: list[BackupFacts], policy: Policy, now: datetime
+) -> None:
+    """What expires now stays expired later, so an interrupted prune can finish its work:
+    a backup whose manifests went but whose record stayed is expired again next time."""
+    later = now + timedelta(days=3)
+    before = kept(decide(history, policy, now))
+    after = kept(decide(history, policy, later))
+    # Time only ever moves backups from keep to expire (with the same backups present).
+    assert after <= before
