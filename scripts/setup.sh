@@ -9,6 +9,8 @@ need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+# pgBackRest: bench/physical_bench.py --pgbackrest measures it side by side.
+command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv python3-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,0 +1,628 @@
+"""Physical backups and WAL archiving of the sample ERP: respaldo, pg_basebackup, pgBackRest.
+
+Run::
+
+    .venv/bin/python -m bench.physical_bench --scale 0.2 --workdir /tmp/pbench [--pgbackrest]
+
+It starts a throwaway cluster (:class:`sample.cluster.TempCluster`: ``fsync=off``,
+``synchronous_commit=off``, ``shared_buffers=32MB``, plus ``archive_mode=on``) below
+``--workdir`` and loads the sample ERP database at ``--scale`` (1.0 is about 1 GB); none of
+that is measured. respaldo runs as the server's OS user (as archive_command must), with a
+repository made with the default (production) key derivation cost. Then:
+
+(a) ``pg_basebackup -c fast -Ft -D DIR`` (WAL streamed into pg_wal.tar), the reference;
+(b) ``pg_basebackup -c fast -Ft -X fetch -D - > /dev/null``: the floor for respaldo,
+    which reads exactly that stream;
+(c) ``respaldo backup erp --type incremental`` into a new repository (and pgBackRest
+    ``--type=full`` with ``--pgbackrest``, zstd level 3 like respaldo);
+(d) one day of ERP work (:func:`sample.day_of_work.day_of_work`), then a second respaldo
+    backup (what it stores new, against the first's sealed size), a second
+    pg_basebackup, and pgBackRest ``--type=incr``;
+(e) ``respaldo wal-push`` per segment, Python start-up and key derivation included, on
+    real segments of the cluster (and ``pgbackrest archive-push``); then ``wal-push
+    --async`` per call, the background pusher working ahead;
+(f) archive lag under ``pgbench -c 4 -j 2``, then under bulk inserts (WAL as fast as
+    the machine makes it), each for ``--pgbench-seconds``, with ``archive_command`` =
+    ``respaldo wal-push`` and then ``--async``: WAL rate, the largest number of files
+    waiting to be archived, and how long the queue took to empty after the load stopped.
+
+Wall times on a shared machine are noisy: the load average is recorded with each
+figure. Results go to stdout as Markdown and to ``bench/results/physical.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sample import generate
+from sample.cluster import TempCluster
+from sample.day_of_work import day_of_work
+
+RESULTS = Path(__file__).resolve().parent / "results" / "physical.json"
+PASSPHRASE = "respaldo physical benchmark passphrase"  # noqa: S105 (a throwaway repository)
+OS_USER = "postgres"
+DB = "erp"
+MIB = 1024 * 1024
+SEED = 20250630
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def du(path: Path) -> int:
+    """Bytes of the files below ``path``."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def as_server(argv: Sequence[str]) -> list[str]:
+    return ["runuser", "-u", OS_USER, "--", *argv] if os.geteuid() == 0 else list(argv)
+
+
+def chown_tree(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(OS_USER)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            os.lchown(Path(dirpath, name), entry.pw_uid, entry.pw_gid)
+
+
+def server_respaldo(base: Path) -> str:
+    """How the server's user runs respaldo: the console script, or (when that user cannot
+    execute this interpreter) the system's Python 3 with this environment's packages."""
+    script = Path(sys.executable).with_name("respaldo")
+    probe = subprocess.run(
+        as_server([sys.executable, "-c", "pass"]), capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return str(script)
+    site = sysconfig.get_paths()["purelib"]
+    wrapper = base / "respaldo-as-server"
+    code = f'import site; site.addsitedir("{site}"); from respaldo.cli.entry import run; run()'
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/python3 -I -S -c '{code}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    stdout: str
+    stderr: str
+    load: float
+
+
+def timed(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: Any = None) -> Timed:
+    load = load_average()
+    started = time.monotonic()
+    done = subprocess.run(
+        list(argv),
+        env=env,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return Timed(seconds, done.stdout or "", done.stderr, load)
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    workdir: Path
+    cluster: TempCluster
+    base: Path
+    config: Path
+    respaldo: str
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pg_env(self) -> dict[str, str]:
+        return {**os.environ, **self.cluster.libpq_env(DB)}
+
+    def run_respaldo(self, *args: str) -> Timed:
+        return timed(as_server([self.respaldo, "--config", str(self.config), *args]))
+
+    def set_archive_command(self, command: str) -> None:
+        self.cluster.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+        self.cluster.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+
+    def sql(self, query: str) -> Any:
+        return self.cluster.scalar(query, dbname=DB)
+
+
+def setup(args: argparse.Namespace) -> Bench:
+    workdir = Path(args.workdir).absolute()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    base = workdir / "respaldo"
+    base.mkdir()
+    cluster = TempCluster.create(
+        base_dir=workdir,
+        settings={
+            "archive_mode": "on",
+            "archive_command": "/bin/true",
+            "max_wal_size": "2GB",
+        },
+    )
+    respaldo = server_respaldo(base)
+    passfile = base / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    dbpass = base / "db.pass"
+    dbpass.write_text(cluster.password.get_secret_value() + "\n")
+    dbpass.chmod(0o600)
+    config = base / "respaldo.toml"
+    config.write_text(
+        f"""
+passphrase_file = "{passfile}"
+cache_dir = "{base / "cache"}"
+
+[catalog]
+url = "sqlite:///{base / "catalog.db"}"
+
+[[repositories]]
+name = "local"
+url = "file://{base / "repo"}"
+
+[[databases]]
+name = "{DB}"
+dsn = "postgresql://{cluster.superuser}@{cluster.host}:{cluster.port}/{DB}"
+password_file = "{dbpass}"
+"""
+    )
+    chown_tree(base)
+    bench = Bench(args, workdir, cluster, base, config, respaldo)
+    bench.run_respaldo("init")
+    cluster.execute(f"CREATE DATABASE {DB}")
+    print(f"loading the sample ERP at scale {args.scale} ...", file=sys.stderr)
+    generate.load(cluster.conninfo_kwargs(DB), args.scale, SEED)
+    cluster.execute("VACUUM ANALYZE", dbname=DB)
+    cluster.execute("CHECKPOINT")
+    bench.results["database_bytes"] = int(bench.sql(f"SELECT pg_database_size('{DB}')"))
+    return bench
+
+
+# --- backups ---------------------------------------------------------------------------------
+
+
+def pg_basebackup(bench: Bench, label: str) -> dict[str, Any]:
+    target = bench.workdir / f"pg_basebackup-{label}"
+    bindir = bench.cluster.bindir
+    t = timed(
+        [str(bindir / "pg_basebackup"), "-c", "fast", "-Ft", "-D", str(target), "--no-password"],
+        env=bench.pg_env,
+    )
+    size = du(target)
+    shutil.rmtree(target)
+    return {"seconds": t.seconds, "bytes": size, "load": t.load}
+
+
+def pg_basebackup_floor(bench: Bench) -> dict[str, Any]:
+    bindir = bench.cluster.bindir
+    with Path(os.devnull).open("wb") as null:
+        t = timed(
+            [
+                str(bindir / "pg_basebackup"),
+                "-c",
+                "fast",
+                "-Ft",
+                "-X",
+                "fetch",
+                "-D",
+                "-",
+                "--manifest-checksums=SHA256",
+                "--no-password",
+            ],
+            env=bench.pg_env,
+            stdout=null,
+        )
+    return {"seconds": t.seconds, "load": t.load}
+
+
+def respaldo_backup(bench: Bench) -> dict[str, Any]:
+    t = bench.run_respaldo("backup", DB, "--type", "incremental", "--json")
+    record = json.loads(t.stdout)
+    return {
+        "seconds": t.seconds,
+        "load": t.load,
+        "id": record["id"],
+        "size_bytes": record["sizeBytes"],
+        "size_compressed": record["sizeCompressed"],
+        "stored_new_bytes": record["storedNewBytes"],
+    }
+
+
+@dataclass
+class PgBackRest:
+    bench: Bench
+    home: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "pgbackrest.conf"
+
+    def command(self, *args: str) -> list[str]:
+        return ["pgbackrest", f"--config={self.conf}", f"--stanza={DB}", *args]
+
+    def run(self, *args: str) -> Timed:
+        password = self.bench.cluster.password.get_secret_value()
+        return timed(as_server(["env", f"PGPASSWORD={password}", *self.command(*args)]))
+
+    def repo_bytes(self) -> int:
+        return du(self.home / "repo" / "backup")
+
+
+def pgbackrest_setup(bench: Bench) -> PgBackRest | None:
+    if shutil.which("pgbackrest") is None:
+        print("installing pgbackrest (Debian package) ...", file=sys.stderr)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "pgbackrest"],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            capture_output=True,
+            check=False,
+        )
+    if shutil.which("pgbackrest") is None:
+        print("pgbackrest is not available: skipped", file=sys.stderr)
+        return None
+    home = bench.workdir / "pgbackrest"
+    for sub in ("repo", "log", "lock", "spool"):
+        (home / sub).mkdir(parents=True)
+    cluster = bench.cluster
+    (home / "pgbackrest.conf").write_text(
+        f"""[global]
+repo1-path={home / "repo"}
+repo1-retention-full=10
+start-fast=y
+compress-type=zst
+compress-level=3
+process-max=2
+log-level-console=warn
+log-level-file=off
+lock-path={home / "lock"}
+log-path={home / "log"}
+spool-path={home / "spool"}
+
+[{DB}]
+pg1-path={cluster.datadir}
+pg1-port={cluster.port}
+pg1-socket-path={cluster.socket_dir}
+pg1-user={cluster.superuser}
+"""
+    )
+    chown_tree(home)
+    backrest = PgBackRest(bench, home)
+    backrest.run("stanza-create")
+    return backrest
+
+
+def pgbackrest_backup(backrest: PgBackRest, kind: str) -> dict[str, Any]:
+    bench = backrest.bench
+    push = " ".join(backrest.command("archive-push", "%p"))
+    bench.set_archive_command(push)
+    before = backrest.repo_bytes()
+    try:
+        t = backrest.run(f"--type={kind}", "backup")
+    finally:
+        bench.set_archive_command("/bin/true")
+    return {
+        "seconds": t.seconds,
+        "load": t.load,
+        "stored_new_bytes": backrest.repo_bytes() - before,
+    }
+
+
+# --- WAL ---------------------------------------------------------------------------------------
+
+
+def collect_segments(bench: Bench, count: int) -> Path:
+    """``count`` real segments of the cluster, copied out by archive_command as it closes them."""
+    spool = bench.workdir / "segments"
+    (spool / "archive_status").mkdir(parents=True)
+    chown_tree(spool)
+    bench.set_archive_command(f"cp %p {spool}/%f")
+    bench.cluster.execute("CREATE TABLE IF NOT EXISTS wal_filler (v text)", dbname=DB)
+    wanted: list[str] = []
+    for _ in range(count):
+        bench.cluster.execute(
+            "INSERT INTO wal_filler SELECT md5(g::text) || repeat('x', 300)"
+            " FROM generate_series(1, 25000) g",
+            dbname=DB,
+        )
+        wanted.append(str(bench.sql("SELECT pg_walfile_name(pg_switch_wal())")))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all((spool / s).exists() for s in wanted):
+        time.sleep(0.2)
+    bench.set_archive_command("/bin/true")
+    for name in wanted:
+        (spool / "archive_status" / f"{name}.ready").touch()
+    chown_tree(spool)
+    return spool
+
+
+def wal_push_costs(bench: Bench, spool: Path, backrest: PgBackRest | None) -> dict[str, Any]:
+    names = sorted(p.name for p in spool.iterdir() if p.is_file())
+    sync = [bench.run_respaldo("wal-push", str(spool / n)).seconds for n in names]
+    out: dict[str, Any] = {
+        "segments": len(names),
+        "segment_bytes": (spool / names[0]).stat().st_size,
+        "sync_seconds": sync,
+        "load": load_average(),
+    }
+    # Same segments again: "already archived" (a retried push) costs a read and a compare.
+    out["again_seconds"] = [bench.run_respaldo("wal-push", str(spool / names[0])).seconds]
+    # Async on a copy of the queue the pusher has not seen: the first call starts the pusher.
+    async_dir = bench.workdir / "segments-async"
+    shutil.copytree(spool, async_dir)
+    chown_tree(async_dir)
+    respool = bench.base / "spool-bench"
+    calls = []
+    for name in names:
+        calls.append(
+            bench.run_respaldo(
+                "wal-push", "--async", "--spool", str(respool), str(async_dir / name)
+            ).seconds
+        )
+        (async_dir / "archive_status" / f"{name}.ready").unlink()
+    out["async_seconds"] = calls
+    if backrest is not None:
+        backrest_times = [backrest.run("archive-push", str(spool / n)).seconds for n in names]
+        out["pgbackrest_seconds"] = backrest_times
+    return out
+
+
+def pgbench_lag(bench: Bench, mode: str, workload: str) -> dict[str, Any]:
+    """Archive lag while the server writes, with archive_command = wal-push (mode sync or
+    async). ``workload``: ``pgbench`` (-c 4 -j 2, TPC-B-like) or ``bulk`` (INSERT … SELECT
+    of 200,000 rows at a time: WAL as fast as this machine makes it)."""
+    cluster = bench.cluster
+    cluster.execute("CHECKPOINT")  # both modes start with the same full-page-write burst
+    extra = f" --async --spool {bench.base / 'spool-pgbench'}" if mode == "async" else ""
+    bench.set_archive_command(f"{bench.respaldo} --config {bench.config} wal-push{extra} %p")
+    status = cluster.datadir / "pg_wal" / "archive_status"
+
+    def waiting() -> int:
+        return sum(1 for p in status.iterdir() if p.name.endswith(".ready"))
+
+    start_lsn = bench.sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(waiting())
+            stop.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    seconds = bench.args.pgbench_seconds
+    load = load_average()
+    tps = "-"
+    if workload == "pgbench":
+        done = subprocess.run(
+            [
+                str(cluster.bindir / "pgbench"),
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-T",
+                str(seconds),
+                "-n",
+                "--no-vacuum",
+                "bench",
+            ],
+            env={**os.environ, **cluster.libpq_env("bench")},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        tps = next(
+            (
+                line.split("=")[1].split("(")[0].strip()
+                for line in done.stdout.splitlines()
+                if line.startswith("tps")
+            ),
+            "?",
+        )
+    else:
+        ends = time.monotonic() + seconds
+        cluster.execute("CREATE TABLE IF NOT EXISTS bulk (v text)", dbname="bench")
+        while time.monotonic() < ends:
+            cluster.execute(
+                "INSERT INTO bulk SELECT md5(g::text) || repeat('y', 200)"
+                " FROM generate_series(1, 200000) g",
+                dbname="bench",
+            )
+        cluster.execute("TRUNCATE bulk", dbname="bench")
+    end_lsn = bench.sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+    cluster.execute("SELECT pg_switch_wal()")
+    at_end = waiting()
+    drain_started = time.monotonic()
+    while waiting() and time.monotonic() - drain_started < 300:
+        time.sleep(0.5)
+    drained = time.monotonic() - drain_started
+    stop.set()
+    sampler.join()
+    wal = int(end_lsn) - int(start_lsn)
+    failed = cluster.scalar("SELECT failed_count FROM pg_stat_archiver")
+    return {
+        "mode": mode,
+        "workload": workload,
+        "seconds": seconds,
+        "tps": tps,
+        "wal_bytes": wal,
+        "wal_mib_per_s": wal / MIB / seconds,
+        "max_waiting": max(samples, default=0),
+        "waiting_at_end": at_end,
+        "drain_seconds": drained,
+        "archiver_failures": int(failed or 0),
+        "load": load,
+    }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any]) -> str:
+    r = results
+    lines = [
+        f"Sample ERP at scale {r['scale']}: database {r['database_bytes'] / MIB:.0f} MiB; "
+        f"{r['machine']}.",
+        "",
+        "| backup | wall s | stored MiB | new MiB |",
+        "|---|---|---|---|",
+    ]
+    b1, b2 = r["pg_basebackup_1"], r["pg_basebackup_2"]
+    lines.append(
+        f"| pg_basebackup -c fast -Ft | {b1['seconds']:.1f} | {b1['bytes'] / MIB:.0f} | - |"
+    )
+    lines.append(
+        f"| pg_basebackup -Ft -X fetch -D - > /dev/null | {r['floor']['seconds']:.1f} | - | - |"
+    )
+    for label, key in (("first", "respaldo_1"), ("after a day of work", "respaldo_2")):
+        x = r[key]
+        lines.append(
+            f"| respaldo, {label} | {x['seconds']:.1f} | {x['size_compressed'] / MIB:.1f} | "
+            f"{x['stored_new_bytes'] / MIB:.1f} |"
+        )
+    if "pgbackrest_full" in r:
+        f, i = r["pgbackrest_full"], r["pgbackrest_incr"]
+        lines.append(
+            f"| pgBackRest full (zst 3) | {f['seconds']:.1f} | - | "
+            f"{f['stored_new_bytes'] / MIB:.1f} |"
+        )
+        lines.append(
+            f"| pgBackRest incr after a day of work | {i['seconds']:.1f} | - | "
+            f"{i['stored_new_bytes'] / MIB:.1f} |"
+        )
+    lines.append(
+        f"| pg_basebackup, after a day of work | {b2['seconds']:.1f} | "
+        f"{b2['bytes'] / MIB:.0f} | - |"
+    )
+    lines.append("")
+    lines.append(
+        f"respaldo CLI start-up ('respaldo list'): {r['cli_startup']:.2f} s; "
+        f"respaldo / pg_basebackup wall time: {r['respaldo_1']['seconds'] / b1['seconds']:.2f}; "
+        f"second backup stored new / first sealed: {r['second_share']:.1%}"
+    )
+    w = r["wal_push"]
+    mean = sum(w["sync_seconds"]) / len(w["sync_seconds"])
+    amean = sum(w["async_seconds"][1:]) / max(1, len(w["async_seconds"]) - 1)
+    lines += [
+        "",
+        f"wal-push per {w['segment_bytes'] // MIB} MiB segment (process start-up and key "
+        f"derivation included): {mean:.2f} s sync (mean of {w['segments']}); "
+        f"{amean:.2f} s per call with --async once the pusher runs "
+        f"(first call {w['async_seconds'][0]:.2f} s); already archived: "
+        f"{w['again_seconds'][0]:.2f} s"
+        + (
+            f"; pgbackrest archive-push: "
+            f"{sum(w['pgbackrest_seconds']) / len(w['pgbackrest_seconds']):.2f} s"
+            if "pgbackrest_seconds" in w
+            else ""
+        ),
+        "",
+        "| load | archive_command | tps | WAL MiB/s | most files waiting "
+        "| waiting at end | drain s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for lag in r["pgbench"]:
+        tps = f"{float(lag['tps']):.0f}" if lag["tps"] not in ("-", "?") else lag["tps"]
+        load = "pgbench -c 4 -j 2" if lag["workload"] == "pgbench" else "bulk INSERT"
+        lines.append(
+            f"| {load} | wal-push{' --async' if lag['mode'] == 'async' else ''} | {tps} | "
+            f"{lag['wal_mib_per_s']:.1f} | {lag['max_waiting']} | {lag['waiting_at_end']} | "
+            f"{lag['drain_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--scale", type=float, default=0.2)
+    parser.add_argument("--workdir", default="/tmp/respaldo-physical-bench")
+    parser.add_argument("--pgbackrest", action="store_true", help="Also measure pgBackRest.")
+    parser.add_argument("--segments", type=int, default=6)
+    parser.add_argument("--pgbench-seconds", type=int, default=30)
+    parser.add_argument("--pgbench-scale", type=int, default=20)
+    args = parser.parse_args(argv)
+    bench = setup(args)
+    r = bench.results
+    r.update(
+        {
+            "scale": args.scale,
+            "when": datetime.now(UTC).isoformat(),
+            "machine": f"{os.cpu_count()} cores, {platform.platform()}",
+        }
+    )
+    try:
+        backrest = pgbackrest_setup(bench) if args.pgbackrest else None
+        r["pg_basebackup_1"] = pg_basebackup(bench, "1")
+        r["floor"] = pg_basebackup_floor(bench)
+        r["cli_startup"] = bench.run_respaldo("list").seconds
+        r["respaldo_1"] = respaldo_backup(bench)
+        if backrest is not None:
+            r["pgbackrest_full"] = pgbackrest_backup(backrest, "full")
+        r["day_of_work"] = {
+            k: list(v) for k, v in day_of_work(bench.cluster.conninfo_kwargs(DB), SEED, 1).items()
+        }
+        r["respaldo_2"] = respaldo_backup(bench)
+        r["second_share"] = r["respaldo_2"]["stored_new_bytes"] / r["respaldo_1"]["size_compressed"]
+        if backrest is not None:
+            r["pgbackrest_incr"] = pgbackrest_backup(backrest, "incr")
+        r["pg_basebackup_2"] = pg_basebackup(bench, "2")
+        spool = collect_segments(bench, args.segments)
+        r["wal_push"] = wal_push_costs(bench, spool, backrest)
+        bench.cluster.execute("CREATE DATABASE bench")
+        timed(
+            [
+                str(bench.cluster.bindir / "pgbench"),
+                "-i",
+                "-q",
+                "-s",
+                str(args.pgbench_scale),
+                "bench",
+            ],
+            env={**os.environ, **bench.cluster.libpq_env("bench")},
+        )
+        bench.cluster.execute("CHECKPOINT")
+        r["pgbench"] = [
+            pgbench_lag(bench, mode, workload)
+            for workload in ("pgbench", "bulk")
+            for mode in ("sync", "async")
+        ]
+    finally:
+        bench.cluster.destroy()
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(r, indent=2, default=str) + "\n")
+    print(report(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

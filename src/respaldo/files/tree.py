@@ -1,0 +1,236 @@
+"""A tar stream of directory trees, produced on the fly as it is read.
+
+The stream is made by a generator of byte pieces (headers, file contents, padding) that
+:meth:`TreeTarStream.readinto` serves to the chunker: no thread, no temporary file, and
+memory bounded by one read buffer. Files are read as they are reached; one that changes
+size meanwhile is stored at the size it had when listed (cut, or padded with zeros) and
+reported, as GNU tar does.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import grp
+import logging
+import os
+import pwd
+import stat
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from respaldo.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+BLOCK = tarfile.BLOCKSIZE
+READ_SIZE = 1024 * 1024
+_ZEROS = bytes(READ_SIZE)
+
+
+@dataclass
+class TreeStats:
+    """What went into the stream, and what did not."""
+
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    file_bytes: int = 0
+    excluded: int = 0
+    skipped: list[str] = field(default_factory=list)
+    """Special files (sockets, devices, FIFOs): never backed up."""
+    warnings: list[str] = field(default_factory=list)
+    """Files that vanished, could not be read, or changed while read."""
+
+
+def _excluded(patterns: Sequence[str], name: str, relative: str) -> bool:
+    for pattern in patterns:
+        target = relative if "/" in pattern else name
+        if fnmatch.fnmatchcase(target, pattern.strip("/")):
+            return True
+    return False
+
+
+class _Names:
+    """uid/gid -> user/group name, looked up once each."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, str] = {}
+        self.groups: dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        if uid not in self.users:
+            try:
+                self.users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self.users[uid] = ""
+        return self.users[uid]
+
+    def group(self, gid: int) -> str:
+        if gid not in self.groups:
+            try:
+                self.groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self.groups[gid] = ""
+        return self.groups[gid]
+
+
+class TreeTarStream:
+    """A pax tar of ``paths`` (absolute), minus what ``exclude`` matches, read like a file.
+
+    Raises SourceError at construction if a path is not absolute or does not exist (a
+    configured tree that vanished is worth a failed backup, not an empty one). Problems
+    with single files found while reading are in :attr:`stats`, not raised.
+    """
+
+    def __init__(self, paths: Sequence[Path | str], exclude: Sequence[str] = ()) -> None:
+        self.roots = [Path(p) for p in paths]
+        for root in self.roots:
+            if not root.is_absolute():
+                raise SourceError(f"file set path {root} is not absolute")
+            if not root.exists() and not root.is_symlink():
+                raise SourceError(
+                    f"file set path {root} does not exist",
+                    hint="fix the paths of the file set in the config",
+                )
+        self.exclude = list(exclude)
+        self.stats = TreeStats()
+        self._names = _Names()
+        self._pieces = self._generate()
+        self._buffer: collections.deque[memoryview] = collections.deque()
+        self._done = False
+
+    # --- reading -----------------------------------------------------------------------
+
+    def readinto(self, dest: memoryview | bytearray) -> int:
+        view = memoryview(dest).cast("B")
+        done = 0
+        while done < len(view):
+            if not self._buffer:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._buffer.append(memoryview(piece))
+                continue
+            head = self._buffer[0]
+            n = min(len(head), len(view) - done)
+            view[done : done + n] = head[:n]
+            done += n
+            if n == len(head):
+                self._buffer.popleft()
+            else:
+                self._buffer[0] = head[n:]
+        return done
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(READ_SIZE), b""))
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    # --- producing -----------------------------------------------------------------------
+
+    def _generate(self) -> Iterator[bytes]:
+        for root in self.roots:
+            yield from self._walk(root, "")
+        # End of archive: two zero blocks (padding to a 10 KiB record is a tape-era
+        # convention that no reader needs).
+        yield bytes(2 * BLOCK)
+
+    def _walk(self, path: Path, relative: str) -> Iterator[bytes]:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            self.stats.warnings.append(f"{path} vanished before it was read")
+            return
+        except OSError as exc:
+            self.stats.warnings.append(f"{path}: {exc.strerror}")
+            return
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            yield self._header(path, st, tarfile.DIRTYPE)
+            self.stats.directories += 1
+            try:
+                names = sorted(entry.name for entry in os.scandir(path))
+            except OSError as exc:
+                self.stats.warnings.append(f"{path}: cannot list: {exc.strerror}")
+                return
+            for name in names:
+                child_relative = f"{relative}/{name}" if relative else name
+                if _excluded(self.exclude, name, child_relative):
+                    self.stats.excluded += 1
+                    continue
+                yield from self._walk(path / name, child_relative)
+        elif stat.S_ISREG(mode):
+            yield from self._file(path, st)
+        elif stat.S_ISLNK(mode):
+            try:
+                target = str(path.readlink())
+            except OSError as exc:
+                self.stats.warnings.append(f"{path}: {exc.strerror}")
+                return
+            yield self._header(path, st, tarfile.SYMTYPE, linkname=target)
+            self.stats.symlinks += 1
+        else:
+            self.stats.skipped.append(str(path))
+
+    def _header(
+        self, path: Path, st: os.stat_result, kind: bytes, *, size: int = 0, linkname: str = ""
+    ) -> bytes:
+        info = tarfile.TarInfo(str(path).lstrip("/") or ".")
+        info.type = kind
+        info.size = size
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = st.st_uid, st.st_gid
+        info.uname, info.gname = self._names.user(st.st_uid), self._names.group(st.st_gid)
+        info.mtime = st.st_mtime_ns // 1_000_000_000
+        info.linkname = linkname
+        # The exact time in a pax record: a restored file gets its time to the microsecond,
+        # and an unchanged file yields the same header bytes every time.
+        seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+        info.pax_headers = {"mtime": f"{seconds}.{nanos:09d}"}
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def _file(self, path: Path, st: os.stat_result) -> Iterator[bytes]:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            try:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+                fd = os.open(path, flags)
+            except OSError as exc:
+                self.stats.warnings.append(f"{path}: cannot read: {exc.strerror}")
+                return
+        except FileNotFoundError:
+            self.stats.warnings.append(f"{path} vanished before it was read")
+            return
+        except OSError as exc:
+            self.stats.warnings.append(f"{path}: cannot read: {exc.strerror}")
+            return
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            size = st.st_size
+            yield self._header(path, st, tarfile.REGTYPE, size=size)
+            left = size
+            while left:
+                data = fh.read(min(READ_SIZE, left))
+                if not data:
+                    self.stats.warnings.append(
+                        f"{path} shrank while read: padded with zeros to {size} bytes"
+                    )
+                    while left:
+                        n = min(left, len(_ZEROS))
+                        yield _ZEROS[:n]
+                        left -= n
+                    break
+                left -= len(data)
+                yield data
+            else:
+                if fh.read(1):
+                    self.stats.warnings.append(f"{path} grew while read: cut at {size} bytes")
+            if size % BLOCK:
+                yield bytes(BLOCK - size % BLOCK)
+        self.stats.files += 1
+        self.stats.file_bytes += size

@@ -1,0 +1,98 @@
+"""``respaldo check DATABASE``: what the server and the repository lack for physical
+backups and point-in-time recovery, and how to fix each.
+
+The server side is :func:`respaldo.postgres.checks.check_server`. Added here: the
+``archive_command`` to suggest (this respaldo, this config file), and the repository's
+record of which cluster the database is: absent (the first WAL push or physical backup
+writes it), matching, or naming another cluster, which ``adopt`` replaces after a
+deliberate re-creation of the server.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from respaldo.config import Settings
+from respaldo.errors import RespaldoError
+from respaldo.operations.physical_restore import default_program
+from respaldo.operations.wal import open_wal_repository
+from respaldo.postgres import ConnInfo
+from respaldo.postgres.checks import Finding, ServerCheck, Status, check_server
+from respaldo.repository.wal import ClusterRecord, read_cluster, write_cluster
+
+
+@dataclass
+class CheckResult:
+    database: str
+    server: ServerCheck
+    adopted: bool = False
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.server.findings
+
+    @property
+    def ok(self) -> bool:
+        return self.server.ok
+
+
+def suggested_archive_command(settings: Settings, database: str) -> str:
+    config = type(settings).toml_path
+    try:
+        program = default_program()
+    except RespaldoError:
+        program = "respaldo"
+    parts = [shlex.quote(program)]
+    if config is not None:
+        parts += ["--config", shlex.quote(str(config.absolute()))]
+    parts.append("wal-push")
+    if len(settings.databases) > 1:
+        parts += ["--database", database]
+    return " ".join([*parts, "%p"])
+
+
+def check_database(settings: Settings, database: str, *, adopt: bool = False) -> CheckResult:
+    """Check the server of configured ``database`` and the repository's record of it.
+
+    Never raises for what is missing (each is a finding) except ConfigError for a
+    database that is not configured.
+    """
+    db = settings.database(database)
+    conninfo = ConnInfo.from_settings(db)
+    server = check_server(conninfo, archive_command=suggested_archive_command(settings, db.name))
+    result = CheckResult(db.name, server)
+    if server.system_identifier is None:
+        return result
+    sysid = str(server.system_identifier)
+    try:
+        repo = open_wal_repository(settings)
+        record = read_cluster(repo, db.name)
+        if adopt and (record is None or record.system_identifier != sysid):
+            write_cluster(repo, ClusterRecord(db.name, sysid, datetime.now(UTC), "check --adopt"))
+            record = read_cluster(repo, db.name)
+            result.adopted = True
+    except RespaldoError as exc:
+        server.findings.append(Finding("repository", Status.MISSING, str(exc), exc.hint))
+        return result
+    if record is None:
+        server.findings.append(
+            Finding(
+                "cluster record",
+                Status.OK,
+                f"none yet; cluster {sysid} will be recorded by the first WAL push or backup",
+            )
+        )
+    elif record.system_identifier == sysid:
+        server.findings.append(Finding("cluster record", Status.OK, f"cluster {sysid}"))
+    else:
+        server.findings.append(
+            Finding(
+                "cluster record",
+                Status.MISSING,
+                f"the repository records cluster {record.system_identifier}, the server is {sysid}",
+                f"if the server was re-created on purpose: respaldo check {db.name} --adopt",
+            )
+        )
+    return result

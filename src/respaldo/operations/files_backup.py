@@ -1,0 +1,82 @@
+"""``files`` backups: a configured file set as one tar stream through the chunker.
+
+The stream (:class:`respaldo.files.TreeTarStream`) lists names in sorted order and gives
+unchanged files the same header and content bytes every time, so a backup of a tree that
+did not change stores nothing new, and one where a few files changed stores those files
+and the chunks around them. Files that vanished, could not be read or changed while read
+do not fail the backup: they are counted and named in the manifest (``meta.warnings``)
+and reported.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.files import TreeTarStream
+from respaldo.operations.backup import BackupResult
+from respaldo.operations.context import Context
+from respaldo.operations.recorded import Heartbeat, recorded_backup
+from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
+
+FILES_STREAM = "files"
+WARNINGS_KEPT = 100
+
+
+def backup_files(
+    ctx: Context,
+    name: str,
+    *,
+    triggered_by: TriggeredBy = TriggeredBy.CLI,
+    snapshot: str | None = None,
+) -> BackupResult:
+    """Back up the configured file set ``name``.
+
+    ``snapshot`` pins the backup and records the snapshot id in its manifest. Raises
+    ConfigError (not configured), SourceError (a configured path does not exist),
+    StorageError, RepositoryError; the catalog record is failed first.
+    """
+    file_set = ctx.settings.file_set(name)
+
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
+    ) -> tuple[Manifest, WriteStats]:
+        stream = TreeTarStream(file_set.paths, file_set.exclude)
+        with BackupWriter(repo, backup_id) as writer:
+            writer.write_stream(FILES_STREAM, stream, heartbeat.phase("files"))
+            stats = stream.stats
+            problems = [*stats.warnings, *(f"{p}: special file, skipped" for p in stats.skipped)]
+            meta: dict[str, Any] = {
+                "file_set": file_set.name,
+                "paths": [str(p) for p in file_set.paths],
+                "exclude": list(file_set.exclude),
+                "files": stats.files,
+                "directories": stats.directories,
+                "symlinks": stats.symlinks,
+                "file_bytes": stats.file_bytes,
+                "excluded": stats.excluded,
+                "warning_count": len(problems),
+                "warnings": problems[:WARNINGS_KEPT],
+                "retention_days": file_set.retention_days,
+            }
+            if snapshot is not None:
+                meta["snapshot"] = snapshot
+                meta["pinned"] = True
+            manifest = writer.commit(
+                kind=BackupKind.FILES.value,
+                source=file_set.name,
+                started_at=started_at,
+                meta=meta,
+            )
+            return manifest, writer.stats
+
+    return recorded_backup(
+        ctx,
+        kind=BackupKind.FILES,
+        source=file_set.name,
+        retention_days=file_set.retention_days,
+        triggered_by=triggered_by,
+        pinned=snapshot is not None,
+        body=body,
+    )

@@ -1,0 +1,122 @@
+"""Physical backups (kind ``incremental``): the whole cluster, through pg_basebackup.
+
+One stream, ``base``: the tar ``pg_basebackup -Ft -D - -X fetch -c fast`` writes, WAL
+included, so the backup restores on its own. It passes through the chunker like a dump:
+files that did not change since the last backup (most of a cluster, most days) yield the
+same bytes and so the same chunks, and cost nothing new; yet every backup is complete,
+with no chain of parents to restore first. The tar is checked as it streams against the
+``backup_manifest`` PostgreSQL wrote (sizes, SHA-256 of every file, the WAL range), and
+the manifest's figures are recorded: start, checkpoint and stop LSN, timeline, system
+identifier (from ``pg_control``, checked against the server's own).
+
+Before the backup, the repository's record of which cluster this database is
+(``clusters/<database>``) is checked, or written if there is none, so that the WAL
+archive and the backups of one database cannot silently come from two clusters.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.errors import BaseBackupInvalid, PostgresError
+from respaldo.operations.backup import BackupResult
+from respaldo.operations.context import Context
+from respaldo.operations.recorded import Heartbeat, recorded_backup
+from respaldo.operations.wal import ensure_cluster_record
+from respaldo.postgres import ConnInfo, check_tool_compatible, server_info, tool_version
+from respaldo.postgres.basebackup import (
+    BaseBackupReader,
+    basebackup_hint,
+    pg_basebackup,
+    wal_reservation,
+)
+from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
+
+log = logging.getLogger(__name__)
+
+BASE_STREAM = "base"
+
+
+def backup_cluster(
+    ctx: Context,
+    database: str,
+    *,
+    triggered_by: TriggeredBy = TriggeredBy.CLI,
+    snapshot: str | None = None,
+) -> BackupResult:
+    """Take a physical backup of the cluster that the configured ``database`` lives in.
+
+    ``snapshot`` (a snapshot id) pins the backup and records the id in its manifest.
+    Raises ConfigError, ConnectionFailed, ToolNotFound, ToolVersionError, PostgresError
+    (with a hint for the usual setup problems), BaseBackupInvalid (nothing stored),
+    WalRefused (the server is not the cluster recorded for this database), StorageError.
+    """
+    db = ctx.settings.database(database)
+    conninfo = ConnInfo.from_settings(db)
+    server = server_info(conninfo)
+    tool = tool_version("pg_basebackup")
+    check_tool_compatible("pg_basebackup", tool.major, server.major)
+    meta: dict[str, Any] = {
+        "database": db.name,
+        "server_version": server.version,
+        "server_version_num": server.version_num,
+        "system_identifier": str(server.system_identifier),
+        "retention_days": db.retention_days,
+        "pg_basebackup": tool.text,
+    }
+    if snapshot is not None:
+        meta["snapshot"] = snapshot
+        meta["pinned"] = True
+
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
+    ) -> tuple[Manifest, WriteStats]:
+        ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
+        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta)
+
+    return recorded_backup(
+        ctx,
+        kind=BackupKind.INCREMENTAL,
+        source=db.name,
+        retention_days=db.retention_days,
+        triggered_by=triggered_by,
+        pinned=snapshot is not None,
+        body=body,
+    )
+
+
+def _stream(
+    conninfo: ConnInfo,
+    repo: Repository,
+    backup_id: str,
+    started_at: datetime,
+    heartbeat: Heartbeat,
+    meta: dict[str, Any],
+) -> tuple[Manifest, WriteStats]:
+    with BackupWriter(repo, backup_id) as writer:
+        with wal_reservation(conninfo) as slot:
+            try:
+                with pg_basebackup(conninfo, label=f"respaldo {backup_id}") as command:
+                    reader = BaseBackupReader(command.stdout)
+                    writer.write_stream(BASE_STREAM, reader, heartbeat.phase("base"))
+            except PostgresError as exc:
+                raise PostgresError(
+                    exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr)
+                ) from None
+        info = reader.finish()
+        if str(info.system_identifier) != meta["system_identifier"]:
+            raise BaseBackupInvalid(
+                f"pg_control in the backup names cluster {info.system_identifier}, the "
+                f"server said {meta['system_identifier']}"
+            )
+        meta = {**meta, **info.to_meta(), "wal_reserved_by_slot": slot is not None}
+        manifest = writer.commit(
+            kind=BackupKind.INCREMENTAL.value,
+            source=str(meta["database"]),
+            started_at=started_at,
+            meta=meta,
+        )
+        return manifest, writer.stats

@@ -1,0 +1,201 @@
+"""Restoring a physical backup into a new data directory, with point-in-time recovery.
+
+1. The backup's tar streams from the repository into an empty (or new) directory,
+   checked against its ``backup_manifest`` on the way; ownership goes to the server's
+   OS user (``postgres``) when respaldo runs as root, and the directory is 0700.
+2. Recovery is configured: ``restore_command`` runs ``respaldo wal-fetch`` with this
+   config file and the backup's system identifier, the recovery target (time, LSN,
+   restore point, ``immediate``, or none: all archived WAL) and
+   ``recovery_target_action = 'promote'``; ``archive_mode = off`` unless archiving is
+   kept (a restored copy must not push its WAL into the original's archive), ``port``
+   if given; ``recovery.signal``.
+3. With ``start``, the server is started (as its OS user) and watched until recovery
+   has reached the target and the server promoted and accepts connections.
+
+A failure in 1 or 2 removes everything written (the directory, if respaldo made it).
+A failure in 3 leaves the directory for inspection: the message names its log.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import stat
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from respaldo.config import Settings
+from respaldo.domain import BackupKind, validate_backup_id
+from respaldo.errors import ConfigError, RestoreError
+from respaldo.operations.context import Context
+from respaldo.operations.physical import BASE_STREAM
+from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.targets import clear_target, prepare_target
+from respaldo.postgres.datadir import (
+    Owner,
+    RecoveryTarget,
+    extract_base_backup,
+    find_server_bindir,
+    start_server,
+    wait_for_recovery,
+    write_recovery_config,
+)
+
+DEFAULT_TIMEOUT = 3600.0
+
+
+@dataclass
+class PhysicalRestoreResult:
+    backup_id: str
+    datadir: Path
+    system_identifier: str
+    bytes_restored: int = 0
+    seconds: float = 0.0
+    settings: dict[str, str] = field(default_factory=dict)
+    started: bool = False
+    log_file: Path | None = None
+    recovery: list[str] = field(default_factory=list)
+    """Log lines that tell where recovery stopped and which timeline it chose."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_program() -> str:
+    """The respaldo executable that a restored server should run for restore_command."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "respaldo" and argv0.is_file():
+        return str(argv0.absolute())
+    found = shutil.which("respaldo")
+    if found is not None:
+        return found
+    beside = Path(sys.executable).with_name("respaldo")
+    if beside.is_file():
+        return str(beside)
+    raise ConfigError(
+        "cannot find the respaldo executable for restore_command",
+        hint="give it with --respaldo-command /path/to/respaldo",
+    )
+
+
+def build_restore_command(settings: Settings, system_id: str, program: str | None) -> str:
+    """``respaldo --config FILE wal-fetch --system-id ID %f %p``, quoted for the shell."""
+    config = type(settings).toml_path
+    if config is None:
+        raise ConfigError(
+            "restore_command needs the config file, and respaldo was not given one",
+            hint="run respaldo with --config FILE (or RESPALDO_CONFIG)",
+        )
+    return (
+        f"{shlex.quote(program or default_program())} --config "
+        f"{shlex.quote(str(config.absolute()))} wal-fetch --system-id {int(system_id)} %f %p"
+    )
+
+
+def _unreachable_parent(path: Path, owner: Owner) -> Path | None:
+    """The first parent of ``path`` that ``owner`` cannot enter (by mode bits), if any."""
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            break
+        st = parent.stat()
+        mode = st.st_mode
+        if (
+            (st.st_uid == owner.uid and mode & stat.S_IXUSR)
+            or (st.st_gid == owner.gid and mode & stat.S_IXGRP)
+            or mode & stat.S_IXOTH
+        ):
+            continue
+        return parent
+    return None
+
+
+def restore_datadir(
+    ctx: Context,
+    backup_id: str,
+    datadir: Path,
+    *,
+    target: RecoveryTarget | None = None,
+    start: bool = False,
+    port: int | None = None,
+    os_user: str = "postgres",
+    keep_archiving: bool = False,
+    respaldo_command: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> PhysicalRestoreResult:
+    """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
+
+    Raises ConfigError (not a physical backup, no config file), BackupNotFound,
+    RestoreError (target not empty, unreachable, time before the backup), IntegrityError
+    and BaseBackupInvalid (nothing left behind), ToolNotFound (no server of the backup's
+    version to start), RecoveryFailed (the server stopped, or recovery took too long).
+    """
+    validate_backup_id(backup_id)
+    target = target or RecoveryTarget()
+    started = time.monotonic()
+    repo, fallbacks, warnings = open_with_fallbacks(ctx)
+    manifest = load_manifest_any(repo, fallbacks, backup_id)
+    if manifest.kind != BackupKind.INCREMENTAL.value:
+        raise ConfigError(
+            f"backup {backup_id} is a {manifest.kind} backup, not a physical one",
+            hint="--target-datadir restores physical (incremental) backups; use "
+            "--target-database for logical backups and --target-dir for files backups",
+        )
+    system_id = str(manifest.meta["system_identifier"])
+    if target.time is not None and target.time < manifest.started_at:
+        raise RestoreError(
+            f"the recovery target {target.time.isoformat()} is before backup {backup_id} "
+            f"started ({manifest.started_at.isoformat()})",
+            hint="choose a backup taken before the target time ('respaldo list')",
+        )
+    settings = ctx.settings
+    restore_command = build_restore_command(settings, system_id, respaldo_command)
+    if settings.passphrase_file is None:
+        warnings.append(
+            "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "
+            "probably not set: configure passphrase_file (readable by the server's user)"
+        )
+    owner = Owner.lookup(os_user) if os.geteuid() == 0 else None
+    datadir = datadir.absolute()
+    if owner is not None and (blocked := _unreachable_parent(datadir, owner)) is not None:
+        raise RestoreError(
+            f"{owner.name} cannot reach {datadir}: {blocked} is closed to it",
+            hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
+        )
+    bindir = (
+        find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
+    )
+    created = prepare_target(datadir)
+    result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
+    reader = StreamReader(repo, fallbacks, result.warnings)
+    total = manifest.stream(BASE_STREAM).size
+
+    def pieces() -> Iterator[bytes]:
+        for data in reader.stream(manifest, BASE_STREAM):
+            result.bytes_restored += len(data)
+            ctx.progress("restore", result.bytes_restored, total)
+            yield data
+
+    try:
+        extract_base_backup(pieces(), datadir, owner=owner)
+        result.settings = write_recovery_config(
+            datadir,
+            restore_command=restore_command,
+            target=target,
+            port=port,
+            archive_off=not keep_archiving,
+            owner=owner,
+            comment=f"recovery of respaldo backup {backup_id}",
+        )
+    except BaseException:
+        clear_target(datadir, created)
+        raise
+    if bindir is not None:
+        result.log_file = start_server(datadir, bindir=bindir, owner=owner)
+        result.started = True
+        result.recovery = wait_for_recovery(
+            datadir, bindir=bindir, owner=owner, log_file=result.log_file, timeout=timeout
+        )
+    result.seconds = time.monotonic() - started
+    return result

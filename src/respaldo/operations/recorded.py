@@ -1,0 +1,107 @@
+"""The life of one backup in the catalog, shared by physical and files backups.
+
+:func:`recorded_backup` does what :func:`respaldo.operations.backup.backup_database` does
+around its dump, for any kind: a ``pending`` record, ``in_progress`` with this pid,
+the caller's body (which writes the streams and commits the manifest), then ``completed``
+with the writer's figures, or ``failed`` with the error's message, and finally copies
+to the secondary repositories.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from respaldo.catalog import BackupRecords
+from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.operations.backup import HEARTBEAT_SECONDS, BackupResult
+from respaldo.operations.context import Context, current_pid
+from respaldo.operations.copy import replicate
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import Manifest, Repository, WriteStats
+
+Reporter = Callable[[int], None]
+
+
+class Heartbeat:
+    """Progress callbacks for a backup's streams that also keep its record alive."""
+
+    def __init__(self, ctx: Context, backup_id: str) -> None:
+        self.ctx = ctx
+        self.backup_id = backup_id
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self._last > HEARTBEAT_SECONDS:
+            self._last = time.monotonic()
+            with self.ctx.catalog.begin() as session:
+                BackupRecords(session).heartbeat(self.backup_id)
+
+    def phase(self, name: str) -> Reporter:
+        def report(done: int) -> None:
+            self.ctx.progress(name, done, None)
+            self.beat()
+
+        return report
+
+
+Body = Callable[[Repository, str, datetime, Heartbeat], tuple[Manifest, WriteStats]]
+"""``body(repository, backup_id, started_at, heartbeat)`` -> (committed manifest, stats)."""
+
+
+def recorded_backup(
+    ctx: Context,
+    *,
+    kind: BackupKind,
+    source: str,
+    retention_days: int | None,
+    triggered_by: TriggeredBy,
+    pinned: bool,
+    body: Body,
+) -> BackupResult:
+    """Run ``body`` as backup of ``kind`` of ``source``, recorded in the catalog.
+
+    The record's checksum is the SHA-256 of the manifest's first stream. Any exception
+    of ``body`` fails the record (message without secrets: the layers below scrub them)
+    and is re-raised.
+    """
+    repo_settings = ctx.settings.repository()
+    repo = open_repository(ctx.settings)
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).create_pending(
+            kind=kind,
+            repository=repo_settings.name,
+            triggered_by=triggered_by,
+            retention_days=retention_days,
+            database_name=source,
+            storage_path=repo.storage.location,
+            pinned=pinned,
+        )
+        BackupRecords(session).start(record.id, current_pid())
+    backup_id = record.id
+    try:
+        manifest, stats = body(
+            repo, backup_id, record.started_at or datetime.now(UTC), Heartbeat(ctx, backup_id)
+        )
+    except BaseException as exc:
+        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        with ctx.catalog.begin() as session:
+            BackupRecords(session).fail(backup_id, message or type(exc).__name__)
+        raise
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).complete(
+            backup_id,
+            completed_at=manifest.completed_at,
+            size_bytes=stats.size_bytes,
+            size_compressed=stats.size_compressed,
+            stored_new_bytes=stats.stored_bytes,
+            checksum=manifest.streams[0].sha256,
+            manifest=f"manifests/{backup_id}",
+            database_version=manifest.meta.get("server_version"),
+            schema_version=manifest.meta.get("schema_version"),
+        )
+    copies = replicate(ctx, repo)
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).get(backup_id)
+    return BackupResult(record, manifest, stats, copies)

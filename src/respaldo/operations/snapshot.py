@@ -1,0 +1,115 @@
+"""Pinned snapshots of everything configured, and pinning by hand.
+
+``take_snapshot`` backs up every configured source at once: each database logically
+(``full``; physically too with ``physical``) and each file set (``files``). Every one of
+those backups is *pinned* (catalog ``pinned``): retention never expires it until a user
+unpins it, e.g. after an ERP upgrade went well. They share a *snapshot id* (the same
+form as a backup id), written into each manifest (``meta.snapshot``, ``meta.pinned``) so
+that the group and the pin survive a catalog rebuild. A source that fails does not stop
+the others; the result lists both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
+from respaldo.errors import ConfigError, RespaldoError
+from respaldo.operations.backup import BackupResult, backup_database
+from respaldo.operations.context import Context
+from respaldo.operations.files_backup import backup_files
+from respaldo.operations.physical import backup_cluster
+
+
+@dataclass
+class SnapshotResult:
+    snapshot_id: str
+    backups: list[BackupResult] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(source and kind, error message) of every backup that failed."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def take_snapshot(
+    ctx: Context, *, physical: bool = False, triggered_by: TriggeredBy = TriggeredBy.CLI
+) -> SnapshotResult:
+    """Back up and pin every configured database and file set. Raises ConfigError if
+    nothing is configured; failures of single sources are in the result."""
+    settings = ctx.settings
+    if not settings.databases and not settings.file_sets:
+        raise ConfigError("nothing to snapshot: no databases and no file sets are configured")
+    result = SnapshotResult(new_backup_id(datetime.now(UTC)))
+    sid = result.snapshot_id
+    jobs: list[tuple[str, BackupKind]] = [(db.name, BackupKind.FULL) for db in settings.databases]
+    if physical:
+        jobs += [(db.name, BackupKind.INCREMENTAL) for db in settings.databases]
+    jobs += [(fs.name, BackupKind.FILES) for fs in settings.file_sets]
+    for name, kind in jobs:
+        try:
+            if kind is BackupKind.FULL:
+                backup = backup_database(ctx, name, triggered_by=triggered_by, snapshot=sid)
+            elif kind is BackupKind.INCREMENTAL:
+                backup = backup_cluster(ctx, name, triggered_by=triggered_by, snapshot=sid)
+            else:
+                backup = backup_files(ctx, name, triggered_by=triggered_by, snapshot=sid)
+        except RespaldoError as exc:
+            result.failures.append((f"{name} ({kind.value})", str(exc)))
+            continue
+        result.backups.append(backup)
+    return result
+
+
+def set_pinned(ctx: Context, backup_id: str, pinned: bool) -> BackupRecord:
+    """Pin or unpin a backup in the catalog; idempotent. Raises RecordNotFound,
+    InvalidBackupId."""
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).get(backup_id)
+        record.pinned = pinned
+        session.flush()
+        return record
+
+
+def backup_source(
+    ctx: Context,
+    name: str,
+    kind: BackupKind | None = None,
+    *,
+    triggered_by: TriggeredBy = TriggeredBy.CLI,
+) -> BackupResult:
+    """Back up the configured database or file set ``name``.
+
+    ``kind`` defaults to ``full`` for a database and ``files`` for a file set; a name
+    that is both needs it. Raises ConfigError for an unknown name or a kind that does
+    not fit, and whatever the backup raises.
+    """
+    settings = ctx.settings
+    is_db = any(d.name == name for d in settings.databases)
+    is_files = any(f.name == name for f in settings.file_sets)
+    if not is_db and not is_files:
+        known = [d.name for d in settings.databases] + [f.name for f in settings.file_sets]
+        raise ConfigError(
+            f"{name!r} is neither a configured database nor a file set",
+            hint=f"configured: {', '.join(known) or 'none'}",
+        )
+    if kind is None:
+        if is_db and is_files:
+            raise ConfigError(
+                f"{name!r} is a database and a file set: say which with --type full|files"
+            )
+        kind = BackupKind.FULL if is_db else BackupKind.FILES
+    if kind is BackupKind.SNAPSHOT:
+        raise ConfigError("a snapshot covers every source: run 'respaldo snapshot'")
+    if kind is BackupKind.FILES:
+        if not is_files:
+            raise ConfigError(f"{name!r} is not a configured file set")
+        return backup_files(ctx, name, triggered_by=triggered_by)
+    if not is_db:
+        raise ConfigError(f"{name!r} is a file set: its backups are of type files")
+    if kind is BackupKind.INCREMENTAL:
+        return backup_cluster(ctx, name, triggered_by=triggered_by)
+    return backup_database(ctx, name, kind=kind, triggered_by=triggered_by)

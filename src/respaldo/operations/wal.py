@@ -1,0 +1,225 @@
+"""WAL archiving: ``wal-push`` for archive_command, ``wal-fetch`` for restore_command.
+
+Both run once per WAL file, started by the server, so this module stays light: no
+catalog (SQLAlchemy), no index load (a WAL file is one sealed object, not chunks).
+
+Push. The file is checked against its name (:func:`respaldo.postgres.wal.read_wal_file`)
+and its cluster is known from its own segment header (history files have none: the
+``pg_control`` of the data directory it is in tells, else the repository's record). The
+repository records which cluster each configured database is (``clusters/<database>``,
+written by the first push or physical backup); a file of another cluster is refused,
+so that a re-created or foreign server can never mix its WAL into this archive or
+believe it is archived. Pushing a file that is archived already succeeds if the content
+is the same (the server retries a push whose success it missed) and is refused if not.
+
+Fetch. ``restore_command`` runs ``wal-fetch --system-id ID %f %p``: the file is read
+from ``wal/<ID>/<timeline>/<file>``, authenticated, checked (a segment's header must
+name that cluster) and written to ``%p`` through a temporary name. A file that is not
+in the archive raises WalNotFound, which the CLI turns into exit status 1: the normal
+"no more WAL" answer. Every other failure must stop recovery rather than end it early
+(see :mod:`respaldo.cli.wal_cmd`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from respaldo.config import Settings
+from respaldo.errors import ConfigError, InvalidWalFile, ObjectNotFound, WalNotFound, WalRefused
+from respaldo.postgres.wal import (
+    PG_CONTROL,
+    control_system_identifier,
+    parse_segment_header,
+    parse_wal_name,
+    read_wal_file,
+)
+from respaldo.repository.repo import Repository
+from respaldo.repository.wal import (
+    ClusterRecord,
+    PutOutcome,
+    get_wal,
+    put_wal,
+    read_cluster,
+    wal_object,
+    write_cluster,
+)
+from respaldo.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+
+def open_wal_repository(settings: Settings) -> Repository:
+    """The primary repository, opened without its chunk index (WAL does not need it)."""
+    repo_settings = settings.repository()
+    options = repo_settings.model_dump(exclude={"name", "url"})
+    storage = open_storage(repo_settings.url, **{k: v for k, v in options.items() if v is not None})
+    return Repository.open(
+        storage,
+        settings.repository_passphrase(),
+        compression_level=settings.compression_level,
+        load_index=False,
+    )
+
+
+def wal_database(settings: Settings, name: str | None) -> str:
+    """The configured database whose cluster's WAL this is: ``name``, or the only one."""
+    if name is not None:
+        return settings.database(name).name
+    if len(settings.databases) == 1:
+        return settings.databases[0].name
+    raise ConfigError(
+        "say which configured database this server is: wal-push --database NAME",
+        hint=f"configured: {', '.join(d.name for d in settings.databases) or 'none'}",
+    )
+
+
+def ensure_cluster_record(
+    repo: Repository, database: str, system_identifier: int, recorded_by: str
+) -> ClusterRecord:
+    """The repository's record of ``database``'s cluster, written now if there is none.
+
+    Raises WalRefused if it names another cluster than ``system_identifier``.
+    """
+    record = read_cluster(repo, database)
+    if record is None:
+        record = ClusterRecord(database, str(system_identifier), datetime.now(UTC), recorded_by)
+        write_cluster(repo, record)
+        log.info("recorded database %s as cluster %s", database, system_identifier)
+    elif record.system_identifier != str(system_identifier):
+        raise WalRefused(
+            f"cluster {system_identifier} is not the cluster the repository records for "
+            f"database {database} ({record.system_identifier}, recorded "
+            f"{record.recorded_at:%Y-%m-%d %H:%M} UTC by {record.recorded_by})",
+            hint=f"if the server was re-created on purpose, run 'respaldo check {database} "
+            "--adopt'; otherwise this server must not archive into this repository",
+        )
+    return record
+
+
+def _control_system_identifier(path: Path) -> int | None:
+    """The system identifier in the pg_control of the data directory ``path`` is in."""
+    datadir = path.absolute().parent.parent
+    try:
+        with (datadir / PG_CONTROL).open("rb") as fh:
+            return control_system_identifier(fh.read(16))[0]
+    except (OSError, InvalidWalFile):  # none there, or truncated: we do not know
+        return None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    file: str
+    object: str
+    outcome: PutOutcome
+    system_identifier: str
+    size: int
+    seconds: float
+
+
+def push_wal(
+    settings: Settings,
+    path: Path,
+    *,
+    database: str | None = None,
+    repo: Repository | None = None,
+) -> PushResult:
+    """Archive the WAL file at ``path`` (archive_command's ``%p``).
+
+    Idempotent for a file archived already with the same content. Raises
+    InvalidWalFile, WalRefused (another cluster, or other content under this name),
+    ConfigError, and the errors of opening the repository and of storage.
+    """
+    started = time.monotonic()
+    name = wal_database(settings, database)
+    try:
+        wal = read_wal_file(path)
+    except FileNotFoundError:
+        raise WalRefused(f"{path} does not exist") from None
+    control = _control_system_identifier(path)
+    if None not in (wal.system_identifier, control) and wal.system_identifier != control:
+        raise WalRefused(
+            f"{wal.name.name} is from cluster {wal.system_identifier}, but the data "
+            f"directory it is in belongs to cluster {control}"
+        )
+    repo = repo or open_wal_repository(settings)
+    sysid = wal.system_identifier or control
+    if sysid is None:
+        record = read_cluster(repo, name)
+        if record is None:
+            raise WalRefused(
+                f"cannot tell which cluster {wal.name.name} belongs to: it has no segment "
+                "header, no pg_control is beside it, and no segment of this database was "
+                "archived yet"
+            )
+        system_id = record.system_identifier
+    else:
+        system_id = ensure_cluster_record(repo, name, sysid, "wal-push").system_identifier
+    outcome = put_wal(repo, system_id, wal.name.timeline, wal.name.name, wal.data)
+    obj = wal_object(system_id, wal.name.timeline, wal.name.name)
+    if outcome is PutOutcome.DIFFERENT:
+        raise WalRefused(
+            f"{obj} is archived already with other content",
+            hint="two servers archive under one name (a restored copy with archiving on?); "
+            "nothing was overwritten",
+        )
+    return PushResult(
+        wal.name.name, obj, outcome, system_id, len(wal.data), time.monotonic() - started
+    )
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    file: str
+    object: str
+    size: int
+    seconds: float
+
+
+def fetch_wal(
+    settings: Settings,
+    file: str,
+    destination: Path,
+    *,
+    system_id: str | None = None,
+    database: str | None = None,
+    repo: Repository | None = None,
+) -> FetchResult:
+    """Write archived WAL file ``file`` (restore_command's ``%f``) to ``destination`` (``%p``).
+
+    The cluster is ``system_id``, else the one recorded for the database. Raises
+    WalNotFound (not archived: the normal end of recovery), InvalidWalFile, WalRefused
+    (a segment of another cluster under this name), IntegrityError, storage errors.
+    """
+    started = time.monotonic()
+    wal_name = parse_wal_name(file)
+    repo = repo or open_wal_repository(settings)
+    if system_id is None:
+        name = wal_database(settings, database)
+        record = read_cluster(repo, name)
+        if record is None:
+            raise WalNotFound(f"no WAL of database {name} was ever archived")
+        system_id = record.system_identifier
+    obj = wal_object(system_id, wal_name.timeline, wal_name.name)
+    try:
+        data = get_wal(repo, system_id, wal_name.timeline, wal_name.name)
+    except ObjectNotFound:
+        raise WalNotFound(f"{file} is not in the archive ({obj})") from None
+    if wal_name.has_header:
+        header = parse_segment_header(data)
+        if header is None or str(header.system_identifier) != system_id:
+            raise WalRefused(f"{obj} does not hold a segment of cluster {system_id}")
+    tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.replace(destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return FetchResult(file, obj, len(data), time.monotonic() - started)

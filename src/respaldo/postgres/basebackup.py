@@ -1,0 +1,181 @@
+"""Physical backups: ``pg_basebackup`` streamed, checked as it passes, WAL included.
+
+Why ``--format=tar --pgdata=- --wal-method=fetch``: a tar on stdout is the only form
+pg_basebackup streams (every other form writes files first, which would need the disk
+space of the whole cluster). To stdout it refuses ``--wal-method=stream`` ("cannot stream
+write-ahead logs in tar mode to stdout") and clusters with extra tablespaces (one tar
+only), so the WAL the backup needs is *fetched*: sent in the same tar (``pg_wal/…``) at
+the end of the backup, which keeps the backup self-contained (it restores without any
+WAL archive). Fetching needs that WAL still on the server at the end; a busy server could
+recycle it meanwhile, so :func:`wal_reservation` holds a *temporary* replication slot
+(created with ``immediately_reserve``) for the backup's duration. A temporary slot dies
+with the session that made it: respaldo killed mid-backup cannot leave a slot that makes
+WAL pile up forever. ``--checkpoint=fast``: without it the backup waits for the next
+scheduled checkpoint, which can take many minutes. ``--manifest-checksums=SHA256``:
+the one algorithm of the manifest that hashlib checks at C speed while the tar passes.
+PostgreSQL appends ``backup_manifest`` to a tar written to stdout.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import psycopg
+
+from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarParser
+from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start
+from respaldo.postgres.connection import ConnInfo, scrub
+from respaldo.postgres.server import connect
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1024 * 1024
+
+
+def pg_basebackup(
+    conninfo: ConnInfo,
+    *,
+    label: str,
+    bindir: Path | str | None = None,
+    method: PasswordMethod = "passfile",
+) -> RunningCommand:
+    """Start ``pg_basebackup`` writing a tar of the whole cluster to stdout.
+
+    The role of ``conninfo`` needs the REPLICATION attribute (or superuser) and a
+    ``replication`` line in pg_hba.conf; the database name is ignored. Read ``.stdout``
+    to its end (through :class:`BaseBackupReader`), then leave the context, which raises
+    PostgresError if pg_basebackup failed (see :func:`basebackup_hint`).
+    """
+    build = [
+        "--pgdata=-",
+        "--format=tar",
+        "--wal-method=fetch",
+        "--checkpoint=fast",
+        f"--label={label}",
+        "--manifest-checksums=SHA256",
+        "--no-password",
+    ]
+    return _start(
+        "pg_basebackup",
+        conninfo,
+        build,
+        bindir=bindir,
+        method=method,
+        stdin=False,
+        stdout="pipe",
+    )
+
+
+def basebackup_hint(stderr: str) -> str | None:
+    """What to do about a pg_basebackup failure, from its message; None if unknown."""
+    text = stderr.lower()
+    if "single tablespace" in text or ("tablespace" in text and "stdout" in text):
+        return "physical backups of clusters with tablespaces are not supported yet"
+    if "pg_hba.conf" in text and "replication" in text:
+        return "allow replication connections in pg_hba.conf; 'respaldo check' shows the line"
+    if "superuser or replication role" in text or "permission denied to start wal" in text:
+        return "grant the backup role REPLICATION (ALTER ROLE … WITH REPLICATION)"
+    if "max_wal_senders" in text or "wal_level" in text:
+        return "the server is not set up for physical backups; run 'respaldo check'"
+    if "could not fetch" in text or "requested wal segment" in text:
+        return "WAL needed by the backup was removed; raise max_replication_slots or wal_keep_size"
+    return None
+
+
+@contextlib.contextmanager
+def wal_reservation(conninfo: ConnInfo) -> Iterator[str | None]:
+    """Hold a temporary physical replication slot reserving WAL from now on.
+
+    Yields the slot's name, or None when the server cannot make one (no free
+    ``max_replication_slots``, a role without REPLICATION): the backup then goes on, as
+    pg_basebackup alone would, and a warning is logged. The slot disappears when the
+    context exits or this process dies (it belongs to this session). Raises
+    ConnectionFailed if the server cannot be reached.
+    """
+    conn = connect(conninfo, autocommit=True, application_name="respaldo wal reservation")
+    with conn:
+        name: str | None = f"respaldo_{secrets.token_hex(6)}"
+        reason = ""
+        try:
+            conn.execute(
+                "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true, true)", (name,)
+            )
+        except psycopg.Error as exc:
+            reason = scrub(str(exc).strip().splitlines()[0], conninfo.secrets())
+            name = None
+        if name is None:
+            log.warning("cannot reserve WAL for the backup (%s); going on without", reason)
+        else:
+            log.debug("reserving WAL with temporary slot %s", name)
+        yield name
+
+
+class BaseBackupReader:
+    """pg_basebackup's stdout for the chunker, parsed and checked as it passes.
+
+    Offers ``read`` and ``readinto`` (what the chunker uses). With ``zero_stale_wal``
+    (the default) stale pages of recycled WAL segments are zeroed on the way (see
+    :mod:`.basetar`). After the stream's end, :meth:`finish` checks the backup against
+    its manifest and returns what it says.
+    """
+
+    def __init__(self, raw: IO[bytes], *, zero_stale_wal: bool = True) -> None:
+        self._raw = raw
+        self.check = BaseBackupCheck()
+        self.parser = TarParser(self.check, zero_stale_wal=zero_stale_wal)
+        self._pending = bytearray()
+        self._ready: collections.deque[memoryview] = collections.deque()
+        self._eof = False
+        self.bytes_read = 0
+
+    def _fill(self) -> None:
+        data = self._raw.read(READ_SIZE)
+        if not data:
+            self._eof = True
+        buf = self._pending + data if self._pending else bytearray(data)
+        consumed = self.parser.feed(buf, final=self._eof)
+        if self._eof:
+            consumed = len(buf)  # a truncated tail passes on; finish() reports it
+        if consumed:
+            self._ready.append(memoryview(buf)[:consumed])
+        self._pending = buf[consumed:]
+
+    def readinto(self, dest: memoryview | bytearray) -> int:
+        while not self._ready and not self._eof:
+            self._fill()
+        if not self._ready:
+            return 0
+        view = memoryview(dest).cast("B")
+        done = 0
+        while self._ready and done < len(view):
+            head = self._ready[0]
+            n = min(len(head), len(view) - done)
+            view[done : done + n] = head[:n]
+            done += n
+            if n == len(head):
+                self._ready.popleft()
+            else:
+                self._ready[0] = head[n:]
+        self.bytes_read += done
+        return done
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            parts = []
+            while chunk := self.read(READ_SIZE):
+                parts.append(chunk)
+            return b"".join(parts)
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    def finish(self) -> BaseBackupInfo:
+        """Check the whole backup; raises BaseBackupInvalid. Call after the last read."""
+        self.parser.close()
+        return self.check.result(wal_zeroed=self.parser.wal_zeroed)

@@ -1,0 +1,316 @@
+"""What a server needs for physical backups and WAL archiving, checked one item at a time.
+
+:func:`check_server` connects to a configured database and returns one
+:class:`Finding` per requirement: its status, what the server has, and how to fix it.
+The replication requirements (role attribute, ``pg_hba.conf``, free WAL senders) are
+checked the only reliable way: by opening a replication connection and running
+``IDENTIFY_SYSTEM``, exactly what pg_basebackup does first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+
+from respaldo.errors import ConnectionFailed, QueryFailed, RespaldoError
+from respaldo.postgres.commands import tool_version
+from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.server import Connection, _guarded, connect
+
+RESTART = "then restart the server"
+RELOAD = "then SELECT pg_reload_conf()"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    """The server lacks it: physical backups or point-in-time recovery will fail."""
+    WARNING = "warning"
+    """Works, but not as well as it should."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    status: Status
+    value: str
+    fix: str = ""
+
+
+@dataclass
+class ServerCheck:
+    findings: list[Finding]
+    system_identifier: int | None = None
+    server_major: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(f.status is not Status.MISSING for f in self.findings)
+
+
+def _setting(conn: Connection, conninfo: ConnInfo, name: str) -> str | None:
+    try:
+        row = _guarded(
+            conninfo,
+            f"reading {name}",
+            lambda: conn.execute("SELECT current_setting(%s, true)", (name,)).fetchone(),
+        )
+    except QueryFailed:
+        return None
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def _replication_attempt(conninfo: ConnInfo) -> str | None:
+    """None if a replication connection works, else the server's reason."""
+    replication = dataclasses.replace(conninfo, params={**conninfo.params, "replication": "true"})
+    try:
+        conn = connect(replication, autocommit=True, application_name="respaldo check")
+    except ConnectionFailed as exc:
+        return exc.message
+    with conn:
+        result = conn.pgconn.exec_(b"IDENTIFY_SYSTEM")
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+            return (result.error_message or b"").decode("utf-8", "replace").strip()
+    return None
+
+
+def check_server(conninfo: ConnInfo, *, archive_command: str) -> ServerCheck:
+    """Check the server of ``conninfo`` for physical backups and WAL archiving.
+
+    ``archive_command`` is the command to suggest when none is set. Never raises for
+    what the server lacks (that is a finding); a server that cannot be reached at all is
+    one finding, ``connection``, and nothing else is checked.
+    """
+    findings: list[Finding] = []
+    try:
+        conn = connect(conninfo, autocommit=True, application_name="respaldo check")
+    except ConnectionFailed as exc:
+        findings.append(Finding("connection", Status.MISSING, exc.message, exc.hint))
+        return ServerCheck(findings)
+    result = ServerCheck(findings)
+    with conn:
+        _server(conn, conninfo, result)
+        user = conn.info.user
+        _wal(conn, conninfo, findings)
+        _role(conn, conninfo, user, findings)
+        _archiving(conn, conninfo, archive_command, findings)
+        _tablespaces(conn, conninfo, findings)
+    _replication(conninfo, user, findings)
+    return result
+
+
+def _server(conn: Connection, conninfo: ConnInfo, result: ServerCheck) -> None:
+    row = _guarded(
+        conninfo,
+        "reading the server identity",
+        lambda: conn.execute(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'),"
+            " (SELECT system_identifier FROM pg_catalog.pg_control_system()),"
+            " pg_catalog.pg_is_in_recovery()"
+        ).fetchone(),
+    )
+    assert row is not None
+    major = int(row[0]) // 10000
+    result.system_identifier = int(row[2])
+    result.server_major = major
+    result.findings.append(Finding("connection", Status.OK, f"PostgreSQL {row[1]}"))
+    if major < 13:
+        result.findings.append(
+            Finding(
+                "server version",
+                Status.MISSING,
+                str(row[1]),
+                "physical backups need PostgreSQL 13 or newer (backup manifests)",
+            )
+        )
+    try:
+        tool = tool_version("pg_basebackup")
+    except RespaldoError as exc:
+        result.findings.append(Finding("pg_basebackup", Status.MISSING, str(exc), exc.hint))
+    else:
+        status = Status.OK if tool.major >= major else Status.MISSING
+        fix = "" if status is Status.OK else f"install postgresql-client-{major}"
+        result.findings.append(Finding("pg_basebackup", status, tool.text, fix))
+    if row[3]:
+        result.findings.append(
+            Finding(
+                "primary",
+                Status.WARNING,
+                "the server is a standby",
+                "back up the primary; a standby's WAL is archived by the primary",
+            )
+        )
+
+
+def _wal(conn: Connection, conninfo: ConnInfo, findings: list[Finding]) -> None:
+    level = _setting(conn, conninfo, "wal_level") or "?"
+    findings.append(
+        Finding(
+            "wal_level",
+            Status.OK if level in ("replica", "logical") else Status.MISSING,
+            level,
+            ""
+            if level in ("replica", "logical")
+            else f"ALTER SYSTEM SET wal_level = replica; {RESTART}",
+        )
+    )
+    senders = int(_setting(conn, conninfo, "max_wal_senders") or 0)
+    findings.append(
+        Finding(
+            "max_wal_senders",
+            Status.OK if senders >= 2 else Status.MISSING if senders == 0 else Status.WARNING,
+            str(senders),
+            "" if senders >= 2 else f"ALTER SYSTEM SET max_wal_senders = 10; {RESTART}",
+        )
+    )
+    slots = int(_setting(conn, conninfo, "max_replication_slots") or 0)
+    findings.append(
+        Finding(
+            "max_replication_slots",
+            Status.OK if slots >= 1 else Status.WARNING,
+            str(slots),
+            ""
+            if slots >= 1
+            else "backups cannot reserve their WAL (a busy server may recycle it before the "
+            f"backup ends): ALTER SYSTEM SET max_replication_slots = 10; {RESTART}",
+        )
+    )
+
+
+def _role(conn: Connection, conninfo: ConnInfo, user: str, findings: list[Finding]) -> None:
+    row = _guarded(
+        conninfo,
+        "reading the role",
+        lambda: conn.execute(
+            "SELECT rolreplication, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchone(),
+    )
+    allowed = bool(row and (row[0] or row[1]))
+    value = "superuser" if row and row[1] else "REPLICATION" if allowed else "no REPLICATION"
+    findings.append(
+        Finding(
+            "replication role",
+            Status.OK if allowed else Status.MISSING,
+            f"{user}: {value}",
+            "" if allowed else f'ALTER ROLE "{user}" WITH REPLICATION',
+        )
+    )
+
+
+def _archiving(
+    conn: Connection, conninfo: ConnInfo, suggested: str, findings: list[Finding]
+) -> None:
+    mode = _setting(conn, conninfo, "archive_mode") or "?"
+    findings.append(
+        Finding(
+            "archive_mode",
+            Status.OK if mode in ("on", "always") else Status.MISSING,
+            mode,
+            ""
+            if mode in ("on", "always")
+            else "needed for point-in-time recovery: "
+            f"ALTER SYSTEM SET archive_mode = on; {RESTART}",
+        )
+    )
+    command = _setting(conn, conninfo, "archive_command")
+    library = _setting(conn, conninfo, "archive_library") or ""
+    set_command = f"ALTER SYSTEM SET archive_command = '{suggested}'; {RELOAD}"
+    if command is None:
+        findings.append(
+            Finding(
+                "archive_command",
+                Status.WARNING,
+                "cannot be read by this role",
+                "check it as a superuser (or grant pg_read_all_settings)",
+            )
+        )
+    elif library:
+        findings.append(
+            Finding(
+                "archive_command",
+                Status.MISSING,
+                f"archive_library = {library}",
+                f"ALTER SYSTEM RESET archive_library; {set_command}",
+            )
+        )
+    elif command in ("", "(disabled)"):
+        findings.append(Finding("archive_command", Status.MISSING, "not set", set_command))
+    elif "wal-push" not in command:
+        findings.append(
+            Finding(
+                "archive_command",
+                Status.WARNING,
+                command,
+                f"WAL goes elsewhere, where respaldo cannot restore it from: {set_command}",
+            )
+        )
+    else:
+        findings.append(Finding("archive_command", Status.OK, command))
+    row = _guarded(
+        conninfo,
+        "reading pg_stat_archiver",
+        lambda: conn.execute(
+            "SELECT archived_count, last_archived_wal, last_archived_time, failed_count,"
+            " last_failed_wal, last_failed_time FROM pg_catalog.pg_stat_archiver"
+        ).fetchone(),
+    )
+    if row is not None:
+        findings.append(_archiver(row))
+
+
+def _archiver(row: Any) -> Finding:
+    archived, last_wal, last_time, failed, failed_wal, failed_time = row
+    value = f"{archived} archived" + (
+        f", last {last_wal} at {last_time:%Y-%m-%d %H:%M:%S}" if last_time else ""
+    )
+    if failed and failed_time is not None and (last_time is None or failed_time > last_time):
+        return Finding(
+            "archiver",
+            Status.WARNING,
+            f"{value}; failing: {failed_wal} at {failed_time:%Y-%m-%d %H:%M:%S}",
+            "the last archive_command failed; its error is in the server log",
+        )
+    return Finding("archiver", Status.OK, value)
+
+
+def _tablespaces(conn: Connection, conninfo: ConnInfo, findings: list[Finding]) -> None:
+    row = _guarded(
+        conninfo,
+        "counting tablespaces",
+        lambda: conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_tablespace"
+            " WHERE spcname NOT IN ('pg_default', 'pg_global')"
+        ).fetchone(),
+    )
+    count = int(row[0]) if row else 0
+    findings.append(
+        Finding(
+            "tablespaces",
+            Status.OK if count == 0 else Status.MISSING,
+            f"{count} besides pg_default",
+            "" if count == 0 else "physical backups of clusters with tablespaces are not supported",
+        )
+    )
+
+
+def _replication(conninfo: ConnInfo, user: str, findings: list[Finding]) -> None:
+    reason = _replication_attempt(conninfo)
+    if reason is None:
+        findings.append(Finding("replication connection", Status.OK, "IDENTIFY_SYSTEM works"))
+        return
+    host = conninfo.host or "local socket"
+    if "pg_hba.conf" in reason:
+        kind = "local" if conninfo.host is None or conninfo.host.startswith("/") else "host"
+        address = "" if kind == "local" else " <respaldo's address>/32"
+        fix = f"add to pg_hba.conf: {kind} replication {user}{address} scram-sha-256; {RELOAD}"
+    elif "replication role" in reason:
+        fix = f'ALTER ROLE "{user}" WITH REPLICATION'
+    elif "max_wal_senders" in reason or "too many" in reason:
+        fix = f"raise max_wal_senders; {RESTART}"
+    else:
+        fix = f"check that {host} accepts replication connections from respaldo"
+    findings.append(Finding("replication connection", Status.MISSING, reason, fix))

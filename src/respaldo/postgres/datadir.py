@@ -1,0 +1,399 @@
+"""A data directory from a base backup: extract it, configure recovery, start it.
+
+Extraction (:func:`extract_base_backup`) writes the tar of a base backup into an empty
+directory as it streams past, checking it against its ``backup_manifest`` on the way
+(the same :class:`~respaldo.postgres.basetar.BaseBackupCheck` as at backup time). Member
+names are checked (no absolute paths, no ``..``), files are created with ``O_EXCL`` and
+``O_NOFOLLOW`` and links are never created, so nothing lands outside the directory.
+
+Recovery (:func:`write_recovery_config`) is configured the way ``pg_basebackup -R``
+does it: settings appended to ``postgresql.auto.conf`` (read after
+``postgresql.conf``, so they win) and an empty ``recovery.signal``. The restored server
+fetches WAL with ``restore_command`` until the recovery target, then promotes
+(``recovery_target_action = 'promote'``).
+
+:func:`start_server` and :func:`wait_for_recovery` run ``pg_ctl`` (as the server's OS
+user when we are root: the server refuses to run as root) and watch the data directory:
+recovery is over when the server has removed ``recovery.signal`` and reports itself
+ready in ``postmaster.pid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import struct
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from respaldo.errors import RecoveryFailed, RestoreError, ToolNotFound, UnsafePath
+from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarMember, TarParser, Tee
+from respaldo.postgres.commands import find_bindir
+
+_DEBIAN_ROOT = Path("/usr/lib/postgresql")
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
+DB_IN_PRODUCTION = 6
+"""``DBState`` in pg_control (after system identifier, pg_control and catalog versions)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The OS user that will own the files and run the server."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def lookup(cls, name: str) -> Owner:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise RestoreError(
+                f"OS user {name!r} does not exist",
+                hint="give the user the server runs as with --os-user",
+            ) from None
+        return cls(name, entry.pw_uid, entry.pw_gid)
+
+
+class DatadirWriter:
+    """A :class:`~respaldo.postgres.basetar.TarHandler` that writes members below ``root``."""
+
+    def __init__(self, root: Path, owner: Owner | None) -> None:
+        self.root = root
+        self.owner = owner
+        self._fd: int | None = None
+        self._dirs: list[tuple[Path, TarMember]] = []
+
+    def _path(self, member: TarMember) -> Path:
+        # Names were normalised and checked by the parser; this is a second fence.
+        path = self.root.joinpath(*member.name.split("/"))
+        if os.path.commonpath([self.root, path]) != str(self.root) or path == self.root:
+            raise UnsafePath(f"member {member.name!r} would be written outside {self.root}")
+        return path
+
+    def begin(self, member: TarMember) -> None:
+        path = self._path(member)
+        if member.kind == "symlink":
+            raise UnsafePath(
+                f"{member.name} is a link (a tablespace?): links are never restored",
+                hint="physical backups of clusters with tablespaces are not supported",
+            )
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if member.kind == "dir":
+            path.mkdir(mode=0o700, exist_ok=True)
+            self._dirs.append((path, member))
+            return
+        self._fd = os.open(path, _FLAGS, 0o600)
+
+    def data(self, member: TarMember, view: memoryview) -> None:
+        assert self._fd is not None
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def end(self, member: TarMember) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fchmod(fd, member.mode & 0o777)
+            os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Directory modes and times (after their contents), then ownership of everything."""
+        for path, member in reversed(self._dirs):
+            path.chmod(member.mode & 0o777)
+            os.utime(path, (member.mtime, member.mtime))
+        # PostgreSQL refuses a data directory that others can enter.
+        self.root.chmod(0o700)
+        if self.owner is not None:
+            chown_tree(self.root, self.owner)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def chown_tree(root: Path, owner: Owner) -> None:
+    os.lchown(root, owner.uid, owner.gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.lchown(Path(dirpath, name), owner.uid, owner.gid)
+
+
+def extract_base_backup(
+    pieces: Iterable[bytes], target: Path, *, owner: Owner | None
+) -> BaseBackupInfo:
+    """Write the base backup whose tar is ``pieces`` into the empty directory ``target``.
+
+    Checks it against its manifest as it goes; raises BaseBackupInvalid or UnsafePath
+    (the caller removes what was written). Ownership goes to ``owner`` when given.
+    """
+    check = BaseBackupCheck()
+    writer = DatadirWriter(target, owner)
+    parser = TarParser(Tee(check, writer))
+    pending = b""
+    try:
+        for piece in pieces:
+            buf = pending + piece if pending else piece
+            consumed = parser.feed(buf)
+            pending = buf[consumed:]
+        parser.feed(pending, final=True)
+        parser.close()
+    finally:
+        writer.abort()
+    info = check.result()
+    writer.finish()
+    return info
+
+
+# --- recovery configuration ----------------------------------------------------------------
+
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """Where recovery stops: at most one of its fields is set; none means "all WAL"."""
+
+    time: datetime | None = None
+    lsn: str | None = None
+    name: str | None = None
+    immediate: bool = False
+
+    def __post_init__(self) -> None:
+        given = [self.time is not None, self.lsn is not None, self.name is not None]
+        if sum(given) + self.immediate > 1:
+            raise ValueError("give at most one recovery target")
+        if self.time is not None and self.time.utcoffset() is None:
+            raise ValueError("the recovery target time needs a time zone (e.g. +00:00 or Z)")
+        if self.lsn is not None and not _LSN.fullmatch(self.lsn):
+            raise ValueError(f"{self.lsn!r} is not an LSN (like 0/1A2B3C4D)")
+        if self.name is not None and not 0 < len(self.name) < 64:
+            raise ValueError("a restore point name is 1 to 63 characters")
+
+    def settings(self) -> dict[str, str]:
+        if self.time is not None:
+            return {"recovery_target_time": self.time.isoformat(sep=" ")}
+        if self.lsn is not None:
+            return {"recovery_target_lsn": self.lsn.upper()}
+        if self.name is not None:
+            return {"recovery_target_name": self.name}
+        if self.immediate:
+            return {"recovery_target": "immediate"}
+        return {}
+
+    def describe(self) -> str:
+        for key, value in self.settings().items():
+            return f"{key} = {value}"
+        return "the end of the archived WAL"
+
+
+def quote_setting(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def write_recovery_config(
+    datadir: Path,
+    *,
+    restore_command: str,
+    target: RecoveryTarget,
+    port: int | None,
+    archive_off: bool,
+    owner: Owner | None,
+    comment: str,
+) -> dict[str, str]:
+    """Append the recovery settings to ``postgresql.auto.conf`` and create ``recovery.signal``.
+
+    Returns the settings written. ``archive_off`` writes ``archive_mode = off`` so that
+    a restored copy does not push its WAL into the original's archive.
+    """
+    settings = {"restore_command": restore_command, **target.settings()}
+    settings["recovery_target_action"] = "promote"
+    if port is not None:
+        settings["port"] = str(port)
+    if archive_off:
+        settings["archive_mode"] = "off"
+    auto = datadir / "postgresql.auto.conf"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [f"\n# {comment} ({stamp})\n"]
+    lines += [f"{key} = {quote_setting(value)}\n" for key, value in settings.items()]
+    with auto.open("a", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    signal = datadir / "recovery.signal"
+    signal.touch()
+    for path in (auto, signal):
+        path.chmod(0o600)
+        if owner is not None:
+            os.chown(path, owner.uid, owner.gid)
+    return settings
+
+
+# --- starting it -----------------------------------------------------------------------------
+
+
+def find_server_bindir(major: int, configured: Path | str | None = None) -> Path:
+    """The directory of ``postgres`` and ``pg_ctl`` of PostgreSQL ``major``.
+
+    A data directory only starts with the server of its own major version. Raises
+    ToolNotFound naming the package to install.
+    """
+    candidates = [_DEBIAN_ROOT / str(major) / "bin"]
+    with contextlib.suppress(ToolNotFound):
+        candidates.append(find_bindir(configured))
+    for bindir in candidates:
+        if (bindir / "pg_ctl").is_file() and (bindir / "postgres").is_file():
+            done = subprocess.run(
+                [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=False
+            )
+            found = re.search(r"\s(\d+)(?:\.\d+)?", done.stdout)
+            if found is not None and int(found.group(1)) == major:
+                return bindir
+    raise ToolNotFound(
+        f"the PostgreSQL {major} server (pg_ctl, postgres)",
+        searched=", ".join(str(c) for c in candidates),
+        hint=f"install it (Debian: postgresql-{major}) to start the restored cluster",
+    )
+
+
+def _as_owner(argv: Sequence[str], owner: Owner | None) -> list[str]:
+    if owner is not None and os.geteuid() == 0 and owner.uid != 0:
+        return ["runuser", "-u", owner.name, "--", *argv]
+    return list(argv)
+
+
+def start_server(datadir: Path, *, bindir: Path, owner: Owner | None) -> Path:
+    """``pg_ctl start`` without waiting; returns the log file. Raises RecoveryFailed."""
+    log_file = datadir / RECOVERY_LOG
+    log_file.parent.mkdir(mode=0o700, exist_ok=True)
+    log_file.touch(mode=0o600)
+    if owner is not None:
+        os.chown(log_file.parent, owner.uid, owner.gid)
+        os.chown(log_file, owner.uid, owner.gid)
+    argv = [str(bindir / "pg_ctl"), "start", "-D", str(datadir), "-l", str(log_file), "-W"]
+    done = subprocess.run(
+        _as_owner(argv, owner), capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RecoveryFailed(
+            f"pg_ctl start failed (exit {done.returncode}): "
+            f"{(done.stderr or done.stdout).strip()}{_log_tail(log_file)}"
+        )
+    return log_file
+
+
+def _log_tail(log_file: Path, lines: int = 8) -> str:
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return ("\n--- end of " + str(log_file) + " ---\n" + "\n".join(tail)) if tail else ""
+
+
+def _postmaster_status(datadir: Path) -> str | None:
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines[7].strip() if len(lines) > 7 else ""
+
+
+def _in_production(datadir: Path) -> bool:
+    """True once pg_control says the cluster runs normally (recovery over, promoted)."""
+    if (datadir / "recovery.signal").exists():
+        return False
+    try:
+        with (datadir / "global" / "pg_control").open("rb") as fh:
+            head = fh.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and struct.unpack_from("<i", head, 16)[0] == DB_IN_PRODUCTION
+
+
+def _running(datadir: Path, bindir: Path, owner: Owner | None) -> bool:
+    argv = [str(bindir / "pg_ctl"), "status", "-D", str(datadir)]
+    done = subprocess.run(_as_owner(argv, owner), capture_output=True, timeout=30, check=False)
+    return done.returncode == 0
+
+
+def wait_for_recovery(
+    datadir: Path,
+    *,
+    bindir: Path,
+    owner: Owner | None,
+    log_file: Path,
+    timeout: float,
+    poll: float = 0.3,
+) -> list[str]:
+    """Wait until the started server has finished recovery, promoted, and accepts
+    connections; return the log lines that tell where recovery stopped.
+
+    Raises RecoveryFailed (with the end of the log) if the server stops meanwhile (a
+    recovery target it cannot reach is fatal from PostgreSQL 14 on), or is still
+    recovering after ``timeout`` seconds (it is left running then).
+    """
+    deadline = time.monotonic() + timeout
+    # pg_ctl start -W returns before the server has written postmaster.pid: its absence
+    # means "not yet" until it has been seen once, and "stopped" after that.
+    seen = False
+    grace = time.monotonic() + 60
+    while True:
+        status = _postmaster_status(datadir)
+        seen = seen or status is not None
+        # "ready" alone is no proof: a hot standby accepts (read-only) connections too.
+        if status == "ready" and _in_production(datadir):
+            return _recovery_lines(log_file)
+        if (
+            status is None
+            and (seen or time.monotonic() > grace)
+            and not _running(datadir, bindir, owner)
+        ):
+            raise RecoveryFailed(
+                f"the restored server in {datadir} stopped during recovery"
+                + _log_tail(log_file, 12),
+                hint="a recovery target after the end of the archived WAL, or WAL missing "
+                "from the archive, are the usual causes",
+            )
+        if time.monotonic() > deadline:
+            raise RecoveryFailed(
+                f"the restored server in {datadir} is still recovering after {timeout:.0f} s "
+                "(it keeps running)" + _log_tail(log_file),
+            )
+        time.sleep(poll)
+
+
+def _recovery_lines(log_file: Path) -> list[str]:
+    keep = (
+        "recovery stopping",
+        "consistent recovery state",
+        "selected new timeline",
+        "last completed transaction",
+        "archive recovery complete",
+    )
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in text.splitlines() if any(k in line for k in keep)]
+
+
+def stop_server(datadir: Path, *, bindir: Path, owner: Owner | None, mode: str = "fast") -> None:
+    """``pg_ctl stop``; idempotent, never raises (for cleaning up after tests and failures)."""
+    if not (datadir / "postmaster.pid").exists():
+        return
+    argv = [str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", mode, "-w"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(_as_owner(argv, owner), capture_output=True, timeout=120, check=False)

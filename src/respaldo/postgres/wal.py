@@ -1,0 +1,218 @@
+"""WAL files as PostgreSQL names and writes them: names, segment headers, LSNs, pg_control.
+
+Words used here:
+
+WAL file
+    What ``archive_command`` is asked to archive (``%p``) and ``restore_command`` to fetch
+    (``%f``): a *segment* (``000000010000000A000000FF``: timeline, then the segment number
+    in two halves), a *partial* segment (``….partial``, the last one of an old timeline
+    after a promotion), a *history* file (``00000002.history``: where a timeline branched
+    off) or a *backup history* file (``….00000028.backup``, written after each base backup).
+LSN
+    A WAL position, ``X/Y`` in hex (high and low 32 bits); :func:`parse_lsn` /
+    :func:`format_lsn`.
+long page header
+    The first page of every segment starts with the system identifier of the cluster that
+    wrote it, the segment size and the page size. :func:`read_segment_header` reads it, so
+    a segment from another cluster is recognised by its content, not by where it came from.
+
+Everything here is pure parsing of bytes and names: no I/O beyond reading the file asked
+for, no server connection.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from respaldo.errors import InvalidWalFile
+
+XLP_LONG_HEADER = 0x0002
+# XLogPageHeaderData (magic, info, timeline, page address, remaining length; 24 bytes
+# with alignment) followed by the long header's system id, segment size and page size.
+LONG_HEADER = struct.Struct("<HHIQI4xQII")
+SHORT_HEADER = struct.Struct("<HHIQ")
+MIN_SEGMENT_SIZE = 1024 * 1024
+MAX_SEGMENT_SIZE = 1024 * 1024 * 1024
+MAX_SMALL_FILE = 1024 * 1024
+"""History and backup history files are a few lines of text; anything larger is refused."""
+
+_SEGMENT = re.compile(r"([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})")
+_PARTIAL = re.compile(r"([0-9A-F]{24})\.partial")
+_HISTORY = re.compile(r"([0-9A-F]{8})\.history")
+_BACKUP = re.compile(r"([0-9A-F]{24})\.[0-9A-F]{8}\.backup")
+_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+
+
+class WalKind(StrEnum):
+    SEGMENT = "segment"
+    PARTIAL = "partial"
+    HISTORY = "history"
+    BACKUP = "backup"
+
+
+@dataclass(frozen=True)
+class WalName:
+    """A validated WAL file name and what it says."""
+
+    name: str
+    kind: WalKind
+    timeline: str
+    """Eight upper-case hex digits, as in the name."""
+
+    @property
+    def has_header(self) -> bool:
+        """Segments and partial segments start with a long page header; the others are text."""
+        return self.kind in (WalKind.SEGMENT, WalKind.PARTIAL)
+
+    @property
+    def segment(self) -> str | None:
+        """The 24-digit segment name for segments and partial segments."""
+        return self.name[:24] if self.has_header else None
+
+
+def parse_wal_name(name: str) -> WalName:
+    """Validate a WAL file name (a bare name, no directory). Raises InvalidWalFile."""
+    if _SEGMENT.fullmatch(name):
+        return WalName(name, WalKind.SEGMENT, name[:8])
+    if _PARTIAL.fullmatch(name):
+        return WalName(name, WalKind.PARTIAL, name[:8])
+    if _HISTORY.fullmatch(name):
+        return WalName(name, WalKind.HISTORY, name[:8])
+    if _BACKUP.fullmatch(name):
+        return WalName(name, WalKind.BACKUP, name[:8])
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    raise InvalidWalFile(
+        f"{shown!r} is not the name of a WAL file",
+        hint="archive_command passes %p (a path ending in the WAL file name) and "
+        "restore_command %f and %p; check how respaldo is called",
+    )
+
+
+def parse_lsn(text: str) -> int:
+    """``"16/B374D848"`` -> int. Raises ValueError."""
+    match = _LSN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an LSN (like 0/1A2B3C4D)")
+    return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
+
+
+def format_lsn(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def segments_per_id(segment_size: int) -> int:
+    return 0x100000000 // segment_size
+
+
+def segment_name(timeline: int, lsn: int, segment_size: int) -> str:
+    """The name of the segment of ``timeline`` that holds ``lsn``."""
+    segno = lsn // segment_size
+    per = segments_per_id(segment_size)
+    return f"{timeline:08X}{segno // per:08X}{segno % per:08X}"
+
+
+def segment_start(name: str, segment_size: int) -> int:
+    """The LSN where segment ``name`` (24 hex digits) begins."""
+    match = _SEGMENT.fullmatch(name[:24])
+    if match is None:
+        raise ValueError(f"{name!r} is not a segment name")
+    segno = int(match.group(2), 16) * segments_per_id(segment_size) + int(match.group(3), 16)
+    return segno * segment_size
+
+
+def segment_range(timeline: int, start: int, end: int, segment_size: int) -> list[str]:
+    """Names of every segment of ``timeline`` holding WAL from ``start`` to ``end``."""
+    first, last = start // segment_size, max(start, end - 1) // segment_size
+    return [segment_name(timeline, n * segment_size, segment_size) for n in range(first, last + 1)]
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """The long page header at the start of a segment."""
+
+    magic: int
+    timeline: int
+    page_address: int
+    system_identifier: int
+    segment_size: int
+    page_size: int
+
+
+def parse_segment_header(data: bytes | memoryview) -> SegmentHeader | None:
+    """The long page header at the start of ``data``, or None if it is not one."""
+    if len(data) < LONG_HEADER.size:
+        return None
+    magic, info, tli, pageaddr, _rem, sysid, seg_size, page_size = LONG_HEADER.unpack_from(data)
+    if not info & XLP_LONG_HEADER:
+        return None
+    if not (MIN_SEGMENT_SIZE <= seg_size <= MAX_SEGMENT_SIZE and seg_size & (seg_size - 1) == 0):
+        return None
+    if not (1024 <= page_size <= 65536 and page_size & (page_size - 1) == 0):
+        return None
+    return SegmentHeader(magic, tli, pageaddr, sysid, seg_size, page_size)
+
+
+def page_address(data: bytes | memoryview, offset: int = 0) -> tuple[int, int]:
+    """(magic, page address) of the page header at ``offset``."""
+    magic, _info, _tli, pageaddr = SHORT_HEADER.unpack_from(data, offset)
+    return magic, pageaddr
+
+
+@dataclass(frozen=True)
+class WalFile:
+    """A WAL file read from disk and checked against its name."""
+
+    name: WalName
+    data: bytes
+    system_identifier: int | None
+    """From the segment header; None for history and backup history files."""
+
+
+def read_wal_file(path: Path) -> WalFile:
+    """Read a WAL file that ``archive_command`` was given and check it is what its name says.
+
+    A segment must be exactly its header's segment size, start with a long page header
+    of its name's timeline and be at the address its name implies. Raises InvalidWalFile
+    (with the reason) or OSError.
+    """
+    wal_name = parse_wal_name(path.name)
+    data = path.read_bytes()
+    if not wal_name.has_header:
+        if len(data) > MAX_SMALL_FILE:
+            raise InvalidWalFile(f"{path.name} is {len(data)} bytes: too large for its kind")
+        return WalFile(wal_name, data, None)
+    header = parse_segment_header(data)
+    if header is None:
+        raise InvalidWalFile(f"{path.name} does not start with a WAL segment header")
+    problems = []
+    if len(data) != header.segment_size:
+        problems.append(f"it is {len(data)} bytes, its header says {header.segment_size}")
+    if header.timeline != int(wal_name.timeline, 16):
+        problems.append(f"its header is of timeline {header.timeline}")
+    expected = segment_start(wal_name.name, header.segment_size)
+    if header.page_address != expected:
+        problems.append(
+            f"its first page is at {format_lsn(header.page_address)}, "
+            f"its name says {format_lsn(expected)}"
+        )
+    if problems:
+        raise InvalidWalFile(f"{path.name} is not a valid WAL segment: {'; '.join(problems)}")
+    return WalFile(wal_name, data, header.system_identifier)
+
+
+# --- pg_control ------------------------------------------------------------------------
+
+PG_CONTROL = "global/pg_control"
+_CONTROL_HEAD = struct.Struct("<QI")
+
+
+def control_system_identifier(data: bytes | memoryview) -> tuple[int, int]:
+    """(system identifier, pg_control version) from the start of a ``pg_control`` file."""
+    if len(data) < _CONTROL_HEAD.size:
+        raise InvalidWalFile("pg_control is truncated")
+    sysid, version = _CONTROL_HEAD.unpack_from(data)
+    return int(sysid), int(version)

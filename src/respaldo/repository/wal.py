@@ -1,0 +1,159 @@
+"""Archived WAL and the record of which cluster each configured database is.
+
+``wal/<system id>/<timeline>/<file>`` holds one WAL file (a segment, a partial segment, a
+history or backup history file) as one sealed blob, not chunked: a segment is written
+once and read whole, and 16 MiB in one object is what object stores like. The associated
+data is ``respaldo/wal/<system id>/<timeline>/<file>``, so a blob copied or renamed to
+another cluster, timeline or segment fails authentication instead of being replayed.
+
+``clusters/<database>`` is a sealed JSON record (associated data
+``respaldo/cluster/<database>``) of the system identifier of the cluster the configured
+database lives in: WAL that another cluster pushes under that database's name is
+refused. It is written the first time WAL or a physical backup of the database arrives,
+and replaced only on request (a deliberately re-created server).
+
+WAL objects are never replaced: putting a file that exists is accepted if its content is
+the same (PostgreSQL retries an archive_command whose success it did not see) and
+reported as a conflict otherwise. This layer does not interpret WAL; names and system
+identifiers come checked from the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.repository.crypto import SealError
+from respaldo.repository.repo import Repository
+from respaldo.storage.base import validate_name
+
+WAL_PREFIX = "wal/"
+CLUSTER_PREFIX = "clusters/"
+AAD_WAL = b"respaldo/wal/"
+AAD_CLUSTER = b"respaldo/cluster/"
+
+_SYSTEM_ID = re.compile(r"[0-9]{1,20}")
+_TIMELINE = re.compile(r"[0-9A-F]{8}")
+_FILE = re.compile(r"[0-9A-F]{8}(?:[0-9A-F]{16}(?:\.partial|\.[0-9A-F]{8}\.backup)?|\.history)")
+
+
+class PutOutcome(StrEnum):
+    STORED = "stored"
+    """The file was not in the archive and now is."""
+    SAME = "same"
+    """The archive held it already, with the same content: nothing written."""
+    DIFFERENT = "different"
+    """The archive holds other content under this name: nothing written."""
+
+
+def wal_object(system_id: str, timeline: str, file: str) -> str:
+    """``wal/<system id>/<timeline>/<file>``. Raises ValueError for malformed parts."""
+    if not _SYSTEM_ID.fullmatch(system_id):
+        raise ValueError(f"invalid system identifier {system_id!r}")
+    if not _TIMELINE.fullmatch(timeline):
+        raise ValueError(f"invalid timeline {timeline!r}")
+    if not _FILE.fullmatch(file) or not file.startswith(timeline):
+        raise ValueError(f"invalid WAL file name {file!r} for timeline {timeline}")
+    return validate_name(f"{WAL_PREFIX}{system_id}/{timeline}/{file}")
+
+
+def _wal_aad(name: str) -> bytes:
+    return AAD_WAL + name[len(WAL_PREFIX) :].encode()
+
+
+def put_wal(repo: Repository, system_id: str, timeline: str, file: str, data: bytes) -> PutOutcome:
+    """Archive one WAL file unless it is there already; see :class:`PutOutcome`.
+
+    Idempotent for equal content. Two processes putting the same new name at the same
+    moment both store it (the last rename wins); PostgreSQL never archives one file twice
+    at once. Raises storage errors, and IntegrityError if the existing object is damaged.
+    """
+    name = wal_object(system_id, timeline, file)
+    try:
+        existing = repo.storage.get(name)
+    except ObjectNotFound:
+        repo.storage.put(name, repo.sealer.seal(data, _wal_aad(name)))
+        return PutOutcome.STORED
+    return PutOutcome.SAME if _open(repo, name, existing) == data else PutOutcome.DIFFERENT
+
+
+def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes:
+    """The content of an archived WAL file. Raises ObjectNotFound, IntegrityError."""
+    name = wal_object(system_id, timeline, file)
+    return _open(repo, name, repo.storage.get(name))
+
+
+def _open(repo: Repository, name: str, blob: bytes) -> bytes:
+    try:
+        return repo.sealer.open(blob, _wal_aad(name))
+    except SealError as exc:
+        raise IntegrityError(f"archived WAL file is damaged: {exc}", obj=name) from None
+
+
+def list_wal(repo: Repository, system_id: str | None = None) -> list[str]:
+    """Object names of archived WAL files, of one cluster or of all, in name order."""
+    prefix = WAL_PREFIX if system_id is None else f"{WAL_PREFIX}{system_id}/"
+    return [info.name for info in repo.storage.list(prefix)]
+
+
+# --- which cluster a database is -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    database: str
+    system_identifier: str
+    recorded_at: datetime
+    recorded_by: str
+    """What wrote it: ``wal-push``, ``backup`` or ``check --adopt``."""
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "version": 1,
+                "database": self.database,
+                "system_identifier": self.system_identifier,
+                "recorded_at": self.recorded_at.isoformat(),
+                "recorded_by": self.recorded_by,
+            },
+            sort_keys=True,
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClusterRecord:
+        doc = json.loads(data)
+        return cls(
+            database=str(doc["database"]),
+            system_identifier=str(doc["system_identifier"]),
+            recorded_at=datetime.fromisoformat(doc["recorded_at"]),
+            recorded_by=str(doc.get("recorded_by", "")),
+        )
+
+
+def cluster_object(database: str) -> str:
+    return validate_name(f"{CLUSTER_PREFIX}{database}")
+
+
+def read_cluster(repo: Repository, database: str) -> ClusterRecord | None:
+    """The recorded cluster of ``database``, or None. Raises IntegrityError if damaged."""
+    name = cluster_object(database)
+    try:
+        blob = repo.storage.get(name)
+    except ObjectNotFound:
+        return None
+    try:
+        record = ClusterRecord.from_bytes(repo.sealer.open(blob, AAD_CLUSTER + database.encode()))
+    except (SealError, ValueError, KeyError) as exc:
+        raise IntegrityError(f"cluster record is damaged: {exc}", obj=name) from None
+    return record
+
+
+def write_cluster(repo: Repository, record: ClusterRecord) -> None:
+    """Record (or, deliberately, replace) which cluster ``record.database`` is."""
+    name = cluster_object(record.database)
+    aad = AAD_CLUSTER + record.database.encode()
+    repo.storage.put(name, repo.sealer.seal(record.to_bytes(), aad))

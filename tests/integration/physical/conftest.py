@@ -1,0 +1,259 @@
+"""A cluster that archives its WAL through the real respaldo CLI, and a respaldo around it.
+
+``archiving`` (one per test session, i.e. per xdist worker) is a throwaway cluster (run by the
+``postgres`` OS user when we are root) with ``archive_mode = on`` and
+``archive_command = '<respaldo> --config <config> wal-push %p'``, holding a database
+``shop`` with the sample ERP at a small scale. Everything the server's user must read or
+write (config, passphrase file, repository) lives in a directory that user owns; the
+catalog and the index cache are only used by the test process itself.
+
+The server runs respaldo as its own user. When that user cannot execute the virtual
+environment's interpreter (it lives under root's home here), ``server_respaldo`` is a
+small shell script running the same code with the system's Python 3.11 and the venv's
+packages: same entry point, same modules, another interpreter binary.
+
+Commands of the test itself run in this process (:func:`respaldo.cli.main.invoke`, as
+root, output captured) or, where the console script matters, as real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sample
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.cli.main import invoke
+from respaldo.config import Settings, load_settings
+from respaldo.operations.repositories import init_repositories
+from respaldo.repository import KdfParams
+
+PASSPHRASE = "physical backups (test passphrase)"
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+SHOP = "shop"
+SHOP_SCALE = 0.002
+SEED = 20251128
+OS_USER = "postgres"
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _owner() -> tuple[int, int] | None:
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(OS_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def chown_tree(path: Path) -> None:
+    owner = _owner()
+    if owner is None:
+        return
+    os.chown(path, *owner)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            os.lchown(Path(dirpath, name), *owner)
+
+
+def server_respaldo(base: Path) -> str:
+    """A command that the server's OS user can run as ``respaldo``."""
+    script = Path(sys.executable).with_name("respaldo")
+    if _owner() is None:
+        return str(script)
+    probe = subprocess.run(
+        ["runuser", "-u", OS_USER, "--", str(Path(sys.executable)), "-c", "pass"],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return str(script)
+    site = sysconfig.get_paths()["purelib"]
+    wrapper = base / "respaldo-as-server"
+    assert '"' not in site and "'" not in site
+    code = f'import site; site.addsitedir("{site}"); from respaldo.cli.entry import run; run()'
+
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/python3 -I -S -c '{code}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+@dataclass
+class Archiving:
+    """The archiving cluster and the respaldo configured for it."""
+
+    pg: TempCluster
+    base: Path
+    config: Path
+    respaldo_command: str
+    capsys: pytest.CaptureFixture[str] | None = None
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.base / "repo"
+
+    def settings(self) -> Settings:
+        return load_settings(self.config)
+
+    def run(self, *args: str) -> Run:
+        """``respaldo --config CONFIG ARGS`` in this process (as root when we are)."""
+        assert self.capsys is not None
+        self.capsys.readouterr()
+        code = invoke(["--config", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        return Run(code, out, err)
+
+    def run_as_server(self, *args: str, env: dict[str, str] | None = None) -> Run:
+        """The respaldo the server runs, as the server's user, in a real process."""
+        prefix = ["runuser", "-u", OS_USER, "--"] if _owner() is not None else []
+        done = subprocess.run(
+            [*prefix, self.respaldo_command, "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def backup(self) -> dict[str, Any]:
+        run = self.run("backup", "erp", "--type", "incremental", "--json")
+        assert run.code == 0, str(run)
+        record: dict[str, Any] = run.json()
+        return record
+
+    def switch_and_archive(self, timeout: float = 60.0) -> str:
+        """Close the current WAL segment and wait until the archiver pushed it."""
+        segment = str(self.pg.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.pg.query(
+                "SELECT last_archived_wal, last_failed_wal, failed_count FROM pg_stat_archiver"
+            )[0]
+            if row[0] is not None and str(row[0]) >= segment:
+                return segment
+            time.sleep(0.1)
+        log = self.pg.logfile.read_text(errors="replace")[-3000:]
+        raise AssertionError(f"segment {segment} was not archived: {row}\n{log}")
+
+    def new_datadir(self) -> Path:
+        """A not yet existing data directory below a base the server's user may enter."""
+        base = Path(tempfile.mkdtemp(prefix="restored-", dir=self.base))
+        chown_tree(base)
+        return base / "data"
+
+    def restored(self, datadir: Path, port: int) -> TempCluster:
+        """A TempCluster handle on a restored server (same superuser and password)."""
+        return replace(self.pg, base=datadir.parent, port=port)
+
+
+def write_config(base: Path, pg: TempCluster, extra: str = "") -> Path:
+    passfile = base / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    dbpass = base / "db.pass"
+    dbpass.write_text(pg.password.get_secret_value() + "\n")
+    dbpass.chmod(0o600)
+    config = base / "respaldo.toml"
+    config.write_text(
+        f"""
+passphrase_file = "{passfile}"
+cache_dir = "{base / "cache"}"
+workers = 2
+
+[catalog]
+url = "sqlite:///{base / "catalog.db"}"
+
+[[repositories]]
+name = "local"
+url = "file://{base / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://{pg.superuser}@{pg.host}:{pg.port}/{SHOP}"
+password_file = "{dbpass}"
+{extra}"""
+    )
+    config.chmod(0o644)
+    return config
+
+
+@pytest.fixture(scope="session")
+def archiving_session() -> Iterator[Archiving]:
+    base = Path(tempfile.mkdtemp(prefix="respaldo-physical-"))
+    # Cleaned up even when the cluster or the repository could not be made.
+    cluster: TempCluster | None = None
+    try:
+        command = server_respaldo(base)
+        config = base / "respaldo.toml"
+        cluster = TempCluster.create(
+            settings={
+                "archive_mode": "on",
+                "archive_command": f"{command} --config {config} wal-push %p",
+            }
+        )
+        write_config(base, cluster)
+        init_repositories(load_settings(config), kdf=FAST_KDF)
+        chown_tree(base)
+        cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
+        sample.load(cluster.conninfo_kwargs(SHOP), SHOP_SCALE, SEED)
+        archiving = Archiving(cluster, base, config, command)
+        # The first push records the cluster in the repository as the server's user.
+        archiving.switch_and_archive()
+        yield archiving
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def archiving(
+    archiving_session: Archiving, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Archiving]:
+    archiving_session.capsys = capsys
+    yield archiving_session
+    archiving_session.capsys = None
+
+
+@pytest.fixture
+def restored_servers() -> Iterator[list[TempCluster]]:
+    """Restored servers a test started; stopped (not removed) at the end of the test."""
+    servers: list[TempCluster] = []
+    yield servers
+    for server in servers:
+        try:
+            server.stop("immediate")
+        except Exception as exc:  # a failed stop must not hide the test's own result
+            print(f"could not stop restored server in {server.datadir}: {exc}")

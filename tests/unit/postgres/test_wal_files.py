@@ -1,0 +1,97 @@
+"""WAL names, LSNs and segment headers (pure parsing, no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from respaldo.cli.entry import command_of
+from respaldo.errors import InvalidWalFile
+from respaldo.postgres.wal import (
+    WalKind,
+    format_lsn,
+    parse_lsn,
+    parse_wal_name,
+    read_wal_file,
+    segment_name,
+    segment_range,
+    segment_start,
+)
+from tests.unit.postgres.support import SEGMENT_SIZE, make_segment
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "timeline"),
+    [
+        ("000000010000000A000000FF", WalKind.SEGMENT, "00000001"),
+        ("000000020000000A000000FF.partial", WalKind.PARTIAL, "00000002"),
+        ("00000003.history", WalKind.HISTORY, "00000003"),
+        ("000000010000000000000002.00000028.backup", WalKind.BACKUP, "00000001"),
+    ],
+)
+def test_wal_names(name: str, kind: WalKind, timeline: str) -> None:
+    parsed = parse_wal_name(name)
+    assert (parsed.kind, parsed.timeline) == (kind, timeline)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "00000001000000000000000",
+        "000000010000000000000001x",
+        "../00000001.history",
+        "0000000100000000000000g1",
+        "archive_status",
+        "000000010000000000000001.ready",
+    ],
+)
+def test_other_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidWalFile):
+        parse_wal_name(name)
+
+
+def test_lsns_and_segment_names() -> None:
+    assert parse_lsn("16/B374D848") == 0x16B374D848
+    assert format_lsn(0x16B374D848) == "16/B374D848"
+    size = 16 * 1024 * 1024
+    assert segment_name(1, parse_lsn("0/2000028"), size) == "000000010000000000000002"
+    assert segment_name(3, parse_lsn("1/FF000000"), size) == "0000000300000001000000FF"
+    assert segment_start("0000000300000001000000FF", size) == parse_lsn("1/FF000000")
+    assert segment_range(1, parse_lsn("0/2FFFFF0"), parse_lsn("0/3000100"), size) == [
+        "000000010000000000000002",
+        "000000010000000000000003",
+    ]
+    with pytest.raises(ValueError):
+        parse_lsn("0/xyz")
+
+
+def test_segments_are_checked_against_their_names(tmp_path: Path) -> None:
+    good = tmp_path / "000000010000000000000005"
+    good.write_bytes(make_segment(42, 1, 5))
+    assert read_wal_file(good).system_identifier == 42
+    wrong_place = tmp_path / "000000010000000000000006"
+    wrong_place.write_bytes(make_segment(42, 1, 5))
+    with pytest.raises(InvalidWalFile, match="its name says"):
+        read_wal_file(wrong_place)
+    short = tmp_path / "000000010000000000000007"
+    short.write_bytes(make_segment(42, 1, 7)[: SEGMENT_SIZE // 2])
+    with pytest.raises(InvalidWalFile, match="its header says"):
+        read_wal_file(short)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["wal-push", "p"], "wal-push"),
+        (["--config", "c.toml", "wal-fetch", "f", "p"], "wal-fetch"),
+        (["-c", "c.toml", "-v", "wal-push", "p"], "wal-push"),
+        (["--config=c.toml", "backup", "erp"], "backup"),
+        (["--verbose"], None),
+    ],
+)
+def test_the_console_script_spots_wal_commands(argv: list[str], command: str | None) -> None:
+    assert command_of(argv) == command
