@@ -143,6 +143,9 @@ class RepositorySettings(_Section):
     profile: str | None = None
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
+    # The secret from a 0600 file (the TOML itself never holds it), or from the AWS_*
+    # environment / a profile when access_key_id is not given either.
+    secret_access_key_file: Path | None = None
     server_side_encryption: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
@@ -196,6 +199,29 @@ class DatabaseSettings(_Section):
         return value
 
 
+class FileSetSettings(_Section):
+    """``[[file_sets]]``: application file trees backed up as ``files`` backups."""
+
+    name: str
+    paths: list[Path]
+    # fnmatch patterns: without "/" they match a name at any depth ("*.tmp"), with one
+    # the path relative to the configured path it is under ("thumbnails/*").
+    exclude: list[str] = []
+    retention_days: int = Field(default=7, ge=1)
+
+    _validate_name = field_validator("name")(_check_name)
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, value: list[Path]) -> list[Path]:
+        if not value:
+            raise ValueError("a file set needs at least one path")
+        for path in value:
+            if not path.is_absolute():
+                raise ValueError(f"file set paths must be absolute: {path}")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything respaldo is configured with."""
 
@@ -209,6 +235,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = CatalogSettings()
     repositories: list[RepositorySettings] = []
     databases: list[DatabaseSettings] = []
+    file_sets: list[FileSetSettings] = []
     chunker: ChunkerSettings = ChunkerSettings()
     drill: DrillSettings = DrillSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -253,6 +280,13 @@ class Settings(BaseSettings):
                 return db
         known = ", ".join(d.name for d in self.databases) or "none"
         raise ConfigError(f"database {name!r} is not configured", hint=f"configured: {known}")
+
+    def file_set(self, name: str) -> FileSetSettings:
+        for file_set in self.file_sets:
+            if file_set.name == name:
+                return file_set
+        known = ", ".join(f.name for f in self.file_sets) or "none"
+        raise ConfigError(f"file set {name!r} is not configured", hint=f"configured: {known}")
 
     def repository_passphrase(self) -> SecretStr:
         """The passphrase that opens the repositories: environment first, then the file."""

@@ -105,6 +105,28 @@ class ChunkerUnavailable(RepositoryError):
     """The compiled FastCDC chunker could not be loaded (the pure-Python one is 200x slower)."""
 
 
+class RepositoryLocked(RepositoryError):
+    """A lock of another process conflicts with the one asked for: a prune (exclusive)
+    while backups run (shared leases), or a backup while a prune runs.
+
+    ``holders`` describes each conflicting lock (kind, purpose, host, pid, last refresh).
+    """
+
+    def __init__(
+        self, message: str, *, holders: list[str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.holders = list(holders or [])
+
+
+class LeaseLost(RepositoryError):
+    """A lease this process held was removed by another process or not refreshed in time.
+
+    Garbage collection may since have deleted data the work relied on, so that work
+    (a backup's manifest) must not be committed.
+    """
+
+
 # --- catalog layer -------------------------------------------------------------------
 
 
@@ -236,6 +258,24 @@ class DatabaseNotFound(SourceError):
     """The named database does not exist."""
 
 
+class InvalidWalFile(SourceError):
+    """A file given as a WAL file is not one: its name, size or segment header is wrong."""
+
+
+class BaseBackupInvalid(SourceError):
+    """A base backup does not match the backup_manifest PostgreSQL wrote for it."""
+
+
+class UnsafePath(SourceError):
+    """An archive member would land outside the target directory, or is of a kind that is
+    never restored (devices, hard links); nothing of the archive is kept then."""
+
+
+class RecoveryFailed(SourceError):
+    """A restored server stopped during recovery or did not finish it in time; the message
+    ends with the last lines of its log."""
+
+
 # --- operations layer --------------------------------------------------------------------
 
 
@@ -245,3 +285,12 @@ class OperationError(RespaldoError):
 
 class RestoreError(OperationError):
     """A restore was refused or failed; the target database is left as it was."""
+
+
+class WalRefused(OperationError):
+    """A WAL file was refused: it comes from another cluster than the one the repository
+    records for the database, or the archive holds other content under its name."""
+
+
+class WalNotFound(OperationError):
+    """The archive holds no such WAL file (normal: recovery asks until one is missing)."""

@@ -1,32 +1,44 @@
-"""``respaldo backup DATABASE``: take a backup now."""
+"""``respaldo backup SOURCE [--type full|incremental|files]``: take a backup now.
+
+SOURCE is a configured database (``full``: logical, the default; ``incremental``:
+physical, the whole cluster) or file set (``files``, the default for file sets).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from respaldo.catalog import record_to_api
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import BackupKind
-from respaldo.operations.backup import backup_database
 from respaldo.operations.context import Context
+from respaldo.operations.snapshot import backup_source
 
 
 @app.command("backup")
 def backup(
     ctx: typer.Context,
-    database: Annotated[str, typer.Argument(help="A database name from the config.")],
-    kind: Annotated[BackupKind, typer.Option("--type", help="Backup kind.")] = BackupKind.FULL,
+    database: Annotated[str, typer.Argument(help="A database or file set name from the config.")],
+    kind: Annotated[
+        BackupKind | None,
+        typer.Option(
+            "--type",
+            help="full (logical, default for databases), incremental (physical: the whole "
+            "cluster), files (default for file sets).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
-    """Back up a configured database; prints the backup id as the last line."""
+    """Back up a configured database or file set; prints the backup id as the last line."""
     settings = state(ctx).settings
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
-            result = backup_database(context, database, kind=kind)
+            result = backup_source(context, database, kind)
         finally:
             context.close()
     stats = result.stats
@@ -38,6 +50,8 @@ def backup(
         f"{result.record.duration or 0:.1f} s",
         highlight=False,
     )
+    for warning in result.manifest.meta.get("warnings") or []:
+        err_console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     for outcome in result.copies:
         if outcome.ok:
             err_console.print(f"copied {outcome.backup_id} to {outcome.repository}")
@@ -45,7 +59,7 @@ def backup(
             # The local backup stands; the copy is recorded failed and retried next time.
             err_console.print(
                 f"[yellow]warning:[/] copy of {outcome.backup_id} to {outcome.repository} "
-                f"failed: {outcome.error}",
+                f"failed: {escape(str(outcome.error))}",
                 highlight=False,
             )
     if as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, state
 from respaldo.operations.repositories import open_store
@@ -36,6 +37,6 @@ def rebuild(
         f"{report.index_files_removed} removed"
     )
     for problem in report.problems:
-        err_console.print(f"[red]problem:[/] {problem}")
+        err_console.print(f"[red]problem:[/] {escape(str(problem))}", highlight=False)
     if report.problems:
         raise typer.Exit(3)

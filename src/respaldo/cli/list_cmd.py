@@ -67,4 +67,7 @@ def show(
         return
     width = max(len(k) for k in data)
     for key, value in data.items():
-        out_console.print(f"{key:<{width}}  {value if value is not None else '-'}", highlight=False)
+        # No markup: values such as errorMessage may hold "[backup …]", which is no style.
+        out_console.print(
+            f"{key:<{width}}  {value if value is not None else '-'}", highlight=False, markup=False
+        )

@@ -14,14 +14,18 @@ import typer
 from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     backup_cmd,
     catalog_cmd,
+    check_cmd,
     copy_cmd,
     drill_cmd,
     index_cmd,
     init_cmd,
     key_cmd,
     list_cmd,
+    prune_cmd,
     restore_cmd,
+    snapshot_cmd,
     verify_cmd,
+    wal_cmd,
 )
 from respaldo.cli.app import app
 from respaldo.errors import RespaldoError

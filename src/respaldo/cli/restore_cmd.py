@@ -1,4 +1,4 @@
-"""``respaldo restore ID --target-database NAME``: restore a logical backup."""
+"""``respaldo restore ID --target-database NAME | --target-datadir DIR | --target-dir DIR``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import progress_bars
+from respaldo.cli.restore_other import PitrOptions, restore_other
 from respaldo.operations.context import Context
 from respaldo.operations.restore import restore_backup
 
@@ -18,8 +20,9 @@ def restore(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(help="Backup id.")],
     target_database: Annotated[
-        str, typer.Option("--target-database", "-t", help="Database to restore into.")
-    ],
+        str | None,
+        typer.Option("--target-database", "-t", help="Database to restore into (logical)."),
+    ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Swap an existing database (kept as *_old_*).")
     ] = False,
@@ -37,9 +40,65 @@ def restore(
     work_dir: Annotated[
         Path | None, typer.Option("--work-dir", help="Where --jobs spools the dump.")
     ] = None,
+    target_datadir: Annotated[
+        Path | None,
+        typer.Option("--target-datadir", help="New data directory (physical backups)."),
+    ] = None,
+    target_dir: Annotated[
+        Path | None, typer.Option("--target-dir", help="Empty directory (files backups).")
+    ] = None,
+    target_time: Annotated[
+        str | None, typer.Option("--target-time", help="Recover to this time (with zone).")
+    ] = None,
+    target_lsn: Annotated[str | None, typer.Option("--target-lsn", help="... to this LSN.")] = None,
+    target_name: Annotated[
+        str | None, typer.Option("--target-name", help="... to this restore point.")
+    ] = None,
+    immediate: Annotated[
+        bool, typer.Option("--immediate", help="... only to the end of the backup.")
+    ] = False,
+    start: Annotated[
+        bool, typer.Option("--start", help="Start it, wait for recovery, promote.")
+    ] = False,
+    port: Annotated[int | None, typer.Option("--port", help="Port of the restored server.")] = None,
+    os_user: Annotated[
+        str, typer.Option("--os-user", help="Owner and server user when run as root.")
+    ] = "postgres",
+    keep_archiving: Annotated[
+        bool, typer.Option("--keep-archiving", help="Keep archive_mode of the backup.")
+    ] = False,
+    respaldo_command: Annotated[
+        str | None, typer.Option("--respaldo-command", help="respaldo as the server runs it.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds --start waits for recovery.")
+    ] = 3600.0,
 ) -> None:
-    """Verify and restore a backup into a new database, or swap it in with --replace."""
+    """Verify and restore a backup: a logical one into a new database (or swapped in with
+    --replace), a physical one into a new data directory with point-in-time recovery, a
+    files backup into an empty directory."""
     settings = state(ctx).settings
+    if target_datadir is not None or target_dir is not None or target_database is None:
+        restore_other(
+            settings,
+            backup_id,
+            datadir=target_datadir,
+            directory=target_dir,
+            target_database=target_database,
+            pitr=PitrOptions(
+                target_time,
+                target_lsn,
+                target_name,
+                immediate,
+                start,
+                port,
+                os_user,
+                keep_archiving,
+                respaldo_command,
+                timeout,
+            ),
+        )
+        return
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
@@ -58,7 +117,7 @@ def restore(
         finally:
             context.close()
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     message = (
         f"restored {backup_id} into {result.target}: {human_bytes(result.bytes_restored)}, "
         f"{result.row_counts_checked} tables' row counts checked, {result.seconds:.1f} s"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.errors import ConfigError
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import verify_backups, verify_repository
+from respaldo.repository.locks import shared_lease
 from respaldo.repository.verify import parse_subset, verify_subset
 
 
@@ -40,14 +42,19 @@ def verify(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     repo = open_repository(state(ctx).settings, repository)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+    # A shared lease: a garbage collection repacking meanwhile would show as damage.
+    with (
+        shared_lease(repo, "verify"),
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        ) as progress,
+    ):
         task = progress.add_task("verifying", total=None)
 
         def advance(n: int) -> None:
@@ -60,7 +67,9 @@ def verify(
         else:
             report = verify_backups(repo, backup_ids or [], advance)
     for problem in report.problems:
-        err_console.print(f"[red]problem:[/] {problem}", highlight=False)
+        # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
+        # style tag and swallow, hiding what is damaged.
+        err_console.print(f"[red]problem:[/] {escape(str(problem))}", highlight=False)
     summary = (
         f"{report.backups} backups, {report.chunks} chunks, {human_bytes(report.bytes)} read"
         + (f", {report.packs} packs checked" if all_ else "")

@@ -60,8 +60,12 @@ def backup_database(
     *,
     kind: BackupKind = BackupKind.FULL,
     triggered_by: TriggeredBy = TriggeredBy.CLI,
+    snapshot: str | None = None,
 ) -> BackupResult:
     """Take a full logical backup of the configured database ``database``.
+
+    ``snapshot`` (a snapshot id, see operations/snapshot.py) pins the backup and records
+    the id in its manifest.
 
     Raises ConfigError (database not configured), ConnectionFailed, ToolVersionError,
     PostgresError, StorageError or RepositoryError; the catalog record is failed first.
@@ -80,11 +84,12 @@ def backup_database(
             retention_days=db.retention_days,
             database_name=db.name,
             storage_path=repo.storage.location,
+            pinned=snapshot is not None,
         )
         BackupRecords(session).start(record.id, current_pid())
     backup_id = record.id
     try:
-        manifest, stats = _dump(ctx, db, repo, backup_id, kind, record.started_at)
+        manifest, stats = _dump(ctx, db, repo, backup_id, kind, record.started_at, snapshot)
     except BaseException as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
@@ -119,6 +124,7 @@ def _dump(
     backup_id: str,
     kind: BackupKind,
     started_at: datetime | None,
+    snapshot_id: str | None = None,
 ) -> tuple[Manifest, WriteStats]:
     conninfo = ConnInfo.from_settings(db)
     check_pg_dump_version(conninfo)
@@ -143,6 +149,7 @@ def _dump(
         "server_version_num": server.version_num,
         "system_identifier": str(server.system_identifier),
         "retention_days": db.retention_days,
+        **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
     with BackupWriter(repo, backup_id) as writer:
         with exported_snapshot(conninfo) as snapshot:

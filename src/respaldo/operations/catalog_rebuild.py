@@ -9,7 +9,8 @@ from respaldo.domain import BackupKind
 from respaldo.errors import IntegrityError
 from respaldo.operations.context import Context
 from respaldo.operations.repositories import open_repository
-from respaldo.repository import Manifest
+from respaldo.repository import Manifest, Repository
+from respaldo.repository.reader import read_list
 
 
 @dataclass
@@ -19,7 +20,9 @@ class RebuildResult:
     damaged: list[str] = field(default_factory=list)
 
 
-def manifest_values(manifest: Manifest, repository: str, location: str) -> ManifestValues:
+def manifest_values(
+    manifest: Manifest, repository: str, location: str, size_compressed: int | None = None
+) -> ManifestValues:
     """What a manifest tells the catalog about its backup."""
     meta = manifest.meta
     checksum = manifest.streams[0].sha256 if manifest.streams else None
@@ -32,11 +35,15 @@ def manifest_values(manifest: Manifest, repository: str, location: str) -> Manif
         completed_at=manifest.completed_at,
         database_name=manifest.source,
         size_bytes=manifest.size,
+        size_compressed=size_compressed,
         checksum=checksum,
         database_version=meta.get("server_version"),
         schema_version=meta.get("schema_version"),
         tool_version=manifest.tool_version,
         retention_days=meta.get("retention_days"),
+        # Snapshot backups are pinned in their manifest. A rebuild never unpins, and re-pins
+        # one a user unpinned: keeping too much is the failure that loses nothing.
+        pinned=True if meta.get("pinned") else None,
         storage_path=location,
     )
 
@@ -55,7 +62,9 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         except IntegrityError:
             result.damaged.append(backup_id)
             continue
-        values = manifest_values(manifest, repo_settings.name, repo.storage.location)
+        values = manifest_values(
+            manifest, repo_settings.name, repo.storage.location, sealed_size(repo, manifest)
+        )
         with ctx.catalog.begin() as session:
             _, created = BackupRecords(session).upsert_from_manifest(values)
         if created:
@@ -63,3 +72,26 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         else:
             result.updated += 1
     return result
+
+
+def sealed_size(repo: Repository, manifest: Manifest) -> int | None:
+    """The backup's ``size_compressed`` as its writer counted it: the sealed length of every
+    chunk it references (list chunks included, repeats counted again).
+
+    The manifest does not hold it, and a rebuilt record must not lose it. Reads each
+    stream's list chunks (one per ~256 MiB of stream). None if a chunk is missing from
+    the index or a list chunk does not read: 'respaldo verify' tells what is wrong.
+    """
+    total = 0
+    for stream in manifest.streams:
+        for list_id in stream.lists:
+            try:
+                entries = read_list(repo, list_id)
+            except Exception:  # the repository layer keeps its failure type private
+                return None
+            for chunk_id in [bytes.fromhex(list_id), *(cid for cid, _ in entries)]:
+                location = repo.index.get(chunk_id)
+                if location is None:
+                    return None
+                total += location.length
+    return total

@@ -17,6 +17,7 @@ database is always dropped; if the process dies first, the next drill drops it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -40,7 +41,7 @@ from respaldo.operations.restore import (
 from respaldo.postgres import ConnInfo, create_database
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.queries import readonly_value
-from respaldo.repository import Manifest
+from respaldo.repository import Manifest, Repository
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,19 @@ def run_drill(ctx: Context, target: str, *, amcheck: bool | None = None) -> Dril
     """
     remove_leftovers(ctx)
     backup_id = _choose_backup(ctx, target)
-    repo, fallbacks, warnings = open_with_fallbacks(ctx)
+    with contextlib.ExitStack() as leases:
+        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
+        return _drill(ctx, backup_id, repo, fallbacks, warnings, amcheck)
+
+
+def _drill(
+    ctx: Context,
+    backup_id: str,
+    repo: Repository,
+    fallbacks: list[Repository],
+    warnings: list[str],
+    amcheck: bool | None,
+) -> DrillResult:
     manifest = load_manifest_any(repo, fallbacks, backup_id)
     if manifest.kind != BackupKind.FULL.value:
         raise ConfigError(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from respaldo.config import RepositorySettings, Settings
-from respaldo.errors import RepositoryError, RepositoryExists
+from pydantic import SecretStr
+
+from respaldo.config import RepositorySettings, Settings, read_secret_file
+from respaldo.errors import RepositoryError, RepositoryExists, RepositoryNotFound
 from respaldo.repository import ChunkerParams, KdfParams, Repository
 from respaldo.storage import Storage, open_storage
 
@@ -15,8 +17,13 @@ def storage_options(repo: RepositorySettings) -> dict[str, Any]:
     """Backend options from a repository's settings (the S3 ones, for now)."""
     # model_dump keeps SecretStr values as SecretStr: secrets stay wrapped until the
     # backend hands them to its client.
-    dumped = repo.model_dump(exclude={"name", "url"})
-    return {key: value for key, value in dumped.items() if value is not None}
+    dumped = repo.model_dump(exclude={"name", "url", "secret_access_key_file"})
+    options = {key: value for key, value in dumped.items() if value is not None}
+    if repo.secret_access_key_file is not None and repo.secret_access_key is None:
+        options["secret_access_key"] = SecretStr(
+            read_secret_file(repo.secret_access_key_file, "secret_access_key_file")
+        )
+    return options
 
 
 def open_store(repo: RepositorySettings) -> Storage:
@@ -29,7 +36,7 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
     Raises ConfigError, RepositoryNotFound, WrongPassphrase or IntegrityError.
     """
     repo_settings = settings.repository(name)
-    return Repository.open(
+    repo = Repository.open(
         open_store(repo_settings),
         settings.repository_passphrase(),
         cache_dir=settings.cache_dir,
@@ -37,6 +44,9 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
         pack_size=settings.pack_size,
         workers=settings.workers,
     )
+    repo.lock_stale_after = settings.locks.stale_after_seconds
+    repo.lock_wait = settings.locks.wait_seconds
+    return repo
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,17 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     results = []
     store = open_store(primary_settings)
     try:
-        primary = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
-        created = True
-    except RepositoryExists:
         primary = Repository.open(store, passphrase, load_index=False)
         created = False
+    except RepositoryNotFound:
+        # After a disaster the primary is empty but a secondary survived: the new primary
+        # must be a mirror of it, or nothing could be copied between them again.
+        survivor = _existing_secondary(settings, passphrase)
+        if survivor is not None:
+            primary = Repository.init_mirror(store, survivor, passphrase, kdf=kdf)
+        else:
+            primary = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
+        created = True
     results.append(InitResult(primary_settings.name, store.location, created, primary.id))
     for repo_settings in settings.repositories[1:]:
         store = open_store(repo_settings)
@@ -85,3 +101,12 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
                 ) from None
         results.append(InitResult(repo_settings.name, store.location, created, repo.id))
     return results
+
+
+def _existing_secondary(settings: Settings, passphrase: SecretStr) -> Repository | None:
+    for repo_settings in settings.repositories[1:]:
+        try:
+            return Repository.open(open_store(repo_settings), passphrase, load_index=False)
+        except RepositoryNotFound:
+            continue
+    return None

@@ -16,6 +16,7 @@ until the user drops it, or dropped at once with ``drop_old``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -28,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.config import DatabaseSettings
+from respaldo.domain import validate_backup_id
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
+    ConnectionFailed,
     IntegrityError,
     RespaldoError,
     RestoreError,
@@ -50,6 +53,7 @@ from respaldo.postgres import (
     terminate_connections,
 )
 from respaldo.repository import Manifest, Repository, iter_stream
+from respaldo.repository.locks import shared_lease
 from respaldo.repository.reader import ChunkResult
 
 log = logging.getLogger(__name__)
@@ -96,14 +100,47 @@ def restore_backup(
     """Restore backup ``backup_id`` as database ``target`` of the configured server.
 
     ``database`` names the configured database whose server receives the restore
-    (default: the backup's own). Raises ConfigError, BackupNotFound, IntegrityError
-    (nothing touched), RestoreError, PostgresError, ConnectionFailed.
+    (default: the backup's own). Raises ConfigError, InvalidBackupId, BackupNotFound,
+    IntegrityError (nothing touched), RestoreError, PostgresError, ConnectionFailed.
+    Every repository read holds a shared lease meanwhile, so that no garbage collection
+    repacks the packs being read.
     """
+    with contextlib.ExitStack() as leases:
+        return _restore_backup(
+            ctx,
+            leases,
+            backup_id,
+            target,
+            database=database,
+            replace=replace,
+            drop_old=drop_old,
+            jobs=jobs,
+            with_globals=with_globals,
+            no_owner=no_owner,
+            work_dir=work_dir,
+        )
+
+
+def _restore_backup(
+    ctx: Context,
+    leases: contextlib.ExitStack,
+    backup_id: str,
+    target: str,
+    *,
+    database: str | None,
+    replace: bool,
+    drop_old: bool,
+    jobs: int,
+    with_globals: bool,
+    no_owner: bool,
+    work_dir: Path | None,
+) -> RestoreResult:
+    validate_backup_id(backup_id)  # before it becomes part of an object name
     validate_database_name(target)
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     started = datetime.now(UTC)
-    repo, fallbacks, warnings = open_with_fallbacks(ctx)
+    repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
     manifest = load_manifest_any(repo, fallbacks, backup_id)
     if manifest.kind != "full":
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
@@ -112,7 +149,15 @@ def restore_backup(
     if admin.dbname == target:
         # We connect to the configured database to manage the target; it cannot be both.
         admin = admin.with_dbname("postgres")
-    exists = database_exists(admin, target)
+    try:
+        exists = database_exists(admin, target)
+    except ConnectionFailed as exc:
+        if "does not exist" not in str(exc) or admin.dbname == "postgres":
+            raise
+        # The configured database is gone, which is the disaster being recovered from:
+        # restoring it under another name must still work, so manage from "postgres".
+        admin = admin.with_dbname("postgres")
+        exists = database_exists(admin, target)
     if exists and not replace:
         raise RestoreError(
             f"database {target!r} already exists",
@@ -207,16 +252,24 @@ class StreamReader:
         return iter_stream(self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=note)
 
 
-def open_with_fallbacks(ctx: Context) -> tuple[Repository, list[Repository], list[str]]:
+def open_with_fallbacks(
+    ctx: Context, leases: contextlib.ExitStack | None = None, purpose: str = "restore"
+) -> tuple[Repository, list[Repository], list[str]]:
     """Every configured repository that opens, the first one to read from and the rest
     as fallbacks; one that does not open is a warning (a lost local disk must not stop a
-    restore from the offsite copy). Raises the first error if none opens."""
+    restore from the offsite copy). Raises the first error if none opens.
+
+    With ``leases``, each opened repository gets a shared lease, held until ``leases``
+    closes (readers that must not see packs repacked under them)."""
     opened: list[Repository] = []
     warnings: list[str] = []
     first_error: RespaldoError | None = None
     for repo_settings in ctx.settings.repositories:
         try:
-            opened.append(open_repository(ctx.settings, repo_settings.name))
+            repo = open_repository(ctx.settings, repo_settings.name)
+            if leases is not None:
+                leases.enter_context(shared_lease(repo, purpose))
+            opened.append(repo)
         except RespaldoError as exc:
             first_error = first_error or exc
             warnings.append(f"repository {repo_settings.name} cannot be read: {exc}")
@@ -274,7 +327,11 @@ def _swap(
     db: DatabaseSettings, admin: ConnInfo, staging: str, target: str, started: datetime
 ) -> str:
     old = _unused_name(admin, f"{target[:40]}_old_{started.strftime('%Y%m%d%H%M%S')}")
-    _run_hook(db.pre_restore_hook, "pre-restore")
+    _run_hook(
+        db.pre_restore_hook,
+        "pre-restore",
+        hint=f"nothing was changed: {target} is as it was; fix pre_restore_hook and retry",
+    )
     terminate_connections(admin, target)
     rename_database(admin, target, old)
     try:
@@ -282,7 +339,13 @@ def _swap(
     except BaseException:
         rename_database(admin, old, target)
         raise
-    _run_hook(db.post_restore_hook, "post-restore")
+    # Too late to undo: the caller must hear that the swap itself happened.
+    _run_hook(
+        db.post_restore_hook,
+        "post-restore",
+        hint=f"the restore itself is done: {target} holds the backup and the previous "
+        f"database is kept as {old}; finish the post-restore steps by hand",
+    )
     return old
 
 
@@ -296,26 +359,62 @@ def _unused_name(admin: ConnInfo, name: str) -> str:
     return candidate
 
 
-def _run_hook(argv: Sequence[str], what: str) -> None:
+def _run_hook(argv: Sequence[str], what: str, *, hint: str) -> None:
     if not argv:
         return
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RestoreError(f"{what} hook {argv[0]} could not run: {exc}") from exc
+        raise RestoreError(f"{what} hook {argv[0]} could not run: {exc}", hint=hint) from exc
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        detail = f": {' / '.join(tail)}" if tail else ""
         raise RestoreError(
-            f"{what} hook {argv[0]} failed with status {done.returncode}: {' / '.join(tail)}"
+            f"{what} hook {argv[0]} failed with status {done.returncode}{detail}", hint=hint
         )
 
 
 def _restore_globals(reader: StreamReader, manifest: Manifest, admin: ConnInfo) -> list[str]:
-    """Apply the globals script. Roles that exist already are reported, not fatal."""
+    """Create the roles (and tablespaces) of the backup that the server lacks.
+
+    Roles that exist already are left exactly as they are: re-applying the backup's
+    ``ALTER ROLE … PASSWORD`` would silently reset today's passwords (the restoring
+    superuser's included) to those of the backup's day. Returns warnings.
+    """
     script = b"".join(reader.stream(manifest, GLOBALS_STREAM)).decode("utf-8")
-    # ON_ERROR_STOP off: "role already exists" must not stop the roles that are missing.
+    listed = psql(admin, sql="SELECT rolname FROM pg_catalog.pg_roles", tuples_only=True)
+    existing = {line for line in listed.text.splitlines() if line}
+    script, kept = filter_globals(script, existing)
+    # ON_ERROR_STOP off: a grant that exists, or a tablespace whose directory is not
+    # there, must not stop the roles that are missing.
     done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"})
-    return [line for line in done.stderr.splitlines() if "ERROR" in line]
+    warnings = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    if kept:
+        warnings.append(
+            f"{len(kept)} roles exist already and were left unchanged: {', '.join(sorted(kept))}"
+        )
+    return warnings
+
+
+_ROLE_STATEMENT = re.compile(r'^(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
+
+
+def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
+    """Drop ``CREATE ROLE``/``ALTER ROLE`` lines of a pg_dumpall globals script for roles
+    in ``existing``; return the script and the roles it left alone. Pure."""
+    kept: set[str] = set()
+    lines = []
+    for line in script.splitlines(keepends=True):
+        match = _ROLE_STATEMENT.match(line)
+        if match:
+            name = match.group(1)
+            if name.startswith('"'):
+                name = name[1:-1].replace('""', '"')
+            if name in existing:
+                kept.add(name)
+                continue
+        lines.append(line)
+    return "".join(lines), kept
 
 
 def drop_quietly(admin: ConnInfo, name: str) -> None:

@@ -1,0 +1,259 @@
+"""A respaldo installation around the real test cluster: config, repository, catalog, CLI.
+
+``respaldo`` (the fixture) writes a TOML config into ``tmp_path`` — SQLite catalog, one
+local ``file://`` repository, cache directory, chunker sizes small enough that the ~3 MB
+sample dump is hundreds of chunks in dozens of packs — with the database ``erp`` pointing
+at this test's copy of the sample ERP database, plus a few deliberately broken entries
+(an unreachable server, a wrong password, failing pre- and post-restore hooks). The repository
+passphrase is in ``RESPALDO_PASSPHRASE``, the cluster password in a 0600 file. The
+repository is created with cheap KDF parameters, so every command opens it quickly.
+
+Commands run in this process through :func:`respaldo.cli.main.invoke` (fast, output
+captured with capsys) or, where the console entry itself matters, in a real subprocess.
+Databases the test leaves behind (old copies of a --replace, staging leftovers) are
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.catalog import BackupRecord, BackupRecords, open_catalog
+from respaldo.cli.main import invoke
+from respaldo.config import Settings, load_settings
+from respaldo.operations.repositories import init_repositories, open_repository
+from respaldo.repository import KdfParams, Repository
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
+from tests.integration.logical.support import databases, flip_byte
+
+PASSPHRASE = "correct horse battery staple (test)"
+WRONG_PASSWORD = "N0t-the-Passw0rd-5ab1e"
+SCHEMA_VERSION = "2025.03.17"
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one command did: exit status, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.out.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
+
+
+def _closed_port() -> int:
+    # A port the kernel just handed out and nobody listens on.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    return path
+
+
+@dataclass
+class Respaldo:
+    """One configured respaldo: paths, the source database, and ways to run commands."""
+
+    pg: TempCluster
+    tmp: Path
+    dbname: str
+    config: Path
+    capsys: pytest.CaptureFixture[str]
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.tmp / "repo"
+
+    @property
+    def catalog_file(self) -> Path:
+        return self.tmp / "catalog.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.tmp / "cache"
+
+    # --- running commands --------------------------------------------------------------
+
+    def run(self, *args: str) -> Run:
+        """Run ``respaldo --config CONFIG ARGS`` in this process."""
+        self.capsys.readouterr()
+        code = invoke(["--config", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        return Run(code, out, err)
+
+    def run_process(self, *args: str, timeout: float = 120) -> Run:
+        """Run the installed ``respaldo`` console script in a subprocess."""
+        done = subprocess.run(
+            [*self.process_argv(), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def process_argv(self) -> list[str]:
+        script = Path(sys.executable).with_name("respaldo")
+        assert script.is_file(), f"the console script {script} is not installed"
+        return [str(script), "--config", str(self.config)]
+
+    def backup(self, database: str = "erp") -> dict[str, Any]:
+        """Take a backup through the CLI and return its record (API fields)."""
+        run = self.run("backup", database, "--json")
+        assert run.code == 0, str(run)
+        record: dict[str, Any] = run.json()
+        assert record["status"] == "completed", record
+        return record
+
+    def restore(self, backup_id: str, target: str, *options: str) -> Run:
+        run = self.run("restore", backup_id, "--target-database", target, *options)
+        assert run.code == 0, str(run)
+        return run
+
+    # --- looking behind the CLI ----------------------------------------------------------
+
+    def settings(self) -> Settings:
+        return load_settings(self.config)
+
+    def repository(self) -> Repository:
+        return open_repository(self.settings())
+
+    def records(self) -> list[BackupRecord]:
+        """Every catalog record, read without the start-up check of ``Context.open``."""
+        catalog = open_catalog(f"sqlite:///{self.catalog_file}")
+        try:
+            with catalog.begin() as session:
+                return BackupRecords(session).list()
+        finally:
+            catalog.close()
+
+    def pack_files(self) -> list[Path]:
+        return sorted(p for p in (self.repo_dir / "packs").rglob("*") if p.is_file())
+
+    def damage_dump(self, backup_id: str) -> str:
+        """Flip a byte inside a chunk in the middle of a backup's dump; return its pack's name.
+
+        The middle, so that a streaming restore has already fed pg_restore half a dump
+        when it meets the damage.
+        """
+        repo = self.repository()
+        stream = repo.load_manifest(backup_id).stream("dump")
+        entries = read_list(repo, stream.lists[0])
+        assert len(entries) > 100
+        location = repo.index.get(entries[len(entries) // 2][0])
+        assert location is not None
+        name = pack_name(location.pack_id)
+        flip_byte(self.repo_dir / name, location.offset + location.length // 2)
+        return name
+
+
+def write_config(tmp: Path, pg: TempCluster, dbname: str) -> Path:
+    password_file = _secret_file(tmp / "erp.pass", pg.password.get_secret_value())
+    wrong_file = _secret_file(tmp / "wrong.pass", WRONG_PASSWORD)
+    dsn = f"postgresql://{pg.superuser}@{pg.host}:{pg.port}/{dbname}"
+    closed = f"postgresql://{pg.superuser}@127.0.0.1:{_closed_port()}/{dbname}"
+    text = f"""
+cache_dir = "{tmp / "cache"}"
+pack_size = 65536
+workers = 2
+
+[catalog]
+url = "sqlite:///{tmp / "catalog.db"}"
+
+[chunker]
+min_size = 512
+avg_size = 2048
+max_size = 8192
+
+[[repositories]]
+name = "local"
+url = "file://{tmp / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "{dsn}"
+password_file = "{password_file}"
+schema_version_query = "SELECT max(version) FROM public.schema_migrations"
+
+[[databases]]
+name = "erp_hooked"
+dsn = "{dsn}"
+password_file = "{password_file}"
+pre_restore_hook = ["false"]
+
+[[databases]]
+name = "erp_posthook"
+dsn = "{dsn}"
+password_file = "{password_file}"
+post_restore_hook = ["sh", "-c", "echo 'erp will not start' >&2; exit 4"]
+
+[[databases]]
+name = "unreachable"
+dsn = "{closed}"
+password_file = "{password_file}"
+
+[[databases]]
+name = "wrongpass"
+dsn = "{dsn}"
+password_file = "{wrong_file}"
+"""
+    path = tmp / "respaldo.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def respaldo(
+    pg: TempCluster,
+    erp_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Respaldo]:
+    """A respaldo configured for this test's sample ERP database; see the module docstring."""
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    # The application's own record of its schema version, for schema_version_query.
+    pg.execute(
+        "CREATE TABLE public.schema_migrations (version text PRIMARY KEY);"
+        f"INSERT INTO public.schema_migrations VALUES ('2024.11.02'), ('{SCHEMA_VERSION}')",
+        dbname=erp_db,
+    )
+    config = write_config(tmp_path, pg, erp_db)
+    init_repositories(load_settings(config), kdf=FAST_KDF)
+    before = databases(pg)
+    yield Respaldo(pg, tmp_path, erp_db, config, capsys)
+    for name in sorted(databases(pg) - before):
+        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

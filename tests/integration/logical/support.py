@@ -1,0 +1,118 @@
+"""What the logical-backup tests compare: schema, table data, sequences, large objects.
+
+Everything here reads a database of the test cluster directly (psycopg or pg_dump run by
+the test, not by respaldo), so that a restore is judged by an independent witness.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import sql
+from sample.cluster import TempCluster
+
+# Tables and materialized views that hold rows (leaf partitions, not their parents),
+# without the members of extensions, whose rows pg_dump leaves to CREATE EXTENSION.
+_RELATIONS = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm')
+   AND n.nspname <> 'information_schema'
+   AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (
+         SELECT 1 FROM pg_catalog.pg_depend d
+          WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+# pg_dump 15.14+ brackets its script with \restrict KEY / \unrestrict KEY, a fresh random
+# key per run: the only line of two dumps of equal databases that must differ.
+_RESTRICT = re.compile(r"^\\(un)?restrict .*$", re.MULTILINE)
+
+
+def table_checksums(pg: TempCluster, dbname: str) -> dict[str, tuple[int, str]]:
+    """``schema.table`` -> (row count, md5 of every row's text in a fixed order)."""
+    out: dict[str, tuple[int, str]] = {}
+    with pg.connect(dbname) as conn:
+        for schema, table in conn.execute(_RELATIONS.encode()).fetchall():
+            query = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
+                " FROM {} t"
+            ).format(sql.Identifier(schema, table))
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            out[f"{schema}.{table}"] = (int(row[0]), str(row[1]))
+    return out
+
+
+def sequence_values(pg: TempCluster, dbname: str) -> dict[str, tuple[int, bool]]:
+    """``schema.sequence`` -> (last_value, is_called): where its next value comes from."""
+    out: dict[str, tuple[int, bool]] = {}
+    with pg.connect(dbname) as conn:
+        names = conn.execute(
+            b"SELECT schemaname, sequencename FROM pg_catalog.pg_sequences ORDER BY 1, 2"
+        ).fetchall()
+        for schema, name in names:
+            query = sql.SQL("SELECT last_value, is_called FROM {}").format(
+                sql.Identifier(schema, name)
+            )
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            out[f"{schema}.{name}"] = (int(row[0]), bool(row[1]))
+    return out
+
+
+@dataclass(frozen=True)
+class LargeObjects:
+    count: int
+    digest: str
+
+
+def large_objects(pg: TempCluster, dbname: str) -> LargeObjects:
+    """How many large objects there are, and one digest of their oids, owners and contents."""
+    row = pg.query(
+        "SELECT count(*), md5(coalesce(string_agg("
+        "  oid::text || ':' || lomowner::regrole::text || ':' || md5(pg_catalog.lo_get(oid)),"
+        "  ',' ORDER BY oid), ''))"
+        " FROM pg_catalog.pg_largeobject_metadata",
+        dbname=dbname,
+    )[0]
+    return LargeObjects(int(row[0]), str(row[1]))
+
+
+def schema_dump(pg: TempCluster, dbname: str) -> str:
+    """``pg_dump --schema-only`` of ``dbname``, with the per-run random lines removed."""
+    env = {**os.environ, **pg.libpq_env(dbname)}
+    done = subprocess.run(
+        [str(pg.bindir / "pg_dump"), "--schema-only", "--no-password"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return _RESTRICT.sub("", done.stdout)
+
+
+def databases(pg: TempCluster) -> set[str]:
+    return {str(r[0]) for r in pg.query("SELECT datname FROM pg_catalog.pg_database")}
+
+
+def staging_databases(pg: TempCluster) -> set[str]:
+    return {name for name in databases(pg) if name.startswith("respaldo_staging_")}
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """Invert one byte of a file in place (a disk error, as far as respaldo can tell)."""
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        assert len(byte) == 1, f"{path} has no byte at {offset}"
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))

@@ -1,0 +1,114 @@
+"""A backup whose process died or was interrupted is never left ``in_progress``.
+
+The backup is made to wait: an application transaction holds an ACCESS EXCLUSIVE lock on
+a table, so the backup blocks on it (counting rows in its snapshot) while its record says
+``in_progress``. Then its process is killed or interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def blocked_backup(respaldo: Respaldo, pg: TempCluster) -> Iterator[subprocess.Popen[str]]:
+    """A ``python -m respaldo.cli.main backup erp`` process, in progress and waiting on a lock.
+
+    The lock is released when the block ends; the process is killed then if it still runs.
+    """
+    source = respaldo.dbname
+    with pg.connect(source, autocommit=False) as locker:
+        locker.execute("LOCK TABLE finanzas.facturas IN ACCESS EXCLUSIVE MODE")
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+        process = subprocess.Popen(
+            [*argv, "backup", "erp"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def in_progress() -> bool:
+                assert process.poll() is None, process.communicate()
+                records = respaldo.records()
+                return bool(records) and records[0].status == "in_progress"
+
+            def waiting_for_the_lock() -> bool:
+                return bool(
+                    pg.scalar(
+                        "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                        " WHERE datname = %s AND wait_event_type = 'Lock'",
+                        [source],
+                    )
+                )
+
+            _wait_for("the backup to be in progress", in_progress)
+            _wait_for("the backup to wait for the lock", waiting_for_the_lock)
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+            locker.rollback()
+
+
+def test_a_killed_backup_is_marked_failed_at_the_next_start(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    with blocked_backup(respaldo, pg) as process:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+
+    (record,) = respaldo.records()
+    assert record.status == "in_progress"  # nobody has looked yet
+    assert record.worker_pid == process.pid
+
+    run = respaldo.run("list", "--json")
+    assert run.code == 0, str(run)
+    (listed,) = run.json()
+    assert listed["id"] == record.id
+    assert listed["status"] == "failed"
+    assert listed["errorMessage"] == (
+        f"process {process.pid} died during the backup (found at start-up)"
+    )
+    assert listed["completedAt"] is not None
+    assert respaldo.repository().backup_ids() == []  # no manifest: no backup
+
+    # The database is fine, and the next backup works.
+    after = respaldo.backup()
+    assert after["status"] == "completed"
+
+
+def test_an_interrupted_backup_is_marked_failed_at_once(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    with blocked_backup(respaldo, pg) as process:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        out, _ = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert out == ""  # no backup id: there is no backup
+    (record,) = respaldo.records()
+    assert record.status == "failed"
+    assert record.error_message == "interrupted"
+    assert respaldo.repository().backup_ids() == []

@@ -1,0 +1,177 @@
+"""Restore tests (drills) against the real cluster: pass, fail for each reason, clean up."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from psycopg import sql
+
+from respaldo.catalog import DrillRuns, open_catalog
+from respaldo.domain import DrillStatus
+from respaldo.repository import BackupWriter
+from respaldo.repository.manifest import manifest_aad
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import databases
+
+pytestmark = pytest.mark.integration
+
+VALIDATIONS = """
+[[databases]]
+name = "erp_checked"
+dsn = "{dsn}"
+password_file = "{password_file}"
+
+[[databases.validations]]
+name = "at least one project"
+sql = "SELECT count(*) > 0 FROM obras.proyectos"
+expect = "True"
+
+[[databases.validations]]
+name = "{second_name}"
+sql = "{second_sql}"
+expect = "{second_expect}"
+"""
+
+
+def _add_checked(respaldo: Respaldo, name: str, query: str, expect: str) -> None:
+    text = respaldo.config.read_text()
+    erp = text[text.index('name = "erp"') :]
+    dsn = erp.split('dsn = "', 1)[1].split('"', 1)[0]
+    password_file = erp.split('password_file = "', 1)[1].split('"', 1)[0]
+    respaldo.config.write_text(
+        text
+        + VALIDATIONS.format(
+            dsn=dsn,
+            password_file=password_file,
+            second_name=name,
+            second_sql=query,
+            second_expect=expect,
+        )
+    )
+
+
+def _drill(respaldo: Respaldo, *args: str) -> tuple[int, dict[str, object], str]:
+    run = respaldo.run("drill", *args, "--json")
+    return run.code, json.loads(run.out), run.err
+
+
+def _scratch(respaldo: Respaldo) -> set[str]:
+    return {d for d in databases(respaldo.pg) if d.startswith("respaldo_drill_")}
+
+
+def test_a_good_backup_passes_and_becomes_verified(respaldo: Respaldo) -> None:
+    _add_checked(respaldo, "no invoice without a project", "SELECT 0", "0")
+    backup_id = respaldo.backup("erp_checked")["id"]
+    code, result, err = _drill(respaldo, "erp_checked", "--amcheck")
+    assert code == 0, err
+    assert result["passed"] is True and result["backupId"] == backup_id
+    names = [c["name"] for c in result["checks"]]  # type: ignore[attr-defined]
+    assert names == [
+        "restore",
+        "row counts",
+        "validation: at least one project",
+        "validation: no invoice without a project",
+        "pg_amcheck",
+    ]
+    assert isinstance(result["restoreSeconds"], float) and result["restoreSeconds"] > 0
+    record = respaldo.run("show", backup_id, "--json").json()
+    assert record["isVerified"] is True and record["verifiedAt"]
+    history = respaldo.run("drills", "--json").json()
+    assert history[0]["status"] == "passed" and history[0]["backupId"] == backup_id
+    assert not _scratch(respaldo)
+
+
+def test_a_failing_validation_query_fails_the_drill(respaldo: Respaldo) -> None:
+    _add_checked(respaldo, "no invoice without a project", "SELECT 7", "0")
+    backup_id = respaldo.backup("erp_checked")["id"]
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 3
+    assert result["passed"] is False
+    assert "FAIL validation: no invoice without a project: got '7', expected '0'" in err
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
+    assert not _scratch(respaldo)
+
+
+def test_a_validation_query_cannot_write(respaldo: Respaldo) -> None:
+    _add_checked(respaldo, "sneaky", "DELETE FROM obras.proyectos RETURNING 1", "1")
+    respaldo.backup("erp_checked")
+    code, _result, err = _drill(respaldo, "erp_checked")
+    assert code == 3
+    assert "read-only transaction" in err
+
+
+def test_a_corrupt_chunk_fails_the_drill_naming_the_object(respaldo: Respaldo) -> None:
+    backup_id = respaldo.backup()["id"]
+    pack = respaldo.damage_dump(backup_id)
+    code, result, _err = _drill(respaldo, backup_id)
+    assert code == 3 and result["passed"] is False
+    restore_check = result["checks"][0]  # type: ignore[index]
+    assert restore_check["name"] == "restore" and restore_check["ok"] is False
+    assert pack in restore_check["detail"] and backup_id in restore_check["detail"]
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
+    assert not _scratch(respaldo)
+
+
+def test_a_row_count_mismatch_is_caught(respaldo: Respaldo) -> None:
+    backup_id = respaldo.backup()["id"]
+    # A backup whose snapshot recorded one invoice more than its dump holds: the same
+    # streams under a new id, with a forged row count.
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    table = next(t for t, n in manifest.meta["row_counts"].items() if n > 0)
+    manifest.meta["row_counts"][table] += 1
+    forged = backup_id[:-8] + "0badc0de"
+    manifest.backup_id = forged
+    with BackupWriter(repo, forged) as writer:
+        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(forged)))
+    assert respaldo.run("catalog", "rebuild").code == 0
+    code, _result, err = _drill(respaldo, forged)
+    assert code == 3
+    assert f"FAIL row counts: {table}:" in err
+    assert not _scratch(respaldo)
+
+
+def test_leftovers_of_a_killed_drill_are_removed(respaldo: Respaldo) -> None:
+    respaldo.backup()
+    # The state a drill killed with SIGKILL leaves: its run "running" under a dead pid,
+    # and its scratch database.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    scratch = "respaldo_drill_deadbeef0000"
+    respaldo.pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    catalog = open_catalog(f"sqlite:///{respaldo.catalog_file}")
+    try:
+        with catalog.begin() as session:
+            run = DrillRuns(session).start(
+                "20261128T000000Z-00000000",
+                database="erp",
+                scratch_name=scratch,
+                now=datetime.now(UTC),
+            )
+            run.worker_pid = dead.pid
+            run_id = run.id
+    finally:
+        catalog.close()
+    code, _, err = _drill(respaldo, "erp")
+    assert code == 0, err
+    assert scratch not in databases(respaldo.pg)
+    catalog = open_catalog(f"sqlite:///{respaldo.catalog_file}")
+    try:
+        with catalog.begin() as session:
+            old = DrillRuns(session).get(run_id)
+            assert old.status is DrillStatus.FAILED
+            assert f"process {dead.pid} died" in (old.error_message or "")
+    finally:
+        catalog.close()
+
+
+def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
+    run = respaldo.run("drill", "erp")
+    assert run.code == 1
+    assert "no completed full backup of erp" in run.err and "respaldo backup erp" in run.err
+    assert io.StringIO(run.out).read() == ""

@@ -1,0 +1,85 @@
+"""Roles travel in the globals stream and come back with ``restore --globals``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import PASSPHRASE, Respaldo
+from tests.integration.logical.support import databases, table_checksums
+
+pytestmark = pytest.mark.integration
+
+ROLE_PASSWORD = "Rol-Secreto-9c41e"
+
+
+@pytest.fixture
+def auditor(pg: TempCluster) -> Iterator[str]:
+    """A login role of this test only, with a password; removed from the cluster after."""
+    role = f"erp_auditor_{uuid.uuid4().hex[:8]}"
+    yield role
+    for dbname in databases(pg):
+        if dbname.startswith(("erp_", "t_")):
+            pg.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)), dbname=dbname)
+    pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _role(pg: TempCluster, role: str) -> tuple[object, ...] | None:
+    rows = pg.query(
+        "SELECT rolcanlogin, rolconnlimit, rolpassword,"
+        " pg_catalog.pg_has_role(rolname, 'erp_lectura', 'MEMBER')"
+        " FROM pg_catalog.pg_authid WHERE rolname = %s",
+        [role],
+    )
+    return rows[0] if rows else None
+
+
+def test_a_dropped_role_comes_back_with_its_password_and_grants(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    auditor: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    source = respaldo.dbname
+    role = sql.Identifier(auditor)
+    pg.execute(
+        sql.SQL(
+            "CREATE ROLE {} LOGIN CONNECTION LIMIT 3 PASSWORD {}; GRANT erp_lectura TO {}"
+        ).format(role, sql.Literal(ROLE_PASSWORD), role)
+    )
+    pg.execute(sql.SQL("GRANT SELECT ON finanzas.pagos TO {}").format(role), dbname=source)
+    before = _role(pg, auditor)
+    assert before is not None
+    scram = str(before[2])
+    assert scram.startswith("SCRAM-SHA-256$")
+
+    backup_id = respaldo.backup()["id"]
+    pg.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=source)
+    pg.execute(sql.SQL("DROP ROLE {}").format(role))
+    assert _role(pg, auditor) is None
+
+    run = respaldo.restore(backup_id, new_dbname, "--globals")
+    assert _role(pg, auditor) == before  # login, limit, the same password, memberships
+    granted = pg.scalar(
+        "SELECT pg_catalog.has_table_privilege(%s, 'finanzas.pagos', 'SELECT')",
+        [auditor],
+        dbname=new_dbname,
+    )
+    assert granted is True
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, source)
+    # The roles that still existed are reported as such, and nothing else went wrong.
+    warnings = [line for line in run.err_lines if line.startswith("warning:")]
+    assert warnings, run.err
+    assert all("exist already and were left unchanged" in line for line in warnings), run.err
+
+    said = "\n".join([run.out, run.err, caplog.text])
+    for secret in (ROLE_PASSWORD, scram, pg.password.get_secret_value(), PASSPHRASE):
+        assert secret not in said
+    assert "SCRAM-SHA-256$" not in said

@@ -1,0 +1,273 @@
+"""Several destinations and recovery from the bucket alone, on real PostgreSQL and S3.
+
+The primary repository is a local directory, the secondary a prefix in a bucket of the
+SeaweedFS server the test session starts (SSE AES256). Commands run through the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.cli.main import invoke
+from tests.servers.s3 import S3Endpoint, new_prefix
+
+pytestmark = pytest.mark.integration
+PASSPHRASE = "offsite test passphrase"
+
+
+@dataclass
+class Setup:
+    pg: TempCluster
+    dbname: str
+    tmp: Path
+    config: Path
+    s3: S3Endpoint
+    prefix: str
+    capsys: pytest.CaptureFixture[str]
+
+    def local_only(self) -> None:
+        """Rewrite the config without the offsite repository."""
+        text = self.config.read_text()
+        start = text.index('[[repositories]]\nname = "offsite"')
+        self.config.write_text(text[:start] + text[text.index("[[databases]]") :])
+
+    def run(self, *args: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = invoke(["--config", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, *args: str) -> tuple[str, str]:
+        code, out, err = self.run(*args)
+        assert code == 0, f"{args}: exit {code}\n{out}\n{err}"
+        return out, err
+
+    def bucket_keys(self, prefix: str = "") -> list[str]:
+        client = self.s3.client()
+        keys: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.s3.bucket, Prefix=f"{self.prefix}/{prefix}"
+        ):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys
+
+
+def _config(
+    tmp: Path, pg: TempCluster, dbname: str, s3: S3Endpoint, prefix: str, endpoint: str
+) -> Path:
+    secret = tmp / "s3.secret"
+    secret.write_text(s3.secret_access_key + "\n")
+    secret.chmod(0o600)
+    password = tmp / "db.pass"
+    password.write_text(pg.password.get_secret_value() + "\n")
+    password.chmod(0o600)
+    config = tmp / "respaldo.toml"
+    config.write_text(
+        f"""
+cache_dir = "{tmp / "cache"}"
+pack_size = 131072
+[catalog]
+url = "sqlite:///{tmp / "catalog.db"}"
+[chunker]
+min_size = 1024
+avg_size = 4096
+max_size = 16384
+[[repositories]]
+name = "local"
+url = "file://{tmp / "repo"}"
+[[repositories]]
+name = "offsite"
+url = "s3://{s3.bucket}/{prefix}"
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+access_key_id = "{s3.access_key_id}"
+secret_access_key_file = "{secret}"
+server_side_encryption = "AES256"
+storage_class = "STANDARD"
+[[databases]]
+name = "erp"
+dsn = "postgresql://{pg.superuser}@127.0.0.1:{pg.port}/{dbname}"
+password_file = "{password}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.fixture
+def setup(
+    pg: TempCluster,
+    erp_db: str,
+    s3_server: S3Endpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Setup]:
+    prefix = new_prefix()
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    config = _config(tmp_path, pg, erp_db, s3_server, prefix, s3_server.endpoint_url)
+    setup = Setup(pg, erp_db, tmp_path, config, s3_server, prefix, capsys)
+    setup.ok("init")
+    yield setup
+
+
+def _record(setup: Setup, backup_id: str) -> dict[str, Any]:
+    out, _ = setup.ok("show", backup_id, "--json")
+    record: dict[str, Any] = json.loads(out)
+    return record
+
+
+def _checksums(pg: TempCluster, dbname: str) -> dict[str, str]:
+    rows = pg.query(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg_toast%'",
+        dbname=dbname,
+    )
+    query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t")
+    return {
+        f"{s}.{t}": str(pg.scalar(query.format(sql.Identifier(s, t)), dbname=dbname))
+        for s, t in rows
+    }
+
+
+def test_a_backup_lands_in_both_repositories(setup: Setup) -> None:
+    out, err = setup.ok("backup", "erp")
+    backup_id = out.strip().splitlines()[-1]
+    assert f"copied {backup_id} to offsite" in err
+    assert any(k.endswith(f"manifests/{backup_id}") for k in setup.bucket_keys("manifests/"))
+    assert setup.bucket_keys("packs/")
+    record = _record(setup, backup_id)
+    assert record["s3Url"] == f"s3://{setup.s3.bucket}/{setup.prefix}/manifests/{backup_id}"
+    assert record["storageTier"] == "STANDARD"
+    assert record["storagePath"].startswith("file://")
+    setup.ok("verify", backup_id, "--repository", "offsite")
+    head = setup.s3.client().head_object(
+        Bucket=setup.s3.bucket, Key=f"{setup.prefix}/manifests/{backup_id}"
+    )
+    assert head.get("ServerSideEncryption") == "AES256"
+
+
+def test_a_chunk_lost_locally_is_read_from_s3(setup: Setup, new_dbname: str) -> None:
+    out, _ = setup.ok("backup", "erp")
+    backup_id = out.strip().splitlines()[-1]
+    packs = sorted((setup.tmp / "repo" / "packs").rglob("*"))
+    packs = [p for p in packs if p.is_file()]
+    packs[0].unlink()
+    data = bytearray(packs[1].read_bytes())
+    data[30] ^= 0xFF
+    packs[1].write_bytes(bytes(data))
+    code, _, err = setup.run("verify", backup_id)
+    assert code == 3 and "pack is missing" in err
+    _, err = setup.ok("restore", backup_id, "--target-database", new_dbname)
+    assert "read from s3://" in err
+    assert packs[0].name in err  # the warning names the damaged object
+    assert _checksums(setup.pg, setup.dbname) == _checksums(setup.pg, new_dbname)
+
+
+def test_s3_unreachable_fails_only_the_copy(
+    setup: Setup, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    good_config = setup.config.read_text()
+    setup.config.write_text(good_config.replace(setup.s3.endpoint_url, closed))
+    code, out, err = setup.run("backup", "erp")
+    assert code == 0, err
+    backup_id = out.strip().splitlines()[-1]
+    assert "warning: copy of" in err and "offsite" in err
+    assert _record(setup, backup_id)["status"] == "completed"
+    setup.ok("restore", backup_id, "--target-database", new_dbname)
+    # Back online: the copy that failed is retried and completes.
+    setup.config.write_text(good_config)
+    _, err = setup.ok("copy", "--all", "--to", "offsite")
+    assert f"{backup_id}: copied to offsite" in err
+    setup.ok("verify", backup_id, "--repository", "offsite")
+    _, err = setup.ok("copy", "--all", "--to", "offsite")
+    assert "nothing to copy" in err
+
+
+def test_kill_during_upload_leaves_both_verifiable(setup: Setup) -> None:
+    # Enough incompressible data that the copy takes a while.
+    setup.pg.execute(
+        "CREATE TABLE public.fotos AS SELECT g AS id, "
+        "decode(string_agg(md5(random()::text || g || x), ''), 'hex') AS img "
+        "FROM generate_series(1, 4000) g, generate_series(1, 200) x GROUP BY g",
+        dbname=setup.dbname,
+    )
+    setup.ok("backup", "erp")  # the first one is copied in full
+    config = setup.config.read_text()
+    # The second backup is taken with the offsite repository out of the config, so that
+    # its copy can be started (and killed) on its own.
+    setup.local_only()
+    setup.pg.execute(
+        "UPDATE public.fotos SET img = decode(md5(random()::text), 'hex') || img",
+        dbname=setup.dbname,
+    )
+    out, _ = setup.ok("backup", "erp")
+    second = out.strip().splitlines()[-1]
+    setup.config.write_text(config)
+    before = len(setup.bucket_keys("packs/"))
+    env = dict(os.environ, RESPALDO_PASSPHRASE=PASSPHRASE)
+    script = Path(sys.executable).with_name("respaldo")
+    child = subprocess.Popen(
+        [str(script), "--config", str(setup.config), "copy", second, "--to", "offsite"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(setup.bucket_keys("packs/")) < before + 2 and child.poll() is None:
+        assert time.monotonic() < deadline, "the copy never uploaded a pack"
+        time.sleep(0.02)
+    assert child.poll() is None, "the copy ended before it could be killed: make it bigger"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not any(k.endswith(f"manifests/{second}") for k in setup.bucket_keys("manifests/"))
+    setup.ok("verify", "--all", "--repository", "offsite")
+    setup.ok("verify", "--all", "--repository", "local")
+    _, err = setup.ok("copy", "--all", "--to", "offsite")
+    assert second in err
+    setup.ok("verify", second, "--repository", "offsite")
+
+
+def test_recovery_from_the_bucket_alone(setup: Setup, new_dbname: str) -> None:
+    out, _ = setup.ok("backup", "erp")
+    backup_id = out.strip().splitlines()[-1]
+    expected = _checksums(setup.pg, setup.dbname)
+    # The machine is lost: local repository, catalog and cache are gone.
+    shutil.rmtree(setup.tmp / "repo")
+    (setup.tmp / "catalog.db").unlink()
+    shutil.rmtree(setup.tmp / "cache", ignore_errors=True)
+    _, err = setup.ok("catalog", "rebuild", "--repository", "offsite")
+    assert "1 records created" in err
+    out, _ = setup.ok("list", "--json")
+    assert [r["id"] for r in json.loads(out)] == [backup_id]
+    _, err = setup.ok("restore", backup_id, "--target-database", new_dbname)
+    assert "repository local cannot be read" in err
+    assert _checksums(setup.pg, new_dbname) == expected
+    # Back to normal: init makes the new local repository a mirror of the survivor, so
+    # the next backup is written locally and copied offsite again.
+    _, err = setup.ok("init")
+    assert "local" in err and "created" in err
+    out, err = setup.ok("backup", "erp")
+    new_id = out.strip().splitlines()[-1]
+    assert f"copied {new_id} to offsite" in err
+    setup.ok("verify", "--all", "--repository", "local")
+    setup.ok("verify", "--all", "--repository", "offsite")

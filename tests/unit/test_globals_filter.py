@@ -1,0 +1,45 @@
+"""Restoring globals never touches roles that exist (their passwords would be reset)."""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.operations.restore import filter_globals
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = '''--
+-- Roles
+--
+
+CREATE ROLE admin;
+ALTER ROLE admin WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN PASSWORD 'SCRAM-SHA-256$old';
+CREATE ROLE "Jefe de ""Obra""";
+ALTER ROLE "Jefe de ""Obra""" WITH NOSUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$x';
+CREATE ROLE lector;
+ALTER ROLE lector WITH NOSUPERUSER NOLOGIN;
+COMMENT ON ROLE lector IS 'read only';
+GRANT lector TO "Jefe de ""Obra""" GRANTED BY admin;
+'''
+
+
+def test_existing_roles_are_left_alone() -> None:
+    script, kept = filter_globals(SCRIPT, {"admin", 'Jefe de "Obra"'})
+    assert kept == {"admin", 'Jefe de "Obra"'}
+    assert "PASSWORD 'SCRAM-SHA-256$old'" not in script
+    assert "SCRAM-SHA-256$x" not in script
+    assert "CREATE ROLE lector;" in script
+    assert "ALTER ROLE lector WITH NOSUPERUSER NOLOGIN;" in script
+    assert "GRANT lector TO" in script
+
+
+def test_nothing_exists_keeps_everything() -> None:
+    script, kept = filter_globals(SCRIPT, set())
+    assert script == SCRIPT and kept == set()
+
+
+def test_a_role_whose_name_is_a_prefix_is_not_confused() -> None:
+    script, kept = filter_globals(
+        "CREATE ROLE lectora;\nALTER ROLE lectora WITH LOGIN;\n", {"lector"}
+    )
+    assert kept == set() and "lectora" in script
