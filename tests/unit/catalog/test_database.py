@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CATALOG_SRC = ROOT / "src" / "respaldo" / "catalog"
 
 
-
 def _head() -> str:
     from alembic.script import ScriptDirectory
 
@@ -38,6 +37,7 @@ def _head() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
 
 def _version(catalog: Catalog) -> list[str]:
     with catalog.engine.connect() as connection:
