@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench sample scripts
+	$(BIN)/ruff format --check src tests bench sample scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
