@@ -16,18 +16,14 @@ password: the postgres layer scrubs them) and re-raises.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import PostgresError
-from respaldo.operations.context import Context, current_pid
-from respaldo.operations.copy import CopyOutcome, replicate
-from respaldo.operations.repositories import open_repository
+from respaldo.operations.context import Context
+from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.postgres import (
     ConnInfo,
     check_pg_dump_version,
@@ -41,17 +37,8 @@ from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 30.0
 DUMP_STREAM = "dump"
 GLOBALS_STREAM = "globals"
-
-
-@dataclass(frozen=True)
-class BackupResult:
-    record: BackupRecord
-    manifest: Manifest
-    stats: WriteStats
-    copies: list[CopyOutcome]
 
 
 def backup_database(
@@ -72,75 +59,37 @@ def backup_database(
     """
     if kind is not BackupKind.FULL:
         raise NotImplementedError(f"{kind} backups are not available yet")
-    settings = ctx.settings
-    db = settings.database(database)
-    repo_settings = settings.repository()
-    repo = open_repository(settings)
-    with ctx.catalog.begin() as session:
-        record = BackupRecords(session).create_pending(
-            kind=kind,
-            repository=repo_settings.name,
-            triggered_by=triggered_by,
-            retention_days=db.retention_days,
-            database_name=db.name,
-            storage_path=repo.storage.location,
-            pinned=snapshot is not None,
-        )
-        BackupRecords(session).start(record.id, current_pid())
-    backup_id = record.id
-    try:
-        manifest, stats = _dump(ctx, db, repo, backup_id, kind, record.started_at, snapshot)
-    except BaseException as exc:
-        message = str(exc) or type(exc).__name__
-        if isinstance(exc, KeyboardInterrupt):
-            message = "interrupted"
-        with ctx.catalog.begin() as session:
-            BackupRecords(session).fail(backup_id, message)
-        raise
-    with ctx.catalog.begin() as session:
-        record = BackupRecords(session).complete(
-            backup_id,
-            completed_at=manifest.completed_at,
-            size_bytes=stats.size_bytes,
-            size_compressed=stats.size_compressed,
-            stored_new_bytes=stats.stored_bytes,
-            checksum=manifest.stream(DUMP_STREAM).sha256,
-            manifest=f"manifests/{backup_id}",
-            database_version=manifest.meta.get("server_version"),
-            schema_version=manifest.meta.get("schema_version"),
-        )
-    # The backup is complete and safe in the primary; copies to the secondaries can only
-    # add to that, never undo it.
-    copies = replicate(ctx, repo)
-    with ctx.catalog.begin() as session:
-        record = BackupRecords(session).get(backup_id)
-    return BackupResult(record, manifest, stats, copies)
+    db = ctx.settings.database(database)
+
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
+    ) -> tuple[Manifest, WriteStats]:
+        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot)
+
+    return recorded_backup(
+        ctx,
+        kind=kind,
+        source=db.name,
+        retention_days=db.retention_days,
+        triggered_by=triggered_by,
+        pinned=snapshot is not None,
+        body=body,
+    )
 
 
 def _dump(
-    ctx: Context,
     db: DatabaseSettings,
     repo: Repository,
     backup_id: str,
     kind: BackupKind,
-    started_at: datetime | None,
-    snapshot_id: str | None = None,
+    started_at: datetime,
+    heartbeat: Heartbeat,
+    snapshot_id: str | None,
 ) -> tuple[Manifest, WriteStats]:
     conninfo = ConnInfo.from_settings(db)
     check_pg_dump_version(conninfo)
     server = server_info(conninfo)
-    last_beat = time.monotonic()
-
-    def progress(phase: str) -> Any:
-        def report(done: int) -> None:
-            nonlocal last_beat
-            ctx.progress(phase, done, None)
-            if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
-                last_beat = time.monotonic()
-                with ctx.catalog.begin() as session:
-                    BackupRecords(session).heartbeat(backup_id)
-
-        return report
+    progress = heartbeat.phase
 
     meta: dict[str, Any] = {
         "database": db.name,
@@ -162,7 +111,7 @@ def _dump(
         manifest = writer.commit(
             kind=kind.value,
             source=db.name,
-            started_at=started_at or datetime.now(UTC),
+            started_at=started_at,
             meta=meta,
         )
         return manifest, writer.stats

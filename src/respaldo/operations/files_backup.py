@@ -15,9 +15,8 @@ from typing import Any
 
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.files import TreeTarStream
-from respaldo.operations.backup import BackupResult
 from respaldo.operations.context import Context
-from respaldo.operations.recorded import Heartbeat, recorded_backup
+from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 FILES_STREAM = "files"

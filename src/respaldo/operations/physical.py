@@ -22,9 +22,8 @@ from typing import Any
 
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import BaseBackupInvalid, PostgresError
-from respaldo.operations.backup import BackupResult
 from respaldo.operations.context import Context
-from respaldo.operations.recorded import Heartbeat, recorded_backup
+from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.operations.wal import ensure_cluster_record
 from respaldo.postgres import ConnInfo, check_tool_compatible, server_info, tool_version
 from respaldo.postgres.basebackup import (

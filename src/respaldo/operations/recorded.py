@@ -1,7 +1,7 @@
-"""The life of one backup in the catalog, shared by physical and files backups.
+"""The life of one backup in the catalog, shared by every kind of backup.
 
-:func:`recorded_backup` does what :func:`respaldo.operations.backup.backup_database` does
-around its dump, for any kind: a ``pending`` record, ``in_progress`` with this pid,
+:func:`recorded_backup` is what every kind of backup (logical, physical, files) does
+around its own work: a ``pending`` record, ``in_progress`` with this pid,
 the caller's body (which writes the streams and commits the manifest), then ``completed``
 with the writer's figures, or ``failed`` with the error's message, and finally copies
 to the secondary repositories.
@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from respaldo.catalog import BackupRecords
+from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
-from respaldo.operations.backup import HEARTBEAT_SECONDS, BackupResult
 from respaldo.operations.context import Context, current_pid
-from respaldo.operations.copy import replicate
+from respaldo.operations.copy import CopyOutcome, replicate
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Manifest, Repository, WriteStats
 
 Reporter = Callable[[int], None]
+
+# How often a running backup tells the catalog it is alive.
+HEARTBEAT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    record: BackupRecord
+    manifest: Manifest
+    stats: WriteStats
+    copies: list[CopyOutcome]
 
 
 class Heartbeat:

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
 from respaldo.errors import ConfigError, RespaldoError
-from respaldo.operations.backup import BackupResult, backup_database
+from respaldo.operations.backup import backup_database
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import backup_files
 from respaldo.operations.physical import backup_cluster
+from respaldo.operations.recorded import BackupResult
 
 
 @dataclass
