@@ -21,13 +21,21 @@ def drill(
     amcheck: Annotated[
         bool | None, typer.Option("--amcheck/--no-amcheck", help="Run pg_amcheck too.")
     ] = None,
+    respaldo_command: Annotated[
+        str | None,
+        typer.Option(
+            "--respaldo-command",
+            help="The respaldo a physical drill's scratch server runs to fetch WAL.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Restore a backup into a throwaway database and check it. Exit status 3 if it fails."""
+    """Restore a backup into a throwaway database (logical) or a scratch data directory
+    and server (physical, by backup id) and check it. Exit status 3 if it fails."""
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:
-            result = run_drill(context, target, amcheck=amcheck)
+            result = run_drill(context, target, amcheck=amcheck, respaldo_command=respaldo_command)
         finally:
             context.close()
     if as_json:

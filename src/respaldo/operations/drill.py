@@ -13,23 +13,45 @@ achievable), then checks:
 Each run is recorded (``drill_runs``) with every check's result. Success marks the backup
 verified (``is_verified``, ``verified_at``); failure marks it unverified. The throwaway
 database is always dropped; if the process dies first, the next drill drops it.
+
+A physical (``incremental``) backup is restored instead into a scratch data directory
+(``<tempdir>/respaldo-drill-XXXX/data``), configured to recover to the end of the backup
+(``recovery_target = 'immediate'``: its own WAL suffices) and started on a free local
+port. Its checks: the restore (bytes and seconds until the server accepts connections,
+the RTO), the recovery (consistent state reached, promoted), the validation queries of
+the configured database run against the scratch server, and optionally ``pg_amcheck``.
+The scratch server is always stopped and its directory removed; if the process dies
+first, the next drill does it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import pwd
 import secrets
+import shutil
+import socket
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
-from respaldo.errors import ConfigError, InvalidBackupId, RecordNotFound, RespaldoError
+from respaldo.errors import (
+    ConfigError,
+    InvalidBackupId,
+    RecordNotFound,
+    RecoveryFailed,
+    RespaldoError,
+)
 from respaldo.operations.context import Context
+from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     StreamReader,
     drop_quietly,
@@ -40,12 +62,16 @@ from respaldo.operations.restore import (
 )
 from respaldo.postgres import ConnInfo, create_database
 from respaldo.postgres.amcheck import pg_amcheck
+from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
 from respaldo.postgres.queries import readonly_value
 from respaldo.repository import Manifest, Repository
 
 log = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = "respaldo_drill_"
+DATADIR_PREFIX = "respaldo-drill-"
+"""Scratch data directories of physical drills: ``<tempdir>/respaldo-drill-XXXX``."""
+SERVER_USER = "postgres"
 
 
 @dataclass
@@ -69,9 +95,19 @@ class DrillResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def run_drill(ctx: Context, target: str, *, amcheck: bool | None = None) -> DrillResult:
-    """Restore-test backup ``target`` (an id) or the newest completed backup of database
-    ``target``, record the run and its checks, and mark the backup (un)verified.
+def run_drill(
+    ctx: Context,
+    target: str,
+    *,
+    amcheck: bool | None = None,
+    respaldo_command: str | None = None,
+) -> DrillResult:
+    """Restore-test backup ``target`` (an id) or the newest completed full backup of
+    database ``target``, record the run and its checks, and mark the backup (un)verified.
+
+    A physical backup (by id) is restored into a scratch data directory and started;
+    ``respaldo_command`` is the respaldo its server runs for ``restore_command``
+    (default: this one).
 
     A failed check is a result (``passed`` False), not an exception. Raises ConfigError
     or RecordNotFound when there is nothing to test, and the errors that prevent the
@@ -81,22 +117,26 @@ def run_drill(ctx: Context, target: str, *, amcheck: bool | None = None) -> Dril
     backup_id = _choose_backup(ctx, target)
     with contextlib.ExitStack() as leases:
         repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
-        return _drill(ctx, backup_id, repo, fallbacks, warnings, amcheck)
+        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        if manifest.kind == BackupKind.INCREMENTAL.value:
+            return _physical_drill(ctx, manifest, warnings, amcheck, respaldo_command)
+        return _drill(ctx, manifest, repo, fallbacks, warnings, amcheck)
 
 
 def _drill(
     ctx: Context,
-    backup_id: str,
+    manifest: Manifest,
     repo: Repository,
     fallbacks: list[Repository],
     warnings: list[str],
     amcheck: bool | None,
 ) -> DrillResult:
-    manifest = load_manifest_any(repo, fallbacks, backup_id)
+    backup_id = manifest.backup_id
     if manifest.kind != BackupKind.FULL.value:
         raise ConfigError(
             f"backup {backup_id} is a {manifest.kind} backup; drills restore logical (full) "
-            "backups into a throwaway database"
+            "backups into a throwaway database and physical (incremental) ones into a "
+            "scratch data directory"
         )
     db = ctx.settings.database(manifest.source)
     admin = _admin(ConnInfo.from_settings(db))
@@ -126,6 +166,114 @@ def _drill(
         result.checks.append(Check("drill", False, error))
     finally:
         drop_quietly(admin, scratch)
+    return _finish(ctx, result, error)
+
+
+def _physical_drill(
+    ctx: Context,
+    manifest: Manifest,
+    warnings: list[str],
+    amcheck: bool | None,
+    respaldo_command: str | None,
+) -> DrillResult:
+    backup_id = manifest.backup_id
+    db = ctx.settings.database(manifest.source)
+    owner = Owner.lookup(SERVER_USER) if os.geteuid() == 0 else None
+    scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
+    datadir = scratch / "data"
+    with ctx.catalog.begin() as session:
+        run_id = DrillRuns(session).start(backup_id, database=db.name, scratch_name=str(scratch)).id
+    result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
+    error: str | None = None
+    try:
+        if owner is not None:
+            # The server's user must enter the scratch directory (mkdtemp made it 0700).
+            os.chown(scratch, owner.uid, owner.gid)
+        port = _free_port()
+        try:
+            restored = restore_datadir(
+                ctx,
+                backup_id,
+                datadir,
+                target=RecoveryTarget(immediate=True),
+                start=True,
+                port=port,
+                os_user=SERVER_USER,
+                respaldo_command=respaldo_command,
+            )
+        except RecoveryFailed as exc:
+            result.checks.append(Check("restore", True, f"restored into {datadir}"))
+            result.checks.append(Check("recovery", False, str(exc)))
+        except RespaldoError as exc:
+            result.checks.append(Check("restore", False, str(exc)))
+        else:
+            result.warnings += restored.warnings
+            result.restore_seconds = restored.seconds
+            result.checks.append(
+                Check(
+                    "restore",
+                    True,
+                    f"{restored.bytes_restored} bytes in {restored.seconds:.1f} s "
+                    "(until the server accepted connections)",
+                )
+            )
+            result.checks.append(
+                Check(
+                    "recovery",
+                    restored.started,
+                    "; ".join(restored.recovery) or "consistent, promoted",
+                )
+            )
+            conninfo = replace(ConnInfo.from_settings(db), host="127.0.0.1", port=port)
+            result.checks += _query_checks(ctx, conninfo, db, amcheck)
+    except (RespaldoError, OSError) as exc:
+        error = str(exc)
+        result.checks.append(Check("drill", False, error))
+    finally:
+        _remove_scratch_datadir(scratch, manifest)
+    return _finish(ctx, result, error)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _is_scratch_datadir(path: Path) -> bool:
+    return path.parent == Path(tempfile.gettempdir()) and path.name.startswith(DATADIR_PREFIX)
+
+
+def _remove_scratch_datadir(scratch: Path, manifest: Manifest | None = None) -> None:
+    """Stop a server still running in ``scratch/data`` (immediately), remove ``scratch``."""
+    if not _is_scratch_datadir(scratch):
+        log.warning("not removing %s: not a drill's scratch directory", scratch)
+        return
+    datadir = scratch / "data"
+    if (datadir / "postmaster.pid").exists():
+        try:
+            if manifest is not None:
+                major = int(manifest.meta["server_version_num"]) // 10000
+            else:
+                major = int((datadir / "PG_VERSION").read_text().strip())
+            owner = _owner_of(datadir)
+            stop_server(datadir, bindir=find_server_bindir(major), owner=owner, mode="immediate")
+        except (RespaldoError, OSError, ValueError) as exc:
+            log.warning("cannot stop the scratch server in %s: %s", datadir, exc)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _owner_of(datadir: Path) -> Owner | None:
+    if os.geteuid() != 0:
+        return None
+    uid = datadir.stat().st_uid
+    entry = pwd.getpwuid(uid)
+    return Owner(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _finish(ctx: Context, result: DrillResult, error: str | None) -> DrillResult:
+    backup_id = result.backup_id
+    run_id = result.run_id
     result.passed = bool(result.checks) and all(c.ok for c in result.checks)
     now = datetime.now(UTC)
     with ctx.catalog.begin() as session:
@@ -156,6 +304,13 @@ def _checks(
         checks.append(Check("row counts", False, "; ".join(wrong[:10])))
     else:
         checks.append(Check("row counts", True, f"{compared} tables match the snapshot"))
+    return checks + _query_checks(ctx, conninfo, db, amcheck)
+
+
+def _query_checks(
+    ctx: Context, conninfo: ConnInfo, db: DatabaseSettings, amcheck: bool | None
+) -> list[Check]:
+    checks = []
     timeout = ctx.settings.drill.query_timeout_seconds
     for validation in db.validations:
         name = f"validation: {validation.name}"
@@ -206,13 +361,19 @@ def _choose_backup(ctx: Context, target: str) -> str:
 
 
 def remove_leftovers(ctx: Context) -> list[str]:
-    """Drop the scratch databases of drills whose process died; return their names."""
+    """Drop the scratch databases of drills whose process died, stop the servers and
+    remove the scratch data directories they left; return their names."""
     with ctx.catalog.begin() as session:
         abandoned = [
             (run.database_name, run.scratch_name) for run in DrillRuns(session).fail_abandoned()
         ]
     removed = []
     for database, scratch in abandoned:
+        if scratch and _is_scratch_datadir(Path(scratch)):
+            if Path(scratch).exists():
+                _remove_scratch_datadir(Path(scratch))
+                removed.append(scratch)
+            continue
         if not database or not scratch or not scratch.startswith(SCRATCH_PREFIX):
             continue
         try:

@@ -1,0 +1,139 @@
+"""Drills of physical backups: restore into a scratch data directory, start, recover,
+check, and leave nothing behind."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from respaldo.catalog import DrillRuns
+from respaldo.config import Settings, ValidationQuery
+from respaldo.domain import DrillStatus
+from respaldo.operations.context import Context
+from respaldo.operations.drill import DATADIR_PREFIX, DrillResult, remove_leftovers, run_drill
+from tests.integration.physical.conftest import SHOP, Archiving
+
+pytestmark = pytest.mark.integration
+
+
+def _scratch_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _drill(archiving: Archiving, settings: Settings, backup_id: str) -> DrillResult:
+    ctx = Context.open(settings)
+    try:
+        return run_drill(ctx, backup_id, respaldo_command=archiving.respaldo_command)
+    finally:
+        ctx.close()
+
+
+def _with_validation(archiving: Archiving, query: str, expect: str) -> Settings:
+    settings = archiving.settings()
+    settings.database("erp").validations = [
+        ValidationQuery(name="no unknown projects", sql=query, expect=expect)
+    ]
+    return settings
+
+
+def _verified(archiving: Archiving, backup_id: str) -> bool | None:
+    run = archiving.run("show", backup_id, "--json")
+    assert run.code == 0, str(run)
+    verified: bool | None = run.json()["isVerified"]
+    return verified
+
+
+def test_a_physical_backup_passes_the_drill_and_becomes_verified(archiving: Archiving) -> None:
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(table), dbname=SHOP)
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (3)").format(table), dbname=SHOP)
+    before = _scratch_dirs()
+    settings = _with_validation(
+        archiving, sql.SQL("SELECT count(*) FROM {}").format(table).as_string(), "2"
+    )
+    result = _drill(archiving, settings, record["id"])
+    checks = {c.name: c for c in result.checks}
+    assert result.passed, result.checks
+    assert list(checks) == ["restore", "recovery", "validation: no unknown projects"]
+    assert result.restore_seconds is not None and result.restore_seconds > 0
+    assert checks["recovery"].ok and "consistent recovery state" in checks["recovery"].detail
+    assert _verified(archiving, record["id"]) is True
+    # Nothing left: no scratch directory, no server on its port.
+    assert _scratch_dirs() == before
+    ctx = Context.open(settings)
+    try:
+        with ctx.catalog.begin() as session:
+            run = DrillRuns(session).get(result.run_id)
+            scratch = run.scratch_name
+            assert run.status is DrillStatus.PASSED
+    finally:
+        ctx.close()
+    assert scratch is not None and Path(scratch).name.startswith(DATADIR_PREFIX)
+    assert not Path(scratch).exists()
+
+
+def test_a_failing_validation_fails_the_physical_drill(archiving: Archiving) -> None:
+    record = archiving.backup()
+    settings = _with_validation(archiving, "SELECT 7", "0")
+    result = _drill(archiving, settings, record["id"])
+    assert not result.passed
+    failed = [c for c in result.checks if not c.ok]
+    assert [c.name for c in failed] == ["validation: no unknown projects"]
+    assert "got '7', expected '0'" in failed[0].detail
+    assert _verified(archiving, record["id"]) is False
+
+
+def test_leftover_scratch_datadir_of_a_dead_drill_is_removed(archiving: Archiving) -> None:
+    # A drill killed with its server running: start a restore the way a drill does, and
+    # record the run under a dead pid.
+    from respaldo.operations.physical_restore import restore_datadir
+    from respaldo.postgres.datadir import RecoveryTarget
+    from tests.integration.physical.conftest import chown_tree, free_port
+
+    record = archiving.backup()
+    scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
+    chown_tree(scratch)
+    port = free_port()
+    settings = archiving.settings()
+    ctx = Context.open(settings)
+    try:
+        restore_datadir(
+            ctx,
+            record["id"],
+            scratch / "data",
+            target=RecoveryTarget(immediate=True),
+            start=True,
+            port=port,
+            respaldo_command=archiving.respaldo_command,
+        )
+        assert _port_open(port)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with ctx.catalog.begin() as session:
+            run = DrillRuns(session).start(
+                record["id"], database="erp", scratch_name=str(scratch), now=datetime.now(UTC)
+            )
+            run.worker_pid = dead.pid
+        removed = remove_leftovers(ctx)
+    finally:
+        ctx.close()
+    assert str(scratch) in removed
+    assert not scratch.exists()
+    assert not _port_open(port)
