@@ -27,8 +27,13 @@ unit: setup
 demo: setup
 	$(BIN)/python scripts/demo.py
 
+# Large data on purpose (about 1 GB each); figures and how to read them: docs/benchmarks.md.
+BENCH_DIR ?= /tmp/respaldo-bench
 bench: setup
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.repository_bench --size-mb 1024 --workdir $(BENCH_DIR)/repository
+	$(BIN)/python -m bench.logical_bench --scale 1.0 --workdir $(BENCH_DIR)/logical
+	$(BIN)/python -m bench.physical_bench --scale 0.2 --workdir $(BENCH_DIR)/physical
+	$(BIN)/python -m bench.offsite_bench --scale 0.2 --workdir $(BENCH_DIR)/offsite
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
