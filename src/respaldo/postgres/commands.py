@@ -424,6 +424,7 @@ def pg_restore(
     source: Path | None = None,
     jobs: int = 1,
     no_owner: bool = False,
+    sections: Sequence[str] = (),
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
 ) -> RunningCommand:
@@ -445,6 +446,10 @@ def pg_restore(
     build = ["--exit-on-error", "--no-password"]
     if no_owner:
         build.append("--no-owner")
+    for section in sections:
+        if section not in ("pre-data", "data", "post-data"):
+            raise ValueError(f"unknown pg_restore section {section!r}")
+        build.append(f"--section={section}")
     if jobs > 1:
         build.append(f"--jobs={jobs}")
     after = [str(source)] if source is not None else []

@@ -83,7 +83,7 @@ class Sealer:
     """Seals and opens blobs with one key set. Thread-safe (no shared mutable state
     beyond per-thread zstd contexts)."""
 
-    def __init__(self, keys: KeySet, compression_level: int = 3) -> None:
+    def __init__(self, keys: KeySet, compression_level: int = 1) -> None:
         self._keys = keys
         self._aead = AESGCM(keys.encryption_key)
         self._level = compression_level

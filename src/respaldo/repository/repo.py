@@ -91,7 +91,7 @@ class Repository:
         chunker: ChunkerParams,
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
-        compression_level: int = 3,
+        compression_level: int = 1,
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
     ) -> Repository:
@@ -170,7 +170,7 @@ class Repository:
         passphrase: SecretStr | str,
         *,
         cache_dir: Path | None = None,
-        compression_level: int = 3,
+        compression_level: int = 1,
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
         load_index: bool = True,

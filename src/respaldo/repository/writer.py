@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # long backup's writer never holds an unbounded list of new entries.
 INDEX_FLUSH_PACKS = 64
 UPLOADS_IN_FLIGHT = 2
+# Progress is reported every this many bytes, not every chunk: a callback per 16 KiB chunk
+# cost 5% of a backup's main thread (measured with py-spy).
+PROGRESS_EVERY = 1 << 20
 
 
 @dataclass
@@ -114,6 +117,7 @@ class BackupWriter:
         count = 0
         entries: list[tuple[bytes, int]] = []
         lists: list[str] = []
+        reported = 0
         repo = self.repo
         for data in iter_chunks(reader, repo.chunker, repo.keys.chunker_seed):
             sha.update(data)
@@ -125,8 +129,11 @@ class BackupWriter:
             if len(entries) == LIST_ENTRIES_MAX:
                 lists.append(self._store_list(entries))
                 entries = []
-            if progress is not None:
+            if progress is not None and size - reported >= PROGRESS_EVERY:
+                reported = size
                 progress(size)
+        if progress is not None:
+            progress(size)
         if entries:
             lists.append(self._store_list(entries))
         info = StreamInfo(name=name, size=size, sha256=sha.hexdigest(), chunks=count, lists=lists)
