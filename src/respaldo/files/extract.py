@@ -13,6 +13,7 @@ owners too (by name, falling back to the numeric id).
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class _IterReader(io.RawIOBase):
         return n
 
 
-def _safe(stats: ExtractStats) -> tarfile._FilterFunction:
+def _safe(stats: ExtractStats, times: list[tuple[str, int]]) -> tarfile._FilterFunction:
     def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         parts = member.name.split("/")
         if member.name.startswith("/") or ".." in parts:
@@ -66,6 +67,9 @@ def _safe(stats: ExtractStats) -> tarfile._FilterFunction:
             checked = tarfile.tar_filter(member, dest)
         except tarfile.FilterError as exc:
             raise UnsafePath(f"refusing to extract {member.name!r}: {exc}") from None
+        exact = member.pax_headers.get("mtime")
+        if exact is not None and not member.issym():
+            times.append((checked.name, _mtime_ns(exact)))
         if member.isdir():
             stats.directories += 1
         elif member.issym():
@@ -94,8 +98,21 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
     empty, removes it), and tarfile.TarError for an archive that is not one.
     """
     stats = ExtractStats()
+    times: list[tuple[str, int]] = []
     reader = io.BufferedReader(_IterReader(pieces), buffer_size=1024 * 1024)
     with tarfile.open(fileobj=reader, mode="r|") as tar:
         # Every member passes _safe, which refuses whatever would leave the target.
-        tar.extractall(target, filter=_safe(stats))  # noqa: S202
+        tar.extractall(target, filter=_safe(stats, times))  # noqa: S202
+    # tarfile sets times from a float, which loses the nanoseconds (and sometimes a
+    # microsecond); set them exactly, deepest paths first so that setting a file's time
+    # never touches its directory's after that was set.
+    for name, mtime_ns in sorted(times, key=lambda item: item[0].count("/"), reverse=True):
+        os.utime(target / name, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
     return stats
+
+
+def _mtime_ns(text: str) -> int:
+    """A pax ``mtime`` ("seconds.fraction") as integer nanoseconds, without a float."""
+    seconds, _, fraction = text.partition(".")
+    sign = -1 if seconds.startswith("-") else 1
+    return int(seconds) * 1_000_000_000 + sign * int((fraction + "000000000")[:9])
