@@ -90,6 +90,14 @@ def _print(result: PruneResult) -> None:
             )
             for problem in outcome.gc.problems:
                 err_console.print(f"[yellow]{outcome.name}:[/] {problem}", highlight=False)
+        if outcome.wal is not None and (outcome.wal.files_deleted or outcome.wal.kept_from):
+            verb = "would delete" if result.dry_run else "deleted"
+            kept = ", ".join(f"{s} from {f}" for s, f in sorted(outcome.wal.kept_from.items()))
+            err_console.print(
+                f"{outcome.name}: WAL {verb} {outcome.wal.files_deleted} files, "
+                f"{human_bytes(outcome.wal.bytes_deleted)}; kept for PITR: {kept or 'none'}",
+                highlight=False,
+            )
         if outcome.error is not None:
             err_console.print(f"[red]{outcome.name}:[/] {outcome.error}", highlight=False)
 
@@ -137,6 +145,13 @@ def to_json(result: PruneResult) -> dict[str, Any]:
                     "bytesAfter": r.gc.bytes_after,
                     "bytesReclaimed": r.gc.bytes_reclaimed,
                     "problems": r.gc.problems,
+                },
+                "wal": None
+                if r.wal is None
+                else {
+                    "filesDeleted": r.wal.files_deleted,
+                    "bytesDeleted": r.wal.bytes_deleted,
+                    "keptFrom": r.wal.kept_from,
                 },
             }
             for r in result.repositories

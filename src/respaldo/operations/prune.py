@@ -32,7 +32,9 @@ from respaldo.domain import BackupStatus
 from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repositories import open_repository
+from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.repository import GcReport, Repository, collect_garbage
+from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
 from respaldo.retention import BackupFacts, Decision, Policy, PolicyFor, decide
 
@@ -47,11 +49,13 @@ class RepositoryOutcome:
     location: str = ""
     manifests_deleted: int = 0
     gc: GcReport | None = None
+    wal: WalPruneReport | None = None
     error: str | None = None
 
     @property
     def bytes_reclaimed(self) -> int:
-        return self.gc.bytes_reclaimed if self.gc is not None else 0
+        gc = self.gc.bytes_reclaimed if self.gc is not None else 0
+        return gc + (self.wal.bytes_deleted if self.wal is not None else 0)
 
     def fail(self, message: str) -> None:
         self.error = f"{self.error}; {message}" if self.error else message
@@ -167,7 +171,30 @@ def prune(
         except RespaldoError as exc:
             outcome.fail(f"garbage collection: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
             log.warning("garbage collection of %s failed: %s", outcome.name, exc)
+            continue
+        try:
+            outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
+        except RespaldoError as exc:
+            outcome.fail(f"WAL retention: {exc}")
+            log.warning("WAL retention in %s failed: %s", outcome.name, exc)
     return result
+
+
+def _prune_wal(
+    repo: Repository, *, dry_run: bool, gone: set[str], wait: float | None
+) -> WalPruneReport:
+    if dry_run:
+        return prune_wal(repo, dry_run=True, assume_deleted=gone)
+    # Exclusive, like garbage collection: a physical backup starting meanwhile must not
+    # lose the beginning of the WAL it will need.
+    with Lease.acquire(
+        repo.storage,
+        LockKind.EXCLUSIVE,
+        "WAL retention",
+        stale_after=repo.lock_stale_after,
+        wait=repo.lock_wait if wait is None else wait,
+    ):
+        return prune_wal(repo)
 
 
 def _expired_to_delete(

@@ -20,6 +20,7 @@ identifiers come checked from the caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -157,3 +158,19 @@ def write_cluster(repo: Repository, record: ClusterRecord) -> None:
     name = cluster_object(record.database)
     aad = AAD_CLUSTER + record.database.encode()
     repo.storage.put(name, repo.sealer.seal(record.to_bytes(), aad))
+
+
+def wal_objects(repo: Repository) -> list[tuple[str, str, str, int]]:
+    """Every archived WAL object as (system id, timeline, file name, size), in name order."""
+    found = []
+    for info in repo.storage.list(WAL_PREFIX):
+        parts = info.name[len(WAL_PREFIX) :].split("/")
+        if len(parts) == 3:
+            found.append((parts[0], parts[1], parts[2], info.size))
+    return found
+
+
+def delete_wal(repo: Repository, system_id: str, timeline: str, file: str) -> None:
+    """Delete one archived WAL file; one that is already gone is not an error."""
+    with contextlib.suppress(ObjectNotFound):
+        repo.storage.delete(wal_object(system_id, timeline, file))
