@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -58,6 +57,10 @@ import psutil  # type: ignore[import-untyped]
 from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
+
+from bench.measure import ServerCpu
+from bench.measure import busy_seconds as _busy_seconds
+from bench.measure import self_cpu as _self_cpu
 
 RESULTS = Path(__file__).resolve().parent / "results" / "logical.json"
 PASSPHRASE = "respaldo logical benchmark passphrase"  # noqa: S105 (a throwaway repository)
@@ -77,40 +80,6 @@ TARGETS: dict[str, float] = {
 
 
 # --- measuring one process -------------------------------------------------------------
-
-
-_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (steal included) since boot."""
-    with Path("/proc/stat").open() as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _HZ
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class ServerCpu:
-    """CPU seconds used by a PostgreSQL server: its live processes plus reaped backends."""
-
-    def __init__(self, postmaster_pid: int) -> None:
-        self.proc = psutil.Process(postmaster_pid)
-
-    def seconds(self) -> float:
-        times = self.proc.cpu_times()
-        total = float(times.user + times.system + times.children_user + times.children_system)
-        for child in self.proc.children():
-            try:
-                ct = child.cpu_times()
-            except psutil.NoSuchProcess:
-                continue  # exited: its time moves to children_* (read next time)
-            total += float(ct.user + ct.system)
-        return total
 
 
 class TreeSampler:

@@ -56,7 +56,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -69,7 +68,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil  # type: ignore[import-untyped]
 from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
@@ -77,6 +75,10 @@ from sample.day_of_work import day_of_work
 # The test suite's SeaweedFS start (free ports, identities, SSE-S3 key), importable from
 # the repository root (``python -m bench.offsite_bench`` puts it on sys.path).
 from tests.servers.s3 import REGION, S3Endpoint, SeaweedFS, free_port, weed_binary
+
+from bench.measure import ServerCpu
+from bench.measure import busy_seconds as _busy_seconds
+from bench.measure import self_cpu as _self_cpu
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -92,40 +94,6 @@ QUIET_WINDOW = 2.0  # ... over this many seconds (another benchmark pauses betwe
 
 
 # --- measuring one process -------------------------------------------------------------
-
-
-_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (steal included) since boot."""
-    with Path("/proc/stat").open() as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _HZ
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class ServerCpu:
-    """CPU seconds of a server process: itself, its live children and its reaped ones."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-
-    def seconds(self) -> float:
-        times = self.proc.cpu_times()
-        total = float(times.user + times.system + times.children_user + times.children_system)
-        for child in self.proc.children():
-            try:
-                ct = child.cpu_times()
-            except psutil.NoSuchProcess:
-                continue  # exited: its time moves to children_* (read next time)
-            total += float(ct.user + ct.system)
-        return total
 
 
 def load_average() -> float:

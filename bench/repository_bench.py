@@ -45,7 +45,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,6 +60,8 @@ if TYPE_CHECKING:
     from respaldo.repository import Repository
 
 from bench.datagen import DEFAULT_SEED, MIB, ensure_data
+from bench.measure import busy_seconds as _busy_seconds
+from bench.measure import self_cpu as _self_cpu
 
 RESULTS = Path(__file__).resolve().parent / "results" / "repository.json"
 PASSPHRASE = "respaldo benchmark passphrase"  # noqa: S105 (a throwaway test repository)
@@ -328,22 +329,8 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
 # --- the parent side ---------------------------------------------------------------------
 
 
-_HZ = os.sysconf("SC_CLK_TCK")
 QUIET_CORES = 0.10  # the rest of the machine counts as idle below a tenth of one core
 DISTURBED_CORES = 0.25  # a run during which others used more is not kept if another is
-
-
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy (steal included) since boot."""
-    with Path("/proc/stat").open() as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _HZ
-
-
-def _self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Runner:

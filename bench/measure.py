@@ -1,0 +1,43 @@
+"""What every benchmark measures the same way: machine-wide busy time, own CPU, a server's CPU."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (steal included) since boot."""
+    with Path("/proc/stat").open() as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _HZ
+
+
+def self_cpu() -> float:
+    """CPU seconds (user + system) of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ServerCpu:
+    """CPU seconds of a server process: itself, its live children and its reaped ones."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+
+    def seconds(self) -> float:
+        times = self.proc.cpu_times()
+        total = float(times.user + times.system + times.children_user + times.children_system)
+        for child in self.proc.children():
+            try:
+                ct = child.cpu_times()
+            except psutil.NoSuchProcess:
+                continue  # exited: its time moves to children_* (read next time)
+            total += float(ct.user + ct.system)
+        return total
