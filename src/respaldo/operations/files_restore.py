@@ -9,6 +9,7 @@ land outside the target stops the restore (UnsafePath) and the target is emptied
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,36 +46,38 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
     """
     validate_backup_id(backup_id)
     started = time.monotonic()
-    repo, fallbacks, warnings = open_with_fallbacks(ctx)
-    manifest = load_manifest_any(repo, fallbacks, backup_id)
-    if manifest.kind != BackupKind.FILES.value:
-        raise ConfigError(
-            f"backup {backup_id} is a {manifest.kind} backup, not a files backup",
-            hint="--target-dir restores files backups; use --target-database for logical "
-            "backups and --target-datadir for physical ones",
-        )
-    target = target_dir.absolute()
-    created = prepare_target(target)
-    result = FilesRestoreResult(backup_id, target, warnings=warnings)
-    reader = StreamReader(repo, fallbacks, result.warnings)
-    total = manifest.stream(FILES_STREAM).size
-    done = 0
+    with contextlib.ExitStack() as leases:
+        # Shared leases: no garbage collection repacks what is being read.
+        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
+        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        if manifest.kind != BackupKind.FILES.value:
+            raise ConfigError(
+                f"backup {backup_id} is a {manifest.kind} backup, not a files backup",
+                hint="--target-dir restores files backups; use --target-database for logical "
+                "backups and --target-datadir for physical ones",
+            )
+        target = target_dir.absolute()
+        created = prepare_target(target)
+        result = FilesRestoreResult(backup_id, target, warnings=warnings)
+        reader = StreamReader(repo, fallbacks, result.warnings)
+        total = manifest.stream(FILES_STREAM).size
+        done = 0
 
-    def pieces() -> Iterator[bytes]:
-        nonlocal done
-        for data in reader.stream(manifest, FILES_STREAM):
-            done += len(data)
-            ctx.progress("restore", done, total)
-            yield data
+        def pieces() -> Iterator[bytes]:
+            nonlocal done
+            for data in reader.stream(manifest, FILES_STREAM):
+                done += len(data)
+                ctx.progress("restore", done, total)
+                yield data
 
-    try:
-        stats = extract_tar(pieces(), target)
-    except BaseException as exc:
-        clear_target(target, created)
-        if isinstance(exc, OSError):
-            raise RestoreError(f"cannot write into {target}: {exc}") from exc
-        raise
-    result.files, result.directories = stats.files, stats.directories
-    result.symlinks, result.bytes_restored = stats.symlinks, stats.file_bytes
-    result.seconds = time.monotonic() - started
-    return result
+        try:
+            stats = extract_tar(pieces(), target)
+        except BaseException as exc:
+            clear_target(target, created)
+            if isinstance(exc, OSError):
+                raise RestoreError(f"cannot write into {target}: {exc}") from exc
+            raise
+        result.files, result.directories = stats.files, stats.directories
+        result.symlinks, result.bytes_restored = stats.symlinks, stats.file_bytes
+        result.seconds = time.monotonic() - started
+        return result

@@ -18,6 +18,7 @@ A failure in 3 leaves the directory for inspection: the message names its log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -134,68 +135,70 @@ def restore_datadir(
     validate_backup_id(backup_id)
     target = target or RecoveryTarget()
     started = time.monotonic()
-    repo, fallbacks, warnings = open_with_fallbacks(ctx)
-    manifest = load_manifest_any(repo, fallbacks, backup_id)
-    if manifest.kind != BackupKind.INCREMENTAL.value:
-        raise ConfigError(
-            f"backup {backup_id} is a {manifest.kind} backup, not a physical one",
-            hint="--target-datadir restores physical (incremental) backups; use "
-            "--target-database for logical backups and --target-dir for files backups",
+    with contextlib.ExitStack() as leases:
+        # Shared leases: no garbage collection repacks what is being read.
+        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
+        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        if manifest.kind != BackupKind.INCREMENTAL.value:
+            raise ConfigError(
+                f"backup {backup_id} is a {manifest.kind} backup, not a physical one",
+                hint="--target-datadir restores physical (incremental) backups; use "
+                "--target-database for logical backups and --target-dir for files backups",
+            )
+        system_id = str(manifest.meta["system_identifier"])
+        if target.time is not None and target.time < manifest.started_at:
+            raise RestoreError(
+                f"the recovery target {target.time.isoformat()} is before backup {backup_id} "
+                f"started ({manifest.started_at.isoformat()})",
+                hint="choose a backup taken before the target time ('respaldo list')",
+            )
+        settings = ctx.settings
+        restore_command = build_restore_command(settings, system_id, respaldo_command)
+        if settings.passphrase_file is None:
+            warnings.append(
+                "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "
+                "probably not set: configure passphrase_file (readable by the server's user)"
+            )
+        owner = Owner.lookup(os_user) if os.geteuid() == 0 else None
+        datadir = datadir.absolute()
+        if owner is not None and (blocked := _unreachable_parent(datadir, owner)) is not None:
+            raise RestoreError(
+                f"{owner.name} cannot reach {datadir}: {blocked} is closed to it",
+                hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
+            )
+        bindir = (
+            find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
         )
-    system_id = str(manifest.meta["system_identifier"])
-    if target.time is not None and target.time < manifest.started_at:
-        raise RestoreError(
-            f"the recovery target {target.time.isoformat()} is before backup {backup_id} "
-            f"started ({manifest.started_at.isoformat()})",
-            hint="choose a backup taken before the target time ('respaldo list')",
-        )
-    settings = ctx.settings
-    restore_command = build_restore_command(settings, system_id, respaldo_command)
-    if settings.passphrase_file is None:
-        warnings.append(
-            "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "
-            "probably not set: configure passphrase_file (readable by the server's user)"
-        )
-    owner = Owner.lookup(os_user) if os.geteuid() == 0 else None
-    datadir = datadir.absolute()
-    if owner is not None and (blocked := _unreachable_parent(datadir, owner)) is not None:
-        raise RestoreError(
-            f"{owner.name} cannot reach {datadir}: {blocked} is closed to it",
-            hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
-        )
-    bindir = (
-        find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
-    )
-    created = prepare_target(datadir)
-    result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
-    reader = StreamReader(repo, fallbacks, result.warnings)
-    total = manifest.stream(BASE_STREAM).size
+        created = prepare_target(datadir)
+        result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
+        reader = StreamReader(repo, fallbacks, result.warnings)
+        total = manifest.stream(BASE_STREAM).size
 
-    def pieces() -> Iterator[bytes]:
-        for data in reader.stream(manifest, BASE_STREAM):
-            result.bytes_restored += len(data)
-            ctx.progress("restore", result.bytes_restored, total)
-            yield data
+        def pieces() -> Iterator[bytes]:
+            for data in reader.stream(manifest, BASE_STREAM):
+                result.bytes_restored += len(data)
+                ctx.progress("restore", result.bytes_restored, total)
+                yield data
 
-    try:
-        extract_base_backup(pieces(), datadir, owner=owner)
-        result.settings = write_recovery_config(
-            datadir,
-            restore_command=restore_command,
-            target=target,
-            port=port,
-            archive_off=not keep_archiving,
-            owner=owner,
-            comment=f"recovery of respaldo backup {backup_id}",
-        )
-    except BaseException:
-        clear_target(datadir, created)
-        raise
-    if bindir is not None:
-        result.log_file = start_server(datadir, bindir=bindir, owner=owner)
-        result.started = True
-        result.recovery = wait_for_recovery(
-            datadir, bindir=bindir, owner=owner, log_file=result.log_file, timeout=timeout
-        )
-    result.seconds = time.monotonic() - started
-    return result
+        try:
+            extract_base_backup(pieces(), datadir, owner=owner)
+            result.settings = write_recovery_config(
+                datadir,
+                restore_command=restore_command,
+                target=target,
+                port=port,
+                archive_off=not keep_archiving,
+                owner=owner,
+                comment=f"recovery of respaldo backup {backup_id}",
+            )
+        except BaseException:
+            clear_target(datadir, created)
+            raise
+        if bindir is not None:
+            result.log_file = start_server(datadir, bindir=bindir, owner=owner)
+            result.started = True
+            result.recovery = wait_for_recovery(
+                datadir, bindir=bindir, owner=owner, log_file=result.log_file, timeout=timeout
+            )
+        result.seconds = time.monotonic() - started
+        return result

@@ -24,10 +24,6 @@ from tests.integration.physical.conftest import SHOP, Archiving
 pytestmark = pytest.mark.integration
 
 
-def _scratch_dirs() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
-
-
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
@@ -64,7 +60,6 @@ def test_a_physical_backup_passes_the_drill_and_becomes_verified(archiving: Arch
     pg.execute(sql.SQL("INSERT INTO {} VALUES (1), (2)").format(table), dbname=SHOP)
     record = archiving.backup()
     pg.execute(sql.SQL("INSERT INTO {} VALUES (3)").format(table), dbname=SHOP)
-    before = _scratch_dirs()
     settings = _with_validation(
         archiving, sql.SQL("SELECT count(*) FROM {}").format(table).as_string(), "2"
     )
@@ -75,8 +70,8 @@ def test_a_physical_backup_passes_the_drill_and_becomes_verified(archiving: Arch
     assert result.restore_seconds is not None and result.restore_seconds > 0
     assert checks["recovery"].ok and "consistent recovery state" in checks["recovery"].detail
     assert _verified(archiving, record["id"]) is True
-    # Nothing left: no scratch directory, no server on its port.
-    assert _scratch_dirs() == before
+    # Nothing left: this drill's scratch directory is gone (checked below by its recorded
+    # name; other tests' drills may be running in parallel, so no glob over /tmp).
     ctx = Context.open(settings)
     try:
         with ctx.catalog.begin() as session:
