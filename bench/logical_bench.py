@@ -58,7 +58,7 @@ from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
-from bench.measure import ServerCpu
+from bench.measure import ServerCpu, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -67,7 +67,6 @@ PASSPHRASE = "respaldo logical benchmark passphrase"  # noqa: S105 (a throwaway 
 MIB = 1024 * 1024
 DB = "erp"
 SAMPLE_INTERVAL = 0.05
-QUIET_CORES = 0.10  # the rest of the machine counts as idle below a tenth of one core
 
 TARGETS: dict[str, float] = {
     "backup / pg_dump -Fc (time)": 0.30,
@@ -132,19 +131,7 @@ class Runner:
         self.log = log
 
     def wait_quiet(self) -> float:
-        t0 = time.perf_counter()
-        while True:
-            before = _busy_seconds()
-            time.sleep(0.5)
-            busy = (_busy_seconds() - before) / 0.5
-            waited = time.perf_counter() - t0
-            if busy < QUIET_CORES:
-                if waited > 5:
-                    self.log(f"    (waited {waited:.0f} s for the machine to be idle)")
-                return waited
-            if waited > self.quiet_wait:
-                self.log(f"    (machine still busy after {waited:.0f} s: {busy:.2f} cores in use)")
-                return waited
+        return wait_quiet(self.quiet_wait, self.log)
 
     def run(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
@@ -41,3 +43,28 @@ class ServerCpu:
                 continue  # exited: its time moves to children_* (read next time)
             total += float(ct.user + ct.system)
         return total
+
+
+QUIET_CORES = 0.10  # the rest of the machine counts as idle below a tenth of one core
+
+
+def wait_quiet(max_wait: float, log: Callable[[str], None], *, window: float = 0.5) -> float:
+    """Wait until the machine's busy time over ``window`` seconds is below QUIET_CORES,
+    or ``max_wait`` seconds have passed; return the seconds waited.
+
+    The machine may be shared (other people's test suites): a measurement taken while
+    others use a core is not a measurement of respaldo.
+    """
+    t0 = time.perf_counter()
+    while True:
+        before = busy_seconds()
+        time.sleep(window)
+        busy = (busy_seconds() - before) / window
+        waited = time.perf_counter() - t0
+        if busy < QUIET_CORES:
+            if waited > 5:
+                log(f"    (waited {waited:.0f} s for the machine to be idle)")
+            return waited
+        if waited > max_wait:
+            log(f"    (machine still busy after {waited:.0f} s: {busy:.2f} cores in use)")
+            return waited

@@ -76,7 +76,7 @@ from sample.day_of_work import day_of_work
 # the repository root (``python -m bench.offsite_bench`` puts it on sys.path).
 from tests.servers.s3 import REGION, S3Endpoint, SeaweedFS, free_port, weed_binary
 
-from bench.measure import ServerCpu
+from bench.measure import ServerCpu, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -89,7 +89,6 @@ MIB = 1024 * 1024
 MB = 1_000_000
 DB = "erp"
 OFFSITE = "offsite"
-QUIET_CORES = 0.10  # the rest of the machine counts as idle below a tenth of one core
 QUIET_WINDOW = 2.0  # ... over this many seconds (another benchmark pauses between steps)
 
 
@@ -116,19 +115,7 @@ class Runner:
         self.log = log
 
     def wait_quiet(self) -> float:
-        t0 = time.perf_counter()
-        while True:
-            before = _busy_seconds()
-            time.sleep(QUIET_WINDOW)
-            busy = (_busy_seconds() - before) / QUIET_WINDOW
-            waited = time.perf_counter() - t0
-            if busy < QUIET_CORES:
-                if waited > 5:
-                    self.log(f"    (waited {waited:.0f} s for the machine to be idle)")
-                return waited
-            if waited > self.quiet_wait:
-                self.log(f"    (machine still busy after {waited:.0f} s: {busy:.2f} cores in use)")
-                return waited
+        return wait_quiet(self.quiet_wait, self.log, window=QUIET_WINDOW)
 
     def run(
         self, argv: Sequence[str], env: dict[str, str], stdout: Path, stderr: Path

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 from bench.datagen import DEFAULT_SEED, MIB, ensure_data
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
+from bench.measure import wait_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "repository.json"
 PASSPHRASE = "respaldo benchmark passphrase"  # noqa: S105 (a throwaway test repository)
@@ -329,7 +330,6 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
 # --- the parent side ---------------------------------------------------------------------
 
 
-QUIET_CORES = 0.10  # the rest of the machine counts as idle below a tenth of one core
 DISTURBED_CORES = 0.25  # a run during which others used more is not kept if another is
 
 
@@ -347,19 +347,7 @@ class Runner:
         self.log = log
 
     def wait_quiet(self) -> float:
-        t0 = time.perf_counter()
-        while True:
-            before = _busy_seconds()
-            time.sleep(0.5)
-            busy = (_busy_seconds() - before) / 0.5
-            waited = time.perf_counter() - t0
-            if busy < QUIET_CORES:
-                if waited > 5:
-                    self.log(f"    (waited {waited:.0f} s for the machine to be idle)")
-                return waited
-            if waited > self.quiet_wait:
-                self.log(f"    (machine still busy after {waited:.0f} s: {busy:.2f} cores in use)")
-                return waited
+        return wait_quiet(self.quiet_wait, self.log)
 
     def run(self, cmd: list[str], stdout: Any, fsync: Path | None = None) -> dict[str, Any]:
         """Run one measured process; its wall time (plus the output's fsync) and rusage."""
