@@ -86,7 +86,7 @@ def test_a_small_edit_in_the_middle_adds_only_a_few_chunks(
     # The chunk(s) around the edit, and the list chunk that names them. How many chunks
     # the edit touches depends on the seed (1 usually, 7 seen in 300 seeds for the delete):
     # the bound is generous, but a chunker that lost sync would renew hundreds.
-    assert first.stream("dump").chunks > 300
+    assert first.stream("dump").chunks > 200  # 400 KB at ~1.3 KiB chunks: about 300
     # (Bounds with room: the cut points depend on the random repository key.)
     assert 2 <= stats.new_chunks <= 20, stats
     assert stats.stored_bytes < first_stats.stored_bytes // 5, (stats, first_stats)
