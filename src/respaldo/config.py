@@ -17,9 +17,17 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -149,8 +157,24 @@ class RepositorySettings(_Section):
     server_side_encryption: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
+    # S3 Object Lock: every object (but leases) is written locked for this many days and
+    # prune renews the locks of what kept backups still need (docs/configuration.md).
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = None
+    object_lock_days: int | None = Field(default=None, ge=1, le=36500)
 
     _validate_name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _object_lock_needs_s3(self) -> RepositorySettings:
+        lock = (self.object_lock_mode, self.object_lock_days)
+        if lock != (None, None):
+            if None in lock:
+                raise ValueError("object_lock_mode and object_lock_days go together")
+            if not self.url.startswith("s3://"):
+                # A local directory cannot refuse deletion: better say so than let the
+                # setting suggest a protection that is not there.
+                raise ValueError("object_lock_mode works only on S3 repositories (s3://...)")
+        return self
 
 
 class ValidationQuery(_Section):

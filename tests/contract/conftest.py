@@ -43,11 +43,31 @@ def _s3_moto(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     return server.storage()
 
 
+def _locked(server: S3Endpoint) -> Storage:
+    # A versioned bucket with Object Lock, everything written locked (COMPLIANCE: not even
+    # the admin can remove a version): deletes leave delete markers, and every promise of
+    # the contract must still hold. SeaweedFS enforces locks; moto also insists, as AWS
+    # does, on the Content-MD5 of locked uploads.
+    return server.storage(
+        bucket=server.locked_bucket, object_lock_mode="COMPLIANCE", object_lock_days=1
+    )
+
+
+def _s3_locked(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    return _locked(request.getfixturevalue("s3_server"))
+
+
+def _s3_moto_locked(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    return _locked(request.getfixturevalue("moto_server"))
+
+
 BACKENDS: dict[str, StoreFactory] = {
     "memory": _memory,
     "local": _local,
     "s3": _s3,
     "s3-moto": _s3_moto,
+    "s3-locked": _s3_locked,
+    "s3-moto-locked": _s3_moto_locked,
 }
 
 

@@ -71,6 +71,16 @@ class S3Endpoint:
     data_dir: Path | None = None
     """Where the server keeps object data on disk (SeaweedFS only)."""
 
+    @property
+    def locked_bucket(self) -> str:
+        """A second bucket, versioned and with Object Lock enabled (made at start)."""
+        return f"{self.bucket}-locked"
+
+    def create_buckets(self, client: S3Client) -> None:
+        for bucket, lock in ((self.bucket, False), (self.locked_bucket, True)):
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=lock)
+
     def client(self, **config: Any) -> S3Client:
         """A plain boto3 client with the admin credentials, to look behind a store's back."""
         import boto3
@@ -288,8 +298,7 @@ class SeaweedFS:
             try:
                 # ... and a bucket that can be made and written means filer and volume
                 # server are ready too.
-                with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-                    client.create_bucket(Bucket=endpoint.bucket)
+                endpoint.create_buckets(client)
                 client.put_object(Bucket=endpoint.bucket, Key="ready", Body=b"ready")
                 client.delete_object(Bucket=endpoint.bucket, Key="ready")
             except (ClientError, BotoCoreError) as exc:
@@ -372,7 +381,7 @@ class MotoS3:
             bucket=f"respaldo-{secrets.token_hex(4)}",
         )
         client = endpoint.client()
-        client.create_bucket(Bucket=endpoint.bucket)
+        endpoint.create_buckets(client)
         client.close()
         return endpoint
 

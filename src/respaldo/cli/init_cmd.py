@@ -25,3 +25,5 @@ def init(ctx: typer.Context) -> None:
             f"repository [bold]{result.name}[/] ({result.location}): {verb}, "
             f"id {result.repository_id}"
         )
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)

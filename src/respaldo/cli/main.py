@@ -23,6 +23,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     list_cmd,
     prune_cmd,
     restore_cmd,
+    rewind_cmd,
     snapshot_cmd,
     verify_cmd,
     wal_cmd,

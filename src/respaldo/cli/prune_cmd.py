@@ -98,6 +98,15 @@ def _print(result: PruneResult) -> None:
                 f"{human_bytes(outcome.wal.bytes_deleted)}; kept for PITR: {kept or 'none'}",
                 highlight=False,
             )
+        if outcome.locks is not None:
+            verb = "would renew" if result.dry_run else "renewed"
+            err_console.print(
+                f"{outcome.name}: object lock ({outcome.locks.mode}): {verb} "
+                f"{outcome.locks.extended} of {outcome.locks.checked} objects until "
+                f"{outcome.locks.until:%Y-%m-%d %H:%M} UTC; deleted objects keep their "
+                "space until their lock ends",
+                highlight=False,
+            )
         if outcome.error is not None:
             err_console.print(f"[red]{outcome.name}:[/] {outcome.error}", highlight=False)
 
@@ -152,6 +161,15 @@ def to_json(result: PruneResult) -> dict[str, Any]:
                     "filesDeleted": r.wal.files_deleted,
                     "bytesDeleted": r.wal.bytes_deleted,
                     "keptFrom": r.wal.kept_from,
+                },
+                "objectLock": None
+                if r.locks is None
+                else {
+                    "mode": r.locks.mode,
+                    "until": r.locks.until.isoformat(),
+                    "checked": r.locks.checked,
+                    "renewed": r.locks.extended,
+                    "failed": r.locks.failed,
                 },
             }
             for r in result.repositories

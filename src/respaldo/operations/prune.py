@@ -7,6 +7,9 @@
    repository (primary and secondaries), then its catalog record. A failed record holds
    no data: only its record goes. Each deletion is logged.
 3. Garbage collection (:func:`respaldo.repository.collect_garbage`) in every repository.
+4. WAL retention, then, in repositories with S3 Object Lock, renewal of the locks of what
+   is left (:func:`respaldo.storage.object_lock.extend_locks`): everything still there is
+   needed by a kept backup, so it must stay locked.
 
 Crash safety (kill -9 at any point): a backup's manifests go before its record, so a
 record is never deleted while a repository still holds the backup; a record whose
@@ -37,6 +40,7 @@ from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
 from respaldo.retention import BackupFacts, Decision, Policy, PolicyFor, decide
+from respaldo.storage.object_lock import LockRenewal, extend_locks, locking_store
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class RepositoryOutcome:
     manifests_deleted: int = 0
     gc: GcReport | None = None
     wal: WalPruneReport | None = None
+    locks: LockRenewal | None = None
     error: str | None = None
 
     @property
@@ -177,7 +182,27 @@ def prune(
         except RespaldoError as exc:
             outcome.fail(f"WAL retention: {exc}")
             log.warning("WAL retention in %s failed: %s", outcome.name, exc)
+        _renew_locks(opened, outcome, now=result.now, dry_run=dry_run)
     return result
+
+
+def _renew_locks(
+    repo: Repository, outcome: RepositoryOutcome, *, now: datetime, dry_run: bool
+) -> None:
+    store = locking_store(repo.storage)
+    if store is None or store.lock_policy is None:
+        return
+    try:
+        outcome.locks = extend_locks(store, now, dry_run=dry_run)
+    except RespaldoError as exc:
+        outcome.fail(f"object lock renewal: {exc}")
+        log.warning("object lock renewal in %s failed: %s", outcome.name, exc)
+        return
+    if outcome.locks.failed:
+        outcome.fail(
+            f"could not renew {len(outcome.locks.failed)} object locks "
+            f"(first: {outcome.locks.failed[0]}); the next prune tries again"
+        )
 
 
 def _prune_wal(

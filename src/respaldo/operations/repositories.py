@@ -10,7 +10,9 @@ from pydantic import SecretStr
 from respaldo.config import RepositorySettings, Settings, read_secret_file
 from respaldo.errors import RepositoryError, RepositoryExists, RepositoryNotFound
 from respaldo.repository import ChunkerParams, KdfParams, Repository
+from respaldo.repository.locks import LOCK_PREFIX
 from respaldo.storage import Storage, open_storage
+from respaldo.storage.object_lock import bucket_warnings, locking_store
 
 
 def storage_options(repo: RepositorySettings) -> dict[str, Any]:
@@ -19,6 +21,9 @@ def storage_options(repo: RepositorySettings) -> dict[str, Any]:
     # backend hands them to its client.
     dumped = repo.model_dump(exclude={"name", "url", "secret_access_key_file"})
     options = {key: value for key, value in dumped.items() if value is not None}
+    if repo.object_lock_mode is not None:
+        # Leases are rewritten every minute and gone within hours: never locked.
+        options["object_lock_exempt"] = (LOCK_PREFIX,)
     if repo.secret_access_key_file is not None and repo.secret_access_key is None:
         options["secret_access_key"] = SecretStr(
             read_secret_file(repo.secret_access_key_file, "secret_access_key_file")
@@ -55,6 +60,7 @@ class InitResult:
     location: str
     created: bool
     repository_id: str
+    warnings: tuple[str, ...] = ()
 
 
 def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[InitResult]:
@@ -63,8 +69,11 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     Idempotent: existing repositories are opened (which checks the passphrase) and left
     as they are. Raises WrongPassphrase if an existing one does not open, and
     RepositoryError if an existing secondary is not a mirror of the primary (another
-    repository id: copies into it would be impossible).
+    repository id: copies into it would be impossible). Every repository with an
+    ``object_lock_mode`` has its bucket checked first (ConfigError, and nothing created,
+    if it cannot lock); what is merely unwise about a bucket comes back as warnings.
     """
+    warnings = {repo.name: lock_warnings(repo) for repo in settings.repositories}
     passphrase = settings.repository_passphrase()
     chunker = ChunkerParams(
         settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
@@ -84,7 +93,15 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
         else:
             primary = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
         created = True
-    results.append(InitResult(primary_settings.name, store.location, created, primary.id))
+    results.append(
+        InitResult(
+            primary_settings.name,
+            store.location,
+            created,
+            primary.id,
+            warnings[primary_settings.name],
+        )
+    )
     for repo_settings in settings.repositories[1:]:
         store = open_store(repo_settings)
         try:
@@ -99,8 +116,25 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
                     f"the primary {primary_settings.name}",
                     hint="point it at an empty location; 'respaldo init' creates it as a mirror",
                 ) from None
-        results.append(InitResult(repo_settings.name, store.location, created, repo.id))
+        results.append(
+            InitResult(
+                repo_settings.name, store.location, created, repo.id, warnings[repo_settings.name]
+            )
+        )
     return results
+
+
+def lock_warnings(repo: RepositorySettings) -> tuple[str, ...]:
+    """For a repository with Object Lock: what is unwise about its bucket (ConfigError if
+    the bucket cannot lock at all). Other repositories: nothing to say."""
+    if repo.object_lock_mode is None:
+        return ()
+    store = open_store(repo)
+    try:
+        locking = locking_store(store)
+        return tuple(bucket_warnings(locking)) if locking is not None else ()
+    finally:
+        store.close()
 
 
 def _existing_secondary(settings: Settings, passphrase: SecretStr) -> Repository | None:

@@ -41,6 +41,15 @@ optional ``sse_kms_key_id``. An S3-compatible server needs to be set up for eith
 (SeaweedFS: a key-encryption key for SSE-S3, a KMS provider for SSE-KMS; without a KMS
 provider SeaweedFS answers SSE-KMS uploads with 500 InternalError, which looks transient).
 
+Uploads carry ``Content-MD5``: S3 refuses uploads with an Object Lock retention (and
+every upload to a bucket with a default retention) without it, and any server checks it.
+
+Object Lock (``object_lock_mode`` GOVERNANCE or COMPLIANCE, ``object_lock_days``): every
+object but those under ``object_lock_exempt`` prefixes is written with a retention of that
+many days; the bucket must have Object Lock enabled, which is checked before the first
+write. Renewal, the bucket's state and the versions behind a rewind are the methods of
+:class:`~respaldo.storage.object_lock.LockingStorage`; see that module for why.
+
 Storage classes: ``STANDARD_IA`` by default (the specification's choice: backups are written
 once and read rarely). S3 bills STANDARD_IA objects for at least 128 KiB and 30 days, which
 the repository's small index and manifest objects pay for. ``storage_class = "STANDARD"``
@@ -52,11 +61,14 @@ cannot be read without a restore request, and the repository reads packs by rang
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -89,17 +101,27 @@ from respaldo.errors import (
     TransientStorageError,
 )
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
+from respaldo.storage.object_lock import BucketLockState, LockPolicy, ObjectVersion
 
 if TYPE_CHECKING:  # boto3-stubs is a development dependency
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.literals import ServerSideEncryptionType, StorageClassType
+    from mypy_boto3_s3.literals import (
+        ObjectLockModeType,
+        ObjectLockRetentionModeType,
+        ServerSideEncryptionType,
+        StorageClassType,
+    )
     from mypy_boto3_s3.type_defs import (
         CompletedPartTypeDef,
+        CopyObjectRequestTypeDef,
         CreateMultipartUploadRequestTypeDef,
         PutObjectRequestTypeDef,
     )
 
 log = logging.getLogger(__name__)
+
+# Named outside the class: there, "list" is the method.
+_Listing = list[tuple[ObjectInfo, datetime]]
 
 MIB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 16 * MIB
@@ -136,6 +158,8 @@ _TRANSIENT_CODES = {
     "ServiceUnavailable",
     "OperationAborted",
     "PriorRequestNotComplete",
+    # The body arrived damaged (its Content-MD5 did not match): send it again.
+    "BadDigest",
 }
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _CREDENTIAL_CODES = {
@@ -173,6 +197,9 @@ _OPTIONS = {
     "max_attempts",
     "connect_timeout",
     "read_timeout",
+    "object_lock_mode",
+    "object_lock_days",
+    "object_lock_exempt",
 }
 
 
@@ -206,6 +233,9 @@ class S3Storage:
         max_attempts: int = 3,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        object_lock_mode: str | None = None,
+        object_lock_days: int | None = None,
+        object_lock_exempt: tuple[str, ...] = (),
     ) -> None:
         if not _BUCKET.fullmatch(bucket):
             raise ConfigError(
@@ -219,6 +249,12 @@ class S3Storage:
         self._sse = _check_sse(server_side_encryption, sse_kms_key_id)
         self._sse_kms_key_id = sse_kms_key_id
         self._storage_class = _check_storage_class(storage_class)
+        self._lock_policy = _check_lock(object_lock_mode, object_lock_days)
+        self._lock_exempt = tuple(object_lock_exempt)
+        # Whether the bucket was seen to have Object Lock enabled (checked before the first
+        # locked write, so that a misconfigured bucket fails clearly and writes nothing).
+        self._lock_checked = False
+        self._lock_check_lock = threading.Lock()
         if part_size < MIN_PART_SIZE:
             raise ConfigError(
                 f"S3 part size {part_size} is below the 5 MiB that S3 requires",
@@ -337,6 +373,14 @@ class S3Storage:
         """The boto3 client, shared by all threads (for tests and diagnostics)."""
         return self._client
 
+    @property
+    def lock_policy(self) -> LockPolicy | None:
+        return self._lock_policy
+
+    @property
+    def lock_exempt(self) -> tuple[str, ...]:
+        return self._lock_exempt
+
     def key(self, name: str) -> str:
         """The S3 key of an object name (validated)."""
         return self._key_prefix + validate_name(name)
@@ -345,16 +389,18 @@ class S3Storage:
 
     def put(self, name: str, data: bytes) -> None:
         key = self.key(name)
+        self._check_bucket_locks()
         try:
             if len(data) > self._threshold:
-                self._put_multipart(key, data)
+                self._put_multipart(name, key, data)
             else:
                 request: PutObjectRequestTypeDef = {
                     "Bucket": self._bucket,
                     "Key": key,
                     "Body": bytes(data),
+                    "ContentMD5": _md5(data),
                 }
-                self._add_object_options(request)
+                self._add_object_options(request, name)
                 self._client.put_object(**request)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, name, "write") from exc
@@ -402,24 +448,36 @@ class S3Storage:
         return ObjectInfo(name, response["ContentLength"])
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter([info for info, _ in self._list(prefix)])
+
+    def list_modified(self, prefix: str = "") -> Iterator[tuple[ObjectInfo, datetime]]:
+        return iter(self._list(prefix))
+
+    def _list(self, prefix: str) -> _Listing:
         validate_prefix(prefix)
-        cut = len(self._key_prefix)
-        found: list[ObjectInfo] = []
+        found: _Listing = []
         try:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix + prefix):
                 for entry in page.get("Contents", []):
-                    key = entry["Key"]
-                    name = key[cut:]
-                    if not key.startswith(self._key_prefix) or not _is_object_name(name):
-                        # Directory markers ("x/") and keys that respaldo never writes.
-                        log.debug("ignoring key %r in %s", key, self.location)
-                        continue
-                    found.append(ObjectInfo(name, entry.get("Size", 0)))
+                    name = self._name_of(entry["Key"])
+                    if name is not None:
+                        found.append(
+                            (ObjectInfo(name, entry.get("Size", 0)), entry["LastModified"])
+                        )
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix, "list") from exc
-        found.sort(key=lambda info: info.name)
-        return iter(found)
+        found.sort(key=lambda item: item[0].name)
+        return found
+
+    def _name_of(self, key: str) -> str | None:
+        """The object name of an S3 key below the prefix; None for keys respaldo never writes."""
+        name = key[len(self._key_prefix) :]
+        if not key.startswith(self._key_prefix) or not _is_object_name(name):
+            # Directory markers ("x/") and keys that respaldo never writes.
+            log.debug("ignoring key %r in %s", key, self.location)
+            return None
+        return name
 
     def delete(self, name: str) -> None:
         key = self.key(name)
@@ -428,6 +486,147 @@ class S3Storage:
             self._client.delete_object(Bucket=self._bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, name, "delete") from exc
+
+    # --- object lock and versions (respaldo.storage.object_lock.LockingStorage) ---------
+
+    def bucket_lock_state(self) -> BucketLockState:
+        try:
+            versioning = self._client.get_bucket_versioning(Bucket=self._bucket).get("Status", "")
+            try:
+                config = self._client.get_object_lock_configuration(Bucket=self._bucket)
+                enabled = config["ObjectLockConfiguration"].get("ObjectLockEnabled") == "Enabled"
+            except ClientError as exc:
+                if _code(exc) != "ObjectLockConfigurationNotFoundError":
+                    raise
+                enabled = False
+            return BucketLockState(enabled, versioning, self._noncurrent_expiration_days())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "", "read the lock settings of") from exc
+
+    def _noncurrent_expiration_days(self) -> int | None:
+        try:
+            rules = self._client.get_bucket_lifecycle_configuration(Bucket=self._bucket)["Rules"]
+        except ClientError as exc:
+            if _code(exc) == "NoSuchLifecycleConfiguration":
+                return None
+            raise
+        days = None
+        for rule in rules:
+            expiry = rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+            rule_prefix = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+            # Only rules that cover every key of this store count (rules filtered by tags or
+            # sizes are not understood here, and are not counted).
+            covers = set(rule.get("Filter", {})) <= {"Prefix"} and (
+                self._key_prefix.startswith(rule_prefix)
+            )
+            if rule.get("Status") == "Enabled" and expiry is not None and covers:
+                days = expiry if days is None else min(days, expiry)
+        return days
+
+    def locked_until(self, name: str) -> datetime | None:
+        key = self.key(name)
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, "stat", head=True) from exc
+        return response.get("ObjectLockRetainUntilDate")
+
+    def extend_lock(self, name: str, until: datetime) -> None:
+        policy = self._require_policy()
+        key = self.key(name)
+        try:
+            self._client.put_object_retention(
+                Bucket=self._bucket,
+                Key=key,
+                Retention={
+                    "Mode": cast("ObjectLockRetentionModeType", policy.mode),
+                    "RetainUntilDate": until,
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, "extend the lock of") from exc
+
+    def versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        validate_prefix(prefix)
+        found: list[ObjectVersion] = []
+        try:
+            paginator = self._client.get_paginator("list_object_versions")
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix + prefix):
+                # S3 lists versions and markers apart, each newest first per key; merged
+                # below by time. A stable sort keeps S3's order within one second.
+                for entry in page.get("Versions", []):
+                    name = self._name_of(entry["Key"])
+                    if name is not None:
+                        found.append(
+                            ObjectVersion(
+                                name,
+                                entry["VersionId"],
+                                entry["LastModified"],
+                                entry.get("Size", 0),
+                                latest=entry.get("IsLatest", False),
+                            )
+                        )
+                for marker in page.get("DeleteMarkers", []):
+                    name = self._name_of(marker["Key"])
+                    if name is not None:
+                        found.append(
+                            ObjectVersion(
+                                name,
+                                marker["VersionId"],
+                                marker["LastModified"],
+                                delete_marker=True,
+                                latest=marker.get("IsLatest", False),
+                            )
+                        )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, prefix, "list the versions of") from exc
+        # Newest first per name; of a version and a marker in the same second, the current
+        # one (IsLatest) is the newer.
+        found.sort(key=lambda v: (v.name, -v.modified.timestamp(), not v.latest))
+        return iter(found)
+
+    def restore_version(self, name: str, version_id: str) -> None:
+        key = self.key(name)
+        self._check_bucket_locks()
+        request: CopyObjectRequestTypeDef = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "CopySource": {"Bucket": self._bucket, "Key": key, "VersionId": version_id},
+            # The copy gets this store's encryption and class, not the old ones.
+            "MetadataDirective": "REPLACE",
+        }
+        # The lock follows in a request of its own: a CopyObject that carries lock headers
+        # has no body to give a Content-MD5 of, and some servers insist on one (moto). The
+        # version copied from stays locked meanwhile, so nothing is exposed.
+        self._add_object_options(request, name, lock=False)
+        try:
+            self._client.copy_object(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, name, f"restore version {version_id} of") from exc
+        policy = self._lock_policy
+        if policy is not None and not name.startswith(self._lock_exempt):
+            self.extend_lock(name, policy.until(datetime.now(UTC)))
+
+    def _require_policy(self) -> LockPolicy:
+        if self._lock_policy is None:
+            raise ConfigError(f"{self.location} has no object_lock_mode set")
+        return self._lock_policy
+
+    def _check_bucket_locks(self) -> None:
+        """Before the first locked write: the bucket must be able to lock (else ConfigError)."""
+        if self._lock_policy is None or self._lock_checked:
+            return
+        with self._lock_check_lock:
+            if self._lock_checked:
+                return
+            if not self.bucket_lock_state().object_lock_enabled:
+                raise ConfigError(
+                    f"object_lock_mode is set but bucket {self._bucket!r} has no Object Lock; "
+                    "nothing was written",
+                    hint="create the bucket with Object Lock enabled "
+                    "(--object-lock-enabled-for-bucket), or remove object_lock_mode",
+                )
+            self._lock_checked = True
 
     def close(self) -> None:
         with self._close_lock:
@@ -439,8 +638,18 @@ class S3Storage:
     # --- helpers ----------------------------------------------------------------------
 
     def _add_object_options(
-        self, request: PutObjectRequestTypeDef | CreateMultipartUploadRequestTypeDef
+        self,
+        request: PutObjectRequestTypeDef
+        | CreateMultipartUploadRequestTypeDef
+        | CopyObjectRequestTypeDef,
+        name: str,
+        *,
+        lock: bool = True,
     ) -> None:
+        policy = self._lock_policy
+        if lock and policy is not None and not name.startswith(self._lock_exempt):
+            request["ObjectLockMode"] = cast("ObjectLockModeType", policy.mode)
+            request["ObjectLockRetainUntilDate"] = policy.until(datetime.now(UTC))
         if self._sse is not None:
             request["ServerSideEncryption"] = self._sse
             if self._sse_kms_key_id is not None:
@@ -448,23 +657,25 @@ class S3Storage:
         if self._storage_class is not None:
             request["StorageClass"] = self._storage_class
 
-    def _put_multipart(self, key: str, data: bytes) -> None:
+    def _put_multipart(self, name: str, key: str, data: bytes) -> None:
         # Parts go one after another: parallelism comes from the repository uploading
         # several packs at once, and a pack rarely crosses the threshold at all.
         part_size = max(self._part_size, -(-len(data) // MAX_PARTS))
         request: CreateMultipartUploadRequestTypeDef = {"Bucket": self._bucket, "Key": key}
-        self._add_object_options(request)
+        self._add_object_options(request, name)
         upload_id = self._client.create_multipart_upload(**request)["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
             view = memoryview(data)
             for number, start in enumerate(range(0, len(data), part_size), start=1):
+                part = bytes(view[start : start + part_size])
                 response = self._client.upload_part(
                     Bucket=self._bucket,
                     Key=key,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=bytes(view[start : start + part_size]),
+                    Body=part,
+                    ContentMD5=_md5(part),
                 )
                 parts.append({"ETag": response["ETag"], "PartNumber": number})
             self._client.complete_multipart_upload(
@@ -619,6 +830,23 @@ def _code(exc: ClientError) -> str:
 
 def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _md5(data: bytes) -> str:
+    """The Content-MD5 header of a body (base64 of the digest, as HTTP wants it)."""
+    digest = hashlib.md5(data, usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _check_lock(mode: str | None, days: int | None) -> LockPolicy | None:
+    if mode is None and days is None:
+        return None
+    if mode is None or days is None:
+        raise ConfigError(
+            "object_lock_mode and object_lock_days go together",
+            hint='e.g. object_lock_mode = "COMPLIANCE" and object_lock_days = 30',
+        )
+    return LockPolicy(mode, days)
 
 
 def _is_object_name(name: str) -> bool:

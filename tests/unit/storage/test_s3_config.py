@@ -200,6 +200,7 @@ def test_put_sends_standard_ia_by_default_and_sse() -> None:
                 "Bucket": "bucket",
                 "Key": "repo/config",
                 "Body": b"data",
+                "ContentMD5": "jXd/OF09/siBXSD3SWAm3A==",
                 "ServerSideEncryption": "AES256",
                 "StorageClass": "STANDARD_IA",
             },
@@ -213,7 +214,14 @@ def test_standard_storage_class_sends_no_header(storage_class: str | None) -> No
     store = _store(storage_class=storage_class)
     with Stubber(store.client) as stubber:
         stubber.add_response(
-            "put_object", {}, {"Bucket": "bucket", "Key": "repo/config", "Body": b"data"}
+            "put_object",
+            {},
+            {
+                "Bucket": "bucket",
+                "Key": "repo/config",
+                "Body": b"data",
+                "ContentMD5": "jXd/OF09/siBXSD3SWAm3A==",
+            },
         )
         store.put("config", b"data")
         stubber.assert_no_pending_responses()
@@ -229,6 +237,7 @@ def test_kms_encryption_sends_the_key_id() -> None:
                 "Bucket": "bucket",
                 "Key": "repo/k",
                 "Body": b"x",
+                "ContentMD5": "ndTkYSaMgDT1yFZOFVxnpg==",
                 "ServerSideEncryption": "aws:kms",
                 "SSEKMSKeyId": "alias/backups",
                 "StorageClass": "STANDARD_IA",

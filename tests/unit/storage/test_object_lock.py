@@ -1,0 +1,287 @@
+"""Object Lock without a server: the policy, the rewind planner, the settings, the headers.
+
+What SeaweedFS and moto do with locked objects is tested in
+``tests/integration/offsite/test_object_lock.py`` and by the contract suite's locked backends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from respaldo.config import RepositorySettings
+from respaldo.errors import ConfigError
+from respaldo.operations.repositories import storage_options
+from respaldo.storage.memory import MemoryStorage
+from respaldo.storage.object_lock import (
+    LockPolicy,
+    ObjectVersion,
+    RewindStep,
+    locking_store,
+    plan_rewind,
+    require_locking_store,
+)
+from respaldo.storage.retry import RetryingStorage
+from respaldo.storage.s3 import S3Storage
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+# --- the policy -------------------------------------------------------------------------
+
+
+def test_a_lock_is_renewed_once_less_than_half_the_period_is_left() -> None:
+    policy = LockPolicy("COMPLIANCE", 30)
+    now = T0
+    assert policy.until(now) == now + timedelta(days=30)
+    assert not policy.needs_renewal(now + timedelta(days=16), now)
+    assert not policy.needs_renewal(now + timedelta(days=15), now)
+    assert policy.needs_renewal(now + timedelta(days=14, hours=23), now)
+    assert policy.needs_renewal(now - timedelta(days=1), now)  # already ended
+    assert policy.needs_renewal(None, now)  # never locked
+
+
+@pytest.mark.parametrize(
+    ("mode", "days", "message"),
+    [
+        ("governance", 7, "unknown object_lock_mode"),
+        ("LEGAL_HOLD", 7, "unknown object_lock_mode"),
+        ("COMPLIANCE", 0, "1 or more"),
+        ("COMPLIANCE", -3, "1 or more"),
+        ("COMPLIANCE", True, "1 or more"),
+    ],
+)
+def test_bad_policies_are_refused(mode: str, days: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LockPolicy(mode, days)
+
+
+# --- rewind planning ------------------------------------------------------------------
+
+
+def v(name: str, vid: str, minutes: float, *, marker: bool = False, latest: bool = False) -> Any:
+    return ObjectVersion(name, vid, at(minutes), 10, delete_marker=marker, latest=latest)
+
+
+def test_rewind_restores_what_was_deleted_or_overwritten_and_hides_what_is_new() -> None:
+    versions = [
+        # deleted by the attacker at minute 30
+        v("packs/aa/1", "m1", 30, marker=True, latest=True),
+        v("packs/aa/1", "p1", 0),
+        # overwritten with garbage
+        v("manifests/b", "bad", 31, latest=True),
+        v("manifests/b", "good", 1),
+        # written by the attacker, did not exist before
+        v("ransom-note", "n1", 32, latest=True),
+        # untouched
+        v("config", "c1", 0, latest=True),
+        # deleted (by garbage collection) before the attack: stays deleted
+        v("packs/bb/2", "gc", 10, marker=True, latest=True),
+        v("packs/bb/2", "p2", 0),
+        # a lease: exempt
+        v("locks/shared-x", "l2", 33, latest=True),
+    ]
+    steps = plan_rewind(versions, at(20), exempt=("locks/",))
+    assert steps == [
+        RewindStep("manifests/b", "restore", "good", 10),
+        RewindStep("packs/aa/1", "restore", "p1", 10),
+        RewindStep("ransom-note", "delete", size=10),
+    ]
+
+
+def test_rewind_of_an_untouched_store_changes_nothing() -> None:
+    versions = [v("config", "c2", 5, latest=True), v("config", "c1", 0)]
+    assert plan_rewind(versions, at(10)) == []
+
+
+def test_rewind_takes_the_newer_of_two_versions_in_the_same_second() -> None:
+    # Listed newest first, as the store lists them: the first one counts.
+    versions = [v("config", "second", 0, latest=True), v("config", "first", 0)]
+    assert plan_rewind(versions, at(0)) == []
+    versions = [
+        v("config", "third", 5, latest=True),
+        v("config", "second", 0),
+        v("config", "first", 0),
+    ]
+    assert plan_rewind(versions, at(1)) == [RewindStep("config", "restore", "second", 10)]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 20), st.booleans()),
+        max_size=30,
+    ),
+    st.integers(0, 20),
+)
+def test_after_a_rewind_every_name_is_as_it_was(
+    history: list[tuple[str, int, bool]], to: int
+) -> None:
+    """Applying the plan to a model of the store gives the state at ``to``."""
+    versions: list[ObjectVersion] = []
+    for number, (name, minute, marker) in enumerate(sorted(history, key=lambda h: h[1])):
+        versions.append(ObjectVersion(name, f"v{number}", at(minute), 1, delete_marker=marker))
+    # Mark the newest per name as latest, and list newest first, as S3 does.
+    newest: dict[str, ObjectVersion] = {}
+    for version in versions:
+        newest[version.name] = version
+    listed = [
+        ObjectVersion(x.name, x.version_id, x.modified, 1, x.delete_marker, newest[x.name] is x)
+        for x in reversed(versions)
+    ]
+
+    def state(upto: datetime | None) -> dict[str, str]:
+        current: dict[str, str] = {}
+        for version in versions:
+            if upto is None or version.modified <= upto:
+                if version.delete_marker:
+                    current.pop(version.name, None)
+                else:
+                    current[version.name] = version.version_id
+        return current
+
+    after = state(None)
+    for step in plan_rewind(listed, at(to)):
+        if step.action == "restore":
+            after[step.name] = step.version_id
+        else:
+            del after[step.name]
+    assert after == state(at(to))
+
+
+# --- finding the capability -----------------------------------------------------------
+
+
+def test_the_locking_store_is_found_behind_the_retry_wrapper() -> None:
+    s3 = S3Storage("bucket", "p", endpoint_url="http://127.0.0.1:9")
+    assert locking_store(RetryingStorage(s3)) is s3
+    assert locking_store(RetryingStorage(MemoryStorage("x"))) is None
+    with pytest.raises(ConfigError, match="needs a versioned S3 bucket"):
+        require_locking_store(RetryingStorage(MemoryStorage("x")), "rewind")
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def _settings(**extra: Any) -> RepositorySettings:
+    return RepositorySettings.model_validate({"name": "s3", "url": "s3://b/p"} | extra)
+
+
+def test_lock_settings_reach_the_store_with_leases_exempt() -> None:
+    options = storage_options(_settings(object_lock_mode="COMPLIANCE", object_lock_days=30))
+    assert options["object_lock_mode"] == "COMPLIANCE"
+    assert options["object_lock_days"] == 30
+    assert options["object_lock_exempt"] == ("locks/",)
+    assert "object_lock_exempt" not in storage_options(_settings())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"object_lock_mode": "COMPLIANCE"}, "go together"),
+        ({"object_lock_days": 30}, "go together"),
+        ({"object_lock_mode": "compliance", "object_lock_days": 30}, "object_lock_mode"),
+        ({"object_lock_mode": "COMPLIANCE", "object_lock_days": 0}, "object_lock_days"),
+        (
+            {"url": "file:///srv/backups", "object_lock_mode": "COMPLIANCE", "object_lock_days": 3},
+            "only on S3",
+        ),
+    ],
+)
+def test_bad_lock_settings_are_refused(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _settings(**extra)
+
+
+def test_the_store_refuses_half_a_lock_setting() -> None:
+    with pytest.raises(ConfigError, match="go together"):
+        S3Storage("bucket", object_lock_mode="GOVERNANCE")
+
+
+# --- what a locked put sends ----------------------------------------------------------
+
+
+def _locked_store(**options: Any) -> S3Storage:
+    return S3Storage(
+        "bucket",
+        "repo",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id="AKIDEXAMPLE",
+        secret_access_key=SecretStr("secret"),
+        storage_class=None,
+        object_lock_mode="GOVERNANCE",
+        object_lock_days=7,
+        object_lock_exempt=("locks/",),
+        **options,
+    )
+
+
+def _bucket_state(stubber: Stubber, *, lock: bool) -> None:
+    stubber.add_response("get_bucket_versioning", {"Status": "Enabled"}, {"Bucket": "bucket"})
+    if lock:
+        stubber.add_response(
+            "get_object_lock_configuration",
+            {"ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled"}},
+            {"Bucket": "bucket"},
+        )
+    else:
+        stubber.add_client_error(
+            "get_object_lock_configuration",
+            "ObjectLockConfigurationNotFoundError",
+            http_status_code=404,
+        )
+    stubber.add_client_error(
+        "get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration", http_status_code=404
+    )
+
+
+def test_a_locked_put_carries_mode_and_date_and_a_lease_does_not() -> None:
+    store = _locked_store()
+    with Stubber(store.client) as stubber:
+        _bucket_state(stubber, lock=True)
+        stubber.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": "bucket",
+                "Key": "repo/packs/aa/x",
+                "Body": b"data",
+                "ContentMD5": ANY,
+                "ObjectLockMode": "GOVERNANCE",
+                "ObjectLockRetainUntilDate": ANY,
+            },
+        )
+        stubber.add_response(
+            "put_object",
+            {},
+            {"Bucket": "bucket", "Key": "repo/locks/shared-1", "Body": b"l", "ContentMD5": ANY},
+        )
+        before = datetime.now(UTC)
+        store.put("packs/aa/x", b"data")
+        store.put("locks/shared-1", b"l")  # the bucket is checked once only
+        stubber.assert_no_pending_responses()
+    request: dict[str, Any] = {}
+    store._add_object_options(request, "packs/bb/y")  # type: ignore[arg-type]
+    until = request["ObjectLockRetainUntilDate"]
+    assert before + timedelta(days=7) <= until <= datetime.now(UTC) + timedelta(days=7)
+
+
+def test_a_bucket_without_object_lock_is_refused_before_anything_is_written() -> None:
+    store = _locked_store()
+    with Stubber(store.client) as stubber:
+        _bucket_state(stubber, lock=False)
+        with pytest.raises(ConfigError, match="has no Object Lock; nothing was written") as info:
+            store.put("packs/aa/x", b"data")
+        assert "object-lock-enabled-for-bucket" in (info.value.hint or "")
+        stubber.assert_no_pending_responses()  # and no put_object was attempted
