@@ -187,14 +187,14 @@ class BenchSeaweedFS(SeaweedFS):
             f"-metricsPort={self.metrics_port}",
         ], url
 
-    def requests(self) -> dict[str, int]:
-        """S3 requests answered so far for the benchmark's bucket, by type (GET, PUT, …)."""
+    def requests(self, bucket: str) -> dict[str, int]:
+        """S3 requests answered so far for ``bucket``, by type (GET, PUT, …)."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as answer:
             text = answer.read().decode()
         counts: dict[str, int] = {}
         for match in _REQUESTS.finditer(text):
-            if match["bucket"] == self.endpoint.bucket:
+            if match["bucket"] == bucket:
                 counts[match["type"]] = counts.get(match["type"], 0) + int(float(match["n"]))
         return counts
 
@@ -244,18 +244,31 @@ class PrefixUsage:
 class S3Side:
     """The benchmark's own view of the bucket (admin credentials, behind respaldo's back)."""
 
-    def __init__(self, endpoint: S3Endpoint) -> None:
+    def __init__(self, endpoint: S3Endpoint, lock_days: int) -> None:
         self.endpoint = endpoint
+        self.lock_days = lock_days
+        # With Object Lock, the server's second bucket: versioned, Object Lock enabled.
+        self.bucket = endpoint.locked_bucket if lock_days else endpoint.bucket
         self.client: S3Client = endpoint.client()
 
     def url(self, prefix: str) -> str:
-        return f"s3://{self.endpoint.bucket}/{prefix}"
+        return f"s3://{self.bucket}/{prefix}"
+
+    def hide_everything(self, prefix: str) -> int:
+        """What an attacker with the credentials does: delete every object (markers)."""
+        deleted = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{prefix}/"):
+            for obj in page.get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                deleted += 1
+        return deleted
 
     def usage(self, prefix: str) -> PrefixUsage:
         """Objects under ``prefix`` (lock objects excluded: they come and go)."""
         objects = size = packs = pack_size = 0
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.endpoint.bucket, Prefix=f"{prefix}/"):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{prefix}/"):
             for obj in page.get("Contents", []):
                 name = obj["Key"][len(prefix) + 1 :]
                 if name.startswith("locks/"):
@@ -270,12 +283,13 @@ class S3Side:
     def pack_headers(self, prefix: str) -> dict[str, str | None]:
         """Server-side encryption and storage class of one pack, as the server reports them."""
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.endpoint.bucket, Prefix=f"{prefix}/packs/"):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{prefix}/packs/"):
             for obj in page.get("Contents", []):
-                head = self.client.head_object(Bucket=self.endpoint.bucket, Key=obj["Key"])
+                head = self.client.head_object(Bucket=self.bucket, Key=obj["Key"])
                 return {
                     "server_side_encryption": head.get("ServerSideEncryption"),
                     "storage_class": head.get("StorageClass"),
+                    "object_lock_mode": head.get("ObjectLockMode"),
                 }
         return {"server_side_encryption": None, "storage_class": None}
 
@@ -327,6 +341,8 @@ class Setup:
             'server_side_encryption = "AES256"\n'
             'storage_class = "STANDARD"\n'
         )
+        if s3.lock_days:
+            offsite += f'object_lock_mode = "GOVERNANCE"\nobject_lock_days = {s3.lock_days}\n'
         self.config(False).write_text(head + database)
         self.config(True).write_text(head + offsite + database)
 
@@ -355,7 +371,7 @@ class Bench:
         self.log = log
         self.workdir: Path = args.workdir
         assert weed.process is not None
-        self.s3 = S3Side(weed.endpoint)
+        self.s3 = S3Side(weed.endpoint, args.object_lock)
         pid = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
         self.runner = Runner(args.quiet_wait, ServerCpu(pid), ServerCpu(weed.process.pid), log)
         secrets_dir = self.workdir / "secrets"
@@ -413,12 +429,12 @@ class Bench:
         """Run one respaldo command: (measurement, its stdout, its stderr with whitespace
         runs made single spaces, what reached S3 meanwhile)."""
         before = self.s3.usage(setup.prefix)
-        requests = self.weed.requests()
+        requests = self.weed.requests(self.s3.bucket)
         out_path, err_path = self.out / f"{tag}.out", self.out / f"{tag}.err"
         result = self.runner.run(
             respaldo_argv(setup.config(offsite), *args), self.respaldo_env, out_path, err_path
         )
-        result["s3_requests"] = count_delta(self.weed.requests(), requests)
+        result["s3_requests"] = count_delta(self.weed.requests(self.s3.bucket), requests)
         moved = self.s3.usage(setup.prefix).minus(before)
         err = re.sub(r"\s+", " ", err_path.read_text(errors="replace"))
         return result, out_path.read_text(errors="replace"), err, moved
@@ -582,8 +598,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                     "server_side_encryption": "AES256",
                     "storage_class": "STANDARD",
                     "credentials": "access_key_id + secret_access_key_file (0600)",
+                    "object_lock": f"GOVERNANCE, {args.object_lock} days"
+                    if args.object_lock
+                    else None,
                 },
-                "respaldo_defaults": "chunks avg 16 KiB, zstd 3, pack_size 12 MiB, workers 2, "
+                "respaldo_defaults": "chunks avg 16 KiB, zstd 1, pack_size 12 MiB, workers 2, "
                 "argon2id 64 MiB",
             }
             report["database"] = {"rows": written, "size_bytes": size0}
@@ -673,7 +692,37 @@ def measure_all(
             log(f"{name}: {one['seconds']:.2f} s")
     for name, runs in runs_e.items():
         results[name] = fastest(runs)
+    if args.object_lock:
+        results["(f) rewind after every object was deleted"] = rewind_after_attack(bench, b, log)
     return results
+
+
+def rewind_after_attack(bench: Bench, setup: Setup, log: Callable[[str], None]) -> dict[str, Any]:
+    """(f) Every offsite object deleted behind respaldo's back, then ``respaldo rewind`` to
+    the moment before: its time and requests; then the offsite repository must verify."""
+    time.sleep(1.2)  # S3 keeps modification times to the second: keep the moment apart
+    moment = datetime.now(UTC)
+    time.sleep(1.2)
+    hidden = bench.s3.hide_everything(setup.prefix)
+    result, _, output, moved = bench._measure(
+        setup, True, "f-rewind", "rewind", setup.offsite, "--to", moment.isoformat()
+    )
+    if f"restored {hidden} objects" not in output:
+        raise SystemExit(f"rewind did not restore the {hidden} hidden objects:\n{output}")
+    result["objects_restored"] = hidden
+    result["bytes_restored"] = moved.bytes
+    result["objects_per_second"] = hidden / result["seconds"]
+    done = subprocess.run(
+        respaldo_argv(setup.config(True), "verify", "--all", "--repository", setup.offsite),
+        env=bench.respaldo_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the rewound repository does not verify:\n{done.stderr}")
+    log(f"(f) rewind of {hidden} objects: {result['seconds']:.2f} s; verify passed")
+    return result
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -780,6 +829,14 @@ def main(argv: list[str] | None = None) -> int:
         help="max seconds to wait for an idle machine before each measurement (300)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
+    parser.add_argument(
+        "--object-lock",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="offsite repository in a bucket with Object Lock, GOVERNANCE for DAYS; adds "
+        "(f), a rewind after every object was deleted (default 0: no lock)",
+    )
     parser.add_argument(
         "--json", type=Path, default=RESULTS, help="results file (bench/results/offsite.json)"
     )
