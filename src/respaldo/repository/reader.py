@@ -1,9 +1,15 @@
 """Reading streams back: fetch, authenticate, check ids, and check the stream's SHA-256.
 
-Consecutive chunks of a stream usually sit next to each other in one pack (they were
-packed in order), so reads are merged into ranges of up to ``RUN_MAX`` bytes: one request
-per few MiB instead of one per 16 KiB chunk, which is what makes S3 restores fast. A small
-pool fetches a few ranges ahead of the consumer; memory stays bounded by that window.
+Reads are planned a *window* at a time: the next chunks of the stream, up to
+``WINDOW_BYTES`` of sealed data, are grouped by pack and sorted by offset, and chunks of
+one pack that lie close together are read as one range of up to ``RUN_MAX`` bytes, gaps
+of up to ``GAP_MAX`` bytes included. A first backup's chunks sit in stream order, so a
+window is a handful of long ranges; after days of work a stream alternates between old
+packs and the few new chunks of the day, and grouping by pack keeps that from turning
+into one request per change (which is what makes restores from S3 slow over a WAN: each
+request costs a round trip). A chunk that occurs twice in a window is read once. A small
+pool fetches the ranges of the next window while the consumer works through this one;
+memory stays bounded by two windows.
 """
 
 from __future__ import annotations
@@ -17,12 +23,20 @@ from typing import BinaryIO
 
 from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
 from respaldo.repository.crypto import SealError
+from respaldo.repository.index import Location
 from respaldo.repository.manifest import Manifest, StreamInfo, decode_list
 from respaldo.repository.packs import pack_name
 from respaldo.repository.repo import Repository
 
 RUN_MAX = 8 * 1024 * 1024
-WINDOW = 4
+"""The largest range read in one request."""
+GAP_MAX = 256 * 1024
+"""Bytes of other chunks read (and thrown away) rather than making a second request: on S3
+a request costs a round trip (tens of milliseconds), in which this much data arrives."""
+WINDOW_BYTES = 16 * 1024 * 1024
+"""Sealed bytes of stream planned together."""
+WINDOWS_AHEAD = 2
+FETCH_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,40 +53,63 @@ class ChunkResult:
 
 @dataclass
 class _Run:
+    """One ranged read of a pack and the chunks inside it."""
+
     pack_id: str
     start: int
     end: int
     chunks: list[tuple[bytes, int, int]]  # (id, offset in pack, sealed length)
 
 
-def _plan(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator[_Run | ChunkResult]:
-    run: _Run | None = None
+@dataclass
+class _Window:
+    """Consecutive entries of a stream, planned and fetched together."""
+
+    ids: list[bytes]
+    missing: set[bytes]  # ids the index does not know
+    runs: list[_Run]
+
+
+def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator[_Window]:
+    ids: list[bytes] = []
+    located: dict[bytes, Location] = {}
+    missing: set[bytes] = set()
+    size = 0
     for cid, _length in entries:
-        loc = repo.index.get(cid)
-        if loc is None:
-            if run is not None:
-                yield run
-                run = None
-            yield ChunkResult(cid, None, "chunk is not in the index", "")
-            continue
+        ids.append(cid)
+        if cid not in located and cid not in missing:
+            loc = repo.index.get(cid)
+            if loc is None:
+                missing.add(cid)
+            else:
+                located[cid] = loc
+                size += loc.length
+        if size >= WINDOW_BYTES:
+            yield _Window(ids, missing, _runs(located))
+            ids, located, missing, size = [], {}, set(), 0
+    if ids:
+        yield _Window(ids, missing, _runs(located))
+
+
+def _runs(located: dict[bytes, Location]) -> list[_Run]:
+    """Ranges that cover every located chunk: per pack, by offset, small gaps bridged."""
+    runs: list[_Run] = []
+    ordered = sorted(located.items(), key=lambda item: (item[1].pack_id, item[1].offset))
+    run: _Run | None = None
+    for cid, loc in ordered:
+        end = loc.offset + loc.length
         if (
             run is not None
             and run.pack_id == loc.pack_id
-            and run.end == loc.offset
-            and run.end - run.start + loc.length <= RUN_MAX
+            and run.end <= loc.offset <= run.end + GAP_MAX
+            and end - run.start <= RUN_MAX
         ):
-            run.end += loc.length
+            run.end = end
             run.chunks.append((cid, loc.offset, loc.length))
             continue
-        if run is not None:
-            yield run
-        run = _Run(
-            loc.pack_id, loc.offset, loc.offset + loc.length, [(cid, loc.offset, loc.length)]
-        )
-    if run is not None:
-        yield run
-
-
+        run = _Run(loc.pack_id, loc.offset, end, [(cid, loc.offset, loc.length)])
+        runs.append(run)
+    return runs
 def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
     name = pack_name(run.pack_id)
     try:
@@ -105,7 +142,6 @@ def fetch_chunks(
     repo: Repository,
     entries: Iterable[tuple[bytes, int]],
     *,
-    window: int = WINDOW,
     fallbacks: Sequence[Repository] = (),
     on_fallback: OnFallback | None = None,
 ) -> Iterator[ChunkResult]:
@@ -115,14 +151,29 @@ def fetch_chunks(
     ``fallbacks`` (mirrors of ``repo``: same keys, same chunk ids) in turn;
     ``on_fallback`` hears of every chunk read that way.
     """
-    with ThreadPoolExecutor(max(1, min(window, 8)), thread_name_prefix="fetch") as pool:
-        queue: deque[Future[list[ChunkResult]] | ChunkResult] = deque()
-        for item in _plan(repo, entries):
-            queue.append(pool.submit(_fetch_run, repo, item) if isinstance(item, _Run) else item)
-            while len(queue) > window:
-                yield from _repair(_resolve(queue.popleft()), fallbacks, on_fallback)
+    with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
+        queue: deque[tuple[_Window, list[Future[list[ChunkResult]]]]] = deque()
+        for window in _windows(repo, entries):
+            queue.append((window, [pool.submit(_fetch_run, repo, run) for run in window.runs]))
+            while len(queue) > WINDOWS_AHEAD - 1:
+                yield from _in_order(*queue.popleft(), fallbacks, on_fallback)
         while queue:
-            yield from _repair(_resolve(queue.popleft()), fallbacks, on_fallback)
+            yield from _in_order(*queue.popleft(), fallbacks, on_fallback)
+
+
+def _in_order(
+    window: _Window,
+    futures: list[Future[list[ChunkResult]]],
+    fallbacks: Sequence[Repository],
+    on_fallback: OnFallback | None,
+) -> Iterator[ChunkResult]:
+    unknown = [ChunkResult(cid, None, "chunk is not in the index", "") for cid in window.missing]
+    found = {result.chunk_id: result for result in _repair(unknown, fallbacks, on_fallback)}
+    for future in futures:
+        for result in _repair(future.result(), fallbacks, on_fallback):
+            found[result.chunk_id] = result
+    for cid in window.ids:
+        yield found[cid]
 
 
 def _repair(
@@ -154,10 +205,6 @@ def _fetch_one(repo: Repository, cid: bytes) -> list[ChunkResult]:
     return _fetch_run(repo, run)
 
 
-def _resolve(item: Future[list[ChunkResult]] | ChunkResult) -> list[ChunkResult]:
-    return [item] if isinstance(item, ChunkResult) else item.result()
-
-
 def read_list(
     repo: Repository,
     list_id: str,
@@ -167,11 +214,7 @@ def read_list(
     """The entries of one list chunk. Errors come back as a failed ChunkResult."""
     (result,) = list(
         fetch_chunks(
-            repo,
-            [(bytes.fromhex(list_id), 0)],
-            window=1,
-            fallbacks=fallbacks,
-            on_fallback=on_fallback,
+            repo, [(bytes.fromhex(list_id), 0)], fallbacks=fallbacks, on_fallback=on_fallback
         )
     )
     if result.data is None:

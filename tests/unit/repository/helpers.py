@@ -148,6 +148,7 @@ class CountingStorage:
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
         self.gets: list[str] = []
+        self.bytes_read = 0
 
     @property
     def location(self) -> str:
@@ -161,7 +162,9 @@ class CountingStorage:
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         self.gets.append(name)
-        return self.inner.get(name, offset, length)
+        data = self.inner.get(name, offset, length)
+        self.bytes_read += len(data)
+        return data
 
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)
