@@ -59,7 +59,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -163,29 +162,16 @@ def tree_bytes(root: Path) -> int:
 
 
 class BenchSeaweedFS(SeaweedFS):
-    """The test suite's server, with Prometheus metrics (requests by type), leaving nothing
-    behind in /tmp: its logs go to its own directory (removed by :meth:`stop`) instead of
-    glog's default ``/tmp/weed.*``, and the unix sockets it makes in /tmp for its gRPC
-    ports are removed when it has stopped."""
+    """The test suite's server, with Prometheus metrics (requests by type)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.grpc_ports: list[int] = []
         self.metrics_port = 0
 
     def _command(self, config: Path, data: Path) -> tuple[list[str], str]:
         command, url = super()._command(config, data)
-        for arg in command:
-            match = re.fullmatch(r"-\w+\.port\.grpc=(\d+)", arg)
-            if match:
-                self.grpc_ports.append(int(match[1]))
         self.metrics_port = free_port()
-        return [
-            command[0],
-            f"-logdir={self.workdir}",
-            *command[1:],
-            f"-metricsPort={self.metrics_port}",
-        ], url
+        return [*command, f"-metricsPort={self.metrics_port}"], url
 
     def requests(self, bucket: str) -> dict[str, int]:
         """S3 requests answered so far for ``bucket``, by type (GET, PUT, …)."""
@@ -197,13 +183,6 @@ class BenchSeaweedFS(SeaweedFS):
             if match["bucket"] == bucket:
                 counts[match["type"]] = counts.get(match["type"], 0) + int(float(match["n"]))
         return counts
-
-    def stop(self) -> None:
-        super().stop()
-        tmp = Path(tempfile.gettempdir())
-        for port in self.grpc_ports:
-            for sock in tmp.glob(f"seaweedfs-*-grpc-{port}.sock"):
-                sock.unlink(missing_ok=True)
 
 
 _REQUESTS = re.compile(

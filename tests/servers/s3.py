@@ -169,6 +169,7 @@ class SeaweedFS:
         self.workdir = Path(tempfile.mkdtemp(prefix="respaldo-weed-"))
         self.log_path = self.workdir / "weed.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.grpc_ports: list[int] = []
         tag = secrets.token_hex(4)
         self.endpoint = S3Endpoint(
             kind="seaweedfs",
@@ -224,8 +225,11 @@ class SeaweedFS:
             "admin.port.grpc",
         ]
         ports = {name: free_port() for name in names}
+        self.grpc_ports += [port for name, port in ports.items() if name.endswith(".grpc")]
         command = [
             str(weed_binary()),
+            # glog writes its files to /tmp unless told otherwise: keep them in the workdir.
+            f"-logdir={self.workdir}",
             "mini",
             f"-dir={data}",
             "-ip=127.0.0.1",
@@ -331,6 +335,11 @@ class SeaweedFS:
     def stop(self) -> None:
         self._kill()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        # weed makes a unix socket in /tmp for each gRPC port, whatever -dir says.
+        tmp = Path(tempfile.gettempdir())
+        for port in self.grpc_ports:
+            for sock in tmp.glob(f"seaweedfs-*-grpc-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 class MotoS3:

@@ -110,6 +110,8 @@ def _runs(located: dict[bytes, Location]) -> list[_Run]:
         run = _Run(loc.pack_id, loc.offset, end, [(cid, loc.offset, loc.length)])
         runs.append(run)
     return runs
+
+
 def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
     name = pack_name(run.pack_id)
     try:
