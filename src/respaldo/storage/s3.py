@@ -46,8 +46,10 @@ every upload to a bucket with a default retention) without it, and any server ch
 
 Object Lock (``object_lock_mode`` GOVERNANCE or COMPLIANCE, ``object_lock_days``): every
 object but those under ``object_lock_exempt`` prefixes is written with a retention of that
-many days; the bucket must have Object Lock enabled, which is checked before the first
-write. Renewal, the bucket's state and the versions behind a rewind are the methods of
+many days. The bucket must have Object Lock enabled: ``init`` checks it, and a locked
+write that the server refuses as an invalid request is explained by a look at the
+bucket (no request is spent on that while all is well: wal-push opens a store per
+segment). Renewal, the bucket's state and the versions behind a rewind are the methods of
 :class:`~respaldo.storage.object_lock.LockingStorage`; see that module for why.
 
 Storage classes: ``STANDARD_IA`` by default (the specification's choice: backups are written
@@ -251,10 +253,6 @@ class S3Storage:
         self._storage_class = _check_storage_class(storage_class)
         self._lock_policy = _check_lock(object_lock_mode, object_lock_days)
         self._lock_exempt = tuple(object_lock_exempt)
-        # Whether the bucket was seen to have Object Lock enabled (checked before the first
-        # locked write, so that a misconfigured bucket fails clearly and writes nothing).
-        self._lock_checked = False
-        self._lock_check_lock = threading.Lock()
         if part_size < MIN_PART_SIZE:
             raise ConfigError(
                 f"S3 part size {part_size} is below the 5 MiB that S3 requires",
@@ -389,7 +387,6 @@ class S3Storage:
 
     def put(self, name: str, data: bytes) -> None:
         key = self.key(name)
-        self._check_bucket_locks()
         try:
             if len(data) > self._threshold:
                 self._put_multipart(name, key, data)
@@ -402,7 +399,11 @@ class S3Storage:
                 }
                 self._add_object_options(request, name)
                 self._client.put_object(**request)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if self._lock_policy is not None and _code(exc) == "InvalidRequest":
+                self._refuse_unlockable_bucket()
+            raise self._error(exc, name, "write") from exc
+        except BotoCoreError as exc:
             raise self._error(exc, name, "write") from exc
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -587,7 +588,6 @@ class S3Storage:
 
     def restore_version(self, name: str, version_id: str) -> None:
         key = self.key(name)
-        self._check_bucket_locks()
         request: CopyObjectRequestTypeDef = {
             "Bucket": self._bucket,
             "Key": key,
@@ -612,21 +612,23 @@ class S3Storage:
             raise ConfigError(f"{self.location} has no object_lock_mode set")
         return self._lock_policy
 
-    def _check_bucket_locks(self) -> None:
-        """Before the first locked write: the bucket must be able to lock (else ConfigError)."""
-        if self._lock_policy is None or self._lock_checked:
-            return
-        with self._lock_check_lock:
-            if self._lock_checked:
-                return
-            if not self.bucket_lock_state().object_lock_enabled:
-                raise ConfigError(
-                    f"object_lock_mode is set but bucket {self._bucket!r} has no Object Lock; "
-                    "nothing was written",
-                    hint="create the bucket with Object Lock enabled "
-                    "(--object-lock-enabled-for-bucket), or remove object_lock_mode",
-                )
-            self._lock_checked = True
+    def _refuse_unlockable_bucket(self) -> None:
+        """After a locked write was refused: ConfigError if the bucket cannot lock at all.
+
+        Servers word that refusal differently (AWS and moto: "Bucket is missing Object Lock
+        Configuration", SeaweedFS: "Invalid Request"), so the bucket itself is asked.
+        """
+        try:
+            enabled = self.bucket_lock_state().object_lock_enabled
+        except StorageError:
+            return  # the original error is the one to report
+        if not enabled:
+            raise ConfigError(
+                f"object_lock_mode is set but bucket {self._bucket!r} has no Object Lock; "
+                "nothing was written",
+                hint="create the bucket with Object Lock enabled "
+                "(--object-lock-enabled-for-bucket), or remove object_lock_mode",
+            )
 
     def close(self) -> None:
         with self._close_lock:

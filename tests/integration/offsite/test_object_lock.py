@@ -279,22 +279,37 @@ def test_prune_renews_the_locks_kept_backups_need_and_expires_behind_markers(
 # --- bad input: clear messages, nothing changed -----------------------------------------
 
 
+@pytest.mark.parametrize("server", ["s3_server", "moto_server"], ids=["seaweedfs", "moto"])
 def test_a_bucket_without_object_lock_is_refused_and_nothing_is_written(
+    request: pytest.FixtureRequest,
+    server: str,
     pg: TempCluster,
     erp_db: str,
-    s3_server: S3Endpoint,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    s3: S3Endpoint = request.getfixturevalue(server)
     prefix = new_prefix()
-    config = write_config(tmp_path, pg, erp_db, s3_server, s3_server.bucket, prefix)
-    setup = Locked(pg, erp_db, tmp_path, config, s3_server, s3_server.bucket, prefix, capsys)
+    locked = write_config(tmp_path, pg, erp_db, s3, s3.bucket, prefix)
+    setup = Locked(pg, erp_db, tmp_path, locked, s3, s3.bucket, prefix, capsys)
     code, _, err = setup.run("init")
     assert code != 0
     assert "has no Object Lock" in err and "object-lock-enabled-for-bucket" in err
     assert setup.objects() == {}
+
+    # The repository made without the lock, and the setting added afterwards: the backup's
+    # first locked write is refused by the server, and the message says why.
+    plain = tmp_path / "plain.toml"
+    plain.write_text(locked.read_text().replace('object_lock_mode = "COMPLIANCE"', ""))
+    plain.write_text(plain.read_text().replace("object_lock_days = 1", ""))
+    setup.ok("--config", str(plain), "init")
+    before = setup.objects()
+    code, _, err = setup.run("backup", "erp")
+    assert code != 0
+    assert "has no Object Lock; nothing was written" in err, err
+    assert setup.objects() == before
 
 
 def test_rewind_refuses_bad_times_and_unversioned_repositories(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from respaldo.config import RepositorySettings
-from respaldo.errors import ConfigError
+from respaldo.errors import ConfigError, PermanentStorageError
 from respaldo.operations.repositories import storage_options
 from respaldo.storage.memory import MemoryStorage
 from respaldo.storage.object_lock import (
@@ -249,7 +249,6 @@ def _bucket_state(stubber: Stubber, *, lock: bool) -> None:
 def test_a_locked_put_carries_mode_and_date_and_a_lease_does_not() -> None:
     store = _locked_store()
     with Stubber(store.client) as stubber:
-        _bucket_state(stubber, lock=True)
         stubber.add_response(
             "put_object",
             {},
@@ -269,7 +268,7 @@ def test_a_locked_put_carries_mode_and_date_and_a_lease_does_not() -> None:
         )
         before = datetime.now(UTC)
         store.put("packs/aa/x", b"data")
-        store.put("locks/shared-1", b"l")  # the bucket is checked once only
+        store.put("locks/shared-1", b"l")  # and no request asks the bucket anything
         stubber.assert_no_pending_responses()
     request: dict[str, Any] = {}
     store._add_object_options(request, "packs/bb/y")  # type: ignore[arg-type]
@@ -277,11 +276,23 @@ def test_a_locked_put_carries_mode_and_date_and_a_lease_does_not() -> None:
     assert before + timedelta(days=7) <= until <= datetime.now(UTC) + timedelta(days=7)
 
 
-def test_a_bucket_without_object_lock_is_refused_before_anything_is_written() -> None:
+def test_a_refused_locked_write_to_a_bucket_without_object_lock_says_why() -> None:
     store = _locked_store()
     with Stubber(store.client) as stubber:
+        # SeaweedFS's wording: nothing in it says "Object Lock".
+        stubber.add_client_error("put_object", "InvalidRequest", "Invalid Request", 400)
         _bucket_state(stubber, lock=False)
         with pytest.raises(ConfigError, match="has no Object Lock; nothing was written") as info:
             store.put("packs/aa/x", b"data")
         assert "object-lock-enabled-for-bucket" in (info.value.hint or "")
-        stubber.assert_no_pending_responses()  # and no put_object was attempted
+        stubber.assert_no_pending_responses()
+
+
+def test_an_invalid_request_to_a_lockable_bucket_stays_what_it_was() -> None:
+    store = _locked_store()
+    with Stubber(store.client) as stubber:
+        stubber.add_client_error("put_object", "InvalidRequest", "Something else", 400)
+        _bucket_state(stubber, lock=True)
+        with pytest.raises(PermanentStorageError, match="Something else"):
+            store.put("packs/aa/x", b"data")
+        stubber.assert_no_pending_responses()
