@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.repositories import init_repositories, open_repository
 from respaldo.repository import BackupWriter
+from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF
 
 pytestmark = pytest.mark.integration
@@ -27,17 +27,11 @@ PASSPHRASE = "files backups (test passphrase)"
 
 
 @dataclass
-class Files:
+class Files(RunsCli):
     tmp: Path
     config: Path
     tree: Path
     capsys: pytest.CaptureFixture[str]
-
-    def run(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = invoke(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
 
     def backup(self) -> dict[str, Any]:
         import json

@@ -26,6 +26,7 @@ from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.context import Context
 from respaldo.operations.prune import prune
+from tests.integration.cli import RunsCli
 from tests.integration.offsite.test_offsite import _checksums
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -35,7 +36,7 @@ DAY = timedelta(days=1)
 
 
 @dataclass
-class Locked:
+class Locked(RunsCli):
     pg: TempCluster
     dbname: str
     tmp: Path
@@ -44,17 +45,6 @@ class Locked:
     bucket: str
     prefix: str
     capsys: pytest.CaptureFixture[str]
-
-    def run(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = invoke(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def ok(self, *args: str) -> tuple[str, str]:
-        code, out, err = self.run(*args)
-        assert code == 0, f"{args}: exit {code}\n{out}\n{err}"
-        return out, err
 
     def objects(self, below: str = "") -> dict[str, str]:
         """Current keys below the prefix, with their ETags."""

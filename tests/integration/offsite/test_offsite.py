@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from respaldo.cli.main import invoke
+from tests.integration.cli import RunsCli
 from tests.servers.s3 import S3Endpoint, new_prefix
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ PASSPHRASE = "offsite test passphrase"
 
 
 @dataclass
-class Setup:
+class Setup(RunsCli):
     pg: TempCluster
     dbname: str
     tmp: Path
@@ -45,17 +45,6 @@ class Setup:
         text = self.config.read_text()
         start = text.index('[[repositories]]\nname = "offsite"')
         self.config.write_text(text[:start] + text[text.index("[[databases]]") :])
-
-    def run(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = invoke(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def ok(self, *args: str) -> tuple[str, str]:
-        code, out, err = self.run(*args)
-        assert code == 0, f"{args}: exit {code}\n{out}\n{err}"
-        return out, err
 
     def bucket_keys(self, prefix: str = "") -> list[str]:
         client = self.s3.client()

@@ -17,10 +17,10 @@ import sample
 from sample.cluster import TempCluster
 
 from respaldo.catalog import BackupRecord, open_catalog
-from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.repositories import init_repositories
 from respaldo.repository import KdfParams
+from tests.integration.cli import RunsCli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -30,21 +30,10 @@ DAY = timedelta(days=1)
 
 
 @dataclass
-class Cli:
+class Cli(RunsCli):
     config: Path
     root: Path
     capsys: pytest.CaptureFixture[str]
-
-    def run(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = invoke(["--config", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def ok(self, *args: str) -> tuple[str, str]:
-        code, out, err = self.run(*args)
-        assert code == 0, f"exit {code}\n{out}\n{err}"
-        return out, err
 
     def manifests(self, repo: str) -> set[str]:
         return {p.name for p in (self.root / repo / "manifests").iterdir()}
