@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import OVERHEAD, SealError
-from respaldo.repository.index import INDEX_PREFIX, seal_index
+from respaldo.repository.index import INDEX_PREFIX, decode_index, seal_index
 from respaldo.repository.locks import Lease, LockKind, read_locks
 from respaldo.repository.packs import (
     ENTRY,
@@ -218,7 +218,7 @@ def _plan(
     dangling = 0
     for name in sorted(index_files):
         try:
-            groups = repo._read_index_file(name)
+            groups = list(decode_index(repo._read_index_file(name)))
         except ObjectNotFound:
             # Someone else rewrote the index (an index rebuild): its packs would look
             # unindexed to us, and be deleted. Start again instead.

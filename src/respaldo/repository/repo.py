@@ -23,7 +23,7 @@ from respaldo.errors import (
 )
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
-from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, decode_index
+from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, check_index
 from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
 from respaldo.repository.locks import DEFAULT_STALE_AFTER
 from respaldo.repository.manifest import (
@@ -32,7 +32,6 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
-from respaldo.repository.packs import PackEntry
 from respaldo.storage.base import Storage, validate_name
 
 log = logging.getLogger(__name__)
@@ -246,18 +245,17 @@ class Repository:
     def load_index(self) -> None:
         """(Re)load every index file, using and refreshing the local cache."""
         names = [info.name for info in self.storage.list(INDEX_PREFIX)]
-        index = ChunkIndex()
-        for name in names:
-            for pack_id, entries in self._read_index_file(name):
-                index.add_pack(pack_id, entries)
-        self.index = index
+        self.index = ChunkIndex.from_files(self._read_index_file(name) for name in names)
         self.index_files = set(names)
         self._prune_cache(set(names))
 
-    def _read_index_file(self, name: str) -> list[tuple[str, list[PackEntry]]]:
+    def _read_index_file(self, name: str) -> bytes:
+        """An index file's plaintext, checked to be well-formed."""
         blob, cached = self._cached_get(name)
         try:
-            return list(decode_index(self.sealer.open(blob, AAD_INDEX)))
+            plain = self.sealer.open(blob, AAD_INDEX)
+            check_index(plain)
+            return plain
         except (SealError, ValueError) as exc:
             self._drop_cached(name)
             if cached:
