@@ -64,7 +64,11 @@ def rewind_command(
         for failure in report.failed:
             err_console.print(f"[red]failed:[/] {failure}", highlight=False)
         if not dry_run and report.steps and not report.failed:
-            err_console.print("next: respaldo catalog rebuild, then respaldo verify --all")
+            err_console.print(
+                f"next: respaldo catalog rebuild --repository {repository}, then "
+                f"respaldo verify --all --repository {repository}",
+                highlight=False,
+            )
     if report.failed:
         raise typer.Exit(1)
 

@@ -176,12 +176,14 @@ def prune(
         except RespaldoError as exc:
             outcome.fail(f"garbage collection: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
             log.warning("garbage collection of %s failed: %s", outcome.name, exc)
-            continue
-        try:
-            outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
-        except RespaldoError as exc:
-            outcome.fail(f"WAL retention: {exc}")
-            log.warning("WAL retention in %s failed: %s", outcome.name, exc)
+        else:
+            try:
+                outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
+            except RespaldoError as exc:
+                outcome.fail(f"WAL retention: {exc}")
+                log.warning("WAL retention in %s failed: %s", outcome.name, exc)
+        # Whatever happened above: a prune that keeps failing (a backup holding its lease
+        # every night) must not let the locks of kept backups run out.
         _renew_locks(opened, outcome, now=result.now, dry_run=dry_run)
     return result
 

@@ -21,8 +21,9 @@ def storage_options(repo: RepositorySettings) -> dict[str, Any]:
     # backend hands them to its client.
     dumped = repo.model_dump(exclude={"name", "url", "secret_access_key_file"})
     options = {key: value for key, value in dumped.items() if value is not None}
-    if repo.object_lock_mode is not None:
-        # Leases are rewritten every minute and gone within hours: never locked.
+    if repo.url.startswith("s3://"):
+        # Leases are rewritten every minute and gone within hours: never locked, and never
+        # rewound (on any versioned bucket, with object_lock_mode or not).
         options["object_lock_exempt"] = (LOCK_PREFIX,)
     if repo.secret_access_key_file is not None and repo.secret_access_key is None:
         options["secret_access_key"] = SecretStr(

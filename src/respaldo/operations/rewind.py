@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from respaldo.config import Settings
 from respaldo.operations.repositories import open_store
-from respaldo.repository.locks import Lease, LockKind
+from respaldo.repository.locks import LOCK_PREFIX, Lease, LockKind
 from respaldo.storage.object_lock import RewindReport, require_locking_store, rewind
 
 
@@ -36,7 +36,7 @@ def rewind_repository(
         locking = require_locking_store(store, "rewind")
         when = now or datetime.now(UTC)
         if dry_run:
-            return rewind(locking, to, now=when, dry_run=True)
+            return rewind(locking, to, now=when, exempt=(LOCK_PREFIX,), dry_run=True)
         with Lease.acquire(
             store,
             LockKind.EXCLUSIVE,
@@ -44,6 +44,6 @@ def rewind_repository(
             stale_after=settings.locks.stale_after_seconds,
             wait=settings.locks.wait_seconds,
         ):
-            return rewind(locking, to, now=when)
+            return rewind(locking, to, now=when, exempt=(LOCK_PREFIX,))
     finally:
         store.close()

@@ -22,6 +22,38 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def call_with_retries(
+    what: str,
+    where: str,
+    func: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_delay: float = 0.2,
+    max_delay: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``func()``, retried on TransientStorageError with backoff and full jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return func()
+        except TransientStorageError as exc:
+            if attempt >= attempts:
+                raise
+            # Full jitter: spreads retries of many parallel uploads apart.
+            delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
+            log.warning(
+                "%s on %s failed (%s); retry %d/%d in %.2fs",
+                what,
+                where,
+                exc,
+                attempt,
+                attempts - 1,
+                delay,
+            )
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class RetryingStorage:
     """Delegates to ``inner``, retrying transient failures ``attempts`` times in all."""
 
@@ -45,25 +77,15 @@ class RetryingStorage:
         return self.inner.location
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return func()
-            except TransientStorageError as exc:
-                if attempt == self._attempts:
-                    raise
-                # Full jitter: spreads retries of many parallel uploads apart.
-                delay = random.uniform(0, min(self._max, self._base * 2 ** (attempt - 1)))
-                log.warning(
-                    "%s on %s failed (%s); retry %d/%d in %.2fs",
-                    what,
-                    self.location,
-                    exc,
-                    attempt,
-                    self._attempts - 1,
-                    delay,
-                )
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return call_with_retries(
+            what,
+            self.location,
+            func,
+            attempts=self._attempts,
+            base_delay=self._base,
+            max_delay=self._max,
+            sleep=self._sleep,
+        )
 
     def put(self, name: str, data: bytes) -> None:
         self._call(f"put {name}", lambda: self.inner.put(name, data))

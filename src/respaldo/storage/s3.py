@@ -103,7 +103,12 @@ from respaldo.errors import (
     TransientStorageError,
 )
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
-from respaldo.storage.object_lock import BucketLockState, LockPolicy, ObjectVersion
+from respaldo.storage.object_lock import (
+    BucketLockState,
+    LockPolicy,
+    ObjectVersion,
+    no_object_lock,
+)
 
 if TYPE_CHECKING:  # boto3-stubs is a development dependency
     from mypy_boto3_s3 import S3Client
@@ -121,9 +126,6 @@ if TYPE_CHECKING:  # boto3-stubs is a development dependency
     )
 
 log = logging.getLogger(__name__)
-
-# Named outside the class: there, "list" is the method.
-_Listing = list[tuple[ObjectInfo, datetime]]
 
 MIB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 16 * MIB
@@ -449,27 +451,19 @@ class S3Storage:
         return ObjectInfo(name, response["ContentLength"])
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return iter([info for info, _ in self._list(prefix)])
-
-    def list_modified(self, prefix: str = "") -> Iterator[tuple[ObjectInfo, datetime]]:
-        return iter(self._list(prefix))
-
-    def _list(self, prefix: str) -> _Listing:
         validate_prefix(prefix)
-        found: _Listing = []
+        found: list[ObjectInfo] = []
         try:
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix + prefix):
                 for entry in page.get("Contents", []):
                     name = self._name_of(entry["Key"])
                     if name is not None:
-                        found.append(
-                            (ObjectInfo(name, entry.get("Size", 0)), entry["LastModified"])
-                        )
+                        found.append(ObjectInfo(name, entry.get("Size", 0)))
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix, "list") from exc
-        found.sort(key=lambda item: item[0].name)
-        return found
+        found.sort(key=lambda info: info.name)
+        return iter(found)
 
     def _name_of(self, key: str) -> str | None:
         """The object name of an S3 key below the prefix; None for keys respaldo never writes."""
@@ -500,17 +494,19 @@ class S3Storage:
                 if _code(exc) != "ObjectLockConfigurationNotFoundError":
                     raise
                 enabled = False
-            return BucketLockState(enabled, versioning, self._noncurrent_expiration_days())
+            return BucketLockState(enabled, versioning)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "", "read the lock settings of") from exc
 
-    def _noncurrent_expiration_days(self) -> int | None:
+    def noncurrent_expiration_days(self) -> int | None:
         try:
             rules = self._client.get_bucket_lifecycle_configuration(Bucket=self._bucket)["Rules"]
         except ClientError as exc:
             if _code(exc) == "NoSuchLifecycleConfiguration":
                 return None
-            raise
+            raise self._error(exc, "", "read the lifecycle rules of") from exc
+        except BotoCoreError as exc:
+            raise self._error(exc, "", "read the lifecycle rules of") from exc
         days = None
         for rule in rules:
             expiry = rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
@@ -553,8 +549,8 @@ class S3Storage:
         try:
             paginator = self._client.get_paginator("list_object_versions")
             for page in paginator.paginate(Bucket=self._bucket, Prefix=self._key_prefix + prefix):
-                # S3 lists versions and markers apart, each newest first per key; merged
-                # below by time. A stable sort keeps S3's order within one second.
+                # S3 lists versions and markers apart, each newest first per key; they
+                # are merged below by time (see LockingStorage.versions for ties).
                 for entry in page.get("Versions", []):
                     name = self._name_of(entry["Key"])
                     if name is not None:
@@ -565,6 +561,7 @@ class S3Storage:
                                 entry["LastModified"],
                                 entry.get("Size", 0),
                                 latest=entry.get("IsLatest", False),
+                                etag=entry.get("ETag", ""),
                             )
                         )
                 for marker in page.get("DeleteMarkers", []):
@@ -581,9 +578,9 @@ class S3Storage:
                         )
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix, "list the versions of") from exc
-        # Newest first per name; of a version and a marker in the same second, the current
-        # one (IsLatest) is the newer.
-        found.sort(key=lambda v: (v.name, -v.modified.timestamp(), not v.latest))
+        # Newest first per name. Within one time: the current entry (IsLatest) first, then
+        # versions before markers; among versions S3's own order stays (a stable sort).
+        found.sort(key=lambda v: (v.name, -v.modified.timestamp(), not v.latest, v.delete_marker))
         return iter(found)
 
     def restore_version(self, name: str, version_id: str) -> None:
@@ -623,12 +620,7 @@ class S3Storage:
         except StorageError:
             return  # the original error is the one to report
         if not enabled:
-            raise ConfigError(
-                f"object_lock_mode is set but bucket {self._bucket!r} has no Object Lock; "
-                "nothing was written",
-                hint="create the bucket with Object Lock enabled "
-                "(--object-lock-enabled-for-bucket), or remove object_lock_mode",
-            )
+            raise no_object_lock(self.location)
 
     def close(self) -> None:
         with self._close_lock:

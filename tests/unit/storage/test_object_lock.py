@@ -6,6 +6,7 @@ What SeaweedFS and moto do with locked objects is tested in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,16 +17,25 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from respaldo.config import RepositorySettings
-from respaldo.errors import ConfigError, PermanentStorageError
+from respaldo.errors import (
+    ConfigError,
+    ObjectNotFound,
+    PermanentStorageError,
+    TransientStorageError,
+)
 from respaldo.operations.repositories import storage_options
+from respaldo.storage.base import ObjectInfo
 from respaldo.storage.memory import MemoryStorage
 from respaldo.storage.object_lock import (
+    BucketLockState,
     LockPolicy,
     ObjectVersion,
     RewindStep,
+    extend_locks,
     locking_store,
     plan_rewind,
     require_locking_store,
+    rewind,
 )
 from respaldo.storage.retry import RetryingStorage
 from respaldo.storage.s3 import S3Storage
@@ -183,7 +193,10 @@ def test_lock_settings_reach_the_store_with_leases_exempt() -> None:
     assert options["object_lock_mode"] == "COMPLIANCE"
     assert options["object_lock_days"] == 30
     assert options["object_lock_exempt"] == ("locks/",)
-    assert "object_lock_exempt" not in storage_options(_settings())
+    # Any S3 repository: leases are never rewound either, locked bucket or not.
+    assert storage_options(_settings())["object_lock_exempt"] == ("locks/",)
+    local = RepositorySettings.model_validate({"name": "l", "url": "file:///srv/r"})
+    assert "object_lock_exempt" not in storage_options(local)
 
 
 @pytest.mark.parametrize(
@@ -241,9 +254,6 @@ def _bucket_state(stubber: Stubber, *, lock: bool) -> None:
             "ObjectLockConfigurationNotFoundError",
             http_status_code=404,
         )
-    stubber.add_client_error(
-        "get_bucket_lifecycle_configuration", "NoSuchLifecycleConfiguration", http_status_code=404
-    )
 
 
 def test_a_locked_put_carries_mode_and_date_and_a_lease_does_not() -> None:
@@ -296,3 +306,210 @@ def test_an_invalid_request_to_a_lockable_bucket_stays_what_it_was() -> None:
         with pytest.raises(PermanentStorageError, match="Something else"):
             store.put("packs/aa/x", b"data")
         stubber.assert_no_pending_responses()
+
+
+def test_a_rewind_skips_what_already_has_the_old_bytes() -> None:
+    # A second run after a partial failure: the restored copy has a new version id but
+    # the same ETag and size as the version it came from.
+    versions = [
+        ObjectVersion("packs/aa/1", "copy", at(40), 10, latest=True, etag='"e1"'),
+        ObjectVersion("packs/aa/1", "m1", at(30), delete_marker=True),
+        ObjectVersion("packs/aa/1", "p1", at(0), 10, etag='"e1"'),
+        ObjectVersion("packs/bb/2", "m2", at(30), delete_marker=True, latest=True),
+        ObjectVersion("packs/bb/2", "p2", at(0), 10, etag='"e2"'),
+    ]
+    assert plan_rewind(versions, at(20)) == [RewindStep("packs/bb/2", "restore", "p2", 10)]
+
+
+# --- versions as S3 lists them ----------------------------------------------------------
+
+
+def test_versions_are_newest_first_and_a_version_beats_a_marker_of_the_same_second() -> None:
+    store = S3Storage("bucket", "repo", endpoint_url="http://127.0.0.1:9")
+    second = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
+    with Stubber(store.client) as stubber:
+        stubber.add_response(
+            "list_object_versions",
+            {
+                "Versions": [
+                    {
+                        "Key": "repo/config",
+                        "VersionId": "v2",
+                        "IsLatest": True,
+                        "LastModified": second + timedelta(seconds=5),
+                        "Size": 3,
+                        "ETag": '"b"',
+                    },
+                    {
+                        "Key": "repo/config",
+                        "VersionId": "v1",
+                        "IsLatest": False,
+                        "LastModified": second,
+                        "Size": 3,
+                        "ETag": '"a"',
+                    },
+                    {
+                        "Key": "elsewhere/x",
+                        "VersionId": "o",
+                        "IsLatest": True,
+                        "LastModified": second,
+                        "Size": 1,
+                    },
+                ],
+                "DeleteMarkers": [
+                    {
+                        "Key": "repo/config",
+                        "VersionId": "m1",
+                        "IsLatest": False,
+                        "LastModified": second,
+                    },
+                ],
+            },
+            {"Bucket": "bucket", "Prefix": "repo/"},
+        )
+        listed = list(store.versions())
+    assert [(v.version_id, v.delete_marker, v.latest) for v in listed] == [
+        ("v2", False, True),
+        ("v1", False, False),
+        ("m1", True, False),
+    ]
+    assert listed[1].etag == '"a"'
+    # Rewound into that second: the version counts as the newer, so it comes back.
+    assert plan_rewind(listed, second + timedelta(seconds=1)) == [
+        RewindStep("config", "restore", "v1", 3)
+    ]
+
+
+# --- lock renewal and rewind over a store in memory -------------------------------------
+
+
+class FakeLockingStore:
+    """A versioned store in memory with locks, failing where a test tells it to."""
+
+    location = "fake://bucket"
+    lock_exempt = ("locks/",)
+
+    def __init__(self) -> None:
+        self.lock_policy: LockPolicy | None = LockPolicy("COMPLIANCE", 10)
+        self.until: dict[str, datetime | None] = {}
+        self.history: dict[str, list[ObjectVersion]] = {}
+        self.fail: dict[str, list[Exception]] = {}
+        self.extended: list[str] = []
+        self.versioning = "Enabled"
+        self.clock = 0
+
+    def _maybe_fail(self, name: str) -> None:
+        if self.fail.get(name):
+            raise self.fail[name].pop(0)
+
+    def write(self, name: str, minute: float, until: datetime | None = None) -> None:
+        self.clock += 1
+        vid = f"v{self.clock}"
+        old = [
+            ObjectVersion(v.name, v.version_id, v.modified, v.size, v.delete_marker, False, v.etag)
+            for v in self.history.get(name, [])
+        ]
+        self.history[name] = [
+            ObjectVersion(name, vid, at(minute), 1, latest=True, etag=f"{name}@{minute}"),
+            *old,
+        ]
+        self.until[name] = until
+
+    def bucket_lock_state(self) -> BucketLockState:
+        return BucketLockState(self.lock_policy is not None, self.versioning)
+
+    def noncurrent_expiration_days(self) -> int | None:
+        return None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return iter(
+            ObjectInfo(n, 1) for n, h in sorted(self.history.items()) if not h[0].delete_marker
+        )
+
+    def locked_until(self, name: str) -> datetime | None:
+        self._maybe_fail(name)
+        if name not in self.until:
+            raise ObjectNotFound(f"no {name}", name=name)
+        return self.until[name]
+
+    def extend_lock(self, name: str, until: datetime) -> None:
+        self.extended.append(name)
+        self.until[name] = until
+
+    def versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        return iter([v for n in sorted(self.history) for v in self.history[n]])
+
+    def restore_version(self, name: str, version_id: str) -> None:
+        self._maybe_fail(name)
+        (old,) = [v for v in self.history[name] if v.version_id == version_id]
+        self.clock += 1
+        rest = [
+            ObjectVersion(v.name, v.version_id, v.modified, v.size, v.delete_marker, False, v.etag)
+            for v in self.history[name]
+        ]
+        self.history[name] = [
+            ObjectVersion(name, f"v{self.clock}", at(1000), old.size, latest=True, etag=old.etag),
+            *rest,
+        ]
+
+    def delete(self, name: str) -> None:
+        self._maybe_fail(name)
+        self.clock += 1
+        rest = [
+            ObjectVersion(v.name, v.version_id, v.modified, v.size, v.delete_marker, False, v.etag)
+            for v in self.history[name]
+        ]
+        self.history[name] = [
+            ObjectVersion(name, f"m{self.clock}", at(1000), delete_marker=True, latest=True),
+            *rest,
+        ]
+
+
+def test_renewal_asks_every_object_and_renews_those_with_little_left() -> None:
+    store = FakeLockingStore()
+    now = at(0)
+    store.write("packs/aa/fresh", 0, now + timedelta(days=9))  # plenty left
+    store.write("packs/aa/old", 0, now + timedelta(days=2))  # less than half left
+    store.write("config", 0, None)  # written before the lock was configured
+    store.write("locks/shared-1", 0, None)  # exempt
+    store.write("packs/aa/flaky", 0, now + timedelta(days=1))
+    store.fail["packs/aa/flaky"] = [TransientStorageError("slow down")]
+    store.write("packs/aa/broken", 0, now)
+    store.fail["packs/aa/broken"] = [PermanentStorageError("access denied")]
+
+    dry = extend_locks(store, now, dry_run=True)
+    assert (dry.checked, dry.extended, store.extended) == (5, 3, [])
+    assert len(dry.failed) == 1 and "access denied" in dry.failed[0]
+
+    real = extend_locks(store, now)
+    assert (real.checked, real.extended) == (5, 4)
+    assert sorted(store.extended) == ["config", "packs/aa/broken", "packs/aa/flaky", "packs/aa/old"]
+    assert all(store.until[n] == now + timedelta(days=10) for n in store.extended)
+    assert store.until["locks/shared-1"] is None
+
+
+def test_a_rewind_run_again_after_a_failure_finishes_the_rest() -> None:
+    store = FakeLockingStore()
+    for name in ("config", "packs/aa/1", "packs/bb/2"):
+        store.write(name, 0)
+    for name in ("config", "packs/aa/1", "packs/bb/2"):
+        store.delete(name)  # the attack
+    store.fail["packs/bb/2"] = [PermanentStorageError("denied")]  # not retried
+    first = rewind(store, at(500), now=at(2000))
+    assert (first.restored, first.applied, len(first.failed)) == (3, 2, 1)
+    second = rewind(store, at(500), now=at(2000))
+    assert [(s.name, s.action) for s in second.steps] == [("packs/bb/2", "restore")]
+    assert second.applied == 1 and not second.failed
+    assert rewind(store, at(500), now=at(2000), dry_run=True).steps == []
+
+
+def test_a_rewind_refuses_the_future_and_a_bucket_without_versions() -> None:
+    store = FakeLockingStore()
+    store.write("config", 0)
+    with pytest.raises(ConfigError, match="not in the past"):
+        rewind(store, at(10), now=at(5))
+    with pytest.raises(ConfigError, match="time zone"):
+        rewind(store, datetime(2026, 1, 1), now=at(5))
+    store.versioning = ""
+    with pytest.raises(ConfigError, match="does not keep versions"):
+        rewind(store, at(1), now=at(5))
