@@ -169,11 +169,10 @@ def _in_order(
     fallbacks: Sequence[Repository],
     on_fallback: OnFallback | None,
 ) -> Iterator[ChunkResult]:
-    unknown = [ChunkResult(cid, None, "chunk is not in the index", "") for cid in window.missing]
-    found = {result.chunk_id: result for result in _repair(unknown, fallbacks, on_fallback)}
+    results = [ChunkResult(cid, None, "chunk is not in the index", "") for cid in window.missing]
     for future in futures:
-        for result in _repair(future.result(), fallbacks, on_fallback):
-            found[result.chunk_id] = result
+        results.extend(future.result())
+    found = {result.chunk_id: result for result in _repair(results, fallbacks, on_fallback)}
     for cid in window.ids:
         yield found[cid]
 
@@ -181,30 +180,31 @@ def _in_order(
 def _repair(
     results: list[ChunkResult], fallbacks: Sequence[Repository], on_fallback: OnFallback | None
 ) -> list[ChunkResult]:
-    if not fallbacks or all(r.data is not None for r in results):
+    """Replace failed results with good ones from the fallbacks, read in planned ranges
+    (a pack lost here is a few requests to a mirror, not one per chunk)."""
+    failed = [r for r in results if r.data is None]
+    if not fallbacks or not failed:
         return results
+    fixed: dict[bytes, ChunkResult] = {}
+    for other in fallbacks:
+        located = {}
+        for result in failed:
+            loc = other.index.get(result.chunk_id)
+            if result.chunk_id not in fixed and loc is not None:
+                located[result.chunk_id] = loc
+        for run in _runs(located):
+            for alternative in _fetch_run(other, run):
+                if alternative.data is not None:
+                    fixed[alternative.chunk_id] = alternative
     repaired = []
     for result in results:
-        if result.data is None:
-            for other in fallbacks:
-                (alternative,) = _fetch_one(other, result.chunk_id)
-                if alternative.data is not None:
-                    if on_fallback is not None:
-                        on_fallback(result, alternative)
-                    result = alternative
-                    break
+        good = fixed.get(result.chunk_id) if result.data is None else None
+        if good is not None:
+            if on_fallback is not None:
+                on_fallback(result, good)
+            result = good
         repaired.append(result)
     return repaired
-
-
-def _fetch_one(repo: Repository, cid: bytes) -> list[ChunkResult]:
-    loc = repo.index.get(cid)
-    if loc is None:
-        return [
-            ChunkResult(cid, None, "chunk is not in the index", "", None, repo.storage.location)
-        ]
-    run = _Run(loc.pack_id, loc.offset, loc.offset + loc.length, [(cid, loc.offset, loc.length)])
-    return _fetch_run(repo, run)
 
 
 def read_list(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.repository import Repository
+from respaldo.repository import Repository, iter_stream
 from respaldo.repository import reader as reader_module
+from respaldo.repository.copy import copy_backup
 from respaldo.repository.reader import fetch_chunks
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
+    KDF,
     CountingStorage,
     init_repo,
     open_repo,
@@ -117,3 +119,31 @@ def test_windows_keep_order_across_many_windows(
         r.data is not None and len(r.data) == length
         for r, (_, length) in zip(results, shuffled, strict=True)
     )
+
+
+def test_a_lost_pack_is_read_from_the_mirror_in_ranges_not_chunk_by_chunk(
+    memory_storage: MemoryStorage,
+) -> None:
+    data = random_bytes(1_500_000, seed=4)
+    primary = init_repo(memory_storage, pack_size=BIG_PACKS)
+    manifest, stats = write_backup(primary, "b1", {"dump": data})
+    mirror_store = CountingStorage(MemoryStorage("mirror-of-" + memory_storage.location))
+    mirror = Repository.init_mirror(mirror_store, primary, "pw", kdf=KDF)
+    copy_backup(primary, mirror, "b1")
+    (pack,) = [info.name for info in memory_storage.list("packs/")]
+    memory_storage.delete(pack)
+    mirror_store.gets.clear()
+    fallbacks: list[str] = []
+    restored = b"".join(
+        iter_stream(
+            primary,
+            manifest,
+            "dump",
+            fallbacks=[mirror],
+            on_fallback=lambda bad, good: fallbacks.append(bad.obj),
+        )
+    )
+    assert restored == data
+    assert len(fallbacks) == stats.chunks  # every chunk, the list chunk too
+    # One window, one pack: a handful of ranged reads instead of one per chunk (1,248).
+    assert len(mirror_store.gets_under("packs/")) <= 3
