@@ -18,12 +18,12 @@ locally, still sealed, so that opening a repository costs a listing, not a downl
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -95,13 +95,61 @@ DELTA_MERGE = 65_536
 _ENTRY_FIELDS = [("id", "V32"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")]
 
 
-class _Base(NamedTuple):
-    """Sorted arrays, replaced whole (never changed in place) so that readers in other
-    threads always see a consistent set."""
+_LOCATION = struct.Struct("<III")
+_DIRECTORY_BITS_MAX = 16
 
-    keys: npt.NDArray[np.uint64]  # first 8 bytes of each id, big-endian: sorted
-    entries: npt.NDArray[np.void]  # the pack entries in the same order
-    pack_nos: npt.NDArray[np.uint32]
+
+class _Base:
+    """Sorted arrays, replaced whole (never changed in place) so that readers in other
+    threads always see a consistent set.
+
+    Lookups go through memoryviews and a directory of where each value of the keys' top
+    bits starts (up to 16 bits, about 8 keys a slot): Python reads a memoryview item
+    several times faster than a numpy scalar, and the directory leaves a binary search of
+    a few steps (1.7 µs a hit instead of 2.9 at a million chunks).
+    """
+
+    __slots__ = (
+        "directory",
+        "entries",
+        "entry_view",
+        "key_view",
+        "keys",
+        "pack_nos",
+        "pack_view",
+        "shift",
+    )
+
+    def __init__(
+        self,
+        keys: npt.NDArray[np.uint64],
+        entries: npt.NDArray[np.void],
+        pack_nos: npt.NDArray[np.uint32],
+    ) -> None:
+        self.keys = np.ascontiguousarray(keys)  # first 8 bytes of each id, big-endian: sorted
+        self.entries = np.ascontiguousarray(entries)  # the pack entries in the same order
+        self.pack_nos = np.ascontiguousarray(pack_nos)
+        bits = min(_DIRECTORY_BITS_MAX, max(0, len(self.keys).bit_length() - 3))
+        self.shift = 64 - bits
+        starts = np.arange(2**bits + 1, dtype=np.uint64) << np.uint64(self.shift % 64)
+        directory = np.searchsorted(self.keys, starts).astype(np.int64)
+        directory[0], directory[-1] = 0, len(self.keys)  # the last start wrapped past 2^64
+        self.directory = directory.data.cast("B").cast("q")
+        self.key_view = self.keys.data.cast("B").cast("Q")
+        self.entry_view = self.entries.data.cast("B")
+        self.pack_view = self.pack_nos.data.cast("B").cast("I")
+
+    def find(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
+        key = int.from_bytes(chunk_id[:8], "big")
+        top = key >> self.shift
+        keys = self.key_view
+        i = bisect.bisect_left(keys, key, self.directory[top], self.directory[top + 1])
+        while i < len(keys) and keys[i] == key:
+            at = i * ENTRY.size
+            if self.entry_view[at : at + 32] == chunk_id:
+                return (self.pack_view[i], *_LOCATION.unpack_from(self.entry_view, at + 32))
+            i += 1
+        return None
 
 
 def _entry_dtype() -> np.dtype[np.void]:
@@ -191,18 +239,7 @@ class ChunkIndex:
         self._delta = {}
 
     def _find(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
-        base = self._base
-        # A numpy scalar, not a Python int: numpy would turn an int above 2^63 into an
-        # object array and compare the whole index in Python (100x slower).
-        key = np.uint64(int.from_bytes(chunk_id[:8], "big"))
-        keys = base.keys
-        i = int(keys.searchsorted(key))
-        while i < len(keys) and keys[i] == key:
-            found_id, offset, length, raw = base.entries.item(i)
-            if found_id == chunk_id:
-                return int(base.pack_nos[i]), offset, length, raw
-            i += 1
-        return None
+        return self._base.find(chunk_id)
 
     def _lookup(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
         found = self._delta.get(chunk_id)
