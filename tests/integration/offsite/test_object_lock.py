@@ -347,3 +347,30 @@ def test_rewind_of_a_local_repository_is_refused(
     _, err = capsys.readouterr()
     assert code != 0 and "needs a versioned S3 bucket" in err
     assert not (tmp_path / "repo").exists()
+
+
+def test_rewind_on_a_versioned_bucket_without_locks_leaves_leases_alone(
+    request: pytest.FixtureRequest,
+    pg: TempCluster,
+    erp_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    # The versioned bucket, but no object_lock_mode: nothing is locked, versions are kept.
+    setup = make_locked(request, "moto_server", pg, erp_db, tmp_path, lock="")
+    setup.ok("init")
+    setup.ok("backup", "erp")
+    client = setup.s3.client()
+    stale_lease = f"{setup.prefix}/locks/shared-{'0' * 32}"
+    client.put_object(Bucket=setup.bucket, Key=stale_lease, Body=b"{}")
+    objects = setup.objects()
+    assert all("ObjectLockMode" not in setup.head(key) for key in objects)
+    before = _past_second()
+    for key in objects:
+        client.delete_object(Bucket=setup.bucket, Key=key)
+
+    _, err = setup.ok("rewind", "main", "--to", before.isoformat())
+    assert f"restored {len(objects) - 1} objects" in err  # all but the lease
+    assert setup.objects() == {k: v for k, v in objects.items() if k != stale_lease}
+    setup.ok("verify", "--all")
