@@ -1015,7 +1015,9 @@ def main(argv: list[str] | None = None) -> int:
         default=16 * 1024,
         help="average chunk size in bytes; min is avg/4, max avg*4 (16384)",
     )
-    parser.add_argument("--compression-level", type=int, default=3, help="zstd level (3)")
+    parser.add_argument(
+        "--compression-level", type=int, default=1, help="zstd level (1, respaldo's default)"
+    )
     parser.add_argument(
         "--sweep",
         type=parse_sweep,
