@@ -17,7 +17,6 @@ until the user drops it, or dropped at once with ``drop_old``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import secrets
@@ -212,29 +211,30 @@ def restore_stream_into(
                 done += len(data)
                 ctx.progress("restore", done, total)
         return done
-    # pg_restore --jobs needs a seekable file. It is written and its checksum checked
-    # completely before pg_restore reads a byte of it.
+    # The data goes straight into a single pg_restore, as with one job: a dump written to
+    # a pipe has no data offsets, so parallel workers would have to scan the whole file for
+    # each table (measured: no faster than one job). Meanwhile the dump is spooled to a
+    # file, and the post-data section (indexes, constraints: what parallelism speeds up)
+    # is restored from it with ``jobs`` workers once the stream has ended and its checksum
+    # has been checked (iter_stream raises otherwise, before post-data starts).
     with tempfile.TemporaryDirectory(prefix="respaldo-restore-", dir=work_dir) as tmp:
         path = Path(tmp) / "dump.pgcustom"
-        sha = hashlib.sha256()
-        with path.open("wb") as out:
+        with (
+            path.open("wb") as spool,
+            pg_restore(conninfo, no_owner=no_owner, sections=("pre-data", "data")) as restore,
+        ):
             for data in reader.stream(manifest, DUMP_STREAM):
-                out.write(data)
-                sha.update(data)
+                restore.stdin.write(data)
+                spool.write(data)
                 done += len(data)
-                ctx.progress("download", done, total)
-        if sha.hexdigest() != manifest.stream(DUMP_STREAM).sha256:
-            raise IntegrityError("the spooled dump does not match its checksum", obj=str(path))
+                ctx.progress("restore", done, total)
         path.chmod(0o644)  # pg_restore may run as another user than the file's owner
         Path(tmp).chmod(0o755)
-        # A dump written to a pipe has no data offsets, so a one-pass parallel
-        # pg_restore may create foreign keys before the data they check is loaded, and
-        # then every row is checked on COPY (2.5x slower, measured). Two passes keep
-        # the constraints and indexes after all the data.
         ctx.progress("restore", 0, None)
-        for sections in (("pre-data", "data"), ("post-data",)):
-            with pg_restore(conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=sections):
-                pass
+        with pg_restore(
+            conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=("post-data",)
+        ):
+            pass
     return done
 
 
