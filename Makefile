@@ -34,6 +34,9 @@ bench: setup
 	$(BIN)/python -m bench.logical_bench --scale 1.0 --workdir $(BENCH_DIR)/logical
 	$(BIN)/python -m bench.physical_bench --scale 0.2 --workdir $(BENCH_DIR)/physical
 	$(BIN)/python -m bench.offsite_bench --scale 0.2 --workdir $(BENCH_DIR)/offsite
+	$(BIN)/python -m bench.offsite_bench --scale 0.2 --workdir $(BENCH_DIR)/offsite-locked \
+		--object-lock 30 --json bench/results/offsite-object-lock.json
+	$(BIN)/python -m bench.index_bench --chunks 1000000 4000000 --workdir $(BENCH_DIR)/index
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
