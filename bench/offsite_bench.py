@@ -392,15 +392,19 @@ class Bench:
         setup.write_configs(self.dsn, self.password_file, self.s3, self.secret_file)
 
     def init(self, setup: Setup, offsite: bool) -> None:
+        self.unmeasured(setup, offsite, "init")
+
+    def unmeasured(self, setup: Setup, offsite: bool, *args: str) -> None:
+        """Run a respaldo command that is not measured; it must succeed."""
         done = subprocess.run(
-            respaldo_argv(setup.config(offsite), "init"),
+            respaldo_argv(setup.config(offsite), *args),
             env=self.respaldo_env,
             capture_output=True,
             text=True,
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"respaldo init failed: {done.stderr}")
+            raise SystemExit(f"respaldo {' '.join(args)} failed: {done.stderr}")
 
     def _measure(
         self, setup: Setup, offsite: bool, tag: str, *args: str
@@ -691,15 +695,7 @@ def rewind_after_attack(bench: Bench, setup: Setup, log: Callable[[str], None]) 
     result["objects_restored"] = hidden
     result["bytes_restored"] = moved.bytes
     result["objects_per_second"] = hidden / result["seconds"]
-    done = subprocess.run(
-        respaldo_argv(setup.config(True), "verify", "--all", "--repository", setup.offsite),
-        env=bench.respaldo_env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the rewound repository does not verify:\n{done.stderr}")
+    bench.unmeasured(setup, True, "verify", "--all", "--repository", setup.offsite)
     log(f"(f) rewind of {hidden} objects: {result['seconds']:.2f} s; verify passed")
     return result
 
