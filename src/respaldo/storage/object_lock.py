@@ -241,7 +241,8 @@ def extend_locks(store: LockingStorage, now: datetime, *, dry_run: bool = False)
     if policy is None:
         raise ConfigError(f"{store.location} has no object_lock_mode to renew locks for")
     report = LockRenewal(mode=policy.mode, until=policy.until(now))
-    names = [info.name for info in store.list() if not info.name.startswith(store.lock_exempt)]
+    listed = _retried(store, "list", lambda: list(store.list()))
+    names = [info.name for info in listed if not info.name.startswith(store.lock_exempt)]
     report.checked = len(names)
 
     def renew(name: str) -> bool:
