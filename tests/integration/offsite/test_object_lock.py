@@ -370,6 +370,12 @@ def test_rewind_on_a_versioned_bucket_without_locks_leaves_leases_alone(
     for key in objects:
         client.delete_object(Bucket=setup.bucket, Key=key)
 
+    out, _ = setup.ok("rewind", "main", "--to", before.isoformat(), "--dry-run", "--json")
+    plan = json.loads(out)
+    assert plan["dryRun"] is True and plan["applied"] == 0 and plan["failed"] == []
+    assert plan["restored"] == len(objects) - 1 and plan["deleted"] == 0
+    assert {step["action"] for step in plan["steps"]} == {"restore"}
+    assert not any(step["name"].startswith("locks/") for step in plan["steps"])
     _, err = setup.ok("rewind", "main", "--to", before.isoformat())
     assert f"restored {len(objects) - 1} objects" in err  # all but the lease
     assert setup.objects() == {k: v for k, v in objects.items() if k != stale_lease}
