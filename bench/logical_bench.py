@@ -58,7 +58,7 @@ from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
-from bench.measure import ServerCpu, wait_quiet
+from bench.measure import ServerCpu, add_common_arguments, finish, log, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -1006,8 +1006,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="sample scale; 1.0 ≈ 1 GB (1.0)")
     parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path("/tmp/lbench"), help="cluster, repositories, dumps"
+    add_common_arguments(
+        parser,
+        workdir=Path("/tmp/lbench"),
+        workdir_help="cluster, repositories, dumps",
+        results=RESULTS,
     )
     parser.add_argument(
         "--chunk-avg",
@@ -1049,16 +1052,6 @@ def main(argv: list[str] | None = None) -> int:
         default=[1, 3, 6],
         help="zstd levels compared on the same chunks with --stages (1 3 6)",
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=300,
-        help="max seconds to wait for an idle machine before each measurement (300)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
-    parser.add_argument(
-        "--json", type=Path, default=RESULTS, help="results file (bench/results/logical.json)"
-    )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.repeat < 1:
         parser.error("--scale must be positive and --repeat at least 1")
@@ -1068,21 +1061,13 @@ def main(argv: list[str] | None = None) -> int:
         if level is not None and not 1 <= level <= 22:
             parser.error(f"zstd level {level} out of range (1..22)")
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     report = run(args, log)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print("\n".join(table(report)))
+    tables = [table(report)]
     if "profile" in report:
-        print()
-        print("\n".join(profile_table(report["profile"])))
+        tables.append(profile_table(report["profile"]))
     if "stages" in report:
-        print()
-        print("\n".join(stage_table(report["stages"])))
-    log(f"results written to {args.json}")
-    return 0
+        tables.append(stage_table(report["stages"]))
+    return finish(report, args.json, *tables)
 
 
 if __name__ == "__main__":

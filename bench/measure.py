@@ -1,12 +1,17 @@
-"""What every benchmark measures the same way: machine-wide busy time, own CPU, a server's CPU."""
+"""What every benchmark does the same way: machine-wide busy time, own CPU, a server's CPU,
+waiting for a quiet machine, the common command-line options and the report's output."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import resource
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
@@ -68,3 +73,40 @@ def wait_quiet(max_wait: float, log: Callable[[str], None], *, window: float = 0
         if waited > max_wait:
             log(f"    (machine still busy after {waited:.0f} s: {busy:.2f} cores in use)")
             return waited
+
+
+# --- the command line and the report ---------------------------------------------------
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, workdir: Path, workdir_help: str, results: Path
+) -> None:
+    """--workdir, --quiet-wait, --keep and --json, as every benchmark takes them."""
+    parser.add_argument("--workdir", type=Path, default=workdir, help=workdir_help)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=300,
+        help="max seconds to wait for an idle machine before each measurement (300)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=results,
+        help=f"results file (bench/results/{results.name})",
+    )
+
+
+def log(message: str) -> None:
+    """Progress lines go to stderr; the report (Markdown) goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def finish(report: dict[str, Any], json_path: Path, *tables: Iterable[str]) -> int:
+    """Write the raw results as JSON, print the tables (blank line between), return 0."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print("\n\n".join("\n".join(lines) for lines in tables))
+    log(f"results written to {json_path}")
+    return 0

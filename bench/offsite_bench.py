@@ -75,7 +75,7 @@ from sample.day_of_work import day_of_work
 # the repository root (``python -m bench.offsite_bench`` puts it on sys.path).
 from tests.servers.s3 import REGION, S3Endpoint, SeaweedFS, free_port, weed_binary
 
-from bench.measure import ServerCpu, wait_quiet
+from bench.measure import ServerCpu, add_common_arguments, finish, log, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -787,8 +787,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, default=0.2, help="sample scale; 1.0 ≈ 1 GB (0.2)")
     parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path("/tmp/obench"), help="cluster and repositories"
+    add_common_arguments(
+        parser,
+        workdir=Path("/tmp/obench"),
+        workdir_help="cluster and repositories",
+        results=RESULTS,
     )
     parser.add_argument(
         "--repeat",
@@ -798,13 +801,6 @@ def main(argv: list[str] | None = None) -> int:
         "fastest kept (1)",
     )
     parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=300,
-        help="max seconds to wait for an idle machine before each measurement (300)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the repositories afterwards")
-    parser.add_argument(
         "--object-lock",
         type=int,
         default=0,
@@ -812,22 +808,12 @@ def main(argv: list[str] | None = None) -> int:
         help="offsite repository in a bucket with Object Lock, GOVERNANCE for DAYS; adds "
         "(f), a rewind after every object was deleted (default 0: no lock)",
     )
-    parser.add_argument(
-        "--json", type=Path, default=RESULTS, help="results file (bench/results/offsite.json)"
-    )
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.repeat < 1:
         parser.error("--scale must be positive and --repeat at least 1")
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     report = run(args, log)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print("\n".join(table(report)))
-    log(f"results written to {args.json}")
-    return 0
+    return finish(report, args.json, table(report))
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ if TYPE_CHECKING:
     from respaldo.repository import Repository
 
 from bench.datagen import DEFAULT_SEED, MIB, ensure_data
+from bench.measure import add_common_arguments, finish, log, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
-from bench.measure import wait_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "repository.json"
 PASSPHRASE = "respaldo benchmark passphrase"  # noqa: S105 (a throwaway test repository)
@@ -666,11 +666,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Measure respaldo's repository write/read throughput against cat and zstd.",
     )
     parser.add_argument("--size-mb", type=int, default=1024, help="data size in MiB (1024)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("/tmp/rbench"),
-        help="where data, outputs and the repository go (/tmp/rbench)",
+    add_common_arguments(
+        parser,
+        workdir=Path("/tmp/rbench"),
+        workdir_help="where data, outputs and the repository go (/tmp/rbench)",
+        results=RESULTS,
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=2, help="sealing threads (2)")
@@ -692,29 +692,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage-mb", type=int, default=64, help="sample size for the per-stage breakdown (64)"
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=300,
-        help="max seconds to wait for an idle machine before each measurement",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the repository afterwards")
-    parser.add_argument(
-        "--json", type=Path, default=RESULTS, help="results file (bench/results/repository.json)"
-    )
     args = parser.parse_args(argv)
     if args.size_mb < 1 or args.repeat < 1:
         parser.error("--size-mb and --repeat must be at least 1")
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
     report = run(args, log)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print("\n".join(table(report)))
-    log(f"results written to {args.json}")
-    return 0
+    return finish(report, args.json, table(report))
 
 
 if __name__ == "__main__":
