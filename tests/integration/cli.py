@@ -1,4 +1,4 @@
-"""Running the real CLI in-process from integration tests, with its output captured."""
+"""Running the real CLI in-process from integration tests, and writing what it reads."""
 
 from __future__ import annotations
 
@@ -27,3 +27,10 @@ class RunsCli:
         code, out, err = self.run(*args)
         assert code == 0, f"{args}: exit {code}\n{out}\n{err}"
         return out, err
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """A 0600 file holding one secret and a newline (as respaldo's *_file settings want)."""
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path

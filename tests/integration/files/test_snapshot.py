@@ -12,6 +12,7 @@ from respaldo.catalog import BackupRecords, open_catalog
 from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.repositories import init_repositories, open_repository
+from tests.integration.cli import secret_file
 from tests.integration.physical.conftest import FAST_KDF
 
 pytestmark = pytest.mark.integration
@@ -28,9 +29,7 @@ def test_snapshot_pins_a_backup_of_every_source(
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     (uploads / "a.pdf").write_bytes(os.urandom(20_000))
-    password = tmp_path / "db.pass"
-    password.write_text(pg.password.get_secret_value() + "\n")
-    password.chmod(0o600)
+    password = secret_file(tmp_path / "db.pass", pg.password.get_secret_value())
     config = tmp_path / "respaldo.toml"
     config.write_text(
         f"""

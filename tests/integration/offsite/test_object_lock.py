@@ -26,7 +26,7 @@ from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.context import Context
 from respaldo.operations.prune import prune
-from tests.integration.cli import RunsCli
+from tests.integration.cli import RunsCli, secret_file
 from tests.integration.offsite.test_offsite import _checksums
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -71,12 +71,8 @@ def write_config(
     lock: str = 'object_lock_mode = "COMPLIANCE"\nobject_lock_days = 1',
     extra: str = "",
 ) -> Path:
-    password = tmp / "db.pass"
-    password.write_text(pg.password.get_secret_value() + "\n")
-    password.chmod(0o600)
-    secret = tmp / "s3.secret"
-    secret.write_text(s3.secret_access_key + "\n")
-    secret.chmod(0o600)
+    password = secret_file(tmp / "db.pass", pg.password.get_secret_value())
+    secret = secret_file(tmp / "s3.secret", s3.secret_access_key)
     config = tmp / "respaldo.toml"
     config.write_text(
         f"""

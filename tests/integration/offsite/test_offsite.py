@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from tests.integration.cli import RunsCli
+from tests.integration.cli import RunsCli, secret_file
 from tests.servers.s3 import S3Endpoint, new_prefix
 
 pytestmark = pytest.mark.integration
@@ -59,12 +59,8 @@ class Setup(RunsCli):
 def _config(
     tmp: Path, pg: TempCluster, dbname: str, s3: S3Endpoint, prefix: str, endpoint: str
 ) -> Path:
-    secret = tmp / "s3.secret"
-    secret.write_text(s3.secret_access_key + "\n")
-    secret.chmod(0o600)
-    password = tmp / "db.pass"
-    password.write_text(pg.password.get_secret_value() + "\n")
-    password.chmod(0o600)
+    secret = secret_file(tmp / "s3.secret", s3.secret_access_key)
+    password = secret_file(tmp / "db.pass", pg.password.get_secret_value())
     config = tmp / "respaldo.toml"
     config.write_text(
         f"""

@@ -42,6 +42,7 @@ from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
 from respaldo.operations.repositories import init_repositories
 from respaldo.repository import KdfParams
+from tests.integration.cli import secret_file
 
 PASSPHRASE = "physical backups (test passphrase)"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -179,12 +180,8 @@ class Archiving:
 
 
 def write_config(base: Path, pg: TempCluster, extra: str = "") -> Path:
-    passfile = base / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    dbpass = base / "db.pass"
-    dbpass.write_text(pg.password.get_secret_value() + "\n")
-    dbpass.chmod(0o600)
+    passfile = secret_file(base / "passphrase", PASSPHRASE)
+    dbpass = secret_file(base / "db.pass", pg.password.get_secret_value())
     config = base / "respaldo.toml"
     config.write_text(
         f"""
