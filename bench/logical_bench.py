@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -58,7 +57,16 @@ from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
-from bench.measure import ServerCpu, add_common_arguments, finish, log, wait_quiet
+from bench.measure import (
+    ServerCpu,
+    add_common_arguments,
+    add_sample_arguments,
+    finish,
+    log,
+    machine,
+    on_two_threads,
+    wait_quiet,
+)
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -515,16 +523,12 @@ def stages(dump: Path, setup: Setup, root: Path, levels: Sequence[int]) -> dict[
     seconds["pack build (join + sha256)"] = _timed(build_packs)
     sealed.clear()  # free the memory
 
-    def cut_and_id_twice() -> None:
-        def work() -> None:
-            for c in iter_chunks(io.BytesIO(data), repo.chunker, seed):
-                sealer.chunk_id(c)
+    def cut_and_id() -> None:
+        for c in iter_chunks(io.BytesIO(data), repo.chunker, seed):
+            sealer.chunk_id(c)
 
-        threads = [threading.Thread(target=work) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    def cut_and_id_twice() -> None:
+        on_two_threads(cut_and_id)
 
     # Twice the work on two threads: as fast as once if chunking and ids escape the GIL.
     seconds["chunk + blake3, x2 on 2 threads"] = _timed(cut_and_id_twice)
@@ -644,28 +648,6 @@ def parse_sweep(text: str) -> tuple[int, int | None]:
         raise argparse.ArgumentTypeError(f"expected AVG or AVG:LEVEL, got {text!r}") from None
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with Path("/proc/cpuinfo").open() as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with Path("/proc/meminfo").open() as f:
-        mem_kib = int(f.readline().split()[1])
-    from importlib.metadata import version
-
-    libs = {p: version(p) for p in ("pyfastcdc", "blake3", "zstandard", "cryptography")}
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "libraries": libs,
-    }
-
-
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -681,7 +663,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "logical",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(("pyfastcdc", "blake3", "zstandard", "cryptography")),
     }
     (workdir / "cluster").mkdir(exist_ok=True)
     with TempCluster.create(base_dir=workdir / "cluster") as cluster:
@@ -1004,8 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.logical_bench",
         description="Logical backups of the sample ERP database: respaldo vs pg_dump/pg_restore.",
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="sample scale; 1.0 ≈ 1 GB (1.0)")
-    parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
+    add_sample_arguments(parser, 1.0)
     add_common_arguments(
         parser,
         workdir=Path("/tmp/lbench"),

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -110,3 +112,46 @@ def finish(report: dict[str, Any], json_path: Path, *tables: Iterable[str]) -> i
     print("\n\n".join("\n".join(lines) for lines in tables))
     log(f"results written to {json_path}")
     return 0
+
+
+def machine(libraries: tuple[str, ...], **extra: str) -> dict[str, Any]:
+    """The machine and software a result was measured on (``extra``: tool versions)."""
+    from importlib.metadata import version
+
+    model = ""
+    with Path("/proc/cpuinfo").open() as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with Path("/proc/meminfo").open() as f:
+        mem_kib = int(f.readline().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **extra,
+        "libraries": {name: version(name) for name in libraries},
+    }
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser, default_scale: float) -> None:
+    """--scale and --seed of the sample ERP database."""
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=default_scale,
+        help=f"sample scale; 1.0 ≈ 1 GB ({default_scale})",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
+
+
+def on_two_threads(work: Callable[[], object]) -> None:
+    """Run ``work`` on two threads at once and wait for both (does it escape the GIL?)."""
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -75,7 +74,15 @@ from sample.day_of_work import day_of_work
 # the repository root (``python -m bench.offsite_bench`` puts it on sys.path).
 from tests.servers.s3 import REGION, S3Endpoint, SeaweedFS, free_port, weed_binary
 
-from bench.measure import ServerCpu, add_common_arguments, finish, log, wait_quiet
+from bench.measure import (
+    ServerCpu,
+    add_common_arguments,
+    add_sample_arguments,
+    finish,
+    log,
+    machine,
+    wait_quiet,
+)
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -511,29 +518,11 @@ class Bench:
 # --- the run ---------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with Path("/proc/cpuinfo").open() as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with Path("/proc/meminfo").open() as f:
-        mem_kib = int(f.readline().split()[1])
-    from importlib.metadata import version
-
-    weed = subprocess.run(
+def weed_version() -> str:
+    done = subprocess.run(
         [str(weed_binary()), "version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "seaweedfs": weed,
-        "libraries": {p: version(p) for p in ("boto3", "botocore", "zstandard", "cryptography")},
-    }
+    )
+    return done.stdout.strip()
 
 
 def fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -549,7 +538,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "offsite",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(
+            ("boto3", "botocore", "zstandard", "cryptography"), seaweedfs=weed_version()
+        ),
         "load_average_at_start": load_average(),
     }
     (workdir / "cluster").mkdir(exist_ok=True)
@@ -785,8 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.offsite_bench",
         description="Offsite copies on S3 (a local SeaweedFS): backup, copy and restore costs.",
     )
-    parser.add_argument("--scale", type=float, default=0.2, help="sample scale; 1.0 ≈ 1 GB (0.2)")
-    parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
+    add_sample_arguments(parser, 0.2)
     add_common_arguments(
         parser,
         workdir=Path("/tmp/obench"),

@@ -44,7 +44,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -60,7 +59,7 @@ if TYPE_CHECKING:
     from respaldo.repository import Repository
 
 from bench.datagen import DEFAULT_SEED, MIB, ensure_data
-from bench.measure import add_common_arguments, finish, log, wait_quiet
+from bench.measure import add_common_arguments, finish, log, machine, on_two_threads, wait_quiet
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -312,11 +311,7 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
     out["seal_chunk, 2 plain threads, half the chunks each"] = _best(halves)
 
     def cut_twice() -> None:
-        threads = [threading.Thread(target=cut) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        on_two_threads(cut)
 
     # Twice the work on two threads: as fast as once on one thread if it escapes the GIL.
     out["chunk x2, 2 plain threads"] = _best(cut_twice)
@@ -436,29 +431,9 @@ class Runner:
         return kept
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with Path("/proc/cpuinfo").open() as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with Path("/proc/meminfo").open() as f:
-        mem_kib = int(f.readline().split()[1])
-    zstd = subprocess.run(["zstd", "--version"], capture_output=True, text=True, check=True)
-
-    from importlib.metadata import version
-
-    libs = {p: version(p) for p in ("pyfastcdc", "blake3", "zstandard", "cryptography")}
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "memory_gib": round(mem_kib / MIB, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "zstd_cli": zstd.stdout.strip(),
-        "libraries": libs,
-    }
+def zstd_version() -> str:
+    done = subprocess.run(["zstd", "--version"], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
@@ -537,7 +512,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     return {
         "benchmark": "repository",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(
+            ("pyfastcdc", "blake3", "zstandard", "cryptography"), zstd_cli=zstd_version()
+        ),
         "source": source_version(),
         "params": {
             "size_bytes": size,
