@@ -61,6 +61,7 @@ from bench.measure import (
     ServerCpu,
     add_common_arguments,
     add_sample_arguments,
+    build_packs,
     finish,
     log,
     machine,
@@ -452,7 +453,6 @@ def stages(dump: Path, setup: Setup, root: Path, levels: Sequence[int]) -> dict[
 
     from respaldo.repository import BackupWriter, ChunkerParams, KdfParams, Repository
     from respaldo.repository.chunker import iter_chunks
-    from respaldo.repository.packs import PackBuilder
     from respaldo.storage.local import LocalStorage
 
     shutil.rmtree(root, ignore_errors=True)
@@ -511,16 +511,9 @@ def stages(dump: Path, setup: Setup, root: Path, levels: Sequence[int]) -> dict[
 
     seconds["seal_chunk, pool of 2, a task per chunk (as the writer)"] = _timed(pooled)
 
-    def build_packs() -> None:
-        builder = PackBuilder(repo.pack_size)
-        for cid, blob, chunk in zip(ids, sealed, chunks, strict=True):
-            builder.add(cid, blob, len(chunk))
-            if builder.full:
-                builder.finish(sealer)
-        if len(builder):
-            builder.finish(sealer)
-
-    seconds["pack build (join + sha256)"] = _timed(build_packs)
+    seconds["pack build (join + sha256)"] = _timed(
+        lambda: build_packs(ids, sealed, chunks, sealer, repo.pack_size)
+    )
     sealed.clear()  # free the memory
 
     def cut_and_id() -> None:

@@ -155,3 +155,18 @@ def on_two_threads(work: Callable[[], object]) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def build_packs(
+    ids: list[bytes], sealed: list[bytes], chunks: list[bytes], sealer: Any, pack_size: int
+) -> None:
+    """The writer's pack building alone, over chunks sealed beforehand (a stage timing)."""
+    from respaldo.repository.packs import PackBuilder
+
+    builder = PackBuilder(pack_size)
+    for cid, blob, chunk in zip(ids, sealed, chunks, strict=True):
+        builder.add(cid, blob, len(chunk))
+        if builder.full:
+            builder.finish(sealer)
+    if len(builder):
+        builder.finish(sealer)

@@ -59,7 +59,15 @@ if TYPE_CHECKING:
     from respaldo.repository import Repository
 
 from bench.datagen import DEFAULT_SEED, MIB, ensure_data
-from bench.measure import add_common_arguments, finish, log, machine, on_two_threads, wait_quiet
+from bench.measure import (
+    add_common_arguments,
+    build_packs,
+    finish,
+    log,
+    machine,
+    on_two_threads,
+    wait_quiet,
+)
 from bench.measure import busy_seconds as _busy_seconds
 from bench.measure import self_cpu as _self_cpu
 
@@ -214,7 +222,6 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
 
     from respaldo.repository.chunker import iter_chunks
     from respaldo.repository.crypto import AAD_CHUNK
-    from respaldo.repository.packs import PackBuilder
 
     with data_path.open("rb") as f:
         sample = f.read(limit)
@@ -271,16 +278,9 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
         bucket[1] += len(chunk)
     out["split"] = {name: {"seconds": t, "bytes": n} for name, (t, n) in split.items()}
 
-    def build_packs() -> None:
-        builder = PackBuilder(PACK_SIZE)
-        for cid, blob, chunk in zip(ids, sealed, chunks, strict=True):
-            builder.add(cid, blob, len(chunk))
-            if builder.full:
-                builder.finish(sealer)
-        if len(builder):
-            builder.finish(sealer)
-
-    out["pack build (join + sha256)"] = _best(build_packs)
+    out["pack build (join + sha256)"] = _best(
+        lambda: build_packs(ids, sealed, chunks, sealer, PACK_SIZE)
+    )
     pairs = list(zip(ids, chunks, strict=True))
 
     def seal_batch(batch: list[tuple[bytes, bytes]]) -> list[bytes]:
