@@ -35,7 +35,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from respaldo.domain import BackupKind
+from respaldo.domain import BackupKind, chunker_sizes_problem
 from respaldo.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -65,6 +65,15 @@ class ChunkerSettings(_Section):
     min_size: int = 4 * 1024
     avg_size: int = 16 * 1024
     max_size: int = 64 * 1024
+
+    @model_validator(mode="after")
+    def _within_the_chunkers_bounds(self) -> ChunkerSettings:
+        # Here, at load: `init` would otherwise write sizes into the repository's config
+        # that the chunker refuses, and every backup would fail.
+        problem = chunker_sizes_problem(self.min_size, self.avg_size, self.max_size)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class RetentionRules(_Section):
@@ -288,6 +297,31 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _one_entry_per_name(self) -> Settings:
+        # Lookups by name take the first match: a second entry with the same name would
+        # be silently ignored (a database never backed up, a mirror never copied to).
+        sections: dict[str, list[str]] = {
+            "repositories": [r.name for r in self.repositories],
+            "databases": [d.name for d in self.databases],
+            "file_sets": [f.name for f in self.file_sets],
+        }
+        for section, names in sections.items():
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                shown = ", ".join(repr(n) for n in repeated)
+                raise ValueError(f"[[{section}]] names {shown} more than once; names must differ")
+        # Two repositories at one location are one repository: the "mirror" holds no copy.
+        seen: dict[str, str] = {}
+        for repo in self.repositories:
+            location = repo.url.rstrip("/")
+            if location in seen:
+                raise ValueError(
+                    f"repositories {seen[location]!r} and {repo.name!r} are both at {location}"
+                )
+            seen[location] = repo.name
+        return self
+
     def repository(self, name: str | None = None) -> RepositorySettings:
         """The named repository, or the primary (first) one."""
         if not self.repositories:
@@ -361,35 +395,48 @@ def _find_secrets(data: Any, path: str = "") -> list[str]:
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Read settings from ``config_file`` (or ``RESPALDO_CONFIG``) and the environment.
 
-    Raises ConfigError with the offending keys when the file is missing, is not TOML,
-    holds secrets, or does not validate.
+    A config file is required: without one every setting would be a default, and the
+    default catalog and an empty list of repositories make every command quietly do
+    nothing. Raises ConfigError, with the offending keys, when no file is named, the
+    file is missing, is not TOML, holds secrets, or does not validate.
     """
     if config_file is None and os.environ.get("RESPALDO_CONFIG"):
         config_file = os.environ["RESPALDO_CONFIG"]
-    path = Path(config_file) if config_file is not None else None
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist") from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        secrets = _find_secrets(data)
-        if secrets:
-            raise ConfigError(
-                f"config file {path} contains secrets ({', '.join(secrets)})",
-                hint="move them to the environment (RESPALDO_PASSPHRASE) or to a 0600 file "
-                "named by passphrase_file / password_file",
-            )
+    if config_file is None:
+        raise ConfigError(
+            "no config file given",
+            hint="pass --config /etc/respaldo/respaldo.toml (or set RESPALDO_CONFIG); "
+            "docs/configuration.md describes it",
+        )
+    path = Path(config_file)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    secrets = _find_secrets(data)
+    if secrets:
+        raise ConfigError(
+            f"config file {path} contains secrets ({', '.join(secrets)})",
+            hint="move them to the environment (RESPALDO_PASSPHRASE) or to a 0600 file "
+            "named by passphrase_file / password_file",
+        )
     # A subclass per call carries the TOML path without global state.
     cls: type[Settings] = type("Settings", (Settings,), {"toml_path": path})
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        where = f"config file {path}" if path else "settings"
-        raise ConfigError(f"invalid {where}: {problems}") from None
+        problems = "; ".join(_problem(err) for err in exc.errors())
+        raise ConfigError(f"invalid config file {path}: {problems}") from None
+
+
+def _problem(err: Any) -> str:
+    """One validation error as ``where: what`` (no "Value error, " noise; ``where`` left
+    out for checks of the whole config)."""
+    where = ".".join(str(p) for p in err["loc"])
+    cause = err.get("ctx", {}).get("error") if err["type"] == "value_error" else None
+    what = str(cause) if cause is not None else err["msg"]
+    return f"{where}: {what}" if where else what

@@ -164,3 +164,33 @@ class DrillStatus(StrEnum):
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
+
+
+# The bounds FastCDC (pyfastcdc, like the reference implementation) accepts, in bytes.
+# Checked when the config is loaded and when a repository's config is read, so that sizes
+# the chunker would refuse never reach a repository and fail every backup later.
+CHUNK_SIZE_BOUNDS: Final = MappingProxyType(
+    {
+        "min_size": (64, 1024 * 1024),
+        "avg_size": (256, 4 * 1024 * 1024),
+        "max_size": (1024, 16 * 1024 * 1024),
+    }
+)
+
+
+def chunker_sizes_problem(min_size: int, avg_size: int, max_size: int) -> str | None:
+    """What is wrong with these chunk sizes, or None if the chunker accepts them.
+
+    Each size must lie within :data:`CHUNK_SIZE_BOUNDS` and ``min <= avg <= max``.
+    """
+    sizes = {"min_size": min_size, "avg_size": avg_size, "max_size": max_size}
+    for name, value in sizes.items():
+        low, high = CHUNK_SIZE_BOUNDS[name]
+        if not low <= value <= high:
+            return f"{name} {value} is out of range: it must be {low} to {high} bytes"
+    if not min_size <= avg_size <= max_size:
+        return (
+            f"chunk sizes must satisfy min_size <= avg_size <= max_size "
+            f"(got {min_size}, {avg_size}, {max_size})"
+        )
+    return None

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from respaldo.domain import chunker_sizes_problem
 from respaldo.errors import ChunkerUnavailable
 
 
@@ -37,10 +38,12 @@ class ChunkerParams:
     normalization: int = 1
 
     def __post_init__(self) -> None:
-        if not 64 <= self.min_size <= self.avg_size <= self.max_size:
-            raise ValueError("chunker sizes must satisfy 64 <= min <= avg <= max")
-        if self.max_size > 16 * 1024 * 1024:
-            raise ValueError("chunker max_size must be at most 16 MiB")
+        # The chunker's own bounds: sizes it refuses would fail every backup, not init.
+        problem = chunker_sizes_problem(self.min_size, self.avg_size, self.max_size)
+        if problem is not None:
+            raise ValueError(problem)
+        if not 0 <= self.normalization <= 3:
+            raise ValueError(f"chunker normalization {self.normalization} is not 0 to 3")
 
     def to_json(self) -> dict[str, int | str]:
         return {

@@ -119,15 +119,28 @@ def test_seed_is_a_non_negative_63_bit_integer() -> None:
 @pytest.mark.parametrize(
     ("sizes", "message"),
     [
-        ((32, 1024, 4096), "64 <= min"),
-        ((1024, 512, 4096), "min <= avg"),
-        ((256, 8192, 4096), "avg <= max"),
-        ((256, 1024, 32 * 1024 * 1024), "at most 16 MiB"),
+        ((32, 1024, 4096), "min_size 32 is out of range: it must be 64 to 1048576"),
+        ((1024, 512, 4096), "min_size <= avg_size <= max_size"),
+        ((256, 8192, 4096), "min_size <= avg_size <= max_size"),
+        ((256, 1024, 32 * 1024 * 1024), "max_size 33554432 is out of range"),
+        # Passed the old check (64 <= min <= avg <= max), then failed every backup.
+        ((64, 128, 512), "avg_size 128 is out of range: it must be 256 to 4194304"),
+        ((64, 256, 512), "max_size 512 is out of range: it must be 1024 to 16777216"),
     ],
 )
 def test_params_are_validated(sizes: tuple[int, int, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ChunkerParams(*sizes)
+
+
+@pytest.mark.parametrize(
+    "sizes", [(64, 256, 1024), (1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024)]
+)
+def test_params_at_the_bounds_chunk(sizes: tuple[int, int, int]) -> None:
+    # Whatever ChunkerParams accepts, the compiled chunker accepts too.
+    params = ChunkerParams(*sizes)
+    data = random_bytes(3 * sizes[2])
+    assert b"".join(_cut(data, 7, params)) == data
 
 
 def test_params_round_trip_through_json() -> None:

@@ -1,0 +1,189 @@
+"""Loading the config: what is refused at load, before anything is created or backed up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import load_settings
+from respaldo.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+BASE = """
+[catalog]
+url = "sqlite:////tmp/never-created/catalog.db"
+
+[[repositories]]
+name = "local"
+url = "file:///srv/respaldo/repo"
+"""
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "respaldo.toml"
+    path.write_text(text)
+    return path
+
+
+def _refused(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_config(tmp_path, text))
+    return str(caught.value)
+
+
+def test_the_base_config_loads(tmp_path: Path) -> None:
+    settings = load_settings(_config(tmp_path, BASE))
+    assert [r.name for r in settings.repositories] == ["local"]
+
+
+# --- item 5: one name, one thing -----------------------------------------------------------
+
+
+def test_two_repositories_with_one_name_are_refused(tmp_path: Path) -> None:
+    message = _refused(
+        tmp_path,
+        BASE
+        + """
+[[repositories]]
+name = "local"
+url = "file:///mnt/offsite/repo"
+""",
+    )
+    assert "repositories" in message
+    assert "'local'" in message and "more than once" in message
+
+
+def test_two_repositories_at_one_location_are_refused(tmp_path: Path) -> None:
+    # A "mirror" at the primary's own location would hold no second copy at all.
+    message = _refused(
+        tmp_path,
+        BASE
+        + """
+[[repositories]]
+name = "offsite"
+url = "file:///srv/respaldo/repo/"
+""",
+    )
+    assert "file:///srv/respaldo/repo" in message
+    assert "local" in message and "offsite" in message
+
+
+def test_two_databases_with_one_name_are_refused(tmp_path: Path) -> None:
+    message = _refused(
+        tmp_path,
+        BASE
+        + """
+[[databases]]
+name = "erp"
+dsn = "postgresql://backup@db1/erp"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://backup@db2/erp"
+""",
+    )
+    assert "databases" in message
+    assert "'erp'" in message and "more than once" in message
+
+
+def test_two_file_sets_with_one_name_are_refused(tmp_path: Path) -> None:
+    message = _refused(
+        tmp_path,
+        BASE
+        + """
+[[file_sets]]
+name = "uploads"
+paths = ["/srv/a"]
+
+[[file_sets]]
+name = "uploads"
+paths = ["/srv/b"]
+""",
+    )
+    assert "file_sets" in message
+    assert "'uploads'" in message
+
+
+def test_a_database_and_a_file_set_may_share_a_name(tmp_path: Path) -> None:
+    # `backup NAME --type full|files` says which; that is documented and kept.
+    settings = load_settings(
+        _config(
+            tmp_path,
+            BASE
+            + """
+[[databases]]
+name = "erp"
+dsn = "postgresql://backup@db1/erp"
+
+[[file_sets]]
+name = "erp"
+paths = ["/srv/erp"]
+""",
+        )
+    )
+    assert settings.database("erp").name == settings.file_set("erp").name == "erp"
+
+
+def test_duplicates_from_the_environment_are_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "RESPALDO_DATABASES",
+        '[{"name": "erp", "dsn": "host=a dbname=erp"},'
+        ' {"name": "erp", "dsn": "host=b dbname=erp"}]',
+    )
+    with pytest.raises(ConfigError, match="more than once"):
+        load_settings(_config(tmp_path, BASE))
+
+
+# --- item 7: chunker sizes the chunker accepts ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sizes", "words"),
+    [
+        ((64, 128, 256), "avg_size"),  # passed the old 64 <= min <= avg <= max check
+        ((512, 2048, 512), "max_size"),
+        ((4096, 2048, 65536), "min_size"),
+        ((2 * 1024 * 1024, 3 * 1024 * 1024, 8 * 1024 * 1024), "min_size"),
+        ((4096, 8 * 1024 * 1024, 16 * 1024 * 1024), "avg_size"),
+        ((4096, 16384, 32 * 1024 * 1024), "max_size"),
+        ((32, 16384, 65536), "min_size"),
+    ],
+)
+def test_chunker_sizes_out_of_range_are_refused_at_load(
+    tmp_path: Path, sizes: tuple[int, int, int], words: str
+) -> None:
+    low, avg, high = sizes
+    message = _refused(
+        tmp_path,
+        BASE + f"\n[chunker]\nmin_size = {low}\navg_size = {avg}\nmax_size = {high}\n",
+    )
+    assert message.startswith(f"invalid config file {tmp_path / 'respaldo.toml'}: chunker")
+    assert words in message
+
+
+def test_chunker_sizes_at_the_bounds_load(tmp_path: Path) -> None:
+    for low, avg, high in ((64, 256, 1024), (1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024)):
+        text = BASE + f"\n[chunker]\nmin_size = {low}\navg_size = {avg}\nmax_size = {high}\n"
+        chunker = load_settings(_config(tmp_path, text)).chunker
+        assert (chunker.min_size, chunker.avg_size, chunker.max_size) == (low, avg, high)
+
+
+# --- item 6: no config is an error ---------------------------------------------------------
+
+
+def test_no_config_file_is_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "no config file given"
+    assert "--config" in caught.value.hint and "RESPALDO_CONFIG" in caught.value.hint
+
+
+def test_the_config_file_may_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESPALDO_CONFIG", str(_config(tmp_path, BASE)))
+    assert load_settings().repository().name == "local"
