@@ -17,7 +17,9 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer
+from respaldo.errors import IntegrityError, StorageError
+from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer, SealError
+from respaldo.storage.base import Storage
 
 ENTRY = struct.Struct("<32sIII")
 TRAILER = struct.Struct("<I")
@@ -88,3 +90,21 @@ def split_trailer(tail: bytes) -> int:
     if len(tail) != TRAILER.size:
         raise ValueError("pack is too short to hold a trailer")
     return int(TRAILER.unpack(tail)[0])
+
+
+def read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
+    """Read and authenticate the header of pack ``name``. Raises IntegrityError (also for a
+    pack that cannot be read: to a caller scanning packs, both mean "not usable")."""
+    try:
+        size = storage.stat(name).size
+        if size < TRAILER.size:
+            raise IntegrityError("pack is too short", obj=name)
+        header_len = split_trailer(storage.get(name, size - TRAILER.size, TRAILER.size))
+        if header_len > size - TRAILER.size:
+            raise IntegrityError("pack trailer is damaged", obj=name)
+        blob = storage.get(name, size - TRAILER.size - header_len, header_len)
+        return decode_entries(sealer.open(blob, AAD_PACK_HEADER))
+    except (SealError, ValueError) as exc:
+        raise IntegrityError(f"pack header is damaged: {exc}", obj=name) from None
+    except StorageError as exc:
+        raise IntegrityError(f"cannot read pack: {exc}", obj=name) from None

@@ -78,7 +78,7 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
     for cid, _length in entries:
         ids.append(cid)
         if cid not in located and cid not in missing:
-            loc = repo.index.get(cid)
+            loc = _locate(repo, cid)
             if loc is None:
                 missing.add(cid)
             else:
@@ -89,6 +89,11 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
             ids, located, missing, size = [], {}, set(), 0
     if ids:
         yield _Window(ids, missing, _runs(located))
+
+
+def _locate(repo: Repository, chunk_id: bytes) -> Location | None:
+    found = repo.index.get(chunk_id)
+    return found if found is not None else repo.locate_outside_index(chunk_id)
 
 
 def _runs(located: dict[bytes, Location]) -> list[_Run]:
@@ -158,18 +163,21 @@ def fetch_chunks(
         for window in _windows(repo, entries):
             queue.append((window, [pool.submit(_fetch_run, repo, run) for run in window.runs]))
             while len(queue) > WINDOWS_AHEAD - 1:
-                yield from _in_order(*queue.popleft(), fallbacks, on_fallback)
+                yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback)
         while queue:
-            yield from _in_order(*queue.popleft(), fallbacks, on_fallback)
+            yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback)
 
 
 def _in_order(
+    repo: Repository,
     window: _Window,
     futures: list[Future[list[ChunkResult]]],
     fallbacks: Sequence[Repository],
     on_fallback: OnFallback | None,
 ) -> Iterator[ChunkResult]:
-    results = [ChunkResult(cid, None, "chunk is not in the index", "") for cid in window.missing]
+    damage = repo.index_damage()
+    problem = f"chunk is not in the index ({damage})" if damage else "chunk is not in the index"
+    results = [ChunkResult(cid, None, problem, "") for cid in window.missing]
     for future in futures:
         results.extend(future.result())
     found = {result.chunk_id: result for result in _repair(results, fallbacks, on_fallback)}
@@ -189,7 +197,7 @@ def _repair(
     for other in fallbacks:
         located = {}
         for result in failed:
-            loc = other.index.get(result.chunk_id)
+            loc = _locate(other, result.chunk_id)
             if result.chunk_id not in fixed and loc is not None:
                 located[result.chunk_id] = loc
         for run in _runs(located):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from respaldo.errors import (
 )
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
-from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, check_index
+from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, Location, check_index
 from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
 from respaldo.repository.locks import DEFAULT_STALE_AFTER
 from respaldo.repository.manifest import (
@@ -32,6 +33,7 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
+from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name, read_header
 from respaldo.storage.base import Storage, validate_name
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,11 @@ class Repository:
         self.cache_dir: Path | None = cache_dir / self.id if cache_dir is not None else None
         self.index = ChunkIndex()
         self.index_files: set[str] = set()
+        # Index files that failed authentication at the last load (name -> why): left out
+        # of the index; readers look for what they described in the pack headers.
+        self.damaged_index_files: dict[str, str] = {}
+        self._header_index: ChunkIndex | None = None
+        self._header_lock = threading.Lock()
         # Leases of writers and garbage collection (locks.py); the operations layer sets
         # them from the [locks] settings.
         self.lock_stale_after: float = DEFAULT_STALE_AFTER
@@ -243,11 +250,77 @@ class Repository:
     # --- index -----------------------------------------------------------------------
 
     def load_index(self) -> None:
-        """(Re)load every index file, using and refreshing the local cache."""
+        """(Re)load every index file, using and refreshing the local cache.
+
+        A damaged index file is left out and named in one warning (and in
+        :attr:`damaged_index_files`) instead of failing the open: the index is only an
+        accelerator, and one bad file must not stop restores or verification. Writers
+        merely store again what it described; garbage collection, which must know every
+        pack, reads index files itself and refuses.
+        """
         names = [info.name for info in self.storage.list(INDEX_PREFIX)]
-        self.index = ChunkIndex.from_files(self._read_index_file(name) for name in names)
+        plaintexts: list[bytes] = []
+        damaged: dict[str, str] = {}
+        for name in names:
+            try:
+                plaintexts.append(self._read_index_file(name))
+            except IntegrityError as exc:
+                damaged[name] = exc.message
+        self.index = ChunkIndex.from_files(plaintexts)
         self.index_files = set(names)
+        self.damaged_index_files = damaged
+        with self._header_lock:
+            self._header_index = None
+        if damaged:
+            log.warning(
+                "%d damaged index file(s) left out: %s; chunks they describe are looked "
+                "up in the pack headers; run 'respaldo index rebuild' to fix the index",
+                len(damaged),
+                "; ".join(damaged.values()),
+            )
         self._prune_cache(set(names))
+
+    def locate_outside_index(self, chunk_id: bytes) -> Location | None:
+        """Where a chunk the loaded index lacks is, from the headers of the packs that no
+        loaded index file describes; only while some index file is damaged (otherwise
+        such packs are leftovers of interrupted backups, and the index is complete).
+
+        For readers only: writers never deduplicate against these packs (garbage
+        collection may delete packs no index file describes). The headers are read once,
+        at the first call after each load of the index.
+        """
+        if not self.damaged_index_files:
+            return None
+        with self._header_lock:
+            if self._header_index is None:
+                self._header_index = self._read_unindexed_headers()
+            found = self._header_index
+        return found.get(chunk_id)
+
+    def _read_unindexed_headers(self) -> ChunkIndex:
+        described = self.index.packs()
+        found = ChunkIndex()
+        unindexed = [
+            info.name
+            for info in self.storage.list(PACK_PREFIX)
+            if pack_id_from_name(info.name) not in described
+        ]
+        log.info("reading the headers of %d packs no index file describes", len(unindexed))
+        for name in unindexed:
+            try:
+                entries = read_header(self.storage, self.sealer, name)
+            except IntegrityError as exc:
+                log.warning("%s", exc)
+                continue
+            found.add_pack(pack_id_from_name(name), entries)
+        return found
+
+    def index_damage(self) -> str:
+        """A phrase naming the damaged index files ("" if none), for messages about
+        chunks the index does not know."""
+        if not self.damaged_index_files:
+            return ""
+        return "index file(s) " + ", ".join(sorted(self.damaged_index_files)) + " are damaged"
 
     def _read_index_file(self, name: str) -> bytes:
         """An index file's plaintext, checked to be well-formed."""
