@@ -58,6 +58,11 @@ class PermanentStorageError(StorageError):
     """A failure that retrying will not fix (permissions, no such bucket, disk full)."""
 
 
+class WriteRefused(PermanentStorageError):
+    """The store refuses to write: a read-only file system or medium, no write permission
+    on the directory, S3 credentials allowed to read only. Readers can carry on."""
+
+
 # --- repository layer ----------------------------------------------------------------
 
 

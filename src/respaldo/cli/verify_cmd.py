@@ -12,7 +12,7 @@ from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.errors import ConfigError
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import verify_backups, verify_repository
-from respaldo.repository.locks import shared_lease
+from respaldo.repository.locks import reading_lease
 from respaldo.repository.verify import parse_subset, verify_subset
 
 
@@ -44,7 +44,7 @@ def verify(
     repo = open_repository(state(ctx).settings, repository)
     # A shared lease: a garbage collection repacking meanwhile would show as damage.
     with (
-        shared_lease(repo, "verify"),
+        reading_lease(repo, "verify", _warn),
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -84,3 +84,7 @@ def verify(
         return
     err_console.print(f"[red]{len(report.problems)} problems[/]: {summary}", highlight=False)
     raise typer.Exit(3)
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)

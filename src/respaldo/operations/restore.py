@@ -52,7 +52,7 @@ from respaldo.postgres import (
     terminate_connections,
 )
 from respaldo.repository import Manifest, Repository, iter_stream
-from respaldo.repository.locks import shared_lease
+from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,8 @@ def open_with_fallbacks(
     restore from the offsite copy). Raises the first error if none opens.
 
     With ``leases``, each opened repository gets a shared lease, held until ``leases``
-    closes (readers that must not see packs repacked under them)."""
+    closes (readers that must not see packs repacked under them); a repository that
+    refuses writes is read without one, and a warning says so."""
     opened: list[Repository] = []
     warnings: list[str] = []
     first_error: RespaldoError | None = None
@@ -274,7 +275,7 @@ def open_with_fallbacks(
         try:
             repo = open_repository(ctx.settings, repo_settings.name)
             if leases is not None:
-                leases.enter_context(shared_lease(repo, purpose))
+                leases.enter_context(reading_lease(repo, purpose, warnings.append))
             opened.append(repo)
         except RespaldoError as exc:
             first_error = first_error or exc

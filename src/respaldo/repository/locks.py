@@ -42,13 +42,19 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from respaldo.errors import LeaseLost, ObjectNotFound, RepositoryLocked, StorageError
+from respaldo.errors import (
+    LeaseLost,
+    ObjectNotFound,
+    RepositoryLocked,
+    StorageError,
+    WriteRefused,
+)
 from respaldo.repository.index import INDEX_PREFIX
 from respaldo.storage.base import Storage
 
@@ -420,3 +426,29 @@ def shared_lease(repo: Repository, purpose: str) -> Lease:
         lease.release()
         raise
     return lease
+
+
+@contextlib.contextmanager
+def reading_lease(
+    repo: Repository, purpose: str, warn: Callable[[str], None] | None = None
+) -> Iterator[Lease | None]:
+    """A shared lease for a reader (verify, restore, drill), or none where the store
+    refuses writes: a repository on read-only media must still verify and restore.
+
+    Without a lease nothing keeps garbage collection from repacking or deleting what is
+    being read (a concurrent prune would show as missing chunks, never as wrong data:
+    everything read is authenticated). Making sure no prune runs meanwhile is then the
+    operator's job, which ``warn`` (default: the log) is told once.
+    """
+    try:
+        lease = shared_lease(repo, purpose)
+    except WriteRefused as exc:
+        (warn or log.warning)(
+            f"{repo.storage.location} is read-only for us ({exc.message}): reading without "
+            "a lease, so nothing keeps garbage collection away; make sure no 'respaldo "
+            "prune' runs on this repository meanwhile"
+        )
+        yield None
+        return
+    with lease:
+        yield lease

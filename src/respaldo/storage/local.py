@@ -25,6 +25,7 @@ from respaldo.errors import (
     PermanentStorageError,
     StorageError,
     TransientStorageError,
+    WriteRefused,
 )
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
 
@@ -46,6 +47,10 @@ _PERMANENT_ERRNOS = {
     errno.EEXIST,
     errno.ENAMETOOLONG,
 }
+
+# A store that refuses every write (read-only mount or medium, no permission): readers
+# may go on without writing anything (see respaldo.repository.locks.reading_lease).
+_REFUSED_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 # When reading, a missing file, a file where a directory was expected ("a/b" when "a" is an
 # object) and a directory where the file was expected ("a" when only "a/b" exists) all mean
@@ -89,6 +94,9 @@ def _write_error(exc: OSError, name: str, path: Path) -> StorageError:
     if isinstance(exc, FileNotFoundError):
         # Not "no such object": a directory vanished under us (a concurrent cleanup).
         return TransientStorageError(f"cannot write {name}: {exc}", name=name)
+    if exc.errno in _REFUSED_ERRNOS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return WriteRefused(f"cannot write {name}: {exc.strerror or exc}{where}", name=name)
     return _translate(exc, name, "write", reading=False)
 
 

@@ -101,6 +101,7 @@ from respaldo.errors import (
     PermanentStorageError,
     StorageError,
     TransientStorageError,
+    WriteRefused,
 )
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
 from respaldo.storage.object_lock import (
@@ -766,7 +767,9 @@ class S3Storage:
         if code in _CREDENTIAL_CODES:
             return PermanentStorageError(message, name=name, hint=_CREDENTIALS_HINT)
         if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
-            return PermanentStorageError(
+            # Denied a write: credentials that may only read (readers can carry on).
+            refused = WriteRefused if action == "write" else PermanentStorageError
+            return refused(
                 message,
                 name=name,
                 hint=f"the credentials lack a permission on bucket {self._bucket!r} "

@@ -22,7 +22,12 @@ from botocore.exceptions import ConnectionClosedError
 from pydantic import SecretStr
 
 from respaldo.config import RepositorySettings
-from respaldo.errors import ObjectNotFound, PermanentStorageError, TransientStorageError
+from respaldo.errors import (
+    ObjectNotFound,
+    PermanentStorageError,
+    TransientStorageError,
+    WriteRefused,
+)
 from respaldo.operations.repositories import open_store
 from respaldo.storage.base import ObjectInfo
 from respaldo.storage.retry import RetryingStorage
@@ -268,6 +273,9 @@ def test_a_reader_may_read_but_not_write(s3_server: S3Endpoint) -> None:
             write()
         assert "permission" in info.value.hint
         assert s3_server.reader_secret not in str(info.value)
+    # A refused put is told apart: readers may then go on without writing their lease.
+    with pytest.raises(WriteRefused):
+        reader.put("other", b"o")
     assert admin.get("config") == b"c"
 
 
