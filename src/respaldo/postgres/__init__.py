@@ -31,7 +31,8 @@ running command
     raises :class:`~respaldo.errors.PostgresError` with the child's stderr if it failed.
 
 Layer rule: this package knows nothing of chunks, repositories, storage or the catalog;
-it imports only :mod:`respaldo.errors` and :mod:`respaldo.config` from respaldo.
+it imports only :mod:`respaldo.errors`, :mod:`respaldo.config` and
+:mod:`respaldo.childenv` from respaldo.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
+from respaldo.childenv import libpq_environment
 from respaldo.config import DatabaseSettings, read_secret_file
 from respaldo.errors import ConfigError
 
@@ -204,19 +205,21 @@ def child_connection(
 ) -> Iterator[ChildConnection]:
     """Yield ``(args, env)`` for running a libpq program against ``conninfo``.
 
-    ``args`` is ``["--dbname", dsn]`` with a password-free DSN. ``env`` is a copy of
-    ``base_env`` (default: ``os.environ``) where libpq will find the password:
+    ``args`` is ``["--dbname", dsn]`` with a password-free DSN. ``env`` holds only what a
+    libpq program needs of ``base_env`` (default: ``os.environ``; see
+    :func:`respaldo.childenv.libpq_environment`: never the repository passphrase or
+    other ``RESPALDO_…`` variables), and where libpq will find the password:
     ``PGPASSFILE`` naming a 0600 file in a fresh 0700 directory, or ``PGPASSWORD``.
     Inherited ``PGPASSWORD``/``PGPASSFILE`` are dropped when a password is given, so ours
     is the one used. The passfile and its directory are removed when the context exits,
     so keep it open until the child has exited (libpq may reconnect late, e.g. the
-    workers of ``pg_restore --jobs``). Without a password, the environment is passed on
-    as it is (``~/.pgpass``, ``PGPASSWORD`` of the caller).
+    workers of ``pg_restore --jobs``). Without a password, the caller's ``PGPASSWORD``
+    and ``PGPASSFILE`` are passed on (``~/.pgpass`` is found by libpq itself).
 
     ``PGCONNECT_TIMEOUT`` defaults to 10 seconds so that an unreachable server fails a
     backup promptly instead of hanging on TCP retries.
     """
-    env = dict(os.environ if base_env is None else base_env)
+    env = libpq_environment(base_env, keep_password=conninfo.password is None)
     env.setdefault("PGCONNECT_TIMEOUT", "10")
     params = conninfo.libpq_params()
     if conninfo.password is None:
@@ -224,8 +227,6 @@ def child_connection(
         return
     # A passfile= parameter would override PGPASSFILE and hide our password from libpq.
     params.pop("passfile", None)
-    env.pop("PGPASSWORD", None)
-    env.pop("PGPASSFILE", None)
     # Only `child` (whose repr hides the environment) holds the password across the yield:
     # an exception in the caller's block passes through this frame, and traceback
     # printers that show local variables (rich, pytest -l) would print the others.
