@@ -12,7 +12,8 @@ achievable), then checks:
 
 Each run is recorded (``drill_runs``) with every check's result. Success marks the backup
 verified (``is_verified``, ``verified_at``); failure marks it unverified. The throwaway
-database is always dropped; if the process dies first, the next drill drops it.
+database is always dropped; if the process dies first (or the server restarts under
+it), the next drill or restore on that server drops it (:mod:`respaldo.postgres.scratchdb`).
 
 A physical (``incremental``) backup is restored instead into a scratch data directory
 (``<tempdir>/respaldo-drill-XXXX/data``), configured to recover to the end of the backup
@@ -64,11 +65,12 @@ from respaldo.postgres import ConnInfo, create_database
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
 from respaldo.postgres.queries import readonly_value
+from respaldo.postgres.scratchdb import DRILL_PREFIX, drop_abandoned, held_database
 from respaldo.repository import Manifest, Repository
 
 log = logging.getLogger(__name__)
 
-SCRATCH_PREFIX = "respaldo_drill_"
+SCRATCH_PREFIX = DRILL_PREFIX
 DATADIR_PREFIX = "respaldo-drill-"
 """Scratch data directories of physical drills: ``<tempdir>/respaldo-drill-XXXX``."""
 SERVER_USER = "postgres"
@@ -145,27 +147,31 @@ def _drill(
         run_id = DrillRuns(session).start(backup_id, database=db.name, scratch_name=scratch).id
     result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
     error: str | None = None
-    try:
-        started = time.monotonic()
-        create_database(admin, scratch)
-        reader = StreamReader(repo, fallbacks, result.warnings)
+    # The hold ends after the finally clause has dropped the scratch database.
+    with contextlib.ExitStack() as hold:
         try:
-            size = restore_stream_into(
-                ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None
-            )
-            result.restore_seconds = time.monotonic() - started
-            result.checks.append(
-                Check("restore", True, f"{size} bytes in {result.restore_seconds:.1f} s")
-            )
+            result.warnings += drop_abandoned(admin)
+            hold.enter_context(held_database(admin, scratch))
+            started = time.monotonic()
+            create_database(admin, scratch)
+            reader = StreamReader(repo, fallbacks, result.warnings)
+            try:
+                size = restore_stream_into(
+                    ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None
+                )
+                result.restore_seconds = time.monotonic() - started
+                result.checks.append(
+                    Check("restore", True, f"{size} bytes in {result.restore_seconds:.1f} s")
+                )
+            except RespaldoError as exc:
+                result.checks.append(Check("restore", False, str(exc)))
+            else:
+                result.checks += _checks(ctx, manifest, admin.with_dbname(scratch), db, amcheck)
         except RespaldoError as exc:
-            result.checks.append(Check("restore", False, str(exc)))
-        else:
-            result.checks += _checks(ctx, manifest, admin.with_dbname(scratch), db, amcheck)
-    except RespaldoError as exc:
-        error = str(exc)
-        result.checks.append(Check("drill", False, error))
-    finally:
-        drop_quietly(admin, scratch)
+            error = str(exc)
+            result.checks.append(Check("drill", False, error))
+        finally:
+            drop_quietly(admin, scratch)
     return _finish(ctx, result, error)
 
 

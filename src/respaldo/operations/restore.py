@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import secrets
 import subprocess
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from respaldo.childenv import hook_environment
 from respaldo.config import DatabaseSettings
 from respaldo.domain import validate_backup_id
 from respaldo.errors import (
@@ -51,6 +53,8 @@ from respaldo.postgres import (
     rename_database,
     terminate_connections,
 )
+from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
+from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
@@ -138,6 +142,8 @@ def _restore_backup(
     validate_database_name(target)
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    if work_dir is not None and jobs > 1:
+        check_work_dir(work_dir)
     started = datetime.now(UTC)
     repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
     manifest = load_manifest_any(repo, fallbacks, backup_id)
@@ -165,32 +171,50 @@ def _restore_backup(
     if not exists and drop_old:
         raise ConfigError("--drop-old only makes sense with --replace of an existing database")
 
+    # Staging databases of restores and drills that died (or whose server restarted).
+    warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
     reader = StreamReader(repo, fallbacks, result.warnings)
     if with_globals:
         result.warnings += _restore_globals(reader, manifest, admin)
         result.globals_restored = True
 
-    staging = f"respaldo_staging_{secrets.token_hex(4)}"
-    create_database(admin, staging)
-    try:
-        result.bytes_restored = restore_stream_into(
-            ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
-        )
-        result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
-        if exists:
-            result.old_database = _swap(db, admin, staging, target, started)
-            result.replaced = True
-        else:
-            rename_database(admin, staging, target)
-    except BaseException:
-        drop_quietly(admin, staging)
-        raise
+    staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
+    with held_database(admin, staging):
+        create_database(admin, staging)
+        try:
+            result.bytes_restored = restore_stream_into(
+                ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
+            )
+            result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
+            if exists:
+                result.old_database = _swap(db, admin, staging, target, started)
+                result.replaced = True
+            else:
+                rename_database(admin, staging, target)
+        except BaseException:
+            drop_quietly(admin, staging)
+            raise
     if result.old_database and drop_old:
         drop_database(admin, result.old_database)
         result.old_database = None
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
+
+
+def check_work_dir(work_dir: Path) -> None:
+    """Raise ConfigError unless ``work_dir`` is a directory we can write the spool into.
+
+    Checked before anything is created, so that a typo costs nothing.
+    """
+    hint = "give --work-dir an existing directory with room for one dump (or leave it out)"
+    if not work_dir.exists():
+        raise ConfigError(f"work directory {work_dir} does not exist", hint=hint)
+    if not work_dir.is_dir():
+        raise ConfigError(f"work directory {work_dir} is not a directory", hint=hint)
+    if not os.access(work_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"work directory {work_dir} is not writable", hint=hint)
 
 
 def restore_stream_into(
@@ -367,10 +391,19 @@ def _unused_name(admin: ConnInfo, name: str) -> str:
 
 
 def _run_hook(argv: Sequence[str], what: str, *, hint: str) -> None:
+    """Run a hook with :func:`~respaldo.childenv.hook_environment`: the operator's program
+    gets no passphrase, no password, nothing of respaldo's own configuration."""
     if not argv:
         return
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(
+            list(argv),
+            env=hook_environment(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RestoreError(f"{what} hook {argv[0]} could not run: {exc}", hint=hint) from exc
     if done.returncode != 0:
@@ -425,7 +458,16 @@ def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
 
 
 def drop_quietly(admin: ConnInfo, name: str) -> None:
+    """Drop a scratch database after a failure; if that fails too, say so in one line.
+
+    The original error matters more than the cleanup's, and no traceback must come before
+    it: the database is left to :func:`~respaldo.postgres.scratchdb.drop_abandoned`.
+    """
     try:
         drop_database(admin, name)
-    except Exception:  # the original error matters more than the cleanup's
-        log.exception("could not drop staging database %s", name)
+    except Exception as exc:
+        log.warning(
+            "could not drop %s (%s): the next restore or drill on this server drops it",
+            describe_scratch(name),
+            exc,
+        )

@@ -158,3 +158,22 @@ def test_unknown_backup_id(respaldo: Respaldo, pg: TempCluster, new_dbname: str)
     assert_error(shown, "no backup 20260101T000000Z-0123abcd in the catalog", "catalog rebuild")
     shown = respaldo.run("show", "nope")
     assert_error(shown, "invalid backup id 'nope'", "a backup id looks like")
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_work_dir_that_is_not_a_directory(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, kind: str
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    work_dir = respaldo.tmp / "spool"
+    if kind == "file":
+        work_dir.write_text("not a directory")
+    before = databases(pg)
+    run = respaldo.run(
+        "restore", backup_id, "-t", new_dbname, "--jobs", "2", "--work-dir", str(work_dir)
+    )
+    reason = "does not exist" if kind == "missing" else "is not a directory"
+    assert_error(run, f"work directory {work_dir} {reason}", "--work-dir")
+    assert "Traceback" not in run.err
+    assert databases(pg) == before  # no target, no staging database
+    assert work_dir.exists() == (kind == "file")

@@ -1,0 +1,204 @@
+"""A logical restore that dies, or whose server goes away, leaves nothing behind for long.
+
+A restore is held at a known point by a pre-restore hook that waits for a file (the
+staging database then holds the whole restored backup, not yet swapped in); a restore
+with ``--jobs`` is held while it spools, by freezing the server process that serves its
+``pg_restore``. Then the restore is killed with SIGKILL, or its server stopped. The next
+restore must remove what was left: the staging database, the passfile directory, the
+spool; and the message of a failed one is one line and a hint, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.config import load_settings
+from respaldo.operations.repositories import init_repositories
+from tests.integration.logical.conftest import FAST_KDF, PASSPHRASE, Respaldo, write_config
+from tests.integration.logical.support import staging_databases, table_checksums
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _add_gated_database(config: Path, tmp: Path, dsn: str) -> tuple[Path, Path]:
+    """A configured database ``gated`` whose pre-restore hook says READY, then waits for GO."""
+    ready, go = tmp / "READY", tmp / "GO"
+    hook = ["sh", "-c", f"touch {ready}; while [ ! -e {go} ]; do sleep 0.05; done"]
+    with config.open("a") as fh:
+        fh.write(
+            f"""
+[[databases]]
+name = "gated"
+dsn = "{dsn}"
+password_file = "{tmp / "erp.pass"}"
+pre_restore_hook = {json.dumps(hook)}
+"""
+        )
+    return ready, go
+
+
+def _child_env(tmp: Path) -> dict[str, str]:
+    # A private temporary directory: whatever respaldo leaves in it is this test's.
+    private = tmp / "tmpdir"
+    private.mkdir(exist_ok=True)
+    return {**os.environ, "RESPALDO_PASSPHRASE": PASSPHRASE, "TMPDIR": str(private)}
+
+
+def _respaldo_sessions(pg: TempCluster) -> int:
+    return int(
+        pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+            " WHERE application_name LIKE 'respaldo%' AND pid <> pg_catalog.pg_backend_pid()"
+        )
+    )
+
+
+def _start(argv: list[str], tmp: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        argv, env=_child_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_a_restore_killed_with_its_staging_database_complete(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    dsn = f"postgresql://{pg.superuser}@{pg.host}:{pg.port}/postgres"
+    ready, go = _add_gated_database(respaldo.config, respaldo.tmp, dsn)
+    backup_id = respaldo.backup()["id"]
+    target = respaldo.dbname
+    before = table_checksums(pg, target)
+    argv = [*respaldo.process_argv(), "restore", backup_id, "-t", target, "--replace"]
+    process = _start([*argv, "--database", "gated"], respaldo.tmp)
+    try:
+        _wait_for("the restore to reach its pre-restore hook", ready.exists)
+        assert process.poll() is None
+        (staging,) = staging_databases(pg)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        go.touch()  # the hook's shell, orphaned, ends too
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert staging_databases(pg) == {staging}  # nobody has looked yet
+    # The killed process's sessions end as soon as the server sees its sockets closed.
+    _wait_for("the killed restore's sessions to end", lambda: _respaldo_sessions(pg) == 0)
+
+    copy = f"{target}_copy"
+    try:
+        done = subprocess.run(
+            [*respaldo.process_argv(), "restore", backup_id, "-t", copy],
+            env=_child_env(respaldo.tmp),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"dropped staging database {staging}" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert staging_databases(pg) == set()
+        assert table_checksums(pg, target) == before  # the swap never happened
+        assert table_checksums(pg, copy) == before
+    finally:
+        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy)))
+
+
+@pytest.fixture
+def own_pg() -> Iterator[TempCluster]:
+    """A cluster of this test's own: it is stopped and started again (on a new port)."""
+    cluster = TempCluster.create()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def test_a_server_that_stops_during_a_restore(
+    own_pg: TempCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg = own_pg
+    pg.execute("CREATE DATABASE shop")
+    pg.execute(
+        "CREATE TABLE public.schema_migrations (version text PRIMARY KEY);"
+        "INSERT INTO public.schema_migrations VALUES ('1');"
+        "CREATE TABLE public.orders AS SELECT g AS id, md5(g::text) AS note"
+        " FROM generate_series(1, 2000) g",
+        dbname="shop",
+    )
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    config = write_config(tmp_path, pg, "shop")
+    dsn = f"postgresql://{pg.superuser}@{pg.host}:{pg.port}/postgres"
+    ready, go = _add_gated_database(config, tmp_path, dsn)
+    init_repositories(load_settings(config), kdf=FAST_KDF)
+    script = str(Path(sys.executable).with_name("respaldo"))
+    argv = [script, "--config", str(config)]
+    backed_up = subprocess.run(
+        [*argv, "backup", "erp", "--json"],
+        env=_child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    backup_id = json.loads(backed_up.stdout)["id"]
+    before = table_checksums(pg, "shop")
+
+    process = _start(
+        [*argv, "restore", backup_id, "-t", "shop", "--replace", "-d", "gated"], tmp_path
+    )
+    try:
+        _wait_for("the restore to reach its pre-restore hook", ready.exists)
+        (staging,) = staging_databases(pg)
+        pg.stop()
+        go.touch()
+        _, err = process.communicate(timeout=120)
+    finally:
+        go.touch()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-2].startswith("respaldo: error: cannot connect to PostgreSQL"), err
+    assert lines[-1].startswith("respaldo: hint: "), err
+    assert any(f"staging database {staging}" in line for line in lines[:-2]), err
+
+    old_port = pg.port
+    pg.start()  # on a new port
+    config.write_text(config.read_text().replace(f":{old_port}/", f":{pg.port}/"))
+    assert staging_databases(pg) == {staging}
+    assert table_checksums(pg, "shop") == before
+    done = subprocess.run(
+        [*argv, "restore", backup_id, "-t", "shop_copy"],
+        env=_child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"dropped staging database {staging}" in done.stderr
+    assert staging_databases(pg) == set()
+    assert table_checksums(pg, "shop_copy") == before

@@ -1,0 +1,46 @@
+"""Scratch databases: one that its process holds is never dropped, one nobody holds is."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.postgres.scratchdb import drop_abandoned, held_database
+
+pytestmark = pytest.mark.integration
+
+
+def _exists(pg: TempCluster, name: str) -> bool:
+    return bool(pg.scalar("SELECT count(*) FROM pg_catalog.pg_database WHERE datname = %s", [name]))
+
+
+def test_only_unheld_scratch_databases_are_dropped(pg: TempCluster) -> None:
+    admin = pg.conninfo("postgres").with_dbname("postgres")
+    held, abandoned, other = "respaldo_staging_0held0", "respaldo_drill_0abandoned", "staging_x"
+    try:
+        pg.execute(f"CREATE DATABASE {abandoned}")
+        pg.execute(f"CREATE DATABASE {other}")
+        with held_database(admin, held):
+            pg.execute(f"CREATE DATABASE {held}")
+            said = drop_abandoned(admin)
+            assert said == [
+                f"dropped drill database {abandoned}, left by an interrupted restore or drill"
+            ]
+            assert _exists(pg, held)
+            assert not _exists(pg, abandoned)
+        # The hold ended with the block: now it is abandoned too.
+        assert drop_abandoned(admin) == [
+            f"dropped staging database {held}, left by an interrupted restore or drill"
+        ]
+        assert _exists(pg, other)  # not a name of ours
+    finally:
+        for name in (held, abandoned, other):
+            pg.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_only_scratch_names_can_be_held(pg: TempCluster) -> None:
+    with pytest.raises(ValueError), held_database(pg.conninfo("postgres"), "erp"):
+        pass
