@@ -333,13 +333,15 @@ class BackupRecords:
         return record
 
     def set_verified(
-        self, backup_id: str, when: datetime, *, verified: bool = True
+        self, backup_id: str, when: datetime, *, verified: bool = True, problem: str | None = None
     ) -> BackupRecord:
         """Record the result of verifying a completed backup at ``when``.
 
         ``verified=False`` records a failed verification (``is_verified`` false,
-        ``verified_at`` the time of the check). Raises RecordNotFound, and
-        InvalidTransition if the backup is not ``completed``.
+        ``verified_at`` the time of the check); ``problem`` then says what is wrong (it
+        becomes ``error_message``, which ``show`` prints). A successful verification
+        clears an earlier problem. Raises RecordNotFound, and InvalidTransition if the
+        backup is not ``completed``.
         """
         when = _aware(when, "when")
         record = self._lock(backup_id)
@@ -352,6 +354,10 @@ class BackupRecords:
             )
         record.is_verified = verified
         record.verified_at = when
+        if verified:
+            record.error_message = None
+        elif problem is not None:
+            record.error_message = problem
         self.session.flush()
         return record
 

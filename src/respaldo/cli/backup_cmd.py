@@ -16,6 +16,7 @@ from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import BackupKind
 from respaldo.operations.context import Context
+from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.snapshot import backup_source
 
 
@@ -52,6 +53,17 @@ def backup(
     )
     for warning in result.manifest.meta.get("warnings") or []:
         err_console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    if stats.damaged_rewritten:
+        err_console.print(
+            f"stored {stats.damaged_rewritten} chunks anew whose earlier copies are "
+            "quarantined (damaged)",
+            highlight=False,
+        )
+    if stats.unconfirmed_chunks:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(unconfirmed_problem(stats.unconfirmed_chunks))}",
+            highlight=False,
+        )
     for outcome in result.copies:
         if outcome.ok:
             err_console.print(f"copied {outcome.backup_id} to {outcome.repository}")

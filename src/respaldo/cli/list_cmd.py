@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from respaldo.catalog import BackupRecords, record_to_api
+from respaldo.catalog import BackupRecord, BackupRecords, record_to_api
 from respaldo.cli.app import app, human_bytes, out_console, print_json, state
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.operations.context import Context
@@ -43,7 +43,7 @@ def list_backups(
             r.status.value,
             human_bytes(r.size_bytes),
             human_bytes(r.stored_new_bytes),
-            "yes" if r.is_verified else "no",
+            _verified(r),
             r.expires_at.strftime("%Y-%m-%d %H:%M") if r.expires_at else "-",
         )
     out_console.print(table)
@@ -71,3 +71,11 @@ def show(
         out_console.print(
             f"{key:<{width}}  {value if value is not None else '-'}", highlight=False, markup=False
         )
+
+
+def _verified(record: BackupRecord) -> str:
+    """yes, no (never checked), or failed: a verification, drill or repair found it
+    damaged ('respaldo show' says what)."""
+    if record.is_verified:
+        return "yes"
+    return "failed" if record.verified_at is not None else "no"

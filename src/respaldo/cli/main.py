@@ -22,6 +22,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     key_cmd,
     list_cmd,
     prune_cmd,
+    repair_cmd,
     restore_cmd,
     rewind_cmd,
     snapshot_cmd,

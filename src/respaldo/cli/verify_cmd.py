@@ -9,11 +9,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from respaldo.cli.app import app, err_console, human_bytes, state
-from respaldo.errors import ConfigError
+from respaldo.errors import ConfigError, StorageError
 from respaldo.operations.repositories import open_repository
-from respaldo.repository import verify_backups, verify_repository
+from respaldo.repository import Repository, VerifyReport, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
-from respaldo.repository.verify import parse_subset, verify_subset
+from respaldo.repository.verify import parse_subset, quarantine_damaged, verify_subset
 
 
 @app.command("verify")
@@ -66,6 +66,7 @@ def verify(
             report = verify_repository(repo, advance)
         else:
             report = verify_backups(repo, backup_ids or [], advance)
+    quarantined = _quarantine(repo, report)
     for problem in report.problems:
         # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
         # style tag and swallow, hiding what is damaged.
@@ -79,6 +80,13 @@ def verify(
             f"; {report.unreferenced_packs} packs no index refers to "
             "(left by interrupted backups; garbage collection removes them)"
         )
+    if quarantined:
+        err_console.print(
+            f"[yellow]quarantined[/] {quarantined} damaged chunk copies: no backup will "
+            "use them again (the next backup of the same data stores it anew); run "
+            "'respaldo repair' to take good copies from a mirror",
+            highlight=False,
+        )
     if report.ok:
         err_console.print(f"[green]ok[/]: {summary}", highlight=False)
         return
@@ -88,3 +96,13 @@ def verify(
 
 def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def _quarantine(repo: Repository, report: VerifyReport) -> int:
+    """Record the damaged copies found; a store that cannot be written (read-only media)
+    only loses the record, not the report."""
+    try:
+        return quarantine_damaged(repo, report)
+    except StorageError as exc:
+        _warn(f"cannot record the damaged chunks in the repository: {exc}")
+        return 0

@@ -112,7 +112,23 @@ def recorded_backup(
             database_version=manifest.meta.get("server_version"),
             schema_version=manifest.meta.get("schema_version"),
         )
+        if stats.unconfirmed_chunks:
+            # Verification quarantined copies this backup had deduplicated against while
+            # it ran: it is complete but not known-good, and must not count as good.
+            record = BackupRecords(session).set_verified(
+                backup_id,
+                manifest.completed_at,
+                verified=False,
+                problem=unconfirmed_problem(stats.unconfirmed_chunks),
+            )
     copies = replicate(ctx, repo)
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).get(backup_id)
     return BackupResult(record, manifest, stats, copies)
+
+
+def unconfirmed_problem(chunks: int) -> str:
+    return (
+        f"not known-good: references {chunks} chunks that verification found damaged while "
+        "the backup ran; run 'respaldo repair', or take a new backup"
+    )

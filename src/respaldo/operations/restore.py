@@ -58,6 +58,7 @@ from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
+from respaldo.repository.repair import lost_chunks_of
 
 log = logging.getLogger(__name__)
 
@@ -313,15 +314,40 @@ def open_with_fallbacks(
 
 
 def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: str) -> Manifest:
+    """The backup's manifest from the first repository that has it whole.
+
+    Raises BackupNotFound, or IntegrityError for a damaged manifest or for a backup that
+    ``respaldo repair`` found to have lost chunks (no good copy anywhere): such a restore
+    is refused before it touches anything, rather than failing halfway.
+    """
     try:
-        return repo.load_manifest(backup_id)
+        manifest = repo.load_manifest(backup_id)
     except (BackupNotFound, IntegrityError):
         for other in fallbacks:
             try:
-                return other.load_manifest(backup_id)
+                manifest = other.load_manifest(backup_id)
+                break
             except (BackupNotFound, IntegrityError):
                 continue
-        raise
+        else:
+            raise
+    refuse_lost(repo, fallbacks, backup_id)
+    return manifest
+
+
+def refuse_lost(repo: Repository, fallbacks: list[Repository], backup_id: str) -> None:
+    """Raise IntegrityError if ``backup_id`` lost chunks that no repository holds."""
+    lost = lost_chunks_of(repo, backup_id, fallbacks)
+    if lost:
+        when = min(chunk.recorded for chunk in lost)
+        raise IntegrityError(
+            f"the backup is damaged: {len(lost)} of its chunks have no good copy in "
+            f"any repository ('respaldo repair' found this on {when:%Y-%m-%d %H:%M} UTC)",
+            backup=backup_id,
+            hint="restore another backup ('respaldo list' shows damaged ones as verified "
+            "'failed'); if a repository holding a copy turns up, configure it and run "
+            "'respaldo repair'",
+        )
 
 
 def row_count_differences(manifest: Manifest, conninfo: ConnInfo) -> tuple[int, list[str]]:

@@ -32,6 +32,10 @@ holds a shared lease, and backups refuse to start while it runs. It refuses to d
 anything when the mark is incomplete (a damaged manifest or list chunk, a live chunk
 the index does not find), because it would not know what is live. ``wal/`` objects are
 not chunks and are never touched here.
+
+Quarantined copies of chunks (:mod:`.quarantine`) count as dead: a chunk also stored
+anew lives in its good copy, and one with no good copy is reported (``respaldo repair``
+deals with it) rather than stopping the collection. Quarantine records are never deleted.
 """
 
 from __future__ import annotations
@@ -243,9 +247,20 @@ def _plan(
     holders: dict[bytes, list[_Pack]] = defaultdict(list)
     for pack in packs.values():
         for cid in pack.entries:
-            if cid in live:
+            # A quarantined copy holds nothing: it is dead, dropped when its pack is
+            # repacked or deleted, and never chosen over (and so never costs) a good one.
+            if cid in live and not repo.quarantine.is_bad_copy(cid, pack.pack_id):
                 holders[cid].append(pack)
-    missing = [cid for cid in live if cid not in holders]
+    damaged = repo.quarantine.chunk_ids()
+    unrepaired = sum(1 for cid in live if cid not in holders and cid in damaged)
+    if unrepaired:
+        # Known damage, not an incomplete mark: what is live is known; these chunks
+        # simply have no good copy (their quarantine records stay, for 'repair').
+        report.problems.append(
+            f"{unrepaired} chunks that backups reference have only damaged copies: "
+            "run 'respaldo repair'"
+        )
+    missing = [cid for cid in live if cid not in holders and cid not in damaged]
     if missing:
         raise IntegrityError(
             f"{len(missing)} chunks that backups reference are in no pack the index "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,14 @@ def seal_index(sealer: Sealer, groups: Iterable[tuple[str, list[PackEntry]]]) ->
     return f"{INDEX_PREFIX}{hashlib.sha256(blob).hexdigest()}", blob
 
 
+def _without(data: bytes, pos: int, count: int, bad: Collection[bytes]) -> bytes:
+    """The ``count`` entries at ``pos`` of an index file, less those of chunks in ``bad``."""
+    entries = (
+        data[at : at + ENTRY.size] for at in range(pos, pos + count * ENTRY.size, ENTRY.size)
+    )
+    return b"".join(e for e in entries if e[:32] not in bad)
+
+
 DELTA_MERGE = 65_536
 """Chunks added (by a backup) before they are merged into the sorted arrays."""
 
@@ -112,17 +120,28 @@ class ChunkIndex:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_files(cls, plaintexts: Iterable[bytes]) -> ChunkIndex:
+    def from_files(
+        cls, plaintexts: Iterable[bytes], exclude: Mapping[str, Collection[bytes]] | None = None
+    ) -> ChunkIndex:
         """Build an index from decrypted index files, in order, without a Python object
         per entry (their groups are read as numpy views). Raises ValueError for a
-        malformed file."""
+        malformed file.
+
+        ``exclude`` maps pack ids to chunk ids whose copies in that pack are left out
+        (quarantined copies, :mod:`.quarantine`): another copy of the same chunk, in
+        another pack, then takes its place, and a chunk with no other copy is absent."""
         index = cls()
-        groups = [
-            (data, pos, count, index._intern(pack_id))
-            for data in plaintexts
-            for pack_id, count, pos in _groups(data)
-            if count
-        ]
+        exclude = exclude or {}
+        groups = []
+        for data in plaintexts:
+            for pack_id, count, pos in _groups(data):
+                bad = exclude.get(pack_id)
+                if bad:
+                    kept = _without(data, pos, count, bad)
+                    if kept:
+                        groups.append((kept, 0, len(kept) // ENTRY.size, index._intern(pack_id)))
+                elif count:
+                    groups.append((data, pos, count, index._intern(pack_id)))
         if groups:
             from respaldo.repository import index_arrays
 

@@ -49,6 +49,9 @@ class ChunkResult:
     obj: str = ""
     sealed: bytes | None = None
     repository: str = ""
+    damaged: bool = False
+    """The copy read is bad for certain (authentication failed, pack truncated or
+    missing), not merely unreadable for now: verification quarantines it."""
 
 
 @dataclass
@@ -122,7 +125,10 @@ def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
     try:
         blob = repo.storage.get(name, run.start, run.end - run.start)
     except ObjectNotFound:
-        return [ChunkResult(cid, None, "pack is missing", name) for cid, _, _ in run.chunks]
+        return [
+            ChunkResult(cid, None, "pack is missing", name, damaged=True)
+            for cid, _, _ in run.chunks
+        ]
     except StorageError as exc:
         return [
             ChunkResult(cid, None, f"cannot read pack: {exc}", name) for cid, _, _ in run.chunks
@@ -131,14 +137,31 @@ def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
     for cid, offset, length in run.chunks:
         part = blob[offset - run.start : offset - run.start + length]
         if len(part) != length:
-            results.append(ChunkResult(cid, None, "pack is truncated", name))
+            results.append(ChunkResult(cid, None, "pack is truncated", name, damaged=True))
             continue
         try:
             data = repo.sealer.open_chunk(cid, part)
             results.append(ChunkResult(cid, data, None, name, part, repo.storage.location))
         except SealError as exc:
-            results.append(ChunkResult(cid, None, str(exc), name))
+            results.append(ChunkResult(cid, None, str(exc), name, damaged=True))
     return results
+
+
+def _not_indexed(repo: Repository, cid: bytes) -> ChunkResult:
+    """The result for a chunk the index does not hold: quarantined, or unknown."""
+    copies = repo.quarantine.copies_of(cid)
+    if not copies:
+        damage = repo.index_damage()
+        problem = f"chunk is not in the index ({damage})" if damage else "chunk is not in the index"
+        return ChunkResult(cid, None, problem, "")
+    first = min(copies, key=lambda c: c.found)
+    return ChunkResult(
+        cid,
+        None,
+        f"chunk is damaged ({first.problem}; quarantined {first.found:%Y-%m-%d %H:%M} UTC) "
+        "and no good copy is indexed",
+        pack_name(first.pack_id),
+    )
 
 
 OnFallback = Callable[[ChunkResult, ChunkResult], None]
@@ -175,9 +198,7 @@ def _in_order(
     fallbacks: Sequence[Repository],
     on_fallback: OnFallback | None,
 ) -> Iterator[ChunkResult]:
-    damage = repo.index_damage()
-    problem = f"chunk is not in the index ({damage})" if damage else "chunk is not in the index"
-    results = [ChunkResult(cid, None, problem, "") for cid in window.missing]
+    results = [_not_indexed(repo, cid) for cid in window.missing]
     for future in futures:
         results.extend(future.result())
     found = {result.chunk_id: result for result in _repair(results, fallbacks, on_fallback)}
@@ -246,8 +267,9 @@ def _integrity(manifest: Manifest, stream: StreamInfo, result: ChunkResult) -> I
         f"chunk {result.chunk_id.hex()[:16]} of stream {stream.name!r}: {result.problem}",
         obj=result.obj,
         backup=manifest.backup_id,
-        hint="restore from another repository, or run 'respaldo index rebuild' if the "
-        "index is at fault",
+        hint="run 'respaldo verify' and 'respaldo repair' (which takes good copies from "
+        "mirrors), restore from another repository, or run 'respaldo index rebuild' if "
+        "the index is at fault",
     )
 
 

@@ -34,6 +34,7 @@ from respaldo.repository.manifest import (
     manifest_name,
 )
 from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name, read_header
+from respaldo.repository.quarantine import Quarantine
 from respaldo.storage.base import Storage, validate_name
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Repository:
         self.damaged_index_files: dict[str, str] = {}
         self._header_index: ChunkIndex | None = None
         self._header_lock = threading.Lock()
+        # Chunk copies found damaged, left out of the index (quarantine.py).
+        self.quarantine = Quarantine()
         # Leases of writers and garbage collection (locks.py); the operations layer sets
         # them from the [locks] settings.
         self.lock_stale_after: float = DEFAULT_STALE_AFTER
@@ -250,7 +253,8 @@ class Repository:
     # --- index -----------------------------------------------------------------------
 
     def load_index(self) -> None:
-        """(Re)load every index file, using and refreshing the local cache.
+        """(Re)load every index file, using and refreshing the local cache, leaving out
+        the quarantined copies of chunks (:mod:`.quarantine`).
 
         A damaged index file is left out and named in one warning (and in
         :attr:`damaged_index_files`) instead of failing the open: the index is only an
@@ -259,6 +263,7 @@ class Repository:
         pack, reads index files itself and refuses.
         """
         names = [info.name for info in self.storage.list(INDEX_PREFIX)]
+        self.quarantine = Quarantine.load(self.storage, self.sealer)
         plaintexts: list[bytes] = []
         damaged: dict[str, str] = {}
         for name in names:
@@ -266,7 +271,7 @@ class Repository:
                 plaintexts.append(self._read_index_file(name))
             except IntegrityError as exc:
                 damaged[name] = exc.message
-        self.index = ChunkIndex.from_files(plaintexts)
+        self.index = ChunkIndex.from_files(plaintexts, self.quarantine.excluded())
         self.index_files = set(names)
         self.damaged_index_files = damaged
         with self._header_lock:
@@ -306,13 +311,17 @@ class Repository:
             if pack_id_from_name(info.name) not in described
         ]
         log.info("reading the headers of %d packs no index file describes", len(unindexed))
+        excluded = self.quarantine.excluded()
         for name in unindexed:
             try:
                 entries = read_header(self.storage, self.sealer, name)
             except IntegrityError as exc:
                 log.warning("%s", exc)
                 continue
-            found.add_pack(pack_id_from_name(name), entries)
+            pack_id = pack_id_from_name(name)
+            # Quarantined copies stay out of this index too: readers must not find them.
+            bad = excluded.get(pack_id, set())
+            found.add_pack(pack_id, [e for e in entries if e.chunk_id not in bad])
         return found
 
     def index_damage(self) -> str:

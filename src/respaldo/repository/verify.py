@@ -14,7 +14,8 @@ from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
 from respaldo.repository.crypto import AAD_INDEX, AAD_PACK_HEADER, SealError
 from respaldo.repository.index import INDEX_PREFIX, decode_index
 from respaldo.repository.packs import PACK_PREFIX, decode_entries, pack_id_from_name, split_trailer
-from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
+from respaldo.repository.quarantine import DamagedCopy, write_record
+from respaldo.repository.reader import ChunkResult, _ChunkFailure, fetch_chunks, read_list
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import Storage
 
@@ -37,6 +38,10 @@ class Problem:
         return f"{self.message} [{where}]" if where else self.message
 
 
+CopyKey = tuple[bytes, str]
+"""(chunk id, pack id): one stored copy of a chunk."""
+
+
 @dataclass
 class VerifyReport:
     backups: int = 0
@@ -45,10 +50,19 @@ class VerifyReport:
     packs: int = 0
     unreferenced_packs: int = 0
     problems: list[Problem] = field(default_factory=list)
+    damaged: dict[CopyKey, DamagedCopy] = field(default_factory=dict)
+    """Chunk copies found bad for certain, for :func:`quarantine_damaged` to record."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def note(self, result: ChunkResult) -> None:
+        """Remember a failed read's copy if it is damaged for certain (not a read that
+        failed for now: a timeout must not quarantine a good copy)."""
+        if result.damaged and result.obj:
+            copy = DamagedCopy.of(result.chunk_id, result.obj, result.problem or "damaged")
+            self.damaged.setdefault((copy.chunk_id, copy.pack_id), copy)
 
 
 Progress = Callable[[int], None]
@@ -85,12 +99,14 @@ def _verify_one(
                 report.problems.append(
                     Problem(f"chunk list of stream {stream.name!r}: {r.problem}", r.obj, backup_id)
                 )
+                report.note(r)
                 damaged = True
                 continue
             for result in fetch_chunks(repo, entries):
                 report.chunks += 1
                 if result.data is None:
                     damaged = True
+                    report.note(result)
                     report.problems.append(
                         Problem(
                             f"chunk {result.chunk_id.hex()[:16]} of stream {stream.name!r}: "
@@ -115,6 +131,7 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     """Check index files, every pack header against the index, and every backup."""
     report = VerifyReport()
     storage = repo.storage
+    report.problems += [Problem(text) for text in repo.quarantine.problems]
     indexed: dict[str, dict[bytes, tuple[int, int, int]]] = {}
     for info in storage.list(INDEX_PREFIX):
         try:
@@ -152,6 +169,19 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     for backup_id in repo.backup_ids():
         _verify_one(repo, backup_id, report, progress)
     return report
+
+
+def quarantine_damaged(repo: Repository, report: VerifyReport) -> int:
+    """Record the damaged copies ``report`` found (those not quarantined already) so
+    that no backup deduplicates against them, and reload the index; returns how many
+    were new. Raises the storage error of a store that cannot be written (a read-only
+    medium): the damage is still reported, and the next verify finds it again."""
+    new = [c for key, c in report.damaged.items() if key not in repo.quarantine.damaged]
+    if not new:
+        return 0
+    write_record(repo.storage, repo.sealer, damaged=new)
+    repo.load_index()
+    return len(new)
 
 
 def read_pack_header(repo: Repository, storage: Storage, name: str) -> list:  # type: ignore[type-arg]
@@ -207,6 +237,7 @@ def verify_subset(
         for result in fetch_chunks(repo, chosen):
             report.chunks += 1
             if result.data is None:
+                report.note(result)
                 report.problems.append(
                     Problem(f"chunk {result.chunk_id.hex()[:16]}: {result.problem}", result.obj)
                 )

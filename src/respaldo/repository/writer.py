@@ -39,6 +39,8 @@ from respaldo.repository.manifest import (
     manifest_name,
 )
 from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
+from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
+from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import validate_name
 
@@ -65,6 +67,12 @@ class WriteStats:
     chunks: int = 0
     new_chunks: int = 0
     packs: int = 0
+    # Chunks stored anew because the copy the repository had is quarantined (damaged).
+    damaged_rewritten: int = 0
+    # References to copies that verification quarantined while this backup ran: the
+    # backup deduplicated against them before anyone knew. Zero unless that race happened;
+    # then the backup is not known-good, and 'respaldo repair' or a new backup fixes it.
+    unconfirmed_chunks: int = 0
 
 
 class BackupWriter:
@@ -105,6 +113,7 @@ class BackupWriter:
         self._deferred: Counter[bytes] = Counter()
         self._unindexed: list[tuple[str, list[PackEntry]]] = []
         self._closed = False
+        self._damaged_ids = repo.quarantine.chunk_ids()
 
     def __enter__(self) -> BackupWriter:
         return self
@@ -175,6 +184,8 @@ class BackupWriter:
         with self._lock:
             self._pending[cid] = None
         self.stats.new_chunks += 1
+        if cid in self._damaged_ids:
+            self.stats.damaged_rewritten += 1
         self._batch.append((cid, data))
         self._batch_bytes += len(data)
         if len(self._batch) >= SEAL_BATCH_CHUNKS or self._batch_bytes >= self._batch_limit:
@@ -255,6 +266,7 @@ class BackupWriter:
         """
         try:
             self._flush_all()
+            self._confirm_chunks()
             manifest = Manifest(
                 backup_id=self.backup_id,
                 kind=kind,
@@ -270,6 +282,38 @@ class BackupWriter:
             return manifest
         finally:
             self._shutdown()
+
+    def _confirm_chunks(self) -> None:
+        """Count this backup's references to copies quarantined since the index was
+        loaded (verification ran meanwhile): the one race in which a backup can have
+        deduplicated against a damaged copy. Costs one listing when nothing changed."""
+        repo = self.repo
+        names = {info.name for info in repo.storage.list(QUARANTINE_PREFIX)}
+        if names <= repo.quarantine.names:
+            return
+        fresh = Quarantine.load(repo.storage, repo.sealer)
+        # Copies this writer's index still points at (and so may have used).
+        suspect = set()
+        for chunk_id, pack_id in fresh.damaged.keys() - repo.quarantine.damaged.keys():
+            location = repo.index.get(chunk_id)
+            if location is not None and location.pack_id == pack_id:
+                suspect.add(chunk_id)
+        if suspect:
+            for stream in self._streams:
+                for list_id in stream.lists:
+                    try:
+                        entries = read_list(repo, list_id)
+                    except _ChunkFailure:  # the list chunk itself was a damaged copy
+                        self.stats.unconfirmed_chunks += 1
+                        continue
+                    listed = [bytes.fromhex(list_id), *(c for c, _ in entries)]
+                    self.stats.unconfirmed_chunks += sum(1 for c in listed if c in suspect)
+            log.warning(
+                "backup %s references %d chunks found damaged while it ran",
+                self.backup_id,
+                self.stats.unconfirmed_chunks,
+            )
+        repo.load_index()
 
     def commit_sealed_manifest(self, blob: bytes) -> None:
         """Flush, then store an already sealed manifest (copying between mirrors)."""

@@ -1,0 +1,84 @@
+"""``respaldo repair [REPOSITORY]``: rewrite quarantined chunks from a mirror."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from respaldo.cli.app import app, err_console, human_bytes, print_json, state
+from respaldo.operations.context import Context
+from respaldo.operations.repair import RepairResult, repair
+
+
+@app.command("repair")
+def repair_command(
+    ctx: typer.Context,
+    repository: Annotated[
+        str | None,
+        typer.Argument(help="The configured repository to repair (default: the primary)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show what would be done; write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replace the chunks 'respaldo verify' found damaged with good copies from mirrors.
+
+    A chunk with no good copy in any configured repository is lost: the backups that
+    reference it are listed, marked damaged in the catalog, and refused by restore.
+    Exit status 3 when data is lost or something could not be checked.
+    """
+    context = Context.open(state(ctx).settings)
+    try:
+        result = repair(context, repository, dry_run=dry_run)
+    finally:
+        context.close()
+    if as_json:
+        print_json(result.model_dump(mode="json", by_alias=True))
+    else:
+        _print(result)
+    if not result.clean:
+        raise typer.Exit(3)
+
+
+def _print(result: RepairResult) -> None:
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    for problem in result.problems:
+        err_console.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+    if not result.quarantined_chunks:
+        err_console.print(f"{result.repository}: no quarantined chunks, nothing to repair")
+        return
+    would = "would rewrite" if result.dry_run else "rewrote"
+    sources = ", ".join(f"{n} from {where}" for where, n in sorted(result.repaired_from.items()))
+    err_console.print(
+        f"{result.repository}: {result.quarantined_chunks} quarantined chunks; "
+        f"{result.already_good} have a good copy already; {would} {result.repaired}"
+        + (f" ({sources})" if sources else "")
+        + (f", {human_bytes(result.bytes_written)} written" if result.bytes_written else ""),
+        highlight=False,
+    )
+    if not result.lost_chunks:
+        return
+    err_console.print(
+        f"[red]lost[/]: {len(result.lost_chunks)} chunks have no good copy in any repository; "
+        f"{len(result.lost_backups)} backups lose data:",
+        highlight=False,
+    )
+    for backup in result.lost_backups:
+        err_console.print(
+            f"  {backup.backup_id}  {backup.database}  {backup.kind}  "
+            f"{backup.completed_at:%Y-%m-%d %H:%M} UTC  {backup.chunks_lost} chunks lost "
+            f"(streams: {', '.join(backup.streams)})"
+            + ("" if result.dry_run or backup.marked_in_catalog else "  [not in the catalog]"),
+            highlight=False,
+            markup=False,
+        )
+    if not result.dry_run:
+        err_console.print(
+            "those backups are marked damaged and restore refuses them; take a new backup "
+            "now (it stores the lost chunks anew if the data still exists)",
+            highlight=False,
+        )

@@ -1,0 +1,145 @@
+"""``respaldo repair``: rewrite quarantined chunks from a mirror, or account for the loss.
+
+Verification quarantines the chunk copies it finds damaged (see
+:mod:`respaldo.repository.quarantine`). Repair takes each one in the repository being
+repaired (the primary by default) and looks for a good copy in every other configured
+repository (mirrors share keys and chunk ids); see :mod:`respaldo.repository.repair` for
+the order of writes. A chunk with no good copy anywhere is *lost*: the backups that
+reference it are named in the result and marked in the catalog as having failed
+verification (with what was lost), so that ``list``/``show`` say so, retention counts
+them as damaged, and restore refuses them with a clear message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from respaldo.catalog import BackupRecords
+from respaldo.domain import BackupStatus
+from respaldo.errors import RecordNotFound, RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import Repository
+from respaldo.repository.locks import shared_lease
+from respaldo.repository.repair import repair_repository
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class LostBackupResult(_Model):
+    """A backup that lost data: what a person needs to decide what to do about it."""
+
+    backup_id: str
+    database: str
+    kind: str
+    completed_at: datetime
+    chunks_lost: int
+    streams: list[str]
+    marked_in_catalog: bool
+
+
+class RepairResult(_Model):
+    """What ``repair`` found and did (with ``dry_run``: would do)."""
+
+    repository: str
+    dry_run: bool
+    quarantined_chunks: int = Field(description="Chunks with a damaged copy.")
+    already_good: int = Field(description="Of those, chunks with a good copy indexed.")
+    repaired: int = Field(description="Chunks rewritten from a mirror.")
+    repaired_from: dict[str, int]
+    lost_chunks: list[str] = Field(description="Ids of chunks with no good copy anywhere.")
+    lost_backups: list[LostBackupResult]
+    packs_written: int
+    bytes_written: int
+    problems: list[str]
+    warnings: list[str]
+
+    @property
+    def clean(self) -> bool:
+        """Nothing is lost and nothing went wrong."""
+        return not self.lost_chunks and not self.problems
+
+
+def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False) -> RepairResult:
+    """Repair the quarantined chunks of ``repository`` (default: the primary) from every
+    other configured repository that opens.
+
+    Raises ConfigError (no such repository), the errors of opening the repository to
+    repair, and storage errors. A mirror that does not open is a warning.
+    """
+    target_settings = ctx.settings.repository(repository)
+    repo = open_repository(ctx.settings, target_settings.name)
+    warnings: list[str] = []
+    mirrors: list[Repository] = []
+    for other in ctx.settings.repositories:
+        if other.name == target_settings.name:
+            continue
+        try:
+            mirrors.append(open_repository(ctx.settings, other.name))
+        except RespaldoError as exc:
+            warnings.append(f"repository {other.name} cannot be read: {exc}")
+    with contextlib.ExitStack() as leases:
+        if not dry_run:
+            # Packs read from mirrors and written here must not be collected meanwhile.
+            for each in (repo, *mirrors):
+                leases.enter_context(shared_lease(each, "repair"))
+        report = repair_repository(repo, mirrors, dry_run=dry_run)
+    lost = []
+    now = datetime.now(UTC)
+    for backup in report.lost_backups:
+        marked = False
+        if not dry_run:
+            marked = _mark_damaged(ctx, backup.backup_id, backup.chunks_lost, now, warnings)
+        lost.append(
+            LostBackupResult(
+                backup_id=backup.backup_id,
+                database=backup.source,
+                kind=backup.kind,
+                completed_at=backup.completed_at,
+                chunks_lost=backup.chunks_lost,
+                streams=list(backup.streams),
+                marked_in_catalog=marked,
+            )
+        )
+    return RepairResult(
+        repository=target_settings.name,
+        dry_run=dry_run,
+        quarantined_chunks=report.quarantined,
+        already_good=report.already_good,
+        repaired=report.repaired_total,
+        repaired_from=report.repaired,
+        lost_chunks=[cid.hex() for cid in report.lost_chunks],
+        lost_backups=lost,
+        packs_written=report.packs_written,
+        bytes_written=report.bytes_written,
+        problems=report.problems,
+        warnings=warnings,
+    )
+
+
+def _mark_damaged(
+    ctx: Context, backup_id: str, chunks: int, when: datetime, warnings: list[str]
+) -> bool:
+    """Mark a backup's record as having failed verification, saying what it lost."""
+    problem = (
+        f"damaged: {chunks} chunks have no good copy in any repository "
+        f"(respaldo repair, {when:%Y-%m-%d %H:%M} UTC); it cannot be restored"
+    )
+    try:
+        with ctx.catalog.begin() as session:
+            records = BackupRecords(session)
+            if records.get(backup_id).status is not BackupStatus.COMPLETED:
+                return False
+            records.set_verified(backup_id, when, verified=False, problem=problem)
+    except RecordNotFound:
+        warnings.append(
+            f"backup {backup_id} is not in the catalog ('respaldo catalog rebuild' adds it)"
+        )
+        return False
+    return True

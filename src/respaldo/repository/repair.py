@@ -1,0 +1,236 @@
+"""Repairing quarantined chunks: a good copy from a mirror, or an honest account of loss.
+
+For every chunk with a quarantined copy (:mod:`.quarantine`), in this order:
+
+1. the index holds a good copy already (a later backup stored the data anew, or another
+   pack held it all along): nothing to do;
+2. a mirror (same repository id and keys) holds a copy that authenticates: its sealed
+   bytes are copied as they are into a new pack, and an index file describing it is
+   written (packs first, then the index, as a backup does: a crash leaves at most an
+   unindexed pack, which garbage collection removes);
+3. otherwise the chunk is *lost*: every backup that references it is named, and a
+   quarantine record lists the chunk with those backups, so that restore refuses them
+   up front (instead of failing halfway) and ``respaldo list`` can say so.
+
+The damaged copy itself needs no removal: the quarantine record already keeps it out of
+every process's index (it is the tombstone that ``index rebuild`` respects), and garbage
+collection drops its bytes when it next repacks or deletes that pack.
+
+Compared with restic: ``restic repair packs`` salvages what still decrypts and
+``repair snapshots --forget`` rewrites snapshots without the lost data; here the backup
+stays as it was (a later good copy, say from a mirror configured later, makes it whole
+again, and ``repair`` run again finds it), and what it lost is recorded and shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from respaldo.errors import IntegrityError
+from respaldo.repository.index import seal_index
+from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
+from respaldo.repository.quarantine import LostChunk, write_record
+from respaldo.repository.reader import ChunkResult, _ChunkFailure, _fetch_run, _runs, read_list
+from respaldo.repository.repo import Repository
+
+
+@dataclass(frozen=True)
+class LostBackup:
+    """A backup that references chunks with no good copy anywhere."""
+
+    backup_id: str
+    source: str
+    kind: str
+    completed_at: datetime
+    chunks_lost: int
+    streams: tuple[str, ...]
+
+
+@dataclass
+class RepairReport:
+    dry_run: bool
+    quarantined: int = 0  # chunks with a damaged copy
+    already_good: int = 0
+    repaired: dict[str, int] = field(default_factory=dict)  # mirror location -> chunks
+    lost_chunks: list[bytes] = field(default_factory=list)
+    lost_backups: list[LostBackup] = field(default_factory=list)
+    packs_written: int = 0
+    bytes_written: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def repaired_total(self) -> int:
+        return sum(self.repaired.values())
+
+
+def repair_repository(
+    repo: Repository, mirrors: Sequence[Repository], *, dry_run: bool = False
+) -> RepairReport:
+    """Repair every quarantined chunk of ``repo`` from ``mirrors``; see the module
+    docstring. With ``dry_run`` nothing is written (mirrors are still read, so that the
+    report says exactly what a repair would do). The caller holds shared leases on every
+    repository when not in a dry run (packs read or written must not be collected)."""
+    report = RepairReport(dry_run=dry_run)
+    repo.load_index()
+    damaged = repo.quarantine.chunk_ids()
+    report.quarantined = len(damaged)
+    wanted = sorted(cid for cid in damaged if cid not in repo.index)
+    report.already_good = len(damaged) - len(wanted)
+    usable = []
+    for mirror in mirrors:
+        if mirror.id != repo.id:
+            report.problems.append(
+                f"{mirror.storage.location} is not a mirror of {repo.storage.location}: skipped"
+            )
+        else:
+            usable.append(mirror)
+    found = _copy_from_mirrors(repo, usable, wanted, report)
+    lost = [cid for cid in wanted if cid not in found]
+    report.lost_chunks = lost
+    if lost:
+        report.lost_backups, by_chunk = _backups_referencing(repo, set(lost), report)
+        if not dry_run:
+            _record_lost(repo, by_chunk)
+    return report
+
+
+def _copy_from_mirrors(
+    repo: Repository, mirrors: Sequence[Repository], wanted: list[bytes], report: RepairReport
+) -> set[bytes]:
+    """Fetch good copies of ``wanted`` from the mirrors, in planned ranges, and (unless
+    a dry run) store them in new packs; returns the chunk ids found."""
+    found: set[bytes] = set()
+    builder = PackBuilder(repo.pack_size)
+    groups: list[tuple[str, list[PackEntry]]] = []
+
+    def flush() -> None:
+        pack_id, data, entries = builder.finish(repo.sealer)
+        repo.storage.put(pack_name(pack_id), data)
+        groups.append((pack_id, entries))
+        report.packs_written += 1
+        report.bytes_written += len(data)
+
+    for mirror in mirrors:
+        located = {}
+        for cid in wanted:
+            location = mirror.index.get(cid)
+            if cid not in found and location is not None:
+                located[cid] = location
+        for run in _runs(located):
+            for result in _fetch_run(mirror, run):
+                if not _good(result):
+                    report.problems.append(
+                        f"the copy of chunk {result.chunk_id.hex()[:16]} in "
+                        f"{mirror.storage.location} is unusable too ({result.problem})"
+                    )
+                    continue
+                assert result.data is not None and result.sealed is not None
+                found.add(result.chunk_id)
+                where = mirror.storage.location
+                report.repaired[where] = report.repaired.get(where, 0) + 1
+                if not report.dry_run:
+                    builder.add(result.chunk_id, result.sealed, len(result.data))
+                    if builder.full:
+                        flush()
+    if report.dry_run:
+        return found
+    if len(builder):
+        flush()
+    if groups:
+        name, blob = seal_index(repo.sealer, groups)
+        repo.storage.put(name, blob)
+        report.bytes_written += len(blob)
+        repo.index_files.add(name)
+        for pack_id, entries in groups:
+            repo.index.add_pack(pack_id, entries)
+    return found
+
+
+def _good(result: ChunkResult) -> bool:
+    return result.data is not None and result.sealed is not None
+
+
+def _backups_referencing(
+    repo: Repository, lost: set[bytes], report: RepairReport
+) -> tuple[list[LostBackup], dict[bytes, set[str]]]:
+    """Every backup that references a chunk of ``lost``, with how many and where; and
+    for each lost chunk, the backups that reference it."""
+    out = []
+    by_chunk: dict[bytes, set[str]] = {cid: set() for cid in lost}
+    for backup_id in repo.backup_ids():
+        try:
+            manifest = repo.load_manifest(backup_id)
+        except IntegrityError as exc:
+            report.problems.append(f"backup {backup_id}: {exc.message}")
+            continue
+        hits: set[bytes] = set()
+        streams = []
+        for stream in manifest.streams:
+            hit = _lost_in(repo, stream.lists, lost)
+            if hit:
+                hits |= hit
+                streams.append(stream.name)
+        for cid in hits:
+            by_chunk[cid].add(backup_id)
+        if hits:
+            out.append(
+                LostBackup(
+                    backup_id,
+                    manifest.source,
+                    manifest.kind,
+                    manifest.completed_at,
+                    len(hits),
+                    tuple(streams),
+                )
+            )
+    return out, by_chunk
+
+
+def _lost_in(repo: Repository, lists: list[str], lost: set[bytes]) -> set[bytes]:
+    """The chunks of ``lost`` that a stream (its list chunks) references."""
+    hit: set[bytes] = set()
+    for list_id in lists:
+        cid = bytes.fromhex(list_id)
+        if cid in lost:
+            hit.add(cid)  # the list itself: every chunk it names is out of reach
+            continue
+        try:
+            entries = read_list(repo, list_id)
+        except _ChunkFailure:
+            # Unreadable for another reason (verify reports it): not counted as lost
+            # here, since it is not a quarantined chunk.
+            continue
+        hit.update(c for c, _ in entries if c in lost)
+    return hit
+
+
+def _record_lost(repo: Repository, by_chunk: dict[bytes, set[str]]) -> None:
+    """One record naming each lost chunk and the backups that reference it (only what
+    earlier records do not say already: running repair again writes nothing new)."""
+    now = datetime.now(UTC)
+    records = []
+    for cid, ids in sorted(by_chunk.items()):
+        known = repo.quarantine.lost.get(cid)
+        if known is not None and ids <= set(known.backups):
+            continue
+        records.append(LostChunk(cid, tuple(sorted(ids)), now))
+    if records:
+        write_record(repo.storage, repo.sealer, lost=records)
+        repo.load_index()
+
+
+def lost_chunks_of(
+    repo: Repository, backup_id: str, elsewhere: Sequence[Repository] = ()
+) -> list[LostChunk]:
+    """The chunks of ``backup_id`` that ``repair`` recorded as lost and that still have
+    no good copy in ``repo`` or in any of ``elsewhere`` (a copy stored since, by a later
+    backup or a mirror configured later, makes the backup whole again)."""
+    return [
+        lost
+        for lost in repo.quarantine.lost.values()
+        if backup_id in lost.backups
+        and lost.chunk_id not in repo.index
+        and not any(lost.chunk_id in other.index for other in elsewhere)
+    ]

@@ -1,0 +1,97 @@
+"""Damaged chunks, end to end: verify quarantines them, the next backup stores them anew,
+``repair`` takes them from a mirror or names the backups that lost data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import table_checksums
+
+pytestmark = pytest.mark.integration
+
+
+def _add_mirror(respaldo: Respaldo) -> Path:
+    """Configure a second repository and create it as a mirror of the first."""
+    offsite = respaldo.tmp / "offsite"
+    text = respaldo.config.read_text()
+    mirror = f'\n[[repositories]]\nname = "offsite"\nurl = "file://{offsite}"\n'
+    # Before the databases: a [[repositories]] table must not follow [[databases]] keys.
+    at = text.index("[[databases]]")
+    respaldo.config.write_text(text[:at] + mirror + "\n" + text[at:])
+    run = respaldo.run("init")
+    assert run.code == 0, str(run)
+    return offsite
+
+
+def test_the_backup_after_verify_found_damage_restores_exactly(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    first = respaldo.backup()["id"]
+    pack = respaldo.damage_dump(first)
+    verified = respaldo.run("verify", first)
+    assert verified.code == 3, str(verified)
+    assert pack in verified.err
+
+    second = respaldo.run("backup", "erp")
+    assert second.code == 0, str(second)
+    respaldo.restore(second.last_line, new_dbname)
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
+    assert "quarantined 1 damaged chunk copies" in verified.err, verified.err
+    assert "stored 1 chunks anew whose earlier copies are quarantined" in second.err
+    # The fresh copy serves the first backup too: the repository is whole again.
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
+
+
+def test_repair_takes_the_chunk_from_a_mirror(respaldo: Respaldo) -> None:
+    _add_mirror(respaldo)
+    backup_id = respaldo.backup()["id"]  # copied to the mirror at its end
+    respaldo.damage_dump(backup_id)
+    assert respaldo.run("verify", "--all").code == 3
+
+    dry = respaldo.run("repair", "--dry-run", "--json")
+    assert dry.code == 0, str(dry)
+    assert (dry.json()["repaired"], dry.json()["packsWritten"]) == (1, 0)
+    run = respaldo.run("repair")
+    assert run.code == 0, str(run)
+    assert "rewrote 1" in run.err and "offsite" in run.err, run.err
+    # The primary alone (verify reads no mirror) is whole again.
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
+
+
+def test_repair_without_a_good_copy_names_the_backups_that_lose_data(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    first = respaldo.backup()["id"]
+    respaldo.damage_dump(first)
+    assert respaldo.run("verify", first).code == 3
+
+    run = respaldo.run("repair", "--json")
+    assert run.code == 3, str(run)
+    result = run.json()
+    assert len(result["lostChunks"]) == 1
+    [lost] = result["lostBackups"]
+    assert (lost["backupId"], lost["database"], lost["streams"]) == (first, "erp", ["dump"])
+    assert lost["chunksLost"] == 1 and lost["markedInCatalog"] is True
+    assert lost["completedAt"]
+
+    listed = {r["id"]: r for r in respaldo.run("list", "--json").json()}
+    assert listed[first]["isVerified"] is False and listed[first]["verifiedAt"]
+    assert listed[first]["errorMessage"].startswith("damaged: 1 chunks")
+    assert "failed" in respaldo.run("list").out
+    assert "damaged: 1 chunks" in respaldo.run("show", first).out
+
+    refused = respaldo.run("restore", first, "--target-database", new_dbname)
+    assert refused.code == 1, str(refused)
+    assert "the backup is damaged" in refused.err and "respaldo repair" in refused.err
+    assert new_dbname not in {r[0] for r in pg.query("SELECT datname FROM pg_database")}
+
+    # A new backup stores the chunk anew and restores exactly.
+    second = respaldo.backup()["id"]
+    respaldo.restore(second, new_dbname)
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
