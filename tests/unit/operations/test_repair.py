@@ -1,0 +1,112 @@
+"""``repair`` as an operation: mirrors from the configuration, the catalog marked, restore
+refusing what is lost; and a backup that is not known-good marked as such."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.errors import IntegrityError
+from respaldo.operations.recorded import recorded_backup
+from respaldo.operations.repair import repair
+from respaldo.operations.restore import load_manifest_any
+from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats, verify_backups
+from respaldo.repository.verify import quarantine_damaged
+from tests.unit.operations.support import Installation, data_for
+from tests.unit.repository.test_quarantine import _damage_middle_chunk
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation.create(tmp_path)
+    yield installation
+    installation.close()
+
+
+def _damage_and_verify(inst: Installation, backup_id: str) -> None:
+    repo = inst.repository()
+    _damage_middle_chunk(repo.storage, repo, backup_id)
+    report = verify_backups(inst.repository(), [backup_id])
+    assert quarantine_damaged(inst.repository(), report) == 1
+
+
+def test_repair_from_the_configured_mirror(inst: Installation) -> None:
+    backup_id = inst.backup(timedelta(days=1))
+    inst.replicate()
+    _damage_and_verify(inst, backup_id)
+
+    result = repair(inst.ctx)
+    assert (result.repository, result.quarantined_chunks, result.repaired) == ("local", 1, 1)
+    assert result.clean and result.lost_backups == []
+    assert list(result.repaired_from) == [inst.repository("second").storage.location]
+    assert inst.read(backup_id) == data_for(backup_id)
+    assert inst.ctx.record(backup_id).verified_at is None  # nothing to mark
+
+
+def test_lost_chunks_mark_the_backups_and_restore_refuses_them(inst: Installation) -> None:
+    damaged = inst.backup(timedelta(days=2))
+    other = inst.backup(timedelta(days=1), database="crm")
+    _damage_and_verify(inst, damaged)  # never replicated: no good copy anywhere
+
+    dry = repair(inst.ctx, dry_run=True)
+    assert [b.backup_id for b in dry.lost_backups] == [damaged]
+    assert not dry.lost_backups[0].marked_in_catalog
+    assert inst.ctx.record(damaged).verified_at is None
+
+    result = repair(inst.ctx)
+    assert not result.clean
+    [lost] = result.lost_backups
+    assert (lost.backup_id, lost.database, lost.kind, lost.chunks_lost) == (
+        damaged,
+        "erp",
+        "full",
+        1,
+    )
+    assert lost.marked_in_catalog
+    record = inst.ctx.record(damaged)
+    assert record.verified_at is not None and not record.is_verified
+    assert (record.error_message or "").startswith("damaged: 1 chunks")
+    assert inst.ctx.record(other).verified_at is None
+    as_json = result.model_dump(mode="json", by_alias=True)
+    assert as_json["lostBackups"][0]["backupId"] == damaged
+
+    repo: Repository = inst.repository()
+    with pytest.raises(IntegrityError, match="the backup is damaged") as info:
+        load_manifest_any(repo, [inst.repository("second")], damaged)
+    assert "respaldo repair" in info.value.hint
+    assert load_manifest_any(repo, [], other).backup_id == other
+
+
+def test_a_backup_that_is_not_known_good_is_marked(inst: Installation) -> None:
+    """The race itself is tested in the repository tests; here, what the catalog does
+    with a writer's count of references to copies quarantined while it ran."""
+
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: object
+    ) -> tuple[Manifest, WriteStats]:
+        with BackupWriter(repo, backup_id) as writer:
+            writer.write_stream("dump", io.BytesIO(data_for(backup_id)))
+            manifest = writer.commit(kind="full", source="erp", started_at=started_at)
+        writer.stats.unconfirmed_chunks = 2
+        return manifest, writer.stats
+
+    result = recorded_backup(
+        inst.ctx,
+        kind=BackupKind.FULL,
+        source="erp",
+        retention_days=7,
+        triggered_by=TriggeredBy.CLI,
+        pinned=False,
+        body=body,
+    )
+    record = inst.ctx.record(result.record.id)
+    assert record.status.value == "completed"
+    assert record.verified_at is not None and not record.is_verified
+    assert "not known-good: references 2 chunks" in (record.error_message or "")
