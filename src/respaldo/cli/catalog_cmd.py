@@ -28,6 +28,12 @@ def rebuild(
     err_console.print(
         f"catalog rebuilt: {result.created} records created, {result.updated} updated"
     )
+    for backup_id in result.lost_data:
+        err_console.print(
+            f"[yellow]damaged:[/] {backup_id} lost chunks ('respaldo repair' found no good "
+            "copy); marked as failed verification",
+            highlight=False,
+        )
     for backup_id in result.damaged:
         err_console.print(f"[red]damaged manifest:[/] {backup_id} (run 'respaldo verify --all')")
     if result.damaged:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from respaldo.catalog import BackupRecords, ManifestValues
-from respaldo.domain import BackupKind
+from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import IntegrityError
 from respaldo.operations.context import Context
+from respaldo.operations.repair import damage_problem
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.reader import read_list
+from respaldo.repository.repair import lost_chunks_of
 
 
 @dataclass
@@ -18,6 +20,8 @@ class RebuildResult:
     created: int = 0
     updated: int = 0
     damaged: list[str] = field(default_factory=list)
+    lost_data: list[str] = field(default_factory=list)
+    """Backups that 'respaldo repair' found to have lost chunks, marked again."""
 
 
 def manifest_values(
@@ -51,7 +55,9 @@ def manifest_values(
 def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResult:
     """Insert or update a catalog record for every manifest in the repository.
 
-    Idempotent. Damaged manifests are reported (by backup id) and skipped.
+    Idempotent. Damaged manifests are reported (by backup id) and skipped. A backup that
+    ``respaldo repair`` recorded as having lost chunks (still without a good copy) is
+    marked damaged again, as repair marked it.
     """
     repo_settings = ctx.settings.repository(repository)
     repo = open_repository(ctx.settings, repository)
@@ -65,8 +71,17 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         values = manifest_values(
             manifest, repo_settings.name, repo.storage.location, sealed_size(repo, manifest)
         )
+        lost = lost_chunks_of(repo, backup_id)
         with ctx.catalog.begin() as session:
-            _, created = BackupRecords(session).upsert_from_manifest(values)
+            records = BackupRecords(session)
+            record, created = records.upsert_from_manifest(values)
+            if lost and record.status is BackupStatus.COMPLETED and record.verified_at is None:
+                # What repair recorded in the repository outlives the catalog.
+                when = min(chunk.recorded for chunk in lost)
+                records.set_verified(
+                    backup_id, when, verified=False, problem=damage_problem(len(lost), when)
+                )
+                result.lost_data.append(backup_id)
         if created:
             result.created += 1
         else:

@@ -127,10 +127,7 @@ def _mark_damaged(
     ctx: Context, backup_id: str, chunks: int, when: datetime, warnings: list[str]
 ) -> bool:
     """Mark a backup's record as having failed verification, saying what it lost."""
-    problem = (
-        f"damaged: {chunks} chunks have no good copy in any repository "
-        f"(respaldo repair, {when:%Y-%m-%d %H:%M} UTC); it cannot be restored"
-    )
+    problem = damage_problem(chunks, when)
     try:
         with ctx.catalog.begin() as session:
             records = BackupRecords(session)
@@ -143,3 +140,11 @@ def _mark_damaged(
         )
         return False
     return True
+
+
+def damage_problem(chunks: int, when: datetime) -> str:
+    """The catalog's words for a backup that lost chunks (``error_message``)."""
+    return (
+        f"damaged: {chunks} chunks have no good copy in any repository "
+        f"(respaldo repair, {when:%Y-%m-%d %H:%M} UTC); it cannot be restored"
+    )

@@ -12,6 +12,7 @@ import pytest
 
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import IntegrityError
+from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.recorded import recorded_backup
 from respaldo.operations.repair import repair
 from respaldo.operations.restore import load_manifest_any
@@ -110,3 +111,19 @@ def test_a_backup_that_is_not_known_good_is_marked(inst: Installation) -> None:
     assert record.status.value == "completed"
     assert record.verified_at is not None and not record.is_verified
     assert "not known-good: references 2 chunks" in (record.error_message or "")
+
+
+def test_catalog_rebuild_marks_again_what_repair_found_lost(inst: Installation) -> None:
+    damaged = inst.backup(timedelta(days=2))
+    good = inst.backup(timedelta(days=1), database="crm")
+    _damage_and_verify(inst, damaged)
+    assert repair(inst.ctx).lost_backups
+    inst.close()
+    (inst.root / "catalog.db").unlink()  # the catalog is lost too
+
+    result = rebuild_catalog(inst.ctx)
+    assert (result.created, result.lost_data) == (2, [damaged])
+    record = inst.ctx.record(damaged)
+    assert record.verified_at is not None and not record.is_verified
+    assert (record.error_message or "").startswith("damaged: 1 chunks")
+    assert inst.ctx.record(good).verified_at is None

@@ -207,3 +207,19 @@ def test_a_backup_with_nothing_quarantined_meanwhile_is_confirmed(mem_repo: Repo
     _, stats = write_backup(mem_repo, "b2", {"dump": data})
     assert stats.unconfirmed_chunks == 0
     assert stats.damaged_rewritten == 0
+
+
+def test_reading_around_a_damaged_index_file_skips_quarantined_copies(
+    memory_storage: Storage,
+) -> None:
+    repo = init_repo(memory_storage)
+    write_backup(repo, "b1", {"dump": random_bytes(SIZE, seed=11)})
+    _damage_middle_chunk(memory_storage, repo, "b1")
+    _verify_and_quarantine(memory_storage, "b1")
+    [index_file] = names(memory_storage, "index/")
+    flip_byte(memory_storage, index_file, 40)
+
+    reader = open_repo(memory_storage)
+    assert reader.damaged_index_files  # chunks are looked up in the pack headers
+    with pytest.raises(IntegrityError, match="quarantined"):
+        read_stream(reader, reader.load_manifest("b1"))
