@@ -5,6 +5,8 @@ Words used here:
 - *backup id*: ``YYYYMMDDTHHMMSSZ-xxxxxxxx``, the UTC second the backup was created and
   eight random lowercase hex digits, e.g. ``20261128T083000Z-3f9a1c2e``. Ids sort by
   creation time as plain strings, and are safe in URLs, file and object names, and shells.
+- *database name*: a PostgreSQL database name, checked by :func:`validate_database_name`
+  wherever one enters respaldo (the ``dbname`` of a DSN, ``restore --target-database``).
 - *status*: where a backup is in its life. The allowed changes are written once, in
   :data:`BACKUP_TRANSITIONS`; everything that changes a status asks
   :meth:`BackupStatus.check_transition` first.
@@ -20,7 +22,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from respaldo.errors import InvalidBackupId, InvalidTransition
+from respaldo.errors import ConfigError, InvalidBackupId, InvalidTransition
 
 
 class BackupKind(StrEnum):
@@ -194,3 +196,49 @@ def chunker_sizes_problem(min_size: int, avg_size: int, max_size: int) -> str | 
             f"(got {min_size}, {avg_size}, {max_size})"
         )
     return None
+
+
+DATABASE_NAME_MAX_BYTES: Final = 63
+"""PostgreSQL's limit (NAMEDATALEN - 1): it silently truncates longer names."""
+
+
+def validate_database_name(name: str) -> str:
+    """Return ``name`` unchanged if respaldo can use it as a PostgreSQL database name.
+
+    The one rule for database names, whatever their source (a DSN's ``dbname``, a
+    restore's ``--target-database``): any name PostgreSQL keeps exactly as given. Names
+    go through ``psycopg.sql.Identifier`` or libpq keywords, never string formatting, so
+    spaces, quotes, capitals and other scripts are all fine. Refused, with ConfigError:
+
+    - an empty name;
+    - more than 63 bytes in UTF-8: PostgreSQL would truncate it to another name;
+    - NUL, which no PostgreSQL string can hold;
+    - a line break, which PostgreSQL's own tools refuse in names (pg_dumpall, pg_upgrade)
+      and which could forge lines in logs.
+    """
+    problem = ""
+    if not name:
+        problem = "it is empty"
+    elif "\x00" in name:
+        problem = "it holds a NUL character"
+    elif "\n" in name or "\r" in name:
+        problem = "it holds a line break"
+    elif (size := len(name.encode("utf-8"))) > DATABASE_NAME_MAX_BYTES:
+        problem = f"it is {size} bytes long in UTF-8, and PostgreSQL keeps only 63"
+    if problem:
+        shown = repr(name) if len(name) <= 70 else repr(name[:67] + "...")
+        raise ConfigError(
+            f"invalid database name {shown}: {problem}",
+            hint="a database name is 1 to 63 bytes of any characters but NUL and line breaks; "
+            "quote it on the command line if it has spaces",
+        )
+    return name
+
+
+def truncate_name(name: str, max_bytes: int) -> str:
+    """The longest prefix of ``name`` of at most ``max_bytes`` UTF-8 bytes, in whole
+    characters (a name cut inside a character is not valid UTF-8). Pure."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return name
+    return encoded[:max_bytes].decode("utf-8", "ignore")

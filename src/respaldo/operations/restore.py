@@ -30,7 +30,7 @@ from pathlib import Path
 
 from respaldo.childenv import hook_environment
 from respaldo.config import DatabaseSettings
-from respaldo.domain import validate_backup_id
+from respaldo.domain import truncate_name, validate_backup_id, validate_database_name
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
@@ -62,9 +62,6 @@ from respaldo.repository.repair import lost_chunks_of
 
 log = logging.getLogger(__name__)
 
-_DBNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
-
-
 @dataclass
 class RestoreResult:
     backup_id: str
@@ -76,16 +73,6 @@ class RestoreResult:
     globals_restored: bool = False
     row_counts_checked: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-def validate_database_name(name: str) -> str:
-    """Reject target names that are not plain identifiers (they end up in SQL and argv)."""
-    if not _DBNAME.match(name):
-        raise ConfigError(
-            f"invalid target database name {name!r}",
-            hint="use letters, digits, '_', '$' or '-', at most 63, starting with a letter",
-        )
-    return name
 
 
 def restore_backup(
@@ -383,7 +370,11 @@ def check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
 def _swap(
     db: DatabaseSettings, admin: ConnInfo, staging: str, target: str, started: datetime
 ) -> str:
-    old = _unused_name(admin, f"{target[:40]}_old_{started.strftime('%Y%m%d%H%M%S')}")
+    # Cut by bytes, not characters: 40 characters of another script can exceed
+    # PostgreSQL's 63 bytes, and it would silently rename to a truncated other name.
+    old = _unused_name(
+        admin, f"{truncate_name(target, 40)}_old_{started.strftime('%Y%m%d%H%M%S')}"
+    )
     _run_hook(
         db.pre_restore_hook,
         "pre-restore",

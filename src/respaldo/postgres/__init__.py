@@ -31,7 +31,7 @@ running command
     raises :class:`~respaldo.errors.PostgresError` with the child's stderr if it failed.
 
 Layer rule: this package knows nothing of chunks, repositories, storage or the catalog;
-it imports only :mod:`respaldo.errors`, :mod:`respaldo.config` and
+it imports only :mod:`respaldo.errors`, :mod:`respaldo.domain`, :mod:`respaldo.config` and
 :mod:`respaldo.childenv` from respaldo.
 """
 

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from respaldo.childenv import libpq_environment
 from respaldo.config import DatabaseSettings, read_secret_file
+from respaldo.domain import validate_database_name
 from respaldo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ConnInfo:
     ``None`` fields are left to libpq's defaults (``PGHOST``, the Unix socket, port 5432,
     the OS user name). ``params`` holds any other libpq parameter (``sslmode``,
     ``application_name``, ``connect_timeout``, …). Instances are immutable and hashable.
+    ``dbname`` must pass :func:`~respaldo.domain.validate_database_name` (ConfigError).
     """
 
     host: str | None = None
@@ -61,6 +63,8 @@ class ConnInfo:
     password: SecretStr | None = None
 
     def __post_init__(self) -> None:
+        if self.dbname is not None:
+            validate_database_name(self.dbname)
         keys = set(self.params)
         if "password" in keys:
             raise ValueError("pass the password as ConnInfo(password=...), not in params")
