@@ -29,6 +29,13 @@ def restore(
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="With --replace: drop the old database.")
     ] = False,
+    force_system_database: Annotated[
+        bool,
+        typer.Option(
+            "--force-system-database",
+            help="Allow postgres or template1 as the target (template0 never).",
+        ),
+    ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel pg_restore.")] = 1,
     with_globals: Annotated[
         bool, typer.Option("--globals", help="Restore roles and tablespaces first.")
@@ -113,6 +120,7 @@ def restore(
                 with_globals=with_globals,
                 no_owner=no_owner,
                 work_dir=work_dir,
+                force_system_database=force_system_database,
             )
         finally:
             context.close()

@@ -55,13 +55,14 @@ from respaldo.operations.context import Context
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     StreamReader,
+    create_empty_database,
     drop_quietly,
     load_manifest_any,
     open_with_fallbacks,
     restore_stream_into,
     row_count_differences,
 )
-from respaldo.postgres import ConnInfo, create_database
+from respaldo.postgres import ConnInfo
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
 from respaldo.postgres.queries import readonly_value
@@ -153,7 +154,7 @@ def _drill(
             result.warnings += drop_abandoned(admin)
             hold.enter_context(held_database(admin, scratch))
             started = time.monotonic()
-            create_database(admin, scratch)
+            create_empty_database(admin, scratch)
             reader = StreamReader(repo, fallbacks, result.warnings)
             try:
                 size = restore_stream_into(

@@ -52,6 +52,7 @@ from respaldo.postgres import (
     psql,
     rename_database,
     terminate_connections,
+    unexpected_objects,
 )
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
@@ -61,6 +62,10 @@ from respaldo.repository.reader import ChunkResult
 from respaldo.repository.repair import lost_chunks_of
 
 log = logging.getLogger(__name__)
+
+SYSTEM_DATABASES = ("template0", "template1", "postgres")
+"""The databases every cluster has: never restore targets unless forced (template0 never)."""
+
 
 @dataclass
 class RestoreResult:
@@ -87,12 +92,14 @@ def restore_backup(
     with_globals: bool = False,
     no_owner: bool = False,
     work_dir: Path | None = None,
+    force_system_database: bool = False,
 ) -> RestoreResult:
     """Restore backup ``backup_id`` as database ``target`` of the configured server.
 
     ``database`` names the configured database whose server receives the restore
-    (default: the backup's own). Raises ConfigError, InvalidBackupId, BackupNotFound,
-    IntegrityError (nothing touched), RestoreError, PostgresError, ConnectionFailed.
+    (default: the backup's own). A target in :data:`SYSTEM_DATABASES` is refused unless
+    ``force_system_database`` (template0 always). Raises ConfigError, InvalidBackupId,
+    BackupNotFound, IntegrityError (nothing touched), RestoreError, PostgresError, ConnectionFailed.
     Every repository read holds a shared lease meanwhile, so that no garbage collection
     repacks the packs being read.
     """
@@ -109,6 +116,7 @@ def restore_backup(
             with_globals=with_globals,
             no_owner=no_owner,
             work_dir=work_dir,
+            force_system_database=force_system_database,
         )
 
 
@@ -125,9 +133,11 @@ def _restore_backup(
     with_globals: bool,
     no_owner: bool,
     work_dir: Path | None,
+    force_system_database: bool,
 ) -> RestoreResult:
     validate_backup_id(backup_id)  # before it becomes part of an object name
     validate_database_name(target)
+    check_not_system_database(target, force=force_system_database)
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if work_dir is not None and jobs > 1:
@@ -139,17 +149,20 @@ def _restore_backup(
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
     db = ctx.settings.database(database or manifest.source)
     admin = ConnInfo.from_settings(db)
+    # The maintenance database, for when the configured one cannot serve: "postgres",
+    # or template1 when "postgres" itself is being (forcibly) replaced.
+    maintenance = "template1" if target == "postgres" else "postgres"
     if admin.dbname == target:
         # We connect to the configured database to manage the target; it cannot be both.
-        admin = admin.with_dbname("postgres")
+        admin = admin.with_dbname(maintenance)
     try:
         exists = database_exists(admin, target)
     except ConnectionFailed as exc:
-        if "does not exist" not in str(exc) or admin.dbname == "postgres":
+        if "does not exist" not in str(exc) or admin.dbname == maintenance:
             raise
         # The configured database is gone, which is the disaster being recovered from:
         # restoring it under another name must still work, so manage from "postgres".
-        admin = admin.with_dbname("postgres")
+        admin = admin.with_dbname(maintenance)
         exists = database_exists(admin, target)
     if exists and not replace:
         raise RestoreError(
@@ -170,7 +183,7 @@ def _restore_backup(
     staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
     with held_database(admin, staging):
-        create_database(admin, staging)
+        create_empty_database(admin, staging)
         try:
             result.bytes_restored = restore_stream_into(
                 ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
@@ -189,6 +202,56 @@ def _restore_backup(
         result.old_database = None
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
+
+
+def check_not_system_database(target: str, *, force: bool) -> None:
+    """Raise RestoreError if ``target`` is a system database and may not be restored into.
+
+    template0 is refused even when forced: every new database (respaldo's staging and
+    drill databases too) is a copy of it, so whatever it held would be in all of them.
+    """
+    if target not in SYSTEM_DATABASES or (force and target != "template0"):
+        return
+    if target == "template0":
+        hint = (
+            "template0 must never change: every new database, and every staging database "
+            "of a restore, is copied from it"
+        )
+    else:
+        hint = (
+            f"restore under another name to look first; if you really mean to replace "
+            f"{target}, add --force-system-database"
+        )
+    raise RestoreError(
+        f"{target} is a system database of the cluster; restoring into it is refused",
+        hint=hint,
+    )
+
+
+def create_empty_database(admin: ConnInfo, name: str) -> None:
+    """Create database ``name`` from template0 and make sure it holds nothing.
+
+    A template0 that someone connected to and changed would put its objects into the
+    restored database, unnoticed (row counts cover the backup's tables only) or as a
+    confusing pg_restore error. Raises RestoreError naming what it holds (the new
+    database is dropped again), or the errors of creating it.
+    """
+    create_database(admin, name, template="template0")
+    try:
+        found = unexpected_objects(admin.with_dbname(name))
+    except BaseException:
+        drop_quietly(admin, name)
+        raise
+    if not found:
+        return
+    drop_quietly(admin, name)
+    shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+    raise RestoreError(
+        f"template0 is not empty: a database created from it holds {shown}",
+        hint="nothing was restored; template0 must stay as initdb made it: allow connections "
+        "to it (ALTER DATABASE template0 ALLOW_CONNECTIONS true), drop those objects, then "
+        "disallow connections again",
+    )
 
 
 def check_work_dir(work_dir: Path) -> None:
@@ -372,9 +435,7 @@ def _swap(
 ) -> str:
     # Cut by bytes, not characters: 40 characters of another script can exceed
     # PostgreSQL's 63 bytes, and it would silently rename to a truncated other name.
-    old = _unused_name(
-        admin, f"{truncate_name(target, 40)}_old_{started.strftime('%Y%m%d%H%M%S')}"
-    )
+    old = _unused_name(admin, f"{truncate_name(target, 40)}_old_{started.strftime('%Y%m%d%H%M%S')}")
     _run_hook(
         db.pre_restore_hook,
         "pre-restore",

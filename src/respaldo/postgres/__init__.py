@@ -63,6 +63,7 @@ from respaldo.postgres.server import (
     rename_database,
     server_info,
     terminate_connections,
+    unexpected_objects,
 )
 
 __all__ = [
@@ -91,4 +92,5 @@ __all__ = [
     "terminate_connections",
     "tool_path",
     "tool_version",
+    "unexpected_objects",
 ]

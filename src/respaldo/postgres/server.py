@@ -286,6 +286,58 @@ def database_exists(conninfo: ConnInfo, name: str) -> bool:
     return row is not None
 
 
+# What a database fresh from template0 must not hold: anything outside the system
+# schemas, and anything in pg_catalog made after initdb (OIDs from FirstNormalObjectId,
+# 16384, are handed out only once the server runs normally). Row and array types come
+# with their tables, toast tables with theirs: only the tables are named.
+_UNEXPECTED_OBJECTS = """
+SELECT what FROM (
+  SELECT 1 AS o, pg_catalog.format('schema %I', nspname) AS what
+    FROM pg_catalog.pg_namespace
+   WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname <> 'public'
+  UNION ALL
+  SELECT 2, pg_catalog.format('relation %I.%I', n.nspname, c.relname)
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR c.oid >= 16384
+  UNION ALL
+  SELECT 3, pg_catalog.format('function %I.%I', n.nspname, p.proname)
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR p.oid >= 16384
+  UNION ALL
+  SELECT 4, pg_catalog.format('type %I.%I', n.nspname, t.typname)
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR t.oid >= 16384)
+     AND t.typrelid = 0 AND t.typcategory <> 'A'
+  UNION ALL
+  SELECT 5, pg_catalog.format('extension %I', extname)
+    FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
+  UNION ALL
+  SELECT 6, pg_catalog.format('event trigger %I', evtname) FROM pg_catalog.pg_event_trigger
+  UNION ALL
+  SELECT 7, pg_catalog.format('large object %s', oid) FROM pg_catalog.pg_largeobject_metadata
+  UNION ALL
+  SELECT 8, pg_catalog.format('publication %I', pubname) FROM pg_catalog.pg_publication
+) objects ORDER BY o, what
+"""
+
+
+def unexpected_objects(conninfo: ConnInfo) -> list[str]:
+    """What database ``conninfo.dbname``, just created from template0, should not hold.
+
+    Empty for a database as template0 comes from initdb; otherwise one description per
+    object (``relation public.t``, ``extension hstore``, …), tables before the rest. A
+    template0 someone connected to and changed would otherwise slip its objects into every
+    restore. Raises ConnectionFailed, QueryFailed.
+    """
+    with connect(conninfo, autocommit=True) as conn:
+        rows = _guarded(
+            conninfo,
+            "listing the objects of a new database",
+            lambda: conn.execute(_UNEXPECTED_OBJECTS.encode()).fetchall(),
+        )
+    return [str(row[0]) for row in rows]
+
+
 def create_database(
     conninfo: ConnInfo, name: str, *, owner: str | None = None, template: str = "template0"
 ) -> None:

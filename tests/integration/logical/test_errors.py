@@ -140,9 +140,11 @@ def test_restore_into_an_existing_database_needs_replace(
 
 def test_invalid_target_names(respaldo: Respaldo, pg: TempCluster) -> None:
     before = databases(pg)
-    for name in ["x; drop", "erp\nx", "", "a" * 64, "1abc", "café", "a b", 'x"y']:
+    # Only what PostgreSQL would not keep as given (or its tools refuse); "a b", 'x"y',
+    # "x; drop" and "café" are names like any other (tests/unit/test_database_names.py).
+    for name in ["erp\nx", "", "a" * 64, "é" * 32]:
         run = respaldo.run("restore", "20260101T000000Z-0123abcd", "--target-database", name)
-        assert_error(run, f"invalid target database name {name!r}", "letters, digits")
+        assert_error(run, f"invalid database name {name!r}", "1 to 63 bytes")
     assert databases(pg) == before
 
 
