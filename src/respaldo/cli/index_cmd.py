@@ -36,6 +36,12 @@ def rebuild(
         f"{report.index_files_written} index files written, "
         f"{report.index_files_removed} removed"
     )
+    if report.quarantined:
+        err_console.print(
+            f"{report.quarantined} damaged chunk copies stay quarantined "
+            "('respaldo repair' replaces them from a mirror)",
+            highlight=False,
+        )
     for problem in report.problems:
         err_console.print(f"[red]problem:[/] {escape(str(problem))}", highlight=False)
     if report.problems:

@@ -101,5 +101,6 @@ def _damaged(backup_id: str, problem: str | None, obj: str) -> IntegrityError:
         f"cannot copy: source chunk is damaged ({problem})",
         obj=obj,
         backup=backup_id,
-        hint="run 'respaldo verify' on the source repository",
+        hint="run 'respaldo verify' on the source repository, then 'respaldo repair' "
+        "(a damaged chunk is quarantined and never copied)",
     )

@@ -4,6 +4,9 @@ Used when index files are lost or damaged. New index files are written first; on
 are the old ones (as listed at the start) deleted, so a crash at any point leaves at
 least one complete description of every pack. Packs whose header is damaged are
 reported and left alone: their chunks stay unreachable until repaired or collected.
+Quarantine records (:mod:`.quarantine`) are not touched: the new index files describe
+the packs as their headers do, and every load of the index still leaves the quarantined
+copies out, so a rebuild never brings a damaged copy back.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class RebuildReport:
     chunks: int = 0
     index_files_written: int = 0
     index_files_removed: int = 0
+    quarantined: int = 0  # damaged chunk copies left out of the new index (quarantine.py)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -65,4 +69,5 @@ def rebuild_index(repo: Repository) -> RebuildReport:
         except ObjectNotFound:
             pass
     repo.load_index()
+    report.quarantined = len(repo.quarantine)
     return report

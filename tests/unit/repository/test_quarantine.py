@@ -108,7 +108,7 @@ def test_index_rebuild_does_not_bring_the_damaged_copy_back(
     records = names(storage, QUARANTINE_PREFIX)
 
     rebuilt = open_repo(storage, load_index=False)
-    rebuild_index(rebuilt)
+    assert rebuild_index(rebuilt).quarantined == 1
     assert names(storage, QUARANTINE_PREFIX) == records
     assert cid not in rebuilt.index
 
