@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from respaldo.postgres import (
 )
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
+from respaldo.privatedir import private_directory
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
@@ -292,8 +292,10 @@ def restore_stream_into(
     # file, and the post-data section (indexes, constraints: what parallelism speeds up)
     # is restored from it with ``jobs`` workers once the stream has ended and its checksum
     # has been checked (iter_stream raises otherwise, before post-data starts).
-    with tempfile.TemporaryDirectory(prefix="respaldo-restore-", dir=work_dir) as tmp:
-        path = Path(tmp) / "dump.pgcustom"
+    # A directory named after this process: if it is killed, the next restore (with the
+    # same work directory) removes the plaintext spool it left.
+    with private_directory("spool", work_dir) as tmp:
+        path = tmp / "dump.pgcustom"
         with (
             path.open("wb") as spool,
             pg_restore(conninfo, no_owner=no_owner, sections=("pre-data", "data")) as restore,
@@ -304,7 +306,7 @@ def restore_stream_into(
                 done += len(data)
                 ctx.progress("restore", done, total)
         path.chmod(0o644)  # pg_restore may run as another user than the file's owner
-        Path(tmp).chmod(0o755)
+        tmp.chmod(0o755)
         ctx.progress("restore", 0, None)
         with pg_restore(
             conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=("post-data",)

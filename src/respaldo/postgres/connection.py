@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from respaldo.childenv import libpq_environment
 from respaldo.config import DatabaseSettings, read_secret_file
 from respaldo.domain import validate_database_name
 from respaldo.errors import ConfigError
+from respaldo.privatedir import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,9 @@ def child_connection(
         child.env["PGPASSWORD"] = conninfo.password.get_secret_value()
         yield child
         return
-    # mkdtemp makes the directory 0700; O_EXCL with 0600 means no one else ever had it open.
-    directory = Path(tempfile.mkdtemp(prefix="respaldo-pgpass-", dir=tmp_dir))
+    # A 0700 directory named after this process, so that the next respaldo removes it if
+    # this one is killed before it can; O_EXCL with 0600 means no one else ever had it open.
+    directory = private_dir("pgpass", tmp_dir)
     try:
         passfile = directory / "pgpass"
         fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

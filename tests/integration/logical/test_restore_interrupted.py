@@ -202,3 +202,53 @@ def test_a_server_that_stops_during_a_restore(
     assert f"dropped staging database {staging}" in done.stderr
     assert staging_databases(pg) == set()
     assert table_checksums(pg, "shop_copy") == before
+
+
+def test_a_parallel_restore_killed_while_it_spools(respaldo: Respaldo, pg: TempCluster) -> None:
+    backup_id = respaldo.backup()["id"]
+    work, tmpdir = respaldo.tmp / "work", respaldo.tmp / "tmpdir"
+    work.mkdir()
+    copy = f"{respaldo.dbname}_copy"
+    argv = [*respaldo.process_argv(), "restore", backup_id, "-t", copy, "--jobs", "2"]
+    argv += ["--work-dir", str(work)]
+
+    def pg_restore_backend() -> int | None:
+        assert process.poll() is None, process.communicate()
+        found = pg.scalar(
+            "SELECT pid FROM pg_catalog.pg_stat_activity WHERE application_name = 'pg_restore'"
+            " AND datname LIKE 'respaldo\\_staging\\_%'"
+        )
+        return None if found is None else int(found)
+
+    process = _start(argv, respaldo.tmp)
+    backend: int | None = None
+    try:
+        _wait_for("pg_restore to connect", lambda: pg_restore_backend() is not None)
+        backend = pg_restore_backend()
+        assert backend is not None
+        # Frozen, the server stops reading: pg_restore, then respaldo, wait mid-stream.
+        os.kill(backend, signal.SIGSTOP)
+        (spool_dir,) = work.iterdir()
+        assert (spool_dir / "dump.pgcustom").is_file()
+        assert [p for p in tmpdir.iterdir() if (p / "pgpass").is_file()] != []
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    finally:
+        if backend is not None:
+            os.kill(backend, signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert list(work.iterdir()) == [spool_dir]  # nobody has looked yet
+    assert staging_databases(pg) != set()
+    _wait_for("the killed restore's sessions to end", lambda: _respaldo_sessions(pg) == 0)
+
+    done = subprocess.run(
+        argv, env=_child_env(respaldo.tmp), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(work.iterdir()) == []  # the spool, a plaintext dump, is gone
+    assert list(tmpdir.iterdir()) == []  # and the passfile with the database password
+    assert staging_databases(pg) == set()
+    assert table_checksums(pg, copy) == table_checksums(pg, respaldo.dbname)
