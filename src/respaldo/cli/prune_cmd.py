@@ -112,10 +112,13 @@ def _print(result: PruneResult) -> None:
 
 
 def _gc_line(gc: GcReport) -> str:
-    return (
+    line = (
         f"{gc.packs_deleted} packs deleted, {gc.packs_repacked} repacked into "
         f"{gc.packs_written}, {human_bytes(gc.bytes_before)} -> {human_bytes(gc.bytes_after)}"
     )
+    if gc.temporaries_removed:
+        line += f", {gc.temporaries_removed} temporary files of interrupted writes removed"
+    return line
 
 
 def to_json(result: PruneResult) -> dict[str, Any]:
@@ -150,6 +153,7 @@ def to_json(result: PruneResult) -> dict[str, Any]:
                     "packsRepacked": r.gc.packs_repacked,
                     "packsWritten": r.gc.packs_written,
                     "chunksDropped": r.gc.chunks_dropped,
+                    "temporariesRemoved": r.gc.temporaries_removed,
                     "bytesBefore": r.gc.bytes_before,
                     "bytesAfter": r.gc.bytes_after,
                     "bytesReclaimed": r.gc.bytes_reclaimed,

@@ -18,7 +18,9 @@ Order of writes, which makes a crash (kill -9) at any point harmless:
 
 1. new packs; 2. new index files, describing exactly the packs that remain (all their
 chunks) and the new ones; 3. every index file that existed before is deleted; 4. the
-packs that are no longer needed are deleted.
+packs that are no longer needed are deleted; 5. in a local store, the temporary files
+(``.tmp-*``) of writes killed before their rename, once older than a lease lives
+(``lock_stale_after``).
 
 After a crash in 1 the new packs are unindexed and the next collection deletes them;
 after 2 or 3 chunks are described twice, which is allowed; in 4 no index file
@@ -50,6 +52,7 @@ from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, Repo
 from respaldo.repository.crypto import OVERHEAD, SealError
 from respaldo.repository.index import INDEX_PREFIX, decode_index, seal_index
 from respaldo.repository.locks import Lease, LockKind, read_locks
+from respaldo.repository.manifest import MANIFEST_PREFIX
 from respaldo.repository.packs import (
     ENTRY,
     PACK_PREFIX,
@@ -62,6 +65,7 @@ from respaldo.repository.packs import (
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import Storage
+from respaldo.storage.local import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class GcReport:
     chunks_dropped: int = 0
     index_files_removed: int = 0
     index_files_written: int = 0
+    temporaries_removed: int = 0
     bytes_before: int = 0
     bytes_deleted: int = 0
     bytes_written: int = 0
@@ -406,6 +411,14 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             report.bytes_deleted += size
             report.chunks_dropped += dropped
     say(f"deleted {len(doomed)} packs")
+    # 5. Temporary files of puts killed half-way (a local store's): not written to for
+    # longer than a lease lives, they cannot be a live writer's.
+    for prefix in (PACK_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX):
+        lease.check()
+        removed = remove_stale_temporaries(storage, prefix, repo.lock_stale_after)
+        report.temporaries_removed += len(removed)
+    if report.temporaries_removed:
+        say(f"removed {report.temporaries_removed} temporary files of interrupted writes")
     repo.load_index()
 
 

@@ -13,10 +13,12 @@ read through a file as if it were a directory finds no object.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,6 +210,44 @@ class LocalStorage:
 
     def close(self) -> None:
         pass
+
+    def remove_stale_temporaries(self, prefix: str, older_than: float) -> builtins.list[str]:
+        """Remove the temporary files of puts below directory ``prefix`` (``packs/``)
+        not written to for ``older_than`` seconds; return their paths, relative to the root.
+
+        A put that was killed between creating its temporary file and renaming it leaves
+        the file behind; nothing else ever removes it. A put that is still running
+        writes to its file, so only the caller can know how old is old enough: one whose
+        writer would have lost its lease by now. Never raises.
+        """
+        validate_prefix(prefix)
+        start = self._root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self._root
+        deadline = time.time() - older_than
+        removed: builtins.list[str] = []
+        for dirpath, _dirnames, filenames in os.walk(start):
+            for filename in filenames:
+                if not filename.startswith(_TMP_PREFIX):
+                    continue
+                path = Path(dirpath, filename)
+                try:
+                    if path.lstat().st_mtime >= deadline:
+                        continue
+                    path.unlink()
+                except OSError:
+                    continue
+                removed.append(path.relative_to(self._root).as_posix())
+        return removed
+
+
+def remove_stale_temporaries(storage: object, prefix: str, older_than: float) -> list[str]:
+    """:meth:`LocalStorage.remove_stale_temporaries` on ``storage`` if it is (or wraps) a
+    local store; other stores have no temporary objects, and nothing is done there."""
+    seen: object | None = storage
+    while seen is not None and not isinstance(seen, LocalStorage):
+        seen = getattr(seen, "inner", None)
+    if isinstance(seen, LocalStorage):
+        return seen.remove_stale_temporaries(prefix, older_than)
+    return []
 
 
 def _make_dirs(directory: Path) -> None:
