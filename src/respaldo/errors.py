@@ -78,6 +78,16 @@ class RepositoryExists(RepositoryError):
     """``init`` was asked to create a repository where one already exists."""
 
 
+class ConfigMissing(RepositoryError):
+    """A location holds a repository's keys or data but no ``config``: the repository is
+    there and its config must be restored (never a new repository made over it)."""
+
+
+class ConfigDamaged(RepositoryError):
+    """The repository's ``config`` is unreadable, fails authentication, or names another
+    repository id than its key files."""
+
+
 class WrongPassphrase(RepositoryError):
     """No key file of the repository opens with the given passphrase."""
 

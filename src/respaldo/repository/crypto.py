@@ -13,7 +13,8 @@ Nonces are random: safe for 2**32 seals per key (NIST SP 800-38D), i.e. about 64
 16 KiB chunks per repository.
 
 Keys: the 256-bit master key never encrypts anything itself. HKDF-SHA256 derives from it,
-with the repository id as salt, an encryption key, a chunk-id key and the chunker seed.
+with the repository id as salt, an encryption key, a chunk-id key, the chunker seed and
+the key that authenticates the repository's ``config``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class KeySet:
     encryption_key: bytes
     id_key: bytes
     chunker_seed: int
+    config_key: bytes
 
     @classmethod
     def derive(cls, master_key: bytes, repository_id: str) -> KeySet:
@@ -73,6 +75,7 @@ class KeySet:
             encryption_key=_hkdf(master_key, salt, b"respaldo encryption key"),
             id_key=_hkdf(master_key, salt, b"respaldo chunk id key"),
             chunker_seed=seed,
+            config_key=_hkdf(master_key, salt, b"respaldo config key"),
         )
 
     def __repr__(self) -> str:  # keys never reach a log by accident

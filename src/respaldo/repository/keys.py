@@ -6,11 +6,17 @@
      "kdf": {"algorithm": "argon2id", "salt": "<base64, 16 bytes>",
              "time_cost": 3, "memory_cost": 65536, "parallelism": 2},
      "cipher": "aes-256-gcm", "nonce": "<base64, 12 bytes>",
-     "wrapped_key": "<base64: AES-256-GCM(kek, nonce, master_key, aad)>"}
+     "wrapped_key": "<base64: AES-256-GCM(kek, nonce, master_key, aad)>",
+     "config": {<a copy of the repository's config, with its "mac">}}
 
 with ``kek = argon2id(passphrase, salt, …, 32 bytes)`` and
 ``aad = "respaldo/key/" + repository id + "/" + key id``. Several key files may wrap the
 same master key (one per passphrase); removing one never touches the data.
+
+``config`` (absent from key files written before it existed) makes a lost or damaged
+repository ``config`` repairable from any key file and its passphrase: its id is the one
+the wrapped key is bound to (a passphrase that unwraps with it proves it), and its other
+fields are authenticated by the copy's ``mac`` (see :mod:`.config_file`).
 """
 
 from __future__ import annotations
@@ -62,18 +68,25 @@ def _aad(repository_id: str, key_id: str) -> bytes:
 
 
 def wrap_master_key(
-    master_key: bytes, passphrase: str, repository_id: str, params: KdfParams
+    master_key: bytes,
+    passphrase: str,
+    repository_id: str,
+    params: KdfParams,
+    config: dict[str, Any] | None = None,
 ) -> tuple[str, bytes]:
-    """Return (key id, key file bytes) wrapping ``master_key`` with ``passphrase``."""
+    """Return (key id, key file bytes) wrapping ``master_key`` with ``passphrase``; the
+    key file carries ``config`` (the repository's, with its mac) when given."""
     if not passphrase:
         raise RepositoryError("the passphrase is empty", hint="choose a long passphrase")
+    if config is not None and config.get("id") != repository_id:
+        raise ValueError("the config copy must be of the same repository")
     key_id = secrets.token_hex(8)
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(12)
     wrapped = AESGCM(_kek(passphrase, salt, params)).encrypt(
         nonce, master_key, _aad(repository_id, key_id)
     )
-    doc = {
+    doc: dict[str, Any] = {
         "version": 1,
         "id": key_id,
         "created": datetime.now(UTC).isoformat(),
@@ -88,7 +101,62 @@ def wrap_master_key(
         "nonce": _b64(nonce),
         "wrapped_key": _b64(wrapped),
     }
+    if config is not None:
+        doc["config"] = config
     return key_id, json.dumps(doc, indent=2).encode()
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A parsed key file. Deriving the passphrase's key (:meth:`kek`, the slow part) is
+    apart from unwrapping (:meth:`unwrap`, fast), so that one derivation can try several
+    repository ids: telling a wrong passphrase from a damaged ``config`` costs nothing."""
+
+    id: str
+    params: KdfParams
+    salt: bytes
+    nonce: bytes
+    wrapped: bytes
+    config: dict[str, Any] | None
+
+    @classmethod
+    def parse(cls, doc_bytes: bytes) -> KeyFile:
+        """Raises RepositoryError if the key file is malformed."""
+        try:
+            doc: dict[str, Any] = json.loads(doc_bytes)
+            kdf = doc["kdf"]
+            if kdf["algorithm"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
+                raise RepositoryError(f"key file {doc.get('id')} uses an unknown algorithm")
+            params = KdfParams(
+                int(kdf["time_cost"]), int(kdf["memory_cost"]), int(kdf["parallelism"])
+            )
+            config = doc.get("config")
+            return cls(
+                id=str(doc["id"]),
+                params=params,
+                salt=base64.b64decode(kdf["salt"]),
+                nonce=base64.b64decode(doc["nonce"]),
+                wrapped=base64.b64decode(doc["wrapped_key"]),
+                config=config if isinstance(config, dict) else None,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RepositoryError(f"malformed key file: {exc}") from None
+
+    @property
+    def recorded_id(self) -> str | None:
+        """The repository id of the config copy, if the key file carries one."""
+        rid = self.config.get("id") if self.config is not None else None
+        return rid if isinstance(rid, str) else None
+
+    def kek(self, passphrase: str) -> bytes:
+        return _kek(passphrase, self.salt, self.params)
+
+    def unwrap(self, kek: bytes, repository_id: str) -> bytes | None:
+        """The master key if ``kek`` opens this key file for ``repository_id``, else None."""
+        try:
+            return AESGCM(kek).decrypt(self.nonce, self.wrapped, _aad(repository_id, self.id))
+        except InvalidTag:
+            return None
 
 
 def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> bytes | None:
@@ -96,21 +164,5 @@ def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> 
 
     Raises RepositoryError if the key file is malformed (not merely the wrong passphrase).
     """
-    try:
-        doc: dict[str, Any] = json.loads(doc_bytes)
-        kdf = doc["kdf"]
-        if kdf["algorithm"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
-            raise RepositoryError(f"key file {doc.get('id')} uses an unknown algorithm")
-        params = KdfParams(int(kdf["time_cost"]), int(kdf["memory_cost"]), int(kdf["parallelism"]))
-        salt = base64.b64decode(kdf["salt"])
-        nonce = base64.b64decode(doc["nonce"])
-        wrapped = base64.b64decode(doc["wrapped_key"])
-        key_id = str(doc["id"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RepositoryError(f"malformed key file: {exc}") from None
-    try:
-        return AESGCM(_kek(passphrase, salt, params)).decrypt(
-            nonce, wrapped, _aad(repository_id, key_id)
-        )
-    except InvalidTag:
-        return None
+    key = KeyFile.parse(doc_bytes)
+    return key.unwrap(key.kek(passphrase), repository_id)

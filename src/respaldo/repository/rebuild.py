@@ -7,6 +7,8 @@ reported and left alone: their chunks stay unreachable until repaired or collect
 Quarantine records (:mod:`.quarantine`) are not touched: the new index files describe
 the packs as their headers do, and every load of the index still leaves the quarantined
 copies out, so a rebuild never brings a damaged copy back.
+When not one pack header opens (the config is not the one the packs were written with),
+nothing is written or deleted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.repository.config_file import RESTORE_HINT
 from respaldo.repository.index import INDEX_PREFIX, seal_index
 from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name
 from respaldo.repository.repo import Repository
@@ -60,6 +63,16 @@ def rebuild_index(repo: Repository) -> RebuildReport:
         if len(groups) >= PACKS_PER_INDEX_FILE:
             flush()
     flush()
+    if report.problems and not report.packs:
+        # Not one pack opens: these are not this config's keys (a config recreated over
+        # the old data) far more likely than every pack damaged. Either way the old index
+        # files may be the only description left: keep them.
+        raise IntegrityError(
+            f"no pack header in {storage.location} opens with this repository's keys "
+            f"({len(report.problems)} tried); refusing to replace the index",
+            hint="is config the one these packs were written with? If it was recreated, "
+            + RESTORE_HINT,
+        )
     for name in old:
         if name in written:
             continue

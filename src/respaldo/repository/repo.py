@@ -15,17 +15,33 @@ from typing import Any
 from pydantic import SecretStr
 
 from respaldo.errors import (
+    ConfigDamaged,
     IntegrityError,
     ObjectNotFound,
     RepositoryError,
     RepositoryExists,
-    RepositoryNotFound,
     WrongPassphrase,
 )
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
+from respaldo.repository.config_file import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    RESTORE_HINT,
+    check_config,
+    held_prefixes,
+    missing_config,
+    read_config,
+    with_mac,
+)
 from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
 from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, Location, check_index
-from respaldo.repository.keys import KEY_PREFIX, KdfParams, unwrap_master_key, wrap_master_key
+from respaldo.repository.keys import (
+    KEY_PREFIX,
+    KdfParams,
+    KeyFile,
+    unwrap_master_key,
+    wrap_master_key,
+)
 from respaldo.repository.locks import DEFAULT_STALE_AFTER
 from respaldo.repository.manifest import (
     MANIFEST_PREFIX,
@@ -39,8 +55,7 @@ from respaldo.storage.base import Storage, validate_name
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config"
-FORMAT_VERSION = 1
+__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "Repository", "read_config"]
 
 
 def _secret(passphrase: SecretStr | str) -> str:
@@ -104,27 +119,28 @@ class Repository:
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
     ) -> Repository:
-        """Create a repository in an empty location. Raises RepositoryExists.
+        """Create a repository in an empty location. Raises RepositoryExists, and
+        ConfigMissing where a repository's keys or data are but its config is not (a new
+        repository there would bury the old one: its config must be restored instead).
 
-        The key file is written before ``config``: a crash in between leaves a location
-        that is not yet a repository, and ``init`` can simply be run again.
+        The key file is written before ``config``: a crash in between leaves a key file
+        without config, which 'respaldo repository restore-config' completes.
         """
         load_fastcdc()  # refuse to create a repository we could not write to fast
-        if _exists(storage, CONFIG_NAME):
-            raise RepositoryExists(
-                f"a repository already exists at {storage.location}",
-                hint="use it as it is, or choose another location",
-            )
+        _refuse_occupied(storage)
         repository_id = secrets.token_hex(16)
         master_key = secrets.token_bytes(32)
-        config = {
-            "version": FORMAT_VERSION,
-            "id": repository_id,
-            "created": datetime.now(UTC).isoformat(),
-            "chunker": chunker.to_json(),
-        }
+        config = with_mac(
+            KeySet.derive(master_key, repository_id).config_key,
+            {
+                "version": FORMAT_VERSION,
+                "id": repository_id,
+                "created": datetime.now(UTC).isoformat(),
+                "chunker": chunker.to_json(),
+            },
+        )
         key_id, key_doc = wrap_master_key(
-            master_key, _secret(passphrase), repository_id, kdf or KdfParams()
+            master_key, _secret(passphrase), repository_id, kdf or KdfParams(), config
         )
         storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
         storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
@@ -153,18 +169,18 @@ class Repository:
         Mirrors share chunk ids and sealed bytes, so copying a backup between them moves
         only the sealed chunks the destination lacks, without decrypting anything, and a
         restore can take any damaged chunk from any mirror. The passphrase may differ
-        (it wraps the same master key). Raises RepositoryExists.
+        (it wraps the same master key). Raises RepositoryExists and ConfigMissing.
         """
-        if _exists(storage, CONFIG_NAME):
-            raise RepositoryExists(f"a repository already exists at {storage.location}")
+        _refuse_occupied(storage)
+        config = source.authenticated_config()
         key_id, key_doc = wrap_master_key(
-            source._master_key, _secret(passphrase), source.id, kdf or KdfParams()
+            source._master_key, _secret(passphrase), source.id, kdf or KdfParams(), config
         )
         storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
-        storage.put(CONFIG_NAME, json.dumps(source.config, indent=2).encode())
+        storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
         return cls(
             storage,
-            source.config,
+            config,
             source._master_key,
             cache_dir=cache_dir,
             compression_level=source.sealer.compression_level,
@@ -186,11 +202,19 @@ class Repository:
     ) -> Repository:
         """Open an existing repository with a passphrase and load its index.
 
-        Raises RepositoryNotFound, WrongPassphrase, or IntegrityError for an index file
-        that fails authentication.
+        Raises RepositoryNotFound, ConfigMissing, ConfigDamaged (config unreadable, not
+        authentic, or of another repository id than the key files: never reported as a
+        wrong passphrase when the key files say otherwise) or WrongPassphrase.
         """
         config = read_config(storage)
-        master_key = _unlock(storage, config["id"], _secret(passphrase))
+        key_files = _key_files(storage)
+        master_key = _unlock(storage, config, key_files, _secret(passphrase), cache_dir)
+        check_config(
+            config,
+            KeySet.derive(master_key, config["id"]).config_key,
+            key_files,
+            storage.location,
+        )
         repo = cls(
             storage,
             config,
@@ -200,6 +224,7 @@ class Repository:
             pack_size=pack_size,
             workers=workers,
         )
+        repo._keep_config_copy()
         if load_index:
             repo.load_index()
         return repo
@@ -215,12 +240,25 @@ class Repository:
         return keys
 
     def add_key(self, passphrase: SecretStr | str, kdf: KdfParams | None = None) -> str:
-        """Add a passphrase that opens this repository; returns the new key id."""
+        """Add a passphrase that opens this repository; returns the new key id.
+
+        The key file carries the authenticated config. A config written before configs
+        had an authenticator gets it first (the one time config is rewritten): a key
+        file with a copy beside a config without one would read as tampering.
+        """
+        if "mac" not in self.config:
+            config = self.authenticated_config()
+            self.storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
+            self.config = config
         key_id, doc = wrap_master_key(
-            self._master_key, _secret(passphrase), self.id, kdf or KdfParams()
+            self._master_key, _secret(passphrase), self.id, kdf or KdfParams(), self.config
         )
         self.storage.put(f"{KEY_PREFIX}{key_id}", doc)
         return key_id
+
+    def authenticated_config(self) -> dict[str, Any]:
+        """This repository's config with its authenticator."""
+        return with_mac(self.keys.config_key, self.config)
 
     def remove_key(self, key_id: str) -> None:
         """Remove a key file. Refuses to remove the last one (the data would be lost)."""
@@ -351,6 +389,24 @@ class Repository:
                 hint="run 'respaldo index rebuild' to recreate the index from the packs",
             ) from None
 
+    def _keep_config_copy(self) -> None:
+        """Keep a copy of config in the local cache (``<cache>/<id>/config``): one more
+        place to get it back from if the repository's is lost (the directory's name alone
+        already says the id). Only saves trouble: failing to write it fails nothing."""
+        if self.cache_dir is None:
+            return
+        path = self.cache_dir / CONFIG_NAME
+        data = json.dumps(self.config, indent=2).encode()
+        try:
+            if path.exists() and path.read_bytes() == data:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f"{CONFIG_NAME}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError as exc:
+            log.info("cannot keep a copy of config in the cache: %s", exc)
+
     def _cache_path(self, name: str) -> Path | None:
         if self.cache_dir is None:
             return None
@@ -429,41 +485,97 @@ def _exists(storage: Storage, name: str) -> bool:
     return True
 
 
-def read_config(storage: Storage) -> dict[str, Any]:
-    """The repository's plain ``config``. Raises RepositoryNotFound or RepositoryError."""
-    try:
-        raw = storage.get(CONFIG_NAME)
-    except ObjectNotFound:
-        raise RepositoryNotFound(
-            f"no repository at {storage.location}",
-            hint="run 'respaldo init' to create it",
-        ) from None
-    try:
-        config: dict[str, Any] = json.loads(raw)
-        version = config["version"]
-        bytes.fromhex(config["id"])
-        ChunkerParams.from_json(config["chunker"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RepositoryError(
-            f"the repository config at {storage.location} is damaged: {exc}"
-        ) from None
-    if version != FORMAT_VERSION:
-        raise RepositoryError(
-            f"repository format {version} is not supported by this version of respaldo",
-            hint="upgrade respaldo",
+def _refuse_occupied(storage: Storage) -> None:
+    """Refuse to create a repository where one is (whole, or without its config)."""
+    if _exists(storage, CONFIG_NAME):
+        raise RepositoryExists(
+            f"a repository already exists at {storage.location}",
+            hint="use it as it is, or choose another location",
         )
-    return config
+    held = held_prefixes(storage)
+    if held:
+        raise missing_config(storage, held)
 
 
-def _unlock(storage: Storage, repository_id: str, passphrase: str) -> bytes:
-    names = [info.name for info in storage.list(KEY_PREFIX)]
-    if not names:
-        raise RepositoryError(f"the repository at {storage.location} has no key files")
-    for name in names:
-        master = unwrap_master_key(storage.get(name), passphrase, repository_id)
+def _key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
+    """Every readable key file. Raises RepositoryError when there is none, naming the
+    first malformed one if any."""
+    found: list[tuple[str, KeyFile]] = []
+    malformed: RepositoryError | None = None
+    for info in storage.list(KEY_PREFIX):
+        try:
+            found.append((info.name, KeyFile.parse(storage.get(info.name))))
+        except ObjectNotFound:
+            continue  # removed while we listed ('respaldo key remove')
+        except RepositoryError as exc:
+            malformed = malformed or exc
+    if not found:
+        raise malformed or RepositoryError(
+            f"the repository at {storage.location} has no key files",
+            hint="copy keys/ back from a mirror of this repository",
+        )
+    return found
+
+
+def _unlock(
+    storage: Storage,
+    config: dict[str, Any],
+    key_files: list[tuple[str, KeyFile]],
+    passphrase: str,
+    cache_dir: Path | None,
+) -> bytes:
+    """The master key, from the first key file the passphrase opens under config's id.
+
+    When none does, the passphrase is tried (at no extra key derivation) under the other
+    ids the repository's key files record and the local cache knows: if one opens, the
+    passphrase is right and config's id is wrong.
+    """
+    tried: list[tuple[str, KeyFile, bytes]] = []
+    for name, key in key_files:
+        kek = key.kek(passphrase)
+        master = key.unwrap(kek, config["id"])
         if master is not None:
             return master
-    raise WrongPassphrase(
-        f"wrong passphrase for the repository at {storage.location}",
-        hint="check RESPALDO_PASSPHRASE or passphrase_file",
-    )
+        tried.append((name, key, kek))
+    others = {key.recorded_id for _, key in key_files} | _cached_ids(cache_dir)
+    others.discard(config["id"])
+    # Key files that record config's id vouch for it: then the one that opens under
+    # another id is a stranger (copied from another repository), not evidence of damage.
+    vouched = any(key.recorded_id == config["id"] for _, key in key_files)
+    for name, key, kek in tried:
+        for other in sorted(o for o in others if o is not None):
+            if key.unwrap(kek, other) is None:
+                continue
+            if vouched:
+                raise WrongPassphrase(
+                    f"wrong passphrase for the repository at {storage.location}: it opens "
+                    f"only {name}, a key file of another repository ({other})",
+                    hint="check RESPALDO_PASSPHRASE or passphrase_file; remove that key "
+                    "file if it was copied here by mistake",
+                )
+            raise ConfigDamaged(
+                f"the repository config at {storage.location} is damaged: its id "
+                f"{config['id']} is not the id {other} its key files are bound to "
+                "(the passphrase is right)",
+                hint=RESTORE_HINT,
+            )
+    hint = "check RESPALDO_PASSPHRASE or passphrase_file"
+    if not any(key.config is not None for _, key in key_files):
+        # Key files of the first format record no id: a damaged id in config looks
+        # exactly like a wrong passphrase.
+        hint += (
+            "; if it is right, the repository id in config may be damaged: compare config "
+            "with a mirror's, or run 'respaldo repository restore-config'"
+        )
+    raise WrongPassphrase(f"wrong passphrase for the repository at {storage.location}", hint=hint)
+
+
+def _cached_ids(cache_dir: Path | None) -> set[str | None]:
+    """Repository ids the local cache has directories for."""
+    if cache_dir is None or not cache_dir.is_dir():
+        return set()
+    return {
+        path.name
+        for path in cache_dir.iterdir()
+        if len(path.name) == 32 and all(c in "0123456789abcdef" for c in path.name)
+    }

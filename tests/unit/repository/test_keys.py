@@ -139,8 +139,9 @@ def test_key_file_does_not_open_another_repository(memory_storage: MemoryStorage
     second = init_repo(other, "another passphrase")
     (key_name,) = names(memory_storage, "keys/")
     other.put(key_name, memory_storage.get(key_name))
-    with pytest.raises(WrongPassphrase):
+    with pytest.raises(WrongPassphrase) as info:
         open_repo(other, PASSPHRASE)
+    assert f"{key_name}, a key file of another repository ({first.id})" in str(info.value)
     assert open_repo(other, "another passphrase").id == second.id != first.id
 
 
