@@ -23,6 +23,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     list_cmd,
     prune_cmd,
     repair_cmd,
+    repository_cmd,
     restore_cmd,
     rewind_cmd,
     snapshot_cmd,

@@ -8,8 +8,15 @@ from typing import Any
 from pydantic import SecretStr
 
 from respaldo.config import RepositorySettings, Settings, read_secret_file
-from respaldo.errors import RepositoryError, RepositoryExists, RepositoryNotFound
+from respaldo.errors import RepositoryError, RepositoryExists, RepositoryNotFound, RespaldoError
 from respaldo.repository import ChunkerParams, KdfParams, Repository
+from respaldo.repository.config_file import read_config
+from respaldo.repository.config_recovery import (
+    ConfigSource,
+    RestoredConfig,
+    cached_sources,
+    restore_config,
+)
 from respaldo.repository.locks import LOCK_PREFIX
 from respaldo.storage import Storage, open_storage
 from respaldo.storage.object_lock import bucket_warnings, locking_store
@@ -73,9 +80,21 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     repository id: copies into it would be impossible). Every repository with an
     ``object_lock_mode`` has its bucket checked first (ConfigError, and nothing created,
     if it cannot lock); what is merely unwise about a bucket comes back as warnings.
+    ConfigMissing (nothing created) where a location holds a repository without its
+    config, ConfigDamaged where a config is damaged.
     """
     warnings = {repo.name: lock_warnings(repo) for repo in settings.repositories}
     passphrase = settings.repository_passphrase()
+    # A location holding a repository whose config is lost must stop init before
+    # anything is created anywhere (ConfigMissing says how to get the config back).
+    for repo_settings in settings.repositories:
+        store = open_store(repo_settings)
+        try:
+            read_config(store)
+        except RepositoryNotFound:
+            pass
+        finally:
+            store.close()
     chunker = ChunkerParams(
         settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
     )
@@ -145,3 +164,41 @@ def _existing_secondary(settings: Settings, passphrase: SecretStr) -> Repository
         except RepositoryNotFound:
             continue
     return None
+
+
+def restore_repository_config(
+    settings: Settings, name: str | None = None, from_mirror: str | None = None
+) -> RestoredConfig:
+    """Write a lost or damaged repository config again (see
+    :func:`respaldo.repository.config_recovery.restore_config`), trying in turn the
+    repository's key files, its mirrors (the other configured repositories, or only
+    ``from_mirror``), then the local cache; the ``[chunker]`` settings stand in when only
+    the repository id is left. Raises ConfigError for an unknown mirror name.
+    """
+    target = settings.repository(name)
+    mirrors = [settings.repository(from_mirror)] if from_mirror else settings.repositories
+    sources: list[ConfigSource] = []
+    for mirror in mirrors:
+        if mirror.name == target.name:
+            continue
+        store = open_store(mirror)
+        try:
+            config = read_config(store)
+        except RespaldoError:
+            continue  # not there, not readable: the next source may serve
+        finally:
+            store.close()
+        sources.append(
+            ConfigSource(f"mirror {mirror.name} ({store.location})", config, config["id"])
+        )
+    sources += cached_sources(settings.cache_dir)
+    chunker = ChunkerParams(
+        settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
+    )
+    store = open_store(target)
+    try:
+        return restore_config(
+            store, settings.repository_passphrase(), sources=sources, chunker=chunker
+        )
+    finally:
+        store.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -232,3 +233,76 @@ def test_a_damaged_index_file_makes_verify_exit_3_and_restores_read_around_it(
     code, _, err = site.run("index", "rebuild")
     assert code == 0, err
     site.ok("verify", "--all")
+
+
+# --- a lost or damaged repository config --------------------------------------------------
+
+
+def test_a_lost_config_stops_init_and_is_restored_from_the_key_files(
+    tmp_path: Path, passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    site = _site(tmp_path, f'url = "file://{repo}"', capsys)
+    backup_id = site.backup()
+    original = (repo / "config").read_bytes()
+    (repo / "config").unlink()
+    before = _files(repo)
+
+    for command in (("init",), ("verify", "--all"), ("index", "rebuild")):
+        code, _, err = site.run(*command)
+        assert code == 1, (command, err)
+        assert "config is missing" in err, err
+        assert "respaldo repository restore-config" in err
+        assert _files(repo) == before  # init created nothing, rebuild deleted nothing
+
+    _, err = site.ok("repository", "restore-config")
+    assert "config restored from key file keys/" in err
+    assert json.loads((repo / "config").read_bytes()) == json.loads(original)
+    site.ok("verify", "--all")
+    site.restores_exactly(backup_id)
+
+
+def test_a_damaged_config_id_is_named_and_restored_from_a_mirror(
+    tmp_path: Path, passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One changed digit of the id: not 'wrong passphrase'. The repository is of the first
+    format (key files without a copy of config): a mirror's config brings it back."""
+    repo = tmp_path / "repo"
+    site = _site(
+        tmp_path,
+        f'url = "file://{repo}"\n[[repositories]]\nname = "mirror"\n'
+        f'url = "file://{tmp_path / "mirror"}"',
+        capsys,
+    )
+    backup_id = site.backup()
+    config = json.loads((repo / "config").read_bytes())
+    for key_file in (repo / "keys").iterdir():  # as written before key files carried config
+        doc = json.loads(key_file.read_bytes())
+        del doc["config"]
+        key_file.write_text(json.dumps(doc))
+    del config["mac"]
+    good_id = config["id"]
+    config["id"] = ("1" if good_id[0] != "1" else "2") + good_id[1:]
+    (repo / "config").write_text(json.dumps(config))
+    shutil.rmtree(tmp_path / "cache")  # nor a local cache to recognise the id by
+
+    code, _, err = site.run("verify", backup_id, "--repository", "main")
+    assert code == 1
+    assert "wrong passphrase" in err and "restore-config" in err  # both causes named
+
+    _, err = site.ok("repository", "restore-config", "--from-mirror", "mirror")
+    assert "config restored from mirror mirror" in err
+    assert json.loads((repo / "config").read_bytes())["id"] == good_id
+    site.ok("verify", backup_id, "--repository", "main")
+
+
+def test_restore_config_refuses_an_intact_config(
+    tmp_path: Path, passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    site = _site(tmp_path, f'url = "file://{repo}"', capsys)
+    before = _files(repo)
+    code, _, err = site.run("repository", "restore-config")
+    assert code == 1
+    assert "intact" in err
+    assert _files(repo) == before
