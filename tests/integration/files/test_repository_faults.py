@@ -306,3 +306,33 @@ def test_restore_config_refuses_an_intact_config(
     assert code == 1
     assert "intact" in err
     assert _files(repo) == before
+
+
+def test_init_stops_before_creating_anything_when_a_mirror_lost_its_config(
+    tmp_path: Path, passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The primary exists; of two secondaries, the first is new and the second lost its
+    config: the first must not be created either (init is all or nothing here)."""
+    lost = tmp_path / "lost"
+    site = _site(tmp_path, f'url = "file://{lost}"', capsys)
+    (lost / "config").unlink()
+    before = _files(lost)
+    site.config = _config(
+        tmp_path,
+        "three.toml",
+        site.tree,
+        f'url = "file://{tmp_path / "primary"}"\n'
+        f'[[repositories]]\nname = "new"\nurl = "file://{tmp_path / "new"}"\n'
+        f'[[repositories]]\nname = "lost"\nurl = "file://{lost}"',
+    )
+    init_repositories(
+        load_settings(
+            _config(tmp_path, "one.toml", site.tree, f'url = "file://{tmp_path / "primary"}"')
+        ),
+        kdf=FAST_KDF,
+    )
+    code, _, err = site.run("init")
+    assert code == 1
+    assert "config is missing" in err and str(lost) in err
+    assert not (tmp_path / "new").exists()
+    assert _files(lost) == before
