@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
-from respaldo.repository.crypto import AAD_INDEX, AAD_PACK_HEADER, SealError
+from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.repository.crypto import AAD_INDEX, SealError
 from respaldo.repository.index import INDEX_PREFIX, decode_index
-from respaldo.repository.packs import PACK_PREFIX, decode_entries, pack_id_from_name, split_trailer
+from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name, read_header
 from respaldo.repository.quarantine import DamagedCopy, write_record
 from respaldo.repository.reader import ChunkResult, _ChunkFailure, fetch_chunks, read_list
 from respaldo.repository.repo import Repository
@@ -184,21 +184,9 @@ def quarantine_damaged(repo: Repository, report: VerifyReport) -> int:
     return len(new)
 
 
-def read_pack_header(repo: Repository, storage: Storage, name: str) -> list:  # type: ignore[type-arg]
+def read_pack_header(repo: Repository, storage: Storage, name: str) -> list[PackEntry]:
     """Read and authenticate a pack's header. Raises IntegrityError."""
-    try:
-        size = storage.stat(name).size
-        if size < 4:
-            raise IntegrityError("pack is too short", obj=name)
-        header_len = split_trailer(storage.get(name, size - 4, 4))
-        if header_len > size - 4:
-            raise IntegrityError("pack trailer is damaged", obj=name)
-        blob = storage.get(name, size - 4 - header_len, header_len)
-        return decode_entries(repo.sealer.open(blob, AAD_PACK_HEADER))
-    except (SealError, ValueError) as exc:
-        raise IntegrityError(f"pack header is damaged: {exc}", obj=name) from None
-    except StorageError as exc:
-        raise IntegrityError(f"cannot read pack: {exc}", obj=name) from None
+    return read_header(storage, repo.sealer, name)
 
 
 def parse_subset(text: str) -> tuple[int, int]:
@@ -229,6 +217,11 @@ def verify_subset(
     (see :func:`verify_backups`).
     """
     report = VerifyReport()
+    # The chunks of a damaged index file are not in the index to slice: say so.
+    for name in sorted(repo.damaged_index_files):
+        report.problems.append(
+            Problem("index file is damaged (the chunks it describes are not sliced)", name)
+        )
     for _pack_id, entries in sorted(repo.index.by_pack().items()):
         chosen = [(e.chunk_id, e.raw_length) for e in entries if in_subset(e.chunk_id, n, t)]
         if not chosen:

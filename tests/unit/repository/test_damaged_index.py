@@ -15,6 +15,7 @@ import pytest
 from respaldo.errors import IntegrityError
 from respaldo.repository import Repository, rebuild_index, verify_repository
 from respaldo.repository.gc import collect_garbage
+from respaldo.repository.verify import verify_subset
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import (
     flip_byte,
@@ -118,3 +119,27 @@ def test_garbage_collection_refuses_while_an_index_file_is_damaged(
     assert info.value.obj == bad
     assert "respaldo index rebuild" in info.value.hint
     assert snapshot(storage) == before
+
+
+def test_a_subset_verification_names_the_damaged_file(
+    storage: Storage, damaged: tuple[dict[str, bytes], str]
+) -> None:
+    """A rolling check slices the chunks of the index: those only the damaged file
+    described would silently never be checked."""
+    _, bad = damaged
+    report = verify_subset(open_repo(storage), 1, 1)
+    assert [p.obj for p in report.problems] == [bad]
+
+
+def test_a_backup_does_not_deduplicate_against_what_only_pack_headers_describe(
+    storage: Storage, damaged: tuple[dict[str, bytes], str]
+) -> None:
+    """Packs no index file describes may be collected: readers may use their headers,
+    writers store the chunks again (and index them)."""
+    datas, _ = damaged
+    reopened = open_repo(storage)
+    assert read_stream(reopened, reopened.load_manifest("b2")) == datas["b2"]
+    _, stats = write_backup(reopened, "b3", {"dump": datas["b2"]})
+    assert stats.new_chunks == stats.chunks
+    fresh = open_repo(storage)
+    assert read_stream(fresh, fresh.load_manifest("b3")) == datas["b2"]
