@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import SealError
-from respaldo.repository.locks import shared_lease
+from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
 from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
 from respaldo.repository.repo import Repository
@@ -56,8 +56,9 @@ def copy_backup(
         return stats
     except ObjectNotFound:
         pass
-    # The source's packs must not be collected (or repacked) while they are read.
-    with shared_lease(source, f"copy of {backup_id}"):
+    # The source's packs must not be collected (or repacked) while they are read; a
+    # read-only source is read without a lease (and a warning).
+    with reading_lease(source, f"copy of {backup_id}"):
         return _copy(source, destination, backup_id, name, stats, progress)
 
 

@@ -428,6 +428,10 @@ def shared_lease(repo: Repository, purpose: str) -> Lease:
     return lease
 
 
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def reading_lease(
     repo: Repository, purpose: str, warn: Callable[[str], None] | None = None
@@ -438,16 +442,25 @@ def reading_lease(
     Without a lease nothing keeps garbage collection from repacking or deleting what is
     being read (a concurrent prune would show as missing chunks, never as wrong data:
     everything read is authenticated). Making sure no prune runs meanwhile is then the
-    operator's job, which ``warn`` (default: the log) is told once.
+    operator's job, which ``warn`` is told (by default the log, once per store and
+    process).
     """
     try:
         lease = shared_lease(repo, purpose)
     except WriteRefused as exc:
-        (warn or log.warning)(
+        message = (
             f"{repo.storage.location} is read-only for us ({exc.message}): reading without "
             "a lease, so nothing keeps garbage collection away; make sure no 'respaldo "
             "prune' runs on this repository meanwhile"
         )
+        if warn is not None:
+            warn(message)
+        else:
+            with _warned_lock:
+                first = repo.storage.location not in _warned
+                _warned.add(repo.storage.location)
+            if first:  # a copy of many backups reads under one lease each: say it once
+                log.warning("%s", message)
         yield None
         return
     with lease:

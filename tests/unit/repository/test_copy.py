@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from datetime import UTC, datetime
 
 import pytest
 
-from respaldo.errors import IntegrityError, RepositoryError, RepositoryExists
+from respaldo.errors import IntegrityError, RepositoryError, RepositoryExists, WriteRefused
 from respaldo.repository import BackupWriter, ChunkerParams, KdfParams, Repository, iter_stream
 from respaldo.repository.copy import copy_backup
 from respaldo.repository.reader import ChunkResult
@@ -103,3 +104,31 @@ def test_reads_fall_back_to_a_mirror_and_say_so() -> None:
     assert restored == data
     assert events and all(bad.obj == pack for bad, _ in events)
     assert all(good.repository == "memory://m" for _, good in events)
+
+
+class _ReadOnly(MemoryStorage):
+    """A store that refuses every write, as a read-only mount or read-only S3 credentials
+    do (the real ones: tests/integration/files/test_repository_faults.py)."""
+
+    def put(self, name: str, data: bytes) -> None:
+        raise WriteRefused(f"cannot write {name}: Read-only file system", name=name)
+
+    def delete(self, name: str) -> None:
+        raise WriteRefused(f"cannot delete {name}: Read-only file system", name=name)
+
+
+def test_copy_from_a_read_only_source_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    primary = _repo("primary")
+    for backup_id in ("b1", "b2"):
+        _backup(primary, backup_id, os.urandom(20_000))
+    frozen = _ReadOnly("frozen")
+    for info in primary.storage.list():
+        MemoryStorage.put(frozen, info.name, primary.storage.get(info.name))
+    source = Repository.open(frozen, "pw")
+    mirror = Repository.init_mirror(MemoryStorage("mirror"), source, "pw", kdf=KDF)
+    with caplog.at_level(logging.WARNING):
+        for backup_id in ("b1", "b2"):
+            copy_backup(source, mirror, backup_id)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "garbage collection" in warnings[0], warnings
+    assert b"".join(iter_stream(mirror, mirror.load_manifest("b2"), "dump"))
