@@ -4,9 +4,9 @@ What ``config`` holds can be found elsewhere: every key file written since key f
 it has an authenticated copy; a mirror has the same config; the local cache keeps a copy
 under ``<cache>/<repository id>/config`` (and older caches at least a directory named after
 the id). A candidate is accepted only if the passphrase opens one of the repository's own
-key files under its id — which proves the id — and, when it carries an authenticator, if
-that authenticates under the master key so unwrapped. Nothing else is ever written than
-``config`` itself.
+key files under its id — which proves the id —, if the keys so derived open the
+repository's pack headers, and, when it carries an authenticator, if that authenticates
+under the master key. Nothing else is ever written than ``config`` itself.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from respaldo.errors import (
     ConfigDamaged,
     ConfigMissing,
+    IntegrityError,
     RepositoryError,
     WrongPassphrase,
 )
@@ -34,10 +35,14 @@ from respaldo.repository.config_file import (
     parse_config,
     with_mac,
 )
-from respaldo.repository.crypto import KeySet
+from respaldo.repository.crypto import KeySet, Sealer
 from respaldo.repository.keys import KeyFile
+from respaldo.repository.packs import PACK_PREFIX, read_header
 from respaldo.repository.repo import Repository, _key_files, _secret
 from respaldo.storage.base import Storage
+
+DATA_PROBES = 3
+"""Pack headers tried before keys are judged not to be the data's."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +96,27 @@ def restore_config(
     order (mirrors, the local cache); ``chunker`` stands in for chunker parameters that
     no source has (a bare id from an old cache).
 
+    A config that opens but whose keys open none of the repository's packs (one made
+    over the data by an older 'respaldo init') is replaced too.
+
     Raises RepositoryError when config is intact (nothing is written), RepositoryNotFound
     where there is no repository, and RepositoryError when the passphrase opens no key
     file under any id found (nothing written).
     """
     secret = _secret(passphrase)
     try:
-        Repository.open(storage, secret, load_index=False)
+        current = Repository.open(storage, secret, load_index=False)
     except (ConfigMissing, ConfigDamaged, WrongPassphrase):
         pass  # what is to be repaired (or a passphrase that will open nothing below)
     else:
-        raise RepositoryError(
-            f"the config of the repository at {storage.location} is intact and opens with "
-            "this passphrase: nothing to restore"
-        )
+        # A config that opens may still not be the data's: one that 'respaldo init' made
+        # (with a key file of its own) over a repository whose config was lost, before
+        # init refused to.
+        if _opens_the_data(storage, current.sealer):
+            raise RepositoryError(
+                f"the config of the repository at {storage.location} is intact and opens "
+                "with this passphrase: nothing to restore"
+            )
     key_files = _key_files(storage)
     candidates = [
         ConfigSource(f"key file {name}", key.config, key.recorded_id)
@@ -114,7 +126,7 @@ def restore_config(
     candidates += sources
     keks = [(key, key.kek(secret)) for _, key in key_files]
     for candidate in candidates:
-        config = _proven(candidate, keks, chunker)
+        config = _proven(storage, candidate, keks, chunker)
         if config is not None:
             storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
             Repository.open(storage, secret, load_index=False)  # the proof it is whole
@@ -129,15 +141,36 @@ def restore_config(
     )
 
 
+def _opens_the_data(storage: Storage, sealer: Sealer) -> bool:
+    """Whether these keys open the repository's data: one of its first few pack headers
+    (a repository without packs has nothing to say against them)."""
+    tried = 0
+    for info in storage.list(PACK_PREFIX):
+        try:
+            read_header(storage, sealer, info.name)
+            return True
+        except IntegrityError:
+            tried += 1
+            if tried == DATA_PROBES:
+                break
+    return tried == 0
+
+
 def _proven(
-    candidate: ConfigSource, keks: list[tuple[KeyFile, bytes]], chunker: ChunkerParams | None
+    storage: Storage,
+    candidate: ConfigSource,
+    keks: list[tuple[KeyFile, bytes]],
+    chunker: ChunkerParams | None,
 ) -> dict[str, Any] | None:
     """The config to write if ``candidate`` is this repository's, else None."""
     for key, kek in keks:
         master = key.unwrap(kek, candidate.repository_id)
         if master is None:
             continue
-        config_key = KeySet.derive(master, candidate.repository_id).config_key
+        keys = KeySet.derive(master, candidate.repository_id)
+        if not _opens_the_data(storage, Sealer(keys)):
+            return None  # a key file of another repository id (a config made over this one)
+        config_key = keys.config_key
         if candidate.config is None:
             if chunker is None:
                 return None

@@ -333,3 +333,21 @@ def test_index_rebuild_under_a_foreign_config_deletes_nothing(
         rebuild_index(wrong)
     assert "restore-config" in info.value.hint
     assert snapshot(storage) == before
+
+
+def test_a_config_made_over_the_data_by_an_old_init_is_replaced(
+    storage: Storage, filled: Repository
+) -> None:
+    """What 'respaldo init' over a lost config did before it refused: a new config and a
+    new key file (same passphrase) beside the old data. That config opens, but no pack
+    does with its keys: restore-config takes the old key file's copy instead."""
+    storage.delete("config")
+    foreign = init_repo(MemoryStorage("foreign"))
+    storage.put("config", foreign.storage.get("config"))
+    for name in names(foreign.storage, "keys/"):
+        storage.put(name, foreign.storage.get(name))
+    assert open_repo(storage, load_index=False).id == foreign.id  # it does open
+    restored = restore_config(storage, PASSPHRASE)
+    assert restored.repository_id == filled.id
+    reopened = open_repo(storage)
+    assert read_stream(reopened, reopened.load_manifest("b1")) == DATA
