@@ -36,9 +36,9 @@ from respaldo.repository.config_file import (
     with_mac,
 )
 from respaldo.repository.crypto import KeySet, Sealer
-from respaldo.repository.keys import KeyFile
+from respaldo.repository.keys import KeyFile, read_key_files
 from respaldo.repository.packs import PACK_PREFIX, read_header
-from respaldo.repository.repo import Repository, _key_files, _secret
+from respaldo.repository.repo import Repository, secret_text
 from respaldo.storage.base import Storage
 
 DATA_PROBES = 3
@@ -103,7 +103,7 @@ def restore_config(
     where there is no repository, and RepositoryError when the passphrase opens no key
     file under any id found (nothing written).
     """
-    secret = _secret(passphrase)
+    secret = secret_text(passphrase)
     try:
         current = Repository.open(storage, secret, load_index=False)
     except (ConfigMissing, ConfigDamaged, WrongPassphrase):
@@ -117,7 +117,7 @@ def restore_config(
                 f"the config of the repository at {storage.location} is intact and opens "
                 "with this passphrase: nothing to restore"
             )
-    key_files = _key_files(storage)
+    key_files = read_key_files(storage)
     candidates = [
         ConfigSource(f"key file {name}", key.config, key.recorded_id)
         for name, key in key_files

@@ -32,7 +32,8 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from respaldo.errors import RepositoryError
+from respaldo.errors import ObjectNotFound, RepositoryError
+from respaldo.storage.base import Storage
 
 KEY_PREFIX = "keys/"
 
@@ -166,3 +167,23 @@ def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> 
     """
     key = KeyFile.parse(doc_bytes)
     return key.unwrap(key.kek(passphrase), repository_id)
+
+
+def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
+    """Every readable key file. Raises RepositoryError when there is none, naming the
+    first malformed one if any."""
+    found: list[tuple[str, KeyFile]] = []
+    malformed: RepositoryError | None = None
+    for info in storage.list(KEY_PREFIX):
+        try:
+            found.append((info.name, KeyFile.parse(storage.get(info.name))))
+        except ObjectNotFound:
+            continue  # removed while we listed ('respaldo key remove')
+        except RepositoryError as exc:
+            malformed = malformed or exc
+    if not found:
+        raise malformed or RepositoryError(
+            f"the repository at {storage.location} has no key files",
+            hint="copy keys/ back from a mirror of this repository",
+        )
+    return found

@@ -39,6 +39,7 @@ from respaldo.repository.keys import (
     KEY_PREFIX,
     KdfParams,
     KeyFile,
+    read_key_files,
     unwrap_master_key,
     wrap_master_key,
 )
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CONFIG_NAME", "FORMAT_VERSION", "Repository", "read_config"]
 
 
-def _secret(passphrase: SecretStr | str) -> str:
+def secret_text(passphrase: SecretStr | str) -> str:
+    """The passphrase as text, however it was given."""
     return passphrase.get_secret_value() if isinstance(passphrase, SecretStr) else passphrase
 
 
@@ -140,7 +142,7 @@ class Repository:
             },
         )
         key_id, key_doc = wrap_master_key(
-            master_key, _secret(passphrase), repository_id, kdf or KdfParams(), config
+            master_key, secret_text(passphrase), repository_id, kdf or KdfParams(), config
         )
         storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
         storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
@@ -174,7 +176,7 @@ class Repository:
         _refuse_occupied(storage)
         config = source.authenticated_config()
         key_id, key_doc = wrap_master_key(
-            source._master_key, _secret(passphrase), source.id, kdf or KdfParams(), config
+            source._master_key, secret_text(passphrase), source.id, kdf or KdfParams(), config
         )
         storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
         storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
@@ -207,8 +209,8 @@ class Repository:
         wrong passphrase when the key files say otherwise) or WrongPassphrase.
         """
         config = read_config(storage)
-        key_files = _key_files(storage)
-        master_key = _unlock(storage, config, key_files, _secret(passphrase), cache_dir)
+        key_files = read_key_files(storage)
+        master_key = _unlock(storage, config, key_files, secret_text(passphrase), cache_dir)
         check_config(
             config,
             KeySet.derive(master_key, config["id"]).config_key,
@@ -251,7 +253,7 @@ class Repository:
             self.storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
             self.config = config
         key_id, doc = wrap_master_key(
-            self._master_key, _secret(passphrase), self.id, kdf or KdfParams(), self.config
+            self._master_key, secret_text(passphrase), self.id, kdf or KdfParams(), self.config
         )
         self.storage.put(f"{KEY_PREFIX}{key_id}", doc)
         return key_id
@@ -284,7 +286,7 @@ class Repository:
     def key_id_for(self, passphrase: SecretStr | str) -> str:
         """Which key file this passphrase opens. Raises WrongPassphrase."""
         for info in self.storage.list(KEY_PREFIX):
-            if unwrap_master_key(self.storage.get(info.name), _secret(passphrase), self.id):
+            if unwrap_master_key(self.storage.get(info.name), secret_text(passphrase), self.id):
                 return info.name[len(KEY_PREFIX) :]
         raise WrongPassphrase("the passphrase opens no key of this repository")
 
@@ -495,26 +497,6 @@ def _refuse_occupied(storage: Storage) -> None:
     held = held_prefixes(storage)
     if held:
         raise missing_config(storage, held)
-
-
-def _key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
-    """Every readable key file. Raises RepositoryError when there is none, naming the
-    first malformed one if any."""
-    found: list[tuple[str, KeyFile]] = []
-    malformed: RepositoryError | None = None
-    for info in storage.list(KEY_PREFIX):
-        try:
-            found.append((info.name, KeyFile.parse(storage.get(info.name))))
-        except ObjectNotFound:
-            continue  # removed while we listed ('respaldo key remove')
-        except RepositoryError as exc:
-            malformed = malformed or exc
-    if not found:
-        raise malformed or RepositoryError(
-            f"the repository at {storage.location} has no key files",
-            hint="copy keys/ back from a mirror of this repository",
-        )
-    return found
 
 
 def _unlock(
