@@ -51,11 +51,25 @@ class InvalidObjectName(StorageError):
 
 
 class TransientStorageError(StorageError):
-    """A failure that may go away if retried (timeouts, throttling, 5xx)."""
+    """A failure that may go away if retried (timeouts, throttling, 5xx).
+
+    When one reaches the user, respaldo's own retries are exhausted: the default hint
+    says so (raisers that know more pass their own).
+    """
+
+    hint = (
+        "the store kept failing after several retries (network, timeouts, throttling or "
+        "server errors): check that it is reachable and healthy, then run the command again"
+    )
 
 
 class PermanentStorageError(StorageError):
     """A failure that retrying will not fix (permissions, no such bucket, disk full)."""
+
+    hint = (
+        "check the repository's location: credentials, permissions, free space, bucket or "
+        "directory; then run the command again"
+    )
 
 
 class WriteRefused(PermanentStorageError):
@@ -200,6 +214,15 @@ class ToolNotFound(SourceError):
         self.program = program
 
 
+# What libpq and the server print when the server goes away under a running program.
+_SERVER_GONE = (
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+    "the database system is shutting down",
+    "server terminated abnormally",
+)
+
+
 class PostgresError(SourceError):
     """A PostgreSQL program ran and failed.
 
@@ -215,8 +238,13 @@ class PostgresError(SourceError):
             status = f"was killed by signal {-returncode}"
         else:
             status = f"exited with status {returncode}"
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
         detail = "; ".join(lines[-3:])
+        if hint is None and any(sign in stderr for sign in _SERVER_GONE):
+            hint = (
+                "the PostgreSQL server closed the connection (it stopped, restarted or "
+                "crashed): run the command again once it accepts connections"
+            )
         super().__init__(f"{program} {status}" + (f": {detail}" if detail else ""), hint=hint)
         self.program = program
         self.returncode = returncode

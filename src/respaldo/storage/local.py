@@ -59,6 +59,13 @@ _REFUSED_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
 # the same thing: there is no such object.
 _NOT_FOUND_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
 
+# Every object is written to a temporary file and renamed: a full disk leaves no object
+# half-written, and the temporary file is removed on the way out.
+_FULL_HINT = (
+    "the file system holding the repository is full: free space (respaldo prune, or a "
+    "bigger disk), then run the command again; nothing stored before was damaged"
+)
+
 _LAYOUT_HINT = (
     "a local store cannot hold both an object 'x' and objects below 'x/'; "
     "move the file or directory that is in the way"
@@ -70,6 +77,8 @@ def _translate(exc: OSError, name: str, action: str, *, reading: bool) -> Storag
         return ObjectNotFound(f"no object {name}", name=name)
     where = f" ({exc.filename})" if exc.filename else ""
     message = f"cannot {action} {name}: {exc.strerror or exc}{where}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return PermanentStorageError(message, name=name, hint=_FULL_HINT)
     if exc.errno in _PERMANENT_ERRNOS:
         return PermanentStorageError(message, name=name)
     return TransientStorageError(message, name=name)
