@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test lint unit demo bench clean
+.PHONY: setup test test-faults reliability lint unit demo bench clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,20 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The whole suite, the fault table (tests/faults) included: CI runs this (.ci/run).
 test: setup lint
 	$(BIN)/pytest -n 2 --durations=15
+
+# Only the fault table: kill -9, storage faults, full disk, PostgreSQL restarts, corruption.
+test-faults: setup
+	$(BIN)/pytest -m faults -n 2 tests/faults
+
+# docs/reliability.md from a real run of the fault table (failed scenarios are listed too).
+FAULTS_RESULTS ?= /tmp/respaldo-faults-results
+reliability: setup
+	rm -rf $(FAULTS_RESULTS)
+	-RESPALDO_FAULTS_RESULTS=$(FAULTS_RESULTS) $(BIN)/pytest -m faults -n 2 tests/faults
+	$(BIN)/python scripts/faults_table.py $(FAULTS_RESULTS) docs/reliability.md
 
 unit: setup
 	$(BIN)/pytest -m "unit or contract" -q

@@ -1,0 +1,80 @@
+"""The respaldo CLI with a fault planted at a scripted point: child process of the fault tests.
+
+Run as ``python child.py RESPALDO-ARGS…``. The point is named in the environment:
+
+- ``FAULT_EVENT``: a Python audit event (``open``, ``os.rename`` — which ``os.replace``
+  raises too —, ``os.remove``, ``subprocess.Popen``, … see the ``sys`` docs' table), and
+  ``FAULT_MATCH``, a regular expression searched in the text of each of the event's first
+  two arguments (the path opened, or the source of a rename; for ``subprocess.Popen`` the
+  program and its argv);
+- ``FAULT_COUNT``: act at the Nth matching event (default 1);
+- ``FAULT_ACTION``: ``kill`` sends SIGKILL to this process (kill -9: no handler, no
+  ``finally``, no atexit runs — children such as ``pg_dump`` are orphaned exactly as when an
+  operator or the OOM killer does it); ``stop`` sends SIGSTOP, so the test can act on the
+  world (restart PostgreSQL) while the operation is frozen mid-way, then SIGCONT it;
+- ``FAULT_MARK``: a file the child writes the matched event into just before it acts, so
+  the test knows the fault struck where it was meant to (and not some other crash).
+
+The hook runs in the event's own thread, before the operation it announces: a kill at
+``os.replace`` of a ``.tmp-`` file leaves that file fully written but not yet renamed; a
+kill at ``open`` of a pack leaves everything read before it. Only this test helper has the
+hook: respaldo itself has no test-only code path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+from typing import Any
+
+
+def _install(event: str, pattern: re.Pattern[str], count: int, action: str, mark: str) -> None:
+    seen = 0
+    acting = False
+    lock = threading.Lock()
+
+    def hook(name: str, args: tuple[Any, ...]) -> None:
+        nonlocal seen, acting
+        if name != event or acting:
+            return
+        texts = [str(a) for a in args[:2]]
+        if not any(pattern.search(text) for text in texts):
+            return
+        text = " ".join(texts)
+        with lock:
+            seen += 1
+            if seen != count:
+                return
+            acting = True
+        # os.open/os.kill raise audit events of their own: ``acting`` keeps them out.
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, f"{name} {text}\n".encode())
+        os.fsync(fd)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
+        acting = False
+
+    sys.addaudithook(hook)
+
+
+def main() -> None:
+    event = os.environ.pop("FAULT_EVENT", "")
+    if event:
+        _install(
+            event,
+            re.compile(os.environ.pop("FAULT_MATCH", "")),
+            int(os.environ.pop("FAULT_COUNT", "1")),
+            os.environ.pop("FAULT_ACTION", "kill"),
+            os.environ.pop("FAULT_MARK"),
+        )
+    from respaldo.cli.entry import run
+
+    sys.argv[0] = "respaldo"
+    run()
+
+
+if __name__ == "__main__":
+    main()

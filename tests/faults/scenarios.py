@@ -1,0 +1,358 @@
+"""The table of fault scenarios: data, and the few actions that play them.
+
+Each :class:`Scenario` names an operation, the fault, and what respaldo is expected to do;
+``act`` plays it on a fresh :class:`~tests.faults.world.World` — earlier backups, the
+faulted run, the operator's next run — and returns an :class:`~tests.faults.checks.Outcome`
+for the shared checker. Faults strike at scripted points, never after a fixed sleep:
+
+- kill -9 / freeze: an audit hook in the child process (tests/faults/child.py) fires at
+  the Nth ``open`` / ``os.rename`` / ``os.remove`` / ``subprocess.Popen`` matching a pattern;
+- storage errors and timeouts: rules of the fault proxy (tests/servers/faultproxy.py)
+  between respaldo and S3;
+- PostgreSQL restart: the child is frozen at a point where its dump or restore runs, the
+  server is restarted (``pg_ctl restart -m fast``), the child continues;
+- full disk: a tmpfs of a few MB as the repository, filled up by the test;
+- corruption: bytes of one object of each kind changed on disk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
+from tests.faults.world import Plant, Run, World
+from tests.integration.logical.support import flip_byte, table_checksums
+from tests.servers.faultproxy import Rule
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    operation: str
+    fault: str
+    expected: str
+    act: Callable[[World], Outcome] = field(repr=False, compare=False)
+    primary: str = "file"
+    """The primary repository: ``file``, ``tmpfs`` (full disk) or ``s3`` (behind the proxy)."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _killed(run: Run) -> None:
+    assert run.code == -signal.SIGKILL, f"the process was not killed at its fault point: {run}"
+    assert run.mark, f"the fault point was not reached: {run}"
+
+
+def _same_database(world: World, target: str) -> None:
+    assert table_checksums(world.pg, target) == table_checksums(world.pg, world.dbname)
+
+
+def _new_target(world: World) -> str:
+    return f"restored_{world.tmp.name[-12:].lower().replace('-', '_')}"
+
+
+# --- kill -9 at scripted points ------------------------------------------------------------
+
+
+def kill_prune(world: World) -> Outcome:
+    ids = [world.backup("uploads") for _ in range(3)]
+    plant = Plant("os.remove", r"/repo/(manifests|packs)/")
+    _killed(world.run_process("prune", plant=plant))
+    again = world.run_process("prune")
+    assert again.code == 0, str(again)
+    kept = world.completed()
+    assert ids[-1] in kept
+    return Outcome(kept, summary="kept backups intact; prune again finishes the work")
+
+
+# --- storage errors and timeouts (S3 behind the fault proxy) --------------------------------
+
+
+def storage_backup(world: World, rules: list[Rule], *, succeeds: bool) -> Outcome:
+    """A backup while the proxy injects ``rules``: it rides them out or fails clearly."""
+    assert world.proxy is not None
+    before = {world.backup("uploads")}
+    for rule in rules:
+        world.proxy.add(rule)
+    run = world.run("backup", "erp", "--json")
+    injected = len(world.proxy.injected())
+    assert injected > 0, "the proxy injected no fault"
+    world.proxy.clear()
+    if succeeds:
+        assert run.code == 0, str(run)
+        before.add(str(run.json()["id"]))
+        return Outcome(before, summary=f"rode out {injected} injected faults; backup completed")
+    message = assert_clear_message(run)
+    assert not (world.completed() - before), "a failed backup is listed as completed"
+    world.backup()
+    return Outcome(before, [run], summary=f"failed: {message}")
+
+
+def storage_restore(world: World, rules: list[Rule], *, succeeds: bool) -> Outcome:
+    assert world.proxy is not None
+    backup_id = world.backup()
+    target = _new_target(world)
+    for rule in rules:
+        world.proxy.add(rule)
+    run = world.run("restore", backup_id, "--target-database", target)
+    injected = len(world.proxy.injected())
+    assert injected > 0, "the proxy injected no fault"
+    world.proxy.clear()
+    if succeeds:
+        assert run.code == 0, str(run)
+        _same_database(world, target)
+        how = "read the offsite copy" if "read from file://" in run.err else "retried"
+        return Outcome({backup_id}, summary=f"{injected} faults injected; {how}; exact")
+    message = assert_clear_message(run)
+    assert target not in world.databases()
+    world.ok("restore", backup_id, "--target-database", target)
+    _same_database(world, target)
+    return Outcome({backup_id}, [run], summary=f"failed: {message}")
+
+
+# --- full disk ---------------------------------------------------------------------------
+
+
+def full_disk_backup(world: World) -> Outcome:
+    assert world.repo_dir is not None
+    before = {world.backup("erp")}
+    usage = shutil.disk_usage(world.repo_dir)
+    filler = world.repo_dir.parent / "filler"
+    # Leave room for a few packs only: the backup starts, then the disk is full.
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * max(0, usage.free - 200_000))
+    run = world.run("backup", "uploads")
+    message = assert_clear_message(run)
+    filler.unlink()
+    world.backup("uploads")
+    return Outcome(before, [run], summary=f"failed: {message}")
+
+
+# --- PostgreSQL restarting ----------------------------------------------------------------
+
+
+def _sessions(world: World, application: str) -> int:
+    return int(
+        world.pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name = %s",
+            [application],
+        )
+    )
+
+
+def restart_mid_dump(world: World) -> Outcome:
+    before = {world.backup("uploads")}
+    # Frozen while storing its 3rd pack: pg_dump is still running, its pipe filling up.
+    with world.frozen(("backup", "erp"), Plant("open", r"/repo/packs/.*\.tmp-", 3)) as child:
+        assert _sessions(world, "pg_dump"), "pg_dump is not connected while the backup runs"
+        world.restart_postgres()
+    out, err = child.communicate(timeout=240)
+    run = Run(child.returncode, out, err, world.mark())
+    message = assert_clear_message(run)
+    world.backup()
+    return Outcome(before, [run], summary=f"failed: {message}")
+
+
+# --- corruption ----------------------------------------------------------------------------
+
+
+def _repo(world: World) -> Path:
+    assert world.repo_dir is not None
+    return world.repo_dir
+
+
+def corrupt_pack(world: World) -> Outcome:
+    """A damaged pack in the primary: verify says so; restores read the offsite copy."""
+    files = world.backup("uploads")
+    database = world.backup()
+    pack = max(p for p in (_repo(world) / "packs").rglob("*") if p.is_file())
+    flip_byte(pack, pack.stat().st_size // 2)
+    verify = world.run("verify", "--all")
+    assert verify.code == 3, str(verify)
+    assert pack.name[:12] in verify.out + verify.err, str(verify)
+    out = world.tmp / "out"
+    world.ok("restore", files, "--target-dir", str(out))
+    assert tree_snapshot(out / str(world.tree).lstrip("/")) == tree_snapshot(world.tree)
+    target = _new_target(world)
+    world.ok("restore", database, "--target-database", target)
+    _same_database(world, target)
+    return Outcome(
+        {files, database},
+        damaged={files, database},
+        verify_exit=3,
+        summary="verify --all exit 3 names the pack; restores read the offsite copy, exact",
+    )
+
+
+def corrupt_manifest(world: World) -> Outcome:
+    """A damaged manifest in the primary: its backup restores from the offsite copy."""
+    intact = world.backup()
+    damaged = world.backup("uploads")
+    flip_byte(_repo(world) / "manifests" / damaged, 40)
+    verify = world.run("verify", "--all")
+    assert verify.code == 3, str(verify)
+    assert damaged in verify.out + verify.err, str(verify)
+    out = world.tmp / "out"
+    world.ok("restore", damaged, "--target-dir", str(out))
+    assert tree_snapshot(out / str(world.tree).lstrip("/")) == tree_snapshot(world.tree)
+    target = _new_target(world)
+    world.ok("restore", intact, "--target-database", target)
+    _same_database(world, target)
+    return Outcome(
+        {intact, damaged},
+        damaged={damaged},
+        verify_exit=3,
+        summary="verify --all exit 3 names it; restore reads the offsite copy, exact",
+    )
+
+
+def corrupt_lock(world: World) -> Outcome:
+    before = {world.backup()}
+    locks = _repo(world) / "locks"
+    locks.mkdir(exist_ok=True)
+    (locks / "garbage").write_bytes(b"\x00not a lease\xff" * 8)
+    run = world.run("backup", "erp", "--json")
+    if run.code == 0:
+        before.add(str(run.json()["id"]))
+        summary = "unreadable lease ignored; backup completed"
+        failed: list[Run] = []
+    else:
+        summary = f"failed: {assert_clear_message(run)}"
+        failed = [run]
+    (locks / "garbage").unlink(missing_ok=True)
+    return Outcome(before, failed, summary=summary)
+
+
+# --- the table -------------------------------------------------------------------------------
+
+KILL = "kill -9"
+
+SCENARIOS = [
+    Scenario(
+        "prune-kill",
+        "prune",
+        f"{KILL} at the first object deleted",
+        "kept backups intact; prune again finishes",
+        kill_prune,
+    ),
+    Scenario(
+        "s3-backup-503-transient",
+        "backup to S3",
+        "503 SlowDown on 3 pack uploads",
+        "retried; backup completes",
+        partial(
+            storage_backup,
+            rules=[Rule("503", r"/packs/", method="PUT", times=3)],
+            succeeds=True,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-backup-reset-transient",
+        "backup to S3",
+        "connection reset on 2 uploads, one of them the manifest",
+        "retried; backup completes",
+        partial(
+            storage_backup,
+            rules=[
+                Rule("reset", r"/packs/", method="PUT", times=1),
+                Rule("reset", r"/manifests/", method="PUT", times=1),
+            ],
+            succeeds=True,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-backup-500-persistent",
+        "backup to S3",
+        "500 on every pack upload",
+        "fails with a one-line message; no completed record",
+        partial(
+            storage_backup,
+            rules=[Rule("500", r"/packs/", method="PUT", times=None)],
+            succeeds=False,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-backup-manifest-reset-persistent",
+        "backup to S3",
+        "connection reset on every manifest upload",
+        "fails clearly; no manifest, no completed record",
+        partial(
+            storage_backup,
+            rules=[Rule("reset", r"/manifests/", method="PUT", times=None)],
+            succeeds=False,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-restore-503-transient",
+        "restore from S3",
+        "503 on 3 pack downloads",
+        "retried; restore exact",
+        partial(
+            storage_restore,
+            rules=[Rule("503", r"/packs/", method="GET", times=3)],
+            succeeds=True,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-restore-500-persistent",
+        "restore from S3",
+        "500 on every pack download",
+        "reads each chunk from the offsite copy; restore exact",
+        partial(
+            storage_restore,
+            rules=[Rule("500", r"/packs/", method="GET", times=None)],
+            succeeds=True,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "full-disk-backup",
+        "backup (files)",
+        "repository file system full (tmpfs)",
+        "fails clearly; nothing half-written; next backup completes",
+        full_disk_backup,
+        primary="tmpfs",
+    ),
+    Scenario(
+        "pg-restart-mid-dump",
+        "backup (logical)",
+        "pg_ctl restart -m fast while pg_dump runs",
+        "fails clearly; record failed; next backup completes",
+        restart_mid_dump,
+    ),
+    Scenario(
+        "corrupt-pack",
+        "verify --all, restore",
+        "one byte of a pack flipped",
+        "verify exits 3 naming the pack; restores read the offsite copy",
+        corrupt_pack,
+    ),
+    Scenario(
+        "corrupt-manifest",
+        "verify --all, restore (files)",
+        "one byte of a manifest flipped",
+        "verify names the backup; its restore reads the offsite copy",
+        corrupt_manifest,
+    ),
+    Scenario(
+        "corrupt-lock",
+        "backup (logical)",
+        "an unreadable file among the locks",
+        "ignored or refused clearly; nothing lost",
+        corrupt_lock,
+    ),
+]
