@@ -12,14 +12,20 @@ owners too (by name, falling back to the numeric id).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import secrets
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from respaldo.errors import UnsafePath
+
+if TYPE_CHECKING:
+    from _typeshed import StrOrBytesPath
 
 
 @dataclass
@@ -51,6 +57,34 @@ class _IterReader(io.RawIOBase):
         view[:n] = self._head[:n]
         self._head = self._head[n:]
         return n
+
+
+PART_PREFIX = ".respaldo-part-"
+"""Files are written under ``.respaldo-part-<random>`` in their directory, then renamed."""
+
+
+class _WholeFilesTarFile(tarfile.TarFile):
+    """A TarFile whose regular files appear under their names only once complete.
+
+    ``makefile`` is the one place tarfile writes a file's contents (its caller then sets
+    owner, mode and times on the final name): a restore killed half-way through a file
+    leaves a temporary ``.respaldo-part-*`` file, never a truncated one under the real
+    name.
+    """
+
+    def makefile(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
+        final = Path(os.fsdecode(targetpath))
+        part = final.parent / (PART_PREFIX + secrets.token_hex(8))
+        try:
+            super().makefile(tarinfo, str(part))
+            size = part.lstat().st_size
+            if size != tarinfo.size:
+                raise tarfile.ReadError(f"{tarinfo.name}: {size} bytes of {tarinfo.size}")
+            part.replace(final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise
 
 
 def _safe(stats: ExtractStats, times: list[tuple[str, int]]) -> tarfile._FilterFunction:
@@ -100,7 +134,7 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
     stats = ExtractStats()
     times: list[tuple[str, int]] = []
     reader = io.BufferedReader(_IterReader(pieces), buffer_size=1024 * 1024)
-    with tarfile.open(fileobj=reader, mode="r|") as tar:
+    with _WholeFilesTarFile.open(fileobj=reader, mode="r|") as tar:
         # Every member passes _safe, which refuses whatever would leave the target.
         tar.extractall(target, filter=_safe(stats, times))  # noqa: S202
     # tarfile sets times from a float, which loses the nanoseconds (and sometimes a

@@ -5,6 +5,10 @@ a failed one can then be undone completely (whatever it wrote is removed). Membe
 extracted as the verified chunks stream in (:func:`respaldo.files.extract_tar`), with
 their modes and times, and their owners when respaldo runs as root. A member that would
 land outside the target stops the restore (UnsafePath) and the target is emptied again.
+Each file is written under a temporary name (``.respaldo-part-*``) and renamed once it
+is whole, and the target holds the marker ``respaldo-restore-incomplete`` until the
+restore is complete: a killed restore leaves no truncated file under a real name, and
+the next restore into that directory removes what it left.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from respaldo.files import extract_tar
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import FILES_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
-from respaldo.operations.targets import clear_target, prepare_target
+from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
 
 
 @dataclass
@@ -57,7 +61,8 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
                 "backups and --target-datadir for physical ones",
             )
         target = target_dir.absolute()
-        created = prepare_target(target)
+        restore_target = begin_restore(target, backup_id)
+        warnings += restore_target.warnings
         result = FilesRestoreResult(backup_id, target, warnings=warnings)
         reader = StreamReader(repo, fallbacks, result.warnings)
         total = manifest.stream(FILES_STREAM).size
@@ -72,8 +77,9 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
 
         try:
             stats = extract_tar(pieces(), target)
+            finish_restore(restore_target)
         except BaseException as exc:
-            clear_target(target, created)
+            abort_restore(restore_target)
             if isinstance(exc, OSError):
                 raise RestoreError(f"cannot write into {target}: {exc}") from exc
             raise

@@ -13,7 +13,10 @@
    has reached the target and the server promoted and accepts connections.
 
 A failure in 1 or 2 removes everything written (the directory, if respaldo made it).
-A failure in 3 leaves the directory for inspection: the message names its log.
+A failure in 3 leaves the directory for inspection: the message names its log. Until 2
+is complete the directory holds the marker ``respaldo-restore-incomplete`` and its
+``PG_VERSION`` is held back under another name, so that PostgreSQL refuses to start on
+what a killed restore left; the next restore into it removes that and starts afresh.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from respaldo.errors import ConfigError, RestoreError
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
-from respaldo.operations.targets import clear_target, prepare_target
+from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
 from respaldo.postgres.datadir import (
     Owner,
     RecoveryTarget,
     extract_base_backup,
     find_server_bindir,
+    release_datadir,
     start_server,
     wait_for_recovery,
     write_recovery_config,
@@ -169,7 +173,8 @@ def restore_datadir(
         bindir = (
             find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
         )
-        created = prepare_target(datadir)
+        restore_target = begin_restore(datadir, backup_id)
+        warnings += restore_target.warnings
         result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
         reader = StreamReader(repo, fallbacks, result.warnings)
         total = manifest.stream(BASE_STREAM).size
@@ -191,8 +196,11 @@ def restore_datadir(
                 owner=owner,
                 comment=f"recovery of respaldo backup {backup_id}",
             )
+            # Only a complete directory gets its PG_VERSION, then loses its marker.
+            release_datadir(datadir)
+            finish_restore(restore_target)
         except BaseException:
-            clear_target(datadir, created)
+            abort_restore(restore_target)
             raise
         if bindir is not None:
             result.log_file = start_server(datadir, bindir=bindir, owner=owner)

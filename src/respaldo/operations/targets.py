@@ -1,39 +1,146 @@
-"""Target directories of restores: new or empty, and emptied again when a restore fails."""
+"""Target directories of restores: new or empty, marked while incomplete, emptied on failure.
+
+A restore into a directory (a physical backup's data directory, a files backup's tree)
+first writes a marker file, ``respaldo-restore-incomplete``, naming its process, and
+removes it as its very last step. A restore that fails removes what it wrote; one that
+is killed (SIGKILL, a power cut) cannot, and the marker is what stays to say that the
+directory holds a partial restore. A later restore into that directory removes the
+partial one and starts afresh (saying so), unless the process named in the marker still
+runs on this machine.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shutil
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.errors import RestoreError
+from respaldo.privatedir import owner_alive, this_process
+
+MARKER = "respaldo-restore-incomplete"
 
 
-def prepare_target(target: Path) -> bool:
-    """Make sure ``target`` is an empty directory; create it (0700) if it does not exist.
+@dataclass
+class RestoreTarget:
+    """A directory a restore writes into: whether the restore made it, and what it found."""
 
-    Returns whether it was created. Raises RestoreError for a file, or a directory that
-    is not empty: a restore never mixes its files with others.
+    path: Path
+    created: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER
+
+
+def begin_restore(target: Path, backup_id: str) -> RestoreTarget:
+    """Make ``target`` an empty directory marked as holding an incomplete restore.
+
+    Creates it (0700) if it does not exist. A directory holding only an earlier
+    incomplete restore (its marker) is emptied first, with a warning. Raises
+    RestoreError for a file, for a directory that is not empty, and for one that a
+    restore still running on this machine is writing into.
     """
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise RestoreError(f"{target} exists and is not a directory")
-        if any(target.iterdir()):
+        if (target / MARKER).is_file():
+            found = _earlier_restore(target)
+            # The marker goes last: killed in between, the next restore still knows.
+            _empty(target, keep=MARKER)
+            (target / MARKER).unlink()
+            result = RestoreTarget(target, created=False, warnings=[found])
+        elif any(target.iterdir()):
             raise RestoreError(
                 f"{target} is not empty",
                 hint="restore into a new or empty directory; nothing was changed",
             )
-        return False
-    target.mkdir(mode=0o700, parents=True)
-    return True
+        else:
+            result = RestoreTarget(target, created=False)
+    else:
+        target.mkdir(mode=0o700, parents=True)
+        result = RestoreTarget(target, created=True)
+    _write_marker(result.marker, backup_id)
+    return result
 
 
-def clear_target(target: Path, created: bool) -> None:
+def finish_restore(target: RestoreTarget) -> None:
+    """Remove the marker: the restore is complete. Its removal is made durable."""
+    target.marker.unlink()
+    _fsync_dir(target.path)
+
+
+def abort_restore(target: RestoreTarget) -> None:
     """Undo a failed restore: remove what it wrote (and the directory, if it made it)."""
-    if created:
-        shutil.rmtree(target, ignore_errors=True)
+    if target.created:
+        shutil.rmtree(target.path, ignore_errors=True)
         return
+    _empty(target.path)
+
+
+def _write_marker(path: Path, backup_id: str) -> None:
+    pid, start = this_process()
+    record = {
+        "backup": backup_id,
+        "pid": pid,
+        "start": start,
+        "host": socket.gethostname(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    # The marker must be on disk before anything it vouches for is.
+    _fsync_dir(path.parent)
+
+
+def _earlier_restore(target: Path) -> str:
+    """What the marker in ``target`` says; raises RestoreError if its restore still runs."""
+    try:
+        record = json.loads((target / MARKER).read_text(encoding="utf-8"))
+        pid, start = int(record["pid"]), int(record["start"])
+        host, backup = str(record["host"]), str(record.get("backup", "?"))
+    except (OSError, ValueError, KeyError, TypeError):
+        # A marker we cannot read still says "incomplete"; only a live owner could object.
+        return f"removed an incomplete restore found in {target}"
+    if host != socket.gethostname():
+        raise RestoreError(
+            f"{target} holds an incomplete restore by process {pid} on {host}",
+            hint=f"if no restore runs there any more, empty {target} and retry",
+        )
+    if owner_alive(pid, start):
+        raise RestoreError(
+            f"a restore (process {pid}) is writing into {target}",
+            hint="wait for it to finish, or restore somewhere else",
+        )
+    return (
+        f"removed the incomplete restore of {backup} found in {target} "
+        f"(process {pid} stopped before it finished)"
+    )
+
+
+def _empty(target: Path, keep: str | None = None) -> None:
     for child in target.iterdir():
+        if child.name == keep:
+            continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -39,6 +39,11 @@ from respaldo.postgres.commands import find_bindir
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
+HELD_BACK = "PG_VERSION"
+HELD_BACK_AS = "PG_VERSION.respaldo-incomplete"
+"""``PG_VERSION`` is written under another name until the restore is complete: without
+it, PostgreSQL refuses to start on the directory ("File "PG_VERSION" is missing"), so a
+half-written data directory left by a killed restore can never be started by mistake."""
 DB_IN_PRODUCTION = 6
 """``DBState`` in pg_control (after system identifier, pg_control and catalog versions)."""
 
@@ -73,6 +78,8 @@ class DatadirWriter:
         self._dirs: list[tuple[Path, TarMember]] = []
 
     def _path(self, member: TarMember) -> Path:
+        if member.name == HELD_BACK:
+            return self.root / HELD_BACK_AS
         # Names were normalised and checked by the parser; this is a second fence.
         path = self.root.joinpath(*member.name.split("/"))
         if os.path.commonpath([self.root, path]) != str(self.root) or path == self.root:
@@ -140,6 +147,7 @@ def extract_base_backup(
 
     Checks it against its manifest as it goes; raises BaseBackupInvalid or UnsafePath
     (the caller removes what was written). Ownership goes to ``owner`` when given.
+    ``PG_VERSION`` is held back (:data:`HELD_BACK_AS`) until :func:`release_datadir`.
     """
     check = BaseBackupCheck()
     writer = DatadirWriter(target, owner)
@@ -157,6 +165,19 @@ def extract_base_backup(
     info = check.result()
     writer.finish()
     return info
+
+
+def release_datadir(target: Path) -> None:
+    """Put ``PG_VERSION`` in place: from now on PostgreSQL will start on ``target``.
+
+    Call it when everything else has been written; the rename is made durable.
+    """
+    (target / HELD_BACK_AS).replace(target / HELD_BACK)
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- recovery configuration ----------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import os
 import pwd
+import signal
 import stat
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from tests.integration.physical.conftest import FAST_KDF
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "files backups (test passphrase)"
+STALLED = Path(__file__).parents[1] / "stalled_restore.py"
 
 
 @dataclass
@@ -214,3 +218,59 @@ def test_path_traversal_is_refused(files: Files, attack: str) -> None:
     assert "refusing to extract" in err
     assert not (files.tmp / "escaped.txt").exists()
     assert not target.exists()  # made by the restore, removed with what it held
+
+
+def _killed_restore(files: Files, backup_id: str, target: Path, limit: int) -> None:
+    """A files restore into ``target`` that stalls after ``limit`` bytes, then SIGKILL."""
+    argv = [sys.executable, str(STALLED), str(limit), "--config", str(files.config)]
+    child = subprocess.Popen(
+        [*argv, "restore", backup_id, "--target-dir", str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "stalled\n"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_a_killed_restore_leaves_no_truncated_file_and_the_next_one_finishes(
+    files: Files,
+) -> None:
+    big = files.tree / "uploads" / "escaneo.tif"
+    _write(big, os.urandom(1_500_000), 0o640, 1_700_000_000_000_000_000)
+    record = files.backup()
+    target = files.tmp / "restored"
+    _killed_restore(files, record["id"], target, limit=700_000)
+
+    # Every file under its final name is whole; the one cut short is not among them.
+    marker = target / "respaldo-restore-incomplete"
+    assert marker.is_file()
+    restored_big = target / str(big)[1:]
+    assert not restored_big.exists()
+    for path in target.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path != marker:
+            if path.name.startswith(".respaldo-part-"):
+                continue
+            original = Path("/") / path.relative_to(target)
+            assert path.read_bytes() == original.read_bytes(), path
+
+    # The next restore into the same directory says what it found, and finishes.
+    code, _, err = files.run("restore", record["id"], "--target-dir", str(target))
+    assert code == 0, err
+    assert "incomplete restore" in err
+    assert not marker.exists()
+    assert [p for p in target.rglob(".respaldo-part-*")] == []
+    expected = {
+        k: v
+        for k, v in _snapshot(files.tree).items()
+        if not k.endswith(".tmp") and "cache" not in k
+    }
+    assert _snapshot(target / str(files.tree)[1:]) == expected

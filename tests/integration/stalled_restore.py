@@ -1,0 +1,39 @@
+"""A real ``respaldo`` process whose repository stalls mid-stream: for kill -9 tests.
+
+Run as ``python stalled_restore.py LIMIT ARGS…``: runs ``respaldo ARGS…`` in this process,
+but every stream a restore reads stops once ``LIMIT`` bytes of it have been handed on
+(and written by the restore): the process prints ``stalled`` and waits on stdin for ever,
+a restore caught half-way, for the test to kill with SIGKILL. A slow network or disk
+looks the same from inside respaldo.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from respaldo.cli.main import invoke
+from respaldo.operations import restore
+
+_stream = restore.StreamReader.stream
+
+
+def main() -> int:
+    limit = int(sys.argv[1])
+
+    def stalling(self: restore.StreamReader, manifest: Any, name: str) -> Iterator[bytes]:
+        done = 0
+        for piece in _stream(self, manifest, name):
+            yield piece
+            done += len(piece)
+            if done >= limit:
+                print("stalled", flush=True)
+                sys.stdin.read()
+
+    restore.StreamReader.stream = stalling  # type: ignore[method-assign]
+    return invoke(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
