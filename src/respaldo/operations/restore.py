@@ -41,6 +41,12 @@ from respaldo.errors import (
 from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
 from respaldo.operations.repositories import open_repository
+from respaldo.operations.restore_props import (
+    apply_database_properties,
+    check_properties,
+    keep_within_replaced,
+    read_database_properties,
+)
 from respaldo.postgres import (
     ConnInfo,
     create_database,
@@ -180,16 +186,24 @@ def _restore_backup(
         result.warnings += _restore_globals(reader, manifest, admin)
         result.globals_restored = True
 
+    # The database's own owner, grants, settings and comment: see restore_props.
+    properties, notes = read_database_properties(
+        lambda: reader.stream(manifest, DUMP_STREAM), no_owner=no_owner
+    )
+    result.warnings += notes
     staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
     with held_database(admin, staging):
         create_empty_database(admin, staging)
         try:
+            check_properties(admin, properties, staging)
             result.bytes_restored = restore_stream_into(
                 ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
             )
             result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
+            apply_database_properties(admin, properties, staging)
             if exists:
+                result.warnings += keep_within_replaced(admin, staging, target)
                 result.old_database = _swap(db, admin, staging, target, started)
                 result.replaced = True
             else:

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
 
+from respaldo.childenv import base_environment
 from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection, scrub
 
@@ -462,6 +463,27 @@ def pg_restore(
         stdin=source is None,
         stdout="discard",
         after_conn=after,
+    )
+
+
+def pg_restore_offline(
+    options: Sequence[str], *, bindir: Path | str | None = None
+) -> RunningCommand:
+    """Start ``pg_restore OPTIONS`` on an archive written to its stdin, connected to no
+    server: for ``--list``, or ``--file=-`` to print SQL. Its stdout is captured
+    (:meth:`RunningCommand.captured_stdout`); it gets only the base environment (it
+    connects nowhere, so no libpq variable and no password). Raises ToolNotFound."""
+    if any(o.startswith(("-d", "--dbname")) for o in options):
+        raise ValueError("pg_restore_offline connects to no database")
+    path = tool_path("pg_restore", bindir)
+    return RunningCommand(
+        "pg_restore",
+        [str(path), *options],
+        child=ChildConnection([], base_environment()),
+        stdin=True,
+        stdout="capture",
+        secrets=(),
+        cleanup=contextlib.ExitStack(),
     )
 
 
