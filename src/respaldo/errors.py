@@ -167,6 +167,11 @@ class CatalogUnavailable(CatalogError):
     """The catalog database could not be opened, created or migrated to this version."""
 
 
+class CatalogNotFound(CatalogUnavailable):
+    """No catalog where the URL points, and the command may not create one (only
+    ``respaldo init`` and ``respaldo catalog rebuild`` do)."""
+
+
 class InvalidBackupId(CatalogError):
     """A backup id given by a user or found in a name is not of the form respaldo makes."""
 

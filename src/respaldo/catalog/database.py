@@ -18,6 +18,9 @@ history, so they use plain SQLAlchemy types and never import the models.
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +35,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from respaldo.errors import CatalogUnavailable
+from respaldo.errors import CatalogNotFound, CatalogUnavailable
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 
@@ -43,6 +48,13 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 # Serialises concurrent migrations on PostgreSQL (two processes starting at once); any
 # constant works as long as it is the same in every respaldo. ASCII "respaldo".
 _PG_MIGRATION_LOCK: Final = 0x7265_7370_616C_646F
+
+_VERSION_TABLE: Final = "alembic_version"
+
+_CREATE_HINT: Final = (
+    "check [catalog] url (or RESPALDO_CATALOG__URL) for a typo; 'respaldo init' creates "
+    "a new catalog, and 'respaldo catalog rebuild' fills one from a repository"
+)
 
 _URL_HINT: Final = (
     "use sqlite:////absolute/path/catalog.db or postgresql://user@host/dbname "
@@ -148,12 +160,13 @@ def alembic_config(url: str | URL | None = None) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, *, create: bool = True) -> None:
     """Migrate the catalog behind ``engine`` to the newest schema, in one transaction.
 
-    Idempotent; safe when several processes do it at once (they take turns). Raises
-    CatalogUnavailable if the database cannot be reached or was migrated by a newer
-    respaldo than this one.
+    Idempotent; safe when several processes do it at once (they take turns). Without
+    ``create``, a database that holds no respaldo catalog yet (no ``alembic_version``
+    table) is refused with CatalogNotFound and left as it is. Raises CatalogUnavailable
+    if the database cannot be reached or was migrated by a newer respaldo than this one.
     """
     config = alembic_config()
     try:
@@ -161,6 +174,11 @@ def upgrade(engine: Engine) -> None:
             if connection.dialect.name == "postgresql":
                 connection.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            if not create and not sa.inspect(connection).has_table(_VERSION_TABLE):
+                raise CatalogNotFound(
+                    f"the database at {_shown(engine.url)} holds no respaldo catalog",
+                    hint=_CREATE_HINT,
                 )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -224,28 +242,67 @@ class Catalog:
         return f"<Catalog {self.url}>"
 
 
-def open_catalog(url: str | URL) -> Catalog:
-    """Open the catalog at ``url``, creating and migrating it as needed.
+def open_catalog(url: str | URL, *, create: bool = False) -> Catalog:
+    """Open the catalog at ``url`` and migrate it to the newest schema.
 
-    For a SQLite file, its parent directory is created if missing. ``postgresql://``
-    URLs use psycopg 3. Raises CatalogUnavailable (with a hint) if the URL is unsupported,
-    the directory cannot be created, the database cannot be reached, or its schema is
-    newer than this respaldo knows.
+    Only with ``create`` (``respaldo init``, ``respaldo catalog rebuild``) is a catalog
+    made where there is none: a SQLite file (0600) and any missing parent directories
+    (0700), or respaldo's tables in an empty PostgreSQL database. Without it, a URL with
+    a typo is an error (CatalogNotFound) instead of a new empty catalog that lists
+    nothing. In-memory SQLite is always new. An existing SQLite catalog that group or
+    others may read is made 0600. ``postgresql://`` URLs use psycopg 3.
+
+    Raises CatalogNotFound, or CatalogUnavailable (with a hint) if the URL is
+    unsupported, the file cannot be created, the database cannot be reached, or its
+    schema is newer than this respaldo knows.
     """
     parsed = normalize_url(url)
-    sqlite_file = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    sqlite = parsed.get_backend_name() == "sqlite"
+    sqlite_file = _sqlite_file(parsed) if sqlite else None
     if sqlite_file is not None:
-        try:
-            sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CatalogUnavailable(
-                f"cannot create the directory of the catalog {sqlite_file}: {exc.strerror}",
-                hint="create it, or point [catalog] url somewhere respaldo may write",
-            ) from exc
+        if create:
+            _create_sqlite_file(sqlite_file)
+        elif not sqlite_file.exists():
+            # Checked before connecting: connecting would create the file.
+            raise CatalogNotFound(f"no catalog at {sqlite_file}", hint=_CREATE_HINT)
+        _make_private(sqlite_file)
     engine = create_catalog_engine(parsed)
     try:
-        upgrade(engine)
+        upgrade(engine, create=create or (sqlite and sqlite_file is None))
     except BaseException:
         engine.dispose()
         raise
     return Catalog(engine)
+
+
+def _create_sqlite_file(path: Path) -> None:
+    """Create the catalog file 0600 (and its missing directories 0700) if it is missing.
+
+    SQLite would create it with the umask's mode (often 0644), and its ``-wal`` and
+    ``-shm`` files take the database file's mode: created here first, all three are
+    private. The catalog names every database, its backups and where they are stored.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise CatalogUnavailable(
+            f"cannot create the catalog {path}: {exc.strerror}",
+            hint="create its directory, or point [catalog] url somewhere respaldo may write",
+        ) from exc
+    os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    # Catalogs created before respaldo made them 0600, or copied with another mode. The
+    # owner can change the mode; another user's catalog is left as it is.
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+                log.warning("catalog file %s was readable by others; made it private", file)
+        except OSError:
+            continue

@@ -19,14 +19,19 @@ def rebuild(
     ctx: typer.Context,
     repository: Annotated[str | None, typer.Option("--repository", "-r")] = None,
 ) -> None:
-    """Insert or update a record for every backup in the repository."""
-    context = Context.open(state(ctx).settings)
+    """Insert or update a record for every backup in the repository.
+
+    Creates the catalog if it does not exist (after a disaster, or to move it).
+    """
+    context = Context.open(state(ctx).settings, create=True)
     try:
         result = rebuild_catalog(context, repository)
     finally:
         context.close()
     err_console.print(
-        f"catalog rebuilt: {result.created} records created, {result.updated} updated"
+        f"catalog rebuilt: {result.created} records created, {result.updated} updated "
+        f"({context.catalog.url})",
+        highlight=False,
     )
     for backup_id in result.lost_data:
         err_console.print(

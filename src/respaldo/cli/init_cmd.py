@@ -1,29 +1,26 @@
-"""``respaldo init``: create the catalog and every configured repository."""
+"""``respaldo init``: create every configured repository and the catalog."""
 
 from __future__ import annotations
 
 import typer
 
 from respaldo.cli.app import app, err_console, state
-from respaldo.operations.context import Context
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 
 
 @app.command("init")
 def init(ctx: typer.Context) -> None:
-    """Create the catalog and each configured repository that does not exist yet.
+    """Create each configured repository and the catalog, where they do not exist yet.
 
-    Idempotent: what exists is opened (checking the passphrase) and left as it is.
+    Idempotent: what exists is opened (checking the passphrase) and left as it is. The
+    only command (with 'catalog rebuild') that creates a catalog.
     """
-    settings = state(ctx).settings
-    context = Context.open(settings)
-    err_console.print(f"catalog: {context.catalog.url}")
-    context.close()
-    for result in init_repositories(settings):
-        verb = "created" if result.created else "exists, opened"
+    result = initialize(state(ctx).settings)
+    for repo in result.repositories:
+        verb = "created" if repo.created else "exists, opened"
         err_console.print(
-            f"repository [bold]{result.name}[/] ({result.location}): {verb}, "
-            f"id {result.repository_id}"
+            f"repository [bold]{repo.name}[/] ({repo.location}): {verb}, id {repo.repository_id}"
         )
-        for warning in result.warnings:
+        for warning in repo.warnings:
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    err_console.print(f"catalog: {result.catalog}")

@@ -8,8 +8,9 @@ import typer
 from rich.table import Table
 
 from respaldo.catalog import BackupRecord, BackupRecords, record_to_api
-from respaldo.cli.app import app, human_bytes, out_console, print_json, state
+from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
 from respaldo.domain import BackupKind, BackupStatus
+from respaldo.operations.catalog_rebuild import backups_the_catalog_misses
 from respaldo.operations.context import Context
 
 
@@ -29,8 +30,20 @@ def list_backups(
             records = BackupRecords(session).list(
                 database=database, kind=kind, status=status, limit=limit
             )
+        missed = backups_the_catalog_misses(context) if not records else None
     finally:
         context.close()
+    if missed is not None:
+        err_console.print(
+            f"[yellow]warning:[/] the catalog {context.catalog.url} is empty, but repository "
+            f"{missed} holds backups",
+            highlight=False,
+        )
+        err_console.print(
+            "hint: check [catalog] url; 'respaldo catalog rebuild' records them in this catalog",
+            highlight=False,
+            markup=False,
+        )
     if as_json:
         print_json([record_to_api(r) for r in records])
         return

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 
 from respaldo.catalog import BackupRecords, ManifestValues
 from respaldo.domain import BackupKind, BackupStatus
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
-from respaldo.operations.repositories import open_repository
+from respaldo.operations.repositories import open_repository, open_store
 from respaldo.repository import Manifest, Repository
+from respaldo.repository.manifest import MANIFEST_PREFIX
 from respaldo.repository.reader import read_list
 from respaldo.repository.repair import lost_chunks_of
 
@@ -87,6 +88,33 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         else:
             result.updated += 1
     return result
+
+
+def backups_the_catalog_misses(ctx: Context) -> str | None:
+    """If the catalog holds no record at all but the primary repository holds backups,
+    that repository's name; else None.
+
+    A catalog that is empty next to a repository with manifests is new, or not the one
+    the backups were recorded in (a wrong URL): ``list`` says so instead of showing
+    nothing. Costs one count, and one listing of ``manifests/`` only when the catalog is
+    empty; a repository that cannot be listed is not reported (this is a hint, not a
+    check).
+    """
+    with ctx.catalog.begin() as session:
+        if BackupRecords(session).list(limit=1):
+            return None
+    if not ctx.settings.repositories:
+        return None
+    repo_settings = ctx.settings.repository()
+    try:
+        store = open_store(repo_settings)
+        try:
+            found = next(iter(store.list(MANIFEST_PREFIX)), None)
+        finally:
+            store.close()
+    except RespaldoError:
+        return None
+    return repo_settings.name if found is not None else None
 
 
 def sealed_size(repo: Repository, manifest: Manifest) -> int | None:

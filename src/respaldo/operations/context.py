@@ -27,13 +27,17 @@ class Context:
     progress: Progress = field(default=no_progress)
 
     @classmethod
-    def open(cls, settings: Settings, progress: Progress = no_progress) -> Context:
-        """Open (creating and migrating) the catalog and mark backups whose process died.
+    def open(
+        cls, settings: Settings, progress: Progress = no_progress, *, create: bool = False
+    ) -> Context:
+        """Open (and migrate) the catalog and mark backups whose process died.
 
-        A backup left in_progress by a process that was killed is failed here, at the
-        next start, with the reason, so that no record stays in_progress forever.
+        The catalog must exist (CatalogNotFound otherwise) unless ``create``: only
+        ``init`` and ``catalog rebuild`` make a new one. A backup left in_progress by a
+        process that was killed is failed here, at the next start, with the reason, so
+        that no record stays in_progress forever.
         """
-        catalog = open_catalog(settings.catalog.url)
+        catalog = open_catalog(settings.catalog.url, create=create)
         with catalog.begin() as session:
             BackupRecords(session).fail_abandoned(datetime.now(UTC))
         return cls(settings, catalog, progress)

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories, open_repository
+from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF
@@ -98,7 +99,7 @@ paths = ["{tree / "uploads"}", "{tree / "config"}"]
 exclude = ["*.tmp", "cache"]
 """
     )
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
     yield Files(tmp_path, config, tree, capsys)
 
 

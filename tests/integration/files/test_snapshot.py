@@ -11,7 +11,8 @@ from sample.cluster import TempCluster
 from respaldo.catalog import BackupRecords, open_catalog
 from respaldo.cli.main import invoke
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories, open_repository
+from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import open_repository
 from tests.integration.cli import secret_file
 from tests.integration.physical.conftest import FAST_KDF
 
@@ -48,7 +49,7 @@ name = "uploads"
 paths = ["{uploads}"]
 """
     )
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -33,7 +33,8 @@ from sample.cluster import TempCluster
 from respaldo.catalog import BackupRecord, BackupRecords, open_catalog
 from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
-from respaldo.operations.repositories import init_repositories, open_repository
+from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import open_repository
 from respaldo.repository import KdfParams, Repository
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
@@ -252,7 +253,7 @@ def respaldo(
         dbname=erp_db,
     )
     config = write_config(tmp_path, pg, erp_db)
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
     before = databases(pg)
     yield Respaldo(pg, tmp_path, erp_db, config, capsys)
     for name in sorted(databases(pg) - before):

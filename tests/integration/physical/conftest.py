@@ -40,7 +40,7 @@ from sample.cluster import TempCluster
 
 from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import secret_file
 
@@ -221,7 +221,7 @@ def archiving_session() -> Iterator[Archiving]:
             }
         )
         write_config(base, cluster)
-        init_repositories(load_settings(config), kdf=FAST_KDF)
+        initialize(load_settings(config), kdf=FAST_KDF)
         chown_tree(base)
         cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
         sample.load(cluster.conninfo_kwargs(SHOP), SHOP_SCALE, SEED)

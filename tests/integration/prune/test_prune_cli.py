@@ -18,7 +18,7 @@ from sample.cluster import TempCluster
 
 from respaldo.catalog import BackupRecord, open_catalog
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import RunsCli
 
@@ -81,7 +81,7 @@ name = "erp"
 dsn = "postgresql://{pg.superuser}@{pg.host}:{pg.port}/{erp_db}"
 password_file = "{password}"
 """)
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
     yield Cli(config, tmp_path, capsys)
 
 

@@ -14,13 +14,13 @@ from .support import sqlite_url
 
 @pytest.fixture
 def catalog_path(tmp_path: Path) -> Path:
-    # A directory that does not exist yet: open_catalog must create it.
+    # A directory that does not exist yet: open_catalog(create=True) must create it.
     return tmp_path / "state" / "catalog.db"
 
 
 @pytest.fixture
 def catalog(catalog_path: Path) -> Iterator[Catalog]:
-    opened = open_catalog(sqlite_url(catalog_path))
+    opened = open_catalog(sqlite_url(catalog_path), create=True)
     try:
         yield opened
     finally:

@@ -85,7 +85,7 @@ def test_backup_records_has_every_column_of_the_specification(catalog: Catalog) 
 
 def test_second_open_is_a_no_op(catalog_path: Path) -> None:
     url = sqlite_url(catalog_path)
-    with open_catalog(url) as first, first.begin() as session:
+    with open_catalog(url, create=True) as first, first.begin() as session:
         session.execute(sa.text("CREATE TABLE marker (x INTEGER)"))
         session.execute(sa.text("INSERT INTO marker VALUES (1)"))
 
@@ -128,8 +128,8 @@ def test_catalog_from_a_newer_respaldo_is_refused(catalog_path: Path, catalog: C
 def test_unwritable_directory_is_a_catalog_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(CatalogUnavailable, match="cannot create the directory"):
-        open_catalog(sqlite_url(blocker / "sub" / "catalog.db"))
+    with pytest.raises(CatalogUnavailable, match="cannot create the catalog"):
+        open_catalog(sqlite_url(blocker / "sub" / "catalog.db"), create=True)
 
 
 def test_in_memory_sqlite_opens() -> None:
@@ -228,7 +228,8 @@ def test_processes_opening_and_writing_at_once_take_turns(catalog_path: Path) ->
 
     def work() -> None:
         start.wait()
-        with open_catalog(url) as catalog:
+        # Every process may be the first: creating and migrating at once take turns too.
+        with open_catalog(url, create=True) as catalog:
             for _ in range(per_worker):
                 with catalog.begin() as session:
                     records = BackupRecords(session)

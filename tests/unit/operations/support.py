@@ -21,7 +21,8 @@ from respaldo.config import Settings, load_settings
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy, new_backup_id
 from respaldo.operations.context import Context
 from respaldo.operations.copy import replicate
-from respaldo.operations.repositories import init_repositories, open_repository
+from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter, KdfParams, Repository, iter_stream
 from respaldo.storage.local import LocalStorage
 
@@ -96,7 +97,7 @@ class Installation:
     @classmethod
     def create(cls, root: Path, *, secondary: bool = True, extra: str = "") -> Installation:
         config = write_config(root, secondary=secondary, extra=extra)
-        init_repositories(load_settings(config), kdf=FAST_KDF)
+        initialize(load_settings(config), kdf=FAST_KDF)
         return cls(root, config)
 
     def close(self) -> None:

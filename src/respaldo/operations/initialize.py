@@ -1,0 +1,34 @@
+"""``respaldo init``: the configured repositories, then the catalog.
+
+The one place (with ``catalog rebuild``) where a catalog is created: every other command
+refuses a catalog URL that leads nowhere instead of starting an empty catalog there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from respaldo.catalog import open_catalog
+from respaldo.config import Settings
+from respaldo.operations.repositories import InitResult, init_repositories
+from respaldo.repository import KdfParams
+
+
+@dataclass(frozen=True)
+class Initialized:
+    catalog: str
+    """The catalog's URL, any password masked."""
+    repositories: list[InitResult]
+
+
+def initialize(settings: Settings, kdf: KdfParams | None = None) -> Initialized:
+    """Create what does not exist yet: each repository, then the catalog (and its directory).
+
+    Idempotent. Repositories come first so that one that cannot be created (a wrong
+    passphrase, a bucket that cannot lock) leaves no new catalog behind either. Raises
+    what :func:`init_repositories` and :func:`open_catalog` raise.
+    """
+    repositories = init_repositories(settings, kdf=kdf)
+    with open_catalog(settings.catalog.url, create=True) as catalog:
+        url = catalog.url
+    return Initialized(url, repositories)
