@@ -106,6 +106,10 @@ class WrongPassphrase(RepositoryError):
     """No key file of the repository opens with the given passphrase."""
 
 
+class WeakPassphrase(RepositoryError):
+    """A new key's passphrase is shorter than the minimum (existing keys still open)."""
+
+
 class IntegrityError(RepositoryError):
     """Stored data failed authentication, did not match its id or checksum, or is missing.
 
@@ -124,6 +128,17 @@ class IntegrityError(RepositoryError):
         super().__init__(": ".join(parts[:1]) + "".join(f" [{p}]" for p in parts[1:]), hint=hint)
         self.obj = obj
         self.backup = backup
+        self._bare = message
+
+    @property
+    def message(self) -> str:
+        """The message *without* the ``[backup …] [object …]`` that ``str()`` appends.
+
+        Whoever passes the damage on (a Problem, another IntegrityError) carries ``obj``
+        and ``backup`` separately and appends them itself: with ``str()`` they would
+        appear twice.
+        """
+        return self._bare
 
 
 class BackupNotFound(RepositoryError):

@@ -15,7 +15,7 @@ import typer
 from respaldo.cli.app import app, err_console, out_console, state
 from respaldo.config import read_secret_file
 from respaldo.errors import ConfigError
-from respaldo.operations.repositories import open_repository
+from respaldo.operations.repositories import check_new_passphrase, open_repository
 
 key_app = typer.Typer(help="Manage the passphrases that open a repository.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -29,15 +29,18 @@ FileOption = Annotated[
 
 
 def _new_passphrase(path: Path | None) -> str:
+    """The new passphrase from the file, the environment or a prompt; WeakPassphrase if it
+    is too short for a new key."""
     if path is not None:
-        return read_secret_file(path, "new passphrase file")
-    env = os.environ.get("RESPALDO_NEW_PASSPHRASE")
-    if env:
-        return env
-    first = typer.prompt("New passphrase", hide_input=True)
-    if typer.prompt("Repeat it", hide_input=True) != first:
-        raise ConfigError("the two passphrases differ")
-    return str(first)
+        new = read_secret_file(path, "new passphrase file")
+    elif os.environ.get("RESPALDO_NEW_PASSPHRASE"):
+        new = os.environ["RESPALDO_NEW_PASSPHRASE"]
+    else:
+        new = str(typer.prompt("New passphrase", hide_input=True))
+        if typer.prompt("Repeat it", hide_input=True) != new:
+            raise ConfigError("the two passphrases differ")
+    check_new_passphrase(new)
+    return new
 
 
 @key_app.command("list")

@@ -8,9 +8,16 @@ from typing import Any
 from pydantic import SecretStr
 
 from respaldo.config import RepositorySettings, Settings, read_secret_file
-from respaldo.errors import RepositoryError, RepositoryExists, RepositoryNotFound, RespaldoError
+from respaldo.errors import (
+    ObjectNotFound,
+    RepositoryError,
+    RepositoryExists,
+    RepositoryNotFound,
+    RespaldoError,
+    WeakPassphrase,
+)
 from respaldo.repository import ChunkerParams, KdfParams, Repository
-from respaldo.repository.config_file import read_config
+from respaldo.repository.config_file import CONFIG_NAME, read_config
 from respaldo.repository.config_recovery import (
     ConfigSource,
     RestoredConfig,
@@ -20,6 +27,27 @@ from respaldo.repository.config_recovery import (
 from respaldo.repository.locks import LOCK_PREFIX
 from respaldo.storage import Storage, open_storage
 from respaldo.storage.object_lock import bucket_warnings, locking_store
+
+# Argon2id makes each guess cost ~0.1 s and 64 MiB, which a few characters do not survive:
+# 12 random lowercase letters are ~56 bits, a four-word diceware phrase ~51.
+MIN_PASSPHRASE_LENGTH = 12
+
+
+def check_new_passphrase(passphrase: SecretStr | str) -> None:
+    """Refuse a passphrase for a *new* key (init, a new mirror, key add, key passwd) that is
+    shorter than :data:`MIN_PASSPHRASE_LENGTH` characters or only blanks.
+
+    Keys made before the minimum existed still open: only new ones are checked. Raises
+    WeakPassphrase (the message never shows the passphrase).
+    """
+    secret = passphrase.get_secret_value() if isinstance(passphrase, SecretStr) else passphrase
+    if len(secret) < MIN_PASSPHRASE_LENGTH or not secret.strip():
+        raise WeakPassphrase(
+            f"the new passphrase is too weak: it needs at least {MIN_PASSPHRASE_LENGTH} "
+            f"characters, not only blanks",
+            hint="choose a longer one (several random words); an existing repository with "
+            "a shorter one still opens, and 'respaldo key passwd' replaces it",
+        )
 
 
 def storage_options(repo: RepositorySettings) -> dict[str, Any]:
@@ -107,6 +135,7 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     except RepositoryNotFound:
         # After a disaster the primary is empty but a secondary survived: the new primary
         # must be a mirror of it, or nothing could be copied between them again.
+        check_new_passphrase(passphrase)
         survivor = _existing_secondary(settings, passphrase)
         if survivor is not None:
             primary = Repository.init_mirror(store, survivor, passphrase, kdf=kdf)
@@ -125,6 +154,8 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     for repo_settings in settings.repositories[1:]:
         store = open_store(repo_settings)
         try:
+            if not _has_config(store):
+                check_new_passphrase(passphrase)
             repo = Repository.init_mirror(store, primary, passphrase, kdf=kdf)
             created = True
         except RepositoryExists:
@@ -155,6 +186,14 @@ def lock_warnings(repo: RepositorySettings) -> tuple[str, ...]:
         return tuple(bucket_warnings(locking)) if locking is not None else ()
     finally:
         store.close()
+
+
+def _has_config(store: Storage) -> bool:
+    try:
+        store.stat(CONFIG_NAME)
+    except ObjectNotFound:
+        return False
+    return True
 
 
 def _existing_secondary(settings: Settings, passphrase: SecretStr) -> Repository | None:

@@ -54,7 +54,17 @@ def test_catalog_rebuild_brings_the_records_back(respaldo: Respaldo, pg: TempClu
     assert len(completed) == 2
 
     respaldo.catalog_file.unlink()
-    assert _listed(respaldo) == {}  # a new, empty catalog
+    # No new, empty catalog that lists nothing: the lost one is missed...
+    lost = respaldo.run("list", "--json")
+    assert (lost.code, lost.out) == (1, "")
+    assert f"no catalog at {respaldo.catalog_file}" in lost.err
+    assert not respaldo.catalog_file.exists()
+    # ...and a new empty one says the repository holds backups it does not list.
+    assert respaldo.run("init").code == 0
+    empty = respaldo.run("list", "--json")
+    assert (empty.code, empty.json()) == (0, [])
+    assert "is empty, but repository local holds backups" in empty.err
+    assert "respaldo catalog rebuild" in empty.err
     run = respaldo.run("catalog", "rebuild")
     assert run.code == 0, str(run)
     assert "2 records created, 0 updated" in run.err
