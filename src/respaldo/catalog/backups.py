@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -378,6 +378,28 @@ class BackupRecords:
         self.session.delete(record)
         self.session.flush()
 
+    def abandoned(
+        self,
+        now: datetime,
+        *,
+        is_alive: Callable[[int], bool] = pid_is_alive,
+        host: str | None = None,
+        heartbeat_timeout: timedelta | None = None,
+        context: str = ABANDONED_CONTEXT,
+    ) -> builtins.list[tuple[BackupRecord, str]]:
+        """Every pending/in_progress record whose worker is gone, with the reason; changes
+        nothing. See :meth:`fail_abandoned` for what "gone" means. Oldest first.
+
+        For a caller that looks at something else before deciding (the repository: a
+        manifest proves the backup completed), then calls :meth:`fail_abandoned`.
+        """
+        query = (
+            sa.select(BackupRecord)
+            .where(BackupRecord.status.in_(_ACTIVE))
+            .order_by(BackupRecord.created_at, BackupRecord.id)
+        )
+        return self._gone(query, now, is_alive, host, heartbeat_timeout, context)
+
     def fail_abandoned(
         self,
         now: datetime,
@@ -386,6 +408,7 @@ class BackupRecords:
         host: str | None = None,
         heartbeat_timeout: timedelta | None = None,
         context: str = ABANDONED_CONTEXT,
+        spare: Collection[str] = (),
     ) -> builtins.list[BackupRecord]:
         """Mark as failed every pending/in_progress record whose worker is gone; return them.
 
@@ -395,10 +418,9 @@ class BackupRecords:
         else start, else creation) is older than ``now - heartbeat_timeout`` is gone too;
         this also catches a pid reused by another process, and workers on other hosts.
         Records on other hosts are otherwise left alone: their pids mean nothing here.
-        Returned oldest first. Idempotent: a second call finds nothing more.
+        Records whose id is in ``spare`` are left as they are (their fate is not known
+        yet). Returned oldest first. Idempotent: a second call finds nothing more.
         """
-        now = _aware(now, "now")
-        local_host = host if host is not None else this_host()
         query = (
             sa.select(BackupRecord)
             .where(BackupRecord.status.in_(_ACTIVE))
@@ -406,15 +428,32 @@ class BackupRecords:
             .with_for_update()
         )
         failed: builtins.list[BackupRecord] = []
+        for record, reason in self._gone(query, now, is_alive, host, heartbeat_timeout, context):
+            if record.id not in spare:
+                self._fail(record, reason, _aware(now, "now"))
+                failed.append(record)
+        self.session.flush()
+        return failed
+
+    def _gone(
+        self,
+        query: sa.Select[tuple[BackupRecord]],
+        now: datetime,
+        is_alive: Callable[[int], bool],
+        host: str | None,
+        heartbeat_timeout: timedelta | None,
+        context: str,
+    ) -> builtins.list[tuple[BackupRecord, str]]:
+        now = _aware(now, "now")
+        local_host = host if host is not None else this_host()
+        gone = []
         for record in self.session.scalars(query):
             reason = _abandoned_reason(
                 record, now, is_alive, local_host, heartbeat_timeout, context
             )
             if reason is not None:
-                self._fail(record, reason, now)
-                failed.append(record)
-        self.session.flush()
-        return failed
+                gone.append((record, reason))
+        return gone
 
     # -- rebuilding from repositories ----------------------------------------------------
 

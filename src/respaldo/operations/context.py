@@ -34,12 +34,20 @@ class Context:
 
         The catalog must exist (CatalogNotFound otherwise) unless ``create``: only
         ``init`` and ``catalog rebuild`` make a new one. A backup left in_progress by a
-        process that was killed is failed here, at the next start, with the reason, so
-        that no record stays in_progress forever.
+        process that was killed is settled here, at the next start: completed from its
+        manifest if that was written (the backup is whole), else failed with the reason,
+        so that no record stays in_progress for ever (see operations/reconcile.py).
         """
+        # Imported here: reconciling reads manifests through operations that themselves
+        # build on Context (catalog_rebuild, repair), so a module-level import is a cycle.
+        from respaldo.operations.reconcile import settle_abandoned
+
         catalog = open_catalog(settings.catalog.url, create=create)
-        with catalog.begin() as session:
-            BackupRecords(session).fail_abandoned(datetime.now(UTC))
+        try:
+            settle_abandoned(settings, catalog, datetime.now(UTC))
+        except BaseException:
+            catalog.close()
+            raise
         return cls(settings, catalog, progress)
 
     def close(self) -> None:

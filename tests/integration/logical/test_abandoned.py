@@ -13,11 +13,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +114,51 @@ def test_an_interrupted_backup_is_marked_failed_at_once(
     assert record.status == "failed"
     assert record.error_message == "interrupted"
     assert respaldo.repository().backup_ids() == []
+
+
+PAUSED_BACKUP = Path(__file__).with_name("paused_backup.py")
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+def test_a_backup_killed_between_its_manifest_and_its_record_is_completed(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    expected = table_checksums(pg, respaldo.dbname)
+    child = subprocess.Popen(
+        [sys.executable, str(PAUSED_BACKUP), str(respaldo.config), "erp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # the manifest is written; the record not completed
+        assert line.startswith("manifest "), (line, child.communicate())
+        backup_id = line.split()[1]
+        assert respaldo.repository().backup_ids() == [backup_id]
+        (record,) = respaldo.records()
+        assert (record.id, record.status) == (backup_id, "in_progress")
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == -signal.SIGKILL
+
+    run = respaldo.run_process("list", "--json")  # the next start, a new process
+    assert run.code == 0, str(run)
+    (listed,) = run.json()
+    assert listed["id"] == backup_id
+    assert listed["status"] == "completed"
+    assert listed["errorMessage"] is None
+    manifest = respaldo.repository().load_manifest(backup_id)
+    assert listed["checksum"] == manifest.stream("dump").sha256
+    assert listed["sizeBytes"] == manifest.size
+    assert listed["expiresAt"] is not None
+    assert f"backup {backup_id}: its process died after the backup was complete" in run.err
+
+    respaldo.restore(backup_id, new_dbname)
+    assert table_checksums(pg, new_dbname) == expected

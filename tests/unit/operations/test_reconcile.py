@@ -1,0 +1,135 @@
+"""A record left in_progress by a dead process is completed if its manifest was written
+(the backup is whole), and failed only if it was not."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.domain import BackupKind, BackupStatus, TriggeredBy, new_backup_id
+from respaldo.operations.context import Context
+from respaldo.repository import BackupWriter, iter_stream
+from tests.unit.operations.support import Installation, data_for
+
+pytestmark = pytest.mark.unit
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Installation:
+    return Installation.create(tmp_path)
+
+
+def _killed_backup(inst: Installation, *, manifest: bool, repository: str = "local") -> str:
+    """A backup whose process died: its record in_progress with a dead pid, and with
+    ``manifest`` everything written but the record's completion."""
+    started = datetime.now(UTC) - timedelta(minutes=5)
+    backup_id = new_backup_id(started)
+    with inst.ctx.catalog.begin() as session:
+        records = BackupRecords(session)
+        records.create_pending(
+            kind=BackupKind.FULL,
+            repository=repository,
+            triggered_by=TriggeredBy.SCHEDULE,
+            retention_days=7,
+            database_name="erp",
+            backup_id=backup_id,
+            now=started,
+        )
+        records.start(backup_id, _dead_pid(), now=started)
+    if manifest:
+        with BackupWriter(inst.repository(), backup_id) as writer:
+            writer.write_stream("dump", io.BytesIO(data_for(backup_id)))
+            writer.commit(
+                kind="full", source="erp", started_at=started, meta={"server_version": "16.4"}
+            )
+    return backup_id
+
+
+def _record(inst: Installation, backup_id: str) -> BackupRecord:
+    ctx = inst.context()
+    try:
+        return ctx.record(backup_id)
+    finally:
+        ctx.close()
+
+
+def test_a_record_whose_manifest_exists_is_completed_from_it(inst: Installation) -> None:
+    backup_id = _killed_backup(inst, manifest=True)
+    record = _record(inst, backup_id)  # the next start
+    manifest = inst.repository().load_manifest(backup_id)
+    data = data_for(backup_id)
+    assert record.status is BackupStatus.COMPLETED
+    assert record.error_message is None
+    assert record.size_bytes == len(data)
+    assert record.checksum == hashlib.sha256(data).hexdigest()
+    assert record.completed_at == manifest.completed_at
+    assert record.expires_at == manifest.completed_at + timedelta(days=7)
+    assert record.size_compressed is not None and record.size_compressed > 0
+    assert record.database_version == "16.4"
+    assert record.manifest == f"manifests/{backup_id}"
+    assert inst.read(backup_id) == data
+
+
+def test_a_record_without_a_manifest_is_failed(inst: Installation) -> None:
+    backup_id = _killed_backup(inst, manifest=False)
+    record = _record(inst, backup_id)
+    assert record.status is BackupStatus.FAILED
+    assert record.error_message == (
+        f"process {record.worker_pid} died during the backup (found at start-up)"
+    )
+
+
+def test_without_the_passphrase_the_record_waits(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `respaldo list` needs no passphrase, but reading the manifest does: the record stays
+    # in_progress (never failed) until a command that has it settles it.
+    backup_id = _killed_backup(inst, manifest=True)
+    monkeypatch.delenv("RESPALDO_PASSPHRASE")
+    record = _record(inst, backup_id)
+    assert record.status is BackupStatus.IN_PROGRESS
+    assert f"backup {backup_id}: its process died after writing its manifest" in caplog.text
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", "prune tests passphrase")
+    assert _record(inst, backup_id).status is BackupStatus.COMPLETED
+
+
+def test_a_record_of_a_repository_no_longer_configured_is_failed(inst: Installation) -> None:
+    backup_id = _killed_backup(inst, manifest=False, repository="retired")
+    assert _record(inst, backup_id).status is BackupStatus.FAILED
+
+
+def test_both_kinds_at_once_and_a_second_start_changes_nothing(inst: Installation) -> None:
+    whole = _killed_backup(inst, manifest=True)
+    partial = _killed_backup(inst, manifest=False)
+    assert _record(inst, whole).status is BackupStatus.COMPLETED
+    assert _record(inst, partial).status is BackupStatus.FAILED
+    before = {r.id: (r.status, r.completed_at) for r in _all(inst)}
+    ctx = Context.open(inst.settings())
+    ctx.close()
+    assert {r.id: (r.status, r.completed_at) for r in _all(inst)} == before
+
+
+def test_the_completed_backup_is_copied_by_the_next_replication(inst: Installation) -> None:
+    backup_id = _killed_backup(inst, manifest=True)
+    assert _record(inst, backup_id).status is BackupStatus.COMPLETED
+    assert backup_id not in inst.manifests("second")
+    inst.replicate()
+    repo = inst.repository("second")
+    assert b"".join(iter_stream(repo, repo.load_manifest(backup_id), "dump")) == data_for(backup_id)
+
+
+def _all(inst: Installation) -> list[BackupRecord]:
+    with inst.ctx.catalog.begin() as session:
+        return BackupRecords(session).list()
