@@ -1,4 +1,5 @@
-"""A backup whose process died or was interrupted is never left ``in_progress``.
+"""A backup whose process died or was interrupted is never left ``in_progress``, and one
+killed after its manifest was written (the backup is whole) is completed, not failed.
 
 The backup is made to wait: an application transaction holds an ACCESS EXCLUSIVE lock on
 a table, so the backup blocks on it (counting rows in its snapshot) while its record says
