@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 from tests.integration.cli import RunsCli, secret_file
 from tests.integration.physical.conftest import FAST_KDF
 from tests.servers.s3 import S3Endpoint, new_prefix
@@ -97,7 +97,7 @@ def _tree(tmp: Path) -> Path:
 def _site(tmp: Path, repository: str, capsys: pytest.CaptureFixture[str]) -> Site:
     tree = _tree(tmp)
     config = _config(tmp, "respaldo.toml", tree, repository)
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
     return Site(tmp, config, tree, capsys)
 
 

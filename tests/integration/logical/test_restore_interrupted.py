@@ -24,7 +24,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 from tests.integration.logical.conftest import FAST_KDF, PASSPHRASE, Respaldo, write_config
 from tests.integration.logical.support import staging_databases, table_checksums
 
@@ -150,7 +150,7 @@ def test_a_server_that_stops_during_a_restore(
     config = write_config(tmp_path, pg, "shop")
     dsn = f"postgresql://{pg.superuser}@{pg.host}:{pg.port}/postgres"
     ready, go = _add_gated_database(config, tmp_path, dsn)
-    init_repositories(load_settings(config), kdf=FAST_KDF)
+    initialize(load_settings(config), kdf=FAST_KDF)
     script = str(Path(sys.executable).with_name("respaldo"))
     argv = [script, "--config", str(config)]
     backed_up = subprocess.run(
