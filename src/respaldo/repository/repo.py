@@ -310,7 +310,7 @@ class Repository:
             try:
                 plaintexts.append(self._read_index_file(name))
             except IntegrityError as exc:
-                damaged[name] = exc.message
+                damaged[name] = str(exc)  # with "[object <name>]": the warning names it
         self.index = ChunkIndex.from_files(plaintexts, self.quarantine.excluded())
         self.index_files = set(names)
         self.damaged_index_files = damaged
