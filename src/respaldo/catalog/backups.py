@@ -437,7 +437,7 @@ class BackupRecords:
 
     def _gone(
         self,
-        query: sa.Select[tuple[BackupRecord]],
+        query: sa.Select[BackupRecord],
         now: datetime,
         is_alive: Callable[[int], bool],
         host: str | None,
