@@ -24,6 +24,7 @@ import pytest
 
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import init_repositories
 from tests.integration.cli import RunsCli, secret_file
 from tests.integration.physical.conftest import FAST_KDF
 from tests.servers.s3 import S3Endpoint, new_prefix
