@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from respaldo.catalog import open_catalog
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import IntegrityError
 from respaldo.operations.catalog_rebuild import rebuild_catalog
@@ -120,6 +121,8 @@ def test_catalog_rebuild_marks_again_what_repair_found_lost(inst: Installation) 
     assert repair(inst.ctx).lost_backups
     inst.close()
     (inst.root / "catalog.db").unlink()  # the catalog is lost too
+    # A new, empty one, as 'respaldo catalog rebuild' creates it (Context.open(create=True)).
+    open_catalog(inst.settings().catalog.url, create=True).close()
 
     result = rebuild_catalog(inst.ctx)
     assert (result.created, result.lost_data) == (2, [damaged])
