@@ -31,7 +31,7 @@ from tests.servers.faultproxy import FaultProxy
 from tests.servers.s3 import S3Endpoint, new_prefix
 
 from respaldo.config import load_settings
-from respaldo.operations.repositories import init_repositories
+from respaldo.operations.initialize import initialize
 
 RESULTS_ENV = "RESPALDO_FAULTS_RESULTS"
 _results = os.environ.get(RESULTS_ENV)  # read before clean_env drops RESPALDO_*
@@ -87,7 +87,7 @@ name = "local"
 url = "file://{repo_dir}"
 """
         config = write_config(tmp_path, pg, erp_db, tree, section)
-        init_repositories(load_settings(config), kdf=FAST_KDF)
+        initialize(load_settings(config), kdf=FAST_KDF)
         return World(pg, tmp_path, erp_db, config, capsys, tree, repo_dir, proxy)
 
     before = None
