@@ -101,8 +101,8 @@ def create_catalog_engine(url: str | URL) -> Engine:
 
     On SQLite every connection gets WAL mode (readers never wait for the writer), foreign
     keys (off by default in SQLite) and a busy timeout, and every transaction starts with
-    ``BEGIN IMMEDIATE``: see :func:`_sqlite_begin`. Raises CatalogUnavailable for a bad
-    URL or a missing driver.
+    ``BEGIN IMMEDIATE`` except those of :meth:`Catalog.read`: see :func:`_sqlite_begin`.
+    Raises CatalogUnavailable for a bad URL or a missing driver.
     """
     parsed = normalize_url(url)
     try:
@@ -133,13 +133,23 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# The execution option that marks a read-only transaction (Catalog.read).
+_READ_ONLY: Final = "respaldo_read_only"
+
+
 def _sqlite_begin(connection: Connection) -> None:
+    # A read-only transaction (Catalog.read) begins deferred: in WAL mode it reads the
+    # last committed state without taking any lock, so listing backups never waits for a
+    # running backup's write, however long that transaction is.
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the write lock at BEGIN, where busy_timeout applies. A deferred
     # transaction that reads and then writes can instead fail at once with SQLITE_BUSY
     # when another writer committed in between (a lock upgrade is never retried), and
     # every catalog update reads the record first. It also makes two processes that
-    # migrate at once take turns. Cost: transactions, reads included, run one at a time,
-    # so keep sessions short (one unit of work, never across a backup).
+    # migrate at once take turns. Cost: writing transactions run one at a time, so keep
+    # sessions short (one unit of work, never across a backup).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -211,6 +221,9 @@ class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session_factory: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self._read_factory: sessionmaker[Session] = sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @property
     def url(self) -> str:
@@ -221,6 +234,17 @@ class Catalog:
     def begin(self) -> Iterator[Session]:
         """A session in a transaction that commits if the block succeeds, else rolls back."""
         with self.session_factory.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading only: it sees the last committed state and never waits
+        for a writer (on SQLite, a deferred transaction in WAL mode; on PostgreSQL, an
+        ordinary one). Records stay readable after it ends. Writing in it is a mistake (on
+        SQLite the write could fail at once with "database is locked" instead of waiting).
+        """
+        # Ended by a commit, not a rollback: a rollback would expire the records read.
+        with self._read_factory.begin() as session:
             yield session
 
     def close(self) -> None:

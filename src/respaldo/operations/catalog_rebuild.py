@@ -9,7 +9,7 @@ from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import IntegrityError, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
-from respaldo.operations.repositories import open_repository, open_store
+from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX
 from respaldo.repository.reader import read_list
@@ -61,7 +61,7 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
     marked damaged again, as repair marked it.
     """
     repo_settings = ctx.settings.repository(repository)
-    repo = open_repository(ctx.settings, repository)
+    repo = ctx.repository(repository)
     result = RebuildResult()
     for backup_id in repo.backup_ids():
         try:

@@ -1,14 +1,27 @@
-"""What every operation needs: settings, the catalog, and a way to report progress."""
+"""What every operation needs: settings, the catalog, the open repositories, and a way to
+report progress.
+
+A :class:`Context` is the application layer's session and the owner of its long-lived
+handles. It opens the catalog at once and each repository (its store, its S3 client, its
+loaded chunk index) the first time an operation asks for it, then keeps it until
+:meth:`Context.close`. A CLI command opens one per invocation (``with Context.open(...)``);
+a service keeps one for its lifetime, so that a job never reloads an index or opens a new
+S3 client.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 
 from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
 from respaldo.config import Settings
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import Repository
 
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: bytes done in a phase (total None when unknown)."""
@@ -20,11 +33,18 @@ def no_progress(phase: str, done: int, total: int | None) -> None:
 
 @dataclass
 class Context:
-    """Settings and an open catalog, shared by the operations of one process."""
+    """Settings, an open catalog and the repositories opened so far.
+
+    Thread-safe: jobs running at once share one repository object per configured
+    repository (a :class:`~respaldo.repository.Repository` is safe for concurrent readers
+    and writers). Close it once; it must not be used afterwards.
+    """
 
     settings: Settings
     catalog: Catalog
     progress: Progress = field(default=no_progress)
+    _repositories: dict[str, Repository] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(
@@ -50,11 +70,46 @@ class Context:
             raise
         return cls(settings, catalog, progress)
 
+    def repository(self, name: str | None = None) -> Repository:
+        """The configured repository ``name`` (default: the primary), opened with its index
+        loaded the first time it is asked for and the same object afterwards.
+
+        Raises what :func:`~respaldo.operations.repositories.open_repository` raises
+        (ConfigError for an unknown name, RepositoryNotFound, WrongPassphrase...); a
+        repository that failed to open is tried again at the next call.
+        """
+        key = self.settings.repository(name).name
+        with self._lock:
+            repo = self._repositories.get(key)
+            if repo is None:
+                repo = self._repositories[key] = open_repository(self.settings, key)
+            return repo
+
     def close(self) -> None:
-        self.catalog.close()
+        """Close every repository opened through :meth:`repository` (their stores and
+        clients), then the catalog. Calling it twice is harmless."""
+        with self._lock:
+            repos, self._repositories = list(self._repositories.values()), {}
+        try:
+            for repo in repos:
+                repo.close()
+        finally:
+            self.catalog.close()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def record(self, backup_id: str) -> BackupRecord:
-        with self.catalog.begin() as session:
+        """The catalog's record of ``backup_id`` (RecordNotFound if none)."""
+        with self.catalog.read() as session:
             return BackupRecords(session).get(backup_id)
 
 

@@ -18,7 +18,6 @@ from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations.context import Context
-from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copy_backup
 
@@ -67,8 +66,8 @@ def copy_to(
     if target.name == settings.repository().name:
         raise ConfigError(f"{repository!r} is the primary repository: backups are written there")
     try:
-        source = primary or open_repository(settings)
-        destination = open_repository(settings, target.name)
+        source = primary or ctx.repository()
+        destination = ctx.repository(target.name)
     except RespaldoError as exc:
         for backup_id in backup_ids:
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))

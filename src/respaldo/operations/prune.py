@@ -34,7 +34,6 @@ from respaldo.config import Settings
 from respaldo.domain import BackupStatus
 from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
-from respaldo.operations.repositories import open_repository
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
@@ -147,7 +146,7 @@ def prune(
     for repo_settings in settings.repositories:
         outcome = RepositoryOutcome(repo_settings.name)
         try:
-            repo = open_repository(settings, repo_settings.name)
+            repo = ctx.repository(repo_settings.name)
             outcome.location = repo.storage.location
             present[repo_settings.name] = set(repo.backup_ids())
         except RespaldoError as exc:

@@ -18,7 +18,6 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
-from respaldo.operations.repositories import open_repository
 from respaldo.repository import Manifest, Repository, WriteStats
 
 Reporter = Callable[[int], None]
@@ -78,7 +77,7 @@ def recorded_backup(
     and is re-raised.
     """
     repo_settings = ctx.settings.repository()
-    repo = open_repository(ctx.settings)
+    repo = ctx.repository()
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).create_pending(
             kind=kind,

@@ -22,7 +22,6 @@ from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupStatus
 from respaldo.errors import RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
-from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
@@ -74,14 +73,14 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
     repair, and storage errors. A mirror that does not open is a warning.
     """
     target_settings = ctx.settings.repository(repository)
-    repo = open_repository(ctx.settings, target_settings.name)
+    repo = ctx.repository(target_settings.name)
     warnings: list[str] = []
     mirrors: list[Repository] = []
     for other in ctx.settings.repositories:
         if other.name == target_settings.name:
             continue
         try:
-            mirrors.append(open_repository(ctx.settings, other.name))
+            mirrors.append(ctx.repository(other.name))
         except RespaldoError as exc:
             warnings.append(f"repository {other.name} cannot be read: {exc}")
     with contextlib.ExitStack() as leases:

@@ -40,7 +40,6 @@ from respaldo.errors import (
 )
 from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
-from respaldo.operations.repositories import open_repository
 from respaldo.operations.restore_props import (
     apply_database_properties,
     check_properties,
@@ -364,7 +363,7 @@ def open_with_fallbacks(
     first_error: RespaldoError | None = None
     for repo_settings in ctx.settings.repositories:
         try:
-            repo = open_repository(ctx.settings, repo_settings.name)
+            repo = ctx.repository(repo_settings.name)
             if leases is not None:
                 leases.enter_context(reading_lease(repo, purpose, warnings.append))
             opened.append(repo)

@@ -231,6 +231,17 @@ class Repository:
             repo.load_index()
         return repo
 
+    def close(self) -> None:
+        """Release the store (its connections, its S3 client). The repository must not be
+        used afterwards; calling it twice is harmless."""
+        self.storage.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- keys ------------------------------------------------------------------------
 
     def list_keys(self) -> list[dict[str, Any]]:

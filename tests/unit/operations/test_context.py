@@ -1,0 +1,70 @@
+"""The application layer's session: repositories opened once, on demand, and closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.errors import ConfigError
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import Repository
+from tests.unit.operations.support import Installation
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation.create(tmp_path)
+    yield installation
+    installation.close()
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Repository]:
+    """Every repository the context opens, in order."""
+    repos: list[Repository] = []
+
+    def spy(settings: Settings, name: str | None = None) -> Repository:
+        repo = open_repository(settings, name)
+        repos.append(repo)
+        return repo
+
+    monkeypatch.setattr("respaldo.operations.context.open_repository", spy)
+    return repos
+
+
+def test_a_repository_is_opened_once_and_only_when_asked(
+    inst: Installation, opened: list[Repository]
+) -> None:
+    with inst.context() as ctx:
+        assert opened == []  # nothing opened before an operation needs it
+        primary = ctx.repository()
+        assert ctx.repository() is primary
+        assert ctx.repository("local") is primary  # the primary by name is the same one
+        second = ctx.repository("second")
+        assert second is not primary
+        assert ctx.repository("second") is second
+    assert opened == [primary, second]
+
+
+def test_close_closes_every_opened_repository_then_the_catalog(
+    inst: Installation, opened: list[Repository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[object] = []
+    monkeypatch.setattr(Repository, "close", lambda self: closed.append(self))
+    ctx = inst.context()
+    primary, second = ctx.repository(), ctx.repository("second")
+    ctx.close()
+    assert closed == [primary, second]
+    ctx.close()  # twice is harmless, and closes nothing again
+    assert closed == [primary, second]
+
+
+def test_an_unknown_repository_opens_nothing(inst: Installation, opened: list[Repository]) -> None:
+    with inst.context() as ctx, pytest.raises(ConfigError):
+        ctx.repository("nowhere")
+    assert opened == []
