@@ -396,10 +396,22 @@ def drop_database(
     """Drop database ``name``; with ``force``, sessions connected to it are terminated.
 
     Idempotent with ``missing_ok`` (the default); otherwise raises DatabaseNotFound.
-    Raises QueryFailed when sessions are connected and ``force`` is false.
+    Raises QueryFailed when sessions are connected and ``force`` is false. A database
+    marked as a template (IS_TEMPLATE, which a restored database gets from a backup of
+    one) is unmarked first: PostgreSQL refuses to drop it otherwise.
     """
+    unmark = sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name))
     with _maintenance(conninfo, name) as conn:
         modern = conn.info.server_version >= 130000
+        template = _guarded(
+            conninfo,
+            f"reading whether {name!r} is a template",
+            lambda: conn.execute(
+                "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = %s", (name,)
+            ).fetchone(),
+        )
+        if template is not None and template[0]:
+            _guarded(conninfo, f"unmarking template {name!r}", lambda: conn.execute(unmark))
     if force and not modern:
         terminate_connections(conninfo, name)
     statement = sql.SQL("DROP DATABASE {exists}{name}{force}").format(

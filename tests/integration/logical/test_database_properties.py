@@ -250,3 +250,18 @@ def test_a_role_missing_on_the_server_stops_the_restore_before_it_starts(
     # With the backup's roles restored first, it works and the grant is back.
     respaldo.restore(backup_id, new_dbname, "--globals")
     assert can_connect(pg, roles.reader, new_dbname)
+
+
+def test_a_template_database_is_replaced_and_its_old_copy_dropped(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """A database marked IS_TEMPLATE cannot be dropped as it is: --drop-old (and the
+    cleanup of a failed restore) must unmark it first."""
+    backup_id = respaldo.backup()["id"]
+    pg.execute(sql.SQL("CREATE DATABASE {} IS_TEMPLATE true").format(sql.Identifier(new_dbname)))
+    before = databases(pg)
+    run = respaldo.run("restore", backup_id, "-t", new_dbname, "--replace", "--drop-old")
+    assert run.code == 0, str(run)
+    assert "previous database dropped" in run.err
+    assert databases(pg) == before
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
