@@ -72,10 +72,16 @@ def owner_alive(pid: int, start: int) -> bool:
     return start == 0 or now == 0 or now == start
 
 
+_this: tuple[int, int] | None = None
+
+
 def this_process() -> tuple[int, int]:
     """(pid, start time) of this process, as written into directory names and markers."""
+    global _this
     pid = os.getpid()
-    return pid, process_start(pid) or 0
+    if _this is None or _this[0] != pid:  # read once, again after a fork
+        _this = (pid, process_start(pid) or 0)
+    return _this
 
 
 def sweep(parent: Path) -> list[Path]:

@@ -19,8 +19,8 @@ Order of writes, which makes a crash (kill -9) at any point harmless:
 1. new packs; 2. new index files, describing exactly the packs that remain (all their
 chunks) and the new ones; 3. every index file that existed before is deleted; 4. the
 packs that are no longer needed are deleted; 5. in a local store, the temporary files
-(``.tmp-*``) of writes killed before their rename, once older than a lease lives
-(``lock_stale_after``).
+(``.tmp-*``) of writes killed before their rename: at once when their process is gone
+from this machine, else once older than a lease lives (``lock_stale_after``).
 
 After a crash in 1 the new packs are unindexed and the next collection deletes them;
 after 2 or 3 chunks are described twice, which is allowed; in 4 no index file
@@ -411,8 +411,8 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             report.bytes_deleted += size
             report.chunks_dropped += dropped
     say(f"deleted {len(doomed)} packs")
-    # 5. Temporary files of puts killed half-way (a local store's): not written to for
-    # longer than a lease lives, they cannot be a live writer's.
+    # 5. Temporary files of puts killed half-way (a local store's): their process is gone,
+    # or they were not written to for longer than a lease lives.
     for prefix in (PACK_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX):
         lease.check()
         removed = remove_stale_temporaries(storage, prefix, repo.lock_stale_after)

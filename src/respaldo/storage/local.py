@@ -16,8 +16,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +32,36 @@ from respaldo.errors import (
     TransientStorageError,
     WriteRefused,
 )
+from respaldo.privatedir import owner_alive, this_process
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
 
 # Temporary files start with a dot: validate_name never accepts such a segment, so they can
-# never be mistaken for (or listed as) objects, and a crash leaves only ignorable litter.
+# never be mistaken for (or listed as) objects. They are named after the writing process,
+# ``.tmp-<pid>-<start time>-<host id>-<random>``, so that the litter of a killed one can be
+# told from the file of a live writer (remove_stale_temporaries).
 _TMP_PREFIX = ".tmp-"
+_TMP_NAME = re.compile(r"^\.tmp-(\d+)-(\d+)-([0-9a-f]{8})-[0-9a-f]+$")
+
+
+def _host_id() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def _tmp_name() -> str:
+    pid, start = this_process()
+    return f"{_TMP_PREFIX}{pid}-{start}-{_host_id()}-{secrets.token_hex(6)}"
+
+
+def _abandoned(filename: str, mtime: float, deadline: float) -> bool:
+    """Whether a temporary file is no live writer's: its process (on this machine) is
+    gone, or it has not been written to since ``deadline``."""
+    if mtime < deadline:
+        return True
+    match = _TMP_NAME.match(filename)
+    if match is None or match.group(3) != _host_id():
+        return False
+    return not owner_alive(int(match.group(1)), int(match.group(2)))
+
 
 # Disk full, read-only file systems, permissions and a file standing where a directory must
 # be (or the reverse) will not heal by retrying; anything else (EIO on a flaky NFS mount,
@@ -130,7 +158,7 @@ class LocalStorage:
 
     def put(self, name: str, data: bytes) -> None:
         path = self._path(name)
-        tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{secrets.token_hex(6)}")
+        tmp = path.with_name(_tmp_name())
         try:
             _make_dirs(path.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -221,13 +249,14 @@ class LocalStorage:
         pass
 
     def remove_stale_temporaries(self, prefix: str, older_than: float) -> builtins.list[str]:
-        """Remove the temporary files of puts below directory ``prefix`` (``packs/``)
-        not written to for ``older_than`` seconds; return their paths, relative to the root.
+        """Remove the temporary files of puts below directory ``prefix`` (``packs/``) that
+        no live writer owns; return their paths, relative to the root.
 
         A put that was killed between creating its temporary file and renaming it leaves
-        the file behind; nothing else ever removes it. A put that is still running
-        writes to its file, so only the caller can know how old is old enough: one whose
-        writer would have lost its lease by now. Never raises.
+        the file behind; nothing else ever removes it. A file is removed when the process
+        named in it is gone from this machine, or when it was not written to for
+        ``older_than`` seconds (a file of another machine's, or of an older respaldo,
+        whose writer the caller knows must have lost its lease by then). Never raises.
         """
         validate_prefix(prefix)
         start = self._root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self._root
@@ -239,7 +268,7 @@ class LocalStorage:
                     continue
                 path = Path(dirpath, filename)
                 try:
-                    if path.lstat().st_mtime >= deadline:
+                    if not _abandoned(filename, path.lstat().st_mtime, deadline):
                         continue
                     path.unlink()
                 except OSError:
