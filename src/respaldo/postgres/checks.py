@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import psycopg
 
 from respaldo.errors import ConnectionFailed, QueryFailed, RespaldoError
+from respaldo.postgres.archiver import judge, read_archiver
 from respaldo.postgres.commands import tool_version
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.server import Connection, _guarded, connect
@@ -250,31 +250,10 @@ def _archiving(
         )
     else:
         findings.append(Finding("archive_command", Status.OK, command))
-    row = _guarded(
-        conninfo,
-        "reading pg_stat_archiver",
-        lambda: conn.execute(
-            "SELECT archived_count, last_archived_wal, last_archived_time, failed_count,"
-            " last_failed_wal, last_failed_time FROM pg_catalog.pg_stat_archiver"
-        ).fetchone(),
-    )
-    if row is not None:
-        findings.append(_archiver(row))
-
-
-def _archiver(row: Any) -> Finding:
-    archived, last_wal, last_time, failed, failed_wal, failed_time = row
-    value = f"{archived} archived" + (
-        f", last {last_wal} at {last_time:%Y-%m-%d %H:%M:%S}" if last_time else ""
-    )
-    if failed and failed_time is not None and (last_time is None or failed_time > last_time):
-        return Finding(
-            "archiver",
-            Status.WARNING,
-            f"{value}; failing: {failed_wal} at {failed_time:%Y-%m-%d %H:%M:%S}",
-            "the last archive_command failed; its error is in the server log",
-        )
-    return Finding("archiver", Status.OK, value)
+    # Whether segments wait is only worth asking where the server archives at all.
+    state = read_archiver(conn, conninfo, list_waiting=mode in ("on", "always"))
+    verdict = judge(state)
+    findings.append(Finding("archiver", Status(verdict.status), verdict.value, verdict.fix))
 
 
 def _tablespaces(conn: Connection, conninfo: ConnInfo, findings: list[Finding]) -> None:

@@ -1,15 +1,31 @@
-"""``respaldo check``: against a server set up for archiving, and one that is not."""
+"""``respaldo check``: against a server set up for archiving, one that is not, and one
+whose archiving fails in a way PostgreSQL does not count."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.cli.main import invoke
-from tests.integration.physical.conftest import Archiving, write_config
+from respaldo.config import load_settings
+from respaldo.operations.repositories import init_repositories
+from tests.integration.physical.conftest import (
+    FAST_KDF,
+    SHOP,
+    Archiving,
+    chown_tree,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +46,7 @@ def test_a_server_set_up_for_archiving_passes(archiving: Archiving) -> None:
         "replication connection",
         "archive_mode",
         "archive_command",
+        "archiver",
         "cluster record",
     ):
         assert name in findings
@@ -65,3 +82,100 @@ def test_what_a_plain_server_lacks_and_how_to_fix_it(
     assert invoke(["--config", str(config), "check", "erp"]) == 3
     _, err = capsys.readouterr()
     assert "archive_mode" in err and "ALTER SYSTEM" in err
+
+
+@dataclass(frozen=True)
+class FailingArchiver:
+    pg: TempCluster
+    config: Path
+    segment: str
+    """The segment whose archiving failed."""
+
+
+def _wait_for_log(pg: TempCluster, text: str, timeout: float = 300) -> None:
+    # Generous: the line comes within a second on a quiet machine; only a hang waits long.
+    deadline = time.monotonic() + timeout
+    while text not in pg.logfile.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} not in the server log"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def failing_archiver() -> Iterator[FailingArchiver]:
+    """A cluster whose ``archive_command`` names a respaldo its user cannot execute.
+
+    The shell then exits with 126, which PostgreSQL treats as fatal for the archiver
+    (above 125): the archiver exits and restarts, and ``pg_stat_archiver`` counts no
+    failure. One segment is switched and its failure awaited in the server log.
+    """
+    base = Path(tempfile.mkdtemp(prefix="respaldo-noexec-"))
+    cluster: TempCluster | None = None
+    try:
+        program = base / "respaldo"
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(0o644)  # readable, not executable
+        config = base / "respaldo.toml"
+        cluster = TempCluster.create(
+            settings={
+                "archive_mode": "on",
+                "archive_command": f"{program} --config {config} wal-push %p",
+            }
+        )
+        write_config(base, cluster)
+        init_repositories(load_settings(config), kdf=FAST_KDF)
+        chown_tree(base)
+        cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
+        segment = str(cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
+        _wait_for_log(cluster, "archive command failed with exit code 126")
+        yield FailingArchiver(cluster, config, segment)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_archiving_that_fails_uncounted_is_reported(
+    failing_archiver: FailingArchiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg = failing_archiver.pg
+    # What fooled the check before: the statistics show no failure at all.
+    (row,) = pg.query("SELECT failed_count, last_archived_wal FROM pg_stat_archiver")
+    assert row == (0, None)
+    # The segment has waited an hour (its .ready file says when it began to wait).
+    ready = pg.datadir / "pg_wal" / "archive_status" / f"{failing_archiver.segment}.ready"
+    assert ready.exists()
+    an_hour_ago = time.time() - 3600
+    os.utime(ready, (an_hour_ago, an_hour_ago))
+
+    capsys.readouterr()
+    code = invoke(["--config", str(failing_archiver.config), "check", "erp", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    archiver = _findings(out)["archiver"]
+    assert archiver["status"] == "missing", archiver
+    assert "archiving is failing: 1 segment waiting, the oldest for 1 h" in archiver["value"]
+    assert "never archived" in archiver["value"]
+    assert "executable" in archiver["fix"] and "server log" in archiver["fix"]
+    # People see it too, in the table.
+    assert invoke(["--config", str(failing_archiver.config), "check", "erp"]) == 3
+    assert "archiving is failing" in capsys.readouterr().err
+
+
+def test_a_role_that_may_not_list_the_waiting_segments_is_told_so(
+    archiving: Archiving, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pg = archiving.pg
+    pg.execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'no_monitor')"
+        " THEN CREATE ROLE no_monitor LOGIN REPLICATION PASSWORD 'plain-pass-2'; END IF; END $$"
+    )
+    config = write_config(tmp_path, pg)
+    (tmp_path / "db.pass").write_text("plain-pass-2\n")
+    config.write_text(config.read_text().replace(f"{pg.superuser}@", "no_monitor@"))
+    capsys.readouterr()
+    invoke(["--config", str(config), "check", "erp", "--json"])
+    out, _ = capsys.readouterr()
+    archiver = _findings(out)["archiver"]
+    assert archiver["status"] == "warning", archiver
+    assert "could not check the segments waiting to be archived" in archiver["value"]
+    assert "pg_monitor" in archiver["fix"]

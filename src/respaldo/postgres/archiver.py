@@ -1,0 +1,186 @@
+"""Is the server's WAL archiving working? Read from the segments waiting, not only the
+archiver's statistics.
+
+``pg_stat_archiver`` alone can say "no failure" while nothing is archived: PostgreSQL
+treats an ``archive_command`` exit status above 125 (the shell's "cannot execute",
+"not found") or a death by signal as fatal for the archiver, which exits before it
+counts the failure, is restarted, and fails again. What does show it is
+``pg_wal/archive_status``: one ``.ready`` file per segment waiting, whose modification
+time is when it began to wait. Segments that wait long while nothing is archived mean
+archiving is failing, whatever the statistics say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from respaldo.errors import QueryFailed
+from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.server import Connection, _guarded
+
+STUCK_AFTER = timedelta(minutes=5)
+"""A segment waiting this long, with no segment archived for as long, is not a backlog
+being worked off but archiving that fails. A working archiver takes a finished segment at
+once (the server wakes it), and retries a failing command at least once a minute."""
+
+_INSUFFICIENT_PRIVILEGE = "42501"
+_UNDEFINED_FUNCTION = "42883"
+
+
+@dataclass(frozen=True)
+class ArchiverState:
+    """What the server says about its archiving, at the server's ``now``."""
+
+    now: datetime
+    archived: int
+    last_wal: str | None
+    last_time: datetime | None
+    failed: int
+    failed_wal: str | None
+    failed_time: datetime | None
+    waiting: int | None
+    """Segments (and history or backup files) waiting to be archived; None: unknown."""
+    oldest_waiting: datetime | None
+    """When the oldest of them began to wait."""
+    unknown_why: str = ""
+    """Why ``waiting`` is unknown."""
+
+
+def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -> ArchiverState:
+    """Read ``pg_stat_archiver`` and, with ``list_waiting``, the ``.ready`` files.
+
+    Listing them needs ``pg_ls_archive_statusdir()`` (PostgreSQL 12 and newer), which only
+    superusers and members of ``pg_monitor`` may call; without it ``waiting`` is None and
+    ``unknown_why`` says why. Raises QueryFailed for other errors.
+    """
+    row = _guarded(
+        conninfo,
+        "reading pg_stat_archiver",
+        lambda: conn.execute(
+            "SELECT now(), archived_count, last_archived_wal, last_archived_time,"
+            " failed_count, last_failed_wal, last_failed_time"
+            " FROM pg_catalog.pg_stat_archiver"
+        ).fetchone(),
+    )
+    assert row is not None
+    waiting: int | None = None
+    oldest: datetime | None = None
+    why = ""
+    if list_waiting:
+        try:
+            listed = _guarded(
+                conninfo,
+                "listing pg_wal/archive_status",
+                lambda: conn.execute(
+                    "SELECT count(*), min(modification)"
+                    " FROM pg_catalog.pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+                ).fetchone(),
+            )
+        except QueryFailed as exc:
+            if exc.sqlstate == _INSUFFICIENT_PRIVILEGE:
+                why = f"{conn.info.user} may not call pg_ls_archive_statusdir()"
+            elif exc.sqlstate == _UNDEFINED_FUNCTION:
+                why = "the server is older than PostgreSQL 12"
+            else:
+                raise
+        else:
+            assert listed is not None
+            waiting, oldest = int(listed[0]), listed[1]
+    return ArchiverState(
+        now=row[0],
+        archived=int(row[1]),
+        last_wal=row[2],
+        last_time=row[3],
+        failed=int(row[4]),
+        failed_wal=row[5],
+        failed_time=row[6],
+        waiting=waiting,
+        oldest_waiting=oldest,
+        unknown_why=why,
+    )
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A finding's status (``ok``, ``warning`` or ``missing``), what is seen, how to fix."""
+
+    status: Literal["ok", "warning", "missing"]
+    value: str
+    fix: str = ""
+
+
+def judge(state: ArchiverState) -> Verdict:
+    """Pure: the verdict on ``state``.
+
+    ``missing`` (archiving is failing) when segments have waited :data:`STUCK_AFTER` and
+    none was archived for as long; ``warning`` when the last attempt failed, or when the
+    waiting segments cannot be seen; else ``ok``.
+    """
+    value = f"{state.archived} archived" + (
+        f", last {state.last_wal} at {state.last_time:%Y-%m-%d %H:%M:%S}"
+        if state.last_time is not None
+        else ""
+    )
+    counted_failure = state.failed_time is not None and (
+        state.last_time is None or state.failed_time > state.last_time
+    )
+    if state.waiting and state.oldest_waiting is not None:
+        waited = state.now - state.oldest_waiting
+        quiet = state.now - state.last_time if state.last_time is not None else None
+        if waited >= STUCK_AFTER and (quiet is None or quiet >= STUCK_AFTER):
+            last = (
+                "never archived"
+                if state.last_time is None or quiet is None
+                else f"last archived {_age(quiet)} ago ({state.last_wal})"
+            )
+            return Verdict(
+                "missing",
+                f"archiving is failing: {_plural(state.waiting, 'segment')} waiting, "
+                f"the oldest for {_age(waited)}; {last}",
+                _failing_fix(counted_failure),
+            )
+    if counted_failure:
+        assert state.failed_time is not None
+        return Verdict(
+            "warning",
+            f"{value}; failing: {state.failed_wal} at {state.failed_time:%Y-%m-%d %H:%M:%S}",
+            "the last archive_command failed; its error is in the server log",
+        )
+    if state.waiting is None and state.unknown_why:
+        return Verdict(
+            "warning",
+            f"{value}; could not check the segments waiting to be archived ({state.unknown_why})",
+            "run check as a superuser or GRANT pg_monitor to this role: an archive_command "
+            "that cannot run at all shows only there, not in pg_stat_archiver",
+        )
+    if state.waiting:
+        value += f"; {_plural(state.waiting, 'segment')} waiting"
+    return Verdict("ok", value)
+
+
+def _failing_fix(counted: bool) -> str:
+    if counted:
+        return "archive_command keeps failing: its error is in the server log"
+    return (
+        "the server cannot run archive_command at all (PostgreSQL does not count that as a "
+        "failure): make respaldo executable by the server's OS user, and its config and "
+        "passphrase files readable by it; the server log says why "
+        "('archive command failed with exit code 126' or 127)"
+    )
