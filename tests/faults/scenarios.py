@@ -74,6 +74,24 @@ def kill_prune(world: World) -> Outcome:
     return Outcome(kept, summary="kept backups intact; prune again finishes the work")
 
 
+def kill_backup_after_manifest(world: World) -> Outcome:
+    before = {world.backup()}
+    # The writer deletes its lease (its lock object) once the manifest is stored, before
+    # the catalog records the backup: the window between a whole backup and its record.
+    plant = Plant("os.remove", r"/repo/locks/")
+    _killed(world.run_process("backup", "erp", plant=plant))
+    (new,) = set(world.repository().backup_ids()) - before
+    listed = world.ok("list", "--json")  # the next start settles the dead process's record
+    (record,) = [r for r in listed.json() if r["id"] == new]
+    assert record["status"] == "completed", record
+    target = _new_target(world)
+    world.ok("restore", new, "--target-database", target)
+    _same_database(world, target)
+    return Outcome(
+        before | {new}, summary="completed from its manifest at the next start; restores exact"
+    )
+
+
 # --- storage errors and timeouts (S3 behind the fault proxy) --------------------------------
 
 
@@ -243,6 +261,13 @@ SCENARIOS = [
         f"{KILL} at the first object deleted",
         "kept backups intact; prune again finishes",
         kill_prune,
+    ),
+    Scenario(
+        "backup-kill-after-manifest",
+        "backup",
+        f"{KILL} after the manifest, before the catalog record",
+        "the backup is whole: its record is completed at the next start",
+        kill_backup_after_manifest,
     ),
     Scenario(
         "s3-backup-503-transient",
