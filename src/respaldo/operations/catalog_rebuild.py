@@ -100,7 +100,7 @@ def backups_the_catalog_misses(ctx: Context) -> str | None:
     empty; a repository that cannot be listed is not reported (this is a hint, not a
     check).
     """
-    with ctx.catalog.begin() as session:
+    with ctx.catalog.read() as session:
         if BackupRecords(session).list(limit=1):
             return None
     if not ctx.settings.repositories:

@@ -58,17 +58,17 @@ class Context:
         manifest if that was written (the backup is whole), else failed with the reason,
         so that no record stays in_progress for ever (see operations/reconcile.py).
         """
-        # Imported here: reconciling reads manifests through operations that themselves
-        # build on Context (catalog_rebuild, repair), so a module-level import is a cycle.
+        # Imported here: reconcile builds on Context (as catalog_rebuild, which it uses,
+        # does), so a module-level import would be a cycle.
         from respaldo.operations.reconcile import settle_abandoned
 
-        catalog = open_catalog(settings.catalog.url, create=create)
+        context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            settle_abandoned(settings, catalog, datetime.now(UTC))
+            settle_abandoned(context, datetime.now(UTC))
         except BaseException:
-            catalog.close()
+            context.close()
             raise
-        return cls(settings, catalog, progress)
+        return context
 
     def repository(self, name: str | None = None) -> Repository:
         """The configured repository ``name`` (default: the primary), opened with its index

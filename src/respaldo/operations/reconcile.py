@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from respaldo.catalog import BackupRecords, Catalog
-from respaldo.config import Settings
+from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupStatus
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
-from respaldo.operations.repositories import open_repository, open_store
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_store
 from respaldo.repository.manifest import manifest_name
 
 log = logging.getLogger(__name__)
@@ -44,37 +44,41 @@ class Settled:
     undecided: list[str] = field(default_factory=list)
 
 
-def settle_abandoned(settings: Settings, catalog: Catalog, now: datetime) -> Settled:
+def settle_abandoned(ctx: Context, now: datetime) -> Settled:
     """Complete the abandoned records whose manifest exists, fail the others.
 
     "Abandoned" is :meth:`BackupRecords.abandoned`: pending or in_progress, its process
-    dead. A record whose repository cannot be asked now (unreachable, no passphrase for
-    reading the manifest) is left ``in_progress`` with a warning, and settled by a later
-    command: marking it failed could be wrong, and nothing else depends on it meanwhile
-    (prune keeps running backups).
+    dead. Looking for them is a read that waits for no writer; only when there are some
+    is the catalog written. A record whose repository cannot be asked now (unreachable,
+    no passphrase for reading the manifest) is left ``in_progress`` with a warning, and
+    settled by a later command: marking it failed could be wrong, and nothing else
+    depends on it meanwhile (prune keeps running backups). A repository opened to read a
+    manifest stays open in ``ctx`` for the command.
     """
-    with catalog.begin() as session:
+    with ctx.catalog.read() as session:
+        abandoned = BackupRecords(session).abandoned(now)
         candidates = [
             (record.id, record.repository)
-            for record, _ in BackupRecords(session).abandoned(now)
+            for record, _ in abandoned
             if record.status is BackupStatus.IN_PROGRESS  # pending ones wrote nothing
         ]
     settled = Settled()
+    if not abandoned:
+        return settled
     for backup_id, repository in candidates:
-        found = _complete_from_manifest(settings, catalog, backup_id, repository)
+        found = _complete_from_manifest(ctx, backup_id, repository)
         if found is _Found.MANIFEST:
             settled.completed.append(backup_id)
         elif found is _Found.UNKNOWN:
             settled.undecided.append(backup_id)
-    with catalog.begin() as session:
+    with ctx.catalog.begin() as session:
         failed = BackupRecords(session).fail_abandoned(now, spare=settled.undecided)
         settled.failed = [record.id for record in failed]
     return settled
 
 
-def _complete_from_manifest(
-    settings: Settings, catalog: Catalog, backup_id: str, repository: str
-) -> _Found:
+def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _Found:
+    settings = ctx.settings
     try:
         repo_settings = settings.repository(repository)
     except ConfigError:
@@ -98,7 +102,7 @@ def _complete_from_manifest(
         )
         return _Found.UNKNOWN
     try:
-        repo = open_repository(settings, repo_settings.name)
+        repo = ctx.repository(repo_settings.name)
         manifest = repo.load_manifest(backup_id)
     except IntegrityError as exc:
         log.warning("backup %s: its process died and its manifest is damaged (%s)", backup_id, exc)
@@ -115,7 +119,7 @@ def _complete_from_manifest(
     values = manifest_values(
         manifest, repo_settings.name, repo.storage.location, sealed_size(repo, manifest)
     )
-    with catalog.begin() as session:
+    with ctx.catalog.begin() as session:
         BackupRecords(session).upsert_from_manifest(values)
     log.warning(
         "backup %s: its process died after the backup was complete; its record is completed "
