@@ -289,7 +289,9 @@ def database_exists(conninfo: ConnInfo, name: str) -> bool:
 # What a database fresh from template0 must not hold: anything outside the system
 # schemas, and anything in pg_catalog made after initdb (OIDs from FirstNormalObjectId,
 # 16384, are handed out only once the server runs normally). Row and array types come
-# with their tables, toast tables with theirs: only the tables are named.
+# with their tables, toast tables with theirs, members with their extension (plpgsql's
+# are initdb's, and late enough that a system with many locales could push their OIDs
+# up): only the tables and extensions are named.
 _UNEXPECTED_OBJECTS = """
 SELECT what FROM (
   SELECT 1 AS o, pg_catalog.format('schema %I', nspname) AS what
@@ -298,16 +300,25 @@ SELECT what FROM (
   UNION ALL
   SELECT 2, pg_catalog.format('relation %I.%I', n.nspname, c.relname)
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR c.oid >= 16384
+   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR c.oid >= 16384)
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                        AND d.objid = c.oid AND d.deptype = 'e')
   UNION ALL
   SELECT 3, pg_catalog.format('function %I.%I', n.nspname, p.proname)
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR p.oid >= 16384
+   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR p.oid >= 16384)
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+                        AND d.objid = p.oid AND d.deptype = 'e')
   UNION ALL
   SELECT 4, pg_catalog.format('type %I.%I', n.nspname, t.typname)
     FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
    WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR t.oid >= 16384)
      AND t.typrelid = 0 AND t.typcategory <> 'A'
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+                        AND d.objid = t.oid AND d.deptype = 'e')
   UNION ALL
   SELECT 5, pg_catalog.format('extension %I', extname)
     FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
