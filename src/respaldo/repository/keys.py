@@ -169,6 +169,14 @@ def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> 
     return key.unwrap(key.kek(passphrase), repository_id)
 
 
+# Without a readable key file nothing in the repository can be decrypted, and the
+# passphrase alone cannot make one again.
+_DAMAGED_KEY_HINT = (
+    "put back an undamaged copy of this key file (from a copy of the repository's directory "
+    "or bucket); if the repository has other keys ('respaldo key add'), use one of those"
+)
+
+
 def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
     """Every readable key file. Raises RepositoryError when there is none, naming the
     first malformed one if any."""
@@ -180,7 +188,10 @@ def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
         except ObjectNotFound:
             continue  # removed while we listed ('respaldo key remove')
         except RepositoryError as exc:
-            malformed = malformed or exc
+            malformed = malformed or RepositoryError(
+                f"{exc.message} [object {info.name}]",
+                hint=exc.hint or _DAMAGED_KEY_HINT,
+            )
     if not found:
         raise malformed or RepositoryError(
             f"the repository at {storage.location} has no key files",
