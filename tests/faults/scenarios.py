@@ -17,6 +17,7 @@ for the shared checker. Faults strike at scripted points, never after a fixed sl
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 from collections.abc import Callable
@@ -25,9 +26,11 @@ from functools import partial
 from pathlib import Path
 
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
-from tests.faults.world import Plant, Run, World
-from tests.integration.logical.support import flip_byte, table_checksums
+from tests.faults.world import Plant, Run, World, wait_for
+from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
 from tests.servers.faultproxy import Rule
+
+from respaldo.operations.targets import MARKER
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,89 @@ def _new_target(world: World) -> str:
     return f"restored_{world.tmp.name[-12:].lower().replace('-', '_')}"
 
 
+PACK_OPEN = r"/repo/packs/"
+"""Reads of packs: a restore reads runs of chunks, about one per pack (a dozen here)."""
+
+
 # --- kill -9 at scripted points ------------------------------------------------------------
+
+
+def _other(source: str) -> str:
+    # The earlier backup is of the other source: the faulted one then has all its chunks
+    # to store (nothing to deduplicate against), so there are packs to strike between.
+    return "uploads" if source == "erp" else "erp"
+
+
+def kill_backup(world: World, plant: Plant, source: str = "erp") -> Outcome:
+    """A backup killed at ``plant``; the next backup of the same source succeeds."""
+    before = {world.backup(_other(source))}
+    _killed(world.run_process("backup", source, plant=plant))
+    world.backup(source)
+    return Outcome(before, summary="killed backup recorded failed; next backup completed")
+
+
+def kill_restore(world: World, plant: Plant, options: tuple[str, ...] = ()) -> Outcome:
+    """A logical restore killed at ``plant``; the same restore again succeeds, exactly."""
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target, *options)
+    _killed(world.run_process(*args, plant=plant))
+    assert target not in world.databases(), "a killed restore created its target"
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    _same_database(world, target)
+    return Outcome({backup_id}, summary="target untouched; restore again is exact")
+
+
+def kill_files_restore(world: World) -> Outcome:
+    """A files restore killed mid-file: the target is marked incomplete, no file is cut
+    short under its final name, and the same restore again replaces the partial one."""
+    backup_id = world.backup("uploads")
+    target = world.tmp / "restored-files"
+    args = ("restore", backup_id, "--target-dir", str(target))
+    # Files are written as .respaldo-part-* and renamed: killed as the 2nd one opens.
+    plant = Plant("open", rf"^{target}/.*\.respaldo-part-", 2)
+    _killed(world.run_process(*args, plant=plant))
+    source = tree_snapshot(world.tree)
+    assert (target / MARKER).is_file(), "a partial restore without its marker"
+    restored = target / str(world.tree).lstrip("/")
+    if restored.exists():
+        for rel, data in tree_snapshot(restored).items():
+            if ".respaldo-part-" not in rel:
+                assert source.get(rel) == data, f"half-written file under its final name: {rel}"
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    assert tree_snapshot(restored) == source
+    assert not (target / MARKER).exists()
+    return Outcome({backup_id}, summary="marked incomplete, no cut file; restore again exact")
+
+
+def kill_drill(world: World) -> Outcome:
+    backup_id = world.backup()
+    _killed(world.run_process("drill", backup_id, plant=Plant("open", PACK_OPEN, 4)))
+    again = world.run_process("drill", backup_id)
+    assert again.code == 0, str(again)
+    return Outcome({backup_id}, summary="staging dropped at the next run; drill again passes")
+
+
+def kill_copy(world: World) -> Outcome:
+    """The backup's own copy to ``offsite`` killed half-way; ``copy --all`` completes it."""
+    first = world.backup("uploads")
+    plant = Plant("open", r"/offsite/packs/.*\.tmp-", 2)
+    _killed(world.run_process("backup", "erp", plant=plant))
+    second = set(world.repository().backup_ids()) - {first}
+    assert len(second) == 1, "the backup was killed before its copy"
+    assert set(world.repository("offsite").backup_ids()) == {first}
+    again = world.run_process("copy", "--all", "--to", "offsite")
+    assert again.code == 0, str(again)
+    return Outcome({first, *second}, summary="half copy invisible; copy --all completes it")
 
 
 def kill_prune(world: World) -> Outcome:
     ids = [world.backup("uploads") for _ in range(3)]
+    # Keep only the newest: prune has two backups and their packs to delete.
+    with world.config.open("a") as config:
+        config.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
     plant = Plant("os.remove", r"/repo/(manifests|packs)/")
     _killed(world.run_process("prune", plant=plant))
     again = world.run_process("prune")
@@ -180,6 +261,53 @@ def restart_mid_dump(world: World) -> Outcome:
     return Outcome(before, [run], summary=f"failed: {message}")
 
 
+def restart_mid_restore(world: World) -> Outcome:
+    """PostgreSQL restarts while pg_restore is inside the staging database.
+
+    The child is frozen as it starts pg_restore; a transaction of the test then holds the
+    staging database's ``pg_namespace`` and ``pg_class`` in SHARE mode, so pg_restore
+    connects and blocks at its first CREATE — observed in pg_stat_activity — and the
+    restart strikes it there, with the stream half fed, whatever the machine's speed.
+    """
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target)
+    with world.frozen(
+        args, Plant("subprocess.Popen", r"pg_restore.*dbname=respaldo_staging_")
+    ) as child:
+        (staging,) = staging_databases(world.pg)
+        locker = world.pg.connect(staging, autocommit=False)
+        locker.execute("LOCK TABLE pg_catalog.pg_namespace, pg_catalog.pg_class IN SHARE MODE")
+    try:
+        wait_for(
+            "pg_restore to wait for the lock",
+            lambda: _waiting(world, staging, "pg_restore"),
+            process=child,
+        )
+        world.restart_postgres()
+    finally:
+        with contextlib.suppress(Exception):
+            locker.close()
+    out, err = child.communicate(timeout=240)
+    run = Run(child.returncode, out, err, world.mark())
+    message = assert_clear_message(run)
+    assert target not in world.databases()
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    _same_database(world, target)
+    return Outcome({backup_id}, [run], summary=f"failed: {message}")
+
+
+def _waiting(world: World, dbname: str, application: str) -> bool:
+    return bool(
+        world.pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+            " WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'",
+            [dbname, application],
+        )
+    )
+
+
 # --- corruption ----------------------------------------------------------------------------
 
 
@@ -233,6 +361,42 @@ def corrupt_manifest(world: World) -> Outcome:
     )
 
 
+def corrupt_index(world: World) -> Outcome:
+    backup_id = world.backup()
+    index = max(p for p in (_repo(world) / "index").rglob("*") if p.is_file())
+    flip_byte(index, index.stat().st_size // 2)
+    verify = world.run("verify", "--all")
+    assert verify.code == 3, str(verify)
+    target = _new_target(world)
+    world.ok("restore", backup_id, "--target-database", target)
+    _same_database(world, target)
+    world.ok("index", "rebuild")
+    return Outcome({backup_id}, summary="verify exit 3 names index rebuild; restore still exact")
+
+
+def corrupt_config(world: World) -> Outcome:
+    backup_id = world.backup()
+    config = _repo(world) / "config"
+    saved = config.read_bytes()
+    flip_byte(config, len(saved) // 2)
+    verify = world.run("verify", "--all")
+    message = assert_clear_message(verify)
+    assert "passphrase" not in message.lower(), message
+    config.write_bytes(saved)
+    return Outcome({backup_id}, [verify], summary=f"failed: {message}")
+
+
+def corrupt_key(world: World) -> Outcome:
+    backup_id = world.backup()
+    (key,) = (p for p in (_repo(world) / "keys").iterdir() if p.is_file())
+    saved = key.read_bytes()
+    flip_byte(key, len(saved) // 2)
+    verify = world.run("verify", "--all")
+    message = assert_clear_message(verify)
+    key.write_bytes(saved)
+    return Outcome({backup_id}, [verify], summary=f"failed: {message}")
+
+
 def corrupt_lock(world: World) -> Outcome:
     before = {world.backup()}
     locks = _repo(world) / "locks"
@@ -255,6 +419,62 @@ def corrupt_lock(world: World) -> Outcome:
 KILL = "kill -9"
 
 SCENARIOS = [
+    Scenario(
+        "backup-kill-storing-packs",
+        "backup (logical)",
+        f"{KILL} while the 3rd pack is being stored",
+        "record failed at next start, no manifest; next backup completes",
+        partial(kill_backup, plant=Plant("open", r"/repo/packs/.*\.tmp-", 3)),
+    ),
+    Scenario(
+        "backup-kill-pack-before-rename",
+        "backup (logical)",
+        f"{KILL} between writing a pack and renaming it",
+        "the .tmp- file is removed at the next run",
+        partial(kill_backup, plant=Plant("os.rename", r"/repo/packs/.*\.tmp-", 2)),
+    ),
+    Scenario(
+        "files-backup-kill",
+        "backup (files)",
+        f"{KILL} while a pack is being stored",
+        "record failed, no manifest; next backup completes",
+        partial(kill_backup, plant=Plant("open", r"/repo/packs/.*\.tmp-", 2), source="uploads"),
+    ),
+    Scenario(
+        "restore-kill-mid-stream",
+        "restore (logical)",
+        f"{KILL} halfway through feeding pg_restore",
+        "target untouched; staging database dropped at the next run",
+        partial(kill_restore, plant=Plant("open", PACK_OPEN, 4)),
+    ),
+    Scenario(
+        "restore-jobs-kill-spooling",
+        "restore --jobs 2 (logical)",
+        f"{KILL} while the dump is spooled",
+        "spool and staging database removed at the next run",
+        partial(kill_restore, plant=Plant("open", PACK_OPEN, 4), options=("--jobs", "2")),
+    ),
+    Scenario(
+        "files-restore-kill",
+        "restore (files)",
+        f"{KILL} while a file is written",
+        "no truncated file under its final name; restore again exact",
+        kill_files_restore,
+    ),
+    Scenario(
+        "drill-kill",
+        "drill (logical)",
+        f"{KILL} halfway through the restore test",
+        "staging database dropped at the next run",
+        kill_drill,
+    ),
+    Scenario(
+        "copy-kill",
+        "backup, then its copy to offsite",
+        f"{KILL} while the 2nd pack is copied",
+        "backup completed, copy not listed; copy --all completes it",
+        kill_copy,
+    ),
     Scenario(
         "prune-kill",
         "prune",
@@ -360,6 +580,13 @@ SCENARIOS = [
         restart_mid_dump,
     ),
     Scenario(
+        "pg-restart-mid-restore",
+        "restore (logical)",
+        "pg_ctl restart -m fast while pg_restore runs",
+        "fails clearly; staging dropped; restore again exact",
+        restart_mid_restore,
+    ),
+    Scenario(
         "corrupt-pack",
         "verify --all, restore",
         "one byte of a pack flipped",
@@ -372,6 +599,27 @@ SCENARIOS = [
         "one byte of a manifest flipped",
         "verify names the backup; its restore reads the offsite copy",
         corrupt_manifest,
+    ),
+    Scenario(
+        "corrupt-index",
+        "verify --all, restore",
+        "one byte of an index file flipped",
+        "verify exits 3 and says index rebuild; restores read around it",
+        corrupt_index,
+    ),
+    Scenario(
+        "corrupt-config",
+        "any command",
+        "one byte of the repository config flipped",
+        "says the config is damaged (not 'wrong passphrase')",
+        corrupt_config,
+    ),
+    Scenario(
+        "corrupt-key",
+        "any command",
+        "one byte of the key file flipped",
+        "fails clearly with a hint",
+        corrupt_key,
     ),
     Scenario(
         "corrupt-lock",

@@ -284,11 +284,6 @@ max_size = 8192
 [locks]
 wait_seconds = 0
 
-[retention]
-keep_until_expires = false
-keep_last = 1
-min_keep = 1
-
 {primary}
 
 [[repositories]]
