@@ -151,6 +151,19 @@ class LockSettings(_Section):
     wait_seconds: float = Field(default=300.0, ge=0.0)
 
 
+class JobSettings(_Section):
+    """``[jobs]``: the leases of running jobs."""
+
+    # A running job renews its lease every lease_seconds / 10 (at most every 2 s, which
+    # is also how soon it notices 'respaldo jobs cancel'); one not renewed for
+    # lease_seconds is failed by the next process that opens the catalog.
+    lease_seconds: float = Field(default=120.0, ge=1.0)
+
+    @property
+    def renew_seconds(self) -> float:
+        return min(2.0, max(0.1, self.lease_seconds / 10))
+
+
 class RepositorySettings(_Section):
     name: str
     url: str
@@ -274,6 +287,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     gc: GcSettings = GcSettings()
     locks: LockSettings = LockSettings()
+    jobs: JobSettings = JobSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

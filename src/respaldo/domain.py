@@ -168,6 +168,62 @@ class DrillStatus(StrEnum):
     FAILED = "failed"
 
 
+class JobKind(StrEnum):
+    """What a job does: every operation that interfaces run, recorded in ``jobs``."""
+
+    BACKUP = "backup"
+    RESTORE = "restore"
+    DRILL = "drill"
+    PRUNE = "prune"
+    VERIFY = "verify"
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; the allowed changes are :data:`JOB_TRANSITIONS`.
+
+    ``queued`` -> ``running`` | ``cancelled`` | ``skipped`` | ``failed``;
+    ``running`` -> ``completed`` | ``failed`` | ``cancelled``. The rest are final.
+    ``skipped``: a scheduled run that did not start because the previous one still ran.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_final(self) -> bool:
+        return not JOB_TRANSITIONS[self]
+
+    def check_transition(self, target: JobStatus, *, job_id: int | None = None) -> None:
+        """Return if ``self`` -> ``target`` is allowed, else raise InvalidTransition."""
+        if target in JOB_TRANSITIONS[self]:
+            return
+        subject = f"job {job_id}" if job_id is not None else "a job"
+        raise InvalidTransition(
+            f"{subject} cannot go from {self.value} to {target.value}"
+            + (f": {self.value} is final" if self.is_final else ""),
+            current=self.value,
+            requested=target.value,
+        )
+
+
+JOB_TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = MappingProxyType(
+    {
+        JobStatus.QUEUED: frozenset(
+            {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.SKIPPED, JobStatus.FAILED}
+        ),
+        JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
+        JobStatus.COMPLETED: frozenset(),
+        JobStatus.FAILED: frozenset(),
+        JobStatus.CANCELLED: frozenset(),
+        JobStatus.SKIPPED: frozenset(),
+    }
+)
+
+
 # The bounds FastCDC (pyfastcdc, like the reference implementation) accepts, in bytes.
 # Checked when the config is loaded and when a repository's config is read, so that sizes
 # the chunker would refuse never reach a repository and fail every backup later.

@@ -357,3 +357,13 @@ class WalRefused(OperationError):
 
 class WalNotFound(OperationError):
     """The archive holds no such WAL file (normal: recovery asks until one is missing)."""
+
+
+class JobCancelled(OperationError):
+    """A job stopped because someone cancelled it (``respaldo jobs cancel``, SIGTERM to
+    ``respaldo serve``, Ctrl-C); what it had written is cleaned up, its record says so."""
+
+
+class JobConflict(OperationError):
+    """A job was refused because another job holds what it needs (two backups of one
+    database never run at once)."""

@@ -7,6 +7,8 @@ Words used here:
 - *record*: one row of ``backup_records``, one backup, identified by its backup id
   (:mod:`respaldo.domain`). Its status moves only along the state machine written in
   :data:`respaldo.domain.BACKUP_TRANSITIONS`.
+- *job*: a row of ``jobs``, one operation run by any interface, with a lease
+  (:mod:`respaldo.catalog.jobs`); its status follows :data:`respaldo.domain.JOB_TRANSITIONS`.
 - *copy*: a row of ``backup_copies``, the state of one backup in one secondary repository.
 - *migration*: an Alembic revision in ``migrations/versions``; :func:`open_catalog`
   applies the missing ones every time it opens a catalog.
@@ -22,7 +24,8 @@ from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_is_alive
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
-from respaldo.catalog.models import BackupCopy, BackupRecord, DrillRun
+from respaldo.catalog.jobs import Jobs, params_of
+from respaldo.catalog.models import BackupCopy, BackupRecord, DrillRun, Job
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 
 __all__ = [
@@ -34,10 +37,13 @@ __all__ = [
     "Catalog",
     "DrillRun",
     "DrillRuns",
+    "Job",
+    "Jobs",
     "ManifestValues",
     "checks_of",
     "normalize_url",
     "open_catalog",
+    "params_of",
     "pid_is_alive",
     "record_to_api",
     "this_host",

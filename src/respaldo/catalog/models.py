@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from respaldo.catalog.columns import UTCDateTime, enum_column_type
-from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus, TriggeredBy
+from respaldo.domain import (
+    BackupKind,
+    BackupStatus,
+    CopyStatus,
+    DrillStatus,
+    JobKind,
+    JobStatus,
+    TriggeredBy,
+)
 
 # Deterministic constraint and index names: Alembic needs names to drop or alter
 # constraints later, and SQLite's batch mode (table rebuild) needs them to recreate them.
@@ -153,3 +161,53 @@ class DrillRun(Base):
 
     def __repr__(self) -> str:
         return f"<DrillRun {self.id} {self.backup_id} {self.status}>"
+
+
+class Job(Base):
+    """One operation (backup, restore, drill, prune, verify) run by any interface.
+
+    Status changes go through :class:`respaldo.catalog.jobs.Jobs`, which enforces
+    :data:`respaldo.domain.JOB_TRANSITIONS`. A running job renews ``heartbeat_at`` (its
+    lease); one whose lease lapsed is failed by the next process that looks.
+    ``exclusive_key`` names what the job must hold alone while it runs (``backup:<db>``):
+    a unique index over the running jobs' keys makes that hold across processes.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index(
+            "uq_jobs_running_exclusive_key",
+            "exclusive_key",
+            unique=True,
+            sqlite_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
+            postgresql_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[JobKind] = mapped_column(enum_column_type(JobKind), index=True)
+    target: Mapped[str | None] = mapped_column(sa.String(255))
+    """The database (or file set, or repository) the job works on; None for all."""
+    params: Mapped[str | None] = mapped_column(sa.Text)  # JSON object of the job's inputs
+    status: Mapped[JobStatus] = mapped_column(enum_column_type(JobStatus), index=True)
+    triggered_by: Mapped[TriggeredBy] = mapped_column(enum_column_type(TriggeredBy))
+    requested_by: Mapped[str | None] = mapped_column(sa.String(255))
+    """The OS or API user, or the schedule's name."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    worker_pid: Mapped[int | None] = mapped_column(sa.Integer)
+    worker_host: Mapped[str | None] = mapped_column(sa.String(255))
+    cancel_requested: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
+    progress_done: Mapped[int | None] = mapped_column(sa.BigInteger)
+    progress_total: Mapped[int | None] = mapped_column(sa.BigInteger)
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
+    result_id: Mapped[str | None] = mapped_column(sa.String(64))
+    """The backup id the job produced or worked on."""
+    exclusive_key: Mapped[str | None] = mapped_column(sa.String(320))
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.target} {self.status}>"

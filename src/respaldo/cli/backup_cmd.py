@@ -14,8 +14,9 @@ from rich.markup import escape
 from respaldo.catalog import record_to_api
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.progress import progress_bars
-from respaldo.domain import BackupKind
+from respaldo.domain import BackupKind, JobKind
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.snapshot import backup_source
 
@@ -39,7 +40,12 @@ def backup(
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
-            result = backup_source(context, database, kind)
+            result = run_now(
+                context,
+                cli_request(JobKind.BACKUP, database, {"type": kind}),
+                lambda job_ctx: backup_source(job_ctx, database, kind),
+                result_id=lambda done: done.record.id,
+            )
         finally:
             context.close()
     stats = result.stats

@@ -10,8 +10,10 @@ from rich.table import Table
 from respaldo.catalog import DrillRuns, checks_of
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.cli.progress import progress_bars
+from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
+from respaldo.operations.jobs import cli_request, run_now
 
 
 @app.command("drill")
@@ -35,7 +37,14 @@ def drill(
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:
-            result = run_drill(context, target, amcheck=amcheck, respaldo_command=respaldo_command)
+            result = run_now(
+                context,
+                cli_request(JobKind.DRILL, target, {"amcheck": amcheck}),
+                lambda job_ctx: run_drill(
+                    job_ctx, target, amcheck=amcheck, respaldo_command=respaldo_command
+                ),
+                result_id=lambda done: done.backup_id,
+            )
         finally:
             context.close()
     if as_json:

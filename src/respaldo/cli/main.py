@@ -19,6 +19,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     drill_cmd,
     index_cmd,
     init_cmd,
+    jobs_cmd,
     key_cmd,
     list_cmd,
     prune_cmd,

@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
+from respaldo.domain import JobKind
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.prune import PruneResult, prune
 from respaldo.repository import GcReport
 
@@ -40,7 +42,11 @@ def prune_command(
     """
     context = Context.open(state(ctx).settings)
     try:
-        result = prune(context, dry_run=dry_run, database=database, wait=wait)
+        result = run_now(
+            context,
+            cli_request(JobKind.PRUNE, database, {"dry_run": dry_run}),
+            lambda job_ctx: prune(job_ctx, dry_run=dry_run, database=database, wait=wait),
+        )
     finally:
         context.close()
     if as_json:

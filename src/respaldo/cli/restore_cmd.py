@@ -11,7 +11,9 @@ from rich.markup import escape
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import progress_bars
 from respaldo.cli.restore_other import PitrOptions, restore_other
+from respaldo.domain import JobKind
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.restore import restore_backup
 
 
@@ -109,18 +111,25 @@ def restore(
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
-            result = restore_backup(
+            result = run_now(
                 context,
-                backup_id,
-                target_database,
-                database=database,
-                replace=replace,
-                drop_old=drop_old,
-                jobs=jobs,
-                with_globals=with_globals,
-                no_owner=no_owner,
-                work_dir=work_dir,
-                force_system_database=force_system_database,
+                cli_request(
+                    JobKind.RESTORE, target_database, {"backup_id": backup_id, "replace": replace}
+                ),
+                lambda job_ctx: restore_backup(
+                    job_ctx,
+                    backup_id,
+                    target_database,
+                    database=database,
+                    replace=replace,
+                    drop_old=drop_old,
+                    jobs=jobs,
+                    with_globals=with_globals,
+                    no_owner=no_owner,
+                    work_dir=work_dir,
+                    force_system_database=force_system_database,
+                ),
+                result_id=lambda _: backup_id,
             )
         finally:
             context.close()

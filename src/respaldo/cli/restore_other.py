@@ -15,9 +15,11 @@ from rich.markup import escape
 from respaldo.cli.app import err_console, human_bytes
 from respaldo.cli.progress import progress_bars
 from respaldo.config import Settings
+from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.files_restore import restore_files
+from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.postgres.datadir import RecoveryTarget
 
@@ -86,13 +88,30 @@ def restore_other(
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
-            if directory is not None:
-                _files(context, backup_id, directory)
-            else:
-                assert datadir is not None
-                _physical(context, backup_id, datadir, pitr)
+            target = directory if directory is not None else datadir
+            assert target is not None
+            run_now(
+                context,
+                cli_request(JobKind.RESTORE, str(target), {"backup_id": backup_id}),
+                lambda job_ctx: _restore_into(job_ctx, backup_id, directory, datadir, pitr),
+                result_id=lambda _: backup_id,
+            )
         finally:
             context.close()
+
+
+def _restore_into(
+    context: Context,
+    backup_id: str,
+    directory: Path | None,
+    datadir: Path | None,
+    pitr: PitrOptions,
+) -> None:
+    if directory is not None:
+        _files(context, backup_id, directory)
+    else:
+        assert datadir is not None
+        _physical(context, backup_id, datadir, pitr)
 
 
 def _files(context: Context, backup_id: str, directory: Path) -> None:

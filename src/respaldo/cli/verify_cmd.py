@@ -8,8 +8,13 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+from respaldo import cancellation
 from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.config import Settings
+from respaldo.domain import JobKind
 from respaldo.errors import ConfigError, StorageError
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository, VerifyReport, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
@@ -41,32 +46,17 @@ def verify(
             slice_ = parse_subset(subset)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    repo = open_repository(state(ctx).settings, repository)
-    # A shared lease: a garbage collection repacking meanwhile would show as damage.
-    with (
-        reading_lease(repo, "verify", _warn),
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        ) as progress,
-    ):
-        task = progress.add_task("verifying", total=None)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-
-        if slice_ is not None:
-            report = verify_subset(repo, *slice_, advance)
-        elif all_:
-            report = verify_repository(repo, advance)
-        else:
-            report = verify_backups(repo, backup_ids or [], advance)
-    quarantined = _quarantine(repo, report)
+    settings = state(ctx).settings
+    context = Context.open(settings)
+    try:
+        mode = "subset" if slice_ is not None else "all" if all_ else "backups"
+        report, quarantined = run_now(
+            context,
+            cli_request(JobKind.VERIFY, repository, {"mode": mode, "subset": subset}),
+            lambda job_ctx: _verify(job_ctx.settings, repository, slice_, all_, backup_ids),
+        )
+    finally:
+        context.close()
     for problem in report.problems:
         # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
         # style tag and swallow, hiding what is damaged.
@@ -92,6 +82,43 @@ def verify(
         return
     err_console.print(f"[red]{len(report.problems)} problems[/]: {summary}", highlight=False)
     raise typer.Exit(3)
+
+
+def _verify(
+    settings: Settings,
+    repository: str | None,
+    slice_: tuple[int, int] | None,
+    all_: bool,
+    backup_ids: list[str] | None,
+) -> tuple[VerifyReport, int]:
+    repo = open_repository(settings, repository)
+    # A shared lease: a garbage collection repacking meanwhile would show as damage.
+    with (
+        reading_lease(repo, "verify", _warn),
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("verifying", total=None)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            cancellation.check()  # between chunks: a cancelled job stops here
+
+        if slice_ is not None:
+            report = verify_subset(repo, *slice_, advance)
+        elif all_:
+            report = verify_repository(repo, advance)
+        else:
+            report = verify_backups(repo, backup_ids or [], advance)
+    quarantined = _quarantine(repo, report)
+    return report, quarantined
 
 
 def _warn(message: str) -> None:

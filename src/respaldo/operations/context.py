@@ -15,10 +15,10 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
-from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
+from respaldo.catalog import BackupRecord, BackupRecords, Catalog, Jobs, open_catalog
 from respaldo.config import Settings
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository
@@ -57,6 +57,8 @@ class Context:
         process that was killed is settled here, at the next start: completed from its
         manifest if that was written (the backup is whole), else failed with the reason,
         so that no record stays in_progress for ever (see operations/reconcile.py).
+        Likewise a job left running by a process that died (or whose lease lapsed) is
+        failed, with the reason.
         """
         # Imported here: reconcile builds on Context (as catalog_rebuild, which it uses,
         # does), so a module-level import would be a cycle.
@@ -64,6 +66,8 @@ class Context:
 
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
+            with context.catalog.begin() as session:
+                Jobs(session).fail_lapsed(lease=timedelta(seconds=settings.jobs.lease_seconds))
             settle_abandoned(context, datetime.now(UTC))
         except BaseException:
             context.close()

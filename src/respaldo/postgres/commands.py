@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
 
+from respaldo import cancellation
 from respaldo.childenv import base_environment
 from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection, scrub
@@ -208,6 +209,8 @@ class RunningCommand:
             self._stdout = _Drain(self._proc.stdout, None)
             self._stdout.start()
         self._stdout_mode = stdout
+        # A cancelled job kills its children from the thread that cancels it.
+        self._forget_cancel = cancellation.on_cancel(self.cancel)
 
     @property
     def pid(self) -> int:
@@ -243,6 +246,7 @@ class RunningCommand:
         if self._finished:
             return
         self._finished = True
+        self._forget_cancel()
         self._stderr.join()
         if self._stdout is not None:
             self._stdout.join()
@@ -288,6 +292,17 @@ class RunningCommand:
                 with contextlib.suppress(OSError):
                     pipe.close()
         self._proc.wait()
+
+    def cancel(self) -> None:
+        """Kill the child (and its process group) from another thread; never raises.
+
+        Only a signal: the thread that runs the command then sees end of file or a
+        broken pipe, and its ``with`` block reaps the child and fails as usual.
+        """
+        if self._proc.returncode is None:
+            self._killed = True
+            with contextlib.suppress(OSError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
     def __enter__(self) -> RunningCommand:
         return self

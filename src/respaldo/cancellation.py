@@ -1,0 +1,123 @@
+"""Cancelling work that runs in this thread, including the child programs it started.
+
+A :class:`CancelToken` belongs to one job. The job runner makes it *current* for the
+thread that runs the job (:func:`cancellable`); whatever that thread starts and can stop
+from outside (a ``pg_dump`` child process) registers a callback with
+:func:`on_cancel`, and long loops call :func:`check`. Cancelling the token (from the
+job's lease thread, or a signal handler) runs the callbacks at once, so a child blocked
+on a lock dies even though the thread that waits for it never reaches a check.
+
+This module sits beside ``errors`` and ``domain`` and imports nothing but them: every
+layer may use it, and none needs to know who cancels.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from respaldo.errors import JobCancelled
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[], None]
+
+
+class CancelToken:
+    """A one-way flag plus the callbacks to run when it is set. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._callbacks: dict[int, Callback] = {}
+        self._next = 0
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str) -> None:
+        """Set the flag (the first reason is kept) and run every registered callback.
+
+        Idempotent. Callbacks run in the caller's thread; one that raises is logged and
+        does not stop the others.
+        """
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            callbacks = list(self._callbacks.values())
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a failing kill must not keep the others from running
+                log.exception("cancel callback failed")
+
+    def check(self) -> None:
+        """Raise JobCancelled if the token is cancelled."""
+        if self._event.is_set():
+            raise JobCancelled(f"cancelled: {self.reason}" if self.reason else "cancelled")
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for cancellation; True if cancelled."""
+        return self._event.wait(timeout)
+
+    def on_cancel(self, callback: Callback) -> Callback:
+        """Run ``callback`` when the token is cancelled (at once if it already is).
+
+        Returns a function that unregisters it (idempotent).
+        """
+        with self._lock:
+            if not self._event.is_set():
+                key = self._next
+                self._next += 1
+                self._callbacks[key] = callback
+
+                def forget() -> None:
+                    with self._lock:
+                        self._callbacks.pop(key, None)
+
+                return forget
+        callback()
+        return _nothing
+
+
+def _nothing() -> None:
+    pass
+
+
+_current: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
+    "respaldo_cancel_token", default=None
+)
+
+
+@contextmanager
+def cancellable(token: CancelToken) -> Iterator[CancelToken]:
+    """Make ``token`` the current one for this thread (context) inside the block."""
+    reset = _current.set(token)
+    try:
+        yield token
+    finally:
+        _current.reset(reset)
+
+
+def current() -> CancelToken | None:
+    return _current.get()
+
+
+def on_cancel(callback: Callback) -> Callback:
+    """Register ``callback`` with the current token; a no-op outside any job."""
+    token = _current.get()
+    return token.on_cancel(callback) if token is not None else _nothing
+
+
+def check() -> None:
+    """Raise JobCancelled if the current token (if any) is cancelled."""
+    token = _current.get()
+    if token is not None:
+        token.check()

@@ -1,0 +1,221 @@
+"""Queries on ``jobs``: submitting, starting, renewing, finishing and cancelling jobs.
+
+A job's lease is its ``heartbeat_at``: the process that runs it renews it, and a job
+whose lease lapsed (or whose process is gone from this host) is failed by
+:meth:`Jobs.fail_lapsed`, which every process runs when it opens the catalog. That is
+the one mechanism for work whose process died; backup records and drill runs keep their
+own pid checks for rows written before jobs existed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from respaldo.catalog.backups import pid_is_alive, this_host
+from respaldo.catalog.models import Job
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import JobConflict, RecordNotFound
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+class Jobs:
+    """Changes and queries within one Session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def submit(
+        self,
+        kind: JobKind,
+        *,
+        target: str | None,
+        triggered_by: TriggeredBy,
+        requested_by: str | None,
+        params: Mapping[str, Any] | None = None,
+        exclusive_key: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """A new ``queued`` job."""
+        job = Job(
+            kind=kind,
+            target=target,
+            params=json.dumps(dict(params or {}), sort_keys=True),
+            status=JobStatus.QUEUED,
+            triggered_by=triggered_by,
+            requested_by=requested_by,
+            created_at=_now(now),
+            cancel_requested=False,
+            exclusive_key=exclusive_key,
+        )
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def get(self, job_id: int) -> Job:
+        job = self.session.get(Job, job_id)
+        if job is None:
+            raise RecordNotFound(f"no job {job_id}", hint="'respaldo jobs' lists the jobs")
+        return job
+
+    def list(self, *, limit: int = 50, status: JobStatus | None = None) -> builtins.list[Job]:
+        """Jobs, newest first."""
+        query = sa.select(Job)
+        if status is not None:
+            query = query.where(Job.status == status)
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        return builtins.list(self.session.scalars(query))
+
+    def running_with_key(self, key: str) -> Job | None:
+        query = sa.select(Job).where(Job.status == JobStatus.RUNNING, Job.exclusive_key == key)
+        return self.session.scalars(query).first()
+
+    def start(
+        self, job_id: int, *, pid: int, host: str | None = None, now: datetime | None = None
+    ) -> Job:
+        """``queued`` -> ``running`` in process ``pid``; the lease starts now.
+
+        Raises JobConflict if another running job holds its exclusive key (the caller's
+        transaction must then roll back: the job stays queued); InvalidTransition if it
+        is not queued (cancelled meanwhile).
+        """
+        job = self.get(job_id)
+        job.status.check_transition(JobStatus.RUNNING, job_id=job.id)
+        if job.exclusive_key is not None:
+            holder = self.running_with_key(job.exclusive_key)
+            if holder is not None:
+                raise _conflict(job, holder.id)
+        refusal = _conflict(job, None)  # built now: after a failed flush, job is unreadable
+        when = _now(now)
+        job.status = JobStatus.RUNNING
+        job.started_at = when
+        job.heartbeat_at = when
+        job.worker_pid = pid
+        job.worker_host = host if host is not None else this_host()
+        try:
+            # The unique index catches a race the query above cannot see (another
+            # process starting the same key in a concurrent transaction). The session
+            # is then unusable: the caller's transaction rolls back, the job stays queued.
+            self.session.flush()
+        except IntegrityError:
+            raise refusal from None
+        return job
+
+    def renew(
+        self,
+        job_id: int,
+        *,
+        done: int | None = None,
+        total: int | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Renew a running job's lease and store its progress; return the row, whose
+        ``cancel_requested`` and ``status`` tell the runner whether to go on."""
+        job = self.get(job_id)
+        if job.status is JobStatus.RUNNING:
+            job.heartbeat_at = _now(now)
+            if done is not None:
+                job.progress_done = done
+                job.progress_total = total
+            self.session.flush()
+        return job
+
+    def set_result(self, job_id: int, result_id: str) -> None:
+        self.get(job_id).result_id = result_id
+        self.session.flush()
+
+    def finish(
+        self,
+        job_id: int,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        result_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Move a job to a final ``status``, with the error that ended it, if any."""
+        job = self.get(job_id)
+        job.status.check_transition(status, job_id=job.id)
+        job.status = status
+        job.finished_at = _now(now)
+        job.error_message = error
+        if result_id is not None:
+            job.result_id = result_id
+        self.session.flush()
+        return job
+
+    def request_cancel(self, job_id: int, *, now: datetime | None = None) -> Job:
+        """Ask a job to stop: a queued one is cancelled at once, a running one is flagged
+        for its runner (which stops, cleans up and records ``cancelled``). Raises
+        InvalidTransition for a job that has already ended."""
+        job = self.get(job_id)
+        job.status.check_transition(JobStatus.CANCELLED, job_id=job.id)
+        if job.status is JobStatus.QUEUED:
+            job.status = JobStatus.CANCELLED
+            job.finished_at = _now(now)
+            job.error_message = "cancelled before it started"
+        job.cancel_requested = True
+        self.session.flush()
+        return job
+
+    def fail_lapsed(
+        self,
+        *,
+        lease: timedelta,
+        is_alive: Callable[[int], bool] = pid_is_alive,
+        now: datetime | None = None,
+    ) -> builtins.list[Job]:
+        """Fail every running job whose process is gone from this host, or whose lease
+        was last renewed more than ``lease`` ago (on any host); return them."""
+        when = _now(now)
+        local = this_host()
+        lapsed = []
+        for job in self.session.scalars(sa.select(Job).where(Job.status == JobStatus.RUNNING)):
+            reason = _lapse_reason(job, when, lease, local, is_alive)
+            if reason is not None:
+                job.status = JobStatus.FAILED
+                job.finished_at = when
+                job.error_message = reason
+                lapsed.append(job)
+        self.session.flush()
+        return lapsed
+
+
+def _lapse_reason(
+    job: Job, now: datetime, lease: timedelta, local: str, is_alive: Callable[[int], bool]
+) -> str | None:
+    pid = job.worker_pid
+    if pid is not None and job.worker_host == local and not is_alive(pid):
+        return f"process {pid} died while the job ran (found at start-up)"
+    last = job.heartbeat_at or job.started_at or job.created_at
+    if last < now - lease:
+        return (
+            f"the lease of process {pid} on {job.worker_host} lapsed: no sign of life "
+            f"since {last.isoformat(timespec='seconds')}"
+        )
+    return None
+
+
+def _conflict(job: Job, holder: int | None) -> JobConflict:
+    what = f"a {job.kind.value} of {job.target}" if job.target else f"a {job.kind.value}"
+    running = f" (job {holder})" if holder is not None else ""
+    return JobConflict(
+        f"{what} is already running{running}",
+        hint="wait for it to finish ('respaldo jobs' shows it), or cancel it with "
+        "'respaldo jobs cancel ID'",
+    )
+
+
+def params_of(job: Job) -> dict[str, Any]:
+    """The job's inputs as stored (a JSON object)."""
+    return dict(json.loads(job.params)) if job.params else {}

@@ -1,0 +1,283 @@
+"""Jobs: every operation, from any interface, runs as a recorded, cancellable job.
+
+Two steps, kept apart so that a real queue can sit between them later:
+
+- :func:`submit` records a ``queued`` job (what, on what, who asked) and returns it;
+- :func:`run` runs a queued job's body in this thread: it takes the job's exclusive key
+  (two backups of one database never run at once, across processes), renews the job's
+  lease from a background thread (which also stores progress and notices
+  ``respaldo jobs cancel``), and records how the job ended.
+
+Cancellation: the job's :class:`~respaldo.cancellation.CancelToken` is current while the
+body runs. Cancelling it kills the child programs the body started (``pg_dump``,
+``pg_restore``, ``pg_basebackup``) at once, and the next progress report raises
+JobCancelled; the body's own error handling then removes what it had written (a backup
+commits no manifest, a restore drops its staging database), and the job says
+``cancelled``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from respaldo import cancellation
+from respaldo.cancellation import CancelToken
+from respaldo.catalog import Job, Jobs, params_of
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import JobCancelled, JobConflict, RespaldoError
+from respaldo.operations.context import Context
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class JobInfo(BaseModel):
+    """A job as ``respaldo jobs --json`` prints it (and the API will return it)."""
+
+    id: int
+    kind: JobKind
+    target: str | None
+    params: dict[str, Any]
+    status: JobStatus
+    triggered_by: TriggeredBy
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker_pid: int | None
+    worker_host: str | None
+    cancel_requested: bool
+    progress_done: int | None
+    progress_total: int | None
+    error: str | None
+    result_id: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobInfo:
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            target=job.target,
+            params=params_of(job),
+            status=job.status,
+            triggered_by=job.triggered_by,
+            requested_by=job.requested_by,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            heartbeat_at=job.heartbeat_at,
+            worker_pid=job.worker_pid,
+            worker_host=job.worker_host,
+            cancel_requested=job.cancel_requested,
+            progress_done=job.progress_done,
+            progress_total=job.progress_total,
+            error=job.error_message,
+            result_id=job.result_id,
+        )
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to run, on what, and who asked. ``exclusive_key`` defaults per kind: a
+    backup holds ``backup:<target>`` while it runs."""
+
+    kind: JobKind
+    target: str | None
+    triggered_by: TriggeredBy
+    requested_by: str | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def exclusive_key(self) -> str | None:
+        if self.kind is JobKind.BACKUP and self.target is not None:
+            return f"backup:{self.target}"
+        return None
+
+
+def os_user() -> str:
+    """The name of the OS user running this process ("uid N" if it has none)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def cli_request(
+    kind: JobKind, target: str | None, params: Mapping[str, Any] | None = None
+) -> JobRequest:
+    """A request made from the command line by the OS user running it."""
+    return JobRequest(kind, target, TriggeredBy.CLI, os_user(), dict(params or {}))
+
+
+def submit(ctx: Context, request: JobRequest) -> JobInfo:
+    """Record a ``queued`` job for ``request``; nothing runs yet."""
+    with ctx.catalog.begin() as session:
+        job = Jobs(session).submit(
+            request.kind,
+            target=request.target,
+            triggered_by=request.triggered_by,
+            requested_by=request.requested_by,
+            params={k: _plain(v) for k, v in request.params.items()},
+            exclusive_key=request.exclusive_key,
+        )
+        return JobInfo.of(job)
+
+
+def _plain(value: Any) -> Any:
+    # Enum members and paths become their text: params are stored as JSON.
+    return value if value is None or isinstance(value, bool | int | float) else str(value)
+
+
+def run(
+    ctx: Context,
+    job_id: int,
+    body: Callable[[Context], T],
+    *,
+    token: CancelToken | None = None,
+    result_id: Callable[[T], str | None] = lambda _: None,
+    on_conflict: JobStatus = JobStatus.FAILED,
+) -> T:
+    """Run the queued job ``job_id``: ``body(ctx)`` with a cancellable context.
+
+    Returns what ``body`` returned; the job ends ``completed`` (with ``result_id(result)``).
+    If another running job holds its exclusive key, the job ends ``on_conflict``
+    (``failed``, or ``skipped`` for a scheduled run) and JobConflict is raised. If the
+    body raises, the job ends ``cancelled`` when ``token`` was cancelled (by the caller,
+    or by ``respaldo jobs cancel`` seen in the lease) or on Ctrl-C, and JobCancelled is
+    raised; otherwise ``failed`` with the error's message, and the error is re-raised.
+    """
+    token = token or CancelToken()
+    try:
+        with ctx.catalog.begin() as session:
+            Jobs(session).start(job_id, pid=os.getpid())
+    except JobConflict as exc:
+        with ctx.catalog.begin() as session:
+            Jobs(session).finish(job_id, on_conflict, error=str(exc))
+        raise
+    lease = _Lease(ctx, job_id, token)
+    job_ctx = dataclasses.replace(ctx, progress=lease.progress(ctx.progress))
+    lease.start()
+    try:
+        with cancellation.cancellable(token):
+            result = body(job_ctx)
+    except BaseException as exc:
+        lease.stop()
+        _record_failure(ctx, lease, token, exc)
+        if token.cancelled and not isinstance(exc, JobCancelled | KeyboardInterrupt):
+            raise JobCancelled(f"job {job_id} cancelled: {token.reason}") from exc
+        raise
+    lease.stop()
+    with ctx.catalog.begin() as session:
+        lease.store_progress(Jobs(session))
+        Jobs(session).finish(job_id, JobStatus.COMPLETED, result_id=result_id(result))
+    return result
+
+
+def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        token.cancel("interrupted")
+    if token.cancelled or isinstance(exc, JobCancelled):
+        status, message = JobStatus.CANCELLED, token.reason or str(exc)
+    else:
+        status, message = JobStatus.FAILED, str(exc) or type(exc).__name__
+    with ctx.catalog.begin() as session:
+        if lease.store_progress(Jobs(session)) is JobStatus.RUNNING:  # not failed as lapsed
+            Jobs(session).finish(lease.job_id, status, error=message)
+
+
+def run_now(
+    ctx: Context,
+    request: JobRequest,
+    body: Callable[[Context], T],
+    *,
+    result_id: Callable[[T], str | None] = lambda _: None,
+) -> T:
+    """Submit and run at once, in this thread: what a CLI command does."""
+    job = submit(ctx, request)
+    return run(ctx, job.id, body, result_id=result_id)
+
+
+def cancel(ctx: Context, job_id: int) -> JobInfo:
+    """Cancel a job: a queued one ends at once; a running one is flagged, and the process
+    running it stops it within a lease renewal (``[jobs] lease_seconds / 10``, at most
+    2 s). Raises RecordNotFound, or InvalidTransition for a job that already ended."""
+    with ctx.catalog.begin() as session:
+        return JobInfo.of(Jobs(session).request_cancel(job_id))
+
+
+def get(ctx: Context, job_id: int) -> JobInfo:
+    """One job. Raises RecordNotFound."""
+    with ctx.catalog.read() as session:
+        return JobInfo.of(Jobs(session).get(job_id))
+
+
+def list_jobs(ctx: Context, *, limit: int = 50, status: JobStatus | None = None) -> list[JobInfo]:
+    """Jobs, newest first."""
+    with ctx.catalog.read() as session:
+        return [JobInfo.of(job) for job in Jobs(session).list(limit=limit, status=status)]
+
+
+def fail_lapsed(ctx: Context) -> list[JobInfo]:
+    """Fail the running jobs whose process died or whose lease lapsed (see Jobs)."""
+    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    with ctx.catalog.begin() as session:
+        return [JobInfo.of(job) for job in Jobs(session).fail_lapsed(lease=lease)]
+
+
+class _Lease(threading.Thread):
+    """Renews a running job's lease, stores its progress, and cancels its token when the
+    job was asked to stop (or is no longer ``running``: failed by another process)."""
+
+    def __init__(self, ctx: Context, job_id: int, token: CancelToken) -> None:
+        super().__init__(name=f"job-{job_id}-lease", daemon=True)
+        self.ctx = ctx
+        self.job_id = job_id
+        self.token = token
+        self._stopped = threading.Event()
+        self._done: int | None = None
+        self._total: int | None = None
+
+    def progress(
+        self, report: Callable[[str, int, int | None], None]
+    ) -> Callable[[str, int, int | None], None]:
+        def wrapped(phase: str, done: int, total: int | None) -> None:
+            self._done, self._total = done, total
+            report(phase, done, total)
+            self.token.check()
+
+        return wrapped
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.ctx.settings.jobs.renew_seconds):
+            try:
+                with self.ctx.catalog.begin() as session:
+                    job = Jobs(session).renew(self.job_id, done=self._done, total=self._total)
+                    status, asked = job.status, job.cancel_requested
+            except (RespaldoError, Exception):  # a busy catalog: try again next time
+                log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
+                continue
+            if asked:
+                self.token.cancel("cancelled by request")
+            elif status is not JobStatus.RUNNING:
+                self.token.cancel(f"the job was marked {status.value} by another process")
+
+    def store_progress(self, jobs: Jobs) -> JobStatus:
+        """Store the last progress reported (renewing the lease); return the status."""
+        return jobs.renew(self.job_id, done=self._done, total=self._total).status
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join()

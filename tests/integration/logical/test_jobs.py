@@ -1,0 +1,220 @@
+"""Backups and restores run as jobs: recorded, exclusive, cancellable from another process.
+
+A backup is made to wait inside ``pg_dump`` itself: a partitioned table's parent is
+locked ACCESS EXCLUSIVE by an application transaction. respaldo counts rows of the leaf
+partitions only (the parent holds none), so the backup gets past its row counts, but
+``pg_dump`` locks every table it dumps, the parent too, and waits there.
+"""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def jobs(respaldo: Respaldo) -> list[dict[str, Any]]:
+    run = respaldo.run("jobs", "--json")
+    assert run.code == 0, str(run)
+    found: list[dict[str, Any]] = run.json()
+    return found
+
+
+def partitioned_table(pg: TempCluster, dbname: str) -> None:
+    pg.execute(
+        "CREATE TABLE public.bitacora (id int, nota text) PARTITION BY RANGE (id);"
+        "CREATE TABLE public.bitacora_1 PARTITION OF public.bitacora FOR VALUES FROM (0) TO (100);"
+        "INSERT INTO public.bitacora VALUES (1, 'uno'), (2, 'dos')",
+        dbname=dbname,
+    )
+
+
+def pg_dump_waiting(pg: TempCluster, dbname: str) -> bool:
+    return bool(
+        pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s"
+            " AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+            [dbname],
+        )
+    )
+
+
+@contextmanager
+def backup_inside_pg_dump(
+    respaldo: Respaldo, pg: TempCluster, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], psutil.Process]]:
+    """``respaldo backup erp`` in a subprocess, its pg_dump child waiting on a lock.
+
+    Yields the process and its pg_dump child; the lock is released when the block ends.
+    """
+    partitioned_table(pg, respaldo.dbname)
+    with pg.connect(respaldo.dbname, autocommit=False) as locker:
+        locker.execute("LOCK TABLE ONLY public.bitacora IN ACCESS EXCLUSIVE MODE")
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+        process = subprocess.Popen(
+            [*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+
+            def dumping() -> bool:
+                assert process.poll() is None, process.communicate()
+                return pg_dump_waiting(pg, respaldo.dbname)
+
+            wait_for("pg_dump to wait for the lock", dumping)
+            (child,) = [p for p in psutil.Process(process.pid).children() if p.name() == "pg_dump"]
+            yield process, child
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+            locker.rollback()
+
+
+def test_a_cli_backup_is_a_job_recorded_with_the_os_user(respaldo: Respaldo) -> None:
+    record = respaldo.backup()
+    (job,) = jobs(respaldo)
+    assert job["kind"] == "backup"
+    assert job["target"] == "erp"
+    assert job["status"] == "completed"
+    assert job["triggered_by"] == "cli"
+    assert job["requested_by"] == getpass.getuser()
+    assert job["result_id"] == record["id"]
+    assert job["progress_done"] > 0
+    shown = respaldo.run("jobs", "show", str(job["id"]), "--json")
+    assert shown.code == 0, str(shown)
+    assert shown.json()["id"] == job["id"]
+
+
+def test_jobs_cancel_stops_a_running_backup_and_leaves_no_manifest(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    with backup_inside_pg_dump(respaldo, pg, "backup", "erp") as (process, pg_dump):
+        (job,) = jobs(respaldo)
+        assert job["status"] == "running"
+        run = respaldo.run("jobs", "cancel", str(job["id"]))
+        assert run.code == 0, str(run)
+        assert "asked to stop" in run.err
+        _, err = process.communicate(timeout=120)
+        # pg_dump is gone while the lock is still held: killed, not finished.
+        assert not pg_dump.is_running() or pg_dump.status() == psutil.STATUS_ZOMBIE
+    assert process.returncode == 1, err
+    assert "cancelled" in err
+    (job,) = jobs(respaldo)
+    assert (job["status"], job["error"]) == ("cancelled", "cancelled by request")
+    assert job["finished_at"] is not None
+    (record,) = respaldo.records()
+    assert record.status == "failed"
+    assert respaldo.repository().backup_ids() == []  # no manifest: no backup
+    # Released, the database and the next backup are fine.
+    assert respaldo.backup()["status"] == "completed"
+
+
+def test_a_second_backup_of_the_same_database_is_refused_while_one_runs(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    with backup_inside_pg_dump(respaldo, pg, "backup", "erp") as (process, _):
+        second = respaldo.run("backup", "erp")
+        assert second.code == 1
+        assert "a backup of erp is already running (job 1)" in second.err
+        statuses = {job["id"]: job["status"] for job in jobs(respaldo)}
+        assert statuses == {1: "running", 2: "failed"}
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    # The killed one is failed at the next start; then backups run again.
+    by_id = {job["id"]: job for job in jobs(respaldo)}
+    assert by_id[1]["status"] == "failed"
+    assert by_id[1]["error"] == (
+        f"process {process.pid} died while the job ran (found at start-up)"
+    )
+    assert respaldo.backup()["status"] == "completed"
+
+
+def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """The restore is made to wait inside ``pg_restore``: the backup has a table owned
+    by a role that an uncommitted ``DROP ROLE`` holds locked, and giving the restored
+    table its owner waits for that lock."""
+    role = f"bloqueo_{new_dbname}"
+    pg.execute(f"CREATE ROLE {role}")
+    try:
+        pg.execute(
+            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
+            dbname=respaldo.dbname,
+        )
+        backup_id = respaldo.backup()["id"]
+        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)  # the role owns nothing
+        before = staging_databases(pg)
+        with pg.connect(autocommit=False) as locker:
+            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+            argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+            process = subprocess.Popen(
+                [*argv, "restore", backup_id, "--target-database", new_dbname],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+
+                def restoring() -> bool:
+                    assert process.poll() is None, process.communicate()
+                    return bool(
+                        pg.scalar(
+                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                            " WHERE application_name = 'pg_restore'"
+                            " AND wait_event_type = 'Lock'"
+                        )
+                    )
+
+                wait_for("pg_restore to wait for the lock", restoring)
+                (pg_restore,) = [
+                    p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
+                ]
+                restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
+                assert restore_job["status"] == "running"
+                assert respaldo.run("jobs", "cancel", str(restore_job["id"])).code == 0
+                _, err = process.communicate(timeout=120)
+                assert not pg_restore.is_running() or pg_restore.status() == "zombie"
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+                locker.rollback()
+        assert process.returncode == 1, err
+        restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
+        assert (restore_job["status"], restore_job["error"]) == (
+            "cancelled",
+            "cancelled by request",
+        )
+        assert restore_job["target"] == new_dbname
+        assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
+        assert staging_databases(pg) == before  # the staging database is dropped
+    finally:
+        pg.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def staging_databases(pg: TempCluster) -> int:
+    return int(
+        pg.scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'respaldo\\_staging\\_%'")
+    )

@@ -1,0 +1,124 @@
+"""The jobs table: the state machine, the per-database exclusion, leases, cancellation."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from respaldo.catalog import Catalog, Jobs, open_catalog
+from respaldo.domain import JOB_TRANSITIONS, JobKind, JobStatus, TriggeredBy
+from respaldo.errors import InvalidTransition, JobConflict
+
+T0 = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
+
+
+def _backup(catalog: Catalog, target: str = "erp") -> int:
+    with catalog.begin() as session:
+        return (
+            Jobs(session)
+            .submit(
+                JobKind.BACKUP,
+                target=target,
+                triggered_by=TriggeredBy.CLI,
+                requested_by="ana",
+                params={"type": "full"},
+                exclusive_key=f"backup:{target}",
+                now=T0,
+            )
+            .id
+        )
+
+
+def test_a_job_goes_queued_running_completed(catalog: Catalog) -> None:
+    job_id = _backup(catalog)
+    with catalog.begin() as session:
+        job = Jobs(session).start(job_id, pid=os.getpid(), now=T0)
+        assert job.status is JobStatus.RUNNING
+        Jobs(session).renew(job_id, done=10, total=100, now=T0 + timedelta(seconds=5))
+        Jobs(session).finish(job_id, JobStatus.COMPLETED, result_id="x", now=T0 + timedelta(1))
+    with catalog.begin() as session:
+        job = Jobs(session).get(job_id)
+        assert (job.status, job.progress_done, job.progress_total) == ("completed", 10, 100)
+        assert job.result_id == "x"
+        assert job.started_at == T0
+        with pytest.raises(InvalidTransition, match="completed is final"):
+            Jobs(session).finish(job_id, JobStatus.FAILED)
+
+
+def test_the_transitions_are_written_once_and_finals_are_final() -> None:
+    finals = {s for s in JobStatus if s.is_final}
+    assert finals == {"completed", "failed", "cancelled", "skipped"}
+    JobStatus.QUEUED.check_transition(JobStatus.SKIPPED)  # allowed: no error
+    with pytest.raises(InvalidTransition):
+        JobStatus.RUNNING.check_transition(JobStatus.QUEUED)
+    assert set(JOB_TRANSITIONS) == set(JobStatus)
+
+
+def test_two_backups_of_one_database_never_run_at_once(catalog_path: object) -> None:
+    # Two catalogs on one file: two processes, as far as SQLite is concerned.
+    url = f"sqlite:///{catalog_path}"
+    with open_catalog(url, create=True) as first, open_catalog(url) as second:
+        one, two, other = _backup(first), _backup(second), _backup(second, "ventas")
+        with first.begin() as session:
+            Jobs(session).start(one, pid=os.getpid())
+        refused = rf"a backup of erp is already running \(job {one}\)"
+        with pytest.raises(JobConflict, match=refused), second.begin() as session:
+            Jobs(session).start(two, pid=os.getpid())
+        with second.begin() as session:
+            assert Jobs(session).get(two).status is JobStatus.QUEUED  # nothing changed
+            Jobs(session).start(other, pid=os.getpid())  # another database is fine
+        with first.begin() as session:
+            Jobs(session).finish(one, JobStatus.COMPLETED)
+        with second.begin() as session:
+            assert Jobs(session).start(two, pid=os.getpid()).status is JobStatus.RUNNING
+
+
+def test_the_unique_index_refuses_a_second_running_job_with_the_same_key(
+    catalog: Catalog,
+) -> None:
+    one, two = _backup(catalog), _backup(catalog)
+    with catalog.begin() as session:
+        Jobs(session).start(one, pid=os.getpid())
+    with pytest.raises(JobConflict, match="already running"), catalog.begin() as session:
+        # As if the check had raced: write the row past Jobs.start's query.
+        jobs = Jobs(session)
+        jobs.running_with_key = lambda key: None  # type: ignore[method-assign]
+        jobs.start(two, pid=os.getpid())
+
+
+def test_cancelling_a_queued_job_ends_it_and_a_running_one_is_flagged(catalog: Catalog) -> None:
+    queued, running = _backup(catalog, "a"), _backup(catalog, "b")
+    with catalog.begin() as session:
+        Jobs(session).start(running, pid=os.getpid())
+        assert Jobs(session).request_cancel(queued).status is JobStatus.CANCELLED
+        job = Jobs(session).request_cancel(running)
+        assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)
+        assert Jobs(session).renew(running).cancel_requested
+        Jobs(session).finish(running, JobStatus.CANCELLED, error="cancelled by request")
+        with pytest.raises(InvalidTransition, match="cancelled is final"):
+            Jobs(session).request_cancel(running)
+
+
+def test_a_job_whose_process_died_or_whose_lease_lapsed_becomes_failed(catalog: Catalog) -> None:
+    dead, stale, alive = _backup(catalog, "a"), _backup(catalog, "b"), _backup(catalog, "c")
+    with catalog.begin() as session:
+        Jobs(session).start(dead, pid=999_999, now=T0)
+        Jobs(session).start(stale, pid=os.getpid(), host="elsewhere", now=T0)
+        Jobs(session).start(alive, pid=os.getpid(), now=T0)
+    later = T0 + timedelta(minutes=10)
+    with catalog.begin() as session:
+        Jobs(session).renew(alive, now=later)
+        lapsed = Jobs(session).fail_lapsed(
+            lease=timedelta(minutes=5), is_alive=lambda pid: pid != 999_999, now=later
+        )
+        assert sorted(j.id for j in lapsed) == [dead, stale]
+    with catalog.begin() as session:
+        jobs = Jobs(session)
+        assert jobs.get(dead).error_message == (
+            "process 999999 died while the job ran (found at start-up)"
+        )
+        assert "lease of process" in (jobs.get(stale).error_message or "")
+        assert jobs.get(stale).status is JobStatus.FAILED
+        assert jobs.get(alive).status is JobStatus.RUNNING

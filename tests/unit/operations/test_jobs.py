@@ -1,0 +1,134 @@
+"""Running operations as jobs: outcomes, cancellation through the catalog, exclusion."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from respaldo import cancellation
+from respaldo.cancellation import CancelToken
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import JobCancelled, JobConflict
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+
+BACKUP = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        jobs={"lease_seconds": 1.0},
+        cache_dir=tmp_path / "cache",
+    )
+    context = Context.open(settings, create=True)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def test_a_job_that_returns_is_completed_with_its_result_and_who_asked(ctx: Context) -> None:
+    job = jobs.submit(ctx, BACKUP)
+    assert job.status is JobStatus.QUEUED
+    assert jobs.run(ctx, job.id, lambda c: "20261204T030000Z-0123abcd", result_id=str) == (
+        "20261204T030000Z-0123abcd"
+    )
+    done = jobs.get(ctx, job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert (done.triggered_by, done.requested_by) == ("schedule", "full")
+    assert done.result_id == "20261204T030000Z-0123abcd"
+    assert done.params == {"type": "full"}
+    assert done.finished_at is not None and done.started_at is not None
+
+
+def test_a_job_whose_body_raises_is_failed_with_the_message(ctx: Context) -> None:
+    def body(c: Context) -> None:
+        raise ValueError("pg_dump exited with status 1")
+
+    job = jobs.submit(ctx, BACKUP)
+    with pytest.raises(ValueError):
+        jobs.run(ctx, job.id, body)
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.FAILED, "pg_dump exited with status 1")
+
+
+def test_jobs_cancel_from_elsewhere_reaches_the_running_body(ctx: Context) -> None:
+    """The body waits on its token: only the lease thread, reading the catalog's flag,
+    can end the wait. It reports progress, which the lease stores."""
+    started = threading.Event()
+
+    def body(c: Context) -> None:
+        c.progress("dump", 4096, 8192)
+        started.set()
+        current = cancellation.current()
+        assert current is not None
+        assert current.wait(60), "never cancelled"
+        c.progress("dump", 5000, 8192)  # the next progress report raises
+
+    job = jobs.submit(ctx, BACKUP)
+    outcome: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            jobs.run(ctx, job.id, body)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    assert started.wait(60)
+    assert jobs.cancel(ctx, job.id).cancel_requested
+    thread.join(60)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], JobCancelled)
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.CANCELLED, "cancelled by request")
+    assert (done.progress_done, done.progress_total) == (5000, 8192)  # the last report
+
+
+def test_a_second_backup_of_the_same_database_is_refused_and_recorded(ctx: Context) -> None:
+    inner: list[BaseException] = []
+
+    def body(c: Context) -> None:
+        second = jobs.submit(c, BACKUP)
+        with pytest.raises(JobConflict, match="a backup of erp is already running") as info:
+            jobs.run(c, second.id, lambda _: None, on_conflict=JobStatus.SKIPPED)
+        inner.append(info.value)
+        assert jobs.get(c, second.id).status is JobStatus.SKIPPED
+
+    first = jobs.submit(ctx, BACKUP)
+    jobs.run(ctx, first.id, body)
+    assert inner and jobs.get(ctx, first.id).status is JobStatus.COMPLETED
+
+
+def test_ctrl_c_cancels_the_job(ctx: Context) -> None:
+    def body(c: Context) -> None:
+        raise KeyboardInterrupt
+
+    job = jobs.submit(ctx, BACKUP)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.run(ctx, job.id, body)
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.CANCELLED, "interrupted")
+
+
+def test_a_cancelled_token_kills_registered_children_at_once() -> None:
+    token = CancelToken()
+    killed: list[str] = []
+    with cancellation.cancellable(token):
+        forget = cancellation.on_cancel(lambda: killed.append("pg_dump"))
+        cancellation.on_cancel(lambda: killed.append("pg_restore"))
+        forget()
+        token.cancel("SIGTERM")
+        with pytest.raises(JobCancelled, match="cancelled: SIGTERM"):
+            cancellation.check()
+        cancellation.on_cancel(lambda: killed.append("late"))  # runs at once
+    assert killed == ["pg_restore", "late"]
+    cancellation.check()  # outside the job: nothing to cancel
