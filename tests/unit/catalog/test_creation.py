@@ -54,10 +54,17 @@ def test_create_makes_a_private_directory_and_file(tmp_path: Path) -> None:
         pass
     assert _mode(path) == 0o600
     assert _mode(path.parent) == 0o700
-    _write_a_record(sqlite_url(path))
-    # SQLite gives its -wal and -shm files the database file's mode.
-    for companion in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-        if companion.exists():
+    # SQLite gives its -wal and -shm files the database file's mode; they exist while a
+    # connection is open (the pool keeps one until the catalog is closed).
+    with open_catalog(sqlite_url(path)) as catalog:
+        with catalog.begin() as session:
+            BackupRecords(session).create_pending(
+                kind=BackupKind.FULL,
+                repository="local",
+                triggered_by=TriggeredBy.CLI,
+                retention_days=7,
+            )
+        for companion in (Path(f"{path}-wal"), Path(f"{path}-shm")):
             assert _mode(companion) == 0o600, companion
 
 
