@@ -31,6 +31,17 @@ class ConfigError(RespaldoError):
     """The configuration is missing, malformed or refers to something that is not there."""
 
 
+class InvalidInput(ConfigError):
+    """An argument given to an application function is malformed or does not fit the
+    others. ``field`` is the argument's name (``target_time``); each interface shows it
+    its own way (the CLI as the option ``--target-time``, the API as the field), so the
+    message never names a command-line option."""
+
+    def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
 # --- storage layer -------------------------------------------------------------------
 
 

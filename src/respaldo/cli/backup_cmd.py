@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from respaldo.catalog import record_to_api
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import BackupKind, JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
+from respaldo.operations.listing import BackupView
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.snapshot import backup_source
 
@@ -81,6 +81,6 @@ def backup(
                 highlight=False,
             )
     if as_json:
-        print_json(record_to_api(result.record))
+        print_json(BackupView.from_record(result.record).to_json())
     else:
         typer.echo(result.record.id)

@@ -10,9 +10,8 @@ from rich.table import Table
 
 from respaldo.cli.app import app, err_console, print_json, state
 from respaldo.operations.check import check_database
-from respaldo.postgres.checks import Status
 
-_STYLE = {Status.OK: "green", Status.MISSING: "red", Status.WARNING: "yellow"}
+_STYLE = {"ok": "green", "missing": "red", "warning": "yellow"}
 
 
 @app.command("check")
@@ -34,19 +33,14 @@ def check(
 
     Exit status 3 when something is missing.
     """
-    result = check_database(state(ctx).settings, database, adopt=adopt)
+    result = check_database(state(ctx).settings, database, adopt=adopt).view()
     if as_json:
-        print_json(
-            [
-                {"check": f.name, "status": f.status.value, "value": f.value, "fix": f.fix}
-                for f in result.findings
-            ]
-        )
+        print_json([f.to_json() for f in result.findings])
     else:
         table = Table("check", "status", "server has", "how to fix", title=f"check of {database}")
         for f in result.findings:
             style = _STYLE[f.status]
-            table.add_row(f.name, f"[{style}]{f.status.value}[/]", escape(f.value), escape(f.fix))
+            table.add_row(f.check, f"[{style}]{f.status}[/]", escape(f.value), escape(f.fix))
         err_console.print(table)
     if result.adopted:
         err_console.print(f"recorded the server's cluster as {database}'s in the repository")

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from respaldo.catalog import BackupCopies
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
-from respaldo.operations.copy import copy_to
+from respaldo.operations.copy import copy_backups
 
 
 @app.command("copy")
@@ -30,15 +29,8 @@ def copy(
         raise ConfigError("name the secondary repository with --to")
     if bool(backup_ids) == all_:
         raise ConfigError("give backup ids or --all (not both)")
-    context = Context.open(state(ctx).settings)
-    try:
-        ids = list(backup_ids or [])
-        if all_:
-            with context.catalog.begin() as session:
-                ids = BackupCopies(session).missing_in(to)
-        outcomes = copy_to(context, ids, to)
-    finally:
-        context.close()
+    with Context.open(state(ctx).settings) as context:
+        outcomes = copy_backups(context, None if all_ else list(backup_ids or []), to)
     failed = 0
     for outcome in outcomes:
         if outcome.stats is None:

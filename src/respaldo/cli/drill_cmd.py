@@ -7,13 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from respaldo.catalog import DrillRuns, checks_of
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.jobs import cli_request, run_now
+from respaldo.operations.listing import list_drills
+from respaldo.operations.models import to_json_list
 
 
 @app.command("drill")
@@ -48,17 +49,7 @@ def drill(
         finally:
             context.close()
     if as_json:
-        print_json(
-            {
-                "runId": result.run_id,
-                "backupId": result.backup_id,
-                "database": result.database,
-                "passed": result.passed,
-                "restoreSeconds": result.restore_seconds,
-                "checks": [c.to_json() for c in result.checks],
-                "warnings": result.warnings,
-            }
-        )
+        print_json(result.view().to_json())
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for check in result.checks:
@@ -78,36 +69,17 @@ def drills(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List past restore tests, newest first."""
-    context = Context.open(state(ctx).settings)
-    try:
-        with context.catalog.begin() as session:
-            runs = DrillRuns(session).list(backup_id=backup_id, limit=limit)
-    finally:
-        context.close()
+    with Context.open(state(ctx).settings) as context:
+        runs = list_drills(context, backup_id=backup_id, limit=limit)
     if as_json:
-        print_json(
-            [
-                {
-                    "runId": r.id,
-                    "backupId": r.backup_id,
-                    "database": r.database_name,
-                    "status": r.status.value,
-                    "startedAt": r.started_at,
-                    "finishedAt": r.finished_at,
-                    "restoreSeconds": r.restore_seconds,
-                    "checks": checks_of(r),
-                    "errorMessage": r.error_message,
-                }
-                for r in runs
-            ]
-        )
+        print_json(to_json_list(runs))
         return
     table = Table("run", "backup", "database", "status", "started", "restore s", "failure")
     for r in runs:
         table.add_row(
-            str(r.id),
+            str(r.run_id),
             r.backup_id,
-            r.database_name or "-",
+            r.database or "-",
             r.status.value,
             r.started_at.strftime("%Y-%m-%d %H:%M"),
             f"{r.restore_seconds:.1f}" if r.restore_seconds is not None else "-",

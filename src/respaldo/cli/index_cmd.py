@@ -8,8 +8,8 @@ import typer
 from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, state
-from respaldo.operations.repositories import open_store
-from respaldo.repository import Repository, rebuild_index
+from respaldo.operations.context import Context
+from respaldo.operations.keys import rebuild_repository_index
 
 index_app = typer.Typer(help="Inspect and repair the chunk index.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -21,16 +21,11 @@ def rebuild(
     repository: Annotated[str | None, typer.Option("--repository", "-r")] = None,
 ) -> None:
     """Replace every index file with one made from the pack headers."""
-    settings = state(ctx).settings
-    # The index may be what is broken: open without loading it.
-    repo = Repository.open(
-        open_store(settings.repository(repository)),
-        settings.repository_passphrase(),
-        cache_dir=settings.cache_dir,
-        load_index=False,
-    )
-    with err_console.status("reading pack headers"):
-        report = rebuild_index(repo)
+    with (
+        Context.open(state(ctx).settings, catalog=False) as context,
+        err_console.status("reading pack headers"),
+    ):
+        report = rebuild_repository_index(context, repository)
     err_console.print(
         f"index rebuilt from {report.packs} packs ({report.chunks} chunks): "
         f"{report.index_files_written} index files written, "
@@ -43,6 +38,6 @@ def rebuild(
             highlight=False,
         )
     for problem in report.problems:
-        err_console.print(f"[red]problem:[/] {escape(str(problem))}", highlight=False)
+        err_console.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
     if report.problems:
         raise typer.Exit(3)

@@ -15,7 +15,8 @@ import typer
 from respaldo.cli.app import app, err_console, out_console, state
 from respaldo.config import read_secret_file
 from respaldo.errors import ConfigError
-from respaldo.operations.repositories import check_new_passphrase, open_repository
+from respaldo.operations.context import Context
+from respaldo.operations.keys import add_key, change_passphrase, list_keys, remove_key
 
 key_app = typer.Typer(help="Manage the passphrases that open a repository.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -29,8 +30,8 @@ FileOption = Annotated[
 
 
 def _new_passphrase(path: Path | None) -> str:
-    """The new passphrase from the file, the environment or a prompt; WeakPassphrase if it
-    is too short for a new key."""
+    """The new passphrase from the file, the environment or a prompt (the application
+    function refuses one too weak for a new key)."""
     if path is not None:
         new = read_secret_file(path, "new passphrase file")
     elif os.environ.get("RESPALDO_NEW_PASSPHRASE"):
@@ -39,37 +40,35 @@ def _new_passphrase(path: Path | None) -> str:
         new = str(typer.prompt("New passphrase", hide_input=True))
         if typer.prompt("Repeat it", hide_input=True) != new:
             raise ConfigError("the two passphrases differ")
-    check_new_passphrase(new)
     return new
 
 
 @key_app.command("list")
-def list_keys(ctx: typer.Context, repository: RepoOption = None) -> None:
+def list_command(ctx: typer.Context, repository: RepoOption = None) -> None:
     """List key ids; the one the current passphrase opens is marked."""
-    settings = state(ctx).settings
-    repo = open_repository(settings, repository)
-    current = repo.key_id_for(settings.repository_passphrase())
-    for key in repo.list_keys():
-        mark = "*" if key["id"] == current else " "
-        out_console.print(f"{mark} {key['id']}  created {key['created']}")
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        keys = list_keys(context, repository)
+    for key in keys:
+        mark = "*" if key.current else " "
+        out_console.print(f"{mark} {key.id}  created {key.created}")
 
 
 @key_app.command("add")
 def add(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
     """Add another passphrase that opens the repository."""
-    repo = open_repository(state(ctx).settings, repository)
-    key_id = repo.add_key(_new_passphrase(new_file))
+    passphrase = _new_passphrase(new_file)
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        key_id = add_key(context, passphrase, repository)
     err_console.print(f"added key {key_id}")
 
 
 @key_app.command("passwd")
 def passwd(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
     """Replace the current passphrase with a new one."""
-    settings = state(ctx).settings
-    repo = open_repository(settings, repository)
-    current = repo.key_id_for(settings.repository_passphrase())
-    key_id = repo.change_passphrase(current, _new_passphrase(new_file))
-    err_console.print(f"passphrase changed: key {current} replaced by {key_id}")
+    passphrase = _new_passphrase(new_file)
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        change = change_passphrase(context, passphrase, repository)
+    err_console.print(f"passphrase changed: key {change.old_key} replaced by {change.new_key}")
 
 
 @key_app.command("remove")
@@ -79,6 +78,6 @@ def remove(
     repository: RepoOption = None,
 ) -> None:
     """Remove a passphrase. The last one cannot be removed."""
-    repo = open_repository(state(ctx).settings, repository)
-    repo.remove_key(key_id)
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        remove_key(context, key_id, repository)
     err_console.print(f"removed key {key_id}")

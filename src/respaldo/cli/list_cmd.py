@@ -7,15 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from respaldo.catalog import BackupRecord, BackupRecords, record_to_api
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
 from respaldo.domain import BackupKind, BackupStatus
-from respaldo.operations.catalog_rebuild import backups_the_catalog_misses
 from respaldo.operations.context import Context
+from respaldo.operations.listing import BackupView, list_backups, show_backup
+from respaldo.operations.models import to_json_list
 
 
 @app.command("list")
-def list_backups(
+def list_command(
     ctx: typer.Context,
     database: Annotated[str | None, typer.Option("--database", "-d")] = None,
     kind: Annotated[BackupKind | None, typer.Option("--type")] = None,
@@ -24,19 +24,14 @@ def list_backups(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List backups, newest first."""
-    context = Context.open(state(ctx).settings)
-    try:
-        with context.catalog.begin() as session:
-            records = BackupRecords(session).list(
-                database=database, kind=kind, status=status, limit=limit
-            )
-        missed = backups_the_catalog_misses(context) if not records else None
-    finally:
-        context.close()
-    if missed is not None:
+    with Context.open(state(ctx).settings) as context:
+        listing = list_backups(context, database=database, kind=kind, status=status, limit=limit)
+        catalog_url = context.catalog.url
+    records = listing.backups
+    if listing.unrecorded_in is not None:
         err_console.print(
-            f"[yellow]warning:[/] the catalog {context.catalog.url} is empty, but repository "
-            f"{missed} holds backups",
+            f"[yellow]warning:[/] the catalog {catalog_url} is empty, but repository "
+            f"{listing.unrecorded_in} holds backups",
             highlight=False,
         )
         err_console.print(
@@ -45,7 +40,7 @@ def list_backups(
             markup=False,
         )
     if as_json:
-        print_json([record_to_api(r) for r in records])
+        print_json(to_json_list(records))
         return
     table = Table("id", "database", "type", "status", "size", "stored new", "verified", "expires")
     for r in records:
@@ -69,12 +64,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show one backup's record."""
-    context = Context.open(state(ctx).settings)
-    try:
-        record = context.record(backup_id)
-    finally:
-        context.close()
-    data = record_to_api(record)
+    with Context.open(state(ctx).settings) as context:
+        data = show_backup(context, backup_id).to_json()
     if as_json:
         print_json(data)
         return
@@ -86,7 +77,7 @@ def show(
         )
 
 
-def _verified(record: BackupRecord) -> str:
+def _verified(record: BackupView) -> str:
     """yes, no (never checked), or failed: a verification, drill or repair found it
     damaged ('respaldo show' says what)."""
     if record.is_verified:

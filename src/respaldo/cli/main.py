@@ -32,7 +32,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     wal_cmd,
 )
 from respaldo.cli.app import app
-from respaldo.errors import RespaldoError
+from respaldo.errors import InvalidInput, RespaldoError
 
 
 def invoke(argv: list[str] | None = None) -> int:
@@ -55,11 +55,18 @@ def invoke(argv: list[str] | None = None) -> int:
         sys.stderr.write("respaldo: interrupted\n")
         return 130
     except RespaldoError as exc:
-        sys.stderr.write(f"respaldo: error: {exc}\n")
+        sys.stderr.write(f"respaldo: error: {error_message(exc)}\n")
         if exc.hint:
             sys.stderr.write(f"respaldo: hint: {exc.hint}\n")
         return 1
     return result if isinstance(result, int) else 0
+
+
+def error_message(exc: RespaldoError) -> str:
+    """The one line shown for ``exc``: a malformed argument is named by its option."""
+    if isinstance(exc, InvalidInput):
+        return f"--{exc.field.replace('_', '-')}: {exc}"
+    return str(exc)
 
 
 def run() -> NoReturn:

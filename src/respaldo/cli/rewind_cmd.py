@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
-from respaldo.errors import ConfigError
-from respaldo.operations.rewind import rewind_repository
+from respaldo.operations.rewind import rewind
 
 
 @app.command("rewind")
@@ -34,31 +32,15 @@ def rewind_command(
     destroyed (each change is a new version), so a rewind can be rewound. Afterwards run
     'respaldo catalog rebuild' and 'respaldo verify --all'.
     """
-    when = _parse_time(to)
-    report = rewind_repository(state(ctx).settings, repository, when, dry_run=dry_run)
+    report = rewind(state(ctx).settings, repository, to, dry_run=dry_run)
     if as_json:
-        print_json(
-            {
-                "repository": repository,
-                "to": report.to.isoformat(),
-                "dryRun": dry_run,
-                "restored": report.restored,
-                "deleted": report.deleted,
-                "applied": report.applied,
-                "failed": report.failed,
-                "steps": [
-                    {"name": s.name, "action": s.action, "versionId": s.version_id}
-                    for s in report.steps
-                ],
-            }
-        )
+        print_json(report.to_json())
     else:
-        restored = sum(s.size for s in report.steps if s.action == "restore")
         verb = "would restore" if dry_run else "restored"
         err_console.print(
-            f"{repository}: {verb} {report.restored} objects ({human_bytes(restored)}) and "
-            f"{'would hide' if dry_run else 'hid'} {report.deleted} written after "
-            f"{report.to.isoformat()}",
+            f"{repository}: {verb} {report.restored} objects "
+            f"({human_bytes(report.restored_bytes)}) and "
+            f"{'would hide' if dry_run else 'hid'} {report.deleted} written after {report.to}",
             highlight=False,
         )
         for failure in report.failed:
@@ -69,21 +51,5 @@ def rewind_command(
                 f"respaldo verify --all --repository {repository}",
                 highlight=False,
             )
-    if report.failed:
+    if not report.ok:
         raise typer.Exit(1)
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"--to {text!r} is not a date and time",
-            hint="use ISO 8601 with a time zone, e.g. 2026-11-28T09:00:00Z",
-        ) from None
-    if when.tzinfo is None:
-        raise ConfigError(
-            f"--to {text!r} has no time zone",
-            hint="add one, e.g. 2026-11-28T09:00:00Z or 2026-11-28T10:00:00+01:00",
-        )
-    return when

@@ -1,4 +1,5 @@
-"""``respaldo verify ID | --all``: read back every chunk and report what is wrong."""
+"""``respaldo verify ID | --all | --subset n/t``: read back every chunk and report what is
+wrong (see :mod:`respaldo.operations.verify`)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,16 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from respaldo import cancellation
 from respaldo.cli.app import app, err_console, human_bytes, state
-from respaldo.config import Settings
 from respaldo.domain import JobKind
-from respaldo.errors import ConfigError, StorageError
+from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
-from respaldo.operations.repositories import open_repository
-from respaldo.repository import Repository, VerifyReport, verify_backups, verify_repository
-from respaldo.repository.locks import reading_lease
-from respaldo.repository.verify import parse_subset, quarantine_damaged, verify_subset
+from respaldo.operations.verify import VerifyResult, verify
 
 
 @app.command("verify")
-def verify(
+def verify_command(
     ctx: typer.Context,
     backup_ids: Annotated[list[str] | None, typer.Argument(help="Backup ids to verify.")] = None,
     all_: Annotated[
@@ -40,61 +36,9 @@ def verify(
     """
     if sum((bool(backup_ids), all_, subset is not None)) != 1:
         raise ConfigError("give backup ids, --all or --subset n/t (one of them)")
-    slice_ = None
-    if subset is not None:
-        try:
-            slice_ = parse_subset(subset)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    settings = state(ctx).settings
-    context = Context.open(settings)
-    try:
-        mode = "subset" if slice_ is not None else "all" if all_ else "backups"
-        report, quarantined = run_now(
-            context,
-            cli_request(JobKind.VERIFY, repository, {"mode": mode, "subset": subset}),
-            lambda job_ctx: _verify(job_ctx.settings, repository, slice_, all_, backup_ids),
-        )
-    finally:
-        context.close()
-    for problem in report.problems:
-        # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
-        # style tag and swallow, hiding what is damaged.
-        err_console.print(f"[red]problem:[/] {escape(str(problem))}", highlight=False)
-    summary = (
-        f"{report.backups} backups, {report.chunks} chunks, {human_bytes(report.bytes)} read"
-        + (f", {report.packs} packs checked" if all_ else "")
-    )
-    if report.unreferenced_packs:
-        summary += (
-            f"; {report.unreferenced_packs} packs no index refers to "
-            "(left by interrupted backups; garbage collection removes them)"
-        )
-    if quarantined:
-        err_console.print(
-            f"[yellow]quarantined[/] {quarantined} damaged chunk copies: no backup will "
-            "use them again (the next backup of the same data stores it anew); run "
-            "'respaldo repair' to take good copies from a mirror",
-            highlight=False,
-        )
-    if report.ok:
-        err_console.print(f"[green]ok[/]: {summary}", highlight=False)
-        return
-    err_console.print(f"[red]{len(report.problems)} problems[/]: {summary}", highlight=False)
-    raise typer.Exit(3)
-
-
-def _verify(
-    settings: Settings,
-    repository: str | None,
-    slice_: tuple[int, int] | None,
-    all_: bool,
-    backup_ids: list[str] | None,
-) -> tuple[VerifyReport, int]:
-    repo = open_repository(settings, repository)
-    # A shared lease: a garbage collection repacking meanwhile would show as damage.
+    mode = "subset" if subset is not None else "all" if all_ else "backups"
     with (
-        reading_lease(repo, "verify", _warn),
+        Context.open(state(ctx).settings) as context,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -106,30 +50,47 @@ def _verify(
         ) as progress,
     ):
         task = progress.add_task("verifying", total=None)
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            cancellation.check()  # between chunks: a cancelled job stops here
-
-        if slice_ is not None:
-            report = verify_subset(repo, *slice_, advance)
-        elif all_:
-            report = verify_repository(repo, advance)
-        else:
-            report = verify_backups(repo, backup_ids or [], advance)
-    quarantined = _quarantine(repo, report)
-    return report, quarantined
-
-
-def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+        result = run_now(
+            context,
+            cli_request(JobKind.VERIFY, repository, {"mode": mode, "subset": subset}),
+            lambda job_ctx: verify(
+                job_ctx,
+                backup_ids=backup_ids,
+                everything=all_,
+                subset=subset,
+                repository=repository,
+                advance=lambda n: progress.advance(task, n),
+            ),
+        )
+    _print(result)
+    if not result.ok:
+        raise typer.Exit(3)
 
 
-def _quarantine(repo: Repository, report: VerifyReport) -> int:
-    """Record the damaged copies found; a store that cannot be written (read-only media)
-    only loses the record, not the report."""
-    try:
-        return quarantine_damaged(repo, report)
-    except StorageError as exc:
-        _warn(f"cannot record the damaged chunks in the repository: {exc}")
-        return 0
+def _print(result: VerifyResult) -> None:
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    for problem in result.problems:
+        # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
+        # style tag and swallow, hiding what is damaged.
+        err_console.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+    summary = (
+        f"{result.backups} backups, {result.chunks} chunks, {human_bytes(result.bytes)} read"
+        + (f", {result.packs} packs checked" if result.packs_checked else "")
+    )
+    if result.unreferenced_packs:
+        summary += (
+            f"; {result.unreferenced_packs} packs no index refers to "
+            "(left by interrupted backups; garbage collection removes them)"
+        )
+    if result.quarantined:
+        err_console.print(
+            f"[yellow]quarantined[/] {result.quarantined} damaged chunk copies: no backup will "
+            "use them again (the next backup of the same data stores it anew); run "
+            "'respaldo repair' to take good copies from a mirror",
+            highlight=False,
+        )
+    if result.ok:
+        err_console.print(f"[green]ok[/]: {summary}", highlight=False)
+    else:
+        err_console.print(f"[red]{len(result.problems)} problems[/]: {summary}", highlight=False)

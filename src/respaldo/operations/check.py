@@ -13,9 +13,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from respaldo.config import Settings
 from respaldo.errors import RespaldoError
+from respaldo.operations.models import ResultModel
 from respaldo.operations.physical_restore import default_program
 from respaldo.operations.wal import open_wal_repository
 from respaldo.postgres import ConnInfo
@@ -36,6 +38,37 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.server.ok
+
+    def view(self) -> CheckView:
+        """The result model that ``check --json`` prints and the API returns."""
+        return CheckView(
+            database=self.database,
+            ok=self.ok,
+            adopted=self.adopted,
+            findings=[
+                FindingView(check=f.name, status=f.status.value, value=f.value, fix=f.fix)
+                for f in self.findings
+            ],
+        )
+
+
+class FindingView(ResultModel):
+    """One thing checked: ``status`` is ok, missing (backups or recovery will fail) or
+    warning (works, not as well as it should); ``fix`` says how to fix it."""
+
+    check: str
+    status: Literal["ok", "missing", "warning"]
+    value: str
+    fix: str
+
+
+class CheckView(ResultModel):
+    """What ``check`` found for one database (``check --json`` prints ``findings``)."""
+
+    database: str
+    ok: bool
+    adopted: bool
+    findings: list[FindingView]
 
 
 def suggested_archive_command(settings: Settings, database: str) -> str:

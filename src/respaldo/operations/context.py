@@ -41,16 +41,25 @@ class Context:
     """
 
     settings: Settings
-    catalog: Catalog
+    _catalog: Catalog | None
     progress: Progress = field(default=no_progress)
     _repositories: dict[str, Repository] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(
-        cls, settings: Settings, progress: Progress = no_progress, *, create: bool = False
+        cls,
+        settings: Settings,
+        progress: Progress = no_progress,
+        *,
+        create: bool = False,
+        catalog: bool = True,
     ) -> Context:
         """Open (and migrate) the catalog and mark backups whose process died.
+
+        With ``catalog=False`` no catalog is opened at all: for the operations on
+        repositories alone (verify, keys, index rebuild), which must work where there is
+        no catalog (another machine, after a disaster).
 
         The catalog must exist (CatalogNotFound otherwise) unless ``create``: only
         ``init`` and ``catalog rebuild`` make a new one. A backup left in_progress by a
@@ -64,6 +73,8 @@ class Context:
         # does), so a module-level import would be a cycle.
         from respaldo.operations.reconcile import settle_abandoned
 
+        if not catalog:
+            return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
             with context.catalog.begin() as session:
@@ -73,6 +84,14 @@ class Context:
             context.close()
             raise
         return context
+
+    @property
+    def catalog(self) -> Catalog:
+        """The open catalog. A context opened with ``catalog=False`` has none: asking for
+        it is a bug in the operation (it should have been opened with one)."""
+        if self._catalog is None:
+            raise RuntimeError("this context was opened without the catalog")
+        return self._catalog
 
     def repository(self, name: str | None = None) -> Repository:
         """The configured repository ``name`` (default: the primary), opened with its index
@@ -89,16 +108,28 @@ class Context:
                 repo = self._repositories[key] = open_repository(self.settings, key)
             return repo
 
+    def reload_index(self, name: str) -> None:
+        """After another handle rewrote the index of repository ``name``: reload it in the
+        copy this context holds, if it holds one."""
+        with self._lock:
+            repo = self._repositories.get(name)
+        if repo is not None:
+            repo.load_index()
+
     def close(self) -> None:
         """Close every repository opened through :meth:`repository` (their stores and
         clients), then the catalog. Calling it twice is harmless."""
+        # Emptied in place: a job's copy of the context (dataclasses.replace) shares the
+        # dict, so what a job opened is closed with the context that ran it.
         with self._lock:
-            repos, self._repositories = list(self._repositories.values()), {}
+            repos = list(self._repositories.values())
+            self._repositories.clear()
         try:
             for repo in repos:
                 repo.close()
         finally:
-            self.catalog.close()
+            if self._catalog is not None:
+                self._catalog.close()
 
     def __enter__(self) -> Context:
         return self

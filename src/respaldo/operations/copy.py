@@ -118,3 +118,13 @@ def _record(
 ) -> None:
     with ctx.catalog.begin() as session:
         BackupCopies(session).mark(backup_id, repository, status, error=error)
+
+
+def copy_backups(ctx: Context, backup_ids: list[str] | None, repository: str) -> list[CopyOutcome]:
+    """``copy``: copy the given backups, or (``backup_ids`` None) every completed backup
+    that the secondary ``repository`` lacks, to it. Raises what :func:`copy_to` raises;
+    an empty list when there is nothing to copy."""
+    if backup_ids is None:
+        with ctx.catalog.read() as session:
+            backup_ids = BackupCopies(session).missing_in(repository)
+    return copy_to(ctx, backup_ids, repository)

@@ -52,6 +52,8 @@ from respaldo.errors import (
     RespaldoError,
 )
 from respaldo.operations.context import Context
+from respaldo.operations.listing import DrillCheckView
+from respaldo.operations.models import ResultModel
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     StreamReader,
@@ -96,6 +98,30 @@ class DrillResult:
     restore_seconds: float | None
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def view(self) -> DrillView:
+        """The result model that ``drill --json`` prints and the API returns."""
+        return DrillView(
+            run_id=self.run_id,
+            backup_id=self.backup_id,
+            database=self.database,
+            passed=self.passed,
+            restore_seconds=self.restore_seconds,
+            checks=[DrillCheckView(name=c.name, ok=c.ok, detail=c.detail) for c in self.checks],
+            warnings=list(self.warnings),
+        )
+
+
+class DrillView(ResultModel):
+    """A restore test that just ran: passed or not, and each check."""
+
+    run_id: int
+    backup_id: str
+    database: str
+    passed: bool
+    restore_seconds: float | None
+    checks: list[DrillCheckView]
+    warnings: list[str]
 
 
 def run_drill(

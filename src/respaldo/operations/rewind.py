@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pydantic import Field
+
 from respaldo.config import Settings
+from respaldo.errors import InvalidInput
+from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import open_store
 from respaldo.repository.locks import LOCK_PREFIX, Lease, LockKind
-from respaldo.storage.object_lock import RewindReport, require_locking_store, rewind
+from respaldo.storage import object_lock
+from respaldo.storage.object_lock import RewindReport, require_locking_store
 
 
 def rewind_repository(
@@ -36,7 +41,7 @@ def rewind_repository(
         locking = require_locking_store(store, "rewind")
         when = now or datetime.now(UTC)
         if dry_run:
-            return rewind(locking, to, now=when, exempt=(LOCK_PREFIX,), dry_run=True)
+            return object_lock.rewind(locking, to, now=when, exempt=(LOCK_PREFIX,), dry_run=True)
         with Lease.acquire(
             store,
             LockKind.EXCLUSIVE,
@@ -44,6 +49,70 @@ def rewind_repository(
             stale_after=settings.locks.stale_after_seconds,
             wait=settings.locks.wait_seconds,
         ):
-            return rewind(locking, to, now=when, exempt=(LOCK_PREFIX,))
+            return object_lock.rewind(locking, to, now=when, exempt=(LOCK_PREFIX,))
     finally:
         store.close()
+
+
+class RewindStepView(ResultModel):
+    name: str
+    action: str
+    """``restore`` (bring back ``version_id``) or ``delete`` (written after the time)."""
+    version_id: str
+
+
+class RewindResult(ResultModel):
+    """What a rewind did (``dry_run``: would do); ``failed`` names what could not be."""
+
+    repository: str
+    to: str
+    dry_run: bool
+    restored: int
+    deleted: int
+    applied: int
+    failed: list[str]
+    steps: list[RewindStepView]
+    restored_bytes: int = Field(exclude=True)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def parse_time(text: str, field: str = "to") -> datetime:
+    """An ISO 8601 time with a zone. Raises InvalidInput (naming ``field``) otherwise."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            field,
+            f"{text!r} is not a date and time",
+            hint="use ISO 8601 with a time zone, e.g. 2026-11-28T09:00:00Z",
+        ) from None
+    if when.tzinfo is None:
+        raise InvalidInput(
+            field,
+            f"{text!r} has no time zone",
+            hint="add one, e.g. 2026-11-28T09:00:00Z or 2026-11-28T10:00:00+01:00",
+        )
+    return when
+
+
+def rewind(settings: Settings, name: str, to: str, *, dry_run: bool = False) -> RewindResult:
+    """``rewind``: :func:`rewind_repository` to the ISO 8601 time ``to`` (InvalidInput if
+    it is not one, with a zone)."""
+    report = rewind_repository(settings, name, parse_time(to), dry_run=dry_run)
+    return RewindResult(
+        repository=name,
+        to=report.to.isoformat(),
+        dry_run=dry_run,
+        restored=report.restored,
+        deleted=report.deleted,
+        applied=report.applied,
+        failed=list(report.failed),
+        steps=[
+            RewindStepView(name=s.name, action=s.action, version_id=s.version_id)
+            for s in report.steps
+        ],
+        restored_bytes=sum(s.size for s in report.steps if s.action == "restore"),
+    )

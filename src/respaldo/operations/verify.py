@@ -1,0 +1,99 @@
+"""``verify``: read back chunks and check them, then quarantine the copies found damaged.
+
+Three scopes, exactly one at a time: the given backups, everything (index, packs and
+every backup), or slice ``n/t`` of all chunks (``t`` runs, one per slice, cover all).
+A shared lease keeps garbage collection from repacking what is being read (a repack
+meanwhile would show as damage); on read-only media there is none, and a warning says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from respaldo import cancellation
+from respaldo.errors import ConfigError, InvalidInput, StorageError
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel
+from respaldo.repository import verify_backups, verify_repository
+from respaldo.repository.locks import reading_lease
+from respaldo.repository.verify import parse_subset, quarantine_damaged, verify_subset
+
+
+class VerifyResult(ResultModel):
+    """What verification read and found."""
+
+    repository: str
+    backups: int
+    chunks: int
+    bytes: int
+    packs: int
+    packs_checked: bool
+    unreferenced_packs: int
+    problems: list[str]
+    quarantined: int
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(
+    ctx: Context,
+    *,
+    backup_ids: list[str] | None = None,
+    everything: bool = False,
+    subset: str | None = None,
+    repository: str | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Verify ``backup_ids``, or ``everything``, or the ``subset`` ``"n/t"`` of all chunks
+    of ``repository`` (default: the primary); ``advance(bytes)`` reports progress.
+
+    Raises ConfigError unless exactly one scope is given, InvalidInput for a malformed
+    subset, JobCancelled when the job running it is cancelled, and the errors of opening
+    the repository. Problems found are in the result,
+    not raised. Damaged copies found are quarantined (no backup uses them again); a store
+    that cannot be written loses only that record, with a warning.
+    """
+    if sum((bool(backup_ids), everything, subset is not None)) != 1:
+        raise ConfigError("verify takes backup ids, everything, or a subset: exactly one")
+    slice_ = None
+    if subset is not None:
+        try:
+            slice_ = parse_subset(subset)
+        except ValueError as exc:
+            raise InvalidInput("subset", str(exc)) from None
+    name = ctx.settings.repository(repository).name
+    repo = ctx.repository(name)
+    warnings: list[str] = []
+
+    def step(n: int) -> None:
+        if advance is not None:
+            advance(n)
+        cancellation.check()  # between chunks: a cancelled job stops here
+
+    with reading_lease(repo, "verify", warnings.append):
+        if slice_ is not None:
+            report = verify_subset(repo, *slice_, step)
+        elif everything:
+            report = verify_repository(repo, step)
+        else:
+            report = verify_backups(repo, backup_ids or [], step)
+    try:
+        quarantined = quarantine_damaged(repo, report)
+    except StorageError as exc:
+        warnings.append(f"cannot record the damaged chunks in the repository: {exc}")
+        quarantined = 0
+    return VerifyResult(
+        repository=name,
+        backups=report.backups,
+        chunks=report.chunks,
+        bytes=report.bytes,
+        packs=report.packs,
+        packs_checked=everything,
+        unreferenced_packs=report.unreferenced_packs,
+        problems=[str(p) for p in report.problems],
+        quarantined=quarantined,
+        warnings=warnings,
+    )
