@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,8 +11,7 @@ from respaldo.cli.app import app, err_console, human_bytes, out_console, print_j
 from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
-from respaldo.operations.prune import PruneResult, prune
-from respaldo.repository import GcReport
+from respaldo.operations.prune_report import GcView, PruneReport, prune_backups
 
 
 @app.command("prune")
@@ -40,41 +39,37 @@ def prune_command(
     Exit status 1 if a repository could not be pruned (unreachable, or in use by backups
     for longer than --wait); running prune again finishes the work.
     """
-    context = Context.open(state(ctx).settings)
-    try:
+    with Context.open(state(ctx).settings) as context:
         result = run_now(
             context,
             cli_request(JobKind.PRUNE, database, {"dry_run": dry_run}),
-            lambda job_ctx: prune(job_ctx, dry_run=dry_run, database=database, wait=wait),
+            lambda job_ctx: prune_backups(job_ctx, dry_run=dry_run, database=database, wait=wait),
         )
-    finally:
-        context.close()
     if as_json:
-        print_json(to_json(result))
+        print_json(result.to_json())
     else:
         _print(result)
     if not result.ok:
         raise typer.Exit(1)
 
 
-def _print(result: PruneResult) -> None:
+def _print(result: PruneReport) -> None:
     table = Table("id", "database", "type", "status", "completed", "decision", "rule")
     ordered = sorted(
         result.decisions,
-        key=lambda d: (d.backup.database or "", d.backup.kind, d.backup.time, d.backup.id),
+        key=lambda d: (d.database_name or "", d.backup_type, d.time, d.id),
         reverse=True,
     )
     for d in ordered:
-        b = d.backup
         verdict = "[green]keep[/]" if d.keep else "[red]expire[/]"
         table.add_row(
-            b.id,
-            b.database or "-",
-            b.kind,
-            b.status,
-            b.completed_at.strftime("%Y-%m-%d %H:%M") if b.completed_at else "-",
+            d.id,
+            d.database_name or "-",
+            d.backup_type,
+            d.status,
+            d.completed_at.strftime("%Y-%m-%d %H:%M") if d.completed_at else "-",
             verdict,
-            d.rule,
+            "; ".join(d.rules),
         )
     out_console.print(table)
     expired = len(result.expired)
@@ -104,12 +99,12 @@ def _print(result: PruneResult) -> None:
                 f"{human_bytes(outcome.wal.bytes_deleted)}; kept for PITR: {kept or 'none'}",
                 highlight=False,
             )
-        if outcome.locks is not None:
+        if outcome.object_lock is not None:
             verb = "would renew" if result.dry_run else "renewed"
             err_console.print(
-                f"{outcome.name}: object lock ({outcome.locks.mode}): {verb} "
-                f"{outcome.locks.extended} of {outcome.locks.checked} objects until "
-                f"{outcome.locks.until:%Y-%m-%d %H:%M} UTC; deleted objects keep their "
+                f"{outcome.name}: object lock ({outcome.object_lock.mode}): {verb} "
+                f"{outcome.object_lock.renewed} of {outcome.object_lock.checked} objects until "
+                f"{outcome.object_lock.until:%Y-%m-%d %H:%M} UTC; deleted objects keep their "
                 "space until their lock ends",
                 highlight=False,
             )
@@ -117,7 +112,7 @@ def _print(result: PruneResult) -> None:
             err_console.print(f"[red]{outcome.name}:[/] {outcome.error}", highlight=False)
 
 
-def _gc_line(gc: GcReport) -> str:
+def _gc_line(gc: GcView) -> str:
     line = (
         f"{gc.packs_deleted} packs deleted, {gc.packs_repacked} repacked into "
         f"{gc.packs_written}, {human_bytes(gc.bytes_before)} -> {human_bytes(gc.bytes_after)}"
@@ -125,65 +120,3 @@ def _gc_line(gc: GcReport) -> str:
     if gc.temporaries_removed:
         line += f", {gc.temporaries_removed} temporary files of interrupted writes removed"
     return line
-
-
-def to_json(result: PruneResult) -> dict[str, Any]:
-    return {
-        "dryRun": result.dry_run,
-        "now": result.now.isoformat(),
-        "decisions": [
-            {
-                "id": d.backup.id,
-                "databaseName": d.backup.database,
-                "backupType": d.backup.kind,
-                "status": d.backup.status,
-                "completedAt": d.backup.completed_at.isoformat() if d.backup.completed_at else None,
-                "decision": d.action.value,
-                "rules": list(d.reasons),
-            }
-            for d in result.decisions
-        ],
-        "deleted": result.deleted,
-        "repositories": [
-            {
-                "name": r.name,
-                "location": r.location,
-                "manifestsDeleted": r.manifests_deleted,
-                "error": r.error,
-                "gc": None
-                if r.gc is None
-                else {
-                    "backups": r.gc.backups,
-                    "packs": r.gc.packs,
-                    "packsDeleted": r.gc.packs_deleted,
-                    "packsRepacked": r.gc.packs_repacked,
-                    "packsWritten": r.gc.packs_written,
-                    "chunksDropped": r.gc.chunks_dropped,
-                    "temporariesRemoved": r.gc.temporaries_removed,
-                    "bytesBefore": r.gc.bytes_before,
-                    "bytesAfter": r.gc.bytes_after,
-                    "bytesReclaimed": r.gc.bytes_reclaimed,
-                    "problems": r.gc.problems,
-                },
-                "wal": None
-                if r.wal is None
-                else {
-                    "filesDeleted": r.wal.files_deleted,
-                    "bytesDeleted": r.wal.bytes_deleted,
-                    "keptFrom": r.wal.kept_from,
-                },
-                "objectLock": None
-                if r.locks is None
-                else {
-                    "mode": r.locks.mode,
-                    "until": r.locks.until.isoformat(),
-                    "checked": r.locks.checked,
-                    "renewed": r.locks.extended,
-                    "failed": r.locks.failed,
-                },
-            }
-            for r in result.repositories
-        ],
-        "bytesReclaimed": result.bytes_reclaimed,
-        "warnings": result.warnings,
-    }

@@ -10,15 +10,14 @@ from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import progress_bars
-from respaldo.cli.restore_other import PitrOptions, restore_other
 from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
-from respaldo.operations.restore import restore_backup
+from respaldo.operations.restore_request import RestoreOutcome, RestoreRequest, restore
 
 
 @app.command("restore")
-def restore(
+def restore_command(
     ctx: typer.Context,
     backup_id: Annotated[str, typer.Argument(help="Backup id.")],
     target_database: Annotated[
@@ -86,63 +85,88 @@ def restore(
     """Verify and restore a backup: a logical one into a new database (or swapped in with
     --replace), a physical one into a new data directory with point-in-time recovery, a
     files backup into an empty directory."""
-    settings = state(ctx).settings
-    if target_datadir is not None or target_dir is not None or target_database is None:
-        restore_other(
-            settings,
-            backup_id,
-            datadir=target_datadir,
-            directory=target_dir,
-            target_database=target_database,
-            pitr=PitrOptions(
-                target_time,
-                target_lsn,
-                target_name,
-                immediate,
-                start,
-                port,
-                os_user,
-                keep_archiving,
-                respaldo_command,
-                timeout,
-            ),
-        )
-        return
-    with progress_bars() as progress:
-        context = Context.open(settings, progress)
-        try:
-            result = run_now(
-                context,
-                cli_request(
-                    JobKind.RESTORE, target_database, {"backup_id": backup_id, "replace": replace}
-                ),
-                lambda job_ctx: restore_backup(
-                    job_ctx,
-                    backup_id,
-                    target_database,
-                    database=database,
-                    replace=replace,
-                    drop_old=drop_old,
-                    jobs=jobs,
-                    with_globals=with_globals,
-                    no_owner=no_owner,
-                    work_dir=work_dir,
-                    force_system_database=force_system_database,
-                ),
-                result_id=lambda _: backup_id,
-            )
-        finally:
-            context.close()
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    message = (
-        f"restored {backup_id} into {result.target}: {human_bytes(result.bytes_restored)}, "
-        f"{result.row_counts_checked} tables' row counts checked, {result.seconds:.1f} s"
+    request = RestoreRequest(
+        backup_id,
+        target_database=target_database,
+        target_datadir=target_datadir,
+        target_dir=target_dir,
+        database=database,
+        replace=replace,
+        drop_old=drop_old,
+        force_system_database=force_system_database,
+        jobs=jobs,
+        with_globals=with_globals,
+        no_owner=no_owner,
+        work_dir=work_dir,
+        target_time=target_time,
+        target_lsn=target_lsn,
+        target_name=target_name,
+        immediate=immediate,
+        start=start,
+        port=port,
+        os_user=os_user,
+        keep_archiving=keep_archiving,
+        respaldo_command=respaldo_command,
+        timeout=timeout,
     )
-    if result.replaced:
-        message += (
-            f"; previous database kept as {result.old_database}"
-            if result.old_database
-            else "; previous database dropped"
+    with progress_bars() as progress, Context.open(state(ctx).settings, progress) as context:
+        outcome = run_now(
+            context,
+            cli_request(
+                JobKind.RESTORE, request.target, {"backup_id": backup_id, "replace": replace}
+            ),
+            lambda job_ctx: restore(job_ctx, request),
+            result_id=lambda _: backup_id,
         )
-    err_console.print(message, highlight=False)
+    _print(backup_id, outcome, port)
+
+
+def _print(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
+    for warning in outcome.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if outcome.files is not None:
+        f = outcome.files
+        err_console.print(
+            f"restored {backup_id} into {f.target}: {f.files} files, "
+            f"{f.directories} directories, {f.symlinks} links, "
+            f"{human_bytes(f.bytes_restored)}, {f.seconds:.1f} s",
+            highlight=False,
+        )
+    elif outcome.datadir is not None:
+        _print_datadir(backup_id, outcome, port)
+    elif outcome.logical is not None:
+        result = outcome.logical
+        message = (
+            f"restored {backup_id} into {result.target}: {human_bytes(result.bytes_restored)}, "
+            f"{result.row_counts_checked} tables' row counts checked, {result.seconds:.1f} s"
+        )
+        if result.replaced:
+            message += (
+                f"; previous database kept as {result.old_database}"
+                if result.old_database
+                else "; previous database dropped"
+            )
+        err_console.print(message, highlight=False)
+
+
+def _print_datadir(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
+    result = outcome.datadir
+    assert result is not None
+    err_console.print(
+        f"restored {backup_id} into {result.datadir}: {human_bytes(result.bytes_restored)}, "
+        f"recovery to {outcome.recovery}",
+        highlight=False,
+    )
+    for line in result.recovery:
+        err_console.print(f"  {escape(line)}", highlight=False)
+    if result.started:
+        where = f" on port {port}" if port is not None else ""
+        err_console.print(
+            f"the restored server runs{where}, promoted; log: {result.log_file}",
+            highlight=False,
+        )
+    else:
+        err_console.print(
+            f"start it with: pg_ctl start -D {result.datadir} (it recovers, then promotes)",
+            highlight=False,
+        )

@@ -13,13 +13,8 @@ from typing import Annotated
 import typer
 
 from respaldo.cli.app import app, state
-from respaldo.cli.wal_fast import (
-    ALERT_BACKLOG,
-    ASYNC_TIMEOUT,
-    fetch_command,
-    push_async_command,
-    push_command,
-)
+from respaldo.cli.wal_fast import fetch_command, push_async_command, push_command
+from respaldo.operations.wal_async_client import ALERT_BACKLOG, ASYNC_TIMEOUT
 
 
 @app.command("wal-push")

@@ -25,18 +25,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from respaldo.operations.wal_async_client import ALERT_BACKLOG, ASYNC_TIMEOUT
 
 EXIT_FETCH_FATAL = 255
-ASYNC_TIMEOUT = 60.0
-"""Seconds ``wal-push --async`` waits for its file before failing (the server retries)."""
-ALERT_BACKLOG = 64
-"""Files waiting in the server's archive queue above which archiving counts as behind."""
 
 
 def _report(exc: BaseException) -> None:
@@ -109,53 +104,6 @@ def fetch_command(
     return 0
 
 
-def _pusher_running(spool: Path) -> bool:
-    import fcntl
-
-    fd = os.open(spool / "pusher.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also releases the lock if we got it
-    return False
-
-
-def _start_pusher(options: dict[str, Any]) -> None:
-    """Fork a detached pusher (double fork, own session, output to the spool's log)."""
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return
-    code = 1
-    try:
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        spool: Path = options["spool"]
-        log_fd = os.open(spool / "pusher.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        null_fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null_fd, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-            force=True,
-        )
-        from respaldo.operations.wal_async import PusherOptions, run_pusher
-
-        code = run_pusher(PusherOptions(**options))
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        os._exit(code)
-
-
 def push_async_command(
     config: Path | None,
     path: Path,
@@ -166,57 +114,32 @@ def push_async_command(
     workers: int,
     alert_backlog: int,
 ) -> int:
-    """``wal-push --async``: wait for the pusher to have archived ``path`` (see
-    :mod:`respaldo.operations.wal_async`); start it if it is not running."""
+    """``wal-push --async``: wait for the background pusher's verdict on ``path`` (see
+    :mod:`respaldo.operations.wal_async_client`); returns the exit status."""
     try:
-        if spool is None:
-            from respaldo.config import load_settings
+        from respaldo.operations.wal_async_client import push_async
 
-            spool = load_settings(config).cache_dir / "wal-spool"
-        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        pg_wal = path.absolute().parent
-        ok, error = spool / f"{path.name}.ok", spool / f"{path.name}.error"
-        try:
-            with os.scandir(pg_wal / "archive_status") as queue:
-                waiting = sum(entry.name.endswith(".ready") for entry in queue)
-        except OSError:
-            waiting = 0
-        if waiting > alert_backlog:
-            sys.stderr.write(
-                f"respaldo: error: WAL archiving is behind: {waiting} files wait in {pg_wal}\n"
-            )
-        deadline = time.monotonic() + timeout
-        next_check = 0.0
-        while True:
-            if ok.exists():
-                ok.unlink()
-                return 0
-            if error.exists():
-                message = error.read_text().strip()
-                error.unlink()
-                sys.stderr.write(f"respaldo: error: {message}\n")
-                return 1
-            now = time.monotonic()
-            if now > deadline:
-                sys.stderr.write(f"respaldo: error: {path.name} is not archived yet; retry\n")
-                return 1
-            if now >= next_check:
-                next_check = now + 1.0
-                if not _pusher_running(spool):
-                    _start_pusher(
-                        {
-                            "config": config.absolute() if config is not None else None,
-                            "pg_wal": pg_wal,
-                            "spool": spool,
-                            "database": database,
-                            "workers": workers,
-                            "alert_backlog": alert_backlog,
-                        }
-                    )
-            time.sleep(0.01)
+        result = push_async(
+            config,
+            path,
+            database=database,
+            spool=spool,
+            timeout=timeout,
+            workers=workers,
+            alert_backlog=alert_backlog,
+        )
     except Exception as exc:
         _report(exc)
         return 1
+    if result.behind:
+        sys.stderr.write(
+            f"respaldo: error: WAL archiving is behind: {result.backlog} files wait in "
+            f"{path.absolute().parent}\n"
+        )
+    if result.error is not None:
+        sys.stderr.write(f"respaldo: error: {result.error}\n")
+        return 1
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):

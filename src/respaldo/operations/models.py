@@ -19,6 +19,12 @@ from respaldo.catalog.serialize import format_time
 UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
 """A timezone-aware time, shown as ``2026-11-28T08:30:00Z``."""
 
+IsoTime = Annotated[
+    datetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")
+]
+"""A time shown in its own offset, ``2026-11-28T08:30:00+00:00`` (prune's and rewind's
+JSON have always shown times so)."""
+
 
 class ResultModel(BaseModel):
     """A typed, immutable result; :meth:`to_json` is its wire form."""

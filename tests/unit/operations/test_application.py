@@ -20,6 +20,8 @@ from respaldo.operations.keys import (
     remove_key,
 )
 from respaldo.operations.listing import list_backups, list_drills, show_backup
+from respaldo.operations.prune_report import prune_backups
+from respaldo.operations.restore_request import RestoreRequest
 from respaldo.operations.rewind import parse_time
 from respaldo.operations.verify import verify
 from tests.unit.operations.support import FAST_KDF, PASSPHRASE, Installation
@@ -148,3 +150,47 @@ def test_times_are_iso_with_a_zone(text: str, problem: str) -> None:
         parse_time(text, "to")
     assert raised.value.field == "to" and problem in str(raised.value)
     assert parse_time("2026-11-28T09:00:00Z") == datetime(2026, 11, 28, 9, tzinfo=UTC)
+
+
+def test_prune_report_has_the_fields_prune_json_always_had(inst: Installation) -> None:
+    for days in (40, 30, 1):
+        inst.backup(timedelta(days=days))
+    with inst.context() as ctx:
+        report = prune_backups(ctx, dry_run=True).to_json()
+    assert list(report) == [
+        "dryRun", "now", "decisions", "deleted", "repositories", "bytesReclaimed", "warnings",
+    ]  # fmt: skip
+    assert list(report["decisions"][0]) == [
+        "id", "databaseName", "backupType", "status", "completedAt", "decision", "rules",
+    ]  # fmt: skip
+    repo = report["repositories"][0]
+    assert list(repo) == [
+        "name", "location", "manifestsDeleted", "error", "gc", "wal", "objectLock",
+    ]  # fmt: skip
+    assert list(repo["gc"]) == [
+        "backups", "packs", "packsDeleted", "packsRepacked", "packsWritten", "chunksDropped",
+        "temporariesRemoved", "bytesBefore", "bytesAfter", "bytesReclaimed", "problems",
+    ]  # fmt: skip
+    assert report["dryRun"] is True and "+00:00" in report["now"]
+    assert {d["decision"] for d in report["decisions"]} <= {"keep", "expire"}
+
+
+def test_a_restore_request_that_cannot_run_cannot_be_made(tmp_path: Path) -> None:
+    target = tmp_path / "restored"
+    with pytest.raises(ConfigError):
+        RestoreRequest("20261127T120000Z-48b241c1")  # no target
+    with pytest.raises(ConfigError):
+        RestoreRequest("20261127T120000Z-48b241c1", target_database="x", target_dir=target)
+    with pytest.raises(InvalidInput) as raised:
+        RestoreRequest("20261127T120000Z-48b241c1", target_dir=target, start=True)
+    assert raised.value.field == "start"
+    with pytest.raises(InvalidInput) as raised:
+        RestoreRequest("20261127T120000Z-48b241c1", target_database="x", target_time="noon")
+    assert raised.value.field == "target_time"
+    with pytest.raises(InvalidInput) as raised:
+        RestoreRequest("20261127T120000Z-48b241c1", target_datadir=target, target_time="noon")
+    assert raised.value.field == "target_time"
+    request = RestoreRequest(
+        "20261127T120000Z-48b241c1", target_datadir=target, target_time="2026-11-28 07:30:00Z"
+    )
+    assert request.target == str(target) and request.recovery_target().time is not None

@@ -1,0 +1,162 @@
+"""``prune`` as a result model: every decision with its rules, and what each repository
+did. ``prune --json`` prints it; its field names are those ``prune --json`` always had."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from respaldo.operations.context import Context
+from respaldo.operations.models import IsoTime, ResultModel
+from respaldo.operations.prune import PruneResult, RepositoryOutcome, prune
+
+
+class DecisionView(ResultModel):
+    """Keep or expire one backup, and every rule that decided it."""
+
+    id: str
+    database_name: str | None
+    backup_type: str
+    status: str
+    completed_at: IsoTime | None
+    decision: str
+    rules: list[str]
+    time: datetime = Field(exclude=True)
+    """When the backup was taken, for ordering."""
+
+    @property
+    def keep(self) -> bool:
+        return self.decision == "keep"
+
+
+class GcView(ResultModel):
+    backups: int
+    packs: int
+    packs_deleted: int
+    packs_repacked: int
+    packs_written: int
+    chunks_dropped: int
+    temporaries_removed: int
+    bytes_before: int
+    bytes_after: int
+    bytes_reclaimed: int
+    problems: list[str]
+
+
+class WalView(ResultModel):
+    files_deleted: int
+    bytes_deleted: int
+    kept_from: dict[str, str]
+    """System identifier -> first segment still needed for point-in-time recovery."""
+
+
+class ObjectLockView(ResultModel):
+    mode: str
+    until: IsoTime
+    checked: int
+    renewed: int
+    failed: list[str]
+
+
+class RepositoryPruneView(ResultModel):
+    name: str
+    location: str
+    manifests_deleted: int
+    error: str | None
+    gc: GcView | None
+    wal: WalView | None
+    object_lock: ObjectLockView | None
+
+
+class PruneReport(ResultModel):
+    """What prune decided and did (``dry_run``: would do). ``ok`` is false when a
+    repository could not be pruned; running prune again finishes the work."""
+
+    dry_run: bool
+    now: IsoTime
+    decisions: list[DecisionView]
+    deleted: list[str]
+    repositories: list[RepositoryPruneView]
+    bytes_reclaimed: int
+    warnings: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.repositories)
+
+    @property
+    def expired(self) -> list[DecisionView]:
+        return [d for d in self.decisions if not d.keep]
+
+
+def prune_backups(
+    ctx: Context, *, dry_run: bool = False, database: str | None = None, wait: float | None = None
+) -> PruneReport:
+    """``prune``: :func:`respaldo.operations.prune.prune`, as a result model."""
+    return report_of(prune(ctx, dry_run=dry_run, database=database, wait=wait))
+
+
+def report_of(result: PruneResult) -> PruneReport:
+    return PruneReport(
+        dry_run=result.dry_run,
+        now=result.now,
+        decisions=[
+            DecisionView(
+                id=d.backup.id,
+                database_name=d.backup.database,
+                backup_type=d.backup.kind,
+                status=d.backup.status,
+                completed_at=d.backup.completed_at,
+                decision=d.action.value,
+                rules=list(d.reasons),
+                time=d.backup.time,
+            )
+            for d in result.decisions
+        ],
+        deleted=list(result.deleted),
+        repositories=[_repository(r) for r in result.repositories],
+        bytes_reclaimed=result.bytes_reclaimed,
+        warnings=list(result.warnings),
+    )
+
+
+def _repository(r: RepositoryOutcome) -> RepositoryPruneView:
+    gc, wal, locks = r.gc, r.wal, r.locks
+    return RepositoryPruneView(
+        name=r.name,
+        location=r.location,
+        manifests_deleted=r.manifests_deleted,
+        error=r.error,
+        gc=None
+        if gc is None
+        else GcView(
+            backups=gc.backups,
+            packs=gc.packs,
+            packs_deleted=gc.packs_deleted,
+            packs_repacked=gc.packs_repacked,
+            packs_written=gc.packs_written,
+            chunks_dropped=gc.chunks_dropped,
+            temporaries_removed=gc.temporaries_removed,
+            bytes_before=gc.bytes_before,
+            bytes_after=gc.bytes_after,
+            bytes_reclaimed=gc.bytes_reclaimed,
+            problems=[str(p) for p in gc.problems],
+        ),
+        wal=None
+        if wal is None
+        else WalView(
+            files_deleted=wal.files_deleted,
+            bytes_deleted=wal.bytes_deleted,
+            kept_from=dict(wal.kept_from),
+        ),
+        object_lock=None
+        if locks is None
+        else ObjectLockView(
+            mode=locks.mode,
+            until=locks.until,
+            checked=locks.checked,
+            renewed=locks.extended,
+            failed=list(locks.failed),
+        ),
+    )

@@ -1,0 +1,191 @@
+"""``restore``: one entry for the three kinds of restore, chosen by the target.
+
+A logical backup goes into a database (``target_database``), a physical one into a new
+data directory (``target_datadir``, with point-in-time recovery), a files backup into an
+empty directory (``target_dir``). Every interface fills one :class:`RestoreRequest`;
+:func:`restore` checks that its parts fit together and runs the restore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+
+from respaldo.errors import ConfigError, InvalidInput
+from respaldo.operations.context import Context
+from respaldo.operations.files_restore import FilesRestoreResult, restore_files
+from respaldo.operations.physical_restore import (
+    DEFAULT_TIMEOUT,
+    PhysicalRestoreResult,
+    restore_datadir,
+)
+from respaldo.operations.restore import RestoreResult, restore_backup
+from respaldo.postgres.datadir import RecoveryTarget
+
+# The options that only a restore into a data directory takes (and their "not given").
+_PHYSICAL_ONLY = {
+    "target_time": None,
+    "target_lsn": None,
+    "target_name": None,
+    "immediate": False,
+    "start": False,
+    "port": None,
+    "keep_archiving": False,
+    "respaldo_command": None,
+}
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What to restore where, and how. Exactly one of the three targets is given.
+
+    Raises ConfigError (not exactly one target) or InvalidInput (an option the target
+    does not take, a malformed recovery time) when made: nothing can start for a request
+    that cannot run.
+    """
+
+    backup_id: str
+    target_database: str | None = None
+    target_datadir: Path | None = None
+    target_dir: Path | None = None
+    # A logical restore: the configured database whose server receives it (default:
+    # the backup's own), swapping an existing database, pg_restore's options.
+    database: str | None = None
+    replace: bool = False
+    drop_old: bool = False
+    force_system_database: bool = False
+    jobs: int = 1
+    with_globals: bool = False
+    no_owner: bool = False
+    work_dir: Path | None = None
+    # A physical restore: the recovery target (ISO 8601 time with a zone, LSN, restore
+    # point or the end of the backup) and whether to start the restored server.
+    target_time: str | None = None
+    target_lsn: str | None = None
+    target_name: str | None = None
+    immediate: bool = False
+    start: bool = False
+    port: int | None = None
+    os_user: str = "postgres"
+    keep_archiving: bool = False
+    respaldo_command: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        # Checked on construction, so that no job is ever submitted for a request that
+        # cannot run: ConfigError unless exactly one target; InvalidInput for an option
+        # the target does not take, or a malformed recovery target.
+        targets = [
+            t for t in (self.target_database, self.target_datadir, self.target_dir) if t is not None
+        ]
+        if len(targets) != 1:
+            raise ConfigError(
+                "give exactly one target: a database, a data directory or a directory"
+            )
+        if self.target_datadir is None and self.physical_options_given():
+            raise InvalidInput(
+                self.physical_options_given()[0],
+                "only applies to a restore into a data directory",
+            )
+        if self.target_datadir is not None:
+            self.recovery_target()
+
+    @property
+    def target(self) -> str:
+        """The target, as text (the database name or the directory)."""
+        return str(self.target_database or self.target_datadir or self.target_dir)
+
+    def physical_options_given(self) -> list[str]:
+        """The names of the data-directory-only options that were given."""
+        return [
+            f.name
+            for f in fields(self)
+            if f.name in _PHYSICAL_ONLY and getattr(self, f.name) != _PHYSICAL_ONLY[f.name]
+        ]
+
+    def recovery_target(self) -> RecoveryTarget:
+        """The recovery target. Raises InvalidInput for a time that is not ISO 8601,
+        ConfigError for targets that exclude each other."""
+        when = None
+        if self.target_time is not None:
+            try:
+                when = datetime.fromisoformat(self.target_time.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidInput(
+                    "target_time",
+                    f"{self.target_time!r} is not an ISO 8601 time",
+                    hint="e.g. 2026-11-28T08:30:00+01:00 or 2026-11-28 07:30:00Z",
+                ) from None
+        try:
+            return RecoveryTarget(when, self.target_lsn, self.target_name, self.immediate)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """The result of the one restore that ran; the other two are None. ``recovery`` is
+    the recovery target of a physical restore, described."""
+
+    logical: RestoreResult | None = None
+    datadir: PhysicalRestoreResult | None = None
+    files: FilesRestoreResult | None = None
+    recovery: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        result = self.logical or self.datadir or self.files
+        return list(result.warnings) if result is not None else []
+
+
+def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
+    """Run the restore ``request`` asks for (see the module docstring).
+
+    The request was checked when it was made (see :class:`RestoreRequest`). Raises what
+    :func:`~respaldo.operations.restore.restore_backup`,
+    :func:`~respaldo.operations.physical_restore.restore_datadir` and
+    :func:`~respaldo.operations.files_restore.restore_files` raise.
+    """
+    r = request
+    targets = [t for t in (r.target_database, r.target_datadir, r.target_dir) if t is not None]
+    if len(targets) != 1:
+        raise ConfigError("give exactly one target: a database, a data directory or a directory")
+    if r.target_datadir is None and r.physical_options_given():
+        raise InvalidInput(
+            r.physical_options_given()[0],
+            "only applies to a restore into a data directory",
+        )
+    if r.target_dir is not None:
+        return RestoreOutcome(files=restore_files(ctx, r.backup_id, r.target_dir))
+    if r.target_datadir is not None:
+        target = r.recovery_target()
+        result = restore_datadir(
+            ctx,
+            r.backup_id,
+            r.target_datadir,
+            target=target,
+            start=r.start,
+            port=r.port,
+            os_user=r.os_user,
+            keep_archiving=r.keep_archiving,
+            respaldo_command=r.respaldo_command,
+            timeout=r.timeout,
+        )
+        return RestoreOutcome(datadir=result, recovery=target.describe())
+    assert r.target_database is not None
+    return RestoreOutcome(
+        logical=restore_backup(
+            ctx,
+            r.backup_id,
+            r.target_database,
+            database=r.database,
+            replace=r.replace,
+            drop_old=r.drop_old,
+            jobs=r.jobs,
+            with_globals=r.with_globals,
+            no_owner=r.no_owner,
+            work_dir=r.work_dir,
+            force_system_database=r.force_system_database,
+        )
+    )
