@@ -17,6 +17,7 @@ from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name,
 from respaldo.repository.quarantine import DamagedCopy, write_record
 from respaldo.repository.reader import ChunkResult, _ChunkFailure, fetch_chunks, read_list
 from respaldo.repository.repo import Repository
+from respaldo.repository.wal import list_wal, read_wal_object
 from respaldo.storage.base import Storage
 
 
@@ -49,6 +50,7 @@ class VerifyReport:
     bytes: int = 0
     packs: int = 0
     unreferenced_packs: int = 0
+    wal_files: int = 0
     problems: list[Problem] = field(default_factory=list)
     damaged: dict[CopyKey, DamagedCopy] = field(default_factory=dict)
     """Chunk copies found bad for certain, for :func:`quarantine_damaged` to record."""
@@ -168,6 +170,17 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     report.unreferenced_packs = len(set(stored_packs) - set(indexed))
     for backup_id in repo.backup_ids():
         _verify_one(repo, backup_id, report, progress)
+    # Archived WAL too: a damaged segment is otherwise found only by the recovery that
+    # needs it, when the backups it was meant to roll forward may be all there is.
+    for name in list_wal(repo):
+        try:
+            read_wal_object(repo, name)
+        except IntegrityError as exc:
+            report.problems.append(Problem(exc.message.removesuffix(f" [object {name}]"), name))
+        except ObjectNotFound:
+            continue  # expired by a concurrent prune
+        else:
+            report.wal_files += 1
     return report
 
 

@@ -88,11 +88,25 @@ def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes
     return _open(repo, name, repo.storage.get(name))
 
 
+_DAMAGED_WAL_HINT = (
+    "recovery cannot replay past this file: recover to a point before it (--target-time, "
+    "--target-lsn), and take a new physical backup so that later recoveries do not need it"
+)
+
+
+def read_wal_object(repo: Repository, name: str) -> bytes:
+    """The content of the archived WAL object ``name`` (as :func:`list_wal` names it).
+    Raises ObjectNotFound, IntegrityError."""
+    return _open(repo, name, repo.storage.get(name))
+
+
 def _open(repo: Repository, name: str, blob: bytes) -> bytes:
     try:
         return repo.sealer.open(blob, _wal_aad(name))
     except SealError as exc:
-        raise IntegrityError(f"archived WAL file is damaged: {exc}", obj=name) from None
+        raise IntegrityError(
+            f"archived WAL file is damaged: {exc}", obj=name, hint=_DAMAGED_WAL_HINT
+        ) from None
 
 
 def list_wal(repo: Repository, system_id: str | None = None) -> list[str]:
