@@ -64,6 +64,7 @@ from respaldo.repository.packs import (
 )
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
+from respaldo.repository.wal import WAL_PREFIX
 from respaldo.storage.base import Storage
 from respaldo.storage.local import remove_stale_temporaries
 
@@ -413,7 +414,7 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
     say(f"deleted {len(doomed)} packs")
     # 5. Temporary files of puts killed half-way (a local store's): their process is gone,
     # or they were not written to for longer than a lease lives.
-    for prefix in (PACK_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX):
+    for prefix in (PACK_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, WAL_PREFIX):
         lease.check()
         removed = remove_stale_temporaries(storage, prefix, repo.lock_stale_after)
         report.temporaries_removed += len(removed)
