@@ -179,6 +179,11 @@ class RepositorySettings(_Section):
     server_side_encryption: str | None = None
     sse_kms_key_id: str | None = None
     storage_class: str | None = None
+    # Seconds an S3 request may take to connect, and to wait for each answer: a stalled
+    # server must end in a retry, then an error, not in a process that hangs (defaults
+    # 10 and 60, the S3 backend's).
+    connect_timeout: float | None = Field(default=None, gt=0, le=3600)
+    read_timeout: float | None = Field(default=None, gt=0, le=3600)
     # S3 Object Lock: every object (but leases) is written locked for this many days and
     # prune renews the locks of what kept backups still need (docs/configuration.md).
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = None
