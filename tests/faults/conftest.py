@@ -34,6 +34,8 @@ from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
 
 RESULTS_ENV = "RESPALDO_FAULTS_RESULTS"
+S3_READ_TIMEOUT = 5
+"""Seconds: what a stalled request costs (short, yet far above a loaded moto's answers)."""
 _results = os.environ.get(RESULTS_ENV)  # read before clean_env drops RESPALDO_*
 
 WorldFactory = Callable[[str], World]
@@ -75,6 +77,7 @@ endpoint_url = "{proxy.url}"
 region = "us-east-1"
 access_key_id = "{endpoint.access_key_id}"
 secret_access_key_file = "{secret}"
+read_timeout = {S3_READ_TIMEOUT}
 """
         else:
             if primary == "tmpfs":

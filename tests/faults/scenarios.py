@@ -173,6 +173,38 @@ def kill_backup_after_manifest(world: World) -> Outcome:
     )
 
 
+def _segment(world: World) -> Path:
+    """A copy of a WAL segment the test cluster just completed (its real name)."""
+    world.pg.execute("SELECT pg_catalog.pg_logical_emit_message(true, 'faults', 'x')")
+    name = str(world.pg.scalar("SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_switch_wal())"))
+    copy = world.tmp / "segments" / name
+    copy.parent.mkdir(exist_ok=True)
+    shutil.copyfile(world.pg.datadir / "pg_wal" / name, copy)
+    return copy
+
+
+def _fetched(world: World, segment: Path) -> bytes:
+    out = world.tmp / "fetched" / segment.name
+    out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)
+    world.ok("wal-fetch", "--database", "erp", segment.name, str(out))
+    return out.read_bytes()
+
+
+def kill_wal_push(world: World) -> Outcome:
+    """wal-push killed between writing the segment and renaming it; the retry stores it."""
+    before = {world.backup("uploads")}
+    first, second = _segment(world), _segment(world)
+    world.ok("wal-push", str(first))
+    plant = Plant("os.rename", r"/repo/wal/.*\.tmp-")
+    _killed(world.run_process("wal-push", str(second), plant=plant))
+    again = world.run_process("wal-push", str(second))
+    assert again.code == 0, str(again)
+    for segment in (first, second):
+        assert _fetched(world, segment) == segment.read_bytes()
+    return Outcome(before, summary="the server's retry archives it; both segments fetch exactly")
+
+
 # --- storage errors and timeouts (S3 behind the fault proxy) --------------------------------
 
 
@@ -397,6 +429,24 @@ def corrupt_key(world: World) -> Outcome:
     return Outcome({backup_id}, [verify], summary=f"failed: {message}")
 
 
+def corrupt_wal(world: World) -> Outcome:
+    """A damaged archived WAL segment: found by verify, and wal-fetch stops recovery."""
+    before = {world.backup()}
+    segment = _segment(world)
+    world.ok("wal-push", str(segment))
+    (stored,) = (p for p in (_repo(world) / "wal").rglob("*") if p.name == segment.name)
+    flip_byte(stored, stored.stat().st_size // 2)
+    verify = world.run("verify", "--all")
+    assert verify.code == 3, f"verify --all passes over a damaged WAL segment: {verify}"
+    out = world.tmp / "fetched" / segment.name
+    run = world.run("wal-fetch", "--database", "erp", segment.name, str(out))
+    # Not 1 ("no more WAL", which ends recovery early as if all was well).
+    assert run.code not in (0, 1), str(run)
+    message = assert_clear_message(run)
+    assert not out.exists()
+    return Outcome(before, [run], verify_exit=3, summary=f"verify exit 3; wal-fetch: {message}")
+
+
 def corrupt_lock(world: World) -> Outcome:
     before = {world.backup()}
     locks = _repo(world) / "locks"
@@ -490,6 +540,13 @@ SCENARIOS = [
         kill_backup_after_manifest,
     ),
     Scenario(
+        "wal-push-kill",
+        "wal-push",
+        f"{KILL} between writing the segment and renaming it",
+        "nothing half-archived; the server's retry stores it; fetch exact",
+        kill_wal_push,
+    ),
+    Scenario(
         "s3-backup-503-transient",
         "backup to S3",
         "503 SlowDown on 3 pack uploads",
@@ -512,6 +569,18 @@ SCENARIOS = [
                 Rule("reset", r"/packs/", method="PUT", times=1),
                 Rule("reset", r"/manifests/", method="PUT", times=1),
             ],
+            succeeds=True,
+        ),
+        primary="s3",
+    ),
+    Scenario(
+        "s3-backup-stall-transient",
+        "backup to S3",
+        "the manifest upload stalls (no answer) once",
+        "read timeout, retried; backup completes",
+        partial(
+            storage_backup,
+            rules=[Rule("stall", r"/manifests/", method="PUT", times=1)],
             succeeds=True,
         ),
         primary="s3",
@@ -627,5 +696,12 @@ SCENARIOS = [
         "an unreadable file among the locks",
         "ignored or refused clearly; nothing lost",
         corrupt_lock,
+    ),
+    Scenario(
+        "corrupt-wal",
+        "verify --all, wal-fetch",
+        "one byte of an archived WAL segment flipped",
+        "verify exits 3; wal-fetch fails clearly (not 'no more WAL')",
+        corrupt_wal,
     ),
 ]
