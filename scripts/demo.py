@@ -106,6 +106,13 @@ cache_dir = "{DATA / "cache"}"
 [catalog]
 url = "sqlite:///{DATA / "catalog.db"}"
 
+# What 'respaldo serve' runs (the specification's defaults), in the ERP's time zone.
+[schedules]
+time_zone = "America/Mexico_City"
+
+[server]
+listen = "127.0.0.1:8080"
+
 [[repositories]]
 name = "local"
 url = "file://{DATA / "repository"}"

@@ -164,6 +164,56 @@ class JobSettings(_Section):
         return min(2.0, max(0.1, self.lease_seconds / 10))
 
 
+class ScheduleSettings(_Section):
+    """``[schedules]``: what ``respaldo serve`` runs, as cron expressions.
+
+    Five fields (minute hour day month day-of-week) or six (a leading second). Days of
+    the week by name (``mon``-``sun``); ``sun#1`` is the first Sunday of the month.
+    ``"off"`` turns a schedule off. Times are in ``time_zone`` (an IANA name; empty:
+    the machine's zone).
+    """
+
+    time_zone: str = ""
+    full: str = "0 3 * * *"
+    # Physical (pg_basebackup) backups, only of databases whose WAL is archived.
+    incremental: str = "0 */6 * * *"
+    restore_test: str = "0 2 * * sun#1"
+    cleanup: str = "0 4 * * *"
+    # A daily slice of 'verify --subset n/verify_slices': every chunk once per cycle.
+    verify: str = "0 5 * * *"
+    verify_slices: int = Field(default=7, ge=1, le=366)
+
+
+class DatabaseSchedules(_Section):
+    """``[databases.schedules]``: this database's own schedules (default: ``[schedules]``)."""
+
+    full: str | None = None
+    incremental: str | None = None
+    restore_test: str | None = None
+
+
+class ServerSettings(_Section):
+    """``[server]``: the HTTP server that ``respaldo serve`` hosts."""
+
+    listen: str = "127.0.0.1:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 class RepositorySettings(_Section):
     name: str
     url: str
@@ -235,6 +285,7 @@ class DatabaseSettings(_Section):
     pre_restore_hook: list[str] = []
     post_restore_hook: list[str] = []
     validations: list[ValidationQuery] = []
+    schedules: DatabaseSchedules = DatabaseSchedules()
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -293,6 +344,8 @@ class Settings(BaseSettings):
     gc: GcSettings = GcSettings()
     locks: LockSettings = LockSettings()
     jobs: JobSettings = JobSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+    server: ServerSettings = ServerSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

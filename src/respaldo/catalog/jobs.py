@@ -68,11 +68,22 @@ class Jobs:
             raise RecordNotFound(f"no job {job_id}", hint="'respaldo jobs' lists the jobs")
         return job
 
-    def list(self, *, limit: int = 50, status: JobStatus | None = None) -> builtins.list[Job]:
-        """Jobs, newest first."""
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        status: JobStatus | None = None,
+        triggered_by: TriggeredBy | None = None,
+        requested_by: str | None = None,
+    ) -> builtins.list[Job]:
+        """Jobs matching every filter given, newest first."""
         query = sa.select(Job)
         if status is not None:
             query = query.where(Job.status == status)
+        if triggered_by is not None:
+            query = query.where(Job.triggered_by == triggered_by)
+        if requested_by is not None:
+            query = query.where(Job.requested_by == requested_by)
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         return builtins.list(self.session.scalars(query))
 

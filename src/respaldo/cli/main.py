@@ -27,6 +27,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     repository_cmd,
     restore_cmd,
     rewind_cmd,
+    serve_cmd,
     snapshot_cmd,
     verify_cmd,
     wal_cmd,

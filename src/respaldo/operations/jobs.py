@@ -170,6 +170,7 @@ def run(
     job_ctx = dataclasses.replace(ctx, progress=lease.progress(ctx.progress))
     lease.start()
     try:
+        token.check()  # cancelled before it could start (a service stopping)
         with cancellation.cancellable(token):
             result = body(job_ctx)
     except BaseException as exc:
@@ -207,6 +208,20 @@ def run_now(
     """Submit and run at once, in this thread: what a CLI command does."""
     job = submit(ctx, request)
     return run(ctx, job.id, body, result_id=result_id)
+
+
+def skip(ctx: Context, job_id: int, reason: str) -> JobInfo:
+    """End a queued job ``skipped`` without running it (a scheduled run whose previous
+    run still runs)."""
+    with ctx.catalog.begin() as session:
+        return JobInfo.of(Jobs(session).finish(job_id, JobStatus.SKIPPED, error=reason))
+
+
+def last_of_schedule(ctx: Context, name: str) -> JobInfo | None:
+    """The newest job the schedule ``name`` submitted, or None."""
+    with ctx.catalog.read() as session:
+        found = Jobs(session).list(limit=1, triggered_by=TriggeredBy.SCHEDULE, requested_by=name)
+        return JobInfo.of(found[0]) if found else None
 
 
 def cancel(ctx: Context, job_id: int) -> JobInfo:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
@@ -62,16 +63,21 @@ def pg_dump_waiting(pg: TempCluster, dbname: str) -> bool:
 
 @contextmanager
 def backup_inside_pg_dump(
-    respaldo: Respaldo, pg: TempCluster, *args: str
+    respaldo: Respaldo, pg: TempCluster, *args: str, config: Path | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], psutil.Process]]:
-    """``respaldo backup erp`` in a subprocess, its pg_dump child waiting on a lock.
-
-    Yields the process and its pg_dump child; the lock is released when the block ends.
-    """
+    """``respaldo ARGS`` (a backup of erp) in a subprocess, its pg_dump child waiting on
+    a lock. Yields the process and its pg_dump child; the lock is released when the
+    block ends (and a pg_dump left behind by a killed process is killed)."""
     partitioned_table(pg, respaldo.dbname)
     with pg.connect(respaldo.dbname, autocommit=False) as locker:
         locker.execute("LOCK TABLE ONLY public.bitacora IN ACCESS EXCLUSIVE MODE")
-        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+        argv = [
+            sys.executable,
+            "-m",
+            "respaldo.cli.main",
+            "--config",
+            str(config or respaldo.config),
+        ]
         process = subprocess.Popen(
             [*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

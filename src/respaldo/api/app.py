@@ -1,0 +1,32 @@
+"""``create_app(settings)``: the FastAPI application, built per call (no import-time state)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from respaldo.api import health
+from respaldo.config import Settings
+from respaldo.operations.context import Context
+
+
+def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
+    """The API for ``settings``. With ``context`` (the service's own), routes use it and
+    the caller closes it; without, the app opens one at start-up and closes it at
+    shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = context is None
+        app.state.context = context if context is not None else Context.open(settings)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.context.close()
+
+    app = FastAPI(title="respaldo", lifespan=lifespan)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,119 @@
+"""``respaldo serve``: run the schedule and the HTTP server; ``respaldo schedule``: list it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.table import Table
+
+from respaldo.api import create_app
+from respaldo.cli.app import app, err_console, out_console, state
+from respaldo.config import Settings
+from respaldo.errors import ConfigError
+from respaldo.operations.context import Context
+from respaldo.operations.scheduled import wal_archived
+from respaldo.scheduling.plan import EntryInfo, describe
+from respaldo.scheduling.service import Service
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option("--next", min=1, help="Next run times to show.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List what 'respaldo serve' runs, and when it next runs it."""
+    _list(state(ctx).settings, count, as_json)
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list the schedule (as 'respaldo schedule').")
+    ] = False,
+) -> None:
+    """Run the schedule and the HTTP server ([server] listen) until SIGTERM or Ctrl-C.
+
+    On SIGTERM the running jobs are cancelled and recorded as cancelled before it exits.
+    """
+    settings = state(ctx).settings
+    if list_only:
+        _list(settings, 3, False)
+        return
+    with Context.open(settings) as context:
+        _run(settings, context, Service.create(context))
+
+
+def _run(settings: Settings, context: Context, service: Service) -> None:
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, context),
+            host=settings.server.host,
+            port=settings.server.port,
+            log_level="warning",
+        )
+    )
+    # uvicorn installs no signal handlers outside the main thread: these stay ours.
+    web = threading.Thread(target=server.run, name="http", daemon=True)
+    try:
+        web.start()
+        while not server.started and web.is_alive():
+            stop.wait(0.05)  # uvicorn offers no event to wait on
+        if not server.started:
+            raise ConfigError(
+                f"cannot listen on {settings.server.listen}",
+                hint="another process may use that port; set [server] listen",
+            )
+        service.start()
+        err_console.print(
+            f"respaldo serve: {len(service.schedule)} schedules, "
+            f"listening on http://{settings.server.listen}",
+            highlight=False,
+        )
+        stop.wait()
+        err_console.print(f"respaldo serve: {received[0]}: stopping", highlight=False)
+    finally:
+        server.should_exit = True
+        service.stop(f"respaldo serve stopped ({received[0] if received else 'error'})")
+        if web.is_alive():
+            web.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _list(settings: Settings, count: int, as_json: bool) -> None:
+    with Context.open(settings) as context:
+        archived = wal_archived(context)
+    entries = describe(settings, archived, datetime.now(UTC), count)
+    if as_json:
+        sys.stdout.write("[" + ",".join(e.model_dump_json() for e in entries) + "]\n")
+        return
+    out_console.print(_table(entries))
+
+
+def _table(entries: list[EntryInfo]) -> Table:
+    table = Table("schedule", "job", "cron", "next runs")
+    for entry in entries:
+        table.add_row(
+            entry.name,
+            f"{entry.kind.value} {entry.target or ''}".strip(),
+            f"{entry.cron} ({entry.time_zone})",
+            ", ".join(when.strftime("%Y-%m-%d %H:%M %Z") for when in entry.next_runs),
+        )
+    return table

@@ -1,0 +1,116 @@
+"""Running a submitted job from its catalog row alone: what a scheduler or a queue does.
+
+:func:`run_queued` reads the job's kind, target and parameters and calls the same
+operation a CLI command calls, as that job (see :mod:`respaldo.operations.jobs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from respaldo.cancellation import CancelToken
+from respaldo.catalog import Jobs, params_of
+from respaldo.domain import BackupKind, JobKind, JobStatus, TriggeredBy
+from respaldo.errors import ConfigError, RespaldoError, StorageError
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.drill import run_drill
+from respaldo.operations.prune import prune
+from respaldo.operations.snapshot import backup_source
+from respaldo.repository import VerifyReport
+from respaldo.repository.locks import reading_lease
+from respaldo.repository.verify import quarantine_damaged, verify_subset
+from respaldo.repository.wal import read_cluster
+
+log = logging.getLogger(__name__)
+
+
+def run_queued(
+    ctx: Context,
+    job_id: int,
+    *,
+    token: CancelToken | None = None,
+    on_conflict: JobStatus = JobStatus.FAILED,
+) -> Any:
+    """Run the queued job ``job_id`` (see :func:`respaldo.operations.jobs.run`).
+
+    Raises ConfigError for a kind this function cannot run from its parameters
+    (restores need a person to choose the target), and whatever the job raises.
+    """
+    with ctx.catalog.begin() as session:
+        job = Jobs(session).get(job_id)
+        kind, target, params, by = job.kind, job.target, params_of(job), job.triggered_by
+    body, result_id = _body(kind, target, params, by)
+    return jobs.run(ctx, job_id, body, token=token, result_id=result_id, on_conflict=on_conflict)
+
+
+def _body(
+    kind: JobKind, target: str | None, params: dict[str, Any], by: TriggeredBy
+) -> tuple[Callable[[Context], Any], Callable[[Any], str | None]]:
+    if kind is JobKind.BACKUP and target is not None:
+        backup_kind = BackupKind(params["type"]) if params.get("type") else None
+        return (
+            lambda c: backup_source(c, target, backup_kind, triggered_by=by),
+            lambda result: result.record.id,
+        )
+    if kind is JobKind.DRILL and target is not None:
+        return lambda c: run_drill(c, target), lambda result: result.backup_id
+    if kind is JobKind.PRUNE:
+        return lambda c: _prune(c, target), lambda _: None
+    if kind is JobKind.VERIFY:
+        slices = int(params.get("slices", 7))
+        return lambda c: verify_slice(c, slices), lambda _: None
+    raise ConfigError(f"a {kind.value} job cannot run from the queue")
+
+
+def _prune(ctx: Context, database: str | None) -> None:
+    result = prune(ctx, database=database)
+    if not result.ok:
+        raise RespaldoError("prune could not finish in every repository; it runs again next time")
+
+
+def slice_of(day: date, slices: int) -> int:
+    """Which slice (1..slices) of ``verify --subset`` runs on ``day``: consecutive days
+    take consecutive slices, so ``slices`` days read every chunk once."""
+    return day.toordinal() % slices + 1
+
+
+def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> VerifyReport:
+    """``verify --subset n/slices`` of the primary repository for today's ``n``;
+    damaged chunk copies are quarantined. Raises RespaldoError if problems are found
+    (the job fails and says how many)."""
+    n = slice_of(today or datetime.now(UTC).date(), slices)
+    repo = ctx.repository()
+    read = 0
+
+    def advance(size: int) -> None:
+        nonlocal read
+        read += size
+        ctx.progress("verify", read, None)  # in a job: stops here when cancelled
+
+    with reading_lease(repo, "verify", log.warning):
+        report = verify_subset(repo, n, slices, advance)
+    try:
+        quarantine_damaged(repo, report)
+    except StorageError as exc:
+        log.warning("cannot record the damaged chunks in the repository: %s", exc)
+    if not report.ok:
+        raise RespaldoError(
+            f"verify --subset {n}/{slices} found {len(report.problems)} problems: "
+            + "; ".join(str(p) for p in report.problems[:3]),
+            hint="run 'respaldo verify --all', then 'respaldo repair'",
+        )
+    return report
+
+
+def wal_archived(ctx: Context) -> set[str]:
+    """The configured databases whose WAL the primary repository archives (it holds
+    their cluster record): the ones that get physical backups on the schedule."""
+    databases = ctx.settings.databases
+    if not databases:
+        return set()
+    repo = ctx.repository()
+    return {db.name for db in databases if read_cluster(repo, db.name) is not None}

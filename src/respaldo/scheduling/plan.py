@@ -1,0 +1,232 @@
+"""The schedule: which job runs when, from ``[schedules]`` and each database's overrides.
+
+Pure apart from the question of which databases archive WAL (asked once, by the
+caller): every function takes the current time, so tests move the clock. Cron
+expressions are APScheduler's ``CronTrigger`` fields, not parsed here; this module only
+splits the five (or six) fields and turns cron's ``sun#1`` into APScheduler's
+``1st sun``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel
+from tzlocal import get_localzone
+
+from respaldo.config import Settings
+from respaldo.domain import JobKind, TriggeredBy
+from respaldo.errors import ConfigError
+from respaldo.operations.jobs import JobRequest
+
+OFF = "off"
+_ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
+_DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One schedule: its name (``full:erp``, ``cleanup``), its cron and its job."""
+
+    name: str
+    cron: str
+    trigger: CronTrigger = field(compare=False)
+    kind: JobKind
+    target: str | None
+    params: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def request(self) -> JobRequest:
+        """The job this schedule submits, recorded as triggered by it."""
+        return JobRequest(self.kind, self.target, TriggeredBy.SCHEDULE, self.name, self.params)
+
+    def next_runs(self, now: datetime, count: int) -> list[datetime]:
+        """The next ``count`` times this schedule fires after ``now`` (aware)."""
+        return list(_take(_fire_times(self.trigger, now), count))
+
+    def last_due(self, since: datetime, now: datetime) -> datetime | None:
+        """The latest time this schedule was due in ``(since, now]``, or None: what a
+        service that was down from ``since`` to ``now`` missed (run once, not each)."""
+        last = None
+        for when in _fire_times(self.trigger, since):
+            if when > now:
+                break
+            last = when
+        return last
+
+
+class EntryInfo(BaseModel):
+    """A schedule as ``respaldo schedule --json`` prints it."""
+
+    name: str
+    kind: JobKind
+    target: str | None
+    cron: str
+    time_zone: str
+    next_runs: list[datetime]
+
+
+def time_zone(settings: Settings) -> tzinfo:
+    """``[schedules] time_zone``, or the machine's zone. Raises ConfigError."""
+    name = settings.schedules.time_zone
+    if not name:
+        return get_localzone()
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone {name!r} in [schedules] time_zone",
+            hint="use an IANA name such as America/Mexico_City or Europe/Madrid",
+        ) from None
+
+
+class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no types
+    """A CronTrigger that fires once for a wall-clock time that a fall-back DST change
+    repeats: "02:30 daily" runs once on that day, not at 02:30 summer time and again
+    at 02:30 winter time (which plain CronTrigger does). A time that spring-forward
+    skips runs once, an hour of wall time later, as CronTrigger already does."""
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        when: datetime | None = super().get_next_fire_time(previous_fire_time, now)
+        repeated = (
+            when is not None
+            and previous_fire_time is not None
+            and self._wall(when) == self._wall(previous_fire_time)
+        )
+        if repeated:
+            when = super().get_next_fire_time(when, when)
+        return when
+
+    def _wall(self, when: datetime) -> datetime:
+        return when.astimezone(self.timezone).replace(tzinfo=None)
+
+
+def trigger(cron: str, zone: tzinfo, where: str) -> CronTrigger:
+    """A CronTrigger for a 5-field (or 6, seconds first) cron expression.
+
+    Raises ConfigError naming ``where`` for a malformed expression or a numeric day of
+    the week (cron counts from Sunday, APScheduler from Monday: names are unambiguous).
+    """
+    fields = cron.split()
+    if len(fields) == 5:
+        fields.insert(0, "0")
+    if len(fields) != 6:
+        raise _bad(cron, where, "it needs 5 fields (minute hour day month day-of-week)")
+    second, minute, hour, day, month, dow = fields
+    if any(c.isdigit() for c in dow.split("#")[0]):
+        raise _bad(cron, where, "name the days of the week (mon-sun), not numbers")
+    if "#" in dow:
+        name, _, nth = dow.partition("#")
+        if name not in _DAY_NAMES or nth not in _ORDINALS or day != "*":
+            raise _bad(cron, where, "DAY#N needs a day name, N from 1 to 5 and day '*'")
+        day, dow = f"{_ORDINALS[nth]} {name}", "*"
+    try:
+        return WallClockTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=dow,
+            timezone=zone,
+        )
+    except ValueError as exc:
+        raise _bad(cron, where, str(exc)) from None
+
+
+def _bad(cron: str, where: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"invalid schedule {cron!r} in {where}: {why}",
+        hint="e.g. '0 3 * * *' (03:00 daily), '0 2 * * sun#1' (first Sunday), or 'off'",
+    )
+
+
+def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
+    """Every schedule that is on. ``wal_archived``: the databases whose WAL is archived,
+    the only ones that get physical (incremental) backups by default."""
+    zone = time_zone(settings)
+    defaults = settings.schedules
+    found: list[Entry] = []
+
+    def add(
+        name: str, cron: str, where: str, kind: JobKind, target: str | None, **params: Any
+    ) -> None:
+        if cron.strip().lower() != OFF:
+            found.append(Entry(name, cron, trigger(cron, zone, where), kind, target, params))
+
+    for db in settings.databases:
+        own = db.schedules
+        where = f"[[databases]] {db.name!r} schedules"
+        add(
+            f"full:{db.name}",
+            own.full or defaults.full,
+            f"{where}.full" if own.full else "[schedules] full",
+            JobKind.BACKUP,
+            db.name,
+            type="full",
+        )
+        if own.incremental or db.name in wal_archived:
+            add(
+                f"incremental:{db.name}",
+                own.incremental or defaults.incremental,
+                f"{where}.incremental" if own.incremental else "[schedules] incremental",
+                JobKind.BACKUP,
+                db.name,
+                type="incremental",
+            )
+        add(
+            f"restore_test:{db.name}",
+            own.restore_test or defaults.restore_test,
+            f"{where}.restore_test" if own.restore_test else "[schedules] restore_test",
+            JobKind.DRILL,
+            db.name,
+        )
+    add("cleanup", defaults.cleanup, "[schedules] cleanup", JobKind.PRUNE, None)
+    add(
+        "verify",
+        defaults.verify,
+        "[schedules] verify",
+        JobKind.VERIFY,
+        None,
+        slices=defaults.verify_slices,
+    )
+    return found
+
+
+def describe(
+    settings: Settings, wal_archived: Collection[str], now: datetime, count: int = 3
+) -> list[EntryInfo]:
+    """The schedules with their next ``count`` run times, for listing."""
+    zone = settings.schedules.time_zone or str(time_zone(settings))
+    return [
+        EntryInfo(
+            name=e.name,
+            kind=e.kind,
+            target=e.target,
+            cron=e.cron,
+            time_zone=zone,
+            next_runs=e.next_runs(now, count),
+        )
+        for e in entries(settings, wal_archived)
+    ]
+
+
+def _fire_times(trig: CronTrigger, after: datetime) -> Iterator[datetime]:
+    """Fire times strictly after ``after``, in order."""
+    # get_next_fire_time(None, now) may return 'now' itself; with a previous fire time
+    # it starts a microsecond after it.
+    when = trig.get_next_fire_time(None, after + timedelta(microseconds=1))
+    while when is not None:
+        yield when
+        when = trig.get_next_fire_time(when, when)
+
+
+def _take(times: Iterator[datetime], count: int) -> Iterator[datetime]:
+    for _, when in zip(range(count), times, strict=False):
+        yield when

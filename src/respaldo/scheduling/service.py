@@ -1,0 +1,134 @@
+"""The service's scheduler: APScheduler fires each schedule; each firing is a job.
+
+Rules (from the specification):
+
+- a run missed while the service was down runs once at start-up, not once per missed
+  time (the last job a schedule submitted tells when it last ran);
+- a schedule whose previous run still runs is skipped, and the skip is recorded as a
+  ``skipped`` job; so is a backup refused because another process backs up the same
+  database;
+- :meth:`Service.stop` (SIGTERM) fires nothing more, cancels the running jobs and waits
+  until each has recorded ``cancelled``: nothing is left ``running``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from respaldo.cancellation import CancelToken
+from respaldo.domain import JobStatus
+from respaldo.errors import RespaldoError
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.scheduled import run_queued, wal_archived
+from respaldo.scheduling.plan import Entry, entries, time_zone
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Context, int, CancelToken], Any]
+"""``runner(ctx, job_id, token)`` runs a submitted job (tests pass their own)."""
+
+
+def _run_scheduled(ctx: Context, job_id: int, token: CancelToken) -> Any:
+    return run_queued(ctx, job_id, token=token, on_conflict=JobStatus.SKIPPED)
+
+
+class Service:
+    """The schedules of one process. ``start`` once, ``stop`` once."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        schedule: Sequence[Entry],
+        *,
+        runner: Runner = _run_scheduled,
+        workers: int = 4,
+    ) -> None:
+        self.ctx = ctx
+        self.schedule = list(schedule)
+        self._runner = runner
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[int, CancelToken]] = {}
+        self._stopping = False
+        self._scheduler = BackgroundScheduler(
+            timezone=time_zone(ctx.settings),
+            executors={"default": ThreadPoolExecutor(workers)},
+            # max_instances above 1: a run that finds its previous one still going must
+            # get to fire() to be recorded as skipped (APScheduler would only log it).
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 3},
+        )
+
+    @classmethod
+    def create(cls, ctx: Context) -> Service:
+        """The service for ``ctx.settings``' schedules. Raises ConfigError."""
+        return cls(ctx, entries(ctx.settings, wal_archived(ctx)))
+
+    def missed(self, now: datetime) -> list[Entry]:
+        """Schedules that were due since their last recorded run (while the service was
+        down): each runs once at start-up. A schedule that never ran has missed nothing."""
+        found = []
+        for entry in self.schedule:
+            last = jobs.last_of_schedule(self.ctx, entry.name)
+            if last is not None and entry.last_due(last.created_at, now) is not None:
+                found.append(entry)
+        return found
+
+    def start(self, now: datetime | None = None) -> None:
+        """Add every schedule (missed ones due at once) and start firing."""
+        when = now or datetime.now(UTC)
+        missed = {entry.name for entry in self.missed(when)}
+        for entry in self.schedule:
+            extra: dict[str, Any] = {"next_run_time": when} if entry.name in missed else {}
+            self._scheduler.add_job(
+                self.fire, entry.trigger, args=[entry], id=entry.name, name=entry.name, **extra
+            )
+            if entry.name in missed:
+                log.info("%s missed a run while the service was down: running it now", entry.name)
+        self._scheduler.start()
+
+    def fire(self, entry: Entry) -> None:
+        """Submit ``entry``'s job and run it here, or record it skipped if the previous
+        run of the same schedule still runs. Never raises: the job records its error."""
+        with self._lock:
+            if self._stopping:
+                return
+            job = jobs.submit(self.ctx, entry.request())
+            previous = self._running.get(entry.name)
+            if previous is not None:
+                jobs.skip(self.ctx, job.id, f"the previous run (job {previous[0]}) still runs")
+                return
+            token = CancelToken()
+            self._running[entry.name] = (job.id, token)
+        try:
+            self._runner(self.ctx, job.id, token)
+        except (RespaldoError, Exception):
+            log.warning("scheduled job %s (%s) ended with an error", job.id, entry.name)
+        finally:
+            with self._lock:
+                self._running.pop(entry.name, None)
+
+    def running(self) -> dict[str, int]:
+        """Schedule name -> id of its running job."""
+        with self._lock:
+            return {name: job_id for name, (job_id, _) in self._running.items()}
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    def stop(self, reason: str) -> None:
+        """Fire nothing more, cancel the running jobs with ``reason``, and return once
+        each has ended (and recorded ``cancelled``)."""
+        with self._lock:
+            self._stopping = True
+            running = list(self._running.values())
+        for _job_id, token in running:
+            token.cancel(reason)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

@@ -1,0 +1,158 @@
+"""A real ``respaldo serve`` process: scheduled backups, health, SIGTERM and kill -9.
+
+The schedule is one full backup of erp every 2 seconds (a seconds field), everything
+else off. Synchronisation is on what the catalog and the server show, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.test_jobs import backup_inside_pg_dump, jobs, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_config(respaldo: Respaldo, port: int) -> Path:
+    """The test's config with only the erp database, and a schedule for the test."""
+    text = respaldo.config.read_text()
+    text = text[: text.index('[[databases]]\nname = "erp_hooked"')]
+    text += f"""
+[schedules]
+time_zone = "UTC"
+full = "*/2 * * * * *"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[server]
+listen = "127.0.0.1:{port}"
+"""
+    path = respaldo.tmp / "serve.toml"
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def serving(config: Path) -> Iterator[subprocess.Popen[str]]:
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def answers(port: int) -> bool:
+    try:
+        health(port)
+    except OSError:
+        return False
+    return True
+
+
+def by_status(respaldo: Respaldo, status: str) -> list[dict[str, Any]]:
+    return [job for job in jobs(respaldo) if job["status"] == status]
+
+
+def test_serve_takes_scheduled_backups_answers_health_and_stops_on_sigterm(
+    respaldo: Respaldo,
+) -> None:
+    port = free_port()
+    with serving(serve_config(respaldo, port)) as process:
+        wait_for("the HTTP server", lambda: answers(port) or process.poll() is not None)
+        wait_for("a scheduled backup", lambda: bool(by_status(respaldo, "completed")))
+        job = by_status(respaldo, "completed")[0]
+        assert (job["triggered_by"], job["requested_by"]) == ("schedule", "full:erp")
+        (record,) = [r for r in respaldo.records() if r.id == job["result_id"]]
+        assert record.triggered_by == "schedule"
+        assert record.status == "completed"
+        status, body = health(port)
+        assert status == 200, body
+        assert ("erp", "full") in {(b["database"], b["kind"]) for b in body["newest_backups"]}
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "SIGTERM: stopping" in err
+    assert by_status(respaldo, "running") == []
+    assert not [r for r in respaldo.records() if r.status == "in_progress"]
+
+
+def test_sigterm_mid_backup_cancels_the_job_and_leaves_nothing_running(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    config = serve_config(respaldo, free_port())
+    with backup_inside_pg_dump(respaldo, pg, "serve", config=config) as (process, pg_dump):
+        (running,) = by_status(respaldo, "running")
+        # Meanwhile the schedule fired again: those runs are recorded as skipped.
+        wait_for("a skipped run", lambda: bool(by_status(respaldo, "skipped")))
+        assert by_status(respaldo, "skipped")[0]["error"] == (
+            f"the previous run (job {running['id']}) still runs"
+        )
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+        assert not pg_dump.is_running() or pg_dump.status() == "zombie"
+    assert process.returncode == 0, err
+    job = next(j for j in jobs(respaldo) if j["id"] == running["id"])
+    assert (job["status"], job["error"]) == ("cancelled", "respaldo serve stopped (SIGTERM)")
+    assert by_status(respaldo, "running") == []
+    assert [r.status for r in respaldo.records()] == ["failed"]
+    assert respaldo.repository().backup_ids() == []  # no manifest
+
+
+def test_kill_9_mid_backup_leaves_a_job_that_fails_at_the_next_start(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    config = serve_config(respaldo, free_port())
+    with backup_inside_pg_dump(respaldo, pg, "serve", config=config) as (process, _):
+        (running,) = [j for j in respaldo_jobs_raw(respaldo) if j["status"] == "running"]
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    # Anything that opens the catalog next (here: respaldo jobs) fails the job.
+    job = next(j for j in jobs(respaldo) if j["id"] == running["id"])
+    assert job["status"] == "failed"
+    assert job["error"] == f"process {process.pid} died while the job ran (found at start-up)"
+    assert by_status(respaldo, "running") == []
+
+
+def respaldo_jobs_raw(respaldo: Respaldo) -> list[dict[str, Any]]:
+    """The jobs as stored, without the start-up check that fails lapsed ones."""
+    from respaldo.catalog import Jobs, open_catalog
+
+    catalog = open_catalog(f"sqlite:///{respaldo.catalog_file}")
+    try:
+        with catalog.read() as session:
+            return [{"id": j.id, "status": j.status.value} for j in Jobs(session).list()]
+    finally:
+        catalog.close()

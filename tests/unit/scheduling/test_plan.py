@@ -1,0 +1,151 @@
+"""The schedule's run times, with the clock in the test's hand."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.domain import JobKind
+from respaldo.errors import ConfigError
+from respaldo.scheduling.plan import Entry, describe, entries, trigger
+
+MEXICO = ZoneInfo("America/Mexico_City")
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+def settings(zone: str = "America/Mexico_City", **schedules: str) -> Settings:
+    return Settings(
+        databases=[
+            {"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"},
+            {
+                "name": "nomina",
+                "dsn": "postgresql://respaldo@127.0.0.1/nomina",
+                "schedules": {"full": "30 1 * * *", "restore_test": "off"},
+            },
+        ],
+        schedules={"time_zone": zone, **schedules},
+    )
+
+
+def by_name(found: list[Entry]) -> dict[str, Entry]:
+    return {entry.name: entry for entry in found}
+
+
+def runs_in(entry: Entry, start: datetime, end: datetime) -> list[datetime]:
+    return [when for when in entry.next_runs(start, 400) if when < end]
+
+
+def test_the_default_schedule_across_a_month() -> None:
+    schedule = by_name(entries(settings(), wal_archived={"erp"}))
+    assert sorted(schedule) == [
+        "cleanup",
+        "full:erp",
+        "full:nomina",
+        "incremental:erp",  # erp archives WAL, nomina does not
+        "restore_test:erp",
+        "verify",
+    ]
+    start = datetime(2026, 11, 30, 23, 59, tzinfo=MEXICO)  # runs strictly after it
+    end = datetime(2027, 1, 1, tzinfo=MEXICO)
+
+    full = runs_in(schedule["full:erp"], start, end)
+    assert len(full) == 31
+    assert {(w.hour, w.minute) for w in full} == {(3, 0)}
+    assert {w.utcoffset() for w in full} == {timedelta(hours=-6)}  # no DST since 2022
+
+    incremental = runs_in(schedule["incremental:erp"], start, end)
+    assert len(incremental) == 31 * 4
+    assert {w.hour for w in incremental} == {0, 6, 12, 18}
+
+    # The first Sunday of the month at 02:00, not the 1st (a Tuesday) nor every Sunday.
+    tests = schedule["restore_test:erp"].next_runs(start, 3)
+    assert tests == [
+        datetime(2026, 12, 6, 2, 0, tzinfo=MEXICO),
+        datetime(2027, 1, 3, 2, 0, tzinfo=MEXICO),
+        datetime(2027, 2, 7, 2, 0, tzinfo=MEXICO),
+    ]
+    assert all(w.weekday() == 6 and w.day <= 7 for w in tests)
+
+    assert [(w.day, w.hour) for w in runs_in(schedule["cleanup"], start, end)] == [
+        (day, 4) for day in range(1, 32)
+    ]
+    assert len(runs_in(schedule["verify"], start, end)) == 31
+    assert schedule["verify"].params == {"slices": 7}
+
+    # The per-database override, and a schedule turned off.
+    assert {(w.hour, w.minute) for w in runs_in(schedule["full:nomina"], start, end)} == {(1, 30)}
+    assert schedule["full:nomina"].request().params == {"type": "full"}
+    assert schedule["full:nomina"].request().requested_by == "full:nomina"
+    assert schedule["incremental:erp"].request().params == {"type": "incremental"}
+    assert schedule["restore_test:erp"].kind is JobKind.DRILL
+
+
+def test_a_dst_change_neither_skips_nor_repeats_a_day() -> None:
+    schedule = by_name(entries(settings("Europe/Madrid", full="30 2 * * *"), wal_archived=()))
+    full = schedule["full:erp"]
+    cleanup = schedule["cleanup"]  # 04:00: outside both changes' hours
+
+    # Spring forward (2027-03-28, 02:00 -> 03:00): 02:30 does not exist that day; the
+    # run happens once, an hour of wall time later, and never twice.
+    spring = full.next_runs(datetime(2027, 3, 26, 12, tzinfo=MADRID), 3)
+    assert [w.date().day for w in spring] == [27, 28, 29]
+    assert spring[1].astimezone(ZoneInfo("UTC")).hour == 1
+    assert [w.utcoffset() for w in cleanup.next_runs(datetime(2027, 3, 27, tzinfo=MADRID), 2)] == [
+        timedelta(hours=1),
+        timedelta(hours=2),
+    ]
+
+    # Fall back (2027-10-31, 03:00 -> 02:00): 02:30 happens twice; the run happens once.
+    fall = full.next_runs(datetime(2027, 10, 30, 12, tzinfo=MADRID), 4)
+    assert [w.astimezone(MADRID).day for w in fall] == [31, 1, 2, 3][: len(fall)]
+    assert fall[0] == datetime(2027, 10, 31, 2, 30, tzinfo=MADRID)  # the first 02:30
+    assert fall[0].utcoffset() == timedelta(hours=2)
+
+
+def test_last_due_names_one_missed_run_however_many_were_missed() -> None:
+    full = by_name(entries(settings(), wal_archived=()))["full:erp"]
+    last_run = datetime(2026, 12, 1, 3, 0, tzinfo=MEXICO)
+    assert full.last_due(last_run, datetime(2026, 12, 1, 20, 0, tzinfo=MEXICO)) is None
+    assert full.last_due(last_run, datetime(2026, 12, 4, 10, 0, tzinfo=MEXICO)) == datetime(
+        2026, 12, 4, 3, 0, tzinfo=MEXICO
+    )
+
+
+@pytest.mark.parametrize(
+    ("cron", "problem"),
+    [
+        ("0 3 * *", "5 fields"),
+        ("0 3 * * 0", "name the days of the week"),
+        ("0 3 * * sun#6", "DAY#N"),
+        ("0 25 * * *", "invalid schedule '0 25 \\* \\* \\*' in \\[schedules\\] full"),
+    ],
+)
+def test_a_bad_cron_expression_is_a_config_error(cron: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        entries(settings(full=cron), wal_archived=())
+
+
+def test_a_seconds_field_and_an_unknown_zone() -> None:
+    every_two = trigger("*/2 * * * * *", MEXICO, "test")
+    assert every_two.get_next_fire_time(None, datetime(2026, 12, 4, 3, 0, 1, tzinfo=MEXICO)) == (
+        datetime(2026, 12, 4, 3, 0, 2, tzinfo=MEXICO)
+    )
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
+        entries(settings("Mars/Olympus"), wal_archived=())
+
+
+def test_describe_lists_the_next_runs_in_the_configured_zone() -> None:
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=MEXICO)
+    (full, *_) = describe(settings(), (), now, count=2)
+    assert (full.name, full.cron, full.time_zone) == (
+        "full:erp",
+        "0 3 * * *",
+        "America/Mexico_City",
+    )
+    assert full.next_runs == [
+        datetime(2026, 12, 5, 3, 0, tzinfo=MEXICO),
+        datetime(2026, 12, 6, 3, 0, tzinfo=MEXICO),
+    ]

@@ -1,0 +1,145 @@
+"""The service: a missed run once at start-up, an overlapping run skipped, SIGTERM.
+
+The jobs run in a real catalog; the work inside them is the test's (a runner that
+waits for the test), so these tests need no PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from respaldo.cancellation import CancelToken
+from respaldo.catalog import Jobs
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.scheduling.plan import entries
+from respaldo.scheduling.service import Service
+
+MEXICO = ZoneInfo("America/Mexico_City")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={"time_zone": "America/Mexico_City"},
+        jobs={"lease_seconds": 2.0},
+        cache_dir=tmp_path / "cache",
+    )
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+class Runner:
+    """Runs each job as a real job whose body waits until released (or cancelled)."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.release = threading.Event()
+
+    def __call__(self, ctx: Context, job_id: int, token: CancelToken) -> Any:
+        def body(_: Context) -> None:
+            self.started.append(job_id)
+            while not self.release.is_set():
+                token.check()
+                token.wait(0.05)
+
+        return jobs.run(ctx, job_id, body, token=token)
+
+
+def ran_before(ctx: Context, name: str, when: datetime) -> None:
+    """A completed job of schedule ``name`` created at ``when``."""
+    with ctx.catalog.begin() as session:
+        job = Jobs(session).submit(
+            JobKind.BACKUP,
+            target="erp",
+            triggered_by=TriggeredBy.SCHEDULE,
+            requested_by=name,
+            now=when,
+        )
+        Jobs(session).start(job.id, pid=1, now=when)
+        Jobs(session).finish(job.id, JobStatus.COMPLETED, now=when + timedelta(minutes=5))
+
+
+def test_runs_missed_while_down_run_once_at_start_up(ctx: Context) -> None:
+    # Down since the night of the 1st: the runs of the 2nd and 3rd were missed.
+    ran_before(ctx, "full:erp", datetime(2026, 12, 1, 3, 0, tzinfo=MEXICO))
+    ran_before(ctx, "cleanup", datetime(2026, 12, 3, 4, 0, tzinfo=MEXICO))
+    runner = Runner()
+    runner.release.set()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    now = datetime(2026, 12, 3, 10, 0, tzinfo=MEXICO)
+    assert [e.name for e in service.missed(now)] == ["full:erp"]  # cleanup ran today
+    assert service.missed(datetime(2026, 12, 2, 2, 0, tzinfo=MEXICO)) == []  # not yet due
+
+    # Started for real: the missed run happens once, at once; the next is tomorrow's.
+    ran_before(ctx, "full:erp", datetime.now(UTC) - timedelta(days=3))
+    ran_before(ctx, "cleanup", datetime.now(UTC))  # ran just now: nothing missed
+    service.start()
+    try:
+        wait_for("the missed run", lambda: len(runner.started) == 1)
+        wait_for("it to end", lambda: service.running() == {})
+        scheduled = [j for j in jobs.list_jobs(ctx) if j.id == runner.started[0]]
+        assert scheduled[0].requested_by == "full:erp"
+        assert scheduled[0].status is JobStatus.COMPLETED
+        next_run = service.next_run_times()["full:erp"]
+        assert next_run is not None and next_run > datetime.now(UTC)  # no burst pending
+        assert len(runner.started) == 1
+    finally:
+        service.stop("test over")
+
+
+def test_a_run_whose_previous_run_still_goes_is_skipped_and_recorded(ctx: Context) -> None:
+    runner = Runner()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    first = threading.Thread(target=service.fire, args=[full])
+    first.start()
+    try:
+        wait_for("the first run to start", lambda: len(runner.started) == 1)
+        service.fire(full)  # returns at once
+        skipped = jobs.list_jobs(ctx, status=JobStatus.SKIPPED)
+        assert [(j.requested_by, j.error) for j in skipped] == [
+            ("full:erp", f"the previous run (job {runner.started[0]}) still runs")
+        ]
+        assert len(runner.started) == 1
+    finally:
+        runner.release.set()
+        first.join()
+    assert jobs.get(ctx, runner.started[0]).status is JobStatus.COMPLETED
+
+
+def test_stop_cancels_running_jobs_and_leaves_nothing_running(ctx: Context) -> None:
+    runner = Runner()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    service.start()
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    worker = threading.Thread(target=service.fire, args=[full])
+    worker.start()
+    wait_for("the run to start", lambda: len(runner.started) == 1)
+    service.stop("respaldo serve stopped (SIGTERM)")
+    worker.join()
+    job = jobs.get(ctx, runner.started[0])
+    assert (job.status, job.error) == (JobStatus.CANCELLED, "respaldo serve stopped (SIGTERM)")
+    assert jobs.list_jobs(ctx, status=JobStatus.RUNNING) == []
+    service.fire(full)  # a firing after stop runs nothing
+    assert len(jobs.list_jobs(ctx)) == 1
