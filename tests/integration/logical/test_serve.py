@@ -6,6 +6,7 @@ else off. Synchronisation is on what the catalog and the server show, never on s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import socket
@@ -90,7 +91,17 @@ def test_serve_takes_scheduled_backups_answers_health_and_stops_on_sigterm(
     respaldo: Respaldo,
 ) -> None:
     port = free_port()
-    with serving(serve_config(respaldo, port)) as process:
+    config = serve_config(respaldo, port)
+    listed = dataclasses.replace(respaldo, config=config).run("schedule", "--json", "--next", "2")
+    assert listed.code == 0, str(listed)
+    (entry,) = listed.json()
+    assert (entry["name"], entry["cron"], entry["time_zone"]) == (
+        "full:erp",
+        "*/2 * * * * *",
+        "UTC",
+    )
+    assert len(entry["next_runs"]) == 2
+    with serving(config) as process:
         wait_for("the HTTP server", lambda: answers(port) or process.poll() is not None)
         wait_for("a scheduled backup", lambda: bool(by_status(respaldo, "completed")))
         job = by_status(respaldo, "completed")[0]
