@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from respaldo.cli.app import app, err_console, human_bytes, out_console, state
+from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
 from respaldo.domain import JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
+from respaldo.operations.models import to_json_list
 
 jobs_app = typer.Typer(
     help="List, show and cancel jobs (backups, restores, drills, prunes, verifies).",
@@ -67,7 +67,7 @@ def show(
     finally:
         context.close()
     if as_json:
-        sys.stdout.write(job.model_dump_json(indent=2) + "\n")
+        print_json(job.to_json())
         return
     for name, value in job.model_dump(mode="json").items():
         out_console.print(f"{name}: {value}", highlight=False)
@@ -99,4 +99,4 @@ def _progress(job: JobInfo) -> str:
 
 
 def _print_json(found: list[JobInfo]) -> None:
-    sys.stdout.write("[" + ",".join(job.model_dump_json() for job in found) + "]\n")
+    print_json(to_json_list(found))

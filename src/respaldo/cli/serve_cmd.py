@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from datetime import UTC, datetime
 from types import FrameType
@@ -14,10 +13,11 @@ import uvicorn
 from rich.table import Table
 
 from respaldo.api import create_app
-from respaldo.cli.app import app, err_console, out_console, state
+from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.config import Settings
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
+from respaldo.operations.models import to_json_list
 from respaldo.operations.scheduled import wal_archived
 from respaldo.scheduling.plan import EntryInfo, describe
 from respaldo.scheduling.service import Service
@@ -102,7 +102,7 @@ def _list(settings: Settings, count: int, as_json: bool) -> None:
         archived = wal_archived(context)
     entries = describe(settings, archived, datetime.now(UTC), count)
     if as_json:
-        sys.stdout.write("[" + ",".join(e.model_dump_json() for e in entries) + "]\n")
+        print_json(to_json_list(entries))
         return
     out_console.print(_table(entries))
 

@@ -9,34 +9,34 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from respaldo.catalog import BackupRecord
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
 from respaldo.repository.config_file import CONFIG_NAME
 
 
-class ComponentHealth(BaseModel):
+class ComponentHealth(ResultModel):
     name: str
     ok: bool
     error: str | None = None
 
 
-class NewestBackup(BaseModel):
+class NewestBackup(ResultModel):
     """The newest completed backup of one source and kind."""
 
     database: str | None
     kind: BackupKind
     backup_id: str
-    completed_at: datetime | None
+    completed_at: UtcTime | None
     age_seconds: float | None
 
 
-class Health(BaseModel):
+class Health(ResultModel):
     ok: bool
     catalog: ComponentHealth
     repositories: list[ComponentHealth]

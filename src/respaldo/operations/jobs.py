@@ -25,10 +25,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
-
-from pydantic import BaseModel
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
@@ -36,13 +34,14 @@ from respaldo.catalog import Job, Jobs, params_of
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class JobInfo(BaseModel):
+class JobInfo(ResultModel):
     """A job as ``respaldo jobs --json`` prints it (and the API will return it)."""
 
     id: int
@@ -52,10 +51,10 @@ class JobInfo(BaseModel):
     status: JobStatus
     triggered_by: TriggeredBy
     requested_by: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
+    created_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    heartbeat_at: UtcTime | None
     worker_pid: int | None
     worker_host: str | None
     cancel_requested: bool

@@ -14,15 +14,13 @@ from typing import Any
 from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs, params_of
 from respaldo.domain import BackupKind, JobKind, JobStatus, TriggeredBy
-from respaldo.errors import ConfigError, RespaldoError, StorageError
+from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.prune import prune
 from respaldo.operations.snapshot import backup_source
-from respaldo.repository import VerifyReport
-from respaldo.repository.locks import reading_lease
-from respaldo.repository.verify import quarantine_damaged, verify_subset
+from respaldo.operations.verify import VerifyResult, verify
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -78,12 +76,13 @@ def slice_of(day: date, slices: int) -> int:
     return day.toordinal() % slices + 1
 
 
-def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> VerifyReport:
-    """``verify --subset n/slices`` of the primary repository for today's ``n``;
-    damaged chunk copies are quarantined. Raises RespaldoError if problems are found
-    (the job fails and says how many)."""
+def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> VerifyResult:
+    """``verify --subset n/slices`` of the primary repository for today's ``n``.
+
+    Raises RespaldoError if problems are found (the job fails and says how many); the
+    damaged copies are quarantined by :func:`~respaldo.operations.verify.verify`.
+    """
     n = slice_of(today or datetime.now(UTC).date(), slices)
-    repo = ctx.repository()
     read = 0
 
     def advance(size: int) -> None:
@@ -91,19 +90,13 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
         read += size
         ctx.progress("verify", read, None)  # in a job: stops here when cancelled
 
-    with reading_lease(repo, "verify", log.warning):
-        report = verify_subset(repo, n, slices, advance)
-    try:
-        quarantine_damaged(repo, report)
-    except StorageError as exc:
-        log.warning("cannot record the damaged chunks in the repository: %s", exc)
-    if not report.ok:
+    result = verify(ctx, subset=f"{n}/{slices}", advance=advance)
+    if not result.ok:
         raise RespaldoError(
-            f"verify --subset {n}/{slices} found {len(report.problems)} problems: "
-            + "; ".join(str(p) for p in report.problems[:3]),
+            f"verify --subset {n}/{slices} found {len(result.problems)} problems",
             hint="run 'respaldo verify --all', then 'respaldo repair'",
         )
-    return report
+    return result
 
 
 def wal_archived(ctx: Context) -> set[str]:

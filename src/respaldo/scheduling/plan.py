@@ -16,13 +16,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel
 from tzlocal import get_localzone
 
 from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
 from respaldo.errors import ConfigError
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.models import ResultModel, UtcTime
 
 OFF = "off"
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
@@ -59,7 +59,7 @@ class Entry:
         return last
 
 
-class EntryInfo(BaseModel):
+class EntryInfo(ResultModel):
     """A schedule as ``respaldo schedule --json`` prints it."""
 
     name: str
@@ -67,7 +67,7 @@ class EntryInfo(BaseModel):
     target: str | None
     cron: str
     time_zone: str
-    next_runs: list[datetime]
+    next_runs: list[UtcTime]
 
 
 def time_zone(settings: Settings) -> tzinfo:

@@ -103,10 +103,10 @@ def test_a_cli_backup_is_a_job_recorded_with_the_os_user(respaldo: Respaldo) -> 
     assert job["kind"] == "backup"
     assert job["target"] == "erp"
     assert job["status"] == "completed"
-    assert job["triggered_by"] == "cli"
-    assert job["requested_by"] == getpass.getuser()
-    assert job["result_id"] == record["id"]
-    assert job["progress_done"] > 0
+    assert job["triggeredBy"] == "cli"
+    assert job["requestedBy"] == getpass.getuser()
+    assert job["resultId"] == record["id"]
+    assert job["progressDone"] > 0
     shown = respaldo.run("jobs", "show", str(job["id"]), "--json")
     assert shown.code == 0, str(shown)
     assert shown.json()["id"] == job["id"]
@@ -128,7 +128,7 @@ def test_jobs_cancel_stops_a_running_backup_and_leaves_no_manifest(
     assert "cancelled" in err
     (job,) = jobs(respaldo)
     assert (job["status"], job["error"]) == ("cancelled", "cancelled by request")
-    assert job["finished_at"] is not None
+    assert job["finishedAt"] is not None
     (record,) = respaldo.records()
     assert record.status == "failed"
     assert respaldo.repository().backup_ids() == []  # no manifest: no backup

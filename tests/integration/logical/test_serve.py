@@ -95,23 +95,23 @@ def test_serve_takes_scheduled_backups_answers_health_and_stops_on_sigterm(
     listed = dataclasses.replace(respaldo, config=config).run("schedule", "--json", "--next", "2")
     assert listed.code == 0, str(listed)
     (entry,) = listed.json()
-    assert (entry["name"], entry["cron"], entry["time_zone"]) == (
+    assert (entry["name"], entry["cron"], entry["timeZone"]) == (
         "full:erp",
         "*/2 * * * * *",
         "UTC",
     )
-    assert len(entry["next_runs"]) == 2
+    assert len(entry["nextRuns"]) == 2
     with serving(config) as process:
         wait_for("the HTTP server", lambda: answers(port) or process.poll() is not None)
         wait_for("a scheduled backup", lambda: bool(by_status(respaldo, "completed")))
         job = by_status(respaldo, "completed")[0]
-        assert (job["triggered_by"], job["requested_by"]) == ("schedule", "full:erp")
-        (record,) = [r for r in respaldo.records() if r.id == job["result_id"]]
+        assert (job["triggeredBy"], job["requestedBy"]) == ("schedule", "full:erp")
+        (record,) = [r for r in respaldo.records() if r.id == job["resultId"]]
         assert record.triggered_by == "schedule"
         assert record.status == "completed"
         status, body = health(port)
         assert status == 200, body
-        assert ("erp", "full") in {(b["database"], b["kind"]) for b in body["newest_backups"]}
+        assert ("erp", "full") in {(b["database"], b["kind"]) for b in body["newestBackups"]}
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

@@ -77,11 +77,11 @@ def test_health_is_200_with_the_age_of_the_newest_backup_per_database_and_kind(
     assert body["ok"] is True
     assert body["catalog"] == {"name": "catalog", "ok": True, "error": None}
     assert [r["name"] for r in body["repositories"]] == ["local", "offsite"]
-    assert [(b["database"], b["kind"], b["backup_id"]) for b in body["newest_backups"]] == [
+    assert [(b["database"], b["kind"], b["backupId"]) for b in body["newestBackups"]] == [
         ("erp", "full", newest),
         ("erp", "incremental", physical),
     ]
-    age = body["newest_backups"][0]["age_seconds"]
+    age = body["newestBackups"][0]["ageSeconds"]
     assert 3 * 3600 - 60 - 600 < age < 3 * 3600 + 600
 
 
