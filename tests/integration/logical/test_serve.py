@@ -167,3 +167,15 @@ def respaldo_jobs_raw(respaldo: Respaldo) -> list[dict[str, Any]]:
             return [{"id": j.id, "status": j.status.value} for j in Jobs(session).list()]
     finally:
         catalog.close()
+
+
+def test_serve_refuses_to_start_on_a_port_in_use(respaldo: Respaldo) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        with serving(serve_config(respaldo, port)) as process:
+            _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert f"respaldo: error: cannot listen on 127.0.0.1:{port}" in err
+    assert jobs(respaldo) == []  # nothing was scheduled
