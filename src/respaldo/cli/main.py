@@ -6,7 +6,10 @@ Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import NoReturn
 
 import typer
@@ -35,6 +38,14 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
 from respaldo.cli.app import app
 from respaldo.errors import InvalidInput, RespaldoError
 
+_INTERRUPTED = threading.Event()
+"""Set by SIGINT (see :func:`take_interrupts`)."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
 
 def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI in this process and return its exit status (tests call this)."""
@@ -60,6 +71,10 @@ def invoke(argv: list[str] | None = None) -> int:
         if exc.hint:
             sys.stderr.write(f"respaldo: hint: {exc.hint}\n")
         return 1
+    if _INTERRUPTED.is_set():
+        # Typer turns the KeyboardInterrupt into a plain 130 before it reaches us.
+        sys.stderr.write("respaldo: interrupted\n")
+        return 130
     return result if isinstance(result, int) else 0
 
 
@@ -70,8 +85,22 @@ def error_message(exc: RespaldoError) -> str:
     return str(exc)
 
 
+def take_interrupts() -> None:
+    """Make SIGINT raise KeyboardInterrupt even if this process was started ignoring it.
+
+    Ignored signals are inherited, and a non-interactive shell starts its background jobs
+    (``cmd &``) with SIGINT ignored; so do some supervisors and CI runners. Python keeps
+    an inherited SIG_IGN, and every interrupt, Ctrl-C or ``kill -INT``, was silently
+    dropped: a backup waiting on a database lock went on waiting for as long as the lock
+    was held. Every command cleans up on KeyboardInterrupt (the backup's record failed at
+    once, children killed, leases released), so respaldo always takes it.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+
+
 def run() -> NoReturn:
     """Console-script entry point."""
+    take_interrupts()
     sys.exit(invoke())
 
 

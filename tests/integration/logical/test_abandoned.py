@@ -4,6 +4,10 @@ killed after its manifest was written (the backup is whole) is completed, not fa
 The backup is made to wait: an application transaction holds an ACCESS EXCLUSIVE lock on
 a table, so the backup blocks on it (counting rows in its snapshot) while its record says
 ``in_progress``. Then its process is killed or interrupted.
+
+The waits follow events (the record's status, the server's lock wait), with bounds only
+a hang reaches: how long a loaded machine takes must not decide the outcome. An
+interrupt that is lost shows as a record still ``in_progress``, never as a slow exit.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sample.cluster import TempCluster
@@ -25,7 +30,7 @@ from tests.integration.logical.support import table_checksums
 pytestmark = pytest.mark.integration
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -34,21 +39,37 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None
 
 
 @contextmanager
-def blocked_backup(respaldo: Respaldo, pg: TempCluster) -> Iterator[subprocess.Popen[str]]:
+def sigint(disposition: signal.Handlers | Callable[..., Any]) -> Iterator[None]:
+    """SIGINT set to ``disposition`` in this process for the block (children inherit it)."""
+    before = signal.signal(signal.SIGINT, disposition)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@contextmanager
+def blocked_backup(
+    respaldo: Respaldo, pg: TempCluster, *, started_ignoring_sigint: bool = False
+) -> Iterator[subprocess.Popen[str]]:
     """A ``python -m respaldo.cli.main backup erp`` process, in progress and waiting on a lock.
 
-    The lock is released when the block ends; the process is killed then if it still runs.
+    ``started_ignoring_sigint``: started as a non-interactive shell starts a background
+    job (``respaldo backup erp &``), with SIGINT ignored. The lock is released when the
+    block ends; the process is killed then if it still runs.
     """
     source = respaldo.dbname
     with pg.connect(source, autocommit=False) as locker:
         locker.execute("LOCK TABLE finanzas.facturas IN ACCESS EXCLUSIVE MODE")
         argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
-        process = subprocess.Popen(
-            [*argv, "backup", "erp"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        disposition = signal.SIG_IGN if started_ignoring_sigint else signal.default_int_handler
+        with sigint(disposition):
+            process = subprocess.Popen(
+                [*argv, "backup", "erp"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         try:
 
             def in_progress() -> bool:
@@ -103,14 +124,21 @@ def test_a_killed_backup_is_marked_failed_at_the_next_start(
     assert after["status"] == "completed"
 
 
+@pytest.mark.parametrize("started_ignoring_sigint", [False, True], ids=["foreground", "background"])
 def test_an_interrupted_backup_is_marked_failed_at_once(
-    respaldo: Respaldo, pg: TempCluster
+    respaldo: Respaldo, pg: TempCluster, started_ignoring_sigint: bool
 ) -> None:
-    with blocked_backup(respaldo, pg) as process:
+    with blocked_backup(respaldo, pg, started_ignoring_sigint=started_ignoring_sigint) as process:
         process.send_signal(signal.SIGINT)  # Ctrl-C
-        out, _ = process.communicate(timeout=30)
+        # Lost, the interrupt would leave the backup waiting for the lock, in progress.
+        _wait_for(
+            "the interrupted backup to leave in_progress",
+            lambda: respaldo.records()[0].status != "in_progress",
+        )
+        out, err = process.communicate()
     assert process.returncode == 130
     assert out == ""  # no backup id: there is no backup
+    assert err.splitlines()[-1] == "respaldo: interrupted"
     (record,) = respaldo.records()
     assert record.status == "failed"
     assert record.error_message == "interrupted"
