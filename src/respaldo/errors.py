@@ -8,11 +8,29 @@ never passphrases, passwords or DSNs with passwords in them.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+_OPTION = re.compile(r"<<([a-z_]+)>>")
+
+
+def option(field: str) -> str:
+    """A reference to the argument ``field`` of an application function, for a message or
+    a hint: each interface shows it as its own name for that argument (the CLI as the
+    option ``--field``, the API as the field ``field``); ``str(error)`` shows ``field``."""
+    return f"<<{field}>>"
+
+
+def render_options(text: str, name: Callable[[str], str] = lambda field: field) -> str:
+    """``text`` with each :func:`option` reference replaced by ``name(field)``."""
+    return _OPTION.sub(lambda match: name(match.group(1)), text)
+
 
 class RespaldoError(Exception):
     """Root of every error respaldo raises on purpose.
 
-    ``hint`` tells the user what to do next; it is printed after the message.
+    ``hint`` tells the user what to do next; it is printed after the message. Either may
+    name an argument with :func:`option`; :meth:`rendered` shows it an interface's way.
     """
 
     hint: str = ""
@@ -24,7 +42,16 @@ class RespaldoError(Exception):
 
     @property
     def message(self) -> str:
-        return str(self.args[0]) if self.args else ""
+        return render_options(str(self.args[0])) if self.args else ""
+
+    def __str__(self) -> str:
+        # Not self.message: a subclass may define message as less than str() shows.
+        return render_options(str(self.args[0])) if self.args else ""
+
+    def rendered(self, name: Callable[[str], str]) -> tuple[str, str]:
+        """(message, hint) with the arguments they name shown as ``name(field)``."""
+        raw = str(self.args[0]) if self.args else ""
+        return render_options(raw, name), render_options(self.hint, name)
 
 
 class ConfigError(RespaldoError):
@@ -40,6 +67,10 @@ class InvalidInput(ConfigError):
     def __init__(self, field: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.field = field
+
+    def rendered(self, name: Callable[[str], str]) -> tuple[str, str]:
+        message, hint = super().rendered(name)
+        return f"{name(self.field)}: {message}", hint
 
 
 # --- storage layer -------------------------------------------------------------------

@@ -36,7 +36,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     wal_cmd,
 )
 from respaldo.cli.app import app
-from respaldo.errors import InvalidInput, RespaldoError
+from respaldo.errors import RespaldoError
 
 _INTERRUPTED = threading.Event()
 """Set by SIGINT (see :func:`take_interrupts`)."""
@@ -67,9 +67,10 @@ def invoke(argv: list[str] | None = None) -> int:
         sys.stderr.write("respaldo: interrupted\n")
         return 130
     except RespaldoError as exc:
-        sys.stderr.write(f"respaldo: error: {error_message(exc)}\n")
-        if exc.hint:
-            sys.stderr.write(f"respaldo: hint: {exc.hint}\n")
+        message, hint = exc.rendered(option_name)
+        sys.stderr.write(f"respaldo: error: {message}\n")
+        if hint:
+            sys.stderr.write(f"respaldo: hint: {hint}\n")
         return 1
     if _INTERRUPTED.is_set():
         # Typer turns the KeyboardInterrupt into a plain 130 before it reaches us.
@@ -78,11 +79,14 @@ def invoke(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def error_message(exc: RespaldoError) -> str:
-    """The one line shown for ``exc``: a malformed argument is named by its option."""
-    if isinstance(exc, InvalidInput):
-        return f"--{exc.field.replace('_', '-')}: {exc}"
-    return str(exc)
+def option_name(field: str) -> str:
+    """The command-line option of an application function's argument: errors name
+    arguments (``target_time``), the CLI shows its options (``--target-time``)."""
+    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+OPTION_NAMES = {"with_globals": "--globals", "kind": "--type"}
+"""Arguments whose option is not simply ``--`` and the argument's name."""
 
 
 def take_interrupts() -> None:

@@ -38,9 +38,10 @@ def _report(exc: BaseException) -> None:
     from respaldo.errors import RespaldoError
 
     if isinstance(exc, RespaldoError):
-        sys.stderr.write(f"respaldo: error: {exc}\n")
-        if exc.hint:
-            sys.stderr.write(f"respaldo: hint: {exc.hint}\n")
+        message, hint = exc.rendered(lambda field: "--" + field.replace("_", "-"))
+        sys.stderr.write(f"respaldo: error: {message}\n")
+        if hint:
+            sys.stderr.write(f"respaldo: hint: {hint}\n")
     else:
         sys.stderr.write(f"respaldo: error: {type(exc).__name__}: {exc}\n")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from respaldo.domain import BackupKind, validate_backup_id
-from respaldo.errors import ConfigError, RestoreError
+from respaldo.errors import ConfigError, RestoreError, option
 from respaldo.files import extract_tar
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import FILES_STREAM
@@ -57,8 +57,9 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
         if manifest.kind != BackupKind.FILES.value:
             raise ConfigError(
                 f"backup {backup_id} is a {manifest.kind} backup, not a files backup",
-                hint="--target-dir restores files backups; use --target-database for logical "
-                "backups and --target-datadir for physical ones",
+                hint=f"{option('target_dir')} restores files backups; use "
+                f"{option('target_database')} for logical backups and "
+                f"{option('target_datadir')} for physical ones",
             )
         target = target_dir.absolute()
         restore_target = begin_restore(target, backup_id)

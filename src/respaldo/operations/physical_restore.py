@@ -34,7 +34,7 @@ from pathlib import Path
 
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, validate_backup_id
-from respaldo.errors import ConfigError, RestoreError
+from respaldo.errors import ConfigError, RestoreError, option
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
@@ -81,7 +81,7 @@ def default_program() -> str:
         return str(beside)
     raise ConfigError(
         "cannot find the respaldo executable for restore_command",
-        hint="give it with --respaldo-command /path/to/respaldo",
+        hint=f"give it with {option('respaldo_command')} /path/to/respaldo",
     )
 
 
@@ -146,8 +146,9 @@ def restore_datadir(
         if manifest.kind != BackupKind.INCREMENTAL.value:
             raise ConfigError(
                 f"backup {backup_id} is a {manifest.kind} backup, not a physical one",
-                hint="--target-datadir restores physical (incremental) backups; use "
-                "--target-database for logical backups and --target-dir for files backups",
+                hint=f"{option('target_datadir')} restores physical (incremental) backups; use "
+                f"{option('target_database')} for logical backups and "
+                f"{option('target_dir')} for files backups",
             )
         system_id = str(manifest.meta["system_identifier"])
         if target.time is not None and target.time < manifest.started_at:

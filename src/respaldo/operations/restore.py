@@ -35,8 +35,10 @@ from respaldo.errors import (
     ConfigError,
     ConnectionFailed,
     IntegrityError,
+    InvalidInput,
     RespaldoError,
     RestoreError,
+    option,
 )
 from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
@@ -144,7 +146,7 @@ def _restore_backup(
     validate_database_name(target)
     check_not_system_database(target, force=force_system_database)
     if jobs < 1:
-        raise ConfigError("--jobs must be at least 1")
+        raise InvalidInput("jobs", "must be at least 1")
     if work_dir is not None and jobs > 1:
         check_work_dir(work_dir)
     started = datetime.now(UTC)
@@ -172,10 +174,13 @@ def _restore_backup(
     if exists and not replace:
         raise RestoreError(
             f"database {target!r} already exists",
-            hint="choose a new name with --target-database, or use --replace to swap it",
+            hint=f"choose a new name with {option('target_database')}, or use {option('replace')} "
+            "to swap it",
         )
     if not exists and drop_old:
-        raise ConfigError("--drop-old only makes sense with --replace of an existing database")
+        raise InvalidInput(
+            "drop_old", f"only makes sense with {option('replace')} of an existing database"
+        )
 
     # Staging databases of restores and drills that died (or whose server restarted).
     warnings += drop_abandoned(admin)
@@ -233,7 +238,7 @@ def check_not_system_database(target: str, *, force: bool) -> None:
     else:
         hint = (
             f"restore under another name to look first; if you really mean to replace "
-            f"{target}, add --force-system-database"
+            f"{target}, add {option('force_system_database')}"
         )
     raise RestoreError(
         f"{target} is a system database of the cluster; restoring into it is refused",
@@ -272,7 +277,9 @@ def check_work_dir(work_dir: Path) -> None:
 
     Checked before anything is created, so that a typo costs nothing.
     """
-    hint = "give --work-dir an existing directory with room for one dump (or leave it out)"
+    hint = (
+        f"give {option('work_dir')} an existing directory with room for one dump (or leave it out)"
+    )
     if not work_dir.exists():
         raise ConfigError(f"work directory {work_dir} does not exist", hint=hint)
     if not work_dir.is_dir():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from respaldo.errors import QueryFailed, RestoreError
+from respaldo.errors import QueryFailed, RestoreError, option
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.dbprops import (
     DatabaseProperties,
@@ -77,7 +77,8 @@ def _apply(admin: ConnInfo, properties: DatabaseProperties, name: str, *, commit
             "the backed-up database's owner, grants or settings cannot be applied: "
             f"{_server_reason(exc)}",
             hint=f"{NOTHING_CHANGED}; a role they name may be missing on this server: restore "
-            "with --globals to create the backup's roles first, or create it by hand",
+            f"with {option('with_globals')} to create the backup's roles first, or create it "
+            "by hand",
         ) from None
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
-from respaldo.errors import ConfigError, RespaldoError
+from respaldo.errors import ConfigError, RespaldoError, option
 from respaldo.operations.backup import backup_database
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import backup_files
@@ -100,7 +100,7 @@ def backup_source(
     if kind is None:
         if is_db and is_files:
             raise ConfigError(
-                f"{name!r} is a database and a file set: say which with --type full|files"
+                f"{name!r} is a database and a file set: say which with {option('kind')} full|files"
             )
         kind = BackupKind.FULL if is_db else BackupKind.FILES
     if kind is BackupKind.SNAPSHOT:
