@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test test-faults reliability lint unit demo bench clean
+.PHONY: setup install test test-faults reliability lint unit demo bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
+
+# For the whole machine: /opt/respaldo and /usr/local/bin/respaldo (docs/install.md).
+install:
+	bash scripts/install.sh
 
 lint: setup
 	$(BIN)/ruff check src tests bench sample scripts

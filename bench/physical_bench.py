@@ -40,7 +40,6 @@ import pwd
 import shutil
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Sequence
@@ -86,21 +85,14 @@ def chown_tree(path: Path) -> None:
             os.lchown(Path(dirpath, name), entry.pw_uid, entry.pw_gid)
 
 
-def server_respaldo(base: Path) -> str:
-    """How the server's user runs respaldo: the console script, or (when that user cannot
-    execute this interpreter) the system's Python 3 with this environment's packages."""
+def server_respaldo() -> str:
+    """The environment's ``respaldo``, which the server's user must be able to run (make
+    setup and make install build it with Debian's python3 for that reason)."""
     script = Path(sys.executable).with_name("respaldo")
-    probe = subprocess.run(
-        as_server([sys.executable, "-c", "pass"]), capture_output=True, check=False
-    )
-    if probe.returncode == 0:
-        return str(script)
-    site = sysconfig.get_paths()["purelib"]
-    wrapper = base / "respaldo-as-server"
-    code = f'import site; site.addsitedir("{site}"); from respaldo.cli.entry import run; run()'
-    wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/python3 -I -S -c '{code}' \"$@\"\n")
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    probe = subprocess.run(as_server([str(script), "--help"]), capture_output=True, check=False)
+    if probe.returncode != 0:
+        raise SystemExit(f"the server's user cannot run {script}: rebuild it with make setup")
+    return str(script)
 
 
 @dataclass
@@ -169,7 +161,7 @@ def setup(args: argparse.Namespace) -> Bench:
             "max_wal_size": "2GB",
         },
     )
-    respaldo = server_respaldo(base)
+    respaldo = server_respaldo()
     passfile = base / "passphrase"
     passfile.write_text(PASSPHRASE + "\n")
     passfile.chmod(0o600)

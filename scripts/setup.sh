@@ -11,7 +11,14 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql pos
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 # pgBackRest: bench/physical_bench.py --pgbackrest measures it side by side.
 command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
-python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv python3-dev)
+# The virtual environment is built with Debian's own interpreter, as `make install` builds
+# /opt/respaldo: the server's OS user runs respaldo for archive_command and restore_command,
+# and an interpreter under a private directory (root's home, say) is not runnable by it.
+SYSTEM_PYTHON=/usr/bin/python3
+[ -x "$SYSTEM_PYTHON" ] || need_apt+=(python3)
+"$SYSTEM_PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+[ -f /usr/include/python3.11/Python.h ] || ls /usr/include/python3*/Python.h >/dev/null 2>&1 \
+    || need_apt+=(python3-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -22,8 +29,12 @@ fi
 # The PostgreSQL server refuses to run as root; tests and the demo run it as this user.
 id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash postgres
 
+# A .venv made by another interpreter (an older checkout's, or a user's pyenv) is made anew.
+if [ -x .venv/bin/python ] && ! grep -qx "home = $(dirname "$SYSTEM_PYTHON")" .venv/pyvenv.cfg; then
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    "$SYSTEM_PYTHON" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'

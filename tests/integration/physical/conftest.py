@@ -7,10 +7,10 @@
 write (config, passphrase file, repository) lives in a directory that user owns; the
 catalog and the index cache are only used by the test process itself.
 
-The server runs respaldo as its own user. When that user cannot execute the virtual
-environment's interpreter (it lives under root's home here), ``server_respaldo`` is a
-small shell script running the same code with the system's Python 3.11 and the venv's
-packages: same entry point, same modules, another interpreter binary.
+The server runs respaldo as its own user, through the virtual environment's own
+``respaldo`` script: ``make setup`` builds that environment with Debian's python3, as
+``make install`` (docs/install.md) builds the one users run, so the path the tests take is
+the documented one. A test machine where the server's user cannot run it fails here.
 
 Commands of the test itself run in this process (:func:`respaldo.cli.main.invoke`, as
 root, output captured) or, where the console script matters, as real processes.
@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator
@@ -88,26 +87,23 @@ def chown_tree(path: Path) -> None:
             os.lchown(Path(dirpath, name), *owner)
 
 
-def server_respaldo(base: Path) -> str:
-    """A command that the server's OS user can run as ``respaldo``."""
+def server_respaldo() -> str:
+    """The venv's ``respaldo``, checked to be runnable by the server's OS user."""
     script = Path(sys.executable).with_name("respaldo")
     if _owner() is None:
         return str(script)
     probe = subprocess.run(
-        ["runuser", "-u", OS_USER, "--", str(Path(sys.executable)), "-c", "pass"],
+        ["runuser", "-u", OS_USER, "--", str(script), "--help"],
         capture_output=True,
+        text=True,
         check=False,
     )
-    if probe.returncode == 0:
-        return str(script)
-    site = sysconfig.get_paths()["purelib"]
-    wrapper = base / "respaldo-as-server"
-    assert '"' not in site and "'" not in site
-    code = f'import site; site.addsitedir("{site}"); from respaldo.cli.entry import run; run()'
-
-    wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/python3 -I -S -c '{code}' \"$@\"\n")
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    if probe.returncode != 0:
+        pytest.fail(
+            f"the {OS_USER} user cannot run {script}: {probe.stderr.strip()[-300:]}\n"
+            "build the virtual environment with Debian's python3 (make setup does)"
+        )
+    return str(script)
 
 
 @dataclass
@@ -212,7 +208,7 @@ def archiving_session() -> Iterator[Archiving]:
     # Cleaned up even when the cluster or the repository could not be made.
     cluster: TempCluster | None = None
     try:
-        command = server_respaldo(base)
+        command = server_respaldo()
         config = base / "respaldo.toml"
         cluster = TempCluster.create(
             settings={

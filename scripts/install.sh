@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs respaldo for the whole machine, as root: a virtual environment under $PREFIX
+# (default /opt/respaldo) built with Debian's own python3, and $BINDIR/respaldo (default
+# /usr/local/bin) linked to it. Any user can run it, the PostgreSQL server's OS user
+# included: archive_command and restore_command run respaldo as that user, and an
+# interpreter under a private directory (root's pyenv, say) fails there with
+# "Permission denied". See docs/install.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREFIX=${PREFIX:-/opt/respaldo}
+BINDIR=${BINDIR:-/usr/local/bin}
+SYSTEM_PYTHON=/usr/bin/python3
+
+need_apt=()
+[ -x "$SYSTEM_PYTHON" ] || need_apt+=(python3)
+"$SYSTEM_PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+# pg_dump, pg_restore, pg_basebackup and psql; a server is not needed on this machine.
+command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+# A fresh environment each time: an upgrade replaces the code, never mixes two versions.
+# A venv records its own path in its scripts, so it is built where it will live; the old
+# one is kept aside and put back if the new one fails.
+umask 022
+mkdir -p "$(dirname "$PREFIX")" "$BINDIR"
+rm -rf "$PREFIX.old"
+if [ -d "$PREFIX" ]; then mv "$PREFIX" "$PREFIX.old"; fi
+installed=no
+put_back() {
+    if [ "$installed" != yes ] && [ -d "$PREFIX.old" ]; then
+        rm -rf "$PREFIX"
+        mv "$PREFIX.old" "$PREFIX"
+        echo "install failed; the previous respaldo in $PREFIX is back" >&2
+    fi
+}
+trap put_back EXIT
+"$SYSTEM_PYTHON" -m venv "$PREFIX"
+"$PREFIX/bin/pip" install -q --upgrade pip
+"$PREFIX/bin/pip" install -q .
+# Fail now, not in the middle of a backup, if the compiled chunker does not load.
+"$PREFIX/bin/python" -c "import respaldo.repository.chunker as c; c.load_fastcdc()"
+chmod -R a+rX "$PREFIX"
+installed=yes
+rm -rf "$PREFIX.old"
+ln -sfn "$PREFIX/bin/respaldo" "$BINDIR/respaldo"
+echo "respaldo installed in $PREFIX; $BINDIR/respaldo runs it"

@@ -1,0 +1,103 @@
+"""``make install``'s script, run for real into a temporary prefix.
+
+What it must give: a respaldo that the PostgreSQL server's OS user can run (archive_command
+and restore_command run it as that user), with the compiled chunker, linked from BINDIR;
+and an upgrade that fails puts the previous installation back.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+OS_USER = "postgres"
+
+
+def _install(
+    prefix: Path, bindir: Path, *, source: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFIX": str(prefix), "BINDIR": str(bindir)}
+    return subprocess.run(
+        ["bash", str(source / "scripts" / "install.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=900,
+    )
+
+
+def _as_server_user(*argv: str) -> subprocess.CompletedProcess[str]:
+    if os.geteuid() == 0:
+        argv = ("runuser", "-u", OS_USER, "--", *argv)
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[tuple[Path, Path]]:
+    # Not under pytest's own temporary directory: that one is private to root, and the
+    # server's user must reach the installation as it reaches /opt.
+    base = Path(tempfile.mkdtemp(prefix="respaldo-install-"))
+    try:
+        base.chmod(0o755)
+        prefix, bindir = base / "opt" / "respaldo", base / "bin"
+        done = _install(prefix, bindir)
+        assert done.returncode == 0, done.stderr
+        yield prefix, bindir
+    finally:
+        shutil.rmtree(base)
+
+
+def test_the_server_user_runs_the_installed_respaldo(installed: tuple[Path, Path]) -> None:
+    prefix, bindir = installed
+    link = bindir / "respaldo"
+    assert link.is_symlink() and link.resolve() == (prefix / "bin" / "respaldo").resolve()
+    if os.geteuid() == 0:
+        pwd.getpwnam(OS_USER)  # the test needs that user: a KeyError here is a failure
+    help_run = _as_server_user(str(link), "--help")
+    assert help_run.returncode == 0, help_run.stderr
+    assert "wal-push" in help_run.stdout
+    chunker = _as_server_user(
+        str(prefix / "bin" / "python"),
+        "-c",
+        "import respaldo.repository.chunker as c; c.load_fastcdc(); print('compiled')",
+    )
+    assert chunker.stdout.strip() == "compiled", chunker.stderr
+
+
+def test_the_installation_is_not_the_checkout(installed: tuple[Path, Path]) -> None:
+    """A real install, not an editable one: it keeps working when the checkout goes."""
+    prefix, _ = installed
+    where = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", "import respaldo; print(respaldo.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(prefix)
+
+
+def test_a_failed_upgrade_puts_the_previous_installation_back(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    prefix, bindir = installed
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "scripts").mkdir()
+    (broken / "scripts" / "install.sh").write_bytes((ROOT / "scripts" / "install.sh").read_bytes())
+    (broken / "pyproject.toml").write_text("this is not TOML [\n")
+    done = _install(prefix, bindir, source=broken)
+    assert done.returncode != 0
+    assert "previous respaldo" in done.stderr
+    again = _as_server_user(str(bindir / "respaldo"), "--help")
+    assert again.returncode == 0, again.stderr
