@@ -6,6 +6,14 @@ directory, fsyncs the file, renames it over the final name (atomic on POSIX), th
 the directory so that the rename itself survives a power cut. Directories that ``put``
 creates are fsynced into their parents for the same reason.
 
+Ownership: a local repository belongs to the OS user that owns its root directory. The
+server's ``archive_command`` writes to it as ``postgres``, an administrator may run a
+backup as root, the service as its own user: when respaldo runs as root, every file and
+directory it creates is handed to the root directory's owner (``fchown`` before the
+rename, so no other process ever sees it owned by root). Otherwise a directory that root
+made first (``clusters/``, ``wal/<system id>/``) would lock the server out of it, and
+only the server's log would say so.
+
 Unlike S3 or the memory store, a file system cannot hold both an object ``a`` and an object
 ``a/b``: a ``put`` that would need one where the other stands is a permanent error, and a
 read through a file as if it were a directory finds no object.
@@ -144,6 +152,26 @@ class LocalStorage:
 
     def __init__(self, root: str | Path) -> None:
         self._root = Path(root).absolute()
+        self._owner: tuple[int, int] | None = None
+        self._owner_known = False
+
+    def _new_owner(self) -> tuple[int, int] | None:
+        """Whom new files go to: the root directory's owner when we are root and it is not.
+
+        Asked once the root exists (``init`` may create it); ``None`` means "leave as made".
+        """
+        if self._owner_known:
+            return self._owner
+        if os.geteuid() != 0:
+            self._owner_known = True
+            return None
+        try:
+            st = self._root.stat()
+        except OSError:
+            return None  # not made yet: ask again at the next write
+        self._owner = (st.st_uid, st.st_gid) if st.st_uid != 0 else None
+        self._owner_known = True
+        return self._owner
 
     @property
     def location(self) -> str:
@@ -160,9 +188,12 @@ class LocalStorage:
         path = self._path(name)
         tmp = path.with_name(_tmp_name())
         try:
-            _make_dirs(path.parent)
+            owner = self._new_owner()
+            _make_dirs(path.parent, owner)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
+                if owner is not None:
+                    os.fchown(fd, *owner)
                 view = memoryview(data)
                 while view:
                     written = os.write(fd, view)
@@ -288,20 +319,24 @@ def remove_stale_temporaries(storage: object, prefix: str, older_than: float) ->
     return []
 
 
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents, fsyncing each parent that gained an entry.
+def _make_dirs(directory: Path, owner: tuple[int, int] | None = None) -> None:
+    """Create ``directory`` and missing parents, fsyncing each parent that gained an entry;
+    directories this call creates are handed to ``owner`` (uid, gid) when given.
 
     Without the parent fsync a power cut can lose a new directory, and every object in it,
     even though the objects themselves were fsynced.
     """
     if directory.is_dir():
         return
-    _make_dirs(directory.parent)
+    _make_dirs(directory.parent, owner)
     try:
         directory.mkdir()
     except FileExistsError:
         if not directory.is_dir():
             raise  # a file stands where the directory must be
+    else:
+        if owner is not None:
+            os.chown(directory, *owner)
     # Also when another thread made it: its fsync may not have happened yet.
     _fsync_dir(directory.parent)
 
