@@ -42,6 +42,7 @@ from respaldo.operations.targets import abort_restore, begin_restore, finish_res
 from respaldo.postgres.datadir import (
     Owner,
     RecoveryTarget,
+    check_runnable_by,
     extract_base_backup,
     find_server_bindir,
     release_datadir,
@@ -158,7 +159,8 @@ def restore_datadir(
                 hint="choose a backup taken before the target time ('respaldo list')",
             )
         settings = ctx.settings
-        restore_command = build_restore_command(settings, system_id, respaldo_command)
+        program = respaldo_command or default_program()
+        restore_command = build_restore_command(settings, system_id, program)
         if settings.passphrase_file is None:
             warnings.append(
                 "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "
@@ -171,6 +173,7 @@ def restore_datadir(
                 f"{owner.name} cannot reach {datadir}: {blocked} is closed to it",
                 hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
             )
+        check_runnable_by(program, owner)
         bindir = (
             find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
         )

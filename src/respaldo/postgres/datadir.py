@@ -295,6 +295,37 @@ def _as_owner(argv: Sequence[str], owner: Owner | None) -> list[str]:
     return list(argv)
 
 
+def check_runnable_by(program: str, owner: Owner | None) -> None:
+    """Raise RestoreError unless ``owner`` can run ``program`` (``PROGRAM --help``).
+
+    The server runs ``restore_command`` as its own OS user; a respaldo it cannot execute
+    (a virtual environment under root's home, say) makes every fetch fail, and the server
+    then reports only that WAL is missing. Asked before anything is written.
+    """
+    if owner is None or os.geteuid() != 0 or owner.uid == 0:
+        return
+    try:
+        done = subprocess.run(
+            _as_owner([program, "--help"], owner),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = str(exc)
+    else:
+        if done.returncode == 0:
+            return
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+    raise RestoreError(
+        f"restore_command is not executable by {owner.name}: {program}: {reason}",
+        hint=f"install respaldo for the whole machine (make install, docs/install.md), or give "
+        f"--respaldo-command with a respaldo that {owner.name} can run",
+    )
+
+
 def start_server(datadir: Path, *, bindir: Path, owner: Owner | None) -> Path:
     """``pg_ctl start`` without waiting; returns the log file. Raises RecoveryFailed."""
     log_file = datadir / RECOVERY_LOG
@@ -313,6 +344,23 @@ def start_server(datadir: Path, *, bindir: Path, owner: Owner | None) -> Path:
             f"{(done.stderr or done.stdout).strip()}{_log_tail(log_file)}"
         )
     return log_file
+
+
+# What the shell and PostgreSQL log when restore_command's program cannot be run at all
+# (exit status 126 or 127, which PostgreSQL treats as fatal).
+_UNRUNNABLE = re.compile(r"Permission denied|not found|not executable|No such file")
+
+
+def _unrunnable_restore_command(log_file: Path) -> str | None:
+    """The log line saying restore_command's program could not be run, if there is one."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if _UNRUNNABLE.search(line) and ("sh:" in line or "restore_command" in line):
+            return line.strip()
+    return None
 
 
 def _log_tail(log_file: Path, lines: int = 8) -> str:
@@ -382,10 +430,14 @@ def wait_for_recovery(
             and (seen or time.monotonic() > grace)
             and not _running(datadir, bindir, owner)
         ):
+            unrunnable = _unrunnable_restore_command(log_file)
             raise RecoveryFailed(
                 f"the restored server in {datadir} stopped during recovery"
+                + (f": restore_command could not be run ({unrunnable})" if unrunnable else "")
                 + _log_tail(log_file, 12),
-                hint="a recovery target after the end of the archived WAL, or WAL missing "
+                hint="make respaldo executable by the server's user (make install, docs/install.md)"
+                if unrunnable
+                else "a recovery target after the end of the archived WAL, or WAL missing "
                 "from the archive, are the usual causes",
             )
         if time.monotonic() > deadline:
