@@ -325,8 +325,8 @@ def restore_stream_into(
                 spool.write(data)
                 done += len(data)
                 ctx.progress("restore", done, total)
-        path.chmod(0o644)  # pg_restore may run as another user than the file's owner
-        tmp.chmod(0o755)
+        # The spool is a plaintext dump: it stays 0600 in a 0700 directory. pg_restore is
+        # this process's own child, running as the same user, so nobody else needs it.
         ctx.progress("restore", 0, None)
         with pg_restore(
             conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=("post-data",)
