@@ -16,7 +16,6 @@ from respaldo.cli.progress import progress_bars
 from respaldo.domain import BackupKind, JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
-from respaldo.operations.listing import BackupView
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.snapshot import backup_source
 
@@ -44,7 +43,7 @@ def backup(
                 context,
                 cli_request(JobKind.BACKUP, database, {"type": kind}),
                 lambda job_ctx: backup_source(job_ctx, database, kind),
-                result_id=lambda done: done.record.id,
+                result_id=lambda done: done.view.id,
             )
         finally:
             context.close()
@@ -54,11 +53,11 @@ def backup(
         f"{human_bytes(stats.size_compressed)} compressed, "
         f"{human_bytes(stats.stored_bytes)} new in the repository "
         f"({stats.new_chunks} of {stats.chunks} chunks new), "
-        f"{result.record.duration or 0:.1f} s",
+        f"{result.view.duration or 0:.1f} s",
         highlight=False,
     )
-    for warning in result.manifest.meta.get("warnings") or []:
-        err_console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if stats.damaged_rewritten:
         err_console.print(
             f"stored {stats.damaged_rewritten} chunks anew whose earlier copies are "
@@ -81,6 +80,6 @@ def backup(
                 highlight=False,
             )
     if as_json:
-        print_json(BackupView.from_record(result.record).to_json())
+        print_json(result.view.to_json())
     else:
-        typer.echo(result.record.id)
+        typer.echo(result.view.id)

@@ -30,7 +30,7 @@ def snapshot(
         finally:
             context.close()
     for backup in result.backups:
-        record = backup.record
+        record = backup.view
         err_console.print(
             f"{record.id}: {record.backup_type.value} of {record.database_name}, "
             f"{human_bytes(backup.stats.size_bytes)}, pinned",

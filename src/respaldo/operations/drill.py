@@ -52,7 +52,6 @@ from respaldo.errors import (
     RespaldoError,
 )
 from respaldo.operations.context import Context
-from respaldo.operations.listing import DrillCheckView
 from respaldo.operations.models import ResultModel
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
@@ -64,6 +63,7 @@ from respaldo.operations.restore import (
     restore_stream_into,
     row_count_differences,
 )
+from respaldo.operations.views import DrillCheckView
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server

@@ -18,6 +18,7 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
+from respaldo.operations.views import BackupView
 from respaldo.repository import Manifest, Repository, WriteStats
 
 Reporter = Callable[[int], None]
@@ -32,6 +33,16 @@ class BackupResult:
     manifest: Manifest
     stats: WriteStats
     copies: list[CopyOutcome]
+
+    @property
+    def view(self) -> BackupView:
+        """The backup's record as ``backup --json`` prints it and the API returns it."""
+        return BackupView.from_record(self.record)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the backup noted as not quite right (in its manifest)."""
+        return [str(w) for w in self.manifest.meta.get("warnings") or []]
 
 
 class Heartbeat:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
 from respaldo.errors import ConfigError, RespaldoError, option
 from respaldo.operations.backup import backup_database
@@ -22,6 +22,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.files_backup import backup_files
 from respaldo.operations.physical import backup_cluster
 from respaldo.operations.recorded import BackupResult
+from respaldo.operations.views import BackupView
 
 
 @dataclass
@@ -65,14 +66,14 @@ def take_snapshot(
     return result
 
 
-def set_pinned(ctx: Context, backup_id: str, pinned: bool) -> BackupRecord:
+def set_pinned(ctx: Context, backup_id: str, pinned: bool) -> BackupView:
     """Pin or unpin a backup in the catalog; idempotent. Raises RecordNotFound,
     InvalidBackupId."""
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).get(backup_id)
         record.pinned = pinned
         session.flush()
-        return record
+        return BackupView.from_record(record)
 
 
 def backup_source(

@@ -23,6 +23,7 @@ from respaldo.operations.listing import list_backups, list_drills, show_backup
 from respaldo.operations.prune_report import prune_backups
 from respaldo.operations.restore_request import RestoreRequest
 from respaldo.operations.rewind import parse_time
+from respaldo.operations.snapshot import set_pinned
 from respaldo.operations.verify import verify
 from tests.unit.operations.support import FAST_KDF, PASSPHRASE, Installation
 
@@ -194,3 +195,12 @@ def test_a_restore_request_that_cannot_run_cannot_be_made(tmp_path: Path) -> Non
         "20261127T120000Z-48b241c1", target_datadir=target, target_time="2026-11-28 07:30:00Z"
     )
     assert request.target == str(target) and request.recovery_target().time is not None
+
+
+def test_pinning_returns_the_backup_as_a_result_model(inst: Installation) -> None:
+    backup_id = inst.backup(timedelta(days=1))
+    with inst.context() as ctx:
+        pinned = set_pinned(ctx, backup_id, True)
+        assert pinned.id == backup_id and pinned.to_json()["pinned"] is True
+        assert set_pinned(ctx, backup_id, False).pinned is False
+        assert show_backup(ctx, backup_id).pinned is False
