@@ -7,7 +7,8 @@ asserts, in this order:
     in the repository and ``verify --all`` passes over it (scenarios that damage data on
     purpose name what they damaged and run their repair first); scenarios about restore
     have compared a real restore with its source already;
-(b) nothing left behind: no ``respaldo_staging_*`` database, nothing in respaldo's temporary
+(b) nothing left behind: no ``respaldo_staging_*`` database or replication slot, nothing in
+    respaldo's temporary
     directory (password files, spools, scratch directories), no ``.tmp-*`` object in a
     local repository, no half-written restore target;
 (c) no catalog record ``in_progress`` or ``pending``, no copy ``pending``;
@@ -66,6 +67,10 @@ def assert_clear_message(run: Run) -> str:
 def leftovers(world: World) -> list[str]:
     """(b): everything a fault left that should not be there, as readable strings."""
     found = [f"database {name}" for name in world.databases() if name.startswith("respaldo_")]
+    found += [
+        f"replication slot {row[0]}"
+        for row in world.pg.query("SELECT slot_name FROM pg_catalog.pg_replication_slots")
+    ]
     found += [f"temporary {p}" for p in sorted(world.tmpdir.iterdir())]
     for root in (world.repo_dir, world.offsite_dir):
         if root is not None and root.is_dir():

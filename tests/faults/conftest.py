@@ -27,6 +27,11 @@ from tests.faults.world import (
 )
 from tests.integration.cli import secret_file
 from tests.integration.conftest import erp_db, erp_template, pg  # noqa: F401
+from tests.integration.physical.conftest import (  # noqa: F401
+    SHOP,
+    Archiving,
+    archiving_session,
+)
 from tests.servers.faultproxy import FaultProxy
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -53,12 +58,19 @@ def make_world(
     """``make_world(primary)``: a World whose primary repository is ``primary``.
 
     ``"file"``: a directory; ``"tmpfs"``: a directory on a 6 MB tmpfs (full disk);
-    ``"s3"``: a fresh prefix of the moto bucket, reached through a FaultProxy.
+    ``"s3"``: a fresh prefix of the moto bucket, reached through a FaultProxy;
+    ``"archiving"``: the session's archiving cluster and its repository (physical backups).
     """
     mounts: list[Path] = []
     proxies: list[FaultProxy] = []
 
     def make(primary: str) -> World:
+        if primary == "archiving":
+            # The physical suite's archiving cluster (its own per session): WAL archived by
+            # the real wal-push, physical backups, one repository for the session.
+            arch: Archiving = request.getfixturevalue("archiving_session")
+            use_tmpdir(monkeypatch, arch.base / "tmpdir")
+            return World(arch.pg, arch.base, SHOP, arch.config, capsys, tmp_path, arch.repo_dir)
         use_tmpdir(monkeypatch, tmp_path / "tmpdir")
         tree = tmp_path / "uploads"
         write_tree(tree)

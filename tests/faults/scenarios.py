@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +29,7 @@ from pathlib import Path
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
 from tests.faults.world import Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
+from tests.integration.physical.conftest import chown_tree
 from tests.servers.faultproxy import Rule
 
 from respaldo.operations.targets import MARKER
@@ -118,6 +120,41 @@ def kill_files_restore(world: World) -> Outcome:
     assert tree_snapshot(restored) == source
     assert not (target / MARKER).exists()
     return Outcome({backup_id}, summary="marked incomplete, no cut file; restore again exact")
+
+
+def _physical_backup(world: World) -> str:
+    run = world.ok("backup", "erp", "--type", "incremental", "--json")
+    return str(run.json()["id"])
+
+
+def kill_physical_backup(world: World) -> Outcome:
+    """A physical backup killed while storing packs: no slot, no record in_progress."""
+    before = {_physical_backup(world)}
+    # Unchanged data deduplicates: what is new fits in one pack; killed as it is written.
+    plant = Plant("open", r"/repo/packs/.*\.tmp-", 1)
+    _killed(world.run_process("backup", "erp", "--type", "incremental", plant=plant))
+    _physical_backup(world)
+    return Outcome(before, summary="killed backup recorded failed; next backup completed")
+
+
+def kill_physical_restore(world: World) -> Outcome:
+    """A physical restore killed mid-directory: marked, unstartable, replaced by the next."""
+    backup_id = _physical_backup(world)
+    base = Path(tempfile.mkdtemp(prefix="restored-", dir=world.tmp))
+    chown_tree(base)
+    datadir = base / "data"
+    args = ("restore", backup_id, "--target-datadir", str(datadir), "--immediate")
+    try:
+        _killed(world.run_process(*args, plant=Plant("open", rf"^{datadir}/base/", 40)))
+        assert (datadir / MARKER).is_file(), "a half-written data directory without its marker"
+        assert not (datadir / "PG_VERSION").exists(), "PostgreSQL would start on it"
+        again = world.run_process(*args)
+        assert again.code == 0, str(again)
+        assert not (datadir / MARKER).exists()
+        assert (datadir / "PG_VERSION").read_text().strip().isdigit()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return Outcome({backup_id}, summary="marked, no PG_VERSION; restore again completes")
 
 
 def kill_drill(world: World) -> Outcome:
@@ -510,6 +547,22 @@ SCENARIOS = [
         f"{KILL} while a file is written",
         "no truncated file under its final name; restore again exact",
         kill_files_restore,
+    ),
+    Scenario(
+        "physical-backup-kill",
+        "backup (physical)",
+        f"{KILL} while its pack is being stored",
+        "record failed, no replication slot left; next backup completes",
+        kill_physical_backup,
+        primary="archiving",
+    ),
+    Scenario(
+        "physical-restore-kill",
+        "restore (physical)",
+        f"{KILL} while the data directory is written",
+        "directory marked incomplete, no PG_VERSION; restore again completes",
+        kill_physical_restore,
+        primary="archiving",
     ),
     Scenario(
         "drill-kill",
