@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from respaldo.config import Settings
@@ -22,7 +23,15 @@ from respaldo.operations.physical_restore import default_program
 from respaldo.operations.wal import open_wal_repository
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.checks import Finding, ServerCheck, Status, check_server
+from respaldo.postgres.server_user import (
+    can_ask_as,
+    local_server_user,
+    program_problem,
+    read_problems,
+    repository_problems,
+)
 from respaldo.repository.wal import ClusterRecord, read_cluster, write_cluster
+from respaldo.storage.registry import local_path
 
 
 @dataclass
@@ -98,6 +107,7 @@ def check_database(settings: Settings, database: str, *, adopt: bool = False) ->
     result = CheckResult(db.name, server)
     if server.system_identifier is None:
         return result
+    server.findings.extend(_server_user_findings(settings, server))
     sysid = str(server.system_identifier)
     try:
         repo = open_wal_repository(settings)
@@ -129,3 +139,57 @@ def check_database(settings: Settings, database: str, *, adopt: bool = False) ->
             )
         )
     return result
+
+
+def _server_user_findings(settings: Settings, server: ServerCheck) -> list[Finding]:
+    """Whether the server's OS user can run ``archive_command`` and write the repository,
+    asked as that user; nothing when the server is on another machine."""
+    user = local_server_user(server.data_directory)
+    command = server.archive_command or ""
+    if user is None or "wal-push" not in command:
+        return []
+    if not can_ask_as(user):
+        return [
+            Finding(
+                "server user",
+                Status.WARNING,
+                f"cannot check what {user.name} may run and write as this user",
+                f"run respaldo check as root or as {user.name}",
+            )
+        ]
+    findings: list[Finding] = []
+    problem = program_problem(command, user)
+    findings.append(
+        Finding("archive program", Status.OK, f"{user.name} runs it")
+        if problem is None
+        else Finding(
+            "archive program",
+            Status.MISSING,
+            f"{user.name} cannot run it: {problem}",
+            "install respaldo for the whole machine (make install, docs/install.md) and "
+            "use /usr/local/bin/respaldo in archive_command",
+        )
+    )
+    config = type(settings).toml_path
+    files = [path for path in (config, settings.passphrase_file) if path is not None]
+    unreadable = read_problems([Path(path) for path in files], user)
+    primary = settings.repository()
+    root = local_path(primary.url)
+    blocked = unreadable + (repository_problems(root, user) if root is not None else [])
+    findings.append(
+        Finding(
+            "server user access",
+            Status.OK,
+            f"{user.name} reads the config and writes the repository",
+        )
+        if not blocked
+        else Finding(
+            "server user access",
+            Status.MISSING,
+            f"{user.name} {'; '.join(blocked)}",
+            f"the repository belongs to the server's user: chown -R {user.name} the repository "
+            "directory (respaldo run as root then writes as its owner; docs/install.md), and "
+            f"make the config and passphrase files readable by {user.name}",
+        )
+    )
+    return findings

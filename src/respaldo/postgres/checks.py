@@ -46,6 +46,9 @@ class ServerCheck:
     findings: list[Finding]
     system_identifier: int | None = None
     server_major: int | None = None
+    data_directory: str | None = None
+    """As the server says (None where this role may not read it)."""
+    archive_command: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,8 @@ def check_server(conninfo: ConnInfo, *, archive_command: str) -> ServerCheck:
         _wal(conn, conninfo, findings)
         _role(conn, conninfo, user, findings)
         _archiving(conn, conninfo, archive_command, findings)
+        result.data_directory = _setting(conn, conninfo, "data_directory")
+        result.archive_command = _setting(conn, conninfo, "archive_command")
         _tablespaces(conn, conninfo, findings)
     _replication(conninfo, user, findings)
     return result

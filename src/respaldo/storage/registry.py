@@ -51,6 +51,20 @@ _SCHEMES: dict[str, Callable[[str, dict[str, Any]], Storage]] = {
 }
 
 
+def local_path(url: str) -> Path | None:
+    """The directory of a local store's URL (``file:///x`` or ``/x``); None for others.
+
+    Raises ConfigError for a malformed file URL, as opening it would.
+    """
+    if "://" not in url and url.startswith("/"):
+        return Path(url)
+    if urlparse(url).scheme != "file":
+        return None
+    store = _open_file(url, {})
+    assert isinstance(store, LocalStorage)
+    return store.root
+
+
 def register_scheme(scheme: str, opener: Callable[[str, dict[str, Any]], Storage]) -> None:
     """Add a backend for a URL scheme (or replace one, e.g. in tests)."""
     _SCHEMES[scheme] = opener

@@ -48,8 +48,29 @@ def test_a_server_set_up_for_archiving_passes(archiving: Archiving) -> None:
         "archive_command",
         "archiver",
         "cluster record",
+        "archive program",
+        "server user access",
     ):
         assert name in findings
+
+
+def test_a_repository_directory_the_server_cannot_write_is_found(archiving: Archiving) -> None:
+    """A directory left owned by root (what a root backup made before respaldo wrote as
+    the repository's owner) fails every push; check names it."""
+    if os.geteuid() != 0:
+        pytest.skip("only root makes a directory the server's user cannot write")
+    blocked = archiving.repo_dir / "wal" / "9999999999"
+    blocked.mkdir(mode=0o700)
+    try:
+        run = archiving.run("check", "erp", "--json")
+        assert run.code == 3, str(run)
+        access = _findings(run.out)["server user access"]
+        assert access["status"] == "missing", access
+        assert f"cannot write into {blocked} (drwx------ root:root)" in access["value"]
+        assert "chown -R postgres" in access["fix"]
+        assert _findings(run.out)["archive program"]["status"] == "ok"
+    finally:
+        blocked.rmdir()
 
 
 def test_what_a_plain_server_lacks_and_how_to_fix_it(
@@ -156,6 +177,12 @@ def test_archiving_that_fails_uncounted_is_reported(
     assert "archiving is failing: 1 segment waiting, the oldest for 1 h" in archiver["value"]
     assert "never archived" in archiver["value"]
     assert "executable" in archiver["fix"] and "server log" in archiver["fix"]
+    # Asked as the server's user, the cause itself is found.
+    program = _findings(out)["archive program"]
+    assert program["status"] == "missing", program
+    assert "postgres cannot run it" in program["value"]
+    assert "Permission denied" in program["value"]
+    assert "make install" in program["fix"]
     # People see it too, in the table.
     assert invoke(["--config", str(failing_archiver.config), "check", "erp"]) == 3
     assert "archiving is failing" in capsys.readouterr().err
