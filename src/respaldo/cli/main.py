@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import threading
@@ -45,6 +46,23 @@ _INTERRUPTED = threading.Event()
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     _INTERRUPTED.set()
     raise KeyboardInterrupt
+
+
+def _short_helps(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and of its sub-groups) a one-line short help: the
+    first paragraph of its docstring, its lines joined. Typer keeps a docstring's line
+    breaks in the list of commands, which cuts sentences in the middle."""
+    for info in group.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.short_help is None and doc:
+            first = inspect.cleandoc(doc).split("\n\n")[0]
+            info.short_help = " ".join(first.split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _short_helps(sub.typer_instance)
+
+
+_short_helps(app)
 
 
 def invoke(argv: list[str] | None = None) -> int:
