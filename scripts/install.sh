@@ -9,6 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/opt/respaldo}
 BINDIR=${BINDIR:-/usr/local/bin}
+# The service's unit goes here; an empty SYSTEMD_DIR installs none.
+SYSTEMD_DIR=${SYSTEMD_DIR-/etc/systemd/system}
+# The service runs as the repository's owner: the PostgreSQL server's OS user where there
+# is one (archive_command writes to the same repository as that user), else `respaldo`.
+if [ -z "${SERVICE_USER:-}" ]; then
+    if id postgres >/dev/null 2>&1; then SERVICE_USER=postgres; else SERVICE_USER=respaldo; fi
+fi
 SYSTEM_PYTHON=/usr/bin/python3
 
 need_apt=()
@@ -47,4 +54,16 @@ chmod -R a+rX "$PREFIX"
 installed=yes
 rm -rf "$PREFIX.old"
 ln -sfn "$PREFIX/bin/respaldo" "$BINDIR/respaldo"
+
+if [ -n "$SYSTEMD_DIR" ]; then
+    id "$SERVICE_USER" >/dev/null 2>&1 \
+        || useradd --system --home-dir /var/lib/respaldo --shell /usr/sbin/nologin "$SERVICE_USER"
+    group=$(id -gn "$SERVICE_USER")
+    mkdir -p "$SYSTEMD_DIR"
+    sed -e "s|@USER@|$SERVICE_USER|g" -e "s|@GROUP@|$group|g" -e "s|@BINDIR@|$BINDIR|g" \
+        packaging/respaldo.service.in > "$SYSTEMD_DIR/respaldo.service"
+    chmod 0644 "$SYSTEMD_DIR/respaldo.service"
+    echo "unit $SYSTEMD_DIR/respaldo.service (user $SERVICE_USER): write" \
+        "/etc/respaldo/respaldo.toml, then systemctl daemon-reload; systemctl enable --now respaldo"
+fi
 echo "respaldo installed in $PREFIX; $BINDIR/respaldo runs it"

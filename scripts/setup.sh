@@ -20,6 +20,8 @@ SYSTEM_PYTHON=/usr/bin/python3
 [ -f /usr/include/python3.11/Python.h ] || ls /usr/include/python3*/Python.h >/dev/null 2>&1 \
     || need_apt+=(python3-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
+# systemd-analyze checks the service unit that make install writes (tests/integration/install).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q

@@ -26,7 +26,13 @@ OS_USER = "postgres"
 def _install(
     prefix: Path, bindir: Path, *, source: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PREFIX": str(prefix), "BINDIR": str(bindir)}
+    env = {
+        **os.environ,
+        "PREFIX": str(prefix),
+        "BINDIR": str(bindir),
+        "SYSTEMD_DIR": str(bindir.parent / "systemd"),
+        "SERVICE_USER": OS_USER,
+    }
     return subprocess.run(
         ["bash", str(source / "scripts" / "install.sh")],
         capture_output=True,
@@ -101,3 +107,18 @@ def test_a_failed_upgrade_puts_the_previous_installation_back(
     assert "previous respaldo" in done.stderr
     again = _as_server_user(str(bindir / "respaldo"), "--help")
     assert again.returncode == 0, again.stderr
+
+
+def test_the_service_unit_runs_serve_as_the_repositorys_owner(installed: tuple[Path, Path]) -> None:
+    _, bindir = installed
+    unit = bindir.parent / "systemd" / "respaldo.service"
+    text = unit.read_text()
+    assert "@" not in text.replace("multi-user.target", "")  # every placeholder filled
+    assert f"User={OS_USER}" in text
+    assert f"ExecStart={bindir}/respaldo serve" in text
+    assert "NoNewPrivileges=yes" in text and "ProtectSystem=strict" in text
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    # systemd-analyze needs no running systemd to check a unit's syntax and its ExecStart.
+    assert verify.returncode == 0, verify.stderr
