@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup install test test-faults reliability lint unit demo bench clean
+.PHONY: setup install demo-stop test test-faults reliability lint unit demo bench clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ unit: setup
 
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+# Stops what make demo left running: respaldo serve and the demo's PostgreSQL cluster.
+demo-stop:
+	$(BIN)/python scripts/demo.py --stop
 
 # Large data on purpose (about 1 GB each); figures and how to read them: docs/benchmarks.md.
 BENCH_DIR ?= /tmp/respaldo-bench

@@ -9,18 +9,26 @@ Steps, each a real respaldo command shown as it runs:
    table-by-table comparison of the restored data with the source;
 5. ``respaldo drill erp``: the automated restore test, which marks the backup verified.
 
-The cluster is stopped at the end; the repository and catalog stay in demo-data/ so that
-``respaldo -c demo-data/respaldo.toml list`` (with the passphrase in
-demo-data/passphrase) can be tried afterwards.
+6. ``respaldo serve`` started in the background on 127.0.0.1 (the schedule, and the HTTP
+   server's ``/health``), and the schedule listed.
+
+The cluster and the service are left running so that ``respaldo -c demo-data/respaldo.toml
+list`` and the HTTP server can be tried afterwards; ``make demo-stop`` (``demo.py --stop``)
+stops both. A new ``make demo`` stops the previous one first.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +54,9 @@ sql = '''SELECT count(*) FROM finanzas.lineas_factura l
 expect = "0"
 """
 SCALE = float(os.environ.get("DEMO_SCALE", "0.02"))  # about 20 MB of ERP rows
+LISTEN = "127.0.0.1:8080"
+SERVE_PID = DATA / "serve.pid"
+CLUSTER_FILE = DATA / "cluster.json"
 
 
 def respaldo(*args: str, env: dict[str, str]) -> str:
@@ -76,7 +87,70 @@ def table_checksums(cluster: TempCluster, dbname: str) -> dict[str, str]:
     return sums
 
 
+def stop() -> None:
+    """Stop a previous demo's service and cluster, if they run. Idempotent."""
+    if SERVE_PID.exists():
+        pid = int(SERVE_PID.read_text())
+        try:
+            os.kill(pid, signal.SIGTERM)  # serve cancels and records its jobs, then exits
+            print(f"demo: stopping respaldo serve (pid {pid})", flush=True)
+            for _ in range(600):
+                os.kill(pid, 0)
+                time.sleep(0.2)
+        except ProcessLookupError:
+            pass
+        SERVE_PID.unlink()
+    if CLUSTER_FILE.exists():
+        saved = json.loads(CLUSTER_FILE.read_text())
+        datadir = Path(saved["datadir"])
+        if (datadir / "postmaster.pid").exists():
+            prefix = ["runuser", "-u", saved["os_user"], "--"] if saved["os_user"] else []
+            pg_ctl = str(Path(saved["bindir"]) / "pg_ctl")
+            print(f"demo: stopping the PostgreSQL cluster in {datadir}", flush=True)
+            subprocess.run(
+                [*prefix, pg_ctl, "-D", str(datadir), "-m", "fast", "-w", "stop"], check=False
+            )
+        CLUSTER_FILE.unlink()
+
+
+def start_service(env: dict[str, str]) -> int:
+    """``respaldo serve`` in its own session, its output in demo-data/serve.log; returns
+    once its HTTP server answers."""
+    argv = [str(ROOT / ".venv" / "bin" / "respaldo"), "-c", str(DATA / "respaldo.toml"), "serve"]
+    print(f"\n$ respaldo serve   (in the background, log in {DATA / 'serve.log'})", flush=True)
+    with (DATA / "serve.log").open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    SERVE_PID.write_text(f"{process.pid}\n")
+    url = f"http://{LISTEN}/health"
+    for _ in range(600):  # two minutes: a loaded machine starts it slowly
+        if process.poll() is not None:
+            tail = (DATA / "serve.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"demo: respaldo serve exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                answer.read()
+            break
+        except urllib.error.HTTPError:
+            break  # 503 is an answer too: the server runs
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise SystemExit(f"demo: respaldo serve did not answer on {url}")
+    return process.pid
+
+
 def main() -> None:
+    if "--stop" in sys.argv[1:]:
+        stop()
+        return
+    stop()
     if DATA.exists():
         shutil.rmtree(DATA)
     DATA.mkdir()
@@ -111,7 +185,7 @@ url = "sqlite:///{DATA / "catalog.db"}"
 time_zone = "America/Mexico_City"
 
 [server]
-listen = "127.0.0.1:8080"
+listen = "{LISTEN}"
 
 [[repositories]]
 name = "local"
@@ -153,12 +227,31 @@ retention_days = 7
         # counts against the snapshot, the validation queries above; marks it verified.
         respaldo("drill", "erp", env=env)
         respaldo("list", env=env)
-    finally:
+        CLUSTER_FILE.write_text(
+            json.dumps(
+                {
+                    "datadir": str(cluster.datadir),
+                    "bindir": str(cluster.bindir),
+                    "os_user": cluster.os_user,
+                }
+            )
+        )
+        pid = start_service(env)
+        respaldo("schedule", env=env)
+    except BaseException:
+        stop()
         cluster.destroy()
+        raise
+    # The demo goes on running: the cluster is not removed when this process exits.
+    atexit.unregister(cluster.destroy)
     print(
-        f"\ndemo: done. Repository and catalog are in {DATA}; try\n"
+        f"\ndemo: done. respaldo serve (pid {pid}) runs the schedule above and answers on "
+        f"http://{LISTEN}/health;\n"
+        f"the cluster keeps running. Repository and catalog are in {DATA}; try\n"
         f"  .venv/bin/respaldo -c {DATA / 'respaldo.toml'} list\n"
-        f"  .venv/bin/respaldo -c {DATA / 'respaldo.toml'} verify --all"
+        f"  .venv/bin/respaldo -c {DATA / 'respaldo.toml'} jobs\n"
+        f"  curl http://{LISTEN}/health\n"
+        f"Stop the service and the cluster with: make demo-stop"
     )
 
 
