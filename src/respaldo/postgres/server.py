@@ -12,6 +12,7 @@ DatabaseExists / DatabaseNotFound where that is what went wrong.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -24,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from respaldo import cancellation
 from respaldo.errors import (
     ConnectionFailed,
     DatabaseExists,
@@ -140,14 +142,25 @@ def connect(
     """
     failure: ConnectionFailed
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             autocommit=autocommit,
             **_connect_params(conninfo, connect_timeout, application_name),
         )
     except psycopg.Error as exc:
         failure = _connection_failed(conninfo, exc)
+    else:
+        # A cancelled job cancels the query this connection runs (one blocked on a lock
+        # would otherwise hold the job until the lock is released).
+        cancellation.on_cancel(lambda: _cancel_query(conn))
+        return conn
     # Raised outside the except block: see _guarded.
     raise failure
+
+
+def _cancel_query(conn: Connection) -> None:
+    if not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe(timeout=10)
 
 
 @dataclass(frozen=True)

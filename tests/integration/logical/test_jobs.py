@@ -224,3 +224,23 @@ def staging_databases(pg: TempCluster) -> int:
     return int(
         pg.scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'respaldo\\_staging\\_%'")
     )
+
+
+def test_jobs_cancel_stops_a_backup_blocked_in_a_query_of_its_own(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    """Before pg_dump starts, the backup counts rows in its snapshot; blocked there by an
+    application's lock, it is stopped by cancelling its query (no child to kill yet)."""
+    from tests.integration.logical.test_abandoned import blocked_backup
+
+    with blocked_backup(respaldo, pg) as process:
+        (job,) = jobs(respaldo)
+        assert respaldo.run("jobs", "cancel", str(job["id"])).code == 0
+        # Still inside the block: the application's lock is held until it ends.
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    (job,) = jobs(respaldo)
+    assert (job["status"], job["error"]) == ("cancelled", "cancelled by request")
+    (record,) = respaldo.records()
+    assert record.status == "failed"
+    assert respaldo.repository().backup_ids() == []
