@@ -18,6 +18,7 @@ commits no manifest, a restore drops its staging database), and the job says
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import getpass
 import logging
@@ -27,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
@@ -105,6 +108,24 @@ class JobRequest:
         return None
 
 
+_current_job: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "respaldo_current_job", default=None
+)
+
+
+def current_job() -> int | None:
+    """The id of the job this thread runs, or None outside any job."""
+    return _current_job.get()
+
+
+def note_result(session: Session, result_id: str) -> None:
+    """Record, in the caller's transaction, the backup id the current job works on (if
+    it runs in a job), so that even a failed or cancelled job names its record."""
+    job_id = _current_job.get()
+    if job_id is not None:
+        Jobs(session).set_result(job_id, result_id)
+
+
 def os_user() -> str:
     """The name of the OS user running this process ("uid N" if it has none)."""
     try:
@@ -170,8 +191,12 @@ def run(
     lease.start()
     try:
         token.check()  # cancelled before it could start (a service stopping)
-        with cancellation.cancellable(token):
-            result = body(job_ctx)
+        running = _current_job.set(job_id)
+        try:
+            with cancellation.cancellable(token):
+                result = body(job_ctx)
+        finally:
+            _current_job.reset(running)
     except BaseException as exc:
         lease.stop()
         _record_failure(ctx, lease, token, exc)

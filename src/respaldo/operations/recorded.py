@@ -18,6 +18,7 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
+from respaldo.operations.jobs import note_result
 from respaldo.operations.views import BackupView
 from respaldo.repository import Manifest, Repository, WriteStats
 
@@ -100,6 +101,7 @@ def recorded_backup(
             pinned=pinned,
         )
         BackupRecords(session).start(record.id, current_pid())
+        note_result(session, record.id)
     backup_id = record.id
     try:
         manifest, stats = body(

@@ -131,6 +131,7 @@ def test_jobs_cancel_stops_a_running_backup_and_leaves_no_manifest(
     assert job["finishedAt"] is not None
     (record,) = respaldo.records()
     assert record.status == "failed"
+    assert job["resultId"] == record.id  # the failed record, named from the start
     assert respaldo.repository().backup_ids() == []  # no manifest: no backup
     # Released, the database and the next backup are fine.
     assert respaldo.backup()["status"] == "completed"
