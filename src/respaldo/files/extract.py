@@ -17,7 +17,7 @@ import io
 import os
 import secrets
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,7 +87,9 @@ class _WholeFilesTarFile(tarfile.TarFile):
             raise
 
 
-def _safe(stats: ExtractStats, times: list[tuple[str, int]]) -> tarfile._FilterFunction:
+def _safe(
+    stats: ExtractStats, times: list[tuple[str, int]]
+) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
     def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         parts = member.name.split("/")
         if member.name.startswith("/") or ".." in parts:
@@ -97,10 +99,7 @@ def _safe(stats: ExtractStats, times: list[tuple[str, int]]) -> tarfile._FilterF
                 f"refusing to extract {member.name!r}: a {_kind(member)} "
                 "(respaldo never backs those up)"
             )
-        try:
-            checked = tarfile.tar_filter(member, dest)
-        except tarfile.FilterError as exc:
-            raise UnsafePath(f"refusing to extract {member.name!r}: {exc}") from None
+        checked = _contained(member, dest)
         exact = member.pax_headers.get("mtime")
         if exact is not None and not member.issym():
             times.append((checked.name, _mtime_ns(exact)))
@@ -111,9 +110,33 @@ def _safe(stats: ExtractStats, times: list[tuple[str, int]]) -> tarfile._FilterF
         else:
             stats.files += 1
             stats.file_bytes += member.size
-        return checked.replace(mode=member.mode, deep=False)
+        return checked if checked is member else checked.replace(mode=member.mode, deep=False)
 
     return check
+
+
+# PEP 706's extraction filters came with Python 3.11.4; Debian 12's python3 is 3.11.2, and
+# respaldo must restore files there too (it is what `make install` uses).
+_HAS_FILTERS = hasattr(tarfile, "tar_filter")
+
+
+def _contained(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """``tarfile.tar_filter``'s refusal of a member that would land outside ``dest``,
+    following the links extracted so far; where tarfile has no filters, the same check
+    by the same rule (real paths). Returns the member to extract (modes aside)."""
+    if _HAS_FILTERS:
+        try:
+            return tarfile.tar_filter(member, dest)
+        except tarfile.FilterError as exc:
+            raise UnsafePath(f"refusing to extract {member.name!r}: {exc}") from None
+    root = os.path.realpath(dest)
+    landing = os.path.realpath(Path(root, member.name))
+    if os.path.commonpath([root, landing]) != root:
+        raise UnsafePath(
+            f"refusing to extract {member.name!r}: it would be extracted to {landing!r}, "
+            "which is outside the destination"
+        )
+    return member
 
 
 def _kind(member: tarfile.TarInfo) -> str:
@@ -136,7 +159,13 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
     reader = io.BufferedReader(_IterReader(pieces), buffer_size=1024 * 1024)
     with _WholeFilesTarFile.open(fileobj=reader, mode="r|") as tar:
         # Every member passes _safe, which refuses whatever would leave the target.
-        tar.extractall(target, filter=_safe(stats, times))  # noqa: S202
+        safe = _safe(stats, times)
+        if _HAS_FILTERS:
+            tar.extractall(target, filter=safe)  # noqa: S202
+        else:
+            # Each member is checked as it is read, before it is extracted, as the filter
+            # would be: the stream is read once, in order.
+            tar.extractall(target, members=(safe(m, str(target)) for m in tar))  # noqa: S202
     # tarfile sets times from a float, which loses the nanoseconds (and sometimes a
     # microsecond); set them exactly, deepest paths first so that setting a file's time
     # never touches its directory's after that was set.
