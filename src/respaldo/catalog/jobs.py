@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from respaldo.catalog.backups import pid_is_alive, this_host
 from respaldo.catalog.models import Job
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.errors import JobConflict, RecordNotFound
+from respaldo.errors import InvalidTransition, JobConflict, RecordNotFound
 
 
 def _now(now: datetime | None) -> datetime:
@@ -170,7 +170,13 @@ class Jobs:
         for its runner (which stops, cleans up and records ``cancelled``). Raises
         InvalidTransition for a job that has already ended."""
         job = self.get(job_id)
-        job.status.check_transition(JobStatus.CANCELLED, job_id=job.id)
+        if job.status.is_final:
+            raise InvalidTransition(
+                f"job {job.id} has already ended ({job.status.value})",
+                current=job.status.value,
+                requested=JobStatus.CANCELLED.value,
+                hint="only queued or running jobs can be cancelled; 'respaldo jobs' lists them",
+            )
         if job.status is JobStatus.QUEUED:
             job.status = JobStatus.CANCELLED
             job.finished_at = _now(now)

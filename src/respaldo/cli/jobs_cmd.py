@@ -39,7 +39,7 @@ def list_jobs(
     if as_json:
         _print_json(found)
         return
-    table = Table("id", "kind", "target", "status", "by", "started", "progress", "error")
+    table = Table("id", "kind", "target", "status", "by", "started (UTC)", "progress", "error")
     for job in found:
         table.add_row(
             str(job.id),

@@ -149,7 +149,7 @@ def submit(ctx: Context, request: JobRequest) -> JobInfo:
             target=request.target,
             triggered_by=request.triggered_by,
             requested_by=request.requested_by,
-            params={k: _plain(v) for k, v in request.params.items()},
+            params={k: _plain(v) for k, v in request.params.items() if v is not None},
             exclusive_key=request.exclusive_key,
         )
         return JobInfo.of(job)

@@ -97,8 +97,9 @@ def test_cancelling_a_queued_job_ends_it_and_a_running_one_is_flagged(catalog: C
         assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)
         assert Jobs(session).renew(running).cancel_requested
         Jobs(session).finish(running, JobStatus.CANCELLED, error="cancelled by request")
-        with pytest.raises(InvalidTransition, match="cancelled is final"):
+        with pytest.raises(InvalidTransition, match=f"job {running} has already ended") as info:
             Jobs(session).request_cancel(running)
+        assert "only queued or running jobs" in info.value.hint
 
 
 def test_a_job_whose_process_died_or_whose_lease_lapsed_becomes_failed(catalog: Catalog) -> None:

@@ -132,3 +132,8 @@ def test_a_cancelled_token_kills_registered_children_at_once() -> None:
         cancellation.on_cancel(lambda: killed.append("late"))  # runs at once
     assert killed == ["pg_restore", "late"]
     cancellation.check()  # outside the job: nothing to cancel
+
+
+def test_parameters_left_unset_are_not_stored(ctx: Context) -> None:
+    request = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.CLI, "ana", {"type": None})
+    assert jobs.submit(ctx, request).params == {}
