@@ -148,7 +148,7 @@ def check_config(
             name, copy = copies[0]
             fields = differing_fields(config, copy)
             if fields:
-                detail += f"; {', '.join(fields)} differ from the authenticated copy in {name}"
+                detail += f"; {_fields_phrase(fields)} from the authenticated copy in {name}"
         raise ConfigDamaged(
             f"the repository config at {location} is damaged or was altered: {detail}",
             hint=RESTORE_HINT,
@@ -158,6 +158,15 @@ def check_config(
             f"repository format {config['version']} is not supported by this version of respaldo",
             hint="upgrade respaldo",
         )
+
+
+def _fields_phrase(fields: list[str]) -> str:
+    """ "the field 'created' differs" or "the fields 'a', 'b' differ": quoted, because
+    field names such as ``created`` or ``version`` read as words in a sentence."""
+    quoted = ", ".join(f"'{field}'" for field in fields)
+    if len(fields) == 1:
+        return f"the field {quoted} differs"
+    return f"the fields {quoted} differ"
 
 
 def differing_fields(config: dict[str, Any], other: dict[str, Any]) -> list[str]:

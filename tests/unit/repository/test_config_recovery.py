@@ -351,3 +351,21 @@ def test_a_config_made_over_the_data_by_an_old_init_is_replaced(
     assert restored.repository_id == filled.id
     reopened = open_repo(storage)
     assert read_stream(reopened, reopened.load_manifest("b1")) == DATA
+
+
+def test_the_message_names_the_changed_fields_in_a_sentence(
+    storage: Storage, filled: Repository
+) -> None:
+    """Field names such as 'created' are quoted, and the verb agrees with their number."""
+    _put_config(storage, FIELD_CHANGES["created"](_config(storage)))
+    with pytest.raises(ConfigDamaged) as info:
+        open_repo(storage)
+    assert "; the field 'created' differs from the authenticated copy in keys/" in str(info.value)
+    doc = FIELD_CHANGES["chunker.min_size"](FIELD_CHANGES["created"](_config(storage)))
+    _put_config(storage, doc)
+    with pytest.raises(ConfigDamaged) as info:
+        open_repo(storage)
+    assert (
+        "; the fields 'chunker.min_size', 'created' differ from the authenticated copy in keys/"
+        in str(info.value)
+    )
