@@ -18,6 +18,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -386,7 +387,7 @@ class Settings(BaseSettings):
         # Two repositories at one location are one repository: the "mirror" holds no copy.
         seen: dict[str, str] = {}
         for repo in self.repositories:
-            location = repo.url.rstrip("/")
+            location = _location(repo)
             if location in seen:
                 raise ValueError(
                     f"repositories {seen[location]!r} and {repo.name!r} are both at {location}"
@@ -430,6 +431,27 @@ class Settings(BaseSettings):
             "no repository passphrase",
             hint="set RESPALDO_PASSPHRASE or passphrase_file in the config",
         )
+
+
+def _location(repo: RepositorySettings) -> str:
+    """Where a repository's objects are, as one string per place however the URL is
+    spelled: local paths unquoted and normalised (``/x/./repo/`` is ``/x/repo``); an S3
+    prefix without its outer slashes (as the S3 backend strips them), and the endpoint,
+    since a bucket name is unique on one S3 service only. Symbolic links are not
+    followed: the config is checked before (and without) touching the file system."""
+    url = repo.url
+    if "://" not in url and url.startswith("/"):
+        return f"file://{os.path.normpath(url)}"
+    parts = urlsplit(url)
+    if parts.scheme == "file" and parts.path.startswith("/"):
+        return f"file://{os.path.normpath(unquote(parts.path))}"
+    if parts.scheme == "s3":
+        prefix = unquote(parts.path).strip("/")
+        where = f"s3://{parts.netloc}/{prefix}".rstrip("/")
+        if repo.endpoint_url:
+            where += f" on {repo.endpoint_url.rstrip('/')}"
+        return where
+    return url.rstrip("/")
 
 
 def read_secret_file(path: Path, what: str) -> str:

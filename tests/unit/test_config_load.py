@@ -70,6 +70,69 @@ url = "file:///srv/respaldo/repo/"
     assert "local" in message and "offsite" in message
 
 
+@pytest.mark.parametrize(
+    "same",
+    [
+        "file:///srv/respaldo/./repo",
+        "file:///srv/respaldo//repo",
+        "file:///srv/respaldo/x/../repo",
+        "file:///srv/respaldo/r%65po",
+        "file://localhost/srv/respaldo/repo",
+        "/srv/respaldo/repo",
+        "/srv/respaldo/./repo/",
+    ],
+)
+def test_one_location_spelled_differently_is_refused(tmp_path: Path, same: str) -> None:
+    """Local paths are compared once normalised (and unquoted), not as strings."""
+    message = _refused(tmp_path, BASE + f'[[repositories]]\nname = "offsite"\nurl = "{same}"\n')
+    assert "are both at file:///srv/respaldo/repo" in message
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("s3://bucket/a/b", "s3://bucket/a/b/"),
+        ("s3://bucket/a/b", "s3://bucket//a/b"),
+        ("s3://bucket", "s3://bucket/"),
+    ],
+)
+def test_one_s3_location_spelled_differently_is_refused(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    """The S3 backend strips the prefix's slashes: these name the same bucket and keys."""
+    text = BASE.replace("file:///srv/respaldo/repo", first)
+    message = _refused(tmp_path, text + f'[[repositories]]\nname = "offsite"\nurl = "{second}"\n')
+    assert "local" in message and "offsite" in message and "both at s3://bucket" in message
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("file:///srv/respaldo/repo", "/srv/respaldo/repo2"),
+        ("file:///srv/respaldo/repo", "file:///srv/respaldo/repo/sub"),
+        ("s3://bucket/a", "s3://bucket/b"),
+        ("s3://bucket/a", "s3://other/a"),
+    ],
+)
+def test_distinct_locations_load(tmp_path: Path, first: str, second: str) -> None:
+    text = BASE.replace("file:///srv/respaldo/repo", first)
+    settings = load_settings(
+        _config(tmp_path, text + f'[[repositories]]\nname = "offsite"\nurl = "{second}"\n')
+    )
+    assert [r.name for r in settings.repositories] == ["local", "offsite"]
+
+
+def test_one_bucket_name_on_two_s3_services_loads(tmp_path: Path) -> None:
+    """A bucket name is unique per S3 service only: an offsite copy on another service
+    may use the same bucket and prefix."""
+    text = BASE.replace("file:///srv/respaldo/repo", "s3://bucket/a") + (
+        '[[repositories]]\nname = "offsite"\nurl = "s3://bucket/a"\n'
+        'endpoint_url = "https://s3.example.net"\n'
+    )
+    settings = load_settings(_config(tmp_path, text))
+    assert [r.name for r in settings.repositories] == ["local", "offsite"]
+
+
 def test_two_databases_with_one_name_are_refused(tmp_path: Path) -> None:
     message = _refused(
         tmp_path,
