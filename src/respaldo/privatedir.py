@@ -28,6 +28,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from respaldo.processes import pid_alive
+
 log = logging.getLogger(__name__)
 
 PREFIX = "respaldo-"
@@ -46,21 +48,10 @@ def process_start(pid: int) -> int | None:
     except FileNotFoundError:
         return None
     except OSError:
-        return 0 if _pid_exists(pid) else None
+        return 0 if pid_alive(pid) else None
     # The command name (field 2) is in parentheses and may hold spaces or parentheses.
     fields = text[text.rindex(")") + 2 :].split()
     return int(fields[19])  # field 22 of proc(5), the 20th after the command name
-
-
-def _pid_exists(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -20,7 +20,7 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 ``respaldo.errors``.
 """
 
-from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_is_alive, this_host
+from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_alive, this_host
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
@@ -44,7 +44,7 @@ __all__ = [
     "normalize_url",
     "open_catalog",
     "params_of",
-    "pid_is_alive",
+    "pid_alive",
     "record_to_api",
     "this_host",
 ]

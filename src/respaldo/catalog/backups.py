@@ -15,8 +15,6 @@ was. The one exception is :meth:`BackupRecords.upsert_from_manifest`, see there.
 from __future__ import annotations
 
 import builtins
-import os
-import socket
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,33 +33,11 @@ from respaldo.domain import (
     validate_backup_id,
 )
 from respaldo.errors import InvalidTransition, RecordExists, RecordNotFound
+from respaldo.processes import pid_alive as pid_alive
+from respaldo.processes import this_host as this_host
 
 ABANDONED_CONTEXT = "found at start-up"
 _ACTIVE = (BackupStatus.PENDING, BackupStatus.IN_PROGRESS)
-
-
-def pid_is_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this machine (signal 0 probes, sends nothing).
-
-    A process owned by another user counts as alive. A zombie (exited, not yet reaped by
-    its parent) also counts as alive; so does an unrelated process that reused the pid,
-    which is why :meth:`BackupRecords.fail_abandoned` also accepts a heartbeat timeout.
-    """
-    if pid <= 0:
-        # 0 and negative pids address process groups, not one process.
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def this_host() -> str:
-    """The name recorded with a worker pid: pids are only meaningful on their own host."""
-    return socket.gethostname()
 
 
 def _utcnow() -> datetime:
@@ -382,7 +358,7 @@ class BackupRecords:
         self,
         now: datetime,
         *,
-        is_alive: Callable[[int], bool] = pid_is_alive,
+        is_alive: Callable[[int], bool] = pid_alive,
         host: str | None = None,
         heartbeat_timeout: timedelta | None = None,
         context: str = ABANDONED_CONTEXT,
@@ -404,7 +380,7 @@ class BackupRecords:
         self,
         now: datetime,
         *,
-        is_alive: Callable[[int], bool] = pid_is_alive,
+        is_alive: Callable[[int], bool] = pid_alive,
         host: str | None = None,
         heartbeat_timeout: timedelta | None = None,
         context: str = ABANDONED_CONTEXT,

@@ -12,10 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from respaldo.catalog.backups import pid_is_alive, this_host
 from respaldo.catalog.models import DrillRun
 from respaldo.domain import DrillStatus
 from respaldo.errors import RecordNotFound
+from respaldo.processes import pid_alive, this_host
 
 
 class DrillRuns:
@@ -80,7 +80,7 @@ class DrillRuns:
         return builtins.list(self.session.scalars(query))
 
     def fail_abandoned(
-        self, *, is_alive: Callable[[int], bool] = pid_is_alive, now: datetime | None = None
+        self, *, is_alive: Callable[[int], bool] = pid_alive, now: datetime | None = None
     ) -> builtins.list[DrillRun]:
         """Mark as failed every running drill of this host whose process is gone; return
         them, so that the caller removes the scratch databases or clusters they left."""

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from respaldo.catalog.backups import pid_is_alive, this_host
 from respaldo.catalog.models import Job
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import InvalidTransition, JobConflict, RecordNotFound
+from respaldo.processes import pid_alive, this_host
 
 
 def _now(now: datetime | None) -> datetime:
@@ -189,7 +189,7 @@ class Jobs:
         self,
         *,
         lease: timedelta,
-        is_alive: Callable[[int], bool] = pid_is_alive,
+        is_alive: Callable[[int], bool] = pid_alive,
         now: datetime | None = None,
     ) -> builtins.list[Job]:
         """Fail every running job whose process is gone from this host, or whose lease

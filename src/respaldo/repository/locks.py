@@ -39,7 +39,6 @@ import logging
 import os
 import random
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +54,8 @@ from respaldo.errors import (
     StorageError,
     WriteRefused,
 )
+from respaldo.processes import pid_alive as pid_alive
+from respaldo.processes import this_host as this_host
 from respaldo.repository.index import INDEX_PREFIX
 from respaldo.storage.base import Storage
 
@@ -79,23 +80,6 @@ class LockKind(StrEnum):
 
     def conflicts_with(self, other: LockKind) -> bool:
         return self is LockKind.EXCLUSIVE or other is LockKind.EXCLUSIVE
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists here (signal 0 probes, sends nothing)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _utcnow() -> datetime:
