@@ -130,8 +130,9 @@ def judge(state: ArchiverState) -> Verdict:
     """Pure: the verdict on ``state``.
 
     ``missing`` (archiving is failing) when segments have waited :data:`STUCK_AFTER` and
-    none was archived for as long; ``warning`` when the last attempt failed, or when the
-    waiting segments cannot be seen; else ``ok``.
+    none was archived for as long; ``warning`` when the last attempt failed, when the
+    waiting segments cannot be seen, or when segments wait and none was ever archived (not
+    proven yet); else ``ok``.
     """
     value = f"{state.archived} archived" + (
         f", last {state.last_wal} at {state.last_time:%Y-%m-%d %H:%M:%S}"
@@ -169,6 +170,16 @@ def judge(state: ArchiverState) -> Verdict:
             f"{value}; could not check the segments waiting to be archived ({state.unknown_why})",
             "run check as a superuser or GRANT pg_monitor to this role: an archive_command "
             "that cannot run at all shows only there, not in pg_stat_archiver",
+        )
+    if state.waiting and state.last_time is None:
+        # Right after archive_command is set, a command that cannot run has neither
+        # counted a failure nor waited STUCK_AFTER yet: nothing proves it works.
+        return Verdict(
+            "warning",
+            f"not proven yet: {_plural(state.waiting, 'segment')} waiting, none archived yet",
+            "switch to a new WAL segment (SELECT pg_switch_wal()) and run check again once "
+            "the server has had a moment to archive it; if it still waits, the server log "
+            "says why archive_command fails",
         )
     if state.waiting:
         value += f"; {_plural(state.waiting, 'segment')} waiting"

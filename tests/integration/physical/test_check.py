@@ -188,6 +188,23 @@ def test_archiving_that_fails_uncounted_is_reported(
     assert "archiving is failing" in capsys.readouterr().err
 
 
+def test_a_broken_archive_command_just_set_is_not_proven(
+    failing_archiver: FailingArchiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before its segment has waited 5 minutes, the failure is neither counted nor
+    stuck: check must not say ok while nothing was ever archived."""
+    pg = failing_archiver.pg
+    ready = pg.datadir / "pg_wal" / "archive_status" / f"{failing_archiver.segment}.ready"
+    os.utime(ready)  # it began to wait just now
+    capsys.readouterr()
+    invoke(["--config", str(failing_archiver.config), "check", "erp", "--json"])
+    out, _ = capsys.readouterr()
+    archiver = _findings(out)["archiver"]
+    assert archiver["status"] == "warning", archiver
+    assert archiver["value"] == "not proven yet: 1 segment waiting, none archived yet"
+    assert "pg_switch_wal()" in archiver["fix"]
+
+
 def test_a_role_that_may_not_list_the_waiting_segments_is_told_so(
     archiving: Archiving, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,7 +69,7 @@ def test_the_limit_is_stuck_after_on_both_sides() -> None:
         last_time=None,
         archived=0,
     )
-    assert judge(just_under).status == "ok"
+    assert judge(just_under).status == "warning"  # not proven yet, not failing yet
     at_limit = replace(just_under, oldest_waiting=NOW - STUCK_AFTER)
     assert judge(at_limit).status == "missing"
     assert "never archived" in judge(at_limit).value
@@ -106,3 +106,28 @@ def test_not_archiving_lists_nothing_and_is_judged_on_the_statistics() -> None:
     state = replace(HEALTHY, waiting=None, archived=0, last_wal=None, last_time=None)
     assert judge(state).status == "ok"
     assert judge(state).value == "0 archived"
+
+
+def test_a_segment_waiting_when_none_was_ever_archived_is_not_proven() -> None:
+    """Right after a (broken) archive_command is set: no failure counted, nothing stuck
+    for 5 minutes yet, but nothing archived either: not "ok"."""
+    state = replace(
+        HEALTHY,
+        archived=0,
+        last_wal=None,
+        last_time=None,
+        waiting=2,
+        oldest_waiting=NOW - timedelta(seconds=20),
+    )
+    verdict = judge(state)
+    assert verdict.status == "warning"
+    assert verdict.value == "not proven yet: 2 segments waiting, none archived yet"
+    assert "SELECT pg_switch_wal()" in verdict.fix
+    assert "check again" in verdict.fix and "server log" in verdict.fix
+    one = judge(replace(state, waiting=1))
+    assert one.value == "not proven yet: 1 segment waiting, none archived yet"
+    # Once one segment is archived, what waits is judged as a backlog.
+    archived = replace(state, archived=1, last_wal=SEGMENT, last_time=NOW - timedelta(seconds=1))
+    assert judge(archived).status == "ok"
+    # Nothing waiting and nothing archived (archiving just turned on, no segment done).
+    assert judge(replace(state, waiting=0, oldest_waiting=None)).status == "ok"
