@@ -48,6 +48,14 @@ def _print(result: RepairResult) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for problem in result.problems:
         err_console.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+    if result.unreadable_records_replaced:
+        err_console.print(
+            f"{result.repository}: {'would replace' if result.dry_run else 'replaced'} "
+            f"{len(result.unreadable_records_replaced)} unreadable quarantine record(s) "
+            f"after re-reading every chunk copy ({result.damaged_copies_found} damaged "
+            "copies recorded anew)",
+            highlight=False,
+        )
     if not result.quarantined_chunks:
         err_console.print(f"{result.repository}: no quarantined chunks, nothing to repair")
         return

@@ -78,7 +78,13 @@ def _print(result: VerifyResult) -> None:
         f"{result.backups} backups, {result.chunks} chunks, {human_bytes(result.bytes)} read"
         + (f", {result.packs} packs checked" if result.packs_checked else "")
     )
-    if result.unreferenced_packs:
+    if result.unreferenced_packs and result.damaged_index_files:
+        # Then they may hold live data the damaged file described: not leftovers.
+        summary += (
+            f"; {result.unreferenced_packs} packs not covered by a readable index "
+            "('respaldo index rebuild' fixes it)"
+        )
+    elif result.unreferenced_packs:
         summary += (
             f"; {result.unreferenced_packs} packs no index refers to "
             "(left by interrupted backups; garbage collection removes them)"

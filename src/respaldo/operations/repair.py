@@ -50,6 +50,14 @@ class RepairResult(_Model):
     dry_run: bool
     quarantined_chunks: int = Field(description="Chunks with a damaged copy.")
     already_good: int = Field(description="Of those, chunks with a good copy indexed.")
+    unreadable_records_replaced: list[str] = Field(
+        default_factory=list,
+        description="Unreadable quarantine records deleted after every chunk copy was "
+        "re-read and the damaged ones recorded anew.",
+    )
+    damaged_copies_found: int = Field(
+        default=0, description="Damaged chunk copies that re-reading recorded anew."
+    )
     repaired: int = Field(description="Chunks rewritten from a mirror.")
     repaired_from: dict[str, int]
     lost_chunks: list[str] = Field(description="Ids of chunks with no good copy anywhere.")
@@ -110,6 +118,8 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
         repository=target_settings.name,
         dry_run=dry_run,
         quarantined_chunks=report.quarantined,
+        unreadable_records_replaced=report.records_replaced,
+        damaged_copies_found=report.damaged_found,
         already_good=report.already_good,
         repaired=report.repaired_total,
         repaired_from=report.repaired,

@@ -29,6 +29,7 @@ class VerifyResult(ResultModel):
     packs: int
     packs_checked: bool
     unreferenced_packs: int
+    damaged_index_files: int
     problems: list[str]
     quarantined: int
     warnings: list[str]
@@ -93,6 +94,7 @@ def verify(
         packs=report.packs,
         packs_checked=everything,
         unreferenced_packs=report.unreferenced_packs,
+        damaged_index_files=report.damaged_index_files,
         problems=[str(p) for p in report.problems],
         quarantined=quarantined,
         warnings=warnings,

@@ -37,7 +37,9 @@ not chunks and are never touched here.
 
 Quarantined copies of chunks (:mod:`.quarantine`) count as dead: a chunk also stored
 anew lives in its good copy, and one with no good copy is reported (``respaldo repair``
-deals with it) rather than stopping the collection. Quarantine records are never deleted.
+deals with it) rather than stopping the collection. Quarantine records are never deleted
+here; while one is unreadable, collection refuses to run (it cannot tell damaged copies
+from good ones).
 """
 
 from __future__ import annotations
@@ -224,6 +226,9 @@ def _plan(
     stored = {pack_id_from_name(i.name): (i.name, i.size) for i in storage.list(PACK_PREFIX)}
     index_files = {info.name: info.size for info in storage.list(INDEX_PREFIX)}
     repo.load_index()
+    # An unreadable quarantine record hides which copies are damaged: with two copies of
+    # a chunk, collection could keep the damaged one and delete the good one.
+    repo.quarantine.refuse_if_damaged("collect garbage")
     packs: dict[str, _Pack] = {}
     dangling = 0
     for name in sorted(index_files):

@@ -20,8 +20,19 @@ with the backups that reference it.
 
 Layout: ``quarantine/<SHA-256 of the sealed object>``, sealed with associated data
 ``respaldo/quarantine``, holding JSON (see docs/repository-format.md). Objects are
-immutable and never deleted (not even by garbage collection: a record whose pack is gone
-is harmless, and a few hundred bytes); writers add new ones without a lock.
+immutable and never deleted by garbage collection (a record whose pack is gone is
+harmless, and a few hundred bytes); writers add new ones without a lock.
+
+A record that cannot be read (corrupt, tampered with) puts the repository in the state
+*quarantine damaged* (:attr:`Quarantine.unreadable`): the copies it named are back in the
+index and nothing tells which they are, since a record's name is only the hash of its
+sealed bytes and names no pack or chunk. So, conservatively, while any record is
+unreadable: a backup deduplicates against no chunk copy stored before it started (any of
+them may be one the record named; it stores everything anew), garbage collection refuses
+to run (it might keep a damaged copy and drop the good one), ``verify --all`` reads every
+copy in every pack and quarantines anew the damaged ones it finds, and ``repair`` re-reads
+every copy the same way, records what it finds and then deletes the unreadable records
+(the only deletion of a record), which ends the state.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from respaldo.errors import ObjectNotFound
+from respaldo.errors import ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.packs import pack_id_from_name
 from respaldo.storage.base import Storage
@@ -77,11 +88,13 @@ class Quarantine:
     lost: dict[bytes, LostChunk] = field(default_factory=dict)
     names: frozenset[str] = frozenset()
     problems: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Names of the records that could not be read: the state *quarantine damaged*."""
 
     @classmethod
     def load(cls, storage: Storage, sealer: Sealer) -> Quarantine:
-        """Read every record. A damaged record is skipped and named in ``problems``
-        (``verify --all`` finds its chunks again and writes a new one)."""
+        """Read every record. A record that cannot be read is named in ``unreadable``
+        and ``problems``; see the module docstring for what that state means."""
         quarantine = cls()
         names = [info.name for info in storage.list(QUARANTINE_PREFIX)]
         for name in sorted(names):
@@ -92,7 +105,12 @@ class Quarantine:
                 continue
             except (SealError, ValueError, KeyError, TypeError) as exc:
                 log.warning("quarantine record %s is damaged: %s", name, exc)
-                quarantine.problems.append(f"quarantine record {name} is damaged: {exc}")
+                quarantine.problems.append(
+                    f"quarantine record {name} is damaged: {exc}; the damaged chunk copies "
+                    "it named are usable again until 'respaldo verify --all' finds them "
+                    "and 'respaldo repair' replaces the record"
+                )
+                quarantine.unreadable.append(name)
         quarantine.names = frozenset(names)
         return quarantine
 
@@ -119,6 +137,17 @@ class Quarantine:
                 backups = tuple(sorted({*before.backups, *backups}))
                 recorded = min(recorded, before.recorded)
             self.lost[chunk_id] = LostChunk(chunk_id, backups, recorded)
+
+    def refuse_if_damaged(self, action: str) -> None:
+        """Raise RepositoryError if any record is unreadable (``action`` is what is
+        refused, e.g. "collect garbage")."""
+        if self.unreadable:
+            raise RepositoryError(
+                f"quarantine record {self.unreadable[0]} is unreadable"
+                + (f" (and {len(self.unreadable) - 1} more)" if len(self.unreadable) > 1 else "")
+                + f"; refusing to {action}",
+                hint="run 'respaldo verify --all', then 'respaldo repair' to rewrite the record",
+            )
 
     def excluded(self) -> dict[str, set[bytes]]:
         """Pack id -> the chunk ids whose copies in that pack must not be used."""

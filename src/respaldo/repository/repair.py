@@ -12,6 +12,12 @@ For every chunk with a quarantined copy (:mod:`.quarantine`), in this order:
    quarantine record lists the chunk with those backups, so that restore refuses them
    up front (instead of failing halfway) and ``respaldo list`` can say so.
 
+Before all that, while a quarantine record is unreadable (the state *quarantine damaged*,
+:mod:`.quarantine`), repair reads every copy of every chunk in every indexed pack, records
+the damaged copies it finds in a new record, and only then, if that reading was complete
+(every index file read, every copy good or damaged for certain), deletes the unreadable
+records: what they said is said again by the new one, and the state is cleared.
+
 The damaged copy itself needs no removal: the quarantine record already keeps it out of
 every process's index (it is the tombstone that ``index rebuild`` respects), and garbage
 collection drops its bytes when it next repacks or deletes that pack.
@@ -24,16 +30,18 @@ again, and ``repair`` run again finds it), and what it lost is recorded and show
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, ObjectNotFound
 from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
 from respaldo.repository.quarantine import LostChunk, write_record
 from respaldo.repository.reader import ChunkResult, _ChunkFailure, _fetch_run, _runs, read_list
 from respaldo.repository.repo import Repository
+from respaldo.repository.verify import scan_every_copy
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class RepairReport:
     packs_written: int = 0
     bytes_written: int = 0
     problems: list[str] = field(default_factory=list)
+    records_replaced: list[str] = field(default_factory=list)  # unreadable, deleted
+    damaged_found: int = 0  # damaged copies the full re-read recorded anew
 
     @property
     def repaired_total(self) -> int:
@@ -74,6 +84,8 @@ def repair_repository(
     repository when not in a dry run (packs read or written must not be collected)."""
     report = RepairReport(dry_run=dry_run)
     repo.load_index()
+    if repo.quarantine.unreadable:
+        _replace_unreadable_records(repo, report)
     damaged = repo.quarantine.chunk_ids()
     report.quarantined = len(damaged)
     wanted = sorted(cid for cid in damaged if cid not in repo.index)
@@ -94,6 +106,33 @@ def repair_repository(
         if not dry_run:
             _record_lost(repo, by_chunk)
     return report
+
+
+def _replace_unreadable_records(repo: Repository, report: RepairReport) -> None:
+    """Re-read every chunk copy, record the damaged ones, then delete the unreadable
+    records (not in a dry run); the index is reloaded without the copies found."""
+    scan, certain = scan_every_copy(repo)
+    new = [c for key, c in scan.damaged.items() if key not in repo.quarantine.damaged]
+    report.damaged_found = len(new)
+    if not certain:
+        report.problems.append(
+            f"{len(repo.quarantine.unreadable)} unreadable quarantine records kept: not "
+            "every chunk copy could be read for certain ("
+            + "; ".join(str(p) for p in scan.problems[:3])
+            + "); run 'respaldo index rebuild' if an index file is damaged, then repair again"
+        )
+        return
+    if report.dry_run:
+        report.records_replaced = list(repo.quarantine.unreadable)
+        return
+    if new:
+        write_record(repo.storage, repo.sealer, damaged=new)
+    # Only once the new record is stored: a crash in between leaves both, still safe.
+    for name in repo.quarantine.unreadable:
+        with contextlib.suppress(ObjectNotFound):  # another repair removed it
+            repo.storage.delete(name)
+        report.records_replaced.append(name)
+    repo.load_index()
 
 
 def _copy_from_mirrors(

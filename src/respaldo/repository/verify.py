@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 from respaldo.errors import IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import AAD_INDEX, SealError
-from respaldo.repository.index import INDEX_PREFIX, decode_index
+from respaldo.repository.index import INDEX_PREFIX, Location, decode_index
 from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name, read_header
 from respaldo.repository.quarantine import DamagedCopy, write_record
-from respaldo.repository.reader import ChunkResult, _ChunkFailure, fetch_chunks, read_list
+from respaldo.repository.reader import (
+    ChunkResult,
+    _ChunkFailure,
+    _fetch_run,
+    _runs,
+    fetch_chunks,
+    read_list,
+)
 from respaldo.repository.repo import Repository
 from respaldo.repository.wal import list_wal, read_wal_object
 from respaldo.storage.base import Storage
@@ -50,6 +57,7 @@ class VerifyReport:
     bytes: int = 0
     packs: int = 0
     unreferenced_packs: int = 0
+    damaged_index_files: int = 0
     wal_files: int = 0
     problems: list[Problem] = field(default_factory=list)
     damaged: dict[CopyKey, DamagedCopy] = field(default_factory=dict)
@@ -134,18 +142,7 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     report = VerifyReport()
     storage = repo.storage
     report.problems += [Problem(text) for text in repo.quarantine.problems]
-    indexed: dict[str, dict[bytes, tuple[int, int, int]]] = {}
-    for info in storage.list(INDEX_PREFIX):
-        try:
-            data = repo.sealer.open(storage.get(info.name), AAD_INDEX)
-            for pack_id, entries in decode_index(data):
-                slot = indexed.setdefault(pack_id, {})
-                for e in entries:
-                    slot[e.chunk_id] = (e.offset, e.length, e.raw_length)
-        except (SealError, ValueError) as exc:
-            report.problems.append(Problem(f"index file is damaged: {exc}", info.name))
-        except ObjectNotFound:
-            continue  # removed by a concurrent rebuild
+    indexed = _read_index_files(repo, report)
     stored_packs = {pack_id_from_name(i.name): i.name for i in storage.list(PACK_PREFIX)}
     for pack_id, entries_by_id in indexed.items():
         name = stored_packs.get(pack_id)
@@ -168,6 +165,8 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
                 )
                 break
     report.unreferenced_packs = len(set(stored_packs) - set(indexed))
+    if repo.quarantine.unreadable:
+        _check_every_copy(repo, report, indexed)
     for backup_id in repo.backup_ids():
         _verify_one(repo, backup_id, report, progress)
     # Archived WAL too: a damaged segment is otherwise found only by the recovery that
@@ -182,6 +181,63 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
         else:
             report.wal_files += 1
     return report
+
+
+Indexed = dict[str, dict[bytes, tuple[int, int, int]]]
+"""Pack id -> chunk id -> (offset, length, raw length), as the index files say."""
+
+
+def _read_index_files(repo: Repository, report: VerifyReport) -> Indexed:
+    indexed: Indexed = {}
+    for info in repo.storage.list(INDEX_PREFIX):
+        try:
+            data = repo.sealer.open(repo.storage.get(info.name), AAD_INDEX)
+            for pack_id, entries in decode_index(data):
+                slot = indexed.setdefault(pack_id, {})
+                for e in entries:
+                    slot[e.chunk_id] = (e.offset, e.length, e.raw_length)
+        except (SealError, ValueError) as exc:
+            report.damaged_index_files += 1
+            report.problems.append(Problem(f"index file is damaged: {exc}", info.name))
+        except ObjectNotFound:
+            continue  # removed by a concurrent rebuild
+    return indexed
+
+
+def scan_every_copy(repo: Repository) -> tuple[VerifyReport, bool]:
+    """Read every copy of every chunk in every indexed pack (for ``repair`` of an
+    unreadable quarantine record). Returns the report, whose ``damaged`` are the copies
+    found damaged for certain, and whether the scan was complete: every index file read
+    and every copy either good or damaged for certain (no read that merely failed)."""
+    report = VerifyReport()
+    indexed = _read_index_files(repo, report)
+    _check_every_copy(repo, report, indexed)
+    certain = report.damaged_index_files == 0 and len(report.problems) == len(report.damaged)
+    return report, certain
+
+
+def _check_every_copy(
+    repo: Repository,
+    report: VerifyReport,
+    indexed: Indexed,
+) -> None:
+    """Read every copy of every chunk in every indexed pack, not only the copy the index
+    chose: while a quarantine record is unreadable, the damaged copies it named are back
+    in the index, and one may sit beside a good copy that the backups' reads would take.
+    Damaged copies found are noted, so that :func:`quarantine_damaged` records them anew."""
+    for pack_id, entries_by_id in sorted(indexed.items()):
+        # A missing pack too: its copies read as "pack is missing", damaged for certain.
+        located = {
+            cid: Location(pack_id, offset, length, raw)
+            for cid, (offset, length, raw) in entries_by_id.items()
+        }
+        for run in _runs(located):
+            for result in _fetch_run(repo, run):
+                if result.data is None:
+                    report.note(result)
+                    report.problems.append(
+                        Problem(f"chunk {result.chunk_id.hex()[:16]}: {result.problem}", result.obj)
+                    )
 
 
 def quarantine_damaged(repo: Repository, report: VerifyReport) -> int:

@@ -114,6 +114,11 @@ class BackupWriter:
         self._unindexed: list[tuple[str, list[PackEntry]]] = []
         self._closed = False
         self._damaged_ids = repo.quarantine.chunk_ids()
+        # While a quarantine record is unreadable, any copy stored before now may be one
+        # it named as damaged (its name says nothing of its packs): deduplicate against
+        # none of them, only against what this backup stores (quarantine.py).
+        self._suspect_packs = repo.index.packs() if repo.quarantine.unreadable else set()
+        self._stored_anew: set[bytes] = set()
 
     def __enter__(self) -> BackupWriter:
         return self
@@ -178,11 +183,15 @@ class BackupWriter:
                     self.stats.size_compressed += sealed_len
                 return
         location = self.repo.index.get(cid)
-        if location is not None:
+        if location is not None and (
+            location.pack_id not in self._suspect_packs or cid in self._stored_anew
+        ):
             self.stats.size_compressed += location.length
             return
         with self._lock:
             self._pending[cid] = None
+            if self._suspect_packs:
+                self._stored_anew.add(cid)
         self.stats.new_chunks += 1
         if cid in self._damaged_ids:
             self.stats.damaged_rewritten += 1

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import table_checksums
+from tests.integration.logical.support import flip_byte, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +96,54 @@ def test_repair_without_a_good_copy_names_the_backups_that_lose_data(
     second = respaldo.backup()["id"]
     respaldo.restore(second, new_dbname)
     assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
+
+
+def test_a_damaged_quarantine_record_is_found_again_and_blocks_gc_and_dedup(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    first = respaldo.backup()["id"]
+    pack = respaldo.damage_dump(first)
+    assert respaldo.run("verify", first).code == 3
+    [record] = sorted((respaldo.repo_dir / "quarantine").iterdir())
+    second = respaldo.backup()["id"]  # holds a fresh copy of the damaged chunk
+    flip_byte(record, record.stat().st_size // 2)
+
+    # The damaged copy is back in the index: verify --all reads every copy and finds it.
+    verified = respaldo.run("verify", "--all")
+    assert verified.code == 3, str(verified)
+    assert f"quarantine/{record.name}" in verified.err and pack in verified.err, verified.err
+    assert "quarantined 1 damaged chunk copies" in verified.err, verified.err
+
+    refused = respaldo.run("prune")
+    assert refused.code != 0, str(refused)
+    assert f"quarantine/{record.name}" in refused.err and "respaldo repair" in refused.err
+    assert {p.name for p in respaldo.pack_files()} >= {Path(pack).name}
+
+    # No dedup against any pack the unreadable record may name: everything is stored anew.
+    third = respaldo.run("backup", "erp")
+    assert third.code == 0, str(third)
+    counts = re.search(r"\((\d+) of (\d+) chunks new\)", third.err)
+    assert counts is not None and counts[1] == counts[2], third.err
+    respaldo.restore(third.last_line, new_dbname)
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
+    del second
+
+    # repair replaces the unreadable record by what the fresh verify found.
+    repaired = respaldo.run("repair")
+    assert "unreadable quarantine record" in repaired.err, str(repaired)
+    assert not (respaldo.repo_dir / "quarantine" / record.name).exists()
+    assert respaldo.run("verify", "--all").code == 0
+    assert respaldo.run("prune").code == 0
+
+
+def test_with_a_damaged_index_file_unindexed_packs_point_at_index_rebuild(
+    respaldo: Respaldo,
+) -> None:
+    respaldo.backup()
+    [index_file] = sorted((respaldo.repo_dir / "index").iterdir())
+    flip_byte(index_file, index_file.stat().st_size // 2)
+    run = respaldo.run("verify", "--all")
+    assert run.code == 3, str(run)
+    assert "left by interrupted backups" not in run.err, run.err
+    assert "not covered by a readable index" in run.err, run.err
+    assert "respaldo index rebuild" in run.err, run.err

@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, RepositoryError
 from respaldo.repository import (
     BackupWriter,
     Repository,
@@ -21,6 +21,7 @@ from respaldo.repository import (
 )
 from respaldo.repository.copy import copy_backup
 from respaldo.repository.quarantine import QUARANTINE_PREFIX
+from respaldo.repository.repair import repair_repository
 from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.base import Storage
 from respaldo.storage.memory import MemoryStorage
@@ -223,3 +224,47 @@ def test_reading_around_a_damaged_index_file_skips_quarantined_copies(
     assert reader.damaged_index_files  # chunks are looked up in the pack headers
     with pytest.raises(IntegrityError, match="quarantined"):
         read_stream(reader, reader.load_manifest("b1"))
+
+
+def _with_an_unreadable_record(storage: Storage, repo: Repository) -> tuple[bytes, bytes, str]:
+    """b1 with a damaged chunk, quarantined; b2 holds a fresh copy; then the record is
+    damaged. Returns (data, damaged chunk id, the record's name)."""
+    data = random_bytes(SIZE, seed=11)
+    write_backup(repo, "b1", {"dump": data})
+    cid = _damage_middle_chunk(storage, repo, "b1")
+    _verify_and_quarantine(storage, "b1")
+    write_backup(open_repo(storage), "b2", {"dump": data})
+    [record] = names(storage, QUARANTINE_PREFIX)
+    flip_byte(storage, record, 40)
+    return data, cid, record
+
+
+def test_garbage_collection_refuses_while_a_record_is_unreadable(
+    storage: Storage, repo: Repository
+) -> None:
+    _, _, record = _with_an_unreadable_record(storage, repo)
+    before = {name: storage.get(name) for name in names(storage, "")}
+    with pytest.raises(RepositoryError) as refused:
+        collect_garbage(open_repo(storage), repack_threshold=0.01)
+    assert record in refused.value.message and "respaldo repair" in (refused.value.hint or "")
+    assert {name: storage.get(name) for name in names(storage, "")} == before
+
+
+def test_verify_all_quarantines_anew_what_an_unreadable_record_named(
+    storage: Storage, repo: Repository
+) -> None:
+    data, cid, record = _with_an_unreadable_record(storage, repo)
+    bad_pack = pack_of_chunk(repo, cid)[0]
+    verifier = open_repo(storage)
+    report = verify_repository(verifier)
+    assert any(record in str(p) for p in report.problems)
+    assert quarantine_damaged(verifier, report) == 1
+    assert [key for key in verifier.quarantine.damaged] == [(cid, bad_pack.rsplit("/", 1)[-1])]
+    # repair re-reads every copy and deletes the unreadable record: the state is cleared.
+    repaired = repair_repository(open_repo(storage), [])
+    assert repaired.records_replaced == [record] and not repaired.problems
+    assert record not in names(storage, QUARANTINE_PREFIX)
+    reader = open_repo(storage)
+    assert not reader.quarantine.unreadable
+    assert verify_repository(reader).ok
+    assert read_stream(reader, reader.load_manifest("b1")) == data
