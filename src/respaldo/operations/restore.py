@@ -249,10 +249,11 @@ def check_not_system_database(target: str, *, force: bool) -> None:
 def create_empty_database(admin: ConnInfo, name: str) -> None:
     """Create database ``name`` from template0 and make sure it holds nothing.
 
-    A template0 that someone connected to and changed would put its objects into the
-    restored database, unnoticed (row counts cover the backup's tables only) or as a
-    confusing pg_restore error. Raises RestoreError naming what it holds (the new
-    database is dropped again), or the errors of creating it.
+    A template0 that someone connected to and changed would put its objects, replaced
+    built-ins and changed privileges into the restored database, unnoticed (row counts
+    cover the backup's tables only) or as a confusing pg_restore error. Raises
+    RestoreError naming what it holds (the new database is dropped again), or the errors
+    of creating it.
     """
     create_database(admin, name, template="template0")
     try:
@@ -267,8 +268,10 @@ def create_empty_database(admin: ConnInfo, name: str) -> None:
     raise RestoreError(
         f"template0 is not empty: a database created from it holds {shown}",
         hint="nothing was restored; template0 must stay as initdb made it: allow connections "
-        "to it (ALTER DATABASE template0 ALLOW_CONNECTIONS true), drop those objects, then "
-        "disallow connections again",
+        "to it (ALTER DATABASE template0 ALLOW_CONNECTIONS true), drop those objects and "
+        "revoke those privileges, then disallow connections again; a built-in replaced in "
+        "place cannot be put back exactly: recreate template0 from an untouched template1 "
+        "(or the cluster)",
     )
 
 

@@ -299,67 +299,219 @@ def database_exists(conninfo: ConnInfo, name: str) -> bool:
     return row is not None
 
 
-# What a database fresh from template0 must not hold: anything outside the system
-# schemas, and anything in pg_catalog made after initdb (OIDs from FirstNormalObjectId,
-# 16384, are handed out only once the server runs normally). Row and array types come
-# with their tables, toast tables with theirs, members with their extension (plpgsql's
-# are initdb's, and late enough that a system with many locales could push their OIDs
-# up): only the tables and extensions are named.
-_UNEXPECTED_OBJECTS = """
-SELECT what FROM (
-  SELECT 1 AS o, pg_catalog.format('schema %I', nspname) AS what
-    FROM pg_catalog.pg_namespace
-   WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname <> 'public'
-  UNION ALL
-  SELECT 2, pg_catalog.format('relation %I.%I', n.nspname, c.relname)
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR c.oid >= 16384)
-     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                        AND d.objid = c.oid AND d.deptype = 'e')
-  UNION ALL
-  SELECT 3, pg_catalog.format('function %I.%I', n.nspname, p.proname)
-    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR p.oid >= 16384)
-     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                      WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-                        AND d.objid = p.oid AND d.deptype = 'e')
-  UNION ALL
-  SELECT 4, pg_catalog.format('type %I.%I', n.nspname, t.typname)
-    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-   WHERE (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') OR t.oid >= 16384)
-     AND t.typrelid = 0 AND t.typcategory <> 'A'
-     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                      WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
-                        AND d.objid = t.oid AND d.deptype = 'e')
-  UNION ALL
-  SELECT 5, pg_catalog.format('extension %I', extname)
-    FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
-  UNION ALL
-  SELECT 6, pg_catalog.format('event trigger %I', evtname) FROM pg_catalog.pg_event_trigger
-  UNION ALL
-  SELECT 7, pg_catalog.format('large object %s', oid) FROM pg_catalog.pg_largeobject_metadata
-  UNION ALL
-  SELECT 8, pg_catalog.format('publication %I', pubname) FROM pg_catalog.pg_publication
-) objects ORDER BY o, what
+# What a database fresh from template0 must not hold, found generically rather than
+# from a list of object kinds (which misses the next kind: casts, operators, default
+# privileges...). Three rules, each about template0 as initdb made it:
+#
+# 1. A row with an OID from FirstNormalObjectId (16384) in any catalog of pg_catalog
+#    that has an ``oid`` column: those OIDs are handed out only once the server runs
+#    normally, so the object was made after initdb. Shared catalogs (roles, databases,
+#    tablespaces...) are the cluster's, not template0's, and are left out. plpgsql and
+#    its members are initdb's, and late enough that many locales could push their OIDs
+#    up. pg_default_acl must be empty whatever its OIDs.
+# 2. A row whose xmin is newer than its catalog's relfrozenxid: initdb ends with VACUUM
+#    FREEZE before copying template1 to template0, so every row it wrote is older than
+#    that horizon, and any row written since (a CREATE OR REPLACE of a built-in
+#    function, a GRANT on a system schema, ...) is newer. Raw xids compare in order only
+#    within the first xid epoch, so the rule is applied only while the cluster has used
+#    fewer than 2^32 transactions. Left out: pg_class, whose rows pg_upgrade rewrites in
+#    template0 to set relfrozenxid (its ACLs are rule 3's, new relations rule 1's), and
+#    the planner statistics (an ANALYZE changes no meaning). An anti-wraparound VACUUM of
+#    template0 moves the horizon past older changes: those are then rules 1 and 3's only.
+# 3. Privileges of system objects that differ from initdb's, as pg_init_privs records
+#    them (or the built-in default where it records none); information_schema's grants
+#    are made after pg_init_privs is filled, so objects there count only if recorded.
+_CATALOGS = """
+SELECT c.relname, c.relfrozenxid::text::bigint,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attname = 'oid' AND a.attnum > 0)
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.relkind = 'r'
+   AND NOT c.relisshared
+ ORDER BY c.relname
 """
+
+# Whether raw xids still compare in order: fewer than 2^32 transactions so far.
+_FIRST_EPOCH = (
+    "SELECT pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) < 4294967296"
+)
+
+_XMIN_EXEMPT = frozenset({"pg_class", "pg_statistic", "pg_statistic_ext_data"})
+_MUST_BE_EMPTY = frozenset({"pg_default_acl"})
+
+_PLPGSQL = """
+WITH plpgsql(classid, objid) AS (
+  SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, oid
+    FROM pg_catalog.pg_extension WHERE extname = 'plpgsql'
+  UNION ALL
+  SELECT d.classid, d.objid
+    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension x ON x.oid = d.refobjid
+   WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+     AND d.deptype = 'e' AND x.extname = 'plpgsql'
+)
+"""
+
+_CHANGED_ACLS = """
+WITH acls(classid, objid, objsubid, kind, owner, acl) AS (
+  SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass, oid, 0, 'n'::"char", nspowner, nspacl
+    FROM pg_catalog.pg_namespace
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, oid, 0,
+         CASE relkind WHEN 'S' THEN 's'::"char" ELSE 'r'::"char" END, relowner, relacl
+    FROM pg_catalog.pg_class
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, a.attrelid, a.attnum, 'c'::"char",
+         c.relowner, a.attacl
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+   WHERE a.attacl IS NOT NULL
+  UNION ALL
+  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, oid, 0, 'f'::"char", proowner, proacl
+    FROM pg_catalog.pg_proc
+  UNION ALL
+  SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, oid, 0, 'T'::"char", typowner, typacl
+    FROM pg_catalog.pg_type
+  UNION ALL
+  SELECT 'pg_catalog.pg_language'::pg_catalog.regclass, oid, 0, 'l'::"char", lanowner, lanacl
+    FROM pg_catalog.pg_language
+  UNION ALL
+  SELECT 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass, oid, 0, 'F'::"char",
+         fdwowner, fdwacl
+    FROM pg_catalog.pg_foreign_data_wrapper
+  UNION ALL
+  SELECT 'pg_catalog.pg_foreign_server'::pg_catalog.regclass, oid, 0, 'S'::"char",
+         srvowner, srvacl
+    FROM pg_catalog.pg_foreign_server
+)
+SELECT a.classid::pg_catalog.regclass::text, a.objid, a.objsubid
+  FROM acls a
+  LEFT JOIN pg_catalog.pg_init_privs i
+    ON i.classoid = a.classid AND i.objoid = a.objid AND i.objsubid = a.objsubid
+ WHERE a.objid < 16384
+   AND (i.objoid IS NOT NULL OR a.objid NOT IN (
+          SELECT c.oid FROM pg_catalog.pg_class c
+           WHERE c.relnamespace = 'information_schema'::pg_catalog.regnamespace
+          UNION ALL
+          SELECT 'information_schema'::pg_catalog.regnamespace::oid))
+   AND ARRAY(SELECT x::text FROM pg_catalog.unnest(
+               COALESCE(a.acl, pg_catalog.acldefault(a.kind, a.owner))) x ORDER BY 1)
+       IS DISTINCT FROM
+       ARRAY(SELECT x::text FROM pg_catalog.unnest(
+               COALESCE(i.initprivs, pg_catalog.acldefault(a.kind, a.owner))) x ORDER BY 1)
+ ORDER BY 1, 2, 3
+"""
+
+_IDENTIFY = (
+    "SELECT pg_catalog.concat_ws(' ', type, identity)"
+    " FROM pg_catalog.pg_identify_object(%s::pg_catalog.regclass, %s, %s)"
+)
+
+# Describing one object is one query; beyond these, found objects are only counted.
+_DESCRIBED = 10
+
+
+class _Found(NamedTuple):
+    catalog: str  # "pg_cast"
+    objid: int | None  # None: a catalog without OIDs (a changed row of pg_depend)
+    objsubid: int
+    acl: bool  # the object's privileges changed, not the object
+
+
+def _changed_rows_query(catalogs: list[tuple[str, int, bool]], first_epoch: bool) -> sql.Composed:
+    """One UNION over every catalog: the rows rules 1 and 2 find (see above)."""
+    parts = []
+    for relname, frozen, has_oid in catalogs:
+        table = sql.Identifier("pg_catalog", relname)
+        xmin_new = (
+            sql.SQL("t.xmin::text::bigint >= {}").format(sql.Literal(frozen))
+            if first_epoch
+            else sql.SQL("false")
+        )
+        changed = xmin_new if relname not in _XMIN_EXEMPT else sql.SQL("false")
+        made: sql.Composable
+        if has_oid:
+            made = sql.SQL(
+                "(t.oid >= 16384 AND NOT ({old}) AND NOT EXISTS (SELECT 1 FROM plpgsql p"
+                " WHERE p.classid = {cls}::pg_catalog.regclass AND p.objid = t.oid))"
+            ).format(
+                old=sql.SQL("t.xmin::text::bigint < {}").format(sql.Literal(frozen))
+                if first_epoch
+                else sql.SQL("false"),
+                cls=sql.Literal(f"pg_catalog.{relname}"),
+            )
+            if relname in _MUST_BE_EMPTY:
+                made = sql.SQL("true")
+            objid: sql.Composable = sql.SQL("t.oid")
+        elif relname in _XMIN_EXEMPT or not first_epoch:
+            continue
+        else:
+            made = sql.SQL("false")
+            objid = sql.SQL("NULL::pg_catalog.oid")
+        parts.append(
+            sql.SQL("SELECT {name}::text, {objid} FROM {table} t WHERE {made} OR {changed}").format(
+                name=sql.Literal(relname), objid=objid, table=table, made=made, changed=changed
+            )
+        )
+    return sql.SQL("{} SELECT * FROM ({}) found").format(
+        sql.SQL(_PLPGSQL), sql.SQL(" UNION ALL ").join(parts)
+    )
+
+
+def _describe(conn: Connection, found: _Found) -> str:
+    if found.objid is None:
+        return f"changed rows of pg_catalog.{found.catalog}"
+    try:
+        row = conn.execute(
+            _IDENTIFY, (f"pg_catalog.{found.catalog}", found.objid, found.objsubid)
+        ).fetchone()
+        what = str(row[0]) if row is not None and row[0] else ""
+    except psycopg.Error:  # a catalog pg_identify_object does not know (pg_enum...)
+        what = ""
+    what = what or f"pg_catalog.{found.catalog} row {found.objid}"
+    return f"privileges of {what}" if found.acl else what
+
+
+def _template_differences(conn: Connection) -> list[str]:
+    catalogs = [(str(r[0]), int(r[1]), bool(r[2])) for r in conn.execute(_CATALOGS).fetchall()]
+    epoch_row = conn.execute(_FIRST_EPOCH).fetchone()
+    first_epoch = bool(epoch_row[0]) if epoch_row is not None else False
+    found: list[_Found] = []
+    seen_catalogs: set[str] = set()
+    for catalog, objid in conn.execute(_changed_rows_query(catalogs, first_epoch)).fetchall():
+        if objid is None:
+            if catalog in seen_catalogs:
+                continue
+            seen_catalogs.add(catalog)
+        found.append(_Found(str(catalog), None if objid is None else int(objid), 0, False))
+    listed = {(f.catalog, f.objid) for f in found}
+    for regclass, objid, objsubid in conn.execute(_CHANGED_ACLS.encode()).fetchall():
+        catalog = str(regclass).removeprefix("pg_catalog.")
+        if objsubid == 0 and (catalog, int(objid)) in listed:
+            continue  # already named as changed
+        found.append(_Found(catalog, int(objid), int(objsubid), True))
+    # Objects before the rows of catalogs without OIDs (pg_depend...), which only echo them.
+    found.sort(key=lambda f: f.objid is None)
+    return [
+        _describe(conn, f) if i < _DESCRIBED else f"pg_catalog.{f.catalog} row {f.objid}"
+        for i, f in enumerate(found)
+    ]
 
 
 def unexpected_objects(conninfo: ConnInfo) -> list[str]:
-    """What database ``conninfo.dbname``, just created from template0, should not hold.
+    """How database ``conninfo.dbname``, just created from template0, differs from initdb's.
 
     Empty for a database as template0 comes from initdb; otherwise one description per
-    object (``relation public.t``, ``extension hstore``, …), tables before the rest. A
-    template0 someone connected to and changed would otherwise slip its objects into every
-    restore. Raises ConnectionFailed, QueryFailed.
+    object (``table public.t``, ``cast from text to integer``, ``privileges of schema
+    public``, ``changed rows of pg_catalog.pg_depend``...), objects first. A template0
+    someone connected to and changed would otherwise slip its objects, or its changed
+    built-ins and privileges, into every restore. Blind spots: see the rules above.
+    Raises ConnectionFailed, QueryFailed.
     """
     with connect(conninfo, autocommit=True) as conn:
-        rows = _guarded(
+        return _guarded(
             conninfo,
-            "listing the objects of a new database",
-            lambda: conn.execute(_UNEXPECTED_OBJECTS.encode()).fetchall(),
+            "comparing a new database with template0 as initdb made it",
+            lambda: _template_differences(conn),
         )
-    return [str(row[0]) for row in rows]
 
 
 def create_database(

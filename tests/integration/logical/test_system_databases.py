@@ -9,6 +9,9 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.errors import RestoreError
+from respaldo.operations.restore import create_empty_database
+from respaldo.postgres import unexpected_objects
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases, table_checksums
 
@@ -88,7 +91,7 @@ def contaminated_template0(pg: TempCluster) -> Iterator[str]:
     try:
         pg.execute("CREATE TABLE public.intrusa (x int)", dbname="template0")
         pg.execute("ALTER DATABASE template0 ALLOW_CONNECTIONS false")
-        yield "public.intrusa"
+        yield "table public.intrusa"
     finally:
         pg.execute("ALTER DATABASE template0 ALLOW_CONNECTIONS true")
         pg.execute("DROP TABLE IF EXISTS public.intrusa", dbname="template0")
@@ -120,3 +123,98 @@ def test_a_contaminated_template0_fails_a_drill(
     assert run.code != 0, str(run)
     assert "template0 is not empty" in run.out + run.err, str(run)
     assert databases(pg) == before
+
+
+# --- what the check finds, kind by kind, on a throwaway cluster ----------------------------
+#
+# Each case changes a copy of template0 the way a session in template0 itself would; some
+# changes (a built-in replaced in place) cannot be undone exactly, so the shared cluster is
+# never touched: one cluster of their own serves these tests and is thrown away after.
+
+
+@pytest.fixture(scope="module")
+def own_cluster() -> Iterator[TempCluster]:
+    with TempCluster.create() as cluster:
+        yield cluster
+
+
+_CONTAMINATIONS = {
+    "default privileges": (
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+        "default acl",
+    ),
+    "privileges of a system schema": ("GRANT CREATE ON SCHEMA public TO PUBLIC", "schema public"),
+    "privileges of a catalog column": (
+        "GRANT SELECT (rolpassword) ON pg_catalog.pg_authid TO PUBLIC",
+        "privileges of table column pg_catalog.pg_authid.rolpassword",
+    ),
+    "cast": (
+        "CREATE CAST (text AS int4) WITH INOUT AS IMPLICIT",
+        "cast (pg_catalog.text AS integer)",
+    ),
+    "operator": (
+        "CREATE OPERATOR pg_catalog.=== (FUNCTION = pg_catalog.texteq,"
+        " LEFTARG = text, RIGHTARG = text)",
+        "operator pg_catalog.===(pg_catalog.text,pg_catalog.text)",
+    ),
+    "operator class": (
+        "CREATE OPERATOR CLASS pg_catalog.otra FOR TYPE int4 USING btree"
+        " AS OPERATOR 1 <, FUNCTION 1 btint4cmp(int4, int4)",
+        "operator class pg_catalog.otra USING btree",
+    ),
+    "collation": ('CREATE COLLATION pg_catalog.otra FROM "C"', "collation pg_catalog.otra"),
+    "conversion": (
+        "CREATE CONVERSION pg_catalog.otra FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8",
+        "conversion pg_catalog.otra",
+    ),
+    "text search": (
+        "CREATE TEXT SEARCH CONFIGURATION pg_catalog.otra (COPY = pg_catalog.simple)",
+        "text search configuration pg_catalog.otra",
+    ),
+    "foreign data wrapper": ("CREATE FOREIGN DATA WRAPPER otro", "foreign-data wrapper otro"),
+    "built-in function replaced": (
+        "CREATE OR REPLACE FUNCTION pg_catalog.lower(text) RETURNS text LANGUAGE internal"
+        " IMMUTABLE STRICT PARALLEL SAFE AS 'upper'",
+        "function pg_catalog.lower(pg_catalog.text)",
+    ),
+    "table": ("CREATE TABLE public.intrusa (x int)", "table public.intrusa"),
+}
+
+
+def test_a_database_fresh_from_template0_shows_nothing(own_cluster: TempCluster) -> None:
+    own_cluster.execute("CREATE DATABASE limpia TEMPLATE template0")
+    try:
+        assert unexpected_objects(own_cluster.conninfo("limpia")) == []
+    finally:
+        own_cluster.execute("DROP DATABASE limpia")
+
+
+@pytest.mark.parametrize("kind", sorted(_CONTAMINATIONS))
+def test_every_kind_of_change_to_template0_is_found(own_cluster: TempCluster, kind: str) -> None:
+    statement, expected = _CONTAMINATIONS[kind]
+    own_cluster.execute("CREATE DATABASE copia TEMPLATE template0")
+    try:
+        own_cluster.execute(statement, dbname="copia")
+        found = unexpected_objects(own_cluster.conninfo("copia"))
+        assert any(expected in what for what in found), found
+    finally:
+        own_cluster.execute("DROP DATABASE copia")
+
+
+def test_a_built_in_replaced_in_template0_stops_the_staging_database(
+    own_cluster: TempCluster,
+) -> None:
+    # Last in the module: template0 of this cluster stays changed (it is thrown away).
+    statement, expected = _CONTAMINATIONS["built-in function replaced"]
+    before = {row[0] for row in own_cluster.query("SELECT datname FROM pg_database")}
+    own_cluster.execute("ALTER DATABASE template0 ALLOW_CONNECTIONS true")
+    own_cluster.execute(statement, dbname="template0")
+    own_cluster.execute("ALTER DATABASE template0 ALLOW_CONNECTIONS false")
+    with pytest.raises(RestoreError) as caught:
+        create_empty_database(own_cluster.conninfo(), "staging_probe")
+    assert str(caught.value).startswith(
+        f"template0 is not empty: a database created from it holds {expected}"
+    ), caught.value
+    assert "nothing was restored" in (caught.value.hint or "")
+    after = {row[0] for row in own_cluster.query("SELECT datname FROM pg_database")}
+    assert after == before
