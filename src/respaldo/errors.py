@@ -144,6 +144,11 @@ class ConfigDamaged(RepositoryError):
     repository id than its key files."""
 
 
+class KeyFileDamaged(RepositoryError):
+    """A key file's checksum does not match its contents: it was damaged in storage (its
+    passphrase may well be right)."""
+
+
 class WrongPassphrase(RepositoryError):
     """No key file of the repository opens with the given passphrase."""
 

@@ -17,7 +17,9 @@ for the shared checker. Faults strike at scripted points, never after a fixed sl
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import shutil
 import signal
 import tempfile
@@ -455,13 +457,29 @@ def corrupt_config(world: World) -> Outcome:
     return Outcome({backup_id}, [verify], summary=f"failed: {message}")
 
 
+def _flip_wrapped_key(key: Path) -> None:
+    """One bit of the key file's ``wrapped_key`` flipped, the file still valid JSON in
+    valid UTF-8 (the base64 text of the changed bytes, same length, in place): damage
+    that AES-GCM alone cannot tell from a wrong passphrase."""
+    raw = key.read_bytes()
+    encoded = str(json.loads(raw)["wrapped_key"])
+    wrapped = bytearray(base64.b64decode(encoded))
+    wrapped[len(wrapped) // 2] ^= 0x01
+    flipped = base64.b64encode(bytes(wrapped)).decode()
+    assert raw.count(encoded.encode()) == 1 and flipped != encoded
+    key.write_bytes(raw.replace(encoded.encode(), flipped.encode()))
+    json.loads(key.read_bytes().decode("utf-8"))  # still a well-formed key file
+
+
 def corrupt_key(world: World) -> Outcome:
     backup_id = world.backup()
     (key,) = (p for p in (_repo(world) / "keys").iterdir() if p.is_file())
     saved = key.read_bytes()
-    flip_byte(key, len(saved) // 2)
+    _flip_wrapped_key(key)
     verify = world.run("verify", "--all")
     message = assert_clear_message(verify)
+    assert "passphrase" not in message.lower(), message
+    assert "damaged" in message and f"keys/{key.name}" in message, message
     key.write_bytes(saved)
     return Outcome({backup_id}, [verify], summary=f"failed: {message}")
 
@@ -739,8 +757,8 @@ SCENARIOS = [
     Scenario(
         "corrupt-key",
         "any command",
-        "one byte of the key file flipped",
-        "fails clearly with a hint",
+        "one bit of the key file's wrapped key flipped",
+        "says the key file is damaged (not 'wrong passphrase'), with a hint",
         corrupt_key,
     ),
     Scenario(

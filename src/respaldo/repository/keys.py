@@ -7,7 +7,8 @@
              "time_cost": 3, "memory_cost": 65536, "parallelism": 2},
      "cipher": "aes-256-gcm", "nonce": "<base64, 12 bytes>",
      "wrapped_key": "<base64: AES-256-GCM(kek, nonce, master_key, aad)>",
-     "config": {<a copy of the repository's config, with its "mac">}}
+     "config": {<a copy of the repository's config, with its "mac">},
+     "checksum": "sha256:<hex>"}
 
 with ``kek = argon2id(passphrase, salt, …, 32 bytes)`` and
 ``aad = "respaldo/key/" + repository id + "/" + key id``. Several key files may wrap the
@@ -17,11 +18,19 @@ same master key (one per passphrase); removing one never touches the data.
 repository ``config`` repairable from any key file and its passphrase: its id is the one
 the wrapped key is bound to (a passphrase that unwraps with it proves it), and its other
 fields are authenticated by the copy's ``mac`` (see :mod:`.config_file`).
+
+``checksum`` (absent from key files written before it existed, which open as before) is
+the SHA-256 of the canonical JSON of every other field (keys sorted, separators ``,``
+and ``:``). It needs no passphrase: without it, one bit changed in ``salt``, ``nonce`` or
+``wrapped_key`` makes AES-GCM fail exactly as a wrong passphrase does, and the operator
+is sent to check a passphrase that is right. It is an integrity check against damage,
+not an authenticator (AES-GCM is that).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -32,7 +41,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from respaldo.errors import ObjectNotFound, RepositoryError
+from respaldo.errors import KeyFileDamaged, ObjectNotFound, RepositoryError
 from respaldo.storage.base import Storage
 
 KEY_PREFIX = "keys/"
@@ -62,6 +71,17 @@ def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
         hash_len=32,
         type=Type.ID,
     )
+
+
+_CHECKSUM = "checksum"
+_CHECKSUM_ALGORITHM = "sha256:"
+
+
+def _checksum(doc: dict[str, Any]) -> str:
+    """The checksum of a key file's fields other than the checksum itself."""
+    body = {k: v for k, v in doc.items() if k != _CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return _CHECKSUM_ALGORITHM + hashlib.sha256(canonical).hexdigest()
 
 
 def _aad(repository_id: str, key_id: str) -> bytes:
@@ -104,7 +124,18 @@ def wrap_master_key(
     }
     if config is not None:
         doc["config"] = config
+    doc[_CHECKSUM] = _checksum(doc)
     return key_id, json.dumps(doc, indent=2).encode()
+
+
+# Without a readable key file nothing in the repository can be decrypted, and the
+# passphrase alone cannot make one again.
+_DAMAGED_KEY_HINT = (
+    "put back an undamaged copy of this key file (from a backup of the repository's "
+    "directory or bucket), or copy a key file from a mirror's keys/ (mirrors wrap the same "
+    "master key; it opens with the mirror's passphrase); if the repository has other keys "
+    "('respaldo key add'), use one of those"
+)
 
 
 @dataclass(frozen=True)
@@ -121,10 +152,19 @@ class KeyFile:
     config: dict[str, Any] | None
 
     @classmethod
-    def parse(cls, doc_bytes: bytes) -> KeyFile:
-        """Raises RepositoryError if the key file is malformed."""
+    def parse(cls, doc_bytes: bytes, name: str | None = None) -> KeyFile:
+        """Raises KeyFileDamaged if the key file's checksum does not match (``name``, the
+        object's name, is for the message), RepositoryError if it is malformed."""
         try:
             doc: dict[str, Any] = json.loads(doc_bytes)
+            if not isinstance(doc, dict):
+                raise TypeError("not a JSON object")
+            if _CHECKSUM in doc and doc[_CHECKSUM] != _checksum(doc):
+                raise KeyFileDamaged(
+                    f"key file {name or doc.get('id')} is damaged: its contents do not "
+                    "match its checksum",
+                    hint=_DAMAGED_KEY_HINT,
+                )
             kdf = doc["kdf"]
             if kdf["algorithm"] != "argon2id" or doc["cipher"] != "aes-256-gcm":
                 raise RepositoryError(f"key file {doc.get('id')} uses an unknown algorithm")
@@ -169,14 +209,6 @@ def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> 
     return key.unwrap(key.kek(passphrase), repository_id)
 
 
-# Without a readable key file nothing in the repository can be decrypted, and the
-# passphrase alone cannot make one again.
-_DAMAGED_KEY_HINT = (
-    "put back an undamaged copy of this key file (from a copy of the repository's directory "
-    "or bucket); if the repository has other keys ('respaldo key add'), use one of those"
-)
-
-
 def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
     """Every readable key file. Raises RepositoryError when there is none, naming the
     first malformed one if any."""
@@ -184,9 +216,11 @@ def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
     malformed: RepositoryError | None = None
     for info in storage.list(KEY_PREFIX):
         try:
-            found.append((info.name, KeyFile.parse(storage.get(info.name))))
+            found.append((info.name, KeyFile.parse(storage.get(info.name), info.name)))
         except ObjectNotFound:
             continue  # removed while we listed ('respaldo key remove')
+        except KeyFileDamaged as exc:
+            malformed = malformed or exc
         except RepositoryError as exc:
             malformed = malformed or RepositoryError(
                 f"{exc.message} [object {info.name}]",

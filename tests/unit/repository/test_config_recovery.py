@@ -74,6 +74,7 @@ def _make_legacy(storage: Storage) -> None:
     for name in names(storage, "keys/"):
         key = json.loads(storage.get(name))
         key.pop("config")
+        key.pop("checksum")
         storage.put(name, json.dumps(key, indent=2).encode())
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from respaldo.errors import InvalidObjectName, RepositoryError, WrongPassphrase
+from respaldo.errors import InvalidObjectName, KeyFileDamaged, RepositoryError, WrongPassphrase
 from respaldo.repository import Repository
 from respaldo.storage.base import Storage
 from respaldo.storage.memory import MemoryStorage
@@ -145,15 +148,114 @@ def test_key_file_does_not_open_another_repository(memory_storage: MemoryStorage
     assert open_repo(other, "another passphrase").id == second.id != first.id
 
 
-def test_key_file_tampering_is_not_mistaken_for_the_right_passphrase(
+def _rewrite_key(storage: MemoryStorage, change: Callable[[dict[str, Any]], None]) -> str:
+    (key_name,) = names(storage, "keys/")
+    doc = json.loads(storage.get(key_name))
+    change(doc)
+    storage.put(key_name, json.dumps(doc, indent=2).encode())
+    return key_name
+
+
+def _flip_b64(value: str) -> str:
+    data = bytearray(base64.b64decode(value))
+    data[len(data) // 2] ^= 0x10
+    return base64.b64encode(bytes(data)).decode()
+
+
+def _flip_wrapped(doc: dict[str, Any]) -> None:
+    doc["wrapped_key"] = _flip_b64(doc["wrapped_key"])
+
+
+def _flip_salt(doc: dict[str, Any]) -> None:
+    doc["kdf"]["salt"] = _flip_b64(doc["kdf"]["salt"])
+
+
+def _flip_nonce(doc: dict[str, Any]) -> None:
+    doc["nonce"] = _flip_b64(doc["nonce"])
+
+
+def _old_format(doc: dict[str, Any]) -> None:
+    """A key file written before key files had a checksum."""
+    del doc["checksum"]
+
+
+@pytest.mark.parametrize("flip", [_flip_wrapped, _flip_salt, _flip_nonce])
+def test_a_flipped_bit_in_a_key_file_reads_as_damage_not_a_wrong_passphrase(
+    memory_storage: MemoryStorage, flip: Callable[[dict[str, Any]], None]
+) -> None:
+    repo = init_repo(memory_storage)
+    key_name = _rewrite_key(memory_storage, flip)
+    before = snapshot(memory_storage)
+    with pytest.raises(KeyFileDamaged) as info:
+        open_repo(memory_storage)
+    assert not isinstance(info.value, WrongPassphrase)
+    assert str(info.value).startswith(f"key file {key_name} is damaged")
+    assert "passphrase" not in str(info.value)
+    assert "RESPALDO_PASSPHRASE" not in (info.value.hint or "")
+    assert "undamaged copy" in (info.value.hint or "")
+    assert snapshot(memory_storage) == before  # reading changed nothing
+    del repo
+
+
+def test_a_damaged_key_file_is_passed_over_when_another_opens(
     memory_storage: MemoryStorage,
 ) -> None:
+    repo = init_repo(memory_storage)
+    first = repo.key_id_for(PASSPHRASE)
+    repo.add_key(OTHER, KDF)
+    doc = json.loads(memory_storage.get(f"keys/{first}"))
+    _flip_wrapped(doc)
+    memory_storage.put(f"keys/{first}", json.dumps(doc).encode())
+    assert open_repo(memory_storage, OTHER).id == repo.id
+
+
+def test_new_key_files_carry_a_checksum(memory_storage: MemoryStorage) -> None:
+    repo = init_repo(memory_storage)
+    repo.add_key(OTHER, KDF)
+    repo.change_passphrase(repo.key_id_for(PASSPHRASE), "a third passphrase", KDF)
+    for name in names(memory_storage, "keys/"):
+        doc = json.loads(memory_storage.get(name))
+        body = {k: v for k, v in doc.items() if k != "checksum"}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        assert doc["checksum"] == "sha256:" + hashlib.sha256(canonical).hexdigest()
+        assert "config" in doc  # the config copy is kept beside it
+
+
+def test_an_old_format_key_file_without_a_checksum_still_opens(
+    memory_storage: MemoryStorage,
+) -> None:
+    repo = init_repo(memory_storage)
+    _rewrite_key(memory_storage, _old_format)
+    assert open_repo(memory_storage).id == repo.id
+
+
+def test_old_format_key_file_tampering_is_not_mistaken_for_the_right_passphrase(
+    memory_storage: MemoryStorage,
+) -> None:
+    """Without a checksum (old key files), damage still reads as before: never as the
+    right passphrase."""
     init_repo(memory_storage)
-    (key_name,) = names(memory_storage, "keys/")
-    doc = json.loads(memory_storage.get(key_name))
-    wrapped = bytearray(base64.b64decode(doc["wrapped_key"]))
-    wrapped[0] ^= 1
-    doc["wrapped_key"] = base64.b64encode(bytes(wrapped)).decode()
-    memory_storage.put(key_name, json.dumps(doc).encode())
+    _rewrite_key(memory_storage, lambda doc: (_old_format(doc), _flip_wrapped(doc)))
     with pytest.raises(WrongPassphrase):
         open_repo(memory_storage)
+
+
+def test_a_damaged_key_file_is_replaced_by_a_mirrors_key_file(
+    memory_storage: MemoryStorage,
+) -> None:
+    """What the hint says: a mirror's key file wraps the same master key for the same
+    repository id, so copied into keys/ it opens the repository (with its passphrase)."""
+    repo = init_repo(memory_storage)
+    data = random_bytes(20_000)
+    write_backup(repo, "b1", {"dump": data})
+    mirror = MemoryStorage("mirror")
+    Repository.init_mirror(mirror, repo, OTHER, kdf=KDF)
+    damaged = _rewrite_key(memory_storage, _flip_nonce)
+    with pytest.raises(KeyFileDamaged) as info:
+        open_repo(memory_storage)
+    assert "mirror" in (info.value.hint or "")
+    memory_storage.delete(damaged)
+    (mirror_key,) = names(mirror, "keys/")
+    memory_storage.put(mirror_key, mirror.get(mirror_key))
+    reopened = open_repo(memory_storage, OTHER)
+    assert read_stream(reopened, reopened.load_manifest("b1")) == data
