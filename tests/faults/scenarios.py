@@ -31,7 +31,7 @@ from pathlib import Path
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
 from tests.faults.world import Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
-from tests.integration.physical.conftest import chown_tree
+from tests.integration.physical.conftest import chown_tree, server_respaldo
 from tests.servers.faultproxy import Rule
 
 from respaldo.operations.targets import MARKER
@@ -165,6 +165,27 @@ def kill_drill(world: World) -> Outcome:
     again = world.run_process("drill", backup_id)
     assert again.code == 0, str(again)
     return Outcome({backup_id}, summary="staging dropped at the next run; drill again passes")
+
+
+def kill_physical_drill(world: World) -> Outcome:
+    """A physical drill killed with its scratch server up (recovered, promoted): the next
+    drill stops that server and removes its scratch data directory, then passes."""
+    backup_id = _physical_backup(world)
+    # The scratch server's log is created (1st open) before pg_ctl start, and read (2nd)
+    # once the server has finished recovery and accepts connections.
+    log = r"/respaldo-drill-[^/]+/data/log/respaldo-recovery\.log$"
+    args = ("drill", backup_id, "--respaldo-command", server_respaldo())
+    _killed(world.run_process(*args, plant=Plant("open", log, 2)))
+    (scratch,) = world.tmpdir.glob("respaldo-drill-*")
+    pid = int((scratch / "data" / "postmaster.pid").read_text().split()[0])
+    assert Path(f"/proc/{pid}").exists(), "the killed drill's scratch server is not running"
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    assert not scratch.exists(), f"the killed drill's {scratch} is still there"
+    assert not Path(f"/proc/{pid}").exists(), "the killed drill's scratch server still runs"
+    return Outcome(
+        {backup_id}, summary="scratch server stopped, directory removed; drill again passes"
+    )
 
 
 def kill_copy(world: World) -> Outcome:
@@ -588,6 +609,14 @@ SCENARIOS = [
         f"{KILL} halfway through the restore test",
         "staging database dropped at the next run",
         kill_drill,
+    ),
+    Scenario(
+        "physical-drill-kill",
+        "drill (physical)",
+        f"{KILL} with the scratch server up, after recovery",
+        "scratch server stopped and its directory removed at the next run; drill passes",
+        kill_physical_drill,
+        primary="archiving",
     ),
     Scenario(
         "copy-kill",
