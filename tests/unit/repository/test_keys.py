@@ -235,7 +235,8 @@ def test_old_format_key_file_tampering_is_not_mistaken_for_the_right_passphrase(
     """Without a checksum (old key files), damage still reads as before: never as the
     right passphrase."""
     init_repo(memory_storage)
-    _rewrite_key(memory_storage, lambda doc: (_old_format(doc), _flip_wrapped(doc)))
+    _rewrite_key(memory_storage, _old_format)
+    _rewrite_key(memory_storage, _flip_wrapped)
     with pytest.raises(WrongPassphrase):
         open_repo(memory_storage)
 
