@@ -30,7 +30,8 @@ sealed bytes and names no pack or chunk. So, conservatively, while any record is
 unreadable: a backup deduplicates against no chunk copy stored before it started (any of
 them may be one the record named; it stores everything anew), garbage collection refuses
 to run (it might keep a damaged copy and drop the good one), ``verify --all`` reads every
-copy in every pack and quarantines anew the damaged ones it finds, and ``repair`` re-reads
+copy in every pack and quarantines anew the damaged ones it finds, a reader that meets a
+damaged copy takes another copy of the chunk if one is good, and ``repair`` re-reads
 every copy the same way, records what it finds and then deletes the unreadable records
 (the only deletion of a record), which ends the state.
 """

@@ -174,21 +174,24 @@ def fetch_chunks(
     *,
     fallbacks: Sequence[Repository] = (),
     on_fallback: OnFallback | None = None,
+    other_copies: bool = True,
 ) -> Iterator[ChunkResult]:
     """Yield every entry's chunk, in order, with errors as results rather than raised.
 
-    A chunk that is missing or damaged in ``repo`` is looked for in each of
-    ``fallbacks`` (mirrors of ``repo``: same keys, same chunk ids) in turn;
-    ``on_fallback`` hears of every chunk read that way.
+    While a quarantine record is unreadable (:mod:`.quarantine`), a copy found damaged
+    is replaced by another copy of the chunk in ``repo`` if there is a good one (unless
+    not ``other_copies``: verification wants to see the damaged copy). A chunk still
+    missing or damaged is looked for in each of ``fallbacks`` (mirrors of ``repo``: same
+    keys, same chunk ids) in turn; ``on_fallback`` hears of every chunk read that way.
     """
     with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
         queue: deque[tuple[_Window, list[Future[list[ChunkResult]]]]] = deque()
         for window in _windows(repo, entries):
             queue.append((window, [pool.submit(_fetch_run, repo, run) for run in window.runs]))
             while len(queue) > WINDOWS_AHEAD - 1:
-                yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback)
+                yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback, other_copies)
         while queue:
-            yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback)
+            yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback, other_copies)
 
 
 def _in_order(
@@ -197,13 +200,34 @@ def _in_order(
     futures: list[Future[list[ChunkResult]]],
     fallbacks: Sequence[Repository],
     on_fallback: OnFallback | None,
+    other_copies: bool,
 ) -> Iterator[ChunkResult]:
     results = [_not_indexed(repo, cid) for cid in window.missing]
     for future in futures:
         results.extend(future.result())
+    if other_copies and repo.quarantine.unreadable:
+        results = _other_copies(repo, results)
     found = {result.chunk_id: result for result in _repair(results, fallbacks, on_fallback)}
     for cid in window.ids:
         yield found[cid]
+
+
+def _other_copies(repo: Repository, results: list[ChunkResult]) -> list[ChunkResult]:
+    """Replace results damaged for certain by another good copy in ``repo`` itself."""
+    failed = {r.chunk_id: r for r in results if r.data is None and r.damaged}
+    if not failed:
+        return results
+    fixed: dict[bytes, ChunkResult] = {}
+    for cid, locations in repo.all_copies(failed).items():
+        for loc in locations:
+            if cid in fixed or pack_name(loc.pack_id) == failed[cid].obj:
+                continue
+            run = _Run(loc.pack_id, loc.offset, loc.offset + loc.length, [])
+            run.chunks.append((cid, loc.offset, loc.length))
+            [alternative] = _fetch_run(repo, run)
+            if alternative.data is not None:
+                fixed[cid] = alternative
+    return [fixed.get(r.chunk_id, r) if r.data is None else r for r in results]
 
 
 def _repair(
@@ -241,11 +265,16 @@ def read_list(
     list_id: str,
     fallbacks: Sequence[Repository] = (),
     on_fallback: OnFallback | None = None,
+    other_copies: bool = True,
 ) -> list[tuple[bytes, int]]:
     """The entries of one list chunk. Errors come back as a failed ChunkResult."""
     (result,) = list(
         fetch_chunks(
-            repo, [(bytes.fromhex(list_id), 0)], fallbacks=fallbacks, on_fallback=on_fallback
+            repo,
+            [(bytes.fromhex(list_id), 0)],
+            fallbacks=fallbacks,
+            on_fallback=on_fallback,
+            other_copies=other_copies,
         )
     )
     if result.data is None:

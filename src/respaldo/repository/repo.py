@@ -7,7 +7,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,13 @@ from respaldo.repository.config_file import (
     with_mac,
 )
 from respaldo.repository.crypto import AAD_INDEX, KeySet, Sealer, SealError
-from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, Location, check_index
+from respaldo.repository.index import (
+    INDEX_PREFIX,
+    ChunkIndex,
+    Location,
+    check_index,
+    decode_index,
+)
 from respaldo.repository.keys import (
     KEY_PREFIX,
     KdfParams,
@@ -381,6 +387,27 @@ class Repository:
         if not self.damaged_index_files:
             return ""
         return "index file(s) " + ", ".join(sorted(self.damaged_index_files)) + " are damaged"
+
+    def all_copies(self, chunk_ids: Collection[bytes]) -> dict[bytes, list[Location]]:
+        """Every location the index files give for ``chunk_ids`` but the quarantined
+        ones (the loaded index keeps one per chunk). Costs a pass over every index file:
+        for readers that met a damaged copy while a quarantine record is unreadable
+        (:mod:`.quarantine`), when the index may have chosen a copy the record named."""
+        wanted = set(chunk_ids)
+        out: dict[bytes, list[Location]] = {}
+        for name in sorted(self.index_files):
+            try:
+                plain = self._read_index_file(name)
+            except (IntegrityError, ObjectNotFound):
+                continue  # damaged (already warned about) or removed by a rebuild
+            for pack_id, entries in decode_index(plain):
+                for e in entries:
+                    if e.chunk_id in wanted and not self.quarantine.is_bad_copy(
+                        e.chunk_id, pack_id
+                    ):
+                        loc = Location(pack_id, e.offset, e.length, e.raw_length)
+                        out.setdefault(e.chunk_id, []).append(loc)
+        return out
 
     def _read_index_file(self, name: str) -> bytes:
         """An index file's plaintext, checked to be well-formed."""

@@ -103,7 +103,7 @@ def _verify_one(
         damaged = False
         for list_id in stream.lists:
             try:
-                entries = read_list(repo, list_id)
+                entries = read_list(repo, list_id, other_copies=False)
             except _ChunkFailure as failure:
                 r = failure.result
                 report.problems.append(
@@ -112,7 +112,7 @@ def _verify_one(
                 report.note(r)
                 damaged = True
                 continue
-            for result in fetch_chunks(repo, entries):
+            for result in fetch_chunks(repo, entries, other_copies=False):
                 report.chunks += 1
                 if result.data is None:
                     damaged = True
@@ -296,7 +296,7 @@ def verify_subset(
         if not chosen:
             continue
         report.packs += 1
-        for result in fetch_chunks(repo, chosen):
+        for result in fetch_chunks(repo, chosen, other_copies=False):
             report.chunks += 1
             if result.data is None:
                 report.note(result)

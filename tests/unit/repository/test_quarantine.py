@@ -20,6 +20,7 @@ from respaldo.repository import (
     verify_repository,
 )
 from respaldo.repository.copy import copy_backup
+from respaldo.repository.index import INDEX_PREFIX, ChunkIndex, decode_index
 from respaldo.repository.quarantine import QUARANTINE_PREFIX
 from respaldo.repository.repair import repair_repository
 from respaldo.repository.verify import quarantine_damaged
@@ -267,4 +268,22 @@ def test_verify_all_quarantines_anew_what_an_unreadable_record_named(
     reader = open_repo(storage)
     assert not reader.quarantine.unreadable
     assert verify_repository(reader).ok
+    assert read_stream(reader, reader.load_manifest("b1")) == data
+
+
+def test_while_a_record_is_unreadable_a_reader_takes_another_copy(
+    storage: Storage, repo: Repository
+) -> None:
+    data, cid, _ = _with_an_unreadable_record(storage, repo)
+    bad_pack = pack_of_chunk(repo, cid)[0].rsplit("/", 1)[-1]
+    reader = open_repo(storage)
+    # Index files load in name order (random): put the damaged copy's file first, so
+    # that the index chooses the damaged copy, as it may in the field.
+    plaintexts = [reader._read_index_file(name) for name in names(storage, INDEX_PREFIX)]
+    plaintexts.sort(key=lambda p: bad_pack not in {pid for pid, _ in decode_index(p)})
+    reader.index = ChunkIndex.from_files(plaintexts, reader.quarantine.excluded())
+    location = reader.index.get(cid)
+    assert location is not None and location.pack_id == bad_pack
+    # Both backups still read whole, from the good copy that b2 stored.
+    assert read_stream(reader, reader.load_manifest("b2")) == data
     assert read_stream(reader, reader.load_manifest("b1")) == data
