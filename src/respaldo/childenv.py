@@ -15,13 +15,19 @@ script starts in turn. So every child gets an environment built from an allowlis
   they are how the caller chose to give it);
 - hooks, in addition: the ``PG…`` variables except ``PGPASSWORD``, and what
   ``systemctl --user`` needs (``XDG_RUNTIME_DIR``, ``DBUS_SESSION_BUS_ADDRESS``). A hook
-  that needs more sets it itself (``["env", "KUBECONFIG=/etc/k", "kubectl", …]``).
+  that needs more sets it itself (``["env", "KUBECONFIG=/etc/k", "kubectl", …]``);
+- a PostgreSQL server respaldo starts (``pg_ctl``), in addition: only what its
+  ``restore_command`` cannot work without (:func:`server_environment`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from respaldo.config import Settings
 
 BASE_NAMES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "TERM", "LANG", "LANGUAGE"}
@@ -30,6 +36,11 @@ BASE_PREFIXES = ("LC_",)
 LIBPQ_PREFIXES = ("PG", "KRB5")
 PASSWORD_NAMES = frozenset({"PGPASSWORD", "PGPASSFILE"})
 HOOK_NAMES = frozenset({"XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS"})
+AWS_PREFIX = "AWS_"
+AWS_CREDENTIAL_NAMES = frozenset(
+    {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"}
+)
+REPOSITORIES_NAME = "RESPALDO_REPOSITORIES"
 
 
 def _pick(
@@ -67,4 +78,49 @@ def hook_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
     env = base_environment(source)
     env.update(_pick(source, HOOK_NAMES, ("PG",)))
     env.pop("PGPASSWORD", None)
+    return env
+
+
+def server_environment(
+    settings: Settings, source: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a PostgreSQL server respaldo starts (``restore --start``, the
+    scratch server of a physical drill) and of its ``pg_ctl``.
+
+    Why so little: the server outlives respaldo (``restore --start`` leaves it running)
+    and runs programs of its own with its environment (``restore_command``, the
+    ``archive_command`` of a ``--keep-archiving`` copy, ``COPY … TO PROGRAM``, untrusted
+    procedural languages), so whatever it inherits is exposed for as long as it runs.
+    Its ``restore_command`` is ``respaldo --config FILE wal-fetch``, which reads its
+    settings from that file; so the server gets the base, plus only what that file
+    cannot give:
+
+    - ``RESPALDO_PASSPHRASE``, only when the settings have no ``passphrase_file`` (the
+      passphrase then exists nowhere else; restore warns that a later restart of the
+      server will not have it);
+    - when the primary repository (the one ``wal-fetch`` reads) is on S3: the ``AWS_…``
+      variables that are not credentials (region, CA bundle, config file paths); the
+      credential ones (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+      ``AWS_SESSION_TOKEN``) only when no ``access_key_id`` is configured (boto3 then
+      reads them); ``RESPALDO_REPOSITORIES…`` only when its ``secret_access_key`` came from
+      the environment (set, without a ``secret_access_key_file``).
+
+    Never ``PGPASSWORD``, ``PGPASSFILE``, ``RESPALDO_DATABASES`` or any other
+    ``RESPALDO_…`` variable, nor the ``PG…`` client settings (``PGPORT`` would even change
+    the server's default port).
+    """
+    source = os.environ if source is None else source
+    env = base_environment(source)
+    if settings.passphrase_file is None and "RESPALDO_PASSPHRASE" in source:
+        env["RESPALDO_PASSPHRASE"] = source["RESPALDO_PASSPHRASE"]
+    if settings.repositories and settings.repositories[0].url.startswith("s3://"):
+        primary = settings.repositories[0]
+        from_environment = primary.access_key_id is None
+        env.update(
+            (k, v)
+            for k, v in source.items()
+            if k.startswith(AWS_PREFIX) and (from_environment or k not in AWS_CREDENTIAL_NAMES)
+        )
+        if primary.secret_access_key is not None and primary.secret_access_key_file is None:
+            env.update(_pick(source, (REPOSITORIES_NAME,), (f"{REPOSITORIES_NAME}__",)))
     return env

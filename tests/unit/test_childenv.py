@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from respaldo.childenv import base_environment, hook_environment, libpq_environment
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from respaldo.childenv import (
+    base_environment,
+    hook_environment,
+    libpq_environment,
+    server_environment,
+)
+from respaldo.config import RepositorySettings, Settings
 
 PARENT = {
     "PATH": "/usr/bin",
@@ -54,3 +64,73 @@ def test_hooks_get_no_password_of_any_kind() -> None:
     text = repr(env)
     for secret in ("secret-passphrase", "json-secret", "aws-secret", "pg-secret"):
         assert secret not in text
+
+
+SERVER_PARENT = {
+    **PARENT,
+    "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    "AWS_SESSION_TOKEN": "aws-token",
+    "AWS_CA_BUNDLE": "/etc/ssl/ca.pem",
+    "RESPALDO_REPOSITORIES": '[{"secret_access_key": "repo-secret"}]',
+    "PGPORT": "5432",
+}
+
+
+def _settings(url: str, *, passphrase_file: bool, **repo: object) -> Settings:
+    return Settings(
+        repositories=[RepositorySettings(name="main", url=url, **repo)],
+        passphrase_file=Path("/etc/respaldo/passphrase") if passphrase_file else None,
+    )
+
+
+def test_a_server_gets_the_base_only_when_its_config_holds_what_wal_fetch_needs() -> None:
+    env = server_environment(_settings("file:///srv/repo", passphrase_file=True), SERVER_PARENT)
+    assert env == base_environment(SERVER_PARENT)
+
+
+def test_a_server_gets_the_passphrase_only_without_a_passphrase_file() -> None:
+    env = server_environment(_settings("file:///srv/repo", passphrase_file=False), SERVER_PARENT)
+    assert env["RESPALDO_PASSPHRASE"] == "secret-passphrase"
+    assert set(env) - set(base_environment(SERVER_PARENT)) == {"RESPALDO_PASSPHRASE"}
+
+
+def test_a_server_gets_aws_credentials_only_when_an_s3_primary_takes_them_from_there() -> None:
+    from_env = server_environment(_settings("s3://b/p", passphrase_file=True), SERVER_PARENT)
+    assert from_env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
+    assert from_env["AWS_SESSION_TOKEN"] == "aws-token"
+    assert "RESPALDO_REPOSITORIES" not in from_env
+    configured = server_environment(
+        _settings(
+            "s3://b/p",
+            passphrase_file=True,
+            access_key_id="AKIACONF",
+            secret_access_key_file=Path("/etc/respaldo/s3.secret"),
+        ),
+        SERVER_PARENT,
+    )
+    assert configured["AWS_CA_BUNDLE"] == "/etc/ssl/ca.pem"  # not a secret, still needed
+    assert not {"AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"} & set(configured)
+    assert "RESPALDO_REPOSITORIES" not in configured
+    secret_from_env = server_environment(
+        _settings(
+            "s3://b/p",
+            passphrase_file=True,
+            access_key_id="AKIACONF",
+            secret_access_key=SecretStr("repo-secret"),
+        ),
+        SERVER_PARENT,
+    )
+    assert secret_from_env["RESPALDO_REPOSITORIES"] == SERVER_PARENT["RESPALDO_REPOSITORIES"]
+    assert "AWS_SECRET_ACCESS_KEY" not in secret_from_env
+
+
+def test_a_server_never_gets_database_passwords_or_libpq_settings() -> None:
+    for settings in (
+        _settings("file:///srv/repo", passphrase_file=False),
+        _settings("s3://b/p", passphrase_file=False),
+    ):
+        env = server_environment(settings, SERVER_PARENT)
+        assert not {"PGPASSWORD", "PGPASSFILE", "PGPORT", "PGSSLMODE", "RESPALDO_DATABASES"} & set(
+            env
+        )
+        assert "RESPALDO_CONFIG" not in env

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from respaldo.childenv import server_environment
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, validate_backup_id
 from respaldo.errors import ConfigError, RestoreError, option
@@ -207,7 +208,9 @@ def restore_datadir(
             abort_restore(restore_target)
             raise
         if bindir is not None:
-            result.log_file = start_server(datadir, bindir=bindir, owner=owner)
+            result.log_file = start_server(
+                datadir, bindir=bindir, owner=owner, env=server_environment(settings)
+            )
             result.started = True
             result.recovery = wait_for_recovery(
                 datadir, bindir=bindir, owner=owner, log_file=result.log_file, timeout=timeout

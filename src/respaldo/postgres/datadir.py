@@ -27,11 +27,12 @@ import re
 import struct
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from respaldo.childenv import base_environment
 from respaldo.errors import RecoveryFailed, RestoreError, ToolNotFound, UnsafePath
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarMember, TarParser, Tee
 from respaldo.postgres.commands import find_bindir
@@ -326,8 +327,15 @@ def check_runnable_by(program: str, owner: Owner | None) -> None:
     )
 
 
-def start_server(datadir: Path, *, bindir: Path, owner: Owner | None) -> Path:
-    """``pg_ctl start`` without waiting; returns the log file. Raises RecoveryFailed."""
+def start_server(
+    datadir: Path, *, bindir: Path, owner: Owner | None, env: Mapping[str, str]
+) -> Path:
+    """``pg_ctl start`` without waiting; returns the log file. Raises RecoveryFailed.
+
+    ``env`` is all the environment the server gets (and keeps for as long as it runs,
+    handing it to its own children): build it with
+    :func:`respaldo.childenv.server_environment`, never pass respaldo's own.
+    """
     log_file = datadir / RECOVERY_LOG
     log_file.parent.mkdir(mode=0o700, exist_ok=True)
     log_file.touch(mode=0o600)
@@ -336,7 +344,12 @@ def start_server(datadir: Path, *, bindir: Path, owner: Owner | None) -> Path:
         os.chown(log_file, owner.uid, owner.gid)
     argv = [str(bindir / "pg_ctl"), "start", "-D", str(datadir), "-l", str(log_file), "-W"]
     done = subprocess.run(
-        _as_owner(argv, owner), capture_output=True, text=True, timeout=120, check=False
+        _as_owner(argv, owner),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(env),
     )
     if done.returncode != 0:
         raise RecoveryFailed(
@@ -394,7 +407,14 @@ def _in_production(datadir: Path) -> bool:
 
 def _running(datadir: Path, bindir: Path, owner: Owner | None) -> bool:
     argv = [str(bindir / "pg_ctl"), "status", "-D", str(datadir)]
-    done = subprocess.run(_as_owner(argv, owner), capture_output=True, timeout=30, check=False)
+    # pg_ctl status and stop start nothing: they need no more than the base.
+    done = subprocess.run(
+        _as_owner(argv, owner),
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env=base_environment(),
+    )
     return done.returncode == 0
 
 
@@ -469,4 +489,10 @@ def stop_server(datadir: Path, *, bindir: Path, owner: Owner | None, mode: str =
         return
     argv = [str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", mode, "-w"]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        subprocess.run(_as_owner(argv, owner), capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            _as_owner(argv, owner),
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env=base_environment(),
+        )
