@@ -312,6 +312,7 @@ def check_runnable_by(program: str, owner: Owner | None) -> None:
             text=True,
             timeout=120,
             check=False,
+            env=base_environment(),  # a probe: no passphrase, no password
         )
     except (OSError, subprocess.SubprocessError) as exc:
         reason = str(exc)
