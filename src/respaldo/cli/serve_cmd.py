@@ -6,21 +6,23 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.table import Table
 
-from respaldo.api import create_app
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.config import Settings
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.models import to_json_list
-from respaldo.operations.scheduled import wal_archived
-from respaldo.scheduling.plan import EntryInfo, describe
-from respaldo.scheduling.service import Service
+
+# The HTTP server (uvicorn, FastAPI) and the scheduler (APScheduler) are imported by the
+# two commands that use them: every other command (a backup from cron, each wal-fetch of
+# a recovery) would pay about 0.2 s and 13 MB for them otherwise.
+if TYPE_CHECKING:
+    from respaldo.scheduling.plan import EntryInfo
+    from respaldo.scheduling.service import Service
 
 
 @app.command("schedule")
@@ -49,10 +51,16 @@ def serve(
         _list(settings, 3, False)
         return
     with Context.open(settings) as context:
+        from respaldo.scheduling.service import Service
+
         _run(settings, context, Service.create(context))
 
 
 def _run(settings: Settings, context: Context, service: Service) -> None:
+    import uvicorn
+
+    from respaldo.api import create_app
+
     stop = threading.Event()
     received: list[str] = []
 
@@ -98,6 +106,9 @@ def _run(settings: Settings, context: Context, service: Service) -> None:
 
 
 def _list(settings: Settings, count: int, as_json: bool) -> None:
+    from respaldo.operations.scheduled import wal_archived
+    from respaldo.scheduling.plan import describe
+
     with Context.open(settings) as context:
         archived = wal_archived(context)
     entries = describe(settings, archived, datetime.now(UTC), count)
