@@ -505,6 +505,48 @@ def corrupt_key(world: World) -> Outcome:
     return Outcome({backup_id}, [verify], summary=f"failed: {message}")
 
 
+def corrupt_quarantine(world: World) -> Outcome:
+    """A damaged quarantine record (after verify recorded a damaged chunk copy): verify
+    and prune say so and what to do, no backup reuses the damaged copy meanwhile, and
+    ``repair`` (as the message says) makes the repository whole again."""
+    files = world.backup("uploads")
+    database = world.backup()
+    pack = max(p for p in (_repo(world) / "packs").rglob("*") if p.is_file())
+    flip_byte(pack, pack.stat().st_size // 2)
+    first = world.run("verify", "--all")
+    assert first.code == 3, str(first)
+    (record,) = (p for p in (_repo(world) / "quarantine").iterdir() if p.is_file())
+    flip_byte(record, record.stat().st_size // 2)
+    verify = world.run("verify", "--all")
+    assert verify.code == 3, str(verify)
+    said = verify.out + verify.err
+    assert f"quarantine record quarantine/{record.name} is damaged" in said, said
+    assert "respaldo repair" in said, f"verify does not say what to do: {said}"
+    # Garbage collection cannot tell the damaged copies from good ones: it must refuse.
+    # (prune reports per repository, one line each: the other repositories are pruned.)
+    prune = world.run("prune")
+    assert prune.code != 0, str(prune)
+    refusal = f"local: garbage collection: quarantine record quarantine/{record.name}"
+    (line,) = [ln for ln in prune.err.splitlines() if ln.startswith(refusal)]
+    assert "refusing" in line and "respaldo repair" in line, line
+    assert "Traceback" not in prune.err, str(prune)
+    # A backup of the same data meanwhile must not point at the damaged copy.
+    again = world.backup("uploads")
+    check = world.run("verify", again)
+    assert check.code == 0, f"a new backup deduplicated onto a damaged chunk: {check}"
+    # What the messages say to do.
+    world.ok("repair")
+    world.ok("prune")
+    out = world.tmp / "out"
+    world.ok("restore", files, "--target-dir", str(out))
+    assert tree_snapshot(out / str(world.tree).lstrip("/")) == tree_snapshot(world.tree)
+    return Outcome(
+        {files, database, again},
+        summary="verify exit 3 and prune refusal name the record and repair; "
+        "no backup reuses the damaged copy; repair makes it whole",
+    )
+
+
 def corrupt_wal(world: World) -> Outcome:
     """A damaged archived WAL segment: found by verify, and wal-fetch stops recovery."""
     before = {world.backup()}
@@ -789,6 +831,13 @@ SCENARIOS = [
         "one bit of the key file's wrapped key flipped",
         "says the key file is damaged (not 'wrong passphrase'), with a hint",
         corrupt_key,
+    ),
+    Scenario(
+        "corrupt-quarantine",
+        "verify --all, prune, backup, repair",
+        "one byte of a quarantine record flipped (after verify recorded a damaged chunk)",
+        "verify names the record and repair; prune refuses; no backup reuses the copy",
+        corrupt_quarantine,
     ),
     Scenario(
         "corrupt-lock",
