@@ -54,13 +54,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
+def _pythons(rows: list[dict[str, Any]]) -> str:
+    """The Python(s) the scenarios ran on: a result is only as good as the platform."""
+    return " and ".join(sorted({str(row.get("python") or "(not recorded)") for row in rows}))
+
+
+def _seconds(rows: list[dict[str, Any]]) -> float:
+    return sum(float(row.get("seconds") or 0) for row in rows)
+
+
 def render(rows: list[dict[str, Any]], when: str) -> str:
     passed = sum(1 for row in rows if row["result"] == "pass")
     lines = [
         INTRO,
         f"## Results of the run of {when}",
         "",
-        f"{passed} of {len(rows)} scenarios passed.",
+        f"{passed} of {len(rows)} scenarios passed, run with Python {_pythons(rows)}; "
+        f"{_seconds(rows):.1f} s of scenario time in all (2 workers in parallel).",
         "",
         "| scenario | operation | fault | what respaldo does (expected) | observed | result |",
         "|---|---|---|---|---|---|",

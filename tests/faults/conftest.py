@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,9 +159,18 @@ def pytest_runtest_makereport(
             if report.passed
             else _first_line(report.longreprtext),
             "seconds": f"{report.duration:.1f}",
+            "python": f"{platform.python_version()} ({platform.python_implementation()}, "
+            f"{_os_name()})",
         },
     )
     return report
+
+
+def _os_name() -> str:
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
+    except OSError:
+        return platform.system()
 
 
 def _first_line(text: str) -> str:
