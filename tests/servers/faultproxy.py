@@ -51,7 +51,11 @@ class Rule:
     path: str = ""
     method: str | None = None
     times: int | None = 1
+    after: int = 0
+    """Let the first ``after`` matching requests through before the fault applies (to
+    strike in the middle of an upload, at a point that does not depend on timing)."""
     hits: int = 0
+    passed: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.hits >= self.times:
@@ -107,6 +111,9 @@ class FaultProxy:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(method, path):
+                    if rule.passed < rule.after:
+                        rule.passed += 1
+                        continue
                     rule.hits += 1
                     self.log.append(Logged(method, path, rule.fault))
                     return rule.fault, self._released

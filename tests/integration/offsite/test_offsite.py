@@ -24,6 +24,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.cli import RunsCli, secret_file
+from tests.servers.faultproxy import FaultProxy, Rule
 from tests.servers.s3 import S3Endpoint, new_prefix
 
 pytestmark = pytest.mark.integration
@@ -209,21 +210,34 @@ def test_kill_during_upload_leaves_both_verifiable(setup: Setup) -> None:
     second = out.strip().splitlines()[-1]
     setup.config.write_text(config)
     before = len(setup.bucket_keys("packs/"))
+    # The copy goes through a proxy that lets three packs through and then holds every
+    # further pack upload: the kill strikes mid-upload whatever the machine's speed (a
+    # fast copy could otherwise finish, manifest included, between a look and the kill).
+    proxy = FaultProxy(setup.s3.endpoint_url).start()
+    held = proxy.add(Rule("stall", path="/packs/", method="PUT", times=None, after=3))
+    setup.config.write_text(config.replace(setup.s3.endpoint_url, proxy.url))
     env = dict(os.environ, RESPALDO_PASSPHRASE=PASSPHRASE)
     script = Path(sys.executable).with_name("respaldo")
-    child = subprocess.Popen(
-        [str(script), "--config", str(setup.config), "copy", second, "--to", "offsite"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(setup.bucket_keys("packs/")) < before + 2 and child.poll() is None:
-        assert time.monotonic() < deadline, "the copy never uploaded a pack"
-        time.sleep(0.02)
-    assert child.poll() is None, "the copy ended before it could be killed: make it bigger"
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    try:
+        child = subprocess.Popen(
+            [str(script), "--config", str(setup.config), "copy", second, "--to", "offsite"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300  # generous: only a hang waits this long
+        while held.hits == 0 and child.poll() is None:
+            assert time.monotonic() < deadline, "the copy never reached its fourth pack"
+            time.sleep(0.02)
+        assert child.poll() is None, f"the copy ended (status {child.returncode}) unheld"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        proxy.clear()
+        proxy.stop()
+        setup.config.write_text(config)
+    # Two uploads are in flight at most: the fourth began once two had landed.
+    assert len(setup.bucket_keys("packs/")) >= before + 2  # killed mid-upload, not before
     assert not any(k.endswith(f"manifests/{second}") for k in setup.bucket_keys("manifests/"))
     setup.ok("verify", "--all", "--repository", "offsite")
     setup.ok("verify", "--all", "--repository", "local")
