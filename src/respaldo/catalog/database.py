@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,9 +130,31 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, once: the mode is stored in the file.
+
+    The switch needs the database to itself, and SQLite (3.40, Debian 12's) may answer
+    "database is locked" at once, without its busy handler, while another connection opens
+    a new catalog at the same moment. So the mode is read first (the usual case: already
+    WAL, nothing to take), and the switch is retried within the busy timeout.
+    """
+    row = cursor.execute("PRAGMA journal_mode").fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)  # another connection holds the lock: a back-off, not a wait
 
 
 # The execution option that marks a read-only transaction (Catalog.read).
