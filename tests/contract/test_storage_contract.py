@@ -512,13 +512,19 @@ def test_concurrent_puts_of_one_name_never_tear(store: Storage) -> None:
     writing = threading.Event()
     writing.set()
     seen: list[bytes] = []
+    # Writers finish only after each reader has read once: on a loaded machine a fast
+    # store's writers could otherwise be done before a reader was ever scheduled.
+    read_once = [threading.Event() for _ in range(2)]
 
     def writer(thread: int) -> None:
         barrier.wait()
-        for _ in range(rounds):
+        for round_ in range(rounds):
             store.put("config", values[thread])
+            if round_ == 0:
+                for event in read_once:
+                    assert event.wait(60), "a reader never read"
 
-    def reader() -> None:
+    def reader(number: int) -> None:
         barrier.wait()
         while writing.is_set():
             data = store.get("config")
@@ -526,9 +532,10 @@ def test_concurrent_puts_of_one_name_never_tear(store: Storage) -> None:
             assert data in values, f"torn read: {len(data)} bytes"
             assert info.size in {len(v) for v in values}
             seen.append(data[:1])
+            read_once[number].set()
 
     with ThreadPoolExecutor(THREADS + 2) as pool:
-        readers = [pool.submit(reader) for _ in range(2)]
+        readers = [pool.submit(reader, n) for n in range(2)]
         writers = [pool.submit(writer, t) for t in range(THREADS)]
         try:
             for future in writers:
