@@ -9,8 +9,11 @@ looks the same from inside respaldo.
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from respaldo.cli.main import invoke
@@ -33,6 +36,25 @@ def main() -> int:
 
     restore.StreamReader.stream = stalling  # type: ignore[method-assign]
     return invoke(sys.argv[2:])
+
+
+def kill_stalled_restore(config: Path, restore_args: list[str], limit: int) -> None:
+    """Run ``respaldo --config CONFIG restore RESTORE_ARGS…`` stalled after ``limit`` bytes,
+    then SIGKILL it there (for the tests of what a killed restore leaves)."""
+    argv = [sys.executable, __file__, str(limit), "--config", str(config), "restore"]
+    child = subprocess.Popen(
+        [*argv, *restore_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "stalled\n"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
 
 
 if __name__ == "__main__":

@@ -5,10 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pwd
-import signal
 import stat
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +21,11 @@ from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF
+from tests.integration.stalled_restore import kill_stalled_restore
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "files backups (test passphrase)"
-STALLED = Path(__file__).parents[1] / "stalled_restore.py"
 
 
 @dataclass
@@ -221,27 +218,6 @@ def test_path_traversal_is_refused(files: Files, attack: str) -> None:
     assert not target.exists()  # made by the restore, removed with what it held
 
 
-def _killed_restore(files: Files, backup_id: str, target: Path, limit: int) -> None:
-    """A files restore into ``target`` that stalls after ``limit`` bytes, then SIGKILL."""
-    argv = [sys.executable, str(STALLED), str(limit), "--config", str(files.config)]
-    child = subprocess.Popen(
-        [*argv, "restore", backup_id, "--target-dir", str(target)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "stalled\n"
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == -signal.SIGKILL
-
-
 def test_a_killed_restore_leaves_no_truncated_file_and_the_next_one_finishes(
     files: Files,
 ) -> None:
@@ -249,7 +225,7 @@ def test_a_killed_restore_leaves_no_truncated_file_and_the_next_one_finishes(
     _write(big, os.urandom(1_500_000), 0o640, 1_700_000_000_000_000_000)
     record = files.backup()
     target = files.tmp / "restored"
-    _killed_restore(files, record["id"], target, limit=700_000)
+    kill_stalled_restore(files.config, [record["id"], "--target-dir", str(target)], 700_000)
 
     # Every file under its final name is whole; the one cut short is not among them.
     marker = target / "respaldo-restore-incomplete"

@@ -9,18 +9,15 @@ when the process is killed with SIGKILL.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.integration.physical.conftest import OS_USER, Archiving, chown_tree
+from tests.integration.stalled_restore import kill_stalled_restore
 
 pytestmark = pytest.mark.integration
 
-STALLED = Path(__file__).parents[1] / "stalled_restore.py"
 MARKER = "respaldo-restore-incomplete"
 
 
@@ -31,23 +28,9 @@ def _as_server(argv: list[str]) -> list[str]:
 def test_a_killed_physical_restore(archiving: Archiving) -> None:
     record = archiving.backup()
     datadir = archiving.new_datadir()
-    argv = [sys.executable, str(STALLED), str(4_000_000), "--config", str(archiving.config)]
-    child = subprocess.Popen(
-        [*argv, "restore", record["id"], "--target-datadir", str(datadir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    kill_stalled_restore(
+        archiving.config, [record["id"], "--target-datadir", str(datadir)], 4_000_000
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "stalled\n"
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == -signal.SIGKILL
 
     # Half a data directory: marked, and without PG_VERSION, so no server starts on it,
     # even once someone has given it to the server's user.
