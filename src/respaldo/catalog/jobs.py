@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -195,17 +195,34 @@ class Jobs:
         """Fail every running job whose process is gone from this host, or whose lease
         was last renewed more than ``lease`` ago (on any host); return them."""
         when = _now(now)
-        local = this_host()
         lapsed = []
+        for job, reason in self._lapsed(lease, is_alive, when):
+            job.status = JobStatus.FAILED
+            job.finished_at = when
+            job.error_message = reason
+            lapsed.append(job)
+        self.session.flush()
+        return lapsed
+
+    def any_lapsed(
+        self,
+        *,
+        lease: timedelta,
+        is_alive: Callable[[int], bool] = pid_alive,
+        now: datetime | None = None,
+    ) -> bool:
+        """Whether :meth:`fail_lapsed` would fail any job; reads only, so that opening the
+        catalog takes no write lock when (as nearly always) nothing lapsed."""
+        return next(iter(self._lapsed(lease, is_alive, _now(now))), None) is not None
+
+    def _lapsed(
+        self, lease: timedelta, is_alive: Callable[[int], bool], when: datetime
+    ) -> Iterator[tuple[Job, str]]:
+        local = this_host()
         for job in self.session.scalars(sa.select(Job).where(Job.status == JobStatus.RUNNING)):
             reason = _lapse_reason(job, when, lease, local, is_alive)
             if reason is not None:
-                job.status = JobStatus.FAILED
-                job.finished_at = when
-                job.error_message = reason
-                lapsed.append(job)
-        self.session.flush()
-        return lapsed
+                yield job, reason
 
 
 def _lapse_reason(

@@ -77,8 +77,14 @@ class Context:
             return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            with context.catalog.begin() as session:
-                Jobs(session).fail_lapsed(lease=timedelta(seconds=settings.jobs.lease_seconds))
+            lease = timedelta(seconds=settings.jobs.lease_seconds)
+            # Every command opens the catalog: look first, and take the write lock (which
+            # waits behind a running backup's writes) only when a job did lapse.
+            with context.catalog.read() as session:
+                lapsed = Jobs(session).any_lapsed(lease=lease)
+            if lapsed:
+                with context.catalog.begin() as session:
+                    Jobs(session).fail_lapsed(lease=lease)
             settle_abandoned(context, datetime.now(UTC))
         except BaseException:
             context.close()

@@ -109,8 +109,15 @@ def test_a_job_whose_process_died_or_whose_lease_lapsed_becomes_failed(catalog: 
         Jobs(session).start(stale, pid=os.getpid(), host="elsewhere", now=T0)
         Jobs(session).start(alive, pid=os.getpid(), now=T0)
     later = T0 + timedelta(minutes=10)
+
+    def alive_here(pid: int) -> bool:
+        return pid != 999_999
+
     with catalog.begin() as session:
         Jobs(session).renew(alive, now=later)
+    with catalog.read() as session:
+        assert Jobs(session).any_lapsed(lease=timedelta(minutes=5), is_alive=alive_here, now=later)
+    with catalog.begin() as session:
         lapsed = Jobs(session).fail_lapsed(
             lease=timedelta(minutes=5), is_alive=lambda pid: pid != 999_999, now=later
         )
@@ -123,3 +130,5 @@ def test_a_job_whose_process_died_or_whose_lease_lapsed_becomes_failed(catalog: 
         assert "lease of process" in (jobs.get(stale).error_message or "")
         assert jobs.get(stale).status is JobStatus.FAILED
         assert jobs.get(alive).status is JobStatus.RUNNING
+        # What is left running is alive and renewed: opening the catalog writes nothing.
+        assert not jobs.any_lapsed(lease=timedelta(minutes=5), is_alive=alive_here, now=later)
