@@ -215,6 +215,93 @@ class ServerSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+NotificationLevel = Literal["critical", "warning", "success", "resolved"]
+SECRET_PLACEHOLDER = "{secret}"  # noqa: S105 (where a secret goes, not one)
+
+
+class NotificationTarget(_Section):
+    """``[[notifications.targets]]``: one apprise URL and the levels it is sent.
+
+    The URL comes from ``url`` (TOML), or whole from a 0600 file (``url_file``) or an
+    environment variable (``url_env``). A secret inside a TOML ``url`` is written as
+    ``{secret}`` and filled in, URL-quoted, from ``secret_file`` or ``secret_env`` when a
+    message is sent: the TOML itself never holds a password or token. The URL is
+    checked here, at load (scheme known to apprise; a URL without ``{secret}`` parsed
+    whole); secrets are read only when sending, so that a missing secret file never
+    stops a backup (it is reported by each send and by ``respaldo notify test``).
+    """
+
+    name: str
+    url: str | None = None
+    secret_file: Path | None = None
+    secret_env: str | None = None
+    url_file: Path | None = None
+    url_env: str | None = None
+    levels: list[NotificationLevel] = ["critical", "resolved"]
+    # "short": one line that fits one SMS (160 characters); default short for services
+    # whose messages are that short (the SMS gateways), full otherwise.
+    style: Literal["full", "short"] | None = None
+
+    _validate_name = field_validator("name")(_check_name)
+
+    @field_validator("levels")
+    @classmethod
+    def _some_level(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                "levels must name at least one of critical, warning, success, resolved"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_url_and_its_secret(self) -> NotificationTarget:
+        sources = [k for k in ("url", "url_file", "url_env") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of url, url_file, url_env")
+        secrets = [k for k in ("secret_file", "secret_env") if getattr(self, k) is not None]
+        if len(secrets) > 1:
+            raise ValueError("give secret_file or secret_env, not both")
+        if self.url is None:
+            if secrets:
+                raise ValueError(
+                    f"{secrets[0]} fills the {{secret}} of url; with url_file "
+                    "or url_env the whole URL is the secret"
+                )
+            return self
+        # Imported here: the light wal-push path loads settings without apprise.
+        from respaldo.apprise_urls import url_problem
+
+        placeholder = SECRET_PLACEHOLDER in self.url
+        if placeholder and not secrets:
+            raise ValueError("url has {secret} but neither secret_file nor secret_env fills it")
+        if secrets and not placeholder:
+            raise ValueError(f"{secrets[0]} is given but url has no {{secret}} to fill")
+        problem = url_problem(self.url, placeholder=SECRET_PLACEHOLDER if placeholder else None)
+        if problem is not None:
+            raise ValueError(f"url of target {self.name!r}: {problem}")
+        return self
+
+
+class NotificationSettings(_Section):
+    """``[notifications]``: where alerts go, in which language, how often they repeat."""
+
+    language: Literal["en", "es"] = "en"
+    # A condition that stays bad (a backup missing for days) is told again this often.
+    repeat_interval_minutes: float = Field(default=360.0, gt=0)
+    # Each target gets this long to answer; an alert never holds up an operation longer.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    targets: list[NotificationTarget] = []
+
+    @model_validator(mode="after")
+    def _names_differ(self) -> NotificationSettings:
+        names = [t.name for t in self.targets]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            shown = ", ".join(repr(n) for n in repeated)
+            raise ValueError(f"[[notifications.targets]] names {shown} more than once")
+        return self
+
+
 class RepositorySettings(_Section):
     name: str
     url: str
@@ -347,6 +434,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     schedules: ScheduleSettings = ScheduleSettings()
     server: ServerSettings = ServerSettings()
+    notifications: NotificationSettings = NotificationSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

@@ -76,6 +76,12 @@ class InvalidInput(ConfigError):
 # --- storage layer -------------------------------------------------------------------
 
 
+class NotificationError(RespaldoError):
+    """A notification target could not be reached or its URL could not be made (a missing
+    secret file, a URL the notification library refuses). Never fails an operation: it
+    is logged and recorded, and ``respaldo notify test`` shows it."""
+
+
 class StorageError(RespaldoError):
     """Base of the storage layer: an object store could not do what was asked."""
 

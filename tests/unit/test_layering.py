@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINE = {"operations", "catalog", "repository", "storage", "postgres", "files"}
+ENGINE = {"operations", "catalog", "repository", "storage", "postgres", "files", "notify"}
 SHARED = {
     "config",
     "errors",
@@ -22,6 +22,8 @@ SHARED = {
     "privatedir",
     "childenv",
     "processes",
+    "i18n",
+    "apprise_urls",
 }
 
 

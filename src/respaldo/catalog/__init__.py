@@ -20,16 +20,26 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 ``respaldo.errors``.
 """
 
+from respaldo.catalog.alerts import AlertStates, Notifications
 from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_alive, this_host
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
 from respaldo.catalog.jobs import Jobs, params_of
-from respaldo.catalog.models import BackupCopy, BackupRecord, DrillRun, Job
+from respaldo.catalog.models import (
+    AlertState,
+    BackupCopy,
+    BackupRecord,
+    DrillRun,
+    Job,
+    NotificationRecord,
+)
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 
 __all__ = [
     "API_FIELDS",
+    "AlertState",
+    "AlertStates",
     "BackupCopies",
     "BackupCopy",
     "BackupRecord",
@@ -40,6 +50,8 @@ __all__ = [
     "Job",
     "Jobs",
     "ManifestValues",
+    "NotificationRecord",
+    "Notifications",
     "checks_of",
     "normalize_url",
     "open_catalog",

@@ -211,3 +211,42 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.target} {self.status}>"
+
+
+class AlertState(Base):
+    """The state of one watched condition (``set_condition``), by key: whether it fires,
+    since when, and when it was last told, so that repeats are throttled and the end is
+    told once. Failure alerts sent with a throttle key keep only ``last_sent_at`` here."""
+
+    __tablename__ = "alert_states"
+
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    firing: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    level: Mapped[str] = mapped_column(sa.String(16))
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<AlertState {self.key} firing={self.firing}>"
+
+
+class NotificationRecord(Base):
+    """One message sent (or tried) to one notification target, and how it went; the
+    error never holds the target's URL or secret."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    level: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str | None] = mapped_column(sa.String(255))
+    target: Mapped[str] = mapped_column(_NAME)
+    ok: Mapped[bool] = mapped_column(sa.Boolean)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    def __repr__(self) -> str:
+        return f"<NotificationRecord {self.id} {self.target} ok={self.ok}>"

@@ -1,0 +1,71 @@
+"""Queries on ``alert_states`` and ``notifications``: what was told, and when.
+
+The decisions (alert, repeat, stay quiet, resolve) are made by the application layer
+(:mod:`respaldo.operations.alerts`); this module only reads and writes the rows.
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from respaldo.catalog.models import AlertState, NotificationRecord
+
+
+class AlertStates:
+    """Changes and queries within one Session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, key: str) -> AlertState | None:
+        return self.session.get(AlertState, key)
+
+    def get_or_new(self, key: str, *, level: str, now: datetime) -> AlertState:
+        """The row of ``key``; a new, not firing one (flushed) if there was none."""
+        state = self.get(key)
+        if state is None:
+            state = AlertState(key=key, firing=False, level=level, updated_at=now)
+            self.session.add(state)
+            self.session.flush()
+        return state
+
+    def firing(self) -> builtins.list[AlertState]:
+        """The conditions firing now, oldest first."""
+        query = sa.select(AlertState).where(AlertState.firing.is_(True))
+        return builtins.list(self.session.scalars(query.order_by(AlertState.fired_at)))
+
+
+class Notifications:
+    """The log of messages sent to notification targets (within one Session)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self,
+        *,
+        sent_at: datetime,
+        level: str,
+        kind: str,
+        key: str | None,
+        target: str,
+        ok: bool,
+        error: str | None,
+    ) -> NotificationRecord:
+        row = NotificationRecord(
+            sent_at=sent_at, level=level, kind=kind[:64], key=key, target=target, ok=ok, error=error
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def list(self, *, limit: int = 50) -> builtins.list[NotificationRecord]:
+        """The newest records first."""
+        query = sa.select(NotificationRecord).order_by(
+            NotificationRecord.sent_at.desc(), NotificationRecord.id.desc()
+        )
+        return builtins.list(self.session.scalars(query.limit(limit)))

@@ -1,0 +1,135 @@
+"""Sending a message to the configured targets through apprise, one target at a time.
+
+:func:`send` never raises: each target's outcome is a :class:`Delivery` (ok, or the
+reason it failed, cleaned of URLs and secrets). Each target gets ``timeout_seconds`` to
+connect and to answer, so an unreachable server costs an operation seconds, not a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import apprise
+
+from respaldo.apprise_urls import captured_apprise_log, fill, redact, remember_secret
+from respaldo.config import (
+    SECRET_PLACEHOLDER,
+    NotificationSettings,
+    NotificationTarget,
+    read_secret_file,
+)
+from respaldo.errors import NotificationError, RespaldoError
+from respaldo.notify.messages import Alert, Level, Message, render
+
+log = logging.getLogger(__name__)
+
+_TYPES = {
+    Level.CRITICAL: apprise.NotifyType.FAILURE,
+    Level.WARNING: apprise.NotifyType.WARNING,
+    Level.SUCCESS: apprise.NotifyType.SUCCESS,
+    Level.RESOLVED: apprise.NotifyType.SUCCESS,
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How sending to one target went; ``error`` never holds its URL or secret."""
+
+    target: str
+    ok: bool
+    error: str | None = None
+
+
+def resolve_url(target: NotificationTarget) -> tuple[str, list[str]]:
+    """The target's URL with its secret filled in, and the secrets to keep out of every
+    message. Raises NotificationError (naming the target and the key, never the value)."""
+    if target.url_file is not None:
+        url = read_secret_file(target.url_file, f"url_file of notification target {target.name}")
+        return url.strip(), [url.strip()]
+    if target.url_env is not None:
+        url = os.environ.get(target.url_env, "").strip()
+        if not url:
+            raise NotificationError(
+                f"notification target {target.name}: environment variable "
+                f"{target.url_env} (url_env) is not set",
+                hint=f"export {target.url_env} in the environment of respaldo",
+            )
+        return url, [url]
+    assert target.url is not None  # the settings hold exactly one of the three
+    if target.secret_file is not None:
+        secret = read_secret_file(
+            target.secret_file, f"secret_file of notification target {target.name}"
+        )
+    elif target.secret_env is not None:
+        secret = os.environ.get(target.secret_env, "")
+        if not secret:
+            raise NotificationError(
+                f"notification target {target.name}: environment variable "
+                f"{target.secret_env} (secret_env) is not set",
+                hint=f"export {target.secret_env} in the environment of respaldo",
+            )
+    else:
+        return target.url, []
+    return fill(target.url, SECRET_PLACEHOLDER, secret), [secret]
+
+
+def short_style(target: NotificationTarget, plugin: apprise.NotifyBase) -> bool:
+    """Whether the target gets the one-line SMS text: as configured, else when the
+    service's messages are SMS-sized (apprise's SMS gateways allow 160 characters)."""
+    if target.style is not None:
+        return target.style == "short"
+    return 0 < int(plugin.body_maxlen) <= 160
+
+
+def deliver(target: NotificationTarget, message: Message, level: Level, timeout: float) -> Delivery:
+    """Send ``message`` to ``target``; never raises."""
+    secrets: list[str] = []
+    try:
+        url, secrets = resolve_url(target)
+        for secret in secrets:
+            remember_secret(secret)
+        with captured_apprise_log() as lines:
+            plugin = apprise.Apprise.instantiate(url)
+            if plugin is None:
+                raise NotificationError(
+                    f"notification target {target.name}: apprise cannot use its URL "
+                    f"({'; '.join(lines) or 'refused'})",
+                    hint="check the url and its secret; docs/notifications.md shows each service",
+                )
+            # Our bound, whatever the URL says: an alert must not hold up an operation.
+            plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout), timeout)
+            plugin.socket_read_timeout = min(float(plugin.socket_read_timeout), timeout)
+            if short_style(target, plugin):
+                ok = plugin.notify(body=message.short, title="", notify_type=_TYPES[level])
+            else:
+                ok = plugin.notify(
+                    body=message.body, title=message.subject, notify_type=_TYPES[level]
+                )
+        if not ok:
+            reason = "; ".join(lines) or "the service refused the message"
+            raise NotificationError(f"notification target {target.name}: {reason}")
+    except RespaldoError as exc:
+        text = redact(str(exc), secrets)
+        log.warning("notification to %s failed: %s", target.name, text)
+        return Delivery(target.name, False, text)
+    except Exception as exc:  # a bug in a plugin must not fail the operation either
+        text = redact(f"{type(exc).__name__}: {exc}", secrets)
+        log.warning("notification to %s failed: %s", target.name, text)
+        return Delivery(target.name, False, text)
+    return Delivery(target.name, True)
+
+
+def targets_for(settings: NotificationSettings, level: Level) -> list[NotificationTarget]:
+    """The targets that are sent ``level``."""
+    return [t for t in settings.targets if level.value in t.levels]
+
+
+def send(settings: NotificationSettings, alert: Alert) -> list[Delivery]:
+    """Send ``alert`` to every target that gets its level; one Delivery each."""
+    targets = targets_for(settings, alert.level)
+    if not targets:
+        return []
+    message = render(alert, settings.language)
+    return [deliver(t, message, alert.level, settings.timeout_seconds) for t in targets]

@@ -1,0 +1,126 @@
+"""Real notification receivers on loopback, for the alert tests: a JSON webhook (a tiny
+``http.server``) and an SMTP server (aiosmtpd). Each records what it received; waiting
+for a message is a wait on a condition, never a sleep."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class Inbox:
+    """What a receiver got, in order; :meth:`wait` blocks until ``n`` items are there."""
+
+    items: list[Any] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, item: Any) -> None:
+        with self.cond:
+            self.items.append(item)
+            self.cond.notify_all()
+
+    def wait(self, n: int = 1, timeout: float = 60.0) -> list[Any]:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.items) >= n, timeout=timeout)
+            return list(self.items)
+
+
+class Webhook:
+    """A JSON webhook on 127.0.0.1: POSTs are parsed and kept in ``inbox``."""
+
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        inbox = self.inbox
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                inbox.add({"path": self.path, "json": json.loads(body)})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd calls it by this name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.content
+        raw = content if isinstance(content, bytes) else str(content).encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.inbox.add(message)
+        return "250 OK"
+
+
+class Smtp:
+    """An SMTP server on 127.0.0.1 (no TLS, no auth): each mail is kept in ``inbox``."""
+
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.port = free_port()
+        self.controller = Controller(_Handler(self.inbox), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def url(self, to: str = "ops@example.com") -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=respaldo@example.com&to={to}"
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (and, nothing listening, refused when dialled)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    server = Webhook()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Smtp]:
+    server = Smtp()
+    try:
+        yield server
+    finally:
+        server.close()
