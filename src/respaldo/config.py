@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -191,6 +193,50 @@ class DatabaseSchedules(_Section):
     full: str | None = None
     incremental: str | None = None
     restore_test: str | None = None
+
+
+class RpoOverride(_Section):
+    """``[databases.rpo]``: this database's thresholds; a key left out keeps ``[rpo]``'s."""
+
+    full_hours: float | None = Field(default=None, gt=0, le=24 * 366, allow_inf_nan=False)
+    physical_hours: float | None = Field(default=None, gt=0, le=24 * 366, allow_inf_nan=False)
+    restore_test_days: float | None = Field(default=None, gt=0, le=3660, allow_inf_nan=False)
+    copy_hours: float | None = Field(default=None, gt=0, le=24 * 366, allow_inf_nan=False)
+    archive_lag_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
+    )
+
+
+class RpoSettings(_Section):
+    """``[rpo]``: how old each thing may be before ``respaldo status`` calls it red and
+    the watchdog of ``respaldo serve`` alerts (docs/monitoring.md)."""
+
+    # The newest completed backup of each kind: a daily full backup may run late once,
+    # a physical one every 6 h likewise.
+    full_hours: float = Field(default=26.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    physical_hours: float = Field(default=7.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    # The newest passed restore test: a monthly one, with a few days of slack.
+    restore_test_days: float = Field(default=35.0, gt=0, le=3660, allow_inf_nan=False)
+    # How long a backup may wait for its copy in each secondary repository.
+    copy_hours: float = Field(default=6.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    # How long a WAL segment may wait to be archived (data a physical restore would lose).
+    archive_lag_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
+    # Files waiting in the server's archive queue above which archiving is behind (amber).
+    archive_backlog: int = Field(default=64, ge=1)
+    # How often 'respaldo serve' checks all of this (and once at its start-up).
+    watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class Rpo:
+    """The thresholds of one database, ``[rpo]`` merged with its ``[databases.rpo]``."""
+
+    full: timedelta
+    physical: timedelta
+    restore_test: timedelta
+    copy: timedelta
+    archive_lag: timedelta
+    archive_backlog: int
 
 
 class ServerSettings(_Section):
@@ -374,6 +420,7 @@ class DatabaseSettings(_Section):
     post_restore_hook: list[str] = []
     validations: list[ValidationQuery] = []
     schedules: DatabaseSchedules = DatabaseSchedules()
+    rpo: RpoOverride = RpoOverride()
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -435,6 +482,7 @@ class Settings(BaseSettings):
     schedules: ScheduleSettings = ScheduleSettings()
     server: ServerSettings = ServerSettings()
     notifications: NotificationSettings = NotificationSettings()
+    rpo: RpoSettings = RpoSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"
@@ -501,6 +549,24 @@ class Settings(BaseSettings):
                 return db
         known = ", ".join(d.name for d in self.databases) or "none"
         raise ConfigError(f"database {name!r} is not configured", hint=f"configured: {known}")
+
+    def rpo_for(self, name: str) -> Rpo:
+        """The thresholds of configured database ``name``. Raises ConfigError."""
+        own = self.database(name).rpo
+        defaults = self.rpo
+
+        def pick(key: str) -> float:
+            value = getattr(own, key)
+            return float(getattr(defaults, key) if value is None else value)
+
+        return Rpo(
+            full=timedelta(hours=pick("full_hours")),
+            physical=timedelta(hours=pick("physical_hours")),
+            restore_test=timedelta(days=pick("restore_test_days")),
+            copy=timedelta(hours=pick("copy_hours")),
+            archive_lag=timedelta(minutes=pick("archive_lag_minutes")),
+            archive_backlog=defaults.archive_backlog,
+        )
 
     def file_set(self, name: str) -> FileSetSettings:
         for file_set in self.file_sets:
