@@ -48,6 +48,20 @@ class ArchiverState:
     """Why ``waiting`` is unknown."""
 
 
+def server_version_and_archive_mode(conn: Connection, conninfo: ConnInfo) -> tuple[str, str]:
+    """(``server_version``, ``archive_mode``) of the server; ``?`` for a mode this role
+    may not read. Raises QueryFailed."""
+    row = _guarded(
+        conninfo,
+        "reading archive_mode",
+        lambda: conn.execute(
+            "SELECT current_setting('server_version'), current_setting('archive_mode', true)"
+        ).fetchone(),
+    )
+    assert row is not None
+    return str(row[0]), str(row[1] or "?")
+
+
 def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -> ArchiverState:
     """Read ``pg_stat_archiver`` and, with ``list_waiting``, the ``.ready`` files.
 

@@ -1,0 +1,494 @@
+"""The health picture: is every configured database protected as its RPO says?
+
+``respaldo status`` prints it, the watchdog of ``respaldo serve`` alerts on it
+(:mod:`respaldo.operations.watchdog`) and ``/metrics`` exports it. Per configured
+database, one :class:`StatusItem` per thing that can go quietly wrong, each green, amber
+or red with the reason in words:
+
+- ``rpo:<db>:full`` and, where WAL is archived, ``rpo:<db>:incremental``: the age of
+  the newest completed backup of that kind against its RPO (``[rpo]``);
+- ``server:<db>``: whether the server answers;
+- ``archive:<db>`` (where WAL is archived): ``pg_stat_archiver`` and the files waiting
+  in the server's archive queue (:mod:`respaldo.operations.status_server`);
+- ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``;
+- ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet.
+
+Everything is computed against an explicit ``now`` (tests move the clock). Nothing here
+raises for what it finds: an unreachable server or catalog is a red item with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from respaldo.catalog import BackupCopy, BackupRecord, DrillRun
+from respaldo.config import DatabaseSettings, Rpo, Settings
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
+from respaldo.errors import RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.status_server import (
+    ArchiveView,
+    Level,
+    ServerReading,
+    archive_view,
+    human_age,
+    judge_archive,
+    read_server,
+)
+from respaldo.operations.wal import open_wal_repository
+from respaldo.repository.wal import read_cluster
+
+log = logging.getLogger(__name__)
+
+Check = Literal["rpo", "server", "archive", "restore_test", "copy", "catalog", "repository"]
+_RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
+_OFF = "off"
+_KIND_WORDS = {BackupKind.FULL: "full backup", BackupKind.INCREMENTAL: "physical backup"}
+
+
+class StatusItem(ResultModel):
+    """One thing checked. ``key`` names it for alerts (``rpo:erp:full``); ``at`` is when
+    what was measured happened (the newest backup completed, the last segment was
+    archived...), ``age_seconds`` how long before ``now`` and ``limit_seconds`` the
+    threshold it is held against."""
+
+    key: str
+    check: Check
+    database: str | None = None
+    kind: BackupKind | None = None
+    repository: str | None = None
+    level: Level
+    reason: str
+    at: UtcTime | None = None
+    age_seconds: float | None = None
+    limit_seconds: float | None = None
+    backup_id: str | None = None
+
+
+class DatabaseStatus(ResultModel):
+    """Every item of one configured database; ``level`` is the worst of them."""
+
+    database: str
+    level: Level
+    physical: bool
+    """Whether physical backups and WAL archiving are expected (its WAL is archived)."""
+    server_version: str | None
+    archive: ArchiveView | None
+    items: list[StatusItem]
+
+
+class StatusReport(ResultModel):
+    """The whole picture at ``checked_at``; ``level`` is the worst item's."""
+
+    checked_at: UtcTime
+    level: Level
+    general: list[StatusItem]
+    """Items of no one database: the catalog, the primary repository."""
+    databases: list[DatabaseStatus]
+
+    @property
+    def items(self) -> list[StatusItem]:
+        return [*self.general, *(i for db in self.databases for i in db.items)]
+
+    @property
+    def red(self) -> bool:
+        return self.level == "red"
+
+
+def worst(levels: Iterable[str]) -> Level:
+    found: Level = "green"
+    for level in levels:
+        if _RANK[level] > _RANK[found]:
+            found = level  # type: ignore[assignment]  # a key of _RANK
+    return found
+
+
+def compute_status(
+    ctx: Context,
+    now: datetime,
+    *,
+    wal_archived: Collection[str] | None = None,
+    servers: bool = True,
+) -> StatusReport:
+    """The status of every configured database at ``now`` (aware).
+
+    ``wal_archived``: the databases whose WAL the primary repository archives (the
+    service knows them from its start-up); None reads them from the repository here.
+    ``servers=False`` leaves the servers alone (no ``server`` or ``archive`` items): what
+    the catalog alone says. Never raises for what it finds.
+    """
+    settings = ctx.settings
+    general: list[StatusItem] = []
+    if wal_archived is None:
+        wal_archived, problem = _clusters_recorded(settings)
+        if problem is not None:
+            general.append(problem)
+    try:
+        with ctx.catalog.read() as session:
+            secondaries = [repo.name for repo in settings.repositories[1:]]
+            history = {
+                db.name: _History.read(session, db.name, secondaries) for db in settings.databases
+            }
+    except (SQLAlchemyError, RespaldoError) as exc:
+        general.append(
+            StatusItem(
+                key="catalog",
+                check="catalog",
+                level="red",
+                reason=f"the catalog cannot be read: {_first_line(exc)}",
+            )
+        )
+        history = {}
+    physical = {
+        db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
+        for db in settings.databases
+    }
+    readings: dict[str, ServerReading] = {}
+    if servers and settings.databases:
+        # At once: each unreachable server costs a connect timeout.
+        with ThreadPoolExecutor(min(8, len(settings.databases))) as pool:
+            found = pool.map(
+                lambda db: read_server(db, archiver=physical[db.name]), settings.databases
+            )
+            readings = {db.name: r for db, r in zip(settings.databases, found, strict=True)}
+    databases = [
+        _database_status(
+            settings,
+            db,
+            now,
+            physical=physical[db.name],
+            history=history.get(db.name),
+            reading=readings.get(db.name),
+        )
+        for db in settings.databases
+    ]
+    level = worst([*(i.level for i in general), *(d.level for d in databases)])
+    return StatusReport(checked_at=now, level=level, general=general, databases=databases)
+
+
+class _History:
+    """What the catalog says about one database, read in one session."""
+
+    def __init__(self) -> None:
+        self.newest: dict[BackupKind, BackupRecord | None] = {}
+        self.last_attempt: dict[BackupKind, BackupRecord | None] = {}
+        self.passed_drill: DrillRun | None = None
+        self.last_drill: DrillRun | None = None
+        self.completed: list[BackupRecord] = []
+        """Completed backups, newest first, down to the newest one every secondary holds."""
+        self.copies: dict[tuple[str, str], BackupCopy] = {}
+
+    @classmethod
+    def read(cls, session: Session, database: str, secondaries: list[str]) -> _History:
+        found = cls()
+        mine = BackupRecord.database_name == database
+        for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
+            of_kind = sa.select(BackupRecord).where(mine, BackupRecord.backup_type == kind)
+            found.newest[kind] = session.scalars(
+                of_kind.where(BackupRecord.status == BackupStatus.COMPLETED)
+                .order_by(BackupRecord.completed_at.desc(), BackupRecord.id.desc())
+                .limit(1)
+            ).first()
+            found.last_attempt[kind] = session.scalars(
+                of_kind.where(
+                    BackupRecord.status.in_([BackupStatus.COMPLETED, BackupStatus.FAILED])
+                )
+                .order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
+                .limit(1)
+            ).first()
+        drills = sa.select(DrillRun).where(
+            DrillRun.database_name == database, DrillRun.status != DrillStatus.RUNNING
+        )
+        order = (DrillRun.finished_at.desc(), DrillRun.id.desc())
+        found.last_drill = session.scalars(drills.order_by(*order).limit(1)).first()
+        found.passed_drill = session.scalars(
+            drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
+        ).first()
+        if secondaries:
+            found._read_copies(session, mine, secondaries)
+        return found
+
+    def _read_copies(
+        self, session: Session, mine: sa.ColumnElement[bool], secondaries: list[str]
+    ) -> None:
+        # Newest first, in pages, until one is copied everywhere: older ones are not
+        # "behind" (copies go newest last, and each backup retries every missing one).
+        completed = (
+            sa.select(BackupRecord)
+            .where(mine, BackupRecord.status == BackupStatus.COMPLETED)
+            .order_by(BackupRecord.completed_at.desc(), BackupRecord.id.desc())
+        )
+        offset, page = 0, 200
+        while True:
+            records = list(session.scalars(completed.offset(offset).limit(page)))
+            if not records:
+                break
+            ids = [r.id for r in records]
+            copies = session.scalars(sa.select(BackupCopy).where(BackupCopy.backup_id.in_(ids)))
+            for copy in copies:
+                self.copies[(copy.backup_id, copy.repository)] = copy
+            self.completed.extend(records)
+            if any(self._copied_everywhere(r, secondaries) for r in records):
+                break
+            offset += page
+
+    def _copied_everywhere(self, record: BackupRecord, secondaries: list[str]) -> bool:
+        for repository in secondaries:
+            copy = self.copies.get((record.id, repository))
+            held = record.repository == repository or (
+                copy is not None and copy.status is CopyStatus.COMPLETED
+            )
+            if not held:
+                return False
+        return True
+
+
+def _physical_expected(
+    settings: Settings, db: DatabaseSettings, archived: bool, history: _History | None
+) -> bool:
+    """As the schedule decides (scheduling/plan.py): the database's own incremental
+    schedule, else the default one where its WAL is archived; ``off`` is off. A physical
+    backup in the catalog counts as archived (the repository may be unreadable)."""
+    had_physical = history is not None and history.last_attempt[BackupKind.INCREMENTAL] is not None
+    own = db.schedules.incremental
+    cron = own or (settings.schedules.incremental if archived or had_physical else None)
+    return cron is not None and cron.strip().lower() != _OFF
+
+
+def _clusters_recorded(settings: Settings) -> tuple[set[str], StatusItem | None]:
+    """The databases whose cluster the primary repository records (the ones whose WAL it
+    archives), opened without its index; an amber item if it cannot be read."""
+    if not settings.databases or not settings.repositories:
+        return set(), None
+    try:
+        repo = open_wal_repository(settings)
+        try:
+            return {db.name for db in settings.databases if read_cluster(repo, db.name)}, None
+        finally:
+            repo.close()
+    except RespaldoError as exc:
+        name = settings.repository().name
+        return set(), StatusItem(
+            key=f"repository:{name}",
+            check="repository",
+            repository=name,
+            level="amber",
+            reason=f"cannot read which databases archive WAL from repository {name}: "
+            f"{_first_line(exc)}",
+        )
+
+
+def _database_status(
+    settings: Settings,
+    db: DatabaseSettings,
+    now: datetime,
+    *,
+    physical: bool,
+    history: _History | None,
+    reading: ServerReading | None,
+) -> DatabaseStatus:
+    rpo = settings.rpo_for(db.name)
+    items: list[StatusItem] = []
+    if history is not None:
+        items.append(_backup_item(db.name, BackupKind.FULL, rpo.full, history, now))
+        if physical:
+            items.append(_backup_item(db.name, BackupKind.INCREMENTAL, rpo.physical, history, now))
+    archive = None
+    if reading is not None:
+        items.append(_server_item(db.name, reading))
+        if physical:
+            items.append(_archive_item(db.name, reading, rpo))
+            if reading.archiver is not None and reading.archive_mode is not None:
+                archive = archive_view(reading.archive_mode, reading.archiver)
+    if history is not None:
+        items.append(_drill_item(db.name, rpo, history, now))
+        for repo in settings.repositories[1:]:
+            items.append(_copy_item(db.name, repo.name, rpo, history, now))
+    return DatabaseStatus(
+        database=db.name,
+        level=worst(i.level for i in items),
+        physical=physical,
+        server_version=reading.version if reading is not None else None,
+        archive=archive,
+        items=items,
+    )
+
+
+def _backup_item(
+    database: str, kind: BackupKind, limit: timedelta, history: _History, now: datetime
+) -> StatusItem:
+    what = _KIND_WORDS[kind]
+    newest = history.newest[kind]
+    attempt = history.last_attempt[kind]
+    failed = ""
+    if attempt is not None and attempt.status is BackupStatus.FAILED:
+        when = attempt.completed_at or attempt.created_at
+        failed = f"the last attempt failed {human_age(now - when)} ago: " + _first_line(
+            attempt.error_message or "no reason recorded"
+        )
+    base = StatusItem(
+        key=f"rpo:{database}:{kind.value}",
+        check="rpo",
+        database=database,
+        kind=kind,
+        level="red",
+        reason="",
+        limit_seconds=limit.total_seconds(),
+    )
+    if newest is None or newest.completed_at is None:
+        reason = f"no {what} was ever completed" + (f"; {failed}" if failed else "")
+        return base.model_copy(update={"reason": reason})
+    age = now - newest.completed_at
+    facts = {
+        "at": newest.completed_at,
+        "age_seconds": age.total_seconds(),
+        "backup_id": newest.id,
+    }
+    newest_said = f"the newest {what} completed {human_age(age)} ago"
+    if age > limit:
+        reason = f"{newest_said}, more than its RPO of {human_age(limit)}"
+        return base.model_copy(
+            update={**facts, "reason": reason + (f"; {failed}" if failed else "")}
+        )
+    if failed:
+        reason = f"{failed}; {newest_said} (RPO {human_age(limit)})"
+        return base.model_copy(update={**facts, "level": "amber", "reason": reason})
+    reason = f"{newest_said} (RPO {human_age(limit)})"
+    return base.model_copy(update={**facts, "level": "green", "reason": reason})
+
+
+def _server_item(database: str, reading: ServerReading) -> StatusItem:
+    base = StatusItem(
+        key=f"server:{database}", check="server", database=database, level="green", reason=""
+    )
+    if reading.error is not None:
+        hint = f" ({reading.hint})" if reading.hint else ""
+        return base.model_copy(
+            update={
+                "level": "red",
+                "reason": f"the server cannot be reached: {reading.error}{hint}",
+            }
+        )
+    return base.model_copy(update={"reason": f"PostgreSQL {reading.version} answers"})
+
+
+def _archive_item(database: str, reading: ServerReading, rpo: Rpo) -> StatusItem:
+    verdict = judge_archive(reading, rpo)
+    state = reading.archiver
+    return StatusItem(
+        key=f"archive:{database}",
+        check="archive",
+        database=database,
+        level=verdict.level,
+        reason=verdict.reason,
+        at=state.last_time if state is not None else None,
+        age_seconds=verdict.age.total_seconds() if verdict.age is not None else None,
+        limit_seconds=rpo.archive_lag.total_seconds(),
+    )
+
+
+def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> StatusItem:
+    limit = rpo.restore_test
+    passed, last = history.passed_drill, history.last_drill
+    failed = ""
+    if last is not None and last.status is DrillStatus.FAILED:
+        when = last.finished_at or last.started_at
+        failed = f"the last restore test failed {human_age(now - when)} ago: " + _first_line(
+            last.error_message or "a check failed ('respaldo drill history' shows which)"
+        )
+    base = StatusItem(
+        key=f"restore_test:{database}",
+        check="restore_test",
+        database=database,
+        level="red",
+        reason="",
+        limit_seconds=limit.total_seconds(),
+    )
+    if passed is None:
+        reason = "no restore test ever passed" + (f"; {failed}" if failed else "")
+        return base.model_copy(update={"reason": reason})
+    when = passed.finished_at or passed.started_at
+    age = now - when
+    facts = {"at": when, "age_seconds": age.total_seconds(), "backup_id": passed.backup_id}
+    said = f"the newest passed restore test finished {human_age(age)} ago"
+    if age > limit:
+        reason = f"{said}, more than {human_age(limit)}" + (f"; {failed}" if failed else "")
+        return base.model_copy(update={**facts, "reason": reason})
+    if failed:
+        return base.model_copy(update={**facts, "level": "amber", "reason": f"{failed}; {said}"})
+    return base.model_copy(
+        update={**facts, "level": "green", "reason": f"{said} (limit {human_age(limit)})"}
+    )
+
+
+def _copy_item(
+    database: str, repository: str, rpo: Rpo, history: _History, now: datetime
+) -> StatusItem:
+    limit = rpo.copy
+    base = StatusItem(
+        key=f"copy:{database}:{repository}",
+        check="copy",
+        database=database,
+        repository=repository,
+        level="green",
+        reason="",
+        limit_seconds=limit.total_seconds(),
+    )
+    behind: list[BackupRecord] = []
+    for record in history.completed:
+        if record.repository == repository:
+            continue  # written there as its primary: nothing to copy
+        copy = history.copies.get((record.id, repository))
+        if copy is not None and copy.status is CopyStatus.COMPLETED:
+            break
+        behind.append(record)
+    if not history.completed:
+        return base.model_copy(update={"reason": "no backup to copy yet"})
+    if not behind:
+        newest = history.completed[0]
+        return base.model_copy(
+            update={
+                "reason": f"the newest backup ({newest.id}) is copied",
+                "backup_id": newest.id,
+            }
+        )
+    oldest = behind[-1]
+    done = oldest.completed_at or oldest.created_at
+    waited = now - done
+    errors = [
+        c.error_message
+        for r in behind
+        if (c := history.copies.get((r.id, repository))) is not None
+        and c.status is CopyStatus.FAILED
+        and c.error_message
+    ]
+    error = f"; the last copy failed: {_first_line(errors[0])}" if errors else ""
+    count = "1 backup is" if len(behind) == 1 else f"{len(behind)} backups are"
+    reason = (
+        f"{count} not copied to {repository}, the oldest completed {human_age(waited)} ago "
+        f"(limit {human_age(limit)}){error}"
+    )
+    return base.model_copy(
+        update={
+            "level": "red" if waited > limit else "amber",
+            "reason": reason,
+            "at": done,
+            "age_seconds": waited.total_seconds(),
+            "backup_id": oldest.id,
+        }
+    )
+
+
+def _first_line(exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else str(getattr(exc, "orig", None) or exc)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

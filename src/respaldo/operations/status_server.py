@@ -1,0 +1,194 @@
+"""What ``respaldo status`` asks each database's server: is it there, and is its WAL being
+archived (``pg_stat_archiver`` and the segments waiting in ``pg_wal/archive_status``)?
+
+The server's queue of ``.ready`` files is also the backlog of the asynchronous pusher
+(:mod:`respaldo.operations.wal_async`): it takes its work from there, so a pusher that
+falls behind or fails shows as segments waiting, whatever the statistics say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from respaldo.config import DatabaseSettings, Rpo
+from respaldo.errors import RespaldoError
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.postgres import ConnInfo
+from respaldo.postgres.archiver import (
+    ArchiverState,
+    read_archiver,
+    server_version_and_archive_mode,
+)
+from respaldo.postgres.server import connect
+
+CONNECT_TIMEOUT = 5
+"""Seconds to wait for a server: status is polled, and one server down must not hold the
+whole report (or a Nagios check) for libpq's default of minutes."""
+
+_ARCHIVING = ("on", "always")
+
+Level = Literal["green", "amber", "red"]
+"""Green: as it should be. Amber: works, but look (the last attempt failed, it cannot be
+told). Red: a threshold is crossed or something is down; ``respaldo status`` exits 3."""
+
+
+@dataclass(frozen=True)
+class ServerReading:
+    """One look at a server; ``error`` says why there is nothing else."""
+
+    error: str | None = None
+    hint: str | None = None
+    version: str | None = None
+    archive_mode: str | None = None
+    archiver: ArchiverState | None = None
+
+
+def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
+    """Connect to ``db``'s server and read its version and, with ``archiver``, its
+    archiving. Never raises for a server that cannot be reached or read: that is the
+    ``error`` of the reading (one line, no password)."""
+    try:
+        conninfo = ConnInfo.from_settings(db)
+        with connect(
+            conninfo,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="respaldo status",
+        ) as conn:
+            version, mode = server_version_and_archive_mode(conn, conninfo)
+            state = (
+                read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING) if archiver else None
+            )
+    except RespaldoError as exc:
+        return ServerReading(error=_one_line(exc.message), hint=exc.hint)
+    return ServerReading(version=version, archive_mode=mode, archiver=state)
+
+
+class ArchiveView(ResultModel):
+    """The server's WAL archiving as status read it. Ages are by the server's clock."""
+
+    archive_mode: str
+    archived_count: int
+    last_archived_wal: str | None
+    last_archived_at: UtcTime | None
+    last_archived_age_seconds: float | None
+    failed_count: int
+    last_failed_wal: str | None
+    last_failed_at: UtcTime | None
+    waiting: int | None
+    """Files waiting in the server's archive queue (the async pusher's backlog); None when
+    this role may not list them."""
+    oldest_waiting_age_seconds: float | None
+
+
+def archive_view(mode: str, state: ArchiverState) -> ArchiveView:
+    def age(when: datetime | None) -> float | None:
+        return None if when is None else max(0.0, (state.now - when).total_seconds())
+
+    return ArchiveView(
+        archive_mode=mode,
+        archived_count=state.archived,
+        last_archived_wal=state.last_wal,
+        last_archived_at=state.last_time,
+        last_archived_age_seconds=age(state.last_time),
+        failed_count=state.failed,
+        last_failed_wal=state.failed_wal,
+        last_failed_at=state.failed_time,
+        waiting=state.waiting,
+        oldest_waiting_age_seconds=age(state.oldest_waiting) if state.waiting else None,
+    )
+
+
+@dataclass(frozen=True)
+class ArchiveVerdict:
+    level: Level
+    reason: str
+    age: timedelta | None = None
+    """How long the oldest segment has waited, else how long ago the last was archived."""
+
+
+def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
+    """Pure: green, amber or red for the WAL archiving of one server, with the reason.
+
+    Red: ``archive_mode`` off, or a segment has waited longer than ``rpo.archive_lag``
+    (what a physical restore would lose). Amber: the server cannot be read (the server
+    item says why), the last attempt failed, more than ``rpo.archive_backlog`` files wait,
+    or the waiting files cannot be listed.
+    """
+    if reading.error is not None:
+        return ArchiveVerdict("amber", "unknown: the server cannot be reached")
+    state = reading.archiver
+    if reading.archive_mode not in _ARCHIVING or state is None:
+        return ArchiveVerdict(
+            "red",
+            f"archive_mode is {reading.archive_mode} on the server: no WAL is archived "
+            "(respaldo check says how to turn it on)",
+        )
+    last = (
+        f"last archived {human_age(state.now - state.last_time)} ago ({state.last_wal})"
+        if state.last_time is not None
+        else "nothing archived yet"
+    )
+    failed = state.failed_time is not None and (
+        state.last_time is None or state.failed_time > state.last_time
+    )
+    failures = (
+        f"; the last attempt failed ({state.failed_wal}, {human_age(state.now - state.failed_time)}"
+        " ago; the server log says why)"
+        if failed and state.failed_time is not None
+        else ""
+    )
+    since_last = state.now - state.last_time if state.last_time is not None else None
+    if state.waiting and state.oldest_waiting is not None:
+        waited = state.now - state.oldest_waiting
+        waiting = f"{_plural(state.waiting, 'file')} waiting to be archived"
+        if waited > rpo.archive_lag:
+            return ArchiveVerdict(
+                "red",
+                f"{waiting}, the oldest for {human_age(waited)} (limit "
+                f"{human_age(rpo.archive_lag)}); {last}{failures}",
+                waited,
+            )
+        if state.waiting > rpo.archive_backlog:
+            return ArchiveVerdict(
+                "amber",
+                f"{waiting} (more than {rpo.archive_backlog}): archiving is behind; "
+                f"{last}{failures}",
+                waited,
+            )
+    if failed:
+        return ArchiveVerdict("amber", f"{last}{failures}", since_last)
+    if state.waiting is None and state.unknown_why:
+        return ArchiveVerdict(
+            "amber",
+            f"{last}; cannot see the files waiting to be archived ({state.unknown_why}): "
+            "GRANT pg_monitor to this role",
+            since_last,
+        )
+    waiting_now = f"{state.waiting} waiting" if state.waiting is not None else "queue unknown"
+    return ArchiveVerdict("green", f"{last}; {waiting_now}", since_last)
+
+
+def human_age(delta: timedelta) -> str:
+    """``45 s``, ``12 min``, ``26 h 30 min``, ``3 d 4 h``: whole units, never negative."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 72:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

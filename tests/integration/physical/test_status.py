@@ -1,0 +1,127 @@
+"""``respaldo status`` against real servers: WAL archiving that works, and archiving that
+fails until its oldest segment has waited longer than ``archive_lag_minutes``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.cli.main import invoke
+from respaldo.config import load_settings
+from respaldo.operations.initialize import initialize
+from tests.integration.physical.conftest import (
+    FAST_KDF,
+    SHOP,
+    Archiving,
+    Run,
+    chown_tree,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _items(run: Run) -> dict[str, dict[str, Any]]:
+    return {item["key"]: item for db in run.json()["databases"] for item in db["items"]}
+
+
+def test_working_archiving_is_green_with_the_last_segment_and_its_age(
+    archiving: Archiving,
+) -> None:
+    segment = archiving.switch_and_archive()
+    run = archiving.run("status", "--json")
+    items = _items(run)
+    archive = items["archive:erp"]
+    assert archive["level"] == "green", archive
+    assert archive["reason"].startswith("last archived ")
+    assert f"({segment}); 0 waiting" in archive["reason"]
+    assert items["server:erp"]["level"] == "green"
+    assert items["server:erp"]["reason"].startswith("PostgreSQL ")
+    (erp,) = run.json()["databases"]
+    # The repository records the cluster (the first push did): physical is expected.
+    assert erp["physical"] is True
+    assert erp["archive"]["archiveMode"] == "on"
+    assert erp["archive"]["lastArchivedWal"] >= segment
+    assert erp["archive"]["failedCount"] == 0 and erp["archive"]["waiting"] == 0
+
+
+@dataclass(frozen=True)
+class Failing:
+    pg: TempCluster
+    config: Path
+    segment: str
+
+    def run(self, capsys: pytest.CaptureFixture[str]) -> Run:
+        capsys.readouterr()
+        code = invoke(["--config", str(self.config), "status", "--json"])
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    def waited_since(self, seconds_ago: float) -> None:
+        ready = self.pg.datadir / "pg_wal" / "archive_status" / f"{self.segment}.ready"
+        when = time.time() - seconds_ago
+        os.utime(ready, (when, when))
+
+
+@pytest.fixture(scope="module")
+def failing() -> Iterator[Failing]:
+    """A cluster whose ``archive_command`` fails (``false``: counted by the server), one
+    segment switched and its failure awaited in ``pg_stat_archiver``. Its config turns
+    physical backups on for the database by its own schedule: nothing was ever pushed,
+    so the repository records no cluster."""
+    base = Path(tempfile.mkdtemp(prefix="respaldo-status-"))
+    cluster: TempCluster | None = None
+    try:
+        cluster = TempCluster.create(settings={"archive_mode": "on", "archive_command": "false"})
+        config = write_config(
+            base, cluster, extra='[databases.schedules]\nincremental = "0 */6 * * *"\n'
+        )
+        initialize(load_settings(config), kdf=FAST_KDF)
+        chown_tree(base)
+        cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
+        segment = str(cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
+        # Generous: the first failure comes within a second on a quiet machine.
+        deadline = time.monotonic() + 300
+        while cluster.scalar("SELECT failed_count FROM pg_stat_archiver") == 0:
+            assert time.monotonic() < deadline, "archive_command 'false' never failed"
+            time.sleep(0.1)
+        yield Failing(cluster, config, segment)
+    finally:
+        if cluster is not None:
+            cluster.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_failing_archiving_is_amber_then_red_once_a_segment_waited_too_long(
+    failing: Failing, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing.waited_since(0)  # it began to wait just now
+    run = failing.run(capsys)
+    assert run.out, str(run)
+    archive = _items(run)["archive:erp"]
+    assert archive["level"] == "amber", archive
+    assert archive["reason"].startswith("nothing archived yet; the last attempt failed (")
+    assert "the server log says why" in archive["reason"]
+    (erp,) = run.json()["databases"]
+    assert erp["archive"]["failedCount"] >= 1
+    assert erp["archive"]["lastFailedWal"] is not None
+    assert erp["archive"]["waiting"] >= 1
+
+    failing.waited_since(3600)
+    run = failing.run(capsys)
+    assert run.code == 3, str(run)
+    archive = _items(run)["archive:erp"]
+    assert archive["level"] == "red", archive
+    assert "waiting to be archived, the oldest for 60 min (limit 15 min)" in archive["reason"]
+    assert archive["ageSeconds"] >= 3600
+    assert run.json()["databases"][0]["archive"]["oldestWaitingAgeSeconds"] >= 3600

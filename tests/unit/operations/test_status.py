@@ -1,0 +1,186 @@
+"""The health picture, with the clock in the test's hand and no PostgreSQL: backups,
+restore tests and copies from the catalog; servers that cannot be reached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.domain import BackupKind
+from respaldo.operations.context import Context
+from respaldo.operations.status import StatusItem, StatusReport, compute_status
+from tests.unit.operations.status_support import NOW, backup, copied, drill, status_settings
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    with Context.open(status_settings(tmp_path, secondary=True), create=True) as context:
+        yield context
+
+
+def items(report: StatusReport) -> dict[str, StatusItem]:
+    return {item.key: item for item in report.items}
+
+
+def catalog_only(ctx: Context, *, archived: tuple[str, ...] = ()) -> dict[str, StatusItem]:
+    return items(compute_status(ctx, NOW, wal_archived=archived, servers=False))
+
+
+def test_a_database_never_backed_up_is_red_with_the_reason(ctx: Context) -> None:
+    report = compute_status(ctx, NOW, wal_archived=(), servers=False)
+    assert report.level == "red" and report.red
+    found = items(report)
+    assert found["rpo:erp:full"].level == "red"
+    assert found["rpo:erp:full"].reason == "no full backup was ever completed"
+    assert found["restore_test:erp"].reason == "no restore test ever passed"
+    assert found["copy:erp:offsite"].level == "green"  # nothing to copy yet
+    # No physical item: erp's WAL is not archived.
+    assert "rpo:erp:incremental" not in found and "archive:erp" not in found
+
+
+def test_the_age_of_the_newest_full_backup_against_its_rpo(ctx: Context) -> None:
+    backup(ctx, NOW - 30 * H)
+    newest = backup(ctx, NOW - 25 * H)
+    full = catalog_only(ctx)["rpo:erp:full"]
+    assert (full.level, full.backup_id, full.age_seconds) == ("green", newest, 25 * 3600)
+    assert full.limit_seconds == 26 * 3600
+    assert full.reason == "the newest full backup completed 25 h ago (RPO 26 h)"
+
+    later = items(compute_status(ctx, NOW + 2 * H, wal_archived=(), servers=False))
+    assert later["rpo:erp:full"].level == "red"
+    assert later["rpo:erp:full"].reason == (
+        "the newest full backup completed 27 h ago, more than its RPO of 26 h"
+    )
+
+
+def test_a_failed_last_backup_within_the_rpo_is_amber_and_says_why(ctx: Context) -> None:
+    backup(ctx, NOW - 20 * H)
+    backup(ctx, NOW - 2 * H, failed="pg_dump: error: connection refused\nmore detail")
+    full = catalog_only(ctx)["rpo:erp:full"]
+    assert full.level == "amber"
+    assert full.reason == (
+        "the last attempt failed 2 h ago: pg_dump: error: connection refused; "
+        "the newest full backup completed 20 h ago (RPO 26 h)"
+    )
+
+
+def test_physical_backups_are_watched_only_where_wal_is_archived(tmp_path: Path) -> None:
+    settings = status_settings(
+        tmp_path,
+        databases=[
+            {"name": "erp", "dsn": "postgresql://r@127.0.0.1:1/erp"},
+            {"name": "crm", "dsn": "postgresql://r@127.0.0.1:1/crm", "rpo": {"physical_hours": 1}},
+            {
+                "name": "nomina",
+                "dsn": "postgresql://r@127.0.0.1:1/nomina",
+                "schedules": {"incremental": "off"},
+            },
+        ],
+        rpo={"physical_hours": 8},
+    )
+    with Context.open(settings, create=True) as ctx:
+        for name in ("erp", "crm", "nomina"):
+            backup(ctx, NOW - H, database=name)
+            backup(ctx, NOW - 3 * H, database=name, kind=BackupKind.INCREMENTAL)
+        report = compute_status(ctx, NOW, wal_archived={"erp", "nomina"}, servers=False)
+    found = items(report)
+    by_db = {db.database: db.physical for db in report.databases}
+    # erp: archived; crm: not recorded, but it has physical backups; nomina: turned off.
+    assert by_db == {"erp": True, "crm": True, "nomina": False}
+    assert found["rpo:erp:incremental"].level == "green"
+    assert found["rpo:erp:incremental"].limit_seconds == 8 * 3600  # [rpo]
+    assert found["rpo:crm:incremental"].level == "red"  # its own 1 h
+    assert "rpo:nomina:incremental" not in found
+
+
+def test_restore_tests_against_35_days(ctx: Context) -> None:
+    old = backup(ctx, NOW - 40 * D)
+    drill(ctx, old, NOW - 36 * D, passed=True)
+    assert catalog_only(ctx)["restore_test:erp"].level == "red"
+    assert catalog_only(ctx)["restore_test:erp"].reason == (
+        "the newest passed restore test finished 36 d ago, more than 35 d"
+    )
+    drill(ctx, old, NOW - 10 * D, passed=True)
+    drill(ctx, old, NOW - D, passed=False)
+    test = catalog_only(ctx)["restore_test:erp"]
+    assert (test.level, test.backup_id) == ("amber", old)
+    assert test.reason == (
+        "the last restore test failed 24 h ago: row counts differ in 1 table; "
+        "the newest passed restore test finished 10 d ago"
+    )
+
+
+def test_backups_not_copied_offsite_turn_amber_then_red(ctx: Context) -> None:
+    first = backup(ctx, NOW - 30 * H)
+    copied(ctx, first, NOW - 30 * H)
+    assert catalog_only(ctx)["copy:erp:offsite"].level == "green"
+
+    second = backup(ctx, NOW - 7 * H)
+    copied(ctx, second, NOW - 7 * H, error="offsite: connection timed out")
+    third = backup(ctx, NOW - 2 * H)
+    copy = catalog_only(ctx)["copy:erp:offsite"]
+    assert (copy.level, copy.backup_id, copy.age_seconds) == ("red", second, 7 * 3600)
+    assert copy.reason == (
+        "2 backups are not copied to offsite, the oldest completed 7 h ago (limit 6 h); "
+        "the last copy failed: offsite: connection timed out"
+    )
+    copied(ctx, second, NOW - H)
+    copy = catalog_only(ctx)["copy:erp:offsite"]
+    assert (copy.level, copy.backup_id) == ("amber", third)
+    copied(ctx, third, NOW)
+    assert catalog_only(ctx)["copy:erp:offsite"].level == "green"
+
+
+def test_an_unreachable_server_is_red_with_the_reason_never_an_exception(
+    ctx: Context,
+) -> None:
+    backup(ctx, NOW - H)
+    backup(ctx, NOW - H, kind=BackupKind.INCREMENTAL)
+    report = compute_status(ctx, NOW, wal_archived={"erp"})
+    found = items(report)
+    server = found["server:erp"]
+    assert server.level == "red"
+    assert server.reason.startswith("the server cannot be reached: ")
+    assert "127.0.0.1" in server.reason and "1" in server.reason
+    # Its archiving cannot be told: amber, the server item carries the alarm.
+    assert found["archive:erp"].level == "amber"
+    assert found["archive:erp"].reason == "unknown: the server cannot be reached"
+    assert report.databases[0].archive is None
+    assert report.level == "red"
+
+
+def test_an_unreadable_catalog_is_a_red_item(ctx: Context, tmp_path: Path) -> None:
+    ctx.catalog.close()
+    (tmp_path / "catalog.db").write_bytes(b"not a database at all" * 100)
+    report = compute_status(ctx, NOW, wal_archived=(), servers=False)
+    assert [(i.key, i.level) for i in report.general] == [("catalog", "red")]
+    assert report.general[0].reason.startswith("the catalog cannot be read: ")
+    assert report.level == "red"
+
+
+def test_the_json_form_is_camel_case_with_utc_times(ctx: Context) -> None:
+    backup(ctx, NOW - H)
+    data = compute_status(ctx, NOW, wal_archived=(), servers=False).to_json()
+    assert data["checkedAt"] == "2026-12-04T12:00:00Z"
+    full = data["databases"][0]["items"][0]
+    assert full["key"] == "rpo:erp:full" and full["at"] == "2026-12-04T11:00:00Z"
+    assert full["ageSeconds"] == 3600 and full["limitSeconds"] == 26 * 3600
+
+
+def test_a_repository_that_cannot_be_read_is_amber_and_the_catalog_decides(
+    ctx: Context,
+) -> None:
+    # The repository was never created: which databases archive WAL cannot be read
+    # there; a physical backup in the catalog still makes erp's physical RPO watched.
+    backup(ctx, NOW - H, kind=BackupKind.INCREMENTAL)
+    report = compute_status(ctx, NOW, servers=False)
+    (repository,) = report.general
+    assert (repository.key, repository.level) == ("repository:local", "amber")
+    assert repository.reason.startswith("cannot read which databases archive WAL")
+    assert items(report)["rpo:erp:incremental"].level == "green"
