@@ -1,7 +1,7 @@
 """Entry point: registers the commands and turns errors into one line and an exit status.
 
 Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage error,
-3 verification found problems, 130 interrupted.
+3 verification found problems (or, for ``status``, something is red), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     rewind_cmd,
     serve_cmd,
     snapshot_cmd,
+    status_cmd,
     verify_cmd,
     wal_cmd,
 )
