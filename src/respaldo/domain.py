@@ -298,3 +298,78 @@ def truncate_name(name: str, max_bytes: int) -> str:
     if len(encoded) <= max_bytes:
         return name
     return encoded[:max_bytes].decode("utf-8", "ignore")
+
+
+# --- access: permissions, roles, audit ---------------------------------------------------
+
+
+class Permission(StrEnum):
+    """What a caller of the API may do: the specification's three permissions.
+
+    ``admin:read`` lists and reads; ``admin:create`` starts backups; ``admin:approve``
+    restores, runs restore tests, deletes and pins (and reads the audit log).
+    """
+
+    READ = "admin:read"
+    CREATE = "admin:create"
+    APPROVE = "admin:approve"
+
+
+class Role(StrEnum):
+    """A local user's or API token's role: a fixed set of permissions (:data:`ROLE_PERMISSIONS`)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType(
+    {
+        Role.VIEWER: frozenset({Permission.READ}),
+        Role.OPERATOR: frozenset({Permission.READ, Permission.CREATE}),
+        Role.ADMIN: frozenset(Permission),
+    }
+)
+
+
+class AuthMethod(StrEnum):
+    """How a caller proved who it is."""
+
+    PASSWORD = "password"  # noqa: S105 (a name, not a secret)
+    """An access token issued by ``POST /auth/token`` to a local user."""
+    API_TOKEN = "api_token"  # noqa: S105 (a name, not a secret)
+    """A revocable API token (``respaldo token create``)."""
+    ERP_JWT = "erp_jwt"
+    """A JWT issued by the ERP and verified with its public key ([server.erp_jwt])."""
+    LOCAL = "local"
+    """The OS user running a CLI command on the server."""
+
+
+class AuditOutcome(StrEnum):
+    """How an audited action ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records. The log is append-only: see ``operations/audit.py``."""
+
+    LOGIN = "login"
+    REFRESH = "refresh"
+    LOGOUT = "logout"
+    USER_ADD = "user.add"
+    USER_REMOVE = "user.remove"
+    USER_PASSWD = "user.passwd"  # noqa: S105 (a name, not a secret)
+    TOKEN_CREATE = "token.create"  # noqa: S105 (a name, not a secret)
+    TOKEN_REVOKE = "token.revoke"  # noqa: S105 (a name, not a secret)
+    BACKUP_CREATE = "backup.create"
+    BACKUP_DELETE = "backup.delete"
+    BACKUP_PIN = "backup.pin"
+    BACKUP_UNPIN = "backup.unpin"
+    RESTORE = "restore"
+    RESTORE_TEST = "restore_test"
+    JOB_CANCEL = "job.cancel"
+    ACCESS = "access"
+    """A request refused for a missing permission (outcome ``denied``)."""

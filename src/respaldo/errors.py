@@ -420,3 +420,43 @@ class JobCancelled(OperationError):
 class JobConflict(OperationError):
     """A job was refused because another job holds what it needs (two backups of one
     database never run at once)."""
+
+
+# --- access (the API's authentication and permissions) --------------------------------
+
+
+class AccessError(OperationError):
+    """Base of the API's access errors. ``status`` is the HTTP status an interface answers
+    with and ``headers`` the headers that go with it; messages never hold a password or a
+    token, only user names and what was wrong."""
+
+    status: int = 401
+    headers: dict[str, str] = {}
+
+
+class AuthenticationFailed(AccessError):
+    """No valid credentials: a wrong password, a missing, malformed, expired, revoked or
+    badly signed token (HTTP 401)."""
+
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+    hint = "log in again at POST /auth/token, or use a valid API token"
+
+
+class PermissionDenied(AccessError):
+    """The caller is known but lacks the permission the action needs (HTTP 403)."""
+
+    status = 403
+    hint = "ask an administrator for a role with that permission"
+
+
+class TooManyAttempts(AccessError):
+    """Too many failed logins for this user name or from this address (HTTP 429);
+    ``retry_after`` is how many seconds until the next attempt is allowed."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"try again in {retry_after} s")
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

@@ -10,6 +10,9 @@ Words used here:
 - *job*: a row of ``jobs``, one operation run by any interface, with a lease
   (:mod:`respaldo.catalog.jobs`); its status follows :data:`respaldo.domain.JOB_TRANSITIONS`.
 - *copy*: a row of ``backup_copies``, the state of one backup in one secondary repository.
+- *user*, *session*, *API token*: who may use the API (``users``, ``auth_sessions``,
+  ``api_tokens``; :mod:`respaldo.catalog.access`), stored as hashes only.
+- *audit entry*: a row of ``audit_log``, append-only (:mod:`respaldo.catalog.audit`).
 - *migration*: an Alembic revision in ``migrations/versions``; :func:`open_catalog`
   applies the missing ones every time it opens a catalog.
 
@@ -20,7 +23,9 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 ``respaldo.errors``.
 """
 
+from respaldo.catalog.access import ApiTokens, AuthSessions, Users
 from respaldo.catalog.alerts import AlertStates, Notifications
+from respaldo.catalog.audit import AuditLog
 from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_alive, this_host
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
@@ -28,11 +33,15 @@ from respaldo.catalog.drills import DrillRuns, checks_of
 from respaldo.catalog.jobs import Jobs, params_of
 from respaldo.catalog.models import (
     AlertState,
+    ApiToken,
+    AuditEntry,
+    AuthSession,
     BackupCopy,
     BackupRecord,
     DrillRun,
     Job,
     NotificationRecord,
+    User,
 )
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 
@@ -40,6 +49,12 @@ __all__ = [
     "API_FIELDS",
     "AlertState",
     "AlertStates",
+    "ApiToken",
+    "ApiTokens",
+    "AuditEntry",
+    "AuditLog",
+    "AuthSession",
+    "AuthSessions",
     "BackupCopies",
     "BackupCopy",
     "BackupRecord",
@@ -52,6 +67,8 @@ __all__ = [
     "ManifestValues",
     "NotificationRecord",
     "Notifications",
+    "User",
+    "Users",
     "checks_of",
     "normalize_url",
     "open_catalog",

@@ -19,6 +19,7 @@ from respaldo.domain import (
     DrillStatus,
     JobKind,
     JobStatus,
+    Role,
     TriggeredBy,
 )
 
@@ -250,3 +251,93 @@ class NotificationRecord(Base):
 
     def __repr__(self) -> str:
         return f"<NotificationRecord {self.id} {self.target} ok={self.ok}>"
+
+
+# User and token names: what `respaldo user add` and `respaldo token create` accept.
+_USER = sa.String(64)
+
+
+class User(Base):
+    """A local user of the API: an argon2id hash of the password, never the password.
+
+    Changes go through :class:`respaldo.catalog.access.Users`. Removing a user removes
+    their sessions (refresh tokens); the audit log keeps their name.
+    """
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(_USER, primary_key=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[Role] = mapped_column(enum_column_type(Role))
+    disabled: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<User {self.name} {self.role}>"
+
+
+class AuthSession(Base):
+    """One login of a local user: its refresh token (as a SHA-256 hash) and its life.
+
+    Access tokens name their session (``sid``); a revoked or expired session makes them
+    invalid at once, whatever their own expiry says (``POST /auth/logout``).
+    """
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    user_name: Mapped[str] = mapped_column(
+        _USER, sa.ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    refresh_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    address: Mapped[str | None] = mapped_column(sa.String(64))
+
+    def __repr__(self) -> str:
+        return f"<AuthSession {self.id} {self.user_name}>"
+
+
+class ApiToken(Base):
+    """A revocable API token for automation: its public id, a SHA-256 hash of its secret
+    part (the token is shown once, at creation), its role. Revoked tokens stay listed."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(_USER, unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64))
+    role: Mapped[Role] = mapped_column(enum_column_type(Role))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(sa.String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} {self.name} {self.role}>"
+
+
+class AuditEntry(Base):
+    """One entry of the audit log: who did what to what, from where, and how it ended.
+
+    Append-only: :class:`respaldo.catalog.audit.AuditLog` can only add and read, and the
+    migration adds triggers that make the database refuse UPDATE and DELETE. Action,
+    method and outcome are stored as plain text so that an older respaldo can still read
+    entries a newer one wrote.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(sa.String(255), index=True)
+    method: Mapped[str | None] = mapped_column(sa.String(16))
+    address: Mapped[str | None] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(32), index=True)
+    target: Mapped[str | None] = mapped_column(sa.String(255))
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+
+    def __repr__(self) -> str:
+        return f"<AuditEntry {self.id} {self.actor} {self.action} {self.outcome}>"
