@@ -13,6 +13,7 @@ settings never shows them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -239,10 +240,76 @@ class Rpo:
     archive_backlog: int
 
 
+_ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class ErpJwtSettings(_Section):
+    """``[server.erp_jwt]``: accept JWTs the ERP issues, so its users need no second login.
+
+    The ERP signs with its private key; respaldo verifies with the public key (a PEM file)
+    or the keys published at a JWKS URL, and checks issuer, audience and expiry. The
+    permissions come from ``permissions_claim`` (a list of ``admin:read``... or one
+    space-separated string), the user's name from ``user_claim``.
+    """
+
+    issuer: str
+    audience: str
+    public_key_file: Path | None = None
+    jwks_url: str | None = None
+    permissions_claim: str = "permissions"
+    user_claim: str = "sub"
+    # Only public-key algorithms: an HS256 token would be checked with the public key as
+    # its secret, which anyone who has the key could forge.
+    algorithms: list[str] = ["RS256", "ES256"]
+    # How long the keys fetched from jwks_url are used before they are fetched again
+    # (a token naming an unknown key id fetches them at once, at most every 10 s).
+    jwks_cache_seconds: float = Field(default=300.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ErpJwtSettings:
+        if (self.public_key_file is None) == (self.jwks_url is None):
+            raise ValueError("give exactly one of public_key_file and jwks_url")
+        if self.jwks_url is not None:
+            parts = urlsplit(self.jwks_url)
+            loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+            if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+                raise ValueError("jwks_url must be https:// (plain http only on loopback)")
+        wrong = [a for a in self.algorithms if a not in _ASYMMETRIC_ALGORITHMS]
+        if wrong or not self.algorithms:
+            known = ", ".join(sorted(_ASYMMETRIC_ALGORITHMS))
+            raise ValueError(f"algorithms must be public-key algorithms ({known})")
+        return self
+
+
 class ServerSettings(_Section):
     """``[server]``: the HTTP server that ``respaldo serve`` hosts."""
 
     listen: str = "127.0.0.1:8080"
+    # The HS256 key of the access tokens, from a 0600 file, at least 32 bytes. Without it
+    # a random key is made at each start (tokens then end with the process).
+    jwt_secret_file: Path | None = None
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_hours: int = Field(default=12, ge=1, le=24 * 90)
+    # Failed logins allowed per user name, and per client address, within the window;
+    # the next attempt is answered 429 until the oldest failure leaves the window.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: float = Field(default=300.0, ge=1.0)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; the
+    # client address of every other request is its peer's address.
+    trusted_proxies: list[str] = []
+    erp_jwt: ErpJwtSettings | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network") from None
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -7,15 +7,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from respaldo.api import health
+from respaldo.api import audit, auth, health, security
 from respaldo.config import Settings
+from respaldo.operations.auth import Authenticator
 from respaldo.operations.context import Context
 
 
-def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    context: Context | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+) -> FastAPI:
     """The API for ``settings``. With ``context`` (the service's own), routes use it and
     the caller closes it; without, the app opens one at start-up and closes it at
-    shutdown."""
+    shutdown. The JWT secret (and the ERP's key) are read here: a bad one is a
+    ConfigError before the server listens. ``authenticator`` replaces the one made from
+    ``settings`` (tests give one with their own clock)."""
+    authenticator = authenticator or Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -28,5 +37,8 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
                 app.state.context.close()
 
     app = FastAPI(title="respaldo", lifespan=lifespan)
+    security.install(app, authenticator, settings.server.trusted_proxies)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(audit.router)
     return app

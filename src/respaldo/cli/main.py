@@ -16,6 +16,7 @@ from typing import NoReturn
 import typer
 
 from respaldo.cli import (  # noqa: F401  (importing registers the commands)
+    audit_cmd,
     backup_cmd,
     catalog_cmd,
     check_cmd,
@@ -34,6 +35,8 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     serve_cmd,
     snapshot_cmd,
     status_cmd,
+    token_cmd,
+    user_cmd,
     verify_cmd,
     wal_cmd,
 )

@@ -1,0 +1,46 @@
+"""``respaldo audit``: the audit log, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from respaldo.cli.app import app, out_console, print_json, state
+from respaldo.domain import AuditAction
+from respaldo.operations import audit
+from respaldo.operations.context import Context
+from respaldo.operations.models import to_json_list
+
+
+@app.command("audit")
+def show_audit(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option("--since", help="A day (2026-12-01, UTC) or an ISO time.")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this actor.")] = None,
+    action: Annotated[AuditAction | None, typer.Option("--action")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the audit log: logins, changes, restores, refused requests."""
+    when = audit.parse_since(since) if since is not None else None
+    with Context.open(state(ctx).settings) as context:
+        found = audit.entries(context, since=when, user=user, action=action, limit=limit)
+    if as_json:
+        print_json(to_json_list(found))
+        return
+    table = Table("time (UTC)", "actor", "from", "action", "target", "outcome", "detail")
+    for entry in found:
+        table.add_row(
+            entry.at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{entry.actor} ({entry.method})" if entry.method else entry.actor,
+            entry.address or "-",
+            entry.action,
+            entry.target or "-",
+            entry.outcome.value,
+            (entry.detail or "")[:80],
+        )
+    out_console.print(table)

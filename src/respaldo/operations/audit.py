@@ -1,0 +1,151 @@
+"""The audit log, for every interface: record an action, read the entries.
+
+Append-only for the application: this module has only :func:`record` (and
+:func:`append`, the same within a transaction the caller already holds) and
+:func:`entries`; the catalog class below it has only ``append`` and ``list``, and the
+database refuses UPDATE and DELETE on ``audit_log`` (triggers made by its migration).
+
+What gets recorded: every login (success and failure, with the name tried and the
+address), every change (users, API tokens, backups created, deleted, pinned, restores,
+restore tests, cancelled jobs) and every request refused for a missing permission.
+Passwords and tokens are never recorded: callers pass names, and :func:`scrub` removes
+anything shaped like a token from the detail all the same.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from respaldo.catalog import AuditEntry, AuditLog
+from respaldo.domain import AuditAction, AuditOutcome
+from respaldo.errors import InvalidInput
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.principal import Principal
+
+# A JWT (three base64url parts, the first one a JSON header) or a respaldo API token.
+_TOKEN_SHAPED = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*|rsp_[\w-]+")
+_DETAIL_MAX = 2000
+
+
+class AuditEntryInfo(ResultModel):
+    """One entry of the audit log."""
+
+    id: int = Field(description="Position in the log (increasing).")
+    at: UtcTime = Field(description="When, in UTC.")
+    actor: str = Field(description="The user, 'token:NAME', or the OS user of a CLI command.")
+    method: str | None = Field(description="How the actor authenticated.")
+    address: str | None = Field(description="The client's address (None for the CLI).")
+    action: str = Field(description="What was done, e.g. 'login', 'backup.create'.")
+    target: str | None = Field(description="What it was done to: a backup id, a user...")
+    outcome: AuditOutcome = Field(description="success, failure or denied.")
+    detail: str | None = Field(description="The reason of a failure, or what changed.")
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryInfo:
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            actor=entry.actor,
+            method=entry.method,
+            address=entry.address,
+            action=entry.action,
+            target=entry.target,
+            outcome=AuditOutcome(entry.outcome),
+            detail=entry.detail,
+        )
+
+
+def scrub(text: str | None) -> str | None:
+    """``text`` with anything shaped like a token replaced, and cut to a sane length."""
+    if text is None:
+        return None
+    return _TOKEN_SHAPED.sub("[redacted]", text)[:_DETAIL_MAX]
+
+
+def append(
+    session: Session,
+    actor: Principal | str,
+    action: AuditAction,
+    target: str | None,
+    outcome: AuditOutcome,
+    detail: str | None = None,
+    *,
+    address: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Add an entry within the caller's transaction: it commits with the change it
+    records, or not at all. ``actor`` is a principal, or the name tried at a failed
+    login (then ``address`` says where from)."""
+    if isinstance(actor, Principal):
+        name, method, address = actor.name, actor.method.value, actor.address or address
+    else:
+        name, method = actor, None
+    AuditLog(session).append(
+        at=now or datetime.now(UTC),
+        actor=name[:255],
+        method=method,
+        address=address,
+        action=AuditAction(action).value,
+        target=target[:255] if target is not None else None,
+        outcome=AuditOutcome(outcome).value,
+        detail=scrub(detail),
+    )
+
+
+def record(
+    ctx: Context,
+    actor: Principal | str,
+    action: AuditAction,
+    target: str | None,
+    outcome: AuditOutcome,
+    detail: str | None = None,
+    *,
+    address: str | None = None,
+) -> None:
+    """Add an entry in a transaction of its own (for an action whose own changes, if
+    any, were committed elsewhere: a job started, a failed login)."""
+    with ctx.catalog.begin() as session:
+        append(session, actor, action, target, outcome, detail, address=address)
+
+
+def parse_since(text: str) -> datetime:
+    """A day (``2026-12-01``, from midnight UTC) or an ISO 8601 time with a zone."""
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InvalidInput(
+            "since",
+            f"{text!r} is not a day or a time with a zone",
+            hint="e.g. 2026-12-01 or 2026-12-01T09:00:00Z",
+        )
+    return when
+
+
+def entries(
+    ctx: Context,
+    *,
+    since: datetime | None = None,
+    user: str | None = None,
+    action: AuditAction | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AuditEntryInfo]:
+    """Entries, newest first; ``user`` is an actor's name exactly as recorded."""
+    with ctx.catalog.read() as session:
+        found = AuditLog(session).list(
+            since=since,
+            actor=user,
+            action=action.value if action is not None else None,
+            limit=limit,
+            offset=offset,
+        )
+        return [AuditEntryInfo.of(entry) for entry in found]

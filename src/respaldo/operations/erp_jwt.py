@@ -1,0 +1,109 @@
+"""JWTs issued by the ERP ([server.erp_jwt]): its users call the API without a second login.
+
+The token must be signed with the ERP's private key (checked with its public key file,
+or with the key its JWKS URL publishes under the token's ``kid``), by one of the
+configured public-key algorithms, and carry the configured issuer and audience and an
+expiry. The permissions are read from ``permissions_claim``: a list of permission
+strings, or one string of them separated by spaces (OAuth2's ``scope``); those respaldo
+does not know are ignored. A token without that claim, or without ``user_claim``, is
+refused (401): it was not made for respaldo. Nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from jwt import PyJWKClient
+
+from respaldo.config import ErpJwtSettings
+from respaldo.domain import AuthMethod, Permission
+from respaldo.errors import AuthenticationFailed, ConfigError
+from respaldo.operations.principal import Principal
+
+_JWKS_TIMEOUT_SECONDS = 10
+
+
+class ErpVerifier:
+    """Verifies the ERP's tokens; built at start-up (a bad key file fails then)."""
+
+    def __init__(self, settings: ErpJwtSettings) -> None:
+        self.settings = settings
+        self.issuer = settings.issuer
+        self._key: Any = None
+        self._jwks: PyJWKClient | None = None
+        if settings.public_key_file is not None:
+            path = settings.public_key_file
+            try:
+                self._key = _load_pem(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(
+                    f"[server.erp_jwt] public_key_file {path}: {exc.strerror}"
+                ) from None
+            except ValueError:
+                raise ConfigError(
+                    f"[server.erp_jwt] public_key_file {path} is not a PEM public key",
+                    hint="export the ERP's signing key as a PEM 'PUBLIC KEY'",
+                ) from None
+        else:
+            assert settings.jwks_url is not None  # the settings' validator sees to it
+            self._jwks = PyJWKClient(
+                settings.jwks_url,
+                cache_keys=True,
+                lifespan=max(1, int(settings.jwks_cache_seconds)),
+                timeout=_JWKS_TIMEOUT_SECONDS,
+            )
+
+    def verify(self, token: str, address: str | None) -> Principal:
+        """The principal of an ERP token; AuthenticationFailed if it does not verify."""
+        s = self.settings
+        try:
+            key = self._key
+            if self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=s.algorithms,
+                audience=s.audience,
+                issuer=s.issuer,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWKClientConnectionError:
+            raise AuthenticationFailed(
+                "cannot fetch the ERP's signing keys from [server.erp_jwt] jwks_url",
+                hint="check that the ERP's JWKS URL answers from this host",
+            ) from None
+        except jwt.ExpiredSignatureError:
+            raise AuthenticationFailed("the ERP token has expired") from None
+        except (jwt.InvalidTokenError, jwt.PyJWKClientError) as exc:
+            raise AuthenticationFailed(f"the ERP token is not valid: {exc}") from None
+        name = claims.get(s.user_claim)
+        if not isinstance(name, str) or not name:
+            raise AuthenticationFailed(f"the ERP token has no {s.user_claim!r} claim")
+        if s.permissions_claim not in claims:
+            raise AuthenticationFailed(
+                f"the ERP token has no {s.permissions_claim!r} claim",
+                hint="configure the ERP to put the user's permissions there, or set "
+                "[server.erp_jwt] permissions_claim",
+            )
+        return Principal(
+            name=name,
+            permissions=_permissions(claims[s.permissions_claim]),
+            method=AuthMethod.ERP_JWT,
+            address=address,
+        )
+
+
+def _load_pem(data: bytes) -> Any:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    return load_pem_public_key(data)
+
+
+def _permissions(value: Any) -> frozenset[Permission]:
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return frozenset()
+    known = {p.value for p in Permission}
+    return frozenset(Permission(item) for item in items if isinstance(item, str) and item in known)

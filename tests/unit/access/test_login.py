@@ -1,0 +1,233 @@
+"""``POST /auth/token``, ``/auth/refresh``, ``/auth/logout``; the login limits; the
+JWT secret's checks at start-up; what the audit log records of logins."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from respaldo.api import create_app
+from respaldo.config import Settings
+from respaldo.domain import AuditAction, AuditOutcome, Role
+from respaldo.errors import ConfigError
+from respaldo.operations import audit
+from respaldo.operations.context import Context
+
+from .conftest import PASSWORD, SECRET, Clock, add_user, bearer, login, write_secret
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_login_issues_a_short_lived_access_token_and_a_refresh_token(
+    context: Context, client: TestClient
+) -> None:
+    add_user(context, "alice", Role.OPERATOR)
+    body = login(client, "alice")
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 15 * 60
+    claims = jwt.decode(body["access_token"], SECRET, algorithms=["HS256"], issuer="respaldo")
+    assert claims["sub"] == "alice" and claims["typ"] == "access"
+    assert claims["exp"] - claims["iat"] == 15 * 60
+    assert body["refresh_token"] and body["refresh_token"] != body["access_token"]
+    (entry,) = audit.entries(context, action=AuditAction.LOGIN)
+    assert (entry.actor, entry.outcome, entry.address, entry.method) == (
+        "alice",
+        AuditOutcome.SUCCESS,
+        "192.0.2.10",
+        "password",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "password"), [("alice", "not the password!"), ("nobody", PASSWORD)]
+)
+def test_a_wrong_password_or_unknown_user_is_401_and_audited(
+    context: Context, client: TestClient, name: str, password: str
+) -> None:
+    add_user(context, "alice", Role.ADMIN)
+    response = client.post("/auth/token", data={"username": name, "password": password})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    # One message for both: the answer does not tell which names exist.
+    assert response.json()["detail"] == "wrong user name or password"
+    (entry,) = audit.entries(context, action=AuditAction.LOGIN)
+    assert (entry.actor, entry.outcome, entry.address) == (
+        name,
+        AuditOutcome.FAILURE,
+        "192.0.2.10",
+    )
+
+
+def test_refresh_rotates_the_refresh_token(context: Context, client: TestClient) -> None:
+    add_user(context, "alice", Role.VIEWER)
+    first = login(client, "alice")
+    response = client.post("/auth/refresh", data={"refresh_token": first["refresh_token"]})
+    assert response.status_code == 200, response.text
+    second = response.json()
+    assert client.get("/probe/read", headers=bearer(second["access_token"])).status_code == 200
+    again = client.post("/auth/refresh", data={"refresh_token": first["refresh_token"]})
+    assert again.status_code == 401
+    assert again.headers["WWW-Authenticate"] == "Bearer"
+    (failed,) = audit.entries(context, action=AuditAction.REFRESH)
+    assert failed.outcome == AuditOutcome.FAILURE
+
+
+def test_logout_ends_the_access_and_the_refresh_token(context: Context, client: TestClient) -> None:
+    add_user(context, "alice", Role.VIEWER)
+    tokens = login(client, "alice")
+    access = bearer(tokens["access_token"])
+    assert client.get("/probe/read", headers=access).status_code == 200
+    response = client.post("/auth/logout", headers=access)
+    assert response.status_code == 204
+    assert client.get("/probe/read", headers=access).status_code == 401
+    refreshed = client.post("/auth/refresh", data={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 401
+    assert "logged out" in refreshed.json()["detail"]
+    assert [e.outcome for e in audit.entries(context, action=AuditAction.LOGOUT)] == [
+        AuditOutcome.SUCCESS
+    ]
+    # Another login of the same user is another session, untouched.
+    other = login(client, "alice")
+    assert client.get("/probe/read", headers=bearer(other["access_token"])).status_code == 200
+
+
+def test_logout_needs_a_valid_token(client: TestClient) -> None:
+    response = client.post("/auth/logout")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_password_change_ends_the_users_sessions(context: Context, client: TestClient) -> None:
+    from respaldo.operations import users
+    from respaldo.operations.principal import local_principal
+
+    add_user(context, "alice", Role.VIEWER)
+    access = bearer(login(client, "alice")["access_token"])
+    users.set_password(context, "alice", "a new long passphrase", actor=local_principal())
+    assert client.get("/probe/read", headers=access).status_code == 401
+    login(client, "alice", "a new long passphrase")
+
+
+def test_failed_logins_are_limited_per_user(
+    context: Context, client: TestClient, clock: Clock
+) -> None:
+    add_user(context, "alice", Role.VIEWER)
+    for _ in range(5):
+        wrong = client.post("/auth/token", data={"username": "alice", "password": "guess-guess"})
+        assert wrong.status_code == 401
+        clock.now += 10
+    # The sixth attempt is refused without looking at the password, even a right one.
+    refused = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    # The first failure was 50 s ago; the window is 300 s.
+    assert refused.headers["Retry-After"] == "250"
+    assert "too many failed logins" in refused.json()["detail"]
+    entries = audit.entries(context, action=AuditAction.LOGIN)
+    assert entries[0].outcome == AuditOutcome.DENIED
+    clock.now += 250
+    login(client, "alice")
+
+
+def test_failed_logins_are_limited_per_address(context: Context, app: object, clock: Clock) -> None:
+    add_user(context, "alice", Role.VIEWER)
+    with TestClient(app, client=("198.51.100.7", 1)) as attacker:  # type: ignore[arg-type]
+        for n in range(5):
+            data = {"username": f"name{n}", "password": "guess-guess"}
+            assert attacker.post("/auth/token", data=data).status_code == 401
+        data = {"username": "alice", "password": PASSWORD}
+        assert attacker.post("/auth/token", data=data).status_code == 429
+    # alice, from elsewhere, is not locked out by someone else's guesses.
+    with TestClient(app, client=("192.0.2.10", 1)) as elsewhere:  # type: ignore[arg-type]
+        login(elsewhere, "alice")
+
+
+def test_passwords_and_tokens_appear_in_no_audit_entry_log_or_error(
+    context: Context, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    marker = "Sup3r-Secret-Marker-Password"
+    add_user(context, "alice", Role.ADMIN, marker)
+    tokens = login(client, "alice", marker)
+    wrong = client.post("/auth/token", data={"username": "alice", "password": marker + "x"})
+    short = client.post("/auth/refresh", data={"refresh_token": tokens["refresh_token"] + "x"})
+    client.post("/auth/logout", headers=bearer(tokens["access_token"]))
+    after = client.get("/probe/read", headers=bearer(tokens["access_token"]))
+    shown = [
+        wrong.text,
+        short.text,
+        after.text,
+        caplog.text,
+        *(entry.model_dump_json() for entry in audit.entries(context, limit=1000)),
+    ]
+    for secret in (marker, tokens["access_token"], tokens["refresh_token"]):
+        assert not any(secret in text for text in shown)
+
+
+def test_the_audit_detail_never_keeps_anything_shaped_like_a_token() -> None:
+    jwt_like = jwt.encode({"sub": "x"}, SECRET, algorithm="HS256")
+    assert audit.scrub(f"bad token {jwt_like} and rsp_0123abcd_secret") == (
+        "bad token [redacted] and [redacted]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [
+        ("short-secret-of-31-bytes-123456", "shorter than 32 bytes"),
+        ("a-secret-of-exactly-32-bytes-987", None),
+        ("your-256-bit-secret", "shorter than 32 bytes"),
+        ("change-this-to-a-long-random-secret-of-32-bytes-or-more", "well-known default"),
+        ("a" * 64, "too repetitive"),
+    ],
+)
+def test_a_short_or_default_jwt_secret_is_refused_at_start_up(
+    tmp_path: Path, secret: str, says: str | None
+) -> None:
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        server={"jwt_secret_file": write_secret(tmp_path / "jwt.key", secret)},
+    )
+    if says is None:
+        create_app(settings)  # long and varied enough: accepted
+        return
+    with pytest.raises(ConfigError) as raised:
+        create_app(settings)
+    assert "[server] jwt_secret_file" in str(raised.value) and says in str(raised.value)
+    assert secret not in str(raised.value) and secret not in raised.value.hint
+    assert "/dev/urandom" in raised.value.hint
+
+
+def test_a_jwt_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        server={"jwt_secret_file": write_secret(tmp_path / "jwt.key", SECRET, mode=0o644)},
+    )
+    with pytest.raises(ConfigError, match="readable by group or others"):
+        create_app(settings)
+
+
+def test_without_a_secret_file_tokens_are_signed_with_a_random_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"})
+    first, second = create_app(settings), create_app(settings)
+    assert first.state.authenticator.secret != second.state.authenticator.secret
+    assert len(first.state.authenticator.secret) >= 32
+    assert "jwt_secret_file" in caplog.text
+
+
+def test_the_access_token_lifetime_is_configurable(
+    tmp_path: Path, settings: Settings, context: Context
+) -> None:
+    settings = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"access_token_minutes": 5})}
+    )
+    add_user(context, "alice", Role.VIEWER)
+    with TestClient(create_app(settings, context)) as client:
+        body = login(client, "alice")
+    assert body["expires_in"] == 300
