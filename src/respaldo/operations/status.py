@@ -72,6 +72,8 @@ class StatusItem(ResultModel):
     age_seconds: float | None = None
     limit_seconds: float | None = None
     backup_id: str | None = None
+    count: int | None = None
+    """How many: backups not copied (``copy``), files waiting to be archived (``archive``)."""
 
 
 class DatabaseStatus(ResultModel):
@@ -393,6 +395,7 @@ def _archive_item(database: str, reading: ServerReading, rpo: Rpo) -> StatusItem
         at=state.last_time if state is not None else None,
         age_seconds=verdict.age.total_seconds() if verdict.age is not None else None,
         limit_seconds=rpo.archive_lag.total_seconds(),
+        count=state.waiting if state is not None else None,
     )
 
 
@@ -484,6 +487,7 @@ def _copy_item(
             "at": done,
             "age_seconds": waited.total_seconds(),
             "backup_id": oldest.id,
+            "count": len(behind),
         }
     )
 

@@ -1,0 +1,160 @@
+"""The RPO watchdog: the status (:mod:`respaldo.operations.status`) turned into alerts.
+
+``respaldo serve`` calls :func:`check` every ``[rpo] watchdog_minutes`` and once at its
+start-up, so a service that was down for two days says so at once. Each item of the
+status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
+as the item (``rpo:erp:full``, ``server:erp``, ``archive:erp``, ``restore_test:erp``,
+``copy:erp:offsite``, ``catalog``): it fires while the item is red, so an alert goes out
+when a threshold is crossed, repeats are throttled per key, and one "resolved" message
+follows when it is met again (amber is not firing: the threshold is met).
+
+The alert's text is short (it is also the SMS) and translated: one message per kind of
+item, with the database, the age and the limit as arguments; ``respaldo status`` has the
+whole reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from respaldo.operations import alerts
+from respaldo.operations.alerts import ConditionResult
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel
+from respaldo.operations.status import StatusItem, StatusReport, compute_status
+from respaldo.operations.status_server import human_age
+
+log = logging.getLogger(__name__)
+
+
+def _(message: str) -> str:
+    """Marks a message for extraction; :func:`alerts.set_condition` translates it."""
+    return message
+
+
+_MESSAGES: dict[str, tuple[str, str]] = {
+    # check (and kind): (message when it was never done, message with its age)
+    "rpo:full": (
+        _("no full backup of {database} was ever completed"),
+        _("no full backup of {database} for {age} (RPO {limit})"),
+    ),
+    "rpo:incremental": (
+        _("no physical backup of {database} was ever completed"),
+        _("no physical backup of {database} for {age} (RPO {limit})"),
+    ),
+    "archive": (
+        _("archive_mode is off on the server of {database}"),
+        _("WAL of {database} waits to be archived for {age} (limit {limit})"),
+    ),
+    "restore_test": (
+        _("no restore test of {database} ever passed"),
+        _("no passed restore test of {database} for {age} (limit {limit})"),
+    ),
+    "copy": (
+        _("backups of {database} are not copied to {repository}"),
+        _(
+            "backups of {database} not copied to {repository} for {age} "
+            "({count} waiting, limit {limit})"
+        ),
+    ),
+}
+_SERVER = _("the server of {database} cannot be reached: {error}")
+_CATALOG = _("the catalog cannot be read: {error}")
+_KINDS = {"rpo": "backup", "restore_test": "drill", "copy": "copy", "archive": "wal-push"}
+
+
+class WatchdogResult(ResultModel):
+    """The status checked, and what became of each alert."""
+
+    report: StatusReport
+    conditions: list[ConditionResult]
+
+
+def check(
+    ctx: Context,
+    now: datetime,
+    *,
+    wal_archived: Collection[str] | None = None,
+    servers: bool = True,
+) -> WatchdogResult:
+    """Compute the status at ``now`` and set one alert condition per item (red: firing).
+
+    ``wal_archived`` and ``servers`` as :func:`~respaldo.operations.status.compute_status`.
+    Never raises for what it finds, nor for an alert that cannot be sent or recorded.
+    """
+    report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
+    conditions = [
+        _set(ctx, item, now)
+        for item in report.items
+        # Which databases archive WAL, when the repository cannot tell: never red, and
+        # what it changes shows in the items it changes.
+        if item.check != "repository"
+    ]
+    fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
+    if fired:
+        log.warning("watchdog: alerting on %s", ", ".join(fired))
+    return WatchdogResult(report=report, conditions=conditions)
+
+
+def _set(ctx: Context, item: StatusItem, now: datetime) -> ConditionResult:
+    message, args = describe(item)
+    return alerts.set_condition(
+        ctx,
+        item.key,
+        item.level == "red",
+        message=message,
+        args=args,
+        kind=_KINDS.get(item.check, "check"),
+        database=item.database,
+        repository=item.repository,
+        hint=_hint(item),
+        now=now,
+    )
+
+
+def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
+    """The alert text of ``item`` (an untranslated message and its arguments)."""
+    args: dict[str, Any] = {
+        "database": item.database or "",
+        "repository": item.repository or "",
+        "count": item.count if item.count is not None else "",
+        "age": _span(item.age_seconds),
+        "limit": _span(item.limit_seconds),
+        "error": _after_colon(item.reason),
+    }
+    if item.check == "server":
+        return _SERVER, args
+    if item.check == "catalog":
+        return _CATALOG, args
+    name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
+    never, aged = _MESSAGES[name]
+    return (never if item.age_seconds is None else aged), args
+
+
+def _hint(item: StatusItem) -> str:
+    db = item.database or ""
+    if item.check == "rpo":
+        kind = item.kind.value if item.kind is not None else "full"
+        return (
+            f"'respaldo jobs' shows why the last backups did not run or failed; "
+            f"'respaldo backup {db} --type {kind}' takes one now"
+        )
+    if item.check == "archive":
+        return f"'respaldo check {db}' says what the server's archiving lacks"
+    if item.check == "restore_test":
+        return f"'respaldo drills' shows the last restore tests; 'respaldo drill {db}' runs one"
+    if item.check == "copy":
+        return f"'respaldo copy --all --to {item.repository}' copies what is missing"
+    return "'respaldo status' shows the whole picture"
+
+
+def _span(seconds: float | None) -> str:
+    return human_age(timedelta(seconds=seconds)) if seconds is not None else ""
+
+
+def _after_colon(reason: str) -> str:
+    """``the server cannot be reached: <why>`` -> ``<why>``."""
+    return reason.partition(": ")[2] or reason

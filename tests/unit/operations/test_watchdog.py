@@ -1,0 +1,122 @@
+"""The RPO watchdog with a controllable clock: one alert when a threshold is crossed,
+repeats throttled, one "resolved" when it is met again. The target is real: a JSON
+webhook on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.operations import watchdog
+from respaldo.operations.context import Context
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.unit.operations.status_support import NOW, backup, drill, status_settings
+
+pytestmark = pytest.mark.unit
+
+H = timedelta(hours=1)
+
+
+def _ctx(tmp_path: Path, hook: Webhook, **notifications: Any) -> Context:
+    target = {"name": "hook", "url": hook.url, "levels": ["critical", "warning", "resolved"]}
+    settings = status_settings(tmp_path, notifications={"targets": [target], **notifications})
+    return Context.open(settings, create=True)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, webhook: Webhook) -> Iterator[Context]:  # noqa: F811
+    context = _ctx(tmp_path, webhook)  # repeat_interval_minutes: the default, 6 h
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def titles(hook: Webhook) -> list[str]:
+    return [m["json"]["title"] for m in hook.inbox.items]
+
+
+def watch(ctx: Context, at: timedelta) -> dict[str, str]:
+    """One check at NOW + ``at``, catalog only; returns key -> action of the alerts."""
+    result = watchdog.check(ctx, NOW + at, wal_archived=(), servers=False)
+    return {c.key: c.action for c in result.conditions}
+
+
+def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_once(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - 20 * H)
+    drill(ctx, last, NOW - 19 * H, passed=True)
+    assert watch(ctx, 0 * H) == {"rpo:erp:full": "quiet", "restore_test:erp": "quiet"}
+    assert webhook.inbox.items == []
+
+    # 27 h after the last backup: the RPO of 26 h is crossed, one alert.
+    assert watch(ctx, 7 * H)["rpo:erp:full"] == "raised"
+    assert titles(webhook) == ["[respaldo] CRITICAL: no full backup of erp for 27 h (RPO 26 h)"]
+    (sent,) = webhook.inbox.items
+    assert "'respaldo backup erp --type full' takes one now" in sent["json"]["message"]
+
+    # Checked every 20 minutes for the next 6 hours: nothing until the repeat interval.
+    for minutes in range(5, 6 * 60, 20):
+        assert watch(ctx, 7 * H + timedelta(minutes=minutes))["rpo:erp:full"] == "throttled"
+    assert len(webhook.inbox.items) == 1
+    assert watch(ctx, 13 * H)["rpo:erp:full"] == "repeated"
+    assert (
+        titles(webhook)[1]
+        == "[respaldo] CRITICAL: still: no full backup of erp for 33 h (RPO 26 h)"
+    )
+
+    # A new backup: one "resolved", then quiet.
+    backup(ctx, NOW + 13 * H + timedelta(minutes=10))
+    assert watch(ctx, 13 * H + timedelta(minutes=15))["rpo:erp:full"] == "resolved"
+    assert watch(ctx, 13 * H + timedelta(minutes=20))["rpo:erp:full"] == "quiet"
+    assert titles(webhook)[2:] == [
+        "[respaldo] RESOLVED: resolved: no full backup of erp for 33 h (RPO 26 h)"
+    ]
+    assert [m["json"]["type"] for m in webhook.inbox.items] == ["failure", "failure", "success"]
+
+
+def test_amber_is_not_an_alert_and_each_item_alerts_under_its_own_key(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    first = backup(ctx, NOW - 3 * H)
+    backup(ctx, NOW - H, failed="pg_dump: error: connection refused")  # amber
+    result = watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+    assert {c.key: c.action for c in result.conditions} == {
+        "rpo:erp:full": "quiet",
+        "restore_test:erp": "raised",  # never passed: red
+    }
+    assert titles(webhook) == ["[respaldo] CRITICAL: no restore test of erp ever passed"]
+    drill(ctx, first, NOW + H, passed=True)
+    assert watch(ctx, 2 * H)["restore_test:erp"] == "resolved"
+    assert result.report.level == "red"
+
+
+def test_alerts_in_spanish(tmp_path: Path, webhook: Webhook) -> None:  # noqa: F811
+    with _ctx(tmp_path, webhook, language="es") as ctx:
+        last = backup(ctx, NOW - 27 * H)
+        drill(ctx, last, NOW - 26 * H, passed=True)
+        watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+    assert titles(webhook) == [
+        "[respaldo] CRÍTICO: sin copia completa de erp desde hace 27 h (RPO 26 h)"
+    ]
+
+
+def test_an_unreachable_server_alerts_with_its_reason(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    result = watchdog.check(ctx, NOW, wal_archived=())
+    assert {c.key: c.action for c in result.conditions}["server:erp"] == "raised"
+    (title,) = titles(webhook)
+    assert title.startswith(
+        "[respaldo] CRITICAL: the server of erp cannot be reached: cannot connect to PostgreSQL"
+    )
