@@ -8,7 +8,10 @@ Rules (from the specification):
   ``skipped`` job; so is a backup refused because another process backs up the same
   database;
 - :meth:`Service.stop` (SIGTERM) fires nothing more, cancels the running jobs and waits
-  until each has recorded ``cancelled``: nothing is left ``running``.
+  until each has recorded ``cancelled``: nothing is left ``running``;
+- the RPO watchdog (:mod:`respaldo.operations.watchdog`) runs at start-up, at once (a
+  service that was down for two days says so then, not at its next check), and every
+  ``[rpo] watchdog_minutes`` after that.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
 from respaldo.errors import RespaldoError
-from respaldo.operations import jobs
+from respaldo.operations import jobs, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.scheduling.plan import Entry, entries, time_zone
@@ -34,6 +39,15 @@ log = logging.getLogger(__name__)
 
 Runner = Callable[[Context, int, CancelToken], Any]
 """``runner(ctx, job_id, token)`` runs a submitted job (tests pass their own)."""
+
+Watchdog = Callable[[Context, datetime], Any]
+"""``watchdog(ctx, now)`` checks the status and alerts (:func:`watchdog.check`)."""
+
+WATCHDOG = "watchdog"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _run_scheduled(ctx: Context, job_id: int, token: CancelToken) -> Any:
@@ -50,10 +64,16 @@ class Service:
         *,
         runner: Runner = _run_scheduled,
         workers: int = 4,
+        watchdog: Watchdog | None = None,
+        watchdog_minutes: float = 5.0,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.ctx = ctx
         self.schedule = list(schedule)
         self._runner = runner
+        self._watchdog = watchdog
+        self._watchdog_minutes = watchdog_minutes
+        self._clock = clock
         self._lock = threading.Lock()
         self._running: dict[str, tuple[int, CancelToken]] = {}
         self._stopping = False
@@ -67,8 +87,16 @@ class Service:
 
     @classmethod
     def create(cls, ctx: Context) -> Service:
-        """The service for ``ctx.settings``' schedules. Raises ConfigError."""
-        return cls(ctx, entries(ctx.settings, wal_archived(ctx)))
+        """The service for ``ctx.settings``' schedules, with the RPO watchdog. Raises
+        ConfigError."""
+        archived = wal_archived(ctx)
+        return cls(
+            ctx,
+            entries(ctx.settings, archived),
+            # The databases that get physical backups are the ones it watches as such.
+            watchdog=partial(watchdog.check, wal_archived=archived),
+            watchdog_minutes=ctx.settings.rpo.watchdog_minutes,
+        )
 
     def missed(self, now: datetime) -> list[Entry]:
         """Schedules that were due since their last recorded run (while the service was
@@ -81,8 +109,9 @@ class Service:
         return found
 
     def start(self, now: datetime | None = None) -> None:
-        """Add every schedule (missed ones due at once) and start firing."""
-        when = now or datetime.now(UTC)
+        """Add every schedule (missed ones due at once) and the watchdog (due at once)
+        and start firing."""
+        when = now or self._clock()
         missed = {entry.name for entry in self.missed(when)}
         for entry in self.schedule:
             extra: dict[str, Any] = {"next_run_time": when} if entry.name in missed else {}
@@ -91,7 +120,26 @@ class Service:
             )
             if entry.name in missed:
                 log.info("%s missed a run while the service was down: running it now", entry.name)
+        if self._watchdog is not None:
+            self._scheduler.add_job(
+                self.watch,
+                IntervalTrigger(minutes=self._watchdog_minutes, timezone=UTC),
+                id=WATCHDOG,
+                name=WATCHDOG,
+                next_run_time=when,
+                max_instances=1,
+            )
         self._scheduler.start()
+
+    def watch(self) -> None:
+        """Run the watchdog once, at the clock's time. Never raises: a check that fails
+        is logged and the next one runs as planned."""
+        if self._watchdog is None or self._stopping:
+            return
+        try:
+            self._watchdog(self.ctx, self._clock())
+        except Exception:
+            log.exception("the RPO watchdog failed")
 
     def fire(self, entry: Entry) -> None:
         """Submit ``entry``'s job and run it here, or record it skipped if the previous

@@ -1,0 +1,86 @@
+"""The RPO watchdog in the service: checked once at start-up, at once, so that a service
+that was down for two days says so then; and every ``[rpo] watchdog_minutes`` after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.operations import watchdog
+from respaldo.operations.context import Context
+from respaldo.scheduling.service import WATCHDOG, Service
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.unit.operations.status_support import backup, drill, status_settings
+
+pytestmark = pytest.mark.unit
+
+DOWN_SINCE = datetime(2026, 12, 2, 3, 10, tzinfo=UTC)
+STARTED = DOWN_SINCE + timedelta(days=2)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, webhook: Webhook) -> Iterator[Context]:  # noqa: F811
+    target = {"name": "hook", "url": webhook.url, "levels": ["critical", "resolved"]}
+    settings = status_settings(
+        tmp_path,
+        notifications={"targets": [target]},
+        rpo={"watchdog_minutes": 3},
+        schedules={"time_zone": "UTC"},
+    )
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+def test_a_service_started_after_two_days_down_alerts_at_once(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # The last backup and restore test ran just before the service went down.
+    last = backup(ctx, DOWN_SINCE)
+    drill(ctx, last, DOWN_SINCE, passed=True)
+    checked: list[datetime] = []
+
+    def check(context: Context, now: datetime) -> watchdog.WatchdogResult:
+        checked.append(now)
+        return watchdog.check(context, now, wal_archived=(), servers=False)
+
+    service = Service(
+        ctx,
+        [],
+        watchdog=check,
+        watchdog_minutes=ctx.settings.rpo.watchdog_minutes,
+        clock=lambda: STARTED,
+    )
+    service.start()
+    try:
+        (got,) = webhook.inbox.wait(1)
+    finally:
+        service.stop("test over")
+    assert got["json"]["title"] == "[respaldo] CRITICAL: no full backup of erp for 48 h (RPO 26 h)"
+    assert checked[0] == STARTED
+    assert len(webhook.inbox.items) == 1
+
+
+def test_the_watchdog_runs_every_configured_minutes_and_a_failing_check_is_survived(
+    ctx: Context,
+) -> None:
+    calls: list[datetime] = []
+
+    def broken(context: Context, now: datetime) -> None:
+        calls.append(now)
+        raise RuntimeError("the check itself failed")
+
+    service = Service(ctx, [], watchdog=broken, watchdog_minutes=3, clock=lambda: STARTED)
+    service.watch()  # logged, not raised
+    assert calls == [STARTED]
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    service.start(now=tomorrow)  # first due then
+    try:
+        assert service.next_run_times()[WATCHDOG] == tomorrow
+        job = service._scheduler.get_job(WATCHDOG)
+        assert job.trigger.interval == timedelta(minutes=3)
+    finally:
+        service.stop("test over")
