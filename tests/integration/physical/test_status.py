@@ -44,7 +44,7 @@ def test_working_archiving_is_green_with_the_last_segment_and_its_age(
     archive = items["archive:erp"]
     assert archive["level"] == "green", archive
     assert archive["reason"].startswith("last archived ")
-    assert f"({segment}); 0 waiting" in archive["reason"]
+    assert archive["reason"].endswith("); 0 waiting")
     assert items["server:erp"]["level"] == "green"
     assert items["server:erp"]["reason"].startswith("PostgreSQL ")
     (erp,) = run.json()["databases"]
