@@ -8,11 +8,13 @@ import typer
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
-from respaldo.domain import JobStatus
-from respaldo.operations import jobs
+from respaldo.domain import AuditAction, AuditOutcome, JobStatus
+from respaldo.errors import RespaldoError
+from respaldo.operations import audit, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.models import to_json_list
+from respaldo.operations.principal import local_principal
 
 jobs_app = typer.Typer(
     help="List, show and cancel jobs (backups, restores, drills, prunes, verifies).",
@@ -81,7 +83,21 @@ def cancel(
     """Cancel a job: a running one stops within seconds, cleans up and says cancelled."""
     context = Context.open(state(ctx).settings)
     try:
-        job = jobs.cancel(context, job_id)
+        try:
+            job = jobs.cancel(context, job_id)
+        except RespaldoError as exc:
+            audit.record(
+                context,
+                local_principal(),
+                AuditAction.JOB_CANCEL,
+                str(job_id),
+                AuditOutcome.FAILURE,
+                str(exc),
+            )
+            raise
+        audit.record(
+            context, local_principal(), AuditAction.JOB_CANCEL, str(job_id), AuditOutcome.SUCCESS
+        )
     finally:
         context.close()
     if job.status is JobStatus.CANCELLED:

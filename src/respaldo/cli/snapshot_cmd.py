@@ -9,7 +9,11 @@ from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import progress_bars
+from respaldo.domain import AuditAction, AuditOutcome
+from respaldo.errors import RespaldoError
+from respaldo.operations import audit
 from respaldo.operations.context import Context
+from respaldo.operations.principal import local_principal
 from respaldo.operations.snapshot import set_pinned, take_snapshot
 
 
@@ -27,6 +31,14 @@ def snapshot(
         context = Context.open(settings, progress)
         try:
             result = take_snapshot(context, physical=physical)
+            audit.record(
+                context,
+                local_principal(),
+                AuditAction.SNAPSHOT,
+                result.snapshot_id,
+                AuditOutcome.SUCCESS if result.ok else AuditOutcome.FAILURE,
+                f"{len(result.backups)} backups pinned, {len(result.failures)} failed",
+            )
         finally:
             context.close()
     for backup in result.backups:
@@ -49,9 +61,17 @@ def snapshot(
 
 
 def _pin(ctx: typer.Context, backup_id: str, pinned: bool) -> None:
+    action = AuditAction.BACKUP_PIN if pinned else AuditAction.BACKUP_UNPIN
     context = Context.open(state(ctx).settings)
     try:
-        record = set_pinned(context, backup_id, pinned)
+        try:
+            record = set_pinned(context, backup_id, pinned)
+        except RespaldoError as exc:
+            audit.record(
+                context, local_principal(), action, backup_id, AuditOutcome.FAILURE, str(exc)
+            )
+            raise
+        audit.record(context, local_principal(), action, backup_id, AuditOutcome.SUCCESS)
     finally:
         context.close()
     word = "pinned: retention keeps it" if pinned else "unpinned: retention may expire it"

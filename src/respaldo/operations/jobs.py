@@ -229,9 +229,20 @@ def run_now(
     *,
     result_id: Callable[[T], str | None] = lambda _: None,
 ) -> T:
-    """Submit and run at once, in this thread: what a CLI command does."""
+    """Submit and run at once, in this thread: what a CLI command does. A change asked
+    for from the command line is audited with its outcome (operations/job_audit.py)."""
+    # Imported here: the audit builds on the principal, which asks this module who the
+    # OS user is.
+    from respaldo.operations.job_audit import audit_cli_job
+
     job = submit(ctx, request)
-    return run(ctx, job.id, body, result_id=result_id)
+    try:
+        result = run(ctx, job.id, body, result_id=result_id)
+    except BaseException as exc:
+        audit_cli_job(ctx, request, job.id, None, exc)
+        raise
+    audit_cli_job(ctx, request, job.id, result_id(result), None)
+    return result
 
 
 def skip(ctx: Context, job_id: int, reason: str) -> JobInfo:
