@@ -263,9 +263,12 @@ class ErpJwtSettings(_Section):
     # Only public-key algorithms: an HS256 token would be checked with the public key as
     # its secret, which anyone who has the key could forge.
     algorithms: list[str] = ["RS256", "ES256"]
-    # How long the keys fetched from jwks_url are used before they are fetched again
-    # (a token naming an unknown key id fetches them at once, at most every 10 s).
+    # How long the keys fetched from jwks_url are used before they are fetched again.
     jwks_cache_seconds: float = Field(default=300.0, ge=0.0)
+    # A token naming a key id not among them fetches them at once (the ERP rotated its
+    # key), but not again within this many seconds: forged key ids cannot make respaldo
+    # hammer the ERP.
+    jwks_refetch_seconds: float = Field(default=10.0, ge=0.0)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ErpJwtSettings:

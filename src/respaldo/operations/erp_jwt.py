@@ -52,6 +52,7 @@ class ErpVerifier:
                 cache_keys=True,
                 lifespan=max(1, int(settings.jwks_cache_seconds)),
                 timeout=_JWKS_TIMEOUT_SECONDS,
+                cooldown_duration=settings.jwks_refetch_seconds,
             )
 
     def verify(self, token: str, address: str | None) -> Principal:
@@ -61,10 +62,18 @@ class ErpVerifier:
             key = self._key
             if self._jwks is not None:
                 key = self._jwks.get_signing_key_from_jwt(token).key
+            # Only the configured algorithms that fit the key: PyJWT fails with a
+            # TypeError, not an invalid token, when an ES256 token meets an RSA key.
+            algorithms = [a for a in s.algorithms if a in _fitting(key)]
+            if jwt.get_unverified_header(token).get("alg") not in algorithms:
+                raise AuthenticationFailed(
+                    "the ERP token is signed with an algorithm its key does not use, or "
+                    "that [server.erp_jwt] algorithms does not allow"
+                )
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=s.algorithms,
+                algorithms=algorithms,
                 audience=s.audience,
                 issuer=s.issuer,
                 options={"require": ["exp", "iss", "aud"]},
@@ -93,6 +102,19 @@ class ErpVerifier:
             method=AuthMethod.ERP_JWT,
             address=address,
         )
+
+
+def _fitting(key: Any) -> frozenset[str]:
+    """The signature algorithms a public key can verify."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        return frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return frozenset({"ES256", "ES384", "ES512"})
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return frozenset({"EdDSA"})
+    return frozenset()
 
 
 def _load_pem(data: bytes) -> Any:
