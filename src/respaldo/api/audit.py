@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from respaldo.api.security import CanApprove, context_of
+from respaldo.api.security import AUTH_RESPONSES, CanApprove, context_of
 from respaldo.domain import AuditAction
 from respaldo.operations import audit
 from respaldo.operations.audit import AuditEntryInfo
@@ -14,7 +14,12 @@ from respaldo.operations.audit import AuditEntryInfo
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/admin/audit", response_model=list[AuditEntryInfo], response_model_by_alias=True)
+@router.get(
+    "/admin/audit",
+    response_model=list[AuditEntryInfo],
+    response_model_by_alias=True,
+    responses=AUTH_RESPONSES,
+)
 def get_audit(
     request: Request,
     principal: CanApprove,

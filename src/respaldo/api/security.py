@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -42,6 +42,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.principal import Principal
 
 __all__ = [
+    "AUTH_RESPONSES",
     "AuthMethod",
     "Authenticated",
     "CanApprove",
@@ -147,6 +148,12 @@ def require(permission: Permission) -> Callable[..., Principal]:
     dependency.__name__ = f"require_{permission.name.lower()}"
     return dependency
 
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid bearer token (problem+json, WWW-Authenticate: Bearer)."},
+    403: {"description": "The caller lacks the permission (problem+json)."},
+}
+"""For a protected route's ``responses=``: the answers :func:`require` may give."""
 
 CanRead = Annotated[Principal, Depends(require(Permission.READ))]
 """A route parameter: the caller, who has ``admin:read``."""

@@ -61,6 +61,9 @@ def _run(settings: Settings, context: Context, service: Service) -> None:
 
     from respaldo.api import create_app
 
+    # First: a bad JWT secret or ERP key is a ConfigError before anything listens or
+    # any signal handler is replaced.
+    api = create_app(settings, context)
     stop = threading.Event()
     received: list[str] = []
 
@@ -71,7 +74,7 @@ def _run(settings: Settings, context: Context, service: Service) -> None:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, context),
+            api,
             host=settings.server.host,
             port=settings.server.port,
             log_level="warning",

@@ -231,3 +231,24 @@ def test_the_access_token_lifetime_is_configurable(
     with TestClient(create_app(settings, context)) as client:
         body = login(client, "alice")
     assert body["expires_in"] == 300
+
+
+def test_respaldo_serve_refuses_a_short_secret_before_listening(
+    tmp_path: Path, context: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from respaldo.cli.main import invoke
+
+    key = write_secret(tmp_path / "short.key", "too-short")
+    config = tmp_path / "respaldo.toml"
+    config.write_text(
+        f'[catalog]\nurl = "{settings.catalog.url}"\n'
+        f'[server]\nlisten = "127.0.0.1:1"\njwt_secret_file = "{key}"\n'
+    )
+    handler = signal.getsignal(signal.SIGTERM)
+    assert invoke(["--config", str(config), "serve"]) == 1
+    err = capsys.readouterr().err
+    assert "[server] jwt_secret_file" in err and "shorter than 32 bytes" in err
+    assert "too-short" not in err
+    assert signal.getsignal(signal.SIGTERM) is handler
