@@ -362,6 +362,8 @@ class AuditAction(StrEnum):
     USER_ADD = "user.add"
     USER_REMOVE = "user.remove"
     USER_PASSWD = "user.passwd"  # noqa: S105 (a name, not a secret)
+    USER_DISABLE = "user.disable"
+    USER_ENABLE = "user.enable"
     TOKEN_CREATE = "token.create"  # noqa: S105 (a name, not a secret)
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 (a name, not a secret)
     BACKUP_CREATE = "backup.create"

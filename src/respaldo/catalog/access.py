@@ -72,6 +72,15 @@ class Users:
         self.session.flush()
         return user
 
+    def set_disabled(self, name: str, disabled: bool, *, now: datetime) -> User:
+        """Disable (every session of theirs ends) or enable the user."""
+        user = self.get(name)
+        user.disabled = disabled
+        if disabled:
+            AuthSessions(self.session).revoke_all(name, now=now)
+        self.session.flush()
+        return user
+
     def update_hash(self, name: str, password_hash: str) -> None:
         """The same password hashed again with newer parameters (at a successful login)."""
         self.get(name).password_hash = password_hash

@@ -1,4 +1,4 @@
-"""``respaldo user add|list|remove|passwd``: the API's local users.
+"""``respaldo user add|list|remove|passwd|disable|enable``: the API's local users.
 
 Passwords are read from the terminal (asked twice, not echoed) or, when stdin is not a
 terminal, from its first line; never from the command line, where every user of the
@@ -96,3 +96,23 @@ def passwd(
     with Context.open(state(ctx).settings) as context:
         users.set_password(context, name, password, actor=local_principal())
     err_console.print(f"password of {name} changed; their sessions ended", highlight=False)
+
+
+@user_app.command("disable")
+def disable(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user to disable.")]
+) -> None:
+    """Disable a user: their sessions end and they cannot log in until enabled."""
+    with Context.open(state(ctx).settings) as context:
+        users.set_disabled(context, name, True, actor=local_principal())
+    err_console.print(f"user {name} disabled; their sessions ended", highlight=False)
+
+
+@user_app.command("enable")
+def enable(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The user to enable.")]
+) -> None:
+    """Enable a disabled user again."""
+    with Context.open(state(ctx).settings) as context:
+        users.set_disabled(context, name, False, actor=local_principal())
+    err_console.print(f"user {name} enabled", highlight=False)

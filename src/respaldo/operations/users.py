@@ -129,6 +129,19 @@ def set_password(ctx: Context, name: str, password: str, *, actor: Principal) ->
         raise
 
 
+def set_disabled(ctx: Context, name: str, disabled: bool, *, actor: Principal) -> UserInfo:
+    """Disable a user (their sessions end, they cannot log in) or enable them again."""
+    action = AuditAction.USER_DISABLE if disabled else AuditAction.USER_ENABLE
+    try:
+        with ctx.catalog.begin() as session:
+            user = Users(session).set_disabled(name, disabled, now=datetime.now(UTC))
+            audit.append(session, actor, action, name, AuditOutcome.SUCCESS)
+            return UserInfo.of(user)
+    except RespaldoError as exc:
+        audit.record(ctx, actor, action, name, AuditOutcome.FAILURE, str(exc))
+        raise
+
+
 @cache
 def _dummy_hash() -> str:
     return HASHER.hash("not a password of anyone's")

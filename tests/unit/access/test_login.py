@@ -252,3 +252,24 @@ def test_respaldo_serve_refuses_a_short_secret_before_listening(
     assert "[server] jwt_secret_file" in err and "shorter than 32 bytes" in err
     assert "too-short" not in err
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_a_disabled_user_cannot_log_in_and_their_tokens_stop(
+    context: Context, client: TestClient
+) -> None:
+    from respaldo.operations import users
+    from respaldo.operations.principal import local_principal
+
+    add_user(context, "alice", Role.VIEWER)
+    tokens = login(client, "alice")
+    users.set_disabled(context, "alice", True, actor=local_principal())
+    assert client.get("/probe/read", headers=bearer(tokens["access_token"])).status_code == 401
+    refreshed = client.post("/auth/refresh", data={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 401
+    denied = client.post("/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert denied.status_code == 401
+    assert denied.json()["detail"] == "wrong user name or password"
+    users.set_disabled(context, "alice", False, actor=local_principal())
+    login(client, "alice")
+    actions = [e.action for e in audit.entries(context) if e.action.startswith("user.")]
+    assert actions == ["user.enable", "user.disable", "user.add"]
