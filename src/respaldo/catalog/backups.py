@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo import __version__
+from respaldo.catalog.jobs import orphan_reason
 from respaldo.catalog.models import BackupRecord
 from respaldo.domain import (
     BackupKind,
@@ -36,7 +37,6 @@ from respaldo.errors import InvalidTransition, RecordExists, RecordNotFound
 from respaldo.processes import pid_alive as pid_alive
 from respaldo.processes import this_host as this_host
 
-ABANDONED_CONTEXT = "found at start-up"
 _ACTIVE = (BackupStatus.PENDING, BackupStatus.IN_PROGRESS)
 
 
@@ -164,19 +164,17 @@ class BackupRecords:
         s3_url: str | None = None,
         storage_tier: str | None = None,
         tool_version: str | None = __version__,
-        pid: int | None = None,
-        host: str | None = None,
+        job_id: int | None = None,
         now: datetime | None = None,
     ) -> BackupRecord:
         """Add a ``pending`` record and return it.
 
         ``backup_id`` defaults to a new id made from ``now`` (default: the current time).
         ``pinned`` defaults to True for snapshots, else False. ``retention_days`` None
-        keeps the backup until deleted by hand. ``pid`` names the process that will run
-        the backup, if known (on ``host``, default this one), so that
-        :meth:`fail_abandoned` notices if it dies before :meth:`start`. Raises
-        RecordExists if the id is taken, InvalidBackupId if a given id is malformed,
-        ValueError for a negative retention.
+        keeps the backup until deleted by hand. ``job_id`` names the job the backup runs
+        in: once that job has ended, :meth:`fail_abandoned` fails a record it left
+        pending or in progress. Raises RecordExists if the id is taken, InvalidBackupId
+        if a given id is malformed, ValueError for a negative retention.
         """
         created_at = _aware(now, "now") if now is not None else _utcnow()
         if retention_days is not None and retention_days < 0:
@@ -202,8 +200,7 @@ class BackupRecords:
             s3_url=s3_url,
             storage_tier=storage_tier,
             tool_version=tool_version,
-            worker_pid=pid,
-            worker_host=None if pid is None else (host if host is not None else this_host()),
+            job_id=job_id,
         )
         self.session.add(record)
         self.session.flush()
@@ -214,7 +211,8 @@ class BackupRecords:
     ) -> BackupRecord:
         """``pending`` -> ``in_progress``, run by process ``pid`` on ``host`` (default: this).
 
-        Sets ``started_at`` and the first heartbeat to ``now``. Raises RecordNotFound,
+        Sets ``started_at`` (and ``heartbeat_at``) to ``now``. The pid decides whether the
+        backup was abandoned only for a record without a job. Raises RecordNotFound,
         InvalidTransition.
         """
         when = _aware(now, "now") if now is not None else _utcnow()
@@ -224,27 +222,6 @@ class BackupRecords:
         record.heartbeat_at = when
         record.worker_pid = pid
         record.worker_host = host if host is not None else this_host()
-        self.session.flush()
-        return record
-
-    def heartbeat(self, backup_id: str, *, now: datetime | None = None) -> BackupRecord:
-        """Record that the worker of an ``in_progress`` backup is alive.
-
-        Raises InvalidTransition if the record is no longer ``in_progress``, typically
-        because it was declared abandoned: the worker should then stop, its work will not
-        be recorded. Raises RecordNotFound.
-        """
-        when = _aware(now, "now") if now is not None else _utcnow()
-        record = self._lock(backup_id)
-        if record.status is not BackupStatus.IN_PROGRESS:
-            reason = f" ({record.error_message})" if record.error_message else ""
-            raise InvalidTransition(
-                f"backup {record.id} is {record.status.value}{reason}, not in_progress: "
-                "its worker must stop",
-                current=record.status.value,
-                requested=BackupStatus.IN_PROGRESS.value,
-            )
-        record.heartbeat_at = when
         self.session.flush()
         return record
 
@@ -356,15 +333,12 @@ class BackupRecords:
 
     def abandoned(
         self,
-        now: datetime,
         *,
         is_alive: Callable[[int], bool] = pid_alive,
         host: str | None = None,
-        heartbeat_timeout: timedelta | None = None,
-        context: str = ABANDONED_CONTEXT,
     ) -> builtins.list[tuple[BackupRecord, str]]:
-        """Every pending/in_progress record whose worker is gone, with the reason; changes
-        nothing. See :meth:`fail_abandoned` for what "gone" means. Oldest first.
+        """Every pending/in_progress record that nothing will finish, with the reason;
+        changes nothing. See :meth:`fail_abandoned` for which. Oldest first.
 
         For a caller that looks at something else before deciding (the repository: a
         manifest proves the backup completed), then calls :meth:`fail_abandoned`.
@@ -374,7 +348,7 @@ class BackupRecords:
             .where(BackupRecord.status.in_(_ACTIVE))
             .order_by(BackupRecord.created_at, BackupRecord.id)
         )
-        return self._gone(query, now, is_alive, host, heartbeat_timeout, context)
+        return self._gone(query, is_alive, host)
 
     def fail_abandoned(
         self,
@@ -382,20 +356,22 @@ class BackupRecords:
         *,
         is_alive: Callable[[int], bool] = pid_alive,
         host: str | None = None,
-        heartbeat_timeout: timedelta | None = None,
-        context: str = ABANDONED_CONTEXT,
         spare: Collection[str] = (),
     ) -> builtins.list[BackupRecord]:
-        """Mark as failed every pending/in_progress record whose worker is gone; return them.
+        """Mark as failed every pending/in_progress record that nothing will finish; return
+        them, oldest first.
 
-        A worker is gone if its pid is on ``host`` (default: this one) and ``is_alive(pid)``
-        is false: the message is "process <pid> died during the backup (<context>)". With
-        ``heartbeat_timeout``, a record on any host whose last sign of life (heartbeat,
-        else start, else creation) is older than ``now - heartbeat_timeout`` is gone too;
-        this also catches a pid reused by another process, and workers on other hosts.
-        Records on other hosts are otherwise left alone: their pids mean nothing here.
+        A record that names its job (``job_id``) follows it: it is abandoned exactly when
+        that job has ended (a job whose process died is failed by
+        :meth:`respaldo.catalog.jobs.Jobs.fail_lapsed` first), with the job's reason
+        ("job 7 failed: process 4242 died while the job ran (found at start-up)"). A
+        record without a job (written before jobs existed, or outside any job) falls
+        back to its own process: abandoned if its pid is on ``host`` (default: this one)
+        and ``is_alive(pid)`` is false ("process 4242 died during the backup (found at
+        start-up)"); records of other hosts, or without a pid, are left alone.
+
         Records whose id is in ``spare`` are left as they are (their fate is not known
-        yet). Returned oldest first. Idempotent: a second call finds nothing more.
+        yet). Idempotent: a second call finds nothing more.
         """
         query = (
             sa.select(BackupRecord)
@@ -404,7 +380,7 @@ class BackupRecords:
             .with_for_update()
         )
         failed: builtins.list[BackupRecord] = []
-        for record, reason in self._gone(query, now, is_alive, host, heartbeat_timeout, context):
+        for record, reason in self._gone(query, is_alive, host):
             if record.id not in spare:
                 self._fail(record, reason, _aware(now, "now"))
                 failed.append(record)
@@ -414,19 +390,16 @@ class BackupRecords:
     def _gone(
         self,
         query: sa.Select[BackupRecord],
-        now: datetime,
         is_alive: Callable[[int], bool],
         host: str | None,
-        heartbeat_timeout: timedelta | None,
-        context: str,
     ) -> builtins.list[tuple[BackupRecord, str]]:
-        now = _aware(now, "now")
         local_host = host if host is not None else this_host()
         gone = []
         for record in self.session.scalars(query):
-            reason = _abandoned_reason(
-                record, now, is_alive, local_host, heartbeat_timeout, context
-            )
+            if record.job_id is not None:
+                reason = orphan_reason(self.session, record.job_id)
+            else:
+                reason = _dead_worker(record, is_alive, local_host)
             if reason is not None:
                 gone.append((record, reason))
         return gone
@@ -520,25 +493,13 @@ class BackupRecords:
         record.duration = _duration(record.started_at, when)
 
 
-def _abandoned_reason(
-    record: BackupRecord,
-    now: datetime,
-    is_alive: Callable[[int], bool],
-    local_host: str,
-    heartbeat_timeout: timedelta | None,
-    context: str,
+def _dead_worker(
+    record: BackupRecord, is_alive: Callable[[int], bool], local_host: str
 ) -> str | None:
+    # The fallback for a record without a job: its pid, on its own host only.
     pid = record.worker_pid
     if pid is not None and record.worker_host == local_host and not is_alive(pid):
-        return f"process {pid} died during the backup ({context})"
-    if heartbeat_timeout is not None:
-        last_seen = record.heartbeat_at or record.started_at or record.created_at
-        if last_seen < now - heartbeat_timeout:
-            who = f"process {pid} on {record.worker_host}" if pid is not None else "no worker"
-            return (
-                f"no sign of life from {who} since {last_seen:%Y-%m-%d %H:%M:%S} UTC; "
-                f"presumed dead ({context})"
-            )
+        return f"process {pid} died during the backup (found at start-up)"
     return None
 
 

@@ -1,4 +1,8 @@
-"""Queries on ``drill_runs``: the history of restore tests."""
+"""Queries on ``drill_runs``: the history of restore tests.
+
+A run names the job it runs in and, like a backup record, is abandoned exactly when that
+job has ended while the run still says ``running`` (see :mod:`respaldo.catalog.jobs`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.jobs import orphan_reason
 from respaldo.catalog.models import DrillRun
 from respaldo.domain import DrillStatus
 from respaldo.errors import RecordNotFound
@@ -30,9 +35,11 @@ class DrillRuns:
         *,
         database: str | None,
         scratch_name: str,
+        job_id: int | None = None,
         now: datetime | None = None,
     ) -> DrillRun:
-        """Record a drill that is about to restore into ``scratch_name`` (by this process)."""
+        """Record a drill that is about to restore into ``scratch_name`` (by this process,
+        on this host, in job ``job_id``)."""
         run = DrillRun(
             backup_id=backup_id,
             database_name=database,
@@ -41,6 +48,7 @@ class DrillRuns:
             started_at=now or datetime.now(UTC),
             worker_pid=os.getpid(),
             worker_host=this_host(),
+            job_id=job_id,
         )
         self.session.add(run)
         self.session.flush()
@@ -80,24 +88,67 @@ class DrillRuns:
         return builtins.list(self.session.scalars(query))
 
     def fail_abandoned(
-        self, *, is_alive: Callable[[int], bool] = pid_alive, now: datetime | None = None
+        self,
+        *,
+        is_alive: Callable[[int], bool] = pid_alive,
+        host: str | None = None,
+        now: datetime | None = None,
     ) -> builtins.list[DrillRun]:
-        """Mark as failed every running drill of this host whose process is gone; return
-        them, so that the caller removes the scratch databases or clusters they left."""
-        query = sa.select(DrillRun).where(
-            DrillRun.status == DrillStatus.RUNNING, DrillRun.worker_host == this_host()
+        """Mark as failed every running drill that nothing will finish; return them.
+
+        As :meth:`respaldo.catalog.backups.BackupRecords.fail_abandoned`: a run that
+        names its job is abandoned exactly when that job has ended, with the job's
+        reason; a run without a job, when its pid is on ``host`` (default: this one) and
+        ``is_alive(pid)`` is false. The scratch database or directory it left is removed
+        by the next drill (:func:`respaldo.operations.drill.remove_leftovers`).
+        """
+        failed = []
+        for run, reason in self.abandoned(is_alive=is_alive, host=host):
+            run.status = DrillStatus.FAILED
+            run.finished_at = now or datetime.now(UTC)
+            run.error_message = reason
+            failed.append(run)
+        self.session.flush()
+        return failed
+
+    def abandoned(
+        self, *, is_alive: Callable[[int], bool] = pid_alive, host: str | None = None
+    ) -> builtins.list[tuple[DrillRun, str]]:
+        """The runs :meth:`fail_abandoned` would fail, with the reason; changes nothing."""
+        local_host = host if host is not None else this_host()
+        query = (
+            sa.select(DrillRun)
+            .where(DrillRun.status == DrillStatus.RUNNING)
+            .order_by(DrillRun.started_at, DrillRun.id)
         )
         gone = []
         for run in self.session.scalars(query):
-            if run.worker_pid is not None and not is_alive(run.worker_pid):
-                run.status = DrillStatus.FAILED
-                run.finished_at = now or datetime.now(UTC)
-                run.error_message = (
-                    f"process {run.worker_pid} died during the drill (found at start-up)"
-                )
-                gone.append(run)
-        self.session.flush()
+            if run.job_id is not None:
+                reason = orphan_reason(self.session, run.job_id)
+            else:
+                reason = _dead_worker(run, is_alive, local_host)
+            if reason is not None:
+                gone.append((run, reason))
         return gone
+
+    def failed_scratch(self, host: str | None = None) -> builtins.list[str]:
+        """The scratch names (a drill database, or a scratch directory) of failed runs
+        of ``host`` (default: this one): what a drill killed on this host may have left,
+        for :func:`respaldo.operations.drill.remove_leftovers` to look for."""
+        query = sa.select(DrillRun.scratch_name).where(
+            DrillRun.status == DrillStatus.FAILED,
+            DrillRun.worker_host == (host if host is not None else this_host()),
+            DrillRun.scratch_name.is_not(None),
+        )
+        return [name for name in self.session.scalars(query) if name]
+
+
+def _dead_worker(run: DrillRun, is_alive: Callable[[int], bool], local_host: str) -> str | None:
+    # The fallback for a run without a job: its pid, on its own host only.
+    pid = run.worker_pid
+    if pid is not None and run.worker_host == local_host and not is_alive(pid):
+        return f"process {pid} died during the drill (found at start-up)"
+    return None
 
 
 def checks_of(run: DrillRun) -> builtins.list[dict[str, Any]]:

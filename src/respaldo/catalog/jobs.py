@@ -3,8 +3,10 @@
 A job's lease is its ``heartbeat_at``: the process that runs it renews it, and a job
 whose lease lapsed (or whose process is gone from this host) is failed by
 :meth:`Jobs.fail_lapsed`, which every process runs when it opens the catalog. That is
-the one mechanism for work whose process died; backup records and drill runs keep their
-own pid checks for rows written before jobs existed.
+the one mechanism for work whose process died: a backup record or a drill run names the
+job it runs in (``job_id``) and is abandoned exactly when that job has ended while the
+row still says it runs (:func:`orphan_reason`). Only rows without a job (written before
+jobs existed, or outside any job) fall back to their own pid.
 """
 
 from __future__ import annotations
@@ -238,6 +240,25 @@ def _lapse_reason(
             f"since {last.isoformat(timespec='seconds')}"
         )
     return None
+
+
+def orphan_reason(session: Session, job_id: int) -> str | None:
+    """Why a row that runs in job ``job_id`` (a backup record, a drill run) and still
+    says it runs is abandoned, or None while its job has not ended.
+
+    A job ends only after what it runs has recorded its own end, so a row still running
+    under an ended job was left by a process that died (its job lapsed: the job's
+    reason), or by a bug; either way nothing will finish it. A job missing from the
+    catalog ended too.
+    """
+    job = session.get(Job, job_id)
+    if job is None:
+        return f"job {job_id} is no longer in the catalog"
+    if not job.status.is_final:
+        return None
+    if job.error_message:
+        return f"job {job.id} {job.status.value}: {job.error_message}"
+    return f"job {job.id} ended {job.status.value} while this still ran"
 
 
 def _conflict(job: Job, holder: int | None) -> JobConflict:

@@ -100,8 +100,13 @@ class BackupRecord(Base):
     worker_host: Mapped[str | None] = mapped_column(sa.String(255))
     """Host name of ``worker_pid``: a pid can only be checked on its own machine."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    """Last sign of life from the worker; a stale one means the worker died."""
+    """When the backup started; renewed by the versions before jobs (the job's lease
+    is the sign of life now)."""
     tool_version: Mapped[str | None] = mapped_column(sa.String(32))
+    job_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    """The job the backup runs in: the record is abandoned when that job has ended or its
+    lease lapsed. None for records written before jobs, outside any job, or rebuilt from
+    a manifest; ``worker_pid`` then decides."""
 
     copies: Mapped[list[BackupCopy]] = relationship(
         back_populates="backup",
@@ -159,6 +164,9 @@ class DrillRun(Base):
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     worker_pid: Mapped[int | None] = mapped_column(sa.Integer)
     worker_host: Mapped[str | None] = mapped_column(sa.String(255))
+    """The host whose temporary directory holds a physical drill's scratch directory."""
+    job_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    """The job the drill runs in (as ``BackupRecord.job_id``)."""
 
     def __repr__(self) -> str:
         return f"<DrillRun {self.id} {self.backup_id} {self.status}>"

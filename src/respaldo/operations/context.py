@@ -15,10 +15,10 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 
-from respaldo.catalog import BackupRecord, BackupRecords, Catalog, Jobs, open_catalog
+from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
 from respaldo.config import Settings
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository
@@ -62,12 +62,12 @@ class Context:
         no catalog (another machine, after a disaster).
 
         The catalog must exist (CatalogNotFound otherwise) unless ``create``: only
-        ``init`` and ``catalog rebuild`` make a new one. A backup left in_progress by a
-        process that was killed is settled here, at the next start: completed from its
-        manifest if that was written (the backup is whole), else failed with the reason,
-        so that no record stays in_progress for ever (see operations/reconcile.py).
-        Likewise a job left running by a process that died (or whose lease lapsed) is
-        failed, with the reason.
+        ``init`` and ``catalog rebuild`` make a new one. What a killed process left
+        running is settled here, at the next start (see operations/reconcile.py): its job
+        (process gone, or lease lapsed) is failed with the reason; a backup record of
+        that job is completed from its manifest if that was written (the backup is
+        whole), else failed with the job's reason; a drill run of it is failed likewise.
+        Nothing stays running for ever.
         """
         # Imported here: reconcile builds on Context (as catalog_rebuild, which it uses,
         # does), so a module-level import would be a cycle.
@@ -77,14 +77,6 @@ class Context:
             return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            lease = timedelta(seconds=settings.jobs.lease_seconds)
-            # Every command opens the catalog: look first, and take the write lock (which
-            # waits behind a running backup's writes) only when a job did lapse.
-            with context.catalog.read() as session:
-                lapsed = Jobs(session).any_lapsed(lease=lease)
-            if lapsed:
-                with context.catalog.begin() as session:
-                    Jobs(session).fail_lapsed(lease=lease)
             settle_abandoned(context, datetime.now(UTC))
         except BaseException:
             context.close()

@@ -52,6 +52,7 @@ from respaldo.errors import (
     RespaldoError,
 )
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
@@ -171,7 +172,11 @@ def _drill(
     admin = _admin(ConnInfo.from_settings(db))
     scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     with ctx.catalog.begin() as session:
-        run_id = DrillRuns(session).start(backup_id, database=db.name, scratch_name=scratch).id
+        run_id = (
+            DrillRuns(session)
+            .start(backup_id, database=db.name, scratch_name=scratch, job_id=current_job())
+            .id
+        )
     result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
     error: str | None = None
     # The hold ends after the finally clause has dropped the scratch database.
@@ -215,7 +220,11 @@ def _physical_drill(
     scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
     datadir = scratch / "data"
     with ctx.catalog.begin() as session:
-        run_id = DrillRuns(session).start(backup_id, database=db.name, scratch_name=str(scratch)).id
+        run_id = (
+            DrillRuns(session)
+            .start(backup_id, database=db.name, scratch_name=str(scratch), job_id=current_job())
+            .id
+        )
     result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
     error: str | None = None
     try:
@@ -394,26 +403,21 @@ def _choose_backup(ctx: Context, target: str) -> str:
 
 
 def remove_leftovers(ctx: Context) -> list[str]:
-    """Drop the scratch databases of drills whose process died, stop the servers and
-    remove the scratch data directories they left; return their names."""
-    with ctx.catalog.begin() as session:
-        abandoned = [
-            (run.database_name, run.scratch_name) for run in DrillRuns(session).fail_abandoned()
-        ]
+    """Stop the servers and remove the scratch data directories that physical drills
+    killed on this host left; return their paths.
+
+    The runs of such drills were failed when the catalog was opened (their job lapsed:
+    see :mod:`respaldo.operations.reconcile`); any failed run of this host whose scratch
+    directory still exists left it. The scratch databases of logical drills are not
+    looked for here: one that no session holds any more is dropped by the next drill or
+    restore on its server (:func:`respaldo.postgres.scratchdb.drop_abandoned`).
+    """
+    with ctx.catalog.read() as session:
+        names = DrillRuns(session).failed_scratch()
     removed = []
-    for database, scratch in abandoned:
-        if scratch and _is_scratch_datadir(Path(scratch)):
-            if Path(scratch).exists():
-                _remove_scratch_datadir(Path(scratch))
-                removed.append(scratch)
-            continue
-        if not database or not scratch or not scratch.startswith(SCRATCH_PREFIX):
-            continue
-        try:
-            admin = _admin(ConnInfo.from_settings(ctx.settings.database(database)))
-        except RespaldoError as exc:
-            log.warning("cannot remove leftover %s: %s", scratch, exc)
-            continue
-        drop_quietly(admin, scratch)
-        removed.append(scratch)
+    for name in names:
+        scratch = Path(name)
+        if _is_scratch_datadir(scratch) and scratch.exists():
+            _remove_scratch_datadir(scratch)
+            removed.append(name)
     return removed

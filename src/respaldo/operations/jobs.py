@@ -26,7 +26,6 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -277,13 +276,6 @@ def list_jobs(ctx: Context, *, limit: int = 50, status: JobStatus | None = None)
     """Jobs, newest first."""
     with ctx.catalog.read() as session:
         return [JobInfo.of(job) for job in Jobs(session).list(limit=limit, status=status)]
-
-
-def fail_lapsed(ctx: Context) -> list[JobInfo]:
-    """Fail the running jobs whose process died or whose lease lapsed (see Jobs)."""
-    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
-    with ctx.catalog.begin() as session:
-        return [JobInfo.of(job) for job in Jobs(session).fail_lapsed(lease=lease)]
 
 
 class _Lease(threading.Thread):

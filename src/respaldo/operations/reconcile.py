@@ -1,4 +1,11 @@
-"""Settling the records of backups whose process died: completed if the manifest exists.
+"""Settling what a process that died left running: its jobs, its backup records (completed
+if the manifest exists), its drill runs.
+
+One mechanism decides what is abandoned: the job's lease. A job whose process is gone
+from this host, or whose lease lapsed, is failed with the reason
+(:meth:`respaldo.catalog.jobs.Jobs.fail_lapsed`); a backup record or a drill run still
+running in a job that has ended is abandoned, with the job's reason. Rows without a job
+(written before jobs existed, or outside any job) fall back to their own pid on this host.
 
 A backup exists once its manifest is written; the catalog record is completed just after.
 A process killed between the two (kill -9, power loss, OOM) leaves a complete backup whose
@@ -15,10 +22,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
-from respaldo.catalog import BackupRecords
+from respaldo.catalog import BackupRecords, DrillRuns, Jobs
 from respaldo.domain import BackupStatus
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
@@ -37,33 +44,47 @@ class _Found(Enum):
 
 @dataclass
 class Settled:
-    """What :func:`settle_abandoned` did, by backup id."""
+    """What :func:`settle_abandoned` did: jobs and drill runs by id, records by backup id."""
 
+    jobs: list[int] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)
+    drills: list[int] = field(default_factory=list)
 
 
 def settle_abandoned(ctx: Context, now: datetime) -> Settled:
-    """Complete the abandoned records whose manifest exists, fail the others.
+    """Fail the lapsed jobs; complete the abandoned records whose manifest exists, fail
+    the other records and the abandoned drill runs. Every process runs it when it opens
+    the catalog (:meth:`Context.open`).
 
-    "Abandoned" is :meth:`BackupRecords.abandoned`: pending or in_progress, its process
-    dead. Looking for them is a read that waits for no writer; only when there are some
-    is the catalog written. A record whose repository cannot be asked now (unreachable,
-    no passphrase for reading the manifest) is left ``in_progress`` with a warning, and
-    settled by a later command: marking it failed could be wrong, and nothing else
-    depends on it meanwhile (prune keeps running backups). A repository opened to read a
-    manifest stays open in ``ctx`` for the command.
+    "Abandoned" is :meth:`BackupRecords.abandoned` and :meth:`DrillRuns.abandoned`: still
+    running in a job that has ended. Looking is a read that waits for no writer; only
+    when something lapsed is the catalog written. A record whose repository cannot be
+    asked now (unreachable, no passphrase for reading the manifest) is left
+    ``in_progress`` with a warning, and settled by a later command: marking it failed
+    could be wrong, and nothing else depends on it meanwhile (prune keeps running
+    backups). A repository opened to read a manifest stays open in ``ctx`` for the
+    command. The scratch directories of failed drills are removed by the next drill.
     """
+    settled = Settled()
+    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    # Every command opens the catalog: look first, and take the write lock (which
+    # waits behind a running backup's writes) only when a job did lapse.
     with ctx.catalog.read() as session:
-        abandoned = BackupRecords(session).abandoned(now)
+        lapsed = Jobs(session).any_lapsed(lease=lease, now=now)
+    if lapsed:
+        with ctx.catalog.begin() as session:
+            settled.jobs = [job.id for job in Jobs(session).fail_lapsed(lease=lease, now=now)]
+    with ctx.catalog.read() as session:
+        abandoned = BackupRecords(session).abandoned()
         candidates = [
             (record.id, record.repository)
             for record, _ in abandoned
             if record.status is BackupStatus.IN_PROGRESS  # pending ones wrote nothing
         ]
-    settled = Settled()
-    if not abandoned:
+        drills = DrillRuns(session).abandoned()
+    if not abandoned and not drills:
         return settled
     for backup_id, repository in candidates:
         found = _complete_from_manifest(ctx, backup_id, repository)
@@ -74,6 +95,7 @@ def settle_abandoned(ctx: Context, now: datetime) -> Settled:
     with ctx.catalog.begin() as session:
         failed = BackupRecords(session).fail_abandoned(now, spare=settled.undecided)
         settled.failed = [record.id for record in failed]
+        settled.drills = [run.id for run in DrillRuns(session).fail_abandoned(now=now)]
     return settled
 
 

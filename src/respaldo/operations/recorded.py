@@ -1,15 +1,18 @@
 """The life of one backup in the catalog, shared by every kind of backup.
 
 :func:`recorded_backup` is what every kind of backup (logical, physical, files) does
-around its own work: a ``pending`` record, ``in_progress`` with this pid,
-the caller's body (which writes the streams and commits the manifest), then ``completed``
-with the writer's figures, or ``failed`` with the error's message, and finally copies
-to the secondary repositories.
+around its own work: a ``pending`` record that names the job it runs in, ``in_progress``
+with this pid, the caller's body (which writes the streams and commits the manifest), then
+``completed`` with the writer's figures, or ``failed`` with the error's message, and
+finally copies to the secondary repositories.
+
+The record has no lease of its own: the job's lease says the backup is alive, and a
+record left in progress by a job that ended (its process died and the job lapsed) is
+settled at the next start (:mod:`respaldo.operations.reconcile`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,14 +21,11 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
-from respaldo.operations.jobs import note_result
+from respaldo.operations.jobs import current_job, note_result
 from respaldo.operations.views import BackupView
 from respaldo.repository import Manifest, Repository, WriteStats
 
 Reporter = Callable[[int], None]
-
-# How often a running backup tells the catalog it is alive.
-HEARTBEAT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,23 +47,16 @@ class BackupResult:
 
 
 class Heartbeat:
-    """Progress callbacks for a backup's streams that also keep its record alive."""
+    """Progress callbacks for a backup's streams. Each report goes to the job's progress
+    (which its lease stores, and where a cancelled job raises JobCancelled)."""
 
     def __init__(self, ctx: Context, backup_id: str) -> None:
         self.ctx = ctx
         self.backup_id = backup_id
-        self._last = time.monotonic()
-
-    def beat(self) -> None:
-        if time.monotonic() - self._last > HEARTBEAT_SECONDS:
-            self._last = time.monotonic()
-            with self.ctx.catalog.begin() as session:
-                BackupRecords(session).heartbeat(self.backup_id)
 
     def phase(self, name: str) -> Reporter:
         def report(done: int) -> None:
             self.ctx.progress(name, done, None)
-            self.beat()
 
         return report
 
@@ -99,6 +92,7 @@ def recorded_backup(
             database_name=source,
             storage_path=repo.storage.location,
             pinned=pinned,
+            job_id=current_job(),
         )
         BackupRecords(session).start(record.id, current_pid())
         note_result(session, record.id)

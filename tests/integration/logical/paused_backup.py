@@ -1,8 +1,9 @@
 """Child process of test_abandoned: a logical backup that stops after its manifest.
 
 Run as ``python paused_backup.py CONFIG DATABASE`` (the passphrase in
-``RESPALDO_PASSPHRASE``). It takes a real backup through ``backup_database``, but once the
-manifest is committed, and before the catalog record is completed, it prints
+``RESPALDO_PASSPHRASE``). It takes a real backup as ``respaldo backup DATABASE`` does (a
+job, in this process), but once the manifest is committed, and before the catalog record
+is completed, it prints
 ``manifest <backup id>`` and waits for its stdin to close: the test kills it there, with
 SIGKILL, in the very window a crash would hit. If it is not killed it exits with status 3
 and completes nothing.
@@ -13,10 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from respaldo.config import load_settings
+from respaldo.cli.main import invoke
 from respaldo.operations import backup
-from respaldo.operations.backup import backup_database
-from respaldo.operations.context import Context
 
 _dump = backup._dump
 
@@ -29,15 +28,11 @@ def _dump_then_wait(*args: Any, **kwargs: Any) -> Any:
     sys.exit(3)
 
 
-def main() -> None:
+def main() -> int:
     config, database = sys.argv[1:3]
     backup._dump = _dump_then_wait  # the body calls the module's _dump at run time
-    ctx = Context.open(load_settings(config))
-    try:
-        backup_database(ctx, database)
-    finally:
-        ctx.close()
+    return invoke(["--config", config, "backup", database])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -106,16 +106,17 @@ def test_a_killed_backup_is_marked_failed_at_the_next_start(
 
     (record,) = respaldo.records()
     assert record.status == "in_progress"  # nobody has looked yet
-    assert record.worker_pid == process.pid
+    assert record.job_id is not None  # the record follows the job that runs it
 
-    run = respaldo.run("list", "--json")
+    run = respaldo.run("list", "--json")  # the next start: the job lapsed, and its record
     assert run.code == 0, str(run)
     (listed,) = run.json()
     assert listed["id"] == record.id
     assert listed["status"] == "failed"
-    assert listed["errorMessage"] == (
-        f"process {process.pid} died during the backup (found at start-up)"
-    )
+    reason = f"process {process.pid} died while the job ran (found at start-up)"
+    assert listed["errorMessage"] == f"job {record.job_id} failed: {reason}"
+    job = respaldo.run("jobs", "show", str(record.job_id), "--json").json()
+    assert (job["status"], job["error"], job["resultId"]) == ("failed", reason, record.id)
     assert listed["completedAt"] is not None
     assert respaldo.repository().backup_ids() == []  # no manifest: no backup
 
@@ -169,6 +170,7 @@ def test_a_backup_killed_between_its_manifest_and_its_record_is_completed(
         assert respaldo.repository().backup_ids() == [backup_id]
         (record,) = respaldo.records()
         assert (record.id, record.status) == (backup_id, "in_progress")
+        assert record.job_id is not None
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
     finally:
@@ -188,6 +190,10 @@ def test_a_backup_killed_between_its_manifest_and_its_record_is_completed(
     assert listed["sizeBytes"] == manifest.size
     assert listed["expiresAt"] is not None
     assert f"backup {backup_id}: its process died after the backup was complete" in run.err
+    # Its job lapsed; the manifest, not the job, says how the backup ended.
+    job = respaldo.run("jobs", "show", str(record.job_id), "--json").json()
+    assert (job["status"], job["resultId"]) == ("failed", backup_id)
+    assert job["error"] == f"process {child.pid} died while the job ran (found at start-up)"
 
     respaldo.restore(backup_id, new_dbname)
     assert table_checksums(pg, new_dbname) == expected

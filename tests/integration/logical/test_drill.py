@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 from psycopg import sql
 
@@ -168,6 +170,82 @@ def test_leftovers_of_a_killed_drill_are_removed(respaldo: Respaldo) -> None:
             assert f"process {dead.pid} died" in (old.error_message or "")
     finally:
         catalog.close()
+
+
+def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
+    respaldo: Respaldo, new_dbname: str
+) -> None:
+    """The drill is made to wait inside ``pg_restore`` (as the restore cancel test does):
+    the backup has a table owned by a role that an uncommitted ``DROP ROLE`` holds
+    locked, and giving the restored table its owner waits for that lock."""
+    from tests.integration.logical.test_jobs import jobs, wait_for
+
+    pg = respaldo.pg
+    role = f"bloqueo_{new_dbname}"
+    pg.execute(f"CREATE ROLE {role}")
+    try:
+        pg.execute(
+            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
+            dbname=respaldo.dbname,
+        )
+        respaldo.backup()
+        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)  # the role owns nothing
+        with pg.connect(autocommit=False) as locker:
+            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+            argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+            process = subprocess.Popen(
+                [*argv, "drill", "erp"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+
+                def restoring() -> bool:
+                    assert process.poll() is None, process.communicate()
+                    return bool(
+                        pg.scalar(
+                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                            " WHERE application_name = 'pg_restore'"
+                            " AND wait_event_type = 'Lock'"
+                        )
+                    )
+
+                wait_for("the drill's pg_restore to wait for the lock", restoring)
+                (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+                assert job["status"] == "running"
+                children = psutil.Process(process.pid).children(recursive=True)
+                process.send_signal(signal.SIGKILL)
+                process.communicate(timeout=30)
+                for child in children:  # pg_restore runs in a session of its own
+                    child.kill()
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+                locker.rollback()
+        assert process.returncode == -signal.SIGKILL
+
+        # The next start (any command): the drill's job lapsed, and its run with it.
+        history = respaldo.run("drills", "--json").json()
+        reason = f"process {process.pid} died while the job ran (found at start-up)"
+        assert (history[0]["status"], history[0]["errorMessage"]) == (
+            "failed",
+            f"job {job['id']} failed: {reason}",
+        )
+        (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+        assert (job["status"], job["error"]) == ("failed", reason)
+
+        # The next drill drops the scratch database the killed one left, and passes.
+        assert _scratch(respaldo)
+        code, result, err = _drill(respaldo, "erp")
+        assert code == 0, err
+        assert result["passed"] is True
+        assert not _scratch(respaldo)
+    finally:
+        for name in _scratch(respaldo):  # what the role owns there must go first
+            pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:

@@ -8,15 +8,14 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from psycopg import sql
 
-from respaldo.catalog import DrillRuns
+from respaldo.catalog import DrillRuns, Jobs
 from respaldo.config import Settings, ValidationQuery
-from respaldo.domain import DrillStatus
+from respaldo.domain import DrillStatus, JobKind, TriggeredBy
 from respaldo.operations.context import Context
 from respaldo.operations.drill import DATADIR_PREFIX, DrillResult, remove_leftovers, run_drill
 from tests.integration.physical.conftest import SHOP, Archiving
@@ -97,7 +96,7 @@ def test_a_failing_validation_fails_the_physical_drill(archiving: Archiving) -> 
 
 def test_leftover_scratch_datadir_of_a_dead_drill_is_removed(archiving: Archiving) -> None:
     # A drill killed with its server running: start a restore the way a drill does, and
-    # record the run under a dead pid.
+    # record the run in a job left running by a dead process.
     from respaldo.operations.physical_restore import restore_datadir
     from respaldo.postgres.datadir import RecoveryTarget
     from tests.integration.physical.conftest import chown_tree, free_port
@@ -122,11 +121,24 @@ def test_leftover_scratch_datadir_of_a_dead_drill_is_removed(archiving: Archivin
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
         with ctx.catalog.begin() as session:
-            run = DrillRuns(session).start(
-                record["id"], database="erp", scratch_name=str(scratch), now=datetime.now(UTC)
+            job = Jobs(session).submit(
+                JobKind.DRILL, target="erp", triggered_by=TriggeredBy.CLI, requested_by="ana"
             )
-            run.worker_pid = dead.pid
+            Jobs(session).start(job.id, pid=dead.pid)
+            run_id = (
+                DrillRuns(session)
+                .start(record["id"], database="erp", scratch_name=str(scratch), job_id=job.id)
+                .id
+            )
+    finally:
+        ctx.close()
+    ctx = Context.open(settings)  # the next start: the job lapsed, and its run with it
+    try:
+        with ctx.catalog.read() as session:
+            assert DrillRuns(session).get(run_id).status is DrillStatus.FAILED
+        assert scratch.exists()  # the next drill removes it
         removed = remove_leftovers(ctx)
+        assert remove_leftovers(ctx) == []  # once
     finally:
         ctx.close()
     assert str(scratch) in removed

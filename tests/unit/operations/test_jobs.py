@@ -10,6 +10,7 @@ import pytest
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
+from respaldo.catalog import Jobs
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict
@@ -91,6 +92,41 @@ def test_jobs_cancel_from_elsewhere_reaches_the_running_body(ctx: Context) -> No
     done = jobs.get(ctx, job.id)
     assert (done.status, done.error) == (JobStatus.CANCELLED, "cancelled by request")
     assert (done.progress_done, done.progress_total) == (5000, 8192)  # the last report
+
+
+def test_a_job_failed_by_another_process_stops_its_runner(ctx: Context) -> None:
+    """Another process found the lease lapsed (say the catalog was out of reach for longer
+    than a lease) and failed the job: its runner stops, and the failure stands. What the
+    record's own heartbeat did before jobs, the job's lease does for every operation."""
+    started = threading.Event()
+
+    def body(c: Context) -> None:
+        started.set()
+        current = cancellation.current()
+        assert current is not None
+        assert current.wait(60), "never stopped"
+        c.progress("dump", 1, None)  # the next progress report raises
+
+    job = jobs.submit(ctx, BACKUP)
+    outcome: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            jobs.run(ctx, job.id, body)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=runner)
+    thread.start()
+    assert started.wait(60)
+    with ctx.catalog.begin() as session:
+        Jobs(session).finish(job.id, JobStatus.FAILED, error="the lease lapsed")
+    thread.join(60)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], JobCancelled)
+    assert "marked failed by another process" in str(outcome[0])
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.FAILED, "the lease lapsed")
 
 
 def test_a_second_backup_of_the_same_database_is_refused_and_recorded(ctx: Context) -> None:

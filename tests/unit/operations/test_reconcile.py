@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.catalog import BackupRecord, BackupRecords
-from respaldo.domain import BackupKind, BackupStatus, TriggeredBy, new_backup_id
+from respaldo.catalog import BackupRecord, BackupRecords, Jobs
+from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy, new_backup_id
 from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter, iter_stream
 from tests.unit.operations.support import Installation, data_for
@@ -31,12 +31,17 @@ def inst(tmp_path: Path) -> Installation:
     return Installation.create(tmp_path)
 
 
-def _killed_backup(inst: Installation, *, manifest: bool, repository: str = "local") -> str:
-    """A backup whose process died: its record in_progress with a dead pid, and with
-    ``manifest`` everything written but the record's completion."""
+def _killed_backup(
+    inst: Installation, *, manifest: bool, repository: str = "local", job: int | None = None
+) -> str:
+    """A backup whose process died: its record in_progress with a dead pid (in ``job``,
+    if given: a running job of the same dead process), and with ``manifest`` everything
+    written but the record's completion."""
     started = datetime.now(UTC) - timedelta(minutes=5)
     backup_id = new_backup_id(started)
     with inst.ctx.catalog.begin() as session:
+        pid = _dead_pid() if job is None else Jobs(session).get(job).worker_pid
+        assert pid is not None
         records = BackupRecords(session)
         records.create_pending(
             kind=BackupKind.FULL,
@@ -45,9 +50,10 @@ def _killed_backup(inst: Installation, *, manifest: bool, repository: str = "loc
             retention_days=7,
             database_name="erp",
             backup_id=backup_id,
+            job_id=job,
             now=started,
         )
-        records.start(backup_id, _dead_pid(), now=started)
+        records.start(backup_id, pid, now=started)
     if manifest:
         with BackupWriter(inst.repository(), backup_id) as writer:
             writer.write_stream("dump", io.BytesIO(data_for(backup_id)))
@@ -128,6 +134,40 @@ def test_the_completed_backup_is_copied_by_the_next_replication(inst: Installati
     inst.replicate()
     repo = inst.repository("second")
     assert b"".join(iter_stream(repo, repo.load_manifest(backup_id), "dump")) == data_for(backup_id)
+
+
+def _dead_job(inst: Installation) -> int:
+    """A backup job left running by a process that died (on this host)."""
+    with inst.ctx.catalog.begin() as session:
+        jobs = Jobs(session)
+        job = jobs.submit(
+            JobKind.BACKUP, target="erp", triggered_by=TriggeredBy.CLI, requested_by="ana"
+        )
+        jobs.start(job.id, pid=_dead_pid())
+        return job.id
+
+
+def test_records_of_a_job_whose_process_died_are_settled_through_the_job(
+    inst: Installation,
+) -> None:
+    whole_job, partial_job = _dead_job(inst), _dead_job(inst)
+    whole = _killed_backup(inst, manifest=True, job=whole_job)
+    partial = _killed_backup(inst, manifest=False, job=partial_job)
+    ctx = inst.context()  # the next start
+    try:
+        with ctx.catalog.read() as session:
+            jobs = Jobs(session)
+            reason = jobs.get(partial_job).error_message
+            assert jobs.get(partial_job).status is JobStatus.FAILED
+            assert jobs.get(whole_job).status is JobStatus.FAILED
+            records = BackupRecords(session)
+            assert records.get(whole).status is BackupStatus.COMPLETED  # its manifest says so
+            assert records.get(partial).status is BackupStatus.FAILED
+            assert records.get(partial).error_message == f"job {partial_job} failed: {reason}"
+    finally:
+        ctx.close()
+    pid = _record(inst, partial).worker_pid
+    assert reason == f"process {pid} died while the job ran (found at start-up)"
 
 
 def _all(inst: Installation) -> list[BackupRecord]:
