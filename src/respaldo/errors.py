@@ -282,7 +282,7 @@ class ToolNotFound(SourceError):
             f"{program} not found{where}",
             hint=hint
             or "install the PostgreSQL client programs (Debian: postgresql-client) "
-            "or configure their directory (bindir)",
+            "or set pg_bin_dir of the database to their directory",
         )
         self.program = program
 
@@ -338,7 +338,8 @@ class ToolVersionError(SourceError):
             f"{program} {tool_major} is older than the PostgreSQL {server_major} server",
             hint=hint
             or f"install the PostgreSQL {server_major} client programs "
-            f"(Debian: postgresql-client-{server_major}) or point bindir at them",
+            f"(Debian: postgresql-client-{server_major}), or set pg_bin_dir of the database "
+            "to their bin directory",
         )
         self.program = program
         self.tool_major = tool_major

@@ -1,7 +1,9 @@
 """Fixtures for integration tests: a real PostgreSQL cluster, and sample ERP databases in it.
 
 ``pg`` is one throwaway cluster per test session, so one per pytest-xdist worker (each
-worker is its own session, on its own free port and directory). It is made with initdb,
+worker is its own session, on its own free port and directory), and per PostgreSQL major
+version: ``pg_major`` (the system's by default) is parametrized indirectly by the tests
+that run on PostgreSQL 18 as well (tests/integration/majors.py). It is made with initdb,
 run by the ``postgres`` OS user when we are root, reachable on 127.0.0.1 with
 scram-sha-256 password authentication, and stopped and removed at the end. A cluster
 that cannot be created or started is an error of the tests that need it, never a skip:
@@ -22,6 +24,8 @@ import sample
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from tests.integration.majors import SYSTEM, server_bindir
+
 ERP_SCALE = 0.001
 """About 3 MB of rows: enough for several pipe buffers of dump, small enough to be quick."""
 ERP_SEED = 20250630
@@ -29,9 +33,17 @@ ERP_TEMPLATE = "erp_template"
 
 
 @pytest.fixture(scope="session")
-def pg() -> Iterator[TempCluster]:
+def pg_major(request: pytest.FixtureRequest) -> int | None:
+    """The PostgreSQL major of the clusters of this test: None for the system's newest, or
+    the ``param`` of an indirect parametrization (tests/integration/majors.py)."""
+    major: int | None = getattr(request, "param", SYSTEM)
+    return major
+
+
+@pytest.fixture(scope="session")
+def pg(pg_major: int | None) -> Iterator[TempCluster]:
     """A running PostgreSQL cluster for this session (worker); see the module docstring."""
-    cluster = TempCluster.create()
+    cluster = TempCluster.create(bindir=server_bindir(pg_major))
     try:
         yield cluster
     finally:

@@ -3,7 +3,9 @@
 Order of events, each step recorded so a crash is never silent:
 
 1. a ``pending`` catalog record, then ``in_progress`` with this process's pid;
-2. server checks: reachable, pg_dump new enough, version and system identifier;
+2. server checks: reachable, version and system identifier, and the client programs that
+   fit that version (respaldo.postgres.toolsets: the database's ``pg_bin_dir``, the
+   system's installations, the ``respaldo[pg18]`` extra), whose versions are recorded;
 3. an exported snapshot whose transaction counts every table's rows, and ``pg_dump
    --snapshot`` of exactly that state, streamed through the chunker;
 4. ``pg_dumpall --globals-only`` (roles, tablespaces) as a second stream;
@@ -26,13 +28,13 @@ from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.postgres import (
     ConnInfo,
-    check_pg_dump_version,
     exported_snapshot,
     pg_dump,
     pg_dumpall_globals,
     psql,
     server_info,
 )
+from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,8 @@ def _dump(
     snapshot_id: str | None,
 ) -> tuple[Manifest, WriteStats]:
     conninfo = ConnInfo.from_settings(db)
-    check_pg_dump_version(conninfo)
     server = server_info(conninfo)
+    tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase
 
     meta: dict[str, Any] = {
@@ -98,16 +100,17 @@ def _dump(
         "server_version_num": server.version_num,
         "system_identifier": str(server.system_identifier),
         "retention_days": db.retention_days,
+        "client_tools": tools.meta("pg_dump", "pg_dumpall"),
         **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
     with BackupWriter(repo, backup_id) as writer:
         with exported_snapshot(conninfo) as snapshot:
             meta["row_counts"] = snapshot.row_counts
             if db.schema_version_query:
-                meta["schema_version"] = _schema_version(conninfo, db.schema_version_query)
-            with pg_dump(conninfo, snapshot=snapshot.snapshot_id) as dump:
+                meta["schema_version"] = _schema_version(conninfo, db.schema_version_query, tools)
+            with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:
                 writer.write_stream(DUMP_STREAM, dump.stdout, progress("dump"))
-        meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"))
+        meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(
             kind=kind.value,
             source=db.name,
@@ -117,20 +120,20 @@ def _dump(
         return manifest, writer.stats
 
 
-def _dump_globals(conninfo: ConnInfo, writer: BackupWriter, progress: Any) -> bool:
+def _dump_globals(conninfo: ConnInfo, writer: BackupWriter, progress: Any, tools: Tools) -> bool:
     """Write the globals stream; returns whether role passwords are in it.
 
     Reading role passwords needs a superuser. A backup role without that still gets the
     roles, memberships and grants, just without passwords, instead of failing the backup.
     """
     try:
-        with pg_dumpall_globals(conninfo) as dumpall:
+        with pg_dumpall_globals(conninfo, bindir=tools.bindir) as dumpall:
             data = dumpall.stdout.read()
     except PostgresError as exc:
         if "permission denied" not in str(exc):
             raise
         log.warning("role passwords cannot be read by %s; dumping roles without them", conninfo)
-        with pg_dumpall_globals(conninfo, no_role_passwords=True) as dumpall:
+        with pg_dumpall_globals(conninfo, no_role_passwords=True, bindir=tools.bindir) as dumpall:
             data = dumpall.stdout.read()
         _write_bytes(writer, GLOBALS_STREAM, data, progress)
         return False
@@ -144,7 +147,7 @@ def _write_bytes(writer: BackupWriter, name: str, data: bytes, progress: Any) ->
     writer.write_stream(name, io.BytesIO(data), progress)
 
 
-def _schema_version(conninfo: ConnInfo, query: str) -> str:
+def _schema_version(conninfo: ConnInfo, query: str, tools: Tools) -> str:
     """The application's schema version, from the user's query (first column, first row)."""
-    output = psql(conninfo, sql=query, tuples_only=True, timeout=60).text
+    output = psql(conninfo, sql=query, tuples_only=True, timeout=60, bindir=tools.bindir).text
     return output.strip().splitlines()[0].strip() if output.strip() else ""

@@ -103,7 +103,11 @@ def check_database(settings: Settings, database: str, *, adopt: bool = False) ->
     """
     db = settings.database(database)
     conninfo = ConnInfo.from_settings(db)
-    server = check_server(conninfo, archive_command=suggested_archive_command(settings, db.name))
+    server = check_server(
+        conninfo,
+        archive_command=suggested_archive_command(settings, db.name),
+        pg_bin_dir=db.pg_bin_dir,
+    )
     result = CheckResult(db.name, server)
     if server.system_identifier is None:
         return result

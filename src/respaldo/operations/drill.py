@@ -62,14 +62,16 @@ from respaldo.operations.restore import (
     load_manifest_any,
     open_with_fallbacks,
     restore_stream_into,
+    restore_tools,
     row_count_differences,
 )
 from respaldo.operations.views import DrillCheckView
-from respaldo.postgres import ConnInfo
+from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
 from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.scratchdb import DRILL_PREFIX, drop_abandoned, held_database
+from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
 log = logging.getLogger(__name__)
@@ -183,13 +185,14 @@ def _drill(
     with contextlib.ExitStack() as hold:
         try:
             result.warnings += drop_abandoned(admin)
+            tools = restore_tools(db, admin, manifest)
             hold.enter_context(held_database(admin, scratch))
             started = time.monotonic()
             create_empty_database(admin, scratch)
             reader = StreamReader(repo, fallbacks, result.warnings)
             try:
                 size = restore_stream_into(
-                    ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None
+                    ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None, tools
                 )
                 result.restore_seconds = time.monotonic() - started
                 result.checks.append(
@@ -272,7 +275,7 @@ def _physical_drill(
         error = str(exc)
         result.checks.append(Check("drill", False, error))
     finally:
-        _remove_scratch_datadir(scratch, manifest)
+        _remove_scratch_datadir(scratch, manifest, db.pg_bin_dir)
     return _finish(ctx, result, error)
 
 
@@ -286,7 +289,9 @@ def _is_scratch_datadir(path: Path) -> bool:
     return path.parent == Path(tempfile.gettempdir()) and path.name.startswith(DATADIR_PREFIX)
 
 
-def _remove_scratch_datadir(scratch: Path, manifest: Manifest | None = None) -> None:
+def _remove_scratch_datadir(
+    scratch: Path, manifest: Manifest | None = None, pg_bin_dir: Path | None = None
+) -> None:
     """Stop a server still running in ``scratch/data`` (immediately), remove ``scratch``."""
     if not _is_scratch_datadir(scratch):
         log.warning("not removing %s: not a drill's scratch directory", scratch)
@@ -299,7 +304,8 @@ def _remove_scratch_datadir(scratch: Path, manifest: Manifest | None = None) -> 
             else:
                 major = int((datadir / "PG_VERSION").read_text().strip())
             owner = _owner_of(datadir)
-            stop_server(datadir, bindir=find_server_bindir(major), owner=owner, mode="immediate")
+            bindir = find_server_bindir(major, pg_bin_dir)
+            stop_server(datadir, bindir=bindir, owner=owner, mode="immediate")
         except (RespaldoError, OSError, ValueError) as exc:
             log.warning("cannot stop the scratch server in %s: %s", datadir, exc)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -365,7 +371,11 @@ def _query_checks(
         checks.append(Check(name, ok, f"got {value!r}, expected {validation.expect!r}"))
     if amcheck if amcheck is not None else ctx.settings.drill.amcheck:
         try:
-            found = pg_amcheck(conninfo)
+            # pg_amcheck of the installation that fits the server checked.
+            tools = find_tools(
+                "logical", server_major(conninfo), pg_bin_dir=db.pg_bin_dir, database=db.name
+            )
+            found = pg_amcheck(conninfo, bindir=tools.bindir)
             checks.append(Check("pg_amcheck", found.ok, found.report[-500:] or "no corruption"))
         except RespaldoError as exc:
             checks.append(Check("pg_amcheck", False, str(exc)))

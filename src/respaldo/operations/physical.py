@@ -25,13 +25,14 @@ from respaldo.errors import BaseBackupInvalid, PostgresError
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.operations.wal import ensure_cluster_record
-from respaldo.postgres import ConnInfo, check_tool_compatible, server_info, tool_version
+from respaldo.postgres import ConnInfo, server_info
 from respaldo.postgres.basebackup import (
     BaseBackupReader,
     basebackup_hint,
     pg_basebackup,
     wal_reservation,
 )
+from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,15 @@ def backup_cluster(
     db = ctx.settings.database(database)
     conninfo = ConnInfo.from_settings(db)
     server = server_info(conninfo)
-    tool = tool_version("pg_basebackup")
-    check_tool_compatible("pg_basebackup", tool.major, server.major)
+    tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
         "database": db.name,
         "server_version": server.version,
         "server_version_num": server.version_num,
         "system_identifier": str(server.system_identifier),
         "retention_days": db.retention_days,
-        "pg_basebackup": tool.text,
+        "pg_basebackup": tools.version.text,
+        "client_tools": tools.meta("pg_basebackup"),
     }
     if snapshot is not None:
         meta["snapshot"] = snapshot
@@ -74,7 +75,7 @@ def backup_cluster(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
         ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
-        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta)
+        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta, tools)
 
     return recorded_backup(
         ctx,
@@ -94,11 +95,14 @@ def _stream(
     started_at: datetime,
     heartbeat: Heartbeat,
     meta: dict[str, Any],
+    tools: Tools,
 ) -> tuple[Manifest, WriteStats]:
     with BackupWriter(repo, backup_id) as writer:
         with wal_reservation(conninfo) as slot:
             try:
-                with pg_basebackup(conninfo, label=f"respaldo {backup_id}") as command:
+                with pg_basebackup(
+                    conninfo, label=f"respaldo {backup_id}", bindir=tools.bindir
+                ) as command:
                     reader = BaseBackupReader(command.stdout)
                     writer.write_stream(BASE_STREAM, reader, heartbeat.phase("base"))
             except PostgresError as exc:

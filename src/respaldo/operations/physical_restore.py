@@ -118,6 +118,15 @@ def _unreachable_parent(path: Path, owner: Owner) -> Path | None:
     return None
 
 
+def configured_bin_dir(settings: Settings, database: str) -> Path | None:
+    """``pg_bin_dir`` of ``database`` if it is configured: a cluster is restored in a
+    disaster, where the configuration may well not name it any more."""
+    for db in settings.databases:
+        if db.name == database:
+            return db.pg_bin_dir
+    return None
+
+
 def restore_datadir(
     ctx: Context,
     backup_id: str,
@@ -176,7 +185,12 @@ def restore_datadir(
             )
         check_runnable_by(program, owner)
         bindir = (
-            find_server_bindir(int(manifest.meta["server_version_num"]) // 10000) if start else None
+            find_server_bindir(
+                int(manifest.meta["server_version_num"]) // 10000,
+                configured_bin_dir(settings, manifest.source),
+            )
+            if start
+            else None
         )
         restore_target = begin_restore(datadir, backup_id)
         warnings += restore_target.warnings

@@ -57,11 +57,14 @@ from respaldo.postgres import (
     pg_restore,
     psql,
     rename_database,
+    server_major,
     terminate_connections,
     unexpected_objects,
 )
+from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
+from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
@@ -181,18 +184,19 @@ def _restore_backup(
         raise InvalidInput(
             "drop_old", f"only makes sense with {option('replace')} of an existing database"
         )
+    tools = restore_tools(db, admin, manifest)
 
     # Staging databases of restores and drills that died (or whose server restarted).
     warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
     reader = StreamReader(repo, fallbacks, result.warnings)
     if with_globals:
-        result.warnings += _restore_globals(reader, manifest, admin)
+        result.warnings += _restore_globals(reader, manifest, admin, tools)
         result.globals_restored = True
 
     # The database's own owner, grants, settings and comment: see restore_props.
     properties, notes = read_database_properties(
-        lambda: reader.stream(manifest, DUMP_STREAM), no_owner=no_owner
+        lambda: reader.stream(manifest, DUMP_STREAM), no_owner=no_owner, bindir=tools.bindir
     )
     result.warnings += notes
     staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
@@ -202,7 +206,7 @@ def _restore_backup(
         try:
             check_properties(admin, properties, staging)
             result.bytes_restored = restore_stream_into(
-                ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir
+                ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir, tools
             )
             result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
             apply_database_properties(admin, properties, staging)
@@ -220,6 +224,35 @@ def _restore_backup(
         result.old_database = None
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
+
+
+def dump_major(manifest: Manifest) -> int:
+    """The major version of the pg_dump that wrote the backup's dump; 0 when the manifest
+    predates the record of its tools (any pg_restore that fits the server then)."""
+    tools = manifest.meta.get("client_tools")
+    text = tools.get("pg_dump") if isinstance(tools, dict) else None
+    return parse_tool_version("pg_dump", str(text)).major if text else 0
+
+
+def restore_tools(db: DatabaseSettings, admin: ConnInfo, manifest: Manifest) -> Tools:
+    """pg_restore and psql for restoring ``manifest``'s dump into the server of ``admin``:
+    of that server's major version or newer, and at least as new as the pg_dump that wrote
+    the archive (an older pg_restore cannot read it). A dump written by a pg_dump newer
+    than the server is refused: what that pg_restore writes is for servers of its own
+    major (pg_restore 17+ sets ``transaction_timeout``, which a 16 refuses), and PostgreSQL
+    does not support loading a dump into an older major. Raises RestoreError,
+    ToolNotFound (saying what to install), ConnectionFailed."""
+    major = server_major(admin)
+    dumped = dump_major(manifest)
+    if dumped > major:
+        raise RestoreError(
+            f"backup {manifest.backup_id} was dumped by pg_dump {dumped}, newer than the "
+            f"PostgreSQL {major} server it would be restored into",
+            hint=f"nothing was changed; restore it into a PostgreSQL {dumped} or newer server. "
+            f"For backups that restore into {major}, leave pg_bin_dir of {db.name!r} unset "
+            f"(or point it at PostgreSQL {major}): respaldo then dumps with pg_dump {major}",
+        )
+    return find_tools("logical", major, pg_bin_dir=db.pg_bin_dir, at_least=dumped, database=db.name)
 
 
 def check_not_system_database(target: str, *, force: bool) -> None:
@@ -299,11 +332,13 @@ def restore_stream_into(
     jobs: int,
     no_owner: bool,
     work_dir: Path | None,
+    tools: Tools,
 ) -> int:
     total = manifest.stream(DUMP_STREAM).size
     done = 0
+    bindir = tools.bindir
     if jobs == 1:
-        with pg_restore(conninfo, no_owner=no_owner) as restore:
+        with pg_restore(conninfo, no_owner=no_owner, bindir=bindir) as restore:
             for data in reader.stream(manifest, DUMP_STREAM):
                 restore.stdin.write(data)
                 done += len(data)
@@ -321,7 +356,9 @@ def restore_stream_into(
         path = tmp / "dump.pgcustom"
         with (
             path.open("wb") as spool,
-            pg_restore(conninfo, no_owner=no_owner, sections=("pre-data", "data")) as restore,
+            pg_restore(
+                conninfo, no_owner=no_owner, sections=("pre-data", "data"), bindir=bindir
+            ) as restore,
         ):
             for data in reader.stream(manifest, DUMP_STREAM):
                 restore.stdin.write(data)
@@ -332,7 +369,12 @@ def restore_stream_into(
         # this process's own child, running as the same user, so nobody else needs it.
         ctx.progress("restore", 0, None)
         with pg_restore(
-            conninfo, source=path, jobs=jobs, no_owner=no_owner, sections=("post-data",)
+            conninfo,
+            source=path,
+            jobs=jobs,
+            no_owner=no_owner,
+            sections=("post-data",),
+            bindir=bindir,
         ):
             pass
     return done
@@ -517,7 +559,9 @@ def _run_hook(argv: Sequence[str], what: str, *, hint: str) -> None:
         )
 
 
-def _restore_globals(reader: StreamReader, manifest: Manifest, admin: ConnInfo) -> list[str]:
+def _restore_globals(
+    reader: StreamReader, manifest: Manifest, admin: ConnInfo, tools: Tools
+) -> list[str]:
     """Create the roles (and tablespaces) of the backup that the server lacks.
 
     Roles that exist already are left exactly as they are: re-applying the backup's
@@ -525,12 +569,17 @@ def _restore_globals(reader: StreamReader, manifest: Manifest, admin: ConnInfo) 
     superuser's included) to those of the backup's day. Returns warnings.
     """
     script = b"".join(reader.stream(manifest, GLOBALS_STREAM)).decode("utf-8")
-    listed = psql(admin, sql="SELECT rolname FROM pg_catalog.pg_roles", tuples_only=True)
+    listed = psql(
+        admin,
+        sql="SELECT rolname FROM pg_catalog.pg_roles",
+        tuples_only=True,
+        bindir=tools.bindir,
+    )
     existing = {line for line in listed.text.splitlines() if line}
     script, kept = filter_globals(script, existing)
     # ON_ERROR_STOP off: a grant that exists, or a tablespace whose directory is not
     # there, must not stop the roles that are missing.
-    done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"})
+    done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"}, bindir=tools.bindir)
     warnings = [line for line in done.stderr.splitlines() if "ERROR" in line]
     if kept:
         warnings.append(

@@ -22,6 +22,7 @@ Every failure raises RestoreError before the swap: the target is left as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from respaldo.errors import QueryFailed, RestoreError, option
 from respaldo.postgres import ConnInfo
@@ -38,18 +39,19 @@ NOTHING_CHANGED = "nothing was changed"
 
 
 def read_database_properties(
-    dump: Callable[[], Iterator[bytes]], *, no_owner: bool
+    dump: Callable[[], Iterator[bytes]], *, no_owner: bool, bindir: Path | None = None
 ) -> tuple[DatabaseProperties, list[str]]:
     """The backed-up database's properties from its dump, and warnings.
 
     ``dump`` yields the backup's dump stream from its start (called twice; only the
-    start is read). ``no_owner`` leaves out the owner (``--no-owner``). Raises
+    start is read). ``no_owner`` leaves out the owner (``--no-owner``); ``bindir`` is the
+    pg_restore's (see operations.restore.restore_tools). Raises
     RestoreError if the dump's database entries hold a statement respaldo does not know
     (it will not guess which database such a statement is about), IntegrityError or
     PostgresError.
     """
     try:
-        properties = read_properties(dump, no_owner=no_owner)
+        properties = read_properties(dump, no_owner=no_owner, bindir=bindir)
     except ValueError as exc:
         raise RestoreError(
             f"the backed-up database's own properties cannot be read from the dump: {exc}",

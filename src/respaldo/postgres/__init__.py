@@ -13,8 +13,10 @@ conninfo
     ``str``, logs or error messages; it reaches child programs through a private 0600
     passfile (or ``PGPASSWORD`` in the child's environment only) and psycopg as a keyword.
 bindir
-    The directory holding ``pg_dump``, ``pg_restore``, ``pg_dumpall`` and ``psql``: the
-    configured one, else the newest ``/usr/lib/postgresql/<major>/bin``, else ``PATH``.
+    The directory holding ``pg_dump``, ``pg_restore``, ``pg_dumpall`` and ``psql``; which
+    one serves which server is :mod:`respaldo.postgres.toolsets`' choice (a database's
+    ``pg_bin_dir``, the system's installations, the ``respaldo[pg18]`` extra). Called
+    without one, a program is taken from the newest ``/usr/lib/postgresql/<major>/bin``.
 major version
     The first number of a PostgreSQL version (15 for 15.4). A client program must be of
     the same or a newer major version than the server it dumps.
@@ -62,6 +64,7 @@ from respaldo.postgres.server import (
     exported_snapshot,
     rename_database,
     server_info,
+    server_major,
     terminate_connections,
     unexpected_objects,
 )
@@ -89,6 +92,7 @@ __all__ = [
     "psql",
     "rename_database",
     "server_info",
+    "server_major",
     "terminate_connections",
     "tool_path",
     "tool_version",

@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 import psycopg
 
 from respaldo.errors import ConnectionFailed, QueryFailed, RespaldoError
 from respaldo.postgres.archiver import judge, read_archiver
-from respaldo.postgres.commands import tool_version
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.server import Connection, _guarded, connect
+from respaldo.postgres.toolsets import find_tools
 
 RESTART = "then restart the server"
 RELOAD = "then SELECT pg_reload_conf()"
@@ -81,10 +82,13 @@ def _replication_attempt(conninfo: ConnInfo) -> str | None:
     return None
 
 
-def check_server(conninfo: ConnInfo, *, archive_command: str) -> ServerCheck:
+def check_server(
+    conninfo: ConnInfo, *, archive_command: str, pg_bin_dir: Path | None = None
+) -> ServerCheck:
     """Check the server of ``conninfo`` for physical backups and WAL archiving.
 
-    ``archive_command`` is the command to suggest when none is set. Never raises for
+    ``archive_command`` is the command to suggest when none is set; ``pg_bin_dir`` the
+    database's setting, for the pg_basebackup that fits the server. Never raises for
     what the server lacks (that is a finding); a server that cannot be reached at all is
     one finding, ``connection``, and nothing else is checked.
     """
@@ -96,7 +100,7 @@ def check_server(conninfo: ConnInfo, *, archive_command: str) -> ServerCheck:
         return ServerCheck(findings)
     result = ServerCheck(findings)
     with conn:
-        _server(conn, conninfo, result)
+        _server(conn, conninfo, result, pg_bin_dir)
         user = conn.info.user
         _wal(conn, conninfo, findings)
         _role(conn, conninfo, user, findings)
@@ -108,7 +112,9 @@ def check_server(conninfo: ConnInfo, *, archive_command: str) -> ServerCheck:
     return result
 
 
-def _server(conn: Connection, conninfo: ConnInfo, result: ServerCheck) -> None:
+def _server(
+    conn: Connection, conninfo: ConnInfo, result: ServerCheck, pg_bin_dir: Path | None
+) -> None:
     row = _guarded(
         conninfo,
         "reading the server identity",
@@ -133,13 +139,12 @@ def _server(conn: Connection, conninfo: ConnInfo, result: ServerCheck) -> None:
             )
         )
     try:
-        tool = tool_version("pg_basebackup")
+        tools = find_tools("physical", major, pg_bin_dir=pg_bin_dir)
     except RespaldoError as exc:
         result.findings.append(Finding("pg_basebackup", Status.MISSING, str(exc), exc.hint))
     else:
-        status = Status.OK if tool.major >= major else Status.MISSING
-        fix = "" if status is Status.OK else f"install postgresql-client-{major}"
-        result.findings.append(Finding("pg_basebackup", status, tool.text, fix))
+        detail = f"{tools.version.text} ({tools.bindir})"
+        result.findings.append(Finding("pg_basebackup", Status.OK, detail))
     if row[3]:
         result.findings.append(
             Finding(

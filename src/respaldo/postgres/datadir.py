@@ -33,11 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.childenv import base_environment
-from respaldo.errors import RecoveryFailed, RestoreError, ToolNotFound, UnsafePath
+from respaldo.errors import RecoveryFailed, RestoreError, UnsafePath
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarMember, TarParser, Tee
-from respaldo.postgres.commands import find_bindir
+from respaldo.postgres.toolsets import find_tools
 
-_DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
 HELD_BACK = "PG_VERSION"
@@ -269,25 +268,12 @@ def write_recovery_config(
 def find_server_bindir(major: int, configured: Path | str | None = None) -> Path:
     """The directory of ``postgres`` and ``pg_ctl`` of PostgreSQL ``major``.
 
-    A data directory only starts with the server of its own major version. Raises
-    ToolNotFound naming the package to install.
+    A data directory only starts with the server of its own major version: ``configured``
+    (a database's ``pg_bin_dir``) if given, else the system's installations or the
+    ``respaldo[pg18]`` extra (see respaldo.postgres.toolsets). Raises ToolNotFound naming
+    the package to install.
     """
-    candidates = [_DEBIAN_ROOT / str(major) / "bin"]
-    with contextlib.suppress(ToolNotFound):
-        candidates.append(find_bindir(configured))
-    for bindir in candidates:
-        if (bindir / "pg_ctl").is_file() and (bindir / "postgres").is_file():
-            done = subprocess.run(
-                [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=False
-            )
-            found = re.search(r"\s(\d+)(?:\.\d+)?", done.stdout)
-            if found is not None and int(found.group(1)) == major:
-                return bindir
-    raise ToolNotFound(
-        f"the PostgreSQL {major} server (pg_ctl, postgres)",
-        searched=", ".join(str(c) for c in candidates),
-        hint=f"install it (Debian: postgresql-{major}) to start the restored cluster",
-    )
+    return find_tools("server", major, pg_bin_dir=configured).bindir
 
 
 def _as_owner(argv: Sequence[str], owner: Owner | None) -> list[str]:

@@ -64,6 +64,7 @@ _SESSION = re.compile(
     r"^(?:SET |RESET |SELECT pg_catalog\.set_config\()", re.DOTALL | re.IGNORECASE
 )
 _CREATE = re.compile(rf"^CREATE DATABASE ({_IDENT})\s", re.DOTALL)
+_SET_PARAMETER = re.compile(r"^SET ([A-Za-z_][A-Za-z0-9_.]*) = ", re.IGNORECASE)
 
 
 def quote_ident(name: str) -> str:
@@ -254,13 +255,24 @@ def read_properties(
 def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: bool) -> None:
     """Run ``statements`` in one transaction on ``conninfo`` (any database of the server);
     commit it, or roll it back (a dry run that finds missing roles or privileges before a
-    long restore). Raises QueryFailed with the server's message, ConnectionFailed."""
+    long restore). A session setting of a parameter the server does not have is left
+    out: pg_restore renders the statements offline, with no server to ask, and so sets
+    the parameters of its own major version (``transaction_timeout = 0`` from a
+    pg_restore 17+ for a 15 server); such a line only resets a timeout. Raises
+    QueryFailed with the server's message, ConnectionFailed."""
     with connect(conninfo) as conn:
         try:
             # Statements rendered by pg_dump from the backup, with the database's name
             # put in as a quoted identifier: trusted as pg_restore trusts them.
             def run() -> None:
+                known = {
+                    str(row[0]).lower()
+                    for row in conn.execute("SELECT name FROM pg_catalog.pg_settings")
+                }
                 for statement in statements:
+                    setting = _SET_PARAMETER.match(statement)
+                    if setting is not None and setting.group(1).lower() not in known:
+                        continue
                     conn.execute(statement.encode())
 
             _guarded(conninfo, "applying the database's properties", run)

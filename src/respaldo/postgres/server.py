@@ -205,6 +205,13 @@ def check_tool_compatible(program: str, tool_major: int, server_major: int) -> N
         raise ToolVersionError(program, tool_major, server_major)
 
 
+def server_major(conninfo: ConnInfo) -> int:
+    """The server's major version (15 for 15.4), from the connection's own parameters:
+    any role may ask. Raises ConnectionFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        return int(conn.info.server_version) // 10000
+
+
 def check_pg_dump_version(conninfo: ConnInfo, *, bindir: Path | str | None = None) -> ToolVersion:
     """Check that the pg_dump in ``bindir`` can dump the server; return its version.
 
@@ -212,9 +219,7 @@ def check_pg_dump_version(conninfo: ConnInfo, *, bindir: Path | str | None = Non
     ConnectionFailed or QueryFailed.
     """
     tool = tool_version("pg_dump", bindir=bindir)
-    with connect(conninfo, autocommit=True) as conn:
-        server_major = conn.info.server_version // 10000
-    check_tool_compatible(tool.program, tool.major, server_major)
+    check_tool_compatible(tool.program, tool.major, server_major(conninfo))
     return tool
 
 

@@ -19,6 +19,7 @@ from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases
+from tests.integration.majors import ON_EVERY_MAJOR
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,7 @@ def _scratch(respaldo: Respaldo) -> set[str]:
     return {d for d in databases(respaldo.pg) if d.startswith("respaldo_drill_")}
 
 
+@ON_EVERY_MAJOR
 def test_a_good_backup_passes_and_becomes_verified(respaldo: Respaldo) -> None:
     _add_checked(respaldo, "no invoice without a project", "SELECT 0", "0")
     backup_id = respaldo.backup("erp_checked")["id"]

@@ -22,6 +22,7 @@ from tests.integration.logical.support import (
     staging_databases,
     table_checksums,
 )
+from tests.integration.majors import ON_EVERY_MAJOR
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,7 @@ def assert_same_database(pg: TempCluster, source: str, restored: str) -> None:
     assert large_objects(pg, restored) == large_objects(pg, source)
 
 
+@ON_EVERY_MAJOR
 def test_round_trip_of_the_sample_erp(respaldo: Respaldo, pg: TempCluster, new_dbname: str) -> None:
     source = respaldo.dbname
     # The witness must have something to see, or equality proves nothing.

@@ -42,6 +42,7 @@ from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import secret_file
+from tests.integration.majors import server_bindir
 
 PASSPHRASE = "physical backups (test passphrase)"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -203,7 +204,7 @@ password_file = "{dbpass}"
 
 
 @pytest.fixture(scope="session")
-def archiving_session() -> Iterator[Archiving]:
+def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
     base = Path(tempfile.mkdtemp(prefix="respaldo-physical-"))
     # Cleaned up even when the cluster or the repository could not be made.
     cluster: TempCluster | None = None
@@ -211,10 +212,11 @@ def archiving_session() -> Iterator[Archiving]:
         command = server_respaldo()
         config = base / "respaldo.toml"
         cluster = TempCluster.create(
+            bindir=server_bindir(pg_major),
             settings={
                 "archive_mode": "on",
                 "archive_command": f"{command} --config {config} wal-push %p",
-            }
+            },
         )
         write_config(base, cluster)
         initialize(load_settings(config), kdf=FAST_KDF)

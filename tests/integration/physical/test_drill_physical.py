@@ -18,6 +18,7 @@ from respaldo.config import Settings, ValidationQuery
 from respaldo.domain import DrillStatus, JobKind, TriggeredBy
 from respaldo.operations.context import Context
 from respaldo.operations.drill import DATADIR_PREFIX, DrillResult, remove_leftovers, run_drill
+from tests.integration.majors import ON_EVERY_MAJOR
 from tests.integration.physical.conftest import SHOP, Archiving
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,7 @@ def _verified(archiving: Archiving, backup_id: str) -> bool | None:
     return verified
 
 
+@ON_EVERY_MAJOR
 def test_a_physical_backup_passes_the_drill_and_becomes_verified(archiving: Archiving) -> None:
     pg = archiving.pg
     table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")

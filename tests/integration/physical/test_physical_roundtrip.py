@@ -20,6 +20,7 @@ from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
 from tests.integration.logical.support import table_checksums
+from tests.integration.majors import ON_EVERY_MAJOR
 from tests.integration.physical.conftest import OS_USER, SEED, SHOP, Archiving, free_port
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,7 @@ def test_restored_directory_passes_pg_verifybackup(archiving: Archiving) -> None
     assert "successfully verified" in done.stdout
 
 
+@ON_EVERY_MAJOR
 def test_point_in_time_recovery(archiving: Archiving, restored_servers: list[TempCluster]) -> None:
     pg = archiving.pg
     table = _table(archiving)

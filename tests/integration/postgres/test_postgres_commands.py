@@ -78,7 +78,7 @@ def test_dump_streams_into_a_restore_of_an_equal_database(
     q = "SELECT tableowner FROM pg_tables WHERE tablename = 'facturas'"
     assert pg.scalar(q, dbname=new_dbname) == "erp_propietario"
     q = "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension"
-    assert pg.scalar(q, dbname=new_dbname) == "citext,pgcrypto,plpgsql"
+    assert pg.scalar(q, dbname=new_dbname) == "citext,pg_trgm,plpgsql"
     q = "SELECT md5(string_agg(datos::text, '' ORDER BY id)) FROM docs.fotos"
     assert pg.scalar(q, dbname=new_dbname) == pg.scalar(q, dbname=erp_db)
 
