@@ -114,6 +114,7 @@ class TempCluster:
     os_user: str | None
     host: str = "127.0.0.1"
     settings: dict[str, str] = field(default_factory=dict)
+    initdb_options: tuple[str, ...] = ()
 
     @property
     def datadir(self) -> Path:
@@ -138,10 +139,12 @@ class TempCluster:
         superuser: str = "respaldo_admin",
         os_user: str = "postgres",
         settings: Mapping[str, str] | None = None,
+        initdb_options: Sequence[str] = (),
     ) -> TempCluster:
         """initdb a new cluster in a temporary directory under ``base_dir`` and start it.
 
-        ``os_user`` is used only when running as root. Raises ClusterError (with the
+        ``initdb_options`` are added to initdb's (``--wal-segsize=64``, say). ``os_user``
+        is used only when running as root. Raises ClusterError (with the
         server log) if anything fails; nothing is left behind then.
         """
         found = find_bindir(bindir)
@@ -155,6 +158,7 @@ class TempCluster:
             password=SecretStr(secrets.token_urlsafe(18)),
             os_user=run_as,
             settings={**DEFAULT_SETTINGS, **(settings or {})},
+            initdb_options=tuple(initdb_options),
         )
         try:
             cluster._initdb()
@@ -212,6 +216,7 @@ class TempCluster:
                     "--locale=C",
                     "--no-sync",
                     "--no-instructions",
+                    *self.initdb_options,
                 ],
                 what="initdb",
             )

@@ -35,6 +35,12 @@ ON_PG18 = pytest.mark.parametrize(
 """Run the test on PostgreSQL 18 only (what only 17+ has, or the 18 side of a pair)."""
 
 
+ARCHIVING_INITDB_OPTIONS: dict[int | None, tuple[str, ...]] = {BUNDLED_MAJOR: ("--wal-segsize=64",)}
+"""initdb options of the archiving cluster of each major (tests/integration/physical): the
+18 one has 64 MiB WAL segments, so that its point-in-time recovery also proves a segment
+size other than 16 MiB (the system's keeps the default), one cluster for both."""
+
+
 def server_bindir(major: int | None) -> Path:
     """The bin directory of PostgreSQL ``major`` (None: the system's newest); fails the
     test, naming what to install, when there is none."""

@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import secret_file
-from tests.integration.majors import server_bindir
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, server_bindir
 
 PASSPHRASE = "physical backups (test passphrase)"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -203,8 +204,12 @@ password_file = "{dbpass}"
     return config
 
 
-@pytest.fixture(scope="session")
-def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
+@contextmanager
+def archiving_cluster(
+    major: int | None, *, initdb_options: Sequence[str] = ()
+) -> Iterator[Archiving]:
+    """A cluster of PostgreSQL ``major`` (None: the system's) archiving through respaldo,
+    with the sample ERP in ``shop``; removed with its repository at the end."""
     base = Path(tempfile.mkdtemp(prefix="respaldo-physical-"))
     # Cleaned up even when the cluster or the repository could not be made.
     cluster: TempCluster | None = None
@@ -212,11 +217,12 @@ def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
         command = server_respaldo()
         config = base / "respaldo.toml"
         cluster = TempCluster.create(
-            bindir=server_bindir(pg_major),
+            bindir=server_bindir(major),
             settings={
                 "archive_mode": "on",
                 "archive_command": f"{command} --config {config} wal-push %p",
             },
+            initdb_options=initdb_options,
         )
         write_config(base, cluster)
         initialize(load_settings(config), kdf=FAST_KDF)
@@ -231,6 +237,13 @@ def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
         if cluster is not None:
             cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
+    options = ARCHIVING_INITDB_OPTIONS.get(pg_major, ())
+    with archiving_cluster(pg_major, initdb_options=options) as archiving:
+        yield archiving
 
 
 @pytest.fixture
