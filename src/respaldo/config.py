@@ -418,6 +418,16 @@ class NotificationSettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    """``[metrics]``: the Prometheus metrics (``GET /metrics``, ``respaldo metrics``)."""
+
+    repository_size: bool = True
+    """Measure each repository's size by listing its objects (an S3 LIST per 1000)."""
+    repository_size_seconds: float = Field(default=900.0, ge=0.0)
+    """How old a measured size may be before a scrape measures it again (0: every
+    scrape). ``respaldo metrics`` measures at every run."""
+
+
 class RepositorySettings(_Section):
     name: str
     url: str
@@ -557,6 +567,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     notifications: NotificationSettings = NotificationSettings()
     rpo: RpoSettings = RpoSettings()
+    metrics: MetricsSettings = MetricsSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

@@ -461,3 +461,8 @@ class TooManyAttempts(AccessError):
         super().__init__(message, hint=hint or f"try again in {retry_after} s")
         self.retry_after = retry_after
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class TextfileNotWritten(OperationError):
+    """``respaldo metrics --textfile``: the metrics file could not be written; the one
+    already there (if any) is left whole and unchanged."""

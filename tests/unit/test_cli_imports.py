@@ -14,7 +14,8 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-HEAVY = ("fastapi", "uvicorn", "starlette", "apscheduler")
+# prometheus_client: only `respaldo metrics` and the service need it.
+HEAVY = ("fastapi", "uvicorn", "starlette", "apscheduler", "prometheus_client")
 
 
 def test_the_cli_imports_no_server_until_serve_runs() -> None:

@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from respaldo.api import audit, auth, health, security
+from respaldo.api import audit, auth, health, metrics, security
 from respaldo.config import Settings
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.context import Context
+from respaldo.operations.metrics import Metrics
 
 
 def create_app(
@@ -30,6 +31,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = context is None
         app.state.context = context if context is not None else Context.open(settings)
+        # One registry per application, reading the catalog at each scrape.
+        app.state.metrics = Metrics(app.state.context)
         try:
             yield
         finally:
@@ -41,4 +44,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(audit.router)
+    app.include_router(metrics.router)
     return app

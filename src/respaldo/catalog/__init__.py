@@ -30,7 +30,8 @@ from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_alive, t
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
-from respaldo.catalog.jobs import Jobs, params_of
+from respaldo.catalog.figures import BackupFigures, CatalogFigures, DrillFigures, read_figures
+from respaldo.catalog.jobs import Jobs, outcome_of, params_of
 from respaldo.catalog.models import (
     AlertState,
     ApiToken,
@@ -57,9 +58,12 @@ __all__ = [
     "AuthSessions",
     "BackupCopies",
     "BackupCopy",
+    "BackupFigures",
     "BackupRecord",
     "BackupRecords",
     "Catalog",
+    "CatalogFigures",
+    "DrillFigures",
     "DrillRun",
     "DrillRuns",
     "Job",
@@ -72,8 +76,10 @@ __all__ = [
     "checks_of",
     "normalize_url",
     "open_catalog",
+    "outcome_of",
     "params_of",
     "pid_alive",
+    "read_figures",
     "record_to_api",
     "this_host",
 ]

@@ -154,9 +154,11 @@ class Jobs:
         *,
         error: str | None = None,
         result_id: str | None = None,
+        outcome: Mapping[str, Any] | None = None,
         now: datetime | None = None,
     ) -> Job:
-        """Move a job to a final ``status``, with the error that ended it, if any."""
+        """Move a job to a final ``status``, with the error that ended it, if any, and
+        what it produced (``outcome``, stored as a JSON object)."""
         job = self.get(job_id)
         job.status.check_transition(status, job_id=job.id)
         job.status = status
@@ -164,6 +166,8 @@ class Jobs:
         job.error_message = error
         if result_id is not None:
             job.result_id = result_id
+        if outcome is not None:
+            job.outcome = json.dumps(dict(outcome), sort_keys=True)
         self.session.flush()
         return job
 
@@ -274,3 +278,8 @@ def _conflict(job: Job, holder: int | None) -> JobConflict:
 def params_of(job: Job) -> dict[str, Any]:
     """The job's inputs as stored (a JSON object)."""
     return dict(json.loads(job.params)) if job.params else {}
+
+
+def outcome_of(job: Job) -> dict[str, Any] | None:
+    """What the job produced as stored (a JSON object), or None if it reported nothing."""
+    return dict(json.loads(job.outcome)) if job.outcome else None

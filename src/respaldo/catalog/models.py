@@ -216,6 +216,9 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(sa.Text)
     result_id: Mapped[str | None] = mapped_column(sa.String(64))
     """The backup id the job produced or worked on."""
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
+    """What a completed job produced, as a JSON object (a prune: the bytes it reclaimed
+    per repository); None when the job reports nothing."""
     exclusive_key: Mapped[str | None] = mapped_column(sa.String(320))
 
     def __repr__(self) -> str:

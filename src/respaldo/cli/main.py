@@ -27,6 +27,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     jobs_cmd,
     key_cmd,
     list_cmd,
+    metrics_cmd,
     prune_cmd,
     repair_cmd,
     repository_cmd,

@@ -44,6 +44,7 @@ def prune_command(
             context,
             cli_request(JobKind.PRUNE, database, {"dry_run": dry_run}),
             lambda job_ctx: prune_backups(job_ctx, dry_run=dry_run, database=database, wait=wait),
+            outcome=PruneReport.outcome,
         )
     if as_json:
         print_json(result.to_json())

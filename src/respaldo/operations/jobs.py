@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
-from respaldo.catalog import Job, Jobs, params_of
+from respaldo.catalog import Job, Jobs, outcome_of, params_of
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
@@ -64,6 +64,8 @@ class JobInfo(ResultModel):
     progress_total: int | None
     error: str | None
     result_id: str | None
+    outcome: dict[str, Any] | None = None
+    """What the job produced (a prune: ``bytes_reclaimed`` per repository)."""
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
@@ -86,6 +88,7 @@ class JobInfo(ResultModel):
             progress_total=job.progress_total,
             error=job.error_message,
             result_id=job.result_id,
+            outcome=outcome_of(job),
         )
 
 
@@ -166,11 +169,13 @@ def run(
     *,
     token: CancelToken | None = None,
     result_id: Callable[[T], str | None] = lambda _: None,
+    outcome: Callable[[T], Mapping[str, Any] | None] = lambda _: None,
     on_conflict: JobStatus = JobStatus.FAILED,
 ) -> T:
     """Run the queued job ``job_id``: ``body(ctx)`` with a cancellable context.
 
-    Returns what ``body`` returned; the job ends ``completed`` (with ``result_id(result)``).
+    Returns what ``body`` returned; the job ends ``completed`` (with ``result_id(result)``
+    and ``outcome(result)``, what metrics and reports read back from the job's row).
     If another running job holds its exclusive key, the job ends ``on_conflict``
     (``failed``, or ``skipped`` for a scheduled run) and JobConflict is raised. If the
     body raises, the job ends ``cancelled`` when ``token`` was cancelled (by the caller,
@@ -205,7 +210,9 @@ def run(
     lease.stop()
     with ctx.catalog.begin() as session:
         lease.store_progress(Jobs(session))
-        Jobs(session).finish(job_id, JobStatus.COMPLETED, result_id=result_id(result))
+        Jobs(session).finish(
+            job_id, JobStatus.COMPLETED, result_id=result_id(result), outcome=outcome(result)
+        )
     return result
 
 
@@ -227,6 +234,7 @@ def run_now(
     body: Callable[[Context], T],
     *,
     result_id: Callable[[T], str | None] = lambda _: None,
+    outcome: Callable[[T], Mapping[str, Any] | None] = lambda _: None,
 ) -> T:
     """Submit and run at once, in this thread: what a CLI command does. A change asked
     for from the command line is audited with its outcome (operations/job_audit.py)."""
@@ -236,7 +244,7 @@ def run_now(
 
     job = submit(ctx, request)
     try:
-        result = run(ctx, job.id, body, result_id=result_id)
+        result = run(ctx, job.id, body, result_id=result_id, outcome=outcome)
     except BaseException as exc:
         audit_cli_job(ctx, request, job.id, None, exc)
         raise

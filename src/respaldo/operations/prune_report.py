@@ -4,6 +4,7 @@ did. ``prune --json`` prints it; its field names are those ``prune --json`` alwa
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -88,6 +89,20 @@ class PruneReport(ResultModel):
     @property
     def expired(self) -> list[DecisionView]:
         return [d for d in self.decisions if not d.keep]
+
+    def outcome(self) -> dict[str, Any] | None:
+        """What the prune job records (``jobs.outcome``): the bytes reclaimed in each
+        repository, garbage collection and WAL together. None for a dry run, whose
+        figures are estimates of what was not done."""
+        if self.dry_run:
+            return None
+        return {
+            "bytes_reclaimed": {
+                r.name: (r.gc.bytes_reclaimed if r.gc is not None else 0)
+                + (r.wal.bytes_deleted if r.wal is not None else 0)
+                for r in self.repositories
+            }
+        }
 
 
 def prune_backups(

@@ -18,7 +18,7 @@ from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
-from respaldo.operations.prune import prune
+from respaldo.operations.prune_report import PruneReport, prune_backups
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, verify
 from respaldo.repository.wal import read_cluster
@@ -42,7 +42,19 @@ def run_queued(
         job = Jobs(session).get(job_id)
         kind, target, params, by = job.kind, job.target, params_of(job), job.triggered_by
     body, result_id = _body(kind, target, params, by)
-    return jobs.run(ctx, job_id, body, token=token, result_id=result_id, on_conflict=on_conflict)
+    return jobs.run(
+        ctx,
+        job_id,
+        body,
+        token=token,
+        result_id=result_id,
+        outcome=_outcome,
+        on_conflict=on_conflict,
+    )
+
+
+def _outcome(result: Any) -> dict[str, Any] | None:
+    return result.outcome() if isinstance(result, PruneReport) else None
 
 
 def _body(
@@ -64,10 +76,11 @@ def _body(
     raise ConfigError(f"a {kind.value} job cannot run from the queue")
 
 
-def _prune(ctx: Context, database: str | None) -> None:
-    result = prune(ctx, database=database)
+def _prune(ctx: Context, database: str | None) -> PruneReport:
+    result = prune_backups(ctx, database=database)
     if not result.ok:
         raise RespaldoError("prune could not finish in every repository; it runs again next time")
+    return result
 
 
 def slice_of(day: date, slices: int) -> int:

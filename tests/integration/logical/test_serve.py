@@ -75,6 +75,20 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read())
 
 
+def scrape_metrics(port: int) -> dict[tuple[str, ...], float]:
+    """GET /metrics, parsed by prometheus_client: (name, label values...) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        assert answer.status == 200
+        text = answer.read().decode()
+    return {
+        (s.name, *s.labels.values()): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def answers(port: int) -> bool:
     try:
         health(port)
@@ -112,6 +126,17 @@ def test_serve_takes_scheduled_backups_answers_health_and_stops_on_sigterm(
         status, body = health(port)
         assert status == 200, body
         assert ("erp", "full") in {(b["database"], b["kind"]) for b in body["newestBackups"]}
+        # /metrics of the same process: the newest erp backup (the schedule may have
+        # taken another one since the record above was read).
+        scraped = scrape_metrics(port)
+        newest = scraped[("respaldo_backup_last_success_timestamp_seconds", "erp", "full")]
+        completed = {
+            r.completed_at.timestamp()
+            for r in respaldo.records()
+            if r.status == "completed" and r.completed_at is not None
+        }
+        assert newest in completed and record.completed_at is not None
+        assert newest >= record.completed_at.timestamp()
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err

@@ -1,0 +1,216 @@
+"""Aggregate figures of the catalog, read in one transaction: what metrics expose.
+
+Each query is an aggregate over an indexed column or a small table (drill runs, jobs),
+so reading every figure costs a few milliseconds however many backups the catalog holds;
+a scrape every 15 seconds must stay cheap. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from respaldo.catalog.models import BackupRecord, DrillRun, Job
+from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
+
+
+@dataclass
+class BackupFigures:
+    """One source and kind: its newest completed backup and the failures since."""
+
+    database: str | None
+    kind: BackupKind
+    last_success_at: datetime | None = None
+    duration_seconds: float | None = None
+    size_bytes: int | None = None
+    stored_new_bytes: int | None = None
+    last_failure_at: datetime | None = None
+    failures_since_success: int = 0
+    """Failed backups that ended after the newest completed one (all of them if none)."""
+
+
+@dataclass
+class DrillFigures:
+    """One database's restore tests (drills)."""
+
+    database: str | None
+    passed: int = 0
+    failed: int = 0
+    last_finished_at: datetime | None = None
+    last_passed: bool | None = None
+    """Whether the newest finished drill passed."""
+    last_success_at: datetime | None = None
+    last_success_restore_seconds: float | None = None
+    """The restore time measured by the newest passed drill: the measured RTO."""
+
+
+@dataclass
+class CatalogFigures:
+    backups: list[BackupFigures] = field(default_factory=list)
+    drills: list[DrillFigures] = field(default_factory=list)
+    jobs: dict[tuple[JobKind, JobStatus], int] = field(default_factory=dict)
+    """Number of jobs per (kind, status), only the pairs that occur."""
+    job_last_success_at: dict[JobKind, datetime] = field(default_factory=dict)
+    reclaimed_bytes: dict[str, int] = field(default_factory=dict)
+    """Bytes reclaimed per repository by every completed prune (from ``jobs.outcome``)."""
+
+
+def read_figures(session: Session) -> CatalogFigures:
+    """Every figure, from the caller's (read) transaction."""
+    return CatalogFigures(
+        backups=_backups(session),
+        drills=_drills(session),
+        jobs=_job_counts(session),
+        job_last_success_at=_job_successes(session),
+        reclaimed_bytes=_reclaimed(session),
+    )
+
+
+def _backups(session: Session) -> list[BackupFigures]:
+    figures: dict[tuple[str | None, BackupKind], BackupFigures] = {}
+
+    def entry(database: str | None, kind: BackupKind) -> BackupFigures:
+        return figures.setdefault((database, kind), BackupFigures(database, kind))
+
+    newest = (
+        sa.select(
+            BackupRecord.database_name,
+            BackupRecord.backup_type,
+            sa.func.max(BackupRecord.completed_at).label("at"),
+        )
+        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
+        .subquery()
+    )
+    query = (
+        sa.select(BackupRecord)
+        .join(
+            newest,
+            sa.and_(
+                BackupRecord.database_name.is_not_distinct_from(newest.c.database_name),
+                BackupRecord.backup_type == newest.c.backup_type,
+                BackupRecord.completed_at == newest.c.at,
+            ),
+        )
+        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .order_by(BackupRecord.id)  # two ending in the same instant: the later id wins
+    )
+    for record in session.scalars(query):
+        item = entry(record.database_name, record.backup_type)
+        item.last_success_at = record.completed_at
+        item.duration_seconds = record.duration
+        item.size_bytes = record.size_bytes
+        item.stored_new_bytes = record.stored_new_bytes
+
+    # A failed record's completed_at is when it failed; a record rebuilt without one
+    # counts from its creation.
+    ended = sa.func.coalesce(BackupRecord.completed_at, BackupRecord.created_at)
+    success = aliased(BackupRecord)
+    last_success = (
+        sa.select(sa.func.max(success.completed_at))
+        .where(
+            success.status == BackupStatus.COMPLETED,
+            success.database_name.is_not_distinct_from(BackupRecord.database_name),
+            success.backup_type == BackupRecord.backup_type,
+        )
+        .scalar_subquery()
+    )
+    since = sa.case((sa.or_(last_success.is_(None), ended > last_success), 1), else_=0)
+    failures = (
+        sa.select(
+            BackupRecord.database_name,
+            BackupRecord.backup_type,
+            sa.func.max(ended),
+            sa.func.sum(since),
+        )
+        .where(BackupRecord.status == BackupStatus.FAILED)
+        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
+    )
+    for database, kind, last_failure, count in session.execute(failures):
+        item = entry(database, kind)
+        item.last_failure_at = last_failure
+        item.failures_since_success = int(count or 0)
+    return sorted(figures.values(), key=lambda f: (f.database or "", f.kind.value))
+
+
+def _drills(session: Session) -> list[DrillFigures]:
+    figures: dict[str | None, DrillFigures] = {}
+
+    def entry(database: str | None) -> DrillFigures:
+        return figures.setdefault(database, DrillFigures(database))
+
+    counts = sa.select(DrillRun.database_name, DrillRun.status, sa.func.count()).group_by(
+        DrillRun.database_name, DrillRun.status
+    )
+    for database, status, count in session.execute(counts):
+        if status is DrillStatus.PASSED:
+            entry(database).passed = int(count)
+        elif status is DrillStatus.FAILED:
+            entry(database).failed = int(count)
+    for run in _newest_runs(session, (DrillStatus.PASSED, DrillStatus.FAILED)):
+        item = entry(run.database_name)
+        item.last_finished_at = run.finished_at
+        item.last_passed = run.status is DrillStatus.PASSED
+    for run in _newest_runs(session, (DrillStatus.PASSED,)):
+        item = entry(run.database_name)
+        item.last_success_at = run.finished_at
+        item.last_success_restore_seconds = run.restore_seconds
+    return sorted(figures.values(), key=lambda f: f.database or "")
+
+
+def _newest_runs(session: Session, statuses: tuple[DrillStatus, ...]) -> list[DrillRun]:
+    """The newest finished run per database among ``statuses`` (ties: the higher id)."""
+    newest = (
+        sa.select(DrillRun.database_name, sa.func.max(DrillRun.finished_at).label("at"))
+        .where(DrillRun.status.in_(statuses), DrillRun.finished_at.is_not(None))
+        .group_by(DrillRun.database_name)
+        .subquery()
+    )
+    query = (
+        sa.select(DrillRun)
+        .join(
+            newest,
+            sa.and_(
+                DrillRun.database_name.is_not_distinct_from(newest.c.database_name),
+                DrillRun.finished_at == newest.c.at,
+            ),
+        )
+        .where(DrillRun.status.in_(statuses))
+        .order_by(DrillRun.id)
+    )
+    return list(session.scalars(query))
+
+
+def _job_counts(session: Session) -> dict[tuple[JobKind, JobStatus], int]:
+    query = sa.select(Job.kind, Job.status, sa.func.count()).group_by(Job.kind, Job.status)
+    return {(kind, status): int(count) for kind, status, count in session.execute(query)}
+
+
+def _job_successes(session: Session) -> dict[JobKind, datetime]:
+    query = (
+        sa.select(Job.kind, sa.func.max(Job.finished_at))
+        .where(Job.status == JobStatus.COMPLETED)
+        .group_by(Job.kind)
+    )
+    return {kind: at for kind, at in session.execute(query) if at is not None}
+
+
+def _reclaimed(session: Session) -> dict[str, int]:
+    # One row per completed prune (one a day on the default schedule): summed here, as
+    # the per-repository figures are inside a JSON object.
+    query = sa.select(Job.outcome).where(
+        Job.kind == JobKind.PRUNE, Job.status == JobStatus.COMPLETED, Job.outcome.is_not(None)
+    )
+    total: dict[str, int] = defaultdict(int)
+    for text in session.scalars(query):
+        reclaimed = (json.loads(text).get("bytes_reclaimed") if text else None) or {}
+        for repository, count in reclaimed.items():
+            # A repack can write more than it deletes: such a run counts as 0, so that
+            # the sum only grows (it is exposed as a counter).
+            total[str(repository)] += max(0, int(count))
+    return dict(total)

@@ -1,0 +1,369 @@
+"""Prometheus metrics, read from the catalog at each scrape.
+
+The CLI from cron, the service and the API all write the catalog, so the catalog is the
+truth: a :class:`CatalogCollector` reads it each time it is collected (a handful of
+aggregate queries, :func:`respaldo.catalog.read_figures`) and keeps no counters of its
+own. ``GET /metrics`` and ``respaldo metrics [--textfile PATH]`` expose the same
+registry. Counters (``*_total``) are counts of catalog rows that are never deleted (jobs,
+drill runs), so they only grow.
+
+Repository sizes are the one figure the catalog does not hold: they are measured by
+listing each repository's objects (:class:`RepositorySizes`), at most once every
+``[metrics] repository_size_seconds`` in the service, so a scrape stays cheap.
+
+Metric names and labels: docs/monitoring.md. A timestamp of 0 means "never" (a
+configured source without a completed backup), so that age alerts fire for it too.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy.exc import SQLAlchemyError
+
+from respaldo.catalog import CatalogFigures, read_figures
+from respaldo.config import Settings
+from respaldo.domain import BackupKind, JobKind, JobStatus
+from respaldo.errors import CatalogUnavailable, RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.repositories import open_store
+from respaldo.operations.textfile import write_atomically
+from respaldo.repository.config_file import CONFIG_NAME
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The text exposition format every Prometheus (and node_exporter) reads."""
+
+_FINAL = [s for s in JobStatus if s.is_final]
+
+
+@dataclass(frozen=True)
+class RepositorySize:
+    name: str
+    size_bytes: int | None
+    objects: int | None
+    measured_at: float | None
+    """Unix time of the last successful measurement."""
+    reachable: bool
+    """Whether the last attempt to list the repository succeeded."""
+
+
+class RepositorySizes:
+    """The size of each configured repository, measured by listing its objects and kept
+    for ``max_age`` seconds (0: measured at every call). Thread-safe: concurrent scrapes
+    measure once. A repository that cannot be listed keeps its last measured size and
+    is reported unreachable until a later attempt succeeds."""
+
+    def __init__(
+        self, settings: Settings, max_age: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._sizes: dict[str, RepositorySize] = {}
+        self._attempted: dict[str, float] = {}
+
+    def current(self) -> list[RepositorySize]:
+        with self._lock:
+            now = self.clock()
+            for repo in self.settings.repositories:
+                last = self._attempted.get(repo.name)
+                if last is None or now - last >= self.max_age:
+                    self._attempted[repo.name] = now
+                    self._sizes[repo.name] = self._measure(repo.name, now)
+            return [self._sizes[repo.name] for repo in self.settings.repositories]
+
+    def _measure(self, name: str, now: float) -> RepositorySize:
+        try:
+            store = open_store(self.settings.repository(name))
+            try:
+                # A store without a config is no repository (a missing mount lists as
+                # an empty directory): unreachable, not empty.
+                store.stat(CONFIG_NAME)
+                size = objects = 0
+                for info in store.list(""):
+                    size += info.size
+                    objects += 1
+            finally:
+                store.close()
+        except (RespaldoError, OSError):
+            previous = self._sizes.get(name)
+            if previous is None:
+                return RepositorySize(name, None, None, None, reachable=False)
+            return RepositorySize(
+                name, previous.size_bytes, previous.objects, previous.measured_at, False
+            )
+        return RepositorySize(name, size, objects, now, reachable=True)
+
+
+class CatalogCollector:
+    """A Prometheus collector reading the catalog (and the repository sizes) each time
+    it is collected. Raises CatalogUnavailable when the catalog cannot be read: a
+    scrape then fails as a whole rather than reporting a partial picture."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        sizes: RepositorySizes | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ctx = ctx
+        self.sizes = sizes
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.monotonic()
+        try:
+            with self.ctx.catalog.read() as session:
+                figures = read_figures(session)
+        except SQLAlchemyError as exc:
+            raise CatalogUnavailable(
+                f"the catalog cannot be read: {_first_line(exc)}",
+                hint="'respaldo list' shows whether the catalog answers",
+            ) from None
+        settings = self.ctx.settings
+        yield from _backup_metrics(figures, settings)
+        yield from _drill_metrics(figures)
+        yield from _job_metrics(figures)
+        yield from _prune_metrics(figures, settings)
+        if self.sizes is not None:
+            yield from _repository_metrics(self.sizes.current())
+        yield _gauge(
+            "respaldo_metrics_timestamp_seconds",
+            "When these metrics were read from the catalog (unix time): a textfile that "
+            "stops changing shows here.",
+            [],
+            [([], self.clock())],
+        )
+        yield _gauge(
+            "respaldo_metrics_duration_seconds",
+            "How long reading these metrics took, repository listings included.",
+            [],
+            [([], time.monotonic() - started)],
+        )
+
+
+class Metrics:
+    """The metrics of one context: a registry of its own (no process-global state)
+    holding one :class:`CatalogCollector`. ``size_max_age`` overrides ``[metrics]
+    repository_size_seconds`` (``respaldo metrics`` measures at every run: 0)."""
+
+    def __init__(self, ctx: Context, *, size_max_age: float | None = None) -> None:
+        config = ctx.settings.metrics
+        sizes = None
+        if config.repository_size:
+            age = config.repository_size_seconds if size_max_age is None else size_max_age
+            sizes = RepositorySizes(ctx.settings, age)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(CatalogCollector(ctx, sizes))
+
+    def render(self) -> bytes:
+        """The exposition text. Raises CatalogUnavailable (nothing is rendered then)."""
+        return generate_latest(self.registry)
+
+
+def render_metrics(ctx: Context) -> bytes:
+    """``respaldo metrics``: the exposition text, repository sizes measured now."""
+    return Metrics(ctx, size_max_age=0.0).render()
+
+
+def write_textfile(ctx: Context, path: Path) -> int:
+    """``respaldo metrics --textfile PATH``: write the metrics for node_exporter's
+    textfile collector, atomically (see :mod:`respaldo.operations.textfile`); return the
+    bytes written. Everything is read before the file is touched: when the catalog
+    cannot be read the previous file stays as it was."""
+    data = render_metrics(ctx)
+    write_atomically(path, data)
+    return len(data)
+
+
+# --- the families -------------------------------------------------------------------------
+
+Samples = Iterable[tuple[list[str], float]]
+
+
+def _gauge(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
+
+
+def _counter(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
+
+
+def _unix(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0
+
+
+def _backup_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
+    rows = {(f.database or "", f.kind.value): f for f in figures.backups}
+    # Every configured source appears with its default kind even before its first
+    # backup: "never" (0) is then as visible to an age alert as "long ago".
+    expected = {(db.name, BackupKind.FULL.value) for db in settings.databases}
+    expected |= {(fs.name, BackupKind.FILES.value) for fs in settings.file_sets}
+    keys = sorted(set(rows) | expected)
+    done = [(k, rows[k]) for k in keys if k in rows and rows[k].last_success_at is not None]
+    labels = ["database", "kind"]
+    yield _gauge(
+        "respaldo_backup_last_success_timestamp_seconds",
+        "When the newest completed backup of this source and kind ended (unix time; 0: never).",
+        labels,
+        [([*k], _unix(rows[k].last_success_at if k in rows else None)) for k in keys],
+    )
+    yield _gauge(
+        "respaldo_backup_last_duration_seconds",
+        "How long the newest completed backup of this source and kind took.",
+        labels,
+        [([*k], f.duration_seconds) for k, f in done if f.duration_seconds is not None],
+    )
+    yield _gauge(
+        "respaldo_backup_last_size_bytes",
+        "Size of the data the newest completed backup of this source and kind read.",
+        labels,
+        [([*k], f.size_bytes) for k, f in done if f.size_bytes is not None],
+    )
+    yield _gauge(
+        "respaldo_backup_last_stored_new_bytes",
+        "Bytes the newest completed backup added to its repository (what deduplication "
+        "did not save).",
+        labels,
+        [([*k], f.stored_new_bytes) for k, f in done if f.stored_new_bytes is not None],
+    )
+    yield _gauge(
+        "respaldo_backup_last_failure_timestamp_seconds",
+        "When the newest failed backup of this source and kind ended (unix time; 0: never).",
+        labels,
+        [([*k], _unix(rows[k].last_failure_at if k in rows else None)) for k in keys],
+    )
+    yield _gauge(
+        "respaldo_backup_failures_since_success",
+        "Failed backups of this source and kind since its newest completed one.",
+        labels,
+        [([*k], rows[k].failures_since_success if k in rows else 0) for k in keys],
+    )
+
+
+def _drill_metrics(figures: CatalogFigures) -> Iterator[Metric]:
+    drills = [(f.database or "", f) for f in figures.drills]
+    label = ["database"]
+    yield _counter(
+        "respaldo_restore_tests",
+        "Restore tests (drills) finished, by result.",
+        ["database", "result"],
+        [([db, "passed"], f.passed) for db, f in drills]
+        + [([db, "failed"], f.failed) for db, f in drills],
+    )
+    yield _gauge(
+        "respaldo_restore_test_last_timestamp_seconds",
+        "When the newest finished restore test of this database ended (unix time).",
+        label,
+        [([db], _unix(f.last_finished_at)) for db, f in drills if f.last_finished_at],
+    )
+    yield _gauge(
+        "respaldo_restore_test_last_passed",
+        "1 if the newest finished restore test of this database passed, else 0.",
+        label,
+        [([db], 1.0 if f.last_passed else 0.0) for db, f in drills if f.last_passed is not None],
+    )
+    yield _gauge(
+        "respaldo_restore_test_last_success_timestamp_seconds",
+        "When the newest passed restore test of this database ended (unix time).",
+        label,
+        [([db], _unix(f.last_success_at)) for db, f in drills if f.last_success_at],
+    )
+    yield _gauge(
+        "respaldo_restore_test_rto_seconds",
+        "Restore time measured by the newest passed restore test: the measured RTO.",
+        label,
+        [
+            ([db], f.last_success_restore_seconds)
+            for db, f in drills
+            if f.last_success_restore_seconds is not None
+        ],
+    )
+
+
+def _job_metrics(figures: CatalogFigures) -> Iterator[Metric]:
+    counts = figures.jobs
+    kinds = list(JobKind)
+    yield _counter(
+        "respaldo_jobs",
+        "Jobs that ended, by kind and final status (failed: failures by kind).",
+        ["kind", "status"],
+        [([k.value, s.value], counts.get((k, s), 0)) for k in kinds for s in _FINAL],
+    )
+    yield _gauge(
+        "respaldo_jobs_queued",
+        "Jobs waiting to run, by kind.",
+        ["kind"],
+        [([k.value], counts.get((k, JobStatus.QUEUED), 0)) for k in kinds],
+    )
+    yield _gauge(
+        "respaldo_jobs_running",
+        "Jobs running now, by kind.",
+        ["kind"],
+        [([k.value], counts.get((k, JobStatus.RUNNING), 0)) for k in kinds],
+    )
+    yield _gauge(
+        "respaldo_job_last_success_timestamp_seconds",
+        "When the newest completed job of this kind ended (unix time).",
+        ["kind"],
+        [([k.value], _unix(at)) for k, at in sorted(figures.job_last_success_at.items())],
+    )
+
+
+def _prune_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
+    reclaimed = dict.fromkeys((r.name for r in settings.repositories), 0)
+    reclaimed.update(figures.reclaimed_bytes)
+    yield _counter(
+        "respaldo_prune_reclaimed_bytes",
+        "Bytes prune reclaimed in this repository (garbage collection and WAL), all runs.",
+        ["repository"],
+        [([name], count) for name, count in sorted(reclaimed.items())],
+    )
+
+
+def _repository_metrics(sizes: list[RepositorySize]) -> Iterator[Metric]:
+    label = ["repository"]
+    yield _gauge(
+        "respaldo_repository_size_bytes",
+        "Bytes of every object in the repository, as last measured.",
+        label,
+        [([s.name], s.size_bytes) for s in sizes if s.size_bytes is not None],
+    )
+    yield _gauge(
+        "respaldo_repository_objects",
+        "Objects in the repository, as last measured.",
+        label,
+        [([s.name], s.objects) for s in sizes if s.objects is not None],
+    )
+    yield _gauge(
+        "respaldo_repository_size_timestamp_seconds",
+        "When the repository's size was last measured (unix time).",
+        label,
+        [([s.name], s.measured_at) for s in sizes if s.measured_at is not None],
+    )
+    yield _gauge(
+        "respaldo_repository_reachable",
+        "1 if the repository could be listed at the last measurement, else 0.",
+        label,
+        [([s.name], 1.0 if s.reachable else 0.0) for s in sizes],
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__

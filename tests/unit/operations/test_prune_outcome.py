@@ -1,0 +1,98 @@
+"""A prune job records the bytes it reclaimed in each repository (``jobs.outcome``), from
+the CLI and from the schedule alike, and the metrics add them up; a dry run records
+nothing (its figures are estimates of what was not done)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from respaldo.cli.main import invoke
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.metrics import render_metrics
+from respaldo.operations.prune_report import PruneReport
+from respaldo.operations.scheduled import run_queued
+from tests.unit.operations.support import Installation
+
+pytestmark = pytest.mark.unit
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation.create(tmp_path)
+    yield installation
+    installation.close()
+
+
+def reclaimed_metric(inst: Installation) -> dict[str, float]:
+    text = render_metrics(inst.ctx).decode()
+    return {
+        s.labels["repository"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "respaldo_prune_reclaimed_bytes_total"
+    }
+
+
+def history(inst: Installation) -> None:
+    for age in (12, 10, 8, 6, 3, 1):
+        inst.backup(age * DAY)
+    inst.replicate()
+
+
+def reclaimed(report: PruneReport) -> dict[str, int]:
+    return {
+        r.name: (r.gc.bytes_reclaimed if r.gc else 0) + (r.wal.bytes_deleted if r.wal else 0)
+        for r in report.repositories
+    }
+
+
+def test_a_scheduled_prune_records_what_it_reclaimed_and_metrics_add_it_up(
+    inst: Installation,
+) -> None:
+    history(inst)
+    assert reclaimed_metric(inst) == {"local": 0, "second": 0}
+    job = jobs.submit(inst.ctx, JobRequest(JobKind.PRUNE, None, TriggeredBy.SCHEDULE, "cleanup"))
+    report = run_queued(inst.ctx, job.id)
+    by_repo = reclaimed(report)
+    assert by_repo["local"] > 0 and by_repo["second"] > 0
+    assert sum(by_repo.values()) == report.bytes_reclaimed
+    assert jobs.get(inst.ctx, job.id).outcome == {"bytes_reclaimed": by_repo}
+    assert reclaimed_metric(inst) == by_repo
+    again = run_queued(
+        inst.ctx,
+        jobs.submit(inst.ctx, JobRequest(JobKind.PRUNE, None, TriggeredBy.SCHEDULE, "cleanup")).id,
+    )
+    assert reclaimed(again) == {"local": 0, "second": 0}
+    assert reclaimed_metric(inst) == by_repo  # a counter: the sum over every run
+
+
+def test_a_cli_prune_records_what_it_reclaimed_and_a_dry_run_records_nothing(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history(inst)
+    assert invoke(["--config", str(inst.config), "prune", "--dry-run"]) == 0
+    (dry,) = jobs.list_jobs(inst.ctx)
+    assert dry.status is JobStatus.COMPLETED and dry.outcome is None
+    capsys.readouterr()
+    assert invoke(["--config", str(inst.config), "prune", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    by_repo = {
+        r["name"]: (r["gc"] or {}).get("bytesReclaimed", 0)
+        + (r["wal"] or {}).get("bytesDeleted", 0)
+        for r in printed["repositories"]
+    }
+    assert by_repo["local"] > 0
+    done = jobs.list_jobs(inst.ctx, limit=1)[0]
+    assert done.triggered_by is TriggeredBy.CLI
+    assert done.outcome == {"bytes_reclaimed": by_repo}
+    assert reclaimed_metric(inst) == by_repo
