@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from respaldo.catalog.models import BackupRecord, DrillRun, Job
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
@@ -108,25 +108,24 @@ def _backups(session: Session) -> list[BackupFigures]:
         item.stored_new_bytes = record.stored_new_bytes
 
     # A failed record's completed_at is when it failed; a record rebuilt without one
-    # counts from its creation.
+    # counts from its creation. Joined to the newest successes as a whole (not a
+    # subquery per failed record, which scanned the table once per failure: 10 s for
+    # 10,000 records).
     ended = sa.func.coalesce(BackupRecord.completed_at, BackupRecord.created_at)
-    success = aliased(BackupRecord)
-    last_success = (
-        sa.select(sa.func.max(success.completed_at))
-        .where(
-            success.status == BackupStatus.COMPLETED,
-            success.database_name.is_not_distinct_from(BackupRecord.database_name),
-            success.backup_type == BackupRecord.backup_type,
-        )
-        .scalar_subquery()
-    )
-    since = sa.case((sa.or_(last_success.is_(None), ended > last_success), 1), else_=0)
+    since = sa.case((sa.or_(newest.c.at.is_(None), ended > newest.c.at), 1), else_=0)
     failures = (
         sa.select(
             BackupRecord.database_name,
             BackupRecord.backup_type,
             sa.func.max(ended),
             sa.func.sum(since),
+        )
+        .outerjoin(
+            newest,
+            sa.and_(
+                BackupRecord.database_name.is_not_distinct_from(newest.c.database_name),
+                BackupRecord.backup_type == newest.c.backup_type,
+            ),
         )
         .where(BackupRecord.status == BackupStatus.FAILED)
         .group_by(BackupRecord.database_name, BackupRecord.backup_type)
