@@ -1,0 +1,155 @@
+"""The sample alerting rules and Grafana dashboard of docs/monitoring/ use only metrics
+and labels that respaldo exposes, and docs/monitoring.md names every metric.
+
+promtool is not installed here: the rules are parsed as YAML, checked for the shape
+Prometheus loads, and every metric name (and label) in their PromQL is looked up in a
+real exposition of a catalog that has every kind of row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from respaldo.api import create_app
+from respaldo.domain import BackupKind, JobKind, JobStatus
+from tests.unit.api.metrics_support import T0, backup, drill, installation, job, opened
+
+pytestmark = pytest.mark.unit
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+RULES = DOCS / "monitoring" / "respaldo-alerts.yml"
+DASHBOARD = DOCS / "monitoring" / "grafana-dashboard.json"
+EXTERNAL = {"up"}
+"""Metrics of Prometheus itself that the rules may use."""
+
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+@pytest.fixture(scope="module")
+def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """Sample name -> label names, from a catalog with every kind of row."""
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        settings = installation(tmp_path_factory.mktemp("monitoring"), monkeypatch)
+        with opened(settings) as context:
+            for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
+                backup(context, kind, T0)
+            backup(context, BackupKind.FULL, T0 + timedelta(hours=1), failed=True)
+            drill(context, T0, passed=True, seconds=30)
+            drill(context, T0 + timedelta(days=1), passed=False, seconds=30)
+            job(context, JobKind.BACKUP, JobStatus.FAILED, error="down")
+            job(context, JobKind.PRUNE, JobStatus.COMPLETED, outcome={"bytes_reclaimed": {}})
+            with TestClient(create_app(settings, context)) as client:
+                text = client.get("/metrics").text
+    finally:
+        monkeypatch.undo()
+    found: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, set()).update(sample.labels)
+    return found
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not its functions, keywords,
+    label names, strings or durations)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in _NAME.finditer(text):
+        follows = text[match.end() :].lstrip()
+        if match.group() not in _KEYWORDS and not follows.startswith("("):
+            names.add(match.group())
+    return names
+
+
+def check_expr(expr: str, exposed: dict[str, set[str]]) -> None:
+    names = metric_names(expr)
+    assert names, f"no metric in {expr!r}"
+    unknown = names - set(exposed) - EXTERNAL
+    assert not unknown, f"{expr!r} uses {sorted(unknown)}, which respaldo does not expose"
+    for name, matchers in _SELECTOR.findall(expr):
+        if name in EXTERNAL:
+            continue
+        labels = {label for label, _, _ in _MATCHER.findall(matchers)}
+        assert labels <= exposed[name], f"{expr!r}: {name} has only {sorted(exposed[name])}"
+
+
+def rules() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(RULES.read_text())
+    (group,) = loaded["groups"]
+    assert group["name"] == "respaldo"
+    return list(group["rules"])
+
+
+def test_the_alerting_rules_load_and_use_only_exposed_metrics(
+    exposed: dict[str, set[str]],
+) -> None:
+    alerts = rules()
+    assert len({r["alert"] for r in alerts}) == len(alerts)
+    for rule in alerts:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert re.fullmatch(r"Respaldo[A-Za-z]+", rule["alert"])
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+        if "for" in rule:
+            assert re.fullmatch(r"[0-9]+[smhdwy]", rule["for"]), rule["for"]
+        check_expr(rule["expr"], exposed)
+
+
+def test_the_rules_cover_what_the_issue_asks_to_hear_about() -> None:
+    used = set().union(*(metric_names(r["expr"]) for r in rules()))
+    for needed in (
+        "up",  # no scrape
+        "respaldo_backup_last_success_timestamp_seconds",  # too old against the RPO
+        "respaldo_backup_failures_since_success",  # failures
+        "respaldo_jobs_total",
+        "respaldo_restore_test_last_passed",  # restore test failed
+        "respaldo_restore_test_last_success_timestamp_seconds",  # restore test too old
+    ):
+        assert needed in used, needed
+
+
+def dashboard_exprs() -> Iterator[str]:
+    board = json.loads(DASHBOARD.read_text())
+    assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(set(ids)) == len(ids)
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}"
+            yield target["expr"]
+
+
+def test_the_dashboard_uses_only_exposed_metrics(exposed: dict[str, set[str]]) -> None:
+    exprs = list(dashboard_exprs())
+    assert len(exprs) >= 15
+    for expr in exprs:
+        check_expr(expr, exposed)
+    board = json.loads(DASHBOARD.read_text())
+    for variable in board["templating"]["list"]:
+        metric, label = re.fullmatch(
+            r"label_values\((\w+), (\w+)\)", variable["query"]["query"]
+        ).groups()  # type: ignore[union-attr]
+        assert label in exposed[metric]
+
+
+def test_docs_monitoring_names_every_metric(exposed: dict[str, set[str]]) -> None:
+    text = (DOCS / "monitoring.md").read_text()
+    missing = [name for name in sorted(exposed) if f"`{name}`" not in text]
+    assert not missing, f"docs/monitoring.md does not describe {missing}"
