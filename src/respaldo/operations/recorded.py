@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from respaldo import cancellation
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.operations.context import Context, current_pid
@@ -102,9 +103,8 @@ def recorded_backup(
             repo, backup_id, record.started_at or datetime.now(UTC), Heartbeat(ctx, backup_id)
         )
     except BaseException as exc:
-        message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         with ctx.catalog.begin() as session:
-            BackupRecords(session).fail(backup_id, message or type(exc).__name__)
+            BackupRecords(session).fail(backup_id, _failure(exc))
         raise
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).complete(
@@ -131,6 +131,18 @@ def recorded_backup(
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).get(backup_id)
     return BackupResult(record, manifest, stats, copies)
+
+
+def _failure(exc: BaseException) -> str:
+    """The record's reason. A cancelled job's backup says it was cancelled: cancelling
+    kills the child program, and what the body then raises is often the child's death
+    ("pg_basebackup was killed by signal 9"), which is not why the backup ended."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    token = cancellation.current()
+    if token is not None and token.cancelled:
+        return f"cancelled: {token.reason}" if token.reason else "cancelled"
+    return str(exc) or type(exc).__name__
 
 
 def unconfirmed_problem(chunks: int) -> str:
