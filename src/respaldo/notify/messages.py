@@ -31,6 +31,7 @@ class Event(StrEnum):
     """Why the message is sent."""
 
     FAILED = "failed"  # an operation failed (notify_failure)
+    COMPLETED = "completed"  # an operation completed (a success notice)
     RAISED = "raised"  # a watched condition started firing
     REPEATED = "repeated"  # ... and still fires, told again after the repeat interval
     RESOLVED = "resolved"  # ... and no longer fires
@@ -128,6 +129,10 @@ def _title(alert: Alert, _: Callable[[str], str]) -> str:
         if alert.database:
             return _("{kind} of {database} failed").format(kind=kind, database=alert.database)
         return _("{kind} failed").format(kind=kind)
+    if alert.event is Event.COMPLETED:
+        if alert.database:
+            return _("{kind} of {database} completed").format(kind=kind, database=alert.database)
+        return _("{kind} completed").format(kind=kind)
     if alert.event is Event.TEST:
         return _("test message from respaldo on {host}").format(host=alert.host)
     summary = alert.summary or kind

@@ -192,6 +192,37 @@ def _failure(
         return []
 
 
+def notify_success(
+    ctx: Context,
+    kind: str,
+    *,
+    database: str | None = None,
+    repository: str | None = None,
+    job_id: int | None = None,
+    details: tuple[tuple[str, str], ...] = (),
+) -> list[DeliveryResult]:
+    """A success notice (``success`` level): the operation ``kind`` completed. Sent only
+    to the targets that ask for success notices; never raises."""
+    try:
+        if not any("success" in t.levels for t in ctx.settings.notifications.targets):
+            return []
+        alert = Alert(
+            level=Level.SUCCESS,
+            event=Event.COMPLETED,
+            kind=kind,
+            host=this_host(),
+            at=datetime.now(UTC),
+            database=database,
+            repository=repository,
+            job_id=job_id,
+            details=details,
+        )
+        return _send(ctx.settings, ctx._catalog, alert)
+    except Exception:
+        log.exception("could not send the success notice of a %s", kind)
+        return []
+
+
 def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> bool:
     """Whether an alert with ``key`` may go out at ``now``; if so, note it as sent."""
     interval = timedelta(minutes=settings.notifications.repeat_interval_minutes)

@@ -17,6 +17,7 @@ from respaldo.catalog import BackupCopies
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, RespaldoError
+from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copy_backup
@@ -71,6 +72,9 @@ def copy_to(
     except RespaldoError as exc:
         for backup_id in backup_ids:
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+        # One alert for the repository, not one per backup it could not take.
+        alerts.notify_failure(ctx, "copy", exc, repository=target.name)
+        alerts.mark_alerted(exc)
         raise
     outcomes = []
     for backup_id in backup_ids:
@@ -80,6 +84,7 @@ def copy_to(
         except RespaldoError as exc:
             log.warning("copy of %s to %s failed: %s", backup_id, target.name, exc)
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+            _alert(ctx, backup_id, target.name, exc)
             outcomes.append(CopyOutcome(backup_id, target.name, None, str(exc)))
             continue
         _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
@@ -111,6 +116,21 @@ def replicate(ctx: Context, primary: Repository | None = None) -> list[CopyOutco
             log.warning("repository %s unavailable: %s", repo.name, exc)
             outcomes += [CopyOutcome(b, repo.name, None, str(exc)) for b in missing]
     return outcomes
+
+
+def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) -> None:
+    try:
+        database = ctx.record(backup_id).database_name
+    except RespaldoError:
+        database = None
+    alerts.notify_failure(
+        ctx,
+        "copy",
+        f"backup {backup_id}: {exc}",
+        database=database,
+        repository=repository,
+        hint=exc.hint or "'respaldo copy --all --to REPOSITORY' retries every missing copy",
+    )
 
 
 def _record(

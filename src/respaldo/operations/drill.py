@@ -51,6 +51,7 @@ from respaldo.errors import (
     RecoveryFailed,
     RespaldoError,
 )
+from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
@@ -151,8 +152,28 @@ def run_drill(
         repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind == BackupKind.INCREMENTAL.value:
-            return _physical_drill(ctx, manifest, warnings, amcheck, respaldo_command)
-        return _drill(ctx, manifest, repo, fallbacks, warnings, amcheck)
+            result = _physical_drill(ctx, manifest, warnings, amcheck, respaldo_command)
+        else:
+            result = _drill(ctx, manifest, repo, fallbacks, warnings, amcheck)
+    if not result.passed:
+        _alert(ctx, result)
+    return result
+
+
+def _alert(ctx: Context, result: DrillResult) -> None:
+    """A restore test that ran and failed ends without an exception (its job completes,
+    the result says why): the alert is sent here."""
+    failed = [c for c in result.checks if not c.ok]
+    what = "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in failed)
+    alerts.notify_failure(
+        ctx,
+        "drill",
+        f"restore test of backup {result.backup_id} failed" + (f" ({what})" if what else ""),
+        database=result.database,
+        repository=ctx.settings.repository().name if ctx.settings.repositories else None,
+        hint=f"'respaldo drill {result.backup_id}' runs it again and shows every check; "
+        "until a restore test passes, this backup may not restore",
+    )
 
 
 def _drill(

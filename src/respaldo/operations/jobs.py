@@ -35,6 +35,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.catalog import Job, Jobs, outcome_of, params_of
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
+from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 
@@ -210,9 +211,10 @@ def run(
     lease.stop()
     with ctx.catalog.begin() as session:
         lease.store_progress(Jobs(session))
-        Jobs(session).finish(
+        done = Jobs(session).finish(
             job_id, JobStatus.COMPLETED, result_id=result_id(result), outcome=outcome(result)
         )
+    _notice(ctx, done)
     return result
 
 
@@ -223,9 +225,61 @@ def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseEx
         status, message = JobStatus.CANCELLED, token.reason or str(exc)
     else:
         status, message = JobStatus.FAILED, str(exc) or type(exc).__name__
+    failed: Job | None = None
     with ctx.catalog.begin() as session:
         if lease.store_progress(Jobs(session)) is JobStatus.RUNNING:  # not failed as lapsed
-            Jobs(session).finish(lease.job_id, status, error=message)
+            job = Jobs(session).finish(lease.job_id, status, error=message)
+            failed = job if status is JobStatus.FAILED else None
+    # Every failed job, whichever interface ran it, is told here (a cancelled one is not:
+    # someone asked for it). The process that failed a lapsed job told that one.
+    if failed is not None and not alerts.was_alerted(exc):
+        _alert(ctx, failed, exc)
+
+
+def _alert(ctx: Context, job: Job, error: BaseException | str, hint: str | None = None) -> None:
+    """The critical alert for the failed ``job`` (never raises)."""
+    alerts.notify_failure(
+        ctx,
+        job.kind.value,
+        error,
+        database=job.target,
+        repository=_repository(ctx, job),
+        job_id=job.id,
+        hint=hint,
+    )
+
+
+def _notice(ctx: Context, job: Job) -> None:
+    """The success notice of a completed job, for the targets that take them."""
+    details = (("Backup", job.result_id),) if job.result_id else ()
+    alerts.notify_success(
+        ctx,
+        job.kind.value,
+        database=job.target,
+        repository=_repository(ctx, job),
+        job_id=job.id,
+        details=details,
+    )
+
+
+def _repository(ctx: Context, job: Job) -> str | None:
+    """The repository the job worked on: its ``repository`` parameter, else the primary."""
+    repository = params_of(job).get("repository")
+    if repository is None and ctx.settings.repositories:
+        repository = ctx.settings.repositories[0].name
+    return str(repository) if repository is not None else None
+
+
+LAPSED_HINT = (
+    "the process running the job died or stopped answering; its log tells why. "
+    "'respaldo jobs' shows the job; run it again once the cause is fixed"
+)
+
+
+def alert_lapsed(ctx: Context, lapsed: list[Job]) -> None:
+    """The critical alert for each job failed because its lease lapsed (never raises)."""
+    for job in lapsed:
+        _alert(ctx, job, job.error_message or "the job's lease lapsed", LAPSED_HINT)
 
 
 def run_now(

@@ -33,6 +33,7 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.config import Settings
 from respaldo.domain import BackupStatus
 from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
+from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.repository import GcReport, Repository, collect_garbage
@@ -55,6 +56,7 @@ class RepositoryOutcome:
     wal: WalPruneReport | None = None
     locks: LockRenewal | None = None
     error: str | None = None
+    lock_error: str | None = None  # the part of ``error`` that is about object locks
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -184,7 +186,33 @@ def prune(
         # Whatever happened above: a prune that keeps failing (a backup holding its lease
         # every night) must not let the locks of kept backups run out.
         _renew_locks(opened, outcome, now=result.now, dry_run=dry_run)
+    if not dry_run:
+        _alert(ctx, result, database)
     return result
+
+
+def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
+    """A critical alert per repository prune could not finish in; object locks that
+    could not be renewed are an alert of their own (a kept backup may lose its lock)."""
+    for outcome in result.repositories:
+        if outcome.lock_error is not None:
+            alerts.notify_failure(
+                ctx,
+                "lock-renewal",
+                outcome.lock_error,
+                repository=outcome.name,
+                hint="the next prune tries again; if it keeps failing, check the bucket's "
+                "permissions (s3:PutObjectRetention) and Object Lock settings",
+            )
+        if outcome.error is not None and outcome.error != outcome.lock_error:
+            alerts.notify_failure(
+                ctx,
+                "prune",
+                outcome.error,
+                database=database,
+                repository=outcome.name,
+                hint="run 'respaldo prune' again; it finishes what is left",
+            )
 
 
 def _renew_locks(
@@ -196,14 +224,20 @@ def _renew_locks(
     try:
         outcome.locks = extend_locks(store, now, dry_run=dry_run)
     except RespaldoError as exc:
-        outcome.fail(f"object lock renewal: {exc}")
+        _lock_failure(outcome, f"object lock renewal: {exc}")
         log.warning("object lock renewal in %s failed: %s", outcome.name, exc)
         return
     if outcome.locks.failed:
-        outcome.fail(
+        _lock_failure(
+            outcome,
             f"could not renew {len(outcome.locks.failed)} object locks "
-            f"(first: {outcome.locks.failed[0]}); the next prune tries again"
+            f"(first: {outcome.locks.failed[0]}); the next prune tries again",
         )
+
+
+def _lock_failure(outcome: RepositoryOutcome, message: str) -> None:
+    outcome.fail(message)
+    outcome.lock_error = message
 
 
 def _prune_wal(

@@ -30,6 +30,7 @@ from respaldo.domain import BackupStatus
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import alert_lapsed
 from respaldo.operations.repositories import open_store
 from respaldo.repository.manifest import manifest_name
 
@@ -75,7 +76,10 @@ def settle_abandoned(ctx: Context, now: datetime) -> Settled:
         lapsed = Jobs(session).any_lapsed(lease=lease, now=now)
     if lapsed:
         with ctx.catalog.begin() as session:
-            settled.jobs = [job.id for job in Jobs(session).fail_lapsed(lease=lease, now=now)]
+            failed_jobs = Jobs(session).fail_lapsed(lease=lease, now=now)
+            settled.jobs = [job.id for job in failed_jobs]
+        # Whichever process fails a lapsed job tells it (never twice: it is failed now).
+        alert_lapsed(ctx, failed_jobs)
     with ctx.catalog.read() as session:
         abandoned = BackupRecords(session).abandoned()
         candidates = [

@@ -15,7 +15,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs, params_of
 from respaldo.domain import BackupKind, JobKind, JobStatus, TriggeredBy
 from respaldo.errors import ConfigError, RespaldoError
-from respaldo.operations import jobs
+from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.prune_report import PruneReport, prune_backups
@@ -79,7 +79,10 @@ def _body(
 def _prune(ctx: Context, database: str | None) -> PruneReport:
     result = prune_backups(ctx, database=database)
     if not result.ok:
-        raise RespaldoError("prune could not finish in every repository; it runs again next time")
+        # prune sent the alerts, repository by repository: the failed job sends none.
+        raise alerts.mark_alerted(
+            RespaldoError("prune could not finish in every repository; it runs again next time")
+        )
     return result
 
 

@@ -132,8 +132,37 @@ def push_wal(
 
     Idempotent for a file archived already with the same content. Raises
     InvalidWalFile, WalRefused (another cluster, or other content under this name),
-    ConfigError, and the errors of opening the repository and of storage.
+    ConfigError, and the errors of opening the repository and of storage; each failure
+    is also a critical alert, at most one per database per repeat interval (the server
+    retries a failed push every minute).
     """
+    try:
+        return _push_wal(settings, path, database=database, repo=repo)
+    except Exception as exc:
+        _alert_push_failed(settings, database, exc)
+        raise
+
+
+def _alert_push_failed(settings: Settings, database: str | None, exc: Exception) -> None:
+    if not settings.notifications.targets:
+        return  # nothing to tell: the catalog is not even opened
+    # Imported here: alerts open the catalog (SQLAlchemy), which a push does not need.
+    from respaldo.operations.alerts import notify_failure_settings
+
+    if database is None and len(settings.databases) == 1:
+        database = settings.databases[0].name
+    notify_failure_settings(
+        settings, "wal-push", exc, database=database, throttle_key=f"wal-push:{database or '-'}"
+    )
+
+
+def _push_wal(
+    settings: Settings,
+    path: Path,
+    *,
+    database: str | None,
+    repo: Repository | None,
+) -> PushResult:
     started = time.monotonic()
     name = wal_database(settings, database)
     try:

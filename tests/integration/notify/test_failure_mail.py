@@ -1,0 +1,136 @@
+"""The failure mail of a backup whose database is down reaches a real SMTP server
+(aiosmtpd on loopback), whether the backup ran from the CLI (cron) or as a job the way
+the service runs it; a JSON webhook gets the same alert; a target that cannot be reached
+changes nothing about the backup's own outcome. No PostgreSQL runs: the database is
+"down" because nothing listens on its port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from respaldo.catalog import Notifications
+from respaldo.config import Settings, load_settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import RespaldoError
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.initialize import initialize
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.scheduled import run_queued
+from respaldo.repository import KdfParams
+from tests.servers.notify import Smtp, Webhook, free_port, smtp, webhook  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "notification tests passphrase"
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+@dataclass
+class Setup:
+    config: Path
+    smtp: Smtp
+    webhook: Webhook
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(self.config)
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp: Smtp,  # noqa: F811
+    webhook: Webhook,  # noqa: F811
+) -> Iterator[Setup]:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    config = tmp_path / "respaldo.toml"
+    config.write_text(f"""
+cache_dir = "{tmp_path / "cache"}"
+
+[catalog]
+url = "sqlite:///{tmp_path / "catalog.db"}"
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://respaldo@127.0.0.1:{free_port()}/erp"
+
+[notifications]
+timeout_seconds = 5
+
+[[notifications.targets]]
+name = "ops-mail"
+url = "{smtp.url()}"
+
+[[notifications.targets]]
+name = "hook"
+url = "{webhook.url}"
+
+[[notifications.targets]]
+name = "gone"
+url = "json://127.0.0.1:{free_port()}/nobody-listens"
+""")
+    initialize(load_settings(config), kdf=FAST_KDF)
+    yield Setup(config, smtp, webhook)
+
+
+def _check_mail(setup: Setup) -> None:
+    (mail,) = setup.smtp.inbox.wait(1)
+    assert mail["Subject"] == "[respaldo] CRITICAL: backup of erp failed"
+    assert mail["To"] == "ops@example.com"
+    body = mail.get_body(preferencelist=("plain", "html"))
+    assert body is not None
+    text = body.get_content()
+    assert "Database: erp" in text
+    assert "Repository: local" in text
+    assert "What to do: " in text  # the error's hint
+    (hook,) = setup.webhook.inbox.wait(1)
+    assert hook["json"]["title"] == mail["Subject"]
+    assert hook["json"]["type"] == "failure"
+    with Context.open(setup.settings) as ctx, ctx.catalog.read() as session:
+        sent = {(r.target, r.ok) for r in Notifications(session).list()}
+    assert sent == {("ops-mail", True), ("hook", True), ("gone", False)}
+
+
+def test_a_failed_backup_run_from_the_cli_mails_its_alert(setup: Setup) -> None:
+    script = Path(sys.executable).with_name("respaldo")
+    done = subprocess.run(
+        [str(script), "--config", str(setup.config), "backup", "erp"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # The backup's own outcome, untouched by a target that cannot be reached.
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("respaldo: error:")]
+    assert len(errors) == 1 and "cannot connect to PostgreSQL" in errors[0]
+    assert "notification to gone failed" in done.stderr  # logged, and that is all
+    _check_mail(setup)
+    text = setup.smtp.inbox.items[0].get_body(preferencelist=("plain",)).get_content()
+    hint = done.stderr.split("respaldo: hint: ", 1)[1].split("\n")[0]
+    assert f"What to do: {hint}" in " ".join(text.split())
+
+
+def test_a_failed_backup_run_as_the_service_runs_it_mails_its_alert(setup: Setup) -> None:
+    request = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
+    with Context.open(setup.settings) as ctx:
+        job = jobs.submit(ctx, request)
+        with pytest.raises(RespaldoError) as caught:
+            run_queued(ctx, job.id)
+        assert jobs.get(ctx, job.id).status is JobStatus.FAILED
+    _check_mail(setup)
+    text = setup.smtp.inbox.items[0].get_body(preferencelist=("plain",)).get_content()
+    assert f"Job: {job.id}" in text
+    assert caught.value.hint and caught.value.hint.split()[0] in text
