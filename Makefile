@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup install demo-stop test test-faults reliability lint unit demo bench clean
+.PHONY: setup install demo-stop test test-faults reliability lint unit demo bench clean messages
 
 setup: $(STAMP)
 
@@ -60,3 +60,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The translatable messages (_("...")) into src/respaldo/locale/respaldo.pot, merged into
+# every catalog (respaldo.po per language); translate the new msgstr "" entries after.
+messages: setup
+	$(BIN)/pybabel extract --no-location --omit-header --sort-output -k _ \
+		-o src/respaldo/locale/respaldo.pot src/respaldo
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -w 100 \
+		-i src/respaldo/locale/respaldo.pot -d src/respaldo/locale -D respaldo

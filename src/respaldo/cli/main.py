@@ -28,6 +28,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     key_cmd,
     list_cmd,
     metrics_cmd,
+    notify_cmd,
     prune_cmd,
     repair_cmd,
     repository_cmd,
