@@ -186,6 +186,8 @@ class ScheduleSettings(_Section):
     # A daily slice of 'verify --subset n/verify_slices': every chunk once per cycle.
     verify: str = "0 5 * * *"
     verify_slices: int = Field(default=7, ge=1, le=366)
+    # The restore-test report of the month before, to the targets that take "report".
+    report: str = "0 7 1 * *"
 
 
 class DatabaseSchedules(_Section):
@@ -331,7 +333,7 @@ class ServerSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
-NotificationLevel = Literal["critical", "warning", "success", "resolved"]
+NotificationLevel = Literal["critical", "warning", "success", "resolved", "report"]
 SECRET_PLACEHOLDER = "{secret}"  # noqa: S105 (where a secret goes, not one)
 
 

@@ -176,6 +176,7 @@ class JobKind(StrEnum):
     DRILL = "drill"
     PRUNE = "prune"
     VERIFY = "verify"
+    REPORT = "report"  # the monthly restore-test report, by email
 
 
 class JobStatus(StrEnum):

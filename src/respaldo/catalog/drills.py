@@ -87,6 +87,11 @@ class DrillRuns:
         query = query.order_by(DrillRun.started_at.desc(), DrillRun.id.desc()).limit(limit)
         return builtins.list(self.session.scalars(query))
 
+    def between(self, start: datetime, end: datetime) -> builtins.list[DrillRun]:
+        """Drill runs started in ``[start, end)``, oldest first."""
+        query = sa.select(DrillRun).where(DrillRun.started_at >= start, DrillRun.started_at < end)
+        return builtins.list(self.session.scalars(query.order_by(DrillRun.started_at, DrillRun.id)))
+
     def fail_abandoned(
         self,
         *,

@@ -31,6 +31,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     notify_cmd,
     prune_cmd,
     repair_cmd,
+    report_cmd,
     repository_cmd,
     restore_cmd,
     rewind_cmd,

@@ -25,6 +25,7 @@ class Level(StrEnum):
     WARNING = "warning"
     SUCCESS = "success"
     RESOLVED = "resolved"
+    REPORT = "report"  # the monthly restore-test report
 
 
 class Event(StrEnum):
@@ -90,6 +91,7 @@ _LEVELS: dict[Level, str] = {
     Level.WARNING: _("WARNING"),
     Level.SUCCESS: _("SUCCESS"),
     Level.RESOLVED: _("RESOLVED"),
+    Level.REPORT: _("REPORT"),
 }
 
 

@@ -30,6 +30,7 @@ _TYPES = {
     Level.WARNING: apprise.NotifyType.WARNING,
     Level.SUCCESS: apprise.NotifyType.SUCCESS,
     Level.RESOLVED: apprise.NotifyType.SUCCESS,
+    Level.REPORT: apprise.NotifyType.INFO,
 }
 
 
@@ -101,14 +102,21 @@ def deliver(target: NotificationTarget, message: Message, level: Level, timeout:
             # Our bound, whatever the URL says: an alert must not hold up an operation.
             plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout), timeout)
             plugin.socket_read_timeout = min(float(plugin.socket_read_timeout), timeout)
-            if short_style(target, plugin):
-                ok = plugin.notify(body=message.short, title="", notify_type=_TYPES[level])
-            else:
-                ok = plugin.notify(
-                    body=message.body, title=message.subject, notify_type=_TYPES[level]
-                )
-        if not ok:
-            reason = "; ".join(lines) or "the service refused the message"
+            short = short_style(target, plugin)
+            sender = apprise.Apprise()
+            sender.add(plugin)
+            # Plain text, said so: each service then gets it in its own format (an email
+            # as text with an HTML part whose lines stay lines).
+            result = sender.notify(
+                body=message.short if short else message.body,
+                title="" if short else message.subject,
+                notify_type=_TYPES[level],
+                body_format=apprise.NotifyFormat.TEXT,
+            )
+        if not result:
+            # The service ran in apprise's own thread: its account is in the result.
+            told = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
+            reason = "; ".join(told + lines) or "the service refused the message"
             raise NotificationError(f"notification target {target.name}: {reason}")
     except RespaldoError as exc:
         text = redact(str(exc), secrets)

@@ -19,6 +19,7 @@ from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.prune_report import PruneReport, prune_backups
+from respaldo.operations.reports import previous_month, send_drill_report
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, verify
 from respaldo.repository.wal import read_cluster
@@ -73,6 +74,9 @@ def _body(
     if kind is JobKind.VERIFY:
         slices = int(params.get("slices", 7))
         return lambda c: verify_slice(c, slices), lambda _: None
+    if kind is JobKind.REPORT:
+        # The month before the one the job runs in: on the 1st, the month just ended.
+        return lambda c: send_drill_report(c, previous_month(datetime.now(UTC))), lambda _: None
     raise ConfigError(f"a {kind.value} job cannot run from the queue")
 
 

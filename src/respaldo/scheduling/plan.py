@@ -196,6 +196,9 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
         None,
         slices=defaults.verify_slices,
     )
+    # Only where someone receives it: a report nobody gets would be a failed job a month.
+    if any("report" in t.levels for t in settings.notifications.targets):
+        add("report", defaults.report, "[schedules] report", JobKind.REPORT, None)
     return found
 
 

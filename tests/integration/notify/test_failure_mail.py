@@ -92,8 +92,8 @@ def _check_mail(setup: Setup) -> None:
     body = mail.get_body(preferencelist=("plain", "html"))
     assert body is not None
     text = body.get_content()
-    assert "Database: erp" in text
-    assert "Repository: local" in text
+    assert "Database: erp" in text.splitlines()
+    assert "Repository: local" in text.splitlines()
     assert "What to do: " in text  # the error's hint
     (hook,) = setup.webhook.inbox.wait(1)
     assert hook["json"]["title"] == mail["Subject"]

@@ -1,0 +1,222 @@
+"""The monthly restore-test report: every restore test (drill) of a month, each check, and
+the restore time each took (the measured RTO), per database; sent by email to the
+notification targets that take ``report``.
+
+``respaldo report drills [--month YYYY-MM] [--send]`` shows (and sends) it; the service
+sends the report of the month just ended on ``[schedules] report`` (the 1st, 07:00).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from statistics import median
+
+from respaldo.catalog import BackupRecords, DrillRun, DrillRuns, checks_of
+from respaldo.errors import CatalogError, InvalidInput, NotificationError
+from respaldo.i18n import translations
+from respaldo.notify import Level, Message, deliver, targets_for
+from respaldo.operations.alerts import DeliveryResult
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.views import DrillCheckView
+from respaldo.processes import this_host
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class ReportRun(ResultModel):
+    """One restore test of the month."""
+
+    run_id: int
+    backup_id: str
+    backup_type: str | None
+    database: str | None
+    status: str
+    started_at: UtcTime
+    restore_seconds: float | None
+    checks: list[DrillCheckView]
+    error: str | None
+
+
+class ReportDatabase(ResultModel):
+    """One database's month: how many tests, how many passed, the measured RTO."""
+
+    database: str
+    runs: int
+    passed: int
+    failed: int
+    rto_median_seconds: float | None
+    rto_max_seconds: float | None
+
+
+class DrillReport(ResultModel):
+    """``respaldo report drills``: the restore tests of ``month`` (``YYYY-MM``, UTC)."""
+
+    month: str
+    runs: list[ReportRun]
+    databases: list[ReportDatabase]
+    untested: list[str]
+    """Configured databases without any restore test in the month."""
+    sent: list[DeliveryResult] = []
+
+
+def previous_month(now: datetime) -> str:
+    """``YYYY-MM`` of the month before ``now``'s."""
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``[start, end)`` of ``month`` (``YYYY-MM``) in UTC. Raises InvalidInput."""
+    found = _MONTH.match(month)
+    if found is None or not 1 <= int(found.group(2)) <= 12:
+        raise InvalidInput(
+            "month", f"{month!r} is not a month", hint="write it as YYYY-MM, e.g. 2026-11"
+        )
+    year, number = int(found.group(1)), int(found.group(2))
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def drill_report(
+    ctx: Context, month: str | None = None, *, now: datetime | None = None
+) -> DrillReport:
+    """The restore tests of ``month`` (default: the month before ``now``). Raises
+    InvalidInput for a malformed month."""
+    month = month or previous_month(now or datetime.now(UTC))
+    start, end = month_bounds(month)
+    with ctx.catalog.read() as session:
+        found = DrillRuns(session).between(start, end)
+        runs = [_run(BackupRecords(session), run) for run in found]
+    per_db: dict[str, list[ReportRun]] = {}
+    for run in runs:
+        per_db.setdefault(run.database or "-", []).append(run)
+    databases = [_database(name, got) for name, got in sorted(per_db.items())]
+    untested = [db.name for db in ctx.settings.databases if db.name not in per_db]
+    return DrillReport(month=month, runs=runs, databases=databases, untested=untested)
+
+
+def _run(records: BackupRecords, run: DrillRun) -> ReportRun:
+    try:
+        backup_type: str | None = records.get(run.backup_id).backup_type.value
+    except CatalogError:  # pruned since (RecordNotFound): the run still counts
+        backup_type = None
+    return ReportRun(
+        run_id=run.id,
+        backup_id=run.backup_id,
+        backup_type=backup_type,
+        database=run.database_name,
+        status=run.status.value,
+        started_at=run.started_at,
+        restore_seconds=run.restore_seconds,
+        checks=[DrillCheckView(**c) for c in checks_of(run)],
+        error=run.error_message,
+    )
+
+
+def _database(name: str, runs: list[ReportRun]) -> ReportDatabase:
+    times = [r.restore_seconds for r in runs if r.restore_seconds is not None]
+    passed = sum(1 for r in runs if r.status == "passed")
+    return ReportDatabase(
+        database=name,
+        runs=len(runs),
+        passed=passed,
+        failed=len(runs) - passed,
+        rto_median_seconds=median(times) if times else None,
+        rto_max_seconds=max(times) if times else None,
+    )
+
+
+def render_report(report: DrillReport, language: str) -> Message:
+    """The report as an email (subject and plain-text body) in ``language``."""
+    _ = translations(language).gettext
+    lines = [
+        _("Restore tests of {month} on {host}").format(month=report.month, host=this_host()),
+        "",
+    ]
+    if not report.runs:
+        lines.append(_("No restore test ran this month."))
+    for db in report.databases:
+        rto = (
+            _("restore time: median {median}, longest {longest}").format(
+                median=_seconds(db.rto_median_seconds), longest=_seconds(db.rto_max_seconds)
+            )
+            if db.rto_max_seconds is not None
+            else ""
+        )
+        lines.append(
+            _("{database}: {runs} tests, {passed} passed, {failed} failed").format(
+                database=db.database, runs=db.runs, passed=db.passed, failed=db.failed
+            )
+            + (f"; {rto}" if rto else "")
+        )
+    if report.untested:
+        lines.append(_("Not tested this month: {names}").format(names=", ".join(report.untested)))
+    for run in report.runs:
+        lines += [
+            "",
+            _("Test {id}: backup {backup} of {database}, {status}").format(
+                id=run.run_id,
+                backup=run.backup_id,
+                database=run.database or "-",
+                status=_("passed") if run.status == "passed" else _("FAILED"),
+            ),
+        ]
+        lines.append(
+            "  "
+            + _("started {when}, restore time {seconds}").format(
+                when=run.started_at.strftime("%Y-%m-%d %H:%M UTC"),
+                seconds=_seconds(run.restore_seconds),
+            )
+        )
+        for check in run.checks:
+            mark = "ok" if check.ok else _("FAILED")
+            lines.append(
+                f"  - {check.name}: {mark}" + (f" ({check.detail})" if check.detail else "")
+            )
+        if run.error:
+            lines.append("  " + _("Error") + f": {run.error}")
+    failed = sum(db.failed for db in report.databases)
+    subject = "[respaldo] " + _(
+        "restore tests of {month}: {passed} passed, {failed} failed"
+    ).format(month=report.month, passed=len(report.runs) - failed, failed=failed)
+    return Message(subject=subject, body="\n".join(lines) + "\n", short=subject)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{value:.1f} s"
+
+
+def send_drill_report(
+    ctx: Context, month: str | None = None, *, now: datetime | None = None
+) -> DrillReport:
+    """Build the report of ``month`` and send it to every target that takes ``report``.
+
+    Raises NotificationError when no target takes reports, or when none of those that do
+    could be reached (each reason in the message): a scheduled report that nobody got is
+    a failed job, and so an alert.
+    """
+    report = drill_report(ctx, month, now=now)
+    settings = ctx.settings.notifications
+    targets = targets_for(settings, Level.REPORT)
+    if not targets:
+        raise NotificationError(
+            "no notification target takes the restore-test report",
+            hint='add "report" to the levels of a [[notifications.targets]] (an email)',
+        )
+    message = render_report(report, settings.language)
+    sent = [
+        DeliveryResult.of(deliver(t, message, Level.REPORT, settings.timeout_seconds))
+        for t in targets
+    ]
+    if not any(d.ok for d in sent):
+        reasons = "; ".join(d.error or d.target for d in sent)
+        raise NotificationError(
+            f"the restore-test report of {report.month} was not sent: {reasons}"
+        )
+    return report.model_copy(update={"sent": sent})
