@@ -428,6 +428,11 @@ class MetricsSettings(_Section):
     repository_size_seconds: float = Field(default=900.0, ge=0.0)
     """How old a measured size may be before a scrape measures it again (0: every
     scrape). ``respaldo metrics`` measures at every run."""
+    servers: bool = True
+    """Ask each database's server for its WAL archiving (as ``respaldo status`` does)."""
+    status_seconds: float = Field(default=60.0, ge=0.0)
+    """How old the status reading (servers, WAL archiving) may be before a scrape reads
+    it again (0: every scrape)."""
 
 
 class RepositorySettings(_Section):

@@ -9,7 +9,10 @@ drill runs), so they only grow.
 
 Repository sizes are the one figure the catalog does not hold: they are measured by
 listing each repository's objects (:class:`RepositorySizes`), at most once every
-``[metrics] repository_size_seconds`` in the service, so a scrape stays cheap.
+``[metrics] repository_size_seconds`` in the service, so a scrape stays cheap. WAL
+archiving, the servers and each database's thresholds come from the status report
+(:mod:`respaldo.operations.metrics_status`), read at most every ``[metrics]
+status_seconds``.
 
 Metric names and labels: docs/monitoring.md. A timestamp of 0 means "never" (a
 configured source without a completed backup), so that age alerts fire for it too.
@@ -34,6 +37,7 @@ from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.errors import CatalogUnavailable, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.metrics_status import StatusReadings, expected_backups, status_metrics
 from respaldo.operations.repositories import open_store
 from respaldo.operations.textfile import write_atomically
 from respaldo.repository.config_file import CONFIG_NAME
@@ -113,10 +117,12 @@ class CatalogCollector:
         self,
         ctx: Context,
         sizes: RepositorySizes | None,
+        status: StatusReadings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ctx = ctx
         self.sizes = sizes
+        self.status = status
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
@@ -130,12 +136,16 @@ class CatalogCollector:
                 hint="'respaldo list' shows whether the catalog answers",
             ) from None
         settings = self.ctx.settings
-        yield from _backup_metrics(figures, settings)
-        yield from _drill_metrics(figures)
+        report = self.status.current() if self.status is not None else None
+        expected = expected_backups(report) if report is not None else set()
+        yield from _backup_metrics(figures, settings, expected)
+        yield from _drill_metrics(figures, settings)
         yield from _job_metrics(figures)
         yield from _prune_metrics(figures, settings)
         if self.sizes is not None:
             yield from _repository_metrics(self.sizes.current())
+        if report is not None:
+            yield from status_metrics(report)
         yield _gauge(
             "respaldo_metrics_timestamp_seconds",
             "When these metrics were read from the catalog (unix time): a textfile that "
@@ -153,17 +163,20 @@ class CatalogCollector:
 
 class Metrics:
     """The metrics of one context: a registry of its own (no process-global state)
-    holding one :class:`CatalogCollector`. ``size_max_age`` overrides ``[metrics]
-    repository_size_seconds`` (``respaldo metrics`` measures at every run: 0)."""
+    holding one :class:`CatalogCollector`. ``fresh`` reads everything at each render
+    (``respaldo metrics``, one render per run) instead of keeping repository sizes and
+    the status reading for ``[metrics] repository_size_seconds`` and ``status_seconds``."""
 
-    def __init__(self, ctx: Context, *, size_max_age: float | None = None) -> None:
+    def __init__(self, ctx: Context, *, fresh: bool = False) -> None:
         config = ctx.settings.metrics
-        sizes = None
+        sizes = status = None
         if config.repository_size:
-            age = config.repository_size_seconds if size_max_age is None else size_max_age
-            sizes = RepositorySizes(ctx.settings, age)
+            sizes = RepositorySizes(ctx.settings, 0.0 if fresh else config.repository_size_seconds)
+        if ctx.settings.databases:
+            age = 0.0 if fresh else config.status_seconds
+            status = StatusReadings(ctx, age, servers=config.servers)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(CatalogCollector(ctx, sizes))
+        self.registry.register(CatalogCollector(ctx, sizes, status))
 
     def render(self) -> bytes:
         """The exposition text. Raises CatalogUnavailable (nothing is rendered then)."""
@@ -171,8 +184,8 @@ class Metrics:
 
 
 def render_metrics(ctx: Context) -> bytes:
-    """``respaldo metrics``: the exposition text, repository sizes measured now."""
-    return Metrics(ctx, size_max_age=0.0).render()
+    """``respaldo metrics``: the exposition text, everything read now."""
+    return Metrics(ctx, fresh=True).render()
 
 
 def write_textfile(ctx: Context, path: Path) -> int:
@@ -208,12 +221,16 @@ def _unix(when: datetime | None) -> float:
     return when.timestamp() if when is not None else 0.0
 
 
-def _backup_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
+def _backup_metrics(
+    figures: CatalogFigures, settings: Settings, watched: set[tuple[str, str]]
+) -> Iterator[Metric]:
     rows = {(f.database or "", f.kind.value): f for f in figures.backups}
-    # Every configured source appears with its default kind even before its first
-    # backup: "never" (0) is then as visible to an age alert as "long ago".
+    # Every configured source appears with its default kind (and physical backups where
+    # status expects them) even before its first backup: "never" (0) is then as
+    # visible to an age alert as "long ago".
     expected = {(db.name, BackupKind.FULL.value) for db in settings.databases}
     expected |= {(fs.name, BackupKind.FILES.value) for fs in settings.file_sets}
+    expected |= watched
     keys = sorted(set(rows) | expected)
     done = [(k, rows[k]) for k in keys if k in rows and rows[k].last_success_at is not None]
     labels = ["database", "kind"]
@@ -256,8 +273,9 @@ def _backup_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Met
     )
 
 
-def _drill_metrics(figures: CatalogFigures) -> Iterator[Metric]:
+def _drill_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
     drills = [(f.database or "", f) for f in figures.drills]
+    passed = {db for db, f in drills if f.last_success_at is not None}
     label = ["database"]
     yield _counter(
         "respaldo_restore_tests",
@@ -280,9 +298,11 @@ def _drill_metrics(figures: CatalogFigures) -> Iterator[Metric]:
     )
     yield _gauge(
         "respaldo_restore_test_last_success_timestamp_seconds",
-        "When the newest passed restore test of this database ended (unix time).",
+        "When the newest passed restore test of this database ended (unix time; 0: never).",
         label,
-        [([db], _unix(f.last_success_at)) for db, f in drills if f.last_success_at],
+        # Every configured database, 0 until a test passes: its age alert fires too.
+        [([db], _unix(f.last_success_at)) for db, f in drills if f.last_success_at]
+        + [([db.name], 0.0) for db in settings.databases if db.name not in passed],
     )
     yield _gauge(
         "respaldo_restore_test_rto_seconds",

@@ -125,3 +125,56 @@ def test_failing_archiving_is_amber_then_red_once_a_segment_waited_too_long(
     assert "waiting to be archived, the oldest for 60 min (limit 15 min)" in archive["reason"]
     assert archive["ageSeconds"] >= 3600
     assert run.json()["databases"][0]["archive"]["oldestWaitingAgeSeconds"] >= 3600
+
+
+# --- /metrics exports the same reading (operations/metrics_status.py) ---------------------
+
+
+def _metrics(text: str) -> dict[tuple[str, ...], float]:
+    """(sample name, label values in name order...) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, *(v for _, v in sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_of_working_archiving_say_what_status_says(archiving: Archiving) -> None:
+    archiving.switch_and_archive()
+    status = archiving.run("status", "--json").json()
+    (erp,) = status["databases"]
+    run = archiving.run("metrics")
+    assert run.code == 0, str(run)
+    got = _metrics(run.out)
+    assert got[("respaldo_wal_archived_total", "erp")] >= erp["archive"]["archivedCount"] >= 1
+    assert got[("respaldo_wal_archive_failures_total", "erp")] == 0
+    assert got[("respaldo_wal_archive_waiting_files", "erp")] == 0
+    assert got[("respaldo_wal_archive_lag_seconds", "erp")] == 0
+    assert got[("respaldo_wal_archive_max_lag_seconds", "erp")] == 15 * 60
+    assert got[("respaldo_database_up", "erp")] == 1
+    assert got[("respaldo_backup_rpo_seconds", "erp", "incremental")] == 7 * 3600
+    assert got[("respaldo_backup_rpo_seconds", "erp", "full")] == 26 * 3600
+    # Physical backups are expected here: "never" shows until the first one.
+    assert ("respaldo_backup_last_success_timestamp_seconds", "erp", "incremental") in got
+
+
+def test_metrics_of_failing_archiving_give_its_lag_and_failures(
+    failing: Failing, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing.waited_since(3600)
+    status = failing.run(capsys)
+    (erp,) = status.json()["databases"]
+    capsys.readouterr()
+    assert invoke(["--config", str(failing.config), "metrics"]) == 0
+    got = _metrics(capsys.readouterr().out)
+    # Read after status: the server's counters and ages can only have grown since.
+    lag = got[("respaldo_wal_archive_lag_seconds", "erp")]
+    assert lag >= erp["archive"]["oldestWaitingAgeSeconds"] >= 3600
+    assert got[("respaldo_wal_archive_failures_total", "erp")] >= erp["archive"]["failedCount"]
+    assert erp["archive"]["failedCount"] >= 1
+    assert got[("respaldo_wal_archive_waiting_files", "erp")] >= 1
+    assert got[("respaldo_database_status", "erp")] == 2  # red, as status says
+    assert got[("respaldo_database_up", "erp")] == 1
+    assert got[("respaldo_backup_last_success_timestamp_seconds", "erp", "incremental")] == 0

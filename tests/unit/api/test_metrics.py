@@ -20,6 +20,7 @@ from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.metrics import RepositorySizes
+from respaldo.operations.metrics_status import StatusReadings
 from tests.unit.api.metrics_support import T0, backup, drill, installation, job, key, opened, scrape
 
 pytestmark = pytest.mark.unit
@@ -170,3 +171,32 @@ def test_an_unreadable_catalog_is_a_503_with_the_reason(
         response = client.get("/metrics")
     assert response.status_code == 503
     assert response.text.startswith("the catalog cannot be read: ")
+
+
+def test_status_gives_each_database_its_thresholds_its_level_and_its_server(
+    settings: Settings, context: Context
+) -> None:
+    # The servers of the installation do not listen (port 1): status says they are down.
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    for db in ("erp", "crm"):
+        assert got[key("respaldo_backup_rpo_seconds", database=db, kind="full")] == 26 * 3600
+        assert got[key("respaldo_restore_test_max_age_seconds", database=db)] == 35 * 86400
+        assert got[key("respaldo_database_up", database=db)] == 0
+        assert got[key("respaldo_database_status", database=db)] == 2
+        # No restore test ever passed: "never", which the age alert catches.
+        assert got[key("respaldo_restore_test_last_success_timestamp_seconds", database=db)] == 0
+        assert got[key("respaldo_copy_pending_backups", database=db, repository="offsite")] == 0
+    # Physical backups are not expected here (no WAL archived): no such series.
+    assert key("respaldo_backup_rpo_seconds", database="erp", kind="incremental") not in got
+
+
+def test_a_status_reading_is_kept_for_its_max_age(context: Context) -> None:
+    now = [1_800_000_000.0]
+    readings = StatusReadings(context, 60, clock=lambda: now[0])
+    first = readings.current()
+    now[0] += 59
+    assert readings.current() is first
+    now[0] += 1
+    again = readings.current()
+    assert again is not first and again.checked_at.timestamp() == now[0]

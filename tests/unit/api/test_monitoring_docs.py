@@ -22,6 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.api import create_app
 from respaldo.domain import BackupKind, JobKind, JobStatus
+from respaldo.operations.metrics_status import status_metrics
+from respaldo.operations.status import DatabaseStatus, StatusItem, StatusReport
+from respaldo.operations.status_server import ArchiveView
 from tests.unit.api.metrics_support import T0, backup, drill, installation, job, opened
 
 pytestmark = pytest.mark.unit
@@ -60,7 +63,44 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found.setdefault(sample.name, set()).update(sample.labels)
+    # The servers here do not answer: the WAL families come from a report of a server
+    # that does (tests/integration/physical/test_status.py checks them against one).
+    for metric in status_metrics(_archiving_report()):
+        for sample in metric.samples:
+            found.setdefault(sample.name, set()).update(sample.labels)
     return found
+
+
+def _archiving_report() -> StatusReport:
+    archive = ArchiveView(
+        archive_mode="on",
+        archived_count=10,
+        last_archived_wal="000000010000000000000010",
+        last_archived_at=T0,
+        last_archived_age_seconds=30.0,
+        failed_count=1,
+        last_failed_wal=None,
+        last_failed_at=None,
+        waiting=2,
+        oldest_waiting_age_seconds=40.0,
+    )
+    item = StatusItem(
+        key="archive:erp",
+        check="archive",
+        database="erp",
+        level="green",
+        reason="",
+        limit_seconds=900,
+    )
+    erp = DatabaseStatus(
+        database="erp",
+        level="green",
+        physical=True,
+        server_version="16",
+        archive=archive,
+        items=[item],
+    )
+    return StatusReport(checked_at=T0, level="green", general=[], databases=[erp])
 
 
 def metric_names(expr: str) -> set[str]:
@@ -121,6 +161,8 @@ def test_the_rules_cover_what_the_issue_asks_to_hear_about() -> None:
         "respaldo_jobs_total",
         "respaldo_restore_test_last_passed",  # restore test failed
         "respaldo_restore_test_last_success_timestamp_seconds",  # restore test too old
+        "respaldo_wal_archive_lag_seconds",  # archive lag
+        "respaldo_wal_archive_failures_total",
     ):
         assert needed in used, needed
 
