@@ -132,3 +132,19 @@ def test_a_missing_or_open_secret_file_is_an_error_when_sending(tmp_path: Path) 
     missing.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by group or others"):
         resolve_url(target)
+
+
+def test_the_examples_of_docs_notifications_load(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "respaldo.toml"
+    path.write_text(BASE.replace('[notifications]\nlanguage = "es"\n', "") + example)
+    targets = load_settings(path).notifications.targets
+    assert [t.name for t in targets] == [
+        "ops-mail",
+        "oncall-sms",
+        "slack",
+        "teams",
+        "telegram",
+        "erp-webhook",
+    ]
