@@ -39,7 +39,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from respaldo.domain import BackupKind, chunker_sizes_problem
+from respaldo.domain import BackupKind, JobKind, chunker_sizes_problem
 from respaldo.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -166,6 +166,37 @@ class JobSettings(_Section):
     @property
     def renew_seconds(self) -> float:
         return min(2.0, max(0.1, self.lease_seconds / 10))
+
+
+class QueueSettings(_Section):
+    """``[queue]``: jobs handed to workers through procrastinate (PostgreSQL catalog only).
+
+    ``retries``: how many times a job of each kind that was lost (its worker died or was
+    stopped before it ended) is run again as a new job, on any worker. Restores are
+    never retried automatically: a person chose their target.
+    """
+
+    # The queue of jobs that name no database (prune, verify) and of databases that set
+    # no [[databases]] queue.
+    default_queue: str = Field(default="default", min_length=1, max_length=120)
+    # On SIGTERM a worker takes no new job and lets the running one finish; after this
+    # long it cancels it (the job ends cancelled and is retried per 'retries').
+    shutdown_timeout_seconds: float = Field(default=600.0, ge=0.0)
+    retries: dict[JobKind, int] = {
+        JobKind.BACKUP: 2,
+        JobKind.DRILL: 1,
+        JobKind.PRUNE: 1,
+        JobKind.VERIFY: 1,
+    }
+
+    @field_validator("retries")
+    @classmethod
+    def _no_restore_retries(cls, value: dict[JobKind, int]) -> dict[JobKind, int]:
+        if value.get(JobKind.RESTORE):
+            raise ValueError("restores are never retried automatically: set restore = 0")
+        if any(count < 0 for count in value.values()):
+            raise ValueError("retries cannot be negative")
+        return value
 
 
 class ScheduleSettings(_Section):
@@ -315,6 +346,11 @@ class ServerSettings(_Section):
             except ValueError:
                 raise ValueError(f"{item!r} is not an address or network") from None
         return value
+
+    # With a PostgreSQL catalog, whether 'respaldo serve' also works as a worker on every
+    # queue; false: it only schedules and answers, and 'respaldo worker' processes run
+    # the jobs. With SQLite, serve always runs its jobs itself.
+    run_jobs: bool = True
 
     @field_validator("listen")
     @classmethod
@@ -512,6 +548,9 @@ class DatabaseSettings(_Section):
     # (pg_dump, pg_restore, psql, pg_basebackup, and postgres/pg_ctl for a restored data
     # directory). Unset: respaldo.postgres.toolsets picks among the installed ones.
     pg_bin_dir: Path | None = None
+    # The queue of this database's jobs (a site's workers take them); default: [queue]
+    # default_queue. Only with a PostgreSQL catalog.
+    queue: str | None = Field(default=None, min_length=1, max_length=120)
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -575,6 +614,7 @@ class Settings(BaseSettings):
     notifications: NotificationSettings = NotificationSettings()
     rpo: RpoSettings = RpoSettings()
     metrics: MetricsSettings = MetricsSettings()
+    queue: QueueSettings = QueueSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
     cache_dir: Path = Path.home() / ".cache" / "respaldo"

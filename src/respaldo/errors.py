@@ -466,3 +466,8 @@ class TooManyAttempts(AccessError):
 class TextfileNotWritten(OperationError):
     """``respaldo metrics --textfile``: the metrics file could not be written; the one
     already there (if any) is left whole and unchanged."""
+
+
+class AlreadyFired(JobConflict):
+    """Another ``respaldo serve`` already submitted this schedule's job for this fire
+    time (two services for availability fire each schedule once)."""

@@ -43,8 +43,10 @@ from respaldo.catalog.models import (
     Job,
     NotificationRecord,
     User,
+    Worker,
 )
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
+from respaldo.catalog.workers import Workers, queues_of
 
 __all__ = [
     "API_FIELDS",
@@ -73,12 +75,15 @@ __all__ = [
     "Notifications",
     "User",
     "Users",
+    "Worker",
+    "Workers",
     "checks_of",
     "normalize_url",
     "open_catalog",
     "outcome_of",
     "params_of",
     "pid_alive",
+    "queues_of",
     "read_figures",
     "record_to_api",
     "this_host",

@@ -216,6 +216,8 @@ def upgrade(engine: Engine, *, create: bool = True) -> None:
                 )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            if connection.dialect.name == "postgresql":
+                _apply_queue_schema(connection)
     except CommandError as exc:
         raise CatalogUnavailable(
             f"cannot migrate the catalog at {_shown(engine.url)}: {exc}",
@@ -226,6 +228,28 @@ def upgrade(engine: Engine, *, create: bool = True) -> None:
             f"cannot open the catalog at {_shown(engine.url)}: {_first_line(exc)}",
             hint="check [catalog] url, that the database server runs and accepts respaldo",
         ) from exc
+
+
+def _apply_queue_schema(connection: Connection) -> None:
+    """Create procrastinate's tables and functions in a PostgreSQL catalog, once.
+
+    The queue that hands jobs to workers lives in the catalog's database, so that a
+    job's row and its place in the queue are written in one transaction. The schema is
+    procrastinate's own (``SchemaManager.get_schema``), applied here, in the migration's
+    transaction and under its advisory lock, when its jobs table is missing. Upgrading
+    procrastinate past the version pinned in pyproject.toml needs its migration scripts
+    applied by a respaldo migration (see docs/scaling.md).
+    """
+    if sa.inspect(connection).has_table("procrastinate_jobs"):
+        return
+    # Imported here: only PostgreSQL catalogs pay for it.
+    from procrastinate.schema import SchemaManager
+
+    # On the driver's connection (same transaction): without parameters psycopg sends
+    # the script as it is, and the '%' in procrastinate's messages stay literal.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(SchemaManager.get_schema())
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from respaldo.catalog.models import Job
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.errors import InvalidTransition, JobConflict, RecordNotFound
+from respaldo.errors import AlreadyFired, InvalidTransition, JobConflict, RecordNotFound
 from respaldo.processes import pid_alive, this_host
 
 
@@ -46,9 +46,17 @@ class Jobs:
         requested_by: str | None,
         params: Mapping[str, Any] | None = None,
         exclusive_key: str | None = None,
+        scheduled_for: datetime | None = None,
+        retry_of: int | None = None,
+        attempt: int = 1,
         now: datetime | None = None,
     ) -> Job:
-        """A new ``queued`` job."""
+        """A new ``queued`` job.
+
+        ``scheduled_for``: the fire time of a scheduled job; a second job of the same
+        schedule (``requested_by``) and fire time raises AlreadyFired, and the caller's
+        transaction must then roll back.
+        """
         job = Job(
             kind=kind,
             target=target,
@@ -59,8 +67,49 @@ class Jobs:
             created_at=_now(now),
             cancel_requested=False,
             exclusive_key=exclusive_key,
+            scheduled_for=scheduled_for,
+            retry_of=retry_of,
+            attempt=attempt,
         )
         self.session.add(job)
+        if scheduled_for is None:
+            self.session.flush()
+            return job
+        try:
+            self.session.flush()
+        except IntegrityError:
+            raise AlreadyFired(
+                f"{requested_by} was already fired for {scheduled_for.isoformat()}",
+                hint="another 'respaldo serve' submitted it; nothing to do",
+            ) from None
+        return job
+
+    def retry(self, lost: Job, *, now: datetime | None = None) -> Job:
+        """A new ``queued`` job that runs ``lost`` again: same kind, target, inputs and
+        requester, the next attempt, linked to it by ``retry_of``."""
+        job = Job(
+            kind=lost.kind,
+            target=lost.target,
+            params=lost.params,
+            status=JobStatus.QUEUED,
+            triggered_by=lost.triggered_by,
+            requested_by=lost.requested_by,
+            created_at=_now(now),
+            cancel_requested=False,
+            exclusive_key=lost.exclusive_key,
+            queue_name=lost.queue_name,
+            retry_of=lost.id,
+            attempt=lost.attempt + 1,
+        )
+        self.session.add(job)
+        self.session.flush()
+        return job
+
+    def set_queued(self, job_id: int, *, queue_name: str, queue_job_id: int) -> Job:
+        """Record where a job was queued (the queue and procrastinate's id)."""
+        job = self.get(job_id)
+        job.queue_name = queue_name
+        job.queue_job_id = queue_job_id
         self.session.flush()
         return job
 
@@ -202,7 +251,7 @@ class Jobs:
         was last renewed more than ``lease`` ago (on any host); return them."""
         when = _now(now)
         lapsed = []
-        for job, reason in self._lapsed(lease, is_alive, when):
+        for job, reason in self._lapsed(lease, is_alive, when, lock=True):
             job.status = JobStatus.FAILED
             job.finished_at = when
             job.error_message = reason
@@ -219,13 +268,19 @@ class Jobs:
     ) -> bool:
         """Whether :meth:`fail_lapsed` would fail any job; reads only, so that opening the
         catalog takes no write lock when (as nearly always) nothing lapsed."""
-        return next(iter(self._lapsed(lease, is_alive, _now(now))), None) is not None
+        return next(iter(self._lapsed(lease, is_alive, _now(now), lock=False)), None) is not None
 
     def _lapsed(
-        self, lease: timedelta, is_alive: Callable[[int], bool], when: datetime
+        self, lease: timedelta, is_alive: Callable[[int], bool], when: datetime, *, lock: bool
     ) -> Iterator[tuple[Job, str]]:
         local = this_host()
-        for job in self.session.scalars(sa.select(Job).where(Job.status == JobStatus.RUNNING)):
+        # Rows locked FOR UPDATE, skipping those another process locks: on PostgreSQL
+        # two workers sweeping at once never both fail (and retry) the same job. SQLite
+        # renders no FOR UPDATE; its writing transactions run one at a time anyway.
+        query = sa.select(Job).where(Job.status == JobStatus.RUNNING)
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        for job in self.session.scalars(query):
             reason = _lapse_reason(job, when, lease, local, is_alive)
             if reason is not None:
                 yield job, reason

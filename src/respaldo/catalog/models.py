@@ -191,6 +191,14 @@ class Job(Base):
             sqlite_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
             postgresql_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
         ),
+        sa.Index(
+            "uq_jobs_schedule_fire",
+            "requested_by",
+            "scheduled_for",
+            unique=True,
+            sqlite_where=sa.text("scheduled_for IS NOT NULL"),
+            postgresql_where=sa.text("scheduled_for IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -220,6 +228,15 @@ class Job(Base):
     """What a completed job produced, as a JSON object (a prune: the bytes it reclaimed
     per repository); None when the job reports nothing."""
     exclusive_key: Mapped[str | None] = mapped_column(sa.String(320))
+    queue_name: Mapped[str | None] = mapped_column(sa.String(128))
+    """The procrastinate queue the job went to; None for a job run in-process."""
+    queue_job_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """procrastinate's id of the queued job."""
+    retry_of: Mapped[int | None] = mapped_column(sa.Integer)
+    """The lost job this one runs again."""
+    attempt: Mapped[int] = mapped_column(sa.Integer, default=1, server_default=sa.text("1"))
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """A scheduled job's fire time: unique per schedule (``requested_by``)."""
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.target} {self.status}>"
@@ -352,3 +369,20 @@ class AuditEntry(Base):
 
     def __repr__(self) -> str:
         return f"<AuditEntry {self.id} {self.actor} {self.action} {self.outcome}>"
+
+
+class Worker(Base):
+    """A ``respaldo worker`` process (or a ``serve`` that runs jobs): where, which
+    queues, and its last sign of life. Removed when it stops; a dead one's row stays
+    until its heartbeat is older than the jobs' lease (then it is pruned)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    queues: Mapped[str | None] = mapped_column(sa.Text)  # JSON list; None: every queue
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopping: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())

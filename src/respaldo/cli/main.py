@@ -42,6 +42,7 @@ from respaldo.cli import (  # noqa: F401  (importing registers the commands)
     user_cmd,
     verify_cmd,
     wal_cmd,
+    worker_cmd,
 )
 from respaldo.cli.app import app
 from respaldo.errors import RespaldoError

@@ -14,6 +14,7 @@ from rich.table import Table
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.config import Settings
 from respaldo.errors import ConfigError
+from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.models import to_json_list
 
@@ -44,7 +45,9 @@ def serve(
 ) -> None:
     """Run the schedule and the HTTP server ([server] listen) until SIGTERM or Ctrl-C.
 
-    On SIGTERM the running jobs are cancelled and recorded as cancelled before it exits.
+    With a SQLite catalog it runs its jobs itself; on SIGTERM the running jobs are
+    cancelled and recorded as cancelled before it exits. With a PostgreSQL catalog its
+    jobs go to the queue, and it works as a worker too unless [server] run_jobs = false.
     """
     settings = state(ctx).settings
     if list_only:
@@ -53,10 +56,16 @@ def serve(
     with Context.open(settings) as context:
         from respaldo.scheduling.service import Service
 
-        _run(settings, context, Service.create(context))
+        service = Service.create(context)
+        worker = None
+        if service.queued and settings.server.run_jobs:
+            worker = queue.WorkerThread(context, queue.WorkerOptions(name=None))
+        _run(settings, context, service, worker)
 
 
-def _run(settings: Settings, context: Context, service: Service) -> None:
+def _run(
+    settings: Settings, context: Context, service: Service, worker: queue.WorkerThread | None
+) -> None:
     import uvicorn
 
     from respaldo.api import create_app
@@ -92,9 +101,13 @@ def _run(settings: Settings, context: Context, service: Service) -> None:
                 hint="another process may use that port; set [server] listen",
             )
         service.start()
+        if worker is not None:
+            worker.start()
+        where = "a worker of every queue" if worker else "jobs to the queue's workers"
         err_console.print(
             f"respaldo serve: {len(service.schedule)} schedules, "
-            f"listening on http://{settings.server.listen}",
+            f"listening on http://{settings.server.listen}"
+            + (f", {where}" if service.queued else ""),
             highlight=False,
         )
         stop.wait()
@@ -102,6 +115,8 @@ def _run(settings: Settings, context: Context, service: Service) -> None:
     finally:
         server.should_exit = True
         service.stop(f"respaldo serve stopped ({received[0] if received else 'error'})")
+        if worker is not None:
+            worker.stop()
         if web.is_alive():
             web.join()
         for sig, handler in previous.items():

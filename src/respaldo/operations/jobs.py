@@ -26,6 +26,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -67,6 +68,10 @@ class JobInfo(ResultModel):
     result_id: str | None
     outcome: dict[str, Any] | None = None
     """What the job produced (a prune: ``bytes_reclaimed`` per repository)."""
+    queue_name: str | None = None
+    retry_of: int | None = None
+    attempt: int = 1
+    scheduled_for: UtcTime | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
@@ -90,6 +95,10 @@ class JobInfo(ResultModel):
             error=job.error_message,
             result_id=job.result_id,
             outcome=outcome_of(job),
+            queue_name=job.queue_name,
+            retry_of=job.retry_of,
+            attempt=job.attempt,
+            scheduled_for=job.scheduled_for,
         )
 
 
@@ -144,8 +153,13 @@ def cli_request(
     return JobRequest(kind, target, TriggeredBy.CLI, os_user(), dict(params or {}))
 
 
-def submit(ctx: Context, request: JobRequest) -> JobInfo:
-    """Record a ``queued`` job for ``request``; nothing runs yet."""
+def submit(ctx: Context, request: JobRequest, *, scheduled_for: datetime | None = None) -> JobInfo:
+    """Record a ``queued`` job for ``request``; nothing runs yet (the caller runs it
+    here; :func:`respaldo.operations.queue.enqueue` hands it to a worker instead).
+
+    ``scheduled_for``: a schedule's fire time; a second job of the same schedule and
+    fire time raises AlreadyFired (another ``serve`` fired it).
+    """
     with ctx.catalog.begin() as session:
         job = Jobs(session).submit(
             request.kind,
@@ -154,6 +168,7 @@ def submit(ctx: Context, request: JobRequest) -> JobInfo:
             requested_by=request.requested_by,
             params={k: _plain(v) for k, v in request.params.items() if v is not None},
             exclusive_key=request.exclusive_key,
+            scheduled_for=scheduled_for,
         )
         return JobInfo.of(job)
 

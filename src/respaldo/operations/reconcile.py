@@ -28,6 +28,7 @@ from enum import Enum
 from respaldo.catalog import BackupRecords, DrillRuns, Jobs
 from respaldo.domain import BackupStatus
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
+from respaldo.operations import queue
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import alert_lapsed
@@ -77,6 +78,11 @@ def settle_abandoned(ctx: Context, now: datetime) -> Settled:
     if lapsed:
         with ctx.catalog.begin() as session:
             failed_jobs = Jobs(session).fail_lapsed(lease=lease, now=now)
+            # A lost job of the queue (PostgreSQL catalog) is retried per its kind's
+            # policy in the transaction that fails it: whoever finds it first, a worker's
+            # sweep or any command opening the catalog, queues the retry, once.
+            for job in failed_jobs:
+                queue.retry(ctx, session, job)
             settled.jobs = [job.id for job in failed_jobs]
         # Whichever process fails a lapsed job tells it (never twice: it is failed now).
         alert_lapsed(ctx, failed_jobs)

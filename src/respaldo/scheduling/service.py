@@ -12,6 +12,11 @@ Rules (from the specification):
 - the RPO watchdog (:mod:`respaldo.operations.watchdog`) runs at start-up, at once (a
   service that was down for two days says so then, not at its next check), and every
   ``[rpo] watchdog_minutes`` after that.
+- each firing is recorded with its fire time, unique per schedule in the catalog: however
+  many ``serve`` processes share a catalog, each schedule fires once per time (the
+  others find the row taken and do nothing);
+- with a PostgreSQL catalog the job goes to the queue (a worker runs it) instead of
+  running here: see :mod:`respaldo.operations.queue`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -29,8 +34,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
-from respaldo.errors import RespaldoError
-from respaldo.operations import jobs, watchdog
+from respaldo.errors import AlreadyFired, RespaldoError
+from respaldo.operations import jobs, queue, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.scheduling.plan import Entry, entries, time_zone
@@ -67,9 +72,11 @@ class Service:
         watchdog: Watchdog | None = None,
         watchdog_minutes: float = 5.0,
         clock: Callable[[], datetime] = _utcnow,
+        queued: bool = False,
     ) -> None:
         self.ctx = ctx
         self.schedule = list(schedule)
+        self.queued = queued
         self._runner = runner
         self._watchdog = watchdog
         self._watchdog_minutes = watchdog_minutes
@@ -77,6 +84,9 @@ class Service:
         self._lock = threading.Lock()
         self._running: dict[str, tuple[int, CancelToken]] = {}
         self._stopping = False
+        self._last_fire: dict[str, datetime] = {}
+        self._missed: dict[str, datetime] = {}
+        self._started = datetime.now(UTC)
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
             executors={"default": ThreadPoolExecutor(workers)},
@@ -87,8 +97,8 @@ class Service:
 
     @classmethod
     def create(cls, ctx: Context) -> Service:
-        """The service for ``ctx.settings``' schedules, with the RPO watchdog. Raises
-        ConfigError."""
+        """The service for ``ctx.settings``' schedules, with the RPO watchdog: its jobs go
+        to the queue with a PostgreSQL catalog, else run here. Raises ConfigError."""
         archived = wal_archived(ctx)
         return cls(
             ctx,
@@ -96,29 +106,34 @@ class Service:
             # The databases that get physical backups are the ones it watches as such.
             watchdog=partial(watchdog.check, wal_archived=archived),
             watchdog_minutes=ctx.settings.rpo.watchdog_minutes,
+            queued=queue.has_queue(ctx),
         )
 
     def missed(self, now: datetime) -> list[Entry]:
         """Schedules that were due since their last recorded run (while the service was
         down): each runs once at start-up. A schedule that never ran has missed nothing."""
-        found = []
-        for entry in self.schedule:
-            last = jobs.last_of_schedule(self.ctx, entry.name)
-            if last is not None and entry.last_due(last.created_at, now) is not None:
-                found.append(entry)
-        return found
+        return [entry for entry in self.schedule if self._missed_time(entry, now) is not None]
+
+    def _missed_time(self, entry: Entry, now: datetime) -> datetime | None:
+        last = jobs.last_of_schedule(self.ctx, entry.name)
+        return None if last is None else entry.last_due(last.created_at, now)
 
     def start(self, now: datetime | None = None) -> None:
         """Add every schedule (missed ones due at once) and the watchdog (due at once)
         and start firing."""
         when = now or self._clock()
-        missed = {entry.name for entry in self.missed(when)}
+        self._started = when
         for entry in self.schedule:
-            extra: dict[str, Any] = {"next_run_time": when} if entry.name in missed else {}
+            # A missed run is recorded for the time it was due: two services starting
+            # together submit it once.
+            missed = self._missed_time(entry, when)
+            extra: dict[str, Any] = {"next_run_time": when} if missed is not None else {}
+            if missed is not None:
+                self._missed[entry.name] = missed  # for its first firing only
             self._scheduler.add_job(
                 self.fire, entry.trigger, args=[entry], id=entry.name, name=entry.name, **extra
             )
-            if entry.name in missed:
+            if missed is not None:
                 log.info("%s missed a run while the service was down: running it now", entry.name)
         if self._watchdog is not None:
             self._scheduler.add_job(
@@ -141,13 +156,35 @@ class Service:
         except Exception:
             log.exception("the RPO watchdog failed")
 
+    def _fire_time(self, entry: Entry) -> datetime | None:
+        """The time this firing of ``entry`` was due: the latest fire time of its trigger
+        since its previous firing here (APScheduler calls late on a loaded machine, never
+        early), so every service computes the same time for the same firing. None for a
+        firing that no trigger time explains (a direct call): it is not deduplicated."""
+        now = datetime.now(UTC)
+        with self._lock:
+            since = self._last_fire.get(entry.name, self._started - timedelta(seconds=1))
+            due = self._missed.pop(entry.name, None) or entry.last_due(since, now)
+            if due is not None and due > since:
+                self._last_fire[entry.name] = due
+        return due
+
     def fire(self, entry: Entry) -> None:
-        """Submit ``entry``'s job and run it here, or record it skipped if the previous
-        run of the same schedule still runs. Never raises: the job records its error."""
+        """Submit ``entry``'s job and run it here (or hand it to the queue), or record it
+        skipped if the previous run of the same schedule still runs. Does nothing when
+        another service already fired it for the same time. Never raises: the job records
+        its error."""
+        due = self._fire_time(entry)
+        if self.queued:
+            self._fire_queued(entry, due)
+            return
         with self._lock:
             if self._stopping:
                 return
-            job = jobs.submit(self.ctx, entry.request())
+            try:
+                job = jobs.submit(self.ctx, entry.request(), scheduled_for=due)
+            except AlreadyFired:
+                return
             previous = self._running.get(entry.name)
             if previous is not None:
                 jobs.skip(self.ctx, job.id, f"the previous run (job {previous[0]}) still runs")
@@ -161,6 +198,15 @@ class Service:
         finally:
             with self._lock:
                 self._running.pop(entry.name, None)
+
+    def _fire_queued(self, entry: Entry, due: datetime | None) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+        try:
+            queue.submit_scheduled(self.ctx, entry.request(), due)
+        except (RespaldoError, Exception):
+            log.warning("could not queue the job of %s", entry.name, exc_info=True)
 
     def running(self) -> dict[str, int]:
         """Schedule name -> id of its running job."""

@@ -1,0 +1,95 @@
+"""Queries on ``workers``: the worker processes that take jobs from the queues.
+
+A worker registers itself when it starts, renews ``heartbeat_at`` while it lives, and
+removes its row when it stops. A worker killed with SIGKILL leaves its row: it counts
+as alive until its heartbeat is older than the lease, then :meth:`Workers.prune` removes
+it (its running job is failed, and retried, by the jobs' own lease).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from respaldo.catalog.models import Job, Worker
+from respaldo.domain import JobStatus
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+class Workers:
+    """Changes and queries within one Session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def register(
+        self,
+        *,
+        name: str,
+        host: str,
+        pid: int,
+        queues: Sequence[str] | None,
+        now: datetime | None = None,
+    ) -> Worker:
+        """A new worker row, alive now. ``queues`` None: every queue."""
+        when = _now(now)
+        worker = Worker(
+            name=name,
+            host=host,
+            pid=pid,
+            queues=None if queues is None else json.dumps(list(queues)),
+            started_at=when,
+            heartbeat_at=when,
+            stopping=False,
+        )
+        self.session.add(worker)
+        self.session.flush()
+        return worker
+
+    def beat(self, worker_id: int, *, stopping: bool = False, now: datetime | None = None) -> None:
+        """Renew a worker's heartbeat (re-creating nothing: a pruned worker stays gone)."""
+        worker = self.session.get(Worker, worker_id)
+        if worker is not None:
+            worker.heartbeat_at = _now(now)
+            worker.stopping = worker.stopping or stopping
+            self.session.flush()
+
+    def unregister(self, worker_id: int) -> None:
+        worker = self.session.get(Worker, worker_id)
+        if worker is not None:
+            self.session.delete(worker)
+            self.session.flush()
+
+    def alive(self, *, lease: timedelta, now: datetime | None = None) -> builtins.list[Worker]:
+        """Workers whose heartbeat is younger than ``lease``, oldest first."""
+        since = _now(now) - lease
+        query = sa.select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.id)
+        return builtins.list(self.session.scalars(query))
+
+    def prune(self, *, lease: timedelta, now: datetime | None = None) -> int:
+        """Remove the rows of workers silent for longer than ``lease``; return how many."""
+        since = _now(now) - lease
+        result = self.session.execute(sa.delete(Worker).where(Worker.heartbeat_at < since))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def running(self, worker: Worker) -> builtins.list[Job]:
+        """The running jobs of ``worker`` (same host and process)."""
+        query = sa.select(Job).where(
+            Job.status == JobStatus.RUNNING,
+            Job.worker_host == worker.host,
+            Job.worker_pid == worker.pid,
+        )
+        return builtins.list(self.session.scalars(query.order_by(Job.id)))
+
+
+def queues_of(worker: Worker) -> builtins.list[str] | None:
+    """The queues a worker takes jobs from; None: every queue."""
+    return None if worker.queues is None else [str(q) for q in json.loads(worker.queues)]

@@ -1,0 +1,67 @@
+"""``respaldo worker``: take jobs from the queues; ``respaldo workers``: who takes them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from respaldo.cli.app import app, err_console, out_console, print_json, state
+from respaldo.operations import queue
+from respaldo.operations.context import Context
+from respaldo.operations.models import to_json_list
+
+
+@app.command("worker")
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="A queue to take jobs from (repeat); default: all."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Shown by 'respaldo workers'.")] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=16, help="Jobs run at once.")
+    ] = 1,
+) -> None:
+    """Run the queued jobs of a PostgreSQL catalog until SIGTERM or Ctrl-C.
+
+    On SIGTERM it takes no new job and lets the running one finish; after [queue]
+    shutdown_timeout_seconds the job is cancelled, and queued again for another worker.
+    """
+    settings = state(ctx).settings
+    with Context.open(settings) as context:
+        queue.require_queue(context)
+        options = queue.WorkerOptions(queues=queues or None, name=name, concurrency=concurrency)
+        err_console.print(
+            f"respaldo worker: taking jobs from {queue.describe_queues(options.queues)}",
+            highlight=False,
+        )
+        queue.run_worker(context, options)
+        err_console.print("respaldo worker: stopped", highlight=False)
+
+
+@app.command("workers")
+def workers(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the workers alive now, their queues and the jobs they run."""
+    with Context.open(state(ctx).settings) as context:
+        queue.require_queue(context)
+        found = queue.list_workers(context)
+    if as_json:
+        print_json(to_json_list(found))
+        return
+    table = Table("name", "host", "pid", "queues", "heartbeat (UTC)", "running")
+    for info in found:
+        table.add_row(
+            info.name,
+            info.host,
+            str(info.pid),
+            queue.describe_queues(info.queues),
+            info.heartbeat_at.strftime("%H:%M:%S"),
+            ", ".join(f"{j.kind.value} {j.target or ''} (job {j.id})" for j in info.running) or "-",
+        )
+    out_console.print(table)

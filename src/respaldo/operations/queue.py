@@ -1,0 +1,513 @@
+"""The queue: with a PostgreSQL catalog, jobs go to worker processes through procrastinate.
+
+respaldo's ``jobs`` table stays the record of every job (status, lease, progress,
+cancellation); procrastinate only carries the job's id to a worker that takes jobs from
+the job's queue, and its ``lock`` (the job's exclusive key, ``backup:<db>``) keeps two
+backups of one database from being *taken* at once, while the unique index on the running
+jobs' keys keeps them from *running* at once whatever takes them (a CLI backup too).
+
+- :func:`enqueue` records a queued job and defers it into procrastinate in one catalog
+  transaction (procrastinate writes on the catalog's own connection): a job is never
+  recorded without its place in the queue, nor queued without its record.
+- :func:`run_worker` is ``respaldo worker``: procrastinate's worker runs each job with
+  :func:`~respaldo.operations.scheduled.run_queued` in a thread; beside it, the worker
+  renews its row in ``workers`` and sweeps for lost jobs (:func:`recover`).
+- A job whose worker died is failed when its lease lapses (by any process that sweeps)
+  and run again as a NEW job (``retry_of`` names the lost one, ``attempt`` counts) on
+  any worker of its queue, as many times as ``[queue] retries`` allows for its kind.
+  Restores are never retried.
+
+With a SQLite catalog there is no queue: the same job code runs in the process that
+submits it (``respaldo serve``, the CLI), as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from respaldo.cancellation import CancelToken
+from respaldo.catalog import Job, Jobs, Workers, queues_of, this_host
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import AlreadyFired, ConfigError, JobCancelled
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobInfo, JobRequest
+from respaldo.operations.models import ResultModel, UtcTime
+
+if TYPE_CHECKING:
+    import procrastinate
+    import procrastinate.app
+    from procrastinate.job_context import JobContext
+
+log = logging.getLogger(__name__)
+
+TASK = "respaldo.run_job"
+"""procrastinate's name of the one task: run respaldo job ``job_id`` from its row."""
+
+# How often a stopping job's watcher looks whether procrastinate asked to abort it.
+_ABORT_POLL_SECONDS = 0.2
+
+
+def has_queue(ctx: Context) -> bool:
+    """Whether jobs go through the queue: the catalog is on PostgreSQL."""
+    return ctx.catalog.engine.dialect.name == "postgresql"
+
+
+def require_queue(ctx: Context) -> None:
+    """Raise ConfigError unless the catalog is on PostgreSQL."""
+    if not has_queue(ctx):
+        raise ConfigError(
+            "workers need a PostgreSQL catalog; this one is SQLite",
+            hint="set [catalog] url = 'postgresql://user@host/db' (see docs/scaling.md); "
+            "with SQLite, 'respaldo serve' runs its jobs itself",
+        )
+
+
+def queue_of(settings: Settings, kind: JobKind, target: str | None) -> str:
+    """The queue of a job: its database's ``queue``, else ``[queue] default_queue``."""
+    if target is not None and kind in (JobKind.BACKUP, JobKind.DRILL, JobKind.RESTORE):
+        for db in settings.databases:
+            if db.name == target and db.queue:
+                return db.queue
+    return settings.queue.default_queue
+
+
+def retries_allowed(settings: Settings, job: Job) -> bool:
+    """Whether the lost ``job`` may run again: restores never; others while their attempt
+    is within ``[queue] retries`` for their kind."""
+    if job.kind is JobKind.RESTORE:
+        return False
+    return job.attempt - 1 < settings.queue.retries.get(job.kind, 0)
+
+
+def _conninfo(ctx: Context) -> str:
+    # The catalog's URL as libpq reads it (no SQLAlchemy driver name). Only handed to
+    # psycopg's pool, never printed.
+    url = ctx.catalog.engine.url.set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+def make_app(ctx: Context, *, pool_size: int = 4) -> procrastinate.App:
+    """A procrastinate App on the catalog's database with respaldo's one task.
+
+    The task runs in one of procrastinate's threads; see :func:`_run_task`. Not opened:
+    :func:`run_worker` opens it (asynchronously); :func:`enqueue` never needs to, as it
+    defers on the catalog session's own connection.
+    """
+    import procrastinate
+
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=_conninfo(ctx), min_size=1, max_size=pool_size
+        )
+    )
+
+    def run_job(context: JobContext, job_id: int) -> None:
+        _run_task(ctx, context, job_id)
+
+    app.task(name=TASK, pass_context=True, retry=False)(run_job)
+    return app
+
+
+def _defer(ctx: Context, session: Session, job: Job) -> None:
+    """Put ``job`` in its queue inside ``session``'s transaction; record where."""
+    name = queue_of(ctx.settings, job.kind, job.target)
+    driver = session.connection().connection.driver_connection
+    deferrer = make_app(ctx).configure_task(
+        TASK, queue=name, lock=job.exclusive_key, connection=driver
+    )
+    queue_job_id = deferrer.defer(job_id=job.id)
+    Jobs(session).set_queued(job.id, queue_name=name, queue_job_id=queue_job_id)
+
+
+def enqueue(ctx: Context, request: JobRequest, *, scheduled_for: datetime | None = None) -> JobInfo:
+    """Record a queued job for ``request`` and put it in its queue, atomically.
+
+    A worker of the job's queue runs it. Raises ConfigError without a PostgreSQL catalog,
+    AlreadyFired for a second job of one schedule and fire time.
+    """
+    require_queue(ctx)
+    with ctx.catalog.begin() as session:
+        job = _submit(session, request, scheduled_for)
+        _defer(ctx, session, job)
+        return JobInfo.of(job)
+
+
+def _submit(session: Session, request: JobRequest, scheduled_for: datetime | None) -> Job:
+    return Jobs(session).submit(
+        request.kind,
+        target=request.target,
+        triggered_by=request.triggered_by,
+        requested_by=request.requested_by,
+        params={k: _plain(v) for k, v in request.params.items() if v is not None},
+        exclusive_key=request.exclusive_key,
+        scheduled_for=scheduled_for,
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float) else str(value)
+
+
+def submit_scheduled(
+    ctx: Context, request: JobRequest, scheduled_for: datetime | None
+) -> JobInfo | None:
+    """A schedule fired: record its job for ``scheduled_for`` and queue it, or record it
+    ``skipped`` when the schedule's previous job is still queued or running.
+
+    Returns None when another ``serve`` already fired this schedule for this time (the
+    catalog's unique index decides, whichever process is first).
+    """
+    try:
+        with ctx.catalog.begin() as session:
+            jobs = Jobs(session)
+            job = _submit(session, request, scheduled_for)
+            previous = [
+                j
+                for j in jobs.list(
+                    limit=5, triggered_by=TriggeredBy.SCHEDULE, requested_by=request.requested_by
+                )
+                if j.id != job.id and not j.status.is_final
+            ]
+            if previous:
+                reason = f"the previous run (job {previous[0].id}) still runs"
+                return JobInfo.of(jobs.finish(job.id, JobStatus.SKIPPED, error=reason))
+            _defer(ctx, session, job)
+            return JobInfo.of(job)
+    except AlreadyFired:
+        log.info("%s at %s was fired by another service", request.requested_by, scheduled_for)
+        return None
+
+
+def retry(ctx: Context, session: Session, lost: Job) -> Job | None:
+    """Queue a new job that runs ``lost`` again, if its kind's policy allows; in the
+    caller's transaction."""
+    if lost.queue_name is None or not retries_allowed(ctx.settings, lost):
+        return None
+    job = Jobs(session).retry(lost)
+    _defer(ctx, session, job)
+    log.warning("job %s was lost (%s): job %s runs it again", lost.id, lost.error_message, job.id)
+    return job
+
+
+def recover(ctx: Context) -> list[int]:
+    """A worker's sweep: what every process does when it opens the catalog (fail the
+    running jobs whose lease lapsed, their process dead on any machine, queueing a retry
+    of each per ``[queue] retries``; settle the records they left), and forget the
+    workers silent for longer than the lease. Returns the ids of the jobs it failed. Two
+    processes sweeping at once never fail or retry one job twice (the lapsed rows are
+    taken FOR UPDATE SKIP LOCKED)."""
+    from respaldo.operations.reconcile import settle_abandoned
+
+    settled = settle_abandoned(ctx, datetime.now(UTC))
+    with ctx.catalog.begin() as session:
+        Workers(session).prune(lease=timedelta(seconds=ctx.settings.jobs.lease_seconds))
+    return settled.jobs
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+def _run_task(ctx: Context, context: JobContext, job_id: int) -> None:
+    """procrastinate's task: run respaldo job ``job_id`` here, as ``run_queued`` does.
+
+    A job that is no longer queued (cancelled meanwhile, or failed as lost before this
+    worker got it) is left alone. When procrastinate aborts the job (the worker's
+    shutdown timeout passed), the job's token is cancelled: the body stops and cleans
+    up, the job ends ``cancelled``, and a retry is queued per the policy.
+    """
+    from procrastinate.exceptions import JobAborted
+
+    from respaldo.operations.scheduled import run_queued
+
+    with ctx.catalog.read() as session:
+        job = Jobs(session).get(job_id)
+        status, by = job.status, job.triggered_by
+    if status is not JobStatus.QUEUED:
+        log.info("job %s is %s: nothing to run", job_id, status.value)
+        return
+    token = CancelToken()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(_ABORT_POLL_SECONDS):
+            if context.should_abort():
+                token.cancel("the worker was stopped before the job ended")
+                return
+
+    watcher = threading.Thread(target=watch, name=f"job-{job_id}-abort", daemon=True)
+    watcher.start()
+    on_conflict = JobStatus.SKIPPED if by is TriggeredBy.SCHEDULE else JobStatus.FAILED
+    try:
+        run_queued(ctx, job_id, token=token, on_conflict=on_conflict)
+    except JobCancelled:
+        if context.should_abort():
+            with ctx.catalog.begin() as session:
+                retry(ctx, session, Jobs(session).get(job_id))
+            raise JobAborted(f"job {job_id}: {token.reason}") from None
+        raise
+    finally:
+        done.set()
+        watcher.join()
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker runs. ``queues`` None: every queue."""
+
+    queues: Sequence[str] | None = None
+    name: str | None = None
+    concurrency: int = 1
+    install_signal_handlers: bool = True
+
+
+def run_worker(ctx: Context, options: WorkerOptions) -> None:
+    """``respaldo worker``: take jobs from ``options.queues`` until SIGTERM/SIGINT (with
+    ``install_signal_handlers``) or until the calling task is cancelled.
+
+    On SIGTERM no new job is taken; a running job may finish within ``[queue]
+    shutdown_timeout_seconds``, after which it is cancelled (and retried elsewhere).
+    Raises ConfigError without a PostgreSQL catalog.
+    """
+    require_queue(ctx)
+    asyncio.run(_worker_main(ctx, options))
+
+
+async def _worker_main(ctx: Context, options: WorkerOptions) -> None:
+    settings = ctx.settings
+    app = make_app(ctx, pool_size=max(4, options.concurrency + 3))
+    name = options.name or f"{this_host()}:{os.getpid()}"
+    worker_id = await asyncio.to_thread(_register, ctx, name, options.queues)
+    try:
+        async with app.open_async():
+            side = [
+                asyncio.create_task(_heartbeat(ctx, worker_id), name="respaldo heartbeat"),
+                asyncio.create_task(_sweep(ctx, app), name="respaldo sweep"),
+            ]
+            # Cancelling the task of run_worker_async is procrastinate's graceful stop:
+            # no new job, the running ones finish or are aborted after the timeout.
+            run = asyncio.create_task(
+                app.run_worker_async(**_worker_options(settings, name, options))
+            )
+            stopping = _on_signals(ctx, worker_id, run) if options.install_signal_handlers else []
+            try:
+                await run
+            except asyncio.CancelledError:
+                if not stopping:
+                    raise
+            finally:
+                for task in side:
+                    task.cancel()
+                await asyncio.gather(*side, return_exceptions=True)
+    finally:
+        await asyncio.to_thread(_unregister, ctx, worker_id)
+
+
+def _on_signals(ctx: Context, worker_id: int, run: asyncio.Task[None]) -> list[str]:
+    """On SIGTERM or SIGINT: mark the worker stopping (``respaldo workers`` shows it) and
+    stop it gracefully. Returns the list the signals' names are appended to."""
+    received: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        log.warning("%s: taking no new job; stopping", sig.name)
+        try:
+            _beat(ctx, worker_id, stopping=True)  # a short write, on the loop: rare
+        except Exception:
+            log.warning("could not mark worker %s stopping", worker_id, exc_info=True)
+        run.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+    return received
+
+
+def _worker_options(
+    settings: Settings, name: str, options: WorkerOptions
+) -> procrastinate.app.WorkerOptions:
+    found: procrastinate.app.WorkerOptions = {
+        "name": name,
+        "concurrency": options.concurrency,
+        "shutdown_graceful_timeout": settings.queue.shutdown_timeout_seconds,
+        "install_signal_handlers": False,  # ours: see _on_signals
+        # procrastinate's own worker heartbeat follows respaldo's lease: a worker is
+        # stalled when its jobs' leases lapse.
+        "update_heartbeat_interval": settings.jobs.renew_seconds,
+        "stalled_worker_timeout": settings.jobs.lease_seconds,
+    }
+    if options.queues:  # none: every queue
+        found["queues"] = list(options.queues)
+    return found
+
+
+def _register(ctx: Context, name: str, queues: Sequence[str] | None) -> int:
+    with ctx.catalog.begin() as session:
+        return (
+            Workers(session)
+            .register(name=name, host=this_host(), pid=os.getpid(), queues=queues)
+            .id
+        )
+
+
+def _unregister(ctx: Context, worker_id: int) -> None:
+    with ctx.catalog.begin() as session:
+        Workers(session).unregister(worker_id)
+
+
+def _beat(ctx: Context, worker_id: int, *, stopping: bool = False) -> None:
+    with ctx.catalog.begin() as session:
+        Workers(session).beat(worker_id, stopping=stopping)
+
+
+async def _heartbeat(ctx: Context, worker_id: int) -> None:
+    while True:
+        await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
+        try:
+            await asyncio.to_thread(_beat, ctx, worker_id)
+        except Exception:  # a busy or restarting catalog: next beat
+            log.warning("could not renew the heartbeat of worker %s", worker_id, exc_info=True)
+
+
+async def _sweep(ctx: Context, app: procrastinate.App) -> None:
+    """Every lease renewal period: :func:`recover`, then settle procrastinate's own jobs
+    of stalled workers (:func:`_settle_stalled`)."""
+    while True:
+        try:
+            await asyncio.to_thread(recover, ctx)
+            await _settle_stalled(ctx, app)
+        except Exception:
+            log.warning("could not sweep for lost jobs", exc_info=True)
+        await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
+
+
+async def _settle_stalled(ctx: Context, app: procrastinate.App) -> None:
+    """procrastinate jobs left ``doing`` by a worker that stopped beating: one whose
+    respaldo job never started goes back to its queue (procrastinate's retry, same job);
+    one whose respaldo job ended (failed as lost, retried as a new job) is marked failed
+    there too, which frees its lock for the retry. A running one waits for its lease."""
+    from procrastinate import exceptions
+    from procrastinate.jobs import Status
+
+    manager = app.job_manager
+    stalled = await manager.get_stalled_jobs(
+        seconds_since_heartbeat=ctx.settings.jobs.lease_seconds
+    )
+    for queued in stalled:
+        job_id = queued.task_kwargs.get("job_id")
+        status = await asyncio.to_thread(_status, ctx, job_id)
+        with contextlib.suppress(exceptions.ConnectorException):  # another sweeper won
+            if status is JobStatus.QUEUED:
+                await manager.retry_job(queued)
+            elif status is not JobStatus.RUNNING:
+                await manager.finish_job(queued, status=Status.FAILED, delete_job=False)
+
+
+def _status(ctx: Context, job_id: Any) -> JobStatus | None:
+    if not isinstance(job_id, int):
+        return None
+    with ctx.catalog.read() as session:
+        job = session.get(Job, job_id)
+        return None if job is None else job.status
+
+
+class WorkerThread:
+    """A worker inside another process (``respaldo serve`` with ``[server] run_jobs``):
+    its own event loop in a thread, stopped by :meth:`stop` (procrastinate's graceful
+    shutdown: the running job finishes or is cancelled after the timeout)."""
+
+    def __init__(self, ctx: Context, options: WorkerOptions) -> None:
+        self.ctx = ctx
+        self.options = WorkerOptions(
+            options.queues, options.name, options.concurrency, install_signal_handlers=False
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="respaldo-worker", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        require_queue(self.ctx)
+        self._thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            self._ready.set()
+            await _worker_main(self.ctx, self.options)
+
+        try:
+            asyncio.run(main())
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:
+            self.error = exc
+            log.error("the worker of this process stopped: %s", exc)
+        finally:
+            self._ready.set()
+
+    def stop(self) -> None:
+        """Stop taking jobs, let the running one end (or cancel it after the timeout),
+        and return when the worker has stopped."""
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+class WorkerInfo(ResultModel):
+    """A live worker as ``respaldo workers --json`` prints it."""
+
+    id: int
+    name: str
+    host: str
+    pid: int
+    queues: list[str] | None
+    started_at: UtcTime
+    heartbeat_at: UtcTime
+    stopping: bool
+    running: list[JobInfo]
+
+
+def list_workers(ctx: Context, now: datetime | None = None) -> list[WorkerInfo]:
+    """The workers alive now (heartbeat within the lease), with the jobs each runs."""
+    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    with ctx.catalog.read() as session:
+        workers = Workers(session)
+        return [
+            WorkerInfo(
+                id=w.id,
+                name=w.name,
+                host=w.host,
+                pid=w.pid,
+                queues=queues_of(w),
+                started_at=w.started_at,
+                heartbeat_at=w.heartbeat_at,
+                stopping=w.stopping,
+                running=[JobInfo.of(j) for j in workers.running(w)],
+            )
+            for w in workers.alive(lease=lease, now=now or datetime.now(UTC))
+        ]
+
+
+def describe_queues(queues: Sequence[str] | None) -> str:
+    return "every queue" if queues is None else ", ".join(queues)

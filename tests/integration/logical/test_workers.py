@@ -1,0 +1,351 @@
+"""Several machines: a PostgreSQL catalog, ``respaldo serve`` and two ``respaldo worker``s.
+
+Real processes on loopback: the catalog is a database of the test cluster (its URL, with
+the password, in RESPALDO_CATALOG__URL, inherited by every process), the backups are of
+copies of the sample ERP database. A backup is held inside ``pg_dump`` by an application
+lock (see test_jobs.backup_inside_pg_dump) to make "a worker busy mid-backup" a state the
+test waits for, not a race. Everything waits on what the catalog shows, with a generous
+deadline; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.catalog import open_catalog
+from respaldo.config import load_settings
+from respaldo.domain import JobKind, JobStatus
+from respaldo.operations import queue
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobInfo, cli_request
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting, wait_for
+from tests.integration.logical.test_serve import answers, free_port
+
+pytestmark = pytest.mark.integration
+
+LEASE = 4.0
+"""[jobs] lease_seconds: a killed worker's job is failed this long after its last beat."""
+
+
+@dataclass
+class Site:
+    """The catalog, the config, and the processes started by the test."""
+
+    respaldo: Respaldo
+    pg: TempCluster
+    config: Path
+    databases: list[str]
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(self.config), *args]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        return process
+
+    def worker(self, name: str) -> subprocess.Popen[str]:
+        process = self.start("worker", "--name", name)
+        wait_for(f"worker {name}", lambda: self._alive(process) and name in self.worker_names())
+        return process
+
+    @staticmethod
+    def _alive(process: subprocess.Popen[str]) -> bool:
+        assert process.poll() is None, process.communicate()
+        return True
+
+    @contextmanager
+    def context(self) -> Iterator[Context]:
+        with Context.open(load_settings(self.config)) as ctx:
+            yield ctx
+
+    def worker_names(self) -> set[str]:
+        with self.context() as ctx:
+            return {w.name for w in queue.list_workers(ctx)}
+
+    def enqueue(self, database: str) -> JobInfo:
+        with self.context() as ctx:
+            return queue.enqueue(ctx, cli_request(JobKind.BACKUP, database, {"type": "full"}))
+
+    def jobs(self) -> list[JobInfo]:
+        from respaldo.operations import jobs
+
+        with self.context() as ctx:
+            return jobs.list_jobs(ctx, limit=500)
+
+    def job(self, job_id: int) -> JobInfo:
+        return next(j for j in self.jobs() if j.id == job_id)
+
+    def status(self, job_id: int) -> JobStatus:
+        return self.job(job_id).status
+
+
+@pytest.fixture
+def site(respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    catalog = f"cat_{uuid.uuid4().hex[:10]}"
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(catalog)))
+    secret = pg.password.get_secret_value()
+    url = f"postgresql://{pg.superuser}:{secret}@{pg.host}:{pg.port}/{catalog}"
+    monkeypatch.setenv("RESPALDO_CATALOG__URL", url)
+    open_catalog(url, create=True).close()
+    copies = []
+    for n in (2, 3):
+        name = f"{respaldo.dbname}_{n}"
+        pg.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(respaldo.dbname)
+            )
+        )
+        copies.append(name)
+    text = respaldo.config.read_text()
+    text = text[: text.index('[[databases]]\nname = "erp_hooked"')]
+    erp = text[text.index('[[databases]]\nname = "erp"') :]
+    for n, name in zip((2, 3), copies, strict=True):
+        text += erp.replace('name = "erp"', f'name = "erp{n}"').replace(
+            f'/{respaldo.dbname}"', f'/{name}"'
+        )
+    text += f"""
+[jobs]
+lease_seconds = {LEASE}
+
+[queue]
+shutdown_timeout_seconds = 1
+
+[schedules]
+time_zone = "UTC"
+full = "off"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[server]
+listen = "127.0.0.1:{free_port()}"
+run_jobs = false
+"""
+    config = respaldo.tmp / "site.toml"
+    config.write_text(text)
+    site = Site(respaldo, pg, config, ["erp", "erp2", "erp3"])
+    try:
+        yield site
+    finally:
+        for process in site.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        for name in [*copies, catalog]:
+            pg.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@contextmanager
+def dump_held(site: Site) -> Iterator[None]:
+    """Backups of ``erp`` wait inside pg_dump until the block ends."""
+    partitioned_table(site.pg, site.respaldo.dbname)
+    with site.pg.connect(site.respaldo.dbname, autocommit=False) as locker:
+        locker.execute("LOCK TABLE ONLY public.bitacora IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            locker.rollback()
+
+
+def running_in_pg_dump(site: Site, job_id: int) -> bool:
+    return site.status(job_id) is JobStatus.RUNNING and pg_dump_waiting(
+        site.pg, site.respaldo.dbname
+    )
+
+
+def stopping(site: Site, name: str) -> bool:
+    with site.context() as ctx:
+        return any(w.name == name and w.stopping for w in queue.list_workers(ctx))
+
+
+def pid_of(processes: list[subprocess.Popen[str]], pid: int | None) -> subprocess.Popen[str]:
+    (found,) = [p for p in processes if p.pid == pid]
+    return found
+
+
+def overlaps(jobs: list[JobInfo]) -> list[tuple[int, int]]:
+    """Pairs of jobs of one target whose runs overlapped in time."""
+    found = []
+    ran = [j for j in jobs if j.started_at is not None]
+    for a in ran:
+        for b in ran:
+            if a.id < b.id and a.target == b.target:
+                end_a = a.finished_at or datetime.max.replace(tzinfo=a.started_at.tzinfo)
+                end_b = b.finished_at or datetime.max.replace(tzinfo=b.started_at.tzinfo)
+                if a.started_at < end_b and b.started_at < end_a:  # type: ignore[operator]
+                    found.append((a.id, b.id))
+    return found
+
+
+def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
+    serve = site.start("serve")
+    w1, w2 = site.worker("w1"), site.worker("w2")
+    assert serve.poll() is None
+    with dump_held(site):
+        held = site.enqueue("erp")
+        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
+        busy = pid_of([w1, w2], site.job(held.id).worker_pid)
+        free = w2 if busy is w1 else w1
+        others = [site.enqueue("erp2"), site.enqueue("erp3")]
+        for job in others:
+            wait_for(f"job {job.id}", lambda j=job: site.status(j.id).is_final)  # type: ignore[misc]
+            done = site.job(job.id)
+            assert done.status is JobStatus.COMPLETED, done
+            assert done.worker_pid == free.pid  # the other worker is busy with erp
+        with site.context() as ctx:
+            listed = {w.name: w for w in queue.list_workers(ctx)}
+        assert set(listed) == {"w1", "w2"}
+        holder = next(w for w in listed.values() if w.pid == busy.pid)
+        assert [(j.id, j.target) for j in holder.running] == [(held.id, "erp")]
+        assert holder.queues is None  # every queue
+    wait_for("erp's backup", lambda: site.status(held.id).is_final)
+    assert site.status(held.id) is JobStatus.COMPLETED
+    shown = subprocess.run(
+        [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "workers"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "w1" in shown.stdout and "w2" in shown.stdout
+
+
+def test_a_burst_of_backups_never_runs_two_of_one_database_at_once(site: Site) -> None:
+    workers = [site.worker("w1"), site.worker("w2")]
+    burst: list[JobInfo] = []
+    lock = threading.Lock()
+
+    def submit(database: str) -> None:
+        job = site.enqueue(database)
+        with lock:
+            burst.append(job)
+
+    threads = [threading.Thread(target=submit, args=[db]) for db in ["erp2", "erp3"] * 3 + ["erp"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = {job.id for job in burst}
+    wait_for("the burst", lambda: all(j.status.is_final for j in site.jobs() if j.id in ids))
+    ran = [j for j in site.jobs() if j.id in ids]
+    assert [j.status for j in ran] == [JobStatus.COMPLETED] * len(ids), ran
+    assert overlaps(ran) == []
+    # Both workers took jobs of the burst.
+    assert {j.worker_pid for j in ran} <= {w.pid for w in workers}
+    assert len({j.worker_pid for j in ran}) == 2
+
+
+def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other(
+    site: Site,
+) -> None:
+    w1, w2 = site.worker("w1"), site.worker("w2")
+    with dump_held(site):
+        lost = site.enqueue("erp")
+        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, lost.id))
+        victim = pid_of([w1, w2], site.job(lost.id).worker_pid)
+        survivor = w2 if victim is w1 else w1
+        pg_dump = [c for c in psutil.Process(victim.pid).children() if c.name() == "pg_dump"]
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate()
+        for child in pg_dump:  # the killed worker's child: left waiting on the lock
+            child.kill()
+        wait_for("the lost job to fail", lambda: site.status(lost.id) is JobStatus.FAILED)
+    failed = site.job(lost.id)
+    # Found by whichever process looked first: dead on this host, or its lease lapsed.
+    assert failed.error is not None and f"process {victim.pid}" in failed.error, failed
+    wait_for("a retry", lambda: any(j.retry_of == lost.id for j in site.jobs()))
+    (retry,) = [j for j in site.jobs() if j.retry_of == lost.id]
+    assert (retry.kind, retry.target, retry.attempt) == (JobKind.BACKUP, "erp", 2)
+    wait_for("the retry to end", lambda: site.status(retry.id).is_final)
+    retried = site.job(retry.id)
+    assert retried.status is JobStatus.COMPLETED, retried
+    assert retried.worker_pid == survivor.pid
+    assert site.worker_names() == {"w2" if victim is w1 else "w1"}
+
+
+def test_sigterm_cancels_a_job_still_running_after_the_timeout_and_queues_a_retry(
+    site: Site,
+) -> None:
+    w1 = site.worker("w1")
+    with dump_held(site):
+        held = site.enqueue("erp")
+        wait_for("w1 to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
+        w1.send_signal(signal.SIGTERM)
+        _, err = w1.communicate(timeout=120)
+        assert w1.returncode == 0, err
+        job = site.job(held.id)
+        assert (job.status, job.error) == (
+            JobStatus.CANCELLED,
+            "the worker was stopped before the job ended",
+        )
+        (retry,) = [j for j in site.jobs() if j.retry_of == held.id]
+        assert retry.status is JobStatus.QUEUED
+    assert site.worker_names() == set()
+    site.worker("w2")
+    wait_for("the retry to end", lambda: site.status(retry.id).is_final)
+    assert site.status(retry.id) is JobStatus.COMPLETED
+
+
+def test_sigterm_lets_a_running_job_finish_within_the_timeout(site: Site) -> None:
+    text = site.config.read_text().replace(
+        "shutdown_timeout_seconds = 1", "shutdown_timeout_seconds = 600"
+    )
+    site.config.write_text(text)
+    w1 = site.worker("w1")
+    with dump_held(site):
+        held = site.enqueue("erp")
+        wait_for("w1 to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
+        w1.send_signal(signal.SIGTERM)
+        wait_for("w1 to be stopping", lambda: stopping(site, "w1"))
+    _, err = w1.communicate(timeout=300)
+    assert w1.returncode == 0, err
+    assert site.status(held.id) is JobStatus.COMPLETED
+
+
+def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
+    text = site.config.read_text().replace('full = "off"', 'full = "*/2 * * * * *"')
+    site.config.write_text(text)
+    ports = []
+    for _ in range(2):
+        port = free_port()
+        ports.append(port)
+        config = site.config.with_name(f"serve-{port}.toml")
+        config.write_text(text.replace("listen = ", f'listen = "127.0.0.1:{port}"\n#'))
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+        site.processes.append(
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    for port in ports:
+        wait_for(f"serve on {port}", lambda p=port: answers(p))  # type: ignore[misc]
+
+    def fired() -> list[JobInfo]:
+        return [j for j in site.jobs() if j.requested_by == "full:erp"]
+
+    wait_for("four firings", lambda: len({j.scheduled_for for j in fired()}) >= 4)
+    for process in site.processes:
+        assert process.poll() is None
+    jobs = fired()
+    times = [j.scheduled_for for j in jobs]
+    assert None not in times
+    assert len(times) == len(set(times)), sorted(times)  # type: ignore[type-var]
+    # No worker runs: the first is queued, and the later firings skipped behind it.
+    statuses = sorted(j.status for j in jobs)
+    assert statuses.count(JobStatus.QUEUED) == 1, statuses
+
