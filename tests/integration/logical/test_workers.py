@@ -348,4 +348,3 @@ def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
     # No worker runs: the first is queued, and the later firings skipped behind it.
     statuses = sorted(j.status for j in jobs)
     assert statuses.count(JobStatus.QUEUED) == 1, statuses
-

@@ -143,3 +143,37 @@ def test_stop_cancels_running_jobs_and_leaves_nothing_running(ctx: Context) -> N
     assert jobs.list_jobs(ctx, status=JobStatus.RUNNING) == []
     service.fire(full)  # a firing after stop runs nothing
     assert len(jobs.list_jobs(ctx)) == 1
+
+
+def test_two_services_on_one_catalog_fire_each_schedule_once(tmp_path: Path) -> None:
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'shared.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={
+            "time_zone": "UTC",
+            "full": "* * * * * *",  # every second
+            "restore_test": "off",
+            "cleanup": "off",
+            "verify": "off",
+        },
+        cache_dir=tmp_path / "cache",
+    )
+    runners = [Runner(), Runner()]
+    for runner in runners:
+        runner.release.set()
+    with Context.open(settings, create=True) as one, Context.open(settings) as two:
+        services = [
+            Service(ctx, entries(settings, ()), runner=runner)
+            for ctx, runner in zip((one, two), runners, strict=True)
+        ]
+        for service in services:
+            service.start()
+        try:
+            wait_for("six firings", lambda: len(jobs.list_jobs(one)) >= 6)
+        finally:
+            for service in services:
+                service.stop("test over")
+        fired = jobs.list_jobs(one, limit=500)
+    times = [job.scheduled_for for job in fired]
+    assert None not in times
+    assert len(times) == len(set(times)), sorted(str(t) for t in times)
