@@ -13,8 +13,8 @@ from respaldo.config import Settings
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
 from respaldo.operations import jobs, queue
-from respaldo.operations.jobs import cli_request
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import cli_request
 
 pytestmark = pytest.mark.unit
 
