@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
@@ -184,14 +184,12 @@ def pid_of(processes: list[subprocess.Popen[str]], pid: int | None) -> subproces
 def overlaps(jobs: list[JobInfo]) -> list[tuple[int, int]]:
     """Pairs of jobs of one target whose runs overlapped in time."""
     found = []
-    ran = [j for j in jobs if j.started_at is not None]
-    for a in ran:
-        for b in ran:
-            if a.id < b.id and a.target == b.target:
-                end_a = a.finished_at or datetime.max.replace(tzinfo=a.started_at.tzinfo)
-                end_b = b.finished_at or datetime.max.replace(tzinfo=b.started_at.tzinfo)
-                if a.started_at < end_b and b.started_at < end_a:  # type: ignore[operator]
-                    found.append((a.id, b.id))
+    never = datetime.max.replace(tzinfo=UTC)  # still running
+    runs = [(j, j.started_at, j.finished_at or never) for j in jobs if j.started_at is not None]
+    for a, start_a, end_a in runs:
+        for b, start_b, end_b in runs:
+            if a.id < b.id and a.target == b.target and start_a < end_b and start_b < end_a:
+                found.append((a.id, b.id))
     return found
 
 

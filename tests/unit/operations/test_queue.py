@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from respaldo.operations.jobs import cli_request
 pytestmark = pytest.mark.unit
 
 
-def _settings(tmp_path: Path, **extra: object) -> Settings:
+def _settings(tmp_path: Path, **extra: Any) -> Settings:
     return Settings(
         catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
         databases=[
