@@ -346,3 +346,53 @@ def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
     # No worker runs: the first is queued, and the later firings skipped behind it.
     statuses = sorted(j.status for j in jobs)
     assert statuses.count(JobStatus.QUEUED) == 1, statuses
+
+
+def test_a_prune_on_one_worker_never_collects_under_a_backup_on_the_other(site: Site) -> None:
+    """The repository's leases keep prune away from a running backup across machines:
+    with [locks] wait_seconds = 0 the prune is refused at once instead of waiting."""
+    text = site.config.read_text().replace("[jobs]\n", "[locks]\nwait_seconds = 0\n\n[jobs]\n")
+    site.config.write_text(text)
+    site.worker("w1")
+    site.worker("w2")
+    with dump_held(site):
+        held = site.enqueue("erp")
+        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
+        with site.context() as ctx:
+            refused = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
+        wait_for("the prune", lambda: site.status(refused.id).is_final)
+        pruned = site.job(refused.id)
+        assert pruned.status is JobStatus.FAILED, pruned
+        assert pruned.retry_of is None and not [j for j in site.jobs() if j.retry_of]
+        assert site.status(held.id) is JobStatus.RUNNING
+    wait_for("erp's backup", lambda: site.status(held.id).is_final)
+    backup = site.job(held.id)
+    assert backup.status is JobStatus.COMPLETED
+    with site.context() as ctx:
+        again = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
+    wait_for("the second prune", lambda: site.status(again.id).is_final)
+    assert site.status(again.id) is JobStatus.COMPLETED
+    assert backup.result_id in site.respaldo.repository().backup_ids()
+
+
+def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm(
+    site: Site,
+) -> None:
+    text = site.config.read_text().replace('full = "off"', 'full = "*/2 * * * * *"')
+    site.config.write_text(text.replace("run_jobs = false", "run_jobs = true"))
+    serve = site.start("serve")
+    wait_for(
+        "a scheduled backup",
+        lambda: site._alive(serve) and any(j.status is JobStatus.COMPLETED for j in site.jobs()),
+    )
+    done = next(j for j in site.jobs() if j.status is JobStatus.COMPLETED)
+    assert (done.requested_by, done.worker_pid, done.queue_name) == (
+        "full:erp",
+        serve.pid,
+        "default",
+    )
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=300)
+    assert serve.returncode == 0, err
+    assert [j for j in site.jobs() if j.status is JobStatus.RUNNING] == []
+    assert site.worker_names() == set()
