@@ -14,8 +14,16 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-# prometheus_client: only `respaldo metrics` and the service need it.
-HEAVY = ("fastapi", "uvicorn", "starlette", "apscheduler", "prometheus_client")
+# prometheus_client: only `respaldo metrics` and the service need it; procrastinate:
+# only workers and a PostgreSQL catalog's queue.
+HEAVY = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "apscheduler",
+    "prometheus_client",
+    "procrastinate",
+)
 
 
 def test_the_cli_imports_no_server_until_serve_runs() -> None:
