@@ -386,11 +386,8 @@ def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm
         lambda: site._alive(serve) and any(j.status is JobStatus.COMPLETED for j in site.jobs()),
     )
     done = next(j for j in site.jobs() if j.status is JobStatus.COMPLETED)
-    assert (done.requested_by, done.worker_pid, done.queue_name) == (
-        "full:erp",
-        serve.pid,
-        "default",
-    )
+    assert done.requested_by in {"full:erp", "full:erp2", "full:erp3"}
+    assert (done.worker_pid, done.queue_name) == (serve.pid, "default")
     serve.send_signal(signal.SIGTERM)
     _, err = serve.communicate(timeout=300)
     assert serve.returncode == 0, err
