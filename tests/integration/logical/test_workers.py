@@ -35,6 +35,7 @@ from respaldo.operations.jobs import JobInfo, cli_request
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting, wait_for
 from tests.integration.logical.test_serve import answers, free_port
+from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -252,7 +253,11 @@ def test_a_burst_of_backups_never_runs_two_of_one_database_at_once(site: Site) -
 
 def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other(
     site: Site,
+    webhook: Webhook,  # noqa: F811
 ) -> None:
+    text = site.config.read_text()
+    text += f'\n[notifications]\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
+    site.config.write_text(text)
     w1, w2 = site.worker("w1"), site.worker("w2")
     with dump_held(site):
         lost = site.enqueue("erp")
@@ -268,6 +273,10 @@ def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other
     failed = site.job(lost.id)
     # Found by whichever process looked first: dead on this host, or its lease lapsed.
     assert failed.error is not None and f"process {victim.pid}" in failed.error, failed
+    # The alert of the lost job, sent once by whichever process failed it.
+    alerts = [got["json"] for got in webhook.inbox.wait(1)]
+    assert [a["title"][:19] for a in alerts] == ["[respaldo] CRITICAL"], alerts
+    assert f"process {victim.pid}" in alerts[0]["message"]
     wait_for("a retry", lambda: any(j.retry_of == lost.id for j in site.jobs()))
     (retry,) = [j for j in site.jobs() if j.retry_of == lost.id]
     assert (retry.kind, retry.target, retry.attempt) == (JobKind.BACKUP, "erp", 2)
