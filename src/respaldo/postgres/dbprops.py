@@ -206,8 +206,10 @@ def parse_properties(script: str) -> DatabaseProperties:
     return DatabaseProperties(source, tuple(parts))
 
 
-def _feed(command: RunningCommand, chunks: Iterator[bytes]) -> None:
-    """Write ``chunks`` to the command until it has read what it needs and exits."""
+def feed_archive(command: RunningCommand, chunks: Iterator[bytes]) -> None:
+    """Write ``chunks`` to the command until it has read what it needs and exits (the
+    rest is not fetched); raises PostgresError if it failed. Used for everything read
+    from a dump's table of contents alone (see also :func:`respaldo.postgres.toc.read_listing`)."""
     try:
         with command:
             try:
@@ -237,7 +239,7 @@ def read_properties(
     ValueError (its output holds a statement this module does not know).
     """
     listing = pg_restore_offline(["--create", "--list"], bindir=bindir)
-    _feed(listing, archive())
+    feed_archive(listing, archive())
     entries = database_entries(listing.captured_stdout().decode("utf-8", "replace"))
     if not entries:
         return DatabaseProperties(None, ())
@@ -248,7 +250,7 @@ def read_properties(
         if no_owner:
             options.append("--no-owner")
         script = pg_restore_offline(options, bindir=bindir)
-        _feed(script, archive())
+        feed_archive(script, archive())
     return parse_properties(script.captured_stdout().decode("utf-8"))
 
 

@@ -1,0 +1,459 @@
+"""A dump's table of contents, and the part of it that brings back some tables or schemas.
+
+``pg_restore --list --verbose`` prints one line per archive entry and, below it, the ids
+of the entries it depends on (``;\tdepends on: 12 985``). :func:`parse_listing` reads that;
+:func:`select` picks the entries that restore just the chosen tables (``--table``) or
+schemas (``--schema``), which are then handed back to pg_restore as ``--use-list``, in the
+archive's own order (a dump read from a pipe can only be read forwards).
+
+What a selection carries, and why:
+
+- each chosen table: its definition, its data, and what belongs to it: indexes,
+  constraints, triggers, defaults, rules, policies, extended statistics, comments and
+  grants, its identity or owned sequences with their current values; a partitioned table
+  brings its partitions (with their data);
+- whatever those need to be created, whatever its schema: the schema itself, types,
+  domains, extensions, the functions triggers call, sequences named in defaults (with
+  their values); with their comments and grants. A schema pulled in this way is created,
+  with only those objects in it;
+- a table the chosen ones cannot be created without (the parent of a chosen partition,
+  an inheritance parent) is created empty, definition only, and named in
+  :attr:`Selection.definition_only`;
+- an object of a chosen table that needs a table that is not restored (typically a
+  foreign key to it) is left out, and described in :attr:`Selection.skipped`; the same
+  for a view, function or other object of a chosen schema that needs a table outside it;
+- never: other tables, views that read the chosen tables, large objects, or the
+  database's own entries (pg_restore runs those only with ``--create``).
+
+Names are matched exactly as pg_dump wrote them (case-sensitive; quotes are optional
+around a part). A role name with a space in it, as owner of an entry, makes that line's
+tag ambiguous: such a line is parsed as well as possible. Everything here but
+:func:`read_listing` is pure.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from respaldo.postgres.commands import pg_restore_offline
+from respaldo.postgres.dbprops import feed_archive
+
+# Entry kinds with a space in their name, longest first, so that "TABLE DATA" is not read
+# as "TABLE" with namespace "DATA". A kind missing here is read as its first word: it is
+# then treated as a plain definition (taken when something needs it).
+_KINDS = sorted(
+    (
+        "ACCESS METHOD",
+        "BLOB METADATA",
+        "CHECK CONSTRAINT",
+        "DATABASE PROPERTIES",
+        "DEFAULT ACL",
+        "DUMMY TYPE",
+        "EVENT TRIGGER",
+        "FK CONSTRAINT",
+        "FOREIGN DATA WRAPPER",
+        "FOREIGN SERVER",
+        "FOREIGN TABLE",
+        "INDEX ATTACH",
+        "LARGE OBJECT",
+        "MATERIALIZED VIEW DATA",
+        "MATERIALIZED VIEW",
+        "OPERATOR CLASS",
+        "OPERATOR FAMILY",
+        "PROCEDURAL LANGUAGE",
+        "PUBLICATION TABLE",
+        "PUBLICATION TABLES IN SCHEMA",
+        "ROW SECURITY",
+        "SECURITY LABEL",
+        "SEQUENCE OWNED BY",
+        "SEQUENCE SET",
+        "SHELL TYPE",
+        "SUBSCRIPTION TABLE",
+        "TABLE ATTACH",
+        "TABLE DATA",
+        "TEXT SEARCH CONFIGURATION",
+        "TEXT SEARCH DICTIONARY",
+        "TEXT SEARCH PARSER",
+        "TEXT SEARCH TEMPLATE",
+        "USER MAPPING",
+    ),
+    key=len,
+    reverse=True,
+)
+_LINE = re.compile(r"^(?P<id>\d+); (?P<classid>\d+) (?P<oid>\d+) (?P<rest>.*)$")
+_DEPENDS = re.compile(r"^;\s*depends on:(?P<ids>[\d ]*)$")
+
+RELATIONS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE"})
+"""Entries that are tables or read like them: one is never restored unless chosen (or,
+definition only, because a chosen table cannot be created without it)."""
+
+_SESSION = frozenset({"ENCODING", "STDSTRINGS", "SEARCHPATH"})
+"""Session settings every restore needs first."""
+
+# What belongs to a relation: taken with a chosen one (if all it needs can come too).
+_BELONGS = frozenset(
+    {
+        "CHECK CONSTRAINT",
+        "CONSTRAINT",
+        "DEFAULT",
+        "FK CONSTRAINT",
+        "INDEX",
+        "INDEX ATTACH",
+        "MATERIALIZED VIEW DATA",
+        "POLICY",
+        "ROW SECURITY",
+        "RULE",
+        "SEQUENCE",
+        "STATISTICS",
+        "TABLE ATTACH",
+        "TABLE DATA",
+        "TRIGGER",
+    }
+)
+# What decorates any object: taken whenever everything it is about is taken.
+_DECORATES = frozenset(
+    {"ACL", "COMMENT", "DEFAULT ACL", "SECURITY LABEL", "SEQUENCE OWNED BY", "SEQUENCE SET"}
+)
+# Kinds whose tag is "<table> <name>": the table they belong to is in their tag.
+_TABLE_PREFIXED = frozenset(
+    {"CHECK CONSTRAINT", "CONSTRAINT", "DEFAULT", "FK CONSTRAINT", "POLICY", "RULE", "TRIGGER"}
+)
+# Never part of a selection: large objects, and the database's own entries.
+_NEVER = frozenset(
+    {"BLOB", "BLOBS", "BLOB METADATA", "DATABASE", "DATABASE PROPERTIES", "LARGE OBJECT"}
+)
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One entry of a dump's table of contents, as ``pg_restore --list --verbose`` shows it."""
+
+    dump_id: int
+    kind: str
+    namespace: str | None
+    tag: str
+    owner: str
+    line: str
+    """The listing line itself, for ``--use-list``."""
+    depends: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``schema.tag``, or the tag alone for an entry outside any schema."""
+        return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
+
+
+def parse_listing(text: str) -> list[TocEntry]:
+    """The entries of a ``pg_restore --list --verbose`` output, in archive order. Pure."""
+    entries: list[TocEntry] = []
+    for raw in text.splitlines():
+        depends = _DEPENDS.match(raw)
+        if depends is not None and entries:
+            last = entries[-1]
+            ids = tuple(int(i) for i in depends.group("ids").split())
+            entries[-1] = TocEntry(
+                last.dump_id,
+                last.kind,
+                last.namespace,
+                last.tag,
+                last.owner,
+                last.line,
+                last.depends + ids,
+            )
+            continue
+        match = _LINE.match(raw)
+        if match is None:
+            continue
+        rest = match.group("rest")
+        kind = next((k for k in _KINDS if rest.startswith(k + " ")), rest.split(" ", 1)[0])
+        namespace, _, named = rest[len(kind) + 1 :].partition(" ")
+        # "TAG OWNER": the owner is the last word (empty for entries without one).
+        tag, _, owner = named.rpartition(" ") if " " in named else (named, "", "")
+        entries.append(
+            TocEntry(
+                int(match.group("id")),
+                kind,
+                None if namespace == "-" else namespace,
+                tag,
+                owner,
+                raw,
+            )
+        )
+    return entries
+
+
+def read_listing(archive: Iterator[bytes], *, bindir: Path | str | None = None) -> list[TocEntry]:
+    """The table of contents of the ``pg_dump -Fc`` archive ``archive`` yields (from its
+    start). Only the table of contents is read: pg_restore exits after it, and the rest
+    of the archive is never fetched. Raises PostgresError, ToolNotFound, or what the
+    iterator raises."""
+    listing = pg_restore_offline(["--list", "--verbose"], bindir=bindir)
+    feed_archive(listing, archive)
+    return parse_listing(listing.captured_stdout().decode("utf-8", "replace"))
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """``schema.table`` (either part may be in double quotes) -> (schema, table); a name
+    without a schema -> (None, name). Raises ValueError for an empty part. Pure."""
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(name):
+        c = name[i]
+        if c == '"':
+            end = i + 1
+            while True:
+                end = name.find('"', end)
+                if end < 0:
+                    raise ValueError(f"{name!r}: a quote does not end")
+                if name.startswith('""', end):
+                    end += 2
+                    continue
+                break
+            current.append(name[i + 1 : end].replace('""', '"'))
+            i = end + 1
+            continue
+        if c == "." and len(parts) == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    parts.append("".join(current))
+    if any(not p for p in parts):
+        raise ValueError(f"{name!r} is not a name (schema.table)")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+class UnknownName(ValueError):
+    """A ``--table`` or ``--schema`` that names nothing in the dump (or more than one
+    table): ``close`` are the nearest names it holds."""
+
+    def __init__(self, what: str, name: str, close: list[str], *, ambiguous: bool = False):
+        super().__init__(f"{what} {name!r} {'is ambiguous' if ambiguous else 'is not in it'}")
+        self.what = what
+        self.name = name
+        self.close = close
+        self.ambiguous = ambiguous
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The entries that restore the chosen tables and schemas, in archive order."""
+
+    entries: tuple[TocEntry, ...]
+    tables: tuple[str, ...]
+    """The tables restored with their data (``schema.table``), sorted."""
+    definition_only: tuple[str, ...]
+    """Tables created empty because a chosen one cannot be created without them."""
+    skipped: tuple[str, ...]
+    """One line per object of a chosen table or schema that was left out, and why."""
+
+    def use_list(self) -> str:
+        """The text of a ``pg_restore --use-list`` file."""
+        return "".join(entry.line + "\n" for entry in self.entries)
+
+
+def tables_in(entries: Iterable[TocEntry]) -> list[TocEntry]:
+    """The TABLE entries (ordinary, partitioned, partitions), in archive order. Pure."""
+    return [e for e in entries if e.kind == "TABLE"]
+
+
+def select(
+    entries: Sequence[TocEntry], tables: Sequence[str] = (), schemas: Sequence[str] = ()
+) -> Selection:
+    """The entries that restore ``tables`` (``schema.table`` names) and ``schemas`` (every
+    object in them); see the module docstring for what comes along. Raises UnknownName
+    (with the closest names the dump holds) for a name that is not in it, or a table name
+    without a schema that more than one schema holds; ValueError for a malformed name.
+    Pure."""
+    return _Selector(entries).run(tables, schemas)
+
+
+class _Selector:
+    def __init__(self, entries: Sequence[TocEntry]) -> None:
+        self.entries = entries
+        self.by_id = {e.dump_id: e for e in entries}
+        self.taken: set[int] = set()
+        self.chosen: set[int] = set()  # relations chosen: their data and belongings come
+        self.definition_only: set[int] = set()
+        self.skipped: list[str] = []
+
+    def run(self, tables: Sequence[str], schemas: Sequence[str]) -> Selection:
+        roots: list[TocEntry] = []
+        for name in tables:
+            self.chosen.add(self._find_table(name).dump_id)
+        for schema in schemas:
+            roots += self._schema_objects(schema)
+        self._add_partitions()
+        # A chosen table may pull in the tables it cannot be created without.
+        for dump_id in sorted(self.chosen):
+            if self.by_id[dump_id].kind == "TABLE":
+                needed, _ = self._needs(self.by_id[dump_id], allow_relations=True)
+                self.taken |= needed
+        # The other objects of a chosen schema: left out if they need a table not restored.
+        for entry in roots:
+            needed, blocker = self._needs(entry, allow_relations=False)
+            if blocker is None:
+                self.taken |= needed
+            else:
+                self.chosen.discard(entry.dump_id)
+                self.skipped.append(f"{_describe(entry)} is left out: {_why(blocker)}")
+        self._take_belongings()
+        self._take_decorations()
+        taken = tuple(e for e in self.entries if e.dump_id in self.taken or e.kind in _SESSION)
+        with_data = {e.depends[0] for e in taken if e.kind == "TABLE DATA" and e.depends}
+        return Selection(
+            entries=taken,
+            tables=tuple(sorted(self.by_id[i].name for i in self.chosen if i in with_data)),
+            definition_only=tuple(sorted(self.by_id[i].name for i in self.definition_only)),
+            skipped=tuple(self.skipped),
+        )
+
+    # --- what was asked for ------------------------------------------------------------
+
+    def _find_table(self, name: str) -> TocEntry:
+        schema, table = split_name(name)
+        candidates = tables_in(self.entries)
+        found = [t for t in candidates if t.tag == table and schema in (None, t.namespace)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise UnknownName("table", name, sorted(t.name for t in found), ambiguous=True)
+        names = [t.name for t in candidates]
+        wanted = f"{schema}.{table}" if schema else table
+        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.6)
+        # The same (or a close) name in another schema.
+        tags = difflib.get_close_matches(table, [t.tag for t in candidates], n=5, cutoff=0.6)
+        close += [t.name for t in candidates if t.tag in tags]
+        raise UnknownName("table", name, list(dict.fromkeys(close))[:8])
+
+    def _schema_objects(self, schema: str) -> list[TocEntry]:
+        _, bare = split_name(schema)
+        known = sorted({e.tag for e in self.entries if e.kind == "SCHEMA"})
+        in_schema = [e for e in self.entries if e.namespace == bare]
+        if bare not in known and not in_schema:
+            close = difflib.get_close_matches(bare, known, n=5, cutoff=0.6)
+            raise UnknownName("schema", schema, close)
+        self.taken |= {e.dump_id for e in self.entries if e.kind == "SCHEMA" and e.tag == bare}
+        roots = []
+        for entry in in_schema:
+            if entry.kind in RELATIONS:
+                self.chosen.add(entry.dump_id)
+                if entry.kind != "TABLE":
+                    roots.append(entry)
+            elif entry.kind == "SEQUENCE" or entry.kind not in _BELONGS | _DECORATES | _NEVER:
+                # A sequence owned by a table comes with it anyway; any other is the
+                # schema's own (and is left out if it belongs to a table elsewhere).
+                roots.append(entry)
+        return roots
+
+    def _add_partitions(self) -> None:
+        """A chosen partitioned table brings its partitions (their data is its rows):
+        ``TABLE ATTACH <partition>`` depends on the partition and on its parent."""
+        changed = True
+        while changed:
+            changed = False
+            for entry in self.entries:
+                if entry.kind != "TABLE ATTACH":
+                    continue
+                tables = [self.by_id[i] for i in entry.depends if self._kind(i) == "TABLE"]
+                child = next((t for t in tables if (t.namespace, t.tag) == _key(entry)), None)
+                if child is None or child.dump_id in self.chosen:
+                    continue
+                if any(t.dump_id in self.chosen for t in tables if t is not child):
+                    self.chosen.add(child.dump_id)
+                    changed = True
+
+    # --- what comes along ---------------------------------------------------------------
+
+    def _kind(self, dump_id: int) -> str | None:
+        entry = self.by_id.get(dump_id)
+        return entry.kind if entry is not None else None
+
+    def _needs(self, entry: TocEntry, *, allow_relations: bool) -> tuple[set[int], TocEntry | None]:
+        """``entry`` and everything it needs, transitively, that is not taken yet; and the
+        first relation among them that is not restored (then nothing may be taken). With
+        ``allow_relations``, such relations come as definitions only instead."""
+        needed: set[int] = set()
+        stack = [entry]
+        while stack:
+            current = stack.pop()
+            if current.dump_id in needed or current.dump_id in self.taken:
+                continue
+            restored = self.chosen | self.definition_only
+            if (
+                current is not entry
+                and current.kind in RELATIONS
+                and current.dump_id not in restored
+            ):
+                if not allow_relations:
+                    return set(), current
+                self.definition_only.add(current.dump_id)
+            needed.add(current.dump_id)
+            # Ids the listing does not show (pg_dump's section boundaries) need nothing.
+            stack += [self.by_id[i] for i in current.depends if i in self.by_id]
+        return needed, None
+
+    def _take_belongings(self) -> None:
+        """Indexes, constraints, triggers… of the chosen relations. One that needs a table
+        not restored (a foreign key to it) is left out, and said so if it is the chosen
+        table's own (not, say, another table's foreign key to it)."""
+        for entry in self.entries:
+            if entry.kind not in _BELONGS or entry.dump_id in self.taken:
+                continue
+            if not any(i in self.chosen for i in entry.depends):
+                continue
+            needed, blocker = self._needs(entry, allow_relations=False)
+            if blocker is None:
+                self.taken |= needed
+                continue
+            owner = self._owner(entry)
+            if owner is not None and owner.dump_id in self.chosen:
+                self.skipped.append(
+                    f"{_describe(entry)} of {owner.name} is left out: {_why(blocker)}"
+                )
+
+    def _owner(self, entry: TocEntry) -> TocEntry | None:
+        """The relation an index, constraint, trigger… belongs to."""
+        relations = [self.by_id[i] for i in entry.depends if self._kind(i) in RELATIONS]
+        if entry.kind in _TABLE_PREFIXED:
+            matching = [
+                r
+                for r in relations
+                if r.namespace == entry.namespace and entry.tag.startswith(r.tag + " ")
+            ]
+            return max(matching, key=lambda r: len(r.tag), default=None)
+        return relations[0] if len(set(relations)) == 1 else None
+
+    def _take_decorations(self) -> None:
+        """Comments, grants, sequence values… of everything taken."""
+        changed = True
+        while changed:
+            changed = False
+            for entry in self.entries:
+                if entry.kind not in _DECORATES or entry.dump_id in self.taken:
+                    continue
+                known = [i for i in entry.depends if i in self.by_id]
+                if known and all(i in self.taken for i in known):
+                    self.taken.add(entry.dump_id)
+                    changed = True
+
+
+def _key(entry: TocEntry) -> tuple[str | None, str]:
+    return entry.namespace, entry.tag
+
+
+def _why(blocker: TocEntry) -> str:
+    return f"it needs {blocker.kind.lower()} {blocker.name}, which is not restored"
+
+
+def _describe(entry: TocEntry) -> str:
+    kind = entry.kind.lower().replace("fk constraint", "foreign key")
+    if entry.kind in _TABLE_PREFIXED:
+        return f"{kind} {entry.tag.rsplit(' ', 1)[-1]}"
+    return f"{kind} {entry.name}"
