@@ -111,7 +111,12 @@ def option_name(field: str) -> str:
     return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
-OPTION_NAMES = {"with_globals": "--globals", "kind": "--type"}
+OPTION_NAMES = {
+    "with_globals": "--globals",
+    "kind": "--type",
+    "tables": "--table",
+    "schemas": "--schema",
+}
 """Arguments whose option is not simply ``--`` and the argument's name."""
 
 

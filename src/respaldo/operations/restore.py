@@ -12,6 +12,14 @@ leaves the target exactly as it was.
 renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
 If the second rename fails the old database is renamed back. The old database is kept
 until the user drops it, or dropped at once with ``drop_old``.
+
+``tables``/``schemas`` restore only those (see :mod:`respaldo.operations.restore_select`)
+through the same pipeline, into a new database only: the selection is made from the
+dump's table of contents before anything is created, pg_restore gets it as
+``--use-list``, and the row counts of the restored tables are checked. pg_restore exits
+once it has read the last entry it needs, and the rest of the dump is not read: every
+chunk that reached it was verified, but the whole stream's checksum is not (the full
+restore checks it).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from respaldo.operations.restore_props import (
     keep_within_replaced,
     read_database_properties,
 )
+from respaldo.operations.restore_select import read_selection
 from respaldo.postgres import (
     ConnInfo,
     create_database,
@@ -65,6 +74,7 @@ from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.toolsets import Tools, find_tools
+from respaldo.postgres.toc import Selection
 from respaldo.privatedir import private_directory
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
@@ -88,6 +98,8 @@ class RestoreResult:
     globals_restored: bool = False
     row_counts_checked: int = 0
     warnings: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    """With ``tables``/``schemas``: the tables restored with their data."""
 
 
 def restore_backup(
@@ -103,12 +115,16 @@ def restore_backup(
     no_owner: bool = False,
     work_dir: Path | None = None,
     force_system_database: bool = False,
+    tables: Sequence[str] = (),
+    schemas: Sequence[str] = (),
 ) -> RestoreResult:
     """Restore backup ``backup_id`` as database ``target`` of the configured server.
 
     ``database`` names the configured database whose server receives the restore
     (default: the backup's own). A target in :data:`SYSTEM_DATABASES` is refused unless
-    ``force_system_database`` (template0 always). Raises ConfigError, InvalidBackupId,
+    ``force_system_database`` (template0 always). ``tables`` (``schema.table``) and
+    ``schemas`` restore only those, into a new database (not with ``replace``). Raises
+    ConfigError, InvalidInput (an unknown table or schema: nothing created), InvalidBackupId,
     BackupNotFound, IntegrityError (nothing touched), RestoreError, PostgresError, ConnectionFailed.
     Every repository read holds a shared lease meanwhile, so that no garbage collection
     repacks the packs being read.
@@ -127,6 +143,8 @@ def restore_backup(
             no_owner=no_owner,
             work_dir=work_dir,
             force_system_database=force_system_database,
+            tables=tables,
+            schemas=schemas,
         )
 
 
@@ -144,12 +162,16 @@ def _restore_backup(
     no_owner: bool,
     work_dir: Path | None,
     force_system_database: bool,
+    tables: Sequence[str],
+    schemas: Sequence[str],
 ) -> RestoreResult:
     validate_backup_id(backup_id)  # before it becomes part of an object name
     validate_database_name(target)
     check_not_system_database(target, force=force_system_database)
     if jobs < 1:
         raise InvalidInput("jobs", "must be at least 1")
+    partial = bool(tables or schemas)
+    check_partial(tables, schemas, replace=replace)
     if work_dir is not None and jobs > 1:
         check_work_dir(work_dir)
     started = datetime.now(UTC)
@@ -186,10 +208,19 @@ def _restore_backup(
         )
     tools = restore_tools(db, admin, manifest)
 
+    reader = StreamReader(repo, fallbacks, warnings)
+    selection = None
+    if partial:
+        # Before anything is created: an unknown name must cost nothing.
+        selection = read_selection(
+            lambda: reader.stream(manifest, DUMP_STREAM), tables, schemas, bindir=tools.bindir
+        )
+        warnings += _selection_notes(selection, jobs)
+        jobs = 1
     # Staging databases of restores and drills that died (or whose server restarted).
     warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
-    reader = StreamReader(repo, fallbacks, result.warnings)
+    result.tables = list(selection.tables) if selection is not None else []
     if with_globals:
         result.warnings += _restore_globals(reader, manifest, admin, tools)
         result.globals_restored = True
@@ -206,9 +237,19 @@ def _restore_backup(
         try:
             check_properties(admin, properties, staging)
             result.bytes_restored = restore_stream_into(
-                ctx, reader, manifest, admin.with_dbname(staging), jobs, no_owner, work_dir, tools
+                ctx,
+                reader,
+                manifest,
+                admin.with_dbname(staging),
+                jobs,
+                no_owner,
+                work_dir,
+                tools,
+                selection=selection,
             )
-            result.row_counts_checked = check_row_counts(manifest, admin.with_dbname(staging))
+            result.row_counts_checked = check_row_counts(
+                manifest, admin.with_dbname(staging), only=result.tables if partial else None
+            )
             apply_database_properties(admin, properties, staging)
             if exists:
                 result.warnings += keep_within_replaced(admin, staging, target)
@@ -253,6 +294,32 @@ def restore_tools(db: DatabaseSettings, admin: ConnInfo, manifest: Manifest) -> 
             f"(or point it at PostgreSQL {major}): respaldo then dumps with pg_dump {major}",
         )
     return find_tools("logical", major, pg_bin_dir=db.pg_bin_dir, at_least=dumped, database=db.name)
+
+
+def check_partial(tables: Sequence[str], schemas: Sequence[str], *, replace: bool) -> None:
+    """Raise InvalidInput if some tables or schemas are to replace a database: they go
+    into a new database only (a database with only some of its tables is no swap)."""
+    if (tables or schemas) and replace:
+        raise InvalidInput(
+            "tables" if tables else "schemas",
+            f"cannot be combined with {option('replace')}: some tables of a backup are "
+            "restored into a new database only",
+            hint=f"restore them under a new name with {option('target_database')}, then "
+            "copy the rows you need back with SQL (docs/disaster-recovery.md)",
+        )
+
+
+def _selection_notes(selection: Selection, jobs: int) -> list[str]:
+    """Warnings about what a selection leaves out or brings empty."""
+    notes = list(selection.skipped)
+    if selection.definition_only:
+        notes.append(
+            f"restored empty, as definitions only (the chosen tables need them): "
+            f"{', '.join(selection.definition_only)}"
+        )
+    if jobs > 1:
+        notes.append("some tables are restored with one job: --jobs is ignored")
+    return notes
 
 
 def check_not_system_database(target: str, *, force: bool) -> None:
@@ -333,10 +400,37 @@ def restore_stream_into(
     no_owner: bool,
     work_dir: Path | None,
     tools: Tools,
+    *,
+    selection: Selection | None = None,
 ) -> int:
+    """Stream the backup's dump into pg_restore into ``conninfo``'s database; returns the
+    bytes read. With ``selection``, only its entries are restored (one job) and the
+    stream is read only as far as pg_restore needs it."""
     total = manifest.stream(DUMP_STREAM).size
     done = 0
     bindir = tools.bindir
+    if selection is not None:
+        with private_directory("selection", work_dir) as tmp:
+            use_list = tmp / "use.list"
+            use_list.write_text(selection.use_list(), encoding="utf-8")
+            with pg_restore(
+                conninfo, no_owner=no_owner, use_list=use_list, bindir=bindir
+            ) as restore:
+                chunks = reader.stream(manifest, DUMP_STREAM)
+                try:
+                    for data in chunks:
+                        restore.stdin.write(data)
+                        done += len(data)
+                        ctx.progress("restore", done, total)
+                except BrokenPipeError:
+                    # It read the last entry it needs and exited: leaving the block
+                    # waits for it and raises if it failed.
+                    pass
+                finally:
+                    close = getattr(chunks, "close", None)
+                    if callable(close):
+                        close()
+        return done
     if jobs == 1:
         with pg_restore(conninfo, no_owner=no_owner, bindir=bindir) as restore:
             for data in reader.stream(manifest, DUMP_STREAM):
@@ -467,12 +561,17 @@ def refuse_lost(repo: Repository, fallbacks: list[Repository], backup_id: str) -
         )
 
 
-def row_count_differences(manifest: Manifest, conninfo: ConnInfo) -> tuple[int, list[str]]:
-    """Compare every table's row count with the count the backup's snapshot recorded.
+def row_count_differences(
+    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[str] | None = None
+) -> tuple[int, list[str]]:
+    """Compare every table's row count (or those of the tables ``only`` names) with the
+    count the backup's snapshot recorded.
 
     Returns (tables compared, one line per table that differs).
     """
     expected: dict[str, int] = manifest.meta.get("row_counts") or {}
+    if only is not None:
+        expected = {table: count for table, count in expected.items() if table in only}
     if not expected:
         return 0, []
     with exported_snapshot(conninfo) as snapshot:
@@ -485,9 +584,12 @@ def row_count_differences(manifest: Manifest, conninfo: ConnInfo) -> tuple[int, 
     return len(expected), wrong
 
 
-def check_row_counts(manifest: Manifest, conninfo: ConnInfo) -> int:
-    """Raise RestoreError unless every table's row count matches; returns tables compared."""
-    checked, wrong = row_count_differences(manifest, conninfo)
+def check_row_counts(
+    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[str] | None = None
+) -> int:
+    """Raise RestoreError unless every table's row count (or those of ``only``) matches;
+    returns tables compared."""
+    checked, wrong = row_count_differences(manifest, conninfo, only=only)
     if wrong:
         shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
         raise RestoreError(

@@ -20,7 +20,7 @@ from respaldo.operations.physical_restore import (
     PhysicalRestoreResult,
     restore_datadir,
 )
-from respaldo.operations.restore import RestoreResult, restore_backup
+from respaldo.operations.restore import RestoreResult, check_partial, restore_backup
 from respaldo.postgres.datadir import RecoveryTarget
 
 # The options that only a restore into a data directory takes (and their "not given").
@@ -59,6 +59,9 @@ class RestoreRequest:
     with_globals: bool = False
     no_owner: bool = False
     work_dir: Path | None = None
+    # Only these tables (schema.table) and schemas, into a new database.
+    tables: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
     # A physical restore: the recovery target (ISO 8601 time with a zone, LSN, restore
     # point or the end of the backup) and whether to start the restored server.
     target_time: str | None = None
@@ -83,6 +86,12 @@ class RestoreRequest:
             raise ConfigError(
                 "give exactly one target: a database, a data directory or a directory"
             )
+        if self.target_database is None and (self.tables or self.schemas):
+            raise InvalidInput(
+                "tables" if self.tables else "schemas",
+                "only applies to a restore of a logical backup into a database",
+            )
+        check_partial(self.tables, self.schemas, replace=self.replace)
         if self.target_datadir is None and self.physical_options_given():
             raise InvalidInput(
                 self.physical_options_given()[0],
@@ -187,5 +196,7 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
             no_owner=r.no_owner,
             work_dir=r.work_dir,
             force_system_database=r.force_system_database,
+            tables=r.tables,
+            schemas=r.schemas,
         )
     )

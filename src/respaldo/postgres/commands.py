@@ -441,6 +441,7 @@ def pg_restore(
     jobs: int = 1,
     no_owner: bool = False,
     sections: Sequence[str] = (),
+    use_list: Path | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
 ) -> RunningCommand:
@@ -451,7 +452,10 @@ def pg_restore(
     from a pipe, so it is a ValueError there). ``no_owner`` skips ``ALTER … OWNER`` (for a
     cluster without the original roles). A failure of any statement stops the restore and
     raises PostgresError when the command is waited for. Not idempotent: restoring twice
-    into one database fails on the objects that already exist.
+    into one database fails on the objects that already exist. ``use_list`` restores only
+    the entries that file lists (``--use-list``; see :mod:`respaldo.postgres.toc`): from a
+    pipe, pg_restore then exits as soon as it has read the last one, and a write after
+    that is a broken pipe.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -468,6 +472,8 @@ def pg_restore(
         build.append(f"--section={section}")
     if jobs > 1:
         build.append(f"--jobs={jobs}")
+    if use_list is not None:
+        build.append(f"--use-list={use_list}")
     after = [str(source)] if source is not None else []
     return _start(
         "pg_restore",

@@ -191,6 +191,14 @@ def test_a_restore_request_that_cannot_run_cannot_be_made(tmp_path: Path) -> Non
     with pytest.raises(InvalidInput) as raised:
         RestoreRequest("20261127T120000Z-48b241c1", target_datadir=target, target_time="noon")
     assert raised.value.field == "target_time"
+    with pytest.raises(InvalidInput) as raised:
+        RestoreRequest("20261127T120000Z-48b241c1", target_dir=target, tables=("a.b",))
+    assert raised.value.field == "tables"
+    with pytest.raises(InvalidInput) as raised:
+        RestoreRequest(
+            "20261127T120000Z-48b241c1", target_database="x", replace=True, schemas=("a",)
+        )
+    assert raised.value.field == "schemas" and "<<replace>>" in raised.value.args[0]
     request = RestoreRequest(
         "20261127T120000Z-48b241c1", target_datadir=target, target_time="2026-11-28 07:30:00Z"
     )
