@@ -1,4 +1,5 @@
-"""``respaldo list`` and ``respaldo show ID``: what the catalog knows."""
+"""``respaldo list`` and ``respaldo show ID``: what the catalog knows; ``respaldo ls ID``:
+what a logical backup holds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
 from respaldo.domain import BackupKind, BackupStatus
+from respaldo.operations.contents import BackupContents, backup_contents
 from respaldo.operations.context import Context
 from respaldo.operations.listing import BackupView, list_backups, show_backup
 from respaldo.operations.models import to_json_list
@@ -75,6 +77,41 @@ def show(
         out_console.print(
             f"{key:<{width}}  {value if value is not None else '-'}", highlight=False, markup=False
         )
+
+
+@app.command("ls")
+def ls_command(
+    ctx: typer.Context,
+    backup_id: Annotated[str, typer.Argument(help="Backup id (a logical backup).")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the schemas and tables (with row counts and sizes) a logical backup holds,
+    without restoring it."""
+    with Context.open(state(ctx).settings) as context:
+        contents = backup_contents(context, backup_id)
+    if as_json:
+        print_json(contents.to_json())
+        return
+    _print_contents(contents)
+
+
+def _print_contents(contents: BackupContents) -> None:
+    table = Table("table", "rows", "size", "partition of")
+    for t in contents.tables:
+        table.add_row(
+            f"{t.schema_name}.{t.name}",
+            "-" if t.rows is None else str(t.rows),
+            human_bytes(t.size_bytes),
+            t.partition_of or "",
+        )
+    out_console.print(table)
+    schemas = ", ".join(
+        f"{s.name} ({s.tables} tables)" if s.tables else s.name for s in contents.schemas
+    )
+    objects = ", ".join(f"{count} {kind}" for kind, count in contents.objects.items())
+    out_console.print(f"schemas: {schemas}", highlight=False, markup=False)
+    if objects:
+        out_console.print(f"other objects: {objects}", highlight=False, markup=False)
 
 
 def _verified(record: BackupView) -> str:

@@ -34,6 +34,7 @@ from respaldo.postgres import (
     psql,
     server_info,
 )
+from respaldo.postgres.server import table_sizes
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 DUMP_STREAM = "dump"
 GLOBALS_STREAM = "globals"
+TABLE_SIZES = "table_sizes"
+"""The manifest's ``meta`` key of the tables' sizes (``schema.table`` -> bytes, on the
+source when the backup was taken), for ``respaldo ls``."""
 
 
 def backup_database(
@@ -106,6 +110,8 @@ def _dump(
     with BackupWriter(repo, backup_id) as writer:
         with exported_snapshot(conninfo) as snapshot:
             meta["row_counts"] = snapshot.row_counts
+            # For 'respaldo ls' (the dump's table of contents holds no sizes).
+            meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
                 meta["schema_version"] = _schema_version(conninfo, db.schema_version_query, tools)
             with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:

@@ -282,6 +282,31 @@ def exported_snapshot(conninfo: ConnInfo) -> Iterator[ExportedSnapshot]:
         conn.close()
 
 
+_TABLE_SIZES = """
+SELECT n.nspname, c.relname, pg_catalog.pg_table_size(c.oid)
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND c.relpersistence <> 't'
+   AND n.nspname <> 'information_schema'
+   AND n.nspname !~ '^pg_'
+"""
+
+
+def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
+    """``"schema.table"`` -> ``pg_table_size`` (data, TOAST and maps; no indexes) of every
+    ordinary table and leaf partition: what ``respaldo ls`` shows of a backup. Read from
+    the catalog at once (sizes are not part of a snapshot). Raises ConnectionFailed,
+    QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        rows = _guarded(
+            conninfo,
+            "reading the tables' sizes",
+            lambda: conn.execute(_TABLE_SIZES).fetchall(),
+        )
+    return {f"{schema}.{table}": int(size) for schema, table, size in rows}
+
+
 # --- databases ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,148 @@
+"""``ls``: what a logical backup holds, without restoring it.
+
+The schemas, tables and other objects come from the dump's table of contents (only the
+start of the dump is read: pg_restore exits after it); the row counts from the backup's
+manifest, counted in the very snapshot pg_dump dumped. Sizes are the tables' sizes on the
+source server when the backup was taken (``pg_table_size``: data and TOAST, without
+indexes), for backups that recorded them; the dump's own table of contents holds no
+sizes (pg_dump wrote it to a pipe, so it has no data offsets either).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+
+from pydantic import Field
+
+from respaldo.domain import validate_backup_id
+from respaldo.errors import ConfigError
+from respaldo.operations.backup import DUMP_STREAM, TABLE_SIZES
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.postgres.toc import read_listing, tables_in
+
+# Kinds that are the database's objects (not their parts, not session settings), counted.
+_COUNTED = frozenset(
+    {
+        "AGGREGATE",
+        "COLLATION",
+        "DOMAIN",
+        "EVENT TRIGGER",
+        "EXTENSION",
+        "FOREIGN TABLE",
+        "FUNCTION",
+        "INDEX",
+        "LARGE OBJECT",
+        "MATERIALIZED VIEW",
+        "PROCEDURE",
+        "SEQUENCE",
+        "TRIGGER",
+        "TYPE",
+        "VIEW",
+    }
+)
+
+
+class TableContents(ResultModel):
+    """One table: its rows in the backup's snapshot (None for a partitioned table, whose
+    rows are its partitions'), its size on the source (None if not recorded), and the
+    partitioned table it is a partition of."""
+
+    schema_name: str = Field(alias="schema")
+    name: str
+    rows: int | None
+    size_bytes: int | None
+    partition_of: str | None = None
+
+
+class SchemaContents(ResultModel):
+    """One schema: how many tables, and their rows and sizes added up (None when none
+    is known)."""
+
+    name: str
+    tables: int
+    rows: int | None
+    size_bytes: int | None
+
+
+class BackupContents(ResultModel):
+    """What logical backup ``backup_id`` of ``database`` holds. ``objects`` counts the
+    other objects by kind (``view``, ``function``, ``index``…)."""
+
+    backup_id: str
+    database: str
+    started_at: UtcTime
+    schemas: list[SchemaContents]
+    tables: list[TableContents]
+    objects: dict[str, int]
+
+
+def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
+    """List the schemas, tables (with row counts and sizes) and other objects of logical
+    backup ``backup_id``, reading only its manifest and the start of its dump.
+
+    Raises InvalidBackupId, BackupNotFound, ConfigError (not a logical backup),
+    IntegrityError, PostgresError (pg_restore could not read the dump).
+    """
+    validate_backup_id(backup_id)
+    with contextlib.ExitStack() as leases:
+        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"listing of {backup_id}")
+        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        if manifest.kind != "full":
+            raise ConfigError(
+                f"backup {backup_id} is a {manifest.kind} backup, not a logical one",
+                hint="'respaldo ls' lists the tables of logical backups",
+            )
+        entries = read_listing(
+            StreamReader(repo, fallbacks, warnings).stream(manifest, DUMP_STREAM)
+        )
+    rows: dict[str, int] = manifest.meta.get("row_counts") or {}
+    sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}
+    parents = {(e.namespace, e.tag): e.depends for e in entries if e.kind == "TABLE ATTACH"}
+    by_id = {e.dump_id: e for e in entries}
+    tables = []
+    for entry in tables_in(entries):
+        parent = next(
+            (
+                by_id[i].name
+                for i in parents.get((entry.namespace, entry.tag), ())
+                if i in by_id and by_id[i].kind == "TABLE" and i != entry.dump_id
+            ),
+            None,
+        )
+        tables.append(
+            TableContents(
+                schema_name=entry.namespace or "",
+                name=entry.tag,
+                rows=rows.get(entry.name),
+                size_bytes=sizes.get(entry.name),
+                partition_of=parent,
+            )
+        )
+    tables.sort(key=lambda t: (t.schema_name, t.name))
+    names = {e.tag for e in entries if e.kind == "SCHEMA"} | {t.schema_name for t in tables}
+    schemas = [
+        _schema(name, [t for t in tables if t.schema_name == name]) for name in sorted(names)
+    ]
+    objects = Counter(e.kind.lower() for e in entries if e.kind in _COUNTED)
+    return BackupContents(
+        backup_id=backup_id,
+        database=manifest.source,
+        started_at=manifest.started_at,
+        schemas=schemas,
+        tables=tables,
+        objects=dict(sorted(objects.items())),
+    )
+
+
+def _schema(name: str, tables: list[TableContents]) -> SchemaContents:
+    rows = [t.rows for t in tables if t.rows is not None]
+    sizes = [t.size_bytes for t in tables if t.size_bytes is not None]
+    return SchemaContents(
+        name=name,
+        tables=len(tables),
+        rows=sum(rows) if rows else None,
+        size_bytes=sum(sizes) if sizes else None,
+    )
