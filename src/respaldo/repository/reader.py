@@ -9,7 +9,11 @@ packs and the few new chunks of the day, and grouping by pack keeps that from tu
 into one request per change (which is what makes restores from S3 slow over a WAN: each
 request costs a round trip). A chunk that occurs twice in a window is read once. A small
 pool fetches the ranges of the next window while the consumer works through this one;
-memory stays bounded by two windows.
+memory stays bounded by two windows. The first window of a read is small
+(``FIRST_WINDOW_BYTES``) and each next one twice the last, up to ``WINDOW_BYTES``: a
+reader that needs only the start of a stream (pg_restore reading a dump's table of
+contents, which restore and ``ls`` do) gets it without a whole window being fetched,
+decrypted and decompressed first.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ GAP_MAX = 256 * 1024
 a request costs a round trip (tens of milliseconds), in which this much data arrives."""
 WINDOW_BYTES = 16 * 1024 * 1024
 """Sealed bytes of stream planned together."""
+FIRST_WINDOW_BYTES = 1024 * 1024
+"""The first window's size: windows grow from it to WINDOW_BYTES, doubling."""
 WINDOWS_AHEAD = 2
 FETCH_THREADS = 4
 
@@ -78,6 +84,7 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
     located: dict[bytes, Location] = {}
     missing: set[bytes] = set()
     size = 0
+    limit = min(FIRST_WINDOW_BYTES, WINDOW_BYTES)
     for cid, _length in entries:
         ids.append(cid)
         if cid not in located and cid not in missing:
@@ -87,9 +94,10 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
             else:
                 located[cid] = loc
                 size += loc.length
-        if size >= WINDOW_BYTES:
+        if size >= limit:
             yield _Window(ids, missing, _runs(located))
             ids, located, missing, size = [], {}, set(), 0
+            limit = min(2 * limit, WINDOW_BYTES)
     if ids:
         yield _Window(ids, missing, _runs(located))
 

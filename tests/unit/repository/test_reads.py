@@ -106,6 +106,25 @@ def test_a_chunk_repeated_in_a_stream_is_read_once_and_yielded_each_time(
     assert len(counting.gets) == 1
 
 
+def test_reading_only_the_start_of_a_stream_fetches_only_its_start(
+    memory_storage: MemoryStorage,
+) -> None:
+    # What reading a dump's table of contents does (restore, ls): the first chunk must
+    # not wait for, nor cost, a whole 16 MiB window.
+    data = random_bytes(12 * 1024 * 1024, seed=4)
+    repo = init_repo(memory_storage, pack_size=BIG_PACKS)
+    manifest, _ = write_backup(repo, "b1", {"dump": data})
+    counting = CountingStorage(memory_storage)
+    reopened = open_repo(counting, pack_size=BIG_PACKS)
+    counting.bytes_read = 0
+    stream = iter_stream(reopened, manifest, "dump")
+    first = next(stream)
+    stream.close()  # type: ignore[attr-defined]
+    assert data.startswith(first)
+    # The first window and the one fetched ahead of it: a few MiB, not the stream.
+    assert counting.bytes_read < 4 * 1024 * 1024, counting.bytes_read
+
+
 def test_windows_keep_order_across_many_windows(
     memory_storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
