@@ -7,6 +7,9 @@ chosen tables, read by the test (not by respaldo), and the catalog of the source
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 from sample.cluster import TempCluster
 
@@ -64,6 +67,67 @@ def test_table_restores_exactly_the_chosen_tables(
     seq = "SELECT last_value FROM finanzas.numero_factura_seq"
     assert pg.query(seq, dbname=new_dbname) == pg.query(seq, dbname=respaldo.dbname)
     assert not staging_databases(pg)
+
+
+def _psql_pipe(pg: TempCluster, source_db: str, query: str, target_db: str, table: str) -> None:
+    """``psql -c "\\copy (QUERY) TO STDOUT" | psql -c "\\copy TABLE FROM STDIN"``, as the
+    runbook in docs/disaster-recovery.md does it."""
+    psql = str(pg.bindir / "psql")
+    env = {**os.environ, **pg.libpq_env()}
+    reader = subprocess.Popen(
+        [psql, "-X", "-d", source_db, "-c", f"\\copy ({query}) TO STDOUT"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert reader.stdout is not None
+    writer = subprocess.run(
+        [psql, "-X", "-d", target_db, "-c", f"\\copy {table} FROM STDIN"],
+        stdin=reader.stdout,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    reader.stdout.close()
+    assert reader.wait() == 0
+    assert writer.returncode == 0, writer.stderr
+
+
+def test_yesterdays_invoices_come_back_as_the_runbook_says(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    before = table_checksums(pg, respaldo.dbname)
+    day = pg.scalar("SELECT max(fecha_emision) FROM finanzas.facturas", dbname=respaldo.dbname)
+    of_day = f"SELECT id FROM finanzas.facturas WHERE fecha_emision = '{day}'"
+    # The accident: the day's invoices deleted, with their lines and payments.
+    pg.execute(
+        f"DELETE FROM finanzas.pagos WHERE factura_id IN ({of_day});"
+        f"DELETE FROM finanzas.lineas_factura WHERE factura_id IN ({of_day});"
+        f"DELETE FROM finanzas.facturas WHERE fecha_emision = '{day}'",
+        dbname=respaldo.dbname,
+    )
+    assert table_checksums(pg, respaldo.dbname)["finanzas.facturas"] != before["finanzas.facturas"]
+
+    tables = ("finanzas.facturas", "finanzas.lineas_factura", "finanzas.pagos")
+    respaldo.restore(backup_id, new_dbname, *(f"--table={t}" for t in tables))
+    _psql_pipe(
+        pg,
+        new_dbname,
+        f"SELECT * FROM finanzas.facturas WHERE fecha_emision = '{day}'",
+        respaldo.dbname,
+        "finanzas.facturas",
+    )
+    for child in tables[1:]:
+        _psql_pipe(
+            pg,
+            new_dbname,
+            f"SELECT * FROM {child} WHERE factura_id IN ({of_day})",
+            respaldo.dbname,
+            child,
+        )
+
+    after = table_checksums(pg, respaldo.dbname)
+    assert {t: after[t] for t in tables} == {t: before[t] for t in tables}
 
 
 def test_schema_restores_its_tables(respaldo: Respaldo, pg: TempCluster, new_dbname: str) -> None:
