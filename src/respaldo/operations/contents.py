@@ -20,8 +20,14 @@ from respaldo.errors import ConfigError
 from respaldo.operations.backup import DUMP_STREAM, TABLE_SIZES
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
-from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.restore import (
+    StreamReader,
+    dump_major,
+    load_manifest_any,
+    open_with_fallbacks,
+)
 from respaldo.postgres.toc import read_listing, tables_in
+from respaldo.postgres.toolsets import find_tools
 
 # Kinds that are the database's objects (not their parts, not session settings), counted.
 _COUNTED = frozenset(
@@ -84,7 +90,8 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
     backup ``backup_id``, reading only its manifest and the start of its dump.
 
     Raises InvalidBackupId, BackupNotFound, ConfigError (not a logical backup),
-    IntegrityError, PostgresError (pg_restore could not read the dump).
+    IntegrityError, ToolNotFound (no pg_restore new enough for the dump), PostgresError
+    (pg_restore could not read the dump).
     """
     validate_backup_id(backup_id)
     with contextlib.ExitStack() as leases:
@@ -95,9 +102,11 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
                 f"backup {backup_id} is a {manifest.kind} backup, not a logical one",
                 hint="'respaldo ls' lists the tables of logical backups",
             )
-        entries = read_listing(
-            StreamReader(repo, fallbacks, warnings).stream(manifest, DUMP_STREAM)
-        )
+        # A pg_restore that can read the dump: as new as the pg_dump that wrote it.
+        major = dump_major(manifest)
+        tools = find_tools("logical", major, at_least=major)
+        dump = StreamReader(repo, fallbacks, warnings).stream(manifest, DUMP_STREAM)
+        entries = read_listing(dump, bindir=tools.bindir)
     rows: dict[str, int] = manifest.meta.get("row_counts") or {}
     sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}
     parents = {(e.namespace, e.tag): e.depends for e in entries if e.kind == "TABLE ATTACH"}

@@ -73,8 +73,8 @@ from respaldo.postgres import (
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
-from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.postgres.toc import Selection
+from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import Manifest, Repository, iter_stream
 from respaldo.repository.locks import reading_lease
