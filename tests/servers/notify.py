@@ -8,16 +8,23 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass
@@ -99,6 +106,80 @@ class Smtp:
 
     def close(self) -> None:
         self.controller.stop()
+
+
+class SmtpTls:
+    """An SMTP server on 127.0.0.1 that takes mail only after STARTTLS (a certificate
+    made here) and AUTH with ``user`` / ``password``; ``logins`` records each attempt
+    (user, accepted, over TLS)."""
+
+    def __init__(self, directory: Path, user: str, password: str) -> None:
+        self.inbox = Inbox()
+        self.logins: list[tuple[str, bool, bool]] = []
+        self.port = free_port()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*_self_signed(directory))
+
+        def authenticate(
+            server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+        ) -> AuthResult:
+            ok = (
+                isinstance(data, LoginPassword)
+                and data.login.decode() == user
+                and data.password.decode() == password
+            )
+            login = data.login.decode() if isinstance(data, LoginPassword) else "?"
+            self.logins.append((login, ok, session.ssl is not None))
+            return AuthResult(success=ok)
+
+        self.controller = Controller(
+            _Handler(self.inbox),
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=context,
+            require_starttls=True,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=authenticate,
+        )
+        self.controller.start()
+
+    def url(self, user: str) -> str:
+        """A mailtos:// URL with STARTTLS, the password as ``{secret}``; the certificate
+        is the test's own, so apprise is told not to verify it (``verify=no``)."""
+        return (
+            f"mailtos://{user}:{{secret}}@127.0.0.1:{self.port}?mode=starttls&verify=no"
+            "&from=respaldo@example.com&to=ops@example.com"
+        )
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "smtp.crt", directory / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def free_port() -> int:

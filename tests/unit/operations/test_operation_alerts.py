@@ -14,7 +14,13 @@ import pytest
 from respaldo.cli.wal_fast import push_command
 from respaldo.errors import WalRefused
 from respaldo.operations.copy import replicate
-from respaldo.operations.prune import prune
+from respaldo.operations.prune import (
+    PruneResult,
+    RepositoryOutcome,
+    _alert,
+    _lock_failure,
+    prune,
+)
 from respaldo.operations.wal import push_wal
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.unit.operations.support import NOW, Installation
@@ -83,3 +89,22 @@ def test_a_prune_that_cannot_finish_in_a_repository_alerts(
     # A dry run changes nothing, so it tells nothing either.
     prune(setup.ctx, now=NOW, dry_run=True)
     assert len(webhook.inbox.items) == 1
+
+
+def test_object_locks_that_could_not_be_renewed_are_an_alert_of_their_own(
+    setup: Installation,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    result = PruneResult(dry_run=False, now=NOW, decisions=[])
+    locked = RepositoryOutcome("second")
+    _lock_failure(
+        locked, "could not renew 3 object locks (first: packs/ab); the next prune tries again"
+    )
+    result.repositories = [RepositoryOutcome("local"), locked]
+    _alert(setup.ctx, result, None)
+    (got,) = webhook.inbox.wait(1)
+    assert got["json"]["title"] == "[respaldo] CRITICAL: lock renewal failed"
+    assert "Repository: second" in got["json"]["message"]
+    assert "could not renew 3 object locks" in got["json"]["message"]
+    assert "s3:PutObjectRetention" in got["json"]["message"]
+    assert len(webhook.inbox.items) == 1  # not a second alert as a failed prune
