@@ -30,7 +30,9 @@ nothing keeps it):
 And invariants that no policy can switch off, per group: the newest completed backup is
 kept (a cleanup after a week of failing backups keeps the last one that worked); the
 newest completed backup that passed verification is kept, whatever its age; pinned
-backups are kept; backups still running (pending, in_progress) are kept.
+backups are kept; backups still running (pending, in_progress) are kept. Across groups:
+a kept backup keeps its ``parent`` (the backup an incremental physical backup restores
+on top of), and so its whole chain, whatever the rules say of them.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class BackupFacts:
     pinned: bool = False
     created_at: datetime | None = None
     verified_at: datetime | None = None
+    parent: str | None = None
+    """The backup this one is incremental on (it restores only on top of it), if any."""
 
     @property
     def time(self) -> datetime:
@@ -203,6 +207,7 @@ def decide(
     for (database, kind), members in groups.items():
         policy = lookup(database, kind)
         _decide_group(members, policy, now, reasons, expired_why)
+    _keep_parents(items, reasons)
     decisions = []
     for b in items:
         kept = reasons[b.id]
@@ -211,6 +216,22 @@ def decide(
         else:
             decisions.append(Decision(b, Action.EXPIRE, (expired_why.get(b.id, "expired"),)))
     return decisions
+
+
+def _keep_parents(items: list[BackupFacts], reasons: dict[str, list[str]]) -> None:
+    """A kept backup keeps its parent, transitively: an incremental restores only on top
+    of its chain. Children are visited newest first, so each parent names its newest
+    kept child."""
+    by_id = {b.id: b for b in items}
+    for b in sorted(items, key=lambda b: (b.time, b.id), reverse=True):
+        child = b
+        while reasons[child.id] and child.parent is not None and child.parent in by_id:
+            parent = by_id[child.parent]
+            why = f"parent of kept {child.id}"
+            if any(r.startswith("parent of kept") for r in reasons[parent.id]):
+                break  # its chain is kept already
+            reasons[parent.id].append(why)
+            child = parent
 
 
 def _decide_group(

@@ -41,6 +41,12 @@ ARCHIVING_INITDB_OPTIONS: dict[int | None, tuple[str, ...]] = {BUNDLED_MAJOR: ("
 size other than 16 MiB (the system's keeps the default), one cluster for both."""
 
 
+ARCHIVING_SETTINGS: dict[int | None, dict[str, str]] = {BUNDLED_MAJOR: {"summarize_wal": "on"}}
+"""Server settings of the archiving cluster of each major: on 18, WAL summaries, so that
+its physical backups after the first are incremental (what respaldo does by default where
+the server can), restored through pg_combinebackup by the drill and PITR tests too."""
+
+
 def server_bindir(major: int | None) -> Path:
     """The bin directory of PostgreSQL ``major`` (None: the system's newest); fails the
     test, naming what to install, when there is none."""

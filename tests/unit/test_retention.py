@@ -331,3 +331,32 @@ def test_expiry_is_monotonic_in_time(
     after = kept(decide(history, policy, later))
     # Time only ever moves backups from keep to expire (with the same backups present).
     assert after <= before
+
+
+# --- incremental physical backups: a kept backup keeps the chain it restores from ---------
+
+
+def test_a_kept_incremental_keeps_every_backup_of_its_chain() -> None:
+    from dataclasses import replace
+
+    policy = Policy(keep_until_expires=False, keep_last=1, min_keep=1)
+    full = backup(1, timedelta(days=3), kind="incremental")
+    first = replace(backup(2, timedelta(days=2), kind="incremental"), parent=full.id)
+    second = replace(backup(3, timedelta(days=1), kind="incremental"), parent=first.id)
+    other = backup(4, timedelta(days=4), kind="incremental")
+    decisions = {d.backup.id: d for d in decide([full, first, second, other], policy, NOW)}
+    assert decisions[second.id].keep
+    assert decisions[first.id].keep and "parent of kept b003" in decisions[first.id].rule
+    assert decisions[full.id].keep and "parent of kept b002" in decisions[full.id].rule
+    assert not decisions[other.id].keep  # no kept backup depends on it
+
+
+def test_an_expired_incremental_does_not_keep_its_parent() -> None:
+    from dataclasses import replace
+
+    policy = Policy(keep_until_expires=False, keep_last=1, min_keep=1)
+    full = backup(1, timedelta(days=3), kind="incremental")
+    child = replace(backup(2, timedelta(days=2), kind="incremental"), parent=full.id)
+    newer_full = backup(3, timedelta(days=1), kind="incremental")
+    decisions = {d.backup.id: d for d in decide([full, child, newer_full], policy, NOW)}
+    assert [i for i, d in decisions.items() if d.keep] == [newer_full.id]

@@ -94,6 +94,7 @@ class ManifestValues:
     database_version: str | None = None
     schema_version: str | None = None
     tool_version: str | None = None
+    parent_id: str | None = None
     # optional: None keeps what the record has
     retention_days: int | None = None
     pinned: bool | None = None
@@ -241,6 +242,7 @@ class BackupRecords:
         storage_path: str | None = None,
         s3_url: str | None = None,
         storage_tier: str | None = None,
+        parent_id: str | None = None,
     ) -> BackupRecord:
         """``in_progress`` -> ``completed``, with what the backup produced.
 
@@ -265,6 +267,7 @@ class BackupRecords:
         record.checksum = checksum
         record.checksum_algorithm = checksum_algorithm
         record.manifest = manifest
+        record.parent_id = parent_id
         record.database_version = database_version
         record.schema_version = schema_version
         record.error_message = None
@@ -455,6 +458,7 @@ class BackupRecords:
         record.database_version = values.database_version
         record.schema_version = values.schema_version
         record.tool_version = values.tool_version
+        record.parent_id = values.parent_id
         if values.retention_days is not None:
             record.retention_days = values.retention_days
         if values.pinned is not None:

@@ -108,6 +108,10 @@ class BackupRecord(Base):
     lease lapsed. None for records written before jobs, outside any job, or rebuilt from
     a manifest; ``worker_pid`` then decides."""
 
+    parent_id: Mapped[str | None] = mapped_column(sa.String(32))
+    """The backup an incremental physical backup restores on top of (its manifest's
+    ``incremental_of``); retention keeps it while this one is kept."""
+
     copies: Mapped[list[BackupCopy]] = relationship(
         back_populates="backup",
         cascade="all, delete-orphan",

@@ -45,6 +45,7 @@ def manifest_values(
         database_version=meta.get("server_version"),
         schema_version=meta.get("schema_version"),
         tool_version=manifest.tool_version,
+        parent_id=meta.get("incremental_of"),
         retention_days=meta.get("retention_days"),
         # Snapshot backups are pinned in their manifest. A rebuild never unpins, and re-pins
         # one a user unpinned: keeping too much is the failure that loses nothing.

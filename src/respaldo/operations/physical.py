@@ -1,10 +1,14 @@
 """Physical backups (kind ``incremental``): the whole cluster, through pg_basebackup.
 
-One stream, ``base``: the tar ``pg_basebackup -Ft -D - -X fetch -c fast`` writes, WAL
-included, so the backup restores on its own. It passes through the chunker like a dump:
-files that did not change since the last backup (most of a cluster, most days) yield the
-same bytes and so the same chunks, and cost nothing new; yet every backup is complete,
-with no chain of parents to restore first. The tar is checked as it streams against the
+The stream ``base``: the tar ``pg_basebackup -Ft -D - -X fetch -c fast`` writes, WAL
+included. It passes through the chunker like a dump: files that did not change since the
+last backup (most of a cluster, most days) yield the same bytes and so the same chunks,
+and cost nothing new. On PostgreSQL 17+ with ``summarize_wal = on`` the backup is
+incremental when it can be (operations/physical_chain.py): the server reads and sends
+only the blocks changed since the previous backup, and a restore combines the chain with
+``pg_combinebackup``; every backup still restores on its own from the user's point of
+view. The second stream, ``backup_manifest``, holds the server's manifest alone, for the
+next incremental. The tar is checked as it streams against the
 ``backup_manifest`` PostgreSQL wrote (sizes, SHA-256 of every file, the WAL range), and
 the manifest's figures are recorded: start, checkpoint and stop LSN, timeline, system
 identifier (from ``pg_control``, checked against the server's own).
@@ -16,13 +20,16 @@ archive and the backups of one database cannot silently come from two clusters.
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import BaseBackupInvalid, PostgresError
 from respaldo.operations.context import Context
+from respaldo.operations.physical_chain import MANIFEST_STREAM, Parent, choose_parent
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.operations.wal import ensure_cluster_record
 from respaldo.postgres import ConnInfo, server_info
@@ -33,6 +40,7 @@ from respaldo.postgres.basebackup import (
     wal_reservation,
 )
 from respaldo.postgres.toolsets import Tools, find_tools
+from respaldo.privatedir import private_directory
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 log = logging.getLogger(__name__)
@@ -46,10 +54,13 @@ def backup_cluster(
     *,
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     snapshot: str | None = None,
+    method: Literal["auto", "full"] = "auto",
 ) -> BackupResult:
     """Take a physical backup of the cluster that the configured ``database`` lives in.
 
     ``snapshot`` (a snapshot id) pins the backup and records the id in its manifest.
+    ``method`` "auto" takes an incremental backup where the server can (see
+    operations/physical_chain.py), "full" a full one whatever the server can do.
     Raises ConfigError, ConnectionFailed, ToolNotFound, ToolVersionError, PostgresError
     (with a hint for the usual setup problems), BaseBackupInvalid (nothing stored),
     WalRefused (the server is not the cluster recorded for this database), StorageError.
@@ -75,7 +86,20 @@ def backup_cluster(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
         ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
-        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta, tools)
+        parent, why = (
+            choose_parent(ctx, repo, db.name, conninfo, server)
+            if method == "auto"
+            else (None, "a full backup was asked for")
+        )
+        if parent is None:
+            meta.update(backup_method="full", full_reason=why)
+        else:
+            meta.update(
+                backup_method="incremental",
+                incremental_of=parent.manifest.backup_id,
+                chain=parent.chain,
+            )
+        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta, tools, parent)
 
     return recorded_backup(
         ctx,
@@ -96,12 +120,20 @@ def _stream(
     heartbeat: Heartbeat,
     meta: dict[str, Any],
     tools: Tools,
+    parent: Parent | None,
 ) -> tuple[Manifest, WriteStats]:
-    with BackupWriter(repo, backup_id) as writer:
+    with BackupWriter(repo, backup_id) as writer, private_directory("chain") as tmp:
+        since: Path | None = None
+        if parent is not None:
+            since = tmp / "parent_backup_manifest"
+            since.write_bytes(parent.backup_manifest)
         with wal_reservation(conninfo) as slot:
             try:
                 with pg_basebackup(
-                    conninfo, label=f"respaldo {backup_id}", bindir=tools.bindir
+                    conninfo,
+                    label=f"respaldo {backup_id}",
+                    incremental=since,
+                    bindir=tools.bindir,
                 ) as command:
                     reader = BaseBackupReader(command.stdout)
                     writer.write_stream(BASE_STREAM, reader, heartbeat.phase("base"))
@@ -110,6 +142,9 @@ def _stream(
                     exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr)
                 ) from None
         info = reader.finish()
+        server_manifest = reader.check.manifest_bytes
+        assert server_manifest is not None  # finish() raised otherwise
+        writer.write_stream(MANIFEST_STREAM, io.BytesIO(server_manifest))
         if str(info.system_identifier) != meta["system_identifier"]:
             raise BaseBackupInvalid(
                 f"pg_control in the backup names cluster {info.system_identifier}, the "

@@ -35,7 +35,7 @@ from pathlib import Path
 from respaldo.childenv import server_environment
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, validate_backup_id
-from respaldo.errors import ConfigError, RestoreError, option
+from respaldo.errors import BackupNotFound, ConfigError, RestoreError, option
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
@@ -44,6 +44,7 @@ from respaldo.postgres.datadir import (
     Owner,
     RecoveryTarget,
     check_runnable_by,
+    combine_backups,
     extract_base_backup,
     find_server_bindir,
     release_datadir,
@@ -51,6 +52,8 @@ from respaldo.postgres.datadir import (
     wait_for_recovery,
     write_recovery_config,
 )
+from respaldo.postgres.toolsets import find_tools
+from respaldo.repository import Manifest, Repository
 
 DEFAULT_TIMEOUT = 3600.0
 
@@ -116,6 +119,19 @@ def _unreachable_parent(path: Path, owner: Owner) -> Path | None:
             continue
         return parent
     return None
+
+
+def _chain_member(
+    repo: Repository, fallbacks: list[Repository], backup_id: str, member: str
+) -> Manifest:
+    try:
+        return load_manifest_any(repo, fallbacks, member)
+    except BackupNotFound:
+        raise RestoreError(
+            f"backup {backup_id} is incremental on backup {member}, which is gone",
+            hint="restore another backup ('respaldo list'); retention keeps the backups an "
+            "incremental needs, so this one was deleted by hand or lost",
+        ) from None
 
 
 def configured_bin_dir(settings: Settings, database: str) -> Path | None:
@@ -192,20 +208,41 @@ def restore_datadir(
             if start
             else None
         )
+        # An incremental backup restores on top of its chain (operations/physical_chain.py).
+        chain = [
+            _chain_member(repo, fallbacks, backup_id, i) for i in manifest.meta.get("chain", [])
+        ]
+        combine_bindir = (
+            find_tools(
+                "combine",
+                int(manifest.meta["server_version_num"]) // 10000,
+                pg_bin_dir=configured_bin_dir(settings, manifest.source),
+            ).bindir
+            if chain
+            else None
+        )
         restore_target = begin_restore(datadir, backup_id)
         warnings += restore_target.warnings
         result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
         reader = StreamReader(repo, fallbacks, result.warnings)
-        total = manifest.stream(BASE_STREAM).size
+        total = sum(m.stream(BASE_STREAM).size for m in [*chain, manifest])
 
-        def pieces() -> Iterator[bytes]:
-            for data in reader.stream(manifest, BASE_STREAM):
+        def pieces(member: Manifest) -> Iterator[bytes]:
+            for data in reader.stream(member, BASE_STREAM):
                 result.bytes_restored += len(data)
                 ctx.progress("restore", result.bytes_restored, total)
                 yield data
 
         try:
-            extract_base_backup(pieces(), datadir, owner=owner)
+            if combine_bindir is not None:
+                combine_backups(
+                    [pieces(m) for m in [*chain, manifest]],
+                    datadir,
+                    bindir=combine_bindir,
+                    owner=owner,
+                )
+            else:
+                extract_base_backup(pieces(manifest), datadir, owner=owner)
             result.settings = write_recovery_config(
                 datadir,
                 restore_command=restore_command,

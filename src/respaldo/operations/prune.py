@@ -102,6 +102,7 @@ def facts_of(record: BackupRecord) -> BackupFacts:
         pinned=bool(record.pinned),
         created_at=record.created_at,
         verified_at=record.verified_at,
+        parent=record.parent_id,
     )
 
 

@@ -117,6 +117,7 @@ def recorded_backup(
             manifest=f"manifests/{backup_id}",
             database_version=manifest.meta.get("server_version"),
             schema_version=manifest.meta.get("schema_version"),
+            parent_id=manifest.meta.get("incremental_of"),
         )
         if stats.unconfirmed_chunks:
             # Verification quarantined copies this backup had deduplicated against while

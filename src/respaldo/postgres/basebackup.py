@@ -32,6 +32,7 @@ from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarParser
 from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start
 from respaldo.postgres.connection import ConnInfo, scrub
 from respaldo.postgres.server import connect
+from respaldo.postgres.wal import parse_lsn
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,16 @@ def pg_basebackup(
     conninfo: ConnInfo,
     *,
     label: str,
+    incremental: Path | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
 ) -> RunningCommand:
     """Start ``pg_basebackup`` writing a tar of the whole cluster to stdout.
+
+    ``incremental``: the ``backup_manifest`` of an earlier backup of this cluster; the
+    server (PostgreSQL 17+, ``summarize_wal = on``) then sends only the blocks changed
+    since it (``INCREMENTAL.*`` files), and the backup restores only through
+    ``pg_combinebackup`` with that earlier one.
 
     The role of ``conninfo`` needs the REPLICATION attribute (or superuser) and a
     ``replication`` line in pg_hba.conf; the database name is ignored. Read ``.stdout``
@@ -61,6 +68,8 @@ def pg_basebackup(
         "--manifest-checksums=SHA256",
         "--no-password",
     ]
+    if incremental is not None:
+        build.append(f"--incremental={incremental}")
     return _start(
         "pg_basebackup",
         conninfo,
@@ -70,6 +79,32 @@ def pg_basebackup(
         stdin=False,
         stdout="pipe",
     )
+
+
+def incremental_refusal(conninfo: ConnInfo, timeline: int, since_lsn: int) -> str | None:
+    """None when the server can take a backup incremental on one that started at
+    ``since_lsn`` on ``timeline``; else why not, in words. Needs PostgreSQL 17+.
+
+    ``summarize_wal`` must be on, and the WAL summaries must reach back to that start
+    (they begin when summarizing was switched on and are removed after
+    ``wal_summary_keep_time``). A role that may not list them gets None: the server
+    itself then decides, and says why it refuses. Raises ConnectionFailed, QueryFailed.
+    """
+    with connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_catalog.current_setting('summarize_wal')").fetchone()
+        if row is None or str(row[0]) != "on":
+            return "summarize_wal is off on the server"
+        try:
+            first = conn.execute(
+                "SELECT min(start_lsn)::text FROM pg_catalog.pg_available_wal_summaries()"
+                " WHERE tli = %s",
+                [timeline],
+            ).fetchone()
+        except psycopg.Error:
+            return None
+    if first is None or first[0] is None or parse_lsn(str(first[0])) > since_lsn:
+        return "the server's WAL summaries do not reach back to the previous backup"
+    return None
 
 
 def basebackup_hint(stderr: str) -> str | None:

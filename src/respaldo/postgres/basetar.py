@@ -434,6 +434,11 @@ class BaseBackupCheck:
         self._hash = None
         self._capture = None
 
+    @property
+    def manifest_bytes(self) -> bytes | None:
+        """``backup_manifest`` as the server wrote it, once it has passed."""
+        return self._captured.get(MANIFEST)
+
     def result(self, *, wal_zeroed: int = 0) -> BaseBackupInfo:
         """Check everything seen against the manifest; raise BaseBackupInvalid listing
         what is wrong (at most ten problems, with a count of the rest)."""

@@ -24,6 +24,7 @@ import contextlib
 import os
 import pwd
 import re
+import shutil
 import struct
 import subprocess
 import time
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.childenv import base_environment
-from respaldo.errors import RecoveryFailed, RestoreError, UnsafePath
+from respaldo.errors import PostgresError, RecoveryFailed, RestoreError, UnsafePath
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarMember, TarParser, Tee
 from respaldo.postgres.toolsets import find_tools
 
@@ -164,6 +165,55 @@ def extract_base_backup(
         writer.abort()
     info = check.result()
     writer.finish()
+    return info
+
+
+COMBINE_DIR = ".respaldo-combine"
+"""Below the target of a restore of an incremental backup: the chain's backups, each
+extracted, and what pg_combinebackup makes of them, until it is moved into place."""
+
+
+def combine_backups(
+    chain: Sequence[Iterable[bytes]], target: Path, *, bindir: Path, owner: Owner | None
+) -> BaseBackupInfo:
+    """Restore a chain of base backups into the empty directory ``target``.
+
+    ``chain`` is the tar of each backup, oldest first: a full backup, then each
+    incremental on the one before. Each is extracted and checked against its manifest
+    (as :func:`extract_base_backup` does) into a directory below ``target``, then
+    ``pg_combinebackup`` (of ``bindir``, run as ``owner``) writes the combined data
+    directory, which is moved into ``target``, ``PG_VERSION`` held back as there. The
+    extracted copies are removed. Raises BaseBackupInvalid, UnsafePath, PostgresError
+    (pg_combinebackup refused: its message says why); the caller removes what was
+    written. Returns what the last backup's manifest says.
+    """
+    work = target / COMBINE_DIR
+    work.mkdir(mode=0o700)
+    if owner is not None:
+        # pg_combinebackup runs as the server's user: it must enter and write here.
+        os.chown(target, owner.uid, owner.gid)
+        os.chown(work, owner.uid, owner.gid)
+    inputs: list[Path] = []
+    info: BaseBackupInfo | None = None
+    for number, pieces in enumerate(chain):
+        directory = work / f"{number:03d}"
+        directory.mkdir(mode=0o700)
+        info = extract_base_backup(pieces, directory, owner=owner)
+        release_datadir(directory)
+        inputs.append(directory)
+    if info is None:
+        raise ValueError("an empty chain of backups")
+    combined = work / "combined"
+    argv = [str(bindir / "pg_combinebackup"), *map(str, inputs), f"--output={combined}"]
+    done = subprocess.run(
+        _as_owner(argv, owner), capture_output=True, text=True, check=False, cwd="/"
+    )
+    if done.returncode != 0:
+        raise PostgresError("pg_combinebackup", done.returncode, done.stderr)
+    for entry in combined.iterdir():
+        entry.rename(target / (HELD_BACK_AS if entry.name == HELD_BACK else entry.name))
+    shutil.rmtree(work)
+    target.chmod(0o700)
     return info
 
 

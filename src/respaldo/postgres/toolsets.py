@@ -8,8 +8,9 @@ the programs it runs must fit each server:
   the server's major version or newer, because pg_dump refuses a newer server; and a
   ``pg_restore`` at least as new as the ``pg_dump`` that wrote the archive, which it
   otherwise cannot read;
-- physical backups (``pg_basebackup``): the server's own major version, the format of
-  its tar and manifest being the server's;
+- physical backups (``pg_basebackup``) and restores of incremental ones
+  (``pg_combinebackup``): the server's own major version, the format of its tar and
+  manifest being the server's;
 - a restored data directory (``postgres``, ``pg_ctl``): its own major version.
 
 Candidates, in this order:
@@ -50,10 +51,11 @@ BUNDLED_MAJOR = 18
 EXTRA = "respaldo[pg18]"
 
 Origin = Literal["pg_bin_dir", "system", "extra"]
-Purpose = Literal["logical", "physical", "server"]
+Purpose = Literal["logical", "physical", "combine", "server"]
 
 LOGICAL_PROGRAMS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
 PHYSICAL_PROGRAMS = ("pg_basebackup",)
+COMBINE_PROGRAMS = ("pg_combinebackup",)
 SERVER_PROGRAMS = ("postgres", "pg_ctl")
 
 
@@ -150,6 +152,7 @@ def _programs(purpose: Purpose) -> tuple[str, ...]:
     return {
         "logical": LOGICAL_PROGRAMS,
         "physical": PHYSICAL_PROGRAMS,
+        "combine": COMBINE_PROGRAMS,
         "server": SERVER_PROGRAMS,
     }[purpose]
 
@@ -198,8 +201,8 @@ def find_tools(
 def _wanted(purpose: Purpose, server_major: int, at_least: int) -> str:
     if purpose == "logical":
         return f"pg_dump/pg_restore of PostgreSQL {max(server_major, at_least)} or newer"
-    if purpose == "physical":
-        return f"pg_basebackup of PostgreSQL {server_major}"
+    if purpose in ("physical", "combine"):
+        return f"{_programs(purpose)[0]} of PostgreSQL {server_major}"
     return f"the PostgreSQL {server_major} server (postgres, pg_ctl)"
 
 

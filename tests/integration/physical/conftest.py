@@ -43,7 +43,11 @@ from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import secret_file
-from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, server_bindir
+from tests.integration.majors import (
+    ARCHIVING_INITDB_OPTIONS,
+    ARCHIVING_SETTINGS,
+    server_bindir,
+)
 
 PASSPHRASE = "physical backups (test passphrase)"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -206,7 +210,10 @@ password_file = "{dbpass}"
 
 @contextmanager
 def archiving_cluster(
-    major: int | None, *, initdb_options: Sequence[str] = ()
+    major: int | None,
+    *,
+    initdb_options: Sequence[str] = (),
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Archiving]:
     """A cluster of PostgreSQL ``major`` (None: the system's) archiving through respaldo,
     with the sample ERP in ``shop``; removed with its repository at the end."""
@@ -221,6 +228,7 @@ def archiving_cluster(
             settings={
                 "archive_mode": "on",
                 "archive_command": f"{command} --config {config} wal-push %p",
+                **(settings or {}),
             },
             initdb_options=initdb_options,
         )
@@ -242,7 +250,8 @@ def archiving_cluster(
 @pytest.fixture(scope="session")
 def archiving_session(pg_major: int | None) -> Iterator[Archiving]:
     options = ARCHIVING_INITDB_OPTIONS.get(pg_major, ())
-    with archiving_cluster(pg_major, initdb_options=options) as archiving:
+    settings = ARCHIVING_SETTINGS.get(pg_major)
+    with archiving_cluster(pg_major, initdb_options=options, settings=settings) as archiving:
         yield archiving
 
 
