@@ -56,6 +56,8 @@ from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
 DEFAULT_TIMEOUT = 3600.0
+PG_COMBINEBACKUP_LINK = 18
+"""The first pg_combinebackup with ``--link``."""
 
 
 @dataclass
@@ -212,12 +214,12 @@ def restore_datadir(
         chain = [
             _chain_member(repo, fallbacks, backup_id, i) for i in manifest.meta.get("chain", [])
         ]
-        combine_bindir = (
+        combine = (
             find_tools(
                 "combine",
                 int(manifest.meta["server_version_num"]) // 10000,
                 pg_bin_dir=configured_bin_dir(settings, manifest.source),
-            ).bindir
+            )
             if chain
             else None
         )
@@ -234,12 +236,13 @@ def restore_datadir(
                 yield data
 
         try:
-            if combine_bindir is not None:
+            if combine is not None:
                 combine_backups(
                     [pieces(m) for m in [*chain, manifest]],
                     datadir,
-                    bindir=combine_bindir,
+                    bindir=combine.bindir,
                     owner=owner,
+                    link=combine.major >= PG_COMBINEBACKUP_LINK,
                 )
             else:
                 extract_base_backup(pieces(manifest), datadir, owner=owner)

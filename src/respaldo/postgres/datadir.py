@@ -174,7 +174,12 @@ extracted, and what pg_combinebackup makes of them, until it is moved into place
 
 
 def combine_backups(
-    chain: Sequence[Iterable[bytes]], target: Path, *, bindir: Path, owner: Owner | None
+    chain: Sequence[Iterable[bytes]],
+    target: Path,
+    *,
+    bindir: Path,
+    owner: Owner | None,
+    link: bool = False,
 ) -> BaseBackupInfo:
     """Restore a chain of base backups into the empty directory ``target``.
 
@@ -183,7 +188,9 @@ def combine_backups(
     (as :func:`extract_base_backup` does) into a directory below ``target``, then
     ``pg_combinebackup`` (of ``bindir``, run as ``owner``) writes the combined data
     directory, which is moved into ``target``, ``PG_VERSION`` held back as there. The
-    extracted copies are removed. Raises BaseBackupInvalid, UnsafePath, PostgresError
+    extracted copies are removed. ``link`` (pg_combinebackup 18+) hard-links the files it
+    takes whole from the extracted backups instead of copying them: they are on the same
+    file system, and removed right after. Raises BaseBackupInvalid, UnsafePath, PostgresError
     (pg_combinebackup refused: its message says why); the caller removes what was
     written. Returns what the last backup's manifest says.
     """
@@ -205,6 +212,8 @@ def combine_backups(
         raise ValueError("an empty chain of backups")
     combined = work / "combined"
     argv = [str(bindir / "pg_combinebackup"), *map(str, inputs), f"--output={combined}"]
+    if link:
+        argv.append("--link")
     done = subprocess.run(
         _as_owner(argv, owner), capture_output=True, text=True, check=False, cwd="/"
     )

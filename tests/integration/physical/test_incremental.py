@@ -40,7 +40,9 @@ def test_an_incremental_backup_restores_through_its_chain(
     assert meta["chain"][-1] == first["id"]
     # Only the changed blocks came from the server: far less than the first backup's
     # files (the WAL segments, 64 MiB each on this cluster, come whole either way).
-    full_files = repo.load_manifest(first["id"]).meta["file_bytes"]
+    root = repo.load_manifest(meta["chain"][0]).meta
+    assert root["backup_method"] == "full"
+    full_files = root["file_bytes"]
     assert meta["file_bytes"] < full_files / 2, (meta["file_bytes"], full_files)
 
     datadir = archiving.new_datadir()
