@@ -18,15 +18,16 @@ from contextlib import contextmanager
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
-import apprise
-from apprise.manager_plugins import NotificationManager
-
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _DUMMY = "respaldo-placeholder-secret"
 
 
 @lru_cache(maxsize=1)
 def _schemes() -> frozenset[str]:
+    # apprise is imported only here and when sending: loading it (and its plugin list)
+    # costs about half a second, which wal-push, run once per WAL file, must not pay.
+    from apprise.manager_plugins import NotificationManager
+
     manager = NotificationManager()  # type: ignore[no-untyped-call]
     return frozenset(s.lower() for s in manager.schemas())  # type: ignore[no-untyped-call]
 
@@ -37,17 +38,18 @@ def scheme_of(url: str) -> str | None:
     return scheme.lower() if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else None
 
 
-def url_problem(url: str, *, placeholder: str | None) -> str | None:
+def url_problem(url: str, *, placeholder: str | None, deep: bool = True) -> str | None:
     """Why apprise cannot use ``url``, in words that never repeat the URL; None if it can.
 
     With ``placeholder`` (the URL holds ``{secret}``, filled in only when sending) only
     the scheme and the absence of a literal password are checked here: the real secret
-    decides the rest (a token apprise checks by its form), when sending.
+    decides the rest (a token apprise checks by its form), when sending. Without
+    ``deep``, only the form (a scheme, no literal password) is checked, without apprise.
     """
     scheme = scheme_of(url)
     if scheme is None:
         return "not a URL (scheme://...); docs/notifications.md shows one per service"
-    if scheme not in _schemes():
+    if deep and scheme not in _schemes():
         return f"scheme {scheme!r} is not a notification service apprise knows"
     try:
         password = urlsplit(url.replace(placeholder or "\0", _DUMMY)).password
@@ -58,8 +60,10 @@ def url_problem(url: str, *, placeholder: str | None) -> str | None:
             "holds a password; write {secret} in its place and name secret_file or "
             "secret_env (secrets never go in the config file)"
         )
-    if placeholder is not None:
+    if placeholder is not None or not deep:
         return None
+    import apprise
+
     with captured_apprise_log() as lines:
         plugin = apprise.Apprise.instantiate(url)
     if plugin is None:

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -369,6 +370,10 @@ class ServerSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+# Whether notification URLs are checked whole (with apprise) when settings load; the
+# WAL commands, run once per WAL file, check only their form (load_settings(check_urls=False)).
+_check_urls: ContextVar[bool] = ContextVar("respaldo_check_urls", default=True)
+
 NotificationLevel = Literal["critical", "warning", "success", "resolved", "report"]
 SECRET_PLACEHOLDER = "{secret}"  # noqa: S105 (where a secret goes, not one)
 
@@ -430,7 +435,11 @@ class NotificationTarget(_Section):
             raise ValueError("url has {secret} but neither secret_file nor secret_env fills it")
         if secrets and not placeholder:
             raise ValueError(f"{secrets[0]} is given but url has no {{secret}} to fill")
-        problem = url_problem(self.url, placeholder=SECRET_PLACEHOLDER if placeholder else None)
+        problem = url_problem(
+            self.url,
+            placeholder=SECRET_PLACEHOLDER if placeholder else None,
+            deep=_check_urls.get(),
+        )
         if problem is not None:
             raise ValueError(f"url of target {self.name!r}: {problem}")
         return self
@@ -772,8 +781,14 @@ def _find_secrets(data: Any, path: str = "") -> list[str]:
     return found
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+def load_settings(
+    config_file: Path | str | None = None, *, check_urls: bool = True, **overrides: Any
+) -> Settings:
     """Read settings from ``config_file`` (or ``RESPALDO_CONFIG``) and the environment.
+
+    ``check_urls=False`` checks notification URLs only for their form (a scheme, no
+    password written in them), without loading apprise: for ``wal-push`` and
+    ``wal-fetch``, which the server runs once per WAL file.
 
     A config file is required: without one every setting would be a default, and the
     default catalog and an empty list of repositories make every command quietly do
@@ -806,11 +821,14 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         )
     # A subclass per call carries the TOML path without global state.
     cls: type[Settings] = type("Settings", (Settings,), {"toml_path": path})
+    token = _check_urls.set(check_urls)
     try:
         return cls(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid config file {path}: {problems}") from None
+    finally:
+        _check_urls.reset(token)
 
 
 def _problem(err: Any) -> str:

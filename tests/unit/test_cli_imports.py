@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 # prometheus_client: only `respaldo metrics` and the service need it; procrastinate:
-# only workers and a PostgreSQL catalog's queue.
+# only workers and a PostgreSQL catalog's queue; apprise: only sending a notification.
 HEAVY = (
     "fastapi",
     "uvicorn",
@@ -23,6 +23,7 @@ HEAVY = (
     "apscheduler",
     "prometheus_client",
     "procrastinate",
+    "apprise",
 )
 
 
@@ -32,3 +33,21 @@ def test_the_cli_imports_no_server_until_serve_runs() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_the_wal_commands_load_notification_settings_without_apprise(tmp_path: object) -> None:
+    # wal-push runs once per WAL file: a configured notification target must not cost it
+    # apprise (about half a second) unless a push fails and there is something to send.
+    from pathlib import Path
+
+    config = Path(str(tmp_path)) / "respaldo.toml"
+    config.write_text(
+        '[catalog]\nurl = "sqlite:////nonexistent/catalog.db"\n'
+        '[[notifications.targets]]\nname = "hook"\nurl = "json://127.0.0.1/x"\n'
+    )
+    code = (
+        "import sys; from respaldo.config import load_settings; "
+        f"load_settings({str(config)!r}, check_urls=False); print('apprise' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

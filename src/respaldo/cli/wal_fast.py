@@ -54,7 +54,7 @@ def push_command(
         from respaldo.config import load_settings
         from respaldo.operations.wal import push_wal
 
-        result = push_wal(load_settings(config), path, database=database)
+        result = push_wal(load_settings(config, check_urls=False), path, database=database)
     except KeyboardInterrupt:
         sys.stderr.write("respaldo: interrupted\n")
         return 1
@@ -86,7 +86,7 @@ def fetch_command(
 
         try:
             result = fetch_wal(
-                load_settings(config),
+                load_settings(config, check_urls=False),
                 file,
                 destination,
                 system_id=system_id,

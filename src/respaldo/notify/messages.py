@@ -86,6 +86,9 @@ _KINDS: dict[str, str] = {
     "check": _("check"),
 }
 
+# Labels of the details operations add (Alert.details), translated in render.
+DETAIL_LABELS = (_("Backup"),)
+
 _LEVELS: dict[Level, str] = {
     Level.CRITICAL: _("CRITICAL"),
     Level.WARNING: _("WARNING"),
@@ -116,7 +119,7 @@ def render(alert: Alert, language: str) -> Message:
         (_("Host"), alert.host),
         (_("Time"), alert.at.strftime("%Y-%m-%d %H:%M:%S %Z")),
     ]
-    rows += list(alert.details)
+    rows += [(_(name), value) for name, value in alert.details]
     lines += [f"{name}: {value}" for name, value in rows if value]
     subject = f"[respaldo] {level}: {title}"
     short_parts = [f"respaldo {level} {alert.host}: {title}"]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-
-import apprise
+from typing import TYPE_CHECKING
 
 from respaldo.apprise_urls import captured_apprise_log, fill, redact, remember_secret
 from respaldo.config import (
@@ -23,14 +22,19 @@ from respaldo.config import (
 from respaldo.errors import NotificationError, RespaldoError
 from respaldo.notify.messages import Alert, Level, Message, render
 
+if TYPE_CHECKING:
+    import apprise
+
 log = logging.getLogger(__name__)
 
+# apprise's message types by level (its values: imported only when sending, since
+# loading apprise costs every command about 0.2 s, and most never send anything).
 _TYPES = {
-    Level.CRITICAL: apprise.NotifyType.FAILURE,
-    Level.WARNING: apprise.NotifyType.WARNING,
-    Level.SUCCESS: apprise.NotifyType.SUCCESS,
-    Level.RESOLVED: apprise.NotifyType.SUCCESS,
-    Level.REPORT: apprise.NotifyType.INFO,
+    Level.CRITICAL: "failure",
+    Level.WARNING: "warning",
+    Level.SUCCESS: "success",
+    Level.RESOLVED: "success",
+    Level.REPORT: "info",
 }
 
 
@@ -86,6 +90,8 @@ def short_style(target: NotificationTarget, plugin: apprise.NotifyBase) -> bool:
 
 def deliver(target: NotificationTarget, message: Message, level: Level, timeout: float) -> Delivery:
     """Send ``message`` to ``target``; never raises."""
+    import apprise
+
     secrets: list[str] = []
     try:
         url, secrets = resolve_url(target)
@@ -110,7 +116,7 @@ def deliver(target: NotificationTarget, message: Message, level: Level, timeout:
             result = sender.notify(
                 body=message.short if short else message.body,
                 title="" if short else message.subject,
-                notify_type=_TYPES[level],
+                notify_type=apprise.NotifyType(_TYPES[level]),
                 body_format=apprise.NotifyFormat.TEXT,
             )
         if not result:

@@ -100,7 +100,7 @@ def run_pusher(options: PusherOptions) -> int:
     with pusher_lock(options.spool) as mine:
         if not mine:
             return 0
-        settings = load_settings(options.config)
+        settings = load_settings(options.config, check_urls=False)
         repo = open_wal_repository(settings)
         idle_since = time.monotonic()
         last_alert = 0.0

@@ -44,7 +44,7 @@ def default_spool(config: Path | None) -> Path:
     """The spool of the settings' cache directory (loads the settings)."""
     from respaldo.config import load_settings
 
-    return load_settings(config).cache_dir / "wal-spool"
+    return load_settings(config, check_urls=False).cache_dir / "wal-spool"
 
 
 def push_async(
