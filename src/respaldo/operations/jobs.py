@@ -153,13 +153,28 @@ def cli_request(
     return JobRequest(kind, target, TriggeredBy.CLI, os_user(), dict(params or {}))
 
 
-def submit(ctx: Context, request: JobRequest, *, scheduled_for: datetime | None = None) -> JobInfo:
-    """Record a ``queued`` job for ``request``; nothing runs yet (the caller runs it
-    here; :func:`respaldo.operations.queue.enqueue` hands it to a worker instead).
+def submit(
+    ctx: Context,
+    request: JobRequest,
+    *,
+    scheduled_for: datetime | None = None,
+    here: bool = False,
+) -> JobInfo:
+    """Record a ``queued`` job for ``request``; nothing runs in this call.
+
+    With a PostgreSQL catalog the job also goes to its queue, in the same transaction, and
+    a worker runs it (``queue_name`` is set: see :mod:`respaldo.operations.queue`). With
+    SQLite, or with ``here`` (the caller runs it itself, as :func:`run_now` does), it is
+    only recorded, and the caller runs it with :func:`run` or ``run_queued``.
 
     ``scheduled_for``: a schedule's fire time; a second job of the same schedule and
     fire time raises AlreadyFired (another ``serve`` fired it).
     """
+    # Imported here: the queue builds on this module (JobInfo, JobRequest).
+    from respaldo.operations import queue
+
+    if not here and queue.has_queue(ctx):
+        return queue.enqueue(ctx, request, scheduled_for=scheduled_for)
     with ctx.catalog.begin() as session:
         job = Jobs(session).submit(
             request.kind,
@@ -311,7 +326,7 @@ def run_now(
     # OS user is.
     from respaldo.operations.job_audit import audit_cli_job
 
-    job = submit(ctx, request)
+    job = submit(ctx, request, here=True)
     try:
         result = run(ctx, job.id, body, result_id=result_id, outcome=outcome)
     except BaseException as exc:

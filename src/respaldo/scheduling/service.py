@@ -182,7 +182,7 @@ class Service:
             if self._stopping:
                 return
             try:
-                job = jobs.submit(self.ctx, entry.request(), scheduled_for=due)
+                job = jobs.submit(self.ctx, entry.request(), scheduled_for=due, here=True)
             except AlreadyFired:
                 return
             previous = self._running.get(entry.name)

@@ -79,8 +79,13 @@ class Site:
             return {w.name for w in queue.list_workers(ctx)}
 
     def enqueue(self, database: str) -> JobInfo:
+        """Submit a backup: with a PostgreSQL catalog, jobs.submit queues it."""
+        from respaldo.operations import jobs
+
         with self.context() as ctx:
-            return queue.enqueue(ctx, cli_request(JobKind.BACKUP, database, {"type": "full"}))
+            job = jobs.submit(ctx, cli_request(JobKind.BACKUP, database, {"type": "full"}))
+        assert job.queue_name == "default"
+        return job
 
     def jobs(self) -> list[JobInfo]:
         from respaldo.operations import jobs
