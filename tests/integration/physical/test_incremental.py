@@ -8,15 +8,20 @@ The PostgreSQL 18 archiving cluster of this suite summarizes WAL
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
+from respaldo.catalog.backups import BackupRecords
 from respaldo.operations.context import Context
-from respaldo.operations.prune import plan
+from respaldo.operations.prune import facts_of
 from respaldo.operations.repositories import open_repository
+from respaldo.retention import Policy, decide
 from tests.integration.logical.support import table_checksums
 from tests.integration.majors import ON_PG18
 from tests.integration.physical.conftest import SEED, SHOP, Archiving, free_port
@@ -63,18 +68,50 @@ def test_an_incremental_backup_restores_through_its_chain(
     assert table_checksums(restored, SHOP) == expected
     assert not (datadir / ".respaldo-combine").exists()
 
-    # Retention keeps the chain of the backup it keeps.
+    # Retention keeps the chain of the backup it keeps: with a policy that keeps only the
+    # newest backup, the catalog's parent links keep every backup it restores on top of.
     ctx = Context.open(archiving.settings())
     try:
-        decisions = {d.backup.id: d for d in plan(ctx, now=datetime.now(UTC)).decisions}
+        with ctx.catalog.begin() as session:
+            facts = [facts_of(r) for r in BackupRecords(session).list(database="erp")]
     finally:
         ctx.close()
+    newest_only = Policy(keep_until_expires=False, keep_last=1, min_keep=1)
+    decisions = {d.backup.id: d for d in decide(facts, newest_only, datetime.now(UTC))}
+    assert decisions[second["id"]].keep
     for parent in meta["chain"]:
-        assert decisions[parent].keep, decisions[parent].rule
+        assert "parent of kept" in decisions[parent].rule, decisions[parent].rule
+    others = set(decisions) - {second["id"], *meta["chain"]}
+    assert not any(decisions[o].keep for o in others if decisions[o].backup.completed)
+
+
+@ON_PG18
+def test_an_incremental_whose_parent_is_gone_is_refused_before_anything_is_written(
+    archiving: Archiving, tmp_path: Path
+) -> None:
+    first = archiving.backup()
+    archiving.pg.execute("CREATE TABLE IF NOT EXISTS gone_parent (id int)", dbname=SHOP)
+    second = archiving.backup()
+    meta = open_repository(archiving.settings()).load_manifest(second["id"]).meta
+    assert meta["incremental_of"] == first["id"]
+    # The same repository (hard links: nothing copied) without the parent's manifest.
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-al", str(archiving.repo_dir), str(repo)], check=True)
+    (repo / "manifests" / first["id"]).unlink()
+    config = tmp_path / "respaldo.toml"
+    config.write_text(
+        archiving.config.read_text().replace(f"file://{archiving.repo_dir}", f"file://{repo}")
+    )
+    datadir = archiving.new_datadir()
+    run = replace(archiving, config=config).run(
+        "restore", second["id"], "--target-datadir", str(datadir)
+    )
+    assert run.code == 1, str(run)
+    assert f"is incremental on backup {first['id']}, which is gone" in run.err
+    assert not datadir.exists()
 
 
 def test_before_postgresql_17_every_physical_backup_is_full(archiving: Archiving) -> None:
-    archiving.backup()
     record = archiving.backup()
     meta = open_repository(archiving.settings()).load_manifest(record["id"]).meta
     assert meta["backup_method"] == "full"
