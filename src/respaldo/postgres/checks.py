@@ -145,6 +145,8 @@ def _server(
     else:
         detail = f"{tools.version.text} ({tools.bindir})"
         result.findings.append(Finding("pg_basebackup", Status.OK, detail))
+    if major >= FIRST_INCREMENTAL_MAJOR:
+        result.findings.append(_summarize_wal(conn, conninfo))
     if row[3]:
         result.findings.append(
             Finding(
@@ -154,6 +156,23 @@ def _server(
                 "back up the primary; a standby's WAL is archived by the primary",
             )
         )
+
+
+FIRST_INCREMENTAL_MAJOR = 17
+
+
+def _summarize_wal(conn: Connection, conninfo: ConnInfo) -> Finding:
+    """PostgreSQL 17+: incremental physical backups need the server's WAL summaries."""
+    summarize = _setting(conn, conninfo, "summarize_wal") or "off"
+    if summarize == "on":
+        return Finding("incremental backups", Status.OK, "summarize_wal = on")
+    return Finding(
+        "incremental backups",
+        Status.WARNING,
+        f"summarize_wal = {summarize}: every physical backup is full",
+        "ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf(); (no restart; the "
+        "next physical backup is still full, the ones after it incremental)",
+    )
 
 
 def _wal(conn: Connection, conninfo: ConnInfo, findings: list[Finding]) -> None:

@@ -8,6 +8,7 @@ The PostgreSQL 18 archiving cluster of this suite summarizes WAL
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from respaldo.catalog.backups import BackupRecords
 from respaldo.operations.context import Context
 from respaldo.operations.prune import facts_of
 from respaldo.operations.repositories import open_repository
+from respaldo.postgres.checks import Status, check_server
 from respaldo.retention import Policy, decide
 from tests.integration.logical.support import table_checksums
 from tests.integration.majors import ON_PG18
@@ -89,6 +91,10 @@ def test_an_incremental_backup_restores_through_its_chain(
 def test_an_incremental_whose_parent_is_gone_is_refused_before_anything_is_written(
     archiving: Archiving, tmp_path: Path
 ) -> None:
+    check = archiving.run("check", "erp", "--json")
+    assert check.code == 0, str(check)
+    found = {f["check"]: f for f in json.loads(check.out)}
+    assert found["incremental backups"]["status"] == "ok", found["incremental backups"]
     first = archiving.backup()
     archiving.pg.execute("CREATE TABLE IF NOT EXISTS gone_parent (id int)", dbname=SHOP)
     second = archiving.backup()
@@ -117,3 +123,13 @@ def test_before_postgresql_17_every_physical_backup_is_full(archiving: Archiving
     assert meta["backup_method"] == "full"
     assert "has no incremental backups (17+)" in meta["full_reason"]
     assert "chain" not in meta
+
+
+@ON_PG18
+def test_check_says_how_to_switch_wal_summaries_on(pg: TempCluster) -> None:
+    assert pg.scalar("SHOW summarize_wal") == "off"
+    found = {f.name: f for f in check_server(pg.conninfo(), archive_command="x").findings}
+    incremental = found["incremental backups"]
+    assert incremental.status is Status.WARNING
+    assert "every physical backup is full" in incremental.value
+    assert "ALTER SYSTEM SET summarize_wal = on" in incremental.fix
