@@ -352,6 +352,36 @@ class ServerSettings(_Section):
     # queue; false: it only schedules and answers, and 'respaldo worker' processes run
     # the jobs. With SQLite, serve always runs its jobs itself.
     run_jobs: bool = True
+    # Origins (scheme://host[:port]) whose pages may call the API from a browser, e.g.
+    # the ERP's front end; none by default (CORS off).
+    cors_origins: list[str] = []
+    # HTTPS directly: a PEM certificate (chain) and its private key, both or neither.
+    # Without them the server speaks plain HTTP (behind a reverse proxy, docs/api.md).
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # Threads running the jobs the API starts (backups, restores, restore tests).
+    job_workers: int = Field(default=2, ge=1, le=32)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"cors_origins holds {origin!r}: give origins as scheme://host[:port]"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _certificate_and_key(self) -> ServerSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certificate is not None
 
     @field_validator("listen")
     @classmethod

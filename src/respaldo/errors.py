@@ -471,3 +471,8 @@ class TextfileNotWritten(OperationError):
 class AlreadyFired(JobConflict):
     """Another ``respaldo serve`` already submitted this schedule's job for this fire
     time (two services for availability fire each schedule once)."""
+
+
+class BackupProtected(OperationError):
+    """A backup that retention would never expire (the newest completed or verified one
+    of its database and kind, a pinned or running one) was to be deleted by hand."""

@@ -250,16 +250,8 @@ def _decide_group(
     good = [b for b in completed if b.good]
 
     # Invariants first, so that they lead the list of reasons.
-    for b in newest_first:
-        if b.pinned:
-            keep(b, "pinned")
-        if not b.completed and not b.failed:
-            keep(b, f"running ({b.status})")
-    verified = [b for b in completed if b.is_verified]
-    if verified:
-        keep(verified[0], "newest verified")
-    if completed:
-        keep(completed[0], "newest completed")
+    for backup_id, why in protected(members).items():
+        reasons[backup_id].extend(r for r in why if r not in reasons[backup_id])
 
     if policy.keep_until_expires:
         for b in completed:
@@ -302,6 +294,30 @@ def _decide_group(
             parts.append("failed verification")
         parts.append(f"no rule keeps it ({counted})")
         expired_why[b.id] = "; ".join(parts)
+
+
+def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
+    """The backups of one group (one database and kind) that no policy may expire, and
+    why: pinned ones, running ones, the newest completed and the newest verified one.
+
+    The invariants of :func:`decide`, and what a deletion by hand refuses too (see
+    :mod:`respaldo.operations.deletion`). Backups of other groups must not be passed:
+    "newest" is within the group.
+    """
+    newest_first = sorted(members, key=lambda b: (b.time, b.id), reverse=True)
+    found: dict[str, list[str]] = defaultdict(list)
+    for b in newest_first:
+        if b.pinned:
+            found[b.id].append("pinned")
+        if not b.completed and not b.failed:
+            found[b.id].append(f"running ({b.status})")
+    completed = [b for b in newest_first if b.completed]
+    verified = [b for b in completed if b.is_verified]
+    if verified:
+        found[verified[0].id].append("newest verified")
+    if completed:
+        found[completed[0].id].append("newest completed")
+    return dict(found)
 
 
 def _minute(when: datetime) -> str:

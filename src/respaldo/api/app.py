@@ -6,43 +6,71 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from respaldo.api import audit, auth, health, metrics, security
+from respaldo import __version__
+from respaldo.api import audit, auth, backups, catalog, health, jobs, metrics, problems, security
 from respaldo.config import Settings
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.context import Context
 from respaldo.operations.metrics import Metrics
+from respaldo.operations.workers import Workers
 
 
 def create_app(
     settings: Settings,
     context: Context | None = None,
+    workers: Workers | None = None,
     *,
     authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The API for ``settings``. With ``context`` (the service's own), routes use it and
-    the caller closes it; without, the app opens one at start-up and closes it at
-    shutdown. The JWT secret (and the ERP's key) are read here: a bad one is a
-    ConfigError before the server listens. ``authenticator`` replaces the one made from
-    ``settings`` (tests give one with their own clock)."""
+    """The API for ``settings``. With ``context`` (the service's own) and ``workers``
+    (the threads running the jobs it starts), routes use them and the caller stops and
+    closes them; whatever is not given the app makes at start-up and stops at shutdown
+    (jobs still running are cancelled then). The JWT secret (and the ERP's key) are read
+    here: a bad one is a ConfigError before the server listens. ``authenticator``
+    replaces the one made from ``settings`` (tests give one with their own clock)."""
     authenticator = authenticator or Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = context is None
-        app.state.context = context if context is not None else Context.open(settings)
+        ctx = context if context is not None else Context.open(settings)
+        own = workers is None
+        pool = workers if workers is not None else Workers(ctx, size=settings.server.job_workers)
+        app.state.context, app.state.workers = ctx, pool
         # One registry per application, reading the catalog at each scrape.
-        app.state.metrics = Metrics(app.state.context)
+        app.state.metrics = Metrics(ctx)
         try:
             yield
         finally:
             if own:
-                app.state.context.close()
+                pool.stop("the API server stopped")
+            if context is None:
+                ctx.close()
 
-    app = FastAPI(title="respaldo", lifespan=lifespan)
+    app = FastAPI(
+        title="respaldo",
+        version=__version__,
+        description="Backups, restores and restore tests of PostgreSQL databases.",
+        lifespan=lifespan,
+    )
+    # problems first: security's handlers (401, 403, 429 with their headers) are the
+    # more specific ones and replace its handler for those errors.
+    problems.install(app, settings)
     security.install(app, authenticator, settings.server.trusted_proxies)
+    if settings.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.server.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Total-Count", "Link", "Location"],
+        )
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(audit.router)
     app.include_router(metrics.router)
+    app.include_router(backups.router)
+    app.include_router(jobs.router)
+    app.include_router(catalog.router)
     return app

@@ -28,8 +28,8 @@ def get_audit(
     ] = None,
     user: Annotated[str | None, Query(description="Only this actor.")] = None,
     action: Annotated[AuditAction | None, Query(description="Only this action.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    offset: Annotated[int, Query(ge=0, description="Skip this many first.")] = 0,
 ) -> list[AuditEntryInfo]:
     """Audit entries, newest first."""
     when = audit.parse_since(since) if since is not None else None

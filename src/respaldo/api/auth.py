@@ -28,7 +28,10 @@ def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
 
 
 @router.post("/refresh", response_model=TokenPair, responses=_ERRORS)
-def refresh(request: Request, refresh_token: Annotated[str, Form()]) -> TokenPair:
+def refresh(
+    request: Request,
+    refresh_token: Annotated[str, Form(description="The refresh token of the session.")],
+) -> TokenPair:
     """A new access token (and refresh token) for the form field ``refresh_token``; the
     refresh token given stops working."""
     return authenticator_of(request).refresh(
@@ -40,7 +43,9 @@ def refresh(request: Request, refresh_token: Annotated[str, Form()]) -> TokenPai
 def logout(
     request: Request,
     principal: Authenticated,
-    refresh_token: Annotated[str | None, Form()] = None,
+    refresh_token: Annotated[
+        str | None, Form(description="The session's refresh token, revoked too.")
+    ] = None,
 ) -> Response:
     """End the caller's session: its access token and refresh token stop working."""
     authenticator_of(request).logout(context_of(request), principal, refresh_token)

@@ -18,6 +18,7 @@ import builtins
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -36,6 +37,8 @@ from respaldo.domain import (
 from respaldo.errors import InvalidTransition, RecordExists, RecordNotFound
 from respaldo.processes import pid_alive as pid_alive
 from respaldo.processes import this_host as this_host
+
+_T = TypeVar("_T")
 
 _ACTIVE = (BackupStatus.PENDING, BackupStatus.IN_PROGRESS)
 
@@ -129,25 +132,75 @@ class BackupRecords:
         kind: BackupKind | None = None,
         status: BackupStatus | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verified: bool | None = None,
     ) -> builtins.list[BackupRecord]:
         """Records matching every filter given (None: no filter), newest first.
 
         Newest means latest ``created_at``; records made in the same second are ordered
-        by id, descending. ``limit`` caps the count (must be positive).
+        by id, descending. ``since``/``until`` bound ``created_at`` (both inclusive);
+        ``verified`` is ``is_verified``. ``limit`` caps the count (must be positive),
+        after skipping ``offset`` records.
         """
-        query = sa.select(BackupRecord)
+        query = self._where(sa.select(BackupRecord), database, kind, status, since, until, verified)
+        query = query.order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
+        if limit is not None:
+            if limit <= 0:
+                raise ValueError(f"limit must be positive, got {limit}")
+            query = query.limit(limit)
+        if offset:
+            if offset < 0:
+                raise ValueError(f"offset must not be negative, got {offset}")
+            query = query.offset(offset)
+        return builtins.list(self.session.scalars(query))
+
+    def count(
+        self,
+        *,
+        database: str | None = None,
+        kind: BackupKind | None = None,
+        status: BackupStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        verified: bool | None = None,
+    ) -> int:
+        """How many records :meth:`list` would return without limit and offset."""
+        query = self._where(
+            sa.select(sa.func.count()).select_from(BackupRecord),
+            database,
+            kind,
+            status,
+            since,
+            until,
+            verified,
+        )
+        return int(self.session.scalar(query) or 0)
+
+    @staticmethod
+    def _where(
+        query: sa.Select[_T],
+        database: str | None,
+        kind: BackupKind | None,
+        status: BackupStatus | None,
+        since: datetime | None,
+        until: datetime | None,
+        verified: bool | None,
+    ) -> sa.Select[_T]:
         if database is not None:
             query = query.where(BackupRecord.database_name == database)
         if kind is not None:
             query = query.where(BackupRecord.backup_type == kind)
         if status is not None:
             query = query.where(BackupRecord.status == status)
-        query = query.order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
-        if limit is not None:
-            if limit <= 0:
-                raise ValueError(f"limit must be positive, got {limit}")
-            query = query.limit(limit)
-        return builtins.list(self.session.scalars(query))
+        if since is not None:
+            query = query.where(BackupRecord.created_at >= _aware(since, "since"))
+        if until is not None:
+            query = query.where(BackupRecord.created_at <= _aware(until, "until"))
+        if verified is not None:
+            query = query.where(BackupRecord.is_verified.is_(verified))
+        return query
 
     # -- the life of a backup ------------------------------------------------------------
 

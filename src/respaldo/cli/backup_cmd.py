@@ -1,4 +1,4 @@
-"""``respaldo backup SOURCE [--type full|incremental|files]``: take a backup now.
+"""``respaldo backup SOURCE [--type full|incremental|files|snapshot]``: take a backup now.
 
 SOURCE is a configured database (``full``: logical, the default; ``incremental``:
 physical, the whole cluster) or file set (``files``, the default for file sets).
@@ -29,7 +29,7 @@ def backup(
         typer.Option(
             "--type",
             help="full (logical, default for databases), incremental (physical: the whole "
-            "cluster), files (default for file sets).",
+            "cluster), files (default for file sets), snapshot (full, pinned).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,

@@ -69,10 +69,12 @@ def _run(
     import uvicorn
 
     from respaldo.api import create_app
+    from respaldo.operations.workers import Workers
 
     # First: a bad JWT secret or ERP key is a ConfigError before anything listens or
     # any signal handler is replaced.
-    api = create_app(settings, context)
+    workers = Workers(context, size=settings.server.job_workers)
+    api = create_app(settings, context, workers)
     stop = threading.Event()
     received: list[str] = []
 
@@ -81,12 +83,18 @@ def _run(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    tls = settings.server
     server = uvicorn.Server(
         uvicorn.Config(
             api,
             host=settings.server.host,
             port=settings.server.port,
             log_level="warning",
+            ssl_certfile=str(tls.tls_certificate) if tls.tls_certificate else None,
+            ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
+            # A client's idle HTTPS keep-alive connection otherwise holds SIGTERM for
+            # asyncio's 30-second TLS close; jobs are cancelled and recorded apart.
+            timeout_graceful_shutdown=5,
         )
     )
     # uvicorn installs no signal handlers outside the main thread: these stay ours.
@@ -104,9 +112,10 @@ def _run(
         if worker is not None:
             worker.start()
         where = "a worker of every queue" if worker else "jobs to the queue's workers"
+        scheme = "https" if settings.server.tls else "http"
         err_console.print(
             f"respaldo serve: {len(service.schedule)} schedules, "
-            f"listening on http://{settings.server.listen}"
+            f"listening on {scheme}://{settings.server.listen}"
             + (f", {where}" if service.queued else ""),
             highlight=False,
         )
@@ -114,7 +123,9 @@ def _run(
         err_console.print(f"respaldo serve: {received[0]}: stopping", highlight=False)
     finally:
         server.should_exit = True
-        service.stop(f"respaldo serve stopped ({received[0] if received else 'error'})")
+        reason = f"respaldo serve stopped ({received[0] if received else 'error'})"
+        service.stop(reason)
+        workers.stop(reason)
         if worker is not None:
             worker.stop()
         if web.is_alive():

@@ -54,11 +54,13 @@ def backup_database(
     kind: BackupKind = BackupKind.FULL,
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     snapshot: str | None = None,
+    reserved: str | None = None,
 ) -> BackupResult:
     """Take a full logical backup of the configured database ``database``.
 
     ``snapshot`` (a snapshot id, see operations/snapshot.py) pins the backup and records
-    the id in its manifest.
+    the id in its manifest. ``reserved`` is a pending record made for this backup
+    beforehand (see :func:`~respaldo.operations.recorded.reserve_record`).
 
     Raises ConfigError (database not configured), ConnectionFailed, ToolVersionError,
     PostgresError, StorageError or RepositoryError; the catalog record is failed first.
@@ -80,6 +82,7 @@ def backup_database(
         triggered_by=triggered_by,
         pinned=snapshot is not None,
         body=body,
+        reserved=reserved,
     )
 
 

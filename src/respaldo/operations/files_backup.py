@@ -29,10 +29,12 @@ def backup_files(
     *,
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     snapshot: str | None = None,
+    reserved: str | None = None,
 ) -> BackupResult:
     """Back up the configured file set ``name``.
 
-    ``snapshot`` pins the backup and records the snapshot id in its manifest. Raises
+    ``snapshot`` pins the backup and records the snapshot id in its manifest;
+    ``reserved`` is a pending record made for it beforehand. Raises
     ConfigError (not configured), SourceError (a configured path does not exist),
     StorageError, RepositoryError; the catalog record is failed first.
     """
@@ -78,4 +80,5 @@ def backup_files(
         triggered_by=triggered_by,
         pinned=snapshot is not None,
         body=body,
+        reserved=reserved,
     )

@@ -22,25 +22,37 @@ from respaldo.repository.config_file import CONFIG_NAME
 
 class ComponentHealth(ResultModel):
     name: str
+    """catalog, or the repository's configured name."""
     ok: bool
+    """Whether it answered."""
     error: str | None = None
+    """What went wrong, if it did not."""
 
 
 class NewestBackup(ResultModel):
     """The newest completed backup of one source and kind."""
 
     database: str | None
+    """The configured database or file set."""
     kind: BackupKind
+    """The backup type."""
     backup_id: str
+    """The newest completed backup of this database and type."""
     completed_at: UtcTime | None
+    """When it completed."""
     age_seconds: float | None
+    """Seconds since then: the data a loss now would cost."""
 
 
 class Health(ResultModel):
     ok: bool
+    """Catalog and every repository answer."""
     catalog: ComponentHealth
+    """The catalog's state."""
     repositories: list[ComponentHealth]
+    """Each configured repository's state."""
     newest_backups: list[NewestBackup]
+    """The newest completed backup of each database and type."""
 
 
 def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
@@ -49,14 +61,20 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     when = now or datetime.now(UTC)
     newest: list[NewestBackup] = []
     try:
-        with ctx.catalog.read() as session:
-            newest = [_newest(record, when) for record in _newest_records(session)]
+        newest = newest_backups(ctx, now=when)
         catalog = ComponentHealth(name="catalog", ok=True)
     except (SQLAlchemyError, RespaldoError) as exc:
         catalog = ComponentHealth(name="catalog", ok=False, error=_first_line(exc))
     repositories = [_repository(ctx, repo.name) for repo in ctx.settings.repositories]
     ok = catalog.ok and all(r.ok for r in repositories)
     return Health(ok=ok, catalog=catalog, repositories=repositories, newest_backups=newest)
+
+
+def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestBackup]:
+    """The newest completed backup of every source and kind, with its age."""
+    when = now or datetime.now(UTC)
+    with ctx.catalog.read() as session:
+        return [_newest(record, when) for record in _newest_records(session)]
 
 
 def _newest_records(session: sa.orm.Session) -> list[BackupRecord]:

@@ -49,23 +49,41 @@ class JobInfo(ResultModel):
     """A job as ``respaldo jobs --json`` prints it (and the API will return it)."""
 
     id: int
+    """The job id."""
     kind: JobKind
+    """backup, restore, drill, prune or verify."""
     target: str | None
+    """What it works on: a database, a file set, a directory or a backup id."""
     params: dict[str, Any]
+    """Its parameters (backup type, restore options...)."""
     status: JobStatus
+    """queued, running, completed, failed, cancelled or skipped."""
     triggered_by: TriggeredBy
+    """Who started it: cli, schedule or api."""
     requested_by: str | None
+    """The user, API caller or schedule that asked for it."""
     created_at: UtcTime
+    """When it was submitted."""
     started_at: UtcTime | None
+    """When it started running."""
     finished_at: UtcTime | None
+    """When it ended."""
     heartbeat_at: UtcTime | None
+    """The last renewal of its lease (a running job renews every few seconds)."""
     worker_pid: int | None
+    """The process running it."""
     worker_host: str | None
+    """The host of that process."""
     cancel_requested: bool
+    """Whether someone asked it to stop."""
     progress_done: int | None
+    """Bytes done so far (live, while it runs)."""
     progress_total: int | None
+    """Bytes to do, when known."""
     error: str | None
+    """Why it failed or was cancelled."""
     result_id: str | None
+    """The backup it produced or used."""
     outcome: dict[str, Any] | None = None
     """What the job produced (a prune: ``bytes_reclaimed`` per repository)."""
     queue_name: str | None = None
@@ -159,6 +177,7 @@ def submit(
     *,
     scheduled_for: datetime | None = None,
     here: bool = False,
+    result_id: str | None = None,
 ) -> JobInfo:
     """Record a ``queued`` job for ``request``; nothing runs in this call.
 
@@ -166,6 +185,8 @@ def submit(
     a worker runs it (``queue_name`` is set: see :mod:`respaldo.operations.queue`). With
     SQLite, or with ``here`` (the caller runs it itself, as :func:`run_now` does), it is
     only recorded, and the caller runs it with :func:`run` or ``run_queued``.
+    ``result_id`` names the backup it will work on, when that is known already (a
+    reserved record, a restore's backup).
 
     ``scheduled_for``: a schedule's fire time; a second job of the same schedule and
     fire time raises AlreadyFired (another ``serve`` fired it).
@@ -174,7 +195,7 @@ def submit(
     from respaldo.operations import queue
 
     if not here and queue.has_queue(ctx):
-        return queue.enqueue(ctx, request, scheduled_for=scheduled_for)
+        return queue.enqueue(ctx, request, scheduled_for=scheduled_for, result_id=result_id)
     with ctx.catalog.begin() as session:
         job = Jobs(session).submit(
             request.kind,
@@ -185,7 +206,25 @@ def submit(
             exclusive_key=request.exclusive_key,
             scheduled_for=scheduled_for,
         )
+        if result_id is not None:
+            Jobs(session).set_result(job.id, result_id)
         return JobInfo.of(job)
+
+
+def check_free(ctx: Context, request: JobRequest) -> None:
+    """Raise JobConflict if a running job holds the key ``request`` will need: it would
+    be refused when it starts (where the catalog checks it again, race-free). For an
+    interface that would rather refuse a request than accept a job bound to fail."""
+    key = request.exclusive_key
+    if key is None:
+        return
+    with ctx.catalog.read() as session:
+        holder = Jobs(session).running_with_key(key)
+        if holder is not None:
+            raise JobConflict(
+                f"job {holder.id} ({holder.kind.value} of {holder.target}) is running",
+                hint="wait until it ends; the jobs list follows it",
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -7,8 +7,12 @@ for a running backup's write.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.domain import BackupKind, BackupStatus
+from respaldo.errors import InvalidInput
 from respaldo.operations.catalog_rebuild import backups_the_catalog_misses
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
@@ -16,11 +20,14 @@ from respaldo.operations.views import BackupView, DrillCheckView, DrillRunView
 
 
 class BackupListing(ResultModel):
-    """The backups asked for, newest first. ``unrecorded_in`` names the primary
-    repository when the catalog holds no record at all but that repository holds backups
-    (a new catalog, or the wrong one: 'catalog rebuild' records them)."""
+    """The backups asked for, newest first. ``total`` counts every backup matching the
+    filters (``backups`` is the page ``limit``/``offset`` asked for). ``unrecorded_in``
+    names the primary repository when the catalog holds no record at all but that
+    repository holds backups (a new catalog, or the wrong one: 'catalog rebuild' records
+    them)."""
 
     backups: list[BackupView]
+    total: int
     unrecorded_in: str | None = None
 
 
@@ -31,15 +38,54 @@ def list_backups(
     kind: BackupKind | None = None,
     status: BackupStatus | None = None,
     limit: int | None = None,
+    offset: int = 0,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    verified: bool | None = None,
 ) -> BackupListing:
-    """Backups in the catalog, newest first, filtered by each argument given."""
+    """Backups in the catalog, newest first, filtered by each argument given.
+
+    ``since`` and ``until`` bound the backups' creation time (inclusive): aware times,
+    or ISO 8601 text (a date alone is its midnight UTC; a time without a zone is UTC).
+    Raises InvalidInput for malformed ones, a negative offset or a limit below 1.
+    """
+    if limit is not None and limit < 1:
+        raise InvalidInput("limit", f"must be at least 1, got {limit}")
+    if offset < 0:
+        raise InvalidInput("offset", f"must not be negative, got {offset}")
+    filters: dict[str, Any] = {
+        "database": database,
+        "kind": kind,
+        "status": status,
+        "since": parse_time("since", since),
+        "until": parse_time("until", until),
+        "verified": verified,
+    }
     with ctx.catalog.read() as session:
-        records = BackupRecords(session).list(
-            database=database, kind=kind, status=status, limit=limit
-        )
-        views = [BackupView.from_record(r) for r in records]
-    missed = backups_the_catalog_misses(ctx) if not views else None
-    return BackupListing(backups=views, unrecorded_in=missed)
+        records = BackupRecords(session)
+        views = [
+            BackupView.from_record(r) for r in records.list(limit=limit, offset=offset, **filters)
+        ]
+        total = records.count(**filters) if limit is not None or offset else len(views)
+    missed = backups_the_catalog_misses(ctx) if not total else None
+    return BackupListing(backups=views, total=total, unrecorded_in=missed)
+
+
+def parse_time(field: str, value: str | datetime | None) -> datetime | None:
+    """``value`` as an aware time (see :func:`list_backups`). Raises InvalidInput."""
+    if value is None or isinstance(value, datetime):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            field,
+            f"{value!r} is not an ISO 8601 time",
+            hint="e.g. 2026-11-28, 2026-11-28T08:30:00Z or 2026-11-28T09:30:00+01:00",
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def show_backup(ctx: Context, backup_id: str) -> BackupView:

@@ -29,7 +29,13 @@ JSON have always shown times so)."""
 class ResultModel(BaseModel):
     """A typed, immutable result; :meth:`to_json` is its wire form."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # Each field's docstring is its description in the API's OpenAPI schema.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data with the camelCase field names, in declaration order."""

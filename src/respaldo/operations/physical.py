@@ -55,10 +55,12 @@ def backup_cluster(
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     snapshot: str | None = None,
     method: Literal["auto", "full"] = "auto",
+    reserved: str | None = None,
 ) -> BackupResult:
     """Take a physical backup of the cluster that the configured ``database`` lives in.
 
-    ``snapshot`` (a snapshot id) pins the backup and records the id in its manifest.
+    ``snapshot`` (a snapshot id) pins the backup and records the id in its manifest;
+    ``reserved`` is a pending record made for it beforehand.
     ``method`` "auto" takes an incremental backup where the server can (see
     operations/physical_chain.py), "full" a full one whatever the server can do.
     Raises ConfigError, ConnectionFailed, ToolNotFound, ToolVersionError, PostgresError
@@ -109,6 +111,7 @@ def backup_cluster(
         triggered_by=triggered_by,
         pinned=snapshot is not None,
         body=body,
+        reserved=reserved,
     )
 
 

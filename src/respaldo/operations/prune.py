@@ -118,7 +118,7 @@ def policy_for(settings: Settings) -> PolicyFor:
 def plan(ctx: Context, *, database: str | None = None, now: datetime | None = None) -> PruneResult:
     """Decide keep or expire for every backup (of ``database``, if given); change nothing."""
     when = now or datetime.now(UTC)
-    with ctx.catalog.begin() as session:
+    with ctx.catalog.read() as session:
         facts = [facts_of(r) for r in BackupRecords(session).list(database=database)]
     decisions = decide(facts, policy_for(ctx.settings), when)
     return PruneResult(dry_run=True, now=when, decisions=decisions)
@@ -144,19 +144,16 @@ def prune(
     settings.repository()  # ConfigError if none is configured: nothing could be deleted
     result = plan(ctx, database=database, now=now)
     result.dry_run = dry_run
-    repos: list[tuple[RepositoryOutcome, Repository | None]] = []
+    repos = open_repositories(ctx)
     present: dict[str, set[str]] = {}
-    for repo_settings in settings.repositories:
-        outcome = RepositoryOutcome(repo_settings.name)
+    for i, (outcome, repo) in enumerate(repos):
+        if repo is None:
+            continue
         try:
-            repo = ctx.repository(repo_settings.name)
-            outcome.location = repo.storage.location
-            present[repo_settings.name] = set(repo.backup_ids())
+            present[outcome.name] = set(repo.backup_ids())
         except RespaldoError as exc:
             outcome.fail(f"cannot open: {exc}")
-            repos.append((outcome, None))
-            continue
-        repos.append((outcome, repo))
+            repos[i] = (outcome, None)
     result.repositories = [outcome for outcome, _ in repos]
     expired = _expired_to_delete(result, present, whole_catalog=database is None)
     if not dry_run:
@@ -296,6 +293,46 @@ def _expired_to_delete(
     return todo
 
 
+def open_repositories(ctx: Context) -> list[tuple[RepositoryOutcome, Repository | None]]:
+    """Every configured repository with its outcome; None (and the outcome's error)
+    for one that cannot be opened."""
+    repos: list[tuple[RepositoryOutcome, Repository | None]] = []
+    for repo_settings in ctx.settings.repositories:
+        outcome = RepositoryOutcome(repo_settings.name)
+        try:
+            repo = ctx.repository(repo_settings.name)
+            outcome.location = repo.storage.location
+        except RespaldoError as exc:
+            outcome.fail(f"cannot open: {exc}")
+            repos.append((outcome, None))
+            continue
+        repos.append((outcome, repo))
+    return repos
+
+
+def delete_manifests(
+    backup_id: str, repos: list[tuple[RepositoryOutcome, Repository | None]]
+) -> bool:
+    """Delete the manifest of ``backup_id`` from every repository (its data goes with
+    the next garbage collection). True if no repository holds it any more; else each
+    failing repository's outcome says why, and the catalog record must stay, so that
+    the deletion can be finished later."""
+    complete = True
+    for outcome, repo in repos:
+        if repo is None:
+            complete = False
+            continue
+        try:
+            repo.storage.delete(manifest_name(backup_id))
+            outcome.manifests_deleted += 1
+        except ObjectNotFound:
+            pass  # never copied there, or deleted by an interrupted run
+        except RespaldoError as exc:
+            complete = False
+            outcome.fail(f"cannot delete manifest of {backup_id}: {exc}")
+    return complete
+
+
 def _delete_backup(
     ctx: Context,
     decision: Decision,
@@ -313,23 +350,8 @@ def _delete_backup(
     if current != backup:
         result.warnings.append(f"backup {backup.id} changed during prune; left for next time")
         return
-    if decision.holds_data:
-        complete = True
-        for outcome, repo in repos:
-            if repo is None:
-                complete = False
-                continue
-            try:
-                repo.storage.delete(manifest_name(backup.id))
-                outcome.manifests_deleted += 1
-            except ObjectNotFound:
-                pass  # never copied there, or deleted by an interrupted run
-            except RespaldoError as exc:
-                complete = False
-                outcome.fail(f"cannot delete manifest of {backup.id}: {exc}")
-        if not complete:
-            # Its record stays, so the next run deletes what is left of it.
-            return
+    if decision.holds_data and not delete_manifests(backup.id, repos):
+        return  # its record stays, so the next run deletes what is left of it
     with ctx.catalog.begin() as session:
         BackupRecords(session).delete(backup.id)
     result.deleted.append(backup.id)

@@ -10,19 +10,26 @@ from pydantic import Field
 
 from respaldo.operations.context import Context
 from respaldo.operations.models import IsoTime, ResultModel
-from respaldo.operations.prune import PruneResult, RepositoryOutcome, prune
+from respaldo.operations.prune import PruneResult, RepositoryOutcome, plan, prune
 
 
 class DecisionView(ResultModel):
     """Keep or expire one backup, and every rule that decided it."""
 
     id: str
+    """The backup id."""
     database_name: str | None
+    """The configured database it is of."""
     backup_type: str
+    """Its type."""
     status: str
+    """Its status."""
     completed_at: IsoTime | None
+    """When it completed."""
     decision: str
+    """keep or expire."""
     rules: list[str]
+    """Every rule that keeps it, or why none does."""
     time: datetime = Field(exclude=True)
     """When the backup was taken, for ordering."""
 
@@ -112,23 +119,46 @@ def prune_backups(
     return report_of(prune(ctx, dry_run=dry_run, database=database, wait=wait))
 
 
+class RetentionPreview(ResultModel):
+    """What prune would decide now for every backup (newest first), with each rule
+    that keeps it, or why none does. Only the decision: what garbage collection would
+    reclaim is ``prune --dry-run``'s."""
+
+    now: IsoTime
+    """The time the decisions are for."""
+    decisions: list[DecisionView]
+    """One decision per backup, newest first."""
+
+
+def retention_preview(ctx: Context, *, database: str | None = None) -> RetentionPreview:
+    """The retention decisions for every backup (of ``database``); changes nothing and
+    reads no repository."""
+    result = plan(ctx, database=database)
+    decisions = sorted(_decisions(result), key=lambda d: (d.time, d.id), reverse=True)
+    return RetentionPreview(now=result.now, decisions=decisions)
+
+
+def _decisions(result: PruneResult) -> list[DecisionView]:
+    return [
+        DecisionView(
+            id=d.backup.id,
+            database_name=d.backup.database,
+            backup_type=d.backup.kind,
+            status=d.backup.status,
+            completed_at=d.backup.completed_at,
+            decision=d.action.value,
+            rules=list(d.reasons),
+            time=d.backup.time,
+        )
+        for d in result.decisions
+    ]
+
+
 def report_of(result: PruneResult) -> PruneReport:
     return PruneReport(
         dry_run=result.dry_run,
         now=result.now,
-        decisions=[
-            DecisionView(
-                id=d.backup.id,
-                database_name=d.backup.database,
-                backup_type=d.backup.kind,
-                status=d.backup.status,
-                completed_at=d.backup.completed_at,
-                decision=d.action.value,
-                rules=list(d.reasons),
-                time=d.backup.time,
-            )
-            for d in result.decisions
-        ],
+        decisions=_decisions(result),
         deleted=list(result.deleted),
         repositories=[_repository(r) for r in result.repositories],
         bytes_reclaimed=result.bytes_reclaimed,

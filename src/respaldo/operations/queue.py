@@ -131,15 +131,25 @@ def _defer(ctx: Context, session: Session, job: Job) -> None:
     Jobs(session).set_queued(job.id, queue_name=name, queue_job_id=queue_job_id)
 
 
-def enqueue(ctx: Context, request: JobRequest, *, scheduled_for: datetime | None = None) -> JobInfo:
+def enqueue(
+    ctx: Context,
+    request: JobRequest,
+    *,
+    scheduled_for: datetime | None = None,
+    result_id: str | None = None,
+) -> JobInfo:
     """Record a queued job for ``request`` and put it in its queue, atomically.
 
-    A worker of the job's queue runs it. Raises ConfigError without a PostgreSQL catalog,
-    AlreadyFired for a second job of one schedule and fire time.
+    A worker of the job's queue runs it. ``result_id`` names the backup it will work on
+    when that is known already (an API request's reserved record, a restore's backup).
+    Raises ConfigError without a PostgreSQL catalog, AlreadyFired for a second job of
+    one schedule and fire time.
     """
     require_queue(ctx)
     with ctx.catalog.begin() as session:
         job = _submit(session, request, scheduled_for)
+        if result_id is not None:
+            Jobs(session).set_result(job.id, result_id)
         _defer(ctx, session, job)
         return JobInfo.of(job)
 

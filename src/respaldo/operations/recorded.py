@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from respaldo import cancellation
+from sqlalchemy.orm import Session
+
 from respaldo.catalog import BackupRecord, BackupRecords
-from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
+from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
 from respaldo.operations.jobs import current_job, note_result
@@ -75,26 +78,33 @@ def recorded_backup(
     triggered_by: TriggeredBy,
     pinned: bool,
     body: Body,
+    reserved: str | None = None,
 ) -> BackupResult:
     """Run ``body`` as backup of ``kind`` of ``source``, recorded in the catalog.
 
-    The record's checksum is the SHA-256 of the manifest's first stream. Any exception
-    of ``body`` fails the record (message without secrets: the layers below scrub them)
-    and is re-raised.
+    ``reserved`` is the id of a ``pending`` record made beforehand by
+    :func:`reserve_record` (an API request answers with it before the job runs): it is
+    started instead of a new one. The record's checksum is the SHA-256 of the manifest's
+    first stream. Any exception of ``body`` fails the record (message without secrets:
+    the layers below scrub them) and is re-raised.
     """
-    repo_settings = ctx.settings.repository()
     repo = ctx.repository()
     with ctx.catalog.begin() as session:
-        record = BackupRecords(session).create_pending(
-            kind=kind,
-            repository=repo_settings.name,
-            triggered_by=triggered_by,
-            retention_days=retention_days,
-            database_name=source,
-            storage_path=repo.storage.location,
-            pinned=pinned,
-            job_id=current_job(),
-        )
+        if reserved is None:
+            record = _pending(
+                session, ctx, repo, kind, source, retention_days, triggered_by, pinned,
+                job_id=current_job(),
+            )
+        else:
+            record = BackupRecords(session).get(reserved)
+            if (record.backup_type, record.database_name) != (kind, source):
+                raise InvalidInput(
+                    "reserved",
+                    f"backup {reserved} was reserved for a {record.backup_type.value} backup "
+                    f"of {record.database_name}, not a {kind.value} backup of {source}",
+                )
+            record.pinned = record.pinned or pinned
+            record.job_id = record.job_id or current_job()
         BackupRecords(session).start(record.id, current_pid())
         note_result(session, record.id)
     backup_id = record.id
@@ -144,6 +154,69 @@ def _failure(exc: BaseException) -> str:
     if token is not None and token.cancelled:
         return f"cancelled: {token.reason}" if token.reason else "cancelled"
     return str(exc) or type(exc).__name__
+
+
+def reserve_record(
+    ctx: Context,
+    *,
+    kind: BackupKind,
+    source: str,
+    retention_days: int | None,
+    triggered_by: TriggeredBy,
+    pinned: bool = False,
+) -> BackupView:
+    """A ``pending`` record for a backup that a job will take (``reserved`` of
+    :func:`recorded_backup`), owned by this process: if it dies before the job starts
+    the record, the next process that opens the catalog fails it."""
+    repo = ctx.repository()
+    with ctx.catalog.begin() as session:
+        record = _pending(
+            session, ctx, repo, kind, source, retention_days, triggered_by, pinned, current_pid()
+        )
+        return BackupView.from_record(record)
+
+
+def name_job(ctx: Context, backup_id: str, job_id: int) -> None:
+    """Make the reserved record ``backup_id`` follow job ``job_id``: from now on it is
+    abandoned exactly when that job ended without starting it (see
+    :meth:`~respaldo.catalog.BackupRecords.fail_abandoned`), not when this process dies."""
+    with ctx.catalog.begin() as session:
+        BackupRecords(session).get(backup_id).job_id = job_id
+
+
+def fail_reserved(ctx: Context, backup_id: str, message: str) -> None:
+    """Fail a reserved record that is still ``pending``: its job ended (refused,
+    cancelled, failed) before the backup started. A record the backup started is left
+    alone: the backup itself records how it ended."""
+    with ctx.catalog.begin() as session:
+        records = BackupRecords(session)
+        if records.get(backup_id).status is BackupStatus.PENDING:
+            records.fail(backup_id, message)
+
+
+def _pending(
+    session: Session,
+    ctx: Context,
+    repo: Repository,
+    kind: BackupKind,
+    source: str,
+    retention_days: int | None,
+    triggered_by: TriggeredBy,
+    pinned: bool,
+    pid: int | None = None,
+    job_id: int | None = None,
+) -> BackupRecord:
+    return BackupRecords(session).create_pending(
+        kind=kind,
+        repository=ctx.settings.repository().name,
+        triggered_by=triggered_by,
+        retention_days=retention_days,
+        database_name=source,
+        storage_path=repo.storage.location,
+        pinned=pinned,
+        pid=pid,
+        job_id=job_id,
+    )
 
 
 def unconfirmed_problem(chunks: int) -> str:

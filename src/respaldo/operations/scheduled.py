@@ -19,7 +19,9 @@ from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.prune_report import PruneReport, prune_backups
+from respaldo.operations.recorded import fail_reserved
 from respaldo.operations.reports import previous_month, send_drill_report
+from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, verify
 from respaldo.repository.wal import read_cluster
@@ -36,26 +38,51 @@ def run_queued(
 ) -> Any:
     """Run the queued job ``job_id`` (see :func:`respaldo.operations.jobs.run`).
 
-    Raises ConfigError for a kind this function cannot run from its parameters
-    (restores need a person to choose the target), and whatever the job raises.
+    A backup job whose parameters name a ``reserved`` record (made when it was
+    submitted, see :func:`~respaldo.operations.recorded.reserve_record`) takes that
+    record; if the job ends before the backup starts it (refused, cancelled while
+    queued), the record is failed with the reason. A restore job runs from its
+    parameters when they name its ``target_database`` (see :func:`restore_params`).
+
+    Raises ConfigError for a job this function cannot run from its parameters (a
+    restore into a directory), and whatever the job raises.
     """
     with ctx.catalog.begin() as session:
         job = Jobs(session).get(job_id)
         kind, target, params, by = job.kind, job.target, params_of(job), job.triggered_by
-    body, result_id = _body(kind, target, params, by)
-    return jobs.run(
-        ctx,
-        job_id,
-        body,
-        token=token,
-        result_id=result_id,
-        outcome=_outcome,
-        on_conflict=on_conflict,
-    )
+    reserved = params.get("reserved") if kind is JobKind.BACKUP else None
+    try:
+        body, result_id = _body(kind, target, params, by)
+        return jobs.run(
+            ctx,
+            job_id,
+            body,
+            token=token,
+            result_id=result_id,
+            outcome=_outcome,
+            on_conflict=on_conflict,
+        )
+    except BaseException as exc:
+        if reserved is not None:
+            fail_reserved(ctx, str(reserved), str(exc) or type(exc).__name__)
+        raise
 
 
 def _outcome(result: Any) -> dict[str, Any] | None:
     return result.outcome() if isinstance(result, PruneReport) else None
+
+
+def restore_params(request: RestoreRequest) -> dict[str, Any]:
+    """The parameters of a restore job that :func:`run_queued` can run: a logical
+    restore (into ``target_database``) with pg_restore's defaults."""
+    if request.target_database is None:
+        raise ConfigError("only a restore into a database can run from the queue")
+    return {
+        "backup_id": request.backup_id,
+        "target_database": request.target_database,
+        "database": request.database,
+        "replace": request.replace,
+    }
 
 
 def _body(
@@ -63,12 +90,25 @@ def _body(
 ) -> tuple[Callable[[Context], Any], Callable[[Any], str | None]]:
     if kind is JobKind.BACKUP and target is not None:
         backup_kind = BackupKind(params["type"]) if params.get("type") else None
+        reserved = str(params["reserved"]) if params.get("reserved") else None
         return (
-            lambda c: backup_source(c, target, backup_kind, triggered_by=by),
+            lambda c: backup_source(c, target, backup_kind, triggered_by=by, reserved=reserved),
             lambda result: result.record.id,
         )
     if kind is JobKind.DRILL and target is not None:
-        return lambda c: run_drill(c, target), lambda result: result.backup_id
+        amcheck = params.get("amcheck")
+        return (
+            lambda c: run_drill(c, target, amcheck=None if amcheck is None else bool(amcheck)),
+            lambda result: result.backup_id,
+        )
+    if kind is JobKind.RESTORE and params.get("target_database"):
+        request = RestoreRequest(
+            str(params["backup_id"]),
+            target_database=str(params["target_database"]),
+            database=str(params["database"]) if params.get("database") else None,
+            replace=bool(params.get("replace", False)),
+        )
+        return lambda c: restore(c, request), lambda _: request.backup_id
     if kind is JobKind.PRUNE:
         return lambda c: _prune(c, target), lambda _: None
     if kind is JobKind.VERIFY:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecords
+from respaldo.config import Settings
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
 from respaldo.errors import ConfigError, RespaldoError, option
 from respaldo.operations.backup import backup_database
@@ -76,20 +77,21 @@ def set_pinned(ctx: Context, backup_id: str, pinned: bool) -> BackupView:
         return BackupView.from_record(record)
 
 
-def backup_source(
-    ctx: Context,
-    name: str,
-    kind: BackupKind | None = None,
-    *,
-    triggered_by: TriggeredBy = TriggeredBy.CLI,
-) -> BackupResult:
-    """Back up the configured database or file set ``name``.
+@dataclass(frozen=True)
+class BackupPlan:
+    """What :func:`backup_source` will take: ``kind`` as asked (``snapshot`` included),
+    ``recorded_kind`` as its record will say, and its record's retention and pin."""
 
-    ``kind`` defaults to ``full`` for a database and ``files`` for a file set; a name
-    that is both needs it. Raises ConfigError for an unknown name or a kind that does
-    not fit, and whatever the backup raises.
-    """
-    settings = ctx.settings
+    source: str
+    kind: BackupKind
+    recorded_kind: BackupKind
+    retention_days: int
+    pinned: bool
+
+
+def plan_backup(settings: Settings, name: str, kind: BackupKind | None = None) -> BackupPlan:
+    """Check that ``name`` can be backed up as ``kind`` and say how (see
+    :func:`backup_source`). Raises ConfigError."""
     is_db = any(d.name == name for d in settings.databases)
     is_files = any(f.name == name for f in settings.file_sets)
     if not is_db and not is_files:
@@ -104,14 +106,43 @@ def backup_source(
                 f"{name!r} is a database and a file set: say which with {option('kind')} full|files"
             )
         kind = BackupKind.FULL if is_db else BackupKind.FILES
-    if kind is BackupKind.SNAPSHOT:
-        raise ConfigError("a snapshot covers every source: run 'respaldo snapshot'")
     if kind is BackupKind.FILES:
         if not is_files:
             raise ConfigError(f"{name!r} is not a configured file set")
-        return backup_files(ctx, name, triggered_by=triggered_by)
+        days = settings.file_set(name).retention_days
+        return BackupPlan(name, kind, kind, days, False)
     if not is_db:
         raise ConfigError(f"{name!r} is a file set: its backups are of type files")
-    if kind is BackupKind.INCREMENTAL:
-        return backup_cluster(ctx, name, triggered_by=triggered_by)
-    return backup_database(ctx, name, kind=kind, triggered_by=triggered_by)
+    days = settings.database(name).retention_days
+    # A snapshot of one database is what 'respaldo snapshot' takes of each: a pinned
+    # full backup carrying a snapshot id.
+    recorded = BackupKind.FULL if kind is BackupKind.SNAPSHOT else kind
+    return BackupPlan(name, kind, recorded, days, kind is BackupKind.SNAPSHOT)
+
+
+def backup_source(
+    ctx: Context,
+    name: str,
+    kind: BackupKind | None = None,
+    *,
+    triggered_by: TriggeredBy = TriggeredBy.CLI,
+    reserved: str | None = None,
+) -> BackupResult:
+    """Back up the configured database or file set ``name``.
+
+    ``kind`` defaults to ``full`` for a database and ``files`` for a file set; a name
+    that is both needs it. ``snapshot`` takes a pinned full backup with a snapshot id of
+    one database (``respaldo snapshot`` takes one of every source). ``reserved`` is the
+    id of a pending record made for it (see
+    :func:`~respaldo.operations.recorded.reserve_record`). Raises ConfigError for an
+    unknown name or a kind that does not fit, and whatever the backup raises.
+    """
+    plan = plan_backup(ctx.settings, name, kind)
+    if plan.kind is BackupKind.FILES:
+        return backup_files(ctx, name, triggered_by=triggered_by, reserved=reserved)
+    if plan.kind is BackupKind.INCREMENTAL:
+        return backup_cluster(ctx, name, triggered_by=triggered_by, reserved=reserved)
+    snapshot = new_backup_id(datetime.now(UTC)) if plan.kind is BackupKind.SNAPSHOT else None
+    return backup_database(
+        ctx, name, triggered_by=triggered_by, snapshot=snapshot, reserved=reserved
+    )

@@ -62,16 +62,27 @@ class StatusItem(ResultModel):
     threshold it is held against."""
 
     key: str
+    """What was checked, as alerts name it, e.g. rpo:erp:full."""
     check: Check
+    """rpo, server, archive, restore_test, copy, catalog or repository."""
     database: str | None = None
+    """The configured database it is about, if one."""
     kind: BackupKind | None = None
+    """The backup type it is about, if one."""
     repository: str | None = None
+    """The repository it is about, if one."""
     level: Level
+    """green, amber or red."""
     reason: str
+    """Why, in words, with what to do when not green."""
     at: UtcTime | None = None
+    """When what was measured happened (the newest backup completed...)."""
     age_seconds: float | None = None
+    """Seconds from then to the check."""
     limit_seconds: float | None = None
+    """The threshold the age is held against."""
     backup_id: str | None = None
+    """The backup it is about, if one."""
     count: int | None = None
     """How many: backups not copied (``copy``), files waiting to be archived (``archive``)."""
 
@@ -80,12 +91,17 @@ class DatabaseStatus(ResultModel):
     """Every item of one configured database; ``level`` is the worst of them."""
 
     database: str
+    """The configured database."""
     level: Level
+    """The worst level of its items."""
     physical: bool
     """Whether physical backups and WAL archiving are expected (its WAL is archived)."""
     server_version: str | None
+    """Its server's PostgreSQL version, when the server was read."""
     archive: ArchiveView | None
+    """Its server's WAL archiving, when the server was read."""
     items: list[StatusItem]
+    """Everything checked for it."""
 
 
 class StatusReport(ResultModel):

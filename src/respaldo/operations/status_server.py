@@ -70,17 +70,26 @@ class ArchiveView(ResultModel):
     """The server's WAL archiving as status read it. Ages are by the server's clock."""
 
     archive_mode: str
+    """The server's archive_mode."""
     archived_count: int
+    """WAL files archived since the statistics were reset."""
     last_archived_wal: str | None
+    """The last WAL file archived."""
     last_archived_at: UtcTime | None
+    """When it was archived."""
     last_archived_age_seconds: float | None
+    """Seconds since then."""
     failed_count: int
+    """Failed archive attempts since the statistics were reset."""
     last_failed_wal: str | None
+    """The last WAL file whose archiving failed."""
     last_failed_at: UtcTime | None
+    """When it failed."""
     waiting: int | None
     """Files waiting in the server's archive queue (the async pusher's backlog); None when
     this role may not list them."""
     oldest_waiting_age_seconds: float | None
+    """Age of the oldest file waiting to be archived."""
 
 
 def archive_view(mode: str, state: ArchiverState) -> ArchiveView:

@@ -1,0 +1,246 @@
+"""One error handler: every failure of a request becomes ``application/problem+json``
+(RFC 9457) with the right status, a title, the error's message as ``detail`` and its
+``hint``.
+
+What never reaches a client: a stack trace (an unexpected exception is logged here and
+answered with a generic 500), a password or passphrase the server holds, or the path of
+a file holding one (``passphrase_file``, ``password_file``, ``secret_access_key_file``;
+replaced by ``<secret file>``), nor the input of a malformed request (it may be a
+password).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from starlette.exceptions import HTTPException
+
+from respaldo.config import Settings
+from respaldo.errors import (
+    BackupNotFound,
+    BackupProtected,
+    DatabaseExists,
+    DatabaseNotFound,
+    InvalidBackupId,
+    InvalidInput,
+    InvalidTransition,
+    JobConflict,
+    RecordExists,
+    RecordNotFound,
+    RepositoryLocked,
+    RespaldoError,
+)
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+REDACTED_PATH = "<secret file>"
+REDACTED = "<secret>"
+
+# Most specific first: the first class an error is an instance of gives its status.
+# Anything else respaldo raises on purpose is a failure of the service, not of the
+# request: 503 (a repository or the catalog unreachable, the server's own configuration
+# wrong: a request's own mistakes are InvalidInput, which is a ConfigError).
+STATUSES: tuple[tuple[type[RespaldoError], int], ...] = (
+    (InvalidInput, 422),
+    (InvalidBackupId, 404),
+    (RecordNotFound, 404),
+    (BackupNotFound, 404),
+    (DatabaseNotFound, 404),
+    (JobConflict, 409),
+    (InvalidTransition, 409),
+    (RecordExists, 409),
+    (DatabaseExists, 409),
+    (BackupProtected, 409),
+    (RepositoryLocked, 409),
+)
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 ``application/problem+json``."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    type: str = Field(default="about:blank", description="Always about:blank: see status.")
+    title: str = Field(description="The HTTP status's phrase, e.g. Not Found.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong, in one line.")
+    hint: str | None = Field(default=None, description="What to do about it, if known.")
+    error: str | None = Field(
+        default=None, description="respaldo's error class, e.g. RecordNotFound."
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="For a malformed request: each field that is wrong (loc, msg, type).",
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entry declaring ``statuses`` as problems."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def status_of(error: RespaldoError) -> int:
+    for cls, status in STATUSES:
+        if isinstance(error, cls):
+            return status
+    return 503
+
+
+def api_name(field: str) -> str:
+    """An application function's argument as the API names it: its JSON field."""
+    return API_NAMES.get(field, to_camel(field))
+
+
+API_NAMES = {"kind": "type", "since": "from", "until": "to"}
+"""Arguments whose API name is not their camelCase name."""
+
+
+class Scrubber:
+    """Removes the server's secrets, and the paths of the files holding them, from text."""
+
+    def __init__(self, settings: Settings) -> None:
+        paths: list[Path] = [p for p in [settings.passphrase_file] if p is not None]
+        paths += [d.password_file for d in settings.databases if d.password_file is not None]
+        paths += [
+            r.secret_access_key_file
+            for r in settings.repositories
+            if r.secret_access_key_file is not None
+        ]
+        secrets = [settings.passphrase] + [d.password for d in settings.databases]
+        secrets += [r.secret_access_key for r in settings.repositories]
+        self._paths = _longest_first(str(p) for p in paths)
+        self._secrets = _longest_first(
+            s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()
+        )
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        for path in self._paths:
+            text = text.replace(path, REDACTED_PATH)
+        return text
+
+
+def _longest_first(items: Iterable[str]) -> list[str]:
+    return sorted({i for i in items if i}, key=len, reverse=True)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    hint: str | None = None,
+    error: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        hint=hint or None,
+        error=error,
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True, exclude_none=True),
+        status_code=status,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def document(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI schema say what the handlers answer: every error response
+    (FastAPI's default 422 included) is a :class:`Problem` as ``application/problem+json``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("Problem", Problem.model_json_schema(by_alias=True))
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, answer in operation.get("responses", {}).items():
+                    if status[:1] in ("4", "5"):
+                        answer["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if f'"#/components/schemas/{unused}"' not in json.dumps(schema["paths"]):
+                schemas.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Register the handlers on ``app`` and document them (:func:`document`)."""
+    scrub = Scrubber(settings)
+    document(app)
+
+    async def respaldo_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RespaldoError)
+        message, hint = exc.rendered(api_name)
+        status = status_of(exc)
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, scrub(message))
+        return problem(status, scrub(message), hint=scrub(hint) or None, error=type(exc).__name__)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # No "input" and no "ctx": a malformed body may carry a password.
+        errors = [
+            {
+                "loc": [str(part) for part in e.get("loc", ())],
+                "msg": scrub(str(e.get("msg", ""))),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        where = ", ".join(".".join(e["loc"]) for e in errors)
+        # A body that is not JSON at all is a bad request; JSON that does not fit, 422.
+        status = 400 if any(e["type"] == "json_invalid" for e in errors) else 422
+        return problem(status, f"the request is malformed: {where}", errors=errors)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, scrub(detail), headers=headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the server's log only; its text may hold anything.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem(
+            500,
+            "an unexpected error stopped the request",
+            hint="the server's log has the details",
+        )
+
+    app.add_exception_handler(RespaldoError, respaldo_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,233 @@
+"""Backups, restores and restore tests started in the background: what an API request
+asks for. Each checks the request, submits a job, hands it to the service's
+:class:`~respaldo.operations.workers.Workers` and returns at once with the job's id: a
+backup takes minutes and the request must not be held open.
+
+Everything that can be refused is refused here, before any job exists (InvalidInput for
+a malformed or unfitting request, RecordNotFound for an unknown backup, JobConflict when
+a backup of the same database runs); what fails later is the job's, and its row says
+how it ended.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from respaldo.config import DatabaseSettings, Settings
+from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy, truncate_name
+from respaldo.errors import ConfigError, InvalidInput
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.listing import list_backups, show_backup
+from respaldo.operations.models import ResultModel
+from respaldo.operations.recorded import fail_reserved, name_job, reserve_record
+from respaldo.operations.restore_request import RestoreRequest
+from respaldo.operations.scheduled import restore_params
+from respaldo.operations.snapshot import plan_backup
+from respaldo.operations.views import BackupView
+from respaldo.operations.workers import Workers
+from respaldo.postgres import ConnInfo
+
+
+class StartedBackup(BackupView):
+    """The record of a backup that a job takes (``pending`` or ``in_progress``), and
+    that job's id."""
+
+    job_id: int
+    """The job taking the backup (GET /admin/jobs/{jobId})."""
+
+
+class StartedJob(ResultModel):
+    """A job that was started: what it does, and its id (``GET /admin/jobs/{id}``)."""
+
+    message: str
+    """What was started, in words."""
+    job_id: int
+    """The job doing it (GET /admin/jobs/{jobId})."""
+    target_database: str | None = None
+    """The database a restore goes into."""
+
+
+def default_database(settings: Settings) -> str:
+    """The database a request means when it names none: the first configured one.
+    Raises InvalidInput when none is configured."""
+    if not settings.databases:
+        raise InvalidInput("database", "no database is configured, and none was named")
+    return settings.databases[0].name
+
+
+def start_backup(
+    ctx: Context,
+    workers: Workers,
+    kind: BackupKind,
+    database: str | None = None,
+    *,
+    requested_by: str,
+    triggered_by: TriggeredBy = TriggeredBy.API,
+) -> StartedBackup:
+    """Start a ``kind`` backup of ``database`` (a file set's name for ``files``;
+    default: :func:`default_database`, the first file set for ``files``): its record is
+    made ``pending`` at once and returned with the job's id; a worker thread takes the
+    backup.
+
+    Raises InvalidInput (unknown database, a kind that does not fit it), JobConflict (a
+    backup of it runs), and what opening the primary repository raises.
+    """
+    if database is not None:
+        name = database
+    elif kind is BackupKind.FILES and ctx.settings.file_sets:
+        name = ctx.settings.file_sets[0].name
+    else:
+        name = default_database(ctx.settings)
+    try:
+        plan = plan_backup(ctx.settings, name, kind)
+    except ConfigError as exc:
+        raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
+    request = JobRequest(
+        JobKind.BACKUP, name, triggered_by, requested_by, {"type": plan.kind.value}
+    )
+    jobs.check_free(ctx, request)
+    record = reserve_record(
+        ctx,
+        kind=plan.recorded_kind,
+        source=name,
+        retention_days=plan.retention_days,
+        triggered_by=triggered_by,
+        pinned=plan.pinned,
+    )
+    try:
+        request = JobRequest(
+            JobKind.BACKUP,
+            name,
+            triggered_by,
+            requested_by,
+            {"type": plan.kind.value, "reserved": record.id},
+        )
+        job = jobs.submit(ctx, request, result_id=record.id)
+        name_job(ctx, record.id, job.id)
+    except BaseException as exc:
+        fail_reserved(ctx, record.id, f"not started: {exc}")
+        raise
+    workers.start(job.id)
+    return StartedBackup(**record.model_dump(), job_id=job.id)
+
+
+def start_restore(
+    ctx: Context,
+    workers: Workers,
+    backup_id: str,
+    *,
+    replace: bool = False,
+    confirm: str | None = None,
+    requested_by: str,
+    triggered_by: TriggeredBy = TriggeredBy.API,
+) -> StartedJob:
+    """Start restoring the completed logical backup ``backup_id``.
+
+    By default into a new database on its database's server
+    (``<name>_restored_<UTC time>_<hex>``), which the result names. ``replace`` swaps the
+    live database of the backup's configured database instead, running its
+    ``pre_restore_hook`` and ``post_restore_hook`` (the application's stop and start)
+    around the swap; it needs ``confirm`` to be that database's name (the configured
+    name, as the backup's ``databaseName`` shows it, or the PostgreSQL database's).
+
+    Raises RecordNotFound, InvalidBackupId, InvalidInput (not a completed logical
+    backup, its database is not configured, ``confirm`` missing or wrong): then nothing
+    was started and nothing changed.
+    """
+    record = show_backup(ctx, backup_id)
+    db = _restorable(ctx.settings, record)
+    live = ConnInfo.parse(db.dsn).dbname or db.name
+    if replace:
+        if confirm not in {db.name, live}:
+            raise InvalidInput(
+                "confirm",
+                f"replacing database {live} needs its name as confirmation"
+                + (f", got {confirm!r}" if confirm else ""),
+                hint=f"send {{'replace': true, 'confirm': '{db.name}'}}; the application is "
+                "stopped while its database is swapped",
+            )
+        target = live
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        target = f"{truncate_name(live, 30)}_restored_{stamp}_{secrets.token_hex(2)}"
+    restore = RestoreRequest(record.id, target_database=target, database=db.name, replace=replace)
+    job = _launch(
+        ctx,
+        workers,
+        JobRequest(JobKind.RESTORE, target, triggered_by, requested_by, restore_params(restore)),
+        result_id=record.id,
+    )
+    if replace:
+        message = (
+            f"restore of backup {record.id} over database {target} started: "
+            "the application is stopped while the database is swapped"
+        )
+    else:
+        message = f"restore of backup {record.id} into the new database {target} started"
+    return StartedJob(message=message, job_id=job.id, target_database=target)
+
+
+def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
+    if record.status is not BackupStatus.COMPLETED:
+        raise InvalidInput(
+            "backup_id",
+            f"backup {record.id} is {record.status.value}: only a completed backup restores",
+        )
+    if record.backup_type not in (BackupKind.FULL, BackupKind.SNAPSHOT):
+        raise InvalidInput(
+            "backup_id",
+            f"backup {record.id} is a {record.backup_type.value} backup: only logical "
+            "backups restore into a database here",
+            hint="restore it with 'respaldo restore' (--target-datadir or --target-dir)",
+        )
+    try:
+        return settings.database(record.database_name or "")
+    except ConfigError as exc:
+        raise InvalidInput("backup_id", exc.message, hint=exc.hint or None) from None
+
+
+def start_restore_test(
+    ctx: Context,
+    workers: Workers,
+    backup_id: str | None = None,
+    database: str | None = None,
+    *,
+    requested_by: str,
+    triggered_by: TriggeredBy = TriggeredBy.API,
+) -> StartedJob:
+    """Start a restore test (drill) of ``backup_id``, or of the newest completed full
+    backup of ``database`` (default: :func:`default_database`).
+
+    Raises RecordNotFound, InvalidBackupId, InvalidInput (both given, no database of
+    that name, no completed full backup to test)."""
+    if backup_id is not None:
+        if database is not None:
+            raise InvalidInput("database", "give a backup id or a database, not both")
+        target = show_backup(ctx, backup_id).id
+        what = f"backup {target}"
+    else:
+        target = database if database is not None else default_database(ctx.settings)
+        try:
+            ctx.settings.database(target)
+        except ConfigError as exc:
+            raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
+        newest = list_backups(
+            ctx, database=target, kind=BackupKind.FULL, status=BackupStatus.COMPLETED, limit=1
+        )
+        if not newest.backups:
+            raise InvalidInput("database", f"database {target} has no completed full backup")
+        what = f"the newest backup of {target} ({newest.backups[0].id})"
+    job = _launch(ctx, workers, JobRequest(JobKind.DRILL, target, triggered_by, requested_by))
+    return StartedJob(message=f"restore test of {what} started", job_id=job.id)
+
+
+def _launch(
+    ctx: Context, workers: Workers, request: JobRequest, *, result_id: str | None = None
+) -> jobs.JobInfo:
+    jobs.check_free(ctx, request)
+    job = jobs.submit(ctx, request, result_id=result_id)
+    workers.start(job.id)
+    return job

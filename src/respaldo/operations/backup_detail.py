@@ -1,0 +1,129 @@
+"""One backup in full (``GET /admin/backups/{id}``): its record, its manifest's summary
+and streams, where copies of it are, and its restore tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from respaldo.catalog import BackupCopies
+from respaldo.domain import BackupStatus
+from respaldo.operations.context import Context
+from respaldo.operations.listing import list_drills, show_backup
+from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.views import BackupView, DrillRunView
+
+
+class StreamView(ResultModel):
+    """One stream of a backup (``dump``, ``globals``, ``base``, ``files``)."""
+
+    name: str = Field(description="The stream's name: dump, globals, base or files.")
+    size: int = Field(description="Bytes of the stream as the source produced it.")
+    sha256: str = Field(description="SHA-256 of the stream, checked on every restore.")
+    chunks: int = Field(description="How many chunks the stream was cut into.")
+
+
+class ManifestSummary(ResultModel):
+    """What the backup's manifest (in the repository, authenticated) says."""
+
+    kind: str = Field(description="The backup's type as its manifest records it.")
+    source: str = Field(description="The configured database or file set it was taken of.")
+    started_at: UtcTime = Field(description="When the backup started.")
+    completed_at: UtcTime = Field(description="When its manifest was written.")
+    tool_version: str = Field(description="The respaldo version that took it.")
+    server_version: str | None = Field(description="PostgreSQL version of the source.")
+    schema_version: str | None = Field(description="The application's schema version.")
+    snapshot: str | None = Field(description="The snapshot id, if taken as part of one.")
+    tables: int | None = Field(description="Tables whose row counts the backup recorded.")
+    rows: int | None = Field(description="Sum of those row counts.")
+    warnings: list[str] = Field(description="What the backup noted as not quite right.")
+    streams: list[StreamView] = Field(description="The backup's streams.")
+
+
+class CopyView(ResultModel):
+    """The backup in one repository."""
+
+    repository: str = Field(description="The configured repository's name.")
+    role: str = Field(description="primary (written by the backup) or mirror (copied).")
+    status: str = Field(description="completed, pending or failed (mirrors only).")
+    error_message: str | None = Field(description="Why the copy failed, if it did.")
+    updated_at: UtcTime | None = Field(description="When the copy's status last changed.")
+
+
+class BackupDetail(ResultModel):
+    """One backup: its record, manifest, copies and restore tests."""
+
+    backup: BackupView = Field(description="The record, as in the list of backups.")
+    manifest: ManifestSummary | None = Field(
+        description="The manifest's summary; null until the backup completed."
+    )
+    copies: list[CopyView] = Field(description="Where the backup is, per repository.")
+    restore_tests: list[DrillRunView] = Field(
+        description="Its restore tests, newest first, with their checks."
+    )
+
+
+def backup_detail(ctx: Context, backup_id: str, *, tests: int = 20) -> BackupDetail:
+    """Backup ``backup_id`` in full; its manifest is read from the repository that holds
+    it. Raises RecordNotFound, InvalidBackupId, and what reading the manifest raises
+    (repository unreachable, IntegrityError)."""
+    record = show_backup(ctx, backup_id)
+    manifest = None
+    if record.status is BackupStatus.COMPLETED:
+        manifest = _summary(ctx, record)
+    copies = [
+        CopyView(
+            repository=record.repository,
+            role="primary",
+            status=record.status.value,
+            error_message=None,
+            updated_at=record.completed_at,
+        )
+    ]
+    with ctx.catalog.read() as session:
+        for copy in BackupCopies(session).for_backup(record.id):
+            copies.append(
+                CopyView(
+                    repository=copy.repository,
+                    role="mirror",
+                    status=copy.status.value,
+                    error_message=copy.error_message,
+                    updated_at=copy.updated_at,
+                )
+            )
+    return BackupDetail(
+        backup=record,
+        manifest=manifest,
+        copies=copies,
+        restore_tests=list_drills(ctx, backup_id=record.id, limit=tests),
+    )
+
+
+def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
+    configured = {r.name for r in ctx.settings.repositories}
+    repo = ctx.repository(record.repository if record.repository in configured else None)
+    m = repo.load_manifest(record.id)
+    meta: dict[str, Any] = m.meta
+    counts = meta.get("row_counts")
+    return ManifestSummary(
+        kind=m.kind,
+        source=m.source,
+        started_at=m.started_at,
+        completed_at=m.completed_at,
+        tool_version=m.tool_version,
+        server_version=_text(meta.get("server_version")),
+        schema_version=_text(meta.get("schema_version")),
+        snapshot=_text(meta.get("snapshot")),
+        tables=len(counts) if isinstance(counts, dict) else None,
+        rows=sum(int(v) for v in counts.values()) if isinstance(counts, dict) else None,
+        warnings=[str(w) for w in meta.get("warnings") or []],
+        streams=[
+            StreamView(name=s.name, size=s.size, sha256=s.sha256, chunks=s.chunks)
+            for s in m.streams
+        ],
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,65 @@
+"""Deleting one backup by hand (``DELETE /admin/backups/{id}``).
+
+What may not be deleted is what retention never expires, by the same rule
+(:func:`respaldo.retention.protected`): the newest completed and the newest verified
+backup of its database and kind, pinned backups (unpin first) and running ones. The
+deletion itself is prune's, in the same order: the manifest from every repository, then
+the catalog record; the data goes with the next garbage collection (``prune``).
+"""
+
+from __future__ import annotations
+
+from respaldo.catalog import BackupRecords
+from respaldo.errors import BackupProtected, RespaldoError
+from respaldo.operations.context import Context
+from respaldo.operations.models import ResultModel
+from respaldo.operations.prune import delete_manifests, facts_of, open_repositories
+from respaldo.retention import protected
+
+
+class DeletedBackup(ResultModel):
+    """A backup deleted: its id and the repositories its manifest was deleted from
+    (the space is reclaimed by the next prune's garbage collection)."""
+
+    id: str
+    """The deleted backup's id."""
+    manifests_deleted_from: list[str]
+    """The repositories its manifest was deleted from."""
+
+
+def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
+    """Delete backup ``backup_id`` from every repository and the catalog.
+
+    Raises RecordNotFound, InvalidBackupId, BackupProtected (nothing deleted), and
+    RespaldoError when a repository could not delete its manifest: then the record
+    stays, and deleting again finishes the job.
+    """
+    with ctx.catalog.read() as session:
+        records = BackupRecords(session)
+        target = facts_of(records.get(backup_id))
+        group = [
+            facts_of(r)
+            for r in records.list(database=target.database)
+            if r.backup_type.value == target.kind
+        ]
+    reasons = protected(group).get(target.id)
+    if reasons:
+        raise BackupProtected(
+            f"backup {target.id} is kept by retention ({', '.join(reasons)})",
+            hint="unpin it first"
+            if reasons == ["pinned"]
+            else "retention never deletes the newest completed or verified backup of a "
+            "database, nor a running one; take a newer backup first",
+        )
+    repos = open_repositories(ctx) if target.completed else []
+    if not delete_manifests(target.id, repos):
+        problems = "; ".join(f"{o.name}: {o.error}" for o, _ in repos if o.error)
+        raise RespaldoError(
+            f"backup {target.id} could not be deleted everywhere: {problems}",
+            hint="its record stays; delete it again once every repository is reachable",
+        )
+    with ctx.catalog.begin() as session:
+        BackupRecords(session).delete(target.id)
+    return DeletedBackup(
+        id=target.id, manifests_deleted_from=[o.name for o, _ in repos if o.manifests_deleted]
+    )

@@ -1,0 +1,150 @@
+"""A real ``respaldo serve`` process over HTTPS (a self-signed certificate made here):
+the specification's BackupManager calls, replayed exactly (list, create a full backup,
+restore it with the confirm dialog's answer), against the service's own job workers."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sample.cluster import TempCluster
+
+from respaldo.config import load_settings
+from respaldo.domain import Role
+from tests.integration.api.conftest import token
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import table_checksums
+from tests.integration.logical.test_jobs import wait_for
+from tests.integration.logical.test_replace import _spoil
+from tests.integration.logical.test_serve import free_port, serving
+
+pytestmark = pytest.mark.integration
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def https_config(respaldo: Respaldo, port: int, cert: Path, key: Path) -> Path:
+    """The test's config with only the erp database, no schedule, HTTPS on ``port``."""
+    text = respaldo.config.read_text()
+    text = text[: text.index('[[databases]]\nname = "erp_hooked"')]
+    text += f"""
+[schedules]
+full = "off"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[server]
+listen = "127.0.0.1:{port}"
+tls_certificate = "{cert}"
+tls_key = "{key}"
+"""
+    path = respaldo.tmp / "https.toml"
+    path.write_text(text)
+    return path
+
+
+def answers(client: httpx.Client) -> bool:
+    try:
+        client.get("/health")
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def job_ended(client: httpx.Client, job_id: int) -> dict[str, Any] | None:
+    job: dict[str, Any] = client.get(f"/admin/jobs/{job_id}").json()
+    return job if job["status"] not in ("queued", "running") else None
+
+
+def test_the_backup_manager_calls_over_https_against_respaldo_serve(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    port = free_port()
+    cert, key = self_signed(respaldo.tmp)
+    config = https_config(respaldo, port, cert, key)
+    headers = token(load_settings(config), "erp-page", Role.ADMIN)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with (
+        serving(config) as process,
+        httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", headers=headers, verify=trusted, timeout=60
+        ) as page,
+    ):
+        wait_for("the HTTPS server", lambda: answers(page) or process.poll() is not None)
+        assert process.poll() is None
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=30)  # no plain HTTP
+
+        # BackupManager: loadBackups() maps response.data directly.
+        assert page.get("/admin/backups").json() == []
+        # createBackup('full')
+        created = page.post("/admin/backups", json={"type": "full"})
+        assert created.status_code == 202, created.text
+        record = created.json()
+        assert record["status"] in ("pending", "in_progress")
+        wait_for("the backup", lambda: job_ended(page, record["jobId"]) is not None)
+        assert job_ended(page, record["jobId"])["status"] == "completed"  # type: ignore[index]
+        listed = page.get("/admin/backups").json()
+        assert [(r["id"], r["status"]) for r in listed] == [(record["id"], "completed")]
+        assert listed == respaldo.run("list", "--json").json()
+
+        backed_up = table_checksums(pg, respaldo.dbname)
+        _spoil(pg, respaldo.dbname)
+        # restoreBackup(id) after the confirm dialog: the database's name typed in.
+        restored = page.post(
+            f"/admin/backups/{record['id']}/restore", json={"replace": True, "confirm": "erp"}
+        )
+        assert restored.status_code == 202, restored.text
+        assert set(restored.json()) >= {"message", "jobId"}
+        wait_for("the restore", lambda: job_ended(page, restored.json()["jobId"]) is not None)
+        job = job_ended(page, restored.json()["jobId"])
+        assert job is not None and job["status"] == "completed", job
+        assert table_checksums(pg, respaldo.dbname) == backed_up
+
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert f"listening on https://127.0.0.1:{port}" in err

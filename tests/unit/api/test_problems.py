@@ -1,0 +1,117 @@
+"""Every failure is ``application/problem+json`` with its status, message and hint, and
+none shows a stack trace, a password or the path of a file holding a secret."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from respaldo.api import create_app
+from respaldo.config import Settings
+from respaldo.domain import BackupKind
+from respaldo.errors import ConnectionFailed
+from respaldo.operations.context import Context
+from tests.unit.api.conftest import completed_backup
+
+PASSWORD = "Tr0ub4dor&3-of-the-erp"
+
+
+def test_unknown_records_are_404_problems(
+    settings: Settings, context: Context, admin: dict[str, str]
+) -> None:
+    with TestClient(create_app(settings, context), headers=admin) as client:
+        for path in ("/admin/backups/20261128T083000Z-1a2b3c4d", "/admin/jobs/99"):
+            answer = client.get(path)
+            assert answer.status_code == 404, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            problem = answer.json()
+            assert (problem["status"], problem["title"]) == (404, "Not Found")
+            assert problem["error"] == "RecordNotFound"
+        malformed = client.get("/admin/backups/not-an-id")
+    assert malformed.status_code == 404
+    assert malformed.json()["error"] == "InvalidBackupId"
+
+
+def test_a_body_that_is_not_json_is_400_and_one_that_does_not_fit_is_422(
+    settings: Settings, context: Context, admin: dict[str, str]
+) -> None:
+    with TestClient(create_app(settings, context), headers=admin) as client:
+        garbled = client.post(
+            "/admin/backups", content=b"{type: full", headers={"content-type": "application/json"}
+        )
+        unfit = client.post("/admin/backups", json={"type": "full", "password": PASSWORD})
+    assert garbled.status_code == 400, garbled.text
+    assert unfit.status_code == 422, unfit.text
+    assert unfit.json()["errors"] == [
+        {
+            "loc": ["body", "password"],
+            "msg": "Extra inputs are not permitted",
+            "type": "extra_forbidden",
+        }
+    ]
+    assert PASSWORD not in unfit.text  # the input is not echoed
+
+
+def test_a_secret_files_path_is_not_shown(
+    settings: Settings,
+    context: Context,
+    admin: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backup_id = completed_backup(context, "erp", BackupKind.FULL, datetime.now(UTC))
+    secret = tmp_path / "secrets" / "passphrase"
+    secret.parent.mkdir()
+    secret.write_text("correct horse (test)\n")
+    secret.chmod(0o644)  # readable by others: refused
+    monkeypatch.delenv("RESPALDO_PASSPHRASE")
+    served = settings.model_copy(update={"passphrase": None, "passphrase_file": secret})
+    with TestClient(create_app(served), headers=admin) as client:
+        answer = client.get(f"/admin/backups/{backup_id}")
+    assert answer.status_code == 503, answer.text
+    problem = answer.json()
+    assert problem["detail"] == "passphrase_file <secret file> is readable by group or others"
+    assert problem["hint"] == "chmod 600 <secret file>"
+    assert str(secret) not in answer.text and "secrets" not in answer.text
+
+
+def test_passwords_and_tracebacks_never_reach_the_client(
+    settings: Settings, context: Context, admin: dict[str, str]
+) -> None:
+    served = settings.model_copy(
+        update={
+            "databases": Settings(
+                databases=[{"name": "erp", "dsn": "postgresql://erp@db/erp", "password": PASSWORD}]
+            ).databases
+        }
+    )
+    app = create_app(served, context)
+
+    @app.get("/test/unexpected")
+    def unexpected() -> None:
+        raise RuntimeError(f"connection to db failed: password={PASSWORD} at {__file__}")
+
+    @app.get("/test/respaldo")
+    def respaldo_error() -> None:
+        raise ConnectionFailed(f"cannot connect with {PASSWORD}", hint=f"try {PASSWORD}")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        crash = client.get("/test/unexpected")
+        known = client.get("/test/respaldo")
+    assert crash.status_code == 500
+    assert crash.json() == {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": "an unexpected error stopped the request",
+        "hint": "the server's log has the details",
+    }
+    assert known.status_code == 503
+    assert known.json()["detail"] == "cannot connect with <secret>"
+    assert known.json()["hint"] == "try <secret>"
+    for answer in (crash, known):
+        assert PASSWORD not in answer.text
+        assert "Traceback" not in answer.text and __file__ not in answer.text
