@@ -22,7 +22,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.listing import list_backups, show_backup
 from respaldo.operations.models import ResultModel
-from respaldo.operations.recorded import fail_reserved, name_job, reserve_record
+from respaldo.operations.recorded import fail_reserved, reserve_record
 from respaldo.operations.restore_request import RestoreRequest
 from respaldo.operations.scheduled import restore_params
 from respaldo.operations.snapshot import plan_backup
@@ -106,7 +106,6 @@ def start_backup(
             {"type": plan.kind.value, "reserved": record.id},
         )
         job = jobs.submit(ctx, request, result_id=record.id)
-        name_job(ctx, record.id, job.id)
     except BaseException as exc:
         fail_reserved(ctx, record.id, f"not started: {exc}")
         raise

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from respaldo import cancellation
 from sqlalchemy.orm import Session
 
-from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo import cancellation
+from respaldo.catalog import BackupRecord, BackupRecords, this_host
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
 from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context, current_pid
@@ -92,7 +92,14 @@ def recorded_backup(
     with ctx.catalog.begin() as session:
         if reserved is None:
             record = _pending(
-                session, ctx, repo, kind, source, retention_days, triggered_by, pinned,
+                session,
+                ctx,
+                repo,
+                kind,
+                source,
+                retention_days,
+                triggered_by,
+                pinned,
                 job_id=current_job(),
             )
         else:
@@ -170,18 +177,12 @@ def reserve_record(
     the record, the next process that opens the catalog fails it."""
     repo = ctx.repository()
     with ctx.catalog.begin() as session:
-        record = _pending(
-            session, ctx, repo, kind, source, retention_days, triggered_by, pinned, current_pid()
-        )
+        record = _pending(session, ctx, repo, kind, source, retention_days, triggered_by, pinned)
+        # No job yet: the record falls back to this process until its job starts it
+        # (then it follows the job), so that it is failed if this process dies first.
+        record.worker_pid, record.worker_host = current_pid(), this_host()
+        session.flush()
         return BackupView.from_record(record)
-
-
-def name_job(ctx: Context, backup_id: str, job_id: int) -> None:
-    """Make the reserved record ``backup_id`` follow job ``job_id``: from now on it is
-    abandoned exactly when that job ended without starting it (see
-    :meth:`~respaldo.catalog.BackupRecords.fail_abandoned`), not when this process dies."""
-    with ctx.catalog.begin() as session:
-        BackupRecords(session).get(backup_id).job_id = job_id
 
 
 def fail_reserved(ctx: Context, backup_id: str, message: str) -> None:
@@ -203,7 +204,6 @@ def _pending(
     retention_days: int | None,
     triggered_by: TriggeredBy,
     pinned: bool,
-    pid: int | None = None,
     job_id: int | None = None,
 ) -> BackupRecord:
     return BackupRecords(session).create_pending(
@@ -214,7 +214,6 @@ def _pending(
         database_name=source,
         storage_path=repo.storage.location,
         pinned=pinned,
-        pid=pid,
         job_id=job_id,
     )
 
