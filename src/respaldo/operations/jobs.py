@@ -87,9 +87,13 @@ class JobInfo(ResultModel):
     outcome: dict[str, Any] | None = None
     """What the job produced (a prune: ``bytes_reclaimed`` per repository)."""
     queue_name: str | None = None
+    """The queue it was put in (PostgreSQL catalog); None when it ran in place."""
     retry_of: int | None = None
+    """The lost job this one runs again, if it is a retry."""
     attempt: int = 1
+    """1 for a first run, 2 for its first retry..."""
     scheduled_for: UtcTime | None = None
+    """The schedule's fire time the job is for (scheduled jobs only)."""
 
     @classmethod
     def of(cls, job: Job) -> JobInfo:
