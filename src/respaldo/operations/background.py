@@ -3,8 +3,8 @@ asks for. Each checks the request, submits a job, hands it to the service's
 :class:`~respaldo.operations.workers.Workers` and returns at once with the job's id: a
 backup takes minutes and the request must not be held open.
 
-With a PostgreSQL catalog the job goes to its queue instead
-(:func:`respaldo.operations.queue.enqueue`), and any worker takes it.
+With a PostgreSQL catalog the job goes to its queue instead (:func:`jobs.submit`), and
+any worker takes it.
 
 Everything that can be refused is refused here, before any job exists (InvalidInput for
 a malformed or unfitting request, RecordNotFound for an unknown backup, JobConflict when
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from respaldo.config import DatabaseSettings, Settings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy, truncate_name
 from respaldo.errors import ConfigError, InvalidInput
-from respaldo.operations import jobs, queue
+from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.listing import list_backups, show_backup
@@ -228,12 +228,12 @@ def start_restore_test(
 def _launch(
     ctx: Context, workers: Workers, request: JobRequest, *, result_id: str | None = None
 ) -> jobs.JobInfo:
-    """Submit the job and have it run: with a PostgreSQL catalog it goes to its queue
-    (any worker takes it, docs/scaling.md); with SQLite, to this process's ``workers``.
-    Raises JobConflict at once when a running job holds the key it needs."""
+    """Submit the job and have it run: with a PostgreSQL catalog :func:`jobs.submit` puts
+    it in its queue (any worker takes it, docs/scaling.md); with SQLite this process's
+    ``workers`` run it. Raises JobConflict at once when a running job holds the key it
+    needs."""
     jobs.check_free(ctx, request)
-    if queue.has_queue(ctx):
-        return queue.enqueue(ctx, request, result_id=result_id)
     job = jobs.submit(ctx, request, result_id=result_id)
-    workers.start(job.id)
+    if job.queue_name is None:
+        workers.start(job.id)
     return job
