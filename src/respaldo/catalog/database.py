@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -249,7 +250,16 @@ def _apply_queue_schema(connection: Connection) -> None:
     # the script as it is, and the '%' in procrastinate's messages stay literal.
     driver = connection.connection.driver_connection
     assert driver is not None
-    driver.execute(SchemaManager.get_schema())
+    try:
+        driver.execute(SchemaManager.get_schema())
+    except psycopg.Error as exc:
+        # Part of it is there (dropped by hand, or another tool's): never guess.
+        raise CatalogUnavailable(
+            f"cannot create the queue's tables in the catalog at {_shown(connection.engine.url)}:"
+            f" {_first_line(exc)}",
+            hint="the catalog holds part of procrastinate's schema; restore the catalog, or "
+            "drop the procrastinate_* objects and open it again (docs/scaling.md)",
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.catalog import Job, Jobs, Workers, queues_of, this_host
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.errors import AlreadyFired, ConfigError, JobCancelled
+from respaldo.errors import AlreadyFired, CatalogUnavailable, ConfigError, JobCancelled
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
@@ -127,7 +127,18 @@ def _defer(ctx: Context, session: Session, job: Job) -> None:
     deferrer = make_app(ctx).configure_task(
         TASK, queue=name, lock=job.exclusive_key, connection=driver
     )
-    queue_job_id = deferrer.defer(job_id=job.id)
+    from procrastinate.exceptions import ConnectorException
+
+    try:
+        queue_job_id = deferrer.defer(job_id=job.id)
+    except ConnectorException as exc:
+        # The caller's transaction rolls back: no job is recorded without its place.
+        cause = str(exc.__cause__ or exc).splitlines()[0]
+        raise CatalogUnavailable(
+            f"cannot queue {job.kind.value} job for {job.target or 'all'}: {cause}",
+            hint="the catalog's queue tables are missing or unreachable; 'respaldo init' "
+            "applies them (see docs/scaling.md)",
+        ) from exc
     Jobs(session).set_queued(job.id, queue_name=name, queue_job_id=queue_job_id)
 
 
@@ -290,8 +301,19 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
     shutdown_timeout_seconds``, after which it is cancelled (and retried elsewhere).
     Raises ConfigError without a PostgreSQL catalog.
     """
+    from procrastinate.exceptions import ConnectorException
+
     require_queue(ctx)
-    asyncio.run(_worker_main(ctx, options))
+    try:
+        asyncio.run(_worker_main(ctx, options))
+    except ConnectorException as exc:
+        cause = str(exc.__cause__ or exc).splitlines()[0]
+        raise CatalogUnavailable(
+            f"the worker lost the catalog's queue: {cause}",
+            hint="check that the catalog's PostgreSQL runs; run workers under a service "
+            "manager that restarts them (Restart=always): a job they ran is failed by its "
+            "lease and retried",
+        ) from exc
 
 
 async def _worker_main(ctx: Context, options: WorkerOptions) -> None:

@@ -29,6 +29,7 @@ from sample.cluster import TempCluster
 from respaldo.catalog import open_catalog
 from respaldo.config import load_settings
 from respaldo.domain import JobKind, JobStatus
+from respaldo.errors import CatalogUnavailable
 from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, cli_request
@@ -51,6 +52,7 @@ class Site:
     pg: TempCluster
     config: Path
     databases: list[str]
+    catalog: str
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
@@ -145,7 +147,7 @@ run_jobs = false
 """
     config = respaldo.tmp / "site.toml"
     config.write_text(text)
-    site = Site(respaldo, pg, config, ["erp", "erp2", "erp3"])
+    site = Site(respaldo, pg, config, ["erp", "erp2", "erp3"], catalog)
     try:
         yield site
     finally:
@@ -407,3 +409,62 @@ def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm
     assert serve.returncode == 0, err
     assert [j for j in site.jobs() if j.status is JobStatus.RUNNING] == []
     assert site.worker_names() == set()
+
+
+def test_a_job_that_cannot_be_queued_is_not_recorded_either(site: Site) -> None:
+    from respaldo.operations import jobs
+
+    with site.context() as ctx:
+        site.pg.execute("DROP TABLE procrastinate_jobs CASCADE", dbname=site.catalog)
+        with pytest.raises(CatalogUnavailable) as caught:
+            jobs.submit(ctx, cli_request(JobKind.BACKUP, "erp", {"type": "full"}))
+        assert jobs.list_jobs(ctx) == []  # the job's row rolled back with it
+    message = str(caught.value)
+    assert message.startswith("cannot queue backup job for erp: ")
+    assert "\n" not in message
+    assert site.pg.password.get_secret_value() not in message
+    assert "respaldo init" in caught.value.hint
+
+
+def test_a_damaged_queue_schema_is_a_clear_error_when_the_catalog_opens(site: Site) -> None:
+    site.pg.execute("DROP TABLE procrastinate_jobs CASCADE", dbname=site.catalog)
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "jobs"]
+    run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 1, run.stderr
+    (line, hint) = run.stderr.splitlines()
+    assert line.startswith("respaldo: error: cannot create the queue's tables in the catalog at ")
+    assert "already exists" in line
+    assert site.pg.password.get_secret_value() not in run.stderr
+    assert hint.startswith("respaldo: hint: the catalog holds part of procrastinate's schema")
+    # Nothing was changed: respaldo's tables are as they were.
+    assert site.pg.scalar("SELECT count(*) FROM jobs", dbname=site.catalog) == 0
+
+
+def test_cli_backups_beside_queued_ones_never_run_two_of_one_database_at_once(
+    site: Site,
+) -> None:
+    """procrastinate's lock only orders the queue; a backup typed in a terminal (run in
+    its own process) meets the queued ones at the catalog's unique key of running jobs."""
+    site.worker("w1")
+    site.worker("w2")
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config)]
+    queued = [site.enqueue("erp2") for _ in range(3)]
+    typed = [
+        subprocess.Popen(
+            [*argv, "backup", "erp2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in typed]
+    ids = {job.id for job in queued}
+    wait_for("the queued backups", lambda: all(site.status(i).is_final for i in ids))
+    ran = [j for j in site.jobs() if j.target == "erp2"]
+    assert len(ran) == 5
+    assert overlaps(ran) == []
+    refused = [j for j in ran if j.status is not JobStatus.COMPLETED]
+    for job in refused:  # refused by the catalog, never run beside another
+        assert job.status is JobStatus.FAILED, job
+        assert (job.error or "").startswith("a backup of erp2 is already running (job "), job
+        assert job.started_at is None
+    for process, (_, err) in zip(typed, outputs, strict=True):
+        assert process.returncode == 0 or "a backup of erp2 is already running" in err, err
