@@ -125,7 +125,15 @@ def restore_command(
         outcome = run_now(
             context,
             cli_request(
-                JobKind.RESTORE, request.target, {"backup_id": backup_id, "replace": replace}
+                JobKind.RESTORE,
+                request.target,
+                {
+                    "backup_id": backup_id,
+                    "replace": replace,
+                    # What a job listing shows of a restore of some tables only.
+                    "tables": ", ".join(request.tables) or None,
+                    "schemas": ", ".join(request.schemas) or None,
+                },
             ),
             lambda job_ctx: restore(job_ctx, request),
             result_id=lambda _: backup_id,

@@ -67,6 +67,10 @@ def test_table_restores_exactly_the_chosen_tables(
     seq = "SELECT last_value FROM finanzas.numero_factura_seq"
     assert pg.query(seq, dbname=new_dbname) == pg.query(seq, dbname=respaldo.dbname)
     assert not staging_databases(pg)
+    # The job's record says which tables.
+    (job,) = [j for j in respaldo.run("jobs", "--json").json() if j["kind"] == "restore"]
+    assert job["params"]["tables"] == "finanzas.facturas, core.clientes"
+    assert "schemas" not in job["params"]
 
 
 def _psql_pipe(pg: TempCluster, source_db: str, query: str, target_db: str, table: str) -> None:
