@@ -318,7 +318,7 @@ def _selection_notes(selection: Selection, jobs: int) -> list[str]:
             f"{', '.join(selection.definition_only)}"
         )
     if jobs > 1:
-        notes.append("some tables are restored with one job: --jobs is ignored")
+        notes.append(f"some tables are restored with one job, not {jobs}")
     return notes
 
 

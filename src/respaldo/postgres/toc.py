@@ -339,7 +339,15 @@ class _Selector:
         if bare not in known and not in_schema:
             close = difflib.get_close_matches(bare, known, n=5, cutoff=0.6)
             raise UnknownName("schema", schema, close)
-        self.taken |= {e.dump_id for e in self.entries if e.kind == "SCHEMA" and e.tag == bare}
+        # The schema, and its comment and grants (which for the public schema, which
+        # pg_dump does not dump, depend on an entry the listing does not show).
+        tags = {f"SCHEMA {bare}", f'SCHEMA "{bare}"'}
+        self.taken |= {
+            e.dump_id
+            for e in self.entries
+            if (e.kind == "SCHEMA" and e.tag == bare)
+            or (e.kind in _DECORATES and e.namespace is None and e.tag in tags)
+        }
         roots = []
         for entry in in_schema:
             if entry.kind in RELATIONS:

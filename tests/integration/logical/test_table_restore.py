@@ -138,13 +138,16 @@ def test_schema_restores_its_tables(respaldo: Respaldo, pg: TempCluster, new_dbn
     backup_id = respaldo.backup()["id"]
     source = table_checksums(pg, respaldo.dbname)
 
-    respaldo.restore(backup_id, new_dbname, "--schema", "finanzas")
+    run = respaldo.restore(backup_id, new_dbname, "--schema", "finanzas", "--jobs", "2")
 
     restored = table_checksums(pg, new_dbname)
     wanted = {name: value for name, value in source.items() if name.startswith("finanzas.")}
     # The materialized view reads only finanzas' tables: it comes, refreshed.
     assert "finanzas.mv_facturacion_mensual" in wanted
     assert restored == wanted
+    assert "one job, not 2" in run.err
+    # Its view that reads core.clientes cannot come, and the warning says why.
+    assert "v_facturas_pendientes" in run.err and "core.clientes" in run.err
 
 
 def test_unknown_table_is_refused_with_close_names(

@@ -213,3 +213,18 @@ def test_names_split_into_schema_and_table(name: str, parts: tuple[str | None, s
 def test_malformed_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError):
         split_name(name)
+
+
+def test_a_schema_brings_its_comment_even_when_the_schema_itself_is_not_dumped() -> None:
+    # pg_dump does not dump the public schema (it exists in every database), but does
+    # dump a comment or grants given to it, depending on an entry the listing lacks.
+    listing = """\
+3883; 0 0 COMMENT - SCHEMA public pg_database_owner
+;	depends on: 6
+267; 1259 17740 TABLE public t_pub admin
+3850; 0 17740 TABLE DATA public t_pub admin
+;	depends on: 267
+"""
+    selection = select(parse_listing(listing), schemas=["public"])
+    assert {e.dump_id for e in selection.entries} == {3883, 267, 3850}
+    assert selection.tables == ("public.t_pub",)
