@@ -590,6 +590,11 @@ class DatabaseSettings(_Section):
     # The queue of this database's jobs (a site's workers take them); default: [queue]
     # default_queue. Only with a PostgreSQL catalog.
     queue: str | None = Field(default=None, min_length=1, max_length=120)
+    # pg_dump workers of a logical backup: 1 is one pg_dump in custom format; N > 1 a
+    # directory-format dump by N workers in one snapshot (operations/pardump.py).
+    dump_jobs: int = Field(default=1, ge=1, le=64)
+    # Where a parallel dump's files wait until they are stored (default: TMPDIR).
+    dump_spool_dir: Path | None = None
 
     _validate_name = field_validator("name")(_check_name)
 

@@ -32,17 +32,26 @@ def backup(
             "cluster), files (default for file sets), snapshot (full, pinned).",
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            help="pg_dump workers of a logical backup (default: the database's dump_jobs); "
+            "above 1, a parallel directory-format dump.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Back up a configured database or file set; prints the backup id as the last line."""
     settings = state(ctx).settings
+    params = {"type": kind, **({"jobs": jobs} if jobs is not None else {})}
     with progress_bars() as progress:
         context = Context.open(settings, progress)
         try:
             result = run_now(
                 context,
-                cli_request(JobKind.BACKUP, database, {"type": kind}),
-                lambda job_ctx: backup_source(job_ctx, database, kind),
+                cli_request(JobKind.BACKUP, database, params),
+                lambda job_ctx: backup_source(job_ctx, database, kind, jobs=jobs),
                 result_id=lambda done: done.view.id,
             )
         finally:

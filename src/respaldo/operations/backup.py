@@ -7,7 +7,8 @@ Order of events, each step recorded so a crash is never silent:
    fit that version (respaldo.postgres.toolsets: the database's ``pg_bin_dir``, the
    system's installations, the ``respaldo[pg18]`` extra), whose versions are recorded;
 3. an exported snapshot whose transaction counts every table's rows, and ``pg_dump
-   --snapshot`` of exactly that state, streamed through the chunker;
+   --snapshot`` of exactly that state, streamed through the chunker (with ``jobs`` > 1,
+   ``pg_dump --format=directory --jobs`` and a stream per file: operations/pardump.py);
 4. ``pg_dumpall --globals-only`` (roles, tablespaces) as a second stream;
 5. the manifest (the backup now exists), then the catalog record ``completed``.
 
@@ -25,6 +26,7 @@ from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import PostgresError
 from respaldo.operations.context import Context
+from respaldo.operations.pardump import DIRECTORY_FORMAT, check_jobs, dump_directory
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.postgres import (
     ConnInfo,
@@ -55,24 +57,29 @@ def backup_database(
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     snapshot: str | None = None,
     reserved: str | None = None,
+    jobs: int | None = None,
 ) -> BackupResult:
     """Take a full logical backup of the configured database ``database``.
 
     ``snapshot`` (a snapshot id, see operations/snapshot.py) pins the backup and records
     the id in its manifest. ``reserved`` is a pending record made for this backup
-    beforehand (see :func:`~respaldo.operations.recorded.reserve_record`).
+    beforehand (see :func:`~respaldo.operations.recorded.reserve_record`). ``jobs``
+    pg_dump workers (default: the database's ``dump_jobs``): above 1, a parallel
+    directory-format dump (operations/pardump.py).
 
-    Raises ConfigError (database not configured), ConnectionFailed, ToolVersionError,
-    PostgresError, StorageError or RepositoryError; the catalog record is failed first.
+    Raises InvalidInput (``jobs`` out of range, before anything is recorded), ConfigError
+    (database not configured), ConnectionFailed, ToolVersionError, PostgresError,
+    StorageError or RepositoryError; the catalog record is failed first.
     """
     if kind is not BackupKind.FULL:
         raise NotImplementedError(f"{kind} backups are not available yet")
     db = ctx.settings.database(database)
+    dump_jobs = check_jobs(db.dump_jobs if jobs is None else jobs)
 
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
-        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot)
+        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot, dump_jobs)
 
     return recorded_backup(
         ctx,
@@ -94,6 +101,7 @@ def _dump(
     started_at: datetime,
     heartbeat: Heartbeat,
     snapshot_id: str | None,
+    jobs: int,
 ) -> tuple[Manifest, WriteStats]:
     conninfo = ConnInfo.from_settings(db)
     server = server_info(conninfo)
@@ -117,8 +125,21 @@ def _dump(
             meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
                 meta["schema_version"] = _schema_version(conninfo, db.schema_version_query, tools)
-            with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:
-                writer.write_stream(DUMP_STREAM, dump.stdout, progress("dump"))
+            if jobs > 1:
+                meta["dump_format"] = DIRECTORY_FORMAT
+                meta["dump_jobs"] = jobs
+                dump_directory(
+                    conninfo,
+                    writer,
+                    jobs=jobs,
+                    snapshot=snapshot.snapshot_id,
+                    tools=tools,
+                    progress=progress("dump"),
+                    spool=db.dump_spool_dir,
+                )
+            else:
+                with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:
+                    writer.write_stream(DUMP_STREAM, dump.stdout, progress("dump"))
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(
             kind=kind.value,

@@ -17,9 +17,10 @@ from pydantic import Field
 
 from respaldo.domain import validate_backup_id
 from respaldo.errors import ConfigError
-from respaldo.operations.backup import DUMP_STREAM, TABLE_SIZES
+from respaldo.operations.backup import TABLE_SIZES
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.pardump import table_of_contents
 from respaldo.operations.restore import (
     StreamReader,
     dump_major,
@@ -105,8 +106,9 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         # A pg_restore that can read the dump: as new as the pg_dump that wrote it.
         major = dump_major(manifest)
         tools = find_tools("logical", major, at_least=major)
-        dump = StreamReader(repo, fallbacks, warnings).stream(manifest, DUMP_STREAM)
-        entries = read_listing(dump, bindir=tools.bindir)
+        reader = StreamReader(repo, fallbacks, warnings)
+        with table_of_contents(reader.stream, manifest) as toc:
+            entries = read_listing(toc(), bindir=tools.bindir)
     rows: dict[str, int] = manifest.meta.get("row_counts") or {}
     sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}
     parents = {(e.namespace, e.tag): e.depends for e in entries if e.kind == "TABLE ATTACH"}

@@ -50,6 +50,12 @@ from respaldo.errors import (
 )
 from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
+from respaldo.operations.pardump import (
+    FILE_PREFIX,
+    is_directory_dump,
+    restore_directory,
+    table_of_contents,
+)
 from respaldo.operations.restore_props import (
     apply_database_properties,
     check_properties,
@@ -209,12 +215,12 @@ def _restore_backup(
     tools = restore_tools(db, admin, manifest)
 
     reader = StreamReader(repo, fallbacks, warnings)
+    # What reads the dump's table of contents alone (a directory-format dump's toc.dat).
+    toc = leases.enter_context(table_of_contents(reader.stream, manifest, work_dir))
     selection = None
     if partial:
         # Before anything is created: an unknown name must cost nothing.
-        selection = read_selection(
-            lambda: reader.stream(manifest, DUMP_STREAM), tables, schemas, bindir=tools.bindir
-        )
+        selection = read_selection(toc, tables, schemas, bindir=tools.bindir)
         warnings += _selection_notes(selection, jobs)
         jobs = 1
     # Staging databases of restores and drills that died (or whose server restarted).
@@ -226,9 +232,7 @@ def _restore_backup(
         result.globals_restored = True
 
     # The database's own owner, grants, settings and comment: see restore_props.
-    properties, notes = read_database_properties(
-        lambda: reader.stream(manifest, DUMP_STREAM), no_owner=no_owner, bindir=tools.bindir
-    )
+    properties, notes = read_database_properties(toc, no_owner=no_owner, bindir=tools.bindir)
     result.warnings += notes
     staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
@@ -405,7 +409,21 @@ def restore_stream_into(
 ) -> int:
     """Stream the backup's dump into pg_restore into ``conninfo``'s database; returns the
     bytes read. With ``selection``, only its entries are restored (one job) and the
-    stream is read only as far as pg_restore needs it."""
+    stream is read only as far as pg_restore needs it. A directory-format backup is
+    written back into a directory first (operations/pardump.py)."""
+    if is_directory_dump(manifest):
+        size = sum(s.size for s in manifest.streams if s.name.startswith(FILE_PREFIX))
+        return restore_directory(
+            reader.stream,
+            manifest,
+            conninfo,
+            jobs=jobs,
+            no_owner=no_owner,
+            work_dir=work_dir,
+            tools=tools,
+            use_list=selection.use_list() if selection is not None else None,
+            progress=lambda done: ctx.progress("restore", done, size),
+        )
     total = manifest.stream(DUMP_STREAM).size
     done = 0
     bindir = tools.bindir

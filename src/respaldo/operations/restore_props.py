@@ -21,12 +21,13 @@ Every failure raises RestoreError before the swap: the target is left as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from respaldo.errors import QueryFailed, RestoreError, option
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.dbprops import (
+    Archive,
     DatabaseProperties,
     apply_properties,
     database_privileges,
@@ -39,7 +40,7 @@ NOTHING_CHANGED = "nothing was changed"
 
 
 def read_database_properties(
-    dump: Callable[[], Iterator[bytes]], *, no_owner: bool, bindir: Path | None = None
+    dump: Callable[[], Archive], *, no_owner: bool, bindir: Path | None = None
 ) -> tuple[DatabaseProperties, list[str]]:
     """The backed-up database's properties from its dump, and warnings.
 

@@ -9,15 +9,16 @@ entries as ``--use-list``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from respaldo.errors import InvalidInput, option
+from respaldo.postgres.dbprops import Archive
 from respaldo.postgres.toc import Selection, UnknownName, read_listing, select
 
 
 def read_selection(
-    dump: Callable[[], Iterator[bytes]],
+    dump: Callable[[], Archive],
     tables: Sequence[str],
     schemas: Sequence[str],
     *,

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from respaldo.catalog import BackupRecords
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
-from respaldo.errors import ConfigError, RespaldoError, option
+from respaldo.errors import ConfigError, InvalidInput, RespaldoError, option
 from respaldo.operations.backup import backup_database
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import backup_files
+from respaldo.operations.pardump import check_jobs
 from respaldo.operations.physical import backup_cluster
 from respaldo.operations.recorded import BackupResult
 from respaldo.operations.views import BackupView
@@ -127,6 +128,7 @@ def backup_source(
     *,
     triggered_by: TriggeredBy = TriggeredBy.CLI,
     reserved: str | None = None,
+    jobs: int | None = None,
 ) -> BackupResult:
     """Back up the configured database or file set ``name``.
 
@@ -134,15 +136,25 @@ def backup_source(
     that is both needs it. ``snapshot`` takes a pinned full backup with a snapshot id of
     one database (``respaldo snapshot`` takes one of every source). ``reserved`` is the
     id of a pending record made for it (see
-    :func:`~respaldo.operations.recorded.reserve_record`). Raises ConfigError for an
-    unknown name or a kind that does not fit, and whatever the backup raises.
+    :func:`~respaldo.operations.recorded.reserve_record`). ``jobs``: pg_dump workers of a
+    logical backup (default: the database's ``dump_jobs``). Raises ConfigError for an
+    unknown name or a kind that does not fit, InvalidInput for ``jobs`` out of range or
+    with a backup that is not logical, and whatever the backup raises.
     """
+    if jobs is not None:
+        check_jobs(jobs)
     plan = plan_backup(ctx.settings, name, kind)
+    if jobs is not None and plan.recorded_kind is not BackupKind.FULL:
+        raise InvalidInput(
+            "jobs",
+            f"is for logical (full) backups, not {plan.kind.value} ones",
+            hint="leave it out, or back up a configured database with --type full",
+        )
     if plan.kind is BackupKind.FILES:
         return backup_files(ctx, name, triggered_by=triggered_by, reserved=reserved)
     if plan.kind is BackupKind.INCREMENTAL:
         return backup_cluster(ctx, name, triggered_by=triggered_by, reserved=reserved)
     snapshot = new_backup_id(datetime.now(UTC)) if plan.kind is BackupKind.SNAPSHOT else None
     return backup_database(
-        ctx, name, triggered_by=triggered_by, snapshot=snapshot, reserved=reserved
+        ctx, name, triggered_by=triggered_by, snapshot=snapshot, reserved=reserved, jobs=jobs
     )

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal
+from typing import IO, Literal, Protocol
 
 from respaldo import cancellation
 from respaldo.childenv import base_environment
@@ -123,28 +123,56 @@ def tool_version(program: str = "pg_dump", *, bindir: Path | str | None = None) 
 # --- running them ----------------------------------------------------------------------
 
 
+class StderrLines(Protocol):
+    """Watches a child's stderr line by line (pg_dump --verbose's progress, for one)."""
+
+    def line(self, line: bytes) -> bool:
+        """Called with each complete line (without its newline) in the drain's thread;
+        returns whether the line is kept for the error message."""
+
+    def end(self) -> None:
+        """Called once when stderr has ended (the child has exited or closed it)."""
+
+
 class _Drain(threading.Thread):
     """Reads a pipe to its end in the background, keeping at most ``limit`` trailing bytes.
 
     A thread per pipe, because a child blocks when a pipe it writes to is full: stderr
-    must be emptied while the caller is busy with stdout or stdin.
+    must be emptied while the caller is busy with stdout or stdin. With ``lines``, each
+    line goes to it first, and only the lines it keeps are kept.
     """
 
-    def __init__(self, pipe: IO[bytes], limit: int | None) -> None:
+    def __init__(
+        self, pipe: IO[bytes], limit: int | None, lines: StderrLines | None = None
+    ) -> None:
         super().__init__(daemon=True, name="respaldo-pipe-drain")
         self._pipe = pipe
         self._limit = limit
+        self._lines = lines
+        self._partial = b""
         self._buf = bytearray()
 
     def run(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            fd = self._pipe.fileno()
-            while chunk := os.read(fd, 65536):
-                self._buf += chunk
-                if self._limit is not None and len(self._buf) > 2 * self._limit:
-                    del self._buf[: len(self._buf) - self._limit]
-        with contextlib.suppress(OSError):
-            self._pipe.close()
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                fd = self._pipe.fileno()
+                while chunk := os.read(fd, 65536):
+                    self._keep(chunk)
+            if self._partial:
+                self._keep(b"\n")
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+        finally:
+            if self._lines is not None:
+                self._lines.end()
+
+    def _keep(self, chunk: bytes) -> None:
+        if self._lines is not None:
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            chunk = b"".join(line + b"\n" for line in complete if self._lines.line(line))
+        self._buf += chunk
+        if self._limit is not None and len(self._buf) > 2 * self._limit:
+            del self._buf[: len(self._buf) - self._limit]
 
     def data(self) -> bytes:
         if self._limit is not None and len(self._buf) > self._limit:
@@ -173,6 +201,7 @@ class RunningCommand:
         stdout: Literal["pipe", "capture", "discard"],
         secrets: Sequence[str],
         cleanup: contextlib.ExitStack,
+        stderr_lines: StderrLines | None = None,
     ) -> None:
         self.program = program
         self.argv = list(argv)
@@ -201,7 +230,7 @@ class RunningCommand:
             # local variables include the child's environment (and maybe PGPASSWORD).
             raise failure
         assert self._proc.stderr is not None
-        self._stderr = _Drain(self._proc.stderr, STDERR_LIMIT)
+        self._stderr = _Drain(self._proc.stderr, STDERR_LIMIT, stderr_lines)
         self._stderr.start()
         self._stdout: _Drain | None = None
         if stdout == "capture":
@@ -356,6 +385,7 @@ def _start(
     stdin: bool,
     stdout: Literal["pipe", "capture", "discard"],
     after_conn: Sequence[str] = (),
+    stderr_lines: StderrLines | None = None,
 ) -> RunningCommand:
     path = tool_path(program, bindir)
     cleanup = contextlib.ExitStack()
@@ -373,6 +403,7 @@ def _start(
         stdout=stdout,
         secrets=conninfo.secrets(),
         cleanup=cleanup,
+        stderr_lines=stderr_lines,
     )
 
 
@@ -401,6 +432,50 @@ def pg_dump(
         build.append(f"--lock-wait-timeout={int(lock_wait_timeout_ms)}")
     return _start(
         "pg_dump", conninfo, build, bindir=bindir, method=method, stdin=False, stdout="pipe"
+    )
+
+
+def pg_dump_directory(
+    conninfo: ConnInfo,
+    directory: Path,
+    *,
+    jobs: int,
+    snapshot: str | None = None,
+    progress: StderrLines,
+    bindir: Path | str | None = None,
+    method: PasswordMethod = "passfile",
+) -> RunningCommand:
+    """Start ``pg_dump --format=directory --jobs=JOBS --compress=0 --verbose`` into
+    ``directory`` (which must not exist yet; its parent should be private).
+
+    Uncompressed for the reasons of :func:`pg_dump`. ``--verbose`` is what tells, while
+    pg_dump runs, which table files are complete: its leader reports ``finished item
+    <dump id> …`` once a worker has closed ``<dump id>.dat``. ``progress`` sees every line
+    of stderr; the lines it does not keep are left out of the error message. Leaving the
+    context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
+    ``jobs`` < 1, ToolNotFound before starting.
+    """
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    build = [
+        "--format=directory",
+        f"--jobs={jobs}",
+        "--compress=0",
+        "--verbose",
+        "--no-password",
+        f"--file={directory}",
+    ]
+    if snapshot is not None:
+        build.append(f"--snapshot={snapshot}")
+    return _start(
+        "pg_dump",
+        conninfo,
+        build,
+        bindir=bindir,
+        method=method,
+        stdin=False,
+        stdout="discard",
+        stderr_lines=progress,
     )
 
 

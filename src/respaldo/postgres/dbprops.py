@@ -223,14 +223,31 @@ def feed_archive(command: RunningCommand, chunks: Iterator[bytes]) -> None:
             close()
 
 
+Archive = Iterator[bytes] | Path
+"""A dump for the readers of its table of contents: a ``pg_dump -Fc`` archive's bytes from
+its start, or a ``pg_dump -Fd`` directory holding at least its ``toc.dat`` (pg_restore
+cannot read a directory-format table of contents from a pipe)."""
+
+
+def read_offline(options: list[str], archive: Archive, *, bindir: Path | str | None) -> bytes:
+    """Run :func:`pg_restore_offline` with ``options`` on ``archive``; its stdout."""
+    if isinstance(archive, Path):
+        command = pg_restore_offline([*options, str(archive)], bindir=bindir)
+        feed_archive(command, iter(()))
+    else:
+        command = pg_restore_offline(options, bindir=bindir)
+        feed_archive(command, archive)
+    return command.captured_stdout()
+
+
 def read_properties(
-    archive: Callable[[], Iterator[bytes]],
+    archive: Callable[[], Archive],
     *,
     no_owner: bool = False,
     bindir: Path | str | None = None,
     tmp_dir: Path | None = None,
 ) -> DatabaseProperties:
-    """The database properties held in a ``pg_dump -Fc`` archive.
+    """The database properties held in a dump (see :data:`Archive`).
 
     ``archive`` is called twice and must yield the archive from its start each time;
     only its table of contents is read (pg_restore exits after it, and the rest is not
@@ -238,9 +255,8 @@ def read_properties(
     ``pg_restore --no-owner`` does. Raises PostgresError (pg_restore failed) or
     ValueError (its output holds a statement this module does not know).
     """
-    listing = pg_restore_offline(["--create", "--list"], bindir=bindir)
-    feed_archive(listing, archive())
-    entries = database_entries(listing.captured_stdout().decode("utf-8", "replace"))
+    listing = read_offline(["--create", "--list"], archive(), bindir=bindir)
+    entries = database_entries(listing.decode("utf-8", "replace"))
     if not entries:
         return DatabaseProperties(None, ())
     with tempfile.TemporaryDirectory(prefix="respaldo-toc-", dir=tmp_dir) as tmp:
@@ -249,9 +265,8 @@ def read_properties(
         options = ["--create", f"--use-list={use_list}", "--file=-"]
         if no_owner:
             options.append("--no-owner")
-        script = pg_restore_offline(options, bindir=bindir)
-        feed_archive(script, archive())
-    return parse_properties(script.captured_stdout().decode("utf-8"))
+        script = read_offline(options, archive(), bindir=bindir)
+    return parse_properties(script.decode("utf-8"))
 
 
 def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: bool) -> None:

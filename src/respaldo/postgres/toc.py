@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from respaldo.postgres.commands import pg_restore_offline
-from respaldo.postgres.dbprops import feed_archive
+from respaldo.postgres.dbprops import Archive, read_offline
 
 # Entry kinds with a space in their name, longest first, so that "TABLE DATA" is not read
 # as "TABLE" with namespace "DATA". A kind missing here is read as its first word: it is
@@ -186,14 +185,13 @@ def parse_listing(text: str) -> list[TocEntry]:
     return entries
 
 
-def read_listing(archive: Iterator[bytes], *, bindir: Path | str | None = None) -> list[TocEntry]:
-    """The table of contents of the ``pg_dump -Fc`` archive ``archive`` yields (from its
-    start). Only the table of contents is read: pg_restore exits after it, and the rest
-    of the archive is never fetched. Raises PostgresError, ToolNotFound, or what the
-    iterator raises."""
-    listing = pg_restore_offline(["--list", "--verbose"], bindir=bindir)
-    feed_archive(listing, archive)
-    return parse_listing(listing.captured_stdout().decode("utf-8", "replace"))
+def read_listing(archive: Archive, *, bindir: Path | str | None = None) -> list[TocEntry]:
+    """The table of contents of the dump ``archive`` (the bytes of a ``pg_dump -Fc``
+    archive from its start, or a directory-format dump's directory). Only the table of
+    contents is read: pg_restore exits after it, and the rest of the archive is never
+    fetched. Raises PostgresError, ToolNotFound, or what the iterator raises."""
+    listing = read_offline(["--list", "--verbose"], archive, bindir=bindir)
+    return parse_listing(listing.decode("utf-8", "replace"))
 
 
 def split_name(name: str) -> tuple[str | None, str]:

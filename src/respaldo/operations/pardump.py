@@ -1,0 +1,214 @@
+"""Parallel logical backups: ``pg_dump --format=directory --jobs N``, one stream per file.
+
+With ``dump_jobs`` (or ``backup --jobs``) above 1, the dump is written by pg_dump's
+parallel workers into a private spool directory (0700, :mod:`respaldo.privatedir`) inside
+the backup's exported snapshot, so that every table's data is of one consistent state
+and its row counts are the snapshot's. Each table's file is stored as a stream of its own,
+``dump/<dump id>.dat``, as soon as pg_dump reports it complete (``--verbose``'s
+``finished item``: its leader says so only after the worker has closed the file) and is
+deleted once stored, so the spool holds only the files not stored yet. What pg_dump
+writes last (``toc.dat``, the large objects) is stored after it has exited. A stream per
+file keeps deduplication: an unchanged table's file cuts into the same chunks as the
+day before, wherever it was in the dump.
+
+The manifest says ``"dump_format": "directory"``; restore writes the streams back into a
+private directory, each one's SHA-256 checked as it is read, and runs ``pg_restore
+--jobs N`` on it (:func:`restore_directory`). Readers of the table of contents alone
+(``ls``, ``restore --table``, the database's properties) get a directory holding just
+``toc.dat`` (:func:`table_of_contents`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from respaldo.errors import InvalidInput
+from respaldo.postgres import ConnInfo, pg_restore
+from respaldo.postgres.commands import pg_dump_directory
+from respaldo.postgres.dbprops import Archive
+from respaldo.postgres.toolsets import Tools
+from respaldo.privatedir import private_directory
+from respaldo.repository import BackupWriter, Manifest
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_FORMAT = "directory"
+"""The manifest's ``meta["dump_format"]`` of a parallel dump (absent: one ``dump`` stream
+in pg_dump's custom format)."""
+FILE_PREFIX = "dump/"
+"""Streams of a directory-format dump are ``dump/<file name>``."""
+TOC_FILE = "toc.dat"
+MAX_JOBS = 64
+
+# pg_dump's leader, when a worker has dumped (and closed) the data of one table.
+_FINISHED = re.compile(rb"^pg_dump: finished item (\d+) TABLE DATA ")
+# What pg_dump --verbose says besides its errors: its messages without a level.
+_LEVEL = re.compile(rb"^pg_dump: (error|warning|detail|hint): ")
+
+
+def check_jobs(jobs: int) -> int:
+    """``jobs`` if it is a number of pg_dump workers respaldo runs; else InvalidInput."""
+    if not 1 <= jobs <= MAX_JOBS:
+        raise InvalidInput(
+            "jobs",
+            f"must be between 1 and {MAX_JOBS}, not {jobs}",
+            hint="1 dumps with one pg_dump (custom format); N > 1 runs N workers, about "
+            "one per core the database server and respaldo can spare",
+        )
+    return jobs
+
+
+def is_directory_dump(manifest: Manifest) -> bool:
+    return manifest.meta.get("dump_format") == DIRECTORY_FORMAT
+
+
+class _Finished:
+    """pg_dump's stderr, line by line: the dump ids of finished table files go into a
+    queue (``None`` at the end); its ordinary chatter is left out of error messages."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def line(self, line: bytes) -> bool:
+        match = _FINISHED.match(line)
+        if match:
+            self.queue.put(int(match.group(1)))
+            return False
+        return not line.startswith(b"pg_dump: ") or _LEVEL.match(line) is not None
+
+    def end(self) -> None:
+        self.queue.put(None)
+
+
+def dump_directory(
+    conninfo: ConnInfo,
+    writer: BackupWriter,
+    *,
+    jobs: int,
+    snapshot: str,
+    tools: Tools,
+    progress: Callable[[int], None],
+    spool: Path | None = None,
+) -> int:
+    """Dump ``conninfo``'s database with ``jobs`` pg_dump workers inside ``snapshot`` and
+    store every file as a stream of ``writer``; returns the streams' total size.
+
+    ``spool`` is the parent of the private directory pg_dump writes into (default: the
+    system's temporary directory); it is removed, with whatever is left in it, however
+    this ends. Raises PostgresError (pg_dump failed: its own message), the writer's errors.
+    """
+    total = 0
+    finished = _Finished()
+    with private_directory("dump", spool) as tmp:
+        out = tmp / "dump"
+        with pg_dump_directory(
+            conninfo, out, jobs=jobs, snapshot=snapshot, progress=finished, bindir=tools.bindir
+        ):
+            while (dump_id := finished.queue.get()) is not None:
+                total += _store(writer, out / f"{dump_id}.dat", total, progress)
+        # pg_dump has exited successfully: every file left is complete. The table of
+        # contents last, so that its stream names the dump's files all stored.
+        rest = sorted(p for p in out.iterdir() if p.name != TOC_FILE)
+        for path in [*rest, out / TOC_FILE]:
+            total += _store(writer, path, total, progress)
+    return total
+
+
+def _store(writer: BackupWriter, path: Path, before: int, progress: Callable[[int], None]) -> int:
+    """Store one file of the spool as stream ``dump/<name>``, then delete it. Progress
+    counts the bytes of every file so far (``before`` those of the earlier ones)."""
+    with path.open("rb") as fh:
+        info = writer.write_stream(FILE_PREFIX + path.name, fh, lambda n: progress(before + n))
+    path.unlink()
+    return info.size
+
+
+def dump_files(manifest: Manifest) -> list[tuple[str, str]]:
+    """(stream name, file name) of every file of a directory-format dump."""
+    return [
+        (s.name, s.name[len(FILE_PREFIX) :])
+        for s in manifest.streams
+        if s.name.startswith(FILE_PREFIX)
+    ]
+
+
+def write_files(
+    stream: Callable[[Manifest, str], Iterator[bytes]],
+    manifest: Manifest,
+    directory: Path,
+    *,
+    only: set[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the dump's files (or those named in ``only``) into ``directory``; returns
+    the bytes written. ``stream`` yields a stream's verified chunks and raises at its end
+    if its SHA-256 differs (IntegrityError), so nothing unverified is left unnoticed."""
+    done = 0
+    for name, file_name in dump_files(manifest):
+        if only is not None and file_name not in only:
+            continue
+        with (directory / file_name).open("wb") as fh:
+            for data in stream(manifest, name):
+                fh.write(data)
+                done += len(data)
+                if progress is not None:
+                    progress(done)
+    return done
+
+
+@contextlib.contextmanager
+def table_of_contents(
+    stream: Callable[[Manifest, str], Iterator[bytes]],
+    manifest: Manifest,
+    work_dir: Path | None = None,
+) -> Iterator[Callable[[], Archive]]:
+    """What the readers of a dump's table of contents read (see
+    :data:`respaldo.postgres.dbprops.Archive`): the ``dump`` stream of a custom-format
+    backup, or a private directory holding the ``toc.dat`` of a directory-format one."""
+    if not is_directory_dump(manifest):
+        yield lambda: stream(manifest, "dump")
+        return
+    with private_directory("toc", work_dir) as tmp:
+        write_files(stream, manifest, tmp, only={TOC_FILE})
+        yield lambda: tmp
+
+
+def restore_directory(
+    stream: Callable[[Manifest, str], Iterator[bytes]],
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    *,
+    jobs: int,
+    no_owner: bool,
+    work_dir: Path | None,
+    tools: Tools,
+    use_list: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Restore a directory-format backup into ``conninfo``'s database: its files are
+    written (and checked) into a private directory in ``work_dir``, then ``pg_restore
+    --jobs`` restores from it (only the entries of ``use_list``, when given). The
+    directory is removed however this ends. Returns the bytes of the files."""
+    with private_directory("spool", work_dir) as tmp:
+        out = tmp / "dump"
+        out.mkdir()
+        done = write_files(stream, manifest, out, progress=progress)
+        listed = None
+        if use_list is not None:
+            listed = tmp / "use.list"
+            listed.write_text(use_list, encoding="utf-8")
+        with pg_restore(
+            conninfo,
+            source=out,
+            jobs=jobs,
+            no_owner=no_owner,
+            use_list=listed,
+            bindir=tools.bindir,
+        ):
+            pass
+    return done

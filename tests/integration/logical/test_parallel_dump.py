@@ -1,0 +1,155 @@
+"""Parallel logical backups (``dump_jobs``/``backup --jobs``): pg_dump's directory format,
+a stream per file, restored with ``pg_restore --jobs`` through the same verification."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import schema_dump, staging_databases, table_checksums
+from tests.integration.logical.test_roundtrip import assert_same_database
+
+pytestmark = pytest.mark.integration
+
+STOPPED = Path(__file__).with_name("stopped_pardump.py")
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+def parallel(respaldo: Respaldo, jobs: int = 2) -> Path:
+    """Add the database ``erp_par`` (the same database, dumped by ``jobs`` workers) to the
+    config; returns its spool directory."""
+    spool = respaldo.tmp / "spool"
+    spool.mkdir(exist_ok=True)
+    erp = respaldo.settings().database("erp")
+    password_file = erp.password_file
+    respaldo.config.write_text(
+        respaldo.config.read_text()
+        + f"""
+[[databases]]
+name = "erp_par"
+dsn = "{erp.dsn}"
+password_file = "{password_file}"
+dump_jobs = {jobs}
+dump_spool_dir = "{spool}"
+"""
+    )
+    return spool
+
+
+def test_a_parallel_backup_restores_like_a_serial_one(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    spool = parallel(respaldo)
+    serial_id = respaldo.backup()["id"]
+    record = respaldo.backup("erp_par")
+    assert list(spool.iterdir()) == []  # every file stored and deleted, the spool gone
+    manifest = respaldo.repository().load_manifest(record["id"])
+    assert manifest.meta["dump_format"] == "directory"
+    names = [s.name for s in manifest.streams]
+    assert "dump/toc.dat" in names
+    assert sum(1 for n in names if re.fullmatch(r"dump/\d+\.dat", n)) > 20  # a file a table
+    assert manifest.meta["row_counts"]
+
+    serial_db = f"{new_dbname}_s"
+    respaldo.restore(serial_id, serial_db)
+    work = respaldo.tmp / "work"
+    work.mkdir()
+    run = respaldo.restore(record["id"], new_dbname, "--jobs", "2", "--work-dir", str(work))
+    assert "tables' row counts checked" in run.err
+    assert list(work.iterdir()) == []
+    assert_same_database(pg, respaldo.dbname, new_dbname)
+    assert schema_dump(pg, new_dbname) == schema_dump(pg, serial_db)
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, serial_db)
+    assert staging_databases(pg) == set()
+
+    # What reads only the table of contents: ls, and one table back.
+    listed = respaldo.run("ls", record["id"])
+    assert listed.code == 0, str(listed)
+    assert "facturas" in listed.out
+    one = f"{new_dbname}_t"
+    respaldo.restore(record["id"], one, "--table", "finanzas.facturas")
+    facturas = table_checksums(pg, one)["finanzas.facturas"]
+    assert facturas == table_checksums(pg, respaldo.dbname)["finanzas.facturas"]
+
+
+def _chunks(run_err: str) -> tuple[int, int]:
+    match = re.search(r"\((\d+) of (\d+) chunks new\)", run_err)
+    assert match, run_err
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_a_second_parallel_backup_after_little_change_stores_little(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    parallel(respaldo)
+    first = respaldo.run("backup", "erp_par")
+    assert first.code == 0, str(first)
+    new, total = _chunks(first.err)
+    assert new > total // 2
+    pg.execute(
+        "UPDATE finanzas.facturas SET total = total + 1"
+        " WHERE id IN (SELECT id FROM finanzas.facturas ORDER BY id LIMIT 3)",
+        dbname=respaldo.dbname,
+    )
+    second = respaldo.run("backup", "erp_par")
+    assert second.code == 0, str(second)
+    new, total = _chunks(second.err)
+    assert new < total // 10, second.err
+
+
+def test_bad_jobs_are_refused_before_anything_is_recorded(respaldo: Respaldo) -> None:
+    for bad in ("0", "-1", "65"):
+        run = respaldo.run("backup", "erp", "--jobs", bad)
+        assert run.code != 0
+        assert "--jobs: must be between 1 and 64" in run.err, run.err
+    run = respaldo.run("backup", "erp", "--jobs", "2", "--type", "incremental")
+    assert run.code != 0
+    assert "--jobs: is for logical (full) backups" in run.err, run.err
+    assert respaldo.records() == []
+    assert respaldo.repository().backup_ids() == []
+
+
+@pytest.mark.parametrize("mode", ["fail", "wait"])
+def test_a_failed_or_killed_parallel_backup_leaves_no_manifest_and_no_spool(
+    respaldo: Respaldo, mode: str
+) -> None:
+    spool = parallel(respaldo)
+    child = subprocess.Popen(
+        [sys.executable, str(STOPPED), str(respaldo.config), "erp_par", mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line == "stored\n", (line, child.communicate())
+        if mode == "wait":
+            assert len(list(spool.iterdir())) == 1  # the dump's files are waiting there
+            child.send_signal(signal.SIGKILL)
+        _out, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert respaldo.repository().backup_ids() == []
+    if mode == "fail":
+        assert child.returncode == 1
+        assert "injected failure after the first file" in err
+        assert list(spool.iterdir()) == []
+        (record,) = respaldo.records()
+        assert record.status == "failed"
+    else:
+        assert child.returncode == -signal.SIGKILL
+    # The next backup sweeps the spool a killed one left, and leaves none of its own.
+    respaldo.backup("erp_par")
+    assert list(spool.iterdir()) == []
