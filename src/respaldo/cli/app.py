@@ -7,15 +7,19 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from respaldo.config import Settings, load_settings
+from respaldo.cli.lazy import LazyGroup
+
+if TYPE_CHECKING:  # imported when first used: pydantic-settings costs 0.2 CPU-s to import
+    from respaldo.config import Settings
 
 app = typer.Typer(
     name="respaldo",
+    cls=LazyGroup,
     help="Backup and disaster recovery for PostgreSQL: deduplicated, encrypted, verified.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,6 +41,8 @@ class State:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from respaldo.config import load_settings
+
             self._settings = load_settings(self.config_path)
         return self._settings
 

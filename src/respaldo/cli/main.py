@@ -1,4 +1,4 @@
-"""Entry point: registers the commands and turns errors into one line and an exit status.
+"""Entry point: runs the CLI and turns errors into one line and an exit status.
 
 Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage error,
 3 verification found problems (or, for ``status``, something is red), 130 interrupted.
@@ -6,7 +6,6 @@ Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage
 
 from __future__ import annotations
 
-import inspect
 import signal
 import sys
 import threading
@@ -15,37 +14,12 @@ from typing import NoReturn
 
 import typer
 
-from respaldo.cli import (  # noqa: F401  (importing registers the commands)
-    audit_cmd,
-    backup_cmd,
-    catalog_cmd,
-    check_cmd,
-    copy_cmd,
-    drill_cmd,
-    index_cmd,
-    init_cmd,
-    jobs_cmd,
-    key_cmd,
-    list_cmd,
-    metrics_cmd,
-    notify_cmd,
-    prune_cmd,
-    repair_cmd,
-    report_cmd,
-    repository_cmd,
-    restore_cmd,
-    rewind_cmd,
-    serve_cmd,
-    snapshot_cmd,
-    status_cmd,
-    token_cmd,
-    user_cmd,
-    verify_cmd,
-    wal_cmd,
-    worker_cmd,
-)
 from respaldo.cli.app import app
+from respaldo.cli.lazy import short_helps
 from respaldo.errors import RespaldoError
+
+# The command modules are imported by the root group when their command runs
+# (respaldo.cli.lazy): start-up pays only for the command it runs.
 
 _INTERRUPTED = threading.Event()
 """Set by SIGINT (see :func:`take_interrupts`)."""
@@ -56,25 +30,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _short_helps(group: typer.Typer) -> None:
-    """Give every command of ``group`` (and of its sub-groups) a one-line short help: the
-    first paragraph of its docstring, its lines joined. Typer keeps a docstring's line
-    breaks in the list of commands, which cuts sentences in the middle."""
-    for info in group.registered_commands:
-        doc = info.callback.__doc__ if info.callback is not None else None
-        if info.short_help is None and doc:
-            first = inspect.cleandoc(doc).split("\n\n")[0]
-            info.short_help = " ".join(first.split())
-    for sub in group.registered_groups:
-        if sub.typer_instance is not None:
-            _short_helps(sub.typer_instance)
-
-
-_short_helps(app)
-
-
 def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI in this process and return its exit status (tests call this)."""
+    short_helps(app)  # of the commands whose modules were imported already (by tests)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="respaldo", standalone_mode=False)
