@@ -122,6 +122,14 @@ COMMANDS: tuple[Entry, ...] = (
         "Fetch one archived WAL file (for restore_command). Exit 1: not in the archive; "
         "255: any other failure (the server then stops recovery instead of ending it).",
     ),
+    Entry(
+        "worker",
+        "worker_cmd",
+        "Run the queued jobs of a PostgreSQL catalog until SIGTERM or Ctrl-C.",
+    ),
+    Entry(
+        "workers", "worker_cmd", "List the workers alive now, their queues and the jobs they run."
+    ),
     Entry("catalog", "catalog_cmd", "Maintain the catalog of backups."),
     Entry("index", "index_cmd", "Inspect and repair the chunk index."),
     Entry(
