@@ -1,4 +1,5 @@
-"""The CLI's start-up cost: commands that do not serve do not import the server.
+"""The CLI's start-up cost: commands that do not serve do not import the server, and
+``respaldo --help`` and ``wal-push`` import only what they use.
 
 Every backup from cron and every ``wal-fetch`` of a recovery starts a new process; the
 HTTP server (uvicorn, FastAPI) and the scheduler (APScheduler) would add about 0.2 s and
@@ -7,10 +8,13 @@ HTTP server (uvicorn, FastAPI) and the scheduler (APScheduler) would add about 0
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
 import pytest
+
+from respaldo.cli.commands import COMMANDS
 
 pytestmark = pytest.mark.unit
 
@@ -27,12 +31,88 @@ HEAVY = (
 )
 
 
-def test_the_cli_imports_no_server_until_serve_runs() -> None:
+# What `respaldo --help` (and every command's start) must not import: each costs tens to
+# hundreds of milliseconds a process (measured with python -X importtime). A command
+# imports what it needs when it runs.
+START_UP_HEAVY = (
+    *HEAVY,
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "pydantic_settings",
+    "psycopg",
+    "apprise",
+    "argon2",
+    "cryptography",
+    "zstandard",
+    "numpy",
+)
+
+
+def _imported_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {modules!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_the_command_modules_import_no_server_until_serve_runs() -> None:
+    assert _imported_after("from respaldo.cli.lazy import load_all; load_all()", HEAVY) == []
+
+
+def test_help_imports_no_command_module_and_nothing_heavy() -> None:
     code = (
-        f"import sys, respaldo.cli.main; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+        "import io, contextlib\n"
+        "from respaldo.cli.main import invoke\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert invoke(['--help']) == 0\n"
+    )
+    assert _imported_after(code, START_UP_HEAVY) == []
+    commands = tuple(f"respaldo.cli.{entry.module}" for entry in COMMANDS)
+    assert _imported_after(code, commands) == []
+
+
+def test_the_command_table_is_every_command_with_its_own_help_line() -> None:
+    """respaldo.cli.commands copies each command's name, module and help line: a command
+    added, renamed or with a new first paragraph must be copied there too."""
+    code = (
+        "import typer\n"
+        "from respaldo.cli.lazy import load_all\n"
+        "load_all()\n"
+        # every module of the package, in the table or not
+        "import pkgutil, importlib, respaldo.cli as cli\n"
+        "for m in pkgutil.iter_modules(cli.__path__):\n"
+        "    importlib.import_module(f'respaldo.cli.{m.name}')\n"
+        "from respaldo.cli.app import app\n"
+        "from respaldo.cli.lazy import short_helps\n"
+        "short_helps(app)\n"
+        "group = typer.main.get_command(app)\n"
+        "modules = {i.name: i.callback.__module__ for i in app.registered_commands}\n"
+        "for g in app.registered_groups:\n"
+        "    modules[g.name] = g.typer_instance.registered_commands[0].callback.__module__\n"
+        "for name, command in group.commands.items():\n"
+        "    module = modules[name].rsplit('.', 1)[1]\n"
+        "    print(repr((name, module, command.short_help or command.help or '')))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == ""
+    real = [ast.literal_eval(line) for line in done.stdout.splitlines()]
+    listed = [tuple(entry) for entry in COMMANDS]
+    missing = [f"Entry{entry!r}" for entry in real if entry not in listed]
+    stale = [f"Entry{entry!r}" for entry in listed if entry not in real]
+    assert not missing and not stale, (
+        "respaldo/cli/commands.py is out of date: add\n  "
+        + "\n  ".join(missing)
+        + "\nremove\n  "
+        + "\n  ".join(stale)
+    )
+
+
+def test_wal_push_imports_neither_the_cli_nor_the_catalog_nor_postgres_drivers() -> None:
+    code = (
+        "import respaldo.cli.wal_fast, respaldo.config, respaldo.operations.wal\n"
+        "import respaldo.repository.repo\n"
+    )
+    heavy = ("typer", "rich", "sqlalchemy", "alembic", "psycopg", "apprise", "numpy")
+    assert _imported_after(code, heavy) == []
 
 
 def test_the_wal_commands_load_notification_settings_without_apprise(tmp_path: object) -> None:

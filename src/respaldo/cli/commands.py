@@ -55,6 +55,12 @@ COMMANDS: tuple[Entry, ...] = (
     Entry("list", "list_cmd", "List backups, newest first."),
     Entry("show", "list_cmd", "Show one backup's record."),
     Entry(
+        "ls",
+        "list_cmd",
+        "List the schemas and tables (with row counts and sizes) a logical backup holds, "
+        "without restoring it.",
+    ),
+    Entry(
         "metrics",
         "metrics_cmd",
         "Print the Prometheus metrics (the text of GET /metrics), or write them for "
@@ -74,9 +80,9 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(
         "restore",
         "restore_cmd",
-        "Verify and restore a backup: a logical one into a new database (or swapped in "
-        "with --replace), a physical one into a new data directory with point-in-time "
-        "recovery, a files backup into an empty directory.",
+        "Verify and restore a backup: a logical one into a new database (or swapped in with "
+        "--replace; or only some tables with --table/--schema), a physical one into a new data "
+        "directory with point-in-time recovery, a files backup into an empty directory.",
     ),
     Entry(
         "rewind", "rewind_cmd", "Make a repository on a versioned S3 bucket look as it did at --to."
