@@ -84,6 +84,7 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
         compression_level=settings.compression_level,
         pack_size=settings.pack_size,
         workers=settings.workers,
+        key_cache=settings.cache_dir if settings.key_cache else None,
     )
     repo.lock_stale_after = settings.locks.stale_after_seconds
     repo.lock_wait = settings.locks.wait_seconds

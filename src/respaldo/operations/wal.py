@@ -63,6 +63,7 @@ def open_wal_repository(settings: Settings) -> Repository:
         settings.repository_passphrase(),
         compression_level=settings.compression_level,
         load_index=False,
+        key_cache=settings.cache_dir if settings.key_cache else None,
     )
 
 

@@ -39,35 +39,82 @@ it imports only :mod:`respaldo.errors`, :mod:`respaldo.domain`, :mod:`respaldo.c
 
 from __future__ import annotations
 
-from respaldo.postgres.commands import (
-    CompletedCommand,
-    RunningCommand,
-    ToolVersion,
-    find_bindir,
-    pg_dump,
-    pg_dumpall_globals,
-    pg_restore,
-    psql,
-    tool_path,
-    tool_version,
-)
-from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection
-from respaldo.postgres.server import (
-    ExportedSnapshot,
-    ServerInfo,
-    check_pg_dump_version,
-    check_tool_compatible,
-    connect,
-    create_database,
-    database_exists,
-    drop_database,
-    exported_snapshot,
-    rename_database,
-    server_info,
-    server_major,
-    terminate_connections,
-    unexpected_objects,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from respaldo.postgres.commands import (
+        CompletedCommand,
+        RunningCommand,
+        ToolVersion,
+        find_bindir,
+        pg_dump,
+        pg_dumpall_globals,
+        pg_restore,
+        psql,
+        tool_path,
+        tool_version,
+    )
+    from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection
+    from respaldo.postgres.server import (
+        ExportedSnapshot,
+        ServerInfo,
+        check_pg_dump_version,
+        check_tool_compatible,
+        connect,
+        create_database,
+        database_exists,
+        drop_database,
+        exported_snapshot,
+        rename_database,
+        server_info,
+        server_major,
+        terminate_connections,
+        unexpected_objects,
+    )
+
+# Imported on first use (PEP 562): a process imports only the modules it uses. The
+# WAL commands, started once per WAL file, import a few submodules of this package,
+# and importing them all (psycopg) cost more than the push itself.
+_WHERE = {
+    "ChildConnection": "respaldo.postgres.connection",
+    "CompletedCommand": "respaldo.postgres.commands",
+    "ConnInfo": "respaldo.postgres.connection",
+    "ExportedSnapshot": "respaldo.postgres.server",
+    "RunningCommand": "respaldo.postgres.commands",
+    "ServerInfo": "respaldo.postgres.server",
+    "ToolVersion": "respaldo.postgres.commands",
+    "check_pg_dump_version": "respaldo.postgres.server",
+    "check_tool_compatible": "respaldo.postgres.server",
+    "child_connection": "respaldo.postgres.connection",
+    "connect": "respaldo.postgres.server",
+    "create_database": "respaldo.postgres.server",
+    "database_exists": "respaldo.postgres.server",
+    "drop_database": "respaldo.postgres.server",
+    "exported_snapshot": "respaldo.postgres.server",
+    "find_bindir": "respaldo.postgres.commands",
+    "pg_dump": "respaldo.postgres.commands",
+    "pg_dumpall_globals": "respaldo.postgres.commands",
+    "pg_restore": "respaldo.postgres.commands",
+    "psql": "respaldo.postgres.commands",
+    "rename_database": "respaldo.postgres.server",
+    "server_info": "respaldo.postgres.server",
+    "server_major": "respaldo.postgres.server",
+    "terminate_connections": "respaldo.postgres.server",
+    "tool_path": "respaldo.postgres.commands",
+    "tool_version": "respaldo.postgres.commands",
+    "unexpected_objects": "respaldo.postgres.server",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ChildConnection",

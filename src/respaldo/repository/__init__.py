@@ -18,16 +18,57 @@ The format is specified in docs/repository-format.md. This layer knows nothing o
 PostgreSQL or HTTP; it stores through :mod:`respaldo.storage`.
 """
 
-from respaldo.repository.chunker import ChunkerParams
-from respaldo.repository.gc import GcReport, collect_garbage
-from respaldo.repository.keys import KdfParams
-from respaldo.repository.locks import Lease, LockKind, shared_lease
-from respaldo.repository.manifest import Manifest, StreamInfo
-from respaldo.repository.reader import copy_stream, iter_stream
-from respaldo.repository.rebuild import RebuildReport, rebuild_index
-from respaldo.repository.repo import Repository
-from respaldo.repository.verify import Problem, VerifyReport, verify_backups, verify_repository
-from respaldo.repository.writer import BackupWriter, WriteStats
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from respaldo.repository.chunker import ChunkerParams
+    from respaldo.repository.gc import GcReport, collect_garbage
+    from respaldo.repository.keys import KdfParams
+    from respaldo.repository.locks import Lease, LockKind, shared_lease
+    from respaldo.repository.manifest import Manifest, StreamInfo
+    from respaldo.repository.reader import copy_stream, iter_stream
+    from respaldo.repository.rebuild import RebuildReport, rebuild_index
+    from respaldo.repository.repo import Repository
+    from respaldo.repository.verify import Problem, VerifyReport, verify_backups, verify_repository
+    from respaldo.repository.writer import BackupWriter, WriteStats
+
+# Imported on first use (PEP 562): a process imports only the modules it uses. The
+# WAL commands, started once per WAL file, import a few submodules of this package,
+# and importing them all (the writer, garbage collection, verification) cost more than
+# the push itself.
+_WHERE = {
+    "BackupWriter": "respaldo.repository.writer",
+    "ChunkerParams": "respaldo.repository.chunker",
+    "GcReport": "respaldo.repository.gc",
+    "KdfParams": "respaldo.repository.keys",
+    "Lease": "respaldo.repository.locks",
+    "LockKind": "respaldo.repository.locks",
+    "Manifest": "respaldo.repository.manifest",
+    "Problem": "respaldo.repository.verify",
+    "RebuildReport": "respaldo.repository.rebuild",
+    "Repository": "respaldo.repository.repo",
+    "StreamInfo": "respaldo.repository.manifest",
+    "VerifyReport": "respaldo.repository.verify",
+    "WriteStats": "respaldo.repository.writer",
+    "collect_garbage": "respaldo.repository.gc",
+    "copy_stream": "respaldo.repository.reader",
+    "iter_stream": "respaldo.repository.reader",
+    "rebuild_index": "respaldo.repository.rebuild",
+    "shared_lease": "respaldo.repository.locks",
+    "verify_backups": "respaldo.repository.verify",
+    "verify_repository": "respaldo.repository.verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BackupWriter",

@@ -41,6 +41,7 @@ from respaldo.repository.index import (
     check_index,
     decode_index,
 )
+from respaldo.repository.keycache import cached_kek, store_kek
 from respaldo.repository.keys import (
     KEY_PREFIX,
     KdfParams,
@@ -207,8 +208,12 @@ class Repository:
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
         load_index: bool = True,
+        key_cache: Path | None = None,
     ) -> Repository:
         """Open an existing repository with a passphrase and load its index.
+
+        With ``key_cache`` (a cache directory, usually ``cache_dir``), the key derived from
+        the passphrase is taken from and kept in this machine's cache (:mod:`.keycache`).
 
         Raises RepositoryNotFound, ConfigMissing, ConfigDamaged (config unreadable, not
         authentic, or of another repository id than the key files: never reported as a
@@ -216,7 +221,9 @@ class Repository:
         """
         config = read_config(storage)
         key_files = read_key_files(storage)
-        master_key = _unlock(storage, config, key_files, secret_text(passphrase), cache_dir)
+        master_key = _unlock(
+            storage, config, key_files, secret_text(passphrase), cache_dir, key_cache
+        )
         check_config(
             config,
             KeySet.derive(master_key, config["id"]).config_key,
@@ -543,8 +550,12 @@ def _unlock(
     key_files: list[tuple[str, KeyFile]],
     passphrase: str,
     cache_dir: Path | None,
+    key_cache: Path | None = None,
 ) -> bytes:
     """The master key, from the first key file the passphrase opens under config's id.
+
+    With ``key_cache``, a key file's KEK is read from this machine's cache when it holds
+    it for this passphrase, and kept there once derived (:mod:`.keycache`).
 
     When none does, the passphrase is tried (at no extra key derivation) under the other
     ids the repository's key files record and the local cache knows: if one opens, the
@@ -552,9 +563,16 @@ def _unlock(
     """
     tried: list[tuple[str, KeyFile, bytes]] = []
     for name, key in key_files:
+        if key_cache is not None:
+            cached = cached_kek(key_cache, config["id"], key, passphrase)
+            master = key.unwrap(cached, config["id"]) if cached is not None else None
+            if master is not None:
+                return master
         kek = key.kek(passphrase)
         master = key.unwrap(kek, config["id"])
         if master is not None:
+            if key_cache is not None:
+                store_kek(key_cache, config["id"], key, passphrase, kek)
             return master
         tried.append((name, key, kek))
     others = {key.recorded_id for _, key in key_files} | _cached_ids(cache_dir)
