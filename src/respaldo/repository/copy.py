@@ -85,7 +85,7 @@ def _copy(
                 wanted = [(bytes.fromhex(list_id), 0), *entries]
                 stats.chunks += len(wanted)
                 missing = [e for e in wanted if e[0] not in destination.index]
-                for result in fetch_chunks(source, missing):
+                for result in fetch_chunks(source, missing, keep_sealed=True):
                     if result.data is None or result.sealed is None:
                         raise _damaged(backup_id, result.problem, result.obj)
                     if writer.store_sealed(result.chunk_id, result.sealed, len(result.data)):

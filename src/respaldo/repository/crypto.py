@@ -126,7 +126,7 @@ class Sealer:
         sealed = self._aead.encrypt(nonce, bytes([codec]) + payload, aad)
         return bytes([BLOB_VERSION]) + nonce + sealed
 
-    def open(self, blob: bytes, aad: bytes, *, max_size: int = 1 << 30) -> bytes:
+    def open(self, blob: bytes | memoryview, aad: bytes, *, max_size: int = 1 << 30) -> bytes:
         """Authenticate, decrypt and decompress a blob. Raises SealError."""
         if len(blob) < OVERHEAD:
             raise SealError("blob is truncated")
@@ -150,7 +150,7 @@ class Sealer:
     def seal_chunk(self, chunk_id: bytes, data: bytes) -> bytes:
         return self.seal(data, AAD_CHUNK + chunk_id)
 
-    def open_chunk(self, chunk_id: bytes, blob: bytes) -> bytes:
+    def open_chunk(self, chunk_id: bytes, blob: bytes | memoryview) -> bytes:
         """Open a chunk and check it against its id. Raises SealError."""
         data = self.open(blob, AAD_CHUNK + chunk_id)
         if not hmac.compare_digest(self.chunk_id(data), chunk_id):

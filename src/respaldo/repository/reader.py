@@ -9,7 +9,9 @@ packs and the few new chunks of the day, and grouping by pack keeps that from tu
 into one request per change (which is what makes restores from S3 slow over a WAN: each
 request costs a round trip). A chunk that occurs twice in a window is read once. A small
 pool fetches the ranges of the next window while the consumer works through this one;
-memory stays bounded by two windows. The first window of a read is small
+memory stays bounded by two windows, each of at most ``WINDOW_BYTES`` sealed and
+``WINDOW_PLAIN_BYTES`` of plaintext. Results carry their sealed bytes only for a reader
+that copies them (``keep_sealed``). The first window of a read is small
 (``FIRST_WINDOW_BYTES``) and each next one twice the last, up to ``WINDOW_BYTES``: a
 reader that needs only the start of a stream (pg_restore reading a dump's table of
 contents, which restore and ``ls`` do) gets it without a whole window being fetched,
@@ -39,6 +41,10 @@ GAP_MAX = 256 * 1024
 a request costs a round trip (tens of milliseconds), in which this much data arrives."""
 WINDOW_BYTES = 16 * 1024 * 1024
 """Sealed bytes of stream planned together."""
+WINDOW_PLAIN_BYTES = 16 * 1024 * 1024
+"""Plaintext bytes of stream planned together. A window holds its chunks' plaintext
+until the consumer has taken them, and a dump's chunks compress 3-4 times: bounded by
+sealed bytes alone, two windows held over 100 MiB (a restore peaked at 345 MiB RSS)."""
 FIRST_WINDOW_BYTES = 1024 * 1024
 """The first window's size: windows grow from it to WINDOW_BYTES, doubling."""
 WINDOWS_AHEAD = 2
@@ -83,9 +89,9 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
     ids: list[bytes] = []
     located: dict[bytes, Location] = {}
     missing: set[bytes] = set()
-    size = 0
+    size = plain = 0
     limit = min(FIRST_WINDOW_BYTES, WINDOW_BYTES)
-    for cid, _length in entries:
+    for cid, length in entries:
         ids.append(cid)
         if cid not in located and cid not in missing:
             loc = _locate(repo, cid)
@@ -94,9 +100,10 @@ def _windows(repo: Repository, entries: Iterable[tuple[bytes, int]]) -> Iterator
             else:
                 located[cid] = loc
                 size += loc.length
-        if size >= limit:
+                plain += length
+        if size >= limit or plain >= WINDOW_PLAIN_BYTES:
             yield _Window(ids, missing, _runs(located))
-            ids, located, missing, size = [], {}, set(), 0
+            ids, located, missing, size, plain = [], {}, set(), 0, 0
             limit = min(2 * limit, WINDOW_BYTES)
     if ids:
         yield _Window(ids, missing, _runs(located))
@@ -128,7 +135,9 @@ def _runs(located: dict[bytes, Location]) -> list[_Run]:
     return runs
 
 
-def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
+def _fetch_run(repo: Repository, run: _Run, keep_sealed: bool = True) -> list[ChunkResult]:
+    """Read one range and open its chunks; each result keeps its sealed bytes too if
+    ``keep_sealed`` (for copying them as they are), else only the plaintext."""
     name = pack_name(run.pack_id)
     try:
         blob = repo.storage.get(name, run.start, run.end - run.start)
@@ -142,14 +151,16 @@ def _fetch_run(repo: Repository, run: _Run) -> list[ChunkResult]:
             ChunkResult(cid, None, f"cannot read pack: {exc}", name) for cid, _, _ in run.chunks
         ]
     results = []
+    view = memoryview(blob)  # slices without copies: the range is freed with its results
     for cid, offset, length in run.chunks:
-        part = blob[offset - run.start : offset - run.start + length]
+        part = view[offset - run.start : offset - run.start + length]
         if len(part) != length:
             results.append(ChunkResult(cid, None, "pack is truncated", name, damaged=True))
             continue
         try:
             data = repo.sealer.open_chunk(cid, part)
-            results.append(ChunkResult(cid, data, None, name, part, repo.storage.location))
+            sealed = bytes(part) if keep_sealed else None
+            results.append(ChunkResult(cid, data, None, name, sealed, repo.storage.location))
         except SealError as exc:
             results.append(ChunkResult(cid, None, str(exc), name, damaged=True))
     return results
@@ -183,8 +194,13 @@ def fetch_chunks(
     fallbacks: Sequence[Repository] = (),
     on_fallback: OnFallback | None = None,
     other_copies: bool = True,
+    keep_sealed: bool = False,
 ) -> Iterator[ChunkResult]:
     """Yield every entry's chunk, in order, with errors as results rather than raised.
+
+    A result carries its sealed bytes only if ``keep_sealed`` (copy stores them as they
+    are); the other readers need the plaintext alone, and not holding both keeps a
+    reader's memory at about two windows of plaintext (WINDOW_PLAIN_BYTES).
 
     While a quarantine record is unreadable (:mod:`.quarantine`), a copy found damaged
     is replaced by another copy of the chunk in ``repo`` if there is a good one (unless
@@ -195,11 +211,16 @@ def fetch_chunks(
     with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
         queue: deque[tuple[_Window, list[Future[list[ChunkResult]]]]] = deque()
         for window in _windows(repo, entries):
-            queue.append((window, [pool.submit(_fetch_run, repo, run) for run in window.runs]))
+            futures = [pool.submit(_fetch_run, repo, run, keep_sealed) for run in window.runs]
+            queue.append((window, futures))
             while len(queue) > WINDOWS_AHEAD - 1:
-                yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback, other_copies)
+                yield from _in_order(
+                    repo, *queue.popleft(), fallbacks, on_fallback, other_copies, keep_sealed
+                )
         while queue:
-            yield from _in_order(repo, *queue.popleft(), fallbacks, on_fallback, other_copies)
+            yield from _in_order(
+                repo, *queue.popleft(), fallbacks, on_fallback, other_copies, keep_sealed
+            )
 
 
 def _in_order(
@@ -209,18 +230,22 @@ def _in_order(
     fallbacks: Sequence[Repository],
     on_fallback: OnFallback | None,
     other_copies: bool,
+    keep_sealed: bool,
 ) -> Iterator[ChunkResult]:
     results = [_not_indexed(repo, cid) for cid in window.missing]
     for future in futures:
         results.extend(future.result())
     if other_copies and repo.quarantine.unreadable:
-        results = _other_copies(repo, results)
-    found = {result.chunk_id: result for result in _repair(results, fallbacks, on_fallback)}
+        results = _other_copies(repo, results, keep_sealed)
+    repaired = _repair(results, fallbacks, on_fallback, keep_sealed)
+    found = {result.chunk_id: result for result in repaired}
     for cid in window.ids:
         yield found[cid]
 
 
-def _other_copies(repo: Repository, results: list[ChunkResult]) -> list[ChunkResult]:
+def _other_copies(
+    repo: Repository, results: list[ChunkResult], keep_sealed: bool
+) -> list[ChunkResult]:
     """Replace results damaged for certain by another good copy in ``repo`` itself."""
     failed = {r.chunk_id: r for r in results if r.data is None and r.damaged}
     if not failed:
@@ -232,14 +257,17 @@ def _other_copies(repo: Repository, results: list[ChunkResult]) -> list[ChunkRes
                 continue
             run = _Run(loc.pack_id, loc.offset, loc.offset + loc.length, [])
             run.chunks.append((cid, loc.offset, loc.length))
-            [alternative] = _fetch_run(repo, run)
+            [alternative] = _fetch_run(repo, run, keep_sealed)
             if alternative.data is not None:
                 fixed[cid] = alternative
     return [fixed.get(r.chunk_id, r) if r.data is None else r for r in results]
 
 
 def _repair(
-    results: list[ChunkResult], fallbacks: Sequence[Repository], on_fallback: OnFallback | None
+    results: list[ChunkResult],
+    fallbacks: Sequence[Repository],
+    on_fallback: OnFallback | None,
+    keep_sealed: bool,
 ) -> list[ChunkResult]:
     """Replace failed results with good ones from the fallbacks, read in planned ranges
     (a pack lost here is a few requests to a mirror, not one per chunk)."""
@@ -254,7 +282,7 @@ def _repair(
             if result.chunk_id not in fixed and loc is not None:
                 located[result.chunk_id] = loc
         for run in _runs(located):
-            for alternative in _fetch_run(other, run):
+            for alternative in _fetch_run(other, run, keep_sealed):
                 if alternative.data is not None:
                     fixed[alternative.chunk_id] = alternative
     repaired = []
