@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import io
+import subprocess
+import sys
 import threading
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from respaldo.catalog import BackupRecords, Catalog, normalize_url, open_catalog
-from respaldo.catalog.database import MIGRATIONS_DIR, SQLITE_BUSY_TIMEOUT_MS, alembic_config
+from respaldo.catalog.database import (
+    MIGRATIONS_DIR,
+    SQLITE_BUSY_TIMEOUT_MS,
+    alembic_config,
+    head_revision,
+)
 from respaldo.catalog.models import Base
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import CatalogUnavailable
@@ -275,3 +282,31 @@ def test_reads_proceed_while_a_write_transaction_is_open(
         assert seen == [done.id]  # the committed state, not the open transaction's row
         with catalog.read() as reading:
             assert len(BackupRecords(reading).list()) == 2
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    assert head_revision() == _head()
+
+
+def test_a_catalog_at_the_newest_schema_opens_without_importing_alembic(
+    catalog_path: Path, catalog: Catalog
+) -> None:
+    code = (
+        "import sys\n"
+        "from respaldo.catalog.database import open_catalog\n"
+        f"open_catalog({sqlite_url(catalog_path)!r}).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_a_catalog_one_migration_behind_is_still_migrated(
+    catalog_path: Path, catalog: Catalog
+) -> None:
+    url = sqlite_url(catalog_path)
+    config = alembic_config(url)
+    command.downgrade(config, "-1")
+    assert _version(catalog) != [_head()]
+    with open_catalog(url) as again:
+        assert _version(again) == [_head()]
