@@ -59,6 +59,12 @@ def test_the_command_modules_import_no_server_until_serve_runs() -> None:
     assert _imported_after("from respaldo.cli.lazy import load_all; load_all()", HEAVY) == []
 
 
+def test_the_command_modules_import_neither_alembic_nor_apprise() -> None:
+    """Alembic only when the catalog needs migrating, apprise only when sending."""
+    loaded = "from respaldo.cli.lazy import load_all; load_all()"
+    assert _imported_after(loaded, ("alembic", "apprise")) == []
+
+
 def test_help_imports_no_command_module_and_nothing_heavy() -> None:
     code = (
         "import io, contextlib\n"
