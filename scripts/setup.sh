@@ -9,6 +9,8 @@ need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+# GNU time: bench/startup_bench.py reads each process's CPU time and peak memory from it.
+[ -x /usr/bin/time ] || need_apt+=(time)
 # pgBackRest: bench/physical_bench.py --pgbackrest measures it side by side.
 command -v pgbackrest >/dev/null 2>&1 || need_apt+=(pgbackrest)
 # The virtual environment is built with Debian's own interpreter, as `make install` builds

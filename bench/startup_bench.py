@@ -1,0 +1,224 @@
+"""Start-up of the processes the server and cron start: ``respaldo --help`` and ``wal-push``.
+
+Run::
+
+    .venv/bin/python -m bench.startup_bench --runs 15 --workdir /tmp/sbench
+
+No cluster is needed: the WAL segments pushed are synthetic 16 MiB segments shaped as
+PostgreSQL writes them (a long page header naming the cluster, then a short header per
+8 KiB page; the rest random, so compression does not flatter it), one new segment per
+push, into a local repository made with the production key derivation cost (argon2id,
+64 MiB, 3 passes). Measured, each as its own process, in turn (A B C … A B C …) so that
+the machine's drift hits every command alike:
+
+- ``python -c pass``: the interpreter alone, the floor;
+- ``respaldo --help``;
+- ``respaldo wal-push SEGMENT`` with the per-machine key cache (``key_cache = true``, the
+  default: the key derived once, by the first push, which is not counted);
+- ``respaldo wal-push SEGMENT`` with ``key_cache = false``: argon2id in every process.
+
+For each: wall seconds, CPU seconds (user + system) and peak RSS (both from GNU time,
+``/usr/bin/time``), min /
+median / max over ``--runs``, and the median of each run's ratio to ``python -c pass``
+taken in the same round. The load average before and after is printed: on a shared
+machine the wall times are noisy, CPU seconds much less. Results go to stdout as Markdown
+and to ``bench/results/startup.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.measure import add_common_arguments, finish, machine
+from respaldo.postgres.wal import LONG_HEADER, SHORT_HEADER, XLP_LONG_HEADER
+
+RESULTS = Path(__file__).resolve().parent / "results" / "startup.json"
+PASSPHRASE = "respaldo start-up benchmark passphrase"  # noqa: S105 (a throwaway repository)
+SEGMENT = 16 * 1024 * 1024
+PAGE = 8192
+MAGIC = 0xD110  # PostgreSQL 15's XLOG_PAGE_MAGIC
+SYSTEM_ID = 7300000000000000001
+MIB = 1024 * 1024
+TIME = "/usr/bin/time"  # GNU time (Debian package time)
+
+
+def segment(segno: int, timeline: int = 1) -> bytes:
+    """A 16 MiB WAL segment of cluster SYSTEM_ID, as ``wal-push`` checks it."""
+    data = bytearray(os.urandom(SEGMENT))
+    start = segno * SEGMENT
+    for i in range(SEGMENT // PAGE):
+        if i == 0:
+            LONG_HEADER.pack_into(
+                data, 0, MAGIC, XLP_LONG_HEADER, timeline, start, 0, SYSTEM_ID, SEGMENT, PAGE
+            )
+        else:
+            SHORT_HEADER.pack_into(data, i * PAGE, MAGIC, 0, timeline, start + i * PAGE)
+    return bytes(data)
+
+
+def segment_name(segno: int, timeline: int = 1) -> str:
+    return f"{timeline:08X}{segno // 256:08X}{segno % 256:08X}"
+
+
+class Segments:
+    """New segments on demand, in ``<dir>/pg_wal`` (as the server's ``%p`` is)."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "pg_wal"
+        self.dir.mkdir(parents=True)
+        self.next = 1
+
+    def new(self) -> Path:
+        path = self.dir / segment_name(self.next)
+        path.write_bytes(segment(self.next))
+        self.next += 1
+        return path
+
+
+def write_config(root: Path, *, key_cache: bool) -> Path:
+    config = root / f"respaldo-{'cache' if key_cache else 'nocache'}.toml"
+    config.write_text(
+        f'passphrase_file = "{root / "passphrase"}"\n'
+        f'cache_dir = "{root / "cache"}"\n'
+        f"key_cache = {'true' if key_cache else 'false'}\n"
+        f'\n[catalog]\nurl = "sqlite:///{root / "catalog.db"}"\n'
+        f'\n[[repositories]]\nname = "local"\nurl = "file://{root / "repo"}"\n'
+        '\n[[databases]]\nname = "erp"\ndsn = "postgresql://bench@127.0.0.1:1/erp"\n'
+    )
+    return config
+
+
+def timed(argv: list[str], scratch: Path) -> dict[str, float]:
+    """One process: wall, CPU (user + system) and peak RSS. The figures come from GNU
+    time, a small C program: wait4's figures for a child of this Python process would
+    count the parent's memory copied between fork and exec (about 50 MiB) as the child's."""
+    out = scratch / "time.out"
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [TIME, "-f", "%U %S %M", "-o", str(out), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    user, system, rss_kib = out.read_text().split()[-3:]
+    return {
+        "seconds": wall,
+        "cpu_seconds": float(user) + float(system),
+        "peak_rss": int(rss_kib) * 1024,
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    root: Path = args.workdir.absolute()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / "passphrase").write_text(PASSPHRASE + "\n")
+    (root / "passphrase").chmod(0o600)
+    cached, uncached = write_config(root, key_cache=True), write_config(root, key_cache=False)
+    respaldo = str(Path(sys.executable).with_name("respaldo"))
+    subprocess.run([respaldo, "--config", str(cached), "init"], check=True, capture_output=True)
+    segments = Segments(root)
+    timed([respaldo, "--config", str(cached), "wal-push", str(segments.new())], root)  # derives
+    commands: dict[str, Any] = {
+        "python -c pass": lambda: [sys.executable, "-c", "pass"],
+        "respaldo --help": lambda: [respaldo, "--help"],
+        "respaldo wal-push (key cache)": lambda: [
+            respaldo,
+            "--config",
+            str(cached),
+            "wal-push",
+            str(segments.new()),
+        ],
+        "respaldo wal-push (key_cache = false)": lambda: [
+            respaldo,
+            "--config",
+            str(uncached),
+            "wal-push",
+            str(segments.new()),
+        ],
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+    load_before = os.getloadavg()[0]
+    for i in range(args.runs + 1):  # the first round warms the page cache: not counted
+        for name, argv in commands.items():
+            result = timed(argv(), root)
+            if i:
+                runs[name].append(result)
+        for path in segments.dir.iterdir():
+            path.unlink()  # keep the disk use of a long run at a few segments
+    load_after = os.getloadavg()[0]
+    floor = runs["python -c pass"]
+    results = {}
+    for name, rs in runs.items():
+        results[name] = {
+            "seconds": _spread([r["seconds"] for r in rs]),
+            "cpu_seconds": _spread([r["cpu_seconds"] for r in rs]),
+            "peak_rss": _spread([r["peak_rss"] for r in rs]),
+            "wall_over_python": statistics.median(
+                r["seconds"] / f["seconds"] for r, f in zip(rs, floor, strict=True)
+            ),
+        }
+    return {
+        "benchmark": "startup",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(("argon2-cffi", "pydantic", "typer")),
+        "runs": args.runs,
+        "load_average": {"before": load_before, "after": load_after},
+        "results": results,
+    }
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    load = report["load_average"]
+    lines = [
+        f"{report['runs']} runs of each, in turn; min / median / max; load average "
+        f"{load['before']:.1f} before, {load['after']:.1f} after.",
+        "",
+        "| command | wall s | CPU s | peak RSS MiB | wall / `python -c pass` (median) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def mmm(spread: dict[str, float], fmt: str, scale: float = 1.0) -> str:
+        return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
+
+    for name, res in report["results"].items():
+        lines.append(
+            f"| `{name}` | {mmm(res['seconds'], '{:.3f}')} | {mmm(res['cpu_seconds'], '{:.3f}')}"
+            f" | {mmm(res['peak_rss'], '{:.0f}', MIB)} | {res['wall_over_python']:.1f} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    add_common_arguments(
+        parser,
+        workdir=Path("/tmp/respaldo-startup-bench"),
+        workdir_help="scratch directory (repository, segments)",
+        results=RESULTS,
+    )
+    parser.add_argument("--runs", type=int, default=10, help="counted runs of each (10)")
+    args = parser.parse_args(argv)
+    report = run(args)
+    return finish(report, args.json, table(report))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
