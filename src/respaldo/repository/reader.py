@@ -41,7 +41,7 @@ GAP_MAX = 256 * 1024
 a request costs a round trip (tens of milliseconds), in which this much data arrives."""
 WINDOW_BYTES = 16 * 1024 * 1024
 """Sealed bytes of stream planned together."""
-WINDOW_PLAIN_BYTES = 16 * 1024 * 1024
+WINDOW_PLAIN_BYTES = 4 * 1024 * 1024
 """Plaintext bytes of stream planned together. A window holds its chunks' plaintext
 until the consumer has taken them, and a dump's chunks compress 3-4 times: bounded by
 sealed bytes alone, two windows held over 100 MiB (a restore peaked at 345 MiB RSS)."""
