@@ -24,14 +24,16 @@ from respaldo.cli.commands import BY_NAME, COMMANDS
 class LazyGroup(TyperGroup):
     """A TyperGroup whose commands are imported on first use (see the module docstring)."""
 
+    # ``ctx`` is click's Context (Typer's bundled copy, a private module): typed Any.
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._listing = False
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return [entry.name for entry in COMMANDS]
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in self.commands and cmd_name in BY_NAME:
             if self._listing:
                 # Only the name and the line of help are read: no import for that.
@@ -39,14 +41,14 @@ class LazyGroup(TyperGroup):
             self.commands[cmd_name] = load_command(cmd_name)
         return self.commands.get(cmd_name)
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
 
-    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         try:
             return super().resolve_command(ctx, args)
         except typer.TyperException as exc:
