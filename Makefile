@@ -12,6 +12,15 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $(STAMP)
 
+# respaldo's gettext catalogs (src/respaldo/locale): the messages of the alerts and the
+# page are extracted into respaldo.pot and merged into each language's respaldo.po, to be
+# translated there.
+messages: setup
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k N_ --no-location --omit-header --sort-output \
+		-o src/respaldo/locale/respaldo.pot .
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -w 100 \
+		-i src/respaldo/locale/respaldo.pot -d src/respaldo/locale -D respaldo
+
 # For the whole machine: /opt/respaldo and /usr/local/bin/respaldo (docs/install.md).
 install:
 	bash scripts/install.sh
@@ -60,11 +69,3 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
-
-# The translatable messages (_("...")) into src/respaldo/locale/respaldo.pot, merged into
-# every catalog (respaldo.po per language); translate the new msgstr "" entries after.
-messages: setup
-	$(BIN)/pybabel extract --no-location --omit-header --sort-output -k _ \
-		-o src/respaldo/locale/respaldo.pot src/respaldo
-	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete -w 100 \
-		-i src/respaldo/locale/respaldo.pot -d src/respaldo/locale -D respaldo

@@ -68,13 +68,13 @@ def _run(
 ) -> None:
     import uvicorn
 
-    from respaldo.api import create_app
     from respaldo.operations.workers import Workers
+    from respaldo.web.site import create_site
 
     # First: a bad JWT secret or ERP key is a ConfigError before anything listens or
     # any signal handler is replaced.
     workers = Workers(context, size=settings.server.job_workers)
-    api = create_app(settings, context, workers)
+    api = create_site(settings, context, workers)
     stop = threading.Event()
     received: list[str] = []
 
@@ -135,12 +135,10 @@ def _run(
 
 
 def _list(settings: Settings, count: int, as_json: bool) -> None:
-    from respaldo.operations.scheduled import wal_archived
-    from respaldo.scheduling.plan import describe
+    from respaldo.scheduling.plan import schedule_listing
 
     with Context.open(settings) as context:
-        archived = wal_archived(context)
-    entries = describe(settings, archived, datetime.now(UTC), count)
+        entries = schedule_listing(context, datetime.now(UTC), count)
     if as_json:
         print_json(to_json_list(entries))
         return

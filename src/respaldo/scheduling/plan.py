@@ -21,8 +21,10 @@ from tzlocal import get_localzone
 from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
 from respaldo.errors import ConfigError
+from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.scheduled import wal_archived
 
 OFF = "off"
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
@@ -218,6 +220,13 @@ def describe(
         )
         for e in entries(settings, wal_archived)
     ]
+
+
+def schedule_listing(ctx: Context, now: datetime, count: int = 3) -> list[EntryInfo]:
+    """What ``respaldo schedule`` and the page list: the schedules of ``ctx``'s settings
+    (physical ones only for the databases whose WAL is archived), with their next
+    ``count`` run times."""
+    return describe(ctx.settings, wal_archived(ctx), now, count)
 
 
 def _fire_times(trig: CronTrigger, after: datetime) -> Iterator[datetime]:

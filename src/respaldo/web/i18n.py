@@ -1,0 +1,91 @@
+"""The page's languages: Spanish (the default, the specification's) and English.
+
+Messages come from respaldo's gettext catalogs (:mod:`respaldo.i18n`, shared with the
+alerts). Dates, numbers and sizes are formatted by Babel for the chosen locale
+("hace 3 horas", "1,5 GB").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from babel import Locale, negotiate_locale
+from babel.dates import format_datetime, format_timedelta
+from babel.numbers import format_decimal
+
+from respaldo.i18n import translations
+
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Formatter", "choose_language", "translations"]
+
+LANGUAGES = ("es", "en")
+"""The languages the page speaks; the first is the default."""
+
+DEFAULT_LANGUAGE = LANGUAGES[0]
+
+_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def choose_language(cookie: str | None, accept_language: str | None) -> str:
+    """The language of a request: the one the user switched to (cookie), else the
+    browser's preference (``Accept-Language``), else Spanish."""
+    if cookie in LANGUAGES:
+        return cookie
+    if accept_language:
+        preferred = [part.split(";")[0].strip() for part in accept_language.split(",")]
+        chosen = negotiate_locale([p.replace("-", "_") for p in preferred if p], LANGUAGES)
+        if chosen:
+            return chosen.split("_")[0]
+        for tag in preferred:
+            if tag.split("-")[0].lower() in LANGUAGES:
+                return tag.split("-")[0].lower()
+    return DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True)
+class Formatter:
+    """Locale-aware formatting for one request's language."""
+
+    language: str
+
+    @property
+    def locale(self) -> Locale:
+        return Locale.parse(self.language)
+
+    def datetime(self, value: datetime | None) -> str:
+        """A date and time in the reader's language, in UTC ("4 dic 2026, 22:10 UTC")."""
+        if value is None:
+            return "—"
+        return format_datetime(value.astimezone(UTC), "medium", tzinfo=UTC, locale=self.locale)
+
+    def relative(self, value: datetime | None, now: datetime | None = None) -> str:
+        """How long ago or ahead ("hace 3 horas", "en 5 días")."""
+        if value is None:
+            return "—"
+        delta = value - (now or datetime.now(UTC))
+        return format_timedelta(delta, add_direction=True, locale=self.locale)
+
+    def duration(self, seconds: float | None) -> str:
+        """A duration ("3 minutos", "12 segundos")."""
+        if seconds is None:
+            return "—"
+        return format_timedelta(
+            timedelta(seconds=seconds), threshold=1.1, format="short", locale=self.locale
+        )
+
+    def size(self, value: int | None) -> str:
+        """Bytes in the largest unit that keeps the number at least 1 ("1,5 GB")."""
+        if value is None:
+            return "—"
+        amount = float(value)
+        unit = 0
+        while amount >= 1024 and unit < len(_UNITS) - 1:
+            amount /= 1024
+            unit += 1
+        pattern = "#,##0" if unit == 0 or amount >= 100 else "#,##0.#"
+        return f"{format_decimal(amount, format=pattern, locale=self.locale)} {_UNITS[unit]}"
+
+    def number(self, value: float | None) -> str:
+        if value is None:
+            return "—"
+        return format_decimal(value, locale=self.locale)

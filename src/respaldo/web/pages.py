@@ -1,0 +1,576 @@
+"""The web page: the specification's BackupManager and what it was missing.
+
+Server-rendered (Jinja2) over the same application functions and permissions as the
+API: a handler reads the form, checks the session and its permission, calls one
+function of :mod:`respaldo.operations`, and renders. Forms work without JavaScript (a
+post answers with a redirect); ``static/respaldo.js`` runs them in place when it can
+(``Accept: application/json``), with the specification's busy button and toasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from respaldo.domain import (
+    AuditAction,
+    AuditOutcome,
+    BackupKind,
+    BackupStatus,
+    JobStatus,
+    Permission,
+)
+from respaldo.errors import (
+    AuthenticationFailed,
+    RespaldoError,
+    TooManyAttempts,
+)
+from respaldo.operations import audit, background, jobs, listing, prune_report, status, users
+from respaldo.operations.auth import Authenticator
+from respaldo.operations.backup_detail import backup_detail
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobInfo
+from respaldo.operations.principal import Principal
+from respaldo.operations.workers import Workers
+from respaldo.scheduling import plan
+from respaldo.web import i18n, session
+from respaldo.web.chart import Series, line_chart
+from respaldo.web.i18n import Formatter
+
+router = APIRouter(include_in_schema=False)
+
+_TEMPLATES = Path(str(resources.files("respaldo.web") / "templates"))
+_STATIC = Path(str(resources.files("respaldo.web") / "static"))
+
+
+@cache
+def _templates(language: str) -> Jinja2Templates:
+    # One environment per language: gettext is installed on an environment, and a
+    # request must never see another request's language.
+    env = Environment(
+        loader=FileSystemLoader(_TEMPLATES),
+        autoescape=select_autoescape(("html",)),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    return Jinja2Templates(env=env)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the page on ``app``: its routes and its static files."""
+    app.mount("/static", StaticFiles(directory=_STATIC), name="web-static")
+    app.include_router(router)
+
+
+# -- the request's page state ------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    """One request's session, language and CSRF token, and what to set on the answer."""
+
+    request: Request
+    ctx: Context
+    principal: Principal | None
+    language: str
+    csrf: str
+    new_csrf: bool
+    state: session.Session
+
+    @property
+    def fmt(self) -> Formatter:
+        return Formatter(self.language)
+
+    def can(self, permission: Permission) -> bool:
+        return self.principal is not None and self.principal.can(permission)
+
+    def gettext(self, message: str, **values: Any) -> str:
+        text = i18n.translations(self.language).gettext(message)
+        return text % values if values else text
+
+    def finish(self, response: Response) -> Response:
+        """Set the cookies this request decided on."""
+        if self.new_csrf:
+            session.store_csrf(self.request, response, self.csrf)
+        if self.state.renewed is not None:
+            session.store(self.request, response, self.state.renewed, _refresh_seconds(self))
+        elif self.state.ended:
+            session.clear(response)
+        return response
+
+
+def _refresh_seconds(page: Page) -> int:
+    return int(_authenticator(page.request).refresh_ttl.total_seconds())
+
+
+def _authenticator(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
+
+
+def _workers(request: Request) -> Workers:
+    workers: Workers = request.app.state.workers
+    return workers
+
+
+def _address(request: Request) -> str | None:
+    # The API's rule for client addresses (trusted proxies), so that the audit log reads
+    # the same whichever interface a person used.
+    from respaldo.api.security import client_address
+
+    return client_address(request)
+
+
+def page_state(request: Request) -> Page:
+    ctx: Context = request.app.state.context
+    state = session.current(request, ctx, _authenticator(request), _address(request))
+    language = i18n.choose_language(
+        request.cookies.get(session.LANGUAGE_COOKIE), request.headers.get("accept-language")
+    )
+    csrf, new = session.csrf_token(request)
+    return Page(request, ctx, state.principal, language, csrf, new, state)
+
+
+PageDep = Annotated[Page, Depends(page_state)]
+
+
+def render(page: Page, template: str, name: str, status: int = 200, **values: Any) -> Response:
+    principal = page.principal
+    user = None
+    if principal is not None:
+        role = principal.role.value if principal.role is not None else "erp"
+        user = {"name": principal.name, "role_label": page.gettext(role)}
+    context = {
+        "request": page.request,
+        "lang": page.language,
+        "csrf": page.csrf,
+        "user": user,
+        "page": name,
+        "fmt": page.fmt,
+        "now": datetime.now(UTC),
+        "can_create": page.can(Permission.CREATE),
+        "can_approve": page.can(Permission.APPROVE),
+        "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
+        "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
+        "progress": progress_of,
+        **values,
+    }
+    response = _templates(page.language).TemplateResponse(
+        page.request, template, context, status_code=status
+    )
+    return page.finish(response)
+
+
+# Marked for extraction (pybabel reads gettext_noop-style calls through this name).
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
+    return message
+
+
+_KIND_LABELS = {
+    "full": N_("Full (logical)"),
+    "incremental": N_("Physical"),
+    "files": N_("Files"),
+    "snapshot": N_("Snapshot"),
+}
+_STATUS_LABELS = {
+    "pending": N_("Pending"),
+    "in_progress": N_("In progress"),
+    "completed": N_("Completed"),
+    "failed": N_("Failed"),
+    "queued": N_("Queued"),
+    "running": N_("Running"),
+    "cancelled": N_("Cancelled"),
+    "skipped": N_("Skipped"),
+    "passed": N_("Passed"),
+    "green": N_("OK"),
+    "amber": N_("Warning"),
+    "red": N_("Critical"),
+    "viewer": N_("viewer"),
+    "operator": N_("operator"),
+    "admin": N_("admin"),
+    "erp": N_("ERP"),
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int | None
+    rate: float | None
+    left: float | None
+
+
+def progress_of(job: JobInfo) -> Progress | None:
+    """Bytes done, total, rate and time left of a running job, from its row."""
+    if job.progress_done is None:
+        return None
+    rate = left = None
+    if job.started_at is not None and job.status is JobStatus.RUNNING:
+        elapsed = (datetime.now(UTC) - job.started_at).total_seconds()
+        if elapsed > 0 and job.progress_done > 0:
+            rate = job.progress_done / elapsed
+            if job.progress_total:
+                left = max(job.progress_total - job.progress_done, 0) / rate
+    return Progress(job.progress_done, job.progress_total, rate, left)
+
+
+# -- access ----------------------------------------------------------------------------
+
+
+class _Redirect(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _login_redirect(page: Page) -> Response:
+    target = page.request.url.path
+    return page.finish(RedirectResponse(f"/login?next={quote(target)}", status_code=303))
+
+
+def _guard(page: Page, permission: Permission) -> Response | None:
+    """None when the page may be shown; else the answer (login, or 403)."""
+    if page.principal is None:
+        return _login_redirect(page)
+    if not page.principal.can(permission):
+        audit.record(
+            page.ctx,
+            page.principal,
+            AuditAction.ACCESS,
+            f"{page.request.method} {page.request.url.path}",
+            AuditOutcome.DENIED,
+            f"needs {permission}",
+        )
+        return render(
+            page,
+            "error.html",
+            "",
+            status=403,
+            message=page.gettext("You do not have the permission to do this."),
+        )
+    return None
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _action(
+    page: Page,
+    permission: Permission,
+    csrf: str | None,
+    run: Callable[[Principal], Any],
+    back: str,
+) -> Response:
+    """A form post: CSRF, session, permission, then ``run``; JSON for the page's script,
+    a redirect for a plain form."""
+    if not session.csrf_ok(page.request, csrf):
+        return page.finish(_refused(page, 403, page.gettext("The form expired; reload the page.")))
+    if page.principal is None:
+        if _wants_json(page.request):
+            return page.finish(_refused(page, 401, page.gettext("Log in again.")))
+        return _login_redirect(page)
+    if not page.principal.can(permission):
+        refused = _guard(page, permission)
+        if _wants_json(page.request) or refused is None:
+            return page.finish(
+                _refused(page, 403, page.gettext("You do not have the permission to do this."))
+            )
+        return refused
+    try:
+        result = run(page.principal)
+    except RespaldoError as exc:
+        if _wants_json(page.request):
+            status = 409 if exc.exit_code == 4 else 422
+            body = {"detail": exc.message, "hint": exc.hint}
+            return page.finish(JSONResponse(body, status_code=status))
+        return render(page, "error.html", "", status=422, message=exc.message, hint=exc.hint)
+    if _wants_json(page.request):
+        data = result.to_json() if hasattr(result, "to_json") else {}
+        return page.finish(JSONResponse(data, status_code=202))
+    return page.finish(RedirectResponse(back, status_code=303))
+
+
+def _refused(page: Page, status: int, message: str) -> Response:
+    if _wants_json(page.request):
+        return JSONResponse({"detail": message}, status_code=status)
+    return render(page, "error.html", "", status=status, message=message)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path of this site: never an open redirect to another host.
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    return parts.path or "/"
+
+
+# -- login ----------------------------------------------------------------------------------
+
+
+@router.get("/login", name="web-login")
+def login_form(page: PageDep, next: str | None = None) -> Response:  # noqa: A002
+    if page.principal is not None:
+        return page.finish(RedirectResponse(_safe_next(next), status_code=303))
+    return render(page, "login.html", "login", next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+def login(
+    page: PageDep,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form()] = None,  # noqa: A002
+) -> Response:
+    if not session.csrf_ok(page.request, csrf):
+        return render(
+            page, "login.html", "login", status=403, next=_safe_next(next), username=username,
+            error=page.gettext("The form expired; try again."),
+        )
+    authenticator = _authenticator(page.request)
+    try:
+        pair = authenticator.login(page.ctx, username, password, _address(page.request))
+    except TooManyAttempts:
+        return render(
+            page, "login.html", "login", status=429, next=_safe_next(next), username=username,
+            error=page.gettext("Too many failed attempts; wait a few minutes and try again."),
+        )
+    except AuthenticationFailed:
+        return render(
+            page, "login.html", "login", status=401, next=_safe_next(next), username=username,
+            error=page.gettext("Wrong user name or password."),
+        )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    session.store(page.request, response, pair, _refresh_seconds(page))
+    return page.finish(response)
+
+
+@router.post("/logout", name="web-logout")
+def logout(page: PageDep, csrf: Annotated[str | None, Form()] = None) -> Response:
+    if not session.csrf_ok(page.request, csrf):
+        return page.finish(_refused(page, 403, page.gettext("The form expired; reload the page.")))
+    if page.principal is not None:
+        _authenticator(page.request).logout(
+            page.ctx, page.principal, page.request.cookies.get(session.REFRESH_COOKIE)
+        )
+    response = RedirectResponse("/login", status_code=303)
+    session.clear(response)
+    return response
+
+
+@router.post("/language", name="web-language")
+def language(
+    page: PageDep,
+    language: Annotated[str, Form()],
+    csrf: Annotated[str | None, Form()] = None,
+    next: Annotated[str | None, Form()] = None,  # noqa: A002
+) -> Response:
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if session.csrf_ok(page.request, csrf) and language in i18n.LANGUAGES:
+        response.set_cookie(
+            session.LANGUAGE_COOKIE, language, max_age=365 * 86400, httponly=True,
+            samesite="strict", secure=session.secure(page.request), path="/",
+        )
+    return page.finish(response)
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+def _databases(ctx: Context) -> list[str]:
+    return [db.name for db in ctx.settings.databases]
+
+
+def _active_jobs(ctx: Context) -> list[JobInfo]:
+    found = jobs.list_jobs(ctx, limit=20, status=JobStatus.RUNNING)
+    found += jobs.list_jobs(ctx, limit=20, status=JobStatus.QUEUED)
+    return found
+
+
+@router.get("/", name="web-backups", response_class=HTMLResponse)
+def backups_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    found = listing.list_backups(page.ctx, limit=200)
+    running = _active_jobs(page.ctx)
+    return render(
+        page, "backups.html", "backups", backups=found.backups, databases=_databases(page.ctx),
+        running=bool(running), jobs=running,
+    )
+
+
+@router.get("/backups/{backup_id}", name="web-backup", response_class=HTMLResponse)
+def backup_page(page: PageDep, backup_id: str) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    try:
+        detail = backup_detail(page.ctx, backup_id)
+    except RespaldoError as exc:
+        return render(page, "error.html", "", status=404, message=exc.message, hint=exc.hint)
+    return render(page, "backup.html", "backups", d=detail, b=detail.backup, drills=detail.restore_tests)
+
+
+@router.post("/backups", name="web-create-backup")
+def create_backup(
+    page: PageDep,
+    csrf: Annotated[str | None, Form()] = None,
+    database: Annotated[str | None, Form()] = None,
+    kind: Annotated[str, Form()] = "full",
+) -> Response:
+    def run(principal: Principal) -> Any:
+        return background.start_backup(
+            page.ctx, _workers(page.request), BackupKind(kind), database,
+            requested_by=principal.name,
+        )
+
+    return _action(page, Permission.CREATE, csrf, run, "/")
+
+
+@router.post("/backups/{backup_id}/restore", name="web-restore")
+def restore(
+    page: PageDep,
+    backup_id: str,
+    csrf: Annotated[str | None, Form()] = None,
+    mode: Annotated[str, Form()] = "new",
+    confirm: Annotated[str | None, Form()] = None,
+) -> Response:
+    def run(principal: Principal) -> Any:
+        return background.start_restore(
+            page.ctx, _workers(page.request), backup_id, replace=mode == "replace",
+            confirm=confirm, requested_by=principal.name,
+        )
+
+    return _action(page, Permission.APPROVE, csrf, run, "/jobs")
+
+
+@router.get("/jobs", name="web-jobs", response_class=HTMLResponse)
+def jobs_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    return render(page, "jobs.html", "jobs", jobs=jobs.list_jobs(page.ctx, limit=100))
+
+
+@router.get("/jobs/table", name="web-jobs-table", response_class=HTMLResponse)
+def jobs_table(page: PageDep, scope: str = "all") -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    found = _active_jobs(page.ctx) if scope == "active" else jobs.list_jobs(page.ctx, limit=100)
+    return render(page, "_jobs_table.html", "jobs", jobs=found)
+
+
+@router.get("/jobs/{job_id}.json", name="web-job")
+def job_json(page: PageDep, job_id: int) -> Response:
+    if page.principal is None or not page.principal.can(Permission.READ):
+        return page.finish(JSONResponse({"detail": "not logged in"}, status_code=401))
+    try:
+        return page.finish(JSONResponse(jobs.get(page.ctx, job_id).to_json()))
+    except RespaldoError as exc:
+        return page.finish(JSONResponse({"detail": exc.message}, status_code=404))
+
+
+@router.post("/jobs/{job_id}/cancel", name="web-cancel-job")
+def cancel_job(page: PageDep, job_id: int, csrf: Annotated[str | None, Form()] = None) -> Response:
+    def run(principal: Principal) -> Any:
+        return jobs.cancel(page.ctx, job_id)
+
+    return _action(page, Permission.CREATE, csrf, run, "/jobs")
+
+
+@router.get("/drills", name="web-drills", response_class=HTMLResponse)
+def drills_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    return render(
+        page, "drills.html", "drills", drills=listing.list_drills(page.ctx, limit=100),
+        databases=_databases(page.ctx),
+    )
+
+
+@router.post("/drills", name="web-run-drill")
+def run_drill(
+    page: PageDep,
+    csrf: Annotated[str | None, Form()] = None,
+    database: Annotated[str | None, Form()] = None,
+) -> Response:
+    def run(principal: Principal) -> Any:
+        return background.start_restore_test(
+            page.ctx, _workers(page.request), database=database, requested_by=principal.name
+        )
+
+    return _action(page, Permission.APPROVE, csrf, run, "/drills")
+
+
+@router.get("/databases", name="web-health", response_class=HTMLResponse)
+def health_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    report = status.compute_status(page.ctx, datetime.now(UTC))
+    charts = {
+        db.database: _chart(page, listing.list_backups(page.ctx, database=db.database, limit=60))
+        for db in report.databases
+    }
+    return render(page, "health.html", "health", report=report, charts=charts)
+
+
+def _chart(page: Page, found: listing.BackupListing) -> Markup | None:
+    completed = [b for b in found.backups if b.status is BackupStatus.COMPLETED]
+    if len(completed) < 2:
+        return None
+    fmt = page.fmt
+    return line_chart(
+        page.gettext("Backups over time"),
+        completed,
+        [
+            Series(page.gettext("Size"), "#0b5cad", lambda b: b.size_bytes, lambda v: fmt.size(int(v))),
+            Series(
+                page.gettext("New bytes stored"), "#145c2a", lambda b: b.stored_new_bytes,
+                lambda v: fmt.size(int(v)),
+            ),
+            Series(page.gettext("Duration"), "#8b1a14", lambda b: b.duration, fmt.duration),
+        ],
+    )
+
+
+@router.get("/schedule", name="web-schedule", response_class=HTMLResponse)
+def schedule_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    entries = plan.schedule_listing(page.ctx, datetime.now(UTC), 3)
+    return render(page, "schedule.html", "schedule", entries=entries)
+
+
+@router.get("/retention", name="web-retention", response_class=HTMLResponse)
+def retention_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.APPROVE)) is not None:
+        return refused
+    preview = prune_report.retention_preview(page.ctx)
+    return render(
+        page, "retention.html", "retention", preview=preview,
+        decision_label=lambda d: page.gettext(_DECISION_LABELS.get(d, d)),
+    )
+
+
+_DECISION_LABELS = {"keep": N_("Keep"), "expire": N_("Expire")}
+
+
+@router.get("/audit", name="web-audit", response_class=HTMLResponse)
+def audit_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.APPROVE)) is not None:
+        return refused
+    return render(
+        page, "audit.html", "audit", users=users.list_users(page.ctx),
+        entries=audit.entries(page.ctx, limit=200),
+    )

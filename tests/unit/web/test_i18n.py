@@ -1,0 +1,96 @@
+"""The page's languages: every message has its Spanish, choices follow the browser and
+the switch, and numbers, sizes and times read as each language writes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from respaldo.i18n import catalog_path
+from respaldo.web import i18n
+from respaldo.web.i18n import Formatter
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGE = ROOT / "src" / "respaldo"
+
+
+def _extracted() -> set[str]:
+    # What 'make messages' extracts (babel.cfg): the Python code and the templates.
+    method_map = [("**.py", "python"), ("web/templates/**.html", "jinja2")]
+    keywords = {"_": None, "N_": None}
+    return {
+        message if isinstance(message, str) else message[0]
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            str(PACKAGE), method_map, keywords=keywords
+        )
+    }
+
+
+def test_every_message_is_translated_to_spanish() -> None:
+    messages = _extracted()
+    assert "Create manual backup" in messages  # the extraction sees the templates
+    with catalog_path("es").open("rb") as po:
+        catalog = read_po(po, locale="es")
+    missing = sorted(m for m in messages if not (catalog.get(m) and catalog.get(m).string))
+    assert not missing, f"run 'make messages' and translate in es/respaldo.po: {missing}"
+    fuzzy = sorted(str(m.id) for m in catalog if m.id and m.fuzzy)
+    assert not fuzzy, f"fuzzy translations in es/respaldo.po: {fuzzy}"
+
+
+def test_the_specifications_spanish_wording() -> None:
+    es = i18n.translations("es")
+    assert es.gettext("Create manual backup") == "Crear Backup Manual"
+    assert es.gettext("Creating...") == "Creando..."
+    assert es.gettext("Backup started") == "Backup iniciado"
+    assert es.gettext("Error creating backup") == "Error al crear backup"
+    assert es.gettext("Restore started") == "Restauración iniciada"
+    assert es.gettext("Error restoring") == "Error al restaurar"
+    assert (
+        es.gettext("Are you sure you want to restore this backup? This will stop the system.")
+        == "¿Está seguro de restaurar este backup? Esto detendrá el sistema."
+    )
+    assert i18n.translations("en").gettext("Create manual backup") == "Create manual backup"
+
+
+@pytest.mark.parametrize(
+    ("cookie", "header", "expected"),
+    [
+        (None, None, "es"),
+        (None, "en-US,en;q=0.9", "en"),
+        (None, "es-MX,es;q=0.9,en;q=0.5", "es"),
+        (None, "fr-FR,fr;q=0.9", "es"),
+        (None, "fr-FR,en-GB;q=0.8", "en"),
+        ("en", "es-MX", "en"),
+        ("xx", "en", "en"),
+    ],
+)
+def test_the_language_is_the_switch_then_the_browser_then_spanish(
+    cookie: str | None, header: str | None, expected: str
+) -> None:
+    assert i18n.choose_language(cookie, header) == expected
+
+
+def test_unknown_language_is_refused() -> None:
+    with pytest.raises(ValueError, match="no translations into 'fr'"):
+        i18n.translations("fr")
+
+
+def test_sizes_times_and_numbers_read_as_each_language_writes_them() -> None:
+    es, en = Formatter("es"), Formatter("en")
+    assert es.size(1536 * 1024 * 1024) == "1,5 GB"
+    assert en.size(1536 * 1024 * 1024) == "1.5 GB"
+    assert es.size(512) == "512 B"
+    assert en.size(250 * 1024) == "250 KB"
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    assert es.relative(now - timedelta(hours=3), now) == "hace 3 horas"
+    assert es.relative(now + timedelta(days=5), now) == "dentro de 5 días"
+    assert en.relative(now - timedelta(hours=3), now) == "3 hours ago"
+    assert es.number(1234567) == "1.234.567"
+    assert en.number(1234567) == "1,234,567"
+    assert es.size(None) == "—"
