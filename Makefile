@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup install demo-stop test test-faults reliability lint unit demo bench clean messages
+.PHONY: setup install demo-stop test test-faults reliability lint unit demo bench clean messages screenshots
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ unit: setup
 
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+# Screenshots of the web page in Spanish and English (docs/screenshots), from make demo's service.
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py --url http://127.0.0.1:8080 --password-file demo-data/admin.password --out docs/screenshots
 
 # Stops what make demo left running: respaldo serve and the demo's PostgreSQL cluster.
 demo-stop:

@@ -9,8 +9,9 @@ Steps, each a real respaldo command shown as it runs:
    table-by-table comparison of the restored data with the source;
 5. ``respaldo drill erp``: the automated restore test, which marks the backup verified.
 
-6. ``respaldo serve`` started in the background on 127.0.0.1 (the schedule, and the HTTP
-   server's ``/health``), and the schedule listed.
+6. ``respaldo serve`` started in the background on 127.0.0.1 (the schedule, the API and
+   the web page, with an ``admin`` user whose password is in demo-data/admin.password),
+   and the schedule listed.
 
 The cluster and the service are left running so that ``respaldo -c demo-data/respaldo.toml
 list`` and the HTTP server can be tried afterwards; ``make demo-stop`` (``demo.py --stop``)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -59,10 +61,12 @@ SERVE_PID = DATA / "serve.pid"
 CLUSTER_FILE = DATA / "cluster.json"
 
 
-def respaldo(*args: str, env: dict[str, str]) -> str:
+def respaldo(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
     argv = [str(ROOT / ".venv" / "bin" / "respaldo"), "-c", str(DATA / "respaldo.toml"), *args]
     print(f"\n$ respaldo {' '.join(args)}", flush=True)
-    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(
+        argv, env=env, input=stdin, stdout=subprocess.PIPE, text=True, check=False
+    )
     sys.stdout.write(done.stdout)
     if done.returncode != 0:
         raise SystemExit(f"demo: 'respaldo {' '.join(args)}' failed with status {done.returncode}")
@@ -172,6 +176,14 @@ def main() -> None:
         passphrase_file = DATA / "passphrase"
         passphrase_file.write_text("demo passphrase, use a long random one in production\n")
         passphrase_file.chmod(0o600)
+        # The web page's login: tokens signed with this secret, and an admin whose
+        # password only this file holds.
+        jwt_secret = DATA / "jwt.secret"
+        jwt_secret.write_text(secrets.token_urlsafe(48) + "\n")
+        jwt_secret.chmod(0o600)
+        admin_password = DATA / "admin.password"
+        admin_password.write_text(secrets.token_urlsafe(12) + "\n")
+        admin_password.chmod(0o600)
         (DATA / "respaldo.toml").write_text(
             f"""# respaldo demo configuration (see docs/configuration.md)
 passphrase_file = "{passphrase_file}"
@@ -186,6 +198,7 @@ time_zone = "America/Mexico_City"
 
 [server]
 listen = "{LISTEN}"
+jwt_secret_file = "{jwt_secret}"
 
 [[repositories]]
 name = "local"
@@ -202,6 +215,10 @@ retention_days = 7
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESPALDO_")}
         respaldo("init", env=env)
+        respaldo(
+            "user", "add", "admin", "--role", "admin", env=env,
+            stdin=admin_password.read_text(),
+        )
         first = respaldo("backup", "erp", env=env).strip().splitlines()[-1]
         print("\ndemo: a day of ERP work (new invoices, updated projects)…", flush=True)
         day_of_work(cluster.conninfo_kwargs("erp"), seed=1)
@@ -245,8 +262,8 @@ retention_days = 7
     # The demo goes on running: the cluster is not removed when this process exits.
     atexit.unregister(cluster.destroy)
     print(
-        f"\ndemo: done. respaldo serve (pid {pid}) runs the schedule above and answers on "
-        f"http://{LISTEN}/health;\n"
+        f"\ndemo: done. respaldo serve (pid {pid}) runs the schedule above; its page is at "
+        f"http://{LISTEN}/ (user admin, password in {DATA / 'admin.password'});\n"
         f"the cluster keeps running. Repository and catalog are in {DATA}; try\n"
         f"  .venv/bin/respaldo -c {DATA / 'respaldo.toml'} list\n"
         f"  .venv/bin/respaldo -c {DATA / 'respaldo.toml'} jobs\n"

@@ -33,12 +33,8 @@ from respaldo.domain import (
     JobStatus,
     Permission,
 )
-from respaldo.errors import (
-    AuthenticationFailed,
-    RespaldoError,
-    TooManyAttempts,
-)
-from respaldo.operations import audit, background, jobs, listing, prune_report, status, users
+from respaldo.errors import AuthenticationFailed, InvalidInput, RespaldoError, TooManyAttempts
+from respaldo.operations import admin, audit, jobs, listing, prune_report, status, users
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
@@ -431,10 +427,11 @@ def create_backup(
     kind: Annotated[str, Form()] = "full",
 ) -> Response:
     def run(principal: Principal) -> Any:
-        return background.start_backup(
-            page.ctx, _workers(page.request), BackupKind(kind), database,
-            requested_by=principal.name,
-        )
+        try:
+            chosen = BackupKind(kind)
+        except ValueError:
+            raise InvalidInput("kind", f"{kind!r} is not a backup type") from None
+        return admin.create_backup(page.ctx, _workers(page.request), principal, chosen, database)
 
     return _action(page, Permission.CREATE, csrf, run, "/")
 
@@ -448,9 +445,9 @@ def restore(
     confirm: Annotated[str | None, Form()] = None,
 ) -> Response:
     def run(principal: Principal) -> Any:
-        return background.start_restore(
-            page.ctx, _workers(page.request), backup_id, replace=mode == "replace",
-            confirm=confirm, requested_by=principal.name,
+        return admin.restore(
+            page.ctx, _workers(page.request), principal, backup_id,
+            replace=mode == "replace", confirm=confirm,
         )
 
     return _action(page, Permission.APPROVE, csrf, run, "/jobs")
@@ -484,7 +481,7 @@ def job_json(page: PageDep, job_id: int) -> Response:
 @router.post("/jobs/{job_id}/cancel", name="web-cancel-job")
 def cancel_job(page: PageDep, job_id: int, csrf: Annotated[str | None, Form()] = None) -> Response:
     def run(principal: Principal) -> Any:
-        return jobs.cancel(page.ctx, job_id)
+        return admin.cancel_job(page.ctx, principal, job_id)
 
     return _action(page, Permission.CREATE, csrf, run, "/jobs")
 
@@ -506,9 +503,7 @@ def run_drill(
     database: Annotated[str | None, Form()] = None,
 ) -> Response:
     def run(principal: Principal) -> Any:
-        return background.start_restore_test(
-            page.ctx, _workers(page.request), database=database, requested_by=principal.name
-        )
+        return admin.restore_test(page.ctx, _workers(page.request), principal, None, database)
 
     return _action(page, Permission.APPROVE, csrf, run, "/drills")
 
