@@ -216,7 +216,12 @@ retention_days = 7
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESPALDO_")}
         respaldo("init", env=env)
         respaldo(
-            "user", "add", "admin", "--role", "admin", env=env,
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            env=env,
             stdin=admin_password.read_text(),
         )
         first = respaldo("backup", "erp", env=env).strip().splitlines()[-1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from respaldo.operations.views import BackupView
 
@@ -30,19 +30,26 @@ def line_chart(title: str, backups: Sequence[BackupView], series: Sequence[Serie
     text description (``<title>``, ``<desc>``) for screen readers.
     """
     ordered = sorted(backups, key=lambda b: b.timestamp)
-    parts: list[str] = []
+    parts: list[Markup] = []
     descriptions: list[str] = []
     for index, line in enumerate(series):
         values = [line.value(b) for b in ordered]
         points = [(i, v) for i, v in enumerate(values) if v is not None]
         top = max((v for _, v in points), default=0.0)
-        offset = index * (_HEIGHT + 10)
         parts.append(
-            f'<g transform="translate(0,{offset})">'
-            f'<text x="4" y="14" class="chart-label">{escape(line.label)}'
-            f" (max {escape(line.format(top))})</text>"
-            f'<line x1="{_PAD}" y1="{_HEIGHT - 8}" x2="{_WIDTH - 8}" y2="{_HEIGHT - 8}" '
-            'stroke="#6e7781" stroke-width="1"/>'
+            Markup(
+                '<g transform="translate(0,{offset})">'
+                '<text x="4" y="14" class="chart-label">{label} (max {top})</text>'
+                '<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" '
+                'stroke="#6e7781" stroke-width="1"/>'
+            ).format(
+                offset=index * (_HEIGHT + 10),
+                label=line.label,
+                top=line.format(top),
+                left=_PAD,
+                right=_WIDTH - 8,
+                base=_HEIGHT - 8,
+            )
         )
         if points and top > 0:
             span = max(len(ordered) - 1, 1)
@@ -52,17 +59,21 @@ def line_chart(title: str, backups: Sequence[BackupView], series: Sequence[Serie
                 for i, v in points
             )
             parts.append(
-                f'<polyline fill="none" stroke="{line.colour}" stroke-width="2" '
-                f'points="{coords}"/>'
+                Markup(
+                    '<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>'
+                ).format(colour=line.colour, coords=coords)
             )
-            last = points[-1][1]
-            descriptions.append(f"{line.label}: {line.format(last)} (max {line.format(top)})")
-        parts.append("</g>")
-    height = len(series) * (_HEIGHT + 10)
+            descriptions.append(
+                f"{line.label}: {line.format(points[-1][1])} (max {line.format(top)})"
+            )
+        parts.append(Markup("</g>"))
     return Markup(
-        f'<svg class="chart" role="img" viewBox="0 0 {_WIDTH} {height}" '
-        f'xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(title)}</title><desc>{escape('; '.join(descriptions))}</desc>"
-        + "".join(parts)
-        + "</svg>"
+        '<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+        'xmlns="http://www.w3.org/2000/svg"><title>{title}</title><desc>{desc}</desc>{body}</svg>'
+    ).format(
+        width=_WIDTH,
+        height=len(series) * (_HEIGHT + 10),
+        title=title,
+        desc="; ".join(descriptions),
+        body=Markup("").join(parts),
     )

@@ -317,7 +317,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login", name="web-login")
-def login_form(page: PageDep, next: str | None = None) -> Response:  # noqa: A002
+def login_form(page: PageDep, next: str | None = None) -> Response:
     if page.principal is not None:
         return page.finish(RedirectResponse(_safe_next(next), status_code=303))
     return render(page, "login.html", "login", next=_safe_next(next), error=None)
@@ -329,11 +329,16 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     csrf: Annotated[str | None, Form()] = None,
-    next: Annotated[str | None, Form()] = None,  # noqa: A002
+    next: Annotated[str | None, Form()] = None,
 ) -> Response:
     if not session.csrf_ok(page.request, csrf):
         return render(
-            page, "login.html", "login", status=403, next=_safe_next(next), username=username,
+            page,
+            "login.html",
+            "login",
+            status=403,
+            next=_safe_next(next),
+            username=username,
             error=page.gettext("The form expired; try again."),
         )
     authenticator = _authenticator(page.request)
@@ -341,12 +346,22 @@ def login(
         pair = authenticator.login(page.ctx, username, password, _address(page.request))
     except TooManyAttempts:
         return render(
-            page, "login.html", "login", status=429, next=_safe_next(next), username=username,
+            page,
+            "login.html",
+            "login",
+            status=429,
+            next=_safe_next(next),
+            username=username,
             error=page.gettext("Too many failed attempts; wait a few minutes and try again."),
         )
     except AuthenticationFailed:
         return render(
-            page, "login.html", "login", status=401, next=_safe_next(next), username=username,
+            page,
+            "login.html",
+            "login",
+            status=401,
+            next=_safe_next(next),
+            username=username,
             error=page.gettext("Wrong user name or password."),
         )
     response = RedirectResponse(_safe_next(next), status_code=303)
@@ -372,13 +387,18 @@ def language(
     page: PageDep,
     language: Annotated[str, Form()],
     csrf: Annotated[str | None, Form()] = None,
-    next: Annotated[str | None, Form()] = None,  # noqa: A002
+    next: Annotated[str | None, Form()] = None,
 ) -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
     if session.csrf_ok(page.request, csrf) and language in i18n.LANGUAGES:
         response.set_cookie(
-            session.LANGUAGE_COOKIE, language, max_age=365 * 86400, httponly=True,
-            samesite="strict", secure=session.secure(page.request), path="/",
+            session.LANGUAGE_COOKIE,
+            language,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="strict",
+            secure=session.secure(page.request),
+            path="/",
         )
     return page.finish(response)
 
@@ -403,8 +423,13 @@ def backups_page(page: PageDep) -> Response:
     found = listing.list_backups(page.ctx, limit=200)
     running = _active_jobs(page.ctx)
     return render(
-        page, "backups.html", "backups", backups=found.backups, databases=_databases(page.ctx),
-        running=bool(running), jobs=running,
+        page,
+        "backups.html",
+        "backups",
+        backups=found.backups,
+        databases=_databases(page.ctx),
+        running=bool(running),
+        jobs=running,
     )
 
 
@@ -416,7 +441,9 @@ def backup_page(page: PageDep, backup_id: str) -> Response:
         detail = backup_detail(page.ctx, backup_id)
     except RespaldoError as exc:
         return render(page, "error.html", "", status=404, message=exc.message, hint=exc.hint)
-    return render(page, "backup.html", "backups", d=detail, b=detail.backup, drills=detail.restore_tests)
+    return render(
+        page, "backup.html", "backups", d=detail, b=detail.backup, drills=detail.restore_tests
+    )
 
 
 @router.post("/backups", name="web-create-backup")
@@ -446,8 +473,12 @@ def restore(
 ) -> Response:
     def run(principal: Principal) -> Any:
         return admin.restore(
-            page.ctx, _workers(page.request), principal, backup_id,
-            replace=mode == "replace", confirm=confirm,
+            page.ctx,
+            _workers(page.request),
+            principal,
+            backup_id,
+            replace=mode == "replace",
+            confirm=confirm,
         )
 
     return _action(page, Permission.APPROVE, csrf, run, "/jobs")
@@ -491,7 +522,10 @@ def drills_page(page: PageDep) -> Response:
     if (refused := _guard(page, Permission.READ)) is not None:
         return refused
     return render(
-        page, "drills.html", "drills", drills=listing.list_drills(page.ctx, limit=100),
+        page,
+        "drills.html",
+        "drills",
+        drills=listing.list_drills(page.ctx, limit=100),
         databases=_databases(page.ctx),
     )
 
@@ -529,9 +563,13 @@ def _chart(page: Page, found: listing.BackupListing) -> Markup | None:
         page.gettext("Backups over time"),
         completed,
         [
-            Series(page.gettext("Size"), "#0b5cad", lambda b: b.size_bytes, lambda v: fmt.size(int(v))),
             Series(
-                page.gettext("New bytes stored"), "#145c2a", lambda b: b.stored_new_bytes,
+                page.gettext("Size"), "#0b5cad", lambda b: b.size_bytes, lambda v: fmt.size(int(v))
+            ),
+            Series(
+                page.gettext("New bytes stored"),
+                "#145c2a",
+                lambda b: b.stored_new_bytes,
                 lambda v: fmt.size(int(v)),
             ),
             Series(page.gettext("Duration"), "#8b1a14", lambda b: b.duration, fmt.duration),
@@ -553,7 +591,10 @@ def retention_page(page: PageDep) -> Response:
         return refused
     preview = prune_report.retention_preview(page.ctx)
     return render(
-        page, "retention.html", "retention", preview=preview,
+        page,
+        "retention.html",
+        "retention",
+        preview=preview,
         decision_label=lambda d: page.gettext(_DECISION_LABELS.get(d, d)),
     )
 
@@ -566,6 +607,9 @@ def audit_page(page: PageDep) -> Response:
     if (refused := _guard(page, Permission.APPROVE)) is not None:
         return refused
     return render(
-        page, "audit.html", "audit", users=users.list_users(page.ctx),
+        page,
+        "audit.html",
+        "audit",
+        users=users.list_users(page.ctx),
         entries=audit.entries(page.ctx, limit=200),
     )

@@ -19,12 +19,19 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
+from tests.integration.logical.conftest import Respaldo, respaldo
 from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_serve import answers, free_port, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-AXE = Path(__file__).resolve().parents[3] / ".venv" / "npm" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = (
+    Path(__file__).resolve().parents[3]
+    / ".venv"
+    / "npm"
+    / "node_modules"
+    / "axe-core"
+    / "axe.min.js"
+)
 # Chromium as root in a sandboxless container, and without the background connections that
 # this machine's closed network refuses.
 CHROMIUM_ARGS = [
@@ -54,13 +61,15 @@ class Site:
         page.wait_for_url(f"{self.url}/")
 
 
-def site_config(respaldo: Respaldo, port: int) -> Path:
+def site_config(configured: Respaldo, port: int) -> Path:
     """The logical tests' config with a server section and no schedule."""
-    secret = respaldo.tmp / "jwt.secret"
+    secret = configured.tmp / "jwt.secret"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(48))
-    text = respaldo.config.read_text() + f"""
+    text = (
+        respaldo.config.read_text()
+        + f"""
 [schedules]
 time_zone = "UTC"
 full = "off"
@@ -73,14 +82,15 @@ verify = "off"
 listen = "127.0.0.1:{port}"
 jwt_secret_file = "{secret}"
 """
-    path = respaldo.tmp / "site.toml"
+    )
+    path = configured.tmp / "site.toml"
     path.write_text(text)
     return path
 
 
-def add_user(respaldo: Respaldo, name: str, role: str) -> None:
+def add_user(configured: Respaldo, name: str, role: str) -> None:
     done = subprocess.run(
-        [*respaldo.process_argv(), "user", "add", name, "--role", role],
+        [*configured.process_argv(), "user", "add", name, "--role", role],
         input=PASSWORDS[name] + "\n",
         capture_output=True,
         text=True,
@@ -113,7 +123,9 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(locale="es-MX", extra_http_headers={"Accept-Language": "es-MX,es;q=0.9"})
+    context = browser.new_context(
+        locale="es-MX", extra_http_headers={"Accept-Language": "es-MX,es;q=0.9"}
+    )
     context.set_default_timeout(120_000)  # a loaded CI machine; every wait is on a condition
     page = context.new_page()
     yield page

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _rows(site: Site, database: str) -> dict[str, int]:
-    found = site.respaldo.pg.query(
-        "SELECT count(*) FROM finanzas.facturas", dbname=database
-    )
+    found = site.respaldo.pg.query("SELECT count(*) FROM finanzas.facturas", dbname=database)
     return {"finanzas.facturas": int(found[0][0])}
 
 
@@ -52,7 +50,9 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
 
     completed.get_by_role("button", name="Restaurar").click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("¿Está seguro de restaurar este backup? Esto detendrá el sistema.")
+    expect(dialog).to_contain_text(
+        "¿Está seguro de restaurar este backup? Esto detendrá el sistema."
+    )
     target = dialog.get_by_label("Nombre de la base de datos nueva").input_value()
     assert target.startswith("erp_restored_")
     dialog.get_by_role("button", name="Restaurar").click()
@@ -124,7 +124,8 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
     )
     assert forged.status == 403
     created = page.request.post(
-        f"{site.url}/backups", form={"csrf": token or "", "database": "erp"},
+        f"{site.url}/backups",
+        form={"csrf": token or "", "database": "erp"},
         headers={"Accept": "application/json"},
     )
     assert created.status == 403
@@ -139,7 +140,8 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
     )
     assert no_token.status == 403
     other_token = page.request.post(
-        f"{site.url}/backups", form={"csrf": "x" * 43, "database": "erp"},
+        f"{site.url}/backups",
+        form={"csrf": "x" * 43, "database": "erp"},
         headers={"Accept": "application/json"},
     )
     assert other_token.status == 403
