@@ -101,7 +101,7 @@ def add_user(configured: Respaldo, name: str, role: str) -> None:
 
 
 @pytest.fixture
-def site(respaldo: Respaldo) -> Iterator[Site]:  # noqa: F811 (the imported fixture)
+def site(respaldo: Respaldo) -> Iterator[Site]:
     port = free_port()
     config = site_config(respaldo, port)
     served = dataclasses.replace(respaldo, config=config)
