@@ -132,7 +132,13 @@ def post_restore(
     name>"}`` (its stop and start hooks run around the swap)."""
     restore = body or RestoreBody()
     return admin.restore(
-        context, workers, principal, backup_id, replace=restore.replace, confirm=restore.confirm
+        context,
+        workers,
+        principal,
+        backup_id,
+        replace=restore.replace,
+        confirm=restore.confirm,
+        target_database=restore.target_database,
     )
 
 

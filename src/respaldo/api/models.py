@@ -40,6 +40,11 @@ class RestoreBody(RequestModel):
         default=None,
         description="With replace: the name of the database being replaced, as confirmation.",
     )
+    target_database: str | None = Field(
+        default=None,
+        description="Without replace: the new database's name; default: "
+        "<name>_restored_<UTC time>_<hex>.",
+    )
 
 
 class RestoreTestBody(RequestModel):

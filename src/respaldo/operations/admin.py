@@ -79,6 +79,7 @@ def restore(
     *,
     replace: bool,
     confirm: str | None,
+    target_database: str | None = None,
 ) -> StartedJob:
     """:func:`~respaldo.operations.background.start_restore`, audited (target: the
     backup id)."""
@@ -88,7 +89,13 @@ def restore(
         AuditAction.RESTORE,
         backup_id,
         lambda: start_restore(
-            ctx, workers, backup_id, replace=replace, confirm=confirm, requested_by=actor.name
+            ctx,
+            workers,
+            backup_id,
+            replace=replace,
+            confirm=confirm,
+            target_database=target_database,
+            requested_by=actor.name,
         ),
         lambda s: f"{s.message}; job {s.job_id}",
     )

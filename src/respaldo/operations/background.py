@@ -18,7 +18,14 @@ import secrets
 from datetime import UTC, datetime
 
 from respaldo.config import DatabaseSettings, Settings
-from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy, truncate_name
+from respaldo.domain import (
+    BackupKind,
+    BackupStatus,
+    JobKind,
+    TriggeredBy,
+    truncate_name,
+    validate_database_name,
+)
 from respaldo.errors import ConfigError, InvalidInput
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
@@ -122,22 +129,33 @@ def start_restore(
     *,
     replace: bool = False,
     confirm: str | None = None,
+    target_database: str | None = None,
     requested_by: str,
     triggered_by: TriggeredBy = TriggeredBy.API,
 ) -> StartedJob:
     """Start restoring the completed logical backup ``backup_id``.
 
-    By default into a new database on its database's server
-    (``<name>_restored_<UTC time>_<hex>``), which the result names. ``replace`` swaps the
+    By default into a new database on its database's server: ``target_database``, or
+    ``<name>_restored_<UTC time>_<hex>``; the result names it. ``replace`` swaps the
     live database of the backup's configured database instead, running its
     ``pre_restore_hook`` and ``post_restore_hook`` (the application's stop and start)
     around the swap; it needs ``confirm`` to be that database's name (the configured
     name, as the backup's ``databaseName`` shows it, or the PostgreSQL database's).
 
     Raises RecordNotFound, InvalidBackupId, InvalidInput (not a completed logical
-    backup, its database is not configured, ``confirm`` missing or wrong): then nothing
-    was started and nothing changed.
+    backup, its database is not configured, ``confirm`` missing or wrong, a target name
+    PostgreSQL cannot keep, or one given with ``replace``): then nothing was started and
+    nothing changed.
     """
+    if target_database is not None:
+        if replace:
+            raise InvalidInput(
+                "target_database", "give a new database's name, or replace, not both"
+            )
+        try:
+            validate_database_name(target_database)
+        except ConfigError as exc:
+            raise InvalidInput("target_database", exc.message) from None
     record = show_backup(ctx, backup_id)
     db = _restorable(ctx.settings, record)
     live = ConnInfo.parse(db.dsn).dbname or db.name
@@ -151,6 +169,8 @@ def start_restore(
                 "stopped while its database is swapped",
             )
         target = live
+    elif target_database is not None:
+        target = target_database
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         target = f"{truncate_name(live, 30)}_restored_{stamp}_{secrets.token_hex(2)}"

@@ -7,8 +7,8 @@ alerts). Dates, numbers and sizes are formatted by Babel for the chosen locale
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from babel import Locale, negotiate_locale
 from babel.dates import format_datetime, format_timedelta
@@ -52,17 +52,19 @@ class Formatter:
     def locale(self) -> Locale:
         return Locale.parse(self.language)
 
-    def datetime(self, value: datetime | None) -> str:
+    def datetime(self, value: dt.datetime | None) -> str:
         """A date and time in the reader's language, in UTC ("4 dic 2026, 22:10 UTC")."""
         if value is None:
             return "—"
-        return format_datetime(value.astimezone(UTC), "medium", tzinfo=UTC, locale=self.locale)
+        return format_datetime(
+            value.astimezone(dt.UTC), "medium", tzinfo=dt.UTC, locale=self.locale
+        )
 
-    def relative(self, value: datetime | None, now: datetime | None = None) -> str:
+    def relative(self, value: dt.datetime | None, now: dt.datetime | None = None) -> str:
         """How long ago or ahead ("hace 3 horas", "en 5 días")."""
         if value is None:
             return "—"
-        delta = value - (now or datetime.now(UTC))
+        delta = value - (now or dt.datetime.now(dt.UTC))
         return format_timedelta(delta, add_direction=True, locale=self.locale)
 
     def duration(self, seconds: float | None) -> str:
@@ -70,7 +72,7 @@ class Formatter:
         if seconds is None:
             return "—"
         return format_timedelta(
-            timedelta(seconds=seconds), threshold=1.1, format="short", locale=self.locale
+            dt.timedelta(seconds=seconds), threshold=1.1, format="short", locale=self.locale
         )
 
     def size(self, value: int | None) -> str:

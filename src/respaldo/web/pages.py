@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from respaldo.api import problems
 from respaldo.domain import (
     AuditAction,
     AuditOutcome,
@@ -241,22 +242,21 @@ def _guard(page: Page, permission: Permission) -> Response | None:
     if page.principal is None:
         return _login_redirect(page)
     if not page.principal.can(permission):
-        audit.record(
-            page.ctx,
-            page.principal,
-            AuditAction.ACCESS,
-            f"{page.request.method} {page.request.url.path}",
-            AuditOutcome.DENIED,
-            f"needs {permission}",
-        )
-        return render(
-            page,
-            "error.html",
-            "",
-            status=403,
-            message=page.gettext("You do not have the permission to do this."),
-        )
+        return _deny(page, page.principal, permission)
     return None
+
+
+def _deny(page: Page, principal: Principal, permission: Permission) -> Response:
+    """403 for a principal that lacks ``permission``, audited as the API's refusals are."""
+    audit.record(
+        page.ctx,
+        principal,
+        AuditAction.ACCESS,
+        f"{page.request.method} {page.request.url.path}",
+        AuditOutcome.DENIED,
+        f"needs {permission}",
+    )
+    return _refused(page, 403, page.gettext("You do not have the permission to do this."))
 
 
 def _wants_json(request: Request) -> bool:
@@ -279,24 +279,32 @@ def _action(
             return page.finish(_refused(page, 401, page.gettext("Log in again.")))
         return _login_redirect(page)
     if not page.principal.can(permission):
-        refused = _guard(page, permission)
-        if _wants_json(page.request) or refused is None:
-            return page.finish(
-                _refused(page, 403, page.gettext("You do not have the permission to do this."))
-            )
-        return refused
+        return page.finish(_deny(page, page.principal, permission))
     try:
         result = run(page.principal)
     except RespaldoError as exc:
+        # Worded, scrubbed and given its status as the API's problem answers are.
+        rendered, rendered_hint = exc.rendered(problems.api_name)
+        scrub = _scrubber(page)
+        message = scrub(rendered)
+        hint = scrub(rendered_hint) if rendered_hint else None
+        status = problems.status_of(exc)
         if _wants_json(page.request):
-            status = 409 if exc.exit_code == 4 else 422
-            body = {"detail": exc.message, "hint": exc.hint}
+            body = {"detail": message, "hint": hint}
             return page.finish(JSONResponse(body, status_code=status))
-        return render(page, "error.html", "", status=422, message=exc.message, hint=exc.hint)
+        return render(page, "error.html", "", status=status, message=message, hint=hint)
     if _wants_json(page.request):
         data = result.to_json() if hasattr(result, "to_json") else {}
         return page.finish(JSONResponse(data, status_code=202))
     return page.finish(RedirectResponse(back, status_code=303))
+
+
+def _scrubber(page: Page) -> problems.Scrubber:
+    state = page.request.app.state
+    if getattr(state, "web_scrubber", None) is None:
+        state.web_scrubber = problems.Scrubber(page.ctx.settings)
+    scrubber: problems.Scrubber = state.web_scrubber
+    return scrubber
 
 
 def _refused(page: Page, status: int, message: str) -> Response:
@@ -470,15 +478,18 @@ def restore(
     csrf: Annotated[str | None, Form()] = None,
     mode: Annotated[str, Form()] = "new",
     confirm: Annotated[str | None, Form()] = None,
+    target: Annotated[str | None, Form()] = None,
 ) -> Response:
     def run(principal: Principal) -> Any:
+        replace = mode == "replace"
         return admin.restore(
             page.ctx,
             _workers(page.request),
             principal,
             backup_id,
-            replace=mode == "replace",
-            confirm=confirm,
+            replace=replace,
+            confirm=confirm if replace else None,
+            target_database=None if replace or not target else target,
         )
 
     return _action(page, Permission.APPROVE, csrf, run, "/jobs")
@@ -595,7 +606,7 @@ def retention_page(page: PageDep) -> Response:
         "retention.html",
         "retention",
         preview=preview,
-        decision_label=lambda d: page.gettext(_DECISION_LABELS.get(d, d)),
+        decision_label=lambda d: page.gettext(_DECISION_LABELS.get(str(d), str(d))),
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.integration.logical.conftest import Respaldo, respaldo
+from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_serve import answers, free_port, serving
 
@@ -68,7 +68,7 @@ def site_config(configured: Respaldo, port: int) -> Path:
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(48))
     text = (
-        respaldo.config.read_text()
+        configured.config.read_text()
         + f"""
 [schedules]
 time_zone = "UTC"

@@ -34,7 +34,7 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
     assert serious_violations(page) == []
 
     create = page.get_by_role("button", name="Crear Backup Manual")
-    page.get_by_label("Base de datos").select_option("erp")
+    page.get_by_label("Base de datos", exact=True).select_option("erp")
     create.click()
     busy = page.locator("#create-backup")
     expect(busy).to_have_text("Creando...")
@@ -44,7 +44,7 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
     completed = page.locator("tr[data-status=completed]")
     expect(completed).to_have_count(1)
     expect(completed.locator(".badge")).to_have_text("Completado")
-    expect(completed.locator("td").nth(5)).to_have_text("✓")
+    expect(completed.locator("td").nth(5)).to_have_text("✗")  # not tested yet
     backup_id = completed.get_attribute("data-backup")
     assert backup_id
 
@@ -74,10 +74,13 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
     expect(passed.locator(".badge")).to_have_text("Aprobado")
     expect(passed.locator("ul.checks li").first).to_be_visible()
     assert serious_violations(page) == []
+    page.goto(f"{site.url}/")
+    # The restore test proved the backup: now it reads verified.
+    expect(page.locator(f"tr[data-backup='{backup_id}'] td").nth(5)).to_have_text("✓")
 
     # A backup of a database that is down: the red badge.
     page.goto(f"{site.url}/")
-    page.get_by_label("Base de datos").select_option("unreachable")
+    page.get_by_label("Base de datos", exact=True).select_option("unreachable")
     page.get_by_role("button", name="Crear Backup Manual").click()
     failed = page.locator("tr[data-status=failed]")
     expect(failed.locator(".badge")).to_have_text("Fallido")
@@ -129,7 +132,9 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
         headers={"Accept": "application/json"},
     )
     assert created.status == 403
-    assert page.goto(f"{site.url}/audit").status == 403
+    refused = page.goto(f"{site.url}/audit")
+    assert refused is not None
+    assert refused.status == 403
     assert jobs(site.respaldo) == before
 
     # Logged in with every right, a post without the page's CSRF token is refused too.
@@ -163,3 +168,10 @@ def test_logout_ends_the_session(site: Site, page: Page) -> None:
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(f"{site.url}/jobs")
     expect(page).to_have_url(re.compile(r"/login\?next=/jobs$"))
+
+
+def test_the_accessibility_check_finds_what_it_must(page: Page) -> None:
+    # The check the pages pass above does fail a page with a serious violation.
+    page.set_content('<html lang="en"><body><main><input type="text"></main></body></html>')
+    found = serious_violations(page)
+    assert any(v.startswith("label:") for v in found), found

@@ -1,0 +1,213 @@
+"""The page's session, CSRF and access rules, against the real app and a real SQLite
+catalog (no database server: these routes refuse before anything would run)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
+    PASSWORD,
+    Clock,
+    add_user,
+    cheap_hashes,
+    clock,
+    context,
+    settings,
+)
+
+from respaldo.config import Settings
+from respaldo.domain import Role
+from respaldo.operations import audit, jobs
+from respaldo.operations.auth import Authenticator, load_secret
+from respaldo.operations.context import Context
+from respaldo.web import session
+from respaldo.web.site import create_site
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def site(settings: Settings, context: Context, clock: Clock) -> FastAPI:  # noqa: F811
+    authenticator = Authenticator(settings, load_secret(settings), clock=clock)
+    return create_site(settings, context, authenticator=authenticator)
+
+
+@pytest.fixture
+def browser(site: FastAPI) -> Iterator[TestClient]:
+    with TestClient(site, base_url="http://testserver", follow_redirects=False) as client:
+        yield client
+
+
+def _csrf(browser: TestClient) -> str:
+    answer = browser.get("/login")
+    assert answer.status_code == 200
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    assert token
+    return token
+
+
+def _login(browser: TestClient, name: str, password: str = PASSWORD) -> None:
+    token = _csrf(browser)
+    answer = browser.post(
+        "/login", data={"username": name, "password": password, "csrf": token, "next": "/jobs"}
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/jobs"
+
+
+def test_pages_ask_for_a_login_and_come_back(browser: TestClient) -> None:
+    answer = browser.get("/jobs")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=/jobs"
+
+
+def test_session_cookies_are_httponly_and_strict(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.OPERATOR)
+    _login(browser, "ana")
+    cookies = [c for c in browser.cookies.jar if c.name.startswith("respaldo_")]
+    assert {c.name for c in cookies} >= {
+        session.ACCESS_COOKIE,
+        session.REFRESH_COOKIE,
+        session.CSRF_COOKIE,
+    }
+    for cookie in cookies:
+        assert cookie.has_nonstandard_attr("HttpOnly"), cookie.name
+        assert cookie.get_nonstandard_attr("SameSite", "").lower() == "strict", cookie.name
+    assert browser.get("/jobs").status_code == 200
+
+
+def test_a_wrong_password_is_an_error_on_the_page_and_audited(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    token = _csrf(browser)
+    answer = browser.post("/login", data={"username": "ana", "password": "nope", "csrf": token})
+    assert answer.status_code == 401
+    assert "Usuario o contraseña incorrectos." in answer.text
+    assert session.ACCESS_COOKIE not in browser.cookies
+    (entry,) = audit.entries(context, user="ana")
+    assert (entry.action, entry.outcome) == ("login", "failure")
+
+
+def test_a_login_without_the_forms_token_is_refused(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    _csrf(browser)
+    answer = browser.post("/login", data={"username": "ana", "password": PASSWORD})
+    assert answer.status_code == 403
+    assert session.ACCESS_COOKIE not in browser.cookies
+
+
+def test_next_never_leads_to_another_site(browser: TestClient, context: Context) -> None:  # noqa: F811
+    add_user(context, "ana", Role.ADMIN)
+    token = _csrf(browser)
+    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        browser.cookies.clear()
+        token = _csrf(browser)
+        answer = browser.post(
+            "/login",
+            data={"username": "ana", "password": PASSWORD, "csrf": token, "next": target},
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/", target
+
+
+def test_posts_need_the_csrf_token_and_change_nothing_without_it(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    before = jobs.list_jobs(context)
+    for data in ({"database": "erp"}, {"database": "erp", "csrf": "x" * 43}):
+        answer = browser.post("/backups", data=data, headers={"Accept": "application/json"})
+        assert answer.status_code == 403
+    assert jobs.list_jobs(context) == before
+
+
+def test_a_viewer_is_refused_changes_and_the_refusal_is_audited(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "vera", Role.VIEWER)
+    _login(browser, "vera")
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    answer = browser.post(
+        "/backups", data={"csrf": token, "database": "erp"}, headers={"Accept": "application/json"}
+    )
+    assert answer.status_code == 403
+    page = browser.get("/")
+    assert "Crear Backup Manual" not in page.text
+    assert browser.get("/audit").status_code == 403
+    denied = [e.target for e in audit.entries(context, user="vera") if e.outcome == "denied"]
+    assert set(denied) == {"POST /backups", "GET /audit"}
+
+
+def test_an_expired_session_is_renewed_by_its_refresh_token(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+    site: FastAPI,
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    old = browser.cookies.get(session.ACCESS_COOKIE)
+    # An access token that no longer verifies: the browser keeps its refresh token.
+    refresh = browser.cookies.get(session.REFRESH_COOKIE)
+    browser.cookies.clear()
+    answer = browser.get(
+        "/jobs",
+        cookies={session.ACCESS_COOKIE: "expired.or.forged", session.REFRESH_COOKIE: refresh or ""},
+    )
+    assert answer.status_code == 200
+    renewed = answer.cookies.get(session.ACCESS_COOKIE)
+    assert renewed and renewed != old
+    # The refresh token was used once: sent again, it opens nothing.
+    again = browser.get(
+        "/jobs",
+        cookies={session.ACCESS_COOKIE: "expired.or.forged", session.REFRESH_COOKIE: refresh or ""},
+    )
+    assert again.status_code == 303
+    assert site.state.authenticator.access_ttl == timedelta(minutes=15)
+
+
+def test_logout_revokes_the_session_everywhere(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    access = browser.cookies.get(session.ACCESS_COOKIE)
+    refresh = browser.cookies.get(session.REFRESH_COOKIE)
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    assert browser.post("/logout", data={"csrf": token}).status_code == 303
+    # The old tokens, sent again, open nothing: not the page, not the API.
+    browser.cookies.set(session.ACCESS_COOKIE, access or "")
+    browser.cookies.set(session.REFRESH_COOKIE, refresh or "")
+    assert browser.get("/jobs").status_code == 303
+    api = browser.get("/admin/jobs", headers={"Authorization": f"Bearer {access}"})
+    assert api.status_code == 401
+
+
+def test_the_language_follows_the_browser_and_the_switch(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    assert "Crear Backup Manual" in browser.get("/").text
+    english = browser.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "Create manual backup" in english.text
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    switched = browser.post("/language", data={"language": "en", "csrf": token, "next": "/"})
+    assert switched.status_code == 303
+    assert "Create manual backup" in browser.get("/", headers={"Accept-Language": "es"}).text
