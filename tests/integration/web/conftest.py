@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
 from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_serve import answers, free_port, serving
 
@@ -101,7 +101,7 @@ def add_user(configured: Respaldo, name: str, role: str) -> None:
 
 
 @pytest.fixture
-def site(respaldo: Respaldo) -> Iterator[Site]:
+def site(respaldo: Respaldo) -> Iterator[Site]:  # noqa: F811 (the fixture)
     port = free_port()
     config = site_config(respaldo, port)
     served = dataclasses.replace(respaldo, config=config)

@@ -47,7 +47,7 @@ def _csrf(browser: TestClient) -> str:
     assert answer.status_code == 200
     token = browser.cookies.get(session.CSRF_COOKIE)
     assert token
-    return token
+    return str(token)
 
 
 def _login(browser: TestClient, name: str, password: str = PASSWORD) -> None:
