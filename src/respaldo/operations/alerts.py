@@ -33,7 +33,7 @@ from respaldo.errors import RespaldoError
 from respaldo.i18n import translations
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send
 from respaldo.operations.context import Context
-from respaldo.operations.models import ResultModel
+from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.processes import this_host
 
 log = logging.getLogger(__name__)
@@ -373,3 +373,33 @@ def send_test(settings: Settings, *, now: datetime | None = None) -> NotifyTestR
         for t in notifications.targets
     ]
     return NotifyTestResult(results=results)
+
+
+class SentNotification(ResultModel):
+    """One message sent (or tried) to one target: what the page's "alerts sent" lists.
+    ``error`` never holds the target's URL or secret."""
+
+    sent_at: UtcTime
+    level: str
+    kind: str
+    key: str | None
+    target: str
+    ok: bool
+    error: str | None
+
+
+def sent_notifications(ctx: Context, *, limit: int = 100) -> list[SentNotification]:
+    """The newest messages sent (or tried), newest first."""
+    with ctx.catalog.read() as session:
+        return [
+            SentNotification(
+                sent_at=r.sent_at,
+                level=r.level,
+                kind=r.kind,
+                key=r.key,
+                target=r.target,
+                ok=r.ok,
+                error=r.error,
+            )
+            for r in Notifications(session).list(limit=limit)
+        ]

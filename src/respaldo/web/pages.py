@@ -35,7 +35,7 @@ from respaldo.domain import (
     Permission,
 )
 from respaldo.errors import AuthenticationFailed, InvalidInput, RespaldoError, TooManyAttempts
-from respaldo.operations import admin, audit, jobs, listing, prune_report, status, users
+from respaldo.operations import admin, alerts, audit, jobs, listing, prune_report, status, users
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
@@ -195,6 +195,11 @@ _STATUS_LABELS = {
     "green": N_("OK"),
     "amber": N_("Warning"),
     "red": N_("Critical"),
+    "critical": N_("Critical"),
+    "warning": N_("Warning"),
+    "success": N_("Success"),
+    "resolved": N_("Resolved"),
+    "report": N_("Report"),
     "viewer": N_("viewer"),
     "operator": N_("operator"),
     "admin": N_("admin"),
@@ -374,6 +379,46 @@ def login(
         )
     response = RedirectResponse(_safe_next(next), status_code=303)
     session.store(page.request, response, pair, _refresh_seconds(page))
+    return page.finish(response)
+
+
+@router.post("/login/token", name="web-login-token")
+def login_with_token(
+    page: PageDep,
+    token: Annotated[str, Form()],
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The ERP's own page sends its user here with the JWT it issued (a form post from
+    the ERP's origin, so no CSRF token of ours can be in it: the token is the proof). An
+    API token works too. The session holds the token itself: no refresh, it ends when
+    the token expires or is revoked."""
+    try:
+        authenticator = _authenticator(page.request)
+        authenticator.authenticate(page.ctx, token, _address(page.request))
+    except AuthenticationFailed:
+        return render(
+            page,
+            "login.html",
+            "login",
+            status=401,
+            next=_safe_next(next),
+            username=None,
+            error=page.gettext("The ERP's sign-in was not accepted; log in here."),
+        )
+    # The cross-site post sets the cookie; SameSite=Strict keeps it from the redirect
+    # that the ERP's post started, so this page (same site) makes the next request.
+    response = _templates(page.language).TemplateResponse(
+        page.request, "continue.html", {"target": _safe_next(next), "lang": page.language}
+    )
+    response.set_cookie(
+        session.ACCESS_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=session.secure(page.request),
+        path="/",
+    )
+    response.delete_cookie(session.REFRESH_COOKIE, path="/")
     return page.finish(response)
 
 
@@ -624,3 +669,10 @@ def audit_page(page: PageDep) -> Response:
         users=users.list_users(page.ctx),
         entries=audit.entries(page.ctx, limit=200),
     )
+
+
+@router.get("/alerts", name="web-alerts", response_class=HTMLResponse)
+def alerts_page(page: PageDep) -> Response:
+    if (refused := _guard(page, Permission.READ)) is not None:
+        return refused
+    return render(page, "alerts.html", "alerts", sent=alerts.sent_notifications(page.ctx))

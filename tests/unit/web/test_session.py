@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -211,3 +212,31 @@ def test_the_language_follows_the_browser_and_the_switch(
     switched = browser.post("/language", data={"language": "en", "csrf": token, "next": "/"})
     assert switched.status_code == 303
     assert "Create manual backup" in browser.get("/", headers={"Accept-Language": "es"}).text
+
+
+def test_the_erps_own_token_opens_the_page_with_its_permissions(
+    tmp_path: Path,
+    settings: Settings,  # noqa: F811
+    context: Context,  # noqa: F811
+) -> None:
+    from tests.unit.access.test_erp_jwt import AUDIENCE, ISSUER, _pem, _rsa, erp_token
+
+    key = _rsa()
+    public = tmp_path / "erp.pub"
+    public.write_bytes(_pem(key))
+    erp = {"issuer": ISSUER, "audience": AUDIENCE, "public_key_file": str(public)}
+    with_erp = Settings.model_validate(
+        {**settings.model_dump(), "server": {**settings.server.model_dump(), "erp_jwt": erp}}
+    )
+    app = create_site(with_erp, context)
+    with TestClient(app, follow_redirects=False) as client:
+        refused = client.post("/login/token", data={"token": erp_token(_rsa())})
+        assert refused.status_code == 401
+        assert session.ACCESS_COOKIE not in client.cookies
+        answer = client.post("/login/token", data={"token": erp_token(key), "next": "/jobs"})
+        assert answer.status_code == 200
+        assert 'content="0;url=/jobs"' in answer.text
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "maria@erp" in page.text
+        assert "Crear Backup Manual" not in page.text  # the token grants admin:read only
