@@ -98,7 +98,8 @@ def store_kek(
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
-        for directory in (cache_dir, cache_dir / repository_id, path.parent):
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in (cache_dir / repository_id, path.parent):
             with contextlib.suppress(FileExistsError):
                 directory.mkdir(mode=0o700)
         path.parent.chmod(0o700)

@@ -98,3 +98,15 @@ def test_a_damaged_cache_file_costs_only_a_derivation(
     assert derivations.count == 1
     assert open_repo(memory_storage, key_cache=cache).id == repo.id
     assert derivations.count == 1  # rewritten whole by the derivation
+
+
+def test_a_cache_directory_that_does_not_exist_yet_is_made(
+    memory_storage: MemoryStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~/.cache/respaldo of a new OS user: neither it nor ~/.cache exists yet.
+    init_repo(memory_storage)
+    cache = tmp_path / "home" / ".cache" / "respaldo"
+    open_repo(memory_storage, key_cache=cache)
+    derivations = _Derivations(monkeypatch)
+    open_repo(memory_storage, key_cache=cache)
+    assert derivations.count == 0
