@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 
 from respaldo import __version__
 from respaldo.catalog.jobs import orphan_reason
-from respaldo.catalog.models import BackupRecord
+from respaldo.catalog.models import BackupRecord, Job
 from respaldo.domain import (
     BackupKind,
     BackupStatus,
+    JobKind,
     TriggeredBy,
     backup_id_time,
     new_backup_id,
@@ -452,13 +453,23 @@ class BackupRecords:
         local_host = host if host is not None else this_host()
         gone = []
         for record in self.session.scalars(query):
-            if record.job_id is not None:
-                reason = orphan_reason(self.session, record.job_id)
+            job_id = record.job_id if record.job_id is not None else self._reserved_by(record)
+            if job_id is not None:
+                reason = orphan_reason(self.session, job_id)
             else:
                 reason = _dead_worker(record, is_alive, local_host)
             if reason is not None:
                 gone.append((record, reason))
         return gone
+
+    def _reserved_by(self, record: BackupRecord) -> int | None:
+        # A record reserved for a job (an API request's backup) names no job until the
+        # job starts it, but the job names it: the record follows that job, so that it
+        # is failed with the job's reason (not started) and never while the job waits.
+        if record.status is not BackupStatus.PENDING:
+            return None
+        query = sa.select(Job.id).where(Job.kind == JobKind.BACKUP, Job.result_id == record.id)
+        return self.session.scalars(query.order_by(Job.id.desc()).limit(1)).first()
 
     # -- rebuilding from repositories ----------------------------------------------------
 

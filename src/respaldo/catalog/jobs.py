@@ -7,13 +7,20 @@ the one mechanism for work whose process died: a backup record or a drill run na
 job it runs in (``job_id``) and is abandoned exactly when that job has ended while the
 row still says it runs (:func:`orphan_reason`). Only rows without a job (written before
 jobs existed, or outside any job) fall back to their own pid.
+
+A queued job that a process of its own is to run (not one of procrastinate's queue,
+which owns those) names that process too, its "runner", in the same columns: the
+service's worker threads, a CLI command, a schedule. It is failed as not started when its
+runner is gone from this host, or, on another host (where a pid cannot be checked), when
+the runner stopped renewing it (:meth:`Jobs.renew_queued`). A queued job without either
+(submitted by an older respaldo) is failed once it has waited longer than the lease.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +56,8 @@ class Jobs:
         scheduled_for: datetime | None = None,
         retry_of: int | None = None,
         attempt: int = 1,
+        runner_pid: int | None = None,
+        runner_host: str | None = None,
         now: datetime | None = None,
     ) -> Job:
         """A new ``queued`` job.
@@ -56,7 +65,12 @@ class Jobs:
         ``scheduled_for``: the fire time of a scheduled job; a second job of the same
         schedule (``requested_by``) and fire time raises AlreadyFired, and the caller's
         transaction must then roll back.
+
+        ``runner_pid`` (on ``runner_host``, default this host): the process that will run
+        the job, which holds it in memory until then; if that process dies first, the job
+        is failed as not started (:meth:`fail_lapsed`). Its lease starts now.
         """
+        when = _now(now)
         job = Job(
             kind=kind,
             target=target,
@@ -64,13 +78,17 @@ class Jobs:
             status=JobStatus.QUEUED,
             triggered_by=triggered_by,
             requested_by=requested_by,
-            created_at=_now(now),
+            created_at=when,
             cancel_requested=False,
             exclusive_key=exclusive_key,
             scheduled_for=scheduled_for,
             retry_of=retry_of,
             attempt=attempt,
         )
+        if runner_pid is not None:
+            job.worker_pid = runner_pid
+            job.worker_host = runner_host if runner_host is not None else this_host()
+            job.heartbeat_at = when
         self.session.add(job)
         if scheduled_for is None:
             self.session.flush()
@@ -192,6 +210,20 @@ class Jobs:
             self.session.flush()
         return job
 
+    def renew_queued(self, job_ids: Iterable[int], *, now: datetime | None = None) -> int:
+        """Renew the lease of those of ``job_ids`` still ``queued``: their runner, which
+        holds them until it starts them, is alive. Returns how many were renewed."""
+        ids = builtins.list(job_ids)
+        if not ids:
+            return 0
+        result = self.session.execute(
+            sa.update(Job)
+            .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED)
+            .values(heartbeat_at=_now(now))
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     def set_result(self, job_id: int, result_id: str) -> None:
         self.get(job_id).result_id = result_id
         self.session.flush()
@@ -248,7 +280,8 @@ class Jobs:
         now: datetime | None = None,
     ) -> builtins.list[Job]:
         """Fail every running job whose process is gone from this host, or whose lease
-        was last renewed more than ``lease`` ago (on any host); return them."""
+        was last renewed more than ``lease`` ago (on any host); and every queued job that
+        its runner will never start (see :func:`_unstarted_reason`). Return them."""
         when = _now(now)
         lapsed = []
         for job, reason in self._lapsed(lease, is_alive, when, lock=True):
@@ -277,11 +310,19 @@ class Jobs:
         # Rows locked FOR UPDATE, skipping those another process locks: on PostgreSQL
         # two workers sweeping at once never both fail (and retry) the same job. SQLite
         # renders no FOR UPDATE; its writing transactions run one at a time anyway.
-        query = sa.select(Job).where(Job.status == JobStatus.RUNNING)
+        # Queued jobs of procrastinate's queue (queue_name set) are its own to run, or to
+        # find stalled (operations/queue.py); only those a process holds are looked at.
+        query = sa.select(Job).where(
+            (Job.status == JobStatus.RUNNING)
+            | ((Job.status == JobStatus.QUEUED) & Job.queue_name.is_(None))
+        )
         if lock:
             query = query.with_for_update(skip_locked=True)
         for job in self.session.scalars(query):
-            reason = _lapse_reason(job, when, lease, local, is_alive)
+            if job.status is JobStatus.QUEUED:
+                reason = _unstarted_reason(job, when, lease, local, is_alive)
+            else:
+                reason = _lapse_reason(job, when, lease, local, is_alive)
             if reason is not None:
                 yield job, reason
 
@@ -299,6 +340,46 @@ def _lapse_reason(
             f"since {last.isoformat(timespec='seconds')}"
         )
     return None
+
+
+def _unstarted_reason(
+    job: Job, now: datetime, lease: timedelta, local: str, is_alive: Callable[[int], bool]
+) -> str | None:
+    """Why nothing will ever start the queued ``job``, or None while its runner may.
+
+    On this host its runner's pid decides, however long the job has waited (a live CLI
+    command waiting for the catalog, the service's workers busy with a long backup): a
+    live process is never taken for a dead one. On another host, its lease decides.
+    """
+    pid = job.worker_pid
+    if pid is None:
+        # Queued by an older respaldo, which recorded no runner: once it has waited longer
+        # than a lease, its process is taken for gone (a live one starts its jobs at once,
+        # or holds them in 'respaldo serve', which an upgrade restarts).
+        if job.created_at < now - lease:
+            return (
+                f"not started: queued at {job.created_at.isoformat(timespec='seconds')} by "
+                "an older respaldo that does not record which process was to run it"
+            )
+        return None
+    runner = f"{_runner_name(job)} (pid {pid} on {job.worker_host})"
+    if job.worker_host == local:
+        return None if is_alive(pid) else f"not started: {runner} stopped before running it"
+    last = job.heartbeat_at or job.created_at
+    if last < now - lease:
+        return (
+            f"not started: {runner}, which was to run it, gave no sign of life since "
+            f"{last.isoformat(timespec='seconds')}"
+        )
+    return None
+
+
+def _runner_name(job: Job) -> str:
+    # What a reader knows the process as: a request through the API or the web pages and
+    # a schedule's firing are run by the service, a command line's job by that command.
+    if job.triggered_by is TriggeredBy.CLI:
+        return "the respaldo command"
+    return "respaldo serve"
 
 
 def orphan_reason(session: Session, job_id: int) -> str | None:

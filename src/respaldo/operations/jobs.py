@@ -24,7 +24,7 @@ import getpass
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -71,7 +71,8 @@ class JobInfo(ResultModel):
     heartbeat_at: UtcTime | None
     """The last renewal of its lease (a running job renews every few seconds)."""
     worker_pid: int | None
-    """The process running it."""
+    """The process running it (queued: the process that will run it, when it is not
+    the queue's)."""
     worker_host: str | None
     """The host of that process."""
     cancel_requested: bool
@@ -188,7 +189,11 @@ def submit(
     With a PostgreSQL catalog the job also goes to its queue, in the same transaction, and
     a worker runs it (``queue_name`` is set: see :mod:`respaldo.operations.queue`). With
     SQLite, or with ``here`` (the caller runs it itself, as :func:`run_now` does), it is
-    only recorded, and the caller runs it with :func:`run` or ``run_queued``.
+    only recorded, and this process runs it with :func:`run` or ``run_queued``: the job
+    names this process as its runner, so that if it dies before starting the job, the
+    next process to open the catalog fails the job as not started, and tells (a process
+    that holds jobs for longer, as the service's workers do, renews their lease with
+    :func:`renew_queued`).
     ``result_id`` names the backup it will work on, when that is known already (a
     reserved record, a restore's backup).
 
@@ -209,10 +214,19 @@ def submit(
             params={k: _plain(v) for k, v in request.params.items() if v is not None},
             exclusive_key=request.exclusive_key,
             scheduled_for=scheduled_for,
+            runner_pid=os.getpid(),
         )
         if result_id is not None:
             Jobs(session).set_result(job.id, result_id)
         return JobInfo.of(job)
+
+
+def renew_queued(ctx: Context, job_ids: Collection[int]) -> None:
+    """Renew the lease of those of ``job_ids`` that this process holds still ``queued``:
+    it is alive and will start them."""
+    if job_ids:
+        with ctx.catalog.begin() as session:
+            Jobs(session).renew_queued(job_ids)
 
 
 def check_free(ctx: Context, request: JobRequest) -> None:

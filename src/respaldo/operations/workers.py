@@ -7,6 +7,11 @@ which returns at once; a worker thread runs it with
 ``size`` jobs run at once; the others wait, ``queued``, in submission order.
 :meth:`Workers.stop` (SIGTERM) cancels every job handed over and waits until each has
 recorded ``cancelled``; nothing is left ``queued`` or ``running``.
+
+A job waiting for a free thread names this process as its runner (:func:`jobs.submit`)
+and its lease is renewed here every ``[jobs] renew_seconds`` until a thread starts it: if
+the process dies first (kill -9, power loss), the next process to open the catalog fails
+the job as not started and sends its alert, instead of leaving it queued forever.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from respaldo.cancellation import CancelToken
 from respaldo.errors import RespaldoError
+from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.scheduled import run_queued
 
@@ -43,6 +49,8 @@ class Workers:
         self._tokens: dict[int, CancelToken] = {}
         self._futures: dict[int, Future[None]] = {}
         self._stopping = False
+        self._stopped = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def start(self, job_id: int) -> None:
         """Run the queued job ``job_id`` in a worker thread; returns at once.
@@ -54,6 +62,11 @@ class Workers:
             if not self._stopping:
                 self._tokens[job_id] = token
                 self._futures[job_id] = self._pool.submit(self._work, job_id, token)
+                if self._renewer is None:
+                    self._renewer = threading.Thread(
+                        target=self._renew, name="queued-jobs-lease", daemon=True
+                    )
+                    self._renewer.start()
                 return
         token.cancel("respaldo serve is stopping")
         self._runner(self.ctx, job_id, token)
@@ -68,6 +81,15 @@ class Workers:
             with self._lock:
                 self._tokens.pop(job_id, None)
                 self._futures.pop(job_id, None)
+
+    def _renew(self) -> None:
+        # Renews every job handed over; the catalog renews only those still queued (a
+        # started one renews its own lease, operations/jobs.py).
+        while not self._stopped.wait(self.ctx.settings.jobs.renew_seconds):
+            try:
+                jobs.renew_queued(self.ctx, self.running())
+            except (RespaldoError, Exception):  # a busy catalog: try again next time
+                log.warning("could not renew the lease of the queued jobs", exc_info=True)
 
     def running(self) -> list[int]:
         """Ids of the jobs handed to the workers that have not ended yet."""
@@ -92,3 +114,6 @@ class Workers:
         for token in tokens:
             token.cancel(reason)
         self._pool.shutdown(wait=True)
+        self._stopped.set()
+        if self._renewer is not None:
+            self._renewer.join()

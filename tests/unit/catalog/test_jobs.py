@@ -10,6 +10,7 @@ import pytest
 from respaldo.catalog import Catalog, Jobs, open_catalog
 from respaldo.domain import JOB_TRANSITIONS, JobKind, JobStatus, TriggeredBy
 from respaldo.errors import InvalidTransition, JobConflict
+from respaldo.processes import this_host
 
 T0 = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
 
@@ -132,3 +133,75 @@ def test_a_job_whose_process_died_or_whose_lease_lapsed_becomes_failed(catalog: 
         assert jobs.get(alive).status is JobStatus.RUNNING
         # What is left running is alive and renewed: opening the catalog writes nothing.
         assert not jobs.any_lapsed(lease=timedelta(minutes=5), is_alive=alive_here, now=later)
+
+
+def _queued(catalog: Catalog, target: str, **runner: object) -> int:
+    with catalog.begin() as session:
+        return (
+            Jobs(session)
+            .submit(
+                JobKind.BACKUP,
+                target=target,
+                triggered_by=TriggeredBy.API,
+                requested_by="ana",
+                now=T0,
+                **runner,  # type: ignore[arg-type]
+            )
+            .id
+        )
+
+
+def test_a_queued_job_whose_runner_died_or_went_silent_is_failed_never_a_live_ones(
+    catalog: Catalog,
+) -> None:
+    here = this_host()
+    dead = _queued(catalog, "a", runner_pid=999_999)
+    alive = _queued(catalog, "b", runner_pid=os.getpid())
+    silent = _queued(catalog, "c", runner_pid=os.getpid(), runner_host="elsewhere")
+    renewed = _queued(catalog, "d", runner_pid=os.getpid(), runner_host="elsewhere")
+    older = _queued(catalog, "e")  # an older respaldo recorded no runner
+    with catalog.begin() as session:
+        queued = Jobs(session).get(_queued(catalog, "f"))
+        Jobs(session).set_queued(queued.id, queue_name="backup", queue_job_id=1)
+    later = T0 + timedelta(minutes=10)
+    with catalog.begin() as session:
+        Jobs(session).renew_queued([renewed, dead, alive], now=later)
+        lapsed = Jobs(session).fail_lapsed(
+            lease=timedelta(minutes=5), is_alive=lambda pid: pid != 999_999, now=later
+        )
+        assert sorted(j.id for j in lapsed) == [dead, silent, older]
+    with catalog.read() as session:
+        jobs = Jobs(session)
+        assert jobs.get(dead).error_message == (
+            f"not started: respaldo serve (pid 999999 on {here}) stopped before running it"
+        )
+        assert jobs.get(silent).error_message == (
+            f"not started: respaldo serve (pid {os.getpid()} on elsewhere), which was to run "
+            "it, gave no sign of life since 2026-12-04T03:00:00+00:00"
+        )
+        assert jobs.get(older).error_message == (
+            "not started: queued at 2026-12-04T03:00:00+00:00 by an older respaldo that "
+            "does not record which process was to run it"
+        )
+        for job_id in (dead, silent, older):
+            assert jobs.get(job_id).status is JobStatus.FAILED
+        # The live runner's job, the renewed one and the queue's (procrastinate's) wait.
+        for job_id in (alive, renewed, queued.id):
+            assert jobs.get(job_id).status is JobStatus.QUEUED
+
+
+def test_a_queued_job_of_a_live_cli_process_is_never_failed(catalog: Catalog) -> None:
+    with catalog.begin() as session:
+        job = Jobs(session).submit(
+            JobKind.PRUNE,
+            target=None,
+            triggered_by=TriggeredBy.CLI,
+            requested_by="ana",
+            runner_pid=os.getpid(),
+            now=T0,
+        )
+    with catalog.read() as session:
+        # Its own process starts it at once; however long that start waits for the
+        # catalog, a live process on this host is never taken for a dead one.
+        assert not Jobs(session).any_lapsed(lease=timedelta(minutes=5), now=T0 + timedelta(hours=1))
+        assert Jobs(session).get(job.id).worker_pid == os.getpid()
