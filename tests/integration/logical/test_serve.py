@@ -22,8 +22,17 @@ from typing import Any
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.domain import Role
+from respaldo.processes import this_host
+from tests.integration.api.conftest import token
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.test_jobs import backup_inside_pg_dump, jobs, wait_for
+from tests.integration.logical.test_jobs import (
+    backup_inside_pg_dump,
+    jobs,
+    partitioned_table,
+    pg_dump_waiting,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +213,52 @@ def test_serve_refuses_to_start_on_a_port_in_use(respaldo: Respaldo) -> None:
     assert process.returncode == 1, err
     assert f"respaldo: error: cannot listen on 127.0.0.1:{port}" in err
     assert jobs(respaldo) == []  # nothing was scheduled
+
+
+def test_kill_9_with_a_request_waiting_for_a_worker_fails_it_as_not_started(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    respaldo.backup()  # what the restore test will test
+    port = free_port()
+    config = serve_config(respaldo, port)
+    text = config.read_text().replace('full = "*/2 * * * * *"', 'full = "off"')
+    config.write_text(text + "job_workers = 1\n")  # [server] is the last section
+    headers = {
+        **token(respaldo.settings(), "admin", Role.ADMIN),
+        "Content-Type": "application/json",
+    }
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(), headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 (http only)
+            assert answer.status == 202
+            started: dict[str, Any] = json.loads(answer.read())
+            return started
+
+    partitioned_table(pg, respaldo.dbname)
+    with pg.connect(respaldo.dbname, autocommit=False) as locker:
+        locker.execute("LOCK TABLE ONLY public.bitacora IN ACCESS EXCLUSIVE MODE")
+        with serving(config) as process:
+            wait_for("the service to answer", lambda: answers(port))
+            backup = post("/admin/backups", {"type": "full", "database": "erp"})
+            wait_for("pg_dump to wait for the lock", lambda: pg_dump_waiting(pg, respaldo.dbname))
+            # The one worker is busy: the restore test waits, queued, in the service.
+            drill = post("/admin/backups/test", {"database": "erp"})
+            assert {j["id"]: j["status"] for j in respaldo_jobs_raw(respaldo)}[
+                drill["jobId"]
+            ] == "queued"
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=60)
+        locker.rollback()
+    # Anything that opens the catalog next (here: respaldo jobs) fails both.
+    found = {j["id"]: j for j in jobs(respaldo)}
+    assert (found[drill["jobId"]]["status"], found[drill["jobId"]]["error"]) == (
+        "failed",
+        f"not started: respaldo serve (pid {process.pid} on {this_host()}) "
+        "stopped before running it",
+    )
+    assert found[backup["jobId"]]["status"] == "failed"
+    assert by_status(respaldo, "queued") == []
+    assert by_status(respaldo, "running") == []
