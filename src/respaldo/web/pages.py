@@ -163,6 +163,8 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
         "progress": progress_of,
+        # Paths, not absolute URLs: the page works behind a proxy under any host name.
+        "url_for": lambda name, **params: str(page.request.app.url_path_for(name, **params)),
         **values,
     }
     response = _templates(page.language).TemplateResponse(

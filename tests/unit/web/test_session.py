@@ -205,7 +205,11 @@ def test_the_language_follows_the_browser_and_the_switch(
 ) -> None:
     add_user(context, "ana", Role.ADMIN)
     _login(browser, "ana")
-    assert "Crear Backup Manual" in browser.get("/").text
+    spanish = browser.get("/").text
+    assert "Crear Backup Manual" in spanish
+    # Links are paths: the page works behind a proxy whatever host name it is reached by.
+    assert 'href="/jobs"' in spanish
+    assert "http://testserver" not in spanish
     english = browser.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
     assert "Create manual backup" in english.text
     token = browser.cookies.get(session.CSRF_COOKIE)
