@@ -28,6 +28,7 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
     page.get_by_label("Contraseña").fill("not the password")
     page.get_by_role("button", name="Iniciar sesión").click()
     expect(page.get_by_role("alert")).to_have_text("Usuario o contraseña incorrectos.")
+    assert serious_violations(page) == []
 
     site.login(page, "admin")
     expect(page.get_by_role("heading", name="Backups")).to_be_visible()
