@@ -26,7 +26,14 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 from respaldo.catalog.access import ApiTokens, AuthSessions, Users
 from respaldo.catalog.alerts import AlertStates, Notifications
 from respaldo.catalog.audit import AuditLog
-from respaldo.catalog.backups import BackupRecords, ManifestValues, pid_alive, this_host
+from respaldo.catalog.backups import (
+    BackupRecords,
+    ManifestValues,
+    newest_completed,
+    newest_completed_times,
+    pid_alive,
+    this_host,
+)
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
@@ -78,6 +85,8 @@ __all__ = [
     "Worker",
     "Workers",
     "checks_of",
+    "newest_completed",
+    "newest_completed_times",
     "normalize_url",
     "open_catalog",
     "outcome_of",

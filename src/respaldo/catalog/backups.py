@@ -561,6 +561,44 @@ class BackupRecords:
         record.duration = _duration(record.started_at, when)
 
 
+def newest_completed_times() -> sa.Subquery:
+    """When each source's newest completed backup of each kind completed: columns
+    ``database_name``, ``backup_type`` and ``at``; one row per source and kind."""
+    return (
+        sa.select(
+            BackupRecord.database_name,
+            BackupRecord.backup_type,
+            sa.func.max(BackupRecord.completed_at).label("at"),
+        )
+        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
+        .subquery()
+    )
+
+
+def newest_completed(session: Session) -> builtins.list[BackupRecord]:
+    """The newest completed backup of every source and kind, ordered by source and kind
+    (of two that completed in the same instant, the later record)."""
+    newest = newest_completed_times()
+    query = (
+        sa.select(BackupRecord)
+        .join(
+            newest,
+            sa.and_(
+                BackupRecord.database_name.is_not_distinct_from(newest.c.database_name),
+                BackupRecord.backup_type == newest.c.backup_type,
+                BackupRecord.completed_at == newest.c.at,
+            ),
+        )
+        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .order_by(BackupRecord.id)
+    )
+    found: dict[tuple[str | None, str], BackupRecord] = {}
+    for record in session.scalars(query):
+        found[(record.database_name, record.backup_type)] = record
+    return [found[key] for key in sorted(found, key=lambda k: (k[0] or "", k[1]))]
+
+
 def _dead_worker(
     record: BackupRecord, is_alive: Callable[[int], bool], local_host: str
 ) -> str | None:

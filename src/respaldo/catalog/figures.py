@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.backups import newest_completed, newest_completed_times
 from respaldo.catalog.models import BackupRecord, DrillRun, Job
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
 
@@ -77,30 +78,8 @@ def _backups(session: Session) -> list[BackupFigures]:
     def entry(database: str | None, kind: BackupKind) -> BackupFigures:
         return figures.setdefault((database, kind), BackupFigures(database, kind))
 
-    newest = (
-        sa.select(
-            BackupRecord.database_name,
-            BackupRecord.backup_type,
-            sa.func.max(BackupRecord.completed_at).label("at"),
-        )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
-        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
-        .subquery()
-    )
-    query = (
-        sa.select(BackupRecord)
-        .join(
-            newest,
-            sa.and_(
-                BackupRecord.database_name.is_not_distinct_from(newest.c.database_name),
-                BackupRecord.backup_type == newest.c.backup_type,
-                BackupRecord.completed_at == newest.c.at,
-            ),
-        )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
-        .order_by(BackupRecord.id)  # two ending in the same instant: the later id wins
-    )
-    for record in session.scalars(query):
+    newest = newest_completed_times()
+    for record in newest_completed(session):
         item = entry(record.database_name, record.backup_type)
         item.last_success_at = record.completed_at
         item.duration_seconds = record.duration

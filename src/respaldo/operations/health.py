@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from respaldo.catalog import BackupRecord
-from respaldo.domain import BackupKind, BackupStatus
+from respaldo.catalog import BackupRecord, newest_completed
+from respaldo.domain import BackupKind
 from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
@@ -74,34 +73,7 @@ def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestB
     """The newest completed backup of every source and kind, with its age."""
     when = now or datetime.now(UTC)
     with ctx.catalog.read() as session:
-        return [_newest(record, when) for record in _newest_records(session)]
-
-
-def _newest_records(session: sa.orm.Session) -> list[BackupRecord]:
-    latest = (
-        sa.select(
-            BackupRecord.database_name,
-            BackupRecord.backup_type,
-            sa.func.max(BackupRecord.completed_at).label("at"),
-        )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
-        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
-        .subquery()
-    )
-    query = (
-        sa.select(BackupRecord)
-        .join(
-            latest,
-            sa.and_(
-                BackupRecord.database_name.is_not_distinct_from(latest.c.database_name),
-                BackupRecord.backup_type == latest.c.backup_type,
-                BackupRecord.completed_at == latest.c.at,
-            ),
-        )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
-        .order_by(BackupRecord.database_name, BackupRecord.backup_type)
-    )
-    return list(session.scalars(query))
+        return [_newest(record, when) for record in newest_completed(session)]
 
 
 def _newest(record: BackupRecord, now: datetime) -> NewestBackup:

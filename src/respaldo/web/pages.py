@@ -335,7 +335,22 @@ def _safe_next(target: str | None) -> str:
 def login_form(page: PageDep, next: str | None = None) -> Response:
     if page.principal is not None:
         return page.finish(RedirectResponse(_safe_next(next), status_code=303))
-    return render(page, "login.html", "login", next=_safe_next(next), error=None)
+    return _login_page(page, 200, next, None, None)
+
+
+def _login_page(
+    page: Page, status: int, next: str | None, username: str | None, error: str | None
+) -> Response:
+    """The login form again, with what was typed (never the password) and why."""
+    return render(
+        page,
+        "login.html",
+        "login",
+        status=status,
+        next=_safe_next(next),
+        username=username,
+        error=error,
+    )
 
 
 @router.post("/login")
@@ -347,38 +362,20 @@ def login(
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     if not session.csrf_ok(page.request, csrf):
-        return render(
-            page,
-            "login.html",
-            "login",
-            status=403,
-            next=_safe_next(next),
-            username=username,
-            error=page.gettext("The form expired; try again."),
-        )
+        return _login_page(page, 403, next, username, page.gettext("The form expired; try again."))
     authenticator = _authenticator(page.request)
     try:
         pair = authenticator.login(page.ctx, username, password, _address(page.request))
     except TooManyAttempts:
-        return render(
+        return _login_page(
             page,
-            "login.html",
-            "login",
-            status=429,
-            next=_safe_next(next),
-            username=username,
-            error=page.gettext("Too many failed attempts; wait a few minutes and try again."),
+            429,
+            next,
+            username,
+            page.gettext("Too many failed attempts; wait a few minutes and try again."),
         )
     except AuthenticationFailed:
-        return render(
-            page,
-            "login.html",
-            "login",
-            status=401,
-            next=_safe_next(next),
-            username=username,
-            error=page.gettext("Wrong user name or password."),
-        )
+        return _login_page(page, 401, next, username, page.gettext("Wrong user name or password."))
     response = RedirectResponse(_safe_next(next), status_code=303)
     session.store(page.request, response, pair, _refresh_seconds(page))
     return page.finish(response)
@@ -398,14 +395,8 @@ def login_with_token(
         authenticator = _authenticator(page.request)
         authenticator.authenticate(page.ctx, token, _address(page.request))
     except AuthenticationFailed:
-        return render(
-            page,
-            "login.html",
-            "login",
-            status=401,
-            next=_safe_next(next),
-            username=None,
-            error=page.gettext("The ERP's sign-in was not accepted; log in here."),
+        return _login_page(
+            page, 401, next, None, page.gettext("The ERP's sign-in was not accepted; log in here.")
         )
     # The cross-site post sets the cookie; SameSite=Strict keeps it from the redirect
     # that the ERP's post started, so this page (same site) makes the next request.
