@@ -219,6 +219,8 @@ class Setup:
     avg: int
     level: int
     root: Path
+    dbname: str = DB
+    """The database it backs up (also the name it is configured under)."""
 
     @property
     def label(self) -> str:
@@ -240,7 +242,9 @@ class Setup:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
         chunker = "".join(f"{k} = {v}\n" for k, v in self.chunker().items())
-        dsn = f"host={cluster.host} port={cluster.port} user={cluster.superuser} dbname={DB}"
+        dsn = (
+            f"host={cluster.host} port={cluster.port} user={cluster.superuser} dbname={self.dbname}"
+        )
         self.config.write_text(
             f'cache_dir = "{self.root / "cache"}"\n'
             f"compression_level = {self.level}\n"
@@ -252,7 +256,7 @@ class Setup:
             'name = "local"\n'
             f'url = "file://{self.repo}"\n'
             "\n[[databases]]\n"
-            f'name = "{DB}"\n'
+            f'name = "{self.dbname}"\n'
             f'dsn = "{dsn}"\n'
             f'password_file = "{password_file}"\n'
         )
@@ -365,7 +369,7 @@ class Bench:
         err_path = self.out / f"backup-{tag}.err"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             result = self.runner.run(
-                respaldo_argv(setup, "backup", DB, "--json"),
+                respaldo_argv(setup, "backup", setup.dbname, "--json"),
                 self.respaldo_env,
                 stdout=out,
                 stderr=err,
