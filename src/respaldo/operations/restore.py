@@ -2,8 +2,9 @@
 
 Nothing unverified reaches the target. The dump is always restored into a *staging*
 database first: verified chunks stream into ``pg_restore --exit-on-error`` (or, for a
-parallel restore, into a temporary file whose SHA-256 is checked before pg_restore
-starts). Only when the whole stream matched its checksum, pg_restore succeeded and every
+parallel restore, into a temporary file whose SHA-256 is checked before any data is
+loaded from it, while the definitions of the pre-data section are restored from the
+stream). Only when the whole stream matched its checksum, pg_restore succeeded and every
 table's row count equals the count recorded in the backup's snapshot, is the staging
 database renamed to the target. A failure at any point drops the staging database and
 leaves the target exactly as it was.
@@ -77,6 +78,7 @@ from respaldo.postgres import (
     terminate_connections,
     unexpected_objects,
 )
+from respaldo.postgres.archive_offsets import set_offsets
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.dbprops import DatabaseProperties
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
@@ -522,12 +524,15 @@ def restore_stream_into(
                 done += len(data)
                 ctx.progress("restore", done, total)
         return done
-    # The data goes straight into a single pg_restore, as with one job: a dump written to
-    # a pipe has no data offsets, so parallel workers would have to scan the whole file for
-    # each table (measured: no faster than one job). Meanwhile the dump is spooled to a
-    # file, and the post-data section (indexes, constraints: what parallelism speeds up)
-    # is restored from it with ``jobs`` workers once the stream has ended and its checksum
-    # has been checked (iter_stream raises otherwise, before post-data starts).
+    # A dump written to a pipe has no data offsets, and pg_restore --jobs without them
+    # has each worker scan the archive for every table (measured: no faster than one
+    # job). So the dump is spooled to a file while the pre-data section (the empty
+    # tables, types, functions: no data) is restored from the stream by one pg_restore,
+    # which exits once it has read the table of contents. When the stream has ended and
+    # its checksum has been checked (iter_stream raises otherwise, before any data is
+    # loaded), the spool gets the data offsets pg_dump would have written into a file
+    # (postgres.archive_offsets), and ``jobs`` workers restore the data and post-data
+    # sections from it, as pg_restore --jobs does from a pg_dump -Fc file.
     # A directory named after this process: if it is killed, the next restore (with the
     # same work directory) removes the plaintext spool it left.
     with private_directory("spool", work_dir) as tmp:
@@ -535,23 +540,32 @@ def restore_stream_into(
         with (
             path.open("wb") as spool,
             pg_restore(
-                conninfo, no_owner=no_owner, sections=("pre-data", "data"), bindir=bindir
+                conninfo, no_owner=no_owner, sections=("pre-data",), bindir=bindir
             ) as restore,
         ):
+            feeding = True
             for data in reader.stream(manifest, DUMP_STREAM):
-                restore.stdin.write(data)
+                if feeding:
+                    try:
+                        restore.stdin.write(data)
+                    except BrokenPipeError:
+                        # It has read what it needs; the with block reaps it and raises
+                        # if it failed. The rest of the dump goes to the spool alone.
+                        feeding = False
                 spool.write(data)
                 done += len(data)
                 ctx.progress("restore", done, total)
         # The spool is a plaintext dump: it stays 0600 in a 0700 directory. pg_restore is
         # this process's own child, running as the same user, so nobody else needs it.
+        if not set_offsets(path):
+            log.info("the spooled dump's data offsets could not be set: pg_restore scans it")
         ctx.progress("restore", 0, None)
         with pg_restore(
             conninfo,
             source=path,
             jobs=jobs,
             no_owner=no_owner,
-            sections=("post-data",),
+            sections=("data", "post-data"),
             bindir=bindir,
         ):
             pass

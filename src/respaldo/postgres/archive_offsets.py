@@ -1,0 +1,187 @@
+"""Give a custom-format archive written to a pipe the data offsets a file would have had.
+
+``pg_dump --format=custom`` writing to a file seeks back at the end and records, in each
+table-of-contents entry, where that entry's data block starts. Written to a pipe (as
+respaldo dumps, straight into the repository) it cannot: every entry with data says
+"position not set". ``pg_restore --jobs`` on such a file has each worker scan the archive
+from the start for every table's data, which measured no faster than one job. This module
+finds the data blocks of a complete archive file and writes their offsets into its table
+of contents in place, as pg_dump would have, so that ``pg_restore --jobs`` can seek.
+
+The layout read here is PostgreSQL's ``pg_backup_archiver.c`` (header, ``ReadToc``) and
+``pg_backup_custom.c`` (``_ReadExtraToc``, data blocks) for archive versions 1.12 to 1.15
+(pg_dump 11 to 16). An integer is a sign byte and ``intSize`` little-endian bytes; a string
+is an integer length (negative: NULL) and that many bytes; an offset is a state byte
+(1 not set, 2 set, 3 no data) and ``offSize`` little-endian bytes. Each data block is a
+type byte (1 table data, 3 large objects), the entry's dump id, then length-prefixed parts
+ending with a zero length (large objects: an oid before each object's parts, oid 0 ends).
+
+Nothing is changed unless the whole archive was understood: the table of contents must end
+exactly where the first data block begins, every block must belong to an entry that has
+data, and the last block must end at the end of the file. Otherwise :func:`set_offsets`
+returns 0 and the file is as it was (pg_restore then scans, as before).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+MAGIC = b"PGDMP"
+FORMAT_CUSTOM = 1
+SUPPORTED = ((1, 12), (1, 13), (1, 14), (1, 15))
+"""Archive versions whose table of contents this module reads (pg_dump 11 to 16)."""
+
+OFFSET_NOT_SET = 1
+OFFSET_SET = 2
+BLOCK_DATA = 1
+BLOCK_BLOBS = 3
+
+
+class _Unreadable(Exception):
+    """The archive is not one this module understands: leave it alone."""
+
+
+@dataclass
+class _Entry:
+    dump_id: int
+    state: int
+    state_at: int  # file position of the offset's state byte
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.int_size = 4
+        self.off_size = 8
+
+    def bytes(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise _Unreadable("archive ends early")
+        return data
+
+    def byte(self) -> int:
+        return self.bytes(1)[0]
+
+    def int(self) -> int:
+        sign = self.byte()
+        value = int.from_bytes(self.bytes(self.int_size), "little")
+        return -value if sign else value
+
+    def skip_str(self) -> bool:
+        """Skip one string; False if it was NULL."""
+        length = self.int()
+        if length < 0:
+            return False
+        self.fh.seek(length, os.SEEK_CUR)
+        return True
+
+
+def _read_toc(r: _Reader) -> list[_Entry]:
+    if r.bytes(5) != MAGIC:
+        raise _Unreadable("not a custom-format archive")
+    version = (r.byte(), r.byte())
+    r.byte()  # revision
+    if version not in SUPPORTED:
+        raise _Unreadable(f"archive version {version[0]}.{version[1]}")
+    r.int_size = r.byte()
+    r.off_size = r.byte()
+    if r.byte() != FORMAT_CUSTOM or not 1 <= r.int_size <= 8 or not 1 <= r.off_size <= 8:
+        raise _Unreadable("not a custom-format archive")
+    if version >= (1, 15):
+        r.byte()  # compression algorithm
+    else:
+        r.int()  # compression level
+    for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
+        r.int()
+    for _ in range(3):  # database name, server version, pg_dump version
+        r.skip_str()
+    count = r.int()
+    if count < 0:
+        raise _Unreadable("negative entry count")
+    entries = []
+    for _ in range(count):
+        dump_id = r.int()
+        r.int()  # has a data dumper
+        for _ in range(4):  # tableoid, oid, tag, desc
+            r.skip_str()
+        r.int()  # section
+        for _ in range(5):  # defn, dropStmt, copyStmt, namespace, tablespace
+            r.skip_str()
+        if version >= (1, 14):
+            r.skip_str()  # table access method
+        r.skip_str()  # owner
+        r.skip_str()  # "with oids"
+        while r.skip_str():  # dependencies, until NULL
+            pass
+        state_at = r.fh.tell()
+        state = r.byte()
+        r.bytes(r.off_size)
+        entries.append(_Entry(dump_id, state, state_at))
+    return entries
+
+
+def _skip_parts(r: _Reader) -> None:
+    while (length := r.int()) != 0:
+        if length < 0:
+            raise _Unreadable("negative data length")
+        r.fh.seek(length, os.SEEK_CUR)
+
+
+def _data_blocks(r: _Reader, size: int) -> dict[int, int]:
+    """dump id -> offset of its data block, for every block up to the end of the file."""
+    found: dict[int, int] = {}
+    while (at := r.fh.tell()) < size:
+        kind = r.byte()
+        dump_id = r.int()
+        if kind == BLOCK_DATA:
+            _skip_parts(r)
+        elif kind == BLOCK_BLOBS:
+            while r.int() != 0:  # each large object's oid, then its parts; oid 0 ends
+                _skip_parts(r)
+        else:
+            raise _Unreadable(f"unknown data block type {kind}")
+        if dump_id in found:
+            raise _Unreadable(f"two data blocks for entry {dump_id}")
+        found[dump_id] = at
+    if r.fh.tell() != size:
+        raise _Unreadable("the last data block runs past the end of the file")
+    return found
+
+
+def set_offsets(path: Path) -> int:
+    """Write the data offsets into the table of contents of the complete custom-format
+    archive at ``path``, in place; returns how many entries got one (0: the archive was
+    left as it was: it had them already, or holds no data, or is not understood)."""
+    with path.open("r+b") as fh:
+        r = _Reader(fh)
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            entries = _read_toc(r)
+            blocks = _data_blocks(r, size)
+        except _Unreadable:
+            return 0
+        by_id = {e.dump_id: e for e in entries}
+        if any(by_id.get(i) is None or by_id[i].state != OFFSET_NOT_SET for i in blocks):
+            return 0  # a block of no entry, or offsets set already: not ours to change
+        for dump_id, offset in blocks.items():
+            entry = by_id[dump_id]
+            fh.seek(entry.state_at)
+            fh.write(bytes([OFFSET_SET]) + offset.to_bytes(r.off_size, "little"))
+        fh.flush()
+    return len(blocks)
+
+
+def entries_without_offsets(path: Path) -> int:
+    """How many entries of the custom-format archive at ``path`` have data whose offset is
+    not set (what :func:`set_offsets` fills in). Raises ValueError for an archive this
+    module does not read."""
+    with path.open("rb") as fh:
+        try:
+            entries = _read_toc(_Reader(fh))
+        except _Unreadable as exc:
+            raise ValueError(str(exc)) from None
+    return sum(1 for e in entries if e.state == OFFSET_NOT_SET)

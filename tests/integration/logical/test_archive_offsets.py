@@ -1,0 +1,86 @@
+"""A dump written to a pipe gets the data offsets pg_dump writes into a file, so that
+``restore --jobs`` runs pg_restore's workers on a seekable archive as pg_restore -j of a
+pg_dump -Fc file would (docs/benchmarks.md, "Restore profile (session 4)")."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sample.cluster import TempCluster
+
+import respaldo.operations.restore as restore_module
+from respaldo.postgres.archive_offsets import entries_without_offsets, set_offsets
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import staging_databases, table_checksums
+
+pytestmark = pytest.mark.integration
+
+HEADER = 64
+"""Bytes at the start of an archive that hold its creation time (and what precedes it)."""
+
+
+def _dump(pg: TempCluster, dbname: str, *, to_file: Path | None = None) -> bytes:
+    argv = [str(pg.bindir / "pg_dump"), "-Fc", "-Z0", "--no-password", "-d", dbname]
+    if to_file is not None:
+        subprocess.run([*argv, "-f", str(to_file)], env=pg.libpq_env(dbname), check=True)
+        return to_file.read_bytes()
+    # Through a pipe, as respaldo runs pg_dump: no offsets.
+    return subprocess.run(argv, env=pg.libpq_env(dbname), capture_output=True, check=True).stdout
+
+
+def test_a_piped_dump_gets_the_offsets_of_a_dump_written_to_a_file(
+    pg: TempCluster, erp_db: str, tmp_path: Path
+) -> None:
+    piped = tmp_path / "piped.dump"
+    piped.write_bytes(_dump(pg, erp_db))
+    as_file = _dump(pg, erp_db, to_file=tmp_path / "file.dump")
+    unset = entries_without_offsets(piped)
+    assert unset > 0  # table data and large objects
+    assert entries_without_offsets(tmp_path / "file.dump") == 0
+
+    assert set_offsets(piped) == unset
+    patched = piped.read_bytes()
+    assert len(patched) == len(as_file)
+    # Byte for byte what pg_dump writes into a file, but for the creation time.
+    assert [
+        i for i, (a, b) in enumerate(zip(patched, as_file, strict=True)) if a != b and i >= HEADER
+    ] == []
+    assert entries_without_offsets(piped) == 0
+    assert set_offsets(piped) == 0  # set already: left alone
+    assert piped.read_bytes() == patched
+
+
+@pytest.mark.parametrize("cut", [1, 1000, -1])
+def test_an_archive_not_understood_is_left_as_it_was(
+    pg: TempCluster, erp_db: str, tmp_path: Path, cut: int
+) -> None:
+    whole = _dump(pg, erp_db)
+    path = tmp_path / "cut.dump"
+    # 1: the magic only; 1000: cut inside the table of contents; -1: the last byte gone
+    path.write_bytes(whole[:cut])
+    before = path.read_bytes()
+    assert set_offsets(path) == 0
+    assert path.read_bytes() == before
+
+
+def test_a_parallel_restore_runs_its_workers_on_an_archive_with_offsets(
+    respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    seen: list[int] = []
+    real = restore_module.pg_restore
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        source = kwargs.get("source")
+        if source is not None:
+            seen.append(entries_without_offsets(Path(source)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(restore_module, "pg_restore", spy)
+    respaldo.restore(backup_id, "parallel_copy", "--jobs", "2")
+    assert seen == [0]
+    assert table_checksums(pg, "parallel_copy") == table_checksums(pg, respaldo.dbname)
+    assert staging_databases(pg) == set()
