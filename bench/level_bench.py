@@ -44,7 +44,7 @@ MIB = 1024 * 1024
 TENTH = 0.10
 
 
-def derive(cluster: TempCluster, bench: Bench) -> dict[str, str]:
+def derive(cluster: TempCluster, bench: LevelBench) -> dict[str, str]:
     """Create erp_tenth and erp_text from erp; returns dataset name -> database name."""
     cluster.execute("CREATE DATABASE erp_text TEMPLATE erp")
     cluster.execute("DELETE FROM docs.fotos", dbname="erp_text")
@@ -81,7 +81,7 @@ class LevelBench(Bench):
             self.dsn(dbname),
         ]
         subprocess.run(argv, env=self.pg_env, check=True)
-        size = path.stat().st_size
+        size = int(path.stat().st_size)
         path.unlink()
         return size
 

@@ -12,6 +12,7 @@ import pytest
 from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
+from respaldo.postgres import pg_restore
 from respaldo.postgres.archive_offsets import entries_without_offsets, set_offsets
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
@@ -71,7 +72,7 @@ def test_a_parallel_restore_runs_its_workers_on_an_archive_with_offsets(
 ) -> None:
     backup_id = respaldo.backup()["id"]
     seen: list[int] = []
-    real = restore_module.pg_restore
+    real = pg_restore
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         source = kwargs.get("source")

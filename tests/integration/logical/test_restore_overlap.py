@@ -13,6 +13,7 @@ from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
 from respaldo.errors import RestoreError
+from respaldo.operations.restore_props import read_database_properties
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases, table_checksums
 
@@ -27,7 +28,7 @@ def test_properties_are_read_while_the_staging_database_is_created(
 ) -> None:
     backup_id = respaldo.backup()["id"]
     created = threading.Event()
-    real_read = restore_module.read_database_properties
+    real_read = read_database_properties
     real_create = restore_module.create_empty_database
 
     def read(*args: Any, **kwargs: Any) -> Any:
