@@ -83,7 +83,7 @@ from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.dbprops import DatabaseProperties
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
-from respaldo.postgres.toc import Selection
+from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import Manifest, Repository, iter_stream
@@ -477,8 +477,9 @@ def restore_stream_into(
 ) -> int:
     """Stream the backup's dump into pg_restore into ``conninfo``'s database; returns the
     bytes read. With ``selection``, only its entries are restored (one job) and the
-    stream is read only as far as pg_restore needs it. A directory-format backup is
-    written back into a directory first (operations/pardump.py)."""
+    stream is read only as far as pg_restore needs it (:func:`_restore_selection`). A
+    directory-format backup is written back into a directory first
+    (operations/pardump.py)."""
     if is_directory_dump(manifest):
         size = sum(s.size for s in manifest.streams if s.name.startswith(FILE_PREFIX))
         return restore_directory(
@@ -496,27 +497,9 @@ def restore_stream_into(
     done = 0
     bindir = tools.bindir
     if selection is not None:
-        with private_directory("selection", work_dir) as tmp:
-            use_list = tmp / "use.list"
-            use_list.write_text(selection.use_list(), encoding="utf-8")
-            with pg_restore(
-                conninfo, no_owner=no_owner, use_list=use_list, bindir=bindir
-            ) as restore:
-                chunks = reader.stream(manifest, DUMP_STREAM)
-                try:
-                    for data in chunks:
-                        restore.stdin.write(data)
-                        done += len(data)
-                        ctx.progress("restore", done, total)
-                except BrokenPipeError:
-                    # It read the last entry it needs and exited: leaving the block
-                    # waits for it and raises if it failed.
-                    pass
-                finally:
-                    close = getattr(chunks, "close", None)
-                    if callable(close):
-                        close()
-        return done
+        return _restore_selection(
+            ctx, reader, manifest, conninfo, no_owner, work_dir, bindir, selection
+        )
     if jobs == 1:
         with pg_restore(conninfo, no_owner=no_owner, bindir=bindir) as restore:
             for data in reader.stream(manifest, DUMP_STREAM):
@@ -569,6 +552,52 @@ def restore_stream_into(
             bindir=bindir,
         ):
             pass
+    return done
+
+
+def _restore_selection(
+    ctx: Context,
+    reader: StreamReader,
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    no_owner: bool,
+    work_dir: Path | None,
+    bindir: Path | None,
+    selection: Selection,
+) -> int:
+    """:func:`restore_stream_into` for some tables: pg_restore gets the selected entries
+    as ``--use-list`` and, of the dump's data, only their blocks (:func:`only_blocks`),
+    so that it neither reads nor skips the other tables' rows. Returns the bytes read:
+    the stream ends after the last block needed."""
+    total = manifest.stream(DUMP_STREAM).size
+    done = 0
+    stream = reader.stream(manifest, DUMP_STREAM)
+
+    def counted() -> Iterator[bytes]:
+        nonlocal done
+        for data in stream:
+            done += len(data)
+            ctx.progress("restore", done, total)
+            yield data
+
+    read = counted()
+    fed = only_blocks(read, selection.blocks) if selection.blocks is not None else read
+    with private_directory("selection", work_dir) as tmp:
+        use_list = tmp / "use.list"
+        use_list.write_text(selection.use_list(), encoding="utf-8")
+        with pg_restore(conninfo, no_owner=no_owner, use_list=use_list, bindir=bindir) as restore:
+            try:
+                for data in fed:
+                    restore.stdin.write(data)
+            except BrokenPipeError:
+                # It read the last entry it needs and exited: leaving the block waits
+                # for it and raises if it failed.
+                pass
+            finally:
+                for generator in (fed, read, stream):
+                    close = getattr(generator, "close", None)
+                    if callable(close):
+                        close()
     return done
 
 

@@ -250,10 +250,74 @@ class Selection:
     """Tables created empty because a chosen one cannot be created without them."""
     skipped: tuple[str, ...]
     """One line per object of a chosen table or schema that was left out, and why."""
+    blocks: DataBlocks | None = None
+    """The data blocks to feed pg_restore (see :func:`only_blocks`); None: the whole
+    dump (large objects come before the last table wanted, or no table data is)."""
 
     def use_list(self) -> str:
         """The text of a ``pg_restore --use-list`` file."""
         return "".join(entry.line + "\n" for entry in self.entries)
+
+
+@dataclass(frozen=True)
+class DataBlocks:
+    """The dump ids of the ``TABLE DATA`` entries in archive order (the order of their
+    blocks in the dump) and those of them that are wanted."""
+
+    order: tuple[int, ...]
+    wanted: frozenset[int]
+
+
+# The end of a data block (a zero length) and the start of the next one: its type
+# (1, table data) and the sign byte of its dump id; the id's four bytes follow.
+_BLOCK_START = b"\x00\x00\x00\x00\x00\x01\x00"
+_HEADER = len(_BLOCK_START) + 4
+
+
+def only_blocks(chunks: Iterable[bytes], blocks: DataBlocks) -> Iterator[bytes]:
+    """The archive ``chunks`` yields, without the data blocks of tables that are not
+    wanted, and ending after the last wanted one: what ``pg_restore --use-list`` reading
+    a pipe needs, without making it read (and skip) the rest. Pure.
+
+    It relies on how ``pg_dump -Fc -Z0`` writes table data: each COPY row as a length
+    (a sign byte and four bytes) and the row, and a zero length at the block's end. A
+    text COPY row holds no zero byte and is never empty, so five zero bytes followed by
+    ``1, 0`` and the four bytes of a table-data entry's dump id (later in the archive
+    than the last block seen) is the start of that entry's block; the table of
+    contents ends with an offset field of zero bytes, so the first block is found too
+    (if not, it goes along: pg_restore skips it). Large objects (raw bytes) come after
+    every table's data, and nothing after the last wanted block is looked at. Anything
+    that does not fit goes along as it is: at worst pg_restore skips it itself.
+    """
+    position = {dump_id: i for i, dump_id in enumerate(blocks.order)}
+    last = max((position[i] for i in blocks.wanted if i in position), default=-1)
+    passing = True  # the archive's header and table of contents
+    seen = -1
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        start = search = 0
+        while (at := data.find(_BLOCK_START, search)) >= 0 and at + _HEADER <= len(data):
+            dump_id = int.from_bytes(data[at + len(_BLOCK_START) : at + _HEADER], "little")
+            index = position.get(dump_id, -1)
+            if index <= seen:
+                search = at + 1
+                continue
+            boundary = at + 5  # the previous block's end marker belongs to it
+            if passing and boundary > start:
+                yield data[start:boundary]
+            if index > last:
+                return
+            start = search = boundary
+            seen = index
+            passing = dump_id in blocks.wanted
+        # The last bytes may be the start of a block start: decided with the next chunk.
+        keep = max(start, len(data) - (_HEADER - 1))
+        if passing and keep > start:
+            yield data[start:keep]
+        carry = data[keep:]
+    if passing and carry:
+        yield carry
 
 
 def tables_in(entries: Iterable[TocEntry]) -> list[TocEntry]:
@@ -310,7 +374,20 @@ class _Selector:
             tables=tuple(sorted(self.by_id[i].name for i in self.chosen if i in with_data)),
             definition_only=tuple(sorted(self.by_id[i].name for i in self.definition_only)),
             skipped=tuple(self.skipped),
+            blocks=self._blocks(),
         )
+
+    def _blocks(self) -> DataBlocks | None:
+        data = [e for e in self.entries if e.kind == "TABLE DATA"]
+        wanted = {e.dump_id for e in data if e.dump_id in self.taken}
+        if not wanted:
+            return None
+        last = max(i for i, e in enumerate(self.entries) if e.dump_id in wanted)
+        # Large objects' contents (raw bytes, which may look like a block start) are in
+        # BLOBS blocks (BLOB and BLOB METADATA entries are their definitions).
+        if any(e.kind == "BLOBS" for e in self.entries[:last]):
+            return None
+        return DataBlocks(tuple(e.dump_id for e in data), frozenset(wanted))
 
     # --- what was asked for ------------------------------------------------------------
 

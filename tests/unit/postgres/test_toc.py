@@ -228,3 +228,24 @@ def test_a_schema_brings_its_comment_even_when_the_schema_itself_is_not_dumped()
     selection = select(parse_listing(listing), schemas=["public"])
     assert {e.dump_id for e in selection.entries} == {3883, 267, 3850}
     assert selection.tables == ("public.t_pub",)
+
+
+def test_a_selection_says_which_data_blocks_pg_restore_needs() -> None:
+    blocks = select(ENTRIES, ["finanzas.facturas"]).blocks
+    assert blocks is not None
+    assert blocks.order == (3790, 3817, 3819, 3798, 3799)  # the archive's order
+    assert blocks.wanted == {3817}
+
+
+def test_no_block_filter_when_large_objects_come_before_a_wanted_table() -> None:
+    listing = """\
+3829; 2613 1000001 BLOB - 1000001 propietario
+224; 1259 16570 TABLE core clientes propietario
+3830; 0 0 BLOBS - BLOBS
+3790; 0 16570 TABLE DATA core clientes propietario
+;	depends on: 224
+"""
+    assert select(parse_listing(listing), ["core.clientes"]).blocks is None
+    # A large object's definition (BLOB) before it is no data.
+    without_data = listing.replace("3830; 0 0 BLOBS - BLOBS\n", "")
+    assert select(parse_listing(without_data), ["core.clientes"]).blocks is not None
