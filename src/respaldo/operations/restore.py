@@ -17,10 +17,10 @@ until the user drops it, or dropped at once with ``drop_old``.
 ``tables``/``schemas`` restore only those (see :mod:`respaldo.operations.restore_select`)
 through the same pipeline, into a new database only: the selection is made from the
 dump's table of contents before anything is created, pg_restore gets it as
-``--use-list``, and the row counts of the restored tables are checked. pg_restore exits
-once it has read the last entry it needs, and the rest of the dump is not read: every
-chunk that reached it was verified, but the whole stream's checksum is not (the full
-restore checks it).
+``--use-list`` and, of the dump's data, only the blocks of the tables it restores; the
+row counts of those tables are checked. The dump is read only as far as the last of
+those blocks: every chunk read is verified, but the whole stream's checksum is not (the
+full restore checks it).
 """
 
 from __future__ import annotations
