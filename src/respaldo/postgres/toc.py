@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,10 +146,24 @@ class TocEntry:
         return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
 
 
-def parse_listing(text: str) -> list[TocEntry]:
+class Listing(list[TocEntry]):
+    """A dump's entries, and the compression its header names (``"0"``, ``"none"``,
+    ``"gzip"``…; None if the listing had no header)."""
+
+    compression: str | None = None
+
+
+_COMPRESSION = re.compile(r"^;\s+Compression:\s*(?P<method>\S+)")
+
+
+def parse_listing(text: str) -> Listing:
     """The entries of a ``pg_restore --list --verbose`` output, in archive order. Pure."""
-    entries: list[TocEntry] = []
+    entries = Listing()
     for raw in text.splitlines():
+        compression = _COMPRESSION.match(raw)
+        if compression is not None:
+            entries.compression = compression.group("method")
+            continue
         depends = _DEPENDS.match(raw)
         if depends is not None and entries:
             last = entries[-1]
@@ -185,7 +199,7 @@ def parse_listing(text: str) -> list[TocEntry]:
     return entries
 
 
-def read_listing(archive: Archive, *, bindir: Path | str | None = None) -> list[TocEntry]:
+def read_listing(archive: Archive, *, bindir: Path | str | None = None) -> Listing:
     """The table of contents of the dump ``archive`` (the bytes of a ``pg_dump -Fc``
     archive from its start, or a directory-format dump's directory). Only the table of
     contents is read: pg_restore exits after it, and the rest of the archive is never
@@ -380,8 +394,9 @@ class _Selector:
     def _blocks(self) -> DataBlocks | None:
         data = [e for e in self.entries if e.kind == "TABLE DATA"]
         wanted = {e.dump_id for e in data if e.dump_id in self.taken}
-        if not wanted:
-            return None
+        compression = getattr(self.entries, "compression", None)
+        if not wanted or compression not in (None, "0", "none"):
+            return None  # compressed data may hold anything, zero bytes included
         last = max(i for i, e in enumerate(self.entries) if e.dump_id in wanted)
         # Large objects' contents (raw bytes, which may look like a block start) are in
         # BLOBS blocks (BLOB and BLOB METADATA entries are their definitions).

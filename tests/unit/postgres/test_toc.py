@@ -249,3 +249,11 @@ def test_no_block_filter_when_large_objects_come_before_a_wanted_table() -> None
     # A large object's definition (BLOB) before it is no data.
     without_data = listing.replace("3830; 0 0 BLOBS - BLOBS\n", "")
     assert select(parse_listing(without_data), ["core.clientes"]).blocks is not None
+
+
+def test_no_block_filter_for_a_compressed_dump() -> None:
+    header = ";\n;     Compression: {}\n;     Dump Version: 1.14-0\n"
+    for method, filtered in (("0", True), ("none", True), ("gzip", False), ("-1", False)):
+        entries = parse_listing(header.format(method) + LISTING)
+        assert entries.compression == method
+        assert (select(entries, ["finanzas.facturas"]).blocks is not None) is filtered
