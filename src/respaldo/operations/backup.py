@@ -37,6 +37,7 @@ from respaldo.postgres import (
     server_info,
 )
 from respaldo.postgres.server import table_sizes
+from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 DUMP_STREAM = "dump"
 GLOBALS_STREAM = "globals"
+DUMP_BLOCKS = "dump_blocks"
+"""The manifest's ``meta`` key of where the dump's data blocks start (dump id, as text,
+-> offset in the dump stream; see :class:`respaldo.postgres.toc.BlockStarts`)."""
 TABLE_SIZES = "table_sizes"
 """The manifest's ``meta`` key of the tables' sizes (``schema.table`` -> bytes, on the
 source when the backup was taken), for ``respaldo ls``."""
@@ -139,7 +143,10 @@ def _dump(
                 )
             else:
                 with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:
-                    writer.write_stream(DUMP_STREAM, dump.stdout, progress("dump"))
+                    # Where each table's data starts: restore --table then reads only those.
+                    blocks = BlockStarts(dump.stdout)
+                    writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
+                meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(
             kind=kind.value,

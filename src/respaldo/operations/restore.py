@@ -18,9 +18,10 @@ until the user drops it, or dropped at once with ``drop_old``.
 through the same pipeline, into a new database only: the selection is made from the
 dump's table of contents before anything is created, pg_restore gets it as
 ``--use-list`` and, of the dump's data, only the blocks of the tables it restores; the
-row counts of those tables are checked. The dump is read only as far as the last of
-those blocks: every chunk read is verified, but the whole stream's checksum is not (the
-full restore checks it).
+row counts of those tables are checked. Only the dump's start and those blocks are read
+(where the backup noted them to start; else the dump up to the last of them): every
+chunk read is verified, but the whole stream's checksum is not (the full restore checks
+it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 from respaldo.childenv import hook_environment
@@ -50,7 +52,7 @@ from respaldo.errors import (
     RestoreError,
     option,
 )
-from respaldo.operations.backup import DUMP_STREAM, GLOBALS_STREAM
+from respaldo.operations.backup import DUMP_BLOCKS, DUMP_STREAM, GLOBALS_STREAM
 from respaldo.operations.context import Context
 from respaldo.operations.pardump import (
     FILE_PREFIX,
@@ -86,7 +88,7 @@ from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
-from respaldo.repository import Manifest, Repository, iter_stream
+from respaldo.repository import Manifest, Repository, iter_ranges, iter_stream
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
 from respaldo.repository.repair import lost_chunks_of
@@ -571,7 +573,11 @@ def _restore_selection(
     the stream ends after the last block needed."""
     total = manifest.stream(DUMP_STREAM).size
     done = 0
-    stream = reader.stream(manifest, DUMP_STREAM)
+    ranges = _block_ranges(manifest, selection)
+    if ranges is not None:
+        stream = reader.ranges(manifest, DUMP_STREAM, ranges)
+    else:
+        stream = reader.stream(manifest, DUMP_STREAM)
 
     def counted() -> Iterator[bytes]:
         nonlocal done
@@ -581,7 +587,9 @@ def _restore_selection(
             yield data
 
     read = counted()
-    fed = only_blocks(read, selection.blocks) if selection.blocks is not None else read
+    fed = read
+    if ranges is None and selection.blocks is not None:
+        fed = only_blocks(read, selection.blocks)
     with private_directory("selection", work_dir) as tmp:
         use_list = tmp / "use.list"
         use_list.write_text(selection.use_list(), encoding="utf-8")
@@ -601,6 +609,40 @@ def _restore_selection(
     return done
 
 
+def _block_ranges(manifest: Manifest, selection: Selection) -> list[tuple[int, int]] | None:
+    """The parts of the dump pg_restore needs for ``selection``: its start up to the first
+    data block, and the wanted tables' blocks, from where the backup noted the blocks to
+    start; None if it did not (an older backup) or not for every block needed."""
+    noted = manifest.meta.get(DUMP_BLOCKS)
+    blocks = selection.blocks
+    if not isinstance(noted, dict) or blocks is None or not blocks.order:
+        return None
+    starts = {int(dump_id): int(at) for dump_id, at in noted.items()}
+    if any(dump_id not in starts for dump_id in (blocks.order[0], *blocks.wanted)):
+        return None
+    tables = [starts[i] for i in blocks.order if i in starts]
+    if any(a >= b for a, b in pairwise(tables)):
+        return None  # not in the archive's order: not what pg_dump wrote
+    # A block ends where the next table's starts, or the large objects' after the last
+    # one. (What the backup noted before the first block is its table of contents
+    # looking like a block start, and is no end.)
+    last_table = max(starts.get(dump_id, -1) for dump_id in blocks.order)
+    every = sorted(
+        {starts[i] for i in blocks.order if i in starts}
+        | {at for at in starts.values() if at > last_table}
+    )
+    end_of_stream = manifest.stream(DUMP_STREAM).size
+    ranges = [(0, starts[blocks.order[0]])]
+    for dump_id in blocks.order:
+        if dump_id in blocks.wanted:
+            at = starts[dump_id]
+            end = next((other for other in every if other > at), end_of_stream)
+            ranges.append((at, end))
+    if any(b > c for (_, b), (c, _) in pairwise(ranges)):
+        return None  # not in the archive's order: not what pg_dump wrote
+    return [(a, b) for a, b in ranges if a < b]
+
+
 class StreamReader:
     """Reads streams from the primary, taking damaged or missing chunks from mirrors,
     and notes each chunk read elsewhere as a warning."""
@@ -611,14 +653,24 @@ class StreamReader:
         self.warnings = warnings
 
     def stream(self, manifest: Manifest, name: str) -> Iterator[bytes]:
-        def note(failed: ChunkResult, good: ChunkResult) -> None:
-            self.warnings.append(
-                f"chunk {failed.chunk_id.hex()[:16]} is {failed.problem} in "
-                f"{self.repo.storage.location} ({failed.obj or 'index'}); "
-                f"read from {good.repository}"
-            )
+        return iter_stream(
+            self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=self._note
+        )
 
-        return iter_stream(self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=note)
+    def ranges(
+        self, manifest: Manifest, name: str, ranges: list[tuple[int, int]]
+    ) -> Iterator[bytes]:
+        """Only ``ranges`` of a stream (see :func:`~respaldo.repository.iter_ranges`)."""
+        return iter_ranges(
+            self.repo, manifest, name, ranges, fallbacks=self.fallbacks, on_fallback=self._note
+        )
+
+    def _note(self, failed: ChunkResult, good: ChunkResult) -> None:
+        self.warnings.append(
+            f"chunk {failed.chunk_id.hex()[:16]} is {failed.problem} in "
+            f"{self.repo.storage.location} ({failed.obj or 'index'}); "
+            f"read from {good.repository}"
+        )
 
 
 def open_with_fallbacks(

@@ -27,8 +27,8 @@ What a selection carries, and why:
 
 Names are matched exactly as pg_dump wrote them (case-sensitive; quotes are optional
 around a part). A role name with a space in it, as owner of an entry, makes that line's
-tag ambiguous: such a line is parsed as well as possible. Everything here but
-:func:`read_listing` is pure.
+tag ambiguous: such a line is parsed as well as possible. Everything here but the
+reading of :func:`read_listing` and :class:`BlockStarts` is pure.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from respaldo.postgres.dbprops import Archive, read_offline
 
@@ -285,6 +286,7 @@ class DataBlocks:
 # The end of a data block (a zero length) and the start of the next one: its type
 # (1, table data) and the sign byte of its dump id; the id's four bytes follow.
 _BLOCK_START = b"\x00\x00\x00\x00\x00\x01\x00"
+_BLOCK_END = b"\x00\x00\x00\x00\x00"
 _HEADER = len(_BLOCK_START) + 4
 
 
@@ -332,6 +334,39 @@ def only_blocks(chunks: Iterable[bytes], blocks: DataBlocks) -> Iterator[bytes]:
         carry = data[keep:]
     if passing and carry:
         yield carry
+
+
+class BlockStarts:
+    """A binary reader that passes a ``pg_dump -Fc -Z0`` archive through and notes where
+    each data block starts: ``starts`` maps a dump id to the offset of its block (the
+    first one found; see :func:`only_blocks` for how a block start is told; large
+    objects' blocks, type 3, are noted too, as the end of the table data before them).
+    What is noted is a hint for reading less of the dump, never trusted alone: a restore
+    still gets each block checked by pg_restore and its row count."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._offset = 0  # of the end of what was read
+        self._tail = b""  # the last bytes read, for a block start across two reads
+        self.starts: dict[int, int] = {}
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        if data:
+            self._scan(data)
+        return data
+
+    def _scan(self, data: bytes) -> None:
+        window = self._tail + data
+        base = self._offset - len(self._tail)
+        at = window.find(_BLOCK_END)
+        while at >= 0 and at + _HEADER <= len(window):
+            if window[at + 5] in (1, 3) and window[at + 6] == 0:
+                dump_id = int.from_bytes(window[at + 7 : at + _HEADER], "little")
+                self.starts.setdefault(dump_id, base + at + 5)
+            at = window.find(_BLOCK_END, at + 1)
+        self._offset += len(data)
+        self._tail = window[-(_HEADER - 1) :]
 
 
 def tables_in(entries: Iterable[TocEntry]) -> list[TocEntry]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from respaldo.repository.keys import KdfParams
     from respaldo.repository.locks import Lease, LockKind, shared_lease
     from respaldo.repository.manifest import Manifest, StreamInfo
-    from respaldo.repository.reader import copy_stream, iter_stream
+    from respaldo.repository.reader import copy_stream, iter_ranges, iter_stream
     from respaldo.repository.rebuild import RebuildReport, rebuild_index
     from respaldo.repository.repo import Repository
     from respaldo.repository.verify import Problem, VerifyReport, verify_backups, verify_repository
@@ -53,6 +53,7 @@ _WHERE = {
     "WriteStats": "respaldo.repository.writer",
     "collect_garbage": "respaldo.repository.gc",
     "copy_stream": "respaldo.repository.reader",
+    "iter_ranges": "respaldo.repository.reader",
     "iter_stream": "respaldo.repository.reader",
     "rebuild_index": "respaldo.repository.rebuild",
     "shared_lease": "respaldo.repository.locks",
@@ -86,6 +87,7 @@ __all__ = [
     "WriteStats",
     "collect_garbage",
     "copy_stream",
+    "iter_ranges",
     "iter_stream",
     "rebuild_index",
     "shared_lease",

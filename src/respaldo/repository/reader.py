@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import BinaryIO
 
 from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
@@ -388,3 +389,55 @@ def copy_stream(repo: Repository, manifest: Manifest, stream_name: str, out: Bin
         out.write(data)
         total += len(data)
     return total
+
+
+def iter_ranges(
+    repo: Repository,
+    manifest: Manifest,
+    stream_name: str,
+    ranges: Sequence[tuple[int, int]],
+    *,
+    fallbacks: Sequence[Repository] = (),
+    on_fallback: OnFallback | None = None,
+) -> Iterator[bytes]:
+    """Yield the bytes of ``ranges`` (``(start, end)`` offsets, ascending, not overlapping)
+    of a stream, reading only the chunks that hold them, each verified.
+
+    The stream's SHA-256 is not checked: not all of it is read. Raises IntegrityError as
+    :func:`iter_stream`, ValueError for ranges out of order.
+    """
+    if any(a > b for a, b in ranges) or any(b > c for (_, b), (c, _) in pairwise(ranges)):
+        raise ValueError("ranges must be ascending and must not overlap")
+    stream = manifest.stream(stream_name)
+    needed: list[tuple[bytes, int, int]] = []  # chunk id, length, offset in the stream
+    offset = r = 0
+    for list_id in stream.lists:
+        try:
+            entries = read_list(repo, list_id, fallbacks, on_fallback)
+        except _ChunkFailure as failure:
+            raise _integrity(manifest, stream, failure.result) from None
+        for cid, length in entries:
+            while r < len(ranges) and ranges[r][1] <= offset:
+                r += 1
+            if r < len(ranges) and ranges[r][0] < offset + length:
+                needed.append((cid, length, offset))
+            offset += length
+    results = fetch_chunks(
+        repo,
+        [(cid, length) for cid, length, _ in needed],
+        fallbacks=fallbacks,
+        on_fallback=on_fallback,
+    )
+    r = 0
+    for (_, length, start), result in zip(needed, results, strict=True):
+        if result.data is None or len(result.data) != length:
+            raise _integrity(manifest, stream, result)
+        end = start + length
+        while r < len(ranges) and ranges[r][1] <= start:
+            r += 1
+        i = r
+        while i < len(ranges) and ranges[i][0] < end:
+            a, b = max(ranges[i][0], start), min(ranges[i][1], end)
+            if a < b:
+                yield result.data[a - start : b - start]
+            i += 1

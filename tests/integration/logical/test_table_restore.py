@@ -13,6 +13,10 @@ import subprocess
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.operations import restore as restore_module
+from respaldo.postgres.toc import read_listing
+from respaldo.repository import iter_stream
+from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases, table_checksums
 
@@ -186,20 +190,47 @@ def test_table_with_replace_is_refused(respaldo: Respaldo, pg: TempCluster) -> N
     assert table_checksums(pg, respaldo.dbname) == before
 
 
+def _table_at_the_dumps_middle(respaldo: Respaldo, backup_id: str) -> str:
+    """The table whose data holds the chunk :meth:`Respaldo.damage_dump` damages."""
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    entries = read_list(repo, manifest.stream("dump").lists[0])
+    middle = sum(length for _, length in entries[: len(entries) // 2])
+    starts = sorted((at, int(i)) for i, at in manifest.meta["dump_blocks"].items())
+    dump_id = [i for at, i in starts if at <= middle][-1]
+    toc = read_listing(iter_stream(repo, manifest, "dump"))
+    (table,) = [e.name for e in toc if e.dump_id == dump_id and e.kind == "TABLE DATA"]
+    return table
+
+
 def test_table_restore_of_a_damaged_backup_leaves_nothing(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str
 ) -> None:
     backup_id = respaldo.backup()["id"]
+    table = _table_at_the_dumps_middle(respaldo, backup_id)
     respaldo.damage_dump(backup_id)
     before = databases(pg)
 
-    # obras.proyectos's data is near the dump's end: the damage comes first.
-    run = respaldo.run(
-        "restore", backup_id, "--target-database", new_dbname, "--table", "obras.proyectos"
-    )
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname, "--table", table)
 
     assert run.code == 1, str(run)
+    assert "chunk" in run.err_lines[0]
     assert databases(pg) == before
+
+
+def test_a_backup_without_block_offsets_restores_a_table_all_the_same(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Backups taken before block offsets were noted: the dump is read from its start,
+    # and pg_restore is fed only the table's block.
+    backup_id = respaldo.backup()["id"]
+    monkeypatch.setattr(restore_module, "_block_ranges", lambda manifest, selection: None)
+
+    run = respaldo.restore(backup_id, new_dbname, "--table", "finanzas.facturas")
+
+    source = table_checksums(pg, respaldo.dbname)["finanzas.facturas"]
+    assert table_checksums(pg, new_dbname) == {"finanzas.facturas": source}
+    assert "1 tables' row counts checked" in run.err
 
 
 _SOURCE_TABLES = """

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from respaldo.postgres.toc import DataBlocks, only_blocks
+from respaldo.postgres.toc import BlockStarts, DataBlocks, only_blocks
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +34,8 @@ BLOCKS = {
     3821: _block(3821, [b"9\t\xc3\xb1\n"]),
 }
 ORDER = (3790, 3817, 3819, 3821)
-ARCHIVE = HEAD + b"".join(BLOCKS[i] for i in ORDER) + b"\x03trailing large objects\x00\x00"
+# Then the large objects' block (type 3): raw bytes, zeros included.
+ARCHIVE = HEAD + b"".join(BLOCKS[i] for i in ORDER) + b"\x03" + _int(3830) + b"\x00" * 9 + b"lo"
 
 
 def _feed(data: bytes, sizes: list[int]) -> list[bytes]:
@@ -81,3 +82,26 @@ def test_an_id_that_is_no_data_entry_is_no_block_start() -> None:
     odd = _block(3790, [b"a\n"])[:-5] + _int(0) + b"\x01" + _int(99) + b"rest"
     blocks = DataBlocks(order=(3790,), wanted=frozenset({3790}))
     assert b"".join(only_blocks([HEAD + odd], blocks)) == HEAD + odd
+
+
+class _Pipe:
+    """pg_dump's stdout: reads of any size, as a pipe gives them."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.pieces = _feed(data, sizes)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+@pytest.mark.parametrize("piece", [1, 5, 11, 333, len(ARCHIVE)])
+def test_block_starts_are_noted_as_the_dump_passes(piece: int) -> None:
+    scanner = BlockStarts(_Pipe(ARCHIVE, [piece] * (len(ARCHIVE) // piece)))  # type: ignore[arg-type]
+    passed = b"".join(iter(lambda: scanner.read(65536), b""))
+    assert passed == ARCHIVE
+    at, expected = len(HEAD), {}
+    for dump_id in ORDER:
+        expected[dump_id] = at
+        at += len(BLOCKS[dump_id])
+    # The large objects' block ends the last table's.
+    assert scanner.starts == {**expected, 3830: at}

@@ -7,7 +7,7 @@ import pytest
 from respaldo.repository import Repository, iter_stream
 from respaldo.repository import reader as reader_module
 from respaldo.repository.copy import copy_backup
-from respaldo.repository.reader import fetch_chunks
+from respaldo.repository.reader import fetch_chunks, iter_ranges
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
     KDF,
@@ -123,6 +123,28 @@ def test_reading_only_the_start_of_a_stream_fetches_only_its_start(
     assert data.startswith(first)
     # The first window and the one fetched ahead of it: a few MiB, not the stream.
     assert counting.bytes_read < 4 * 1024 * 1024, counting.bytes_read
+
+
+def test_ranges_of_a_stream_read_only_the_chunks_that_hold_them(
+    memory_storage: MemoryStorage,
+) -> None:
+    data = random_bytes(3 * 1024 * 1024, seed=5)
+    repo = init_repo(memory_storage, pack_size=BIG_PACKS)
+    manifest, _ = write_backup(repo, "b1", {"dump": data})
+    counting = CountingStorage(memory_storage)
+    reopened = open_repo(counting, pack_size=BIG_PACKS)
+    ranges = [
+        (0, 1000),
+        (1000, 1001),
+        (1_500_000, 1_600_000),
+        (3 * 1024 * 1024 - 10, 3 * 1024 * 1024),
+    ]
+    counting.bytes_read = 0
+    out = list(iter_ranges(reopened, manifest, "dump", ranges))
+    assert b"".join(out) == b"".join(data[a:b] for a, b in ranges)
+    assert counting.bytes_read < 600_000  # the lists and a few chunks, not 3 MiB
+    with pytest.raises(ValueError):
+        list(iter_ranges(reopened, manifest, "dump", [(10, 20), (5, 30)]))
 
 
 def test_windows_keep_order_across_many_windows(
