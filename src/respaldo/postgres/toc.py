@@ -287,6 +287,7 @@ class DataBlocks:
 # (1, table data) and the sign byte of its dump id; the id's four bytes follow.
 _BLOCK_START = b"\x00\x00\x00\x00\x00\x01\x00"
 _BLOCK_END = b"\x00\x00\x00\x00\x00"
+_NONZERO = re.compile(b"[^\x00]")
 _HEADER = len(_BLOCK_START) + 4
 
 
@@ -359,12 +360,18 @@ class BlockStarts:
     def _scan(self, data: bytes) -> None:
         window = self._tail + data
         base = self._offset - len(self._tail)
+        # Five zero bytes (rare in table data: only block ends), then past the run of
+        # zeros a block header's type (1 table data, 3 large objects) and sign byte.
         at = window.find(_BLOCK_END)
-        while at >= 0 and at + _HEADER <= len(window):
-            if window[at + 5] in (1, 3) and window[at + 6] == 0:
-                dump_id = int.from_bytes(window[at + 7 : at + _HEADER], "little")
-                self.starts.setdefault(dump_id, base + at + 5)
-            at = window.find(_BLOCK_END, at + 1)
+        while at >= 0:
+            found = _NONZERO.search(window, at + len(_BLOCK_END))
+            header = found.start() if found is not None else len(window)
+            if header + 6 > len(window):
+                break  # decided with the next read (the tail keeps the last bytes)
+            if window[header] in (1, 3) and window[header + 1] == 0:
+                dump_id = int.from_bytes(window[header + 2 : header + 6], "little")
+                self.starts.setdefault(dump_id, base + header)
+            at = window.find(_BLOCK_END, header + 1)
         self._offset += len(data)
         self._tail = window[-(_HEADER - 1) :]
 
