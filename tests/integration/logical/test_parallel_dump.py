@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import schema_dump, staging_databases, table_checksums
+from tests.integration.logical.support import (
+    databases,
+    flip_byte,
+    schema_dump,
+    staging_databases,
+    table_checksums,
+)
 from tests.integration.logical.test_roundtrip import assert_same_database
 
 pytestmark = pytest.mark.integration
@@ -153,3 +161,36 @@ def test_a_failed_or_killed_parallel_backup_leaves_no_manifest_and_no_spool(
     # The next backup sweeps the spool a killed one left, and leaves none of its own.
     respaldo.backup("erp_par")
     assert list(spool.iterdir()) == []
+
+
+def test_a_damaged_table_file_fails_the_restore_and_changes_nothing(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    parallel(respaldo)
+    backup_id = respaldo.backup("erp_par")["id"]
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    biggest = max((s for s in manifest.streams if s.name.endswith(".dat")), key=lambda s: s.size)
+    entries = read_list(repo, biggest.lists[0])
+    location = repo.index.get(entries[len(entries) // 2][0])
+    assert location is not None
+    pack = pack_name(location.pack_id)
+    flip_byte(respaldo.repo_dir / pack, location.offset + location.length // 2)
+    before = databases(pg)
+    work = respaldo.tmp / "work"
+    work.mkdir()
+    run = respaldo.run(
+        "restore",
+        backup_id,
+        "--target-database",
+        new_dbname,
+        "--jobs",
+        "2",
+        "--work-dir",
+        str(work),
+    )
+    assert run.code != 0
+    assert pack in run.err and f"of stream '{biggest.name}'" in run.err, run.err
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []  # no plaintext file of the dump left behind
