@@ -3,6 +3,7 @@ a stream per file, restored with ``pg_restore --jobs`` through the same verifica
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -194,3 +195,13 @@ def test_a_damaged_table_file_fails_the_restore_and_changes_nothing(
     assert databases(pg) == before
     assert staging_databases(pg) == set()
     assert list(work.iterdir()) == []  # no plaintext file of the dump left behind
+
+
+def test_a_drill_restores_and_verifies_a_parallel_backup(respaldo: Respaldo) -> None:
+    parallel(respaldo)
+    backup_id = respaldo.backup("erp_par")["id"]
+    run = respaldo.run("drill", backup_id, "--json")
+    assert run.code == 0, str(run)
+    result = json.loads(run.out)
+    assert result["passed"] is True, result
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
