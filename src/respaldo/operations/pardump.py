@@ -47,6 +47,8 @@ MAX_JOBS = 64
 
 # pg_dump's leader, when a worker has dumped (and closed) the data of one table.
 _FINISHED = re.compile(rb"^pg_dump: finished item (\d+) TABLE DATA ")
+# A table's data file: <dump id>.dat.
+_DATA_FILE = re.compile(r"^(\d+)\.dat$")
 # What pg_dump --verbose says besides its errors: its messages without a level.
 _LEVEL = re.compile(rb"^pg_dump: (error|warning|detail|hint): ")
 
@@ -143,14 +145,24 @@ def write_files(
     directory: Path,
     *,
     only: set[str] | None = None,
+    entries: set[int] | None = None,
+    blobs: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the dump's files (or those named in ``only``) into ``directory``; returns
-    the bytes written. ``stream`` yields a stream's verified chunks and raises at its end
-    if its SHA-256 differs (IntegrityError), so nothing unverified is left unnoticed."""
+    the bytes written. With ``entries`` (dump ids), a table's data file is written only
+    if its entry is one of them (pg_restore ``--use-list`` opens no other), and the large
+    objects' files only if ``blobs``. ``stream``
+    yields a stream's verified chunks and raises at its end if its SHA-256 differs
+    (IntegrityError), so nothing unverified is left unnoticed."""
     done = 0
     for name, file_name in dump_files(manifest):
         if only is not None and file_name not in only:
+            continue
+        data_file = _DATA_FILE.match(file_name)
+        if entries is not None and data_file and int(data_file.group(1)) not in entries:
+            continue
+        if not blobs and file_name.startswith("blob"):
             continue
         with (directory / file_name).open("wb") as fh:
             for data in stream(manifest, name):
@@ -188,16 +200,20 @@ def restore_directory(
     work_dir: Path | None,
     tools: Tools,
     use_list: str | None = None,
+    entries: set[int] | None = None,
+    blobs: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Restore a directory-format backup into ``conninfo``'s database: its files are
     written (and checked) into a private directory in ``work_dir``, then ``pg_restore
-    --jobs`` restores from it (only the entries of ``use_list``, when given). The
-    directory is removed however this ends. Returns the bytes of the files."""
+    --jobs`` restores from it (only the entries of ``use_list``, when given, and then of
+    the tables' data files only those of ``entries``, the dump ids in it; the large
+    objects' files only if ``blobs``). The directory
+    is removed however this ends. Returns the bytes of the files."""
     with private_directory("spool", work_dir) as tmp:
         out = tmp / "dump"
         out.mkdir()
-        done = write_files(stream, manifest, out, progress=progress)
+        done = write_files(stream, manifest, out, entries=entries, blobs=blobs, progress=progress)
         listed = None
         if use_list is not None:
             listed = tmp / "use.list"

@@ -493,6 +493,10 @@ def restore_stream_into(
             work_dir=work_dir,
             tools=tools,
             use_list=selection.use_list() if selection is not None else None,
+            entries={e.dump_id for e in selection.entries} if selection is not None else None,
+            # Large objects' entries are BLOBS (LARGE OBJECTS from pg_dump 17 on).
+            blobs=selection is None
+            or any("BLOB" in e.kind or "LARGE" in e.kind for e in selection.entries),
             progress=lambda done: ctx.progress("restore", done, size),
         )
     total = manifest.stream(DUMP_STREAM).size

@@ -205,3 +205,26 @@ def test_a_drill_restores_and_verifies_a_parallel_backup(respaldo: Respaldo) -> 
     result = json.loads(run.out)
     assert result["passed"] is True, result
     assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
+
+
+_READ = re.compile(r"into \S+: ([\d.]+) (B|KiB|MiB|GiB)")
+_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def _bytes_read(run_err: str) -> float:
+    match = _READ.search(run_err)
+    assert match, run_err
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def test_one_table_of_a_parallel_backup_reads_only_its_files(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    parallel(respaldo)
+    backup_id = respaldo.backup("erp_par")["id"]
+    manifest = respaldo.repository().load_manifest(backup_id)
+    dump = sum(s.size for s in manifest.streams if s.name.startswith("dump/"))
+    run = respaldo.restore(backup_id, new_dbname, "--table", "core.empleados")
+    assert _bytes_read(run.err) < dump / 10, (run.err, dump)
+    expected = table_checksums(pg, respaldo.dbname)["core.empleados"]
+    assert table_checksums(pg, new_dbname)["core.empleados"] == expected
