@@ -27,7 +27,7 @@ from tests.faults.world import (
     write_tree,
 )
 from tests.integration.cli import secret_file
-from tests.integration.conftest import erp_db, erp_template, pg  # noqa: F401
+from tests.integration.conftest import erp_db, erp_template, pg, pg_major  # noqa: F401
 from tests.integration.physical.conftest import (  # noqa: F401
     SHOP,
     Archiving,
