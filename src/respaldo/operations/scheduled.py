@@ -91,8 +91,13 @@ def _body(
     if kind is JobKind.BACKUP and target is not None:
         backup_kind = BackupKind(params["type"]) if params.get("type") else None
         reserved = str(params["reserved"]) if params.get("reserved") else None
+        # pg_dump workers asked for by the command that queued it: a retry on another
+        # worker runs the backup as it was asked for.
+        dump_jobs = int(params["jobs"]) if params.get("jobs") else None
         return (
-            lambda c: backup_source(c, target, backup_kind, triggered_by=by, reserved=reserved),
+            lambda c: backup_source(
+                c, target, backup_kind, triggered_by=by, reserved=reserved, jobs=dump_jobs
+            ),
             lambda result: result.record.id,
         )
     if kind is JobKind.DRILL and target is not None:
