@@ -4,19 +4,13 @@ restore it with the confirm dialog's answer), against the service's own job work
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import ssl
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sample.cluster import TempCluster
 
 from respaldo.config import load_settings
@@ -27,41 +21,9 @@ from tests.integration.logical.support import table_checksums
 from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_replace import _spoil
 from tests.integration.logical.test_serve import free_port, serving
+from tests.servers.tls import self_signed
 
 pytestmark = pytest.mark.integration
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
 
 
 def https_config(respaldo: Respaldo, port: int, cert: Path, key: Path) -> Path:
@@ -103,7 +65,7 @@ def test_the_backup_manager_calls_over_https_against_respaldo_serve(
     respaldo: Respaldo, pg: TempCluster
 ) -> None:
     port = free_port()
-    cert, key = self_signed(respaldo.tmp)
+    cert, key = self_signed(respaldo.tmp, "https")
     config = https_config(respaldo, port, cert, key)
     headers = token(load_settings(config), "erp-page", Role.ADMIN)
     trusted = ssl.create_default_context(cafile=str(cert))
