@@ -43,6 +43,7 @@ from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
+from bench.physical_bench import write_config
 from respaldo.config import load_settings
 from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
@@ -57,35 +58,6 @@ PASSPHRASE = "respaldo incremental benchmark passphrase"  # noqa: S105 (a throwa
 DB = "erp"
 SEED = 20250630
 MIB = 1024 * 1024
-
-
-def write_config(base: Path, cluster: TempCluster) -> Path:
-    passfile = base / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
-    passfile.chmod(0o600)
-    dbpass = base / "db.pass"
-    dbpass.write_text(cluster.password.get_secret_value() + "\n")
-    dbpass.chmod(0o600)
-    config = base / "respaldo.toml"
-    config.write_text(
-        f"""
-passphrase_file = "{passfile}"
-cache_dir = "{base / "cache"}"
-
-[catalog]
-url = "sqlite:///{base / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{base / "repo"}"
-
-[[databases]]
-name = "{DB}"
-dsn = "postgresql://{cluster.superuser}@{cluster.host}:{cluster.port}/{DB}"
-password_file = "{dbpass}"
-"""
-    )
-    return config
 
 
 def backup(ctx: Context, method: str) -> dict[str, Any]:
@@ -126,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     results: dict[str, Any] = {"scale": args.scale, "server": f"PostgreSQL {BUNDLED_MAJOR}"}
     try:
-        config = write_config(base, cluster)
+        config = write_config(base, cluster, PASSPHRASE)
         settings = load_settings(config)
         initialize(settings, kdf=KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1))
         cluster.execute(f"CREATE DATABASE {DB}")

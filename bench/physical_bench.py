@@ -146,24 +146,11 @@ class Bench:
         return self.cluster.scalar(query, dbname=DB)
 
 
-def setup(args: argparse.Namespace) -> Bench:
-    workdir = Path(args.workdir).absolute()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    base = workdir / "respaldo"
-    base.mkdir()
-    cluster = TempCluster.create(
-        base_dir=workdir,
-        settings={
-            "archive_mode": "on",
-            "archive_command": "/bin/true",
-            "max_wal_size": "2GB",
-        },
-    )
-    respaldo = server_respaldo()
+def write_config(base: Path, cluster: TempCluster, passphrase: str) -> Path:
+    """The benchmark's respaldo configuration in ``base``: one local repository, a
+    SQLite catalog, and the database ``DB`` of ``cluster`` (secrets in 0600 files)."""
     passfile = base / "passphrase"
-    passfile.write_text(PASSPHRASE + "\n")
+    passfile.write_text(passphrase + "\n")
     passfile.chmod(0o600)
     dbpass = base / "db.pass"
     dbpass.write_text(cluster.password.get_secret_value() + "\n")
@@ -187,6 +174,26 @@ dsn = "postgresql://{cluster.superuser}@{cluster.host}:{cluster.port}/{DB}"
 password_file = "{dbpass}"
 """
     )
+    return config
+
+
+def setup(args: argparse.Namespace) -> Bench:
+    workdir = Path(args.workdir).absolute()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    base = workdir / "respaldo"
+    base.mkdir()
+    cluster = TempCluster.create(
+        base_dir=workdir,
+        settings={
+            "archive_mode": "on",
+            "archive_command": "/bin/true",
+            "max_wal_size": "2GB",
+        },
+    )
+    respaldo = server_respaldo()
+    config = write_config(base, cluster, PASSPHRASE)
     chown_tree(base)
     bench = Bench(args, workdir, cluster, base, config, respaldo)
     bench.run_respaldo("init")
