@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from respaldo.api import problems
+from respaldo.api.security import client_address
 from respaldo.domain import (
     AuditAction,
     AuditOutcome,
@@ -126,8 +127,6 @@ def _workers(request: Request) -> Workers:
 def _address(request: Request) -> str | None:
     # The API's rule for client addresses (trusted proxies), so that the audit log reads
     # the same whichever interface a person used.
-    from respaldo.api.security import client_address
-
     return client_address(request)
 
 
