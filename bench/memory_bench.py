@@ -1,17 +1,25 @@
-"""Peak memory of ``respaldo backup`` and ``respaldo restore`` next to their throughput.
+"""Peak memory of ``respaldo backup`` and ``respaldo restore`` against the database's size.
 
 Run::
 
     .venv/bin/python -m bench.memory_bench --scale 0.2 --workdir /tmp/mbench --repeat 3
+    .venv/bin/python -m bench.memory_bench --scale 0.1,0.3 --repeat 1
+    .venv/bin/python -m bench.memory_bench --cluster /work/bigdata/s1 \
+        --cluster /work/bigdata/s4 --cluster /work/bigdata/s10 --repeat 1 --no-reference
 
-It starts a throwaway cluster and loads the sample ERP database at ``--scale`` (as
-:mod:`bench.logical_bench` does, whose setup and process runner it reuses; nothing of
-that is measured), makes a repository with the production key derivation cost, then
-measures, each as its own process, ``--repeat`` times in turn:
+Each point of the curve is a database: one the benchmark loads in a throwaway cluster
+for each scale of the comma-separated ``--scale`` list (as :mod:`bench.logical_bench`
+does, whose setup and process runner it reuses; nothing of that is measured), or the
+long-lived one of each ``--cluster DIR`` made by :mod:`bench.bigdb` (loading 10 GB takes
+too long to repeat). For each, a new repository with the production key derivation
+cost (derived once before the measurements, as the key cache does for every process
+after the first on a machine), then, each as its own process, ``--repeat`` times in turn:
 
 - ``pg_dump -Fc -Z0 > /dev/null`` and ``pg_restore`` of a ``pg_dump -Fc`` file into a new
-  database: the throughput reference;
-- ``respaldo backup erp`` and ``respaldo restore ID --target-database NEW`` (single job).
+  database: the throughput reference (left out with ``--no-reference``);
+- ``respaldo backup erp`` and ``respaldo restore ID --target-database NEW`` (single job);
+- ``respaldo backup erp --jobs N`` and ``respaldo restore ID --jobs N`` of that backup
+  (``--jobs``, default 2; 1 leaves them out).
 
 For each: wall seconds, CPU seconds (user + system of the process and its reaped
 children, from ``wait4``), the database's size over the wall time (MiB/s), and the peak
@@ -19,13 +27,17 @@ RSS of the respaldo process alone (sampled every 50 ms; pg_dump and pg_restore a
 other processes, listed apart), min / median / max over the runs. The load average is
 recorded with each run: on a shared machine the wall times are noisy, the CPU seconds and
 the peaks much less so. Results go to stdout as Markdown and to
-``bench/results/memory.json``.
+``bench/results/memory.json``; with more than one point, a last table gives the curve
+(median peak of each command against the database's size) and the ratio of the largest
+database's peak to the smallest's, the issue's "within 10%" (1.10 at most).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import time
@@ -37,8 +49,9 @@ from typing import Any
 from sample import generate
 from sample.cluster import TempCluster
 
-from bench.logical_bench import DB, MIB, Bench, Setup
-from bench.measure import add_common_arguments, add_sample_arguments, finish, log, machine
+from bench.bigdb import attach
+from bench.logical_bench import DB, MIB, Bench, Setup, respaldo_argv
+from bench.measure import add_common_arguments, finish, log, machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 RESPALDO_NAMES = ("respaldo", "python3", "python")
@@ -69,65 +82,122 @@ def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir: Path = args.workdir
+def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> dict[str, Any]:
+    """Every command of the benchmark on ``cluster``'s database ``erp``, ``--repeat`` times."""
+    workdir: Path = args.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
     setup = Setup(16 * 1024, 1, workdir / "setups" / "main")
-    report: dict[str, Any] = {
-        "benchmark": "memory",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(("zstandard", "cryptography")),
-    }
-    (workdir / "cluster").mkdir(exist_ok=True)
-    with TempCluster.create(base_dir=workdir / "cluster") as cluster:
-        cluster.execute(f"CREATE DATABASE {DB}")
-        log(f"loading the sample ERP database at scale {args.scale}…")
-        generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
-        bench = Bench(args, cluster, log)
-        bench.settle()
-        size = bench.database_size()
-        report["params"] = {"scale": args.scale, "seed": args.seed, "repeat": args.repeat}
-        report["database_bytes"] = size
-        bench.init(setup)
-        dump = bench.out / "erp.dump"
+    bench = Bench(argparse.Namespace(**{**vars(args), "workdir": workdir}), cluster, log)
+    size = bench.database_size()
+    log(f"{name}: database {size / MIB:.0f} MiB")
+    point: dict[str, Any] = {"name": name, "database_bytes": size}
+    bench.init(setup)
+    # Derive the passphrase's key once, outside the measurements: the first process to
+    # open a repository on a machine derives it (argon2id, 64 MiB) and caches it, a
+    # one-off that has nothing to do with the database's size.
+    subprocess.run(
+        respaldo_argv(setup, "key", "list"),
+        env=bench.respaldo_env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    dump = bench.out / "erp.dump"
+    if args.reference:
         subprocess.run(
             [bench.tool("pg_dump"), "-Fc", "-f", str(dump), "--no-password", bench.dsn(DB)],
             env=bench.pg_env,
             check=True,
         )
-        runs: dict[str, list[dict[str, Any]]] = {
-            "pg_dump -Fc -Z0 > /dev/null": [],
-            "respaldo backup": [],
-            "pg_restore": [],
-            "respaldo restore": [],
-        }
+    jobs = args.jobs
+    runs: dict[str, list[dict[str, Any]]] = {}
 
-        def measured(name: str, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-            load = os.getloadavg()[0]
-            result = fn(*args)
-            result["load_average"] = load
-            runs[name].append(result)
-            log(
-                f"  {name}: {result['seconds']:.2f} s, {result['cpu_seconds']:.2f} CPU-s, "
-                f"respaldo peak {_respaldo_peak(result) / MIB:.0f} MiB (load {load:.1f})"
-            )
-            return result
+    def measured(label: str, fn: Callable[..., dict[str, Any]], *fargs: Any) -> dict[str, Any]:
+        load = os.getloadavg()[0]
+        result = fn(*fargs)
+        result["load_average"] = load
+        runs.setdefault(label, []).append(result)
+        log(
+            f"  {label}: {result['seconds']:.2f} s, {result['cpu_seconds']:.2f} CPU-s, "
+            f"respaldo peak {_respaldo_peak(result) / MIB:.0f} MiB (load {load:.1f})"
+        )
+        return result
 
+    try:
         for i in range(args.repeat):
-            measured("pg_dump -Fc -Z0 > /dev/null", bench.pg_dump_null)
+            if args.reference:
+                measured("pg_dump -Fc -Z0 > /dev/null", bench.pg_dump_null)
             backup_id = measured("respaldo backup", bench.backup, setup, f"m{i}")["backup_id"]
-            measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
+            parallel_id = None
+            if jobs > 1:
+                parallel_id = measured(
+                    f"respaldo backup --jobs {jobs}", parallel_backup, bench, setup, f"p{i}", jobs
+                )["backup_id"]
+            if args.reference:
+                measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
             measured("respaldo restore", bench.restore, setup, backup_id, "restored", 1)
-        report["results"] = {name: summarize(r, size) for name, r in runs.items() if r}
-        report["raw"] = runs
+            if parallel_id is not None:
+                measured(
+                    f"respaldo restore --jobs {jobs}",
+                    bench.restore,
+                    setup,
+                    parallel_id,
+                    "restored",
+                    jobs,
+                )
+    finally:
+        dump.unlink(missing_ok=True)
+        if not args.keep:
+            shutil.rmtree(workdir / "setups", ignore_errors=True)
+    point["results"] = {label: summarize(r, size) for label, r in runs.items()}
+    point["raw"] = runs
+    return point
+
+
+def parallel_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str, Any]:
+    """``respaldo backup erp --jobs N`` into ``setup``'s repository (after the serial one:
+    much of it deduplicates, as a daily backup would; the peak is what is compared)."""
+    out_path = bench.out / f"backup-{tag}.out"
+    err_path = bench.out / f"backup-{tag}.err"
+    argv = respaldo_argv(setup, "backup", setup.dbname, "--jobs", str(jobs), "--json")
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        result = bench.runner.run(argv, bench.respaldo_env, stdout=out, stderr=err)
+    result["backup_id"] = json.loads(out_path.read_text())["id"]
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "benchmark": "memory",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(("zstandard", "cryptography")),
+        "params": {
+            "scales": args.scale,
+            "clusters": [str(c) for c in args.cluster],
+            "seed": args.seed,
+            "repeat": args.repeat,
+            "jobs": args.jobs,
+        },
+        "points": [],
+    }
+    for scale in args.scale:
+        (args.workdir / "cluster").mkdir(exist_ok=True)
+        with TempCluster.create(base_dir=args.workdir / "cluster") as cluster:
+            cluster.execute(f"CREATE DATABASE {DB}")
+            log(f"loading the sample ERP database at scale {scale}…")
+            generate.load(cluster.conninfo_kwargs(DB), scale, args.seed)
+            Bench(args, cluster, log).settle()
+            report["points"].append(measure_point(args, cluster, f"scale-{scale}"))
+    for directory in args.cluster:
+        report["points"].append(measure_point(args, attach(directory), directory.name))
+    report["points"].sort(key=lambda p: p["database_bytes"])
     return report
 
 
-def table(report: dict[str, Any]) -> list[str]:
-    size = report["database_bytes"] / MIB
+def table(point: dict[str, Any], repeat: int) -> list[str]:
+    size = point["database_bytes"] / MIB
     lines = [
-        f"Database {size:.0f} MiB (scale {report['params']['scale']}), "
-        f"{report['params']['repeat']} runs each; min / median / max.",
+        f"Database {size:.0f} MiB ({point['name']}), {repeat} runs each; min / median / max.",
         "",
         "| command | wall s | CPU s | MiB/s | respaldo peak RSS MiB | load average |",
         "|---|---|---|---|---|---|",
@@ -136,7 +206,7 @@ def table(report: dict[str, Any]) -> list[str]:
     def mmm(spread: dict[str, float], fmt: str = "{:.2f}", scale: float = 1.0) -> str:
         return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
 
-    for name, res in report["results"].items():
+    for name, res in point["results"].items():
         peak = mmm(res["respaldo_peak_rss"], "{:.0f}", MIB) if name.startswith("respaldo") else "–"
         lines.append(
             f"| {name} | {mmm(res['seconds'])} | {mmm(res['cpu_seconds'])} | "
@@ -146,9 +216,57 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def curve(points: list[dict[str, Any]]) -> list[str]:
+    """Median peak RSS (MiB), wall and CPU seconds of each respaldo command per size."""
+    names = [n for n in points[-1]["results"] if n.startswith("respaldo")]
+    lines = [
+        "| database MiB | " + " | ".join(f"{n}: peak MiB, wall s, CPU s" for n in names) + " |",
+        "|---:|" + "---|" * len(names),
+    ]
+    for p in points:
+        cells = []
+        for n in names:
+            r = p["results"].get(n)
+            cells.append(
+                "–"
+                if r is None
+                else f"{r['respaldo_peak_rss']['median'] / MIB:.0f}, "
+                f"{r['seconds']['median']:.1f}, {r['cpu_seconds']['median']:.1f}"
+            )
+        lines.append(f"| {p['database_bytes'] / MIB:.0f} | " + " | ".join(cells) + " |")
+    lines += ["", "| command | peak at largest / peak at smallest (target ≤ 1.10) |", "|---|---|"]
+    for n in names:
+        first, last = points[0]["results"].get(n), points[-1]["results"].get(n)
+        if first is not None and last is not None:
+            ratio = last["respaldo_peak_rss"]["median"] / first["respaldo_peak_rss"]["median"]
+            lines.append(f"| {n} | {ratio:.3f} |")
+    return lines
+
+
+def scales(text: str) -> list[float]:
+    """``--scale``: one or more comma-separated positive scales."""
+    values = [float(x) for x in text.split(",") if x.strip()]
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("positive scales separated by commas")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    add_sample_arguments(parser, default_scale=0.2)
+    parser.add_argument(
+        "--scale",
+        type=scales,
+        default=[],
+        help="sample scales to load, comma-separated; 1.0 ≈ 890 MiB (0.2 without --cluster)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="sample data seed (1)")
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        action="append",
+        default=[],
+        help="a long-lived database made by bench.bigdb (repeatable)",
+    )
     add_common_arguments(
         parser,
         workdir=Path("/tmp/respaldo-memory-bench"),
@@ -156,11 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         results=RESULTS,
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (3)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="workers of the parallel backup and restore (2)"
+    )
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="leave out pg_dump and pg_restore (the throughput reference)",
+    )
     args = parser.parse_args(argv)
+    if not args.scale and not args.cluster:
+        args.scale = [0.2]
     t0 = time.perf_counter()
     report = run(args)
     report["total_seconds"] = time.perf_counter() - t0
-    return finish(report, args.json, table(report))
+    tables = [table(p, args.repeat) for p in report["points"]]
+    if len(report["points"]) > 1:
+        tables.append(curve(report["points"]))
+    return finish(report, args.json, *tables)
 
 
 if __name__ == "__main__":

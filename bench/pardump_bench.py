@@ -3,9 +3,12 @@
 Run::
 
     .venv/bin/python -m bench.pardump_bench --scale 0.3 --repeat 3 --workdir /tmp/pdbench
+    .venv/bin/python -m bench.pardump_bench --cluster /work/bigdata/s10 --repeat 1
 
 It starts a throwaway cluster below ``--workdir``, loads the sample ERP database at
-``--scale`` (1.0 is about 1 GB), vacuums and checkpoints it; none of that is measured.
+``--scale`` (1.0 is about 890 MiB), vacuums and checkpoints it; none of that is measured.
+With ``--cluster DIR`` it measures instead the database of a long-lived cluster made by
+:mod:`bench.bigdb` (a 10 GB one takes too long to load for every run), and leaves it be.
 Then, ``--repeat`` rounds, each measuring in turn (every command its own process, as a
 user runs it, measured as in :mod:`bench.logical_bench`: wall time, CPU, peak RSS of its
 process tree):
@@ -27,6 +30,8 @@ Results go to stdout as Markdown tables and to ``bench/results/pardump.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import shutil
 import statistics
 import time
@@ -39,6 +44,7 @@ from typing import Any
 from sample import generate
 from sample.cluster import TempCluster
 
+from bench.bigdb import attach
 from bench.logical_bench import DB, MIB, Bench, Setup, respaldo_argv, tree_bytes
 from bench.measure import add_common_arguments, add_sample_arguments, finish, log, machine
 
@@ -85,6 +91,30 @@ def respaldo_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str
     return result
 
 
+@contextlib.contextmanager
+def _database(
+    args: argparse.Namespace, log: Callable[[str], None]
+) -> Iterator[tuple[TempCluster, int | None]]:
+    """The cluster to measure and the rows of its database (None: not counted): the
+    long-lived one of ``--cluster``, or a throwaway one loaded at ``--scale``."""
+    if args.cluster is not None:
+        cluster = attach(args.cluster)
+        log(f"cluster {args.cluster}: PostgreSQL on port {cluster.port}")
+        yield cluster, None
+        return
+    (args.workdir / "cluster").mkdir(exist_ok=True)
+    with TempCluster.create(base_dir=args.workdir / "cluster") as cluster:
+        log(f"cluster: PostgreSQL on port {cluster.port}")
+        cluster.execute(f"CREATE DATABASE {DB}")
+        log(f"loading the sample ERP database at scale {args.scale} (seed {args.seed})…")
+        t0 = time.perf_counter()
+        written = generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
+        rows = sum(written.values())
+        log(f"  {rows:,} rows in {time.perf_counter() - t0:.0f} s")
+        Bench(args, cluster, log).settle()
+        yield cluster, rows
+
+
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,29 +126,19 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(("pyfastcdc", "blake3", "zstandard", "cryptography")),
     }
-    (workdir / "cluster").mkdir(exist_ok=True)
-    with TempCluster.create(base_dir=workdir / "cluster") as cluster:
+    with _database(args, log) as (cluster, rows):
         version = cluster.scalar("SHOW server_version")
-        log(f"cluster: PostgreSQL {version} on port {cluster.port}")
-        cluster.execute(f"CREATE DATABASE {DB}")
-        log(f"loading the sample ERP database at scale {args.scale} (seed {args.seed})…")
-        t0 = time.perf_counter()
-        written = generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
         bench = Bench(args, cluster, log)
         size = bench.database_size()
-        log(
-            f"  {sum(written.values()):,} rows, {size / MIB:.0f} MiB "
-            f"in {time.perf_counter() - t0:.0f} s"
-        )
-        bench.settle()
         report["params"] = {
+            "cluster": str(args.cluster) if args.cluster else None,
             "scale": args.scale,
             "seed": args.seed,
             "jobs": jobs,
             "repeat": args.repeat,
             "server_version": version,
         }
-        report["database"] = {"size_bytes": size, "rows": sum(written.values())}
+        report["database"] = {"size_bytes": size, "rows": rows}
         fc_file = bench.out / "spec.dump"
         fd_dir = bench.out / "dir.dump"
         runs: dict[str, list[dict[str, Any]]] = {
@@ -153,6 +173,12 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                     f"  #{i + 1} {name}: {r['seconds']:.2f} s, "
                     f"peak RSS {r['tree_peak_rss'] / MIB:.0f} MiB"
                 )
+                # What no later step reads goes at once: at 10 GB the outputs of a round
+                # would not all fit on the disk together.
+                if name == "pg_dump -Fc":
+                    fc_file.unlink()
+                elif name == "backup" and not args.keep:
+                    shutil.rmtree(serial.root)
         shutil.rmtree(fd_dir, ignore_errors=True)
         fc_file.unlink(missing_ok=True)
 
@@ -237,7 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="rounds (3)")
     parser.add_argument("--jobs", type=int, default=2, help="workers of every parallel command (2)")
+    parser.add_argument(
+        "--cluster",
+        type=Path,
+        default=None,
+        help="measure the long-lived database made by bench.bigdb in this directory",
+    )
     args = parser.parse_args(argv)
+    if args.cluster is not None:  # the scale it was loaded at, for the report
+        args.scale = json.loads((args.cluster / "database.json").read_text())["scale"]
     if args.scale <= 0 or args.repeat < 1 or args.jobs < 2:
         parser.error("--scale must be positive, --repeat at least 1, --jobs at least 2")
     report = run(args, log)
