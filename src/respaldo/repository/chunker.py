@@ -79,19 +79,114 @@ def load_fastcdc() -> Any:
     return FastCDC
 
 
+# What a block reads past its chunks: the chunks it cuts are whole, so the next block starts
+# with the bytes after its last cut (fewer than ``max_size``).
+BLOCK_SIZE = 1 << 20
+# Buffers kept for reuse: a fresh 1 MiB buffer costs 256 page faults to fill.
+FREE_BUFFERS = 8
+
+
+@dataclass(slots=True)
+class Block:
+    """Whole chunks of a stream, back to back: ``view`` holds them, ``ends[i]`` is the
+    offset just past chunk ``i`` in it. ``view`` is a window on a buffer that the
+    :class:`BlockCutter` reuses once :meth:`BlockCutter.release` is called."""
+
+    buffer: bytearray
+    view: memoryview
+    ends: list[int]
+
+    def chunks(self) -> Iterator[memoryview]:
+        start = 0
+        view = self.view
+        for end in self.ends:
+            yield view[start:end]
+            start = end
+
+
+class BlockCutter:
+    """Reads a stream in blocks of about ``block_size`` bytes and cuts each into chunks.
+
+    The cut points are those of pyfastcdc's ``cut_stream`` (and of ``cut_buf`` over the
+    whole stream): FastCDC decides a cut from at most ``max_size`` bytes after the
+    chunk's start, so a chunk is cut only when that many bytes (or the end of the
+    stream) are in the buffer; the bytes after the block's last cut start the next
+    block. One large read per block instead of one or more per chunk, and no copy of
+    each chunk: the chunks are memoryviews of the block (tests/unit/repository/
+    test_chunk_golden.py pins the cut points). Not thread-safe: one stream at a time,
+    blocks released from the same thread.
+    """
+
+    def __init__(self, params: ChunkerParams, seed: int, block_size: int = BLOCK_SIZE) -> None:
+        self._fastcdc = load_fastcdc()(
+            params.avg_size,
+            min_size=params.min_size,
+            max_size=params.max_size,
+            normalized_chunking=params.normalization,
+            seed=seed,
+        )
+        self._max = params.max_size
+        self._capacity = max(1, block_size) + params.max_size
+        self._free: list[bytearray] = []
+
+    def release(self, block: Block) -> None:
+        """Hand ``block``'s buffer back for reuse: nothing may read its chunks after."""
+        block.view.release()
+        if len(self._free) < FREE_BUFFERS:
+            self._free.append(block.buffer)
+
+    def blocks(self, reader: Readable) -> Iterator[Block]:
+        """Yield the stream's blocks in order, until ``reader`` is at its end."""
+        readinto = getattr(reader, "readinto", None)
+        capacity = self._capacity
+        carry = b""
+        eof = False
+        while not eof:
+            buffer = self._free.pop() if self._free else bytearray(capacity)
+            window = memoryview(buffer)
+            filled = len(carry)
+            window[:filled] = carry
+            while filled < capacity:
+                if readinto is not None:
+                    got = readinto(window[filled:]) or 0
+                else:
+                    data = reader.read(capacity - filled)
+                    got = len(data)
+                    window[filled : filled + got] = data
+                if got == 0:
+                    eof = True
+                    break
+                filled += got
+            # Not at the end, the buffer is full: it holds at least one whole chunk.
+            ends = self._cut(window[:filled], eof)
+            if not ends:  # an empty stream, or one that ended where the last block did
+                window.release()
+                self._free.append(buffer)
+                return
+            used = ends[-1]
+            carry = bytes(window[used:filled])
+            yield Block(buffer, window[:used], ends)
+            window.release()
+
+    def _cut(self, data: memoryview, eof: bool) -> list[int]:
+        """Offsets just past each chunk that ``data`` holds whole (all of them at the end
+        of the stream; else each one that starts at least ``max_size`` before the end)."""
+        ends = []
+        limit = len(data) - self._max
+        for chunk in self._fastcdc.cut_buf(data):
+            if not eof and chunk.offset > limit:
+                break
+            ends.append(chunk.offset + chunk.length)
+        return ends
+
+
 def iter_chunks(reader: Readable, params: ChunkerParams, seed: int) -> Iterator[bytes]:
     """Yield the stream's chunks as independent ``bytes`` objects, in order.
 
-    Memory stays bounded: the chunker holds at most a few
-    ``max_size`` buffers whatever the stream's length.
+    Memory stays bounded: the chunker holds a few blocks whatever the stream's length.
     """
-    fastcdc = load_fastcdc()(
-        params.avg_size,
-        min_size=params.min_size,
-        max_size=params.max_size,
-        normalized_chunking=params.normalization,
-        seed=seed,
-    )
-    for chunk in fastcdc.cut_stream(reader):
-        # The chunk's memoryview is reused for the next one: copy before handing it on.
-        yield bytes(chunk.data)
+    cutter = BlockCutter(params, seed)
+    for block in cutter.blocks(reader):
+        chunks = [bytes(c) for c in block.chunks()]
+        cutter.release(block)
+        yield from chunks

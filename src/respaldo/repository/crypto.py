@@ -109,11 +109,11 @@ class Sealer:
             self._local.decompressor = dec
         return dec
 
-    def chunk_id(self, data: bytes) -> bytes:
+    def chunk_id(self, data: bytes | memoryview) -> bytes:
         """Keyed BLAKE3 of the plaintext: equal data, equal id; ids reveal nothing."""
         return blake3.blake3(data, key=self._keys.id_key).digest()
 
-    def seal(self, data: bytes, aad: bytes, *, compress: bool = True) -> bytes:
+    def seal(self, data: bytes | memoryview, aad: bytes, *, compress: bool = True) -> bytes:
         """Compress (when it helps) and encrypt ``data`` bound to ``aad``."""
         payload = data
         codec = CODEC_STORED
@@ -147,7 +147,7 @@ class Sealer:
                 raise SealError(f"decompression failed: {exc}") from None
         raise SealError(f"unknown codec {codec}")
 
-    def seal_chunk(self, chunk_id: bytes, data: bytes) -> bytes:
+    def seal_chunk(self, chunk_id: bytes, data: bytes | memoryview) -> bytes:
         return self.seal(data, AAD_CHUNK + chunk_id)
 
     def open_chunk(self, chunk_id: bytes, blob: bytes | memoryview) -> bytes:

@@ -52,18 +52,23 @@ def decode_entries(data: bytes) -> list[PackEntry]:
     return [PackEntry(*fields) for fields in ENTRY.iter_unpack(data)]
 
 
+PackRow = tuple[bytes, int, int, int]
+"""A pack entry's fields (chunk id, offset, sealed length, plain length), as a tuple: the
+writer's hot loop adds one per chunk, and a tuple is cheaper to make than a PackEntry."""
+
+
 class PackBuilder:
     """Accumulates sealed chunks until the pack is big enough to upload."""
 
     def __init__(self, target_size: int) -> None:
         self.target_size = target_size
         self._parts: list[bytes] = []
-        self._entries: list[PackEntry] = []
+        self._rows: list[PackRow] = []
         self._size = 0
 
     def add(self, chunk_id: bytes, sealed: bytes, raw_length: int) -> None:
         assert len(chunk_id) == ID_SIZE
-        self._entries.append(PackEntry(chunk_id, self._size, len(sealed), raw_length))
+        self._rows.append((chunk_id, self._size, len(sealed), raw_length))
         self._parts.append(sealed)
         self._size += len(sealed)
 
@@ -72,17 +77,33 @@ class PackBuilder:
         return self._size >= self.target_size
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._rows)
 
-    def finish(self, sealer: Sealer) -> tuple[str, bytes, list[PackEntry]]:
-        """Return (pack id, pack bytes, entries) and reset the builder."""
-        header = sealer.seal(encode_entries(self._entries), AAD_PACK_HEADER)
+    def take(self, sealer: Sealer) -> tuple[bytes, list[PackRow]]:
+        """Return (pack bytes, rows) and reset the builder. The pack's id is
+        :func:`pack_id_of` its bytes: hashing them is left to the caller (the writer
+        does it on an upload thread)."""
+        header = sealer.seal(b"".join(ENTRY.pack(*row) for row in self._rows), AAD_PACK_HEADER)
         self._parts.append(header)
         self._parts.append(TRAILER.pack(len(header)))
         data = b"".join(self._parts)
-        entries = self._entries
-        self._parts, self._entries, self._size = [], [], 0
-        return hashlib.sha256(data).hexdigest(), data, entries
+        rows = self._rows
+        self._parts, self._rows, self._size = [], [], 0
+        return data, rows
+
+    def finish(self, sealer: Sealer) -> tuple[str, bytes, list[PackEntry]]:
+        """Return (pack id, pack bytes, entries) and reset the builder."""
+        data, rows = self.take(sealer)
+        return pack_id_of(data), data, entries_of(rows)
+
+
+def pack_id_of(data: bytes) -> str:
+    """A pack's id: the SHA-256 (hex) of the whole pack object."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def entries_of(rows: list[PackRow]) -> list[PackEntry]:
+    return [PackEntry(*row) for row in rows]
 
 
 def split_trailer(tail: bytes) -> int:

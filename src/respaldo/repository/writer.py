@@ -1,10 +1,16 @@
 """Writing backups: chunk, deduplicate, seal and pack streams, then commit a manifest.
 
-The pipeline overlaps its stages on two cores: the calling thread reads the source
-(typically a pg_dump pipe), cuts chunks and hashes them (hashlib and blake3 release the
-GIL on large buffers); a pool seals new chunks (zstd and AES-GCM release it too); a second
-pool uploads finished packs. Every queue between stages is bounded, so memory stays at
-about ``workers × 8`` chunks + 3 packs, whatever the stream's size.
+The pipeline overlaps its stages on two cores. The calling thread reads the source
+(typically a pg_dump pipe or a file) in blocks of about 1 MiB, cuts each block into
+chunks (:class:`~.chunker.BlockCutter`: one read and no copy per chunk) and feeds the
+stream's SHA-256; a pool of ``workers`` threads takes a block at a time, computes its
+chunks' ids, looks them up and seals the new ones; the calling thread takes the blocks
+back in order and packs their new chunks; a second pool hashes and uploads finished packs.
+hashlib, blake3, zstd and AES-GCM release the GIL on buffers of this size, so the heavy
+stages run in parallel; what holds the GIL is a few lines of Python per chunk. (Before,
+the calling thread also hashed every chunk and every pack, one chunk at a time: it was
+the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
+so memory stays at about ``2 × workers + 1`` blocks + 3 packs, whatever the stream's size.
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
@@ -23,11 +29,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from respaldo import __version__
-from respaldo.errors import ObjectNotFound, RepositoryError
-from respaldo.repository.chunker import Readable, iter_chunks
+from respaldo.errors import ObjectNotFound, RepositoryError, RespaldoError
+from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, Readable
 from respaldo.repository.index import seal_index
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.manifest import (
@@ -38,7 +44,14 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
-from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
+from respaldo.repository.packs import (
+    PackBuilder,
+    PackEntry,
+    PackRow,
+    entries_of,
+    pack_id_of,
+    pack_name,
+)
 from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
@@ -50,11 +63,16 @@ log = logging.getLogger(__name__)
 # long backup's writer never holds an unbounded list of new entries.
 INDEX_FLUSH_PACKS = 64
 UPLOADS_IN_FLIGHT = 2
-SEAL_BATCH_CHUNKS = 32
-SEAL_BATCH_BYTES = 1 << 20
 # Progress is reported every this many bytes, not every chunk: a callback per 16 KiB chunk
 # cost 5% of a backup's main thread (measured with py-spy).
 PROGRESS_EVERY = 1 << 20
+
+
+# What a worker returns for a block: the chunk ids, and per chunk a sealed length, None or
+# the sealed chunk (BackupWriter._process).
+_Done = tuple[list[bytes], list[int | bytes | None]]
+_ABSENT: Any = object()
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -75,6 +93,22 @@ class WriteStats:
     unconfirmed_chunks: int = 0
 
 
+def _outcome(future: Future[_T], backup_id: str, stage: str) -> _T:
+    """A worker's result; what it raised, as a RespaldoError (a storage error is one
+    already; anything else, say MemoryError, gets the stage and the backup named)."""
+    try:
+        return future.result()
+    except RespaldoError:
+        raise
+    except Exception as exc:
+        raise RepositoryError(
+            f"backup {backup_id} failed while {stage}: {type(exc).__name__}: {exc}",
+            hint="nothing of this backup was recorded (what it stored is unreferenced "
+            "and 'respaldo prune' removes it); run it again, and report the error if it "
+            "comes back",
+        ) from exc
+
+
 class BackupWriter:
     """Writes the streams of one backup. Not thread-safe: one writer, one thread.
 
@@ -93,16 +127,20 @@ class BackupWriter:
         self._builder = PackBuilder(repo.pack_size)
         self._seal_pool = ThreadPoolExecutor(repo.workers, thread_name_prefix="seal")
         self._upload_pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="upload")
-        # Chunks are sealed in batches: a pool task per 16 KiB chunk costs more in
-        # hand-offs than it gains (a pool of 2 sealed 1.14x faster than one thread; with
-        # batches of 32 chunks 1.75x, and whole backups 23% faster, measured).
-        self._batch: list[tuple[bytes, bytes]] = []
-        self._batch_bytes = 0
-        # Batches stay well below a pack, so that packs keep flowing out during a stream.
-        self._batch_limit = max(1, min(SEAL_BATCH_BYTES, repo.pack_size // 8))
-        self._inflight: deque[tuple[list[tuple[bytes, int]], Future[list[bytes]]]] = deque()
-        self._uploads: deque[Future[None]] = deque()
+        # A pool task per block, not per chunk: a task per 16 KiB chunk cost more in
+        # hand-offs than it gained (a pool of 2 sealed 1.14x faster than one thread; with
+        # tasks of 32 chunks 1.75x, measured). Blocks stay well below a pack, so that
+        # packs keep flowing out during a stream.
+        self._cutter = BlockCutter(
+            repo.chunker, repo.keys.chunker_seed, max(1, min(BLOCK_SIZE, repo.pack_size // 8))
+        )
+        self._inflight: deque[tuple[Block, Future[_Done]]] = deque()
+        self._uploads: deque[Future[int]] = deque()
         self._max_inflight = repo.workers * 2
+        # The stream being written: its (chunk id, length) entries not yet in a list
+        # chunk, and the list chunks so far.
+        self._entries: list[tuple[bytes, int]] = []
+        self._lists: list[str] = []
         self._lock = threading.Lock()
         # Chunk id -> sealed length (None while sealing) for chunks stored by this writer
         # but not yet in the repository index. A chunk joins the shared index only once an
@@ -137,32 +175,122 @@ class BackupWriter:
             raise RepositoryError(f"stream {name!r} written twice in backup {self.backup_id}")
         sha = hashlib.sha256()
         size = 0
-        count = 0
-        entries: list[tuple[bytes, int]] = []
-        lists: list[str] = []
         reported = 0
-        repo = self.repo
-        for data in iter_chunks(reader, repo.chunker, repo.keys.chunker_seed):
-            sha.update(data)
-            size += len(data)
-            count += 1
-            cid = repo.sealer.chunk_id(data)
-            self._store_chunk(cid, data)
-            entries.append((cid, len(data)))
-            if len(entries) == LIST_ENTRIES_MAX:
-                lists.append(self._store_list(entries))
-                entries = []
+        count = 0
+        self._entries, self._lists = [], []
+        for block in self._cutter.blocks(reader):
+            sha.update(block.view)
+            size += len(block.view)
+            count += len(block.ends)
+            self._inflight.append((block, self._seal_pool.submit(self._process, block)))
+            while len(self._inflight) > self._max_inflight:
+                self._drain_one()
             if progress is not None and size - reported >= PROGRESS_EVERY:
                 reported = size
                 progress(size)
+        # The stream's entries are complete once every block of it is back.
+        while self._inflight:
+            self._drain_one()
         if progress is not None:
             progress(size)
-        if entries:
-            lists.append(self._store_list(entries))
-        info = StreamInfo(name=name, size=size, sha256=sha.hexdigest(), chunks=count, lists=lists)
+        if self._entries:
+            self._lists.append(self._store_list(self._entries))
+        info = StreamInfo(
+            name=name, size=size, sha256=sha.hexdigest(), chunks=count, lists=self._lists
+        )
+        self._entries, self._lists = [], []
         self._streams.append(info)
         self.stats.size_bytes += size
         return info
+
+    # --- a block on a worker thread ----------------------------------------------------
+
+    def _process(self, block: Block) -> _Done:
+        """Chunk ids of ``block``, and for each chunk what the writer knows of it: the
+        sealed length of a copy the repository or this writer has (int), a copy this
+        writer is still sealing (None), or the sealed chunk, new (bytes). Runs on a
+        worker thread: touches only the lock-free index reads and, under the lock, the
+        writer's pending chunks."""
+        chunk_id = self.repo.sealer.chunk_id
+        chunks = list(block.chunks())
+        ids = [chunk_id(c) for c in chunks]
+        # Pending before index: an index write adds to the index first and leaves
+        # pending second, so this order never misses a chunk that is on its way.
+        with self._lock:
+            found: list[int | bytes | None] = [self._pending.get(cid, _ABSENT) for cid in ids]
+            for cid, known in zip(ids, found, strict=True):
+                if known is None:  # being sealed for another block: counted when it is
+                    self._deferred[cid] += 1
+        index = self.repo.index
+        for i, cid in enumerate(ids):
+            if found[i] is _ABSENT:
+                location = index.get(cid)
+                if location is not None and location.pack_id not in self._suspect_packs:
+                    found[i] = location.length
+        claimed = []
+        with self._lock:
+            for i, cid in enumerate(ids):
+                if found[i] is not _ABSENT:
+                    continue
+                # A suspect copy counts only if this backup stored it anew.
+                if self._suspect_packs and cid in self._stored_anew:
+                    location = index.get(cid)
+                    if location is not None:
+                        found[i] = location.length
+                        continue
+                if cid in self._pending:  # another block (or this one) took it meanwhile
+                    sealed_len = self._pending[cid]
+                    found[i] = sealed_len
+                    if sealed_len is None:
+                        self._deferred[cid] += 1
+                    continue
+                self._pending[cid] = None
+                if self._suspect_packs:
+                    self._stored_anew.add(cid)
+                claimed.append(i)
+        seal = self.repo.sealer.seal_chunk
+        for i in claimed:
+            found[i] = seal(ids[i], chunks[i])
+        for c in chunks:
+            c.release()
+        return ids, found
+
+    def _drain_one(self) -> None:
+        """Take the oldest block back (in stream order): its entries, its new chunks into
+        packs. Raises what the block's task raised."""
+        block, future = self._inflight.popleft()
+        ids, found = _outcome(future, self.backup_id, "hashing and sealing chunks")
+        self._cutter.release(block)
+        stats = self.stats
+        start = 0
+        for cid, end, known in zip(ids, block.ends, found, strict=True):
+            raw_len = end - start
+            start = end
+            stats.chunks += 1
+            self._entries.append((cid, raw_len))
+            if type(known) is int:
+                stats.size_compressed += known
+            elif known is not None:  # sealed here: new
+                assert isinstance(known, bytes)
+                self._add_new(cid, known, raw_len)
+            # None: another block is sealing it; counted when that one is drained.
+            if len(self._entries) == LIST_ENTRIES_MAX:
+                self._lists.append(self._store_list(self._entries))
+                self._entries = []
+
+    def _add_new(self, cid: bytes, sealed: bytes, raw_len: int) -> None:
+        with self._lock:
+            self._pending[cid] = len(sealed)
+            extra = self._deferred.pop(cid, 0)
+        self.stats.new_chunks += 1
+        if cid in self._damaged_ids:
+            self.stats.damaged_rewritten += 1
+        self.stats.size_compressed += len(sealed) * (1 + extra)
+        self._builder.add(cid, sealed, raw_len)
+        if self._builder.full:
+            self._flush_pack()
+
+    # --- chunks stored from this thread ------------------------------------------------
 
     def _store_list(self, entries: list[tuple[bytes, int]]) -> str:
         data = encode_list(entries)
@@ -171,9 +299,9 @@ class BackupWriter:
         return cid.hex()
 
     def _store_chunk(self, cid: bytes, data: bytes) -> None:
+        """Store one chunk from the calling thread, sealing it here (list chunks: one
+        per 16,384 chunks of a stream)."""
         self.stats.chunks += 1
-        # Pending before index: an index write adds to the index first and leaves pending
-        # second, so this order never misses a chunk that is on its way.
         with self._lock:
             if cid in self._pending:
                 sealed_len = self._pending[cid]
@@ -192,55 +320,32 @@ class BackupWriter:
             self._pending[cid] = None
             if self._suspect_packs:
                 self._stored_anew.add(cid)
-        self.stats.new_chunks += 1
-        if cid in self._damaged_ids:
-            self.stats.damaged_rewritten += 1
-        self._batch.append((cid, data))
-        self._batch_bytes += len(data)
-        if len(self._batch) >= SEAL_BATCH_CHUNKS or self._batch_bytes >= self._batch_limit:
-            self._submit_batch()
-
-    def _submit_batch(self) -> None:
-        if not self._batch:
-            return
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        future = self._seal_pool.submit(self._seal_batch, batch)
-        self._inflight.append(([(cid, len(data)) for cid, data in batch], future))
-        while len(self._inflight) > self._max_inflight:
-            self._drain_one()
-
-    def _seal_batch(self, batch: list[tuple[bytes, bytes]]) -> list[bytes]:
-        seal = self.repo.sealer.seal_chunk
-        return [seal(cid, data) for cid, data in batch]
-
-    def _drain_one(self) -> None:
-        metas, future = self._inflight.popleft()
-        for (cid, raw_len), sealed in zip(metas, future.result(), strict=True):
-            with self._lock:
-                self._pending[cid] = len(sealed)
-                extra = self._deferred.pop(cid, 0)
-            self.stats.size_compressed += len(sealed) * (1 + extra)
-            self._builder.add(cid, sealed, raw_len)
-            if self._builder.full:
-                self._flush_pack()
+        self._add_new(cid, self.repo.sealer.seal_chunk(cid, data), len(data))
 
     def _flush_pack(self) -> None:
         self._lease.check()
-        pack_id, data, entries = self._builder.finish(self.repo.sealer)
+        data, rows = self._builder.take(self.repo.sealer)
         self.stats.packs += 1
-        self.stats.stored_bytes += len(data)
-        self._uploads.append(self._upload_pool.submit(self._upload, pack_id, data, entries))
+        self._uploads.append(self._upload_pool.submit(self._upload, data, rows))
         while len(self._uploads) > UPLOADS_IN_FLIGHT:
-            self._uploads.popleft().result()
+            self._collect_upload()
         with self._lock:
             due = len(self._unindexed) >= INDEX_FLUSH_PACKS
         if due:
             self._write_index()
 
-    def _upload(self, pack_id: str, data: bytes, entries: list[PackEntry]) -> None:
+    def _collect_upload(self) -> None:
+        future = self._uploads.popleft()
+        self.stats.stored_bytes += _outcome(future, self.backup_id, "storing a pack")
+
+    def _upload(self, data: bytes, rows: list[PackRow]) -> int:
+        """Name and store one pack (on an upload thread: hashing 12 MiB is work too)."""
+        pack_id = pack_id_of(data)
+        entries = entries_of(rows)
         self.repo.storage.put(pack_name(pack_id), data)
         with self._lock:
             self._unindexed.append((pack_id, entries))
+        return len(data)
 
     def _write_index(self) -> None:
         with self._lock:
@@ -351,13 +456,12 @@ class BackupWriter:
         return True
 
     def _flush_all(self) -> None:
-        self._submit_batch()
         while self._inflight:
             self._drain_one()
         if len(self._builder):
             self._flush_pack()
         while self._uploads:
-            self._uploads.popleft().result()
+            self._collect_upload()
         self._write_index()
 
     def _put_manifest(self, blob: bytes) -> None:
@@ -379,7 +483,6 @@ class BackupWriter:
         for _, future in self._inflight:
             future.cancel()
         self._inflight.clear()
-        self._batch.clear()
         self._shutdown()
 
     def _shutdown(self) -> None:

@@ -108,7 +108,10 @@ def test_a_backup_stores_the_recorded_chunks(params: ChunkerParams) -> None:
     from a file-like source read in one go and from a pipe that trickles."""
     repo = _fixed_repo(params)
     assert repo.keys == KeySet.derive(MASTER_KEY, REPOSITORY_ID)
-    sources = {"whole": io.BytesIO(_data()), "trickle": TrickleReadinto(_data(), step=777)}
+    sources: dict[str, io.BytesIO | TrickleReadinto] = {
+        "whole": io.BytesIO(_data()),
+        "trickle": TrickleReadinto(_data(), step=777),
+    }
     with BackupWriter(repo, "golden") as writer:
         for name, source in sources.items():
             writer.write_stream(name, source)
