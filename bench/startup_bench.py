@@ -21,8 +21,12 @@ For each: wall seconds, CPU seconds (user + system) and peak RSS (both from GNU 
 ``/usr/bin/time``), min /
 median / max over ``--runs``, and the median of each run's ratio to ``python -c pass``
 taken in the same round. The load average before and after is printed: on a shared
-machine the wall times are noisy, CPU seconds much less. Results go to stdout as Markdown
-and to ``bench/results/startup.json``.
+machine the wall times are noisy, CPU seconds much less.
+
+respaldo's modules are compiled first (``compileall``), as an installed package's are:
+where ``PYTHONDONTWRITEBYTECODE`` is set (this project's development machines), every
+process would otherwise compile its source again, about 0.05 CPU-s of a ``wal-push``.
+Results go to stdout as Markdown and to ``bench/results/startup.json``.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def write_config(root: Path, *, key_cache: bool) -> Path:
     return config
 
 
-def timed(argv: list[str], scratch: Path) -> dict[str, float]:
+def timed(argv: list[str], scratch: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     """One process: wall, CPU (user + system) and peak RSS. The figures come from GNU
     time, a small C program: wait4's figures for a child of this Python process would
     count the parent's memory copied between fork and exec (about 50 MiB) as the child's."""
@@ -108,6 +112,7 @@ def timed(argv: list[str], scratch: Path) -> dict[str, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
+        env=env,
     )
     wall = time.perf_counter() - t0
     if done.returncode != 0:
@@ -118,6 +123,18 @@ def timed(argv: list[str], scratch: Path) -> dict[str, float]:
         "cpu_seconds": float(user) + float(system),
         "peak_rss": int(rss_kib) * 1024,
     }
+
+
+def compile_package(package: Path | None = None) -> None:
+    """Write the bytecode of respaldo's modules, as installing the package does."""
+    import respaldo
+
+    package = package or Path(respaldo.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
+# The console script's entry point, for a baseline source tree run with PYTHONPATH.
+ENTRY = "from respaldo.cli.entry import run; run()"
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -133,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (root / "passphrase").chmod(0o600)
     cached, uncached = write_config(root, key_cache=True), write_config(root, key_cache=False)
     respaldo = str(Path(sys.executable).with_name("respaldo"))
+    compile_package()
     subprocess.run([respaldo, "--config", str(cached), "init"], check=True, capture_output=True)
     segments = Segments(root)
     timed([respaldo, "--config", str(cached), "wal-push", str(segments.new())], root)  # derives
@@ -154,11 +172,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(segments.new()),
         ],
     }
+    envs: dict[str, dict[str, str]] = {}
+    if args.baseline is not None:
+        # The same push by another version's source (an export of an older commit), in
+        # the same rounds: the paired before/after of a change.
+        compile_package(args.baseline / "src" / "respaldo")
+        name = "baseline wal-push (key cache)"
+        commands[name] = lambda: [
+            sys.executable,
+            "-c",
+            ENTRY,
+            "--config",
+            str(cached),
+            "wal-push",
+            str(segments.new()),
+        ]
+        envs[name] = {**os.environ, "PYTHONPATH": str(args.baseline.absolute() / "src")}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
     load_before = os.getloadavg()[0]
     for i in range(args.runs + 1):  # the first round warms the page cache: not counted
         for name, argv in commands.items():
-            result = timed(argv(), root)
+            result = timed(argv(), root, envs.get(name))
             if i:
                 runs[name].append(result)
         for path in segments.dir.iterdir():
@@ -215,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         results=RESULTS,
     )
     parser.add_argument("--runs", type=int, default=10, help="counted runs of each (10)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree of another version (e.g. git archive of main): its wal-push "
+        "runs in the same rounds",
+    )
     args = parser.parse_args(argv)
     report = run(args)
     return finish(report, args.json, table(report))

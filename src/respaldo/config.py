@@ -14,15 +14,12 @@ settings never shows them.
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -37,22 +34,32 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+# The defaults, bounds and checks the WAL commands' own loader shares (config_core.py).
+from respaldo.config_core import (
+    COMPRESSION_LEVEL_MAX,
+    COMPRESSION_LEVEL_MIN,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_KEY_CACHE,
+    TIMEOUT_MAX,
+    Secret,
+    WalRepository,
+    WalSettings,
+    dsn_problem,
+    location,
+    no_repository,
+    read_config_file,
+    repository_passphrase,
+    unknown_database,
+)
+from respaldo.config_core import check_name as _check_name
+from respaldo.config_core import read_secret_file as read_secret_file
 from respaldo.domain import BackupKind, JobKind, chunker_sizes_problem
 from respaldo.errors import ConfigError
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_SECRET_KEYS = {"passphrase", "password", "secret_access_key", "aws_secret_access_key"}
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(
-            "names are 1-63 letters, digits, '_' or '-', starting with a letter or digit"
-        )
-    return value
 
 
 class _Section(BaseModel):
@@ -528,8 +535,8 @@ class RepositorySettings(_Section):
     # Seconds an S3 request may take to connect, and to wait for each answer: a stalled
     # server must end in a retry, then an error, not in a process that hangs (defaults
     # 10 and 60, the S3 backend's).
-    connect_timeout: float | None = Field(default=None, gt=0, le=3600)
-    read_timeout: float | None = Field(default=None, gt=0, le=3600)
+    connect_timeout: float | None = Field(default=None, gt=0, le=TIMEOUT_MAX)
+    read_timeout: float | None = Field(default=None, gt=0, le=TIMEOUT_MAX)
     # S3 Object Lock: every object (but leases) is written locked for this many days and
     # prune renews the locks of what kept backups still need (docs/configuration.md).
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = None
@@ -601,12 +608,9 @@ class DatabaseSettings(_Section):
     @field_validator("dsn")
     @classmethod
     def _no_password_in_dsn(cls, value: str) -> str:
-        # A password inside the DSN would end up in argv of pg_dump and in messages.
-        if re.search(r"://[^/@]*:[^/@]*@", value) or re.search(r"\bpassword\s*=", value):
-            raise ValueError(
-                "the DSN must not contain a password; use password_file or "
-                "RESPALDO_DATABASES as environment"
-            )
+        problem = dsn_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -661,13 +665,13 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     passphrase: SecretStr | None = None
     passphrase_file: Path | None = None
-    cache_dir: Path = Path.home() / ".cache" / "respaldo"
+    cache_dir: Path = DEFAULT_CACHE_DIR
     # Keep each key derived from the passphrase (argon2id, 64 MiB) in cache_dir, 0600, so
     # that a process per WAL file does not derive it again (respaldo.repository.keycache).
-    key_cache: bool = True
-    # Level 1: at 16 KiB chunks higher levels barely shrink an ERP dump (measured: 336.8
-    # MiB at 3 vs 334.2 at 1 for 1 GB) and cost 1 CPU-second more per GiB.
-    compression_level: int = Field(default=1, ge=1, le=22)
+    key_cache: bool = DEFAULT_KEY_CACHE
+    compression_level: int = Field(
+        default=DEFAULT_COMPRESSION_LEVEL, ge=COMPRESSION_LEVEL_MIN, le=COMPRESSION_LEVEL_MAX
+    )
     pack_size: int = Field(default=12 * 1024 * 1024, ge=64 * 1024)
     workers: int = Field(default=2, ge=1, le=64)
 
@@ -713,7 +717,7 @@ class Settings(BaseSettings):
     def repository(self, name: str | None = None) -> RepositorySettings:
         """The named repository, or the primary (first) one."""
         if not self.repositories:
-            raise ConfigError("no repository is configured", hint="add a [[repositories]] table")
+            raise no_repository()
         if name is None:
             return self.repositories[0]
         for repo in self.repositories:
@@ -726,8 +730,7 @@ class Settings(BaseSettings):
         for db in self.databases:
             if db.name == name:
                 return db
-        known = ", ".join(d.name for d in self.databases) or "none"
-        raise ConfigError(f"database {name!r} is not configured", hint=f"configured: {known}")
+        raise unknown_database(name, [d.name for d in self.databases])
 
     def rpo_for(self, name: str) -> Rpo:
         """The thresholds of configured database ``name``. Raises ConfigError."""
@@ -756,67 +759,39 @@ class Settings(BaseSettings):
 
     def repository_passphrase(self) -> SecretStr:
         """The passphrase that opens the repositories: environment first, then the file."""
-        if self.passphrase is not None:
-            return self.passphrase
-        if self.passphrase_file is not None:
-            return SecretStr(read_secret_file(self.passphrase_file, "passphrase_file"))
-        raise ConfigError(
-            "no repository passphrase",
-            hint="set RESPALDO_PASSPHRASE or passphrase_file in the config",
+        secret = repository_passphrase(self.passphrase, self.passphrase_file)
+        return secret if isinstance(secret, SecretStr) else SecretStr(secret.get_secret_value())
+
+    def wal_settings(self) -> WalSettings:
+        """What the WAL commands use of these settings (see respaldo.config_core)."""
+        return WalSettings(
+            config_path=self.toml_path,
+            repositories=tuple(
+                WalRepository(
+                    r.name,
+                    r.url,
+                    {
+                        k: v
+                        for k, v in r.model_dump(exclude={"name", "url"}).items()
+                        if v is not None
+                    },
+                )
+                for r in self.repositories
+            ),
+            databases=tuple(d.name for d in self.databases),
+            passphrase=None
+            if self.passphrase is None
+            else Secret(self.passphrase.get_secret_value()),
+            passphrase_file=self.passphrase_file,
+            cache_dir=self.cache_dir,
+            key_cache=self.key_cache,
+            compression_level=self.compression_level,
+            alerts=bool(self.notifications.targets),
         )
 
 
 def _location(repo: RepositorySettings) -> str:
-    """Where a repository's objects are, as one string per place however the URL is
-    spelled: local paths unquoted and normalised (``/x/./repo/`` is ``/x/repo``); an S3
-    prefix without its outer slashes (as the S3 backend strips them), and the endpoint,
-    since a bucket name is unique on one S3 service only. Symbolic links are not
-    followed: the config is checked before (and without) touching the file system."""
-    url = repo.url
-    if "://" not in url and url.startswith("/"):
-        return f"file://{os.path.normpath(url)}"
-    parts = urlsplit(url)
-    if parts.scheme == "file" and parts.path.startswith("/"):
-        return f"file://{os.path.normpath(unquote(parts.path))}"
-    if parts.scheme == "s3":
-        prefix = unquote(parts.path).strip("/")
-        where = f"s3://{parts.netloc}/{prefix}".rstrip("/")
-        if repo.endpoint_url:
-            where += f" on {repo.endpoint_url.rstrip('/')}"
-        return where
-    return url.rstrip("/")
-
-
-def read_secret_file(path: Path, what: str) -> str:
-    """Read a secret from a file, refusing files that others can read."""
-    try:
-        st = path.stat()
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
-    if st.st_mode & 0o077:
-        raise ConfigError(
-            f"{what} {path} is readable by group or others",
-            hint=f"chmod 600 {path}",
-        )
-    secret = text.rstrip("\r\n")
-    if not secret:
-        raise ConfigError(f"{what} {path} is empty")
-    return secret
-
-
-def _find_secrets(data: Any, path: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key in _SECRET_KEYS:
-                found.append(where)
-            found.extend(_find_secrets(value, where))
-    elif isinstance(data, list):
-        for i, item in enumerate(data):
-            found.extend(_find_secrets(item, f"{path}[{i}]"))
-    return found
+    return location(repo.url, repo.endpoint_url)
 
 
 def load_settings(
@@ -833,30 +808,7 @@ def load_settings(
     nothing. Raises ConfigError, with the offending keys, when no file is named, the
     file is missing, is not TOML, holds secrets, or does not validate.
     """
-    if config_file is None and os.environ.get("RESPALDO_CONFIG"):
-        config_file = os.environ["RESPALDO_CONFIG"]
-    if config_file is None:
-        raise ConfigError(
-            "no config file given",
-            hint="pass --config /etc/respaldo/respaldo.toml (or set RESPALDO_CONFIG); "
-            "docs/configuration.md describes it",
-        )
-    path = Path(config_file)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    secrets = _find_secrets(data)
-    if secrets:
-        raise ConfigError(
-            f"config file {path} contains secrets ({', '.join(secrets)})",
-            hint="move them to the environment (RESPALDO_PASSPHRASE) or to a 0600 file "
-            "named by passphrase_file / password_file",
-        )
+    path, _ = read_config_file(config_file)
     # A subclass per call carries the TOML path without global state.
     cls: type[Settings] = type("Settings", (Settings,), {"toml_path": path})
     token = _check_urls.set(check_urls)
@@ -865,6 +817,12 @@ def load_settings(
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid config file {path}: {problems}") from None
+    except SettingsError as exc:  # an environment variable that is not JSON where it must be
+        raise ConfigError(
+            f"invalid setting in the environment: {exc}",
+            hint="RESPALDO_<KEY> of a list or table is JSON, e.g. "
+            'RESPALDO_REPOSITORIES=\'[{"name": "local", "url": "/srv/repo"}]\'',
+        ) from None
     finally:
         _check_urls.reset(token)
 

@@ -3,7 +3,8 @@
 The server starts one process per WAL file, so start-up is most of the cost: the full
 Typer application imports every command (SQLAlchemy and Alembic among them) for about
 1.5 s. :mod:`respaldo.cli.entry` sends these two commands here instead, where argparse
-parses them and only settings, the repository and the WAL module are imported. The
+parses them and only the few settings they use (read without pydantic:
+:mod:`respaldo.config_core`), the repository and the WAL module are imported. The
 Typer commands of the same names (:mod:`respaldo.cli.wal_cmd`, for ``--help`` and for
 tests calling the CLI in-process) call the same functions.
 
@@ -51,10 +52,10 @@ def push_command(
 ) -> int:
     """Run ``wal-push``; returns the exit status (messages go to stderr)."""
     try:
-        from respaldo.config import load_settings
+        from respaldo.config_core import load_wal_settings
         from respaldo.operations.wal import push_wal
 
-        result = push_wal(load_settings(config, check_urls=False), path, database=database)
+        result = push_wal(load_wal_settings(config), path, database=database)
     except KeyboardInterrupt:
         sys.stderr.write("respaldo: interrupted\n")
         return 1
@@ -80,13 +81,13 @@ def fetch_command(
 ) -> int:
     """Run ``wal-fetch``; returns the exit status (see the module docstring)."""
     try:
-        from respaldo.config import load_settings
+        from respaldo.config_core import load_wal_settings
         from respaldo.errors import WalNotFound
         from respaldo.operations.wal import fetch_wal
 
         try:
             result = fetch_wal(
-                load_settings(config, check_urls=False),
+                load_wal_settings(config),
                 file,
                 destination,
                 system_id=system_id,

@@ -1,7 +1,9 @@
 """WAL archiving: ``wal-push`` for archive_command, ``wal-fetch`` for restore_command.
 
 Both run once per WAL file, started by the server, so this module stays light: no
-catalog (SQLAlchemy), no index load (a WAL file is one sealed object, not chunks).
+catalog (SQLAlchemy), no index load (a WAL file is one sealed object, not chunks), and
+no pydantic: the functions take the few settings they use (:class:`WalSettings`, which
+``wal_fast`` loads without pydantic) or a loaded ``Settings``.
 
 Push. The file is checked against its name (:func:`respaldo.postgres.wal.read_wal_file`)
 and its cluster is known from its own segment header (history files have none: the
@@ -28,8 +30,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from respaldo.config import Settings
+from respaldo.config_core import WalSettings
 from respaldo.errors import ConfigError, InvalidWalFile, ObjectNotFound, WalNotFound, WalRefused
 from respaldo.postgres.wal import (
     PG_CONTROL,
@@ -50,14 +53,22 @@ from respaldo.repository.wal import (
 )
 from respaldo.storage import open_storage
 
+if TYPE_CHECKING:
+    from respaldo.config import Settings
+
 log = logging.getLogger(__name__)
 
 
-def open_wal_repository(settings: Settings) -> Repository:
+def wal_settings(settings: Settings | WalSettings) -> WalSettings:
+    """What the WAL functions use of ``settings``."""
+    return settings if isinstance(settings, WalSettings) else settings.wal_settings()
+
+
+def open_wal_repository(given: Settings | WalSettings) -> Repository:
     """The primary repository, opened without its chunk index (WAL does not need it)."""
+    settings = wal_settings(given)
     repo_settings = settings.repository()
-    options = repo_settings.model_dump(exclude={"name", "url"})
-    storage = open_storage(repo_settings.url, **{k: v for k, v in options.items() if v is not None})
+    storage = open_storage(repo_settings.url, **repo_settings.options)
     return Repository.open(
         storage,
         settings.repository_passphrase(),
@@ -67,15 +78,15 @@ def open_wal_repository(settings: Settings) -> Repository:
     )
 
 
-def wal_database(settings: Settings, name: str | None) -> str:
+def wal_database(settings: WalSettings, name: str | None) -> str:
     """The configured database whose cluster's WAL this is: ``name``, or the only one."""
     if name is not None:
-        return settings.database(name).name
+        return settings.database(name)
     if len(settings.databases) == 1:
-        return settings.databases[0].name
+        return settings.databases[0]
     raise ConfigError(
         "say which configured database this server is: wal-push --database NAME",
-        hint=f"configured: {', '.join(d.name for d in settings.databases) or 'none'}",
+        hint=f"configured: {', '.join(settings.databases) or 'none'}",
     )
 
 
@@ -123,7 +134,7 @@ class PushResult:
 
 
 def push_wal(
-    settings: Settings,
+    settings: Settings | WalSettings,
     path: Path,
     *,
     database: str | None = None,
@@ -138,15 +149,27 @@ def push_wal(
     retries a failed push every minute).
     """
     try:
-        return _push_wal(settings, path, database=database, repo=repo)
+        return _push_wal(wal_settings(settings), path, database=database, repo=repo)
     except Exception as exc:
         _alert_push_failed(settings, database, exc)
         raise
 
 
-def _alert_push_failed(settings: Settings, database: str | None, exc: Exception) -> None:
+def _alert_push_failed(given: Settings | WalSettings, database: str | None, exc: Exception) -> None:
+    if isinstance(given, WalSettings):
+        if not given.alerts:
+            return  # nothing to tell: the catalog is not even opened
+        try:
+            # The whole configuration (notification targets, catalog) is loaded only now,
+            # when there is something to send.
+            settings = given.full()
+        except Exception as problem:
+            log.error("cannot send the alert of the failed push: %s", problem)
+            return
+    else:
+        settings = given
     if not settings.notifications.targets:
-        return  # nothing to tell: the catalog is not even opened
+        return
     # Imported here: alerts open the catalog (SQLAlchemy), which a push does not need.
     from respaldo.operations.alerts import notify_failure_settings
 
@@ -158,7 +181,7 @@ def _alert_push_failed(settings: Settings, database: str | None, exc: Exception)
 
 
 def _push_wal(
-    settings: Settings,
+    settings: WalSettings,
     path: Path,
     *,
     database: str | None,
@@ -211,7 +234,7 @@ class FetchResult:
 
 
 def fetch_wal(
-    settings: Settings,
+    settings: Settings | WalSettings,
     file: str,
     destination: Path,
     *,
@@ -229,7 +252,7 @@ def fetch_wal(
     wal_name = parse_wal_name(file)
     repo = repo or open_wal_repository(settings)
     if system_id is None:
-        name = wal_database(settings, database)
+        name = wal_database(wal_settings(settings), database)
         record = read_cluster(repo, name)
         if record is None:
             raise WalNotFound(f"no WAL of database {name} was ever archived")

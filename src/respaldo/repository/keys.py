@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -62,6 +61,9 @@ def _b64(data: bytes) -> str:
 
 
 def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
+    # Imported here: with the key cache (the default) a wal-push process never derives.
+    from argon2.low_level import Type, hash_secret_raw
+
     return hash_secret_raw(
         passphrase.encode("utf-8"),
         salt,

@@ -10,9 +10,7 @@ import threading
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from pydantic import SecretStr
+from typing import Any, Protocol
 
 from respaldo.errors import (
     ConfigDamaged,
@@ -66,9 +64,20 @@ log = logging.getLogger(__name__)
 __all__ = ["CONFIG_NAME", "FORMAT_VERSION", "Repository", "read_config"]
 
 
-def secret_text(passphrase: SecretStr | str) -> str:
+class SecretText(Protocol):
+    """A secret that does not print itself: pydantic's ``SecretStr``, or the WAL commands'
+    ``respaldo.config_core.Secret`` (pydantic is not imported for this: a ``wal-push``
+    process does not load it)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+Passphrase = SecretText | str
+
+
+def secret_text(passphrase: Passphrase) -> str:
     """The passphrase as text, however it was given."""
-    return passphrase.get_secret_value() if isinstance(passphrase, SecretStr) else passphrase
+    return passphrase if isinstance(passphrase, str) else passphrase.get_secret_value()
 
 
 class Repository:
@@ -119,7 +128,7 @@ class Repository:
     def init(
         cls,
         storage: Storage,
-        passphrase: SecretStr | str,
+        passphrase: Passphrase,
         *,
         chunker: ChunkerParams,
         kdf: KdfParams | None = None,
@@ -168,7 +177,7 @@ class Repository:
         cls,
         storage: Storage,
         source: Repository,
-        passphrase: SecretStr | str,
+        passphrase: Passphrase,
         *,
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
@@ -201,7 +210,7 @@ class Repository:
     def open(
         cls,
         storage: Storage,
-        passphrase: SecretStr | str,
+        passphrase: Passphrase,
         *,
         cache_dir: Path | None = None,
         compression_level: int = 1,
@@ -265,7 +274,7 @@ class Repository:
             keys.append({"id": doc.get("id"), "created": doc.get("created")})
         return keys
 
-    def add_key(self, passphrase: SecretStr | str, kdf: KdfParams | None = None) -> str:
+    def add_key(self, passphrase: Passphrase, kdf: KdfParams | None = None) -> str:
         """Add a passphrase that opens this repository; returns the new key id.
 
         The key file carries the authenticated config. A config written before configs
@@ -300,14 +309,14 @@ class Repository:
         self.storage.delete(name)
 
     def change_passphrase(
-        self, current_key_id: str, new_passphrase: SecretStr | str, kdf: KdfParams | None = None
+        self, current_key_id: str, new_passphrase: Passphrase, kdf: KdfParams | None = None
     ) -> str:
         """Add the new passphrase, then remove the old key file; returns the new key id."""
         new_id = self.add_key(new_passphrase, kdf)
         self.storage.delete(validate_name(f"{KEY_PREFIX}{current_key_id}"))
         return new_id
 
-    def key_id_for(self, passphrase: SecretStr | str) -> str:
+    def key_id_for(self, passphrase: Passphrase) -> str:
         """Which key file this passphrase opens. Raises WrongPassphrase."""
         for info in self.storage.list(KEY_PREFIX):
             if unwrap_master_key(self.storage.get(info.name), secret_text(passphrase), self.id):
