@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENGINE = {"operations", "catalog", "repository", "storage", "postgres", "files", "notify"}
 SHARED = {
     "config",
+    "config_core",
     "errors",
     "domain",
     "cancellation",
