@@ -26,6 +26,17 @@ repository made with the default (production) key derivation cost. Then:
     ``respaldo wal-push`` and then ``--async``: WAL rate, the largest number of files
     waiting to be archived, and how long the queue took to empty after the load stopped.
 
+With ``--paired N`` it measures only the small-cluster target instead (issue 16: a
+physical backup of a small cluster within 1.5x ``pg_basebackup -c fast`` to a directory):
+after a first, uncounted respaldo backup, N rounds of ``pg_basebackup -c fast -Ft -D DIR``
+then ``respaldo backup erp --type incremental`` (into the repository holding the earlier
+ones), each process timed by GNU time (wall, CPU of the process and its children, peak
+RSS); the report gives min / median / max of each and of the per-round ratio, with the
+load average. ``--profile FILE`` adds one more respaldo backup under cProfile (as the
+server's user), its statistics written to FILE, and prints the top of it. E.g.::
+
+    .venv/bin/python -m bench.physical_bench --scale 0.02 --paired 7 --profile /tmp/p.prof
+
 Wall times on a shared machine are noisy: the load average is recorded with each
 figure. Results go to stdout as Markdown and to ``bench/results/physical.json``.
 """
@@ -484,6 +495,125 @@ def pgbench_lag(bench: Bench, mode: str, workload: str) -> dict[str, Any]:
     }
 
 
+# --- the small-cluster target, paired ----------------------------------------------------------
+
+TIME = "/usr/bin/time"  # GNU time: CPU of the process and the children it waited for
+
+
+def gnu_timed(
+    argv: Sequence[str], scratch: Path, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """One process, timed by GNU time (its figures go through the file ``scratch``)."""
+    load = load_average()
+    started = time.monotonic()
+    done = subprocess.run(
+        [TIME, "-f", "%U %S %M", "-o", str(scratch), *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr[-3000:]}")
+    user, system, rss_kib = scratch.read_text().split()[-3:]
+    return {
+        "seconds": seconds,
+        "cpu_seconds": float(user) + float(system),
+        "peak_rss": int(rss_kib) * 1024,
+        "load": load,
+    }
+
+
+def paired_small_cluster(bench: Bench, rounds: int) -> dict[str, Any]:
+    """pg_basebackup to a directory, then a respaldo backup, ``rounds`` times in turn."""
+    bench.run_respaldo("backup", DB, "--type", "incremental")  # the first: not counted
+    target = bench.workdir / "pg_basebackup-paired"
+    base_argv = [
+        str(bench.cluster.bindir / "pg_basebackup"),
+        "-c",
+        "fast",
+        "-Ft",
+        "-D",
+        str(target),
+        "--no-password",
+    ]
+    respaldo_argv = as_server(
+        [bench.respaldo, "--config", str(bench.config), "backup", DB, "--type", "incremental"]
+    )
+    pairs = []
+    for _ in range(rounds):
+        scratch = bench.workdir / "time.out"
+        base = gnu_timed(base_argv, scratch, env=bench.pg_env)
+        shutil.rmtree(target)
+        ours = gnu_timed(respaldo_argv, scratch)
+        pairs.append({"pg_basebackup": base, "respaldo": ours})
+    return {"rounds": rounds, "pairs": pairs}
+
+
+def profile_backup(bench: Bench, out: Path) -> str:
+    """One more respaldo backup under cProfile, as the server's user; the top of it."""
+    import io
+    import pstats
+
+    spot = bench.base / "backup.prof"
+    timed(
+        as_server(
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(spot),
+                bench.respaldo,
+                "--config",
+                str(bench.config),
+                "backup",
+                DB,
+                "--type",
+                "incremental",
+            ]
+        )
+    )
+    shutil.copyfile(spot, out)
+    text = io.StringIO()
+    pstats.Stats(str(out), stream=text).sort_stats("cumulative").print_stats(40)
+    return text.getvalue()
+
+
+def _mmm(values: list[float], fmt: str) -> str:
+    import statistics
+
+    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+
+
+def paired_report(results: dict[str, Any]) -> str:
+    r = results
+    pairs = r["paired"]["pairs"]
+    loads = [p["pg_basebackup"]["load"] for p in pairs]
+    lines = [
+        f"Sample ERP at scale {r['scale']}: database {r['database_bytes'] / MIB:.0f} MiB; "
+        f"{r['machine']}; {len(pairs)} paired rounds, load average "
+        f"{min(loads):.1f}-{max(loads):.1f}. min / median / max:",
+        "",
+        "| | wall s | CPU s | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for name, key in (
+        ("`pg_basebackup -c fast -Ft -D DIR`", "pg_basebackup"),
+        ("`respaldo backup erp --type incremental`", "respaldo"),
+    ):
+        lines.append(
+            f"| {name} | {_mmm([p[key]['seconds'] for p in pairs], '{:.2f}')} | "
+            f"{_mmm([p[key]['cpu_seconds'] for p in pairs], '{:.2f}')} | "
+            f"{_mmm([p[key]['peak_rss'] / MIB for p in pairs], '{:.0f}')} |"
+        )
+    ratios = [p["respaldo"]["seconds"] / p["pg_basebackup"]["seconds"] for p in pairs]
+    lines += ["", f"respaldo / pg_basebackup wall time, per round: {_mmm(ratios, '{:.2f}')}"]
+    return "\n".join(lines)
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -569,6 +699,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=6)
     parser.add_argument("--pgbench-seconds", type=int, default=30)
     parser.add_argument("--pgbench-scale", type=int, default=20)
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="measure only the small-cluster target: N paired rounds (see above)",
+    )
+    parser.add_argument("--profile", type=Path, help="with --paired: cProfile one more backup")
     args = parser.parse_args(argv)
     bench = setup(args)
     r = bench.results
@@ -579,6 +716,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": f"{os.cpu_count()} cores, {platform.platform()}",
         }
     )
+    if args.paired:
+        try:
+            r["paired"] = paired_small_cluster(bench, args.paired)
+            if args.profile is not None:
+                print(profile_backup(bench, args.profile))
+        finally:
+            bench.cluster.destroy()
+        out = RESULTS.with_name("physical_paired.json")
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(r, indent=2, default=str) + "\n")
+        print(paired_report(r))
+        return 0
     try:
         backrest = pgbackrest_setup(bench) if args.pgbackrest else None
         r["pg_basebackup_1"] = pg_basebackup(bench, "1")
