@@ -33,7 +33,12 @@ then ``respaldo backup erp --type incremental`` (into the repository holding the
 ones), each process timed by GNU time (wall, CPU of the process and its children, peak
 RSS); the report gives min / median / max of each and of the per-round ratio, with the
 load average. ``--profile FILE`` adds one more respaldo backup under cProfile (as the
-server's user), its statistics written to FILE, and prints the top of it. E.g.::
+server's user), its statistics written to FILE, and prints the top of it; ``--phases N``
+adds N more backups run by :func:`bench.physical_phases.phases` (as the server's
+user, in a process that imports nothing else first), which times each part
+of one backup (imports, settings, catalog, the repository and its index, the server's
+connections, pg_basebackup's stream through the chunker, the commit, the catalog's
+records) in CPU and wall seconds, without a profiler's overhead. E.g.::
 
     .venv/bin/python -m bench.physical_bench --scale 0.02 --paired 7 --profile /tmp/p.prof
 
@@ -582,6 +587,40 @@ def profile_backup(bench: Bench, out: Path) -> str:
     return text.getvalue()
 
 
+def run_phases(bench: Bench, runs: int) -> list[list[tuple[str, float, float]]]:
+    """:func:`phases` in a process of its own as the server's user, ``runs`` times."""
+    code = (
+        "import json, sys; from bench.physical_phases import phases; "
+        "print(json.dumps(phases(sys.argv[1], sys.argv[2])))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    out = []
+    for _ in range(runs):
+        t = timed(
+            as_server(
+                ["env", f"PYTHONPATH={root}", sys.executable, "-c", code, str(bench.config), DB]
+            )
+        )
+        out.append([tuple(x) for x in json.loads(t.stdout.splitlines()[-1])])
+    return out
+
+
+def phases_report(runs: list[list[tuple[str, float, float]]]) -> str:
+    import statistics
+
+    lines = [
+        f"One backup by part, {len(runs)} runs, medians (CPU s, wall s):",
+        "",
+        "| part | CPU s | wall s |",
+        "|---|---|---|",
+    ]
+    for i, (name, _, _) in enumerate(runs[0]):
+        cpu = statistics.median(r[i][1] for r in runs)
+        wall = statistics.median(r[i][2] for r in runs)
+        lines.append(f"| {name} | {cpu:.3f} | {wall:.3f} |")
+    return "\n".join(lines)
+
+
 def _mmm(values: list[float], fmt: str) -> str:
     import statistics
 
@@ -706,6 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="measure only the small-cluster target: N paired rounds (see above)",
     )
     parser.add_argument("--profile", type=Path, help="with --paired: cProfile one more backup")
+    parser.add_argument(
+        "--phases", type=int, default=0, help="with --paired: N more backups timed by part"
+    )
     args = parser.parse_args(argv)
     bench = setup(args)
     r = bench.results
@@ -721,6 +763,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             r["paired"] = paired_small_cluster(bench, args.paired)
             if args.profile is not None:
                 print(profile_backup(bench, args.profile))
+            if args.phases:
+                r["phases"] = run_phases(bench, args.phases)
+                print(phases_report(r["phases"]))
+                print()
         finally:
             bench.cluster.destroy()
         out = RESULTS.with_name("physical_paired.json")

@@ -492,6 +492,10 @@ class NotificationSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     targets: list[NotificationTarget] = []
 
+    def takes(self, level: NotificationLevel) -> bool:
+        """Whether any target is sent notices of ``level``."""
+        return any(level in t.levels for t in self.targets)
+
     @model_validator(mode="after")
     def _names_differ(self) -> NotificationSettings:
         names = [t.name for t in self.targets]

@@ -204,7 +204,7 @@ def notify_success(
     """A success notice (``success`` level): the operation ``kind`` completed. Sent only
     to the targets that ask for success notices; never raises."""
     try:
-        if not any("success" in t.levels for t in ctx.settings.notifications.targets):
+        if not ctx.settings.notifications.takes("success"):
             return []
         alert = Alert(
             level=Level.SUCCESS,

@@ -17,7 +17,6 @@ from respaldo.catalog import BackupCopies
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, RespaldoError
-from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copy_backup
@@ -73,6 +72,8 @@ def copy_to(
         for backup_id in backup_ids:
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
         # One alert for the repository, not one per backup it could not take.
+        from respaldo.operations import alerts  # only when there is one (see jobs)
+
         alerts.notify_failure(ctx, "copy", exc, repository=target.name)
         alerts.mark_alerted(exc)
         raise
@@ -123,6 +124,8 @@ def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) ->
         database = ctx.record(backup_id).database_name
     except RespaldoError:
         database = None
+    from respaldo.operations import alerts  # only when there is one (see jobs)
+
     alerts.notify_failure(
         ctx,
         "copy",
