@@ -13,7 +13,8 @@ does, whose setup and process runner it reuses; nothing of that is measured), or
 long-lived one of each ``--cluster DIR`` made by :mod:`bench.bigdb` (loading 10 GB takes
 too long to repeat). For each, a new repository with the production key derivation
 cost (derived once before the measurements, as the key cache does for every process
-after the first on a machine), then, each as its own process, ``--repeat`` times in turn:
+after the first on a machine), then, each as its own process, ``--repeat`` times in turn
+(every backup a first one, into a new, empty repository):
 
 - ``pg_dump -Fc -Z0 > /dev/null`` and ``pg_restore`` of a ``pg_dump -Fc`` file into a new
   database: the throughput reference (left out with ``--no-reference``);
@@ -86,21 +87,10 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
     """Every command of the benchmark on ``cluster``'s database ``erp``, ``--repeat`` times."""
     workdir: Path = args.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
-    setup = Setup(16 * 1024, 1, workdir / "setups" / "main")
     bench = Bench(argparse.Namespace(**{**vars(args), "workdir": workdir}), cluster, log)
     size = bench.database_size()
     log(f"{name}: database {size / MIB:.0f} MiB")
     point: dict[str, Any] = {"name": name, "database_bytes": size}
-    bench.init(setup)
-    # Derive the passphrase's key once, outside the measurements: the first process to
-    # open a repository on a machine derives it (argon2id, 64 MiB) and caches it, a
-    # one-off that has nothing to do with the database's size.
-    subprocess.run(
-        respaldo_argv(setup, "key", "list"),
-        env=bench.respaldo_env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
     dump = bench.out / "erp.dump"
     if args.reference:
         subprocess.run(
@@ -124,22 +114,32 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
 
     try:
         for i in range(args.repeat):
+            # Every backup is a first one, into a new repository: a backup that
+            # deduplicates against an earlier one stores (and holds) less, and would not
+            # compare with the same command on a database of another size.
+            serial = fresh_setup(bench, workdir / "setups" / "serial")
+            parallel = fresh_setup(bench, workdir / "setups" / "parallel")
             if args.reference:
                 measured("pg_dump -Fc -Z0 > /dev/null", bench.pg_dump_null)
-            backup_id = measured("respaldo backup", bench.backup, setup, f"m{i}")["backup_id"]
+            backup_id = measured("respaldo backup", bench.backup, serial, f"m{i}")["backup_id"]
             parallel_id = None
             if jobs > 1:
                 parallel_id = measured(
-                    f"respaldo backup --jobs {jobs}", parallel_backup, bench, setup, f"p{i}", jobs
+                    f"respaldo backup --jobs {jobs}",
+                    parallel_backup,
+                    bench,
+                    parallel,
+                    f"p{i}",
+                    jobs,
                 )["backup_id"]
             if args.reference:
                 measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
-            measured("respaldo restore", bench.restore, setup, backup_id, "restored", 1)
+            measured("respaldo restore", bench.restore, serial, backup_id, "restored", 1)
             if parallel_id is not None:
                 measured(
                     f"respaldo restore --jobs {jobs}",
                     bench.restore,
-                    setup,
+                    parallel,
                     parallel_id,
                     "restored",
                     jobs,
@@ -153,9 +153,25 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
     return point
 
 
+def fresh_setup(bench: Bench, root: Path) -> Setup:
+    """A new, empty repository whose key is derived and cached already.
+
+    The first process to open a repository on a machine derives its passphrase's key
+    (argon2id, 64 MiB) and caches it: a one-off that has nothing to do with the
+    database's size, so it is done here, outside the measurements."""
+    setup = Setup(16 * 1024, 1, root)
+    bench.init(setup)
+    subprocess.run(
+        respaldo_argv(setup, "key", "list"),
+        env=bench.respaldo_env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return setup
+
+
 def parallel_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str, Any]:
-    """``respaldo backup erp --jobs N`` into ``setup``'s repository (after the serial one:
-    much of it deduplicates, as a daily backup would; the peak is what is compared)."""
+    """``respaldo backup erp --jobs N`` into ``setup``'s repository."""
     out_path = bench.out / f"backup-{tag}.out"
     err_path = bench.out / f"backup-{tag}.err"
     argv = respaldo_argv(setup, "backup", setup.dbname, "--jobs", str(jobs), "--json")

@@ -10,7 +10,9 @@ hashlib, blake3, zstd and AES-GCM release the GIL on buffers of this size, so th
 stages run in parallel; what holds the GIL is a few lines of Python per chunk. (Before,
 the calling thread also hashed every chunk and every pack, one chunk at a time: it was
 the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
-so memory stays at about ``2 × workers + 1`` blocks + 3 packs, whatever the stream's size.
+so memory stays at about ``2 × workers + 1`` blocks + 3 packs, whatever the stream's size,
+plus the entries of the chunks stored but not yet in an index file
+(``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses it).
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
@@ -59,9 +61,13 @@ from respaldo.storage.base import validate_name
 
 log = logging.getLogger(__name__)
 
-# Index files are written at least every this many packs (~750 MiB at 12 MiB packs), so a
-# long backup's writer never holds an unbounded list of new entries.
-INDEX_FLUSH_PACKS = 64
+# An index file is written once this many new chunks wait for one, so that a writer holds
+# about 5 MiB of their entries (~300 bytes each) whatever the backup's size. Counted in
+# packs (64 of them), that was ~100,000 entries of the sample ERP dump (12 MiB packs of
+# ~7.5 KiB sealed chunks), ~30 MiB, of which a first backup of 1 GB (51,500 chunks) held
+# half and one of 4 GB or more all: peak memory grew with the database. A first backup of
+# 10 GB writes about 35 index files this way.
+INDEX_FLUSH_ENTRIES = 16384
 UPLOADS_IN_FLIGHT = 2
 # Progress is reported every this many bytes, not every chunk: a callback per 16 KiB chunk
 # cost 5% of a backup's main thread (measured with py-spy).
@@ -150,6 +156,7 @@ class BackupWriter:
         self._pending: dict[bytes, int | None] = {}
         self._deferred: Counter[bytes] = Counter()
         self._unindexed: list[tuple[str, list[PackEntry]]] = []
+        self._unindexed_entries = 0
         self._closed = False
         self._damaged_ids = repo.quarantine.chunk_ids()
         # While a quarantine record is unreadable, any copy stored before now may be one
@@ -330,7 +337,7 @@ class BackupWriter:
         while len(self._uploads) > UPLOADS_IN_FLIGHT:
             self._collect_upload()
         with self._lock:
-            due = len(self._unindexed) >= INDEX_FLUSH_PACKS
+            due = self._unindexed_entries >= INDEX_FLUSH_ENTRIES
         if due:
             self._write_index()
 
@@ -345,11 +352,13 @@ class BackupWriter:
         self.repo.storage.put(pack_name(pack_id), data)
         with self._lock:
             self._unindexed.append((pack_id, entries))
+            self._unindexed_entries += len(entries)
         return len(data)
 
     def _write_index(self) -> None:
         with self._lock:
             groups, self._unindexed = self._unindexed, []
+            self._unindexed_entries = 0
         if not groups:
             return
         name, blob = seal_index(self.repo.sealer, groups)
