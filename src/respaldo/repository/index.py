@@ -21,9 +21,10 @@ locally, still sealed, so that opening a repository costs a listing, not a downl
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,9 @@ from respaldo.repository.packs import ENTRY, PackEntry
 
 if TYPE_CHECKING:
     from respaldo.repository.index_arrays import SortedEntries
+    from respaldo.repository.index_cache import CacheRun
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"RIDX\x01"
 GROUP = struct.Struct("<32sI")
@@ -98,12 +102,22 @@ def _without(data: bytes, pos: int, count: int, bad: Collection[bytes]) -> bytes
     return b"".join(e for e in entries if e[:32] not in bad)
 
 
+class CacheCorrupt(Exception):
+    """The local index cache (:mod:`.index_cache`) is not what it claims: it must be
+    dropped and rebuilt, never used."""
+
+
 DELTA_MERGE = 65_536
 """Chunks added (by a backup) before they are merged into the sorted arrays."""
 
 
 class ChunkIndex:
     """Thread-safe map chunk id -> Location, with pack ids interned.
+
+    It has up to three parts: the local cache of every index file on disk
+    (:mod:`.index_cache`, with the chunks of the quarantined copies to pass over), sorted
+    arrays in memory (index files the cache does not cover, or all of them when there is
+    no cache) and a dict of the chunks added since. Lookups try them from the smallest.
 
     Reads (``get``, ``in``) take no lock: they see the arrays and the dict of new chunks
     as they were at some instant, and a chunk is in one or the other (or, for a moment
@@ -117,7 +131,10 @@ class ChunkIndex:
         self._delta: dict[bytes, tuple[int, int, int, int]] = {}
         self._packs: list[str] = []
         self._pack_no: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._run: CacheRun | None = None
+        self._exclude: Mapping[str, Collection[bytes]] = {}
+        self._rebuild: Callable[[CacheRun], CacheRun] | None = None
 
     @classmethod
     def from_files(
@@ -148,6 +165,16 @@ class ChunkIndex:
             index._base = index_arrays.from_groups(groups)
         return index
 
+    def attach_cache(
+        self,
+        run: CacheRun | None,
+        exclude: Mapping[str, Collection[bytes]],
+        rebuild: Callable[[CacheRun], CacheRun],
+    ) -> None:
+        """Answer also from the cache ``run``, passing over copies in ``exclude``;
+        ``rebuild`` gives a sound cache for one found damaged."""
+        self._run, self._exclude, self._rebuild = run, exclude, rebuild
+
     def _intern(self, pack_id: str) -> int:
         no = self._pack_no.get(pack_id)
         if no is None:
@@ -161,7 +188,7 @@ class ChunkIndex:
             no = self._intern(pack_id)
             for e in entries:
                 # First writer wins: a chunk stored twice may point at either pack.
-                if e.chunk_id not in self._delta and self._find(e.chunk_id) is None:
+                if e.chunk_id not in self._delta and self.get(e.chunk_id) is None:
                     self._delta[e.chunk_id] = (no, e.offset, e.length, e.raw_length)
             if len(self._delta) >= DELTA_MERGE:
                 self._merge()
@@ -174,6 +201,18 @@ class ChunkIndex:
         self._base = base.merged(self._delta)
         self._delta = {}
 
+    def _run_rows(self, run: CacheRun) -> Iterator[tuple[str, PackEntry]]:
+        """(pack id, entry) of each chunk of the cache but those held in memory, once:
+        copies of one chunk are neighbours there, the first not excluded is kept."""
+        last: bytes | None = None
+        for group, chunk_id, offset, length, raw in run.rows():
+            pack_id = run.pack_id(group)
+            if chunk_id == last or chunk_id in self._exclude.get(pack_id, ()):
+                continue
+            last = chunk_id
+            if self._lookup(chunk_id) is None:  # else listed from memory
+                yield pack_id, PackEntry(chunk_id, offset, length, raw)
+
     def _find(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
         base = self._base
         return base.find(chunk_id) if base is not None else None
@@ -183,33 +222,91 @@ class ChunkIndex:
         return found if found is not None else self._find(chunk_id)
 
     def __contains__(self, chunk_id: object) -> bool:
-        return isinstance(chunk_id, bytes) and self._lookup(chunk_id) is not None
+        return isinstance(chunk_id, bytes) and self.get(chunk_id) is not None
 
     def __len__(self) -> int:
-        base = self._base
-        return (len(base) if base is not None else 0) + len(self._delta)
+        """The chunks held (one described both by the cache and by a file it does not
+        cover yet counts twice)."""
+        base, run = self._base, self._run
+        return (
+            (len(base) if base is not None else 0)
+            + len(self._delta)
+            + (run.unique if run is not None else 0)
+        )
 
     def get(self, chunk_id: bytes) -> Location | None:
         found = self._lookup(chunk_id)
-        if found is None:
+        if found is not None:
+            no, offset, length, raw = found
+            return Location(self._packs[no], offset, length, raw)
+        run = self._run
+        return self._run_get(run, chunk_id) if run is not None else None
+
+    def _run_get(self, run: CacheRun, chunk_id: bytes) -> Location | None:
+        try:
+            for found in run.find(chunk_id):
+                pack_id = run.pack_id(found.group)
+                if self._exclude and chunk_id in self._exclude.get(pack_id, ()):
+                    continue
+                return Location(pack_id, found.offset, found.length, found.raw)
             return None
-        no, offset, length, raw = found
-        return Location(self._packs[no], offset, length, raw)
+        except CacheCorrupt as exc:
+            return self._run_get(self._recover(run, exc), chunk_id)
+
+    def confirm_miss(self, chunk_id: bytes) -> Location | None:
+        """For a reader that did not find ``chunk_id``: check that the part of the cache
+        where it would be is sound (a writer's miss costs a duplicate at worst, but a
+        reader's is an error), rebuilding the cache if not; returns where the chunk is
+        after all, or None if the miss is certain."""
+        run = self._run
+        if run is None:
+            return None
+        try:
+            run.check_miss(chunk_id)
+            return None
+        except CacheCorrupt as exc:
+            return self._run_get(self._recover(run, exc), chunk_id)
+
+    def _recover(self, bad: CacheRun, exc: CacheCorrupt) -> CacheRun:
+        """Replace the damaged cache ``bad`` by a rebuilt one (once, whichever thread
+        finds it first)."""
+        with self._lock:
+            if self._run is bad:
+                log.warning("the local chunk index cache is damaged (%s); rebuilding it", exc)
+                if self._rebuild is None:
+                    raise exc
+                self._run = self._rebuild(bad)
+            assert self._run is not None
+            return self._run
 
     def packs(self) -> set[str]:
         with self._lock:
             used = self._base.pack_numbers() if self._base is not None else set()
             used.update(no for no, _, _, _ in self._delta.values())
-            return {self._packs[no] for no in used}
+            packs = {self._packs[no] for no in used}
+            run = self._run
+        if run is not None:
+            packs.update(run.pack_id(g) for g in range(len(run.groups) // 36))
+        return packs
 
     def by_pack(self) -> dict[str, list[PackEntry]]:
+        """Every chunk once (the first copy not quarantined), grouped by pack."""
         with self._lock:
-            base, delta = self._base, dict(self._delta)
+            base, delta, run = self._base, dict(self._delta), self._run
         groups: dict[str, list[PackEntry]] = {}
         for no, chunk_id, offset, length, raw in base.rows() if base is not None else ():
             groups.setdefault(self._packs[no], []).append(PackEntry(chunk_id, offset, length, raw))
         for chunk_id, (no, offset, length, raw) in delta.items():
             groups.setdefault(self._packs[no], []).append(PackEntry(chunk_id, offset, length, raw))
+        while run is not None:
+            try:
+                for pack_id, entry in self._run_rows(run):
+                    groups.setdefault(pack_id, []).append(entry)
+                break
+            except CacheCorrupt as exc:
+                for entries in groups.values():  # start the cache's part again
+                    entries[:] = [e for e in entries if self._lookup(e.chunk_id) is not None]
+                run = self._recover(run, exc)
         for entries in groups.values():
             entries.sort(key=lambda e: e.offset)
-        return groups
+        return {pack_id: entries for pack_id, entries in groups.items() if entries}

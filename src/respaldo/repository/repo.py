@@ -335,16 +335,20 @@ class Repository:
         merely store again what it described; garbage collection, which must know every
         pack, reads index files itself and refuses.
         """
-        names = [info.name for info in self.storage.list(INDEX_PREFIX)]
         self.quarantine = Quarantine.load(self.storage, self.sealer)
-        plaintexts: list[bytes] = []
-        damaged: dict[str, str] = {}
-        for name in names:
-            try:
-                plaintexts.append(self._read_index_file(name))
-            except IntegrityError as exc:
-                damaged[name] = str(exc)  # with "[object <name>]": the warning names it
-        self.index = ChunkIndex.from_files(plaintexts, self.quarantine.excluded())
+        cached = self._load_cached_index()
+        if cached is not None:
+            self.index, names, damaged = cached
+        else:
+            names = [info.name for info in self.storage.list(INDEX_PREFIX)]
+            plaintexts: list[bytes] = []
+            damaged = {}
+            for name in names:
+                try:
+                    plaintexts.append(self._read_index_file(name))
+                except IntegrityError as exc:
+                    damaged[name] = str(exc)  # with "[object <name>]": the warning names it
+            self.index = ChunkIndex.from_files(plaintexts, self.quarantine.excluded())
         self.index_files = set(names)
         self.damaged_index_files = damaged
         with self._header_lock:
@@ -358,6 +362,24 @@ class Repository:
             )
         self._prune_cache(set(names))
 
+    def _load_cached_index(self) -> tuple[ChunkIndex, list[str], dict[str, str]] | None:
+        """The index backed by this machine's merged index cache (:mod:`.index_cache`),
+        or None without a cache directory (or where the cache cannot be used)."""
+        if self.cache_dir is None:
+            return None
+        from respaldo.repository import index_cache
+
+        if not index_cache.usable():
+            return None
+        return index_cache.load_cached(
+            self.cache_dir,
+            self.id,
+            lambda: {info.name: info.size for info in self.storage.list(INDEX_PREFIX)},
+            self._read_index_file,
+            (IntegrityError,),
+            self.quarantine.excluded(),
+        )
+
     def locate_outside_index(self, chunk_id: bytes) -> Location | None:
         """Where a chunk the loaded index lacks is, from the headers of the packs that no
         loaded index file describes; only while some index file is damaged (otherwise
@@ -367,8 +389,9 @@ class Repository:
         collection may delete packs no index file describes). The headers are read once,
         at the first call after each load of the index.
         """
-        if not self.damaged_index_files:
-            return None
+        confirmed = self.index.confirm_miss(chunk_id)
+        if confirmed is not None or not self.damaged_index_files:
+            return confirmed
         with self._header_lock:
             if self._header_index is None:
                 self._header_index = self._read_unindexed_headers()

@@ -1,0 +1,295 @@
+"""The merged chunk index cache on local disk (index_cache.py): it answers as the index
+files do, follows them as they come and go, and is never trusted when damaged."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.repository import Repository, index_cache
+from respaldo.repository.index import ChunkIndex, Location, decode_index, encode_index
+from respaldo.repository.packs import PackEntry
+from respaldo.storage.base import Storage
+from respaldo.storage.local import LocalStorage
+from tests.unit.repository.helpers import (
+    init_repo,
+    names,
+    open_repo,
+    random_bytes,
+    read_stream,
+    write_backup,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _files(count: int, per_file: int, seed: int) -> dict[str, bytes]:
+    """Plaintext index files of random chunks; every fifth file repeats chunks of the
+    one before it in other packs (a chunk two writers stored)."""
+    rng = random.Random(seed)
+    out: dict[str, bytes] = {}
+    previous: list[bytes] = []
+    for f in range(count):
+        ids = [rng.randbytes(32) for _ in range(per_file)]
+        if f % 5 == 4:
+            ids[: len(previous) // 2] = previous[: len(previous) // 2]
+        groups = []
+        for p in range(0, per_file, 50):
+            entries = [
+                PackEntry(cid, 36 + i * 100, 90 + i % 7, 120)
+                for i, cid in enumerate(ids[p : p + 50])
+            ]
+            groups.append((f"{seed:08x}{f:028x}{p:028x}", entries))
+        out[f"index/{seed:04x}{f:060x}"] = encode_index(groups)
+        previous = ids
+    return out
+
+
+def _ids(files: dict[str, bytes]) -> list[bytes]:
+    index = ChunkIndex.from_files(files.values())
+    return [e.chunk_id for entries in index.by_pack().values() for e in entries]
+
+
+def _load(cache: Path, files: dict[str, bytes]) -> ChunkIndex:
+    loaded = index_cache.load_cached(
+        cache,
+        "repo-id",
+        lambda: {name: len(data) for name, data in files.items()},
+        files.__getitem__,
+        (KeyError,),
+        {},
+    )
+    assert loaded is not None
+    return loaded[0]
+
+
+@pytest.fixture
+def small_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buckets of a few hundred records and little held in memory: the multi-bucket
+    build and the merges that large repositories take happen on small data."""
+    monkeypatch.setattr(index_cache, "BUCKET_RECORDS", 300)
+    monkeypatch.setattr(index_cache, "MEMORY_MAX", 500)
+
+
+def test_the_cache_answers_as_the_index_files_do(tmp_path: Path, small_buckets: None) -> None:
+    files = _files(12, 400, seed=1)
+    memory = ChunkIndex.from_files(files.values())
+    cached = _load(tmp_path, files)
+    assert (tmp_path / index_cache.CACHE_NAME).stat().st_mode & 0o777 == 0o600
+    rng = random.Random(2)
+    known = _ids(files)
+    for cid in [*rng.sample(known, 2000), *(rng.randbytes(32) for _ in range(2000))]:
+        assert cached.get(cid) == memory.get(cid)
+    assert len(cached) == len(memory) == len(known)
+    assert cached.by_pack() == memory.by_pack()
+    # Every pack an index file describes (the dict keeps only packs it chose a copy in).
+    described = {pack_id for data in files.values() for pack_id, _ in decode_index(data)}
+    assert cached.packs() == described >= memory.packs()
+
+
+def test_new_files_are_seen_and_merged_in(tmp_path: Path, small_buckets: None) -> None:
+    files = _files(4, 100, seed=3)
+    _load(tmp_path, files)
+    # A few new files are held in memory, many are merged into the cache.
+    for extra_seed, count in ((4, 1), (5, 10)):
+        files.update(_files(count, 100, seed=extra_seed))
+        memory = ChunkIndex.from_files(files.values())
+        cached = _load(tmp_path, files)
+        for cid in _ids(files):
+            assert cached.get(cid) == memory.get(cid)
+    run = index_cache.open_run(tmp_path / index_cache.CACHE_NAME, "repo-id")
+    assert run is not None and {name for name, _ in run.files} == set(files)
+
+
+def test_a_removed_files_entries_leave_the_cache(tmp_path: Path, small_buckets: None) -> None:
+    files = _files(10, 100, seed=6)
+    _load(tmp_path, files)
+    gone = sorted(files)[2]
+    only_there = set(_ids({gone: files[gone]})) - set(
+        _ids({n: d for n, d in files.items() if n != gone})
+    )
+    del files[gone]
+    cached = _load(tmp_path, files)
+    assert only_there and all(cached.get(cid) is None for cid in only_there)
+    memory = ChunkIndex.from_files(files.values())
+    for cid in _ids(files):
+        assert cached.get(cid) == memory.get(cid)
+
+
+def test_the_crc_of_numpy_matches_zlib() -> None:
+    import zlib
+
+    import numpy as np
+
+    rows = np.frombuffer(random.Random(9).randbytes(44 * 50), np.uint8).reshape(50, 44)
+    assert index_cache._crc40(rows).tolist() == [zlib.crc32(bytes(r[:40])) for r in rows]
+
+
+# --- through the repository --------------------------------------------------------------
+
+
+@pytest.fixture
+def filled(storage: Storage) -> Repository:
+    repo = init_repo(storage)
+    for i in range(3):
+        write_backup(repo, f"b{i}", {"dump": random_bytes(20_000, seed=i)})
+    return repo
+
+
+def _all(repo: Repository) -> dict[bytes, Location]:
+    return {
+        e.chunk_id: Location(pack_id, e.offset, e.length, e.raw_length)
+        for pack_id, entries in repo.index.by_pack().items()
+        for e in entries
+    }
+
+
+def _cache_path(cache: Path, repo: Repository) -> Path:
+    return cache / repo.id / index_cache.CACHE_NAME
+
+
+def test_the_repository_reads_its_index_from_the_cache(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    expected = _all(open_repo(storage))
+    repo = open_repo(storage, cache_dir=cache)
+    assert _cache_path(cache, repo).exists()
+    assert repo.index._base is None  # nothing loaded in memory: all from the cache
+    assert {cid: repo.index.get(cid) for cid in expected} == expected
+    assert _all(repo) == expected
+
+
+def test_an_index_file_another_handle_writes_is_seen(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    mine = open_repo(storage, cache_dir=cache)
+    other = open_repo(storage, cache_dir=tmp_path / "other-machine")
+    write_backup(other, "b3", {"dump": random_bytes(20_000, seed=3)})
+    mine.load_index()
+    assert read_stream(mine, mine.load_manifest("b3")) == random_bytes(20_000, seed=3)
+    assert _all(mine) == _all(open_repo(storage))
+
+
+def test_a_deleted_index_file_leaves_the_index(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    before = _all(repo)
+    gone = names(storage, "index/")[0]
+    storage.delete(gone)
+    repo.load_index()
+    after = _all(repo)
+    assert after == _all(open_repo(storage)) and len(after) < len(before)
+    assert all(repo.index.get(cid) is None for cid in before.keys() - after.keys())
+
+
+def test_a_truncated_cache_is_rebuilt(storage: Storage, filled: Repository, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    expected = _all(repo)
+    path = _cache_path(cache, repo)
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(size - 5000)
+    reopened = open_repo(storage, cache_dir=cache)
+    assert path.stat().st_size == size
+    assert {cid: reopened.index.get(cid) for cid in expected} == expected
+
+
+def _record_of(path: Path, chunk_id: bytes) -> int:
+    """The file offset of ``chunk_id``'s record in the cache."""
+    run = index_cache.CacheRun(path)
+    key = int.from_bytes(chunk_id[:8], "big")
+    for b in range(run.blocks):
+        block = run._read_block(b)
+        count = int.from_bytes(block[index_cache.TRAILER : index_cache.TRAILER + 4], "little")
+        keys = struct.unpack_from(f"<{count}Q", block)
+        if key in keys:
+            i = keys.index(key)
+            run.close()
+            return index_cache.BLOCK + b * index_cache.BLOCK + index_cache.KEYS_END + i * 44
+    raise AssertionError("not in the cache")
+
+
+def _flip(path: Path, at: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(at)
+        byte = f.read(1)[0]
+        f.seek(at)
+        f.write(bytes([byte ^ 0x40]))
+
+
+def test_a_corrupt_location_in_the_cache_is_never_used(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    expected = _all(repo)
+    chunk_id = sorted(expected)[len(expected) // 2]
+    path = _cache_path(cache, repo)
+    _flip(path, _record_of(path, chunk_id) + 24 + 4)  # its offset in the pack
+    reopened = open_repo(storage, cache_dir=cache)
+    assert reopened.index.get(chunk_id) == expected[chunk_id]
+    assert read_stream(reopened, reopened.load_manifest("b1")) == random_bytes(20_000, seed=1)
+
+
+def test_a_reader_miss_in_a_corrupt_block_rebuilds_the_cache(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    expected = _all(repo)
+    path = _cache_path(cache, repo)
+    # A key that no longer matches: the chunk would be missed, not misplaced.
+    for chunk_id in expected:
+        record = _record_of(path, chunk_id)
+        block = (record // index_cache.BLOCK) * index_cache.BLOCK
+        _flip(path, block + (record - block - index_cache.KEYS_END) // 44 * 8)
+    reopened = open_repo(storage, cache_dir=cache)
+    for i in range(3):
+        assert read_stream(reopened, reopened.load_manifest(f"b{i}")) == random_bytes(
+            20_000, seed=i
+        )
+
+
+def _open_and_list(root: str, cache: str, start: multiprocessing.synchronize.Event) -> int:
+    start.wait()
+    repo = open_repo(LocalStorage(root), cache_dir=Path(cache))
+    return len(_all(repo))
+
+
+def _worker(root: str, cache: str, start: multiprocessing.synchronize.Event, out: Any) -> None:
+    out.put(_open_and_list(root, cache, start))
+
+
+def test_two_processes_opening_at_once_build_one_sound_cache(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    repo = init_repo(LocalStorage(root))
+    for i in range(3):
+        write_backup(repo, f"b{i}", {"dump": random_bytes(20_000, seed=i)})
+    expected = _all(open_repo(LocalStorage(root)))
+    cache = tmp_path / "cache"
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(str(root), str(cache), start, out)) for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert results == [len(expected)] * 2
+    reopened = open_repo(LocalStorage(root), cache_dir=cache)
+    assert _all(reopened) == expected
+    assert not [p for p in (cache / repo.id).iterdir() if p.name.startswith(".")]
