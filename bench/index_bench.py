@@ -1,8 +1,12 @@
-"""The in-memory chunk index: memory per chunk, load time and lookups, against a dict.
+"""The chunk index: memory, open time and lookups of the in-memory index (a dict, the
+compact arrays) and of the merged on-disk cache (index_cache.py), and a backup into a
+pre-filled repository against one into an empty one.
 
 Run::
 
     .venv/bin/python -m bench.index_bench --chunks 1000000 4000000 --workdir /tmp/ibench
+    .venv/bin/python -m bench.index_bench --kinds compact cache --chunks 4000000 10000000
+    .venv/bin/python -m bench.index_bench --backup --chunks 10000000 --runs 5
 
 For each size it writes index files of random chunk ids once (plaintext, 700 entries a
 pack as in 12 MiB packs of ~17 KiB sealed chunks, 64 packs a file), then measures in a
@@ -12,13 +16,26 @@ fresh subprocess per implementation, so that RSS belongs to one measurement only
   chunk id to a tuple of pack number, offset, length and raw length; what
   ``ChunkIndex.add_pack`` did for every decoded entry);
 - ``compact``: :class:`respaldo.repository.index.ChunkIndex` (numpy arrays sorted by the
-  ids' first 8 bytes, plus a dict of additions merged every ``DELTA_MERGE`` chunks).
+  ids' first 8 bytes, plus a dict of additions merged every ``DELTA_MERGE`` chunks);
+- ``cache``: the merged cache file (:mod:`respaldo.repository.index_cache`), built once
+  from the same files (its build time is reported as ``build s``: what the first open
+  on a machine costs, less decryption), then opened twice: *cold* (the cache file is on
+  disk but not in the page cache: dropped with ``posix_fadvise(DONTNEED)`` on it alone,
+  so that other processes' caches stay) and *warm*. Lookups run with the file in the
+  page cache (read through once first); ``peak MiB`` is the child process's VmHWM
+  (Python, numpy and the probes included).
 
 Each: RSS after loading every file minus RSS before (the plaintexts are read before the
 first measurement and stay in memory for both), bytes per chunk from that, load seconds,
 then 200,000 lookups of known ids and 200,000 of unknown ones, then 200,000 additions in
-packs of 700 (what a backup of ~3.5 GB of new data adds). Results go to stdout as
-Markdown and to ``bench/results/index.json``.
+packs of 700 (what a backup of ~3.5 GB of new data adds). Known ids are drawn from all
+the files. Results go to stdout as Markdown and to ``bench/results/index.json``.
+
+``--backup``: a repository (local directory, cache directory set) pre-filled with
+``--chunks`` chunks (sealed index files of random ids; their packs do not exist, nothing
+deduplicates against them) against an empty one; each run backs up the same new random
+data (``--backup-mib``) into both, in alternating order, timing open + write + commit;
+the cache is built before the first run. The ratio is per pair.
 """
 
 from __future__ import annotations
@@ -35,13 +52,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from respaldo.repository.index import ChunkIndex, decode_index, encode_index
+import numpy as np
+
+from respaldo.repository.index import GROUP, MAGIC, ChunkIndex, decode_index
 from respaldo.repository.packs import PackEntry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
 PER_PACK = 700
 PACKS_PER_FILE = 64
 PROBES = 200_000
+KINDS = ("dict", "compact", "cache", "build")
 
 
 class Index(Protocol):
@@ -81,39 +101,41 @@ def make_files(workdir: Path, chunks: int, seed: int) -> list[Path]:
     if done.exists():
         return sorted(folder.glob("*.idx"))
     folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
+    entry = np.dtype([("id", "V32"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")])
     paths: list[Path] = []
     pack = 0
     left = chunks
     while left:
-        groups = []
+        parts = [MAGIC]
         for _ in range(PACKS_PER_FILE):
             if not left:
                 break
             n = min(PER_PACK, left)
-            offsets = range(36, 36 + n * 17_000, 17_000)
-            groups.append(
-                (
-                    f"{pack:064x}",
-                    [PackEntry(rng.randbytes(32), o, 17_000, 20_000) for o in offsets],
-                )
-            )
+            entries = np.empty(n, entry)
+            entries["id"] = np.frombuffer(rng.bytes(32 * n), "V32")
+            entries["offset"] = 36 + np.arange(n, dtype=np.uint32) * 17_000
+            entries["length"], entries["raw"] = 17_000, 20_000
+            parts.append(GROUP.pack(pack.to_bytes(32, "big"), n))
+            parts.append(entries.tobytes())
             pack += 1
             left -= n
         path = folder / f"{len(paths):06d}.idx"
-        path.write_bytes(encode_index(groups))
+        path.write_bytes(b"".join(parts))
         paths.append(path)
     done.touch()
     return paths
 
 
-def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
-    """One implementation, in this process (the child)."""
-    paths = make_files(workdir, chunks, seed)
-    blobs = [p.read_bytes() for p in paths]
-    known = [e.chunk_id for e in next(decode_index(blobs[0]))[1]]
+def _probes(paths: list[Path], seed: int) -> tuple[list[bytes], list[bytes], list[Any]]:
+    """Known ids from all over the files, unknown ids, and packs of additions."""
     rng = random.Random(seed + 1)
+    known: list[bytes] = []
+    for path in rng.sample(paths, min(len(paths), 200)):
+        for _, entries in decode_index(path.read_bytes()):
+            known.extend(e.chunk_id for e in entries)
     hits = [rng.choice(known) for _ in range(PROBES)]
+    del known
     misses = [rng.randbytes(32) for _ in range(PROBES)]
     additions = [
         (
@@ -122,6 +144,146 @@ def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
         )
         for p in range(PROBES // PER_PACK)
     ]
+    return hits, misses, additions
+
+
+def peak_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def _read_through(path: Path) -> None:
+    buffer = bytearray(1 << 20)  # one buffer: the reads must not grow this process
+    with path.open("rb", buffering=0) as f:
+        while f.readinto(buffer):
+            pass
+
+
+def build_cache(workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
+    """The cache file for ``chunks``, built once (in the child that first needs it)."""
+    from respaldo.repository import index_cache
+
+    paths = make_files(workdir, chunks, seed)
+    folder = workdir / f"cache-{chunks}"
+    stamp = folder / "build.json"
+    if stamp.exists():
+        built: dict[str, Any] = json.loads(stamp.read_text())
+        return built
+    folder.mkdir(parents=True, exist_ok=True)
+    by_name = {p.name: p for p in paths}
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    index_cache.build(
+        folder / index_cache.CACHE_NAME,
+        "bench",
+        {p.name: p.stat().st_size for p in paths},
+        lambda name: by_name[name].read_bytes(),
+    )
+    built = {
+        "build_seconds": time.perf_counter() - t0,
+        "build_cpu_seconds": time.process_time() - cpu0,
+        "build_peak_rss": peak_rss(),
+        "cache_bytes": (folder / index_cache.CACHE_NAME).stat().st_size,
+    }
+    stamp.write_text(json.dumps(built))
+    return built
+
+
+def measure_cache(workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
+    """The cache kind, in this process (the child): open cold and warm, then look up."""
+    from respaldo.repository import index_cache
+
+    built = build_cache(workdir, chunks, seed)
+    paths = make_files(workdir, chunks, seed)
+    folder = workdir / f"cache-{chunks}"
+    listing = {p.name: p.stat().st_size for p in paths}
+    hits, misses, additions = _probes(paths, seed)
+    gc.collect()
+    path = folder / index_cache.CACHE_NAME
+    before = rss()
+
+    def open_index() -> ChunkIndex:
+        loaded = index_cache.load_cached(
+            folder, "bench", lambda: listing, lambda n: b"", (KeyError,), {}
+        )
+        assert loaded is not None
+        return loaded[0]
+
+    _drop_from_page_cache(path)
+    t0 = time.perf_counter()
+    index = open_index()
+    cold = time.perf_counter() - t0
+    del index
+    t0 = time.perf_counter()
+    index = open_index()
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found_cold = sum(1 for cid in hits[:20_000] if cid in index)
+    hit_cold_s = time.perf_counter() - t0
+    _read_through(path)
+    gc.collect()
+    opened = rss() - before
+    result = _lookups(index, hits, misses, additions)
+    assert found_cold == 20_000
+    result["rss_after_lookups"] -= before
+    return {
+        "kind": "cache",
+        "chunks": chunks,
+        "rss_bytes": opened,
+        "bytes_per_chunk": opened / chunks,
+        "load_seconds": warm,
+        "open_cold_seconds": cold,
+        "hit_cold_us": hit_cold_s / 20_000 * 1e6,
+        "peak_rss": peak_rss(),
+        **built,
+        **result,
+    }
+
+
+def _lookups(
+    index: Index, hits: list[bytes], misses: list[bytes], additions: list[Any]
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    found = sum(1 for cid in hits if cid in index)
+    hit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found_unknown = sum(1 for cid in misses if cid in index)
+    miss_s = time.perf_counter() - t0
+    assert found == PROBES and found_unknown == 0
+    gc.collect()
+    after_lookups = rss()
+    t0 = time.perf_counter()
+    for pack_id, entries in additions:
+        index.add_pack(pack_id, entries)
+    add_s = time.perf_counter() - t0
+    return {
+        "rss_after_lookups": after_lookups,
+        "hit_us": hit_s / PROBES * 1e6,
+        "miss_us": miss_s / PROBES * 1e6,
+        "add_us": add_s / (len(additions) * PER_PACK) * 1e6,
+    }
+
+
+def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
+    """One implementation, in this process (the child)."""
+    if kind == "build":
+        return build_cache(workdir, chunks, seed)
+    if kind == "cache":
+        return measure_cache(workdir, chunks, seed)
+    paths = make_files(workdir, chunks, seed)
+    hits, misses, additions = _probes(paths, seed)
+    blobs = [p.read_bytes() for p in paths]
     gc.collect()
     before = rss()
     t0 = time.perf_counter()
@@ -137,26 +299,15 @@ def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
     gc.collect()
     grown = rss() - before
     assert len(index) == chunks
-    t0 = time.perf_counter()
-    found = sum(1 for cid in hits if cid in index)
-    hit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    found_unknown = sum(1 for cid in misses if cid in index)
-    miss_s = time.perf_counter() - t0
-    assert found == PROBES and found_unknown == 0
-    t0 = time.perf_counter()
-    for pack_id, entries in additions:
-        index.add_pack(pack_id, entries)
-    add_s = time.perf_counter() - t0
     return {
         "kind": kind,
         "chunks": chunks,
         "rss_bytes": grown,
         "bytes_per_chunk": grown / chunks,
         "load_seconds": load,
-        "hit_us": hit_s / PROBES * 1e6,
-        "miss_us": miss_s / PROBES * 1e6,
-        "add_us": add_s / (len(additions) * PER_PACK) * 1e6,
+        "peak_rss": peak_rss(),
+        **_lookups(index, hits, misses, additions),
+        "rss_before": before,
     }
 
 
@@ -185,44 +336,50 @@ def run_child(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any
 
 def table(results: list[dict[str, Any]]) -> Iterator[str]:
     yield (
-        "| chunks | index | RSS MiB | bytes/chunk | load s | lookup hit µs | lookup miss µs "
-        "| add µs |"
+        "| chunks | index | RSS MiB open | bytes/chunk | RSS MiB lookups | peak MiB "
+        "| open s (warm) | open s (cold) | build s | hit µs | hit µs (cold) | miss µs | add µs |"
     )
-    yield "|--:|---|--:|--:|--:|--:|--:|--:|"
+    yield "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     for r in results:
+        cold = f"{r['open_cold_seconds']:.3f}" if "open_cold_seconds" in r else "–"
+        build = f"{r['build_seconds']:.1f}" if "build_seconds" in r else "–"
+        hit_cold = f"{r['hit_cold_us']:.1f}" if "hit_cold_us" in r else "–"
+        looked = r["rss_after_lookups"] - r.get("rss_before", 0)
         yield (
             f"| {r['chunks']:,} | {r['kind']} | {r['rss_bytes'] / 2**20:.0f} "
-            f"| {r['bytes_per_chunk']:.0f} | {r['load_seconds']:.2f} | {r['hit_us']:.2f} "
+            f"| {r['bytes_per_chunk']:.1f} | {looked / 2**20:.0f} | {r['peak_rss'] / 2**20:.0f} "
+            f"| {r['load_seconds']:.3f} | {cold} | {build} | {r['hit_us']:.2f} | {hit_cold} "
             f"| {r['miss_us']:.2f} | {r['add_us']:.2f} |"
-        )
-    yield ""
-    yield "| chunks | compact / dict: memory | load time | lookup (hit) | lookup (miss) | add |"
-    yield "|--:|--:|--:|--:|--:|--:|"
-    by = {(r["chunks"], r["kind"]): r for r in results}
-    for chunks in sorted({r["chunks"] for r in results}):
-        c, d = by[(chunks, "compact")], by[(chunks, "dict")]
-        yield (
-            f"| {chunks:,} | {c['rss_bytes'] / d['rss_bytes']:.3f} "
-            f"| {c['load_seconds'] / d['load_seconds']:.2f} | {c['hit_us'] / d['hit_us']:.1f} "
-            f"| {c['miss_us'] / d['miss_us']:.1f} | {c['add_us'] / d['add_us']:.1f} |"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.index_bench", description=__doc__)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=["dict", "compact", "cache"])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ibench"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=RESULTS)
-    parser.add_argument("--child", choices=["dict", "compact"], help=argparse.SUPPRESS)
+    parser.add_argument("--backup", action="store_true", help="the pre-filled backup pairs")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backup-mib", type=int, default=64)
+    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(measure(args.child, args.workdir, args.chunks[0], args.seed)))
         return 0
+    if args.backup:
+        from bench import index_backup
+
+        lines = index_backup.run(args.workdir, args.chunks[0], args.runs, args.backup_mib)
+        print("\n".join(lines))
+        return 0
     results = []
     for chunks in args.chunks:
         make_files(args.workdir, chunks, args.seed)
-        for kind in ("dict", "compact"):
+        for kind in args.kinds:
+            if kind == "cache":  # built apart, so that the build's memory is not counted
+                run_child("build", args.workdir, chunks, args.seed)
             results.append(run_child(kind, args.workdir, chunks, args.seed))
             print(f"{chunks:,} {kind}: done", file=sys.stderr)
     lines = list(table(results))

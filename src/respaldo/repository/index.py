@@ -244,11 +244,11 @@ class ChunkIndex:
 
     def _run_get(self, run: CacheRun, chunk_id: bytes) -> Location | None:
         try:
-            for found in run.find(chunk_id):
-                pack_id = run.pack_id(found.group)
+            for group, offset, length, raw in run.find(chunk_id):
+                pack_id = run.pack_id(group)
                 if self._exclude and chunk_id in self._exclude.get(pack_id, ()):
                     continue
-                return Location(pack_id, found.offset, found.length, found.raw)
+                return Location(pack_id, offset, length, raw)
             return None
         except CacheCorrupt as exc:
             return self._run_get(self._recover(run, exc), chunk_id)

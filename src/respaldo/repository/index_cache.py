@@ -6,9 +6,13 @@ restore process (4.5 GB at 65 million chunks). Instead, the index files' entries
 merged once into one sorted file under ``<cache_dir>/<repository id>/chunkindex.cix``
 (0600, written to a temporary file and renamed), and a process keeps only a directory
 of it in memory: the first key of each 4 KiB block (8 bytes a block, about 0.1 byte a
-chunk). A lookup binary-searches the directory, reads one block with ``pread`` (the
-page cache keeps hot blocks; nothing is mapped, so the blocks read never count in the
-process's resident memory) and binary-searches the block.
+chunk) and a Bloom filter of the ids (10 bits a chunk, at most FILTER_MAX bytes: it
+spares most lookups of chunks the cache does not hold a read of the file; its hashes
+are words of the ids, which are already uniform). A lookup binary-searches the directory,
+reads one block with ``pread`` and binary-searches its keys. The page cache keeps hot
+blocks; nothing is mapped, so that they never count in a process's resident memory (a
+mapping would: the kernel maps 64 KiB around each page touched, and a few thousand
+lookups had the whole file resident).
 
 Layout (all integers little-endian)::
 
@@ -18,9 +22,9 @@ Layout (all integers little-endian)::
         records   PER_BLOCK x 44   rest of the id (24) | group | offset | length | raw | check
         ...zeros...
         trailer   count (u32) | crc32 of the block's first 4088 bytes, seeded by its number
-    meta (after the blocks): the covered files (JSON), the groups (pack id 32 | file no u32
-        each), the directory (u64 a block); HEADER's digest is the SHA-256 of the header's
-        other fields and the meta.
+    meta (after the blocks): the covered files and the filter's size (JSON), the groups
+        (pack id 32 | file no u32 each), the directory (u64 a block), the filter; HEADER's
+        digest is the SHA-256 of the header's other fields and the meta.
 
 A *group* is one pack of one index file: a record names its group, the group its pack
 and the index file that described it, so that entries of removed files can be dropped.
@@ -83,6 +87,13 @@ GROUP = 36
 BUCKET_RECORDS = 262_144
 """Records sorted in memory at a time while building (about 12 MiB)."""
 TOP_BITS = 16
+_U32 = struct.Struct("<I")
+_WORDS = struct.Struct("<III")
+FILTER_MAX = 32 * 2**20
+"""Bytes of the in-memory filter at most, whatever the repository's size: about 10 bits
+a chunk up to 27 million chunks, fewer beyond (at 65 million, 4 bits: a chunk the
+cache does not hold reads the file once in 7 times)."""
+_FIELDS = struct.Struct("<IIIII")
 
 _WIDE = np.dtype(
     [
@@ -116,12 +127,8 @@ def _block_seed(number: int) -> int:
     return (number * 2654435761 + 0x5EED) & 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    group: int
-    offset: int
-    length: int
-    raw: int
+Found = tuple[int, int, int, int]
+"""(group, offset, sealed length, raw length) of a record."""
 
 
 class CacheRun:
@@ -157,13 +164,17 @@ class CacheRun:
             raise CacheCorrupt("the meta is truncated")
         if hashlib.sha256(head[: HEADER.size - 32] + meta).digest() != digest:
             raise CacheCorrupt("the meta does not match its digest")
-        if len(meta) != files_len + groups * GROUP + blocks * 8:
-            raise CacheCorrupt("the meta has the wrong length")
         doc = json.loads(meta[:files_len])
+        filter_at = files_len + groups * GROUP + blocks * 8
+        if len(meta) != filter_at + doc["filter"]["bytes"]:
+            raise CacheCorrupt("the meta has the wrong length")
+        self.filter = meta[filter_at:]
+        self.filter_mask = len(self.filter) * 8 - 1
+        self.hashes: int = doc["filter"]["hashes"]
         self.repository: str = doc["repository"]
         self.files: list[tuple[str, int]] = [(n, s) for n, s in doc["files"]]
         self.groups = meta[files_len : files_len + groups * GROUP]
-        self.directory = memoryview(meta[files_len + groups * GROUP :]).cast("Q")
+        self.directory = memoryview(meta[files_len + groups * GROUP : filter_at]).cast("Q")
         self.records = records
         self.blocks = blocks
         self.unique = unique
@@ -209,19 +220,25 @@ class CacheRun:
     def _first_block(self, key: int) -> int:
         top = key >> (64 - TOP_BITS)
         b = bisect.bisect_left(self.directory, key, self.top[top], self.top[top + 1]) - 1
-        return max(b, 0)
+        return b if b > 0 else 0
 
-    def find(self, chunk_id: bytes) -> Iterator[Found]:
-        """Every record of ``chunk_id``, in file order. Raises CacheCorrupt for a record
-        that does not match its check."""
+    def find(self, chunk_id: bytes) -> list[Found]:
+        """Every record of ``chunk_id``, in file order (usually none or one). Raises
+        CacheCorrupt for a record that does not match its check."""
         if not self.blocks:
-            return
+            return []
+        # The filter first: most chunks a cache does not hold never touch the file.
+        f, mask = self.filter, self.filter_mask
+        for word in _WORDS.unpack_from(chunk_id, 8)[: self.hashes]:  # uniform already
+            if not f[(word & mask) >> 3] >> (word & 7) & 1:
+                return []
         key = int.from_bytes(chunk_id[:8], "big")
         rest = chunk_id[8:32]
         b = self._first_block(key)
+        out: list[Found] = []
         while True:
             block = self._read_block(b)
-            count = int.from_bytes(block[TRAILER : TRAILER + 4], "little")
+            (count,) = _U32.unpack_from(block, TRAILER)
             if not 0 < count <= PER_BLOCK:
                 raise CacheCorrupt(f"block {b} has a bad count")
             keys = memoryview(block)[: count * 8].cast("Q")
@@ -229,15 +246,14 @@ class CacheRun:
             while i < count and keys[i] == key:
                 at = KEYS_END + i * RECORD
                 if block[at : at + 24] == rest:
-                    check = int.from_bytes(block[at + 40 : at + 44], "little")
+                    group, offset, length, raw, check = _FIELDS.unpack_from(block, at + 24)
                     if zlib.crc32(block[at : at + 40]) != check:
                         raise CacheCorrupt(f"a record of block {b} does not match its check")
-                    group, offset, length, raw = struct.unpack_from("<IIII", block, at + 24)
-                    yield Found(group, offset, length, raw)
+                    out.append((group, offset, length, raw))
                 i += 1
             # The same key may go on in the next block (a chunk several files describe).
             if i < count or b + 1 >= self.blocks or self.directory[b + 1] != key:
-                return
+                return out
             b += 1
 
     def check_miss(self, chunk_id: bytes) -> None:
@@ -327,8 +343,10 @@ def wide_of_group(data: bytes, pos: int, count: int, group: int) -> npt.NDArray[
 class _BlockWriter:
     """Writes sorted wide records as blocks, carrying a partial block to the next call."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: IO[bytes], filter_bytes: int, hashes: int) -> None:
         self.out = out
+        self.filter = np.zeros(filter_bytes, np.uint8)
+        self.hashes = hashes
         self.carry = np.empty(0, _WIDE)
         self.directory: list[npt.NDArray[np.uint64]] = []
         self.blocks = 0
@@ -356,6 +374,10 @@ class _BlockWriter:
             self.unique -= 1
         last = wide[-1]
         self.last_id = last["key"].item().to_bytes(8, "big") + bytes(last["rest"])
+        words = wide["rest"].copy().view("<u4").reshape(n, 6)
+        for h in range(self.hashes):
+            bit = words[:, h] & np.uint32(len(self.filter) * 8 - 1)
+            np.bitwise_or.at(self.filter, bit >> 3, (1 << (bit & 7)).astype(np.uint8))
         keys = np.zeros(nblocks * PER_BLOCK, "<u8")
         keys[:n] = wide["key"]
         recs = np.zeros(nblocks * PER_BLOCK, _RECORD)
@@ -412,6 +434,8 @@ def build(
     old_records = old.records if old is not None and kept_old else 0
     estimate = old_records + sum(files[name] for name in new) // 44
     bits = min(12, max(0, math.ceil(math.log2(max(1, estimate) / BUCKET_RECORDS))))
+    filter_bytes = min(FILTER_MAX, 2 ** max(13, math.ceil(math.log2(estimate * 10 / 8 + 1))))
+    hashes = max(1, min(3, round(filter_bytes * 8 / max(1, estimate) * math.log(2))))
     groups: list[bytes] = []
     # Old groups keep their place when their file is kept; others map to -1 (dropped).
     remap = np.full(max(1, len(old.groups) // GROUP if old else 1), -1, np.int64)
@@ -461,7 +485,7 @@ def build(
             with os.fdopen(fd, "w+b") as out:
                 os.fchmod(out.fileno(), 0o600)
                 out.write(bytes(BLOCK))
-                writer = _BlockWriter(out)
+                writer = _BlockWriter(out, filter_bytes, hashes)
                 for b, bucket in enumerate(buckets):
                     parts = []
                     if old is not None and kept_old:
@@ -483,10 +507,18 @@ def build(
                     wide = wide[np.argsort(wide["key"], kind="stable")]
                     writer.write(wide, final=b == len(buckets) - 1)
                 directory = np.concatenate(writer.directory or [np.empty(0, "<u8")])
-                files_json = json.dumps(
-                    {"repository": repository, "files": names}, separators=(",", ":")
-                ).encode()
-                meta = files_json + b"".join(groups) + directory.astype("<u8").tobytes()
+                doc = {
+                    "repository": repository,
+                    "files": names,
+                    "filter": {"bytes": filter_bytes, "hashes": hashes},
+                }
+                files_json = json.dumps(doc, separators=(",", ":")).encode()
+                meta = (
+                    files_json
+                    + b"".join(groups)
+                    + directory.astype("<u8").tobytes()
+                    + writer.filter.tobytes()
+                )
                 meta_at = out.tell()
                 assert meta_at == BLOCK + writer.blocks * BLOCK
                 out.write(meta)
