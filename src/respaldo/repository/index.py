@@ -16,6 +16,10 @@ to a small dict first and are merged into the arrays in batches. The arrays live
 :mod:`respaldo.repository.index_arrays`, imported (with numpy) only by a process that
 loads a non-empty index. Index files are cached
 locally, still sealed, so that opening a repository costs a listing, not a download.
+
+With a cache directory, the loaded files do not go to memory at all: they are merged
+into a sorted file on local disk (:mod:`respaldo.repository.index_cache`), and only
+the files it does not cover yet, and the additions, are held in memory.
 """
 
 from __future__ import annotations

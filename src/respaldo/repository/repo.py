@@ -327,7 +327,9 @@ class Repository:
 
     def load_index(self) -> None:
         """(Re)load every index file, using and refreshing the local cache, leaving out
-        the quarantined copies of chunks (:mod:`.quarantine`).
+        the quarantined copies of chunks (:mod:`.quarantine`). With a cache directory
+        the index is this machine's merged cache of the index files on disk, brought up
+        to date first (:mod:`.index_cache`); without one, all of it is in memory.
 
         A damaged index file is left out and named in one warning (and in
         :attr:`damaged_index_files`) instead of failing the open: the index is only an
@@ -387,7 +389,8 @@ class Repository:
 
         For readers only: writers never deduplicate against these packs (garbage
         collection may delete packs no index file describes). The headers are read once,
-        at the first call after each load of the index.
+        at the first call after each load of the index. First, the miss is confirmed
+        against a damaged local index cache (which is then rebuilt).
         """
         confirmed = self.index.confirm_miss(chunk_id)
         if confirmed is not None or not self.damaged_index_files:
