@@ -132,8 +132,8 @@ def _probes(paths: list[Path], seed: int) -> tuple[list[bytes], list[bytes], lis
     rng = random.Random(seed + 1)
     known: list[bytes] = []
     for path in rng.sample(paths, min(len(paths), 200)):
-        for _, entries in decode_index(path.read_bytes()):
-            known.extend(e.chunk_id for e in entries)
+        ids = [e.chunk_id for _, entries in decode_index(path.read_bytes()) for e in entries]
+        known.extend(rng.sample(ids, min(len(ids), 2000)))
     hits = [rng.choice(known) for _ in range(PROBES)]
     del known
     misses = [rng.randbytes(32) for _ in range(PROBES)]
