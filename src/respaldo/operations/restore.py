@@ -60,6 +60,7 @@ from respaldo.operations.pardump import (
     restore_directory,
     table_of_contents,
 )
+from respaldo.operations.restore_parallel import restore_arriving
 from respaldo.operations.restore_props import (
     apply_database_properties,
     check_properties,
@@ -80,7 +81,6 @@ from respaldo.postgres import (
     terminate_connections,
     unexpected_objects,
 )
-from respaldo.postgres.archive_offsets import set_offsets
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.dbprops import DatabaseProperties
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
@@ -513,51 +513,24 @@ def restore_stream_into(
                 done += len(data)
                 ctx.progress("restore", done, total)
         return done
-    # A dump written to a pipe has no data offsets, and pg_restore --jobs without them
-    # has each worker scan the archive for every table (measured: no faster than one
-    # job). So the dump is spooled to a file while the pre-data section (the empty
-    # tables, types, functions: no data) is restored from the stream by one pg_restore,
-    # which exits once it has read the table of contents. When the stream has ended and
-    # its checksum has been checked (iter_stream raises otherwise, before any data is
-    # loaded), the spool gets the data offsets pg_dump would have written into a file
-    # (postgres.archive_offsets), and ``jobs`` workers restore the data and post-data
-    # sections from it, as pg_restore --jobs does from a pg_dump -Fc file.
-    # A directory named after this process: if it is killed, the next restore (with the
-    # same work directory) removes the plaintext spool it left.
+    # The tables' data loads into the staging database while the dump still arrives;
+    # nothing after the data starts before the stream's checksum has matched
+    # (operations/restore_parallel.py, docs/disaster-recovery.md). A directory named after
+    # this process holds the plaintext spool: if it is killed, the next restore (with the
+    # same work directory) removes what it left. The spool stays 0600 in a 0700
+    # directory: pg_restore is this process's own child, running as the same user.
     with private_directory("spool", work_dir) as tmp:
-        path = tmp / "dump.pgcustom"
-        with (
-            path.open("wb") as spool,
-            pg_restore(
-                conninfo, no_owner=no_owner, sections=("pre-data",), bindir=bindir
-            ) as restore,
-        ):
-            feeding = True
-            for data in reader.stream(manifest, DUMP_STREAM):
-                if feeding:
-                    try:
-                        restore.stdin.write(data)
-                    except BrokenPipeError:
-                        # It has read what it needs; the with block reaps it and raises
-                        # if it failed. The rest of the dump goes to the spool alone.
-                        feeding = False
-                spool.write(data)
-                done += len(data)
-                ctx.progress("restore", done, total)
-        # The spool is a plaintext dump: it stays 0600 in a 0700 directory. pg_restore is
-        # this process's own child, running as the same user, so nobody else needs it.
-        if not set_offsets(path):
-            log.info("the spooled dump's data offsets could not be set: pg_restore scans it")
-        ctx.progress("restore", 0, None)
-        with pg_restore(
+        done = restore_arriving(
+            reader.stream(manifest, DUMP_STREAM),
+            total,
+            manifest.meta.get(DUMP_BLOCKS),
             conninfo,
-            source=path,
+            directory=tmp,
             jobs=jobs,
             no_owner=no_owner,
-            sections=("data", "post-data"),
             bindir=bindir,
-        ):
-            pass
+            progress=lambda n: ctx.progress("restore", n, total),
+        )
     return done
 
 

@@ -29,7 +29,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 MAGIC = b"PGDMP"
 FORMAT_CUSTOM = 1
@@ -42,19 +42,47 @@ BLOCK_DATA = 1
 BLOCK_BLOBS = 3
 
 
+@dataclass
+class TocEntry:
+    """One table-of-contents entry, as far as finding and loading its data needs it."""
+
+    dump_id: int
+    kind: str
+    """pg_dump's ``desc``: ``TABLE DATA``, ``BLOBS``, ``INDEX``…"""
+    state: int
+    """Of its data offset: :data:`OFFSET_NOT_SET` (it has a data block), :data:`OFFSET_SET`
+    or 3 (no data)."""
+    state_at: int
+    """File position of the offset's state byte."""
+
+
+@dataclass
+class ArchiveToc:
+    """A custom-format archive's table of contents (:func:`read_toc`)."""
+
+    entries: list[TocEntry]
+    end: int
+    """Where the table of contents ends: the first data block starts there."""
+    int_size: int
+    off_size: int
+
+
 class _Unreadable(Exception):
     """The archive is not one this module understands: leave it alone."""
 
 
-@dataclass
-class _Entry:
-    dump_id: int
-    state: int
-    state_at: int  # file position of the offset's state byte
+class Readable(Protocol):
+    """What :func:`read_toc` reads from: a file, or one that waits for bytes to arrive."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class _Reader:
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: Readable) -> None:
         self.fh = fh
         self.int_size = 4
         self.off_size = 8
@@ -73,6 +101,12 @@ class _Reader:
         value = int.from_bytes(self.bytes(self.int_size), "little")
         return -value if sign else value
 
+    def str(self) -> str | None:
+        length = self.int()
+        if length < 0:
+            return None
+        return self.bytes(length).decode("utf-8", "replace")
+
     def skip_str(self) -> bool:
         """Skip one string; False if it was NULL."""
         length = self.int()
@@ -82,7 +116,7 @@ class _Reader:
         return True
 
 
-def _read_toc(r: _Reader) -> list[_Entry]:
+def _read_toc(r: _Reader) -> list[TocEntry]:
     if r.bytes(5) != MAGIC:
         raise _Unreadable("not a custom-format archive")
     version = (r.byte(), r.byte())
@@ -108,8 +142,9 @@ def _read_toc(r: _Reader) -> list[_Entry]:
     for _ in range(count):
         dump_id = r.int()
         r.int()  # has a data dumper
-        for _ in range(4):  # tableoid, oid, tag, desc
+        for _ in range(3):  # tableoid, oid, tag
             r.skip_str()
+        kind = r.str() or ""
         r.int()  # section
         for _ in range(5):  # defn, dropStmt, copyStmt, namespace, tablespace
             r.skip_str()
@@ -122,7 +157,7 @@ def _read_toc(r: _Reader) -> list[_Entry]:
         state_at = r.fh.tell()
         state = r.byte()
         r.bytes(r.off_size)
-        entries.append(_Entry(dump_id, state, state_at))
+        entries.append(TocEntry(dump_id, kind, state, state_at))
     return entries
 
 
@@ -200,6 +235,32 @@ def set_offsets(path: Path) -> int:
             fh.write(bytes([OFFSET_SET]) + offset.to_bytes(r.off_size, "little"))
         fh.flush()
     return len(blocks)
+
+
+def read_toc(fh: Readable) -> ArchiveToc | None:
+    """The table of contents of the custom-format archive ``fh`` reads from its start;
+    None for an archive this module does not read (then nothing is known of its data
+    blocks). Only the table of contents is read: ``fh`` is left at its end."""
+    r = _Reader(fh)
+    try:
+        entries = _read_toc(r)
+    except _Unreadable:
+        return None
+    return ArchiveToc(entries, fh.tell(), r.int_size, r.off_size)
+
+
+def write_offsets(path: Path, toc: ArchiveToc, starts: dict[int, int]) -> None:
+    """Write ``starts`` (dump id -> offset of its data block, checked by the caller) into
+    the table of contents of the archive file at ``path``, in place, as pg_dump writes
+    them into a file; entries of ``toc`` whose offset is set already are not changed."""
+    by_id = {e.dump_id: e for e in toc.entries}
+    with path.open("r+b") as fh:
+        for dump_id, offset in starts.items():
+            entry = by_id[dump_id]
+            if entry.state != OFFSET_NOT_SET:
+                continue
+            fh.seek(entry.state_at)
+            fh.write(bytes([OFFSET_SET]) + offset.to_bytes(toc.off_size, "little"))
 
 
 def entries_without_offsets(path: Path) -> int:

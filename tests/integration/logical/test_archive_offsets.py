@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sample.cluster import TempCluster
 
-import respaldo.operations.restore as restore_module
+import respaldo.operations.restore_parallel as restore_module
 from respaldo.postgres import pg_restore
 from respaldo.postgres.archive_offsets import entries_without_offsets, set_offsets
 from tests.integration.logical.conftest import Respaldo

@@ -1,0 +1,377 @@
+"""``restore --jobs N`` of a custom-format dump: the tables' data loads while the dump
+still arrives.
+
+The dump is read from the repository (every chunk authenticated and its id checked as it
+is read; the stream's SHA-256 at its end) into a private spool file. Meanwhile, as soon as
+its table of contents is there, one pg_restore creates the pre-data section (the empty
+tables, types, functions) in the staging database, and then ``N`` pg_restore processes
+each load the data of some of the tables (``--use-list``, the tables split by the sizes of
+their data blocks as the backup noted them, biggest first to the least loaded), each fed
+from the spool, block by block, as the blocks arrive. When the whole stream has been read
+and its checksum matched, the spool gets its data offsets and one ``pg_restore --jobs N``
+restores the rest (sequence values, large objects) and the post-data section (indexes,
+constraints) from it.
+
+Why this keeps "nothing unverified reaches the target": every byte handed to a
+pg_restore is of a chunk already authenticated and checked against its id; only the
+stream's completeness (its SHA-256) is known later. Until then, data goes into the
+staging database only (respaldo's own scratch database, not the target), and nothing
+after the data — not the post-data section, not the row-count check, not the rename —
+starts before the checksum has matched. If it does not match, or a chunk fails, every
+pg_restore is killed and the caller drops the staging database: the target is as it was.
+See docs/disaster-recovery.md.
+
+Where the data blocks are comes from the backup's notes (``dump_blocks``), used only
+where they fit the archive: every entry with data must have one, in the table of
+contents' order, the first right after it; and each block is checked as it is fed (its
+header names its entry; the block before it ends with a zero length). An archive whose
+table of contents this module does not read (:mod:`respaldo.postgres.archive_offsets`),
+or without fitting notes, is restored as before: all of it spooled and checked first,
+then ``pg_restore --jobs N`` of the data and post-data from the spool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+from respaldo.errors import RestoreError
+from respaldo.postgres import ConnInfo, pg_restore
+from respaldo.postgres.archive_offsets import (
+    BLOCK_BLOBS,
+    BLOCK_DATA,
+    OFFSET_NOT_SET,
+    ArchiveToc,
+    read_toc,
+    set_offsets,
+    write_offsets,
+)
+
+log = logging.getLogger(__name__)
+
+FEED = 1 << 20
+"""The most bytes handed to a pg_restore in one write."""
+
+
+class _Aborted(Exception):
+    """The spool was abandoned (the read failed, or another worker did)."""
+
+
+class Spool:
+    """The dump, written to ``path`` as it is read; readers wait for the bytes they need."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("wb", buffering=0)
+        self._changed = threading.Condition()
+        self._size = 0
+        self._complete = False
+        self._aborted = False
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._fh.write(view) :]
+        with self._changed:
+            self._size += len(data)
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        """The whole stream is there, its checksum checked."""
+        self._fh.close()
+        with self._changed:
+            self._complete = True
+            self._changed.notify_all()
+
+    def abort(self) -> None:
+        """Wake every reader with :class:`_Aborted`."""
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+        with contextlib.suppress(OSError):
+            self._fh.close()
+
+    def wait_for(self, end: int) -> int:
+        """Block until ``end`` bytes are there (or the stream is complete, shorter);
+        returns how many are. Raises _Aborted."""
+        with self._changed:
+            while not self._aborted and self._size < end and not self._complete:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
+            return self._size
+
+    def reader(self) -> _SpoolReader:
+        return _SpoolReader(self)
+
+
+class _SpoolReader:
+    """A read-only file on the spool whose reads wait for the bytes to arrive."""
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._fd = os.open(spool.path, os.O_RDONLY)
+        self._pos = 0
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> _SpoolReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self, size: int, /) -> bytes:
+        available = self._spool.wait_for(self._pos + size)
+        data = os.pread(self._fd, max(0, min(size, available - self._pos)), self._pos)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        self._pos = offset if whence == os.SEEK_SET else self._pos + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def pieces(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``end`` of the spool as they arrive, up to :data:`FEED` at a
+        time. Raises RestoreError if the stream ends before ``end``."""
+        at = start
+        while at < end:
+            available = self._spool.wait_for(at + 1)
+            if available <= at:
+                raise RestoreError(
+                    f"the dump ends at byte {available}, before the data block the backup "
+                    f"noted up to byte {end}",
+                    hint="restore it with --jobs 1",
+                )
+            data = os.pread(self._fd, min(end, available, at + FEED) - at, at)
+            at += len(data)
+            yield data
+
+
+@dataclass
+class Plan:
+    """Which pg_restore loads which data block (``starts``: dump id -> block start)."""
+
+    toc: ArchiveToc
+    starts: dict[int, int]
+    ends: dict[int, int]
+    workers: list[list[int]] = field(default_factory=list)
+    """Per worker, the dump ids of the TABLE DATA entries it loads, in archive order."""
+
+    def rest(self) -> list[int]:
+        """Every entry no worker loads (pg_restore's sections then choose)."""
+        loaded = {i for ids in self.workers for i in ids}
+        return [e.dump_id for e in self.toc.entries if e.dump_id not in loaded]
+
+
+def plan_blocks(toc: ArchiveToc, noted: object, size: int, jobs: int) -> Plan | None:
+    """Split the TABLE DATA blocks of the archive ``toc`` describes among ``jobs``
+    workers, by the block starts the backup ``noted``; None if the notes do not fit the
+    archive (see the module's docstring). Pure."""
+    if not isinstance(noted, dict):
+        return None
+    try:
+        hints = {int(k): int(v) for k, v in noted.items()}
+    except (TypeError, ValueError):
+        return None
+    with_data = [e for e in toc.entries if e.state == OFFSET_NOT_SET]
+    if not with_data or any(e.dump_id not in hints for e in with_data):
+        return None
+    starts = [hints[e.dump_id] for e in with_data]
+    if starts[0] != toc.end or any(a >= b for a, b in pairwise(starts)):
+        return None
+    if starts[-1] >= size:
+        return None
+    ends = [*starts[1:], size]
+    plan = Plan(
+        toc,
+        {e.dump_id: s for e, s in zip(with_data, starts, strict=True)},
+        {e.dump_id: end for e, end in zip(with_data, ends, strict=True)},
+    )
+    tables = [e.dump_id for e in with_data if e.kind == "TABLE DATA"]
+    # Biggest first, each to the worker with the fewest bytes so far.
+    load: list[tuple[int, int]] = [(0, w) for w in range(jobs)]
+    chosen: list[list[int]] = [[] for _ in range(jobs)]
+    for dump_id in sorted(tables, key=lambda i: plan.starts[i] - plan.ends[i]):
+        total, worker = heapq.heappop(load)
+        chosen[worker].append(dump_id)
+        heapq.heappush(load, (total + plan.ends[dump_id] - plan.starts[dump_id], worker))
+    order = {e.dump_id: n for n, e in enumerate(toc.entries)}
+    plan.workers = [sorted(ids, key=order.__getitem__) for ids in chosen if ids]
+    return plan
+
+
+def restore_arriving(
+    chunks: Iterator[bytes],
+    size: int,
+    noted: object,
+    conninfo: ConnInfo,
+    *,
+    directory: Path,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+    progress: Callable[[int], None],
+) -> int:
+    """Restore the custom-format dump ``chunks`` yields (``size`` bytes; it raises
+    IntegrityError at the end if its checksum differs) into ``conninfo``'s database with
+    ``jobs`` workers, spooling it in ``directory``; returns the bytes read. Raises what
+    ``chunks`` raises, PostgresError, RestoreError; on any failure every pg_restore is
+    killed before this returns, and the database is the caller's to drop."""
+    spool = Spool(directory / "dump.pgcustom")
+    done = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
+        loading = pool.submit(_load, spool, size, noted, conninfo, jobs, no_owner, bindir)
+        try:
+            for data in chunks:
+                spool.append(data)
+                done += len(data)
+                progress(done)
+                if loading.done() and loading.exception() is not None:
+                    break  # a pg_restore failed: its error is raised below
+            else:
+                spool.finish()
+            plan = loading.result()
+        except BaseException:
+            spool.abort()
+            _reap(loading)
+            raise
+    # The whole stream is there and matched its checksum: what is left may start.
+    if plan is not None:
+        write_offsets(spool.path, plan.toc, plan.starts)
+        rest = directory / "rest.list"
+        rest.write_text("".join(f"{i};\n" for i in plan.rest()), encoding="utf-8")
+    else:
+        rest = None
+        if not set_offsets(spool.path):
+            log.info("the spooled dump's data offsets could not be set: pg_restore scans it")
+    with pg_restore(
+        conninfo,
+        source=spool.path,
+        jobs=jobs,
+        no_owner=no_owner,
+        sections=("data", "post-data"),
+        use_list=rest,
+        bindir=bindir,
+    ):
+        pass
+    return done
+
+
+def _reap(loading: Future[Plan | None]) -> None:
+    with contextlib.suppress(BaseException):
+        loading.result()
+
+
+def _load(
+    spool: Spool,
+    size: int,
+    noted: object,
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+) -> Plan | None:
+    """Pre-data from the table of contents, then the tables' data by ``jobs`` workers as
+    it arrives; returns the plan followed (None: the data is left for the end)."""
+    with spool.reader() as head:
+        toc = read_toc(head)
+    plan = plan_blocks(toc, noted, size, jobs) if toc is not None else None
+    with (
+        spool.reader() as source,
+        pg_restore(conninfo, no_owner=no_owner, sections=("pre-data",), bindir=bindir) as pre,
+    ):
+        # Exactly the table of contents when it is known; else until pg_restore has read
+        # what it needs and closes the pipe.
+        end = toc.end if toc is not None else size
+        try:
+            for data in source.pieces(0, end):
+                pre.stdin.write(data)
+        except BrokenPipeError:
+            pass
+    if plan is None:
+        return None
+    with ThreadPoolExecutor(len(plan.workers), thread_name_prefix="restore-worker") as pool:
+        feeding = [
+            pool.submit(_feed, spool, plan, ids, conninfo, no_owner, bindir) for ids in plan.workers
+        ]
+        failure: BaseException | None = None
+        for future in feeding:
+            try:
+                future.result()
+            except BaseException as exc:
+                spool.abort()  # the other workers stop too
+                if failure is None or isinstance(failure, _Aborted):
+                    failure = exc
+        if failure is not None:
+            raise failure
+    return plan
+
+
+def _feed(
+    spool: Spool,
+    plan: Plan,
+    ids: list[int],
+    conninfo: ConnInfo,
+    no_owner: bool,
+    bindir: Path | None,
+) -> None:
+    """One worker: pg_restore of ``ids``' data, fed the table of contents and then only
+    those blocks, each checked to start with its own header as it is fed."""
+    listed = spool.path.with_name(f"worker-{ids[0]}.list")
+    listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
+    with (
+        spool.reader() as source,
+        pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
+    ):
+        for data in source.pieces(0, plan.toc.end):
+            restore.stdin.write(data)
+        for dump_id in ids:
+            start, end = plan.starts[dump_id], plan.ends[dump_id]
+            # The header before any of the block is fed; its end once it is all there
+            # (a block may be large: it is fed as it arrives). A wrong end means the
+            # block fed was not exactly this entry's: the restore fails.
+            _check_block(source, plan.toc, dump_id, start, end, head=True)
+            for data in source.pieces(start, end):
+                restore.stdin.write(data)
+            _check_block(source, plan.toc, dump_id, start, end, head=False)
+
+
+def _check_block(
+    source: _SpoolReader, toc: ArchiveToc, dump_id: int, start: int, end: int, *, head: bool
+) -> None:
+    """Raise RestoreError unless the block noted at ``start`` is ``dump_id``'s (``head``)
+    or the bytes before ``end`` close it (a zero length, or a large objects' block's zero
+    oid)."""
+    if head:
+        size = 2 + toc.int_size
+        source.seek(start)
+        header = source.read(size)
+        fits = (
+            len(header) == size
+            and header[0] in (BLOCK_DATA, BLOCK_BLOBS)
+            and header[1] == 0
+            and int.from_bytes(header[2:], "little") == dump_id
+        )
+    else:
+        size = 1 + toc.int_size
+        source.seek(end - size)
+        fits = source.read(size) == bytes(size)
+    if not fits:
+        raise RestoreError(
+            f"the dump's data block of entry {dump_id} is not where the backup noted it "
+            f"(byte {start})",
+            hint="nothing was changed; restore it with --jobs 1, which does not use the notes",
+        )

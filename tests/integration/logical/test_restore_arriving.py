@@ -1,0 +1,122 @@
+"""``restore --jobs N`` loads the tables' data into the staging database while the dump
+still arrives (operations/restore_parallel.py), and a dump that turns out bad at its end
+still leaves nothing behind: no staging database, no target, no spool."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sample.cluster import TempCluster
+
+import respaldo.operations.restore as restore_module
+from respaldo.errors import IntegrityError
+from respaldo.postgres.commands import RunningCommand
+from respaldo.repository import Manifest
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import databases, staging_databases
+from tests.integration.logical.test_roundtrip import assert_same_database
+
+pytestmark = pytest.mark.integration
+
+# Only reached when the data waits for the whole dump (the failure being tested for).
+NEVER = 120
+
+
+def _watch_data_workers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set when a pg_restore that loads some tables' data from its stdin into a
+    database (``--use-list``, no section, no archive file, no output file) has exited
+    successfully."""
+    loaded = threading.Event()
+    real_wait = RunningCommand.wait
+
+    def wait(self: RunningCommand, timeout: float | None = None) -> None:
+        real_wait(self, timeout)
+        if (
+            self.program == "pg_restore"
+            and any(a.startswith("--use-list=") for a in self.argv)
+            and not any(a.startswith(("--section=", "--file=")) for a in self.argv)
+            and not any(a.endswith(".pgcustom") for a in self.argv)
+        ):
+            loaded.set()
+
+    monkeypatch.setattr(RunningCommand, "wait", wait)
+    return loaded
+
+
+def _hold_the_end(
+    monkeypatch: pytest.MonkeyPatch, loaded: threading.Event, *, fail: bool
+) -> list[bool]:
+    """The dump stream's last chunk is held until ``loaded``; with ``fail``, the stream
+    then fails as a checksum that does not match does. Returns a list that gets True
+    when the last chunk was reached with ``loaded`` set."""
+    reached: list[bool] = []
+    real_stream = restore_module.StreamReader.stream
+
+    def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
+        chunks = real_stream(self, manifest, name)
+        if name != "dump":
+            yield from chunks
+            return
+        held = next(chunks)
+        for data in chunks:
+            yield held
+            held = data
+        reached.append(loaded.wait(NEVER))
+        if fail:
+            raise IntegrityError(
+                "stream 'dump' does not match its checksum",
+                backup=manifest.backup_id,
+                hint="restore another backup",
+            )
+        yield held
+
+    monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
+    return reached
+
+
+def test_the_data_loads_while_the_dump_arrives(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    loaded = _watch_data_workers(monkeypatch)
+    reached = _hold_the_end(monkeypatch, loaded, fail=False)
+    respaldo.restore(backup_id, new_dbname, "--jobs", "2")
+    assert reached == [True], "no table's data was loaded before the dump's end"
+    assert_same_database(pg, respaldo.dbname, new_dbname)
+    assert staging_databases(pg) == set()
+
+
+def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    loaded = _watch_data_workers(monkeypatch)
+    reached = _hold_the_end(monkeypatch, loaded, fail=True)
+    before = databases(pg)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = respaldo.run(
+        "restore",
+        backup_id,
+        "--target-database",
+        new_dbname,
+        "--jobs",
+        "2",
+        "--work-dir",
+        str(work),
+    )
+    assert reached == [True]  # the failure came in the middle of the parallel load
+    assert run.code != 0
+    assert "does not match its checksum" in run.err_lines[0]
+    assert "Traceback" not in run.err
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []  # no plaintext spool left
