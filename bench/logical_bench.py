@@ -42,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -262,9 +263,19 @@ class Setup:
         )
 
 
-def respaldo_argv(setup: Setup, *args: str) -> list[str]:
+def respaldo_argv(setup: Setup, *args: str, src: Path | None = None) -> list[str]:
+    """respaldo's command line; with ``src``, the respaldo of that source tree (its
+    ``src`` directory, run by this interpreter: ``--baseline-src``)."""
     script = Path(sys.executable).parent / "respaldo"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "respaldo.cli.main"]
+    if src is not None:
+        base = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(src)!r}); "
+            "from respaldo.cli.entry import run; run()",
+        ]
+    else:
+        base = [str(script)] if script.exists() else [sys.executable, "-m", "respaldo.cli.main"]
     return [*base, "--config", str(setup.config), *args]
 
 
@@ -327,9 +338,22 @@ class Bench:
         with Path(os.devnull).open("wb") as null:
             return self.runner.run(argv, self.pg_env, stdout=null)
 
-    def pg_restore(self, path: Path, target: str, jobs: int) -> dict[str, Any]:
+    def createdb(self, target: str) -> dict[str, Any]:
+        """``createdb`` from template0, measured: a restore into a new database needs it."""
         self.cluster.execute(f'DROP DATABASE IF EXISTS "{target}"')
-        self.cluster.execute(f'CREATE DATABASE "{target}" TEMPLATE template0')
+        argv = [self.tool("createdb"), "--no-password", "--template=template0"]
+        c = self.cluster
+        argv += [f"--host={c.host}", f"--port={c.port}", f"--username={c.superuser}", target]
+        return self.runner.run(argv, self.pg_env)
+
+    def pg_restore(
+        self, path: Path, target: str, jobs: int, *, created: bool = False
+    ) -> dict[str, Any]:
+        """pg_restore of ``path`` into ``target``, new (made unmeasured unless
+        ``created``: then the caller made it, measured)."""
+        if not created:
+            self.cluster.execute(f'DROP DATABASE IF EXISTS "{target}"')
+            self.cluster.execute(f'CREATE DATABASE "{target}" TEMPLATE template0')
         argv = [
             self.tool("pg_restore"),
             "--exit-on-error",
@@ -387,7 +411,9 @@ class Bench:
             result["new_chunks"], result["chunks"] = int(match[1]), int(match[2])
         return result
 
-    def restore(self, setup: Setup, backup_id: str, target: str, jobs: int) -> dict[str, Any]:
+    def restore(
+        self, setup: Setup, backup_id: str, target: str, jobs: int, *, src: Path | None = None
+    ) -> dict[str, Any]:
         self.cluster.execute(f'DROP DATABASE IF EXISTS "{target}"')
         argv = respaldo_argv(
             setup,
@@ -399,6 +425,7 @@ class Bench:
             str(jobs),
             "--work-dir",
             str(self.out),
+            src=src,
         )
         err_path = self.out / f"restore-{target}.err"
         try:
@@ -814,6 +841,138 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     return report
 
 
+# --- paired restores (--restore-pairs) ------------------------------------------------
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": statistics.median(ordered), "max": ordered[-1]}
+
+
+def restore_pairs(
+    bench: Bench,
+    setup: Setup,
+    backup_id: str,
+    dump: Path,
+    *,
+    pairs: int,
+    jobs_list: Sequence[int],
+    baseline_src: Path | None,
+) -> dict[str, Any]:
+    """``respaldo restore`` against ``createdb`` + ``pg_restore`` of the ``-Fc`` file (a
+    restore into a new database, both ways), A B A B…, ratios pair by pair; with
+    ``baseline_src``, the same restore by another source tree's respaldo too (A/base)."""
+    out: dict[str, Any] = {}
+    for jobs in jobs_list:
+        rows: list[dict[str, Any]] = []
+        for i in range(pairs):
+            a = bench.restore(setup, backup_id, "pair_a", jobs)
+            made = bench.createdb("pair_b")
+            b = bench.pg_restore(dump, "pair_b", jobs, created=True)
+            row = {
+                "respaldo": a,
+                "createdb": made,
+                "pg_restore": b,
+                "wall_ratio": a["seconds"] / (made["seconds"] + b["seconds"]),
+                "cpu_ratio": a["cpu_seconds"] / (made["cpu_seconds"] + b["cpu_seconds"]),
+            }
+            if baseline_src is not None:
+                base = bench.restore(setup, backup_id, "pair_c", jobs, src=baseline_src)
+                row["baseline"] = base
+                row["vs_baseline_wall"] = a["seconds"] / base["seconds"]
+                row["vs_baseline_cpu"] = a["cpu_seconds"] / base["cpu_seconds"]
+            bench.log(
+                f"  jobs {jobs} pair {i + 1}: respaldo {a['seconds']:.2f} s, createdb + "
+                f"pg_restore {made['seconds'] + b['seconds']:.2f} s, ratio "
+                f"{row['wall_ratio']:.2f} (cpu {row['cpu_ratio']:.2f})"
+                + (
+                    f"; baseline {row['baseline']['seconds']:.2f} s"
+                    if baseline_src is not None
+                    else ""
+                )
+            )
+            rows.append(row)
+        summary = {
+            "pairs": rows,
+            "wall_ratio": spread([r["wall_ratio"] for r in rows]),
+            "cpu_ratio": spread([r["cpu_ratio"] for r in rows]),
+            "respaldo_seconds": spread([r["respaldo"]["seconds"] for r in rows]),
+            "pg_restore_seconds": spread(
+                [r["createdb"]["seconds"] + r["pg_restore"]["seconds"] for r in rows]
+            ),
+            "respaldo_cpu_seconds": spread([r["respaldo"]["cpu_seconds"] for r in rows]),
+            "pg_restore_cpu_seconds": spread(
+                [r["createdb"]["cpu_seconds"] + r["pg_restore"]["cpu_seconds"] for r in rows]
+            ),
+            "background_cores": spread([r["respaldo"]["background_cores"] for r in rows]),
+        }
+        if baseline_src is not None:
+            summary["vs_baseline_wall"] = spread([r["vs_baseline_wall"] for r in rows])
+            summary["vs_baseline_cpu"] = spread([r["vs_baseline_cpu"] for r in rows])
+        out[f"jobs {jobs}"] = summary
+    return out
+
+
+def run_restore_pairs(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """--restore-pairs: the sample database, its ``-Fc`` file and one respaldo backup
+    (unmeasured), then only the paired restores."""
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    setup = Setup(args.chunk_avg, args.compression_level, workdir / "setups" / "main")
+    report: dict[str, Any] = {
+        "benchmark": "logical restore pairs",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(("pyfastcdc", "blake3", "zstandard", "cryptography")),
+        "params": {"scale": args.scale, "seed": args.seed, "pairs": args.restore_pairs},
+    }
+    (workdir / "cluster").mkdir(exist_ok=True)
+    with TempCluster.create(base_dir=workdir / "cluster") as cluster:
+        cluster.execute(f"CREATE DATABASE {DB}")
+        log(f"loading the sample ERP database at scale {args.scale} (seed {args.seed})…")
+        generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
+        bench = Bench(args, cluster, log)
+        bench.settle()
+        report["database"] = {"size_bytes": bench.database_size()}
+        dump = bench.out / "a.dump"
+        report["pg_dump -Fc"] = bench.pg_dump_file(dump)
+        bench.init(setup)
+        backup_id = bench.backup(setup, "first")["backup_id"]
+        log(f"backup {backup_id}; paired restores…")
+        report["restores"] = restore_pairs(
+            bench,
+            setup,
+            backup_id,
+            dump,
+            pairs=args.restore_pairs,
+            jobs_list=args.restore_jobs,
+            baseline_src=args.baseline_src,
+        )
+    dump.unlink(missing_ok=True)
+    if not args.keep:
+        shutil.rmtree(workdir / "setups", ignore_errors=True)
+    return report
+
+
+def pairs_table(report: dict[str, Any]) -> Iterator[str]:
+    def f(s: dict[str, float]) -> str:
+        return f"{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})"
+
+    yield (
+        f"scale {report['params']['scale']}, {report['params']['pairs']} pairs "
+        f"(median, min–max); B is createdb + pg_restore of the -Fc file"
+    )
+    yield ""
+    yield "| jobs | wall A/B | CPU A/B | A wall s | B wall s | A/baseline wall | others' cores |"
+    yield "|---|---|---|---|---|---|---|"
+    for name, r in report["restores"].items():
+        base = f(r["vs_baseline_wall"]) if "vs_baseline_wall" in r else "-"
+        yield (
+            f"| {name} | {f(r['wall_ratio'])} | {f(r['cpu_ratio'])} | "
+            f"{f(r['respaldo_seconds'])} | {f(r['pg_restore_seconds'])} | {base} | "
+            f"{f(r['background_cores'])} |"
+        )
+
+
 def main_as_sweep(setup: Setup, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "label": setup.label + " (main)",
@@ -1013,6 +1172,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-restore", action="store_true", help="skip the restores (f)")
     parser.add_argument(
+        "--restore-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only this: N pairs of respaldo restore against createdb + pg_restore, for each "
+        "--restore-jobs (no day of work, no sweeps)",
+    )
+    parser.add_argument(
+        "--restore-jobs", type=int, nargs="+", default=[1, 2], help="with --restore-pairs (1 2)"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="with --restore-pairs: also restore with the respaldo of this src/ directory "
+        "(another checkout's), for the ratio against it",
+    )
+    parser.add_argument(
         "--stages",
         action="store_true",
         help="also time each step of the write path alone over a -Z0 dump of the database",
@@ -1039,6 +1216,9 @@ def main(argv: list[str] | None = None) -> int:
         if level is not None and not 1 <= level <= 22:
             parser.error(f"zstd level {level} out of range (1..22)")
 
+    if args.restore_pairs:
+        pairs = run_restore_pairs(args, log)
+        return finish(pairs, args.json, pairs_table(pairs))
     report = run(args, log)
     tables = [table(report)]
     if "profile" in report:

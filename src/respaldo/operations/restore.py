@@ -60,7 +60,7 @@ from respaldo.operations.pardump import (
     restore_directory,
     table_of_contents,
 )
-from respaldo.operations.restore_parallel import restore_arriving
+from respaldo.operations.restore_parallel import restore_arriving, restore_directory_arriving
 from respaldo.operations.restore_props import (
     apply_database_properties,
     check_properties,
@@ -484,6 +484,21 @@ def restore_stream_into(
     (operations/pardump.py)."""
     if is_directory_dump(manifest):
         size = sum(s.size for s in manifest.streams if s.name.startswith(FILE_PREFIX))
+        if selection is None:
+            # Every table's data loads as soon as its file is complete and checked
+            # (operations/restore_parallel.py).
+            with private_directory("spool", work_dir) as tmp:
+                (tmp / "dump").mkdir()
+                return restore_directory_arriving(
+                    reader.stream,
+                    manifest,
+                    conninfo,
+                    directory=tmp / "dump",
+                    jobs=jobs,
+                    no_owner=no_owner,
+                    bindir=tools.bindir,
+                    progress=lambda done: ctx.progress("restore", done, size),
+                )
         return restore_directory(
             reader.stream,
             manifest,
@@ -492,11 +507,10 @@ def restore_stream_into(
             no_owner=no_owner,
             work_dir=work_dir,
             tools=tools,
-            use_list=selection.use_list() if selection is not None else None,
-            entries={e.dump_id for e in selection.entries} if selection is not None else None,
+            use_list=selection.use_list(),
+            entries={e.dump_id for e in selection.entries},
             # Large objects' entries are BLOBS (LARGE OBJECTS from pg_dump 17 on).
-            blobs=selection is None
-            or any("BLOB" in e.kind or "LARGE" in e.kind for e in selection.entries),
+            blobs=any("BLOB" in e.kind or "LARGE" in e.kind for e in selection.entries),
             progress=lambda done: ctx.progress("restore", done, size),
         )
     total = manifest.stream(DUMP_STREAM).size

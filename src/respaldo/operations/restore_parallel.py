@@ -40,20 +40,25 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
 from respaldo.errors import RestoreError
+from respaldo.operations.pardump import TOC_FILE, dump_files
 from respaldo.postgres import ConnInfo, pg_restore
 from respaldo.postgres.archive_offsets import (
     BLOCK_BLOBS,
     BLOCK_DATA,
     OFFSET_NOT_SET,
     ArchiveToc,
+    TocEntry,
+    custom_from_directory,
     read_toc,
     set_offsets,
     write_offsets,
 )
+from respaldo.repository import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -303,20 +308,10 @@ def _load(
             pass
     if plan is None:
         return None
-    with ThreadPoolExecutor(len(plan.workers), thread_name_prefix="restore-worker") as pool:
-        feeding = [
-            pool.submit(_feed, spool, plan, ids, conninfo, no_owner, bindir) for ids in plan.workers
-        ]
-        failure: BaseException | None = None
-        for future in feeding:
-            try:
-                future.result()
-            except BaseException as exc:
-                spool.abort()  # the other workers stop too
-                if failure is None or isinstance(failure, _Aborted):
-                    failure = exc
-        if failure is not None:
-            raise failure
+    _run_workers(
+        spool.abort,
+        [partial(_feed, spool, plan, ids, conninfo, no_owner, bindir) for ids in plan.workers],
+    )
     return plan
 
 
@@ -375,3 +370,207 @@ def _check_block(
             f"(byte {start})",
             hint="nothing was changed; restore it with --jobs 1, which does not use the notes",
         )
+
+
+# --- directory-format dumps (``backup --jobs N``, operations/pardump.py) ---------------
+
+
+class FileSpool:
+    """The files of a directory-format dump, written into ``directory`` as they are read,
+    each one's SHA-256 checked; readers wait for a file to be complete."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._changed = threading.Condition()
+        self._complete: set[str] = set()
+        self._finished = False
+        self._aborted = False
+
+    def add(self, name: str) -> None:
+        """File ``name`` is complete and its stream's checksum matched."""
+        with self._changed:
+            self._complete.add(name)
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+    def abort(self) -> None:
+        with self._changed:
+            self._aborted = True
+            self._changed.notify_all()
+
+    def wait_file(self, name: str) -> Path:
+        """Block until file ``name`` is complete. Raises _Aborted, or RestoreError if the
+        dump ended without it."""
+        with self._changed:
+            while not self._aborted and name not in self._complete and not self._finished:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
+            if name not in self._complete:
+                raise RestoreError(
+                    f"the dump has no file {name}, which its table of contents names",
+                    hint="the backup is incomplete; restore another backup",
+                )
+        return self.directory / name
+
+
+def restore_directory_arriving(
+    stream: Callable[[Manifest, str], Iterator[bytes]],
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    *,
+    directory: Path,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+    progress: Callable[[int], None],
+) -> int:
+    """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
+    workers while its files arrive; returns the bytes of the files.
+
+    Its files are written into ``directory`` (the table of contents first), each one's
+    SHA-256 checked at its end. Once ``toc.dat`` is there, one pg_restore creates the
+    pre-data section; then ``jobs`` pg_restore processes load the tables' data, each fed
+    a custom-format archive made of the table of contents and, as block after block, the
+    data files of its tables, each only once it is complete and checked. When every file
+    is there, ``pg_restore --jobs`` restores the rest (sequence values, large objects) and
+    the post-data section from the directory. A ``toc.dat`` that cannot be converted
+    (compressed, or a version not read here) leaves the data to that last step too. Raises
+    what ``stream`` raises, PostgresError, RestoreError; every pg_restore is killed
+    before this returns on failure."""
+    files = dump_files(manifest)
+    order = sorted(files, key=lambda f: f[1] != TOC_FILE)  # toc.dat first, else as stored
+    sizes = {file_name: manifest.stream(name).size for name, file_name in files}
+    spool = FileSpool(directory)
+    done = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
+        loading = pool.submit(
+            _load_directory, spool, order, sizes, conninfo, jobs, no_owner, bindir
+        )
+        try:
+            for name, file_name in order:
+                part = directory / (file_name + ".part")
+                with part.open("wb") as fh:
+                    for data in stream(manifest, name):
+                        fh.write(data)
+                        done += len(data)
+                        progress(done)
+                # Complete and checked: only now under the name pg_restore opens.
+                part.rename(directory / file_name)
+                spool.add(file_name)
+                if loading.done() and loading.exception() is not None:
+                    break
+            else:
+                spool.finish()
+            plan = loading.result()
+        except BaseException:
+            spool.abort()
+            _reap(loading)
+            raise
+    rest = None
+    if plan is not None:
+        rest = directory.with_name("rest.list")
+        rest.write_text("".join(f"{i};\n" for i in plan.rest()), encoding="utf-8")
+    with pg_restore(
+        conninfo,
+        source=directory,
+        jobs=jobs,
+        no_owner=no_owner,
+        sections=("data", "post-data"),
+        use_list=rest,
+        bindir=bindir,
+    ):
+        pass
+    return done
+
+
+def _load_directory(
+    spool: FileSpool,
+    order: list[tuple[str, str]],
+    sizes: dict[str, int],
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+) -> Plan | None:
+    toc_path = spool.wait_file(TOC_FILE)
+    # pg_restore reads only toc.dat for the pre-data section.
+    with pg_restore(
+        conninfo, source=spool.directory, sections=("pre-data",), no_owner=no_owner, bindir=bindir
+    ):
+        pass
+    converted = custom_from_directory(toc_path.read_bytes())
+    if converted is None:
+        return None
+    head, toc = converted
+    arrival = {file_name: n for n, (_, file_name) in enumerate(order)}
+    tables = [
+        e for e in toc.entries if e.kind == "TABLE DATA" and e.file is not None and e.file in sizes
+    ]
+    load: list[tuple[int, int]] = [(0, w) for w in range(jobs)]
+    chosen: list[list[TocEntry]] = [[] for _ in range(jobs)]
+    for entry in sorted(tables, key=lambda e: -sizes[e.file or ""]):
+        total, worker = heapq.heappop(load)
+        chosen[worker].append(entry)
+        heapq.heappush(load, (total + sizes[entry.file or ""], worker))
+    # Each worker's tables in the order their files arrive: it never waits for a later
+    # file while an earlier one of its own is there.
+    workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
+    plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
+    _run_workers(
+        spool.abort,
+        [partial(_feed_files, spool, head, toc, w, conninfo, no_owner, bindir) for w in workers],
+    )
+    return plan
+
+
+def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:
+    """Run each of ``work`` in a thread of its own; the first failure aborts the others
+    (``abort``) and is raised once they have all ended."""
+    with ThreadPoolExecutor(len(work), thread_name_prefix="restore-worker") as pool:
+        running = [pool.submit(w) for w in work]
+        failure: BaseException | None = None
+        for future in running:
+            try:
+                future.result()
+            except BaseException as exc:
+                abort()
+                if failure is None or isinstance(failure, _Aborted):
+                    failure = exc
+        if failure is not None:
+            raise failure
+
+
+def _feed_files(
+    spool: FileSpool,
+    head: bytes,
+    toc: ArchiveToc,
+    entries: list[TocEntry],
+    conninfo: ConnInfo,
+    no_owner: bool,
+    bindir: Path | None,
+) -> None:
+    """One worker: pg_restore of ``entries``' data from a custom-format archive made on
+    the fly: ``head`` (the converted table of contents), then one data block per entry,
+    its file's bytes as length-prefixed parts, written once the file is complete."""
+    listed = spool.directory.with_name(f"worker-{entries[0].dump_id}.list")
+    listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
+
+    def integer(value: int) -> bytes:
+        return b"\x00" + value.to_bytes(toc.int_size, "little")
+
+    with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
+        restore.stdin.write(head)
+        for entry in entries:
+            path = spool.wait_file(entry.file or "")
+            restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
+            with path.open("rb") as fh:
+                while data := fh.read(FEED):
+                    restore.stdin.write(integer(len(data)))
+                    restore.stdin.write(data)
+            restore.stdin.write(integer(0))
+            path.unlink()  # loaded: the spool keeps only what is still to come

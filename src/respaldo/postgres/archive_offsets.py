@@ -24,6 +24,7 @@ returns 0 and the file is as it was (pg_restore then scans, as before).
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import struct
@@ -33,11 +34,15 @@ from typing import Protocol
 
 MAGIC = b"PGDMP"
 FORMAT_CUSTOM = 1
+FORMAT_DIRECTORY = 3
+FORMAT_AT = 10
+"""Where the header's format byte is: after the magic, the version and two sizes."""
 SUPPORTED = ((1, 12), (1, 13), (1, 14), (1, 15))
 """Archive versions whose table of contents this module reads (pg_dump 11 to 16)."""
 
 OFFSET_NOT_SET = 1
 OFFSET_SET = 2
+OFFSET_NO_DATA = 3
 BLOCK_DATA = 1
 BLOCK_BLOBS = 3
 
@@ -53,7 +58,11 @@ class TocEntry:
     """Of its data offset: :data:`OFFSET_NOT_SET` (it has a data block), :data:`OFFSET_SET`
     or 3 (no data)."""
     state_at: int
-    """File position of the offset's state byte."""
+    """File position of the offset's state byte (directory format: of the file name)."""
+    extra_end: int = 0
+    """Where the entry's offset (or file name) ends."""
+    file: str | None = None
+    """Directory format: the entry's data file (``1234.dat``, ``blobs.toc``), if any."""
 
 
 @dataclass
@@ -86,6 +95,7 @@ class _Reader:
         self.fh = fh
         self.int_size = 4
         self.off_size = 8
+        self.compression = 0
 
     def bytes(self, n: int) -> bytes:
         data = self.fh.read(n)
@@ -116,7 +126,7 @@ class _Reader:
         return True
 
 
-def _read_toc(r: _Reader) -> list[TocEntry]:
+def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[TocEntry]:
     if r.bytes(5) != MAGIC:
         raise _Unreadable("not a custom-format archive")
     version = (r.byte(), r.byte())
@@ -125,12 +135,11 @@ def _read_toc(r: _Reader) -> list[TocEntry]:
         raise _Unreadable(f"archive version {version[0]}.{version[1]}")
     r.int_size = r.byte()
     r.off_size = r.byte()
-    if r.byte() != FORMAT_CUSTOM or not 1 <= r.int_size <= 8 or not 1 <= r.off_size <= 8:
+    archive_format = r.byte()
+    if archive_format not in formats or not 1 <= r.int_size <= 8 or not 1 <= r.off_size <= 8:
         raise _Unreadable("not a custom-format archive")
-    if version >= (1, 15):
-        r.byte()  # compression algorithm
-    else:
-        r.int()  # compression level
+    # Compression: an algorithm (0 none) from 1.15 on, a level (0 none) before.
+    r.compression = r.byte() if version >= (1, 15) else r.int()
     for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
         r.int()
     for _ in range(3):  # database name, server version, pg_dump version
@@ -155,9 +164,14 @@ def _read_toc(r: _Reader) -> list[TocEntry]:
         while r.skip_str():  # dependencies, until NULL
             pass
         state_at = r.fh.tell()
-        state = r.byte()
-        r.bytes(r.off_size)
-        entries.append(TocEntry(dump_id, kind, state, state_at))
+        file = None
+        if archive_format == FORMAT_CUSTOM:
+            state = r.byte()
+            r.bytes(r.off_size)
+        else:
+            file = r.str()
+            state = OFFSET_NOT_SET if file else OFFSET_NO_DATA
+        entries.append(TocEntry(dump_id, kind, state, state_at, r.fh.tell(), file))
     return entries
 
 
@@ -247,6 +261,36 @@ def read_toc(fh: Readable) -> ArchiveToc | None:
     except _Unreadable:
         return None
     return ArchiveToc(entries, fh.tell(), r.int_size, r.off_size)
+
+
+def custom_from_directory(toc_dat: bytes) -> tuple[bytes, ArchiveToc] | None:
+    """The header and table of contents of a custom-format archive made from a
+    directory-format dump's ``toc.dat``: the same entries, each with a data offset "not
+    set" (or "no data") where the directory format names its file. Followed by data
+    blocks in any order an ``--use-list`` asks for, it is what ``pg_restore`` reads from
+    a pipe. None if ``toc.dat`` is not one this module reads. Pure."""
+    fh = io.BytesIO(toc_dat)
+    r = _Reader(fh)
+    try:
+        entries = _read_toc(r, (FORMAT_DIRECTORY,))
+    except _Unreadable:
+        return None
+    if r.compression != 0:
+        return None  # compressed files: their data is no custom archive's block parts
+    end = fh.tell()
+    out = bytearray(toc_dat[:FORMAT_AT])
+    out.append(FORMAT_CUSTOM)
+    done = FORMAT_AT + 1
+    converted = []
+    for entry in entries:
+        out += toc_dat[done : entry.state_at]
+        at = len(out)
+        out.append(entry.state)
+        out += bytes(r.off_size)
+        done = entry.extra_end
+        converted.append(TocEntry(entry.dump_id, entry.kind, entry.state, at, len(out), entry.file))
+    out += toc_dat[done:end]
+    return bytes(out), ArchiveToc(converted, len(out), r.int_size, r.off_size)
 
 
 def write_offsets(path: Path, toc: ArchiveToc, starts: dict[int, int]) -> None:

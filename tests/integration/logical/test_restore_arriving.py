@@ -18,12 +18,22 @@ from respaldo.postgres.commands import RunningCommand
 from respaldo.repository import Manifest
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases
+from tests.integration.logical.test_parallel_dump import parallel
 from tests.integration.logical.test_roundtrip import assert_same_database
 
 pytestmark = pytest.mark.integration
 
 # Only reached when the data waits for the whole dump (the failure being tested for).
 NEVER = 120
+
+
+def _backup(respaldo: Respaldo, dumped: str) -> str:
+    """A backup of the sample database: one pg_dump (custom format), or two pg_dump
+    workers (directory format, ``backup --jobs 2``)."""
+    if dumped == "custom":
+        return str(respaldo.backup()["id"])
+    parallel(respaldo)
+    return str(respaldo.backup("erp_par")["id"])
 
 
 def _watch_data_workers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
@@ -47,18 +57,25 @@ def _watch_data_workers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return loaded
 
 
+def _last_stream(manifest: Manifest) -> str:
+    """The stream of the dump a restore reads last: ``dump``, or the last file of a
+    directory-format dump (whose ``toc.dat`` is read first)."""
+    files = [s.name for s in manifest.streams if s.name.startswith("dump/")]
+    return [name for name in files if name != "dump/toc.dat"][-1] if files else "dump"
+
+
 def _hold_the_end(
     monkeypatch: pytest.MonkeyPatch, loaded: threading.Event, *, fail: bool
 ) -> list[bool]:
-    """The dump stream's last chunk is held until ``loaded``; with ``fail``, the stream
-    then fails as a checksum that does not match does. Returns a list that gets True
-    when the last chunk was reached with ``loaded`` set."""
+    """The last chunk of the dump's last stream is held until ``loaded``; with ``fail``,
+    the stream then fails as a checksum that does not match does. Returns a list that
+    gets True when the last chunk was reached with ``loaded`` set."""
     reached: list[bool] = []
     real_stream = restore_module.StreamReader.stream
 
     def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
         chunks = real_stream(self, manifest, name)
-        if name != "dump":
+        if name != _last_stream(manifest):
             yield from chunks
             return
         held = next(chunks)
@@ -68,7 +85,7 @@ def _hold_the_end(
         reached.append(loaded.wait(NEVER))
         if fail:
             raise IntegrityError(
-                "stream 'dump' does not match its checksum",
+                f"stream {name!r} does not match its checksum",
                 backup=manifest.backup_id,
                 hint="restore another backup",
             )
@@ -78,26 +95,34 @@ def _hold_the_end(
     return reached
 
 
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
 def test_the_data_loads_while_the_dump_arrives(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    dumped: str,
 ) -> None:
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backup(respaldo, dumped)
     loaded = _watch_data_workers(monkeypatch)
     reached = _hold_the_end(monkeypatch, loaded, fail=False)
     respaldo.restore(backup_id, new_dbname, "--jobs", "2")
     assert reached == [True], "no table's data was loaded before the dump's end"
+    # Identical to the source, as a serial restore is (test_roundtrip).
     assert_same_database(pg, respaldo.dbname, new_dbname)
     assert staging_databases(pg) == set()
 
 
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
 def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     respaldo: Respaldo,
     pg: TempCluster,
     new_dbname: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    dumped: str,
 ) -> None:
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backup(respaldo, dumped)
     loaded = _watch_data_workers(monkeypatch)
     reached = _hold_the_end(monkeypatch, loaded, fail=True)
     before = databases(pg)
