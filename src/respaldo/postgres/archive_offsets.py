@@ -169,7 +169,7 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
             state = r.byte()
             r.bytes(r.off_size)
         else:
-            file = r.str()
+            file = r.str() or None  # pg_dump writes "" for an entry without data
             state = OFFSET_NOT_SET if file else OFFSET_NO_DATA
         entries.append(TocEntry(dump_id, kind, state, state_at, r.fh.tell(), file))
     return entries

@@ -13,7 +13,11 @@ from sample.cluster import TempCluster
 
 import respaldo.operations.restore_parallel as restore_module
 from respaldo.postgres import pg_restore
-from respaldo.postgres.archive_offsets import entries_without_offsets, set_offsets
+from respaldo.postgres.archive_offsets import (
+    custom_from_directory,
+    entries_without_offsets,
+    set_offsets,
+)
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
 
@@ -85,3 +89,37 @@ def test_a_parallel_restore_runs_its_workers_on_an_archive_with_offsets(
     assert seen == [0]
     assert table_checksums(pg, "parallel_copy") == table_checksums(pg, respaldo.dbname)
     assert staging_databases(pg) == set()
+
+
+def test_a_directory_dump_table_of_contents_reads_as_a_custom_archive(
+    pg: TempCluster, erp_db: str, tmp_path: Path
+) -> None:
+    """What a directory-format backup's restore workers are fed starts with its
+    ``toc.dat`` made into a custom-format table of contents: pg_restore lists the same
+    entries from it, read from a pipe."""
+    out = tmp_path / "dir"
+    argv = [str(pg.bindir / "pg_dump"), "-Fd", "-Z0", "--no-password", "-d", erp_db]
+    subprocess.run([*argv, "-f", str(out)], env=pg.libpq_env(erp_db), check=True)
+    converted = custom_from_directory((out / "toc.dat").read_bytes())
+    assert converted is not None
+    head, toc = converted
+    with_data = [e for e in toc.entries if e.file is not None]
+    assert {e.kind for e in with_data} >= {"TABLE DATA", "BLOBS"}
+    assert all((out / str(e.file)).is_file() for e in with_data)
+
+    def listing(*source: str, stdin: bytes | None = None) -> list[str]:
+        done = subprocess.run(
+            [str(pg.bindir / "pg_restore"), "--list", *source],
+            input=stdin,
+            capture_output=True,
+            check=True,
+        )
+        # The header says which format it read; the entries must be the same.
+        return [
+            line
+            for line in done.stdout.decode().splitlines()
+            if line and not line.startswith((";     Format:", "; Archive created at"))
+        ]
+
+    assert listing(stdin=head) == listing(str(out))
+    assert custom_from_directory(head) is None  # a custom archive is no toc.dat
