@@ -45,7 +45,16 @@ from sample import generate
 from sample.cluster import TempCluster
 
 from bench.bigdb import attach
-from bench.logical_bench import DB, MIB, Bench, Setup, respaldo_argv, tree_bytes
+from bench.logical_bench import (
+    DB,
+    MIB,
+    Bench,
+    Setup,
+    pairs_table,
+    respaldo_argv,
+    restore_pairs,
+    tree_bytes,
+)
 from bench.measure import add_common_arguments, add_sample_arguments, finish, log, machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pardump.json"
@@ -217,6 +226,41 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     return report
 
 
+def run_restore_pairs(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """--restore-pairs N: one ``pg_dump -Fd -j N -Z0`` directory and one ``backup --jobs
+    N`` (unmeasured), then N pairs of ``respaldo restore --jobs`` against ``createdb`` +
+    ``pg_restore -j`` of the directory (see :func:`bench.logical_bench.restore_pairs`)."""
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    parallel = Setup(16 * 1024, 1, workdir / "setups" / "parallel")
+    report: dict[str, Any] = {
+        "benchmark": "pardump restore pairs",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(("pyfastcdc", "blake3", "zstandard", "cryptography")),
+        "params": {"scale": args.scale, "seed": args.seed, "pairs": args.restore_pairs},
+    }
+    with _database(args, log) as (cluster, _):
+        bench = Bench(args, cluster, log)
+        report["database"] = {"size_bytes": bench.database_size()}
+        fd_dir = bench.out / "dir.dump"
+        report["pg_dump -Fd"] = pg_dump_dir(bench, fd_dir, args.jobs)
+        backup_id = respaldo_backup(bench, parallel, "par", args.jobs)["backup_id"]
+        log(f"backup {backup_id} (--jobs {args.jobs}); paired restores…")
+        report["restores"] = restore_pairs(
+            bench,
+            parallel,
+            backup_id,
+            fd_dir,
+            pairs=args.restore_pairs,
+            jobs_list=[args.jobs],
+            baseline_src=args.baseline_src,
+        )
+        shutil.rmtree(fd_dir, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(workdir / "setups", ignore_errors=True)
+    return report
+
+
 def _fmt(s: dict[str, float], digits: int) -> str:
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
@@ -269,11 +313,28 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="measure the long-lived database made by bench.bigdb in this directory",
     )
+    parser.add_argument(
+        "--restore-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only this: N pairs of restore --jobs against createdb + pg_restore -j of the "
+        "directory (no backups measured)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="with --restore-pairs: also restore with the respaldo of this src/ directory",
+    )
     args = parser.parse_args(argv)
     if args.cluster is not None:  # the scale it was loaded at, for the report
         args.scale = json.loads((args.cluster / "database.json").read_text())["scale"]
     if args.scale <= 0 or args.repeat < 1 or args.jobs < 2:
         parser.error("--scale must be positive, --repeat at least 1, --jobs at least 2")
+    if args.restore_pairs:
+        pairs = run_restore_pairs(args, log)
+        return finish(pairs, args.json, pairs_table(pairs))
     report = run(args, log)
     return finish(report, args.json, table(report))
 
