@@ -253,6 +253,10 @@ def restore_arriving(
             spool.abort()
             _reap(loading)
             raise
+        finally:
+            close = getattr(chunks, "close", None)
+            if callable(close):
+                close()  # its fetch threads, when it was left early
     # The whole stream is there and matched its checksum: what is left may start.
     if plan is not None:
         write_offsets(spool.path, plan.toc, plan.starts)
