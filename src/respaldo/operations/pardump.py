@@ -14,9 +14,9 @@ day before, wherever it was in the dump.
 The manifest says ``"dump_format": "directory"``; restore writes the streams back into a
 private directory, each one's SHA-256 checked as it is read, and loads each table's data
 as soon as its file is complete (operations/restore_parallel.py); ``restore --table``
-writes only the files it needs and runs ``pg_restore`` on them (:func:`restore_directory`). Readers of the table of contents alone
-(``ls``, ``restore --table``, the database's properties) get a directory holding just
-``toc.dat`` (:func:`table_of_contents`).
+writes only the files it needs and runs ``pg_restore`` on them (:func:`restore_directory`).
+Readers of the table of contents alone (``ls``, ``restore --table``, the database's
+properties) get a directory holding just ``toc.dat`` (:func:`table_of_contents`).
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Nothing unverified reaches the target. The dump is always restored into a *stagi
 database first: verified chunks stream into ``pg_restore --exit-on-error`` (or, for a
 parallel restore, into a spool file that ``jobs`` pg_restore workers load the tables'
 data from as it arrives, the post-data section waiting for the stream's SHA-256: see
-:mod:`respaldo.operations.restore_parallel`). Only when the whole stream matched its checksum, pg_restore succeeded and every
-table's row count equals the count recorded in the backup's snapshot, is the staging
-database renamed to the target. A failure at any point drops the staging database and
-leaves the target exactly as it was.
+:mod:`respaldo.operations.restore_parallel`). Only when the whole stream matched its
+checksum, pg_restore succeeded and every table's row count equals the count recorded in
+the backup's snapshot, is the staging database renamed to the target. A failure at any
+point drops the staging database and leaves the target exactly as it was.
 
 ``replace`` swaps an existing target: pre-restore hook, connections terminated, target
 renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
