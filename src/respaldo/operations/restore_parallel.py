@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
+from typing import IO
 
 from respaldo.errors import RestoreError
 from respaldo.operations.pardump import TOC_FILE, dump_files
@@ -148,9 +149,12 @@ class _SpoolReader:
     def tell(self) -> int:
         return self._pos
 
-    def pieces(self, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` to ``end`` of the spool as they arrive, up to :data:`FEED` at a
-        time. Raises RestoreError if the stream ends before ``end``."""
+    def send(self, out: IO[bytes], start: int, end: int) -> None:
+        """Write bytes ``start`` to ``end`` of the spool to ``out`` (a pipe) as they
+        arrive, by ``sendfile``: the kernel copies them, not this process. Raises
+        RestoreError if the stream ends before ``end``, BrokenPipeError if the reader
+        has gone."""
+        out.flush()
         at = start
         while at < end:
             available = self._spool.wait_for(at + 1)
@@ -160,9 +164,22 @@ class _SpoolReader:
                     f"noted up to byte {end}",
                     hint="restore it with --jobs 1",
                 )
-            data = os.pread(self._fd, min(end, available, at + FEED) - at, at)
-            at += len(data)
-            yield data
+            at += send_range(out, self._fd, at, min(end, available) - at)
+
+
+def send_range(out: IO[bytes], fd: int, offset: int, count: int) -> int:
+    """``sendfile`` of ``count`` bytes of file ``fd`` from ``offset`` into ``out`` (flushed
+    by the caller); returns ``count``. Raises RestoreError if the file is shorter."""
+    sent = 0
+    while sent < count:
+        n = os.sendfile(out.fileno(), fd, offset + sent, count - sent)
+        if n == 0:
+            raise RestoreError(
+                f"the spooled dump ends at byte {offset + sent}, before {offset + count}",
+                hint="nothing was changed; restore again",
+            )
+        sent += n
+    return sent
 
 
 @dataclass
@@ -305,11 +322,8 @@ def _load(
         # Exactly the table of contents when it is known; else until pg_restore has read
         # what it needs and closes the pipe.
         end = toc.end if toc is not None else size
-        try:
-            for data in source.pieces(0, end):
-                pre.stdin.write(data)
-        except BrokenPipeError:
-            pass
+        with contextlib.suppress(BrokenPipeError):
+            source.send(pre.stdin, 0, end)
     if plan is None:
         return None
     _run_workers(
@@ -335,16 +349,14 @@ def _feed(
         spool.reader() as source,
         pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
     ):
-        for data in source.pieces(0, plan.toc.end):
-            restore.stdin.write(data)
+        source.send(restore.stdin, 0, plan.toc.end)
         for dump_id in ids:
             start, end = plan.starts[dump_id], plan.ends[dump_id]
             # The header before any of the block is fed; its end once it is all there
             # (a block may be large: it is fed as it arrives). A wrong end means the
             # block fed was not exactly this entry's: the restore fails.
             _check_block(source, plan.toc, dump_id, start, end, head=True)
-            for data in source.pieces(start, end):
-                restore.stdin.write(data)
+            source.send(restore.stdin, start, end)
             _check_block(source, plan.toc, dump_id, start, end, head=False)
 
 
@@ -572,9 +584,14 @@ def _feed_files(
         for entry in entries:
             path = spool.wait_file(entry.file or "")
             restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
+            # The file as parts of at most FEED bytes (pg_restore holds one in memory),
+            # each a length and the bytes, which the kernel copies (sendfile).
             with path.open("rb") as fh:
-                while data := fh.read(FEED):
-                    restore.stdin.write(integer(len(data)))
-                    restore.stdin.write(data)
+                size = os.fstat(fh.fileno()).st_size
+                for at in range(0, size, FEED):
+                    count = min(FEED, size - at)
+                    restore.stdin.write(integer(count))
+                    restore.stdin.flush()
+                    send_range(restore.stdin, fh.fileno(), at, count)
             restore.stdin.write(integer(0))
             path.unlink()  # loaded: the spool keeps only what is still to come
