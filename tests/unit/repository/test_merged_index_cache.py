@@ -121,6 +121,31 @@ def test_a_removed_files_entries_leave_the_cache(tmp_path: Path, small_buckets: 
         assert cached.get(cid) == memory.get(cid)
 
 
+def test_a_quarantined_copy_is_passed_over_for_another(tmp_path: Path) -> None:
+    files = _files(5, 100, seed=8)  # the fifth file repeats chunks of the fourth
+    names_ = sorted(files)
+    third, fourth = (decode_index(files[names_[i]]) for i in (3, 4))
+    (first_pack, first_entries), (second_pack, _) = next(third), next(fourth)
+    chunk_id = first_entries[0].chunk_id
+    exclude = {first_pack: {chunk_id}}
+    loaded = index_cache.load_cached(
+        tmp_path,
+        "repo-id",
+        lambda: {name: len(data) for name, data in files.items()},
+        files.__getitem__,
+        (KeyError,),
+        exclude,
+    )
+    assert loaded is not None
+    memory = ChunkIndex.from_files(files.values(), exclude)
+    found = loaded[0].get(chunk_id)
+    assert found is not None and found.pack_id == second_pack
+    assert found == memory.get(chunk_id)
+    assert loaded[0].by_pack() == memory.by_pack()
+    exclude[second_pack] = {chunk_id}
+    assert loaded[0].get(chunk_id) is None
+
+
 def test_the_crc_of_numpy_matches_zlib() -> None:
     import zlib
 
