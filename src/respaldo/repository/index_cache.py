@@ -159,12 +159,15 @@ class CacheRun:
         size = os.fstat(fd).st_size
         if size != total or meta_at != BLOCK + blocks * BLOCK:
             raise CacheCorrupt(f"the file is {size} bytes, its header says {total}")
-        meta = os.pread(fd, total - meta_at, meta_at)
-        if len(meta) != total - meta_at:
+        data = os.pread(fd, total - meta_at, meta_at)
+        if len(data) != total - meta_at:
             raise CacheCorrupt("the meta is truncated")
-        if hashlib.sha256(head[: HEADER.size - 32] + meta).digest() != digest:
+        check = hashlib.sha256(head[: HEADER.size - 32])
+        check.update(data)
+        if check.digest() != digest:
             raise CacheCorrupt("the meta does not match its digest")
-        doc = json.loads(meta[:files_len])
+        meta = memoryview(data)  # slices of it are views: tens of MiB are not copied
+        doc = json.loads(bytes(meta[:files_len]))
         filter_at = files_len + groups * GROUP + blocks * 8
         if len(meta) != filter_at + doc["filter"]["bytes"]:
             raise CacheCorrupt("the meta has the wrong length")
@@ -174,13 +177,13 @@ class CacheRun:
         self.repository: str = doc["repository"]
         self.files: list[tuple[str, int]] = [(n, s) for n, s in doc["files"]]
         self.groups = meta[files_len : files_len + groups * GROUP]
-        self.directory = memoryview(meta[files_len + groups * GROUP : filter_at]).cast("Q")
+        self.directory = meta[files_len + groups * GROUP : filter_at].cast("Q")
         self.records = records
         self.blocks = blocks
         self.unique = unique
         # Where each value of the keys' top bits starts in the directory: a lookup then
         # bisects a few entries instead of all of them.
-        keys = np.frombuffer(meta, "<u8", blocks, files_len + groups * GROUP)
+        keys = np.frombuffer(data, "<u8", blocks, files_len + groups * GROUP)
         starts = np.arange(2**TOP_BITS + 1, dtype=np.uint64) << np.uint64(64 - TOP_BITS)
         top = np.searchsorted(keys, starts[:-1]).astype(np.int64)
         self.top = memoryview(np.append(top, blocks).astype(np.int64).tobytes()).cast("q")
@@ -222,16 +225,17 @@ class CacheRun:
         b = bisect.bisect_left(self.directory, key, self.top[top], self.top[top + 1]) - 1
         return b if b > 0 else 0
 
-    def find(self, chunk_id: bytes) -> list[Found]:
+    def find(self, chunk_id: bytes, use_filter: bool = True) -> list[Found]:
         """Every record of ``chunk_id``, in file order (usually none or one). Raises
         CacheCorrupt for a record that does not match its check."""
         if not self.blocks:
             return []
-        # The filter first: most chunks a cache does not hold never touch the file.
-        f, mask = self.filter, self.filter_mask
-        for word in _WORDS.unpack_from(chunk_id, 8)[: self.hashes]:  # uniform already
-            if not f[(word & mask) >> 3] >> (word & 7) & 1:
-                return []
+        if use_filter:
+            # The filter first: most chunks a cache does not hold never touch the file.
+            f, mask = self.filter, self.filter_mask
+            for word in _WORDS.unpack_from(chunk_id, 8)[: self.hashes]:  # uniform already
+                if not f[(word & mask) >> 3] >> (word & 7) & 1:
+                    return []
         key = int.from_bytes(chunk_id[:8], "big")
         rest = chunk_id[8:32]
         b = self._first_block(key)
@@ -257,8 +261,9 @@ class CacheRun:
             b += 1
 
     def check_miss(self, chunk_id: bytes) -> None:
-        """Raise CacheCorrupt unless the blocks where ``chunk_id`` would be are sound:
-        a reader's miss is then certain."""
+        """Raise CacheCorrupt unless the blocks where ``chunk_id`` would be are sound
+        and do not hold it (the filter said no wrongly): a reader's miss is then
+        certain."""
         if not self.blocks:
             return
         key = int.from_bytes(chunk_id[:8], "big")
@@ -267,6 +272,8 @@ class CacheRun:
         while b + 1 < self.blocks and self.directory[b + 1] <= key:
             b += 1
             self.check_block(b)
+        if self.find(chunk_id, use_filter=False):
+            raise CacheCorrupt("the filter does not know a chunk the cache holds")
 
     def wide(self, first: int, end: int) -> npt.NDArray[np.void]:
         """Records of blocks ``first`` to ``end`` (exclusive), checked, as wide records."""
@@ -445,7 +452,8 @@ def build(
             if file_no in kept_old:
                 remap[g] = len(groups)
                 groups.append(
-                    old.groups[g * GROUP : g * GROUP + 32] + kept_old[file_no].to_bytes(4, "little")
+                    bytes(old.groups[g * GROUP : g * GROUP + 32])
+                    + kept_old[file_no].to_bytes(4, "little")
                 )
     damaged: dict[str, str] = {}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -318,3 +318,28 @@ def test_two_processes_opening_at_once_build_one_sound_cache(tmp_path: Path) -> 
     reopened = open_repo(LocalStorage(root), cache_dir=cache)
     assert _all(reopened) == expected
     assert not [p for p in (cache / repo.id).iterdir() if p.name.startswith(".")]
+
+
+def test_a_damaged_meta_is_found_at_open(
+    storage: Storage, filled: Repository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    expected = _all(repo)
+    path = _cache_path(cache, repo)
+    _flip(path, path.stat().st_size - 3)  # in the filter
+    reopened = open_repo(storage, cache_dir=cache)
+    assert "chunk index cache" in caplog.text and "damaged" in caplog.text
+    assert {cid: reopened.index.get(cid) for cid in expected} == expected
+
+
+def test_a_filter_that_forgets_a_chunk_does_not_fail_a_reader(
+    storage: Storage, filled: Repository, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    run = repo.index._run
+    assert run is not None
+    run.filter = memoryview(bytes(len(run.filter)))  # says "not here" to every chunk
+    assert read_stream(repo, repo.load_manifest("b1")) == random_bytes(20_000, seed=1)
+    assert repo.index._run is not run  # rebuilt
