@@ -138,3 +138,25 @@ def test_the_version_hint_names_the_real_setting() -> None:
     assert "pg_bin_dir" in error.hint and "bindir at" not in error.hint
     assert ToolNotFound("pg_dump").hint is not None
     assert "(bindir)" not in str(ToolNotFound("pg_dump").hint)
+
+
+def test_for_one_major_the_candidates_after_the_first_fit_are_not_run(
+    machine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Physical backups, restores and servers need the server's own major: the first
+    candidate of it is chosen, so the later ones are not asked their version (a
+    process each, which a small physical backup feels)."""
+    root = toolsets.SYSTEM_ROOT
+    install(root / "15" / "bin", "15.14")
+    later = install(machine / "on-path", "15.14")
+    ran = machine / "ran"
+    probe = later / "pg_basebackup"
+    probe.write_text(f'#!/bin/sh\n: > {ran}\necho "pg_basebackup (PostgreSQL) 15.14"\n')
+    monkeypatch.setenv("PATH", str(later))
+    assert toolsets.find_tools("physical", 15).bindir == root / "15" / "bin"
+    assert toolsets.find_tools("server", 15).bindir == root / "15" / "bin"
+    assert not ran.exists()
+    asked = machine / "asked"
+    (later / "pg_dump").write_text(f'#!/bin/sh\n: > {asked}\necho "pg_dump (PostgreSQL) 15.14"\n')
+    toolsets.find_tools("logical", 15)  # the oldest fitting major: every candidate is asked
+    assert asked.exists()
