@@ -531,8 +531,10 @@ def gnu_timed(
     }
 
 
-def paired_small_cluster(bench: Bench, rounds: int) -> dict[str, Any]:
-    """pg_basebackup to a directory, then a respaldo backup, ``rounds`` times in turn."""
+def paired_small_cluster(bench: Bench, rounds: int, baseline: Path | None = None) -> dict[str, Any]:
+    """pg_basebackup to a directory, then a respaldo backup, ``rounds`` times in turn;
+    with ``baseline`` (the source tree of another version), a backup by that version
+    too in each round."""
     bench.run_respaldo("backup", DB, "--type", "incremental")  # the first: not counted
     target = bench.workdir / "pg_basebackup-paired"
     base_argv = [
@@ -547,13 +549,29 @@ def paired_small_cluster(bench: Bench, rounds: int) -> dict[str, Any]:
     respaldo_argv = as_server(
         [bench.respaldo, "--config", str(bench.config), "backup", DB, "--type", "incremental"]
     )
+    baseline_argv = None
+    if baseline is not None:
+        src = baseline.absolute() / "src"
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
+        baseline_argv = as_server(
+            [
+                "env",
+                f"PYTHONPATH={src}",
+                sys.executable,
+                "-c",
+                "from respaldo.cli.entry import run; run()",
+                *respaldo_argv[respaldo_argv.index(bench.respaldo) + 1 :],
+            ]
+        )
     pairs = []
     for _ in range(rounds):
         scratch = bench.workdir / "time.out"
         base = gnu_timed(base_argv, scratch, env=bench.pg_env)
         shutil.rmtree(target)
-        ours = gnu_timed(respaldo_argv, scratch)
-        pairs.append({"pg_basebackup": base, "respaldo": ours})
+        pair = {"pg_basebackup": base, "respaldo": gnu_timed(respaldo_argv, scratch)}
+        if baseline_argv is not None:
+            pair["baseline"] = gnu_timed(baseline_argv, scratch)
+        pairs.append(pair)
     return {"rounds": rounds, "pairs": pairs}
 
 
@@ -642,7 +660,10 @@ def paired_report(results: dict[str, Any]) -> str:
     for name, key in (
         ("`pg_basebackup -c fast -Ft -D DIR`", "pg_basebackup"),
         ("`respaldo backup erp --type incremental`", "respaldo"),
+        ("the same, by the baseline tree", "baseline"),
     ):
+        if key not in pairs[0]:
+            continue
         lines.append(
             f"| {name} | {_mmm([p[key]['seconds'] for p in pairs], '{:.2f}')} | "
             f"{_mmm([p[key]['cpu_seconds'] for p in pairs], '{:.2f}')} | "
@@ -650,6 +671,13 @@ def paired_report(results: dict[str, Any]) -> str:
         )
     ratios = [p["respaldo"]["seconds"] / p["pg_basebackup"]["seconds"] for p in pairs]
     lines += ["", f"respaldo / pg_basebackup wall time, per round: {_mmm(ratios, '{:.2f}')}"]
+    if "baseline" in pairs[0]:
+        before = [p["baseline"]["seconds"] / p["pg_basebackup"]["seconds"] for p in pairs]
+        cpu = [p["respaldo"]["cpu_seconds"] / p["baseline"]["cpu_seconds"] for p in pairs]
+        lines += [
+            f"baseline / pg_basebackup wall time, per round: {_mmm(before, '{:.2f}')}",
+            f"respaldo / baseline CPU, per round: {_mmm(cpu, '{:.2f}')}",
+        ]
     return "\n".join(lines)
 
 
@@ -748,6 +776,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--phases", type=int, default=0, help="with --paired: N more backups timed by part"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="with --paired: the source tree of another version (git archive of a commit), "
+        "whose backup runs in each round too",
+    )
     args = parser.parse_args(argv)
     bench = setup(args)
     r = bench.results
@@ -760,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.paired:
         try:
-            r["paired"] = paired_small_cluster(bench, args.paired)
+            r["paired"] = paired_small_cluster(bench, args.paired, args.baseline)
             if args.profile is not None:
                 print(profile_backup(bench, args.profile))
             if args.phases:
