@@ -7,10 +7,12 @@ its table of contents is there, one pg_restore creates the pre-data section (the
 tables, types, functions) in the staging database, and then ``N`` pg_restore processes
 each load the data of some of the tables (``--use-list``, the tables split by the sizes of
 their data blocks as the backup noted them, biggest first to the least loaded), each fed
-from the spool, block by block, as the blocks arrive. When the whole stream has been read
-and its checksum matched, the spool gets its data offsets and one ``pg_restore --jobs N``
-restores the rest (sequence values, large objects) and the post-data section (indexes,
-constraints) from it.
+from the spool, block by block, as the blocks arrive. Once the whole stream has been read
+and its checksum matched, a worker that is done builds the indexes and primary keys that
+need only its own tables (:func:`early_entries`), as ``pg_restore --jobs`` does while
+other tables still load; when every worker is done, the spool gets its data offsets and
+one ``pg_restore --jobs N`` restores the rest (sequence values, large objects, foreign
+keys, triggers…) from it.
 
 Why this keeps "nothing unverified reaches the target": every byte handed to a
 pg_restore is of a chunk already authenticated and checked against its id; only the
@@ -52,6 +54,8 @@ from respaldo.postgres.archive_offsets import (
     BLOCK_BLOBS,
     BLOCK_DATA,
     OFFSET_NOT_SET,
+    SECTION_POST_DATA,
+    SECTION_PRE_DATA,
     ArchiveToc,
     TocEntry,
     custom_from_directory,
@@ -104,6 +108,15 @@ class Spool:
             self._changed.notify_all()
         with contextlib.suppress(OSError):
             self._fh.close()
+
+    def wait_complete(self) -> None:
+        """Block until the whole stream is there and matched its checksum. Raises
+        _Aborted (the read failed)."""
+        with self._changed:
+            while not self._aborted and not self._complete:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
 
     def wait_for(self, end: int) -> int:
         """Block until ``end`` bytes are there (or the stream is complete, shorter);
@@ -191,11 +204,65 @@ class Plan:
     ends: dict[int, int]
     workers: list[list[int]] = field(default_factory=list)
     """Per worker, the dump ids of the TABLE DATA entries it loads, in archive order."""
+    early: list[int] = field(default_factory=list)
+    """Indexes and constraints restored by the workers (:func:`early_entries`)."""
 
     def rest(self) -> list[int]:
-        """Every entry no worker loads (pg_restore's sections then choose)."""
-        loaded = {i for ids in self.workers for i in ids}
+        """Every entry no worker restored (pg_restore's sections then choose)."""
+        loaded = {i for ids in self.workers for i in ids} | set(self.early)
         return [e.dump_id for e in self.toc.entries if e.dump_id not in loaded]
+
+
+EARLY_KINDS = frozenset({"INDEX", "CONSTRAINT"})
+
+
+def early_entries(toc: ArchiveToc, data_ids: list[int]) -> list[int]:
+    """The indexes and constraints (primary keys, unique ones) that need nothing but the
+    tables whose data ``data_ids`` are, and pre-data definitions: a worker that has
+    loaded those tables builds them while the others still load theirs, as
+    ``pg_restore --jobs`` does (foreign keys, which need two tables, and everything that
+    needs another post-data entry wait for the end). In archive order. Pure."""
+    by_id = {e.dump_id: e for e in toc.entries}
+    loaded = {
+        d for i in data_ids for d in by_id[i].depends if d in by_id and by_id[d].kind == "TABLE"
+    }
+    early = []
+    for entry in toc.entries:
+        if entry.section != SECTION_POST_DATA or entry.kind not in EARLY_KINDS:
+            continue
+        # Ids the table of contents does not hold (pg_dump's section boundaries) need
+        # nothing.
+        needs = [by_id[d] for d in entry.depends if d in by_id]
+        tables = [d for d in needs if d.kind == "TABLE"]
+        if tables and all(
+            d.dump_id in loaded if d.kind == "TABLE" else d.section == SECTION_PRE_DATA
+            for d in needs
+        ):
+            early.append(entry.dump_id)
+    return early
+
+
+def _post_data_early(
+    complete: Callable[[], None],
+    source: Path,
+    plan: Plan,
+    data_ids: list[int],
+    conninfo: ConnInfo,
+    no_owner: bool,
+    bindir: Path | None,
+) -> None:
+    """After a worker: the indexes and constraints of its tables (:func:`early_entries`),
+    once ``complete`` has returned (the whole dump is there and matched its checksum:
+    nothing after the data runs before that)."""
+    ids = early_entries(plan.toc, data_ids)
+    if not ids:
+        return
+    complete()
+    listed = source.with_name(f"early-{data_ids[0]}.list")
+    listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
+    with pg_restore(conninfo, source=source, no_owner=no_owner, use_list=listed, bindir=bindir):
+        pass
+    plan.early.extend(ids)
 
 
 def plan_blocks(toc: ArchiveToc, noted: object, size: int, jobs: int) -> Plan | None:
@@ -358,6 +425,7 @@ def _feed(
             _check_block(source, plan.toc, dump_id, start, end, head=True)
             source.send(restore.stdin, start, end)
             _check_block(source, plan.toc, dump_id, start, end, head=False)
+    _post_data_early(spool.wait_complete, spool.path, plan, ids, conninfo, no_owner, bindir)
 
 
 def _check_block(
@@ -417,6 +485,15 @@ class FileSpool:
         with self._changed:
             self._aborted = True
             self._changed.notify_all()
+
+    def wait_finished(self) -> None:
+        """Block until every file is there, each one's checksum matched. Raises
+        _Aborted."""
+        with self._changed:
+            while not self._aborted and not self._finished:
+                self._changed.wait()
+            if self._aborted:
+                raise _Aborted
 
     def wait_file(self, name: str) -> Path:
         """Block until file ``name`` is complete. Raises _Aborted, or RestoreError if the
@@ -539,7 +616,7 @@ def _load_directory(
     plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
     _run_workers(
         spool.abort,
-        [partial(_feed_files, spool, head, toc, w, conninfo, no_owner, bindir) for w in workers],
+        [partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir) for w in workers],
     )
     return plan
 
@@ -564,7 +641,7 @@ def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> N
 def _feed_files(
     spool: FileSpool,
     head: bytes,
-    toc: ArchiveToc,
+    plan: Plan,
     entries: list[TocEntry],
     conninfo: ConnInfo,
     no_owner: bool,
@@ -577,7 +654,7 @@ def _feed_files(
     listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
 
     def integer(value: int) -> bytes:
-        return b"\x00" + value.to_bytes(toc.int_size, "little")
+        return b"\x00" + value.to_bytes(plan.toc.int_size, "little")
 
     with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
         restore.stdin.write(head)
@@ -595,3 +672,7 @@ def _feed_files(
                     send_range(restore.stdin, fh.fileno(), at, count)
             restore.stdin.write(integer(0))
             path.unlink()  # loaded: the spool keeps only what is still to come
+    data_ids = [e.dump_id for e in entries]
+    _post_data_early(
+        spool.wait_finished, spool.directory, plan, data_ids, conninfo, no_owner, bindir
+    )

@@ -24,6 +24,7 @@ returns 0 and the file is as it was (pg_restore then scans, as before).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import mmap
 import os
@@ -43,6 +44,9 @@ SUPPORTED = ((1, 12), (1, 13), (1, 14), (1, 15))
 OFFSET_NOT_SET = 1
 OFFSET_SET = 2
 OFFSET_NO_DATA = 3
+SECTION_PRE_DATA = 2
+SECTION_DATA = 3
+SECTION_POST_DATA = 4
 BLOCK_DATA = 1
 BLOCK_BLOBS = 3
 
@@ -63,6 +67,11 @@ class TocEntry:
     """Where the entry's offset (or file name) ends."""
     file: str | None = None
     """Directory format: the entry's data file (``1234.dat``, ``blobs.toc``), if any."""
+    section: int = 0
+    """pg_dump's section: :data:`SECTION_PRE_DATA`, :data:`SECTION_DATA`,
+    :data:`SECTION_POST_DATA` (1: none)."""
+    depends: tuple[int, ...] = ()
+    """The dump ids of the entries it depends on."""
 
 
 @dataclass
@@ -154,15 +163,17 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
         for _ in range(3):  # tableoid, oid, tag
             r.skip_str()
         kind = r.str() or ""
-        r.int()  # section
+        section = r.int()
         for _ in range(5):  # defn, dropStmt, copyStmt, namespace, tablespace
             r.skip_str()
         if version >= (1, 14):
             r.skip_str()  # table access method
         r.skip_str()  # owner
         r.skip_str()  # "with oids"
-        while r.skip_str():  # dependencies, until NULL
-            pass
+        depends = []
+        while (dependency := r.str()) is not None:  # dependencies, until NULL
+            if dependency.isdigit():
+                depends.append(int(dependency))
         state_at = r.fh.tell()
         file = None
         if archive_format == FORMAT_CUSTOM:
@@ -171,7 +182,9 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
         else:
             file = r.str() or None  # pg_dump writes "" for an entry without data
             state = OFFSET_NOT_SET if file else OFFSET_NO_DATA
-        entries.append(TocEntry(dump_id, kind, state, state_at, r.fh.tell(), file))
+        entries.append(
+            TocEntry(dump_id, kind, state, state_at, r.fh.tell(), file, section, tuple(depends))
+        )
     return entries
 
 
@@ -288,7 +301,7 @@ def custom_from_directory(toc_dat: bytes) -> tuple[bytes, ArchiveToc] | None:
         out.append(entry.state)
         out += bytes(r.off_size)
         done = entry.extra_end
-        converted.append(TocEntry(entry.dump_id, entry.kind, entry.state, at, len(out), entry.file))
+        converted.append(dataclasses.replace(entry, state_at=at, extra_end=len(out)))
     out += toc_dat[done:end]
     return bytes(out), ArchiveToc(converted, len(out), r.int_size, r.off_size)
 

@@ -36,15 +36,19 @@ def _backup(respaldo: Respaldo, dumped: str) -> str:
     return str(respaldo.backup("erp_par")["id"])
 
 
-def _watch_data_workers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+def _watch_data_workers(
+    monkeypatch: pytest.MonkeyPatch, ran: list[list[str]] | None = None
+) -> threading.Event:
     """An event set when a pg_restore that loads some tables' data from its stdin into a
     database (``--use-list``, no section, no archive file, no output file) has exited
-    successfully."""
+    successfully. ``ran`` gets the command line of every program that succeeded."""
     loaded = threading.Event()
     real_wait = RunningCommand.wait
 
     def wait(self: RunningCommand, timeout: float | None = None) -> None:
         real_wait(self, timeout)
+        if ran is not None:
+            ran.append(list(self.argv))
         if (
             self.program == "pg_restore"
             and any(a.startswith("--use-list=") for a in self.argv)
@@ -104,10 +108,13 @@ def test_the_data_loads_while_the_dump_arrives(
     dumped: str,
 ) -> None:
     backup_id = _backup(respaldo, dumped)
-    loaded = _watch_data_workers(monkeypatch)
+    ran: list[list[str]] = []
+    loaded = _watch_data_workers(monkeypatch, ran)
     reached = _hold_the_end(monkeypatch, loaded, fail=False)
     respaldo.restore(backup_id, new_dbname, "--jobs", "2")
     assert reached == [True], "no table's data was loaded before the dump's end"
+    # A worker that was done built its own tables' indexes before the last step.
+    assert any("/early-" in arg for argv in ran for arg in argv)
     # Identical to the source, as a serial restore is (test_roundtrip).
     assert_same_database(pg, respaldo.dbname, new_dbname)
     assert staging_databases(pg) == set()

@@ -3,8 +3,16 @@
 
 from __future__ import annotations
 
-from respaldo.operations.restore_parallel import plan_blocks
-from respaldo.postgres.archive_offsets import OFFSET_NO_DATA, OFFSET_NOT_SET, ArchiveToc, TocEntry
+from respaldo.operations.restore_parallel import early_entries, plan_blocks
+from respaldo.postgres.archive_offsets import (
+    OFFSET_NO_DATA,
+    OFFSET_NOT_SET,
+    SECTION_DATA,
+    SECTION_POST_DATA,
+    SECTION_PRE_DATA,
+    ArchiveToc,
+    TocEntry,
+)
 
 TOC_END = 1000
 
@@ -40,6 +48,8 @@ def test_the_tables_are_split_by_size_each_worker_in_archive_order() -> None:
     assert plan.ends[40] == SIZE  # the last block ends with the dump
     # Everything else is left to the last pg_restore (its sections choose).
     assert plan.rest() == [10, 30, 40, 50]
+    plan.early.append(50)  # built by a worker: not again
+    assert plan.rest() == [10, 30, 40]
 
 
 def test_more_workers_than_tables_leaves_none_idle() -> None:
@@ -63,3 +73,30 @@ def test_notes_that_do_not_fit_the_archive_are_not_used() -> None:
     # Notes of entries without data (the backup's scan saw a block start in the table
     # of contents) do not matter.
     assert plan_blocks(toc, {**NOTED, "10": 5}, SIZE, 2) is not None
+
+
+def test_a_worker_builds_the_indexes_that_need_only_its_own_tables() -> None:
+    pre, post = SECTION_PRE_DATA, SECTION_POST_DATA
+    entries = [
+        TocEntry(1, "FUNCTION", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(10, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(11, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(12, "TABLE", OFFSET_NO_DATA, 0, section=pre),  # partitioned: no data
+        TocEntry(20, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(10,)),
+        TocEntry(21, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(11,)),
+        TocEntry(30, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10,)),
+        TocEntry(31, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(10, 1, 9999)),
+        TocEntry(32, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(11,)),
+        TocEntry(33, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(12,)),
+        TocEntry(34, "FK CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10, 11, 30)),
+        TocEntry(35, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(10, 30)),
+        TocEntry(36, "TRIGGER", OFFSET_NO_DATA, 0, section=post, depends=(10,)),
+    ]
+    toc = ArchiveToc(entries, TOC_END, 4, 8)
+    # 31 needs a function and an id the archive does not hold (a section boundary).
+    assert early_entries(toc, [20]) == [30, 31]
+    assert early_entries(toc, [21]) == [32]
+    assert early_entries(toc, [20, 21]) == [30, 31, 32]
+    # Left for the end: an index of a table without data of its own (33), a foreign key
+    # (34), what needs another post-data entry (35), triggers (36).
+    assert early_entries(toc, []) == []
