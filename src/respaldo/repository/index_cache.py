@@ -162,13 +162,18 @@ class CacheRun:
         data = os.pread(fd, total - meta_at, meta_at)
         if len(data) != total - meta_at:
             raise CacheCorrupt("the meta is truncated")
+        meta = memoryview(data)  # slices of it are views: tens of MiB are not copied
+        filter_at = files_len + groups * GROUP + blocks * 8
+        if filter_at > len(meta):
+            raise CacheCorrupt("the meta is too short")
+        # The filter is left out of the digest (it is most of the meta): a wrong bit in
+        # it can only make a lookup read a block for nothing, or miss a chunk, which
+        # costs a writer a duplicate and a reader nothing (check_miss searches past it).
         check = hashlib.sha256(head[: HEADER.size - 32])
-        check.update(data)
+        check.update(meta[:filter_at])
         if check.digest() != digest:
             raise CacheCorrupt("the meta does not match its digest")
-        meta = memoryview(data)  # slices of it are views: tens of MiB are not copied
         doc = json.loads(bytes(meta[:files_len]))
-        filter_at = files_len + groups * GROUP + blocks * 8
         if len(meta) != filter_at + doc["filter"]["bytes"]:
             raise CacheCorrupt("the meta has the wrong length")
         self.filter = meta[filter_at:]
@@ -521,15 +526,11 @@ def build(
                     "filter": {"bytes": filter_bytes, "hashes": hashes},
                 }
                 files_json = json.dumps(doc, separators=(",", ":")).encode()
-                meta = (
-                    files_json
-                    + b"".join(groups)
-                    + directory.astype("<u8").tobytes()
-                    + writer.filter.tobytes()
-                )
+                meta = files_json + b"".join(groups) + directory.astype("<u8").tobytes()
                 meta_at = out.tell()
                 assert meta_at == BLOCK + writer.blocks * BLOCK
                 out.write(meta)
+                out.write(writer.filter.data)
                 total = out.tell()
                 fields = (
                     MAGIC,
