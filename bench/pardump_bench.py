@@ -21,8 +21,17 @@ process tree):
 (e) ``pg_restore -j N`` of (b)'s directory into a new database;
 (f) ``respaldo restore --jobs N`` of (c)'s backup into a new database.
 
+With ``--baseline-src DIR`` (the ``src`` directory of another version of respaldo, e.g.
+``git archive main src | tar -x -C /tmp/base`` gives ``/tmp/base/src``), each round also
+runs (c) and (d) with that code (same interpreter and libraries): before/after figures
+of a change in the same run. ``--no-restore`` leaves (e) and (f) out. ``--stages``
+adds, after the rounds, the write path's stages one at a time over (b)'s files
+(``--stage-mib`` of them), in this process: CPU seconds per GiB of each step, and of the
+whole ``BackupWriter`` over them (:func:`writer_stages`).
+
 Ratios are taken pair by pair within a round (so that a machine whose load drifts
-affects both sides alike) and reported as median, minimum and maximum.
+affects both sides alike) and reported as median, minimum and maximum, of wall time and
+of the CPU time of each command's process tree.
 
 Results go to stdout as Markdown tables and to ``bench/results/pardump.json``.
 """
@@ -39,7 +48,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sample import generate
 from sample.cluster import TempCluster
@@ -64,6 +73,8 @@ TARGETS = {
     "restore / pg_restore -j": 1.0,
 }
 """The issue's targets (stated for a 10 GB database)."""
+BASE_PAR = "backup --jobs (baseline)"
+BASE_SER = "backup (baseline)"
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -87,17 +98,111 @@ def pg_dump_dir(bench: Bench, path: Path, jobs: int) -> dict[str, Any]:
     return result
 
 
-def respaldo_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str, Any]:
-    """A first backup into a new repository (``setup`` is initialised anew, not measured)."""
+def respaldo_backup(
+    bench: Bench, setup: Setup, tag: str, jobs: int, src: Path | None = None
+) -> dict[str, Any]:
+    """A first backup into a new repository (``setup`` is initialised anew, not measured),
+    with the code of the checkout ``src`` if given."""
     bench.init(setup)
     err_path = bench.out / f"backup-{tag}.err"
     out_path = bench.out / f"backup-{tag}.out"
-    argv = respaldo_argv(setup, "backup", DB, "--jobs", str(jobs))
+    argv = respaldo_argv(setup, "backup", DB, "--jobs", str(jobs), src=src)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         result = bench.runner.run(argv, bench.respaldo_env, stdout=out, stderr=err)
     result["backup_id"] = out_path.read_text().strip().splitlines()[-1]
     result["repository_bytes"] = tree_bytes(setup.repo)
     return result
+
+
+def writer_stages(directory: Path, root: Path, limit: int) -> dict[str, Any]:
+    """Each step of the write path alone over the files of a ``pg_dump -Fd`` directory
+    (the largest first, up to ``limit`` bytes), then the whole ``BackupWriter`` over the
+    same files, one stream per file as a parallel backup stores them. CPU seconds per GiB
+    of input (this process's, all its threads) and wall seconds; the steps run on one
+    thread, on data in memory, into a new local repository with a cheap KDF."""
+    import hashlib
+
+    import zstandard
+
+    from bench.measure import build_packs
+    from respaldo.repository import BackupWriter, ChunkerParams, KdfParams, Repository
+    from respaldo.repository.chunker import BlockCutter, load_fastcdc
+    from respaldo.storage.local import LocalStorage
+
+    shutil.rmtree(root, ignore_errors=True)
+    repo = Repository.init(
+        LocalStorage(root / "repo"),
+        "stages",
+        chunker=ChunkerParams(4096, 16384, 65536),
+        kdf=KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1),
+    )
+    files: list[Path] = []
+    total = 0
+    for path in sorted(directory.iterdir(), key=lambda p: -p.stat().st_size):
+        if total >= limit:
+            break
+        files.append(path)
+        total += path.stat().st_size
+    gib = total / 2**30
+    steps: dict[str, tuple[float, float]] = {}
+
+    def step(name: str, fn: Callable[[], object]) -> None:
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        steps[name] = ((time.process_time() - c0) / gib, time.perf_counter() - w0)
+
+    def read_cut() -> None:
+        cutter = BlockCutter(repo.chunker, repo.keys.chunker_seed)
+        for path in files:
+            with path.open("rb") as fh:
+                for block in cutter.blocks(fh):
+                    cutter.release(block)
+
+    step("read and cut (BlockCutter, 1 MiB blocks)", read_cut)
+    datas = [p.read_bytes() for p in files]
+    params = repo.chunker
+    fastcdc = load_fastcdc()(
+        params.avg_size,
+        min_size=params.min_size,
+        max_size=params.max_size,
+        normalized_chunking=params.normalization,
+        seed=repo.keys.chunker_seed,
+    )
+    chunks = [c.data for d in datas for c in fastcdc.cut_buf(d)]
+    step("SHA-256 of the streams", lambda: [hashlib.sha256(d).digest() for d in datas])
+    sealer = repo.sealer
+    ids: list[bytes] = []
+    step("keyed BLAKE3 chunk ids", lambda: ids.extend(map(sealer.chunk_id, chunks)))
+    comp = zstandard.ZstdCompressor(level=sealer.compression_level)
+    step(
+        f"zstd -{sealer.compression_level}, chunk by chunk",
+        lambda: [comp.compress(c) for c in chunks],
+    )
+    step(
+        "AES-256-GCM, chunk by chunk",
+        lambda: [sealer.seal(c, b"x", compress=False) for c in chunks],
+    )
+    sealed: list[bytes] = []
+    step("seal_chunk (zstd + AES-GCM)", lambda: sealed.extend(map(sealer.seal_chunk, ids, chunks)))
+    sealed_bytes = sum(map(len, sealed))
+    step(
+        "pack building (join + SHA-256)",
+        lambda: build_packs(ids, sealed, cast(list[bytes], chunks), sealer, repo.pack_size),
+    )
+    count = len(chunks)
+    for held in (sealed, chunks, datas, ids):  # free the memory before the writer runs
+        held.clear()
+
+    def write() -> None:
+        with BackupWriter(repo, "stages") as writer:
+            for path in files:
+                with path.open("rb") as fh:
+                    writer.write_stream(f"dump/{path.name}", fh)
+            writer.commit(kind="full", source="bench", started_at=datetime.now(UTC))
+
+    step(f"BackupWriter over the files ({repo.workers} workers, local store, fsync)", write)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"bytes": total, "chunks": count, "sealed_bytes": sealed_bytes, "steps": steps}
 
 
 @contextlib.contextmanager
@@ -129,6 +234,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     parallel = Setup(16 * 1024, 1, workdir / "setups" / "parallel")
     serial = Setup(16 * 1024, 1, workdir / "setups" / "serial")
+    base_par = Setup(16 * 1024, 1, workdir / "setups" / "base-parallel")
+    base_ser = Setup(16 * 1024, 1, workdir / "setups" / "base-serial")
     jobs = args.jobs
     report: dict[str, Any] = {
         "benchmark": "pardump",
@@ -146,35 +253,40 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             "jobs": jobs,
             "repeat": args.repeat,
             "server_version": version,
+            "baseline_src": str(args.baseline_src) if args.baseline_src else None,
         }
         report["database"] = {"size_bytes": size, "rows": rows}
         fc_file = bench.out / "spec.dump"
         fd_dir = bench.out / "dir.dump"
-        runs: dict[str, list[dict[str, Any]]] = {
-            k: []
-            for k in (
-                "pg_dump -Fc",
-                "pg_dump -Fd",
-                "backup --jobs",
-                "backup",
-                "pg_restore -j",
-                "restore --jobs",
-            )
-        }
+        base: Path | None = args.baseline_src
+        names = ["pg_dump -Fc", "pg_dump -Fd", "backup --jobs", "backup"]
+        if base is not None:
+            names += [BASE_PAR, BASE_SER]
+        if args.restore:
+            names += ["pg_restore -j", "restore --jobs"]
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
         for i in range(args.repeat):
             steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                 ("pg_dump -Fc", lambda: bench.pg_dump_file(fc_file)),
                 ("pg_dump -Fd", lambda: pg_dump_dir(bench, fd_dir, jobs)),
                 ("backup --jobs", partial(respaldo_backup, bench, parallel, f"par{i}", jobs)),
                 ("backup", partial(respaldo_backup, bench, serial, f"ser{i}", 1)),
-                ("pg_restore -j", lambda: bench.pg_restore(fd_dir, "bench_pg", jobs)),
-                (
-                    "restore --jobs",
-                    lambda: bench.restore(
-                        parallel, runs["backup --jobs"][-1]["backup_id"], "bench_r", jobs
-                    ),
-                ),
             ]
+            if base is not None:
+                steps += [
+                    (BASE_PAR, partial(respaldo_backup, bench, base_par, f"bpar{i}", jobs, base)),
+                    (BASE_SER, partial(respaldo_backup, bench, base_ser, f"bser{i}", 1, base)),
+                ]
+            if args.restore:
+                steps += [
+                    ("pg_restore -j", lambda: bench.pg_restore(fd_dir, "bench_pg", jobs)),
+                    (
+                        "restore --jobs",
+                        lambda: bench.restore(
+                            parallel, runs["backup --jobs"][-1]["backup_id"], "bench_r", jobs
+                        ),
+                    ),
+                ]
             for name, step in steps:
                 runs[name].append(step())
                 r = runs[name][-1]
@@ -186,15 +298,19 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                 # would not all fit on the disk together.
                 if name == "pg_dump -Fc":
                     fc_file.unlink()
-                elif name == "backup" and not args.keep:
-                    shutil.rmtree(serial.root)
+                elif name in ("backup", BASE_PAR, BASE_SER) and not args.keep:
+                    shutil.rmtree(
+                        {"backup": serial, BASE_PAR: base_par, BASE_SER: base_ser}[name].root
+                    )
+        if args.stages:
+            bench.runner.wait_quiet()
+            log("the write path's stages over the -Fd files…")
+            report["stages"] = writer_stages(fd_dir, workdir / "stages", args.stage_mib * MIB)
         shutil.rmtree(fd_dir, ignore_errors=True)
         fc_file.unlink(missing_ok=True)
 
-        def ratio(a: str, b: str) -> dict[str, float]:
-            return spread(
-                [x["seconds"] / y["seconds"] for x, y in zip(runs[a], runs[b], strict=True)]
-            )
+        def ratio(a: str, b: str, key: str = "seconds") -> dict[str, float]:
+            return spread([x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True)])
 
         report["results"] = {
             name: {
@@ -213,8 +329,17 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             "backup / pg_dump -Fd -Z0": ratio("backup --jobs", "pg_dump -Fd"),
             "serial backup / pg_dump -Fc": ratio("backup", "pg_dump -Fc"),
             "backup / serial backup": ratio("backup --jobs", "backup"),
-            "restore / pg_restore -j": ratio("restore --jobs", "pg_restore -j"),
         }
+        if args.restore:
+            report["ratios"]["restore / pg_restore -j"] = ratio("restore --jobs", "pg_restore -j")
+        report["cpu_ratios"] = {
+            "backup / pg_dump -Fd -Z0": ratio("backup --jobs", "pg_dump -Fd", "cpu_seconds"),
+            "backup / serial backup": ratio("backup --jobs", "backup", "cpu_seconds"),
+        }
+        if base is not None:
+            for after, before in (("backup --jobs", BASE_PAR), ("backup", BASE_SER)):
+                report["ratios"][f"{after} / {before}"] = ratio(after, before)
+                report["cpu_ratios"][f"{after} / {before}"] = ratio(after, before, "cpu_seconds")
         report["sizes"] = {
             "pg_dump -Fc": runs["pg_dump -Fc"][-1]["bytes"],
             "pg_dump -Fd -Z0": runs["pg_dump -Fd"][-1]["bytes"],
@@ -290,6 +415,24 @@ def table(report: dict[str, Any]) -> Iterator[str]:
         )
         yield f"| {name} | {_fmt(s, 3)} | {mark} |"
     yield ""
+    yield "| CPU ratio (own trees, pair by pair) | median (min–max) |"
+    yield "| --- | --- |"
+    for name, s in report.get("cpu_ratios", {}).items():
+        yield f"| {name} | {_fmt(s, 3)} |"
+    stages = report.get("stages")
+    if stages:
+        yield ""
+        yield (
+            f"Write path, step by step over {stages['bytes'] / MIB:.0f} MiB of the -Fd files "
+            f"({stages['chunks']:,} chunks, {stages['sealed_bytes'] / MIB:.0f} MiB sealed), "
+            "one thread unless said:"
+        )
+        yield ""
+        yield "| step | CPU-s per GiB | wall s |"
+        yield "| --- | ---: | ---: |"
+        for name, (cpu, wall) in stages["steps"].items():
+            yield f"| {name} | {cpu:.2f} | {wall:.2f} |"
+    yield ""
     yield "| size | MiB |"
     yield "| --- | ---: |"
     for name, n in report["sizes"].items():
@@ -325,9 +468,21 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-src",
         type=Path,
         default=None,
-        help="with --restore-pairs: also restore with the respaldo of this src/ directory",
+        help="the respaldo of this src/ directory too (before/after in one run): with "
+        "--restore-pairs its restores, else each round's two backups",
+    )
+    parser.add_argument(
+        "--no-restore", dest="restore", action="store_false", help="measure backups only"
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="time the write path's steps on the -Fd files"
+    )
+    parser.add_argument(
+        "--stage-mib", type=int, default=1024, help="MiB of the -Fd files --stages reads (1024)"
     )
     args = parser.parse_args(argv)
+    if args.baseline_src is not None and not (args.baseline_src / "respaldo").is_dir():
+        parser.error(f"--baseline-src {args.baseline_src}: no respaldo package in it")
     if args.cluster is not None:  # the scale it was loaded at, for the report
         args.scale = json.loads((args.cluster / "database.json").read_text())["scale"]
     if args.scale <= 0 or args.repeat < 1 or args.jobs < 2:
