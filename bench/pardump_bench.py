@@ -24,7 +24,9 @@ process tree):
 With ``--baseline-src DIR`` (the ``src`` directory of another version of respaldo, e.g.
 ``git archive main src | tar -x -C /tmp/base`` gives ``/tmp/base/src``), each round also
 runs (c) and (d) with that code (same interpreter and libraries): before/after figures
-of a change in the same run. ``--no-restore`` leaves (e) and (f) out. ``--stages``
+of a change in the same run. ``--no-restore`` leaves (e) and (f) out;
+``--serial-restore`` adds (g) ``respaldo restore`` (one job) of (d)'s backup, so that a
+run at 10 GB gives the four peaks of :mod:`bench.memory_bench`'s curve too. ``--stages``
 adds, after the rounds, the write path's stages one at a time over (b)'s files
 (``--stage-mib`` of them), in this process: CPU seconds per GiB of each step, and of the
 whole ``BackupWriter`` over them (:func:`writer_stages`).
@@ -264,6 +266,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             names += [BASE_PAR, BASE_SER]
         if args.restore:
             names += ["pg_restore -j", "restore --jobs"]
+            if args.serial_restore:
+                names += ["restore"]
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in names}
         for i in range(args.repeat):
             steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -287,6 +291,15 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                         ),
                     ),
                 ]
+                if args.serial_restore:
+                    steps.append(
+                        (
+                            "restore",
+                            lambda: bench.restore(
+                                serial, runs["backup"][-1]["backup_id"], "bench_r", 1
+                            ),
+                        )
+                    )
             for name, step in steps:
                 runs[name].append(step())
                 r = runs[name][-1]
@@ -299,9 +312,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                 if name == "pg_dump -Fc":
                     fc_file.unlink()
                 elif name in ("backup", BASE_PAR, BASE_SER) and not args.keep:
-                    shutil.rmtree(
-                        {"backup": serial, BASE_PAR: base_par, BASE_SER: base_ser}[name].root
-                    )
+                    if name != "backup" or not args.serial_restore:
+                        shutil.rmtree(
+                            {"backup": serial, BASE_PAR: base_par, BASE_SER: base_ser}[name].root
+                        )
+                elif name == "pg_restore -j" and not args.stages:
+                    shutil.rmtree(fd_dir)  # made anew by the next round's pg_dump -Fd
+                elif name == "restore" and not args.keep:
+                    shutil.rmtree(serial.root)
         if args.stages:
             bench.runner.wait_quiet()
             log("the write path's stages over the -Fd files…")
@@ -473,6 +491,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-restore", dest="restore", action="store_false", help="measure backups only"
+    )
+    parser.add_argument(
+        "--serial-restore",
+        action="store_true",
+        help="also (g) respaldo restore (one job) of (d)'s backup: every point of the "
+        "memory curve in one run",
     )
     parser.add_argument(
         "--stages", action="store_true", help="time the write path's steps on the -Fd files"
