@@ -208,6 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "wall_over_python": statistics.median(
                 r["seconds"] / f["seconds"] for r, f in zip(rs, floor, strict=True)
             ),
+            "runs": rs,
         }
     return {
         "benchmark": "startup",
@@ -237,6 +238,15 @@ def table(report: dict[str, Any]) -> list[str]:
             f"| `{name}` | {mmm(res['seconds'], '{:.3f}')} | {mmm(res['cpu_seconds'], '{:.3f}')}"
             f" | {mmm(res['peak_rss'], '{:.0f}', MIB)} | {res['wall_over_python']:.1f} |"
         )
+    baseline = report["results"].get("baseline wal-push (key cache)")
+    if baseline is not None:
+        ours = report["results"]["respaldo wal-push (key cache)"]["runs"]
+        pairs = list(zip(ours, baseline["runs"], strict=True))
+        for figure, label in (("seconds", "wall"), ("cpu_seconds", "CPU")):
+            ratios = _spread([a[figure] / b[figure] for a, b in pairs if b[figure]])
+            lines.append(
+                f"\n`wal-push` / baseline `wal-push`, {label}, per round: {mmm(ratios, '{:.2f}')}"
+            )
     return lines
 
 
