@@ -43,6 +43,7 @@ from respaldo.config_core import (
     COMPRESSION_LEVEL_MAX,
     COMPRESSION_LEVEL_MIN,
     DEFAULT_CACHE_DIR,
+    DEFAULT_COMPRESSIBLE_LEVEL,
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_KEY_CACHE,
     TIMEOUT_MAX,
@@ -675,6 +676,10 @@ class Settings(BaseSettings):
     key_cache: bool = DEFAULT_KEY_CACHE
     compression_level: int = Field(
         default=DEFAULT_COMPRESSION_LEVEL, ge=COMPRESSION_LEVEL_MIN, le=COMPRESSION_LEVEL_MAX
+    )
+    # Not read by the WAL commands: WAL files keep compression_level alone.
+    compressible_level: int = Field(
+        default=DEFAULT_COMPRESSIBLE_LEVEL, ge=0, le=COMPRESSION_LEVEL_MAX
     )
     pack_size: int = Field(default=12 * 1024 * 1024, ge=64 * 1024)
     workers: int = Field(default=2, ge=1, le=64)

@@ -82,6 +82,7 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
         settings.repository_passphrase(),
         cache_dir=settings.cache_dir,
         compression_level=settings.compression_level,
+        compressible_level=settings.compressible_level,
         pack_size=settings.pack_size,
         workers=settings.workers,
         key_cache=settings.cache_dir if settings.key_cache else None,

@@ -97,6 +97,7 @@ class Repository:
         compression_level: int,
         pack_size: int,
         workers: int,
+        compressible_level: int = 0,
     ) -> None:
         self.storage = storage
         self.config = config
@@ -104,7 +105,7 @@ class Repository:
         self.chunker = ChunkerParams.from_json(config["chunker"])
         self.keys = KeySet.derive(master_key, self.id)
         self._master_key = master_key
-        self.sealer = Sealer(self.keys, compression_level)
+        self.sealer = Sealer(self.keys, compression_level, compressible_level=compressible_level)
         self.pack_size = pack_size
         self.workers = workers
         self.cache_dir: Path | None = cache_dir / self.id if cache_dir is not None else None
@@ -134,6 +135,7 @@ class Repository:
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
         compression_level: int = 1,
+        compressible_level: int = 0,
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
     ) -> Repository:
@@ -168,6 +170,7 @@ class Repository:
             master_key,
             cache_dir=cache_dir,
             compression_level=compression_level,
+            compressible_level=compressible_level,
             pack_size=pack_size,
             workers=workers,
         )
@@ -202,6 +205,7 @@ class Repository:
             source._master_key,
             cache_dir=cache_dir,
             compression_level=source.sealer.compression_level,
+            compressible_level=source.sealer.compressible_level,
             pack_size=source.pack_size,
             workers=source.workers,
         )
@@ -214,6 +218,7 @@ class Repository:
         *,
         cache_dir: Path | None = None,
         compression_level: int = 1,
+        compressible_level: int = 0,
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
         load_index: bool = True,
@@ -245,6 +250,7 @@ class Repository:
             master_key,
             cache_dir=cache_dir,
             compression_level=compression_level,
+            compressible_level=compressible_level,
             pack_size=pack_size,
             workers=workers,
         )

@@ -68,3 +68,11 @@ def test_an_unknown_repository_opens_nothing(inst: Installation, opened: list[Re
     with inst.context() as ctx, pytest.raises(ConfigError):
         ctx.repository("nowhere")
     assert opened == []
+
+
+def test_opened_repositories_compress_at_the_configured_levels(
+    inst: Installation, opened: list[Repository]
+) -> None:
+    with inst.context() as ctx:
+        sealer = ctx.repository().sealer
+        assert (sealer.compression_level, sealer.compressible_level) == (1, 6)

@@ -132,6 +132,29 @@ def test_compression_level_is_honoured(memory_storage: MemoryStorage) -> None:
     assert strong_stats.size_compressed < fast_stats.size_compressed
 
 
+def test_compressible_level_stores_text_smaller_and_any_respaldo_reads_it(
+    memory_storage: MemoryStorage,
+) -> None:
+    """Written with a second level for text, read back by a repository opened without it
+    (and the other way round): the setting is the writer's alone, not the format's."""
+    text = compressible_bytes(60_000, seed=3)
+    plain = init_repo(MemoryStorage("plain"))
+    _, plain_stats = write_backup(plain, "b1", {"dump": text})
+    repo = init_repo(memory_storage, compressible_level=19)
+    assert repo.sealer.compressible_level == 19
+    manifest, _ = write_backup(repo, "b1", {"dump": text, "noise": random_bytes(30_000)})
+    _, text_stats = write_backup(repo, "b2", {"dump": text})
+    assert text_stats.size_compressed < plain_stats.size_compressed
+    reader = open_repo(memory_storage)
+    assert reader.sealer.compressible_level == 0
+    assert read_stream(reader, manifest, "dump") == text
+    assert read_stream(reader, manifest, "noise") == random_bytes(30_000)
+    # And a repository written without it reads the same in one opened with it.
+    older, _ = write_backup(reader, "b3", {"more": text[::-1]})
+    again = open_repo(memory_storage, compressible_level=19)
+    assert read_stream(again, older, "more") == text[::-1]
+
+
 def test_two_repositories_do_not_share_chunk_ids(memory_storage: MemoryStorage) -> None:
     """Chunk ids are keyed: the same plaintext has different ids in different repositories,
     so an id reveals nothing about content to someone without the key."""
