@@ -250,9 +250,12 @@ def _stages(repo: Repository, data_path: Path, limit: int) -> dict[str, Any]:
     index = repo.index
     out["index lookup"] = _best(lambda: [index.get(i) for i in ids])
 
-    comp = sealer._compressor()
+    comp = sealer._compressor(sealer.compression_level)
     zstd = f"zstd -{sealer.compression_level}"
     out[f"{zstd} (per chunk)"] = _best(lambda: list(map(comp.compress, chunks)))
+    if sealer.compressible_level > sealer.compression_level:
+        both = f"{zstd}, then -{sealer.compressible_level} where it halves (per chunk)"
+        out[both] = _best(lambda: list(map(sealer._compress, chunks)))
     packed = list(map(comp.compress, chunks))
     payloads = [p if len(p) < len(c) else c for p, c in zip(packed, chunks, strict=True)]
     aead = sealer._aead
