@@ -111,7 +111,7 @@ class Sealer:
             comp = comps[level] = zstandard.ZstdCompressor(level=level)
         return comp
 
-    def _compress(self, data: bytes) -> bytes:
+    def _compress(self, data: bytes | memoryview) -> bytes:
         """zstd at the first level; then, for data it shrank to at most half (text rows
         of a dump, not photos nor chunks that are half photo), at the compressible level.
         Measured on 16 KiB chunks of four dumps (docs/benchmarks.md): chunks above half
