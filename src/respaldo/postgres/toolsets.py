@@ -189,10 +189,11 @@ def find_tools(
         seen.append(f"{item.bindir}: {version.major}")
         if _fits(purpose, version.major, server_major, at_least):
             fitting.append((version.major, order, Tools(item.bindir, item.origin, version)))
-            if purpose != "logical":
-                # Only the server's own major fits: the first fit is the choice, and the
-                # later candidates need not be run (each --version is a process, a Perl
-                # one for Debian's /usr/bin wrappers: a tenth of a second under load).
+            if purpose != "logical" or version.major == max(server_major, at_least):
+                # Only the server's own major fits (or, logical, this is the oldest major
+                # that can): the first fit is the choice, and the later candidates need
+                # not be run (each --version is a process, a Perl one for Debian's
+                # /usr/bin wrappers: a tenth of a second under load).
                 break
     if fitting:
         return min(fitting, key=lambda f: (f[0], f[1]))[2]

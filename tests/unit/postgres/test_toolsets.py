@@ -6,6 +6,7 @@ PostgreSQL's programs do: what is tested is the choice, not PostgreSQL.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,5 +159,14 @@ def test_for_one_major_the_candidates_after_the_first_fit_are_not_run(
     assert not ran.exists()
     asked = machine / "asked"
     (later / "pg_dump").write_text(f'#!/bin/sh\n: > {asked}\necho "pg_dump (PostgreSQL) 15.14"\n')
-    toolsets.find_tools("logical", 15)  # the oldest fitting major: every candidate is asked
+    # Logical: the oldest fitting major. The first candidate is of the oldest that can
+    # fit (the server's, here): no later one can be better, so none is asked (a restore
+    # feels each, Debian's /usr/bin wrappers being Perl).
+    assert toolsets.find_tools("logical", 15).bindir == root / "15" / "bin"
+    assert not asked.exists()
+    # A dump by pg_dump 16 needs 16 or newer: the first fit (17) may not be the oldest.
+    shutil.rmtree(root / "15")
+    install(root / "17" / "bin", "17.2")
+    (later / "pg_dump").write_text(f'#!/bin/sh\n: > {asked}\necho "pg_dump (PostgreSQL) 16.4"\n')
+    assert toolsets.find_tools("logical", 15, at_least=16).bindir == later
     assert asked.exists()
