@@ -19,8 +19,8 @@ from respaldo.errors import ChunkerUnavailable
 
 
 class Readable(Protocol):
-    """A binary source: a file, a pipe, BytesIO. pyfastcdc uses ``readinto`` when the
-    object has it (no copy), else ``read``."""
+    """A binary source: a file, a pipe, BytesIO. :class:`BlockCutter` uses ``readinto``
+    when the object has it (straight into its block), else ``read``."""
 
     def read(self, size: int = ..., /) -> bytes: ...
 
