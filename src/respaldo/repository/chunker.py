@@ -82,6 +82,11 @@ def load_fastcdc() -> Any:
 # What a block reads past its chunks: the chunks it cuts are whole, so the next block starts
 # with the bytes after its last cut (fewer than ``max_size``).
 BLOCK_SIZE = 1 << 20
+# What one read() of a source without readinto asks for: each returns a new bytes object,
+# and a 1 MiB one costs page faults on every read (BlockStarts' scan of an 844 MiB dump took
+# 0.97 CPU-s with 1 MiB reads against 0.24 with 128 KiB ones, measured); smaller ones
+# come from memory that malloc reuses.
+READ_PIECE = 128 * 1024
 # Buffers kept for reuse: a fresh 1 MiB buffer costs 256 page faults to fill.
 FREE_BUFFERS = 8
 
@@ -150,7 +155,7 @@ class BlockCutter:
                 if readinto is not None:
                     got = readinto(window[filled:]) or 0
                 else:
-                    data = reader.read(capacity - filled)
+                    data = reader.read(min(READ_PIECE, capacity - filled))
                     got = len(data)
                     window[filled : filled + got] = data
                 if got == 0:

@@ -21,7 +21,13 @@ import pytest
 from respaldo.errors import RepositoryError, StorageError
 from respaldo.repository import BackupWriter, ChunkerParams, Repository, verify_repository
 from respaldo.repository import writer as writer_module
-from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, load_fastcdc
+from respaldo.repository.chunker import (
+    BLOCK_SIZE,
+    READ_PIECE,
+    Block,
+    BlockCutter,
+    load_fastcdc,
+)
 from respaldo.repository.packs import pack_id_of
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
@@ -157,6 +163,32 @@ def test_a_file_is_read_in_blocks_not_chunk_by_chunk() -> None:
     assert info.chunks > 100
     # One read per block and one that finds the end (before: a read per chunk or so).
     assert reader.calls <= len(data) // BLOCK_SIZE + 2
+    assert read_stream(repo, manifest) == data
+
+
+class SizeRecorder:
+    """A source with ``read`` only (like the serial backup's BlockStarts): what it is asked."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.sizes: list[int] = []
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.sizes.append(size)
+        return self._data.read(size)
+
+
+def test_a_source_without_readinto_is_read_in_pieces_of_at_most_128_kib() -> None:
+    """Each read() returns a new bytes object: 1 MiB ones cost page faults on every read
+    (BlockStarts' scan of a 844 MiB dump took 0.97 CPU-s with 1 MiB reads, 0.24 with 128
+    KiB ones, measured); pieces of 128 KiB come from reused memory."""
+    repo = _writer_repo(chunker=ChunkerParams(4096, 16384, 65536), pack_size=12 << 20, kdf=KDF)
+    data = random_bytes(3 * BLOCK_SIZE, seed=11)
+    source = SizeRecorder(data)
+    with BackupWriter(repo, "b1") as writer:
+        writer.write_stream("dump", source)
+        manifest = writer.commit(kind="full", source="erp", started_at=STARTED)
+    assert max(source.sizes) <= READ_PIECE == 128 * 1024
     assert read_stream(repo, manifest) == data
 
 
