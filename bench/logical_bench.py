@@ -961,7 +961,8 @@ def pairs_table(report: dict[str, Any]) -> Iterator[str]:
 
     yield (
         f"scale {report['params']['scale']}, {report['params']['pairs']} pairs "
-        f"(median, min–max); B is createdb + pg_restore of the -Fc file"
+        f"(median, min–max); B is createdb + pg_restore of the same database's pg_dump "
+        f"output (the -Fc file, or the -Fd directory for pardump_bench)"
     )
     yield ""
     yield (
