@@ -575,6 +575,100 @@ def paired_small_cluster(bench: Bench, rounds: int, baseline: Path | None = None
     return {"rounds": rounds, "pairs": pairs}
 
 
+def paired_via_service(bench: Bench, rounds: int, poll: float) -> dict[str, Any]:
+    """The paired rounds with the backup taken by one running ``respaldo serve`` through
+    its API (bench/physical_service.py); the first backup is not counted (it also warms the
+    service's lazy imports)."""
+    from bench import physical_service as svc
+
+    port = svc.free_port()
+    config = svc.service_config(bench.config, port)
+    chown_tree(bench.base)
+    token = svc.create_token(bench.respaldo, config, as_server)
+    target = bench.workdir / "pg_basebackup-paired"
+    base_argv = [
+        str(bench.cluster.bindir / "pg_basebackup"),
+        "-c",
+        "fast",
+        "-Ft",
+        "-D",
+        str(target),
+        "--no-password",
+    ]
+    # What respaldo runs, its output thrown away (gnu_timed's stdout is /dev/null): the
+    # floor of the service's backup.
+    floor_argv = [
+        str(bench.cluster.bindir / "pg_basebackup"),
+        *("-c", "fast", "-Ft", "-X", "fetch", "-D", "-"),
+        *("--manifest-checksums=SHA256", "--no-password"),
+    ]
+    prefix = bench.base / "job.prof"  # written by the server's user, copied out at the end
+    env = {"RESPALDO_BENCH_PROFILE": str(prefix)} if bench.args.service_profile else None
+    with svc.serving(bench.respaldo, config, OS_USER, env) as process:
+        svc.wait_until_answering(process, port, config.with_name("serve.log"))
+        client = svc.Client(port, token)
+        svc.service_backup(client, process.pid, DB, poll)  # the first: not counted
+        pairs = []
+        for _ in range(rounds):
+            scratch = bench.workdir / "time.out"
+            base = gnu_timed(base_argv, scratch, env=bench.pg_env)
+            shutil.rmtree(target)
+            floor = gnu_timed(floor_argv, scratch, env=bench.pg_env)
+            pairs.append(
+                {
+                    "pg_basebackup": base,
+                    "floor": floor,
+                    "service": svc.service_backup(client, process.pid, DB, poll),
+                }
+            )
+    if bench.args.service_profile is not None:
+        for i, path in enumerate(
+            sorted(bench.base.glob("job.prof.*"), key=lambda p: int(p.suffix[1:]))
+        ):
+            shutil.copyfile(path, f"{bench.args.service_profile}.{i}")
+    return {"rounds": rounds, "poll_seconds": poll, "pairs": pairs}
+
+
+def service_report(results: dict[str, Any]) -> str:
+    r = results
+    s = r["service"]
+    pairs = s["pairs"]
+    loads = [p["pg_basebackup"]["load"] for p in pairs]
+    base = [p["pg_basebackup"] for p in pairs]
+    svc = [p["service"] for p in pairs]
+
+    def ratio(mine: str, theirs: str) -> list[float]:
+        return [x[mine] / max(b[theirs], 0.01) for x, b in zip(svc, base, strict=True)]
+
+    lines = [
+        f"Sample ERP at scale {r['scale']}: database {r['database_bytes'] / MIB:.0f} MiB; "
+        f"{r['machine']}; {len(pairs)} paired rounds through one `respaldo serve`, load "
+        f"average {min(loads):.1f}-{max(loads):.1f}; job polled every {s['poll_seconds']} s "
+        "(wall overstates the job by at most that plus one GET). min / median / max:",
+        "",
+        "| | wall s | job s | CPU s |",
+        "|---|---|---|---|",
+        f"| `pg_basebackup -c fast -Ft -D DIR` | {_mmm([b['seconds'] for b in base], '{:.2f}')} "
+        f"| - | {_mmm([b['cpu_seconds'] for b in base], '{:.2f}')} |",
+        f"| floor: `pg_basebackup -c fast -Ft -X fetch -D - --manifest-checksums=SHA256 "
+        f"> /dev/null` | {_mmm([p['floor']['seconds'] for p in pairs], '{:.2f}')} | - | "
+        f"{_mmm([p['floor']['cpu_seconds'] for p in pairs], '{:.2f}')} |",
+        f"| POST /admin/backups (incremental), to the job's end | "
+        f"{_mmm([x['seconds'] for x in svc], '{:.2f}')} | "
+        f"{_mmm([x['job_seconds'] for x in svc], '{:.2f}')} | "
+        f"{_mmm([x['cpu_seconds'] for x in svc], '{:.2f}')} |",
+        "",
+        "per round, service / pg_basebackup: wall "
+        f"{_mmm(ratio('seconds', 'seconds'), '{:.2f}')}"
+        f"; job {_mmm(ratio('job_seconds', 'seconds'), '{:.2f}')}"
+        f"; CPU {_mmm(ratio('cpu_seconds', 'cpu_seconds'), '{:.2f}')}"
+        "; floor / pg_basebackup wall "
+        f"{_mmm([p['floor']['seconds'] / p['pg_basebackup']['seconds'] for p in pairs], '{:.2f}')}"
+        f"; GETs per backup {_mmm([float(x['polls']) for x in svc], '{:.0f}')}",
+    ]
+    return "\n".join(lines)
+
+
 def profile_backup(bench: Bench, out: Path) -> str:
     """One more respaldo backup under cProfile, as the server's user; the top of it."""
     import io
@@ -782,6 +876,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --paired: the source tree of another version (git archive of a commit), "
         "whose backup runs in each round too",
     )
+    parser.add_argument(
+        "--via-service",
+        action="store_true",
+        help="with --paired: the backups through one running respaldo serve's API",
+    )
+    parser.add_argument(
+        "--poll", type=float, default=0.05, help="with --via-service: GET the job every S s"
+    )
+    parser.add_argument(
+        "--service-profile",
+        type=Path,
+        help="with --via-service: cProfile each job of the service into FILE.<job id>",
+    )
     args = parser.parse_args(argv)
     bench = setup(args)
     r = bench.results
@@ -793,6 +900,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     )
     if args.paired:
+        if args.via_service:
+            try:
+                r["service"] = paired_via_service(bench, args.paired, args.poll)
+            finally:
+                bench.cluster.destroy()
+            out = RESULTS.with_name("physical_service.json")
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(json.dumps(r, indent=2, default=str) + "\n")
+            print(service_report(r))
+            return 0
         try:
             r["paired"] = paired_small_cluster(bench, args.paired, args.baseline)
             if args.profile is not None:
