@@ -49,6 +49,7 @@ figure. Results go to stdout as Markdown and to ``bench/results/physical.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -575,16 +576,57 @@ def paired_small_cluster(bench: Bench, rounds: int, baseline: Path | None = None
     return {"rounds": rounds, "pairs": pairs}
 
 
-def paired_via_service(bench: Bench, rounds: int, poll: float) -> dict[str, Any]:
-    """The paired rounds with the backup taken by one running ``respaldo serve`` through
-    its API (bench/physical_service.py); the first backup is not counted (it also warms the
-    service's lazy imports)."""
+@dataclass
+class Service:
+    """One ``respaldo serve`` of the bench: its program, configuration and token."""
+
+    name: str
+    program: list[str]
+    config: Path
+    port: int
+    token: str
+
+
+def service_of(bench: Bench, name: str, src: Path | None) -> Service:
+    """The service of this tree (``src`` None), or of the source tree ``src`` with its own
+    configuration, catalog and repository below ``workdir/name`` (two services cannot
+    share a catalog: the second refuses to start)."""
     from bench import physical_service as svc
 
+    if src is None:
+        program, config = [bench.respaldo], bench.config
+    else:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
+        program = [
+            "env",
+            f"PYTHONPATH={src}",
+            sys.executable,
+            "-c",
+            "from respaldo.cli.entry import run; run()",
+        ]
+        base = bench.workdir / name
+        base.mkdir()
+        config = write_config(base, bench.cluster, PASSPHRASE)
+        chown_tree(base)
+        timed(as_server([*program, "--config", str(config), "init"]))
     port = svc.free_port()
-    config = svc.service_config(bench.config, port)
-    chown_tree(bench.base)
-    token = svc.create_token(bench.respaldo, config, as_server)
+    config = svc.service_config(config, port)
+    chown_tree(config.parent)
+    return Service(name, program, config, port, svc.create_token(program, config, as_server))
+
+
+def paired_via_service(
+    bench: Bench, rounds: int, poll: float, baseline: Path | None
+) -> dict[str, Any]:
+    """The paired rounds with the backup taken by one running ``respaldo serve`` through
+    its API (bench/physical_service.py); the first backup is not counted (it also warms the
+    service's lazy imports). With ``baseline`` (a source tree), a second service of that
+    tree takes a backup in each round too, the two in turn first."""
+    from bench import physical_service as svc
+
+    services = [service_of(bench, "service", None)]
+    if baseline is not None:
+        services.append(service_of(bench, "baseline", baseline.absolute() / "src"))
     target = bench.workdir / "pg_basebackup-paired"
     base_argv = [
         str(bench.cluster.bindir / "pg_basebackup"),
@@ -604,29 +646,40 @@ def paired_via_service(bench: Bench, rounds: int, poll: float) -> dict[str, Any]
     ]
     prefix = bench.base / "job.prof"  # written by the server's user, copied out at the end
     env = {"RESPALDO_BENCH_PROFILE": str(prefix)} if bench.args.service_profile else None
-    with svc.serving(bench.respaldo, config, OS_USER, env) as process:
-        svc.wait_until_answering(process, port, config.with_name("serve.log"))
-        client = svc.Client(port, token)
-        svc.service_backup(client, process.pid, DB, poll)  # the first: not counted
-        pairs = []
-        for _ in range(rounds):
-            scratch = bench.workdir / "time.out"
-            base = gnu_timed(base_argv, scratch, env=bench.pg_env)
-            shutil.rmtree(target)
-            floor = gnu_timed(floor_argv, scratch, env=bench.pg_env)
-            pairs.append(
-                {
-                    "pg_basebackup": base,
-                    "floor": floor,
-                    "service": svc.service_backup(client, process.pid, DB, poll),
-                }
+    with contextlib.ExitStack() as stack:
+        running = []
+        for service in services:
+            process = stack.enter_context(
+                svc.serving(
+                    service.program,
+                    service.config,
+                    OS_USER,
+                    env if service.name == "service" else None,
+                )
             )
+            svc.wait_until_answering(process, service.port, service.config.with_name("serve.log"))
+            client = svc.Client(service.port, service.token)
+            svc.service_backup(client, process.pid, DB, poll)  # the first: not counted
+            running.append((service.name, client, process.pid))
+        pairs = []
+        for i in range(rounds):
+            scratch = bench.workdir / "time.out"
+            pair: dict[str, dict[str, Any]] = {
+                "pg_basebackup": gnu_timed(base_argv, scratch, env=bench.pg_env)
+            }
+            shutil.rmtree(target)
+            pair["floor"] = gnu_timed(floor_argv, scratch, env=bench.pg_env)
+            for name, client, pid in running[i % 2 :] + running[: i % 2]:
+                pair[name] = svc.service_backup(client, pid, DB, poll)
+            pairs.append(pair)
+        _, client, pid = running[0]
+        get_cpu = svc.get_cost(client, pid, pairs[-1]["service"]["job_id"])
     if bench.args.service_profile is not None:
         for i, path in enumerate(
             sorted(bench.base.glob("job.prof.*"), key=lambda p: int(p.suffix[1:]))
         ):
             shutil.copyfile(path, f"{bench.args.service_profile}.{i}")
-    return {"rounds": rounds, "poll_seconds": poll, "pairs": pairs}
+    return {"rounds": rounds, "poll_seconds": poll, "get_cpu_seconds": get_cpu, "pairs": pairs}
 
 
 def service_report(results: dict[str, Any]) -> str:
@@ -639,6 +692,14 @@ def service_report(results: dict[str, Any]) -> str:
 
     def ratio(mine: str, theirs: str) -> list[float]:
         return [x[mine] / max(b[theirs], 0.01) for x, b in zip(svc, base, strict=True)]
+
+    def versus(key: str) -> list[float]:
+        return [p["service"][key] / max(p["baseline"][key], 0.01) for p in pairs]
+
+    net = [
+        (x["cpu_seconds"] - x["polls"] * s["get_cpu_seconds"]) / max(b["cpu_seconds"], 0.01)
+        for x, b in zip(svc, base, strict=True)
+    ]
 
     lines = [
         f"Sample ERP at scale {r['scale']}: database {r['database_bytes'] / MIB:.0f} MiB; "
@@ -657,6 +718,20 @@ def service_report(results: dict[str, Any]) -> str:
         f"{_mmm([x['seconds'] for x in svc], '{:.2f}')} | "
         f"{_mmm([x['job_seconds'] for x in svc], '{:.2f}')} | "
         f"{_mmm([x['cpu_seconds'] for x in svc], '{:.2f}')} |",
+        *(
+            [
+                f"| the same, by the baseline tree's service | "
+                f"{_mmm([p['baseline']['seconds'] for p in pairs], '{:.2f}')} | "
+                f"{_mmm([p['baseline']['job_seconds'] for p in pairs], '{:.2f}')} | "
+                f"{_mmm([p['baseline']['cpu_seconds'] for p in pairs], '{:.2f}')} |",
+                "",
+                "per round, this tree / baseline: job "
+                f"{_mmm(versus('job_seconds'), '{:.2f}')}; CPU "
+                f"{_mmm(versus('cpu_seconds'), '{:.2f}')}",
+            ]
+            if "baseline" in pairs[0]
+            else []
+        ),
         "",
         "per round, service / pg_basebackup: wall "
         f"{_mmm(ratio('seconds', 'seconds'), '{:.2f}')}"
@@ -664,7 +739,10 @@ def service_report(results: dict[str, Any]) -> str:
         f"; CPU {_mmm(ratio('cpu_seconds', 'cpu_seconds'), '{:.2f}')}"
         "; floor / pg_basebackup wall "
         f"{_mmm([p['floor']['seconds'] / p['pg_basebackup']['seconds'] for p in pairs], '{:.2f}')}"
-        f"; GETs per backup {_mmm([float(x['polls']) for x in svc], '{:.0f}')}",
+        f"; GETs per backup {_mmm([float(x['polls']) for x in svc], '{:.0f}')}, "
+        f"{s['get_cpu_seconds'] * 1000:.1f} CPU ms each (50 GETs of an ended job); service CPU "
+        "net of the GETs / pg_basebackup's: "
+        f"{_mmm(net, '{:.2f}')}",
     ]
     return "\n".join(lines)
 
@@ -902,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.paired:
         if args.via_service:
             try:
-                r["service"] = paired_via_service(bench, args.paired, args.poll)
+                r["service"] = paired_via_service(bench, args.paired, args.poll, args.baseline)
             finally:
                 bench.cluster.destroy()
             out = RESULTS.with_name("physical_service.json")

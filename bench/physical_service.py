@@ -63,9 +63,11 @@ def service_config(config: Path, port: int) -> Path:
 
 @contextmanager
 def serving(
-    respaldo: str, config: Path, user: str, env: dict[str, str] | None = None
+    program: list[str], config: Path, user: str, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``respaldo serve`` as ``user`` (when root), stopped by SIGTERM at the end."""
+    """``PROGRAM --config CONFIG serve`` as ``user`` (when root), stopped by SIGTERM at
+    the end. ``program`` starts respaldo in the same process (``env`` execs), so that
+    the pid is the service's."""
     entry = pwd.getpwnam(user)
     as_user: dict[str, Any] = (
         {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
@@ -73,7 +75,6 @@ def serving(
         else {}
     )
     log = config.with_name("serve.log").open("wb")
-    program = [respaldo]
     if env and "RESPALDO_BENCH_PROFILE" in env:  # bench/serve_profiled.py
         root = str(Path(__file__).resolve().parent.parent)
         env = {**env, "PYTHONPATH": root}
@@ -135,12 +136,22 @@ def service_backup(client: Client, pid: int, database: str, poll: float) -> dict
     created = datetime.fromisoformat(job["createdAt"])
     finished = datetime.fromisoformat(job["finishedAt"])
     return {
+        "job_id": job_id,
         "seconds": seconds,
         "job_seconds": (finished - created).total_seconds(),
         "cpu_seconds": cpu,
         "polls": polls,
         "load": load,
     }
+
+
+def get_cost(client: Client, pid: int, job_id: int, count: int = 50) -> float:
+    """The service's CPU seconds per ``GET /admin/jobs/{id}`` (of an ended job), over
+    ``count`` calls: what the polling adds to a backup's CPU figure."""
+    cpu0 = cpu_seconds(pid)
+    for _ in range(count):
+        client.call("GET", f"/admin/jobs/{job_id}")
+    return (cpu_seconds(pid) - cpu0) / count
 
 
 def wait_until_answering(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
@@ -151,10 +162,10 @@ def wait_until_answering(process: subprocess.Popen[bytes], port: int, log: Path)
         time.sleep(0.1)
 
 
-def create_token(respaldo: str, config: Path, as_server: Any) -> str:
+def create_token(program: list[str], config: Path, as_server: Any) -> str:
     done = subprocess.run(
         as_server(
-            [respaldo, "--config", str(config), "token", "create", "bench", "--role", "admin"]
+            [*program, "--config", str(config), "token", "create", "bench", "--role", "admin"]
         ),
         capture_output=True,
         text=True,
@@ -168,6 +179,7 @@ __all__ = [
     "cpu_seconds",
     "create_token",
     "free_port",
+    "get_cost",
     "service_backup",
     "service_config",
     "serving",
