@@ -42,6 +42,18 @@ records) in CPU and wall seconds, without a profiler's overhead. E.g.::
 
     .venv/bin/python -m bench.physical_bench --scale 0.02 --paired 7 --profile /tmp/p.prof
 
+With ``--via-service`` the paired rounds take the backup through one running
+``respaldo serve`` instead (where scheduled physical backups run, with no start-up per
+backup): ``POST /admin/backups`` then ``GET /admin/jobs/{id}`` every ``--poll`` seconds,
+the service's CPU from ``/proc/PID/stat`` (pg_basebackup, its child, included), and
+``pg_basebackup -X fetch -D - > /dev/null`` (what respaldo reads) as a floor in each
+round; ``--baseline DIR`` then runs a second service of that tree, the two in turn;
+``--service-profile FILE`` writes a CPU profile of each job (bench/physical_service.py,
+bench/serve_profiled.py)::
+
+    .venv/bin/python -m bench.physical_bench --scale 0.02 --paired 9 --via-service \
+        --baseline /tmp/base
+
 Wall times on a shared machine are noisy: the load average is recorded with each
 figure. Results go to stdout as Markdown and to ``bench/results/physical.json``.
 """
