@@ -656,6 +656,9 @@ def paired_via_service(
         *("-c", "fast", "-Ft", "-X", "fetch", "-D", "-"),
         *("--manifest-checksums=SHA256", "--no-password"),
     ]
+    cli_argv = as_server(
+        [bench.respaldo, "--config", str(bench.config), "backup", DB, "--type", "incremental"]
+    )
     prefix = bench.base / "job.prof"  # written by the server's user, copied out at the end
     env = {"RESPALDO_BENCH_PROFILE": str(prefix)} if bench.args.service_profile else None
     with contextlib.ExitStack() as stack:
@@ -683,6 +686,8 @@ def paired_via_service(
             pair["floor"] = gnu_timed(floor_argv, scratch, env=bench.pg_env)
             for name, client, pid in running[i % 2 :] + running[: i % 2]:
                 pair[name] = svc.service_backup(client, pid, DB, poll)
+            if bench.args.with_cli:  # the one-shot command, beside the running service
+                pair["cli"] = gnu_timed(cli_argv, scratch)
             pairs.append(pair)
         _, client, pid = running[0]
         get_cpu = svc.get_cost(client, pid, pairs[-1]["service"]["job_id"])
@@ -704,6 +709,9 @@ def service_report(results: dict[str, Any]) -> str:
 
     def ratio(mine: str, theirs: str) -> list[float]:
         return [x[mine] / max(b[theirs], 0.01) for x, b in zip(svc, base, strict=True)]
+
+    def cli(key: str) -> list[float]:
+        return [p["cli"][key] / max(p["pg_basebackup"][key], 0.01) for p in pairs]
 
     def versus(key: str) -> list[float]:
         return [p["service"][key] / max(p["baseline"][key], 0.01) for p in pairs]
@@ -732,6 +740,15 @@ def service_report(results: dict[str, Any]) -> str:
         f"{_mmm([x['cpu_seconds'] for x in svc], '{:.2f}')} |",
         *(
             [
+                f"| `respaldo backup erp --type incremental` (one-shot CLI) | "
+                f"{_mmm([p['cli']['seconds'] for p in pairs], '{:.2f}')} | - | "
+                f"{_mmm([p['cli']['cpu_seconds'] for p in pairs], '{:.2f}')} |",
+            ]
+            if "cli" in pairs[0]
+            else []
+        ),
+        *(
+            [
                 f"| the same, by the baseline tree's service | "
                 f"{_mmm([p['baseline']['seconds'] for p in pairs], '{:.2f}')} | "
                 f"{_mmm([p['baseline']['job_seconds'] for p in pairs], '{:.2f}')} | "
@@ -751,7 +768,13 @@ def service_report(results: dict[str, Any]) -> str:
         f"; CPU {_mmm(ratio('cpu_seconds', 'cpu_seconds'), '{:.2f}')}"
         "; floor / pg_basebackup wall "
         f"{_mmm([p['floor']['seconds'] / p['pg_basebackup']['seconds'] for p in pairs], '{:.2f}')}"
-        f"; GETs per backup {_mmm([float(x['polls']) for x in svc], '{:.0f}')}, "
+        + (
+            f"; one-shot CLI / pg_basebackup wall {_mmm(cli('seconds'), '{:.2f}')}"
+            f", CPU {_mmm(cli('cpu_seconds'), '{:.2f}')}"
+            if "cli" in pairs[0]
+            else ""
+        )
+        + f"; GETs per backup {_mmm([float(x['polls']) for x in svc], '{:.0f}')}, "
         f"{s['get_cpu_seconds'] * 1000:.1f} CPU ms each (50 GETs of an ended job); service CPU "
         "net of the GETs / pg_basebackup's: "
         f"{_mmm(net, '{:.2f}')}",
@@ -973,6 +996,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--poll", type=float, default=0.05, help="with --via-service: GET the job every S s"
+    )
+    parser.add_argument(
+        "--with-cli",
+        action="store_true",
+        help="with --via-service: the one-shot respaldo backup in each round too",
     )
     parser.add_argument(
         "--service-profile",
