@@ -48,10 +48,11 @@ DEFAULT_KEY_CACHE = True
 DEFAULT_COMPRESSION_LEVEL = 1
 COMPRESSION_LEVEL_MIN = 1
 # Chunks that level 1 shrinks to at most half (a dump's text rows) are compressed again at
-# this level and the smaller kept; 0 = off. 6: 1-5% fewer bytes stored on ERP dumps, daily
-# backups up to 15% more CPU, first backups 30-65% (measured, docs/configuration.md);
-# 9 saved 1-4% more for about twice the extra CPU.
-DEFAULT_COMPRESSIBLE_LEVEL = 6
+# this level and the smaller kept; 0 = off. Off by default: on the ERP dumps respaldo is
+# for (photos and documents) 6 stores 1-1.6% less for 22-42% more CPU in a first backup
+# and up to 14% in a daily one, and a large database's backup window is CPU-bound; on
+# text-only dumps it stores 4-5% less (measured, docs/configuration.md).
+DEFAULT_COMPRESSIBLE_LEVEL = 0
 COMPRESSION_LEVEL_MAX = 22
 # An S3 request's connect and read timeouts: greater than 0, at most this many seconds.
 TIMEOUT_MAX = 3600.0

@@ -235,10 +235,10 @@ def test_chunker_sizes_at_the_bounds_load(tmp_path: Path) -> None:
         assert (chunker.min_size, chunker.avg_size, chunker.max_size) == (low, avg, high)
 
 
-def test_compressible_level_is_6_unless_set(tmp_path: Path) -> None:
-    assert load_settings(_config(tmp_path, BASE)).compressible_level == 6
-    text = "compressible_level = 0\n" + BASE
-    assert load_settings(_config(tmp_path, text)).compressible_level == 0
+def test_compressible_level_is_off_unless_set(tmp_path: Path) -> None:
+    assert load_settings(_config(tmp_path, BASE)).compressible_level == 0
+    text = "compressible_level = 6\n" + BASE
+    assert load_settings(_config(tmp_path, text)).compressible_level == 6
 
 
 def test_compressible_level_out_of_range_is_refused_at_load(tmp_path: Path) -> None:

@@ -75,4 +75,10 @@ def test_opened_repositories_compress_at_the_configured_levels(
 ) -> None:
     with inst.context() as ctx:
         sealer = ctx.repository().sealer
-        assert (sealer.compression_level, sealer.compressible_level) == (1, 6)
+        assert (sealer.compression_level, sealer.compressible_level) == (1, 0)
+    inst.config.write_text(
+        "compression_level = 2\ncompressible_level = 9\n" + inst.config.read_text()
+    )
+    with inst.context() as ctx:
+        sealer = ctx.repository().sealer
+        assert (sealer.compression_level, sealer.compressible_level) == (2, 9)
