@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import BaseBackupInvalid, PostgresError
 from respaldo.operations.context import Context
@@ -39,6 +40,7 @@ from respaldo.postgres.basebackup import (
     pg_basebackup,
     wal_reservation,
 )
+from respaldo.postgres.server import Connection, connect
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -69,7 +71,24 @@ def backup_cluster(
     """
     db = ctx.settings.database(database)
     conninfo = ConnInfo.from_settings(db)
-    server = server_info(conninfo)
+    # One session for the whole backup: the server's identity is read on the session
+    # that then holds the WAL reservation (a session costs the server a backend and an
+    # authentication, about 30 ms of a small cluster's backup on a loaded machine).
+    with connect(conninfo, autocommit=True, application_name="respaldo physical backup") as conn:
+        return _backup(ctx, db, conninfo, conn, triggered_by, snapshot, method, reserved)
+
+
+def _backup(
+    ctx: Context,
+    db: DatabaseSettings,
+    conninfo: ConnInfo,
+    conn: Connection,
+    triggered_by: TriggeredBy,
+    snapshot: str | None,
+    method: Literal["auto", "full"],
+    reserved: str | None,
+) -> BackupResult:
+    server = server_info(conninfo, conn)
     tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
         "database": db.name,
@@ -101,7 +120,9 @@ def backup_cluster(
                 incremental_of=parent.manifest.backup_id,
                 chain=parent.chain,
             )
-        return _stream(conninfo, repo, backup_id, started_at, heartbeat, meta, tools, parent)
+        return _stream(
+            conninfo, conn, repo, backup_id, started_at, heartbeat, meta, tools, parent
+        )
 
     return recorded_backup(
         ctx,
@@ -117,6 +138,7 @@ def backup_cluster(
 
 def _stream(
     conninfo: ConnInfo,
+    conn: Connection,
     repo: Repository,
     backup_id: str,
     started_at: datetime,
@@ -130,7 +152,7 @@ def _stream(
         if parent is not None:
             since = tmp / "parent_backup_manifest"
             since.write_bytes(parent.backup_manifest)
-        with wal_reservation(conninfo) as slot:
+        with wal_reservation(conninfo, conn) as slot:
             try:
                 with pg_basebackup(
                     conninfo,

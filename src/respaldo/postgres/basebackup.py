@@ -32,7 +32,7 @@ import psycopg
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarParser
 from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start
 from respaldo.postgres.connection import ConnInfo, scrub
-from respaldo.postgres.server import connect
+from respaldo.postgres.server import Connection, connect
 from respaldo.postgres.wal import parse_lsn
 
 log = logging.getLogger(__name__)
@@ -145,31 +145,45 @@ def basebackup_hint(stderr: str) -> str | None:
 
 
 @contextlib.contextmanager
-def wal_reservation(conninfo: ConnInfo) -> Iterator[str | None]:
+def wal_reservation(conninfo: ConnInfo, conn: Connection | None = None) -> Iterator[str | None]:
     """Hold a temporary physical replication slot reserving WAL from now on.
 
     Yields the slot's name, or None when the server cannot make one (no free
     ``max_replication_slots``, a role without REPLICATION): the backup then goes on, as
-    pg_basebackup alone would, and a warning is logged. The slot disappears when the
-    context exits or this process dies (it belongs to this session). Raises
+    pg_basebackup alone would, and a warning is logged. The slot is made on ``conn`` (an
+    open autocommit connection to ``conninfo``, the caller's, left open: a backup that
+    already has one saves a session) or on a connection of its own; it disappears when
+    the context exits or this process dies (it belongs to the session). Raises
     ConnectionFailed if the server cannot be reached.
     """
-    conn = connect(conninfo, autocommit=True, application_name="respaldo wal reservation")
-    with conn:
-        name: str | None = f"respaldo_{secrets.token_hex(6)}"
-        reason = ""
-        try:
-            conn.execute(
-                "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true, true)", (name,)
-            )
-        except psycopg.Error as exc:
-            reason = scrub(str(exc).strip().splitlines()[0], conninfo.secrets())
-            name = None
-        if name is None:
-            log.warning("cannot reserve WAL for the backup (%s); going on without", reason)
-        else:
-            log.debug("reserving WAL with temporary slot %s", name)
+    if conn is None:
+        with (
+            connect(conninfo, autocommit=True, application_name="respaldo wal reservation") as own,
+            wal_reservation(conninfo, own) as slot,
+        ):
+            yield slot
+        return
+    name: str | None = f"respaldo_{secrets.token_hex(6)}"
+    reason = ""
+    try:
+        conn.execute(
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true, true)", (name,)
+        )
+    except psycopg.Error as exc:
+        reason = scrub(str(exc).strip().splitlines()[0], conninfo.secrets())
+        name = None
+    if name is None:
+        log.warning("cannot reserve WAL for the backup (%s); going on without", reason)
+        yield None
+        return
+    log.debug("reserving WAL with temporary slot %s", name)
+    try:
         yield name
+    finally:
+        # The session may outlive the context: the slot goes now. Should this fail
+        # (the connection broke), the session's end drops the temporary slot anyway.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (name,))
 
 
 class BaseBackupReader:

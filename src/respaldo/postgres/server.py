@@ -179,18 +179,22 @@ class ServerInfo:
         return self.version_num // 10000
 
 
-def server_info(conninfo: ConnInfo) -> ServerInfo:
-    """Version and system identifier of the server. Raises ConnectionFailed, QueryFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        row = _guarded(
-            conninfo,
-            "reading the server version",
-            lambda: conn.execute(
-                "SELECT current_setting('server_version_num')::int,"
-                " current_setting('server_version'),"
-                " (SELECT system_identifier FROM pg_catalog.pg_control_system())"
-            ).fetchone(),
-        )
+def server_info(conninfo: ConnInfo, conn: Connection | None = None) -> ServerInfo:
+    """Version and system identifier of the server, asked on ``conn`` (an open autocommit
+    connection to ``conninfo``, left open) or on a connection of its own. Raises
+    ConnectionFailed, QueryFailed."""
+    if conn is None:
+        with connect(conninfo, autocommit=True) as own:
+            return server_info(conninfo, own)
+    row = _guarded(
+        conninfo,
+        "reading the server version",
+        lambda: conn.execute(
+            "SELECT current_setting('server_version_num')::int,"
+            " current_setting('server_version'),"
+            " (SELECT system_identifier FROM pg_catalog.pg_control_system())"
+        ).fetchone(),
+    )
     assert row is not None
     return ServerInfo(version_num=int(row[0]), version=str(row[1]), system_identifier=int(row[2]))
 
