@@ -120,9 +120,7 @@ def _backup(
                 incremental_of=parent.manifest.backup_id,
                 chain=parent.chain,
             )
-        return _stream(
-            conninfo, conn, repo, backup_id, started_at, heartbeat, meta, tools, parent
-        )
+        return _stream(conninfo, conn, repo, backup_id, started_at, heartbeat, meta, tools, parent)
 
     return recorded_backup(
         ctx,
