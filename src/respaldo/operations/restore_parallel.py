@@ -75,57 +75,78 @@ class _Aborted(Exception):
     """The spool was abandoned (the read failed, or another worker did)."""
 
 
-class Spool:
+class _Arrivals:
+    """What has arrived of a dump being read, for threads that wait on it: the reader
+    records progress, then marks it done (checksum matched) or aborted; a waiter wakes on
+    each change and gets :class:`_Aborted` once the read is abandoned."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._done = False
+        self._aborted = False
+
+    @contextlib.contextmanager
+    def _arriving(self) -> Iterator[None]:
+        """Change what has arrived, then wake the waiters."""
+        with self._changed:
+            yield
+            self._changed.notify_all()
+
+    def _mark_done(self) -> None:
+        with self._arriving():
+            self._done = True
+
+    def abort(self) -> None:
+        """Wake every waiter with :class:`_Aborted`."""
+        with self._arriving():
+            self._aborted = True
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        """Block until ``ready()`` or the whole dump is there; called with the condition
+        held. Raises _Aborted."""
+        while not self._aborted and not self._done and not ready():
+            self._changed.wait()
+        if self._aborted:
+            raise _Aborted
+
+    def wait_done(self) -> None:
+        """Block until the whole dump is there and matched its checksum. Raises
+        _Aborted (the read failed)."""
+        with self._changed:
+            self._wait(lambda: False)
+
+
+class Spool(_Arrivals):
     """The dump, written to ``path`` as it is read; readers wait for the bytes they need."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
         self._fh = path.open("wb", buffering=0)
-        self._changed = threading.Condition()
         self._size = 0
-        self._complete = False
-        self._aborted = False
 
     def append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[self._fh.write(view) :]
-        with self._changed:
+        with self._arriving():
             self._size += len(data)
-            self._changed.notify_all()
 
     def finish(self) -> None:
         """The whole stream is there, its checksum checked."""
         self._fh.close()
-        with self._changed:
-            self._complete = True
-            self._changed.notify_all()
+        self._mark_done()
 
     def abort(self) -> None:
-        """Wake every reader with :class:`_Aborted`."""
-        with self._changed:
-            self._aborted = True
-            self._changed.notify_all()
+        super().abort()
         with contextlib.suppress(OSError):
             self._fh.close()
-
-    def wait_complete(self) -> None:
-        """Block until the whole stream is there and matched its checksum. Raises
-        _Aborted (the read failed)."""
-        with self._changed:
-            while not self._aborted and not self._complete:
-                self._changed.wait()
-            if self._aborted:
-                raise _Aborted
 
     def wait_for(self, end: int) -> int:
         """Block until ``end`` bytes are there (or the stream is complete, shorter);
         returns how many are. Raises _Aborted."""
         with self._changed:
-            while not self._aborted and self._size < end and not self._complete:
-                self._changed.wait()
-            if self._aborted:
-                raise _Aborted
+            self._wait(lambda: self._size >= end)
             return self._size
 
     def reader(self) -> _SpoolReader:
@@ -425,7 +446,7 @@ def _feed(
             _check_block(source, plan.toc, dump_id, start, end, head=True)
             source.send(restore.stdin, start, end)
             _check_block(source, plan.toc, dump_id, start, end, head=False)
-    _post_data_early(spool.wait_complete, spool.path, plan, ids, conninfo, no_owner, bindir)
+    _post_data_early(spool.wait_done, spool.path, plan, ids, conninfo, no_owner, bindir)
 
 
 def _check_block(
@@ -459,50 +480,29 @@ def _check_block(
 # --- directory-format dumps (``backup --jobs N``, operations/pardump.py) ---------------
 
 
-class FileSpool:
+class FileSpool(_Arrivals):
     """The files of a directory-format dump, written into ``directory`` as they are read,
     each one's SHA-256 checked; readers wait for a file to be complete."""
 
     def __init__(self, directory: Path) -> None:
+        super().__init__()
         self.directory = directory
-        self._changed = threading.Condition()
         self._complete: set[str] = set()
-        self._finished = False
-        self._aborted = False
 
     def add(self, name: str) -> None:
         """File ``name`` is complete and its stream's checksum matched."""
-        with self._changed:
+        with self._arriving():
             self._complete.add(name)
-            self._changed.notify_all()
 
     def finish(self) -> None:
-        with self._changed:
-            self._finished = True
-            self._changed.notify_all()
-
-    def abort(self) -> None:
-        with self._changed:
-            self._aborted = True
-            self._changed.notify_all()
-
-    def wait_finished(self) -> None:
-        """Block until every file is there, each one's checksum matched. Raises
-        _Aborted."""
-        with self._changed:
-            while not self._aborted and not self._finished:
-                self._changed.wait()
-            if self._aborted:
-                raise _Aborted
+        """Every file is there, each one's checksum checked."""
+        self._mark_done()
 
     def wait_file(self, name: str) -> Path:
         """Block until file ``name`` is complete. Raises _Aborted, or RestoreError if the
         dump ended without it."""
         with self._changed:
-            while not self._aborted and name not in self._complete and not self._finished:
-                self._changed.wait()
-            if self._aborted:
-                raise _Aborted
+            self._wait(lambda: name in self._complete)
             if name not in self._complete:
                 raise RestoreError(
                     f"the dump has no file {name}, which its table of contents names",
@@ -673,6 +673,4 @@ def _feed_files(
             restore.stdin.write(integer(0))
             path.unlink()  # loaded: the spool keeps only what is still to come
     data_ids = [e.dump_id for e in entries]
-    _post_data_early(
-        spool.wait_finished, spool.directory, plan, data_ids, conninfo, no_owner, bindir
-    )
+    _post_data_early(spool.wait_done, spool.directory, plan, data_ids, conninfo, no_owner, bindir)
