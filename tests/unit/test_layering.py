@@ -25,6 +25,7 @@ SHARED = {
     "processes",
     "i18n",
     "apprise_urls",
+    "lazy_exports",
 }
 
 

@@ -39,8 +39,9 @@ it imports only :mod:`respaldo.errors`, :mod:`respaldo.domain`, :mod:`respaldo.c
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from respaldo.lazy_exports import resolver
 
 if TYPE_CHECKING:
     from respaldo.postgres.commands import (
@@ -107,13 +108,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = resolver(__name__, _WHERE)
 
 
 __all__ = [

@@ -18,8 +18,9 @@ The format is specified in docs/repository-format.md. This layer knows nothing o
 PostgreSQL or HTTP; it stores through :mod:`respaldo.storage`.
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from respaldo.lazy_exports import resolver
 
 if TYPE_CHECKING:
     from respaldo.repository.chunker import ChunkerParams
@@ -62,13 +63,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = resolver(__name__, _WHERE)
 
 
 __all__ = [
