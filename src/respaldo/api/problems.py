@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,12 +38,11 @@ from respaldo.errors import (
     RepositoryLocked,
     RespaldoError,
 )
+from respaldo.operations.scrub import Scrubber as Scrubber
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
-REDACTED_PATH = "<secret file>"
-REDACTED = "<secret>"
 
 # Most specific first: the first class an error is an instance of gives its status.
 # Anything else respaldo raises on purpose is a failure of the service, not of the
@@ -111,36 +108,6 @@ def api_name(field: str) -> str:
 
 API_NAMES = {"kind": "type", "since": "from", "until": "to"}
 """Arguments whose API name is not their camelCase name."""
-
-
-class Scrubber:
-    """Removes the server's secrets, and the paths of the files holding them, from text."""
-
-    def __init__(self, settings: Settings) -> None:
-        paths: list[Path] = [p for p in [settings.passphrase_file] if p is not None]
-        paths += [d.password_file for d in settings.databases if d.password_file is not None]
-        paths += [
-            r.secret_access_key_file
-            for r in settings.repositories
-            if r.secret_access_key_file is not None
-        ]
-        secrets = [settings.passphrase] + [d.password for d in settings.databases]
-        secrets += [r.secret_access_key for r in settings.repositories]
-        self._paths = _longest_first(str(p) for p in paths)
-        self._secrets = _longest_first(
-            s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()
-        )
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        for path in self._paths:
-            text = text.replace(path, REDACTED_PATH)
-        return text
-
-
-def _longest_first(items: Iterable[str]) -> list[str]:
-    return sorted({i for i in items if i}, key=len, reverse=True)
 
 
 def problem(

@@ -2,10 +2,18 @@
 
 What ``GET /health`` answers (200 when :attr:`Health.ok`, else 503). Cheap enough to be
 polled: one catalog query and one ``stat`` per repository, no index loaded.
+
+``/health`` needs no login, so a part that fails is answered with a fixed sentence
+(:data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS`): the error's own text can name the
+catalog server's host, port and role, a store's directory or bucket, or the file holding
+a secret key. That text goes to the server's log instead, scrubbed of secrets and secret
+files' paths (:class:`~respaldo.operations.scrub.Scrubber`); ``respaldo status`` and the
+log are where an operator reads why.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +24,15 @@ from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
+from respaldo.operations.scrub import Scrubber
 from respaldo.repository.config_file import CONFIG_NAME
+
+log = logging.getLogger(__name__)
+
+CATALOG_FAILS = "the catalog does not answer; the server's log says why"
+"""What ``/health`` says of a catalog that fails, whatever the error."""
+REPOSITORY_FAILS = "the repository cannot be read; the server's log says why"
+"""What ``/health`` says of a repository that fails, whatever the error."""
 
 
 class ComponentHealth(ResultModel):
@@ -25,7 +41,7 @@ class ComponentHealth(ResultModel):
     ok: bool
     """Whether it answered."""
     error: str | None = None
-    """What went wrong, if it did not."""
+    """That it failed, in a fixed sentence (the reason is in the server's log)."""
 
 
 class NewestBackup(ResultModel):
@@ -56,15 +72,18 @@ class Health(ResultModel):
 
 def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     """Check the catalog and every configured repository; never raises for their
-    failures (they are the answer)."""
+    failures (they are the answer). A failure's reason is logged (scrubbed), not
+    returned: the answer carries only :data:`CATALOG_FAILS` or :data:`REPOSITORY_FAILS`."""
     when = now or datetime.now(UTC)
+    scrub = Scrubber(ctx.settings)
     newest: list[NewestBackup] = []
     try:
         newest = newest_backups(ctx, now=when)
         catalog = ComponentHealth(name="catalog", ok=True)
     except (SQLAlchemyError, RespaldoError) as exc:
-        catalog = ComponentHealth(name="catalog", ok=False, error=_first_line(exc))
-    repositories = [_repository(ctx, repo.name) for repo in ctx.settings.repositories]
+        log.warning("health: the catalog does not answer: %s", scrub(_first_line(exc)))
+        catalog = ComponentHealth(name="catalog", ok=False, error=CATALOG_FAILS)
+    repositories = [_repository(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
     ok = catalog.ok and all(r.ok for r in repositories)
     return Health(ok=ok, catalog=catalog, repositories=repositories, newest_backups=newest)
 
@@ -87,7 +106,7 @@ def _newest(record: BackupRecord, now: datetime) -> NewestBackup:
     )
 
 
-def _repository(ctx: Context, name: str) -> ComponentHealth:
+def _repository(ctx: Context, name: str, scrub: Scrubber) -> ComponentHealth:
     try:
         store = open_store(ctx.settings.repository(name))
         try:
@@ -95,7 +114,8 @@ def _repository(ctx: Context, name: str) -> ComponentHealth:
         finally:
             store.close()
     except RespaldoError as exc:
-        return ComponentHealth(name=name, ok=False, error=_first_line(exc))
+        log.warning("health: repository %s cannot be read: %s", name, scrub(_first_line(exc)))
+        return ComponentHealth(name=name, ok=False, error=REPOSITORY_FAILS)
     return ComponentHealth(name=name, ok=True)
 
 

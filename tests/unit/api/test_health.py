@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
 from respaldo.config import Settings
 from respaldo.domain import BackupKind
 from respaldo.operations.context import Context
+from respaldo.operations.health import CATALOG_FAILS, REPOSITORY_FAILS
 from tests.unit.api.conftest import completed_backup
 
 
@@ -53,3 +57,64 @@ def test_health_is_503_when_a_repository_is_gone(
 def test_health_opens_its_own_context_without_one(settings: Settings, context: Context) -> None:
     with TestClient(create_app(settings)) as client:
         assert client.get("/health").status_code == 200
+
+
+def test_health_tells_an_unauthenticated_caller_no_secret_file_path_nor_store_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A repository fails before anything answers when the file holding its S3 key cannot
+    # be read, and that error names the file; /health needs no login: the path must not
+    # reach it, nor any store's own error text.
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", "correct horse (test)")
+    key_file = tmp_path / "secrets" / "s3-secret-key"
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        repositories=[
+            {"name": "vault", "url": f"file://{tmp_path / 'hidden-store'}"},
+            {
+                "name": "offsite",
+                "url": "s3://backups-bucket/respaldo",
+                "endpoint_url": "http://127.0.0.1:9",
+                "access_key_id": "AKIAEXAMPLE",
+                "secret_access_key_file": str(key_file),
+            },
+        ],
+        cache_dir=tmp_path / "cache",
+    )
+    with (
+        Context.open(settings, create=True) as context,
+        caplog.at_level(logging.WARNING),
+        TestClient(create_app(settings, context)) as client,
+    ):
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["catalog"]["ok"] is True
+    assert body["repositories"] == [
+        {"name": "vault", "ok": False, "error": REPOSITORY_FAILS},
+        {"name": "offsite", "ok": False, "error": REPOSITORY_FAILS},
+    ]
+    assert str(tmp_path) not in response.text
+    # The details go to the server's log, with the secret file's path replaced.
+    logged = "\n".join(
+        r.getMessage() for r in caplog.records if r.name == "respaldo.operations.health"
+    )
+    assert "repository vault cannot be read: no object config" in logged
+    assert "repository offsite" in logged and "<secret file>" in logged
+    assert str(key_file) not in logged
+
+
+def test_health_tells_an_unauthenticated_caller_nothing_of_a_catalog_error(
+    settings: Settings, context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A catalog error's text is the database's own (table names, statement, a server's
+    # host and user): a fixed sentence is answered, the text goes to the log.
+    with context.catalog.begin() as session:
+        session.execute(sa.text("DROP TABLE backup_records"))
+    with caplog.at_level(logging.WARNING), TestClient(create_app(settings, context)) as client:
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["catalog"] == {"name": "catalog", "ok": False, "error": CATALOG_FAILS}
+    assert "backup_records" not in response.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "respaldo.operations.health"]
+    assert any("backup_records" in line for line in logged)

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
+from respaldo.api.problems import Scrubber
 from respaldo.config import Settings
 from respaldo.domain import BackupKind
 from respaldo.errors import ConnectionFailed
@@ -115,3 +116,15 @@ def test_passwords_and_tracebacks_never_reach_the_client(
     for answer in (crash, known):
         assert PASSWORD not in answer.text
         assert "Traceback" not in answer.text and __file__ not in answer.text
+
+
+def test_the_catalogs_password_is_scrubbed_as_written_and_decoded(tmp_path: Path) -> None:
+    # The catalog's URL can carry its password (RESPALDO_CATALOG__URL): a driver's error
+    # echoing either form must not reach a client or the log.
+    settings = Settings(
+        catalog={"url": "postgresql://respaldo:p%40ss-w0rd@catalog.internal/respaldo"},
+        cache_dir=tmp_path / "cache",
+    )
+    scrub = Scrubber(settings)
+    text = scrub("refused p@ss-w0rd and p%40ss-w0rd for respaldo")
+    assert text == "refused <secret> and <secret> for respaldo"
