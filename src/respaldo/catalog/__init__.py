@@ -39,6 +39,7 @@ from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
 from respaldo.catalog.figures import BackupFigures, CatalogFigures, DrillFigures, read_figures
 from respaldo.catalog.jobs import Jobs, outcome_of, params_of
+from respaldo.catalog.logins import LoginFailures
 from respaldo.catalog.models import (
     AlertState,
     ApiToken,
@@ -48,6 +49,7 @@ from respaldo.catalog.models import (
     BackupRecord,
     DrillRun,
     Job,
+    LoginFailure,
     NotificationRecord,
     User,
     Worker,
@@ -77,6 +79,8 @@ __all__ = [
     "DrillRuns",
     "Job",
     "Jobs",
+    "LoginFailure",
+    "LoginFailures",
     "ManifestValues",
     "NotificationRecord",
     "Notifications",

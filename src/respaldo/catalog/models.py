@@ -390,3 +390,17 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
     stopping: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+
+
+class LoginFailure(Base):
+    """One failed login (or one being checked) for a key: ``user:NAME`` or
+    ``address:ADDR``. Shared by every API server on the catalog, so that together they
+    allow ``[server] login_max_failures`` per key; rows older than the window are deleted
+    at the next attempt (:mod:`respaldo.catalog.logins`)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(320))
+    at: Mapped[float] = mapped_column(sa.Float)  # seconds, on the limiter's (wall) clock

@@ -115,9 +115,11 @@ def _digest(token: str) -> str:
 
 
 class Authenticator:
-    """Logins and token checks for one serving process (it holds the login counts).
+    """Logins and token checks for one serving process; the login counts are in the
+    catalog, shared with every other server on it (operations/login_limit.py).
 
-    Thread-safe. ``clock`` (monotonic seconds) drives the login limits only.
+    Thread-safe. ``clock`` (wall-clock seconds, the same in every server) drives the
+    login limits only.
     """
 
     def __init__(
@@ -126,7 +128,7 @@ class Authenticator:
         secret: bytes,
         *,
         erp: ErpVerifier | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         server = settings.server
         self.secret = secret
@@ -149,7 +151,7 @@ class Authenticator:
         """Check name and password; a new session and its tokens. Raises TooManyAttempts
         (no password is checked then) or AuthenticationFailed; both are audited."""
         try:
-            self.limiter.check(name, address)
+            attempt = self.limiter.attempt(ctx, name, address)
         except TooManyAttempts:
             audit.record(
                 ctx,
@@ -163,7 +165,7 @@ class Authenticator:
             raise
         user = users.check_password(ctx, name, password)
         if user is None:
-            self.limiter.failed(name, address)
+            # The attempt stays counted as a failure (limiter.attempt recorded it).
             audit.record(
                 ctx,
                 name,
@@ -174,7 +176,7 @@ class Authenticator:
                 address=address,
             )
             raise AuthenticationFailed(_BAD_LOGIN, hint="check both; names are case-sensitive")
-        self.limiter.succeeded(name)
+        self.limiter.succeeded(ctx, attempt)
         now = datetime.now(UTC)
         session_id, refresh = secrets.token_hex(16), secrets.token_urlsafe(32)
         principal = self._principal(user.name, user.role, session_id, address)

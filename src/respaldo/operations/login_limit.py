@@ -1,37 +1,52 @@
-"""Failed logins, counted per user name and per client address, in a sliding window.
+"""Failed logins, counted per user name and per client address, in a sliding window,
+in the catalog: every API server on it shares the counts.
 
-In memory, in the serving process: a restart forgets the counts, which costs an
-attacker at most one more window. ``max_failures`` failures within ``window`` seconds
-for a name (or from an address) refuse the next attempt for that name (or address)
-until the oldest of them leaves the window, without checking its password. A success
-clears the name's failures, not the address's: an attacker cannot clear an address by
-logging into an account of their own.
+``max_failures`` failures within ``window`` seconds for a name (or from an address)
+refuse the next attempt for that name (or address) until the oldest of them leaves the
+window, without checking its password. The counts are rows of the catalog's
+``login_failures`` (:mod:`respaldo.catalog.logins`), so N ``respaldo serve`` processes
+(or machines) together allow ``max_failures``, not N times as many, and a restart
+forgets nothing.
+
+An attempt counts as a failure from the moment it is let through (:meth:`attempt`, one
+serialised transaction: check, then add) until it succeeds (:meth:`succeeded` removes it):
+guesses sent to several servers at once cannot pass the limit while their passwords are
+being checked. A success also clears the name's failures, not the address's: an attacker
+cannot clear an address by logging into an account of their own.
+
+The clock is wall-clock seconds (``time.time``), the one clock every server shares.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from respaldo.catalog import LoginFailures
 from respaldo.errors import TooManyAttempts
+from respaldo.operations.context import Context
 
-_MAX_KEYS = 10_000  # past this many names and addresses, forget the stale ones
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login let through: the failures recorded for it until it succeeds."""
+
+    user: str
+    failure_ids: tuple[int, ...]
 
 
 class LoginLimiter:
-    """Thread-safe; ``clock`` is a monotonic clock in seconds."""
+    """Thread- and process-safe (the catalog holds the counts); ``clock`` is in seconds,
+    the same for every server on the catalog."""
 
     def __init__(
-        self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic
+        self, max_failures: int, window: float, clock: Callable[[], float] = time.time
     ) -> None:
         self.max_failures = max_failures
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     @staticmethod
     def _keys(user: str, address: str | None) -> list[str]:
@@ -40,39 +55,28 @@ class LoginLimiter:
             keys.append(f"address:{address}")
         return keys
 
-    def check(self, user: str, address: str | None) -> None:
-        """Raise TooManyAttempts (with the seconds to wait) if this attempt is refused."""
+    def attempt(self, ctx: Context, user: str, address: str | None) -> Attempt:
+        """Let one login through, counted as failed until :meth:`succeeded`; or raise
+        TooManyAttempts (with the seconds to wait), recording nothing."""
         now = self.clock()
-        with self._lock:
-            waits = []
+        waits: list[float] = []
+        with ctx.catalog.begin() as session:
+            failures = LoginFailures(session)
+            failures.lock()
+            failures.expire(before=now - self.window)
             for key in self._keys(user, address):
-                failures = self._recent(key, now)
-                if len(failures) >= self.max_failures:
-                    waits.append(failures[-self.max_failures] + self.window - now)
+                oldest = failures.nth_newest(key, self.max_failures, after=now - self.window)
+                if oldest is not None:
+                    waits.append(oldest + self.window - now)
+            ids = [] if waits else failures.add(self._keys(user, address), now)
         if waits:
             retry = max(1, math.ceil(max(waits)))
             raise TooManyAttempts(
                 "too many failed logins for this user or from this address", retry_after=retry
             )
+        return Attempt(user, tuple(ids))
 
-    def failed(self, user: str, address: str | None) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) >= _MAX_KEYS:
-                self._forget_stale(now)
-            for key in self._keys(user, address):
-                self._failures.setdefault(key, deque()).append(now)
-
-    def succeeded(self, user: str) -> None:
-        with self._lock:
-            self._failures.pop(f"user:{user}", None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def _forget_stale(self, now: float) -> None:
-        for key in [k for k, v in self._failures.items() if not v or v[-1] <= now - self.window]:
-            del self._failures[key]
+    def succeeded(self, ctx: Context, attempt: Attempt) -> None:
+        """The attempt succeeded: it is no failure, and the name's failures are cleared."""
+        with ctx.catalog.begin() as session:
+            LoginFailures(session).forget(attempt.failure_ids, key=f"user:{attempt.user}")
