@@ -5,10 +5,15 @@ the whole Typer application for each (every command module, SQLAlchemy, Alembic)
 cost more than the work itself. So the arguments are looked at first: ``wal-push`` and
 ``wal-fetch`` (after the global ``--config``/``--verbose`` options) go to
 :mod:`respaldo.cli.wal_fast`, everything else to :func:`respaldo.cli.main.run`.
+
+The full CLI imports with the cyclic garbage collector off (:func:`hold_collection`) and
+turns it back on, with what the imports built frozen, once the command's module is
+imported (:func:`release_collection`).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -33,12 +38,47 @@ def command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+_HELD = False
+"""Whether :func:`hold_collection` turned the collector off (and nothing released it yet)."""
+
+
+def hold_collection() -> None:
+    """Turn the cyclic garbage collector off for the imports of a one-shot command.
+
+    Importing a command's modules (SQLAlchemy, pydantic, psycopg, Typer, Rich, the
+    catalog's models) allocates hundreds of thousands of objects that live until the
+    process ends, and every few thousand allocations the collector walked all of them
+    again: about a tenth of the imports' CPU time, and more in the command afterwards
+    (see :func:`release_collection`). A ``respaldo restore`` of a small database took
+    0.84-0.94 CPU-s instead of 1.18-1.29 (GNU time, same code with and without). What
+    imports make lives as long as the process: there is nothing to collect.
+    """
+    global _HELD
+    if gc.isenabled():
+        gc.disable()
+        _HELD = True
+
+
+def release_collection() -> None:
+    """After the command's module is imported: freeze what the imports built (the
+    collector never walks it again; a later import, numpy's for the chunk index, cost
+    0.10 CPU-s instead of 0.055 while it did) and turn the collector back on, so that
+    the command itself runs with it as always. A no-op unless :func:`hold_collection`
+    turned it off (in-process callers, the tests, keep their collector as it is)."""
+    global _HELD
+    if _HELD:
+        _HELD = False
+        gc.freeze()
+        gc.enable()
+
+
 def run() -> NoReturn:
     argv = sys.argv[1:]
     if command_of(argv) in WAL_COMMANDS and "--help" not in argv:
         from respaldo.cli.wal_fast import main
 
         sys.exit(main(argv))
+    hold_collection()
     from respaldo.cli.main import run as full
 
     full()

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from respaldo.cli.commands import BY_NAME, COMMANDS
+from respaldo.cli.entry import release_collection
 
 
 class LazyGroup(TyperGroup):
@@ -39,6 +40,7 @@ class LazyGroup(TyperGroup):
                 # Only the name and the line of help are read: no import for that.
                 return TyperCommand(cmd_name, short_help=BY_NAME[cmd_name].help)
             self.commands[cmd_name] = load_command(cmd_name)
+            release_collection()  # the command runs with the collector on (entry.py)
         return self.commands.get(cmd_name)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
