@@ -102,9 +102,14 @@ class Jobs:
             ) from None
         return job
 
-    def retry(self, lost: Job, *, now: datetime | None = None) -> Job:
+    def retry(
+        self, lost: Job, *, runner_pid: int | None = None, now: datetime | None = None
+    ) -> Job:
         """A new ``queued`` job that runs ``lost`` again: same kind, target, inputs and
-        requester, the next attempt, linked to it by ``retry_of``."""
+        requester, the next attempt, linked to it by ``retry_of``. ``runner_pid`` (on this
+        host): the process that will run it, as in :meth:`submit` (a queue's retry has
+        none: the queue's workers take it)."""
+        when = _now(now)
         job = Job(
             kind=lost.kind,
             target=lost.target,
@@ -112,16 +117,34 @@ class Jobs:
             status=JobStatus.QUEUED,
             triggered_by=lost.triggered_by,
             requested_by=lost.requested_by,
-            created_at=_now(now),
+            created_at=when,
             cancel_requested=False,
             exclusive_key=lost.exclusive_key,
             queue_name=lost.queue_name,
             retry_of=lost.id,
             attempt=lost.attempt + 1,
         )
+        if runner_pid is not None:
+            job.worker_pid, job.worker_host, job.heartbeat_at = runner_pid, this_host(), when
         self.session.add(job)
         self.session.flush()
         return job
+
+    def held_retries(self, pid: int) -> builtins.list[Job]:
+        """The retries still ``queued`` that process ``pid`` of this host holds to run
+        (:meth:`retry` with ``runner_pid``), oldest first."""
+        query = (
+            sa.select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED,
+                Job.retry_of.is_not(None),
+                Job.queue_name.is_(None),
+                Job.worker_pid == pid,
+                Job.worker_host == this_host(),
+            )
+            .order_by(Job.id)
+        )
+        return builtins.list(self.session.scalars(query))
 
     def set_queued(self, job_id: int, *, queue_name: str, queue_job_id: int) -> Job:
         """Record where a job was queued (the queue and procrastinate's id)."""

@@ -53,7 +53,8 @@ def serve(
     if list_only:
         _list(settings, 3, False)
         return
-    with Context.open(settings) as context:
+    # retry_lost: a job this service lost when it was killed is retried (and run) here.
+    with Context.open(settings, retry_lost=True) as context:
         from respaldo.scheduling.service import Service
 
         service = Service.create(context)

@@ -54,6 +54,7 @@ class Context:
         *,
         create: bool = False,
         catalog: bool = True,
+        retry_lost: bool = False,
     ) -> Context:
         """Open (and migrate) the catalog and mark backups whose process died.
 
@@ -67,7 +68,9 @@ class Context:
         (process gone, or lease lapsed) is failed with the reason; a backup record of
         that job is completed from its manifest if that was written (the backup is
         whole), else failed with the job's reason; a drill run of it is failed likewise.
-        Nothing stays running for ever.
+        Nothing stays running for ever. With ``retry_lost`` (``respaldo serve``, which runs
+        them), a lost job of the service is also retried, held by this process
+        (:func:`~respaldo.operations.reconcile.settle_abandoned`).
         """
         # Imported here: reconcile builds on Context (as catalog_rebuild, which it uses,
         # does), so a module-level import would be a cycle.
@@ -77,7 +80,7 @@ class Context:
             return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            settle_abandoned(context, datetime.now(UTC))
+            settle_abandoned(context, datetime.now(UTC), retry_here=retry_lost)
         except BaseException:
             context.close()
             raise

@@ -21,12 +21,15 @@ passphrase, the index) only for a record whose manifest exists.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from respaldo.catalog import BackupRecords, DrillRuns, Jobs
-from respaldo.domain import BackupStatus
+from sqlalchemy.orm import Session
+
+from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs
+from respaldo.domain import BackupStatus, TriggeredBy
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations import queue
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
@@ -55,10 +58,17 @@ class Settled:
     drills: list[int] = field(default_factory=list)
 
 
-def settle_abandoned(ctx: Context, now: datetime) -> Settled:
+def settle_abandoned(ctx: Context, now: datetime, *, retry_here: bool = False) -> Settled:
     """Fail the lapsed jobs; complete the abandoned records whose manifest exists, fail
     the other records and the abandoned drill runs. Every process runs it when it opens
-    the catalog (:meth:`Context.open`).
+    the catalog (:meth:`Context.open`), and ``respaldo serve`` on a SQLite catalog every
+    lease renewal period (:meth:`respaldo.scheduling.service.Service.sweep`).
+
+    A lost job of the queue (PostgreSQL) is retried per its kind's policy by whoever
+    fails it. With ``retry_here`` (the service, which runs jobs itself on SQLite), a lost
+    job that the service ran (a schedule's or the API's, not a command line's: the person
+    who typed it saw it die) is retried per the same policy, as a new job held by this
+    process (:meth:`Jobs.held_retries`), in the transaction that fails it: exactly once.
 
     "Abandoned" is :meth:`BackupRecords.abandoned` and :meth:`DrillRuns.abandoned`: still
     running in a job that has ended. Looking is a read that waits for no writer; only
@@ -82,7 +92,8 @@ def settle_abandoned(ctx: Context, now: datetime) -> Settled:
             # policy in the transaction that fails it: whoever finds it first, a worker's
             # sweep or any command opening the catalog, queues the retry, once.
             for job in failed_jobs:
-                queue.retry(ctx, session, job)
+                if queue.retry(ctx, session, job) is None and retry_here:
+                    _retry_here(ctx, session, job)
             settled.jobs = [job.id for job in failed_jobs]
         # Whichever process fails a lapsed job tells it (never twice: it is failed now).
         alert_lapsed(ctx, failed_jobs)
@@ -107,6 +118,34 @@ def settle_abandoned(ctx: Context, now: datetime) -> Settled:
         settled.failed = [record.id for record in failed]
         settled.drills = [run.id for run in DrillRuns(session).fail_abandoned(now=now)]
     return settled
+
+
+def sweep_here(ctx: Context) -> list[int]:
+    """The sweep of ``respaldo serve`` on a SQLite catalog (no queue, so no worker sweeps):
+    :func:`settle_abandoned` with ``retry_here``, then the ids of the retries this process
+    holds and has to run (those it queued now, at its start, or in an earlier sweep it
+    has not run yet), oldest first."""
+    settle_abandoned(ctx, datetime.now(UTC), retry_here=True)
+    with ctx.catalog.read() as session:
+        return [job.id for job in Jobs(session).held_retries(os.getpid())]
+
+
+def _retry_here(ctx: Context, session: Session, lost: Job) -> Job | None:
+    """A retry of the lost ``lost``, held by this process (the service) to run, if it was
+    the service's and its kind's policy allows; None otherwise."""
+    if lost.queue_name is not None or lost.triggered_by is TriggeredBy.CLI:
+        return None
+    if lost.started_at is None:
+        # Accepted, never started: whoever asked decides whether it still stands
+        # (docs/service.md); only work that was cut off is run again.
+        return None
+    if queue.has_queue(ctx):  # the service's jobs are the queue's: its workers retry them
+        return None
+    if not queue.retries_allowed(ctx.settings, lost):
+        return None
+    job = Jobs(session).retry(lost, runner_pid=os.getpid())
+    log.warning("job %s was lost (%s): job %s runs it again", lost.id, lost.error_message, job.id)
+    return job
 
 
 def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _Found:

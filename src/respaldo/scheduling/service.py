@@ -16,7 +16,11 @@ Rules (from the specification):
   many ``serve`` processes share a catalog, each schedule fires once per time (the
   others find the row taken and do nothing);
 - with a PostgreSQL catalog the job goes to the queue (a worker runs it) instead of
-  running here: see :mod:`respaldo.operations.queue`.
+  running here: see :mod:`respaldo.operations.queue`;
+- with SQLite (no queue, so no worker sweeps) the service sweeps for lost jobs at
+  start-up and every lease renewal period (:meth:`Service.sweep`): a job whose process
+  died is failed and alerted on, and a retry of it is run here when it was the service's
+  and ``[queue] retries`` allows, as the queue's workers do.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
 from respaldo.errors import AlreadyFired, RespaldoError
-from respaldo.operations import jobs, queue, watchdog
+from respaldo.operations import jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.scheduling.plan import Entry, entries, time_zone
@@ -49,6 +53,7 @@ Watchdog = Callable[[Context, datetime], Any]
 """``watchdog(ctx, now)`` checks the status and alerts (:func:`watchdog.check`)."""
 
 WATCHDOG = "watchdog"
+SWEEP = "lost-jobs-sweep"
 
 
 def _utcnow() -> datetime:
@@ -87,6 +92,7 @@ class Service:
         self._last_fire: dict[str, datetime] = {}
         self._missed: dict[str, datetime] = {}
         self._started = datetime.now(UTC)
+        self._retries: dict[int, tuple[threading.Thread, CancelToken]] = {}
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
             executors={"default": ThreadPoolExecutor(workers)},
@@ -135,6 +141,17 @@ class Service:
             )
             if missed is not None:
                 log.info("%s missed a run while the service was down: running it now", entry.name)
+        if not self.queued:
+            # No queue, so no worker sweeps for lost jobs: the service does, at once
+            # (what it lost before a restart) and every lease renewal period.
+            self._scheduler.add_job(
+                self.sweep,
+                IntervalTrigger(seconds=self.ctx.settings.jobs.renew_seconds, timezone=UTC),
+                id=SWEEP,
+                name=SWEEP,
+                next_run_time=when,
+                max_instances=1,
+            )
         if self._watchdog is not None:
             self._scheduler.add_job(
                 self.watch,
@@ -155,6 +172,51 @@ class Service:
             self._watchdog(self.ctx, self._clock())
         except Exception:
             log.exception("the RPO watchdog failed")
+
+    def sweep(self) -> list[int]:
+        """Fail the jobs lost by a process that died (with their alert), queue a retry of
+        each that was this service's and may be retried (``[queue] retries``), and start
+        each retry this process holds in a thread of its own; returns their ids. SQLite
+        catalog only (with a queue, its workers sweep). Never raises: a sweep that fails
+        is logged and the next one runs as planned."""
+        if self._stopping:
+            return []
+        try:
+            held = reconcile.sweep_here(self.ctx)
+        except Exception:
+            log.warning("could not sweep for lost jobs", exc_info=True)
+            return []
+        started = []
+        with self._lock:
+            for job_id in held:
+                if self._stopping or job_id in self._retries:
+                    continue
+                token = CancelToken()
+                thread = threading.Thread(
+                    target=self._run_retry, args=(job_id, token), name=f"retry-{job_id}"
+                )
+                self._retries[job_id] = (thread, token)
+                thread.start()
+                started.append(job_id)
+        return started
+
+    def _run_retry(self, job_id: int, token: CancelToken) -> None:
+        try:
+            self._runner(self.ctx, job_id, token)
+        except (RespaldoError, Exception):
+            log.warning("job %s (a retry of a lost job) ended with an error", job_id)
+        finally:
+            # Ended (or never started, if the catalog failed: still queued, the next
+            # sweep starts it again).
+            with self._lock:
+                self._retries.pop(job_id, None)
+
+    def join_retries(self) -> None:
+        """Return once every retry started so far has ended."""
+        with self._lock:
+            threads = [thread for thread, _ in self._retries.values()]
+        for thread in threads:
+            thread.join()
 
     def _fire_time(self, entry: Entry) -> datetime | None:
         """The time this firing of ``entry`` was due: the latest fire time of its trigger
@@ -222,7 +284,9 @@ class Service:
         with self._lock:
             self._stopping = True
             running = list(self._running.values())
+            running += [(job_id, token) for job_id, (_, token) in self._retries.items()]
         for _job_id, token in running:
             token.cancel(reason)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        self.join_retries()

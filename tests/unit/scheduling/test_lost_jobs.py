@@ -1,0 +1,189 @@
+"""A job whose process is killed (-9) with a SQLite catalog: the running service's sweep
+fails it at once (reason, alert), and queues a retry it runs itself when the job is the
+service's (a schedule's or the API's) and its kind may be retried (``[queue] retries``);
+a service restarted after being killed does the same at its start. A command line's job
+and a restore are failed and alerted, never retried.
+
+The lost job runs in a real child process (a real job, its body blocking) killed with
+SIGKILL; the catalog and the alert's webhook are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.cancellation import CancelToken
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.scheduling.service import Service
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+
+pytestmark = pytest.mark.unit
+
+# The child: opens the catalog, runs one job whose body says its id and then blocks.
+CHILD = """
+import json, sys, threading
+from respaldo.config import Settings
+from respaldo.domain import JobKind, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+
+settings = Settings(**json.loads(sys.argv[1]))
+kind, by = JobKind(sys.argv[2]), TriggeredBy(sys.argv[3])
+ctx = Context.open(settings)
+job = jobs.submit(ctx, JobRequest(kind, "erp", by, "nightly", {"type": "full"}), here=True)
+
+def body(_):
+    print(job.id, flush=True)
+    threading.Event().wait()
+
+if sys.argv[4] == "hold":  # accepted, held to run later: never started
+    body(ctx)
+jobs.run(ctx, job.id, body)
+"""
+
+
+def _plain(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        "repositories": [{"name": "local", "url": f"file://{tmp_path / 'repo'}"}],
+        "cache_dir": str(tmp_path / "cache"),
+    }
+
+
+@pytest.fixture
+def settings(tmp_path: Path, webhook: Webhook) -> Settings:  # noqa: F811
+    return Settings(
+        **_plain(tmp_path), notifications={"targets": [{"name": "hook", "url": webhook.url}]}
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    """The running service's context, opened before the job is lost."""
+    with Context.open(settings, create=True) as opened:
+        yield opened
+
+
+def lose_job(tmp_path: Path, kind: str, by: str, *, started: bool = True) -> tuple[int, int]:
+    """Run a job of ``kind`` triggered ``by`` in a child process and kill it (-9) while
+    the job runs (or, not ``started``, while it holds it queued); the job's id and the
+    dead process's pid."""
+    how = "run" if started else "hold"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(_plain(tmp_path)), kind, by, how],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    job_id = int(child.stdout.readline())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    return job_id, child.pid
+
+
+class Runner:
+    """Runs each job it is handed as a real job that completes at once."""
+
+    def __init__(self) -> None:
+        self.ran: list[int] = []
+
+    def __call__(self, ctx: Context, job_id: int, token: CancelToken) -> Any:
+        self.ran.append(job_id)
+        return jobs.run(ctx, job_id, lambda _: None, token=token)
+
+
+def _retries_of(ctx: Context, job_id: int) -> list[jobs.JobInfo]:
+    return [j for j in jobs.list_jobs(ctx, limit=100) if j.retry_of == job_id]
+
+
+def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_killed(
+    ctx: Context,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    lost, pid = lose_job(tmp_path, "backup", "schedule")
+    # Nothing notices on its own: the service keeps its catalog open.
+    assert jobs.get(ctx, lost).status is JobStatus.RUNNING
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    service.sweep()
+    service.join_retries()
+    failed = jobs.get(ctx, lost)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error == f"process {pid} died while the job ran (found at start-up)"
+    (alert,) = webhook.inbox.wait(1)
+    assert alert["json"]["title"] == "[respaldo] CRITICAL: backup of erp failed"
+    (retry,) = _retries_of(ctx, lost)
+    assert (retry.kind, retry.target, retry.params, retry.attempt) == (
+        JobKind.BACKUP,
+        "erp",
+        {"type": "full"},
+        2,
+    )
+    assert retry.requested_by == "nightly" and retry.worker_pid == os.getpid()
+    assert runner.ran == [retry.id] and retry.status is JobStatus.COMPLETED
+    # Found once: a second sweep neither fails nor retries it again.
+    service.sweep()
+    service.join_retries()
+    assert len(_retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
+
+
+def test_a_service_restarted_after_being_killed_retries_its_lost_job(
+    settings: Settings, ctx: Context, tmp_path: Path
+) -> None:
+    lost, _ = lose_job(tmp_path, "verify", "api")
+    with Context.open(settings, retry_lost=True) as restarted:
+        (retry,) = _retries_of(restarted, lost)
+        # Held by the restarted service, which runs it: no other process will.
+        assert (retry.status, retry.worker_pid) == (JobStatus.QUEUED, os.getpid())
+        runner = Runner()
+        Service(restarted, [], runner=runner).sweep()
+        assert jobs.get(restarted, lost).status is JobStatus.FAILED
+        assert runner.ran == [retry.id]
+
+
+@pytest.mark.parametrize(("kind", "by"), [("backup", "cli"), ("restore", "api")])
+def test_a_command_lines_job_or_a_restore_is_failed_and_alerted_but_not_retried(
+    ctx: Context,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+    kind: str,
+    by: str,
+) -> None:
+    lost, pid = lose_job(tmp_path, kind, by)
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    service.sweep()
+    service.join_retries()
+    assert jobs.get(ctx, lost).error == f"process {pid} died while the job ran (found at start-up)"
+    assert webhook.inbox.wait(1)
+    assert _retries_of(ctx, lost) == [] and runner.ran == []
+
+
+def test_a_request_the_service_never_started_is_failed_not_run_again(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # Whoever asked decides whether it still stands (docs/service.md): only work that
+    # was cut off is retried.
+    lost, pid = lose_job(tmp_path, "backup", "api", started=False)
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    service.sweep()
+    service.join_retries()
+    error = jobs.get(ctx, lost).error or ""
+    assert error.startswith("not started:") and f"pid {pid}" in error
+    assert _retries_of(ctx, lost) == [] and runner.ran == []
