@@ -39,6 +39,7 @@ from respaldo.errors import BackupNotFound, ConfigError, RestoreError, option
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
 from respaldo.postgres.datadir import (
     Owner,
@@ -55,7 +56,6 @@ from respaldo.postgres.datadir import (
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
-DEFAULT_TIMEOUT = 3600.0
 PG_COMBINEBACKUP_LINK = 18
 """The first pg_combinebackup with ``--link``."""
 

@@ -11,17 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from respaldo.errors import ConfigError, InvalidInput
 from respaldo.operations.context import Context
-from respaldo.operations.files_restore import FilesRestoreResult, restore_files
-from respaldo.operations.physical_restore import (
-    DEFAULT_TIMEOUT,
-    PhysicalRestoreResult,
-    restore_datadir,
-)
-from respaldo.operations.restore import RestoreResult, check_partial, restore_backup
 from respaldo.postgres.datadir import RecoveryTarget
+
+# Each kind of restore is imported when a restore of that kind runs: a one-shot
+# ``respaldo restore`` starts a process for one of them (start-up, docs/benchmarks.md).
+if TYPE_CHECKING:
+    from respaldo.operations.files_restore import FilesRestoreResult
+    from respaldo.operations.physical_restore import PhysicalRestoreResult
+    from respaldo.operations.restore import RestoreResult
+
+DEFAULT_TIMEOUT = 3600.0
+"""Seconds a restore into a data directory with ``start`` waits for recovery to end."""
 
 # The options that only a restore into a data directory takes (and their "not given").
 _PHYSICAL_ONLY = {
@@ -91,7 +95,10 @@ class RestoreRequest:
                 "tables" if self.tables else "schemas",
                 "only applies to a restore of a logical backup into a database",
             )
-        check_partial(self.tables, self.schemas, replace=self.replace)
+        if (self.tables or self.schemas) and self.replace:
+            from respaldo.operations.restore import check_partial
+
+            check_partial(self.tables, self.schemas, replace=self.replace)
         if self.target_datadir is None and self.physical_options_given():
             raise InvalidInput(
                 self.physical_options_given()[0],
@@ -166,8 +173,12 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
             "only applies to a restore into a data directory",
         )
     if r.target_dir is not None:
+        from respaldo.operations.files_restore import restore_files
+
         return RestoreOutcome(files=restore_files(ctx, r.backup_id, r.target_dir))
     if r.target_datadir is not None:
+        from respaldo.operations.physical_restore import restore_datadir
+
         target = r.recovery_target()
         result = restore_datadir(
             ctx,
@@ -183,6 +194,8 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
         )
         return RestoreOutcome(datadir=result, recovery=target.describe())
     assert r.target_database is not None
+    from respaldo.operations.restore import restore_backup
+
     return RestoreOutcome(
         logical=restore_backup(
             ctx,

@@ -18,12 +18,12 @@ from respaldo.catalog import BackupRecords
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
 from respaldo.errors import ConfigError, InvalidInput, RespaldoError, option
-from respaldo.operations.backup import backup_database
 from respaldo.operations.context import Context
-from respaldo.operations.files_backup import backup_files
-from respaldo.operations.pardump import check_jobs
-from respaldo.operations.physical import backup_cluster
 from respaldo.operations.recorded import BackupResult
+
+# Each kind of backup (logical, physical, files) is imported when a backup of that kind
+# runs: a one-shot ``respaldo backup`` starts a process for one of them (start-up,
+# docs/benchmarks.md).
 from respaldo.operations.views import BackupView
 
 
@@ -53,6 +53,10 @@ def take_snapshot(
     if physical:
         jobs += [(db.name, BackupKind.INCREMENTAL) for db in settings.databases]
     jobs += [(fs.name, BackupKind.FILES) for fs in settings.file_sets]
+    from respaldo.operations.backup import backup_database
+    from respaldo.operations.files_backup import backup_files
+    from respaldo.operations.physical import backup_cluster
+
     for name, kind in jobs:
         try:
             if kind is BackupKind.FULL:
@@ -142,6 +146,8 @@ def backup_source(
     with a backup that is not logical, and whatever the backup raises.
     """
     if jobs is not None:
+        from respaldo.operations.pardump import check_jobs
+
         check_jobs(jobs)
     plan = plan_backup(ctx.settings, name, kind)
     if jobs is not None and plan.recorded_kind is not BackupKind.FULL:
@@ -151,9 +157,15 @@ def backup_source(
             hint="leave it out, or back up a configured database with --type full",
         )
     if plan.kind is BackupKind.FILES:
+        from respaldo.operations.files_backup import backup_files
+
         return backup_files(ctx, name, triggered_by=triggered_by, reserved=reserved)
     if plan.kind is BackupKind.INCREMENTAL:
+        from respaldo.operations.physical import backup_cluster
+
         return backup_cluster(ctx, name, triggered_by=triggered_by, reserved=reserved)
+    from respaldo.operations.backup import backup_database
+
     snapshot = new_backup_id(datetime.now(UTC)) if plan.kind is BackupKind.SNAPSHOT else None
     return backup_database(
         ctx, name, triggered_by=triggered_by, snapshot=snapshot, reserved=reserved, jobs=jobs
