@@ -23,6 +23,21 @@ median / max over ``--runs``, and the median of each run's ratio to ``python -c 
 taken in the same round. The load average before and after is printed: on a shared
 machine the wall times are noisy, CPU seconds much less.
 
+``--one-shot`` measures instead the fixed cost of the one-shot commands cron and an
+operator run, on a database so small that the work is next to nothing (the sample ERP at
+``--scale``, 0.002 by default: about 9 MiB with the empty database)::
+
+    .venv/bin/python -m bench.startup_bench --one-shot --runs 7 --baseline /tmp/base
+
+A throwaway cluster (archive_mode on) holds the database; respaldo runs as the server's
+user (as physical_bench does). In each round, in turn: ``createdb`` + ``pg_restore`` of
+the database's ``pg_dump -Fc`` file into a new database, ``respaldo restore ID
+--target-database NEW`` of a logical backup of it, ``pg_basebackup -c fast -Ft -D DIR``,
+and ``respaldo backup DB --type incremental`` (a physical backup into the repository
+that holds the earlier ones); with ``--baseline``, the same two respaldo commands by that
+source tree. CPU includes the children (pg_restore, pg_basebackup, psql). The ratios are
+taken per round.
+
 respaldo's modules are compiled first (``compileall``), as an installed package's are:
 where ``PYTHONDONTWRITEBYTECODE`` is set (this project's development machines), every
 process would otherwise compile its source again, about 0.05 CPU-s of a ``wal-push``.
@@ -38,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,6 +266,183 @@ def table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# --- the one-shot commands (--one-shot) -----------------------------------------------
+
+
+_Steps = tuple[list[list[str]], dict[str, str] | None]
+"""One measured command: the processes it takes (timed one after the other, summed) and
+their environment."""
+
+
+def one_shot(args: argparse.Namespace) -> dict[str, Any]:
+    """The fixed cost of ``respaldo restore`` and ``respaldo backup --type incremental``
+    against ``pg_restore`` and ``pg_basebackup`` on a tiny database (module docstring)."""
+    from sample import generate
+    from sample.cluster import TempCluster
+
+    from bench.physical_bench import DB, as_server, chown_tree, server_respaldo
+    from bench.physical_bench import write_config as physical_config
+
+    root: Path = args.workdir.absolute()
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "respaldo").mkdir(parents=True)
+    compile_package()
+    cluster = TempCluster.create(
+        base_dir=root,
+        settings={"archive_mode": "on", "archive_command": "/bin/true"},
+    )
+    try:
+        respaldo = server_respaldo()
+        config = physical_config(root / "respaldo", cluster, PASSPHRASE)
+        chown_tree(root / "respaldo")
+
+        def argv(*words: str, src: Path | None = None) -> list[str]:
+            if src is None:
+                return as_server([respaldo, "--config", str(config), *words])
+            return as_server(
+                [
+                    "env",
+                    f"PYTHONPATH={src}",
+                    sys.executable,
+                    "-c",
+                    ENTRY,
+                    "--config",
+                    str(config),
+                    *words,
+                ]
+            )
+
+        def run_quiet(command: list[str], env: dict[str, str] | None = None) -> str:
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            return done.stdout
+
+        run_quiet(argv("init"))
+        cluster.execute(f"CREATE DATABASE {DB}")
+        generate.load(cluster.conninfo_kwargs(DB), args.scale, 1)
+        cluster.execute("VACUUM ANALYZE", dbname=DB)
+        pg_env = {**os.environ, **cluster.libpq_env(DB)}
+        dump = root / "erp.dump"
+        run_quiet([str(cluster.bindir / "pg_dump"), "-Fc", "-f", str(dump), DB], pg_env)
+        backup_id = run_quiet(argv("backup", DB)).split()[-1]
+        run_quiet(argv("backup", DB, "--type", "incremental"))  # the first: a full one
+        baseline = None
+        if args.baseline is not None:
+            baseline = args.baseline.absolute() / "src"
+            compile_package(baseline / "respaldo")
+            subprocess.run(["chmod", "-R", "a+rX", str(baseline)], check=True)
+        target = root / "basebackup"
+        scratch = root / "time-out"
+        scratch.mkdir()
+        chown_tree(scratch)
+        commands: dict[str, Callable[[str], _Steps]] = {
+            "createdb + pg_restore": lambda db: (
+                [
+                    [str(cluster.bindir / "createdb"), db],
+                    [str(cluster.bindir / "pg_restore"), "-d", db, str(dump)],
+                ],
+                pg_env,
+            ),
+            "respaldo restore": lambda db: (
+                [argv("restore", backup_id, "--target-database", db)],
+                None,
+            ),
+            "pg_basebackup -c fast": lambda db: (
+                [[str(cluster.bindir / "pg_basebackup"), "-c", "fast", "-Ft", "-D", str(target)]],
+                pg_env,
+            ),
+            "respaldo backup --type incremental": lambda db: (
+                [argv("backup", DB, "--type", "incremental")],
+                None,
+            ),
+        }
+        if baseline is not None:
+            commands["baseline restore"] = lambda db: (
+                [argv("restore", backup_id, "--target-database", db, src=baseline)],
+                None,
+            )
+            commands["baseline backup --type incremental"] = lambda db: (
+                [argv("backup", DB, "--type", "incremental", src=baseline)],
+                None,
+            )
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+        load_before = os.getloadavg()[0]
+        for i in range(args.runs + 1):  # the first round warms the page cache: not counted
+            for n, (name, make) in enumerate(commands.items()):
+                db = f"oneshot_{i}_{n}"
+                steps, env = make(db)
+                parts = [timed(step, scratch, env) for step in steps]
+                result = {key: sum(part[key] for part in parts) for key in parts[0]}
+                result["peak_rss"] = max(part["peak_rss"] for part in parts)
+                result["load"] = os.getloadavg()[0]
+                if i:
+                    runs[name].append(result)
+                shutil.rmtree(target, ignore_errors=True)
+                if "restore" in name:
+                    cluster.execute(f"DROP DATABASE IF EXISTS {db}")
+        load_after = os.getloadavg()[0]
+    finally:
+        cluster.destroy()
+    results = {
+        name: {
+            "seconds": _spread([r["seconds"] for r in rs]),
+            "cpu_seconds": _spread([r["cpu_seconds"] for r in rs]),
+            "peak_rss": _spread([r["peak_rss"] for r in rs]),
+            "runs": rs,
+        }
+        for name, rs in runs.items()
+    }
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    pairs = [
+        ("respaldo restore", "createdb + pg_restore"),
+        ("respaldo backup --type incremental", "pg_basebackup -c fast"),
+        ("respaldo restore", "baseline restore"),
+        ("respaldo backup --type incremental", "baseline backup --type incremental"),
+    ]
+    for mine, theirs in pairs:
+        if theirs not in runs:
+            continue
+        both = list(zip(runs[mine], runs[theirs], strict=True))
+        ratios[f"{mine} / {theirs}"] = {
+            label: _spread([a[figure] / b[figure] for a, b in both if b[figure]])
+            for figure, label in (("seconds", "wall"), ("cpu_seconds", "cpu"))
+        }
+    return {
+        "benchmark": "startup one-shot",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(("pydantic", "sqlalchemy", "typer")),
+        "runs": args.runs,
+        "scale": args.scale,
+        "load_average": {"before": load_before, "after": load_after},
+        "results": results,
+        "ratios": ratios,
+    }
+
+
+def one_shot_table(report: dict[str, Any]) -> list[str]:
+    load = report["load_average"]
+    lines = [
+        f"Sample ERP at scale {report['scale']}; {report['runs']} rounds, in turn; min / median"
+        f" / max; load average {load['before']:.1f} before, {load['after']:.1f} after.",
+        "",
+        "| command | wall s | CPU s (with children) | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+
+    def mmm(spread: dict[str, float], fmt: str, scale: float = 1.0) -> str:
+        return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
+
+    for name, res in report["results"].items():
+        lines.append(
+            f"| `{name}` | {mmm(res['seconds'], '{:.3f}')} | {mmm(res['cpu_seconds'], '{:.3f}')}"
+            f" | {mmm(res['peak_rss'], '{:.0f}', MIB)} |"
+        )
+    lines += ["", "| per round | wall | CPU |", "|---|---|---|"]
+    for name, ratio in report["ratios"].items():
+        lines.append(f"| {name} | {mmm(ratio['wall'], '{:.2f}')} | {mmm(ratio['cpu'], '{:.2f}')} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     add_common_arguments(
@@ -265,7 +458,21 @@ def main(argv: list[str] | None = None) -> int:
         help="a source tree of another version (e.g. git archive of main): its wal-push "
         "runs in the same rounds",
     )
+    parser.add_argument(
+        "--one-shot",
+        action="store_true",
+        help="measure instead one-shot respaldo restore and backup --type incremental "
+        "against pg_restore and pg_basebackup on a tiny database (needs PostgreSQL)",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=0.002, help="with --one-shot: sample scale (0.002)"
+    )
     args = parser.parse_args(argv)
+    if args.one_shot:
+        if args.json == RESULTS:
+            args.json = RESULTS.with_name("startup_one_shot.json")
+        report = one_shot(args)
+        return finish(report, args.json, one_shot_table(report))
     report = run(args)
     return finish(report, args.json, table(report))
 
