@@ -82,6 +82,26 @@ def test_a_command_runs_with_the_collector_on_and_the_start_up_heap_frozen(
     assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
 
 
+@pytest.mark.parametrize("given", [None, "2"])
+def test_numpy_starts_one_blas_thread_unless_told_otherwise(given: str | None) -> None:
+    """numpy's OpenBLAS started a thread per core, half of numpy's import; the chunk
+    index never multiplies matrices. A value the environment gives is kept."""
+    code = (
+        "import atexit, json, os, sys\n"
+        "from respaldo.cli import entry\n"
+        "atexit.register(lambda: print(json.dumps(os.environ.get('OPENBLAS_NUM_THREADS'))))\n"
+        "sys.argv = ['respaldo', '--config', '/nonexistent/respaldo.toml', 'list']\n"
+        "entry.run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == (given or "1")
+
+
 def test_in_process_callers_keep_their_collector_as_it_is() -> None:
     code = (
         "import contextlib, gc, io, json\n"
