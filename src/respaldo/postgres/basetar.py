@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from respaldo.errors import BaseBackupInvalid
 from respaldo.postgres.wal import (
@@ -50,13 +51,17 @@ ZERO_BLOCK = bytes(BLOCK)
 MANIFEST = "backup_manifest"
 BACKUP_LABEL = "backup_label"
 _WAL_SEGMENT = re.compile(r"pg_wal/([0-9A-F]{24})")
+_CAPTURED = frozenset((MANIFEST, BACKUP_LABEL, PG_CONTROL, "tablespace_map"))
 _CAPTURE_LIMIT = 64 * 1024 * 1024  # backup_manifest of a cluster with a million files
 _ZEROS = bytes(1024 * 1024)
 
 
-@dataclass(frozen=True)
-class TarMember:
-    """One archive member: ``name`` is relative, without ``./`` or a trailing ``/``."""
+class TarMember(NamedTuple):
+    """One archive member: ``name`` is relative, without ``./`` or a trailing ``/``.
+
+    A named tuple, not a frozen dataclass: a base backup has a member per relation
+    file (1,500 in a 29 MiB cluster), and a frozen dataclass took about 4 µs to make
+    against 0.6 µs."""
 
     name: str
     kind: str  # "file", "dir" or "symlink"
@@ -97,14 +102,27 @@ class Tee:
             h.end(member)
 
 
+def is_wal_segment(name: str) -> bool:
+    """True for a WAL segment's member name (``pg_wal/`` and 24 hex digits)."""
+    return name.startswith("pg_wal/") and _WAL_SEGMENT.fullmatch(name) is not None
+
+
 def _number(field: bytes) -> int:
     if field and field[0] & 0x80:  # base-256, for sizes of 8 GiB and more
         return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip(b" ")
+    text = field.split(b"\0", 1)[0]
     try:
-        return int(text, 8) if text else 0
+        return int(text, 8)  # int() itself skips the spaces around the digits
     except ValueError:
+        if not text.strip(b" "):
+            return 0
         raise BaseBackupInvalid(f"tar header field {text!r} is not a number") from None
+
+
+# Names whose every component starts with neither "." nor "/" are safe as they are (no
+# empty, "." or ".." component, not absolute): one regular expression call instead of
+# the general checks, for the thousands of members of a base backup.
+_PLAIN_NAME = re.compile(r"[^./][^/]*(?:/[^./][^/]*)*")
 
 
 def normalize_member_name(raw: str) -> str:
@@ -113,6 +131,8 @@ def normalize_member_name(raw: str) -> str:
     Absolute names, ``..`` and empty components would place a file outside the
     directory it is extracted into. Raises BaseBackupInvalid.
     """
+    if _PLAIN_NAME.fullmatch(raw):
+        return raw
     name = raw
     while name.startswith("./"):
         name = name[2:]
@@ -123,31 +143,37 @@ def normalize_member_name(raw: str) -> str:
     return name
 
 
+# name, mode, uid, gid, size, mtime, checksum, type, linkname, magic, version, uname,
+# gname, devmajor, devminor, prefix: the ustar header's fields, in one unpack.
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+_KINDS = {b"0": "file", b"\0": "file", b"5": "dir", b"2": "symlink"}
+
+
 def parse_header(block: bytes) -> TarMember:
     """One 512-byte ustar header. Raises BaseBackupInvalid."""
-    stored = _number(block[148:156])
-    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    if stored != computed:
+    (name, mode, uid, gid, size, mtime, stored, typeflag, linkname, magic, *_, prefix) = (
+        _HEADER.unpack_from(block)
+    )
+    # The checksum counts its own field as eight spaces.
+    if _number(stored) != sum(block) - sum(stored) + 8 * 32:
         raise BaseBackupInvalid("tar header checksum mismatch: the stream is not a tar archive")
-    name = block[:100].split(b"\0", 1)[0]
-    if block[257:262] == b"ustar":
-        prefix = block[345:500].split(b"\0", 1)[0]
+    name = name.split(b"\0", 1)[0]
+    if magic[:5] == b"ustar":
+        prefix = prefix.split(b"\0", 1)[0]
         if prefix:
             name = prefix + b"/" + name
-    typeflag = block[156:157]
-    kinds = {b"0": "file", b"\0": "file", b"5": "dir", b"2": "symlink"}
-    if typeflag not in kinds:
+    kind = _KINDS.get(typeflag)
+    if kind is None:
         raise BaseBackupInvalid(f"unexpected tar member type {typeflag!r} for {name!r}")
-    kind = kinds[typeflag]
     return TarMember(
-        name=normalize_member_name(name.decode("utf-8", "surrogateescape")),
-        kind=kind,
-        size=_number(block[124:136]) if kind == "file" else 0,
-        mode=_number(block[100:108]) & 0o7777,
-        uid=_number(block[108:116]),
-        gid=_number(block[116:124]),
-        mtime=_number(block[136:148]),
-        linkname=block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
+        normalize_member_name(name.decode("utf-8", "surrogateescape")),
+        kind,
+        _number(size) if kind == "file" else 0,
+        _number(mode) & 0o7777,
+        _number(uid),
+        _number(gid),
+        _number(mtime),
+        linkname.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"),
     )
 
 
@@ -290,10 +316,8 @@ class TarParser:
         self._remaining = member.size
         self._pad = (-member.size) % BLOCK
         self._wal = None
-        if self.zero_stale_wal and member.kind == "file":
-            match = _WAL_SEGMENT.fullmatch(member.name)
-            if match is not None:
-                self._wal = _WalPages(match.group(1), member.size)
+        if self.zero_stale_wal and member.kind == "file" and is_wal_segment(member.name):
+            self._wal = _WalPages(member.name.removeprefix("pg_wal/"), member.size)
         self.handler.begin(member)
         self._state = "data"
         if self._remaining == 0:
@@ -389,21 +413,23 @@ class BaseBackupCheck:
     _capture: bytearray | None = None
     _captured: dict[str, bytes] = field(default_factory=dict)
     _wal_heads: dict[str, bytes] = field(default_factory=dict)
+    _wal: bool = False  # the current member is a WAL segment
 
     def begin(self, member: TarMember) -> None:
         self._hash = None
         self._capture = None
+        self._wal = False
         if member.kind == "symlink":
             self.symlinks.append(member.name)
         if member.kind != "file":
             return
-        wal = _WAL_SEGMENT.fullmatch(member.name)
-        if wal is not None:
+        if is_wal_segment(member.name):
+            self._wal = True
             self._capture = bytearray()  # the header only; segments are not in the manifest
         else:
             if member.name != MANIFEST:
                 self._hash = hashlib.sha256()
-            if member.name in (MANIFEST, BACKUP_LABEL, PG_CONTROL, "tablespace_map"):
+            if member.name in _CAPTURED:
                 if member.size > _CAPTURE_LIMIT:
                     raise BaseBackupInvalid(f"{member.name} is {member.size} bytes: too large")
                 self._capture = bytearray()
@@ -412,7 +438,7 @@ class BaseBackupCheck:
         if self._hash is not None:
             self._hash.update(view)
         if self._capture is not None:
-            if _WAL_SEGMENT.fullmatch(member.name):
+            if self._wal:
                 missing = LONG_HEADER.size - len(self._capture)
                 if missing > 0:
                     self._capture += view[:missing]
@@ -427,7 +453,7 @@ class BaseBackupCheck:
             raise BaseBackupInvalid(f"{member.name} is twice in the base backup")
         self.files[member.name] = _Seen(member.size, digest)
         if self._capture is not None:
-            if _WAL_SEGMENT.fullmatch(member.name):
+            if self._wal:
                 self._wal_heads[member.name] = bytes(self._capture)
             else:
                 self._captured[member.name] = bytes(self._capture)
@@ -513,7 +539,7 @@ class BaseBackupCheck:
             if algorithm == "SHA256" and seen.sha256 != str(entry.get("Checksum", "")).lower():
                 problems.append(f"{path} does not match its SHA-256")
         for path in self.files:
-            if path not in listed and path != MANIFEST and not _WAL_SEGMENT.fullmatch(path):
+            if path not in listed and path != MANIFEST and not is_wal_segment(path):
                 problems.append(f"{path} is not in the manifest")
         return ",".join(sorted(algorithms)) or "NONE"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import tarfile
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,46 @@ def test_stale_pages_of_recycled_segments_are_zeroed(seed: int) -> None:
         assert data[5 * PAGE :] == bytes(SEGMENT_SIZE - 5 * PAGE)
         # Everything else passes untouched.
         assert _read(tar, "base/1/1259") == _read(orig, "base/1/1259")
+
+
+class CutAt(io.RawIOBase):
+    """A pipe whose reads end exactly at the given offsets of the stream."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        self.data = data
+        self.pos = 0
+        self.cuts = sorted(set(cuts))
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, dest: Any) -> int:
+        stop = next((c for c in self.cuts if c > self.pos), len(self.data))
+        n = min(len(dest), stop - self.pos)
+        dest[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_headers_split_between_reads_are_carried_into_the_next_buffer() -> None:
+    """The reader parses in the caller's (large) buffer; a tar header or a WAL page
+    header that a read cuts in two is held back and parsed with the rest next time."""
+    segment = make_segment(7000000000000000001, 1, 2, valid_pages=5)
+    archive = base_backup(wal={"000000010000000000000002": segment})
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        headers = [m.offset for m in tar.getmembers()]
+        wal = tar.getmember("pg_wal/000000010000000000000002").offset_data
+    cuts = [h + 100 for h in headers] + [wal + i * PAGE + 10 for i in range(8)]
+    reader = BaseBackupReader(CutAt(archive, cuts))  # type: ignore[arg-type]
+    out = bytearray()
+    buf = bytearray(1 << 20)
+    while n := reader.readinto(buf):
+        out += buf[:n]
+    info = reader.finish()
+    assert info.wal_zeroed == SEGMENT_SIZE - 5 * PAGE
+    assert len(out) == len(archive)
+    with tarfile.open(fileobj=io.BytesIO(bytes(out))) as tar:
+        assert _read(tar, "pg_wal/000000010000000000000002")[: 5 * PAGE] == segment[: 5 * PAGE]
 
 
 def _read(tar: tarfile.TarFile, name: str) -> bytes:
