@@ -140,7 +140,10 @@ class BackupWriter:
         self._cutter = BlockCutter(
             repo.chunker, repo.keys.chunker_seed, max(1, min(BLOCK_SIZE, repo.pack_size // 8))
         )
-        self._inflight: deque[tuple[Block, Future[_Done]]] = deque()
+        # The stream's SHA-256 on a thread of its own (one, so the blocks go in order):
+        # it was a quarter of the calling thread's time (40 ms of a 70 MiB base backup).
+        self._hash_pool = ThreadPoolExecutor(1, thread_name_prefix="stream-hash")
+        self._inflight: deque[tuple[Block, Future[_Done], Future[None]]] = deque()
         self._uploads: deque[Future[int]] = deque()
         self._max_inflight = repo.workers * 2
         # The stream being written: its (chunk id, length) entries not yet in a list
@@ -186,10 +189,10 @@ class BackupWriter:
         count = 0
         self._entries, self._lists = [], []
         for block in self._cutter.blocks(reader):
-            sha.update(block.view)
+            hashed = self._hash_pool.submit(sha.update, block.view)
             size += len(block.view)
             count += len(block.ends)
-            self._inflight.append((block, self._seal_pool.submit(self._process, block)))
+            self._inflight.append((block, self._seal_pool.submit(self._process, block), hashed))
             while len(self._inflight) > self._max_inflight:
                 self._drain_one()
             if progress is not None and size - reported >= PROGRESS_EVERY:
@@ -265,8 +268,9 @@ class BackupWriter:
     def _drain_one(self) -> None:
         """Take the oldest block back (in stream order): its entries, its new chunks into
         packs. Raises what the block's task raised."""
-        block, future = self._inflight.popleft()
+        block, future, hashed = self._inflight.popleft()
         ids, found = _outcome(future, self.backup_id, "hashing and sealing chunks")
+        _outcome(hashed, self.backup_id, "hashing the stream")  # before the block is reused
         self._cutter.release(block)
         stats = self.stats
         start = 0
@@ -489,13 +493,15 @@ class BackupWriter:
 
     def abort(self) -> None:
         """Stop the pools without writing a manifest; uploaded packs become garbage."""
-        for _, future in self._inflight:
+        for _, future, hashed in self._inflight:
             future.cancel()
+            hashed.cancel()
         self._inflight.clear()
         self._shutdown()
 
     def _shutdown(self) -> None:
         self._closed = True
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
+        self._hash_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
         self._lease.release()
