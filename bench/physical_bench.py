@@ -48,7 +48,9 @@ backup): ``POST /admin/backups`` then ``GET /admin/jobs/{id}`` every ``--poll`` 
 the service's CPU from ``/proc/PID/stat`` (pg_basebackup, its child, included), and
 ``pg_basebackup -X fetch -D - > /dev/null`` (what respaldo reads) as a floor in each
 round; ``--baseline DIR`` then runs a second service of that tree, the two in turn;
-``--service-profile FILE`` writes a CPU profile of each job (bench/physical_service.py,
+``--service-profile FILE`` writes a CPU profile of each job, and ``--phases N`` times each
+job by part inside the service (no profiler; process CPU and wall per part) besides N
+one-shot backups by part after the rounds (bench/physical_service.py,
 bench/serve_profiled.py)::
 
     .venv/bin/python -m bench.physical_bench --scale 0.02 --paired 9 --via-service \
@@ -660,7 +662,11 @@ def paired_via_service(
         [bench.respaldo, "--config", str(bench.config), "backup", DB, "--type", "incremental"]
     )
     prefix = bench.base / "job.prof"  # written by the server's user, copied out at the end
-    env = {"RESPALDO_BENCH_PROFILE": str(prefix)} if bench.args.service_profile else None
+    env = {}
+    if bench.args.service_profile:
+        env["RESPALDO_BENCH_PROFILE"] = str(prefix)
+    if bench.args.phases:
+        env["RESPALDO_BENCH_PHASES"] = str(bench.base / "job.phases")
     with contextlib.ExitStack() as stack:
         running = []
         for service in services:
@@ -669,7 +675,7 @@ def paired_via_service(
                     service.program,
                     service.config,
                     OS_USER,
-                    env if service.name == "service" else None,
+                    (env or None) if service.name == "service" else None,
                 )
             )
             svc.wait_until_answering(process, service.port, service.config.with_name("serve.log"))
@@ -696,7 +702,16 @@ def paired_via_service(
             sorted(bench.base.glob("job.prof.*"), key=lambda p: int(p.suffix[1:]))
         ):
             shutil.copyfile(path, f"{bench.args.service_profile}.{i}")
-    return {"rounds": rounds, "poll_seconds": poll, "get_cpu_seconds": get_cpu, "pairs": pairs}
+    result = {"rounds": rounds, "poll_seconds": poll, "get_cpu_seconds": get_cpu, "pairs": pairs}
+    if bench.args.phases:
+        # The service's jobs by part, the first (uncounted, it warms the imports) left out.
+        counted = {str(p["service"]["job_id"]) for p in pairs}
+        result["job_phases"] = [
+            json.loads(path.read_text())
+            for path in sorted(bench.base.glob("job.phases.*"))
+            if path.suffix[1:] in counted
+        ]
+    return result
 
 
 def service_report(results: dict[str, Any]) -> str:
@@ -779,6 +794,27 @@ def service_report(results: dict[str, Any]) -> str:
         "net of the GETs / pg_basebackup's: "
         f"{_mmm(net, '{:.2f}')}",
     ]
+    if s.get("job_phases"):
+        lines += ["", service_phases_report(s["job_phases"])]
+    return "\n".join(lines)
+
+
+def service_phases_report(jobs: list[dict[str, list[float]]]) -> str:
+    """The service's jobs by part (bench/serve_profiled.py): median process CPU and wall
+    seconds of each part over the counted jobs; parts nest (the job holds the rest)."""
+    import statistics
+
+    lines = [
+        f"The service's jobs by part, {len(jobs)} jobs, medians (process CPU s, all "
+        "threads; wall s):",
+        "",
+        "| part | CPU s | wall s |",
+        "|---|---|---|",
+    ]
+    for name in jobs[0]:
+        cpu = statistics.median(j[name][0] for j in jobs if name in j)
+        wall = statistics.median(j[name][1] for j in jobs if name in j)
+        lines.append(f"| {name.strip()} | {cpu:.3f} | {wall:.3f} |")
     return "\n".join(lines)
 
 
@@ -981,7 +1017,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--profile", type=Path, help="with --paired: cProfile one more backup")
     parser.add_argument(
-        "--phases", type=int, default=0, help="with --paired: N more backups timed by part"
+        "--phases",
+        type=int,
+        default=0,
+        help="with --paired: N more one-shot backups timed by part; with --via-service also "
+        "each of the service's jobs by part",
     )
     parser.add_argument(
         "--baseline",
@@ -1021,6 +1061,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.via_service:
             try:
                 r["service"] = paired_via_service(bench, args.paired, args.poll, args.baseline)
+                if args.phases:  # the one-shot command by part, for reference
+                    r["phases"] = run_phases(bench, args.phases)
+                    print(phases_report(r["phases"]))
+                    print()
             finally:
                 bench.cluster.destroy()
             out = RESULTS.with_name("physical_service.json")

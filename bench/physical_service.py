@@ -75,7 +75,8 @@ def serving(
         else {}
     )
     log = config.with_name("serve.log").open("wb")
-    if env and "RESPALDO_BENCH_PROFILE" in env:  # bench/serve_profiled.py
+    if env and ("RESPALDO_BENCH_PROFILE" in env or "RESPALDO_BENCH_PHASES" in env):
+        # bench/serve_profiled.py
         root = str(Path(__file__).resolve().parent.parent)
         env = {**env, "PYTHONPATH": root}
         program = [sys.executable, "-m", "bench.serve_profiled"]
