@@ -1,9 +1,10 @@
 """Writing backups: chunk, deduplicate, seal and pack streams, then commit a manifest.
 
 The pipeline overlaps its stages on two cores. The calling thread reads the source
-(typically a pg_dump pipe or a file) in blocks of about 1 MiB, cuts each block into
-chunks (:class:`~.chunker.BlockCutter`: one read and no copy per chunk) and feeds the
-stream's SHA-256; a pool of ``workers`` threads takes a block at a time, computes its
+(typically a pg_dump pipe or a file) in blocks of about 1 MiB and cuts each block into
+chunks (:class:`~.chunker.BlockCutter`: one read and no copy per chunk); a thread of its
+own feeds the stream's SHA-256, block after block, and a block's buffer is reused only
+once hashed; a pool of ``workers`` threads takes a block at a time, computes its
 chunks' ids, looks them up and seals the new ones; the calling thread takes the blocks
 back in order and packs their new chunks; a second pool hashes and uploads finished packs.
 hashlib, blake3, zstd and AES-GCM release the GIL on buffers of this size, so the heavy
