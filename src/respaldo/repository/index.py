@@ -111,6 +111,9 @@ class CacheCorrupt(Exception):
     dropped and rebuilt, never used."""
 
 
+Selector = Callable[[str, bytes], bool]
+"""``where(pack_id, chunk_id)``: whether a listing (:meth:`ChunkIndex.by_pack`) keeps an entry."""
+
 DELTA_MERGE = 65_536
 """Chunks added (by a backup) before they are merged into the sorted arrays."""
 
@@ -293,19 +296,22 @@ class ChunkIndex:
             packs.update(run.pack_id(g) for g in range(len(run.groups) // 36))
         return packs
 
-    def by_pack(self) -> dict[str, list[PackEntry]]:
-        """Every chunk once (the first copy not quarantined), grouped by pack."""
-        with self._lock:
-            base, delta, run = self._base, dict(self._delta), self._run
+    def by_pack(self, where: Selector | None = None) -> dict[str, list[PackEntry]]:
+        """Every chunk once (the first copy not quarantined), grouped by pack; with
+        ``where``, only those for which ``where(pack_id, chunk_id)`` holds (the same
+        entries as the whole listing, filtered).
+
+        Memory: the entries returned; the rows passed over are never held (a rolling
+        verify asks for a slice of a range of packs at a time, :func:`pack_counts`)."""
         groups: dict[str, list[PackEntry]] = {}
-        for no, chunk_id, offset, length, raw in base.rows() if base is not None else ():
-            groups.setdefault(self._packs[no], []).append(PackEntry(chunk_id, offset, length, raw))
-        for chunk_id, (no, offset, length, raw) in delta.items():
-            groups.setdefault(self._packs[no], []).append(PackEntry(chunk_id, offset, length, raw))
+        for pack_id, chunk_id, offset, length, raw in self._memory_rows(where):
+            groups.setdefault(pack_id, []).append(PackEntry(chunk_id, offset, length, raw))
+        run = self._run
         while run is not None:
             try:
                 for pack_id, entry in self._run_rows(run):
-                    groups.setdefault(pack_id, []).append(entry)
+                    if where is None or where(pack_id, entry.chunk_id):
+                        groups.setdefault(pack_id, []).append(entry)
                 break
             except CacheCorrupt as exc:
                 for entries in groups.values():  # start the cache's part again
@@ -314,3 +320,38 @@ class ChunkIndex:
         for entries in groups.values():
             entries.sort(key=lambda e: e.offset)
         return {pack_id: entries for pack_id, entries in groups.items() if entries}
+
+    def pack_counts(self, where: Selector | None = None) -> dict[str, int]:
+        """How many entries :meth:`by_pack` (``where``) would list in each pack, without
+        making them: one counter per pack (a pack holds about a thousand chunks)."""
+        counts: dict[str, int] = {}
+        for pack_id, *_ in self._memory_rows(where):
+            counts[pack_id] = counts.get(pack_id, 0) + 1
+        run = self._run
+        while run is not None:
+            in_run: dict[str, int] = {}
+            try:
+                for pack_id, entry in self._run_rows(run):
+                    if where is None or where(pack_id, entry.chunk_id):
+                        in_run[pack_id] = in_run.get(pack_id, 0) + 1
+            except CacheCorrupt as exc:  # count the cache's part again, once rebuilt
+                run = self._recover(run, exc)
+                continue
+            for pack_id, count in in_run.items():
+                counts[pack_id] = counts.get(pack_id, 0) + count
+            break
+        return counts
+
+    def _memory_rows(self, where: Selector | None) -> Iterator[tuple[str, bytes, int, int, int]]:
+        """(pack id, chunk id, offset, length, raw) of the entries held in memory (the
+        arrays, then the additions) for which ``where`` holds."""
+        with self._lock:
+            base, delta = self._base, dict(self._delta)
+        for no, chunk_id, offset, length, raw in base.rows() if base is not None else ():
+            pack_id = self._packs[no]
+            if where is None or where(pack_id, chunk_id):
+                yield pack_id, chunk_id, offset, length, raw
+        for chunk_id, (no, offset, length, raw) in delta.items():
+            pack_id = self._packs[no]
+            if where is None or where(pack_id, chunk_id):
+                yield pack_id, chunk_id, offset, length, raw

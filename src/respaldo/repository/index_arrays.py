@@ -20,6 +20,7 @@ _DIRECTORY_BITS_MAX = 16
 
 # The pack entry as numpy sees it: the same 44 bytes as ``packs.ENTRY`` ("<32sIII").
 _ENTRY_FIELDS = [("id", "V32"), ("offset", "<u4"), ("length", "<u4"), ("raw", "<u4")]
+_ROWS_BLOCK = 65_536  # rows converted to Python objects at a time by SortedEntries.rows
 
 Location = tuple[int, int, int, int]
 """(pack number, offset, sealed length, raw length)."""
@@ -85,11 +86,16 @@ class SortedEntries:
         return {int(no) for no in np.unique(self.pack_nos)}
 
     def rows(self) -> Iterator[tuple[int, bytes, int, int, int]]:
-        """(pack number, chunk id, offset, sealed length, raw length) of every entry."""
-        for no, (chunk_id, offset, length, raw) in zip(
-            self.pack_nos.tolist(), self.entries.tolist(), strict=True
-        ):
-            yield no, bytes(chunk_id), offset, length, raw
+        """(pack number, chunk id, offset, sealed length, raw length) of every entry.
+
+        Converted a block at a time: a caller that keeps a few rows holds memory for
+        one block of Python objects, not for every entry of the repository."""
+        for first in range(0, len(self.keys), _ROWS_BLOCK):
+            last = first + _ROWS_BLOCK
+            for no, (chunk_id, offset, length, raw) in zip(
+                self.pack_nos[first:last].tolist(), self.entries[first:last].tolist(), strict=True
+            ):
+                yield no, bytes(chunk_id), offset, length, raw
 
     def merged(self, added: dict[bytes, Location]) -> SortedEntries:
         """A new set with ``added`` (none of them here already), after equal keys."""

@@ -291,10 +291,55 @@ def verify_subset(
         report.problems.append(
             Problem("index file is damaged (the chunks it describes are not sliced)", name)
         )
-    for _pack_id, entries in sorted(repo.index.by_pack().items()):
-        chosen = [(e.chunk_id, e.raw_length) for e in entries if in_subset(e.chunk_id, n, t)]
-        if not chosen:
-            continue
+
+    def in_slice(_pack_id: str, chunk_id: bytes) -> bool:
+        return in_subset(chunk_id, n, t)
+
+    # The slice's entries, a range of packs at a time (in pack order, as one listing
+    # would give them): memory holds one counter per pack and at most SUBSET_BATCH
+    # entries (or one pack's), whatever the size of the repository.
+    for first, last in _pack_ranges(repo.index.pack_counts(in_slice), SUBSET_BATCH):
+
+        def in_range(pack_id: str, chunk_id: bytes, first: str = first, last: str = last) -> bool:
+            return first <= pack_id <= last and in_subset(chunk_id, n, t)
+
+        for _pack_id, entries in sorted(repo.index.by_pack(in_range).items()):
+            _verify_pack(repo, [(e.chunk_id, e.raw_length) for e in entries], report, progress)
+    return report
+
+
+SUBSET_BATCH = 100_000
+"""Entries of a rolling verify's slice listed at a time (about 15 MB of them)."""
+
+
+def _pack_ranges(counts: dict[str, int], batch: int) -> list[tuple[str, str]]:
+    """(first, last) pack ids of consecutive packs, in order, each range holding at most
+    ``batch`` entries by ``counts`` (or a single pack holding more)."""
+    ranges: list[tuple[str, str]] = []
+    first: str | None = None
+    held = 0
+    previous = ""
+    for pack_id in sorted(counts):
+        if first is not None and held + counts[pack_id] > batch:
+            ranges.append((first, previous))
+            first, held = None, 0
+        if first is None:
+            first = pack_id
+        held += counts[pack_id]
+        previous = pack_id
+    if first is not None:
+        ranges.append((first, previous))
+    return ranges
+
+
+def _verify_pack(
+    repo: Repository,
+    chosen: list[tuple[bytes, int]],
+    report: VerifyReport,
+    progress: Progress | None,
+) -> None:
+    """Read and check the ``chosen`` chunks of one pack into ``report``."""
+    if chosen:
         report.packs += 1
         for result in fetch_chunks(repo, chosen, other_copies=False):
             report.chunks += 1
@@ -307,4 +352,3 @@ def verify_subset(
             report.bytes += len(result.data)
             if progress is not None:
                 progress(len(result.data))
-    return report

@@ -345,3 +345,28 @@ def test_a_filter_that_forgets_a_chunk_does_not_fail_a_reader(
     run.filter = memoryview(bytes(len(run.filter)))  # says "not here" to every chunk
     assert read_stream(repo, repo.load_manifest("b1")) == random_bytes(20_000, seed=1)
     assert repo.index._run is not run  # rebuilt
+
+
+def test_a_filtered_listing_is_the_whole_listing_filtered(
+    tmp_path: Path, small_buckets: None
+) -> None:
+    # From the cache on disk, the arrays in memory and the additions: a listing with a
+    # selector keeps exactly the entries the whole listing would, and counts them.
+    files = _files(6, 200, seed=11)
+    cached = _load(tmp_path, files)
+    cached.add_pack("ab" * 32, [PackEntry(bytes([n]) * 32, 36 + n, 10, 12) for n in range(9)])
+    memory = ChunkIndex.from_files(files.values())
+
+    def where(pack_id: str, chunk_id: bytes) -> bool:
+        return chunk_id[0] % 3 == 0 and pack_id[-1] in "02468ace"
+
+    for index in (cached, memory):
+        whole = index.by_pack()
+        expected = {
+            pack_id: kept
+            for pack_id, entries in whole.items()
+            if (kept := [e for e in entries if where(pack_id, e.chunk_id)])
+        }
+        assert expected and index.by_pack(where) == expected
+        assert index.pack_counts(where) == {p: len(es) for p, es in expected.items()}
+        assert index.pack_counts() == {p: len(es) for p, es in whole.items()}
