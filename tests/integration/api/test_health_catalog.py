@@ -1,6 +1,6 @@
-"""``GET /health`` with a PostgreSQL catalog that stops answering: the unauthenticated
-caller learns that the catalog fails, never its host, port, role or password; the
-server's log has the reason, without the password."""
+"""``GET /health`` and ``GET /metrics`` with a PostgreSQL catalog that stops answering:
+the unauthenticated caller learns that the catalog fails, never its host, port, role or
+password; the server's log has the reason, without the password."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.api import create_app
+from respaldo.api.metrics import CATALOG_FAILS as METRICS_CATALOG_FAILS
 from respaldo.config import Settings
 from respaldo.operations.context import Context
 from respaldo.operations.health import CATALOG_FAILS
@@ -65,12 +66,13 @@ def test_health_hides_the_catalog_servers_error_from_an_unauthenticated_caller(
         )
         with caplog.at_level(logging.WARNING):
             response = client.get("/health")
+            scraped = client.get("/metrics")
     assert response.status_code == 503
     assert response.json()["catalog"] == {"name": "catalog", "ok": False, "error": CATALOG_FAILS}
+    assert (scraped.status_code, scraped.text) == (503, METRICS_CATALOG_FAILS + "\n")
     for secret in (PASSWORD, catalog_role, str(pg.port), pg.host):
-        assert secret not in response.text
-    logged = "\n".join(
-        r.getMessage() for r in caplog.records if r.name == "respaldo.operations.health"
-    )
-    assert catalog_role in logged  # the reason is in the log, for the operator
-    assert PASSWORD not in logged
+        assert secret not in response.text and secret not in scraped.text
+    for logger in ("respaldo.operations.health", "respaldo.api.metrics"):
+        logged = "\n".join(r.getMessage() for r in caplog.records if r.name == logger)
+        assert catalog_role in logged  # the reason is in the log, for the operator
+        assert PASSWORD not in logged

@@ -8,6 +8,7 @@ backup, a real failure and a real drill.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -160,17 +161,21 @@ def test_a_measured_size_is_kept_for_its_max_age_and_a_lost_repository_is_unreac
     assert offsite.size_bytes == first["offsite"].size_bytes  # the last known size stays
 
 
-def test_an_unreadable_catalog_is_a_503_with_the_reason(
-    settings: Settings, context: Context, tmp_path: Path
+def test_an_unreadable_catalog_is_a_503_with_a_fixed_sentence_and_the_reason_logged(
+    settings: Settings, context: Context, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with TestClient(create_app(settings, context)) as client:
+    with caplog.at_level(logging.WARNING), TestClient(create_app(settings, context)) as client:
         assert client.get("/metrics").status_code == 200
         context.catalog.engine.dispose()
         (tmp_path / "catalog.db").unlink()
         (tmp_path / "catalog.db").mkdir()  # SQLite cannot open a directory
         response = client.get("/metrics")
     assert response.status_code == 503
-    assert response.text.startswith("the catalog cannot be read: ")
+    # /metrics needs no login: the error's own text (a server's host and role) stays in
+    # the log.
+    assert response.text == "the catalog cannot be read; the server's log says why\n"
+    logged = [r.getMessage() for r in caplog.records if r.name == "respaldo.api.metrics"]
+    assert any(m.startswith("GET /metrics: the catalog cannot be read: ") for m in logged)
 
 
 def test_status_gives_each_database_its_thresholds_its_level_and_its_server(
