@@ -60,7 +60,11 @@ from respaldo.operations.pardump import (
     restore_directory,
     table_of_contents,
 )
-from respaldo.operations.restore_parallel import restore_arriving, restore_directory_arriving
+from respaldo.operations.restore_parallel import (
+    restore_arriving,
+    restore_directory_arriving,
+    stepped,
+)
 from respaldo.operations.restore_props import (
     apply_database_properties,
     check_properties,
@@ -497,7 +501,7 @@ def restore_stream_into(
                     jobs=jobs,
                     no_owner=no_owner,
                     bindir=tools.bindir,
-                    progress=lambda done: ctx.progress("restore", done, size),
+                    progress=stepped(lambda done: ctx.progress("restore", done, size), size),
                 )
         return restore_directory(
             reader.stream,
@@ -511,7 +515,7 @@ def restore_stream_into(
             entries={e.dump_id for e in selection.entries},
             # Large objects' entries are BLOBS (LARGE OBJECTS from pg_dump 17 on).
             blobs=any("BLOB" in e.kind or "LARGE" in e.kind for e in selection.entries),
-            progress=lambda done: ctx.progress("restore", done, size),
+            progress=stepped(lambda done: ctx.progress("restore", done, size), size),
         )
     total = manifest.stream(DUMP_STREAM).size
     done = 0
@@ -520,12 +524,13 @@ def restore_stream_into(
         return _restore_selection(
             ctx, reader, manifest, conninfo, no_owner, work_dir, bindir, selection
         )
+    progress = stepped(lambda n: ctx.progress("restore", n, total), total)
     if jobs == 1:
         with pg_restore(conninfo, no_owner=no_owner, bindir=bindir) as restore:
             for data in reader.stream(manifest, DUMP_STREAM):
                 restore.stdin.write(data)
                 done += len(data)
-                ctx.progress("restore", done, total)
+                progress(done)
         return done
     # The tables' data loads into the staging database while the dump still arrives;
     # nothing after the data starts before the stream's checksum has matched
@@ -543,7 +548,7 @@ def restore_stream_into(
             jobs=jobs,
             no_owner=no_owner,
             bindir=bindir,
-            progress=lambda n: ctx.progress("restore", n, total),
+            progress=progress,
         )
     return done
 
@@ -570,11 +575,13 @@ def _restore_selection(
     else:
         stream = reader.stream(manifest, DUMP_STREAM)
 
+    progress = stepped(lambda n: ctx.progress("restore", n, total), total)
+
     def counted() -> Iterator[bytes]:
         nonlocal done
         for data in stream:
             done += len(data)
-            ctx.progress("restore", done, total)
+            progress(done)
             yield data
 
     read = counted()

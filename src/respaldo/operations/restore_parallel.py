@@ -485,6 +485,20 @@ PROGRESS_STEP = 1 << 20
 progress bar, a job's cancellation check) cost about 0.35 CPU-s per GiB."""
 
 
+def stepped(report: Callable[[int], None], total: int) -> Callable[[int], None]:
+    """``report`` (bytes done), passed on at most once per PROGRESS_STEP bytes and when
+    ``total`` is reached: the readers call it once per chunk."""
+    told = -PROGRESS_STEP
+
+    def progress(done: int) -> None:
+        nonlocal told
+        if done - told >= PROGRESS_STEP or (done >= total and done != told):
+            told = done
+            report(done)
+
+    return progress
+
+
 class _Reported:
     """Bytes done by several threads, reported in order, at most once per PROGRESS_STEP
     and at the end (:meth:`flush`). What the callback raises (a cancelled job) is raised
