@@ -9,16 +9,27 @@ a config file can be committed, shared in a support ticket or printed. They come
 environment (``RESPALDO_PASSPHRASE``) or from files named in the TOML
 (``passphrase_file``, ``password_file``), and are held as ``SecretStr`` so that printing
 settings never shows them.
+
+The sources are merged as pydantic-settings' ``BaseSettings`` merges them (this module
+used it until the start-up work of issue 16), without importing it for the usual
+environment: it cost every command 0.013 CPU-s and 1.4 MiB more than pydantic, which the
+models import anyway (argparse, dotenv and its other sources). :func:`_environment`
+reads the passphrase itself; any other ``RESPALDO_<key>`` variable is parsed by
+pydantic-settings' own environment source.
+``tests/unit/test_config_sources.py`` compares the two with ``BaseSettings`` itself.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
+import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,13 +41,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    TomlConfigSettingsSource,
-)
+from pydantic._internal._utils import deep_update
 
 # The defaults, bounds and checks the WAL commands' own loader shares (config_core.py).
 from respaldo.config_core import (
@@ -46,6 +51,7 @@ from respaldo.config_core import (
     DEFAULT_COMPRESSIBLE_LEVEL,
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_KEY_CACHE,
+    ENV_PREFIX,
     TIMEOUT_MAX,
     Secret,
     WalRepository,
@@ -61,6 +67,9 @@ from respaldo.config_core import check_name as _check_name
 from respaldo.config_core import read_secret_file as read_secret_file
 from respaldo.domain import BackupKind, JobKind, chunker_sizes_problem
 from respaldo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 
 class _Section(BaseModel):
@@ -642,14 +651,17 @@ class FileSetSettings(_Section):
         return value
 
 
-class Settings(BaseSettings):
-    """Everything respaldo is configured with."""
+class Settings(BaseModel):
+    """Everything respaldo is configured with.
 
-    model_config = SettingsConfigDict(
-        env_prefix="RESPALDO_",
-        env_nested_delimiter="__",
-        extra="forbid",
-    )
+    Made from keyword arguments, then the environment, then the TOML file at
+    ``toml_path`` (see :func:`load_settings`), highest first, merged table by table (see
+    :func:`_sources`). Raises ValidationError, or pydantic-settings' SettingsError for an
+    environment variable that is not JSON where it must be.
+    """
+
+    # BaseSettings' own: defaults are validated too, a misspelt key is an error.
+    model_config = ConfigDict(extra="forbid", validate_default=True, arbitrary_types_allowed=True)
     toml_path: ClassVar[Path | None] = None
 
     catalog: CatalogSettings = CatalogSettings()
@@ -684,19 +696,8 @@ class Settings(BaseSettings):
     pack_size: int = Field(default=12 * 1024 * 1024, ge=64 * 1024)
     workers: int = Field(default=2, ge=1, le=64)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls.toml_path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
-        return tuple(sources)
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_sources(type(self), values))
 
     @model_validator(mode="after")
     def _one_entry_per_name(self) -> Settings:
@@ -803,6 +804,97 @@ def _location(repo: RepositorySettings) -> str:
     return location(repo.url, repo.endpoint_url)
 
 
+def _sources(cls: type[Settings], values: dict[str, Any]) -> dict[str, Any]:
+    """What ``cls`` is validated from: ``values``, the environment and the TOML file, as
+    BaseSettings merged its sources (init, environment, TOML): each one's top-level keys
+    matched to the fields case-insensitively, then merged with pydantic's ``deep_update``
+    (tables key by key, any other value replaced), the first source winning."""
+    sources = [_by_field(cls, values), _environment(cls)]
+    if cls.toml_path is not None:
+        with cls.toml_path.open("rb") as file:
+            sources.append(_by_field(cls, tomllib.load(file)))
+    state: dict[str, Any] = {}
+    for source in sources:
+        state = deep_update(source, state)
+    return state
+
+
+def _by_field(cls: type[Settings], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each top-level key that names a field in another case renamed to
+    the field (the first such key wins, the others are dropped); other keys are kept,
+    for validation to refuse. (pydantic-settings' InitSettingsSource, case-insensitive.)"""
+    spelt: dict[str, list[str]] = {}
+    for key in values:
+        spelt.setdefault(key.lower(), []).append(key)
+    left = set(values)
+    named: dict[str, Any] = {}
+    for field in cls.model_fields:
+        keys = [key for key in spelt.get(field.lower(), ()) if key in left]
+        if keys:
+            left.difference_update(keys)
+            named[field] = values[keys[0]]
+    named.update({key: value for key, value in values.items() if key in left})
+    return named
+
+
+def _environment(cls: type[Settings]) -> dict[str, Any]:
+    """The settings the environment gives: ``RESPALDO_<field>`` (any case), nested keys
+    joined by ``__``, tables and lists as JSON. Variables naming no field are ignored.
+
+    Only the passphrase is read here (the usual case: nothing else, or only it); any other
+    variable of a field goes to pydantic-settings' own EnvSettingsSource, over a
+    BaseSettings with the same fields, which parses it as it always did.
+    """
+    prefix = ENV_PREFIX.lower()
+    passphrase: list[str] = []
+    for name, value in os.environ.items():
+        lowered = name.lower()  # pydantic-settings reads them case-insensitively
+        if not lowered.startswith(prefix):
+            continue
+        key = lowered.removeprefix(prefix)
+        if key == "passphrase":
+            passphrase.append(value)
+        elif key.split("__", 1)[0] in cls.model_fields:
+            return _parsed_environment()
+    if not passphrase:
+        return {}
+    if len(passphrase) > 1 or not passphrase[0]:
+        return _parsed_environment()
+    return {"passphrase": passphrase[0]}
+
+
+def _parsed_environment() -> dict[str, Any]:
+    from pydantic_settings import EnvSettingsSource
+
+    parsed: dict[str, Any] = EnvSettingsSource(_environment_twin())()
+    return parsed
+
+
+@functools.cache
+def _environment_twin() -> type[BaseSettings]:
+    """A BaseSettings with Settings' fields and its former environment settings, for
+    pydantic-settings' EnvSettingsSource (which reads only the fields and the config)."""
+    from pydantic import create_model
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class _Environment(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+        )
+
+    fields: dict[str, Any] = {
+        name: (field.annotation, field) for name, field in Settings.model_fields.items()
+    }
+    return create_model("Settings", __base__=_Environment, **fields)
+
+
+def _settings_error() -> type[Exception]:
+    """pydantic-settings' SettingsError, imported only when an error is being handled."""
+    from pydantic_settings import SettingsError
+
+    return SettingsError
+
+
 def load_settings(
     config_file: Path | str | None = None, *, check_urls: bool = True, **overrides: Any
 ) -> Settings:
@@ -826,7 +918,7 @@ def load_settings(
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid config file {path}: {problems}") from None
-    except SettingsError as exc:  # an environment variable that is not JSON where it must be
+    except _settings_error() as exc:  # an environment variable that is not JSON where it must be
         raise ConfigError(
             f"invalid setting in the environment: {exc}",
             hint="RESPALDO_<KEY> of a list or table is JSON, e.g. "

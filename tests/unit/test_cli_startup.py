@@ -26,8 +26,10 @@ PASSPHRASE = "one-shot start-up test passphrase"
 
 # What no one-shot backup or restore imports: the service (HTTP server, scheduler, metrics,
 # queue), Alembic (only to migrate a catalog behind the newest schema), argon2 (the key
-# comes from the key cache), the alerts and their translations (only to send one).
+# comes from the key cache), the alerts and their translations (only to send one),
+# pydantic-settings (only to parse RESPALDO_* variables other than the passphrase).
 NEVER = (
+    "pydantic_settings",
     "fastapi",
     "uvicorn",
     "starlette",
