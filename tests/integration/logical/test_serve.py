@@ -191,6 +191,43 @@ def test_kill_9_mid_backup_leaves_a_job_that_fails_at_the_next_start(
     assert by_status(respaldo, "running") == []
 
 
+def test_a_serve_killed_mid_backup_runs_it_again_when_it_starts_again(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    port = free_port()
+    config = serve_config(respaldo, port)
+    with backup_inside_pg_dump(respaldo, pg, "serve", config=config) as (process, _):
+        (running,) = [j for j in respaldo_jobs_raw(respaldo) if j["status"] == "running"]
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    # Started again (by its service manager), without the schedule: the backup that
+    # runs next is the retry of the lost one, which the restarted service finds first.
+    config.write_text(config.read_text().replace('full = "*/2 * * * * *"', 'full = "off"'))
+    with serving(config) as restarted:
+        wait_for("serve to listen", lambda: restarted.poll() is None and answers(port))
+
+        def retried() -> dict[str, Any] | None:
+            return next((j for j in jobs(respaldo) if j["retryOf"] == running["id"]), None)
+
+        wait_for("the retry to end", lambda: (r := retried()) is not None and r["finishedAt"])
+        restarted.send_signal(signal.SIGTERM)
+        restarted.communicate(timeout=120)
+    lost = next(j for j in jobs(respaldo) if j["id"] == running["id"])
+    assert (lost["status"], lost["error"]) == (
+        "failed",
+        f"process {process.pid} died while the job ran (found at start-up)",
+    )
+    retry = retried()
+    assert retry is not None
+    assert (retry["status"], retry["attempt"], retry["triggeredBy"]) == (
+        "completed",
+        2,
+        "schedule",
+    )
+    completed = [r for r in respaldo.records() if r.status.value == "completed"]
+    assert [r.id for r in completed] == [retry["resultId"]]
+
+
 def respaldo_jobs_raw(respaldo: Respaldo) -> list[dict[str, Any]]:
     """The jobs as stored, without the start-up check that fails lapsed ones."""
     from respaldo.catalog import Jobs, open_catalog
