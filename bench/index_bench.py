@@ -185,7 +185,7 @@ def _read_through(path: Path) -> None:
 
 def build_cache(workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
     """The cache file for ``chunks``, built once (in the child that first needs it)."""
-    from respaldo.repository import index_cache
+    from respaldo.repository import index_build, index_cache
 
     paths = make_files(workdir, chunks, seed)
     folder = workdir / f"cache-{chunks}"
@@ -197,7 +197,7 @@ def build_cache(workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
     by_name = {p.name: p for p in paths}
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    index_cache.build(
+    index_build.build(
         folder / index_cache.CACHE_NAME,
         "bench",
         {p.name: p.stat().st_size for p in paths},

@@ -17,9 +17,12 @@ to a small dict first and are merged into the arrays in batches. The arrays live
 loads a non-empty index. Index files are cached
 locally, still sealed, so that opening a repository costs a listing, not a download.
 
-With a cache directory, the loaded files do not go to memory at all: they are merged
-into a sorted file on local disk (:mod:`respaldo.repository.index_cache`), and only
-the files it does not cover yet, and the additions, are held in memory.
+With a cache directory, nothing goes to memory: the index files are merged into a
+sorted file on local disk (:mod:`respaldo.repository.index_cache`), the files it does not
+cover yet into small side runs of the same format, and each index file a backup writes
+into a side run of its own (:meth:`ChunkIndex.add_file`), so that a process's memory
+does not grow with the repository or with what a backup adds. One Bloom filter of
+fixed size over every side run (SIDE_FILTER_BYTES) spares most lookups a look at each.
 """
 
 from __future__ import annotations
@@ -114,8 +117,25 @@ class CacheCorrupt(Exception):
 Selector = Callable[[str, bytes], bool]
 """``where(pack_id, chunk_id)``: whether a listing (:meth:`ChunkIndex.by_pack`) keeps an entry."""
 
+
+class _Damaged(Exception):
+    """A run of the cache (``run``) found damaged (``exc``) while it was listed."""
+
+    def __init__(self, run: CacheRun, exc: CacheCorrupt) -> None:
+        super().__init__(str(exc))
+        self.run, self.exc = run, exc
+
+
 DELTA_MERGE = 65_536
 """Chunks added (by a backup) before they are merged into the sorted arrays."""
+SIDE_FILTER_BYTES = 2**20
+"""The filter over all side runs: 8 Mi bits, 2 hashes (a chunk no side run holds looks
+at them once in about 70 lookups with 500,000 entries in side runs, a 10 GB backup's)."""
+_SIDE_MASK = SIDE_FILTER_BYTES * 8 - 1
+
+AddSide = Callable[[str, int, bytes], "CacheRun | None"]
+"""Writes a side run covering one index file (name, stored size, plaintext); None if it
+cannot."""
 
 
 class ChunkIndex:
@@ -140,6 +160,9 @@ class ChunkIndex:
         self._pack_no: dict[str, int] = {}
         self._lock = threading.RLock()
         self._run: CacheRun | None = None
+        self._sides: tuple[CacheRun, ...] = ()
+        self._side_filter: bytearray | None = None
+        self._add_side: AddSide | None = None
         self._exclude: Mapping[str, Collection[bytes]] = {}
         self._rebuild: Callable[[CacheRun], CacheRun] | None = None
 
@@ -177,10 +200,49 @@ class ChunkIndex:
         run: CacheRun | None,
         exclude: Mapping[str, Collection[bytes]],
         rebuild: Callable[[CacheRun], CacheRun],
+        sides: Iterable[CacheRun] = (),
+        add_side: AddSide | None = None,
     ) -> None:
-        """Answer also from the cache ``run``, passing over copies in ``exclude``;
-        ``rebuild`` gives a sound cache for one found damaged."""
+        """Answer also from the cache ``run`` and its side runs ``sides`` (oldest first),
+        passing over copies in ``exclude``; ``rebuild`` gives a sound cache (without
+        side runs) for one found damaged; ``add_side`` writes the side run of an index
+        file :meth:`add_file` is given."""
         self._run, self._exclude, self._rebuild = run, exclude, rebuild
+        self._add_side = add_side
+        for side in sides:
+            self._attach_side(side)
+
+    def _attach_side(self, side: CacheRun) -> None:
+        """Make ``side``'s chunks findable: the filter first, then the run (lookups read
+        ``_sides`` without the lock and must never see a run the filter does not know).
+        Raises CacheCorrupt if the run is damaged."""
+        if self._side_filter is None:
+            self._side_filter = bytearray(SIDE_FILTER_BYTES)
+        bloom = self._side_filter
+        for _, rest, *_ in side.iter_records():
+            word = int.from_bytes(rest[:8], "little")
+            bit = word & _SIDE_MASK
+            bloom[bit >> 3] |= 1 << (bit & 7)
+            bit = (word >> 32) & _SIDE_MASK
+            bloom[bit >> 3] |= 1 << (bit & 7)
+        self._sides = (*self._sides, side)
+
+    def add_file(self, name: str, size: int, groups: list[tuple[str, list[PackEntry]]]) -> None:
+        """Add the chunks of an index file this process wrote and stored (``size``: the
+        stored object's). With a cache, they go to a side run on disk, not to memory: a
+        backup's memory does not grow with the chunks it stores."""
+        add_side = self._add_side
+        if add_side is not None:
+            with self._lock:
+                side = add_side(name, size, encode_index(groups))
+                if side is not None:
+                    try:
+                        self._attach_side(side)
+                        return
+                    except CacheCorrupt as exc:  # a disk that does not keep what it got
+                        log.warning("a new side run of the chunk index cache is damaged (%s)", exc)
+        for pack_id, entries in groups:
+            self.add_pack(pack_id, entries)
 
     def _intern(self, pack_id: str) -> int:
         no = self._pack_no.get(pack_id)
@@ -239,6 +301,7 @@ class ChunkIndex:
             (len(base) if base is not None else 0)
             + len(self._delta)
             + (run.unique if run is not None else 0)
+            + sum(side.unique for side in self._sides)
         )
 
     def get(self, chunk_id: bytes) -> Location | None:
@@ -247,7 +310,25 @@ class ChunkIndex:
             no, offset, length, raw = found
             return Location(self._packs[no], offset, length, raw)
         run = self._run
-        return self._run_get(run, chunk_id) if run is not None else None
+        if run is not None:
+            location = self._run_get(run, chunk_id)
+            if location is not None:
+                return location
+        sides, bloom = self._sides, self._side_filter
+        if not sides or bloom is None:
+            return None
+        word = int.from_bytes(chunk_id[8:16], "little")
+        bit = word & _SIDE_MASK
+        if not bloom[bit >> 3] >> (bit & 7) & 1:
+            return None
+        bit = (word >> 32) & _SIDE_MASK
+        if not bloom[bit >> 3] >> (bit & 7) & 1:
+            return None
+        for side in sides:
+            location = self._run_get(side, chunk_id)
+            if location is not None:
+                return location
+        return None
 
     def _run_get(self, run: CacheRun, chunk_id: bytes) -> Location | None:
         try:
@@ -265,24 +346,26 @@ class ChunkIndex:
         where it would be is sound (a writer's miss costs a duplicate at worst, but a
         reader's is an error), rebuilding the cache if not; returns where the chunk is
         after all, or None if the miss is certain."""
-        run = self._run
-        if run is None:
-            return None
-        try:
-            run.check_miss(chunk_id)
-            return None
-        except CacheCorrupt as exc:
-            return self._run_get(self._recover(run, exc), chunk_id)
+        for run in (self._run, *self._sides):
+            if run is None:
+                continue
+            try:
+                run.check_miss(chunk_id)
+            except CacheCorrupt as exc:
+                return self._run_get(self._recover(run, exc), chunk_id)
+        return None
 
     def _recover(self, bad: CacheRun, exc: CacheCorrupt) -> CacheRun:
         """Replace the damaged cache ``bad`` by a rebuilt one (once, whichever thread
         finds it first)."""
         with self._lock:
-            if self._run is bad:
+            if self._run is bad or bad in self._sides:
                 log.warning("the local chunk index cache is damaged (%s); rebuilding it", exc)
                 if self._rebuild is None:
                     raise exc
+                # The rebuilt cache covers every index file, the side runs' too.
                 self._run = self._rebuild(bad)
+                self._sides, self._side_filter = (), None
             assert self._run is not None
             return self._run
 
@@ -291,9 +374,10 @@ class ChunkIndex:
             used = self._base.pack_numbers() if self._base is not None else set()
             used.update(no for no, _, _, _ in self._delta.values())
             packs = {self._packs[no] for no in used}
-            run = self._run
-        if run is not None:
-            packs.update(run.pack_id(g) for g in range(len(run.groups) // 36))
+            runs = (self._run, *self._sides)
+        for run in runs:
+            if run is not None:
+                packs.update(run.pack_id(g) for g in range(len(run.groups) // 36))
         return packs
 
     def by_pack(self, where: Selector | None = None) -> dict[str, list[PackEntry]]:
@@ -306,17 +390,17 @@ class ChunkIndex:
         groups: dict[str, list[PackEntry]] = {}
         for pack_id, chunk_id, offset, length, raw in self._memory_rows(where):
             groups.setdefault(pack_id, []).append(PackEntry(chunk_id, offset, length, raw))
-        run = self._run
-        while run is not None:
+        runs = self._runs()
+        while runs:
             try:
-                for pack_id, entry in self._run_rows(run):
+                for pack_id, entry in self._cache_rows(runs):
                     if where is None or where(pack_id, entry.chunk_id):
                         groups.setdefault(pack_id, []).append(entry)
                 break
-            except CacheCorrupt as exc:
+            except _Damaged as damaged:
                 for entries in groups.values():  # start the cache's part again
                     entries[:] = [e for e in entries if self._lookup(e.chunk_id) is not None]
-                run = self._recover(run, exc)
+                runs = [self._recover(damaged.run, damaged.exc)]
         for entries in groups.values():
             entries.sort(key=lambda e: e.offset)
         return {pack_id: entries for pack_id, entries in groups.items() if entries}
@@ -327,20 +411,46 @@ class ChunkIndex:
         counts: dict[str, int] = {}
         for pack_id, *_ in self._memory_rows(where):
             counts[pack_id] = counts.get(pack_id, 0) + 1
-        run = self._run
-        while run is not None:
-            in_run: dict[str, int] = {}
+        runs = self._runs()
+        while runs:
+            in_runs: dict[str, int] = {}
             try:
-                for pack_id, entry in self._run_rows(run):
+                for pack_id, entry in self._cache_rows(runs):
                     if where is None or where(pack_id, entry.chunk_id):
-                        in_run[pack_id] = in_run.get(pack_id, 0) + 1
-            except CacheCorrupt as exc:  # count the cache's part again, once rebuilt
-                run = self._recover(run, exc)
+                        in_runs[pack_id] = in_runs.get(pack_id, 0) + 1
+            except _Damaged as damaged:  # count the cache's part again, once rebuilt
+                runs = [self._recover(damaged.run, damaged.exc)]
                 continue
-            for pack_id, count in in_run.items():
+            for pack_id, count in in_runs.items():
                 counts[pack_id] = counts.get(pack_id, 0) + count
             break
         return counts
+
+    def _runs(self) -> list[CacheRun]:
+        """The cache's runs, main first, then the side runs oldest first."""
+        with self._lock:
+            return [run for run in (self._run, *self._sides) if run is not None]
+
+    def _cache_rows(self, runs: list[CacheRun]) -> Iterator[tuple[str, PackEntry]]:
+        """(pack id, entry) of each chunk of ``runs`` but those held in memory, once: a
+        chunk several runs hold (two writers stored it) is listed from the first (found
+        by a lookup, not a set of every id: memory stays flat). Raises _Damaged."""
+        for k, run in enumerate(runs):
+            try:
+                for pack_id, entry in self._run_rows(run):
+                    if k and any(self._holds(r, entry.chunk_id) for r in runs[:k]):
+                        continue
+                    yield pack_id, entry
+            except CacheCorrupt as exc:
+                raise _Damaged(run, exc) from exc
+
+    def _holds(self, run: CacheRun, chunk_id: bytes) -> bool:
+        """Whether ``run`` has a copy of ``chunk_id`` that is not quarantined."""
+        try:
+            found = run.find(chunk_id)
+        except CacheCorrupt as exc:
+            raise _Damaged(run, exc) from exc
+        return any(chunk_id not in self._exclude.get(run.pack_id(g), ()) for g, *_ in found)
 
     def _memory_rows(self, where: Selector | None) -> Iterator[tuple[str, bytes, int, int, int]]:
         """(pack id, chunk id, offset, length, raw) of the entries held in memory (the

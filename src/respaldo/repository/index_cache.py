@@ -53,21 +53,18 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
+import shutil
 import struct
 import sys
-import tempfile
+import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-import numpy as np
-import numpy.typing as npt
-
-from respaldo.repository.index import CacheCorrupt, ChunkIndex, _groups
+from respaldo.repository.index import CacheCorrupt, ChunkIndex
 
 log = logging.getLogger(__name__)
 
@@ -84,37 +81,15 @@ RECORD = 44
 RECORDS_END = KEYS_END + PER_BLOCK * RECORD
 TRAILER = BLOCK - 8
 GROUP = 36
-BUCKET_RECORDS = 262_144
-"""Records sorted in memory at a time while building (about 12 MiB)."""
 TOP_BITS = 16
+"""Bits of a key that index the table narrowing a lookup's search of the directory, at
+most (fewer for a small run: the table has 2^bits + 1 entries of 8 bytes)."""
 _U32 = struct.Struct("<I")
 FILTER_MAX = 32 * 2**20
 """Bytes of the in-memory filter at most, whatever the repository's size: about 10 bits
 a chunk up to 27 million chunks (2 hashes: a chunk the cache does not hold reads the
 file once in 30 times), fewer beyond (at 65 million, 4 bits: once in 6 times)."""
 _FIELDS = struct.Struct("<IIIII")
-
-_WIDE = np.dtype(
-    [
-        ("key", "<u8"),
-        ("rest", "V24"),
-        ("group", "<u4"),
-        ("offset", "<u4"),
-        ("length", "<u4"),
-        ("raw", "<u4"),
-    ]
-)
-_RECORD = np.dtype(
-    [
-        ("rest", "V24"),
-        ("group", "<u4"),
-        ("offset", "<u4"),
-        ("length", "<u4"),
-        ("raw", "<u4"),
-        ("check", "<u4"),
-    ]
-)
-assert _RECORD.itemsize == RECORD
 
 
 def usable() -> bool:
@@ -128,6 +103,9 @@ def _block_seed(number: int) -> int:
 
 Found = tuple[int, int, int, int]
 """(group, offset, sealed length, raw length) of a record."""
+Record = tuple[int, bytes, int, int, int, int]
+"""(key: the id's first 8 bytes as a big-endian number, the id's other 24 bytes, group,
+offset, sealed length, raw length): one record, as runs are written and merged."""
 
 
 class CacheRun:
@@ -186,11 +164,15 @@ class CacheRun:
         self.blocks = blocks
         self.unique = unique
         # Where each value of the keys' top bits starts in the directory: a lookup then
-        # bisects a few entries instead of all of them.
-        keys = np.frombuffer(data, "<u8", blocks, files_len + groups * GROUP)
-        starts = np.arange(2**TOP_BITS + 1, dtype=np.uint64) << np.uint64(64 - TOP_BITS)
-        top = np.searchsorted(keys, starts[:-1]).astype(np.int64)
-        self.top = memoryview(np.append(top, blocks).astype(np.int64).tobytes()).cast("q")
+        # bisects a few entries instead of all of them. About one block a slot, so that a
+        # small run (a backup's own index file) does not hold a 512 KiB table.
+        bits = min(TOP_BITS, max(1, blocks.bit_length()))
+        self.top_shift = 64 - bits
+        top = array(
+            "q", (bisect.bisect_left(self.directory, t << self.top_shift) for t in range(2**bits))
+        )
+        top.append(blocks)
+        self.top = memoryview(top)
 
     def close(self) -> None:
         """Close the file (once: a descriptor number closed twice may be another's)."""
@@ -225,7 +207,7 @@ class CacheRun:
             raise CacheCorrupt(f"block {number} does not match its checksum")
 
     def _first_block(self, key: int) -> int:
-        top = key >> (64 - TOP_BITS)
+        top = key >> self.top_shift
         b = bisect.bisect_left(self.directory, key, self.top[top], self.top[top + 1]) - 1
         return b if b > 0 else 0
 
@@ -248,7 +230,7 @@ class CacheRun:
             if self.hashes > 1 and not f[bit >> 3] >> (bit & 7) & 1:
                 return []
         key = int.from_bytes(chunk_id[:8], "big")
-        top = key >> (64 - TOP_BITS)
+        top = key >> self.top_shift
         directory = self.directory
         b = bisect.bisect_left(directory, key, self.top[top], self.top[top + 1]) - 1
         if b < 0:
@@ -292,30 +274,6 @@ class CacheRun:
         if self.find(chunk_id, use_filter=False):
             raise CacheCorrupt("the filter does not know a chunk the cache holds")
 
-    def wide(self, first: int, end: int) -> npt.NDArray[np.void]:
-        """Records of blocks ``first`` to ``end`` (exclusive), checked, as wide records."""
-        if end <= first:
-            return np.empty(0, _WIDE)
-        data = os.pread(self.fd, (end - first) * BLOCK, BLOCK + first * BLOCK)
-        if len(data) != (end - first) * BLOCK:
-            raise CacheCorrupt("blocks are truncated")
-        view = memoryview(data)
-        for n in range(end - first):
-            self.check_block(first + n, data[n * BLOCK : (n + 1) * BLOCK])
-        raw = np.frombuffer(view, np.uint8).reshape(end - first, BLOCK)
-        counts = raw[:, TRAILER : TRAILER + 4].copy().view("<u4").ravel()
-        keys = raw[:, :KEYS_END].copy().view("<u8").reshape(-1, PER_BLOCK)
-        recs = raw[:, KEYS_END:RECORDS_END].copy().view(_RECORD).reshape(-1, PER_BLOCK)
-        used = np.arange(PER_BLOCK)[None, :] < counts[:, None]
-        keys, recs = keys[used], recs[used]
-        if (_crc40(recs.view(np.uint8).reshape(-1, RECORD)) != recs["check"]).any():
-            raise CacheCorrupt("a record does not match its check")
-        out = np.empty(len(keys), _WIDE)
-        out["key"] = keys
-        for field in ("rest", "group", "offset", "length", "raw"):
-            out[field] = recs[field]
-        return out
-
     def block_range(self, low: int, high: int | None) -> tuple[int, int]:
         """Blocks that may hold keys in [low, high)."""
         first = max(bisect.bisect_left(self.directory, low) - 1, 0)
@@ -324,246 +282,34 @@ class CacheRun:
 
     def rows(self) -> Iterator[tuple[int, bytes, int, int, int]]:
         """(group, chunk id, offset, length, raw) of every record, in key order."""
-        step = 1024
+        for key, rest, group, offset, length, raw in self.iter_records():
+            yield group, key.to_bytes(8, "big") + rest, offset, length, raw
+
+    def iter_records(self, step: int = 256) -> Iterator[Record]:
+        """Every record in key order, as (key, rest of the id, group, offset, length,
+        raw), each block checked against its crc32 and each record against its own
+        check before it is yielded. Reads ``step`` blocks at a time: no numpy, and
+        memory bounded whatever the run's size (merging runs streams through this)."""
         for first in range(0, self.blocks, step):
-            wide = self.wide(first, min(first + step, self.blocks))
-            for key, rest, group, offset, length, raw in wide.tolist():
-                yield group, key.to_bytes(8, "big") + bytes(rest), offset, length, raw
-
-
-# --- building --------------------------------------------------------------------------
-
-
-def _crc_table() -> npt.NDArray[np.uint32]:
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
-    return table.astype(np.uint32)
-
-
-_TABLE = _crc_table()
-
-
-def _crc40(rows: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """zlib.crc32 of the first 40 bytes of each row, for all rows at once."""
-    crc = np.full(len(rows), 0xFFFFFFFF, np.uint32)
-    for j in range(40):
-        crc = _TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
-    return crc ^ np.uint32(0xFFFFFFFF)
-
-
-def wide_of_group(data: bytes, pos: int, count: int, group: int) -> npt.NDArray[np.void]:
-    """The entries of one index file group as wide records."""
-    raw = np.frombuffer(data, np.uint8, count * 44, pos).reshape(count, 44)
-    out = np.empty(count, _WIDE)
-    out["key"] = raw[:, :8].copy().view(">u8").ravel()
-    out["rest"] = raw[:, 8:32].copy().view("V24").ravel()
-    fields = raw[:, 32:44].copy().view("<u4").reshape(count, 3)
-    out["group"] = group
-    out["offset"], out["length"], out["raw"] = fields[:, 0], fields[:, 1], fields[:, 2]
-    return out
-
-
-class _BlockWriter:
-    """Writes sorted wide records as blocks, carrying a partial block to the next call."""
-
-    def __init__(self, out: IO[bytes], filter_bytes: int, hashes: int) -> None:
-        self.out = out
-        self.filter = np.zeros(filter_bytes, np.uint8)
-        self.hashes = hashes
-        self.carry = np.empty(0, _WIDE)
-        self.directory: list[npt.NDArray[np.uint64]] = []
-        self.blocks = 0
-        self.records = 0
-        self.unique = 0
-        self.last_id: bytes | None = None
-
-    def write(self, wide: npt.NDArray[np.void], final: bool = False) -> None:
-        wide = np.concatenate([self.carry, wide]) if len(self.carry) else wide
-        full = len(wide) // PER_BLOCK
-        if final and len(wide) % PER_BLOCK:
-            full += 1
-        take = min(len(wide), full * PER_BLOCK)
-        self.carry = wide[take:].copy()
-        if full:
-            self._emit(wide[:take], full)
-
-    def _emit(self, wide: npt.NDArray[np.void], nblocks: int) -> None:
-        n = len(wide)
-        self.records += n
-        same = (wide["key"][1:] == wide["key"][:-1]) & (wide["rest"][1:] == wide["rest"][:-1])
-        self.unique += n - int(same.sum())
-        first_id = wide["key"][0].item().to_bytes(8, "big") + bytes(wide["rest"][0])
-        if self.last_id == first_id:
-            self.unique -= 1
-        last = wide[-1]
-        self.last_id = last["key"].item().to_bytes(8, "big") + bytes(last["rest"])
-        words = wide["rest"].copy().view("<u4").reshape(n, 6)
-        for h in range(self.hashes):
-            bit = words[:, h] & np.uint32(len(self.filter) * 8 - 1)
-            np.bitwise_or.at(self.filter, bit >> 3, (1 << (bit & 7)).astype(np.uint8))
-        keys = np.zeros(nblocks * PER_BLOCK, "<u8")
-        keys[:n] = wide["key"]
-        recs = np.zeros(nblocks * PER_BLOCK, _RECORD)
-        for field in ("rest", "group", "offset", "length", "raw"):
-            recs[field][:n] = wide[field]
-        recs["check"][:n] = _crc40(recs[:n].view(np.uint8).reshape(n, RECORD))
-        out = np.zeros((nblocks, BLOCK), np.uint8)
-        out[:, :KEYS_END] = keys.view(np.uint8).reshape(nblocks, KEYS_END)
-        out[:, KEYS_END:RECORDS_END] = recs.view(np.uint8).reshape(nblocks, RECORDS_END - KEYS_END)
-        counts = np.full(nblocks, PER_BLOCK, "<u4")
-        counts[-1] = n - (nblocks - 1) * PER_BLOCK
-        out[:, TRAILER : TRAILER + 4] = counts.view(np.uint8).reshape(nblocks, 4)
-        self.directory.append(keys.reshape(nblocks, PER_BLOCK)[:, 0].copy())
-        for i in range(nblocks):
-            crc = zlib.crc32(out[i, :TRAILER].data, _block_seed(self.blocks + i))
-            out[i, TRAILER + 4 :] = np.frombuffer(crc.to_bytes(4, "little"), np.uint8)
-        self.out.write(out.data)
-        self.blocks += nblocks
-
-
-@dataclass
-class BuildResult:
-    damaged: dict[str, str]
-    """Index files that could not be read (name -> why): not covered by the cache."""
-
-
-ReadFile = Callable[[str], bytes]
-"""An index file's checked plaintext; raises an exception with a message if damaged."""
-
-
-def build(
-    path: Path,
-    repository: str,
-    files: Mapping[str, int],
-    read: ReadFile,
-    old: CacheRun | None = None,
-    damaged_errors: tuple[type[Exception], ...] = (),
-) -> BuildResult:
-    """Write the cache for exactly ``files`` (name -> size) to ``path`` (atomically),
-    taking what it can from ``old`` (the files it covers that are still in ``files``)
-    and reading the others with ``read``. Files ``read`` fails on with one of
-    ``damaged_errors`` are left out (and not covered). Raises CacheCorrupt if ``old``
-    turns out damaged (the caller then builds without it), OSError if it cannot write.
-    """
-    kept_old: dict[int, int] = {}  # old file number -> new file number
-    names: list[tuple[str, int]] = []
-    if old is not None:
-        for no, (name, size) in enumerate(old.files):
-            if files.get(name) == size:
-                kept_old[no] = len(names)
-                names.append((name, size))
-    covered = {name for name, _ in names}
-    new = [name for name in files if name not in covered]
-    old_records = old.records if old is not None and kept_old else 0
-    estimate = old_records + sum(files[name] for name in new) // 44
-    bits = min(12, max(0, math.ceil(math.log2(max(1, estimate) / BUCKET_RECORDS))))
-    filter_bytes = min(FILTER_MAX, 2 ** max(13, math.ceil(math.log2(estimate * 10 / 8 + 1))))
-    hashes = max(1, min(2, round(filter_bytes * 8 / max(1, estimate) * math.log(2))))
-    groups: list[bytes] = []
-    # Old groups keep their place when their file is kept; others map to -1 (dropped).
-    remap = np.full(max(1, len(old.groups) // GROUP if old else 1), -1, np.int64)
-    if old is not None and kept_old:
-        for g in range(len(old.groups) // GROUP):
-            file_no = old.file_of(g)
-            if file_no in kept_old:
-                remap[g] = len(groups)
-                groups.append(
-                    bytes(old.groups[g * GROUP : g * GROUP + 32])
-                    + kept_old[file_no].to_bytes(4, "little")
-                )
-    damaged: dict[str, str] = {}
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as scratch:
-        buckets = [Path(scratch) / f"{b:04x}" for b in range(2**bits)]
-        with contextlib.ExitStack() as stack:
-            outs = [stack.enter_context(b.open("wb")) for b in buckets]
-            for name in new:
-                try:
-                    data = read(name)
-                except damaged_errors as exc:
-                    damaged[name] = str(exc)
-                    continue
-                file_no = len(names)
-                names.append((name, files[name]))
-                parts = []
-                for pack_id, count, pos in _groups(data):
-                    parts.append(wide_of_group(data, pos, count, len(groups)))
-                    groups.append(bytes.fromhex(pack_id) + file_no.to_bytes(4, "little"))
-                if not parts:
-                    continue
-                wide = np.concatenate(parts)
-                which = (
-                    (wide["key"] >> np.uint64(64 - bits))
-                    if bits
-                    else np.zeros(len(wide), np.uint64)
-                )
-                order = np.argsort(which, kind="stable")
-                wide, which = wide[order], which[order]
-                cuts = np.searchsorted(which, np.arange(2**bits + 1, dtype=np.uint64))
-                for b in range(2**bits):
-                    if cuts[b + 1] > cuts[b]:
-                        outs[b].write(wide[cuts[b] : cuts[b + 1]].tobytes())
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".chunkindex-", suffix=".tmp")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w+b") as out:
-                os.fchmod(out.fileno(), 0o600)
-                out.write(bytes(BLOCK))
-                writer = _BlockWriter(out, filter_bytes, hashes)
-                for b, bucket in enumerate(buckets):
-                    parts = []
-                    if old is not None and kept_old:
-                        low = b << (64 - bits) if bits else 0
-                        high = (b + 1) << (64 - bits) if bits and b + 1 < 2**bits else None
-                        first, end = old.block_range(low, high)
-                        part = old.wide(first, end)
-                        keep = part["key"] >= np.uint64(low)
-                        if high is not None:
-                            keep &= part["key"] < np.uint64(high)
-                        part = part[keep]
-                        mapped = remap[part["group"].astype(np.int64)]
-                        part = part[mapped >= 0]
-                        part["group"] = mapped[mapped >= 0]
-                        parts.append(part)
-                    parts.append(np.fromfile(bucket, _WIDE))
-                    bucket.unlink()
-                    wide = np.concatenate(parts)
-                    wide = wide[np.argsort(wide["key"], kind="stable")]
-                    writer.write(wide, final=b == len(buckets) - 1)
-                directory = np.concatenate(writer.directory or [np.empty(0, "<u8")])
-                doc = {
-                    "repository": repository,
-                    "files": names,
-                    "filter": {"bytes": filter_bytes, "hashes": hashes},
-                }
-                files_json = json.dumps(doc, separators=(",", ":")).encode()
-                meta = files_json + b"".join(groups) + directory.astype("<u8").tobytes()
-                meta_at = out.tell()
-                assert meta_at == BLOCK + writer.blocks * BLOCK
-                out.write(meta)
-                out.write(writer.filter.data)
-                total = out.tell()
-                fields = (
-                    MAGIC,
-                    writer.records,
-                    writer.blocks,
-                    writer.unique,
-                    meta_at,
-                    len(files_json),
-                    len(groups),
-                    total,
-                )
-                head = HEADER.pack(*fields, b"\0" * 32)[: HEADER.size - 32]
-                out.seek(0)
-                out.write(head + hashlib.sha256(head + meta).digest())
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    return BuildResult(damaged)
+            end = min(first + step, self.blocks)
+            data = os.pread(self.fd, (end - first) * BLOCK, BLOCK + first * BLOCK)
+            if len(data) != (end - first) * BLOCK:
+                raise CacheCorrupt("blocks are truncated")
+            for n in range(end - first):
+                block = data[n * BLOCK : (n + 1) * BLOCK]
+                self.check_block(first + n, block)
+                (count,) = _U32.unpack_from(block, TRAILER)
+                if not 0 < count <= PER_BLOCK:
+                    raise CacheCorrupt(f"block {first + n} has a bad count")
+                keys = struct.unpack_from(f"<{count}Q", block)
+                for i in range(count):
+                    at = KEYS_END + i * RECORD
+                    group, offset, length, raw, check = _FIELDS.unpack_from(block, at + 24)
+                    if zlib.crc32(block[at : at + 40]) != check:
+                        raise CacheCorrupt(
+                            f"a record of block {first + n} does not match its check"
+                        )
+                    yield keys[i], block[at : at + 24], group, offset, length, raw
 
 
 @contextlib.contextmanager
@@ -598,13 +344,50 @@ def open_run(path: Path, repository: str) -> CacheRun | None:
     return run
 
 
-MEMORY_MAX = 262_144
-"""Entries of index files the cache does not cover yet that a process holds in memory
-(about 15 MiB) instead of merging them into the cache at once: a backup's next open
-then costs a read of its few new index files, not a rewrite of the cache."""
+SIDE_RECORDS_MAX = 65_536
+"""Entries of index files the cache does not cover yet that an open writes into one side
+run (sorted in memory: a few MiB of Python objects) instead of rebuilding the whole cache
+with numpy: a backup's next open then costs a read of its new index files (or nothing:
+the backup wrote their side runs itself), not a rewrite of the cache."""
+SIDES_OPEN_MAX = 8
+"""Side runs an open leaves as they are; beyond, it merges them (streaming): into one
+side run while they hold less than an eighth of the main run's records, else with the
+main run into a new one (so that a big cache is rewritten once per ~1/8 of its size)."""
+SIDE_PREFIX = "chunkindex-side-"
 
 ListFiles = Callable[[], dict[str, int]]
 """The repository's index files now (name -> size)."""
+ReadFile = Callable[[str], bytes]
+"""An index file's checked plaintext; raises an exception with a message if damaged."""
+
+
+@dataclass
+class Runs:
+    """The open runs of a cache: the main one and the side runs, oldest first."""
+
+    main: CacheRun | None
+    sides: list[CacheRun]
+    damaged: dict[str, str]
+
+
+def side_path(directory: Path) -> Path:
+    """A new side run's path: names sort in creation order (lookups try the oldest
+    first, as the index files' order would)."""
+    return directory / f"{SIDE_PREFIX}{time.time_ns():020d}-{os.getpid()}-{os.urandom(2).hex()}.cix"
+
+
+def _drop(run: CacheRun) -> None:
+    run.close()
+    run.path.unlink(missing_ok=True)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove temporary files and build directories of killed processes (every writer
+    of them holds the lock, which the caller holds now)."""
+    for leftover in directory.glob(".chunkindex-*.tmp"):
+        leftover.unlink(missing_ok=True)
+    for scratch in directory.glob(".build-*"):
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def load_cached(
@@ -617,65 +400,160 @@ def load_cached(
 ) -> tuple[ChunkIndex, list[str], dict[str, str]] | None:
     """The chunk index of ``repository`` backed by the cache in ``directory``: (index,
     the index files it describes, the damaged ones left out). The cache is brought up
-    to date first (under this machine's lock). None if the cache cannot be used (it
-    cannot be written): the caller then loads the index files into memory."""
-    path = directory / CACHE_NAME
+    to date first (under this machine's lock): files it does not cover go to a side run.
+    None if the cache cannot be used (it cannot be written): the caller then loads the
+    index files into memory. The index writes a side run for each index file a backup
+    adds (:meth:`ChunkIndex.add_file`), so that nothing it adds stays in memory."""
     listing = list_files()
     try:
         with locked(directory):
-            run, uncovered, damaged = _refresh(path, repository, listing, read, damaged_errors)
+            runs = _refresh(directory, repository, listing, read, damaged_errors)
     except OSError as exc:
         log.warning("cannot use the local chunk index cache in %s: %s", directory, exc)
         return None
-    plaintexts = []
-    for name in uncovered:
-        try:
-            plaintexts.append(read(name))
-        except damaged_errors as exc:
-            damaged[name] = str(exc)
 
     def rebuild(bad: CacheRun) -> CacheRun:
-        """A sound cache in place of ``bad``, found damaged while in use."""
+        """A sound cache in place of ``bad`` (the main or a side run), found damaged
+        while in use: the whole cache is built again, without side runs."""
         with locked(directory):
             with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_ino == os.fstat(bad.fd).st_ino:
-                    path.unlink()  # nobody replaced it meanwhile
-            run, _, _ = _refresh(path, repository, list_files(), read, damaged_errors, True)
-        if run is None:
+                if bad.path.stat().st_ino == os.fstat(bad.fd).st_ino:
+                    bad.path.unlink()  # nobody replaced it meanwhile
+            fresh = _refresh(directory, repository, list_files(), read, damaged_errors, True)
+        if fresh.main is None:
             raise CacheCorrupt("the rebuilt local chunk index cache cannot be opened")
-        return run
+        return fresh.main
 
-    index = ChunkIndex.from_files(plaintexts, exclude)
-    index.attach_cache(run, exclude, rebuild)
-    return index, list(listing), damaged
+    def add_side(name: str, size: int, plaintext: bytes) -> CacheRun | None:
+        """A side run covering one new index file, or None if it cannot be written."""
+        try:
+            with locked(directory):
+                path = side_path(directory)
+                from respaldo.repository import index_runs
+
+                index_runs.write_side(path, repository, [(name, size, plaintext)])
+                return open_run(path, repository)
+        except OSError as exc:
+            log.warning("cannot add to the local chunk index cache in %s: %s", directory, exc)
+            return None
+
+    index = ChunkIndex()
+    try:
+        index.attach_cache(runs.main, exclude, rebuild, runs.sides, add_side)
+    except CacheCorrupt as exc:  # a side run read whole to fill the filter
+        log.warning("the local chunk index cache is damaged (%s); rebuilding it", exc)
+        with locked(directory):
+            for side in runs.sides:
+                _drop(side)
+            runs = _refresh(directory, repository, listing, read, damaged_errors, True)
+        index = ChunkIndex()
+        index.attach_cache(runs.main, exclude, rebuild, (), add_side)
+    return index, list(listing), runs.damaged
+
+
+def _open_sides(directory: Path, repository: str) -> list[CacheRun]:
+    sides = []
+    for path in sorted(directory.glob(f"{SIDE_PREFIX}*.cix")):
+        run = open_run(path, repository)
+        if run is not None:
+            sides.append(run)
+    return sides
 
 
 def _refresh(
-    path: Path,
+    directory: Path,
     repository: str,
     listing: Mapping[str, int],
     read: ReadFile,
     damaged_errors: tuple[type[Exception], ...],
     complete: bool = False,
-) -> tuple[CacheRun | None, list[str], dict[str, str]]:
-    """Open the cache, rebuilding it if it is missing, damaged, covers a file that is
-    gone, or lacks more than MEMORY_MAX entries' worth of files (always when
-    ``complete``); returns it, the files it does not cover, and the damaged files."""
-    run = open_run(path, repository)
-    covered = dict(run.files) if run is not None else {}
+) -> Runs:
+    """Open the cache's runs and bring them up to date with ``listing``: index files they
+    do not cover go to a new side run (or, where there is no main run yet, to a new main
+    one) while they are at most SIDE_RECORDS_MAX entries; the whole cache is built again
+    (numpy, :mod:`.index_build`) if it is missing and big, damaged, covers a file that is
+    gone, or when ``complete``. Too many side runs are merged."""
+    from respaldo.repository import index_runs
+
+    _remove_leftovers(directory)
+    path = directory / CACHE_NAME
+    main = open_run(path, repository)
+    sides: list[CacheRun] = []
+    covered = dict(main.files) if main is not None else {}
+    for side in _open_sides(directory, repository):
+        if any(name in covered for name, _ in side.files):
+            _drop(side)  # merged already, by a process killed before it removed the side
+            continue
+        covered.update(side.files)
+        sides.append(side)
     removed = any(listing.get(name) != size for name, size in covered.items())
     new = [name for name in listing if covered.get(name) != listing[name]]
-    big = sum(listing[name] for name in new) // RECORD > MEMORY_MAX
-    if run is not None and not removed and not new:
-        return run, [], {}
-    if run is not None and not removed and not big and not complete:
-        return run, new, {}
+    small = sum(listing[name] for name in new) // RECORD <= SIDE_RECORDS_MAX
+    if not complete and not removed and small and (main is not None or not sides):
+        damaged: dict[str, str] = {}
+        sources = []
+        for name in new:
+            try:
+                sources.append((name, listing[name], read(name)))
+            except damaged_errors as exc:
+                damaged[name] = str(exc)
+        if main is None:
+            index_runs.write_side(path, repository, sources)
+            main = open_run(path, repository)
+        elif sources:
+            side = side_path(directory)
+            index_runs.write_side(side, repository, sources)
+            opened = open_run(side, repository)
+            if opened is not None:
+                sides.append(opened)
+        if main is not None:
+            main, sides = _merge_if_many(directory, repository, main, sides)
+            return Runs(main, sides, damaged)
+    from respaldo.repository import index_build
+
     try:
-        result = build(path, repository, listing, read, run, damaged_errors)
+        result = index_build.build(path, repository, listing, read, main, damaged_errors)
     except CacheCorrupt as exc:
         log.warning("the local chunk index cache %s is damaged (%s); rebuilding it", path, exc)
-        result = build(path, repository, listing, read, None, damaged_errors)
-    if run is not None:
-        run.close()
-    fresh = open_run(path, repository)
-    return fresh, [], result.damaged
+        result = index_build.build(path, repository, listing, read, None, damaged_errors)
+    if main is not None:
+        main.close()
+    for side in sides:
+        _drop(side)
+    return Runs(open_run(path, repository), [], result.damaged)
+
+
+def _merge_if_many(
+    directory: Path, repository: str, main: CacheRun, sides: list[CacheRun]
+) -> tuple[CacheRun, list[CacheRun]]:
+    """``sides`` as they are while there are at most SIDES_OPEN_MAX, else merged: into
+    one side run while they are small beside ``main``, else into ``main`` (replaced in
+    place, then the side runs removed: a process killed between the two leaves side runs
+    the main run covers, which the next open removes). Returns the runs to use."""
+    from respaldo.repository import index_runs
+
+    if len(sides) <= SIDES_OPEN_MAX:
+        return main, sides
+    try:
+        if sum(s.records for s in sides) * 8 < main.records:
+            target = side_path(directory)
+            index_runs.merge_runs(target, repository, sides)
+            merged = open_run(target, repository)
+            if merged is None:
+                return main, sides
+            for side in sides:
+                _drop(side)
+            return main, [merged]
+        index_runs.merge_runs(main.path, repository, [main, *sides])
+    except CacheCorrupt as exc:
+        # Left as it was: a damaged run is found by the lookups that read it, and the
+        # whole cache is then rebuilt.
+        log.warning("cannot merge the local chunk index cache's runs (%s)", exc)
+        return main, sides
+    fresh = open_run(main.path, main.repository)
+    if fresh is None:
+        raise CacheCorrupt("the merged local chunk index cache cannot be opened")
+    main.close()
+    for side in sides:
+        _drop(side)
+    return fresh, []

@@ -13,7 +13,8 @@ the calling thread also hashed every chunk and every pack, one chunk at a time: 
 the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
 so memory stays at about ``2 × workers + 1`` blocks + 3 packs, whatever the stream's size,
 plus the entries of the chunks stored but not yet in an index file
-(``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses it).
+(``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses it); those in an index file
+go to the local index cache's side runs, on disk (:meth:`.ChunkIndex.add_file`).
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
@@ -370,8 +371,9 @@ class BackupWriter:
         self.repo.storage.put(name, blob)
         self.repo.index_files.add(name)
         self.stats.stored_bytes += len(blob)
-        for pack_id, entries in groups:
-            self.repo.index.add_pack(pack_id, entries)
+        # With a local cache, to a side run on disk: nothing this backup stores stays in
+        # memory once an index file describes it (index.py).
+        self.repo.index.add_file(name, len(blob), groups)
         with self._lock:
             for _, entries in groups:
                 for e in entries:

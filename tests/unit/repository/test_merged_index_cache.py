@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from respaldo.repository import Repository, index_cache
+from respaldo.repository import Repository, index_build, index_cache
 from respaldo.repository.index import ChunkIndex, Location, decode_index, encode_index
 from respaldo.repository.packs import PackEntry
 from respaldo.storage.base import Storage
@@ -72,8 +72,8 @@ def _load(cache: Path, files: dict[str, bytes]) -> ChunkIndex:
 def small_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Buckets of a few hundred records and little held in memory: the multi-bucket
     build and the merges that large repositories take happen on small data."""
-    monkeypatch.setattr(index_cache, "BUCKET_RECORDS", 300)
-    monkeypatch.setattr(index_cache, "MEMORY_MAX", 500)
+    monkeypatch.setattr(index_build, "BUCKET_RECORDS", 300)
+    monkeypatch.setattr(index_cache, "SIDE_RECORDS_MAX", 500)
 
 
 def test_the_cache_answers_as_the_index_files_do(tmp_path: Path, small_buckets: None) -> None:
@@ -152,7 +152,7 @@ def test_the_crc_of_numpy_matches_zlib() -> None:
     import numpy as np
 
     rows = np.frombuffer(random.Random(9).randbytes(44 * 50), np.uint8).reshape(50, 44)
-    assert index_cache._crc40(rows).tolist() == [zlib.crc32(bytes(r[:40])) for r in rows]
+    assert index_build._crc40(rows).tolist() == [zlib.crc32(bytes(r[:40])) for r in rows]
 
 
 # --- through the repository --------------------------------------------------------------
