@@ -160,9 +160,9 @@ class CacheRun:
         self.files: list[tuple[str, int]] = [(n, s) for n, s in doc["files"]]
         self.groups = meta[files_len : files_len + groups * GROUP]
         self.directory = meta[files_len + groups * GROUP : filter_at].cast("Q")
-        self.records = records
+        self.records: int = records
         self.blocks = blocks
-        self.unique = unique
+        self.unique: int = unique
         # Where each value of the keys' top bits starts in the directory: a lookup then
         # bisects a few entries instead of all of them. About one block a slot, so that a
         # small run (a backup's own index file) does not hold a 512 KiB table.
@@ -501,9 +501,9 @@ def _refresh(
             index_runs.write_side(path, repository, sources)
             main = open_run(path, repository)
         elif sources:
-            side = side_path(directory)
-            index_runs.write_side(side, repository, sources)
-            opened = open_run(side, repository)
+            new_side = side_path(directory)
+            index_runs.write_side(new_side, repository, sources)
+            opened = open_run(new_side, repository)
             if opened is not None:
                 sides.append(opened)
         if main is not None:
