@@ -20,6 +20,7 @@ from respaldo.errors import (
     RepositoryExists,
     WrongPassphrase,
 )
+from respaldo.repository import allocator
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.config_file import (
     CONFIG_NAME,
@@ -233,6 +234,9 @@ class Repository:
         authentic, or of another repository id than the key files: never reported as a
         wrong passphrase when the key files say otherwise) or WrongPassphrase.
         """
+        # Megabyte buffers handed back when freed (a first backup of 1 GB peaked 10%
+        # lower, :mod:`.allocator`).
+        allocator.tune()
         config = read_config(storage)
         key_files = read_key_files(storage)
         master_key = _unlock(
