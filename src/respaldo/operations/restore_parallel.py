@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 FEED = 1 << 20
 """The most bytes handed to a pg_restore in one write."""
+IOV_PARTS = 512
+"""The most parts one ``writev`` takes (the system's limit is 1024)."""
 
 
 class _Aborted(Exception):
@@ -117,24 +119,47 @@ class _Arrivals:
 
 
 class Spool(_Arrivals):
-    """The dump, written to ``path`` as it is read; readers wait for the bytes they need."""
+    """The dump, written to ``path`` as it is read; readers wait for the bytes they need.
+
+    Appended chunks are written a batch at a time (``writev`` of up to FEED bytes), and
+    only then do readers hear of them: per chunk (about 20 KiB), the write, the wake-up
+    of every waiting worker and its ``sendfile`` cost more than the bytes. A reader that
+    waits for bytes still in the batch writes the batch itself first, and while one
+    waits every chunk is written at once: no reader waits for a batch to fill."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
         self._fh = path.open("wb", buffering=0)
         self._size = 0
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._waiting = 0
+        self._writing = threading.Lock()
+        """Held to change the batch or to write into the spool (lock order: this one,
+        then the condition)."""
 
     def append(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self._fh.write(view) :]
+        with self._writing:
+            self._batch.append(data)
+            self._batched += len(data)
+            if self._batched >= FEED or self._waiting:
+                self._write_batch()
+
+    def _write_batch(self) -> None:
+        """Write the batch and tell the waiters; called with ``_writing`` held."""
+        if not self._batched:
+            return
+        _write_all(self._fh.fileno(), self._batch)
         with self._arriving():
-            self._size += len(data)
+            self._size += self._batched
+        self._batch, self._batched = [], 0
 
     def finish(self) -> None:
         """The whole stream is there, its checksum checked."""
-        self._fh.close()
+        with self._writing:
+            self._write_batch()
+            self._fh.close()
         self._mark_done()
 
     def abort(self) -> None:
@@ -146,8 +171,20 @@ class Spool(_Arrivals):
         """Block until ``end`` bytes are there (or the stream is complete, shorter);
         returns how many are. Raises _Aborted."""
         with self._changed:
-            self._wait(lambda: self._size >= end)
-            return self._size
+            if self._size >= end or self._done or self._aborted:
+                self._wait(lambda: self._size >= end)
+                return self._size
+        with self._writing:
+            self._waiting += 1
+            if not self._fh.closed:
+                self._write_batch()
+        try:
+            with self._changed:
+                self._wait(lambda: self._size >= end)
+                return self._size
+        finally:
+            with self._writing:
+                self._waiting -= 1
 
     def reader(self) -> _SpoolReader:
         return _SpoolReader(self)
@@ -709,7 +746,7 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
     """``writev`` of ``parts`` into the pipe ``fd``, whole. Raises BrokenPipeError if
     the reader has gone."""
     while parts:
-        written = os.writev(fd, parts)
+        written = os.writev(fd, parts[:IOV_PARTS])
         while parts and written >= len(parts[0]):
             written -= len(parts.pop(0))
         if written:
