@@ -38,6 +38,7 @@ Results go to stdout as Markdown tables and to ``bench/results/logical.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -915,6 +916,23 @@ def restore_pairs(
     return out
 
 
+@contextlib.contextmanager
+def _restore_cluster(args: argparse.Namespace, log: Callable[[str], None]) -> Iterator[TempCluster]:
+    """The cluster of --restore-pairs: the long-lived one of ``--cluster`` (made by
+    :mod:`bench.bigdb`, left running), or a throwaway one loaded at ``--scale``."""
+    if args.cluster is not None:
+        from bench.bigdb import attach  # bench.bigdb imports this module
+
+        yield attach(args.cluster)
+        return
+    (args.workdir / "cluster").mkdir(exist_ok=True)
+    with TempCluster.create(base_dir=args.workdir / "cluster") as cluster:
+        cluster.execute(f"CREATE DATABASE {DB}")
+        log(f"loading the sample ERP database at scale {args.scale} (seed {args.seed})…")
+        generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
+        yield cluster
+
+
 def run_restore_pairs(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     """--restore-pairs: the sample database, its ``-Fc`` file and one respaldo backup
     (unmeasured), then only the paired restores."""
@@ -927,16 +945,14 @@ def run_restore_pairs(args: argparse.Namespace, log: Callable[[str], None]) -> d
         "machine": machine(("pyfastcdc", "blake3", "zstandard", "cryptography")),
         "params": {"scale": args.scale, "seed": args.seed, "pairs": args.restore_pairs},
     }
-    (workdir / "cluster").mkdir(exist_ok=True)
-    with TempCluster.create(base_dir=workdir / "cluster") as cluster:
-        cluster.execute(f"CREATE DATABASE {DB}")
-        log(f"loading the sample ERP database at scale {args.scale} (seed {args.seed})…")
-        generate.load(cluster.conninfo_kwargs(DB), args.scale, args.seed)
+    with _restore_cluster(args, log) as cluster:
         bench = Bench(args, cluster, log)
-        bench.settle()
+        if args.cluster is None:
+            bench.settle()
         report["database"] = {"size_bytes": bench.database_size()}
-        dump = bench.out / "a.dump"
-        report["pg_dump -Fc"] = bench.pg_dump_file(dump)
+        dump = args.fc_file or bench.out / "a.dump"
+        if args.fc_file is None:
+            report["pg_dump -Fc"] = bench.pg_dump_file(dump)
         bench.init(setup)
         backup_id = bench.backup(setup, "first")["backup_id"]
         log(f"backup {backup_id}; paired restores…")
@@ -949,7 +965,8 @@ def run_restore_pairs(args: argparse.Namespace, log: Callable[[str], None]) -> d
             jobs_list=args.restore_jobs,
             baseline_src=args.baseline_src,
         )
-    dump.unlink(missing_ok=True)
+    if args.fc_file is None:
+        dump.unlink(missing_ok=True)
     if not args.keep:
         shutil.rmtree(workdir / "setups", ignore_errors=True)
     return report
@@ -1187,6 +1204,20 @@ def main(argv: list[str] | None = None) -> int:
         "--restore-jobs (no day of work, no sweeps)",
     )
     parser.add_argument(
+        "--cluster",
+        type=Path,
+        default=None,
+        help="with --restore-pairs: the long-lived database made by bench.bigdb in this "
+        "directory, instead of loading one at --scale",
+    )
+    parser.add_argument(
+        "--fc-file",
+        type=Path,
+        default=None,
+        help="with --restore-pairs --cluster: a pg_dump -Fc file of that database, made "
+        "earlier, instead of dumping it again (minutes at 1 GB)",
+    )
+    parser.add_argument(
         "--restore-jobs", type=int, nargs="+", default=[1, 2], help="with --restore-pairs (1 2)"
     )
     parser.add_argument(
@@ -1224,6 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"zstd level {level} out of range (1..22)")
 
     if args.restore_pairs:
+        if args.cluster is not None:  # the scale it was loaded at, for the report
+            args.scale = json.loads((args.cluster / "database.json").read_text())["scale"]
         pairs = run_restore_pairs(args, log)
         return finish(pairs, args.json, pairs_table(pairs))
     report = run(args, log)
