@@ -63,6 +63,7 @@ from respaldo.postgres.archive_offsets import (
     set_offsets,
     write_offsets,
 )
+from respaldo.postgres.basebackup import widen_pipe
 from respaldo.repository import Manifest
 
 log = logging.getLogger(__name__)
@@ -474,6 +475,7 @@ def _feed(
         spool.reader() as source,
         pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
     ):
+        widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         source.send(restore.stdin, 0, plan.toc.end)
         for dump_id in ids:
             start, end = plan.starts[dump_id], plan.ends[dump_id]
@@ -780,6 +782,7 @@ def _stream_files(
     with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
         restore.stdin.flush()
         fd = restore.stdin.fileno()
+        widen_pipe(fd)  # a write of FEED bytes at once, not in 64 KiB turns
         _write_all(fd, [head])
         for entry in entries:
             parts = [bytes([BLOCK_DATA]) + integer(entry.dump_id)]
