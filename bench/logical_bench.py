@@ -99,6 +99,10 @@ class TreeSampler:
         self.pid = pid
         self.peak = 0
         self.peak_by_name: dict[str, int] = {}
+        # Seconds after the start when each program was first and last seen: when a
+        # backup's pg_dump ran within it, and so how long respaldo went on after it.
+        self.seen_by_name: dict[str, list[float]] = {}
+        self._t0 = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -117,6 +121,8 @@ class TreeSampler:
                 continue
             total += rss
             self.peak_by_name[name] = max(self.peak_by_name.get(name, 0), rss)
+            now = time.perf_counter() - self._t0
+            self.seen_by_name.setdefault(name, [now, now])[1] = now
         self.peak = max(self.peak, total)
 
     def _run(self) -> None:
@@ -182,6 +188,7 @@ class Runner:
             "server_cpu_seconds": server_cpu,
             "tree_peak_rss": rss.peak,
             "peak_rss_by_program": rss.peak_by_name,
+            "seen_by_program": rss.seen_by_name,
             # wait4: the largest of the process and its reaped descendants (not their sum).
             # Unreliable for small programs: a child's RSS between fork and exec counts,
             # which is this benchmark's own (~50 MiB). The sampled figures are the ones.
