@@ -51,9 +51,10 @@ FILE_PREFIX = "dump/"
 TOC_FILE = "toc.dat"
 MAX_JOBS = 64
 # How long the reader of a file pg_dump is still writing waits, at the file's current end,
-# for pg_dump to say something before it reads again: pg_dump says nothing while it writes
-# a table, so new bytes can only be looked for. A wait costs the writer at most this much
-# idle time; a table file is written at tens of MiB a second or more.
+# for pg_dump to say something before it reads again (and, before pg_dump has created any
+# table file, before it looks again): pg_dump says nothing while it writes a table, so new
+# bytes can only be looked for. A wait costs the writer at most this much idle time; a
+# table file is written at tens of MiB a second or more.
 FOLLOW_WAIT = 0.05
 
 # pg_dump's leader, when a worker has dumped (and closed) the data of one table.
@@ -216,8 +217,8 @@ def dump_directory(
                 if said.ended:
                     break
                 growing = _largest_table_file(out) if out.is_dir() else None
-                if growing is None:  # pg_dump is still reading the catalog
-                    said.take(None)
+                if growing is None:  # pg_dump is still reading the catalog: look again
+                    said.take(FOLLOW_WAIT)
                     continue
                 total += _store(writer, growing[1], total, progress, follow=(growing[0], said))
         # pg_dump has exited successfully: every file left is complete. The table of
