@@ -79,10 +79,19 @@ TARGETS = {
 """The issue's targets (stated for a 10 GB database)."""
 BASE_PAR = "backup --jobs (baseline)"
 BASE_SER = "backup (baseline)"
+SERIAL_STEPS = ("pg_dump -Fc", "backup", BASE_SER)
+"""What ``--parallel-only`` leaves out."""
 
 
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _after_pg_dump(run: dict[str, Any]) -> float:
+    """Seconds a backup went on after its pg_dump was last seen running: how far
+    respaldo's storing trailed the dump (sampled every 50 ms)."""
+    seen = run.get("seen_by_program", {}).get("pg_dump")
+    return float(run["seconds"] - seen[1]) if seen else 0.0
 
 
 def pg_dump_dir(bench: Bench, path: Path, jobs: int) -> dict[str, Any]:
@@ -275,6 +284,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         names = ["pg_dump -Fc", "pg_dump -Fd", "backup --jobs", "backup"]
         if base is not None:
             names += [BASE_PAR, BASE_SER]
+        if args.parallel_only:
+            names = [n for n in names if n not in SERIAL_STEPS]
         if args.restore:
             names += ["pg_restore -j", "restore --jobs"]
             if args.serial_restore:
@@ -292,6 +303,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                     (BASE_PAR, partial(respaldo_backup, bench, base_par, f"bpar{i}", jobs, base)),
                     (BASE_SER, partial(respaldo_backup, bench, base_ser, f"bser{i}", 1, base)),
                 ]
+            if args.parallel_only:
+                steps = [(n, f) for n, f in steps if n not in SERIAL_STEPS]
             if args.restore:
                 restores: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                     ("pg_restore -j", lambda: bench.pg_restore(fd_dir, "bench_pg", jobs)),
@@ -363,28 +376,37 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
             }
             for name, rs in runs.items()
         }
-        report["ratios"] = {
-            "backup / pg_dump -Fc": ratio("backup --jobs", "pg_dump -Fc"),
-            "backup / pg_dump -Fd -Z0": ratio("backup --jobs", "pg_dump -Fd"),
-            "serial backup / pg_dump -Fc": ratio("backup", "pg_dump -Fc"),
-            "backup / serial backup": ratio("backup --jobs", "backup"),
-        }
+        report["ratios"] = {"backup / pg_dump -Fd -Z0": ratio("backup --jobs", "pg_dump -Fd")}
+        if not args.parallel_only:
+            report["ratios"].update(
+                {
+                    "backup / pg_dump -Fc": ratio("backup --jobs", "pg_dump -Fc"),
+                    "serial backup / pg_dump -Fc": ratio("backup", "pg_dump -Fc"),
+                    "backup / serial backup": ratio("backup --jobs", "backup"),
+                }
+            )
         if args.restore:
             report["ratios"]["restore / pg_restore -j"] = ratio("restore --jobs", "pg_restore -j")
         report["cpu_ratios"] = {
             "backup / pg_dump -Fd -Z0": ratio("backup --jobs", "pg_dump -Fd", "cpu_seconds"),
-            "backup / serial backup": ratio("backup --jobs", "backup", "cpu_seconds"),
         }
+        if not args.parallel_only:
+            report["cpu_ratios"]["backup / serial backup"] = ratio(
+                "backup --jobs", "backup", "cpu_seconds"
+            )
+        report["pg_dump_tail"] = spread([_after_pg_dump(r) for r in runs["backup --jobs"]])
         if base is not None:
-            for after, before in (("backup --jobs", BASE_PAR), ("backup", BASE_SER)):
+            pairs = [("backup --jobs", BASE_PAR), ("backup", BASE_SER)]
+            for after, before in pairs[:1] if args.parallel_only else pairs:
                 report["ratios"][f"{after} / {before}"] = ratio(after, before)
                 report["cpu_ratios"][f"{after} / {before}"] = ratio(after, before, "cpu_seconds")
         report["sizes"] = {
-            "pg_dump -Fc": runs["pg_dump -Fc"][-1]["bytes"],
             "pg_dump -Fd -Z0": runs["pg_dump -Fd"][-1]["bytes"],
             "repository (parallel)": runs["backup --jobs"][-1]["repository_bytes"],
-            "repository (serial)": runs["backup"][-1]["repository_bytes"],
         }
+        if not args.parallel_only:
+            report["sizes"]["pg_dump -Fc"] = runs["pg_dump -Fc"][-1]["bytes"]
+            report["sizes"]["repository (serial)"] = runs["backup"][-1]["repository_bytes"]
         if not args.keep:
             shutil.rmtree(workdir / "setups", ignore_errors=True)
     return report
@@ -458,6 +480,13 @@ def table(report: dict[str, Any]) -> Iterator[str]:
     yield "| --- | --- |"
     for name, s in report.get("cpu_ratios", {}).items():
         yield f"| {name} | {_fmt(s, 3)} |"
+    tail = report.get("pg_dump_tail")
+    if tail:
+        yield ""
+        yield (
+            f"backup --jobs went on {_fmt(tail, 2)} s after its pg_dump had ended "
+            "(storing what pg_dump had written)"
+        )
     stages = report.get("stages")
     if stages:
         yield ""
@@ -514,6 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-restore", dest="restore", action="store_false", help="measure backups only"
     )
     parser.add_argument(
+        "--parallel-only",
+        action="store_true",
+        help="leave out pg_dump -Fc and the serial backups (d): the -Fd ratio only",
+    )
+    parser.add_argument(
         "--serial-restore",
         action="store_true",
         help="also (g) respaldo restore (one job) of (d)'s backup: every point of the "
@@ -538,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         args.scale = json.loads((args.cluster / "database.json").read_text())["scale"]
     if args.scale <= 0 or args.repeat < 1 or args.jobs < 2:
         parser.error("--scale must be positive, --repeat at least 1, --jobs at least 2")
+    if args.parallel_only and args.serial_restore:
+        parser.error("--serial-restore needs the serial backups that --parallel-only leaves out")
     if args.restore_pairs:
         pairs = run_restore_pairs(args, log)
         return finish(pairs, args.json, pairs_table(pairs))
