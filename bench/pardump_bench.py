@@ -348,6 +348,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
                         )
                 elif name == "pg_dump -Fd" and args.lean_disk:
                     shutil.rmtree(fd_dir)
+                elif name == "backup --jobs" and not args.restore and not args.keep:
+                    shutil.rmtree(parallel.root)  # no restore reads it
                 elif name == "restore --jobs" and args.lean_disk and not args.keep:
                     shutil.rmtree(parallel.root)
                 elif name == "pg_restore -j" and not args.stages:
