@@ -30,7 +30,7 @@ from respaldo.operations.pardump import DIRECTORY_FORMAT, check_jobs, dump_direc
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.postgres import (
     ConnInfo,
-    exported_snapshot,
+    counting_snapshot,
     pg_dump,
     pg_dumpall_globals,
     psql,
@@ -123,8 +123,8 @@ def _dump(
         **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
     with BackupWriter(repo, backup_id) as writer:
-        with exported_snapshot(conninfo) as snapshot:
-            meta["row_counts"] = snapshot.row_counts
+        # The rows are counted while pg_dump runs (in the snapshot it dumps), not before.
+        with counting_snapshot(conninfo) as snapshot:
             # For 'respaldo ls' (the dump's table of contents holds no sizes).
             meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
@@ -147,6 +147,7 @@ def _dump(
                     blocks = BlockStarts(dump.stdout)
                     writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
                 meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
+            meta["row_counts"] = snapshot.row_counts()
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(
             kind=kind.value,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -235,7 +236,7 @@ class ExportedSnapshot(NamedTuple):
     """``"schema.table"`` -> ``count(*)`` as seen by the snapshot."""
 
 
-def _export_and_count(conn: Connection) -> ExportedSnapshot:
+def _export(conn: Connection) -> str:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_catalog.pg_export_snapshot()")
         snapshot_row = cur.fetchone()
@@ -243,14 +244,30 @@ def _export_and_count(conn: Connection) -> ExportedSnapshot:
         # Off, so that a role subject to row-level security fails instead of counting short
         # (pg_dump does the same).
         cur.execute("SET LOCAL row_security = off")
+    return str(snapshot_row[0])
+
+
+class _Stopped(Exception):
+    """The counting was stopped: its caller failed."""
+
+
+def _count(conn: Connection, stop: threading.Event | None = None) -> dict[str, int]:
+    with conn.cursor() as cur:
         tables = [(str(s), str(t)) for s, t in cur.execute(_USER_TABLES).fetchall()]
         counts: dict[str, int] = {}
         for schema, table in tables:
+            if stop is not None and stop.is_set():
+                raise _Stopped
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
             count_row = cur.fetchone()
             assert count_row is not None
             counts[f"{schema}.{table}"] = int(count_row[0])
-    return ExportedSnapshot(str(snapshot_row[0]), counts)
+    return counts
+
+
+def _export_and_count(conn: Connection) -> ExportedSnapshot:
+    snapshot_id = _export(conn)
+    return ExportedSnapshot(snapshot_id, _count(conn))
 
 
 @contextmanager
@@ -279,6 +296,77 @@ def exported_snapshot(conninfo: ConnInfo) -> Iterator[ExportedSnapshot]:
         )
         yield snapshot
     finally:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            log.debug("rollback of the snapshot transaction failed", exc_info=True)
+        conn.close()
+
+
+CANCEL_AGAIN = 0.2
+"""Seconds between cancels of a snapshot's count whose caller failed."""
+
+
+class CountingSnapshot:
+    """An exported snapshot whose row counts are being taken in a thread (on the
+    exporting connection, in the snapshot's own transaction) while the caller dumps."""
+
+    def __init__(self, snapshot_id: str, counting: threading.Thread) -> None:
+        self.snapshot_id = snapshot_id
+        self._counting = counting
+        self.counts: dict[str, int] | None = None
+        self.failure: BaseException | None = None
+
+    def row_counts(self) -> dict[str, int]:
+        """Every user table's ``count(*)`` in the snapshot, once counted (waits for it).
+        Raises ConnectionFailed, QueryFailed."""
+        self._counting.join()
+        if self.failure is not None:
+            raise self.failure
+        assert self.counts is not None
+        return self.counts
+
+
+@contextmanager
+def counting_snapshot(conninfo: ConnInfo) -> Iterator[CountingSnapshot]:
+    """:func:`exported_snapshot`, with the rows counted while the block runs instead of
+    before it: a backup's pg_dump starts at once, and the counts (a full read of every
+    table: 5.8 s of a 10 GB database, measured) overlap the dump instead of preceding
+    it. The counts are those of the same snapshot, read in the same transaction, so they
+    are exactly what :func:`exported_snapshot` gives. The connection belongs to the
+    counting thread until it ends: leaving the block early cancels the count, and the
+    transaction ends only after it. Raises ConnectionFailed, QueryFailed (also from
+    :meth:`CountingSnapshot.row_counts`)."""
+    conn = connect(conninfo)
+    counting: threading.Thread | None = None
+    stop = threading.Event()
+    try:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot_id = _guarded(conninfo, "exporting a snapshot", lambda: _export(conn))
+
+        def count() -> None:
+            try:
+                snapshot.counts = _guarded(
+                    conninfo, "counting the snapshot's rows", lambda: _count(conn, stop)
+                )
+            except BaseException as exc:  # handed to the caller by row_counts()
+                snapshot.failure = exc
+
+        counting = threading.Thread(target=count, name="row-counts", daemon=True)
+        snapshot = CountingSnapshot(snapshot_id, counting)
+        counting.start()
+        log.debug("exported snapshot %s of %s, counting its rows", snapshot_id, conninfo)
+        yield snapshot
+    finally:
+        if counting is not None and counting.is_alive():
+            # The caller failed: its counts are of no use. A cancel that arrives between
+            # two counts cancels nothing, so it is sent again until the thread has seen
+            # the stop (before its next count) or the cancel (during one).
+            stop.set()
+            while counting.is_alive():
+                _cancel_query(conn)
+                counting.join(CANCEL_AGAIN)
         try:
             conn.rollback()
         except psycopg.Error:
