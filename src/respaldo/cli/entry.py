@@ -76,8 +76,8 @@ def release_collection() -> None:
 def one_blas_thread() -> None:
     """Start numpy's OpenBLAS with one thread unless told otherwise.
 
-    numpy (the chunk index) loads OpenBLAS, which starts a thread per core when it is
-    loaded: half of numpy's import, 0.03 of 0.06 CPU-s in every backup and restore
+    numpy (the chunk index, where a process builds its arrays) loads OpenBLAS, which
+    starts a thread per core when it is loaded: half of numpy's import, 0.03 of 0.06 CPU-s
     (time.process_time, 2 cores). respaldo sorts and searches arrays; it never multiplies
     matrices, the only work those threads do. An OPENBLAS_NUM_THREADS already set is kept.
     """
