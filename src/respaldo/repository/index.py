@@ -305,13 +305,19 @@ class ChunkIndex:
         )
 
     def get(self, chunk_id: bytes) -> Location | None:
-        found = self._lookup(chunk_id)
+        # ``_lookup`` and the cache's part written out: this is every backup's and every
+        # restore's lookup, and each call costs a few hundred nanoseconds.
+        found = self._delta.get(chunk_id)
+        if found is None:
+            base = self._base
+            if base is not None:
+                found = base.find(chunk_id)
         if found is not None:
             no, offset, length, raw = found
             return Location(self._packs[no], offset, length, raw)
         run = self._run
         if run is not None:
-            location = self._run_get(run, chunk_id)
+            location = self._run_first(run, chunk_id)
             if location is not None:
                 return location
         sides, bloom = self._sides, self._side_filter
@@ -325,10 +331,24 @@ class ChunkIndex:
         if not bloom[bit >> 3] >> (bit & 7) & 1:
             return None
         for side in sides:
-            location = self._run_get(side, chunk_id)
+            location = self._run_first(side, chunk_id)
             if location is not None:
                 return location
         return None
+
+    def _run_first(self, run: CacheRun, chunk_id: bytes) -> Location | None:
+        """What :meth:`_run_get` answers, by the short path (one read) unless there are
+        quarantined copies to pass over."""
+        if self._exclude:
+            return self._run_get(run, chunk_id)
+        try:
+            first = run.first(chunk_id)
+        except CacheCorrupt as exc:
+            return self._run_get(self._recover(run, exc), chunk_id)
+        if first is None:
+            return None
+        group, offset, length, raw = first
+        return Location(run.pack_id(group), offset, length, raw)
 
     def _run_get(self, run: CacheRun, chunk_id: bytes) -> Location | None:
         try:

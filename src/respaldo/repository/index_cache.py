@@ -211,11 +211,61 @@ class CacheRun:
         b = bisect.bisect_left(self.directory, key, self.top[top], self.top[top + 1]) - 1
         return b if b > 0 else 0
 
-    def find(self, chunk_id: bytes, use_filter: bool = True) -> list[Found]:
-        """Every record of ``chunk_id``, in file order (usually none or one). Raises
+    def first(self, chunk_id: bytes) -> Found | None:
+        """The first record of ``chunk_id`` (``find(chunk_id)[0]``), or None. Raises
         CacheCorrupt for a record that does not match its check.
 
-        The hot path of every backup and restore: written flat, without helpers."""
+        The hot path of every backup and restore, written flat: one call, one read. The
+        first record of a key is its chunk's first copy unless another id shares the key
+        (once in 2^64) or the key opens a block (its records may begin in the block
+        before): those are left to :meth:`find`."""
+        if not self.blocks:
+            return None
+        # The filter first: most chunks a cache does not hold never touch the file. Its
+        # hashes are the id's words 0 and 1 after the key (uniform already).
+        f, mask = self.filter, self.filter_mask
+        word = int.from_bytes(chunk_id[8:16], "little")
+        bit = word & mask
+        if not f[bit >> 3] >> (bit & 7) & 1:
+            return None
+        bit = (word >> 32) & mask
+        if self.hashes > 1 and not f[bit >> 3] >> (bit & 7) & 1:
+            return None
+        key = int.from_bytes(chunk_id[:8], "big")
+        top = key >> self.top_shift
+        directory, top_table = self.directory, self.top
+        # The last block that starts at or before the key: when it starts before it,
+        # every record of the key is in it (the next block starts after the key).
+        b = bisect.bisect_right(directory, key, top_table[top], top_table[top + 1]) - 1
+        if b < 0:
+            b = 0
+        if directory[b] == key:
+            found = self.find(chunk_id, use_filter=False)
+            return found[0] if found else None
+        block = os.pread(self.fd, BLOCK, BLOCK + b * BLOCK)
+        if len(block) != BLOCK:
+            raise CacheCorrupt(f"block {b} is truncated")
+        (count,) = _U32.unpack_from(block, TRAILER)
+        if not 0 < count <= PER_BLOCK:
+            raise CacheCorrupt(f"block {b} has a bad count")
+        keys = memoryview(block).cast("Q")  # the keys, then what follows them: up to count
+        i = bisect.bisect_left(keys, key, 0, count)
+        if i == count or keys[i] != key:
+            return None
+        at = KEYS_END + i * RECORD
+        if block[at : at + 24] != chunk_id[8:32]:
+            if i + 1 < count and keys[i + 1] == key:  # another id with the same key first
+                found = self.find(chunk_id, use_filter=False)
+                return found[0] if found else None
+            return None
+        group, offset, length, raw, check = _FIELDS.unpack_from(block, at + 24)
+        if zlib.crc32(block[at : at + 40]) != check:
+            raise CacheCorrupt(f"a record of block {b} does not match its check")
+        return group, offset, length, raw
+
+    def find(self, chunk_id: bytes, use_filter: bool = True) -> list[Found]:
+        """Every record of ``chunk_id``, in file order (usually none or one). Raises
+        CacheCorrupt for a record that does not match its check."""
         if not self.blocks:
             return []
         if use_filter:
