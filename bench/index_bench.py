@@ -34,6 +34,13 @@ machine is shared and loaded), then 200,000 additions in
 packs of 700 (what a backup of ~3.5 GB of new data adds). Known ids are drawn from all
 the files. Results go to stdout as Markdown and to ``bench/results/index.json``.
 
+The ratios table divides each kind's lookup time by the compact index's at the smallest
+size of the same round (the target: lookups per second at 10M and 65M within 2x of the
+compact index's at 4M). ``--baseline-src DIR`` measures the cache a second time in each
+round with the respaldo package of ``DIR`` (a ``src`` directory, e.g. of
+``git archive <rev> src``), first or second in alternate rounds: before and after a
+change, paired.
+
 ``--backup``: a repository (local directory, cache directory set) pre-filled with
 ``--chunks`` chunks (sealed index files of random ids; their packs do not exist, nothing
 deduplicates against them) against an empty one; each run backs up the same new random
@@ -329,7 +336,16 @@ def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
     }
 
 
-def run_child(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
+def run_child(
+    kind: str, workdir: Path, chunks: int, seed: int, baseline: Path | None = None
+) -> dict[str, Any]:
+    """One measurement in a fresh process; with ``baseline`` (a ``src`` directory of
+    another version of respaldo), that version's code is measured instead."""
+    env = dict(os.environ)
+    if baseline is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(baseline), str(Path(__file__).resolve().parent.parent)]
+        )
     done = subprocess.run(
         [
             sys.executable,
@@ -347,8 +363,11 @@ def run_child(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     result: dict[str, Any] = json.loads(done.stdout)
+    if baseline is not None:
+        result["kind"] += " (baseline)"
     return result
 
 
@@ -474,6 +493,41 @@ def spread(results: list[dict[str, Any]]) -> Iterator[str]:
         yield f"| {chunks:,} | {kind} | {len(rows)} | {mmm('hit_us')} | {mmm('miss_us')} |"
 
 
+def ratios(results: list[dict[str, Any]]) -> Iterator[str]:
+    """Each kind's lookup time against the in-memory compact index at the smallest size
+    of the same round (the target: at most 2x), min / median / max over the rounds."""
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        rounds.setdefault(r.get("round", 0), []).append(r)
+    by_row: dict[tuple[int, str], dict[str, list[float]]] = {}
+    for rows in rounds.values():
+        base = [r for r in rows if r["kind"] == "compact"]
+        if not base:
+            continue
+        ref = min(base, key=lambda r: r["chunks"])
+        for r in rows:
+            if r is ref:
+                continue
+            cell = by_row.setdefault((r["chunks"], r["kind"]), {"hit": [], "miss": []})
+            cell["hit"].append(r["hit_us"] / ref["hit_us"])
+            cell["miss"].append(r["miss_us"] / ref["miss_us"])
+    if not by_row:
+        return
+    smallest = min(r["chunks"] for r in results if r["kind"] == "compact")
+    yield f"Against compact at {smallest:,} in the same round (lookups per second: the inverse):"
+    yield ""
+    yield "| chunks | index | rounds | hit ratio min/med/max | miss ratio min/med/max |"
+    yield "|--:|---|--:|--:|--:|"
+    for (chunks, kind), cell in sorted(by_row.items()):
+
+        def mmm(values: list[float]) -> str:
+            v = sorted(values)
+            return f"{v[0]:.2f} / {v[len(v) // 2]:.2f} / {v[-1]:.2f}"
+
+        hit, miss = mmm(cell["hit"]), mmm(cell["miss"])
+        yield f"| {chunks:,} | {kind} | {len(cell['hit'])} | {hit} | {miss} |"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.index_bench", description=__doc__)
     parser.add_argument("--chunks", type=int, nargs="+", default=[1_000_000])
@@ -485,6 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-memory-max", type=int, default=4_000_000)
     parser.add_argument("--runs", type=int, default=3, help="backup pairs, or lookup rounds")
     parser.add_argument("--backup-mib", type=int, default=64)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also measure the cache with the respaldo package of this src directory "
+        "(e.g. `git archive <rev> src` unpacked), in the same rounds",
+    )
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -505,10 +565,21 @@ def main(argv: list[str] | None = None) -> int:
             for kind in args.kinds:
                 if kind in ("dict", "compact") and chunks > args.in_memory_max:
                     continue  # gigabytes of memory: the cache is what runs at that size
-                results.append(run_child(kind, args.workdir, chunks, args.seed))
-                print(f"round {round_}: {chunks:,} {kind}: done", file=sys.stderr)
+                versions = [None]
+                if kind == "cache" and args.baseline_src is not None:
+                    # Alternating which goes first, so that neither always runs second.
+                    versions = [args.baseline_src, None][:: 1 if round_ % 2 else -1]
+                for baseline in versions:
+                    result = run_child(kind, args.workdir, chunks, args.seed, baseline)
+                    result["round"] = round_
+                    result["load_average"] = os.getloadavg()[0]
+                    results.append(result)
+                    print(f"round {round_}: {chunks:,} {result['kind']}: done", file=sys.stderr)
+    results = [r for r in results if "hit_us" in r]  # ("build" alone measures no lookups)
     lines = list(table(results))
-    lines += ["", *spread(results)]
+    lines += ["", *spread(results), "", *ratios(results)]
+    loads = sorted(r["load_average"] for r in results) or [0.0]
+    lines += ["", f"load average (1 min) after each measurement: {loads[0]:.1f} to {loads[-1]:.1f}"]
     print("\n".join(lines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
