@@ -2,17 +2,19 @@
 (RFC 9457) with the right status, a title, the error's message as ``detail`` and its
 ``hint``.
 
-What never reaches a client: a stack trace (an unexpected exception is logged here and
-answered with a generic 500), a password or passphrase the server holds, or the path of
-a file holding one (``passphrase_file``, ``password_file``, ``secret_access_key_file``;
-replaced by ``<secret file>``), nor the input of a malformed request (it may be a
-password).
+What never reaches a client: a stack trace (an unexpected exception is logged here,
+scrubbed, and answered with a generic 500), a password, key or passphrase the server
+holds or loaded from a file or the environment, or the path of a file holding one
+(``passphrase_file``, ``password_file``, ``secret_access_key_file``...; replaced by
+``<secret file>``: :mod:`respaldo.operations.scrub`), nor the input of a malformed
+request (it may be a password).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import traceback
 from http import HTTPStatus
 from typing import Any
 
@@ -199,8 +201,10 @@ def install(app: FastAPI, settings: Settings) -> None:
         return problem(exc.status_code, scrub(detail), headers=headers)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The traceback goes to the server's log only; its text may hold anything.
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        # The traceback goes to the server's log only, scrubbed: its text may hold
+        # anything, a password a driver echoed included.
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        log.error("%s %s failed\n%s", request.method, request.url.path, scrub(trace))
         return problem(
             500,
             "an unexpected error stopped the request",

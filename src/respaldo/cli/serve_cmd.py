@@ -53,6 +53,10 @@ def serve(
     if list_only:
         _list(settings, 3, False)
         return
+    from respaldo.operations.scrub import scrub_logs
+
+    # The service's log is read by more people than its secrets are meant for.
+    scrub_logs(settings)
     # retry_lost: a job this service lost when it was killed is retried (and run) here.
     with Context.open(settings, retry_lost=True) as context:
         from respaldo.scheduling.service import Service

@@ -31,6 +31,10 @@ def worker(
     shutdown_timeout_seconds the job is cancelled, and queued again for another worker.
     """
     settings = state(ctx).settings
+    from respaldo.operations.scrub import scrub_logs
+
+    # The worker's log is read by more people than its secrets are meant for.
+    scrub_logs(settings)
     with Context.open(settings) as context:
         queue.require_queue(context)
         options = queue.WorkerOptions(queues=queues or None, name=name, concurrency=concurrency)

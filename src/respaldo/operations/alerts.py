@@ -34,6 +34,7 @@ from respaldo.i18n import translations
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.scrub import Scrubber
 from respaldo.processes import this_host
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,10 @@ def _failure(
             return []
         if hint is None and isinstance(error, RespaldoError):
             hint = error.hint or None
-        text = str(error) or type(error).__name__
+        # An alert leaves the server: no password or key it loaded, no secret file's path.
+        scrub = Scrubber(settings)
+        text = scrub(str(error) or type(error).__name__)
+        hint = scrub(hint) if hint else hint
         alert = Alert(
             level=Level.CRITICAL,
             event=Event.FAILED,

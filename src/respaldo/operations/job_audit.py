@@ -17,6 +17,7 @@ from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.principal import local_principal
+from respaldo.operations.scrub import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def audit_cli_job(
         return
     outcome = AuditOutcome.SUCCESS if error is None else AuditOutcome.FAILURE
     detail = f"job {job_id}" + (f": {error or type(error).__name__}" if error else "")
+    detail = Scrubber(ctx.settings)(detail) if error else detail
     target = result_id or request.target
     if error is None:
         audit.record(ctx, local_principal(), action, target, outcome, detail)

@@ -311,6 +311,11 @@ def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseEx
         status, message = JobStatus.CANCELLED, token.reason or str(exc)
     else:
         status, message = JobStatus.FAILED, str(exc) or type(exc).__name__
+    # The message is shown to every reader of the job (API, page, CLI): a driver's or a
+    # server's error may echo a password or key this process loaded.
+    from respaldo.operations.scrub import Scrubber
+
+    message = Scrubber(ctx.settings)(message)
     failed: Job | None = None
     with ctx.catalog.begin() as session:
         if lease.store_progress(Jobs(session)) is JobStatus.RUNNING:  # not failed as lapsed

@@ -26,6 +26,7 @@ from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context, current_pid
 from respaldo.operations.copy import CopyOutcome, replicate
 from respaldo.operations.jobs import current_job, note_result
+from respaldo.operations.scrub import Scrubber
 from respaldo.operations.views import BackupView
 from respaldo.repository import Manifest, Repository, WriteStats
 
@@ -86,7 +87,8 @@ def recorded_backup(
     :func:`reserve_record` (an API request answers with it before the job runs): it is
     started instead of a new one. The record's checksum is the SHA-256 of the manifest's
     first stream. Any exception of ``body`` fails the record (message without secrets:
-    the layers below scrub them) and is re-raised.
+    the layers below scrub them, and the scrubber of operations.scrub removes any secret
+    this process loaded that their text still echoes) and is re-raised.
     """
     repo = ctx.repository()
     with ctx.catalog.begin() as session:
@@ -121,7 +123,7 @@ def recorded_backup(
         )
     except BaseException as exc:
         with ctx.catalog.begin() as session:
-            BackupRecords(session).fail(backup_id, _failure(exc))
+            BackupRecords(session).fail(backup_id, Scrubber(ctx.settings)(_failure(exc)))
         raise
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).complete(
@@ -192,7 +194,7 @@ def fail_reserved(ctx: Context, backup_id: str, message: str) -> None:
     with ctx.catalog.begin() as session:
         records = BackupRecords(session)
         if records.get(backup_id).status is BackupStatus.PENDING:
-            records.fail(backup_id, message)
+            records.fail(backup_id, Scrubber(ctx.settings)(message))
 
 
 def _pending(

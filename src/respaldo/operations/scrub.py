@@ -1,14 +1,31 @@
 """Removing the server's secrets, and the paths of the files holding them, from text
-that leaves the server (an API answer, a web page) or goes to its log.
+that leaves the server (an API answer, a web page, a job's failure message stored in
+the catalog, an alert) or goes to its log.
 
 One scrubber for every interface: the API's error handler (:mod:`respaldo.api.problems`),
-the web pages, and ``/health`` (:mod:`respaldo.operations.health`).
+the web pages, ``/health`` (:mod:`respaldo.operations.health`), the failure message of a
+job (:mod:`respaldo.operations.jobs`) and of a backup record, the audit log's detail, the
+alerts (:mod:`respaldo.operations.alerts`), and the log of ``respaldo serve`` and
+``respaldo worker`` (:func:`scrub_logs`).
+
+The secrets are the values the process holds or may load: those given in the settings
+(``passphrase``, ``databases.password``, ``repositories.secret_access_key``, the catalog
+URL's password) and the contents of the files and environment variables that hold the
+others (``passphrase_file``, ``password_file``, ``secret_access_key_file``,
+``[server] jwt_secret_file``, a notification target's ``secret_file`` / ``url_file`` /
+``secret_env`` / ``url_env``, and ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``PGPASSWORD``). A driver's or a server's error may echo any of them (PostgreSQL quotes
+a value it could not parse, an HTTP library the URL it failed on), so a secret is removed
+as written and URL-quoted.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -18,24 +35,31 @@ from respaldo.config import Settings
 REDACTED_PATH = "<secret file>"
 REDACTED = "<secret>"
 
+# Secrets the libraries respaldo uses read from the environment themselves (boto3, libpq).
+_SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
+
 
 class Scrubber:
-    """Removes the server's secrets (the repositories' passphrase, the databases' and the
-    catalog's passwords, S3 secret keys) and the paths of the files holding them."""
+    """Removes the server's secrets (see the module's docstring) and the paths of the
+    files holding them. Made once per answer, failure or application: a secret file
+    rotated later is read again by the next one. A file or variable that cannot be read
+    is skipped (then the process cannot have loaded it either)."""
 
     def __init__(self, settings: Settings) -> None:
-        paths: list[Path] = [p for p in [settings.passphrase_file] if p is not None]
-        paths += [d.password_file for d in settings.databases if d.password_file is not None]
-        paths += [
-            r.secret_access_key_file
-            for r in settings.repositories
-            if r.secret_access_key_file is not None
-        ]
+        paths = _secret_files(settings)
+        values: list[str] = []
         secrets = [settings.passphrase] + [d.password for d in settings.databases]
         secrets += [r.secret_access_key for r in settings.repositories]
-        values = [s.get_secret_value() for s in secrets if s is not None]
+        values += [s.get_secret_value() for s in secrets if s is not None]
+        values += [text for p in paths if (text := _read(p)) is not None]
+        names = [t.secret_env for t in settings.notifications.targets if t.secret_env]
+        names += [t.url_env for t in settings.notifications.targets if t.url_env]
+        values += [os.environ.get(n, "") for n in [*names, *_SECRET_ENVIRONMENT]]
+        values += _url_password(settings.catalog.url)
+        # A whole notification URL is a secret (url_file, url_env); so is its password.
+        values += [p for v in list(values) if "://" in v for p in _url_secrets(v)]
         self._paths = _longest_first(str(p) for p in paths)
-        self._secrets = _longest_first([*values, *_url_password(settings.catalog.url)])
+        self._secrets = _longest_first(_forms(values))
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -43,6 +67,43 @@ class Scrubber:
         for path in self._paths:
             text = text.replace(path, REDACTED_PATH)
         return text
+
+
+def _secret_files(settings: Settings) -> list[Path]:
+    paths: list[Path | None] = [settings.passphrase_file, settings.server.jwt_secret_file]
+    paths += [settings.server.tls_key]
+    paths += [d.password_file for d in settings.databases]
+    paths += [r.secret_access_key_file for r in settings.repositories]
+    for target in settings.notifications.targets:
+        paths += [target.secret_file, target.url_file]
+    return [p for p in paths if p is not None]
+
+
+def _read(path: Path) -> str | None:
+    # As read_secret_file reads it (the trailing newline is not part of the secret).
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _forms(values: Iterable[str]) -> list[str]:
+    """Each secret as written, stripped, and URL-quoted (as it is filled into a URL)."""
+    forms: list[str] = []
+    for value in values:
+        for form in (value, value.strip()):
+            if form:
+                forms += [form, quote(form, safe="")]
+    return forms
+
+
+def _url_secrets(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return []
+    password = parts.password
+    return [password, unquote(password)] if password else []
 
 
 def _url_password(url: str) -> list[str]:
@@ -61,3 +122,37 @@ def _url_password(url: str) -> list[str]:
 
 def _longest_first(items: Iterable[str]) -> list[str]:
     return sorted({i for i in items if i}, key=len, reverse=True)
+
+
+class _ScrubbingFilter(logging.Filter):
+    """Scrubs a record's message and traceback before any handler formats it."""
+
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__()
+        self.scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: its own text is what the handler shows
+            message = str(record.msg)
+        record.msg, record.args = self.scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        return True
+
+
+def scrub_logs(settings: Settings, logger: logging.Logger | None = None) -> None:
+    """Scrub every record that reaches the handlers of ``logger`` (default: the root
+    logger, where respaldo's and the libraries' records end) of ``settings``' secrets:
+    its message, its traceback. Called again, it replaces the scrubber it installed."""
+    target = logger if logger is not None else logging.getLogger()
+    scrubbing = _ScrubbingFilter(Scrubber(settings))
+    for handler in target.handlers:
+        for old in [f for f in handler.filters if isinstance(f, _ScrubbingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(scrubbing)

@@ -3,6 +3,7 @@ none shows a stack trace, a password or the path of a file holding a secret."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,3 +129,47 @@ def test_the_catalogs_password_is_scrubbed_as_written_and_decoded(tmp_path: Path
     scrub = Scrubber(settings)
     text = scrub("refused p@ss-w0rd and p%40ss-w0rd for respaldo")
     assert text == "refused <secret> and <secret> for respaldo"
+
+
+def test_a_password_loaded_from_its_file_is_scrubbed_from_answers_and_the_log(
+    settings: Settings,
+    context: Context,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The file's contents, not only its path: a driver's error may echo the password.
+    password_file = tmp_path / "erp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    served = settings.model_copy(
+        update={
+            "databases": Settings(
+                databases=[
+                    {
+                        "name": "erp",
+                        "dsn": "postgresql://erp@db/erp",
+                        "password_file": password_file,
+                    }
+                ]
+            ).databases
+        }
+    )
+    app = create_app(served, context)
+
+    @app.get("/test/respaldo")
+    def respaldo_error() -> None:
+        raise ConnectionFailed(f'invalid input syntax for type integer: "{PASSWORD}"')
+
+    @app.get("/test/unexpected")
+    def unexpected() -> None:
+        raise RuntimeError(f"S3 echoed {PASSWORD}")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        known = client.get("/test/respaldo")
+        with caplog.at_level(logging.ERROR, logger="respaldo.api.problems"):
+            crash = client.get("/test/unexpected")
+    assert known.json()["detail"] == 'invalid input syntax for type integer: "<secret>"'
+    assert crash.status_code == 500
+    logged = caplog.text
+    assert "RuntimeError: S3 echoed <secret>" in logged
+    assert PASSWORD not in known.text and PASSWORD not in logged

@@ -1,0 +1,123 @@
+"""The scrubber removes the secrets the process has loaded, not only those written in
+the settings: the contents of every secret file and secret environment variable, as
+written and URL-quoted, and the log of the service carries none of them."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.operations.scrub import REDACTED, Scrubber, scrub_logs
+
+pytestmark = pytest.mark.unit
+
+# What each file or variable holds; varied, with characters that URL-quoting changes.
+FILES = {
+    "passphrase": "pass/phrase from a file+1",
+    "db.password": "db p@ss from password_file",
+    "s3.key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "jwt.key": "k3-Vd9sQx7LmR2pW8zT5nB1yH6cJ4gF0aE-jwt",
+    "hook.secret": "hook-token-from-secret_file",
+    "hook.url": "json://ops:url-file-pw@hooks.internal/alerts",
+}
+ENVIRONMENT = {
+    "RESPALDO_TEST_HOOK_SECRET": "token from secret_env",
+    "RESPALDO_TEST_HOOK_URL": "json://ops:url-env-pw@hooks.internal/env",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-from-the-environment",
+}
+
+
+def secret_file(directory: Path, name: str) -> Path:
+    path = directory / name
+    path.write_text(FILES[name] + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    f = lambda name: secret_file(tmp_path, name)  # noqa: E731
+    return Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        cache_dir=tmp_path / "cache",
+        passphrase_file=f("passphrase"),
+        databases=[
+            {"name": "erp", "dsn": "postgresql://erp@db/erp", "password_file": f("db.password")}
+        ],
+        repositories=[
+            {
+                "name": "s3",
+                "url": "s3://bucket/prefix",
+                "access_key_id": "AKIAEXAMPLE",
+                "secret_access_key_file": f("s3.key"),
+            }
+        ],
+        server={"jwt_secret_file": f("jwt.key")},
+        notifications={
+            "targets": [
+                {
+                    "name": "a",
+                    "url": "json://hooks.internal/{secret}",
+                    "secret_file": f("hook.secret"),
+                },
+                {
+                    "name": "b",
+                    "url": "json://hooks.internal/x/{secret}",
+                    "secret_env": "RESPALDO_TEST_HOOK_SECRET",
+                },
+                {"name": "c", "url_file": f("hook.url")},
+                {"name": "d", "url_env": "RESPALDO_TEST_HOOK_URL"},
+            ]
+        },
+    )
+
+
+def test_the_contents_of_secret_files_and_variables_are_scrubbed(settings: Settings) -> None:
+    scrub = Scrubber(settings)
+    for value in [*FILES.values(), *ENVIRONMENT.values()]:
+        for form in (value, quote(value, safe="")):
+            text = scrub(f"the server said: {form!r} is wrong")
+            assert value not in text and form not in text, text
+            assert REDACTED in text
+    # The password of a notification URL, alone (an HTTP library's error names the host
+    # and user, and may echo the password by itself).
+    assert scrub("login refused for ops:url-file-pw") == f"login refused for ops:{REDACTED}"
+    assert "url-env-pw" not in scrub("password url-env-pw refused")
+
+
+def test_a_secret_file_that_cannot_be_read_is_skipped(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "jwt.key").unlink()
+    scrub = Scrubber(settings)
+    assert scrub(f"refused {FILES['db.password']}") == f"refused {REDACTED}"
+
+
+def test_the_services_log_carries_no_loaded_secret(settings: Settings) -> None:
+    logger = logging.getLogger("respaldo.test.scrub")
+    logger.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    try:
+        scrub_logs(settings, logger)
+        scrub_logs(settings, logger)  # again: one scrubber, not two
+        password = FILES["db.password"]
+        logger.warning("connection refused: password %s", password)
+        try:
+            raise RuntimeError(f"S3 said: bad key {FILES['s3.key']}")
+        except RuntimeError:
+            logger.exception("job failed")
+    finally:
+        logger.removeHandler(handler)
+    written = stream.getvalue()
+    assert "connection refused: password <secret>" in written
+    assert "RuntimeError: S3 said: bad key <secret>" in written  # the traceback is kept
+    assert password not in written and FILES["s3.key"] not in written
+    assert len(handler.filters) == 1
