@@ -1,0 +1,177 @@
+"""The SQLite lost-job sweep of ``respaldo serve`` (``Service.sweep``,
+``reconcile.sweep_here``, ``Context.open(retry_lost=True)``) on a PostgreSQL catalog: it
+leaves the retries to the queue. A lost job of the queue is failed once and retried once,
+in the queue (for a worker to take), never also held and run by the service; a lost job
+that ran outside the queue is failed and alerted, never retried by the service (no sweep
+of a PostgreSQL service would ever run it); a job a live worker runs is left running.
+
+The catalog is a database of the test cluster; each lost job runs in a real child process
+(a real job, its body blocking) killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.cancellation import CancelToken
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.operations import jobs, queue, reconcile
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+from respaldo.scheduling.service import Service
+
+pytestmark = pytest.mark.integration
+
+# The child: runs one job on the catalog of RESPALDO_CATALOG__URL, says its id, blocks.
+# "queue": submitted to the queue and run as a worker runs it; "here": run outside it.
+CHILD = """
+import sys, threading
+from respaldo.config import Settings
+from respaldo.domain import JobKind, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+
+ctx = Context.open(Settings(cache_dir=sys.argv[1]))
+request = JobRequest(JobKind(sys.argv[2]), "erp", TriggeredBy.SCHEDULE, "nightly", {"type": "full"})
+job = jobs.submit(ctx, request, here=sys.argv[3] == "here")
+
+def body(_):
+    print(job.id, flush=True)
+    threading.Event().wait()
+
+jobs.run(ctx, job.id, body)
+"""
+
+
+@pytest.fixture
+def catalog_url(pg: TempCluster) -> Iterator[str]:
+    name = f"lost_{uuid.uuid4().hex[:10]}"
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    password = pg.password.get_secret_value()
+    yield f"postgresql://{pg.superuser}:{password}@{pg.host}:{pg.port}/{name}"
+    pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def ctx(catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    """The service's context, opened before the job is lost."""
+    monkeypatch.setenv("RESPALDO_CATALOG__URL", catalog_url)  # the child's too
+    with Context.open(Settings(cache_dir=tmp_path / "cache"), create=True) as opened:
+        assert queue.has_queue(opened)
+        yield opened
+
+
+def lose_job(tmp_path: Path, kind: str, how: str) -> int:
+    """Run a job of ``kind`` (in the queue, or ``here``) in a child process and kill it
+    (-9) while it runs; the job's id."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path / "child-cache"), kind, how],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    job_id = int(child.stdout.readline())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    return job_id
+
+
+class Runner:
+    """What the service would run; records the ids it is handed."""
+
+    def __init__(self) -> None:
+        self.ran: list[int] = []
+
+    def __call__(self, ctx: Context, job_id: int, token: CancelToken) -> Any:
+        self.ran.append(job_id)
+        return jobs.run(ctx, job_id, lambda _: None, token=token)
+
+
+def _retries_of(ctx: Context, job_id: int) -> list[jobs.JobInfo]:
+    return [j for j in jobs.list_jobs(ctx, limit=100) if j.retry_of == job_id]
+
+
+def _deferred(ctx: Context, job_id: int) -> int:
+    """How many times job ``job_id`` was put in procrastinate's queue."""
+    with ctx.catalog.read() as session:
+        rows = session.connection().exec_driver_sql(
+            "SELECT count(*) FROM procrastinate_jobs WHERE (args->>'job_id')::int = %(id)s",
+            {"id": job_id},
+        )
+        return int(rows.scalar_one())
+
+
+def test_a_lost_job_of_the_queue_is_retried_once_in_the_queue_not_by_the_service(
+    ctx: Context, tmp_path: Path
+) -> None:
+    lost = lose_job(tmp_path, "backup", "queue")
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    assert service.sweep() == []  # nothing held here: the queue's workers retry it
+    service.join_retries()
+    assert reconcile.sweep_here(ctx) == []
+    # Found once: a worker's sweep, and a service starting now, find nothing more.
+    assert queue.recover(ctx) == []
+    with Context.open(ctx.settings, retry_lost=True) as restarted:
+        assert reconcile.sweep_here(restarted) == []
+    failed = jobs.get(ctx, lost)
+    assert failed.status is JobStatus.FAILED and "died while the job ran" in (failed.error or "")
+    (retry,) = _retries_of(ctx, lost)
+    assert (retry.status, retry.queue_name, retry.worker_pid) == (
+        JobStatus.QUEUED,
+        "default",
+        None,
+    )
+    assert _deferred(ctx, retry.id) == 1
+    assert runner.ran == []
+
+
+def test_a_lost_job_outside_the_queue_is_failed_but_not_held_by_the_service(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # A schedule's job run in-process on a PostgreSQL catalog: the SQLite path would hold
+    # a retry for this service, whose sweep never runs on PostgreSQL (it would wait,
+    # queued, for ever).
+    lost = lose_job(tmp_path, "backup", "here")
+    assert jobs.get(ctx, lost).queue_name is None
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    assert service.sweep() == []
+    service.join_retries()
+    with Context.open(ctx.settings, retry_lost=True) as restarted:
+        assert reconcile.sweep_here(restarted) == []
+    assert jobs.get(ctx, lost).status is JobStatus.FAILED
+    assert _retries_of(ctx, lost) == [] and runner.ran == []
+
+
+def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
+    job = jobs.submit(
+        ctx, JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "nightly", {"type": "full"})
+    )
+    assert job.queue_name == "default"
+    seen: list[list[int]] = []
+
+    def body(_: Context) -> None:
+        # Inside the job (its lease fresh, its process alive), as a worker runs it.
+        seen.append(reconcile.sweep_here(ctx))
+        seen.append(Service(ctx, [], runner=Runner()).sweep())
+        assert jobs.get(ctx, job.id).status is JobStatus.RUNNING
+
+    jobs.run(ctx, job.id, body)
+    assert seen == [[], []]
+    assert jobs.get(ctx, job.id).status is JobStatus.COMPLETED
+    assert _retries_of(ctx, job.id) == []
