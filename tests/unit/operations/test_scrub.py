@@ -43,7 +43,10 @@ def secret_file(directory: Path, name: str) -> Path:
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    f = lambda name: secret_file(tmp_path, name)  # noqa: E731
+
+    def f(name: str) -> Path:
+        return secret_file(tmp_path, name)
+
     return Settings(
         catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
         cache_dir=tmp_path / "cache",
