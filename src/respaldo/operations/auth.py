@@ -136,6 +136,7 @@ class Authenticator:
         self.refresh_ttl = timedelta(hours=server.refresh_token_hours)
         self.limiter = LoginLimiter(server.login_max_failures, server.login_window_seconds, clock)
         self.erp = erp
+        users.prepare_password_checks()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:

@@ -147,6 +147,14 @@ def _dummy_hash() -> str:
     return HASHER.hash("not a password of anyone's")
 
 
+def prepare_password_checks() -> None:
+    """Make, now, the stand-in hash that unknown names are checked against: made at the
+    first unknown name instead, that login would cost one argon2 hash more than a wrong
+    password does, and its time would tell that the name does not exist. A serving
+    process calls it once, before it answers (:class:`respaldo.operations.auth.Authenticator`)."""
+    _dummy_hash()
+
+
 def check_password(ctx: Context, name: str, password: str) -> User | None:
     """The user if ``password`` is theirs and they are not disabled, else None.
 

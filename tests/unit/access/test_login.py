@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Literal
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
 from respaldo.config import Settings
 from respaldo.domain import AuditAction, AuditOutcome, Role
 from respaldo.errors import ConfigError
-from respaldo.operations import audit
+from respaldo.operations import audit, users
+from respaldo.operations.auth import Authenticator, load_secret
 from respaldo.operations.context import Context
 
 from .conftest import PASSWORD, SECRET, Clock, add_user, bearer, login, write_secret
@@ -273,3 +276,43 @@ def test_a_disabled_user_cannot_log_in_and_their_tokens_stop(
     login(client, "alice")
     actions = [e.action for e in audit.entries(context) if e.action.startswith("user.")]
     assert actions == ["user.enable", "user.disable", "user.add"]
+
+
+class CountingHasher(PasswordHasher):
+    """The real argon2id, cheap, that notes each hash and verification it makes."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.calls: list[str] = []
+
+    def hash(self, password: str | bytes, *args: Any, **kwargs: Any) -> str:
+        self.calls.append("hash")
+        return super().hash(password, *args, **kwargs)
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self.calls.append("verify")
+        return super().verify(hash, password)
+
+
+def test_the_first_login_of_an_unknown_name_costs_what_a_wrong_password_costs(
+    settings: Settings, context: Context, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The answers are the same; the work must be too, or the time taken tells which
+    # names exist. The first unknown name of a process must not pay for making the
+    # stand-in hash that unknown names are checked against.
+    add_user(context, "alice", Role.ADMIN)
+    counting = CountingHasher()
+    monkeypatch.setattr(users, "HASHER", counting)
+    users._dummy_hash.cache_clear()  # a server just started
+    authenticator = Authenticator(settings, load_secret(settings), clock=clock)
+    work: list[list[str]] = []
+    with TestClient(create_app(settings, context, authenticator=authenticator)) as client:
+        for name, password in [("nobody", PASSWORD), ("alice", "not the password!")] * 2:
+            counting.calls.clear()
+            answer = client.post("/auth/token", data={"username": name, "password": password})
+            assert (answer.status_code, answer.json()["detail"]) == (
+                401,
+                "wrong user name or password",
+            )
+            work.append(list(counting.calls))
+    assert work == [["verify"]] * 4
