@@ -20,7 +20,11 @@ after the first on a machine), then, each as its own process, ``--repeat`` times
   database: the throughput reference (left out with ``--no-reference``);
 - ``respaldo backup erp`` and ``respaldo restore ID --target-database NEW`` (single job);
 - ``respaldo backup erp --jobs N`` and ``respaldo restore ID --jobs N`` of that backup
-  (``--jobs``, default 2; 1 leaves them out).
+  (``--jobs``, default 2; 1 leaves them out);
+- with ``--restore-table SCHEMA.TABLE``, ``respaldo restore ID --table SCHEMA.TABLE``
+  instead of the whole restore: where the disk has no room for a second copy of a 10 GB
+  database, it measures the same open of the repository (the chunk index's part, what
+  grew with the size) and reading of the dump.
 
 For each: wall seconds, CPU seconds (user + system of the process and its reaped
 children, from ``wait4``), the database's size over the wall time (MiB/s), and the peak
@@ -134,7 +138,17 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
                 )["backup_id"]
             if args.reference:
                 measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
-            measured("respaldo restore", bench.restore, serial, backup_id, "restored", 1)
+            if args.restore_table:
+                measured(
+                    f"respaldo restore --table {args.restore_table}",
+                    table_restore,
+                    bench,
+                    serial,
+                    backup_id,
+                    args.restore_table,
+                )
+            else:
+                measured("respaldo restore", bench.restore, serial, backup_id, "restored", 1)
             if parallel_id is not None:
                 measured(
                     f"respaldo restore --jobs {jobs}",
@@ -179,6 +193,21 @@ def parallel_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str
         result = bench.runner.run(argv, bench.respaldo_env, stdout=out, stderr=err)
     result["backup_id"] = json.loads(out_path.read_text())["id"]
     return result
+
+
+def table_restore(bench: Bench, setup: Setup, backup_id: str, table: str) -> dict[str, Any]:
+    """``respaldo restore ID --table TABLE`` into a new database (dropped afterwards):
+    the same open of the repository and reading of the dump as a whole restore, but only
+    one table's rows written (``--restore-table``: a 10 GB restore needs 10 GB of disk)."""
+    target = "restored_table"
+    bench.cluster.execute(f'DROP DATABASE IF EXISTS "{target}"')
+    argv = respaldo_argv(setup, "restore", backup_id, "--target-database", target, "--table", table)
+    err_path = bench.out / f"restore-table-{backup_id}.err"
+    try:
+        with err_path.open("wb") as err:
+            return bench.runner.run(argv, bench.respaldo_env, stderr=err)
+    finally:
+        bench.cluster.execute(f'DROP DATABASE IF EXISTS "{target}"')
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -292,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each command (3)")
     parser.add_argument(
         "--jobs", type=int, default=2, help="workers of the parallel backup and restore (2)"
+    )
+    parser.add_argument(
+        "--restore-table",
+        metavar="SCHEMA.TABLE",
+        help="restore only this table instead of the whole database (the repository's "
+        "open and the dump's reading are the same; the disk needs no room for a copy)",
     )
     parser.add_argument(
         "--no-reference",
