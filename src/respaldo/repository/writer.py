@@ -12,9 +12,10 @@ stages run in parallel; what holds the GIL is a few lines of Python per chunk. (
 the calling thread also hashed every chunk and every pack, one chunk at a time: it was
 the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
 so memory stays at about ``2 × workers + 1`` blocks + 2 packs (the one being filled, the
-one being uploaded), whatever the stream's size, plus the entries of the chunks stored but not yet in an index file
-(``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses it); those in an index file
-go to the local index cache's side runs, on disk (:meth:`.ChunkIndex.add_file`).
+one being uploaded), whatever the stream's size, plus the entries of the chunks stored
+but not yet in an index file (``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses
+it); those in an index file go to the local index cache's side runs, on disk
+(:meth:`.ChunkIndex.add_file`).
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
