@@ -133,9 +133,16 @@ SIDE_FILTER_BYTES = 2**20
 at them once in about 70 lookups with 500,000 entries in side runs, a 10 GB backup's)."""
 _SIDE_MASK = SIDE_FILTER_BYTES * 8 - 1
 
+SIDES_RUNNING_MAX = 64
+"""Side runs a process adds before it merges them into one (streaming, on disk): a
+backup of more than ~20 GB of new data keeps its open files and per-run lookups bounded."""
+
 AddSide = Callable[[str, int, bytes], "CacheRun | None"]
 """Writes a side run covering one index file (name, stored size, plaintext); None if it
 cannot."""
+MergeSides = Callable[[tuple["CacheRun", ...]], "CacheRun | None"]
+"""Writes one side run with every record of the given ones (and removes them); None if
+it cannot."""
 
 
 class ChunkIndex:
@@ -163,6 +170,7 @@ class ChunkIndex:
         self._sides: tuple[CacheRun, ...] = ()
         self._side_filter: bytearray | None = None
         self._add_side: AddSide | None = None
+        self._merge_sides: MergeSides | None = None
         self._exclude: Mapping[str, Collection[bytes]] = {}
         self._rebuild: Callable[[CacheRun], CacheRun] | None = None
 
@@ -202,13 +210,15 @@ class ChunkIndex:
         rebuild: Callable[[CacheRun], CacheRun],
         sides: Iterable[CacheRun] = (),
         add_side: AddSide | None = None,
+        merge_sides: MergeSides | None = None,
     ) -> None:
         """Answer also from the cache ``run`` and its side runs ``sides`` (oldest first),
         passing over copies in ``exclude``; ``rebuild`` gives a sound cache (without
         side runs) for one found damaged; ``add_side`` writes the side run of an index
-        file :meth:`add_file` is given."""
+        file :meth:`add_file` is given, ``merge_sides`` merges them when there are more
+        than SIDES_RUNNING_MAX."""
         self._run, self._exclude, self._rebuild = run, exclude, rebuild
-        self._add_side = add_side
+        self._add_side, self._merge_sides = add_side, merge_sides
         for side in sides:
             self._attach_side(side)
 
@@ -238,9 +248,15 @@ class ChunkIndex:
                 if side is not None:
                     try:
                         self._attach_side(side)
-                        return
                     except CacheCorrupt as exc:  # a disk that does not keep what it got
                         log.warning("a new side run of the chunk index cache is damaged (%s)", exc)
+                    else:
+                        if len(self._sides) > SIDES_RUNNING_MAX and self._merge_sides:
+                            merged = self._merge_sides(self._sides)
+                            if merged is not None:
+                                # The same records: the side filter holds them already.
+                                self._sides = (merged,)
+                        return
         for pack_id, entries in groups:
             self.add_pack(pack_id, entries)
 

@@ -487,9 +487,28 @@ def load_cached(
             log.warning("cannot add to the local chunk index cache in %s: %s", directory, exc)
             return None
 
+    def merge_sides(sides: tuple[CacheRun, ...]) -> CacheRun | None:
+        """One side run in place of ``sides`` (a long backup's), or None if it cannot.
+        The merged run is named after them: a process killed before it removed them
+        leaves runs that overlap it, and the next open keeps the older ones."""
+        from respaldo.repository import index_runs
+
+        try:
+            with locked(directory):
+                path = side_path(directory)
+                index_runs.merge_runs(path, repository, list(sides))
+                merged = open_run(path, repository)
+                if merged is not None:
+                    for side in sides:  # not closed: other threads may be reading them
+                        side.path.unlink(missing_ok=True)
+                return merged
+        except (OSError, CacheCorrupt) as exc:
+            log.warning("cannot merge the local chunk index cache's side runs: %s", exc)
+            return None
+
     index = ChunkIndex()
     try:
-        index.attach_cache(runs.main, exclude, rebuild, runs.sides, add_side)
+        index.attach_cache(runs.main, exclude, rebuild, runs.sides, add_side, merge_sides)
     except CacheCorrupt as exc:  # a side run read whole to fill the filter
         log.warning("the local chunk index cache is damaged (%s); rebuilding it", exc)
         with locked(directory):
@@ -497,7 +516,7 @@ def load_cached(
                 _drop(side)
             runs = _refresh(directory, repository, listing, read, damaged_errors, True)
         index = ChunkIndex()
-        index.attach_cache(runs.main, exclude, rebuild, (), add_side)
+        index.attach_cache(runs.main, exclude, rebuild, (), add_side, merge_sides)
     return index, list(listing), runs.damaged
 
 

@@ -167,8 +167,13 @@ def write_side(path: Path, repository: str, sources: Sequence[Source]) -> None:
     write_run(path, repository, files, groups, records, len(records))
 
 
+MERGE_STEP = 16
+"""Blocks read from each run at a time while merging (64 KiB: 36 side runs, a 10 GB
+backup's, hold 2.3 MiB)."""
+
+
 def _regrouped(run: CacheRun, base: int) -> Iterator[Record]:
-    for key, rest, group, offset, length, raw in run.iter_records():
+    for key, rest, group, offset, length, raw in run.iter_records(MERGE_STEP):
         yield key, rest, group + base, offset, length, raw
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.repository import BackupWriter, Repository, index_cache, writer
+from respaldo.repository import BackupWriter, Repository, index, index_cache, writer
 from respaldo.repository.index import ChunkIndex
 from respaldo.repository.verify import verify_repository
 from respaldo.storage.base import Storage
@@ -96,6 +96,25 @@ def test_dedup_is_exact_across_side_runs_and_their_merge(
     _, third = write_backup(reopened, "b3", {"dump": data})
     assert third.new_chunks == 0
     assert read_stream(reopened, reopened.load_manifest("b3")) == data
+
+
+def test_a_long_backup_merges_its_side_runs_and_dedups_across_them(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index, "SIDES_RUNNING_MAX", 3)
+    init_repo(storage)
+    cache = tmp_path / "cache"
+    repo = open_repo(storage, cache_dir=cache)
+    data = random_bytes(512 * 1024, seed=9)  # 8 index files
+    _, first = write_backup(repo, "b1", {"dump": data})
+    assert len(repo.index._sides) <= 3 and len(_sides(cache, repo)) <= 3
+    _, again = write_backup(repo, "b2", {"dump": data})
+    assert first.new_chunks > 4 * FLUSH and again.new_chunks == 0
+    assert _in_memory(repo.index) == 0
+    reopened = open_repo(storage, cache_dir=cache)
+    assert read_stream(reopened, reopened.load_manifest("b1")) == data
+    _, third = write_backup(reopened, "b3", {"dump": data})
+    assert third.new_chunks == 0
 
 
 def test_an_open_puts_what_the_cache_lacks_on_disk_not_in_memory(
