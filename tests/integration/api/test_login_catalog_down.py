@@ -1,0 +1,95 @@
+"""Logging in (API and page) while the PostgreSQL catalog refuses the service: the
+unauthenticated caller gets a generic 500, never the catalog's host, port, role or
+password; the log has the reason, without the password."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.config import Settings
+from respaldo.domain import Role
+from respaldo.operations import users
+from respaldo.operations.context import Context
+from respaldo.operations.principal import local_principal
+from respaldo.web import session
+from respaldo.web.site import create_site
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "Zq8-login-catalog-pw"
+USER_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def catalog_role(pg: TempCluster) -> Iterator[str]:
+    name = f"l_{uuid.uuid4().hex[:10]}"
+    pg.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(PASSWORD)
+        )
+    )
+    pg.execute(
+        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name))
+    )
+    yield name
+    pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_a_login_while_the_catalog_refuses_tells_nothing_of_it(
+    pg: TempCluster, catalog_role: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"postgresql://{catalog_role}:{PASSWORD}@{pg.host}:{pg.port}/{catalog_role}"
+    secret = tmp_path / "jwt.key"
+    secret.write_text("k3-Vd9sQx7LmR2pW8zT5nB1yH6cJ4gF0aE\n")
+    secret.chmod(0o600)
+    settings = Settings(
+        catalog={"url": url}, cache_dir=tmp_path / "cache", server={"jwt_secret_file": secret}
+    )
+    with (
+        Context.open(settings, create=True) as context,
+        TestClient(create_site(settings, context), raise_server_exceptions=False) as client,
+    ):
+        users.add_user(context, "alice", Role.ADMIN, USER_PASSWORD, actor=local_principal())
+        assert client.get("/login").status_code == 200
+        csrf = client.cookies.get(session.CSRF_COOKIE)
+        pg.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(catalog_role), sql.Literal("rotated-" + PASSWORD)
+            )
+        )
+        pg.execute(
+            sql.SQL(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
+            ).format(sql.Literal(catalog_role))
+        )
+        with caplog.at_level(logging.ERROR):
+            answers = [
+                client.post("/auth/token", data={"username": n, "password": USER_PASSWORD})
+                for n in ("alice", "nobody")
+            ]
+            answers.append(
+                client.post(
+                    "/login",
+                    data={"username": "alice", "password": USER_PASSWORD, "csrf": csrf},
+                    follow_redirects=False,
+                )
+            )
+    for answer in answers:
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["detail"] == "an unexpected error stopped the request"
+        for leak in (PASSWORD, catalog_role, str(pg.port), pg.host, "Traceback"):
+            assert leak not in answer.text
+    # Unknown and known names: the same answer.
+    assert answers[0].text == answers[1].text
+    logged = caplog.text
+    assert catalog_role in logged  # the reason is in the log, for the operator
+    assert PASSWORD not in logged
