@@ -13,10 +13,11 @@ The secrets are the values the process holds or may load: those given in the set
 URL's password) and the contents of the files and environment variables that hold the
 others (``passphrase_file``, ``password_file``, ``secret_access_key_file``,
 ``[server] jwt_secret_file``, a notification target's ``secret_file`` / ``url_file`` /
-``secret_env`` / ``url_env``, and ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
-``PGPASSWORD``). A driver's or a server's error may echo any of them (PostgreSQL quotes
-a value it could not parse, an HTTP library the URL it failed on), so a secret is removed
-as written and URL-quoted.
+``secret_env`` / ``url_env``; ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``, which
+boto3 reads when a repository names no key; ``PGPASSWORD`` when a database has no
+password of its own). A driver's or a server's error may echo any of them (PostgreSQL
+quotes a value it could not parse, an HTTP library the URL it failed on), so a secret
+is removed as written and URL-quoted.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from respaldo.config import Settings
 REDACTED_PATH = "<secret file>"
 REDACTED = "<secret>"
 
-# Secrets the libraries respaldo uses read from the environment themselves (boto3, libpq).
-_SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
+# Secrets boto3 reads from the environment itself.
+_SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 class Scrubber:
@@ -54,6 +55,10 @@ class Scrubber:
         values += [text for p in paths if (text := _read(p)) is not None]
         names = [t.secret_env for t in settings.notifications.targets if t.secret_env]
         names += [t.url_env for t in settings.notifications.targets if t.url_env]
+        # PGPASSWORD is used only by a database given no password of its own (respaldo
+        # takes a stray one out of its programs' environment otherwise): scrubbed then.
+        if any(d.password is None and d.password_file is None for d in settings.databases):
+            names.append("PGPASSWORD")
         values += [os.environ.get(n, "") for n in [*names, *_SECRET_ENVIRONMENT]]
         values += _url_password(settings.catalog.url)
         # A whole notification URL is a secret (url_file, url_env); so is its password.

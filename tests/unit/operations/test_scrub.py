@@ -95,6 +95,22 @@ def test_the_contents_of_secret_files_and_variables_are_scrubbed(settings: Setti
     assert "url-env-pw" not in scrub("password url-env-pw refused")
 
 
+def test_pgpassword_is_scrubbed_only_where_a_database_would_use_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libpq takes it only for a database given no password of its own; otherwise respaldo
+    # takes it out of its programs' environment, and a short stray value ("postgres")
+    # must not blot out every "postgresql://" of a message.
+    monkeypatch.setenv("PGPASSWORD", "postgres")
+    assert Scrubber(settings)("postgresql://erp@db/erp") == "postgresql://erp@db/erp"
+    bare = Settings(
+        catalog=settings.catalog,
+        cache_dir=settings.cache_dir,
+        databases=[{"name": "erp", "dsn": "host=db dbname=erp"}],
+    )
+    assert Scrubber(bare)("password postgres refused") == f"password {REDACTED} refused"
+
+
 def test_a_secret_file_that_cannot_be_read_is_skipped(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "jwt.key").unlink()
     scrub = Scrubber(settings)
