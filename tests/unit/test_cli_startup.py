@@ -51,11 +51,11 @@ NOT_FOR_FILES_BACKUP = (
     "respaldo.operations.physical",
     "respaldo.postgres.basebackup",
 )
-# (The restore of a files backup reads its stream with the logical restore's reader,
-# whose module takes a pipe helper from respaldo.postgres.basebackup.)
+# (The restore of a files backup reads its stream with the logical restore's reader.)
 NOT_FOR_FILES_RESTORE = (
     "respaldo.operations.physical_restore",
     "respaldo.operations.physical_chain",
+    "respaldo.postgres.basebackup",
 )
 
 

@@ -63,7 +63,7 @@ from respaldo.postgres.archive_offsets import (
     set_offsets,
     write_offsets,
 )
-from respaldo.postgres.basebackup import widen_pipe
+from respaldo.postgres.commands import widen_pipe
 from respaldo.repository import Manifest
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ PostgreSQL appends ``backup_manifest`` to a tar written to stdout.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import secrets
 from collections.abc import Iterator
@@ -29,7 +28,8 @@ from typing import IO
 import psycopg
 
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarParser
-from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start
+from respaldo.postgres.commands import PIPE_SIZE as PIPE_SIZE  # its tests read it here
+from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start, widen_pipe
 from respaldo.postgres.connection import ConnInfo, scrub
 from respaldo.postgres.server import Connection, connect
 from respaldo.postgres.wal import parse_lsn
@@ -41,11 +41,9 @@ READ_SIZE = 1024 * 1024
 # of the chunker's block, a caller's small read) gets a piece parsed aside, READ_PIECE.
 DIRECT_MIN = 64 * 1024
 READ_PIECE = 128 * 1024
-# pg_basebackup's stdout pipe is widened to this (Linux's default is 64 KiB, and 1 MiB is
-# the default most an unprivileged process may ask for, /proc/sys/fs/pipe-max-size): with
+# pg_basebackup's stdout pipe is widened to PIPE_SIZE (respaldo.postgres.commands): with
 # 64 KiB, pg_basebackup (and the server behind it) stopped whenever this side parsed,
 # hashed and chunked a block, so their times added up instead of overlapping.
-PIPE_SIZE = 1024 * 1024
 
 
 def pg_basebackup(
@@ -90,19 +88,6 @@ def pg_basebackup(
     )
     widen_pipe(command.stdout.fileno())
     return command
-
-
-def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
-    """Ask for a pipe buffer of ``size`` bytes on the pipe ``fd``; returns the size it
-    has. Best effort: where the system refuses (a lower pipe-max-size, a user over its
-    pipe quota, not Linux), the pipe keeps its size and only the speed differs."""
-    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setter is None:
-        return 0
-    try:
-        return int(fcntl.fcntl(fd, setter, size))
-    except OSError:
-        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
 
 
 def incremental_refusal(conninfo: ConnInfo, timeline: int, since_lsn: int) -> str | None:

@@ -14,6 +14,7 @@ exits with a non-zero status.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -34,6 +35,24 @@ from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection, scrub
 
 log = logging.getLogger(__name__)
+
+PIPE_SIZE = 1024 * 1024
+"""What :func:`widen_pipe` asks for: Linux's default pipe is 64 KiB, and 1 MiB is the
+most an unprivileged process may ask for by default (/proc/sys/fs/pipe-max-size)."""
+
+
+def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
+    """Ask for a pipe buffer of ``size`` bytes on the pipe ``fd``; returns the size it
+    has. Best effort: where the system refuses (a lower pipe-max-size, a user over its
+    pipe quota, not Linux), the pipe keeps its size and only the speed differs."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setter is None:
+        return 0
+    try:
+        return int(fcntl.fcntl(fd, setter, size))
+    except OSError:
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+
 
 STDERR_LIMIT = 64 * 1024
 """How much of a child's stderr is kept: its end, where the error is."""
