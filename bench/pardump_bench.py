@@ -25,8 +25,10 @@ With ``--baseline-src DIR`` (the ``src`` directory of another version of respald
 ``git archive main src | tar -x -C /tmp/base`` gives ``/tmp/base/src``), each round also
 runs (c) and (d) with that code (same interpreter and libraries): before/after figures
 of a change in the same run. ``--no-restore`` leaves (e) and (f) out;
-``--serial-restore`` adds (g) ``respaldo restore`` (one job) of (d)'s backup, so that a
-run at 10 GB gives the four peaks of :mod:`bench.memory_bench`'s curve too;
+``--parallel-only`` leaves out (a), (d) and the serial baseline: the -Fd ratio alone, a
+round in a third of the time; ``--serial-restore`` adds (g) ``respaldo restore`` (one
+job) of (d)'s backup, so that a run at 10 GB gives the four peaks of
+:mod:`bench.memory_bench`'s curve too;
 ``--lean-disk`` removes (b)'s directory once measured and dumps it again, unmeasured,
 for (e), which then comes last. ``--stages``
 adds, after the rounds, the write path's stages one at a time over (b)'s files
