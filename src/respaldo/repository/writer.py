@@ -71,11 +71,7 @@ log = logging.getLogger(__name__)
 # half and one of 4 GB or more all: peak memory grew with the database. A first backup of
 # 10 GB writes about 35 index files this way.
 INDEX_FLUSH_ENTRIES = 16384
-# Packs handed to the upload thread and not yet stored: each is 12 MiB (pack_size) on top
-# of the one being filled. One keeps the upload (hashing, writing, fsync) beside the
-# filling of the next pack; two held 12 MiB more for the same throughput (a first
-# backup of 1 GB: measured in pairs, bench/memory_bench.py and docs/benchmarks.md).
-UPLOADS_IN_FLIGHT = 1
+UPLOADS_IN_FLIGHT = 2
 # Progress is reported every this many bytes, not every chunk: a callback per 16 KiB chunk
 # cost 5% of a backup's main thread (measured with py-spy).
 PROGRESS_EVERY = 1 << 20

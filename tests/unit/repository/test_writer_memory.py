@@ -62,25 +62,3 @@ def test_unindexed_entries_stay_under_a_bound_whatever_the_stream_length(
     reopened = open_repo(memory_storage)
     (backup_id,) = reopened.backup_ids()
     assert read_stream(reopened, reopened.load_manifest(backup_id)) == data
-
-
-def test_one_pack_upload_at_a_time_beside_the_pack_being_filled(
-    memory_storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Each pack waiting for its upload is a whole pack (12 MiB in production) held in
-    # memory: a backup keeps one, while it fills the next.
-    monkeypatch.setattr(writer, "PROGRESS_EVERY", 1024)
-    repo = init_repo(memory_storage)
-    data = random_bytes(512 * 1024, seed=4)
-    most = 0
-    with BackupWriter(repo, "b1") as w:
-
-        def sample(_: int) -> None:
-            nonlocal most
-            most = max(most, len(w._uploads))
-
-        w.write_stream("dump", io.BytesIO(data), sample)
-        w.commit(kind="full", source="erp", started_at=STARTED)
-    assert w.stats.packs > 8
-    assert most == 1
-    assert read_stream(open_repo(memory_storage), repo.load_manifest("b1")) == data
