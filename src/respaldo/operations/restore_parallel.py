@@ -516,9 +516,6 @@ def _check_block(
         )
 
 
-# --- directory-format dumps (``backup --jobs N``, operations/pardump.py) ---------------
-
-
 PROGRESS_STEP = 1 << 20
 """Bytes between two progress reports: per chunk (about 20 KiB), the callback (a
 progress bar, a job's cancellation check) cost about 0.35 CPU-s per GiB."""
@@ -538,49 +535,38 @@ def stepped(report: Callable[[int], None], total: int) -> Callable[[int], None]:
     return progress
 
 
-class _Reported:
-    """Bytes done by several threads, reported in order, at most once per PROGRESS_STEP
-    and at the end (:meth:`flush`). What the callback raises (a cancelled job) is raised
-    in the thread that added."""
-
-    def __init__(self, report: Callable[[int], None]) -> None:
-        self._report = report
-        self._lock = threading.Lock()
-        self.done = 0
-        self._told = 0
-
-    def add(self, count: int) -> None:
-        with self._lock:
-            self.done += count
-            if self.done - self._told >= PROGRESS_STEP:
-                self._told = self.done
-                self._report(self.done)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self.done != self._told:
-                self._told = self.done
-                self._report(self.done)
+# --- directory-format dumps (``backup --jobs N``, operations/pardump.py) ---------------
 
 
-class _Reads(_Arrivals):
-    """The streams of a directory-format dump read by several threads: done once each of
-    ``readers`` has read all of its own and every one matched its checksum."""
+class FileSpool(_Arrivals):
+    """The files of a directory-format dump, written into ``directory`` as they are read,
+    each one's SHA-256 checked; readers wait for a file to be complete."""
 
-    def __init__(self, readers: int) -> None:
+    def __init__(self, directory: Path) -> None:
         super().__init__()
-        self._left = readers
+        self.directory = directory
+        self._complete: set[str] = set()
 
-    def one_done(self) -> None:
+    def add(self, name: str) -> None:
+        """File ``name`` is complete and its stream's checksum matched."""
         with self._arriving():
-            self._left -= 1
-            if self._left == 0:
-                self._done = True
+            self._complete.add(name)
 
-    def check(self) -> None:
-        """Raise _Aborted once another thread has failed: stop reading."""
-        if self._aborted:
-            raise _Aborted
+    def finish(self) -> None:
+        """Every file is there, each one's checksum checked."""
+        self._mark_done()
+
+    def wait_file(self, name: str) -> Path:
+        """Block until file ``name`` is complete. Raises _Aborted, or RestoreError if the
+        dump ended without it."""
+        with self._changed:
+            self._wait(lambda: name in self._complete)
+            if name not in self._complete:
+                raise RestoreError(
+                    f"the dump has no file {name}, which its table of contents names",
+                    hint="the backup is incomplete; restore another backup",
+                )
+        return self.directory / name
 
 
 def restore_directory_arriving(
@@ -595,69 +581,47 @@ def restore_directory_arriving(
     progress: Callable[[int], None],
 ) -> int:
     """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
-    workers, each reading its tables' files from the repository straight into its
-    pg_restore; returns the bytes of the files.
+    workers while its files arrive; returns the bytes of the files.
 
-    ``toc.dat`` is written into ``directory`` first (its SHA-256 checked), and one
-    pg_restore creates the pre-data section from it. Then ``jobs`` pg_restore processes
-    load the tables' data (split by the files' sizes), each fed a custom-format archive
-    made of the table of contents and, block after block, its tables' files as they are
-    read: every chunk authenticated and checked against its id before it is written, a
-    block closed only after its file's SHA-256 has matched (a file that does not match
-    ends the restore before pg_restore ends that table's COPY). Meanwhile the files no
-    worker loads (large objects) are written into ``directory``, each checked. Nothing
-    after the data starts before every file has been read and checked: then a worker
-    builds its own tables' indexes (:func:`early_entries`), and when all are done one
-    ``pg_restore --jobs`` restores the rest from ``directory``. A ``toc.dat`` that cannot
-    be converted (compressed, or a version not read here) leaves every file to be written
-    into ``directory`` and the data to that last step. Raises what ``stream`` raises,
-    PostgresError, RestoreError; every pg_restore is killed before this returns on
-    failure, and ``directory`` holds plaintext the caller removes."""
+    Its files are written into ``directory`` (the table of contents first), each one's
+    SHA-256 checked at its end. Once ``toc.dat`` is there, one pg_restore creates the
+    pre-data section; then ``jobs`` pg_restore processes load the tables' data, each fed
+    a custom-format archive made of the table of contents and, as block after block, the
+    data files of its tables, each only once it is complete and checked. When every file
+    is there, ``pg_restore --jobs`` restores the rest (sequence values, large objects) and
+    the post-data section from the directory. A ``toc.dat`` that cannot be converted
+    (compressed, or a version not read here) leaves the data to that last step too. Raises
+    what ``stream`` raises, PostgresError, RestoreError; every pg_restore is killed
+    before this returns on failure."""
     files = dump_files(manifest)
-    streams = {file_name: name for name, file_name in files}
+    order = sorted(files, key=lambda f: f[1] != TOC_FILE)  # toc.dat first, else as stored
     sizes = {file_name: manifest.stream(name).size for name, file_name in files}
-    reported = _Reported(progress)
-    _write_file(stream, manifest, streams[TOC_FILE], directory / TOC_FILE, reported, None)
-    # pg_restore reads only toc.dat for the pre-data section.
-    with pg_restore(
-        conninfo, source=directory, sections=("pre-data",), no_owner=no_owner, bindir=bindir
-    ):
-        pass
-    converted = custom_from_directory((directory / TOC_FILE).read_bytes())
-    order = [file_name for _, file_name in files if file_name != TOC_FILE]
-    workers = _split(converted[1], order, sizes, jobs) if converted is not None else []
-    streamed = {e.file for w in workers for e in w}
-    plan = (
-        Plan(converted[1], {}, {}, [[e.dump_id for e in w] for w in workers])
-        if (converted is not None and workers)
-        else None
-    )
-    rest_files = [f for f in order if f not in streamed]
-    reads = _Reads(len(workers) + 1)
-    work: list[Callable[[], None]] = [
-        partial(_write_files, stream, manifest, streams, rest_files, directory, reported, reads)
-    ]
-    if plan is not None and converted is not None:
-        work += [
-            partial(
-                _stream_files,
-                stream,
-                manifest,
-                streams,
-                converted[0],
-                plan,
-                w,
-                reads,
-                reported,
-                directory,
-                conninfo,
-                no_owner,
-                bindir,
-            )
-            for w in workers
-        ]
-    _run_workers(reads.abort, work)
-    reported.flush()
+    spool = FileSpool(directory)
+    done = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
+        loading = pool.submit(
+            _load_directory, spool, order, sizes, conninfo, jobs, no_owner, bindir
+        )
+        try:
+            for name, file_name in order:
+                part = directory / (file_name + ".part")
+                with part.open("wb", buffering=FEED) as fh:
+                    for data in stream(manifest, name):
+                        fh.write(data)
+                        done += len(data)
+                        progress(done)
+                # Complete and checked: only now under the name pg_restore opens.
+                part.rename(directory / file_name)
+                spool.add(file_name)
+                if loading.done() and loading.exception() is not None:
+                    break
+            else:
+                spool.finish()
+            plan = loading.result()
+        except BaseException:
+            spool.abort()
+            _reap(loading)
+            raise
     rest = None
     if plan is not None:
         rest = directory.with_name("rest.list")
@@ -672,59 +636,47 @@ def restore_directory_arriving(
         bindir=bindir,
     ):
         pass
-    return reported.done
+    return done
 
 
-def _split(
-    toc: ArchiveToc, order: list[str], sizes: dict[str, int], jobs: int
-) -> list[list[TocEntry]]:
-    """The TABLE DATA entries whose files the backup holds, split among ``jobs`` workers
-    by their files' sizes (biggest first, each to the least loaded); each worker's in the
-    order the files are stored (the order of its blocks and of its list). Pure."""
-    arrival = {file_name: n for n, file_name in enumerate(order)}
-    tables = [e for e in toc.entries if e.kind == "TABLE DATA" and e.file in arrival]
+def _load_directory(
+    spool: FileSpool,
+    order: list[tuple[str, str]],
+    sizes: dict[str, int],
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+) -> Plan | None:
+    toc_path = spool.wait_file(TOC_FILE)
+    # pg_restore reads only toc.dat for the pre-data section.
+    with pg_restore(
+        conninfo, source=spool.directory, sections=("pre-data",), no_owner=no_owner, bindir=bindir
+    ):
+        pass
+    converted = custom_from_directory(toc_path.read_bytes())
+    if converted is None:
+        return None
+    head, toc = converted
+    arrival = {file_name: n for n, (_, file_name) in enumerate(order)}
+    tables = [
+        e for e in toc.entries if e.kind == "TABLE DATA" and e.file is not None and e.file in sizes
+    ]
     load: list[tuple[int, int]] = [(0, w) for w in range(jobs)]
     chosen: list[list[TocEntry]] = [[] for _ in range(jobs)]
     for entry in sorted(tables, key=lambda e: -sizes[e.file or ""]):
         total, worker = heapq.heappop(load)
         chosen[worker].append(entry)
         heapq.heappush(load, (total + sizes[entry.file or ""], worker))
-    return [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
-
-
-def _write_file(
-    stream: Callable[[Manifest, str], Iterator[bytes]],
-    manifest: Manifest,
-    name: str,
-    path: Path,
-    reported: _Reported,
-    reads: _Reads | None,
-) -> None:
-    """Stream ``name`` into ``path``: under a temporary name until it has been read whole
-    and its checksum matched, so that pg_restore never opens a file that is not."""
-    part = path.with_name(path.name + ".part")
-    with part.open("wb", buffering=FEED) as fh:
-        for data in stream(manifest, name):
-            if reads is not None:
-                reads.check()
-            fh.write(data)
-            reported.add(len(data))
-    part.rename(path)
-
-
-def _write_files(
-    stream: Callable[[Manifest, str], Iterator[bytes]],
-    manifest: Manifest,
-    streams: dict[str, str],
-    file_names: list[str],
-    directory: Path,
-    reported: _Reported,
-    reads: _Reads,
-) -> None:
-    """The files no worker loads, into ``directory`` for the last pg_restore."""
-    for file_name in file_names:
-        _write_file(stream, manifest, streams[file_name], directory / file_name, reported, reads)
-    reads.one_done()
+    # Each worker's tables in the order their files arrive: it never waits for a later
+    # file while an earlier one of its own is there.
+    workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
+    plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
+    _run_workers(
+        spool.abort,
+        [partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir) for w in workers],
+    )
+    return plan
 
 
 def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:
@@ -744,6 +696,45 @@ def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> N
             raise failure
 
 
+def _feed_files(
+    spool: FileSpool,
+    head: bytes,
+    plan: Plan,
+    entries: list[TocEntry],
+    conninfo: ConnInfo,
+    no_owner: bool,
+    bindir: Path | None,
+) -> None:
+    """One worker: pg_restore of ``entries``' data from a custom-format archive made on
+    the fly: ``head`` (the converted table of contents), then one data block per entry,
+    its file's bytes as length-prefixed parts, written once the file is complete."""
+    listed = spool.directory.with_name(f"worker-{entries[0].dump_id}.list")
+    listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
+
+    def integer(value: int) -> bytes:
+        return b"\x00" + value.to_bytes(plan.toc.int_size, "little")
+
+    with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
+        widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
+        restore.stdin.write(head)
+        for entry in entries:
+            path = spool.wait_file(entry.file or "")
+            restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
+            # The file as parts of at most FEED bytes (pg_restore holds one in memory),
+            # each a length and the bytes, which the kernel copies (sendfile).
+            with path.open("rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                for at in range(0, size, FEED):
+                    count = min(FEED, size - at)
+                    restore.stdin.write(integer(count))
+                    restore.stdin.flush()
+                    send_range(restore.stdin, fh.fileno(), at, count)
+            restore.stdin.write(integer(0))
+            path.unlink()  # loaded: the spool keeps only what is still to come
+    data_ids = [e.dump_id for e in entries]
+    _post_data_early(spool.wait_done, spool.directory, plan, data_ids, conninfo, no_owner, bindir)
+
+
 def _write_all(fd: int, parts: list[bytes]) -> None:
     """``writev`` of ``parts`` into the pipe ``fd``, whole. Raises BrokenPipeError if
     the reader has gone."""
@@ -753,53 +744,3 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             written -= len(parts.pop(0))
         if written:
             parts[0] = parts[0][written:]
-
-
-def _stream_files(
-    stream: Callable[[Manifest, str], Iterator[bytes]],
-    manifest: Manifest,
-    streams: dict[str, str],
-    head: bytes,
-    plan: Plan,
-    entries: list[TocEntry],
-    reads: _Reads,
-    reported: _Reported,
-    directory: Path,
-    conninfo: ConnInfo,
-    no_owner: bool,
-    bindir: Path | None,
-) -> None:
-    """One worker: pg_restore of ``entries``' data from a custom-format archive made on
-    the fly: ``head`` (the converted table of contents), then one data block per entry,
-    its file's chunks as length-prefixed parts as they are read, the block's end only
-    once the file's checksum has matched (``stream`` ends without raising)."""
-    listed = directory.with_name(f"worker-{entries[0].dump_id}.list")
-    listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
-
-    def integer(value: int) -> bytes:
-        return b"\x00" + value.to_bytes(plan.toc.int_size, "little")
-
-    with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
-        restore.stdin.flush()
-        fd = restore.stdin.fileno()
-        widen_pipe(fd)  # a write of FEED bytes at once, not in 64 KiB turns
-        _write_all(fd, [head])
-        for entry in entries:
-            parts = [bytes([BLOCK_DATA]) + integer(entry.dump_id)]
-            size = len(parts[0])
-            for data in stream(manifest, streams[entry.file or ""]):
-                reads.check()
-                if not data:
-                    continue  # a zero length would end the block
-                parts += (integer(len(data)), data)
-                size += len(data)
-                reported.add(len(data))
-                # Many parts a write: fewer system calls, fewer wake-ups of pg_restore.
-                if size >= FEED:
-                    _write_all(fd, parts)
-                    parts, size = [], 0
-            parts.append(integer(0))
-            _write_all(fd, parts)
-        reads.one_done()
-    data_ids = [e.dump_id for e in entries]
-    _post_data_early(reads.wait_done, directory, plan, data_ids, conninfo, no_owner, bindir)

@@ -152,37 +152,3 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     assert databases(pg) == before
     assert staging_databases(pg) == set()
     assert list(work.iterdir()) == []  # no plaintext spool left
-
-
-def test_a_directory_backup_streams_its_tables_into_the_workers_without_a_spool(
-    respaldo: Respaldo,
-    pg: TempCluster,
-    new_dbname: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    """The tables' files of a directory-format backup go from the repository straight
-    into the pg_restore workers: when a table's file has been read to its end (and its
-    checksum matched), no copy of it was written to the work directory (writing the
-    plaintext to disk and reading it back cost about a fifth of the restore's CPU)."""
-    backup_id = _backup(respaldo, "directory")
-    work = tmp_path / "work"
-    work.mkdir()
-    written: dict[str, list[str]] = {}
-    real_stream = restore_module.StreamReader.stream
-
-    def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
-        yield from real_stream(self, manifest, name)
-        # The whole file has been read and checked: what the work directory holds now.
-        file_name = name.removeprefix("dump/")
-        written[file_name] = [p.name for p in work.rglob(f"{file_name}*") if p.is_file()]
-
-    monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
-    respaldo.restore(backup_id, new_dbname, "--jobs", "2", "--work-dir", str(work))
-    # The tables' files (large objects' files, blob_*.dat, are left to the last step).
-    tables = [n for n in written if n[0].isdigit() and n.endswith(".dat")]
-    assert len(tables) >= 5, written
-    assert {n: written[n] for n in tables if written[n]} == {}
-    assert_same_database(pg, respaldo.dbname, new_dbname)
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []
