@@ -11,8 +11,6 @@ numpy. Layout and trust: :mod:`respaldo.repository.index_cache`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import os
 import tempfile
@@ -30,9 +28,7 @@ from respaldo.repository.index_cache import (
     BLOCK,
     FILTER_MAX,
     GROUP,
-    HEADER,
     KEYS_END,
-    MAGIC,
     PER_BLOCK,
     RECORD,
     RECORDS_END,
@@ -40,6 +36,7 @@ from respaldo.repository.index_cache import (
     CacheRun,
     ReadFile,
     _block_seed,
+    finish_file,
 )
 
 BUCKET_RECORDS = 262_144
@@ -287,33 +284,17 @@ def build(
                     wide = wide[np.argsort(wide["key"], kind="stable")]
                     writer.write(wide, final=b == len(buckets) - 1)
                 directory = np.concatenate(writer.directory or [np.empty(0, "<u8")])
-                doc = {
-                    "repository": repository,
-                    "files": names,
-                    "filter": {"bytes": filter_bytes, "hashes": hashes},
-                }
-                files_json = json.dumps(doc, separators=(",", ":")).encode()
-                meta = files_json + b"".join(groups) + directory.astype("<u8").tobytes()
-                meta_at = out.tell()
-                assert meta_at == BLOCK + writer.blocks * BLOCK
-                out.write(meta)
-                out.write(writer.filter.data)
-                total = out.tell()
-                fields = (
-                    MAGIC,
-                    writer.records,
-                    writer.blocks,
-                    writer.unique,
-                    meta_at,
-                    len(files_json),
-                    len(groups),
-                    total,
+                finish_file(
+                    out,
+                    repository=repository,
+                    files=names,
+                    filter_bytes=filter_bytes,
+                    hashes=hashes,
+                    groups=groups,
+                    directory=directory.astype("<u8").tobytes(),
+                    bloom=writer.filter.data,
+                    counts=(writer.records, writer.blocks, writer.unique),
                 )
-                head = HEADER.pack(*fields, b"\0" * 32)[: HEADER.size - 32]
-                out.seek(0)
-                out.write(head + hashlib.sha256(head + meta).digest())
-                out.flush()
-                os.fsync(out.fileno())
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)

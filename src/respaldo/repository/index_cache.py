@@ -60,9 +60,10 @@ import sys
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from respaldo.repository.index import CacheCorrupt, ChunkIndex
 
@@ -90,6 +91,47 @@ FILTER_MAX = 32 * 2**20
 a chunk up to 27 million chunks (2 hashes: a chunk the cache does not hold reads the
 file once in 30 times), fewer beyond (at 65 million, 4 bits: once in 6 times)."""
 _FIELDS = struct.Struct("<IIIII")
+
+
+def finish_file(
+    out: IO[bytes],
+    *,
+    repository: str,
+    files: list[Any],
+    filter_bytes: int,
+    hashes: int,
+    groups: Sequence[bytes],
+    directory: bytes,
+    bloom: bytes | bytearray | memoryview,
+    counts: tuple[int, int, int],
+) -> None:
+    """Write the metadata, the filter and the header of a cache file whose ``counts`` =
+    (records, blocks, unique ids) the blocks ``out`` already holds, and make it durable.
+
+    The one place both writers (the bulk build and the side runs) finish a file, so that
+    the header's digest always covers the header and the metadata a reader checks
+    before it trusts anything else in the file.
+    """
+    records, blocks, unique = counts
+    doc = {
+        "repository": repository,
+        "files": files,
+        "filter": {"bytes": filter_bytes, "hashes": hashes},
+    }
+    files_json = json.dumps(doc, separators=(",", ":")).encode()
+    meta = files_json + b"".join(groups) + directory
+    meta_at = out.tell()
+    if meta_at != BLOCK + blocks * BLOCK:
+        raise AssertionError(f"cache blocks end at {meta_at}, not after {blocks} blocks")
+    out.write(meta)
+    out.write(bloom)
+    total = out.tell()
+    fields = (MAGIC, records, blocks, unique, meta_at, len(files_json), len(groups), total)
+    head = HEADER.pack(*fields, b"\0" * 32)[: HEADER.size - 32]
+    out.seek(0)
+    out.write(head + hashlib.sha256(head + meta).digest())
+    out.flush()
+    os.fsync(out.fileno())
 
 
 def usable() -> bool:
@@ -242,12 +284,7 @@ class CacheRun:
         if directory[b] == key:
             found = self.find(chunk_id, use_filter=False)
             return found[0] if found else None
-        block = os.pread(self.fd, BLOCK, BLOCK + b * BLOCK)
-        if len(block) != BLOCK:
-            raise CacheCorrupt(f"block {b} is truncated")
-        (count,) = _U32.unpack_from(block, TRAILER)
-        if not 0 < count <= PER_BLOCK:
-            raise CacheCorrupt(f"block {b} has a bad count")
+        block, count = self._block(b)
         keys = memoryview(block).cast("Q")  # the keys, then what follows them: up to count
         i = bisect.bisect_left(keys, key, 0, count)
         if i == count or keys[i] != key:
@@ -262,6 +299,15 @@ class CacheRun:
         if zlib.crc32(block[at : at + 40]) != check:
             raise CacheCorrupt(f"a record of block {b} does not match its check")
         return group, offset, length, raw
+
+    def _block(self, b: int) -> tuple[bytes, int]:
+        """Block ``b`` read from the file, and its count of records; raises CacheCorrupt
+        for a short read or a count no block can have (its records' checks come later)."""
+        block = self._read_block(b)
+        (count,) = _U32.unpack_from(block, TRAILER)
+        if not 0 < count <= PER_BLOCK:
+            raise CacheCorrupt(f"block {b} has a bad count")
+        return block, count
 
     def find(self, chunk_id: bytes, use_filter: bool = True) -> list[Found]:
         """Every record of ``chunk_id``, in file order (usually none or one). Raises
@@ -288,12 +334,7 @@ class CacheRun:
         rest = chunk_id[8:32]
         out: list[Found] = []
         while True:
-            block = os.pread(self.fd, BLOCK, BLOCK + b * BLOCK)
-            if len(block) != BLOCK:
-                raise CacheCorrupt(f"block {b} is truncated")
-            (count,) = _U32.unpack_from(block, TRAILER)
-            if not 0 < count <= PER_BLOCK:
-                raise CacheCorrupt(f"block {b} has a bad count")
+            block, count = self._block(b)
             keys = memoryview(block)[: count * 8].cast("Q")
             i = bisect.bisect_left(keys, key)
             while i < count and keys[i] == key:

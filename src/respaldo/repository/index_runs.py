@@ -17,9 +17,7 @@ about 0.05 CPU-s, a merge of half a million records about 2 CPU-s.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import json
 import math
 import os
 import struct
@@ -34,13 +32,12 @@ from respaldo.repository.index_cache import (
     BLOCK,
     FILTER_MAX,
     GROUP,
-    HEADER,
-    MAGIC,
     PER_BLOCK,
     TRAILER,
     CacheRun,
     Record,
     _block_seed,
+    finish_file,
 )
 from respaldo.repository.packs import ENTRY
 
@@ -121,24 +118,17 @@ def write_run(
                 out.write(_block(batch, blocks))
                 blocks += 1
                 count += len(batch)
-            doc = {
-                "repository": repository,
-                "files": [list(f) for f in files],
-                "filter": {"bytes": filter_bytes, "hashes": hashes},
-            }
-            files_json = json.dumps(doc, separators=(",", ":")).encode()
-            meta = files_json + b"".join(groups) + struct.pack(f"<{blocks}Q", *directory)
-            meta_at = out.tell()
-            assert meta_at == BLOCK + blocks * BLOCK
-            out.write(meta)
-            out.write(bloom)
-            total = out.tell()
-            fields = (MAGIC, count, blocks, unique, meta_at, len(files_json), len(groups), total)
-            head = HEADER.pack(*fields, b"\0" * 32)[: HEADER.size - 32]
-            out.seek(0)
-            out.write(head + hashlib.sha256(head + meta).digest())
-            out.flush()
-            os.fsync(out.fileno())
+            finish_file(
+                out,
+                repository=repository,
+                files=[list(f) for f in files],
+                filter_bytes=filter_bytes,
+                hashes=hashes,
+                groups=groups,
+                directory=struct.pack(f"<{blocks}Q", *directory),
+                bloom=bloom,
+                counts=(count, blocks, unique),
+            )
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
