@@ -9,12 +9,16 @@ the job's thread, not on time).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
+from sample.cluster import TempCluster
 
 from respaldo.api import create_app
 from respaldo.config import Settings
@@ -25,6 +29,53 @@ from respaldo.operations.principal import local_principal
 from tests.integration.logical.conftest import Respaldo, respaldo
 
 __all__ = ["respaldo"]
+
+CATALOG_PASSWORD = "Zq8-catalog-role-pw"
+"""The password of :func:`catalog_role`'s role: tests look for it in what callers see."""
+
+
+@dataclass(frozen=True)
+class CatalogRole:
+    """A role of its own owning a catalog database of the same name, on ``pg``."""
+
+    pg: TempCluster
+    name: str
+
+    @property
+    def url(self) -> str:
+        pg = self.pg
+        return f"postgresql://{self.name}:{CATALOG_PASSWORD}@{pg.host}:{pg.port}/{self.name}"
+
+    def refuse(self) -> None:
+        """The role's password changes under the service (rotated, say) and its sessions
+        end: the service's next connection is refused by the server."""
+        self.pg.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(self.name), sql.Literal("rotated-" + CATALOG_PASSWORD)
+            )
+        )
+        self.pg.execute(
+            sql.SQL(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
+            ).format(sql.Literal(self.name))
+        )
+
+
+@pytest.fixture
+def catalog_role(pg: TempCluster) -> Iterator[CatalogRole]:
+    """A :class:`CatalogRole`, dropped with its database after the test."""
+    name = f"c_{uuid.uuid4().hex[:10]}"
+    pg.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(name), sql.Literal(CATALOG_PASSWORD)
+        )
+    )
+    pg.execute(
+        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name))
+    )
+    yield CatalogRole(pg, name)
+    pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def token(settings: Settings, name: str, role: Role) -> dict[str, str]:

@@ -5,13 +5,10 @@ password; the log has the reason, without the password."""
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.config import Settings
@@ -21,33 +18,17 @@ from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
 from respaldo.web import session
 from respaldo.web.site import create_site
+from tests.integration.api.conftest import CATALOG_PASSWORD, CatalogRole
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "Zq8-login-catalog-pw"
 USER_PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture
-def catalog_role(pg: TempCluster) -> Iterator[str]:
-    name = f"l_{uuid.uuid4().hex[:10]}"
-    pg.execute(
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)
-        )
-    )
-    pg.execute(
-        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name))
-    )
-    yield name
-    pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
 def test_a_login_while_the_catalog_refuses_tells_nothing_of_it(
-    pg: TempCluster, catalog_role: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    pg: TempCluster, catalog_role: CatalogRole, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"postgresql://{catalog_role}:{PASSWORD}@{pg.host}:{pg.port}/{catalog_role}"
+    url = catalog_role.url
     secret = tmp_path / "jwt.key"
     secret.write_text("k3-Vd9sQx7LmR2pW8zT5nB1yH6cJ4gF0aE\n")
     secret.chmod(0o600)
@@ -61,16 +42,7 @@ def test_a_login_while_the_catalog_refuses_tells_nothing_of_it(
         users.add_user(context, "alice", Role.ADMIN, USER_PASSWORD, actor=local_principal())
         assert client.get("/login").status_code == 200
         csrf = client.cookies.get(session.CSRF_COOKIE)
-        pg.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(catalog_role), sql.Literal("rotated-" + PASSWORD)
-            )
-        )
-        pg.execute(
-            sql.SQL(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
-            ).format(sql.Literal(catalog_role))
-        )
+        catalog_role.refuse()
         with caplog.at_level(logging.ERROR):
             answers = [
                 client.post("/auth/token", data={"username": n, "password": USER_PASSWORD})
@@ -86,10 +58,10 @@ def test_a_login_while_the_catalog_refuses_tells_nothing_of_it(
     for answer in answers:
         assert answer.status_code == 500, answer.text
         assert answer.json()["detail"] == "an unexpected error stopped the request"
-        for leak in (PASSWORD, catalog_role, str(pg.port), pg.host, "Traceback"):
+        for leak in (CATALOG_PASSWORD, catalog_role.name, str(pg.port), pg.host, "Traceback"):
             assert leak not in answer.text
     # Unknown and known names: the same answer.
     assert answers[0].text == answers[1].text
     logged = caplog.text
-    assert catalog_role in logged  # the reason is in the log, for the operator
-    assert PASSWORD not in logged
+    assert catalog_role.name in logged  # the reason is in the log, for the operator
+    assert CATALOG_PASSWORD not in logged
