@@ -11,26 +11,22 @@ The catalog is a database of the test cluster; each lost job runs in a real chil
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from respaldo.cancellation import CancelToken
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.scheduling.service import Service
+from tests.lost_jobs import Runner, kill_once_started, retries_of
 
 pytestmark = pytest.mark.integration
 
@@ -77,32 +73,10 @@ def ctx(catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 def lose_job(tmp_path: Path, kind: str, how: str) -> int:
     """Run a job of ``kind`` (in the queue, or ``here``) in a child process and kill it
     (-9) while it runs; the job's id."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "child-cache"), kind, how],
-        stdout=subprocess.PIPE,
-        text=True,
+    job_id, _ = kill_once_started(
+        [sys.executable, "-c", CHILD, str(tmp_path / "child-cache"), kind, how]
     )
-    assert child.stdout is not None
-    job_id = int(child.stdout.readline())
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
     return job_id
-
-
-class Runner:
-    """What the service would run; records the ids it is handed."""
-
-    def __init__(self) -> None:
-        self.ran: list[int] = []
-
-    def __call__(self, ctx: Context, job_id: int, token: CancelToken) -> Any:
-        self.ran.append(job_id)
-        return jobs.run(ctx, job_id, lambda _: None, token=token)
-
-
-def _retries_of(ctx: Context, job_id: int) -> list[jobs.JobInfo]:
-    return [j for j in jobs.list_jobs(ctx, limit=100) if j.retry_of == job_id]
 
 
 def _deferred(ctx: Context, job_id: int) -> int:
@@ -130,7 +104,7 @@ def test_a_lost_job_of_the_queue_is_retried_once_in_the_queue_not_by_the_service
         assert reconcile.sweep_here(restarted) == []
     failed = jobs.get(ctx, lost)
     assert failed.status is JobStatus.FAILED and "died while the job ran" in (failed.error or "")
-    (retry,) = _retries_of(ctx, lost)
+    (retry,) = retries_of(ctx, lost)
     assert (retry.status, retry.queue_name, retry.worker_pid) == (
         JobStatus.QUEUED,
         "default",
@@ -155,7 +129,7 @@ def test_a_lost_job_outside_the_queue_is_failed_but_not_held_by_the_service(
     with Context.open(ctx.settings, retry_lost=True) as restarted:
         assert reconcile.sweep_here(restarted) == []
     assert jobs.get(ctx, lost).status is JobStatus.FAILED
-    assert _retries_of(ctx, lost) == [] and runner.ran == []
+    assert retries_of(ctx, lost) == [] and runner.ran == []
 
 
 def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
@@ -174,4 +148,4 @@ def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
     jobs.run(ctx, job.id, body)
     assert seen == [[], []]
     assert jobs.get(ctx, job.id).status is JobStatus.COMPLETED
-    assert _retries_of(ctx, job.id) == []
+    assert retries_of(ctx, job.id) == []

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from respaldo.cancellation import CancelToken
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.scheduling.service import Service
+from tests.lost_jobs import Runner, kill_once_started, retries_of
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.unit
@@ -82,32 +80,9 @@ def lose_job(tmp_path: Path, kind: str, by: str, *, started: bool = True) -> tup
     the job runs (or, not ``started``, while it holds it queued); the job's id and the
     dead process's pid."""
     how = "run" if started else "hold"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(_plain(tmp_path)), kind, by, how],
-        stdout=subprocess.PIPE,
-        text=True,
+    return kill_once_started(
+        [sys.executable, "-c", CHILD, json.dumps(_plain(tmp_path)), kind, by, how]
     )
-    assert child.stdout is not None
-    job_id = int(child.stdout.readline())
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
-    return job_id, child.pid
-
-
-class Runner:
-    """Runs each job it is handed as a real job that completes at once."""
-
-    def __init__(self) -> None:
-        self.ran: list[int] = []
-
-    def __call__(self, ctx: Context, job_id: int, token: CancelToken) -> Any:
-        self.ran.append(job_id)
-        return jobs.run(ctx, job_id, lambda _: None, token=token)
-
-
-def _retries_of(ctx: Context, job_id: int) -> list[jobs.JobInfo]:
-    return [j for j in jobs.list_jobs(ctx, limit=100) if j.retry_of == job_id]
 
 
 def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_killed(
@@ -127,7 +102,7 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     assert failed.error == f"process {pid} died while the job ran (found at start-up)"
     (alert,) = webhook.inbox.wait(1)
     assert alert["json"]["title"] == "[respaldo] CRITICAL: backup of erp failed"
-    (retry,) = _retries_of(ctx, lost)
+    (retry,) = retries_of(ctx, lost)
     assert (retry.kind, retry.target, retry.params, retry.attempt) == (
         JobKind.BACKUP,
         "erp",
@@ -139,7 +114,7 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     # Found once: a second sweep neither fails nor retries it again.
     service.sweep()
     service.join_retries()
-    assert len(_retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
+    assert len(retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
 
 
 def test_a_service_restarted_after_being_killed_retries_its_lost_job(
@@ -147,7 +122,7 @@ def test_a_service_restarted_after_being_killed_retries_its_lost_job(
 ) -> None:
     lost, _ = lose_job(tmp_path, "verify", "api")
     with Context.open(settings, retry_lost=True) as restarted:
-        (retry,) = _retries_of(restarted, lost)
+        (retry,) = retries_of(restarted, lost)
         # Held by the restarted service, which runs it: no other process will.
         assert (retry.status, retry.worker_pid) == (JobStatus.QUEUED, os.getpid())
         runner = Runner()
@@ -171,7 +146,7 @@ def test_a_command_lines_job_or_a_restore_is_failed_and_alerted_but_not_retried(
     service.join_retries()
     assert jobs.get(ctx, lost).error == f"process {pid} died while the job ran (found at start-up)"
     assert webhook.inbox.wait(1)
-    assert _retries_of(ctx, lost) == [] and runner.ran == []
+    assert retries_of(ctx, lost) == [] and runner.ran == []
 
 
 def test_a_request_the_service_never_started_is_failed_not_run_again(
@@ -186,4 +161,4 @@ def test_a_request_the_service_never_started_is_failed_not_run_again(
     service.join_retries()
     error = jobs.get(ctx, lost).error or ""
     assert error.startswith("not started:") and f"pid {pid}" in error
-    assert _retries_of(ctx, lost) == [] and runner.ran == []
+    assert retries_of(ctx, lost) == [] and runner.ran == []
