@@ -6,7 +6,7 @@ import signal
 import threading
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -22,6 +22,8 @@ from respaldo.operations.models import to_json_list
 # two commands that use them: every other command (a backup from cron, each wal-fetch of
 # a recovery) would pay about 0.2 s and 13 MB for them otherwise.
 if TYPE_CHECKING:
+    import uvicorn
+
     from respaldo.scheduling.plan import EntryInfo
     from respaldo.scheduling.service import Service
 
@@ -71,8 +73,6 @@ def serve(
 def _run(
     settings: Settings, context: Context, service: Service, worker: queue.WorkerThread | None
 ) -> None:
-    import uvicorn
-
     from respaldo.operations.workers import Workers
     from respaldo.web.site import create_site
 
@@ -88,20 +88,7 @@ def _run(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    tls = settings.server
-    server = uvicorn.Server(
-        uvicorn.Config(
-            api,
-            host=settings.server.host,
-            port=settings.server.port,
-            log_level="warning",
-            ssl_certfile=str(tls.tls_certificate) if tls.tls_certificate else None,
-            ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
-            # A client's idle HTTPS keep-alive connection otherwise holds SIGTERM for
-            # asyncio's 30-second TLS close; jobs are cancelled and recorded apart.
-            timeout_graceful_shutdown=5,
-        )
-    )
+    server = http_server(settings, api)
     # uvicorn installs no signal handlers outside the main thread: these stay ours.
     web = threading.Thread(target=server.run, name="http", daemon=True)
     try:
@@ -160,3 +147,35 @@ def _table(entries: list[EntryInfo]) -> Table:
             ", ".join(when.strftime("%Y-%m-%d %H:%M %Z") for when in entry.next_runs),
         )
     return table
+
+
+def http_server(settings: Settings, api: Any) -> uvicorn.Server:
+    """The HTTP server of ``serve`` for the ASGI application ``api``, its log scrubbed.
+
+    uvicorn configures its loggers (``uvicorn``, ``uvicorn.access``) when its Config is
+    made, with handlers of their own that do not pass records on to the root logger,
+    where :func:`~respaldo.operations.scrub.scrub_logs` was installed first: the text of
+    an unexpected exception (which may echo a loaded secret) would reach the service's
+    log from there unscrubbed.
+    """
+    import logging
+
+    import uvicorn
+
+    from respaldo.operations.scrub import scrub_logs
+
+    tls = settings.server
+    config = uvicorn.Config(
+        api,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="warning",
+        ssl_certfile=str(tls.tls_certificate) if tls.tls_certificate else None,
+        ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
+        # A client's idle HTTPS keep-alive connection otherwise holds SIGTERM for
+        # asyncio's 30-second TLS close; jobs are cancelled and recorded apart.
+        timeout_graceful_shutdown=5,
+    )
+    for name in ("uvicorn", "uvicorn.access"):
+        scrub_logs(settings, logging.getLogger(name))
+    return uvicorn.Server(config)
