@@ -19,6 +19,7 @@ The clock is wall-clock seconds (``time.time``), the one clock every server shar
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -27,6 +28,17 @@ from dataclasses import dataclass
 from respaldo.catalog import LoginFailures
 from respaldo.errors import TooManyAttempts
 from respaldo.operations.context import Context
+
+KEY_VALUE_MAX = 256
+"""Characters of a name or address kept as written in a key; a longer one (no account's
+name is) is keyed by its SHA-256, so that every key fits the catalog's column (320) and
+distinct values keep distinct counts."""
+
+
+def _key(kind: str, value: str) -> str:
+    if len(value) > KEY_VALUE_MAX:
+        value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return f"{kind}:{value}"
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,9 @@ class LoginLimiter:
 
     @staticmethod
     def _keys(user: str, address: str | None) -> list[str]:
-        keys = [f"user:{user}"]
+        keys = [_key("user", user)]
         if address:
-            keys.append(f"address:{address}")
+            keys.append(_key("address", address))
         return keys
 
     def attempt(self, ctx: Context, user: str, address: str | None) -> Attempt:
@@ -79,4 +91,4 @@ class LoginLimiter:
     def succeeded(self, ctx: Context, attempt: Attempt) -> None:
         """The attempt succeeded: it is no failure, and the name's failures are cleared."""
         with ctx.catalog.begin() as session:
-            LoginFailures(session).forget(attempt.failure_ids, key=f"user:{attempt.user}")
+            LoginFailures(session).forget(attempt.failure_ids, key=_key("user", attempt.user))

@@ -64,3 +64,35 @@ def test_two_servers_on_a_postgresql_catalog_share_the_login_limit(
             for server in (a, b):
                 data = {"username": "alice", "password": PASSWORD}
                 assert server.post("/auth/token", data=data).status_code == 429
+
+
+def test_a_name_longer_than_the_key_column_is_counted_like_any_other(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name of 2,000 characters (no account has one) is refused as a wrong login and
+    counted, not an error of the catalog's column (PostgreSQL enforces its length)."""
+    monkeypatch.setattr(users, "HASHER", CHEAP_HASHER)
+    users._dummy_hash.cache_clear()
+    clock = Clock()
+    long_name = "a" * 2000
+    with Context.open(settings, create=True) as ctx:
+        app = create_app(
+            settings, ctx, authenticator=Authenticator(settings, load_secret(settings), clock=clock)
+        )
+        clients = [
+            TestClient(app, client=(f"192.0.2.{n}", 1), raise_server_exceptions=False)
+            for n in (11, 12, 13)
+        ]
+        with clients[0] as first, clients[1] as second, clients[2] as third:
+            data = {"username": long_name, "password": "guess-guess"}
+            codes = []
+            for _ in range(5):
+                codes.append(first.post("/auth/token", data=data).status_code)
+                clock.now += 1
+            # The name's count, from another address.
+            codes.append(second.post("/auth/token", data=data).status_code)
+            # Its last character changed: another name, its own count.
+            other = {"username": long_name[:-1] + "b", "password": "guess-guess"}
+            other_code = third.post("/auth/token", data=other).status_code
+    assert codes == [401] * 5 + [429]
+    assert other_code == 401
