@@ -459,6 +459,8 @@ class Runs:
     main: CacheRun | None
     sides: list[CacheRun]
     damaged: dict[str, str]
+    listing: Mapping[str, int]
+    """The index files the runs describe (the listing they were brought up to date with)."""
 
 
 def side_path(directory: Path) -> Path:
@@ -494,11 +496,15 @@ def load_cached(
     to date first (under this machine's lock): files it does not cover go to a side run.
     None if the cache cannot be used (it cannot be written): the caller then loads the
     index files into memory. The index writes a side run for each index file a backup
-    adds (:meth:`ChunkIndex.add_file`), so that nothing it adds stays in memory."""
+    adds (:meth:`ChunkIndex.add_file`), so that nothing it adds stays in memory.
+
+    The repository is listed before the lock is taken (a listing may be slow, and a
+    running backup's :meth:`ChunkIndex.add_file` waits for the lock); where the runs
+    cover a file that listing lacks, it is listed again under the lock (:func:`_refresh`)."""
     listing = list_files()
     try:
         with locked(directory):
-            runs = _refresh(directory, repository, listing, read, damaged_errors)
+            runs = _refresh(directory, repository, listing, read, damaged_errors, relist=list_files)
     except OSError as exc:
         log.warning("cannot use the local chunk index cache in %s: %s", directory, exc)
         return None
@@ -510,7 +516,9 @@ def load_cached(
             with contextlib.suppress(FileNotFoundError):
                 if bad.path.stat().st_ino == os.fstat(bad.fd).st_ino:
                     bad.path.unlink()  # nobody replaced it meanwhile
-            fresh = _refresh(directory, repository, list_files(), read, damaged_errors, True)
+            fresh = _refresh(
+                directory, repository, list_files(), read, damaged_errors, complete=True
+            )
         if fresh.main is None:
             raise CacheCorrupt("the rebuilt local chunk index cache cannot be opened")
         return fresh.main
@@ -555,10 +563,12 @@ def load_cached(
         with locked(directory):
             for side in runs.sides:
                 _drop(side)
-            runs = _refresh(directory, repository, listing, read, damaged_errors, True)
+            runs = _refresh(
+                directory, repository, list_files(), read, damaged_errors, complete=True
+            )
         index = ChunkIndex()
         index.attach_cache(runs.main, exclude, rebuild, (), add_side, merge_sides)
-    return index, list(listing), runs.damaged
+    return index, list(runs.listing), runs.damaged
 
 
 def _open_sides(directory: Path, repository: str) -> list[CacheRun]:
@@ -577,12 +587,21 @@ def _refresh(
     read: ReadFile,
     damaged_errors: tuple[type[Exception], ...],
     complete: bool = False,
+    relist: ListFiles | None = None,
 ) -> Runs:
     """Open the cache's runs and bring them up to date with ``listing``: index files they
     do not cover go to a new side run (or, where there is no main run yet, to a new main
     one) while they are at most SIDE_RECORDS_MAX entries; the whole cache is built again
     (numpy, :mod:`.index_build`) if it is missing and big, damaged, covers a file that is
-    gone, or when ``complete``. Too many side runs are merged."""
+    gone, or when ``complete``. Too many side runs are merged.
+
+    The caller holds the lock; ``listing`` may have been taken before it. Runs covering
+    a file that ``listing`` lacks (or with another size) are then either behind a removed
+    file (garbage collection) or ahead of the listing: a backup stored the file and wrote
+    its side run (:meth:`ChunkIndex.add_file`, under the lock) after the listing. Hence
+    the repository is listed again with ``relist``, here under the lock: every run on
+    disk was written before it, after its file was stored, so a file this listing lacks
+    is truly gone and only then is the cache rebuilt (without it)."""
     from respaldo.repository import index_runs
 
     _remove_leftovers(directory)
@@ -597,6 +616,9 @@ def _refresh(
         covered.update(side.files)
         sides.append(side)
     removed = any(listing.get(name) != size for name, size in covered.items())
+    if removed and relist is not None:
+        listing = relist()
+        removed = any(listing.get(name) != size for name, size in covered.items())
     new = [name for name in listing if covered.get(name) != listing[name]]
     small = sum(listing[name] for name in new) // RECORD <= SIDE_RECORDS_MAX
     if not complete and not removed and small and (main is not None or not sides):
@@ -618,7 +640,7 @@ def _refresh(
                 sides.append(opened)
         if main is not None:
             main, sides = _merge_if_many(directory, repository, main, sides)
-            return Runs(main, sides, damaged)
+            return Runs(main, sides, damaged, listing)
     from respaldo.repository import index_build
 
     try:
@@ -630,7 +652,7 @@ def _refresh(
         main.close()
     for side in sides:
         _drop(side)
-    return Runs(open_run(path, repository), [], result.damaged)
+    return Runs(open_run(path, repository), [], result.damaged, listing)
 
 
 def _merge_if_many(

@@ -121,6 +121,86 @@ def test_a_removed_files_entries_leave_the_cache(tmp_path: Path, small_buckets: 
         assert cached.get(cid) == memory.get(cid)
 
 
+def _counting_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at each whole build of the cache."""
+    builds: list[int] = []
+    real = index_build.build
+
+    def counted(*args: Any, **kwargs: Any) -> index_build.BuildResult:
+        builds.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index_build, "build", counted)
+    return builds
+
+
+def _open_while_a_backup_stores(
+    cache: Path, files: dict[str, bytes], backup: ChunkIndex, stored: dict[str, bytes]
+) -> tuple[ChunkIndex, list[str]]:
+    """Open the cache as a second handle does while a running backup (``backup``, its
+    open index) stores ``stored`` between the opener's listing and its lock: the backup's
+    :meth:`ChunkIndex.add_file` writes their side runs before the opener takes the lock."""
+    listed = 0
+
+    def list_files() -> dict[str, int]:
+        nonlocal listed
+        listed += 1
+        listing = {name: len(data) for name, data in files.items()}
+        if listed == 1:  # the opener has listed; the backup stores its index files now
+            for name, data in stored.items():
+                files[name] = data
+                backup.add_file(name, len(data), list(decode_index(data)))
+        return listing
+
+    loaded = index_cache.load_cached(
+        cache, "repo-id", list_files, files.__getitem__, (KeyError,), {}
+    )
+    assert loaded is not None
+    return loaded[0], loaded[1]
+
+
+def test_an_index_file_stored_after_the_listing_is_not_taken_as_removed(
+    tmp_path: Path, small_buckets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _files(6, 100, seed=21)
+    backup = _load(tmp_path, files)
+    main = tmp_path / index_cache.CACHE_NAME
+    before = main.stat().st_ino
+    builds = _counting_builds(monkeypatch)
+    stored = _files(2, 100, seed=22)
+    opened, described = _open_while_a_backup_stores(tmp_path, files, backup, stored)
+    assert builds == []  # no whole rebuild, and the backup's side runs are kept
+    assert main.stat().st_ino == before
+    assert len(list(tmp_path.glob(f"{index_cache.SIDE_PREFIX}*.cix"))) == 2
+    assert set(described) == set(files)
+    memory = ChunkIndex.from_files(files.values())
+    for cid in _ids(files):
+        assert opened.get(cid) == memory.get(cid)
+
+
+def test_a_removed_file_still_leaves_the_cache_while_a_backup_stores(
+    tmp_path: Path, small_buckets: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _files(6, 100, seed=23)
+    backup = _load(tmp_path, files)
+    gone = sorted(files)[1]
+    only_there = set(_ids({gone: files[gone]})) - set(
+        _ids({n: d for n, d in files.items() if n != gone})
+    )
+    del files[gone]  # garbage collection deleted it
+    builds = _counting_builds(monkeypatch)
+    stored = _files(1, 100, seed=24)
+    opened, described = _open_while_a_backup_stores(tmp_path, files, backup, stored)
+    assert len(builds) == 1  # the removed file's entries must go: a whole rebuild
+    assert set(described) == set(files) and gone not in described
+    assert only_there and all(opened.get(cid) is None for cid in only_there)
+    memory = ChunkIndex.from_files(files.values())
+    for cid in _ids(files):
+        assert opened.get(cid) == memory.get(cid)
+    run = index_cache.open_run(tmp_path / index_cache.CACHE_NAME, "repo-id")
+    assert run is not None and {name for name, _ in run.files} == set(files)
+
+
 def test_a_quarantined_copy_is_passed_over_for_another(tmp_path: Path) -> None:
     files = _files(5, 100, seed=8)  # the fifth file repeats chunks of the fourth
     names_ = sorted(files)
