@@ -108,12 +108,18 @@ class Jobs:
         """A new ``queued`` job that runs ``lost`` again: same kind, target, inputs and
         requester, the next attempt, linked to it by ``retry_of``. ``runner_pid`` (on this
         host): the process that will run it, as in :meth:`submit` (a queue's retry has
-        none: the queue's workers take it)."""
+        none: the queue's workers take it).
+
+        A backup record ``reserved`` for ``lost`` (an API request's) is not passed on:
+        the sweep settles that record (failed with the reason, or completed from its
+        manifest) and a settled record cannot be started again, so the retry takes a
+        backup of its own, recorded as its result."""
         when = _now(now)
+        params = {k: v for k, v in params_of(lost).items() if k != "reserved"}
         job = Job(
             kind=lost.kind,
             target=lost.target,
-            params=lost.params,
+            params=None if lost.params is None else json.dumps(params, sort_keys=True),
             status=JobStatus.QUEUED,
             triggered_by=lost.triggered_by,
             requested_by=lost.requested_by,

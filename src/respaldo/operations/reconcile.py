@@ -135,9 +135,10 @@ def _retry_here(ctx: Context, session: Session, lost: Job) -> Job | None:
     the service's and its kind's policy allows; None otherwise."""
     if lost.queue_name is not None or lost.triggered_by is TriggeredBy.CLI:
         return None
-    if lost.started_at is None:
+    if lost.started_at is None and lost.retry_of is None:
         # Accepted, never started: whoever asked decides whether it still stands
-        # (docs/service.md); only work that was cut off is run again.
+        # (docs/service.md); only work that was cut off is run again. A retry the
+        # service held is that cut-off work (its own, within the retries): run again.
         return None
     if queue.has_queue(ctx):  # the service's jobs are the queue's: its workers retry them
         return None

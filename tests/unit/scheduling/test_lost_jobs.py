@@ -20,9 +20,13 @@ from typing import Any
 import pytest
 
 from respaldo.config import Settings
-from respaldo.domain import JobKind, JobStatus
+from respaldo.domain import BackupStatus, JobKind, JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
+from respaldo.operations.listing import show_backup
+from respaldo.operations.repositories import init_repositories
+from respaldo.operations.verify import verify
+from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
 from tests.lost_jobs import Runner, kill_once_started, retries_of
 from tests.servers.notify import Webhook, webhook  # noqa: F401
@@ -53,11 +57,67 @@ jobs.run(ctx, job.id, body)
 """
 
 
+# The child of an API request's backup: reserves its record and submits its job as
+# operations.background.start_backup does, and runs it through recorded_backup (which
+# starts the reserved record) with a body that says the job's id and then blocks.
+API_CHILD = """
+import json, sys, threading
+from respaldo.config import Settings
+from respaldo.domain import BackupKind, JobKind, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.recorded import recorded_backup, reserve_record
+
+settings = Settings(**json.loads(sys.argv[1]))
+ctx = Context.open(settings)
+api = TriggeredBy.API
+record = reserve_record(
+    ctx, kind=BackupKind.FILES, source="docs", retention_days=None, triggered_by=api
+)
+request = JobRequest(
+    JobKind.BACKUP, "docs", api, "ana", {"type": "files", "reserved": record.id}
+)
+job = jobs.submit(ctx, request, result_id=record.id, here=True)
+
+def body(*_):
+    print(job.id, flush=True)
+    threading.Event().wait()
+
+jobs.run(ctx, job.id, lambda c: recorded_backup(
+    c, kind=BackupKind.FILES, source="docs", retention_days=None, triggered_by=api,
+    pinned=False, body=body, reserved=record.id,
+), result_id=record.id)
+"""
+
+# A service started after a job was lost: it queues its retry, held to run, and says the
+# retry's id; it is killed before it starts the retry.
+SERVE_CHILD = """
+import json, sys, threading
+from respaldo.config import Settings
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+
+ctx = Context.open(Settings(**json.loads(sys.argv[1])), retry_lost=True)
+(retry,) = [j for j in jobs.list_jobs(ctx, limit=100) if j.retry_of == int(sys.argv[2])]
+print(retry.id, flush=True)
+threading.Event().wait()
+"""
+
+
 def _plain(tmp_path: Path) -> dict[str, Any]:
+    tree = tmp_path / "tree"
+    if not tree.exists():
+        tree.mkdir()
+        (tree / "a.txt").write_text("a\n")
+        (tmp_path / "passphrase").write_text("lost jobs passphrase\n")
+        (tmp_path / "passphrase").chmod(0o600)
     return {
         "catalog": {"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
         "repositories": [{"name": "local", "url": f"file://{tmp_path / 'repo'}"}],
+        "passphrase_file": str(tmp_path / "passphrase"),
         "cache_dir": str(tmp_path / "cache"),
+        "file_sets": [{"name": "docs", "paths": [str(tree)]}],
     }
 
 
@@ -117,6 +177,33 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     assert len(retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
 
 
+def test_a_lost_backup_started_through_the_api_is_taken_again_by_its_retry(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # The request's record was reserved for the lost job: the sweep fails it with the
+    # reason, and the retry takes a backup of its own (a record reserved once cannot be
+    # started again) that completes and verifies.
+    init_repositories(ctx.settings, KdfParams(1, 1024, 1))
+    argv = [sys.executable, "-c", API_CHILD, json.dumps(_plain(tmp_path))]
+    lost, pid = kill_once_started(argv)
+    reserved = jobs.get(ctx, lost).result_id
+    assert reserved is not None
+    service = Service(ctx, [])
+    service.sweep()
+    service.join_retries()
+    old = show_backup(ctx, reserved)
+    assert old.status is BackupStatus.FAILED
+    assert f"process {pid} died" in (old.error_message or "")
+    (retry,) = retries_of(ctx, lost)
+    assert retry.status is JobStatus.COMPLETED, retry.error
+    assert "reserved" not in retry.params and retry.result_id not in (None, reserved)
+    assert retry.result_id is not None
+    new = show_backup(ctx, retry.result_id)
+    assert new.status is BackupStatus.COMPLETED
+    checked = verify(ctx, backup_ids=[new.id])
+    assert checked.backups == 1 and checked.problems == []
+
+
 def test_a_service_restarted_after_being_killed_retries_its_lost_job(
     settings: Settings, ctx: Context, tmp_path: Path
 ) -> None:
@@ -147,6 +234,25 @@ def test_a_command_lines_job_or_a_restore_is_failed_and_alerted_but_not_retried(
     assert jobs.get(ctx, lost).error == f"process {pid} died while the job ran (found at start-up)"
     assert webhook.inbox.wait(1)
     assert retries_of(ctx, lost) == [] and runner.ran == []
+
+
+def test_a_retry_the_service_held_but_never_started_is_run_by_the_next_service(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # The held retry is the service's own (work that was cut off), not a request whose
+    # asker decides: the service that finds it lost runs it again, within the retries.
+    lost, _ = lose_job(tmp_path, "backup", "schedule")
+    argv = [sys.executable, "-c", SERVE_CHILD, json.dumps(_plain(tmp_path)), str(lost)]
+    held, pid = kill_once_started(argv)
+    runner = Runner()
+    service = Service(ctx, [], runner=runner)
+    service.sweep()
+    service.join_retries()
+    error = jobs.get(ctx, held).error or ""
+    assert error.startswith("not started:") and f"pid {pid}" in error
+    (again,) = retries_of(ctx, held)
+    assert again.attempt == 3 and again.params == {"type": "full"}
+    assert runner.ran == [again.id] and again.status is JobStatus.COMPLETED
 
 
 def test_a_request_the_service_never_started_is_failed_not_run_again(
