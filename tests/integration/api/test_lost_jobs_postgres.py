@@ -6,11 +6,13 @@ that ran outside the queue is failed and alerted, never retried by the service (
 of a PostgreSQL service would ever run it); a job a live worker runs is left running.
 
 The catalog is a database of the test cluster; each lost job runs in a real child process
-(a real job, its body blocking) killed with SIGKILL.
+(a real job, its body blocking) killed with SIGKILL. The retry of a lost API backup of
+the queue takes a backup of its own, never the request's settled record.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,12 +23,17 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.config import Settings
-from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.domain import BackupStatus, JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.listing import show_backup
+from respaldo.operations.repositories import init_repositories
+from respaldo.operations.scheduled import run_queued
+from respaldo.operations.verify import verify
+from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
-from tests.lost_jobs import Runner, kill_once_started, retries_of
+from tests.lost_jobs import API_CHILD, Runner, kill_once_started, retries_of
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +119,41 @@ def test_a_lost_job_of_the_queue_is_retried_once_in_the_queue_not_by_the_service
     )
     assert _deferred(ctx, retry.id) == 1
     assert runner.ran == []
+
+
+def test_the_queues_retry_of_a_lost_api_backup_takes_a_backup_of_its_own(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # The request's reserved record is settled with the lost job (failed with the
+    # reason); the retry, run as a worker runs it, records a new backup that verifies.
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "a.txt").write_text("a\n")
+    (tmp_path / "passphrase").write_text("lost jobs passphrase\n")
+    (tmp_path / "passphrase").chmod(0o600)
+    plain = {
+        "cache_dir": str(tmp_path / "cache"),
+        "repositories": [{"name": "local", "url": f"file://{tmp_path / 'repo'}"}],
+        "passphrase_file": str(tmp_path / "passphrase"),
+        "file_sets": [{"name": "docs", "paths": [str(tmp_path / "tree")]}],
+    }
+    settings = Settings(**plain)
+    init_repositories(settings, KdfParams(1, 1024, 1))
+    lost, pid = kill_once_started([sys.executable, "-c", API_CHILD, json.dumps(plain), "queue"])
+    with Context.open(settings) as worker:  # opening the catalog sweeps: fails, retries
+        reserved = jobs.get(worker, lost).result_id
+        assert reserved is not None
+        old = show_backup(worker, reserved)
+        assert old.status is BackupStatus.FAILED
+        assert f"process {pid} died" in (old.error_message or "")
+        (retry,) = retries_of(worker, lost)
+        assert retry.queue_name == "default" and "reserved" not in retry.params
+        run_queued(worker, retry.id)
+        done = jobs.get(worker, retry.id)
+        assert done.status is JobStatus.COMPLETED and done.result_id not in (None, reserved)
+        assert done.result_id is not None
+        assert show_backup(worker, done.result_id).status is BackupStatus.COMPLETED
+        checked = verify(worker, backup_ids=[done.result_id])
+        assert checked.backups == 1 and checked.problems == []
 
 
 def test_a_lost_job_outside_the_queue_is_failed_but_not_held_by_the_service(

@@ -28,7 +28,7 @@ from respaldo.operations.repositories import init_repositories
 from respaldo.operations.verify import verify
 from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
-from tests.lost_jobs import Runner, kill_once_started, retries_of
+from tests.lost_jobs import API_CHILD, Runner, kill_once_started, retries_of
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.unit
@@ -56,39 +56,6 @@ if sys.argv[4] == "hold":  # accepted, held to run later: never started
 jobs.run(ctx, job.id, body)
 """
 
-
-# The child of an API request's backup: reserves its record and submits its job as
-# operations.background.start_backup does, and runs it through recorded_backup (which
-# starts the reserved record) with a body that says the job's id and then blocks.
-API_CHILD = """
-import json, sys, threading
-from respaldo.config import Settings
-from respaldo.domain import BackupKind, JobKind, TriggeredBy
-from respaldo.operations import jobs
-from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
-from respaldo.operations.recorded import recorded_backup, reserve_record
-
-settings = Settings(**json.loads(sys.argv[1]))
-ctx = Context.open(settings)
-api = TriggeredBy.API
-record = reserve_record(
-    ctx, kind=BackupKind.FILES, source="docs", retention_days=None, triggered_by=api
-)
-request = JobRequest(
-    JobKind.BACKUP, "docs", api, "ana", {"type": "files", "reserved": record.id}
-)
-job = jobs.submit(ctx, request, result_id=record.id, here=True)
-
-def body(*_):
-    print(job.id, flush=True)
-    threading.Event().wait()
-
-jobs.run(ctx, job.id, lambda c: recorded_backup(
-    c, kind=BackupKind.FILES, source="docs", retention_days=None, triggered_by=api,
-    pinned=False, body=body, reserved=record.id,
-), result_id=record.id)
-"""
 
 # A service started after a job was lost: it queues its retry, held to run, and says the
 # retry's id; it is killed before it starts the retry.
@@ -184,7 +151,7 @@ def test_a_lost_backup_started_through_the_api_is_taken_again_by_its_retry(
     # reason, and the retry takes a backup of its own (a record reserved once cannot be
     # started again) that completes and verifies.
     init_repositories(ctx.settings, KdfParams(1, 1024, 1))
-    argv = [sys.executable, "-c", API_CHILD, json.dumps(_plain(tmp_path))]
+    argv = [sys.executable, "-c", API_CHILD, json.dumps(_plain(tmp_path)), "here"]
     lost, pid = kill_once_started(argv)
     reserved = jobs.get(ctx, lost).result_id
     assert reserved is not None
