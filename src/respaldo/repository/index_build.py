@@ -37,6 +37,7 @@ from respaldo.repository.index_cache import (
     ReadFile,
     _block_seed,
     finish_file,
+    new_file,
 )
 
 BUCKET_RECORDS = 262_144
@@ -256,47 +257,38 @@ def build(
                 for b in range(2**bits):
                     if cuts[b + 1] > cuts[b]:
                         outs[b].write(wide[cuts[b] : cuts[b + 1]].tobytes())
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".chunkindex-", suffix=".tmp")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w+b") as out:
-                os.fchmod(out.fileno(), 0o600)
-                out.write(bytes(BLOCK))
-                writer = _BlockWriter(out, filter_bytes, hashes)
-                for b, bucket in enumerate(buckets):
-                    parts = []
-                    if old is not None and kept_old:
-                        low = b << (64 - bits) if bits else 0
-                        high = (b + 1) << (64 - bits) if bits and b + 1 < 2**bits else None
-                        first, end = old.block_range(low, high)
-                        part = wide_of_run(old, first, end)
-                        keep = part["key"] >= np.uint64(low)
-                        if high is not None:
-                            keep &= part["key"] < np.uint64(high)
-                        part = part[keep]
-                        mapped = remap[part["group"].astype(np.int64)]
-                        part = part[mapped >= 0]
-                        part["group"] = mapped[mapped >= 0]
-                        parts.append(part)
-                    parts.append(np.fromfile(bucket, _WIDE))
-                    bucket.unlink()
-                    wide = np.concatenate(parts)
-                    wide = wide[np.argsort(wide["key"], kind="stable")]
-                    writer.write(wide, final=b == len(buckets) - 1)
-                directory = np.concatenate(writer.directory or [np.empty(0, "<u8")])
-                finish_file(
-                    out,
-                    repository=repository,
-                    files=names,
-                    filter_bytes=filter_bytes,
-                    hashes=hashes,
-                    groups=groups,
-                    directory=directory.astype("<u8").tobytes(),
-                    bloom=writer.filter.data,
-                    counts=(writer.records, writer.blocks, writer.unique),
-                )
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with new_file(path) as out:
+            writer = _BlockWriter(out, filter_bytes, hashes)
+            for b, bucket in enumerate(buckets):
+                parts = []
+                if old is not None and kept_old:
+                    low = b << (64 - bits) if bits else 0
+                    high = (b + 1) << (64 - bits) if bits and b + 1 < 2**bits else None
+                    first, end = old.block_range(low, high)
+                    part = wide_of_run(old, first, end)
+                    keep = part["key"] >= np.uint64(low)
+                    if high is not None:
+                        keep &= part["key"] < np.uint64(high)
+                    part = part[keep]
+                    mapped = remap[part["group"].astype(np.int64)]
+                    part = part[mapped >= 0]
+                    part["group"] = mapped[mapped >= 0]
+                    parts.append(part)
+                parts.append(np.fromfile(bucket, _WIDE))
+                bucket.unlink()
+                wide = np.concatenate(parts)
+                wide = wide[np.argsort(wide["key"], kind="stable")]
+                writer.write(wide, final=b == len(buckets) - 1)
+            directory = np.concatenate(writer.directory or [np.empty(0, "<u8")])
+            finish_file(
+                out,
+                repository=repository,
+                files=names,
+                filter_bytes=filter_bytes,
+                hashes=hashes,
+                groups=groups,
+                directory=directory.astype("<u8").tobytes(),
+                bloom=writer.filter.data,
+                counts=(writer.records, writer.blocks, writer.unique),
+            )
     return BuildResult(damaged)

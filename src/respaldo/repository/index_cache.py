@@ -57,6 +57,7 @@ import os
 import shutil
 import struct
 import sys
+import tempfile
 import time
 import zlib
 from array import array
@@ -91,6 +92,26 @@ FILTER_MAX = 32 * 2**20
 a chunk up to 27 million chunks (2 hashes: a chunk the cache does not hold reads the
 file once in 30 times), fewer beyond (at 65 million, 4 bits: once in 6 times)."""
 _FIELDS = struct.Struct("<IIIII")
+
+
+@contextlib.contextmanager
+def new_file(path: Path) -> Iterator[IO[bytes]]:
+    """A cache file written to a temporary file next to ``path`` (mode 0600, its first
+    block left for the header that :func:`finish_file` writes), renamed to ``path`` once
+    the ``with`` block ends without error and removed otherwise. The caller holds the
+    cache's lock (:func:`locked`): a temporary file found without it is a leftover of a
+    killed process."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".chunkindex-", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(bytes(BLOCK))
+            yield out
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def finish_file(

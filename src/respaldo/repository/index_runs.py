@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -29,7 +27,6 @@ from pathlib import Path
 
 from respaldo.repository.index import _groups
 from respaldo.repository.index_cache import (
-    BLOCK,
     FILTER_MAX,
     GROUP,
     PER_BLOCK,
@@ -38,6 +35,7 @@ from respaldo.repository.index_cache import (
     Record,
     _block_seed,
     finish_file,
+    new_file,
 )
 from respaldo.repository.packs import ENTRY
 
@@ -88,51 +86,42 @@ def write_run(
     directory: list[int] = []
     blocks = count = unique = 0
     last: tuple[int, bytes] | None = None
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".chunkindex-", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(bytes(BLOCK))
-            batch: list[Record] = []
-            for record in records:
-                key, rest = record[0], record[1]
-                if (key, rest) != last:
-                    unique += 1
-                    last = (key, rest)
-                word = int.from_bytes(rest[:8], "little")
-                bit = word & mask
+    with new_file(path) as out:
+        batch: list[Record] = []
+        for record in records:
+            key, rest = record[0], record[1]
+            if (key, rest) != last:
+                unique += 1
+                last = (key, rest)
+            word = int.from_bytes(rest[:8], "little")
+            bit = word & mask
+            bloom[bit >> 3] |= 1 << (bit & 7)
+            if hashes > 1:
+                bit = (word >> 32) & mask
                 bloom[bit >> 3] |= 1 << (bit & 7)
-                if hashes > 1:
-                    bit = (word >> 32) & mask
-                    bloom[bit >> 3] |= 1 << (bit & 7)
-                batch.append(record)
-                if len(batch) == PER_BLOCK:
-                    directory.append(batch[0][0])
-                    out.write(_block(batch, blocks))
-                    blocks += 1
-                    count += len(batch)
-                    batch = []
-            if batch:
+            batch.append(record)
+            if len(batch) == PER_BLOCK:
                 directory.append(batch[0][0])
                 out.write(_block(batch, blocks))
                 blocks += 1
                 count += len(batch)
-            finish_file(
-                out,
-                repository=repository,
-                files=[list(f) for f in files],
-                filter_bytes=filter_bytes,
-                hashes=hashes,
-                groups=groups,
-                directory=struct.pack(f"<{blocks}Q", *directory),
-                bloom=bloom,
-                counts=(count, blocks, unique),
-            )
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                batch = []
+        if batch:
+            directory.append(batch[0][0])
+            out.write(_block(batch, blocks))
+            blocks += 1
+            count += len(batch)
+        finish_file(
+            out,
+            repository=repository,
+            files=[list(f) for f in files],
+            filter_bytes=filter_bytes,
+            hashes=hashes,
+            groups=groups,
+            directory=struct.pack(f"<{blocks}Q", *directory),
+            bloom=bloom,
+            counts=(count, blocks, unique),
+        )
 
 
 def write_side(path: Path, repository: str, sources: Sequence[Source]) -> None:
