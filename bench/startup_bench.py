@@ -236,6 +236,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _mmm(spread: dict[str, float], fmt: str, scale: float = 1.0) -> str:
+    """``spread``'s min / median / max, each formatted by ``fmt`` after dividing by ``scale``."""
+    return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
+
+
 def table(report: dict[str, Any]) -> list[str]:
     load = report["load_average"]
     lines = [
@@ -246,13 +251,10 @@ def table(report: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|",
     ]
 
-    def mmm(spread: dict[str, float], fmt: str, scale: float = 1.0) -> str:
-        return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
-
     for name, res in report["results"].items():
         lines.append(
-            f"| `{name}` | {mmm(res['seconds'], '{:.3f}')} | {mmm(res['cpu_seconds'], '{:.3f}')}"
-            f" | {mmm(res['peak_rss'], '{:.0f}', MIB)} | {res['wall_over_python']:.1f} |"
+            f"| `{name}` | {_mmm(res['seconds'], '{:.3f}')} | {_mmm(res['cpu_seconds'], '{:.3f}')}"
+            f" | {_mmm(res['peak_rss'], '{:.0f}', MIB)} | {res['wall_over_python']:.1f} |"
         )
     baseline = report["results"].get("baseline wal-push (key cache)")
     if baseline is not None:
@@ -261,7 +263,7 @@ def table(report: dict[str, Any]) -> list[str]:
         for figure, label in (("seconds", "wall"), ("cpu_seconds", "CPU")):
             ratios = _spread([a[figure] / b[figure] for a, b in pairs if b[figure]])
             lines.append(
-                f"\n`wal-push` / baseline `wal-push`, {label}, per round: {mmm(ratios, '{:.2f}')}"
+                f"\n`wal-push` / baseline `wal-push`, {label}, per round: {_mmm(ratios, '{:.2f}')}"
             )
     return lines
 
@@ -429,17 +431,15 @@ def one_shot_table(report: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
 
-    def mmm(spread: dict[str, float], fmt: str, scale: float = 1.0) -> str:
-        return " / ".join(fmt.format(spread[k] / scale) for k in ("min", "median", "max"))
-
     for name, res in report["results"].items():
         lines.append(
-            f"| `{name}` | {mmm(res['seconds'], '{:.3f}')} | {mmm(res['cpu_seconds'], '{:.3f}')}"
-            f" | {mmm(res['peak_rss'], '{:.0f}', MIB)} |"
+            f"| `{name}` | {_mmm(res['seconds'], '{:.3f}')} | {_mmm(res['cpu_seconds'], '{:.3f}')}"
+            f" | {_mmm(res['peak_rss'], '{:.0f}', MIB)} |"
         )
     lines += ["", "| per round | wall | CPU |", "|---|---|---|"]
     for name, ratio in report["ratios"].items():
-        lines.append(f"| {name} | {mmm(ratio['wall'], '{:.2f}')} | {mmm(ratio['cpu'], '{:.2f}')} |")
+        wall, cpu = _mmm(ratio["wall"], "{:.2f}"), _mmm(ratio["cpu"], "{:.2f}")
+        lines.append(f"| {name} | {wall} | {cpu} |")
     return lines
 
 
