@@ -1058,34 +1058,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     )
     if args.paired:
-        if args.via_service:
-            try:
-                r["service"] = paired_via_service(bench, args.paired, args.poll, args.baseline)
-                if args.phases:  # the one-shot command by part, for reference
-                    r["phases"] = run_phases(bench, args.phases)
-                    print(phases_report(r["phases"]))
-                    print()
-            finally:
-                bench.cluster.destroy()
-            out = RESULTS.with_name("physical_service.json")
-            out.parent.mkdir(exist_ok=True)
-            out.write_text(json.dumps(r, indent=2, default=str) + "\n")
-            print(service_report(r))
-            return 0
         try:
-            r["paired"] = paired_small_cluster(bench, args.paired, args.baseline)
-            if args.profile is not None:
-                print(profile_backup(bench, args.profile))
-            if args.phases:
+            if args.via_service:
+                r["service"] = paired_via_service(bench, args.paired, args.poll, args.baseline)
+            else:
+                r["paired"] = paired_small_cluster(bench, args.paired, args.baseline)
+                if args.profile is not None:
+                    print(profile_backup(bench, args.profile))
+            if args.phases:  # the one-shot command by part (for reference, via the service)
                 r["phases"] = run_phases(bench, args.phases)
                 print(phases_report(r["phases"]))
                 print()
         finally:
             bench.cluster.destroy()
-        out = RESULTS.with_name("physical_paired.json")
+        name = "physical_service.json" if args.via_service else "physical_paired.json"
+        out = RESULTS.with_name(name)
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(r, indent=2, default=str) + "\n")
-        print(paired_report(r))
+        print(service_report(r) if args.via_service else paired_report(r))
         return 0
     try:
         backrest = pgbackrest_setup(bench) if args.pgbackrest else None
