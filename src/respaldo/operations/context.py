@@ -45,6 +45,10 @@ class Context:
     progress: Progress = field(default=no_progress)
     _repositories: dict[str, Repository] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    said: dict[str, str] = field(default_factory=dict, repr=False)
+    """The last warning given about a subject (a backup record's id) by what runs again and
+    again on this context (the service's lost-job sweep, every lease renewal period): said
+    once per cause, not on every pass."""
 
     @classmethod
     def open(

@@ -117,6 +117,14 @@ def settle_abandoned(ctx: Context, now: datetime, *, retry_here: bool = False) -
         failed = BackupRecords(session).fail_abandoned(now, spare=settled.undecided)
         settled.failed = [record.id for record in failed]
         settled.drills = [run.id for run in DrillRuns(session).fail_abandoned(now=now)]
+    for backup_id in settled.failed:
+        # Said only of a record that was said to wait: the end of the story told before.
+        if ctx.said.pop(backup_id, None) is not None:
+            log.warning(
+                "backup %s: its repository can be read again and holds no manifest of it: "
+                "its record is failed",
+                backup_id,
+            )
     return settled
 
 
@@ -149,6 +157,15 @@ def _retry_here(ctx: Context, session: Session, lost: Job) -> Job | None:
     return job
 
 
+def _say(ctx: Context, backup_id: str, message: str) -> None:
+    """Warn ``message`` about a record that waits, unless it is what was said last about
+    it on this context: the service sweeps every few seconds, and a repository that stays
+    unreachable must not fill the log with one line per pass."""
+    if ctx.said.get(backup_id) != message:
+        ctx.said[backup_id] = message
+        log.warning("%s", message)
+
+
 def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _Found:
     settings = ctx.settings
     try:
@@ -157,7 +174,9 @@ def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _F
         return _Found.NOTHING  # no longer configured: no manifest can ever be found
     name = manifest_name(backup_id)
     try:
-        store = open_store(repo_settings)
+        # No retries here: a record that cannot be looked at now waits for the next
+        # sweep, which is the retry (and retries would log a warning each, every pass).
+        store = open_store(repo_settings, retries=0)
         try:
             store.stat(name)
         finally:
@@ -165,12 +184,11 @@ def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _F
     except ObjectNotFound:
         return _Found.NOTHING
     except RespaldoError as exc:
-        log.warning(
-            "backup %s: its process died; whether it completed is not known until "
-            "repository %s can be read (%s)",
+        _say(
+            ctx,
             backup_id,
-            repository,
-            exc,
+            f"backup {backup_id}: its process died; whether it completed is not known until "
+            f"repository {repository} can be read ({exc})",
         )
         return _Found.UNKNOWN
     try:
@@ -180,12 +198,12 @@ def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _F
         log.warning("backup %s: its process died and its manifest is damaged (%s)", backup_id, exc)
         return _Found.NOTHING
     except RespaldoError as exc:
-        log.warning(
-            "backup %s: its process died after writing its manifest, which cannot be read "
-            "now (%s); a command that can open repository %s will complete its record",
+        _say(
+            ctx,
             backup_id,
-            exc,
-            repository,
+            f"backup {backup_id}: its process died after writing its manifest, which cannot "
+            f"be read now ({exc}); a command that can open repository {repository} will "
+            "complete its record",
         )
         return _Found.UNKNOWN
     values = manifest_values(
@@ -193,6 +211,7 @@ def _complete_from_manifest(ctx: Context, backup_id: str, repository: str) -> _F
     )
     with ctx.catalog.begin() as session:
         BackupRecords(session).upsert_from_manifest(values)
+    ctx.said.pop(backup_id, None)
     log.warning(
         "backup %s: its process died after the backup was complete; its record is completed "
         "from its manifest (copies to other repositories follow with the next backup)",

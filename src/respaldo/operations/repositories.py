@@ -67,8 +67,10 @@ def storage_options(repo: RepositorySettings) -> dict[str, Any]:
     return options
 
 
-def open_store(repo: RepositorySettings) -> Storage:
-    return open_storage(repo.url, **storage_options(repo))
+def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
+    """The store of a configured repository, retrying transient errors ``retries`` times
+    in all (0: none, for a caller that is itself run again and again)."""
+    return open_storage(repo.url, retries=retries, **storage_options(repo))
 
 
 def open_repository(settings: Settings, name: str | None = None) -> Repository:

@@ -13,6 +13,7 @@ import pytest
 
 from respaldo.catalog import BackupRecord, BackupRecords, Jobs
 from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy, new_backup_id
+from respaldo.operations import reconcile
 from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter, iter_stream
 from tests.unit.operations.support import Installation, data_for
@@ -173,3 +174,78 @@ def test_records_of_a_job_whose_process_died_are_settled_through_the_job(
 def _all(inst: Installation) -> list[BackupRecord]:
     with inst.ctx.catalog.begin() as session:
         return BackupRecords(session).list()
+
+
+def _sweep_lines(caplog: pytest.LogCaptureFixture, backup_id: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "respaldo.operations.reconcile" and backup_id in r.getMessage()
+    ]
+
+
+def test_the_sweep_warns_once_per_cause_while_the_repository_is_unreachable(
+    inst: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `respaldo serve` on SQLite sweeps every lease renewal period with one context: a
+    # record whose repository cannot be asked must be said once, not every 2 seconds.
+    backup_id = _killed_backup(inst, manifest=True)
+    manifests = inst.root / "repo" / "manifests"
+    aside = manifests.with_name("manifests.aside")
+    manifests.rename(aside)
+    manifests.symlink_to(manifests)  # a loop: every stat fails (ELOOP), as a dead mount would
+    ctx = inst.context()  # the service's one context; opening it is the first pass
+    try:
+        for _ in range(4):
+            reconcile.sweep_here(ctx)
+        lines = _sweep_lines(caplog, backup_id)
+        assert len(lines) == 1, lines
+        assert "until repository local can be read" in lines[0]
+        assert ctx.record(backup_id).status is BackupStatus.IN_PROGRESS  # still retried
+        # A new cause is said (once): the manifest is there but cannot be read.
+        manifests.unlink()
+        aside.rename(manifests)
+        settings = ctx.settings
+        ctx.settings = settings.model_copy(update={"passphrase": None})  # as if never given
+        try:
+            for _ in range(3):
+                reconcile.sweep_here(ctx)
+        finally:
+            ctx.settings = settings
+        lines = _sweep_lines(caplog, backup_id)
+        assert len(lines) == 2, lines
+        assert "cannot be read now" in lines[1]
+        # And the end is said: the record completed from its manifest.
+        for _ in range(2):
+            reconcile.sweep_here(ctx)
+        lines = _sweep_lines(caplog, backup_id)
+        assert len(lines) == 3, lines
+        assert "its record is completed from its manifest" in lines[2]
+        assert ctx.record(backup_id).status is BackupStatus.COMPLETED
+    finally:
+        ctx.close()
+
+
+def test_the_sweep_says_when_an_undecided_record_is_failed_at_last(
+    inst: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    backup_id = _killed_backup(inst, manifest=False)
+    manifests = inst.root / "repo" / "manifests"
+    aside = manifests.with_name("manifests.aside")
+    aside.mkdir()  # no backup has written one yet
+    manifests.symlink_to(manifests)
+    ctx = inst.context()
+    try:
+        for _ in range(3):
+            reconcile.sweep_here(ctx)
+        assert len(_sweep_lines(caplog, backup_id)) == 1
+        manifests.unlink()
+        aside.rename(manifests)
+        for _ in range(3):
+            reconcile.sweep_here(ctx)
+        lines = _sweep_lines(caplog, backup_id)
+        assert len(lines) == 2, lines
+        assert "no manifest" in lines[1] and "failed" in lines[1]
+        assert ctx.record(backup_id).status is BackupStatus.FAILED
+    finally:
+        ctx.close()
