@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -42,9 +43,15 @@ _SECRET_ENVIRONMENT = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 class Scrubber:
     """Removes the server's secrets (see the module's docstring) and the paths of the
-    files holding them. Made once per answer, failure or application: a secret file
-    rotated later is read again by the next one. A file or variable that cannot be read
-    is skipped (then the process cannot have loaded it either)."""
+    files holding them. A file or variable that cannot be read is skipped (then the
+    process cannot have loaded it either).
+
+    The service makes some once and keeps them (the API's error handler, the web pages,
+    the log's filter), while a secret file may be rotated under it: every call looks at
+    the secret files (one ``stat`` each, no read) and reads again only those that changed
+    (another file renamed over it, or a new size or modification time), so that the new
+    value is scrubbed from then on. A value once read stays scrubbed: a process or a
+    connection may still use the old one. Thread-safe."""
 
     def __init__(self, settings: Settings) -> None:
         paths = _secret_files(settings)
@@ -52,7 +59,6 @@ class Scrubber:
         secrets = [settings.passphrase] + [d.password for d in settings.databases]
         secrets += [r.secret_access_key for r in settings.repositories]
         values += [s.get_secret_value() for s in secrets if s is not None]
-        values += [text for p in paths if (text := _read(p)) is not None]
         names = [t.secret_env for t in settings.notifications.targets if t.secret_env]
         names += [t.url_env for t in settings.notifications.targets if t.url_env]
         # PGPASSWORD is used only by a database given no password of its own (respaldo
@@ -61,17 +67,58 @@ class Scrubber:
             names.append("PGPASSWORD")
         values += [os.environ.get(n, "") for n in [*names, *_SECRET_ENVIRONMENT]]
         values += _url_password(settings.catalog.url)
-        # A whole notification URL is a secret (url_file, url_env); so is its password.
-        values += [p for v in list(values) if "://" in v for p in _url_secrets(v)]
+        self._values = set(_with_url_secrets(values))
+        self._files: dict[Path, _Stamp | None] = dict.fromkeys(paths)
+        self._lock = threading.Lock()
         self._paths = _longest_first(str(p) for p in paths)
-        self._secrets = _longest_first(_forms(values))
+        self._secrets: list[str] = []
+        self._refresh(first=True)
 
     def __call__(self, text: str) -> str:
+        self._refresh()
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         for path in self._paths:
             text = text.replace(path, REDACTED_PATH)
         return text
+
+    def _refresh(self, *, first: bool = False) -> None:
+        """Read the secret files that changed since they were last read (all, the first
+        time)."""
+        with self._lock:
+            read = [
+                (path, stamp)
+                for path, known in self._files.items()
+                if (stamp := _stamp(path)) is not None and stamp != known
+            ]
+            if not read and not first:
+                return
+            for path, stamp in read:
+                self._files[path] = stamp
+                text = _read(path)
+                if text is not None:
+                    self._values.update(_with_url_secrets([text]))
+            # Replaced whole, never changed in place: a call without the lock reading
+            # the old list still scrubs everything it held.
+            self._secrets = _longest_first(_forms(self._values))
+
+
+_Stamp = tuple[int, int, int, int]
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    """What tells that a file changed without reading it: its inode and device (a new
+    file renamed over it), size and modification time (rewritten in place)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _with_url_secrets(values: list[str]) -> list[str]:
+    # A whole notification URL is a secret (url_file, url_env); so is its password.
+    return values + [p for v in values if "://" in v for p in _url_secrets(v)]
 
 
 def _secret_files(settings: Settings) -> list[Path]:

@@ -173,3 +173,43 @@ def test_a_password_loaded_from_its_file_is_scrubbed_from_answers_and_the_log(
     logged = caplog.text
     assert "RuntimeError: S3 echoed <secret>" in logged
     assert PASSWORD not in known.text and PASSWORD not in logged
+
+
+def test_a_password_file_rotated_while_the_api_runs_is_scrubbed(
+    settings: Settings, context: Context, tmp_path: Path
+) -> None:
+    password_file = tmp_path / "erp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    served = settings.model_copy(
+        update={
+            "databases": Settings(
+                databases=[
+                    {
+                        "name": "erp",
+                        "dsn": "postgresql://erp@db/erp",
+                        "password_file": password_file,
+                    }
+                ]
+            ).databases
+        }
+    )
+    app = create_app(served, context)
+    echoed = [PASSWORD]
+
+    @app.get("/test/respaldo")
+    def respaldo_error() -> None:
+        raise ConnectionFailed(f'password authentication failed: "{echoed[0]}"')
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert PASSWORD not in client.get("/test/respaldo").text
+        rotated = tmp_path / "erp.password.new"
+        rotated.write_text("the rotated erp password\n")
+        rotated.chmod(0o600)
+        rotated.replace(password_file)  # rotated while the service runs
+        echoed[0] = "the rotated erp password"
+        answer = client.get("/test/respaldo")
+        echoed[0] = PASSWORD  # the old one is still scrubbed (a process may still use it)
+        again = client.get("/test/respaldo")
+    assert answer.json()["detail"] == 'password authentication failed: "<secret>"'
+    assert again.json()["detail"] == 'password authentication failed: "<secret>"'

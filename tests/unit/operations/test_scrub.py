@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from respaldo.config import Settings
+from respaldo.operations import scrub as scrub_module
 from respaldo.operations.scrub import REDACTED, Scrubber, scrub_logs
 
 pytestmark = pytest.mark.unit
@@ -140,3 +141,73 @@ def test_the_services_log_carries_no_loaded_secret(settings: Settings) -> None:
     assert "RuntimeError: S3 said: bad key <secret>" in written  # the traceback is kept
     assert password not in written and FILES["s3.key"] not in written
     assert len(handler.filters) == 1
+
+
+def _rotate(path: Path, value: str) -> None:
+    # As a secret manager rotates it: a new file renamed over the old one.
+    new = path.with_name(path.name + ".new")
+    new.write_text(value + "\n")
+    new.chmod(0o600)
+    new.replace(path)
+
+
+def test_a_rotated_secret_file_is_read_again_and_its_old_value_stays_scrubbed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The service makes its scrubbers once (the API's error handler, the log's filter):
+    # a password rotated while it runs must be scrubbed as soon as it can be loaded.
+    scrub = Scrubber(settings)
+    old = FILES["db.password"]
+    _rotate(tmp_path / "db.password", "rotated db password, longer than the first")
+    _rotate(tmp_path / "s3.key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYNEWKEY123")  # same length
+    text = scrub(f"refused {old}, then rotated db password, longer than the first")
+    assert text == f"refused {REDACTED}, then {REDACTED}"
+    assert scrub("bad key wJalrXUtnFEMI/K7MDENG/bPxRfiCYNEWKEY123") == f"bad key {REDACTED}"
+    # Rewritten in place too (same file, another size).
+    (tmp_path / "jwt.key").write_text("a jwt key written over the old one in place\n")
+    assert scrub("a jwt key written over the old one in place") == REDACTED
+    assert scrub(FILES["jwt.key"]) == REDACTED
+
+
+def test_a_secret_file_appearing_later_is_scrubbed(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "hook.secret").unlink()
+    scrub = Scrubber(settings)
+    assert scrub("token hook-token-from-secret_file") == "token hook-token-from-secret_file"
+    secret_file(tmp_path, "hook.secret")
+    assert scrub("token hook-token-from-secret_file") == f"token {REDACTED}"
+
+
+def test_the_secret_files_are_not_read_again_while_they_do_not_change(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    reads: list[Path] = []
+    real = scrub_module._read
+
+    def counting(path: Path) -> str | None:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(scrub_module, "_read", counting)
+    scrub = Scrubber(settings)
+    first = len(reads)
+    for _ in range(50):
+        scrub("a log line")
+    assert len(reads) == first
+    _rotate(tmp_path / "db.password", "another db password")
+    scrub("a log line")
+    assert reads[first:] == [tmp_path / "db.password"]  # the changed one alone
+
+
+def test_the_services_log_scrubs_a_rotated_secret(settings: Settings, tmp_path: Path) -> None:
+    logger = logging.getLogger("respaldo.test.scrub.rotated")
+    logger.propagate = False
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        scrub_logs(settings, logger)
+        _rotate(tmp_path / "passphrase", "the new repository passphrase")
+        logger.warning("wrong passphrase: the new repository passphrase")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue() == f"wrong passphrase: {REDACTED}\n"
