@@ -72,8 +72,8 @@ def main() -> int:
 
     real_open_store = repositories.open_store
 
-    def open_store(repo: RepositorySettings) -> Storage:
-        return KillingStorage(real_open_store(repo), tick)
+    def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
+        return KillingStorage(real_open_store(repo, retries=retries), tick)
 
     repositories.open_store = open_store
     real_delete = BackupRecords.delete
