@@ -36,6 +36,7 @@ from respaldo.postgres import (
     psql,
     server_info,
 )
+from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
 from respaldo.postgres.server import table_sizes
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
@@ -124,7 +125,7 @@ def _dump(
     }
     with BackupWriter(repo, backup_id) as writer:
         # The rows are counted while pg_dump runs (in the snapshot it dumps), not before.
-        with counting_snapshot(conninfo) as snapshot:
+        with counting_snapshot(conninfo, fmt=ROW_COUNTS_FORMAT) as snapshot:
             # For 'respaldo ls' (the dump's table of contents holds no sizes).
             meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
@@ -148,6 +149,7 @@ def _dump(
                     writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
                 meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
             meta["row_counts"] = snapshot.row_counts()
+            meta[FORMAT_KEY] = ROW_COUNTS_FORMAT
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(
             kind=kind.value,

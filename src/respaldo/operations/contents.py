@@ -27,6 +27,7 @@ from respaldo.operations.restore import (
     load_manifest_any,
     open_with_fallbacks,
 )
+from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.toc import read_listing, tables_in
 from respaldo.postgres.toolsets import find_tools
 
@@ -110,11 +111,15 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         with table_of_contents(reader.stream, manifest) as toc:
             entries = read_listing(toc(), bindir=tools.bindir)
     rows: dict[str, int] = manifest.meta.get("row_counts") or {}
+    fmt = counts_format(manifest.meta)  # the sizes are keyed the same way
     sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}
     parents = {(e.namespace, e.tag): e.depends for e in entries if e.kind == "TABLE ATTACH"}
     by_id = {e.dump_id: e for e in entries}
     tables = []
     for entry in tables_in(entries):
+        # The names as the table of contents shows them, matched to the recorded ones.
+        key = count_key(entry.namespace or "", entry.tag, fmt)
+        row_key, size_key = find_recorded(rows, key), find_recorded(sizes, key)
         parent = next(
             (
                 by_id[i].name
@@ -127,8 +132,8 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
             TableContents(
                 schema_name=entry.namespace or "",
                 name=entry.tag,
-                rows=rows.get(entry.name),
-                size_bytes=sizes.get(entry.name),
+                rows=rows[row_key] if row_key is not None else None,
+                size_bytes=sizes[size_key] if size_key is not None else None,
                 partition_of=parent,
             )
         )

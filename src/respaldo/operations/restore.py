@@ -86,6 +86,7 @@ from respaldo.postgres import (
     unexpected_objects,
 )
 from respaldo.postgres.commands import parse_tool_version
+from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.dbprops import DatabaseProperties
 from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
 from respaldo.postgres.scratchdb import describe as describe_scratch
@@ -296,7 +297,6 @@ def _restore_staged(
     no_owner: bool,
     work_dir: Path | None,
 ) -> RestoreResult:
-    partial = selection is not None
     # Staging databases of restores and drills that died (or whose server restarted).
     warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
@@ -326,7 +326,9 @@ def _restore_staged(
                 selection=selection,
             )
             result.row_counts_checked = check_row_counts(
-                manifest, admin.with_dbname(staging), only=result.tables if partial else None
+                manifest,
+                admin.with_dbname(staging),
+                only=selection.table_parts if selection is not None else None,
             )
             apply_database_properties(admin, properties, staging)
             if exists:
@@ -738,40 +740,61 @@ def refuse_lost(repo: Repository, fallbacks: list[Repository], backup_id: str) -
         )
 
 
-def row_count_differences(
-    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[str] | None = None
-) -> tuple[int, list[str]]:
-    """Compare every table's row count (or those of the tables ``only`` names) with the
-    count the backup's snapshot recorded.
+_UNCOUNTED = "the backup recorded no row count for it"
 
-    Returns (tables compared, one line per table that differs).
+
+def row_count_differences(
+    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[tuple[str, str]] | None = None
+) -> tuple[int, list[str]]:
+    """Compare every table's row count (or those of the tables ``only`` names, as
+    (schema, table)) with the count the backup's snapshot recorded, counted and keyed in
+    the backup's own format (:mod:`respaldo.postgres.counts`).
+
+    A table of ``only`` whose count the backup did not record differs too: it would
+    otherwise go unchecked (a backup without any counts, from before they were taken,
+    checks nothing). Returns (tables compared, one line per table that differs).
     """
-    expected: dict[str, int] = manifest.meta.get("row_counts") or {}
+    recorded: dict[str, int] = manifest.meta.get("row_counts") or {}
+    if not recorded:
+        return 0, []
+    fmt = counts_format(manifest.meta)
+    expected: dict[str, int | None] = dict(recorded)
     if only is not None:
-        expected = {table: count for table, count in expected.items() if table in only}
+        # Names from the dump's table of contents: matched to the recorded ones.
+        keys = {count_key(schema, table, fmt) for schema, table in only}
+        found = {key: find_recorded(recorded, key) for key in keys}
+        expected = {
+            real or key: recorded.get(real) if real else None for key, real in found.items()
+        }
     if not expected:
         return 0, []
-    with exported_snapshot(conninfo) as snapshot:
+    with exported_snapshot(conninfo, fmt=fmt) as snapshot:
         actual = snapshot.row_counts
     wrong = [
         f"{table}: {actual.get(table, 'missing')} rows, {count} expected"
+        if count is not None
+        else f"{table}: {_UNCOUNTED}"
         for table, count in sorted(expected.items())
-        if actual.get(table) != count
+        if count is None or actual.get(table) != count
     ]
     return len(expected), wrong
 
 
 def check_row_counts(
-    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[str] | None = None
+    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[tuple[str, str]] | None = None
 ) -> int:
     """Raise RestoreError unless every table's row count (or those of ``only``) matches;
     returns tables compared."""
     checked, wrong = row_count_differences(manifest, conninfo, only=only)
     if wrong:
         shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        uncounted = any(line.endswith(_UNCOUNTED) for line in wrong)
         raise RestoreError(
             f"restored row counts differ from the backup's: {shown}",
-            hint="the backup may be damaged; try another backup and run 'respaldo verify'",
+            hint="a table whose rows cannot be checked is never called restored: restore "
+            "the whole backup (every table is checked), or its schema"
+            if uncounted
+            else "the backup may be damaged; try another backup and run 'respaldo verify'",
         )
     return checked
 

@@ -37,6 +37,7 @@ from respaldo.errors import (
 )
 from respaldo.postgres.commands import ToolVersion, tool_version
 from respaldo.postgres.connection import ConnInfo, scrub
+from respaldo.postgres.counts import ROW_COUNTS_FORMAT, count_key, count_query
 
 log = logging.getLogger(__name__)
 
@@ -251,32 +252,39 @@ class _Stopped(Exception):
     """The counting was stopped: its caller failed."""
 
 
-def _count(conn: Connection, stop: threading.Event | None = None) -> dict[str, int]:
+def _count(
+    conn: Connection, stop: threading.Event | None = None, fmt: int = ROW_COUNTS_FORMAT
+) -> dict[str, int]:
+    # Counted and keyed as respaldo.postgres.counts says for format ``fmt``.
+    query = sql.SQL(count_query(fmt))
     with conn.cursor() as cur:
         tables = [(str(s), str(t)) for s, t in cur.execute(_USER_TABLES).fetchall()]
         counts: dict[str, int] = {}
         for schema, table in tables:
             if stop is not None and stop.is_set():
                 raise _Stopped
-            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+            cur.execute(query.format(sql.Identifier(schema, table)))
             count_row = cur.fetchone()
             assert count_row is not None
-            counts[f"{schema}.{table}"] = int(count_row[0])
+            counts[count_key(schema, table, fmt)] = int(count_row[0])
     return counts
 
 
-def _export_and_count(conn: Connection) -> ExportedSnapshot:
+def _export_and_count(conn: Connection, fmt: int) -> ExportedSnapshot:
     snapshot_id = _export(conn)
-    return ExportedSnapshot(snapshot_id, _count(conn))
+    return ExportedSnapshot(snapshot_id, _count(conn, fmt=fmt))
 
 
 @contextmanager
-def exported_snapshot(conninfo: ConnInfo) -> Iterator[ExportedSnapshot]:
+def exported_snapshot(
+    conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT
+) -> Iterator[ExportedSnapshot]:
     """Export a snapshot of ``conninfo.dbname`` and count every user table's rows in it.
 
     Opens a read-only REPEATABLE READ transaction, runs ``pg_export_snapshot()``, counts
     every ordinary table and leaf partition (not catalogs, not extension members) in that
-    same snapshot, and yields ``(snapshot_id, row_counts)``. The transaction stays open
+    same snapshot (counted and keyed in row-count format ``fmt``,
+    :mod:`respaldo.postgres.counts`: a restore counts as its backup did), and yields ``(snapshot_id, row_counts)``. The transaction stays open
     until the context exits: run ``pg_dump --snapshot=<id>`` inside it, and the dump holds
     exactly the counted rows; after it, the id is no longer valid. Row-level security is
     off for the counts, so a role subject to it gets an error rather than a short count.
@@ -287,7 +295,7 @@ def exported_snapshot(conninfo: ConnInfo) -> Iterator[ExportedSnapshot]:
     try:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        snapshot = _guarded(conninfo, "exporting a snapshot", lambda: _export_and_count(conn))
+        snapshot = _guarded(conninfo, "exporting a snapshot", lambda: _export_and_count(conn, fmt))
         log.debug(
             "exported snapshot %s of %s (%d tables)",
             snapshot.snapshot_id,
@@ -328,14 +336,16 @@ class CountingSnapshot:
 
 
 @contextmanager
-def counting_snapshot(conninfo: ConnInfo) -> Iterator[CountingSnapshot]:
+def counting_snapshot(
+    conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT
+) -> Iterator[CountingSnapshot]:
     """:func:`exported_snapshot`, with the rows counted while the block runs instead of
     before it: a backup's pg_dump starts at once, and the counts (a full read of every
     table: 5.8 s of a 10 GB database, measured) overlap the dump instead of preceding
     it. The counts are those of the same snapshot, read in the same transaction, so they
     are exactly what :func:`exported_snapshot` gives. The connection belongs to the
     counting thread until it ends: leaving the block early cancels the count, and the
-    transaction ends only after it. Raises ConnectionFailed, QueryFailed (also from
+    transaction ends only after it. Counts are in row-count format ``fmt``. Raises ConnectionFailed, QueryFailed (also from
     :meth:`CountingSnapshot.row_counts`)."""
     conn = connect(conninfo)
     counting: threading.Thread | None = None
@@ -348,7 +358,7 @@ def counting_snapshot(conninfo: ConnInfo) -> Iterator[CountingSnapshot]:
         def count() -> None:
             try:
                 snapshot.counts = _guarded(
-                    conninfo, "counting the snapshot's rows", lambda: _count(conn, stop)
+                    conninfo, "counting the snapshot's rows", lambda: _count(conn, stop, fmt)
                 )
             except BaseException as exc:  # handed to the caller by row_counts()
                 snapshot.failure = exc
@@ -386,7 +396,7 @@ SELECT n.nspname, c.relname, pg_catalog.pg_table_size(c.oid)
 
 
 def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
-    """``"schema.table"`` -> ``pg_table_size`` (data, TOAST and maps; no indexes) of every
+    """:func:`~respaldo.postgres.counts.count_key` -> ``pg_table_size`` (data, TOAST and maps; no indexes) of every
     ordinary table and leaf partition: what ``respaldo ls`` shows of a backup. Read from
     the catalog at once (sizes are not part of a snapshot). Raises ConnectionFailed,
     QueryFailed."""
@@ -396,7 +406,7 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
             "reading the tables' sizes",
             lambda: conn.execute(_TABLE_SIZES).fetchall(),
         )
-    return {f"{schema}.{table}": int(size) for schema, table, size in rows}
+    return {count_key(schema, table): int(size) for schema, table, size in rows}
 
 
 # --- databases ---------------------------------------------------------------------------

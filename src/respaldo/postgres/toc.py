@@ -157,10 +157,31 @@ class Listing(list[TocEntry]):
 _COMPRESSION = re.compile(r"^;\s+Compression:\s*(?P<method>\S+)")
 
 
+def _spaced_schemas(lines: list[str]) -> list[str]:
+    """The names with a space in them of the listing's schemas, longest first.
+
+    pg_restore prints names unquoted, so "TABLE Mis Ventas lineas owner" cannot be split
+    by spaces alone: the schemas' own entries ("SCHEMA - Mis Ventas owner") say which
+    namespaces hold a space."""
+    names = set()
+    for raw in lines:
+        match = _LINE.match(raw)
+        if match is not None and match.group("rest").startswith("SCHEMA - "):
+            name = match.group("rest")[len("SCHEMA - ") :].rpartition(" ")[0]
+            if " " in name:
+                names.add(name)
+    return sorted(names, key=len, reverse=True)
+
+
 def parse_listing(text: str) -> Listing:
-    """The entries of a ``pg_restore --list --verbose`` output, in archive order. Pure."""
+    """The entries of a ``pg_restore --list --verbose`` output, in archive order. Pure.
+
+    A namespace with a space in it is read as the longest schema of the listing it
+    starts with (``TABLE Mis Ventas lineas``: schema ``Mis Ventas``, table ``lineas``)."""
     entries = Listing()
-    for raw in text.splitlines():
+    lines = text.splitlines()
+    spaced = _spaced_schemas(lines)
+    for raw in lines:
         compression = _COMPRESSION.match(raw)
         if compression is not None:
             entries.compression = compression.group("method")
@@ -184,7 +205,12 @@ def parse_listing(text: str) -> Listing:
             continue
         rest = match.group("rest")
         kind = next((k for k in _KINDS if rest.startswith(k + " ")), rest.split(" ", 1)[0])
-        namespace, _, named = rest[len(kind) + 1 :].partition(" ")
+        after = rest[len(kind) + 1 :]
+        schema = next((n for n in spaced if after.startswith(n + " ")), None)
+        if schema is not None:
+            namespace, named = schema, after[len(schema) + 1 :]
+        else:
+            namespace, _, named = after.partition(" ")
         # "TAG OWNER": the owner is the last word (empty for entries without one).
         tag, _, owner = named.rpartition(" ") if " " in named else (named, "", "")
         entries.append(
@@ -268,6 +294,8 @@ class Selection:
     blocks: DataBlocks | None = None
     """The data blocks to feed pg_restore (see :func:`only_blocks`); None: the whole
     dump (large objects come before the last table wanted, or no table data is)."""
+    table_parts: tuple[tuple[str, str], ...] = ()
+    """The same tables as (schema, table): for their row counts, whatever the names hold."""
 
     def use_list(self) -> str:
         """The text of a ``pg_restore --use-list`` file."""
@@ -425,9 +453,13 @@ class _Selector:
         self._take_decorations()
         taken = tuple(e for e in self.entries if e.dump_id in self.taken or e.kind in _SESSION)
         with_data = {e.depends[0] for e in taken if e.kind == "TABLE DATA" and e.depends}
+        restored = sorted(
+            (self.by_id[i] for i in self.chosen if i in with_data), key=lambda e: e.name
+        )
         return Selection(
             entries=taken,
-            tables=tuple(sorted(self.by_id[i].name for i in self.chosen if i in with_data)),
+            tables=tuple(e.name for e in restored),
+            table_parts=tuple((e.namespace or "", e.tag) for e in restored),
             definition_only=tuple(sorted(self.by_id[i].name for i in self.definition_only)),
             skipped=tuple(self.skipped),
             blocks=self._blocks(),
