@@ -284,12 +284,12 @@ def exported_snapshot(
     Opens a read-only REPEATABLE READ transaction, runs ``pg_export_snapshot()``, counts
     every ordinary table and leaf partition (not catalogs, not extension members) in that
     same snapshot (counted and keyed in row-count format ``fmt``,
-    :mod:`respaldo.postgres.counts`: a restore counts as its backup did), and yields ``(snapshot_id, row_counts)``. The transaction stays open
-    until the context exits: run ``pg_dump --snapshot=<id>`` inside it, and the dump holds
-    exactly the counted rows; after it, the id is no longer valid. Row-level security is
-    off for the counts, so a role subject to it gets an error rather than a short count.
-    Counting reads every table in full, about what the dump itself reads. Raises
-    ConnectionFailed, QueryFailed.
+    :mod:`respaldo.postgres.counts`: a restore counts as its backup did), and yields
+    ``(snapshot_id, row_counts)``. The transaction stays open until the context exits:
+    run ``pg_dump --snapshot=<id>`` inside it, and the dump holds exactly the counted
+    rows; after it, the id is no longer valid. Row-level security is off for the counts,
+    so a role subject to it gets an error rather than a short count. Counting reads every
+    table in full, about what the dump itself reads. Raises ConnectionFailed, QueryFailed.
     """
     conn = connect(conninfo)
     try:
@@ -345,8 +345,8 @@ def counting_snapshot(
     it. The counts are those of the same snapshot, read in the same transaction, so they
     are exactly what :func:`exported_snapshot` gives. The connection belongs to the
     counting thread until it ends: leaving the block early cancels the count, and the
-    transaction ends only after it. Counts are in row-count format ``fmt``. Raises ConnectionFailed, QueryFailed (also from
-    :meth:`CountingSnapshot.row_counts`)."""
+    transaction ends only after it. Counts are in row-count format ``fmt``. Raises
+    ConnectionFailed, QueryFailed (also from :meth:`CountingSnapshot.row_counts`)."""
     conn = connect(conninfo)
     counting: threading.Thread | None = None
     stop = threading.Event()
@@ -396,10 +396,10 @@ SELECT n.nspname, c.relname, pg_catalog.pg_table_size(c.oid)
 
 
 def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
-    """:func:`~respaldo.postgres.counts.count_key` -> ``pg_table_size`` (data, TOAST and maps; no indexes) of every
-    ordinary table and leaf partition: what ``respaldo ls`` shows of a backup. Read from
-    the catalog at once (sizes are not part of a snapshot). Raises ConnectionFailed,
-    QueryFailed."""
+    """:func:`~respaldo.postgres.counts.count_key` -> ``pg_table_size`` (data, TOAST and
+    maps; no indexes) of every ordinary table and leaf partition: what ``respaldo ls``
+    shows of a backup. Read from the catalog at once (sizes are not part of a snapshot).
+    Raises ConnectionFailed, QueryFailed."""
     with connect(conninfo, autocommit=True) as conn:
         rows = _guarded(
             conninfo,

@@ -26,7 +26,10 @@ What a selection carries, and why:
   database's own entries (pg_restore runs those only with ``--create``).
 
 Names are matched exactly as pg_dump wrote them (case-sensitive; quotes are optional
-around a part). A role name with a space in it, as owner of an entry, makes that line's
+around a part). pg_restore prints names unquoted: a schema name with a space in it is
+told from the schemas' own entries, and a line break in a name is printed as a space
+(:func:`respaldo.postgres.counts.find_recorded` matches such a name to its row count).
+A role name with a space in it, as owner of an entry, makes that line's
 tag ambiguous: such a line is parsed as well as possible. Everything here but the
 reading of :func:`read_listing` and :class:`BlockStarts` is pure.
 """

@@ -93,11 +93,11 @@ def test_dotted_names_are_counted_and_checked_apart(
     )
     backup_id = respaldo.backup()["id"]
 
-    for name, rows in (('"a.b".c', 2), ('a."b.c"', 1)):
-        target = f"{new_dbname}_{rows}"
+    for name, count in (('"a.b".c', 2), ('a."b.c"', 1)):
+        target = f"{new_dbname}_{count}"
         run = respaldo.restore(backup_id, target, "--table", name)
         assert "1 tables' row counts checked" in run.err
-        assert pg.query("SELECT count(*) FROM " + name, dbname=target) == [(rows,)]
+        assert pg.query("SELECT count(*) FROM " + name, dbname=target) == [(count,)]
 
     listing = respaldo.run("ls", backup_id, "--json").json()
     rows = {(t["schema"], t["name"]): t["rows"] for t in listing["tables"]}

@@ -257,3 +257,19 @@ def test_no_block_filter_for_a_compressed_dump() -> None:
         entries = parse_listing(header.format(method) + LISTING)
         assert entries.compression == method
         assert (select(entries, ["finanzas.facturas"]).blocks is not None) is filtered
+
+
+def test_a_schema_with_a_space_in_its_name_is_read_whole() -> None:
+    entries = parse_listing(
+        "20; 2615 16600 SCHEMA - Mis Ventas propietario\n"
+        "21; 1259 16601 TABLE Mis Ventas lineas propietario\n"
+        ";\tdepends on: 20\n"
+        "22; 0 16601 TABLE DATA Mis Ventas lineas propietario\n"
+        ";\tdepends on: 21\n"
+    )
+    assert [(e.kind, e.namespace, e.tag) for e in entries[1:]] == [
+        ("TABLE", "Mis Ventas", "lineas"),
+        ("TABLE DATA", "Mis Ventas", "lineas"),
+    ]
+    chosen = select(entries, tables=['"Mis Ventas".lineas'])
+    assert chosen.table_parts == (("Mis Ventas", "lineas"),)
