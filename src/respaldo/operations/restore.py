@@ -88,7 +88,12 @@ from respaldo.postgres import (
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.dbprops import DatabaseProperties
-from respaldo.postgres.scratchdb import STAGING_PREFIX, drop_abandoned, held_database
+from respaldo.postgres.scratchdb import (
+    SCRATCH_PREFIXES,
+    STAGING_PREFIX,
+    drop_abandoned,
+    held_database,
+)
 from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
@@ -185,6 +190,7 @@ def _restore_backup(
     validate_backup_id(backup_id)  # before it becomes part of an object name
     validate_database_name(target)
     check_not_system_database(target, force=force_system_database)
+    check_not_scratch_name(target)
     if jobs < 1:
         raise InvalidInput("jobs", "must be at least 1")
     partial = bool(tables or schemas)
@@ -423,6 +429,20 @@ def check_not_system_database(target: str, *, force: bool) -> None:
     raise RestoreError(
         f"{target} is a system database of the cluster; restoring into it is refused",
         hint=hint,
+    )
+
+
+def check_not_scratch_name(target: str) -> None:
+    """Raise RestoreError if ``target`` has the name of a scratch database: every restore
+    and drill drops those as abandoned when no respaldo process holds them
+    (:mod:`respaldo.postgres.scratchdb`), so a restore into one would be lost later."""
+    if not target.startswith(SCRATCH_PREFIXES):
+        return
+    raise RestoreError(
+        f"{target!r} is named like respaldo's scratch databases "
+        f"({', '.join(p + '*' for p in SCRATCH_PREFIXES)}); restoring into it is refused",
+        hint="restore under another name: the next restore or drill would drop a database "
+        "named so as abandoned",
     )
 
 

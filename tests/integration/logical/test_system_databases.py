@@ -218,3 +218,21 @@ def test_a_built_in_replaced_in_template0_stops_the_staging_database(
     assert "nothing was restored" in (caught.value.hint or "")
     after = {row[0] for row in own_cluster.query("SELECT datname FROM pg_database")}
     assert after == before
+
+
+@pytest.mark.parametrize("target", ["respaldo_staging_mine", "respaldo_drill_copia"])
+def test_scratch_database_names_are_refused_as_targets(
+    respaldo: Respaldo, pg: TempCluster, target: str
+) -> None:
+    # Every restore and drill drops such a database as abandoned once nobody holds it:
+    # a restore into one would be lost at the next restore.
+    backup_id = respaldo.backup()["id"]
+    before = databases(pg)
+
+    run = respaldo.run("restore", backup_id, "-t", target)
+
+    assert run.code == 1, str(run)
+    error, hint = run.err_lines
+    assert target in error and "scratch" in error
+    assert "another name" in hint
+    assert databases(pg) == before
