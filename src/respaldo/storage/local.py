@@ -30,7 +30,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from respaldo.errors import (
@@ -42,6 +42,7 @@ from respaldo.errors import (
 )
 from respaldo.privatedir import owner_alive, this_process
 from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
+from respaldo.storage.retry import RetryingStorage
 
 # Temporary files start with a dot: validate_name never accepts such a segment, so they can
 # never be mistaken for (or listed as) objects. They are named after the writing process,
@@ -279,6 +280,28 @@ class LocalStorage:
     def close(self) -> None:
         pass
 
+    def open_spool(self, directory: str) -> Spool:
+        """A new object to be written piece by piece into a temporary file of ``directory``
+        (a prefix such as ``packs/``) and named when it is complete (:class:`Spool`)."""
+        validate_prefix(directory)
+        where = self._root.joinpath(*directory.rstrip("/").split("/")) if directory else self._root
+        tmp = where / _tmp_name()
+        try:
+            owner = self._new_owner()
+            _make_dirs(where, owner)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise _write_error(exc, directory or ".", where) from exc
+        try:
+            if owner is not None:
+                os.fchown(fd, *owner)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise _write_error(exc, directory or ".", where) from exc
+        return Spool(self, fd, tmp)
+
     def remove_stale_temporaries(self, prefix: str, older_than: float) -> builtins.list[str]:
         """Remove the temporary files of puts below directory ``prefix`` (``packs/``) that
         no live writer owns; return their paths, relative to the root.
@@ -306,6 +329,81 @@ class LocalStorage:
                     continue
                 removed.append(path.relative_to(self._root).as_posix())
         return removed
+
+
+class Spool:
+    """An object written in pieces, as :meth:`LocalStorage.put` writes it whole.
+
+    The pieces go to a temporary file (named like a ``put``'s, so a killed writer's file is
+    removed by :meth:`LocalStorage.remove_stale_temporaries`); :meth:`commit` fsyncs it and
+    renames it to its name, chosen then (a pack is named after the hash of its bytes), with
+    ``put``'s guarantees: once it returns the object is durable, and no object is ever seen
+    half-written. :meth:`discard` removes the file instead. Used by one thread at a time.
+    """
+
+    def __init__(self, storage: LocalStorage, fd: int, tmp: Path) -> None:
+        self._storage = storage
+        self._fd: int | None = fd
+        self._tmp = tmp
+        self.size = 0
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        """Append ``pieces`` (one ``writev`` per ``IOV_MAX`` of them)."""
+        fd = self._open_fd()
+        views = [memoryview(p) for p in pieces if p]
+        start = 0
+        try:
+            while start < len(views):
+                written = os.writev(fd, views[start : start + _IOV_MAX])
+                self.size += written
+                while start < len(views) and written >= len(views[start]):
+                    written -= len(views[start])
+                    start += 1
+                if written:
+                    views[start] = views[start][written:]
+        except OSError as exc:
+            raise _write_error(exc, self._tmp.name, self._tmp) from exc
+
+    def commit(self, name: str) -> None:
+        """Make the pieces written so far durable object ``name`` (replacing one that is
+        there, like ``put``); the file is removed if that fails."""
+        path = self._storage._path(name)
+        fd = self._open_fd()
+        try:
+            os.fsync(fd)
+            os.close(fd)
+            self._fd = None
+            _make_dirs(path.parent, self._storage._new_owner())
+            self._tmp.replace(path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            self.discard()
+            raise _write_error(exc, name, path) from exc
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing is named); never raises."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise StorageError(f"{self._tmp.name} was committed or discarded already")
+        return self._fd
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
+
+
+def spool_store(storage: object) -> LocalStorage | None:
+    """The local store that ``storage`` is, or that a :class:`RetryingStorage` wraps;
+    None for any other store or wrapper (those take whole objects through ``put``)."""
+    if isinstance(storage, RetryingStorage):
+        storage = storage.inner
+    return storage if isinstance(storage, LocalStorage) else None
 
 
 def remove_stale_temporaries(storage: object, prefix: str, older_than: float) -> list[str]:
