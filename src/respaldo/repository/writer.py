@@ -12,7 +12,8 @@ stages run in parallel; what holds the GIL is a few lines of Python per chunk. (
 the calling thread also hashed every chunk and every pack, one chunk at a time: it was
 the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
 so memory stays at about ``2 × workers + 1`` blocks + 3 packs (the one being filled, two
-being uploaded), whatever the stream's size, plus the entries of the chunks stored
+being uploaded; into a local store a few 1 MiB pieces instead, :mod:`.pack_spool`),
+whatever the stream's size, plus the entries of the chunks stored
 but not yet in an index file (``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses
 it); those in an index file go to the local index cache's side runs, on disk
 (:meth:`.ChunkIndex.add_file`).
@@ -49,6 +50,7 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
+from respaldo.repository.pack_spool import PackSpooler, SpooledPack
 from respaldo.repository.packs import (
     PackBuilder,
     PackEntry,
@@ -61,6 +63,7 @@ from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import validate_name
+from respaldo.storage.local import spool_store
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,12 @@ class BackupWriter:
         # must not run while this backup may reference chunks no manifest holds yet.
         self._lease = shared_lease(repo, f"backup {backup_id}")
         self._streams: list[StreamInfo] = []
-        self._builder = PackBuilder(repo.pack_size)
+        # A local store gets each pack's chunks as they come (pack_spool.py); any other
+        # takes the pack whole, built in memory.
+        store = spool_store(repo.storage)
+        self._packer: PackBuilder | PackSpooler = (
+            PackBuilder(repo.pack_size) if store is None else PackSpooler(store, repo.pack_size)
+        )
         self._seal_pool = ThreadPoolExecutor(repo.workers, thread_name_prefix="seal")
         self._upload_pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="upload")
         # A pool task per block, not per chunk: a task per 16 KiB chunk cost more in
@@ -302,8 +310,8 @@ class BackupWriter:
         if cid in self._damaged_ids:
             self.stats.damaged_rewritten += 1
         self.stats.size_compressed += len(sealed) * (1 + extra)
-        self._builder.add(cid, sealed, raw_len)
-        if self._builder.full:
+        self._packer.add(cid, sealed, raw_len)
+        if self._packer.full:
             self._flush_pack()
 
     # --- chunks stored from this thread ------------------------------------------------
@@ -340,9 +348,13 @@ class BackupWriter:
 
     def _flush_pack(self) -> None:
         self._lease.check()
-        data, rows = self._builder.take(self.repo.sealer)
         self.stats.packs += 1
-        self._uploads.append(self._upload_pool.submit(self._upload, data, rows))
+        if isinstance(self._packer, PackSpooler):
+            spooled = self._packer.take(self.repo.sealer)
+            self._uploads.append(self._upload_pool.submit(self._commit_spooled, spooled))
+        else:
+            data, rows = self._packer.take(self.repo.sealer)
+            self._uploads.append(self._upload_pool.submit(self._upload, data, rows))
         while len(self._uploads) > UPLOADS_IN_FLIGHT:
             self._collect_upload()
         with self._lock:
@@ -359,10 +371,19 @@ class BackupWriter:
         pack_id = pack_id_of(data)
         entries = entries_of(rows)
         self.repo.storage.put(pack_name(pack_id), data)
+        self._stored(pack_id, entries)
+        return len(data)
+
+    def _commit_spooled(self, pack: SpooledPack) -> int:
+        """Name one pack whose chunks are in its file already (on an upload thread)."""
+        pack_id, size = pack.complete()
+        self._stored(pack_id, entries_of(pack.rows))
+        return size
+
+    def _stored(self, pack_id: str, entries: list[PackEntry]) -> None:
         with self._lock:
             self._unindexed.append((pack_id, entries))
             self._unindexed_entries += len(entries)
-        return len(data)
 
     def _write_index(self) -> None:
         with self._lock:
@@ -469,15 +490,15 @@ class BackupWriter:
             self._pending[cid] = len(sealed)
         self.stats.new_chunks += 1
         self.stats.size_compressed += len(sealed)
-        self._builder.add(cid, sealed, raw_length)
-        if self._builder.full:
+        self._packer.add(cid, sealed, raw_length)
+        if self._packer.full:
             self._flush_pack()
         return True
 
     def _flush_all(self) -> None:
         while self._inflight:
             self._drain_one()
-        if len(self._builder):
+        if len(self._packer):
             self._flush_pack()
         while self._uploads:
             self._collect_upload()
@@ -510,4 +531,6 @@ class BackupWriter:
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._hash_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self._packer, PackSpooler):
+            self._packer.close()  # after the uploads: removes what none of them named
         self._lease.release()
