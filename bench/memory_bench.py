@@ -21,6 +21,10 @@ after the first on a machine), then, each as its own process, ``--repeat`` times
 - ``respaldo backup erp`` and ``respaldo restore ID --target-database NEW`` (single job);
 - ``respaldo backup erp --jobs N`` and ``respaldo restore ID --jobs N`` of that backup
   (``--jobs``, default 2; 1 leaves them out);
+- with ``--baseline-src DIR`` (another source tree's ``src``, say an export of ``main``),
+  ``respaldo backup erp`` by that tree's respaldo too, right after this one's, into a new
+  repository of its own: a paired before/after of the same round (A B A B);
+- with ``--backup-only``, no restores;
 - with ``--restore-table SCHEMA.TABLE``, ``respaldo restore ID --table SCHEMA.TABLE``
   instead of the whole restore: where the disk has no room for a second copy of a 10 GB
   database, it measures the same open of the repository (the chunk index's part, what
@@ -77,6 +81,8 @@ def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]
         "runs": len(runs),
         "seconds": _spread([r["seconds"] for r in runs]),
         "cpu_seconds": _spread([r["cpu_seconds"] for r in runs]),
+        "user_seconds": _spread([r["user_seconds"] for r in runs]),
+        "sys_seconds": _spread([r["sys_seconds"] for r in runs]),
         "mib_per_second": _spread([database_bytes / MIB / r["seconds"] for r in runs]),
         "respaldo_peak_rss": _spread([float(_respaldo_peak(r)) for r in runs]),
         "peak_rss_by_program": {
@@ -126,6 +132,16 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
             if args.reference:
                 measured("pg_dump -Fc -Z0 > /dev/null", bench.pg_dump_null)
             backup_id = measured("respaldo backup", bench.backup, serial, f"m{i}")["backup_id"]
+            if args.baseline_src is not None:
+                baseline = fresh_setup(bench, workdir / "setups" / "baseline")
+                measured(
+                    "respaldo backup (baseline)",
+                    baseline_backup,
+                    bench,
+                    baseline,
+                    f"b{i}",
+                    args.baseline_src,
+                )
             parallel_id = None
             if jobs > 1:
                 parallel_id = measured(
@@ -138,6 +154,8 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
                 )["backup_id"]
             if args.reference:
                 measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
+            if args.backup_only:
+                continue
             if args.restore_table:
                 measured(
                     f"respaldo restore --table {args.restore_table}",
@@ -149,7 +167,7 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
                 )
             else:
                 measured("respaldo restore", bench.restore, serial, backup_id, "restored", 1)
-            if parallel_id is not None:
+            if parallel_id is not None and not args.backup_only:
                 measured(
                     f"respaldo restore --jobs {jobs}",
                     bench.restore,
@@ -182,6 +200,15 @@ def fresh_setup(bench: Bench, root: Path) -> Setup:
         stdout=subprocess.DEVNULL,
     )
     return setup
+
+
+def baseline_backup(bench: Bench, setup: Setup, tag: str, src: Path) -> dict[str, Any]:
+    """``respaldo backup erp`` by the respaldo of source tree ``src`` (its ``src``
+    directory), into ``setup``'s repository."""
+    err_path = bench.out / f"backup-{tag}.err"
+    argv = respaldo_argv(setup, "backup", setup.dbname, src=src)
+    with err_path.open("wb") as err:
+        return bench.runner.run(argv, bench.respaldo_env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 def parallel_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str, Any]:
@@ -327,6 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SCHEMA.TABLE",
         help="restore only this table instead of the whole database (the repository's "
         "open and the dump's reading are the same; the disk needs no room for a copy)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another source tree's src directory: its backup too, paired with this one's",
+    )
+    parser.add_argument(
+        "--backup-only", action="store_true", help="leave out the restores (backups only)"
     )
     parser.add_argument(
         "--no-reference",
