@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
+from respaldo.redaction import replace_secret
+
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _DUMMY = "respaldo-placeholder-secret"
 
@@ -82,8 +84,8 @@ def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
     """``text`` without any URL and without any of ``secrets`` (raw or URL-quoted)."""
     text = _URL.sub("<url>", text)
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        # A short one only where it stands alone (respaldo.redaction).
+        text = replace_secret(replace_secret(text, secret, "***"), quote(secret, safe=""), "***")
     return text
 
 

@@ -26,6 +26,7 @@ SHARED = {
     "i18n",
     "apprise_urls",
     "lazy_exports",
+    "redaction",
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from respaldo.config import Settings
+from respaldo.redaction import secret_pattern
 
 REDACTED_PATH = "<secret file>"
 REDACTED = "<secret>"
@@ -71,13 +73,13 @@ class Scrubber:
         self._files: dict[Path, _Stamp | None] = dict.fromkeys(paths)
         self._lock = threading.Lock()
         self._paths = _longest_first(str(p) for p in paths)
-        self._secrets: list[str] = []
+        self._secrets: list[tuple[str, re.Pattern[str] | None]] = []
         self._refresh(first=True)
 
     def __call__(self, text: str) -> str:
         self._refresh()
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+        for secret, alone in self._secrets:
+            text = text.replace(secret, REDACTED) if alone is None else alone.sub(REDACTED, text)
         for path in self._paths:
             text = text.replace(path, REDACTED_PATH)
         return text
@@ -100,7 +102,10 @@ class Scrubber:
                     self._values.update(_with_url_secrets([text]))
             # Replaced whole, never changed in place: a call without the lock reading
             # the old list still scrubs everything it held.
-            self._secrets = _longest_first(_forms(self._values))
+            # A short secret only where it stands alone (respaldo.redaction): "1234"
+            # must not be cut out of every id and number.
+            forms = _longest_first(_forms(self._values))
+            self._secrets = [(form, secret_pattern(form)) for form in forms]
 
 
 _Stamp = tuple[int, int, int, int]

@@ -34,6 +34,7 @@ from respaldo.config import DatabaseSettings, read_secret_file
 from respaldo.domain import validate_database_name
 from respaldo.errors import ConfigError
 from respaldo.privatedir import private_dir
+from respaldo.redaction import replace_secret
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +178,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     statement or a value, and a message must never carry a password onward.
     """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
+        text = replace_secret(text, secret, MASK)  # a short one only where it stands alone
     return text
 
 

@@ -211,3 +211,45 @@ def test_the_services_log_scrubs_a_rotated_secret(settings: Settings, tmp_path: 
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue() == f"wrong passphrase: {REDACTED}\n"
+
+
+def _with_password(settings: Settings, password: str) -> Settings:
+    database = {"name": "erp", "dsn": "postgresql://erp@db/erp", "password": password}
+    return Settings(catalog=settings.catalog, cache_dir=settings.cache_dir, databases=[database])
+
+
+def test_a_short_password_is_scrubbed_where_it_stands_alone_not_inside_ids_and_numbers(
+    settings: Settings,
+) -> None:
+    scrub = Scrubber(_with_password(settings, "1234"))
+    # Ids, sizes, times and ports that happen to contain it are not the password.
+    for text in (
+        "job 12345 failed",
+        "backup 20261205T061234Z-1a2b1234 completed",
+        "size 81234 bytes, port 51234",
+    ):
+        assert scrub(text) == text
+    # Wherever a driver or a server could echo it, it is gone.
+    assert scrub('invalid input syntax for type integer: "1234"') == (
+        f'invalid input syntax for type integer: "{REDACTED}"'
+    )
+    assert scrub("password 1234 refused") == f"password {REDACTED} refused"
+    assert scrub("postgresql://erp:1234@db/erp") == f"postgresql://erp:{REDACTED}@db/erp"
+    assert scrub("password=1234") == f"password={REDACTED}"
+    assert scrub("1234") == REDACTED
+
+
+def test_a_short_password_starting_with_punctuation_is_scrubbed_after_a_word(
+    settings: Settings,
+) -> None:
+    # Only an edge that is a letter or digit needs the boundary: "&x9" glued after a word
+    # is still the password.
+    scrub = Scrubber(_with_password(settings, "&x9"))
+    assert scrub("secret&x9 refused") == f"secret{REDACTED} refused"
+    assert scrub("&x90") == "&x90"
+
+
+def test_a_long_secret_is_scrubbed_everywhere_even_inside_a_word(settings: Settings) -> None:
+    password = "Tr0ub4dor-3-erp"
+    scrub = Scrubber(_with_password(settings, password))
+    assert scrub(f"x{password}y") == f"x{REDACTED}y"
