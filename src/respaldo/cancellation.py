@@ -106,6 +106,22 @@ def cancellable(token: CancelToken) -> Iterator[CancelToken]:
         _current.reset(reset)
 
 
+@contextmanager
+def linked() -> Iterator[CancelToken]:
+    """A token of its own, current inside the block and cancelled with the one that was
+    current (the job's, if any): what the block starts can then be cancelled alone (a
+    backup's pg_dump, when the row count beside it fails) without cancelling the job,
+    and is still cancelled with the job."""
+    outer = _current.get()
+    token = CancelToken()
+    forget = outer.on_cancel(lambda: token.cancel(outer.reason)) if outer is not None else _nothing
+    try:
+        with cancellable(token):
+            yield token
+    finally:
+        forget()
+
+
 def current() -> CancelToken | None:
     return _current.get()
 

@@ -345,8 +345,14 @@ def counting_snapshot(
     it. The counts are those of the same snapshot, read in the same transaction, so they
     are exactly what :func:`exported_snapshot` gives. The connection belongs to the
     counting thread until it ends: leaving the block early cancels the count, and the
-    transaction ends only after it. Counts are in row-count format ``fmt``. Raises
-    ConnectionFailed, QueryFailed (also from :meth:`CountingSnapshot.row_counts`)."""
+    transaction ends only after it. Counts are in row-count format ``fmt``.
+
+    A count that fails makes the backup fail: the programs the block started (pg_dump)
+    are killed at once, through a cancel token of the block's own
+    (:func:`respaldo.cancellation.linked`; the job's own cancel still reaches them), and
+    the block fails with the count's error rather than with what the killing made of the
+    dump. Raises ConnectionFailed, QueryFailed (also from
+    :meth:`CountingSnapshot.row_counts`)."""
     conn = connect(conninfo)
     counting: threading.Thread | None = None
     stop = threading.Event()
@@ -354,20 +360,33 @@ def counting_snapshot(
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_id = _guarded(conninfo, "exporting a snapshot", lambda: _export(conn))
+        with cancellation.linked() as block:
 
-        def count() -> None:
+            def count() -> None:
+                try:
+                    snapshot.counts = _guarded(
+                        conninfo, "counting the snapshot's rows", lambda: _count(conn, stop, fmt)
+                    )
+                except BaseException as exc:  # handed to the caller by row_counts()
+                    snapshot.failure = exc
+                    if not stop.is_set():
+                        # Failed on its own: the dump beside it is of no use any more.
+                        # Killed now, not left to run to its end (hours, on a big
+                        # database) before the backup fails.
+                        block.cancel(f"counting the snapshot's rows failed: {exc}")
+
+            counting = threading.Thread(target=count, name="row-counts", daemon=True)
+            snapshot = CountingSnapshot(snapshot_id, counting)
+            counting.start()
+            log.debug("exported snapshot %s of %s, counting its rows", snapshot_id, conninfo)
             try:
-                snapshot.counts = _guarded(
-                    conninfo, "counting the snapshot's rows", lambda: _count(conn, stop, fmt)
-                )
-            except BaseException as exc:  # handed to the caller by row_counts()
-                snapshot.failure = exc
-
-        counting = threading.Thread(target=count, name="row-counts", daemon=True)
-        snapshot = CountingSnapshot(snapshot_id, counting)
-        counting.start()
-        log.debug("exported snapshot %s of %s, counting its rows", snapshot_id, conninfo)
-        yield snapshot
+                yield snapshot
+            except BaseException as exc:
+                failure = snapshot.failure
+                if failure is not None and failure is not exc:
+                    # The dump failed because the count did (it was killed): say why.
+                    raise failure from exc
+                raise
     finally:
         if counting is not None and counting.is_alive():
             # The caller failed: its counts are of no use. A cancel that arrives between

@@ -3,10 +3,16 @@ at once, the counts are still exactly the exported snapshot's."""
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import pytest
 from sample.cluster import TempCluster
 
-from respaldo.postgres import counting_snapshot, create_database
+from respaldo.errors import PostgresError, RespaldoError
+from respaldo.postgres import counting_snapshot, create_database, pg_dump
+from tests.integration.logical.test_jobs import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +57,55 @@ def test_a_failing_block_stops_the_count_and_ends_the_transaction(
         other.rollback()
     # Reaching here is the point: the count, waiting for the lock, was cancelled (else
     # leaving the block would wait for a lock that only this test releases, after it).
+
+
+def _waiting(pg: TempCluster, dbname: str) -> bool:
+    return bool(
+        pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s"
+            " AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+            [dbname],
+        )
+    )
+
+
+def _proc_environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+
+
+def test_a_count_that_fails_stops_pg_dump_at_once_and_is_the_error(
+    pg: TempCluster, new_dbname: str
+) -> None:
+    # pg_dump has imported the snapshot and waits for the lock this test holds, as the
+    # count does: the count's session is then ended. pg_dump must be killed at once (not
+    # left to dump everything once the lock is gone), and the block fail with the count's
+    # error, not with pg_dump's.
+    _tables(pg, new_dbname)
+    info = pg.conninfo(new_dbname)
+    with pg.connect(new_dbname, autocommit=False) as other:
+        other.execute("LOCK TABLE a IN ACCESS EXCLUSIVE MODE")
+        with (
+            pytest.raises(RespaldoError, match="counting the snapshot's rows") as failed,
+            counting_snapshot(info) as snapshot,
+            pg_dump(info, snapshot=snapshot.snapshot_id) as dump,
+        ):
+            # Once it waits for the lock, pg_dump has imported the snapshot.
+            wait_for("pg_dump to wait for the lock", lambda: _waiting(pg, new_dbname))
+            passfile = Path(_proc_environ(dump.pid)["PGPASSFILE"])
+            pg.execute(
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+                " WHERE datname = %s AND application_name = 'respaldo'",
+                (new_dbname,),
+            )
+            with pytest.raises(RespaldoError, match="counting the snapshot's rows"):
+                snapshot.row_counts()  # the count has failed (and, so, stopped pg_dump)
+            other.rollback()  # pg_dump could now dump everything: it must be gone already
+            dumped = dump.stdout.read()
+    assert dump.returncode == -signal.SIGKILL
+    assert b"COPY public.b" not in dumped and len(dumped) < 1000
+    assert isinstance(failed.value.__cause__, PostgresError)  # pg_dump's end, behind it
+    with pytest.raises(ProcessLookupError):
+        os.kill(dump.pid, 0)
+    assert not passfile.exists()

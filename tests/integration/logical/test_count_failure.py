@@ -1,0 +1,73 @@
+"""A backup whose row count fails (it runs beside pg_dump, on the snapshot's connection)
+stops its pg_dump at once and fails with the count's error: no dump run to its end for
+nothing, nothing recorded as good, no process or spool file left behind."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.test_jobs import jobs, wait_for
+from tests.integration.logical.test_parallel_dump import parallel
+
+pytestmark = pytest.mark.integration
+
+LOCKED = "obras.partes_trabajo"
+COUNT_WAITING = (
+    "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = %s"
+    " AND application_name = 'respaldo' AND wait_event_type = 'Lock'"
+    " AND query LIKE 'SELECT count(*) FROM %%'"
+)
+
+
+@pytest.mark.parametrize("database", ["erp", "erp_par"])
+def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
+    respaldo: Respaldo, pg: TempCluster, database: str
+) -> None:
+    spool = parallel(respaldo)  # erp_par: the same database, dumped by 2 workers
+    with pg.connect(respaldo.dbname, autocommit=False) as locker:
+        # The count waits for this lock (and so does the backup's look at table sizes);
+        # its session is then ended: the count fails, deterministically.
+        locker.execute(f"LOCK TABLE {LOCKED} IN ACCESS EXCLUSIVE MODE")
+        process = subprocess.Popen(
+            [*respaldo.process_argv(), "backup", database],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def counting() -> bool:
+                assert process.poll() is None, process.communicate()
+                return bool(pg.query(COUNT_WAITING, [respaldo.dbname]))
+
+            wait_for("the row count to wait for the lock", counting)
+            children = psutil.Process(process.pid).children(recursive=True)
+            (pid,) = [row[0] for row in pg.query(COUNT_WAITING, [respaldo.dbname])]
+            pg.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [pid])
+        finally:
+            locker.rollback()  # a pg_dump not stopped could now dump everything
+        out, err = process.communicate(timeout=300)
+    assert process.returncode != 0, out + err
+    assert "counting the snapshot's rows failed" in err, err
+    (record,) = respaldo.records()
+    assert record.status.value == "failed"
+    assert "counting the snapshot's rows failed" in (record.error_message or "")
+    assert respaldo.repository().backup_ids() == []  # no manifest: nothing to restore
+    (job,) = jobs(respaldo)
+    assert job["status"] == "failed"
+    # pg_dump was stopped as soon as the count failed, before it dumped anything (the
+    # whole dump is megabytes).
+    assert (job["progressDone"] or 0) < 64 * 1024, job
+    assert not list(spool.iterdir())
+    later = psutil.Process().children(recursive=True)
+    assert not [p for p in children + later if p.is_running() and p.status() != "zombie"]
+    assert not pg.query(
+        "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE datname = %s"
+        " AND application_name = 'pg_dump'",
+        [respaldo.dbname],
+    )
