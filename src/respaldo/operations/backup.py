@@ -37,7 +37,7 @@ from respaldo.postgres import (
     server_info,
 )
 from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
-from respaldo.postgres.server import table_sizes
+from respaldo.postgres.server import READ_EVERY_ROW, table_sizes
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -130,24 +130,32 @@ def _dump(
             meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
                 meta["schema_version"] = _schema_version(conninfo, db.schema_version_query, tools)
-            if jobs > 1:
-                meta["dump_format"] = DIRECTORY_FORMAT
-                meta["dump_jobs"] = jobs
-                dump_directory(
-                    conninfo,
-                    writer,
-                    jobs=jobs,
-                    snapshot=snapshot.snapshot_id,
-                    tools=tools,
-                    progress=progress("dump"),
-                    spool=db.dump_spool_dir,
-                )
-            else:
-                with pg_dump(conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir) as dump:
-                    # Where each table's data starts: restore --table then reads only those.
-                    blocks = BlockStarts(dump.stdout)
-                    writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
-                meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
+            try:
+                if jobs > 1:
+                    meta["dump_format"] = DIRECTORY_FORMAT
+                    meta["dump_jobs"] = jobs
+                    dump_directory(
+                        conninfo,
+                        writer,
+                        jobs=jobs,
+                        snapshot=snapshot.snapshot_id,
+                        tools=tools,
+                        progress=progress("dump"),
+                        spool=db.dump_spool_dir,
+                    )
+                else:
+                    with pg_dump(
+                        conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir
+                    ) as dump:
+                        # Where each table's data starts: restore --table reads only those.
+                        blocks = BlockStarts(dump.stdout)
+                        writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
+                    meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
+            except PostgresError as exc:
+                # pg_dump's own refusal to read something (a large object, say).
+                if "permission denied" in exc.stderr or "row-level security" in exc.stderr:
+                    exc.hint = READ_EVERY_ROW
+                raise
             meta["row_counts"] = snapshot.row_counts()
             meta[FORMAT_KEY] = ROW_COUNTS_FORMAT
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)

@@ -311,6 +311,15 @@ def exported_snapshot(
         conn.close()
 
 
+INSUFFICIENT_PRIVILEGE = "42501"
+"""SQLSTATE of a table the role may not read, or whose rows row-level security hides."""
+
+READ_EVERY_ROW = (
+    "the backup role must read every row of every table and large object: back up as a "
+    "superuser, or grant the role SELECT on them (pg_read_all_data) and BYPASSRLS"
+)
+"""The hint of a backup whose role cannot read everything."""
+
 CANCEL_AGAIN = 0.2
 """Seconds between cancels of a snapshot's count whose caller failed."""
 
@@ -333,6 +342,9 @@ class CountingSnapshot:
             raise self.failure
         assert self.counts is not None
         return self.counts
+
+
+_LOST_SNAPSHOT = "could not import the requested snapshot"
 
 
 @contextmanager
@@ -368,6 +380,12 @@ def counting_snapshot(
                         conninfo, "counting the snapshot's rows", lambda: _count(conn, stop, fmt)
                     )
                 except BaseException as exc:  # handed to the caller by row_counts()
+                    if (
+                        isinstance(exc, QueryFailed)
+                        and exc.sqlstate == INSUFFICIENT_PRIVILEGE
+                        and not exc.hint
+                    ):
+                        exc.hint = READ_EVERY_ROW
                     snapshot.failure = exc
                     if not stop.is_set():
                         # Failed on its own: the dump beside it is of no use any more.
@@ -382,6 +400,11 @@ def counting_snapshot(
             try:
                 yield snapshot
             except BaseException as exc:
+                if snapshot.failure is None and _LOST_SNAPSHOT in str(exc):
+                    # A count that fails ends the snapshot's transaction: a pg_dump that
+                    # had not imported it yet fails to, maybe before the count's thread
+                    # has noted its error. The count ends (it failed or it finishes).
+                    counting.join()
                 failure = snapshot.failure
                 if failure is not None and failure is not exc:
                     # The dump failed because the count did (it was killed): say why.
