@@ -36,6 +36,14 @@ def read_selection(
         return select(entries, tables, schemas)
     except UnknownName as exc:
         field = "tables" if exc.what == "table" else "schemas"
+        if exc.other is not None:
+            kind = exc.other.kind.lower()
+            raise InvalidInput(
+                field,
+                f"{exc.other.name} is a {kind}, not a table; nothing was restored",
+                hint=f"{option('schemas')} {exc.other.namespace} restores it with its schema "
+                f"(when the tables it reads are in it); {option('tables')} takes tables",
+            ) from None
         if exc.ambiguous:
             raise InvalidInput(
                 field,

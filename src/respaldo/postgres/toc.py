@@ -275,12 +275,22 @@ class UnknownName(ValueError):
     """A ``--table`` or ``--schema`` that names nothing in the dump (or more than one
     table): ``close`` are the nearest names it holds."""
 
-    def __init__(self, what: str, name: str, close: list[str], *, ambiguous: bool = False):
+    def __init__(
+        self,
+        what: str,
+        name: str,
+        close: list[str],
+        *,
+        ambiguous: bool = False,
+        other: TocEntry | None = None,
+    ):
         super().__init__(f"{what} {name!r} {'is ambiguous' if ambiguous else 'is not in it'}")
         self.what = what
         self.name = name
         self.close = close
         self.ambiguous = ambiguous
+        self.other = other
+        """A relation of another kind (a view…) the name is of, if there is one."""
 
 
 @dataclass(frozen=True)
@@ -491,6 +501,13 @@ class _Selector:
             return found[0]
         if found:
             raise UnknownName("table", name, sorted(t.name for t in found), ambiguous=True)
+        others = [
+            e
+            for e in self.entries
+            if e.kind in RELATIONS and e.tag == table and schema in (None, e.namespace)
+        ]
+        if len(others) == 1:
+            raise UnknownName("table", name, [], other=others[0])
         names = [t.name for t in candidates]
         wanted = f"{schema}.{table}" if schema else table
         close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.6)

@@ -12,7 +12,7 @@ from sample.cluster import TempCluster
 
 from respaldo.operations import backup as backup_module
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import table_checksums
+from tests.integration.logical.support import databases, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +152,21 @@ def test_a_table_with_a_line_break_in_its_name_is_checked_too(
     listing = respaldo.run("ls", backup_id, "--json").json()
     rows = {t["name"]: t["rows"] for t in listing["tables"] if t["schema"] == "s"}
     assert rows == {"two lines": 2, "ok": 0}
+
+
+def test_a_view_named_as_a_table_is_refused_saying_what_it_is(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    before = databases(pg)
+
+    run = respaldo.run(
+        "restore", backup_id, "-t", new_dbname, "--table", "finanzas.mv_facturacion_mensual"
+    )
+
+    assert run.code == 1, str(run)
+    assert len(run.err_lines) == 2, str(run)
+    error, hint = run.err_lines
+    assert "finanzas.mv_facturacion_mensual is a materialized view" in error
+    assert "--schema finanzas" in hint
+    assert databases(pg) == before
