@@ -4,7 +4,7 @@ The role is not a superuser: it reads through ``pg_read_all_data``, which row-le
 security still applies to. The rows are counted (row security off, as pg_dump does) in
 the snapshot pg_dump imports: a count that fails ends that snapshot's transaction, and
 pg_dump then only says that it could not import the snapshot. The message must name the
-cause instead.
+cause instead, and the hint say what the role needs.
 """
 
 from __future__ import annotations
