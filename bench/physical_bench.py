@@ -252,6 +252,11 @@ def pg_basebackup(bench: Bench, label: str) -> dict[str, Any]:
     return {"seconds": t.seconds, "bytes": size, "load": t.load}
 
 
+# The file checksums respaldo asks the server for (respaldo.postgres.basebackup's
+# MANIFEST_CHECKSUMS; SHA256 before session 7), so that the floor is the stream it reads.
+FLOOR_CHECKSUMS = "CRC32C"
+
+
 def pg_basebackup_floor(bench: Bench) -> dict[str, Any]:
     bindir = bench.cluster.bindir
     with Path(os.devnull).open("wb") as null:
@@ -265,7 +270,7 @@ def pg_basebackup_floor(bench: Bench) -> dict[str, Any]:
                 "fetch",
                 "-D",
                 "-",
-                "--manifest-checksums=SHA256",
+                f"--manifest-checksums={FLOOR_CHECKSUMS}",
                 "--no-password",
             ],
             env=bench.pg_env,
@@ -656,7 +661,7 @@ def paired_via_service(
     floor_argv = [
         str(bench.cluster.bindir / "pg_basebackup"),
         *("-c", "fast", "-Ft", "-X", "fetch", "-D", "-"),
-        *("--manifest-checksums=SHA256", "--no-password"),
+        *(f"--manifest-checksums={FLOOR_CHECKSUMS}", "--no-password"),
     ]
     cli_argv = as_server(
         [bench.respaldo, "--config", str(bench.config), "backup", DB, "--type", "incremental"]
@@ -746,7 +751,7 @@ def service_report(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
         f"| `pg_basebackup -c fast -Ft -D DIR` | {_mmm([b['seconds'] for b in base], '{:.2f}')} "
         f"| - | {_mmm([b['cpu_seconds'] for b in base], '{:.2f}')} |",
-        f"| floor: `pg_basebackup -c fast -Ft -X fetch -D - --manifest-checksums=SHA256 "
+        f"| floor: `pg_basebackup -c fast -Ft -X fetch -D - --manifest-checksums={FLOOR_CHECKSUMS} "
         f"> /dev/null` | {_mmm([p['floor']['seconds'] for p in pairs], '{:.2f}')} | - | "
         f"{_mmm([p['floor']['cpu_seconds'] for p in pairs], '{:.2f}')} |",
         f"| POST /admin/backups (incremental), to the job's end | "

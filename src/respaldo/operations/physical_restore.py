@@ -41,6 +41,7 @@ from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
+from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
     Owner,
     RecoveryTarget,
@@ -134,6 +135,12 @@ def _chain_member(
             hint="restore another backup ('respaldo list'); retention keeps the backups an "
             "incremental needs, so this one was deleted by hand or lost",
         ) from None
+
+
+def _checksums(manifest: Manifest) -> frozenset[str]:
+    """The file checksums to compute while extracting this backup: those its server's
+    manifest used (CRC32C; SHA-256 for backups taken before), recorded at backup time."""
+    return checksums_of(manifest.meta.get("backup_manifest_checksums"))
 
 
 def configured_bin_dir(settings: Settings, database: str) -> Path | None:
@@ -243,9 +250,12 @@ def restore_datadir(
                     bindir=combine.bindir,
                     owner=owner,
                     link=combine.major >= PG_COMBINEBACKUP_LINK,
+                    checksums=[_checksums(m) for m in [*chain, manifest]],
                 )
             else:
-                extract_base_backup(pieces(manifest), datadir, owner=owner)
+                extract_base_backup(
+                    pieces(manifest), datadir, owner=owner, checksums=_checksums(manifest)
+                )
             result.settings = write_recovery_config(
                 datadir,
                 restore_command=restore_command,

@@ -11,9 +11,12 @@ recycle it meanwhile, so :func:`wal_reservation` holds a *temporary* replication
 (created with ``immediately_reserve``) for the backup's duration. A temporary slot dies
 with the session that made it: respaldo killed mid-backup cannot leave a slot that makes
 WAL pile up forever. ``--checkpoint=fast``: without it the backup waits for the next
-scheduled checkpoint, which can take many minutes. ``--manifest-checksums=SHA256``:
-the one algorithm of the manifest that hashlib checks at C speed while the tar passes.
-PostgreSQL appends ``backup_manifest`` to a tar written to stdout.
+scheduled checkpoint, which can take many minutes. ``--manifest-checksums=CRC32C``
+(:data:`MANIFEST_CHECKSUMS`, PostgreSQL's default): every file is checked against it as
+the tar passes, at C speed (the ``crc32c`` module); SHA-256 instead cost a second full
+hash pass here and on the server, for damage a CRC finds as well (see :mod:`.basetar`;
+the stream keeps its SHA-256 and the chunks their keyed ids). PostgreSQL appends
+``backup_manifest`` to a tar written to stdout.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from respaldo.postgres.wal import parse_lsn
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1024 * 1024
+MANIFEST_CHECKSUMS = "CRC32C"
+"""The file checksums pg_basebackup is asked for, and the one a backup computes."""
 # readinto parses straight into buffers of at least this size; a smaller one (the end
 # of the chunker's block, a caller's small read) gets a piece parsed aside, READ_PIECE.
 DIRECT_MIN = 64 * 1024
@@ -72,7 +77,7 @@ def pg_basebackup(
         "--wal-method=fetch",
         "--checkpoint=fast",
         f"--label={label}",
-        "--manifest-checksums=SHA256",
+        f"--manifest-checksums={MANIFEST_CHECKSUMS}",
         "--no-password",
     ]
     if incremental is not None:
@@ -180,7 +185,8 @@ class BaseBackupReader:
     Offers ``read`` and ``readinto`` (what the chunker uses). With ``zero_stale_wal``
     (the default) stale pages of recycled WAL segments are zeroed on the way (see
     :mod:`.basetar`). After the stream's end, :meth:`finish` checks the backup against
-    its manifest and returns what it says.
+    its manifest and returns what it says; ``checksums`` are the file checksum
+    algorithms computed for that (what :func:`pg_basebackup` asks the server for).
 
     ``readinto`` reads the pipe straight into the caller's buffer and parses it there
     (stale WAL zeroed in place): no bytes object per read and no copy between the pipe
@@ -190,9 +196,15 @@ class BaseBackupReader:
     those few bytes are held back and go first into the next buffer.
     """
 
-    def __init__(self, raw: IO[bytes], *, zero_stale_wal: bool = True) -> None:
+    def __init__(
+        self,
+        raw: IO[bytes],
+        *,
+        zero_stale_wal: bool = True,
+        checksums: frozenset[str] = frozenset([MANIFEST_CHECKSUMS]),
+    ) -> None:
         self._raw = raw
-        self.check = BaseBackupCheck()
+        self.check = BaseBackupCheck(checksums)
         self.parser = TarParser(self.check, zero_stale_wal=zero_stale_wal)
         self._held = b""  # read, not yet parsed: fewer bytes than a tar or page header
         self._ready = memoryview(b"")  # parsed, not yet handed out (small buffers only)

@@ -35,7 +35,14 @@ from pathlib import Path
 
 from respaldo.childenv import base_environment
 from respaldo.errors import PostgresError, RecoveryFailed, RestoreError, UnsafePath
-from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarMember, TarParser, Tee
+from respaldo.postgres.basetar import (
+    CHECKSUMS,
+    BaseBackupCheck,
+    BaseBackupInfo,
+    TarMember,
+    TarParser,
+    Tee,
+)
 from respaldo.postgres.toolsets import find_tools
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -142,15 +149,21 @@ def chown_tree(root: Path, owner: Owner) -> None:
 
 
 def extract_base_backup(
-    pieces: Iterable[bytes], target: Path, *, owner: Owner | None
+    pieces: Iterable[bytes],
+    target: Path,
+    *,
+    owner: Owner | None,
+    checksums: frozenset[str] = frozenset(CHECKSUMS),
 ) -> BaseBackupInfo:
     """Write the base backup whose tar is ``pieces`` into the empty directory ``target``.
 
-    Checks it against its manifest as it goes; raises BaseBackupInvalid or UnsafePath
-    (the caller removes what was written). Ownership goes to ``owner`` when given.
-    ``PG_VERSION`` is held back (:data:`HELD_BACK_AS`) until :func:`release_datadir`.
+    Checks it against its manifest as it goes, computing the file checksums
+    ``checksums`` (what the backup recorded: :func:`~respaldo.postgres.basetar.checksums_of`);
+    raises BaseBackupInvalid or UnsafePath (the caller removes what was written).
+    Ownership goes to ``owner`` when given. ``PG_VERSION`` is held back
+    (:data:`HELD_BACK_AS`) until :func:`release_datadir`.
     """
-    check = BaseBackupCheck()
+    check = BaseBackupCheck(checksums)
     writer = DatadirWriter(target, owner)
     parser = TarParser(Tee(check, writer))
     pending = b""
@@ -180,6 +193,7 @@ def combine_backups(
     bindir: Path,
     owner: Owner | None,
     link: bool = False,
+    checksums: Sequence[frozenset[str]] = (),
 ) -> BaseBackupInfo:
     """Restore a chain of base backups into the empty directory ``target``.
 
@@ -192,7 +206,9 @@ def combine_backups(
     takes whole from the extracted backups instead of copying them: they are on the same
     file system, and removed right after. Raises BaseBackupInvalid, UnsafePath, PostgresError
     (pg_combinebackup refused: its message says why); the caller removes what was
-    written. Returns what the last backup's manifest says.
+    written. Returns what the last backup's manifest says. ``checksums``: the file
+    checksums to compute for each backup of the chain, as for :func:`extract_base_backup`
+    (all of them for a backup not listed).
     """
     work = target / COMBINE_DIR
     work.mkdir(mode=0o700)
@@ -205,7 +221,8 @@ def combine_backups(
     for number, pieces in enumerate(chain):
         directory = work / f"{number:03d}"
         directory.mkdir(mode=0o700)
-        info = extract_base_backup(pieces, directory, owner=owner)
+        computed = checksums[number] if number < len(checksums) else frozenset(CHECKSUMS)
+        info = extract_base_backup(pieces, directory, owner=owner, checksums=computed)
         release_datadir(directory)
         inputs.append(directory)
     if info is None:

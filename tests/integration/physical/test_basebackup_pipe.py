@@ -26,6 +26,7 @@ def test_pg_basebackup_writes_into_a_wide_pipe_and_the_backup_checks(
             pass
     info = reader.finish()  # raises BaseBackupInvalid unless every file matched
     assert size == PIPE_SIZE
+    assert info.checksum_algorithm == "CRC32C"  # PostgreSQL's default, checked at C speed
     assert info.system_identifier == int(
         archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()")
     )

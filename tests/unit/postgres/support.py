@@ -9,6 +9,8 @@ import os
 import struct
 import tarfile
 
+import crc32c
+
 from respaldo.postgres.wal import LONG_HEADER, SHORT_HEADER, XLP_LONG_HEADER
 
 SEGMENT_SIZE = 1024 * 1024
@@ -39,6 +41,14 @@ def control_file(sysid: int) -> bytes:
     return struct.pack("<QI", sysid, 1300) + bytes(8192 - 12)
 
 
+def file_checksum(data: bytes, algorithm: str, crc_byteorder: str = "little") -> str:
+    """A file's ``Checksum`` in a ``backup_manifest``, as the server writes it."""
+    if algorithm == "SHA256":
+        return hashlib.sha256(data).hexdigest()
+    assert algorithm == "CRC32C", algorithm
+    return crc32c.crc32c(data).to_bytes(4, crc_byteorder).hex()  # type: ignore[arg-type]
+
+
 def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -55,8 +65,17 @@ def base_backup(
     manifest_files: dict[str, bytes] | None = None,
     wal_range: tuple[str, str] = ("0/200028", "0/200100"),
     tamper_manifest: bool = False,
+    checksums: str = "CRC32C",
+    crc_byteorder: str = "little",
+    checksum_of: dict[str, bytes] | None = None,
 ) -> bytes:
-    """A tar as ``pg_basebackup -Ft -D - -X fetch --manifest-checksums=SHA256`` writes it."""
+    """A tar as ``pg_basebackup -Ft -D - -X fetch --manifest-checksums=CHECKSUMS`` writes it.
+
+    ``checksums``: the manifest's file checksum algorithm (CRC32C, SHA256 or NONE). A
+    server writes a CRC32C as the hex of its four bytes in the machine's byte order
+    (``crc_byteorder``: little on x86 and ARM, big on s390x). ``checksum_of``: other
+    contents for some paths, whose checksum the manifest then gives instead of their own
+    (the manifest's own checksum still matches it)."""
     label = (
         b"START WAL LOCATION: 0/200028 (file 000000010000000000000002)\n"
         b"CHECKPOINT LOCATION: 0/200060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n"
@@ -71,13 +90,18 @@ def base_backup(
     }
     segments = wal if wal is not None else {"000000010000000000000002": make_segment(sysid, 1, 2)}
     listed = manifest_files if manifest_files is not None else content
+    claimed = {**listed, **(checksum_of or {})}
     entries = [
         {
             "Path": path,
             "Size": len(data),
             "Last-Modified": "2026-11-28 08:00:00 GMT",
-            "Checksum-Algorithm": "SHA256",
-            "Checksum": hashlib.sha256(data).hexdigest(),
+            "Checksum-Algorithm": checksums,
+            **(
+                {}
+                if checksums == "NONE"
+                else {"Checksum": file_checksum(claimed[path], checksums, crc_byteorder)}
+            ),
         }
         for path, data in listed.items()
     ]

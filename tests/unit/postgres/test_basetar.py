@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import random
 import tarfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from respaldo.errors import BaseBackupInvalid
 from respaldo.postgres.basebackup import BaseBackupReader
-from respaldo.postgres.basetar import normalize_member_name
+from respaldo.postgres.basetar import CHECKSUMS, checksums_of, normalize_member_name
+from respaldo.postgres.datadir import extract_base_backup
 from respaldo.postgres.wal import parse_lsn
 from tests.unit.postgres.support import PAGE, SEGMENT_SIZE, base_backup, make_segment
 
@@ -36,8 +38,15 @@ class Trickle(io.RawIOBase):
         return out
 
 
-def read_all(archive: bytes, seed: int = 1) -> tuple[bytes, BaseBackupReader]:
-    reader = BaseBackupReader(Trickle(archive, seed))  # type: ignore[arg-type]
+def read_all(
+    archive: bytes, seed: int = 1, checksums: frozenset[str] | None = None
+) -> tuple[bytes, BaseBackupReader]:
+    raw = Trickle(archive, seed)
+    reader = (
+        BaseBackupReader(raw)  # type: ignore[arg-type]
+        if checksums is None
+        else BaseBackupReader(raw, checksums=checksums)  # type: ignore[arg-type]
+    )
     rng = random.Random(seed)
     out = bytearray()
     while True:
@@ -61,7 +70,7 @@ def test_a_good_backup_passes_and_says_what_it_is(seed: int) -> None:
     assert info.wal_segments == ["000000010000000000000002"]
     assert info.segment_size == SEGMENT_SIZE
     assert info.files == 4
-    assert info.checksum_algorithm == "SHA256"
+    assert info.checksum_algorithm == "CRC32C"  # what pg_basebackup is asked for
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -128,17 +137,79 @@ def _read(tar: tarfile.TarFile, name: str) -> bytes:
     return member.read()
 
 
-def _problems(archive: bytes) -> str:
-    _, reader = read_all(archive)
+def _problems(archive: bytes, checksums: frozenset[str] | None = None) -> str:
+    _, reader = read_all(archive, checksums=checksums)
     with pytest.raises(BaseBackupInvalid) as caught:
         reader.finish()
-    return str(caught.value)
+    return f"{caught.value} (hint: {caught.value.hint})"
 
 
-def test_a_changed_file_is_caught() -> None:
-    archive = base_backup(files={"base/1/2608": b"a" * 5000})
+@pytest.mark.parametrize(("algorithm", "name"), [("CRC32C", "CRC32C"), ("SHA256", "SHA-256")])
+def test_a_changed_file_is_caught(algorithm: str, name: str) -> None:
+    archive = base_backup(files={"base/1/2608": b"a" * 5000}, checksums=algorithm)
     changed = archive.replace(b"a" * 5000, b"c" + b"a" * 4999)
-    assert "base/1/2608 does not match its SHA-256" in _problems(changed)
+    assert changed != archive
+    problems = _problems(changed, frozenset([algorithm]))
+    assert f"base/1/2608 does not match its {name}" in problems
+    assert "hint: the backup is not stored" in problems
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32C", "SHA256"])
+def test_a_wrong_checksum_in_the_manifest_is_caught(algorithm: str) -> None:
+    # The manifest's own checksum matches: only the per-file check can see it.
+    archive = base_backup(checksums=algorithm, checksum_of={"PG_VERSION": b"16\n"})
+    problems = _problems(archive, frozenset(CHECKSUMS))
+    assert "PG_VERSION does not match its" in problems
+    assert "own checksum" not in problems
+
+
+def test_a_crc32c_in_either_byte_order_passes() -> None:
+    # A server writes the four bytes of its CRC32C in its own byte order (s390x: big).
+    for order in ("little", "big"):
+        _, reader = read_all(base_backup(crc_byteorder=order))
+        assert reader.finish().checksum_algorithm == "CRC32C"
+
+
+def test_an_algorithm_not_computed_is_not_passed_unchecked() -> None:
+    # The backup asks pg_basebackup for CRC32C and computes only that: a manifest with
+    # other checksums (or none) fails instead of passing with its files unchecked.
+    problems = _problems(base_backup(checksums="SHA256"))
+    assert "base/1/1259: the manifest's checksum is SHA256, respaldo computed CRC32C" in problems
+    problems = _problems(base_backup(checksums="NONE"), frozenset(CHECKSUMS))
+    assert "base/1/1259: the manifest's checksum is NONE, respaldo computed CRC32C, SHA256" in (
+        problems
+    )
+
+
+def test_checksums_of_what_a_backup_recorded() -> None:
+    assert checksums_of("CRC32C") == frozenset(["CRC32C"])
+    assert checksums_of("SHA256") == frozenset(["SHA256"])
+    assert checksums_of("CRC32C,SHA256") == frozenset(CHECKSUMS)
+    # Unknown or not recorded: compute every algorithm respaldo checks.
+    for recorded in (None, "", "NONE", "SHA512", 3):
+        assert checksums_of(recorded) == frozenset(CHECKSUMS)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "recorded"),
+    [("SHA256", "SHA256"), ("SHA256", None), ("CRC32C", "CRC32C"), ("CRC32C", None)],
+)
+def test_stored_backups_of_either_algorithm_extract(
+    tmp_path: Path, algorithm: str, recorded: str | None
+) -> None:
+    # Backups stored before CRC32C carry SHA-256 manifests: they still restore, checked.
+    archive = base_backup(files={"base/1/2608": b"a" * 5000}, checksums=algorithm)
+    pieces = [archive[i : i + 7000] for i in range(0, len(archive), 7000)]
+    target = tmp_path / "ok"
+    target.mkdir()
+    info = extract_base_backup(pieces, target, owner=None, checksums=checksums_of(recorded))
+    assert info.checksum_algorithm == algorithm
+    assert (target / "base/1/2608").read_bytes() == b"a" * 5000
+    changed = archive.replace(b"a" * 5000, b"c" + b"a" * 4999)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(BaseBackupInvalid, match="base/1/2608 does not match"):
+        extract_base_backup([changed], bad, owner=None, checksums=checksums_of(recorded))
 
 
 def test_missing_extra_and_foreign_files_are_caught() -> None:
