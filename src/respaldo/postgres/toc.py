@@ -517,8 +517,12 @@ class _Selector:
         raise UnknownName("table", name, list(dict.fromkeys(close))[:8])
 
     def _schema_objects(self, schema: str) -> list[TocEntry]:
-        _, bare = split_name(schema)
         known = sorted({e.tag for e in self.entries if e.kind == "SCHEMA"})
+        # A schema is one name: "a.b" is the schema a.b (quotes optional), not a and b.
+        quoted = schema.startswith('"') and schema.endswith('"') and len(schema) > 1
+        bare = schema[1:-1].replace('""', '"') if quoted else schema
+        if bare not in known and not any(e.namespace == bare for e in self.entries):
+            _, bare = split_name(schema)
         in_schema = [e for e in self.entries if e.namespace == bare]
         if bare not in known and not in_schema:
             close = difflib.get_close_matches(bare, known, n=5, cutoff=0.6)

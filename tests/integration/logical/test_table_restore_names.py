@@ -99,6 +99,13 @@ def test_dotted_names_are_counted_and_checked_apart(
         assert "1 tables' row counts checked" in run.err
         assert pg.query("SELECT count(*) FROM " + name, dbname=target) == [(count,)]
 
+    # A schema's name is one name, dot and all; quotes are optional.
+    for i, schema in enumerate(("a.b", '"a.b"')):
+        target = f"{new_dbname}_s{i}"
+        respaldo.restore(backup_id, target, "--schema", schema)
+        assert pg.query('SELECT count(*) FROM "a.b".c', dbname=target) == [(2,)]
+        assert pg.scalar("SELECT to_regclass('a.\"b.c\"')", dbname=target) is None
+
     listing = respaldo.run("ls", backup_id, "--json").json()
     rows = {(t["schema"], t["name"]): t["rows"] for t in listing["tables"]}
     assert (rows[("a.b", "c")], rows[("a", "b.c")]) == (2, 1)
