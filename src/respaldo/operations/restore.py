@@ -403,6 +403,12 @@ def _selection_notes(selection: Selection, jobs: int) -> list[str]:
             f"restored empty, as definitions only (the chosen tables need them): "
             f"{', '.join(selection.definition_only)}"
         )
+    if selection.large_objects:
+        # A table that keeps files as large objects comes back with their oids only.
+        notes.append(
+            f"the backup's large objects are not restored with {option('tables')} or "
+            f"{option('schemas')}; restore the whole backup to get them back"
+        )
     if jobs > 1:
         notes.append(f"some tables are restored with one job, not {jobs}")
     return notes

@@ -125,6 +125,7 @@ _DECORATES = frozenset(
 _TABLE_PREFIXED = frozenset(
     {"CHECK CONSTRAINT", "CONSTRAINT", "DEFAULT", "FK CONSTRAINT", "POLICY", "RULE", "TRIGGER"}
 )
+_LARGE_OBJECTS = frozenset({"BLOB", "BLOBS", "BLOB METADATA", "LARGE OBJECT"})
 # Never part of a selection: large objects, and the database's own entries.
 _NEVER = frozenset(
     {"BLOB", "BLOBS", "BLOB METADATA", "DATABASE", "DATABASE PROPERTIES", "LARGE OBJECT"}
@@ -309,6 +310,8 @@ class Selection:
     dump (large objects come before the last table wanted, or no table data is)."""
     table_parts: tuple[tuple[str, str], ...] = ()
     """The same tables as (schema, table): for their row counts, whatever the names hold."""
+    large_objects: bool = False
+    """Whether the dump holds large objects (which a selection never restores)."""
 
     def use_list(self) -> str:
         """The text of a ``pg_restore --use-list`` file."""
@@ -476,6 +479,7 @@ class _Selector:
             definition_only=tuple(sorted(self.by_id[i].name for i in self.definition_only)),
             skipped=tuple(self.skipped),
             blocks=self._blocks(),
+            large_objects=any(e.kind in _LARGE_OBJECTS for e in self.entries),
         )
 
     def _blocks(self) -> DataBlocks | None:

@@ -177,3 +177,21 @@ def test_a_view_named_as_a_table_is_refused_saying_what_it_is(
     assert "finanzas.mv_facturacion_mensual is a materialized view" in error
     assert "--schema finanzas" in hint
     assert databases(pg) == before
+
+
+def test_large_objects_left_behind_are_said(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # docs.documentos keeps its files as large objects: a table restore brings the oids,
+    # not the objects.
+    assert pg.scalar(
+        "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", dbname=respaldo.dbname
+    )
+    backup_id = respaldo.backup()["id"]
+
+    run = respaldo.restore(backup_id, new_dbname, "--table", "docs.documentos")
+
+    assert "large objects" in run.err and "not restored" in run.err, run.err
+    assert (
+        pg.scalar("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", dbname=new_dbname) == 0
+    )
