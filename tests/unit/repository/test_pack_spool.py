@@ -8,6 +8,7 @@ import io
 import os
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,22 @@ def test_a_failed_pack_write_stores_nothing_and_leaves_no_file(
     reopened = open_repo(LocalStorage(tmp_path))
     assert reopened.backup_ids() == ["b1"]
     assert read_stream(reopened, reopened.load_manifest("b1")) == first
+
+
+def test_a_backup_that_fails_mid_pack_leaves_no_temporary_file(tmp_path: Path) -> None:
+    repo = init_repo(LocalStorage(tmp_path), pack_size=16 * MIB)
+
+    class DumpFailed(Exception):
+        pass
+
+    class FailingDump(io.BytesIO):
+        def readinto(self, buffer: Any) -> int:
+            if self.tell() >= 8 * MIB:  # a pack is half written by then
+                raise DumpFailed("pg_dump exited with status 1")
+            return super().readinto(buffer)
+
+    with pytest.raises(DumpFailed), BackupWriter(repo, "b1") as writer:
+        writer.write_stream("dump", FailingDump(random_bytes(12 * MIB, seed=4)))
+    assert _temporaries(tmp_path) == []
+    assert [i.name for i in LocalStorage(tmp_path).list("packs/")] == []
+    assert open_repo(LocalStorage(tmp_path)).backup_ids() == []
