@@ -48,6 +48,7 @@ from respaldo.errors import (
     ConnectionFailed,
     IntegrityError,
     InvalidInput,
+    QueryFailed,
     RespaldoError,
     RestoreError,
     option,
@@ -87,7 +88,7 @@ from respaldo.postgres import (
 )
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
-from respaldo.postgres.dbprops import DatabaseProperties
+from respaldo.postgres.dbprops import DatabaseProperties, locale_differences
 from respaldo.postgres.scratchdb import (
     SCRATCH_PREFIXES,
     STAGING_PREFIX,
@@ -319,6 +320,8 @@ def _restore_staged(
         try:
             properties, notes = reading.result()
             result.warnings += notes
+            # Created before the properties were known: given their encoding and locale.
+            match_locale(admin, staging, properties.create_options)
             check_properties(admin, properties, staging)
             result.bytes_restored = restore_stream_into(
                 ctx,
@@ -452,8 +455,32 @@ def check_not_scratch_name(target: str) -> None:
     )
 
 
-def create_empty_database(admin: ConnInfo, name: str) -> None:
-    """Create database ``name`` from template0 and make sure it holds nothing.
+def match_locale(admin: ConnInfo, name: str, locale: Sequence[tuple[str, str]]) -> None:
+    """Make the new, empty database ``name`` have the backed-up database's encoding and
+    locale (``locale``: :attr:`DatabaseProperties.create_options`): it was created with
+    the server's defaults, and is created again if they differ (text would otherwise
+    sort, compare and convert differently from the backed-up database). Raises
+    RestoreError if this server cannot create such a database (a locale it lacks)."""
+    differing = locale_differences(admin, name, locale)
+    if not differing:
+        return
+    drop_database(admin, name)
+    try:
+        create_empty_database(admin, name, locale=locale)
+    except QueryFailed as exc:
+        raise RestoreError(
+            f"this server cannot create a database with the backed-up one's "
+            f"{', '.join(differing)}: {exc}",
+            hint="install that locale on the server (locale-gen, then restart PostgreSQL) "
+            "and restore again; nothing was changed",
+        ) from None
+
+
+def create_empty_database(
+    admin: ConnInfo, name: str, *, locale: Sequence[tuple[str, str]] = ()
+) -> None:
+    """Create database ``name`` from template0 (with the encoding and locale ``locale``
+    gives, see :func:`match_locale`) and make sure it holds nothing.
 
     A template0 that someone connected to and changed would put its objects, replaced
     built-ins and changed privileges into the restored database, unnoticed (row counts
@@ -461,7 +488,7 @@ def create_empty_database(admin: ConnInfo, name: str) -> None:
     RestoreError naming what it holds (the new database is dropped again), or the errors
     of creating it.
     """
-    create_database(admin, name, template="template0")
+    create_database(admin, name, template="template0", locale=locale)
     try:
         found = unexpected_objects(admin.with_dbname(name))
     except BaseException:

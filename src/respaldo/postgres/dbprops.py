@@ -38,7 +38,7 @@ from psycopg import sql
 from respaldo.errors import QueryFailed
 from respaldo.postgres.commands import RunningCommand, pg_restore_offline
 from respaldo.postgres.connection import ConnInfo
-from respaldo.postgres.server import _guarded, connect
+from respaldo.postgres.server import LOCALE_OPTIONS, LOCALE_PROVIDERS, _guarded, connect
 
 # A line of ``pg_restore --list``: "3340; 0 0 COMMENT - DATABASE "My DB" owner1".
 _LIST_LINE = re.compile(
@@ -159,6 +159,10 @@ class DatabaseProperties:
 
     source: str | None
     parts: tuple[tuple[str, str | None], ...]
+    create_options: tuple[tuple[str, str], ...] = ()
+    """The encoding and locale options of the dump's ``CREATE DATABASE`` (option, value):
+    the database must be created with them (:func:`locale_differences`,
+    :func:`respaldo.postgres.server.create_database`)."""
 
     def statements_for(self, name: str) -> list[str]:
         """The statements, naming database ``name``."""
@@ -182,11 +186,13 @@ def parse_properties(script: str) -> DatabaseProperties:
     """
     statements = split_statements(script)
     source: str | None = None
+    create_options: tuple[tuple[str, str], ...] = ()
     parts: list[tuple[str, str | None]] = []
     for statement in statements:
         created = _CREATE.match(statement)
         if created is not None:
             source = _unquote(created.group(1))
+            create_options = _locale_options(statement[created.end() :])
             continue
         if _SESSION.match(statement):
             parts.append((statement, None))
@@ -203,7 +209,73 @@ def parse_properties(script: str) -> DatabaseProperties:
         elif named != source:
             raise ValueError(f"a statement names another database: {statement[:60]!r}")
         parts.append((match.group(1), match.group(3)))
-    return DatabaseProperties(source, tuple(parts))
+    return DatabaseProperties(source, tuple(parts), create_options)
+
+
+# pg_dump's CREATE DATABASE: "WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER =
+# libc LOCALE = 'es_ES.UTF-8'" (or LC_COLLATE and LC_CTYPE; ICU_LOCALE, ICU_RULES,
+# BUILTIN_LOCALE). Literals are standard strings ('' inside).
+_OPTION = re.compile(r"\b([A-Z_]+) = ('(?:[^']|'')*'|[A-Za-z0-9_.]+)")
+
+
+def _locale_options(text: str) -> tuple[tuple[str, str], ...]:
+    """The encoding and locale options of the rest of a CREATE DATABASE statement, values
+    unquoted; others (TEMPLATE, TABLESPACE) are left out. Pure."""
+    found = []
+    for key, raw in _OPTION.findall(text):
+        value = raw[1:-1].replace("''", "'") if raw.startswith("'") else raw
+        if key in LOCALE_OPTIONS or (key == "LOCALE_PROVIDER" and value in LOCALE_PROVIDERS):
+            found.append((key, value))
+    return tuple(found)
+
+
+# Which pg_database columns each option sets (the first a server has; 17 renamed
+# daticulocale to datlocale).
+_COLUMNS = {
+    "ENCODING": ("encoding_name",),
+    "LOCALE": ("datcollate", "datctype"),
+    "LC_COLLATE": ("datcollate",),
+    "LC_CTYPE": ("datctype",),
+    "LOCALE_PROVIDER": ("datlocprovider",),
+    "ICU_LOCALE": ("datlocale|daticulocale",),
+    "BUILTIN_LOCALE": ("datlocale",),
+    "ICU_RULES": ("daticurules",),
+}
+
+
+def locale_differences(
+    conninfo: ConnInfo, name: str, options: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The options of ``options`` that database ``name`` does not have, as
+    ``KEY 'value'`` (an option whose column this server lacks counts as different).
+    Raises QueryFailed, ConnectionFailed."""
+    query = (
+        "SELECT pg_catalog.pg_encoding_to_char(d.encoding), pg_catalog.to_jsonb(d)"
+        " FROM pg_catalog.pg_database d WHERE d.datname = %s"
+    )
+    with connect(conninfo, autocommit=True) as conn:
+        row = _guarded(
+            conninfo,
+            "reading a database's encoding and locale",
+            lambda: conn.execute(query, (name,)).fetchone(),
+        )
+    if row is None:
+        raise QueryFailed(f"database {name!r} does not exist")
+    actual = {**dict(row[1]), "encoding_name": str(row[0])}
+    wanted = {"libc": "c", "icu": "i", "builtin": "b"}
+    differing = []
+    for key, value in options:
+        expected = wanted[value] if key == "LOCALE_PROVIDER" else value
+        for column in _COLUMNS[key]:
+            names = column.split("|")
+            have = next((actual[n] for n in names if n in actual), None)
+            # Encoding names are case-insensitive ("utf8" is UTF8).
+            if (str(have).upper() if key == "ENCODING" else have) != (
+                expected.upper() if key == "ENCODING" else expected
+            ):
+                differing.append(f"{key} '{value}'")
+                break
+    return differing
 
 
 def feed_archive(command: RunningCommand, chunks: Iterator[bytes]) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -688,10 +688,36 @@ def unexpected_objects(conninfo: ConnInfo) -> list[str]:
         )
 
 
+# The encoding and locale options of CREATE DATABASE, as respaldo.postgres.dbprops reads
+# them from a dump, and how each is written.
+LOCALE_OPTIONS: dict[str, sql.SQL] = {
+    "ENCODING": sql.SQL("ENCODING {}"),
+    "LOCALE": sql.SQL("LOCALE {}"),
+    "LC_COLLATE": sql.SQL("LC_COLLATE {}"),
+    "LC_CTYPE": sql.SQL("LC_CTYPE {}"),
+    "ICU_LOCALE": sql.SQL("ICU_LOCALE {}"),
+    "ICU_RULES": sql.SQL("ICU_RULES {}"),
+    "BUILTIN_LOCALE": sql.SQL("BUILTIN_LOCALE {}"),
+}
+LOCALE_PROVIDERS: dict[str, sql.SQL] = {
+    "libc": sql.SQL("LOCALE_PROVIDER libc"),
+    "icu": sql.SQL("LOCALE_PROVIDER icu"),
+    "builtin": sql.SQL("LOCALE_PROVIDER builtin"),
+}
+
+
 def create_database(
-    conninfo: ConnInfo, name: str, *, owner: str | None = None, template: str = "template0"
+    conninfo: ConnInfo,
+    name: str,
+    *,
+    owner: str | None = None,
+    template: str = "template0",
+    locale: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Create database ``name`` from ``template`` (template0: empty, as pg_restore wants).
+    """Create database ``name`` from ``template`` (template0: empty, as pg_restore wants),
+    with the encoding and locale ``locale`` gives (``(option, value)``: keys of
+    :data:`LOCALE_OPTIONS`, or ``LOCALE_PROVIDER`` and a key of
+    :data:`LOCALE_PROVIDERS`; none: the template's).
 
     ``conninfo`` names the database to connect to for this (not ``name``). Not
     idempotent: raises DatabaseExists if ``name`` is taken, QueryFailed otherwise.
@@ -699,6 +725,13 @@ def create_database(
     statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
         sql.Identifier(name), sql.Identifier(template)
     )
+    for key, value in locale:
+        clause = (
+            LOCALE_PROVIDERS[value]
+            if key == "LOCALE_PROVIDER"
+            else LOCALE_OPTIONS[key].format(sql.Literal(value))
+        )
+        statement = sql.SQL("{} {}").format(statement, clause)
     if owner is not None:
         statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
     with _maintenance(conninfo, name) as conn:

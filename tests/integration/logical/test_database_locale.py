@@ -1,0 +1,82 @@
+"""A restored database has the backed-up database's encoding and locale (collation,
+character classes), not the server's defaults: text sorts, compares and converts as it
+did. The test cluster is UTF8 with locale C; the backed-up databases differ from it."""
+
+from __future__ import annotations
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import databases, staging_databases
+
+pytestmark = pytest.mark.integration
+
+_SETTINGS = (
+    "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype"
+    " FROM pg_catalog.pg_database WHERE datname = %s"
+)
+
+
+def _recreate(pg: TempCluster, dbname: str, options: str) -> None:
+    """Make ``dbname`` (the configured database) anew with ``options``."""
+    pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    pg.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 " + options).format(  # type: ignore[arg-type]
+            sql.Identifier(dbname)
+        )
+    )
+    pg.execute(
+        "CREATE TABLE public.schema_migrations (version text);"
+        "INSERT INTO public.schema_migrations VALUES ('1');"
+        "CREATE TABLE public.palabras (p text);"
+        "INSERT INTO public.palabras VALUES ('zeta'), ('Zeta'), ('a');",
+        dbname=dbname,
+    )
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["ENCODING 'LATIN1' LOCALE 'C'", "LC_COLLATE 'C.utf8' LC_CTYPE 'C'", "LOCALE 'C.utf8'"],
+)
+def test_the_restored_database_has_the_backed_up_encoding_and_locale(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, options: str
+) -> None:
+    _recreate(pg, respaldo.dbname, options)
+    source = pg.query(_SETTINGS, [respaldo.dbname])
+    assert source != pg.query(_SETTINGS, ["template0"]), "the test must differ from the server"
+    backup_id = respaldo.backup()["id"]
+
+    respaldo.restore(backup_id, new_dbname)
+    assert pg.query(_SETTINGS, [new_dbname]) == source
+    table = f"{new_dbname}_t"
+    respaldo.restore(backup_id, table, "--table", "public.palabras")
+    assert pg.query(_SETTINGS, [table]) == source
+    assert not staging_databases(pg)
+
+
+def test_a_locale_the_server_lacks_stops_the_restore_before_it_starts(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _recreate(pg, respaldo.dbname, "LOCALE 'C.utf8'")
+    backup_id = respaldo.backup()["id"]
+    # The backup as if taken on a server with a locale this one lacks.
+    from respaldo.postgres import dbprops
+
+    parse = dbprops.parse_properties
+
+    def elsewhere(script: str) -> dbprops.DatabaseProperties:
+        return parse(script.replace("'C.utf8'", "'xx_XX.UTF-8'"))
+
+    monkeypatch.setattr(dbprops, "parse_properties", elsewhere)
+    before = databases(pg)
+
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
+
+    assert run.code == 1, str(run)
+    assert len(run.err_lines) == 2, str(run)
+    error, hint = run.err_lines
+    assert "xx_XX.UTF-8" in error
+    assert "locale" in hint and "nothing was changed" in hint
+    assert databases(pg) == before
