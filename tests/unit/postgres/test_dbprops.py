@@ -139,3 +139,23 @@ def test_only_the_entries_about_the_database_are_listed() -> None:
 
 def test_quote_ident() -> None:
     assert quote_ident('a"b c') == '"a""b c"'
+
+
+def test_the_encoding_and_locale_of_create_database_are_kept() -> None:
+    assert parse_properties(SCRIPT).create_options == (
+        ("ENCODING", "UTF8"),
+        ("LOCALE", "C"),
+    )
+    icu = parse_properties(
+        "CREATE DATABASE erp WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE_PROVIDER = "
+        "icu LC_COLLATE = 'C' LC_CTYPE = 'es_ES.UTF-8' ICU_LOCALE = 'es-ES' ICU_RULES = "
+        "'&a < ''b''' TABLESPACE = otro;\n"
+    )
+    assert icu.create_options == (
+        ("ENCODING", "UTF8"),
+        ("LOCALE_PROVIDER", "icu"),
+        ("LC_COLLATE", "C"),
+        ("LC_CTYPE", "es_ES.UTF-8"),
+        ("ICU_LOCALE", "es-ES"),
+        ("ICU_RULES", "&a < 'b'"),
+    )
