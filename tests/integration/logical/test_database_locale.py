@@ -23,9 +23,7 @@ def _recreate(pg: TempCluster, dbname: str, options: str) -> None:
     """Make ``dbname`` (the configured database) anew with ``options``."""
     pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
     pg.execute(
-        sql.SQL("CREATE DATABASE {} TEMPLATE template0 " + options).format(  # type: ignore[arg-type]
-            sql.Identifier(dbname)
-        )
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 " + options).format(sql.Identifier(dbname))
     )
     pg.execute(
         "CREATE TABLE public.schema_migrations (version text);"
