@@ -93,6 +93,8 @@ class Service:
         self._missed: dict[str, datetime] = {}
         self._started = datetime.now(UTC)
         self._retries: dict[int, tuple[threading.Thread, CancelToken]] = {}
+        self._sweep_failing: str | None = None
+        """Why the last sweep failed (said once), None when it worked."""
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
             executors={"default": ThreadPoolExecutor(workers)},
@@ -178,14 +180,23 @@ class Service:
         each that was this service's and may be retried (``[queue] retries``), and start
         each retry this process holds in a thread of its own; returns their ids. SQLite
         catalog only (with a queue, its workers sweep). Never raises: a sweep that fails
-        is logged and the next one runs as planned."""
+        is logged (once per cause, and once when sweeping works again) and the next one
+        runs as planned."""
         if self._stopping:
             return []
         try:
             held = reconcile.sweep_here(self.ctx)
-        except Exception:
-            log.warning("could not sweep for lost jobs", exc_info=True)
+        except Exception as exc:
+            # Said once per cause (with its traceback), not every pass: a catalog that
+            # stays unreadable would put a traceback in the log every few seconds.
+            cause = f"{type(exc).__name__}: {exc}"
+            if cause != self._sweep_failing:
+                self._sweep_failing = cause
+                log.warning("could not sweep for lost jobs (%s)", cause, exc_info=True)
             return []
+        if self._sweep_failing is not None:
+            self._sweep_failing = None
+            log.warning("sweeping for lost jobs works again")
         started = []
         with self._lock:
             for job_id in held:

@@ -6,6 +6,7 @@ waits for the test), so these tests need no PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.operations import jobs
+from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.scheduling.plan import entries
 from respaldo.scheduling.service import Service
@@ -177,3 +178,48 @@ def test_two_services_on_one_catalog_fire_each_schedule_once(tmp_path: Path) -> 
     times = [job.scheduled_for for job in fired]
     assert None not in times
     assert len(times) == len(set(times)), sorted(str(t) for t in times)
+
+
+def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "respaldo.scheduling.service"]
+
+
+def test_a_failing_sweep_is_logged_once_per_cause_and_once_when_it_recovers(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The service sweeps every lease renewal period (2 s here): a catalog that stays
+    # unreadable must not put a traceback in the log every 2 seconds.
+    causes: list[Exception] = [
+        *[OSError(5, "Input/output error")] * 3,
+        *[RuntimeError("database disk image is malformed")] * 2,
+    ]
+
+    def sweep_here(context: Context) -> list[int]:
+        if causes:
+            raise causes.pop(0)
+        return []
+
+    monkeypatch.setattr(reconcile, "sweep_here", sweep_here)
+    service = Service(ctx, [])
+    caplog.set_level(logging.INFO, logger="respaldo.scheduling.service")
+    for _ in range(3):
+        assert service.sweep() == []
+    records = _sweep_failures(caplog)
+    assert len(records) == 1, [r.getMessage() for r in records]
+    assert "could not sweep for lost jobs" in records[0].getMessage()
+    assert "Input/output error" in records[0].getMessage()
+    assert records[0].exc_info is not None  # the traceback, once
+    for _ in range(2):
+        service.sweep()
+    records = _sweep_failures(caplog)
+    assert len(records) == 2, [r.getMessage() for r in records]
+    assert "database disk image is malformed" in records[1].getMessage()
+    for _ in range(3):
+        service.sweep()
+    records = _sweep_failures(caplog)
+    assert len(records) == 3, [r.getMessage() for r in records]
+    assert "sweeping for lost jobs works again" in records[2].getMessage()
+    # A failure after the recovery is said again, even with a cause said before.
+    causes.append(OSError(5, "Input/output error"))
+    service.sweep()
+    assert len(_sweep_failures(caplog)) == 4
