@@ -41,7 +41,7 @@ from respaldo.postgres.basebackup import (
     pg_basebackup,
     wal_reservation,
 )
-from respaldo.postgres.server import Connection, connect
+from respaldo.postgres.server import Connection, connect, server_clock
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -172,6 +172,7 @@ def _stream(
                     exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr)
                 ) from None
         info = reader.finish()
+        stop_time = server_clock(conn)
         server_manifest = reader.check.manifest_bytes
         assert server_manifest is not None  # finish() raised otherwise
         writer.write_stream(MANIFEST_STREAM, io.BytesIO(server_manifest))
@@ -181,6 +182,12 @@ def _stream(
                 f"server said {meta['system_identifier']}"
             )
         meta = {**meta, **info.to_meta(), "wal_reserved_by_slot": slot is not None}
+        if stop_time is not None:
+            # The backup's end as recovery targets see time (commit timestamps are the
+            # server's): a target time before it is refused (operations/wal_coverage.py).
+            meta["stop_time"] = stop_time.isoformat()
+        else:
+            log.warning("could not read the server's time at the end of backup %s", backup_id)
         manifest = writer.commit(
             kind=BackupKind.INCREMENTAL.value,
             source=str(meta["database"]),

@@ -41,6 +41,7 @@ from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
+from respaldo.operations.wal_coverage import check_recovery_target
 from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
     Owner,
@@ -168,7 +169,8 @@ def restore_datadir(
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
-    RestoreError (target not empty, unreachable, time before the backup), IntegrityError
+    RestoreError (target not empty, unreachable; a recovery target before the backup's
+    end, behind a gap in the archived WAL or not archived yet), IntegrityError
     and BaseBackupInvalid (nothing left behind), ToolNotFound (no server of the backup's
     version to start), RecoveryFailed (the server stopped, or recovery took too long).
     """
@@ -187,12 +189,9 @@ def restore_datadir(
                 f"{option('target_dir')} for files backups",
             )
         system_id = str(manifest.meta["system_identifier"])
-        if target.time is not None and target.time < manifest.started_at:
-            raise RestoreError(
-                f"the recovery target {target.time.isoformat()} is before backup {backup_id} "
-                f"started ({manifest.started_at.isoformat()})",
-                hint="choose a backup taken before the target time ('respaldo list')",
-            )
+        # A target the archived WAL cannot reach (before the backup's end, behind a gap,
+        # not archived yet) is refused before anything is written.
+        warnings += check_recovery_target(repo, manifest, target)
         settings = ctx.settings
         program = respaldo_command or default_program()
         restore_command = build_restore_command(settings, system_id, program)

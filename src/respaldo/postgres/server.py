@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -199,6 +200,15 @@ def server_info(conninfo: ConnInfo, conn: Connection | None = None) -> ServerInf
     )
     assert row is not None
     return ServerInfo(version_num=int(row[0]), version=str(row[1]), system_identifier=int(row[2]))
+
+
+def server_clock(conn: Connection) -> datetime | None:
+    """The server's ``clock_timestamp()`` on ``conn``; None if the session cannot say."""
+    try:
+        row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row is not None and isinstance(row[0], datetime) else None
 
 
 def check_tool_compatible(program: str, tool_major: int, server_major: int) -> None:

@@ -19,6 +19,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
+from respaldo.operations.wal import open_wal_repository
 from tests.integration.logical.support import table_checksums
 from tests.integration.physical.conftest import OS_USER, SEED, SHOP, Archiving, free_port
 
@@ -70,6 +71,9 @@ def test_restore_then_start_gives_the_same_data(
 
 def test_restored_directory_passes_pg_verifybackup(archiving: Archiving) -> None:
     record = archiving.backup()
+    # The backup's end: the earliest target it can reach (an earlier one is refused).
+    manifest = open_wal_repository(archiving.settings()).load_manifest(record["id"])
+    stop_lsn = str(manifest.meta["stop_lsn"])
     datadir = archiving.new_datadir()
     run = archiving.run(
         "restore",
@@ -77,7 +81,7 @@ def test_restored_directory_passes_pg_verifybackup(archiving: Archiving) -> None
         "--target-datadir",
         str(datadir),
         "--target-lsn",
-        "0/9000000",
+        stop_lsn,
         "--respaldo-command",
         archiving.respaldo_command,
     )
@@ -92,7 +96,7 @@ def test_restored_directory_passes_pg_verifybackup(archiving: Archiving) -> None
         assert {p.stat().st_uid for p in datadir.rglob("*")} == {uid}
     auto = (datadir / "postgresql.auto.conf").read_text()
     assert "wal-fetch --system-id" in auto
-    assert "recovery_target_lsn = '0/9000000'" in auto
+    assert f"recovery_target_lsn = '{stop_lsn}'" in auto
     assert "recovery_target_action = 'promote'" in auto
     assert (datadir / "recovery.signal").exists()
     # PostgreSQL's own checker: every file against backup_manifest, and the WAL parsed.

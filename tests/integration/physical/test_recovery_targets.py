@@ -1,0 +1,137 @@
+"""Recovery targets that the archived WAL cannot reach are refused before anything is written.
+
+A backup is consistent only from its end (its stop LSN), and recovery goes on only as far
+as the archived WAL is continuous: a segment missing from the archive ends recovery there,
+and PostgreSQL then promotes a server without what came after, as if that were all. The
+archive of the real archiving cluster is damaged here by moving one segment aside in the
+repository, as a lost object or a deletion by hand would leave it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.operations.wal import open_wal_repository
+from respaldo.postgres.wal import format_lsn, parse_lsn
+from tests.integration.physical.conftest import SHOP, Archiving, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _system_id(archiving: Archiving) -> str:
+    return str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+
+
+def _meta(archiving: Archiving, backup_id: str) -> dict[str, object]:
+    return dict(open_wal_repository(archiving.settings()).load_manifest(backup_id).meta)
+
+
+@pytest.fixture
+def gap(archiving: Archiving) -> Iterator[tuple[str, str, sql.Identifier]]:
+    """A backup, then two archived segments each holding a row; the first of them moved
+    aside in the repository (put back at the end). (backup id, missing segment, table)"""
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table), dbname=SHOP)
+    missing = archiving.switch_and_archive()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
+    archiving.switch_and_archive()
+    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / missing
+    aside = stored.with_name(f"{missing}.aside")
+    stored.rename(aside)
+    try:
+        yield str(record["id"]), missing, table
+    finally:
+        aside.rename(stored)
+
+
+def test_a_gap_in_the_archive_refuses_recovery_to_the_end_of_the_wal(
+    archiving: Archiving, gap: tuple[str, str, sql.Identifier], restored_servers: list[TempCluster]
+) -> None:
+    backup_id, missing, table = gap
+    datadir = archiving.new_datadir()
+    port = free_port()
+    restore = ("restore", backup_id, "--target-datadir", str(datadir))
+    run = archiving.run(*restore, "--start", "--port", str(port))
+    assert run.code == 1, str(run)
+    assert f"{missing} is missing from the archive" in run.err
+    assert "hint:" in run.err
+    assert not datadir.exists()
+    # A target before the gap is what can be had: it is restored as asked.
+    run = archiving.run(*restore, "--immediate", "--start", "--port", str(port))
+    assert run.code == 0, str(run)
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    assert restored.query(sql.SQL("SELECT id FROM {}").format(table), dbname=SHOP) == []
+
+
+def test_a_target_lsn_after_the_gap_is_refused(
+    archiving: Archiving, gap: tuple[str, str, sql.Identifier]
+) -> None:
+    backup_id, missing, _ = gap
+    datadir = archiving.new_datadir()
+    after = format_lsn(parse_lsn(str(archiving.pg.scalar("SELECT pg_current_wal_lsn()"))) - 1)
+    run = archiving.run(
+        "restore", backup_id, "--target-datadir", str(datadir), "--target-lsn", after
+    )
+    assert run.code == 1, str(run)
+    assert f"{missing} is missing from the archive" in run.err
+    assert not datadir.exists()
+
+
+def test_a_target_lsn_beyond_the_archived_wal_is_refused(archiving: Archiving) -> None:
+    record = archiving.backup()
+    datadir = archiving.new_datadir()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir), "--target-lsn", "F/0"
+    )
+    assert run.code == 1, str(run)
+    assert "is not archived" in run.err
+    assert "pg_switch_wal()" in run.err  # the hint: how to get the WAL archived
+    assert not datadir.exists()
+
+
+def test_targets_before_the_backup_is_consistent_are_refused(archiving: Archiving) -> None:
+    record = archiving.backup()
+    meta = _meta(archiving, record["id"])
+    datadir = archiving.new_datadir()
+    restore = ("restore", record["id"], "--target-datadir", str(datadir))
+    before_stop = format_lsn(parse_lsn(str(meta["stop_lsn"])) - 1)
+    run = archiving.run(*restore, "--target-lsn", before_stop)
+    assert run.code == 1, str(run)
+    assert "before backup" in run.err and str(meta["stop_lsn"]) in run.err
+    assert not datadir.exists()
+    # A time while the backup ran: commits after it and before the backup's end would
+    # stop recovery before the data directory is consistent.
+    assert datetime.fromisoformat(str(meta["stop_time"])) > datetime.fromisoformat(
+        record["startedAt"]
+    )  # the server's clock when pg_basebackup had ended
+    during = record["startedAt"]
+    run = archiving.run(*restore, "--target-time", during)
+    assert run.code == 1, str(run)
+    assert "before backup" in run.err and "ended" in run.err
+    assert not datadir.exists()
+
+
+def test_the_end_of_the_backup_is_a_valid_target(archiving: Archiving) -> None:
+    record = archiving.backup()
+    meta = _meta(archiving, record["id"])
+    datadir = archiving.new_datadir()
+    run = archiving.run(
+        "restore",
+        record["id"],
+        "--target-datadir",
+        str(datadir),
+        "--target-lsn",
+        str(meta["stop_lsn"]),
+    )
+    assert run.code == 0, str(run)
+    assert (datadir / "recovery.signal").exists()

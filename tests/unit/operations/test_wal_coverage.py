@@ -1,0 +1,57 @@
+"""How far archived WAL lets a backup recover, from file names alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.operations.wal_coverage import wal_coverage
+from respaldo.postgres.wal import parse_lsn
+
+pytestmark = pytest.mark.unit
+
+MIB16 = 16 * 1024 * 1024
+
+
+def _seg(number: int, timeline: int = 1) -> str:
+    return f"{timeline:08X}{number // 256:08X}{number % 256:08X}"
+
+
+def test_continuous_archive_ends_at_its_last_segment() -> None:
+    # The backup ended in segment 3 (its tar holds it); 4 and 5 are archived.
+    names = [_seg(n) for n in range(1, 6)] + [f"{_seg(3)}.00000028.backup"]
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16)
+    assert found.end == 6 * MIB16
+    assert found.missing is None and found.later_timeline is None
+
+
+def test_a_missing_segment_after_the_backup_is_a_gap() -> None:
+    names = [_seg(4), _seg(6), _seg(7)]
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16)
+    assert (found.missing, found.resumes) == (_seg(5), _seg(6))
+    assert found.end == 5 * MIB16
+
+
+def test_segments_missing_before_the_backups_end_are_in_its_tar() -> None:
+    found = wal_coverage([_seg(9)], timeline=1, stop_lsn=9 * MIB16, segment_size=MIB16)
+    # Stop exactly at the start of segment 9: the tar's WAL ends with segment 8.
+    assert found.missing is None and found.end == 10 * MIB16
+
+
+def test_nothing_archived_after_the_backup_ends_at_its_stop() -> None:
+    stop = parse_lsn("0/3000100")
+    found = wal_coverage([_seg(1), _seg(2)], timeline=1, stop_lsn=stop, segment_size=MIB16)
+    assert found.end == 4 * MIB16 and found.missing is None
+
+
+def test_other_timelines_and_names_do_not_count_but_a_later_history_is_said() -> None:
+    names = [_seg(4, 2), "00000002.history", "00000001.history", "junk", f"{_seg(4)}.partial"]
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 1, segment_size=MIB16)
+    assert found.end == 4 * MIB16 and found.missing is None
+    assert found.later_timeline == "00000002.history"
+
+
+def test_segment_numbers_carry_into_the_next_log_id() -> None:
+    names = [_seg(255), _seg(256), _seg(258)]
+    found = wal_coverage(names, timeline=1, stop_lsn=254 * MIB16 + 8, segment_size=MIB16)
+    assert found.missing == "000000010000000100000001"
+    assert found.end == 257 * MIB16
