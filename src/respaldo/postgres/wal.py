@@ -176,7 +176,8 @@ def read_wal_file(path: Path) -> WalFile:
     """Read a WAL file that ``archive_command`` was given and check it is what its name says.
 
     A segment must be exactly its header's segment size, start with a long page header
-    of its name's timeline and be at the address its name implies. Raises InvalidWalFile
+    of its name's timeline or an earlier one (the first segment of a timeline starts with
+    its parent's pages) and be at the address its name implies. Raises InvalidWalFile
     (with the reason) or OSError.
     """
     wal_name = parse_wal_name(path.name)
@@ -191,7 +192,10 @@ def read_wal_file(path: Path) -> WalFile:
     problems = []
     if len(data) != header.segment_size:
         problems.append(f"it is {len(data)} bytes, its header says {header.segment_size}")
-    if header.timeline != int(wal_name.timeline, 16):
+    # The first segment of a new timeline begins as a copy of its parent's segment up
+    # to the switch point (PostgreSQL copies it at a promotion): its first page carries
+    # the parent's, an earlier, timeline. A later one than the name's cannot be there.
+    if header.timeline > int(wal_name.timeline, 16):
         problems.append(f"its header is of timeline {header.timeline}")
     expected = segment_start(wal_name.name, header.segment_size)
     if header.page_address != expected:

@@ -95,3 +95,18 @@ def test_segments_are_checked_against_their_names(tmp_path: Path) -> None:
 )
 def test_the_console_script_spots_wal_commands(argv: list[str], command: str | None) -> None:
     assert command_of(argv) == command
+
+
+def test_the_first_segment_of_a_new_timeline_may_begin_with_its_parents_pages(
+    tmp_path: Path,
+) -> None:
+    # At a promotion PostgreSQL starts the new timeline's segment as a copy of the old
+    # timeline's up to the switch point: its first page header carries the old timeline.
+    switched = tmp_path / "000000020000000000000003"
+    switched.write_bytes(make_segment(42, 1, 3))
+    assert read_wal_file(switched).system_identifier == 42
+    # A page of a later timeline than the name's cannot be in it.
+    ahead = tmp_path / "000000020000000000000004"
+    ahead.write_bytes(make_segment(42, 3, 4))
+    with pytest.raises(InvalidWalFile, match="its header is of timeline 3"):
+        read_wal_file(ahead)

@@ -1,0 +1,78 @@
+"""A restored copy that becomes the new primary archives a new timeline into the same
+repository; a later restore of the same backup follows that timeline (as a failover
+means), through the history file wal-fetch serves, and says that it did not check that
+timeline's WAL for gaps.
+
+Its own archiving cluster: the shared one's archive must keep a single timeline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from tests.integration.physical.conftest import SHOP, archiving_cluster, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_archived(server: TempCluster, segment: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = server.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
+        if last is not None and str(last)[8:] >= segment[8:] and str(last)[:8] == segment[:8]:
+            return
+        time.sleep(0.1)
+    log = server.datadir / "log" / "respaldo-recovery.log"
+    raise AssertionError(f"{segment} was not archived: {log.read_text()[-3000:]}")
+
+
+def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+        pg.execute(insert, (1,), dbname=SHOP)
+        record = archiving.backup()
+        pg.execute(insert, (2,), dbname=SHOP)
+        archiving.switch_and_archive()
+        # The copy: recovered to the backup's end, promoted (timeline 2), archiving on.
+        first, second = archiving.new_datadir(), archiving.new_datadir()
+        port = free_port()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(first), "--immediate",
+            "--keep-archiving", "--start", "--port", str(port),
+        )  # fmt: skip
+        assert run.code == 0, str(run)
+        copy = archiving.restored(first, port)
+        restored_servers.append(copy)
+        assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
+        copy.execute(insert, (3,), dbname=SHOP)
+        segment = str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
+        _wait_archived(copy, segment)
+        system_id = str(pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+        assert (archiving.repo_dir / "wal" / system_id / "00000002" / "00000002.history").exists()
+        # The same backup again, to the end of the archived WAL: timeline 2's end.
+        port = free_port()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(second),
+            "--start", "--port", str(port),
+        )  # fmt: skip
+        assert run.code == 0, str(run)
+        assert "later timeline of this cluster (00000002.history)" in run.err
+        again = archiving.restored(second, port)
+        restored_servers.append(again)
+        ids = [
+            r[0]
+            for r in again.query(sql.SQL("SELECT id FROM {} ORDER BY 1").format(table), dbname=SHOP)
+        ]
+        assert ids == [1, 3]
+        assert again.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
