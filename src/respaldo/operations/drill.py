@@ -31,7 +31,6 @@ import contextlib
 import logging
 import os
 import pwd
-import secrets
 import shutil
 import socket
 import tempfile
@@ -71,7 +70,12 @@ from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
 from respaldo.postgres.queries import readonly_value
-from respaldo.postgres.scratchdb import DRILL_PREFIX, drop_abandoned, held_database
+from respaldo.postgres.scratchdb import (
+    DRILL_PREFIX,
+    drop_abandoned,
+    held_database,
+    scratch_name,
+)
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
@@ -193,7 +197,7 @@ def _drill(
         )
     db = ctx.settings.database(manifest.source)
     admin = _admin(ConnInfo.from_settings(db))
-    scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+    scratch = scratch_name(SCRATCH_PREFIX)
     with ctx.catalog.begin() as session:
         run_id = (
             DrillRuns(session)

@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
 import subprocess
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,6 +93,7 @@ from respaldo.postgres.scratchdb import (
     STAGING_PREFIX,
     drop_abandoned,
     held_database,
+    scratch_name,
 )
 from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.toc import Selection, only_blocks
@@ -313,7 +313,7 @@ def _restore_staged(
         reading.result()
         result.warnings += _restore_globals(reader, manifest, admin, tools)
         result.globals_restored = True
-    staging = f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging = scratch_name(STAGING_PREFIX)
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
     with held_database(admin, staging):
         create_empty_database(admin, staging)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -41,14 +42,26 @@ DRILL_PREFIX = "respaldo_drill_"
 SCRATCH_PREFIXES = (STAGING_PREFIX, DRILL_PREFIX)
 HOLD_PREFIX = "respaldo-hold:"
 
+_RANDOM_BYTES = {STAGING_PREFIX: 4, DRILL_PREFIX: 6}
+"""Random bytes (two hex digits each) after each prefix: only names of exactly this form
+are respaldo's, so that a database someone named ``respaldo_staging_ventas`` is never
+swept as abandoned."""
+
 _ABANDONED = r"""
 SELECT d.datname
   FROM pg_catalog.pg_database d
- WHERE (d.datname LIKE 'respaldo\_staging\_%%' OR d.datname LIKE 'respaldo\_drill\_%%')
+ WHERE (d.datname ~ '^respaldo_staging_[0-9a-f]{8}$' OR d.datname ~ '^respaldo_drill_[0-9a-f]{12}$')
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                     WHERE a.application_name = %s || d.datname)
  ORDER BY d.datname
 """
+
+
+def scratch_name(prefix: str) -> str:
+    """A new scratch database name: ``prefix`` (:data:`STAGING_PREFIX` or
+    :data:`DRILL_PREFIX`) and random hex digits, the only form :func:`drop_abandoned`
+    sweeps."""
+    return prefix + secrets.token_hex(_RANDOM_BYTES[prefix])
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ def _exists(pg: TempCluster, name: str) -> bool:
 
 def test_only_unheld_scratch_databases_are_dropped(pg: TempCluster) -> None:
     admin = pg.conninfo("postgres").with_dbname("postgres")
-    held, abandoned, other = "respaldo_staging_0held0", "respaldo_drill_0abandoned", "staging_x"
+    held, abandoned, other = "respaldo_staging_00be11d0", "respaldo_drill_00abad0bed00", "staging_x"
     try:
         pg.execute(f"CREATE DATABASE {abandoned}")
         pg.execute(f"CREATE DATABASE {other}")
@@ -36,6 +36,23 @@ def test_only_unheld_scratch_databases_are_dropped(pg: TempCluster) -> None:
         assert _exists(pg, other)  # not a name of ours
     finally:
         for name in (held, abandoned, other):
+            pg.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_a_database_only_named_like_a_scratch_one_is_never_dropped(pg: TempCluster) -> None:
+    # Names a user (or another program) may have chosen: only the names respaldo makes,
+    # a prefix and a fixed number of hex digits, are swept.
+    admin = pg.conninfo("postgres").with_dbname("postgres")
+    names = ["respaldo_staging_ventas", "respaldo_drill_2024", "respaldo_staging_0123abcd_x"]
+    try:
+        for name in names:
+            pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        assert drop_abandoned(admin) == []
+        assert all(_exists(pg, name) for name in names)
+    finally:
+        for name in names:
             pg.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
