@@ -10,6 +10,7 @@ from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases
+from tests.integration.majors import ON_EVERY_MAJOR
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +79,34 @@ def test_a_locale_the_server_lacks_stops_the_restore_before_it_starts(
     assert "xx_XX.UTF-8" in error
     assert "locale" in hint and "nothing was changed" in hint
     assert databases(pg) == before
+
+
+_LOCALE_COLUMNS = (
+    "SELECT (pg_catalog.to_jsonb(d) - ARRAY['oid', 'datname', 'datacl', 'datfrozenxid',"
+    " 'datminmxid', 'datlastsysoid', 'dathasloginevt', 'datcollversion'])::text"
+    " FROM pg_catalog.pg_database d WHERE datname = %s"
+)
+
+
+@ON_EVERY_MAJOR
+def test_a_database_of_another_locale_provider_comes_back_with_it(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, pg_major: int | None
+) -> None:
+    # ICU on the system's PostgreSQL (built with it); the builtin provider (17+) on the
+    # bundled 18, which is built without ICU.
+    icu = pg_major is None
+    options = (
+        "LOCALE_PROVIDER icu ICU_LOCALE 'es-ES' LOCALE 'C'"
+        if icu
+        else "LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8' LOCALE 'C'"
+    )
+    _recreate(pg, respaldo.dbname, options)
+    order = "SELECT string_agg(p, ' ' ORDER BY p) FROM public.palabras"
+    expected_order = "a zeta Zeta" if icu else "Zeta a zeta"
+    assert pg.scalar(order, dbname=respaldo.dbname) == expected_order
+    backup_id = respaldo.backup()["id"]
+
+    respaldo.restore(backup_id, new_dbname)
+
+    assert pg.query(_LOCALE_COLUMNS, [new_dbname]) == pg.query(_LOCALE_COLUMNS, [respaldo.dbname])
+    assert pg.scalar(order, dbname=new_dbname) == expected_order
