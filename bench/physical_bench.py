@@ -776,7 +776,15 @@ def service_report(results: dict[str, Any]) -> str:
                 "",
                 "per round, this tree / baseline: job "
                 f"{_mmm(versus('job_seconds'), '{:.2f}')}; CPU "
-                f"{_mmm(versus('cpu_seconds'), '{:.2f}')}",
+                f"{_mmm(versus('cpu_seconds'), '{:.2f}')}; the baseline's job / "
+                "pg_basebackup "
+                + _mmm(
+                    [
+                        p["baseline"]["job_seconds"] / max(p["pg_basebackup"]["seconds"], 0.01)
+                        for p in pairs
+                    ],
+                    "{:.2f}",
+                ),
             ]
             if "baseline" in pairs[0]
             else []
