@@ -409,8 +409,8 @@ def _selection_notes(selection: Selection, jobs: int) -> list[str]:
     if selection.large_objects:
         # A table that keeps files as large objects comes back with their oids only.
         notes.append(
-            f"the backup's large objects are not restored with {option('tables')} or "
-            f"{option('schemas')}; restore the whole backup to get them back"
+            "the backup's large objects are not restored with --table or --schema; "
+            "restore the whole backup to get them back"
         )
     if jobs > 1:
         notes.append(f"some tables are restored with one job, not {jobs}")
