@@ -20,7 +20,9 @@ A physical (``incremental``) backup is restored instead into a scratch data dire
 (``recovery_target = 'immediate'``: its own WAL suffices) and started on a free local
 port. Its checks: the restore (bytes and seconds until the server accepts connections,
 the RTO), the recovery (consistent state reached, promoted), the validation queries of
-the configured database run against the scratch server, and optionally ``pg_amcheck``.
+the configured database run against the scratch server, optionally ``pg_amcheck``, and
+the WAL archived after the backup (``wal archive``: no segment missing before later ones,
+else point-in-time recovery from the backup cannot go past the gap).
 The scratch server is always stopped and its directory removed; if the process dies
 first, the next drill does it.
 """
@@ -66,6 +68,7 @@ from respaldo.operations.restore import (
     row_count_differences,
 )
 from respaldo.operations.views import DrillCheckView
+from respaldo.operations.wal_coverage import archive_check
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
@@ -156,7 +159,7 @@ def run_drill(
         repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind == BackupKind.INCREMENTAL.value:
-            result = _physical_drill(ctx, manifest, warnings, amcheck, respaldo_command)
+            result = _physical_drill(ctx, manifest, repo, warnings, amcheck, respaldo_command)
         else:
             result = _drill(ctx, manifest, repo, fallbacks, warnings, amcheck)
     if not result.passed:
@@ -238,6 +241,7 @@ def _drill(
 def _physical_drill(
     ctx: Context,
     manifest: Manifest,
+    repo: Repository,
     warnings: list[str],
     amcheck: bool | None,
     respaldo_command: str | None,
@@ -296,6 +300,10 @@ def _physical_drill(
             )
             conninfo = replace(ConnInfo.from_settings(db), host="127.0.0.1", port=port)
             result.checks += _query_checks(ctx, conninfo, db, amcheck)
+        # The backup restores to its end; point-in-time recovery from it needs the WAL
+        # archived after it without a hole.
+        ok, detail = archive_check(repo, manifest)
+        result.checks.append(Check("wal archive", ok, detail))
     except (RespaldoError, OSError) as exc:
         error = str(exc)
         result.checks.append(Check("drill", False, error))

@@ -99,6 +99,49 @@ def backup_end_time(manifest: Manifest) -> datetime:
     return datetime.fromisoformat(str(stop)) if stop else manifest.completed_at
 
 
+def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
+    """The archived WAL after physical backup ``manifest`` on its timeline, or why it
+    could not be looked at (an old manifest, a listing that failed, a later timeline)."""
+    meta = manifest.meta
+    stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
+    if not stop_lsn or "wal_segment_size" not in meta:
+        return "the backup's manifest does not say where its WAL ends: the archive was not checked"
+    try:
+        names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, str(meta["system_identifier"]))]
+    except RespaldoError as exc:
+        return f"could not list the archived WAL to check it for gaps: {exc}"
+    coverage = wal_coverage(
+        names,
+        timeline=int(meta["timeline"]),
+        stop_lsn=stop_lsn,
+        segment_size=int(meta["wal_segment_size"]),
+    )
+    if coverage.later_timeline is not None:
+        return (
+            f"the archive holds a later timeline of this cluster ({coverage.later_timeline}): "
+            "recovery follows the newest timeline, and its WAL was not checked for gaps"
+        )
+    return coverage
+
+
+def _gap(coverage: WalCoverage) -> str:
+    return (
+        f"WAL segment {coverage.missing} is missing from the archive (archived again from "
+        f"{coverage.resumes} on): recovery cannot go past {format_lsn(coverage.end)}"
+    )
+
+
+def archive_check(repo: Repository, manifest: Manifest) -> tuple[bool, str]:
+    """A restore test's verdict on the archived WAL after the backup: False when a
+    segment is missing (point-in-time recovery from this backup cannot go past it)."""
+    coverage = archived_after(repo, manifest)
+    if isinstance(coverage, str):
+        return True, coverage
+    if coverage.missing is not None:
+        return False, _gap(coverage)
+    return True, f"continuous from the backup's end to {format_lsn(coverage.end)}"
+
+
 def check_recovery_target(
     repo: Repository, manifest: Manifest, target: RecoveryTarget
 ) -> list[str]:
@@ -120,29 +163,13 @@ def check_recovery_target(
             f"ended ({ended.isoformat()}): recovery cannot stop before a backup's end",
             hint="choose a backup that ended before the target time ('respaldo list')",
         )
-    if target.immediate or not stop_lsn or "wal_segment_size" not in meta:
-        return []  # the backup's own WAL suffices (or an old manifest: nothing to go by)
-    system_id = str(meta["system_identifier"])
-    try:
-        names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, system_id)]
-    except RespaldoError as exc:
-        return [f"could not list the archived WAL to check it for gaps: {exc}"]
-    coverage = wal_coverage(
-        names,
-        timeline=int(meta["timeline"]),
-        stop_lsn=stop_lsn,
-        segment_size=int(meta["wal_segment_size"]),
-    )
-    if coverage.later_timeline is not None:
-        return [
-            f"the archive holds a later timeline of this cluster ({coverage.later_timeline}): "
-            "recovery follows the newest timeline, and its WAL was not checked for gaps"
-        ]
+    if target.immediate:
+        return []  # the backup's own WAL suffices
+    coverage = archived_after(repo, manifest)
+    if isinstance(coverage, str):
+        return [coverage]
     end = format_lsn(coverage.end)
-    gap = (
-        f"WAL segment {coverage.missing} is missing from the archive (archived again from "
-        f"{coverage.resumes} on): recovery cannot go past {end}"
-    )
+    gap = _gap(coverage)
     gap_hint = (
         f"put the segment back (from a mirror, or 'respaldo wal-push' from the server's "
         f"pg_wal), or recover knowingly to a target before the gap ({option('target_lsn')} "

@@ -67,7 +67,13 @@ def test_a_physical_backup_passes_the_drill_and_becomes_verified(archiving: Arch
     result = _drill(archiving, settings, record["id"])
     checks = {c.name: c for c in result.checks}
     assert result.passed, result.checks
-    assert list(checks) == ["restore", "recovery", "validation: no unknown projects"]
+    assert list(checks) == [
+        "restore",
+        "recovery",
+        "validation: no unknown projects",
+        "wal archive",
+    ]
+    assert "continuous from the backup's end" in checks["wal archive"].detail
     assert result.restore_seconds is not None and result.restore_seconds > 0
     assert checks["recovery"].ok and "consistent recovery state" in checks["recovery"].detail
     assert _verified(archiving, record["id"]) is True

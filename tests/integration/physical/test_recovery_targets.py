@@ -17,6 +17,8 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.operations.context import Context
+from respaldo.operations.drill import run_drill
 from respaldo.operations.wal import open_wal_repository
 from respaldo.postgres.wal import format_lsn, parse_lsn
 from tests.integration.physical.conftest import SHOP, Archiving, free_port
@@ -135,3 +137,18 @@ def test_the_end_of_the_backup_is_a_valid_target(archiving: Archiving) -> None:
     )
     assert run.code == 0, str(run)
     assert (datadir / "recovery.signal").exists()
+
+
+def test_a_drill_of_a_backup_before_a_gap_fails_its_wal_archive_check(
+    archiving: Archiving, gap: tuple[str, str, sql.Identifier]
+) -> None:
+    # The backup restores to its end, but point-in-time recovery from it cannot go past
+    # the gap: a restore test that passed would say the backup is fine for what it is for.
+    backup_id, missing, _ = gap
+    with Context.open(archiving.settings()) as ctx:
+        result = run_drill(ctx, backup_id, respaldo_command=archiving.respaldo_command)
+    checks = {c.name: c for c in result.checks}
+    assert checks["restore"].ok and checks["recovery"].ok, result.checks
+    assert not checks["wal archive"].ok
+    assert f"{missing} is missing from the archive" in checks["wal archive"].detail
+    assert not result.passed
