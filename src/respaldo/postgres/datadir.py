@@ -514,14 +514,17 @@ def wait_for_recovery(
             and not _running(datadir, bindir, owner)
         ):
             unrunnable = _unrunnable_restore_command(log_file)
+            if unrunnable:
+                reason = f": restore_command could not be run ({unrunnable})"
+                hint = (
+                    "make respaldo executable by the server's user (make install, docs/install.md)"
+                )
+            else:
+                reason, hint = _why_recovery_stopped(log_file)
             raise RecoveryFailed(
-                f"the restored server in {datadir} stopped during recovery"
-                + (f": restore_command could not be run ({unrunnable})" if unrunnable else "")
+                f"the restored server in {datadir} stopped during recovery{reason}"
                 + _log_tail(log_file, 12),
-                hint="make respaldo executable by the server's user (make install, docs/install.md)"
-                if unrunnable
-                else "a recovery target after the end of the archived WAL, or WAL missing "
-                "from the archive, are the usual causes",
+                hint=hint,
             )
         if time.monotonic() > deadline:
             raise RecoveryFailed(
@@ -529,6 +532,36 @@ def wait_for_recovery(
                 "(it keeps running)" + _log_tail(log_file),
             )
         time.sleep(poll)
+
+
+# PostgreSQL's FATAL messages that end a recovery, and what they mean for a restore.
+_STOPPED = {
+    "recovery ended before configured recovery target was reached": (
+        ": recovery ended before the recovery target was reached (the archived WAL ends before it)",
+        "choose an earlier target; or, if the WAL is still to be archived, run SELECT "
+        "pg_switch_wal() on the server, wait until it is archived ('respaldo check') and "
+        "restore again",
+    ),
+    "requested recovery stop point is before consistent recovery point": (
+        ": the recovery target is before the backup's end (its consistent point)",
+        "choose a backup that ended before the target ('respaldo list')",
+    ),
+}
+
+
+def _why_recovery_stopped(log_file: Path) -> tuple[str, str]:
+    """What the server's log says stopped recovery, and a hint; a general one if nothing."""
+    try:
+        text = log_file.read_text(errors="replace")
+    except OSError:
+        text = ""
+    for fatal, (reason, hint) in _STOPPED.items():
+        if fatal in text:
+            return reason, hint
+    return "", (
+        "a recovery target after the end of the archived WAL, or WAL missing from the "
+        "archive, are the usual causes"
+    )
 
 
 def _recovery_lines(log_file: Path) -> list[str]:

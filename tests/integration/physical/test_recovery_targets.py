@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -152,3 +153,27 @@ def test_a_drill_of_a_backup_before_a_gap_fails_its_wal_archive_check(
     assert not checks["wal archive"].ok
     assert f"{missing} is missing from the archive" in checks["wal archive"].detail
     assert not result.passed
+
+
+def test_a_target_time_after_the_archived_wal_fails_saying_so(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # Where a time falls in the WAL is not known from names: the server finds out, stops,
+    # and respaldo says what that means, not only that the server stopped.
+    record = archiving.backup()
+    later = datetime.now(UTC) + timedelta(days=1)
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir),
+        "--target-time", later.isoformat(), "--start", "--port", str(port),
+    )  # fmt: skip
+    assert run.code == 1, str(run)
+    first = run.err.splitlines()[0]
+    assert "recovery ended before the recovery target was reached" in first, run.err
+    assert "pg_switch_wal()" in run.err  # the hint
+    assert not _running(datadir)
+
+
+def _running(datadir: Path) -> bool:
+    return (datadir / "postmaster.pid").exists()
