@@ -125,6 +125,11 @@ def _connect_params(conninfo: ConnInfo, connect_timeout: int, application_name: 
         "application_name": application_name,
     }
     params.update(conninfo.libpq_params())
+    # Names and text come back as str whatever the database's encoding: with a
+    # SQL_ASCII client encoding psycopg returns bytes ("b'public'" as a schema's name),
+    # and the server converts any other encoding to UTF8 (SQL_ASCII's bytes pass as
+    # they are).
+    params["client_encoding"] = "UTF8"
     if conninfo.password is not None:
         params["password"] = conninfo.password.get_secret_value()
     return params

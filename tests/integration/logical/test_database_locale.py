@@ -110,3 +110,24 @@ def test_a_database_of_another_locale_provider_comes_back_with_it(
 
     assert pg.query(_LOCALE_COLUMNS, [new_dbname]) == pg.query(_LOCALE_COLUMNS, [respaldo.dbname])
     assert pg.scalar(order, dbname=new_dbname) == expected_order
+
+
+def test_a_sql_ascii_database_is_backed_up_and_restored_byte_for_byte(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # SQL_ASCII stores any bytes, and psycopg returns its text as bytes unless the
+    # client encoding says otherwise: the backup's row count read "b'public'" as the
+    # schema's name and failed.
+    _recreate(pg, respaldo.dbname, "ENCODING 'SQL_ASCII' LOCALE 'C'")
+    pg.execute(
+        "INSERT INTO public.palabras SELECT pg_catalog.convert_from('\\xe16e6f'::bytea, 'SQL_ASCII')",
+        dbname=respaldo.dbname,
+    )
+    backup_id = respaldo.backup()["id"]
+
+    respaldo.restore(backup_id, new_dbname)
+    raw = "SELECT string_agg(pg_catalog.convert_to(p, 'SQL_ASCII')::text, ',' ORDER BY p) FROM public.palabras"
+    assert pg.query(raw, dbname=new_dbname) == pg.query(raw, dbname=respaldo.dbname)
+
+    drill = respaldo.run("drill", backup_id)
+    assert drill.code == 0, str(drill)
