@@ -120,13 +120,17 @@ def test_a_sql_ascii_database_is_backed_up_and_restored_byte_for_byte(
     # schema's name and failed.
     _recreate(pg, respaldo.dbname, "ENCODING 'SQL_ASCII' LOCALE 'C'")
     pg.execute(
-        "INSERT INTO public.palabras SELECT pg_catalog.convert_from('\\xe16e6f'::bytea, 'SQL_ASCII')",
+        "INSERT INTO public.palabras"
+        " SELECT pg_catalog.convert_from('\\xe16e6f'::bytea, 'SQL_ASCII')",
         dbname=respaldo.dbname,
     )
     backup_id = respaldo.backup()["id"]
 
     respaldo.restore(backup_id, new_dbname)
-    raw = "SELECT string_agg(pg_catalog.convert_to(p, 'SQL_ASCII')::text, ',' ORDER BY p) FROM public.palabras"
+    raw = (
+        "SELECT string_agg(pg_catalog.convert_to(p, 'SQL_ASCII')::text, ',' ORDER BY p)"
+        " FROM public.palabras"
+    )
     assert pg.query(raw, dbname=new_dbname) == pg.query(raw, dbname=respaldo.dbname)
 
     drill = respaldo.run("drill", backup_id)
