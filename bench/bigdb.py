@@ -228,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         size = int(cluster.scalar("SELECT pg_database_size(%s)", (DB,)))
         print(f"port {cluster.port}: {DB} {size / MIB:.0f} MiB", file=sys.stderr)
     else:
+        if not _state_path(args.dir).exists():
+            raise SystemExit(f"{args.dir} holds no cluster made by create: nothing to destroy")
         attach(args.dir).destroy()
         _state_path(args.dir).unlink(missing_ok=True)
+        # Its description goes with it, so that create can use the directory again.
+        (args.dir / "database.json").unlink(missing_ok=True)
     return 0
 
 
