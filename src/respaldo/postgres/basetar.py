@@ -21,7 +21,7 @@ a restore computes what the stored backup recorded (:func:`checksums_of`; backup
 before CRC32C have SHA-256 manifests). Why CRC32C: the file check is there for accidental
 damage between the server's disk and the repository (a bad copy, a cut or reordered
 stream, a bug in this parser): CRC32C catches every burst of up to 32 bits and any other
-damage but for one chance in 2^31 (:func:`_crc_hex`), and is what pg_verifybackup checks
+damage but for one chance in 2^32 (:func:`_crc_hex`), and is what pg_verifybackup checks
 by default. Deliberate tampering is not its business: end to end, the stream also gets its
 SHA-256 and every chunk its keyed BLAKE3 id, and the repository authenticates both. SHA-256
 per file cost a second pass over every byte here (38 ms of CPU per 64 MiB, with the CPU's
@@ -643,11 +643,12 @@ class BaseBackupCheck:
         return segment_size, sorted(heads)
 
 
-def _crc_hex(crc: int) -> tuple[str, str]:
-    """A CRC32C as a manifest may write it: the server writes the hex of its four bytes
-    in its own byte order (little-endian on x86 and ARM, big-endian on s390x); either is
-    accepted, which leaves a damaged file one chance in 2^31 to pass, not 2^32."""
-    return crc.to_bytes(4, "little").hex(), crc.to_bytes(4, "big").hex()
+def _crc_hex(crc: int) -> tuple[str]:
+    """A CRC32C as a manifest writes it: the hex of its four bytes in the server's byte
+    order. Only little-endian is accepted: respaldo reads pg_control and WAL headers
+    little-endian already (a big-endian cluster's backup fails those checks), and taking
+    the swapped order as well would let one 4-byte burst at each position pass."""
+    return (crc.to_bytes(4, "little").hex(),)
 
 
 def _lsn_or_zero(text: str) -> int:

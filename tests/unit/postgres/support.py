@@ -73,7 +73,7 @@ def base_backup(
 
     ``checksums``: the manifest's file checksum algorithm (CRC32C, SHA256 or NONE). A
     server writes a CRC32C as the hex of its four bytes in the machine's byte order
-    (``crc_byteorder``: little on x86 and ARM, big on s390x). ``checksum_of``: other
+    (``crc_byteorder``: little on x86 and ARM, big on s390x, which the check refuses). ``checksum_of``: other
     contents for some paths, whose checksum the manifest then gives instead of their own
     (the manifest's own checksum still matches it)."""
     label = (
