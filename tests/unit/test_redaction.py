@@ -30,3 +30,24 @@ def test_a_secret_of_the_threshold_length_is_replaced_everywhere() -> None:
     assert replace_secret(f"a{secret}b", secret, "*") == "a*b"
     assert replace_secret(f"a{secret[:-1]}b", secret[:-1], "*") == f"a{secret[:-1]}b"
     assert replace_secret("unchanged", "", "*") == "unchanged"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        repr("line1\nhunter2"),
+        repr(b"\thunter2"),
+        repr("\x1bhunter2"),
+        "%22hunter2%22",
+        "https://h/?next=postgresql%3A%2F%2Ferp%3Ahunter2%40db",
+    ],
+)
+def test_a_short_secret_after_an_escape_is_still_masked(text: str) -> None:
+    # repr(), bytes literals and URL encoding glue a letter or digit to the secret's
+    # start ("\\thunter2", "%3Ahunter2"): the escape is a boundary, not a word.
+    assert "hunter2" in text
+    assert "hunter2" not in replace_secret(text, "hunter2", "*")
+
+
+def test_an_escape_does_not_make_a_longer_word_a_boundary() -> None:
+    assert replace_secret("hunter2x %3Ahunter22", "hunter2", "*") == "hunter2x %3Ahunter22"
