@@ -96,9 +96,12 @@ class Scrubber:
             if not read and not first:
                 return
             for path, stamp in read:
-                self._files[path] = stamp
                 text = _read(path)
+                # Counted as read only once it was: a file moved into place before its
+                # owner or mode let respaldo read it is tried again on the next call
+                # (chown and chmod change neither its size nor its modification time).
                 if text is not None:
+                    self._files[path] = stamp
                     self._values.update(_with_url_secrets([text]))
             # Replaced whole, never changed in place: a call without the lock reading
             # the old list still scrubs everything it held.
@@ -108,17 +111,18 @@ class Scrubber:
             self._secrets = [(form, secret_pattern(form)) for form in forms]
 
 
-_Stamp = tuple[int, int, int, int]
+_Stamp = tuple[int, int, int, int, int]
 
 
 def _stamp(path: Path) -> _Stamp | None:
     """What tells that a file changed without reading it: its inode and device (a new
-    file renamed over it), size and modification time (rewritten in place)."""
+    file renamed over it), size and modification time (rewritten in place), and the
+    inode's change time (its owner or mode changed)."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _with_url_secrets(values: list[str]) -> list[str]:

@@ -169,6 +169,21 @@ def test_a_rotated_secret_file_is_read_again_and_its_old_value_stays_scrubbed(
     assert scrub(FILES["jwt.key"]) == REDACTED
 
 
+def test_a_rotated_secret_file_not_readable_at_first_is_read_once_it_is(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Moved into place as root with mode 0600, chowned to respaldo a moment later: a
+    # scrubber that looked in between could not read it, and must try again.
+    scrub = Scrubber(settings)
+    new = "rotated db password, not readable at first"
+    _rotate(tmp_path / "db.password", new)
+    real = scrub_module._read
+    monkeypatch.setattr(scrub_module, "_read", lambda path: None)
+    assert scrub(new) == new  # not known yet: it could not be read
+    monkeypatch.setattr(scrub_module, "_read", real)
+    assert scrub(f"refused {new}") == f"refused {REDACTED}"
+
+
 def test_a_secret_file_appearing_later_is_scrubbed(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "hook.secret").unlink()
     scrub = Scrubber(settings)
