@@ -371,11 +371,18 @@ class Spool:
         fd = self._open_fd()
         try:
             os.fsync(fd)
-            os.close(fd)
+            # Forgotten before it is closed: a close that fails (EIO) has released the
+            # number all the same, and discard() closing it again could close another
+            # thread's file that was given the same number meanwhile.
             self._fd = None
+            os.close(fd)
             _make_dirs(path.parent, self._storage._new_owner())
             self._tmp.replace(path)
             _fsync_dir(path.parent)
+            if self._tmp.parent != path.parent:
+                # The rename removed an entry there too: made durable, a power cut
+                # cannot bring the temporary file back beside the named object.
+                _fsync_dir(self._tmp.parent)
         except OSError as exc:
             self.discard()
             raise _write_error(exc, name, path) from exc

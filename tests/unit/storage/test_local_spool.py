@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from respaldo.errors import PermanentStorageError
+from respaldo.errors import PermanentStorageError, StorageError
+from respaldo.storage import local as local_module
 from respaldo.storage.local import LocalStorage, spool_store
 from respaldo.storage.memory import MemoryStorage
 from respaldo.storage.retry import RetryingStorage
@@ -87,14 +90,81 @@ def test_a_full_disk_is_a_clear_error_and_leaves_nothing(
     assert _temporaries(tmp_path) == []
 
 
-def test_a_killed_writers_spool_is_removed_like_a_puts_temporary(tmp_path: Path) -> None:
+def test_a_stale_spool_is_removed_like_a_puts_temporary(tmp_path: Path) -> None:
     store = LocalStorage(tmp_path)
     spool = store.open_spool("packs/")
-    spool.write([b"what a killed backup left"])
+    spool.write([b"what a writer on another machine left"])
     # Not written to for longer than a lease lives: garbage collection's second rule.
     removed = store.remove_stale_temporaries("packs/", older_than=-60)
     assert len(removed) == 1 and removed[0].startswith("packs/.tmp-")
     assert _temporaries(tmp_path) == []
+
+
+_KILLED_WRITER = """
+import os, sys
+from respaldo.storage.local import LocalStorage
+spool = LocalStorage(sys.argv[1]).open_spool("packs/")
+spool.write([b"half a pack"])
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_writers_spool_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    live = store.open_spool("packs/")
+    live.write([b"this process is alive"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stdout.readline() == b"written\n"
+    child.kill()
+    child.wait()
+    assert len(_temporaries(tmp_path)) == 2
+    # Both were written a moment ago: only the rule of the writer's process applies.
+    removed = store.remove_stale_temporaries("packs/", older_than=3600)
+    assert len(removed) == 1 and f"-{child.pid}-" in removed[0]
+    live.commit("packs/aa/live")
+    assert store.get("packs/aa/live") == b"this process is alive"
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_close_that_fails_at_commit_is_not_closed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The number a failed close released may be another thread's file by the time the
+    # spool is discarded: it must not be closed a second time.
+    store = LocalStorage(tmp_path)
+    spool = store.open_spool("packs/")
+    spool.write([b"x"])
+    closed: list[int] = []
+    real_close = os.close
+
+    def failing_close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "close", failing_close)
+    with pytest.raises(StorageError, match="cannot write packs/bb/x: Input/output error"):
+        spool.commit("packs/bb/x")
+    assert len(closed) == 1
+    assert _temporaries(tmp_path) == [] and list(store.list("")) == []
+
+
+def test_a_commit_makes_both_directories_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(local_module, "_fsync_dir", synced.append)
+    store = LocalStorage(tmp_path)
+    (tmp_path / "packs" / "cc").mkdir(parents=True)  # no directory made: none synced for it
+    spool = store.open_spool("packs/")
+    spool.write([b"y"])
+    spool.commit("packs/cc/y")
+    assert tmp_path / "packs" / "cc" in synced and tmp_path / "packs" in synced
 
 
 def test_spool_store_is_a_local_store_seen_through_the_retrying_wrapper_only(
