@@ -89,10 +89,10 @@ from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.dbprops import DatabaseProperties, locale_differences
 from respaldo.postgres.scratchdb import (
-    SCRATCH_PREFIXES,
     STAGING_PREFIX,
     drop_abandoned,
     held_database,
+    is_scratch_name,
     scratch_name,
 )
 from respaldo.postgres.scratchdb import describe as describe_scratch
@@ -442,16 +442,18 @@ def check_not_system_database(target: str, *, force: bool) -> None:
 
 
 def check_not_scratch_name(target: str) -> None:
-    """Raise RestoreError if ``target`` has the name of a scratch database: every restore
-    and drill drops those as abandoned when no respaldo process holds them
-    (:mod:`respaldo.postgres.scratchdb`), so a restore into one would be lost later."""
-    if not target.startswith(SCRATCH_PREFIXES):
+    """Raise RestoreError if ``target`` has the form of respaldo's scratch database
+    names (:func:`~respaldo.postgres.scratchdb.is_scratch_name`): every restore and drill
+    drops such a database as abandoned when no respaldo process holds it, so a restore
+    into one would be lost later. A name that only starts like one
+    (``respaldo_staging_ventas``) is never dropped, and is an ordinary target."""
+    if not is_scratch_name(target):
         return
     raise RestoreError(
-        f"{target!r} is named like respaldo's scratch databases "
-        f"({', '.join(p + '*' for p in SCRATCH_PREFIXES)}); restoring into it is refused",
+        f"{target!r} has the form of respaldo's scratch database names (respaldo_staging_ "
+        "or respaldo_drill_ and hex digits); restoring into it is refused",
         hint="restore under another name: the next restore or drill would drop a database "
-        "named so as abandoned",
+        "of this form as abandoned",
     )
 
 

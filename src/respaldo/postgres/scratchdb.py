@@ -47,14 +47,27 @@ _RANDOM_BYTES = {STAGING_PREFIX: 4, DRILL_PREFIX: 6}
 are respaldo's, so that a database someone named ``respaldo_staging_ventas`` is never
 swept as abandoned."""
 
-_ABANDONED = r"""
+_UNHELD = """
 SELECT d.datname
   FROM pg_catalog.pg_database d
- WHERE (d.datname ~ '^respaldo_staging_[0-9a-f]{8}$' OR d.datname ~ '^respaldo_drill_[0-9a-f]{12}$')
+ WHERE d.datname::text ^@ ANY (%s::text[])
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                     WHERE a.application_name = %s || d.datname)
  ORDER BY d.datname
 """
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_scratch_name(name: str) -> bool:
+    """Whether ``name`` has exactly the form :func:`scratch_name` gives (a prefix, then
+    its number of lowercase hex digits): the names :func:`drop_abandoned` sweeps, and
+    the only ones. Pure."""
+    for prefix, size in _RANDOM_BYTES.items():
+        rest = name.removeprefix(prefix)
+        if rest != name:
+            return len(rest) == 2 * size and set(rest) <= _HEX
+    return False
 
 
 def scratch_name(prefix: str) -> str:
@@ -72,7 +85,7 @@ def held_database(conninfo: ConnInfo, name: str) -> Iterator[None]:
     and closes it at the end, whatever happened: leave the block only after ``name`` has
     been renamed or dropped. Raises ConnectionFailed if the server cannot be reached.
     """
-    if not name.startswith(SCRATCH_PREFIXES):
+    if not is_scratch_name(name):
         raise ValueError(f"{name!r} is not the name of a scratch database")
     # The holding session must carry our name even if the DSN sets application_name.
     params = {k: v for k, v in conninfo.params.items() if k != "application_name"}
@@ -104,15 +117,16 @@ def drop_abandoned(conninfo: ConnInfo) -> list[str]:
     """
     with connect(conninfo, autocommit=True) as conn:
         try:
-            rows = conn.execute(_ABANDONED, (HOLD_PREFIX,)).fetchall()
+            rows = conn.execute(_UNHELD, (list(SCRATCH_PREFIXES), HOLD_PREFIX)).fetchall()
         except psycopg.Error as exc:
             reason = exc.diag.message_primary or type(exc).__name__
             log.warning("cannot look for abandoned scratch databases: %s", reason)
             return []
     said = []
-    for (name,) in rows:
+    # Filtered here, by the predicate that restore's refusal of target names uses too.
+    for name in (str(row[0]) for row in rows if is_scratch_name(str(row[0]))):
         try:
-            drop_database(conninfo, str(name), force=True)
+            drop_database(conninfo, name, force=True)
         except RespaldoError as exc:
             said.append(f"cannot drop the abandoned {describe(name)}: {exc}")
             continue

@@ -105,7 +105,8 @@ def databases(pg: TempCluster) -> set[str]:
 
 
 def staging_databases(pg: TempCluster) -> set[str]:
-    return {name for name in databases(pg) if name.startswith("respaldo_staging_")}
+    # Of respaldo's form only: a user's respaldo_staging_ventas is no staging database.
+    return {n for n in databases(pg) if re.fullmatch(r"respaldo_staging_[0-9a-f]{8}", n)}
 
 
 def flip_byte(path: Path, offset: int) -> None:

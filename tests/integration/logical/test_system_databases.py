@@ -220,7 +220,7 @@ def test_a_built_in_replaced_in_template0_stops_the_staging_database(
     assert after == before
 
 
-@pytest.mark.parametrize("target", ["respaldo_staging_mine", "respaldo_drill_copia"])
+@pytest.mark.parametrize("target", ["respaldo_staging_0123abcd", "respaldo_drill_0123456789ab"])
 def test_scratch_database_names_are_refused_as_targets(
     respaldo: Respaldo, pg: TempCluster, target: str
 ) -> None:
@@ -236,3 +236,18 @@ def test_scratch_database_names_are_refused_as_targets(
     assert target in error and "scratch" in error
     assert "another name" in hint
     assert databases(pg) == before
+
+
+def test_a_name_only_starting_like_a_scratch_one_is_an_ordinary_target(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # Never swept (postgres.scratchdb): a restore into it stays through later restores.
+    target = "respaldo_staging_ventas"
+    backup_id = respaldo.backup()["id"]
+    try:
+        respaldo.restore(backup_id, target)
+        respaldo.restore(backup_id, f"{target}_2")
+        assert {target, f"{target}_2"} <= databases(pg)
+    finally:
+        for name in (target, f"{target}_2"):
+            pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
