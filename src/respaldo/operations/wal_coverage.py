@@ -18,10 +18,12 @@ A target time or restore point cannot be placed in the WAL from names alone: wit
 recovery to one of them is only warned about, and PostgreSQL (13 and later) stops with
 "recovery ended before configured recovery target was reached" if it lies behind the gap.
 
-Only the backup's own timeline is followed. When the archive holds a later timeline of
-the cluster (a promoted copy archived there), recovery follows the newest one
-(``recovery_target_timeline = 'latest'``) through history files, which this check does
-not read: the gaps are then not looked for, and a warning says so.
+Recovery follows the newest timeline (``recovery_target_timeline = 'latest'``): when the
+archive holds later timelines of the cluster (a promoted copy archived there), the newest
+is found as PostgreSQL finds it (consecutive history files), its history file is read,
+and each segment is looked for on the timeline recovery takes it from. A newest timeline
+that does not descend from the backup's, or branched off before its end, is not checked
+(a warning says so): PostgreSQL refuses to start on it.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ from respaldo.postgres.wal import (
     segment_start,
 )
 from respaldo.repository import Manifest, Repository
-from respaldo.repository.wal import list_wal
+from respaldo.repository.wal import get_wal, list_wal
 
 
 @dataclass(frozen=True)
 class WalCoverage:
-    """The archived WAL after a backup, on the backup's timeline."""
+    """The archived WAL after a backup, along the timelines recovery follows."""
 
     end: int
     """The LSN up to which WAL is there without a hole: the backup's own (in its tar),
@@ -54,41 +56,90 @@ class WalCoverage:
     """The first segment missing although a later one is archived (a gap), or None."""
     resumes: str | None
     """The first archived segment after the gap."""
-    later_timeline: str | None
-    """The newest history file of a later timeline in the archive, if there is one."""
+
+
+def newest_timeline(names: list[str], timeline: int) -> int:
+    """The timeline recovery follows (``recovery_target_timeline = 'latest'``) from a
+    backup of ``timeline``: as PostgreSQL finds it, the last of the history files of
+    ``timeline`` + 1, + 2, ... that are archived one after the other."""
+    histories = {
+        int(name[:8], 16)
+        for name in names
+        if len(name) == 16 and name.endswith(".history") and _is_wal_name(name)
+    }
+    newest = timeline
+    while newest + 1 in histories:
+        newest += 1
+    return newest
+
+
+def _is_wal_name(name: str) -> bool:
+    try:
+        parse_wal_name(name)
+    except InvalidWalFile:
+        return False
+    return True
+
+
+def timeline_path(history: str, newest: int) -> list[tuple[int, int]]:
+    """(timeline, LSN where it begins) from the oldest to ``newest``, from the text of
+    ``newest``'s history file (``parent<TAB>switch LSN<TAB>reason`` a line)."""
+    path: list[tuple[int, int]] = []
+    begin = 0
+    for line in history.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or len(fields) < 2:
+            continue
+        path.append((int(fields[0]), begin))
+        begin = parse_lsn(fields[1])
+    path.append((newest, begin))
+    return path
 
 
 def wal_coverage(
-    names: list[str], *, timeline: int, stop_lsn: int, segment_size: int
+    names: list[str],
+    *,
+    timeline: int,
+    stop_lsn: int,
+    segment_size: int,
+    path: list[tuple[int, int]] | None = None,
 ) -> WalCoverage:
     """What the archived WAL files ``names`` (bare file names of one cluster) give a
-    backup of ``timeline`` that ended at ``stop_lsn``."""
-    segments: set[int] = set()
-    later: list[str] = []
+    backup of ``timeline`` that ended at ``stop_lsn``, following ``path`` (timelines and
+    where each begins, oldest first, from ``timeline`` on; default: ``timeline`` alone).
+    Each segment is expected on the newest timeline of the path that has begun by its
+    start, as PostgreSQL asks for it (the segment of a switch is the new timeline's)."""
+    # The backup's own timeline is expected from the start (its segments after the backup).
+    path = [(timeline, 0), *(path or [(timeline, 0)])[1:]]
+    followed = {tli for tli, _ in path}
+    segments: set[tuple[int, int]] = set()
     for name in names:
         try:
             parsed = parse_wal_name(name)
         except InvalidWalFile:
             continue  # not a WAL file: nothing recovery would ask for
         tli = int(parsed.timeline, 16)
-        if parsed.kind is WalKind.HISTORY and tli > timeline:
-            later.append(name)
-        elif parsed.kind is WalKind.SEGMENT and tli == timeline:
-            segments.add(segment_start(name, segment_size) // segment_size)
-    # The backup's tar holds its WAL up to the segment of its last byte.
-    number = max(stop_lsn - 1, 0) // segment_size + 1
-    while number in segments:
+        if parsed.kind is WalKind.SEGMENT and tli in followed:
+            segments.add((tli, segment_start(name, segment_size) // segment_size))
+
+    def expected(segno: int) -> int:
+        return max(tli for tli, begin in path if begin // segment_size <= segno)
+
+    # The backup's tar holds its WAL up to the segment of its last byte, of its own
+    # timeline: a switch in that segment makes recovery ask for the new timeline's.
+    last = max(stop_lsn - 1, 0) // segment_size
+    number = last + 1 if expected(last) == timeline else last
+    while (expected(number), number) in segments:
         number += 1
-    beyond = sorted(n for n in segments if n > number)
+    beyond = sorted(n for tli, n in segments if n > number and tli == expected(n))
 
     def name_of(segno: int) -> str:
-        return segment_name(timeline, segno * segment_size, segment_size)
+        return segment_name(expected(segno), segno * segment_size, segment_size)
 
     return WalCoverage(
         end=max(number * segment_size, stop_lsn),
         missing=name_of(number) if beyond else None,
         resumes=name_of(beyond[0]) if beyond else None,
-        later_timeline=max(later) if later else None,
     )
 
 
@@ -100,28 +151,44 @@ def backup_end_time(manifest: Manifest) -> datetime:
 
 
 def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
-    """The archived WAL after physical backup ``manifest`` on its timeline, or why it
-    could not be looked at (an old manifest, a listing that failed, a later timeline)."""
+    """The archived WAL after physical backup ``manifest``, along the timelines recovery
+    follows, or why it could not be looked at (an old manifest, a listing or a history
+    file that could not be read, a newest timeline that does not descend from the
+    backup's)."""
     meta = manifest.meta
     stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
     if not stop_lsn or "wal_segment_size" not in meta:
         return "the backup's manifest does not say where its WAL ends: the archive was not checked"
+    system_id = str(meta["system_identifier"])
+    timeline = int(meta["timeline"])
     try:
-        names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, str(meta["system_identifier"]))]
-    except RespaldoError as exc:
-        return f"could not list the archived WAL to check it for gaps: {exc}"
-    coverage = wal_coverage(
+        names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, system_id)]
+        newest = newest_timeline(names, timeline)
+        path = [(timeline, 0)]
+        if newest != timeline:
+            history = get_wal(repo, system_id, f"{newest:08X}", f"{newest:08X}.history")
+            path = timeline_path(history.decode("utf-8", "replace"), newest)
+    except (RespaldoError, ValueError) as exc:
+        return f"could not read the archived WAL's names and history to check it for gaps: {exc}"
+    tlis = [tli for tli, _ in path]
+    if timeline not in tlis:
+        return (
+            f"recovery follows timeline {newest}, which does not descend from the backup's "
+            f"timeline {timeline}: the archived WAL was not checked for gaps"
+        )
+    path = path[tlis.index(timeline) :]
+    if len(path) > 1 and path[1][1] < stop_lsn:
+        return (
+            f"timeline {path[1][0]} branched off before the backup's end: recovery from it "
+            "cannot follow the newest timeline, and the archived WAL was not checked for gaps"
+        )
+    return wal_coverage(
         names,
-        timeline=int(meta["timeline"]),
+        timeline=timeline,
         stop_lsn=stop_lsn,
         segment_size=int(meta["wal_segment_size"]),
+        path=path,
     )
-    if coverage.later_timeline is not None:
-        return (
-            f"the archive holds a later timeline of this cluster ({coverage.later_timeline}): "
-            "recovery follows the newest timeline, and its WAL was not checked for gaps"
-        )
-    return coverage
 
 
 def _gap(coverage: WalCoverage) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.operations.wal_coverage import wal_coverage
-from respaldo.postgres.wal import parse_lsn
+from respaldo.operations.wal_coverage import newest_timeline, timeline_path, wal_coverage
+from respaldo.postgres.wal import format_lsn, parse_lsn
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +21,7 @@ def test_continuous_archive_ends_at_its_last_segment() -> None:
     names = [_seg(n) for n in range(1, 6)] + [f"{_seg(3)}.00000028.backup"]
     found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16)
     assert found.end == 6 * MIB16
-    assert found.missing is None and found.later_timeline is None
+    assert found.missing is None
 
 
 def test_a_missing_segment_after_the_backup_is_a_gap() -> None:
@@ -43,11 +43,31 @@ def test_nothing_archived_after_the_backup_ends_at_its_stop() -> None:
     assert found.end == 4 * MIB16 and found.missing is None
 
 
-def test_other_timelines_and_names_do_not_count_but_a_later_history_is_said() -> None:
+def test_other_timelines_and_names_do_not_count_on_their_own() -> None:
     names = [_seg(4, 2), "00000002.history", "00000001.history", "junk", f"{_seg(4)}.partial"]
     found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 1, segment_size=MIB16)
     assert found.end == 4 * MIB16 and found.missing is None
-    assert found.later_timeline == "00000002.history"
+
+
+def test_the_newest_timeline_is_the_last_of_consecutive_history_files() -> None:
+    names = ["00000002.history", "00000003.history", "00000005.history", _seg(3, 4)]
+    assert newest_timeline(names, 1) == 3
+    assert newest_timeline(names, 5) == 5
+
+
+def test_recovery_follows_the_timelines_of_the_newest_history() -> None:
+    # Timeline 1 until 0/5000100 (in segment 5), then 2 until 0/7000000, then 3.
+    history = "1\t0/5000100\tno recovery target specified\n\n2\t0/7000000\tbefore 123\n"
+    path = timeline_path(history, 3)
+    assert path == [(1, 0), (2, parse_lsn("0/5000100")), (3, parse_lsn("0/7000000"))]
+    # The backup ended in segment 3 of timeline 1; segment 5 is the switch: timeline 2's.
+    names = [_seg(4), _seg(5), _seg(6), _seg(5, 2), _seg(6, 2), _seg(7, 3), _seg(8, 3)]
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 8, segment_size=MIB16, path=path)
+    assert found.missing is None and found.end == 9 * MIB16
+    # Timeline 2's segment 6 missing: timeline 1's segment 6 does not stand in for it.
+    names.remove(_seg(6, 2))
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 8, segment_size=MIB16, path=path)
+    assert (found.missing, found.resumes) == (_seg(6, 2), _seg(7, 3))
 
 
 def test_segment_numbers_carry_into_the_next_log_id() -> None:
@@ -55,3 +75,17 @@ def test_segment_numbers_carry_into_the_next_log_id() -> None:
     found = wal_coverage(names, timeline=1, stop_lsn=254 * MIB16 + 8, segment_size=MIB16)
     assert found.missing == "000000010000000100000001"
     assert found.end == 257 * MIB16
+
+
+def test_a_switch_in_the_backups_last_segment_needs_the_new_timelines_copy() -> None:
+    # Promoted right at the backup's end (restore --immediate, then archiving kept on).
+    stop = 3 * MIB16 + 0x100
+    path = timeline_path(f"1\t{format_lsn(stop)}\treached consistency\n", 2)
+    found = wal_coverage(
+        [_seg(3), _seg(4, 2)], timeline=1, stop_lsn=stop, segment_size=MIB16, path=path
+    )
+    assert (found.missing, found.resumes) == (_seg(3, 2), _seg(4, 2))
+    found = wal_coverage(
+        [_seg(3, 2), _seg(4, 2)], timeline=1, stop_lsn=stop, segment_size=MIB16, path=path
+    )
+    assert found.missing is None and found.end == 5 * MIB16
