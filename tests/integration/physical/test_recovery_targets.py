@@ -177,3 +177,29 @@ def test_a_target_time_after_the_archived_wal_fails_saying_so(
 
 def _running(datadir: Path) -> bool:
     return (datadir / "postmaster.pid").exists()
+
+
+def test_recovery_to_a_restore_point(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(insert, (1,), dbname=SHOP)
+    name = f"before o'{uuid.uuid4().hex[:6]}"  # a quote: written into postgresql.auto.conf
+    pg.execute("SELECT pg_create_restore_point(%s)", (name,))
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir),
+        "--target-name", name, "--start", "--port", str(port),
+    )  # fmt: skip
+    assert run.code == 0, str(run)
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
+    assert [row[0] for row in restored.query(query, dbname=SHOP)] == [1]
