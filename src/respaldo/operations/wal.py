@@ -36,8 +36,11 @@ from respaldo.config_core import WalSettings
 from respaldo.errors import ConfigError, InvalidWalFile, ObjectNotFound, WalNotFound, WalRefused
 from respaldo.postgres.wal import (
     PG_CONTROL,
+    WalFile,
     control_system_identifier,
+    inherited_segment_problem,
     parse_segment_header,
+    parse_timeline_history,
     parse_wal_name,
     read_wal_file,
 )
@@ -212,6 +215,7 @@ def _push_wal(
         system_id = record.system_identifier
     else:
         system_id = ensure_cluster_record(repo, name, sysid, "wal-push").system_identifier
+    _check_inherited_pages(repo, system_id, wal)
     outcome = put_wal(repo, system_id, wal.name.timeline, wal.name.name, wal.data)
     obj = wal_object(system_id, wal.name.timeline, wal.name.name)
     if outcome is PutOutcome.DIFFERENT:
@@ -223,6 +227,46 @@ def _push_wal(
     return PushResult(
         wal.name.name, obj, outcome, system_id, len(wal.data), time.monotonic() - started
     )
+
+
+def _check_inherited_pages(repo: Repository, system_id: str, wal: WalFile) -> None:
+    """Refuse a segment that starts with an earlier timeline's pages unless the archived
+    history file of its name's timeline shows it is that timeline's first segment.
+
+    Any other one is another timeline's segment under this name (a pg_wal copied by hand
+    after a failover, a faulty archive script): recovery following this timeline would
+    read its pages after this timeline's, take that for the end of the WAL and promote
+    without what came after. PostgreSQL archives a timeline's history file before its
+    segments, so it is in the archive when the real first segment comes.
+    """
+    timeline = wal.name.timeline
+    header = wal.header_timeline
+    if header is None or header >= int(timeline, 16):
+        return
+    history_name = f"{timeline}.history"
+    refused = f"{wal.name.name} is not archived: its first page is of timeline {header}"
+    copied = (
+        "if it was copied under this name from another timeline (a pg_wal copied by hand, "
+        "an archive script), remove it from the archive's input; it must not be archived"
+    )
+    try:
+        text = get_wal(repo, system_id, timeline, history_name)
+    except ObjectNotFound:
+        raise WalRefused(
+            f"{refused}, and {history_name} is not archived: nothing shows it is the first "
+            f"segment of timeline {int(timeline, 16)}",
+            hint="PostgreSQL archives a timeline's history file before its segments and "
+            "retries this one, which is then archived if it is that timeline's first segment; "
+            + copied,
+        ) from None
+    history = parse_timeline_history(text.decode(errors="replace"))
+    problem = inherited_segment_problem(wal.name.name, header, len(wal.data), history)
+    if problem is not None:
+        raise WalRefused(
+            f"{wal.name.name} is not archived: {problem} ({history_name})",
+            hint=f"a recovery following timeline {int(timeline, 16)} would stop at its pages "
+            "as if the WAL ended there; " + copied,
+        )
 
 
 @dataclass(frozen=True)

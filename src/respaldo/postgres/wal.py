@@ -170,15 +170,20 @@ class WalFile:
     data: bytes
     system_identifier: int | None
     """From the segment header; None for history and backup history files."""
+    header_timeline: int | None = None
+    """The timeline of the segment's first page; None for history and backup history files.
+    Earlier than the name's only in a new timeline's first segment, which only the
+    timeline's history file can confirm (:func:`inherited_segment_problem`)."""
 
 
 def read_wal_file(path: Path) -> WalFile:
     """Read a WAL file that ``archive_command`` was given and check it is what its name says.
 
     A segment must be exactly its header's segment size, start with a long page header
-    of its name's timeline or an earlier one (the first segment of a timeline starts with
-    its parent's pages) and be at the address its name implies. Raises InvalidWalFile
-    (with the reason) or OSError.
+    of its name's timeline or an earlier one and be at the address its name implies. An
+    earlier timeline is right only in the first segment of a timeline (it starts with its
+    parent's pages): the caller must check it against the timeline's history file
+    (:func:`inherited_segment_problem`). Raises InvalidWalFile (with the reason) or OSError.
     """
     wal_name = parse_wal_name(path.name)
     data = path.read_bytes()
@@ -194,7 +199,8 @@ def read_wal_file(path: Path) -> WalFile:
         problems.append(f"it is {len(data)} bytes, its header says {header.segment_size}")
     # The first segment of a new timeline begins as a copy of its parent's segment up
     # to the switch point (PostgreSQL copies it at a promotion): its first page carries
-    # the parent's, an earlier, timeline. A later one than the name's cannot be there.
+    # the parent's, an earlier, timeline (checked by the caller against the history
+    # file). A later one than the name's cannot be there.
     if header.timeline > int(wal_name.timeline, 16):
         problems.append(f"its header is of timeline {header.timeline}")
     expected = segment_start(wal_name.name, header.segment_size)
@@ -205,7 +211,60 @@ def read_wal_file(path: Path) -> WalFile:
         )
     if problems:
         raise InvalidWalFile(f"{path.name} is not a valid WAL segment: {'; '.join(problems)}")
-    return WalFile(wal_name, data, header.system_identifier)
+    return WalFile(wal_name, data, header.system_identifier, header.timeline)
+
+
+# --- timeline history files ------------------------------------------------------------
+
+
+def parse_timeline_history(text: str) -> list[tuple[int, int]]:
+    """The ``(timeline, switch LSN)`` entries of a ``<TLI>.history`` file, oldest first:
+    each ancestor timeline and the LSN where its child branched off it (the last entry's
+    child is the file's own timeline). Comments and blank lines are skipped. Raises
+    InvalidWalFile for a line that is not ``<timeline> <LSN> [reason]``."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(maxsplit=2)
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            entries.append((int(fields[0]), parse_lsn(fields[1])))
+        except (ValueError, IndexError):
+            raise InvalidWalFile(f"not a timeline history line: {line[:80]!r}") from None
+    return entries
+
+
+def inherited_segment_problem(
+    name: str, header_timeline: int, segment_size: int, history: list[tuple[int, int]]
+) -> str | None:
+    """Why segment ``name`` may not start with pages of ``header_timeline`` (earlier than
+    its name's), given its timeline's ``history`` (:func:`parse_timeline_history`); None
+    if it may.
+
+    It may only if it is the segment PostgreSQL copied at the promotion: the switch point
+    to its name's timeline lies inside it (not at its start: then the new timeline starts
+    a fresh segment), and the timeline its first page belongs to on that history is
+    ``header_timeline``. Any other such segment is another timeline's, copied under this
+    name; recovery would read its pages as the end of the WAL.
+    """
+    timeline = int(name[:8], 16)
+    start = segment_start(name, segment_size)
+    if not history:
+        return f"the history of timeline {timeline} is empty"
+    switch = history[-1][1]
+    if not start < switch < start + segment_size:
+        return (
+            f"it starts with pages of timeline {header_timeline}, but it does not hold the "
+            f"switch point of timeline {timeline} (at {format_lsn(switch)}, after timeline "
+            f"{history[-1][0]})"
+        )
+    parent = next(tli for tli, end in history if start < end)
+    if parent != header_timeline:
+        return (
+            f"it starts with pages of timeline {header_timeline}, but on the history of "
+            f"timeline {timeline} the WAL at {format_lsn(start)} is of timeline {parent}"
+        )
+    return None
 
 
 # --- pg_control ------------------------------------------------------------------------

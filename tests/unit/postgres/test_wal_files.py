@@ -11,7 +11,9 @@ from respaldo.errors import InvalidWalFile
 from respaldo.postgres.wal import (
     WalKind,
     format_lsn,
+    inherited_segment_problem,
     parse_lsn,
+    parse_timeline_history,
     parse_wal_name,
     read_wal_file,
     segment_name,
@@ -97,16 +99,59 @@ def test_the_console_script_spots_wal_commands(argv: list[str], command: str | N
     assert command_of(argv) == command
 
 
-def test_the_first_segment_of_a_new_timeline_may_begin_with_its_parents_pages(
+def test_a_segment_beginning_with_an_earlier_timeline_is_read_with_that_timeline(
     tmp_path: Path,
 ) -> None:
     # At a promotion PostgreSQL starts the new timeline's segment as a copy of the old
     # timeline's up to the switch point: its first page header carries the old timeline.
+    # Whether this one is that segment only the history file tells: the header's timeline
+    # is reported for wal-push to check (tests/unit/operations/test_wal_push_timeline.py).
     switched = tmp_path / "000000020000000000000003"
     switched.write_bytes(make_segment(42, 1, 3))
-    assert read_wal_file(switched).system_identifier == 42
+    wal = read_wal_file(switched)
+    assert (wal.system_identifier, wal.header_timeline) == (42, 1)
     # A page of a later timeline than the name's cannot be in it.
     ahead = tmp_path / "000000020000000000000004"
     ahead.write_bytes(make_segment(42, 3, 4))
     with pytest.raises(InvalidWalFile, match="its header is of timeline 3"):
         read_wal_file(ahead)
+
+
+MIB = 1024 * 1024
+# Timeline 3 (1 MiB segments): timeline 1 until 0/3002A0 in segment 3, then 2 until
+# 0/500100 in segment 5.
+HISTORY = "1\t0/3002A0\tno recovery target specified\n\n# comment\n2\t0/500100\tpromoted\n"
+
+
+def test_a_timeline_history_file_is_read_oldest_first() -> None:
+    assert parse_timeline_history(HISTORY) == [(1, 0x3002A0), (2, 0x500100)]
+    with pytest.raises(InvalidWalFile, match="not a timeline history line"):
+        parse_timeline_history("1 nowhere\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "header_timeline", "problem"),
+    [
+        ("000000030000000000000005", 2, None),  # the switch segment, its parent's pages
+        ("000000030000000000000005", 1, "the WAL at 0/500000 is of timeline 2"),
+        ("000000030000000000000004", 2, "does not hold the switch point"),
+        ("000000030000000000000006", 2, "does not hold the switch point"),
+        ("000000030000000000000003", 1, "does not hold the switch point"),
+    ],
+)
+def test_only_the_switch_segment_may_begin_with_its_parents_pages(
+    name: str, header_timeline: int, problem: str | None
+) -> None:
+    history = parse_timeline_history(HISTORY)
+    found = inherited_segment_problem(name, header_timeline, MIB, history)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in str(found)
+
+
+def test_a_switch_at_a_segment_start_leaves_no_segment_with_its_parents_pages() -> None:
+    history = [(1, 0x300000)]
+    assert "does not hold" in str(
+        inherited_segment_problem("000000020000000000000003", 1, MIB, history)
+    )
