@@ -524,7 +524,8 @@ def wait_for_recovery(
             raise RecoveryFailed(
                 f"the restored server in {datadir} stopped during recovery{reason}"
                 + _log_tail(log_file, 12),
-                hint=hint,
+                hint=f"{hint}; {datadir} is left as the server stopped: remove it before "
+                "restoring into it again",
             )
         if time.monotonic() > deadline:
             raise RecoveryFailed(

@@ -172,6 +172,8 @@ def test_a_target_time_after_the_archived_wal_fails_saying_so(
     first = run.err.splitlines()[0]
     assert "recovery ended before the recovery target was reached" in first, run.err
     assert "pg_switch_wal()" in run.err  # the hint
+    # What is left, and what to do with it: the directory, stopped, kept for its log.
+    assert f"{datadir} is left as the server stopped: remove it before restoring" in run.err
     assert not _running(datadir)
 
 
