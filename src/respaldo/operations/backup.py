@@ -50,6 +50,8 @@ DUMP_BLOCKS = "dump_blocks"
 """The manifest's ``meta`` key of where the dump's data blocks start (dump id, as text,
 -> offset in the dump stream; see :class:`respaldo.postgres.toc.BlockStarts`)."""
 TABLE_SIZES = "table_sizes"
+ENCODING = "encoding"
+"""The backed-up database's encoding (meta key): pg_restore --list prints names in it."""
 """The manifest's ``meta`` key of the tables' sizes (``schema.table`` -> bytes, on the
 source when the backup was taken), for ``respaldo ls``."""
 
@@ -157,6 +159,9 @@ def _dump(
                     exc.hint = READ_EVERY_ROW
                 raise
             meta["row_counts"] = snapshot.row_counts()
+            if snapshot.server_encoding:
+                # The encoding of the names in the dump's table of contents.
+                meta[ENCODING] = snapshot.server_encoding
             meta[FORMAT_KEY] = ROW_COUNTS_FORMAT
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
         manifest = writer.commit(

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from respaldo.domain import validate_backup_id
 from respaldo.errors import ConfigError
-from respaldo.operations.backup import TABLE_SIZES
+from respaldo.operations.backup import ENCODING, TABLE_SIZES
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.pardump import table_of_contents
@@ -109,7 +109,7 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         tools = find_tools("logical", major, at_least=major)
         reader = StreamReader(repo, fallbacks, warnings)
         with table_of_contents(reader.stream, manifest) as toc:
-            entries = read_listing(toc(), bindir=tools.bindir)
+            entries = read_listing(toc(), bindir=tools.bindir, encoding=manifest.meta.get(ENCODING))
     rows: dict[str, int] = manifest.meta.get("row_counts") or {}
     fmt = counts_format(manifest.meta)  # the sizes are keyed the same way
     sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}

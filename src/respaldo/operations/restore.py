@@ -52,7 +52,7 @@ from respaldo.errors import (
     RestoreError,
     option,
 )
-from respaldo.operations.backup import DUMP_BLOCKS, DUMP_STREAM, GLOBALS_STREAM
+from respaldo.operations.backup import DUMP_BLOCKS, DUMP_STREAM, ENCODING, GLOBALS_STREAM
 from respaldo.operations.context import Context
 from respaldo.operations.pardump import (
     FILE_PREFIX,
@@ -238,7 +238,9 @@ def _restore_backup(
     selection = None
     if partial:
         # Before anything is created: an unknown name must cost nothing.
-        selection = read_selection(toc, tables, schemas, bindir=tools.bindir)
+        selection = read_selection(
+            toc, tables, schemas, bindir=tools.bindir, encoding=manifest.meta.get(ENCODING)
+        )
         warnings += _selection_notes(selection, jobs)
         jobs = 1
     # The database's own owner, grants, settings and comment (see restore_props), read

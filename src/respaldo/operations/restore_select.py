@@ -23,15 +23,17 @@ def read_selection(
     schemas: Sequence[str],
     *,
     bindir: Path | None = None,
+    encoding: str | None = None,
 ) -> Selection:
     """The entries of the dump ``dump()`` yields that restore ``tables`` and ``schemas``
-    (pg_restore from ``bindir``: one that can read the dump).
+    (pg_restore from ``bindir``: one that can read the dump; ``encoding``: the backed-up
+    database's, which names are printed in).
 
     Raises InvalidInput (field ``tables`` or ``schemas``) for a name the dump does not
     hold, with its closest names in the hint, or for a malformed name; PostgresError,
     IntegrityError while reading the table of contents.
     """
-    entries = read_listing(dump(), bindir=bindir)
+    entries = read_listing(dump(), bindir=bindir, encoding=encoding)
     try:
         return select(entries, tables, schemas)
     except UnknownName as exc:

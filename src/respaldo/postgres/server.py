@@ -348,6 +348,9 @@ class CountingSnapshot:
         self._counting = counting
         self.counts: dict[str, int] | None = None
         self.failure: BaseException | None = None
+        self.server_encoding: str | None = None
+        """The database's encoding (``LATIN1``…), as the server reported it: the one
+        pg_dump writes names in, and pg_restore prints them in."""
 
     def row_counts(self) -> dict[str, int]:
         """Every user table's ``count(*)`` in the snapshot, once counted (waits for it).
@@ -410,6 +413,8 @@ def counting_snapshot(
 
             counting = threading.Thread(target=count, name="row-counts", daemon=True)
             snapshot = CountingSnapshot(snapshot_id, counting)
+            # Reported by the server at connection: no query.
+            snapshot.server_encoding = conn.info.parameter_status("server_encoding")
             counting.start()
             log.debug("exported snapshot %s of %s, counting its rows", snapshot_id, conninfo)
             try:

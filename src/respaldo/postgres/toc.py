@@ -36,6 +36,7 @@ reading of :func:`read_listing` and :class:`BlockStarts` is pure.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -230,13 +231,49 @@ def parse_listing(text: str) -> Listing:
     return entries
 
 
-def read_listing(archive: Archive, *, bindir: Path | str | None = None) -> Listing:
+def read_listing(
+    archive: Archive, *, bindir: Path | str | None = None, encoding: str | None = None
+) -> Listing:
     """The table of contents of the dump ``archive`` (the bytes of a ``pg_dump -Fc``
     archive from its start, or a directory-format dump's directory). Only the table of
     contents is read: pg_restore exits after it, and the rest of the archive is never
-    fetched. Raises PostgresError, ToolNotFound, or what the iterator raises."""
+    fetched. pg_restore prints names in the backed-up database's encoding, ``encoding``
+    (PostgreSQL's name, ``LATIN1``; None: UTF8). Raises PostgresError, ToolNotFound, or
+    what the iterator raises."""
     listing = read_offline(["--list", "--verbose"], archive, bindir=bindir)
-    return parse_listing(listing.decode("utf-8", "replace"))
+    return parse_listing(listing.decode(python_codec(encoding), "replace"))
+
+
+# PostgreSQL's names of server encodings whose Python codec is not found by the name
+# itself (lower case, as Python looks them up).
+_CODECS = {
+    "sql_ascii": "utf-8",  # any bytes: psycopg reads them as UTF-8 too
+    "latin5": "iso8859-9",
+    "latin6": "iso8859-10",
+    "latin7": "iso8859-13",
+    "latin8": "iso8859-14",
+    "latin9": "iso8859-15",
+    "latin10": "iso8859-16",
+    "koi8r": "koi8_r",
+    "koi8u": "koi8_u",
+    "mule_internal": "utf-8",
+    "euc_jis_2004": "euc_jis_2004",
+}
+
+
+def python_codec(encoding: str | None) -> str:
+    """The Python codec of PostgreSQL server encoding ``encoding`` (``UTF8``,
+    ``LATIN1``, ``WIN1252``…); UTF-8 for None or one Python does not know. Pure."""
+    if not encoding:
+        return "utf-8"
+    name = encoding.lower()
+    if name.startswith("win") and name[3:].isdigit():
+        name = "cp" + name[3:]
+    name = _CODECS.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"
 
 
 def split_name(name: str) -> tuple[str | None, str]:

@@ -135,3 +135,27 @@ def test_a_sql_ascii_database_is_backed_up_and_restored_byte_for_byte(
 
     drill = respaldo.run("drill", backup_id)
     assert drill.code == 0, str(drill)
+
+
+def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # pg_restore --list prints names in the dump's encoding (here byte F1 for ñ).
+    _recreate(pg, respaldo.dbname, "ENCODING 'LATIN1' LOCALE 'C'")
+    with pg.connect(respaldo.dbname) as conn:
+        conn.execute(b"SET client_encoding = 'UTF8'")
+        conn.execute(
+            'CREATE SCHEMA "compañía"; CREATE TABLE "compañía"."año" (v text);'
+            "INSERT INTO \"compañía\".\"año\" VALUES ('x'), ('y')".encode()
+        )
+    backup_id = respaldo.backup()["id"]
+
+    listing = respaldo.run("ls", backup_id, "--json").json()
+    assert {"schema": "compañía", "name": "año", "rows": 2} in [
+        {k: t[k] for k in ("schema", "name", "rows")} for t in listing["tables"]
+    ]
+    run = respaldo.restore(backup_id, new_dbname, "--table", "compañía.año")
+    assert "1 tables' row counts checked" in run.err
+    with pg.connect(new_dbname) as conn:
+        conn.execute(b"SET client_encoding = 'UTF8'")
+        assert conn.execute('SELECT count(*) FROM "compañía"."año"'.encode()).fetchall() == [(2,)]

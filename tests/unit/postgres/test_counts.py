@@ -34,3 +34,16 @@ def test_a_name_as_the_table_of_contents_prints_it_finds_its_count() -> None:
     assert find_recorded(recorded, "s.other") is None
     # Two names that print alike: neither is guessed.
     assert find_recorded({"s.a\nb": 1, "s.a\rb": 2}, "s.a b") is None
+
+
+def test_server_encodings_map_to_python_codecs() -> None:
+    from respaldo.postgres.toc import python_codec
+
+    assert python_codec(None) == "utf-8"
+    assert python_codec("UTF8") == "utf-8"
+    assert python_codec("LATIN1") == "iso8859-1"
+    assert python_codec("LATIN9") == "iso8859-15"
+    assert python_codec("WIN1252") == "cp1252"
+    assert python_codec("EUC_JP") == "euc_jp"
+    assert python_codec("SQL_ASCII") == "utf-8"
+    assert python_codec("NO_SUCH") == "utf-8"
