@@ -73,9 +73,9 @@ def base_backup(
 
     ``checksums``: the manifest's file checksum algorithm (CRC32C, SHA256 or NONE). A
     server writes a CRC32C as the hex of its four bytes in the machine's byte order
-    (``crc_byteorder``: little on x86 and ARM, big on s390x, which the check refuses). ``checksum_of``: other
-    contents for some paths, whose checksum the manifest then gives instead of their own
-    (the manifest's own checksum still matches it)."""
+    (``crc_byteorder``: little on x86 and ARM, big on s390x, which the check refuses).
+    ``checksum_of``: other contents for some paths, whose checksum the manifest then gives
+    instead of their own (the manifest's own checksum still matches it)."""
     label = (
         b"START WAL LOCATION: 0/200028 (file 000000010000000000000002)\n"
         b"CHECKPOINT LOCATION: 0/200060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\n"
