@@ -9,7 +9,9 @@ everything after the gap, as though that were all the WAL there is. So before a 
 writes anything, respaldo lists the archive (names only: nothing is read or decrypted)
 and refuses what recovery cannot reach (:func:`check_recovery_target`):
 
-- a target LSN before the backup's stop LSN, a target time before the backup ended;
+- a target LSN before the backup's stop LSN, a target time before the backup started
+  (where it became consistent is an LSN; a time while it ran is warned about, and
+  PostgreSQL refuses it if a commit lies between it and that point);
 - recovery to the end of the archived WAL when a segment after the backup is missing and
   later ones are archived (a gap);
 - a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet).
@@ -144,10 +146,36 @@ def wal_coverage(
 
 
 def backup_end_time(manifest: Manifest) -> datetime:
-    """When the backup ended on the server's clock (``stop_time``, recorded since
-    respaldo reads it after pg_basebackup), else when respaldo completed it (later)."""
+    """When the backup had ended at the latest, on the server's clock (``stop_time``,
+    read after pg_basebackup has exited: later than the real end), else when respaldo
+    completed it (later still). Not a bound a target time may be refused by."""
     stop = manifest.meta.get("stop_time")
     return datetime.fromisoformat(str(stop)) if stop else manifest.completed_at
+
+
+def backup_start_time(manifest: Manifest) -> datetime:
+    """When the backup had started at the earliest: the earlier of respaldo's start
+    (taken before pg_basebackup connected) and the server's ``START TIME`` in the
+    backup_label, when its time zone can be read (UTC or a numeric offset)."""
+    times = [manifest.started_at]
+    label = _label_time(str(manifest.meta.get("start_time") or ""))
+    if label is not None:
+        times.append(label)
+    return min(times)
+
+
+def _label_time(text: str) -> datetime | None:
+    """A backup_label ``START TIME`` (``2026-12-05 07:00:00 UTC``, in the server's
+    log_timezone) as an aware datetime; None when the zone is a name such as ``CET``,
+    which does not say its offset."""
+    stamp, _, zone = text.strip().rpartition(" ")
+    if zone in ("UTC", "GMT"):
+        zone = "+00:00"
+    try:
+        parsed = datetime.fromisoformat(f"{stamp}{zone}")
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
@@ -224,14 +252,47 @@ def check_recovery_target(
             hint="choose a backup that ended before the target ('respaldo list'), or a later "
             "target",
         )
-    if target.time is not None and target.time < (ended := backup_end_time(manifest)):
+    warnings = _target_time_warnings(manifest, target)
+    if target.immediate:
+        return warnings  # the backup's own WAL suffices
+    return warnings + _archive_warnings(repo, manifest, target)
+
+
+def _target_time_warnings(manifest: Manifest, target: RecoveryTarget) -> list[str]:
+    """Refuse a target time before the backup started; warn about one while it ran.
+
+    Where the backup became consistent is an LSN, not a time: the recorded stop time is
+    read after pg_basebackup has exited (older backups have only respaldo's completion
+    time), so it is later than the backup's real end, and a target just after that end
+    (a DROP seconds after the only backup) must not be refused. While the backup ran,
+    PostgreSQL decides: it stops with "requested recovery stop point is before consistent
+    recovery point" (reported as such by ``restore --start``) if a transaction committed
+    after the target and before the consistent point.
+    """
+    if target.time is None:
+        return []
+    backup_id = manifest.backup_id
+    when = target.time.isoformat()
+    began = backup_start_time(manifest)
+    if target.time < began:
         raise RestoreError(
-            f"the recovery target {target.time.isoformat()} is before backup {backup_id} "
-            f"ended ({ended.isoformat()}): recovery cannot stop before a backup's end",
+            f"the recovery target {when} is before backup {backup_id} started "
+            f"({began.isoformat()}): recovery cannot stop before a backup's end",
             hint="choose a backup that ended before the target time ('respaldo list')",
         )
-    if target.immediate:
-        return []  # the backup's own WAL suffices
+    if target.time < (ended := backup_end_time(manifest)):
+        return [
+            f"the recovery target {when} is while backup {backup_id} ran ({began.isoformat()} "
+            f"to {ended.isoformat()} at the latest): if a transaction committed after it and "
+            "before the backup's end, PostgreSQL refuses it (requested recovery stop point is "
+            "before consistent recovery point) and an earlier backup is needed"
+        ]
+    return []
+
+
+def _archive_warnings(repo: Repository, manifest: Manifest, target: RecoveryTarget) -> list[str]:
+    """Raise RestoreError if the archived WAL after the backup cannot reach ``target``."""
+    backup_id = manifest.backup_id
     coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
         return [coverage]

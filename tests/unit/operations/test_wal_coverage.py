@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from respaldo.operations.wal_coverage import newest_timeline, timeline_path, wal_coverage
+from respaldo.operations.wal_coverage import (
+    backup_start_time,
+    newest_timeline,
+    timeline_path,
+    wal_coverage,
+)
 from respaldo.postgres.wal import format_lsn, parse_lsn
+from respaldo.repository import Manifest
 
 pytestmark = pytest.mark.unit
 
@@ -89,3 +97,27 @@ def test_a_switch_in_the_backups_last_segment_needs_the_new_timelines_copy() -> 
         [_seg(3, 2), _seg(4, 2)], timeline=1, stop_lsn=stop, segment_size=MIB16, path=path
     )
     assert found.missing is None and found.end == 5 * MIB16
+
+
+def _manifest(started_at: datetime, start_time: str) -> Manifest:
+    return Manifest(
+        "b", "incremental", "erp", started_at, started_at + timedelta(minutes=5), "0", [],
+        meta={"start_time": start_time},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "earliest"),
+    [
+        # The server's START TIME, earlier than respaldo's start (another clock).
+        ("2026-12-05 06:59:58 UTC", datetime(2026, 12, 5, 6, 59, 58, tzinfo=UTC)),
+        ("2026-12-05 07:59:58 +01", datetime(2026, 12, 5, 6, 59, 58, tzinfo=UTC)),
+        # A later one, a zone name that does not say its offset, none: respaldo's start.
+        ("2026-12-05 07:00:03 GMT", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
+        ("2026-12-05 07:59:58 CET", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
+        ("", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_backup_started_at_the_earliest_of_both_clocks(label: str, earliest: datetime) -> None:
+    manifest = _manifest(datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC), label)
+    assert backup_start_time(manifest) == earliest
