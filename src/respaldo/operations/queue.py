@@ -44,6 +44,7 @@ from respaldo.errors import AlreadyFired, CatalogUnavailable, ConfigError, JobCa
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.recurring import RecurringFailure
 
 if TYPE_CHECKING:
     import procrastinate
@@ -404,24 +405,44 @@ def _beat(ctx: Context, worker_id: int, *, stopping: bool = False) -> None:
 
 
 async def _heartbeat(ctx: Context, worker_id: int) -> None:
+    failures = RecurringFailure(
+        log,
+        f"could not renew the heartbeat of worker {worker_id}",
+        f"the heartbeat of worker {worker_id} is renewed again",
+    )
     while True:
         await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
-        try:
-            await asyncio.to_thread(_beat, ctx, worker_id)
-        except Exception:  # a busy or restarting catalog: next beat
-            log.warning("could not renew the heartbeat of worker %s", worker_id, exc_info=True)
+        await _beat_once(ctx, worker_id, failures)
+
+
+async def _beat_once(ctx: Context, worker_id: int, failures: RecurringFailure) -> None:
+    try:
+        await asyncio.to_thread(_beat, ctx, worker_id)
+    except Exception as exc:  # a busy or restarting catalog: next beat
+        failures.failed(exc)
+    else:
+        failures.worked()
 
 
 async def _sweep(ctx: Context, app: procrastinate.App) -> None:
     """Every lease renewal period: :func:`recover`, then settle procrastinate's own jobs
     of stalled workers (:func:`_settle_stalled`)."""
+    failures = RecurringFailure(
+        log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
+    )
     while True:
-        try:
-            await asyncio.to_thread(recover, ctx)
-            await _settle_stalled(ctx, app)
-        except Exception:
-            log.warning("could not sweep for lost jobs", exc_info=True)
+        await _sweep_once(ctx, app, failures)
         await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
+
+
+async def _sweep_once(ctx: Context, app: procrastinate.App, failures: RecurringFailure) -> None:
+    try:
+        await asyncio.to_thread(recover, ctx)
+        await _settle_stalled(ctx, app)
+    except Exception as exc:  # the next pass is the retry
+        failures.failed(exc)
+    else:
+        failures.worked()
 
 
 async def _settle_stalled(ctx: Context, app: procrastinate.App) -> None:

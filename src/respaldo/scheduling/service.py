@@ -41,6 +41,7 @@ from respaldo.domain import JobStatus
 from respaldo.errors import AlreadyFired, RespaldoError
 from respaldo.operations import jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
+from respaldo.operations.recurring import RecurringFailure
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.scheduling.plan import Entry, entries, time_zone
 
@@ -93,8 +94,9 @@ class Service:
         self._missed: dict[str, datetime] = {}
         self._started = datetime.now(UTC)
         self._retries: dict[int, tuple[threading.Thread, CancelToken]] = {}
-        self._sweep_failing: str | None = None
-        """Why the last sweep failed (said once), None when it worked."""
+        self._sweep_failures = RecurringFailure(
+            log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
+        )
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
             executors={"default": ThreadPoolExecutor(workers)},
@@ -187,16 +189,9 @@ class Service:
         try:
             held = reconcile.sweep_here(self.ctx)
         except Exception as exc:
-            # Said once per cause (with its traceback), not every pass: a catalog that
-            # stays unreadable would put a traceback in the log every few seconds.
-            cause = f"{type(exc).__name__}: {exc}"
-            if cause != self._sweep_failing:
-                self._sweep_failing = cause
-                log.warning("could not sweep for lost jobs (%s)", cause, exc_info=True)
+            self._sweep_failures.failed(exc)
             return []
-        if self._sweep_failing is not None:
-            self._sweep_failing = None
-            log.warning("sweeping for lost jobs works again")
+        self._sweep_failures.worked()
         started = []
         with self._lock:
             for job_id in held:

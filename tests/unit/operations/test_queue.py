@@ -3,9 +3,11 @@ SQLite catalog refuses workers with a clear message."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +18,7 @@ from respaldo.errors import ConfigError
 from respaldo.operations import jobs, queue
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request
+from respaldo.operations.recurring import RecurringFailure
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +76,45 @@ def test_workers_need_a_postgresql_catalog(ctx: Context) -> None:
     with pytest.raises(ConfigError):
         queue.enqueue(ctx, cli_request(JobKind.BACKUP, "erp"))
     assert jobs.list_jobs(ctx) == []  # nothing recorded
+
+
+def _said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "respaldo.operations.queue"]
+
+
+def test_a_workers_failing_sweep_and_heartbeat_are_logged_once_per_cause(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker sweeps and beats every lease renewal period: a catalog that stays
+    # unreachable must not put a traceback in the log every few seconds.
+    causes = [OSError(111, "Connection refused")] * 3
+
+    def recover(context: Context) -> None:
+        if causes:
+            raise causes.pop(0)
+
+    def beat(context: Context, worker_id: int) -> None:
+        raise OSError(111, "Connection refused")
+
+    async def settle(context: Context, app: object) -> None:
+        return None
+
+    monkeypatch.setattr(queue, "recover", recover)
+    monkeypatch.setattr(queue, "_settle_stalled", settle)
+    monkeypatch.setattr(queue, "_beat", beat)
+    caplog.set_level(logging.INFO, logger="respaldo.operations.queue")
+    sweeps = RecurringFailure(queue.log, "could not sweep for lost jobs", "sweeping works again")
+    beats = RecurringFailure(queue.log, "could not renew the heartbeat", "renewed again")
+
+    async def passes() -> None:
+        for _ in range(4):
+            await queue._sweep_once(ctx, cast(Any, None), sweeps)
+            await queue._beat_once(ctx, 7, beats)
+
+    asyncio.run(passes())
+    assert _said(caplog) == [
+        "could not sweep for lost jobs (ConnectionRefusedError: [Errno 111] Connection refused)",
+        "could not renew the heartbeat (ConnectionRefusedError: [Errno 111] Connection refused)",
+        "sweeping works again",
+    ]
+    assert all(r.exc_info for r in caplog.records if "could not" in r.getMessage())
