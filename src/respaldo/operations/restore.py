@@ -87,7 +87,11 @@ from respaldo.postgres import (
 )
 from respaldo.postgres.commands import parse_tool_version
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
-from respaldo.postgres.dbprops import DatabaseProperties, locale_differences
+from respaldo.postgres.dbprops import (
+    DatabaseProperties,
+    create_options_for,
+    locale_differences,
+)
 from respaldo.postgres.scratchdb import (
     STAGING_PREFIX,
     drop_abandoned,
@@ -310,11 +314,6 @@ def _restore_staged(
     warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
     result.tables = list(selection.tables) if selection is not None else []
-    if with_globals:
-        # Roles are created for good: only once the properties could be read.
-        reading.result()
-        result.warnings += _restore_globals(reader, manifest, admin, tools)
-        result.globals_restored = True
     staging = scratch_name(STAGING_PREFIX)
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
     with held_database(admin, staging):
@@ -324,6 +323,11 @@ def _restore_staged(
             result.warnings += notes
             # Created before the properties were known: given their encoding and locale.
             match_locale(admin, staging, properties.create_options)
+            if with_globals:
+                # Roles are created for good: only once the properties could be read and
+                # the server can create the database (before, a failure changes nothing).
+                result.warnings += _restore_globals(reader, manifest, admin, tools)
+                result.globals_restored = True
             check_properties(admin, properties, staging)
             result.bytes_restored = restore_stream_into(
                 ctx,
@@ -464,7 +468,11 @@ def match_locale(admin: ConnInfo, name: str, locale: Sequence[tuple[str, str]]) 
     locale (``locale``: :attr:`DatabaseProperties.create_options`): it was created with
     the server's defaults, and is created again if they differ (text would otherwise
     sort, compare and convert differently from the backed-up database). Raises
-    RestoreError if this server cannot create such a database (a locale it lacks)."""
+    RestoreError if this server cannot create such a database (a locale it lacks).
+
+    A dump without a locale provider (pg_dump before 15) is created as libc on a 15+
+    server (:func:`~respaldo.postgres.dbprops.create_options_for`)."""
+    locale = create_options_for(locale, server_major(admin))
     differing = locale_differences(admin, name, locale)
     if not differing:
         return

@@ -229,6 +229,28 @@ def _locale_options(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+_LOCALES = frozenset({"LOCALE", "LC_COLLATE", "LC_CTYPE"})
+
+
+def create_options_for(
+    options: Sequence[tuple[str, str]], server_major: int
+) -> tuple[tuple[str, str], ...]:
+    """``options`` (a dump's :attr:`DatabaseProperties.create_options`) as a server of
+    ``server_major`` must be given them to create the same database. Pure.
+
+    A dump of a server older than 15 names no ``LOCALE_PROVIDER``: every database was
+    libc then. A 15+ server given only the locale takes template0's provider, which is
+    ICU on many (``initdb --locale-provider=icu``), and text would no longer sort as it
+    did; so ``LOCALE_PROVIDER libc`` is added when the dump has a locale but no provider.
+    Everything else is kept as it is.
+    """
+    kept = tuple(options)
+    keys = {key for key, _ in kept}
+    if server_major >= 15 and "LOCALE_PROVIDER" not in keys and keys & _LOCALES:
+        return (*kept, ("LOCALE_PROVIDER", "libc"))
+    return kept
+
+
 # Which pg_database columns each option sets (the first a server has; 17 renamed
 # daticulocale to datlocale).
 _COLUMNS = {

@@ -4,6 +4,8 @@ did. The test cluster is UTF8 with locale C; the backed-up databases differ from
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
@@ -55,11 +57,27 @@ def test_the_restored_database_has_the_backed_up_encoding_and_locale(
     assert not staging_databases(pg)
 
 
+def _roles(pg: TempCluster) -> set[str]:
+    return {str(r[0]) for r in pg.query("SELECT rolname FROM pg_catalog.pg_roles")}
+
+
+@pytest.mark.parametrize("with_globals", [False, True], ids=["database", "globals"])
 def test_a_locale_the_server_lacks_stops_the_restore_before_it_starts(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    with_globals: bool,
 ) -> None:
     _recreate(pg, respaldo.dbname, "LOCALE 'C.utf8'")
-    backup_id = respaldo.backup()["id"]
+    # A role of the backup that the server has lost since: --globals must not create it
+    # when the restore cannot happen.
+    role = f"erp_perdido_{uuid.uuid4().hex[:8]}"
+    pg.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+    try:
+        backup_id = respaldo.backup()["id"]
+    finally:
+        pg.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     # The backup as if taken on a server with a locale this one lacks.
     from respaldo.postgres import dbprops
 
@@ -69,16 +87,20 @@ def test_a_locale_the_server_lacks_stops_the_restore_before_it_starts(
         return parse(script.replace("'C.utf8'", "'xx_XX.UTF-8'"))
 
     monkeypatch.setattr(dbprops, "parse_properties", elsewhere)
-    before = databases(pg)
+    before = databases(pg), _roles(pg)
 
-    run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
+    options = ["--globals"] if with_globals else []
+    try:
+        run = respaldo.run("restore", backup_id, "--target-database", new_dbname, *options)
+    finally:
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
     assert run.code == 1, str(run)
     assert len(run.err_lines) == 2, str(run)
     error, hint = run.err_lines
     assert "xx_XX.UTF-8" in error
     assert "locale" in hint and "nothing was changed" in hint
-    assert databases(pg) == before
+    assert (databases(pg), _roles(pg)) == before
 
 
 _LOCALE_COLUMNS = (
@@ -159,3 +181,25 @@ def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
     with pg.connect(new_dbname) as conn:
         conn.execute(b"SET client_encoding = 'UTF8'")
         assert conn.execute('SELECT count(*) FROM "compañía"."año"'.encode()).fetchall() == [(2,)]
+
+
+def test_a_dump_without_a_locale_provider_comes_back_libc_on_an_icu_server() -> None:
+    # pg_dump before 15 names no provider: every database was libc. On a 15+ server
+    # whose template0 is ICU, the locale alone would give an ICU database.
+    from respaldo.operations.restore import match_locale
+    from respaldo.postgres.dbprops import parse_properties
+
+    dump_14 = "CREATE DATABASE erp WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE = 'C';\n"
+    icu = ("--locale-provider=icu", "--icu-locale=en-US")
+    with TempCluster.create(initdb_options=icu) as cluster:
+        cluster.execute("CREATE DATABASE probe TEMPLATE template0")
+        provider = "SELECT datlocprovider FROM pg_catalog.pg_database WHERE datname = 'probe'"
+        assert cluster.scalar(provider) == "i", "the test needs an ICU template0"
+
+        match_locale(cluster.conninfo(), "probe", parse_properties(dump_14).create_options)
+
+        assert cluster.scalar(provider) == "c"
+        order = (
+            "SELECT string_agg(p, ' ' ORDER BY p) FROM (VALUES ('zeta'), ('Zeta'), ('a')) AS t (p)"
+        )
+        assert cluster.scalar(order, dbname="probe") == "Zeta a zeta"  # as libc C sorts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from respaldo.postgres.dbprops import (
+    create_options_for,
     database_entries,
     parse_properties,
     quote_ident,
@@ -159,3 +160,41 @@ def test_the_encoding_and_locale_of_create_database_are_kept() -> None:
         ("ICU_LOCALE", "es-ES"),
         ("ICU_RULES", "&a < 'b'"),
     )
+
+
+# What pg_dump 14 writes (no locale providers before 15), and 15+ for a libc database.
+_DUMP_14 = (
+    "CREATE DATABASE erp WITH TEMPLATE = template0 ENCODING = 'UTF8' LOCALE = 'es_ES.UTF-8';\n"
+)
+_DUMP_14_SPLIT = (
+    "CREATE DATABASE erp WITH TEMPLATE = template0 ENCODING = 'LATIN1' "
+    "LC_COLLATE = 'C' LC_CTYPE = 'es_ES';\n"
+)
+
+
+@pytest.mark.parametrize("server_major", [15, 16, 18])
+def test_a_dump_without_a_locale_provider_is_libc_on_a_server_with_providers(
+    server_major: int,
+) -> None:
+    # Before 15 every database was libc; created on a 15+ server with the locale alone,
+    # it would take template0's provider (ICU on many) and sort differently.
+    options = parse_properties(_DUMP_14).create_options
+    assert create_options_for(options, server_major) == (
+        ("ENCODING", "UTF8"),
+        ("LOCALE", "es_ES.UTF-8"),
+        ("LOCALE_PROVIDER", "libc"),
+    )
+    split = parse_properties(_DUMP_14_SPLIT).create_options
+    assert ("LOCALE_PROVIDER", "libc") in create_options_for(split, server_major)
+
+
+def test_the_options_are_kept_as_they_are_otherwise() -> None:
+    options = parse_properties(_DUMP_14).create_options
+    # A server without providers has no such option.
+    assert create_options_for(options, 14) == options
+    # A provider the dump names is kept, whichever it is.
+    icu = (("ENCODING", "UTF8"), ("LOCALE_PROVIDER", "icu"), ("LOCALE", "C"))
+    assert create_options_for(icu, 16) == icu
+    # No locale in the dump: nothing to keep, the server's default stays.
+    assert create_options_for((("ENCODING", "UTF8"),), 16) == (("ENCODING", "UTF8"),)
+    assert create_options_for((), 16) == ()
