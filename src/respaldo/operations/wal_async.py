@@ -135,6 +135,11 @@ def run_pusher(options: PusherOptions) -> int:
                     and not any(p.exists() for p in status_paths(options.spool, name))
                 ]
                 for name in todo[: max(0, 2 * options.workers - len(inflight))]:
+                    if any(n.endswith(".history") for n in inflight):
+                        # A timeline's history file is queued before its segments (it
+                        # sorts first) and must be archived before them: wal-push checks
+                        # the timeline's first segment against it.
+                        break
                     inflight[name] = pool.submit(push_one, name)
                 if inflight or todo:
                     idle_since = time.monotonic()
