@@ -180,6 +180,29 @@ class Archiving:
         """A TempCluster handle on a restored server (same superuser and password)."""
         return replace(self.pg, base=datadir.parent, port=port)
 
+    def restore_started(
+        self, backup_id: str, servers: list[TempCluster], *options: str
+    ) -> tuple[TempCluster, Path, Run]:
+        """``restore BACKUP --target-datadir NEW OPTIONS --start`` on a free port
+        (``OPTIONS`` default to ``--immediate``); asserts that it worked and adds the
+        restored server to ``servers`` (``restored_servers``: stopped after the test)."""
+        datadir = self.new_datadir()
+        port = free_port()
+        run = self.run(
+            "restore",
+            backup_id,
+            "--target-datadir",
+            str(datadir),
+            *(options or ("--immediate",)),
+            "--start",
+            "--port",
+            str(port),
+        )
+        assert run.code == 0, str(run)
+        restored = self.restored(datadir, port)
+        servers.append(restored)
+        return restored, datadir, run
+
 
 def write_config(base: Path, pg: TempCluster, extra: str = "") -> Path:
     passfile = secret_file(base / "passphrase", PASSPHRASE)

@@ -26,7 +26,7 @@ from respaldo.postgres.checks import Status, check_server
 from respaldo.retention import Policy, decide
 from tests.integration.logical.support import table_checksums
 from tests.integration.majors import ON_PG18
-from tests.integration.physical.conftest import SEED, SHOP, Archiving, free_port
+from tests.integration.physical.conftest import SEED, SHOP, Archiving
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +52,7 @@ def test_an_incremental_backup_restores_through_its_chain(
     full_files = root["file_bytes"]
     assert meta["file_bytes"] < full_files / 2, (meta["file_bytes"], full_files)
 
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore",
-        second["id"],
-        "--target-datadir",
-        str(datadir),
-        "--immediate",
-        "--start",
-        "--port",
-        str(port),
-    )
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, datadir, _ = archiving.restore_started(second["id"], restored_servers)
     assert table_checksums(restored, SHOP) == expected
     assert not (datadir / ".respaldo-combine").exists()
 

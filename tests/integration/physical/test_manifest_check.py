@@ -30,7 +30,7 @@ from respaldo.postgres import basebackup
 from respaldo.postgres.basebackup import BaseBackupReader
 from tests.integration.logical.support import table_checksums
 from tests.integration.majors import ON_PG18
-from tests.integration.physical.conftest import SEED, SHOP, Archiving, free_port
+from tests.integration.physical.conftest import SEED, SHOP, Archiving
 
 pytestmark = pytest.mark.integration
 
@@ -135,19 +135,5 @@ def test_a_backup_stored_with_sha256_checksums_restores_under_a_crc32c_increment
     # On the old one (itself maybe incremental on earlier backups of this cluster).
     assert new_meta["chain"][-1] == old["id"], new_meta.get("full_reason")
 
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore",
-        new["id"],
-        "--target-datadir",
-        str(datadir),
-        "--immediate",
-        "--start",
-        "--port",
-        str(port),
-    )
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, _, _ = archiving.restore_started(new["id"], restored_servers)
     assert table_checksums(restored, SHOP) == expected

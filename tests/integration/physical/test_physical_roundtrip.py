@@ -21,7 +21,7 @@ from sample.day_of_work import day_of_work
 
 from respaldo.operations.wal import open_wal_repository
 from tests.integration.logical.support import table_checksums
-from tests.integration.physical.conftest import OS_USER, SEED, SHOP, Archiving, free_port
+from tests.integration.physical.conftest import OS_USER, SEED, SHOP, Archiving
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +43,10 @@ def test_restore_then_start_gives_the_same_data(
     record = archiving.backup()
     assert record["backupType"] == "incremental"
     assert record["status"] == "completed"
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore",
-        record["id"],
-        "--target-datadir",
-        str(datadir),
-        "--immediate",
-        "--start",
-        "--port",
-        str(port),
-        # No --respaldo-command: the installed respaldo (here the venv's, built as
-        # make install builds /opt/respaldo) is one the server's user can run.
-    )
-    assert run.code == 0, str(run)
+    # No --respaldo-command: the installed respaldo (here the venv's, built as make
+    # install builds /opt/respaldo) is one the server's user can run.
+    restored, _, run = archiving.restore_started(record["id"], restored_servers)
     assert "promoted" in run.err
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
     assert restored.scalar("SELECT pg_is_in_recovery()") is False
     assert table_checksums(restored, SHOP) == before
     system_id = "SELECT system_identifier FROM pg_control_system()"
@@ -130,25 +116,15 @@ def check_point_in_time_recovery(archiving: Archiving, restored_servers: list[Te
     time.sleep(0.3)
     pg.execute(insert, (3, "after the target"), dbname=SHOP)
     archiving.switch_and_archive()
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore",
+    restored, _, run = archiving.restore_started(
         record["id"],
-        "--target-datadir",
-        str(datadir),
+        restored_servers,
         "--target-time",
         target.isoformat(),
-        "--start",
-        "--port",
-        str(port),
         "--respaldo-command",
         archiving.respaldo_command,
     )
-    assert run.code == 0, str(run)
     assert "recovery stopping before commit" in run.err
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
     ids = [
         row[0]
         for row in restored.query(

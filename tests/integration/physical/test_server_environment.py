@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
-from tests.integration.physical.conftest import PASSPHRASE, Archiving, free_port
+from tests.integration.physical.conftest import PASSPHRASE, Archiving
 
 pytestmark = pytest.mark.integration
 
@@ -40,21 +40,7 @@ def test_the_restored_server_gets_no_passphrase_and_no_password(
     monkeypatch.setenv("PGPASSWORD", STRAY_PASSWORD)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-9a4b")
     monkeypatch.setenv("LC_TIME", "C")
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore",
-        record["id"],
-        "--target-datadir",
-        str(datadir),
-        "--immediate",
-        "--start",
-        "--port",
-        str(port),
-    )
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, datadir, _ = archiving.restore_started(record["id"], restored_servers)
     pid = int((datadir / "postmaster.pid").read_text().splitlines()[0])
     environ = _proc_environ(pid)
     text = "\n".join(f"{k}={v}" for k, v in environ.items())
