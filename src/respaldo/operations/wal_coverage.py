@@ -39,6 +39,7 @@ from respaldo.postgres.wal import (
     WalKind,
     format_lsn,
     parse_lsn,
+    parse_timeline_history,
     parse_wal_name,
     segment_name,
     segment_start,
@@ -85,15 +86,13 @@ def _is_wal_name(name: str) -> bool:
 
 def timeline_path(history: str, newest: int) -> list[tuple[int, int]]:
     """(timeline, LSN where it begins) from the oldest to ``newest``, from the text of
-    ``newest``'s history file (``parent<TAB>switch LSN<TAB>reason`` a line)."""
+    ``newest``'s history file (:func:`parse_timeline_history`; InvalidWalFile for a line
+    that is not one)."""
     path: list[tuple[int, int]] = []
     begin = 0
-    for line in history.splitlines():
-        fields = line.split()
-        if not fields or fields[0].startswith("#") or len(fields) < 2:
-            continue
-        path.append((int(fields[0]), begin))
-        begin = parse_lsn(fields[1])
+    for parent, switch in parse_timeline_history(history):
+        path.append((parent, begin))
+        begin = switch
     path.append((newest, begin))
     return path
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from respaldo.errors import InvalidWalFile
 from respaldo.operations.wal_coverage import (
     backup_start_time,
     newest_timeline,
@@ -121,3 +122,9 @@ def _manifest(started_at: datetime, start_time: str) -> Manifest:
 def test_a_backup_started_at_the_earliest_of_both_clocks(label: str, earliest: datetime) -> None:
     manifest = _manifest(datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC), label)
     assert backup_start_time(manifest) == earliest
+
+
+def test_a_history_file_that_is_not_one_is_an_error_not_a_shorter_path() -> None:
+    # Skipping a line it cannot read would follow the wrong timelines without a word.
+    with pytest.raises(InvalidWalFile, match="not a timeline history line"):
+        timeline_path("1\t0/5000100\tok\nthis is not history\n", 3)
