@@ -92,7 +92,7 @@ class Service:
         self._stopping = False
         self._last_fire: dict[str, datetime] = {}
         self._missed: dict[str, datetime] = {}
-        self._started = datetime.now(UTC)
+        self._started = clock()
         self._retries: dict[int, tuple[threading.Thread, CancelToken]] = {}
         self._sweep_failures = RecurringFailure(
             log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
@@ -141,7 +141,13 @@ class Service:
             if missed is not None:
                 self._missed[entry.name] = missed  # for its first firing only
             self._scheduler.add_job(
-                self.fire, entry.trigger, args=[entry], id=entry.name, name=entry.name, **extra
+                self.fire,
+                entry.trigger,
+                args=[entry],
+                kwargs={"by_trigger": True},
+                id=entry.name,
+                name=entry.name,
+                **extra,
             )
             if missed is not None:
                 log.info("%s missed a run while the service was down: running it now", entry.name)
@@ -228,8 +234,9 @@ class Service:
         """The time this firing of ``entry`` was due: the latest fire time of its trigger
         since its previous firing here (APScheduler calls late on a loaded machine, never
         early), so every service computes the same time for the same firing. None for a
-        firing that no trigger time explains (a direct call): it is not deduplicated."""
-        now = datetime.now(UTC)
+        firing that no trigger time explains: a direct call, or the trigger's call for a
+        time an earlier late call here already took (:meth:`fire` skips that one)."""
+        now = self._clock()
         with self._lock:
             since = self._last_fire.get(entry.name, self._started - timedelta(seconds=1))
             due = self._missed.pop(entry.name, None) or entry.last_due(since, now)
@@ -237,12 +244,19 @@ class Service:
                 self._last_fire[entry.name] = due
         return due
 
-    def fire(self, entry: Entry) -> None:
+    def fire(self, entry: Entry, *, by_trigger: bool = False) -> None:
         """Submit ``entry``'s job and run it here (or hand it to the queue), or record it
         skipped if the previous run of the same schedule still runs. Does nothing when
         another service already fired it for the same time. Never raises: the job records
         its error."""
         due = self._fire_time(entry)
+        if due is None and by_trigger:
+            # On a loaded machine two of the trigger's calls can come late and out of
+            # order: the first took the latest due time, so this one's was run already.
+            # Submitted without a time it would escape deduplication, and every service
+            # sharing the catalog would run it once more.
+            log.debug("%s: this firing's time was taken by an earlier late one", entry.name)
+            return
         if self.queued:
             self._fire_queued(entry, due)
             return

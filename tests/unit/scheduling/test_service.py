@@ -180,6 +180,34 @@ def test_two_services_on_one_catalog_fire_each_schedule_once(tmp_path: Path) -> 
     assert len(times) == len(set(times)), sorted(str(t) for t in times)
 
 
+def test_a_late_firing_whose_time_an_earlier_one_took_runs_nothing(tmp_path: Path) -> None:
+    # APScheduler calls late and, from its thread pool, out of order on a loaded machine:
+    # a call that finds its due time taken must not become a job with no time, which no
+    # other service sharing the catalog would recognise as the same firing.
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={
+            "time_zone": "UTC",
+            "full": "* * * * * *",
+            "restore_test": "off",
+            "cleanup": "off",
+            "verify": "off",
+        },
+        cache_dir=tmp_path / "cache",
+    )
+    now = datetime(2026, 12, 5, 7, 0, 0, 400_000, tzinfo=UTC)
+    runner = Runner()
+    runner.release.set()
+    with Context.open(settings, create=True) as ctx:
+        service = Service(ctx, entries(settings, ()), runner=runner, clock=lambda: now)
+        (full,) = [e for e in service.schedule if e.name == "full:erp"]
+        service.fire(full, by_trigger=True)  # took 07:00:00
+        service.fire(full, by_trigger=True)  # the same second's call, late: nothing
+        fired = jobs.list_jobs(ctx)
+    assert [job.scheduled_for for job in fired] == [now.replace(microsecond=0)]
+
+
 def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "respaldo.scheduling.service"]
 
