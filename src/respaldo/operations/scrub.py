@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -71,6 +72,7 @@ class Scrubber:
         values += _url_password(settings.catalog.url)
         self._values = set(_with_url_secrets(values))
         self._files: dict[Path, _Stamp | None] = dict.fromkeys(paths)
+        self._unreadable: dict[Path, tuple[_Stamp, float]] = {}
         self._lock = threading.Lock()
         self._paths = _longest_first(str(p) for p in paths)
         self._secrets: list[tuple[str, re.Pattern[str] | None]] = []
@@ -88,21 +90,27 @@ class Scrubber:
         """Read the secret files that changed since they were last read (all, the first
         time)."""
         with self._lock:
+            now = _clock()
             read = [
                 (path, stamp)
                 for path, known in self._files.items()
-                if (stamp := _stamp(path)) is not None and stamp != known
+                if (stamp := _stamp(path)) is not None
+                and stamp != known
+                and not self._wait_to_retry(path, stamp, now)
             ]
             if not read and not first:
                 return
             for path, stamp in read:
                 text = _read(path)
-                # Counted as read only once it was: a file moved into place before its
-                # owner or mode let respaldo read it is tried again on the next call
-                # (chown and chmod change neither its size nor its modification time).
-                if text is not None:
-                    self._files[path] = stamp
-                    self._values.update(_with_url_secrets([text]))
+                if text is None:
+                    # Not counted as read: a file moved into place before its owner or
+                    # mode let respaldo read it is tried again (at most once a second, so
+                    # that one it can never read costs no open per log line).
+                    self._unreadable[path] = (stamp, now)
+                    continue
+                self._unreadable.pop(path, None)
+                self._files[path] = stamp
+                self._values.update(_with_url_secrets([text]))
             # Replaced whole, never changed in place: a call without the lock reading
             # the old list still scrubs everything it held.
             # A short secret only where it stands alone (respaldo.redaction): "1234"
@@ -110,8 +118,18 @@ class Scrubber:
             forms = _longest_first(_forms(self._values))
             self._secrets = [(form, secret_pattern(form)) for form in forms]
 
+    def _wait_to_retry(self, path: Path, stamp: _Stamp, now: float) -> bool:
+        """Whether ``path``'s last read failed, less than a second ago, with the file as
+        it is now."""
+        failed = self._unreadable.get(path)
+        return failed is not None and failed[0] == stamp and now - failed[1] < _RETRY_UNREADABLE
+
 
 _Stamp = tuple[int, int, int, int, int]
+_RETRY_UNREADABLE = 1.0
+_clock = time.monotonic
+"""Seconds before a secret file that could not be read, and has not changed, is tried
+again."""
 
 
 def _stamp(path: Path) -> _Stamp | None:

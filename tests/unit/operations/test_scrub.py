@@ -178,10 +178,37 @@ def test_a_rotated_secret_file_not_readable_at_first_is_read_once_it_is(
     new = "rotated db password, not readable at first"
     _rotate(tmp_path / "db.password", new)
     real = scrub_module._read
+    clock = [1000.0]
+    monkeypatch.setattr(scrub_module, "_clock", lambda: clock[0])
     monkeypatch.setattr(scrub_module, "_read", lambda path: None)
     assert scrub(new) == new  # not known yet: it could not be read
     monkeypatch.setattr(scrub_module, "_read", real)
+    clock[0] += 1.0
     assert scrub(f"refused {new}") == f"refused {REDACTED}"
+
+
+def test_a_secret_file_that_cannot_be_read_is_tried_once_a_second_not_per_call(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # wal-push runs as postgres and loads settings naming the service's TLS key, which
+    # it may never read: no open (and no rebuilt patterns) for every log line.
+    reads: list[Path] = []
+    clock = [1000.0]
+    scrub = Scrubber(settings)
+    _rotate(tmp_path / "db.password", "a password respaldo cannot read yet")
+
+    def unreadable(path: Path) -> str | None:
+        reads.append(path)
+        return None
+
+    monkeypatch.setattr(scrub_module, "_clock", lambda: clock[0])
+    monkeypatch.setattr(scrub_module, "_read", unreadable)
+    for _ in range(50):
+        scrub("a log line")
+    assert reads == [tmp_path / "db.password"]
+    clock[0] += 1.0
+    scrub("a log line")
+    assert len(reads) == 2
 
 
 def test_a_secret_file_appearing_later_is_scrubbed(settings: Settings, tmp_path: Path) -> None:
