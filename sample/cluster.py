@@ -265,6 +265,23 @@ class TempCluster:
         assert error is not None
         raise error
 
+    def restart(self, *, log: Path | None = None) -> None:
+        """Restart the running server as it is (its port and settings files untouched):
+        for a setting only a restart applies. Its output goes to ``log`` (default: the
+        cluster's log file)."""
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                f"--pgdata={self.datadir}",
+                f"--log={log or self.logfile}",
+                "--mode=fast",
+                "--wait",
+                "--timeout=60",
+                "restart",
+            ],
+            what="pg_ctl restart",
+        )
+
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server if it runs. Idempotent."""
         if not (self.datadir / "postmaster.pid").exists():

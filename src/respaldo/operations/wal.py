@@ -215,7 +215,7 @@ def _push_wal(
         system_id = record.system_identifier
     else:
         system_id = ensure_cluster_record(repo, name, sysid, "wal-push").system_identifier
-    _check_inherited_pages(repo, system_id, wal)
+    _check_inherited_pages(settings, repo, system_id, wal, path, database)
     outcome = put_wal(repo, system_id, wal.name.timeline, wal.name.name, wal.data)
     obj = wal_object(system_id, wal.name.timeline, wal.name.name)
     if outcome is PutOutcome.DIFFERENT:
@@ -229,15 +229,26 @@ def _push_wal(
     )
 
 
-def _check_inherited_pages(repo: Repository, system_id: str, wal: WalFile) -> None:
-    """Refuse a segment that starts with an earlier timeline's pages unless the archived
-    history file of its name's timeline shows it is that timeline's first segment.
+def _check_inherited_pages(
+    settings: WalSettings,
+    repo: Repository,
+    system_id: str,
+    wal: WalFile,
+    path: Path,
+    database: str | None,
+) -> None:
+    """Refuse a segment that starts with an earlier timeline's pages unless its name's
+    timeline's history file shows it is that timeline's first segment.
 
     Any other one is another timeline's segment under this name (a pg_wal copied by hand
     after a failover, a faulty archive script): recovery following this timeline would
     read its pages after this timeline's, take that for the end of the WAL and promote
-    without what came after. PostgreSQL archives a timeline's history file before its
-    segments, so it is in the archive when the real first segment comes.
+    without what came after. The history file is the archived one; PostgreSQL archives
+    it before the timeline's segments, but only if archiving was on at the promotion (a
+    copy restored without --keep-archiving and made a primary later never queues it).
+    So when it is not archived, the one beside the segment (``pg_wal``, which the server
+    keeps its history files in) is read, and archived first if it vouches for the
+    segment, as its own push would have archived it.
     """
     timeline = wal.name.timeline
     header = wal.header_timeline
@@ -249,23 +260,45 @@ def _check_inherited_pages(repo: Repository, system_id: str, wal: WalFile) -> No
         "if it was copied under this name from another timeline (a pg_wal copied by hand, "
         "an archive script), remove it from the archive's input; it must not be archived"
     )
+    beside: Path | None = None
     try:
         text = get_wal(repo, system_id, timeline, history_name)
+        where = "archived"
     except ObjectNotFound:
-        raise WalRefused(
-            f"{refused}, and {history_name} is not archived: nothing shows it is the first "
-            f"segment of timeline {int(timeline, 16)}",
-            hint="PostgreSQL archives a timeline's history file before its segments and "
-            "retries this one, which is then archived if it is that timeline's first segment; "
-            + copied,
-        ) from None
-    history = parse_timeline_history(text.decode(errors="replace"))
+        beside = path.parent / history_name
+        try:
+            text = read_wal_file(beside).data
+        except FileNotFoundError:
+            raise WalRefused(
+                f"{refused}, and {history_name} is neither archived nor beside it: nothing "
+                f"shows it is the first segment of timeline {int(timeline, 16)}",
+                hint="PostgreSQL queues a timeline's history file for archiving only if "
+                "archiving was on at the promotion; if this is that timeline's first "
+                f"segment, archive it first ('respaldo wal-push <pg_wal>/{history_name}' "
+                "with the server's pg_wal) and the server's next retry archives this one; "
+                + copied,
+            ) from None
+        where = f"in {path.parent}, not archived"
+    try:
+        history = parse_timeline_history(text.decode(errors="replace"))
+    except InvalidWalFile as exc:
+        raise InvalidWalFile(f"{history_name} ({where}): {exc}") from None
     problem = inherited_segment_problem(wal.name.name, header, len(wal.data), history)
     if problem is not None:
         raise WalRefused(
-            f"{wal.name.name} is not archived: {problem} ({history_name})",
+            f"{wal.name.name} is not archived: {problem} ({history_name}, {where})",
             hint=f"a recovery following timeline {int(timeline, 16)} would stop at its pages "
             "as if the WAL ended there; " + copied,
+        )
+    if beside is not None:
+        # Through the whole push of a history file (its cluster, other content under its
+        # name refused), so that it is archived before the segment that depends on it.
+        pushed = _push_wal(settings, beside, database=database, repo=repo)
+        log.info(
+            "%s: archived %s first (%s), found beside it",
+            wal.name.name,
+            history_name,
+            pushed.outcome.value,
         )
 
 

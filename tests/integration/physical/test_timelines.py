@@ -1,7 +1,9 @@
 """A restored copy that becomes the new primary archives a new timeline into the same
 repository; a later restore of the same backup follows that timeline (as a failover
 means), through the history file wal-fetch serves, and a segment missing from that
-timeline is found before anything is written.
+timeline is found before anything is written. A copy restored without
+``--keep-archiving`` whose archiving is turned on after its promotion archives its new
+timeline too (PostgreSQL never queued that timeline's history file).
 
 Its own archiving cluster: the shared one's archive must keep a single timeline.
 """
@@ -15,6 +17,8 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.postgres.datadir import RECOVERY_LOG
+from respaldo.postgres.wal import parse_segment_header
 from tests.integration.physical.conftest import SHOP, archiving_cluster, free_port
 
 pytestmark = pytest.mark.integration
@@ -27,8 +31,11 @@ def _wait_archived(server: TempCluster, segment: str, timeout: float = 60.0) -> 
         if last is not None and str(last)[8:] >= segment[8:] and str(last)[:8] == segment[:8]:
             return
         time.sleep(0.1)
-    log = server.datadir / "log" / "respaldo-recovery.log"
-    raise AssertionError(f"{segment} was not archived: {log.read_text()[-3000:]}")
+    row = server.query(
+        "SELECT last_archived_wal, last_failed_wal, failed_count FROM pg_stat_archiver"
+    )
+    log = server.datadir / RECOVERY_LOG
+    raise AssertionError(f"{segment} was not archived: {row}\n{log.read_text()[-3000:]}")
 
 
 def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
@@ -90,3 +97,35 @@ def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
         ]
         assert ids == [1, 3, 4]
         assert again.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+
+
+def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_is_on(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # The copy is promoted with archive_mode = off: PostgreSQL does not queue
+    # 00000002.history for archiving then, and never later. The user makes it the new
+    # primary (archiving on, restart): its first segment, which starts with timeline 1's
+    # pages, is archived with the history file found beside it in pg_wal.
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        record = archiving.backup()
+        archiving.switch_and_archive()
+        copy, datadir, _ = archiving.restore_started(record["id"], restored_servers)
+        assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
+        assert copy.scalar("SELECT current_setting('archive_mode')") == "off"
+        command = f"{archiving.respaldo_command} --config {archiving.config} wal-push %p"
+        copy.execute("ALTER SYSTEM SET archive_mode = 'on'")
+        copy.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
+        copy.restart(log=datadir / RECOVERY_LOG)
+        first = str(copy.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+        header = parse_segment_header((datadir / "pg_wal" / first).read_bytes()[:64])
+        assert first.startswith("00000002")
+        assert header is not None
+        assert header.timeline == 1  # the segment PostgreSQL copied at the promotion
+        assert str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")) == first
+        _wait_archived(copy, first)
+        assert copy.scalar("SELECT failed_count FROM pg_stat_archiver") == 0
+        system_id = str(copy.scalar("SELECT system_identifier FROM pg_control_system()"))
+        timeline2 = archiving.repo_dir / "wal" / system_id / "00000002"
+        assert (timeline2 / "00000002.history").exists()
+        assert (timeline2 / first).exists()

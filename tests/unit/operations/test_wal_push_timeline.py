@@ -5,8 +5,10 @@ starts it as a copy of the parent's segment up to the switch point. Any other on
 timeline-1 segment copied under its timeline-2 name by hand or by a faulty script) would
 make a later recovery following timeline 2 read timeline-1 pages after timeline-2 ones;
 PostgreSQL takes that for the end of the WAL and promotes without what came after. The
-archived ``<timeline>.history`` file (archived before the timeline's segments) tells
-which segment holds the switch point and from which timeline it branched.
+archived ``<timeline>.history`` file (archived before the timeline's segments when
+archiving was on at the promotion) tells which segment holds the switch point and from
+which timeline it branched; when it is not archived, the one beside the segment (in
+``pg_wal``) does, and is archived first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.config import load_settings
-from respaldo.errors import WalRefused
+from respaldo.errors import InvalidWalFile, WalRefused
 from respaldo.operations.initialize import initialize
 from respaldo.operations.wal import open_wal_repository, push_wal
 from respaldo.repository.wal import get_wal, list_wal
@@ -117,12 +119,50 @@ def test_another_segment_with_an_earlier_timeline_is_refused(
     assert _archived(config) == before  # nothing stored
 
 
-def test_an_earlier_timeline_without_the_archived_history_file_is_refused(
+def test_an_earlier_timeline_without_any_history_file_is_refused(
     config: Path, tmp_path: Path
 ) -> None:
     settings = load_settings(config)
     push_wal(settings, _segment(tmp_path, 1, 1, 2))  # the cluster is known
-    with pytest.raises(WalRefused, match=r"00000002\.history is not archived") as refused:
+    with pytest.raises(WalRefused, match=r"00000002\.history is neither archived nor") as refused:
         push_wal(settings, _segment(tmp_path, 2, 1, 3))
-    assert "retries" in str(refused.value.hint)
+    assert "respaldo wal-push" in str(refused.value.hint)
+    assert "00000002.history" in str(refused.value.hint)
+    assert _archived(config) == ["000000010000000000000002"]
+
+
+def test_the_history_file_beside_the_first_segment_is_archived_first(
+    config: Path, tmp_path: Path
+) -> None:
+    # Archiving was off at the promotion (a restored copy without --keep-archiving):
+    # PostgreSQL never queued 00000002.history, but it is in pg_wal beside the segment.
+    settings = load_settings(config)
+    history = _history(tmp_path, 2, f"1\t{_lsn(3, 0x2A0)}\tno recovery target\n")
+    switched = _segment(tmp_path, 2, 1, 3)
+    result = push_wal(settings, switched)
+    assert result.file == switched.name
+    repo = open_wal_repository(settings)
+    assert get_wal(repo, str(SYSID), "00000002", history.name) == history.read_bytes()
+    assert get_wal(repo, str(SYSID), "00000002", switched.name) == switched.read_bytes()
+    # The server's own push of the history file, if it comes later, is the same content.
+    push_wal(settings, history)
+
+
+@pytest.mark.parametrize(
+    ("segno", "history"),
+    [
+        # The history file beside it does not put the switch point in this segment.
+        (5, f"1\t{_lsn(3, 0x2A0)}\tno recovery target\n"),
+        # Nor can a history file that is not one tell anything.
+        (3, "not a history file\n"),
+    ],
+)
+def test_a_history_file_beside_that_does_not_vouch_for_the_segment_stores_nothing(
+    config: Path, tmp_path: Path, segno: int, history: str
+) -> None:
+    settings = load_settings(config)
+    push_wal(settings, _segment(tmp_path, 1, 1, 2))  # the cluster is known
+    _history(tmp_path, 2, history)
+    with pytest.raises((WalRefused, InvalidWalFile), match=r"00000002\.history"):
+        push_wal(settings, _segment(tmp_path, 2, 1, segno))
     assert _archived(config) == ["000000010000000000000002"]
