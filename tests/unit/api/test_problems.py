@@ -131,6 +131,16 @@ def test_the_catalogs_password_is_scrubbed_as_written_and_decoded(tmp_path: Path
     assert text == "refused <secret> and <secret> for respaldo"
 
 
+def _with_password_file(settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
+    """``settings`` whose database takes its password from a 0600 file (returned)."""
+    password_file = tmp_path / "erp.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    database = {"name": "erp", "dsn": "postgresql://erp@db/erp", "password_file": password_file}
+    databases = Settings(databases=[database]).databases
+    return settings.model_copy(update={"databases": databases}), password_file
+
+
 def test_a_password_loaded_from_its_file_is_scrubbed_from_answers_and_the_log(
     settings: Settings,
     context: Context,
@@ -138,22 +148,7 @@ def test_a_password_loaded_from_its_file_is_scrubbed_from_answers_and_the_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The file's contents, not only its path: a driver's error may echo the password.
-    password_file = tmp_path / "erp.password"
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
-    served = settings.model_copy(
-        update={
-            "databases": Settings(
-                databases=[
-                    {
-                        "name": "erp",
-                        "dsn": "postgresql://erp@db/erp",
-                        "password_file": password_file,
-                    }
-                ]
-            ).databases
-        }
-    )
+    served, _ = _with_password_file(settings, tmp_path)
     app = create_app(served, context)
 
     @app.get("/test/respaldo")
@@ -178,22 +173,7 @@ def test_a_password_loaded_from_its_file_is_scrubbed_from_answers_and_the_log(
 def test_a_password_file_rotated_while_the_api_runs_is_scrubbed(
     settings: Settings, context: Context, tmp_path: Path
 ) -> None:
-    password_file = tmp_path / "erp.password"
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
-    served = settings.model_copy(
-        update={
-            "databases": Settings(
-                databases=[
-                    {
-                        "name": "erp",
-                        "dsn": "postgresql://erp@db/erp",
-                        "password_file": password_file,
-                    }
-                ]
-            ).databases
-        }
-    )
+    served, password_file = _with_password_file(settings, tmp_path)
     app = create_app(served, context)
     echoed = [PASSWORD]
 
