@@ -183,8 +183,9 @@ def _stream(
             )
         meta = {**meta, **info.to_meta(), "wal_reserved_by_slot": slot is not None}
         if stop_time is not None:
-            # The backup's end as recovery targets see time (commit timestamps are the
-            # server's): a target time before it is refused (operations/wal_coverage.py).
+            # The backup's end at the latest as recovery targets see time (commit
+            # timestamps are the server's; read after pg_basebackup exited): a target time
+            # before it is warned about, not refused (operations/wal_coverage.py).
             meta["stop_time"] = stop_time.isoformat()
         else:
             log.warning("could not read the server's time at the end of backup %s", backup_id)

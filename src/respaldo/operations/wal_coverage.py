@@ -9,9 +9,11 @@ everything after the gap, as though that were all the WAL there is. So before a 
 writes anything, respaldo lists the archive (names only: nothing is read or decrypted)
 and refuses what recovery cannot reach (:func:`check_recovery_target`):
 
-- a target LSN before the backup's stop LSN, a target time before the backup started
-  (where it became consistent is an LSN; a time while it ran is warned about, and
-  PostgreSQL refuses it if a commit lies between it and that point);
+- a target LSN before the backup's stop LSN, a target time before the server's start of
+  the backup (its backup_label's START TIME, taken just after the checkpoint; commits
+  before it are in the backup's files and never replayed). Where the backup became
+  consistent is an LSN: a time while it ran is warned about, and PostgreSQL refuses it if
+  a commit lies between it and that point;
 - recovery to the end of the archived WAL when a segment after the backup is missing and
   later ones are archived (a gap);
 - a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet).
@@ -25,16 +27,21 @@ archive holds later timelines of the cluster (a promoted copy archived there), t
 is found as PostgreSQL finds it (consecutive history files), its history file is read,
 and each segment is looked for on the timeline recovery takes it from. A newest timeline
 that does not descend from the backup's, or branched off before its end, is not checked
-(a warning says so): PostgreSQL refuses to start on it.
+(a warning says so): PostgreSQL refuses to start on it. A newest timeline other than the
+backup's is warned about, more strongly when an older timeline has WAL archived after the
+switch (production kept writing on it while a restored copy was promoted): recovery
+replays the copy's branch instead of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 
 from respaldo.errors import InvalidWalFile, RespaldoError, RestoreError, option
 from respaldo.postgres.datadir import RecoveryTarget
+from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
     WalKind,
     format_lsn,
@@ -59,6 +66,11 @@ class WalCoverage:
     """The first segment missing although a later one is archived (a gap), or None."""
     resumes: str | None
     """The first archived segment after the gap."""
+    path: tuple[tuple[int, int], ...] = ()
+    """The timelines recovery follows and the LSN where each begins, from the backup's."""
+    left: tuple[int, str] | None = None
+    """An older timeline of ``path`` that has archived WAL after recovery leaves it for the
+    next (its server kept writing on it), and the newest such segment; else None."""
 
 
 def newest_timeline(names: list[str], timeline: int) -> int:
@@ -137,10 +149,20 @@ def wal_coverage(
     def name_of(segno: int) -> str:
         return segment_name(expected(segno), segno * segment_size, segment_size)
 
+    # A full segment of a timeline that a later one had begun by (the switch's segment on:
+    # a promoted server archives its old timeline's last one as .partial) holds WAL
+    # written on the old timeline after the switch, which recovery does not replay.
+    left = max(((n, tli) for tli, n in segments if tli < expected(n)), default=None)
     return WalCoverage(
         end=max(number * segment_size, stop_lsn),
         missing=name_of(number) if beyond else None,
         resumes=name_of(beyond[0]) if beyond else None,
+        path=tuple(path),
+        left=(
+            None
+            if left is None
+            else (left[1], segment_name(left[1], left[0] * segment_size, segment_size))
+        ),
     )
 
 
@@ -152,29 +174,26 @@ def backup_end_time(manifest: Manifest) -> datetime:
     return datetime.fromisoformat(str(stop)) if stop else manifest.completed_at
 
 
-def backup_start_time(manifest: Manifest) -> datetime:
-    """When the backup had started at the earliest: the earlier of respaldo's start
-    (taken before pg_basebackup connected) and the server's ``START TIME`` in the
-    backup_label, when its time zone can be read (UTC or a numeric offset)."""
-    times = [manifest.started_at]
-    label = _label_time(str(manifest.meta.get("start_time") or ""))
-    if label is not None:
-        times.append(label)
-    return min(times)
+def label_start_time(manifest: Manifest) -> datetime | None:
+    """When the backup's checkpoint had ended, on the server's clock (the clock commit
+    timestamps and so target times are on): the backup_label's ``START TIME``, which the
+    server takes just after the checkpoint, or None where it is not recorded or its time
+    zone cannot be read without guessing (:func:`parse_label_time`)."""
+    return parse_label_time(str(manifest.meta.get("start_time") or ""))
 
 
-def _label_time(text: str) -> datetime | None:
-    """A backup_label ``START TIME`` (``2026-12-05 07:00:00 UTC``, in the server's
-    log_timezone) as an aware datetime; None when the zone is a name such as ``CET``,
-    which does not say its offset."""
-    stamp, _, zone = text.strip().rpartition(" ")
-    if zone in ("UTC", "GMT"):
-        zone = "+00:00"
-    try:
-        parsed = datetime.fromisoformat(f"{stamp}{zone}")
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+def earliest_target_time(manifest: Manifest) -> tuple[datetime, bool]:
+    """The earliest target time recovery of ``manifest`` is not refused for, and whether
+    it is on the server's clock (True) or only respaldo's ``started_at`` (False).
+
+    The backup_label's ``START TIME`` is written in whole seconds, so the checkpoint may
+    have ended up to a second after what it says: the bound is the end of that second,
+    but never later than the backup's end (:func:`backup_end_time`), after which any
+    target is valid."""
+    label = label_start_time(manifest)
+    if label is None:
+        return manifest.started_at, False
+    return min(label + timedelta(seconds=1), backup_end_time(manifest)), True
 
 
 def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
@@ -258,35 +277,63 @@ def check_recovery_target(
 
 
 def _target_time_warnings(manifest: Manifest, target: RecoveryTarget) -> list[str]:
-    """Refuse a target time before the backup started; warn about one while it ran.
+    """Refuse a target time before the backup's checkpoint ended; warn about one while
+    the backup ran.
 
-    Where the backup became consistent is an LSN, not a time: the recorded stop time is
-    read after pg_basebackup has exited (older backups have only respaldo's completion
-    time), so it is later than the backup's real end, and a target just after that end
-    (a DROP seconds after the only backup) must not be refused. While the backup ran,
-    PostgreSQL decides: it stops with "requested recovery stop point is before consistent
-    recovery point" (reported as such by ``restore --start``) if a transaction committed
-    after the target and before the consistent point.
+    Commits before the checkpoint's redo point are in the backup's files and are never
+    replayed: recovery cannot stop before them, and PostgreSQL cannot see them to refuse
+    such a target. With no commit between the target and the backup's end it replays to
+    the consistent point and stops at the first commit after it, so the data would hold
+    commits made after the target, with only a warning. The bound is therefore the
+    backup_label's ``START TIME`` (the server's clock, just after the checkpoint; to the end
+    of its second, :func:`earliest_target_time`): a target between the redo point and it
+    loses nothing the backup's end (``immediate``) does not give. After it, PostgreSQL
+    decides: it stops with "requested recovery stop point is before consistent recovery
+    point" (reported as such by ``restore --start``) if a transaction committed after the
+    target and before the consistent point. Where the
+    label's time is not known (not recorded, an ambiguous zone name), only respaldo's
+    ``started_at`` bounds it, before the checkpoint, and the warning says what may come
+    back. The end bound, ``stop_time``, is read after pg_basebackup has exited (older
+    backups: respaldo's completion), later than the real end: a target just after it (a
+    DROP seconds after the only backup) must not be refused.
     """
     if target.time is None:
         return []
     backup_id = manifest.backup_id
     when = target.time.isoformat()
-    began = backup_start_time(manifest)
+    began, on_server = earliest_target_time(manifest)
     if target.time < began:
         raise RestoreError(
             f"the recovery target {when} is before backup {backup_id} started "
             f"({began.isoformat()}): recovery cannot stop before a backup's end",
-            hint="choose a backup that ended before the target time ('respaldo list')",
+            hint="choose a backup that ended before the target time ('respaldo list'), or "
+            f"recover to this backup's end ({option('immediate')})",
         )
-    if target.time < (ended := backup_end_time(manifest)):
+    ended = backup_end_time(manifest)
+    if target.time >= ended:
+        return []
+    ran = f"the recovery target {when} is while backup {backup_id} ran"
+    if on_server:
         return [
-            f"the recovery target {when} is while backup {backup_id} ran ({began.isoformat()} "
-            f"to {ended.isoformat()} at the latest): if a transaction committed after it and "
-            "before the backup's end, PostgreSQL refuses it (requested recovery stop point is "
-            "before consistent recovery point) and an earlier backup is needed"
+            f"{ran} ({began.isoformat()} to {ended.isoformat()} at the latest): if a "
+            "transaction committed after it and before the backup's end, PostgreSQL refuses "
+            "it (requested recovery stop point is before consistent recovery point) and an "
+            "earlier backup is needed"
         ]
-    return []
+    return [
+        f"{ran} (respaldo started it at {began.isoformat()}; the server's start time is not "
+        f"known: {_label_note(manifest)}): commits between the target and the backup's "
+        "checkpoint are in its files and are not replayed, so the restored data may include "
+        "commits made after the target without an error; for a target this early restore an "
+        "earlier backup, or recover to the backup's end (immediate)"
+    ]
+
+
+def _label_note(manifest: Manifest) -> str:
+    label = str(manifest.meta.get("start_time") or "")
+    if not label:
+        return "not recorded in its manifest"
+    return f"its backup_label's START TIME {label!r} names no single time zone"
 
 
 def _archive_warnings(repo: Repository, manifest: Manifest, target: RecoveryTarget) -> list[str]:
@@ -295,6 +342,7 @@ def _archive_warnings(repo: Repository, manifest: Manifest, target: RecoveryTarg
     coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
         return [coverage]
+    warnings = _timeline_warnings(coverage, backup_id, target)
     end = format_lsn(coverage.end)
     gap = _gap(coverage)
     gap_hint = (
@@ -314,11 +362,45 @@ def _archive_warnings(repo: Repository, manifest: Manifest, target: RecoveryTarg
             "('respaldo check' tells), or choose an earlier target",
         )
     if coverage.missing is None or target.lsn is not None:
-        return []
+        return warnings
     if target.time is None and target.name is None:
         raise RestoreError(
             f"{gap}: recovery to the end of the archived WAL would stop there and promote "
             "without what came after",
             hint=gap_hint,
         )
-    return [f"{gap}; a target behind the gap stops recovery with an error"]
+    return [*warnings, f"{gap}; a target behind the gap stops recovery with an error"]
+
+
+def _timeline_warnings(coverage: WalCoverage, backup_id: str, target: RecoveryTarget) -> list[str]:
+    """Warn that recovery follows a newer timeline than the backup's (unless the target
+    LSN is before the first switch), more strongly when an older timeline of the path was
+    archived on after the switch: a server kept writing on it (production on timeline 1
+    while a restored copy that kept archiving was promoted to timeline 2), and recovery
+    replays the newer timeline's WAL instead, silently."""
+    path = coverage.path
+    if len(path) < 2 or (target.lsn is not None and parse_lsn(target.lsn) <= path[1][1]):
+        return []
+    timeline, newest = path[0][0], path[-1][0]
+    switches = ", ".join(
+        f"timeline {tli} branched off timeline {parent} at {format_lsn(begin)}"
+        for (parent, _), (tli, begin) in pairwise(path)
+    )
+    follows = (
+        f"recovery follows timeline {newest} (the archive's newest), not backup {backup_id}'s "
+        f"timeline {timeline}: {switches}"
+    )
+    if coverage.left is None:
+        return [f"{follows} (a server promoted from it archived here, such as a restored copy)"]
+    old, segment = coverage.left
+    tlis = [tli for tli, _ in path]
+    branch, switch = path[tlis.index(old) + 1]
+    return [
+        f"{follows}; but timeline {old} was archived on after {format_lsn(switch)} (up to "
+        f"{segment}): a server kept writing on it, and that WAL is not replayed, timeline "
+        f"{branch}'s is instead. If timeline {old} is the history to recover (a restored copy "
+        f"that kept archiving was promoted to timeline {branch}), remove timeline "
+        f"{branch}'s files and those of the timelines after it from the archive "
+        f"(wal/<system id>/{branch:08X}/ ...) before restoring; to stop on the history both "
+        f"share, give a target LSN before {format_lsn(switch)}"
+    ]

@@ -89,6 +89,10 @@ def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
             "--start", "--port", str(port),
         )  # fmt: skip
         assert run.code == 0, str(run)
+        # Production wrote row 2 on timeline 1 after the copy branched off, and that
+        # segment is archived: recovery replays the copy's timeline instead, and says so.
+        assert "recovery follows timeline 2" in run.err
+        assert "timeline 1 was archived on after" in run.err
         again = archiving.restored(second, port)
         restored_servers.append(again)
         ids = [

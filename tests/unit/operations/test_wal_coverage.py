@@ -6,13 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from respaldo.errors import InvalidWalFile
+from respaldo.errors import InvalidWalFile, RestoreError, option
+from respaldo.operations import wal_coverage as wal_coverage_module
 from respaldo.operations.wal_coverage import (
-    backup_start_time,
+    check_recovery_target,
+    earliest_target_time,
+    label_start_time,
     newest_timeline,
     timeline_path,
     wal_coverage,
 )
+from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.wal import format_lsn, parse_lsn
 from respaldo.repository import Manifest
 
@@ -100,31 +104,166 @@ def test_a_switch_in_the_backups_last_segment_needs_the_new_timelines_copy() -> 
     assert found.missing is None and found.end == 5 * MIB16
 
 
-def _manifest(started_at: datetime, start_time: str) -> Manifest:
+def _manifest(started_at: datetime, start_time: str, **meta: object) -> Manifest:
     return Manifest(
         "b", "incremental", "erp", started_at, started_at + timedelta(minutes=5), "0", [],
-        meta={"start_time": start_time},
+        meta={"start_time": start_time, **meta},
     )  # fmt: skip
 
 
+STARTED = datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("label", "earliest"),
+    ("label", "server"),
     [
-        # The server's START TIME, earlier than respaldo's start (another clock).
         ("2026-12-05 06:59:58 UTC", datetime(2026, 12, 5, 6, 59, 58, tzinfo=UTC)),
+        ("2026-12-05 07:00:03 GMT", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
         ("2026-12-05 07:59:58 +01", datetime(2026, 12, 5, 6, 59, 58, tzinfo=UTC)),
-        # A later one, a zone name that does not say its offset, none: respaldo's start.
-        ("2026-12-05 07:00:03 GMT", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
-        ("2026-12-05 07:59:58 CET", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
-        ("", datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)),
+        ("2026-12-05 10:00:03 +03", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        # A zone name (the server's log_timezone abbreviation), read with the tz database.
+        ("2026-12-05 08:00:03 CET", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        ("2026-12-05 02:00:03 EST", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        # The hour repeated when summer time ends: the abbreviation says which one.
+        ("2026-10-25 02:30:00 CEST", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        ("2026-10-25 02:30:00 CET", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+        # IST is India's, Ireland's summer time and Israel's: no guess. Nor for none.
+        ("2026-07-05 08:00:03 IST", None),
+        ("2026-12-05 08:00:03 XYZT", None),
+        ("", None),
     ],
 )
-def test_a_backup_started_at_the_earliest_of_both_clocks(label: str, earliest: datetime) -> None:
-    manifest = _manifest(datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC), label)
-    assert backup_start_time(manifest) == earliest
+def test_the_backup_labels_start_time_is_read_on_the_servers_clock(
+    label: str, server: datetime | None
+) -> None:
+    assert label_start_time(_manifest(STARTED, label)) == server
+
+
+def _refused_or_warned(label: str, target: datetime) -> list[str]:
+    return check_recovery_target(
+        None,  # type: ignore[arg-type]  # --target-time only: the archive is not looked at here
+        _manifest(STARTED, label),
+        RecoveryTarget(time=target),
+    )
+
+
+@pytest.fixture
+def no_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The time bound is decided from the manifest alone; the archive part says nothing.
+    monkeypatch.setattr(wal_coverage_module, "_archive_warnings", lambda *_: [])
+
+
+@pytest.mark.usefixtures("no_archive")
+@pytest.mark.parametrize("label", ["2026-12-05 08:00:05 CET", "2026-12-05 07:00:05 UTC"])
+def test_a_target_time_before_the_servers_start_time_is_refused(label: str) -> None:
+    # respaldo started at 07:00:00, the server's checkpoint ended by 07:00:05: a commit at
+    # 07:00:01 is in the backup's files and never replayed, so a target at 07:00:02 would
+    # come back with it (and with whatever followed until the first commit after the end).
+    target = datetime(2026, 12, 5, 7, 0, 2, tzinfo=UTC)
+    with pytest.raises(RestoreError, match="before backup b started") as caught:
+        _refused_or_warned(label, target)
+    assert caught.value.hint is not None and option("immediate") in caught.value.hint
+
+
+def test_the_labels_whole_second_is_refused_up_to_the_backups_end() -> None:
+    # START TIME is in whole seconds: the checkpoint may have ended at 07:00:05.9.
+    label = "2026-12-05 07:00:05 UTC"
+    bound = datetime(2026, 12, 5, 7, 0, 6, tzinfo=UTC)
+    assert earliest_target_time(_manifest(STARTED, label)) == (bound, True)
+    # A backup that ended within that second: any target after its end is valid.
+    stop = datetime(2026, 12, 5, 7, 0, 5, 400000, tzinfo=UTC)
+    manifest = _manifest(STARTED, label, stop_time=stop.isoformat())
+    assert earliest_target_time(manifest) == (stop, True)
+    assert earliest_target_time(_manifest(STARTED, "")) == (STARTED, False)
+
+
+@pytest.mark.usefixtures("no_archive")
+def test_a_target_time_while_the_backup_ran_is_warned_about() -> None:
+    within_the_labels_second = datetime(2026, 12, 5, 7, 0, 5, 500000, tzinfo=UTC)
+    with pytest.raises(RestoreError, match="before backup b started"):
+        _refused_or_warned("2026-12-05 08:00:05 CET", within_the_labels_second)
+    target = datetime(2026, 12, 5, 7, 0, 6, tzinfo=UTC)
+    (warning,) = _refused_or_warned("2026-12-05 08:00:05 CET", target)
+    assert "PostgreSQL refuses it" in warning
+    assert _refused_or_warned("2026-12-05 08:00:05 CET", STARTED + timedelta(minutes=6)) == []
+
+
+@pytest.mark.usefixtures("no_archive")
+@pytest.mark.parametrize("label", ["", "2026-07-05 08:00:03 IST"])
+def test_without_the_servers_start_time_the_warning_says_what_may_come_back(label: str) -> None:
+    # Only respaldo's own start is known, before the checkpoint: a target between the two
+    # is not refused, and PostgreSQL cannot refuse it either (its commits are not replayed).
+    with pytest.raises(RestoreError, match="before backup b started"):
+        _refused_or_warned(label, STARTED - timedelta(seconds=1))
+    (warning,) = _refused_or_warned(label, STARTED + timedelta(seconds=2))
+    assert "PostgreSQL refuses" not in warning
+    assert "may include commits made after the target" in warning
+    assert "an earlier backup" in warning and "the backup's end (immediate)" in warning
 
 
 def test_a_history_file_that_is_not_one_is_an_error_not_a_shorter_path() -> None:
     # Skipping a line it cannot read would follow the wrong timelines without a word.
     with pytest.raises(InvalidWalFile, match="not a timeline history line"):
         timeline_path("1\t0/5000100\tok\nthis is not history\n", 3)
+
+
+def _archive(monkeypatch: pytest.MonkeyPatch, names: list[str], history: str) -> Manifest:
+    """A backup of timeline 1 that ended in segment 3, and an archive of ``names`` whose
+    timeline 2 history file is ``history``."""
+    monkeypatch.setattr(wal_coverage_module, "list_wal", lambda _repo, _sid: names)
+    monkeypatch.setattr(
+        wal_coverage_module, "get_wal", lambda _repo, _sid, _tli, _name: history.encode()
+    )
+    meta = {
+        "stop_lsn": "0/3000100", "wal_segment_size": MIB16, "system_identifier": "7",
+        "timeline": 1,
+    }  # fmt: skip
+    return _manifest(STARTED, "", **meta)
+
+
+# A restored copy that kept archiving was promoted to timeline 2 at 0/5000100.
+SWITCH = "1\t0/5000100\tno recovery target specified\n"
+COPY = ["00000002.history", _seg(4), _seg(5, 2), _seg(6, 2)]
+
+
+def test_recovery_on_a_newer_timeline_than_the_backups_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest = _archive(monkeypatch, COPY, SWITCH)
+    (warning,) = check_recovery_target(None, manifest, RecoveryTarget())  # type: ignore[arg-type]
+    assert "recovery follows timeline 2" in warning and "timeline 1" in warning
+    assert "0/5000100" in warning and "kept writing" not in warning
+    # A target on the history both timelines share: nothing to say.
+    on_both = RecoveryTarget(lsn="0/5000000")
+    assert check_recovery_target(None, manifest, on_both) == []  # type: ignore[arg-type]
+
+
+def test_the_backups_timeline_archived_on_after_the_switch_is_warned_about_more_strongly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Production stayed on timeline 1 and archived segments 5 to 7 after the copy branched
+    # off: recovery to the end would replay the copy's timeline 2, not production's WAL.
+    names = [*COPY, _seg(5), _seg(6), _seg(7), f"{_seg(5)}.partial"]
+    manifest = _archive(monkeypatch, names, SWITCH)
+    found = wal_coverage(
+        names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16,
+        path=timeline_path(SWITCH, 2),
+    )  # fmt: skip
+    assert found.left == (1, _seg(7))
+    (warning,) = check_recovery_target(None, manifest, RecoveryTarget())  # type: ignore[arg-type]
+    assert "recovery follows timeline 2" in warning
+    assert f"timeline 1 was archived on after 0/5000100 (up to {_seg(7)})" in warning
+    assert "remove timeline 2's files" in warning and "00000002/" in warning
+    target = RecoveryTarget(time=STARTED + timedelta(hours=1))
+    assert check_recovery_target(None, manifest, target) == [warning]  # type: ignore[arg-type]
+
+
+def test_the_old_timelines_partial_segment_is_not_written_on_after_the_switch() -> None:
+    # What a promoted server archives of its old timeline's last segment: not a sign of
+    # a server that kept writing on it.
+    names = [*COPY, f"{_seg(5)}.partial"]
+    found = wal_coverage(
+        names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16,
+        path=timeline_path(SWITCH, 2),
+    )  # fmt: skip
+    assert found.left is None and found.missing is None
