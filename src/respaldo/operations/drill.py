@@ -4,7 +4,9 @@ A drill restores a logical backup into a throwaway database on the configured se
 (``respaldo_drill_<hex>``), measures how long the restore took (the RTO actually
 achievable), then checks:
 
-- the restore itself ended cleanly (``pg_restore --exit-on-error``, stream checksum);
+- the restore itself ended cleanly (``pg_restore --exit-on-error``, stream checksum),
+  after what a restore does first: the database's own properties read from the dump, the
+  throwaway database given its encoding and locale, the properties tried on it;
 - every table's exact row count equals the count recorded in the backup's snapshot;
 - each validation query of the database's config returns its expected value (run
   read-only, with a timeout);
@@ -56,17 +58,20 @@ from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
+from respaldo.operations.pardump import table_of_contents
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     StreamReader,
     create_empty_database,
     drop_quietly,
     load_manifest_any,
+    match_locale,
     open_with_fallbacks,
     restore_stream_into,
     restore_tools,
     row_count_differences,
 )
+from respaldo.operations.restore_props import check_properties, read_database_properties
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal_coverage import archive_check
 from respaldo.postgres import ConnInfo, server_major
@@ -219,6 +224,15 @@ def _drill(
             create_empty_database(admin, scratch)
             reader = StreamReader(repo, fallbacks, result.warnings)
             try:
+                # What a restore does before it restores, so that a drill fails wherever
+                # a restore would: properties it cannot read (in the dump's encoding),
+                # a locale this server lacks, a role they name that it lacks.
+                with table_of_contents(reader.stream, manifest) as toc:
+                    properties, _notes = read_database_properties(
+                        toc, no_owner=False, bindir=tools.bindir
+                    )
+                match_locale(admin, scratch, properties.create_options)
+                check_properties(admin, properties, scratch)
                 size = restore_stream_into(
                     ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None, tools
                 )

@@ -92,6 +92,7 @@ from respaldo.postgres.dbprops import (
     create_options_for,
     locale_differences,
 )
+from respaldo.postgres.encodings import decode_script, utf8_client
 from respaldo.postgres.scratchdb import (
     STAGING_PREFIX,
     drop_abandoned,
@@ -933,9 +934,22 @@ def _restore_globals(
 
     Roles that exist already are left exactly as they are: re-applying the backup's
     ``ALTER ROLE … PASSWORD`` would silently reset today's passwords (the restoring
-    superuser's included) to those of the backup's day. Returns warnings.
+    superuser's included) to those of the backup's day. Returns warnings. Raises
+    RestoreError, before any role is created, for a script with bytes that are not in the
+    encoding it declares.
     """
-    script = b"".join(reader.stream(manifest, GLOBALS_STREAM)).decode("utf-8")
+    # pg_dumpall writes in its client encoding (the encoding of the database it started
+    # in: role names and comments of a LATIN1 database in LATIN1); psql is sent UTF-8.
+    raw = b"".join(reader.stream(manifest, GLOBALS_STREAM))
+    try:
+        script = utf8_client(decode_script(raw))
+    except UnicodeDecodeError as exc:
+        # Role names are stored in the encoding of the database each was created from.
+        raise RestoreError(
+            f"the backup's roles cannot be read in the encoding their script declares: {exc}",
+            hint=f"nothing was changed; restore without {option('with_globals')}, and create "
+            "the roles it needs by hand",
+        ) from None
     listed = psql(
         admin,
         sql="SELECT rolname FROM pg_catalog.pg_roles",

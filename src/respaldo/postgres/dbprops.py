@@ -38,6 +38,7 @@ from psycopg import sql
 from respaldo.errors import QueryFailed
 from respaldo.postgres.commands import RunningCommand, pg_restore_offline
 from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.encodings import decode_script
 from respaldo.postgres.server import LOCALE_OPTIONS, LOCALE_PROVIDERS, _guarded, connect
 
 # A line of ``pg_restore --list``: "3340; 0 0 COMMENT - DATABASE "My DB" owner1".
@@ -346,8 +347,10 @@ def read_properties(
     ``archive`` is called twice and must yield the archive from its start each time;
     only its table of contents is read (pg_restore exits after it, and the rest is not
     fetched). ``no_owner`` leaves out ``ALTER DATABASE … OWNER TO`` as
-    ``pg_restore --no-owner`` does. Raises PostgresError (pg_restore failed) or
-    ValueError (its output holds a statement this module does not know).
+    ``pg_restore --no-owner`` does. The script is read in the encoding it declares
+    (:func:`~respaldo.postgres.encodings.decode_script`). Raises PostgresError
+    (pg_restore failed) or ValueError (its output holds a statement this module does not
+    know, or bytes not in its encoding).
     """
     listing = read_offline(["--create", "--list"], archive(), bindir=bindir)
     entries = database_entries(listing.decode("utf-8", "replace"))
@@ -360,7 +363,8 @@ def read_properties(
         if no_owner:
             options.append("--no-owner")
         script = read_offline(options, archive(), bindir=bindir)
-    return parse_properties(script.decode("utf-8"))
+    # In the dump's encoding (a LATIN1 database's comment), which the script declares.
+    return parse_properties(decode_script(script))
 
 
 def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: bool) -> None:
@@ -369,8 +373,10 @@ def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: b
     long restore). A session setting of a parameter the server does not have is left
     out: pg_restore renders the statements offline, with no server to ask, and so sets
     the parameters of its own major version (``transaction_timeout = 0`` from a
-    pg_restore 17+ for a 15 server); such a line only resets a timeout. Raises
-    QueryFailed with the server's message, ConnectionFailed."""
+    pg_restore 17+ for a 15 server); such a line only resets a timeout. A setting of
+    ``client_encoding`` is left out too: the statements are text already (read in the
+    dump's encoding), sent in the connection's own (UTF8). Raises QueryFailed with the
+    server's message, ConnectionFailed."""
     with connect(conninfo) as conn:
         try:
             # Statements rendered by pg_dump from the backup, with the database's name
@@ -382,7 +388,10 @@ def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: b
                 }
                 for statement in statements:
                     setting = _SET_PARAMETER.match(statement)
-                    if setting is not None and setting.group(1).lower() not in known:
+                    if setting is not None and (
+                        setting.group(1).lower() not in known
+                        or setting.group(1).lower() == "client_encoding"
+                    ):
                         continue
                     conn.execute(statement.encode())
 

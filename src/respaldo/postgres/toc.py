@@ -36,7 +36,6 @@ reading of :func:`read_listing` and :class:`BlockStarts` is pure.
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import IO
 
 from respaldo.postgres.dbprops import Archive, read_offline
+from respaldo.postgres.encodings import python_codec
 
 # Entry kinds with a space in their name, longest first, so that "TABLE DATA" is not read
 # as "TABLE" with namespace "DATA". A kind missing here is read as its first word: it is
@@ -242,38 +242,6 @@ def read_listing(
     what the iterator raises."""
     listing = read_offline(["--list", "--verbose"], archive, bindir=bindir)
     return parse_listing(listing.decode(python_codec(encoding), "replace"))
-
-
-# PostgreSQL's names of server encodings whose Python codec is not found by the name
-# itself (lower case, as Python looks them up).
-_CODECS = {
-    "sql_ascii": "utf-8",  # any bytes: psycopg reads them as UTF-8 too
-    "latin5": "iso8859-9",
-    "latin6": "iso8859-10",
-    "latin7": "iso8859-13",
-    "latin8": "iso8859-14",
-    "latin9": "iso8859-15",
-    "latin10": "iso8859-16",
-    "koi8r": "koi8_r",
-    "koi8u": "koi8_u",
-    "mule_internal": "utf-8",
-    "euc_jis_2004": "euc_jis_2004",
-}
-
-
-def python_codec(encoding: str | None) -> str:
-    """The Python codec of PostgreSQL server encoding ``encoding`` (``UTF8``,
-    ``LATIN1``, ``WIN1252``…); UTF-8 for None or one Python does not know. Pure."""
-    if not encoding:
-        return "utf-8"
-    name = encoding.lower()
-    if name.startswith("win") and name[3:].isdigit():
-        name = "cp" + name[3:]
-    name = _CODECS.get(name, name)
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
 
 
 def split_name(name: str) -> tuple[str | None, str]:

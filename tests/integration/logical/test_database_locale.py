@@ -203,3 +203,79 @@ def test_a_dump_without_a_locale_provider_comes_back_libc_on_an_icu_server() -> 
             "SELECT string_agg(p, ' ' ORDER BY p) FROM (VALUES ('zeta'), ('Zeta'), ('a')) AS t (p)"
         )
         assert cluster.scalar(order, dbname="probe") == "Zeta a zeta"  # as libc C sorts
+
+
+def _utf8(pg: TempCluster, dbname: str, query: sql.Composable) -> list[tuple[object, ...]]:
+    """Run ``query`` on ``dbname`` with client encoding UTF8 (the names of roles are
+    stored in the encoding of the database they were created from, LATIN1 here)."""
+    with pg.connect(dbname) as conn:
+        conn.execute(b"SET client_encoding = 'UTF8'")
+        cur = conn.execute(query.as_string(conn).encode())
+        return cur.fetchall() if cur.description else []
+
+
+def _description(pg: TempCluster, dbname: str, name: str) -> list[tuple[object, ...]]:
+    query = sql.SQL(
+        "SELECT pg_catalog.shobj_description(oid, 'pg_database')"
+        " FROM pg_catalog.pg_database WHERE datname = {}"
+    ).format(sql.Literal(name))
+    return _utf8(pg, dbname, query)
+
+
+def test_a_latin1_database_with_non_ascii_properties_and_roles_restores_and_drills(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # pg_restore renders the database's comment in the dump's encoding, and pg_dumpall
+    # (started in this LATIN1 database) writes role names in it: both were read as UTF-8
+    # and the restore failed, while the drill (which read neither) passed.
+    _recreate(pg, respaldo.dbname, "ENCODING 'LATIN1' LOCALE 'C'")
+    db = respaldo.dbname
+    role = f"contable_año_{uuid.uuid4().hex[:6]}"
+    drop = sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role))
+    roles = sql.SQL("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = {}").format(
+        sql.Literal(role)
+    )
+    _utf8(
+        pg,
+        db,
+        sql.SQL("COMMENT ON DATABASE {} IS 'compañía'; CREATE ROLE {}").format(
+            sql.Identifier(db), sql.Identifier(role)
+        ),
+    )
+    try:
+        backup_id = respaldo.backup()["id"]
+    finally:
+        _utf8(pg, db, drop)
+
+    try:
+        respaldo.restore(backup_id, new_dbname, "--globals")
+        assert _utf8(pg, db, roles) == [(role,)]
+    finally:
+        _utf8(pg, db, drop)
+    assert _description(pg, db, new_dbname) == [("compañía",)]
+
+    drill = respaldo.run("drill", backup_id)
+    assert drill.code == 0, str(drill)
+
+
+def test_a_drill_of_a_backup_whose_locale_the_server_lacks_fails(
+    respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _recreate(pg, respaldo.dbname, "LOCALE 'C.utf8'")
+    backup_id = respaldo.backup()["id"]
+    from respaldo.postgres import dbprops
+
+    parse = dbprops.parse_properties
+
+    def elsewhere(script: str) -> dbprops.DatabaseProperties:
+        return parse(script.replace("'C.utf8'", "'xx_XX.UTF-8'"))
+
+    monkeypatch.setattr(dbprops, "parse_properties", elsewhere)
+
+    drill = respaldo.run("drill", backup_id)
+
+    assert drill.code == 3, str(drill)
+    assert "FAIL restore: this server cannot create a database" in drill.err, str(drill)
+    assert "xx_XX.UTF-8" in drill.err
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
+    assert not [d for d in databases(pg) if d.startswith("respaldo_drill_")]

@@ -37,7 +37,7 @@ def test_a_name_as_the_table_of_contents_prints_it_finds_its_count() -> None:
 
 
 def test_server_encodings_map_to_python_codecs() -> None:
-    from respaldo.postgres.toc import python_codec
+    from respaldo.postgres.encodings import python_codec
 
     assert python_codec(None) == "utf-8"
     assert python_codec("UTF8") == "utf-8"
