@@ -144,10 +144,14 @@ def _dump(
                         tools=tools,
                         progress=progress("dump"),
                         spool=db.dump_spool_dir,
+                        encoding=snapshot.server_encoding,
                     )
                 else:
                     with pg_dump(
-                        conninfo, snapshot=snapshot.snapshot_id, bindir=tools.bindir
+                        conninfo,
+                        snapshot=snapshot.snapshot_id,
+                        bindir=tools.bindir,
+                        encoding=snapshot.server_encoding,
                     ) as dump:
                         # Where each table's data starts: restore --table reads only those.
                         blocks = BlockStarts(dump.stdout)
@@ -160,7 +164,8 @@ def _dump(
                 raise
             meta["row_counts"] = snapshot.row_counts()
             if snapshot.server_encoding:
-                # The encoding of the names in the dump's table of contents.
+                # The encoding of the names in the dump's table of contents (pg_dump was
+                # told to write in it: PGCLIENTENCODING would choose otherwise).
                 meta[ENCODING] = snapshot.server_encoding
             meta[FORMAT_KEY] = ROW_COUNTS_FORMAT
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)

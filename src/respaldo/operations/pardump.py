@@ -190,9 +190,11 @@ def dump_directory(
     tools: Tools,
     progress: Callable[[int], None],
     spool: Path | None = None,
+    encoding: str | None = None,
 ) -> int:
     """Dump ``conninfo``'s database with ``jobs`` pg_dump workers inside ``snapshot`` and
     store every file as a stream of ``writer``; returns the streams' total size.
+    ``encoding``: the dump's (see :func:`respaldo.postgres.commands.pg_dump`).
 
     Finished table files are stored first, in the order pg_dump finished them; when
     none is waiting, the largest table file is stored as pg_dump writes it. ``spool`` is
@@ -206,7 +208,13 @@ def dump_directory(
     with private_directory("dump", spool) as tmp:
         out = tmp / "dump"
         with pg_dump_directory(
-            conninfo, out, jobs=jobs, snapshot=snapshot, progress=finished, bindir=tools.bindir
+            conninfo,
+            out,
+            jobs=jobs,
+            snapshot=snapshot,
+            progress=finished,
+            bindir=tools.bindir,
+            encoding=encoding,
         ):
             while True:
                 said.take(0)

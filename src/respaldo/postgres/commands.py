@@ -426,11 +426,22 @@ def _start(
     )
 
 
+def _encoding_option(encoding: str | None) -> list[str]:
+    # Every pg_dump respaldo supports has --encoding; a name the server reported is
+    # letters, digits and underscores, checked so that it can only be that option's value.
+    if encoding is None:
+        return []
+    if not encoding.replace("_", "").isalnum():
+        raise ValueError(f"not an encoding's name: {encoding!r}")
+    return [f"--encoding={encoding}"]
+
+
 def pg_dump(
     conninfo: ConnInfo,
     *,
     snapshot: str | None = None,
     lock_wait_timeout_ms: int | None = None,
+    encoding: str | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
 ) -> RunningCommand:
@@ -440,7 +451,10 @@ def pg_dump(
     database that changed a little deduplicates against yesterday's. ``snapshot`` is an
     id from :func:`~respaldo.postgres.server.exported_snapshot` (whose transaction must
     stay open until pg_dump has started). ``lock_wait_timeout_ms`` makes pg_dump fail
-    instead of waiting behind a long-held exclusive lock. The caller reads
+    instead of waiting behind a long-held exclusive lock. ``encoding`` (``--encoding``)
+    is the one the dump is written in, names in its table of contents included; without
+    it, ``PGCLIENTENCODING`` in the environment (which pg_dump gets) would choose. The
+    caller reads
     ``.stdout`` to its end, then leaves the context (or calls ``.wait()``), which raises
     PostgresError on failure. Raises ToolNotFound before starting.
     """
@@ -449,6 +463,7 @@ def pg_dump(
         build.append(f"--snapshot={snapshot}")
     if lock_wait_timeout_ms is not None:
         build.append(f"--lock-wait-timeout={int(lock_wait_timeout_ms)}")
+    build += _encoding_option(encoding)
     return _start(
         "pg_dump", conninfo, build, bindir=bindir, method=method, stdin=False, stdout="pipe"
     )
@@ -461,6 +476,7 @@ def pg_dump_directory(
     jobs: int,
     snapshot: str | None = None,
     progress: StderrLines,
+    encoding: str | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
 ) -> RunningCommand:
@@ -472,7 +488,7 @@ def pg_dump_directory(
     <dump id> …`` once a worker has closed ``<dump id>.dat``. ``progress`` sees every line
     of stderr; the lines it does not keep are left out of the error message. Leaving the
     context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
-    ``jobs`` < 1, ToolNotFound before starting.
+    ``jobs`` < 1, ToolNotFound before starting. ``encoding``: see :func:`pg_dump`.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -486,6 +502,7 @@ def pg_dump_directory(
     ]
     if snapshot is not None:
         build.append(f"--snapshot={snapshot}")
+    build += _encoding_option(encoding)
     return _start(
         "pg_dump",
         conninfo,

@@ -279,3 +279,26 @@ def test_a_drill_of_a_backup_whose_locale_the_server_lacks_fails(
     assert "xx_XX.UTF-8" in drill.err
     assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
     assert not [d for d in databases(pg) if d.startswith("respaldo_drill_")]
+
+
+@pytest.mark.parametrize("jobs", [1, 2], ids=["custom", "directory"])
+def test_a_client_encoding_in_the_environment_does_not_change_the_dumps_names(
+    respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    # pg_dump gets the PG… variables: with PGCLIENTENCODING it wrote its table of
+    # contents in that encoding, while the backup recorded the database's.
+    _recreate(pg, respaldo.dbname, "ENCODING 'LATIN1' LOCALE 'C'")
+    _utf8(
+        pg,
+        respaldo.dbname,
+        sql.SQL('CREATE TABLE public."año" (v text); INSERT INTO public."año" VALUES (\'x\')'),
+    )
+    monkeypatch.setenv("PGCLIENTENCODING", "UTF8")
+    run = respaldo.run("backup", "erp", "--jobs", str(jobs), "--json")
+    assert run.code == 0, str(run)
+    backup_id = run.json()["id"]
+
+    listing = respaldo.run("ls", backup_id, "--json").json()
+    assert {"schema": "public", "name": "año", "rows": 1} in [
+        {k: t[k] for k in ("schema", "name", "rows")} for t in listing["tables"]
+    ]
