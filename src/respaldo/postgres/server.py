@@ -107,14 +107,27 @@ def _guarded(
     except psycopg.Error as exc:
         mapped = [err for kind, err in (errors or {}).items() if isinstance(exc, kind)]
         reason = _one_line(scrub(str(exc), conninfo.secrets()))
-        failure = (
-            mapped[0]
-            if mapped
-            else QueryFailed(
-                f"{what} failed on {conninfo.describe()}: {reason}", sqlstate=exc.sqlstate
-            )
-        )
+        failure = mapped[0] if mapped else _query_failed(conninfo, what, reason, exc.sqlstate)
     raise failure
+
+
+# What the server says when a text it sends is not valid in the client encoding (UTF8,
+# see _connect_params): only a SQL_ASCII database's text can be (it stores any bytes; any
+# other encoding converts to UTF8, or fails with another SQLSTATE).
+_NOT_UTF8 = "22021"
+
+
+def _query_failed(conninfo: ConnInfo, what: str, reason: str, sqlstate: str | None) -> QueryFailed:
+    if sqlstate == _NOT_UTF8 and '"UTF8"' in reason:
+        return QueryFailed(
+            f"{what} failed on {conninfo.describe()}: the database (SQL_ASCII) holds a name or "
+            f"text that is not UTF-8, which respaldo cannot read ({reason})",
+            sqlstate=sqlstate,
+            hint="rename the objects whose names are not UTF-8 (ALTER TABLE … RENAME), or "
+            "move the database to one created with ENCODING 'UTF8' (or the encoding its "
+            "text is in)",
+        )
+    return QueryFailed(f"{what} failed on {conninfo.describe()}: {reason}", sqlstate=sqlstate)
 
 
 def _connect_params(conninfo: ConnInfo, connect_timeout: int, application_name: str) -> Any:

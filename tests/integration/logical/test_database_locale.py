@@ -302,3 +302,24 @@ def test_a_client_encoding_in_the_environment_does_not_change_the_dumps_names(
     assert {"schema": "public", "name": "año", "rows": 1} in [
         {k: t[k] for k in ("schema", "name", "rows")} for t in listing["tables"]
     ]
+
+
+def test_a_sql_ascii_database_with_a_name_that_is_not_utf8_is_refused_with_a_hint(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # respaldo reads names as UTF-8; a SQL_ASCII database stores whatever bytes a client
+    # sent (here a table named in LATIN1), which the server will not send as UTF-8.
+    _recreate(pg, respaldo.dbname, "ENCODING 'SQL_ASCII' LOCALE 'C'")
+    with pg.connect(respaldo.dbname) as conn:
+        conn.execute(b'CREATE TABLE public."caf\xe9" (v text)')
+    before = respaldo.run("list", "--json").json()
+
+    run = respaldo.run("backup", "erp")
+
+    assert run.code == 1, str(run)
+    assert len(run.err_lines) == 2, str(run)
+    error, hint = run.err_lines
+    assert "SQL_ASCII" in error and "not UTF-8" in error, error
+    assert "UTF8" in hint and "rename" in hint, hint
+    after = respaldo.run("list", "--json").json()
+    assert [b["status"] for b in after if b not in before] == ["failed"], after
