@@ -178,8 +178,14 @@ def label_start_time(manifest: Manifest) -> datetime | None:
     """When the backup's checkpoint had ended, on the server's clock (the clock commit
     timestamps and so target times are on): the backup_label's ``START TIME``, which the
     server takes just after the checkpoint, or None where it is not recorded or its time
-    zone cannot be read without guessing (:func:`parse_label_time`)."""
-    return parse_label_time(str(manifest.meta.get("start_time") or ""))
+    zone cannot be read without guessing (:func:`parse_label_time`): a reading counts only
+    within the backup's own run on respaldo's clock, give or take :data:`CLOCK_SKEW`."""
+    window = (manifest.started_at - CLOCK_SKEW, backup_end_time(manifest) + CLOCK_SKEW)
+    return parse_label_time(str(manifest.meta.get("start_time") or ""), window)
+
+
+CLOCK_SKEW = timedelta(minutes=10)
+"""How far the server's clock may be from respaldo's for the label's time to be trusted."""
 
 
 def earliest_target_time(manifest: Manifest) -> tuple[datetime, bool]:

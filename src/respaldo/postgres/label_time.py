@@ -13,15 +13,18 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
-def parse_label_time(text: str) -> datetime | None:
+def parse_label_time(text: str, within: tuple[datetime, datetime]) -> datetime | None:
     """A backup_label ``START TIME`` (``2026-12-05 08:00:00 CET``: the server's
     log_timezone, as an abbreviation) as an aware datetime, or None.
 
-    ``UTC``/``GMT`` and numeric offsets (``+03``) say their offset. A name such as ``CET``
-    is looked up in the tz database: each zone that calls that local time by that name
-    (either side of a summer-time change, so ``CEST`` and ``CET`` tell the repeated hour
-    apart) gives an instant; a name that gives several (``IST`` is India's, Ireland's
-    summer time and Israel's; ``CST`` is American, Chinese and Cuban) or none is None.
+    Each reading of it is a candidate: ``UTC``/``GMT`` at offset 0, a numeric offset
+    (``+03``) at that offset, a name such as ``CET`` in each zone of the tz database that
+    calls that local time by that name (either side of a summer-time change, so ``CEST``
+    and ``CET`` tell the repeated hour apart). Only candidates ``within`` the backup's own
+    window (respaldo's clock, with a margin for skew) count, and the time is known only if
+    exactly one does. The name alone can lie: a POSIX log_timezone such as ``UTC+3`` is
+    written ``UTC`` three hours off; ``PST`` is Los Angeles' and Manila's, ``IST`` India's,
+    Ireland's and Israel's, which the window usually tells apart.
     """
     stamp, _, zone = text.strip().rpartition(" ")
     try:
@@ -30,17 +33,19 @@ def parse_label_time(text: str) -> datetime | None:
         return None
     if local.tzinfo is not None or not zone:
         return None
+    instants = {c for c in _candidates(stamp, local, zone) if within[0] <= c <= within[1]}
+    return instants.pop() if len(instants) == 1 else None
+
+
+def _candidates(stamp: str, local: datetime, zone: str) -> set[datetime]:
     if zone in ("UTC", "GMT", "UCT"):
-        return local.replace(tzinfo=UTC)
+        return {local.replace(tzinfo=UTC)}
     if _OFFSET.fullmatch(zone):
         try:
-            return datetime.fromisoformat(f"{stamp}{zone}")
+            return {datetime.fromisoformat(f"{stamp}{zone}").astimezone(UTC)}
         except ValueError:
-            return None
-    instants = {
-        candidate.astimezone(UTC) for candidate in _zoned(local) if candidate.tzname() == zone
-    }
-    return instants.pop() if len(instants) == 1 else None
+            return set()
+    return {c.astimezone(UTC) for c in _zoned(local) if c.tzname() == zone}
 
 
 _OFFSET = re.compile(r"[+-]\d{2}(:?\d{2}){0,2}")

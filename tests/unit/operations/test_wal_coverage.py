@@ -131,12 +131,20 @@ STARTED = datetime(2026, 12, 5, 7, 0, 0, tzinfo=UTC)
         ("2026-07-05 08:00:03 IST", None),
         ("2026-12-05 08:00:03 XYZT", None),
         ("", None),
+        # A POSIX log_timezone 'UTC+3' writes "UTC" three hours off: outside the backup's
+        # own run, so not trusted (it would move the bound by three hours).
+        ("2026-12-05 04:00:03 UTC", None),
+        # PST: Los Angeles (07:00:03Z the next day) or Manila (15:00:03Z): the run says.
+        ("2026-12-04 23:00:03 PST", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        ("2026-12-05 15:00:03 PST", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
     ],
 )
 def test_the_backup_labels_start_time_is_read_on_the_servers_clock(
     label: str, server: datetime | None
 ) -> None:
-    assert label_start_time(_manifest(STARTED, label)) == server
+    # Each backup started a few seconds before its label's time (respaldo's clock).
+    started = (server or STARTED) - timedelta(seconds=3)
+    assert label_start_time(_manifest(started, label)) == server
 
 
 def _refused_or_warned(label: str, target: datetime) -> list[str]:
