@@ -53,6 +53,16 @@ def read_database_properties(
     """
     try:
         properties = read_properties(dump, no_owner=no_owner, bindir=bindir)
+    except UnicodeDecodeError as exc:
+        # A SQL_ASCII database's comment or settings may hold bytes of no encoding; they
+        # cannot be sent to the server on respaldo's UTF-8 connections.
+        raise RestoreError(
+            "the backed-up database's own properties (its comment or settings) are not "
+            f"valid {exc.encoding}: {exc.reason} at byte {exc.start}",
+            hint=f"{NOTHING_CHANGED}; give the source database a comment and settings "
+            "in valid UTF-8 (ALTER DATABASE, COMMENT ON DATABASE) and take a new backup; "
+            "a restore test of such a backup fails the same way",
+        ) from None
     except ValueError as exc:
         raise RestoreError(
             f"the backed-up database's own properties cannot be read from the dump: {exc}",
