@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,7 +217,7 @@ def _push_wal(
         system_id = record.system_identifier
     else:
         system_id = ensure_cluster_record(repo, name, sysid, "wal-push").system_identifier
-    _check_inherited_pages(settings, repo, system_id, wal, path, database)
+    _check_timeline_history(settings, repo, system_id, wal, path, database)
     outcome = put_wal(repo, system_id, wal.name.timeline, wal.name.name, wal.data)
     obj = wal_object(system_id, wal.name.timeline, wal.name.name)
     if outcome is PutOutcome.DIFFERENT:
@@ -229,7 +231,26 @@ def _push_wal(
     )
 
 
-def _check_inherited_pages(
+# Per repository object, the (cluster, timeline) pairs whose history file is known to be
+# archived: the background pusher (one process, one repository) asks storage once per
+# timeline instead of once per segment. History files are never deleted from the archive.
+_archived_histories: weakref.WeakKeyDictionary[Repository, set[tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_archived_histories_lock = threading.Lock()
+
+
+def _history_known(repo: Repository, system_id: str, timeline: str) -> bool:
+    with _archived_histories_lock:
+        return (system_id, timeline) in _archived_histories.get(repo, ())
+
+
+def _remember_history(repo: Repository, system_id: str, timeline: str) -> None:
+    with _archived_histories_lock:
+        _archived_histories.setdefault(repo, set()).add((system_id, timeline))
+
+
+def _check_timeline_history(
     settings: WalSettings,
     repo: Repository,
     system_id: str,
@@ -237,32 +258,57 @@ def _check_inherited_pages(
     path: Path,
     database: str | None,
 ) -> None:
-    """Refuse a segment that starts with an earlier timeline's pages unless its name's
-    timeline's history file shows it is that timeline's first segment.
+    """Make sure a segment of timeline N > 1 is stored only once ``<N>.history`` is
+    archived, and refuse a segment that starts with an earlier timeline's pages unless
+    that history file shows it is the timeline's first segment.
 
-    Any other one is another timeline's segment under this name (a pg_wal copied by hand
-    after a failover, a faulty archive script): recovery following this timeline would
-    read its pages after this timeline's, take that for the end of the WAL and promote
-    without what came after. The history file is the archived one; PostgreSQL archives
-    it before the timeline's segments, but only if archiving was on at the promotion (a
-    copy restored without --keep-archiving and made a primary later never queues it).
-    So when it is not archived, the one beside the segment (``pg_wal``, which the server
-    keeps its history files in) is read, and archived first if it vouches for the
-    segment, as its own push would have archived it.
+    Recovery (PostgreSQL's, and :func:`respaldo.operations.wal_coverage.newest_timeline`)
+    follows a timeline only if its history file is archived: without it every segment of
+    the timeline is archived in vain. PostgreSQL archives the history file before the
+    timeline's segments, but only if archiving was on at the promotion: a copy restored
+    without --keep-archiving and made a primary later never queues it, and if it ran a
+    while before archiving was turned on, its first segment (the only one starting with
+    the parent's pages) is recycled and all the segments it archives start with its own
+    timeline's pages. So when the history file is not archived, the one beside the
+    segment (``pg_wal``, which the server keeps its history files in) is read and
+    archived first, through the whole push of a history file; none there refuses.
+
+    A segment starting with an earlier timeline's pages that is not the timeline's first
+    one is another timeline's segment under this name (a pg_wal copied by hand after a
+    failover, a faulty archive script): recovery following this timeline would read its
+    pages after this timeline's, take that for the end of the WAL and promote without
+    what came after.
     """
+    if not wal.name.has_header:
+        return  # history and backup history files
     timeline = wal.name.timeline
     header = wal.header_timeline
-    if header is None or header >= int(timeline, 16):
+    inherited = header is not None and header < int(timeline, 16)
+    if int(timeline, 16) <= 1 or (not inherited and _history_known(repo, system_id, timeline)):
         return
     history_name = f"{timeline}.history"
-    refused = f"{wal.name.name} is not archived: its first page is of timeline {header}"
+    if inherited:
+        refused = f"{wal.name.name} is not archived: its first page is of timeline {header}"
+        why = f"nothing shows it is the first segment of timeline {int(timeline, 16)}"
+    else:
+        refused = f"{wal.name.name} is not archived"
+        why = (
+            f"a recovery would never follow timeline {int(timeline, 16)}, so nothing of it "
+            "would be replayed"
+        )
     copied = (
         "if it was copied under this name from another timeline (a pg_wal copied by hand, "
         "an archive script), remove it from the archive's input; it must not be archived"
     )
     beside: Path | None = None
     try:
-        text = get_wal(repo, system_id, timeline, history_name)
+        if inherited:
+            text = get_wal(repo, system_id, timeline, history_name)
+        else:
+            # Only whether it is there: a stat, not a read and decryption.
+            repo.storage.stat(wal_object(system_id, timeline, history_name))
+            _remember_history(repo, system_id, timeline)
+            return
         where = "archived"
     except ObjectNotFound:
         beside = path.parent / history_name
@@ -270,36 +316,41 @@ def _check_inherited_pages(
             text = read_wal_file(beside).data
         except FileNotFoundError:
             raise WalRefused(
-                f"{refused}, and {history_name} is neither archived nor beside it: nothing "
-                f"shows it is the first segment of timeline {int(timeline, 16)}",
+                f"{refused}, and {history_name} is neither archived nor beside it: {why}",
                 hint="PostgreSQL queues a timeline's history file for archiving only if "
-                "archiving was on at the promotion; if this is that timeline's first "
-                f"segment, archive it first ('respaldo wal-push <pg_wal>/{history_name}' "
-                "with the server's pg_wal) and the server's next retry archives this one; "
-                + copied,
+                "archiving was on at the promotion; archive it first ('respaldo wal-push "
+                f"<pg_wal>/{history_name}' with the server's pg_wal) and the server's next "
+                "retry archives this one" + ("; " + copied if inherited else ""),
             ) from None
         where = f"in {path.parent}, not archived"
     try:
         history = parse_timeline_history(text.decode(errors="replace"))
     except InvalidWalFile as exc:
         raise InvalidWalFile(f"{history_name} ({where}): {exc}") from None
-    problem = inherited_segment_problem(wal.name.name, header, len(wal.data), history)
-    if problem is not None:
-        raise WalRefused(
-            f"{wal.name.name} is not archived: {problem} ({history_name}, {where})",
-            hint=f"a recovery following timeline {int(timeline, 16)} would stop at its pages "
-            "as if the WAL ended there; " + copied,
-        )
+    if inherited and header is not None:
+        problem = inherited_segment_problem(wal.name.name, header, len(wal.data), history)
+        if problem is not None:
+            raise WalRefused(
+                f"{wal.name.name} is not archived: {problem} ({history_name}, {where})",
+                hint=f"a recovery following timeline {int(timeline, 16)} would stop at its "
+                "pages as if the WAL ended there; " + copied,
+            )
     if beside is not None:
         # Through the whole push of a history file (its cluster, other content under its
         # name refused), so that it is archived before the segment that depends on it.
         pushed = _push_wal(settings, beside, database=database, repo=repo)
-        log.info(
-            "%s: archived %s first (%s), found beside it",
+        # A warning: a restored copy archiving into production's repository makes its
+        # timeline the newest one, which recovery then follows by default.
+        log.warning(
+            "%s: archived %s first (%s), found beside it in %s: timeline %d is now in "
+            "the archive, and recovery follows the newest timeline",
             wal.name.name,
             history_name,
             pushed.outcome.value,
+            path.parent,
+            int(timeline, 16),
         )
+    _remember_history(repo, system_id, timeline)
 
 
 @dataclass(frozen=True)

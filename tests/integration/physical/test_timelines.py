@@ -103,13 +103,17 @@ def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
         assert again.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
 
 
+@pytest.mark.parametrize("recycled", [False, True], ids=["first-segment", "recycled"])
 def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_is_on(
-    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster], recycled: bool
 ) -> None:
     # The copy is promoted with archive_mode = off: PostgreSQL does not queue
     # 00000002.history for archiving then, and never later. The user makes it the new
     # primary (archiving on, restart): its first segment, which starts with timeline 1's
-    # pages, is archived with the history file found beside it in pg_wal.
+    # pages, is archived with the history file found beside it in pg_wal. Or, if the
+    # copy ran a while before (recycled), that segment is gone at its checkpoints and
+    # every segment it archives starts with timeline 2's pages: the first of them
+    # brings the history file along all the same.
     with archiving_cluster(None) as archiving:
         archiving.capsys = capsys
         record = archiving.backup()
@@ -117,19 +121,28 @@ def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_
         copy, datadir, _ = archiving.restore_started(record["id"], restored_servers)
         assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
         assert copy.scalar("SELECT current_setting('archive_mode')") == "off"
-        command = f"{archiving.respaldo_command} --config {archiving.config} wal-push %p"
-        copy.execute("ALTER SYSTEM SET archive_mode = 'on'")
-        copy.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
-        copy.restart(log=datadir / RECOVERY_LOG)
         first = str(copy.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())"))
         header = parse_segment_header((datadir / "pg_wal" / first).read_bytes()[:64])
         assert first.startswith("00000002")
         assert header is not None
         assert header.timeline == 1  # the segment PostgreSQL copied at the promotion
-        assert str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")) == first
-        _wait_archived(copy, first)
+        if recycled:
+            for n in range(3):
+                copy.execute(sql.SQL("CREATE TABLE {} ()").format(sql.Identifier(f"r{n}")))
+                copy.execute("SELECT pg_switch_wal()")
+                copy.execute("CHECKPOINT")
+            assert not (datadir / "pg_wal" / first).exists()
+        command = f"{archiving.respaldo_command} --config {archiving.config} wal-push %p"
+        copy.execute("ALTER SYSTEM SET archive_mode = 'on'")
+        copy.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(sql.Literal(command)))
+        copy.restart(log=datadir / RECOVERY_LOG)
+        current = str(copy.scalar("SELECT pg_walfile_name(pg_current_wal_lsn())"))
+        assert (current == first) is not recycled
+        copy.execute("CREATE TABLE after_archiving_on ()")
+        assert str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")) == current
+        _wait_archived(copy, current)
         assert copy.scalar("SELECT failed_count FROM pg_stat_archiver") == 0
         system_id = str(copy.scalar("SELECT system_identifier FROM pg_control_system()"))
         timeline2 = archiving.repo_dir / "wal" / system_id / "00000002"
         assert (timeline2 / "00000002.history").exists()
-        assert (timeline2 / first).exists()
+        assert (timeline2 / current).exists()

@@ -166,3 +166,62 @@ def test_a_history_file_beside_that_does_not_vouch_for_the_segment_stores_nothin
     with pytest.raises((WalRefused, InvalidWalFile), match=r"00000002\.history"):
         push_wal(settings, _segment(tmp_path, 2, 1, segno))
     assert _archived(config) == ["000000010000000000000002"]
+
+
+def test_a_later_segment_of_a_timeline_whose_history_is_not_archived_archives_it_first(
+    config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A copy restored without --keep-archiving ran a while before archiving was turned
+    # on: the server recycled timeline 2's first segment, every segment left starts with
+    # timeline-2 pages, and 00000002.history is only in pg_wal. Recovery follows a
+    # timeline only if its history file is archived.
+    settings = load_settings(config)
+    history = _history(tmp_path, 2, f"1\t{_lsn(3, 0x2A0)}\tno recovery target\n")
+    later = _segment(tmp_path, 2, 2, 9)
+    with caplog.at_level("WARNING", logger="respaldo.operations.wal"):
+        push_wal(settings, later)
+    repo = open_wal_repository(settings)
+    assert get_wal(repo, str(SYSID), "00000002", history.name) == history.read_bytes()
+    assert get_wal(repo, str(SYSID), "00000002", later.name) == later.read_bytes()
+    assert any(
+        r.levelname == "WARNING" and "00000002.history" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_later_segment_of_a_timeline_without_any_history_file_is_refused(
+    config: Path, tmp_path: Path
+) -> None:
+    settings = load_settings(config)
+    push_wal(settings, _segment(tmp_path, 1, 1, 2))  # the cluster is known
+    with pytest.raises(WalRefused, match=r"00000002\.history is neither archived nor") as refused:
+        push_wal(settings, _segment(tmp_path, 2, 2, 9))
+    assert "respaldo wal-push" in str(refused.value.hint)
+    assert "00000002.history" in str(refused.value.hint)
+    assert _archived(config) == ["000000010000000000000002"]
+
+
+def test_a_timeline_1_segment_needs_no_history_file(config: Path, tmp_path: Path) -> None:
+    settings = load_settings(config)
+    push_wal(settings, _segment(tmp_path, 1, 1, 2))
+    assert _archived(config) == ["000000010000000000000002"]
+
+
+def test_one_repository_asks_for_a_timelines_history_file_once(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The --async pusher keeps one repository open: one stat per timeline, not per segment.
+    settings = load_settings(config)
+    repo = open_wal_repository(settings)
+    push_wal(settings, _history(tmp_path, 2, f"1\t{_lsn(3, 0x2A0)}\tno recovery target\n"))
+    stats: list[str] = []
+    real_stat = repo.storage.stat
+
+    def counting_stat(name: str) -> object:
+        stats.append(name)
+        return real_stat(name)
+
+    monkeypatch.setattr(repo.storage, "stat", counting_stat)
+    for segno in (9, 10, 11):
+        push_wal(settings, _segment(tmp_path, 2, 2, segno), repo=repo)
+    assert stats == [f"wal/{SYSID}/00000002/00000002.history"]
+    assert len(_archived(config)) == 4
