@@ -380,22 +380,19 @@ def restore_arriving(
     killed before this returns, and the database is the caller's to drop."""
     spool = Spool(directory / "dump.pgcustom")
     done = 0
+
+    def appended() -> Iterator[None]:
+        nonlocal done
+        for data in chunks:
+            spool.append(data)
+            done += len(data)
+            progress(done)
+            yield
+
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
         loading = pool.submit(_load, spool, size, noted, conninfo, jobs, no_owner, bindir)
         try:
-            for data in chunks:
-                spool.append(data)
-                done += len(data)
-                progress(done)
-                if loading.done() and loading.exception() is not None:
-                    break  # a pg_restore failed: its error is raised below
-            else:
-                spool.finish()
-            plan = loading.result()
-        except BaseException:
-            spool.abort()
-            _reap(loading)
-            raise
+            plan = _feed_while_loading(spool, loading, appended())
         finally:
             close = getattr(chunks, "close", None)
             if callable(close):
@@ -420,6 +417,26 @@ def restore_arriving(
     ):
         pass
     return done
+
+
+def _feed_while_loading(
+    spool: Spool | FileSpool, loading: Future[Plan | None], steps: Iterator[None]
+) -> Plan | None:
+    """Take ``steps`` (each adds to ``spool``) to their end and finish the spool, or
+    until the loading pg_restore failed (its error is raised here); return the loading's
+    plan. On any failure the spool is aborted, so that no worker waits for more, and the
+    loading is reaped before this raises."""
+    try:
+        for _ in steps:
+            if loading.done() and loading.exception() is not None:
+                break  # a pg_restore failed: its error is raised below
+        else:
+            spool.finish()
+        return loading.result()
+    except BaseException:
+        spool.abort()
+        _reap(loading)
+        raise
 
 
 def _reap(loading: Future[Plan | None]) -> None:
@@ -598,30 +615,26 @@ def restore_directory_arriving(
     sizes = {file_name: manifest.stream(name).size for name, file_name in files}
     spool = FileSpool(directory)
     done = 0
+
+    def added() -> Iterator[None]:
+        nonlocal done
+        for name, file_name in order:
+            part = directory / (file_name + ".part")
+            with part.open("wb", buffering=FEED) as fh:
+                for data in stream(manifest, name):
+                    fh.write(data)
+                    done += len(data)
+                    progress(done)
+            # Complete and checked: only now under the name pg_restore opens.
+            part.rename(directory / file_name)
+            spool.add(file_name)
+            yield
+
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
         loading = pool.submit(
             _load_directory, spool, order, sizes, conninfo, jobs, no_owner, bindir
         )
-        try:
-            for name, file_name in order:
-                part = directory / (file_name + ".part")
-                with part.open("wb", buffering=FEED) as fh:
-                    for data in stream(manifest, name):
-                        fh.write(data)
-                        done += len(data)
-                        progress(done)
-                # Complete and checked: only now under the name pg_restore opens.
-                part.rename(directory / file_name)
-                spool.add(file_name)
-                if loading.done() and loading.exception() is not None:
-                    break
-            else:
-                spool.finish()
-            plan = loading.result()
-        except BaseException:
-            spool.abort()
-            _reap(loading)
-            raise
+        plan = _feed_while_loading(spool, loading, added())
     rest = None
     if plan is not None:
         rest = directory.with_name("rest.list")
