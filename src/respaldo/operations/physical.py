@@ -172,7 +172,7 @@ def _stream(
                     exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr)
                 ) from None
         info = reader.finish()
-        stop_time = server_clock(conn)
+        stop_time, log_timezone = server_clock(conn)
         server_manifest = reader.check.manifest_bytes
         assert server_manifest is not None  # finish() raised otherwise
         writer.write_stream(MANIFEST_STREAM, io.BytesIO(server_manifest))
@@ -187,6 +187,10 @@ def _stream(
             # timestamps are the server's; read after pg_basebackup exited): a target time
             # before it is warned about, not refused (operations/wal_coverage.py).
             meta["stop_time"] = stop_time.isoformat()
+        if log_timezone is not None:
+            # The zone the label's START TIME is written in, by name: its abbreviation
+            # alone may fit several zones, or lie (a POSIX 'UTC+3' writes "UTC").
+            meta["log_timezone"] = log_timezone
         else:
             log.warning("could not read the server's time at the end of backup %s", backup_id)
         manifest = writer.commit(

@@ -178,10 +178,17 @@ def label_start_time(manifest: Manifest) -> datetime | None:
     """When the backup's checkpoint had ended, on the server's clock (the clock commit
     timestamps and so target times are on): the backup_label's ``START TIME``, which the
     server takes just after the checkpoint, or None where it is not recorded or its time
-    zone cannot be read without guessing (:func:`parse_label_time`): a reading counts only
-    within the backup's own run on respaldo's clock, give or take :data:`CLOCK_SKEW`."""
+    zone cannot be read without guessing (:func:`parse_label_time`): read in the server's
+    ``log_timezone`` where the backup recorded it by a name the tz database has; otherwise
+    a reading counts only within the backup's own run on respaldo's clock, give or take
+    :data:`CLOCK_SKEW`."""
     window = (manifest.started_at - CLOCK_SKEW, backup_end_time(manifest) + CLOCK_SKEW)
-    return parse_label_time(str(manifest.meta.get("start_time") or ""), window)
+    zone = manifest.meta.get("log_timezone")
+    return parse_label_time(
+        str(manifest.meta.get("start_time") or ""),
+        window,
+        zone if isinstance(zone, str) else None,
+    )
 
 
 CLOCK_SKEW = timedelta(minutes=10)

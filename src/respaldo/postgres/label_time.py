@@ -13,10 +13,19 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
-def parse_label_time(text: str, within: tuple[datetime, datetime]) -> datetime | None:
+def parse_label_time(
+    text: str, within: tuple[datetime, datetime], log_timezone: str | None = None
+) -> datetime | None:
     """A backup_label ``START TIME`` (``2026-12-05 08:00:00 CET``: the server's
     log_timezone, as an abbreviation) as an aware datetime, or None.
 
+    Where the server's ``log_timezone`` is known by a name the tz database has
+    (``Europe/Madrid``, recorded with the backup) and the abbreviation is one that zone
+    uses at that local time, that reading is the time, whatever respaldo's clock said:
+    the bound is on the server's clock, as target times are.
+
+    Otherwise (backups from before the zone was recorded, a POSIX zone such as
+    ``UTC+3`` the tz database does not have):
     Each reading of it is a candidate: ``UTC``/``GMT`` at offset 0, a numeric offset
     (``+03``) at that offset, a name such as ``CET`` in each zone of the tz database that
     calls that local time by that name (either side of a summer-time change, so ``CEST``
@@ -33,6 +42,9 @@ def parse_label_time(text: str, within: tuple[datetime, datetime]) -> datetime |
         return None
     if local.tzinfo is not None or not zone:
         return None
+    exact = _in_named_zone(local, zone, log_timezone)
+    if exact is not None:
+        return exact
     instants = {c for c in _candidates(stamp, local, zone) if within[0] <= c <= within[1]}
     return instants.pop() if len(instants) == 1 else None
 
@@ -46,6 +58,23 @@ def _candidates(stamp: str, local: datetime, zone: str) -> set[datetime]:
         except ValueError:
             return set()
     return {c.astimezone(UTC) for c in _zoned(local) if c.tzname() == zone}
+
+
+def _in_named_zone(local: datetime, abbreviation: str, name: str | None) -> datetime | None:
+    """``local`` read in the zone ``name``, if the tz database has it and exactly one of
+    its folds is called ``abbreviation`` then (CEST and CET tell a repeated hour apart)."""
+    if not name:
+        return None
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+    readings = {
+        reading.astimezone(UTC)
+        for reading in (local.replace(tzinfo=zone, fold=0), local.replace(tzinfo=zone, fold=1))
+        if reading.tzname() == abbreviation
+    }
+    return readings.pop() if len(readings) == 1 else None
 
 
 _OFFSET = re.compile(r"[+-]\d{2}(:?\d{2}){0,2}")

@@ -220,13 +220,19 @@ def server_info(conninfo: ConnInfo, conn: Connection | None = None) -> ServerInf
     return ServerInfo(version_num=int(row[0]), version=str(row[1]), system_identifier=int(row[2]))
 
 
-def server_clock(conn: Connection) -> datetime | None:
-    """The server's ``clock_timestamp()`` on ``conn``; None if the session cannot say."""
+def server_clock(conn: Connection) -> tuple[datetime | None, str | None]:
+    """The server's ``clock_timestamp()`` on ``conn`` and its ``log_timezone`` (the zone
+    a backup_label's ``START TIME`` is written in); None for what the session cannot say."""
     try:
-        row = conn.execute("SELECT pg_catalog.clock_timestamp()").fetchone()
+        row = conn.execute(
+            "SELECT pg_catalog.clock_timestamp(), pg_catalog.current_setting('log_timezone')"
+        ).fetchone()
     except psycopg.Error:
-        return None
-    return row[0] if row is not None and isinstance(row[0], datetime) else None
+        return None, None
+    if row is None:
+        return None, None
+    clock = row[0] if isinstance(row[0], datetime) else None
+    return clock, row[1] if isinstance(row[1], str) and row[1] else None
 
 
 def check_tool_compatible(program: str, tool_major: int, server_major: int) -> None:

@@ -142,6 +142,8 @@ def test_a_target_time_while_the_backup_ran_is_reached(
     earliest, on_server = earliest_target_time(manifest)
     stopped = datetime.fromisoformat(str(meta["stop_time"]))
     assert on_server and earliest <= stopped
+    # The zone the label's time is written in, recorded by name (read without the window).
+    assert meta["log_timezone"] == pg.scalar("SHOW log_timezone")
     during = earliest + (stopped - earliest) / 2
     pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
     archiving.switch_and_archive()

@@ -275,3 +275,51 @@ def test_the_old_timelines_partial_segment_is_not_written_on_after_the_switch() 
         path=timeline_path(SWITCH, 2),
     )  # fmt: skip
     assert found.left is None and found.missing is None
+
+
+@pytest.mark.parametrize(
+    ("label", "zone", "server"),
+    [
+        # IST in the server's own zone: India's, or Ireland's summer time, not a guess.
+        ("2026-07-05 08:00:03 IST", "Asia/Kolkata", datetime(2026, 7, 5, 2, 30, 3, tzinfo=UTC)),
+        ("2026-07-05 08:00:03 IST", "Europe/Dublin", datetime(2026, 7, 5, 7, 0, 3, tzinfo=UTC)),
+        # The repeated hour, told apart by the abbreviation in the named zone.
+        ("2026-10-25 02:30:00 CEST", "Europe/Madrid", datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        ("2026-10-25 02:30:00 CET", "Europe/Madrid", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)),
+    ],
+)
+def test_the_start_time_is_read_in_the_servers_recorded_log_timezone(
+    label: str, zone: str, server: datetime
+) -> None:
+    started = server - timedelta(seconds=3)
+    assert label_start_time(_manifest(started, label, log_timezone=zone)) == server
+
+
+def test_in_a_recorded_zone_the_start_time_is_the_servers_even_off_respaldos_clock() -> None:
+    # The server's clock runs an hour behind respaldo's: its label time is outside the
+    # backup's run on respaldo's clock, but target times (commit timestamps) are on the
+    # server's clock, so the server's own reading is the bound.
+    label = "2026-12-05 07:00:03 CET"  # 06:00:03Z on the server's clock
+    plain = _manifest(STARTED, label)
+    named = _manifest(STARTED, label, log_timezone="Europe/Madrid")
+    assert label_start_time(plain) is None
+    assert label_start_time(named) == datetime(2026, 12, 5, 6, 0, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("label", "zone", "server"),
+    [
+        # A POSIX zone the tz database does not have: read as before, by the run's window.
+        ("2026-12-05 04:00:03 UTC", "UTC+3", None),
+        ("2026-12-05 07:00:03 UTC", "<+03>-03", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        # An abbreviation the named zone does not use then (the setting changed between
+        # the backup's start and its end): read as before.
+        ("2026-12-05 08:00:03 CET", "Asia/Tokyo", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+        ("2026-12-05 08:00:03 CET", "../../etc/passwd", datetime(2026, 12, 5, 7, 0, 3, tzinfo=UTC)),
+    ],
+)
+def test_a_recorded_zone_that_does_not_fit_is_not_trusted(
+    label: str, zone: str, server: datetime | None
+) -> None:
+    started = STARTED - timedelta(seconds=3)
+    assert label_start_time(_manifest(started, label, log_timezone=zone)) == server
