@@ -2,9 +2,11 @@
 
 What may not be deleted is what retention never expires, by the same rule
 (:func:`respaldo.retention.protected`): the newest completed and the newest verified
-backup of its database and kind, pinned backups (unpin first) and running ones. The
-deletion itself is prune's, in the same order: the manifest from every repository, then
-the catalog record; the data goes with the next garbage collection (``prune``).
+backup of its database and kind, pinned backups (unpin first) and running ones; and, as
+retention keeps a kept backup's parent, a backup another one is incremental on (that one
+restores only on top of it: delete the newest of a chain first). The deletion itself
+is prune's, in the same order: the manifest from every repository, then the catalog
+record; the data goes with the next garbage collection (``prune``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             if reasons == ["pinned"]
             else "retention never deletes the newest completed or verified backup of a "
             "database, nor a running one; take a newer backup first",
+        )
+    children = sorted(b.id for b in group if b.parent == target.id)
+    if children:
+        raise BackupProtected(
+            f"backup {target.id} is the parent of {', '.join(children)}, which restore only "
+            "on top of it",
+            hint="delete the backups built on it first (the newest of a chain first)",
         )
     repos = open_repositories(ctx) if target.completed else []
     if not delete_manifests(target.id, repos):

@@ -130,16 +130,18 @@ class Installation:
         failed: bool = False,
         verified: bool | None = None,
         pinned: bool = False,
+        kind: BackupKind = BackupKind.FULL,
+        parent: str | None = None,
     ) -> str:
         """A backup completed (or failed) ``age`` before NOW, in the primary only (see
-        :meth:`replicate`)."""
+        :meth:`replicate`); ``parent`` is the backup an incremental one builds on."""
         when = NOW - age
         backup_id = new_backup_id(when)
         catalog = self.ctx.catalog
         with catalog.begin() as session:
             records = BackupRecords(session)
             records.create_pending(
-                kind=BackupKind.FULL,
+                kind=kind,
                 repository="local",
                 triggered_by=TriggeredBy.SCHEDULE,
                 retention_days=7,
@@ -157,7 +159,7 @@ class Installation:
         data = data_for(backup_id, database)
         with BackupWriter(self._primary, backup_id) as writer:
             writer.write_stream("dump", io.BytesIO(data))
-            writer.commit(kind="full", source=database, started_at=when)
+            writer.commit(kind=kind.value, source=database, started_at=when)
         with catalog.begin() as session:
             records = BackupRecords(session)
             records.complete(
@@ -167,6 +169,7 @@ class Installation:
                 size_compressed=len(data),
                 checksum=hashlib.sha256(data).hexdigest(),
                 manifest=f"manifests/{backup_id}",
+                parent_id=parent,
             )
             if verified is not None:
                 records.set_verified(backup_id, when + timedelta(hours=1), verified=verified)

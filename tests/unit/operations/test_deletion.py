@@ -1,0 +1,58 @@
+"""Deleting one backup by hand (``DELETE /admin/backups/{id}``) over a real SQLite catalog
+and two real local repositories: refused for what retention keeps, whatever keeps it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.domain import BackupKind
+from respaldo.errors import BackupProtected
+from respaldo.operations.deletion import delete_backup
+from respaldo.repository import verify_repository
+from tests.unit.operations.support import Installation
+
+pytestmark = pytest.mark.unit
+
+DAY = timedelta(days=1)
+PHYSICAL = BackupKind.INCREMENTAL
+
+
+@pytest.fixture
+def inst(tmp_path: Path) -> Iterator[Installation]:
+    installation = Installation.create(tmp_path)
+    yield installation
+    installation.close()
+
+
+def test_the_chain_of_a_kept_incremental_backup_cannot_be_deleted(inst: Installation) -> None:
+    # A full physical backup, an incremental on it and one on that: the newest restores
+    # only on top of both (pg_combinebackup), so neither may go while it is kept.
+    root = inst.backup(3 * DAY, kind=PHYSICAL)
+    middle = inst.backup(2 * DAY, kind=PHYSICAL, parent=root)
+    newest = inst.backup(1 * DAY, kind=PHYSICAL, parent=middle)
+    inst.replicate()
+    for needed, child in ((middle, newest), (root, middle)):
+        with pytest.raises(BackupProtected) as refused:
+            delete_backup(inst.ctx, needed)
+        assert f"parent of {child}" in refused.value.message
+        assert refused.value.hint
+    assert inst.record_ids() == {root, middle, newest}
+    for name in (None, "second"):
+        assert inst.manifests(name) == {root, middle, newest}
+        assert verify_repository(inst.repository(name)).ok
+
+
+def test_a_backup_no_kept_one_needs_is_deleted(inst: Installation) -> None:
+    # A full chain of its own, older than the newest chain: nothing kept needs it.
+    old = inst.backup(3 * DAY, kind=PHYSICAL)
+    root = inst.backup(2 * DAY, kind=PHYSICAL)
+    newest = inst.backup(1 * DAY, kind=PHYSICAL, parent=root)
+    inst.replicate()
+    deleted = delete_backup(inst.ctx, old)
+    assert deleted.manifests_deleted_from == ["local", "second"]
+    assert inst.record_ids() == {root, newest}
+    assert inst.manifests() == {root, newest}
