@@ -7,6 +7,8 @@
    repository (primary and secondaries), then its catalog record. A failed record holds
    no data: only its record goes. Each deletion is logged.
 3. Garbage collection (:func:`respaldo.repository.collect_garbage`) in every repository.
+   Damaged chunks of kept backups it finds (and quarantines) make the run fail: they are
+   news, and only ``verify`` marks the backups that need them as damaged.
 4. WAL retention, then, in repositories with S3 Object Lock, renewal of the locks of what
    is left (:func:`respaldo.storage.object_lock.extend_locks`): everything still there is
    needed by a kept backup, so it must stay locked.
@@ -176,6 +178,15 @@ def prune(
             outcome.fail(f"garbage collection: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
             log.warning("garbage collection of %s failed: %s", outcome.name, exc)
         else:
+            if outcome.gc.damaged:
+                # News of damage to kept backups: a prune that reported success would
+                # leave them counted as good until someone happened to verify.
+                outcome.fail(
+                    f"garbage collection found {outcome.gc.damaged} damaged chunk copies "
+                    "that kept backups reference (quarantined; no backup deduplicates "
+                    "against them now): run 'respaldo verify --all', which marks the "
+                    "backups that need them, then 'respaldo repair'"
+                )
             try:
                 outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
             except RespaldoError as exc:

@@ -8,7 +8,8 @@ every data chunk those lists name. *Sweep*, per pack:
 - a pack whose dead share (sealed bytes of chunks nothing references, over all its
   chunks' sealed bytes) reaches ``repack_threshold`` is *repacked*: its live chunks are
   copied, still sealed, into new packs (each one authenticated and checked against its
-  id on the way: a damaged chunk is never copied, its pack is kept and reported);
+  id on the way: a damaged chunk is never copied, its pack is kept and reported, and the
+  damaged copy is quarantined so that no backup deduplicates against it any more);
 - several small packs (below ``small_pack_fraction`` of the pack size: every backup's
   last pack is one) are repacked together;
 - a chunk stored in several packs lives in the one whose share of live chunks is
@@ -64,6 +65,7 @@ from respaldo.repository.packs import (
     pack_id_from_name,
     pack_name,
 )
+from respaldo.repository.quarantine import DamagedCopy, write_record
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
 from respaldo.repository.wal import WAL_PREFIX
@@ -101,6 +103,9 @@ class GcReport:
     index_files_removed: int = 0
     index_files_written: int = 0
     temporaries_removed: int = 0
+    damaged: int = 0
+    """Live chunk copies found damaged while repacking (and quarantined): news, unlike
+    the damage verification recorded before."""
     bytes_before: int = 0
     bytes_deleted: int = 0
     bytes_written: int = 0
@@ -447,9 +452,13 @@ def _repack(
     done: list[_Pack] = []
     for pack in plan.repack:
         try:
-            sealed = _read_live(repo, pack)
+            sealed, damaged = _read_live(repo, pack)
         except RepositoryError as exc:
             report.problems.append(f"{pack.name} kept as it is: {exc}")
+            plan.keep.append(pack)
+            continue
+        if damaged:
+            _quarantine(repo, pack, damaged, report, lease)
             plan.keep.append(pack)
             continue
         for cid, blob, raw_length in sealed:
@@ -466,11 +475,15 @@ def _repack(
     return groups
 
 
-def _read_live(repo: Repository, pack: _Pack) -> list[tuple[bytes, bytes, int]]:
+def _read_live(
+    repo: Repository, pack: _Pack
+) -> tuple[list[tuple[bytes, bytes, int]], list[DamagedCopy]]:
     """(chunk id, sealed bytes, plaintext length) of every live chunk of a pack, each one
-    authenticated. Raises IntegrityError for a damaged or truncated chunk."""
+    authenticated, and the copies among them that are damaged or truncated. Raises the
+    storage error of a pack that cannot be read (not known damage)."""
     data = repo.storage.get(pack.name)
     out = []
+    damaged = []
     for e in sorted(pack.live.values(), key=lambda e: e.offset):
         blob = data[e.offset : e.offset + e.length]
         try:
@@ -478,11 +491,29 @@ def _read_live(repo: Repository, pack: _Pack) -> list[tuple[bytes, bytes, int]]:
                 raise SealError("pack is truncated")
             repo.sealer.open_chunk(e.chunk_id, blob)
         except SealError as exc:
-            raise IntegrityError(
-                f"live chunk {e.chunk_id.hex()[:16]} is damaged: {exc}", obj=pack.name
-            ) from None
+            damaged.append(
+                DamagedCopy.of(e.chunk_id, pack.name, f"found by garbage collection: {exc}")
+            )
+            continue
         out.append((e.chunk_id, blob, e.raw_length))
-    return out
+    return out, damaged
+
+
+def _quarantine(
+    repo: Repository, pack: _Pack, damaged: list[DamagedCopy], report: GcReport, lease: Lease
+) -> None:
+    """Record the damaged copies of a pack that is kept as it is: backups must not
+    deduplicate against them (the next one stores the chunk anew), and verification,
+    restores and ``repair`` then know them."""
+    new = [c for c in damaged if (c.chunk_id, c.pack_id) not in repo.quarantine.damaged]
+    lease.check()
+    if new:
+        write_record(repo.storage, repo.sealer, damaged=new)
+    report.damaged += len(new)
+    report.problems.append(
+        f"{pack.name} kept as it is: {len(damaged)} live chunks in it are damaged "
+        f"(e.g. {damaged[0].chunk_id.hex()[:16]}: {damaged[0].problem}); quarantined"
+    )
 
 
 def _writers_running(repo: Repository) -> bool:

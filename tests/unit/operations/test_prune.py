@@ -15,6 +15,7 @@ from respaldo.domain import BackupStatus
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.repository import Lease, LockKind, verify_repository
 from tests.unit.operations.support import NOW, Installation, data_for
+from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entries
 
 pytestmark = pytest.mark.unit
 
@@ -211,3 +212,40 @@ def test_a_failed_record_with_a_manifest_is_left_alone(inst: Installation) -> No
     assert backup_id not in result.deleted
     assert any(backup_id in w and "catalog rebuild" in w for w in result.warnings)
     assert backup_id in inst.manifests()
+
+
+def test_a_damaged_chunk_found_by_collection_fails_prune_and_is_quarantined(
+    tmp_path: Path,
+) -> None:
+    """Repacking authenticates every live chunk it copies. A kept backup's chunk found
+    damaged there is news nobody had: prune must fail (and alert) rather than report
+    success, and the damaged copy must be quarantined so that no backup deduplicates
+    against it meanwhile. Nothing a kept backup needs is deleted."""
+    # Every pack counts as small: all of them are repacked, so every live chunk is read.
+    inst = Installation.create(tmp_path, secondary=False, extra="[gc]\nsmall_pack_fraction = 1.0")
+    try:
+        old = inst.backup(30 * DAY)
+        kept = [inst.backup(age * DAY) for age in (2, 1)]
+        repo = inst.repository()
+        others = {
+            cid for b in (old, kept[0]) for cid, _ in stream_entries(repo, repo.load_manifest(b))
+        }
+        cid = next(
+            c for c, _ in stream_entries(repo, repo.load_manifest(kept[1])) if c not in others
+        )
+        name, offset, _ = pack_of_chunk(repo, cid)
+        flip_byte(repo.storage, name, offset + 20)
+
+        result = run_prune(inst)
+        assert result.deleted == [old]
+        (outcome,) = result.repositories
+        assert not result.ok
+        assert outcome.error is not None and "damaged" in outcome.error, outcome.error
+        assert "verify --all" in outcome.error
+        assert inst.manifests() == set(kept)
+        assert name.rsplit("/", 1)[1] in {p.name for p in (tmp_path / "repo" / "packs").rglob("*")}
+        # Quarantined: a fresh open leaves the damaged copy out of the index.
+        assert inst.repository().index.get(cid) is None
+        assert inst.read(kept[0]) == data_for(kept[0])
+    finally:
+        inst.close()
