@@ -90,11 +90,12 @@ class _Handler:
 
 
 class Smtp:
-    """An SMTP server on 127.0.0.1 (no TLS, no auth): each mail is kept in ``inbox``."""
+    """An SMTP server on 127.0.0.1 (no TLS, no auth): each mail is kept in ``inbox``.
+    ``port``: listen there (a server that comes back where one was down), else a free one."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.inbox = Inbox()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(_Handler(self.inbox), hostname="127.0.0.1", port=self.port)
         self.controller.start()
 

@@ -14,6 +14,11 @@ Two kinds:
   fires, and one "resolved" message when it stops. It takes ``now`` so that tests drive
   the clock.
 
+A message that no target took (each one it was meant for failed) counts as not told:
+the condition's next check, or the throttled failure's next occurrence, sends it again.
+When the catalog cannot be read, a condition's state is kept in this process's memory
+(so ``catalog`` itself is told once, and resolved once).
+
 Neither ever raises nor holds up the operation for long: a target that cannot be reached
 is logged (never with its URL or secret) and recorded in the catalog (``notifications``),
 and each target gets ``[notifications] timeout_seconds``. Messages are in
@@ -23,7 +28,9 @@ and each target gets ``[notifications] timeout_seconds``. Messages are in
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -167,10 +174,18 @@ def _failure(
         if not settings.notifications.targets:
             return []
         when = now or datetime.now(UTC)
-        key, store = throttle_key, catalog
-        if key is not None and store is not None and not _claim(settings, store, key, when):
-            log.info("alert %s sent less than the repeat interval ago: not again", throttle_key)
-            return []
+        claimed: _Claim | None = None
+        if throttle_key is not None and catalog is not None:
+            try:
+                claimed = _claim(settings, catalog, throttle_key, when)
+            except Exception as exc:
+                # The throttle lives in the catalog: without it, tell rather than not.
+                log.warning(
+                    "alert %s sent unthrottled: the catalog fails (%s)", throttle_key, _why(exc)
+                )
+            if claimed is not None and not claimed.granted:
+                log.info("alert %s sent less than the repeat interval ago: not again", throttle_key)
+                return []
         if hint is None and isinstance(error, RespaldoError):
             hint = error.hint or None
         # An alert leaves the server: no password or key it loaded, no secret file's path.
@@ -190,7 +205,11 @@ def _failure(
             job_id=job_id,
             key=throttle_key,
         )
-        return _send(settings, catalog, alert)
+        results = _send(settings, catalog, alert)
+        if claimed is not None and catalog is not None and _untold(results):
+            # Nobody was told: the next failure tries again, not a repeat interval later.
+            _unclaim(catalog, claimed, when)
+        return results
     except Exception:  # an alert must never fail what it reports on
         log.exception("could not send the alert for a failed %s", kind)
         return []
@@ -227,16 +246,46 @@ def notify_success(
         return []
 
 
-def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> bool:
+@dataclass(frozen=True)
+class _Claim:
+    key: str
+    granted: bool
+    previous: datetime | None  # when it was sent before this claim
+
+
+def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> _Claim:
     """Whether an alert with ``key`` may go out at ``now``; if so, note it as sent."""
     interval = timedelta(minutes=settings.notifications.repeat_interval_minutes)
     with catalog.begin() as session:
         state = AlertStates(session).get_or_new(key, level=Level.CRITICAL.value, now=now)
-        if state.last_sent_at is not None and now - state.last_sent_at < interval:
-            return False
+        previous = state.last_sent_at
+        if previous is not None and now - previous < interval:
+            return _Claim(key, False, previous)
         state.last_sent_at = now
         state.updated_at = now
-        return True
+        return _Claim(key, True, previous)
+
+
+def _unclaim(catalog: Catalog, claim: _Claim, now: datetime) -> None:
+    """Take back :func:`_claim` ``claim`` made at ``now`` (no target took the alert)."""
+    try:
+        with catalog.begin() as session:
+            state = AlertStates(session).get(claim.key)
+            if state is not None and state.last_sent_at == now:
+                state.last_sent_at = claim.previous
+    except Exception:
+        log.warning("could not note that alert %s reached nobody", claim.key, exc_info=True)
+
+
+def _why(exc: BaseException) -> str:
+    """The first line of ``exc`` (a database error goes on with its SQL), for a log line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _untold(deliveries: list[DeliveryResult]) -> bool:
+    """Whether a message was meant for some target and none took it."""
+    return bool(deliveries) and not any(d.ok for d in deliveries)
 
 
 def set_condition(
@@ -262,11 +311,28 @@ def set_condition(
     that, one ``resolved`` message. Never raises (a catalog that cannot be written is
     logged and the result says ``quiet``).
     """
+    interval = timedelta(minutes=ctx.settings.notifications.repeat_interval_minutes)
+    text = translate(ctx.settings, message, args)
+    memory = _Memory.of(ctx, key)
+    recorded = True
     try:
-        action, text = _decide(ctx, key, firing, message, args, level, now)
-    except Exception:
-        log.exception("could not record the state of alert %s", key)
-        return ConditionResult(key=key, action="quiet")
+        action, text, before = _decide(ctx, key, firing, text, level, now, interval)
+    except Exception as exc:
+        # The state lives in the catalog; when it cannot be read (the ``catalog``
+        # condition itself) this process keeps it, so that it is still told once.
+        log.warning("could not record the state of alert %s (%s): kept in memory", key, _why(exc))
+        recorded = False
+        try:
+            action, text, before = memory.decide(firing, text, now, interval)
+        except Exception:
+            log.exception("could not decide on alert %s", key)
+            return ConditionResult(key=key, action="quiet")
+    else:
+        if memory.told is not None:
+            # The catalog answers again: what was told from memory ends here.
+            kept = memory.forget()
+            if action == "quiet" and kept is not None:
+                action, text, before = "resolved", kept.message, kept.last_sent_at
     if action in ("throttled", "quiet"):
         return ConditionResult(key=key, action=action)
     event = {"raised": Event.RAISED, "repeated": Event.REPEATED, "resolved": Event.RESOLVED}[action]
@@ -287,6 +353,12 @@ def set_condition(
     except Exception:
         log.exception("could not send alert %s", key)
         deliveries = []
+    if _untold(deliveries):
+        # No target took it: the next check tells it again, not a repeat interval later.
+        if recorded:
+            _take_back(ctx, key, action, text, now, before)
+        else:
+            memory.take_back(action, text, now, before)
     return ConditionResult(key=key, action=action, deliveries=deliveries)
 
 
@@ -294,37 +366,123 @@ def _decide(
     ctx: Context,
     key: str,
     firing: bool,
-    message: str,
-    args: Mapping[str, Any] | None,
+    text: str,
     level: str,
     now: datetime,
-) -> tuple[Action, str]:
-    interval = timedelta(minutes=ctx.settings.notifications.repeat_interval_minutes)
-    text = translate(ctx.settings, message, args)
+    interval: timedelta,
+) -> tuple[Action, str, datetime | None]:
+    """The action for ``key`` at ``now``, noted in the catalog; with the text to send
+    and when the condition was last told before."""
     with ctx.catalog.begin() as session:
         states = AlertStates(session)
         state = states.get_or_new(key, level=level, now=now) if firing else states.get(key)
         if state is None or (not firing and not state.firing):
-            return "quiet", text
+            return "quiet", text, None
+        before = state.last_sent_at
         if not firing:
             state.firing = False
             state.resolved_at = now
             state.updated_at = now
             # The resolved message names what had fired, as it was said then.
-            return "resolved", state.message or text
+            return "resolved", state.message or text, before
         state.message = text
         state.level = level
         state.updated_at = now
-        if not state.firing:
-            state.firing = True
-            state.fired_at = now
-            state.resolved_at = None
+        if not state.firing or before is None:
+            # Starts firing, or fired and was never told (no target took the alert).
+            if not state.firing:
+                state.firing = True
+                state.fired_at = now
+                state.resolved_at = None
             state.last_sent_at = now
-            return "raised", text
-        if state.last_sent_at is None or now - state.last_sent_at >= interval:
+            return "raised", text, None
+        if now - before >= interval:
             state.last_sent_at = now
-            return "repeated", text
-        return "throttled", text
+            return "repeated", text, before
+        return "throttled", text, before
+
+
+def _take_back(
+    ctx: Context, key: str, action: Action, text: str, now: datetime, before: datetime | None
+) -> None:
+    """Undo what :func:`_decide` noted at ``now`` for a message no target took: a raise
+    or a repeat counts as not told, a resolved condition fires again (its "resolved"
+    goes out at the next check that finds it met)."""
+    try:
+        with ctx.catalog.begin() as session:
+            state = AlertStates(session).get(key)
+            if state is None:
+                return
+            if action == "resolved":
+                if not state.firing and state.resolved_at == now:
+                    state.firing = True
+                    state.resolved_at = None
+                    state.message = text
+            elif state.firing and state.last_sent_at == now:
+                state.last_sent_at = before
+    except Exception:
+        log.warning("could not note that alert %s reached nobody", key, exc_info=True)
+
+
+@dataclass
+class _Told:
+    message: str
+    last_sent_at: datetime | None
+
+
+# Conditions whose state the catalog could not hold (it could not be read), per catalog
+# and key: told once, repeated at the interval and resolved once by this process.
+_MEMORY: dict[tuple[str, str], _Told] = {}
+_MEMORY_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class _Memory:
+    """The state of one condition kept in this process's memory (see ``_MEMORY``)."""
+
+    slot: tuple[str, str]
+
+    @classmethod
+    def of(cls, ctx: Context, key: str) -> _Memory:
+        return cls((ctx.settings.catalog.url, key))
+
+    @property
+    def told(self) -> _Told | None:
+        with _MEMORY_LOCK:
+            return _MEMORY.get(self.slot)
+
+    def forget(self) -> _Told | None:
+        with _MEMORY_LOCK:
+            return _MEMORY.pop(self.slot, None)
+
+    def decide(
+        self, firing: bool, text: str, now: datetime, interval: timedelta
+    ) -> tuple[Action, str, datetime | None]:
+        """As :func:`_decide`, in memory."""
+        with _MEMORY_LOCK:
+            told = _MEMORY.get(self.slot)
+            if not firing:
+                if told is None:
+                    return "quiet", text, None
+                del _MEMORY[self.slot]
+                return "resolved", told.message, told.last_sent_at
+            if told is None or told.last_sent_at is None:
+                _MEMORY[self.slot] = _Told(text, now)
+                return "raised", text, None
+            told.message = text
+            before = told.last_sent_at
+            if now - before >= interval:
+                told.last_sent_at = now
+                return "repeated", text, before
+            return "throttled", text, before
+
+    def take_back(self, action: Action, text: str, now: datetime, before: datetime | None) -> None:
+        """As :func:`_take_back`, in memory."""
+        with _MEMORY_LOCK:
+            if action == "resolved":
+                _MEMORY.setdefault(self.slot, _Told(text, before))
+            elif (told := _MEMORY.get(self.slot)) is not None and told.last_sent_at == now:
+                told.last_sent_at = before
 
 
 def translate(settings: Settings, message: str, args: Mapping[str, Any] | None = None) -> str:

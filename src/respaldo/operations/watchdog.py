@@ -93,6 +93,12 @@ def check(
         # what it changes shows in the items it changes.
         if item.check != "repository"
     ]
+    if not any(item.check == "catalog" for item in report.items):
+        # The catalog answers, so its item is not in the report: the condition is met
+        # (one "resolved" if it had fired; its state may have been kept in memory).
+        met = alerts.set_condition(ctx, "catalog", False, message=_CATALOG, kind="check", now=now)
+        if met.action != "quiet":
+            conditions.append(met)
     fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
     if fired:
         log.warning("watchdog: alerting on %s", ", ".join(fired))

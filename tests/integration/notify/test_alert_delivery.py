@@ -1,0 +1,194 @@
+"""An alert that no target took is not lost: the mail server (a real aiosmtpd on
+loopback) is down when a watched condition turns red, resolves, or a throttled failure
+(a WAL push) happens, and the message goes out once it is back, not a repeat interval
+later. And a catalog that cannot be read, where the alert states live, is still
+alerted on, once, and resolved once. The clock is the test's (``now``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.operations import alerts, watchdog
+from respaldo.operations.context import Context
+from tests.servers.notify import Smtp, free_port
+from tests.unit.operations.status_support import NOW, backup, drill, status_settings
+
+pytestmark = pytest.mark.integration
+
+H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
+
+
+def _settings(tmp_path: Path, port: int) -> Settings:
+    target = {
+        "name": "ops-mail",
+        "url": f"mailto://127.0.0.1:{port}?from=respaldo@example.com&to=ops@example.com",
+        "levels": ["critical", "resolved"],
+    }
+    return status_settings(tmp_path, notifications={"targets": [target], "timeout_seconds": 5})
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, port: int) -> Iterator[Context]:
+    with Context.open(_settings(tmp_path, port), create=True) as context:
+        yield context
+
+
+def watch(ctx: Context, at: timedelta) -> alerts.ConditionResult:
+    result = watchdog.check(ctx, NOW + at, wal_archived=(), servers=False)
+    (found,) = [c for c in result.conditions if c.key == "rpo:erp:full"]
+    return found
+
+
+def subjects(smtp: Smtp) -> list[str]:
+    return [str(m["Subject"]) for m in smtp.inbox.items]
+
+
+def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
+    ctx: Context, port: int
+) -> None:
+    last = backup(ctx, NOW - 27 * H)
+    drill(ctx, last, NOW - H, passed=True)
+    # Red, and nobody listens on the mail server's port.
+    first = watch(ctx, 0 * H)
+    assert first.action == "raised"
+    assert [d.ok for d in first.deliveries] == [False]
+
+    smtp = Smtp(port)
+    try:
+        # The next check, 5 minutes later, well within the repeat interval (6 h).
+        again = watch(ctx, 5 * MIN)
+        assert again.action == "raised", again
+        assert subjects(smtp) == [
+            "[respaldo] CRITICAL: no full backup of erp for 27 h 5 min (RPO 26 h)"
+        ]
+        assert watch(ctx, 10 * MIN).action == "throttled"  # told now: no repeat
+    finally:
+        smtp.close()
+
+    # A backup resolves it while the mail server is down again: the "resolved" message
+    # is not lost either.
+    backup(ctx, NOW + 12 * MIN)
+    gone = watch(ctx, 15 * MIN)
+    assert gone.action == "resolved" and [d.ok for d in gone.deliveries] == [False]
+    smtp = Smtp(port)
+    try:
+        assert watch(ctx, 20 * MIN).action == "resolved"
+        assert subjects(smtp) == [
+            "[respaldo] RESOLVED: resolved: no full backup of erp for 27 h 10 min (RPO 26 h)"
+        ]
+        assert watch(ctx, 25 * MIN).action == "quiet"
+        assert len(smtp.inbox.items) == 1
+    finally:
+        smtp.close()
+
+
+def test_a_repeat_told_while_the_mail_server_is_down_is_told_when_it_is_back(
+    ctx: Context, port: int
+) -> None:
+    last = backup(ctx, NOW - 27 * H)
+    drill(ctx, last, NOW - H, passed=True)
+    smtp = Smtp(port)
+    try:
+        assert watch(ctx, 0 * H).action == "raised"
+    finally:
+        smtp.close()
+    failed = watch(ctx, 6 * H)
+    assert failed.action == "repeated" and [d.ok for d in failed.deliveries] == [False]
+    smtp = Smtp(port)
+    try:
+        assert watch(ctx, 6 * H + 5 * MIN).action == "repeated"
+        assert subjects(smtp) == [
+            "[respaldo] CRITICAL: still: no full backup of erp for 33 h 5 min (RPO 26 h)"
+        ]
+    finally:
+        smtp.close()
+
+
+def test_a_throttled_failure_alert_that_no_target_took_is_sent_at_the_next_failure(
+    ctx: Context, port: int
+) -> None:
+    # The server retries a failed archive_command every minute: one alert per repeat
+    # interval, but the first one that reaches somebody counts, not the first tried.
+    def wal_push_fails(at: timedelta) -> list[alerts.DeliveryResult]:
+        return alerts.notify_failure(
+            ctx,
+            "wal-push",
+            "could not store 000000010000000000000003",
+            database="erp",
+            throttle_key="wal-push:erp",
+            now=NOW + at,
+        )
+
+    assert [d.ok for d in wal_push_fails(0 * MIN)] == [False]
+    smtp = Smtp(port)
+    try:
+        assert [d.ok for d in wal_push_fails(1 * MIN)] == [True]
+        assert wal_push_fails(2 * MIN) == []  # told: throttled from now on
+        assert subjects(smtp) == ["[respaldo] CRITICAL: WAL push of erp failed"]
+    finally:
+        smtp.close()
+
+
+def _break_catalog(ctx: Context, path: Path, aside: Path) -> None:
+    """Move the SQLite catalog (and its WAL) to ``aside`` and leave bytes that are no
+    database in its place."""
+    ctx.catalog.engine.dispose()
+    aside.mkdir()
+    for part in path.parent.glob(path.name + "*"):
+        part.rename(aside / part.name)
+    path.write_bytes(b"this is not a database".ljust(4096, b"\0"))
+
+
+def _mend_catalog(ctx: Context, path: Path, aside: Path) -> None:
+    ctx.catalog.engine.dispose()
+    path.unlink()
+    for part in aside.iterdir():
+        part.rename(path.parent / part.name)
+
+
+def test_a_catalog_that_cannot_be_read_is_alerted_once_and_resolved_once(
+    tmp_path: Path, ctx: Context, port: int
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    assert watch(ctx, 0 * H).action == "quiet"
+    smtp = Smtp(port)
+    try:
+        _break_catalog(ctx, tmp_path / "catalog.db", tmp_path / "aside")
+        checks = [
+            watchdog.check(ctx, NOW + n * 5 * MIN, wal_archived=(), servers=False)
+            for n in range(1, 4)
+        ]
+        told = [{c.key: c.action for c in r.conditions}.get("catalog") for r in checks]
+        assert told == ["raised", "throttled", "throttled"]
+        (mail,) = smtp.inbox.wait(1)
+        assert str(mail["Subject"]).startswith("[respaldo] CRITICAL: the catalog cannot be read: ")
+        # A failure alert with a throttle key goes out too, unthrottled, since the
+        # throttle lives in the catalog.
+        sent = alerts.notify_failure(
+            ctx, "wal-push", "archive full", database="erp", throttle_key="wal-push:erp"
+        )
+        assert [d.ok for d in sent] == [True]
+
+        _mend_catalog(ctx, tmp_path / "catalog.db", tmp_path / "aside")
+        back = watchdog.check(ctx, NOW + 20 * MIN, wal_archived=(), servers=False)
+        assert {c.key: c.action for c in back.conditions}["catalog"] == "resolved"
+        assert subjects(smtp)[2].startswith(
+            "[respaldo] RESOLVED: resolved: the catalog cannot be read: "
+        )
+        after = watchdog.check(ctx, NOW + 25 * MIN, wal_archived=(), servers=False)
+        assert "catalog" not in {c.key for c in after.conditions}
+        assert len(smtp.inbox.items) == 3
+    finally:
+        smtp.close()
