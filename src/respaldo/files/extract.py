@@ -5,7 +5,9 @@ verified chunks. Every member passes :func:`_safe` first: absolute names and ``.
 components are refused outright, then ``tarfile.tar_filter`` refuses any member whose
 path, after the links extracted so far are followed, would end outside the target. Hard
 links and device files are refused too: respaldo never writes them, so a backup that
-holds them was not made by respaldo. Unlike ``tar_filter``, modes are restored exactly
+holds them was not made by respaldo. A regular file that follows a member of the same
+name replaces it (respaldo reads a file again when it changed while read): it is
+counted once, with its own time. Unlike ``tar_filter``, modes are restored exactly
 (group-writable upload directories stay group-writable), and, when running as root,
 owners too (by name, falling back to the numeric id).
 """
@@ -90,6 +92,8 @@ class _WholeFilesTarFile(tarfile.TarFile):
 def _safe(
     stats: ExtractStats, times: list[tuple[str, int]]
 ) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    previous: list[tuple[tarfile.TarInfo, bool]] = []  # the last member, and if timed
+
     def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         parts = member.name.split("/")
         if member.name.startswith("/") or ".." in parts:
@@ -100,9 +104,19 @@ def _safe(
                 "(respaldo never backs those up)"
             )
         checked = _contained(member, dest)
+        last = previous[-1][0] if previous else None
+        if member.isreg() and last is not None and last.isreg() and last.name == member.name:
+            # A second read of a file that changed while read: it replaces the first.
+            replaced, replaced_timed = previous.pop()
+            stats.files -= 1
+            stats.file_bytes -= replaced.size
+            if replaced_timed:
+                times.pop()
         exact = member.pax_headers.get("mtime")
-        if exact is not None and not member.issym():
+        timed = exact is not None and not member.issym()
+        if exact is not None and timed:
             times.append((checked.name, _mtime_ns(exact)))
+        previous[:] = [(member, timed)]
         if member.isdir():
             stats.directories += 1
         elif member.issym():

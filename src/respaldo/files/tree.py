@@ -2,9 +2,13 @@
 
 The stream is made by a generator of byte pieces (headers, file contents, padding) that
 :meth:`TreeTarStream.readinto` serves to the chunker: no thread, no temporary file, and
-memory bounded by one read buffer. Files are read as they are reached; one that changes
-size meanwhile is stored at the size it had when listed (cut, or padded with zeros) and
-reported, as GNU tar does.
+memory bounded by one read buffer. Files are read as they are reached. A file that
+changes while it is read (its size, modification or change time differ after the read)
+is read again, as a second member of the same name that replaces the first when
+extracted: a file rewritten mid-read is never the last word on it. One that is still
+changing after :data:`ATTEMPTS` reads, and one that cannot be read or listed, is in
+:attr:`TreeStats.errors`, which fails the backup (a backup that lacks files it was
+told to keep, or holds a torn copy, is not a good backup).
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 import collections
 import fnmatch
 import grp
+import io
 import logging
 import os
 import pwd
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 BLOCK = tarfile.BLOCKSIZE
 READ_SIZE = 1024 * 1024
 _ZEROS = bytes(READ_SIZE)
+ATTEMPTS = 3
+"""Reads of a file that changes while read before it counts as an error."""
 
 
 @dataclass
@@ -42,7 +49,12 @@ class TreeStats:
     skipped: list[str] = field(default_factory=list)
     """Special files (sockets, devices, FIFOs): never backed up."""
     warnings: list[str] = field(default_factory=list)
-    """Files that vanished, could not be read, or changed while read."""
+    """Files that vanished before they were read (deleted: nothing of them is lost)."""
+    errors: list[str] = field(default_factory=list)
+    """Paths that could not be read or listed, and files that changed on every read:
+    the stream lacks them or holds a torn copy, so the backup must not count as good."""
+    reread: int = 0
+    """Files read again because they changed while read (their last read was whole)."""
 
 
 def _excluded(patterns: Sequence[str], name: str, relative: str) -> bool:
@@ -80,9 +92,12 @@ class _Names:
 class TreeTarStream:
     """A pax tar of ``paths`` (absolute), minus what ``exclude`` matches, read like a file.
 
-    Raises SourceError at construction if a path is not absolute or does not exist (a
-    configured tree that vanished is worth a failed backup, not an empty one). Problems
-    with single files found while reading are in :attr:`stats`, not raised.
+    A configured path that is a symbolic link is followed (its target's contents are
+    stored under the configured name); links below it are stored as links. Raises
+    SourceError at construction if a path is not absolute or does not exist (a
+    configured tree that vanished, or a link to nothing, is worth a failed backup, not
+    an empty one). Problems with single files found while reading are in :attr:`stats`
+    (``errors`` for those the caller must fail on), not raised.
     """
 
     def __init__(self, paths: Sequence[Path | str], exclude: Sequence[str] = ()) -> None:
@@ -90,9 +105,10 @@ class TreeTarStream:
         for root in self.roots:
             if not root.is_absolute():
                 raise SourceError(f"file set path {root} is not absolute")
-            if not root.exists() and not root.is_symlink():
+            if not root.exists():
+                target = f" (a link to {_link_target(root)})" if root.is_symlink() else ""
                 raise SourceError(
-                    f"file set path {root} does not exist",
+                    f"file set path {root} does not exist{target}",
                     hint="fix the paths of the file set in the config",
                 )
         self.exclude = list(exclude)
@@ -135,19 +151,21 @@ class TreeTarStream:
 
     def _generate(self) -> Iterator[bytes]:
         for root in self.roots:
-            yield from self._walk(root, "")
+            yield from self._walk(root, "", follow=True)
         # End of archive: two zero blocks (padding to a 10 KiB record is a tape-era
         # convention that no reader needs).
         yield bytes(2 * BLOCK)
 
-    def _walk(self, path: Path, relative: str) -> Iterator[bytes]:
+    def _walk(self, path: Path, relative: str, *, follow: bool = False) -> Iterator[bytes]:
         try:
-            st = path.lstat()
+            # A configured path is followed if it is a link (an upload directory moved
+            # to a bigger disk and linked back): the link alone holds no upload.
+            st = path.stat() if follow else path.lstat()
         except FileNotFoundError:
             self.stats.warnings.append(f"{path} vanished before it was read")
             return
         except OSError as exc:
-            self.stats.warnings.append(f"{path}: {exc.strerror}")
+            self.stats.errors.append(f"{path}: {exc.strerror}")
             return
         mode = st.st_mode
         if stat.S_ISDIR(mode):
@@ -155,8 +173,11 @@ class TreeTarStream:
             self.stats.directories += 1
             try:
                 names = sorted(entry.name for entry in os.scandir(path))
+            except FileNotFoundError:
+                self.stats.warnings.append(f"{path} vanished before it was listed")
+                return
             except OSError as exc:
-                self.stats.warnings.append(f"{path}: cannot list: {exc.strerror}")
+                self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
                 return
             for name in names:
                 child_relative = f"{relative}/{name}" if relative else name
@@ -165,12 +186,15 @@ class TreeTarStream:
                     continue
                 yield from self._walk(path / name, child_relative)
         elif stat.S_ISREG(mode):
-            yield from self._file(path, st)
+            yield from self._file(path, follow=follow)
         elif stat.S_ISLNK(mode):
             try:
                 target = str(path.readlink())
+            except FileNotFoundError:
+                self.stats.warnings.append(f"{path} vanished before it was read")
+                return
             except OSError as exc:
-                self.stats.warnings.append(f"{path}: {exc.strerror}")
+                self.stats.errors.append(f"{path}: {exc.strerror}")
                 return
             yield self._header(path, st, tarfile.SYMTYPE, linkname=target)
             self.stats.symlinks += 1
@@ -194,43 +218,87 @@ class TreeTarStream:
         info.pax_headers = {"mtime": f"{seconds}.{nanos:09d}"}
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-    def _file(self, path: Path, st: os.stat_result) -> Iterator[bytes]:
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    def _file(self, path: Path, *, follow: bool) -> Iterator[bytes]:
+        # O_NONBLOCK: a file replaced by a FIFO since it was listed must not hang the
+        # backup in open(); it is found out by fstat below.
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
         try:
             fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
         except PermissionError:
             try:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
                 fd = os.open(path, flags)
+            except FileNotFoundError:
+                self.stats.warnings.append(f"{path} vanished before it was read")
+                return
             except OSError as exc:
-                self.stats.warnings.append(f"{path}: cannot read: {exc.strerror}")
+                self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
                 return
         except FileNotFoundError:
             self.stats.warnings.append(f"{path} vanished before it was read")
             return
         except OSError as exc:
-            self.stats.warnings.append(f"{path}: cannot read: {exc.strerror}")
+            self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
             return
         with os.fdopen(fd, "rb", buffering=0) as fh:
-            size = st.st_size
-            yield self._header(path, st, tarfile.REGTYPE, size=size)
-            left = size
-            while left:
-                data = fh.read(min(READ_SIZE, left))
-                if not data:
-                    self.stats.warnings.append(
-                        f"{path} shrank while read: padded with zeros to {size} bytes"
-                    )
-                    while left:
-                        n = min(left, len(_ZEROS))
-                        yield _ZEROS[:n]
-                        left -= n
-                    break
-                left -= len(data)
-                yield data
-            else:
-                if fh.read(1):
-                    self.stats.warnings.append(f"{path} grew while read: cut at {size} bytes")
-            if size % BLOCK:
-                yield bytes(BLOCK - size % BLOCK)
-        self.stats.files += 1
-        self.stats.file_bytes += size
+            for attempt in range(ATTEMPTS):
+                before = os.fstat(fd)
+                if not stat.S_ISREG(before.st_mode):
+                    self.stats.skipped.append(str(path))  # replaced since it was listed
+                    return
+                if attempt:
+                    # The same open file: a file replaced by a rename keeps the copy we
+                    # hold (whole), one written in place is read as it is now.
+                    fh.seek(0)
+                    self.stats.reread += 1
+                    log.info("%s changed while read: reading it again", path)
+                whole = yield from self._contents(path, fh, before)
+                after = os.fstat(fd)
+                if whole and _same(before, after):
+                    self.stats.files += 1
+                    self.stats.file_bytes += before.st_size
+                    return
+        self.stats.errors.append(
+            f"{path}: changed while read, {ATTEMPTS} times (the backup holds a torn copy)"
+        )
+
+    def _contents(
+        self, path: Path, fh: io.FileIO, st: os.stat_result
+    ) -> Generator[bytes, None, bool]:
+        """One member: header and ``st.st_size`` bytes of ``fh`` (cut, or padded with
+        zeros, to that size). Returns whether the file had exactly that size."""
+        size = st.st_size
+        yield self._header(path, st, tarfile.REGTYPE, size=size)
+        whole = True
+        left = size
+        while left:
+            data = fh.read(min(READ_SIZE, left))
+            if not data:
+                whole = False
+                while left:
+                    n = min(left, len(_ZEROS))
+                    yield _ZEROS[:n]
+                    left -= n
+                break
+            left -= len(data)
+            yield data
+        else:
+            whole = not fh.read(1)
+        if size % BLOCK:
+            yield bytes(BLOCK - size % BLOCK)
+        return whole
+
+
+def _same(before: os.stat_result, after: os.stat_result) -> bool:
+    """Whether a file's size and times say that it did not change in between."""
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
+    )
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return "?"

@@ -3,9 +3,11 @@
 The stream (:class:`respaldo.files.TreeTarStream`) lists names in sorted order and gives
 unchanged files the same header and content bytes every time, so a backup of a tree that
 did not change stores nothing new, and one where a few files changed stores those files
-and the chunks around them. Files that vanished, could not be read or changed while read
-do not fail the backup: they are counted and named in the manifest (``meta.warnings``)
-and reported.
+and the chunks around them. Files that vanished before they were read, and special
+files (never backed up), do not fail the backup: they are named in the manifest
+(``meta.warnings``) and reported. Paths that could not be read or listed, and files
+that changed on every read, do: such a backup lacks files it was told to keep, or holds
+a torn copy, and must not be called good (:func:`_refuse_incomplete`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.errors import SourceError
 from respaldo.files import TreeTarStream
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
@@ -21,6 +24,7 @@ from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 
 FILES_STREAM = "files"
 WARNINGS_KEPT = 100
+ERRORS_SHOWN = 5
 
 
 def backup_files(
@@ -36,7 +40,9 @@ def backup_files(
     ``snapshot`` pins the backup and records the snapshot id in its manifest;
     ``reserved`` is a pending record made for it beforehand. Raises
     ConfigError (not configured), SourceError (a configured path does not exist),
-    StorageError, RepositoryError; the catalog record is failed first.
+    SourceError also for paths that could not be read or listed and for files that
+    changed on every read (after the whole tree was read, naming them), StorageError,
+    RepositoryError; the catalog record is failed first.
     """
     file_set = ctx.settings.file_set(name)
 
@@ -47,6 +53,7 @@ def backup_files(
         with BackupWriter(repo, backup_id) as writer:
             writer.write_stream(FILES_STREAM, stream, heartbeat.phase("files"))
             stats = stream.stats
+            _refuse_incomplete(file_set.name, stats.errors)
             problems = [*stats.warnings, *(f"{p}: special file, skipped" for p in stats.skipped)]
             meta: dict[str, Any] = {
                 "file_set": file_set.name,
@@ -81,4 +88,18 @@ def backup_files(
         pinned=snapshot is not None,
         body=body,
         reserved=reserved,
+    )
+
+
+def _refuse_incomplete(name: str, errors: list[str]) -> None:
+    """Raise SourceError naming the first few ``errors``, if there are any."""
+    if not errors:
+        return
+    shown = "; ".join(errors[:ERRORS_SHOWN])
+    more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
+    raise SourceError(
+        f"file set {name}: {len(errors)} paths could not be backed up whole: {shown}{more}",
+        hint="give respaldo's user read access to them, exclude them (exclude = [...] in "
+        "the file set), or back up while nothing rewrites them; nothing was recorded as "
+        "backed up",
     )

@@ -1,0 +1,116 @@
+"""Files that change while the tree stream reads them: never kept as a torn copy.
+
+The stream is read here the way the chunker reads it, piece by piece, and the file is
+changed on disk between two pieces, so the change lands in the middle of its read
+exactly, with no timing involved. What the stream holds is then extracted with the
+restore's own extraction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from respaldo.files import TreeTarStream, extract_tar
+from respaldo.files.tree import ATTEMPTS, READ_SIZE
+
+PIECE = 256 * 1024
+OLD_NS = 1_600_000_000_000_000_000
+
+
+def _tree(tmp_path: Path) -> tuple[Path, Path]:
+    tree = tmp_path / "uploads"
+    tree.mkdir()
+    (tree / "a.txt").write_bytes(b"before")
+    big = tree / "b.bin"
+    big.write_bytes(b"A" * (2 * READ_SIZE + READ_SIZE // 2))
+    (tree / "c.txt").write_bytes(b"after")
+    for path in tree.iterdir():
+        os.utime(path, ns=(OLD_NS, OLD_NS))
+    return tree, big
+
+
+def _read(stream: TreeTarStream, change: Callable[[int], None]) -> list[bytes]:
+    """All pieces of ``stream``; ``change(bytes read so far)`` runs between pieces."""
+    pieces = []
+    done = 0
+    while piece := stream.read(PIECE):
+        pieces.append(piece)
+        done += len(piece)
+        change(done)
+    return pieces
+
+
+def _extract(pieces: list[bytes], tmp_path: Path, tree: Path) -> tuple[Path, int]:
+    target = tmp_path / "restored"
+    target.mkdir()
+    stats = extract_tar(pieces, target)
+    return target / str(tree).lstrip("/"), stats.files
+
+
+def test_a_file_rewritten_in_place_while_read_is_read_again_whole(tmp_path: Path) -> None:
+    tree, big = _tree(tmp_path)
+    stream = TreeTarStream([tree])
+    rewritten = False
+
+    def rewrite(done: int) -> None:
+        nonlocal rewritten
+        if not rewritten and done > READ_SIZE:  # a quarter of the way into b.bin
+            # Same size, new bytes: only the times tell (what an editor saving in place,
+            # or a database file, looks like).
+            with big.open("r+b") as fh:
+                fh.write(b"B" * big.stat().st_size)
+            rewritten = True
+
+    pieces = _read(stream, rewrite)
+    assert rewritten
+    assert stream.stats.errors == []
+    assert stream.stats.reread == 1
+    assert stream.stats.files == 3
+    restored, files = _extract(pieces, tmp_path, tree)
+    assert (restored / "b.bin").read_bytes() == big.read_bytes()  # all B, no A
+    assert (restored / "b.bin").stat().st_mtime_ns == big.stat().st_mtime_ns
+    assert files == 3  # the torn first read is replaced, not counted
+    assert (restored / "c.txt").read_bytes() == b"after"
+
+
+def test_a_file_that_grows_or_shrinks_while_read_is_read_again_whole(tmp_path: Path) -> None:
+    tree, big = _tree(tmp_path)
+    stream = TreeTarStream([tree])
+    # Grows during the first read (2.5 MiB from the start of the stream), shrinks
+    # during the second (3 MiB from 2.5 MiB on), then stays.
+    steps = {0: (2 * READ_SIZE, b"C" * (3 * READ_SIZE)), 1: (4 * READ_SIZE, b"D" * 1000)}
+
+    def resize(done: int) -> None:
+        step = steps.get(stream.stats.reread)
+        if step is not None and done > step[0]:
+            big.write_bytes(step[1])
+            del steps[stream.stats.reread]
+
+    pieces = _read(stream, resize)
+    assert stream.stats.errors == [], stream.stats.errors
+    assert stream.stats.reread == 2
+    restored, files = _extract(pieces, tmp_path, tree)
+    assert (restored / "b.bin").read_bytes() == b"D" * 1000
+    assert files == 3
+
+
+def test_a_file_that_changes_on_every_read_is_an_error(tmp_path: Path) -> None:
+    tree, big = _tree(tmp_path)
+    stream = TreeTarStream([tree])
+    size = big.stat().st_size
+    count = 0
+
+    def keep_writing(done: int) -> None:
+        # Every piece read while b.bin is being read rewrites it: no read can be whole.
+        nonlocal count
+        if PIECE < done < PIECE + ATTEMPTS * size:
+            count += 1
+            with big.open("r+b") as fh:
+                fh.write(bytes([count % 256]) * size)
+
+    _read(stream, keep_writing)
+    assert len(stream.stats.errors) == 1, stream.stats.errors
+    assert "b.bin: changed while read, 3 times" in stream.stats.errors[0]
+    assert stream.stats.files == 2

@@ -1,0 +1,156 @@
+"""``files`` backups of awkward real trees: what a demanding user puts in a file set.
+
+Each test builds the tree it needs in a temporary directory, backs it up with the real
+CLI and, where the point is what comes back, restores it and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.config import load_settings
+from respaldo.operations.initialize import initialize
+from tests.integration.cli import RunsCli
+from tests.integration.physical.conftest import FAST_KDF, OS_USER, chown_tree, server_respaldo
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "awkward trees (test passphrase)"
+
+
+@dataclass
+class Site(RunsCli):
+    base: Path
+    config: Path
+    tree: Path
+    capsys: pytest.CaptureFixture[str]
+
+    def backup(self) -> dict[str, Any]:
+        code, out, err = self.run("backup", "uploads", "--json")
+        assert code == 0, err
+        record: dict[str, Any] = json.loads(out)
+        return record
+
+    def restore(self, backup_id: str) -> Path:
+        """Restore into a new directory; returns where the tree came back."""
+        target = Path(tempfile.mkdtemp(prefix="restored-", dir=self.base)) / "out"
+        code, _, err = self.run("restore", backup_id, "--target-dir", str(target))
+        assert code == 0, err
+        return target / str(self.tree).lstrip("/")
+
+    def statuses(self) -> list[str]:
+        code, out, err = self.run("list", "--json")
+        assert code == 0, err
+        return [row["status"] for row in json.loads(out)]
+
+
+@pytest.fixture
+def site(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Site]:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    # Not under tmp_path: the unprivileged user of some tests must be able to enter it.
+    base = Path(tempfile.mkdtemp(prefix="respaldo-files-"))
+    base.chmod(0o755)
+    tree = base / "srv" / "uploads"
+    tree.mkdir(parents=True)
+    config = base / "respaldo.toml"
+    config.write_text(
+        f"""
+cache_dir = "{base / "cache"}"
+pack_size = 65536
+
+[catalog]
+url = "sqlite:///{base / "catalog.db"}"
+
+[chunker]
+min_size = 1024
+avg_size = 4096
+max_size = 16384
+
+[[repositories]]
+name = "local"
+url = "file://{base / "repo"}"
+
+[[file_sets]]
+name = "uploads"
+paths = ["{tree}"]
+"""
+    )
+    config.chmod(0o644)
+    initialize(load_settings(config), kdf=FAST_KDF)
+    try:
+        yield Site(base, config, tree, capsys)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_configured_path_that_is_a_symlink_is_backed_up_with_what_it_points_to(
+    site: Site,
+) -> None:
+    # /srv/uploads -> /data/uploads: the usual way an upload directory is moved to a
+    # bigger disk. Backing up the link alone would store no upload at all.
+    real = site.base / "data" / "uploads"
+    real.mkdir(parents=True)
+    (real / "factura.pdf").write_bytes(b"%PDF factura")
+    (real / "2024").mkdir()
+    (real / "2024" / "foto.jpg").write_bytes(b"jpeg")
+    site.tree.rmdir()
+    site.tree.symlink_to(real)
+
+    record = site.backup()
+    restored = site.restore(record["id"])
+    assert restored.is_dir() and not restored.is_symlink()
+    assert (restored / "factura.pdf").read_bytes() == b"%PDF factura"
+    assert (restored / "2024" / "foto.jpg").read_bytes() == b"jpeg"
+
+
+def test_a_configured_path_that_is_a_dangling_symlink_fails_the_backup(site: Site) -> None:
+    site.tree.rmdir()
+    site.tree.symlink_to(site.base / "data" / "gone")
+    code, _, err = site.run("backup", "uploads")
+    assert code == 1
+    assert "does not exist (a link to" in err
+    assert site.statuses() == ["failed"]
+
+
+def _run_as_unprivileged(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``respaldo`` as a user that is not root (what it runs as in a service)."""
+    prefix = ["runuser", "-u", OS_USER, "--"] if os.geteuid() == 0 else []
+    env = {**os.environ, "RESPALDO_PASSPHRASE": PASSPHRASE}
+    return subprocess.run(
+        [*prefix, server_respaldo(), "--config", str(site.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def test_unreadable_files_and_directories_fail_the_backup(site: Site) -> None:
+    (site.tree / "ok.pdf").write_bytes(b"fine")
+    (site.tree / "secret.pdf").write_bytes(b"cannot be read")
+    (site.tree / "locked").mkdir()
+    (site.tree / "locked" / "inside.pdf").write_bytes(b"never listed")
+    chown_tree(site.base)
+    (site.tree / "secret.pdf").chmod(0o000)
+    (site.tree / "locked").chmod(0o000)
+    try:
+        done = _run_as_unprivileged(site, "backup", "uploads")
+    finally:
+        (site.tree / "locked").chmod(0o755)
+    # A backup that lacks files it was told to keep is not a good backup: it fails,
+    # saying which paths it could not read, and nothing is recorded as completed.
+    assert done.returncode == 1, done
+    assert "secret.pdf" in done.stderr and "locked" in done.stderr, done.stderr
+    assert "exclude" in done.stderr, done.stderr
+    assert site.statuses() == ["failed"]
