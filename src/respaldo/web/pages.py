@@ -320,8 +320,10 @@ def _refused(page: Page, status: int, message: str) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path of this site: never an open redirect to another host.
-    if not target or not target.startswith("/") or target.startswith("//"):
+    # Only a path of this site: never an open redirect to another host. Browsers read a
+    # backslash as a slash ("/\\evil.example" is "//evil.example"), and the ERP sign-in's
+    # page continues by a meta refresh that no redirect quotes: refuse any.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     parts = urlsplit(target)
     return parts.path or "/"

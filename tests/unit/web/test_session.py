@@ -23,8 +23,10 @@ from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
 from respaldo.config import Settings
 from respaldo.domain import Role
 from respaldo.operations import audit, jobs
+from respaldo.operations.api_tokens import create_token
 from respaldo.operations.auth import Authenticator, load_secret
 from respaldo.operations.context import Context
+from respaldo.operations.principal import local_principal
 from respaldo.web import session
 from respaldo.web.site import create_site
 
@@ -109,10 +111,21 @@ def test_a_login_without_the_forms_token_is_refused(
     assert session.ACCESS_COOKIE not in browser.cookies
 
 
+# Browsers read a backslash as a slash in a URL's path: "/\\evil.example" is
+# "//evil.example", another host.
+EVIL_TARGETS = (
+    "https://evil.example/",
+    "//evil.example/x",
+    "javascript:alert(1)",
+    "/\\evil.example",
+    "/\\/evil.example/x",
+)
+
+
 def test_next_never_leads_to_another_site(browser: TestClient, context: Context) -> None:  # noqa: F811
     add_user(context, "ana", Role.ADMIN)
     token = _csrf(browser)
-    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+    for target in EVIL_TARGETS:
         browser.cookies.clear()
         token = _csrf(browser)
         answer = browser.post(
@@ -244,3 +257,16 @@ def test_the_erps_own_token_opens_the_page_with_its_permissions(
         assert page.status_code == 200
         assert "maria@erp" in page.text
         assert "Crear Backup Manual" not in page.text  # the token grants admin:read only
+
+
+def test_the_erp_sign_in_never_continues_to_another_site(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Its page continues by a meta refresh and a link, which no redirect quotes.
+    token = create_token(context, "erp-page", Role.VIEWER, actor=local_principal()).token
+    for target in EVIL_TARGETS:
+        answer = browser.post("/login/token", data={"token": token, "next": target})
+        assert answer.status_code == 200, target
+        assert 'content="0;url=/"' in answer.text, target
+        assert 'href="/"' in answer.text, target
