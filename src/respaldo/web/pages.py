@@ -564,7 +564,9 @@ def cancel_job(page: PageDep, job_id: int, csrf: Annotated[str | None, Form()] =
     def run(principal: Principal) -> Any:
         return admin.cancel_job(page.ctx, principal, job_id)
 
-    return _action(page, Permission.CREATE, csrf, run, "/jobs")
+    # As POST /admin/jobs/{id}/cancel: stopping a restore or a restore test an approver
+    # started is an approver's decision.
+    return _action(page, Permission.APPROVE, csrf, run, "/jobs")
 
 
 @router.get("/drills", name="web-drills", response_class=HTMLResponse)

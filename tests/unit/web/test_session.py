@@ -21,11 +21,12 @@ from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
 )
 
 from respaldo.config import Settings
-from respaldo.domain import Role
+from respaldo.domain import JobKind, JobStatus, Role, TriggeredBy
 from respaldo.operations import audit, jobs
 from respaldo.operations.api_tokens import create_token
 from respaldo.operations.auth import Authenticator, load_secret
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
 from respaldo.operations.principal import local_principal
 from respaldo.web import session
 from respaldo.web.site import create_site
@@ -270,3 +271,32 @@ def test_the_erp_sign_in_never_continues_to_another_site(
         assert answer.status_code == 200, target
         assert 'content="0;url=/"' in answer.text, target
         assert 'href="/"' in answer.text, target
+
+
+def test_cancelling_a_job_needs_approve_as_in_the_api(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # POST /admin/jobs/{id}/cancel needs admin:approve; the page's form is the same change.
+    job = jobs.submit(context, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "test")).id
+    add_user(context, "otto", Role.OPERATOR)
+    _login(browser, "otto")
+    assert f"/jobs/{job}/cancel" not in browser.get("/jobs").text
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    answer = browser.post(
+        f"/jobs/{job}/cancel", data={"csrf": token}, headers={"Accept": "application/json"}
+    )
+    assert answer.status_code == 403
+    assert jobs.get(context, job).status is JobStatus.QUEUED
+    denied = [e.target for e in audit.entries(context, user="otto") if e.outcome == "denied"]
+    assert denied == [f"POST /jobs/{job}/cancel"]
+    browser.cookies.clear()
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    assert f"/jobs/{job}/cancel" in browser.get("/jobs").text
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    answer = browser.post(
+        f"/jobs/{job}/cancel", data={"csrf": token}, headers={"Accept": "application/json"}
+    )
+    assert answer.status_code == 202, answer.text
+    assert jobs.get(context, job).status is JobStatus.CANCELLED
