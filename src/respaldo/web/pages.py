@@ -289,20 +289,25 @@ def _action(
     try:
         result = run(page.principal)
     except RespaldoError as exc:
-        # Worded, scrubbed and given its status as the API's problem answers are.
-        rendered, rendered_hint = exc.rendered(problems.api_name)
-        scrub = _scrubber(page)
-        message = scrub(rendered)
-        hint = scrub(rendered_hint) if rendered_hint else None
-        status = problems.status_of(exc)
-        if _wants_json(page.request):
-            body = {"detail": message, "hint": hint}
-            return page.finish(JSONResponse(body, status_code=status))
-        return render(page, "error.html", "", status=status, message=message, hint=hint)
+        return _failed(page, exc)
     if _wants_json(page.request):
         data = result.to_json() if hasattr(result, "to_json") else {}
         return page.finish(JSONResponse(data, status_code=202))
     return page.finish(RedirectResponse(back, status_code=303))
+
+
+def _failed(page: Page, exc: RespaldoError, *, as_json: bool = False) -> Response:
+    """The answer to an error of the application: worded, scrubbed and given its status
+    as the API's problem answers are (a secret file's path never reaches the page)."""
+    rendered, rendered_hint = exc.rendered(problems.api_name)
+    scrub = _scrubber(page)
+    message = scrub(rendered)
+    hint = scrub(rendered_hint) if rendered_hint else None
+    status = problems.status_of(exc)
+    if as_json or _wants_json(page.request):
+        body = {"detail": message, "hint": hint}
+        return page.finish(JSONResponse(body, status_code=status))
+    return render(page, "error.html", "", status=status, message=message, hint=hint)
 
 
 def _scrubber(page: Page) -> problems.Scrubber:
@@ -487,7 +492,7 @@ def backup_page(page: PageDep, backup_id: str) -> Response:
     try:
         detail = backup_detail(page.ctx, backup_id)
     except RespaldoError as exc:
-        return render(page, "error.html", "", status=404, message=exc.message, hint=exc.hint)
+        return _failed(page, exc)
     return render(
         page, "backup.html", "backups", d=detail, b=detail.backup, drills=detail.restore_tests
     )
@@ -556,7 +561,7 @@ def job_json(page: PageDep, job_id: int) -> Response:
     try:
         return page.finish(JSONResponse(jobs.get(page.ctx, job_id).to_json()))
     except RespaldoError as exc:
-        return page.finish(JSONResponse({"detail": exc.message}, status_code=404))
+        return _failed(page, exc, as_json=True)
 
 
 @router.post("/jobs/{job_id}/cancel", name="web-cancel-job")
