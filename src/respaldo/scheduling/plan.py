@@ -112,8 +112,9 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
 def trigger(cron: str, zone: tzinfo, where: str) -> CronTrigger:
     """A CronTrigger for a 5-field (or 6, seconds first) cron expression.
 
-    Raises ConfigError naming ``where`` for a malformed expression or a numeric day of
-    the week (cron counts from Sunday, APScheduler from Monday: names are unambiguous).
+    Raises ConfigError naming ``where`` for a malformed expression, one that never fires
+    (``30 feb``) or a numeric day of the week (cron counts from Sunday, APScheduler from
+    Monday: names are unambiguous).
     """
     fields = cron.split()
     if len(fields) == 5:
@@ -129,7 +130,7 @@ def trigger(cron: str, zone: tzinfo, where: str) -> CronTrigger:
             raise _bad(cron, where, "DAY#N needs a day name, N from 1 to 5 and day '*'")
         day, dow = f"{_ORDINALS[nth]} {name}", "*"
     try:
-        return WallClockTrigger(
+        found = WallClockTrigger(
             second=second,
             minute=minute,
             hour=hour,
@@ -140,6 +141,11 @@ def trigger(cron: str, zone: tzinfo, where: str) -> CronTrigger:
         )
     except ValueError as exc:
         raise _bad(cron, where, str(exc)) from None
+    if found.get_next_fire_time(None, datetime.now(zone)) is None:
+        # '0 3 30 feb *': every field is valid, the date never comes. Taken, it would
+        # leave its job silently undone (nothing watches a cleanup or verify that never runs).
+        raise _bad(cron, where, "it never fires: no date matches its day and month")
+    return found
 
 
 def _bad(cron: str, where: str, why: str) -> ConfigError:

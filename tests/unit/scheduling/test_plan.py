@@ -121,6 +121,9 @@ def test_last_due_names_one_missed_run_however_many_were_missed() -> None:
         ("0 3 * * 0", "name the days of the week"),
         ("0 3 * * sun#6", "DAY#N"),
         ("0 25 * * *", "invalid schedule '0 25 \\* \\* \\*' in \\[schedules\\] full"),
+        # Valid fields, but no such date: it would never fire, the service silently idle.
+        ("0 3 30 feb *", "never fires: no date matches"),
+        ("0 3 31 apr,jun,sep,nov *", "never fires: no date matches"),
     ],
 )
 def test_a_bad_cron_expression_is_a_config_error(cron: str, problem: str) -> None:
