@@ -259,7 +259,7 @@ def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> _Cl
     with catalog.begin() as session:
         state = AlertStates(session).get_or_new(key, level=Level.CRITICAL.value, now=now)
         previous = state.last_sent_at
-        if previous is not None and now - previous < interval:
+        if previous is not None and not _due(previous, now, interval):
             return _Claim(key, False, previous)
         state.last_sent_at = now
         state.updated_at = now
@@ -275,6 +275,13 @@ def _unclaim(catalog: Catalog, claim: _Claim, now: datetime) -> None:
                 state.last_sent_at = claim.previous
     except Exception:
         log.warning("could not note that alert %s reached nobody", claim.key, exc_info=True)
+
+
+def _due(told: datetime, now: datetime, interval: timedelta) -> bool:
+    """Whether what was told at ``told`` may be told again at ``now``: after the repeat
+    interval, or at once if ``told`` is in the future (the clock was ahead then and was
+    set right: waiting for it would keep a condition quiet as long as it was ahead)."""
+    return now < told or now - told >= interval
 
 
 def _why(exc: BaseException) -> str:
@@ -396,7 +403,7 @@ def _decide(
                 state.resolved_at = None
             state.last_sent_at = now
             return "raised", text, None
-        if now - before >= interval:
+        if _due(before, now, interval):
             state.last_sent_at = now
             return "repeated", text, before
         return "throttled", text, before
@@ -471,7 +478,7 @@ class _Memory:
                 return "raised", text, None
             told.message = text
             before = told.last_sent_at
-            if now - before >= interval:
+            if _due(before, now, interval):
                 told.last_sent_at = now
                 return "repeated", text, before
             return "throttled", text, before

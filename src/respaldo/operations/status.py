@@ -53,6 +53,10 @@ Check = Literal["rpo", "server", "archive", "restore_test", "copy", "catalog", "
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
 _KIND_WORDS = {BackupKind.FULL: "full backup", BackupKind.INCREMENTAL: "physical backup"}
+# How far in the future a backup's time may be and still count (another machine's clock
+# a little ahead). Further than that, a clock was wrong when it was taken: its real age
+# is unknown, and it must not pass for a fresh backup until that date comes.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class StatusItem(ResultModel):
@@ -154,7 +158,8 @@ def compute_status(
         with ctx.catalog.read() as session:
             secondaries = [repo.name for repo in settings.repositories[1:]]
             history = {
-                db.name: _History.read(session, db.name, secondaries) for db in settings.databases
+                db.name: _History.read(session, db.name, secondaries, now)
+                for db in settings.databases
             }
     except (SQLAlchemyError, RespaldoError) as exc:
         general.append(
@@ -198,6 +203,9 @@ class _History:
 
     def __init__(self) -> None:
         self.newest: dict[BackupKind, BackupRecord | None] = {}
+        """The newest completed backup of each kind, not dated in the future."""
+        self.ahead: dict[BackupKind, BackupRecord | None] = {}
+        """The newest completed backup of each kind dated in the future (see CLOCK_SKEW)."""
         self.last_attempt: dict[BackupKind, BackupRecord | None] = {}
         self.passed_drill: DrillRun | None = None
         self.last_drill: DrillRun | None = None
@@ -206,16 +214,19 @@ class _History:
         self.copies: dict[tuple[str, str], BackupCopy] = {}
 
     @classmethod
-    def read(cls, session: Session, database: str, secondaries: list[str]) -> _History:
+    def read(
+        cls, session: Session, database: str, secondaries: list[str], now: datetime
+    ) -> _History:
         found = cls()
         mine = BackupRecord.database_name == database
+        believable = BackupRecord.completed_at <= now + CLOCK_SKEW
         for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
             of_kind = sa.select(BackupRecord).where(mine, BackupRecord.backup_type == kind)
-            found.newest[kind] = session.scalars(
-                of_kind.where(BackupRecord.status == BackupStatus.COMPLETED)
-                .order_by(BackupRecord.completed_at.desc(), BackupRecord.id.desc())
-                .limit(1)
-            ).first()
+            completed = of_kind.where(BackupRecord.status == BackupStatus.COMPLETED).order_by(
+                BackupRecord.completed_at.desc(), BackupRecord.id.desc()
+            )
+            found.newest[kind] = session.scalars(completed.where(believable).limit(1)).first()
+            found.ahead[kind] = session.scalars(completed.where(~believable).limit(1)).first()
             found.last_attempt[kind] = session.scalars(
                 of_kind.where(
                     BackupRecord.status.in_([BackupStatus.COMPLETED, BackupStatus.FAILED])
@@ -362,8 +373,22 @@ def _backup_item(
         reason="",
         limit_seconds=limit.total_seconds(),
     )
+    ahead = history.ahead[kind]
+    if ahead is not None and ahead.completed_at is not None:
+        failed = "; ".join(
+            filter(
+                None,
+                [
+                    failed,
+                    f"backup {ahead.id} is dated {human_age(ahead.completed_at - now)} in the "
+                    f"future ({ahead.completed_at:%Y-%m-%d %H:%M} UTC): a clock was ahead when "
+                    "it was taken, its age is unknown",
+                ],
+            )
+        )
     if newest is None or newest.completed_at is None:
-        reason = f"no {what} was ever completed" + (f"; {failed}" if failed else "")
+        never = "completed before now" if ahead is not None else "ever completed"
+        reason = f"no {what} was {never}" + (f"; {failed}" if failed else "")
         return base.model_copy(update={"reason": reason})
     age = now - newest.completed_at
     facts = {

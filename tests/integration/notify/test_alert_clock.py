@@ -1,0 +1,87 @@
+"""A clock that was ahead and was set right must not silence alerts: a backup dated in
+the future (taken while the clock was a month ahead) does not pass for a fresh one, and
+an alert "sent" in the future does not throttle its repeats for a month. The mail server
+is a real aiosmtpd on loopback; the clock is the test's (``now``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.operations import alerts, watchdog
+from respaldo.operations.context import Context
+from respaldo.operations.status import compute_status
+from tests.servers.notify import Smtp, smtp  # noqa: F401
+from tests.unit.operations.status_support import NOW, backup, drill, status_settings
+
+pytestmark = pytest.mark.integration
+
+H = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, smtp: Smtp) -> Iterator[Context]:  # noqa: F811
+    target = {"name": "ops-mail", "url": smtp.url(), "levels": ["critical", "resolved"]}
+    settings = status_settings(tmp_path, notifications={"targets": [target]})
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+def test_a_backup_dated_in_the_future_does_not_hide_that_backups_stopped(
+    ctx: Context,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - 30 * H)  # the last one taken with a right clock
+    drill(ctx, last, NOW - H, passed=True)
+    ahead = backup(ctx, NOW + 30 * DAY)  # taken while the clock was a month ahead
+    (item,) = [
+        i
+        for i in compute_status(ctx, NOW, wal_archived=(), servers=False).items
+        if i.key == "rpo:erp:full"
+    ]
+    assert item.level == "red", item.reason
+    assert item.backup_id == last
+    assert ahead in item.reason and "in the future" in item.reason
+    result = watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+    assert {c.key: c.action for c in result.conditions}["rpo:erp:full"] == "raised"
+    (mail,) = smtp.inbox.wait(1)
+    assert mail["Subject"] == "[respaldo] CRITICAL: no full backup of erp for 30 h (RPO 26 h)"
+
+
+def test_an_alert_sent_while_the_clock_was_ahead_does_not_throttle_its_repeats(
+    ctx: Context,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - 30 * H)
+    drill(ctx, last, NOW - H, passed=True)
+    ahead = NOW + 365 * DAY
+
+    def watch(at: timedelta) -> str:
+        result = watchdog.check(ctx, NOW + at, wal_archived=(), servers=False)
+        return {c.key: c.action for c in result.conditions}["rpo:erp:full"]
+
+    def wal_push(at: timedelta) -> int:
+        sent = alerts.notify_failure(
+            ctx, "wal-push", "disk full", database="erp", throttle_key="wal-push:erp", now=NOW + at
+        )
+        return len(sent)
+
+    # Told while the clock was a year ahead...
+    assert watch(ahead - NOW) == "raised"
+    assert wal_push(ahead - NOW) == 1
+    # ... then the clock is set right: still red, told again (once), then throttled.
+    assert watch(H) == "repeated"
+    assert watch(2 * H) == "throttled"
+    assert wal_push(H) == 1
+    assert wal_push(2 * H) == 0
+    told = [str(m["Subject"]) for m in smtp.inbox.items]
+    assert [t for t in told if "full backup" in t or "WAL" in t] == [
+        "[respaldo] CRITICAL: no full backup of erp for 366 d 6 h (RPO 26 h)",
+        "[respaldo] CRITICAL: WAL push of erp failed",
+        "[respaldo] CRITICAL: still: no full backup of erp for 31 h (RPO 26 h)",
+        "[respaldo] CRITICAL: WAL push of erp failed",
+    ]
