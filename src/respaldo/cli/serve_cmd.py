@@ -172,6 +172,10 @@ def http_server(settings: Settings, api: Any) -> uvicorn.Server:
         log_level="warning",
         ssl_certfile=str(tls.tls_certificate) if tls.tls_certificate else None,
         ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
+        # uvicorn believes X-Forwarded-For and -Proto from loopback unless told whom to
+        # trust: a local client would choose the address the audit log and the login
+        # limits see. Only [server] trusted_proxies (none: no one).
+        forwarded_allow_ips=list(tls.trusted_proxies),
         # A client's idle HTTPS keep-alive connection otherwise holds SIGTERM for
         # asyncio's 30-second TLS close; jobs are cancelled and recorded apart.
         timeout_graceful_shutdown=5,

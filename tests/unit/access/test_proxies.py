@@ -3,8 +3,14 @@ the configured trusted proxies."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,8 +20,9 @@ from respaldo.domain import AuditAction, Role
 from respaldo.errors import ConfigError
 from respaldo.operations import audit
 from respaldo.operations.context import Context
+from respaldo.web.site import create_site
 
-from .conftest import add_user, login
+from .conftest import PASSWORD, add_user, login
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +72,62 @@ def test_a_trusted_proxy_that_is_not_an_address_is_a_config_error(tmp_path: Path
     path.write_text('[server]\ntrusted_proxies = ["10.0.0.0/8", "proxy.example"]\n')
     with pytest.raises(ConfigError, match=r"'proxy\.example' is not an address or network"):
         load_settings(path)
+
+
+@contextmanager
+def _served(settings: Settings, context: Context) -> Iterator[httpx.Client]:
+    """The app and page on the HTTP server ``respaldo serve`` runs (uvicorn, as configured there),
+    on a free loopback port, and a client of it."""
+    from respaldo.cli.serve_cmd import http_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server_settings = settings.server.model_copy(update={"listen": f"127.0.0.1:{port}"})
+    settings = settings.model_copy(update={"server": server_settings})
+    server = http_server(settings, create_site(settings, context))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():  # it listens, or failed to
+            time.sleep(0.01)
+        assert server.started
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+@pytest.mark.parametrize(("trusted", "client"), [([], "127.0.0.1"), (["127.0.0.1"], "203.0.113.9")])
+def test_the_served_app_believes_x_forwarded_for_only_from_trusted_proxies(
+    settings: Settings, context: Context, trusted: list[str], client: str
+) -> None:
+    # The HTTP server must not believe the header on its own (uvicorn does, from
+    # loopback): a local client would choose its audited address and escape the
+    # per-address login limit.
+    add_user(context, "alice", Role.VIEWER)
+    server = settings.server.model_copy(update={"trusted_proxies": trusted})
+    settings = settings.model_copy(update={"server": server})
+    with _served(settings, context) as http:
+        answer = http.post(
+            "/auth/token",
+            data={"username": "alice", "password": PASSWORD},
+            headers={"X-Forwarded-For": "203.0.113.9"},
+        )
+        assert answer.status_code == 200, answer.text
+    assert audit.entries(context, action=AuditAction.LOGIN)[0].address == client
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [([], False), (["127.0.0.1"], True)])
+def test_the_page_believes_x_forwarded_proto_only_from_trusted_proxies(
+    settings: Settings, context: Context, trusted: list[str], secure: bool
+) -> None:
+    server = settings.server.model_copy(update={"trusted_proxies": trusted})
+    settings = settings.model_copy(update={"server": server})
+    with _served(settings, context) as http:
+        answer = http.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert answer.status_code == 200
+    (cookie,) = answer.headers.get_list("set-cookie")
+    assert cookie.startswith("respaldo_csrf=")
+    assert ("; secure" in cookie.lower()) is secure, cookie
