@@ -9,9 +9,11 @@ so ``respaldo prune --dry-run``, the prune itself and (later) the API show the s
 Words used here:
 
 - *group*: the backups of one (database, kind); every rule counts within its group.
-- *good* backup: completed, and not known to have failed verification (``verified_at``
-  set with ``is_verified`` false). Count-based rules (keep-last, GFS, min_keep) count
-  good backups, so that a backup known to be damaged never takes a good one's place.
+- *good* backup: completed, not known to have failed verification (``verified_at``
+  set with ``is_verified`` false), and not known to be missing from every repository
+  (``missing``: prune lists them first). Count-based rules (keep-last, GFS, min_keep)
+  count good backups, so that a backup known to be damaged or gone never takes a good
+  one's place.
 - *time* of a backup: ``completed_at``, else ``created_at``. Periods of the GFS rules are
   UTC hours, days, ISO weeks, months and years.
 
@@ -113,6 +115,8 @@ class BackupFacts:
     verified_at: datetime | None = None
     parent: str | None = None
     """The backup this one is incremental on (it restores only on top of it), if any."""
+    missing: bool = False
+    """No repository holds its manifest (prune found out): it cannot be restored."""
 
     @property
     def time(self) -> datetime:
@@ -134,7 +138,7 @@ class BackupFacts:
 
     @property
     def good(self) -> bool:
-        return self.completed and not self.failed_verification
+        return self.completed and not self.failed_verification and not self.missing
 
 
 class Action(StrEnum):
@@ -292,6 +296,8 @@ def _decide_group(
             parts.append(f"expired {_minute(b.expires_at)}")
         if b.failed_verification:
             parts.append("failed verification")
+        if b.missing:
+            parts.append("in no repository")
         parts.append(f"no rule keeps it ({counted})")
         expired_why[b.id] = "; ".join(parts)
 

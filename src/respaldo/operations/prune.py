@@ -28,7 +28,7 @@ are not touched.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecord, BackupRecords
@@ -118,10 +118,25 @@ def policy_for(settings: Settings) -> PolicyFor:
 
 
 def plan(ctx: Context, *, database: str | None = None, now: datetime | None = None) -> PruneResult:
-    """Decide keep or expire for every backup (of ``database``, if given); change nothing."""
-    when = now or datetime.now(UTC)
+    """Decide keep or expire for every backup (of ``database``, if given); change nothing
+    and read no repository (every completed backup is taken to be there)."""
+    return _decide(ctx, catalog_facts(ctx, database), now, held=None)
+
+
+def catalog_facts(ctx: Context, database: str | None) -> list[BackupFacts]:
+    """The facts of every catalog record (of ``database``, if given)."""
     with ctx.catalog.read() as session:
-        facts = [facts_of(r) for r in BackupRecords(session).list(database=database)]
+        return [facts_of(r) for r in BackupRecords(session).list(database=database)]
+
+
+def _decide(
+    ctx: Context, facts: list[BackupFacts], now: datetime | None, held: set[str] | None
+) -> PruneResult:
+    """``held``: the ids of the backups some repository holds, when every repository
+    could be listed; a completed backup outside it is ``missing``, not a good one."""
+    when = now or datetime.now(UTC)
+    if held is not None:
+        facts = [replace(f, missing=True) if f.completed and f.id not in held else f for f in facts]
     decisions = decide(facts, policy_for(ctx.settings), when)
     return PruneResult(dry_run=True, now=when, decisions=decisions)
 
@@ -144,8 +159,9 @@ def prune(
     """
     settings = ctx.settings
     settings.repository()  # ConfigError if none is configured: nothing could be deleted
-    result = plan(ctx, database=database, now=now)
-    result.dry_run = dry_run
+    # The catalog before the repositories: a backup completing meanwhile is then one the
+    # catalog does not know yet (kept, with a warning), never one it thinks is missing.
+    facts = catalog_facts(ctx, database)
     repos = open_repositories(ctx)
     present: dict[str, set[str]] = {}
     for i, (outcome, repo) in enumerate(repos):
@@ -156,6 +172,11 @@ def prune(
         except RespaldoError as exc:
             outcome.fail(f"cannot open: {exc}")
             repos[i] = (outcome, None)
+    # Listed before deciding: a backup no repository holds is not a good one, and must
+    # not keep the last one that can be restored out of min_keep.
+    held = set().union(*present.values()) if len(present) == len(repos) else None
+    result = _decide(ctx, facts, now, held)
+    result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
     expired = _expired_to_delete(result, present, whole_catalog=database is None)
     if not dry_run:
@@ -355,7 +376,9 @@ def _delete_backup(
     # then leave it to the next run, which decides on what it is now.
     with ctx.catalog.begin() as session:
         try:
-            current = facts_of(BackupRecords(session).get(backup.id))
+            current = replace(
+                facts_of(BackupRecords(session).get(backup.id)), missing=backup.missing
+            )
         except RecordNotFound:
             return
     if current != backup:

@@ -132,7 +132,8 @@ class RetentionPreview(ResultModel):
 
 def retention_preview(ctx: Context, *, database: str | None = None) -> RetentionPreview:
     """The retention decisions for every backup (of ``database``); changes nothing and
-    reads no repository."""
+    reads no repository (so, unlike prune, it cannot tell that a backup is missing from
+    every repository and counts it as good)."""
     result = plan(ctx, database=database)
     decisions = sorted(_decisions(result), key=lambda d: (d.time, d.id), reverse=True)
     return RetentionPreview(now=result.now, decisions=decisions)

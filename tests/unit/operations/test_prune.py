@@ -249,3 +249,24 @@ def test_a_damaged_chunk_found_by_collection_fails_prune_and_is_quarantined(
         assert inst.read(kept[0]) == data_for(kept[0])
     finally:
         inst.close()
+
+
+def test_backups_no_repository_holds_do_not_count_as_good(tmp_path: Path) -> None:
+    """The two newest backups' manifests are gone from the repository (deleted by hand,
+    lost with a bucket's objects): they cannot be restored, so the older backup, the only
+    one left, is the last good one and must not be expired in their favour."""
+    inst = Installation.create(tmp_path, secondary=False)
+    try:
+        survivor = inst.backup(10 * DAY)  # expired by date; kept only by min_keep
+        gone = [inst.backup(age * DAY) for age in (2, 1)]
+        for backup_id in gone:
+            (tmp_path / "repo" / "manifests" / backup_id).unlink()
+        result = run_prune(inst)
+        decisions = {d.backup.id: d for d in result.decisions}
+        assert decisions[survivor].keep, decisions[survivor].rule
+        assert survivor not in result.deleted
+        assert inst.manifests() == {survivor}
+        assert inst.read(survivor) == data_for(survivor)
+        assert sum("no repository holds its manifest" in w for w in result.warnings) == 2
+    finally:
+        inst.close()
