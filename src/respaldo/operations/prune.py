@@ -387,7 +387,13 @@ def _delete_backup(
     if decision.holds_data and not delete_manifests(backup.id, repos):
         return  # its record stays, so the next run deletes what is left of it
     with ctx.catalog.begin() as session:
-        BackupRecords(session).delete(backup.id)
+        try:
+            BackupRecords(session).delete(backup.id)
+        except RecordNotFound:
+            # Another prune (or a deletion by hand) finished it meanwhile: done all the
+            # same, and this run must go on to collect garbage and renew locks.
+            log.info("backup %s was deleted meanwhile by another process", backup.id)
+            return
     result.deleted.append(backup.id)
     log.info(
         "deleted backup %s (%s %s, %s, completed %s): %s",

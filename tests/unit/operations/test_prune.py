@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from respaldo.config import RepositorySettings
 from respaldo.domain import BackupStatus
+from respaldo.operations import repositories
+from respaldo.operations.deletion import delete_backup
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.repository import Lease, LockKind, verify_repository
+from respaldo.storage.base import Storage
 from tests.unit.operations.support import NOW, Installation, data_for
 from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entries
 
@@ -270,3 +274,55 @@ def test_backups_no_repository_holds_do_not_count_as_good(tmp_path: Path) -> Non
         assert sum("no repository holds its manifest" in w for w in result.warnings) == 2
     finally:
         inst.close()
+
+
+class _Interleaved:
+    """A real store that runs ``before_delete(name)`` before deleting an object: another
+    process's deletion, interleaved at exactly that point."""
+
+    def __init__(self, inner: Storage, before_delete: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.before_delete = before_delete
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def delete(self, name: str) -> None:
+        self.before_delete(name)
+        self.inner.delete(name)
+
+
+def test_a_backup_deleted_by_someone_else_meanwhile_does_not_stop_prune(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two prunes (or a prune and a deletion by hand) at once: both expire the same old
+    backup; the other one deletes its record while this one deletes its manifests. This
+    one must carry on (collect garbage, renew locks), not fail on the missing record."""
+    old = inst.backup(30 * DAY)
+    kept = [inst.backup(age * DAY) for age in (2, 1)]
+    inst.replicate()
+    other = inst.context()
+    busy = False
+
+    def concurrently(name: str) -> None:
+        nonlocal busy
+        if name == f"manifests/{old}" and not busy:
+            busy = True
+            delete_backup(other, old)
+
+    real_open_store = repositories.open_store
+
+    def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
+        return cast(Storage, _Interleaved(real_open_store(repo, retries=retries), concurrently))
+
+    monkeypatch.setattr(repositories, "open_store", open_store)
+    try:
+        result = run_prune(inst)
+    finally:
+        other.close()
+    assert busy
+    assert result.ok, [r.error for r in result.repositories]
+    assert all(r.gc is not None and not r.gc.dry_run for r in result.repositories)
+    assert inst.record_ids() == set(kept)
+    monkeypatch.setattr(repositories, "open_store", real_open_store)
+    assert_agree(inst)
