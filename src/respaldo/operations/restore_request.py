@@ -39,6 +39,19 @@ _PHYSICAL_ONLY = {
     "respaldo_command": None,
 }
 
+# The options that only a restore of a logical backup takes (and their "not given"): a
+# files restore refuses them rather than ignore them (--no-owner would still set owners).
+_LOGICAL_ONLY = {
+    "database": None,
+    "replace": False,
+    "drop_old": False,
+    "force_system_database": False,
+    "jobs": 1,
+    "with_globals": False,
+    "no_owner": False,
+    "work_dir": None,
+}
+
 
 @dataclass(frozen=True)
 class RestoreRequest:
@@ -104,8 +117,24 @@ class RestoreRequest:
                 self.physical_options_given()[0],
                 "only applies to a restore into a data directory",
             )
+        if self.target_dir is not None:
+            self._check_files_options()
         if self.target_datadir is not None:
             self.recovery_target()
+
+    def _check_files_options(self) -> None:
+        """InvalidInput for an option a restore into a directory (files) would ignore."""
+        logical = [
+            f.name
+            for f in fields(self)
+            if f.name in _LOGICAL_ONLY and getattr(self, f.name) != _LOGICAL_ONLY[f.name]
+        ]
+        if logical:
+            raise InvalidInput(
+                logical[0], "only applies to a restore of a logical backup into a database"
+            )
+        if self.os_user != "postgres":
+            raise InvalidInput("os_user", "only applies to a restore into a data directory")
 
     @property
     def target(self) -> str:

@@ -154,3 +154,31 @@ def test_unreadable_files_and_directories_fail_the_backup(site: Site) -> None:
     assert "secret.pdf" in done.stderr and "locked" in done.stderr, done.stderr
     assert "exclude" in done.stderr, done.stderr
     assert site.statuses() == ["failed"]
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        (["--replace"], "--replace"),
+        (["--no-owner"], "--no-owner"),
+        (["--globals"], "--globals"),
+        (["--jobs", "2"], "--jobs"),
+        (["--os-user", "nobody"], "--os-user"),
+        (["--work-dir", "/tmp"], "--work-dir"),
+        (["--database", "erp"], "--database"),
+    ],
+)
+def test_options_a_files_restore_does_not_take_are_refused(
+    site: Site, given: list[str], named: str
+) -> None:
+    # --no-owner as root would still give every file its backed-up owner, --replace
+    # would still refuse a non-empty directory: an option that is silently ignored
+    # is a promise broken. It is refused before anything is read or written.
+    (site.tree / "a.pdf").write_bytes(b"a")
+    record = site.backup()
+    target = site.base / "out"
+    code, _, err = site.run("restore", record["id"], "--target-dir", str(target), *given)
+    assert code == 1, err
+    kind = "into a data directory" if named == "--os-user" else "of a logical backup"
+    assert f"{named}: only applies to a restore {kind}" in err, err
+    assert not target.exists()
