@@ -88,11 +88,25 @@ class _WholeFilesTarFile(tarfile.TarFile):
                 part.unlink()
             raise
 
+    def utime(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
+        """The member's time to the nanosecond (its pax ``mtime``), where tarfile sets a
+        float (which loses them, and sometimes a microsecond). tarfile calls this for a
+        file as it is extracted, and for a directory at the end, deepest first, each
+        just before giving it its mode: so a directory restored as 0000 never stands
+        in the way of setting the times below it."""
+        exact = tarinfo.pax_headers.get("mtime")
+        if exact is None:
+            super().utime(tarinfo, targetpath)
+            return
+        mtime_ns = _mtime_ns(exact)
+        try:
+            os.utime(targetpath, ns=(mtime_ns, mtime_ns))
+        except OSError as exc:
+            raise tarfile.ExtractError("could not change modification time") from exc
 
-def _safe(
-    stats: ExtractStats, times: list[tuple[str, int]]
-) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
-    previous: list[tuple[tarfile.TarInfo, bool]] = []  # the last member, and if timed
+
+def _safe(stats: ExtractStats) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    previous: list[tarfile.TarInfo] = []  # the member before this one
 
     def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         parts = member.name.split("/")
@@ -104,19 +118,12 @@ def _safe(
                 "(respaldo never backs those up)"
             )
         checked = _contained(member, dest)
-        last = previous[-1][0] if previous else None
+        last = previous.pop() if previous else None
+        previous.append(member)
         if member.isreg() and last is not None and last.isreg() and last.name == member.name:
             # A second read of a file that changed while read: it replaces the first.
-            replaced, replaced_timed = previous.pop()
             stats.files -= 1
-            stats.file_bytes -= replaced.size
-            if replaced_timed:
-                times.pop()
-        exact = member.pax_headers.get("mtime")
-        timed = exact is not None and not member.issym()
-        if exact is not None and timed:
-            times.append((checked.name, _mtime_ns(exact)))
-        previous[:] = [(member, timed)]
+            stats.file_bytes -= last.size
         if member.isdir():
             stats.directories += 1
         elif member.issym():
@@ -169,22 +176,16 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
     empty, removes it), and tarfile.TarError for an archive that is not one.
     """
     stats = ExtractStats()
-    times: list[tuple[str, int]] = []
     reader = io.BufferedReader(_IterReader(pieces), buffer_size=1024 * 1024)
     with _WholeFilesTarFile.open(fileobj=reader, mode="r|") as tar:
         # Every member passes _safe, which refuses whatever would leave the target.
-        safe = _safe(stats, times)
+        safe = _safe(stats)
         if _HAS_FILTERS:
             tar.extractall(target, filter=safe)  # noqa: S202
         else:
             # Each member is checked as it is read, before it is extracted, as the filter
             # would be: the stream is read once, in order.
             tar.extractall(target, members=(safe(m, str(target)) for m in tar))  # noqa: S202
-    # tarfile sets times from a float, which loses the nanoseconds (and sometimes a
-    # microsecond); set them exactly, deepest paths first so that setting a file's time
-    # never touches its directory's after that was set.
-    for name, mtime_ns in sorted(times, key=lambda item: item[0].count("/"), reverse=True):
-        os.utime(target / name, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
     return stats
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +80,7 @@ def finish_restore(target: RestoreTarget) -> None:
 def abort_restore(target: RestoreTarget) -> None:
     """Undo a failed restore: remove what it wrote (and the directory, if it made it)."""
     if target.created:
-        shutil.rmtree(target.path, ignore_errors=True)
+        _remove_tree(target.path)
         return
     _empty(target.path)
 
@@ -132,9 +133,33 @@ def _empty(target: Path, keep: str | None = None) -> None:
         if child.name == keep:
             continue
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
+            _remove_tree(child)
         else:
             child.unlink(missing_ok=True)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the directory ``path`` and all it holds, as far as this user can.
+
+    A restore gives directories their backed-up modes, and one killed at that point
+    leaves directories its own user can no longer list (0000) or empty (0555): they are
+    made ``u+rwx`` first (links are never followed), so that a restore running as the
+    same user removes them too.
+    """
+    _open_up(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _open_up(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.chmod(stat.S_IMODE(directory.lstat().st_mode) | stat.S_IRWXU)
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _open_up(Path(entry.path))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -182,3 +182,55 @@ def test_options_a_files_restore_does_not_take_are_refused(
     kind = "into a data directory" if named == "--os-user" else "of a logical backup"
     assert f"{named}: only applies to a restore {kind}" in err, err
     assert not target.exists()
+
+
+def _locked_tree(site: Site) -> None:
+    """A directory nobody may enter (0000) and a read-only one (0555), with files."""
+    (site.tree / "locked").mkdir()
+    (site.tree / "locked" / "inside.pdf").write_bytes(b"locked away")
+    (site.tree / "ro").mkdir()
+    (site.tree / "ro" / "kept.pdf").write_bytes(b"read only")
+    (site.tree / "ro" / "kept.pdf").chmod(0o444)
+    (site.tree / "ro").chmod(0o555)
+    (site.tree / "locked").chmod(0o000)
+
+
+def test_an_unprivileged_restore_gives_back_directories_it_cannot_enter(site: Site) -> None:
+    _locked_tree(site)
+    record = site.backup()  # as root, or as the owner: both can read the whole tree
+    target = site.base / "out"
+    chown_tree(site.base)
+    done = _run_as_unprivileged(site, "restore", record["id"], "--target-dir", str(target))
+    assert done.returncode == 0, done
+    restored = target / str(site.tree).lstrip("/")
+    assert (restored / "locked").stat().st_mode & 0o7777 == 0o000
+    assert (restored / "ro").stat().st_mode & 0o7777 == 0o555
+    (restored / "locked").chmod(0o700)  # for the checks, when not root
+    assert (restored / "locked" / "inside.pdf").read_bytes() == b"locked away"
+    assert (restored / "ro" / "kept.pdf").read_bytes() == b"read only"
+    assert (restored / "ro" / "kept.pdf").stat().st_mtime_ns == (
+        (site.tree / "ro" / "kept.pdf").stat().st_mtime_ns
+    )
+
+
+def test_a_restore_clears_a_killed_one_that_left_directories_it_cannot_enter(
+    site: Site,
+) -> None:
+    (site.tree / "a.pdf").write_bytes(b"a")
+    record = site.backup()
+    # What a restore killed while it set the directories' modes leaves: its marker (its
+    # process gone) and directories that its user can no longer enter or write.
+    target = site.base / "out"
+    left = target / "srv" / "old"
+    left.mkdir(parents=True)
+    (left / "partial.pdf").write_bytes(b"partial")
+    (target / "respaldo-restore-incomplete").write_text(
+        json.dumps({"backup": record["id"], "pid": os.getpid(), "start": 1, "host": os.uname()[1]})
+    )
+    chown_tree(site.base)
+    left.chmod(0o000)
+    (target / "srv").chmod(0o555)
+    done = _run_as_unprivileged(site, "restore", record["id"], "--target-dir", str(target))
+    assert done.returncode == 0, done
+    assert "incomplete restore" in done.stderr
+    assert sorted(p.name for p in target.iterdir()) == [str(site.tree).split("/")[1]]
