@@ -37,7 +37,13 @@ from respaldo.catalog.backups import (
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
-from respaldo.catalog.figures import BackupFigures, CatalogFigures, DrillFigures, read_figures
+from respaldo.catalog.figures import (
+    BackupFigures,
+    CatalogFigures,
+    DrillFigures,
+    NotificationFigures,
+    read_figures,
+)
 from respaldo.catalog.jobs import Jobs, outcome_of, params_of
 from respaldo.catalog.logins import LoginFailures
 from respaldo.catalog.models import (
@@ -82,6 +88,7 @@ __all__ = [
     "LoginFailure",
     "LoginFailures",
     "ManifestValues",
+    "NotificationFigures",
     "NotificationRecord",
     "Notifications",
     "User",

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.backups import newest_completed, newest_completed_times
-from respaldo.catalog.models import BackupRecord, DrillRun, Job
+from respaldo.catalog.models import BackupRecord, DrillRun, Job, NotificationRecord
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
 
 
@@ -51,6 +51,17 @@ class DrillFigures:
 
 
 @dataclass
+class NotificationFigures:
+    """One notification target: messages sent to it and failed, and when each last."""
+
+    target: str
+    sent: int = 0
+    failed: int = 0
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+
+
+@dataclass
 class CatalogFigures:
     backups: list[BackupFigures] = field(default_factory=list)
     drills: list[DrillFigures] = field(default_factory=list)
@@ -59,6 +70,7 @@ class CatalogFigures:
     job_last_success_at: dict[JobKind, datetime] = field(default_factory=dict)
     reclaimed_bytes: dict[str, int] = field(default_factory=dict)
     """Bytes reclaimed per repository by every completed prune (from ``jobs.outcome``)."""
+    notifications: list[NotificationFigures] = field(default_factory=list)
 
 
 def read_figures(session: Session) -> CatalogFigures:
@@ -69,6 +81,7 @@ def read_figures(session: Session) -> CatalogFigures:
         jobs=_job_counts(session),
         job_last_success_at=_job_successes(session),
         reclaimed_bytes=_reclaimed(session),
+        notifications=_notifications(session),
     )
 
 
@@ -192,3 +205,21 @@ def _reclaimed(session: Session) -> dict[str, int]:
             # the sum only grows (it is exposed as a counter).
             total[str(repository)] += max(0, int(count))
     return dict(total)
+
+
+def _notifications(session: Session) -> list[NotificationFigures]:
+    # Messages are rare (alerts, reports): the table stays small.
+    query = sa.select(
+        NotificationRecord.target,
+        NotificationRecord.ok,
+        sa.func.count(),
+        sa.func.max(NotificationRecord.sent_at),
+    ).group_by(NotificationRecord.target, NotificationRecord.ok)
+    found: dict[str, NotificationFigures] = {}
+    for target, ok, count, last in session.execute(query):
+        entry = found.setdefault(target, NotificationFigures(target))
+        if ok:
+            entry.sent, entry.last_success_at = int(count), last
+        else:
+            entry.failed, entry.last_failure_at = int(count), last
+    return [found[t] for t in sorted(found)]

@@ -5,7 +5,7 @@ truth: a :class:`CatalogCollector` reads it each time it is collected (a handful
 aggregate queries, :func:`respaldo.catalog.read_figures`) and keeps no counters of its
 own. ``GET /metrics`` and ``respaldo metrics [--textfile PATH]`` expose the same
 registry. Counters (``*_total``) are counts of catalog rows that are never deleted (jobs,
-drill runs), so they only grow.
+drill runs, notifications), so they only grow.
 
 Repository sizes are the one figure the catalog does not hold: they are measured by
 listing each repository's objects (:class:`RepositorySizes`), at most once every
@@ -32,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 
-from respaldo.catalog import CatalogFigures, read_figures
+from respaldo.catalog import CatalogFigures, NotificationFigures, read_figures
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.errors import CatalogUnavailable, RespaldoError
@@ -142,6 +142,7 @@ class CatalogCollector:
         yield from _drill_metrics(figures, settings)
         yield from _job_metrics(figures)
         yield from _prune_metrics(figures, settings)
+        yield from _notification_metrics(figures, settings)
         if self.sizes is not None:
             yield from _repository_metrics(self.sizes.current())
         if report is not None:
@@ -353,6 +354,39 @@ def _prune_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metr
         "Bytes prune reclaimed in this repository (garbage collection and WAL), all runs.",
         ["repository"],
         [([name], count) for name, count in sorted(reclaimed.items())],
+    )
+
+
+def _notification_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
+    # Every configured target appears before its first message (0: never), so that an
+    # alert on "last failure after last success" sees it; a target no longer configured
+    # still shows what it was sent.
+    rows = {f.target: f for f in figures.notifications}
+    for target in settings.notifications.targets:
+        rows.setdefault(target.name, NotificationFigures(target.name))
+    targets = [rows[name] for name in sorted(rows)]
+    yield _counter(
+        "respaldo_notifications",
+        "Messages (alerts, reports) sent to this notification target, by result: sent "
+        "(it took them) or failed (it could not be reached, or refused them).",
+        ["target", "result"],
+        [
+            ([f.target, result], count)
+            for f in targets
+            for result, count in (("sent", f.sent), ("failed", f.failed))
+        ],
+    )
+    yield _gauge(
+        "respaldo_notification_last_success_timestamp_seconds",
+        "When this notification target last took a message (unix time; 0: never).",
+        ["target"],
+        [([f.target], _unix(f.last_success_at)) for f in targets],
+    )
+    yield _gauge(
+        "respaldo_notification_last_failure_timestamp_seconds",
+        "When a message to this notification target last failed (unix time; 0: never).",
+        ["target"],
+        [([f.target], _unix(f.last_failure_at)) for f in targets],
     )
 
 

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.api import create_app
+from respaldo.catalog import Notifications
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.operations.metrics_status import status_metrics
 from respaldo.operations.status import DatabaseStatus, StatusItem, StatusReport
@@ -55,6 +56,16 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
             drill(context, T0 + timedelta(days=1), passed=False, seconds=30)
             job(context, JobKind.BACKUP, JobStatus.FAILED, error="down")
             job(context, JobKind.PRUNE, JobStatus.COMPLETED, outcome={"bytes_reclaimed": {}})
+            with context.catalog.begin() as session:
+                Notifications(session).add(
+                    sent_at=T0,
+                    level="critical",
+                    kind="backup",
+                    key=None,
+                    target="ops-mail",
+                    ok=False,
+                    error="connection refused",
+                )
             with TestClient(create_app(settings, context)) as client:
                 text = client.get("/metrics").text
     finally:
