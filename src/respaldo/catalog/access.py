@@ -124,14 +124,23 @@ class AuthSessions:
             sa.select(AuthSession).where(AuthSession.refresh_hash == refresh_hash)
         ).first()
 
-    def rotate(self, session_id: str, refresh_hash: str) -> None:
-        """Replace the session's refresh token (the old one stops working); the session
-        keeps its expiry, so refreshing never makes a login last longer."""
-        row = self.session.get(AuthSession, session_id)
-        if row is None:
-            raise RecordNotFound(f"no session {session_id}")
-        row.refresh_hash = refresh_hash
-        self.session.flush()
+    def rotate(self, session_id: str, old_hash: str, new_hash: str) -> bool:
+        """Replace the session's refresh token ``old_hash`` by ``new_hash`` (the old one
+        stops working); False if it is no longer ``old_hash`` or the session was revoked.
+        One statement that checks what it replaces: two requests that both read the old
+        token cannot both rotate it. The session keeps its expiry, so refreshing never
+        makes a login last longer."""
+        result = self.session.execute(
+            sa.update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.refresh_hash == old_hash,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(refresh_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
 
     def revoke(self, session_id: str, *, now: datetime | None = None) -> None:
         row = self.session.get(AuthSession, session_id)

@@ -212,8 +212,12 @@ class Authenticator:
                     problem = "the session has expired"
                 elif user is None or user.disabled:
                     problem = f"user {row.user_name!r} was removed or disabled"
+                elif not AuthSessions(session).rotate(
+                    row.id, row.refresh_hash, _digest(new_refresh)
+                ):
+                    # Another request rotated it since it was read: used once already.
+                    problem = "the refresh token is not valid (unknown, or already used)"
                 else:
-                    AuthSessions(session).rotate(row.id, _digest(new_refresh))
                     session_id = row.id
         if problem is not None:
             audit.record(
