@@ -474,6 +474,6 @@ class AlreadyFired(JobConflict):
 
 
 class BackupProtected(OperationError):
-    """A backup that retention would never expire (the newest completed or verified one
-    of its database and kind, a pinned or running one, the parent of another one) was to
-    be deleted by hand."""
+    """A backup that retention would never expire (the newest completed, verified or good
+    one of its database and kind, a pinned or running one, the parent of another one)
+    was to be deleted by hand."""

@@ -31,7 +31,8 @@ nothing keeps it):
 
 And invariants that no policy can switch off, per group: the newest completed backup is
 kept (a cleanup after a week of failing backups keeps the last one that worked); the
-newest completed backup that passed verification is kept, whatever its age; pinned
+newest completed backup that passed verification is kept, whatever its age, and the
+newest good one (when the newest completed is known to be damaged or gone); pinned
 backups are kept; backups still running (pending, in_progress) are kept. Across groups:
 a kept backup keeps its ``parent`` (the backup an incremental physical backup restores
 on top of), and so its whole chain, whatever the rules say of them.
@@ -304,7 +305,8 @@ def _decide_group(
 
 def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
     """The backups of one group (one database and kind) that no policy may expire, and
-    why: pinned ones, running ones, the newest completed and the newest verified one.
+    why: pinned ones, running ones, the newest completed, the newest verified and the
+    newest good one.
 
     The invariants of :func:`decide`, and what a deletion by hand refuses too (see
     :mod:`respaldo.operations.deletion`). Backups of other groups must not be passed:
@@ -319,10 +321,15 @@ def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
             found[b.id].append(f"running ({b.status})")
     completed = [b for b in newest_first if b.completed]
     verified = [b for b in completed if b.is_verified]
+    good = [b for b in completed if b.good]
     if verified:
         found[verified[0].id].append("newest verified")
     if completed:
         found[completed[0].id].append("newest completed")
+    if good and good[0] is not completed[0]:
+        # The newest completed one is known to be damaged (or gone): this is the last
+        # backup that should restore. min_keep keeps it too; a deletion by hand must not.
+        found[good[0].id].append("newest good")
     return dict(found)
 
 

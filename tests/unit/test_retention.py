@@ -145,7 +145,7 @@ def test_min_keep_counts_good_backups_first() -> None:
     ]
     decisions = by_id(decide(history, Policy(min_keep=2), NOW))
     assert decisions["b000"].reasons == ("newest completed",)
-    assert decisions["b001"].reasons == ("minimum 2 good backups",)
+    assert decisions["b001"].reasons == ("newest good", "minimum 2 good backups")
     assert decisions["b002"].reasons == ("minimum 2 good backups",)
     assert not decisions["b003"].keep
 
@@ -261,7 +261,7 @@ policies_st = st.builds(
     keep_weekly=st.integers(0, 5),
     keep_monthly=st.integers(0, 12),
     keep_yearly=st.integers(0, 3),
-    min_keep=st.integers(1, 4),
+    min_keep=st.integers(0, 4),  # 0: the invariants alone (the settings ask for 1 or more)
     failed_days=st.integers(0, 30),
 )
 
@@ -290,6 +290,9 @@ def test_no_policy_leaves_a_group_without_a_restorable_backup(
         verified = [d for d in group if d.backup.completed and d.backup.is_verified]
         if verified:
             assert max(verified, key=_newest).keep
+        good_ones = [d for d in group if d.backup.good]
+        if good_ones:
+            assert max(good_ones, key=_newest).keep
         good = [d for d in group if d.backup.completed]
         kept_good = [d for d in good if d.keep]
         assert len(kept_good) >= min(policy.min_keep, len(good))

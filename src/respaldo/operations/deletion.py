@@ -1,10 +1,11 @@
 """Deleting one backup by hand (``DELETE /admin/backups/{id}``).
 
 What may not be deleted is what retention never expires, by the same rule
-(:func:`respaldo.retention.protected`): the newest completed and the newest verified
-backup of its database and kind, pinned backups (unpin first) and running ones; and, as
-retention keeps a kept backup's parent, a backup another one is incremental on (that one
-restores only on top of it: delete the newest of a chain first). The deletion itself
+(:func:`respaldo.retention.protected`): the newest completed, the newest verified and
+the newest good backup of its database and kind, pinned backups (unpin first) and
+running ones; and, as retention keeps a kept backup's parent, a backup another one is
+incremental on (that one restores only on top of it: delete the newest of a chain
+first). The deletion itself
 is prune's, in the same order: the manifest from every repository, then the catalog
 record; the data goes with the next garbage collection (``prune``).
 """
@@ -50,8 +51,8 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             f"backup {target.id} is kept by retention ({', '.join(reasons)})",
             hint="unpin it first"
             if reasons == ["pinned"]
-            else "retention never deletes the newest completed or verified backup of a "
-            "database, nor a running one; take a newer backup first",
+            else "retention never deletes the newest completed, verified or good backup "
+            "of a database, nor a running one; take a newer backup first",
         )
     children = sorted(b.id for b in group if b.parent == target.id)
     if children:

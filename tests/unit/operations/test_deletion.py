@@ -13,11 +13,12 @@ from respaldo.domain import BackupKind
 from respaldo.errors import BackupProtected
 from respaldo.operations.deletion import delete_backup
 from respaldo.repository import verify_repository
-from tests.unit.operations.support import Installation
+from tests.unit.operations.support import Installation, data_for
 
 pytestmark = pytest.mark.unit
 
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 PHYSICAL = BackupKind.INCREMENTAL
 
 
@@ -56,3 +57,20 @@ def test_a_backup_no_kept_one_needs_is_deleted(inst: Installation) -> None:
     assert deleted.manifests_deleted_from == ["local", "second"]
     assert inst.record_ids() == {root, newest}
     assert inst.manifests() == {root, newest}
+
+
+def test_the_last_good_backup_cannot_be_deleted(inst: Installation) -> None:
+    # The newest backup failed its restore test; the one before it is the last good one
+    # (never tested, as most are): retention keeps it (min_keep counts good ones first),
+    # and so a deletion by hand must refuse it too.
+    good = inst.backup(2 * DAY)
+    bad = inst.backup(1 * DAY, verified=False)
+    with pytest.raises(BackupProtected) as refused:
+        delete_backup(inst.ctx, good)
+    assert "newest good" in refused.value.message
+    assert inst.record_ids() == {good, bad}
+    assert inst.manifests() == {good, bad}
+    assert inst.read(good) == data_for(good)
+    # A good backup newer than it: now it may go.
+    inst.backup(12 * HOUR)
+    assert delete_backup(inst.ctx, good).id == good

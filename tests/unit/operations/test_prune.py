@@ -125,7 +125,7 @@ def test_newest_verified_survives(inst: Installation) -> None:
     assert decisions[verified].reasons == ("newest verified",)
     # The newest backup failed verification: min_keep counts the good ones first.
     assert decisions[bad].reasons == ("newest completed",)
-    assert decisions[others[-1]].reasons == ("minimum 2 good backups",)
+    assert decisions[others[-1]].reasons == ("newest good", "minimum 2 good backups")
     assert inst.completed_ids() == {verified, others[-1], others[-2], bad}
     assert_agree(inst)
 
