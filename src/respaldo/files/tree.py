@@ -214,8 +214,11 @@ class TreeTarStream:
         info.linkname = linkname
         # The exact time in a pax record: a restored file gets its time to the microsecond,
         # and an unchanged file yields the same header bytes every time.
-        seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-        info.pax_headers = {"mtime": f"{seconds}.{nanos:09d}"}
+        # A decimal number: before 1970 it is "-" and the distance to 0, not floor
+        # division's seconds and a positive fraction (which read back a second off).
+        seconds, nanos = divmod(abs(st.st_mtime_ns), 1_000_000_000)
+        sign = "-" if st.st_mtime_ns < 0 else ""
+        info.pax_headers = {"mtime": f"{sign}{seconds}.{nanos:09d}"}
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
     def _file(self, path: Path, *, follow: bool) -> Iterator[bytes]:
