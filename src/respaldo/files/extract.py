@@ -173,7 +173,8 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
 
     Raises UnsafePath at the first member that would escape or is of a refused kind
     (what was extracted before it stays: the caller, which made sure ``target`` was
-    empty, removes it), and tarfile.TarError for an archive that is not one.
+    empty, removes it), tarfile.TarError for an archive that is not one, and whatever
+    ``pieces`` raises, up to its very end (it is always read to its end).
     """
     stats = ExtractStats()
     reader = io.BufferedReader(_IterReader(pieces), buffer_size=1024 * 1024)
@@ -186,6 +187,11 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
             # Each member is checked as it is read, before it is extracted, as the filter
             # would be: the stream is read once, in order.
             tar.extractall(target, members=(safe(m, str(target)) for m in tar))  # noqa: S202
+    # tarfile stops at the end-of-archive blocks, which may be before the last piece
+    # was asked for: read to the end, so that whatever checks the pieces at their end
+    # (the stream's size and SHA-256) has run before the restore counts as done.
+    while reader.read(1024 * 1024):
+        pass
     return stats
 
 

@@ -6,20 +6,28 @@ CLI and, where the point is what comes back, restores it and compares.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from respaldo.config import load_settings
+from respaldo.files import TreeTarStream
 from respaldo.operations.initialize import initialize
+from respaldo.operations.repositories import open_repository
+from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF, OS_USER, chown_tree, server_respaldo
 
@@ -234,3 +242,30 @@ def test_a_restore_clears_a_killed_one_that_left_directories_it_cannot_enter(
     assert done.returncode == 0, done
     assert "incomplete restore" in done.stderr
     assert sorted(p.name for p in target.iterdir()) == [str(site.tree).split("/")[1]]
+
+
+def test_a_restore_reads_the_stream_to_its_end_and_checks_its_checksum(site: Site) -> None:
+    # Every chunk is authenticated on its own; the stream's SHA-256 in the manifest is
+    # the end-to-end check that they are the right ones in the right order. The tar
+    # ends before the stream does (a reader stops at its end-of-archive blocks), so a
+    # restore that stopped reading there never made that check.
+    # A tar whose length is a whole number of tarfile's 10 KiB records: its reader's
+    # last request for data ends exactly where the stream does.
+    for blocks in range(100, 120):
+        (site.tree / "a.pdf").write_bytes(os.urandom(blocks * tarfile.BLOCKSIZE))
+        data = TreeTarStream([site.tree]).read()
+        if len(data) % tarfile.RECORDSIZE == 0:
+            break
+    assert len(data) % tarfile.RECORDSIZE == 0
+    repo = open_repository(load_settings(site.config))
+    backup_id = "20261128T000000Z-0badc0de"
+    with BackupWriter(repo, backup_id) as writer:
+        info = writer.write_stream("files", io.BytesIO(data))
+        # What a writer that got its bookkeeping wrong would record.
+        writer._streams[-1] = dataclasses.replace(info, sha256=hashlib.sha256(b"x").hexdigest())
+        writer.commit(kind="files", source="uploads", started_at=datetime.now(UTC))
+    target = site.base / "out"
+    code, _, err = site.run("restore", backup_id, "--target-dir", str(target))
+    assert code != 0, err
+    assert "does not match its checksum" in err, err
+    assert not target.exists()
