@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from respaldo.errors import UnsafePath
+from respaldo.files.tree import SPARSE
 
 if TYPE_CHECKING:
     from _typeshed import StrOrBytesPath
@@ -61,6 +62,10 @@ class _IterReader(io.RawIOBase):
         return n
 
 
+HOLE = 64 * 1024
+"""A whole block of zeros this long, at a multiple of it, is a hole in a sparse file."""
+_ZEROS = bytes(HOLE)
+
 PART_PREFIX = ".respaldo-part-"
 """Files are written under ``.respaldo-part-<random>`` in their directory, then renamed."""
 
@@ -78,7 +83,10 @@ class _WholeFilesTarFile(tarfile.TarFile):
         final = Path(os.fsdecode(targetpath))
         part = final.parent / (PART_PREFIX + secrets.token_hex(8))
         try:
-            super().makefile(tarinfo, str(part))
+            if tarinfo.pax_headers.get(SPARSE) == "1" and tarinfo.sparse is None:
+                self._make_sparse(tarinfo, part)
+            else:
+                super().makefile(tarinfo, str(part))
             size = part.lstat().st_size
             if size != tarinfo.size:
                 raise tarfile.ReadError(f"{tarinfo.name}: {size} bytes of {tarinfo.size}")
@@ -87,6 +95,26 @@ class _WholeFilesTarFile(tarfile.TarFile):
             with contextlib.suppress(OSError):
                 part.unlink()
             raise
+
+    def _make_sparse(self, tarinfo: tarfile.TarInfo, path: Path) -> None:
+        """Write a file that had holes: its whole blocks of zeros are skipped, not
+        written, so it takes about the disk it took (and a restore fits where the
+        original did). Its contents read the same."""
+        source = self.fileobj
+        source.seek(tarinfo.offset_data)
+        left = tarinfo.size
+        with path.open("wb") as target:
+            while left:
+                n = min(HOLE, left)
+                block = source.read(n)
+                if len(block) != n:
+                    raise tarfile.ReadError("unexpected end of data")
+                if block == _ZEROS[:n]:
+                    target.seek(n, os.SEEK_CUR)
+                else:
+                    target.write(block)
+                left -= n
+            target.truncate(tarinfo.size)
 
     def utime(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
         """The member's time to the nanosecond (its pax ``mtime``), where tarfile sets a

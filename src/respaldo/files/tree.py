@@ -35,6 +35,9 @@ READ_SIZE = 1024 * 1024
 _ZEROS = bytes(READ_SIZE)
 ATTEMPTS = 3
 """Reads of a file that changes while read before it counts as an error."""
+SPARSE = "RESPALDO.sparse"
+"""pax record of a file that takes less disk than its size (it has holes): its zeros are
+stored as they read, and a restore leaves holes where whole blocks of them were."""
 
 
 @dataclass
@@ -219,6 +222,8 @@ class TreeTarStream:
         seconds, nanos = divmod(abs(st.st_mtime_ns), 1_000_000_000)
         sign = "-" if st.st_mtime_ns < 0 else ""
         info.pax_headers = {"mtime": f"{sign}{seconds}.{nanos:09d}"}
+        if kind == tarfile.REGTYPE and st.st_blocks * 512 < size:
+            info.pax_headers[SPARSE] = "1"
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
     def _file(self, path: Path, *, follow: bool) -> Iterator[bytes]:

@@ -31,3 +31,30 @@ def test_modification_times_come_back_to_the_nanosecond(tmp_path: Path, mtime_ns
     extract_tar([TreeTarStream([tree]).read()], target)
     restored = target / str(path).lstrip("/")
     assert restored.stat().st_mtime_ns == mtime_ns
+
+
+def test_sparse_files_come_back_sparse_and_dense_ones_dense(tmp_path: Path) -> None:
+    # A 64 MiB file holding 3 bytes takes a few KiB of disk; written out whole it would
+    # take 64 MiB, and a restore onto a disk that held the original could run out.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    sparse = tree / "disk.img"
+    with sparse.open("wb") as fh:
+        fh.seek(32 * 1024 * 1024)
+        fh.write(b"mid")
+        fh.truncate(64 * 1024 * 1024)
+    assert sparse.stat().st_blocks * 512 < 1024 * 1024  # the filesystem keeps holes
+    dense = tree / "zeros.bin"
+    dense.write_bytes(bytes(2 * 1024 * 1024))  # zeros, but written: stays allocated
+    target = tmp_path / "restored"
+    target.mkdir()
+    stream = TreeTarStream([tree])
+    extract_tar(iter(lambda: stream.read(1024 * 1024), b""), target)
+    restored = target / str(tree).lstrip("/")
+    with (restored / "disk.img").open("rb") as fh, sparse.open("rb") as original:
+        while block := original.read(1024 * 1024):
+            assert fh.read(1024 * 1024) == block
+        assert fh.read(1) == b""
+    assert (restored / "disk.img").stat().st_blocks * 512 < 1024 * 1024
+    assert (restored / "zeros.bin").read_bytes() == bytes(2 * 1024 * 1024)
+    assert (restored / "zeros.bin").stat().st_blocks * 512 >= 2 * 1024 * 1024
