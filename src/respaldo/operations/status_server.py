@@ -29,6 +29,9 @@ whole report (or a Nagios check) for libpq's default of minutes."""
 
 _ARCHIVING = ("on", "always")
 
+ARCHIVING_FAILS = "archiving fails, "
+"""How the reason of archiving that is stuck on a failing segment begins."""
+
 Level = Literal["green", "amber", "red"]
 """Green: as it should be. Amber: works, but look (the last attempt failed, it cannot be
 told). Red: a threshold is crossed or something is down; ``respaldo status`` exits 3."""
@@ -121,10 +124,11 @@ class ArchiveVerdict:
 def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
-    Red: ``archive_mode`` off, or a segment has waited longer than ``rpo.archive_lag``
-    (what a physical restore would lose). Amber: the server cannot be read (the server
-    item says why), the last attempt failed, more than ``rpo.archive_backlog`` files wait,
-    or the waiting files cannot be listed.
+    Red: ``archive_mode`` off, a segment has waited longer than ``rpo.archive_lag``
+    (what a physical restore would lose), or, where the waiting files cannot be listed,
+    the last attempt failed and nothing was archived for longer than that. Amber: the
+    server cannot be read (the server item says why), the last attempt failed, more than
+    ``rpo.archive_backlog`` files wait, or the waiting files cannot be listed.
     """
     if reading.error is not None:
         return ArchiveVerdict("amber", "unknown: the server cannot be reached")
@@ -167,6 +171,16 @@ def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
                 f"{last}{failures}",
                 waited,
             )
+    if failed and state.waiting is None and (since_last is None or since_last > rpo.archive_lag):
+        # The queue cannot be listed (no pg_monitor), so no file's wait is known; but the
+        # archiver retries the segment that failed until it goes, so nothing was archived
+        # since the last success: that is what a restore would lose.
+        stuck = (
+            f"nothing archived for {human_age(since_last)} (limit {human_age(rpo.archive_lag)}); "
+            if since_last is not None
+            else ""
+        )
+        return ArchiveVerdict("red", f"{ARCHIVING_FAILS}{stuck}{last}{failures}", since_last)
     if failed:
         return ArchiveVerdict("amber", f"{last}{failures}", since_last)
     if state.waiting is None and state.unknown_why:

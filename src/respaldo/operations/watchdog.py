@@ -25,7 +25,7 @@ from respaldo.operations.alerts import ConditionResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
-from respaldo.operations.status_server import human_age
+from respaldo.operations.status_server import ARCHIVING_FAILS, human_age
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         ),
     ),
 }
+_ARCHIVING_FAILS = (
+    _("WAL archiving of {database} fails: nothing archived yet"),
+    _("WAL archiving of {database} fails: nothing archived for {age} (limit {limit})"),
+)
 _SERVER = _("the server of {database} cannot be reached: {error}")
 _CATALOG = _("the catalog cannot be read: {error}")
 _KINDS = {"rpo": "backup", "restore_test": "drill", "copy": "copy", "archive": "wal-push"}
@@ -137,6 +141,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _CATALOG, args
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
     never, aged = _MESSAGES[name]
+    if item.check == "archive" and item.reason.startswith(ARCHIVING_FAILS):
+        never, aged = _ARCHIVING_FAILS
     return (never if item.age_seconds is None else aged), args
 
 

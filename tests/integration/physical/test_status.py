@@ -4,6 +4,7 @@ fails until its oldest segment has waited longer than ``archive_lag_minutes``.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -178,3 +179,51 @@ def test_metrics_of_failing_archiving_give_its_lag_and_failures(
     assert got[("respaldo_database_status", "erp")] == 2  # red, as status says
     assert got[("respaldo_database_up", "erp")] == 1
     assert got[("respaldo_backup_last_success_timestamp_seconds", "erp", "incremental")] == 0
+
+
+def test_failing_archiving_seen_by_a_role_without_pg_monitor_is_red_and_mailed(
+    failing: Failing, tmp_path: Path
+) -> None:
+    # The usual backup role may not list pg_wal/archive_status (no pg_monitor): how long
+    # the segment waits is unknown, but the archiver is stuck on it (it retries the one
+    # that failed until it goes), so nothing was archived since its last success.
+    from datetime import UTC, datetime
+
+    from respaldo.operations import watchdog
+    from respaldo.operations.context import Context
+    from tests.servers.notify import Smtp
+
+    password = "watcher-pass-4711"
+    failing.pg.execute(
+        sql.SQL("CREATE ROLE watcher LOGIN PASSWORD {}").format(sql.Literal(password))
+    )
+    smtp = Smtp()
+    try:
+        config = tmp_path / "respaldo.toml"
+        text = failing.config.read_text().replace(
+            f"postgresql://{failing.pg.superuser}@", "postgresql://watcher@"
+        )
+        (tmp_path / "watcher.pass").write_text(password + "\n")
+        (tmp_path / "watcher.pass").chmod(0o600)
+        text = re.sub(
+            r'^password_file = ".*"$',
+            f'password_file = "{tmp_path / "watcher.pass"}"',
+            text,
+            flags=re.MULTILINE,
+        )
+        config.write_text(
+            text + f'\n[[notifications.targets]]\nname = "ops-mail"\nurl = "{smtp.url()}"\n'
+        )
+        with Context.open(load_settings(config)) as ctx:
+            result = watchdog.check(ctx, datetime.now(UTC), wal_archived=())
+        (erp,) = result.report.databases
+        archive = next(i for i in erp.items if i.key == "archive:erp")
+        assert erp.archive is not None and erp.archive.waiting is None  # cannot list
+        assert archive.level == "red", archive.reason
+        assert "nothing archived yet; the last attempt failed" in archive.reason
+        assert {c.key: c.action for c in result.conditions}["archive:erp"] == "raised"
+        subjects = [str(m["Subject"]) for m in smtp.inbox.items]
+        assert "[respaldo] CRITICAL: WAL archiving of erp fails: nothing archived yet" in subjects
+    finally:
+        smtp.close()
+        failing.pg.execute(sql.SQL("DROP ROLE watcher"))
