@@ -1,11 +1,15 @@
-"""The audit entries of jobs asked for from the command line.
+"""The audit entries of jobs a person asked for: from the command line, or through the
+API or the page.
 
-A CLI command that changes something runs it as a job (``jobs.run_now``); when the job
-ends, this records who (the OS user), what (backup created, restore, restore test,
-prune), on what (the backup id, else the job's target) and how it ended. Jobs the API
-starts are audited by its routes (``audit.record`` with the caller), scheduled ones not
-at all: no person asked for them, and the jobs table keeps them. Verifications and dry
-runs change nothing and are not audited.
+When such a job ends, this records who, what (backup created, restore, restore test,
+prune), on what (the backup id, else the job's target) and how it ended. From the
+command line the actor is the OS user, and this entry is the only one. A job the API or
+the page started was recorded by its route when it started (``success``: the request was
+carried out, the detail names the job); the entry of its end, with the same actor (the
+job's ``requested_by``), says whether the work itself succeeded, so that a failed
+restore is never only a success in the log. Scheduled jobs are not audited: no person
+asked for them, and the jobs table keeps them. Verifications and dry runs change
+nothing and are not audited.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from respaldo.domain import AuditAction, AuditOutcome, JobKind, TriggeredBy
 from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
-from respaldo.operations.principal import local_principal
+from respaldo.operations.principal import Principal, local_principal
 from respaldo.operations.scrub import Scrubber
 
 log = logging.getLogger(__name__)
@@ -29,29 +33,34 @@ _ACTIONS = {
 }
 
 
-def audit_cli_job(
+def audit_job_end(
     ctx: Context,
     request: JobRequest,
     job_id: int,
     result_id: str | None,
     error: BaseException | None,
 ) -> None:
-    """Record the end of a CLI job that changed (or tried to change) something. After a
-    failure, a failure to record is logged, not raised: the job's own error is the one
-    to see."""
+    """Record the end of a job asked for from the command line, the API or the page that
+    changed (or tried to change) something. After a failure, a failure to record is
+    logged, not raised: the job's own error is the one to see."""
     action = _ACTIONS.get(request.kind)
-    if action is None or request.triggered_by is not TriggeredBy.CLI:
+    if action is None or request.params.get("dry_run"):
         return
-    if request.params.get("dry_run"):
+    actor: Principal | str
+    if request.triggered_by is TriggeredBy.CLI:
+        actor = local_principal()
+    elif request.triggered_by is TriggeredBy.API:
+        actor = request.requested_by or "-"
+    else:
         return
     outcome = AuditOutcome.SUCCESS if error is None else AuditOutcome.FAILURE
     detail = f"job {job_id}" + (f": {error or type(error).__name__}" if error else "")
     detail = Scrubber(ctx.settings)(detail) if error else detail
     target = result_id or request.target
     if error is None:
-        audit.record(ctx, local_principal(), action, target, outcome, detail)
+        audit.record(ctx, actor, action, target, outcome, detail)
         return
     try:
-        audit.record(ctx, local_principal(), action, target, outcome, detail)
+        audit.record(ctx, actor, action, target, outcome, detail)
     except Exception as exc:  # the catalog may be what failed the job
         log.warning("could not record job %s in the audit log: %s", job_id, exc)

@@ -397,15 +397,15 @@ def run_now(
     for from the command line is audited with its outcome (operations/job_audit.py)."""
     # Imported here: the audit builds on the principal, which asks this module who the
     # OS user is.
-    from respaldo.operations.job_audit import audit_cli_job
+    from respaldo.operations.job_audit import audit_job_end
 
     job = submit(ctx, request, here=True)
     try:
         result = run(ctx, job.id, body, result_id=result_id, outcome=outcome)
     except BaseException as exc:
-        audit_cli_job(ctx, request, job.id, None, exc)
+        audit_job_end(ctx, request, job.id, None, exc)
         raise
-    audit_cli_job(ctx, request, job.id, result_id(result), None)
+    audit_job_end(ctx, request, job.id, result_id(result), None)
     return result
 
 

@@ -18,6 +18,7 @@ from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
+from respaldo.operations.job_audit import audit_job_end
 from respaldo.operations.prune_report import PruneReport, prune_backups
 from respaldo.operations.recorded import fail_reserved
 from respaldo.operations.reports import previous_month, send_drill_report
@@ -50,10 +51,13 @@ def run_queued(
     with ctx.catalog.begin() as session:
         job = Jobs(session).get(job_id)
         kind, target, params, by = job.kind, job.target, params_of(job), job.triggered_by
+        request = jobs.JobRequest(kind, target, by, job.requested_by, params)
     reserved = params.get("reserved") if kind is JobKind.BACKUP else None
+    # A job the API or the page started: its end is audited (the CLI's are by run_now).
+    audited = by is TriggeredBy.API
     try:
         body, result_id = _body(kind, target, params, by)
-        return jobs.run(
+        result = jobs.run(
             ctx,
             job_id,
             body,
@@ -65,7 +69,14 @@ def run_queued(
     except BaseException as exc:
         if reserved is not None:
             fail_reserved(ctx, str(reserved), str(exc) or type(exc).__name__)
+        if audited:
+            # The backup (reserved, or the one restored) its start was recorded on.
+            known = reserved or params.get("backup_id")
+            audit_job_end(ctx, request, job_id, str(known) if known else None, exc)
         raise
+    if audited:
+        audit_job_end(ctx, request, job_id, result_id(result), None)
+    return result
 
 
 def _outcome(result: Any) -> dict[str, Any] | None:
