@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo.catalog import BackupCopies
+from respaldo.catalog import BackupCopies, BackupRecords
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
-from respaldo.errors import ConfigError, RespaldoError
+from respaldo.errors import ConfigError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copy_backup
@@ -79,22 +79,29 @@ def copy_to(
         raise
     outcomes = []
     for backup_id in backup_ids:
-        _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
         try:
+            _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
             stats = copy_backup(source, destination, backup_id, progress)
+            _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
+            s3_url, tier = offsite_location(target, backup_id)
+            if s3_url is not None:
+                with ctx.catalog.begin() as session:
+                    BackupCopies(session).set_offsite_location(
+                        backup_id, s3_url=s3_url, storage_tier=tier
+                    )
         except RespaldoError as exc:
+            if _deleted(ctx, backup_id):
+                # Expired by a prune meanwhile (copy_backup removed what it had copied):
+                # not a failure to record or alert about, and no record to record it in.
+                log.info("backup %s was deleted while it was copied to %s", backup_id, target.name)
+                message = f"backup {backup_id} was deleted meanwhile: {exc}"
+                outcomes.append(CopyOutcome(backup_id, target.name, None, message))
+                continue
             log.warning("copy of %s to %s failed: %s", backup_id, target.name, exc)
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
             _alert(ctx, backup_id, target.name, exc)
             outcomes.append(CopyOutcome(backup_id, target.name, None, str(exc)))
             continue
-        _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
-        s3_url, tier = offsite_location(target, backup_id)
-        if s3_url is not None:
-            with ctx.catalog.begin() as session:
-                BackupCopies(session).set_offsite_location(
-                    backup_id, s3_url=s3_url, storage_tier=tier
-                )
         outcomes.append(CopyOutcome(backup_id, target.name, stats))
     return outcomes
 
@@ -134,6 +141,16 @@ def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) ->
         repository=repository,
         hint=exc.hint or "'respaldo copy --all --to REPOSITORY' retries every missing copy",
     )
+
+
+def _deleted(ctx: Context, backup_id: str) -> bool:
+    """Whether the backup's record is gone (prune expired it, or it was deleted by hand)."""
+    with ctx.catalog.read() as session:
+        try:
+            BackupRecords(session).get(backup_id)
+        except RecordNotFound:
+            return True
+    return False
 
 
 def _record(

@@ -5,14 +5,22 @@ or re-encryption), each one authenticated on the way so that a damaged chunk is 
 propagated. Order of writes in the destination: packs, index, then the manifest (copied
 as is), so a copy interrupted at any point leaves no backup half there; running it again
 moves only what is still missing.
+
+A backup deleted from the source while it is copied (prune expired it: deleting
+manifests takes no lock) must not come back to life in the destination, where no
+catalog record would name it any more. Prune deletes the source's manifest before the
+destination's, so the source's is looked at again *after* the destination's is
+written: gone, the copy is deleted again. (Looked at before instead, prune could delete
+both between that look and the write.)
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import SealError
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
@@ -39,8 +47,9 @@ def copy_backup(
 
     Idempotent: a backup whose manifest is in the destination already is left alone.
     Raises RepositoryError if the two are not mirrors, IntegrityError if the source's
-    data is damaged (nothing is then written to the destination's manifests), and the
-    storage errors of either side.
+    data is damaged (nothing is then written to the destination's manifests),
+    BackupNotFound if the backup is not (or no longer) in the source, and the storage
+    errors of either side.
     """
     if source.id != destination.id:
         raise RepositoryError(
@@ -94,6 +103,16 @@ def _copy(
                     if progress is not None:
                         progress(len(result.data))
         writer.commit_sealed_manifest(blob)
+    try:
+        source.storage.stat(name)
+    except ObjectNotFound:
+        with contextlib.suppress(ObjectNotFound):
+            destination.storage.delete(name)
+        raise BackupNotFound(
+            f"backup {backup_id} was deleted from {source.storage.location} while it was "
+            "copied (expired by a prune); its copy was deleted again",
+            hint="nothing to do: the backup is gone on purpose",
+        ) from None
     return stats
 
 

@@ -14,6 +14,7 @@ import pytest
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupStatus
 from respaldo.operations import repositories
+from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.repository import Lease, LockKind, verify_repository
@@ -277,8 +278,9 @@ def test_backups_no_repository_holds_do_not_count_as_good(tmp_path: Path) -> Non
 
 
 class _Interleaved:
-    """A real store that runs ``before_delete(name)`` before deleting an object: another
-    process's deletion, interleaved at exactly that point."""
+    """A real store that runs ``before_delete(name)`` before deleting an object (and
+    ``before_delete("put <name>")`` before writing one): another process's work,
+    interleaved at exactly that point."""
 
     def __init__(self, inner: Storage, before_delete: Callable[[str], None]) -> None:
         self.inner = inner
@@ -290,6 +292,10 @@ class _Interleaved:
     def delete(self, name: str) -> None:
         self.before_delete(name)
         self.inner.delete(name)
+
+    def put(self, name: str, data: bytes) -> None:
+        self.before_delete(f"put {name}")
+        self.inner.put(name, data)
 
 
 def test_a_backup_deleted_by_someone_else_meanwhile_does_not_stop_prune(
@@ -325,4 +331,43 @@ def test_a_backup_deleted_by_someone_else_meanwhile_does_not_stop_prune(
     assert all(r.gc is not None and not r.gc.dry_run for r in result.repositories)
     assert inst.record_ids() == set(kept)
     monkeypatch.setattr(repositories, "open_store", real_open_store)
+    assert_agree(inst)
+
+
+def test_a_backup_expired_while_it_is_copied_is_not_left_in_the_mirror(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offsite repository was away for a while; when it is back, the next backup
+    copies everything it lacks, old backups too, while the nightly prune expires the
+    oldest. The copy must not bring an expired backup back to life in the mirror after
+    prune deleted it everywhere (and its record): a backup no record names, kept for ever,
+    that 'catalog rebuild' would even adopt again."""
+    old = inst.backup(30 * DAY)
+    kept = [inst.backup(age * DAY) for age in (2, 1)]
+    other = inst.context()
+    pruned: list[PruneResult] = []
+
+    def concurrently(what: str) -> None:
+        if what == f"put manifests/{old}" and not pruned:
+            pruned.append(prune(other, now=NOW, wait=0))
+
+    real_open_store = repositories.open_store
+
+    def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
+        return cast(Storage, _Interleaved(real_open_store(repo, retries=retries), concurrently))
+
+    monkeypatch.setattr(repositories, "open_store", open_store)
+    try:
+        copies = replicate(inst.context())
+    finally:
+        other.close()
+    monkeypatch.setattr(repositories, "open_store", real_open_store)
+    assert pruned and pruned[0].deleted == [old]
+    assert {c.backup_id for c in copies if c.ok} == set(kept)
+    (failed,) = [c for c in copies if not c.ok]
+    assert failed.backup_id == old and "deleted" in (failed.error or "")
+    assert inst.record_ids() == set(kept)
+    assert inst.manifests("second") == set(kept)
+    result = run_prune(inst)
+    assert result.ok and not result.warnings, result.warnings
     assert_agree(inst)
