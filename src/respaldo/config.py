@@ -648,6 +648,20 @@ class FileSetSettings(_Section):
         for path in value:
             if not path.is_absolute():
                 raise ValueError(f"file set paths must be absolute: {path}")
+            # Stored under the name as written: a restore refuses a name with '..'
+            # (it could leave the target), so such a backup could never be restored.
+            if ".." in path.parts:
+                raise ValueError(f"file set path {path} has a '..' in it: write it without")
+        for i, path in enumerate(value):
+            for other in value[i + 1 :]:
+                if path == other:
+                    raise ValueError(f"file set path {path} is given twice")
+                if path.is_relative_to(other) or other.is_relative_to(path):
+                    inner, outer = (path, other) if path.is_relative_to(other) else (other, path)
+                    raise ValueError(
+                        f"file set path {inner} is inside {outer}, which is backed up "
+                        "whole: give only one of them"
+                    )
         return value
 
 

@@ -269,3 +269,27 @@ def test_a_restore_reads_the_stream_to_its_end_and_checks_its_checksum(site: Sit
     assert code != 0, err
     assert "does not match its checksum" in err, err
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        (["{tree}/../uploads"], "'..'"),
+        (["{tree}", "{tree}/2024"], "inside"),
+        (["{tree}", "{tree}/"], "twice"),
+    ],
+)
+def test_file_set_paths_that_could_not_be_restored_as_given_are_refused(
+    site: Site, paths: list[str], message: str
+) -> None:
+    # A path with '..' went into the tar as it was written, and every restore of it
+    # refused it as leaving the target: a completed backup that cannot be restored.
+    # A path inside another was stored twice, and counted twice.
+    (site.tree / "2024").mkdir()
+    (site.tree / "2024" / "a.pdf").write_bytes(b"a")
+    given = ", ".join(f'"{p.format(tree=site.tree)}"' for p in paths)
+    text = site.config.read_text().replace(f'paths = ["{site.tree}"]', f"paths = [{given}]")
+    site.config.write_text(text)
+    code, _, err = site.run("backup", "uploads")
+    assert code != 0
+    assert message in err, err
