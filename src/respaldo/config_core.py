@@ -273,12 +273,15 @@ def unknown_database(name: str, known: list[str]) -> ConfigError:
 
 
 def find_secrets(data: Any, path: str = "") -> list[str]:
-    """Where ``data`` (a parsed config file) holds secrets, as dotted key paths."""
+    """Where ``data`` (a parsed config file) holds secrets, as dotted key paths: a
+    secret's key, or a catalog URL with a password in it (its place is
+    RESPALDO_CATALOG__URL or ~/.pgpass)."""
     found: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else str(key)
-            if key in SECRET_KEYS:
+            in_url = where == "catalog.url" and isinstance(value, str) and dsn_problem(value)
+            if key in SECRET_KEYS or in_url:
                 found.append(where)
             found.extend(find_secrets(value, where))
     elif isinstance(data, list):
@@ -316,8 +319,8 @@ def read_config_file(config_file: Path | str | None) -> tuple[Path, dict[str, An
     if secrets:
         raise ConfigError(
             f"config file {path} contains secrets ({', '.join(secrets)})",
-            hint="move them to the environment (RESPALDO_PASSPHRASE) or to a 0600 file "
-            "named by passphrase_file / password_file",
+            hint="move them to the environment (RESPALDO_PASSPHRASE, RESPALDO_CATALOG__URL) "
+            "or to a 0600 file named by passphrase_file / password_file",
         )
     return path, data
 

@@ -261,3 +261,34 @@ def test_the_config_file_may_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("RESPALDO_CONFIG", str(_config(tmp_path, BASE)))
     assert load_settings().repository().name == "local"
+
+
+# --- secrets never in the file ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://respaldo:Zq8-catalog-pw@catalog.internal/respaldo",
+        "postgresql+psycopg://respaldo:Zq8-catalog-pw@catalog.internal:5432/respaldo",
+        "postgresql://respaldo@catalog.internal/respaldo?password=Zq8-catalog-pw",
+    ],
+)
+def test_a_password_in_the_files_catalog_url_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    # The file may be committed or shared; the catalog's password belongs in
+    # RESPALDO_CATALOG__URL or ~/.pgpass (docs/scaling.md).
+    text = BASE.replace('"sqlite:////tmp/never-created/catalog.db"', f'"{url}"')
+    refused = _refused(tmp_path, text)
+    assert "catalog.url" in refused
+    assert "Zq8-catalog-pw" not in refused
+    # From the environment it is the configured way, and loads.
+    monkeypatch.setenv("RESPALDO_CATALOG__URL", url)
+    assert load_settings(_config(tmp_path, BASE)).catalog.url == url
+    # Without a password, in the file, it loads too.
+    plain = BASE.replace(
+        '"sqlite:////tmp/never-created/catalog.db"', '"postgresql://respaldo@catalog.internal/r"'
+    )
+    monkeypatch.delenv("RESPALDO_CATALOG__URL")
+    assert load_settings(_config(tmp_path, plain)).catalog.url.endswith("/r")
