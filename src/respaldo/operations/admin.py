@@ -26,6 +26,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.deletion import DeletedBackup, delete_backup
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
+from respaldo.operations.scrub import Scrubber
 from respaldo.operations.snapshot import set_pinned
 from respaldo.operations.views import BackupView
 from respaldo.operations.workers import Workers
@@ -48,7 +49,10 @@ def _audited(
     try:
         result = change()
     except RespaldoError as exc:
-        audit.record(ctx, actor, action, target, AuditOutcome.FAILURE, str(exc))
+        # The reason as the client reads it: without a secret the error may echo, or
+        # the path of a file holding one.
+        reason = Scrubber(ctx.settings)(str(exc))
+        audit.record(ctx, actor, action, target, AuditOutcome.FAILURE, reason)
         raise
     done = target_of(result) if target_of is not None else target
     audit.record(ctx, actor, action, done, AuditOutcome.SUCCESS, detail(result))
