@@ -33,6 +33,13 @@ class AlertStates:
             self.session.flush()
         return state
 
+    def firing_under(self, prefix: str) -> builtins.list[AlertState]:
+        """The conditions firing now whose key starts with ``prefix``, oldest first."""
+        query = sa.select(AlertState).where(
+            AlertState.firing.is_(True), AlertState.key.startswith(prefix, autoescape=True)
+        )
+        return builtins.list(self.session.scalars(query.order_by(AlertState.fired_at)))
+
     def firing(self) -> builtins.list[AlertState]:
         """The conditions firing now, oldest first."""
         query = sa.select(AlertState).where(AlertState.firing.is_(True))

@@ -15,7 +15,8 @@ Two kinds:
   the clock.
 
 A message that no target took (each one it was meant for failed) counts as not told:
-the condition's next check, or the throttled failure's next occurrence, sends it again.
+the condition's next check, or the throttled failure's next occurrence, sends it again;
+any other failure alert waits in the catalog for the watchdog (:func:`resend_undelivered`).
 When the catalog cannot be read, a condition's state is kept in this process's memory
 (so ``catalog`` itself is told once, and resolved once).
 
@@ -27,10 +28,12 @@ and each target gets ``[notifications] timeout_seconds``. Messages are in
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -206,9 +209,13 @@ def _failure(
             key=throttle_key,
         )
         results = _send(settings, catalog, alert)
-        if claimed is not None and catalog is not None and _untold(results):
-            # Nobody was told: the next failure tries again, not a repeat interval later.
-            _unclaim(catalog, claimed, when)
+        if catalog is not None and _untold(results):
+            if claimed is not None:
+                # Nobody was told: the next failure tries again, not a repeat interval
+                # later (a failure that repeats every minute is not queued each time).
+                _unclaim(catalog, claimed, when)
+            else:
+                _keep_undelivered(catalog, alert)
         return results
     except Exception:  # an alert must never fail what it reports on
         log.exception("could not send the alert for a failed %s", kind)
@@ -499,13 +506,75 @@ def translate(settings: Settings, message: str, args: Mapping[str, Any] | None =
     return translated.format(**args) if args else translated
 
 
-def _send(settings: Settings, catalog: Catalog | None, alert: Alert) -> list[DeliveryResult]:
+def _send(
+    settings: Settings, catalog: Catalog | None, alert: Alert, *, at: datetime | None = None
+) -> list[DeliveryResult]:
+    """Send ``alert`` and record each delivery (at ``at``, else the alert's time)."""
     deliveries = send(settings.notifications, alert)
-    _record(catalog, alert, deliveries)
+    _record(catalog, alert, deliveries, at or alert.at)
     return [DeliveryResult.of(d) for d in deliveries]
 
 
-def _record(catalog: Catalog | None, alert: Alert, deliveries: list[Delivery]) -> None:
+# Failure alerts that no target took wait in ``alert_states`` under this prefix (firing,
+# the alert itself as JSON in ``message``) until the watchdog sends them.
+_UNDELIVERED = "undelivered:"
+
+
+def _keep_undelivered(catalog: Catalog, alert: Alert) -> None:
+    """Keep ``alert``, which no target took, for :func:`resend_undelivered`."""
+    fields = asdict(alert)
+    fields["at"] = alert.at.isoformat()
+    try:
+        with catalog.begin() as session:
+            key = f"{_UNDELIVERED}{alert.kind}:{uuid.uuid4().hex}"
+            state = AlertStates(session).get_or_new(key, level=alert.level.value, now=alert.at)
+            state.firing = True
+            state.fired_at = alert.at
+            state.message = json.dumps(fields)
+    except Exception:
+        log.warning("could not keep the alert no target took to send it later", exc_info=True)
+
+
+def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
+    """Send again, oldest first, the failure alerts that no target took (kept by
+    :func:`notify_failure`), as they were (their own time); stop at the first that still
+    reaches nobody (the next call tries again). Never raises."""
+    if not ctx.settings.notifications.targets:
+        return []
+    try:
+        with ctx.catalog.read() as session:
+            waiting = [(s.key, s.message) for s in AlertStates(session).firing_under(_UNDELIVERED)]
+    except Exception:
+        log.warning("could not read the alerts that wait to be sent", exc_info=True)
+        return []
+    told: list[DeliveryResult] = []
+    for key, text in waiting:
+        try:
+            fields = json.loads(text or "{}")
+            fields.update(
+                level=Level(fields["level"]),
+                event=Event(fields["event"]),
+                at=datetime.fromisoformat(fields["at"]),
+                details=tuple(tuple(pair) for pair in fields.get("details", ())),
+            )
+            results = _send(ctx.settings, ctx._catalog, Alert(**fields), at=now)
+        except Exception:
+            log.exception("could not send again the alert kept as %s", key)
+            results = []
+        if _untold(results):
+            break
+        with ctx.catalog.begin() as session:
+            state = AlertStates(session).get(key)
+            if state is not None:
+                state.firing = False
+                state.last_sent_at = state.resolved_at = state.updated_at = now
+        told += results
+    return told
+
+
+def _record(
+    catalog: Catalog | None, alert: Alert, deliveries: list[Delivery], at: datetime
+) -> None:
     if catalog is None or not deliveries:
         return
     try:
@@ -513,7 +582,7 @@ def _record(catalog: Catalog | None, alert: Alert, deliveries: list[Delivery]) -
             log_ = Notifications(session)
             for d in deliveries:
                 log_.add(
-                    sent_at=alert.at,
+                    sent_at=at,
                     level=alert.level.value,
                     kind=alert.kind,
                     key=alert.key,

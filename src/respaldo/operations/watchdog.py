@@ -89,6 +89,9 @@ def check(
     ``wal_archived`` and ``servers`` as :func:`~respaldo.operations.status.compute_status`.
     Never raises for what it finds, nor for an alert that cannot be sent or recorded.
     """
+    # Failure alerts that reached nobody when they happened go first: the targets may
+    # answer again.
+    alerts.resend_undelivered(ctx, now)
     report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
     conditions = [
         _set(ctx, item, now)

@@ -1,8 +1,9 @@
 """An alert that no target took is not lost: the mail server (a real aiosmtpd on
-loopback) is down when a watched condition turns red, resolves, or a throttled failure
-(a WAL push) happens, and the message goes out once it is back, not a repeat interval
-later. And a catalog that cannot be read, where the alert states live, is still
-alerted on, once, and resolved once. The clock is the test's (``now``)."""
+loopback) is down when a watched condition turns red, resolves, a throttled failure
+(a WAL push) happens or a scheduled backup fails, and the message goes out once it is
+back, not a repeat interval later (or never). And a catalog that cannot be read, where
+the alert states live, is still alerted on, once, and resolved once. The clock is the
+test's (``now``)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from respaldo.config import Settings
-from respaldo.operations import alerts, watchdog
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import RespaldoError
+from respaldo.operations import alerts, jobs, watchdog
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.scheduled import run_queued
 from tests.servers.notify import Smtp, free_port
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
@@ -190,5 +195,32 @@ def test_a_catalog_that_cannot_be_read_is_alerted_once_and_resolved_once(
         after = watchdog.check(ctx, NOW + 25 * MIN, wal_archived=(), servers=False)
         assert "catalog" not in {c.key for c in after.conditions}
         assert len(smtp.inbox.items) == 3
+    finally:
+        smtp.close()
+
+
+def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_next_watchdog_check(
+    ctx: Context, port: int
+) -> None:
+    # A scheduled backup fails (its database is down) while the mail server is down too.
+    request = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
+    job = jobs.submit(ctx, request)
+    with pytest.raises(RespaldoError):
+        run_queued(ctx, job.id)
+    assert jobs.get(ctx, job.id).status is JobStatus.FAILED
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    # Within its RPO (amber: no condition fires), so only the failure's own alert tells.
+    assert watch(ctx, 0 * H).action == "quiet"
+
+    smtp = Smtp(port)
+    try:
+        watch(ctx, 5 * MIN)  # the next check, the mail server back
+        (mail,) = smtp.inbox.wait(1)
+        assert mail["Subject"] == "[respaldo] CRITICAL: backup of erp failed"
+        text = mail.get_body(preferencelist=("plain",)).get_content()
+        assert f"Job: {job.id}" in text
+        watch(ctx, 10 * MIN)  # told: not again
+        assert len(smtp.inbox.items) == 1
     finally:
         smtp.close()
