@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
 
 from respaldo.i18n import catalog_path
@@ -21,9 +21,10 @@ PACKAGE = ROOT / "src" / "respaldo"
 
 
 def _extracted() -> set[str]:
-    # What 'make messages' extracts (babel.cfg): the Python code and the templates.
+    # What 'make messages' extracts (babel.cfg): the Python code and the templates, with
+    # pybabel's default keywords (gettext...) and the two it adds (-k _ -k N_).
     method_map = [("**.py", "python"), ("web/templates/**.html", "jinja2")]
-    keywords = {"_": None, "N_": None}
+    keywords = {**DEFAULT_KEYWORDS, "_": None, "N_": None}
     return {
         message if isinstance(message, str) else message[0]
         for _file, _line, message, _comments, _context in extract_from_dir(
@@ -35,6 +36,8 @@ def _extracted() -> set[str]:
 def test_every_message_is_translated_to_spanish() -> None:
     messages = _extracted()
     assert "Create manual backup" in messages  # the extraction sees the templates
+    # ... and the page's own answers (page.gettext: a wrong login, a refused form).
+    assert "Wrong user name or password." in messages
     with catalog_path("es").open("rb") as po:
         catalog = read_po(po, locale="es")
     translated = {str(m.id) for m in catalog if m.id and m.string}
