@@ -2,12 +2,13 @@
 
 What may not be deleted is what retention never expires, by the same rule
 (:func:`respaldo.retention.protected`): the newest completed, the newest verified and
-the newest good backup of its database and kind, pinned backups (unpin first) and
+the newest good backup of its database and kind (not good: failed verification, or
+held by no repository, which are listed first), pinned backups (unpin first) and
 running ones; and, as retention keeps a kept backup's parent, a backup another one is
 incremental on (that one restores only on top of it: delete the newest of a chain
-first). The deletion itself
-is prune's, in the same order: the manifest from every repository, then the catalog
-record; the data goes with the next garbage collection (``prune``).
+first). The deletion itself is prune's, in the same order: the manifest from every
+repository, then the catalog record; the data goes with the next garbage collection
+(``prune``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from respaldo.catalog import BackupRecords
 from respaldo.errors import BackupProtected, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
-from respaldo.operations.prune import delete_manifests, facts_of, open_repositories
+from respaldo.operations.prune import (
+    delete_manifests,
+    facts_of,
+    held_anywhere,
+    list_backups,
+    mark_missing,
+    open_repositories,
+)
 from respaldo.retention import protected
 
 
@@ -45,6 +53,11 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             for r in records.list(database=target.database)
             if r.backup_type.value == target.kind
         ]
+    repos = open_repositories(ctx) if target.completed else []
+    if target.completed:
+        # As prune does: a backup no repository holds is not good, and must not make the
+        # last one that restores look deletable.
+        group = mark_missing(group, held_anywhere(list_backups(repos), repos))
     reasons = protected(group).get(target.id)
     if reasons:
         raise BackupProtected(
@@ -61,7 +74,6 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             "on top of it",
             hint="delete the backups built on it first (the newest of a chain first)",
         )
-    repos = open_repositories(ctx) if target.completed else []
     if not delete_manifests(target.id, repos):
         problems = "; ".join(f"{o.name}: {o.error}" for o, _ in repos if o.error)
         raise RespaldoError(

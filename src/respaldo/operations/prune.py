@@ -135,9 +135,7 @@ def _decide(
     """``held``: the ids of the backups some repository holds, when every repository
     could be listed; a completed backup outside it is ``missing``, not a good one."""
     when = now or datetime.now(UTC)
-    if held is not None:
-        facts = [replace(f, missing=True) if f.completed and f.id not in held else f for f in facts]
-    decisions = decide(facts, policy_for(ctx.settings), when)
+    decisions = decide(mark_missing(facts, held), policy_for(ctx.settings), when)
     return PruneResult(dry_run=True, now=when, decisions=decisions)
 
 
@@ -163,19 +161,10 @@ def prune(
     # catalog does not know yet (kept, with a warning), never one it thinks is missing.
     facts = catalog_facts(ctx, database)
     repos = open_repositories(ctx)
-    present: dict[str, set[str]] = {}
-    for i, (outcome, repo) in enumerate(repos):
-        if repo is None:
-            continue
-        try:
-            present[outcome.name] = set(repo.backup_ids())
-        except RespaldoError as exc:
-            outcome.fail(f"cannot open: {exc}")
-            repos[i] = (outcome, None)
+    present = list_backups(repos)
     # Listed before deciding: a backup no repository holds is not a good one, and must
     # not keep the last one that can be restored out of min_keep.
-    held = set().union(*present.values()) if len(present) == len(repos) else None
-    result = _decide(ctx, facts, now, held)
+    result = _decide(ctx, facts, now, held_anywhere(present, repos))
     result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
     expired = _expired_to_delete(result, present, whole_catalog=database is None)
@@ -340,6 +329,38 @@ def open_repositories(ctx: Context) -> list[tuple[RepositoryOutcome, Repository 
             continue
         repos.append((outcome, repo))
     return repos
+
+
+def list_backups(repos: list[tuple[RepositoryOutcome, Repository | None]]) -> dict[str, set[str]]:
+    """The ids of the backups each repository holds (has a manifest of), by name. One
+    that cannot be listed is left out, its outcome says why, and it becomes None in
+    ``repos``."""
+    present: dict[str, set[str]] = {}
+    for i, (outcome, repo) in enumerate(repos):
+        if repo is None:
+            continue
+        try:
+            present[outcome.name] = set(repo.backup_ids())
+        except RespaldoError as exc:
+            outcome.fail(f"cannot open: {exc}")
+            repos[i] = (outcome, None)
+    return present
+
+
+def held_anywhere(
+    present: dict[str, set[str]], repos: list[tuple[RepositoryOutcome, Repository | None]]
+) -> set[str] | None:
+    """The backups some repository holds, if every repository could be listed (else
+    None: whether a backup is anywhere is not known)."""
+    return set().union(*present.values()) if len(present) == len(repos) else None
+
+
+def mark_missing(facts: list[BackupFacts], held: set[str] | None) -> list[BackupFacts]:
+    """``facts`` with every completed backup outside ``held`` marked ``missing`` (no
+    repository holds it, so it is not a good one); unchanged if ``held`` is None."""
+    if held is None:
+        return facts
+    return [replace(f, missing=True) if f.completed and f.id not in held else f for f in facts]
 
 
 def delete_manifests(

@@ -74,3 +74,19 @@ def test_the_last_good_backup_cannot_be_deleted(inst: Installation) -> None:
     # A good backup newer than it: now it may go.
     inst.backup(12 * HOUR)
     assert delete_backup(inst.ctx, good).id == good
+
+
+def test_the_last_backup_a_repository_holds_cannot_be_deleted(inst: Installation) -> None:
+    # The newest backup's manifest is gone from every repository (lost with a bucket's
+    # objects, deleted by hand): the older one is the last that restores.
+    survivor = inst.backup(2 * DAY)
+    lost = inst.backup(1 * DAY)
+    inst.replicate()
+    for name in ("repo", "second"):
+        (inst.root / name / "manifests" / lost).unlink()
+    with pytest.raises(BackupProtected) as refused:
+        delete_backup(inst.ctx, survivor)
+    assert "newest good" in refused.value.message
+    assert inst.record_ids() == {survivor, lost}
+    assert inst.manifests() == inst.manifests("second") == {survivor}
+    assert inst.read(survivor) == data_for(survivor)
