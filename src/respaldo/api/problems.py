@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from respaldo.config import Settings
 from respaldo.errors import (
+    AccessError,
     BackupNotFound,
     BackupProtected,
     DatabaseExists,
@@ -97,6 +98,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: RespaldoError) -> int:
+    if isinstance(error, AccessError):  # 401, 403, 429: the error says which
+        return error.status
     for cls, status in STATUSES:
         if isinstance(error, cls):
             return status

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from respaldo.domain import AuditAction, AuditOutcome, BackupKind
-from respaldo.errors import RespaldoError
+from respaldo.domain import AuditAction, AuditOutcome, BackupKind, Permission
+from respaldo.errors import PermissionDenied, RespaldoError
 from respaldo.operations import audit, jobs
 from respaldo.operations.background import (
     StartedBackup,
@@ -63,7 +63,12 @@ def create_backup(
     ctx: Context, workers: Workers, actor: Principal, kind: BackupKind, database: str | None
 ) -> StartedBackup:
     """:func:`~respaldo.operations.background.start_backup`, audited (target: the new
-    backup's id, or the database asked for if refused)."""
+    backup's id, or the database asked for if refused). A snapshot is a pinned backup,
+    and pinning needs ``admin:approve``: PermissionDenied (audited ``denied``) without it."""
+    if kind is BackupKind.SNAPSHOT and not actor.can(Permission.APPROVE):
+        reason = f"a snapshot is pinned: needs {Permission.APPROVE}"
+        audit.record(ctx, actor, AuditAction.BACKUP_CREATE, database, AuditOutcome.DENIED, reason)
+        raise PermissionDenied(f"{actor.name} lacks the permission {Permission.APPROVE}: {reason}")
     return _audited(
         ctx,
         actor,

@@ -59,6 +59,14 @@ ROUTES = [
     Route("GET", "/admin/databases", Permission.READ, 200),
     Route("GET", "/admin/retention", Permission.READ, 200),
     Route("POST", "/admin/backups", Permission.CREATE, 202, lambda _: {"type": "files"}),
+    # A snapshot is a pinned backup: pinning needs approve.
+    Route(
+        "POST",
+        "/admin/backups",
+        Permission.APPROVE,
+        202,
+        lambda _: {"type": "snapshot", "database": "erp"},
+    ),
     Route("POST", "/admin/backups/test", Permission.APPROVE, 202, lambda m: {"backupId": m["new"]}),
     Route("POST", "/admin/backups/{new}/restore", Permission.APPROVE, 202),
     Route("DELETE", "/admin/backups/{old}", Permission.APPROVE, 200),

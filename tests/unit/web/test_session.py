@@ -300,3 +300,23 @@ def test_cancelling_a_job_needs_approve_as_in_the_api(
     )
     assert answer.status_code == 202, answer.text
     assert jobs.get(context, job).status is JobStatus.CANCELLED
+
+
+def test_an_operator_cannot_take_a_pinned_snapshot_from_the_page(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # The form offers a full backup; a forged kind=snapshot would pin it, which needs
+    # admin:approve as POST /admin/backups/{id}/pin does.
+    add_user(context, "otto", Role.OPERATOR)
+    _login(browser, "otto")
+    token = browser.cookies.get(session.CSRF_COOKIE)
+    answer = browser.post(
+        "/backups",
+        data={"csrf": token, "database": "erp", "kind": "snapshot"},
+        headers={"Accept": "application/json"},
+    )
+    assert answer.status_code == 403, answer.text
+    assert jobs.list_jobs(context) == []
+    (entry,) = [e for e in audit.entries(context, user="otto") if e.action == "backup.create"]
+    assert (entry.target, entry.outcome.value) == ("erp", "denied")
