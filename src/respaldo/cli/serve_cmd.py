@@ -158,6 +158,7 @@ def http_server(settings: Settings, api: Any) -> uvicorn.Server:
     an unexpected exception (which may echo a loaded secret) would reach the service's
     log from there unscrubbed.
     """
+    import ipaddress
     import logging
 
     import uvicorn
@@ -174,8 +175,11 @@ def http_server(settings: Settings, api: Any) -> uvicorn.Server:
         ssl_keyfile=str(tls.tls_key) if tls.tls_key else None,
         # uvicorn believes X-Forwarded-For and -Proto from loopback unless told whom to
         # trust: a local client would choose the address the audit log and the login
-        # limits see. Only [server] trusted_proxies (none: no one).
-        forwarded_allow_ips=list(tls.trusted_proxies),
+        # limits see. Only [server] trusted_proxies (none: no one), as networks: uvicorn
+        # ignores one written with host bits (10.1.2.3/8), which the config accepts.
+        forwarded_allow_ips=[
+            str(ipaddress.ip_network(p, strict=False)) for p in tls.trusted_proxies
+        ],
         # A client's idle HTTPS keep-alive connection otherwise holds SIGTERM for
         # asyncio's 30-second TLS close; jobs are cancelled and recorded apart.
         timeout_graceful_shutdown=5,

@@ -119,7 +119,11 @@ def test_the_served_app_believes_x_forwarded_for_only_from_trusted_proxies(
     assert audit.entries(context, action=AuditAction.LOGIN)[0].address == client
 
 
-@pytest.mark.parametrize(("trusted", "secure"), [([], False), (["127.0.0.1"], True)])
+@pytest.mark.parametrize(
+    ("trusted", "secure"),
+    # A network written with host bits (as the config allows it) trusts the same proxies.
+    [([], False), (["127.0.0.1"], True), (["127.0.0.1/8"], True)],
+)
 def test_the_page_believes_x_forwarded_proto_only_from_trusted_proxies(
     settings: Settings, context: Context, trusted: list[str], secure: bool
 ) -> None:
