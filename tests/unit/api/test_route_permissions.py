@@ -170,3 +170,21 @@ def test_permission_matrix(world: World, route: Route, credential: str) -> None:
         assert answer.status_code == 403, answer.text
     if answer.status_code >= 400:
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_every_route_of_the_api_is_in_the_matrix(world: World) -> None:
+    # A new route must be added to ROUTES (with its permission) to pass.
+    placeholders = {"{old}": "{backup_id}", "{new}": "{backup_id}", "{files}": "{backup_id}"}
+
+    def template(path: str) -> str:
+        for mark, name in {**placeholders, "{job}": "{job_id}"}.items():
+            path = path.replace(mark, name)
+        return path
+
+    served = {
+        (method.upper(), path)
+        for path, operations in world.client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
+        for method in operations
+        if not path.startswith("/auth/")
+    }
+    assert served == {(r.method, template(r.path)) for r in ROUTES}
