@@ -1,4 +1,5 @@
-"""``respaldo drill [DATABASE | ID]``: restore-test a backup; ``respaldo drills``: history."""
+"""``respaldo drill [DATABASE | FILE SET | ID]``: restore-test a backup;
+``respaldo drills``: history."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from respaldo.operations.models import to_json_list
 @app.command("drill")
 def drill(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="A configured database or a backup id.")],
+    target: Annotated[
+        str, typer.Argument(help="A configured database or file set, or a backup id.")
+    ],
     amcheck: Annotated[
         bool | None, typer.Option("--amcheck/--no-amcheck", help="Run pg_amcheck too.")
     ] = None,
@@ -33,8 +36,9 @@ def drill(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Restore a backup into a throwaway database (logical) or a scratch data directory
-    and server (physical, by backup id) and check it. Exit status 3 if it fails."""
+    """Restore a backup into a throwaway database (logical), a scratch data directory
+    and server (physical, by backup id) or a scratch directory (files) and check it.
+    Exit status 3 if it fails."""
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:

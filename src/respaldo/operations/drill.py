@@ -27,6 +27,12 @@ the WAL archived after the backup (``wal archive``: no segment missing before la
 else point-in-time recovery from the backup cannot go past the gap).
 The scratch server is always stopped and its directory removed; if the process dies
 first, the next drill does it.
+
+A ``files`` backup is restored into a scratch directory of its own
+(``<tempdir>/respaldo-drill-XXXX/files``, as a restore with ``--target-dir`` does it:
+every member checked, the stream's checksum); its checks are the restore and the
+contents (the files, directories, links and bytes that came back against what the
+backup counted). The directory is removed as a physical drill's is.
 """
 
 from __future__ import annotations
@@ -35,14 +41,13 @@ import contextlib
 import logging
 import os
 import pwd
-import shutil
 import socket
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
@@ -50,6 +55,7 @@ from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
 from respaldo.errors import (
     ConfigError,
     InvalidBackupId,
+    InvalidInput,
     RecordNotFound,
     RecoveryFailed,
     RespaldoError,
@@ -72,6 +78,7 @@ from respaldo.operations.restore import (
     row_count_differences,
 )
 from respaldo.operations.restore_props import check_properties, read_database_properties
+from respaldo.operations.targets import remove_tree
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal_coverage import archive_check
 from respaldo.postgres import ConnInfo, server_major
@@ -86,6 +93,9 @@ from respaldo.postgres.scratchdb import (
 )
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
+
+if TYPE_CHECKING:
+    from respaldo.operations.files_restore import FilesRestoreResult
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +175,10 @@ def run_drill(
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind == BackupKind.INCREMENTAL.value:
             result = _physical_drill(ctx, manifest, repo, warnings, amcheck, respaldo_command)
+        elif manifest.kind == BackupKind.FILES.value:
+            if amcheck:
+                raise InvalidInput("amcheck", "only applies to a drill of a database backup")
+            result = _files_drill(ctx, manifest, warnings)
         else:
             result = _drill(ctx, manifest, repo, fallbacks, warnings, amcheck)
     if not result.passed:
@@ -326,6 +340,69 @@ def _physical_drill(
     return _finish(ctx, result, error)
 
 
+def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> DrillResult:
+    from respaldo.operations.files_restore import restore_files
+
+    backup_id = manifest.backup_id
+    scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
+    with ctx.catalog.begin() as session:
+        run_id = (
+            DrillRuns(session)
+            .start(
+                backup_id, database=manifest.source, scratch_name=str(scratch), job_id=current_job()
+            )
+            .id
+        )
+    result = DrillResult(run_id, backup_id, manifest.source, False, None, warnings=warnings)
+    error: str | None = None
+    try:
+        try:
+            restored = restore_files(ctx, backup_id, scratch / "files")
+        except RespaldoError as exc:
+            result.checks.append(Check("restore", False, str(exc)))
+        else:
+            result.warnings += restored.warnings
+            result.restore_seconds = restored.seconds
+            result.checks.append(
+                Check(
+                    "restore",
+                    True,
+                    f"{restored.bytes_restored} bytes in {restored.seconds:.1f} s",
+                )
+            )
+            result.checks.append(_files_contents(manifest, restored))
+    except OSError as exc:
+        error = str(exc)
+        result.checks.append(Check("drill", False, error))
+    finally:
+        _remove_scratch_datadir(scratch)
+    return _finish(ctx, result, error)
+
+
+def _files_contents(manifest: Manifest, restored: FilesRestoreResult) -> Check:
+    """What came back against what the backup counted when it was taken."""
+    got = {
+        "files": restored.files,
+        "directories": restored.directories,
+        "symlinks": restored.symlinks,
+        "file_bytes": restored.bytes_restored,
+    }
+    said = (
+        f"{restored.files} files, {restored.directories} directories, "
+        f"{restored.symlinks} links, {restored.bytes_restored} bytes"
+    )
+    if not all(key in manifest.meta for key in got):
+        return Check("contents", True, f"{said} (the backup recorded no counts to compare)")
+    wrong = [
+        f"{key}: {value} restored, {manifest.meta[key]} backed up"
+        for key, value in got.items()
+        if value != manifest.meta[key]
+    ]
+    if wrong:
+        return Check("contents", False, "; ".join(wrong))
+    return Check("contents", True, f"{said}, as backed up")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -355,7 +432,7 @@ def _remove_scratch_datadir(
             stop_server(datadir, bindir=bindir, owner=owner, mode="immediate")
         except (RespaldoError, OSError, ValueError) as exc:
             log.warning("cannot stop the scratch server in %s: %s", datadir, exc)
-    shutil.rmtree(scratch, ignore_errors=True)
+    remove_tree(scratch)  # also what a files drill restored as 0000 or read-only
 
 
 def _owner_of(datadir: Path) -> Owner | None:
@@ -446,15 +523,19 @@ def _choose_backup(ctx: Context, target: str) -> str:
         return validate_backup_id(target)
     except InvalidBackupId:
         pass
-    db = ctx.settings.database(target)
+    databases = {db.name for db in ctx.settings.databases}
+    if target not in databases and target in {f.name for f in ctx.settings.file_sets}:
+        name, kind, what = target, BackupKind.FILES, "files"
+    else:
+        name, kind, what = ctx.settings.database(target).name, BackupKind.FULL, "full"
     with ctx.catalog.begin() as session:
         records = BackupRecords(session).list(
-            database=db.name, kind=BackupKind.FULL, status=BackupStatus.COMPLETED, limit=1
+            database=name, kind=kind, status=BackupStatus.COMPLETED, limit=1
         )
     if not records:
         raise RecordNotFound(
-            f"no completed full backup of {db.name} to test",
-            hint=f"take one with 'respaldo backup {db.name}'",
+            f"no completed {what} backup of {name} to test",
+            hint=f"take one with 'respaldo backup {name}'",
         )
     return records[0].id
 

@@ -80,7 +80,7 @@ def finish_restore(target: RestoreTarget) -> None:
 def abort_restore(target: RestoreTarget) -> None:
     """Undo a failed restore: remove what it wrote (and the directory, if it made it)."""
     if target.created:
-        _remove_tree(target.path)
+        remove_tree(target.path)
         return
     _empty(target.path)
 
@@ -133,12 +133,12 @@ def _empty(target: Path, keep: str | None = None) -> None:
         if child.name == keep:
             continue
         if child.is_dir() and not child.is_symlink():
-            _remove_tree(child)
+            remove_tree(child)
         else:
             child.unlink(missing_ok=True)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Remove the directory ``path`` and all it holds, as far as this user can.
 
     A restore gives directories their backed-up modes, and one killed at that point

@@ -293,3 +293,58 @@ def test_file_set_paths_that_could_not_be_restored_as_given_are_refused(
     code, _, err = site.run("backup", "uploads")
     assert code != 0
     assert message in err, err
+
+
+@pytest.fixture
+def scratch(site: Site, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary directory drills make their scratch directories in, for this test."""
+    where = site.base / "tmp"
+    where.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    return where
+
+
+def test_a_drill_restores_a_files_backup_and_checks_what_came_back(
+    site: Site, scratch: Path
+) -> None:
+    _locked_tree(site)
+    (site.tree / "a.pdf").write_bytes(os.urandom(30_000))
+    (site.tree / "link").symlink_to("a.pdf")
+    record = site.backup()
+    code, out, err = site.run("drill", "uploads", "--json")  # the file set: its newest
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["backupId"] == record["id"] and result["passed"], result
+    checks = {c["name"]: c for c in result["checks"]}
+    assert checks["restore"]["ok"] and checks["contents"]["ok"], checks
+    assert "3 files, 3 directories, 1 links" in checks["contents"]["detail"]
+    assert list(scratch.iterdir()) == []  # the scratch tree is gone, 0000 directory too
+    code, out, _ = site.run("list", "--json")
+    assert json.loads(out)[0]["isVerified"] is True
+
+
+def test_a_drill_of_a_files_backup_that_cannot_be_restored_fails(site: Site, scratch: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("srv/ok.txt"))
+        tar.addfile(tarfile.TarInfo("srv/../../escaped.txt"))
+    repo = open_repository(load_settings(site.config))
+    backup_id = "20261128T000000Z-0badc0de"
+    with BackupWriter(repo, backup_id) as writer:
+        writer.write_stream("files", io.BytesIO(buf.getvalue()))
+        writer.commit(kind="files", source="uploads", started_at=datetime.now(UTC))
+    code, out, err = site.run("drill", backup_id, "--json")
+    assert code == 3, err
+    result = json.loads(out)
+    assert not result["passed"]
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert failed[0]["name"] == "restore" and "refusing to extract" in failed[0]["detail"]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_drill_of_a_files_backup_refuses_amcheck(site: Site, scratch: Path) -> None:
+    (site.tree / "a.pdf").write_bytes(b"a")
+    record = site.backup()
+    code, _, err = site.run("drill", record["id"], "--amcheck")
+    assert code == 1
+    assert "--amcheck: only applies to" in err, err
