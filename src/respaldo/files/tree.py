@@ -154,15 +154,45 @@ class TreeTarStream:
 
     def _generate(self) -> Iterator[bytes]:
         for root in self.roots:
-            yield from self._walk(root, "", follow=True)
+            yield from self._walk(root)
         # End of archive: two zero blocks (padding to a 10 KiB record is a tape-era
         # convention that no reader needs).
         yield bytes(2 * BLOCK)
 
-    def _walk(self, path: Path, relative: str, *, follow: bool = False) -> Iterator[bytes]:
+    def _walk(self, root: Path) -> Iterator[bytes]:
+        """Depth first, names sorted. The directories being walked are a stack of their
+        remaining children, not a recursion: a tree deeper than Python's recursion
+        limit (Linux allows some 2000 levels) is walked like any other."""
+        pending: list[Iterator[tuple[Path, str]]] = []
+        # A configured path is followed if it is a link (an upload directory moved to a
+        # bigger disk and linked back): the link alone holds no upload.
+        yield from self._entry(root, "", pending, follow=True)
+        while pending:
+            child = next(pending[-1], None)
+            if child is None:
+                pending.pop()
+                continue
+            yield from self._entry(*child, pending)
+
+    def _children(self, path: Path, relative: str, names: list[str]) -> Iterator[tuple[Path, str]]:
+        for name in names:
+            child_relative = f"{relative}/{name}" if relative else name
+            if _excluded(self.exclude, name, child_relative):
+                self.stats.excluded += 1
+                continue
+            yield path / name, child_relative
+
+    def _entry(
+        self,
+        path: Path,
+        relative: str,
+        pending: list[Iterator[tuple[Path, str]]],
+        *,
+        follow: bool = False,
+    ) -> Iterator[bytes]:
+        """One path: its member (and, for a directory, its children pushed on
+        ``pending``)."""
         try:
-            # A configured path is followed if it is a link (an upload directory moved
-            # to a bigger disk and linked back): the link alone holds no upload.
             st = path.stat() if follow else path.lstat()
         except FileNotFoundError:
             self.stats.warnings.append(f"{path} vanished before it was read")
@@ -182,12 +212,7 @@ class TreeTarStream:
             except OSError as exc:
                 self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
                 return
-            for name in names:
-                child_relative = f"{relative}/{name}" if relative else name
-                if _excluded(self.exclude, name, child_relative):
-                    self.stats.excluded += 1
-                    continue
-                yield from self._walk(path / name, child_relative)
+            pending.append(self._children(path, relative, names))
         elif stat.S_ISREG(mode):
             yield from self._file(path, follow=follow)
         elif stat.S_ISLNK(mode):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,29 @@ def test_sparse_files_come_back_sparse_and_dense_ones_dense(tmp_path: Path) -> N
     assert (restored / "disk.img").stat().st_blocks * 512 < 1024 * 1024
     assert (restored / "zeros.bin").read_bytes() == bytes(2 * 1024 * 1024)
     assert (restored / "zeros.bin").stat().st_blocks * 512 >= 2 * 1024 * 1024
+
+
+def test_a_tree_deeper_than_pythons_recursion_limit(tmp_path: Path) -> None:
+    # Linux allows some 2000 levels (paths to 4096 bytes); the walk must not be a
+    # recursion that stops at sys.getrecursionlimit(). The limit is lowered for the
+    # walk instead of the tree made 1000 deep: the restore's containment check costs
+    # a path's depth for each member, and this test must stay quick.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    deepest = tree
+    for _ in range(300):
+        deepest /= "d"
+        deepest.mkdir()
+    (deepest / "f.txt").write_bytes(b"at the bottom")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 150)
+    try:
+        data = TreeTarStream([tree]).read()
+    finally:
+        sys.setrecursionlimit(limit)
+    target = tmp_path / "restored"
+    target.mkdir()
+    stats = extract_tar([data], target)
+    assert stats.directories == 301 and stats.files == 1
+    restored = target / str(deepest).lstrip("/") / "f.txt"
+    assert restored.read_bytes() == b"at the bottom"
