@@ -194,8 +194,9 @@ def prune(
                 outcome.fail(
                     f"garbage collection found {outcome.gc.damaged} damaged chunk copies "
                     "that kept backups reference (quarantined; no backup deduplicates "
-                    "against them now): run 'respaldo verify --all', which marks the "
-                    "backups that need them, then 'respaldo repair'"
+                    "against them now): run 'respaldo verify --all --repository "
+                    f"{outcome.name}', which marks the backups that need them, then "
+                    f"'respaldo repair {outcome.name}'"
                 )
             try:
                 outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
