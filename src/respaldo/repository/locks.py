@@ -26,9 +26,11 @@ refreshed for ``stale_after`` seconds (its holder hung, or died on another machi
 when its holder was a process on this host that no longer exists. Holders refresh their
 lock in a background thread every ``stale_after / 4`` by putting it again (the one
 object in a repository that is ever replaced); a holder that finds its lock gone, or
-could not refresh it for most of ``stale_after``, has *lost* it (:class:`LeaseLost`) and
-must not commit what the lock protected. Clocks of the hosts that share a repository
-must agree to well within ``stale_after`` (10 minutes by default).
+could not refresh it for most of ``stale_after``, or whose wall clock says it was last
+refreshed most of ``stale_after`` ago (the clock jumped forward: others judge by it),
+has *lost* it (:class:`LeaseLost`) and must not commit what the lock protected. Clocks
+of the hosts that share a repository must agree to well within ``stale_after`` (10
+minutes by default).
 """
 
 from __future__ import annotations
@@ -292,6 +294,10 @@ class Lease:
             silent = started - self._last_ok
             if silent > self.stale_after * LOST_AFTER_SHARE:
                 raise self._lose(f"it was not refreshed for {silent:.0f} s")
+            # Not renewed either: another process may be removing it as stale right now.
+            self._check_clock()
+            if self._lost is not None:
+                raise self._lost
             try:
                 self.storage.stat(self.info.name)
             except ObjectNotFound:
@@ -316,8 +322,22 @@ class Lease:
                 silent = time.monotonic() - self._last_ok
                 if silent > self.stale_after * LOST_AFTER_SHARE:
                     self._lose(f"it could not be refreshed for {silent:.0f} s")
+                else:
+                    self._check_clock()
             if self._lost is not None:
                 raise self._lost
+
+    def _check_clock(self) -> None:
+        """Lose the lock if, by the wall clock, it is nearly stale: others judge it by
+        its ``refreshed`` time on their clocks, and a clock that stepped forward (a VM
+        resumed, NTP corrected a slow clock) makes it stale at once for every other
+        process on this host, while the monotonic time the holder counts says nothing."""
+        age = (self._clock() - self.info.refreshed).total_seconds()
+        if age > self.stale_after * LOST_AFTER_SHARE:
+            self._lose(
+                f"the clock says it was refreshed {age:.0f} s ago (did the clock jump?): "
+                "other processes may treat it as stale"
+            )
 
     def release(self) -> None:
         """Stop refreshing and delete the lock object. Idempotent; never raises for a

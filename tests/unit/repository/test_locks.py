@@ -268,3 +268,31 @@ def test_writer_reloads_an_index_older_than_a_collection(storage: Storage) -> No
     assert stats.new_chunks == stats.chunks  # nothing deduplicated against removed chunks
     assert read_stream(open_repo(storage), manifest) == shared
     assert verify_repository(open_repo(storage)).ok
+
+
+def test_a_holder_whose_wall_clock_jumped_gives_its_lock_up(mem_repo: Repository) -> None:
+    """The host's clock steps forward by more than stale_after (a VM resumed, NTP
+    corrected a slow clock) while garbage collection holds the exclusive lock. Every
+    other process on the host now judges that lock stale by its time, removes it and
+    goes ahead (a backup deduplicating against packs the collection is about to delete).
+    The collection must see the same at its next step, not carry on deleting until its
+    next refresh: check() runs before every object it writes or deletes."""
+    storage = mem_repo.storage
+    jump = [timedelta(0)]
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + jump[0]
+
+    holder = Lease.acquire(
+        storage, LockKind.EXCLUSIVE, "garbage collection", refresh=False, clock=clock
+    )
+    holder.check()
+    jump[0] = timedelta(seconds=601)  # default stale_after: 600 s
+    backup = Lease.acquire(storage, LockKind.SHARED, "backup", refresh=False, clock=clock)
+    try:
+        with pytest.raises(LeaseLost, match="clock"):
+            holder.check()
+    finally:
+        backup.release()
+        holder.release()
+    assert names(storage, LOCK_PREFIX) == []
