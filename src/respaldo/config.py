@@ -257,6 +257,7 @@ class RpoOverride(_Section):
     archive_lag_minutes: float | None = Field(
         default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
     )
+    shrink_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
 
 
 class RpoSettings(_Section):
@@ -275,6 +276,9 @@ class RpoSettings(_Section):
     archive_lag_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # Files waiting in the server's archive queue above which archiving is behind (amber).
     archive_backlog: int = Field(default=64, ge=1)
+    # A completed backup smaller than this percentage of the one before it (of the same
+    # database and kind) is red: emptied tables back up "successfully". 0: not checked.
+    shrink_percent: float = Field(default=50.0, ge=0, lt=100, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
 
@@ -289,6 +293,8 @@ class Rpo:
     copy: timedelta
     archive_lag: timedelta
     archive_backlog: int
+    shrink: float = 0.5
+    """A backup smaller than this fraction of the one before it is red (0: unchecked)."""
 
 
 _ASYMMETRIC_ALGORITHMS = frozenset(
@@ -772,6 +778,7 @@ class Settings(BaseModel):
             copy=timedelta(hours=pick("copy_hours")),
             archive_lag=timedelta(minutes=pick("archive_lag_minutes")),
             archive_backlog=defaults.archive_backlog,
+            shrink=pick("shrink_percent") / 100,
         )
 
     def file_set(self, name: str) -> FileSetSettings:

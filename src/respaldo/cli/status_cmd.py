@@ -83,6 +83,9 @@ def _table(title: str, items: list[StatusItem]) -> Table:
 def _what(item: StatusItem) -> str:
     if item.check == "rpo" and item.kind is not None:
         return "physical backup" if item.kind.value == "incremental" else f"{item.kind} backup"
+    if item.check == "size" and item.kind is not None:
+        kind = "physical" if item.kind.value == "incremental" else str(item.kind)
+        return f"{kind} backup size"
     if item.check == "copy":
         return f"copy to {item.repository}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

@@ -7,6 +7,8 @@ or red with the reason in words:
 
 - ``rpo:<db>:full`` and, where WAL is archived, ``rpo:<db>:incremental``: the age of
   the newest completed backup of that kind against its RPO (``[rpo]``);
+- ``size:<db>:<kind>``: the newest completed backup against the one before it (much
+  smaller: red);
 - ``server:<db>``: whether the server answers;
 - ``archive:<db>`` (where WAL is archived): ``pg_stat_archiver`` and the files waiting
   in the server's archive queue (:mod:`respaldo.operations.status_server`);
@@ -49,7 +51,7 @@ from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
 
-Check = Literal["rpo", "server", "archive", "restore_test", "copy", "catalog", "repository"]
+Check = Literal["rpo", "size", "server", "archive", "restore_test", "copy", "catalog", "repository"]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
 _KIND_WORDS = {BackupKind.FULL: "full backup", BackupKind.INCREMENTAL: "physical backup"}
@@ -204,6 +206,8 @@ class _History:
     def __init__(self) -> None:
         self.newest: dict[BackupKind, BackupRecord | None] = {}
         """The newest completed backup of each kind, not dated in the future."""
+        self.before: dict[BackupKind, BackupRecord | None] = {}
+        """The completed backup of each kind before the newest one."""
         self.ahead: dict[BackupKind, BackupRecord | None] = {}
         """The newest completed backup of each kind dated in the future (see CLOCK_SKEW)."""
         self.last_attempt: dict[BackupKind, BackupRecord | None] = {}
@@ -225,7 +229,9 @@ class _History:
             completed = of_kind.where(BackupRecord.status == BackupStatus.COMPLETED).order_by(
                 BackupRecord.completed_at.desc(), BackupRecord.id.desc()
             )
-            found.newest[kind] = session.scalars(completed.where(believable).limit(1)).first()
+            two = list(session.scalars(completed.where(believable).limit(2)))
+            found.newest[kind] = two[0] if two else None
+            found.before[kind] = two[1] if len(two) > 1 else None
             found.ahead[kind] = session.scalars(completed.where(~believable).limit(1)).first()
             found.last_attempt[kind] = session.scalars(
                 of_kind.where(
@@ -331,6 +337,10 @@ def _database_status(
         items.append(_backup_item(db.name, BackupKind.FULL, rpo.full, history, now))
         if physical:
             items.append(_backup_item(db.name, BackupKind.INCREMENTAL, rpo.physical, history, now))
+        for kind in (BackupKind.FULL, BackupKind.INCREMENTAL) if physical else (BackupKind.FULL,):
+            size = _size_item(db.name, kind, rpo.shrink, history)
+            if size is not None:
+                items.append(size)
     archive = None
     if reading is not None:
         items.append(_server_item(db.name, reading))
@@ -407,6 +417,46 @@ def _backup_item(
         return base.model_copy(update={**facts, "level": "amber", "reason": reason})
     reason = f"{newest_said} (RPO {human_age(limit)})"
     return base.model_copy(update={**facts, "level": "green", "reason": reason})
+
+
+def _size_item(
+    database: str, kind: BackupKind, shrink: float, history: _History
+) -> StatusItem | None:
+    """The newest completed backup against the one before it: red when it is smaller
+    than ``shrink`` of it (the tables were emptied, the wrong database was restored over
+    it). None while there are not two to compare, or with the check off."""
+    newest, before = history.newest[kind], history.before[kind]
+    if shrink <= 0 or newest is None or before is None:
+        return None
+    what = _KIND_WORDS[kind]
+    size, was = newest.size_bytes or 0, before.size_bytes or 0
+    share = size / was if was else 1.0
+    facts = f"{_bytes(size)}, {share:.0%} of {_bytes(was)}"
+    red = share < shrink
+    reason = (
+        f"the newest {what} is much smaller than the one before: {facts} (limit {shrink:.0%})"
+        if red
+        else f"the newest {what} is {facts} of the one before"
+    )
+    return StatusItem(
+        key=f"size:{database}:{kind.value}",
+        check="size",
+        database=database,
+        kind=kind,
+        level="red" if red else "green",
+        reason=reason,
+        at=newest.completed_at,
+        backup_id=newest.id,
+    )
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def _server_item(database: str, reading: ServerReading) -> StatusItem:

@@ -3,10 +3,10 @@
 ``respaldo serve`` calls :func:`check` every ``[rpo] watchdog_minutes`` and once at its
 start-up, so a service that was down for two days says so at once. Each item of the
 status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
-as the item (``rpo:erp:full``, ``server:erp``, ``archive:erp``, ``restore_test:erp``,
-``copy:erp:offsite``, ``catalog``): it fires while the item is red, so an alert goes out
-when a threshold is crossed, repeats are throttled per key, and one "resolved" message
-follows when it is met again (amber is not firing: the threshold is met).
+as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp``,
+``restore_test:erp``, ``copy:erp:offsite``, ``catalog``): it fires while the item is red,
+so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
+"resolved" message follows when it is met again (amber is not firing: the threshold is met).
 
 The alert's text is short (it is also the SMS) and translated: one message per kind of
 item, with the database, the age and the limit as arguments; ``respaldo status`` has the
@@ -65,9 +65,21 @@ _ARCHIVING_FAILS = (
     _("WAL archiving of {database} fails: nothing archived yet"),
     _("WAL archiving of {database} fails: nothing archived for {age} (limit {limit})"),
 )
+_SIZE = {
+    "full": _("the newest full backup of {database} is much smaller than the one before: {error}"),
+    "incremental": _(
+        "the newest physical backup of {database} is much smaller than the one before: {error}"
+    ),
+}
 _SERVER = _("the server of {database} cannot be reached: {error}")
 _CATALOG = _("the catalog cannot be read: {error}")
-_KINDS = {"rpo": "backup", "restore_test": "drill", "copy": "copy", "archive": "wal-push"}
+_KINDS = {
+    "rpo": "backup",
+    "size": "backup",
+    "restore_test": "drill",
+    "copy": "copy",
+    "archive": "wal-push",
+}
 
 
 class WatchdogResult(ResultModel):
@@ -142,6 +154,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _SERVER, args
     if item.check == "catalog":
         return _CATALOG, args
+    if item.check == "size":
+        return _SIZE[item.kind.value if item.kind is not None else "full"], args
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
     never, aged = _MESSAGES[name]
     if item.check == "archive" and item.reason.startswith(ARCHIVING_FAILS):
@@ -156,6 +170,11 @@ def _hint(item: StatusItem) -> str:
         return (
             f"'respaldo jobs' shows why the last backups did not run or failed; "
             f"'respaldo backup {db} --type {kind}' takes one now"
+        )
+    if item.check == "size":
+        return (
+            f"check that {db} still holds its data ('respaldo list -d {db}' shows the sizes);"
+            " if it shrank on purpose, its next backup settles this"
         )
     if item.check == "archive":
         return f"'respaldo check {db}' says what the server's archiving lacks"
