@@ -292,6 +292,11 @@ def _expired_to_delete(
                     f"backup {b.id} is completed in the catalog but no repository holds "
                     "its manifest; 'respaldo verify --all' tells more"
                 )
+            elif b.missing:
+                result.warnings.append(
+                    f"backup {b.id} cannot be restored: it is incremental on a backup no "
+                    "repository holds; take a new backup"
+                )
             continue
         if not b.completed and b.id in anywhere:
             # The catalog says failed, a repository says it completed (the process died
@@ -357,11 +362,29 @@ def held_anywhere(
 
 
 def mark_missing(facts: list[BackupFacts], held: set[str] | None) -> list[BackupFacts]:
-    """``facts`` with every completed backup outside ``held`` marked ``missing`` (no
-    repository holds it, so it is not a good one); unchanged if ``held`` is None."""
+    """``facts`` with every completed backup that cannot be restored marked ``missing``
+    (so it is not a good one): outside ``held`` (no repository holds it), or incremental
+    on a backup outside it (it restores only on top of its whole chain). Unchanged if
+    ``held`` is None."""
     if held is None:
         return facts
-    return [replace(f, missing=True) if f.completed and f.id not in held else f for f in facts]
+    by_id = {f.id: f for f in facts}
+
+    def lost(f: BackupFacts) -> bool:
+        seen: set[str] = set()
+        current: BackupFacts | None = f
+        while current is not None and current.id not in seen:
+            if current.id not in held:
+                return True
+            seen.add(current.id)
+            if current.parent is None:
+                return False
+            if current.parent not in held:
+                return True
+            current = by_id.get(current.parent)
+        return False
+
+    return [replace(f, missing=True) if f.completed and lost(f) else f for f in facts]
 
 
 def delete_manifests(

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from respaldo.config import RepositorySettings
-from respaldo.domain import BackupStatus
+from respaldo.domain import BackupKind, BackupStatus
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
@@ -25,6 +25,7 @@ from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entri
 pytestmark = pytest.mark.unit
 
 DAY = timedelta(days=1)
+PHYSICAL = BackupKind.INCREMENTAL
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -371,3 +372,23 @@ def test_a_backup_expired_while_it_is_copied_is_not_left_in_the_mirror(
     result = run_prune(inst)
     assert result.ok and not result.warnings, result.warnings
     assert_agree(inst)
+
+
+def test_an_incremental_whose_parent_is_gone_does_not_count_as_good(tmp_path: Path) -> None:
+    """A chain whose middle backup's manifest is gone from every repository: its newest
+    backup restores only on top of it, so it cannot be restored either, and must not
+    take the place of the older full backup, the last physical one that restores."""
+    inst = Installation.create(tmp_path, secondary=False, extra="[retention]\nmin_keep = 1")
+    try:
+        full = inst.backup(10 * DAY, kind=PHYSICAL)  # expired by date
+        root = inst.backup(3 * DAY, kind=PHYSICAL)
+        newest = inst.backup(1 * DAY, kind=PHYSICAL, parent=root)
+        (tmp_path / "repo" / "manifests" / root).unlink()
+        result = run_prune(inst)
+        decisions = {d.backup.id: d for d in result.decisions}
+        assert decisions[full].keep, decisions[full].rule
+        assert inst.manifests() == {full, newest}
+        assert inst.read(full) == data_for(full)
+        assert any(newest in w and "cannot be restored" in w for w in result.warnings)
+    finally:
+        inst.close()
