@@ -4,7 +4,8 @@
 start-up, so a service that was down for two days says so at once. Each item of the
 status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
 as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp``,
-``restore_test:erp``, ``copy:erp:offsite``, ``catalog``): it fires while the item is red,
+``restore_test:erp``, ``copy:erp:offsite``, ``catalog``; and ``watchdog`` while the
+status cannot be computed at all): it fires while the item is red,
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
 
@@ -24,6 +25,7 @@ from respaldo.operations import alerts
 from respaldo.operations.alerts import ConditionResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
+from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
 from respaldo.operations.status_server import ARCHIVING_FAILS, human_age
 
@@ -72,6 +74,9 @@ _SIZE = {
     ),
 }
 _SERVER = _("the server of {database} cannot be reached: {error}")
+_WATCHDOG = _("the watchdog cannot check the status: {error}")
+WATCHDOG = "watchdog"
+"""The condition that fires while the status cannot be computed at all."""
 _CATALOG = _("the catalog cannot be read: {error}")
 _KINDS = {
     "rpo": "backup",
@@ -104,7 +109,24 @@ def check(
     # Failure alerts that reached nobody when they happened go first: the targets may
     # answer again.
     alerts.resend_undelivered(ctx, now)
-    report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
+    try:
+        report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
+    except Exception as exc:
+        # Every condition goes quiet with it: that is itself an alert (then re-raised,
+        # for the caller's log with its traceback).
+        error = Scrubber(ctx.settings)(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        alerts.set_condition(
+            ctx,
+            WATCHDOG,
+            True,
+            message=_WATCHDOG,
+            args={"error": error},
+            hint="the log of respaldo serve has the traceback; 'respaldo status' shows "
+            "whether the status can be computed",
+            now=now,
+        )
+        raise
+    met = alerts.set_condition(ctx, WATCHDOG, False, message=_WATCHDOG, now=now)
     conditions = [
         _set(ctx, item, now)
         for item in report.items
@@ -118,6 +140,8 @@ def check(
         met = alerts.set_condition(ctx, "catalog", False, message=_CATALOG, kind="check", now=now)
         if met.action != "quiet":
             conditions.append(met)
+    if met.action != "quiet":
+        conditions.append(met)
     fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
     if fired:
         log.warning("watchdog: alerting on %s", ", ".join(fired))

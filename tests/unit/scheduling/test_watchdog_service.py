@@ -84,3 +84,40 @@ def test_the_watchdog_runs_every_configured_minutes_and_a_failing_check_is_survi
         assert job.trigger.interval == timedelta(minutes=3)
     finally:
         service.stop("test over")
+
+
+def test_a_watchdog_that_cannot_check_alerts_once_and_resolves_once(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whatever breaks the check itself (a bug, a driver error nobody wrapped) would
+    # otherwise silence every condition at once, with only a line in the log.
+    last = backup(ctx, STARTED)
+    drill(ctx, last, STARTED, passed=True)
+    now = [STARTED]
+
+    def check(context: Context, when: datetime) -> watchdog.WatchdogResult:
+        return watchdog.check(context, when, wal_archived=(), servers=False)
+
+    service = Service(ctx, [], watchdog=check, clock=lambda: now[0])
+    real = watchdog.compute_status
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise KeyError("archived_count")
+
+    monkeypatch.setattr(watchdog, "compute_status", broken)
+    for minutes in (0, 5, 10):
+        now[0] = STARTED + timedelta(minutes=minutes)
+        service.watch()  # never raises
+    (got,) = webhook.inbox.wait(1)
+    assert got["json"]["title"] == (
+        "[respaldo] CRITICAL: the watchdog cannot check the status: KeyError: 'archived_count'"
+    )
+    monkeypatch.setattr(watchdog, "compute_status", real)
+    now[0] = STARTED + timedelta(minutes=15)
+    service.watch()
+    assert [m["json"]["title"] for m in webhook.inbox.wait(2)][1] == (
+        "[respaldo] RESOLVED: resolved: the watchdog cannot check the status: "
+        "KeyError: 'archived_count'"
+    )
