@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.operations import watchdog
+from respaldo.operations import status, watchdog
 from respaldo.operations.context import Context
 from respaldo.scheduling.service import WATCHDOG, Service
 from tests.servers.notify import Webhook, webhook  # noqa: F401
@@ -101,7 +101,7 @@ def test_a_watchdog_that_cannot_check_alerts_once_and_resolves_once(
         return watchdog.check(context, when, wal_archived=(), servers=False)
 
     service = Service(ctx, [], watchdog=check, clock=lambda: now[0])
-    real = watchdog.compute_status
+    real = status.compute_status
 
     def broken(*args: object, **kwargs: object) -> object:
         raise KeyError("archived_count")
