@@ -95,6 +95,15 @@ class Page:
     def can(self, permission: Permission) -> bool:
         return self.principal is not None and self.principal.can(permission)
 
+    def csrf_ok(self, submitted: str | None) -> bool:
+        """Whether a form's token is this browser's (see :mod:`respaldo.web.session`)."""
+        return session.csrf_ok(self.request, submitted, self.csrf)
+
+    def bind_csrf(self, principal: Principal, access: str) -> None:
+        """Give the answer the CSRF token of the login ``principal`` just started."""
+        secret = _authenticator(self.request).secret
+        self.csrf, self.new_csrf = session.bound_token(secret, principal, access), True
+
     def gettext(self, message: str, **values: Any) -> str:
         text = i18n.translations(self.language).gettext(message)
         return text % values if values else text
@@ -137,7 +146,14 @@ def page_state(request: Request) -> Page:
         request.cookies.get(session.LANGUAGE_COOKIE), request.headers.get("accept-language")
     )
     csrf, new = session.csrf_token(request)
-    return Page(request, ctx, state.principal, language, csrf, new, state)
+    page = Page(request, ctx, state.principal, language, csrf, new, state)
+    if state.principal is not None:
+        renewed = state.renewed
+        access = renewed.access_token if renewed else request.cookies.get(session.ACCESS_COOKIE)
+        bound = session.bound_token(_authenticator(request).secret, state.principal, access)
+        if csrf != bound:  # logged in elsewhere, or a cookie written by someone else
+            page.bind_csrf(state.principal, access or "")
+    return page
 
 
 PageDep = Annotated[Page, Depends(page_state)]
@@ -278,7 +294,7 @@ def _action(
 ) -> Response:
     """A form post: CSRF, session, permission, then ``run``; JSON for the page's script,
     a redirect for a plain form."""
-    if not session.csrf_ok(page.request, csrf):
+    if not page.csrf_ok(csrf):
         return page.finish(_refused(page, 403, page.gettext("The form expired; reload the page.")))
     if page.principal is None:
         if _wants_json(page.request):
@@ -367,7 +383,7 @@ def login(
     csrf: Annotated[str | None, Form()] = None,
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
-    if not session.csrf_ok(page.request, csrf):
+    if not page.csrf_ok(csrf):
         return _login_page(page, 403, next, username, page.gettext("The form expired; try again."))
     authenticator = _authenticator(page.request)
     try:
@@ -384,6 +400,8 @@ def login(
         return _login_page(page, 401, next, username, page.gettext("Wrong user name or password."))
     response = RedirectResponse(_safe_next(next), status_code=303)
     session.store(page.request, response, pair, _refresh_seconds(page))
+    principal = authenticator.authenticate(page.ctx, pair.access_token, _address(page.request))
+    page.bind_csrf(principal, pair.access_token)
     return page.finish(response)
 
 
@@ -399,7 +417,7 @@ def login_with_token(
     the token expires or is revoked."""
     try:
         authenticator = _authenticator(page.request)
-        authenticator.authenticate(page.ctx, token, _address(page.request))
+        principal = authenticator.authenticate(page.ctx, token, _address(page.request))
     except AuthenticationFailed:
         return _login_page(
             page, 401, next, None, page.gettext("The ERP's sign-in was not accepted; log in here.")
@@ -418,12 +436,13 @@ def login_with_token(
         path="/",
     )
     response.delete_cookie(session.REFRESH_COOKIE, path="/")
+    page.bind_csrf(principal, token)
     return page.finish(response)
 
 
 @router.post("/logout", name="web-logout")
 def logout(page: PageDep, csrf: Annotated[str | None, Form()] = None) -> Response:
-    if not session.csrf_ok(page.request, csrf):
+    if not page.csrf_ok(csrf):
         return page.finish(_refused(page, 403, page.gettext("The form expired; reload the page.")))
     if page.principal is not None:
         _authenticator(page.request).logout(
@@ -442,7 +461,7 @@ def language(
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     response = RedirectResponse(_safe_next(next), status_code=303)
-    if session.csrf_ok(page.request, csrf) and language in i18n.LANGUAGES:
+    if page.csrf_ok(csrf) and language in i18n.LANGUAGES:
         response.set_cookie(
             session.LANGUAGE_COOKIE,
             language,

@@ -5,13 +5,18 @@ A logged-in browser holds the same tokens an API client gets from ``POST /auth/t
 cannot read: HttpOnly, SameSite=Strict, Secure when served over TLS. An expired access
 token is renewed with the refresh token on the next request.
 
-CSRF: every form carries a token that must equal the ``respaldo_csrf`` cookie
-(double-submit; the cookie is HttpOnly and SameSite=Strict, and the server writes the
-value into the page, so no script of another origin can read or send it).
+CSRF: every form carries a token. Before login it must equal the ``respaldo_csrf``
+cookie (double-submit; the cookie is HttpOnly and SameSite=Strict, and the server writes
+the value into the page, so no script of another origin can read or send it). Once
+logged in, the token is bound to the login (:func:`bound_token`: an HMAC of its session,
+keyed with the server's secret): a token taken with another session is refused even when
+it was written into this browser's cookie too (a sibling site of the same domain can
+write cookies, and SameSite does not separate same-site origins).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -92,8 +97,19 @@ def store_csrf(request: Request, response: Response, token: str) -> None:
     )
 
 
-def csrf_ok(request: Request, submitted: str | None) -> bool:
-    """Whether a form's (or the ``X-CSRF-Token`` header's) token matches the cookie."""
-    cookie = request.cookies.get(CSRF_COOKIE)
+def bound_token(secret: bytes, principal: Principal, access: str | None) -> str:
+    """The CSRF token of a logged-in browser: bound to its login, the session of a
+    password login (the same across refreshes), else the token the browser holds (an API
+    or ERP token, which is not refreshed)."""
+    login = principal.session_id or hashlib.sha256((access or "").encode()).hexdigest()
+    return hmac.new(secret, b"respaldo-csrf|" + login.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_ok(request: Request, submitted: str | None, expected: str) -> bool:
+    """Whether a form's (or the ``X-CSRF-Token`` header's) token is ``expected``: the
+    browser's :func:`bound_token` once logged in, else its cookie (a token not sent as a
+    cookie, just made for this answer, matches nothing sent)."""
+    if not request.cookies.get(CSRF_COOKIE):
+        return False
     sent = submitted or request.headers.get("x-csrf-token")
-    return bool(cookie and sent and hmac.compare_digest(cookie, sent))
+    return bool(sent and hmac.compare_digest(expected, sent))

@@ -320,3 +320,37 @@ def test_an_operator_cannot_take_a_pinned_snapshot_from_the_page(
     assert jobs.list_jobs(context) == []
     (entry,) = [e for e in audit.entries(context, user="otto") if e.action == "backup.create"]
     assert (entry.target, entry.outcome.value) == ("erp", "denied")
+
+
+def test_a_csrf_token_of_another_session_is_refused(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Eve takes a token with her own session, then puts it in Ana's browser as the
+    # cookie as well (a sibling site of the same domain can write cookies): the token
+    # must belong to Ana's session, not merely equal the cookie.
+    job = jobs.submit(context, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "test")).id
+    add_user(context, "eve", Role.VIEWER)
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "eve")
+    eves = str(browser.cookies.get(session.CSRF_COOKIE))
+    browser.cookies.clear()
+    _login(browser, "ana")
+    anas = {
+        name: str(browser.cookies.get(name))
+        for name in (session.ACCESS_COOKIE, session.REFRESH_COOKIE)
+    }
+    ours = str(browser.cookies.get(session.CSRF_COOKIE))
+    browser.cookies.clear()
+    json = {"Accept": "application/json"}
+    tossed = {**anas, session.CSRF_COOKIE: eves}
+    answer = browser.post(f"/jobs/{job}/cancel", data={"csrf": eves}, headers=json, cookies=tossed)
+    assert answer.status_code == 403, answer.text
+    assert jobs.get(context, job).status is JobStatus.QUEUED
+    # Ana's page gives her her own token again, and hers works.
+    page = browser.get("/jobs", cookies=tossed)
+    assert page.status_code == 200
+    assert ours != eves and f'data-csrf="{ours}"' in page.text
+    mine = {**anas, session.CSRF_COOKIE: ours}
+    answer = browser.post(f"/jobs/{job}/cancel", data={"csrf": ours}, headers=json, cookies=mine)
+    assert answer.status_code == 202, answer.text
