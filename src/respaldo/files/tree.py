@@ -108,12 +108,20 @@ class TreeTarStream:
         for root in self.roots:
             if not root.is_absolute():
                 raise SourceError(f"file set path {root} is not absolute")
-            if not root.exists():
+            try:
+                root.stat()
+            except (FileNotFoundError, NotADirectoryError):
                 target = f" (a link to {_link_target(root)})" if root.is_symlink() else ""
                 raise SourceError(
                     f"file set path {root} does not exist{target}",
                     hint="fix the paths of the file set in the config",
-                )
+                ) from None
+            except OSError as exc:
+                raise SourceError(
+                    f"file set path {root} cannot be read: {exc.strerror}",
+                    hint=f"give the user respaldo runs as ({_user()}) access to it and to "
+                    "the directories above it, or run the backup as another user",
+                ) from None
         self.exclude = list(exclude)
         self.stats = TreeStats()
         self._names = _Names()
@@ -328,6 +336,13 @@ def _same(before: os.stat_result, after: os.stat_result) -> bool:
         after.st_mtime_ns,
         after.st_ctime_ns,
     )
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _link_target(path: Path) -> str:

@@ -348,3 +348,22 @@ def test_a_drill_of_a_files_backup_refuses_amcheck(site: Site, scratch: Path) ->
     code, _, err = site.run("drill", record["id"], "--amcheck")
     assert code == 1
     assert "--amcheck: only applies to" in err, err
+
+
+def test_a_configured_path_that_cannot_be_reached_fails_the_backup_saying_so(site: Site) -> None:
+    (site.tree / "a.pdf").write_bytes(b"a")
+    chown_tree(site.base)
+    # respaldo's user may not enter the directory the configured path is in.
+    if os.geteuid() == 0:
+        os.chown(site.base / "srv", 0, 0)
+        (site.base / "srv").chmod(0o700)
+    else:
+        (site.base / "srv").chmod(0o000)
+    try:
+        done = _run_as_unprivileged(site, "backup", "uploads")
+    finally:
+        (site.base / "srv").chmod(0o755)
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"file set path {site.tree} cannot be read: Permission denied" in done.stderr
+    assert "hint:" in done.stderr
