@@ -14,6 +14,7 @@ told to keep, or holds a torn copy, is not a good backup).
 from __future__ import annotations
 
 import collections
+import errno
 import fnmatch
 import grp
 import io
@@ -214,7 +215,9 @@ class TreeTarStream:
             self.stats.directories += 1
             try:
                 names = sorted(entry.name for entry in os.scandir(path))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
+                # Removed, or replaced by a file or link, since its header: what is
+                # there now was not there when its directory was listed.
                 self.stats.warnings.append(f"{path} vanished before it was listed")
                 return
             except OSError as exc:
@@ -264,21 +267,20 @@ class TreeTarStream:
         # backup in open(); it is found out by fstat below.
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
         try:
-            fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
-        except PermissionError:
-            try:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+            try:
+                fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+            except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
                 fd = os.open(path, flags)
-            except FileNotFoundError:
-                self.stats.warnings.append(f"{path} vanished before it was read")
-                return
-            except OSError as exc:
-                self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
-                return
         except FileNotFoundError:
             self.stats.warnings.append(f"{path} vanished before it was read")
             return
         except OSError as exc:
-            self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
+            if exc.errno == errno.ELOOP and not follow:
+                # Replaced by a link since it was listed (O_NOFOLLOW): a change, not a
+                # file that cannot be read.
+                self.stats.warnings.append(f"{path} vanished before it was read")
+            else:
+                self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
             return
         with os.fdopen(fd, "rb", buffering=0) as fh:
             for attempt in range(ATTEMPTS):

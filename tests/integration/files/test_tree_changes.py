@@ -8,7 +8,9 @@ restore's own extraction.
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,3 +116,26 @@ def test_a_file_that_changes_on_every_read_is_an_error(tmp_path: Path) -> None:
     assert len(stream.stats.errors) == 1, stream.stats.errors
     assert "b.bin: changed while read, 3 times" in stream.stats.errors[0]
     assert stream.stats.files == 2
+
+
+def test_a_directory_replaced_by_a_file_while_listed_is_a_warning(tmp_path: Path) -> None:
+    # Between a directory's header and its listing, the application replaces it with a
+    # file (or a link): like a directory deleted meanwhile, it is noted, not an error.
+    tree = tmp_path / "uploads"
+    (tree / "b").mkdir(parents=True)
+    (tree / "b" / "old.txt").write_bytes(b"old")
+    with tarfile.open(fileobj=io.BytesIO(TreeTarStream([tree]).read())) as tar:
+        # Where old.txt's member starts (its pax header included): b's header ends there.
+        end_of_b = next(m.offset for m in tar if m.name.endswith("b/old.txt"))
+    stream = TreeTarStream([tree])
+    head = stream.read(end_of_b)
+    (tree / "b" / "old.txt").unlink()
+    (tree / "b").rmdir()
+    (tree / "b").write_bytes(b"now a file")
+    rest = _read(stream, lambda done: None)
+    assert stream.stats.errors == [], stream.stats.errors
+    assert any("b" in w and "listed" in w for w in stream.stats.warnings), stream.stats.warnings
+    target = tmp_path / "restored"
+    target.mkdir()
+    extract_tar([head, *rest], target)
+    assert (target / str(tree).lstrip("/") / "b").is_dir()
