@@ -45,9 +45,31 @@ def begin_restore(target: Path, backup_id: str) -> RestoreTarget:
 
     Creates it (0700) if it does not exist. A directory holding only an earlier
     incomplete restore (its marker) is emptied first, with a warning. Raises
-    RestoreError for a file, for a directory that is not empty, and for one that a
-    restore still running on this machine is writing into.
+    RestoreError for a file, for a directory that is not empty, for one that a
+    restore still running on this machine is writing into, and for one this user
+    cannot create, read or write into (nothing was written then).
     """
+    try:
+        return _begin(target, backup_id)
+    except OSError as exc:
+        raise RestoreError(
+            f"cannot write into {target}: {exc.strerror}"
+            if _exists(target)
+            else f"cannot create {target}: {exc.strerror}",
+            hint="restore where the user respaldo runs as may create and write files, "
+            "or run the restore as a user that may",
+        ) from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.lstat()
+    except OSError:
+        return False
+    return True
+
+
+def _begin(target: Path, backup_id: str) -> RestoreTarget:
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise RestoreError(f"{target} exists and is not a directory")

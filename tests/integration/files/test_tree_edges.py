@@ -367,3 +367,18 @@ def test_a_configured_path_that_cannot_be_reached_fails_the_backup_saying_so(sit
     assert "Traceback" not in done.stderr, done.stderr
     assert f"file set path {site.tree} cannot be read: Permission denied" in done.stderr
     assert "hint:" in done.stderr
+
+
+def test_a_restore_into_a_directory_it_cannot_create_says_so(site: Site) -> None:
+    (site.tree / "a.pdf").write_bytes(b"a")
+    record = site.backup()
+    chown_tree(site.base)
+    parent = site.base / "readonly"
+    parent.mkdir()
+    parent.chmod(0o555)
+    target = parent / "out"
+    done = _run_as_unprivileged(site, "restore", record["id"], "--target-dir", str(target))
+    assert done.returncode == 1, done
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"cannot create {target}: Permission denied" in done.stderr, done.stderr
+    assert not target.exists()
