@@ -14,6 +14,7 @@ the next restore into that directory removes what it left.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,7 +83,17 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
         except BaseException as exc:
             abort_restore(restore_target)
             if isinstance(exc, OSError):
-                raise RestoreError(f"cannot write into {target}: {exc}") from exc
+                where = f" ({exc.filename})" if exc.filename else ""
+                room = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+                raise RestoreError(
+                    f"cannot write into {target}: {exc.strerror or exc}{where}",
+                    hint="the restore stopped and nothing of it was kept; "
+                    + (
+                        f"free room (the tree takes about {total} bytes) or restore elsewhere"
+                        if room
+                        else "restore elsewhere"
+                    ),
+                ) from exc
             raise
         result.files, result.directories = stats.files, stats.directories
         result.symlinks, result.bytes_restored = stats.symlinks, stats.file_bytes

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -381,4 +382,34 @@ def test_a_restore_into_a_directory_it_cannot_create_says_so(site: Site) -> None
     assert done.returncode == 1, done
     assert "Traceback" not in done.stderr, done.stderr
     assert f"cannot create {target}: Permission denied" in done.stderr, done.stderr
+    assert not target.exists()
+
+
+SMALL_DISK = """
+import os, resource, signal, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # ignored signals stay ignored across exec
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+"""Runs a program whose files may not grow past 1 MiB (a full disk, a quota): writing
+more fails with EFBIG instead of killing it."""
+
+
+def test_a_restore_that_runs_out_of_room_removes_what_it_wrote_and_says_so(site: Site) -> None:
+    (site.tree / "small.pdf").write_bytes(b"s" * 1000)
+    (site.tree / "big.tif").write_bytes(os.urandom(2 * 1024 * 1024))
+    record = site.backup()
+    target = site.base / "out"
+    restore = [server_respaldo(), "--config", str(site.config), "restore", record["id"]]
+    done = subprocess.run(
+        [sys.executable, "-c", SMALL_DISK, *restore, "--target-dir", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "RESPALDO_PASSPHRASE": PASSPHRASE},
+    )
+    assert done.returncode == 1, done
+    assert f"cannot write into {target}: File too large" in done.stderr, done.stderr
+    assert "nothing of it was kept" in done.stderr, done.stderr
     assert not target.exists()
