@@ -578,9 +578,12 @@ def job_json(page: PageDep, job_id: int) -> Response:
     if page.principal is None or not page.principal.can(Permission.READ):
         return page.finish(JSONResponse({"detail": "not logged in"}, status_code=401))
     try:
-        return page.finish(JSONResponse(jobs.get(page.ctx, job_id).to_json()))
+        job = jobs.get(page.ctx, job_id)
     except RespaldoError as exc:
         return _failed(page, exc, as_json=True)
+    # The script's toast says how the job ended in the page's language.
+    label = page.gettext(_STATUS_LABELS.get(job.status.value, job.status.value))
+    return page.finish(JSONResponse({**job.to_json(), "statusLabel": label}))
 
 
 @router.post("/jobs/{job_id}/cancel", name="web-cancel-job")

@@ -354,3 +354,19 @@ def test_a_csrf_token_of_another_session_is_refused(
     mine = {**anas, session.CSRF_COOKIE: ours}
     answer = browser.post(f"/jobs/{job}/cancel", data={"csrf": ours}, headers=json, cookies=mine)
     assert answer.status_code == 202, answer.text
+
+
+def test_the_script_is_told_how_a_job_ended_in_the_pages_language(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # The toast after a backup, restore or restore test says how its job ended: in
+    # Spanish ("Cancelado", "Fallido"), not the API's "cancelled", "failed".
+    job = jobs.submit(context, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "test")).id
+    jobs.cancel(context, job)
+    add_user(context, "ana", Role.VIEWER)
+    _login(browser, "ana")
+    spanish = browser.get(f"/jobs/{job}.json").json()
+    assert (spanish["status"], spanish["statusLabel"]) == ("cancelled", "Cancelado")
+    english = browser.get(f"/jobs/{job}.json", headers={"Accept-Language": "en"}).json()
+    assert english["statusLabel"] == "Cancelled"

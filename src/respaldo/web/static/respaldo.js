@@ -75,7 +75,7 @@ function startAction(form, started, failed) {
       form.closest("dialog")?.close();
       if (result.jobId) {
         const job = await waitForJob(result.jobId);
-        if (job) toast(`${messages().jobFinished}: ${job.status}`, job.status === "completed" ? "success" : "error");
+        if (job) toast(`${messages().jobFinished}: ${job.statusLabel || job.status}`, job.status === "completed" ? "success" : "error");
         window.location.reload();
       }
     } catch (error) {
