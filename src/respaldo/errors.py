@@ -451,6 +451,12 @@ class PermissionDenied(AccessError):
     hint = "ask an administrator for a role with that permission"
 
 
+class RefreshTokenUnknown(AuthenticationFailed):
+    """A refresh token that is no session's: never issued, or used already (another
+    request may have just renewed the session with it: the page keeps the cookies that
+    request set)."""
+
+
 class TooManyAttempts(AccessError):
     """Too many failed logins for this user name or from this address (HTTP 429);
     ``retry_after`` is how many seconds until the next attempt is allowed."""

@@ -32,7 +32,12 @@ from pydantic import BaseModel, Field
 from respaldo.catalog import AuthSessions, Users
 from respaldo.config import Settings, read_secret_file
 from respaldo.domain import ROLE_PERMISSIONS, AuditAction, AuditOutcome, AuthMethod, Role
-from respaldo.errors import AuthenticationFailed, ConfigError, TooManyAttempts
+from respaldo.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    RefreshTokenUnknown,
+    TooManyAttempts,
+)
 from respaldo.operations import api_tokens, audit, users
 from respaldo.operations.context import Context
 from respaldo.operations.erp_jwt import ErpVerifier
@@ -69,6 +74,7 @@ KNOWN_DEFAULT_SECRETS: Final = frozenset(
 )
 
 _BAD_LOGIN: Final = "wrong user name or password"
+_UNKNOWN_REFRESH: Final = "the refresh token is not valid (unknown, or already used)"
 
 
 class TokenPair(BaseModel):
@@ -198,12 +204,12 @@ class Authenticator:
         token given stops working. AuthenticationFailed (audited) otherwise."""
         now = datetime.now(UTC)
         new_refresh = secrets.token_urlsafe(32)
-        problem, who, session_id = None, "-", ""
+        problem, who, session_id, unknown = None, "-", "", False
         with ctx.catalog.begin() as session:
             row = AuthSessions(session).by_refresh_hash(_digest(refresh_token))
             user = Users(session).find(row.user_name) if row is not None else None
             if row is None:
-                problem = "the refresh token is not valid (unknown, or already used)"
+                problem, unknown = _UNKNOWN_REFRESH, True
             else:
                 who = row.user_name
                 if row.revoked_at is not None:
@@ -216,14 +222,15 @@ class Authenticator:
                     row.id, row.refresh_hash, _digest(new_refresh)
                 ):
                     # Another request rotated it since it was read: used once already.
-                    problem = "the refresh token is not valid (unknown, or already used)"
+                    problem, unknown = _UNKNOWN_REFRESH, True
                 else:
                     session_id = row.id
         if problem is not None:
             audit.record(
                 ctx, who, AuditAction.REFRESH, who, AuditOutcome.FAILURE, problem, address=address
             )
-            raise AuthenticationFailed(problem, hint="log in again at POST /auth/token")
+            error = RefreshTokenUnknown if unknown else AuthenticationFailed
+            raise error(problem, hint="log in again at POST /auth/token")
         return self._pair(who, session_id, new_refresh, now)
 
     def logout(self, ctx: Context, principal: Principal, refresh_token: str | None = None) -> None:

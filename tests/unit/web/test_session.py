@@ -370,3 +370,27 @@ def test_the_script_is_told_how_a_job_ended_in_the_pages_language(
     assert (spanish["status"], spanish["statusLabel"]) == ("cancelled", "Cancelado")
     english = browser.get(f"/jobs/{job}.json", headers={"Accept-Language": "en"}).json()
     assert english["statusLabel"] == "Cancelled"
+
+
+def test_a_request_racing_the_renewal_leaves_the_renewed_session_alone(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Two requests of one page (a poll and a click) after the access token expired: the
+    # first renews the session, the second's refresh token is used already. Its answer
+    # must not delete the cookies the first one set, or the browser is logged out.
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    stale = {
+        session.ACCESS_COOKIE: "expired.or.forged",
+        session.REFRESH_COOKIE: str(browser.cookies.get(session.REFRESH_COOKIE)),
+    }
+    browser.cookies.clear()
+    first = browser.get("/jobs", cookies=stale)
+    assert first.status_code == 200
+    assert first.cookies.get(session.REFRESH_COOKIE)
+    browser.cookies.clear()
+    second = browser.get("/jobs", cookies=stale)
+    assert second.status_code == 303  # this request itself is not served
+    set_cookies = second.headers.get_list("set-cookie")
+    assert not [c for c in set_cookies if c.startswith(("respaldo_session=", "respaldo_refresh="))]
