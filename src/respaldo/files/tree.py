@@ -204,7 +204,10 @@ class TreeTarStream:
         try:
             st = path.stat() if follow else path.lstat()
         except FileNotFoundError:
-            self.stats.warnings.append(f"{path} vanished before it was read")
+            if follow:  # a configured path (an unmounted share): none of it is in
+                self.stats.errors.append(f"{path}: configured path vanished before it was read")
+            else:
+                self.stats.warnings.append(f"{path} vanished before it was read")
             return
         except OSError as exc:
             self.stats.errors.append(f"{path}: {exc.strerror}")
@@ -218,7 +221,10 @@ class TreeTarStream:
             except (FileNotFoundError, NotADirectoryError):
                 # Removed, or replaced by a file or link, since its header: what is
                 # there now was not there when its directory was listed.
-                self.stats.warnings.append(f"{path} vanished before it was listed")
+                if follow:
+                    self.stats.errors.append(f"{path}: configured path vanished before it was read")
+                else:
+                    self.stats.warnings.append(f"{path} vanished before it was listed")
                 return
             except OSError as exc:
                 self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")

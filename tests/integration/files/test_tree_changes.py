@@ -139,3 +139,19 @@ def test_a_directory_replaced_by_a_file_while_listed_is_a_warning(tmp_path: Path
     target.mkdir()
     extract_tar([head, *rest], target)
     assert (target / str(tree).lstrip("/") / "b").is_dir()
+
+
+def test_a_configured_path_that_vanishes_during_the_backup_is_an_error(tmp_path: Path) -> None:
+    # Checked when the stream is made, then gone by the time it is reached (an
+    # unmounted share): the backup would hold none of it, and must not count as good.
+    first, second = tmp_path / "uploads", tmp_path / "config"
+    first.mkdir()
+    (first / "a.txt").write_bytes(b"a")
+    second.mkdir()
+    (second / "erp.ini").write_bytes(b"[erp]")
+    stream = TreeTarStream([first, second])
+    stream.read(512)
+    (second / "erp.ini").unlink()
+    second.rmdir()
+    _read(stream, lambda done: None)
+    assert stream.stats.errors == [f"{second}: configured path vanished before it was read"]
