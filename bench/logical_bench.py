@@ -246,6 +246,10 @@ class Setup:
     def chunker(self) -> dict[str, int]:
         return {"min_size": self.avg // 4, "avg_size": self.avg, "max_size": self.avg * 4}
 
+    def repositories_toml(self) -> str:
+        """The config's ``[[repositories]]`` tables: one local repository, ``repo``."""
+        return f'\n[[repositories]]\nname = "local"\nurl = "file://{self.repo}"\n'
+
     def write_config(self, cluster: TempCluster, password_file: Path) -> None:
         if self.root.exists():
             shutil.rmtree(self.root)
@@ -261,9 +265,7 @@ class Setup:
             f'url = "sqlite:///{self.root / "catalog.db"}"\n'
             "\n[chunker]\n"
             f"{chunker}"
-            "\n[[repositories]]\n"
-            'name = "local"\n'
-            f'url = "file://{self.repo}"\n'
+            f"{self.repositories_toml()}"
             "\n[[databases]]\n"
             f'name = "{self.dbname}"\n'
             f'dsn = "{dsn}"\n'

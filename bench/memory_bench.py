@@ -25,6 +25,15 @@ after the first on a machine), then, each as its own process, ``--repeat`` times
   ``respaldo backup erp`` by that tree's respaldo too, right after this one's, into a new
   repository of its own: a paired before/after of the same round (A B A B);
 - with ``--backup-only``, no restores;
+- with ``--store local,s3,mirror`` (default ``local``), each round of the commands above
+  into a repository of each kind in turn: a local directory; a prefix of a bucket on an S3
+  server the benchmark starts itself (SeaweedFS's ``weed mini`` on free ports of 127.0.0.1,
+  as the test suite's :class:`tests.servers.s3.SeaweedFS`; stopped and removed at the end),
+  backed up to and restored from; a local repository with that S3 prefix as its mirror
+  (a second ``[[repositories]]``: the backup, then its copy there, by the same process; its
+  backups only, a restore reads the local repository). Results of a store other than
+  ``local`` are named ``COMMAND [STORE]``. S3 is on the loopback interface: the server's
+  CPU is not the respaldo process's, and its memory is not counted;
 - with ``--restore-table SCHEMA.TABLE``, ``respaldo restore ID --table SCHEMA.TABLE``
   instead of the whole restore: where the disk has no room for a second copy of a 10 GB
   database, it measures the same open of the repository (the chunk index's part, what
@@ -50,13 +59,19 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sample import generate
 from sample.cluster import TempCluster
+
+# The test suite's SeaweedFS start (free ports on 127.0.0.1, identities, SSE-S3 key),
+# importable from the repository root, as bench.offsite_bench uses it.
+from tests.servers.s3 import REGION, S3Endpoint, SeaweedFS, new_prefix
 
 from bench.bigdb import attach
 from bench.logical_bench import DB, MIB, Bench, Setup, respaldo_argv
@@ -65,6 +80,65 @@ from bench.measure import add_common_arguments, finish, log, machine
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 RESPALDO_NAMES = ("respaldo", "python3", "python")
 """What psutil calls the respaldo process (the console script, or the interpreter)."""
+STORES = ("local", "s3", "mirror")
+"""Where the repository is (``--store``): a local directory; an S3 prefix on the bench's
+own SeaweedFS server; a local repository with an S3 mirror (every backup copied there
+by the same process, as a configured secondary is)."""
+
+
+@dataclass(frozen=True)
+class StoreSetup(Setup):
+    """A :class:`~bench.logical_bench.Setup` whose repository is on ``store``."""
+
+    store: str = "local"
+    s3: S3Endpoint | None = None
+    secret_file: Path | None = None
+    prefix: str = ""
+
+    def repositories_toml(self) -> str:
+        local = super().repositories_toml()
+        if self.store == "local":
+            return local
+        assert self.s3 is not None and self.secret_file is not None
+        # SSE off and the STANDARD class (no header): what any S3-compatible server takes.
+        s3 = (
+            "\n[[repositories]]\n"
+            f'name = "{"s3" if self.store == "s3" else "offsite"}"\n'
+            f'url = "s3://{self.s3.bucket}/{self.prefix}"\n'
+            f'endpoint_url = "{self.s3.endpoint_url}"\n'
+            f'region = "{REGION}"\n'
+            f'access_key_id = "{self.s3.access_key_id}"\n'
+            f'secret_access_key_file = "{self.secret_file}"\n'
+            'storage_class = "STANDARD"\n'
+        )
+        return s3 if self.store == "s3" else local + s3
+
+
+def label(command: str, store: str) -> str:
+    """A result's name: the command, and the store unless it is the local one."""
+    return command if store == "local" else f"{command} [{store}]"
+
+
+@contextmanager
+def s3_server(stores: list[str], workdir: Path) -> Iterator[tuple[S3Endpoint, Path] | None]:
+    """A SeaweedFS server of the bench's own (and a 0600 file with its secret) when a
+    store needs one; stopped and removed at the end."""
+    if all(store == "local" for store in stores):
+        yield None
+        return
+    weed = SeaweedFS()
+    try:
+        endpoint = weed.start()
+        log(f"SeaweedFS S3 gateway at {endpoint.endpoint_url}, bucket {endpoint.bucket}")
+        secret = workdir / "s3.secret"
+        secret.unlink(missing_ok=True)
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(endpoint.secret_access_key + "\n")
+        yield endpoint, secret
+    finally:
+        weed.stop()
+        log("SeaweedFS stopped")
 
 
 def _respaldo_peak(run: dict[str, Any]) -> int:
@@ -93,8 +167,14 @@ def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]
     }
 
 
-def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> dict[str, Any]:
-    """Every command of the benchmark on ``cluster``'s database ``erp``, ``--repeat`` times."""
+def measure_point(
+    args: argparse.Namespace,
+    cluster: TempCluster,
+    name: str,
+    server: tuple[S3Endpoint, Path] | None = None,
+) -> dict[str, Any]:
+    """Every command of the benchmark on ``cluster``'s database ``erp``, ``--repeat`` times,
+    into a repository on each of ``args.store`` in turn (``server``: the S3 one)."""
     workdir: Path = args.workdir / name
     workdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(argparse.Namespace(**{**vars(args), "workdir": workdir}), cluster, log)
@@ -108,7 +188,6 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
             env=bench.pg_env,
             check=True,
         )
-    jobs = args.jobs
     runs: dict[str, list[dict[str, Any]]] = {}
 
     def measured(label: str, fn: Callable[..., dict[str, Any]], *fargs: Any) -> dict[str, Any]:
@@ -122,60 +201,24 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
         )
         return result
 
+    def setup(store: str, kind: str) -> StoreSetup:
+        root = workdir / "setups" / f"{store}-{kind}"
+        if store == "local":
+            return fresh_setup(bench, root)
+        assert server is not None
+        endpoint, secret = server
+        return fresh_setup(bench, root, store, endpoint, secret)
+
     try:
         for i in range(args.repeat):
-            # Every backup is a first one, into a new repository: a backup that
-            # deduplicates against an earlier one stores (and holds) less, and would not
-            # compare with the same command on a database of another size.
-            serial = fresh_setup(bench, workdir / "setups" / "serial")
-            parallel = fresh_setup(bench, workdir / "setups" / "parallel")
             if args.reference:
                 measured("pg_dump -Fc -Z0 > /dev/null", bench.pg_dump_null)
-            backup_id = measured("respaldo backup", bench.backup, serial, f"m{i}")["backup_id"]
-            if args.baseline_src is not None:
-                baseline = fresh_setup(bench, workdir / "setups" / "baseline")
-                measured(
-                    "respaldo backup (baseline)",
-                    baseline_backup,
-                    bench,
-                    baseline,
-                    f"b{i}",
-                    args.baseline_src,
-                )
-            parallel_id = None
-            if jobs > 1:
-                parallel_id = measured(
-                    f"respaldo backup --jobs {jobs}",
-                    parallel_backup,
-                    bench,
-                    parallel,
-                    f"p{i}",
-                    jobs,
-                )["backup_id"]
+            # The stores take turns within a round, so that the load of the moment
+            # weighs on each alike.
+            for store in args.store:
+                measure_store(args, bench, store, i, setup, measured)
             if args.reference:
                 measured("pg_restore", bench.pg_restore, dump, "pg_restored", 1)
-            if args.backup_only:
-                continue
-            if args.restore_table:
-                measured(
-                    f"respaldo restore --table {args.restore_table}",
-                    table_restore,
-                    bench,
-                    serial,
-                    backup_id,
-                    args.restore_table,
-                )
-            else:
-                measured("respaldo restore", bench.restore, serial, backup_id, "restored", 1)
-            if parallel_id is not None and not args.backup_only:
-                measured(
-                    f"respaldo restore --jobs {jobs}",
-                    bench.restore,
-                    parallel,
-                    parallel_id,
-                    "restored",
-                    jobs,
-                )
     finally:
         dump.unlink(missing_ok=True)
         if not args.keep:
@@ -185,13 +228,87 @@ def measure_point(args: argparse.Namespace, cluster: TempCluster, name: str) -> 
     return point
 
 
-def fresh_setup(bench: Bench, root: Path) -> Setup:
-    """A new, empty repository whose key is derived and cached already.
+def measure_store(
+    args: argparse.Namespace,
+    bench: Bench,
+    store: str,
+    i: int,
+    setup: Callable[[str, str], StoreSetup],
+    measured: Callable[..., dict[str, Any]],
+) -> None:
+    """One round of the commands into a repository on ``store``. A mirror's restore reads
+    the local repository, the same as ``local``'s: only its backups are measured."""
+    jobs = args.jobs
+    # Every backup is a first one, into a new repository: a backup that deduplicates
+    # against an earlier one stores (and holds) less, and would not compare with the
+    # same command on a database of another size.
+    serial = setup(store, "serial")
+    parallel = setup(store, "parallel") if jobs > 1 else None
+    tag = f"{store}{i}"
+    backup_id = measured(label("respaldo backup", store), bench.backup, serial, f"m{tag}")[
+        "backup_id"
+    ]
+    if args.baseline_src is not None:
+        baseline = setup(store, "baseline")
+        measured(
+            label("respaldo backup (baseline)", store),
+            baseline_backup,
+            bench,
+            baseline,
+            f"b{i}",
+            args.baseline_src,
+        )
+    parallel_id = None
+    if parallel is not None:
+        parallel_id = measured(
+            label(f"respaldo backup --jobs {jobs}", store),
+            parallel_backup,
+            bench,
+            parallel,
+            f"p{tag}",
+            jobs,
+        )["backup_id"]
+    if args.backup_only or store == "mirror":
+        return
+    if args.restore_table:
+        measured(
+            label(f"respaldo restore --table {args.restore_table}", store),
+            table_restore,
+            bench,
+            serial,
+            backup_id,
+            args.restore_table,
+        )
+    else:
+        measured(label("respaldo restore", store), bench.restore, serial, backup_id, "restored", 1)
+    if parallel is not None and parallel_id is not None:
+        measured(
+            label(f"respaldo restore --jobs {jobs}", store),
+            bench.restore,
+            parallel,
+            parallel_id,
+            "restored",
+            jobs,
+        )
+
+
+def fresh_setup(
+    bench: Bench,
+    root: Path,
+    store: str = "local",
+    s3: S3Endpoint | None = None,
+    secret_file: Path | None = None,
+) -> StoreSetup:
+    """A new, empty repository (on ``store``; an S3 one on a new prefix of ``s3``'s
+    bucket) whose key is derived and cached already.
 
     The first process to open a repository on a machine derives its passphrase's key
     (argon2id, 64 MiB) and caches it: a one-off that has nothing to do with the
     database's size, so it is done here, outside the measurements."""
-    setup = Setup(16 * 1024, 1, root)
+    prefix = new_prefix() if s3 is not None else ""
+    setup = StoreSetup(
+        16 * 1024, 1, root, store=store, s3=s3, secret_file=secret_file, prefix=prefix
+    )
     bench.init(setup)
     subprocess.run(
         respaldo_argv(setup, "key", "list"),
@@ -249,19 +366,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "repeat": args.repeat,
             "jobs": args.jobs,
+            "stores": args.store,
         },
         "points": [],
     }
-    for scale in args.scale:
-        (args.workdir / "cluster").mkdir(exist_ok=True)
-        with TempCluster.create(base_dir=args.workdir / "cluster") as cluster:
-            cluster.execute(f"CREATE DATABASE {DB}")
-            log(f"loading the sample ERP database at scale {scale}…")
-            generate.load(cluster.conninfo_kwargs(DB), scale, args.seed)
-            Bench(args, cluster, log).settle()
-            report["points"].append(measure_point(args, cluster, f"scale-{scale}"))
-    for directory in args.cluster:
-        report["points"].append(measure_point(args, attach(directory), directory.name))
+    with s3_server(args.store, args.workdir) as server:
+        for scale in args.scale:
+            (args.workdir / "cluster").mkdir(exist_ok=True)
+            with TempCluster.create(base_dir=args.workdir / "cluster") as cluster:
+                cluster.execute(f"CREATE DATABASE {DB}")
+                log(f"loading the sample ERP database at scale {scale}…")
+                generate.load(cluster.conninfo_kwargs(DB), scale, args.seed)
+                Bench(args, cluster, log).settle()
+                point = measure_point(args, cluster, f"scale-{scale}", server)
+                report["points"].append(point)
+        for directory in args.cluster:
+            point = measure_point(args, attach(directory), directory.name, server)
+            report["points"].append(point)
     report["points"].sort(key=lambda p: p["database_bytes"])
     return report
 
@@ -323,6 +444,14 @@ def scales(text: str) -> list[float]:
     return values
 
 
+def stores(text: str) -> list[str]:
+    """``--store``: one or more comma-separated stores of :data:`STORES`."""
+    values = [x.strip() for x in text.split(",") if x.strip()]
+    if not values or any(v not in STORES for v in values):
+        raise argparse.ArgumentTypeError(f"stores among {', '.join(STORES)}, comma-separated")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -362,6 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--backup-only", action="store_true", help="leave out the restores (backups only)"
+    )
+    parser.add_argument(
+        "--store",
+        type=stores,
+        default=["local"],
+        help="where the repository is, comma-separated: local (a directory), s3 (a prefix "
+        "on a SeaweedFS server the bench starts), mirror (local with an S3 mirror: the "
+        "backup and its copy; no restore) (local)",
     )
     parser.add_argument(
         "--no-reference",

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from respaldo.errors import InvalidObjectName, ObjectNotFound
+from respaldo.errors import InvalidObjectName, ObjectNotFound, StorageError
 from respaldo.storage.base import ObjectInfo, Storage
 
 pytestmark = pytest.mark.contract
@@ -548,3 +548,81 @@ def test_concurrent_puts_of_one_name_never_tear(store: Storage) -> None:
     assert seen, "the readers never ran"
     assert store.get("config") in values
     assert list(store.list()) == [ObjectInfo("config", len(store.get("config")))]
+
+
+# --- spools: objects written in pieces (open_spool) --------------------------------------
+
+
+def test_a_spool_is_no_object_until_committed(store: Storage) -> None:
+    pieces = [_data(1000, seed=1), b"", _data(70_000, seed=2), _data(3, seed=3)]
+    spool = store.open_spool("packs/")
+    spool.write(pieces[:2])
+    spool.write(pieces[2:])
+    assert spool.size == 71_003
+    assert _names(store) == []
+    spool.commit("packs/ab/spooled")
+    assert store.get("packs/ab/spooled") == b"".join(pieces)
+    assert store.stat("packs/ab/spooled") == ObjectInfo("packs/ab/spooled", 71_003)
+    assert _names(store) == ["packs/ab/spooled"]
+
+
+def test_a_spool_of_nothing_commits_an_empty_object(store: Storage) -> None:
+    spool = store.open_spool("packs/")
+    spool.commit("packs/ab/empty")
+    assert store.get("packs/ab/empty") == b""
+
+
+def test_a_committed_spool_replaces_the_object(store: Storage) -> None:
+    store.put("packs/ab/x", b"old bytes, longer than the new ones")
+    spool = store.open_spool("packs/")
+    spool.write([b"new"])
+    spool.commit("packs/ab/x")
+    assert store.get("packs/ab/x") == b"new"
+
+
+def test_a_discarded_spool_leaves_nothing(store: Storage) -> None:
+    spool = store.open_spool("packs/")
+    spool.write([_data(MIB)])
+    spool.discard()
+    spool.discard()  # harmless twice
+    assert _names(store) == []
+
+
+def test_a_spool_cannot_be_written_or_committed_after_it_ended(store: Storage) -> None:
+    spool = store.open_spool("packs/")
+    spool.write([b"x"])
+    spool.commit("packs/ab/x")
+    with pytest.raises(StorageError):
+        spool.commit("packs/ab/y")
+    discarded = store.open_spool("packs/")
+    discarded.discard()
+    with pytest.raises(StorageError):
+        discarded.write([b"y"])
+    assert _names(store) == ["packs/ab/x"]
+
+
+def test_a_spool_commit_validates_the_name(store: Storage) -> None:
+    spool = store.open_spool("packs/")
+    spool.write([b"x"])
+    with pytest.raises(InvalidObjectName):
+        spool.commit("packs/../x")
+    spool.discard()
+    assert _names(store) == []
+
+
+def test_concurrent_spools_of_distinct_names_all_land(store: Storage) -> None:
+    barrier = threading.Barrier(4, timeout=60)
+
+    def worker(thread: int) -> None:
+        spool = store.open_spool("packs/")
+        barrier.wait()
+        for i in range(8):
+            spool.write([_data(4096, seed=thread * 100 + i)])
+        spool.commit(f"packs/t{thread}/spooled")
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(worker, t) for t in range(4)]:
+            future.result()
+    for t in range(4):
+        expected = b"".join(_data(4096, seed=t * 100 + i) for i in range(8))
+        assert store.get(f"packs/t{t}/spooled") == expected

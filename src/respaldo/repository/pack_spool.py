@@ -1,18 +1,21 @@
-"""Packs written to a local store while they fill, instead of held whole in memory.
+"""Packs written to the store while they fill, instead of held whole in memory.
 
 :class:`~.packs.PackBuilder` keeps a pack's sealed chunks until the pack is full, joins them
 into one 12 MiB object and hands it to an upload thread: the pack being filled, its joined
 copy and the packs still being stored were about 25-35 MiB of a backup's peak (a third of
-what the pipeline adds to the imports). A local store needs none of that: its ``put``
-writes a temporary file and renames it. :class:`PackSpooler` writes each pack's chunks to
-such a file (:class:`~respaldo.storage.local.Spool`) as they come, in pieces of about
-:data:`PIECE_SIZE`, hashed and written in order on a thread of its own, and at the end
-renames the file after the SHA-256 of its bytes. The pack's bytes, its id and the guarantees
-of ``put`` (durable once named, never seen half-written, a killed writer's file removed by
-garbage collection) are the same; what stays in memory is a few pieces.
+what the pipeline adds to the imports). :class:`PackSpooler` hands each pack's chunks to a
+spool of the store (:meth:`~respaldo.storage.base.Storage.open_spool`) as they come, in
+pieces of about :data:`PIECE_SIZE`, hashed and written in order on a thread of its own,
+and at the end names the object after the SHA-256 of its bytes. A local store's spool is
+the temporary file its ``put`` would write, renamed at the end; S3's an unnamed file in a
+private directory, uploaded by streaming at the end; the memory store's keeps the pieces
+(its objects are in memory anyway). The pack's bytes, its id and the guarantees of ``put``
+(durable once named, never seen half-written, the store's settings such as Object Lock,
+retries of a transient failure through the retrying wrapper) are the same; what stays in
+memory is a few pieces.
 
-Other stores (S3, the memory store, any wrapper but the retrying one) take whole objects,
-and keep :class:`~.packs.PackBuilder`.
+:class:`~.packs.PackBuilder` is left to garbage collection and repair, which repack a few
+packs at a time.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer
 from respaldo.repository.packs import ENTRY, PACK_PREFIX, TRAILER, PackRow, pack_name
-from respaldo.storage.local import LocalStorage, Spool
+from respaldo.storage.base import Spool, Storage
 
 PIECE_SIZE = 1 << 20
 """Sealed bytes gathered before they are handed to the writing thread (one ``writev``)."""
@@ -36,7 +39,7 @@ disk can make the writer hold, whatever the pack size."""
 class _PackFile:
     """One pack's temporary file and running hash, fed on the writing thread in order."""
 
-    def __init__(self, store: LocalStorage) -> None:
+    def __init__(self, store: Storage) -> None:
         self._store = store
         self._spool: Spool | None = None
         self._sha = hashlib.sha256()
@@ -57,7 +60,7 @@ class _PackFile:
             raise
 
     def commit(self) -> tuple[str, int]:
-        """Name the complete file after its hash: (pack id, size)."""
+        """Store the complete pack under the name its hash gives: (pack id, size)."""
         if self._error is not None:
             raise self._error
         assert self._spool is not None  # a pack has at least its header
@@ -82,8 +85,9 @@ class SpooledPack:
         self.rows = rows
 
     def complete(self) -> tuple[str, int]:
-        """Wait for the pack's pieces, fsync and name its file: (pack id, size in bytes).
-        On failure the file is removed and the error raised. Runs on an upload thread."""
+        """Wait for the pack's pieces and commit them under the pack's name: (pack id,
+        size in bytes). On failure the spool is discarded and the error raised. Runs on
+        an upload thread."""
         try:
             self._last.result()
             return self._file.commit()
@@ -99,7 +103,7 @@ class PackSpooler:
     given is in a file of ``store`` already when the pack is taken. Called from one thread;
     :meth:`close` once, after the packs taken were completed (or abandoned)."""
 
-    def __init__(self, store: LocalStorage, target_size: int) -> None:
+    def __init__(self, store: Storage, target_size: int) -> None:
         self.target_size = target_size
         self._store = store
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="pack-spool")

@@ -11,12 +11,11 @@ hashlib, blake3, zstd and AES-GCM release the GIL on buffers of this size, so th
 stages run in parallel; what holds the GIL is a few lines of Python per chunk. (Before,
 the calling thread also hashed every chunk and every pack, one chunk at a time: it was
 the bottleneck while the sealing threads waited.) Every queue between stages is bounded,
-so memory stays at about ``2 × workers + 1`` blocks + 3 packs (the one being filled, two
-being uploaded; into a local store a few 1 MiB pieces instead, :mod:`.pack_spool`),
-whatever the stream's size, plus the entries of the chunks stored
-but not yet in an index file (``INDEX_FLUSH_ENTRIES`` at most, and the pack that crosses
-it); those in an index file go to the local index cache's side runs, on disk
-(:meth:`.ChunkIndex.add_file`).
+so memory stays at about ``2 × workers + 1`` blocks + a few 1 MiB pieces of the packs
+on their way to the store (:mod:`.pack_spool`), whatever the stream's size, plus the
+entries of the chunks stored but not yet in an index file (``INDEX_FLUSH_ENTRIES`` at
+most, and the pack that crosses it); those in an index file go to the local index
+cache's side runs, on disk (:meth:`.ChunkIndex.add_file`).
 
 Order of writes: packs, then index files describing them, then the manifest. A writer
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
@@ -52,18 +51,13 @@ from respaldo.repository.manifest import (
 )
 from respaldo.repository.pack_spool import PackSpooler, SpooledPack
 from respaldo.repository.packs import (
-    PackBuilder,
     PackEntry,
-    PackRow,
     entries_of,
-    pack_id_of,
-    pack_name,
 )
 from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import validate_name
-from respaldo.storage.local import spool_store
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +132,9 @@ class BackupWriter:
         # must not run while this backup may reference chunks no manifest holds yet.
         self._lease = shared_lease(repo, f"backup {backup_id}")
         self._streams: list[StreamInfo] = []
-        # A local store gets each pack's chunks as they come (pack_spool.py); any other
-        # takes the pack whole, built in memory.
-        store = spool_store(repo.storage)
-        self._packer: PackBuilder | PackSpooler = (
-            PackBuilder(repo.pack_size) if store is None else PackSpooler(store, repo.pack_size)
-        )
+        # The store gets each pack's chunks as they come (pack_spool.py), not a 12 MiB
+        # pack built in memory.
+        self._packer = PackSpooler(repo.storage, repo.pack_size)
         self._seal_pool = ThreadPoolExecutor(repo.workers, thread_name_prefix="seal")
         self._upload_pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="upload")
         # A pool task per block, not per chunk: a task per 16 KiB chunk cost more in
@@ -349,12 +340,8 @@ class BackupWriter:
     def _flush_pack(self) -> None:
         self._lease.check()
         self.stats.packs += 1
-        if isinstance(self._packer, PackSpooler):
-            spooled = self._packer.take(self.repo.sealer)
-            self._uploads.append(self._upload_pool.submit(self._commit_spooled, spooled))
-        else:
-            data, rows = self._packer.take(self.repo.sealer)
-            self._uploads.append(self._upload_pool.submit(self._upload, data, rows))
+        spooled = self._packer.take(self.repo.sealer)
+        self._uploads.append(self._upload_pool.submit(self._commit_spooled, spooled))
         while len(self._uploads) > UPLOADS_IN_FLIGHT:
             self._collect_upload()
         with self._lock:
@@ -365,14 +352,6 @@ class BackupWriter:
     def _collect_upload(self) -> None:
         future = self._uploads.popleft()
         self.stats.stored_bytes += _outcome(future, self.backup_id, "storing a pack")
-
-    def _upload(self, data: bytes, rows: list[PackRow]) -> int:
-        """Name and store one pack (on an upload thread: hashing 12 MiB is work too)."""
-        pack_id = pack_id_of(data)
-        entries = entries_of(rows)
-        self.repo.storage.put(pack_name(pack_id), data)
-        self._stored(pack_id, entries)
-        return len(data)
 
     def _commit_spooled(self, pack: SpooledPack) -> int:
         """Name one pack whose chunks are in its file already (on an upload thread)."""
@@ -531,6 +510,5 @@ class BackupWriter:
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._hash_pool.shutdown(wait=True, cancel_futures=True)
         self._upload_pool.shutdown(wait=True, cancel_futures=True)
-        if isinstance(self._packer, PackSpooler):
-            self._packer.close()  # after the uploads: removes what none of them named
+        self._packer.close()  # after the uploads: discards what none of them stored
         self._lease.release()

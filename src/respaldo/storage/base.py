@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from respaldo.errors import InvalidObjectName
+from respaldo.errors import InvalidObjectName, StorageError
 
 # Deliberately narrow: these names end up as file paths and S3 keys, and nothing the
 # repository writes needs more. Rejecting early beats escaping late.
@@ -50,6 +51,39 @@ def validate_prefix(prefix: str) -> str:
         return prefix
     validate_name(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+class Spool(Protocol):
+    """An object written piece by piece and named when it is complete (a pack is named
+    after the hash of its bytes): what ``put`` does, without the whole object in memory.
+
+    Used by one thread at a time. Nothing is visible under any name before :meth:`commit`
+    returns; then the object is there whole, with every guarantee of ``put`` (atomic,
+    durable, replacing an object of that name, the store's settings such as S3 Object
+    Lock applied). A spool that is never committed leaves nothing behind once discarded,
+    and nothing visible if its process is killed (a local store's temporary file is
+    removed by garbage collection, ``remove_stale_temporaries``).
+    """
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        """Append ``pieces``, in order."""
+        ...
+
+    def commit(self, name: str) -> None:
+        """Store what was written as object ``name``. If this raises
+        ``TransientStorageError`` the spool still holds its bytes and ``commit`` may be
+        called again (how :class:`~respaldo.storage.retry.RetryingStorage` retries it);
+        after any other error its bytes may be gone, and only :meth:`discard` is left."""
+        ...
+
+    def discard(self) -> None:
+        """Drop what was written (nothing is named); never raises; harmless twice."""
+        ...
 
 
 @runtime_checkable
@@ -97,6 +131,11 @@ class Storage(Protocol):
         """Delete an object. Raises ``ObjectNotFound`` if there is none."""
         ...
 
+    def open_spool(self, directory: str) -> Spool:
+        """A new :class:`Spool`, for an object to be named below ``directory`` (a prefix
+        such as ``packs/``, which a local store writes its temporary file in)."""
+        ...
+
     def close(self) -> None:
         """Release connections and files. Calling it twice is harmless."""
         ...
@@ -108,3 +147,52 @@ def check_range(offset: int, length: int | None) -> None:
         raise ValueError(f"negative offset {offset}")
     if length is not None and length < 0:
         raise ValueError(f"negative length {length}")
+
+
+class BufferedSpool:
+    """A :class:`Spool` that keeps the pieces in memory and commits them with one
+    ``storage.put``: for stores that hold objects in memory anyway (the memory store) and
+    for wrappers that must see every ``put`` (tests' fault injectors)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._pieces: list[bytes] | None = []
+        self.size = 0
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        held = self._held()
+        for piece in pieces:
+            held.append(bytes(piece))
+            self.size += len(piece)
+
+    def commit(self, name: str) -> None:
+        # A failed put leaves the pieces for another try (the contract's retry).
+        self._storage.put(name, b"".join(self._held()))
+        self._pieces = None
+
+    def discard(self) -> None:
+        self._pieces = None
+
+    def _held(self) -> list[bytes]:
+        if self._pieces is None:
+            raise StorageError("a spool was committed or discarded already")
+        return self._pieces
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
+
+
+def write_all(fd: int, pieces: Sequence[bytes]) -> int:
+    """Write ``pieces`` to ``fd`` in order (one ``writev`` per ``IOV_MAX`` of them, short
+    writes resumed); return the bytes written. Raises the ``OSError`` of a failed write."""
+    views = [memoryview(p) for p in pieces if p]
+    total = start = 0
+    while start < len(views):
+        written = os.writev(fd, views[start : start + _IOV_MAX])
+        total += written
+        while start < len(views) and written >= len(views[start]):
+            written -= len(views[start])
+            start += 1
+        if written:
+            views[start] = views[start][written:]
+    return total

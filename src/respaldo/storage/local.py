@@ -41,8 +41,13 @@ from respaldo.errors import (
     WriteRefused,
 )
 from respaldo.privatedir import owner_alive, this_process
-from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
-from respaldo.storage.retry import RetryingStorage
+from respaldo.storage.base import (
+    ObjectInfo,
+    check_range,
+    validate_name,
+    validate_prefix,
+    write_all,
+)
 
 # Temporary files start with a dot: validate_name never accepts such a segment, so they can
 # never be mistaken for (or listed as) objects. They are named after the writing process,
@@ -332,7 +337,8 @@ class LocalStorage:
 
 
 class Spool:
-    """An object written in pieces, as :meth:`LocalStorage.put` writes it whole.
+    """An object written in pieces, as :meth:`LocalStorage.put` writes it whole (the
+    local store's :class:`~respaldo.storage.base.Spool`).
 
     The pieces go to a temporary file (named like a ``put``'s, so a killed writer's file is
     removed by :meth:`LocalStorage.remove_stale_temporaries`); :meth:`commit` fsyncs it and
@@ -344,47 +350,61 @@ class Spool:
     def __init__(self, storage: LocalStorage, fd: int, tmp: Path) -> None:
         self._storage = storage
         self._fd: int | None = fd
-        self._tmp = tmp
+        self._tmp: Path | None = tmp
+        self._label = tmp.name
         self.size = 0
 
     def write(self, pieces: Sequence[bytes]) -> None:
         """Append ``pieces`` (one ``writev`` per ``IOV_MAX`` of them)."""
         fd = self._open_fd()
-        views = [memoryview(p) for p in pieces if p]
-        start = 0
+        assert self._tmp is not None
         try:
-            while start < len(views):
-                written = os.writev(fd, views[start : start + _IOV_MAX])
-                self.size += written
-                while start < len(views) and written >= len(views[start]):
-                    written -= len(views[start])
-                    start += 1
-                if written:
-                    views[start] = views[start][written:]
+            self.size += write_all(fd, pieces)
         except OSError as exc:
-            raise _write_error(exc, self._tmp.name, self._tmp) from exc
+            raise _write_error(exc, self._label, self._tmp) from exc
 
     def commit(self, name: str) -> None:
         """Make the pieces written so far durable object ``name`` (replacing one that is
-        there, like ``put``); the file is removed if that fails."""
+        there, like ``put``). A transient failure of the rename keeps the synced file for
+        another try; any other failure removes it."""
         path = self._storage._path(name)
-        fd = self._open_fd()
-        try:
-            os.fsync(fd)
+        tmp = self._tmp
+        if tmp is None:
+            raise StorageError(f"{self._label} was committed or discarded already")
+        if self._fd is not None:
             # Forgotten before it is closed: a close that fails (EIO) has released the
             # number all the same, and discard() closing it again could close another
             # thread's file that was given the same number meanwhile.
-            self._fd = None
-            os.close(fd)
+            fd, self._fd = self._fd, None
+            try:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self.discard()
+                # Never retried: after a failed fsync the kernel may have dropped the
+                # dirty pages, and a second one would report success for lost bytes.
+                error = _write_error(exc, name, path)
+                if isinstance(error, TransientStorageError):
+                    error = PermanentStorageError(str(error), name=name)
+                raise error from exc
+        try:
             _make_dirs(path.parent, self._storage._new_owner())
-            self._tmp.replace(path)
+            tmp.replace(path)
+        except OSError as exc:
+            error = _write_error(exc, name, path)
+            if not isinstance(error, TransientStorageError):
+                self.discard()
+            raise error from exc
+        self._tmp = None
+        try:
             _fsync_dir(path.parent)
-            if self._tmp.parent != path.parent:
+            if tmp.parent != path.parent:
                 # The rename removed an entry there too: made durable, a power cut
                 # cannot bring the temporary file back beside the named object.
-                _fsync_dir(self._tmp.parent)
+                _fsync_dir(tmp.parent)
         except OSError as exc:
-            self.discard()
             raise _write_error(exc, name, path) from exc
 
     def discard(self) -> None:
@@ -393,24 +413,15 @@ class Spool:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
-        with contextlib.suppress(OSError):
-            self._tmp.unlink(missing_ok=True)
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
     def _open_fd(self) -> int:
         if self._fd is None:
-            raise StorageError(f"{self._tmp.name} was committed or discarded already")
+            raise StorageError(f"{self._label} was committed or discarded already")
         return self._fd
-
-
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16
-
-
-def spool_store(storage: object) -> LocalStorage | None:
-    """The local store that ``storage`` is, or that a :class:`RetryingStorage` wraps;
-    None for any other store or wrapper (those take whole objects through ``put``)."""
-    if isinstance(storage, RetryingStorage):
-        storage = storage.inner
-    return storage if isinstance(storage, LocalStorage) else None
 
 
 def remove_stale_temporaries(storage: object, prefix: str, older_than: float) -> list[str]:

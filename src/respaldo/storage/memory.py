@@ -6,7 +6,14 @@ import threading
 from collections.abc import Iterator
 
 from respaldo.errors import ObjectNotFound
-from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
+from respaldo.storage.base import (
+    BufferedSpool,
+    ObjectInfo,
+    Spool,
+    check_range,
+    validate_name,
+    validate_prefix,
+)
 
 
 class MemoryStorage:
@@ -57,6 +64,11 @@ class MemoryStorage:
         with self._lock:
             if self._objects.pop(name, None) is None:
                 raise ObjectNotFound(f"no object {name} in {self.location}", name=name)
+
+    def open_spool(self, directory: str) -> Spool:
+        # The pieces in memory, one put at the end: the objects live in memory anyway.
+        validate_prefix(directory)
+        return BufferedSpool(self)
 
     def close(self) -> None:
         pass

@@ -1,7 +1,8 @@
 """Retries with exponential backoff and jitter, wrapped around any backend.
 
 Only :class:`~respaldo.errors.TransientStorageError` is retried: not-found and permanent
-errors pass through at once. Every operation of the interface is idempotent (``put``
+errors pass through at once. A spool's commit is retried as a ``put`` is (the spool keeps
+its bytes after a transient failure). Every operation of the interface is idempotent (``put``
 replaces atomically, ``delete`` of a vanished object surfaces as not-found), so retrying
 is safe. A ``delete`` that succeeded on the server but whose answer was lost shows up as
 not-found on the retry; that is reported as success, since the object is gone.
@@ -12,11 +13,11 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from respaldo.errors import ObjectNotFound, TransientStorageError
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import ObjectInfo, Spool, Storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,5 +117,32 @@ class RetryingStorage:
 
         self._call(f"delete {name}", attempt)
 
+    def open_spool(self, directory: str) -> Spool:
+        return _RetryingSpool(self.inner.open_spool(directory), self._call)
+
     def close(self) -> None:
         self.inner.close()
+
+
+class _RetryingSpool:
+    """A spool whose commit is retried like a ``put``: a commit that failed with a
+    transient error keeps its bytes (the :class:`~respaldo.storage.base.Spool` contract),
+    so trying it again sends the same object. Writes are not retried (a local store's
+    are appends to its temporary file; another store's, to a private file)."""
+
+    def __init__(self, inner: Spool, call: Callable[[str, Callable[[], None]], None]) -> None:
+        self._inner = inner
+        self._call = call
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        self._inner.write(pieces)
+
+    def commit(self, name: str) -> None:
+        self._call(f"put {name}", lambda: self._inner.commit(name))
+
+    def discard(self) -> None:
+        self._inner.discard()

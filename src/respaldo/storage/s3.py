@@ -13,6 +13,15 @@ How the interface maps onto S3:
   repository's ~12 MiB packs go in one request), a multipart upload above it. S3 makes
   either visible atomically when it completes; a multipart upload that fails part-way is
   aborted so that its parts do not linger (and cost money) on the server.
+- ``open_spool`` (how a backup writes its packs): the pieces go to an unnamed temporary
+  file (``O_TMPFILE``, or unlinked at once where that is missing) in a 0700 directory of
+  this process below ``TMPDIR`` (:func:`respaldo.privatedir.private_dir`), their MD5 taken
+  as they come; the commit uploads the file as ``put`` uploads bytes (the same request,
+  options and Content-MD5, one PutObject or a multipart upload of parts read from the
+  file), so a pack never sits whole in memory. The file goes with the spool; a killed
+  process leaves only an empty directory, swept by the next one; S3 shows no object
+  until its upload completes. A transient failure of the upload keeps the file for
+  :class:`~respaldo.storage.retry.RetryingStorage`'s next try.
 - ``get``: GetObject, with a ``Range`` header for a slice. S3 answers a range that starts
   at or after the end of the object with 416 InvalidRange; the interface wants ``b""``.
 - ``stat``: HeadObject. A HEAD answer has no body, so a 404 does not say whether the key
@@ -64,14 +73,19 @@ cannot be read without a restore request, and the repository reads packs by rang
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import unquote, urlsplit
 
 from botocore.config import Config
@@ -103,7 +117,15 @@ from respaldo.errors import (
     TransientStorageError,
     WriteRefused,
 )
-from respaldo.storage.base import ObjectInfo, check_range, validate_name, validate_prefix
+from respaldo.privatedir import private_dir
+from respaldo.storage.base import (
+    ObjectInfo,
+    Spool,
+    check_range,
+    validate_name,
+    validate_prefix,
+    write_all,
+)
 from respaldo.storage.object_lock import (
     BucketLockState,
     LockPolicy,
@@ -274,6 +296,7 @@ class S3Storage:
         self._secret = secret_access_key
         self._closed = False
         self._close_lock = threading.Lock()
+        self._spool_path: Path | None = None
 
         try:
             session = _new_session(profile)
@@ -382,6 +405,11 @@ class S3Storage:
     def lock_exempt(self) -> tuple[str, ...]:
         return self._lock_exempt
 
+    @property
+    def spool_dir(self) -> Path | None:
+        """The private directory of this store's upload spools (None before the first)."""
+        return self._spool_path
+
     def key(self, name: str) -> str:
         """The S3 key of an object name (validated)."""
         return self._key_prefix + validate_name(name)
@@ -390,24 +418,56 @@ class S3Storage:
 
     def put(self, name: str, data: bytes) -> None:
         key = self.key(name)
-        try:
+        with self._writing(name):
             if len(data) > self._threshold:
-                self._put_multipart(name, key, data)
+                view = memoryview(data)
+                self._put_multipart(
+                    name, key, len(data), lambda start, size: bytes(view[start : start + size])
+                )
             else:
-                request: PutObjectRequestTypeDef = {
-                    "Bucket": self._bucket,
-                    "Key": key,
-                    "Body": bytes(data),
-                    "ContentMD5": _md5(data),
-                }
-                self._add_object_options(request, name)
-                self._client.put_object(**request)
+                self._put_object(name, key, bytes(data), _md5(data))
+
+    def open_spool(self, directory: str) -> Spool:
+        validate_prefix(directory)
+        where = self._spool_dir()
+        try:
+            # No name at all (O_TMPFILE where the file system has it, else unlinked at
+            # once): whatever ends this process, the file goes with it.
+            file = tempfile.TemporaryFile(dir=where, buffering=0)  # noqa: SIM115 (the spool owns it)
+        except OSError as exc:
+            raise _spool_error(exc, where) from exc
+        return _UploadSpool(self, cast(BinaryIO, file), where)
+
+    def _spool_dir(self) -> Path:
+        with self._close_lock:
+            if self._spool_path is None or not self._spool_path.is_dir():
+                try:
+                    self._spool_path = private_dir("upload")
+                except OSError as exc:
+                    raise _spool_error(exc, Path(tempfile.gettempdir())) from exc
+            return self._spool_path
+
+    @contextlib.contextmanager
+    def _writing(self, name: str) -> Iterator[None]:
+        """Sort what a write raised (see :meth:`_error`)."""
+        try:
+            yield
         except ClientError as exc:
             if self._lock_policy is not None and _code(exc) == "InvalidRequest":
                 self._refuse_unlockable_bucket()
             raise self._error(exc, name, "write") from exc
         except BotoCoreError as exc:
             raise self._error(exc, name, "write") from exc
+
+    def _put_object(self, name: str, key: str, body: bytes | BinaryIO, md5: str) -> None:
+        request: PutObjectRequestTypeDef = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "Body": body,
+            "ContentMD5": md5,
+        }
+        self._add_object_options(request, name)
+        self._client.put_object(**request)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         key = self.key(name)
@@ -628,7 +688,11 @@ class S3Storage:
             if self._closed:
                 return
             self._closed = True
+            spool_dir, self._spool_path = self._spool_path, None
         self._client.close()
+        if spool_dir is not None:
+            # Spools still open keep their files (they have no name in it).
+            shutil.rmtree(spool_dir, ignore_errors=True)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -652,18 +716,20 @@ class S3Storage:
         if self._storage_class is not None:
             request["StorageClass"] = self._storage_class
 
-    def _put_multipart(self, name: str, key: str, data: bytes) -> None:
+    def _put_multipart(
+        self, name: str, key: str, size: int, read: Callable[[int, int], bytes]
+    ) -> None:
+        """Upload ``size`` bytes in parts, each ``read(start, length)`` when it is sent."""
         # Parts go one after another: parallelism comes from the repository uploading
         # several packs at once, and a pack rarely crosses the threshold at all.
-        part_size = max(self._part_size, -(-len(data) // MAX_PARTS))
+        part_size = max(self._part_size, -(-size // MAX_PARTS))
         request: CreateMultipartUploadRequestTypeDef = {"Bucket": self._bucket, "Key": key}
         self._add_object_options(request, name)
         upload_id = self._client.create_multipart_upload(**request)["UploadId"]
         try:
             parts: list[CompletedPartTypeDef] = []
-            view = memoryview(data)
-            for number, start in enumerate(range(0, len(data), part_size), start=1):
-                part = bytes(view[start : start + part_size])
+            for number, start in enumerate(range(0, size, part_size), start=1):
+                part = read(start, min(part_size, size - start))
                 response = self._client.upload_part(
                     Bucket=self._bucket,
                     Key=key,
@@ -800,6 +866,75 @@ class S3Storage:
                 "supports",
             )
         return PermanentStorageError(message, name=name)
+
+
+_SPOOL_HINT = (
+    "packs on their way to S3 wait in a temporary file (about 12 MiB each, a few at once): "
+    "free space in the temporary directory, or point TMPDIR at a file system with room"
+)
+
+
+def _spool_error(exc: OSError, where: Path) -> PermanentStorageError:
+    return PermanentStorageError(
+        f"cannot write an upload's temporary file in {where}: {exc.strerror or exc}",
+        hint=_SPOOL_HINT,
+    )
+
+
+class _UploadSpool:
+    """:meth:`S3Storage.open_spool`'s spool: an unnamed temporary file, uploaded whole by
+    the commit (see the module docstring). Used by one thread at a time."""
+
+    def __init__(self, store: S3Storage, file: BinaryIO, where: Path) -> None:
+        self._store = store
+        self._file: BinaryIO | None = file
+        self._where = where
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def write(self, pieces: Sequence[bytes]) -> None:
+        file = self._open_file()
+        for piece in pieces:
+            self._md5.update(piece)
+        try:
+            self.size += write_all(file.fileno(), pieces)
+        except OSError as exc:
+            # The MD5 has bytes the file lacks: this spool can only be discarded now.
+            self.discard()
+            raise _spool_error(exc, self._where) from exc
+
+    def commit(self, name: str) -> None:
+        file = self._open_file()
+        store = self._store
+        key = store.key(name)
+        md5 = base64.b64encode(self._md5.digest()).decode("ascii")
+        fd = file.fileno()
+        try:
+            with store._writing(name):
+                if self.size > store._threshold:
+                    store._put_multipart(
+                        name, key, self.size, lambda start, size: os.pread(fd, size, start)
+                    )
+                else:
+                    file.seek(0)
+                    store._put_object(name, key, file, md5)
+        except TransientStorageError:
+            raise  # the file stays for another try
+        except BaseException:
+            self.discard()
+            raise
+        self.discard()
+
+    def discard(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
+    def _open_file(self) -> BinaryIO:
+        if self._file is None:
+            raise StorageError("an upload's spool was committed or discarded already")
+        return self._file
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from respaldo.config import RepositorySettings, load_settings
 from respaldo.operations import repositories
 from respaldo.operations.context import Context
 from respaldo.operations.prune import prune
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 
 
 class KillingStorage:
@@ -50,6 +50,10 @@ class KillingStorage:
     def delete(self, name: str) -> None:
         self.tick(f"delete {name}")
         self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        # Through this wrapper's put: packs too pass where it looks.
+        return BufferedSpool(self)
 
     def close(self) -> None:
         self.inner.close()

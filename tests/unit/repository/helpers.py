@@ -24,7 +24,7 @@ from respaldo.repository import (
     iter_stream,
 )
 from respaldo.repository.reader import read_list
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 
 CHUNKER = ChunkerParams(min_size=256, avg_size=1024, max_size=4096)
 KDF = KdfParams(time_cost=1, memory_cost=1024, parallelism=1)
@@ -174,6 +174,10 @@ class CountingStorage:
 
     def delete(self, name: str) -> None:
         self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        # Through this wrapper's put: packs too pass where it looks.
+        return BufferedSpool(self)
 
     def close(self) -> None:
         self.inner.close()

@@ -21,7 +21,7 @@ from respaldo.repository import (
     verify_repository,
 )
 from respaldo.repository.packs import PACK_PREFIX
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 from tests.unit.repository.helpers import (
     STARTED,
     compressible_bytes,
@@ -317,6 +317,10 @@ class DyingStorage:
     def delete(self, name: str) -> None:
         self._spend(name)
         self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        # Through this wrapper's put: packs too pass where it looks.
+        return BufferedSpool(self)
 
     def close(self) -> None:
         self.inner.close()

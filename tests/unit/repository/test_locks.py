@@ -24,7 +24,7 @@ from respaldo.repository import (
     verify_repository,
 )
 from respaldo.repository.locks import LOCK_PREFIX, LockInfo, read_locks, this_host
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 from tests.unit.repository.helpers import (
     STARTED,
     init_repo,
@@ -175,6 +175,10 @@ class RacingStorage:
         if self.deletes is not None and name.startswith(LOCK_PREFIX):
             self.deletes.wait()
         self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        # Through this wrapper's put: packs too pass where it looks.
+        return BufferedSpool(self)
 
     def close(self) -> None:
         self.inner.close()

@@ -19,8 +19,13 @@ from typing import Any
 import pytest
 
 from respaldo.errors import RepositoryError, StorageError
-from respaldo.repository import BackupWriter, ChunkerParams, Repository, verify_repository
-from respaldo.repository import writer as writer_module
+from respaldo.repository import (
+    BackupWriter,
+    ChunkerParams,
+    Repository,
+    pack_spool,
+    verify_repository,
+)
 from respaldo.repository.chunker import (
     BLOCK_SIZE,
     READ_PIECE,
@@ -28,7 +33,6 @@ from respaldo.repository.chunker import (
     BlockCutter,
     load_fastcdc,
 )
-from respaldo.repository.packs import pack_id_of
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
     CHUNKER,
@@ -192,12 +196,12 @@ def test_a_source_without_readinto_is_read_in_pieces_of_at_most_128_kib() -> Non
     assert read_stream(repo, manifest) == data
 
 
-def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_on_upload_threads(
+def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_off_the_calling_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     repo = _writer_repo()
     sealer = repo.sealer
-    seen: dict[str, list[str]] = {"chunk_id": [], "seal_chunk": [], "pack_id_of": []}
+    seen: dict[str, list[str]] = {"chunk_id": [], "seal_chunk": [], "write": [], "complete": []}
 
     def recording(what: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any) -> Any:
@@ -208,7 +212,14 @@ def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_on_upload_threads(
 
     monkeypatch.setattr(sealer, "chunk_id", recording("chunk_id", sealer.chunk_id))
     monkeypatch.setattr(sealer, "seal_chunk", recording("seal_chunk", sealer.seal_chunk))
-    monkeypatch.setattr(writer_module, "pack_id_of", recording("pack_id_of", pack_id_of))
+    # A pack's pieces are hashed and written by the spool's thread, and the pack is
+    # stored (named after that hash) by an upload thread.
+    monkeypatch.setattr(
+        pack_spool._PackFile, "write", recording("write", pack_spool._PackFile.write)
+    )
+    monkeypatch.setattr(
+        pack_spool.SpooledPack, "complete", recording("complete", pack_spool.SpooledPack.complete)
+    )
     data = random_bytes(100_000, seed=6)
     manifest, stats = write_backup(repo, "b1", {"dump": data})
     lists = len(manifest.stream("dump").lists)
@@ -219,8 +230,9 @@ def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_on_upload_threads(
     assert len(seen["chunk_id"]) == stats.chunks
     assert all(n.startswith("seal") for n in seen["chunk_id"] if n != main)
     assert all(n.startswith("seal") for n in seen["seal_chunk"] if n != main)
-    assert len(seen["pack_id_of"]) == stats.packs
-    assert all(n.startswith("upload") for n in seen["pack_id_of"])
+    assert seen["write"] and all(n.startswith("pack-spool") for n in seen["write"])
+    assert len(seen["complete"]) == stats.packs
+    assert all(n.startswith("upload") for n in seen["complete"])
     assert read_stream(repo, manifest) == data
 
 

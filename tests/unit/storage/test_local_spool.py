@@ -14,8 +14,7 @@ import pytest
 
 from respaldo.errors import PermanentStorageError, StorageError
 from respaldo.storage import local as local_module
-from respaldo.storage.local import LocalStorage, spool_store
-from respaldo.storage.memory import MemoryStorage
+from respaldo.storage.local import LocalStorage
 from respaldo.storage.retry import RetryingStorage
 
 pytestmark = pytest.mark.unit
@@ -167,11 +166,42 @@ def test_a_commit_makes_both_directories_durable(
     assert tmp_path / "packs" / "cc" in synced and tmp_path / "packs" in synced
 
 
-def test_spool_store_is_a_local_store_seen_through_the_retrying_wrapper_only(
-    tmp_path: Path,
+def test_a_commit_whose_rename_failed_transiently_is_retried_with_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    local = LocalStorage(tmp_path)
-    assert spool_store(local) is local
-    assert spool_store(RetryingStorage(local)) is local
-    assert spool_store(MemoryStorage()) is None
-    assert spool_store(RetryingStorage(MemoryStorage())) is None
+    # The retrying wrapper tries a spool's commit again as it tries a put: the synced file
+    # is kept for it, and renamed on the second try.
+    store = RetryingStorage(LocalStorage(tmp_path), sleep=lambda _: None)
+    spool = store.open_spool("packs/")
+    spool.write([b"pack ", b"bytes"])
+    real_replace = Path.replace
+    failures = [OSError(errno.EIO, "Input/output error")]
+
+    def flaky_replace(self: Path, target: Path) -> Path:
+        if failures:
+            raise failures.pop()
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", flaky_replace)
+    spool.commit("packs/dd/x")
+    assert store.get("packs/dd/x") == b"pack bytes"
+    assert _temporaries(tmp_path) == [] and failures == []
+
+
+def test_a_failed_fsync_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a failed fsync the kernel may have dropped the pages: a second fsync could
+    # succeed for bytes never written. The spool is discarded and the error is permanent.
+    store = RetryingStorage(LocalStorage(tmp_path), sleep=lambda _: None)
+    spool = store.open_spool("packs/")
+    spool.write([b"lost"])
+    calls: list[int] = []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(PermanentStorageError, match="cannot write packs/ee/x: Input/output"):
+        spool.commit("packs/ee/x")
+    assert len(calls) == 1
+    assert _temporaries(tmp_path) == [] and list(LocalStorage(tmp_path).list("")) == []

@@ -17,7 +17,7 @@ from respaldo.errors import (
     TransientStorageError,
 )
 from respaldo.storage import retry
-from respaldo.storage.base import ObjectInfo, Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 from respaldo.storage.memory import MemoryStorage
 from respaldo.storage.retry import RetryingStorage
 
@@ -82,6 +82,10 @@ class ScriptedStore:
         queued = self.fail.get("delete")
         if self.lose_answer and queued:
             raise queued.pop(0)
+
+    def open_spool(self, directory: str) -> Spool:
+        # Through this wrapper's put: packs too pass where it looks.
+        return BufferedSpool(self)
 
     def close(self) -> None:
         self.closed += 1
