@@ -9,6 +9,7 @@ retries, Object Lock, and a process killed mid-upload.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -24,8 +25,9 @@ from botocore.awsrequest import AWSPreparedRequest
 from botocore.exceptions import ConnectionClosedError
 from pydantic import SecretStr
 
-from respaldo.errors import ObjectNotFound, WriteRefused
+from respaldo.errors import ObjectNotFound, PermanentStorageError, StorageError, WriteRefused
 from respaldo.privatedir import sweep
+from respaldo.storage import s3 as s3_module
 from respaldo.storage.retry import RetryingStorage
 from respaldo.storage.s3 import MIN_PART_SIZE, S3Storage
 from tests.servers.faultproxy import FaultProxy, Rule
@@ -196,7 +198,7 @@ spool.commit("packs/ab/killed")
 
 
 def test_a_process_killed_mid_upload_leaves_no_object_and_no_file(
-    s3_server: S3Endpoint,
+    s3_server: S3Endpoint, tmp_path: Path
 ) -> None:
     # The proxy holds the upload (it has its whole body): the kill strikes mid-upload
     # whatever the machine's speed.
@@ -216,6 +218,8 @@ def test_a_process_killed_mid_upload_leaves_no_object_and_no_file(
                 prefix,
             ],
             stdout=subprocess.PIPE,
+            # A temporary directory of this test's: no other process sweeps it.
+            env={**os.environ, "TMPDIR": str(tmp_path)},
         )
         assert child.stdout is not None
         where = Path(child.stdout.readline().decode().strip())
@@ -233,8 +237,9 @@ def test_a_process_killed_mid_upload_leaves_no_object_and_no_file(
         s3_server.storage(prefix=prefix).stat("packs/ab/killed")
     # The file had no name: only the empty directory is left, and the next process's
     # sweep of the temporary directory removes it.
+    assert where.parent == tmp_path
     assert list(where.iterdir()) == []
-    assert where in sweep(where.parent)
+    assert sweep(tmp_path) == [where]
 
 
 class _PutRecorder(S3Storage):
@@ -269,4 +274,24 @@ def test_a_backup_into_s3_sends_its_packs_through_spools(s3_server: S3Endpoint) 
     assert len(packs) == stats.packs
     assert read_stream(open_repo(s3_server.storage(plain.prefix)), manifest) == data
     assert store.spool_dir is not None and _files_open_in(store.spool_dir) == []
+    store.close()
+
+
+def test_a_full_temporary_directory_fails_the_spool_with_a_hint_and_stores_nothing(
+    moto_server: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, pieces: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = moto_server.storage()
+    spool = store.open_spool("packs/")
+    spool.write([b"first piece"])
+    monkeypatch.setattr(s3_module, "write_all", full)
+    with pytest.raises(PermanentStorageError, match="No space left on device") as caught:
+        spool.write([b"second piece"])
+    assert caught.value.hint is not None and "TMPDIR" in caught.value.hint
+    assert store.spool_dir is not None and _files_open_in(store.spool_dir) == []
+    with pytest.raises(StorageError):
+        spool.commit("packs/ab/x")
+    assert list(store.list("")) == []
     store.close()
