@@ -937,9 +937,62 @@ class _UploadSpool:
         return self._file
 
 
+# The services whose endpoints a client of this module can need: S3 itself, and those a
+# credential chain may create clients for (a profile's role, SSO).
+_ENDPOINT_SERVICES = frozenset({"s3", "sts", "sso", "sso-oidc"})
+
+
+class _LeanLoader(Loader):
+    """botocore's data loader, keeping less of what it loads for the life of the process.
+
+    ``endpoints`` (every AWS service in every partition: 6.8 MiB of Python objects once
+    parsed, kept by the loader's cache and the session's resolver) is kept with the
+    services of :data:`_ENDPOINT_SERVICES` only, and the service models with their
+    ``documentation`` strings emptied (docstrings for ``help()``; no request needs their
+    text): about a sixth of a backup's memory into S3 was botocore's data.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lean: dict[str, tuple[Any, str]] = {}
+        self._lean_lock = threading.Lock()
+
+    def load_data_with_path(self, name: str) -> tuple[Any, str]:
+        lean = name == "endpoints" or name.endswith("/service-2")
+        if not lean:
+            return cast("tuple[Any, str]", super().load_data_with_path(name))
+        with self._lean_lock:
+            if name not in self._lean:
+                # A throwaway loader, so that the whole file is not cached by this one.
+                data, path = create_loader().load_data_with_path(name)
+                if name == "endpoints":
+                    for partition in data.get("partitions", []):
+                        services = partition.get("services", {})
+                        partition["services"] = {
+                            k: v for k, v in services.items() if k in _ENDPOINT_SERVICES
+                        }
+                else:
+                    _drop_documentation(data)
+                self._lean[name] = (data, path)
+            return self._lean[name]
+
+
+def _drop_documentation(node: Any) -> None:
+    if isinstance(node, dict):
+        # Emptied, not removed: botocore reads some (client context parameters'). Only
+        # strings: a member named "documentation" would be a dict (its shape), kept.
+        if isinstance(node.get("documentation"), str):
+            node["documentation"] = ""
+        for value in node.values():
+            _drop_documentation(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_documentation(value)
+
+
 @functools.cache
 def _shared_loader() -> Loader:
-    return create_loader()
+    return _LeanLoader()
 
 
 def _new_session(profile: str | None) -> BotocoreSession:
