@@ -393,7 +393,10 @@ def delete_manifests(
     """Delete the manifest of ``backup_id`` from every repository (its data goes with
     the next garbage collection). True if no repository holds it any more; else each
     failing repository's outcome says why, and the catalog record must stay, so that
-    the deletion can be finished later."""
+    the deletion can be finished later.
+
+    In the order of ``repos``, the configuration's: the primary first. A copy to a
+    mirror running meanwhile relies on it (:mod:`respaldo.repository.copy`)."""
     complete = True
     for outcome, repo in repos:
         if repo is None:
