@@ -71,7 +71,13 @@ def _exists(path: Path) -> bool:
 
 def _begin(target: Path, backup_id: str) -> RestoreTarget:
     if target.exists() or target.is_symlink():
-        if not target.is_dir() or target.is_symlink():
+        if target.is_symlink():
+            # Not followed: what a restore empties and marks is the directory named.
+            raise RestoreError(
+                f"{target} is a symbolic link (to {target.resolve()})",
+                hint=f"give the directory itself ({target.resolve()}) as the target",
+            )
+        if not target.is_dir():
             raise RestoreError(f"{target} exists and is not a directory")
         if (target / MARKER).is_file():
             found = _earlier_restore(target)

@@ -413,3 +413,17 @@ def test_a_restore_that_runs_out_of_room_removes_what_it_wrote_and_says_so(site:
     assert f"cannot write into {target}: File too large" in done.stderr, done.stderr
     assert "nothing of it was kept" in done.stderr, done.stderr
     assert not target.exists()
+
+
+def test_a_restore_into_a_symlink_names_the_directory_to_give_instead(site: Site) -> None:
+    (site.tree / "a.pdf").write_bytes(b"a")
+    record = site.backup()
+    real = site.base / "data" / "restore"
+    real.mkdir(parents=True)
+    link = site.base / "restore"
+    link.symlink_to(real)
+    code, _, err = site.run("restore", record["id"], "--target-dir", str(link))
+    assert code == 1
+    assert f"{link} is a symbolic link (to {real})" in err, err
+    assert f"give the directory itself ({real})" in err, err
+    assert list(real.iterdir()) == []
