@@ -64,6 +64,7 @@ from respaldo.config_core import (
     unknown_database,
 )
 from respaldo.config_core import check_name as _check_name
+from respaldo.config_core import check_private_file as check_private_file
 from respaldo.config_core import read_secret_file as read_secret_file
 from respaldo.domain import BackupKind, JobKind, chunker_sizes_problem
 from respaldo.errors import ConfigError

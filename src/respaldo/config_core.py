@@ -205,11 +205,11 @@ def location(url: str, endpoint_url: str | None) -> str:
     return url.rstrip("/")
 
 
-def read_secret_file(path: Path, what: str) -> str:
-    """Read a secret from a file, refusing files that others can read."""
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse (ConfigError) a file holding a secret that cannot be read or that group or
+    others can read: the file of a key another program reads (the HTTPS server's)."""
     try:
         st = path.stat()
-        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     if st.st_mode & 0o077:
@@ -217,6 +217,15 @@ def read_secret_file(path: Path, what: str) -> str:
             f"{what} {path} is readable by group or others",
             hint=f"chmod 600 {path}",
         )
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """Read a secret from a file, refusing files that others can read."""
+    check_private_file(path, what)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     secret = text.rstrip("\r\n")
     if not secret:
         raise ConfigError(f"{what} {path} is empty")

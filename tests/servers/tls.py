@@ -43,4 +43,5 @@ def self_signed(directory: Path, name: str = "server") -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
+    key_file.chmod(0o600)  # as a server's key is kept (respaldo serve refuses others)
     return cert_file, key_file

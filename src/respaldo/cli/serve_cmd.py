@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, out_console, print_json, state
-from respaldo.config import Settings
+from respaldo.config import Settings, check_private_file
 from respaldo.errors import ConfigError
 from respaldo.operations import queue
 from respaldo.operations.context import Context
@@ -76,8 +76,10 @@ def _run(
     from respaldo.operations.workers import Workers
     from respaldo.web.site import create_site
 
-    # First: a bad JWT secret or ERP key is a ConfigError before anything listens or
-    # any signal handler is replaced.
+    # First: a bad JWT secret or ERP key, or a TLS key others can read, is a ConfigError
+    # before anything listens or any signal handler is replaced.
+    if settings.server.tls_key is not None:
+        check_private_file(settings.server.tls_key, "[server] tls_key")
     workers = Workers(context, size=settings.server.job_workers)
     api = create_site(settings, context, workers)
     stop = threading.Event()

@@ -257,6 +257,34 @@ def test_respaldo_serve_refuses_a_short_secret_before_listening(
     assert signal.getsignal(signal.SIGTERM) is handler
 
 
+def test_respaldo_serve_refuses_a_tls_key_others_can_read_before_listening(
+    tmp_path: Path, context: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The private key of the HTTPS server is a secret like the JWT key: a key file group
+    # or others can read is refused as that one is, before anything listens.
+    import socket
+
+    from respaldo.cli.main import invoke
+    from tests.servers.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    key.chmod(0o644)
+    secret = write_secret(tmp_path / "jwt.key", SECRET)
+    with socket.socket() as taken:  # were the key let through, listening fails at once
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "respaldo.toml"
+        config.write_text(
+            f'[catalog]\nurl = "{settings.catalog.url}"\n'
+            f'[server]\nlisten = "127.0.0.1:{port}"\njwt_secret_file = "{secret}"\n'
+            f'tls_certificate = "{cert}"\ntls_key = "{key}"\n'
+        )
+        assert invoke(["--config", str(config), "serve"]) == 1
+    err = capsys.readouterr().err
+    assert "[server] tls_key" in err and "readable by group or others" in err, err
+
+
 def test_a_disabled_user_cannot_log_in_and_their_tokens_stop(
     context: Context, client: TestClient
 ) -> None:
