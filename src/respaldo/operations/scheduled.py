@@ -168,9 +168,12 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
 
     result = verify(ctx, subset=f"{n}/{slices}", advance=advance)
     if not result.ok:
-        raise RespaldoError(
-            f"verify --subset {n}/{slices} found {len(result.problems)} problems",
-            hint="run 'respaldo verify --all', then 'respaldo repair'",
+        # verify sent the alert, naming the damage: the failed job sends none.
+        raise alerts.mark_alerted(
+            RespaldoError(
+                f"verify --subset {n}/{slices} found {len(result.problems)} problems",
+                hint="run 'respaldo verify --all', then 'respaldo repair'",
+            )
         )
     return result
 

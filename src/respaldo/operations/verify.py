@@ -53,9 +53,10 @@ def verify(
 
     Raises ConfigError unless exactly one scope is given, InvalidInput for a malformed
     subset, JobCancelled when the job running it is cancelled, and the errors of opening
-    the repository. Problems found are in the result,
-    not raised. Damaged copies found are quarantined (no backup uses them again); a store
-    that cannot be written loses only that record, with a warning.
+    the repository. Problems found are in the result, not raised, and alerted (one
+    critical alert naming the first). Damaged copies found are quarantined (no backup
+    uses them again); a store that cannot be written loses only that record, with a
+    warning.
     """
     if sum((bool(backup_ids), everything, subset is not None)) != 1:
         raise ConfigError("verify takes backup ids, everything, or a subset: exactly one")
@@ -86,7 +87,7 @@ def verify(
     except StorageError as exc:
         warnings.append(f"cannot record the damaged chunks in the repository: {exc}")
         quarantined = 0
-    return VerifyResult(
+    result = VerifyResult(
         repository=name,
         backups=report.backups,
         chunks=report.chunks,
@@ -98,4 +99,26 @@ def verify(
         problems=[str(p) for p in report.problems],
         quarantined=quarantined,
         warnings=warnings,
+    )
+    if result.problems:
+        _alert(ctx, result)
+    return result
+
+
+def _alert(ctx: Context, result: VerifyResult) -> None:
+    """Damage found is a result (the command prints it and exits 3), not an exception,
+    wherever the verify ran: the alert is sent here, as a failed restore test's is."""
+    from respaldo.operations import alerts, jobs
+
+    count = len(result.problems)
+    more = f" (and {count - 1} more: 'respaldo verify' lists them)" if count > 1 else ""
+    alerts.notify_failure(
+        ctx,
+        "verify",
+        f"verify of repository {result.repository} found {count} problems: "
+        f"{result.problems[0]}{more}",
+        repository=result.repository,
+        job_id=jobs.current_job(),
+        hint="the damaged copies are quarantined: run 'respaldo repair' to take good copies "
+        "from a mirror, then 'respaldo verify --all'",
     )
