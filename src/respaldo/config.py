@@ -24,7 +24,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -80,6 +82,18 @@ class _Section(BaseModel):
 
 class CatalogSettings(_Section):
     url: str = "sqlite:////var/lib/respaldo/catalog.db"
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The URL may carry the catalog's password (RESPALDO_CATALOG__URL): printing the
+        # settings never shows it, as SecretStr keeps the other passwords.
+        for name, value in super().__repr_args__():
+            yield name, _masked_url(value) if name == "url" else value
+
+
+def _masked_url(url: str) -> str:
+    """``url`` with the password of its user part and of a ``password=`` query masked."""
+    url = re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"(\bpassword=)[^&]*", r"\1***", url)
 
 
 class ChunkerSettings(_Section):

@@ -283,9 +283,14 @@ def test_a_password_in_the_files_catalog_url_is_refused(
     refused = _refused(tmp_path, text)
     assert "catalog.url" in refused
     assert "Zq8-catalog-pw" not in refused
-    # From the environment it is the configured way, and loads.
+    # From the environment it is the configured way, and loads; printing the settings
+    # never shows it (as SecretStr keeps the other passwords).
     monkeypatch.setenv("RESPALDO_CATALOG__URL", url)
-    assert load_settings(_config(tmp_path, BASE)).catalog.url == url
+    loaded = load_settings(_config(tmp_path, BASE))
+    assert loaded.catalog.url == url
+    for printed in (repr(loaded), str(loaded), repr(loaded.catalog), str(loaded.catalog)):
+        assert "Zq8-catalog-pw" not in printed
+        assert "catalog.internal" in printed
     # Without a password, in the file, it loads too.
     plain = BASE.replace(
         '"sqlite:////tmp/never-created/catalog.db"', '"postgresql://respaldo@catalog.internal/r"'
