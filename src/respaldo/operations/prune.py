@@ -225,13 +225,17 @@ def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
                 "permissions (s3:PutObjectRetention) and Object Lock settings",
             )
         if outcome.error is not None and outcome.error != outcome.lock_error:
+            damaged = outcome.gc is not None and outcome.gc.damaged
             alerts.notify_failure(
                 ctx,
                 "prune",
                 outcome.error,
                 database=database,
                 repository=outcome.name,
-                hint="run 'respaldo prune' again; it finishes what is left",
+                hint=f"kept backups are damaged: run 'respaldo verify --all --repository "
+                f"{outcome.name}', then 'respaldo repair {outcome.name}'"
+                if damaged
+                else "run 'respaldo prune' again; it finishes what is left",
             )
 
 
