@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.config import Settings
-from respaldo.domain import BackupStatus
+from respaldo.domain import BackupStatus, CopyStatus
 from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
@@ -125,8 +125,23 @@ def plan(ctx: Context, *, database: str | None = None, now: datetime | None = No
 
 def catalog_facts(ctx: Context, database: str | None) -> list[BackupFacts]:
     """The facts of every catalog record (of ``database``, if given)."""
+    return _catalog(ctx, database)[0]
+
+
+def _catalog(ctx: Context, database: str | None) -> tuple[list[BackupFacts], dict[str, set[str]]]:
+    """The facts of every catalog record (of ``database``, if given), and the names of
+    the repositories the catalog says hold each completed one: its primary and the
+    secondaries its copy completed in."""
     with ctx.catalog.read() as session:
-        return [facts_of(r) for r in BackupRecords(session).list(database=database)]
+        records = BackupRecords(session).list(database=database)
+        facts = [facts_of(r) for r in records]
+        stored = {
+            r.id: {r.repository}
+            | {c.repository for c in r.copies if c.status is CopyStatus.COMPLETED}
+            for r in records
+            if r.status is BackupStatus.COMPLETED
+        }
+    return facts, stored
 
 
 def _decide(
@@ -159,7 +174,7 @@ def prune(
     settings.repository()  # ConfigError if none is configured: nothing could be deleted
     # The catalog before the repositories: a backup completing meanwhile is then one the
     # catalog does not know yet (kept, with a warning), never one it thinks is missing.
-    facts = catalog_facts(ctx, database)
+    facts, stored = _catalog(ctx, database)
     repos = open_repositories(ctx)
     present = list_backups(repos)
     # Listed before deciding: a backup no repository holds is not a good one, and must
@@ -167,7 +182,7 @@ def prune(
     result = _decide(ctx, facts, now, held_anywhere(present, repos))
     result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
-    expired = _expired_to_delete(result, present, whole_catalog=database is None)
+    expired = _expired_to_delete(result, present, stored, whole_catalog=database is None)
     if not dry_run:
         for decision in expired:
             _delete_backup(ctx, decision, repos, result)
@@ -282,9 +297,13 @@ def _prune_wal(
 
 
 def _expired_to_delete(
-    result: PruneResult, present: dict[str, set[str]], whole_catalog: bool
+    result: PruneResult,
+    present: dict[str, set[str]],
+    stored: dict[str, set[str]],
+    whole_catalog: bool,
 ) -> list[Decision]:
-    """The expired decisions that are safe to carry out; warnings for the others."""
+    """The expired decisions that are safe to carry out; warnings for the others, and
+    for kept backups gone from a repository the catalog says holds them."""
     anywhere: set[str] = set().union(*present.values())
     all_open = len(present) == len(result.repositories)
     todo = []
@@ -301,6 +320,8 @@ def _expired_to_delete(
                     f"backup {b.id} cannot be restored: it is incremental on a backup no "
                     "repository holds; take a new backup"
                 )
+            elif b.completed:
+                _warn_if_lost_somewhere(result, b.id, present, stored.get(b.id, set()))
             continue
         if not b.completed and b.id in anywhere:
             # The catalog says failed, a repository says it completed (the process died
@@ -322,6 +343,23 @@ def _expired_to_delete(
                     "them"
                 )
     return todo
+
+
+def _warn_if_lost_somewhere(
+    result: PruneResult, backup_id: str, present: dict[str, set[str]], stored: set[str]
+) -> None:
+    """A kept backup that a repository lost (its manifest deleted by hand, a partial
+    restore of the directory) while another still holds it: collection there removes
+    what only it needed, so the loss of that copy must at least be said."""
+    holders = sorted(name for name, ids in present.items() if backup_id in ids)
+    for name in sorted(stored):
+        if name in present and backup_id not in present[name] and holders:
+            result.warnings.append(
+                f"backup {backup_id} is kept, but repository {name} no longer holds its "
+                f"manifest (the catalog says it was stored there): garbage collection "
+                f"there removes what only it needed; {', '.join(holders)} still holds it "
+                f"('respaldo verify --all --repository {name}' tells more)"
+            )
 
 
 def open_repositories(ctx: Context) -> list[tuple[RepositoryOutcome, Repository | None]]:

@@ -392,3 +392,18 @@ def test_an_incremental_whose_parent_is_gone_does_not_count_as_good(tmp_path: Pa
         assert any(newest in w and "cannot be restored" in w for w in result.warnings)
     finally:
         inst.close()
+
+
+def test_a_kept_backup_gone_from_one_repository_is_warned_about(inst: Installation) -> None:
+    """A kept backup's manifest disappeared from the primary (deleted by hand, a partial
+    restore of the directory) while the offsite copy still holds it: the collection there
+    now removes what only that backup needed. Prune must say so, not stay silent because
+    some repository still holds it."""
+    kept = [inst.backup(age * DAY) for age in (3, 2, 1)]
+    inst.replicate()
+    (inst.root / "repo" / "manifests" / kept[0]).unlink()
+    result = run_prune(inst)
+    assert result.deleted == []
+    (warning,) = [w for w in result.warnings if kept[0] in w]
+    assert "local" in warning and "second" in warning, warning
+    assert inst.read(kept[0], "second") == data_for(kept[0])
