@@ -171,16 +171,31 @@ def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
                 f"{last}{failures}",
                 waited,
             )
-    if failed and state.waiting is None and (since_last is None or since_last > rpo.archive_lag):
+    behind = state.unarchived or 0
+    if (
+        state.waiting is None
+        and (failed or behind)
+        and (since_last is None or since_last > rpo.archive_lag)
+    ):
         # The queue cannot be listed (no pg_monitor), so no file's wait is known; but the
-        # archiver retries the segment that failed until it goes, so nothing was archived
-        # since the last success: that is what a restore would lose.
-        stuck = (
-            f"nothing archived for {human_age(since_last)} (limit {human_age(rpo.archive_lag)}); "
-            if since_last is not None
+        # archiver retries the segment that failed until it goes (or, for a program that
+        # cannot run at all, fails without counting it while finished segments pile up),
+        # so nothing was archived since the last success: what a restore would lose.
+        parts = [f"{_plural(behind, 'finished segment')} not archived"] if behind else []
+        if since_last is not None:
+            parts.append(
+                f"nothing archived for {human_age(since_last)} (limit {human_age(rpo.archive_lag)})"
+            )
+        stuck = "".join(f"{part}; " for part in parts)
+        unseen = (
+            f"; cannot see the files waiting to be archived ({state.unknown_why}): "
+            "GRANT pg_monitor to this role"
+            if state.unknown_why
             else ""
         )
-        return ArchiveVerdict("red", f"{ARCHIVING_FAILS}{stuck}{last}{failures}", since_last)
+        return ArchiveVerdict(
+            "red", f"{ARCHIVING_FAILS}{stuck}{last}{failures}{unseen}", since_last
+        )
     if failed:
         return ArchiveVerdict("amber", f"{last}{failures}", since_last)
     if state.waiting is None and state.unknown_why:

@@ -46,6 +46,10 @@ class ArchiverState:
     """When the oldest of them began to wait."""
     unknown_why: str = ""
     """Why ``waiting`` is unknown."""
+    unarchived: int | None = None
+    """Where ``waiting`` is unknown: finished segments after the last one archived (the
+    current WAL file is further on; a segment is not removed before it is archived).
+    None: unknown (nothing archived yet, another timeline, a standby)."""
 
 
 def server_version_and_archive_mode(conn: Connection, conninfo: ConnInfo) -> tuple[str, str]:
@@ -102,6 +106,9 @@ def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -
         else:
             assert listed is not None
             waiting, oldest = int(listed[0]), listed[1]
+    unarchived = None
+    if waiting is None and row[2]:
+        unarchived = _finished_after(conn, conninfo, str(row[2]))
     return ArchiverState(
         now=row[0],
         archived=int(row[1]),
@@ -113,7 +120,39 @@ def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -
         waiting=waiting,
         oldest_waiting=oldest,
         unknown_why=why,
+        unarchived=unarchived,
     )
+
+
+def _finished_after(conn: Connection, conninfo: ConnInfo, last: str) -> int | None:
+    """How many segments finished after ``last`` (the last one archived): the distance
+    to the current WAL file, which any role may read. None where it cannot be told."""
+    try:
+        row = _guarded(
+            conninfo,
+            "reading the current WAL file",
+            lambda: conn.execute(
+                "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()),"
+                " (SELECT setting::bigint FROM pg_catalog.pg_settings"
+                "  WHERE name = 'wal_segment_size')"
+            ).fetchone(),
+        )
+    except QueryFailed:
+        return None  # a standby (no current WAL position), or an older server
+    if row is None or row[0] is None or not row[1]:
+        return None
+    here, there = _segment(str(row[0]), int(row[1])), _segment(last, int(row[1]))
+    if here is None or there is None or here[0] != there[0]:
+        return None  # a history or partial file, or another timeline: not comparable
+    return max(0, here[1] - there[1] - 1)
+
+
+def _segment(name: str, size: int) -> tuple[int, int] | None:
+    """(timeline, position) of a WAL segment file name; None for any other file."""
+    if len(name) != 24 or any(c not in "0123456789ABCDEF" for c in name):
+        return None
+    per_log = 0x100000000 // size
+    return int(name[:8], 16), int(name[8:16], 16) * per_log + int(name[16:], 16)
 
 
 def _age(delta: timedelta) -> str:

@@ -227,3 +227,75 @@ def test_failing_archiving_seen_by_a_role_without_pg_monitor_is_red_and_mailed(
     finally:
         smtp.close()
         failing.pg.execute(sql.SQL("DROP ROLE watcher"))
+
+
+def test_archiving_dead_without_a_counted_failure_is_red_for_a_role_without_pg_monitor(
+    tmp_path: Path,
+) -> None:
+    # archive_command's program was moved away (exit 127): PostgreSQL restarts the
+    # archiver without counting a failure, so pg_stat_archiver shows none, and a role
+    # without pg_monitor cannot see the segments waiting. Finished segments after the
+    # last one archived still show it: the current WAL file is further on.
+    from datetime import UTC, datetime
+
+    from respaldo.operations import watchdog
+    from respaldo.operations.context import Context
+    from tests.servers.notify import Smtp
+
+    cluster = TempCluster.create(settings={"archive_mode": "on", "archive_command": "true"})
+    smtp = Smtp()
+    try:
+        cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
+        cluster.scalar("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 300
+        while cluster.scalar("SELECT archived_count FROM pg_stat_archiver") == 0:
+            assert time.monotonic() < deadline, "archive_command 'true' never ran"
+            time.sleep(0.1)
+        cluster.execute("ALTER SYSTEM SET archive_command = '/nonexistent/respaldo %p'")
+        cluster.scalar("SELECT pg_reload_conf()")
+        # A finished segment the archiver cannot take, and the last success older than
+        # the limit (archive_lag_minutes = 0.01: 0.6 s by the server's clock).
+        cluster.execute("CREATE TABLE filler AS SELECT 1 AS x", dbname=SHOP)
+        cluster.scalar("SELECT pg_switch_wal()")
+        while not cluster.scalar(
+            "SELECT now() - last_archived_time > interval '2 seconds' FROM pg_stat_archiver"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert cluster.scalar("SELECT failed_count FROM pg_stat_archiver") == 0
+        cluster.execute(
+            sql.SQL("CREATE ROLE watcher LOGIN PASSWORD {}").format(sql.Literal("w-4711"))
+        )
+        (tmp_path / "watcher.pass").write_text("w-4711\n")
+        (tmp_path / "watcher.pass").chmod(0o600)
+        config = write_config(
+            tmp_path,
+            cluster,
+            extra='[databases.schedules]\nincremental = "0 */6 * * *"\n'
+            "[rpo]\narchive_lag_minutes = 0.01\n"
+            f'[notifications]\n[[notifications.targets]]\nname = "ops"\nurl = "{smtp.url()}"\n',
+        )
+        text = config.read_text().replace(
+            f"postgresql://{cluster.superuser}@", "postgresql://watcher@"
+        )
+        text = re.sub(
+            r'^password_file = ".*"$',
+            f'password_file = "{tmp_path / "watcher.pass"}"',
+            text,
+            flags=re.MULTILINE,
+        )
+        config.write_text(text)
+        initialize(load_settings(config), kdf=FAST_KDF)
+        with Context.open(load_settings(config)) as ctx:
+            result = watchdog.check(ctx, datetime.now(UTC), wal_archived=())
+        (erp,) = result.report.databases
+        archive = next(i for i in erp.items if i.key == "archive:erp")
+        assert erp.archive is not None and erp.archive.waiting is None  # cannot list
+        assert archive.level == "red", archive.reason
+        assert "not archived" in archive.reason
+        assert {c.key: c.action for c in result.conditions}["archive:erp"] == "raised"
+        subjects = [str(m["Subject"]) for m in smtp.inbox.items]
+        assert any("WAL archiving of erp fails" in s for s in subjects), subjects
+    finally:
+        smtp.close()
+        cluster.destroy()
