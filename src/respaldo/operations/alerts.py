@@ -86,6 +86,22 @@ class NotifyTestResult(ResultModel):
         return all(r.ok for r in self.results)
 
 
+def unannounced(settings: Settings) -> str | None:
+    """What the service should say at start-up when no configured target takes critical
+    alerts (every failure and stale backup would be told to nobody); None when one does."""
+    if settings.notifications.takes("critical"):
+        return None
+    what = (
+        "no [notifications] target takes critical alerts (their levels)"
+        if settings.notifications.targets
+        else "no [notifications] target is configured"
+    )
+    return (
+        f"{what}: failures and stale backups are told to nobody ('respaldo status' and "
+        "/metrics still show them; docs/notifications.md)"
+    )
+
+
 def mark_alerted(exc: BaseException) -> BaseException:
     """Note on ``exc`` that its alert was sent already (the job that it fails then sends
     none); returns it, for ``raise mark_alerted(...)``."""

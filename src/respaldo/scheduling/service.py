@@ -39,7 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
 from respaldo.errors import AlreadyFired, RespaldoError
-from respaldo.operations import jobs, queue, reconcile, watchdog
+from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
 from respaldo.operations.scheduled import run_queued, wal_archived
@@ -133,6 +133,9 @@ class Service:
         and start firing."""
         when = now or self._clock()
         self._started = when
+        silent = alerts.unannounced(self.ctx.settings)
+        if silent is not None:
+            log.warning("%s", silent)
         for entry in self.schedule:
             # A missed run is recorded for the time it was due: two services starting
             # together submit it once.

@@ -251,3 +251,16 @@ def test_a_failing_sweep_is_logged_once_per_cause_and_once_when_it_recovers(
     causes.append(OSError(5, "Input/output error"))
     service.sweep()
     assert len(_sweep_failures(caplog)) == 4
+
+
+def test_a_service_that_would_tell_nobody_says_so_as_it_starts(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No [notifications] target takes critical alerts: every failure and stale backup
+    # would go unannounced, and nothing said so.
+    service = Service(ctx, [])
+    with caplog.at_level(logging.WARNING, logger="respaldo.scheduling.service"):
+        service.start(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+        service.stop("test over")
+    (said,) = [r.getMessage() for r in caplog.records if "told to nobody" in r.getMessage()]
+    assert said.startswith("no [notifications] target is configured")
