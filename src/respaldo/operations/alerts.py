@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
+
 from respaldo.catalog import AlertStates, Catalog, Notifications
 from respaldo.config import Settings
 from respaldo.errors import RespaldoError
@@ -347,6 +349,10 @@ def set_condition(
     recorded = True
     try:
         action, text, before = _decide(ctx, key, firing, text, level, now, interval)
+    except IntegrityError:
+        # Another process (a second service on the catalog) recorded the same new
+        # condition at the same moment: it tells, this one does not.
+        return ConditionResult(key=key, action="quiet")
     except Exception as exc:
         # The state lives in the catalog; when it cannot be read (the ``catalog``
         # condition itself) this process keeps it, so that it is still told once.

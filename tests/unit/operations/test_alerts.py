@@ -179,3 +179,30 @@ def test_an_exception_marked_alerted_is_known_through_its_wrappers() -> None:
     except RuntimeError as outer:
         assert alerts.was_alerted(outer)
     assert not alerts.was_alerted(ValueError("y"))
+
+
+def test_a_condition_another_service_recorded_at_the_same_moment_is_told_by_it_alone(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two services on one catalog check at the same moment: the other one inserted the
+    # new condition's row between this one's read and its insert.
+    def fire() -> str:
+        return alerts.set_condition(
+            ctx, "server:erp", True, message="the server of erp is down", now=T0
+        ).action
+
+    assert fire() == "raised"  # the other service's row, and its message
+    from respaldo.catalog import AlertStates
+
+    real = AlertStates.get
+    calls: list[str] = []
+
+    def raced(self: AlertStates, key: str) -> Any:
+        calls.append(key)
+        return None if len(calls) == 1 else real(self, key)
+
+    monkeypatch.setattr(AlertStates, "get", raced)
+    assert fire() == "quiet"
+    assert len(webhook.inbox.wait(1)) == 1  # not told twice
