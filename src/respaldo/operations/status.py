@@ -206,8 +206,10 @@ class _History:
     def __init__(self) -> None:
         self.newest: dict[BackupKind, BackupRecord | None] = {}
         """The newest completed backup of each kind, not dated in the future."""
-        self.before: dict[BackupKind, BackupRecord | None] = {}
-        """The completed backup of each kind before the newest one."""
+        self.sized: dict[BackupKind, list[BackupRecord]] = {}
+        """The two newest completed backups of each kind whose sizes compare (newest
+        first; fewer while there are not two): a physical backup taken incrementally
+        (``parent_id`` set) holds only what changed, so only whole ones count."""
         self.ahead: dict[BackupKind, BackupRecord | None] = {}
         """The newest completed backup of each kind dated in the future (see CLOCK_SKEW)."""
         self.last_attempt: dict[BackupKind, BackupRecord | None] = {}
@@ -229,9 +231,9 @@ class _History:
             completed = of_kind.where(BackupRecord.status == BackupStatus.COMPLETED).order_by(
                 BackupRecord.completed_at.desc(), BackupRecord.id.desc()
             )
-            two = list(session.scalars(completed.where(believable).limit(2)))
-            found.newest[kind] = two[0] if two else None
-            found.before[kind] = two[1] if len(two) > 1 else None
+            found.newest[kind] = session.scalars(completed.where(believable).limit(1)).first()
+            whole = completed.where(believable, BackupRecord.parent_id.is_(None))
+            found.sized[kind] = list(session.scalars(whole.limit(2)))
             found.ahead[kind] = session.scalars(completed.where(~believable).limit(1)).first()
             found.last_attempt[kind] = session.scalars(
                 of_kind.where(
@@ -422,12 +424,13 @@ def _backup_item(
 def _size_item(
     database: str, kind: BackupKind, shrink: float, history: _History
 ) -> StatusItem | None:
-    """The newest completed backup against the one before it: red when it is smaller
-    than ``shrink`` of it (the tables were emptied, the wrong database was restored over
-    it). None while there are not two to compare, or with the check off."""
-    newest, before = history.newest[kind], history.before[kind]
-    if shrink <= 0 or newest is None or before is None:
+    """The newest completed backup against the one before it (physical: the newest taken
+    whole against the one before it, see ``_History.sized``): red when it is smaller than
+    ``shrink`` of it (the tables were emptied, the wrong database was restored over it).
+    None while there are not two to compare, or with the check off."""
+    if shrink <= 0 or len(history.sized[kind]) < 2:
         return None
+    newest, before = history.sized[kind]
     what = _KIND_WORDS[kind]
     size, was = newest.size_bytes or 0, before.size_bytes or 0
     share = size / was if was else 1.0

@@ -36,8 +36,11 @@ def backup(
     kind: BackupKind = BackupKind.FULL,
     database: str = "erp",
     failed: str | None = None,
+    size: int = 1,
+    parent: str | None = None,
 ) -> str:
-    """A backup that completed (or failed with ``failed``) at ``completed``."""
+    """A backup that completed (or failed with ``failed``) at ``completed``, of ``size``
+    plaintext bytes, incremental on ``parent`` if given."""
     started = completed - timedelta(minutes=5)
     with ctx.catalog.begin() as session:
         records = BackupRecords(session)
@@ -56,10 +59,11 @@ def backup(
             records.complete(
                 record.id,
                 completed_at=completed,
-                size_bytes=1,
+                size_bytes=size,
                 size_compressed=1,
                 checksum="0" * 64,
                 manifest=f"manifests/{record.id}",
+                parent_id=parent,
             )
         return record.id
 

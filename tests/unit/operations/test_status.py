@@ -184,3 +184,20 @@ def test_a_repository_that_cannot_be_read_is_amber_and_the_catalog_decides(
     assert (repository.key, repository.level) == ("repository:local", "amber")
     assert repository.reason.startswith("cannot read which databases archive WAL")
     assert items(report)["rpo:erp:incremental"].level == "green"
+
+
+def test_a_physical_backup_taken_incrementally_is_not_compared_by_size(tmp_path: Path) -> None:
+    # An incremental physical backup holds only the blocks that changed: a few percent of
+    # the whole one before it, every day. Only backups taken whole are compared.
+    settings = status_settings(tmp_path)
+    with Context.open(settings, create=True) as ctx:
+        first = backup(ctx, NOW - 30 * H, kind=BackupKind.INCREMENTAL, size=1000)
+        backup(ctx, NOW - 2 * H, kind=BackupKind.INCREMENTAL, size=30, parent=first)
+        found = catalog_only(ctx, archived=("erp",))
+        assert "size:erp:incremental" not in found  # one whole backup: nothing to compare
+        whole = backup(ctx, NOW - H, kind=BackupKind.INCREMENTAL, size=980)
+        backup(ctx, NOW - H / 2, kind=BackupKind.INCREMENTAL, size=20, parent=whole)
+        size = catalog_only(ctx, archived=("erp",))["size:erp:incremental"]
+        assert (size.level, size.backup_id) == ("green", whole)
+        backup(ctx, NOW - H / 4, kind=BackupKind.INCREMENTAL, size=400)
+        assert catalog_only(ctx, archived=("erp",))["size:erp:incremental"].level == "red"
