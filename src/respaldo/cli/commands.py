@@ -43,8 +43,9 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(
         "drill",
         "drill_cmd",
-        "Restore a backup into a throwaway database (logical) or a scratch data directory"
-        " and server (physical, by backup id) and check it. Exit status 3 if it fails.",
+        "Restore a backup into a throwaway database (logical), a scratch data directory"
+        " and server (physical, by backup id) or a scratch directory (files) and check it."
+        " Exit status 3 if it fails.",
     ),
     Entry("drills", "drill_cmd", "List past restore tests, newest first."),
     Entry(
