@@ -14,6 +14,7 @@ told to keep, or holds a torn copy, is not a good backup).
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fnmatch
 import grp
@@ -23,7 +24,7 @@ import os
 import pwd
 import stat
 import tarfile
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,9 @@ class TreeStats:
     the stream lacks them or holds a torn copy, so the backup must not count as good."""
     reread: int = 0
     """Files read again because they changed while read (their last read was whole)."""
+    own: list[tuple[str, str]] = field(default_factory=list)
+    """Paths left out because they are respaldo's own, and what each is (see
+    ``TreeTarStream(own=)``)."""
 
 
 def _excluded(patterns: Sequence[str], name: str, relative: str) -> bool:
@@ -96,7 +100,9 @@ class _Names:
 class TreeTarStream:
     """A pax tar of ``paths`` (absolute), minus what ``exclude`` matches, read like a file.
 
-    A configured path that is a symbolic link is followed (its target's contents are
+    ``own`` are paths never stored, each with what it is (in :attr:`TreeStats.own`
+    when met). A configured
+    path that is a symbolic link is followed (its target's contents are
     stored under the configured name); links below it are stored as links. Raises
     SourceError at construction if a path is not absolute or does not exist (a
     configured tree that vanished, or a link to nothing, is worth a failed backup, not
@@ -104,8 +110,21 @@ class TreeTarStream:
     (``errors`` for those the caller must fail on), not raised.
     """
 
-    def __init__(self, paths: Sequence[Path | str], exclude: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path | str],
+        exclude: Sequence[str] = (),
+        own: Mapping[Path, str] | None = None,
+    ) -> None:
         self.roots = [Path(p) for p in paths]
+        # Files and directories never stored, known by device and inode (whatever path
+        # leads to them): respaldo's own repository, cache and catalog, which a tree
+        # that holds them would otherwise back up into themselves.
+        self._own: dict[tuple[int, int], str] = {}
+        for path, what in (own or {}).items():
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                self._own[(st.st_dev, st.st_ino)] = what
         for root in self.roots:
             if not root.is_absolute():
                 raise SourceError(f"file set path {root} is not absolute")
@@ -211,6 +230,10 @@ class TreeTarStream:
             return
         except OSError as exc:
             self.stats.errors.append(f"{path}: {exc.strerror}")
+            return
+        what = self._own.get((st.st_dev, st.st_ino))
+        if what is not None:
+            self.stats.own.append((str(path), what))
             return
         mode = st.st_mode
         if stat.S_ISDIR(mode):

@@ -12,15 +12,21 @@ a torn copy, and must not be called good (:func:`_refuse_incomplete`).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from respaldo.domain import BackupKind, TriggeredBy
-from respaldo.errors import SourceError
+from respaldo.errors import RespaldoError, SourceError
 from respaldo.files import TreeTarStream
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
+from respaldo.storage.registry import local_path
 
 FILES_STREAM = "files"
 WARNINGS_KEPT = 100
@@ -49,12 +55,16 @@ def backup_files(
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
-        stream = TreeTarStream(file_set.paths, file_set.exclude)
+        stream = TreeTarStream(file_set.paths, file_set.exclude, own=_own_paths(ctx))
         with BackupWriter(repo, backup_id) as writer:
             writer.write_stream(FILES_STREAM, stream, heartbeat.phase("files"))
             stats = stream.stats
             _refuse_incomplete(file_set.name, stats.errors)
-            problems = [*stats.warnings, *(f"{p}: special file, skipped" for p in stats.skipped)]
+            problems = [
+                *stats.warnings,
+                *(f"{p}: special file, skipped" for p in stats.skipped),
+                *(f"{p}: respaldo's own {what}, left out" for p, what in stats.own),
+            ]
             meta: dict[str, Any] = {
                 "file_set": file_set.name,
                 "paths": [str(p) for p in file_set.paths],
@@ -100,6 +110,28 @@ def _refuse_incomplete(name: str, errors: list[str]) -> None:
     raise SourceError(
         f"file set {name}: {len(errors)} paths could not be backed up whole: {shown}{more}",
         hint="give respaldo's user read access to them, exclude them (exclude = [...] in "
-        "the file set), or back up while nothing rewrites them; nothing was recorded as "
-        "backed up",
+        "the file set), or back up while nothing rewrites them; this backup is recorded "
+        "as failed",
     )
+
+
+def _own_paths(ctx: Context) -> dict[Path, str]:
+    """respaldo's own files that a file set may hold (``paths = ["/srv"]`` with the
+    repository in /srv/backups): path -> what it is. Backing them up would store each
+    backup in the next (a repository growing with its own square), and a catalog or
+    cache being written while read."""
+    settings = ctx.settings
+    own: dict[Path, str] = {}
+    for repo in settings.repositories:
+        with contextlib.suppress(RespaldoError):
+            root = local_path(repo.url)
+            if root is not None:
+                own[root] = f"repository {repo.name}"
+    own[settings.cache_dir] = "cache"
+    with contextlib.suppress(ArgumentError):
+        url = make_url(settings.catalog.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            catalog = Path(url.database)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                own[catalog.with_name(catalog.name + suffix)] = "catalog"
+    return own

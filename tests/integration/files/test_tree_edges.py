@@ -427,3 +427,26 @@ def test_a_restore_into_a_symlink_names_the_directory_to_give_instead(site: Site
     assert f"{link} is a symbolic link (to {real})" in err, err
     assert f"give the directory itself ({real})" in err, err
     assert list(real.iterdir()) == []
+
+
+def test_respaldos_own_repository_cache_and_catalog_inside_the_tree_are_left_out(
+    site: Site,
+) -> None:
+    # paths = ["/srv"] with the repository in /srv/backups: backing it up into itself
+    # made each backup hold every earlier one (the repository grew with its own square).
+    (site.tree / "a.pdf").write_bytes(os.urandom(200_000))
+    text = site.config.read_text().replace(f'paths = ["{site.tree}"]', f'paths = ["{site.base}"]')
+    site.config.write_text(text)
+    first = site.backup()
+    second = site.backup()
+    assert second["storedNewBytes"] < 20_000, second  # not the first backup's packs again
+    _, err = site.ok("backup", "uploads")
+    assert f"{site.base / 'repo'}: respaldo's own repository local, left out" in err, err
+    assert f"{site.base / 'cache'}: respaldo's own cache, left out" in err, err
+    assert f"{site.base / 'catalog.db'}: respaldo's own catalog, left out" in err, err
+    restored = Path(tempfile.mkdtemp(prefix="restored-", dir=site.base)) / "out"
+    site.ok("restore", first["id"], "--target-dir", str(restored))
+    tree = restored / str(site.base).lstrip("/")
+    assert (tree / "srv" / "uploads" / "a.pdf").is_file()
+    assert not (tree / "repo").exists() and not (tree / "cache").exists()
+    assert not (tree / "catalog.db").exists()
