@@ -1,7 +1,8 @@
 """Failed logins, counted per user name and per client address, in a sliding window,
 in the catalog: every API server on it shares the counts.
 
-``max_failures`` failures within ``window`` seconds for a name (or from an address)
+``max_failures`` failures within ``window`` seconds for a name (or from an address; an
+IPv6 address counts with its /64, which one host holds whole)
 refuse the next attempt for that name (or address) until the oldest of them leaves the
 window, without checking its password. The counts are rows of the catalog's
 ``login_failures`` (:mod:`respaldo.catalog.logins`), so N ``respaldo serve`` processes
@@ -20,6 +21,7 @@ The clock is wall-clock seconds (``time.time``), the one clock every server shar
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -39,6 +41,20 @@ def _key(kind: str, value: str) -> str:
     if len(value) > KEY_VALUE_MAX:
         value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     return f"{kind}:{value}"
+
+
+def _client(address: str) -> str:
+    """What counts as one client: an IPv4 address, or an IPv6 address's /64 (one host
+    holds a whole /64: counted per address, each guess could come from a new one)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class LoginLimiter:
     def _keys(user: str, address: str | None) -> list[str]:
         keys = [_key("user", user)]
         if address:
-            keys.append(_key("address", address))
+            keys.append(_key("address", _client(address)))
         return keys
 
     def attempt(self, ctx: Context, user: str, address: str | None) -> Attempt:

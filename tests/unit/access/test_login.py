@@ -149,6 +149,24 @@ def test_failed_logins_are_limited_per_address(context: Context, app: object, cl
         login(elsewhere, "alice")
 
 
+def test_an_ipv6_clients_addresses_count_as_one_per_64(
+    context: Context, app: object, clock: Clock
+) -> None:
+    # One IPv6 host holds a whole /64 (2^64 addresses): counted per address, guesses
+    # that each come from a new one would never be limited.
+    add_user(context, "alice", Role.VIEWER)
+    for n in range(5):
+        with TestClient(app, client=(f"2001:db8:1:2::{n + 1:x}", 1)) as one:  # type: ignore[arg-type]
+            data = {"username": f"name{n}", "password": "guess-guess"}
+            assert one.post("/auth/token", data=data).status_code == 401
+    with TestClient(app, client=("2001:db8:1:2:ffff::9", 1)) as same:  # type: ignore[arg-type]
+        data = {"username": "alice", "password": PASSWORD}
+        assert same.post("/auth/token", data=data).status_code == 429
+    # Another /64 is another client.
+    with TestClient(app, client=("2001:db8:1:3::1", 1)) as other:  # type: ignore[arg-type]
+        login(other, "alice")
+
+
 def test_passwords_and_tokens_appear_in_no_audit_entry_log_or_error(
     context: Context, client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
