@@ -127,7 +127,8 @@ class JobInfo(ResultModel):
 @dataclass(frozen=True)
 class JobRequest:
     """What to run, on what, and who asked. ``exclusive_key`` defaults per kind: a
-    backup holds ``backup:<target>`` while it runs."""
+    backup holds ``backup:<target>`` while it runs, a prune (not a dry run) ``prune``,
+    whatever its database: prunes share garbage collection and WAL retention."""
 
     kind: JobKind
     target: str | None
@@ -139,6 +140,9 @@ class JobRequest:
     def exclusive_key(self) -> str | None:
         if self.kind is JobKind.BACKUP and self.target is not None:
             return f"backup:{self.target}"
+        if self.kind is JobKind.PRUNE and not self.params.get("dry_run"):
+            # A second one would wait for the first's exclusive lock, then fail.
+            return "prune"
         return None
 
 

@@ -173,3 +173,26 @@ def test_a_cancelled_token_kills_registered_children_at_once() -> None:
 def test_parameters_left_unset_are_not_stored(ctx: Context) -> None:
     request = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.CLI, "ana", {"type": None})
     assert jobs.submit(ctx, request).params == {}
+
+
+def test_a_second_prune_waits_for_none_and_is_refused(ctx: Context) -> None:
+    """Two prunes at once (the schedule of two servers, or one by hand during the nightly
+    one), whatever their databases: they share garbage collection and WAL retention, so
+    the second one would wait for the first's exclusive lock and then fail (a false
+    'prune failed' alert). It is refused (a scheduled one skipped) at once instead; a dry
+    run, which takes no lock, still runs."""
+    inner: list[str] = []
+
+    def body(c: Context) -> None:
+        second = jobs.submit(c, JobRequest(JobKind.PRUNE, "crm", TriggeredBy.SCHEDULE, None))
+        with pytest.raises(JobConflict, match="already running"):
+            jobs.run(c, second.id, lambda _: None, on_conflict=JobStatus.SKIPPED)
+        assert jobs.get(c, second.id).status is JobStatus.SKIPPED
+        dry = jobs.submit(
+            c, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "me", {"dry_run": True})
+        )
+        inner.append(jobs.run(c, dry.id, lambda _: "looked"))
+
+    first = jobs.submit(ctx, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "me", {}))
+    jobs.run(ctx, first.id, body)
+    assert inner == ["looked"] and jobs.get(ctx, first.id).status is JobStatus.COMPLETED
