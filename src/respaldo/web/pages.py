@@ -567,6 +567,10 @@ def jobs_page(page: PageDep) -> Response:
 
 @router.get("/jobs/table", name="web-jobs-table", response_class=HTMLResponse)
 def jobs_table(page: PageDep, scope: str = "all") -> Response:
+    # Fetched by the script and put in place: a logged-out browser gets a 401 it leaves
+    # alone, not a redirect whose login page would land inside the table.
+    if page.principal is None:
+        return page.finish(_refused(page, 401, page.gettext("Log in again.")))
     if (refused := _guard(page, Permission.READ)) is not None:
         return refused
     found = _active_jobs(page.ctx) if scope == "active" else jobs.list_jobs(page.ctx, limit=100)

@@ -394,3 +394,16 @@ def test_a_request_racing_the_renewal_leaves_the_renewed_session_alone(
     assert second.status_code == 303  # this request itself is not served
     set_cookies = second.headers.get_list("set-cookie")
     assert not [c for c in set_cookies if c.startswith(("respaldo_session=", "respaldo_refresh="))]
+
+
+def test_the_scripts_fragments_answer_401_once_the_session_ended(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # The running-jobs table is fetched by the script and put in place: a redirect to
+    # the login page put the whole login page inside the table.
+    assert browser.get("/jobs/table").status_code == 401
+    assert browser.get("/jobs/1.json").status_code == 401
+    add_user(context, "ana", Role.VIEWER)
+    _login(browser, "ana")
+    assert browser.get("/jobs/table").status_code == 200
