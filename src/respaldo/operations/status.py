@@ -11,7 +11,8 @@ or red with the reason in words:
   smaller: red);
 - ``server:<db>``: whether the server answers;
 - ``archive:<db>`` (where WAL is archived): ``pg_stat_archiver`` and the files waiting
-  in the server's archive queue (:mod:`respaldo.operations.status_server`);
+  in the server's archive queue (:mod:`respaldo.operations.status_server`), and whether
+  the last segment archived is in the repository (:mod:`respaldo.operations.status_wal`);
 - ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``;
 - ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet.
 
@@ -46,6 +47,7 @@ from respaldo.operations.status_server import (
     judge_archive,
     read_server,
 )
+from respaldo.operations.status_wal import stored_in_repository
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import read_cluster
 
@@ -185,6 +187,12 @@ def compute_status(
                 lambda db: read_server(db, archiver=physical[db.name]), settings.databases
             )
             readings = {db.name: r for db, r in zip(settings.databases, found, strict=True)}
+    archived = {
+        name: r.archiver.last_wal
+        for name, r in readings.items()
+        if physical[name] and r.archiver is not None and r.archiver.last_wal
+    }
+    stored = stored_in_repository(settings, archived) if archived else {}
     databases = [
         _database_status(
             settings,
@@ -193,6 +201,7 @@ def compute_status(
             physical=physical[db.name],
             history=history.get(db.name),
             reading=readings.get(db.name),
+            stored=stored.get(db.name),
         )
         for db in settings.databases
     ]
@@ -332,6 +341,7 @@ def _database_status(
     physical: bool,
     history: _History | None,
     reading: ServerReading | None,
+    stored: bool | None = None,
 ) -> DatabaseStatus:
     rpo = settings.rpo_for(db.name)
     items: list[StatusItem] = []
@@ -347,7 +357,7 @@ def _database_status(
     if reading is not None:
         items.append(_server_item(db.name, reading))
         if physical:
-            items.append(_archive_item(db.name, reading, rpo))
+            items.append(_archive_item(db.name, reading, rpo, stored))
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
@@ -477,8 +487,10 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
     return base.model_copy(update={"reason": f"PostgreSQL {reading.version} answers"})
 
 
-def _archive_item(database: str, reading: ServerReading, rpo: Rpo) -> StatusItem:
-    verdict = judge_archive(reading, rpo)
+def _archive_item(
+    database: str, reading: ServerReading, rpo: Rpo, stored: bool | None
+) -> StatusItem:
+    verdict = judge_archive(reading, rpo, stored=stored)
     state = reading.archiver
     return StatusItem(
         key=f"archive:{database}",

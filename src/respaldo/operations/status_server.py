@@ -29,6 +29,8 @@ whole report (or a Nagios check) for libpq's default of minutes."""
 
 _ARCHIVING = ("on", "always")
 
+ARCHIVED_ELSEWHERE = "archived elsewhere: "
+"""How the reason of a server whose archived WAL does not reach the repository begins."""
 ARCHIVING_FAILS = "archiving fails, "
 """How the reason of archiving that is stuck on a failing segment begins."""
 
@@ -121,12 +123,18 @@ class ArchiveVerdict:
     """How long the oldest segment has waited, else how long ago the last was archived."""
 
 
-def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
+def judge_archive(
+    reading: ServerReading, rpo: Rpo, *, stored: bool | None = None
+) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
-    Red: ``archive_mode`` off, a segment has waited longer than ``rpo.archive_lag``
-    (what a physical restore would lose), or, where the waiting files cannot be listed,
-    the last attempt failed and nothing was archived for longer than that. Amber: the
+    ``stored``: whether the primary repository holds the last segment the server says it
+    archived (None: not known).
+
+    Red: ``archive_mode`` off, that segment missing from the repository, a segment has
+    waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
+    where the waiting files cannot be listed, the last attempt failed and nothing was
+    archived for longer than that. Amber: the
     server cannot be read (the server item says why), the last attempt failed, more than
     ``rpo.archive_backlog`` files wait, or the waiting files cannot be listed.
     """
@@ -154,6 +162,13 @@ def judge_archive(reading: ServerReading, rpo: Rpo) -> ArchiveVerdict:
         else ""
     )
     since_last = state.now - state.last_time if state.last_time is not None else None
+    if stored is False:
+        return ArchiveVerdict(
+            "red",
+            f"{ARCHIVED_ELSEWHERE}{last}, but it is not in the repository: archive_command "
+            "does not store WAL through respaldo ('respaldo check' prints the one to set)",
+            since_last,
+        )
     if state.waiting and state.oldest_waiting is not None:
         waited = state.now - state.oldest_waiting
         waiting = f"{_plural(state.waiting, 'file')} waiting to be archived"

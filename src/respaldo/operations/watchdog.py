@@ -27,7 +27,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
-from respaldo.operations.status_server import ARCHIVING_FAILS, human_age
+from respaldo.operations.status_server import ARCHIVED_ELSEWHERE, ARCHIVING_FAILS, human_age
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ _SIZE = {
         "the newest physical backup of {database} is much smaller than the one before: {error}"
     ),
 }
+_ARCHIVED_ELSEWHERE = _(
+    "WAL of {database} does not reach the repository: its server archives it elsewhere"
+)
 _SERVER = _("the server of {database} cannot be reached: {error}")
 _WATCHDOG = _("the watchdog cannot check the status: {error}")
 WATCHDOG = "watchdog"
@@ -184,6 +187,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
     never, aged = _MESSAGES[name]
     if item.check == "archive" and item.reason.startswith(ARCHIVING_FAILS):
         never, aged = _ARCHIVING_FAILS
+    if item.check == "archive" and item.reason.startswith(ARCHIVED_ELSEWHERE):
+        return _ARCHIVED_ELSEWHERE, args
     return (never if item.age_seconds is None else aged), args
 
 

@@ -299,3 +299,48 @@ def test_archiving_dead_without_a_counted_failure_is_red_for_a_role_without_pg_m
     finally:
         smtp.close()
         cluster.destroy()
+
+
+def test_archiving_that_stores_wal_elsewhere_is_red(archiving: Archiving) -> None:
+    # archive_command replaced by one that "succeeds" without storing anything ('true',
+    # the usual quick fix for a full pg_wal): the server counts archived segments, none
+    # reaches the repository, and recovery past the newest backup is gone.
+    archiving.switch_and_archive()
+    assert _items(archiving.run("status", "--json"))["archive:erp"]["level"] == "green"
+    archiving.pg.execute("ALTER SYSTEM SET archive_command = 'true'")
+    archiving.pg.scalar("SELECT pg_reload_conf()")
+    try:
+        # The reload is asynchronous: wait until a segment is "archived" that the
+        # repository does not hold.
+        deadline = time.monotonic() + 120
+        while True:
+            segment = archiving.switch_and_archive()
+            stored = list((archiving.repo_dir / "wal").rglob(segment))
+            if not stored:
+                break
+            assert time.monotonic() < deadline, "archive_command 'true' never took over"
+        run = archiving.run("status", "--json")
+        archive = _items(run)["archive:erp"]
+        assert archive["level"] == "red", archive
+        assert segment in archive["reason"] and "not in the repository" in archive["reason"]
+        assert run.code == 3
+        from datetime import UTC, datetime
+
+        from respaldo.operations import watchdog
+        from respaldo.operations.context import Context
+
+        with Context.open(archiving.settings()) as ctx:
+            result = watchdog.check(ctx, datetime.now(UTC))
+        (told,) = [c for c in result.conditions if c.key == "archive:erp"]
+        assert told.action == "raised"
+    finally:
+        archiving.pg.execute("ALTER SYSTEM RESET archive_command")
+        archiving.pg.scalar("SELECT pg_reload_conf()")
+    # Archiving through respaldo again: the segments archived from now on are stored.
+    deadline = time.monotonic() + 120
+    while True:
+        segment = archiving.switch_and_archive()
+        if list((archiving.repo_dir / "wal").rglob(segment)):
+            break
+        assert time.monotonic() < deadline, "archiving through respaldo never came back"
+    assert _items(archiving.run("status", "--json"))["archive:erp"]["level"] == "green"
