@@ -223,6 +223,8 @@ class _History:
         """The newest completed backup of each kind dated in the future (see CLOCK_SKEW)."""
         self.last_attempt: dict[BackupKind, BackupRecord | None] = {}
         self.passed_drill: DrillRun | None = None
+        self.drill_ahead: DrillRun | None = None
+        """The newest finished restore test dated in the future (see CLOCK_SKEW)."""
         self.last_drill: DrillRun | None = None
         self.completed: list[BackupRecord] = []
         """Completed backups, newest first, down to the newest one every secondary holds."""
@@ -251,10 +253,14 @@ class _History:
                 .order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
                 .limit(1)
             ).first()
-        drills = sa.select(DrillRun).where(
+        finished = sa.select(DrillRun).where(
             DrillRun.database_name == database, DrillRun.status != DrillStatus.RUNNING
         )
         order = (DrillRun.finished_at.desc(), DrillRun.id.desc())
+        # As for backups: one dated in the future (a clock was ahead) is no recent test.
+        future = DrillRun.finished_at > now + CLOCK_SKEW
+        found.drill_ahead = session.scalars(finished.where(future).order_by(*order)).first()
+        drills = finished.where(sa.or_(DrillRun.finished_at.is_(None), ~future))
         found.last_drill = session.scalars(drills.order_by(*order).limit(1)).first()
         found.passed_drill = session.scalars(
             drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
@@ -513,6 +519,19 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
         when = last.finished_at or last.started_at
         failed = f"the last restore test failed {human_age(now - when)} ago: " + _first_line(
             last.error_message or "a check failed ('respaldo drill history' shows which)"
+        )
+    ahead = history.drill_ahead
+    if ahead is not None and ahead.finished_at is not None:
+        failed = "; ".join(
+            filter(
+                None,
+                [
+                    failed,
+                    f"restore test {ahead.id} is dated {human_age(ahead.finished_at - now)} in "
+                    f"the future ({ahead.finished_at:%Y-%m-%d %H:%M} UTC): a clock was ahead "
+                    "when it ran, its age is unknown",
+                ],
+            )
         )
     base = StatusItem(
         key=f"restore_test:{database}",

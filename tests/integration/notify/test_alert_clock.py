@@ -85,3 +85,22 @@ def test_an_alert_sent_while_the_clock_was_ahead_does_not_throttle_its_repeats(
         "[respaldo] CRITICAL: still: no full backup of erp for 31 h (RPO 26 h)",
         "[respaldo] CRITICAL: WAL push of erp failed",
     ]
+
+
+def test_a_restore_test_dated_in_the_future_does_not_hide_that_none_passed_since(
+    ctx: Context,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - 40 * DAY, passed=True)  # the last one with a right clock
+    drill(ctx, last, NOW + 300 * DAY, passed=True)  # the clock was ten months ahead
+    (item,) = [
+        i
+        for i in compute_status(ctx, NOW, wal_archived=(), servers=False).items
+        if i.key == "restore_test:erp"
+    ]
+    assert item.level == "red", item.reason
+    assert "in the future" in item.reason
+    watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+    subjects = [str(m["Subject"]) for m in smtp.inbox.wait(1)]
+    assert "[respaldo] CRITICAL: no passed restore test of erp for 40 d (limit 35 d)" in subjects
