@@ -561,25 +561,32 @@ class BackupRecords:
         record.duration = _duration(record.started_at, when)
 
 
-def newest_completed_times() -> sa.Subquery:
-    """When each source's newest completed backup of each kind completed: columns
-    ``database_name``, ``backup_type`` and ``at``; one row per source and kind."""
+def newest_completed_times(before: datetime | None = None) -> sa.Subquery:
+    """When each source's newest completed backup of each kind completed (``before``:
+    of those that completed no later than that): columns ``database_name``,
+    ``backup_type`` and ``at``; one row per source and kind."""
+    completed = BackupRecord.status == BackupStatus.COMPLETED
+    if before is not None:
+        completed = sa.and_(completed, BackupRecord.completed_at <= before)
     return (
         sa.select(
             BackupRecord.database_name,
             BackupRecord.backup_type,
             sa.func.max(BackupRecord.completed_at).label("at"),
         )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .where(completed)
         .group_by(BackupRecord.database_name, BackupRecord.backup_type)
         .subquery()
     )
 
 
-def newest_completed(session: Session) -> builtins.list[BackupRecord]:
-    """The newest completed backup of every source and kind, ordered by source and kind
-    (of two that completed in the same instant, the later record)."""
-    newest = newest_completed_times()
+def newest_completed(
+    session: Session, before: datetime | None = None
+) -> builtins.list[BackupRecord]:
+    """The newest completed backup of every source and kind (``before``: that completed
+    no later than that), ordered by source and kind (of two that completed in the same
+    instant, the later record)."""
+    newest = newest_completed_times(before)
     query = (
         sa.select(BackupRecord)
         .join(

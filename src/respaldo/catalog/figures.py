@@ -73,10 +73,11 @@ class CatalogFigures:
     notifications: list[NotificationFigures] = field(default_factory=list)
 
 
-def read_figures(session: Session) -> CatalogFigures:
-    """Every figure, from the caller's (read) transaction."""
+def read_figures(session: Session, *, before: datetime | None = None) -> CatalogFigures:
+    """Every figure, from the caller's (read) transaction. ``before``: a backup that
+    completed later (dated in the future: a clock was ahead) is not the newest."""
     return CatalogFigures(
-        backups=_backups(session),
+        backups=_backups(session, before),
         drills=_drills(session),
         jobs=_job_counts(session),
         job_last_success_at=_job_successes(session),
@@ -85,14 +86,14 @@ def read_figures(session: Session) -> CatalogFigures:
     )
 
 
-def _backups(session: Session) -> list[BackupFigures]:
+def _backups(session: Session, before: datetime | None) -> list[BackupFigures]:
     figures: dict[tuple[str | None, BackupKind], BackupFigures] = {}
 
     def entry(database: str | None, kind: BackupKind) -> BackupFigures:
         return figures.setdefault((database, kind), BackupFigures(database, kind))
 
-    newest = newest_completed_times()
-    for record in newest_completed(session):
+    newest = newest_completed_times(before)
+    for record in newest_completed(session, before):
         item = entry(record.database_name, record.backup_type)
         item.last_success_at = record.completed_at
         item.duration_seconds = record.duration

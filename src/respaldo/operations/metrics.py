@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,6 +39,7 @@ from respaldo.errors import CatalogUnavailable, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.metrics_status import StatusReadings, expected_backups, status_metrics
 from respaldo.operations.repositories import open_store
+from respaldo.operations.status import CLOCK_SKEW
 from respaldo.operations.textfile import write_atomically
 from respaldo.repository.config_file import CONFIG_NAME
 
@@ -129,7 +130,10 @@ class CatalogCollector:
         started = time.monotonic()
         try:
             with self.ctx.catalog.read() as session:
-                figures = read_figures(session)
+                # A backup dated in the future is not the newest: time() minus it would
+                # keep an age alert quiet until that date.
+                now = datetime.fromtimestamp(self.clock(), UTC)
+                figures = read_figures(session, before=now + CLOCK_SKEW)
         except SQLAlchemyError as exc:
             raise CatalogUnavailable(
                 f"the catalog cannot be read: {_first_line(exc)}",

@@ -104,3 +104,32 @@ def test_a_restore_test_dated_in_the_future_does_not_hide_that_none_passed_since
     watchdog.check(ctx, NOW, wal_archived=(), servers=False)
     subjects = [str(m["Subject"]) for m in smtp.inbox.wait(1)]
     assert "[respaldo] CRITICAL: no passed restore test of erp for 40 d (limit 35 d)" in subjects
+
+
+def test_the_metrics_do_not_take_a_backup_dated_in_the_future_for_the_newest(
+    ctx: Context,
+) -> None:
+    # Prometheus' RespaldoBackupTooOld compares time() with this figure: a backup dated
+    # a month ahead kept it quiet for a month, whatever happened meanwhile.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from respaldo.operations.metrics import CatalogCollector
+
+    backup(ctx, NOW - 30 * H)
+    backup(ctx, NOW + 30 * DAY)
+    collector = CatalogCollector(ctx, None, clock=lambda: NOW.timestamp())
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    key = (
+        "respaldo_backup_last_success_timestamp_seconds",
+        (("database", "erp"), ("kind", "full")),
+    )
+    assert found[key] == (NOW - 30 * H).timestamp()
