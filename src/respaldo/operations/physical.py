@@ -187,12 +187,12 @@ def _stream(
             # timestamps are the server's; read after pg_basebackup exited): a target time
             # before it is warned about, not refused (operations/wal_coverage.py).
             meta["stop_time"] = stop_time.isoformat()
+        else:
+            log.warning("could not read the server's time at the end of backup %s", backup_id)
         if log_timezone is not None:
             # The zone the label's START TIME is written in, by name: its abbreviation
             # alone may fit several zones, or lie (a POSIX 'UTC+3' writes "UTC").
             meta["log_timezone"] = log_timezone
-        else:
-            log.warning("could not read the server's time at the end of backup %s", backup_id)
         manifest = writer.commit(
             kind=BackupKind.INCREMENTAL.value,
             source=str(meta["database"]),

@@ -405,7 +405,12 @@ class Spool:
                 # cannot bring the temporary file back beside the named object.
                 _fsync_dir(tmp.parent)
         except OSError as exc:
-            raise _write_error(exc, name, path) from exc
+            # Never retried either: the object is named, and a second commit of a spool
+            # already renamed has nothing to redo (it would only hide this I/O error).
+            error = _write_error(exc, name, path)
+            if isinstance(error, TransientStorageError):
+                error = PermanentStorageError(str(error), name=name)
+            raise error from exc
 
     def discard(self) -> None:
         """Close and remove the temporary file (nothing is named); never raises."""

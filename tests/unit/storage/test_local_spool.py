@@ -205,3 +205,27 @@ def test_a_failed_fsync_is_not_retried(tmp_path: Path, monkeypatch: pytest.Monke
         spool.commit("packs/ee/x")
     assert len(calls) == 1
     assert _temporaries(tmp_path) == [] and list(LocalStorage(tmp_path).list("")) == []
+
+
+def test_a_failed_directory_fsync_after_the_rename_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The object is named, but its directory entry may not be durable: the error is the
+    # I/O error, permanent (a second commit of a spool that was renamed has nothing to
+    # redo, and a retry used to hide the EIO behind 'committed or discarded already').
+    store = RetryingStorage(LocalStorage(tmp_path), sleep=lambda _: None)
+    spool = store.open_spool("packs/")
+    spool.write([b"pack bytes"])
+    real = local_module._fsync_dir
+    failed: list[Path] = []
+
+    def failing(directory: Path) -> None:
+        if directory == tmp_path / "packs" / "ff" and not failed:
+            failed.append(directory)
+            raise OSError(errno.EIO, "Input/output error")
+        real(directory)
+
+    monkeypatch.setattr(local_module, "_fsync_dir", failing)
+    with pytest.raises(PermanentStorageError, match="packs/ff/x: Input/output error"):
+        spool.commit("packs/ff/x")
+    assert failed and _temporaries(tmp_path) == []
