@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from respaldo.errors import UnsafePath
+from respaldo.errors import SourceError, UnsafePath
 from respaldo.files.tree import SPARSE
 
 if TYPE_CHECKING:
@@ -116,6 +116,33 @@ class _WholeFilesTarFile(tarfile.TarFile):
                 left -= n
             target.truncate(tarinfo.size)
 
+    # tarfile only logs a file it could not give its owner, mode or time (errorlevel
+    # 1) and the restore went on to call itself done: a restore must not say so when
+    # what it wrote differs from what was backed up.
+
+    def chown(
+        self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath, numeric_owner: bool
+    ) -> None:
+        try:
+            super().chown(tarinfo, targetpath, numeric_owner)
+        except tarfile.ExtractError as exc:
+            owner = f"{tarinfo.uname or tarinfo.uid}:{tarinfo.gname or tarinfo.gid}"
+            raise SourceError(
+                f"cannot give {tarinfo.name!r} its owner {owner}: {_cause(exc)}",
+                hint="restore as root with the right to change owners (not in a container "
+                "without CAP_CHOWN, not onto a share that maps root to nobody), or as "
+                "another user: its files are then its own",
+            ) from exc
+
+    def chmod(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
+        try:
+            super().chmod(tarinfo, targetpath)
+        except tarfile.ExtractError as exc:
+            raise SourceError(
+                f"cannot give {tarinfo.name!r} its mode {tarinfo.mode:04o}: {_cause(exc)}",
+                hint="restore onto a filesystem that keeps POSIX modes",
+            ) from exc
+
     def utime(self, tarinfo: tarfile.TarInfo, targetpath: StrOrBytesPath) -> None:
         """The member's time to the nanosecond (its pax ``mtime``), where tarfile sets a
         float (which loses them, and sometimes a microsecond). tarfile calls this for a
@@ -123,14 +150,14 @@ class _WholeFilesTarFile(tarfile.TarFile):
         just before giving it its mode: so a directory restored as 0000 never stands
         in the way of setting the times below it."""
         exact = tarinfo.pax_headers.get("mtime")
-        if exact is None:
-            super().utime(tarinfo, targetpath)
-            return
-        mtime_ns = _mtime_ns(exact)
+        mtime_ns = _mtime_ns(exact) if exact is not None else int(tarinfo.mtime) * 1_000_000_000
         try:
             os.utime(targetpath, ns=(mtime_ns, mtime_ns))
         except OSError as exc:
-            raise tarfile.ExtractError("could not change modification time") from exc
+            raise SourceError(
+                f"cannot give {tarinfo.name!r} its modification time: {exc.strerror}",
+                hint="restore onto a filesystem that keeps modification times",
+            ) from exc
 
 
 def _safe(stats: ExtractStats) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
@@ -188,6 +215,13 @@ def _contained(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     return member
 
 
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(cause or exc)
+
+
 def _kind(member: tarfile.TarInfo) -> str:
     if member.islnk():
         return "hard link"
@@ -201,7 +235,8 @@ def extract_tar(pieces: Iterable[bytes], target: Path) -> ExtractStats:
 
     Raises UnsafePath at the first member that would escape or is of a refused kind
     (what was extracted before it stays: the caller, which made sure ``target`` was
-    empty, removes it), tarfile.TarError for an archive that is not one, and whatever
+    empty, removes it), SourceError for a member it cannot give its owner (as root),
+    mode or time, tarfile.TarError for an archive that is not one, and whatever
     ``pieces`` raises, up to its very end (it is always read to its end).
     """
     stats = ExtractStats()

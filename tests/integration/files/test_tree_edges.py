@@ -450,3 +450,29 @@ def test_respaldos_own_repository_cache_and_catalog_inside_the_tree_are_left_out
     assert (tree / "srv" / "uploads" / "a.pdf").is_file()
     assert not (tree / "repo").exists() and not (tree / "cache").exists()
     assert not (tree / "catalog.db").exists()
+
+
+def test_a_restore_that_cannot_give_files_their_owners_fails(site: Site) -> None:
+    # Root without the right to change owners (a container that dropped CAP_CHOWN, a
+    # share that maps root to nobody): every file came back as root's, and the restore
+    # said it had restored them.
+    if os.geteuid() != 0:
+        pytest.skip("owners are restored only by root")
+    (site.tree / "a.pdf").write_bytes(b"a")
+    chown_tree(site.tree)  # the server's user's, not root's
+    record = site.backup()
+    target = site.base / "out"
+    no_chown = ["setpriv", "--bounding-set", "-chown", "--inh-caps", "-chown", "--"]
+    restore = [server_respaldo(), "--config", str(site.config), "restore", record["id"]]
+    done = subprocess.run(
+        [*no_chown, *restore, "--target-dir", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "RESPALDO_PASSPHRASE": PASSPHRASE},
+    )
+    assert done.returncode == 1, done
+    assert f"its owner {OS_USER}:" in done.stderr, done.stderr
+    assert "Operation not permitted" in done.stderr, done.stderr
+    assert not target.exists()
