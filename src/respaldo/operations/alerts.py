@@ -28,6 +28,7 @@ and each target gets ``[notifications] timeout_seconds``. Messages are in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -35,6 +36,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -165,14 +167,15 @@ def notify_failure_settings(
 ) -> list[DeliveryResult]:
     """:func:`notify_failure` where no context is open (``wal-push``, which runs without
     the catalog): the catalog is opened only when there is a target to send to, for the
-    throttle and the record; if it cannot be opened, the alert is sent unthrottled."""
+    throttle and the record; if it cannot be opened, the throttle is a file of
+    ``cache_dir`` (see :class:`_LocalThrottle`) and nothing is recorded."""
     if not settings.notifications.targets:
         return []
     try:
         ctx = Context.open(settings)
     except Exception as exc:
-        log.warning("alerting without the catalog (no throttle, no record): %s", exc)
-        return _failure(settings, None, kind, error, database, None, None, None, None, now)
+        log.warning("alerting without the catalog (no record): %s", _why(exc))
+        return _failure(settings, None, kind, error, database, None, None, None, throttle_key, now)
     with ctx:
         return _failure(
             settings, ctx.catalog, kind, error, database, None, None, None, throttle_key, now
@@ -196,15 +199,20 @@ def _failure(
             return []
         when = now or datetime.now(UTC)
         claimed: _Claim | None = None
-        if throttle_key is not None and catalog is not None:
-            try:
-                claimed = _claim(settings, catalog, throttle_key, when)
-            except Exception as exc:
-                # The throttle lives in the catalog: without it, tell rather than not.
-                log.warning(
-                    "alert %s sent unthrottled: the catalog fails (%s)", throttle_key, _why(exc)
-                )
-            if claimed is not None and not claimed.granted:
+        local: _LocalThrottle | None = None
+        if throttle_key is not None:
+            if catalog is not None:
+                try:
+                    claimed = _claim(settings, catalog, throttle_key, when)
+                except Exception as exc:
+                    log.warning(
+                        "alert %s throttled without the catalog (%s)", throttle_key, _why(exc)
+                    )
+            if claimed is None:
+                # The catalog is down too (an outage): a failure retried three times a
+                # minute must not become three alerts a minute.
+                local = _LocalThrottle.claim(settings, throttle_key, when)
+            if not (claimed.granted if claimed is not None else local is None or local.granted):
                 log.info("alert %s sent less than the repeat interval ago: not again", throttle_key)
                 return []
         if hint is None and isinstance(error, RespaldoError):
@@ -227,12 +235,14 @@ def _failure(
             key=throttle_key,
         )
         results = _send(settings, catalog, alert)
-        if catalog is not None and _untold(results):
-            if claimed is not None:
-                # Nobody was told: the next failure tries again, not a repeat interval
-                # later (a failure that repeats every minute is not queued each time).
+        if _untold(results):
+            # Nobody was told: the next failure tries again, not a repeat interval later
+            # (a failure that repeats every minute is not queued each time).
+            if claimed is not None and catalog is not None:
                 _unclaim(catalog, claimed, when)
-            else:
+            elif local is not None:
+                local.take_back()
+            elif catalog is not None:
                 _keep_undelivered(catalog, alert)
         return results
     except Exception:  # an alert must never fail what it reports on
@@ -289,6 +299,64 @@ def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> _Cl
         state.last_sent_at = now
         state.updated_at = now
         return _Claim(key, True, previous)
+
+
+@dataclass(frozen=True)
+class _LocalThrottle:
+    """The throttle of one key where the catalog cannot be used: when it was last sent,
+    in a file of ``cache_dir/alerts`` (``wal-push`` runs as the server's user, whose
+    cache directory it is). A file that cannot be read or written throttles nothing:
+    better told twice than not at all."""
+
+    path: Path | None
+    previous: str | None
+    granted: bool
+
+    @classmethod
+    def claim(cls, settings: Settings, key: str, now: datetime) -> _LocalThrottle:
+        interval = timedelta(minutes=settings.notifications.repeat_interval_minutes)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        path = Path(settings.cache_dir) / "alerts" / digest
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                previous: str | None = path.read_text().strip()
+            except FileNotFoundError:
+                previous = None
+            told = _parse_time(previous)
+            if told is not None and not _due(told, now, interval):
+                return cls(path, previous, granted=False)
+            _write_stamp(path, now.isoformat())
+        except OSError as exc:
+            log.warning("alert %s sent unthrottled: %s", key, exc)
+            return cls(None, None, granted=True)
+        return cls(path, previous, granted=True)
+
+    def take_back(self) -> None:
+        """Undo the claim (no target took the alert)."""
+        if self.path is None:
+            return
+        try:
+            if self.previous is None:
+                self.path.unlink(missing_ok=True)
+            else:
+                _write_stamp(self.path, self.previous)
+        except OSError:
+            log.warning("could not note that alert reached nobody", exc_info=True)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _write_stamp(path: Path, text: str) -> None:
+    # Whole or not at all: a reader never sees half a time.
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text + "\n")
+    temporary.replace(path)
 
 
 def _unclaim(catalog: Catalog, claim: _Claim, now: datetime) -> None:

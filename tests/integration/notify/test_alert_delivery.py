@@ -224,3 +224,38 @@ def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_next_watchdog_ch
         assert len(smtp.inbox.items) == 1
     finally:
         smtp.close()
+
+
+def test_a_throttled_failure_without_a_catalog_is_still_throttled(
+    tmp_path: Path, port: int
+) -> None:
+    # The catalog's PostgreSQL is down too (a network outage): PostgreSQL retries a
+    # failing archive_command three times a minute, each one a wal-push that alerts.
+    down = f"postgresql+psycopg://respaldo@127.0.0.1:{free_port()}/catalog"
+    settings = _settings(tmp_path, port).model_copy(
+        update={"catalog": _settings(tmp_path, port).catalog.model_copy(update={"url": down})}
+    )
+    smtp = Smtp(port)
+    try:
+        for minute in range(3):
+            alerts.notify_failure_settings(
+                settings,
+                "wal-push",
+                "S3 endpoint unreachable",
+                database="erp",
+                throttle_key="wal-push:erp",
+                now=NOW + minute * MIN,
+            )
+        assert subjects(smtp) == ["[respaldo] CRITICAL: WAL push of erp failed"]
+        # After the repeat interval, told again.
+        alerts.notify_failure_settings(
+            settings,
+            "wal-push",
+            "S3 endpoint unreachable",
+            database="erp",
+            throttle_key="wal-push:erp",
+            now=NOW + 7 * H,
+        )
+        assert len(smtp.inbox.items) == 2
+    finally:
+        smtp.close()
