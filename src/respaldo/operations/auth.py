@@ -254,6 +254,23 @@ class Authenticator:
                     session, principal, AuditAction.LOGOUT, principal.name, AuditOutcome.SUCCESS
                 )
 
+    def sign_in(self, ctx: Context, token: str, address: str | None) -> Principal:
+        """The page's sign-in with a token (the ERP's JWT, an API token): the principal
+        of :meth:`authenticate`, audited as a login, success or failure (the reason,
+        never the token). Raises AuthenticationFailed."""
+        try:
+            principal = self.authenticate(ctx, token, address)
+        except AuthenticationFailed as exc:
+            audit.record(
+                ctx, "-", AuditAction.LOGIN, None, AuditOutcome.FAILURE, str(exc), address=address
+            )
+            raise
+        detail = f"signed in to the page with {principal.method.value}"
+        audit.record(
+            ctx, principal, AuditAction.LOGIN, principal.name, AuditOutcome.SUCCESS, detail
+        )
+        return principal
+
     # -- bearer tokens -----------------------------------------------------------------
 
     def authenticate(self, ctx: Context, token: str, address: str | None) -> Principal:

@@ -417,7 +417,7 @@ def login_with_token(
     the token expires or is revoked."""
     try:
         authenticator = _authenticator(page.request)
-        principal = authenticator.authenticate(page.ctx, token, _address(page.request))
+        principal = authenticator.sign_in(page.ctx, token, _address(page.request))
     except AuthenticationFailed:
         return _login_page(
             page, 401, next, None, page.gettext("The ERP's sign-in was not accepted; log in here.")

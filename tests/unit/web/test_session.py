@@ -21,7 +21,7 @@ from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
 )
 
 from respaldo.config import Settings
-from respaldo.domain import JobKind, JobStatus, Role, TriggeredBy
+from respaldo.domain import AuditAction, JobKind, JobStatus, Role, TriggeredBy
 from respaldo.operations import audit, jobs
 from respaldo.operations.api_tokens import create_token
 from respaldo.operations.auth import Authenticator, load_secret
@@ -407,3 +407,18 @@ def test_the_scripts_fragments_answer_401_once_the_session_ended(
     add_user(context, "ana", Role.VIEWER)
     _login(browser, "ana")
     assert browser.get("/jobs/table").status_code == 200
+
+
+def test_a_sign_in_with_a_token_is_audited_as_a_login(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Like a password login on the page: who came in with which kind of token, and every
+    # refused token (never the token itself).
+    token = create_token(context, "erp-page", Role.VIEWER, actor=local_principal()).token
+    assert browser.post("/login/token", data={"token": token}).status_code == 200
+    assert browser.post("/login/token", data={"token": token + "x"}).status_code == 401
+    logins = audit.entries(context, action=AuditAction.LOGIN)
+    outcomes = sorted((e.actor, e.outcome.value, e.method) for e in logins)
+    assert outcomes == [("-", "failure", None), ("token:erp-page", "success", "api_token")]
+    assert all(token not in (e.detail or "") for e in logins)
