@@ -685,7 +685,8 @@ def _record(
 
 
 def send_test(settings: Settings, *, now: datetime | None = None) -> NotifyTestResult:
-    """Send a test message to every configured target, whatever levels it takes."""
+    """Send a test message to every configured target, whatever levels it takes, and
+    record how each went in the catalog when it can be opened."""
     alert = Alert(
         level=Level.SUCCESS,
         event=Event.TEST,
@@ -696,11 +697,18 @@ def send_test(settings: Settings, *, now: datetime | None = None) -> NotifyTestR
     )
     notifications = settings.notifications
     message = render(alert, notifications.language)
-    results = [
-        DeliveryResult.of(deliver(t, message, alert.level, notifications.timeout_seconds))
+    deliveries = [
+        deliver(t, message, alert.level, notifications.timeout_seconds)
         for t in notifications.targets
     ]
-    return NotifyTestResult(results=results)
+    # Recorded like any message: a target that failed and has had nothing to tell since
+    # shows as working again (in the metrics) once a test went through.
+    try:
+        with Context.open(settings) as ctx:
+            _record(ctx.catalog, alert, deliveries, alert.at)
+    except Exception as exc:
+        log.info("the test messages are not recorded: %s", _why(exc))
+    return NotifyTestResult(results=[DeliveryResult.of(d) for d in deliveries])
 
 
 class SentNotification(ResultModel):

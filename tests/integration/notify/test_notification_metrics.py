@@ -71,3 +71,31 @@ def test_notifications_sent_and_failed_per_target_are_in_the_metrics(tmp_path: P
         assert back[("respaldo_notification_last_success_timestamp_seconds", mail)] == (
             later.timestamp()
         )
+
+
+def test_a_test_message_that_goes_through_is_counted_and_clears_the_failure(
+    tmp_path: Path,
+) -> None:
+    # A transient failure, then nothing to tell for days: 'respaldo notify test' is how
+    # the operator proves the target works again, and the metrics must see it.
+    port = free_port()
+    target = {
+        "name": "ops-mail",
+        "url": f"mailto://127.0.0.1:{port}?from=respaldo@example.com&to=ops@example.com",
+    }
+    settings = status_settings(tmp_path, notifications={"targets": [target], "timeout_seconds": 5})
+    mail = (("target", "ops-mail"),)
+    with Context.open(settings, create=True) as ctx:
+        alerts.notify_failure(ctx, "backup", "disk full", database="erp", now=NOW)
+        smtp = Smtp(port)
+        try:
+            later = NOW.replace(hour=13)
+            result = alerts.send_test(settings, now=later)
+            assert result.ok and len(smtp.inbox.wait(1)) == 1
+        finally:
+            smtp.close()
+        found = samples(ctx)
+    assert found[("respaldo_notification_last_success_timestamp_seconds", mail)] == (
+        later.timestamp()
+    )
+    assert found[("respaldo_notifications_total", (("result", "sent"), *mail))] == 1
