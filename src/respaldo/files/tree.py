@@ -266,6 +266,10 @@ class TreeTarStream:
                 return
             yield self._header(path, st, tarfile.SYMTYPE, linkname=target)
             self.stats.symlinks += 1
+        elif follow:
+            self.stats.errors.append(
+                f"{path}: a configured path that is a FIFO, socket or device: never backed up"
+            )
         else:
             self.stats.skipped.append(str(path))
 

@@ -155,3 +155,15 @@ def test_a_configured_path_that_vanishes_during_the_backup_is_an_error(tmp_path:
     second.rmdir()
     _read(stream, lambda done: None)
     assert stream.stats.errors == [f"{second}: configured path vanished before it was read"]
+
+
+def test_a_configured_path_that_is_a_special_file_is_an_error(tmp_path: Path) -> None:
+    # A FIFO (or socket, or device) as a configured path: the backup would hold nothing
+    # of it, and said so only in a warning on a completed backup.
+    fifo = tmp_path / "queue"
+    os.mkfifo(fifo)
+    stream = TreeTarStream([fifo])
+    _read(stream, lambda done: None)
+    assert stream.stats.errors == [
+        f"{fifo}: a configured path that is a FIFO, socket or device: never backed up"
+    ]
