@@ -129,7 +129,7 @@ def check(
             now=now,
         )
         raise
-    met = alerts.set_condition(ctx, WATCHDOG, False, message=_WATCHDOG, now=now)
+    checked = alerts.set_condition(ctx, WATCHDOG, False, message=_WATCHDOG, now=now)
     conditions = [
         _set(ctx, item, now)
         for item in report.items
@@ -140,11 +140,11 @@ def check(
     if not any(item.check == "catalog" for item in report.items):
         # The catalog answers, so its item is not in the report: the condition is met
         # (one "resolved" if it had fired; its state may have been kept in memory).
-        met = alerts.set_condition(ctx, "catalog", False, message=_CATALOG, kind="check", now=now)
-        if met.action != "quiet":
-            conditions.append(met)
-    if met.action != "quiet":
-        conditions.append(met)
+        read = alerts.set_condition(ctx, "catalog", False, message=_CATALOG, kind="check", now=now)
+        if read.action != "quiet":
+            conditions.append(read)
+    if checked.action != "quiet":
+        conditions.append(checked)
     fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
     if fired:
         log.warning("watchdog: alerting on %s", ", ".join(fired))

@@ -120,3 +120,60 @@ def test_an_unreachable_server_alerts_with_its_reason(
     assert title.startswith(
         "[respaldo] CRITICAL: the server of erp cannot be reached: cannot connect to PostgreSQL"
     )
+
+
+def _acted(result: watchdog.WatchdogResult) -> list[tuple[str, str]]:
+    """(key, action) of each condition in ``result`` that did something, in order."""
+    return [(c.key, c.action) for c in result.conditions if c.action != "quiet"]
+
+
+def test_a_watchdog_condition_that_resolves_is_in_the_result(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    computed = watchdog.compute_status
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise KeyError("archived_count")
+
+    monkeypatch.setattr(watchdog, "compute_status", broken)
+    with pytest.raises(KeyError):
+        watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+    monkeypatch.setattr(watchdog, "compute_status", computed)
+    # What the result lists is what the service logs and the API shows: the "resolved"
+    # that went out must be in it.
+    assert _acted(watchdog.check(ctx, NOW + H, wal_archived=(), servers=False)) == [
+        ("watchdog", "resolved")
+    ]
+    assert len(webhook.inbox.items) == 2
+
+
+def test_a_catalog_condition_that_resolves_is_in_the_result_once(
+    tmp_path: Path,
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    path, aside = tmp_path / "catalog.db", tmp_path / "aside"
+    # The catalog becomes unreadable (bytes that are no database where it was)...
+    ctx.catalog.engine.dispose()
+    aside.mkdir()
+    for part in path.parent.glob(path.name + "*"):
+        part.rename(aside / part.name)
+    path.write_bytes(b"this is not a database".ljust(4096, b"\0"))
+    assert _acted(watchdog.check(ctx, NOW, wal_archived=(), servers=False)) == [
+        ("catalog", "raised")
+    ]
+    # ... and comes back.
+    ctx.catalog.engine.dispose()
+    path.unlink()
+    for part in aside.iterdir():
+        part.rename(path.parent / part.name)
+    assert _acted(watchdog.check(ctx, NOW + H, wal_archived=(), servers=False)) == [
+        ("catalog", "resolved")
+    ]
+    assert len(webhook.inbox.items) == 2
