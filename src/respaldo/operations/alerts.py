@@ -628,7 +628,8 @@ def _keep_undelivered(catalog: Catalog, alert: Alert) -> None:
 def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
     """Send again, oldest first, the failure alerts that no target took (kept by
     :func:`notify_failure`), as they were (their own time); stop at the first that still
-    reaches nobody (the next call tries again). Never raises."""
+    reaches nobody, or that the catalog cannot note as sent (the next call tries again:
+    such an alert may be told twice, never lost). Never raises."""
     if not ctx.settings.notifications.targets:
         return []
     try:
@@ -653,12 +654,18 @@ def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
             results = []
         if _untold(results):
             break
-        with ctx.catalog.begin() as session:
-            state = AlertStates(session).get(key)
-            if state is not None:
-                state.firing = False
-                state.last_sent_at = state.resolved_at = state.updated_at = now
         told += results
+        try:
+            with ctx.catalog.begin() as session:
+                state = AlertStates(session).get(key)
+                if state is not None:
+                    state.firing = False
+                    state.last_sent_at = state.resolved_at = state.updated_at = now
+        except Exception:
+            # Not noted as sent, so it goes again at the next call (told twice rather
+            # than lost); the rest wait too, or each would be told again as well.
+            log.warning("could not note that the alert kept as %s was sent", key, exc_info=True)
+            break
     return told
 
 
