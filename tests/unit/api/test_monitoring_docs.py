@@ -206,3 +206,15 @@ def test_docs_monitoring_names_every_metric(exposed: dict[str, set[str]]) -> Non
     text = (DOCS / "monitoring.md").read_text()
     missing = [name for name in sorted(exposed) if f"`{name}`" not in text]
     assert not missing, f"docs/monitoring.md does not describe {missing}"
+
+
+def test_the_notifications_failing_rule_says_what_its_target_missed() -> None:
+    # A message that another target took is never sent to the failing one again (only
+    # one that reached no target waits for the watchdog; docs/notifications.md): the
+    # description must not promise it, and says where to find what was missed.
+    (rule,) = [r for r in rules() if r["alert"] == "RespaldoNotificationsFailing"]
+    description = rule["annotations"]["description"]
+    assert "again once the target answers" not in description
+    assert "not sent to this target again" in description
+    for where in ("'respaldo notify test'", "/alerts", "'respaldo status'"):
+        assert where in description, where

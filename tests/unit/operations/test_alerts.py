@@ -148,6 +148,21 @@ def test_an_unreachable_target_is_recorded_and_logged_without_its_secret(
     assert "notification to down failed" in caplog.text
 
 
+def test_a_failure_alert_one_target_took_is_not_sent_again_to_the_one_that_failed(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # What the operator of a failing target must know (the RespaldoNotificationsFailing
+    # rule says it): what the others took, the watchdog does not send it there later.
+    down = f"json://127.0.0.1:{free_port()}/hook"
+    targets = [{"name": "hook", "url": webhook.url}, {"name": "down", "url": down}]
+    with _context(tmp_path, targets) as ctx:
+        sent = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp")
+        assert [(r.target, r.ok) for r in sent] == [("hook", True), ("down", False)]
+        assert alerts.resend_undelivered(ctx, T0 + timedelta(hours=1)) == []
+    assert len(webhook.inbox.items) == 1
+
+
 def test_no_alert_when_no_target_takes_the_level(
     tmp_path: Path,
     webhook: Webhook,  # noqa: F811
