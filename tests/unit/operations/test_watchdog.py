@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from respaldo.operations import alerts, watchdog
+from respaldo.operations import alerts, status, watchdog
 from respaldo.operations.context import Context
 from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
@@ -135,7 +135,7 @@ def test_a_watchdog_condition_that_resolves_is_in_the_result(
 ) -> None:
     last = backup(ctx, NOW - H)
     drill(ctx, last, NOW - H, passed=True)
-    computed = watchdog.compute_status
+    computed = status.compute_status
 
     def broken(*args: object, **kwargs: object) -> object:
         raise KeyError("archived_count")
