@@ -9,7 +9,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from respaldo import __version__
-from respaldo.api import audit, auth, backups, catalog, health, jobs, metrics, problems, security
+from respaldo.api import (
+    audit,
+    auth,
+    backups,
+    catalog,
+    docs_page,
+    health,
+    jobs,
+    metrics,
+    problems,
+    security,
+)
 from respaldo.config import Settings
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.context import Context
@@ -53,7 +64,10 @@ def create_app(
         version=__version__,
         description="Backups, restores and restore tests of PostgreSQL databases.",
         lifespan=lifespan,
+        docs_url=None,  # docs_page serves it, with files of its own
+        redoc_url=None,
     )
+    docs_page.install(app, "respaldo")
     # problems first: security's handlers (401, 403, 429 with their headers) are the
     # more specific ones and replace its handler for those errors.
     problems.install(app, settings)

@@ -185,3 +185,17 @@ def test_the_accessibility_check_finds_what_it_must(page: Page) -> None:
     page.set_content('<html lang="en"><body><main><input type="text"></main></body></html>')
     found = serious_violations(page)
     assert any(v.startswith("label:") for v in found), found
+
+
+def test_the_api_docs_page_runs_from_respaldo_alone(site: Site, page: Page) -> None:
+    # Swagger UI from respaldo's own files under its Content-Security-Policy: the page
+    # lists the API's operations, and the browser refused nothing and fetched nothing
+    # from another origin.
+    refused: list[str] = []
+    elsewhere: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: None if r.url.startswith(site.url) else elsewhere.append(r.url))
+    page.goto(f"{site.url}/docs")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert page.locator(".opblock-summary-path", has_text="/admin/backups").count() > 0
+    assert refused == [] and elsewhere == [], (refused, elsewhere)

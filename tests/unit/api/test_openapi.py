@@ -3,6 +3,7 @@ serves it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -40,6 +41,26 @@ def test_every_field_and_parameter_is_described(settings: Settings, context: Con
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "/admin/backups" in schema["paths"]
     assert undescribed(schema) == []
+
+
+def test_the_docs_page_loads_nothing_from_another_site(
+    settings: Settings, context: Context
+) -> None:
+    # The page shares its origin (and so its cookies and the web page's forms) with the
+    # API: a script from a CDN (FastAPI's default, unpinned, no integrity check) could
+    # drive both. Its files are served from here, and the browser is told so.
+    with TestClient(create_app(settings, context)) as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        sources = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+        assert sources and all(s.startswith("/docs/static/") for s in sources), sources
+        policy = docs.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "http" not in policy, policy
+        for source in sources:
+            served = client.get(source)
+            assert served.status_code == 200 and len(served.content) > 100, source
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/docs/static/%2e%2e/__init__.py").status_code == 404
 
 
 def test_the_error_answers_are_declared_as_problems(settings: Settings, context: Context) -> None:
