@@ -3,7 +3,9 @@
 The stream is made by a generator of byte pieces (headers, file contents, padding) that
 :meth:`TreeTarStream.readinto` serves to the chunker: no thread, no temporary file, and
 memory bounded by one read buffer. Files are read as they are reached. A file that
-changes while it is read (its size, modification or change time differ after the read)
+only grew while it was read (an append-only log: larger, and its first and last bytes
+read still in place) is cut at its listed size, with a warning, as GNU tar does. One
+that changed otherwise (its size, modification or change time differ after the read)
 is read again, as a second member of the same name that replaces the first when
 extracted: a file rewritten mid-read is never the last word on it. One that is still
 changing after :data:`ATTEMPTS` reads, and one that cannot be read or listed, is in
@@ -37,6 +39,8 @@ READ_SIZE = 1024 * 1024
 _ZEROS = bytes(READ_SIZE)
 ATTEMPTS = 3
 """Reads of a file that changes while read before it counts as an error."""
+SAMPLE = 4096
+"""Bytes at each end of a file's read compared afterwards: an append leaves them."""
 SPARSE = "RESPALDO.sparse"
 """pax record of a file that takes less disk than its size (it has holes): its zeros are
 stored as they read, and a restore leaves holes where whole blocks of them were."""
@@ -54,7 +58,8 @@ class TreeStats:
     skipped: list[str] = field(default_factory=list)
     """Special files (sockets, devices, FIFOs): never backed up."""
     warnings: list[str] = field(default_factory=list)
-    """Files that vanished before they were read (deleted: nothing of them is lost)."""
+    """Files that vanished before they were read (deleted: nothing of them is lost), and
+    files that grew while read (kept at their listed size)."""
     errors: list[str] = field(default_factory=list)
     """Paths that could not be read or listed, and files that changed on every read:
     the stream lacks them or holds a torn copy, so the backup must not count as good."""
@@ -327,41 +332,88 @@ class TreeTarStream:
                     fh.seek(0)
                     self.stats.reread += 1
                     log.info("%s changed while read: reading it again", path)
-                whole = yield from self._contents(path, fh, before)
+                read = yield from self._contents(path, fh, before)
                 after = os.fstat(fd)
-                if whole and _same(before, after):
-                    self.stats.files += 1
-                    self.stats.file_bytes += before.st_size
+                if read.whole and _same(before, after):
+                    self._counted(before)
+                    return
+                if _appended(fd, before, after, read):
+                    # An append-only file (a live log): its first bytes, as listed, are
+                    # a consistent copy. Reading it again would race its writer every
+                    # time (and put another whole copy in the stream each time).
+                    self.stats.warnings.append(
+                        f"{path} grew while read: cut at {before.st_size} bytes"
+                    )
+                    self._counted(before)
                     return
         self.stats.errors.append(
             f"{path}: changed while read, {ATTEMPTS} times (the backup holds a torn copy)"
         )
 
+    def _counted(self, st: os.stat_result) -> None:
+        self.stats.files += 1
+        self.stats.file_bytes += st.st_size
+
     def _contents(
         self, path: Path, fh: io.FileIO, st: os.stat_result
-    ) -> Generator[bytes, None, bool]:
+    ) -> Generator[bytes, None, _Read]:
         """One member: header and ``st.st_size`` bytes of ``fh`` (cut, or padded with
-        zeros, to that size). Returns whether the file had exactly that size."""
+        zeros, to that size), and what the read saw of the file's size and ends."""
         size = st.st_size
         yield self._header(path, st, tarfile.REGTYPE, size=size)
-        whole = True
+        read = _Read()
         left = size
         while left:
             data = fh.read(min(READ_SIZE, left))
             if not data:
-                whole = False
+                read.short = True
                 while left:
                     n = min(left, len(_ZEROS))
                     yield _ZEROS[:n]
                     left -= n
                 break
+            if left == size:
+                read.head = data[:SAMPLE]
             left -= len(data)
+            read.tail = data[-SAMPLE:]
             yield data
         else:
-            whole = not fh.read(1)
+            read.longer = bool(fh.read(1))
         if size % BLOCK:
             yield bytes(BLOCK - size % BLOCK)
-        return whole
+        return read
+
+
+@dataclass
+class _Read:
+    """What one read of a file saw: whether it ended before the listed size (``short``)
+    or went on past it (``longer``), and its first and last bytes read (at most
+    :data:`SAMPLE` each), to tell an append from a rewrite afterwards."""
+
+    short: bool = False
+    longer: bool = False
+    head: bytes = b""
+    tail: bytes = b""
+
+    @property
+    def whole(self) -> bool:
+        return not self.short and not self.longer
+
+
+def _appended(fd: int, before: os.stat_result, after: os.stat_result, read: _Read) -> bool:
+    """Whether the only change to the file read through ``fd`` is that bytes were added
+    at its end: it is larger, the same file, was never shorter than listed during the
+    read, and its first and last bytes read are still there. Its times change with an
+    append, so they say nothing here. A rewrite that keeps both ends passes for an
+    append: only reading it again could tell, and that is what a live log defeats."""
+    if read.short or after.st_size <= before.st_size:
+        return False
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        return False
+    size = before.st_size
+    return os.pread(fd, len(read.head), 0) == read.head and (
+        os.pread(fd, len(read.tail), size - len(read.tail)) == read.tail
+    )
 
 
 def _same(before: os.stat_result, after: os.stat_result) -> bool:

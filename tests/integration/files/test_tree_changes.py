@@ -167,3 +167,56 @@ def test_a_configured_path_that_is_a_special_file_is_an_error(tmp_path: Path) ->
     assert stream.stats.errors == [
         f"{fifo}: a configured path that is a FIFO, socket or device: never backed up"
     ]
+
+
+def test_a_file_appended_to_while_read_is_cut_at_its_listed_size_not_read_again(
+    tmp_path: Path,
+) -> None:
+    # A live log: a line appended between every two pieces of its read. Reading it
+    # again would race the writer on every read (the backup failed, the stream held
+    # three copies); its first bytes are a consistent copy, as GNU tar keeps them.
+    tree, big = _tree(tmp_path)
+    listed = big.stat().st_size
+    stream = TreeTarStream([tree])
+    appended = 0
+
+    def append(done: int) -> None:
+        nonlocal appended
+        if PIECE < done < PIECE + 2 * listed:
+            with big.open("ab") as fh:
+                fh.write(b"a line of log\n")
+            appended += 1
+
+    pieces = _read(stream, append)
+    assert appended > 3
+    assert stream.stats.errors == [], stream.stats.errors
+    assert stream.stats.reread == 0
+    assert stream.stats.files == 3
+    assert [w for w in stream.stats.warnings if "b.bin" in w] == [
+        f"{big} grew while read: cut at {listed} bytes"
+    ]
+    assert sum(map(len, pieces)) < listed + 64 * 1024  # one copy in the stream, not three
+    restored, files = _extract(pieces, tmp_path, tree)
+    assert (restored / "b.bin").read_bytes() == big.read_bytes()[:listed]
+    assert files == 3
+
+
+def test_a_file_rewritten_larger_while_read_is_read_again_not_cut(tmp_path: Path) -> None:
+    # Grown, but not by an append: its first bytes are not those read (truncated and
+    # written anew, as a program saving a file does). Cutting it would keep a mix.
+    tree, big = _tree(tmp_path)
+    stream = TreeTarStream([tree])
+    rewritten = False
+
+    def rewrite(done: int) -> None:
+        nonlocal rewritten
+        if not rewritten and done > READ_SIZE:
+            with big.open("r+b") as fh:
+                fh.write(b"B" * (3 * READ_SIZE))
+            rewritten = True
+
+    pieces = _read(stream, rewrite)
+    assert stream.stats.errors == [], stream.stats.errors
+    assert stream.stats.reread == 1
+    restored, _ = _extract(pieces, tmp_path, tree)
+    assert (restored / "b.bin").read_bytes() == b"B" * (3 * READ_SIZE)
