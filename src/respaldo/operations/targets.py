@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import stat
 from dataclasses import dataclass, field
@@ -170,24 +169,41 @@ def remove_tree(path: Path) -> None:
     """Remove the directory ``path`` and all it holds, as far as this user can.
 
     A restore gives directories their backed-up modes, and one killed at that point
-    leaves directories its own user can no longer list (0000) or empty (0555): they are
-    made ``u+rwx`` first (links are never followed), so that a restore running as the
-    same user removes them too.
+    leaves directories its own user can no longer list (0000) or empty (0555): each is
+    made ``u+rwx`` before it is listed (links are never followed), so that a restore
+    running as the same user removes them too. The walk keeps its own stack, not
+    Python's: a backed-up tree can be deeper than the recursion limit (which stopped
+    ``shutil.rmtree`` there, leaving the tree behind). What cannot be removed stays.
     """
-    _open_up(path)
-    shutil.rmtree(path, ignore_errors=True)
+    _open(path)
+    stack: list[tuple[Path, bool]] = [(path, False)]
+    while stack:
+        directory, listed = stack.pop()
+        if listed:  # its children are gone (as far as they could be): now itself
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+            continue
+        stack.append((directory, True))
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                _open(Path(entry.path))
+                stack.append((Path(entry.path), False))
+            else:
+                with contextlib.suppress(OSError):
+                    Path(entry.path).unlink()
 
 
-def _open_up(directory: Path) -> None:
+def _open(directory: Path) -> None:
     with contextlib.suppress(OSError):
         directory.chmod(stat.S_IMODE(directory.lstat().st_mode) | stat.S_IRWXU)
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _open_up(Path(entry.path))
 
 
 def _fsync_dir(directory: Path) -> None:
