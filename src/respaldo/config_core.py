@@ -205,18 +205,30 @@ def location(url: str, endpoint_url: str | None) -> str:
     return url.rstrip("/")
 
 
-def check_private_file(path: Path, what: str) -> None:
+def check_private_file(path: Path, what: str, *, root_group_read: bool = False) -> None:
     """Refuse (ConfigError) a file holding a secret that cannot be read or that group or
-    others can read: the file of a key another program reads (the HTTPS server's)."""
+    others can read.
+
+    ``root_group_read``: the rule PostgreSQL applies to its ``ssl_key_file``, for a key
+    another program reads (the HTTPS server's): a file owned by root may also be read by
+    its group (``u=rw,g=r``, 0640: Debian's ``root:ssl-cert`` keys, respaldo's user in
+    that group); any other owner's must be 0600 or less. Others may never read it."""
     try:
         st = path.stat()
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if root_group_read and st.st_uid == 0:
+        if st.st_mode & 0o037:
+            raise ConfigError(
+                f"{what} {path} is readable by others, or writable by its group",
+                hint=f"chmod 640 {path} (owned by root: u=rw,g=r at most)",
+            )
+        return
     if st.st_mode & 0o077:
-        raise ConfigError(
-            f"{what} {path} is readable by group or others",
-            hint=f"chmod 600 {path}",
-        )
+        hint = f"chmod 600 {path}"
+        if root_group_read:
+            hint += " (or, to share it through a group: owned by root, mode 640)"
+        raise ConfigError(f"{what} {path} is readable by group or others", hint=hint)
 
 
 def read_secret_file(path: Path, what: str) -> str:

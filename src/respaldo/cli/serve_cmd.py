@@ -79,7 +79,7 @@ def _run(
     # First: a bad JWT secret or ERP key, or a TLS key others can read, is a ConfigError
     # before anything listens or any signal handler is replaced.
     if settings.server.tls_key is not None:
-        check_private_file(settings.server.tls_key, "[server] tls_key")
+        check_private_file(settings.server.tls_key, "[server] tls_key", root_group_read=True)
     workers = Workers(context, size=settings.server.job_workers)
     api = create_site(settings, context, workers)
     stop = threading.Event()
