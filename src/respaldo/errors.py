@@ -451,10 +451,11 @@ class PermissionDenied(AccessError):
     hint = "ask an administrator for a role with that permission"
 
 
-class RefreshTokenUnknown(AuthenticationFailed):
-    """A refresh token that is no session's: never issued, or used already (another
-    request may have just renewed the session with it: the page keeps the cookies that
-    request set)."""
+class RefreshTokenJustUsed(AuthenticationFailed):
+    """A refresh token that another request renewed the session with a moment ago (two
+    requests of one page after the access token expired): the page keeps the cookies
+    that request set. A token that is no live session's at all is AuthenticationFailed,
+    and ends the browser's session."""
 
 
 class TooManyAttempts(AccessError):

@@ -124,12 +124,18 @@ class AuthSessions:
             sa.select(AuthSession).where(AuthSession.refresh_hash == refresh_hash)
         ).first()
 
-    def rotate(self, session_id: str, old_hash: str, new_hash: str) -> bool:
+    def by_previous_hash(self, refresh_hash: str) -> AuthSession | None:
+        """The session whose last renewal replaced the refresh token ``refresh_hash``."""
+        return self.session.scalars(
+            sa.select(AuthSession).where(AuthSession.previous_refresh_hash == refresh_hash)
+        ).first()
+
+    def rotate(self, session_id: str, old_hash: str, new_hash: str, *, now: datetime) -> bool:
         """Replace the session's refresh token ``old_hash`` by ``new_hash`` (the old one
-        stops working); False if it is no longer ``old_hash`` or the session was revoked.
-        One statement that checks what it replaces: two requests that both read the old
-        token cannot both rotate it. The session keeps its expiry, so refreshing never
-        makes a login last longer."""
+        stops working, and is kept as the previous one, renewed at ``now``); False if it
+        is no longer ``old_hash`` or the session was revoked. One statement that checks
+        what it replaces: two requests that both read the old token cannot both rotate
+        it. The session keeps its expiry, so refreshing never makes a login last longer."""
         result = self.session.execute(
             sa.update(AuthSession)
             .where(
@@ -137,7 +143,7 @@ class AuthSessions:
                 AuthSession.refresh_hash == old_hash,
                 AuthSession.revoked_at.is_(None),
             )
-            .values(refresh_hash=new_hash)
+            .values(refresh_hash=new_hash, previous_refresh_hash=old_hash, rotated_at=now)
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0) == 1

@@ -327,6 +327,10 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     address: Mapped[str | None] = mapped_column(sa.String(64))
+    previous_refresh_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    """The refresh token the last renewal replaced: a request sent with it just after is
+    racing that renewal (two requests of one page), not a session that ended."""
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     def __repr__(self) -> str:
         return f"<AuthSession {self.id} {self.user_name}>"

@@ -35,7 +35,7 @@ from respaldo.domain import ROLE_PERMISSIONS, AuditAction, AuditOutcome, AuthMet
 from respaldo.errors import (
     AuthenticationFailed,
     ConfigError,
-    RefreshTokenUnknown,
+    RefreshTokenJustUsed,
     TooManyAttempts,
 )
 from respaldo.operations import api_tokens, audit, users
@@ -75,6 +75,11 @@ KNOWN_DEFAULT_SECRETS: Final = frozenset(
 
 _BAD_LOGIN: Final = "wrong user name or password"
 _UNKNOWN_REFRESH: Final = "the refresh token is not valid (unknown, or already used)"
+_JUST_USED: Final = "the refresh token was used a moment ago by another request"
+RACE_WINDOW: Final = timedelta(seconds=60)
+"""How long after a renewal the refresh token it replaced counts as a request racing
+it (sent with the same cookies as the request that renewed): seconds at most, unless
+the answer that carried the new token never reached the browser."""
 
 
 class TokenPair(BaseModel):
@@ -204,12 +209,21 @@ class Authenticator:
         token given stops working. AuthenticationFailed (audited) otherwise."""
         now = datetime.now(UTC)
         new_refresh = secrets.token_urlsafe(32)
-        problem, who, session_id, unknown = None, "-", "", False
+        problem, who, session_id, raced = None, "-", "", False
         with ctx.catalog.begin() as session:
-            row = AuthSessions(session).by_refresh_hash(_digest(refresh_token))
+            sessions = AuthSessions(session)
+            digest = _digest(refresh_token)
+            row = sessions.by_refresh_hash(digest)
+            if row is None:
+                # The token the last renewal replaced, a moment ago: another request of
+                # the same page renewed the session with it. Any other unknown token is
+                # no live session's (its user was removed, or it was used long ago).
+                row = sessions.by_previous_hash(digest)
+                raced = row is not None and _just_rotated(row.rotated_at, now)
+                row = row if raced else None
             user = Users(session).find(row.user_name) if row is not None else None
             if row is None:
-                problem, unknown = _UNKNOWN_REFRESH, True
+                problem = _UNKNOWN_REFRESH
             else:
                 who = row.user_name
                 if row.revoked_at is not None:
@@ -218,18 +232,18 @@ class Authenticator:
                     problem = "the session has expired"
                 elif user is None or user.disabled:
                     problem = f"user {row.user_name!r} was removed or disabled"
-                elif not AuthSessions(session).rotate(
-                    row.id, row.refresh_hash, _digest(new_refresh)
-                ):
-                    # Another request rotated it since it was read: used once already.
-                    problem, unknown = _UNKNOWN_REFRESH, True
+                elif raced:
+                    problem = _JUST_USED
+                elif not sessions.rotate(row.id, row.refresh_hash, _digest(new_refresh), now=now):
+                    # Another request rotated it since it was read: it just used it.
+                    problem, raced = _JUST_USED, True
                 else:
                     session_id = row.id
         if problem is not None:
             audit.record(
                 ctx, who, AuditAction.REFRESH, who, AuditOutcome.FAILURE, problem, address=address
             )
-            error = RefreshTokenUnknown if unknown else AuthenticationFailed
+            error = RefreshTokenJustUsed if raced else AuthenticationFailed
             raise error(problem, hint="log in again at POST /auth/token")
         return self._pair(who, session_id, new_refresh, now)
 
@@ -344,3 +358,7 @@ class Authenticator:
             expires_in=int(self.access_ttl.total_seconds()),
             refresh_token=refresh,
         )
+
+
+def _just_rotated(rotated_at: datetime | None, now: datetime) -> bool:
+    return rotated_at is not None and now - rotated_at <= RACE_WINDOW

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from respaldo.errors import AuthenticationFailed, RefreshTokenUnknown
+from respaldo.errors import AuthenticationFailed, RefreshTokenJustUsed
 from respaldo.operations.auth import Authenticator, TokenPair
 from respaldo.operations.context import Context
 from respaldo.operations.principal import Principal
@@ -65,9 +65,9 @@ def current(
         try:
             pair = authenticator.refresh(ctx, refresh, address)
             return Session(authenticator.authenticate(ctx, pair.access_token, address), pair)
-        except RefreshTokenUnknown:
-            # Used already: most likely by another request of this page that renewed
-            # the session a moment ago; deleting the cookies it set would log out.
+        except RefreshTokenJustUsed:
+            # Another request of this page renewed the session with it a moment ago:
+            # deleting the cookies that request set would log the browser out.
             return Session(None)
         except AuthenticationFailed:
             return Session(None, ended=True)

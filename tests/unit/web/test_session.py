@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
@@ -20,11 +22,12 @@ from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
     settings,
 )
 
+from respaldo.catalog.models import AuthSession
 from respaldo.config import Settings
 from respaldo.domain import AuditAction, JobKind, JobStatus, Role, TriggeredBy
-from respaldo.operations import audit, jobs
+from respaldo.operations import audit, jobs, users
 from respaldo.operations.api_tokens import create_token
-from respaldo.operations.auth import Authenticator, load_secret
+from respaldo.operations.auth import RACE_WINDOW, Authenticator, load_secret
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.principal import local_principal
@@ -422,3 +425,89 @@ def test_a_sign_in_with_a_token_is_audited_as_a_login(
     outcomes = sorted((e.actor, e.outcome.value, e.method) for e in logins)
     assert outcomes == [("-", "failure", None), ("token:erp-page", "success", "api_token")]
     assert all(token not in (e.detail or "") for e in logins)
+
+
+def _stale(browser: TestClient) -> dict[str, str]:
+    """The browser's cookies with its access token expired: the next request renews."""
+    return {
+        session.ACCESS_COOKIE: "expired.or.forged",
+        session.REFRESH_COOKIE: str(browser.cookies.get(session.REFRESH_COOKIE)),
+    }
+
+
+def _deleted(answer: httpx.Response) -> set[str]:
+    """The session cookies an answer deletes (sets empty and expired)."""
+    return {
+        name
+        for name in (session.ACCESS_COOKIE, session.REFRESH_COOKIE)
+        for header in answer.headers.get_list("set-cookie")
+        if header.startswith(f'{name}=""') and "Max-Age=0" in header
+    }
+
+
+def test_the_browser_of_a_removed_user_is_logged_out_once(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Removing a user deletes their sessions: the refresh token is no session's at all,
+    # not one another request just used. The browser must forget it, or every page it
+    # asks for adds a failed renewal to the audit log until the cookie expires.
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    stale = _stale(browser)
+    users.remove_user(context, "ana", actor=local_principal())
+    browser.cookies.clear()
+    answer = browser.get("/jobs", cookies=stale)
+    assert answer.status_code == 303
+    assert _deleted(answer) == {session.ACCESS_COOKIE, session.REFRESH_COOKIE}
+    failures = [e for e in audit.entries(context) if e.action == AuditAction.REFRESH]
+    assert len(failures) == 1
+
+
+def test_a_refresh_token_used_before_the_last_renewal_ends_the_session(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # Only the token the last renewal replaced can be a request racing it; an older one
+    # (replayed, or a browser that lost two renewals) ends the browser's session.
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    oldest = _stale(browser)
+    browser.cookies.clear()
+    renewed = browser.get("/jobs", cookies=oldest)
+    assert renewed.status_code == 200
+    browser.cookies.clear()
+    again = browser.get("/jobs", cookies=_stale_from(renewed))
+    assert again.status_code == 200
+    browser.cookies.clear()
+    answer = browser.get("/jobs", cookies=oldest)
+    assert answer.status_code == 303
+    assert _deleted(answer) == {session.ACCESS_COOKIE, session.REFRESH_COOKIE}
+
+
+def test_a_race_is_only_a_race_for_a_moment(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # The token the last renewal replaced, sent long after it: not a request racing the
+    # renewal but a browser that never got its answer; it is logged out.
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    stale = _stale(browser)
+    browser.cookies.clear()
+    assert browser.get("/jobs", cookies=stale).status_code == 200
+    with context.catalog.begin() as db:
+        (row,) = db.scalars(sa.select(AuthSession)).all()
+        assert row.rotated_at is not None
+        row.rotated_at -= RACE_WINDOW + timedelta(seconds=1)
+    browser.cookies.clear()
+    answer = browser.get("/jobs", cookies=stale)
+    assert answer.status_code == 303
+    assert _deleted(answer) == {session.ACCESS_COOKIE, session.REFRESH_COOKIE}
+
+
+def _stale_from(answer: httpx.Response) -> dict[str, str]:
+    return {
+        session.ACCESS_COOKIE: "expired.or.forged",
+        session.REFRESH_COOKIE: str(answer.cookies.get(session.REFRESH_COOKIE)),
+    }
