@@ -437,6 +437,7 @@ def set_condition(
             kept = memory.forget()
             if action == "quiet" and kept is not None:
                 action, text, before = "resolved", kept.message, kept.last_sent_at
+                recorded = False  # its state is the memory's: taken back there if untold
     if action in ("throttled", "quiet"):
         return ConditionResult(key=key, action=action)
     event = {"raised": Event.RAISED, "repeated": Event.REPEATED, "resolved": Event.RESOLVED}[action]

@@ -259,3 +259,33 @@ def test_a_throttled_failure_without_a_catalog_is_still_throttled(
         assert len(smtp.inbox.items) == 2
     finally:
         smtp.close()
+
+
+def test_a_catalog_resolved_while_the_mail_server_is_down_is_resolved_when_it_is_back(
+    tmp_path: Path, ctx: Context, port: int
+) -> None:
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    smtp = Smtp(port)
+    try:
+        _break_catalog(ctx, tmp_path / "catalog.db", tmp_path / "aside")
+        watchdog.check(ctx, NOW, wal_archived=(), servers=False)
+        assert len(smtp.inbox.wait(1)) == 1  # the catalog cannot be read
+    finally:
+        smtp.close()
+    _mend_catalog(ctx, tmp_path / "catalog.db", tmp_path / "aside")
+
+    def catalog_action(at: timedelta) -> str | None:
+        result = watchdog.check(ctx, NOW + at, wal_archived=(), servers=False)
+        return {c.key: c.action for c in result.conditions}.get("catalog")
+
+    assert catalog_action(5 * MIN) == "resolved"  # nobody took it
+    smtp = Smtp(port)
+    try:
+        assert catalog_action(10 * MIN) == "resolved"
+        assert [str(m["Subject"]) for m in smtp.inbox.items] == [
+            "[respaldo] RESOLVED: resolved: the catalog cannot be read: file is not a database"
+        ]
+        assert catalog_action(15 * MIN) is None
+    finally:
+        smtp.close()
