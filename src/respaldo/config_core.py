@@ -378,11 +378,17 @@ class WalSettings:
     alerts: bool
     """Notification targets are configured: a failed push has an alert to send."""
 
-    def repository(self) -> WalRepository:
-        """The primary (first) repository. Raises ConfigError."""
+    def repository(self, name: str | None = None) -> WalRepository:
+        """The named repository, or the primary (first) one. Raises ConfigError."""
         if not self.repositories:
             raise no_repository()
-        return self.repositories[0]
+        if name is None:
+            return self.repositories[0]
+        for repo in self.repositories:
+            if repo.name == name:
+                return repo
+        known = ", ".join(r.name for r in self.repositories)
+        raise ConfigError(f"repository {name!r} is not configured", hint=f"configured: {known}")
 
     def database(self, name: str) -> str:
         """The configured database ``name``. Raises ConfigError."""

@@ -88,6 +88,9 @@ def backup(
                 f"failed: {escape(str(outcome.error))}",
                 highlight=False,
             )
+    for wal in result.wal_copies:
+        if not wal.ok:
+            err_console.print(f"[yellow]warning:[/] {escape(str(wal.error))}", highlight=False)
     if as_json:
         print_json(result.view.to_json())
     else:

@@ -1,15 +1,17 @@
-"""``respaldo copy [ID… | --all] --to REPO``: (re)copy backups to a secondary repository."""
+"""``respaldo copy [ID… | --all] --to REPO``: (re)copy backups, then the archived WAL the
+secondary lacks, to a secondary repository."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
-from respaldo.operations.copy import copy_backups
+from respaldo.operations.copy import copy_backups, copy_wal_to
 
 
 @app.command("copy")
@@ -23,7 +25,8 @@ def copy(
 ) -> None:
     """Copy backups from the primary to a secondary repository; only missing chunks move.
 
-    Exit status 1 if any copy failed (each failure is recorded in the catalog).
+    The archived WAL the secondary lacks is copied too (point-in-time recovery from it).
+    Exit status 1 if any copy failed (each failed backup copy is recorded in the catalog).
     """
     if not to:
         raise ConfigError("name the secondary repository with --to")
@@ -31,6 +34,7 @@ def copy(
         raise ConfigError("give backup ids or --all (not both)")
     with Context.open(state(ctx).settings) as context:
         outcomes = copy_backups(context, None if all_ else list(backup_ids or []), to)
+        wal = copy_wal_to(context, to)
     failed = 0
     for outcome in outcomes:
         if outcome.stats is None:
@@ -46,5 +50,14 @@ def copy(
             )
     if not outcomes:
         err_console.print(f"nothing to copy: {to} holds every completed backup")
+    if wal.stats is not None:
+        err_console.print(
+            f"archived WAL: {wal.stats.copied} of {wal.stats.files} files new in {to}, "
+            f"{human_bytes(wal.stats.bytes_copied)}",
+            highlight=False,
+        )
+    if not wal.ok:
+        failed += 1
+        err_console.print(f"[red]failed[/] {escape(str(wal.error))}", highlight=False)
     if failed:
         raise typer.Exit(1)

@@ -71,11 +71,20 @@ def wal_fetch(
     database: Annotated[
         str | None, typer.Option("--database", "-d", help="Or: the configured database.")
     ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option("--repository", help="Repository to read from (default: the primary)."),
+    ] = None,
 ) -> None:
     """Fetch one archived WAL file (for restore_command). Exit 1: not in the archive;
     255: any other failure (the server then stops recovery instead of ending it)."""
     raise typer.Exit(
         fetch_command(
-            state(ctx).config_path, file, destination, system_id=system_id, database=database
+            state(ctx).config_path,
+            file,
+            destination,
+            system_id=system_id,
+            database=database,
+            repository=repository,
         )
     )

@@ -77,6 +77,7 @@ def fetch_command(
     *,
     system_id: str | None,
     database: str | None,
+    repository: str | None = None,
     verbose: bool = False,
 ) -> int:
     """Run ``wal-fetch``; returns the exit status (see the module docstring)."""
@@ -92,6 +93,7 @@ def fetch_command(
                 destination,
                 system_id=system_id,
                 database=database,
+                repository=repository,
             )
         except WalNotFound as exc:
             sys.stderr.write(f"respaldo: {exc}\n")
@@ -169,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("destination", type=Path)
     fetch.add_argument("--system-id")
     fetch.add_argument("--database", "-d")
+    fetch.add_argument("--repository")
     return parser
 
 
@@ -203,5 +206,6 @@ def main(argv: Sequence[str]) -> int:
         args.destination,
         system_id=args.system_id,
         database=args.database,
+        repository=args.repository,
         verbose=args.verbose,
     )

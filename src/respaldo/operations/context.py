@@ -113,6 +113,15 @@ class Context:
                 repo = self._repositories[key] = open_repository(self.settings, key)
             return repo
 
+    def repository_name(self, repo: Repository) -> str | None:
+        """The configured name of ``repo`` if :meth:`repository` opened it (without
+        opening anything), else None."""
+        with self._lock:
+            for name, opened in self._repositories.items():
+                if opened is repo:
+                    return name
+        return None
+
     def reload_index(self, name: str) -> None:
         """After another handle rewrote the index of repository ``name``: reload it in the
         copy this context holds, if it holds one."""

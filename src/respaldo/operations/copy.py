@@ -5,6 +5,11 @@ Every backup is written to the primary repository; secondaries are *mirrors* of 
 the sealed chunks a secondary lacks, manifest last. A failed copy is recorded in the
 catalog (``backup_copies``) and reported, and never fails the backup: the next backup,
 or ``respaldo copy --all``, retries every backup still missing there.
+
+Archived WAL goes along (:func:`copy_wal_to`, after the backups): every WAL object and
+cluster record the secondary lacks, so that point-in-time recovery works from a mirror
+alone once the primary is lost. A failed WAL copy is reported and alerted, never fails
+the backup, and the next copy catches up (it copies whatever is missing).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from respaldo.errors import ConfigError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copy_backup
+from respaldo.repository.wal import WalCopyStats, copy_wal
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,20 @@ class CopyOutcome:
     backup_id: str
     repository: str
     stats: CopyStats | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class WalCopyOutcome:
+    """The archived WAL copied to one secondary. ``stats`` is None when nothing could be
+    copied; a copy that skipped damaged files has both ``stats`` and ``error``."""
+
+    repository: str
+    stats: WalCopyStats | None
     error: str | None = None
 
     @property
@@ -168,3 +188,59 @@ def copy_backups(ctx: Context, backup_ids: list[str] | None, repository: str) ->
         with ctx.catalog.read() as session:
             backup_ids = BackupCopies(session).missing_in(repository)
     return copy_to(ctx, backup_ids, repository)
+
+
+def copy_wal_to(
+    ctx: Context, repository: str, *, primary: Repository | None = None
+) -> WalCopyOutcome:
+    """Copy the archived WAL (and cluster records) that the secondary ``repository``
+    lacks from the primary; see :func:`respaldo.repository.wal.copy_wal`.
+
+    Raises ConfigError if ``repository`` is the primary or not configured. Every other
+    failure (a repository that does not open, storage errors, damaged WAL in the
+    primary) is alerted and returned in the outcome: the next copy retries what is
+    still missing.
+    """
+    settings = ctx.settings
+    target = settings.repository(repository)
+    if target.name == settings.repository().name:
+        raise ConfigError(f"{repository!r} is the primary repository: WAL is archived there")
+    from respaldo.operations import alerts  # only when there is one (see jobs)
+
+    try:
+        stats = copy_wal(primary or ctx.repository(), ctx.repository(target.name))
+    except RespaldoError as exc:
+        log.warning("copy of archived WAL to %s failed: %s", target.name, exc)
+        message = f"archived WAL not copied to {target.name}: {exc}"
+        alerts.notify_failure(
+            ctx,
+            "copy",
+            message,
+            repository=target.name,
+            hint=exc.hint
+            or f"'respaldo copy --all --to {target.name}' copies what is missing once it "
+            "is reachable (so does the copy after every backup)",
+        )
+        return WalCopyOutcome(target.name, None, message)
+    if not stats.damaged:
+        return WalCopyOutcome(target.name, stats)
+    message = (
+        f"{len(stats.damaged)} archived WAL files are damaged in the primary repository "
+        f"and were not copied to {target.name} (first: {stats.damaged[0]})"
+    )
+    log.warning("%s", message)
+    alerts.notify_failure(
+        ctx,
+        "copy",
+        message,
+        repository=target.name,
+        hint="recovery cannot replay past a damaged file: take a new physical backup so "
+        "that later recoveries do not need it",
+    )
+    return WalCopyOutcome(target.name, stats, message)
+
+
+def replicate_wal(ctx: Context, primary: Repository | None = None) -> list[WalCopyOutcome]:
+    """Copy the archived WAL every secondary lacks (after :func:`replicate`: the backups
+    first). Never raises for a secondary's failure; see :func:`copy_wal_to`."""
+    return [copy_wal_to(ctx, repo.name, primary=primary) for repo in secondaries(ctx.settings)]

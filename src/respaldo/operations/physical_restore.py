@@ -4,7 +4,8 @@
    checked against its ``backup_manifest`` on the way; ownership goes to the server's
    OS user (``postgres``) when respaldo runs as root, and the directory is 0700.
 2. Recovery is configured: ``restore_command`` runs ``respaldo wal-fetch`` with this
-   config file and the backup's system identifier, the recovery target (time, LSN,
+   config file, the backup's system identifier and the repository the restore reads
+   (the first that opens: a mirror when the primary is lost), the recovery target (time, LSN,
    restore point, ``immediate``, or none: all archived WAL) and
    ``recovery_target_action = 'promote'``; ``archive_mode = off`` unless archiving is
    kept (a restored copy must not push its WAL into the original's archive), ``port``
@@ -94,17 +95,24 @@ def default_program() -> str:
     )
 
 
-def build_restore_command(settings: Settings, system_id: str, program: str | None) -> str:
-    """``respaldo --config FILE wal-fetch --system-id ID %f %p``, quoted for the shell."""
+def build_restore_command(
+    settings: Settings, system_id: str, program: str | None, repository: str | None = None
+) -> str:
+    """``respaldo --config FILE wal-fetch --system-id ID [--repository NAME] %f %p``, quoted
+    for the shell: WAL comes from ``repository`` when it is not the primary."""
     config = type(settings).toml_path
     if config is None:
         raise ConfigError(
             "restore_command needs the config file, and respaldo was not given one",
             hint="run respaldo with --config FILE (or RESPALDO_CONFIG)",
         )
+    source = ""
+    if repository is not None and repository != settings.repository().name:
+        source = f" --repository {shlex.quote(repository)}"
     return (
         f"{shlex.quote(program or default_program())} --config "
-        f"{shlex.quote(str(config.absolute()))} wal-fetch --system-id {int(system_id)} %f %p"
+        f"{shlex.quote(str(config.absolute()))} wal-fetch --system-id {int(system_id)}"
+        f"{source} %f %p"
     )
 
 
@@ -194,7 +202,11 @@ def restore_datadir(
         warnings += check_recovery_target(repo, manifest, target)
         settings = ctx.settings
         program = respaldo_command or default_program()
-        restore_command = build_restore_command(settings, system_id, program)
+        # WAL comes from the repository whose archive was just checked: the first that
+        # opens, a mirror when the primary is lost (its WAL copied by copy_wal_to).
+        restore_command = build_restore_command(
+            settings, system_id, program, ctx.repository_name(repo)
+        )
         if settings.passphrase_file is None:
             warnings.append(
                 "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "

@@ -4,7 +4,7 @@
 around its own work: a ``pending`` record that names the job it runs in, ``in_progress``
 with this pid, the caller's body (which writes the streams and commits the manifest), then
 ``completed`` with the writer's figures, or ``failed`` with the error's message, and
-finally copies to the secondary repositories.
+finally copies to the secondary repositories (the backups, then the archived WAL).
 
 The record has no lease of its own: the job's lease says the backup is alive, and a
 record left in progress by a job that ended (its process died and the job lapsed) is
@@ -14,7 +14,7 @@ settled at the next start (:mod:`respaldo.operations.reconcile`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from respaldo.catalog import BackupRecord, BackupRecords, this_host
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
 from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context, current_pid
-from respaldo.operations.copy import CopyOutcome, replicate
+from respaldo.operations.copy import CopyOutcome, WalCopyOutcome, replicate, replicate_wal
 from respaldo.operations.jobs import current_job, note_result
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.views import BackupView
@@ -39,6 +39,8 @@ class BackupResult:
     manifest: Manifest
     stats: WriteStats
     copies: list[CopyOutcome]
+    wal_copies: list[WalCopyOutcome] = field(default_factory=list)
+    """The archived WAL copied to each secondary after the backups."""
 
     @property
     def view(self) -> BackupView:
@@ -148,9 +150,10 @@ def recorded_backup(
                 problem=unconfirmed_problem(stats.unconfirmed_chunks),
             )
     copies = replicate(ctx, repo)
+    wal_copies = replicate_wal(ctx, repo)
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).get(backup_id)
-    return BackupResult(record, manifest, stats, copies)
+    return BackupResult(record, manifest, stats, copies, wal_copies)
 
 
 def _failure(exc: BaseException) -> str:

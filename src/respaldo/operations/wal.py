@@ -15,11 +15,12 @@ believe it is archived. Pushing a file that is archived already succeeds if the 
 is the same (the server retries a push whose success it missed) and is refused if not.
 
 Fetch. ``restore_command`` runs ``wal-fetch --system-id ID %f %p``: the file is read
-from ``wal/<ID>/<timeline>/<file>``, authenticated, checked (a segment's header must
-name that cluster) and written to ``%p`` through a temporary name. A file that is not
-in the archive raises WalNotFound, which the CLI turns into exit status 1: the normal
-"no more WAL" answer. Every other failure must stop recovery rather than end it early
-(see :mod:`respaldo.cli.wal_cmd`).
+from ``wal/<ID>/<timeline>/<file>`` of the primary repository, or of the one
+``--repository NAME`` names (a restore from a mirror fetches from that mirror),
+authenticated, checked (a segment's header must name that cluster) and written to
+``%p`` through a temporary name. A file that is not in the archive raises WalNotFound,
+which the CLI turns into exit status 1: the normal "no more WAL" answer. Every other
+failure must stop recovery rather than end it early (see :mod:`respaldo.cli.wal_cmd`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ def wal_settings(settings: Settings | WalSettings) -> WalSettings:
     return settings if isinstance(settings, WalSettings) else settings.wal_settings()
 
 
-def open_wal_repository(given: Settings | WalSettings) -> Repository:
-    """The primary repository, opened without its chunk index (WAL does not need it)."""
+def open_wal_repository(given: Settings | WalSettings, name: str | None = None) -> Repository:
+    """The repository ``name`` (default: the primary, which WAL is archived into), opened
+    without its chunk index (WAL does not need it). Raises ConfigError for an unknown
+    name, and the errors of opening it."""
     settings = wal_settings(given)
-    repo_settings = settings.repository()
+    repo_settings = settings.repository(name)
     storage = open_storage(repo_settings.url, **repo_settings.options)
     return Repository.open(
         storage,
@@ -368,17 +371,21 @@ def fetch_wal(
     *,
     system_id: str | None = None,
     database: str | None = None,
+    repository: str | None = None,
     repo: Repository | None = None,
 ) -> FetchResult:
     """Write archived WAL file ``file`` (restore_command's ``%f``) to ``destination`` (``%p``).
 
-    The cluster is ``system_id``, else the one recorded for the database. Raises
+    The file is read from the configured repository ``repository`` (default: the
+    primary; a restore from a mirror names the mirror, whose copy of the archive
+    :func:`respaldo.operations.copy.copy_wal_to` keeps up to date). The cluster is
+    ``system_id``, else the one recorded for the database. Raises
     WalNotFound (not archived: the normal end of recovery), InvalidWalFile, WalRefused
     (a segment of another cluster under this name), IntegrityError, storage errors.
     """
     started = time.monotonic()
     wal_name = parse_wal_name(file)
-    repo = repo or open_wal_repository(settings)
+    repo = repo or open_wal_repository(settings, repository)
     if system_id is None:
         name = wal_database(wal_settings(settings), database)
         record = read_cluster(repo, name)

@@ -23,11 +23,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import SealError
 from respaldo.repository.repo import Repository
 from respaldo.storage.base import validate_name
@@ -188,3 +189,81 @@ def delete_wal(repo: Repository, system_id: str, timeline: str, file: str) -> No
     """Delete one archived WAL file; one that is already gone is not an error."""
     with contextlib.suppress(ObjectNotFound):
         repo.storage.delete(wal_object(system_id, timeline, file))
+
+
+# --- copies in mirror repositories -----------------------------------------------------------
+
+
+@dataclass
+class WalCopyStats:
+    """What :func:`copy_wal` did in one mirror."""
+
+    files: int = 0
+    """WAL objects in the source."""
+    copied: int = 0
+    """Of them, copied now (the mirror lacked them)."""
+    bytes_copied: int = 0
+    clusters_copied: int = 0
+    """Cluster records copied now."""
+    damaged: list[str] = field(default_factory=list)
+    """Source objects that failed authentication: not copied (see :func:`copy_wal`)."""
+
+
+def copy_wal(source: Repository, destination: Repository) -> WalCopyStats:
+    """Copy every archived WAL object (segments, partial segments, backup history and
+    timeline history files, of every cluster) that the mirror ``destination`` lacks,
+    sealed bytes as they are, and the cluster records (``clusters/``) it lacks or holds
+    other content under (one replaced by ``check --adopt``).
+
+    Incremental: both sides are listed and only names missing in the destination move; a
+    WAL object present there is never replaced (WAL objects never are). Each blob is
+    authenticated before it is written, so a damaged one is never propagated: it is
+    skipped and named in ``damaged``, and the others are still copied (one bad segment must
+    not keep the mirror behind on everything after it). An object deleted from the source
+    meanwhile (WAL retention) is skipped. Raises RepositoryError if the two are not
+    mirrors, and the storage errors of either side.
+    """
+    if source.id != destination.id:
+        raise RepositoryError(
+            f"{destination.storage.location} is not a mirror of {source.storage.location} "
+            f"(repository ids {destination.id} and {source.id})",
+            hint="create the destination with 'respaldo init', which makes secondaries mirrors",
+        )
+    stats = WalCopyStats()
+    for prefix, aad in ((CLUSTER_PREFIX, _cluster_aad), (WAL_PREFIX, _wal_aad)):
+        present = {info.name for info in destination.storage.list(prefix)}
+        for info in source.storage.list(prefix):
+            if prefix == WAL_PREFIX:
+                stats.files += 1
+            if info.name in present and prefix == WAL_PREFIX:
+                continue
+            try:
+                blob = source.storage.get(info.name)
+            except ObjectNotFound:
+                continue  # removed by WAL retention since the listing
+            try:
+                plain = source.sealer.open(blob, aad(info.name))
+            except SealError:
+                stats.damaged.append(info.name)
+                continue
+            if info.name in present and _same(destination, info.name, plain, aad):
+                continue
+            destination.storage.put(info.name, blob)
+            if prefix == WAL_PREFIX:
+                stats.copied += 1
+                stats.bytes_copied += len(blob)
+            else:
+                stats.clusters_copied += 1
+    return stats
+
+
+def _same(repo: Repository, name: str, plain: bytes, aad: Callable[[str], bytes]) -> bool:
+    """Whether ``repo`` holds ``plain`` under ``name`` (a damaged copy does not)."""
+    try:
+        return repo.sealer.open(repo.storage.get(name), aad(name)) == plain
+    except (SealError, ObjectNotFound):
+        return False
+
+
+def _cluster_aad(name: str) -> bytes:
+    return AAD_CLUSTER + name[len(CLUSTER_PREFIX) :].encode()

@@ -237,9 +237,11 @@ def archiving_cluster(
     *,
     initdb_options: Sequence[str] = (),
     settings: dict[str, str] | None = None,
+    mirror: bool = False,
 ) -> Iterator[Archiving]:
     """A cluster of PostgreSQL ``major`` (None: the system's) archiving through respaldo,
-    with the sample ERP in ``shop``; removed with its repository at the end."""
+    with the sample ERP in ``shop``; removed with its repository at the end.
+    With ``mirror``, respaldo has a second repository, ``offsite`` (``base/offsite``)."""
     base = Path(tempfile.mkdtemp(prefix="respaldo-physical-"))
     # Cleaned up even when the cluster or the repository could not be made.
     cluster: TempCluster | None = None
@@ -255,7 +257,8 @@ def archiving_cluster(
             },
             initdb_options=initdb_options,
         )
-        write_config(base, cluster)
+        offsite = f'[[repositories]]\nname = "offsite"\nurl = "file://{base / "offsite"}"\n'
+        write_config(base, cluster, offsite if mirror else "")
         initialize(load_settings(config), kdf=FAST_KDF)
         chown_tree(base)
         cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))

@@ -1,0 +1,78 @@
+"""Point-in-time recovery from a mirror alone, after the primary repository is lost.
+
+The copy to a secondary repository carries the archived WAL along with the backups
+(incrementally), and a restore that reads from the mirror fetches WAL from it: with the
+primary's directory deleted, a physical backup restores from the offsite copy to a target
+after it, holding exactly the rows committed before the target.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
+from tests.integration.physical.conftest import (
+    SHOP,
+    Archiving,
+    archiving_cluster,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """An archiving cluster whose respaldo has a second repository, ``offsite``; its own
+    (this test deletes the primary repository)."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+        mirror=True,
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
+    mirrored: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    archiving = mirrored
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(table), dbname=SHOP)
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(insert, (1,), dbname=SHOP)
+    record = archiving.backup()  # copied to offsite at its end, with the WAL so far
+    pg.execute(insert, (2,), dbname=SHOP)
+    target = str(pg.scalar("SELECT pg_current_wal_lsn()"))
+    pg.execute(insert, (3,), dbname=SHOP)
+    archiving.switch_and_archive()
+    # The WAL archived since the backup reaches the mirror with the next copy.
+    run = archiving.run("copy", "--all", "--to", "offsite")
+    assert run.code == 0, str(run)
+    assert "archived WAL:" in run.err and "files new in offsite" in run.err
+    shutil.rmtree(archiving.repo_dir)  # the machine with the primary is lost
+    restored, datadir, run = archiving.restore_started(
+        str(record["id"]),
+        restored_servers,
+        "--target-lsn",
+        target,
+        "--respaldo-command",
+        archiving.respaldo_command,
+    )
+    assert "repository local cannot be read" in run.err
+    assert "--repository offsite" in (datadir / "postgresql.auto.conf").read_text()
+    ids = [
+        row[0]
+        for row in restored.query(
+            sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP
+        )
+    ]
+    assert ids == [1, 2]
