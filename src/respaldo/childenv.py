@@ -82,7 +82,7 @@ def hook_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def server_environment(
-    settings: Settings, source: Mapping[str, str] | None = None
+    settings: Settings, source: Mapping[str, str] | None = None, repository: str | None = None
 ) -> dict[str, str]:
     """The environment of a PostgreSQL server respaldo starts (``restore --start``, the
     scratch server of a physical drill) and of its ``pg_ctl``.
@@ -98,7 +98,8 @@ def server_environment(
     - ``RESPALDO_PASSPHRASE``, only when the settings have no ``passphrase_file`` (the
       passphrase then exists nowhere else; restore warns that a later restart of the
       server will not have it);
-    - when the primary repository (the one ``wal-fetch`` reads) is on S3: the ``AWS_…``
+    - when the repository ``wal-fetch`` reads (``repository``, by default the primary; a
+      restore from a mirror names the mirror) is on S3: the ``AWS_…``
       variables that are not credentials (region, CA bundle, config file paths); the
       credential ones (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
       ``AWS_SESSION_TOKEN``) only when no ``access_key_id`` is configured (boto3 then
@@ -113,14 +114,14 @@ def server_environment(
     env = base_environment(source)
     if settings.passphrase_file is None and "RESPALDO_PASSPHRASE" in source:
         env["RESPALDO_PASSPHRASE"] = source["RESPALDO_PASSPHRASE"]
-    if settings.repositories and settings.repositories[0].url.startswith("s3://"):
-        primary = settings.repositories[0]
-        from_environment = primary.access_key_id is None
+    read = settings.repository(repository) if settings.repositories else None
+    if read is not None and read.url.startswith("s3://"):
+        from_environment = read.access_key_id is None
         env.update(
             (k, v)
             for k, v in source.items()
             if k.startswith(AWS_PREFIX) and (from_environment or k not in AWS_CREDENTIAL_NAMES)
         )
-        if primary.secret_access_key is not None and primary.secret_access_key_file is None:
+        if read.secret_access_key is not None and read.secret_access_key_file is None:
             env.update(_pick(source, (REPOSITORIES_NAME,), (f"{REPOSITORIES_NAME}__",)))
     return env

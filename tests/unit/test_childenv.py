@@ -134,3 +134,19 @@ def test_a_server_never_gets_database_passwords_or_libpq_settings() -> None:
             env
         )
         assert "RESPALDO_CONFIG" not in env
+
+
+def test_a_server_recovering_from_an_s3_mirror_gets_what_that_mirror_needs() -> None:
+    """The primary is a lost local disk; wal-fetch reads the offsite bucket."""
+    settings = Settings(
+        repositories=[
+            RepositorySettings(name="local", url="file:///srv/repo"),
+            RepositorySettings(name="offsite", url="s3://b/p"),
+        ],
+        passphrase_file=Path("/etc/respaldo/passphrase"),
+    )
+    env = server_environment(settings, SERVER_PARENT, repository="offsite")
+    assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
+    assert env["AWS_CA_BUNDLE"] == "/etc/ssl/ca.pem"
+    # Reading the local primary, the server gets nothing of AWS.
+    assert server_environment(settings, SERVER_PARENT) == base_environment(SERVER_PARENT)

@@ -204,9 +204,8 @@ def restore_datadir(
         program = respaldo_command or default_program()
         # WAL comes from the repository whose archive was just checked: the first that
         # opens, a mirror when the primary is lost (its WAL copied by copy_wal_to).
-        restore_command = build_restore_command(
-            settings, system_id, program, ctx.repository_name(repo)
-        )
+        wal_source = ctx.repository_name(repo)
+        restore_command = build_restore_command(settings, system_id, program, wal_source)
         if settings.passphrase_file is None:
             warnings.append(
                 "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "
@@ -284,7 +283,10 @@ def restore_datadir(
             raise
         if bindir is not None:
             result.log_file = start_server(
-                datadir, bindir=bindir, owner=owner, env=server_environment(settings)
+                datadir,
+                bindir=bindir,
+                owner=owner,
+                env=server_environment(settings, repository=wal_source),
             )
             result.started = True
             result.recovery = wait_for_recovery(
