@@ -244,6 +244,10 @@ def _failure(
                 local.take_back()
             elif catalog is not None:
                 _keep_undelivered(catalog, alert)
+        elif results and catalog is not None:
+            # A target answers: what reached nobody before goes now (without a service,
+            # whose watchdog would send it, the next alert is the only chance).
+            _resend(settings, catalog, when)
         return results
     except Exception:  # an alert must never fail what it reports on
         log.exception("could not send the alert for a failed %s", kind)
@@ -631,10 +635,14 @@ def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
     :func:`notify_failure`), as they were (their own time); stop at the first that still
     reaches nobody, or that the catalog cannot note as sent (the next call tries again:
     such an alert may be told twice, never lost). Never raises."""
-    if not ctx.settings.notifications.targets:
+    return _resend(ctx.settings, ctx.catalog, now)
+
+
+def _resend(settings: Settings, catalog: Catalog, now: datetime) -> list[DeliveryResult]:
+    if not settings.notifications.targets:
         return []
     try:
-        with ctx.catalog.read() as session:
+        with catalog.read() as session:
             waiting = [(s.key, s.message) for s in AlertStates(session).firing_under(_UNDELIVERED)]
     except Exception:
         log.warning("could not read the alerts that wait to be sent", exc_info=True)
@@ -649,7 +657,7 @@ def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
                 at=datetime.fromisoformat(fields["at"]),
                 details=tuple(tuple(pair) for pair in fields.get("details", ())),
             )
-            results = _send(ctx.settings, ctx._catalog, Alert(**fields), at=now)
+            results = _send(settings, catalog, Alert(**fields), at=now)
         except Exception:
             log.exception("could not send again the alert kept as %s", key)
             results = []
@@ -657,7 +665,7 @@ def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
             break
         told += results
         try:
-            with ctx.catalog.begin() as session:
+            with catalog.begin() as session:
                 state = AlertStates(session).get(key)
                 if state is not None:
                     state.firing = False

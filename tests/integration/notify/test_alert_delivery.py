@@ -289,3 +289,23 @@ def test_a_catalog_resolved_while_the_mail_server_is_down_is_resolved_when_it_is
         assert catalog_action(15 * MIN) is None
     finally:
         smtp.close()
+
+
+def test_without_a_service_an_alert_that_reached_nobody_goes_with_the_next_one(
+    ctx: Context, port: int
+) -> None:
+    # Cron runs the backups, no 'respaldo serve' (no watchdog): the alert of the night
+    # the mail server was down goes out with the next alert that gets through.
+    first = alerts.notify_failure(ctx, "backup", "disk full", database="erp", now=NOW)
+    assert [d.ok for d in first] == [False]
+    smtp = Smtp(port)
+    try:
+        alerts.notify_failure(ctx, "backup", "disk full", database="crm", now=NOW + 24 * H)
+        assert sorted(subjects(smtp)) == [
+            "[respaldo] CRITICAL: backup of crm failed",
+            "[respaldo] CRITICAL: backup of erp failed",
+        ]
+        alerts.notify_failure(ctx, "backup", "disk full", database="crm", now=NOW + 48 * H)
+        assert len(smtp.inbox.items) == 3  # the one of the first night went once
+    finally:
+        smtp.close()
