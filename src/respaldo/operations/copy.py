@@ -198,8 +198,8 @@ def copy_wal_to(
 
     Raises ConfigError if ``repository`` is the primary or not configured. Every other
     failure (a repository that does not open, storage errors, damaged WAL in the
-    primary) is alerted and returned in the outcome: the next copy retries what is
-    still missing.
+    primary) is returned in the outcome and alerted, at most once per repeat interval
+    per repository: the next copy retries what is still missing.
     """
     settings = ctx.settings
     target = settings.repository(repository)
@@ -220,6 +220,8 @@ def copy_wal_to(
             hint=exc.hint
             or f"'respaldo copy --all --to {target.name}' copies what is missing once it "
             "is reachable (so does the copy after every backup)",
+            # Every backup's copy retries: one alert per repeat interval, not one each.
+            throttle_key=f"wal-copy:{target.name}",
         )
         return WalCopyOutcome(target.name, None, message)
     if not stats.damaged:
@@ -236,6 +238,7 @@ def copy_wal_to(
         repository=target.name,
         hint="recovery cannot replay past a damaged file: take a new physical backup so "
         "that later recoveries do not need it",
+        throttle_key=f"wal-copy-damaged:{target.name}",
     )
     return WalCopyOutcome(target.name, stats, message)
 

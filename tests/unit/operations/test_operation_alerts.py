@@ -13,7 +13,7 @@ import pytest
 
 from respaldo.cli.wal_fast import push_command
 from respaldo.errors import WalRefused
-from respaldo.operations.copy import replicate
+from respaldo.operations.copy import replicate, replicate_wal
 from respaldo.operations.prune import (
     PruneResult,
     RepositoryOutcome,
@@ -72,6 +72,21 @@ def test_an_offsite_copy_that_fails_alerts_naming_the_repository(
     (got,) = webhook.inbox.wait(1)
     assert got["json"]["title"] == "[respaldo] CRITICAL: offsite copy failed"
     assert "Repository: second" in got["json"]["message"]
+
+
+def test_a_wal_copy_that_fails_alerts_once_per_repeat_interval(
+    setup: Installation,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    shutil.rmtree(setup.root / "second")  # the offsite repository is gone
+    for _ in range(2):  # two backups' copies while it stays unreachable
+        (outcome,) = replicate_wal(setup.ctx)
+        assert not outcome.ok
+    (got,) = webhook.inbox.wait(1)
+    assert got["json"]["title"] == "[respaldo] CRITICAL: offsite copy failed"
+    assert "archived WAL not copied to second" in got["json"]["message"]
+    assert "Repository: second" in got["json"]["message"]
+    assert len(webhook.inbox.items) == 1
 
 
 def test_a_prune_that_cannot_finish_in_a_repository_alerts(
