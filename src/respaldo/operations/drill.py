@@ -220,13 +220,7 @@ def _drill(
     db = ctx.settings.database(manifest.source)
     admin = _admin(ConnInfo.from_settings(db))
     scratch = scratch_name(SCRATCH_PREFIX)
-    with ctx.catalog.begin() as session:
-        run_id = (
-            DrillRuns(session)
-            .start(backup_id, database=db.name, scratch_name=scratch, job_id=current_job())
-            .id
-        )
-    result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
+    result = _started(ctx, backup_id, db.name, scratch, warnings)
     error: str | None = None
     # The hold ends after the finally clause has dropped the scratch database.
     with contextlib.ExitStack() as hold:
@@ -266,6 +260,20 @@ def _drill(
     return _finish(ctx, result, error)
 
 
+def _started(
+    ctx: Context, backup_id: str, database: str, scratch: str, warnings: list[str]
+) -> DrillResult:
+    """The drill's run recorded as started (its scratch name, for a later sweep to find
+    should this process die), and its result so far (passed: not yet)."""
+    with ctx.catalog.begin() as session:
+        run_id = (
+            DrillRuns(session)
+            .start(backup_id, database=database, scratch_name=scratch, job_id=current_job())
+            .id
+        )
+    return DrillResult(run_id, backup_id, database, False, None, warnings=warnings)
+
+
 def _physical_drill(
     ctx: Context,
     manifest: Manifest,
@@ -279,13 +287,7 @@ def _physical_drill(
     owner = Owner.lookup(SERVER_USER) if os.geteuid() == 0 else None
     scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
     datadir = scratch / "data"
-    with ctx.catalog.begin() as session:
-        run_id = (
-            DrillRuns(session)
-            .start(backup_id, database=db.name, scratch_name=str(scratch), job_id=current_job())
-            .id
-        )
-    result = DrillResult(run_id, backup_id, db.name, False, None, warnings=warnings)
+    result = _started(ctx, backup_id, db.name, str(scratch), warnings)
     error: str | None = None
     try:
         if owner is not None:
@@ -345,15 +347,7 @@ def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> Drill
 
     backup_id = manifest.backup_id
     scratch = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
-    with ctx.catalog.begin() as session:
-        run_id = (
-            DrillRuns(session)
-            .start(
-                backup_id, database=manifest.source, scratch_name=str(scratch), job_id=current_job()
-            )
-            .id
-        )
-    result = DrillResult(run_id, backup_id, manifest.source, False, None, warnings=warnings)
+    result = _started(ctx, backup_id, manifest.source, str(scratch), warnings)
     error: str | None = None
     try:
         try:
