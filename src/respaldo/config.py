@@ -60,7 +60,7 @@ from respaldo.config_core import (
     WalSettings,
     dsn_problem,
     location,
-    no_repository,
+    pick_repository,
     read_config_file,
     repository_passphrase,
     unknown_database,
@@ -760,16 +760,8 @@ class Settings(BaseModel):
         return self
 
     def repository(self, name: str | None = None) -> RepositorySettings:
-        """The named repository, or the primary (first) one."""
-        if not self.repositories:
-            raise no_repository()
-        if name is None:
-            return self.repositories[0]
-        for repo in self.repositories:
-            if repo.name == name:
-                return repo
-        known = ", ".join(r.name for r in self.repositories)
-        raise ConfigError(f"repository {name!r} is not configured", hint=f"configured: {known}")
+        """The named repository, or the primary (first) one. Raises ConfigError."""
+        return pick_repository(self.repositories, name)
 
     def database(self, name: str) -> DatabaseSettings:
         for db in self.databases:

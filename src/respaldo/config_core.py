@@ -28,10 +28,10 @@ import hmac
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from respaldo.errors import ConfigError
@@ -288,6 +288,27 @@ def no_repository() -> ConfigError:
     return ConfigError("no repository is configured", hint="add a [[repositories]] table")
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_Named)
+
+
+def pick_repository(repositories: Sequence[_R], name: str | None) -> _R:
+    """The repository called ``name``, or the primary (first) one. Raises ConfigError."""
+    if not repositories:
+        raise no_repository()
+    if name is None:
+        return repositories[0]
+    for repo in repositories:
+        if repo.name == name:
+            return repo
+    known = ", ".join(r.name for r in repositories)
+    raise ConfigError(f"repository {name!r} is not configured", hint=f"configured: {known}")
+
+
 def unknown_database(name: str, known: list[str]) -> ConfigError:
     shown = ", ".join(known) or "none"
     return ConfigError(f"database {name!r} is not configured", hint=f"configured: {shown}")
@@ -380,15 +401,7 @@ class WalSettings:
 
     def repository(self, name: str | None = None) -> WalRepository:
         """The named repository, or the primary (first) one. Raises ConfigError."""
-        if not self.repositories:
-            raise no_repository()
-        if name is None:
-            return self.repositories[0]
-        for repo in self.repositories:
-            if repo.name == name:
-                return repo
-        known = ", ".join(r.name for r in self.repositories)
-        raise ConfigError(f"repository {name!r} is not configured", hint=f"configured: {known}")
+        return pick_repository(self.repositories, name)
 
     def database(self, name: str) -> str:
         """The configured database ``name``. Raises ConfigError."""
