@@ -33,6 +33,13 @@ class AlertStates:
             self.session.flush()
         return state
 
+    def delete(self, key: str) -> None:
+        """Forget the row of ``key`` (none: nothing to do)."""
+        state = self.get(key)
+        if state is not None:
+            self.session.delete(state)
+            self.session.flush()
+
     def firing_under(self, prefix: str) -> builtins.list[AlertState]:
         """The conditions firing now whose key starts with ``prefix``, oldest first."""
         query = sa.select(AlertState).where(

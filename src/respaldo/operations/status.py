@@ -13,6 +13,8 @@ or red with the reason in words:
 - ``archive:<db>`` (where WAL is archived): ``pg_stat_archiver`` and the files waiting
   in the server's archive queue (:mod:`respaldo.operations.status_server`), and whether
   the last segment archived is in the repository (:mod:`respaldo.operations.status_wal`);
+  where the queue cannot be listed, since when it looks stuck
+  (:mod:`respaldo.operations.status_stuck`, noted in the catalog);
 - ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``;
 - ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet.
 
@@ -46,7 +48,9 @@ from respaldo.operations.status_server import (
     human_age,
     judge_archive,
     read_server,
+    stuck_state,
 )
+from respaldo.operations.status_stuck import stuck_since
 from respaldo.operations.status_wal import stored_in_repository
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import read_cluster
@@ -193,6 +197,15 @@ def compute_status(
         if physical[name] and r.archiver is not None and r.archiver.last_wal
     }
     stored = stored_in_repository(settings, archived) if archived else {}
+    stuck = stuck_since(
+        ctx,
+        {
+            name: stuck_state(r)
+            for name, r in readings.items()
+            if physical[name] and r.error is None
+        },
+        now,
+    )
     databases = [
         _database_status(
             settings,
@@ -202,6 +215,7 @@ def compute_status(
             history=history.get(db.name),
             reading=readings.get(db.name),
             stored=stored.get(db.name),
+            stuck_for=now - stuck[db.name] if db.name in stuck else None,
         )
         for db in settings.databases
     ]
@@ -348,6 +362,7 @@ def _database_status(
     history: _History | None,
     reading: ServerReading | None,
     stored: bool | None = None,
+    stuck_for: timedelta | None = None,
 ) -> DatabaseStatus:
     rpo = settings.rpo_for(db.name)
     items: list[StatusItem] = []
@@ -363,7 +378,7 @@ def _database_status(
     if reading is not None:
         items.append(_server_item(db.name, reading))
         if physical:
-            items.append(_archive_item(db.name, reading, rpo, stored))
+            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for))
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
@@ -494,9 +509,13 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
 
 
 def _archive_item(
-    database: str, reading: ServerReading, rpo: Rpo, stored: bool | None
+    database: str,
+    reading: ServerReading,
+    rpo: Rpo,
+    stored: bool | None,
+    stuck_for: timedelta | None,
 ) -> StatusItem:
-    verdict = judge_archive(reading, rpo, stored=stored)
+    verdict = judge_archive(reading, rpo, stored=stored, stuck_for=stuck_for)
     state = reading.archiver
     return StatusItem(
         key=f"archive:{database}",

@@ -123,20 +123,52 @@ class ArchiveVerdict:
     """How long the oldest segment has waited, else how long ago the last was archived."""
 
 
+def stuck_state(reading: ServerReading) -> str | None:
+    """Pure: where the server's archive queue cannot be listed (no ``pg_monitor``), what
+    archiving that may be stuck is stuck on: the last file archived (name and time), with
+    a failed attempt after it or finished segments behind it. None when nothing says so,
+    or the queue can be listed (what waits there says how long), or the server was not
+    read. The same state seen again means nothing was archived in between."""
+    state = reading.archiver
+    if (
+        reading.error is not None
+        or reading.archive_mode not in _ARCHIVING
+        or state is None
+        or state.waiting is not None
+        or not (_failed_since_success(state) or state.unarchived)
+    ):
+        return None
+    when = state.last_time.isoformat() if state.last_time is not None else "never"
+    return f"{state.last_wal or 'none'} archived at {when}"
+
+
+def _failed_since_success(state: ArchiverState) -> bool:
+    return state.failed_time is not None and (
+        state.last_time is None or state.failed_time > state.last_time
+    )
+
+
 def judge_archive(
-    reading: ServerReading, rpo: Rpo, *, stored: bool | None = None
+    reading: ServerReading,
+    rpo: Rpo,
+    *,
+    stored: bool | None = None,
+    stuck_for: timedelta | None = None,
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
     ``stored``: whether the primary repository holds the last segment the server says it
-    archived (None: not known).
+    archived (None: not known). ``stuck_for``: how long the same :func:`stuck_state` has
+    been seen (None: first seen now).
 
     Red: ``archive_mode`` off, that segment missing from the repository, a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
-    where the waiting files cannot be listed, the last attempt failed and nothing was
-    archived for longer than that. Amber: the
-    server cannot be read (the server item says why), the last attempt failed, more than
-    ``rpo.archive_backlog`` files wait, or the waiting files cannot be listed.
+    where the waiting files cannot be listed, the same stuck state was seen for longer
+    than that. The last success alone does not say it: on a quiet database it can be an
+    hour old while the segment after it finished a second ago. Amber: the server cannot
+    be read (the server item says why), the last attempt failed, more than
+    ``rpo.archive_backlog`` files wait, archiving may be stuck (not seen so for long
+    enough yet), or the waiting files cannot be listed.
     """
     if reading.error is not None:
         return ArchiveVerdict("amber", "unknown: the server cannot be reached")
@@ -152,9 +184,7 @@ def judge_archive(
         if state.last_time is not None
         else "nothing archived yet"
     )
-    failed = state.failed_time is not None and (
-        state.last_time is None or state.failed_time > state.last_time
-    )
+    failed = _failed_since_success(state)
     failures = (
         f"; the last attempt failed ({state.failed_wal}, {human_age(state.now - state.failed_time)}"
         " ago; the server log says why)"
@@ -187,29 +217,35 @@ def judge_archive(
                 waited,
             )
     behind = state.unarchived or 0
-    if (
-        state.waiting is None
-        and (failed or behind)
-        and (since_last is None or since_last > rpo.archive_lag)
-    ):
-        # The queue cannot be listed (no pg_monitor), so no file's wait is known; but the
+    if stuck_state(reading) is not None:
+        # The queue cannot be listed (no pg_monitor), so no file's wait is known. The
         # archiver retries the segment that failed until it goes (or, for a program that
         # cannot run at all, fails without counting it while finished segments pile up),
-        # so nothing was archived since the last success: what a restore would lose.
-        parts = [f"{_plural(behind, 'finished segment')} not archived"] if behind else []
-        if since_last is not None:
-            parts.append(
-                f"nothing archived for {human_age(since_last)} (limit {human_age(rpo.archive_lag)})"
-            )
-        stuck = "".join(f"{part}; " for part in parts)
+        # so a state that stays the same is archiving that is stuck: what a restore would
+        # lose. Since when it is so, only the looks at it tell (the last success can be
+        # long before the segment after it finished).
+        seen = stuck_for if stuck_for is not None and stuck_for > timedelta(0) else timedelta(0)
+        limit = human_age(rpo.archive_lag)
         unseen = (
             f"; cannot see the files waiting to be archived ({state.unknown_why}): "
             "GRANT pg_monitor to this role"
             if state.unknown_why
             else ""
         )
+        pending = f"{_plural(behind, 'finished segment')} not archived" if behind else ""
+        if seen > rpo.archive_lag:
+            stuck = f"stuck for {human_age(seen)} at least (limit {limit}); "
+            return ArchiveVerdict(
+                "red",
+                f"{ARCHIVING_FAILS}{stuck}{pending + '; ' if pending else ''}"
+                f"{last}{failures}{unseen}",
+                since_last,
+            )
         return ArchiveVerdict(
-            "red", f"{ARCHIVING_FAILS}{stuck}{last}{failures}{unseen}", since_last
+            "amber",
+            f"{pending or 'archiving may be stuck'}, seen so for {human_age(seen)} "
+            f"(red after {limit}); {last}{failures}{unseen}",
+            since_last,
         )
     if failed:
         return ArchiveVerdict("amber", f"{last}{failures}", since_last)

@@ -186,8 +186,9 @@ def test_failing_archiving_seen_by_a_role_without_pg_monitor_is_red_and_mailed(
 ) -> None:
     # The usual backup role may not list pg_wal/archive_status (no pg_monitor): how long
     # the segment waits is unknown, but the archiver is stuck on it (it retries the one
-    # that failed until it goes), so nothing was archived since its last success.
-    from datetime import UTC, datetime
+    # that failed until it goes): the same state seen for archive_lag_minutes (15, by the
+    # watchdog's clock) is red.
+    from datetime import UTC, datetime, timedelta
 
     from respaldo.operations import watchdog
     from respaldo.operations.context import Context
@@ -214,8 +215,14 @@ def test_failing_archiving_seen_by_a_role_without_pg_monitor_is_red_and_mailed(
         config.write_text(
             text + f'\n[[notifications.targets]]\nname = "ops-mail"\nurl = "{smtp.url()}"\n'
         )
+        now = datetime.now(UTC)
         with Context.open(load_settings(config)) as ctx:
-            result = watchdog.check(ctx, datetime.now(UTC), wal_archived=())
+            first = watchdog.check(ctx, now, wal_archived=())
+            (erp,) = first.report.databases
+            archive = next(i for i in erp.items if i.key == "archive:erp")
+            assert archive.level == "amber", archive.reason  # first seen: may be a retry
+            assert archive.reason.startswith("archiving may be stuck, seen so for 0 s")
+            result = watchdog.check(ctx, now + timedelta(minutes=16), wal_archived=())
         (erp,) = result.report.databases
         archive = next(i for i in erp.items if i.key == "archive:erp")
         assert erp.archive is not None and erp.archive.waiting is None  # cannot list
@@ -235,8 +242,9 @@ def test_archiving_dead_without_a_counted_failure_is_red_for_a_role_without_pg_m
     # archive_command's program was moved away (exit 127): PostgreSQL restarts the
     # archiver without counting a failure, so pg_stat_archiver shows none, and a role
     # without pg_monitor cannot see the segments waiting. Finished segments after the
-    # last one archived still show it: the current WAL file is further on.
-    from datetime import UTC, datetime
+    # last one archived still show it: the current WAL file is further on. Red once
+    # seen so for archive_lag_minutes, by the watchdog's clock.
+    from datetime import UTC, datetime, timedelta
 
     from respaldo.operations import watchdog
     from respaldo.operations.context import Context
@@ -286,8 +294,11 @@ def test_archiving_dead_without_a_counted_failure_is_red_for_a_role_without_pg_m
         )
         config.write_text(text)
         initialize(load_settings(config), kdf=FAST_KDF)
+        now = datetime.now(UTC)
         with Context.open(load_settings(config)) as ctx:
-            result = watchdog.check(ctx, datetime.now(UTC), wal_archived=())
+            first = watchdog.check(ctx, now, wal_archived=())
+            assert {c.key: c.action for c in first.conditions}["archive:erp"] == "quiet"
+            result = watchdog.check(ctx, now + timedelta(seconds=1), wal_archived=())
         (erp,) = result.report.databases
         archive = next(i for i in erp.items if i.key == "archive:erp")
         assert erp.archive is not None and erp.archive.waiting is None  # cannot list

@@ -7,10 +7,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from respaldo.config import Settings
-from respaldo.operations.status_server import ServerReading, human_age, judge_archive
+from respaldo.operations.status_server import (
+    ServerReading,
+    human_age,
+    judge_archive,
+    stuck_state,
+)
 from respaldo.postgres.archiver import ArchiverState
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 RPO = Settings(databases=[{"name": "erp", "dsn": "postgresql://r@h/erp"}]).rpo_for("erp")
 STATE = ArchiverState(
     now=NOW,
@@ -82,3 +88,69 @@ def test_ages_in_words() -> None:
         human_age(timedelta(seconds=s))
         for s in (-5, 59, 119, 120, 7199, 7200, 26 * 3600 + 1800, 72 * 3600, 80 * 3600)
     ] == ["0 s", "59 s", "119 s", "2 min", "119 min", "2 h", "26 h 30 min", "3 d", "3 d 8 h"]
+
+
+# A quiet database (no archive_timeout): its last segment went 40 minutes ago, and this
+# role may not list the archive queue (no pg_monitor).
+QUIET = dict(
+    last_time=NOW - timedelta(minutes=40),
+    waiting=None,
+    unknown_why="respaldo may not call pg_ls_archive_statusdir()",
+)
+UPLOADING = reading(**QUIET, unarchived=1)  # the segment that just finished goes up now
+RETRIED = reading(  # its first attempt failed 5 s ago; the server retries it
+    **QUIET, failed=1, failed_wal="000000010000000000000029", failed_time=NOW - 5 * SECOND
+)
+
+
+def test_a_quiet_database_that_may_be_stuck_is_amber_until_seen_so_for_archive_lag() -> None:
+    # The last success is 40 min old, but the segment after it may have finished a second
+    # ago: only the same state seen for archive_lag_minutes (15) says it is stuck.
+    for suspect in (UPLOADING, RETRIED):
+        for seen in (None, timedelta(0), timedelta(minutes=15)):
+            verdict = judge_archive(suspect, RPO, stuck_for=seen)
+            assert verdict.level == "amber", (seen, verdict.reason)
+            assert "(red after 15 min)" in verdict.reason
+    verdict = judge_archive(UPLOADING, RPO, stuck_for=timedelta(minutes=4))
+    assert verdict.reason.startswith(
+        "1 finished segment not archived, seen so for 4 min (red after 15 min); "
+        "last archived 40 min ago (000000010000000000000028); cannot see the files"
+    )
+    verdict = judge_archive(RETRIED, RPO)
+    assert verdict.reason.startswith(
+        "archiving may be stuck, seen so for 0 s (red after 15 min); last archived 40 min ago"
+    )
+    verdict = judge_archive(RETRIED, RPO, stuck_for=timedelta(minutes=16))
+    assert (verdict.level, verdict.age) == ("red", timedelta(minutes=40))
+    assert verdict.reason.startswith(
+        "archiving fails, stuck for 16 min at least (limit 15 min); "
+        "last archived 40 min ago (000000010000000000000028); the last attempt failed "
+        "(000000010000000000000029, 5 s ago"
+    )
+    assert verdict.reason.endswith("GRANT pg_monitor to this role")
+    verdict = judge_archive(UPLOADING, RPO, stuck_for=timedelta(minutes=30))
+    assert verdict.reason.startswith(
+        "archiving fails, stuck for 30 min at least (limit 15 min); 1 finished segment not "
+        "archived; last archived 40 min ago"
+    )
+
+
+def test_what_may_be_stuck_is_the_last_segment_archived_with_a_failure_or_segments_after_it() -> (
+    None
+):
+    assert (
+        stuck_state(UPLOADING)
+        == stuck_state(RETRIED)
+        != stuck_state(reading(**{**QUIET, "last_time": NOW - timedelta(minutes=39)}, unarchived=1))
+    )
+    never = reading(
+        last_wal=None, last_time=None, waiting=None, failed=3, failed_time=NOW, failed_wal="x"
+    )
+    assert stuck_state(never) is not None
+    for fine in (
+        reading(**QUIET),  # nothing after the last one archived
+        reading(**QUIET, unarchived=0),
+        reading(unarchived=1),  # the queue can be listed: what waits says it all
+        replace(RETRIED, error="cannot connect"),
+    ):
+        assert stuck_state(fine) is None
