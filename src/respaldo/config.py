@@ -252,6 +252,9 @@ class ScheduleSettings(_Section):
     verify_slices: int = Field(default=7, ge=1, le=366)
     # The restore-test report of the month before, to the targets that take "report".
     report: str = "0 7 1 * *"
+    # Archived WAL to every secondary repository (only with one, and where WAL is
+    # archived): the most a mirror's point-in-time recovery lacks once the primary is lost.
+    wal_copy: str = "*/5 * * * *"
 
 
 class DatabaseSchedules(_Section):

@@ -177,6 +177,7 @@ class JobKind(StrEnum):
     PRUNE = "prune"
     VERIFY = "verify"
     REPORT = "report"  # the monthly restore-test report, by email
+    WAL_COPY = "wal_copy"  # archived WAL to the secondary repositories
 
 
 class JobStatus(StrEnum):

@@ -143,6 +143,9 @@ class JobRequest:
         if self.kind is JobKind.PRUNE and not self.params.get("dry_run"):
             # A second one would wait for the first's exclusive lock, then fail.
             return "prune"
+        if self.kind is JobKind.WAL_COPY:
+            # A second copy at once (another worker) would list and copy the same files.
+            return "wal_copy"
         return None
 
 

@@ -17,6 +17,7 @@ from respaldo.domain import BackupKind, JobKind, JobStatus, TriggeredBy
 from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
+from respaldo.operations.copy import WalCopyOutcome, replicate_wal
 from respaldo.operations.drill import run_drill
 from respaldo.operations.job_audit import audit_job_end
 from respaldo.operations.prune_report import PruneReport, prune_backups
@@ -133,6 +134,8 @@ def _body(
     if kind is JobKind.REPORT:
         # The month before the one the job runs in: on the 1st, the month just ended.
         return lambda c: send_drill_report(c, previous_month(datetime.now(UTC))), lambda _: None
+    if kind is JobKind.WAL_COPY:
+        return wal_copy, lambda _: None
     raise ConfigError(f"a {kind.value} job cannot run from the queue")
 
 
@@ -144,6 +147,27 @@ def _prune(ctx: Context, database: str | None) -> PruneReport:
             RespaldoError("prune could not finish in every repository; it runs again next time")
         )
     return result
+
+
+def wal_copy(ctx: Context) -> list[WalCopyOutcome]:
+    """The ``wal_copy`` schedule's job: copy the archived WAL each secondary repository
+    lacks (:func:`~respaldo.operations.copy.replicate_wal`, incremental).
+
+    Raises RespaldoError naming every repository that is still behind, so the job is
+    recorded failed; the copy alerted already, once per repeat interval per repository,
+    so the failed job sends no alert of its own. The next run copies what is missing.
+    """
+    outcomes = replicate_wal(ctx)
+    failed = [o.error for o in outcomes if o.error is not None]
+    if failed:
+        raise alerts.mark_alerted(
+            RespaldoError(
+                "; ".join(failed),
+                hint="the next wal_copy run copies what is missing; "
+                "'respaldo copy --all --to REPOSITORY' does it now",
+            )
+        )
+    return outcomes
 
 
 def slice_of(day: date, slices: int) -> int:

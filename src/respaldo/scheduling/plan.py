@@ -207,6 +207,9 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
     # Only where someone receives it: a report nobody gets would be a failed job a month.
     if any("report" in t.levels for t in settings.notifications.targets):
         add("report", defaults.report, "[schedules] report", JobKind.REPORT, None)
+    # Only where it copies something: a secondary to copy to, WAL archived to copy.
+    if settings.repositories[1:] and wal_archived:
+        add("wal_copy", defaults.wal_copy, "[schedules] wal_copy", JobKind.WAL_COPY, None)
     return found
 
 

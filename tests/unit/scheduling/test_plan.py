@@ -152,3 +152,38 @@ def test_describe_lists_the_next_runs_in_the_configured_zone() -> None:
         datetime(2026, 12, 5, 3, 0, tzinfo=MEXICO),
         datetime(2026, 12, 6, 3, 0, tzinfo=MEXICO),
     ]
+
+
+def mirrored(**schedules: str) -> Settings:
+    """``settings()`` with a secondary repository, ``offsite``."""
+    return settings(**schedules).model_copy(
+        update={
+            "repositories": [
+                {"name": "local", "url": "file:///srv/respaldo"},
+                {"name": "offsite", "url": "file:///mnt/offsite"},
+            ]
+        }
+    )
+
+
+def test_archived_wal_goes_to_the_mirrors_every_five_minutes() -> None:
+    schedule = by_name(entries(mirrored(), wal_archived={"erp"}))
+    copy = schedule["wal_copy"]
+    start = datetime(2026, 12, 1, 10, 2, tzinfo=MEXICO)
+    assert [(w.hour, w.minute) for w in copy.next_runs(start, 3)] == [(10, 5), (10, 10), (10, 15)]
+    request = copy.request()
+    assert (request.kind, request.target, request.requested_by) == (
+        JobKind.WAL_COPY,
+        None,
+        "wal_copy",
+    )
+    # Two copies at once (two workers of the queue) would copy the same files twice.
+    assert request.exclusive_key == "wal_copy"
+
+
+def test_no_wal_copy_without_a_mirror_or_archived_wal_or_when_off() -> None:
+    assert "wal_copy" not in by_name(entries(settings(), wal_archived={"erp"}))
+    assert "wal_copy" not in by_name(entries(mirrored(), wal_archived=()))
+    assert "wal_copy" not in by_name(entries(mirrored(wal_copy="off"), wal_archived={"erp"}))
+    own = by_name(entries(mirrored(wal_copy="*/15 * * * *"), wal_archived={"erp"}))
+    assert own["wal_copy"].cron == "*/15 * * * *"

@@ -1,0 +1,99 @@
+"""The ``wal_copy`` schedule: archived WAL reaches the mirror every few minutes, not
+only with the copy after a backup.
+
+Real parts: an archiving cluster, its primary repository and a second local repository
+as the mirror, the service's own firing of the schedule (``Service.fire``, as APScheduler
+calls it) and the job it runs from its catalog row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from respaldo.domain import JobKind, JobStatus
+from respaldo.errors import ObjectNotFound
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.wal import open_wal_repository
+from respaldo.repository.wal import read_cluster, wal_object
+from respaldo.scheduling.service import Service
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
+from tests.integration.physical.conftest import Archiving, archiving_cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mirrored(pg_major: int | None) -> Iterator[Archiving]:
+    """An archiving cluster whose respaldo has a second repository, ``offsite``."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+        mirror=True,
+    ) as archiving:
+        yield archiving
+
+
+def _copies(ctx: Context) -> list[jobs.JobInfo]:
+    """The WAL copy jobs, newest first."""
+    return [j for j in jobs.list_jobs(ctx) if j.kind is JobKind.WAL_COPY]
+
+
+def _held(archiving: Archiving, repository: str | None, segment: str) -> bool:
+    settings = archiving.settings()
+    primary = open_wal_repository(settings)
+    try:
+        record = read_cluster(primary, "erp")
+    finally:
+        primary.close()
+    assert record is not None
+    repo = open_wal_repository(settings, repository)
+    try:
+        repo.storage.stat(wal_object(record.system_identifier, segment[:8], segment))
+    except ObjectNotFound:
+        return False
+    finally:
+        repo.close()
+    return True
+
+
+def test_the_wal_copy_schedule_brings_the_mirror_up_to_date_and_catches_up_after_a_failure(
+    mirrored: Archiving,
+) -> None:
+    archiving = mirrored
+    ctx = Context.open(archiving.settings())
+    service = Service.create(ctx)
+    entry = next(e for e in service.schedule if e.name == "wal_copy")
+    assert entry.kind is JobKind.WAL_COPY
+
+    first = archiving.switch_and_archive()
+    assert _held(archiving, None, first) and not _held(archiving, "offsite", first)
+    service.fire(entry)
+    (done,) = _copies(ctx)
+    assert done.status is JobStatus.COMPLETED, done.error
+    assert _held(archiving, "offsite", first)
+
+    # The mirror is unreachable: the job fails and says where; the primary keeps its WAL.
+    offsite = archiving.base / "offsite"
+    away = offsite.rename(archiving.base / "offsite-away")
+    offsite.write_text("not a repository")  # a mount gone wrong: nothing can be written
+    second = archiving.switch_and_archive()
+    service.fire(entry)
+    failed = next(j for j in _copies(ctx) if j.id != done.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and "offsite" in failed.error
+    assert _held(archiving, None, first) and _held(archiving, None, second)
+
+    # Back: the next run copies what the failed one could not.
+    offsite.unlink()
+    away.rename(offsite)
+    service.fire(entry)
+    assert [j.status for j in _copies(ctx)] == [
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.COMPLETED,
+    ]
+    assert _held(archiving, "offsite", second)
