@@ -110,7 +110,13 @@ def copy_to(
                         backup_id, s3_url=s3_url, storage_tier=tier
                     )
         except RespaldoError as exc:
-            if _deleted(ctx, backup_id):
+            gone = _deleted(ctx, backup_id)
+            if not gone:
+                try:
+                    _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+                except RecordNotFound:
+                    gone = True  # deleted just after the look
+            if gone:
                 # Expired by a prune meanwhile (copy_backup removed what it had copied):
                 # not a failure to record or alert about, and no record to record it in.
                 log.info("backup %s was deleted while it was copied to %s", backup_id, target.name)
@@ -118,7 +124,6 @@ def copy_to(
                 outcomes.append(CopyOutcome(backup_id, target.name, None, message))
                 continue
             log.warning("copy of %s to %s failed: %s", backup_id, target.name, exc)
-            _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
             _alert(ctx, backup_id, target.name, exc)
             outcomes.append(CopyOutcome(backup_id, target.name, None, str(exc)))
             continue

@@ -13,6 +13,8 @@ import pytest
 
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus
+from respaldo.errors import StorageError
+from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
@@ -407,3 +409,37 @@ def test_a_kept_backup_gone_from_one_repository_is_warned_about(inst: Installati
     (warning,) = [w for w in result.warnings if kept[0] in w]
     assert "local" in warning and "second" in warning, warning
     assert inst.read(kept[0], "second") == data_for(kept[0])
+
+
+def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_others(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that fails, and a prune that expires that backup between the copy's look at
+    its record (still there) and the failure's write to it: the other backups of the run
+    are copied all the same, and the expired one is told as deleted, not a failure."""
+    old = inst.backup(30 * DAY)
+    kept = [inst.backup(age * DAY) for age in (2, 1)]
+    other = inst.context()
+    real_copy, real_deleted = copy_module.copy_backup, copy_module._deleted
+
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+        if backup_id == old:
+            raise StorageError("the mirror refused the object")
+        return real_copy(source, destination, backup_id, *rest)
+
+    def deleted(ctx: Any, backup_id: str) -> bool:
+        answer = real_deleted(ctx, backup_id)
+        if backup_id == old:
+            prune(other, now=NOW, wait=0)  # just after the look
+        return answer
+
+    monkeypatch.setattr(copy_module, "copy_backup", copy_backup)
+    monkeypatch.setattr(copy_module, "_deleted", deleted)
+    try:
+        copies = replicate(inst.context())
+    finally:
+        other.close()
+    assert {c.backup_id for c in copies if c.ok} == set(kept)
+    (failed,) = [c for c in copies if not c.ok]
+    assert failed.backup_id == old and "deleted" in (failed.error or "")
+    assert inst.record_ids() == set(kept)
