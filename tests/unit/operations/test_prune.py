@@ -20,6 +20,7 @@ from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.repository import Lease, LockKind, verify_repository
+from respaldo.repository.copy import copy_backup as copy_backup_of_repository
 from respaldo.storage.base import Storage
 from tests.unit.operations.support import NOW, Installation, data_for
 from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entries
@@ -420,12 +421,12 @@ def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_other
     old = inst.backup(30 * DAY)
     kept = [inst.backup(age * DAY) for age in (2, 1)]
     other = inst.context()
-    real_copy, real_deleted = copy_module.copy_backup, copy_module._deleted
+    real_deleted = copy_module._deleted
 
     def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
         if backup_id == old:
             raise StorageError("the mirror refused the object")
-        return real_copy(source, destination, backup_id, *rest)
+        return copy_backup_of_repository(source, destination, backup_id, *rest)
 
     def deleted(ctx: Any, backup_id: str) -> bool:
         answer = real_deleted(ctx, backup_id)
