@@ -3,9 +3,10 @@ kept on local disk, so that a process's memory does not grow with the repository
 
 Loading every index file into memory costs about 70 bytes a chunk in every backup and
 restore process (4.5 GB at 65 million chunks). Instead, the index files' entries are
-merged once into one sorted file under ``<cache_dir>/<repository id>/chunkindex.cix``
-(0600, written to a temporary file and renamed), and a process keeps only a directory
-of it in memory: the first key of each 4 KiB block (8 bytes a block, about 0.1 byte a
+merged once into one sorted file under ``<cache_dir>/<repository id>/at-<digest of the
+location>/chunkindex.cix`` (one per repository location, see :func:`location_dir`; 0600,
+written to a temporary file and renamed), and a process keeps only a directory of it in
+memory: the first key of each 4 KiB block (8 bytes a block, about 0.1 byte a
 chunk) and a Bloom filter of the ids (10 bits a chunk, at most FILTER_MAX bytes: it
 spares most lookups of chunks the cache does not hold a read of the file; its hashes
 are words of the ids, which are already uniform). A lookup binary-searches the directory,
@@ -424,10 +425,83 @@ class CacheRun:
                     yield keys[i], block[at : at + 24], group, offset, length, raw
 
 
+LOCATION_PREFIX = "at-"
+LOCATION_NAME = "location"
+"""A file in each location's directory naming the location (for whoever wonders which
+directory to delete; nothing reads it)."""
+
+
+def location_dir(repository_dir: Path, location: str) -> Path:
+    """The directory of the index cache of the repository at ``location`` (its storage's
+    location, a URL without credentials), inside ``repository_dir`` (``<cache_dir>/<id>``).
+
+    One per location, not per repository id: a primary and its mirrors share the id but
+    not their index files, and one shared cache was rebuilt whole at every open of the
+    other (a backup that copies to a mirror opens both). The name is a digest: a
+    location may be long and hold any character."""
+    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+    return repository_dir / f"{LOCATION_PREFIX}{digest}"
+
+
+def note_location(directory: Path, location: str) -> None:
+    """Write ``directory``'s location file if it is missing (best effort)."""
+    path = directory / LOCATION_NAME
+    if path.exists():
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(location + "\n")
+    except OSError:
+        pass  # another process wrote it, or the cache cannot be written: it only informs
+
+
+LEGACY_INDEX_DIR = "index"
+"""Copies of the index files, kept per repository id before the caches moved to a
+directory per location (the repository keeps them per location now)."""
+
+
+def drop_legacy(repository_dir: Path) -> bool:
+    """Remove the cache that earlier versions kept straight in ``repository_dir``
+    (``<cache_dir>/<id>/chunkindex.cix``, its side runs, leftovers and the index file
+    copies), once, under its lock (a process of an earlier version may be building it);
+    the lock file stays, empty. Returns whether there was anything to remove; a cheap
+    check otherwise (one listing of a small directory)."""
+    try:
+        names = [path.name for path in repository_dir.iterdir()]
+    except OSError:
+        return False
+    legacy = [
+        name
+        for name in names
+        if name in (CACHE_NAME, LEGACY_INDEX_DIR)
+        or (name.startswith(SIDE_PREFIX) and name.endswith(".cix"))
+        or (name.startswith(".chunkindex-") and name.endswith(".tmp"))
+        or name.startswith(".build-")
+    ]
+    if not legacy:
+        return False
+    try:
+        with locked(repository_dir):
+            for name in legacy:
+                path = repository_dir / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove the old local chunk index cache in %s: %s", repository_dir, exc)
+    else:
+        log.info("removed the old local chunk index cache in %s", repository_dir)
+    return True
+
+
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
-    """Hold this machine's lock on the cache of one repository (one builder at a time;
-    readers open the file under it too, so that they never see a half-replaced set)."""
+    """Hold this machine's lock on the cache of one repository location (one builder at
+    a time; readers open the file under it too, so that they never see a half-replaced
+    set)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:

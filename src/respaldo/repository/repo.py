@@ -20,7 +20,7 @@ from respaldo.errors import (
     RepositoryExists,
     WrongPassphrase,
 )
-from respaldo.repository import allocator
+from respaldo.repository import allocator, index_cache
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.config_file import (
     CONFIG_NAME,
@@ -109,7 +109,16 @@ class Repository:
         self.sealer = Sealer(self.keys, compression_level, compressible_level=compressible_level)
         self.pack_size = pack_size
         self.workers = workers
+        # What this machine keeps of the repository: per id (the config copy; the key
+        # cache is <cache_dir>/<id>/keys) in cache_dir, and per location (the index
+        # cache, the index file copies) in index_cache_dir: a primary and its mirrors
+        # share the id but not their index files.
         self.cache_dir: Path | None = cache_dir / self.id if cache_dir is not None else None
+        self.index_cache_dir: Path | None = (
+            index_cache.location_dir(self.cache_dir, storage.location)
+            if self.cache_dir is not None
+            else None
+        )
         self.index = ChunkIndex()
         self.index_files: set[str] = set()
         # Index files that failed authentication at the last load (name -> why): left out
@@ -348,6 +357,10 @@ class Repository:
         pack, reads index files itself and refuses.
         """
         self.quarantine = Quarantine.load(self.storage, self.sealer)
+        if self.cache_dir is not None and self.index_cache_dir is not None:
+            # Best effort, both: the cache only saves time.
+            index_cache.drop_legacy(self.cache_dir)
+            index_cache.note_location(self.index_cache_dir, self.storage.location)
         cached = self._load_cached_index()
         if cached is not None:
             self.index, names, damaged = cached
@@ -377,14 +390,10 @@ class Repository:
     def _load_cached_index(self) -> tuple[ChunkIndex, list[str], dict[str, str]] | None:
         """The index backed by this machine's merged index cache (:mod:`.index_cache`),
         or None without a cache directory (or where the cache cannot be used)."""
-        if self.cache_dir is None:
-            return None
-        from respaldo.repository import index_cache
-
-        if not index_cache.usable():
+        if self.index_cache_dir is None or not index_cache.usable():
             return None
         return index_cache.load_cached(
-            self.cache_dir,
+            self.index_cache_dir,
             self.id,
             lambda: {info.name: info.size for info in self.storage.list(INDEX_PREFIX)},
             self._read_index_file,
@@ -500,9 +509,9 @@ class Repository:
             log.info("cannot keep a copy of config in the cache: %s", exc)
 
     def _cache_path(self, name: str) -> Path | None:
-        if self.cache_dir is None:
+        if self.index_cache_dir is None:
             return None
-        return self.cache_dir.joinpath(*name.split("/"))
+        return self.index_cache_dir.joinpath(*name.split("/"))
 
     def _cached_get(self, name: str) -> tuple[bytes, bool]:
         """The object's bytes, and whether they came from the cache."""
@@ -530,9 +539,9 @@ class Repository:
             path.unlink(missing_ok=True)
 
     def _prune_cache(self, live: set[str]) -> None:
-        if self.cache_dir is None:
+        if self.index_cache_dir is None:
             return
-        directory = self.cache_dir / "index"
+        directory = self.index_cache_dir / "index"
         if directory.is_dir():
             for path in directory.iterdir():
                 if f"{INDEX_PREFIX}{path.name}" not in live:

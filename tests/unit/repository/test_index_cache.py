@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.repository import Repository, rebuild_index
+from respaldo.repository.index_cache import location_dir
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import (
     CountingStorage,
@@ -29,7 +30,7 @@ def filled(repo: Repository) -> Repository:
 
 
 def _cache_file(cache: Path, repo: Repository, name: str) -> Path:
-    return cache / repo.id / name
+    return location_dir(cache / repo.id, repo.storage.location) / name
 
 
 def test_second_open_reads_the_index_from_the_cache(
@@ -113,7 +114,7 @@ def test_cache_forgets_index_files_that_are_gone(
     rebuild_index(repo)
     new = names(storage, "index/")
     open_repo(storage, cache_dir=cache)
-    cached = sorted(f"index/{p.name}" for p in (cache / repo.id / "index").iterdir())
+    cached = sorted(f"index/{p.name}" for p in (_cache_file(cache, repo, "index")).iterdir())
     assert cached == new
     assert not set(old) & set(cached)
 

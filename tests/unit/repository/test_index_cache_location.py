@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.repository import Repository
+from respaldo.repository import Repository, index_cache
 from respaldo.repository.copy import copy_backup
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
@@ -86,3 +86,37 @@ def test_each_location_keeps_its_own_cache(
     assert [p.name for p in cache.iterdir()] == [primary.id]
     assert (cache / primary.id / "config").is_file()
     assert reopened.index_cache_dir != open_repo(primary.storage, cache_dir=cache).index_cache_dir
+
+
+def test_the_cache_of_earlier_versions_is_removed_once(
+    pair: tuple[Repository, Repository], tmp_path: Path
+) -> None:
+    """Earlier versions kept the index cache straight in <cache_dir>/<id>: it is removed
+    at the first open (under its lock), and what stays per id (config, keys) stays."""
+    primary, _ = pair
+    cache = tmp_path / "cache"
+    repo = open_repo(primary.storage, cache_dir=cache)
+    per_id = cache / repo.id
+    assert repo.index_cache_dir is not None and repo.index_cache_dir.parent == per_id
+    # The old layout, as an earlier version left it (and a kill -9's leftovers).
+    (repo.index_cache_dir / index_cache.LOCATION_NAME).unlink()
+    for path in list(repo.index_cache_dir.iterdir()):
+        path.rename(per_id / path.name)
+    repo.index_cache_dir.rmdir()
+    (per_id / ".chunkindex-killed.tmp").write_bytes(b"RCIX")
+    (per_id / f"{index_cache.SIDE_PREFIX}1-2-ab.cix").write_bytes(b"RCIX")
+    (per_id / "keys").mkdir()
+    (per_id / "keys" / "k").write_bytes(b"kek")
+    assert (per_id / index_cache.CACHE_NAME).is_file() and (per_id / "index").is_dir()
+
+    reopened = open_repo(primary.storage, cache_dir=cache)
+    assert reopened.index_cache_dir is not None
+    assert sorted(p.name for p in per_id.iterdir()) == sorted(
+        ["config", "keys", index_cache.LOCK_NAME, reopened.index_cache_dir.name]
+    )
+    assert (per_id / index_cache.LOCK_NAME).stat().st_size == 0
+    assert (per_id / "keys" / "k").read_bytes() == b"kek"
+    assert read_stream(reopened, reopened.load_manifest("b0")) == random_bytes(20_000, seed=0)
+    counting = CountingStorage(primary.storage)
+    open_repo(counting, cache_dir=cache)
+    assert counting.gets_under("index/") == []

@@ -59,7 +59,8 @@ def _in_memory(index: ChunkIndex) -> int:
 
 
 def _sides(cache: Path, repo: Repository) -> list[Path]:
-    return sorted((cache / repo.id).glob(f"{index_cache.SIDE_PREFIX}*.cix"))
+    assert repo.index_cache_dir is not None and repo.index_cache_dir.parent.parent == cache
+    return sorted(repo.index_cache_dir.glob(f"{index_cache.SIDE_PREFIX}*.cix"))
 
 
 def test_a_backup_holds_none_of_its_new_chunks_in_the_index(
@@ -164,7 +165,7 @@ def test_leftovers_of_a_killed_process_are_removed_at_open(
     repo = open_repo(storage, cache_dir=cache)
     data = random_bytes(256 * 1024, seed=5)
     write_backup(repo, "b1", {"dump": data})
-    folder = cache / repo.id
+    folder = index_cache.location_dir(cache / repo.id, repo.storage.location)
     # A run half written, and a merge into the main run killed before it removed the
     # side runs it took in.
     (folder / ".chunkindex-killed.tmp").write_bytes(b"RCIX" + bytes(100))
@@ -206,7 +207,7 @@ def test_kill_9_while_side_runs_are_written_leaves_a_sound_repository_and_cache(
 ) -> None:
     root, cache = tmp_path / "repo", tmp_path / "cache"
     repo = init_repo(LocalStorage(root))
-    folder = cache / repo.id
+    folder = index_cache.location_dir(cache / repo.id, repo.storage.location)
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(root), str(cache)],
         cwd=Path(__file__).resolve().parents[3],

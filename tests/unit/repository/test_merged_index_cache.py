@@ -255,7 +255,8 @@ def _all(repo: Repository) -> dict[bytes, Location]:
 
 
 def _cache_path(cache: Path, repo: Repository) -> Path:
-    return cache / repo.id / index_cache.CACHE_NAME
+    assert repo.index_cache_dir is not None and repo.index_cache_dir.parent.parent == cache
+    return repo.index_cache_dir / index_cache.CACHE_NAME
 
 
 def test_the_repository_reads_its_index_from_the_cache(
@@ -397,7 +398,8 @@ def test_two_processes_opening_at_once_build_one_sound_cache(tmp_path: Path) -> 
     assert results == [len(expected)] * 2
     reopened = open_repo(LocalStorage(root), cache_dir=cache)
     assert _all(reopened) == expected
-    assert not [p for p in (cache / repo.id).iterdir() if p.name.startswith(".")]
+    folder = index_cache.location_dir(cache / repo.id, repo.storage.location)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
 def test_a_damaged_meta_is_found_at_open(
