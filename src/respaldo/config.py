@@ -276,6 +276,7 @@ class RpoOverride(_Section):
         default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
     )
     shrink_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
+    wal_copy_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
 
 
 class RpoSettings(_Section):
@@ -297,6 +298,9 @@ class RpoSettings(_Section):
     # A completed backup smaller than this percentage of the one before it (of the same
     # database and kind) is red: emptied tables back up "successfully". 0: not checked.
     shrink_percent: float = Field(default=50.0, ge=0, lt=100, allow_inf_nan=False)
+    # How long a secondary repository may lack archived WAL that the primary holds (what
+    # a point-in-time recovery from it would lose); the wal_copy schedule copies it.
+    wal_copy_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
 
@@ -313,6 +317,8 @@ class Rpo:
     archive_backlog: int
     shrink: float = 0.5
     """A backup smaller than this fraction of the one before it is red (0: unchecked)."""
+    wal_copy: timedelta = timedelta(minutes=30)
+    """How long a secondary repository may lack archived WAL the primary holds."""
 
 
 _ASYMMETRIC_ALGORITHMS = frozenset(
@@ -789,6 +795,7 @@ class Settings(BaseModel):
             archive_lag=timedelta(minutes=pick("archive_lag_minutes")),
             archive_backlog=defaults.archive_backlog,
             shrink=pick("shrink_percent") / 100,
+            wal_copy=timedelta(minutes=pick("wal_copy_minutes")),
         )
 
     def file_set(self, name: str) -> FileSetSettings:

@@ -88,4 +88,6 @@ def _what(item: StatusItem) -> str:
         return f"{kind} backup size"
     if item.check == "copy":
         return f"copy to {item.repository}"
+    if item.check == "walcopy":
+        return f"WAL in {item.repository}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

@@ -16,7 +16,10 @@ or red with the reason in words:
   where the queue cannot be listed, since when it looks stuck
   (:mod:`respaldo.operations.status_stuck`, noted in the catalog);
 - ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``;
-- ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet.
+- ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet;
+- ``walcopy:<db>:<repository>`` (where WAL is archived and ``[schedules] wal_copy`` is
+  on): per secondary repository, since when it lacks archived WAL the primary holds
+  (:mod:`respaldo.operations.status_mirror`).
 
 Everything is computed against an explicit ``now`` (tests move the clock). Nothing here
 raises for what it finds: an unreachable server or catalog is a red item with the reason.
@@ -40,6 +43,7 @@ from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.status_mirror import MirrorLag, mirror_lags
 from respaldo.operations.status_server import (
     ArchiveView,
     Level,
@@ -57,7 +61,9 @@ from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
 
-Check = Literal["rpo", "size", "server", "archive", "restore_test", "copy", "catalog", "repository"]
+Check = Literal[
+    "rpo", "size", "server", "archive", "restore_test", "copy", "walcopy", "catalog", "repository"
+]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
 _KIND_WORDS = {BackupKind.FULL: "full backup", BackupKind.INCREMENTAL: "physical backup"}
@@ -76,7 +82,7 @@ class StatusItem(ResultModel):
     key: str
     """What was checked, as alerts name it, e.g. rpo:erp:full."""
     check: Check
-    """rpo, server, archive, restore_test, copy, catalog or repository."""
+    """rpo, size, server, archive, restore_test, copy, walcopy, catalog or repository."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -197,6 +203,17 @@ def compute_status(
         if physical[name] and r.archiver is not None and r.archiver.last_wal
     }
     stored = stored_in_repository(settings, archived) if archived else {}
+    lags: dict[tuple[str, str], MirrorLag] = {}
+    if settings.schedules.wal_copy.strip().lower() != _OFF:
+        lags = mirror_lags(
+            ctx,
+            {
+                name: (r.archiver.last_wal, r.archiver.last_time)
+                for name, r in readings.items()
+                if name in archived and r.archiver is not None and r.archiver.last_wal
+            },
+            now,
+        )
     stuck = stuck_since(
         ctx,
         {
@@ -216,6 +233,7 @@ def compute_status(
             reading=readings.get(db.name),
             stored=stored.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
+            lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
         )
         for db in settings.databases
     ]
@@ -363,6 +381,7 @@ def _database_status(
     reading: ServerReading | None,
     stored: bool | None = None,
     stuck_for: timedelta | None = None,
+    lags: dict[str, MirrorLag] | None = None,
 ) -> DatabaseStatus:
     rpo = settings.rpo_for(db.name)
     items: list[StatusItem] = []
@@ -385,6 +404,8 @@ def _database_status(
         items.append(_drill_item(db.name, rpo, history, now))
         for repo in settings.repositories[1:]:
             items.append(_copy_item(db.name, repo.name, rpo, history, now))
+    for repo_name, lag in (lags or {}).items():
+        items.append(_walcopy_item(db.name, repo_name, rpo, lag, now))
     return DatabaseStatus(
         database=db.name,
         level=worst(i.level for i in items),
@@ -634,6 +655,43 @@ def _copy_item(
             "count": len(behind),
         }
     )
+
+
+def _walcopy_item(
+    database: str, repository: str, rpo: Rpo, lag: MirrorLag, now: datetime
+) -> StatusItem:
+    limit = rpo.wal_copy
+    base = StatusItem(
+        key=f"walcopy:{database}:{repository}",
+        check="walcopy",
+        database=database,
+        repository=repository,
+        level="green",
+        reason=f"{repository} holds the last segment archived ({lag.segment})",
+        limit_seconds=limit.total_seconds(),
+    )
+    if lag.held:
+        return base
+    facts: dict[str, object] = {}
+    behind = ""
+    late = False
+    if lag.behind_since is not None:
+        waited = now - lag.behind_since
+        late = waited > limit
+        facts = {"at": lag.behind_since, "age_seconds": waited.total_seconds()}
+        behind = (
+            f"{repository} lacks archived WAL since {human_age(waited)} ago "
+            f"(segment {lag.lacking}; limit {human_age(limit)}): a recovery from it "
+            "alone would stop there"
+        )
+    if lag.error is not None:
+        unread = f"repository {repository} cannot be read: {lag.error}"
+        reason = f"{unread}; {behind}" if behind else unread
+        return base.model_copy(
+            update={**facts, "level": "red" if late else "amber", "reason": reason}
+        )
+    # Behind within the limit is the normal state between two wal_copy runs.
+    return base.model_copy(update={**facts, "level": "red" if late else "green", "reason": behind})
 
 
 def _first_line(exc: BaseException | str) -> str:

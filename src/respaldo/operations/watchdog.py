@@ -62,6 +62,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
             "({count} waiting, limit {limit})"
         ),
     ),
+    "walcopy": (
+        _("archived WAL of {database} cannot be checked in {repository}: {error}"),
+        _("archived WAL of {database} has not reached {repository} for {age} (limit {limit})"),
+    ),
 }
 _ARCHIVING_FAILS = (
     _("WAL archiving of {database} fails: nothing archived yet"),
@@ -86,6 +90,7 @@ _KINDS = {
     "size": "backup",
     "restore_test": "drill",
     "copy": "copy",
+    "walcopy": "copy",
     "archive": "wal-push",
 }
 
@@ -211,6 +216,11 @@ def _hint(item: StatusItem) -> str:
         return f"'respaldo drills' shows the last restore tests; 'respaldo drill {db}' runs one"
     if item.check == "copy":
         return f"'respaldo copy --all --to {item.repository}' copies what is missing"
+    if item.check == "walcopy":
+        return (
+            "'respaldo jobs' shows why the wal_copy runs fail; "
+            f"'respaldo copy --all --to {item.repository}' copies the WAL it lacks now"
+        )
     return "'respaldo status' shows the whole picture"
 
 

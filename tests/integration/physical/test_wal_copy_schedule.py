@@ -8,7 +8,9 @@ calls it) and the job it runs from its catalog row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +18,7 @@ from respaldo.domain import JobKind, JobStatus
 from respaldo.errors import ObjectNotFound
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
+from respaldo.operations.status import compute_status
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import read_cluster, wal_object
 from respaldo.scheduling.service import Service
@@ -40,6 +43,15 @@ def mirrored(pg_major: int | None) -> Iterator[Archiving]:
 def _copies(ctx: Context) -> list[jobs.JobInfo]:
     """The WAL copy jobs, newest first."""
     return [j for j in jobs.list_jobs(ctx) if j.kind is JobKind.WAL_COPY]
+
+
+def _walcopy(ctx: Context, now: datetime) -> tuple[str, str]:
+    """The level of ``walcopy:erp:offsite`` at ``now``, and the segment it names."""
+    report = compute_status(ctx, now)
+    (item,) = [i for i in report.items if i.key == "walcopy:erp:offsite"]
+    segment = re.search(r"[0-9A-F]{24}", item.reason)
+    assert segment is not None, item.reason
+    return item.level, segment.group()
 
 
 def _held(archiving: Archiving, repository: str | None, segment: str) -> bool:
@@ -71,7 +83,11 @@ def test_the_wal_copy_schedule_brings_the_mirror_up_to_date_and_catches_up_after
 
     first = archiving.switch_and_archive()
     assert _held(archiving, None, first) and not _held(archiving, "offsite", first)
+    # What the server says it archived, looked for in the mirror: behind since then.
+    later = datetime.now(UTC) + timedelta(minutes=31)
+    assert _walcopy(ctx, later) == ("red", first)
     service.fire(entry)
+    assert _walcopy(ctx, later) == ("green", first)
     (done,) = _copies(ctx)
     assert done.status is JobStatus.COMPLETED, done.error
     assert _held(archiving, "offsite", first)
