@@ -255,6 +255,8 @@ class ScheduleSettings(_Section):
     # Archived WAL to every secondary repository (only with one, and where WAL is
     # archived): the most a mirror's point-in-time recovery lacks once the primary is lost.
     wal_copy: str = "*/5 * * * *"
+    # A files backup of every [[file_sets]] entry (restore tests: restore_test).
+    files: str = "30 3 * * *"
 
 
 class DatabaseSchedules(_Section):
@@ -262,6 +264,14 @@ class DatabaseSchedules(_Section):
 
     full: str | None = None
     incremental: str | None = None
+    restore_test: str | None = None
+
+
+class FileSetSchedules(_Section):
+    """``[file_sets.schedules]``: this file set's own schedules (default: ``[schedules]``'s
+    ``files`` and ``restore_test``)."""
+
+    files: str | None = None
     restore_test: str | None = None
 
 
@@ -667,6 +677,7 @@ class FileSetSettings(_Section):
     # the path relative to the configured path it is under ("thumbnails/*").
     exclude: list[str] = []
     retention_days: int = Field(default=7, ge=1)
+    schedules: FileSetSchedules = FileSetSchedules()
 
     _validate_name = field_validator("name")(_check_name)
 

@@ -195,6 +195,27 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
             JobKind.DRILL,
             db.name,
         )
+    databases = {db.name for db in settings.databases}
+    for file_set in settings.file_sets:
+        own = file_set.schedules
+        where = f"[[file_sets]] {file_set.name!r} schedules"
+        add(
+            f"files:{file_set.name}",
+            own.files or defaults.files,
+            f"{where}.files" if own.files else "[schedules] files",
+            JobKind.BACKUP,
+            file_set.name,
+            type="files",
+        )
+        # A drill of a name that is also a database's tests the database (see drill).
+        if file_set.name not in databases:
+            add(
+                f"restore_test:{file_set.name}",
+                own.restore_test or defaults.restore_test,
+                f"{where}.restore_test" if own.restore_test else "[schedules] restore_test",
+                JobKind.DRILL,
+                file_set.name,
+            )
     add("cleanup", defaults.cleanup, "[schedules] cleanup", JobKind.PRUNE, None)
     add(
         "verify",

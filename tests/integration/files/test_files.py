@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pwd
 import stat
@@ -16,9 +17,13 @@ from typing import Any
 import pytest
 
 from respaldo.config import load_settings
+from respaldo.domain import JobKind, JobStatus
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter
+from respaldo.scheduling.service import Service
 from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF
 from tests.integration.stalled_restore import kill_stalled_restore
@@ -36,8 +41,6 @@ class Files(RunsCli):
     capsys: pytest.CaptureFixture[str]
 
     def backup(self) -> dict[str, Any]:
-        import json
-
         code, out, err = self.run("backup", "uploads", "--json")
         assert code == 0, err
         record: dict[str, Any] = json.loads(out)
@@ -251,3 +254,25 @@ def test_a_killed_restore_leaves_no_truncated_file_and_the_next_one_finishes(
         if not k.endswith(".tmp") and "cache" not in k
     }
     assert _snapshot(target / str(files.tree)[1:]) == expected
+
+
+def test_the_service_backs_up_and_restore_tests_a_file_set_on_its_schedules(
+    files: Files,
+) -> None:
+    with Context.open(load_settings(files.config)) as ctx:
+        service = Service.create(ctx)
+        schedule = {entry.name: entry for entry in service.schedule}
+        service.fire(schedule["files:uploads"])
+        service.fire(schedule["restore_test:uploads"])
+        ran = {j.kind: j for j in jobs.list_jobs(ctx)}
+    assert ran[JobKind.BACKUP].status is JobStatus.COMPLETED, ran[JobKind.BACKUP].error
+    assert ran[JobKind.DRILL].status is JobStatus.COMPLETED, ran[JobKind.DRILL].error
+    code, out, err = files.run("list", "--json")
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert (record["databaseName"], record["backupType"], record["status"]) == (
+        "uploads",
+        "files",
+        "completed",
+    )
+    assert record["isVerified"] is True  # the restore test passed

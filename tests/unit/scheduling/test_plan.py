@@ -187,3 +187,47 @@ def test_no_wal_copy_without_a_mirror_or_archived_wal_or_when_off() -> None:
     assert "wal_copy" not in by_name(entries(mirrored(wal_copy="off"), wal_archived={"erp"}))
     own = by_name(entries(mirrored(wal_copy="*/15 * * * *"), wal_archived={"erp"}))
     assert own["wal_copy"].cron == "*/15 * * * *"
+
+
+def with_file_sets(**schedules: str) -> Settings:
+    base = settings(**schedules)
+    return Settings(
+        databases=[db.model_dump() for db in base.databases],
+        schedules=base.schedules.model_dump(),
+        file_sets=[
+            {"name": "uploads", "paths": ["/srv/erp/uploads"]},
+            {
+                "name": "planos",
+                "paths": ["/srv/erp/planos"],
+                "schedules": {"files": "0 */4 * * *", "restore_test": "off"},
+            },
+            # A file set named as a database: its restore test would test the database.
+            {"name": "erp", "paths": ["/srv/erp/etc"]},
+        ],
+    )
+
+
+def test_file_sets_are_backed_up_and_restore_tested_on_their_schedules() -> None:
+    schedule = by_name(entries(with_file_sets(), wal_archived=()))
+    start = datetime(2026, 11, 30, 23, 59, tzinfo=MEXICO)
+    end = datetime(2026, 12, 2, tzinfo=MEXICO)
+    uploads = schedule["files:uploads"]
+    assert [(w.day, w.hour, w.minute) for w in runs_in(uploads, start, end)] == [(1, 3, 30)]
+    request = uploads.request()
+    assert (request.kind, request.target, request.params) == (
+        JobKind.BACKUP,
+        "uploads",
+        {"type": "files"},
+    )
+    assert {w.hour for w in runs_in(schedule["files:planos"], start, end)} == {0, 4, 8, 12, 16, 20}
+    assert schedule["files:erp"].request().params == {"type": "files"}
+    assert schedule["restore_test:uploads"].kind is JobKind.DRILL
+    assert schedule["restore_test:uploads"].target == "uploads"
+    assert "restore_test:planos" not in schedule  # turned off
+    assert schedule["restore_test:erp"].target == "erp"  # the database's, once
+    assert sorted(n for n in schedule if n.startswith("restore_test:")) == [
+        "restore_test:erp",
+        "restore_test:uploads",
+    ]
+    off = by_name(entries(with_file_sets(files="off"), wal_archived=()))
+    assert sorted(n for n in off if n.startswith("files:")) == ["files:planos"]
