@@ -197,12 +197,12 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
         )
     databases = {db.name for db in settings.databases}
     for file_set in settings.file_sets:
-        own = file_set.schedules
+        mine = file_set.schedules
         where = f"[[file_sets]] {file_set.name!r} schedules"
         add(
             f"files:{file_set.name}",
-            own.files or defaults.files,
-            f"{where}.files" if own.files else "[schedules] files",
+            mine.files or defaults.files,
+            f"{where}.files" if mine.files else "[schedules] files",
             JobKind.BACKUP,
             file_set.name,
             type="files",
@@ -211,8 +211,8 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
         if file_set.name not in databases:
             add(
                 f"restore_test:{file_set.name}",
-                own.restore_test or defaults.restore_test,
-                f"{where}.restore_test" if own.restore_test else "[schedules] restore_test",
+                mine.restore_test or defaults.restore_test,
+                f"{where}.restore_test" if mine.restore_test else "[schedules] restore_test",
                 JobKind.DRILL,
                 file_set.name,
             )
