@@ -311,6 +311,8 @@ class RpoSettings(_Section):
     # How long a secondary repository may lack archived WAL that the primary holds (what
     # a point-in-time recovery from it would lose); the wal_copy schedule copies it.
     wal_copy_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
+    # The newest completed files backup of each [[file_sets]] entry (daily, as full).
+    files_hours: float = Field(default=26.0, gt=0, le=24 * 366, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
 
@@ -329,6 +331,8 @@ class Rpo:
     """A backup smaller than this fraction of the one before it is red (0: unchecked)."""
     wal_copy: timedelta = timedelta(minutes=30)
     """How long a secondary repository may lack archived WAL the primary holds."""
+    files: timedelta = timedelta(hours=26)
+    """The newest completed files backup (of a file set)."""
 
 
 _ASYMMETRIC_ALGORITHMS = frozenset(
@@ -789,9 +793,10 @@ class Settings(BaseModel):
                 return db
         raise unknown_database(name, [d.name for d in self.databases])
 
-    def rpo_for(self, name: str) -> Rpo:
-        """The thresholds of configured database ``name``. Raises ConfigError."""
-        own = self.database(name).rpo
+    def rpo_for(self, name: str | None) -> Rpo:
+        """The thresholds of configured database ``name``; None: ``[rpo]``'s alone (a
+        file set's). Raises ConfigError."""
+        own = self.database(name).rpo if name is not None else RpoOverride()
         defaults = self.rpo
 
         def pick(key: str) -> float:
@@ -807,6 +812,7 @@ class Settings(BaseModel):
             archive_backlog=defaults.archive_backlog,
             shrink=pick("shrink_percent") / 100,
             wal_copy=timedelta(minutes=pick("wal_copy_minutes")),
+            files=timedelta(hours=defaults.files_hours),
         )
 
     def file_set(self, name: str) -> FileSetSettings:

@@ -66,7 +66,11 @@ Check = Literal[
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
-_KIND_WORDS = {BackupKind.FULL: "full backup", BackupKind.INCREMENTAL: "physical backup"}
+_KIND_WORDS = {
+    BackupKind.FULL: "full backup",
+    BackupKind.INCREMENTAL: "physical backup",
+    BackupKind.FILES: "files backup",
+}
 # How far in the future a backup's time may be and still count (another machine's clock
 # a little ahead). Further than that, a clock was wrong when it was taken: its real age
 # is unknown, and it must not pass for a fresh backup until that date comes.
@@ -106,10 +110,10 @@ class StatusItem(ResultModel):
 
 
 class DatabaseStatus(ResultModel):
-    """Every item of one configured database; ``level`` is the worst of them."""
+    """Every item of one configured database (or file set); ``level`` is the worst."""
 
     database: str
-    """The configured database."""
+    """The configured database, or file set."""
     level: Level
     """The worst level of its items."""
     physical: bool
@@ -175,6 +179,11 @@ def compute_status(
                 db.name: _History.read(session, db.name, secondaries, now)
                 for db in settings.databases
             }
+            files = (BackupKind.FILES,)
+            file_history = {
+                f.name: _History.read(session, f.name, secondaries, now, files)
+                for f in settings.file_sets
+            }
     except (SQLAlchemyError, RespaldoError) as exc:
         general.append(
             StatusItem(
@@ -184,7 +193,7 @@ def compute_status(
                 reason=f"the catalog cannot be read: {_first_line(exc)}",
             )
         )
-        history = {}
+        history, file_history = {}, {}
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases
@@ -237,6 +246,11 @@ def compute_status(
         )
         for db in settings.databases
     ]
+    named = {db.name for db in settings.databases}
+    databases += [
+        _file_set_status(settings, f.name, now, file_history.get(f.name), shared=f.name in named)
+        for f in settings.file_sets
+    ]
     level = worst([*(i.level for i in general), *(d.level for d in databases)])
     return StatusReport(checked_at=now, level=level, general=general, databases=databases)
 
@@ -264,12 +278,18 @@ class _History:
 
     @classmethod
     def read(
-        cls, session: Session, database: str, secondaries: list[str], now: datetime
+        cls,
+        session: Session,
+        database: str,
+        secondaries: list[str],
+        now: datetime,
+        kinds: tuple[BackupKind, ...] = (BackupKind.FULL, BackupKind.INCREMENTAL),
     ) -> _History:
+        """``database``'s history (a file set's: ``kinds`` FILES alone)."""
         found = cls()
         mine = BackupRecord.database_name == database
         believable = BackupRecord.completed_at <= now + CLOCK_SKEW
-        for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
+        for kind in kinds:
             of_kind = sa.select(BackupRecord).where(mine, BackupRecord.backup_type == kind)
             completed = of_kind.where(BackupRecord.status == BackupStatus.COMPLETED).order_by(
                 BackupRecord.completed_at.desc(), BackupRecord.id.desc()
@@ -412,6 +432,33 @@ def _database_status(
         physical=physical,
         server_version=reading.version if reading is not None else None,
         archive=archive,
+        items=items,
+    )
+
+
+def _file_set_status(
+    settings: Settings, name: str, now: datetime, history: _History | None, *, shared: bool
+) -> DatabaseStatus:
+    """A file set's items: its files backups' age (``[rpo] files_hours``) and size and,
+    unless a database has its name (``drill`` of that name tests the database, and its
+    copies are the database's items already), its restore tests and copies."""
+    rpo = settings.rpo_for(None)
+    items: list[StatusItem] = []
+    if history is not None:
+        items.append(_backup_item(name, BackupKind.FILES, rpo.files, history, now))
+        size = _size_item(name, BackupKind.FILES, rpo.shrink, history)
+        if size is not None:
+            items.append(size)
+        if not shared:
+            items.append(_drill_item(name, rpo, history, now))
+            for repo in settings.repositories[1:]:
+                items.append(_copy_item(name, repo.name, rpo, history, now))
+    return DatabaseStatus(
+        database=name,
+        level=worst(i.level for i in items),
+        physical=False,
+        server_version=None,
+        archive=None,
         items=items,
     )
 

@@ -47,6 +47,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         _("no physical backup of {database} was ever completed"),
         _("no physical backup of {database} for {age} (RPO {limit})"),
     ),
+    "rpo:files": (
+        _("no files backup of {database} was ever completed"),
+        _("no files backup of {database} for {age} (RPO {limit})"),
+    ),
     "archive": (
         _("archive_mode is off on the server of {database}"),
         _("WAL of {database} waits to be archived for {age} (limit {limit})"),
@@ -75,6 +79,9 @@ _SIZE = {
     "full": _("the newest full backup of {database} is much smaller than the one before: {error}"),
     "incremental": _(
         "the newest physical backup of {database} is much smaller than the one before: {error}"
+    ),
+    "files": _(
+        "the newest files backup of {database} is much smaller than the one before: {error}"
     ),
 }
 _ARCHIVED_ELSEWHERE = _(

@@ -201,3 +201,37 @@ def test_a_physical_backup_taken_incrementally_is_not_compared_by_size(tmp_path:
         assert (size.level, size.backup_id) == ("green", whole)
         backup(ctx, NOW - H / 4, kind=BackupKind.INCREMENTAL, size=400)
         assert catalog_only(ctx, archived=("erp",))["size:erp:incremental"].level == "red"
+
+
+def test_file_sets_are_watched_like_databases(tmp_path: Path) -> None:
+    # A file set's backups have an RPO, a size against the one before (an upload share
+    # that was not mounted backs up "successfully" as nothing) and restore tests.
+    settings = status_settings(
+        tmp_path,
+        file_sets=[
+            {"name": "uploads", "paths": ["/srv/erp/uploads"]},
+            {"name": "erp", "paths": ["/srv/erp/etc"]},  # named as the database
+        ],
+        rpo={"files_hours": 30},
+    )
+    with Context.open(settings, create=True) as ctx:
+        report = compute_status(ctx, NOW, wal_archived=(), servers=False)
+        found = items(report)
+        assert found["rpo:uploads:files"].level == "red"
+        assert found["rpo:uploads:files"].reason == "no files backup was ever completed"
+        assert found["restore_test:uploads"].level == "red"
+        first = backup(ctx, NOW - 29 * H, kind=BackupKind.FILES, database="uploads", size=9000)
+        drill(ctx, first, NOW - 28 * H, passed=True, database="uploads")
+        backup(ctx, NOW - 2 * H, kind=BackupKind.FILES, database="uploads", size=100)
+        backup(ctx, NOW - H, kind=BackupKind.FILES, database="erp")
+        found = catalog_only(ctx)
+    rpo = found["rpo:uploads:files"]
+    assert (rpo.level, rpo.limit_seconds) == ("green", 30 * 3600)
+    assert found["size:uploads:files"].level == "red"  # 100 bytes after 9,000
+    assert found["restore_test:uploads"].level == "green"
+    assert found["rpo:erp:files"].level == "green"
+    # The database's own items are its alone: the file set named erp adds no second
+    # restore test under the same key.
+    assert [i.key for i in report.items].count("restore_test:erp") == 1
+    statuses = {d.database: d for d in compute_status(ctx, NOW, servers=False).databases}
+    assert statuses["uploads"].level == "red" and not statuses["uploads"].physical

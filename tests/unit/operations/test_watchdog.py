@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from respaldo.domain import BackupKind
 from respaldo.operations import alerts, status, watchdog
 from respaldo.operations.context import Context
 from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
@@ -223,3 +224,23 @@ def test_a_catalog_that_fails_to_note_a_resent_alert_does_not_stop_the_watchdog(
     with pytest.raises(KeyError):
         watchdog.check(ctx, NOW + 2 * H, wal_archived=(), servers=False)
     assert titles(webhook)[2:] == ["[respaldo] CRITICAL: backup of erp failed"]
+
+
+def test_a_file_sets_items_have_their_own_alert_texts(tmp_path: Path) -> None:
+    settings = status_settings(tmp_path, file_sets=[{"name": "uploads", "paths": ["/srv/u"]}])
+    with Context.open(settings, create=True) as ctx:
+        never = status.compute_status(ctx, NOW, wal_archived=(), servers=False)
+        backup(ctx, NOW - 40 * H, kind=BackupKind.FILES, database="uploads", size=9000)
+        backup(ctx, NOW - 30 * H, kind=BackupKind.FILES, database="uploads", size=10)
+        old = status.compute_status(ctx, NOW, wal_archived=(), servers=False)
+
+    def text(report: status.StatusReport, key: str) -> str:
+        (item,) = [i for i in report.items if i.key == key]
+        message, args = watchdog.describe(item)
+        return message.format(**args)
+
+    assert text(never, "rpo:uploads:files") == "no files backup of uploads was ever completed"
+    assert text(old, "rpo:uploads:files") == "no files backup of uploads for 30 h (RPO 26 h)"
+    assert text(old, "size:uploads:files").startswith(
+        "the newest files backup of uploads is much smaller than the one before: "
+    )
