@@ -185,6 +185,28 @@ class Jobs:
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         return builtins.list(self.session.scalars(query))
 
+    def forget_earlier(self, schedule: str, before: int, *, keep_failed: int) -> int:
+        """Delete the runs of ``schedule`` older than job ``before`` that ended well
+        (completed, skipped) and its failed or cancelled ones but the newest
+        ``keep_failed``: for a schedule that runs every few minutes. Returns how many."""
+        earlier = sa.and_(
+            Job.triggered_by == TriggeredBy.SCHEDULE,
+            Job.requested_by == schedule,
+            Job.id < before,
+        )
+        bad = (JobStatus.FAILED, JobStatus.CANCELLED)
+        kept = (
+            sa.select(Job.id)
+            .where(earlier, Job.status.in_(bad))
+            .order_by(Job.id.desc())
+            .limit(keep_failed)
+        )
+        ended = Job.status.in_((JobStatus.COMPLETED, JobStatus.SKIPPED, *bad))
+        gone = self.session.execute(
+            sa.delete(Job).where(earlier, ended, Job.id.not_in(kept.scalar_subquery()))
+        )
+        return int(getattr(gone, "rowcount", 0) or 0)
+
     def running_with_key(self, key: str) -> Job | None:
         query = sa.select(Job).where(Job.status == JobStatus.RUNNING, Job.exclusive_key == key)
         return self.session.scalars(query).first()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from respaldo import cancellation
@@ -421,6 +422,26 @@ def skip(ctx: Context, job_id: int, reason: str) -> JobInfo:
     run still runs)."""
     with ctx.catalog.begin() as session:
         return JobInfo.of(Jobs(session).finish(job_id, JobStatus.SKIPPED, error=reason))
+
+
+ROUTINE_FAILURES_KEPT = 12
+"""Failed runs a schedule of every few minutes keeps (an hour of ``wal_copy``'s)."""
+
+
+def forget_earlier_runs(ctx: Context, schedule: str) -> None:
+    """Called by the job of a schedule that runs every few minutes (``wal_copy``): its
+    earlier runs that ended well are deleted, and its failures but the newest
+    :data:`ROUTINE_FAILURES_KEPT`, so that they do not crowd every other job off the
+    lists (288 rows a day). The current job stays, so the schedule's last run is known.
+    Never raises: a catalog error leaves the rows for the next run."""
+    job_id = current_job()
+    if job_id is None:
+        return
+    try:
+        with ctx.catalog.begin() as session:
+            Jobs(session).forget_earlier(schedule, job_id, keep_failed=ROUTINE_FAILURES_KEPT)
+    except (SQLAlchemyError, RespaldoError) as exc:
+        log.warning("could not forget the earlier runs of %s: %s", schedule, exc)
 
 
 def last_of_schedule(ctx: Context, name: str) -> JobInfo | None:

@@ -157,7 +157,10 @@ def wal_copy(ctx: Context) -> list[WalCopyOutcome]:
     recorded failed; the copy alerted already, once per repeat interval per repository,
     so the failed job sends no alert of its own. The next run copies what is missing.
     """
-    outcomes = replicate_wal(ctx)
+    try:
+        outcomes = replicate_wal(ctx)
+    finally:
+        jobs.forget_earlier_runs(ctx, "wal_copy")
     failed = [o.error for o in outcomes if o.error is not None]
     if failed:
         raise alerts.mark_alerted(

@@ -107,9 +107,6 @@ def test_the_wal_copy_schedule_brings_the_mirror_up_to_date_and_catches_up_after
     offsite.unlink()
     away.rename(offsite)
     service.fire(entry)
-    assert [j.status for j in _copies(ctx)] == [
-        JobStatus.COMPLETED,
-        JobStatus.FAILED,
-        JobStatus.COMPLETED,
-    ]
+    # The earlier run that ended well is forgotten (one every 5 minutes); the failure stays.
+    assert [j.status for j in _copies(ctx)] == [JobStatus.COMPLETED, JobStatus.FAILED]
     assert _held(archiving, "offsite", second)
