@@ -2,9 +2,9 @@
 
 Run::
 
-    .venv/bin/python -m bench.bigdb create --dir /work/bigdata/s10 --scale 11 --workers 2
-    .venv/bin/python -m bench.bigdb status --dir /work/bigdata/s10
-    .venv/bin/python -m bench.bigdb destroy --dir /work/bigdata/s10
+    .venv/bin/python -m bench.bigdb create --dir $BIGDATA/s10 --scale 11 --workers 2
+    .venv/bin/python -m bench.bigdb status --dir $BIGDATA/s10
+    .venv/bin/python -m bench.bigdb destroy --dir $BIGDATA/s10
 
 Loading 10 GB takes the better part of an hour on a shared 2-core machine, too long to
 repeat for every benchmark run. ``create`` starts a cluster under ``--dir`` (the same

@@ -4,8 +4,8 @@ Run::
 
     .venv/bin/python -m bench.memory_bench --scale 0.2 --workdir /tmp/mbench --repeat 3
     .venv/bin/python -m bench.memory_bench --scale 0.1,0.3 --repeat 1
-    .venv/bin/python -m bench.memory_bench --cluster /work/bigdata/s1 \
-        --cluster /work/bigdata/s4 --cluster /work/bigdata/s10 --repeat 1 --no-reference
+    .venv/bin/python -m bench.memory_bench --cluster $BIGDATA/s1 \
+        --cluster $BIGDATA/s4 --cluster $BIGDATA/s10 --repeat 1 --no-reference
 
 Each point of the curve is a database: one the benchmark loads in a throwaway cluster
 for each scale of the comma-separated ``--scale`` list (as :mod:`bench.logical_bench`

@@ -3,7 +3,7 @@
 Run::
 
     .venv/bin/python -m bench.pardump_bench --scale 0.3 --repeat 3 --workdir /tmp/pdbench
-    .venv/bin/python -m bench.pardump_bench --cluster /work/bigdata/s10 --repeat 1
+    .venv/bin/python -m bench.pardump_bench --cluster $BIGDATA/s10 --repeat 1
 
 It starts a throwaway cluster below ``--workdir``, loads the sample ERP database at
 ``--scale`` (1.0 is about 890 MiB), vacuums and checkpoints it; none of that is measured.
