@@ -49,6 +49,11 @@ from typing import IO
 
 from respaldo.errors import RestoreError
 from respaldo.operations.pardump import TOC_FILE, dump_files
+from respaldo.operations.restore_feed import FEED as FEED
+from respaldo.operations.restore_feed import Aborted as _Aborted
+from respaldo.operations.restore_feed import Arrivals as _Arrivals
+from respaldo.operations.restore_feed import FileFeed, send_range
+from respaldo.operations.restore_feed import write_all as _write_all
 from respaldo.postgres import ConnInfo, pg_restore
 from respaldo.postgres.archive_offsets import (
     BLOCK_BLOBS,
@@ -67,56 +72,6 @@ from respaldo.postgres.commands import widen_pipe
 from respaldo.repository import Manifest
 
 log = logging.getLogger(__name__)
-
-FEED = 1 << 20
-"""The most bytes handed to a pg_restore in one write."""
-IOV_PARTS = 512
-"""The most parts one ``writev`` takes (the system's limit is 1024)."""
-
-
-class _Aborted(Exception):
-    """The spool was abandoned (the read failed, or another worker did)."""
-
-
-class _Arrivals:
-    """What has arrived of a dump being read, for threads that wait on it: the reader
-    records progress, then marks it done (checksum matched) or aborted; a waiter wakes on
-    each change and gets :class:`_Aborted` once the read is abandoned."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._done = False
-        self._aborted = False
-
-    @contextlib.contextmanager
-    def _arriving(self) -> Iterator[None]:
-        """Change what has arrived, then wake the waiters."""
-        with self._changed:
-            yield
-            self._changed.notify_all()
-
-    def _mark_done(self) -> None:
-        with self._arriving():
-            self._done = True
-
-    def abort(self) -> None:
-        """Wake every waiter with :class:`_Aborted`."""
-        with self._arriving():
-            self._aborted = True
-
-    def _wait(self, ready: Callable[[], bool]) -> None:
-        """Block until ``ready()`` or the whole dump is there; called with the condition
-        held. Raises _Aborted."""
-        while not self._aborted and not self._done and not ready():
-            self._changed.wait()
-        if self._aborted:
-            raise _Aborted
-
-    def wait_done(self) -> None:
-        """Block until the whole dump is there and matched its checksum. Raises
-        _Aborted (the read failed)."""
-        with self._changed:
-            self._wait(lambda: False)
 
 
 class Spool(_Arrivals):
@@ -237,21 +192,6 @@ class _SpoolReader:
                     hint="restore it with --jobs 1",
                 )
             at += send_range(out, self._fd, at, min(end, available) - at)
-
-
-def send_range(out: IO[bytes], fd: int, offset: int, count: int) -> int:
-    """``sendfile`` of ``count`` bytes of file ``fd`` from ``offset`` into ``out`` (flushed
-    by the caller); returns ``count``. Raises RestoreError if the file is shorter."""
-    sent = 0
-    while sent < count:
-        n = os.sendfile(out.fileno(), fd, offset + sent, count - sent)
-        if n == 0:
-            raise RestoreError(
-                f"the spooled dump ends at byte {offset + sent}, before {offset + count}",
-                hint="nothing was changed; restore again",
-            )
-        sent += n
-    return sent
 
 
 @dataclass
@@ -420,7 +360,7 @@ def restore_arriving(
 
 
 def _feed_while_loading(
-    spool: Spool | FileSpool, loading: Future[Plan | None], steps: Iterator[None]
+    spool: Spool | FileFeed, loading: Future[Plan | None], steps: Iterator[None]
 ) -> Plan | None:
     """Take ``steps`` (each adds to ``spool``) to their end and finish the spool, or
     until the loading pg_restore failed (its error is raised here); return the loading's
@@ -433,6 +373,12 @@ def _feed_while_loading(
         else:
             spool.finish()
         return loading.result()
+    except _Aborted:
+        # A worker failed while the reader waited for it to take what was read: its
+        # error, not the abandoned read, is the one to tell.
+        spool.abort()
+        loading.result()
+        raise
     except BaseException:
         spool.abort()
         _reap(loading)
@@ -555,37 +501,6 @@ def stepped(report: Callable[[int], None], total: int) -> Callable[[int], None]:
 # --- directory-format dumps (``backup --jobs N``, operations/pardump.py) ---------------
 
 
-class FileSpool(_Arrivals):
-    """The files of a directory-format dump, written into ``directory`` as they are read,
-    each one's SHA-256 checked; readers wait for a file to be complete."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__()
-        self.directory = directory
-        self._complete: set[str] = set()
-
-    def add(self, name: str) -> None:
-        """File ``name`` is complete and its stream's checksum matched."""
-        with self._arriving():
-            self._complete.add(name)
-
-    def finish(self) -> None:
-        """Every file is there, each one's checksum checked."""
-        self._mark_done()
-
-    def wait_file(self, name: str) -> Path:
-        """Block until file ``name`` is complete. Raises _Aborted, or RestoreError if the
-        dump ended without it."""
-        with self._changed:
-            self._wait(lambda: name in self._complete)
-            if name not in self._complete:
-                raise RestoreError(
-                    f"the dump has no file {name}, which its table of contents names",
-                    hint="the backup is incomplete; restore another backup",
-                )
-        return self.directory / name
-
-
 def restore_directory_arriving(
     stream: Callable[[Manifest, str], Iterator[bytes]],
     manifest: Manifest,
@@ -604,30 +519,28 @@ def restore_directory_arriving(
     SHA-256 checked at its end. Once ``toc.dat`` is there, one pg_restore creates the
     pre-data section; then ``jobs`` pg_restore processes load the tables' data, each fed
     a custom-format archive made of the table of contents and, as block after block, the
-    data files of its tables, each only once it is complete and checked. When every file
-    is there, ``pg_restore --jobs`` restores the rest (sequence values, large objects) and
-    the post-data section from the directory. A ``toc.dat`` that cannot be converted
+    data files of its tables as their chunks arrive (:class:`FileFeed`: read ahead in
+    memory, spilled only when a worker falls behind), each block ended only once its
+    file is complete and checked. When every file is there, ``pg_restore --jobs``
+    restores the rest (sequence values, large objects) and the post-data section from
+    the directory. A ``toc.dat`` that cannot be converted
     (compressed, or a version not read here) leaves the data to that last step too. Raises
     what ``stream`` raises, PostgresError, RestoreError; every pg_restore is killed
     before this returns on failure."""
     files = dump_files(manifest)
     order = sorted(files, key=lambda f: f[1] != TOC_FILE)  # toc.dat first, else as stored
     sizes = {file_name: manifest.stream(name).size for name, file_name in files}
-    spool = FileSpool(directory)
+    spool = FileFeed(directory)
     done = 0
 
     def added() -> Iterator[None]:
         nonlocal done
         for name, file_name in order:
-            part = directory / (file_name + ".part")
-            with part.open("wb", buffering=FEED) as fh:
+            with spool.incoming(file_name) as take:
                 for data in stream(manifest, name):
-                    fh.write(data)
+                    take(data)
                     done += len(data)
                     progress(done)
-            # Complete and checked: only now under the name pg_restore opens.
-            part.rename(directory / file_name)
-            spool.add(file_name)
             yield
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
@@ -653,7 +566,23 @@ def restore_directory_arriving(
 
 
 def _load_directory(
-    spool: FileSpool,
+    spool: FileFeed,
+    order: list[tuple[str, str]],
+    sizes: dict[str, int],
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+) -> Plan | None:
+    try:
+        return _plan_and_load(spool, order, sizes, conninfo, jobs, no_owner, bindir)
+    except BaseException:
+        spool.abort()  # the reader may wait for a worker to take what it read
+        raise
+
+
+def _plan_and_load(
+    spool: FileFeed,
     order: list[tuple[str, str]],
     sizes: dict[str, int],
     conninfo: ConnInfo,
@@ -685,6 +614,8 @@ def _load_directory(
     # file while an earlier one of its own is there.
     workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
     plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
+    # Files read from now on go to their worker as they arrive.
+    spool.route({e.file or "": n for n, w in enumerate(workers) for e in w})
     _run_workers(
         spool.abort,
         [partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir) for w in workers],
@@ -710,7 +641,7 @@ def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> N
 
 
 def _feed_files(
-    spool: FileSpool,
+    spool: FileFeed,
     head: bytes,
     plan: Plan,
     entries: list[TocEntry],
@@ -720,7 +651,7 @@ def _feed_files(
 ) -> None:
     """One worker: pg_restore of ``entries``' data from a custom-format archive made on
     the fly: ``head`` (the converted table of contents), then one data block per entry,
-    its file's bytes as length-prefixed parts, written once the file is complete."""
+    its file's bytes as length-prefixed parts (:meth:`FileFeed.send_block`)."""
     listed = spool.directory.with_name(f"worker-{entries[0].dump_id}.list")
     listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
 
@@ -731,29 +662,7 @@ def _feed_files(
         widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         restore.stdin.write(head)
         for entry in entries:
-            path = spool.wait_file(entry.file or "")
             restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
-            # The file as parts of at most FEED bytes (pg_restore holds one in memory),
-            # each a length and the bytes, which the kernel copies (sendfile).
-            with path.open("rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                for at in range(0, size, FEED):
-                    count = min(FEED, size - at)
-                    restore.stdin.write(integer(count))
-                    restore.stdin.flush()
-                    send_range(restore.stdin, fh.fileno(), at, count)
-            restore.stdin.write(integer(0))
-            path.unlink()  # loaded: the spool keeps only what is still to come
+            spool.send_block(entry.file or "", restore.stdin, integer)
     data_ids = [e.dump_id for e in entries]
     _post_data_early(spool.wait_done, spool.directory, plan, data_ids, conninfo, no_owner, bindir)
-
-
-def _write_all(fd: int, parts: list[bytes]) -> None:
-    """``writev`` of ``parts`` into the pipe ``fd``, whole. Raises BrokenPipeError if
-    the reader has gone."""
-    while parts:
-        written = os.writev(fd, parts[:IOV_PARTS])
-        while parts and written >= len(parts[0]):
-            written -= len(parts.pop(0))
-        if written:
-            parts[0] = parts[0][written:]

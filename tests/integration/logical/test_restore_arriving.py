@@ -4,6 +4,7 @@ still leaves nothing behind: no staging database, no target, no spool."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,13 @@ from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
 from respaldo.errors import IntegrityError
+from respaldo.operations.restore_feed import FileFeed
 from respaldo.postgres.commands import RunningCommand
 from respaldo.repository import Manifest
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import databases, staging_databases
+from tests.integration.logical.support import databases, flip_byte, staging_databases
 from tests.integration.logical.test_parallel_dump import parallel
 from tests.integration.logical.test_roundtrip import assert_same_database
 
@@ -152,3 +156,64 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     assert databases(pg) == before
     assert staging_databases(pg) == set()
     assert list(work.iterdir()) == []  # no plaintext spool left
+
+
+def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # A directory-format backup's biggest table file, damaged in its middle and read only
+    # once the workers are planned: its chunks go to its worker as they arrive
+    # (operations/restore_feed.py), and the damaged one stops the restore there.
+    parallel(respaldo)
+    backup_id = str(respaldo.backup("erp_par")["id"])
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    tables = [s for s in manifest.streams if re.fullmatch(r"dump/\d+\.dat", s.name)]
+    biggest = max(tables, key=lambda s: s.size)
+    entries = read_list(repo, biggest.lists[0])
+    location = repo.index.get(entries[len(entries) // 2][0])
+    assert location is not None
+    pack = pack_name(location.pack_id)
+    flip_byte(respaldo.repo_dir / pack, location.offset + location.length // 2)
+    routed = threading.Event()
+    owners: dict[str, int] = {}
+    real_route = FileFeed.route
+
+    def route(self: FileFeed, chosen: dict[str, int]) -> None:
+        owners.update(chosen)
+        real_route(self, chosen)
+        routed.set()
+
+    real_stream = restore_module.StreamReader.stream
+
+    def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
+        if name == biggest.name:
+            assert routed.wait(NEVER)
+        yield from real_stream(self, manifest, name)
+
+    monkeypatch.setattr(FileFeed, "route", route)
+    monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
+    before = databases(pg)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = respaldo.run(
+        "restore",
+        backup_id,
+        "--target-database",
+        new_dbname,
+        "--jobs",
+        "2",
+        "--work-dir",
+        str(work),
+    )
+    assert Path(biggest.name).name in owners  # streamed to a worker, not spooled whole
+    assert run.code != 0
+    assert pack in run.err and f"of stream '{biggest.name}'" in run.err, run.err
+    assert "Traceback" not in run.err
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []  # no plaintext spill file left
