@@ -26,7 +26,7 @@ import contextlib
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -37,13 +37,13 @@ FEED = 1 << 20
 """The most bytes handed to a pg_restore in one write."""
 IOV_PARTS = 512
 """The most parts one ``writev`` takes (the system's limit is 1024)."""
-READ_AHEAD = 4 << 20
+READ_AHEAD = 2 << 20
 """Bytes of a directory-format dump held in memory per worker before the reader waits
 (or spills, when another worker waits for a file not read yet)."""
-WAKE = 256 << 10
-"""Bytes a waiting worker lets gather before it is woken (or the file's end): woken per
-chunk (about 20 KiB), its wake-up and short writes into pg_restore cost more than the
-bytes."""
+BATCH = 256 << 10
+"""Bytes of chunks the reader gathers before it hands them on: per chunk (about 20
+KiB), the lock, the worker's wake-up and its short writes into pg_restore cost more than
+the bytes."""
 
 
 class Aborted(Exception):
@@ -124,9 +124,8 @@ class _Stream:
 
     owner: int
     path: Path
-    parts: deque[bytes | tuple[int, int]] = field(default_factory=deque)
-    held: int = 0
-    """Bytes of ``parts`` in memory."""
+    parts: deque[tuple[list[bytes], int] | tuple[int, int]] = field(default_factory=deque)
+    """A batch of chunks in memory and its size, or a range of the spill file."""
     complete: bool = False
     """The whole file is in ``parts`` and its SHA-256 matched."""
     pending: list[bytes] = field(default_factory=list)
@@ -143,13 +142,13 @@ class FileFeed(Arrivals):
     :meth:`route` has said which worker loads which file, streamed to that worker with
     ``read_ahead`` bytes per worker held in memory (see the module's docstring).
 
-    The reader calls :meth:`incoming` per file and :meth:`finish` at the end; a worker
+    The reader calls :meth:`read_file` per file and :meth:`finish` at the end; a worker
     calls :meth:`send_block` per file, in the order the files are read."""
 
     def __init__(self, directory: Path, *, read_ahead: int = READ_AHEAD) -> None:
         super().__init__()
         self.directory = directory
-        self._read_ahead = max(read_ahead, 2 * WAKE)
+        self._read_ahead = max(read_ahead, 2 * BATCH)
         self._complete: set[str] = set()
         self._streams: dict[str, _Stream] = {}
         self._owners: dict[str, int] = {}
@@ -173,12 +172,13 @@ class FileFeed(Arrivals):
         with self._arriving():
             self._complete.add(name)
 
-    @contextlib.contextmanager
-    def incoming(self, name: str) -> Iterator[Callable[[bytes], None]]:
-        """Take file ``name``'s chunks, each given to the function yielded; leaving the
-        block normally means the file is complete and its checksum matched. On an error
-        the file is left unfinished (:meth:`abort` wakes its worker). The function raises
-        Aborted once the feed is abandoned."""
+    def read_file(
+        self, name: str, chunks: Iterable[bytes], progress: Callable[[int], None], done: int
+    ) -> int:
+        """Take file ``name``'s ``chunks`` to their end (the iterator raises if the file's
+        checksum does not match: the file is then left unfinished, and :meth:`abort` wakes
+        its worker); ``progress`` gets the bytes read so far, counted from ``done``, which
+        this returns. Raises what ``chunks`` raises, Aborted once the feed is abandoned."""
         with self._changed:
             owner = self._owners.get(name)
             stream = None
@@ -189,30 +189,42 @@ class FileFeed(Arrivals):
         if stream is None:
             part = self.directory / (name + ".part")
             with part.open("wb", buffering=FEED) as fh:
-
-                def write(data: bytes) -> None:
-                    fh.write(data)
-
-                yield write
+                write = fh.write
+                for data in chunks:
+                    write(data)
+                    done += len(data)
+                    progress(done)
             # Complete and checked: only now under the name pg_restore opens.
             part.rename(self.directory / name)
             self.add(name)
-            return
+            return done
         try:
-            yield lambda data: self._arrive(stream, data)
+            batch: list[bytes] = []
+            size = 0
+            for data in chunks:
+                batch.append(data)
+                size += len(data)
+                done += len(data)
+                progress(done)
+                if size >= BATCH:
+                    self._arrive(stream, batch, size)
+                    batch, size = [], 0
+            if batch:
+                self._arrive(stream, batch, size)
             self._spill(stream)
             with self._arriving():
                 stream.complete = True
         finally:
             if stream.spill_fd is not None:
                 os.close(stream.spill_fd)
+        return done
 
     def finish(self) -> None:
         """Every file is there, each one's checksum checked."""
         self._mark_done()
 
-    def _arrive(self, stream: _Stream, data: bytes) -> None:
-        """Hold ``data`` in memory for its worker, or spill it (another worker waits for
+    def _arrive(self, stream: _Stream, batch: list[bytes], size: int) -> None:
+        """Hold ``batch`` in memory for its worker, or spill it (another worker waits for
         a file not read yet), or wait until its worker has taken some."""
         owner = stream.owner
         with self._changed:
@@ -221,7 +233,7 @@ class FileFeed(Arrivals):
                     raise Aborted
                 to_memory = self._in_memory[owner] < self._read_ahead
                 if to_memory and not stream.pending:
-                    self._hold(stream, data)
+                    self._hold(stream, batch, size)
                     return
                 if to_memory or self._hungry():
                     break
@@ -230,22 +242,18 @@ class FileFeed(Arrivals):
             # Back to memory: what waits to be spilled goes first, in order.
             self._spill(stream)
             with self._changed:
-                self._hold(stream, data)
+                self._hold(stream, batch, size)
             return
-        stream.pending.append(data)
-        stream.pending_size += len(data)
+        stream.pending += batch
+        stream.pending_size += size
         if stream.pending_size >= FEED:
             self._spill(stream)
 
-    def _hold(self, stream: _Stream, data: bytes) -> None:
-        """Add ``data`` to ``stream``'s parts in memory; called with the condition held.
-        Its worker is woken only once enough has gathered (WAKE)."""
-        stream.parts.append(data)
-        before = stream.held
-        stream.held += len(data)
-        self._in_memory[stream.owner] += len(data)
-        if before < WAKE <= stream.held:
-            self._changed.notify_all()
+    def _hold(self, stream: _Stream, batch: list[bytes], size: int) -> None:
+        """Add ``batch`` to ``stream``'s parts in memory; called with the condition held."""
+        stream.parts.append((batch, size))
+        self._in_memory[stream.owner] += size
+        self._changed.notify_all()
 
     def _spill(self, stream: _Stream) -> None:
         """Write the chunks waiting to be spilled to the spill file, then hand them on."""
@@ -305,15 +313,15 @@ class FileFeed(Arrivals):
                     part = self._next_part(stream)
                 if part is None:
                     return
-                if isinstance(part, list):
-                    size = sum(len(p) for p in part)
-                    write_all(out.fileno(), [integer(size), *part])
+                batch, size = part
+                if isinstance(batch, list):
+                    write_all(out.fileno(), [integer(size), *batch])
                     with self._arriving():  # room again for the reader
                         self._in_memory[stream.owner] -= size
                     continue
                 if fd is None:
                     fd = os.open(stream.path, os.O_RDONLY)
-                _send_file(out, fd, part[0], part[1], integer)
+                _send_file(out, fd, batch, size, integer)  # a range: start, end
         finally:
             if fd is not None:
                 os.close(fd)
@@ -334,17 +342,14 @@ class FileFeed(Arrivals):
         finally:
             del self._waiting[token]
 
-    def _next_part(self, stream: _Stream) -> list[bytes] | tuple[int, int] | None:
-        """The next of ``stream``'s parts to write: chunks held in memory (up to FEED
-        bytes), a range of its spill file, or None at its end; waits (as a hungry worker)
-        until there is one worth writing. Called with the condition held."""
+    def _next_part(self, stream: _Stream) -> tuple[list[bytes], int] | tuple[int, int] | None:
+        """The next of ``stream``'s parts to write: batches held in memory (up to FEED
+        bytes, at least one) and their size, a ``(start, end)`` range of its spill file, or
+        None at its end; waits (as a hungry worker) until there is one. Called with the
+        condition held."""
 
         def ready() -> bool:
-            return (
-                stream.complete
-                or stream.held >= WAKE
-                or (bool(stream.parts) and isinstance(stream.parts[0], tuple))
-            )
+            return stream.complete or bool(stream.parts)
 
         if not ready():
             with self._waiting_for(ready):
@@ -354,22 +359,19 @@ class FileFeed(Arrivals):
             raise Aborted
         if not stream.parts:
             return None
-        head = stream.parts[0]
-        if isinstance(head, tuple):
-            stream.parts.popleft()
-            return head
-        taken: list[bytes] = []
-        size = 0
-        while stream.parts and isinstance(stream.parts[0], bytes):
-            data = stream.parts[0]
-            if taken and size + len(data) > FEED:
+        first = stream.parts.popleft()
+        batch, size = first
+        if not isinstance(batch, list):
+            return first
+        taken = batch  # popped: nobody else holds it
+        while stream.parts:
+            more, more_size = stream.parts[0]
+            if not isinstance(more, list) or size + more_size > FEED:
                 break
-            assert isinstance(data, bytes)
             stream.parts.popleft()
-            taken.append(data)
-            size += len(data)
-        stream.held -= size
-        return taken
+            taken += more
+            size += more_size
+        return taken, size
 
 
 def _send_file(

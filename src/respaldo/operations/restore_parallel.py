@@ -536,11 +536,7 @@ def restore_directory_arriving(
     def added() -> Iterator[None]:
         nonlocal done
         for name, file_name in order:
-            with spool.incoming(file_name) as take:
-                for data in stream(manifest, name):
-                    take(data)
-                    done += len(data)
-                    progress(done)
+            done = spool.read_file(file_name, stream(manifest, name), progress, done)
             yield
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:

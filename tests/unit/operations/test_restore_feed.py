@@ -14,7 +14,7 @@ from typing import IO
 import pytest
 
 from respaldo.errors import IntegrityError
-from respaldo.operations.restore_feed import WAKE, Aborted, FileFeed
+from respaldo.operations.restore_feed import BATCH, Aborted, FileFeed
 
 INT_SIZE = 4
 
@@ -23,16 +23,17 @@ def integer(value: int) -> bytes:
     return b"\x00" + value.to_bytes(INT_SIZE, "little")
 
 
-def parse_block(raw: bytes) -> tuple[bytes, bool]:
+def parse_block(raw: bytes | bytearray) -> tuple[bytes, bool]:
     """The data of the block parts in ``raw`` and whether the block was ended."""
-    data, at = [], 0
+    data: list[bytes] = []
+    at = 0
     while at < len(raw):
         size = int.from_bytes(raw[at + 1 : at + 1 + INT_SIZE], "little")
         at += 1 + INT_SIZE
         if size == 0:
             assert at == len(raw), "bytes after the block's end"
             return b"".join(data), True
-        data.append(raw[at : at + size])
+        data.append(bytes(raw[at : at + size]))
         at += size
     return b"".join(data), False
 
@@ -96,13 +97,19 @@ def test_a_worker_gets_its_file_from_memory_as_it_arrives(tmp_path: Path) -> Non
     pipe = Pipe()
     thread, errors = start(feed, ["a.dat"], pipe)
     data = chunks(100, 1)
-    with feed.incoming("a.dat") as take:
-        for chunk in data:
-            take(chunk)
+
+    def arriving() -> Iterator[bytes]:
+        for chunk in data[:-1]:
+            yield chunk
             # Nothing of it is written to disk while the worker keeps up.
             assert list(tmp_path.iterdir()) == []
         # The worker had the first chunks long before the file was complete.
         assert pipe.first.wait(60)
+        yield data[-1]
+
+    told: list[int] = []
+    assert feed.read_file("a.dat", arriving(), told.append, 10) == 10 + len(b"".join(data))
+    assert told[-1] == 10 + len(b"".join(data))
     feed.finish()
     thread.join()
     assert errors == []
@@ -112,7 +119,7 @@ def test_a_worker_gets_its_file_from_memory_as_it_arrives(tmp_path: Path) -> Non
 
 def test_a_busy_worker_makes_the_reader_wait_not_spill(tmp_path: Path) -> None:
     # Nobody else waits: the reader waits for the worker rather than write to disk.
-    feed = FileFeed(tmp_path, read_ahead=2 * WAKE)
+    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
     feed.route({"a.dat": 0})
     pipe = Pipe(hold=True)
     thread, errors = start(feed, ["a.dat"], pipe)
@@ -129,13 +136,11 @@ def test_a_busy_worker_makes_the_reader_wait_not_spill(tmp_path: Path) -> None:
 
 
 def _read(feed: FileFeed, name: str, data: list[bytes]) -> None:
-    with feed.incoming(name) as take:
-        for chunk in data:
-            take(chunk)
+    feed.read_file(name, iter(data), lambda done: None, 0)
 
 
 def test_a_worker_that_falls_behind_is_spilled_while_another_waits(tmp_path: Path) -> None:
-    feed = FileFeed(tmp_path, read_ahead=2 * WAKE)
+    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
     feed.route({"a.dat": 0, "b.dat": 1})
     slow, other = Pipe(hold=True), Pipe()
     slow_thread, slow_errors = start(feed, ["a.dat"], slow)
@@ -168,9 +173,8 @@ def test_a_file_that_fails_is_never_ended_and_its_worker_is_aborted(tmp_path: Pa
     pipe = Pipe()
     thread, errors = start(feed, ["a.dat"], pipe)
     data = chunks(40, 5)
-    with pytest.raises(IntegrityError), feed.incoming("a.dat") as take:
-        for chunk in failing(data):
-            take(chunk)
+    with pytest.raises(IntegrityError):
+        feed.read_file("a.dat", failing(data), lambda done: None, 0)
     feed.abort()  # as _feed_while_loading does on any failure
     thread.join()
     assert [type(e) for e in errors] == [Aborted]
@@ -180,7 +184,7 @@ def test_a_file_that_fails_is_never_ended_and_its_worker_is_aborted(tmp_path: Pa
 
 
 def test_a_reader_waiting_for_a_worker_is_woken_by_an_abort(tmp_path: Path) -> None:
-    feed = FileFeed(tmp_path, read_ahead=2 * WAKE)
+    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
     feed.route({"a.dat": 0})
     pipe = Pipe(hold=True)  # the worker never takes more than the pipe holds
     thread, _ = start(feed, ["a.dat"], pipe)
