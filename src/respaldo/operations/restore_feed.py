@@ -154,6 +154,8 @@ class FileFeed(Arrivals):
         self._owners: dict[str, int] = {}
         self._in_memory: dict[int, int] = {}
         """Per worker, bytes held in memory (also those being written to its pipe)."""
+        self.tally = {"whole": 0, "memory": 0, "spilled": 0}
+        """Bytes written whole into the directory, handed on from memory, spilled."""
         self._waiting: dict[object, Callable[[], bool]] = {}
         """Per waiting worker, whether what it waits for is there: one for which it is
         not is hungry (a count of waiters would still count one that its bytes have
@@ -187,6 +189,7 @@ class FileFeed(Arrivals):
                 self._streams[name] = stream
                 self._changed.notify_all()
         if stream is None:
+            first = done
             part = self.directory / (name + ".part")
             with part.open("wb", buffering=FEED) as fh:
                 write = fh.write
@@ -197,6 +200,7 @@ class FileFeed(Arrivals):
             # Complete and checked: only now under the name pg_restore opens.
             part.rename(self.directory / name)
             self.add(name)
+            self.tally["whole"] += done - first
             return done
         try:
             batch: list[bytes] = []
@@ -253,6 +257,7 @@ class FileFeed(Arrivals):
         """Add ``batch`` to ``stream``'s parts in memory; called with the condition held."""
         stream.parts.append((batch, size))
         self._in_memory[stream.owner] += size
+        self.tally["memory"] += size
         self._changed.notify_all()
 
     def _spill(self, stream: _Stream) -> None:
@@ -262,6 +267,7 @@ class FileFeed(Arrivals):
         if stream.spill_fd is None:
             stream.spill_fd = os.open(stream.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         write_all(stream.spill_fd, stream.pending)
+        self.tally["spilled"] += stream.pending_size
         start, stream.spilled = stream.spilled, stream.spilled + stream.pending_size
         stream.pending, stream.pending_size = [], 0
         with self._arriving():
