@@ -284,6 +284,19 @@ class FileFeed(Arrivals):
                 raise _missing(name)
         return self.directory / name
 
+    def wait_done(self) -> None:
+        """Block until the whole dump is there and matched its checksum; meanwhile this
+        worker, which has loaded its tables and waits to build their indexes, counts as
+        waiting for bytes not read yet: the reader then spills rather than wait for
+        another worker, so that this one does not sit idle until that one is done.
+        Raises Aborted."""
+
+        def done() -> bool:
+            return self._done
+
+        with self._changed, self._waiting_for(done):
+            self._wait(lambda: False)
+
     def send_block(self, name: str, out: IO[bytes], integer: Callable[[int], bytes]) -> None:
         """Write file ``name``'s bytes into ``out`` (a pg_restore's stdin) as the parts of
         a custom-format data block, each ``integer(length)`` and at most FEED bytes, then

@@ -214,3 +214,30 @@ def test_files_not_routed_are_written_whole_under_their_name(tmp_path: Path) -> 
     feed.route({"a.dat": 0})
     _read(feed, "blobs.toc", data)  # no worker loads it: whole, for the last pg_restore
     assert (tmp_path / "blobs.toc").read_bytes() == b"".join(data)
+
+
+def test_a_worker_waiting_for_the_end_makes_the_reader_spill_not_wait(tmp_path: Path) -> None:
+    # Worker 1 has loaded its tables and waits for the whole dump to build its indexes;
+    # worker 0 is stuck: the reader goes on to the end rather than leave worker 1 idle.
+    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
+    feed.route({"a.dat": 0})
+    slow = Pipe(hold=True)
+    slow_thread, slow_errors = start(feed, ["a.dat"], slow)
+    ended = threading.Event()
+
+    def index_builder() -> None:
+        feed.wait_done()
+        ended.set()
+
+    waiting = threading.Thread(target=index_builder)
+    waiting.start()
+    a = chunks(200, 8)
+    _read(feed, "a.dat", a)
+    assert (tmp_path / "a.dat.part").stat().st_size > 0
+    feed.finish()
+    waiting.join()
+    assert ended.is_set() and slow.received == bytearray()
+    slow.release.set()
+    slow_thread.join()
+    assert slow_errors == []
+    assert parse_block(slow.received) == (b"".join(a), True)
