@@ -6,11 +6,12 @@ are read one after the other, in the order stored; each file that a worker loads
 to it through a :class:`FileFeed`: its chunks (each already decrypted, authenticated and
 checked against its id) are held in memory, up to ``read_ahead`` bytes per worker, and
 handed to that worker's pg_restore as they come. Only when a worker falls behind, while
-another waits for a file still to be read, do its chunks go to a spill file on disk (and
-from there, by ``sendfile``, to its pg_restore) so that the reader never waits on a slow
-worker while another starves. When every worker is busy the reader waits instead: writing
-the plaintext into the page cache, reading it back and deleting it cost about 0.5 CPU-s
-per GiB, a tenth of the whole restore's CPU.
+another waits for a file still to be read (or for the dump's end, to build its indexes),
+do its chunks go to a spill file on disk (and from there, by ``sendfile``, to its
+pg_restore) so that the reader never waits on a slow worker while another starves.
+When every worker is busy the reader waits instead: writing the plaintext into the page
+cache, reading it back and deleting it cost about 0.5 CPU-s per GiB, a tenth of the
+whole restore's CPU.
 
 A worker ends a file's data block (pg_restore then ends that table's ``COPY``) only once
 the file is complete and its own SHA-256 matched: until then its rows are in an open
