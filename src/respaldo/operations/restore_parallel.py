@@ -544,7 +544,7 @@ def restore_directory_arriving(
             _load_directory, spool, order, sizes, conninfo, jobs, no_owner, bindir
         )
         plan = _feed_while_loading(spool, loading, added())
-    log.debug(
+    log.info(
         "dump files: %(whole)d bytes written whole, %(memory)d handed on from memory, "
         "%(spilled)d spilled",
         spool.tally,
