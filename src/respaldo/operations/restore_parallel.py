@@ -592,31 +592,36 @@ def _plan_and_load(
     bindir: Path | None,
 ) -> Plan | None:
     toc_path = spool.wait_file(TOC_FILE)
+    converted = custom_from_directory(toc_path.read_bytes())
+    plan = head = workers = None
+    if converted is not None:
+        head, toc = converted
+        arrival = {file_name: n for n, (_, file_name) in enumerate(order)}
+        tables = [
+            e
+            for e in toc.entries
+            if e.kind == "TABLE DATA" and e.file is not None and e.file in sizes
+        ]
+        load: list[tuple[int, int]] = [(0, w) for w in range(jobs)]
+        chosen: list[list[TocEntry]] = [[] for _ in range(jobs)]
+        for entry in sorted(tables, key=lambda e: -sizes[e.file or ""]):
+            total, worker = heapq.heappop(load)
+            chosen[worker].append(entry)
+            heapq.heappush(load, (total + sizes[entry.file or ""], worker))
+        # Each worker's tables in the order their files arrive: it never waits for a
+        # later file while an earlier one of its own is there.
+        workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
+        plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
+        # Files read from now on go to their worker as they arrive (while the pre-data
+        # section is created, the reader fills the read-ahead and waits).
+        spool.route({e.file or "": n for n, w in enumerate(workers) for e in w})
     # pg_restore reads only toc.dat for the pre-data section.
     with pg_restore(
         conninfo, source=spool.directory, sections=("pre-data",), no_owner=no_owner, bindir=bindir
     ):
         pass
-    converted = custom_from_directory(toc_path.read_bytes())
-    if converted is None:
+    if plan is None or head is None or workers is None:
         return None
-    head, toc = converted
-    arrival = {file_name: n for n, (_, file_name) in enumerate(order)}
-    tables = [
-        e for e in toc.entries if e.kind == "TABLE DATA" and e.file is not None and e.file in sizes
-    ]
-    load: list[tuple[int, int]] = [(0, w) for w in range(jobs)]
-    chosen: list[list[TocEntry]] = [[] for _ in range(jobs)]
-    for entry in sorted(tables, key=lambda e: -sizes[e.file or ""]):
-        total, worker = heapq.heappop(load)
-        chosen[worker].append(entry)
-        heapq.heappush(load, (total + sizes[entry.file or ""], worker))
-    # Each worker's tables in the order their files arrive: it never waits for a later
-    # file while an earlier one of its own is there.
-    workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
-    plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
-    # Files read from now on go to their worker as they arrive.
-    spool.route({e.file or "": n for n, w in enumerate(workers) for e in w})
     _run_workers(
         spool.abort,
         [partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir) for w in workers],

@@ -8,13 +8,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, RestoreError
 from respaldo.operations.restore_feed import BATCH, Aborted, FileFeed
+from respaldo.operations.restore_parallel import Plan, _feed_while_loading
 
 INT_SIZE = 4
 
@@ -241,3 +243,24 @@ def test_a_worker_waiting_for_the_end_makes_the_reader_spill_not_wait(tmp_path: 
     slow_thread.join()
     assert slow_errors == []
     assert parse_block(slow.received) == (b"".join(a), True)
+
+
+def test_a_worker_that_fails_while_the_reader_waits_is_the_error_told(tmp_path: Path) -> None:
+    # Nobody takes a.dat (its worker's pg_restore failed): the reader, waiting for room
+    # or not yet begun, is woken by the abort, and the restore fails with the worker's
+    # error, not with the abandoned read.
+    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
+    feed.route({"a.dat": 0})
+
+    def load() -> Plan | None:
+        feed.abort()  # as _run_workers does on a worker's failure
+        raise RestoreError("pg_restore failed: relation does not exist")
+
+    def steps() -> Iterator[None]:
+        _read(feed, "a.dat", chunks(200, 9))
+        yield
+
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(load)
+        with pytest.raises(RestoreError, match="pg_restore failed"):
+            _feed_while_loading(feed, loading, steps())
