@@ -16,9 +16,9 @@ whole restore's CPU.
 A worker ends a file's data block (pg_restore then ends that table's ``COPY``) only once
 the file is complete and its own SHA-256 matched: until then its rows are in an open
 ``COPY`` in the staging database, which a failure aborts (every pg_restore is killed).
-Files no worker loads (large objects, the table of contents) and files begun before the
-workers were planned are written whole into the spool directory, under their own names
-once checked, as pg_restore reads them at the end.
+Files no worker loads (large objects, the table of contents), and every file when the
+table of contents cannot be converted (no workers are planned), are written whole into
+the spool directory, under their own names once checked, as pg_restore reads them.
 """
 
 from __future__ import annotations
