@@ -12,6 +12,7 @@ runs on this machine.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -168,42 +169,150 @@ def _empty(target: Path, keep: str | None = None) -> None:
 def remove_tree(path: Path) -> None:
     """Remove the directory ``path`` and all it holds, as far as this user can.
 
-    A restore gives directories their backed-up modes, and one killed at that point
-    leaves directories its own user can no longer list (0000) or empty (0555): each is
-    made ``u+rwx`` before it is listed (links are never followed), so that a restore
-    running as the same user removes them too. The walk keeps its own stack, not
-    Python's: a backed-up tree can be deeper than the recursion limit (which stopped
-    ``shutil.rmtree`` there, leaving the tree behind). What cannot be removed stays.
+    Links are never followed, not even one that replaces a directory while it is
+    removed: a restore gives directories their backed-up owners, and such an owner
+    (www-data, postgres) could otherwise make root list, open up and empty a directory
+    outside the tree. So the walk goes by descriptors: each directory is opened
+    relative to its parent's descriptor with ``O_NOFOLLOW``, and its entries are
+    unlinked relative to its own. A restore also gives directories their backed-up
+    modes, and one killed at that point leaves directories its own user can no longer
+    list (0000) or empty (0555): each is made ``u+rwx`` (through its descriptor) before
+    it is listed. The walk keeps its own stack, not Python's (a backed-up tree can be
+    deeper than the recursion limit), and holds one descriptor per level at most, at
+    most :data:`_HELD` in all: deeper, a parent is opened again through ``..`` and
+    used only if it is the directory it was. What cannot be removed stays.
     """
-    _open(path)
-    stack: list[tuple[Path, bool]] = [(path, False)]
-    while stack:
-        directory, listed = stack.pop()
-        if listed:  # its children are gone (as far as they could be): now itself
+    try:
+        base = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        _remove(base, path.name)
+    finally:
+        os.close(base)
+
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_HELD = 64
+"""Directory descriptors :func:`remove_tree` holds at most (a soft limit of 1024 open
+files is common, and a tree can be deeper than that)."""
+
+
+@dataclass
+class _Level:
+    """A directory being removed: its name in its parent, its identity, its descriptor
+    (None while released, see :data:`_HELD`) and its subdirectories not yet removed."""
+
+    name: str
+    ident: tuple[int, int]
+    fd: int | None
+    subdirs: list[str]
+
+
+def _remove(base: int, name: str) -> None:
+    top = _enter(base, name)
+    if top is None:
+        return
+    stack = [top]
+    try:
+        while stack:
+            level = stack[-1]
+            assert level.fd is not None  # the deepest level is always held
+            if level.subdirs:
+                child = _enter(level.fd, level.subdirs.pop())
+                if child is not None:
+                    stack.append(child)
+                    if len(stack) > _HELD:
+                        _release(stack[-_HELD - 1])
+                continue
+            # Its entries are gone (as far as they could be): now the directory itself.
+            stack.pop()
+            parent = stack[-1] if stack else None
+            found = parent is None or parent.fd is not None or _reopen(parent, level.fd)
+            _release(level)
+            if not found:
+                return  # its parent was moved away since: what is left stays
             with contextlib.suppress(OSError):
-                directory.rmdir()
-            continue
-        stack.append((directory, True))
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_dir = False
-            if is_dir:
-                _open(Path(entry.path))
-                stack.append((Path(entry.path), False))
-            else:
-                with contextlib.suppress(OSError):
-                    Path(entry.path).unlink()
+                os.rmdir(level.name, dir_fd=base if parent is None else parent.fd)
+    finally:
+        for level in stack:
+            _release(level)
 
 
-def _open(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        directory.chmod(stat.S_IMODE(directory.lstat().st_mode) | stat.S_IRWXU)
+def _enter(parent: int, name: str) -> _Level | None:
+    """Open the directory ``name`` in ``parent`` (never through a link), open it up to
+    its user, unlink its other entries and list its subdirectories. None if it is not
+    a directory (a link to one is unlinked) or cannot be opened: it stays then."""
+    try:
+        fd = _open_dir(parent, name)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            # A link (O_NOFOLLOW) or a file now, since it was listed: unlinked as such.
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=parent)
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_IMODE(st.st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        subdirs = []
+        with contextlib.suppress(OSError), os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    try:
+                        os.unlink(entry.name, dir_fd=fd)
+                        continue
+                    except IsADirectoryError:  # one since it was listed
+                        pass
+                    except OSError:
+                        continue
+                subdirs.append(entry.name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Level(name, (st.st_dev, st.st_ino), fd, subdirs)
+
+
+def _open_dir(parent: int, name: str) -> int:
+    """A descriptor of the directory ``name`` in ``parent``, never through a link. One
+    its user may not read (0000) is opened by path only, made ``u+rwx`` and reopened,
+    all through that descriptor: no name is looked up twice."""
+    try:
+        return os.open(name, _DIR, dir_fd=parent)
+    except PermissionError:
+        handle = os.open(name, _DIR | os.O_PATH, dir_fd=parent)
+    try:
+        # A descriptor opened by path takes no fchmod, its /proc name takes chmod.
+        own = f"/proc/self/fd/{handle}"
+        Path(own).chmod(stat.S_IMODE(os.fstat(handle).st_mode) | stat.S_IRWXU)
+        return os.open(own, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    finally:
+        os.close(handle)
+
+
+def _release(level: _Level) -> None:
+    if level.fd is not None:
+        os.close(level.fd)
+        level.fd = None
+
+
+def _reopen(level: _Level, child: int) -> bool:
+    """Open ``level`` again as the parent of ``child``; False if that is no longer it."""
+    try:
+        fd = os.open("..", _DIR, dir_fd=child)
+    except OSError:
+        return False
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != level.ident:  # the child was moved elsewhere
+        os.close(fd)
+        return False
+    level.fd = fd
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
