@@ -244,6 +244,22 @@ def read_secret_file(path: Path, what: str) -> str:
     return secret
 
 
+def resolve_secret_file(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A repository's storage options (the keys of ``[[repositories]]`` that are set, but
+    its name and URL) as its storage is opened with them: ``secret_access_key_file`` read
+    into ``secret_access_key``, unless that is given itself (from the environment). Every
+    opener of a configured repository (the backups', the WAL commands', the status's)
+    goes through here. Raises ConfigError for a file that cannot be read, is empty or
+    that others can read (its content never appears in a message)."""
+    resolved = {key: value for key, value in options.items() if key != "secret_access_key_file"}
+    path = options.get("secret_access_key_file")
+    if path is not None and resolved.get("secret_access_key") is None:
+        resolved["secret_access_key"] = Secret(
+            read_secret_file(Path(path), "secret_access_key_file")
+        )
+    return resolved
+
+
 class Secret:
     """A secret string that prints as stars (as pydantic's ``SecretStr`` does)."""
 

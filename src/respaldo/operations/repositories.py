@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from respaldo.config import RepositorySettings, Settings, read_secret_file
+from respaldo.config import RepositorySettings, Settings
+from respaldo.config_core import resolve_secret_file
 from respaldo.errors import (
     ObjectNotFound,
     RepositoryError,
@@ -54,16 +55,14 @@ def storage_options(repo: RepositorySettings) -> dict[str, Any]:
     """Backend options from a repository's settings (the S3 ones, for now)."""
     # model_dump keeps SecretStr values as SecretStr: secrets stay wrapped until the
     # backend hands them to its client.
-    dumped = repo.model_dump(exclude={"name", "url", "secret_access_key_file"})
-    options = {key: value for key, value in dumped.items() if value is not None}
+    dumped = repo.model_dump(exclude={"name", "url"})
+    options = resolve_secret_file(
+        {key: value for key, value in dumped.items() if value is not None}
+    )
     if repo.url.startswith("s3://"):
         # Leases are rewritten every minute and gone within hours: never locked, and never
         # rewound (on any versioned bucket, with object_lock_mode or not).
         options["object_lock_exempt"] = (LOCK_PREFIX,)
-    if repo.secret_access_key_file is not None and repo.secret_access_key is None:
-        options["secret_access_key"] = SecretStr(
-            read_secret_file(repo.secret_access_key_file, "secret_access_key_file")
-        )
     return options
 
 

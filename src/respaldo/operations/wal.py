@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from respaldo.config_core import WalSettings
+from respaldo.config_core import WalSettings, resolve_secret_file
 from respaldo.errors import ConfigError, InvalidWalFile, ObjectNotFound, WalNotFound, WalRefused
 from respaldo.postgres.wal import (
     PG_CONTROL,
@@ -76,7 +76,7 @@ def open_wal_repository(given: Settings | WalSettings, name: str | None = None) 
     name, and the errors of opening it."""
     settings = wal_settings(given)
     repo_settings = settings.repository(name)
-    storage = open_storage(repo_settings.url, **repo_settings.options)
+    storage = open_storage(repo_settings.url, **resolve_secret_file(repo_settings.options))
     return Repository.open(
         storage,
         settings.repository_passphrase(),
