@@ -55,7 +55,7 @@ from respaldo.operations.status_server import (
     stuck_state,
 )
 from respaldo.operations.status_stuck import stuck_since
-from respaldo.operations.status_wal import stored_in_repository
+from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import read_cluster
 
@@ -211,7 +211,8 @@ def compute_status(
         for name, r in readings.items()
         if physical[name] and r.archiver is not None and r.archiver.last_wal
     }
-    stored = stored_in_repository(settings, archived) if archived else {}
+    primary = read_primary_wal(settings, archived) if archived else PrimaryWal()
+    stored = primary.stored
     lags: dict[tuple[str, str], MirrorLag] = {}
     if settings.schedules.wal_copy.strip().lower() != _OFF:
         lags = mirror_lags(
@@ -222,6 +223,7 @@ def compute_status(
                 if name in archived and r.archiver is not None and r.archiver.last_wal
             },
             now,
+            primary.systems,
         )
     stuck = stuck_since(
         ctx,

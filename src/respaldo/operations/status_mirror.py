@@ -19,7 +19,6 @@ next missing one is noted afresh. Kept in the catalog (``alert_states``, key
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,14 +26,13 @@ from datetime import datetime
 from respaldo.catalog import AlertStates
 from respaldo.errors import ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.status_wal import archived_object
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository import Repository
-from respaldo.repository.wal import read_cluster, wal_object
 
 log = logging.getLogger(__name__)
 
 PREFIX = "walcopy-behind:"
-_SEGMENT = re.compile(r"[0-9A-F]{24}")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class MirrorLag:
     """One database's archived WAL in one secondary repository."""
 
     segment: str
-    """The last segment the server archived."""
+    """The last WAL file the server archived (a segment, or a backup history file...)."""
     held: bool | None
     """Whether the mirror holds it; None when the mirror could not be read."""
     behind_since: datetime | None = None
@@ -60,21 +58,26 @@ class _Note:
 
 
 def mirror_lags(
-    ctx: Context, newest: Mapping[str, tuple[str, datetime | None]], now: datetime
+    ctx: Context,
+    newest: Mapping[str, tuple[str, datetime | None]],
+    now: datetime,
+    systems: Mapping[str, str],
 ) -> dict[tuple[str, str], MirrorLag]:
-    """For each database -> (the last segment its server archived, when): per secondary
-    repository, how far behind the mirror is, keyed (database, repository). Left out: a
-    file that is not a segment, a database whose cluster the primary does not record, and
-    everything when the primary cannot be read (the backups' items say so). Notes and
-    forgets what it saw in the catalog; never raises."""
+    """For each database -> (the last WAL file its server archived, when): per secondary
+    repository, how far behind the mirror is, keyed (database, repository). ``systems``:
+    database -> its cluster's system identifier as the primary records it
+    (:func:`~respaldo.operations.status_wal.read_primary_wal`). Left out: a name that is
+    no WAL file, a database not in ``systems`` (the primary does not record it or cannot
+    be read: the backups' items say so). Notes and forgets what it saw in the catalog;
+    never raises."""
     settings = ctx.settings
     mirrors = [repo.name for repo in settings.repositories[1:]]
-    wanted = {db: seen for db, seen in newest.items() if _SEGMENT.fullmatch(seen[0])}
+    wanted: dict[str, tuple[str, str, datetime | None]] = {}
+    for db, (file, archived_at) in newest.items():
+        name = archived_object(systems[db], file) if db in systems else None
+        if name is not None:
+            wanted[db] = (name, file, archived_at)
     if not mirrors or not wanted:
-        return {}
-    systems = _system_ids(ctx, list(wanted))
-    wanted = {db: seen for db, seen in wanted.items() if db in systems}
-    if not wanted:
         return {}
     notes = _read_notes(ctx, [(db, repo) for db in wanted for repo in mirrors])
     found: dict[tuple[str, str], MirrorLag] = {}
@@ -83,23 +86,22 @@ def mirror_lags(
         try:
             mirror = open_wal_repository(settings, repo_name)
         except RespaldoError as exc:
-            for db, (segment, _) in wanted.items():
+            for db, (_, file, _) in wanted.items():
                 note = notes.get((db, repo_name))
                 since = note.since if note is not None and note.since <= now else None
                 lacking = note.name.rsplit("/", 1)[-1] if since is not None and note else None
-                found[(db, repo_name)] = MirrorLag(segment, None, since, lacking, _line(exc))
+                found[(db, repo_name)] = MirrorLag(file, None, since, lacking, _line(exc))
             continue
         try:
-            for db, (segment, archived_at) in wanted.items():
+            for db, (name, file, archived_at) in wanted.items():
                 key = (db, repo_name)
-                name = wal_object(systems[db], segment[:8], segment)
-                lag, changed, note = _judge(mirror, name, segment, archived_at, notes.get(key), now)
+                lag, changed, note = _judge(mirror, name, file, archived_at, notes.get(key), now)
                 found[key] = lag
                 if changed:
                     changes[key] = note
         except RespaldoError as exc:
-            for db, (segment, _) in wanted.items():
-                found.setdefault((db, repo_name), MirrorLag(segment, None, error=_line(exc)))
+            for db, (_, file, _) in wanted.items():
+                found.setdefault((db, repo_name), MirrorLag(file, None, error=_line(exc)))
         finally:
             mirror.close()
     _write_notes(ctx, changes, now)
@@ -137,24 +139,6 @@ def _holds(mirror: Repository, name: str) -> bool:
     except ObjectNotFound:
         return False
     return True
-
-
-def _system_ids(ctx: Context, databases: list[str]) -> dict[str, str]:
-    try:
-        primary = open_wal_repository(ctx.settings)
-    except RespaldoError:
-        return {}
-    found = {}
-    try:
-        for db in databases:
-            record = read_cluster(primary, db)
-            if record is not None:
-                found[db] = record.system_identifier
-    except RespaldoError:
-        return {}
-    finally:
-        primary.close()
-    return found
 
 
 def _key(db: str, repo: str) -> str:

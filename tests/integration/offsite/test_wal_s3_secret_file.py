@@ -17,7 +17,7 @@ from respaldo.operations.copy import copy_wal_to
 from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
 from respaldo.operations.status_mirror import mirror_lags
-from respaldo.operations.status_wal import stored_in_repository
+from respaldo.operations.status_wal import read_primary_wal
 from respaldo.operations.wal import fetch_wal
 from respaldo.repository import KdfParams
 from respaldo.repository.wal import ClusterRecord, put_wal, write_cluster
@@ -74,11 +74,12 @@ dsn = "dbname=erp"
 
     # The status: the primary's clusters, its "archived elsewhere" check, the mirror's lag.
     assert status._clusters_recorded(settings) == ({"erp"}, None)
-    assert stored_in_repository(settings, {"erp": SEGMENT}) == {"erp": True}
+    assert read_primary_wal(settings, {"erp": SEGMENT}).stored == {"erp": True}
     now = datetime.now(UTC)
     with Context.open(settings) as ctx:
         assert copy_wal_to(ctx, "offsite").ok
-        lag = mirror_lags(ctx, {"erp": (SEGMENT, now)}, now)[("erp", "offsite")]
+        systems = {"erp": SYSTEM}
+        lag = mirror_lags(ctx, {"erp": (SEGMENT, now)}, now, systems)[("erp", "offsite")]
     assert (lag.held, lag.error) == (True, None)
 
     # The WAL commands (their own loader): wal-fetch from the primary and the mirror.

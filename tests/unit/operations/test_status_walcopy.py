@@ -149,3 +149,28 @@ def test_no_item_with_wal_copy_off_or_without_the_server(
         assert not [i for i in report.items if i.check == "walcopy"]
     finally:
         off.close()
+
+
+BACKUP_FILE = f"{_segment(2)}.00000028.backup"
+
+
+def test_after_a_physical_backup_the_backup_file_archived_last_is_looked_for(
+    setup: Installation, server: list[tuple[str, datetime]]
+) -> None:
+    # pg_stat_archiver names the backup history file until the next segment fills (hours
+    # on a quiet database): the primary and the mirror are still asked for it.
+    archive(setup, server, 1, NOW - MIN)
+    replicate_wal(setup.ctx)
+    server.append((BACKUP_FILE, NOW))
+    report = status.compute_status(setup.ctx, NOW + MIN, wal_archived={"erp", "crm"})
+    (archive_item,) = [i for i in report.items if i.key == "archive:erp"]
+    assert archive_item.level == "red" and "not in the repository" in archive_item.reason
+    put_wal(setup.repository(), SYSTEM, "00000001", BACKUP_FILE, b"START WAL LOCATION: 0/2000028")
+    item = look(setup, NOW + MIN)
+    assert (item.level, item.at) == ("green", NOW) and BACKUP_FILE in item.reason
+    report = status.compute_status(setup.ctx, NOW + MIN, wal_archived={"erp", "crm"})
+    (archive_item,) = [i for i in report.items if i.key == "archive:erp"]
+    assert "not in the repository" not in archive_item.reason
+    assert look(setup, NOW + 31 * MIN).level == "red"
+    replicate_wal(setup.ctx)
+    assert look(setup, NOW + 32 * MIN).level == "green"
