@@ -2,15 +2,16 @@
 
 The stream is made by a generator of byte pieces (headers, file contents, padding) that
 :meth:`TreeTarStream.readinto` serves to the chunker: no thread, no temporary file, and
-memory bounded by one read buffer. Files are read as they are reached. A file that
-only grew while it was read (an append-only log: larger, and its first and last bytes
-read still in place) is cut at its listed size, with a warning, as GNU tar does. One
-that changed otherwise (its size, modification or change time differ after the read)
-is read again, as a second member of the same name that replaces the first when
-extracted: a file rewritten mid-read is never the last word on it. One that is still
-changing after :data:`ATTEMPTS` reads, and one that cannot be read or listed, is in
-:attr:`TreeStats.errors`, which fails the backup (a backup that lacks files it was
-told to keep, or holds a torn copy, is not a good backup).
+memory bounded by one read buffer. Files are read as they are reached. A file that only
+grew while it was read (an append-only log: larger, and its first bytes, up to its
+listed size, read again the same as those streamed) is cut at its listed size, with a
+warning, as GNU tar does. One that changed otherwise (its size, modification or change
+time differ after the read, and it did not only grow) is read again, as a second member
+of the same name that replaces the first when extracted: a file rewritten mid-read is
+never the last word on it. One that is still changing after :data:`ATTEMPTS` reads, and
+one that cannot be read or listed, is in :attr:`TreeStats.errors`, which fails the
+backup (a backup that lacks files it was told to keep, or holds a torn copy, is not a
+good backup).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import blake3
+
 from respaldo.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,6 @@ READ_SIZE = 1024 * 1024
 _ZEROS = bytes(READ_SIZE)
 ATTEMPTS = 3
 """Reads of a file that changes while read before it counts as an error."""
-SAMPLE = 4096
-"""Bytes at each end of a file's read compared afterwards: an append leaves them."""
 SPARSE = "RESPALDO.sparse"
 """pax record of a file that takes less disk than its size (it has holes): its zeros are
 stored as they read, and a restore leaves holes where whole blocks of them were."""
@@ -358,7 +359,7 @@ class TreeTarStream:
         self, path: Path, fh: io.FileIO, st: os.stat_result
     ) -> Generator[bytes, None, _Read]:
         """One member: header and ``st.st_size`` bytes of ``fh`` (cut, or padded with
-        zeros, to that size), and what the read saw of the file's size and ends."""
+        zeros, to that size), and what the read saw of the file's size and bytes."""
         size = st.st_size
         yield self._header(path, st, tarfile.REGTYPE, size=size)
         read = _Read()
@@ -372,10 +373,8 @@ class TreeTarStream:
                     yield _ZEROS[:n]
                     left -= n
                 break
-            if left == size:
-                read.head = data[:SAMPLE]
             left -= len(data)
-            read.tail = data[-SAMPLE:]
+            read.digest.update(data)
             yield data
         else:
             read.longer = bool(fh.read(1))
@@ -387,13 +386,12 @@ class TreeTarStream:
 @dataclass
 class _Read:
     """What one read of a file saw: whether it ended before the listed size (``short``)
-    or went on past it (``longer``), and its first and last bytes read (at most
-    :data:`SAMPLE` each), to tell an append from a rewrite afterwards."""
+    or went on past it (``longer``), and a hash of the bytes it streamed, to tell an
+    append from a rewrite afterwards (blake3: hashing costs a fraction of reading)."""
 
     short: bool = False
     longer: bool = False
-    head: bytes = b""
-    tail: bytes = b""
+    digest: blake3.blake3 = field(default_factory=blake3.blake3)
 
     @property
     def whole(self) -> bool:
@@ -403,17 +401,24 @@ class _Read:
 def _appended(fd: int, before: os.stat_result, after: os.stat_result, read: _Read) -> bool:
     """Whether the only change to the file read through ``fd`` is that bytes were added
     at its end: it is larger, the same file, was never shorter than listed during the
-    read, and its first and last bytes read are still there. Its times change with an
-    append, so they say nothing here. A rewrite that keeps both ends passes for an
-    append: only reading it again could tell, and that is what a live log defeats."""
+    read, and its first ``before.st_size`` bytes, read again now, hash the same as those
+    streamed. Its times change with an append, so they say nothing here. A page that
+    changed anywhere, even one already streamed, fails this: what was streamed mixes
+    two states of the file. The second read goes nowhere but into the hash (the stream
+    holds one copy), and it cannot race an appender: it stops at the listed size."""
     if read.short or after.st_size <= before.st_size:
         return False
     if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
         return False
-    size = before.st_size
-    return os.pread(fd, len(read.head), 0) == read.head and (
-        os.pread(fd, len(read.tail), size - len(read.tail)) == read.tail
-    )
+    again = blake3.blake3()
+    offset, size = 0, before.st_size
+    while offset < size:
+        data = os.pread(fd, min(READ_SIZE, size - offset), offset)
+        if not data:
+            return False  # shorter again: not only appended to
+        again.update(data)
+        offset += len(data)
+    return again.digest() == read.digest.digest()
 
 
 def _same(before: os.stat_result, after: os.stat_result) -> bool:

@@ -220,3 +220,40 @@ def test_a_file_rewritten_larger_while_read_is_read_again_not_cut(tmp_path: Path
     assert stream.stats.reread == 1
     restored, _ = _extract(pieces, tmp_path, tree)
     assert (restored / "b.bin").read_bytes() == b"B" * (3 * READ_SIZE)
+
+
+def test_a_file_rewritten_in_the_middle_and_appended_to_while_read_is_read_again(
+    tmp_path: Path,
+) -> None:
+    # One update of a database-like file: a page already read and one not yet read
+    # change together, and a record is appended. Its first and last bytes read are
+    # still in place, but cut at its listed size the copy would hold the old first page
+    # and the new second one: a state the file never had.
+    tree, big = _tree(tmp_path)
+    listed = big.stat().st_size
+    stream = TreeTarStream([tree])
+    changed = False
+
+    def update(done: int) -> None:
+        nonlocal changed
+        if not changed and done > READ_SIZE + PIECE:  # b.bin's first MiB is read
+            with big.open("r+b") as fh:
+                fh.seek(100 * 1024)
+                fh.write(b"N" * 4096)
+                fh.seek(2 * READ_SIZE)
+                fh.write(b"N" * 4096)
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"appended")
+            changed = True
+
+    pieces = _read(stream, update)
+    assert changed
+    assert stream.stats.errors == [], stream.stats.errors
+    assert [w for w in stream.stats.warnings if "b.bin" in w] == []
+    assert stream.stats.reread == 1
+    restored, files = _extract(pieces, tmp_path, tree)
+    stored = (restored / "b.bin").read_bytes()
+    assert stored[100 * 1024 : 100 * 1024 + 4096] == b"N" * 4096
+    assert stored == big.read_bytes()  # the whole second read, appended record and all
+    assert len(stored) == listed + len(b"appended")
+    assert files == 3
