@@ -735,6 +735,13 @@ def _walcopy_item(
         )
     if lag.error is not None:
         unread = f"repository {repository} cannot be read: {lag.error}"
+        if lag.behind_since is not None:
+            # Unreadable: what it lacks is not known, only since when it is not known to
+            # hold what the primary holds.
+            behind = (
+                f"not known to hold archived WAL for {human_age(now - lag.behind_since)} "
+                f"(segment {lag.lacking}; limit {human_age(limit)})"
+            )
         reason = f"{unread}; {behind}" if behind else unread
         return base.model_copy(
             update={**facts, "level": "red" if late else "amber", "reason": reason}

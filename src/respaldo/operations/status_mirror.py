@@ -86,11 +86,9 @@ def mirror_lags(
         try:
             mirror = open_wal_repository(settings, repo_name)
         except RespaldoError as exc:
-            for db, (_, file, _) in wanted.items():
-                note = notes.get((db, repo_name))
-                since = note.since if note is not None and note.since <= now else None
-                lacking = note.name.rsplit("/", 1)[-1] if since is not None and note else None
-                found[(db, repo_name)] = MirrorLag(file, None, since, lacking, _line(exc))
+            for db, (name, file, _) in wanted.items():
+                key = (db, repo_name)
+                found[key] = _unreadable(key, name, file, notes, changes, now, _line(exc))
             continue
         try:
             for db, (name, file, archived_at) in wanted.items():
@@ -100,8 +98,10 @@ def mirror_lags(
                 if changed:
                     changes[key] = note
         except RespaldoError as exc:
-            for db, (_, file, _) in wanted.items():
-                found.setdefault((db, repo_name), MirrorLag(file, None, error=_line(exc)))
+            for db, (name, file, _) in wanted.items():
+                key = (db, repo_name)
+                if key not in found:
+                    found[key] = _unreadable(key, name, file, notes, changes, now, _line(exc))
         finally:
             mirror.close()
     _write_notes(ctx, changes, now)
@@ -131,6 +131,29 @@ def _judge(
         return MirrorLag(segment, False, note.since, lacking), False, note
     since = min(archived_at or now, now)
     return MirrorLag(segment, False, since, segment), True, _Note(name, since)
+
+
+def _unreadable(
+    key: tuple[str, str],
+    name: str,
+    file: str,
+    notes: Mapping[tuple[str, str], _Note],
+    changes: dict[tuple[str, str], _Note | None],
+    now: datetime,
+    error: str,
+) -> MirrorLag:
+    """The lag of a mirror that cannot be read: behind since its note, else noted now as
+    not known to hold the newest file (in ``changes``), so that a mirror that stays
+    unreadable turns red after ``wal_copy_minutes`` instead of amber for ever.
+
+    Now, not that file's archive time: a quiet server's newest file may be hours old and
+    held by the mirror at the last look (there was no note), and one failed look would
+    then be red at once. A later look that finds the file held forgets the note."""
+    note = notes.get(key)
+    if note is not None and note.since <= now:
+        return MirrorLag(file, None, note.since, note.name.rsplit("/", 1)[-1], error)
+    changes[key] = _Note(name, now)
+    return MirrorLag(file, None, now, file, error)
 
 
 def _holds(mirror: Repository, name: str) -> bool:

@@ -174,3 +174,28 @@ def test_after_a_physical_backup_the_backup_file_archived_last_is_looked_for(
     assert look(setup, NOW + 31 * MIN).level == "red"
     replicate_wal(setup.ctx)
     assert look(setup, NOW + 32 * MIN).level == "green"
+
+
+def test_a_mirror_that_cannot_be_read_after_a_good_look_turns_red_after_wal_copy_minutes(
+    setup: Installation, server: list[tuple[str, datetime]]
+) -> None:
+    archive(setup, server, 1, NOW - MIN)
+    replicate_wal(setup.ctx)
+    assert look(setup, NOW).level == "green"
+    # The mirror goes away (a dead NAS, revoked credentials): nothing says it holds the
+    # WAL archived from now on.
+    mirror = setup.root / "second"
+    mirror.rename(setup.root / "second-away")
+    item = look(setup, NOW + MIN)
+    assert item.level == "amber" and "second cannot be read" in item.reason
+    assert look(setup, NOW + 31 * MIN).level == "amber"
+    item = look(setup, NOW + 2 * 24 * 60 * MIN)
+    assert item.level == "red" and "second cannot be read" in item.reason
+    assert item.at == NOW + MIN and _segment(1) in item.reason
+    assert "not known to hold archived WAL for" in item.reason
+    # Back, holding what it held: green again, and the note is forgotten.
+    (setup.root / "second-away").rename(mirror)
+    assert look(setup, NOW + 2 * 24 * 60 * MIN + MIN).level == "green"
+    archive(setup, server, 2, NOW + 3 * 24 * 60 * MIN)
+    item = look(setup, NOW + 3 * 24 * 60 * MIN + MIN)
+    assert (item.level, item.at) == ("green", NOW + 3 * 24 * 60 * MIN)
