@@ -36,7 +36,7 @@ from pathlib import Path
 from respaldo.childenv import server_environment
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, validate_backup_id
-from respaldo.errors import BackupNotFound, ConfigError, RestoreError, option
+from respaldo.errors import BackupNotFound, ConfigError, RespaldoError, RestoreError, option
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
@@ -161,6 +161,19 @@ def configured_bin_dir(settings: Settings, database: str) -> Path | None:
     return None
 
 
+def _mirror_wal_warning(mirror: str, primary: str, error: RespaldoError | None) -> str:
+    """Recovery fetches WAL from ``mirror`` alone (restore_command names it): when the
+    primary failed only for a moment, recovery to 'latest' still ends quietly at the
+    mirror's last copy, minutes or hours behind the primary's archive, and promotes."""
+    why = f" ({str(error).strip().splitlines()[0]})" if error is not None and str(error) else ""
+    return (
+        f"WAL comes from repository {mirror}: the primary repository {primary} could not be "
+        f"opened{why}, so recovery may end before the newest WAL archived in {primary} (at "
+        f"{mirror}'s last copy of it); if {primary} is only briefly unreachable, restore "
+        f"again once it opens"
+    )
+
+
 def restore_datadir(
     ctx: Context,
     backup_id: str,
@@ -187,7 +200,10 @@ def restore_datadir(
     started = time.monotonic()
     with contextlib.ExitStack() as leases:
         # Shared leases: no garbage collection repacks what is being read.
-        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
+        unopened: dict[str, RespaldoError] = {}
+        repo, fallbacks, warnings = open_with_fallbacks(
+            ctx, leases, f"restore of {backup_id}", unopened
+        )
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind != BackupKind.INCREMENTAL.value:
             raise ConfigError(
@@ -206,6 +222,9 @@ def restore_datadir(
         # opens, a mirror when the primary is lost (its WAL copied by copy_wal_to).
         wal_source = ctx.repository_name(repo)
         restore_command = build_restore_command(settings, system_id, program, wal_source)
+        primary = settings.repository().name
+        if wal_source is not None and wal_source != primary:
+            warnings.append(_mirror_wal_warning(wal_source, primary, unopened.get(primary)))
         if settings.passphrase_file is None:
             warnings.append(
                 "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "

@@ -740,7 +740,10 @@ class StreamReader:
 
 
 def open_with_fallbacks(
-    ctx: Context, leases: contextlib.ExitStack | None = None, purpose: str = "restore"
+    ctx: Context,
+    leases: contextlib.ExitStack | None = None,
+    purpose: str = "restore",
+    errors: dict[str, RespaldoError] | None = None,
 ) -> tuple[Repository, list[Repository], list[str]]:
     """Every configured repository that opens, the first one to read from and the rest
     as fallbacks; one that does not open is a warning (a lost local disk must not stop a
@@ -748,7 +751,8 @@ def open_with_fallbacks(
 
     With ``leases``, each opened repository gets a shared lease, held until ``leases``
     closes (readers that must not see packs repacked under them); a repository that
-    refuses writes is read without one, and a warning says so."""
+    refuses writes is read without one, and a warning says so. ``errors``, if given,
+    receives each repository that did not open -> why."""
     opened: list[Repository] = []
     warnings: list[str] = []
     first_error: RespaldoError | None = None
@@ -760,6 +764,8 @@ def open_with_fallbacks(
             opened.append(repo)
         except RespaldoError as exc:
             first_error = first_error or exc
+            if errors is not None:
+                errors[repo_settings.name] = exc
             warnings.append(f"repository {repo_settings.name} cannot be read: {exc}")
     if not opened:
         if first_error is None:

@@ -70,6 +70,10 @@ def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
         archiving.respaldo_command,
     )
     assert "repository local cannot be read" in run.err
+    # Said plainly: recovery ends at the mirror's last WAL, maybe before the primary's.
+    warned = " ".join(run.err.split())
+    assert "WAL comes from repository offsite: the primary repository local could not be" in warned
+    assert "recovery may end before the newest WAL archived in local" in warned
     assert "--repository offsite" in (datadir / "postgresql.auto.conf").read_text()
     ids = [
         row[0]
