@@ -21,6 +21,7 @@ pydantic-settings' own environment source.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import os
@@ -287,6 +288,15 @@ class RpoOverride(_Section):
     )
     shrink_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
     wal_copy_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
+
+
+class FileSetRpo(_Section):
+    """``[file_sets.rpo]``: this file set's thresholds; a key left out keeps ``[rpo]``'s."""
+
+    files_hours: float | None = Field(default=None, gt=0, le=24 * 366, allow_inf_nan=False)
+    restore_test_days: float | None = Field(default=None, gt=0, le=3660, allow_inf_nan=False)
+    copy_hours: float | None = Field(default=None, gt=0, le=24 * 366, allow_inf_nan=False)
+    shrink_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
 
 
 class RpoSettings(_Section):
@@ -682,6 +692,7 @@ class FileSetSettings(_Section):
     exclude: list[str] = []
     retention_days: int = Field(default=7, ge=1)
     schedules: FileSetSchedules = FileSetSchedules()
+    rpo: FileSetRpo = FileSetRpo()
 
     _validate_name = field_validator("name")(_check_name)
 
@@ -772,6 +783,16 @@ class Settings(BaseModel):
             if repeated:
                 shown = ", ".join(repr(n) for n in repeated)
                 raise ValueError(f"[[{section}]] names {shown} more than once; names must differ")
+        # A file set's backups, restore tests, jobs and status are kept under its name, as
+        # a database's are: one name for both would mix them (one status, one running
+        # backup at a time, a restore test of the database only).
+        shared = sorted({d.name for d in self.databases} & {f.name for f in self.file_sets})
+        if shared:
+            shown = ", ".join(repr(n) for n in shared)
+            raise ValueError(
+                f"[[file_sets]] {shown} named as [[databases]] entries; give each file set "
+                "a name of its own (e.g. 'erp-files')"
+            )
         # Two repositories at one location are one repository: the "mirror" holds no copy.
         seen: dict[str, str] = {}
         for repo in self.repositories:
@@ -793,9 +814,25 @@ class Settings(BaseModel):
                 return db
         raise unknown_database(name, [d.name for d in self.databases])
 
+    def rpo_for_file_set(self, name: str) -> Rpo:
+        """The thresholds of configured file set ``name``: ``[rpo]`` with its own
+        ``[file_sets.rpo]``. Raises ConfigError."""
+        own, base = self.file_set(name).rpo, self.rpo_for(None)
+        return dataclasses.replace(
+            base,
+            files=base.files if own.files_hours is None else timedelta(hours=own.files_hours),
+            restore_test=(
+                base.restore_test
+                if own.restore_test_days is None
+                else timedelta(days=own.restore_test_days)
+            ),
+            copy=base.copy if own.copy_hours is None else timedelta(hours=own.copy_hours),
+            shrink=base.shrink if own.shrink_percent is None else own.shrink_percent / 100,
+        )
+
     def rpo_for(self, name: str | None) -> Rpo:
-        """The thresholds of configured database ``name``; None: ``[rpo]``'s alone (a
-        file set's). Raises ConfigError."""
+        """The thresholds of configured database ``name``; None: ``[rpo]``'s alone.
+        Raises ConfigError."""
         own = self.database(name).rpo if name is not None else RpoOverride()
         defaults = self.rpo
 

@@ -169,13 +169,14 @@ paths = ["/srv/b"]
     assert "'uploads'" in message
 
 
-def test_a_database_and_a_file_set_may_share_a_name(tmp_path: Path) -> None:
-    # `backup NAME --type full|files` says which; that is documented and kept.
-    settings = load_settings(
-        _config(
-            tmp_path,
-            BASE
-            + """
+def test_a_file_set_named_as_a_database_is_refused(tmp_path: Path) -> None:
+    # Its backups, restore tests, jobs and status are kept under its name, as the
+    # database's are: sharing one mixed them (one status answer, one backup at a time, a
+    # restore test of the database only).
+    message = _refused(
+        tmp_path,
+        BASE
+        + """
 [[databases]]
 name = "erp"
 dsn = "postgresql://backup@db1/erp"
@@ -184,9 +185,8 @@ dsn = "postgresql://backup@db1/erp"
 name = "erp"
 paths = ["/srv/erp"]
 """,
-        )
     )
-    assert settings.database("erp").name == settings.file_set("erp").name == "erp"
+    assert "'erp'" in message and "a name of its own" in message
 
 
 def test_duplicates_from_the_environment_are_refused_too(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from respaldo.catalog import BackupRecords
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
-from respaldo.errors import ConfigError, InvalidInput, RespaldoError, option
+from respaldo.errors import ConfigError, InvalidInput, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult
 
@@ -106,10 +106,6 @@ def plan_backup(settings: Settings, name: str, kind: BackupKind | None = None) -
             hint=f"configured: {', '.join(known) or 'none'}",
         )
     if kind is None:
-        if is_db and is_files:
-            raise ConfigError(
-                f"{name!r} is a database and a file set: say which with {option('kind')} full|files"
-            )
         kind = BackupKind.FULL if is_db else BackupKind.FILES
     if kind is BackupKind.FILES:
         if not is_files:

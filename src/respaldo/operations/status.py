@@ -248,9 +248,8 @@ def compute_status(
         )
         for db in settings.databases
     ]
-    named = {db.name for db in settings.databases}
     databases += [
-        _file_set_status(settings, f.name, now, file_history.get(f.name), shared=f.name in named)
+        _file_set_status(settings, f.name, now, file_history.get(f.name))
         for f in settings.file_sets
     ]
     level = worst([*(i.level for i in general), *(d.level for d in databases)])
@@ -439,22 +438,20 @@ def _database_status(
 
 
 def _file_set_status(
-    settings: Settings, name: str, now: datetime, history: _History | None, *, shared: bool
+    settings: Settings, name: str, now: datetime, history: _History | None
 ) -> DatabaseStatus:
-    """A file set's items: its files backups' age (``[rpo] files_hours``) and size and,
-    unless a database has its name (``drill`` of that name tests the database, and its
-    copies are the database's items already), its restore tests and copies."""
-    rpo = settings.rpo_for(None)
+    """A file set's items: its files backups' age and size, its restore tests and its
+    copies (thresholds: ``[rpo]`` and its own ``[file_sets.rpo]``)."""
+    rpo = settings.rpo_for_file_set(name)
     items: list[StatusItem] = []
     if history is not None:
         items.append(_backup_item(name, BackupKind.FILES, rpo.files, history, now))
         size = _size_item(name, BackupKind.FILES, rpo.shrink, history)
         if size is not None:
             items.append(size)
-        if not shared:
-            items.append(_drill_item(name, rpo, history, now))
-            for repo in settings.repositories[1:]:
-                items.append(_copy_item(name, repo.name, rpo, history, now))
+        items.append(_drill_item(name, rpo, history, now))
+        for repo in settings.repositories[1:]:
+            items.append(_copy_item(name, repo.name, rpo, history, now))
     return DatabaseStatus(
         database=name,
         level=worst(i.level for i in items),

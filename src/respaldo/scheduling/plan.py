@@ -195,7 +195,6 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
             JobKind.DRILL,
             db.name,
         )
-    databases = {db.name for db in settings.databases}
     for file_set in settings.file_sets:
         mine = file_set.schedules
         where = f"[[file_sets]] {file_set.name!r} schedules"
@@ -207,15 +206,13 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
             file_set.name,
             type="files",
         )
-        # A drill of a name that is also a database's tests the database (see drill).
-        if file_set.name not in databases:
-            add(
-                f"restore_test:{file_set.name}",
-                mine.restore_test or defaults.restore_test,
-                f"{where}.restore_test" if mine.restore_test else "[schedules] restore_test",
-                JobKind.DRILL,
-                file_set.name,
-            )
+        add(
+            f"restore_test:{file_set.name}",
+            mine.restore_test or defaults.restore_test,
+            f"{where}.restore_test" if mine.restore_test else "[schedules] restore_test",
+            JobKind.DRILL,
+            file_set.name,
+        )
     add("cleanup", defaults.cleanup, "[schedules] cleanup", JobKind.PRUNE, None)
     add(
         "verify",

@@ -210,7 +210,7 @@ def test_file_sets_are_watched_like_databases(tmp_path: Path) -> None:
         tmp_path,
         file_sets=[
             {"name": "uploads", "paths": ["/srv/erp/uploads"]},
-            {"name": "erp", "paths": ["/srv/erp/etc"]},  # named as the database
+            {"name": "planos", "paths": ["/srv/erp/planos"], "rpo": {"files_hours": 200}},
         ],
         rpo={"files_hours": 30},
     )
@@ -223,15 +223,14 @@ def test_file_sets_are_watched_like_databases(tmp_path: Path) -> None:
         first = backup(ctx, NOW - 29 * H, kind=BackupKind.FILES, database="uploads", size=9000)
         drill(ctx, first, NOW - 28 * H, passed=True, database="uploads")
         backup(ctx, NOW - 2 * H, kind=BackupKind.FILES, database="uploads", size=100)
-        backup(ctx, NOW - H, kind=BackupKind.FILES, database="erp")
+        backup(ctx, NOW - 100 * H, kind=BackupKind.FILES, database="planos")
         found = catalog_only(ctx)
     rpo = found["rpo:uploads:files"]
     assert (rpo.level, rpo.limit_seconds) == ("green", 30 * 3600)
     assert found["size:uploads:files"].level == "red"  # 100 bytes after 9,000
     assert found["restore_test:uploads"].level == "green"
-    assert found["rpo:erp:files"].level == "green"
-    # The database's own items are its alone: the file set named erp adds no second
-    # restore test under the same key.
-    assert [i.key for i in report.items].count("restore_test:erp") == 1
+    # Its own [file_sets.rpo]: weekly backups are not late after 100 h.
+    assert found["rpo:planos:files"].level == "green"
+    assert found["rpo:planos:files"].limit_seconds == 200 * 3600
     statuses = {d.database: d for d in compute_status(ctx, NOW, servers=False).databases}
     assert statuses["uploads"].level == "red" and not statuses["uploads"].physical

@@ -201,8 +201,6 @@ def with_file_sets(**schedules: str) -> Settings:
                 "paths": ["/srv/erp/planos"],
                 "schedules": {"files": "0 */4 * * *", "restore_test": "off"},
             },
-            # A file set named as a database: its restore test would test the database.
-            {"name": "erp", "paths": ["/srv/erp/etc"]},
         ],
     )
 
@@ -220,11 +218,9 @@ def test_file_sets_are_backed_up_and_restore_tested_on_their_schedules() -> None
         {"type": "files"},
     )
     assert {w.hour for w in runs_in(schedule["files:planos"], start, end)} == {0, 4, 8, 12, 16, 20}
-    assert schedule["files:erp"].request().params == {"type": "files"}
     assert schedule["restore_test:uploads"].kind is JobKind.DRILL
     assert schedule["restore_test:uploads"].target == "uploads"
     assert "restore_test:planos" not in schedule  # turned off
-    assert schedule["restore_test:erp"].target == "erp"  # the database's, once
     assert sorted(n for n in schedule if n.startswith("restore_test:")) == [
         "restore_test:erp",
         "restore_test:uploads",
