@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
@@ -274,6 +274,20 @@ def _started(
     return DrillResult(run_id, backup_id, database, False, None, warnings=warnings)
 
 
+class _Restored(Protocol):
+    warnings: list[str]
+    seconds: float
+    bytes_restored: int
+
+
+def _restored(result: DrillResult, restored: _Restored, until: str = "") -> None:
+    """A restore that worked, in ``result``: its warnings, time and passed check."""
+    result.warnings += restored.warnings
+    result.restore_seconds = restored.seconds
+    detail = f"{restored.bytes_restored} bytes in {restored.seconds:.1f} s{until}"
+    result.checks.append(Check("restore", True, detail))
+
+
 def _physical_drill(
     ctx: Context,
     manifest: Manifest,
@@ -311,16 +325,7 @@ def _physical_drill(
         except RespaldoError as exc:
             result.checks.append(Check("restore", False, str(exc)))
         else:
-            result.warnings += restored.warnings
-            result.restore_seconds = restored.seconds
-            result.checks.append(
-                Check(
-                    "restore",
-                    True,
-                    f"{restored.bytes_restored} bytes in {restored.seconds:.1f} s "
-                    "(until the server accepted connections)",
-                )
-            )
+            _restored(result, restored, " (until the server accepted connections)")
             result.checks.append(
                 Check(
                     "recovery",
@@ -355,15 +360,7 @@ def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> Drill
         except RespaldoError as exc:
             result.checks.append(Check("restore", False, str(exc)))
         else:
-            result.warnings += restored.warnings
-            result.restore_seconds = restored.seconds
-            result.checks.append(
-                Check(
-                    "restore",
-                    True,
-                    f"{restored.bytes_restored} bytes in {restored.seconds:.1f} s",
-                )
-            )
+            _restored(result, restored)
             result.checks.append(_files_contents(manifest, restored))
     except OSError as exc:
         error = str(exc)
