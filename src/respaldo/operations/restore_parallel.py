@@ -632,8 +632,21 @@ def _plan_and_load(
 def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:
     """Run each of ``work`` in a thread of its own; the first failure aborts the others
     (``abort``) and is raised once they have all ended."""
+
+    def aborting(w: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                w()
+            except BaseException:
+                # At once, not when the loop below reaches this worker: the reader would
+                # go on reading (and spilling) the whole dump for a worker that is gone.
+                abort()
+                raise
+
+        return run
+
     with ThreadPoolExecutor(len(work), thread_name_prefix="restore-worker") as pool:
-        running = [pool.submit(w) for w in work]
+        running = [pool.submit(aborting(w)) for w in work]
         failure: BaseException | None = None
         for future in running:
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import socket
 import stat
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from respaldo.errors import RestoreError
 from respaldo.privatedir import owner_alive, this_process
+
+log = logging.getLogger(__name__)
 
 MARKER = "respaldo-restore-incomplete"
 
@@ -167,7 +170,8 @@ def _empty(target: Path, keep: str | None = None) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove the directory ``path`` and all it holds, as far as this user can.
+    """Remove the directory ``path`` and all it holds, as far as this user can; what
+    stays is logged as a warning naming ``path``.
 
     Links are never followed, not even one that replaces a directory while it is
     removed: a restore gives directories their backed-up owners, and such an owner
@@ -190,6 +194,8 @@ def remove_tree(path: Path) -> None:
         _remove(base, path.name)
     finally:
         os.close(base)
+    if os.path.lexists(path):
+        log.warning("could not remove all of %s: what is left there can be deleted", path)
 
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -257,21 +263,25 @@ def _enter(parent: int, name: str) -> _Level | None:
             with contextlib.suppress(OSError):
                 os.fchmod(fd, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
         subdirs = []
+        listed = []
+        # Listed whole before anything is unlinked: whether readdir still returns every
+        # entry while entries are unlinked is unspecified (NFS can skip some).
         with contextlib.suppress(OSError), os.scandir(fd) as entries:
-            for entry in entries:
+            listed = list(entries)
+        for entry in listed:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if not is_dir:
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
+                    os.unlink(entry.name, dir_fd=fd)
+                    continue
+                except IsADirectoryError:  # one since it was listed
+                    pass
                 except OSError:
-                    is_dir = False
-                if not is_dir:
-                    try:
-                        os.unlink(entry.name, dir_fd=fd)
-                        continue
-                    except IsADirectoryError:  # one since it was listed
-                        pass
-                    except OSError:
-                        continue
-                subdirs.append(entry.name)
+                    continue
+            subdirs.append(entry.name)
     except BaseException:
         os.close(fd)
         raise

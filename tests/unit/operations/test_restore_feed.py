@@ -264,3 +264,25 @@ def test_a_worker_that_fails_while_the_reader_waits_is_the_error_told(tmp_path: 
         loading = pool.submit(load)
         with pytest.raises(RestoreError, match="pg_restore failed"):
             _feed_while_loading(feed, loading, steps())
+
+
+def test_a_worker_that_fails_aborts_the_others_at_once() -> None:
+    # Worker B's pg_restore fails at once while worker A still loads: the reader must stop
+    # now, not read and spill the rest of the dump for a worker that is gone (the failures
+    # were looked at in the workers' order, so B's waited for A's end).
+    from respaldo.operations.restore_parallel import _run_workers
+
+    aborted = threading.Event()
+    seen: list[bool] = []
+
+    def a() -> None:
+        # Generous: the bound matters only where the abort never comes (the old order).
+        seen.append(aborted.wait(timeout=120))
+        raise Aborted
+
+    def b() -> None:
+        raise RestoreError("B's pg_restore failed")
+
+    with pytest.raises(RestoreError, match="B's pg_restore failed"):
+        _run_workers(aborted.set, [a, b])
+    assert seen == [True]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import stat
@@ -134,3 +135,23 @@ def test_a_deep_tree_is_removed_with_few_file_descriptors_left(tmp_path: Path) -
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert not top.exists()
+
+
+def test_what_cannot_be_removed_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree = tmp_path / "restored"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "f").write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def refusing(name: object, *args: object, **kwargs: object) -> None:
+        if name == "f":
+            raise PermissionError(1, "Operation not permitted")
+        real_unlink(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", refusing)
+    with caplog.at_level(logging.WARNING, logger="respaldo.operations.targets"):
+        remove_tree(tree)
+    assert (tree / "a" / "f").exists()
+    assert any(str(tree) in r.getMessage() for r in caplog.records), caplog.records
