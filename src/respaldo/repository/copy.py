@@ -20,12 +20,12 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import SealError
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
 from respaldo.repository.reader import _ChunkFailure, fetch_chunks, read_list
-from respaldo.repository.repo import Repository
+from respaldo.repository.repo import Repository, require_mirror
 from respaldo.repository.writer import BackupWriter
 
 
@@ -51,12 +51,7 @@ def copy_backup(
     BackupNotFound if the backup is not (or no longer) in the source, and the storage
     errors of either side.
     """
-    if source.id != destination.id:
-        raise RepositoryError(
-            f"{destination.storage.location} is not a mirror of {source.storage.location} "
-            f"(repository ids {destination.id} and {source.id})",
-            hint="create the destination with 'respaldo init', which makes secondaries mirrors",
-        )
+    require_mirror(source, destination)
     stats = CopyStats()
     name = manifest_name(backup_id)
     try:

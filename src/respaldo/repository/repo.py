@@ -81,6 +81,17 @@ def secret_text(passphrase: Passphrase) -> str:
     return passphrase if isinstance(passphrase, str) else passphrase.get_secret_value()
 
 
+def require_mirror(source: Repository, destination: Repository) -> None:
+    """Raise RepositoryError unless ``destination`` is a mirror of ``source`` (the same
+    repository id: the same keys, so sealed objects copy as they are)."""
+    if source.id != destination.id:
+        raise RepositoryError(
+            f"{destination.storage.location} is not a mirror of {source.storage.location} "
+            f"(repository ids {destination.id} and {source.id})",
+            hint="create the destination with 'respaldo init', which makes secondaries mirrors",
+        )
+
+
 class Repository:
     """An open repository: its storage, keys, configuration and chunk index.
 

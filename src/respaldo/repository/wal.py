@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.errors import IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import SealError
-from respaldo.repository.repo import Repository
+from respaldo.repository.repo import Repository, require_mirror
 from respaldo.storage.base import validate_name
 
 WAL_PREFIX = "wal/"
@@ -223,12 +223,7 @@ def copy_wal(source: Repository, destination: Repository) -> WalCopyStats:
     meanwhile (WAL retention) is skipped. Raises RepositoryError if the two are not
     mirrors, and the storage errors of either side.
     """
-    if source.id != destination.id:
-        raise RepositoryError(
-            f"{destination.storage.location} is not a mirror of {source.storage.location} "
-            f"(repository ids {destination.id} and {source.id})",
-            hint="create the destination with 'respaldo init', which makes secondaries mirrors",
-        )
+    require_mirror(source, destination)
     stats = WalCopyStats()
     for prefix, aad in ((CLUSTER_PREFIX, _cluster_aad), (WAL_PREFIX, _wal_aad)):
         present = {info.name for info in destination.storage.list(prefix)}
