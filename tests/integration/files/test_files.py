@@ -75,14 +75,24 @@ def files(
     if os.geteuid() == 0:
         other = pwd.getpwnam("postgres")
         os.chown(tree / "uploads" / "plano.dwg", other.pw_uid, other.pw_gid)
-    config = tmp_path / "respaldo.toml"
+    config = files_config(
+        tmp_path, [tree / "uploads", tree / "config"], 'exclude = ["*.tmp", "cache"]\n'
+    )
+    yield Files(tmp_path, config, tree, capsys)
+
+
+def files_config(base: Path, paths: list[Path], extra: str = "") -> Path:
+    """``base/respaldo.toml`` of a small local repository, a SQLite catalog and the file
+    set ``uploads`` of ``paths`` (``extra``: more keys of it); the repository made."""
+    config = base / "respaldo.toml"
+    listed = ", ".join(f'"{p}"' for p in paths)
     config.write_text(
         f"""
-cache_dir = "{tmp_path / "cache"}"
+cache_dir = "{base / "cache"}"
 pack_size = 65536
 
 [catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
+url = "sqlite:///{base / "catalog.db"}"
 
 [chunker]
 min_size = 1024
@@ -91,16 +101,15 @@ max_size = 16384
 
 [[repositories]]
 name = "local"
-url = "file://{tmp_path / "repo"}"
+url = "file://{base / "repo"}"
 
 [[file_sets]]
 name = "uploads"
-paths = ["{tree / "uploads"}", "{tree / "config"}"]
-exclude = ["*.tmp", "cache"]
-"""
+paths = [{listed}]
+{extra}"""
     )
     initialize(load_settings(config), kdf=FAST_KDF)
-    yield Files(tmp_path, config, tree, capsys)
+    return config
 
 
 def _snapshot(root: Path) -> dict[str, tuple[Any, ...]]:

@@ -26,11 +26,11 @@ import pytest
 
 from respaldo.config import load_settings
 from respaldo.files import TreeTarStream
-from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
-from tests.integration.physical.conftest import FAST_KDF, OS_USER, chown_tree, server_respaldo
+from tests.integration.files.test_files import files_config
+from tests.integration.physical.conftest import OS_USER, chown_tree, server_respaldo
 
 pytestmark = pytest.mark.integration
 
@@ -71,31 +71,8 @@ def site(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) ->
     base.chmod(0o755)
     tree = base / "srv" / "uploads"
     tree.mkdir(parents=True)
-    config = base / "respaldo.toml"
-    config.write_text(
-        f"""
-cache_dir = "{base / "cache"}"
-pack_size = 65536
-
-[catalog]
-url = "sqlite:///{base / "catalog.db"}"
-
-[chunker]
-min_size = 1024
-avg_size = 4096
-max_size = 16384
-
-[[repositories]]
-name = "local"
-url = "file://{base / "repo"}"
-
-[[file_sets]]
-name = "uploads"
-paths = ["{tree}"]
-"""
-    )
+    config = files_config(base, [tree])
     config.chmod(0o644)
-    initialize(load_settings(config), kdf=FAST_KDF)
     try:
         yield Site(base, config, tree, capsys)
     finally:

@@ -20,7 +20,7 @@ from respaldo.postgres.commands import RunningCommand
 from respaldo.repository import Manifest
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, Run
 from tests.integration.logical.support import databases, flip_byte, staging_databases
 from tests.integration.logical.test_parallel_dump import parallel
 from tests.integration.logical.test_roundtrip import assert_same_database
@@ -103,6 +103,27 @@ def _hold_the_end(
     return reached
 
 
+def _fails_leaving_nothing(
+    respaldo: Respaldo, pg: TempCluster, backup_id: str, target: str, tmp_path: Path
+) -> Run:
+    """``restore --jobs 2`` of ``backup_id`` into ``target``, which must fail cleanly: no
+    traceback, no database made or dropped, no staging database, nothing left in its work
+    directory (no plaintext spool or spill file). Returns the run."""
+    before = databases(pg)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = respaldo.run(
+        "restore", backup_id, "--target-database", target, "--jobs", "2",
+        "--work-dir", str(work),
+    )  # fmt: skip
+    assert run.code != 0, str(run)
+    assert "Traceback" not in run.err
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []
+    return run
+
+
 @pytest.mark.parametrize("dumped", ["custom", "directory"])
 def test_the_data_loads_while_the_dump_arrives(
     respaldo: Respaldo,
@@ -136,26 +157,9 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     backup_id = _backup(respaldo, dumped)
     loaded = _watch_data_workers(monkeypatch)
     reached = _hold_the_end(monkeypatch, loaded, fail=True)
-    before = databases(pg)
-    work = tmp_path / "work"
-    work.mkdir()
-    run = respaldo.run(
-        "restore",
-        backup_id,
-        "--target-database",
-        new_dbname,
-        "--jobs",
-        "2",
-        "--work-dir",
-        str(work),
-    )
+    run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
     assert reached == [True]  # the failure came in the middle of the parallel load
-    assert run.code != 0
     assert "does not match its checksum" in run.err_lines[0]
-    assert "Traceback" not in run.err
-    assert databases(pg) == before
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []  # no plaintext spool left
 
 
 def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
@@ -197,23 +201,6 @@ def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
 
     monkeypatch.setattr(FileFeed, "route", route)
     monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
-    before = databases(pg)
-    work = tmp_path / "work"
-    work.mkdir()
-    run = respaldo.run(
-        "restore",
-        backup_id,
-        "--target-database",
-        new_dbname,
-        "--jobs",
-        "2",
-        "--work-dir",
-        str(work),
-    )
+    run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
     assert Path(biggest.name).name in owners  # streamed to a worker, not spooled whole
-    assert run.code != 0
     assert pack in run.err and f"of stream '{biggest.name}'" in run.err, run.err
-    assert "Traceback" not in run.err
-    assert databases(pg) == before
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []  # no plaintext spill file left
