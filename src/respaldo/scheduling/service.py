@@ -17,6 +17,10 @@ Rules (from the specification):
   others find the row taken and do nothing);
 - with a PostgreSQL catalog the job goes to the queue (a worker runs it) instead of
   running here: see :mod:`respaldo.operations.queue`;
+- a firing whose job cannot be recorded (the catalog refuses connections, a restart of
+  its server) is not dropped: it is logged as an error and tried again every lease
+  renewal period until the catalog takes it, unless a later firing of the same schedule
+  comes first (the run owed is then that one: missed runs run once);
 - with SQLite (no queue, so no worker sweeps) the service sweeps for lost jobs at
   start-up and every lease renewal period (:meth:`Service.sweep`): a job whose process
   died is failed and alerted on, and a retry of it is run here when it was the service's
@@ -34,6 +38,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from respaldo.cancellation import CancelToken
@@ -43,6 +48,7 @@ from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
 from respaldo.operations.scheduled import run_queued, wal_archived
+from respaldo.operations.scrub import Scrubber
 from respaldo.scheduling.plan import Entry, entries, time_zone
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,9 @@ Watchdog = Callable[[Context, datetime], Any]
 
 WATCHDOG = "watchdog"
 SWEEP = "lost-jobs-sweep"
+OWED = "owed:"
+"""Prefix of the id of the one-off job that records a firing the catalog refused."""
+_NOTHING = object()
 
 
 def _utcnow() -> datetime:
@@ -92,6 +101,8 @@ class Service:
         self._stopping = False
         self._last_fire: dict[str, datetime] = {}
         self._missed: dict[str, datetime] = {}
+        # Schedule name -> fire time of a firing whose job the catalog could not record.
+        self._owed: dict[str, datetime | None] = {}
         self._started = clock()
         self._retries: dict[int, tuple[threading.Thread, CancelToken]] = {}
         self._sweep_failures = RecurringFailure(
@@ -260,22 +271,88 @@ class Service:
             # sharing the catalog would run it once more.
             log.debug("%s: this firing's time was taken by an earlier late one", entry.name)
             return
+        with self._lock:
+            # This firing supersedes one still owed: a schedule's missed runs run once.
+            self._owed.pop(entry.name, None)
+        self._submit(entry, due)
+
+    def _pay(self, entry: Entry, due: datetime | None) -> None:
+        """Record the firing of ``entry`` at ``due`` the catalog refused, unless a later
+        firing came meanwhile."""
+        with self._lock:
+            if self._stopping or self._owed.get(entry.name, _NOTHING) != due:
+                return
+        self._submit(entry, due)
+
+    def _owe(self, entry: Entry, due: datetime | None, exc: BaseException) -> None:
+        """The catalog refused the job of ``entry``'s firing at ``due``: try again in a
+        lease renewal period (a one-off job of the scheduler), and say so once."""
+        period = self.ctx.settings.jobs.renew_seconds
+        with self._lock:
+            if self._stopping:
+                return
+            first = entry.name not in self._owed
+            self._owed[entry.name] = due
+        if first:
+            cause = Scrubber(self.ctx.settings)(
+                str(exc).strip().splitlines()[0] if str(exc) else ""
+            )
+            log.error(
+                "the run of %s could not be recorded in the catalog (%s: %s); "
+                "it is tried again every %g s until the catalog takes it",
+                entry.name,
+                type(exc).__name__,
+                cause,
+                period,
+            )
+        self._scheduler.add_job(
+            self._pay,
+            DateTrigger(run_date=datetime.now(UTC) + timedelta(seconds=period), timezone=UTC),
+            args=[entry, due],
+            id=OWED + entry.name,
+            name=OWED + entry.name,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _recorded(self, entry: Entry) -> None:
+        with self._lock:
+            owed = self._owed.pop(entry.name, _NOTHING) is not _NOTHING
+        if owed:
+            log.warning("the run of %s is recorded in the catalog now", entry.name)
+
+    def _submit(self, entry: Entry, due: datetime | None) -> None:
+        """Record the job of ``entry``'s firing at ``due`` and run it here (or hand it to
+        the queue); a firing the catalog refuses is owed (:meth:`_owe`)."""
         if self.queued:
             self._fire_queued(entry, due)
             return
+        refused: Exception | None = None
         with self._lock:
+            # Held from the submit to the record of the running job: stop() cancels
+            # every job recorded before it, and nothing starts after it.
             if self._stopping:
                 return
             try:
                 job = jobs.submit(self.ctx, entry.request(), scheduled_for=due, here=True)
             except AlreadyFired:
-                return
-            previous = self._running.get(entry.name)
-            if previous is not None:
-                jobs.skip(self.ctx, job.id, f"the previous run (job {previous[0]}) still runs")
-                return
-            token = CancelToken()
-            self._running[entry.name] = (job.id, token)
+                job = None
+            except Exception as exc:  # the catalog: the firing is owed, not lost
+                job, refused = None, exc
+            if job is not None and refused is None:
+                previous = self._running.get(entry.name)
+                if previous is not None:
+                    jobs.skip(self.ctx, job.id, f"the previous run (job {previous[0]}) still runs")
+                    job = None
+                else:
+                    token = CancelToken()
+                    self._running[entry.name] = (job.id, token)
+        if refused is not None:
+            self._owe(entry, due, refused)
+            return
+        self._recorded(entry)
+        if job is None:
+            return
         try:
             self._runner(self.ctx, job.id, token)
         except (RespaldoError, Exception):
@@ -290,8 +367,10 @@ class Service:
                 return
         try:
             queue.submit_scheduled(self.ctx, entry.request(), due)
-        except (RespaldoError, Exception):
-            log.warning("could not queue the job of %s", entry.name, exc_info=True)
+        except Exception as exc:  # the catalog or its queue: the firing is owed, not lost
+            self._owe(entry, due, exc)
+            return
+        self._recorded(entry)
 
     def running(self) -> dict[str, int]:
         """Schedule name -> id of its running job."""

@@ -60,6 +60,14 @@ class CatalogRole:
             ).format(sql.Literal(self.name))
         )
 
+    def accept(self) -> None:
+        """The role's password is the service's again: its next connection is taken."""
+        self.pg.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(self.name), sql.Literal(CATALOG_PASSWORD)
+            )
+        )
+
 
 @pytest.fixture
 def catalog_role(pg: TempCluster) -> Iterator[CatalogRole]:

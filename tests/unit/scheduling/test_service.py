@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs
@@ -264,3 +265,34 @@ def test_a_service_that_would_tell_nobody_says_so_as_it_starts(
         service.stop("test over")
     (said,) = [r.getMessage() for r in caplog.records if "told to nobody" in r.getMessage()]
     assert said.startswith("no [notifications] target is configured")
+
+
+def test_a_firing_the_catalog_refused_runs_once_it_takes_it(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The catalog refuses the first submit (a full disk, a locked file): the firing is
+    # owed, not dropped, and runs when the catalog takes it.
+    refusals = [OperationalError("INSERT", {}, Exception("database or disk is full"))]
+    submit = jobs.submit
+
+    def refusing(*args: Any, **kwargs: Any) -> jobs.JobInfo:
+        if refusals:
+            raise refusals.pop()
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "submit", refusing)
+    runner = Runner()
+    runner.release.set()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    service.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="respaldo.scheduling.service"):
+            service.fire(full)
+        assert runner.started == []
+        assert any("full:erp" in r.getMessage() for r in caplog.records)
+        wait_for("the owed run", lambda: len(runner.started) == 1)
+    finally:
+        service.stop("test over")
+    (job,) = jobs.list_jobs(ctx)
+    assert (job.requested_by, job.status) == ("full:erp", JobStatus.COMPLETED)

@@ -1,0 +1,71 @@
+"""``respaldo serve`` while its PostgreSQL catalog goes away and comes back: a schedule
+that fires while the catalog refuses connections is not lost; its job is queued once the
+catalog answers again (the RPO watchdog tells of the outage meanwhile)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.domain import JobStatus, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.scheduling.plan import entries
+from respaldo.scheduling.service import Service
+from tests.integration.api.conftest import CatalogRole
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def ctx(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[Context]:
+    settings = Settings(
+        catalog={"url": catalog_role.url},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        jobs={"lease_seconds": 2.0},
+        cache_dir=tmp_path / "cache",
+    )
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+def scheduled(ctx: Context, name: str) -> list[jobs.JobInfo]:
+    return [
+        j
+        for j in jobs.list_jobs(ctx)
+        if j.triggered_by is TriggeredBy.SCHEDULE and j.requested_by == name
+    ]
+
+
+def test_a_firing_the_catalog_refused_is_queued_once_the_catalog_is_back(
+    ctx: Context, catalog_role: CatalogRole, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = Service(ctx, entries(ctx.settings, ()), queued=True)
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    service.start()
+    try:
+        catalog_role.refuse()
+        with caplog.at_level(logging.ERROR, logger="respaldo.scheduling.service"):
+            service.fire(full)  # the catalog refuses: nothing can be recorded now
+        told = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any("full:erp" in m and "again" in m for m in told), told
+        catalog_role.accept()
+        # Nothing fires the schedule again today: the service queues the run it owes.
+        wait_for("the run to be queued", lambda: len(scheduled(ctx, "full:erp")) == 1)
+    finally:
+        service.stop("test over")
+    (job,) = scheduled(ctx, "full:erp")
+    assert job.status is JobStatus.QUEUED and job.queue_name == "default"
