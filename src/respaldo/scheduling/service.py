@@ -11,7 +11,11 @@ Rules (from the specification):
   until each has recorded ``cancelled``: nothing is left ``running``;
 - the RPO watchdog (:mod:`respaldo.operations.watchdog`) runs at start-up, at once (a
   service that was down for two days says so then, not at its next check), and every
-  ``[rpo] watchdog_minutes`` after that.
+  ``[rpo] watchdog_minutes`` after that;
+- before each check it asks again which databases the primary repository archives WAL
+  of (:meth:`Service.replan`): a database whose archiving was set up while the service
+  ran gets its physical (``incremental``) schedule then, and the watchdog watches it as
+  such, without a restart;
 - each firing is recorded with its fire time, unique per schedule in the catalog: however
   many ``serve`` processes share a catalog, each schedule fires once per time (the
   others find the row taken and do nothing);
@@ -29,14 +33,16 @@ Rules (from the specification):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -88,9 +94,15 @@ class Service:
         watchdog_minutes: float = 5.0,
         clock: Callable[[], datetime] = _utcnow,
         queued: bool = False,
+        archiving: Callable[[], Collection[str]] | None = None,
+        archived: Collection[str] = (),
     ) -> None:
         self.ctx = ctx
         self.schedule = list(schedule)
+        # How to learn which databases archive WAL now (None: the schedule is fixed), and
+        # what it said last: the schedule and the watchdog follow it (replan()).
+        self._archiving = archiving
+        self.archived: frozenset[str] = frozenset(archived)
         self.queued = queued
         self._runner = runner
         self._watchdog = watchdog
@@ -108,6 +120,11 @@ class Service:
         self._sweep_failures = RecurringFailure(
             log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
         )
+        self._replan_failures = RecurringFailure(
+            log,
+            "could not read which databases archive WAL (the schedule stays as it is)",
+            "reading which databases archive WAL works again",
+        )
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
             executors={"default": ThreadPoolExecutor(workers)},
@@ -121,13 +138,60 @@ class Service:
         """The service for ``ctx.settings``' schedules, with the RPO watchdog: its jobs go
         to the queue with a PostgreSQL catalog, else run here. Raises ConfigError."""
         archived = wal_archived(ctx)
-        return cls(
+        service = cls(
             ctx,
             entries(ctx.settings, archived),
-            # The databases that get physical backups are the ones it watches as such.
-            watchdog=partial(watchdog.check, wal_archived=archived),
             watchdog_minutes=ctx.settings.rpo.watchdog_minutes,
             queued=queue.has_queue(ctx),
+            archiving=partial(wal_archived, ctx),
+            archived=archived,
+        )
+
+        def check(context: Context, now: datetime) -> Any:
+            # The databases that get physical backups are the ones it watches as such.
+            return watchdog.check(context, now, wal_archived=service.archived)
+
+        service._watchdog = check
+        return service
+
+    def replan(self) -> None:
+        """Ask again which databases archive WAL and schedule accordingly: a schedule that
+        is now on (``incremental:<db>``, ``wal_copy``) is added, one now off removed. Never
+        raises: a repository that cannot be read leaves the schedule as it is (logged once
+        per cause)."""
+        if self._archiving is None or self._stopping:
+            return
+        try:
+            archived = frozenset(self._archiving())
+            if archived == self.archived:
+                self._replan_failures.worked()
+                return
+            planned = entries(self.ctx.settings, archived)
+        except Exception as exc:
+            self._replan_failures.failed(exc)
+            return
+        self._replan_failures.worked()
+        before = {entry.name for entry in self.schedule}
+        after = {entry.name for entry in planned}
+        for entry in planned:
+            if entry.name not in before:
+                self._add(entry)
+                log.warning("%s is scheduled now: WAL archiving changed", entry.name)
+        for name in before - after:
+            with contextlib.suppress(JobLookupError):
+                self._scheduler.remove_job(name)
+            log.warning("%s is no longer scheduled: WAL archiving changed", name)
+        self.schedule, self.archived = planned, archived
+
+    def _add(self, entry: Entry, **extra: Any) -> None:
+        self._scheduler.add_job(
+            self.fire,
+            entry.trigger,
+            args=[entry],
+            kwargs={"by_trigger": True},
+            id=entry.name,
+            name=entry.name,
+            **extra,
         )
 
     def missed(self, now: datetime) -> list[Entry]:
@@ -154,15 +218,7 @@ class Service:
             extra: dict[str, Any] = {"next_run_time": when} if missed is not None else {}
             if missed is not None:
                 self._missed[entry.name] = missed  # for its first firing only
-            self._scheduler.add_job(
-                self.fire,
-                entry.trigger,
-                args=[entry],
-                kwargs={"by_trigger": True},
-                id=entry.name,
-                name=entry.name,
-                **extra,
-            )
+            self._add(entry, **extra)
             if missed is not None:
                 log.info("%s missed a run while the service was down: running it now", entry.name)
         if not self.queued:
@@ -188,8 +244,10 @@ class Service:
         self._scheduler.start()
 
     def watch(self) -> None:
-        """Run the watchdog once, at the clock's time. Never raises: a check that fails
-        is logged and the next one runs as planned."""
+        """Follow WAL archiving (:meth:`replan`), then run the watchdog once, at the
+        clock's time. Never raises: a check that fails is logged and the next one runs as
+        planned."""
+        self.replan()
         if self._watchdog is None or self._stopping:
             return
         try:
