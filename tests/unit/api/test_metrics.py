@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
+from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.operations.context import Context
@@ -205,3 +206,41 @@ def test_a_status_reading_is_kept_for_its_max_age(context: Context) -> None:
     now[0] += 1
     again = readings.current()
     assert again is not first and again.checked_at.timestamp() == now[0]
+
+
+def test_a_backup_known_not_to_restore_is_not_the_last_success(
+    settings: Settings, context: Context
+) -> None:
+    # repair found the newest backup lost chunks: an age alert must see the good one
+    # before it, not a backup that cannot be restored.
+    backup(context, BackupKind.FULL, T0, size=500)
+    damaged = backup(context, BackupKind.FULL, T0 + timedelta(hours=20), size=700)
+    with context.catalog.begin() as session:
+        BackupRecords(session).set_verified(
+            damaged, T0 + timedelta(hours=21), verified=False, problem="damaged: 3 chunks"
+        )
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    full = {"database": "erp", "kind": "full"}
+    good_end = (T0 + timedelta(seconds=90)).timestamp()
+    assert got[key("respaldo_backup_last_success_timestamp_seconds", **full)] == good_end
+    assert got[key("respaldo_backup_last_size_bytes", **full)] == 500
+
+
+def test_a_source_removed_from_the_configuration_leaves_no_series_to_alert_on(
+    settings: Settings, context: Context
+) -> None:
+    # "old" was configured once: its last backup and restore test failed. Removed from
+    # the configuration, it must not keep RespaldoBackupFailing and
+    # RespaldoRestoreTestFailed firing for ever.
+    old = backup(context, BackupKind.FULL, T0, database="old")
+    backup(context, BackupKind.FULL, T0 + timedelta(hours=1), database="old", failed=True)
+    with context.catalog.begin() as session:
+        runs = DrillRuns(session)
+        run = runs.start(old, database="old", scratch_name="s", now=T0)
+        runs.finish(run.id, passed=False, restore_seconds=1.0, checks=[], now=T0)
+    with TestClient(create_app(settings, context)) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert 'database="old"' not in response.text
+    assert 'database="erp"' in response.text

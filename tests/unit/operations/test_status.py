@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupKind
 from respaldo.operations.context import Context
+from respaldo.operations.repair import damage_problem
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
 from tests.unit.operations.status_support import NOW, backup, copied, drill, status_settings
 
@@ -234,3 +236,48 @@ def test_file_sets_are_watched_like_databases(tmp_path: Path) -> None:
     assert found["rpo:planos:files"].limit_seconds == 200 * 3600
     statuses = {d.database: d for d in compute_status(ctx, NOW, servers=False).databases}
     assert statuses["uploads"].level == "red" and not statuses["uploads"].physical
+
+
+def _failed_verification(ctx: Context, backup_id: str, problem: str | None) -> None:
+    with ctx.catalog.begin() as session:
+        BackupRecords(session).set_verified(backup_id, NOW, verified=False, problem=problem)
+
+
+def test_a_backup_known_not_to_restore_is_no_recovery_point(ctx: Context) -> None:
+    # repair found the newest backup lost chunks ("it cannot be restored"): the recovery
+    # point is the good one before it, 30 h old, over the RPO. Green would be a lie.
+    good = backup(ctx, NOW - 30 * H)
+    damaged = backup(ctx, NOW - 2 * H)
+    _failed_verification(ctx, damaged, damage_problem(3, NOW))
+    full = catalog_only(ctx)["rpo:erp:full"]
+    assert (full.level, full.backup_id, full.age_seconds) == ("red", good, 30 * 3600)
+    assert full.reason == (
+        f"the newest good full backup completed 30 h ago, more than its RPO of 26 h; "
+        f"backup {damaged} (2 h ago) failed verification: damaged: 3 chunks have no good "
+        "copy in any repository (respaldo repair, 2026-12-04 12:00 UTC); it cannot be restored"
+    )
+
+
+def test_a_backup_whose_restore_test_failed_leaves_an_older_recovery_point_amber(
+    ctx: Context,
+) -> None:
+    good = backup(ctx, NOW - 20 * H)
+    failed = backup(ctx, NOW - 2 * H)
+    _failed_verification(ctx, failed, None)  # what a failed restore test records
+    full = catalog_only(ctx)["rpo:erp:full"]
+    assert (full.level, full.backup_id) == ("amber", good)
+    assert full.reason == (
+        f"backup {failed} (2 h ago) failed verification: a restore test of it failed; "
+        "the newest good full backup completed 20 h ago (RPO 26 h)"
+    )
+
+
+def test_only_backups_known_not_to_restore_is_red_with_the_reason(ctx: Context) -> None:
+    damaged = backup(ctx, NOW - 2 * H)
+    _failed_verification(ctx, damaged, "damaged: 1 chunks have no good copy")
+    full = catalog_only(ctx)["rpo:erp:full"]
+    assert (full.level, full.backup_id) == ("red", None)
+    assert full.reason == (
+        "no good full backup was ever completed; "
+        f"backup {damaged} (2 h ago) failed verification: damaged: 1 chunks have no good copy"
+    )
