@@ -29,6 +29,7 @@ from respaldo.catalog.audit import AuditLog
 from respaldo.catalog.backups import (
     BackupRecords,
     ManifestValues,
+    failed_verification,
     newest_completed,
     newest_completed_times,
     pid_alive,
@@ -96,6 +97,7 @@ __all__ = [
     "Worker",
     "Workers",
     "checks_of",
+    "failed_verification",
     "newest_completed",
     "newest_completed_times",
     "normalize_url",

@@ -561,11 +561,19 @@ class BackupRecords:
         record.duration = _duration(record.started_at, when)
 
 
+def failed_verification() -> sa.ColumnElement[bool]:
+    """A completed backup known not to restore: a verification of it failed (``repair``
+    found chunks lost, a restore test of it failed, or it was written against chunks
+    found damaged). The rule of retention's "good" backup (respaldo.retention)."""
+    return sa.and_(BackupRecord.verified_at.is_not(None), BackupRecord.is_verified.is_(False))
+
+
 def newest_completed_times(before: datetime | None = None) -> sa.Subquery:
-    """When each source's newest completed backup of each kind completed (``before``:
-    of those that completed no later than that): columns ``database_name``,
-    ``backup_type`` and ``at``; one row per source and kind."""
-    completed = BackupRecord.status == BackupStatus.COMPLETED
+    """When each source's newest good backup of each kind completed (completed and not
+    :func:`failed_verification`; ``before``: of those that completed no later than that):
+    columns ``database_name``, ``backup_type`` and ``at``; one row per source and kind.
+    A backup known not to restore is no recovery point: an age must not count from it."""
+    completed = sa.and_(BackupRecord.status == BackupStatus.COMPLETED, ~failed_verification())
     if before is not None:
         completed = sa.and_(completed, BackupRecord.completed_at <= before)
     return (
@@ -583,9 +591,9 @@ def newest_completed_times(before: datetime | None = None) -> sa.Subquery:
 def newest_completed(
     session: Session, before: datetime | None = None
 ) -> builtins.list[BackupRecord]:
-    """The newest completed backup of every source and kind (``before``: that completed
-    no later than that), ordered by source and kind (of two that completed in the same
-    instant, the later record)."""
+    """The newest good backup of every source and kind (see :func:`newest_completed_times`;
+    ``before``: that completed no later than that), ordered by source and kind (of two
+    that completed in the same instant, the later record)."""
     newest = newest_completed_times(before)
     query = (
         sa.select(BackupRecord)
@@ -597,7 +605,7 @@ def newest_completed(
                 BackupRecord.completed_at == newest.c.at,
             ),
         )
-        .where(BackupRecord.status == BackupStatus.COMPLETED)
+        .where(BackupRecord.status == BackupStatus.COMPLETED, ~failed_verification())
         .order_by(BackupRecord.id)
     )
     found: dict[tuple[str | None, str], BackupRecord] = {}

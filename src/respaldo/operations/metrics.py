@@ -229,7 +229,14 @@ def _unix(when: datetime | None) -> float:
 def _backup_metrics(
     figures: CatalogFigures, settings: Settings, watched: set[tuple[str, str]]
 ) -> Iterator[Metric]:
-    rows = {(f.database or "", f.kind.value): f for f in figures.backups}
+    sources = _configured(settings)
+    # A source no longer configured has no series: its old failures would otherwise keep
+    # RespaldoBackupFailing firing for ever, with nothing left to fix.
+    rows = {
+        (f.database, f.kind.value): f
+        for f in figures.backups
+        if f.database is not None and f.database in sources
+    }
     # Every configured source appears with its default kind (and physical backups where
     # status expects them) even before its first backup: "never" (0) is then as
     # visible to an age alert as "long ago".
@@ -279,7 +286,12 @@ def _backup_metrics(
 
 
 def _drill_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
-    drills = [(f.database or "", f) for f in figures.drills]
+    # As for backups: a database no longer configured has no series (its last failed
+    # restore test would keep RespaldoRestoreTestFailed firing).
+    sources = _configured(settings)
+    drills = [
+        (f.database, f) for f in figures.drills if f.database is not None and f.database in sources
+    ]
     passed = {db for db, f in drills if f.last_success_at is not None}
     label = ["database"]
     yield _counter(
@@ -420,6 +432,11 @@ def _repository_metrics(sizes: list[RepositorySize]) -> Iterator[Metric]:
         label,
         [([s.name], 1.0 if s.reachable else 0.0) for s in sizes],
     )
+
+
+def _configured(settings: Settings) -> set[str]:
+    """The names of the configured databases and file sets: the sources with series."""
+    return {db.name for db in settings.databases} | {fs.name for fs in settings.file_sets}
 
 
 def _first_line(exc: BaseException) -> str:

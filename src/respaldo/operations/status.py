@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from respaldo.catalog import BackupCopy, BackupRecord, DrillRun
+from respaldo.catalog import BackupCopy, BackupRecord, DrillRun, failed_verification
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError
@@ -261,7 +261,11 @@ class _History:
 
     def __init__(self) -> None:
         self.newest: dict[BackupKind, BackupRecord | None] = {}
-        """The newest completed backup of each kind, not dated in the future."""
+        """The newest good backup of each kind (completed, not known to fail
+        verification: the recovery point), not dated in the future."""
+        self.unusable: dict[BackupKind, BackupRecord | None] = {}
+        """The newest completed backup of each kind that failed verification (lost chunks,
+        a failed restore test), if newer than the newest good one: said in the reason."""
         self.sized: dict[BackupKind, list[BackupRecord]] = {}
         """The two newest completed backups of each kind whose sizes compare (newest
         first; fewer while there are not two): a physical backup taken incrementally
@@ -295,7 +299,12 @@ class _History:
             completed = of_kind.where(BackupRecord.status == BackupStatus.COMPLETED).order_by(
                 BackupRecord.completed_at.desc(), BackupRecord.id.desc()
             )
-            found.newest[kind] = session.scalars(completed.where(believable).limit(1)).first()
+            good = completed.where(believable, ~failed_verification())
+            found.newest[kind] = newest = session.scalars(good.limit(1)).first()
+            bad = completed.where(believable, failed_verification())
+            if newest is not None and newest.completed_at is not None:
+                bad = bad.where(BackupRecord.completed_at > newest.completed_at)
+            found.unusable[kind] = session.scalars(bad.limit(1)).first()
             whole = completed.where(believable, BackupRecord.parent_id.is_(None))
             found.sized[kind] = list(session.scalars(whole.limit(2)))
             found.ahead[kind] = session.scalars(completed.where(~believable).limit(1)).first()
@@ -483,6 +492,17 @@ def _backup_item(
         reason="",
         limit_seconds=limit.total_seconds(),
     )
+    unusable = history.unusable[kind]
+    if unusable is not None and unusable.completed_at is not None:
+        # Completed, then found not to restore: no recovery point, and not silently
+        # skipped either (green from an older backup would hide it until the RPO passes).
+        problem = _first_line(unusable.error_message or "a restore test of it failed")
+        bad = (
+            f"backup {unusable.id} ({human_age(now - unusable.completed_at)} ago) failed "
+            f"verification: {problem}"
+        )
+        failed = "; ".join(filter(None, [failed, bad]))
+    good = "good " if unusable is not None else ""
     ahead = history.ahead[kind]
     if ahead is not None and ahead.completed_at is not None:
         failed = "; ".join(
@@ -498,7 +518,7 @@ def _backup_item(
         )
     if newest is None or newest.completed_at is None:
         never = "completed before now" if ahead is not None else "ever completed"
-        reason = f"no {what} was {never}" + (f"; {failed}" if failed else "")
+        reason = f"no {good}{what} was {never}" + (f"; {failed}" if failed else "")
         return base.model_copy(update={"reason": reason})
     age = now - newest.completed_at
     facts = {
@@ -506,7 +526,7 @@ def _backup_item(
         "age_seconds": age.total_seconds(),
         "backup_id": newest.id,
     }
-    newest_said = f"the newest {what} completed {human_age(age)} ago"
+    newest_said = f"the newest {good}{what} completed {human_age(age)} ago"
     if age > limit:
         reason = f"{newest_said}, more than its RPO of {human_age(limit)}"
         return base.model_copy(
