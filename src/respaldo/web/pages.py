@@ -177,6 +177,7 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "can_approve": page.can(Permission.APPROVE),
         "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
+        "label": lambda table, value: _label(page, VOCABULARY[table], value),
         "progress": progress_of,
         # Paths, not absolute URLs: the page works behind a proxy under any host name.
         "url_for": lambda name, **params: str(page.request.app.url_path_for(name, **params)),
@@ -186,6 +187,11 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         page.request, template, context, status_code=status
     )
     return page.finish(response)
+
+
+def _label(page: Page, table: dict[str, str], value: object) -> str:
+    text = str(value)
+    return page.gettext(table[text]) if text in table else text
 
 
 # Marked for extraction (pybabel reads gettext_noop-style calls through this name).
@@ -199,6 +205,73 @@ _KIND_LABELS = {
     "files": N_("Files"),
     "snapshot": N_("Snapshot"),
 }
+# respaldo's own vocabulary as the catalog stores it (job kinds, status checks, copy
+# roles...), named in the page's language: a Spanish page must not print "drill" or
+# "restore_test". A value missing from its table is shown as stored.
+_JOB_KIND_LABELS = {
+    "backup": N_("Backup"),
+    "restore": N_("Restoration"),
+    "drill": N_("Restore test"),
+    "prune": N_("Cleanup"),
+    "verify": N_("Verification"),
+    "report": N_("Report"),
+    "wal_copy": N_("WAL copy"),
+}
+_ALERT_KIND_LABELS = {
+    **_JOB_KIND_LABELS,
+    "copy": N_("Offsite copy"),
+    "lock-renewal": N_("Lock renewal"),
+    "wal-push": N_("WAL archiving"),
+    "test": N_("Test message"),
+    "check": N_("Check"),
+}
+_CHECK_LABELS = {
+    "rpo": N_("Backup age"),
+    "size": N_("Backup size"),
+    "server": N_("Server"),
+    "archive": N_("WAL archiving"),
+    "restore_test": N_("Restore test"),
+    "copy": N_("Copy"),
+    "walcopy": N_("WAL copy"),
+    "catalog": N_("Catalog"),
+    "repository": N_("Repository"),
+}
+_ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}
+_TRIGGER_LABELS = {"cli": N_("Command line"), "schedule": N_("Scheduled"), "api": N_("API")}
+_AUDIT_ACTION_LABELS = {
+    "login": N_("Login"),
+    "refresh": N_("Session renewed"),
+    "logout": N_("Logout"),
+    "user.add": N_("User added"),
+    "user.remove": N_("User removed"),
+    "user.passwd": N_("Password changed"),
+    "user.disable": N_("User disabled"),
+    "user.enable": N_("User enabled"),
+    "token.create": N_("API token created"),
+    "token.revoke": N_("API token revoked"),
+    "backup.create": N_("Backup started"),
+    "backup.delete": N_("Backup deleted"),
+    "backup.pin": N_("Backup pinned"),
+    "backup.unpin": N_("Backup unpinned"),
+    "restore": N_("Restore started"),
+    "restore_test": N_("Restore test started"),
+    "prune": N_("Expired backups deleted"),
+    "snapshot": N_("Snapshot"),
+    "job.cancel": N_("Job cancelled"),
+    "access": N_("Access"),
+}
+_AUDIT_OUTCOME_LABELS = {"success": N_("Success"), "failure": N_("Failure"), "denied": N_("Denied")}
+VOCABULARY = {
+    "job": _JOB_KIND_LABELS,
+    "alert": _ALERT_KIND_LABELS,
+    "check": _CHECK_LABELS,
+    "role": _ROLE_LABELS,
+    "trigger": _TRIGGER_LABELS,
+    "action": _AUDIT_ACTION_LABELS,
+    "outcome": _AUDIT_OUTCOME_LABELS,
+}
+"""The tables of ``label(table, value)`` in the templates."""
+
 _STATUS_LABELS = {
     "pending": N_("Pending"),
     "in_progress": N_("In progress"),

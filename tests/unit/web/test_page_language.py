@@ -1,0 +1,142 @@
+"""The page in Spanish says everything in Spanish: the words of respaldo's own vocabulary
+(job kinds, checks, copy roles, who started a backup, audit actions and outcomes, alert
+kinds) are translated, not printed as the catalog stores them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from tests.unit.access.conftest import SECRET, add_user, cheap_hashes, write_secret  # noqa: F401
+from tests.unit.api.conftest import FAST_KDF, completed_backup
+from tests.unit.web.test_session import _login
+
+from respaldo.catalog import Jobs, Notifications
+from respaldo.config import Settings
+from respaldo.domain import (
+    AuditAction,
+    AuditOutcome,
+    BackupKind,
+    JobKind,
+    JobStatus,
+    Role,
+    TriggeredBy,
+)
+from respaldo.operations import audit
+from respaldo.operations.context import Context
+from respaldo.operations.files_backup import backup_files
+from respaldo.operations.repositories import init_repositories
+from respaldo.web import pages
+from respaldo.web.site import create_site
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Context]:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", "correct horse (test)")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("a")
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        repositories=[
+            {"name": "local", "url": f"file://{tmp_path / 'repo'}"},
+            {"name": "offsite", "url": f"file://{tmp_path / 'offsite'}"},
+        ],
+        databases=[{"name": "erp", "dsn": "postgresql://u@127.0.0.1:1/erp"}],
+        file_sets=[{"name": "docs", "paths": [docs]}],
+        cache_dir=tmp_path / "cache",
+        server={"jwt_secret_file": write_secret(tmp_path / "jwt.key", SECRET)},
+    )
+    init_repositories(settings, kdf=FAST_KDF)
+    with Context.open(settings, create=True) as opened:
+        yield opened
+
+
+@pytest.fixture
+def site(context: Context) -> FastAPI:
+    return create_site(context.settings, context)
+
+
+def _cells(html: str) -> list[str]:
+    """The text of every table cell and definition of a page, tags and spaces removed."""
+    found = re.findall(r"<(?:td|dd)\b[^>]*>(.*?)</(?:td|dd)>", html, flags=re.S)
+    return [" ".join(unescape(re.sub(r"<[^>]+>", " ", cell)).split()) for cell in found]
+
+
+def _column(html: str, index: int) -> list[str]:
+    """The cells of column ``index`` of every table row of a page."""
+    rows = re.findall(r"<tr\b[^>]*>(.*?)</tr>", html, flags=re.S)
+    return [found[index] for row in rows if len(found := _cells(row)) > index]
+
+
+def _words(cells: list[str]) -> set[str]:
+    return {word for cell in cells for word in re.split(r"[\s·—:(),]+", cell) if word}
+
+
+def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
+    site: FastAPI, context: Context
+) -> None:
+    now = datetime.now(UTC)
+    completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=1))
+    # A real backup (its page reads its manifest), copied to the mirror.
+    backup = backup_files(context, "docs", triggered_by=TriggeredBy.SCHEDULE).view.id
+    with context.catalog.begin() as session:
+        jobs = Jobs(session)
+        for kind in JobKind:
+            row = jobs.submit(kind, target="erp", triggered_by=TriggeredBy.CLI, requested_by="t")
+            jobs.start(row.id, pid=1)
+            jobs.finish(row.id, JobStatus.FAILED, error="boom")
+        Notifications(session).add(
+            sent_at=now,
+            level="critical",
+            kind="backup",
+            key=None,
+            target="mail",
+            ok=True,
+            error=None,
+        )
+    for action in AuditAction:
+        audit.record(context, "ana", action, None, AuditOutcome.DENIED)
+    add_user(context, "ana", Role.ADMIN)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        paths = ("/jobs", "/databases", f"/backups/{backup}", "/audit", "/alerts", "/schedule")
+        answers = {path: browser.get(path) for path in paths}
+    assert {p: a.status_code for p, a in answers.items()} == dict.fromkeys(paths, 200)
+    cells = {path: _cells(answer.text) for path, answer in answers.items()}
+    # Where the page shows names from the configuration (a schedule's) or sentences the
+    # operations write (a check's reason), only the column of respaldo's own words.
+    cells["/schedule"] = _column(answers["/schedule"].text, 1)
+    cells["/databases"] = _column(answers["/databases"].text, 0)
+    shown = {path: _words(found) for path, found in cells.items()}
+    vocabulary = {
+        "/jobs": {k.value for k in JobKind},
+        "/schedule": {k.value for k in JobKind},
+        "/databases": {"rpo", "size", "server", "restore_test", "copy", "repository"},
+        f"/backups/{backup}": {"primary", "mirror", "schedule"},
+        "/audit": {a.value for a in AuditAction} | {o.value for o in AuditOutcome},
+        "/alerts": {"backup"},
+    }
+    leaks = {path: sorted(shown[path] & words) for path, words in vocabulary.items()}
+    assert all(not words for words in leaks.values()), f"English on the Spanish page: {leaks}"
+    # ... and they read as the Spanish catalog has them.
+    assert "Prueba de restauración" in cells["/jobs"]
+    assert "Antigüedad del backup · Completo (lógico)" in cells["/databases"]
+    assert {"Principal", "Programado"} <= set(cells[f"/backups/{backup}"])
+    assert "Inicio de sesión" in cells["/audit"]
+
+
+def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
+    es = pages.i18n.translations("es")
+    for table in pages.VOCABULARY.values():
+        for value, message in table.items():
+            same = {"API", "Backup"}  # Spanish says them so too
+            assert es.gettext(message) != message or message in same, (value, message)
