@@ -32,7 +32,7 @@ from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import backup_files
 from respaldo.operations.repositories import init_repositories
-from respaldo.web import pages
+from respaldo.web import i18n, pages
 from respaldo.web.site import create_site
 
 pytestmark = pytest.mark.unit
@@ -135,7 +135,7 @@ def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
 
 
 def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
-    es = pages.i18n.translations("es")
+    es = i18n.translations("es")
     for table in pages.VOCABULARY.values():
         for value, message in table.items():
             same = {"API", "Backup"}  # Spanish says them so too
