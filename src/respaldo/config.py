@@ -190,12 +190,16 @@ class LockSettings(_Section):
 
 
 class JobSettings(_Section):
-    """``[jobs]``: the leases of running jobs."""
+    """``[jobs]``: the leases of running jobs, and how long ended jobs are kept."""
 
     # A running job renews its lease every lease_seconds / 10 (at most every 2 s, which
     # is also how soon it notices 'respaldo jobs cancel'); one not renewed for
     # lease_seconds is failed by the next process that opens the catalog.
     lease_seconds: float = Field(default=120.0, ge=1.0)
+    # A prune forgets the jobs that ended longer ago than this (0: keeps every job); the
+    # newest run of each schedule and the prunes' outcomes stay, and /metrics' job
+    # counters keep counting what was forgotten.
+    keep_days: int = Field(default=400, ge=0)
 
     @property
     def renew_seconds(self) -> float:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.backups import newest_completed, newest_completed_times
-from respaldo.catalog.models import BackupRecord, DrillRun, Job, NotificationRecord
+from respaldo.catalog.models import BackupRecord, DrillRun, Job, JobTally, NotificationRecord
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
 
 
@@ -179,8 +179,14 @@ def _newest_runs(session: Session, statuses: tuple[DrillStatus, ...]) -> list[Dr
 
 
 def _job_counts(session: Session) -> dict[tuple[JobKind, JobStatus], int]:
+    # The jobs still in the table, and those forgotten (retention, a routine schedule's
+    # earlier runs): the counters of ended jobs never go down.
     query = sa.select(Job.kind, Job.status, sa.func.count()).group_by(Job.kind, Job.status)
-    return {(kind, status): int(count) for kind, status, count in session.execute(query)}
+    counts = {(kind, status): int(count) for kind, status, count in session.execute(query)}
+    for tally in session.scalars(sa.select(JobTally)):
+        key = (tally.kind, tally.status)
+        counts[key] = counts.get(key, 0) + int(tally.count)
+    return counts
 
 
 def _job_successes(session: Session) -> dict[JobKind, datetime]:
@@ -189,7 +195,15 @@ def _job_successes(session: Session) -> dict[JobKind, datetime]:
         .where(Job.status == JobStatus.COMPLETED)
         .group_by(Job.kind)
     )
-    return {kind: at for kind, at in session.execute(query) if at is not None}
+    found = {kind: at for kind, at in session.execute(query) if at is not None}
+    forgotten = sa.select(JobTally).where(
+        JobTally.status == JobStatus.COMPLETED, JobTally.last_finished_at.is_not(None)
+    )
+    for tally in session.scalars(forgotten):
+        at = tally.last_finished_at
+        if at is not None and (tally.kind not in found or at > found[tally.kind]):
+            found[tally.kind] = at
+    return found
 
 
 def _reclaimed(session: Session) -> dict[str, int]:

@@ -28,10 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from respaldo.catalog.models import Job
+from respaldo.catalog.models import Job, JobTally
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import AlreadyFired, InvalidTransition, JobConflict, RecordNotFound
 from respaldo.processes import pid_alive, this_host
+
+_FINAL = tuple(status for status in JobStatus if status.is_final)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -202,10 +204,45 @@ class Jobs:
             .limit(keep_failed)
         )
         ended = Job.status.in_((JobStatus.COMPLETED, JobStatus.SKIPPED, *bad))
-        gone = self.session.execute(
-            sa.delete(Job).where(earlier, ended, Job.id.not_in(kept.scalar_subquery()))
+        return self._forget(earlier, ended, Job.id.not_in(kept.scalar_subquery()))
+
+    def forget_ended(self, before: datetime) -> int:
+        """Delete the jobs that ended before ``before`` (retention), except the newest run
+        of each schedule (the service counts missed runs from it) and the completed
+        prunes that say what they reclaimed (``/metrics`` sums them). Returns how many."""
+        newest_runs = (
+            sa.select(sa.func.max(Job.id))
+            .where(Job.triggered_by == TriggeredBy.SCHEDULE)
+            .group_by(Job.requested_by)
         )
-        return int(getattr(gone, "rowcount", 0) or 0)
+        reclaimed = sa.and_(
+            Job.kind == JobKind.PRUNE,
+            Job.status == JobStatus.COMPLETED,
+            Job.outcome.is_not(None),
+        )
+        return self._forget(
+            Job.status.in_(_FINAL),
+            sa.func.coalesce(Job.finished_at, Job.created_at) < before,
+            Job.id.not_in(newest_runs.scalar_subquery()),
+            sa.not_(reclaimed),
+        )
+
+    def _forget(self, *where: sa.ColumnElement[bool]) -> int:
+        """Delete the jobs ``where`` says, counting them into ``job_tallies`` in the same
+        transaction (from the rows actually deleted: two processes forgetting at once
+        never count one row twice). Returns how many."""
+        rows = self.session.execute(
+            sa.delete(Job).where(*where).returning(Job.kind, Job.status, Job.finished_at)
+        ).all()
+        tallies: dict[tuple[JobKind, JobStatus], tuple[int, datetime | None]] = {}
+        for kind, status, finished in rows:
+            count, last = tallies.get((kind, status), (0, None))
+            if finished is not None and (last is None or finished > last):
+                last = finished
+            tallies[(kind, status)] = (count + 1, last)
+        for (kind, status), (count, last) in tallies.items():
+            _add_tally(self.session, kind, status, count, last)
+        return len(rows)
 
     def running_with_key(self, key: str) -> Job | None:
         query = sa.select(Job).where(Job.status == JobStatus.RUNNING, Job.exclusive_key == key)
@@ -470,3 +507,31 @@ def params_of(job: Job) -> dict[str, Any]:
 def outcome_of(job: Job) -> dict[str, Any] | None:
     """What the job produced as stored (a JSON object), or None if it reported nothing."""
     return dict(json.loads(job.outcome)) if job.outcome else None
+
+
+def _add_tally(
+    session: Session, kind: JobKind, status: JobStatus, count: int, last: datetime | None
+) -> None:
+    """Add ``count`` forgotten jobs to the tally of (``kind``, ``status``), atomically
+    (an upsert: two processes adding at once both count)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = JobTally.__table__
+    statement = insert(table).values(kind=kind, status=status, count=count, last_finished_at=last)
+    newest = sa.case(
+        (table.c.last_finished_at.is_(None), statement.excluded.last_finished_at),
+        (statement.excluded.last_finished_at.is_(None), table.c.last_finished_at),
+        (
+            statement.excluded.last_finished_at > table.c.last_finished_at,
+            statement.excluded.last_finished_at,
+        ),
+        else_=table.c.last_finished_at,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.kind, table.c.status],
+            set_={"count": table.c.count + statement.excluded.count, "last_finished_at": newest},
+        )
+    )

@@ -246,6 +246,22 @@ class Job(Base):
         return f"<Job {self.id} {self.kind} {self.target} {self.status}>"
 
 
+class JobTally(Base):
+    """The jobs of one kind and final status that were deleted from ``jobs`` (retention,
+    a routine schedule's earlier runs): how many, and when the newest of them ended, so
+    that the counters read from ``jobs`` never go down when rows are forgotten."""
+
+    __tablename__ = "job_tallies"
+
+    kind: Mapped[JobKind] = mapped_column(enum_column_type(JobKind), primary_key=True)
+    status: Mapped[JobStatus] = mapped_column(enum_column_type(JobStatus), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default=sa.text("0"))
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<JobTally {self.kind} {self.status} {self.count}>"
+
+
 class AlertState(Base):
     """The state of one watched condition (``set_condition``), by key: whether it fires,
     since when, and when it was last told, so that repeats are throttled and the end is

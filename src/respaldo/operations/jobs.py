@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -442,6 +442,20 @@ def forget_earlier_runs(ctx: Context, schedule: str) -> None:
             Jobs(session).forget_earlier(schedule, job_id, keep_failed=ROUTINE_FAILURES_KEPT)
     except (SQLAlchemyError, RespaldoError) as exc:
         log.warning("could not forget the earlier runs of %s: %s", schedule, exc)
+
+
+def forget_old(ctx: Context, now: datetime) -> int:
+    """Delete the jobs that ended more than ``[jobs] keep_days`` before ``now`` (none
+    with 0), keeping what the service and the metrics need (see
+    :meth:`~respaldo.catalog.jobs.Jobs.forget_ended`); returns how many."""
+    days = ctx.settings.jobs.keep_days
+    if days <= 0:
+        return 0
+    with ctx.catalog.begin() as session:
+        forgotten = Jobs(session).forget_ended(now - timedelta(days=days))
+    if forgotten:
+        log.info("forgot %d jobs that ended more than %d days ago", forgotten, days)
+    return forgotten
 
 
 def last_of_schedule(ctx: Context, name: str) -> JobInfo | None:

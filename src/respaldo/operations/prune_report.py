@@ -3,14 +3,20 @@ did. ``prune --json`` prints it; its field names are those ``prune --json`` alwa
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 
+from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.jobs import forget_old
 from respaldo.operations.models import IsoTime, ResultModel
 from respaldo.operations.prune import PruneResult, RepositoryOutcome, plan, prune
+
+log = logging.getLogger(__name__)
 
 
 class DecisionView(ResultModel):
@@ -115,8 +121,17 @@ class PruneReport(ResultModel):
 def prune_backups(
     ctx: Context, *, dry_run: bool = False, database: str | None = None, wait: float | None = None
 ) -> PruneReport:
-    """``prune``: :func:`respaldo.operations.prune.prune`, as a result model."""
-    return report_of(prune(ctx, dry_run=dry_run, database=database, wait=wait))
+    """``prune``: :func:`respaldo.operations.prune.prune`, as a result model. Unless
+    ``dry_run``, it then forgets the jobs older than ``[jobs] keep_days``
+    (:func:`~respaldo.operations.jobs.forget_old`); a catalog that fails at that is
+    logged and left for the next prune, and does not fail this one."""
+    report = report_of(prune(ctx, dry_run=dry_run, database=database, wait=wait))
+    if not dry_run:
+        try:
+            forget_old(ctx, datetime.now(UTC))
+        except (SQLAlchemyError, RespaldoError) as exc:
+            log.warning("could not forget the old jobs (the next prune tries again): %s", exc)
+    return report
 
 
 class RetentionPreview(ResultModel):

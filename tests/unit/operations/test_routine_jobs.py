@@ -12,6 +12,7 @@ import pytest
 
 from respaldo.domain import JobKind, JobStatus
 from respaldo.operations import jobs
+from respaldo.operations.metrics import render_metrics
 from respaldo.repository.wal import ClusterRecord, put_wal, write_cluster
 from respaldo.scheduling.service import Service
 from tests.unit.operations.support import NOW, Installation
@@ -74,3 +75,15 @@ def test_a_mirror_down_for_long_leaves_an_hour_of_failed_wal_copies(
     statuses = [j.status for j in _wal_copies(setup)]
     # The newest run and the twelve failures before it.
     assert statuses == [JobStatus.FAILED] * (jobs.ROUTINE_FAILURES_KEPT + 1), statuses
+
+
+def test_the_job_counters_keep_counting_the_wal_copies_forgotten(setup: Installation) -> None:
+    # /metrics' respaldo_jobs is a counter: a rate over it must not see a reset each time
+    # a wal_copy forgets its earlier runs.
+    service = Service.create(setup.ctx)
+    entry = next(e for e in service.schedule if e.name == "wal_copy")
+    for _ in range(3):
+        service.fire(entry)
+    assert len(_wal_copies(setup)) == 1
+    text = render_metrics(setup.ctx).decode()
+    assert 'respaldo_jobs_total{kind="wal_copy",status="completed"} 3.0' in text, text
