@@ -514,24 +514,32 @@ def _add_tally(
 ) -> None:
     """Add ``count`` forgotten jobs to the tally of (``kind``, ``status``), atomically
     (an upsert: two processes adding at once both count)."""
+    values = {"kind": kind, "status": status, "count": count, "last_finished_at": last}
+    keys = ["kind", "status"]
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = JobTally.__table__
-    statement = insert(table).values(kind=kind, status=status, count=count, last_finished_at=last)
-    newest = sa.case(
-        (table.c.last_finished_at.is_(None), statement.excluded.last_finished_at),
-        (statement.excluded.last_finished_at.is_(None), table.c.last_finished_at),
-        (
-            statement.excluded.last_finished_at > table.c.last_finished_at,
-            statement.excluded.last_finished_at,
-        ),
-        else_=table.c.last_finished_at,
-    )
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c.kind, table.c.status],
-            set_={"count": table.c.count + statement.excluded.count, "last_finished_at": newest},
+        from sqlalchemy.dialects import postgresql
+
+        on_pg = postgresql.insert(JobTally).values(**values)
+        statement: sa.Executable = on_pg.on_conflict_do_update(
+            index_elements=keys, set_=_tally_sum(on_pg.excluded)
         )
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        on_sqlite = sqlite.insert(JobTally).values(**values)
+        statement = on_sqlite.on_conflict_do_update(
+            index_elements=keys, set_=_tally_sum(on_sqlite.excluded)
+        )
+    session.execute(statement)
+
+
+def _tally_sum(added: Any) -> dict[str, Any]:
+    """The SET of the upsert: counts added, the later of the two end times kept."""
+    new, old = added.last_finished_at, JobTally.last_finished_at
+    newest = sa.case(
+        (old.is_(None), new),
+        (new.is_(None), old),
+        (new > old, new),
+        else_=old,
     )
+    return {"count": JobTally.count + added.count, "last_finished_at": newest}

@@ -27,30 +27,39 @@ def test_forgotten_jobs_keep_their_counts_and_last_success(
     now = datetime.now(UTC)
     with Context.open(settings, create=True) as ctx:
         ok, failed = JobStatus.COMPLETED, JobStatus.FAILED
-        for age, status in ((50, ok), (40, ok), (45, failed), (1, failed)):
-            with ctx.catalog.begin() as session:
-                rows = Jobs(session)
-                job = rows.submit(
-                    JobKind.BACKUP,
-                    target="erp",
-                    triggered_by=TriggeredBy.CLI,
-                    requested_by="ana",
-                    now=now - timedelta(days=age, minutes=5),
-                )
-                rows.start(job.id, pid=1, now=now - timedelta(days=age, minutes=4))
-                rows.finish(job.id, status, now=now - timedelta(days=age))
-        with ctx.catalog.read() as session:
-            before = read_figures(session)
+        ended = [(50, ok), (40, ok), (45, failed), (1, failed), (60, ok)]
+        for age, status in ended[:4]:
+            _ended(ctx, now - timedelta(days=age), status)
         assert jobs.forget_old(ctx, now) == 3
         assert jobs.forget_old(ctx, now) == 0
+        # A second forgetting adds to the tallies (the upsert's update).
+        _ended(ctx, now - timedelta(days=ended[4][0]), ended[4][1])
+        with ctx.catalog.read() as session:
+            before = read_figures(session)
+        assert jobs.forget_old(ctx, now) == 1
         with ctx.catalog.read() as session:
             after = read_figures(session)
         assert len(jobs.list_jobs(ctx)) == 1
     assert after.jobs == before.jobs
     assert after.jobs == {
-        (JobKind.BACKUP, JobStatus.COMPLETED): 2,
+        (JobKind.BACKUP, JobStatus.COMPLETED): 3,
         (JobKind.BACKUP, JobStatus.FAILED): 2,
     }
-    # The newest success was forgotten: its time is still known.
+    # The newest success was forgotten: its time is still known (an older one forgotten
+    # later does not replace it).
     assert after.job_last_success_at == before.job_last_success_at
     assert after.job_last_success_at[JobKind.BACKUP] == now - timedelta(days=40)
+
+
+def _ended(ctx: Context, when: datetime, status: JobStatus) -> None:
+    with ctx.catalog.begin() as session:
+        rows = Jobs(session)
+        job = rows.submit(
+            JobKind.BACKUP,
+            target="erp",
+            triggered_by=TriggeredBy.CLI,
+            requested_by="ana",
+            now=when - timedelta(minutes=5),
+        )
+        rows.start(job.id, pid=1, now=when - timedelta(minutes=4))
+        rows.finish(job.id, status, now=when)
