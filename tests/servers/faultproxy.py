@@ -12,6 +12,18 @@ answer:
 - ``"stall"``: no answer at all until the client gives up and closes the connection (or
   the proxy stops) — the client's read timeout is what ends it.
 
+And faults that strike *after* the server has done the request (it stored, replaced or
+deleted the object), on the way back:
+
+- ``"lost"``: the server's answer never arrives; the connection is reset instead (a
+  PUT that landed, but whose client cannot know it);
+- ``"truncate"``: the answer's headers (its Content-Length the true one), then half the
+  body, then a reset — a connection that dies mid-download;
+- ``"short"``: the answer with half its body and a Content-Length that says so (a broken
+  gateway or cache): nothing on the wire is wrong, the bytes are simply too few;
+- ``"flip"``: the answer with one bit of its body inverted (a bad NIC or middlebox on a
+  connection without TLS).
+
 Rules are checked in order; the first that matches and still has ``times`` left applies.
 Every request is logged (method, path, what was done), so a test can assert that a fault
 really happened and what was retried. Requests are served by a thread each
@@ -32,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-Fault = Literal["500", "503", "reset", "stall"]
+Fault = Literal["500", "503", "reset", "stall", "lost", "truncate", "short", "flip"]
 
 _ERROR_CODES = {"500": "InternalError", "503": "SlowDown"}
 # Headers that belong to one hop, not to the request: never forwarded.
@@ -54,13 +66,17 @@ class Rule:
     after: int = 0
     """Let the first ``after`` matching requests through before the fault applies (to
     strike in the middle of an upload, at a point that does not depend on timing)."""
+    ranged: bool | None = None
+    """Only requests with (True) or without (False) a Range header; None: either."""
     hits: int = 0
     passed: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, ranged: bool = False) -> bool:
         if self.times is not None and self.hits >= self.times:
             return False
         if self.method is not None and self.method != method:
+            return False
+        if self.ranged is not None and self.ranged != ranged:
             return False
         return re.search(self.path, path) is not None
 
@@ -107,10 +123,12 @@ class FaultProxy:
         with self._lock:
             return [entry for entry in self.log if not entry.action.startswith("forwarded")]
 
-    def _decide(self, method: str, path: str) -> tuple[Fault | None, threading.Event]:
+    def _decide(
+        self, method: str, path: str, ranged: bool = False
+    ) -> tuple[Fault | None, threading.Event]:
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, ranged):
                     if rule.passed < rule.after:
                         rule.passed += 1
                         continue
@@ -149,7 +167,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                fault, released = proxy._decide(self.command, self.path)
+                ranged = self.headers.get("Range") is not None
+                fault, released = proxy._decide(self.command, self.path, ranged)
                 if fault in _ERROR_CODES:
                     assert fault is not None
                     self._error(int(fault), _ERROR_CODES[fault])
@@ -158,7 +177,7 @@ class FaultProxy:
                 elif fault == "stall":
                     self._stall(released)
                 else:
-                    self._forward(body)
+                    self._forward(body, fault)
 
             def _error(self, status: int, code: str) -> None:
                 payload = (
@@ -193,7 +212,7 @@ class FaultProxy:
                         break
                 self.close_connection = True
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, body: bytes, fault: Fault | None = None) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 try:
                     conn = self._upstream()
@@ -206,17 +225,32 @@ class FaultProxy:
                     self._reset()
                     return
                 proxy._record(self.command, self.path, f"forwarded {answer.status}")
-                self.send_response(answer.status, answer.reason)
+                if fault == "lost":
+                    self._reset()
+                    return
                 head = self.command == "HEAD"
+                sent = payload
+                if fault in ("truncate", "short"):
+                    sent = payload[: len(payload) // 2]
+                elif fault == "flip" and payload:
+                    middle = len(payload) // 2
+                    sent = (
+                        payload[:middle] + bytes([payload[middle] ^ 0x01]) + payload[middle + 1 :]
+                    )
+                self.send_response(answer.status, answer.reason)
                 for key, value in answer.getheaders():
                     if key.lower() in _HOP or (key.lower() == "content-length" and not head):
                         continue
                     self.send_header(key, value)
                 if not head:
-                    self.send_header("Content-Length", str(len(payload)))
+                    declared = len(sent) if fault == "short" else len(payload)
+                    self.send_header("Content-Length", str(declared))
                 self.end_headers()
                 if not head:
-                    self.wfile.write(payload)
+                    self.wfile.write(sent)
+                if fault == "truncate":
+                    self.wfile.flush()
+                    self._reset()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle  # noqa: N815
 

@@ -480,23 +480,49 @@ def _read_live(
 ) -> tuple[list[tuple[bytes, bytes, int]], list[DamagedCopy]]:
     """(chunk id, sealed bytes, plaintext length) of every live chunk of a pack, each one
     authenticated, and the copies among them that are damaged or truncated. Raises the
-    storage error of a pack that cannot be read (not known damage)."""
-    data = repo.storage.get(pack.name)
+    storage error of a pack that cannot be read (not known damage).
+
+    A pack with chunks that fail is read a second time, and only the chunks that fail
+    again are damaged (quarantined): bytes spoiled on their way from the store are no
+    damage of the copy (see :func:`respaldo.repository.reader._fetch_run`)."""
+    entries = sorted(pack.live.values(), key=lambda e: e.offset)
+    out, failed = _open_live(repo, repo.storage.get(pack.name), entries)
+    if failed:
+        again, still = _open_live(repo, repo.storage.get(pack.name), [e for e, _ in failed])
+        if again:
+            log.warning(
+                "%s gave %d chunks that failed authentication or came short, and read "
+                "whole a second time: the store (or the way to it) returned bad bytes",
+                pack.name,
+                len(again),
+            )
+        out = sorted(out + again, key=lambda item: pack.live[item[0]].offset)
+        failed = still
+    damaged = [
+        DamagedCopy.of(e.chunk_id, pack.name, f"found by garbage collection: {exc}")
+        for e, exc in failed
+    ]
+    return out, damaged
+
+
+def _open_live(
+    repo: Repository, data: bytes, entries: list[PackEntry]
+) -> tuple[list[tuple[bytes, bytes, int]], list[tuple[PackEntry, SealError]]]:
+    """The ``entries`` of a pack's bytes ``data`` that authenticate (chunk id, sealed
+    bytes, plaintext length), and those that do not, with why."""
     out = []
-    damaged = []
-    for e in sorted(pack.live.values(), key=lambda e: e.offset):
+    failed = []
+    for e in entries:
         blob = data[e.offset : e.offset + e.length]
         try:
             if len(blob) != e.length:
                 raise SealError("pack is truncated")
             repo.sealer.open_chunk(e.chunk_id, blob)
         except SealError as exc:
-            damaged.append(
-                DamagedCopy.of(e.chunk_id, pack.name, f"found by garbage collection: {exc}")
-            )
+            failed.append((e, exc))
             continue
         out.append((e.chunk_id, blob, e.raw_length))
-    return out, damaged
+    return out, failed
 
 
 def _quarantine(

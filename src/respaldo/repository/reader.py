@@ -21,6 +21,7 @@ decrypted and decompressed first.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,8 @@ from respaldo.repository.index import Location
 from respaldo.repository.manifest import Manifest, StreamInfo, decode_list
 from respaldo.repository.packs import pack_name
 from respaldo.repository.repo import Repository
+
+log = logging.getLogger(__name__)
 
 RUN_MAX = 8 * 1024 * 1024
 """The largest range read in one request."""
@@ -142,7 +145,36 @@ def _runs(located: dict[bytes, Location]) -> list[_Run]:
 
 def _fetch_run(repo: Repository, run: _Run, keep_sealed: bool = True) -> list[ChunkResult]:
     """Read one range and open its chunks; each result keeps its sealed bytes too if
-    ``keep_sealed`` (for copying them as they are), else only the plaintext."""
+    ``keep_sealed`` (for copying them as they are), else only the plaintext.
+
+    A chunk that fails authentication, or that the range came back too short for, is
+    read once more before its result says *damaged*: the bytes may have been spoiled on
+    their way (a bit flipped on a connection without TLS, a gateway that cut the answer
+    short) while the copy in the store is whole, and a copy called damaged is
+    quarantined by verification, out of every index for good (:mod:`.quarantine`). Only
+    a copy that fails twice is damaged for certain."""
+    results = _read_run(repo, run, keep_sealed)
+    again = [c for c, r in zip(run.chunks, results, strict=True) if r.damaged and r.obj]
+    if not again or results[0].problem == "pack is missing":
+        return results
+    start = min(offset for _, offset, _ in again)
+    end = max(offset + length for _, offset, length in again)
+    retry = _Run(run.pack_id, start, end, again)
+    second = {r.chunk_id: r for r in _read_run(repo, retry, keep_sealed)}
+    healed = sum(1 for r in second.values() if r.data is not None)
+    if healed:
+        log.warning(
+            "%s in %s gave %d chunks that failed authentication or came short, and read "
+            "whole a second time: the store (or the way to it) returned bad bytes",
+            pack_name(run.pack_id),
+            repo.storage.location,
+            healed,
+        )
+    return [second.get(r.chunk_id, r) if r.damaged else r for r in results]
+
+
+def _read_run(repo: Repository, run: _Run, keep_sealed: bool) -> list[ChunkResult]:
+    """One read of a run's range, its chunks opened (see :func:`_fetch_run`)."""
     name = pack_name(run.pack_id)
     try:
         blob = repo.storage.get(name, run.start, run.end - run.start)

@@ -24,6 +24,8 @@ How the interface maps onto S3:
   :class:`~respaldo.storage.retry.RetryingStorage`'s next try.
 - ``get``: GetObject, with a ``Range`` header for a slice. S3 answers a range that starts
   at or after the end of the object with 416 InvalidRange; the interface wants ``b""``.
+  A ranged answer whose body does not hold the bytes its Content-Range names (a gateway
+  cut it short, with a Content-Length to match) is a transient error, retried.
 - ``stat``: HeadObject. A HEAD answer has no body, so a 404 does not say whether the key
   or the bucket is missing: on a 404 the bucket is checked (HeadBucket) so that a missing
   bucket is a permanent error rather than "no such object" (which would let ``init`` think
@@ -501,7 +503,28 @@ class S3Storage:
         if ranged and "ContentRange" not in response:
             # A server that ignored the Range header sent the whole object.
             return data[offset:] if length is None else data[offset : offset + length]
+        if ranged:
+            self._check_range_answer(name, response["ContentRange"], offset, len(data))
         return data
+
+    def _check_range_answer(self, name: str, content_range: str, offset: int, got: int) -> None:
+        """Raise TransientStorageError unless a ranged answer holds the bytes its
+        Content-Range names, from ``offset``. botocore checks the body against the
+        Content-Length only: a gateway that cuts the answer short and says so in its
+        Content-Length would hand over too few bytes without a word, which the
+        repository would take for a truncated (damaged) pack."""
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(?:\d+|\*)", content_range.strip())
+        if match is None:
+            return  # a form this check does not know: the repository authenticates anyway
+        start, end = int(match.group(1)), int(match.group(2))
+        if start != offset or got != end - start + 1:
+            raise TransientStorageError(
+                f"cannot read {name} in {self.location}: the server returned {got} of the "
+                f"{end - start + 1} bytes its answer's Content-Range ({content_range}) names",
+                name=name,
+                hint="something between this machine and the S3 endpoint (a proxy, a "
+                "gateway) cuts answers short; the read is retried",
+            )
 
     def stat(self, name: str) -> ObjectInfo:
         key = self.key(name)

@@ -32,6 +32,7 @@ from respaldo.operations.repositories import open_store
 from respaldo.storage.base import ObjectInfo
 from respaldo.storage.retry import RetryingStorage
 from respaldo.storage.s3 import MIN_PART_SIZE, S3Storage
+from tests.servers.faultproxy import FaultProxy, Rule
 from tests.servers.s3 import S3Endpoint, free_port
 from tests.unit.repository.helpers import init_repo, open_repo, read_stream, write_backup
 
@@ -306,6 +307,25 @@ def test_an_unreachable_endpoint_is_transient_after_retries(s3_server: S3Endpoin
     assert "config" in str(info.value)
     assert "reachable" in info.value.hint
     assert s3_server.secret_access_key not in str(info.value)
+
+
+def test_a_range_answered_short_is_transient_and_read_again(s3_server: S3Endpoint) -> None:
+    # A gateway that cuts a ranged answer short and says so in its Content-Length: the
+    # wire is consistent, only the Content-Range (and the range asked for) tell.
+    proxy = FaultProxy(s3_server.endpoint_url).start()
+    try:
+        store = s3_server.storage(endpoint_url=proxy.url)
+        data = _data(100_000, seed=9)
+        store.put("packs/ab/short", data)
+        proxy.add(Rule("short", path="/packs/", method="GET", times=1))
+        with pytest.raises(TransientStorageError, match="returned 2500 of the 5000 bytes"):
+            store.get("packs/ab/short", 100, 5000)
+        proxy.add(Rule("short", path="/packs/", method="GET", times=1))
+        retrying = RetryingStorage(store, sleep=lambda _: None)
+        assert retrying.get("packs/ab/short", 100, 5000) == data[100:5100]
+        assert [entry.action for entry in proxy.injected()] == ["short", "short"]
+    finally:
+        proxy.stop()
 
 
 # --- through the settings, and under a repository ------------------------------------------

@@ -1,0 +1,94 @@
+"""Bytes damaged on their way from S3 are not damage in the bucket.
+
+A repository on SeaweedFS behind the fault proxy (tests/servers/faultproxy.py), which
+spoils one answer: a bit inverted in a pack's bytes (a bad NIC or middlebox on a
+connection without TLS), or half of them with a Content-Length that says so (a broken
+gateway). The object in the bucket is whole. What must not happen is that a verification
+(or a garbage collection) that met such an answer records the good copy as damaged:
+quarantined, it is out of every index, restores of every backup that uses it fail with
+"no good copy", and ``repair`` without a mirror records those backups as lost. A reader
+reads a copy that fails again before it calls it damaged; a restore that met the bad
+answer reads the stream whole all the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from respaldo.repository import Repository, collect_garbage, iter_stream, verify_backups
+from respaldo.repository.quarantine import QUARANTINE_PREFIX
+from respaldo.repository.verify import quarantine_damaged
+from respaldo.storage.retry import RetryingStorage
+from tests.servers.faultproxy import FaultProxy, Rule
+from tests.servers.s3 import S3Endpoint
+from tests.unit.repository.helpers import init_repo, names, open_repo, random_bytes, write_backup
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+FAULTS = ["flip", "short"]
+
+
+@pytest.fixture
+def proxy(s3_server: S3Endpoint) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(s3_server.endpoint_url).start()
+    yield proxy
+    proxy.stop()
+
+
+def _repository(s3_server: S3Endpoint, proxy: FaultProxy) -> Repository:
+    """A repository with two backups (the second deduplicated against the first), opened
+    afresh through the proxy: its index says where every chunk is."""
+    store = RetryingStorage(s3_server.storage(endpoint_url=proxy.url), sleep=lambda _: None)
+    repo = init_repo(store)
+    data = random_bytes(96 * 1024, seed=7)
+    write_backup(repo, "b1", {"dump": data})
+    write_backup(repo, "b2", {"dump": data[48 * 1024 :] + random_bytes(8 * 1024, seed=8)})
+    return open_repo(store)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_pack_read_spoiled_in_transit_is_not_quarantined(
+    s3_server: S3Endpoint, proxy: FaultProxy, fault: str
+) -> None:
+    repo = _repository(s3_server, proxy)
+    proxy.add(Rule(fault, path="/packs/", method="GET", times=1))
+
+    report = verify_backups(repo, ["b1", "b2"])
+
+    assert [entry.action for entry in proxy.injected()] == [fault]
+    assert report.ok, report.problems
+    assert quarantine_damaged(repo, report) == 0
+    assert names(repo.storage, QUARANTINE_PREFIX) == []
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_restore_reads_past_a_pack_read_spoiled_in_transit(
+    s3_server: S3Endpoint, proxy: FaultProxy, fault: str
+) -> None:
+    repo = _repository(s3_server, proxy)
+    manifest = repo.load_manifest("b1")
+    proxy.add(Rule(fault, path="/packs/", method="GET", times=1))
+
+    restored = b"".join(iter_stream(repo, manifest, "dump"))
+
+    assert proxy.injected()
+    assert restored == random_bytes(96 * 1024, seed=7)
+
+
+def test_garbage_collection_does_not_quarantine_a_pack_spoiled_in_transit(
+    s3_server: S3Endpoint, proxy: FaultProxy
+) -> None:
+    repo = _repository(s3_server, proxy)
+    repo.storage.delete("manifests/b1")  # half of b1's chunks die: collection repacks
+    # Repacking reads packs whole (the mark before it reads ranges).
+    proxy.add(Rule("flip", path="/packs/", method="GET", times=1, ranged=False))
+
+    report = collect_garbage(repo, repack_threshold=0.01)
+
+    assert proxy.injected()
+    assert report.packs_repacked and report.damaged == 0, report
+    assert names(repo.storage, QUARANTINE_PREFIX) == []
+    reopened = open_repo(repo.storage)
+    assert verify_backups(reopened, ["b2"]).ok
