@@ -10,11 +10,13 @@ from pydantic import SecretStr
 from respaldo.config import RepositorySettings, Settings
 from respaldo.config_core import resolve_secret_file
 from respaldo.errors import (
+    ConfigError,
     ObjectNotFound,
     RepositoryError,
     RepositoryExists,
     RepositoryNotFound,
     RespaldoError,
+    StorageError,
     WeakPassphrase,
 )
 from respaldo.repository import ChunkerParams, KdfParams, Repository
@@ -27,6 +29,7 @@ from respaldo.repository.config_recovery import (
 )
 from respaldo.repository.locks import LOCK_PREFIX
 from respaldo.storage import Storage, open_storage
+from respaldo.storage.lifecycle import HAZARD_HINT, lifecycle_store
 from respaldo.storage.object_lock import bucket_warnings, locking_store
 
 # Argon2id makes each guess cost ~0.1 s and 64 MiB, which a few characters do not survive:
@@ -110,11 +113,15 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
     RepositoryError if an existing secondary is not a mirror of the primary (another
     repository id: copies into it would be impossible). Every repository with an
     ``object_lock_mode`` has its bucket checked first (ConfigError, and nothing created,
-    if it cannot lock); what is merely unwise about a bucket comes back as warnings.
+    if it cannot lock), and every S3 repository's lifecycle rules (ConfigError, nothing
+    created, if one deletes or archives its objects); what is merely unwise about a
+    bucket comes back as warnings.
     ConfigMissing (nothing created) where a location holds a repository without its
     config, ConfigDamaged where a config is damaged.
     """
-    warnings = {repo.name: lock_warnings(repo) for repo in settings.repositories}
+    warnings = {
+        repo.name: lock_warnings(repo) + lifecycle_warnings(repo) for repo in settings.repositories
+    }
     passphrase = settings.repository_passphrase()
     # A location holding a repository whose config is lost must stop init before
     # anything is created anywhere (ConfigMissing says how to get the config back).
@@ -187,6 +194,37 @@ def lock_warnings(repo: RepositorySettings) -> tuple[str, ...]:
     try:
         locking = locking_store(store)
         return tuple(bucket_warnings(locking)) if locking is not None else ()
+    finally:
+        store.close()
+
+
+def lifecycle_warnings(repo: RepositorySettings) -> tuple[str, ...]:
+    """For an S3 repository: ConfigError if its bucket's lifecycle rules delete or archive
+    the repository's current objects (:mod:`respaldo.storage.lifecycle`: deduplicated
+    backups would become unrestorable later), a warning if the rules cannot be read.
+    Other repositories: nothing to say."""
+    store = open_store(repo)
+    try:
+        s3 = lifecycle_store(store)
+        if s3 is None:
+            return ()
+        try:
+            found = s3.lifecycle_hazards()
+        except StorageError as exc:
+            return (
+                f"cannot read the lifecycle rules of the bucket of {store.location} ({exc}); "
+                "make sure none deletes or archives the repository's objects "
+                "(docs/configuration.md)",
+            )
+        if found:
+            raise ConfigError(
+                f"the bucket of repository {repo.name} ({store.location}) takes backups "
+                f"away behind respaldo's back: {'; '.join(found)}; a backup references "
+                "chunks stored on any earlier day, so it would become unrestorable; "
+                "nothing was written",
+                hint=HAZARD_HINT,
+            )
+        return ()
     finally:
         store.close()
 

@@ -63,6 +63,10 @@ bucket (no request is spent on that while all is well: wal-push opens a store pe
 segment). Renewal, the bucket's state and the versions behind a rewind are the methods of
 :class:`~respaldo.storage.object_lock.LockingStorage`; see that module for why.
 
+Lifecycle rules: a bucket rule that expires current objects, or moves them to an archive
+class, takes packs away that later backups deduplicated against (:mod:`.lifecycle`);
+``init`` refuses such a bucket (:meth:`S3Storage.lifecycle_hazards`).
+
 Storage classes: ``STANDARD_IA`` by default (the specification's choice: backups are written
 once and read rarely). S3 bills STANDARD_IA objects for at least 128 KiB and 30 days, which
 the repository's small index and manifest objects pay for. ``storage_class = "STANDARD"``
@@ -120,6 +124,7 @@ from respaldo.errors import (
     WriteRefused,
 )
 from respaldo.privatedir import private_dir
+from respaldo.storage import lifecycle
 from respaldo.storage.base import (
     ObjectInfo,
     Spool,
@@ -582,15 +587,32 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "", "read the lock settings of") from exc
 
-    def noncurrent_expiration_days(self) -> int | None:
+    def lifecycle_rules(self) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules (none where the bucket has none, or the server
+        keeps none: SeaweedFS answers NotImplemented). Needs s3:GetLifecycleConfiguration;
+        raises the storage error of a refusal."""
         try:
-            rules = self._client.get_bucket_lifecycle_configuration(Bucket=self._bucket)["Rules"]
+            response = self._client.get_bucket_lifecycle_configuration(Bucket=self._bucket)
         except ClientError as exc:
-            if _code(exc) == "NoSuchLifecycleConfiguration":
-                return None
+            if _code(exc) in ("NoSuchLifecycleConfiguration", "NotImplemented"):
+                return []
             raise self._error(exc, "", "read the lifecycle rules of") from exc
         except BotoCoreError as exc:
             raise self._error(exc, "", "read the lifecycle rules of") from exc
+        return cast("list[dict[str, Any]]", response.get("Rules", []))
+
+    def lifecycle_hazards(self) -> list[str]:
+        """The bucket's lifecycle rules that delete or archive this store's current
+        objects, one sentence each (:mod:`respaldo.storage.lifecycle`)."""
+        return [
+            f"{text} in bucket {self._bucket!r}"
+            for text in lifecycle.hazards(self.lifecycle_rules(), self._key_prefix)
+        ]
+
+    def noncurrent_expiration_days(self) -> int | None:
+        rules = self.lifecycle_rules()
+        if not rules:
+            return None
         days = None
         for rule in rules:
             expiry = rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
@@ -1098,8 +1120,9 @@ def _check_storage_class(value: str | None) -> StorageClassType | None:
     if value in _ARCHIVE_CLASSES:
         raise ConfigError(
             f"storage class {value} cannot hold a repository",
-            hint="its objects cannot be read without a restore; use STANDARD_IA, or a "
-            "lifecycle rule on the bucket for archiving",
+            hint="its objects cannot be read without a restore request, and restores read "
+            "packs by range; use STANDARD_IA (a lifecycle rule moving the repository's "
+            "objects to an archive class makes its backups unreadable in the same way)",
         )
     if not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
         raise ConfigError(

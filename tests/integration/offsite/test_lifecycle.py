@@ -1,0 +1,135 @@
+"""A bucket whose lifecycle rules delete or archive current objects is no place for a
+repository, and ``init`` says so before it writes anything.
+
+A deduplicating repository's newest backup references chunks in packs of every age: a
+rule "expire objects after 30 days" (common on buckets that held plain dump files) takes
+away, on day 31, packs that the backup of day 25 deduplicated against, and a transition
+to GLACIER or DEEP_ARCHIVE makes them unreadable by the ranged reads a restore makes.
+Either way the backups were verified good when they were written, and become
+unrestorable later without anything respaldo could see while it wrote them. Rules that
+touch only old versions (``NoncurrentVersionExpiration``, what Object Lock needs) or
+other prefixes are fine. Runs on moto (SeaweedFS keeps no lifecycle rules), each test in
+a bucket of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from respaldo.config import load_settings
+from respaldo.errors import ConfigError
+from respaldo.operations.initialize import initialize
+from respaldo.repository import KdfParams
+from tests.integration.cli import secret_file
+from tests.servers.s3 import S3Endpoint
+
+pytestmark = pytest.mark.integration
+
+FAST_KDF = KdfParams(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", "lifecycle tests passphrase")
+
+
+def _config(tmp: Path, s3: S3Endpoint, bucket: str, prefix: str) -> Path:
+    secret = secret_file(tmp / "s3.secret", s3.secret_access_key)
+    path = tmp / "respaldo.toml"
+    path.write_text(
+        f"""
+cache_dir = "{tmp / "cache"}"
+[catalog]
+url = "sqlite:///{tmp / "catalog.db"}"
+[[repositories]]
+name = "local"
+url = "file://{tmp / "repo"}"
+[[repositories]]
+name = "offsite"
+url = "s3://{bucket}/{prefix}"
+endpoint_url = "{s3.endpoint_url}"
+region = "us-east-1"
+access_key_id = "{s3.access_key_id}"
+secret_access_key_file = "{secret}"
+storage_class = "STANDARD"
+[[databases]]
+name = "erp"
+dsn = "postgresql://nobody@127.0.0.1:1/erp"
+"""
+    )
+    return path
+
+
+def _bucket(s3: S3Endpoint, rules: list[dict[str, Any]]) -> str:
+    bucket = f"lifecycle-{uuid4().hex[:12]}"
+    client = s3.client()
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+    )
+    return bucket
+
+
+def _keys(s3: S3Endpoint, bucket: str) -> list[str]:
+    listed = s3.client().list_objects_v2(Bucket=bucket)
+    return [entry["Key"] for entry in listed.get("Contents", [])]
+
+
+EXPIRE_ALL = {"ID": "old-dumps", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 30}}
+ARCHIVE_OURS = {
+    "ID": "to-glacier",
+    "Status": "Enabled",
+    "Filter": {"Prefix": "respaldo/"},
+    "Transitions": [{"Days": 60, "StorageClass": "DEEP_ARCHIVE"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [(EXPIRE_ALL, "deletes them 30 days"), (ARCHIVE_OURS, "moves them to DEEP_ARCHIVE")],
+    ids=["expiration", "archive"],
+)
+def test_init_refuses_a_bucket_whose_lifecycle_takes_current_objects(
+    moto_server: S3Endpoint, tmp_path: Path, rule: dict[str, Any], says: str
+) -> None:
+    bucket = _bucket(moto_server, [rule])
+    settings = load_settings(_config(tmp_path, moto_server, bucket, "respaldo/erp"))
+
+    with pytest.raises(ConfigError) as info:
+        initialize(settings, kdf=FAST_KDF)
+
+    message = str(info.value)
+    assert f"lifecycle rule {rule['ID']!r}" in message and says in message, message
+    assert "NoncurrentVersionExpiration" in info.value.hint
+    assert _keys(moto_server, bucket) == []
+    assert not (tmp_path / "repo").exists()  # nothing created anywhere
+
+
+def test_rules_for_old_versions_or_other_prefixes_are_fine(
+    moto_server: S3Endpoint, tmp_path: Path
+) -> None:
+    bucket = _bucket(
+        moto_server,
+        [
+            {
+                "ID": "old-versions",
+                "Status": "Enabled",
+                "Filter": {"Prefix": ""},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 37},
+                "Expiration": {"ExpiredObjectDeleteMarker": True},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+            },
+            {**EXPIRE_ALL, "ID": "tmp", "Filter": {"Prefix": "tmp/"}},
+            {**ARCHIVE_OURS, "ID": "disabled", "Status": "Disabled"},
+            {**EXPIRE_ALL, "ID": "tagged", "Filter": {"Tag": {"Key": "k", "Value": "v"}}},
+        ],
+    )
+    settings = load_settings(_config(tmp_path, moto_server, bucket, "respaldo/erp"))
+
+    initialize(settings, kdf=FAST_KDF)
+
+    assert "respaldo/erp/config" in _keys(moto_server, bucket)
