@@ -79,6 +79,7 @@ cannot be read without a restore request, and the repository reads packs by rang
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import functools
 import hashlib
@@ -587,7 +588,7 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "", "read the lock settings of") from exc
 
-    def lifecycle_rules(self) -> list[dict[str, Any]]:
+    def lifecycle_rules(self) -> Sequence[Mapping[str, Any]]:
         """The bucket's lifecycle rules (none where the bucket has none, or the server
         keeps none: SeaweedFS answers NotImplemented). Needs s3:GetLifecycleConfiguration;
         raises the storage error of a refusal."""
@@ -599,9 +600,9 @@ class S3Storage:
             raise self._error(exc, "", "read the lifecycle rules of") from exc
         except BotoCoreError as exc:
             raise self._error(exc, "", "read the lifecycle rules of") from exc
-        return cast("list[dict[str, Any]]", response.get("Rules", []))
+        return cast("Sequence[Mapping[str, Any]]", response.get("Rules", []))
 
-    def lifecycle_hazards(self) -> list[str]:
+    def lifecycle_hazards(self) -> builtins.list[str]:
         """The bucket's lifecycle rules that delete or archive this store's current
         objects, one sentence each (:mod:`respaldo.storage.lifecycle`)."""
         return [

@@ -69,7 +69,8 @@ def _bucket(s3: S3Endpoint, rules: list[dict[str, Any]]) -> str:
     client = s3.client()
     client.create_bucket(Bucket=bucket)
     client.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": rules},  # type: ignore[typeddict-item]
     )
     return bucket
 

@@ -21,13 +21,13 @@ from respaldo.repository import Repository, collect_garbage, iter_stream, verify
 from respaldo.repository.quarantine import QUARANTINE_PREFIX
 from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.retry import RetryingStorage
-from tests.servers.faultproxy import FaultProxy, Rule
+from tests.servers.faultproxy import Fault, FaultProxy, Rule
 from tests.servers.s3 import S3Endpoint
 from tests.unit.repository.helpers import init_repo, names, open_repo, random_bytes, write_backup
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-FAULTS = ["flip", "short"]
+FAULTS: list[Fault] = ["flip", "short"]
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def _repository(s3_server: S3Endpoint, proxy: FaultProxy) -> Repository:
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_pack_read_spoiled_in_transit_is_not_quarantined(
-    s3_server: S3Endpoint, proxy: FaultProxy, fault: str
+    s3_server: S3Endpoint, proxy: FaultProxy, fault: Fault
 ) -> None:
     repo = _repository(s3_server, proxy)
     proxy.add(Rule(fault, path="/packs/", method="GET", times=1))
@@ -65,7 +65,7 @@ def test_a_pack_read_spoiled_in_transit_is_not_quarantined(
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_a_restore_reads_past_a_pack_read_spoiled_in_transit(
-    s3_server: S3Endpoint, proxy: FaultProxy, fault: str
+    s3_server: S3Endpoint, proxy: FaultProxy, fault: Fault
 ) -> None:
     repo = _repository(s3_server, proxy)
     manifest = repo.load_manifest("b1")
