@@ -255,3 +255,38 @@ def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
     assert run.code == 1
     assert "no completed full backup of erp" in run.err and "respaldo backup erp" in run.err
     assert io.StringIO(run.out).read() == ""
+
+
+def test_a_validation_query_cannot_commit_its_way_out_of_read_only(respaldo: Respaldo) -> None:
+    """Several statements in one ``sql`` ran in the simple-query protocol: a ``COMMIT``
+    ended the read-only transaction and what followed wrote, and the query passed."""
+    _add_checked(respaldo, "sneaky", "COMMIT; DELETE FROM obras.proyectos; SELECT 1", "1")
+    respaldo.backup("erp_checked")
+    code, result, err = _drill(respaldo, "erp_checked")
+    assert code == 3 and result["passed"] is False
+    assert "FAIL validation: sneaky:" in err and "one statement" in err
+    assert not _scratch(respaldo)
+
+
+def test_a_validation_query_cannot_lift_its_own_timeout(respaldo: Respaldo) -> None:
+    """``SET statement_timeout = 0`` before the query lifted ``query_timeout_seconds``:
+    a query could run for ever. (The sleep is longer than the timeout, never shorter:
+    what a loaded machine changes cannot make this pass wrongly.)"""
+    _add_checked(respaldo, "endless", "SET statement_timeout = 0; SELECT pg_sleep(2)", "")
+    with respaldo.config.open("a") as config:
+        config.write("\n[drill]\nquery_timeout_seconds = 1\n")
+    respaldo.backup("erp_checked")
+    code, result, err = _drill(respaldo, "erp_checked")
+    assert code == 3 and result["passed"] is False
+    assert "FAIL validation: endless:" in err and "one statement" in err
+
+
+def test_a_validation_query_that_runs_too_long_is_cancelled(respaldo: Respaldo) -> None:
+    _add_checked(respaldo, "slow", "SELECT pg_sleep(30)", "")
+    with respaldo.config.open("a") as config:
+        config.write("\n[drill]\nquery_timeout_seconds = 1\n")
+    respaldo.backup("erp_checked")
+    code, result, err = _drill(respaldo, "erp_checked")
+    assert code == 3 and result["passed"] is False
+    assert "FAIL validation: slow:" in err and "statement timeout" in err
+    assert not _scratch(respaldo)
