@@ -139,6 +139,7 @@ def post_restore(
         replace=restore.replace,
         confirm=restore.confirm,
         target_database=restore.target_database,
+        repository=restore.repository,
     )
 
 

@@ -45,6 +45,11 @@ class RestoreBody(RequestModel):
         description="Without replace: the new database's name; default: "
         "<name>_restored_<UTC time>_<hex>.",
     )
+    repository: str | None = Field(
+        default=None,
+        description="Read the backup from this configured repository alone (a mirror, "
+        "say); default: the first that opens, the others' copies for what it lacks.",
+    )
 
 
 class RestoreTestBody(RequestModel):

@@ -58,6 +58,12 @@ def restore_command(
         list[str] | None,
         typer.Option("--schema", help="Only this schema's objects (repeatable)."),
     ] = None,
+    repository: Annotated[
+        str | None,
+        typer.Option(
+            "--repository", help="Read only this repository (default: the first that opens)."
+        ),
+    ] = None,
     target_datadir: Annotated[
         Path | None,
         typer.Option("--target-datadir", help="New data directory (physical backups)."),
@@ -110,6 +116,7 @@ def restore_command(
         work_dir=work_dir,
         tables=tuple(table or ()),
         schemas=tuple(schema or ()),
+        repository=repository,
         target_time=target_time,
         target_lsn=target_lsn,
         target_name=target_name,
@@ -133,6 +140,7 @@ def restore_command(
                     # What a job listing shows of a restore of some tables only.
                     "tables": ", ".join(request.tables) or None,
                     "schemas": ", ".join(request.schemas) or None,
+                    "repository": repository,
                 },
             ),
             lambda job_ctx: restore(job_ctx, request),

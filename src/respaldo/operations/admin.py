@@ -89,6 +89,7 @@ def restore(
     replace: bool,
     confirm: str | None,
     target_database: str | None = None,
+    repository: str | None = None,
 ) -> StartedJob:
     """:func:`~respaldo.operations.background.start_restore`, audited (target: the
     backup id)."""
@@ -104,6 +105,7 @@ def restore(
             replace=replace,
             confirm=confirm,
             target_database=target_database,
+            repository=repository,
             requested_by=actor.name,
         ),
         lambda s: f"{s.message}; job {s.job_id}",

@@ -130,6 +130,7 @@ def start_restore(
     replace: bool = False,
     confirm: str | None = None,
     target_database: str | None = None,
+    repository: str | None = None,
     requested_by: str,
     triggered_by: TriggeredBy = TriggeredBy.API,
 ) -> StartedJob:
@@ -142,11 +143,19 @@ def start_restore(
     around the swap; it needs ``confirm`` to be that database's name (the configured
     name, as the backup's ``databaseName`` shows it, or the PostgreSQL database's).
 
+    ``repository`` names the one repository to read (default: the first that opens,
+    the others as fallbacks).
+
     Raises RecordNotFound, InvalidBackupId, InvalidInput (not a completed logical
     backup, its database is not configured, ``confirm`` missing or wrong, a target name
-    PostgreSQL cannot keep, or one given with ``replace``): then nothing was started and
-    nothing changed.
+    PostgreSQL cannot keep, or one given with ``replace``, a repository that is not
+    configured): then nothing was started and nothing changed.
     """
+    if repository is not None:
+        try:
+            ctx.settings.repository(repository)
+        except ConfigError as exc:
+            raise InvalidInput("repository", exc.message, hint=exc.hint or None) from None
     if target_database is not None:
         if replace:
             raise InvalidInput(
@@ -174,7 +183,13 @@ def start_restore(
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         target = f"{truncate_name(live, 30)}_restored_{stamp}_{secrets.token_hex(2)}"
-    restore = RestoreRequest(record.id, target_database=target, database=db.name, replace=replace)
+    restore = RestoreRequest(
+        record.id,
+        target_database=target,
+        database=db.name,
+        replace=replace,
+        repository=repository,
+    )
     job = _launch(
         ctx,
         workers,

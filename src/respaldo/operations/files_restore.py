@@ -41,11 +41,15 @@ class FilesRestoreResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestoreResult:
+def restore_files(
+    ctx: Context, backup_id: str, target_dir: Path, *, repository: str | None = None
+) -> FilesRestoreResult:
     """Restore files backup ``backup_id`` into ``target_dir`` (empty or new).
 
     Member names are the original absolute paths without their leading ``/``: the
     upload ``/srv/erp/uploads/a.pdf`` comes back as ``TARGET/srv/erp/uploads/a.pdf``.
+    ``repository`` names the one repository to read (default: the first that opens, the
+    others as fallbacks).
     Raises ConfigError (not a files backup), BackupNotFound, RestoreError (target not
     empty), UnsafePath, IntegrityError; after a failure the target is as it was.
     """
@@ -53,7 +57,9 @@ def restore_files(ctx: Context, backup_id: str, target_dir: Path) -> FilesRestor
     started = time.monotonic()
     with contextlib.ExitStack() as leases:
         # Shared leases: no garbage collection repacks what is being read.
-        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
+        repo, fallbacks, warnings = open_with_fallbacks(
+            ctx, leases, f"restore of {backup_id}", only=repository
+        )
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind != BackupKind.FILES.value:
             raise ConfigError(

@@ -186,8 +186,12 @@ def restore_datadir(
     keep_archiving: bool = False,
     respaldo_command: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    repository: str | None = None,
 ) -> PhysicalRestoreResult:
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
+
+    ``repository`` names the one repository to read, the backup and the WAL that
+    recovery fetches (default: the first that opens, the others as fallbacks).
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
     RestoreError (target not empty, unreachable; a recovery target before the backup's
@@ -202,7 +206,7 @@ def restore_datadir(
         # Shared leases: no garbage collection repacks what is being read.
         unopened: dict[str, RespaldoError] = {}
         repo, fallbacks, warnings = open_with_fallbacks(
-            ctx, leases, f"restore of {backup_id}", unopened
+            ctx, leases, f"restore of {backup_id}", unopened, only=repository
         )
         manifest = load_manifest_any(repo, fallbacks, backup_id)
         if manifest.kind != BackupKind.INCREMENTAL.value:
@@ -224,7 +228,14 @@ def restore_datadir(
         restore_command = build_restore_command(settings, system_id, program, wal_source)
         primary = settings.repository().name
         if wal_source is not None and wal_source != primary:
-            warnings.append(_mirror_wal_warning(wal_source, primary, unopened.get(primary)))
+            if repository is None:
+                warnings.append(_mirror_wal_warning(wal_source, primary, unopened.get(primary)))
+            else:
+                warnings.append(
+                    f"WAL comes from repository {wal_source}, as asked: recovery ends at its "
+                    f"last copy of the archive, which may be before the newest WAL archived "
+                    f"in {primary}"
+                )
         if settings.passphrase_file is None:
             warnings.append(
                 "restore_command runs in the server's environment, where RESPALDO_PASSPHRASE is "

@@ -145,13 +145,16 @@ def restore_backup(
     force_system_database: bool = False,
     tables: Sequence[str] = (),
     schemas: Sequence[str] = (),
+    repository: str | None = None,
 ) -> RestoreResult:
     """Restore backup ``backup_id`` as database ``target`` of the configured server.
 
     ``database`` names the configured database whose server receives the restore
     (default: the backup's own). A target in :data:`SYSTEM_DATABASES` is refused unless
     ``force_system_database`` (template0 always). ``tables`` (``schema.table``) and
-    ``schemas`` restore only those, into a new database (not with ``replace``). Raises
+    ``schemas`` restore only those, into a new database (not with ``replace``).
+    ``repository`` names the one repository to read (default: the first that opens, the
+    others as fallbacks; see :func:`open_with_fallbacks`). Raises
     ConfigError, InvalidInput (an unknown table or schema: nothing created), InvalidBackupId,
     BackupNotFound, IntegrityError (nothing touched), RestoreError, PostgresError, ConnectionFailed.
     Every repository read holds a shared lease meanwhile, so that no garbage collection
@@ -173,6 +176,7 @@ def restore_backup(
             force_system_database=force_system_database,
             tables=tables,
             schemas=schemas,
+            repository=repository,
         )
 
 
@@ -192,6 +196,7 @@ def _restore_backup(
     force_system_database: bool,
     tables: Sequence[str],
     schemas: Sequence[str],
+    repository: str | None,
 ) -> RestoreResult:
     validate_backup_id(backup_id)  # before it becomes part of an object name
     validate_database_name(target)
@@ -204,7 +209,9 @@ def _restore_backup(
     if work_dir is not None and jobs > 1:
         check_work_dir(work_dir)
     started = datetime.now(UTC)
-    repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"restore of {backup_id}")
+    repo, fallbacks, warnings = open_with_fallbacks(
+        ctx, leases, f"restore of {backup_id}", only=repository
+    )
     manifest = load_manifest_any(repo, fallbacks, backup_id)
     if manifest.kind != "full":
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
@@ -744,10 +751,16 @@ def open_with_fallbacks(
     leases: contextlib.ExitStack | None = None,
     purpose: str = "restore",
     errors: dict[str, RespaldoError] | None = None,
+    *,
+    only: str | None = None,
 ) -> tuple[Repository, list[Repository], list[str]]:
     """Every configured repository that opens, the first one to read from and the rest
     as fallbacks; one that does not open is a warning (a lost local disk must not stop a
     restore from the offsite copy). Raises the first error if none opens.
+
+    With ``only`` (a repository's name: ``restore --repository``), that repository alone
+    and no fallbacks: its damage is an error rather than mended from another copy, and
+    its failure to open is raised. ConfigError for a name that is not configured.
 
     With ``leases``, each opened repository gets a shared lease, held until ``leases``
     closes (readers that must not see packs repacked under them); a repository that
@@ -756,13 +769,16 @@ def open_with_fallbacks(
     opened: list[Repository] = []
     warnings: list[str] = []
     first_error: RespaldoError | None = None
-    for repo_settings in ctx.settings.repositories:
+    chosen = [ctx.settings.repository(only)] if only is not None else ctx.settings.repositories
+    for repo_settings in chosen:
         try:
             repo = ctx.repository(repo_settings.name)
             if leases is not None:
                 leases.enter_context(reading_lease(repo, purpose, warnings.append))
             opened.append(repo)
         except RespaldoError as exc:
+            if only is not None:
+                raise
             first_error = first_error or exc
             if errors is not None:
                 errors[repo_settings.name] = exc

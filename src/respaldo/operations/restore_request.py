@@ -79,6 +79,8 @@ class RestoreRequest:
     # Only these tables (schema.table) and schemas, into a new database.
     tables: tuple[str, ...] = ()
     schemas: tuple[str, ...] = ()
+    # The one repository to read (default: the first that opens, the others as fallbacks).
+    repository: str | None = None
     # A physical restore: the recovery target (ISO 8601 time with a zone, LSN, restore
     # point or the end of the backup) and whether to start the restored server.
     target_time: str | None = None
@@ -204,7 +206,9 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
     if r.target_dir is not None:
         from respaldo.operations.files_restore import restore_files
 
-        return RestoreOutcome(files=restore_files(ctx, r.backup_id, r.target_dir))
+        return RestoreOutcome(
+            files=restore_files(ctx, r.backup_id, r.target_dir, repository=r.repository)
+        )
     if r.target_datadir is not None:
         from respaldo.operations.physical_restore import restore_datadir
 
@@ -220,6 +224,7 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
             keep_archiving=r.keep_archiving,
             respaldo_command=r.respaldo_command,
             timeout=r.timeout,
+            repository=r.repository,
         )
         return RestoreOutcome(datadir=result, recovery=target.describe())
     assert r.target_database is not None
@@ -240,5 +245,6 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
             force_system_database=r.force_system_database,
             tables=r.tables,
             schemas=r.schemas,
+            repository=r.repository,
         )
     )

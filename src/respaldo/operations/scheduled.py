@@ -94,6 +94,7 @@ def restore_params(request: RestoreRequest) -> dict[str, Any]:
         "target_database": request.target_database,
         "database": request.database,
         "replace": request.replace,
+        "repository": request.repository,
     }
 
 
@@ -124,6 +125,7 @@ def _body(
             target_database=str(params["target_database"]),
             database=str(params["database"]) if params.get("database") else None,
             replace=bool(params.get("replace", False)),
+            repository=str(params["repository"]) if params.get("repository") else None,
         )
         return lambda c: restore(c, request), lambda _: request.backup_id
     if kind is JobKind.PRUNE:
