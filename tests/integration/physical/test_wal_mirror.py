@@ -82,3 +82,26 @@ def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
         )
     ]
     assert ids == [1, 2]
+
+
+def test_a_physical_restore_from_a_named_mirror_fetches_its_wal_from_it(
+    mirrored: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    """``restore --repository offsite`` while the primary is fine: the backup and the WAL
+    recovery fetches come from the mirror, and a warning says where recovery ends."""
+    archiving = mirrored
+    record = archiving.backup()  # copied to offsite at its end, with the WAL so far
+    restored, datadir, run = archiving.restore_started(
+        str(record["id"]),
+        restored_servers,
+        "--immediate",
+        "--repository",
+        "offsite",
+        "--respaldo-command",
+        archiving.respaldo_command,
+    )
+    assert "cannot be read" not in run.err
+    warned = " ".join(run.err.split())
+    assert "WAL comes from repository offsite, as asked" in warned, run.err
+    assert "--repository offsite" in (datadir / "postgresql.auto.conf").read_text()
+    assert restored.scalar("SELECT 1", dbname=SHOP) == 1
