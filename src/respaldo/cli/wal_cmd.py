@@ -75,6 +75,14 @@ def wal_fetch(
         str | None,
         typer.Option("--repository", help="Repository to read from (default: the primary)."),
     ] = None,
+    primary_first: Annotated[
+        bool,
+        typer.Option(
+            "--primary-first",
+            help="With --repository: try the primary first, read the named one for what "
+            "it cannot give.",
+        ),
+    ] = False,
 ) -> None:
     """Fetch one archived WAL file (for restore_command). Exit 1: not in the archive;
     255: any other failure (the server then stops recovery instead of ending it)."""
@@ -86,5 +94,6 @@ def wal_fetch(
             system_id=system_id,
             database=database,
             repository=repository,
+            primary_first=primary_first,
         )
     )

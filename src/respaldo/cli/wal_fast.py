@@ -78,6 +78,7 @@ def fetch_command(
     system_id: str | None,
     database: str | None,
     repository: str | None = None,
+    primary_first: bool = False,
     verbose: bool = False,
 ) -> int:
     """Run ``wal-fetch``; returns the exit status (see the module docstring)."""
@@ -94,6 +95,7 @@ def fetch_command(
                 system_id=system_id,
                 database=database,
                 repository=repository,
+                primary_first=primary_first,
             )
         except WalNotFound as exc:
             sys.stderr.write(f"respaldo: {exc}\n")
@@ -172,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--system-id")
     fetch.add_argument("--database", "-d")
     fetch.add_argument("--repository")
+    fetch.add_argument("--primary-first", action="store_true")
     return parser
 
 
@@ -207,5 +210,6 @@ def main(argv: Sequence[str]) -> int:
         system_id=args.system_id,
         database=args.database,
         repository=args.repository,
+        primary_first=args.primary_first,
         verbose=args.verbose,
     )

@@ -96,10 +96,17 @@ def default_program() -> str:
 
 
 def build_restore_command(
-    settings: Settings, system_id: str, program: str | None, repository: str | None = None
+    settings: Settings,
+    system_id: str,
+    program: str | None,
+    repository: str | None = None,
+    *,
+    primary_first: bool = False,
 ) -> str:
-    """``respaldo --config FILE wal-fetch --system-id ID [--repository NAME] %f %p``, quoted
-    for the shell: WAL comes from ``repository`` when it is not the primary."""
+    """``respaldo --config FILE wal-fetch --system-id ID [--repository NAME
+    [--primary-first]] %f %p``, quoted for the shell: WAL comes from ``repository`` when
+    it is not the primary; with ``primary_first``, from the primary for each file it can
+    give (see :func:`respaldo.operations.wal.fetch_wal`)."""
     config = type(settings).toml_path
     if config is None:
         raise ConfigError(
@@ -109,6 +116,8 @@ def build_restore_command(
     source = ""
     if repository is not None and repository != settings.repository().name:
         source = f" --repository {shlex.quote(repository)}"
+        if primary_first:
+            source += " --primary-first"
     return (
         f"{shlex.quote(program or default_program())} --config "
         f"{shlex.quote(str(config.absolute()))} wal-fetch --system-id {int(system_id)}"
@@ -162,15 +171,17 @@ def configured_bin_dir(settings: Settings, database: str) -> Path | None:
 
 
 def _mirror_wal_warning(mirror: str, primary: str, error: RespaldoError | None) -> str:
-    """Recovery fetches WAL from ``mirror`` alone (restore_command names it): when the
-    primary failed only for a moment, recovery to 'latest' still ends quietly at the
-    mirror's last copy, minutes or hours behind the primary's archive, and promotes."""
+    """Recovery fetches WAL from ``mirror`` for what the primary cannot give (see
+    :func:`build_restore_command`): while the primary stays unreachable, recovery to
+    'latest' ends at the mirror's last copy, minutes or hours behind the primary's
+    archive, and promotes."""
     why = f" ({str(error).strip().splitlines()[0]})" if error is not None and str(error) else ""
     return (
         f"WAL comes from repository {mirror}: the primary repository {primary} could not be "
-        f"opened{why}, so recovery may end before the newest WAL archived in {primary} (at "
-        f"{mirror}'s last copy of it); if {primary} is only briefly unreachable, restore "
-        f"again once it opens"
+        f"opened{why}; recovery tries {primary} first for each WAL file, but while it stays "
+        f"unreachable recovery may end before the newest WAL archived in {primary} (at "
+        f"{mirror}'s last copy of it); if {primary} is only briefly unreachable, bring it "
+        f"back before starting the server"
     )
 
 
@@ -225,7 +236,13 @@ def restore_datadir(
         # WAL comes from the repository whose archive was just checked: the first that
         # opens, a mirror when the primary is lost (its WAL copied by copy_wal_to).
         wal_source = ctx.repository_name(repo)
-        restore_command = build_restore_command(settings, system_id, program, wal_source)
+        # A primary that could not be opened now may open while the server recovers: its
+        # WAL is then fetched from it, not only what the mirror's last copy holds (which
+        # would end recovery, and promote, before the newest WAL). A repository named on
+        # purpose is read alone.
+        restore_command = build_restore_command(
+            settings, system_id, program, wal_source, primary_first=repository is None
+        )
         primary = settings.repository().name
         if wal_source is not None and wal_source != primary:
             if repository is None:

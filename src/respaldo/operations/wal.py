@@ -16,11 +16,13 @@ is the same (the server retries a push whose success it missed) and is refused i
 
 Fetch. ``restore_command`` runs ``wal-fetch --system-id ID %f %p``: the file is read
 from ``wal/<ID>/<timeline>/<file>`` of the primary repository, or of the one
-``--repository NAME`` names (a restore from a mirror fetches from that mirror),
-authenticated, checked (a segment's header must name that cluster) and written to
-``%p`` through a temporary name. A file that is not in the archive raises WalNotFound,
-which the CLI turns into exit status 1: the normal "no more WAL" answer. Every other
-failure must stop recovery rather than end it early (see :mod:`respaldo.cli.wal_cmd`).
+``--repository NAME`` names (a restore from a mirror fetches from that mirror; with
+``--primary-first``, from the primary for each file it can give, the mirror's copy of
+the archive lagging behind the primary's), authenticated, checked (a segment's header
+must name that cluster) and written to ``%p`` through a temporary name. A file that is
+not in the archive raises WalNotFound, which the CLI turns into exit status 1: the
+normal "no more WAL" answer. Every other failure must stop recovery rather than end it
+early (see :mod:`respaldo.cli.wal_cmd`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from respaldo.config_core import WalSettings, resolve_secret_file
-from respaldo.errors import ConfigError, InvalidWalFile, ObjectNotFound, WalNotFound, WalRefused
+from respaldo.errors import (
+    ConfigError,
+    InvalidWalFile,
+    ObjectNotFound,
+    RespaldoError,
+    WalNotFound,
+    WalRefused,
+)
 from respaldo.postgres.wal import (
     PG_CONTROL,
     WalFile,
+    WalName,
     control_system_identifier,
     inherited_segment_problem,
     parse_segment_header,
@@ -70,13 +80,18 @@ def wal_settings(settings: Settings | WalSettings) -> WalSettings:
     return settings if isinstance(settings, WalSettings) else settings.wal_settings()
 
 
-def open_wal_repository(given: Settings | WalSettings, name: str | None = None) -> Repository:
+def open_wal_repository(
+    given: Settings | WalSettings, name: str | None = None, *, retries: int = 4
+) -> Repository:
     """The repository ``name`` (default: the primary, which WAL is archived into), opened
-    without its chunk index (WAL does not need it). Raises ConfigError for an unknown
+    without its chunk index (WAL does not need it); ``retries`` of a transient storage
+    error (see :func:`respaldo.storage.open_storage`). Raises ConfigError for an unknown
     name, and the errors of opening it."""
     settings = wal_settings(given)
     repo_settings = settings.repository(name)
-    storage = open_storage(repo_settings.url, **resolve_secret_file(repo_settings.options))
+    storage = open_storage(
+        repo_settings.url, retries=retries, **resolve_secret_file(repo_settings.options)
+    )
     return Repository.open(
         storage,
         settings.repository_passphrase(),
@@ -373,19 +388,78 @@ def fetch_wal(
     database: str | None = None,
     repository: str | None = None,
     repo: Repository | None = None,
+    primary_first: bool = False,
 ) -> FetchResult:
     """Write archived WAL file ``file`` (restore_command's ``%f``) to ``destination`` (``%p``).
 
     The file is read from the configured repository ``repository`` (default: the
     primary; a restore from a mirror names the mirror, whose copy of the archive
-    :func:`respaldo.operations.copy.copy_wal_to` keeps up to date). The cluster is
+    :func:`respaldo.operations.copy.copy_wal_to` keeps up to date). With
+    ``primary_first`` and a mirror named, the primary is tried first, once, without
+    retries: what it holds is read from it (the mirror's copy lags behind it by up to a
+    copy interval), and a primary that cannot be opened, lacks the file or holds it
+    damaged is a warning, the file then read from the mirror. The cluster is
     ``system_id``, else the one recorded for the database. Raises
     WalNotFound (not archived: the normal end of recovery), InvalidWalFile, WalRefused
     (a segment of another cluster under this name), IntegrityError, storage errors.
     """
     started = time.monotonic()
     wal_name = parse_wal_name(file)
-    repo = repo or open_wal_repository(settings, repository)
+    data: bytes | None = None
+    obj = ""
+    primary = wal_settings(settings).repository(None).name
+    if primary_first and repo is None and repository not in (None, primary):
+        try:
+            data, obj = _read_wal(
+                open_wal_repository(settings, None, retries=0),
+                settings,
+                wal_name,
+                file,
+                system_id=system_id,
+                database=database,
+            )
+        except (RespaldoError, OSError) as exc:
+            # Whatever the primary cannot give, the mirror may: its own failure is then
+            # the answer (WalNotFound at the end of its copy of the archive).
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning(
+                "%s: reading it from %s: the primary repository %s: %s",
+                file,
+                repository,
+                primary,
+                why,
+            )
+    if data is None:
+        data, obj = _read_wal(
+            repo or open_wal_repository(settings, repository),
+            settings,
+            wal_name,
+            file,
+            system_id=system_id,
+            database=database,
+        )
+    tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.replace(destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return FetchResult(file, obj, len(data), time.monotonic() - started)
+
+
+def _read_wal(
+    repo: Repository,
+    settings: Settings | WalSettings,
+    wal_name: WalName,
+    file: str,
+    *,
+    system_id: str | None,
+    database: str | None,
+) -> tuple[bytes, str]:
+    """The checked contents of archived WAL file ``file`` in ``repo``, and its object."""
     if system_id is None:
         name = wal_database(wal_settings(settings), database)
         record = read_cluster(repo, name)
@@ -401,13 +475,4 @@ def fetch_wal(
         header = parse_segment_header(data)
         if header is None or str(header.system_identifier) != system_id:
             raise WalRefused(f"{obj} does not hold a segment of cluster {system_id}")
-    tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        tmp.replace(destination)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return FetchResult(file, obj, len(data), time.monotonic() - started)
+    return data, obj

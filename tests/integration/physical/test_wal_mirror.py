@@ -21,6 +21,7 @@ from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
     archiving_cluster,
+    chown_tree,
 )
 
 pytestmark = pytest.mark.integration
@@ -105,3 +106,49 @@ def test_a_physical_restore_from_a_named_mirror_fetches_its_wal_from_it(
     assert "WAL comes from repository offsite, as asked" in warned, run.err
     assert "--repository offsite" in (datadir / "postgresql.auto.conf").read_text()
     assert restored.scalar("SELECT 1", dbname=SHOP) == 1
+
+
+def test_wal_fetch_from_the_mirror_tries_the_primary_first(
+    mirrored: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    """The primary could not be opened when the restore ran (so it read the mirror), but
+    opens again while the restored server recovers: the WAL archived in the primary
+    after the mirror's last copy is fetched from it, and recovery does not end (and
+    promote) at the mirror's last copy, without the rows committed since."""
+    archiving = mirrored
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(table), dbname=SHOP)
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(insert, (1,), dbname=SHOP)
+    record = archiving.backup()  # copied to offsite at its end, with the WAL so far
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()  # into the primary only: no copy ran since
+    away = archiving.repo_dir.with_name("repo.away")
+    archiving.repo_dir.rename(away)  # the primary cannot be opened for a while
+    datadir = archiving.new_datadir()
+    run = archiving.run(
+        "restore",
+        str(record["id"]),
+        "--target-datadir",
+        str(datadir),
+        "--respaldo-command",
+        archiving.respaldo_command,
+    )
+    assert run.code == 0, str(run)
+    assert "repository local cannot be read" in run.err
+    warned = " ".join(run.err.split())
+    assert "tries local first" in warned, run.err
+    away.rename(archiving.repo_dir)  # back before the server recovers
+    restored = archiving.restored(datadir, 0)  # start() picks the port
+    restored.socket_dir.mkdir()
+    chown_tree(restored.socket_dir)
+    restored_servers.append(restored)
+    restored.start()
+    ids = [
+        row[0]
+        for row in restored.query(
+            sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP
+        )
+    ]
+    assert ids == [1, 2]
