@@ -17,7 +17,7 @@ from tests.unit.access.conftest import SECRET, add_user, cheap_hashes, write_sec
 from tests.unit.api.conftest import FAST_KDF, completed_backup
 from tests.unit.web.test_session import _login
 
-from respaldo.catalog import Jobs, Notifications
+from respaldo.catalog import BackupRecords, Jobs, Notifications
 from respaldo.config import Settings
 from respaldo.domain import (
     AuditAction,
@@ -140,3 +140,32 @@ def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
         for value, message in table.items():
             same = {"API", "Backup"}  # Spanish says them so too
             assert es.gettext(message) != message or message in same, (value, message)
+
+
+def test_a_backup_that_failed_verification_is_marked_so_not_as_merely_unchecked(
+    site: FastAPI, context: Context
+) -> None:
+    # 'respaldo list' says yes / no / failed; the page said ✗ for both "never checked"
+    # and "repair found it cannot be restored", under a green "completed" badge.
+    now = datetime.now(UTC)
+    good = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=3))
+    unchecked = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=2))
+    damaged = backup_files(context, "docs").view.id  # a real one: its page reads it
+    with context.catalog.begin() as session:
+        records = BackupRecords(session)
+        records.set_verified(good, now)
+        records.set_verified(damaged, now, verified=False, problem="damaged: 3 chunks lost")
+    add_user(context, "ana", Role.VIEWER)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        listing = browser.get("/").text
+        detail = browser.get(f"/backups/{damaged}").text
+    rows = {
+        backup: _cells(row)[5]
+        for backup, row in re.findall(
+            r'<tr data-backup="([^"]+)"[^>]*>(.*?)</tr>', listing, flags=re.S
+        )
+    }
+    assert rows == {good: "✓", unchecked: "✗", damaged: "✗ Verificación fallida"}
+    assert 'title="damaged: 3 chunks lost"' in listing
+    assert "Verificación fallida" in detail
