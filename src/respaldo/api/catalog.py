@@ -1,8 +1,9 @@
-"""``/admin/restore-tests``, ``/admin/databases``, ``/admin/retention``: what the
-catalog knows beside the backups themselves."""
+"""``/admin/restore-tests``, ``/admin/databases``, ``/admin/status``, ``/admin/retention``:
+what the catalog knows beside the backups themselves."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,6 +14,7 @@ from respaldo.api.security import CanRead
 from respaldo.operations.databases import DatabaseView, list_databases
 from respaldo.operations.listing import list_drills
 from respaldo.operations.prune_report import RetentionPreview, retention_preview
+from respaldo.operations.status import StatusReport, compute_status
 from respaldo.operations.views import DrillRunView
 
 router = APIRouter(prefix="/admin", tags=["catalog"])
@@ -45,6 +47,25 @@ def get_databases(
     """The configured databases, each with its newest backups and their status (its
     backups against their RPO, restore tests, offsite copies)."""
     return list_databases(context, servers=servers)
+
+
+@router.get("/status", response_model=StatusReport, responses=ERRORS)
+def get_status(
+    principal: CanRead,
+    context: ContextDep,
+    servers: Annotated[
+        bool,
+        Query(
+            description="Ask each database's server (reachable, WAL archiving); false: "
+            "the catalog alone, as 'respaldo status --no-servers'."
+        ),
+    ] = True,
+) -> StatusReport:
+    """The health picture, the report 'respaldo status --json' prints and the page's
+    health shows: every configured database and file set, green, amber or red item by
+    item with the reason, and the items of no one database (the catalog, the primary
+    repository); ``level`` is the worst."""
+    return compute_status(context, datetime.now(UTC), servers=servers)
 
 
 @router.get("/retention", response_model=RetentionPreview, responses=ERRORS)

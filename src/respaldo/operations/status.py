@@ -130,10 +130,13 @@ class StatusReport(ResultModel):
     """The whole picture at ``checked_at``; ``level`` is the worst item's."""
 
     checked_at: UtcTime
+    """When the status was computed (every age is counted to it)."""
     level: Level
+    """The worst level of every item: green, amber or red."""
     general: list[StatusItem]
     """Items of no one database: the catalog, the primary repository."""
     databases: list[DatabaseStatus]
+    """Every configured database, then every file set, in configuration order."""
 
     @property
     def items(self) -> list[StatusItem]:

@@ -57,6 +57,7 @@ ROUTES = [
     Route("GET", "/admin/jobs/{job}", Permission.READ, 200),
     Route("GET", "/admin/restore-tests", Permission.READ, 200),
     Route("GET", "/admin/databases", Permission.READ, 200),
+    Route("GET", "/admin/status", Permission.READ, 200),
     Route("GET", "/admin/retention", Permission.READ, 200),
     Route("POST", "/admin/backups", Permission.CREATE, 202, lambda _: {"type": "files"}),
     # A snapshot is a pinned backup: pinning needs approve.
