@@ -28,9 +28,11 @@ lock in a background thread every ``stale_after / 4`` by putting it again (the o
 object in a repository that is ever replaced); a holder that finds its lock gone, or
 could not refresh it for most of ``stale_after``, or whose wall clock says it was last
 refreshed most of ``stale_after`` ago (the clock jumped forward: others judge by it),
-has *lost* it (:class:`LeaseLost`) and must not commit what the lock protected. Clocks
-of the hosts that share a repository must agree to well within ``stale_after`` (10
-minutes by default).
+or whose refresh landed only after most of ``stale_after`` (its put, held up by a slow
+store, may have put back a lock that another process had removed as stale), has *lost*
+it (:class:`LeaseLost`) and must not commit what the lock protected. Clocks of the hosts
+that share a repository must agree to well within ``stale_after`` (10 minutes by
+default).
 """
 
 from __future__ import annotations
@@ -304,6 +306,15 @@ class Lease:
                 raise self._lose("another process removed it as stale") from None
             self.info = _replace_refreshed(self.info, self._clock())
             self.storage.put(self.info.name, self.info.to_bytes())
+            # Counted only if it landed in time: a put held up (a slow store retrying it)
+            # until others could judge the lock stale may have put back a lock they had
+            # removed, and garbage collection may be deleting what this lock protects.
+            since = time.monotonic() - self._last_ok
+            if since > self.stale_after * LOST_AFTER_SHARE:
+                raise self._lose(
+                    f"its refresh landed {since:.0f} s after the last one, when other "
+                    "processes may have removed it as stale"
+                )
             self._last_ok = started
 
     def _lose(self, why: str) -> LeaseLost:

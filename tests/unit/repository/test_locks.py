@@ -300,3 +300,96 @@ def test_a_holder_whose_wall_clock_jumped_gives_its_lock_up(mem_repo: Repository
         backup.release()
         holder.release()
     assert names(storage, LOCK_PREFIX) == []
+
+
+class _HeldLockPuts:
+    """A memory store whose puts of shared locks (a writer refreshing its lease) can be
+    held back: as a slow S3 holds a request that it is retrying."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.armed = False
+        self.held = threading.Event()
+        self.go = threading.Event()
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def put(self, name: str, data: bytes) -> None:
+        if self.armed and name.startswith(f"{LOCK_PREFIX}shared-"):
+            self.armed = False
+            self.held.set()
+            assert self.go.wait(60), "the held put was never let go"
+        self.inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.get(name, offset, length)
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self.inner.stat(name)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        return BufferedSpool(self)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lease(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup's last refresh (just before its manifest) is slow: S3 retries its PUT for
+    longer than a lease lives. Meanwhile garbage collection finds the lock stale, removes
+    it, and deletes the packs that no manifest references, among them those the backup
+    deduplicated against. The held PUT then lands and puts the lock back: the refresh
+    must not count as a success (before, the manifest followed, referencing deleted
+    packs: a backup that verified bad at once, called completed)."""
+    from respaldo.repository import locks
+
+    held = _HeldLockPuts(storage)
+    repo = init_repo(held)
+    data = random_bytes(60_000, seed=3)
+    write_backup(repo, "old", {"dump": data})
+    held.delete("manifests/old")  # its packs are garbage now, still indexed
+    now = [1000.0]
+    monkeypatch.setattr(
+        locks, "time", type("Clock", (), {"monotonic": lambda: now[0], "sleep": time.sleep})
+    )
+    outcome: list[BaseException | None] = []
+
+    with BackupWriter(repo, "new") as writer:
+        writer.write_stream("dump", io.BytesIO(data))  # deduplicated against "old"
+
+        def commit() -> None:
+            try:
+                writer.commit(kind="full", source="erp", started_at=STARTED)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        held.armed = True
+        committing = threading.Thread(target=commit)
+        committing.start()
+        assert held.held.wait(60)
+        # The refresh has been under way for longer than a lease lives: to every other
+        # process the lock, last refreshed long ago, is stale.
+        now[0] += 601
+        (lock,) = names(held, LOCK_PREFIX)
+        aged = json.loads(held.get(lock))
+        aged["refreshed"] = (datetime.now(UTC) - timedelta(seconds=601)).isoformat()
+        held.inner.put(lock, json.dumps(aged).encode())
+        report = collect_garbage(open_repo(held))
+        assert report.packs_deleted > 0
+        held.go.set()
+        committing.join(60)
+
+    assert isinstance(outcome[0], LeaseLost), outcome
+    assert repo.backup_ids() == []
+    assert verify_repository(open_repo(storage)).ok
