@@ -21,7 +21,9 @@ Order of writes: packs, then index files describing them, then the manifest. A w
 that dies before the manifest leaves only unreferenced packs (and maybe index files),
 which no backup uses and garbage collection removes. From its start to its end a writer
 holds a shared lease (:mod:`.locks`), so that garbage collection never removes chunks
-that its manifest is about to reference.
+that its manifest is about to reference: the lease is refreshed just before the manifest
+is written and checked just after (a manifest that landed when the lease may have gone
+stale is deleted again, and the backup fails).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from respaldo import __version__
-from respaldo.errors import ObjectNotFound, RepositoryError, RespaldoError
+from respaldo.errors import LeaseLost, ObjectNotFound, RepositoryError, RespaldoError, StorageError
 from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, Readable
 from respaldo.repository.index import seal_index
 from respaldo.repository.locks import shared_lease
@@ -495,6 +497,23 @@ class BackupWriter:
         else:
             raise RepositoryError(f"backup {self.backup_id} exists already")
         self.repo.storage.put(name, blob)
+        try:
+            # A put held up (a slow store retrying it) past the point where others may
+            # judge the lease stale may have landed after a collection marked without it
+            # and deleted chunks it references: withdrawn, the backup did not happen.
+            self._lease.check()
+        except LeaseLost:
+            try:
+                self.repo.storage.delete(name)
+            except StorageError as exc:
+                log.error(
+                    "cannot withdraw %s, written after its lease could have gone stale "
+                    "(%s): run 'respaldo verify %s' before trusting it",
+                    name,
+                    exc,
+                    self.backup_id,
+                )
+            raise
         self.stats.stored_bytes += len(blob)
 
     def abort(self) -> None:

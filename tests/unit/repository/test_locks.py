@@ -303,11 +303,13 @@ def test_a_holder_whose_wall_clock_jumped_gives_its_lock_up(mem_repo: Repository
 
 
 class _HeldLockPuts:
-    """A memory store whose puts of shared locks (a writer refreshing its lease) can be
-    held back: as a slow S3 holds a request that it is retrying."""
+    """A store whose next put of a name below ``prefix`` (by default a shared lock: a
+    writer refreshing its lease) can be held back, as a slow S3 holds a request that it
+    is retrying."""
 
-    def __init__(self, inner: Storage) -> None:
+    def __init__(self, inner: Storage, prefix: str = f"{LOCK_PREFIX}shared-") -> None:
         self.inner = inner
+        self.prefix = prefix
         self.armed = False
         self.held = threading.Event()
         self.go = threading.Event()
@@ -317,7 +319,7 @@ class _HeldLockPuts:
         return self.inner.location
 
     def put(self, name: str, data: bytes) -> None:
-        if self.armed and name.startswith(f"{LOCK_PREFIX}shared-"):
+        if self.armed and name.startswith(self.prefix):
             self.armed = False
             self.held.set()
             assert self.go.wait(60), "the held put was never let go"
@@ -387,6 +389,56 @@ def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lea
         held.inner.put(lock, json.dumps(aged).encode())
         report = collect_garbage(open_repo(held))
         assert report.packs_deleted > 0
+        held.go.set()
+        committing.join(60)
+
+    assert isinstance(outcome[0], LeaseLost), outcome
+    assert repo.backup_ids() == []
+    assert verify_repository(open_repo(storage)).ok
+
+
+def test_a_manifest_that_landed_after_the_lease_could_go_stale_is_withdrawn(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh before the manifest was in time, but the manifest's own PUT is held up
+    (S3 retrying it) for longer than a lease lives, and the lease's refreshes meanwhile
+    fail too. Garbage collection finds the lock stale, marks what the manifests it lists
+    reference (not this one: it has not landed), and deletes the rest, among it packs
+    the backup deduplicated against; then the manifest lands. The backup must not stand
+    as completed: before, it did, and verified bad at once."""
+    from respaldo.repository import locks
+
+    held = _HeldLockPuts(storage, prefix="manifests/new")
+    repo = init_repo(held)
+    data = random_bytes(60_000, seed=4)
+    write_backup(repo, "old", {"dump": data})
+    held.delete("manifests/old")
+    now = [1000.0]
+    monkeypatch.setattr(
+        locks, "time", type("Clock", (), {"monotonic": lambda: now[0], "sleep": time.sleep})
+    )
+    outcome: list[BaseException | None] = []
+
+    with BackupWriter(repo, "new") as writer:
+        writer.write_stream("dump", io.BytesIO(data))
+
+        def commit() -> None:
+            try:
+                writer.commit(kind="full", source="erp", started_at=STARTED)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        held.armed = True
+        committing = threading.Thread(target=commit)
+        committing.start()
+        assert held.held.wait(60)
+        now[0] += 601
+        (lock,) = names(held, LOCK_PREFIX)
+        aged = json.loads(held.get(lock))
+        aged["refreshed"] = (datetime.now(UTC) - timedelta(seconds=601)).isoformat()
+        held.inner.put(lock, json.dumps(aged).encode())
+        assert collect_garbage(open_repo(held)).packs_deleted > 0
         held.go.set()
         committing.join(60)
 
