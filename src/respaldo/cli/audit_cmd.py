@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, out_console, print_json, state
@@ -36,11 +37,12 @@ def show_audit(
     for entry in found:
         table.add_row(
             entry.at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{entry.actor} ({entry.method})" if entry.method else entry.actor,
-            entry.address or "-",
-            entry.action,
-            entry.target or "-",
+            # Escaped: a failed login records the name as anyone typed it.
+            escape(f"{entry.actor} ({entry.method})" if entry.method else entry.actor),
+            escape(entry.address or "-"),
+            escape(entry.action),
+            escape(entry.target or "-"),
             entry.outcome.value,
-            (entry.detail or "")[:80],
+            escape((entry.detail or "")[:80]),
         )
     out_console.print(table)

@@ -39,7 +39,9 @@ def copy(
     for outcome in outcomes:
         if outcome.stats is None:
             failed += 1
-            err_console.print(f"[red]failed[/] {outcome.backup_id}: {outcome.error}")
+            err_console.print(
+                f"[red]failed[/] {outcome.backup_id}: {escape(str(outcome.error))}", highlight=False
+            )
         elif outcome.stats.already_there:
             err_console.print(f"{outcome.backup_id}: already in {to}")
         else:

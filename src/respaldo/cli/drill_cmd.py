@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, out_console, print_json, state
@@ -55,10 +56,10 @@ def drill(
     if as_json:
         print_json(result.view().to_json())
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for check in result.checks:
         mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
-        err_console.print(f"{mark} {check.name}: {check.detail}", highlight=False)
+        err_console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}", highlight=False)
     verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"
     err_console.print(f"drill of {result.backup_id} {verdict}; run {result.run_id}")
     if not result.passed:
@@ -83,10 +84,10 @@ def drills(
         table.add_row(
             str(r.run_id),
             r.backup_id,
-            r.database or "-",
+            escape(r.database or "-"),
             r.status.value,
             r.started_at.strftime("%Y-%m-%d %H:%M"),
             f"{r.restore_seconds:.1f}" if r.restore_seconds is not None else "-",
-            r.error_message or "",
+            escape(r.error_message or ""),
         )
     out_console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, state
 from respaldo.operations.initialize import initialize
@@ -19,8 +20,9 @@ def init(ctx: typer.Context) -> None:
     for repo in result.repositories:
         verb = "created" if repo.created else "exists, opened"
         err_console.print(
-            f"repository [bold]{repo.name}[/] ({repo.location}): {verb}, id {repo.repository_id}"
+            f"repository [bold]{repo.name}[/] ({escape(repo.location)}): {verb}, "
+            f"id {repo.repository_id}"
         )
         for warning in repo.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    err_console.print(f"catalog: {result.catalog}")
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    err_console.print(f"catalog: {result.catalog}", markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
@@ -46,12 +47,12 @@ def list_jobs(
         table.add_row(
             str(job.id),
             job.kind.value,
-            job.target or "-",
+            escape(job.target or "-"),
             job.status.value,
-            f"{job.triggered_by.value}:{job.requested_by or '-'}",
+            escape(f"{job.triggered_by.value}:{job.requested_by or '-'}"),
             job.started_at.strftime("%Y-%m-%d %H:%M:%S") if job.started_at else "-",
             _progress(job),
-            (job.error or "")[:60],
+            escape((job.error or "")[:60]),
         )
     out_console.print(table)
 
@@ -72,7 +73,8 @@ def show(
         print_json(job.to_json())
         return
     for name, value in job.model_dump(mode="json").items():
-        out_console.print(f"{name}: {value}", highlight=False)
+        # As stored: an error's "[...]" is no markup (swallowed, or a crash).
+        out_console.print(f"{name}: {value}", highlight=False, markup=False)
 
 
 @jobs_app.command("cancel")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
@@ -32,7 +33,7 @@ def list_command(
     records = listing.backups
     if listing.unrecorded_in is not None:
         err_console.print(
-            f"[yellow]warning:[/] the catalog {catalog_url} is empty, but repository "
+            f"[yellow]warning:[/] the catalog {escape(catalog_url)} is empty, but repository "
             f"{listing.unrecorded_in} holds backups",
             highlight=False,
         )
@@ -99,10 +100,11 @@ def _print_contents(contents: BackupContents) -> None:
     table = Table("table", "rows", "size", "partition of")
     for t in contents.tables:
         table.add_row(
-            f"{t.schema_name}.{t.name}",
+            # A quoted identifier may hold "[...]": names are no markup.
+            escape(f"{t.schema_name}.{t.name}"),
             "-" if t.rows is None else str(t.rows),
             human_bytes(t.size_bytes),
-            t.partition_of or "",
+            escape(t.partition_of or ""),
         )
     out_console.print(table)
     schemas = ", ".join(

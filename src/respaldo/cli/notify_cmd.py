@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, out_console, print_json, state
@@ -27,7 +28,8 @@ def test(
     else:
         table = Table("target", "result", "error")
         for r in result.results:
-            table.add_row(r.target, "[green]sent[/]" if r.ok else "[red]failed[/]", r.error or "")
+            result = "[green]sent[/]" if r.ok else "[red]failed[/]"
+            table.add_row(escape(r.target), result, escape(r.error or ""))
         out_console.print(table)
     if not result.results:
         err_console.print("no notification target is configured ([[notifications.targets]])")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
@@ -70,7 +71,7 @@ def _print(result: PruneReport) -> None:
             d.status,
             d.completed_at.strftime("%Y-%m-%d %H:%M") if d.completed_at else "-",
             verdict,
-            "; ".join(d.rules),
+            escape("; ".join(d.rules)),
         )
     out_console.print(table)
     expired = len(result.expired)
@@ -81,7 +82,7 @@ def _print(result: PruneReport) -> None:
             f"{len(result.deleted)} backups deleted, {len(result.decisions) - expired} kept"
         )
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for outcome in result.repositories:
         if outcome.gc is not None:
             verb = "would reclaim about" if result.dry_run else "reclaimed"
@@ -91,7 +92,7 @@ def _print(result: PruneReport) -> None:
                 highlight=False,
             )
             for problem in outcome.gc.problems:
-                err_console.print(f"[yellow]{outcome.name}:[/] {problem}", highlight=False)
+                err_console.print(f"[yellow]{outcome.name}:[/] {escape(problem)}", highlight=False)
         if outcome.wal is not None and (outcome.wal.files_deleted or outcome.wal.kept_from):
             verb = "would delete" if result.dry_run else "deleted"
             kept = ", ".join(f"{s} from {f}" for s, f in sorted(outcome.wal.kept_from.items()))
@@ -110,7 +111,9 @@ def _print(result: PruneReport) -> None:
                 highlight=False,
             )
         if outcome.error is not None:
-            err_console.print(f"[red]{outcome.name}:[/] {outcome.error}", highlight=False)
+            err_console.print(
+                f"[red]{outcome.name}:[/] {escape(str(outcome.error))}", highlight=False
+            )
 
 
 def _gc_line(gc: GcView) -> str:
