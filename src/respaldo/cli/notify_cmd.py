@@ -28,8 +28,8 @@ def test(
     else:
         table = Table("target", "result", "error")
         for r in result.results:
-            result = "[green]sent[/]" if r.ok else "[red]failed[/]"
-            table.add_row(escape(r.target), result, escape(r.error or ""))
+            sent = "[green]sent[/]" if r.ok else "[red]failed[/]"
+            table.add_row(escape(r.target), sent, escape(r.error or ""))
         out_console.print(table)
     if not result.results:
         err_console.print("no notification target is configured ([[notifications.targets]])")
