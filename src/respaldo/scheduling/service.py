@@ -49,7 +49,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
-from respaldo.errors import AlreadyFired, RespaldoError
+from respaldo.errors import AlreadyFired, RepositoryNotFound, RespaldoError, StorageError
 from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
@@ -109,6 +109,7 @@ class Service:
         self._watchdog_minutes = watchdog_minutes
         self._clock = clock
         self._lock = threading.Lock()
+        self._replanning = threading.Lock()
         self._running: dict[str, tuple[int, CancelToken]] = {}
         self._stopping = False
         self._last_fire: dict[str, datetime] = {}
@@ -136,15 +137,32 @@ class Service:
     @classmethod
     def create(cls, ctx: Context) -> Service:
         """The service for ``ctx.settings``' schedules, with the RPO watchdog: its jobs go
-        to the queue with a PostgreSQL catalog, else run here. Raises ConfigError."""
-        archived = wal_archived(ctx)
+        to the queue with a PostgreSQL catalog, else run here. Raises ConfigError, and
+        what opening the primary repository raises for a configuration that is wrong
+        (WrongPassphrase...).
+
+        A primary repository that cannot be reached now does not stop the service (nothing
+        would run, and nothing would tell: the watchdog is the service's): it starts
+        without the physical schedules, logs an error, and adds them when the repository
+        answers (:meth:`replan`, before each watchdog check)."""
+        try:
+            archived: set[str] | None = wal_archived(ctx)
+        except (StorageError, RepositoryNotFound) as exc:
+            # Unavailable, not misconfigured: a wrong passphrase still stops the start.
+            log.error(
+                "cannot read which databases archive WAL from the primary repository (%s); "
+                "their physical backups are scheduled when it answers (checked every "
+                "[rpo] watchdog_minutes); the other schedules start now",
+                Scrubber(ctx.settings)(str(exc)),
+            )
+            archived = None
         service = cls(
             ctx,
-            entries(ctx.settings, archived),
+            entries(ctx.settings, archived or ()),
             watchdog_minutes=ctx.settings.rpo.watchdog_minutes,
             queued=queue.has_queue(ctx),
             archiving=partial(wal_archived, ctx),
-            archived=archived,
+            archived=archived or (),
         )
 
         def check(context: Context, now: datetime) -> Any:
@@ -161,8 +179,12 @@ class Service:
         per cause)."""
         if self._archiving is None or self._stopping:
             return
+        with self._replanning:  # the watchdog's run and a direct call: one at a time
+            self._replan(self._archiving)
+
+    def _replan(self, archiving: Callable[[], Collection[str]]) -> None:
         try:
-            archived = frozenset(self._archiving())
+            archived = frozenset(archiving())
             if archived == self.archived:
                 self._replan_failures.worked()
                 return
@@ -173,9 +195,10 @@ class Service:
         self._replan_failures.worked()
         before = {entry.name for entry in self.schedule}
         after = {entry.name for entry in planned}
+        now = self._clock()
         for entry in planned:
             if entry.name not in before:
-                self._add(entry)
+                self._add(entry, now)
                 log.warning("%s is scheduled now: WAL archiving changed", entry.name)
         for name in before - after:
             with contextlib.suppress(JobLookupError):
@@ -183,7 +206,19 @@ class Service:
             log.warning("%s is no longer scheduled: WAL archiving changed", name)
         self.schedule, self.archived = planned, archived
 
-    def _add(self, entry: Entry, **extra: Any) -> None:
+    def _add(self, entry: Entry, when: datetime) -> None:
+        """Schedule ``entry``; a run it missed (see :meth:`missed`) is due at once."""
+        try:
+            missed = self._missed_time(entry, when)
+        except Exception:  # the catalog: the schedule's next time comes as planned
+            log.warning("cannot tell whether %s missed a run", entry.name, exc_info=True)
+            missed = None
+        # A missed run is recorded for the time it was due: two services starting
+        # together submit it once.
+        extra: dict[str, Any] = {"next_run_time": when} if missed is not None else {}
+        if missed is not None:
+            with self._lock:
+                self._missed[entry.name] = missed  # for its first firing only
         self._scheduler.add_job(
             self.fire,
             entry.trigger,
@@ -193,6 +228,8 @@ class Service:
             name=entry.name,
             **extra,
         )
+        if missed is not None:
+            log.info("%s missed a run while the service was down: running it now", entry.name)
 
     def missed(self, now: datetime) -> list[Entry]:
         """Schedules that were due since their last recorded run (while the service was
@@ -212,15 +249,7 @@ class Service:
         if silent is not None:
             log.warning("%s", silent)
         for entry in self.schedule:
-            # A missed run is recorded for the time it was due: two services starting
-            # together submit it once.
-            missed = self._missed_time(entry, when)
-            extra: dict[str, Any] = {"next_run_time": when} if missed is not None else {}
-            if missed is not None:
-                self._missed[entry.name] = missed  # for its first firing only
-            self._add(entry, **extra)
-            if missed is not None:
-                log.info("%s missed a run while the service was down: running it now", entry.name)
+            self._add(entry, when)
         if not self.queued:
             # No queue, so no worker sweeps for lost jobs: the service does, at once
             # (what it lost before a restart) and every lease renewal period.

@@ -5,6 +5,7 @@ repository and the catalog are real."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,5 +48,31 @@ def test_archiving_turned_on_while_serving_schedules_physical_backups_at_the_nex
         assert [e.name for e in service.schedule if e.name.startswith("incremental:")] == [
             "incremental:erp"
         ]
+    finally:
+        service.stop("test over")
+
+
+def test_a_service_whose_repository_cannot_be_read_starts_and_schedules_it_when_it_answers(
+    setup: Installation, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_cluster(setup.repository(), ClusterRecord("erp", "7312345678901234567", NOW, "wal-push"))
+    # The primary repository is not there as the service starts (a mount not up yet, an
+    # object store that does not answer): the service must still start, or nothing runs
+    # and nothing is told (the watchdog is the service's).
+    repo = tmp_path / "repo"
+    aside = repo.with_name("repo.aside")
+    repo.rename(aside)
+    try:
+        with caplog.at_level(logging.ERROR, logger="respaldo.scheduling.service"):
+            service = Service.create(setup.ctx)
+    finally:
+        aside.rename(repo)
+    assert any("repository" in r.getMessage() for r in caplog.records)
+    names = {e.name for e in service.schedule}
+    assert {"full:erp", "cleanup", "verify"} <= names and "incremental:erp" not in names
+    service.start()
+    try:
+        service.watch()  # the repository answers again
+        assert "incremental:erp" in service.next_run_times()
     finally:
         service.stop("test over")
