@@ -24,6 +24,7 @@ import getpass
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -485,6 +486,11 @@ def list_jobs(ctx: Context, *, limit: int = 50, status: JobStatus | None = None)
         return [JobInfo.of(job) for job in Jobs(session).list(limit=limit, status=status)]
 
 
+_FENCE = 0.8
+"""A running job stops when its lease has not been renewed for this part of
+``[jobs] lease_seconds`` (the catalog does not answer it), before others find it lapsed."""
+
+
 class _Lease(threading.Thread):
     """Renews a running job's lease, stores its progress, and cancels its token when the
     job was asked to stop (or is no longer ``running``: failed by another process)."""
@@ -509,14 +515,25 @@ class _Lease(threading.Thread):
         return wrapped
 
     def run(self) -> None:
-        while not self._stopped.wait(self.ctx.settings.jobs.renew_seconds):
+        settings = self.ctx.settings.jobs
+        renewed = time.monotonic()
+        while not self._stopped.wait(settings.renew_seconds):
             try:
                 with self.ctx.catalog.begin() as session:
                     job = Jobs(session).renew(self.job_id, done=self._done, total=self._total)
                     status, asked = job.status, job.cancel_requested
             except (RespaldoError, Exception):  # a busy catalog: try again next time
                 log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
+                silent = time.monotonic() - renewed
+                if silent >= settings.lease_seconds * _FENCE and not self.token.cancelled:
+                    # Others will soon take the job for lost (its lease lapses), fail it
+                    # and maybe run it again: it stops first, so two runs never overlap.
+                    self.token.cancel(
+                        f"its lease could not be renewed for {silent:.0f} s (the catalog "
+                        "does not answer): stopped before another process takes it for lost"
+                    )
                 continue
+            renewed = time.monotonic()
             if asked:
                 self.token.cancel("cancelled by request")
             elif status is not JobStatus.RUNNING:

@@ -5,15 +5,18 @@ catalog answers again (the RPO watchdog tells of the outage meanwhile)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from respaldo.cancellation import CancelToken
+from respaldo.cancellation import current as current_token
 from respaldo.config import Settings
-from respaldo.domain import JobStatus, TriggeredBy
-from respaldo.operations import jobs
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.scheduling.plan import entries
 from respaldo.scheduling.service import Service
@@ -69,3 +72,59 @@ def test_a_firing_the_catalog_refused_is_queued_once_the_catalog_is_back(
         service.stop("test over")
     (job,) = scheduled(ctx, "full:erp")
     assert job.status is JobStatus.QUEUED and job.queue_name == "default"
+
+
+def test_a_job_whose_lease_cannot_be_renewed_stops_before_others_take_it_for_lost(
+    ctx: Context, catalog_role: CatalogRole
+) -> None:
+    # The catalog stops answering this process (a partition) while a job runs: once its
+    # lease lapses, any other process fails it and a worker may run it again. The job
+    # must have stopped by then, or two runs of it go on at once and the first one's
+    # end is recorded against a row that says failed.
+    job = jobs.submit(
+        ctx,
+        jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana", {}),
+        here=True,
+    )
+    started, stopped = threading.Event(), threading.Event()
+    tokens: list[CancelToken] = []
+
+    def body(_: Context) -> None:
+        token = current_token()
+        assert token is not None
+        tokens.append(token)
+        started.set()
+        while not token.cancelled:
+            token.wait(0.05)
+        stopped.set()
+        token.check()
+
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            jobs.run(ctx, job.id, body)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        assert started.wait(60)
+        catalog_role.refuse()
+        wait_for("the job to stop", stopped.is_set)
+    finally:
+        catalog_role.accept()
+        if not stopped.is_set():
+            tokens[0].cancel("the test failed")
+        runner.join()
+    assert outcome, "the job did not stop"
+
+    # Back: a sweep finds its lease lapsed and records it failed, with the reason.
+    def failed() -> bool:
+        reconcile.sweep_here(ctx)
+        return jobs.get(ctx, job.id).status is JobStatus.FAILED
+
+    wait_for("the job to be failed as lost", failed)
+    error = jobs.get(ctx, job.id).error
+    assert error is not None and "lease" in error, error
