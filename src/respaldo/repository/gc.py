@@ -17,13 +17,17 @@ every data chunk those lists name. *Sweep*, per pack:
 
 Order of writes, which makes a crash (kill -9) at any point harmless:
 
-1. new packs; 2. new index files, describing exactly the packs that remain (all their
-chunks) and the new ones; 3. every index file that existed before is deleted; 4. the
-packs that are no longer needed are deleted; 5. in a local store, the temporary files
+0. the packs that no index file describes are deleted (no backup can use them: nothing
+deduplicates against a pack before an index file describes it, and no writer runs while
+collection holds its lock), first, so that on a disk a failed backup filled, the writes
+that follow find the room its packs took; 1. new packs; 2. new index files, describing
+exactly the packs that remain (all their chunks) and the new ones; 3. every index file
+that existed before is deleted; 4. the packs that are no longer needed are deleted;
+5. in a local store, the temporary files
 (``.tmp-*``) of writes killed before their rename: at once when their process is gone
 from this machine, else once older than a lease lives (``lock_stale_after``).
 
-After a crash in 1 the new packs are unindexed and the next collection deletes them;
+After a crash in 0 or 1 unindexed packs are left, and the next collection deletes them;
 after 2 or 3 chunks are described twice, which is allowed; in 4 no index file
 mentions a deleted pack any more. At every point every backup restores and
 :func:`~respaldo.repository.verify.verify_repository` passes, and the next collection
@@ -383,6 +387,15 @@ def _index_changes(plan: _Plan) -> bool:
 
 def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say: Step) -> None:
     storage = repo.storage
+    # 0. Packs no index file describes, before anything is written: on a disk that a
+    # failed backup filled they are the room the writes below need.
+    for name, size in sorted(plan.unindexed.items()):
+        lease.check()
+        if _delete(storage, name):
+            report.packs_deleted += 1
+            report.bytes_deleted += size
+    if plan.unindexed:
+        say(f"deleted {len(plan.unindexed)} packs no index file describes")
     new_groups = _repack(repo, plan, report, lease, say)  # 1. new packs
 
     if _index_changes(plan):
@@ -414,7 +427,6 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
     # (name, size, chunks dropped, counts as deleted rather than repacked)
     doomed = [(p.name, p.size, len(p.entries), True) for p in plan.delete]
     doomed += [(p.name, p.size, len(p.entries) - len(p.live), False) for p in plan.repack]
-    doomed += [(name, size, 0, True) for name, size in sorted(plan.unindexed.items())]
     for name, size, dropped, deleted in doomed:
         lease.check()
         if _delete(storage, name):
