@@ -72,11 +72,33 @@ def backup_cluster(
     """
     db = ctx.settings.database(database)
     conninfo = ConnInfo.from_settings(db)
-    # One session for the whole backup: the server's identity is read on the session
-    # that then holds the WAL reservation (a session costs the server a backend and an
-    # authentication, about 30 ms of a small cluster's backup on a loaded machine).
-    with connect(conninfo, autocommit=True, application_name="respaldo physical backup") as conn:
-        return _backup(ctx, db, conninfo, conn, triggered_by, snapshot, method, reserved)
+
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
+    ) -> tuple[Manifest, WriteStats]:
+        # Inside the record (as a logical backup's): a server that does not answer, or
+        # client programs that do not fit it, make a failed backup, which status, the
+        # metrics and the page count, not only a failed job.
+        # One session for the whole backup: the server's identity is read on the session
+        # that then holds the WAL reservation (a session costs the server a backend and
+        # an authentication, about 30 ms of a small cluster's backup on a loaded machine).
+        with connect(
+            conninfo, autocommit=True, application_name="respaldo physical backup"
+        ) as conn:
+            return _backup(
+                ctx, db, conninfo, conn, repo, backup_id, started_at, heartbeat, snapshot, method
+            )
+
+    return recorded_backup(
+        ctx,
+        kind=BackupKind.INCREMENTAL,
+        source=db.name,
+        retention_days=db.retention_days,
+        triggered_by=triggered_by,
+        pinned=snapshot is not None,
+        body=body,
+        reserved=reserved,
+    )
 
 
 def _backup(
@@ -84,11 +106,15 @@ def _backup(
     db: DatabaseSettings,
     conninfo: ConnInfo,
     conn: Connection,
-    triggered_by: TriggeredBy,
+    repo: Repository,
+    backup_id: str,
+    started_at: datetime,
+    heartbeat: Heartbeat,
     snapshot: str | None,
     method: Literal["auto", "full"],
-    reserved: str | None,
-) -> BackupResult:
+) -> tuple[Manifest, WriteStats]:
+    """The backup proper, on the session ``conn``, into ``repo`` as ``backup_id`` (the
+    body of :func:`~respaldo.operations.recorded.recorded_backup`)."""
     server = server_info(conninfo, conn)
     tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
@@ -103,36 +129,21 @@ def _backup(
     if snapshot is not None:
         meta["snapshot"] = snapshot
         meta["pinned"] = True
-
-    def body(
-        repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
-    ) -> tuple[Manifest, WriteStats]:
-        ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
-        parent, why = (
-            choose_parent(ctx, repo, db.name, conninfo, server)
-            if method == "auto"
-            else (None, "a full backup was asked for")
-        )
-        if parent is None:
-            meta.update(backup_method="full", full_reason=why)
-        else:
-            meta.update(
-                backup_method="incremental",
-                incremental_of=parent.manifest.backup_id,
-                chain=parent.chain,
-            )
-        return _stream(conninfo, conn, repo, backup_id, started_at, heartbeat, meta, tools, parent)
-
-    return recorded_backup(
-        ctx,
-        kind=BackupKind.INCREMENTAL,
-        source=db.name,
-        retention_days=db.retention_days,
-        triggered_by=triggered_by,
-        pinned=snapshot is not None,
-        body=body,
-        reserved=reserved,
+    ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
+    parent, why = (
+        choose_parent(ctx, repo, db.name, conninfo, server)
+        if method == "auto"
+        else (None, "a full backup was asked for")
     )
+    if parent is None:
+        meta.update(backup_method="full", full_reason=why)
+    else:
+        meta.update(
+            backup_method="incremental",
+            incremental_of=parent.manifest.backup_id,
+            chain=parent.chain,
+        )
+    return _stream(conninfo, conn, repo, backup_id, started_at, heartbeat, meta, tools, parent)
 
 
 def _stream(

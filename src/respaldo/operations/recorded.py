@@ -2,7 +2,9 @@
 
 :func:`recorded_backup` is what every kind of backup (logical, physical, files) does
 around its own work: a ``pending`` record that names the job it runs in, ``in_progress``
-with this pid, the caller's body (which writes the streams and commits the manifest), then
+with this pid, the primary repository opened and the caller's body (which checks the
+source, writes the streams and commits the manifest) — so that any failure of either is a
+failed backup record, never a failure that only the job knows of — then
 ``completed`` with the writer's figures, or ``failed`` with the error's message, and
 finally copies to the secondary repositories (the backups, then the archived WAL).
 
@@ -92,13 +94,15 @@ def recorded_backup(
     the layers below scrub them, and the scrubber of operations.scrub removes any secret
     this process loaded that their text still echoes) and is re-raised.
     """
-    repo = ctx.repository()
     with ctx.catalog.begin() as session:
         if reserved is None:
+            # Before the repository is opened: one that does not open (S3 down, a disk
+            # not mounted) fails this record, so the failure shows where every other
+            # backup failure does (status, metrics, the page), not only in the job.
             record = _pending(
                 session,
                 ctx,
-                repo,
+                None,
                 kind,
                 source,
                 retention_days,
@@ -120,6 +124,7 @@ def recorded_backup(
         note_result(session, record.id)
     backup_id = record.id
     try:
+        repo = ctx.repository()
         manifest, stats = body(
             repo, backup_id, record.started_at or datetime.now(UTC), Heartbeat(ctx, backup_id)
         )
@@ -136,6 +141,7 @@ def recorded_backup(
             stored_new_bytes=stats.stored_bytes,
             checksum=manifest.streams[0].sha256,
             manifest=f"manifests/{backup_id}",
+            storage_path=repo.storage.location,
             database_version=manifest.meta.get("server_version"),
             schema_version=manifest.meta.get("schema_version"),
             parent_id=manifest.meta.get("incremental_of"),
@@ -203,7 +209,7 @@ def fail_reserved(ctx: Context, backup_id: str, message: str) -> None:
 def _pending(
     session: Session,
     ctx: Context,
-    repo: Repository,
+    repo: Repository | None,
     kind: BackupKind,
     source: str,
     retention_days: int | None,
@@ -217,7 +223,8 @@ def _pending(
         triggered_by=triggered_by,
         retention_days=retention_days,
         database_name=source,
-        storage_path=repo.storage.location,
+        # Without the opened repository, its location is set when the backup completes.
+        storage_path=repo.storage.location if repo is not None else None,
         pinned=pinned,
         job_id=job_id,
     )

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from respaldo import cancellation
+from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupKind, JobKind, JobStatus, TriggeredBy
-from respaldo.errors import JobCancelled, PostgresError
+from respaldo.errors import ConnectionFailed, JobCancelled, PostgresError, RespaldoError
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.recorded import BackupResult, recorded_backup
+from respaldo.operations.snapshot import backup_source
 from respaldo.repository import Manifest, Repository, WriteStats
 from tests.unit.operations.support import Installation
 
@@ -67,3 +69,41 @@ def test_a_cancelled_backup_records_the_cancellation_not_the_killed_child(
     assert record.status.value == "failed"
     assert record.error_message == "cancelled: cancelled by request"
     assert record.job_id == job.id
+
+
+def test_a_backup_whose_repository_does_not_open_is_a_failed_backup_with_the_reason(
+    inst: Installation,
+) -> None:
+    """A primary repository that does not open (S3 down, a disk not mounted) fails the
+    backup before it writes anything: it is a failed backup all the same, so that status
+    turns amber, the failure counter moves and the page lists it, as for any other."""
+    (inst.root / "repo").rename(inst.root / "unmounted")
+
+    def body(*_: object) -> tuple[Manifest, WriteStats]:
+        raise AssertionError("the body runs only once the repository is open")
+
+    with inst.context() as ctx:
+        job = jobs.submit(ctx, REQUEST)
+        with pytest.raises(RespaldoError) as raised:
+            jobs.run(ctx, job.id, lambda job_ctx: _backup(job_ctx, body))
+        done = jobs.get(ctx, job.id)
+        assert done.status is JobStatus.FAILED
+        assert done.result_id is not None
+        record = ctx.record(done.result_id)
+    assert record.status.value == "failed"
+    assert record.error_message == str(raised.value)
+    assert record.job_id == job.id
+
+
+@pytest.mark.parametrize("kind", [BackupKind.FULL, BackupKind.INCREMENTAL])
+def test_a_backup_of_a_server_that_does_not_answer_is_a_failed_backup(
+    inst: Installation, kind: BackupKind
+) -> None:
+    """Logical or physical, a backup whose server is down is a failed backup record
+    (the physical one connected before it made its record, and left none)."""
+    with inst.context() as ctx:
+        with pytest.raises(ConnectionFailed) as raised:
+            backup_source(ctx, "erp", kind)
+        with ctx.catalog.read() as session:
+            records = BackupRecords(session).list(database="erp", kind=kind)
+    assert [(r.status.value, r.error_message) for r in records] == [("failed", str(raised.value))]
