@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.cli.progress import interactive
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
@@ -46,7 +47,7 @@ def verify_command(
             TransferSpeedColumn(),
             console=err_console,
             transient=True,
-            disable=not err_console.is_terminal,
+            disable=not interactive(),
         ) as progress,
     ):
         task = progress.add_task("verifying", total=None)
