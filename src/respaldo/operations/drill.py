@@ -164,15 +164,26 @@ def run_drill(
     ``respaldo_command`` is the respaldo its server runs for ``restore_command``
     (default: this one).
 
-    A failed check is a result (``passed`` False), not an exception. Raises ConfigError
-    or RecordNotFound when there is nothing to test, and the errors that prevent the
-    drill from starting (server unreachable).
+    A failed check is a result (``passed`` False), not an exception; so is a backup of
+    the catalog that cannot be read from any repository (manifest gone or damaged,
+    chunks lost, no repository opens): its run is recorded failed, the backup marked
+    unverified, the alert sent. Raises ConfigError or RecordNotFound when there is
+    nothing to test (BackupNotFound for an id the catalog does not have either).
     """
     remove_leftovers(ctx)
     backup_id = _choose_backup(ctx, target)
     with contextlib.ExitStack() as leases:
-        repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
-        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        try:
+            repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
+            manifest = load_manifest_any(repo, fallbacks, backup_id)
+        except (ConfigError, InvalidInput):
+            raise
+        except RespaldoError as exc:
+            result = _unreadable(ctx, backup_id, exc)
+            if result is None:
+                raise
+            _alert(ctx, result)
+            return result
         if manifest.kind == BackupKind.INCREMENTAL.value:
             result = _physical_drill(ctx, manifest, repo, warnings, amcheck, respaldo_command)
         elif manifest.kind == BackupKind.FILES.value:
@@ -184,6 +195,21 @@ def run_drill(
     if not result.passed:
         _alert(ctx, result)
     return result
+
+
+def _unreadable(ctx: Context, backup_id: str, exc: RespaldoError) -> DrillResult | None:
+    """A backup of the catalog that cannot be read (its manifest gone or damaged, chunks
+    lost, no repository opens): a restore test that failed, recorded as one and marking
+    the backup unverified, rather than an error that leaves an earlier pass standing.
+    None for an id the catalog does not have (nothing to test)."""
+    with ctx.catalog.read() as session:
+        try:
+            database = BackupRecords(session).get(backup_id).database_name
+        except RecordNotFound:
+            return None
+    result = _started(ctx, backup_id, database or "", "", [])
+    result.checks.append(Check("restore", False, str(exc)))
+    return _finish(ctx, result, None)
 
 
 def _alert(ctx: Context, result: DrillResult) -> None:

@@ -290,3 +290,27 @@ def test_a_validation_query_that_runs_too_long_is_cancelled(respaldo: Respaldo) 
     assert code == 3 and result["passed"] is False
     assert "FAIL validation: slow:" in err and "statement timeout" in err
     assert not _scratch(respaldo)
+
+
+def test_a_drill_of_a_backup_whose_manifest_is_gone_is_a_failed_restore_test(
+    respaldo: Respaldo,
+) -> None:
+    """The catalog says completed, the repository no longer has the backup: the restore
+    test cannot restore it, and must say so where restore tests are looked at (its run,
+    the backup's verified mark, status), not only as a failed job."""
+    backup_id = respaldo.backup()["id"]
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 0 and result["passed"] is True, err
+    (respaldo.repo_dir / "manifests" / backup_id).unlink()
+    run = respaldo.run("drill", backup_id, "--json")
+    assert run.code == 3, str(run)
+    assert run.json()["passed"] is False
+    history = respaldo.run("drills", "--json").json()
+    assert (history[0]["status"], history[0]["backupId"]) == ("failed", backup_id)
+    assert backup_id in history[0]["errorMessage"]
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
+    status = respaldo.run("status", "--json").json()
+    (item,) = [
+        i for db in status["databases"] for i in db["items"] if i["key"] == "restore_test:erp"
+    ]
+    assert item["level"] != "green", item
