@@ -11,7 +11,8 @@ point drops the staging database and leaves the target exactly as it was.
 
 ``replace`` swaps an existing target: pre-restore hook, connections terminated, target
 renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
-If the second rename fails the old database is renamed back. The old database is kept
+If the second rename fails the old database is renamed back; if that fails too, the
+error names the old database's current name and how to rename it back. The old database is kept
 until the user drops it, or dropped at once with ``drop_old``.
 
 ``tables``/``schemas`` restore only those (see :mod:`respaldo.operations.restore_select`)
@@ -902,8 +903,19 @@ def _swap(
     rename_database(admin, target, old)
     try:
         rename_database(admin, staging, target)
-    except BaseException:
-        rename_database(admin, old, target)
+    except BaseException as failed:
+        try:
+            rename_database(admin, old, target)
+        except BaseException as back:
+            # The live data is whole, under another name: that is what must be said.
+            raise RestoreError(
+                f"the swap failed half-way: database {target} is now named {old} and could "
+                f"not be renamed back ({_first_line(back)}); the restored copy was not "
+                f"swapped in ({_first_line(failed)})",
+                hint=f"nothing is lost: rename it back with ALTER DATABASE "
+                f'"{old}" RENAME TO "{target}" (after ending the sessions connected to '
+                f"{old}), then restore again",
+            ) from failed
         raise
     # Too late to undo: the caller must hear that the swap itself happened.
     _run_hook(
@@ -913,6 +925,10 @@ def _swap(
         f"database is kept as {old}; finish the post-restore steps by hand",
     )
     return old
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _unused_name(admin: ConnInfo, name: str) -> str:

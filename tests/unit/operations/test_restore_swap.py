@@ -1,0 +1,68 @@
+"""The swap of ``restore --replace`` when its second rename fails: the replaced database
+is renamed back, and when even that fails, the error says where it is now.
+
+Unit tests: a rename that fails between the two renames of a real swap cannot be
+provoked deterministically on a server (the window is two statements wide)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from respaldo.config import DatabaseSettings
+from respaldo.errors import QueryFailed, RestoreError
+from respaldo.operations import restore
+from respaldo.postgres import ConnInfo
+
+STARTED = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
+OLD = "erp_old_20261205120000"
+
+
+def _swap_failing(monkeypatch: pytest.MonkeyPatch, failing: set[tuple[str, str]]) -> list[str]:
+    renames: list[str] = []
+
+    def rename(admin: ConnInfo, old: str, new: str, **_: Any) -> None:
+        renames.append(f"{old}->{new}")
+        if (old, new) in failing:
+            raise QueryFailed(f'database "{old}" is being accessed by other users')
+
+    monkeypatch.setattr(restore, "rename_database", rename)
+    monkeypatch.setattr(restore, "terminate_connections", lambda *a, **k: 0)
+    monkeypatch.setattr(restore, "database_exists", lambda admin, name: False)
+    return renames
+
+
+def _db() -> DatabaseSettings:
+    return DatabaseSettings(name="erp", dsn="postgresql://u@127.0.0.1:5432/erp")
+
+
+def _admin() -> ConnInfo:
+    return ConnInfo.parse("postgresql://u@127.0.0.1:5432/postgres")
+
+
+def test_a_failed_second_rename_puts_the_replaced_database_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renames = _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp")})
+    with pytest.raises(QueryFailed):
+        restore._swap(_db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+    assert renames == [
+        f"erp->{OLD}",
+        "respaldo_staging_0a1b2c3d->erp",
+        f"{OLD}->erp",
+    ]
+
+
+def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp"), (OLD, "erp")})
+    with pytest.raises(RestoreError) as caught:
+        restore._swap(_db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+    message = str(caught.value)
+    # Both failures, and the name the live data has now, with the way back.
+    assert f"database erp is now named {OLD}" in message
+    assert "is being accessed by other users" in message
+    assert f'ALTER DATABASE "{OLD}" RENAME TO "erp"' in caught.value.hint
