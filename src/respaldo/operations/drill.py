@@ -509,7 +509,7 @@ def _query_checks(
             checks.append(Check(name, False, str(exc)))
             continue
         ok = value == validation.expect
-        checks.append(Check(name, ok, f"got {value!r}, expected {validation.expect!r}"))
+        checks.append(Check(name, ok, f"got {_shown(value)}, expected {_shown(validation.expect)}"))
     if amcheck if amcheck is not None else ctx.settings.drill.amcheck:
         try:
             # pg_amcheck of the installation that fits the server checked.
@@ -521,6 +521,17 @@ def _query_checks(
         except RespaldoError as exc:
             checks.append(Check("pg_amcheck", False, str(exc)))
     return checks
+
+
+SHOWN_CHARACTERS = 200
+"""How much of a validation's value a check shows: its detail goes into the run's record,
+the alert and the monthly report, and a query may well return megabytes."""
+
+
+def _shown(value: str) -> str:
+    if len(value) <= SHOWN_CHARACTERS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARACTERS]!r}… ({len(value)} characters)"
 
 
 def _first_failure(checks: list[Check]) -> str | None:

@@ -314,3 +314,17 @@ def test_a_drill_of_a_backup_whose_manifest_is_gone_is_a_failed_restore_test(
         i for db in status["databases"] for i in db["items"] if i["key"] == "restore_test:erp"
     ]
     assert item["level"] != "green", item
+
+
+def test_a_huge_wrong_value_is_shown_cut_short(respaldo: Respaldo) -> None:
+    """What a validation query got goes into the run's record, the alert and the report:
+    a value of megabytes (a query returning a whole column aggregated) is cut short."""
+    _add_checked(respaldo, "huge", "SELECT repeat('x', 1000000)", "y")
+    backup_id = respaldo.backup("erp_checked")["id"]
+    code, result, _err = _drill(respaldo, backup_id)
+    assert code == 3 and result["passed"] is False
+    (check,) = [c for c in result["checks"] if c["name"] == "validation: huge"]  # type: ignore[attr-defined]
+    assert len(check["detail"]) < 1000, len(check["detail"])
+    assert "1000000 characters" in check["detail"]
+    history = respaldo.run("drills", "--json").json()
+    assert len(json.dumps(history[0])) < 5000
