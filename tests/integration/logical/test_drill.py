@@ -328,3 +328,26 @@ def test_a_huge_wrong_value_is_shown_cut_short(respaldo: Respaldo) -> None:
     assert "1000000 characters" in check["detail"]
     history = respaldo.run("drills", "--json").json()
     assert len(json.dumps(history[0])) < 5000
+
+
+def test_two_drills_at_once_both_pass_and_leave_nothing(respaldo: Respaldo) -> None:
+    """Each drill sweeps abandoned scratch databases before it starts: the other's,
+    held while it runs, is never one of them."""
+    respaldo.backup()
+    argv = respaldo.process_argv()
+    drills = [
+        subprocess.Popen(
+            [*argv, "drill", "erp", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [process.communicate(timeout=300) for process in drills]
+    for process, (out, err) in zip(drills, outcomes, strict=True):
+        assert process.returncode == 0, err
+        assert json.loads(out)["passed"] is True
+    history = respaldo.run("drills", "--json").json()
+    assert [run["status"] for run in history] == ["passed", "passed"]
+    assert not _scratch(respaldo)
