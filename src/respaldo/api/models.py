@@ -61,5 +61,6 @@ class RestoreTestBody(RequestModel):
     database: str | None = Field(
         default=None,
         description="Test the newest completed full backup of this configured database "
-        "(default: the first configured one).",
+        "(default: the first configured one), or its newest physical one if it has no "
+        "full backup.",
     )

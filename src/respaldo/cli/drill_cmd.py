@@ -38,8 +38,8 @@ def drill(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Restore a backup into a throwaway database (logical), a scratch data directory
-    and server (physical, by backup id) or a scratch directory (files) and check it.
-    Exit status 3 if it fails."""
+    and server (physical: by backup id, or a database without logical backups) or a
+    scratch directory (files) and check it. Exit status 3 if it fails."""
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:

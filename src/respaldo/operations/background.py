@@ -26,11 +26,12 @@ from respaldo.domain import (
     truncate_name,
     validate_database_name,
 )
-from respaldo.errors import ConfigError, InvalidInput
+from respaldo.errors import ConfigError, InvalidInput, RecordNotFound
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
+from respaldo.operations.drill import backup_to_test
 from respaldo.operations.jobs import JobRequest
-from respaldo.operations.listing import list_backups, show_backup
+from respaldo.operations.listing import show_backup
 from respaldo.operations.models import ResultModel
 from respaldo.operations.recorded import fail_reserved, reserve_record
 from respaldo.operations.restore_request import RestoreRequest
@@ -234,11 +235,12 @@ def start_restore_test(
     requested_by: str,
     triggered_by: TriggeredBy = TriggeredBy.API,
 ) -> StartedJob:
-    """Start a restore test (drill) of ``backup_id``, or of the newest completed full
-    backup of ``database`` (default: :func:`default_database`).
+    """Start a restore test (drill) of ``backup_id``, or of the newest backup of
+    ``database`` (default: :func:`default_database`) that a drill tests
+    (:func:`~respaldo.operations.drill.backup_to_test`: full, else physical).
 
     Raises RecordNotFound, InvalidBackupId, InvalidInput (both given, no database of
-    that name, no completed full backup to test)."""
+    that name, no completed backup to test)."""
     if backup_id is not None:
         if database is not None:
             raise InvalidInput("database", "give a backup id or a database, not both")
@@ -250,12 +252,11 @@ def start_restore_test(
             ctx.settings.database(target)
         except ConfigError as exc:
             raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
-        newest = list_backups(
-            ctx, database=target, kind=BackupKind.FULL, status=BackupStatus.COMPLETED, limit=1
-        )
-        if not newest.backups:
-            raise InvalidInput("database", f"database {target} has no completed full backup")
-        what = f"the newest backup of {target} ({newest.backups[0].id})"
+        try:
+            newest = backup_to_test(ctx, target)
+        except RecordNotFound as exc:
+            raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
+        what = f"the newest backup of {target} ({newest})"
     job = _launch(ctx, workers, JobRequest(JobKind.DRILL, target, triggered_by, requested_by))
     return StartedJob(message=f"restore test of {what} started", job_id=job.id)
 

@@ -157,8 +157,9 @@ def run_drill(
     amcheck: bool | None = None,
     respaldo_command: str | None = None,
 ) -> DrillResult:
-    """Restore-test backup ``target`` (an id) or the newest completed full backup of
-    database ``target``, record the run and its checks, and mark the backup (un)verified.
+    """Restore-test backup ``target`` (an id) or the newest backup of database or file
+    set ``target`` (see :func:`backup_to_test`), record the run and its checks, and mark
+    the backup (un)verified.
 
     A physical backup (by id) is restored into a scratch data directory and started;
     ``respaldo_command`` is the respaldo its server runs for ``restore_command``
@@ -171,7 +172,7 @@ def run_drill(
     nothing to test (BackupNotFound for an id the catalog does not have either).
     """
     remove_leftovers(ctx)
-    backup_id = _choose_backup(ctx, target)
+    backup_id = backup_to_test(ctx, target)
     with contextlib.ExitStack() as leases:
         try:
             repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
@@ -546,26 +547,33 @@ def _admin(conninfo: ConnInfo) -> ConnInfo:
     return conninfo.with_dbname("postgres")
 
 
-def _choose_backup(ctx: Context, target: str) -> str:
+def backup_to_test(ctx: Context, target: str) -> str:
+    """The backup a drill of ``target`` tests: ``target`` itself if it is a backup id;
+    for a file set its newest completed files backup; for a database its newest
+    completed full (logical) backup, or, if it has none, its newest completed physical
+    one. Raises RecordNotFound (nothing to test), ConfigError (no such database)."""
     try:
         return validate_backup_id(target)
     except InvalidBackupId:
         pass
     databases = {db.name for db in ctx.settings.databases}
     if target not in databases and target in {f.name for f in ctx.settings.file_sets}:
-        name, kind, what = target, BackupKind.FILES, "files"
+        name, kinds, what = target, [BackupKind.FILES], "files"
     else:
-        name, kind, what = ctx.settings.database(target).name, BackupKind.FULL, "full"
+        # A database backed up only physically is tested through its physical backups.
+        name = ctx.settings.database(target).name
+        kinds, what = [BackupKind.FULL, BackupKind.INCREMENTAL], "full or physical"
     with ctx.catalog.begin() as session:
-        records = BackupRecords(session).list(
-            database=name, kind=kind, status=BackupStatus.COMPLETED, limit=1
-        )
-    if not records:
-        raise RecordNotFound(
-            f"no completed {what} backup of {name} to test",
-            hint=f"take one with 'respaldo backup {name}'",
-        )
-    return records[0].id
+        for kind in kinds:
+            records = BackupRecords(session).list(
+                database=name, kind=kind, status=BackupStatus.COMPLETED, limit=1
+            )
+            if records:
+                return records[0].id
+    raise RecordNotFound(
+        f"no completed {what} backup of {name} to test",
+        hint=f"take one with 'respaldo backup {name}'",
+    )
 
 
 def remove_leftovers(ctx: Context) -> list[str]:

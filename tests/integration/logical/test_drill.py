@@ -253,7 +253,10 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
 def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
     run = respaldo.run("drill", "erp")
     assert run.code == 1
-    assert "no completed full backup of erp" in run.err and "respaldo backup erp" in run.err
+    assert (
+        "no completed full or physical backup of erp" in run.err
+        and "respaldo backup erp" in run.err
+    )
     assert io.StringIO(run.out).read() == ""
 
 

@@ -152,3 +152,14 @@ def test_leftover_scratch_datadir_of_a_dead_drill_is_removed(archiving: Archivin
     assert str(scratch) in removed
     assert not scratch.exists()
     assert not _port_open(port)
+
+
+def test_a_database_backed_up_only_physically_is_drilled_by_name(archiving: Archiving) -> None:
+    """The ``restore_test`` schedule drills each database by name: one with physical
+    backups and no logical one got "no completed full backup" every time, and never a
+    restore test."""
+    record = archiving.backup()
+    result = _drill(archiving, archiving.settings(), "erp")
+    assert result.backup_id == record["id"]
+    assert result.passed, result.checks
+    assert _verified(archiving, record["id"]) is True
