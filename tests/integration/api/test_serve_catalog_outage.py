@@ -16,7 +16,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.cancellation import current as current_token
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.operations import jobs, reconcile
+from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.scheduling.plan import entries
 from respaldo.scheduling.service import Service
@@ -128,3 +128,30 @@ def test_a_job_whose_lease_cannot_be_renewed_stops_before_others_take_it_for_los
     wait_for("the job to be failed as lost", failed)
     error = jobs.get(ctx, job.id).error
     assert error is not None and "lease" in error, error
+
+
+def test_the_worker_of_serve_takes_jobs_again_once_the_catalog_is_back(
+    ctx: Context, catalog_role: CatalogRole, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve's own worker ([server] run_jobs) while the catalog goes away and comes back:
+    # it must take the jobs queued afterwards, not have stopped for good while the
+    # service goes on queueing (every later firing skipped: "the previous run still
+    # runs"), with nothing told but one line of its log.
+    worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="serve"))
+    worker.start()
+    try:
+        first = jobs.submit(ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana"))
+        wait_for("the first job to end", lambda: jobs.get(ctx, first.id).status.is_final)
+        with caplog.at_level(logging.WARNING, logger="respaldo.operations.queue"):
+            catalog_role.refuse()
+            # Until the worker's own loops meet the outage.
+            wait_for("the worker to lose the catalog", lambda: _told(caplog, "heartbeat"))
+            catalog_role.accept()
+        second = jobs.submit(ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana"))
+        wait_for("the second job to end", lambda: jobs.get(ctx, second.id).status.is_final)
+    finally:
+        worker.stop()
+
+
+def _told(caplog: pytest.LogCaptureFixture, what: str) -> bool:
+    return any(what in r.getMessage() for r in list(caplog.records))
