@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.cancellation import CancelToken
@@ -233,9 +234,45 @@ def recover(ctx: Context) -> list[int]:
     from respaldo.operations.reconcile import settle_abandoned
 
     settled = settle_abandoned(ctx, datetime.now(UTC))
+    dropped = _fail_dropped(ctx)
     with ctx.catalog.begin() as session:
         Workers(session).prune(lease=timedelta(seconds=ctx.settings.jobs.lease_seconds))
-    return settled.jobs
+    return settled.jobs + dropped
+
+
+# procrastinate's final states: an entry in one of them is never run again.
+_ENDED_ENTRIES = ("succeeded", "failed", "cancelled", "aborted")
+
+
+def _fail_dropped(ctx: Context) -> list[int]:
+    """Fail (and retry per ``[queue] retries``, and alert) the queued jobs whose queue
+    entry ended without running them: a worker took the entry and its task failed before
+    the job started (the catalog did not answer it then; an older version that cannot
+    read the job). Nothing would ever run them, and their schedule's later firings would
+    all be skipped as overlapping. Jobs of a kind this version does not know are left to
+    a process that does. Returns their ids."""
+    from respaldo.operations.jobs import alert_lapsed
+
+    known = [kind.value for kind in JobKind]
+    found = sa.text(
+        "SELECT j.id, p.status, p.queue_name FROM jobs j "
+        "JOIN procrastinate_jobs p ON p.id = j.queue_job_id "
+        "WHERE j.status = 'queued' AND j.kind IN :known AND p.status::text IN :ended "
+        "FOR UPDATE OF j SKIP LOCKED"
+    ).bindparams(sa.bindparam("known", expanding=True), sa.bindparam("ended", expanding=True))
+    failed: list[Job] = []
+    with ctx.catalog.begin() as session:
+        rows = session.execute(found, {"known": known, "ended": list(_ENDED_ENTRIES)}).all()
+        for job_id, entry, name in rows:
+            reason = (
+                f"not started: its entry in queue {name!r} ended {entry} before the job ran "
+                "(the task of the worker that took it failed; the worker's log says why)"
+            )
+            job = Jobs(session).finish(job_id, JobStatus.FAILED, error=reason)
+            retry(ctx, session, job)
+            failed.append(job)
+    alert_lapsed(ctx, failed)
+    return [job.id for job in failed]
 
 
 # --- the worker ---------------------------------------------------------------------------

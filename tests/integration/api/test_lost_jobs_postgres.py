@@ -191,3 +191,30 @@ def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
     assert seen == [[], []]
     assert jobs.get(ctx, job.id).status is JobStatus.COMPLETED
     assert retries_of(ctx, job.id) == []
+
+
+def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_schedule(
+    ctx: Context,
+) -> None:
+    # A worker took the job's queue entry and its task failed before the job started
+    # (the catalog did not answer it at that moment; a worker of an older version that
+    # cannot read the job): procrastinate marks the entry failed and never runs it again,
+    # while the job says queued. Left so, it would stay queued for ever, and every later
+    # firing of its schedule would be skipped ("the previous run still runs").
+    request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 7})
+    dropped = queue.submit_scheduled(ctx, request, None)
+    assert dropped is not None
+    with ctx.catalog.begin() as session:
+        session.connection().exec_driver_sql(
+            "UPDATE procrastinate_jobs SET status = 'failed' "
+            "WHERE (args->>'job_id')::int = %(id)s",
+            {"id": dropped.id},
+        )
+    failed = queue.recover(ctx)
+    assert failed == [dropped.id]
+    ended = jobs.get(ctx, dropped.id)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None and "queue" in ended.error, ended.error
+    (retry,) = retries_of(ctx, dropped.id)
+    assert retry.status is JobStatus.QUEUED and _deferred(ctx, retry.id) == 1
+    assert queue.recover(ctx) == []  # once
