@@ -206,8 +206,7 @@ def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_s
     assert dropped is not None
     with ctx.catalog.begin() as session:
         session.connection().exec_driver_sql(
-            "UPDATE procrastinate_jobs SET status = 'failed' "
-            "WHERE (args->>'job_id')::int = %(id)s",
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE (args->>'job_id')::int = %(id)s",
             {"id": dropped.id},
         )
     failed = queue.recover(ctx)
