@@ -44,21 +44,26 @@ def choose_language(cookie: str | None, accept_language: str | None) -> str:
 
 @dataclass(frozen=True)
 class Formatter:
-    """Locale-aware formatting for one request's language."""
+    """Locale-aware formatting for one request's language. Times are shown in ``zone``
+    (the installation's, in which its schedules' cron times are read), and say which."""
 
     language: str
+    zone: dt.tzinfo = dt.UTC
 
     @property
     def locale(self) -> Locale:
         return Locale.parse(self.language)
 
     def datetime(self, value: dt.datetime | None) -> str:
-        """A date and time in the reader's language, in UTC ("4 dic 2026, 22:10 UTC")."""
+        """A date and time in the reader's language and in ``zone``, which it names
+        ("4 dic 2026, 16:10:00 -0600", "Dec 4, 2026, 4:10:00 PM CST"): without it a
+        time in UTC reads as local time to someone hours away from it."""
         if value is None:
             return "—"
-        return format_datetime(
-            value.astimezone(dt.UTC), "medium", tzinfo=dt.UTC, locale=self.locale
-        )
+        moment = value.astimezone(dt.UTC)
+        shown = format_datetime(moment, "medium", tzinfo=self.zone, locale=self.locale)
+        zone = format_datetime(moment, "zzz", tzinfo=self.zone, locale=self.locale)
+        return f"{shown} {zone}"
 
     def relative(self, value: dt.datetime | None, now: dt.datetime | None = None) -> str:
         """How long ago or ahead ("hace 3 horas", "en 5 días")."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -90,7 +90,7 @@ class Page:
 
     @property
     def fmt(self) -> Formatter:
-        return Formatter(self.language)
+        return Formatter(self.language, _zone(self.ctx))
 
     def can(self, permission: Permission) -> bool:
         return self.principal is not None and self.principal.can(permission)
@@ -117,6 +117,16 @@ class Page:
         elif self.state.ended:
             session.clear(response)
         return response
+
+
+def _zone(ctx: Context) -> tzinfo:
+    """The installation's time zone (``[schedules] time_zone``, else the machine's): the
+    page's times read as its cron times do. UTC if it is not a zone (the service's
+    schedule refuses to start then, and says why)."""
+    try:
+        return plan.time_zone(ctx.settings)
+    except RespaldoError:
+        return UTC
 
 
 def _refresh_seconds(page: Page) -> int:

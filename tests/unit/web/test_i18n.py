@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
@@ -98,3 +99,12 @@ def test_sizes_times_and_numbers_read_as_each_language_writes_them() -> None:
     assert es.number(1234567) == "1.234.567"
     assert en.number(1234567) == "1,234,567"
     assert es.size(None) == "—"
+
+
+def test_a_time_names_its_zone_and_reads_in_the_installations() -> None:
+    # "22:10:00" alone reads as local time to someone six hours behind UTC.
+    when = datetime(2026, 12, 4, 22, 10, tzinfo=UTC)
+    assert Formatter("es").datetime(when) == "4 dic 2026, 22:10:00 UTC"
+    mexico = ZoneInfo("America/Mexico_City")
+    assert Formatter("es", mexico).datetime(when) == "4 dic 2026, 16:10:00 -0600"
+    assert Formatter("en", mexico).datetime(when) == "Dec 4, 2026, 4:10:00\u202fPM CST"

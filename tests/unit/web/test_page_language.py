@@ -169,3 +169,30 @@ def test_a_backup_that_failed_verification_is_marked_so_not_as_merely_unchecked(
     assert rows == {good: "✓", unchecked: "✗", damaged: "✗ Verificación fallida"}
     assert 'title="damaged: 3 chunks lost"' in listing
     assert "Verificación fallida" in detail
+
+
+def test_the_schedule_shows_its_runs_at_the_hour_its_cron_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # '0 3 * * *' in America/Mexico_City runs at 03:00 there: the page said 09:00:00,
+    # UTC without saying so, beside the cron that says 3.
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", "correct horse (test)")
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        repositories=[{"name": "local", "url": f"file://{tmp_path / 'repo'}"}],
+        databases=[{"name": "erp", "dsn": "postgresql://u@127.0.0.1:1/erp"}],
+        schedules={"time_zone": "America/Mexico_City", "full": "0 3 * * *"},
+        cache_dir=tmp_path / "cache",
+        server={"jwt_secret_file": write_secret(tmp_path / "jwt.key", SECRET)},
+    )
+    init_repositories(settings, kdf=FAST_KDF)
+    with Context.open(settings, create=True) as context:
+        add_user(context, "ana", Role.VIEWER)
+        with TestClient(create_site(settings, context), follow_redirects=False) as browser:
+            _login(browser, "ana")
+            page = browser.get("/schedule").text
+    rows = re.findall(r"<tr>(.*?)</tr>", page, flags=re.S)
+    full = next(row for row in rows if "full:erp" in row)
+    runs = [unescape(run) for run in re.findall(r"<li>(.*?)</li>", full)]
+    assert len(runs) == 3, full
+    assert all(re.search(r", 0?3:00:00 -0600 \(", run) for run in runs), runs
