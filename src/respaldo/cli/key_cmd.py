@@ -24,6 +24,14 @@ app.add_typer(key_app, name="key")
 RepoOption = Annotated[
     str | None, typer.Option("--repository", "-r", help="Repository name (default: primary).")
 ]
+ChangeRepoOption = Annotated[
+    str | None,
+    typer.Option(
+        "--repository",
+        "-r",
+        help="Change this repository only (default: every configured repository).",
+    ),
+]
 FileOption = Annotated[
     Path | None, typer.Option("--new-passphrase-file", help="0600 file with the new passphrase.")
 ]
@@ -54,21 +62,34 @@ def list_command(ctx: typer.Context, repository: RepoOption = None) -> None:
 
 
 @key_app.command("add")
-def add(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
-    """Add another passphrase that opens the repository."""
+def add(
+    ctx: typer.Context, repository: ChangeRepoOption = None, new_file: FileOption = None
+) -> None:
+    """Add another passphrase that opens every repository (or the one named)."""
     passphrase = _new_passphrase(new_file)
     with Context.open(state(ctx).settings, catalog=False) as context:
-        key_id = add_key(context, passphrase, repository)
-    err_console.print(f"added key {key_id}")
+        added = add_key(context, passphrase, repository)
+    for key in added:
+        err_console.print(f"{key.repository}: added key {key.key}")
 
 
 @key_app.command("passwd")
-def passwd(ctx: typer.Context, repository: RepoOption = None, new_file: FileOption = None) -> None:
-    """Replace the current passphrase with a new one."""
+def passwd(
+    ctx: typer.Context, repository: ChangeRepoOption = None, new_file: FileOption = None
+) -> None:
+    """Replace the current passphrase with a new one in every repository (or the one named)."""
     passphrase = _new_passphrase(new_file)
     with Context.open(state(ctx).settings, catalog=False) as context:
-        change = change_passphrase(context, passphrase, repository)
-    err_console.print(f"passphrase changed: key {change.old_key} replaced by {change.new_key}")
+        changes = change_passphrase(context, passphrase, repository)
+    for change in changes:
+        old = ", ".join(change.old_keys) or "none"
+        err_console.print(
+            f"{change.repository}: passphrase changed: key {old} replaced by {change.new_key}"
+        )
+    err_console.print(
+        "put the new passphrase in passphrase_file (or RESPALDO_PASSPHRASE): the old one "
+        "no longer opens " + ("these repositories" if repository is None else repository)
+    )
 
 
 @key_app.command("remove")

@@ -7,6 +7,10 @@ environment, a hidden prompt: never argv) is the interface's business.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from respaldo.errors import RepositoryError, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import check_new_passphrase, open_store
@@ -22,8 +26,19 @@ class KeyView(ResultModel):
     current: bool
 
 
+class KeyAdded(ResultModel):
+    """A key added to one repository."""
+
+    repository: str
+    key: str
+
+
 class PassphraseChange(ResultModel):
-    old_key: str
+    """One repository's passphrase change: the key files of the old passphrase removed
+    (usually one) and the new one's key file."""
+
+    repository: str
+    old_keys: list[str]
     new_key: str
 
 
@@ -53,23 +68,125 @@ def list_keys(ctx: Context, repository: str | None = None) -> list[KeyView]:
 
 def add_key(
     ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
-) -> str:
-    """Add ``passphrase`` as another key that opens the repository; return its id.
-    Raises WeakPassphrase (nothing written) for one too short for a new key."""
+) -> list[KeyAdded]:
+    """Add ``passphrase`` as another key that opens ``repository``, or every configured
+    repository when none is named (one passphrase opens them all: a key added to the
+    primary alone would not open the offsite mirror in a disaster).
+
+    Raises WeakPassphrase for one too short for a new key, and RepositoryError when a
+    repository cannot be opened; in both cases nothing is written anywhere."""
     check_new_passphrase(passphrase)
-    return ctx.repository(repository).add_key(passphrase, kdf)
+    with _opened(ctx, repository, "add a key") as targets:
+        return [
+            KeyAdded(repository=name, key=repo.add_key(passphrase, kdf)) for name, repo in targets
+        ]
 
 
 def change_passphrase(
     ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
-) -> PassphraseChange:
-    """Replace the key that the configured passphrase opens with one for ``passphrase``.
-    Raises WeakPassphrase (nothing written) for one too short for a new key."""
+) -> list[PassphraseChange]:
+    """Replace the keys that the configured passphrase opens with one for ``passphrase``,
+    in ``repository`` or, when none is named, in every configured repository.
+
+    The new key goes into every repository, and is read back and checked, before any old
+    key is removed: a change killed at any point leaves every repository opening with the
+    old passphrase or every repository opening with the new one (both, until the end).
+    Raises WeakPassphrase (nothing written), RepositoryError when a repository cannot be
+    opened (nothing written) or a step fails (the message says what is done).
+    """
     check_new_passphrase(passphrase)
-    repo = ctx.repository(repository)
-    current = repo.key_id_for(ctx.settings.repository_passphrase())
-    new = repo.change_passphrase(current, passphrase, kdf)
-    return PassphraseChange(old_key=current, new_key=new)
+    current = ctx.settings.repository_passphrase()
+    with _opened(ctx, repository, "change the passphrase") as targets:
+        old = {name: repo.key_ids_for(current) for name, repo in targets}
+        added: dict[str, str] = {}
+        for name, repo in targets:
+            try:
+                added[name] = repo.add_key(passphrase, kdf)
+                repo.check_key(added[name], passphrase)
+            except RespaldoError as exc:
+                raise _incomplete(exc, name, added, removed=[]) from None
+        removed: list[str] = []
+        for name, repo in targets:
+            try:
+                for key_id in old[name]:
+                    repo.remove_key(key_id)
+            except RespaldoError as exc:
+                raise _incomplete(exc, name, added, removed) from None
+            removed.append(name)
+    return [
+        PassphraseChange(repository=name, old_keys=old[name], new_key=added[name])
+        for name, _ in targets
+    ]
+
+
+def _incomplete(
+    exc: RespaldoError, failed: str, added: dict[str, str], removed: list[str]
+) -> RepositoryError:
+    """The error of a passphrase change that stopped in repository ``failed``."""
+    if not removed and failed not in added:
+        state = "the old passphrase still opens every repository" + (
+            f"; the new one opens {', '.join(added)} too" if added else ""
+        )
+        hint = "run 'respaldo key passwd' again once the repository can be written"
+    else:
+        state = (
+            "the new passphrase opens every repository; the old one no longer opens "
+            + (", ".join(removed) if removed else "any")
+            + " but still opens the others"
+        )
+        hint = (
+            "put the new passphrase in passphrase_file (or RESPALDO_PASSPHRASE) and remove "
+            "the old keys left ('respaldo key list --repository NAME', 'respaldo key remove')"
+        )
+    return RepositoryError(
+        f"the passphrase change stopped at repository {failed}: {exc.message}; {state}",
+        hint=hint,
+    )
+
+
+@contextmanager
+def _opened(
+    ctx: Context, repository: str | None, doing: str
+) -> Iterator[list[tuple[str, Repository]]]:
+    """Every repository a key change goes to (``repository``, or all configured ones),
+    opened with the configured passphrase and without their index, before anything is
+    written; closed afterwards. Raises RepositoryError naming one that does not open."""
+    settings = ctx.settings
+    names = (
+        [settings.repository(repository).name]
+        if repository is not None
+        else [r.name for r in settings.repositories]
+    )
+    opened: list[tuple[str, Repository]] = []
+    try:
+        for name in names:
+            try:
+                opened.append((name, _open(ctx, name)))
+            except RespaldoError as exc:
+                if repository is not None:
+                    raise
+                raise RepositoryError(
+                    f"cannot {doing}: repository {name} does not open: {exc.message}",
+                    hint=f"nothing was changed; one passphrase opens every configured "
+                    f"repository, so keys change in all of them: run it again once {name} "
+                    "opens, or give --repository to change one alone (it then opens with "
+                    "another passphrase than the others)",
+                ) from None
+        yield opened
+    finally:
+        for _, repo in opened:
+            repo.close()
+
+
+def _open(ctx: Context, name: str) -> Repository:
+    settings = ctx.settings
+    return Repository.open(
+        open_store(settings.repository(name)),
+        settings.repository_passphrase(),
+        cache_dir=settings.cache_dir,
+        load_index=False,
+        key_cache=settings.cache_dir if settings.key_cache else None,
+    )
 
 
 def remove_key(ctx: Context, key_id: str, repository: str | None = None) -> None:

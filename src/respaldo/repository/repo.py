@@ -353,6 +353,37 @@ class Repository:
                 return info.name[len(KEY_PREFIX) :]
         raise WrongPassphrase("the passphrase opens no key of this repository")
 
+    def key_ids_for(self, passphrase: Passphrase) -> list[str]:
+        """Every key file this passphrase opens (several when a passphrase was added
+        twice, or a mirror's key file copied in): a passphrase change must remove them
+        all, or the old passphrase still opens the repository. Damaged and malformed key
+        files open with nothing and are left out."""
+        secret = secret_text(passphrase)
+        found = []
+        for name, key in read_key_files(self.storage):
+            if key.unwrap(key.kek(secret), self.id) == self._master_key:
+                found.append(name[len(KEY_PREFIX) :])
+        return found
+
+    def check_key(self, key_id: str, passphrase: Passphrase) -> None:
+        """Read key file ``key_id`` back from storage and check that ``passphrase`` opens
+        it to this repository's master key: the proof a new key was stored whole, taken
+        before an old one is removed. Raises RepositoryError."""
+        name = validate_name(f"{KEY_PREFIX}{key_id}")
+        try:
+            key = KeyFile.parse(self.storage.get(name), name)
+        except ObjectNotFound:
+            raise RepositoryError(
+                f"the new key file {name} is not in {self.storage.location} after it was written",
+                hint="nothing was removed; check the storage, then run the command again",
+            ) from None
+        if key.unwrap(key.kek(secret_text(passphrase)), self.id) != self._master_key:
+            raise RepositoryError(
+                f"the new key file {name} in {self.storage.location} does not open with the "
+                "new passphrase as it was read back",
+                hint="nothing was removed; check the storage, then run the command again",
+            )
+
     # --- index -----------------------------------------------------------------------
 
     def load_index(self) -> None:

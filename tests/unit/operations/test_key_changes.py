@@ -1,0 +1,117 @@
+"""``respaldo key add`` and ``key passwd`` change every configured repository.
+
+One passphrase (``RESPALDO_PASSPHRASE`` or ``passphrase_file``) opens every repository of
+a configuration: a passphrase changed in the primary alone leaves the offsite mirror
+opening only with the old one, which the operator then forgets, and the mirror is what a
+disaster leaves. So a change goes to every repository, or (when one cannot be opened)
+to none.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from respaldo.cli.main import invoke
+from respaldo.errors import WrongPassphrase
+from respaldo.repository import Repository
+from respaldo.storage.local import LocalStorage
+from tests.unit.operations.support import PASSPHRASE, Installation
+
+pytestmark = pytest.mark.unit
+
+NEW = "a brand new passphrase"
+
+
+def _run(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = invoke(["--config", str(config), *argv])
+    return code, capsys.readouterr().err
+
+
+def _opens(root: Path, passphrase: str) -> bool:
+    try:
+        Repository.open(LocalStorage(root), passphrase, load_index=False).close()
+    except WrongPassphrase:
+        return False
+    return True
+
+
+def _keys(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "keys").iterdir())
+
+
+@pytest.fixture
+def inst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installation:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setenv("RESPALDO_NEW_PASSPHRASE", NEW)
+    return Installation.create(tmp_path)
+
+
+def test_passwd_changes_the_passphrase_of_every_repository(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(capsys, inst.config, "key", "passwd")
+    assert code == 0, err
+    for name in ("repo", "second"):
+        assert _opens(inst.root / name, NEW), name
+        assert not _opens(inst.root / name, PASSPHRASE), name
+    assert "local" in err and "second" in err
+    assert NEW not in err and PASSPHRASE not in err
+
+
+def test_key_add_adds_the_passphrase_to_every_repository(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(capsys, inst.config, "key", "add")
+    assert code == 0, err
+    for name in ("repo", "second"):
+        assert _opens(inst.root / name, NEW), name
+        assert _opens(inst.root / name, PASSPHRASE), name
+
+
+def test_passwd_with_a_repository_named_changes_that_one_only(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(capsys, inst.config, "key", "passwd", "--repository", "second")
+    assert code == 0, err
+    assert _opens(inst.root / "second", NEW)
+    assert not _opens(inst.root / "second", PASSPHRASE)
+    assert _opens(inst.root / "repo", PASSPHRASE)
+    assert not _opens(inst.root / "repo", NEW)
+
+
+def test_passwd_changes_nothing_when_a_repository_cannot_be_opened(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The mirror is away (an unmounted disk, a bucket out of reach): changing the primary
+    # alone would leave the two opening with different passphrases.
+    shutil.move(inst.root / "second", inst.root / "away")
+    before = _keys(inst.root / "repo")
+    code, err = _run(capsys, inst.config, "key", "passwd")
+    assert code == 1
+    assert "second" in err and "--repository" in err
+    assert _keys(inst.root / "repo") == before
+    assert _opens(inst.root / "repo", PASSPHRASE)
+    assert not _opens(inst.root / "repo", NEW)
+
+
+def test_passwd_removes_every_key_the_old_passphrase_opens(
+    inst: Installation, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two key files of the same passphrase ('key add' given the current one again, or a
+    # mirror's key file copied back after damage): replacing one of them would leave the
+    # old passphrase opening the repository after 'passphrase changed'.
+    monkeypatch.setenv("RESPALDO_NEW_PASSPHRASE", PASSPHRASE)
+    code, err = _run(capsys, inst.config, "key", "add", "--repository", "local")
+    assert code == 0, err
+    assert len(_keys(inst.root / "repo")) == 2
+    monkeypatch.setenv("RESPALDO_NEW_PASSPHRASE", NEW)
+    code, err = _run(capsys, inst.config, "key", "passwd")
+    assert code == 0, err
+    for name in ("repo", "second"):
+        assert not _opens(inst.root / name, PASSPHRASE), name
+        assert _opens(inst.root / name, NEW), name
+    assert len(_keys(inst.root / "repo")) == 1
