@@ -63,6 +63,18 @@ class BackupCopies:
         )
         return builtins.list(self.session.scalars(query))
 
+    def held_in(self, repository: str) -> builtins.set[str]:
+        """Ids of completed backups the catalog says ``repository`` holds: written to it
+        (its primary at the time) or copied into it (a completed copy)."""
+        copied = sa.select(BackupCopy.backup_id).where(
+            BackupCopy.repository == repository, BackupCopy.status == CopyStatus.COMPLETED
+        )
+        query = sa.select(BackupRecord.id).where(
+            BackupRecord.status == "completed",
+            sa.or_(BackupRecord.repository == repository, BackupRecord.id.in_(copied)),
+        )
+        return builtins.set(self.session.scalars(query))
+
     def set_offsite_location(
         self, backup_id: str, *, s3_url: str | None, storage_tier: str | None
     ) -> None:

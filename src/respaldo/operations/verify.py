@@ -14,9 +14,16 @@ from respaldo import cancellation
 from respaldo.errors import ConfigError, InvalidInput, StorageError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
-from respaldo.repository import verify_backups, verify_repository
+from respaldo.catalog.copies import BackupCopies
+from respaldo.repository import Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
-from respaldo.repository.verify import parse_subset, quarantine_damaged, verify_subset
+from respaldo.repository.manifest import manifest_name
+from respaldo.repository.verify import (
+    Problem,
+    parse_subset,
+    quarantine_damaged,
+    verify_subset,
+)
 
 
 class VerifyResult(ResultModel):
@@ -80,6 +87,7 @@ def verify(
             report = verify_subset(repo, *slice_, step)
         elif everything:
             report = verify_repository(repo, step)
+            report.problems += _recorded_but_missing(ctx, name, repo)
         else:
             report = verify_backups(repo, backup_ids or [], step)
     try:
@@ -103,6 +111,33 @@ def verify(
     if result.problems:
         _alert(ctx, result)
     return result
+
+
+def _recorded_but_missing(ctx: Context, name: str, repo: Repository) -> list[Problem]:
+    """A problem for each completed backup the catalog places in repository ``name``
+    (written or copied there) whose manifest is not there: verifying only the manifests
+    present found a repository whole that had lost backups (deleted by someone holding
+    the bucket's credentials, a bucket rolled back, a repository made anew)."""
+    with ctx.catalog.begin() as session:
+        expected = BackupCopies(session).held_in(name)
+    missing = sorted(expected - set(repo.backup_ids()))
+    if not missing:
+        return []
+    # 'prune' and 'delete' remove a manifest before the record: a record gone by now was
+    # being deleted, not lost.
+    with ctx.catalog.begin() as session:
+        still = BackupCopies(session).held_in(name)
+    return [
+        Problem(
+            f"the catalog records this backup as completed in repository {name}, but its "
+            "manifest is not there: the backup is gone from this repository (restore it "
+            "from another that holds it; 'respaldo delete' it if none does)",
+            manifest_name(backup_id),
+            backup_id,
+        )
+        for backup_id in missing
+        if backup_id in still
+    ]
 
 
 def _alert(ctx: Context, result: VerifyResult) -> None:

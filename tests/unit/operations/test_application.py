@@ -123,10 +123,12 @@ def test_keys_are_listed_added_changed_and_removed(inst: Installation) -> None:
             add_key(ctx, "short", kdf=FAST_KDF)
         assert len(list_keys(ctx)) == 1  # nothing was written
         added = add_key(ctx, "another long passphrase", kdf=FAST_KDF)
-        assert {k.id: k.current for k in list_keys(ctx)} == {original.id: True, added: False}
-        change = change_passphrase(ctx, PASSPHRASE + " anew", kdf=FAST_KDF)
-        assert change.old_key == original.id
-        remove_key(ctx, added)
+        assert [a.repository for a in added] == [r.name for r in ctx.settings.repositories]
+        key = added[0].key
+        assert {k.id: k.current for k in list_keys(ctx)} == {original.id: True, key: False}
+        change = change_passphrase(ctx, PASSPHRASE + " anew", kdf=FAST_KDF)[0]
+        assert change.old_keys == [original.id]
+        remove_key(ctx, key)
         with pytest.raises(RepositoryError):  # the last key never goes
             remove_key(ctx, change.new_key)
 
