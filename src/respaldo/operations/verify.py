@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from respaldo import cancellation
+from respaldo.catalog.copies import BackupCopies
 from respaldo.errors import ConfigError, InvalidInput, StorageError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
-from respaldo.catalog.copies import BackupCopies
 from respaldo.repository import Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import manifest_name
