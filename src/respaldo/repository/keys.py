@@ -75,6 +75,15 @@ def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
     )
 
 
+NONCE_SIZE = 12
+WRAPPED_SIZE = 32 + 16
+"""A master key and its AES-GCM tag."""
+# Bounds of what a key file may ask argon2id for: far above any respaldo writes (3 passes,
+# 64 MiB, 2 lanes), far below what would stop a machine.
+MAX_TIME_COST = 64
+MAX_MEMORY_COST = 4 * 1024 * 1024  # KiB: 4 GiB
+MAX_PARALLELISM = 64
+
 _CHECKSUM = "checksum"
 _CHECKSUM_ALGORITHM = "sha256:"
 
@@ -105,7 +114,7 @@ def wrap_master_key(
         raise ValueError("the config copy must be of the same repository")
     key_id = secrets.token_hex(8)
     salt = secrets.token_bytes(16)
-    nonce = secrets.token_bytes(12)
+    nonce = secrets.token_bytes(NONCE_SIZE)
     wrapped = AESGCM(_kek(passphrase, salt, params)).encrypt(
         nonce, master_key, _aad(repository_id, key_id)
     )
@@ -174,16 +183,40 @@ class KeyFile:
                 int(kdf["time_cost"]), int(kdf["memory_cost"]), int(kdf["parallelism"])
             )
             config = doc.get("config")
-            return cls(
+            key = cls(
                 id=str(doc["id"]),
                 params=params,
-                salt=base64.b64decode(kdf["salt"]),
-                nonce=base64.b64decode(doc["nonce"]),
-                wrapped=base64.b64decode(doc["wrapped_key"]),
+                salt=base64.b64decode(kdf["salt"], validate=True),
+                nonce=base64.b64decode(doc["nonce"], validate=True),
+                wrapped=base64.b64decode(doc["wrapped_key"], validate=True),
                 config=config if isinstance(config, dict) else None,
             )
+            key._check_sizes()
+            return key
         except (ValueError, KeyError, TypeError) as exc:
             raise RepositoryError(f"malformed key file: {exc}") from None
+
+    def _check_sizes(self) -> None:
+        """Raise ValueError for what no respaldo writes: argon2 and AES-GCM would refuse
+        it with exceptions of their own (stopping the open even where another key file
+        opens), and costs past these bounds would have every process that opens the
+        repository allocate or compute for ever (a key file rewritten by someone who can
+        write the repository: the checksum is no authenticator)."""
+        p = self.params
+        if not 1 <= p.time_cost <= MAX_TIME_COST:
+            raise ValueError(f"time_cost {p.time_cost} is outside 1..{MAX_TIME_COST}")
+        if not 1 <= p.parallelism <= MAX_PARALLELISM:
+            raise ValueError(f"parallelism {p.parallelism} is outside 1..{MAX_PARALLELISM}")
+        if not 8 * p.parallelism <= p.memory_cost <= MAX_MEMORY_COST:
+            raise ValueError(
+                f"memory_cost {p.memory_cost} KiB is outside {8 * p.parallelism}..{MAX_MEMORY_COST}"
+            )
+        if not 8 <= len(self.salt) <= 64:
+            raise ValueError(f"the salt is {len(self.salt)} bytes, not 8 to 64")
+        if len(self.nonce) != NONCE_SIZE:
+            raise ValueError(f"the nonce is {len(self.nonce)} bytes, not {NONCE_SIZE}")
+        if len(self.wrapped) != WRAPPED_SIZE:
+            raise ValueError(f"the wrapped key is {len(self.wrapped)} bytes, not {WRAPPED_SIZE}")
 
     @property
     def recorded_id(self) -> str | None:

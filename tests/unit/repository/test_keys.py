@@ -260,3 +260,62 @@ def test_a_damaged_key_file_is_replaced_by_a_mirrors_key_file(
     memory_storage.put(mirror_key, mirror.get(mirror_key))
     reopened = open_repo(memory_storage, OTHER)
     assert read_stream(reopened, reopened.load_manifest("b1")) == data
+
+
+def _kdf(field: str, value: int) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["kdf"][field] = value
+
+    return change
+
+
+def _field(field: str, value: str) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc[field] = value
+
+    return change
+
+
+def _salt(value: str) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["kdf"]["salt"] = value
+
+    return change
+
+
+# Values no respaldo writes: a bit flipped in a key file of the first format (no checksum:
+# '"parallelism": 2' is one bit from 0), or a key file rewritten by someone who can write
+# the repository (the checksum is no authenticator). argon2 and AES-GCM refused them with
+# their own exceptions, which stopped the open even where another key file opened, and
+# huge costs made every process that opens the repository allocate or compute for ever.
+ODD_KEY_FILES = {
+    "parallelism 0": _kdf("parallelism", 0),
+    "time cost 0": _kdf("time_cost", 0),
+    "negative time cost": _kdf("time_cost", -1),
+    "memory cost 1": _kdf("memory_cost", 1),
+    "memory cost 4 TiB": _kdf("memory_cost", 2**32 - 1),
+    "time cost of years": _kdf("time_cost", 2**31),
+    "empty salt": _salt(""),
+    "short salt": _salt("AAAA"),
+    "empty nonce": _field("nonce", ""),
+    "short wrapped key": _field("wrapped_key", "AAAA"),
+}
+
+
+@pytest.mark.parametrize("change", ODD_KEY_FILES.values(), ids=ODD_KEY_FILES.keys())
+def test_a_key_file_with_impossible_parameters_is_malformed_and_passed_over(
+    memory_storage: MemoryStorage, change: Callable[[dict[str, Any]], None]
+) -> None:
+    repo = init_repo(memory_storage)
+    first = repo.key_id_for(PASSPHRASE)
+    doc = json.loads(memory_storage.get(f"keys/{first}"))
+    del doc["checksum"]  # the first format (or a checksum made anew: the same here)
+    change(doc)
+    memory_storage.put(f"keys/{first}", json.dumps(doc).encode())
+    with pytest.raises(RepositoryError) as info:
+        open_repo(memory_storage)
+    assert "malformed key file" in str(info.value) and f"keys/{first}" in str(info.value)
+    assert not isinstance(info.value, WrongPassphrase)
+    # Another key file still opens the repository.
+    repo.add_key(OTHER, KDF)
+    assert open_repo(memory_storage, OTHER).id == repo.id
