@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -87,10 +87,23 @@ def time_zone(settings: Settings) -> tzinfo:
 
 
 class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no types
-    """A CronTrigger that fires once for a wall-clock time that a fall-back DST change
-    repeats: "02:30 daily" runs once on that day, not at 02:30 summer time and again
-    at 02:30 winter time (which plain CronTrigger does). A time that spring-forward
-    skips runs once, an hour of wall time later, as CronTrigger already does."""
+    """A CronTrigger that fires once for each wall-clock time of its expression, through
+    daylight saving changes:
+
+    - a time that a fall-back change repeats runs once: "02:30 daily" runs once on that
+      day, not at 02:30 summer time and again at 02:30 winter time (which plain
+      CronTrigger does);
+    - a time that a spring-forward change skips runs once, at the end of the gap (an hour
+      of wall time later). CronTrigger does that for a gap inside a day (02:00 -> 03:00)
+      but skips the whole day when the gap starts at midnight (Chile, Paraguay: 00:00 ->
+      01:00), as its arithmetic lands on 01:00 and looks for the next midnight.
+    """
+
+    def __init__(self, *, timezone: tzinfo, **fields: Any) -> None:
+        super().__init__(timezone=timezone, **fields)
+        # The same expression on naive wall-clock times (UTC has no gaps): which wall
+        # time is due next, whether or not it exists in the zone.
+        self._wall_twin = CronTrigger(timezone=UTC, **fields)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -103,7 +116,31 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
         )
         if repeated:
             when = super().get_next_fire_time(when, when)
+        skipped = self._skipped_wall_time(previous_fire_time, now)
+        if skipped is not None and (when is None or skipped < when):
+            return skipped
         return when
+
+    def _skipped_wall_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        """The next wall time of the expression from where CronTrigger starts looking, as
+        the instant that ends its gap, if that wall time does not exist in the zone (a
+        spring-forward change skips it); else None."""
+        start = now if previous_fire_time is None else min(now, previous_fire_time)
+        wall = self._wall(start).replace(tzinfo=UTC)
+        due = self._wall_twin.get_next_fire_time(None, wall)
+        if due is not None and due <= wall and previous_fire_time is not None:
+            due = self._wall_twin.get_next_fire_time(due, due)
+        if due is None:
+            return None
+        naive = due.replace(tzinfo=None)
+        # zoneinfo reads a wall time in a gap with the offset before the change (fold=0):
+        # as an instant that is the end of the gap, shown in the new offset.
+        instant = naive.replace(tzinfo=self.timezone).astimezone(UTC).astimezone(self.timezone)
+        exists = instant.replace(tzinfo=None) == naive
+        after = instant > start if previous_fire_time is not None else instant >= start
+        return instant if not exists and after else None
 
     def _wall(self, when: datetime) -> datetime:
         return when.astimezone(self.timezone).replace(tzinfo=None)

@@ -10,7 +10,7 @@ import pytest
 from respaldo.config import Settings
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
-from respaldo.scheduling.plan import Entry, describe, entries, trigger
+from respaldo.scheduling.plan import Entry, _fire_times, describe, entries, trigger
 
 MEXICO = ZoneInfo("America/Mexico_City")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -103,6 +103,32 @@ def test_a_dst_change_neither_skips_nor_repeats_a_day() -> None:
     assert [w.astimezone(MADRID).day for w in fall] == [31, 1, 2, 3][: len(fall)]
     assert fall[0] == datetime(2027, 10, 31, 2, 30, tzinfo=MADRID)  # the first 02:30
     assert fall[0].utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("zone", "cron", "after", "day", "utc_hour"),
+    [
+        # Chile springs forward at midnight (2026-09-06, 00:00 -> 01:00): a midnight run
+        # of that day happens at 01:00, not a day later.
+        ("America/Santiago", "0 0 * * *", datetime(2026, 9, 5, 12), 6, 4),
+        ("America/Santiago", "30 0 * * *", datetime(2026, 9, 5, 12), 6, 4),
+        # Paraguay's last spring-forward, also at midnight (2024-10-06).
+        ("America/Asuncion", "0 0 * * *", datetime(2024, 10, 5, 12), 6, 4),
+        # A day of the week too: the first Sunday of September 2026 is that day.
+        ("America/Santiago", "15 0 * * sun#1", datetime(2026, 9, 1), 6, 4),
+    ],
+)
+def test_a_time_a_midnight_spring_forward_skips_runs_that_day(
+    zone: str, cron: str, after: datetime, day: int, utc_hour: int
+) -> None:
+    where = ZoneInfo(zone)
+    runs = trigger(cron, where, "test")
+    first = next(_fire_times(runs, after.replace(tzinfo=where)))
+    utc = first.astimezone(ZoneInfo("UTC"))
+    assert (utc.day, utc.hour) == (day, utc_hour), first
+    # Once: the next run is a day (or a month) later, at its own wall time.
+    second = next(_fire_times(runs, first))
+    assert second - first >= timedelta(hours=23), second
 
 
 def test_last_due_names_one_missed_run_however_many_were_missed() -> None:
