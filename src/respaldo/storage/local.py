@@ -351,7 +351,8 @@ class Spool:
         self._storage = storage
         self._fd: int | None = fd
         self._tmp: Path | None = tmp
-        self._label = tmp.name
+        # Messages name the file by its path: a bare ".tmp-…" says nothing of where.
+        self._label = str(tmp)
         self.size = 0
 
     def write(self, pieces: Sequence[bytes]) -> None:

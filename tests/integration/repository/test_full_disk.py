@@ -71,6 +71,8 @@ def test_prune_frees_a_disk_that_a_failed_backup_filled(small_disk: Path) -> Non
     with pytest.raises(PermanentStorageError, match="No space left on device") as info:
         write_backup(repo, "too-big", {"dump": random_bytes(4_000_000, seed=3)})
     assert "full" in info.value.hint and "prune" in info.value.hint
+    # Where: the pack's temporary file by its path, not a bare ".tmp-…" name.
+    assert f"cannot write {small_disk}/repo/packs/.tmp-" in str(info.value)
     _fill(small_disk / "other-data")
     store.delete("manifests/old")  # prune expires it (deleting a manifest takes no lock)
 
