@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
+from respaldo.repository.authentic import read_opened
 from respaldo.repository.crypto import SealError
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import Manifest, manifest_aad, manifest_name
@@ -74,9 +75,13 @@ def _copy(
     stats: CopyStats,
     progress: Callable[[int], None] | None,
 ) -> CopyStats:
-    blob = source.storage.get(name)
+    aad = manifest_aad(backup_id)
     try:
-        manifest = Manifest.from_bytes(source.sealer.open(blob, manifest_aad(backup_id)))
+        blob, manifest = read_opened(
+            source.storage,
+            name,
+            lambda blob: (blob, Manifest.from_bytes(source.sealer.open(blob, aad))),
+        )
     except (SealError, ValueError, KeyError) as exc:
         raise IntegrityError(f"manifest is damaged: {exc}", obj=name, backup=backup_id) from None
     with BackupWriter(destination, backup_id) as writer:

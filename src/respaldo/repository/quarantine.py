@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from respaldo.errors import ObjectNotFound, RepositoryError
+from respaldo.repository.authentic import read_opened
 from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.packs import pack_id_from_name
 from respaldo.storage.base import Storage
@@ -100,7 +101,9 @@ class Quarantine:
         names = [info.name for info in storage.list(QUARANTINE_PREFIX)]
         for name in sorted(names):
             try:
-                doc = json.loads(sealer.open(storage.get(name), AAD_QUARANTINE))
+                doc = read_opened(
+                    storage, name, lambda blob: json.loads(sealer.open(blob, AAD_QUARANTINE))
+                )
                 quarantine._add(doc)
             except ObjectNotFound:
                 continue

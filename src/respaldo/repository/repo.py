@@ -21,6 +21,7 @@ from respaldo.errors import (
     WrongPassphrase,
 )
 from respaldo.repository import allocator, index_cache
+from respaldo.repository.authentic import read_opened
 from respaldo.repository.chunker import ChunkerParams, load_fastcdc
 from respaldo.repository.config_file import (
     CONFIG_NAME,
@@ -516,9 +517,7 @@ class Repository:
         """An index file's plaintext, checked to be well-formed."""
         blob, cached = self._cached_get(name)
         try:
-            plain = self.sealer.open(blob, AAD_INDEX)
-            check_index(plain)
-            return plain
+            return self._open_index_file(blob)
         except (SealError, ValueError) as exc:
             self._drop_cached(name)
             if cached:
@@ -526,11 +525,22 @@ class Repository:
                 # own copy decides whether the index is damaged.
                 log.warning("cached index file %s is damaged (%s); fetching it again", name, exc)
                 return self._read_index_file(name)
+            # Fresh from the store, and maybe spoiled on the way: read once more before
+            # it counts as damaged (see respaldo.repository.authentic).
+            try:
+                return read_opened(self.storage, name, self._open_index_file)
+            except (SealError, ValueError):
+                pass
             raise IntegrityError(
                 f"index file is damaged: {exc}",
                 obj=name,
                 hint="run 'respaldo index rebuild' to recreate the index from the packs",
             ) from None
+
+    def _open_index_file(self, blob: bytes) -> bytes:
+        plain = self.sealer.open(blob, AAD_INDEX)
+        check_index(plain)
+        return plain
 
     def _keep_config_copy(self) -> None:
         """Keep a copy of config in the local cache (``<cache>/<id>/config``): one more
@@ -600,16 +610,17 @@ class Repository:
         from respaldo.errors import BackupNotFound
 
         name = manifest_name(backup_id)
+        aad = manifest_aad(backup_id)
         try:
             validate_name(name)
-            blob = self.storage.get(name)
+            return read_opened(
+                self.storage, name, lambda blob: Manifest.from_bytes(self.sealer.open(blob, aad))
+            )
         except ObjectNotFound:
             raise BackupNotFound(
                 f"no backup {backup_id} in {self.storage.location}",
                 hint="'respaldo list' shows the backups that exist",
             ) from None
-        try:
-            return Manifest.from_bytes(self.sealer.open(blob, manifest_aad(backup_id)))
         except (SealError, ValueError, KeyError) as exc:
             raise IntegrityError(
                 f"manifest is damaged: {exc}", obj=name, backup=backup_id

@@ -21,6 +21,7 @@ identifiers come checked from the caller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from respaldo.errors import IntegrityError, ObjectNotFound
-from respaldo.repository.crypto import SealError
+from respaldo.repository.authentic import read_opened
+from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.repo import Repository, require_mirror
 from respaldo.storage.base import validate_name
 
@@ -76,17 +78,16 @@ def put_wal(repo: Repository, system_id: str, timeline: str, file: str, data: by
     """
     name = wal_object(system_id, timeline, file)
     try:
-        existing = repo.storage.get(name)
+        existing = read_wal_object(repo, name)
     except ObjectNotFound:
         repo.storage.put(name, repo.sealer.seal(data, _wal_aad(name)))
         return PutOutcome.STORED
-    return PutOutcome.SAME if _open(repo, name, existing) == data else PutOutcome.DIFFERENT
+    return PutOutcome.SAME if existing == data else PutOutcome.DIFFERENT
 
 
 def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes:
     """The content of an archived WAL file. Raises ObjectNotFound, IntegrityError."""
-    name = wal_object(system_id, timeline, file)
-    return _open(repo, name, repo.storage.get(name))
+    return read_wal_object(repo, wal_object(system_id, timeline, file))
 
 
 _DAMAGED_WAL_HINT = (
@@ -97,13 +98,10 @@ _DAMAGED_WAL_HINT = (
 
 def read_wal_object(repo: Repository, name: str) -> bytes:
     """The content of the archived WAL object ``name`` (as :func:`list_wal` names it).
-    Raises ObjectNotFound, IntegrityError."""
-    return _open(repo, name, repo.storage.get(name))
-
-
-def _open(repo: Repository, name: str, blob: bytes) -> bytes:
+    Raises ObjectNotFound, IntegrityError. A file that fails authentication is read a
+    second time before it counts as damaged (:mod:`.authentic`)."""
     try:
-        return repo.sealer.open(blob, _wal_aad(name))
+        return read_opened(repo.storage, name, lambda blob: repo.sealer.open(blob, _wal_aad(name)))
     except SealError as exc:
         raise IntegrityError(
             f"archived WAL file is damaged: {exc}", obj=name, hint=_DAMAGED_WAL_HINT
@@ -233,11 +231,10 @@ def copy_wal(source: Repository, destination: Repository) -> WalCopyStats:
             if info.name in present and prefix == WAL_PREFIX:
                 continue
             try:
-                blob = source.storage.get(info.name)
+                opened = functools.partial(_with_plaintext, source.sealer, aad(info.name))
+                blob, plain = read_opened(source.storage, info.name, opened)
             except ObjectNotFound:
                 continue  # removed by WAL retention since the listing
-            try:
-                plain = source.sealer.open(blob, aad(info.name))
             except SealError:
                 stats.damaged.append(info.name)
                 continue
@@ -250,6 +247,10 @@ def copy_wal(source: Repository, destination: Repository) -> WalCopyStats:
             else:
                 stats.clusters_copied += 1
     return stats
+
+
+def _with_plaintext(sealer: Sealer, aad: bytes, blob: bytes) -> tuple[bytes, bytes]:
+    return blob, sealer.open(blob, aad)
 
 
 def _same(repo: Repository, name: str, plain: bytes, aad: Callable[[str], bytes]) -> bool:

@@ -18,8 +18,14 @@ from collections.abc import Iterator
 import pytest
 
 from respaldo.repository import Repository, collect_garbage, iter_stream, verify_backups
-from respaldo.repository.quarantine import QUARANTINE_PREFIX
+from respaldo.repository.quarantine import (
+    QUARANTINE_PREFIX,
+    DamagedCopy,
+    Quarantine,
+    write_record,
+)
 from respaldo.repository.verify import quarantine_damaged
+from respaldo.repository.wal import get_wal, put_wal
 from respaldo.storage.retry import RetryingStorage
 from tests.servers.faultproxy import Fault, FaultProxy, Rule
 from tests.servers.s3 import S3Endpoint
@@ -92,3 +98,38 @@ def test_garbage_collection_does_not_quarantine_a_pack_spoiled_in_transit(
     assert names(repo.storage, QUARANTINE_PREFIX) == []
     reopened = open_repo(repo.storage)
     assert verify_backups(reopened, ["b2"]).ok
+
+
+WHOLE = ["manifests", "index", "quarantine", "wal"]
+
+
+@pytest.mark.parametrize("kind", WHOLE)
+def test_an_object_read_whole_and_spoiled_in_transit_is_read_again(
+    s3_server: S3Endpoint, proxy: FaultProxy, kind: str
+) -> None:
+    """Objects read whole (a manifest, an index file, a quarantine record, a WAL file)
+    fail authentication when a bit flips on the way: before, verification reported the
+    backup's manifest damaged, an index file was left out as damaged, a quarantine
+    record put the repository in the state *quarantine damaged* (every backup storing
+    everything anew, collection refused) and wal-fetch stopped a recovery."""
+    repo = _repository(s3_server, proxy)
+    segment = random_bytes(20_000, seed=9)
+    if kind == "quarantine":
+        pack_id, entries = next(iter(repo.index.by_pack(lambda p, c: True).items()))
+        damaged = DamagedCopy.of(entries[0].chunk_id, f"packs/{pack_id[:2]}/{pack_id}", "test")
+        write_record(repo.storage, repo.sealer, [damaged])
+    if kind == "wal":
+        put_wal(repo, "7000000000000000001", "00000001", "000000010000000000000003", segment)
+    proxy.add(Rule("flip", path=f"/{kind}/", method="GET", times=1))
+
+    if kind == "manifests":
+        assert verify_backups(repo, ["b1"]).ok
+    elif kind == "index":
+        assert open_repo(repo.storage).damaged_index_files == {}
+    elif kind == "quarantine":
+        assert not Quarantine.load(repo.storage, repo.sealer).unreadable
+    else:
+        got = get_wal(repo, "7000000000000000001", "00000001", "000000010000000000000003")
+        assert got == segment
+
+    assert [entry.action for entry in proxy.injected()] == ["flip"]
