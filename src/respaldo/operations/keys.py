@@ -208,6 +208,9 @@ def rebuild_repository_index(ctx: Context, repository: str | None = None) -> Ind
         cache_dir=settings.cache_dir,
         load_index=False,
     ) as repo:
+        # Its lock (the exclusive one, as a collection's) by the [locks] settings.
+        repo.lock_stale_after = settings.locks.stale_after_seconds
+        repo.lock_wait = settings.locks.wait_seconds
         report = rebuild_index(repo)
     ctx.reload_index(repo_settings.name)
     return IndexRebuildResult(

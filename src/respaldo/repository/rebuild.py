@@ -9,6 +9,13 @@ the packs as their headers do, and every load of the index still leaves the quar
 copies out, so a rebuild never brings a damaged copy back.
 When not one pack header opens (the config is not the one the packs were written with),
 nothing is written or deleted.
+
+A rebuild holds the repository's exclusive lock (:mod:`.locks`), as garbage collection
+does, from before it lists anything until its last deletion: a collection that ran
+between the reading of the headers and the writing of the new index files would delete
+dead packs that the new files then describe, and the next backup would deduplicate
+against chunks that are gone. Backups wait for it (or fail with ``RepositoryLocked``)
+for the same reason.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from respaldo.errors import IntegrityError, ObjectNotFound
 from respaldo.repository.config_file import RESTORE_HINT
 from respaldo.repository.index import INDEX_PREFIX, seal_index
+from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name
 from respaldo.repository.repo import Repository
 from respaldo.repository.verify import Problem, read_pack_header
@@ -35,8 +43,23 @@ class RebuildReport:
     problems: list[Problem] = field(default_factory=list)
 
 
-def rebuild_index(repo: Repository) -> RebuildReport:
-    """Replace every index file with ones made from the pack headers."""
+def rebuild_index(repo: Repository, *, wait: float | None = None) -> RebuildReport:
+    """Replace every index file with ones made from the pack headers, under the exclusive
+    lock (``wait``, by default ``repo.lock_wait``: how long to wait for running backups
+    and collections). Raises RepositoryLocked, LeaseLost (nothing more was written or
+    deleted), IntegrityError (no header opens) and storage errors."""
+    lease = Lease.acquire(
+        repo.storage,
+        LockKind.EXCLUSIVE,
+        "index rebuild",
+        stale_after=repo.lock_stale_after,
+        wait=repo.lock_wait if wait is None else wait,
+    )
+    with lease:
+        return _rebuild(repo, lease)
+
+
+def _rebuild(repo: Repository, lease: Lease) -> RebuildReport:
     report = RebuildReport()
     storage = repo.storage
     old = [info.name for info in storage.list(INDEX_PREFIX)]
@@ -46,6 +69,7 @@ def rebuild_index(repo: Repository) -> RebuildReport:
     def flush() -> None:
         if groups:
             name, blob = seal_index(repo.sealer, groups)
+            lease.check()
             storage.put(name, blob)
             written.add(name)
             report.index_files_written += 1
@@ -76,6 +100,7 @@ def rebuild_index(repo: Repository) -> RebuildReport:
     for name in old:
         if name in written:
             continue
+        lease.check()
         try:
             storage.delete(name)
             report.index_files_removed += 1

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from respaldo.errors import IntegrityError
-from respaldo.repository import Repository, rebuild_index, verify_repository
+from respaldo.errors import IntegrityError, RepositoryLocked
+from respaldo.repository import Repository, collect_garbage, rebuild_index, verify_repository
 from respaldo.repository.crypto import AAD_INDEX
 from respaldo.repository.index import GROUP, MAGIC
-from respaldo.storage.base import Storage
+from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
 from tests.unit.repository.helpers import (
     flip_byte,
     names,
@@ -138,4 +140,62 @@ def test_index_with_an_authentic_but_malformed_body_is_an_integrity_error(
             repo._read_index_file(name)
         assert "index file is damaged" in open_repo(storage).damaged_index_files[name]
     storage.delete("index/" + "0" * 64)
+    assert verify_repository(open_repo(storage)).ok
+
+
+class _CollectBeforeIndexPut:
+    """A store that, the first time an index file is put, first lets garbage collection
+    run to its end (another process's ``prune``, at the worst moment for a rebuild that
+    has read every pack header already)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.outcome: list[object] = []
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def put(self, name: str, data: bytes) -> None:
+        if name.startswith("index/") and not self.outcome:
+            try:
+                self.outcome.append(collect_garbage(open_repo(self.inner)))
+            except RepositoryLocked as exc:
+                self.outcome.append(exc)
+        self.inner.put(name, data)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self.inner.get(name, offset, length)
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self.inner.stat(name)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def open_spool(self, directory: str) -> Spool:
+        return BufferedSpool(self)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_rebuild_and_a_collection_never_run_at_once(
+    storage: Storage, repo: Repository, two: dict[str, bytes]
+) -> None:
+    """A rebuild reads every pack header, then writes index files describing them; a
+    collection that ran in between deleted dead packs that the rebuild's index still
+    describes. The next backup of the same data deduplicated against those chunks and
+    was called completed while its packs were gone."""
+    storage.delete("manifests/b1")  # prune expired it: its packs are dead
+    racing = _CollectBeforeIndexPut(storage)
+
+    rebuild_index(open_repo(racing, load_index=False))
+
+    assert isinstance(racing.outcome[0], RepositoryLocked), racing.outcome
+    manifest, _ = write_backup(open_repo(storage), "b3", {"dump": two["b1"]})
+    assert read_stream(open_repo(storage), manifest) == two["b1"]
     assert verify_repository(open_repo(storage)).ok
