@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.operations.context import Context
@@ -41,6 +42,6 @@ def drills(
     )
     for delivery in report.sent:
         status = "sent to" if delivery.ok else "[red]not sent[/] to"
-        err_console.print(
-            f"{status} {delivery.target}" + (f": {delivery.error}" if delivery.error else "")
-        )
+        # The server's own words may hold "[...]": no markup (see cli/list_cmd.py).
+        error = f": {escape(delivery.error)}" if delivery.error else ""
+        err_console.print(f"{status} {escape(delivery.target)}{error}", highlight=False)
