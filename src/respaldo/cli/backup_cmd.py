@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
+from respaldo.cli.copies import print_copies
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import BackupKind, JobKind
 from respaldo.operations.context import Context
@@ -78,19 +79,7 @@ def backup(
             f"[yellow]warning:[/] {escape(unconfirmed_problem(stats.unconfirmed_chunks))}",
             highlight=False,
         )
-    for outcome in result.copies:
-        if outcome.ok:
-            err_console.print(f"copied {outcome.backup_id} to {outcome.repository}")
-        else:
-            # The local backup stands; the copy is recorded failed and retried next time.
-            err_console.print(
-                f"[yellow]warning:[/] copy of {outcome.backup_id} to {outcome.repository} "
-                f"failed: {escape(str(outcome.error))}",
-                highlight=False,
-            )
-    for wal in result.wal_copies:
-        if not wal.ok:
-            err_console.print(f"[yellow]warning:[/] {escape(str(wal.error))}", highlight=False)
+    print_copies(result)
     if as_json:
         print_json(result.view.to_json())
     else:

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.cli.copies import print_copies
 from respaldo.cli.progress import progress_bars
 from respaldo.domain import AuditAction, AuditOutcome
 from respaldo.errors import RespaldoError
@@ -48,6 +49,7 @@ def snapshot(
             f"{human_bytes(backup.stats.size_bytes)}, pinned",
             highlight=False,
         )
+        print_copies(backup)
         typer.echo(record.id)
     for source, error in result.failures:
         err_console.print(f"[red]failed:[/] {escape(source)}: {escape(error)}", highlight=False)
