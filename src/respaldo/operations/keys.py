@@ -190,8 +190,19 @@ def _open(ctx: Context, name: str) -> Repository:
 
 
 def remove_key(ctx: Context, key_id: str, repository: str | None = None) -> None:
-    """Remove a key. Raises RepositoryError for the last one or an unknown id."""
-    ctx.repository(repository).remove_key(key_id)
+    """Remove a key. Raises RepositoryError for the last one, an unknown id, and the
+    only key the configured passphrase opens (this configuration, its scheduler and its
+    wal-push, would open the repository no more)."""
+    repo = ctx.repository(repository)
+    current = repo.key_ids_for(ctx.settings.repository_passphrase())
+    if current == [key_id]:
+        raise RepositoryError(
+            f"refusing to remove key {key_id}: it is the only one the configured passphrase "
+            "opens, which then would open the repository no more",
+            hint="to change the passphrase, 'respaldo key passwd'; to keep another one, "
+            "configure it (passphrase_file) and remove this key then",
+        )
+    repo.remove_key(key_id)
 
 
 def rebuild_repository_index(ctx: Context, repository: str | None = None) -> IndexRebuildResult:

@@ -327,7 +327,14 @@ class Repository:
         return with_mac(self.keys.config_key, self.config)
 
     def remove_key(self, key_id: str) -> None:
-        """Remove a key file. Refuses to remove the last one (the data would be lost)."""
+        """Remove a key file. Refuses to remove the last whole one (the data would be
+        lost): the last one, or one beside only damaged or malformed key files.
+
+        Another removal at the same time (another machine) may take the other keys after
+        the check: the key files left are listed again after the delete, and with none
+        whole left this one is put back (RepositoryError), so two removals at once leave
+        at least one key.
+        """
         name = validate_name(f"{KEY_PREFIX}{key_id}")
         names = [info.name for info in self.storage.list(KEY_PREFIX)]
         if name not in names:
@@ -337,7 +344,23 @@ class Repository:
                 "refusing to remove the last key: nothing could open the repository any more",
                 hint="add another passphrase first",
             )
+        whole, broken = _whole_key_files(self.storage, exclude=name)
+        if not whole:
+            raise RepositoryError(
+                f"refusing to remove key {key_id}: the other key files are damaged or "
+                f"malformed ({'; '.join(broken)}), so nothing could open the repository",
+                hint="put back undamaged copies of those key files, or 'respaldo key add' "
+                "another passphrase first",
+            )
+        doc = self.storage.get(name)
         self.storage.delete(name)
+        if not _whole_key_files(self.storage, exclude=name)[0]:
+            self.storage.put(name, doc)
+            raise RepositoryError(
+                f"key {key_id} was put back: the other keys of {self.storage.location} were "
+                "removed at the same time (another 'respaldo key remove' or 'key passwd')",
+                hint="'respaldo key list' shows the keys left",
+            )
 
     def change_passphrase(
         self, current_key_id: str, new_passphrase: Passphrase, kdf: KdfParams | None = None
@@ -713,6 +736,25 @@ def _unlock(
             "with a mirror's, or run 'respaldo repository restore-config'"
         )
     raise WrongPassphrase(f"wrong passphrase for the repository at {storage.location}", hint=hint)
+
+
+def _whole_key_files(storage: Storage, exclude: str) -> tuple[list[str], list[str]]:
+    """The key files but ``exclude`` that parse (their checksum matches), and a note on
+    each of the others."""
+    whole: list[str] = []
+    broken: list[str] = []
+    for info in storage.list(KEY_PREFIX):
+        if info.name == exclude:
+            continue
+        try:
+            KeyFile.parse(storage.get(info.name), info.name)
+        except ObjectNotFound:
+            continue
+        except RepositoryError as exc:
+            broken.append(f"{info.name}: {exc.message}")
+        else:
+            whole.append(info.name)
+    return whole, broken
 
 
 def _cached_ids(cache_dir: Path | None) -> set[str | None]:

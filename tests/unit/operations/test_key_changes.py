@@ -115,3 +115,25 @@ def test_passwd_removes_every_key_the_old_passphrase_opens(
         assert not _opens(inst.root / name, PASSPHRASE), name
         assert _opens(inst.root / name, NEW), name
     assert len(_keys(inst.root / "repo")) == 1
+
+
+def test_removing_the_only_key_of_the_configured_passphrase_is_refused(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Another passphrase exists (a colleague's, an old one nobody remembers): removing
+    # the configured passphrase's key would leave the repository to it alone, and this
+    # configuration (the scheduler, wal-push) opening nothing.
+    code, err = _run(capsys, inst.config, "key", "add", "--repository", "local")
+    assert code == 0, err
+    current = Repository.open(LocalStorage(inst.root / "repo"), PASSPHRASE).key_id_for(PASSPHRASE)
+    before = _keys(inst.root / "repo")
+    code, err = _run(capsys, inst.config, "key", "remove", current)
+    assert code == 1
+    assert "configured passphrase" in err and "key passwd" in err
+    assert _keys(inst.root / "repo") == before
+    assert _opens(inst.root / "repo", PASSPHRASE)
+    # The other one goes.
+    (other,) = set(before) - {current}
+    code, err = _run(capsys, inst.config, "key", "remove", other)
+    assert code == 0, err
+    assert _keys(inst.root / "repo") == [current]

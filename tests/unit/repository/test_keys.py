@@ -319,3 +319,47 @@ def test_a_key_file_with_impossible_parameters_is_malformed_and_passed_over(
     # Another key file still opens the repository.
     repo.add_key(OTHER, KDF)
     assert open_repo(memory_storage, OTHER).id == repo.id
+
+
+class _RacingStorage(MemoryStorage):
+    """Runs ``meanwhile`` once, just before the first key file is deleted: another
+    process's removal, after this one has checked that a key would remain."""
+
+    meanwhile: Callable[[], None] | None = None
+
+    def delete(self, name: str) -> None:
+        if name.startswith("keys/") and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            meanwhile()
+        super().delete(name)
+
+
+def test_two_removals_at_once_never_leave_the_repository_without_a_key() -> None:
+    storage = _RacingStorage("racing")
+    here = init_repo(storage)
+    first = here.key_id_for(PASSPHRASE)
+    second = here.add_key(OTHER, KDF)
+    elsewhere = open_repo(storage, OTHER)  # another machine, removing the other key
+    storage.meanwhile = lambda: elsewhere.remove_key(first)
+    with pytest.raises(RepositoryError) as info:
+        here.remove_key(second)
+    assert "at the same time" in str(info.value)
+    assert names(storage, "keys/") == [f"keys/{second}"]  # put back
+    assert open_repo(storage, OTHER).id == here.id
+
+
+def test_removing_the_last_whole_key_beside_damaged_ones_is_refused(
+    memory_storage: MemoryStorage,
+) -> None:
+    repo = init_repo(memory_storage)
+    first = repo.key_id_for(PASSPHRASE)
+    second = repo.add_key(OTHER, KDF)
+    doc = json.loads(memory_storage.get(f"keys/{second}"))
+    _flip_wrapped(doc)
+    memory_storage.put(f"keys/{second}", json.dumps(doc).encode())
+    before = snapshot(memory_storage)
+    with pytest.raises(RepositoryError) as info:
+        repo.remove_key(first)
+    assert "damaged" in str(info.value) and f"keys/{second}" in str(info.value)
+    assert snapshot(memory_storage) == before
+    assert open_repo(memory_storage).id == repo.id
