@@ -7,6 +7,7 @@ never from the command line (argv is visible to every user of the machine).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,14 @@ from respaldo.cli.app import app, err_console, out_console, state
 from respaldo.config import read_secret_file
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
-from respaldo.operations.keys import add_key, change_passphrase, list_keys, remove_key
+from respaldo.operations.keys import (
+    add_key,
+    change_passphrase,
+    export_key,
+    import_key,
+    list_keys,
+    remove_key,
+)
 
 key_app = typer.Typer(help="Manage the passphrases that open a repository.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -102,3 +110,50 @@ def remove(
     with Context.open(state(ctx).settings, catalog=False) as context:
         remove_key(context, key_id, repository)
     err_console.print(f"removed key {key_id}")
+
+
+@key_app.command("export")
+def export(
+    ctx: typer.Context,
+    repository: RepoOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write it to this new 0600 file (default: stdout)."),
+    ] = None,
+) -> None:
+    """Print the key file the passphrase opens: keep it apart from the passphrase, so
+    that 'respaldo key import' can bring the repository back if its keys are lost."""
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        data = export_key(context, repository)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{output} exists", hint="name a new file") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    err_console.print(f"key written to {output}")
+
+
+@key_app.command("import")
+def import_command(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file written by 'respaldo key export'.")],
+    repository: RepoOption = None,
+) -> None:
+    """Put an exported key file back into a repository whose keys are lost."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        imported = import_key(context, data, repository)
+    err_console.print(f"{imported.repository}: key {imported.key} put back")
+    if imported.config_missing:
+        err_console.print(
+            "its config is lost too: run 'respaldo repository restore-config "
+            f"--repository {imported.repository}' next"
+        )

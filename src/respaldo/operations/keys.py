@@ -15,6 +15,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import check_new_passphrase, open_store
 from respaldo.repository import KdfParams, Repository, rebuild_index
+from respaldo.repository.key_import import import_key as put_key_file
 
 
 class KeyView(ResultModel):
@@ -203,6 +204,42 @@ def remove_key(ctx: Context, key_id: str, repository: str | None = None) -> None
             "configure it (passphrase_file) and remove this key then",
         )
     repo.remove_key(key_id)
+
+
+class KeyImported(ResultModel):
+    repository: str
+    key: str
+    config_missing: bool
+
+
+def export_key(ctx: Context, repository: str | None = None) -> bytes:
+    """The key file that the configured passphrase opens in ``repository`` (default: the
+    primary), as stored: protected by the passphrase, it may be kept anywhere the
+    passphrase is not, and brings the repository back with :func:`import_key` if its
+    key files are lost. Mirrors wrap the same master key: any of their keys serves all."""
+    with _opened(ctx, repository or ctx.settings.repository().name, "export the key") as [
+        (_, repo)
+    ]:
+        (first, *_) = repo.key_ids_for(ctx.settings.repository_passphrase())
+        return repo.storage.get(f"keys/{first}")
+
+
+def import_key(ctx: Context, doc: bytes, repository: str | None = None) -> KeyImported:
+    """Put an exported key file into ``repository`` (default: the primary), whose own key
+    files may all be lost: only once the configured passphrase opens it and its keys open
+    the repository's data. Raises RepositoryError, WrongPassphrase (nothing written)."""
+    settings = ctx.settings
+    repo_settings = settings.repository(repository)
+    store = open_store(repo_settings)
+    try:
+        imported = put_key_file(store, doc, settings.repository_passphrase().get_secret_value())
+    finally:
+        store.close()
+    return KeyImported(
+        repository=repo_settings.name,
+        key=imported.key_id,
+        config_missing=imported.config_missing,
+    )
 
 
 def rebuild_repository_index(ctx: Context, repository: str | None = None) -> IndexRebuildResult:

@@ -112,7 +112,7 @@ def restore_config(
         # A config that opens may still not be the data's: one that 'respaldo init' made
         # (with a key file of its own) over a repository whose config was lost, before
         # init refused to.
-        if _opens_the_data(storage, current.sealer):
+        if opens_the_data(storage, current.sealer):
             raise RepositoryError(
                 f"the config of the repository at {storage.location} is intact and opens "
                 "with this passphrase: nothing to restore"
@@ -141,7 +141,7 @@ def restore_config(
     )
 
 
-def _opens_the_data(storage: Storage, sealer: Sealer) -> bool:
+def opens_the_data(storage: Storage, sealer: Sealer) -> bool:
     """Whether these keys open the repository's data: one of its first few pack headers
     (a repository without packs has nothing to say against them)."""
     tried = 0
@@ -168,7 +168,7 @@ def _proven(
         if master is None:
             continue
         keys = KeySet.derive(master, candidate.repository_id)
-        if not _opens_the_data(storage, Sealer(keys)):
+        if not opens_the_data(storage, Sealer(keys)):
             return None  # a key file of another repository id (a config made over this one)
         config_key = keys.config_key
         if candidate.config is None:
