@@ -14,12 +14,15 @@ can be checked without the key.
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 from dataclasses import dataclass
 
 from respaldo.errors import IntegrityError, StorageError
 from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer, SealError
 from respaldo.storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 ENTRY = struct.Struct("<32sIII")
 TRAILER = struct.Struct("<I")
@@ -115,7 +118,28 @@ def split_trailer(tail: bytes) -> int:
 
 def read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
     """Read and authenticate the header of pack ``name``. Raises IntegrityError (also for a
-    pack that cannot be read: to a caller scanning packs, both mean "not usable")."""
+    pack that cannot be read: to a caller scanning packs, both mean "not usable").
+
+    A header that fails is read a second time before it counts as damaged: its bytes may
+    have been spoiled on the way from the store (see :mod:`.authentic`), and an index
+    rebuild leaves a pack with a damaged header out, all its chunks with it."""
+    try:
+        return _read_header(storage, sealer, name)
+    except IntegrityError as first:
+        try:
+            entries = _read_header(storage, sealer, name)
+        except IntegrityError:
+            raise first from None
+    log.warning(
+        "the header of %s in %s failed, and read well a second time: the store (or the "
+        "way to it) returned bad bytes",
+        name,
+        storage.location,
+    )
+    return entries
+
+
+def _read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
     try:
         size = storage.stat(name).size
         if size < TRAILER.size:

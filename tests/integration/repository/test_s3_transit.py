@@ -17,7 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from respaldo.repository import Repository, collect_garbage, iter_stream, verify_backups
+from respaldo.repository import (
+    Repository,
+    collect_garbage,
+    iter_stream,
+    rebuild_index,
+    verify_backups,
+)
 from respaldo.repository.quarantine import (
     QUARANTINE_PREFIX,
     DamagedCopy,
@@ -133,3 +139,20 @@ def test_an_object_read_whole_and_spoiled_in_transit_is_read_again(
         assert got == segment
 
     assert [entry.action for entry in proxy.injected()] == ["flip"]
+
+
+def test_an_index_rebuild_reads_a_pack_header_spoiled_in_transit_again(
+    s3_server: S3Endpoint, proxy: FaultProxy
+) -> None:
+    """A rebuild describes every pack from its header: a header that failed on its way
+    was left out, and with it every chunk of its pack (restores of the backups that need
+    them failed with "not in the index" until the next rebuild)."""
+    repo = _repository(s3_server, proxy)
+    packs = len(names(repo.storage, "packs/"))
+    proxy.add(Rule("flip", path="/packs/", method="GET", times=1))
+
+    report = rebuild_index(repo)
+
+    assert proxy.injected()
+    assert report.packs == packs and report.problems == []
+    assert verify_backups(open_repo(repo.storage), ["b1", "b2"]).ok
