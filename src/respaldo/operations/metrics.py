@@ -376,11 +376,14 @@ def _prune_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metr
 def _notification_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
     # Every configured target appears before its first message (0: never), so that an
     # alert on "last failure after last success" sees it; a target no longer configured
-    # still shows what it was sent.
+    # still counts what it was sent, but has no timestamps: its last failure would keep
+    # RespaldoNotificationsFailing firing for ever, with nothing left to fix.
     rows = {f.target: f for f in figures.notifications}
-    for target in settings.notifications.targets:
-        rows.setdefault(target.name, NotificationFigures(target.name))
+    configured = {target.name for target in settings.notifications.targets}
+    for name in configured:
+        rows.setdefault(name, NotificationFigures(name))
     targets = [rows[name] for name in sorted(rows)]
+    current = [f for f in targets if f.target in configured]
     yield _counter(
         "respaldo_notifications",
         "Messages (alerts, reports) sent to this notification target, by result: sent "
@@ -396,13 +399,13 @@ def _notification_metrics(figures: CatalogFigures, settings: Settings) -> Iterat
         "respaldo_notification_last_success_timestamp_seconds",
         "When this notification target last took a message (unix time; 0: never).",
         ["target"],
-        [([f.target], _unix(f.last_success_at)) for f in targets],
+        [([f.target], _unix(f.last_success_at)) for f in current],
     )
     yield _gauge(
         "respaldo_notification_last_failure_timestamp_seconds",
         "When a message to this notification target last failed (unix time; 0: never).",
         ["target"],
-        [([f.target], _unix(f.last_failure_at)) for f in targets],
+        [([f.target], _unix(f.last_failure_at)) for f in current],
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
-from respaldo.catalog import BackupRecords, DrillRuns
+from respaldo.catalog import BackupRecords, DrillRuns, Notifications
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.operations.context import Context
@@ -244,3 +244,25 @@ def test_a_source_removed_from_the_configuration_leaves_no_series_to_alert_on(
     assert response.status_code == 200
     assert 'database="old"' not in response.text
     assert 'database="erp"' in response.text
+
+
+def test_a_notification_target_removed_from_the_configuration_keeps_no_alert_firing(
+    settings: Settings, context: Context
+) -> None:
+    # "pager" was configured once and its last message failed: removed, its timestamps
+    # would keep RespaldoNotificationsFailing firing for ever. Its count stays (a counter).
+    with context.catalog.begin() as session:
+        Notifications(session).add(
+            sent_at=T0,
+            level="critical",
+            kind="backup",
+            key=None,
+            target="pager",
+            ok=False,
+            error="unreachable",
+        )
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    assert got[key("respaldo_notifications_total", target="pager", result="failed")] == 1
+    assert key("respaldo_notification_last_failure_timestamp_seconds", target="pager") not in got
+    assert key("respaldo_notification_last_success_timestamp_seconds", target="pager") not in got

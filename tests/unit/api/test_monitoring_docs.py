@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.api import create_app
 from respaldo.catalog import Notifications
+from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.operations.metrics_status import status_metrics
 from respaldo.operations.status import DatabaseStatus, StatusItem, StatusReport
@@ -48,6 +49,10 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     monkeypatch = pytest.MonkeyPatch()
     try:
         settings = installation(tmp_path_factory.mktemp("monitoring"), monkeypatch)
+        # A configured target: only those have the timestamps RespaldoNotificationsFailing
+        # compares.
+        target = {"name": "ops-mail", "url": "json://127.0.0.1:1/"}
+        settings = Settings(**{**settings.model_dump(), "notifications": {"targets": [target]}})
         with opened(settings) as context:
             for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
                 backup(context, kind, T0)
