@@ -108,3 +108,19 @@ def test_a_time_names_its_zone_and_reads_in_the_installations() -> None:
     mexico = ZoneInfo("America/Mexico_City")
     assert Formatter("es", mexico).datetime(when) == "4 dic 2026, 16:10:00 -0600"
     assert Formatter("en", mexico).datetime(when) == "Dec 4, 2026, 4:10:00\u202fPM CST"
+
+
+def test_a_duration_is_precise_enough_to_compare_an_age_with_its_limit() -> None:
+    # The health page shows an item's age beside its limit: rounded to one unit, a red
+    # copy 6 h 24 min behind read "6 h" against "6 h", a restore test 35.9 days old
+    # "1 mes" against "1 mes". The units of 'respaldo status', in the page's language.
+    es, en = Formatter("es"), Formatter("en")
+    assert es.duration(6.4 * 3600) == "6 h 24 min"
+    assert es.duration(6 * 3600) == "6 h"
+    assert es.duration(35.9 * 86400) == "35 d 21 h"
+    assert es.duration(35 * 86400) == "35 d"
+    assert es.duration(90) == "90 s"
+    assert es.duration(45 * 60) == "45 min"
+    assert en.duration(26 * 3600 + 20 * 60) == "26 hr 20 min"
+    assert en.duration(3 * 86400) == "3 days"
+    assert es.duration(None) == "—"
