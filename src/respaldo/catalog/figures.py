@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.backups import newest_completed, newest_completed_times
+from respaldo.catalog.jobs import known_kind
 from respaldo.catalog.models import BackupRecord, DrillRun, Job, JobTally, NotificationRecord
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
 
@@ -181,9 +182,15 @@ def _newest_runs(session: Session, statuses: tuple[DrillStatus, ...]) -> list[Dr
 def _job_counts(session: Session) -> dict[tuple[JobKind, JobStatus], int]:
     # The jobs still in the table, and those forgotten (retention, a routine schedule's
     # earlier runs): the counters of ended jobs never go down.
-    query = sa.select(Job.kind, Job.status, sa.func.count()).group_by(Job.kind, Job.status)
+    # Of the kinds this version knows (a newer respaldo's are not read: known_kind).
+    query = (
+        sa.select(Job.kind, Job.status, sa.func.count())
+        .where(known_kind())
+        .group_by(Job.kind, Job.status)
+    )
     counts = {(kind, status): int(count) for kind, status, count in session.execute(query)}
-    for tally in session.scalars(sa.select(JobTally)):
+    known_tallies = sa.select(JobTally).where(JobTally.kind.in_(list(JobKind)))
+    for tally in session.scalars(known_tallies):
         key = (tally.kind, tally.status)
         counts[key] = counts.get(key, 0) + int(tally.count)
     return counts
@@ -192,12 +199,14 @@ def _job_counts(session: Session) -> dict[tuple[JobKind, JobStatus], int]:
 def _job_successes(session: Session) -> dict[JobKind, datetime]:
     query = (
         sa.select(Job.kind, sa.func.max(Job.finished_at))
-        .where(Job.status == JobStatus.COMPLETED)
+        .where(known_kind(), Job.status == JobStatus.COMPLETED)
         .group_by(Job.kind)
     )
     found = {kind: at for kind, at in session.execute(query) if at is not None}
     forgotten = sa.select(JobTally).where(
-        JobTally.status == JobStatus.COMPLETED, JobTally.last_finished_at.is_not(None)
+        JobTally.kind.in_(list(JobKind)),
+        JobTally.status == JobStatus.COMPLETED,
+        JobTally.last_finished_at.is_not(None),
     )
     for tally in session.scalars(forgotten):
         at = tally.last_finished_at

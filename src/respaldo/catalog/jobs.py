@@ -30,10 +30,24 @@ from sqlalchemy.orm import Session
 
 from respaldo.catalog.models import Job, JobTally
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.errors import AlreadyFired, InvalidTransition, JobConflict, RecordNotFound
+from respaldo.errors import (
+    AlreadyFired,
+    CatalogError,
+    InvalidTransition,
+    JobConflict,
+    RecordNotFound,
+)
 from respaldo.processes import pid_alive, this_host
 
 _FINAL = tuple(status for status in JobStatus if status.is_final)
+
+
+def known_kind() -> sa.ColumnElement[bool]:
+    """The jobs of a kind this version knows. A newer respaldo sharing the catalog (a
+    fleet mid-upgrade, a downgrade) may write kinds this one cannot read: reading such a
+    row raises LookupError, so the queries that sweep, list and count select around
+    them, and leave them to the version that wrote them."""
+    return Job.kind.in_(builtins.list(JobKind))
 
 
 def _now(now: datetime | None) -> datetime:
@@ -144,6 +158,7 @@ class Jobs:
         query = (
             sa.select(Job)
             .where(
+                known_kind(),
                 Job.status == JobStatus.QUEUED,
                 Job.retry_of.is_not(None),
                 Job.queue_name.is_(None),
@@ -163,7 +178,19 @@ class Jobs:
         return job
 
     def get(self, job_id: int) -> Job:
-        job = self.session.get(Job, job_id)
+        """Job ``job_id``. Raises RecordNotFound, or CatalogError for a job of a kind a
+        newer respaldo wrote."""
+        try:
+            job = self.session.get(Job, job_id)
+        except LookupError:
+            kind = self.session.scalar(
+                sa.select(sa.cast(Job.kind, sa.String)).where(Job.id == job_id)
+            )
+            raise CatalogError(
+                f"job {job_id} is a {kind!r} job, written by a newer respaldo",
+                hint="upgrade respaldo here to read, run or cancel it; the version that "
+                "wrote it can",
+            ) from None
         if job is None:
             raise RecordNotFound(f"no job {job_id}", hint="'respaldo jobs' lists the jobs")
         return job
@@ -176,8 +203,9 @@ class Jobs:
         triggered_by: TriggeredBy | None = None,
         requested_by: str | None = None,
     ) -> builtins.list[Job]:
-        """Jobs matching every filter given, newest first."""
-        query = sa.select(Job)
+        """Jobs matching every filter given, newest first (of the kinds this version
+        knows: :func:`known_kind`)."""
+        query = sa.select(Job).where(known_kind())
         if status is not None:
             query = query.where(Job.status == status)
         if triggered_by is not None:
@@ -245,7 +273,9 @@ class Jobs:
         return len(rows)
 
     def running_with_key(self, key: str) -> Job | None:
-        query = sa.select(Job).where(Job.status == JobStatus.RUNNING, Job.exclusive_key == key)
+        query = sa.select(Job).where(
+            known_kind(), Job.status == JobStatus.RUNNING, Job.exclusive_key == key
+        )
         return self.session.scalars(query).first()
 
     def start(
@@ -400,9 +430,11 @@ class Jobs:
         # renders no FOR UPDATE; its writing transactions run one at a time anyway.
         # Queued jobs of procrastinate's queue (queue_name set) are its own to run, or to
         # find stalled (operations/queue.py); only those a process holds are looked at.
+        # Of the kinds this version knows: a newer one's jobs are its to sweep.
         query = sa.select(Job).where(
+            known_kind(),
             (Job.status == JobStatus.RUNNING)
-            | ((Job.status == JobStatus.QUEUED) & Job.queue_name.is_(None))
+            | ((Job.status == JobStatus.QUEUED) & Job.queue_name.is_(None)),
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
@@ -479,14 +511,17 @@ def orphan_reason(session: Session, job_id: int) -> str | None:
     reason), or by a bug; either way nothing will finish it. A job missing from the
     catalog ended too.
     """
-    job = session.get(Job, job_id)
-    if job is None:
+    # Its status and error only: the job may be of a kind a newer respaldo wrote.
+    query = sa.select(Job.status, Job.error_message).where(Job.id == job_id)
+    found = session.execute(query).first()
+    if found is None:
         return f"job {job_id} is no longer in the catalog"
-    if not job.status.is_final:
+    status, error = found
+    if not status.is_final:
         return None
-    if job.error_message:
-        return f"job {job.id} {job.status.value}: {job.error_message}"
-    return f"job {job.id} ended {job.status.value} while this still ran"
+    if error:
+        return f"job {job_id} {status.value}: {error}"
+    return f"job {job_id} ended {status.value} while this still ran"
 
 
 def _conflict(job: Job, holder: int | None) -> JobConflict:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.jobs import known_kind
 from respaldo.catalog.models import Job, Worker
 from respaldo.domain import JobStatus
 
@@ -83,6 +84,7 @@ class Workers:
     def running(self, worker: Worker) -> builtins.list[Job]:
         """The running jobs of ``worker`` (same host and process)."""
         query = sa.select(Job).where(
+            known_kind(),
             Job.status == JobStatus.RUNNING,
             Job.worker_host == worker.host,
             Job.worker_pid == worker.pid,

@@ -508,8 +508,8 @@ def _status(ctx: Context, job_id: Any) -> JobStatus | None:
     if not isinstance(job_id, int):
         return None
     with ctx.catalog.read() as session:
-        job = session.get(Job, job_id)
-        return None if job is None else job.status
+        # Its status only: the job may be of a kind a newer respaldo wrote.
+        return session.scalar(sa.select(Job.status).where(Job.id == job_id))
 
 
 class WorkerThread:
