@@ -137,10 +137,13 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
         settings.chunker.min_size, settings.chunker.avg_size, settings.chunker.max_size
     )
     primary_settings = settings.repository()
+    # The keys derived here are kept for the commands that follow (the first backup),
+    # as every other open of a repository keeps them.
+    key_cache = settings.cache_dir if settings.key_cache else None
     results = []
     store = open_store(primary_settings)
     try:
-        primary = Repository.open(store, passphrase, load_index=False)
+        primary = Repository.open(store, passphrase, load_index=False, key_cache=key_cache)
         created = False
     except RepositoryNotFound:
         # After a disaster the primary is empty but a secondary survived: the new primary
@@ -148,9 +151,13 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
         check_new_passphrase(passphrase)
         survivor = _existing_secondary(settings, passphrase)
         if survivor is not None:
-            primary = Repository.init_mirror(store, survivor, passphrase, kdf=kdf)
+            primary = Repository.init_mirror(
+                store, survivor, passphrase, kdf=kdf, key_cache=key_cache
+            )
         else:
-            primary = Repository.init(store, passphrase, chunker=chunker, kdf=kdf)
+            primary = Repository.init(
+                store, passphrase, chunker=chunker, kdf=kdf, key_cache=key_cache
+            )
         created = True
     results.append(
         InitResult(
@@ -166,10 +173,10 @@ def init_repositories(settings: Settings, kdf: KdfParams | None = None) -> list[
         try:
             if not _has_config(store):
                 check_new_passphrase(passphrase)
-            repo = Repository.init_mirror(store, primary, passphrase, kdf=kdf)
+            repo = Repository.init_mirror(store, primary, passphrase, kdf=kdf, key_cache=key_cache)
             created = True
         except RepositoryExists:
-            repo = Repository.open(store, passphrase, load_index=False)
+            repo = Repository.open(store, passphrase, load_index=False, key_cache=key_cache)
             created = False
             if repo.id != primary.id:
                 raise RepositoryError(
@@ -240,7 +247,12 @@ def _has_config(store: Storage) -> bool:
 def _existing_secondary(settings: Settings, passphrase: SecretStr) -> Repository | None:
     for repo_settings in settings.repositories[1:]:
         try:
-            return Repository.open(open_store(repo_settings), passphrase, load_index=False)
+            return Repository.open(
+                open_store(repo_settings),
+                passphrase,
+                load_index=False,
+                key_cache=settings.cache_dir if settings.key_cache else None,
+            )
         except RepositoryNotFound:
             continue
     return None

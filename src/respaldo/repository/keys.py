@@ -108,6 +108,19 @@ def wrap_master_key(
 ) -> tuple[str, bytes]:
     """Return (key id, key file bytes) wrapping ``master_key`` with ``passphrase``; the
     key file carries ``config`` (the repository's, with its mac) when given."""
+    key_id, doc, _ = wrap_master_key_kek(master_key, passphrase, repository_id, params, config)
+    return key_id, doc
+
+
+def wrap_master_key_kek(
+    master_key: bytes,
+    passphrase: str,
+    repository_id: str,
+    params: KdfParams,
+    config: dict[str, Any] | None = None,
+) -> tuple[str, bytes, bytes]:
+    """:func:`wrap_master_key`, and the key derived from ``passphrase`` that wraps it (for
+    the key cache: whoever wrote the key file need not derive it again to open it)."""
     if not passphrase:
         raise RepositoryError("the passphrase is empty", hint="choose a long passphrase")
     if config is not None and config.get("id") != repository_id:
@@ -115,9 +128,8 @@ def wrap_master_key(
     key_id = secrets.token_hex(8)
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(NONCE_SIZE)
-    wrapped = AESGCM(_kek(passphrase, salt, params)).encrypt(
-        nonce, master_key, _aad(repository_id, key_id)
-    )
+    kek = _kek(passphrase, salt, params)
+    wrapped = AESGCM(kek).encrypt(nonce, master_key, _aad(repository_id, key_id))
     doc: dict[str, Any] = {
         "version": 1,
         "id": key_id,
@@ -136,7 +148,7 @@ def wrap_master_key(
     if config is not None:
         doc["config"] = config
     doc[_CHECKSUM] = _checksum(doc)
-    return key_id, json.dumps(doc, indent=2).encode()
+    return key_id, json.dumps(doc, indent=2).encode(), kek
 
 
 # Without a readable key file nothing in the repository can be decrypted, and the

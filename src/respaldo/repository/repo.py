@@ -49,6 +49,7 @@ from respaldo.repository.keys import (
     read_key_files,
     unwrap_master_key,
     wrap_master_key,
+    wrap_master_key_kek,
 )
 from respaldo.repository.locks import DEFAULT_STALE_AFTER
 from respaldo.repository.manifest import (
@@ -160,13 +161,15 @@ class Repository:
         compressible_level: int = 0,
         pack_size: int = 12 * 1024 * 1024,
         workers: int = 2,
+        key_cache: Path | None = None,
     ) -> Repository:
         """Create a repository in an empty location. Raises RepositoryExists, and
         ConfigMissing where a repository's keys or data are but its config is not (a new
         repository there would bury the old one: its config must be restored instead).
 
         The key file is written before ``config``: a crash in between leaves a key file
-        without config, which 'respaldo repository restore-config' completes.
+        without config, which 'respaldo repository restore-config' completes. With
+        ``key_cache`` the key derived to write it is kept there, as :meth:`open` keeps it.
         """
         load_fastcdc()  # refuse to create a repository we could not write to fast
         _refuse_occupied(storage)
@@ -181,10 +184,7 @@ class Repository:
                 "chunker": chunker.to_json(),
             },
         )
-        key_id, key_doc = wrap_master_key(
-            master_key, secret_text(passphrase), repository_id, kdf or KdfParams(), config
-        )
-        storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
+        _write_key_file(storage, master_key, passphrase, repository_id, kdf, config, key_cache)
         storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
         return cls(
             storage,
@@ -206,20 +206,19 @@ class Repository:
         *,
         kdf: KdfParams | None = None,
         cache_dir: Path | None = None,
+        key_cache: Path | None = None,
     ) -> Repository:
         """Create an empty *mirror* of ``source``: same id, chunker and master key.
 
         Mirrors share chunk ids and sealed bytes, so copying a backup between them moves
         only the sealed chunks the destination lacks, without decrypting anything, and a
         restore can take any damaged chunk from any mirror. The passphrase may differ
-        (it wraps the same master key). Raises RepositoryExists and ConfigMissing.
+        (it wraps the same master key). Raises RepositoryExists and ConfigMissing. With
+        ``key_cache``, as :meth:`init`.
         """
         _refuse_occupied(storage)
         config = source.authenticated_config()
-        key_id, key_doc = wrap_master_key(
-            source._master_key, secret_text(passphrase), source.id, kdf or KdfParams(), config
-        )
-        storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
+        _write_key_file(storage, source._master_key, passphrase, source.id, kdf, config, key_cache)
         storage.put(CONFIG_NAME, json.dumps(config, indent=2).encode())
         return cls(
             storage,
@@ -672,6 +671,28 @@ def _refuse_occupied(storage: Storage) -> None:
     held = held_prefixes(storage)
     if held:
         raise missing_config(storage, held)
+
+
+def _write_key_file(
+    storage: Storage,
+    master_key: bytes,
+    passphrase: Passphrase,
+    repository_id: str,
+    kdf: KdfParams | None,
+    config: dict[str, Any],
+    key_cache: Path | None,
+) -> None:
+    """Write a new key file wrapping ``master_key``; with ``key_cache``, keep the key
+    derived for it there: the next process to open the repository on this machine (the
+    first backup after ``init``, for the primary and for each mirror) would otherwise
+    derive it again (argon2id: 64 MiB on top of its peak)."""
+    text = secret_text(passphrase)
+    key_id, key_doc, kek = wrap_master_key_kek(
+        master_key, text, repository_id, kdf or KdfParams(), config
+    )
+    storage.put(f"{KEY_PREFIX}{key_id}", key_doc)
+    if key_cache is not None:
+        store_kek(key_cache, repository_id, KeyFile.parse(key_doc), text, kek)
 
 
 def _unlock(
