@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.repository import keys
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
+from respaldo.repository import keys
 from tests.unit.operations.support import FAST_KDF, Installation, write_config
 
 pytestmark = pytest.mark.unit
