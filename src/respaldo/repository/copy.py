@@ -97,11 +97,11 @@ def _copy(
                 for result in fetch_chunks(source, missing, keep_sealed=True):
                     if result.data is None or result.sealed is None:
                         raise _damaged(backup_id, result.problem, result.obj)
-                    if writer.store_sealed(result.chunk_id, result.sealed, len(result.data)):
+                    if writer.store_sealed(result.chunk_id, result.sealed, result.size):
                         stats.new_chunks += 1
                         stats.bytes_uploaded += len(result.sealed)
                     if progress is not None:
-                        progress(len(result.data))
+                        progress(result.size)
         writer.commit_sealed_manifest(blob)
     try:
         source.storage.stat(name)

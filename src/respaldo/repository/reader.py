@@ -65,6 +65,8 @@ class ChunkResult:
 
     chunk_id: bytes
     data: bytes | None
+    """The plaintext; None if the chunk could not be read. Empty in a result that keeps
+    the sealed bytes instead (``keep_sealed``: the plaintext was checked and dropped)."""
     problem: str | None = None
     obj: str = ""
     sealed: bytes | None = None
@@ -72,6 +74,8 @@ class ChunkResult:
     damaged: bool = False
     """The copy read is bad for certain (authentication failed, pack truncated or
     missing), not merely unreadable for now: verification quarantines it."""
+    size: int = 0
+    """The plaintext's length (also where ``data`` was dropped)."""
 
 
 @dataclass
@@ -144,8 +148,11 @@ def _runs(located: dict[bytes, Location]) -> list[_Run]:
 
 
 def _fetch_run(repo: Repository, run: _Run, keep_sealed: bool = True) -> list[ChunkResult]:
-    """Read one range and open its chunks; each result keeps its sealed bytes too if
-    ``keep_sealed`` (for copying them as they are), else only the plaintext.
+    """Read one range and open its chunks; each result keeps its plaintext, or with
+    ``keep_sealed`` (for copying them as they are) its sealed bytes and the plaintext's
+    length only: the plaintext is opened and checked against the chunk's id all the same
+    (a damaged chunk is never copied), then dropped, so that a copy does not hold each
+    window twice.
 
     A chunk that fails authentication, or that the range came back too short for, is
     read once more before its result says *damaged*: the bytes may have been spoiled on
@@ -201,8 +208,10 @@ def _read_run(repo: Repository, run: _Run, keep_sealed: bool) -> list[ChunkResul
         except SealError as exc:
             results.append(ChunkResult(cid, None, str(exc), name, damaged=True))
             continue
-        sealed = bytes(part) if keep_sealed else None
-        results.append(ChunkResult(cid, data, None, name, sealed, location))
+        if keep_sealed:
+            results.append(ChunkResult(cid, b"", None, name, bytes(part), location, size=len(data)))
+        else:
+            results.append(ChunkResult(cid, data, None, name, None, location, size=len(data)))
     return results
 
 
@@ -238,9 +247,10 @@ def fetch_chunks(
 ) -> Iterator[ChunkResult]:
     """Yield every entry's chunk, in order, with errors as results rather than raised.
 
-    A result carries its sealed bytes only if ``keep_sealed`` (copy stores them as they
-    are); the other readers need the plaintext alone, and not holding both keeps a
-    reader's memory at about two windows of plaintext (WINDOW_PLAIN_BYTES).
+    A result carries its sealed bytes instead of its plaintext if ``keep_sealed`` (copy
+    stores them as they are; ``size`` says the plaintext's length, and ``data`` is empty);
+    the other readers need the plaintext alone. Never holding both keeps a reader's
+    memory at about two windows (WINDOW_PLAIN_BYTES of plaintext, or their sealed bytes).
 
     While a quarantine record is unreadable (:mod:`.quarantine`), a copy found damaged
     is replaced by another copy of the chunk in ``repo`` if there is a good one (unless

@@ -170,7 +170,7 @@ def _copy_from_mirrors(
                 where = mirror.storage.location
                 report.repaired[where] = report.repaired.get(where, 0) + 1
                 if not report.dry_run:
-                    builder.add(result.chunk_id, result.sealed, len(result.data))
+                    builder.add(result.chunk_id, result.sealed, result.size)
                     if builder.full:
                         flush()
     if report.dry_run:

@@ -12,6 +12,7 @@ from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
     KDF,
     CountingStorage,
+    compressible_bytes,
     init_repo,
     open_repo,
     random_bytes,
@@ -188,3 +189,25 @@ def test_a_lost_pack_is_read_from_the_mirror_in_ranges_not_chunk_by_chunk(
     assert len(fallbacks) == stats.chunks  # every chunk, the list chunk too
     # One window, one pack: a handful of ranged reads instead of one per chunk (1,248).
     assert len(mirror_store.gets_under("packs/")) <= 3
+
+
+def test_a_read_for_copying_holds_each_chunk_sealed_not_twice(
+    memory_storage: MemoryStorage,
+) -> None:
+    """A copy (``keep_sealed``) gets each chunk's sealed bytes and the plaintext's
+    length; the plaintext is opened and checked, then dropped: holding both, a copy to a
+    mirror held every window twice."""
+    data = compressible_bytes(400_000, seed=5)
+    repo = init_repo(memory_storage)
+    manifest, _ = write_backup(repo, "b1", {"dump": data})
+    entries = stream_entries(repo, manifest)
+    results = list(fetch_chunks(repo, entries, keep_sealed=True))
+    assert all(r.problem is None and r.sealed for r in results)
+    assert [r.data for r in results] == [b""] * len(entries)
+    assert [r.size for r in results] == [length for _, length in entries]
+    assert sum(r.size for r in results) == len(data)
+    # Each is the chunk as stored: it opens to a plaintext of that length and id.
+    for result in results:
+        assert result.sealed is not None
+        opened = repo.sealer.open_chunk(result.chunk_id, result.sealed)
+        assert len(opened) == result.size
