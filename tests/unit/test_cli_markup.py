@@ -69,3 +69,15 @@ def test_text_from_the_catalog_is_printed_as_it_is(
     assert "[backup 1 object 2]" in flat, out
     if command == ["audit"]:
         assert "[/b]" in flat, out
+
+
+@pytest.mark.parametrize(
+    ("command", "header"), [(["list"], "expires (UTC)"), (["drills"], "started (UTC)")]
+)
+def test_a_tables_times_say_their_zone(
+    config: Path, capsys: pytest.CaptureFixture[str], command: list[str], header: str
+) -> None:
+    # Times are printed in UTC: a column that does not say so reads as local time.
+    capsys.readouterr()
+    assert invoke(["--config", str(config), *command]) == 0
+    assert header in capsys.readouterr().out

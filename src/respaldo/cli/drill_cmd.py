@@ -79,7 +79,7 @@ def drills(
     if as_json:
         print_json(to_json_list(runs))
         return
-    table = Table("run", "backup", "database", "status", "started", "restore s", "failure")
+    table = Table("run", "backup", "database", "status", "started (UTC)", "restore s", "failure")
     for r in runs:
         table.add_row(
             str(r.run_id),

@@ -45,7 +45,9 @@ def list_command(
     if as_json:
         print_json(to_json_list(records))
         return
-    table = Table("id", "database", "type", "status", "size", "stored new", "verified", "expires")
+    table = Table(
+        "id", "database", "type", "status", "size", "stored new", "verified", "expires (UTC)"
+    )
     for r in records:
         table.add_row(
             r.id,

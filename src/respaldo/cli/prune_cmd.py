@@ -56,7 +56,7 @@ def prune_command(
 
 
 def _print(result: PruneReport) -> None:
-    table = Table("id", "database", "type", "status", "completed", "decision", "rule")
+    table = Table("id", "database", "type", "status", "completed (UTC)", "decision", "rule")
     ordered = sorted(
         result.decisions,
         key=lambda d: (d.database_name or "", d.backup_type, d.time, d.id),
