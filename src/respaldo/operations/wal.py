@@ -398,7 +398,9 @@ def fetch_wal(
     ``primary_first`` and a mirror named, the primary is tried first, once, without
     retries: what it holds is read from it (the mirror's copy lags behind it by up to a
     copy interval), and a primary that cannot be opened, lacks the file or holds it
-    damaged is a warning, the file then read from the mirror. The cluster is
+    damaged is a warning, the file then read from the mirror; when the mirror has no
+    copy of a file the primary holds but could not give, the primary's error is raised
+    (not WalNotFound, which would end recovery early). The cluster is
     ``system_id``, else the one recorded for the database. Raises
     WalNotFound (not archived: the normal end of recovery), InvalidWalFile, WalRefused
     (a segment of another cluster under this name), IntegrityError, storage errors.
@@ -408,36 +410,27 @@ def fetch_wal(
     data: bytes | None = None
     obj = ""
     primary = wal_settings(settings).repository(None).name
+    # What the primary said of a file it has (damaged, unreadable): the answer when the
+    # mirror has no copy, since "not archived" there would end recovery early.
+    primary_error: RespaldoError | OSError | None = None
     if primary_first and repo is None and repository not in (None, primary):
+        data, obj, primary_error = _from_primary(
+            settings, wal_name, file, system_id, database, repository
+        )
+    if data is None:
         try:
             data, obj = _read_wal(
-                open_wal_repository(settings, None, retries=0),
+                repo or open_wal_repository(settings, repository),
                 settings,
                 wal_name,
                 file,
                 system_id=system_id,
                 database=database,
             )
-        except (RespaldoError, OSError) as exc:
-            # Whatever the primary cannot give, the mirror may: its own failure is then
-            # the answer (WalNotFound at the end of its copy of the archive).
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            log.warning(
-                "%s: reading it from %s: the primary repository %s: %s",
-                file,
-                repository,
-                primary,
-                why,
-            )
-    if data is None:
-        data, obj = _read_wal(
-            repo or open_wal_repository(settings, repository),
-            settings,
-            wal_name,
-            file,
-            system_id=system_id,
-            database=database,
-        )
+        except WalNotFound:
+            if primary_error is not None:
+                raise primary_error from None
+            raise
     tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -448,6 +441,41 @@ def fetch_wal(
         tmp.unlink(missing_ok=True)
         raise
     return FetchResult(file, obj, len(data), time.monotonic() - started)
+
+
+def _from_primary(
+    settings: Settings | WalSettings,
+    wal_name: WalName,
+    file: str,
+    system_id: str | None,
+    database: str | None,
+    mirror: str | None,
+) -> tuple[bytes | None, str, RespaldoError | OSError | None]:
+    """``file`` from the primary, tried once: (data, object, None), or (None, "", error)
+    where error is what the primary said of a file it has (None when it cannot be
+    opened or lacks the file). Every failure is a warning: the mirror is read next."""
+    primary = wal_settings(settings).repository(None).name
+    try:
+        repo = open_wal_repository(settings, None, retries=0)
+    except (RespaldoError, OSError) as exc:
+        _fell_back(file, mirror, primary, exc)
+        return None, "", None
+    try:
+        data, obj = _read_wal(
+            repo, settings, wal_name, file, system_id=system_id, database=database
+        )
+    except WalNotFound as exc:
+        _fell_back(file, mirror, primary, exc)
+        return None, "", None
+    except (RespaldoError, OSError) as exc:
+        _fell_back(file, mirror, primary, exc)
+        return None, "", exc
+    return data, obj, None
+
+
+def _fell_back(file: str, mirror: str | None, primary: str, exc: BaseException) -> None:
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    log.warning("%s: reading it from %s: the primary repository %s: %s", file, mirror, primary, why)
 
 
 def _read_wal(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from tests.integration.logical.support import flip_byte
 from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
 from tests.integration.physical.conftest import (
     SHOP,
@@ -152,3 +154,28 @@ def test_wal_fetch_from_the_mirror_tries_the_primary_first(
         )
     ]
     assert ids == [1, 2]
+
+
+def test_a_file_damaged_in_the_primary_and_not_yet_in_the_mirror_stops_recovery(
+    mirrored: Archiving, tmp_path: Path
+) -> None:
+    """``--primary-first``: the primary has the file but damaged, the mirror has no copy
+    yet. "Not archived" (exit 1) would end recovery there and promote without the WAL
+    after it; the damage must stop recovery instead (exit above 125), as a fetch from
+    the primary alone does."""
+    archiving = mirrored
+    archiving.backup()  # copied to offsite at its end, with the WAL so far
+    archiving.pg.execute("CREATE TABLE after_the_copy (id int)", dbname=SHOP)
+    segment = archiving.switch_and_archive()  # into the primary only
+    system_id = str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+    stored = archiving.repo_dir / "wal" / system_id / segment[:8] / segment
+    flip_byte(stored, stored.stat().st_size // 2)
+    args = ["wal-fetch", "--system-id", system_id, "--repository", "offsite"]
+    run = archiving.run(*args, "--primary-first", segment, str(tmp_path / segment))
+    assert run.code == 255, str(run)
+    assert segment in run.err
+    assert not (tmp_path / segment).exists()
+    # Only in neither: the normal end of recovery.
+    later = f"{segment[:16]}{int(segment[16:], 16) + 5:08X}"
+    run = archiving.run(*args, "--primary-first", later, str(tmp_path / later))
+    assert run.code == 1, str(run)
