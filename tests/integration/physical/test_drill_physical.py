@@ -163,3 +163,26 @@ def test_a_database_backed_up_only_physically_is_drilled_by_name(archiving: Arch
     assert result.backup_id == record["id"]
     assert result.passed, result.checks
     assert _verified(archiving, record["id"]) is True
+
+
+def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(archiving: Archiving) -> None:
+    from respaldo.operations.repositories import open_repository
+    from respaldo.repository.packs import pack_name
+    from respaldo.repository.reader import read_list
+    from tests.integration.logical.support import flip_byte
+
+    record = archiving.backup()
+    repo = open_repository(archiving.settings())
+    stream = repo.load_manifest(record["id"]).stream("base")
+    entries = read_list(repo, stream.lists[0])
+    location = repo.index.get(entries[len(entries) // 2][0])
+    assert location is not None
+    pack = pack_name(location.pack_id)
+    flip_byte(archiving.repo_dir / pack, location.offset + location.length // 2)
+    before = set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
+    result = _drill(archiving, archiving.settings(), record["id"])
+    assert not result.passed
+    restore = result.checks[0]
+    assert restore.name == "restore" and not restore.ok and pack in restore.detail
+    assert _verified(archiving, record["id"]) is False
+    assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
