@@ -13,13 +13,16 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from psycopg import sql
 
-from respaldo.catalog import DrillRuns, open_catalog
+from respaldo.catalog import DrillRuns, Notifications, open_catalog
+from respaldo.config import load_settings
 from respaldo.domain import DrillStatus
+from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases
 from tests.integration.majors import ON_EVERY_MAJOR
+from tests.servers.notify import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -354,3 +357,74 @@ def test_two_drills_at_once_both_pass_and_leave_nothing(respaldo: Respaldo) -> N
     history = respaldo.run("drills", "--json").json()
     assert [run["status"] for run in history] == ["passed", "passed"]
     assert not _scratch(respaldo)
+
+
+def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
+    respaldo: Respaldo, new_dbname: str
+) -> None:
+    """``respaldo jobs cancel`` of a drill: the job ends cancelled, no alert says the
+    restore test failed, and the backup keeps the verified mark its last drill gave it
+    (someone stopped the test; nothing was found wrong with the backup). The drill waits
+    inside pg_restore as in the kill test above."""
+    from tests.integration.logical.test_jobs import jobs, wait_for
+
+    pg = respaldo.pg
+    role = f"espera_{new_dbname}"
+    pg.execute(f"CREATE ROLE {role}")
+    try:
+        pg.execute(
+            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
+            dbname=respaldo.dbname,
+        )
+        backup_id = respaldo.backup()["id"]
+        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)
+        code, result, err = _drill(respaldo, backup_id)
+        assert code == 0 and result["passed"] is True, err
+        # A target nobody listens on: each alert still leaves its row in the catalog.
+        with respaldo.config.open("a") as config:
+            config.write(
+                "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
+                f'name = "down"\nurl = "json://127.0.0.1:{free_port()}/x"\n'
+            )
+        with pg.connect(autocommit=False) as locker:
+            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+            process = subprocess.Popen(
+                [*respaldo.process_argv(), "drill", backup_id],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+
+                def restoring() -> bool:
+                    assert process.poll() is None, process.communicate()
+                    return bool(
+                        pg.scalar(
+                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                            " WHERE application_name = 'pg_restore'"
+                            " AND wait_event_type = 'Lock'"
+                        )
+                    )
+
+                wait_for("the drill's pg_restore to wait for the lock", restoring)
+                (job,) = [
+                    j for j in jobs(respaldo) if j["kind"] == "drill" and j["status"] == "running"
+                ]
+                cancel = respaldo.run("jobs", "cancel", str(job["id"]))
+                assert cancel.code == 0, str(cancel)
+                _out, err = process.communicate(timeout=120)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+                locker.rollback()
+        (job,) = [j for j in jobs(respaldo) if j["id"] == job["id"]]
+        assert job["status"] == "cancelled", (job, err)
+        assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
+        with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
+            assert [n.kind for n in Notifications(session).list()] == []
+        assert not _scratch(respaldo)
+    finally:
+        for name in _scratch(respaldo):
+            pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg.execute(f"DROP ROLE IF EXISTS {role}")
