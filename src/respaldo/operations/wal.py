@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from respaldo.config_core import WalSettings, resolve_secret_file
 from respaldo.errors import (
     ConfigError,
+    IntegrityError,
     InvalidWalFile,
     ObjectNotFound,
     RespaldoError,
@@ -400,7 +401,9 @@ def fetch_wal(
     copy interval), and a primary that cannot be opened, lacks the file or holds it
     damaged is a warning, the file then read from the mirror; when the mirror has no
     copy of a file the primary holds but could not give, the primary's error is raised
-    (not WalNotFound, which would end recovery early). The cluster is
+    (not WalNotFound, which would end recovery early). Without ``repository``, a file
+    the primary holds damaged is read from the first mirror with a good copy (a
+    warning), as a restore reads a damaged chunk. The cluster is
     ``system_id``, else the one recorded for the database. Raises
     WalNotFound (not archived: the normal end of recovery), InvalidWalFile, WalRefused
     (a segment of another cluster under this name), IntegrityError, storage errors.
@@ -431,6 +434,11 @@ def fetch_wal(
             if primary_error is not None:
                 raise primary_error from None
             raise
+        except (IntegrityError, WalRefused) as exc:
+            # Damaged where it is read: a mirror's copy, as a restore takes a chunk.
+            if repo is not None or repository is not None:
+                raise
+            data, obj = _from_mirrors(settings, wal_name, file, system_id, database, exc)
     tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -471,6 +479,35 @@ def _from_primary(
         _fell_back(file, mirror, primary, exc)
         return None, "", exc
     return data, obj, None
+
+
+def _from_mirrors(
+    settings: Settings | WalSettings,
+    wal_name: WalName,
+    file: str,
+    system_id: str | None,
+    database: str | None,
+    damage: IntegrityError | WalRefused,
+) -> tuple[bytes, str]:
+    """``file`` from the first mirror holding a good copy of it, the primary's being
+    damaged (a warning names both); raises ``damage`` when none does."""
+    names = [r.name for r in wal_settings(settings).repositories]
+    for name in names[1:]:
+        try:
+            data, obj = _read_wal(
+                open_wal_repository(settings, name, retries=0),
+                settings,
+                wal_name,
+                file,
+                system_id=system_id,
+                database=database,
+            )
+        except (RespaldoError, OSError):
+            continue
+        why = (str(damage).strip().splitlines() or [type(damage).__name__])[0]
+        log.warning("%s: read from %s: the primary repository %s: %s", file, name, names[0], why)
+        return data, obj
+    raise damage
 
 
 def _fell_back(file: str, mirror: str | None, primary: str, exc: BaseException) -> None:

@@ -179,3 +179,31 @@ def test_a_file_damaged_in_the_primary_and_not_yet_in_the_mirror_stops_recovery(
     later = f"{segment[:16]}{int(segment[16:], 16) + 5:08X}"
     run = archiving.run(*args, "--primary-first", later, str(tmp_path / later))
     assert run.code == 1, str(run)
+
+
+def test_wal_fetch_takes_a_file_damaged_in_the_primary_from_a_mirror(
+    mirrored: Archiving,
+) -> None:
+    """As a restore takes a damaged chunk from a mirror, the WAL a recovery fetches is
+    taken from a mirror when the primary's copy is damaged ("If only the local
+    repository is damaged: nothing to do by hand"); it stopped recovery instead."""
+    archiving = mirrored
+    archiving.backup()  # copied to offsite at its end, with the WAL so far
+    system_id = str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+    primary = archiving.repo_dir / "wal" / system_id
+    offsite = archiving.base / "offsite" / "wal" / system_id
+    both = sorted(
+        p.relative_to(primary)
+        for p in primary.rglob("*")
+        if p.is_file() and len(p.name) == 24 and (offsite / p.relative_to(primary)).is_file()
+    )
+    assert both, "no segment was copied to the mirror"
+    stored = primary / both[-1]
+    flip_byte(stored, stored.stat().st_size // 2)
+    segment = both[-1].name
+    into = archiving.new_datadir().parent / segment  # where the server's user may write
+    # As the server runs it: its own process, its messages on stderr (the server's log).
+    run = archiving.run_as_server("wal-fetch", "--system-id", system_id, segment, str(into))
+    assert run.code == 0, str(run)
+    assert "damaged" in run.err and "offsite" in run.err, run.err
+    assert into.stat().st_size == 16 * 1024 * 1024
