@@ -61,10 +61,13 @@ def _new_passphrase(path: Path | None) -> str:
 
 @key_app.command("list")
 def list_command(ctx: typer.Context, repository: RepoOption = None) -> None:
-    """List key ids; the one the current passphrase opens is marked."""
+    """List key ids; the one the current passphrase opens is marked *, a damaged one !."""
     with Context.open(state(ctx).settings, catalog=False) as context:
         keys = list_keys(context, repository)
     for key in keys:
+        if key.problem is not None:
+            out_console.print(f"! {key.id}  {key.problem}", markup=False)
+            continue
         mark = "*" if key.current else " "
         out_console.print(f"{mark} {key.id}  created {key.created}")
 

@@ -25,6 +25,8 @@ class KeyView(ResultModel):
     id: str
     created: str
     current: bool
+    problem: str | None = None
+    """Why the key file opens with nothing (damaged, malformed), if it does not."""
 
 
 class KeyAdded(ResultModel):
@@ -62,7 +64,12 @@ def list_keys(ctx: Context, repository: str | None = None) -> list[KeyView]:
     repo = ctx.repository(repository)
     current = repo.key_id_for(ctx.settings.repository_passphrase())
     return [
-        KeyView(id=key["id"], created=str(key["created"]), current=key["id"] == current)
+        KeyView(
+            id=key["id"],
+            created=str(key["created"]),
+            current=key["id"] == current,
+            problem=key["problem"],
+        )
         for key in repo.list_keys()
     ]
 
@@ -109,8 +116,11 @@ def change_passphrase(
         removed: list[str] = []
         for name, repo in targets:
             try:
+                # A change elsewhere at the same time may have removed some already.
+                present = {str(key["id"]) for key in repo.list_keys()}
                 for key_id in old[name]:
-                    repo.remove_key(key_id)
+                    if key_id in present:
+                        repo.remove_key(key_id)
             except RespaldoError as exc:
                 raise _incomplete(exc, name, added, removed) from None
             removed.append(name)
@@ -130,10 +140,10 @@ def _incomplete(
         )
         hint = "run 'respaldo key passwd' again once the repository can be written"
     else:
-        state = (
-            "the new passphrase opens every repository; the old one no longer opens "
-            + (", ".join(removed) if removed else "any")
-            + " but still opens the others"
+        state = "the new passphrase opens every repository; the old one " + (
+            f"no longer opens {', '.join(removed)} but still opens the others"
+            if removed
+            else "still opens every repository"
         )
         hint = (
             "put the new passphrase in passphrase_file (or RESPALDO_PASSPHRASE) and remove "

@@ -47,7 +47,6 @@ from respaldo.repository.keys import (
     KdfParams,
     KeyFile,
     read_key_files,
-    unwrap_master_key,
     wrap_master_key,
     wrap_master_key_kek,
 )
@@ -297,11 +296,23 @@ class Repository:
     # --- keys ------------------------------------------------------------------------
 
     def list_keys(self) -> list[dict[str, Any]]:
-        """Every key file's id and creation time (never any key material)."""
-        keys = []
+        """Every key file's id (its object's name), creation time and, for a damaged or
+        malformed one, ``problem`` (never any key material). A damaged key file is
+        listed, so that it can be named to 'respaldo key remove', not a failure."""
+        keys: list[dict[str, Any]] = []
         for info in self.storage.list(KEY_PREFIX):
-            doc = json.loads(self.storage.get(info.name))
-            keys.append({"id": doc.get("id"), "created": doc.get("created")})
+            key_id = info.name[len(KEY_PREFIX) :]
+            try:
+                raw = self.storage.get(info.name)
+            except ObjectNotFound:
+                continue  # removed while we listed
+            problem = None
+            try:
+                KeyFile.parse(raw, info.name)
+                created = json.loads(raw).get("created")
+            except RepositoryError as exc:
+                problem, created = exc.message, None
+            keys.append({"id": key_id, "created": created, "problem": problem})
         return keys
 
     def add_key(self, passphrase: Passphrase, kdf: KdfParams | None = None) -> str:
@@ -370,11 +381,12 @@ class Repository:
         return new_id
 
     def key_id_for(self, passphrase: Passphrase) -> str:
-        """Which key file this passphrase opens. Raises WrongPassphrase."""
-        for info in self.storage.list(KEY_PREFIX):
-            if unwrap_master_key(self.storage.get(info.name), secret_text(passphrase), self.id):
-                return info.name[len(KEY_PREFIX) :]
-        raise WrongPassphrase("the passphrase opens no key of this repository")
+        """Which key file this passphrase opens (damaged and malformed ones open with
+        nothing). Raises WrongPassphrase."""
+        found = self.key_ids_for(passphrase)
+        if not found:
+            raise WrongPassphrase("the passphrase opens no key of this repository")
+        return found[0]
 
     def key_ids_for(self, passphrase: Passphrase) -> list[str]:
         """Every key file this passphrase opens (several when a passphrase was added

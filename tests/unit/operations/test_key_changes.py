@@ -137,3 +137,57 @@ def test_removing_the_only_key_of_the_configured_passphrase_is_refused(
     code, err = _run(capsys, inst.config, "key", "remove", other)
     assert code == 0, err
     assert _keys(inst.root / "repo") == [current]
+
+
+def test_two_passphrase_changes_at_once_both_complete(
+    inst: Installation, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another machine's 'key passwd' (to another passphrase) runs meanwhile: it adds its
+    # key and removes the old one first. Ours still completes, and the repositories open
+    # with either new passphrase, never with neither.
+    elsewhere = "another machine's passphrase"
+    real_add = Repository.add_key
+    raced: list[str] = []
+
+    def add_and_race(self: Repository, passphrase: str, kdf: object = None) -> str:
+        if not raced:
+            raced.append("once")
+            old = self.key_ids_for(PASSPHRASE)
+            for name in ("repo", "second"):
+                other = Repository.open(LocalStorage(inst.root / name), PASSPHRASE)
+                real_add(other, elsewhere, None)
+                for key_id in other.key_ids_for(PASSPHRASE):
+                    other.remove_key(key_id)
+            assert old
+        return real_add(self, passphrase, kdf)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Repository, "add_key", add_and_race)
+    code, err = _run(capsys, inst.config, "key", "passwd")
+    assert code == 0, err
+    for name in ("repo", "second"):
+        assert _opens(inst.root / name, NEW), name
+        assert _opens(inst.root / name, elsewhere), name
+        assert not _opens(inst.root / name, PASSPHRASE), name
+
+
+def test_key_list_shows_a_damaged_key_file_and_it_can_be_removed(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A torn key file beside a good one: the repository opens, so the keys must list
+    # (the damaged one named, to be removed), not fail on it.
+    torn = inst.root / "repo" / "keys" / "0123456789abcdef"
+    torn.write_bytes(b'{"version": 1, "id": "01234')
+    code, out = _run_out(capsys, inst.config, "key", "list")
+    assert code == 0
+    assert len([line for line in out.splitlines() if line.startswith("*")]) == 1
+    (damaged,) = [line for line in out.splitlines() if "0123456789abcdef" in line]
+    assert "malformed" in damaged and not damaged.startswith("*")
+    code, err = _run(capsys, inst.config, "key", "remove", "0123456789abcdef")
+    assert code == 0, err
+    assert not torn.exists()
+
+
+def _run_out(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = invoke(["--config", str(config), *argv])
+    return code, capsys.readouterr().out

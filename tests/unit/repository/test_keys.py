@@ -103,7 +103,7 @@ def test_list_keys_shows_ids_and_no_key_material(mem_repo: Repository) -> None:
     keys = mem_repo.list_keys()
     assert {k["id"] for k in keys} == {mem_repo.key_id_for(PASSPHRASE), second}
     for key in keys:
-        assert set(key) == {"id", "created"}
+        assert set(key) == {"id", "created", "problem"} and key["problem"] is None
         assert len(str(key["id"])) == 16
 
 
