@@ -25,6 +25,7 @@ import builtins
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -48,6 +49,8 @@ from respaldo.storage.base import (
     validate_prefix,
     write_all,
 )
+
+log = logging.getLogger(__name__)
 
 # Temporary files start with a dot: validate_name never accepts such a segment, so they can
 # never be mistaken for (or listed as) objects. They are named after the writing process,
@@ -463,9 +466,30 @@ def _make_dirs(directory: Path, owner: tuple[int, int] | None = None) -> None:
     _fsync_dir(directory.parent)
 
 
+# What a file system that cannot sync a directory at all answers: SMB/CIFS mounts (Linux
+# before 4.17, and kernels without its backport), some FUSE file systems. A rename there
+# is as durable as the file system makes it; refusing every write instead would make a
+# repository on a NAS share unusable (restic, borg and PostgreSQL pass it over too). The
+# objects' own fsync still counts, and any other error (EIO) still fails the write.
+_NO_DIRECTORY_SYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+_warned_no_sync: set[int] = set()
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_DIRECTORY_SYNC:
+            raise
+        device = os.fstat(fd).st_dev
+        if device not in _warned_no_sync:  # once per file system and process
+            _warned_no_sync.add(device)
+            log.warning(
+                "the file system holding %s cannot sync directories (%s): new objects are "
+                "written and synced, but a power cut may lose the names of the last ones",
+                directory,
+                exc.strerror or exc,
+            )
     finally:
         os.close(fd)

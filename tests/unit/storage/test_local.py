@@ -245,3 +245,49 @@ def test_list_reports_unreadable_directories(
     with pytest.raises(expected, match=r"cannot list packs/: "):
         store.list("packs/")
     assert [i.name for i in store.list("packs/ab/")] == ["packs/ab/ab01"]
+
+
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.EOPNOTSUPP])
+def test_a_file_system_that_cannot_sync_directories_still_stores(
+    store: LocalStorage,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+) -> None:
+    """SMB/CIFS mounts (Linux before 4.17 and its backports) and some FUSE file systems
+    answer fsync on a directory with EINVAL or EOPNOTSUPP: every write of a repository
+    on a NAS share failed ("Invalid argument", retried as if transient). The objects'
+    own fsync still counts; only the directory's, which such a file system cannot do,
+    is passed over, with one warning."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(local, "_warned_no_sync", set())  # warned once per process
+    store.put("packs/ab/one", b"one")
+    spool = store.open_spool("packs/")
+    spool.write([b"two"])
+    spool.commit("packs/cd/two")
+    store.delete("packs/ab/one")
+    assert [info.name for info in store.list()] == ["packs/cd/two"]
+    assert store.get("packs/cd/two") == b"two"
+    assert sum("cannot sync directories" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_directory_sync_that_fails_otherwise_still_fails_the_write(
+    store: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.put("packs/ab/one", b"one")
