@@ -112,7 +112,15 @@ def restore_config(
         # A config that opens may still not be the data's: one that 'respaldo init' made
         # (with a key file of its own) over a repository whose config was lost, before
         # init refused to.
-        if opens_the_data(storage, current.sealer):
+        stripped = "mac" not in current.config and any(
+            source.config is not None
+            and source.repository_id == current.id
+            and mac_ok(current.keys.config_key, source.config)
+            for source in sources
+        )
+        # A config stripped of its authenticator, where a source has it authenticated, is
+        # not intact: it was altered (Repository.open says so where the cache knows).
+        if opens_the_data(storage, current.sealer) and not stripped:
             raise RepositoryError(
                 f"the config of the repository at {storage.location} is intact and opens "
                 "with this passphrase: nothing to restore"

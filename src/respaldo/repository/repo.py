@@ -28,7 +28,9 @@ from respaldo.repository.config_file import (
     FORMAT_VERSION,
     RESTORE_HINT,
     check_config,
+    differing_fields,
     held_prefixes,
+    mac_ok,
     missing_config,
     read_config,
     with_mac,
@@ -261,12 +263,10 @@ class Repository:
         master_key = _unlock(
             storage, config, key_files, secret_text(passphrase), cache_dir, key_cache
         )
-        check_config(
-            config,
-            KeySet.derive(master_key, config["id"]).config_key,
-            key_files,
-            storage.location,
-        )
+        config_key = KeySet.derive(master_key, config["id"]).config_key
+        check_config(config, config_key, key_files, storage.location)
+        if "mac" not in config and cache_dir is not None:
+            _refuse_stripped(config, config_key, cache_dir / config["id"], storage.location)
         repo = cls(
             storage,
             config,
@@ -769,6 +769,29 @@ def _unlock(
             "with a mirror's, or run 'respaldo repository restore-config'"
         )
     raise WrongPassphrase(f"wrong passphrase for the repository at {storage.location}", hint=hint)
+
+
+def _refuse_stripped(
+    config: dict[str, Any], config_key: bytes, cached_dir: Path, location: str
+) -> None:
+    """Raise ConfigDamaged if this machine's copy of ``config`` (in ``cached_dir``) has an
+    authenticator that authenticates, while the repository's has none: no respaldo ever
+    removes it, so someone who could write the repository did (with the key files'
+    copies), to have fields of config pass unauthenticated."""
+    try:
+        cached = json.loads((cached_dir / CONFIG_NAME).read_bytes())
+    except (OSError, ValueError):
+        return
+    if not isinstance(cached, dict) or not mac_ok(config_key, cached):
+        return
+    fields = differing_fields(config, cached)
+    changed = f"; {', '.join(fields)} differ from it" if fields else ""
+    raise ConfigDamaged(
+        f"the repository config at {location} was altered: its authenticator ('mac') was "
+        f"removed (and the key files' copies of it), which this machine's authenticated "
+        f"copy of it ({cached_dir / CONFIG_NAME}) has{changed}",
+        hint=RESTORE_HINT,
+    )
 
 
 def _whole_key_files(storage: Storage, exclude: str) -> tuple[list[str], list[str]]:
