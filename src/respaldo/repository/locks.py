@@ -258,7 +258,7 @@ class Lease:
             _delete_quietly(storage, info.name)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise _locked(kind, conflicts, stale_after, clock())
+                raise _locked(kind, purpose, conflicts, stale_after, clock())
             # Jitter, so that two processes that keep meeting stop meeting.
             time.sleep(min(left, poll * random.uniform(0.5, 1.5)))
         lease = cls(storage, info, stale_after=stale_after, clock=clock)
@@ -398,14 +398,19 @@ def _conflicts(
 
 
 def _locked(
-    kind: LockKind, conflicts: list[LockInfo], stale_after: float, now: datetime
+    kind: LockKind, purpose: str, conflicts: list[LockInfo], stale_after: float, now: datetime
 ) -> RepositoryLocked:
+    """The error for a lock of ``kind`` taken for ``purpose`` that ``conflicts`` stop. The
+    exclusive lock is garbage collection's, an index rebuild's, WAL retention's or a
+    rewind's: each is named, so that no one is told to run prune again after a rebuild."""
     holders = [lock.describe(now) for lock in conflicts]
     if kind is LockKind.EXCLUSIVE:
         message = "the repository is in use: " + "; ".join(holders)
-        hint = "garbage collection waits for running backups; run prune again when they end"
+        again = "prune" if purpose == "garbage collection" else "it"
+        hint = f"{purpose} waits for running backups; run {again} again when they end"
     else:
-        message = "garbage collection is running: " + "; ".join(holders)
+        running = conflicts[0].purpose or "garbage collection"
+        message = f"{running} is running: " + "; ".join(holders)
         hint = "try again when it has finished (or raise [locks] wait_seconds)"
     hint += (
         f"; a lock whose holder died is ignored after {timedelta(seconds=stale_after)} "

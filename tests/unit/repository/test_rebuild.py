@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from respaldo.errors import IntegrityError, RepositoryLocked
-from respaldo.repository import Repository, collect_garbage, rebuild_index, verify_repository
+from respaldo.repository import (
+    Lease,
+    LockKind,
+    Repository,
+    collect_garbage,
+    rebuild_index,
+    verify_repository,
+)
 from respaldo.repository.crypto import AAD_INDEX
 from respaldo.repository.index import GROUP, MAGIC
 from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
@@ -199,3 +206,22 @@ def test_a_rebuild_and_a_collection_never_run_at_once(
     manifest, _ = write_backup(open_repo(storage), "b3", {"dump": two["b1"]})
     assert read_stream(open_repo(storage), manifest) == two["b1"]
     assert verify_repository(open_repo(storage)).ok
+
+
+def test_a_rebuild_waits_for_backups_and_says_so(repo: Repository) -> None:
+    backup = Lease.acquire(repo.storage, LockKind.SHARED, "backup b9", refresh=False)
+    try:
+        with pytest.raises(RepositoryLocked) as info:
+            rebuild_index(repo)
+    finally:
+        backup.release()
+    assert "backup b9" in str(info.value)
+    assert "index rebuild waits for running backups" in info.value.hint
+    assert "prune" not in info.value.hint
+
+    rebuild = Lease.acquire(repo.storage, LockKind.EXCLUSIVE, "index rebuild", refresh=False)
+    try:
+        with pytest.raises(RepositoryLocked, match="index rebuild is running"):
+            write_backup(repo, "b10", {"dump": random_bytes(1000)})
+    finally:
+        rebuild.release()
