@@ -53,7 +53,9 @@ from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
 from respaldo.errors import (
+    BackupNotFound,
     ConfigError,
+    IntegrityError,
     InvalidBackupId,
     InvalidInput,
     RecordNotFound,
@@ -166,20 +168,27 @@ def run_drill(
     (default: this one).
 
     A failed check is a result (``passed`` False), not an exception; so is a backup of
-    the catalog that cannot be read from any repository (manifest gone or damaged,
-    chunks lost, no repository opens): its run is recorded failed, the backup marked
-    unverified, the alert sent. Raises ConfigError or RecordNotFound when there is
-    nothing to test (BackupNotFound for an id the catalog does not have either).
+    the catalog that no configured repository can give (manifest gone or damaged, chunks
+    lost), every one of them opened: its run is recorded failed, the backup marked
+    unverified, the alert sent. A repository that does not open (a disk not mounted, S3
+    down) says nothing of the backup: that drill raises its error, and the backup keeps
+    its mark. Raises ConfigError or RecordNotFound when there is nothing to test
+    (BackupNotFound for an id the catalog does not have either).
     """
     remove_leftovers(ctx)
     backup_id = backup_to_test(ctx, target)
     with contextlib.ExitStack() as leases:
+        unopened: dict[str, RespaldoError] = {}
         try:
-            repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"drill of {backup_id}")
+            repo, fallbacks, warnings = open_with_fallbacks(
+                ctx, leases, f"drill of {backup_id}", unopened
+            )
             manifest = load_manifest_any(repo, fallbacks, backup_id)
-        except (ConfigError, InvalidInput):
-            raise
-        except RespaldoError as exc:
+        except (BackupNotFound, IntegrityError) as exc:
+            # Judged only where every repository was read: the backup may be whole in
+            # one that did not open.
+            if unopened:
+                raise
             result = _unreadable(ctx, backup_id, exc)
             if result is None:
                 raise
@@ -200,7 +209,7 @@ def run_drill(
 
 def _unreadable(ctx: Context, backup_id: str, exc: RespaldoError) -> DrillResult | None:
     """A backup of the catalog that cannot be read (its manifest gone or damaged, chunks
-    lost, no repository opens): a restore test that failed, recorded as one and marking
+    lost, in every configured repository): a restore test that failed, recorded as one and marking
     the backup unverified, rather than an error that leaves an earlier pass standing.
     None for an id the catalog does not have (nothing to test)."""
     with ctx.catalog.read() as session:

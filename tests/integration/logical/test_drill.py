@@ -21,6 +21,7 @@ from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases
+from tests.integration.logical.test_quarantine_cli import _add_mirror
 from tests.integration.majors import ON_EVERY_MAJOR
 from tests.servers.notify import free_port
 
@@ -428,3 +429,27 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
         for name in _scratch(respaldo):
             pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         pg.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize("mirror", [False, True], ids=["alone", "mirror-without-it"])
+def test_a_drill_that_cannot_reach_the_backup_fails_without_judging_it(
+    respaldo: Respaldo, mirror: bool
+) -> None:
+    """The repository that holds the backup does not open (a disk not mounted, S3 down;
+    a mirror that opens has no copy yet): nothing is known of the backup, so the drill is
+    an error (its job fails and says why), not a restore test that found it bad: the
+    backup keeps its pass, and status does not judge the RPO as if it were lost."""
+    backup_id = respaldo.backup()["id"]
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 0 and result["passed"] is True, err
+    if mirror:
+        _add_mirror(respaldo)  # made after the backup: it holds no copy of it
+    respaldo.repo_dir.rename(respaldo.tmp / "unmounted")
+    try:
+        run = respaldo.run("drill", backup_id, "--json")
+    finally:
+        (respaldo.tmp / "unmounted").rename(respaldo.repo_dir)
+    assert run.code not in (0, 3), str(run)
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
+    history = respaldo.run("drills", "--json").json()
+    assert [h["status"] for h in history] == ["passed"], history
