@@ -132,7 +132,7 @@ def restore_config(
         if key.config is not None and key.recorded_id is not None
     ]
     candidates += sources
-    keks = [(key, key.kek(secret)) for _, key in key_files]
+    keks = [(key, kek) for _, key in key_files for kek in key.keks(secret)]
     for candidate in candidates:
         config = _proven(storage, candidate, keks, chunker)
         if config is not None:

@@ -55,14 +55,14 @@ def import_key(storage: Storage, doc: bytes, passphrase: str) -> ImportedKey:
             f"{storage.location} ({repository_id})",
             hint="export the key of this repository, or import this one where it belongs",
         )
-    master = key.unwrap(key.kek(passphrase), repository_id)
-    if master is None:
+    opened = key.open(passphrase, repository_id)
+    if opened is None:
         raise WrongPassphrase(
             "the configured passphrase does not open the key file given",
             hint="set the passphrase the key was exported with (RESPALDO_PASSPHRASE or "
             "passphrase_file)",
         )
-    if not opens_the_data(storage, Sealer(KeySet.derive(master, repository_id))):
+    if not opens_the_data(storage, Sealer(KeySet.derive(opened[0], repository_id))):
         raise RepositoryError(
             f"the key file given opens, but not the data of the repository at {storage.location}",
             hint="export the key of this repository (from a mirror, or your copy of it)",

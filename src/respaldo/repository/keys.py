@@ -33,6 +33,8 @@ import base64
 import hashlib
 import json
 import secrets
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +60,19 @@ class KdfParams:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def passphrase_forms(passphrase: str) -> list[str]:
+    """The passphrase as given, then its other Unicode normal forms (composed, NFC, then
+    decomposed, NFD) where they differ: "contraseña" typed on one machine and pasted on
+    another may be either, and argon2id derives from bytes. New keys are wrapped under
+    the composed form; key files of earlier versions under the form as typed."""
+    forms = [passphrase]
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, passphrase)
+        if other not in forms:
+            forms.append(other)
+    return forms
 
 
 def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
@@ -128,7 +143,7 @@ def wrap_master_key_kek(
     key_id = secrets.token_hex(8)
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(NONCE_SIZE)
-    kek = _kek(passphrase, salt, params)
+    kek = _kek(unicodedata.normalize("NFC", passphrase), salt, params)
     wrapped = AESGCM(kek).encrypt(nonce, master_key, _aad(repository_id, key_id))
     doc: dict[str, Any] = {
         "version": 1,
@@ -237,7 +252,23 @@ class KeyFile:
         return rid if isinstance(rid, str) else None
 
     def kek(self, passphrase: str) -> bytes:
+        """The key derived from ``passphrase`` exactly as given."""
         return _kek(passphrase, self.salt, self.params)
+
+    def keks(self, passphrase: str) -> Iterator[bytes]:
+        """The keys derived from each of :func:`passphrase_forms`, derived one at a time
+        as they are asked for (an ASCII passphrase has one form: one derivation)."""
+        for form in passphrase_forms(passphrase):
+            yield _kek(form, self.salt, self.params)
+
+    def open(self, passphrase: str, repository_id: str) -> tuple[bytes, bytes] | None:
+        """(master key, the key that unwrapped it) if ``passphrase``, in any of its forms,
+        opens this key file for ``repository_id``, else None."""
+        for kek in self.keks(passphrase):
+            master = self.unwrap(kek, repository_id)
+            if master is not None:
+                return master, kek
+        return None
 
     def unwrap(self, kek: bytes, repository_id: str) -> bytes | None:
         """The master key if ``kek`` opens this key file for ``repository_id``, else None."""
@@ -252,8 +283,8 @@ def unwrap_master_key(doc_bytes: bytes, passphrase: str, repository_id: str) -> 
 
     Raises RepositoryError if the key file is malformed (not merely the wrong passphrase).
     """
-    key = KeyFile.parse(doc_bytes)
-    return key.unwrap(key.kek(passphrase), repository_id)
+    opened = KeyFile.parse(doc_bytes).open(passphrase, repository_id)
+    return opened[0] if opened is not None else None
 
 
 def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:

@@ -396,7 +396,8 @@ class Repository:
         secret = secret_text(passphrase)
         found = []
         for name, key in read_key_files(self.storage):
-            if key.unwrap(key.kek(secret), self.id) == self._master_key:
+            opened = key.open(secret, self.id)
+            if opened is not None and opened[0] == self._master_key:
                 found.append(name[len(KEY_PREFIX) :])
         return found
 
@@ -412,7 +413,8 @@ class Repository:
                 f"the new key file {name} is not in {self.storage.location} after it was written",
                 hint="nothing was removed; check the storage, then run the command again",
             ) from None
-        if key.unwrap(key.kek(secret_text(passphrase)), self.id) != self._master_key:
+        opened = key.open(secret_text(passphrase), self.id)
+        if opened is None or opened[0] != self._master_key:
             raise RepositoryError(
                 f"the new key file {name} in {self.storage.location} does not open with the "
                 "new passphrase as it was read back",
@@ -731,13 +733,14 @@ def _unlock(
             master = key.unwrap(cached, config["id"]) if cached is not None else None
             if master is not None:
                 return master
-        kek = key.kek(passphrase)
-        master = key.unwrap(kek, config["id"])
-        if master is not None:
-            if key_cache is not None:
-                store_kek(key_cache, config["id"], key, passphrase, kek)
-            return master
-        tried.append((name, key, kek))
+        # The passphrase as given, then its other Unicode forms (keys.passphrase_forms).
+        for kek in key.keks(passphrase):
+            master = key.unwrap(kek, config["id"])
+            if master is not None:
+                if key_cache is not None:
+                    store_kek(key_cache, config["id"], key, passphrase, kek)
+                return master
+            tried.append((name, key, kek))
     others = {key.recorded_id for _, key in key_files} | _cached_ids(cache_dir)
     others.discard(config["id"])
     # Key files that record config's id vouch for it: then the one that opens under
