@@ -1,7 +1,7 @@
 """A real ``respaldo`` process whose repository stalls mid-stream: for kill -9 tests.
 
 Run as ``python stalled_restore.py LIMIT ARGS…``: runs ``respaldo ARGS…`` in this process,
-but every stream a restore reads stops once ``LIMIT`` bytes of it have been handed on
+but every stream a restore reads (a chunk or a window of chunks at a time) stops once ``LIMIT`` bytes of it have been handed on
 (and written by the restore): the process prints ``stalled`` and waits on stdin for ever,
 a restore caught half-way, for the test to kill with SIGKILL. A slow network or disk
 looks the same from inside respaldo.
@@ -20,6 +20,7 @@ from respaldo.cli.main import invoke
 from respaldo.operations import restore
 
 _stream = restore.StreamReader.stream
+_batches = restore.StreamReader.batches
 
 
 def main() -> int:
@@ -34,7 +35,19 @@ def main() -> int:
                 print("stalled", flush=True)
                 sys.stdin.read()
 
+    def stalling_batches(
+        self: restore.StreamReader, manifest: Any, name: str
+    ) -> Iterator[list[bytes]]:
+        done = 0
+        for batch in _batches(self, manifest, name):
+            yield batch
+            done += sum(map(len, batch))
+            if done >= limit:
+                print("stalled", flush=True)
+                sys.stdin.read()
+
     restore.StreamReader.stream = stalling  # type: ignore[method-assign]
+    restore.StreamReader.batches = stalling_batches  # type: ignore[method-assign]
     return invoke(sys.argv[2:])
 
 

@@ -61,6 +61,7 @@ from respaldo.operations.pardump import (
     restore_directory,
     table_of_contents,
 )
+from respaldo.operations.restore_feed import write_all
 from respaldo.operations.restore_parallel import (
     restore_arriving,
     restore_directory_arriving,
@@ -86,7 +87,7 @@ from respaldo.postgres import (
     terminate_connections,
     unexpected_objects,
 )
-from respaldo.postgres.commands import parse_tool_version
+from respaldo.postgres.commands import parse_tool_version, widen_pipe
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.dbprops import (
     DatabaseProperties,
@@ -105,7 +106,13 @@ from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
-from respaldo.repository import Manifest, Repository, iter_ranges, iter_stream
+from respaldo.repository import (
+    Manifest,
+    Repository,
+    iter_ranges,
+    iter_stream,
+    iter_stream_batches,
+)
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.reader import ChunkResult
 from respaldo.repository.repair import lost_chunks_of
@@ -570,7 +577,7 @@ def restore_stream_into(
             with private_directory("spool", work_dir) as tmp:
                 (tmp / "dump").mkdir()
                 return restore_directory_arriving(
-                    reader.stream,
+                    reader.batches,
                     manifest,
                     conninfo,
                     directory=tmp / "dump",
@@ -603,9 +610,13 @@ def restore_stream_into(
     progress = stepped(lambda n: ctx.progress("restore", n, total), total)
     if jobs == 1:
         with pg_restore(conninfo, no_owner=no_owner, bindir=bindir) as restore:
-            for data in reader.stream(manifest, DUMP_STREAM):
-                restore.stdin.write(data)
-                done += len(data)
+            fd = restore.stdin.fileno()
+            widen_pipe(fd)  # fewer, longer writes: fewer wake-ups
+            for batch in reader.batches(manifest, DUMP_STREAM):
+                # A window's chunks in one writev, not one write (and wake-up of
+                # pg_restore) per chunk; a reader that has gone raises BrokenPipeError.
+                done += sum(map(len, batch))
+                write_all(fd, batch)
                 progress(done)
         return done
     # The tables' data loads into the staging database while the dump still arrives;
@@ -616,7 +627,7 @@ def restore_stream_into(
     # directory: pg_restore is this process's own child, running as the same user.
     with private_directory("spool", work_dir) as tmp:
         done = restore_arriving(
-            reader.stream(manifest, DUMP_STREAM),
+            reader.batches(manifest, DUMP_STREAM),
             total,
             manifest.meta.get(DUMP_BLOCKS),
             conninfo,
@@ -728,6 +739,13 @@ class StreamReader:
 
     def stream(self, manifest: Manifest, name: str) -> Iterator[bytes]:
         return iter_stream(
+            self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=self._note
+        )
+
+    def batches(self, manifest: Manifest, name: str) -> Iterator[list[bytes]]:
+        """A stream's chunks a window at a time (see
+        :func:`~respaldo.repository.iter_stream_batches`)."""
+        return iter_stream_batches(
             self.repo, manifest, name, fallbacks=self.fallbacks, on_fallback=self._note
         )
 

@@ -108,14 +108,23 @@ def send_range(out: IO[bytes], fd: int, offset: int, count: int) -> int:
 
 
 def write_all(fd: int, parts: list[bytes]) -> None:
-    """``writev`` of ``parts`` into the file or pipe ``fd``, whole. Raises
+    """``writev`` of ``parts`` into the file or pipe ``fd``, whole, at most FEED bytes
+    (and IOV_PARTS parts) a call: writing the page cache 2 MiB a call cost twice the
+    system CPU of 1 MiB ones (0.5-0.7 against 0.27-0.29 s per GiB, measured). Raises
     BrokenPipeError if the reader has gone."""
-    while parts:
-        written = os.writev(fd, parts[:IOV_PARTS])
-        while parts and written >= len(parts[0]):
-            written -= len(parts.pop(0))
+    pending: list[bytes | memoryview] = list(parts)
+    at, count = 0, len(pending)
+    while at < count:
+        end, size = at + 1, len(pending[at])
+        while end < count and end - at < IOV_PARTS and size + len(pending[end]) <= FEED:
+            size += len(pending[end])
+            end += 1
+        written = os.writev(fd, pending[at:end])
+        while at < end and written >= len(pending[at]):
+            written -= len(pending[at])
+            at += 1
         if written:
-            parts[0] = parts[0][written:]
+            pending[at] = memoryview(pending[at])[written:]  # the rest, not a copy
 
 
 @dataclass
@@ -176,12 +185,17 @@ class FileFeed(Arrivals):
             self._complete.add(name)
 
     def read_file(
-        self, name: str, chunks: Iterable[bytes], progress: Callable[[int], None], done: int
+        self,
+        name: str,
+        batches: Iterable[list[bytes]],
+        progress: Callable[[int], None],
+        done: int,
     ) -> int:
-        """Take file ``name``'s ``chunks`` to their end (the iterator raises if the file's
-        checksum does not match: the file is then left unfinished, and :meth:`abort` wakes
-        its worker); ``progress`` gets the bytes read so far, counted from ``done``, which
-        this returns. Raises what ``chunks`` raises, Aborted once the feed is abandoned."""
+        """Take file ``name``'s chunks, a list at a time (``iter_stream_batches``), to
+        their end (the iterator raises if the file's checksum does not match: the file is
+        then left unfinished, and :meth:`abort` wakes its worker); ``progress`` gets the
+        bytes read so far, counted from ``done``, which this returns. Raises what
+        ``batches`` raises, Aborted once the feed is abandoned."""
         with self._changed:
             owner = self._owners.get(name)
             stream = None
@@ -192,12 +206,14 @@ class FileFeed(Arrivals):
         if stream is None:
             first = done
             part = self.directory / (name + ".part")
-            with part.open("wb", buffering=FEED) as fh:
-                write = fh.write
-                for data in chunks:
-                    write(data)
-                    done += len(data)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                for chunks in batches:
+                    done += sum(map(len, chunks))
+                    write_all(fd, chunks)
                     progress(done)
+            finally:
+                os.close(fd)
             # Complete and checked: only now under the name pg_restore opens.
             part.rename(self.directory / name)
             self.add(name)
@@ -206,14 +222,18 @@ class FileFeed(Arrivals):
         try:
             batch: list[bytes] = []
             size = 0
-            for data in chunks:
-                batch.append(data)
-                size += len(data)
-                done += len(data)
-                progress(done)
-                if size >= BATCH:
-                    self._arrive(stream, batch, size)
-                    batch, size = [], 0
+            for chunks in batches:
+                # Handed on BATCH bytes at a time, not a whole window: a worker's
+                # read-ahead stays within READ_AHEAD plus one batch.
+                for data in chunks:
+                    batch.append(data)
+                    size += len(data)
+                    if size >= BATCH:
+                        self._arrive(stream, batch, size)
+                        done += size
+                        batch, size = [], 0
+                progress(done + size)
+            done += size
             if batch:
                 self._arrive(stream, batch, size)
             self._spill(stream)

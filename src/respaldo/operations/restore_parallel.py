@@ -95,10 +95,11 @@ class Spool(_Arrivals):
         """Held to change the batch or to write into the spool (lock order: this one,
         then the condition)."""
 
-    def append(self, data: bytes) -> None:
+    def append(self, parts: list[bytes], size: int) -> None:
+        """Add ``parts`` (``size`` bytes in all: a window of chunks) to the stream."""
         with self._writing:
-            self._batch.append(data)
-            self._batched += len(data)
+            self._batch += parts
+            self._batched += size
             if self._batched >= FEED or self._waiting:
                 self._write_batch()
 
@@ -302,7 +303,7 @@ def plan_blocks(toc: ArchiveToc, noted: object, size: int, jobs: int) -> Plan | 
 
 
 def restore_arriving(
-    chunks: Iterator[bytes],
+    chunks: Iterator[list[bytes]],
     size: int,
     noted: object,
     conninfo: ConnInfo,
@@ -313,7 +314,8 @@ def restore_arriving(
     bindir: Path | None,
     progress: Callable[[int], None],
 ) -> int:
-    """Restore the custom-format dump ``chunks`` yields (``size`` bytes; it raises
+    """Restore the custom-format dump ``chunks`` yields, a list of chunks at a time
+    (``size`` bytes; it raises
     IntegrityError at the end if its checksum differs) into ``conninfo``'s database with
     ``jobs`` workers, spooling it in ``directory``; returns the bytes read. Raises what
     ``chunks`` raises, PostgresError, RestoreError; on any failure every pg_restore is
@@ -323,9 +325,10 @@ def restore_arriving(
 
     def appended() -> Iterator[None]:
         nonlocal done
-        for data in chunks:
-            spool.append(data)
-            done += len(data)
+        for batch in chunks:
+            count = sum(map(len, batch))
+            spool.append(batch, count)
+            done += count
             progress(done)
             yield
 
@@ -502,7 +505,7 @@ def stepped(report: Callable[[int], None], total: int) -> Callable[[int], None]:
 
 
 def restore_directory_arriving(
-    stream: Callable[[Manifest, str], Iterator[bytes]],
+    stream: Callable[[Manifest, str], Iterator[list[bytes]]],
     manifest: Manifest,
     conninfo: ConnInfo,
     *,

@@ -28,7 +28,12 @@ if TYPE_CHECKING:
     from respaldo.repository.keys import KdfParams
     from respaldo.repository.locks import Lease, LockKind, shared_lease
     from respaldo.repository.manifest import Manifest, StreamInfo
-    from respaldo.repository.reader import copy_stream, iter_ranges, iter_stream
+    from respaldo.repository.reader import (
+        copy_stream,
+        iter_ranges,
+        iter_stream,
+        iter_stream_batches,
+    )
     from respaldo.repository.rebuild import RebuildReport, rebuild_index
     from respaldo.repository.repo import Repository
     from respaldo.repository.verify import Problem, VerifyReport, verify_backups, verify_repository
@@ -56,6 +61,7 @@ _WHERE = {
     "copy_stream": "respaldo.repository.reader",
     "iter_ranges": "respaldo.repository.reader",
     "iter_stream": "respaldo.repository.reader",
+    "iter_stream_batches": "respaldo.repository.reader",
     "rebuild_index": "respaldo.repository.rebuild",
     "shared_lease": "respaldo.repository.locks",
     "verify_backups": "respaldo.repository.verify",
@@ -84,6 +90,7 @@ __all__ = [
     "copy_stream",
     "iter_ranges",
     "iter_stream",
+    "iter_stream_batches",
     "rebuild_index",
     "shared_lease",
     "verify_backups",

@@ -79,16 +79,18 @@ def _hold_the_end(
     the stream then fails as a checksum that does not match does. Returns a list that
     gets True when the last chunk was reached with ``loaded`` set."""
     reached: list[bool] = []
-    real_stream = restore_module.StreamReader.stream
+    real_batches = restore_module.StreamReader.batches
 
-    def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
-        chunks = real_stream(self, manifest, name)
+    def batches(self: Any, manifest: Manifest, name: str) -> Iterator[list[bytes]]:
+        windows = real_batches(self, manifest, name)
         if name != _last_stream(manifest):
-            yield from chunks
+            yield from windows
             return
+        # A chunk at a time: a small dump's stream may be one window.
+        chunks = (data for window in windows for data in window)
         held = next(chunks)
         for data in chunks:
-            yield held
+            yield [held]
             held = data
         reached.append(loaded.wait(NEVER))
         if fail:
@@ -97,9 +99,9 @@ def _hold_the_end(
                 backup=manifest.backup_id,
                 hint="restore another backup",
             )
-        yield held
+        yield [held]
 
-    monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
+    monkeypatch.setattr(restore_module.StreamReader, "batches", batches)
     return reached
 
 
@@ -192,15 +194,15 @@ def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
         real_route(self, chosen)
         routed.set()
 
-    real_stream = restore_module.StreamReader.stream
+    real_batches = restore_module.StreamReader.batches
 
-    def stream(self: Any, manifest: Manifest, name: str) -> Iterator[bytes]:
+    def batches(self: Any, manifest: Manifest, name: str) -> Iterator[list[bytes]]:
         if name == biggest.name:
             assert routed.wait(NEVER)
-        yield from real_stream(self, manifest, name)
+        yield from real_batches(self, manifest, name)
 
     monkeypatch.setattr(FileFeed, "route", route)
-    monkeypatch.setattr(restore_module.StreamReader, "stream", stream)
+    monkeypatch.setattr(restore_module.StreamReader, "batches", batches)
     run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
     assert Path(biggest.name).name in owners  # streamed to a worker, not spooled whole
     assert pack in run.err and f"of stream '{biggest.name}'" in run.err, run.err

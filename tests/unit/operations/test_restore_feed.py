@@ -100,14 +100,14 @@ def test_a_worker_gets_its_file_from_memory_as_it_arrives(tmp_path: Path) -> Non
     thread, errors = start(feed, ["a.dat"], pipe)
     data = chunks(100, 1)
 
-    def arriving() -> Iterator[bytes]:
+    def arriving() -> Iterator[list[bytes]]:
         for chunk in data[:-1]:
-            yield chunk
+            yield [chunk]
             # Nothing of it is written to disk while the worker keeps up.
             assert list(tmp_path.iterdir()) == []
         # The worker had the first chunks long before the file was complete.
         assert pipe.first.wait(60)
-        yield data[-1]
+        yield [data[-1]]
 
     told: list[int] = []
     assert feed.read_file("a.dat", arriving(), told.append, 10) == 10 + len(b"".join(data))
@@ -137,8 +137,14 @@ def test_a_busy_worker_makes_the_reader_wait_not_spill(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def windows(data: list[bytes], size: int = 3) -> Iterator[list[bytes]]:
+    """``data`` as the reader yields it: lists of chunks (a window's)."""
+    for at in range(0, len(data), size):
+        yield data[at : at + size]
+
+
 def _read(feed: FileFeed, name: str, data: list[bytes]) -> None:
-    feed.read_file(name, iter(data), lambda done: None, 0)
+    feed.read_file(name, windows(data), lambda done: None, 0)
 
 
 def test_a_worker_that_falls_behind_is_spilled_while_another_waits(tmp_path: Path) -> None:
@@ -164,8 +170,8 @@ def test_a_worker_that_falls_behind_is_spilled_while_another_waits(tmp_path: Pat
     assert list(tmp_path.iterdir()) == []  # the spill file is gone once loaded
 
 
-def failing(data: list[bytes]) -> Iterator[bytes]:
-    yield from data
+def failing(data: list[bytes]) -> Iterator[list[bytes]]:
+    yield from windows(data)
     raise IntegrityError("stream 'dump/3.dat' does not match its checksum")
 
 

@@ -16,10 +16,10 @@ def test_chunks_are_written_a_batch_at_a_time(tmp_path: Path) -> None:
     spool = Spool(path)
     chunks = [os.urandom(20_000) for _ in range(200)]
     for chunk in chunks[:10]:
-        spool.append(chunk)
+        spool.append([chunk], len(chunk))
     assert path.stat().st_size == 0  # nobody waits: the batch is not full yet
-    for chunk in chunks[10:]:
-        spool.append(chunk)
+    for at in range(10, len(chunks), 5):  # the reader's windows: lists of chunks
+        spool.append(chunks[at : at + 5], 5 * 20_000)
     assert 0 < len(chunks) * 20_000 - path.stat().st_size < FEED
     spool.finish()
     assert path.read_bytes() == b"".join(chunks)
@@ -27,7 +27,7 @@ def test_chunks_are_written_a_batch_at_a_time(tmp_path: Path) -> None:
 
 def test_a_waiting_reader_gets_bytes_still_in_the_batch(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "dump")
-    spool.append(b"a" * 100)  # far less than a batch, and no more comes for now
+    spool.append([b"a" * 100], 100)  # far less than a batch, and no more comes for now
     got: list[bytes] = []
 
     def read() -> None:
@@ -39,7 +39,7 @@ def test_a_waiting_reader_gets_bytes_still_in_the_batch(tmp_path: Path) -> None:
     waiter.join(60)
     assert got == [b"a" * 100]
     # While nobody waits, chunks wait for their batch; a reader that comes takes them.
-    spool.append(b"b" * 50)
+    spool.append([b"b" * 50], 50)
     with spool.reader() as source:
         source.seek(100)
         assert source.read(50) == b"b" * 50
