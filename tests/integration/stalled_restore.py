@@ -1,10 +1,10 @@
 """A real ``respaldo`` process whose repository stalls mid-stream: for kill -9 tests.
 
 Run as ``python stalled_restore.py LIMIT ARGS…``: runs ``respaldo ARGS…`` in this process,
-but every stream a restore reads (a chunk or a window of chunks at a time) stops once ``LIMIT`` bytes of it have been handed on
-(and written by the restore): the process prints ``stalled`` and waits on stdin for ever,
-a restore caught half-way, for the test to kill with SIGKILL. A slow network or disk
-looks the same from inside respaldo.
+but every stream a restore reads (a chunk or a window of chunks at a time) stops once
+``LIMIT`` bytes of it have been handed on (and written by the restore): the process
+prints ``stalled`` and waits on stdin for ever, a restore caught half-way, for the test
+to kill with SIGKILL. A slow network or disk looks the same from inside respaldo.
 """
 
 from __future__ import annotations

@@ -468,7 +468,7 @@ def iter_stream_batches(
             yield from listed
 
     for results in fetch_windows(repo, entries(), fallbacks=fallbacks, on_fallback=on_fallback):
-        batch = []
+        batch: list[bytes] = []
         append = batch.append
         for result in results:
             data = result.data
