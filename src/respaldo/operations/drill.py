@@ -127,6 +127,13 @@ class DrillResult:
     checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def found_failure(self) -> str | None:
+        """What failed, for the job's row (see operations.jobs.Verdict); None if passed."""
+        if self.passed:
+            return None
+        what = _first_failure(self.checks) or "no check ran"
+        return f"the restore test failed: {what}"
+
     def view(self) -> DrillView:
         """The result model that ``drill --json`` prints and the API returns."""
         return DrillView(

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -258,6 +258,17 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float) else str(value)
 
 
+@runtime_checkable
+class Verdict(Protocol):
+    """A result that can say the operation ran to its end but found it failed: a restore
+    test whose check failed, a verify that found damage (results, not exceptions: the
+    CLI prints them and exits 3)."""
+
+    def found_failure(self) -> str | None:
+        """What failed, in one line; None when it succeeded."""
+        ...
+
+
 def run(
     ctx: Context,
     job_id: int,
@@ -271,7 +282,10 @@ def run(
     """Run the queued job ``job_id``: ``body(ctx)`` with a cancellable context.
 
     Returns what ``body`` returned; the job ends ``completed`` (with ``result_id(result)``
-    and ``outcome(result)``, what metrics and reports read back from the job's row).
+    and ``outcome(result)``, what metrics and reports read back from the job's row), or
+    ``failed`` with what failed when the result is a :class:`Verdict` of failure: such a
+    job is no success for the metrics, the page or the success notices (the operation
+    alerted what it found itself).
     If another running job holds its exclusive key, the job ends ``on_conflict``
     (``failed``, or ``skipped`` for a scheduled run) and JobConflict is raised. If the
     body raises, the job ends ``cancelled`` when ``token`` was cancelled (by the caller,
@@ -304,12 +318,19 @@ def run(
             raise JobCancelled(f"job {job_id} cancelled: {token.reason}") from exc
         raise
     lease.stop()
+    failure = result.found_failure() if isinstance(result, Verdict) else None
+    status = JobStatus.COMPLETED if failure is None else JobStatus.FAILED
     with ctx.catalog.begin() as session:
         lease.store_progress(Jobs(session))
         done = Jobs(session).finish(
-            job_id, JobStatus.COMPLETED, result_id=result_id(result), outcome=outcome(result)
+            job_id,
+            status,
+            error=failure,
+            result_id=result_id(result),
+            outcome=outcome(result),
         )
-    _notice(ctx, done)
+    if failure is None:
+        _notice(ctx, done)
     return result
 
 

@@ -45,6 +45,12 @@ class VerifyResult(ResultModel):
     def ok(self) -> bool:
         return not self.problems
 
+    def found_failure(self) -> str | None:
+        """What was found, for the job's row (see operations.jobs.Verdict); None if ok."""
+        if self.ok:
+            return None
+        return f"verify found {len(self.problems)} problems: {self.problems[0]}"
+
 
 def verify(
     ctx: Context,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,9 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
+from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.verify import VerifyResult
 
 BACKUP = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
 
@@ -196,3 +198,50 @@ def test_a_second_prune_waits_for_none_and_is_refused(ctx: Context) -> None:
     first = jobs.submit(ctx, JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "me", {}))
     jobs.run(ctx, first.id, body)
     assert inner == ["looked"] and jobs.get(ctx, first.id).status is JobStatus.COMPLETED
+
+
+def _failed_drill() -> DrillResult:
+    checks = [Check("restore", True, ""), Check("row counts", False, "orders: 10 != 12")]
+    return DrillResult(1, "20261128T083000Z-1a2b3c4d", "erp", False, 12.0, checks)
+
+
+def _damaged_verify() -> VerifyResult:
+    return VerifyResult(
+        repository="local",
+        backups=1,
+        chunks=3,
+        bytes=30,
+        packs=0,
+        packs_checked=False,
+        unreferenced_packs=0,
+        damaged_index_files=0,
+        problems=["chunk 00ab: checksum mismatch [backup x object y]", "chunk 00cd: missing"],
+        quarantined=2,
+        warnings=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "result", "error"),
+    [
+        (JobKind.DRILL, _failed_drill, "the restore test failed: row counts: orders: 10 != 12"),
+        (
+            JobKind.VERIFY,
+            _damaged_verify,
+            "verify found 2 problems: chunk 00ab: checksum mismatch [backup x object y]",
+        ),
+    ],
+    ids=["drill", "verify"],
+)
+def test_a_job_whose_result_is_a_failure_ends_failed_not_completed(
+    ctx: Context, kind: JobKind, result: Callable[[], object], error: str
+) -> None:
+    """A restore test whose check failed, a verify that found damage: the operation ran
+    to its end and returned its result (the CLI prints it and exits 3), but the job did
+    not succeed. Completed, it counted as the kind's last success in the metrics, sent a
+    success notice and showed a green badge on the page."""
+    job = jobs.submit(ctx, JobRequest(kind, "erp", TriggeredBy.SCHEDULE, "s"))
+    returned = jobs.run(ctx, job.id, lambda _: result())
+    assert returned is not None
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.FAILED, error)
