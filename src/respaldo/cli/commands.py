@@ -44,8 +44,8 @@ COMMANDS: tuple[Entry, ...] = (
         "drill",
         "drill_cmd",
         "Restore a backup into a throwaway database (logical), a scratch data directory"
-        " and server (physical, by backup id) or a scratch directory (files) and check it."
-        " Exit status 3 if it fails.",
+        " and server (physical: by backup id, or a database without logical backups) or a"
+        " scratch directory (files) and check it. Exit status 3 if it fails.",
     ),
     Entry("drills", "drill_cmd", "List past restore tests, newest first."),
     Entry(
