@@ -307,6 +307,8 @@ def read_key_files(storage: Storage) -> list[tuple[str, KeyFile]]:
     if not found:
         raise malformed or RepositoryError(
             f"the repository at {storage.location} has no key files",
-            hint="copy keys/ back from a mirror of this repository",
+            hint="copy keys/ back from a mirror of this repository, or put back a key "
+            "exported with 'respaldo key export': 'respaldo key import FILE' "
+            "(docs/disaster-recovery.md, 'Lost key files')",
         )
     return found

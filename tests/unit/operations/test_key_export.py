@@ -61,6 +61,7 @@ def test_an_exported_key_brings_back_repositories_whose_keys_were_all_lost(
     shutil.rmtree(inst.root / "cache")
     code, _, err = _run(capsys, inst.config, "key", "list")
     assert code != 0 and "no key files" in err
+    assert "respaldo key import" in err  # the hint names the way back
 
     code, _, err = _run(capsys, inst.config, "key", "import", str(exported))
     assert code == 0, err
