@@ -31,6 +31,7 @@ from respaldo.repository.chunker import ChunkerParams
 from respaldo.repository.config_file import (
     CONFIG_NAME,
     FORMAT_VERSION,
+    differing_fields,
     mac_ok,
     parse_config,
     with_mac,
@@ -116,10 +117,12 @@ def restore_config(
             source.config is not None
             and source.repository_id == current.id
             and mac_ok(current.keys.config_key, source.config)
+            and differing_fields(current.config, source.config)
             for source in sources
         )
-        # A config stripped of its authenticator, where a source has it authenticated, is
-        # not intact: it was altered (Repository.open says so where the cache knows).
+        # A config without its authenticator that differs from a source's authenticated
+        # one is not intact: it was altered (Repository.open says so where the cache
+        # knows).
         if opens_the_data(storage, current.sealer) and not stripped:
             raise RepositoryError(
                 f"the config of the repository at {storage.location} is intact and opens "

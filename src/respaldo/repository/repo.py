@@ -777,10 +777,11 @@ def _unlock(
 def _refuse_stripped(
     config: dict[str, Any], config_key: bytes, cached_dir: Path, location: str
 ) -> None:
-    """Raise ConfigDamaged if this machine's copy of ``config`` (in ``cached_dir``) has an
-    authenticator that authenticates, while the repository's has none: no respaldo ever
-    removes it, so someone who could write the repository did (with the key files'
-    copies), to have fields of config pass unauthenticated."""
+    """Raise ConfigDamaged if ``config``, which has no authenticator, differs from this
+    machine's copy of it (in ``cached_dir``) that has one that authenticates: someone
+    who could write the repository removed it (and the key files' copies) to have a
+    changed field pass. A config without one and equal to the copy is no harm (a
+    primary of the first format beside a newer mirror shares the cached copy)."""
     try:
         cached = json.loads((cached_dir / CONFIG_NAME).read_bytes())
     except (OSError, ValueError):
@@ -788,11 +789,12 @@ def _refuse_stripped(
     if not isinstance(cached, dict) or not mac_ok(config_key, cached):
         return
     fields = differing_fields(config, cached)
-    changed = f"; {', '.join(fields)} differ from it" if fields else ""
+    if not fields:
+        return
     raise ConfigDamaged(
-        f"the repository config at {location} was altered: its authenticator ('mac') was "
-        f"removed (and the key files' copies of it), which this machine's authenticated "
-        f"copy of it ({cached_dir / CONFIG_NAME}) has{changed}",
+        f"the repository config at {location} was altered: it has no authenticator ('mac'), "
+        f"and {', '.join(fields)} differ from this machine's authenticated copy of it "
+        f"({cached_dir / CONFIG_NAME})",
         hint=RESTORE_HINT,
     )
 
