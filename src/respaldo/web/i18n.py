@@ -101,13 +101,15 @@ class Formatter:
         return f"{text} {self._unit(*second)}" if second[0] else text
 
     def size(self, value: int | None) -> str:
-        """Bytes in the largest unit that keeps the number at least 1 ("1,5 GB")."""
+        """Bytes in the largest unit that keeps the number at least 1 ("1,5 GB"). The units
+        are powers of 1000, as their names say and as 'respaldo status' writes them: in
+        powers of 1024 a 1.61 GB backup read "1,5 GB" here and "1.6 GB" there."""
         if value is None:
             return "—"
         amount = float(value)
         unit = 0
-        while amount >= 1024 and unit < len(_UNITS) - 1:
-            amount /= 1024
+        while amount >= 1000 and unit < len(_UNITS) - 1:
+            amount /= 1000
             unit += 1
         pattern = "#,##0" if unit == 0 or amount >= 100 else "#,##0.#"
         return f"{format_decimal(amount, format=pattern, locale=self.locale)} {_UNITS[unit]}"

@@ -88,10 +88,10 @@ def test_unknown_language_is_refused() -> None:
 
 def test_sizes_times_and_numbers_read_as_each_language_writes_them() -> None:
     es, en = Formatter("es"), Formatter("en")
-    assert es.size(1536 * 1024 * 1024) == "1,5 GB"
-    assert en.size(1536 * 1024 * 1024) == "1.5 GB"
+    assert es.size(1_500_000_000) == "1,5 GB"
+    assert en.size(1_500_000_000) == "1.5 GB"
     assert es.size(512) == "512 B"
-    assert en.size(250 * 1024) == "250 KB"
+    assert en.size(250_000) == "250 KB"
     now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
     assert es.relative(now - timedelta(hours=3), now) == "hace 3 horas"
     assert es.relative(now + timedelta(days=5), now) == "dentro de 5 días"
@@ -124,3 +124,16 @@ def test_a_duration_is_precise_enough_to_compare_an_age_with_its_limit() -> None
     assert en.duration(26 * 3600 + 20 * 60) == "26 hr 20 min"
     assert en.duration(3 * 86400) == "3 days"
     assert es.duration(None) == "—"
+
+
+def test_a_size_means_what_its_unit_says() -> None:
+    # KB, MB, GB are powers of 1000 (the units the specification's page shows, and those
+    # of 'respaldo status'): 1,610,612,736 bytes read "1,5 GB" here and "1.6 GB" in the
+    # status of the same backup.
+    es, en = Formatter("es"), Formatter("en")
+    assert es.size(1_610_612_736) == "1,6 GB"
+    assert en.size(1_500_000_000) == "1.5 GB"
+    assert en.size(256_000) == "256 KB"
+    assert en.size(999) == "999 B"
+    assert es.size(1_000) == "1 KB"
+    assert en.size(2_500_000_000_000) == "2.5 TB"
