@@ -524,6 +524,8 @@ class _Lease(threading.Thread):
         self._stopped = threading.Event()
         self._done: int | None = None
         self._total: int | None = None
+        # When the last renewal that the catalog took was sent (the job's start first).
+        self._renewed = time.monotonic()
 
     def progress(
         self, report: Callable[[str, int, int | None], None]
@@ -537,28 +539,39 @@ class _Lease(threading.Thread):
 
     def run(self) -> None:
         settings = self.ctx.settings.jobs
-        renewed = time.monotonic()
+        fence = threading.Thread(target=self._fence, name=f"{self.name}-fence", daemon=True)
+        fence.start()
         while not self._stopped.wait(settings.renew_seconds):
+            started = time.monotonic()  # the catalog's lease counts from about now
             try:
                 with self.ctx.catalog.begin() as session:
                     job = Jobs(session).renew(self.job_id, done=self._done, total=self._total)
                     status, asked = job.status, job.cancel_requested
             except (RespaldoError, Exception):  # a busy catalog: try again next time
                 log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
-                silent = time.monotonic() - renewed
-                if silent >= settings.lease_seconds * _FENCE and not self.token.cancelled:
-                    # Others will soon take the job for lost (its lease lapses), fail it
-                    # and maybe run it again: it stops first, so two runs never overlap.
-                    self.token.cancel(
-                        f"its lease could not be renewed for {silent:.0f} s (the catalog "
-                        "does not answer): stopped before another process takes it for lost"
-                    )
                 continue
-            renewed = time.monotonic()
+            self._renewed = started
             if asked:
                 self.token.cancel("cancelled by request")
             elif status is not JobStatus.RUNNING:
                 self.token.cancel(f"the job was marked {status.value} by another process")
+
+    def _fence(self) -> None:
+        """Cancel the job once its lease has gone unrenewed for ``_FENCE`` of
+        ``lease_seconds``: others will soon take it for lost (its lease lapses), fail it
+        and maybe run it again, and it stops first, so two runs never overlap. Apart from
+        the renewal: a catalog that drops packets makes the renewal's call hang for the
+        minutes TCP takes to give up, raising nothing meanwhile."""
+        settings = self.ctx.settings.jobs
+        limit = settings.lease_seconds * _FENCE
+        while not self._stopped.wait(settings.renew_seconds):
+            silent = time.monotonic() - self._renewed
+            if silent >= limit and not self.token.cancelled:
+                self.token.cancel(
+                    f"its lease could not be renewed for {silent:.0f} s (the catalog "
+                    "does not answer): stopped before another process takes it for lost"
+                )
+                return
 
     def store_progress(self, jobs: Jobs) -> JobStatus:
         """Store the last progress reported (renewing the lease); return the status."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,9 @@ BACKUP = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type"
 def ctx(tmp_path: Path) -> Iterator[Context]:
     settings = Settings(
         catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
-        jobs={"lease_seconds": 1.0},
+        # Renewed every 0.3 s; a job stops itself after 2.4 s without a renewal (a loaded
+        # machine can hold a thread up for most of a second: no test waits on that).
+        jobs={"lease_seconds": 3.0},
         cache_dir=tmp_path / "cache",
     )
     context = Context.open(settings, create=True)
@@ -129,6 +132,40 @@ def test_a_job_failed_by_another_process_stops_its_runner(ctx: Context) -> None:
     assert "marked failed by another process" in str(outcome[0])
     done = jobs.get(ctx, job.id)
     assert (done.status, done.error) == (JobStatus.FAILED, "the lease lapsed")
+
+
+def test_a_job_whose_lease_renewal_hangs_stops_before_its_lease_lapses(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition that drops packets does not refuse: the renewal's call to the catalog
+    hangs (for the minutes TCP takes to give up), and raises nothing meanwhile. The job
+    must still stop once its lease has gone unrenewed for most of lease_seconds (3 s
+    here), as when the catalog refuses, before others take it for lost and run it again."""
+    started, hanging, release = threading.Event(), threading.Event(), threading.Event()
+    renew = Jobs.renew
+
+    def hung_renew(self: Jobs, job_id: int, **given: Any) -> object:
+        if hanging.is_set():
+            release.wait(120)
+        return renew(self, job_id, **given)
+
+    monkeypatch.setattr(Jobs, "renew", hung_renew)
+
+    def body(c: Context) -> None:
+        hanging.set()
+        started.set()
+        current = cancellation.current()
+        assert current is not None
+        try:
+            assert current.wait(60), "never stopped"
+        finally:
+            release.set()
+        current.check()
+
+    job = jobs.submit(ctx, BACKUP)
+    with pytest.raises(JobCancelled, match="could not be renewed"):
+        jobs.run(ctx, job.id, body)
+    assert started.is_set()
 
 
 def test_a_second_backup_of_the_same_database_is_refused_and_recorded(ctx: Context) -> None:
