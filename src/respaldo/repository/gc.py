@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import OVERHEAD, SealError
+from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import INDEX_PREFIX, decode_index, seal_index
 from respaldo.repository.locks import Lease, LockKind, read_locks
 from respaldo.repository.manifest import MANIFEST_PREFIX
@@ -543,15 +544,21 @@ def _quarantine(
     """Record the damaged copies of a pack that is kept as it is: backups must not
     deduplicate against them (the next one stores the chunk anew), and verification,
     restores and ``repair`` then know them."""
-    new = [c for c in damaged if (c.chunk_id, c.pack_id) not in repo.quarantine.damaged]
+    found = [c for c in damaged if (c.chunk_id, c.pack_id) not in repo.quarantine.damaged]
+    # A copy that fails where the index places it may be intact where the pack's header
+    # does: then the index is wrong, and the copy must not be condemned (damage.py).
+    new, misplaced = confirm_damage(repo.storage, repo.sealer, found)
     lease.check()
     if new:
         write_record(repo.storage, repo.sealer, damaged=new)
     report.damaged += len(new)
-    report.problems.append(
-        f"{pack.name} kept as it is: {len(damaged)} live chunks in it are damaged "
-        f"(e.g. {damaged[0].chunk_id.hex()[:16]}: {damaged[0].problem}); quarantined"
-    )
+    report.problems += [f"{pack.name} kept as it is: {misplaced_problem(c)}" for c in misplaced]
+    if len(misplaced) < len(damaged):
+        bad = next(c for c in damaged if c not in misplaced)
+        report.problems.append(
+            f"{pack.name} kept as it is: {len(damaged) - len(misplaced)} live chunks in it "
+            f"are damaged (e.g. {bad.chunk_id.hex()[:16]}: {bad.problem}); quarantined"
+        )
 
 
 def _writers_running(repo: Repository) -> bool:

@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 
 from respaldo.errors import IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import AAD_INDEX, SealError
+from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import INDEX_PREFIX, Location, decode_index
-from respaldo.repository.packs import PACK_PREFIX, PackEntry, pack_id_from_name, read_header
+from respaldo.repository.packs import (
+    PACK_PREFIX,
+    PackEntry,
+    pack_id_from_name,
+    pack_name,
+    read_header,
+)
 from respaldo.repository.quarantine import DamagedCopy, write_record
 from respaldo.repository.reader import (
     ChunkResult,
@@ -245,7 +252,10 @@ def quarantine_damaged(repo: Repository, report: VerifyReport) -> int:
     that no backup deduplicates against them, and reload the index; returns how many
     were new. Raises the storage error of a store that cannot be written (a read-only
     medium): the damage is still reported, and the next verify finds it again."""
-    new = [c for key, c in report.damaged.items() if key not in repo.quarantine.damaged]
+    found = [c for key, c in report.damaged.items() if key not in repo.quarantine.damaged]
+    new, misplaced = confirm_damage(repo.storage, repo.sealer, found)
+    for copy in misplaced:
+        report.problems.append(Problem(misplaced_problem(copy), pack_name(copy.pack_id)))
     if not new:
         return 0
     write_record(repo.storage, repo.sealer, damaged=new)

@@ -1,0 +1,100 @@
+"""An index that points a chunk at the wrong place must not condemn the chunk's good copy.
+
+A chunk that fails authentication where the index says it is may be damaged, or the
+index may be wrong (a writer's or a cache's bug; an index file is authentic, not
+necessarily right). Quarantine records name a copy by chunk and pack, not by offset: a
+copy recorded damaged because the index sent the read to another chunk's bytes in the
+same pack was the good copy itself. It stayed out of every index from then on ('index
+rebuild' respects the record), and 'repair' declared the backups that need it lost,
+while every byte was intact. So a copy is recorded damaged only if it fails where the
+pack's authenticated header says it is; otherwise the index is what is reported.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.repository import Repository, collect_garbage, rebuild_index, verify_repository
+from respaldo.repository.index import seal_index
+from respaldo.repository.packs import PackEntry
+from respaldo.repository.verify import quarantine_damaged
+from respaldo.storage.base import Storage
+from tests.unit.repository.helpers import (
+    init_repo,
+    names,
+    open_repo,
+    random_bytes,
+    read_stream,
+    write_backup,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _swap_two_locations(storage: Storage, repo: Repository) -> tuple[str, bytes, bytes]:
+    """Replace the index by one (authentic) where two chunks of one pack trade places."""
+    groups = repo.index.by_pack()
+    pack_id = next(p for p in sorted(groups) if len(groups[p]) >= 2)
+    a, b = groups[pack_id][0], groups[pack_id][1]
+    groups[pack_id][0] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
+    groups[pack_id][1] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
+    for name in names(storage, "index/"):
+        storage.delete(name)
+    name, blob = seal_index(repo.sealer, groups.items())
+    storage.put(name, blob)
+    return pack_id, a.chunk_id, b.chunk_id
+
+
+def test_a_wrong_index_entry_quarantines_no_good_copy(storage: Storage, repo: Repository) -> None:
+    data = random_bytes(40_000, seed=5)
+    write_backup(repo, "b1", {"dump": data})
+    pack_id, a, b = _swap_two_locations(storage, repo)
+
+    reopened = open_repo(storage)
+    report = verify_repository(reopened)
+    assert not report.ok  # the index is wrong, and verify says so...
+    assert any("disagree" in p.message for p in report.problems)
+    assert quarantine_damaged(reopened, report) == 0  # ...but no copy is damaged
+    assert not names(storage, "quarantine/")
+
+    rebuilt = open_repo(storage, load_index=False)
+    rebuild_index(rebuilt)
+    healed = open_repo(storage)
+    assert read_stream(healed, healed.load_manifest("b1")) == data
+    assert verify_repository(healed).ok
+    del pack_id, a, b
+
+
+def test_a_really_damaged_copy_is_still_quarantined(storage: Storage, repo: Repository) -> None:
+    write_backup(repo, "b1", {"dump": random_bytes(40_000, seed=6)})
+    groups = repo.index.by_pack()
+    pack_id = sorted(groups)[0]
+    entry = groups[pack_id][0]
+    pack = f"packs/{pack_id[:2]}/{pack_id}"
+    raw = bytearray(storage.get(pack))
+    raw[entry.offset + entry.length // 2] ^= 0x01
+    storage.put(pack, bytes(raw))
+    reopened = open_repo(storage)
+    report = verify_repository(reopened)
+    assert quarantine_damaged(reopened, report) == 1
+
+
+def test_garbage_collection_quarantines_no_good_copy_for_a_wrong_index(
+    memory_storage: Storage,
+) -> None:
+    repo = init_repo(memory_storage)
+    for n in range(3):  # each backup ends in a small pack: collection repacks them together
+        write_backup(repo, f"b{n}", {"dump": random_bytes(20_000, seed=10 + n)})
+    small = min(repo.index.by_pack().items(), key=lambda item: len(item[1]))[0]
+    groups = repo.index.by_pack()
+    a, b = groups[small][0], groups[small][1]
+    groups[small][0] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
+    groups[small][1] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
+    for name in names(memory_storage, "index/"):
+        memory_storage.delete(name)
+    name, blob = seal_index(repo.sealer, groups.items())
+    memory_storage.put(name, blob)
+    report = collect_garbage(open_repo(memory_storage))
+    assert report.damaged == 0
+    assert not names(memory_storage, "quarantine/")
+    assert any("index rebuild" in p for p in report.problems), report
