@@ -246,18 +246,20 @@ _ENDED_ENTRIES = ("succeeded", "failed", "cancelled", "aborted")
 
 def _fail_dropped(ctx: Context) -> list[int]:
     """Fail (and retry per ``[queue] retries``, and alert) the queued jobs whose queue
-    entry ended without running them: a worker took the entry and its task failed before
-    the job started (the catalog did not answer it then; an older version that cannot
-    read the job). Nothing would ever run them, and their schedule's later firings would
-    all be skipped as overlapping. Jobs of a kind this version does not know are left to
-    a process that does. Returns their ids."""
+    entry ended (or is gone: workers delete the entries of ended tasks) without running
+    them: a worker took the entry and its task failed before the job started (the
+    catalog did not answer it then; an older version that cannot read the job). Nothing
+    would ever run them, and their schedule's later firings would all be skipped as
+    overlapping. Jobs of a kind this version does not know are left to a process that
+    does. Returns their ids."""
     from respaldo.operations.jobs import alert_lapsed
 
     known = [kind.value for kind in JobKind]
     found = sa.text(
-        "SELECT j.id, p.status, p.queue_name FROM jobs j "
-        "JOIN procrastinate_jobs p ON p.id = j.queue_job_id "
-        "WHERE j.status = 'queued' AND j.kind IN :known AND p.status::text IN :ended "
+        "SELECT j.id, coalesce(p.status::text, 'deleted'), j.queue_name FROM jobs j "
+        "LEFT JOIN procrastinate_jobs p ON p.id = j.queue_job_id "
+        "WHERE j.status = 'queued' AND j.queue_job_id IS NOT NULL AND j.kind IN :known "
+        "AND (p.id IS NULL OR p.status::text IN :ended) "
         "FOR UPDATE OF j SKIP LOCKED"
     ).bindparams(sa.bindparam("known", expanding=True), sa.bindparam("ended", expanding=True))
     failed: list[Job] = []
@@ -265,7 +267,7 @@ def _fail_dropped(ctx: Context) -> list[int]:
         rows = session.execute(found, {"known": known, "ended": list(_ENDED_ENTRIES)}).all()
         for job_id, entry, name in rows:
             reason = (
-                f"not started: its entry in queue {name!r} ended {entry} before the job ran "
+                f"not started: its entry in queue {name!r} was {entry} before the job ran "
                 "(the task of the worker that took it failed; the worker's log says why)"
             )
             job = Jobs(session).finish(job_id, JobStatus.FAILED, error=reason)
@@ -416,6 +418,10 @@ def _worker_options(
         # stalled when its jobs' leases lapse.
         "update_heartbeat_interval": settings.jobs.renew_seconds,
         "stalled_worker_timeout": settings.jobs.lease_seconds,
+        # respaldo's jobs table is the record of every job: procrastinate's entry (and its
+        # events) is deleted once the task ended, or its tables grow with every job. A
+        # job still queued whose entry is gone is failed by the sweep (_fail_dropped).
+        "delete_jobs": "always",
     }
     if options.queues:  # none: every queue
         found["queues"] = list(options.queues)

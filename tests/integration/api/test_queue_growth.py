@@ -1,0 +1,70 @@
+"""The queue's own tables do not grow for ever: the catalog's ``jobs`` table is the
+record of every job, so a worker deletes procrastinate's entry of a job once its task
+has ended (its events go with it), whatever the job's outcome. Without that,
+``procrastinate_jobs`` and ``procrastinate_events`` gained rows for every job (288 a day
+from ``wal_copy`` alone) and nothing ever removed them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import Settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.operations import jobs, queue
+from respaldo.operations.context import Context
+from tests.integration.api.conftest import CatalogRole
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def ctx(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[Context]:
+    settings = Settings(
+        catalog={"url": catalog_role.url},
+        jobs={"lease_seconds": 2.0},
+        cache_dir=tmp_path / "cache",
+    )
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+def entries(ctx: Context) -> tuple[int, int]:
+    """Rows of procrastinate_jobs and procrastinate_events."""
+    with ctx.catalog.read() as session:
+        connection = session.connection()
+        return (
+            int(connection.exec_driver_sql("SELECT count(*) FROM procrastinate_jobs").scalar_one()),
+            int(
+                connection.exec_driver_sql("SELECT count(*) FROM procrastinate_events").scalar_one()
+            ),
+        )
+
+
+def test_a_worker_leaves_no_queue_entry_of_the_jobs_it_ran(ctx: Context) -> None:
+    worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="w"))
+    worker.start()
+    try:
+        # Two jobs that end failed (no repository is configured): a failed job's entry
+        # is removed too; the job's row says how it ended.
+        ran = [
+            jobs.submit(ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana"))
+            for _ in range(2)
+        ]
+        for job in ran:
+            wait_for(f"job {job.id} to end", lambda j=job: jobs.get(ctx, j.id).status.is_final)
+    finally:
+        worker.stop()  # returns once every task's end was acknowledged
+    assert [jobs.get(ctx, j.id).status for j in ran] == [JobStatus.FAILED] * 2
+    assert entries(ctx) == (0, 0)
