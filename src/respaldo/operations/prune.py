@@ -42,6 +42,7 @@ from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
 from respaldo.retention import BackupFacts, Decision, Policy, PolicyFor, decide
+from respaldo.storage.lifecycle import HAZARD_HINT, lifecycle_store
 from respaldo.storage.object_lock import LockRenewal, extend_locks, locking_store
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class RepositoryOutcome:
     locks: LockRenewal | None = None
     error: str | None = None
     lock_error: str | None = None  # the part of ``error`` that is about object locks
+    lifecycle_error: str | None = None  # the part about the bucket's lifecycle rules
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -218,6 +220,7 @@ def prune(
             except RespaldoError as exc:
                 outcome.fail(f"WAL retention: {exc}")
                 log.warning("WAL retention in %s failed: %s", outcome.name, exc)
+        _check_lifecycle(opened, outcome)
         # Whatever happened above: a prune that keeps failing (a backup holding its lease
         # every night) must not let the locks of kept backups run out.
         _renew_locks(opened, outcome, now=result.now, dry_run=dry_run)
@@ -239,7 +242,13 @@ def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
                 hint="the next prune tries again; if it keeps failing, check the bucket's "
                 "permissions (s3:PutObjectRetention) and Object Lock settings",
             )
-        if outcome.error is not None and outcome.error != outcome.lock_error:
+        if outcome.lifecycle_error is not None:
+            alerts.notify_failure(
+                ctx, "prune", outcome.lifecycle_error, repository=outcome.name, hint=HAZARD_HINT
+            )
+        # What is left once those two have been told, if anything.
+        told = "; ".join(e for e in (outcome.lifecycle_error, outcome.lock_error) if e)
+        if outcome.error is not None and outcome.error != told:
             damaged = outcome.gc is not None and outcome.gc.damaged
             alerts.notify_failure(
                 ctx,
@@ -272,6 +281,31 @@ def _renew_locks(
             f"could not renew {len(outcome.locks.failed)} object locks "
             f"(first: {outcome.locks.failed[0]}); the next prune tries again",
         )
+
+
+def _check_lifecycle(repo: Repository, outcome: RepositoryOutcome) -> None:
+    """Fail ``outcome`` if the bucket's lifecycle rules delete or archive the
+    repository's current objects (:mod:`respaldo.storage.lifecycle`): ``init`` refuses
+    such a bucket, but a rule added since is seen only here, one request a prune, long
+    before the rule's days have passed. Rules that cannot be read are left alone (init
+    warned about the missing permission)."""
+    store = lifecycle_store(repo.storage)
+    if store is None:
+        return
+    try:
+        found = store.lifecycle_hazards()
+    except RespaldoError as exc:
+        log.info("cannot read the lifecycle rules of %s: %s", outcome.name, exc)
+        return
+    if found:
+        message = (
+            f"the bucket takes backups away behind respaldo's back: {'; '.join(found)}; "
+            "every backup references chunks stored on earlier days, and those would become "
+            "unrestorable"
+        )
+        outcome.fail(message)
+        outcome.lifecycle_error = message
+        log.warning("%s: %s", outcome.name, message)
 
 
 def _lock_failure(outcome: RepositoryOutcome, message: str) -> None:

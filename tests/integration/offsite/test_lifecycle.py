@@ -22,9 +22,12 @@ import pytest
 
 from respaldo.config import load_settings
 from respaldo.errors import ConfigError
+from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
+from respaldo.operations.prune import prune
 from respaldo.repository import KdfParams
 from tests.integration.cli import secret_file
+from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.servers.s3 import S3Endpoint
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,7 @@ def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", "lifecycle tests passphrase")
 
 
-def _config(tmp: Path, s3: S3Endpoint, bucket: str, prefix: str) -> Path:
+def _config(tmp: Path, s3: S3Endpoint, bucket: str, prefix: str, extra: str = "") -> Path:
     secret = secret_file(tmp / "s3.secret", s3.secret_access_key)
     path = tmp / "respaldo.toml"
     path.write_text(
@@ -59,7 +62,7 @@ storage_class = "STANDARD"
 [[databases]]
 name = "erp"
 dsn = "postgresql://nobody@127.0.0.1:1/erp"
-"""
+{extra}"""
     )
     return path
 
@@ -134,3 +137,37 @@ def test_rules_for_old_versions_or_other_prefixes_are_fine(
     initialize(settings, kdf=FAST_KDF)
 
     assert "respaldo/erp/config" in _keys(moto_server, bucket)
+
+
+def test_prune_fails_and_alerts_when_a_rule_appears_after_init(
+    moto_server: S3Endpoint,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    """A rule added to the bucket after ``init`` (someone tidying the bucket up): each
+    prune asks for the rules (one request) and fails, with an alert, long before the
+    rule's days have passed; before, nothing looked again."""
+    bucket = _bucket(moto_server, [])
+    extra = f"""
+[[notifications.targets]]
+name = "hook"
+url = "{webhook.url}"
+"""
+    settings = load_settings(_config(tmp_path, moto_server, bucket, "respaldo/erp", extra))
+    initialize(settings, kdf=FAST_KDF)
+    moto_server.client().put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [EXPIRE_ALL]},  # type: ignore[list-item]
+    )
+
+    with Context.open(settings) as ctx:
+        result = prune(ctx)
+
+    local, offsite = result.repositories
+    assert local.error is None
+    assert offsite.error is not None and "lifecycle rule 'old-dumps'" in offsite.error
+    assert not result.ok
+    (got,) = webhook.inbox.wait(1)
+    assert got["json"]["title"] == "[respaldo] CRITICAL: prune failed"
+    assert "old-dumps" in got["json"]["message"]
+    assert "prune' again" not in got["json"]["message"], got["json"]["message"]
