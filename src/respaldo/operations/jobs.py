@@ -320,6 +320,10 @@ def run(
     lease.stop()
     failure = result.found_failure() if isinstance(result, Verdict) else None
     status = JobStatus.COMPLETED if failure is None else JobStatus.FAILED
+    if failure is not None and token.cancelled:
+        # Cancelling kills the child program: what the result found failed ("pg_restore
+        # was killed by signal 9") is the cancellation, not a finding.
+        status, failure = JobStatus.CANCELLED, token.reason or "cancelled"
     with ctx.catalog.begin() as session:
         lease.store_progress(Jobs(session))
         done = Jobs(session).finish(

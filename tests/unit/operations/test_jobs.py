@@ -282,3 +282,18 @@ def test_a_job_whose_result_is_a_failure_ends_failed_not_completed(
     assert returned is not None
     done = jobs.get(ctx, job.id)
     assert (done.status, done.error) == (JobStatus.FAILED, error)
+
+
+def test_a_failed_result_of_a_cancelled_job_is_a_cancellation(ctx: Context) -> None:
+    """Cancelling kills the child (pg_restore): a drill may then return "restore: killed
+    by signal 9" as its failed result. The job was stopped, it found nothing."""
+    job = jobs.submit(ctx, JobRequest(JobKind.DRILL, "erp", TriggeredBy.CLI, "ana"))
+    token = CancelToken()
+
+    def body(_: Context) -> DrillResult:
+        token.cancel("cancelled by request")  # as the lease thread does
+        return _failed_drill()
+
+    jobs.run(ctx, job.id, body, token=token)
+    done = jobs.get(ctx, job.id)
+    assert (done.status, done.error) == (JobStatus.CANCELLED, "cancelled by request")
