@@ -194,7 +194,7 @@ def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
 
 
 @pytest.mark.parametrize(
-    "ended",
+    "end_entry",
     [
         "UPDATE procrastinate_jobs SET status = 'failed'",
         # Workers delete the entries of the tasks that ended.
@@ -202,7 +202,7 @@ def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
     ],
 )
 def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_schedule(
-    ctx: Context, ended: str
+    ctx: Context, end_entry: str
 ) -> None:
     # A worker took the job's queue entry and its task failed before the job started
     # (the catalog did not answer it at that moment; a worker of an older version that
@@ -214,7 +214,7 @@ def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_s
     assert dropped is not None
     with ctx.catalog.begin() as session:
         session.connection().exec_driver_sql(
-            ended + " WHERE (args->>'job_id')::int = %(id)s",
+            end_entry + " WHERE (args->>'job_id')::int = %(id)s",
             {"id": dropped.id},
         )
     failed = queue.recover(ctx)

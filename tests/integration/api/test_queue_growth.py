@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,10 @@ def entries(ctx: Context) -> tuple[int, int]:
         )
 
 
+def _ended(ctx: Context, job_id: int) -> bool:
+    return jobs.get(ctx, job_id).status.is_final
+
+
 def test_a_worker_leaves_no_queue_entry_of_the_jobs_it_ran(ctx: Context) -> None:
     worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="w"))
     worker.start()
@@ -63,7 +68,7 @@ def test_a_worker_leaves_no_queue_entry_of_the_jobs_it_ran(ctx: Context) -> None
             for _ in range(2)
         ]
         for job in ran:
-            wait_for(f"job {job.id} to end", lambda j=job: jobs.get(ctx, j.id).status.is_final)
+            wait_for(f"job {job.id} to end", partial(_ended, ctx, job.id))
     finally:
         worker.stop()  # returns once every task's end was acknowledged
     assert [jobs.get(ctx, j.id).status for j in ran] == [JobStatus.FAILED] * 2
