@@ -33,11 +33,16 @@ pytestmark = pytest.mark.unit
 
 def _swap_two_locations(storage: Storage, repo: Repository) -> tuple[str, bytes, bytes]:
     """Replace the index by one (authentic) where two chunks of one pack trade places."""
+    lists = {bytes.fromhex(i) for i in repo.load_manifest("b1").streams[0].lists}
     groups = repo.index.by_pack()
-    pack_id = next(p for p in sorted(groups) if len(groups[p]) >= 2)
-    a, b = groups[pack_id][0], groups[pack_id][1]
-    groups[pack_id][0] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
-    groups[pack_id][1] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
+    pack_id, i, j = next(
+        (p, *[k for k, e in enumerate(groups[p]) if e.chunk_id not in lists][:2])
+        for p in sorted(groups)
+        if sum(e.chunk_id not in lists for e in groups[p]) >= 2
+    )
+    a, b = groups[pack_id][i], groups[pack_id][j]
+    groups[pack_id][i] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
+    groups[pack_id][j] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
     for name in names(storage, "index/"):
         storage.delete(name)
     name, blob = seal_index(repo.sealer, groups.items())
@@ -83,18 +88,27 @@ def test_garbage_collection_quarantines_no_good_copy_for_a_wrong_index(
     memory_storage: Storage,
 ) -> None:
     repo = init_repo(memory_storage)
-    for n in range(3):  # each backup ends in a small pack: collection repacks them together
+    for n in range(3):
         write_backup(repo, f"b{n}", {"dump": random_bytes(20_000, seed=10 + n)})
-    small = min(repo.index.by_pack().items(), key=lambda item: len(item[1]))[0]
+    # Two data chunks (a list chunk misplaced stops the mark, before any repack).
+    lists = {
+        bytes.fromhex(list_id)
+        for backup_id in repo.backup_ids()
+        for stream in repo.load_manifest(backup_id).streams
+        for list_id in stream.lists
+    }
     groups = repo.index.by_pack()
-    a, b = groups[small][0], groups[small][1]
-    groups[small][0] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
-    groups[small][1] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
+    small = max(groups, key=lambda p: sum(e.chunk_id not in lists for e in groups[p]))
+    i, j = [k for k, e in enumerate(groups[small]) if e.chunk_id not in lists][:2]
+    a, b = groups[small][i], groups[small][j]
+    groups[small][i] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
+    groups[small][j] = PackEntry(b.chunk_id, a.offset, a.length, a.raw_length)
     for name in names(memory_storage, "index/"):
         memory_storage.delete(name)
     name, blob = seal_index(repo.sealer, groups.items())
     memory_storage.put(name, blob)
-    report = collect_garbage(open_repo(memory_storage))
+    # Every pack counts as small: all are repacked together, the doctored one with them.
+    report = collect_garbage(open_repo(memory_storage), small_pack_fraction=2.0)
     assert report.damaged == 0
     assert not names(memory_storage, "quarantine/")
     assert any("index rebuild" in p for p in report.problems), report
