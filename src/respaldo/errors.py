@@ -26,6 +26,18 @@ def render_options(text: str, name: Callable[[str], str] = lambda field: field) 
     return _OPTION.sub(lambda match: name(match.group(1)), text)
 
 
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's text, or of ``error`` itself if it is a text: what a
+    message, a status reason or a log line quotes of it. For a SQLAlchemy error, the
+    first line of the driver's error beneath it (SQLAlchemy appends the statement and a
+    link). An error without text gives its type's name; leading blank lines are skipped."""
+    text = error if isinstance(error, str) else str(getattr(error, "orig", None) or error)
+    lines = text.strip().splitlines()
+    if lines:
+        return lines[0]
+    return "" if isinstance(error, str) else type(error).__name__
+
+
 class RespaldoError(Exception):
     """Root of every error respaldo raises on purpose.
 

@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from respaldo.errors import CatalogNotFound, CatalogUnavailable
+from respaldo.errors import CatalogNotFound, CatalogUnavailable, first_line
 
 if TYPE_CHECKING:  # Alembic is imported only to migrate (see _at_head)
     from alembic.config import Config
@@ -232,7 +232,7 @@ def upgrade(engine: Engine, *, create: bool = True) -> None:
         ) from exc
     except SQLAlchemyError as exc:
         raise CatalogUnavailable(
-            f"cannot open the catalog at {_shown(engine.url)}: {_first_line(exc)}",
+            f"cannot open the catalog at {_shown(engine.url)}: {first_line(exc)}",
             hint="check [catalog] url, that the database server runs and accepts respaldo",
         ) from exc
 
@@ -262,16 +262,10 @@ def _apply_queue_schema(connection: Connection) -> None:
         # Part of it is there (dropped by hand, or another tool's): never guess.
         raise CatalogUnavailable(
             f"cannot create the queue's tables in the catalog at {_shown(connection.engine.url)}:"
-            f" {_first_line(exc)}",
+            f" {first_line(exc)}",
             hint="the catalog holds part of procrastinate's schema; restore the catalog, or "
             "drop the procrastinate_* objects and open it again (docs/scaling.md)",
         ) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    # SQLAlchemy appends the SQL and a link to its docs; the first line is the cause.
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Catalog:

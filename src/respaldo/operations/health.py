@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from respaldo.catalog import BackupRecord, newest_completed
 from respaldo.domain import BackupKind
-from respaldo.errors import RespaldoError
+from respaldo.errors import RespaldoError, first_line
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
@@ -81,7 +81,7 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
         newest = newest_backups(ctx, now=when)
         catalog = ComponentHealth(name="catalog", ok=True)
     except (SQLAlchemyError, RespaldoError) as exc:
-        log.warning("health: the catalog does not answer: %s", scrub(_first_line(exc)))
+        log.warning("health: the catalog does not answer: %s", scrub(first_line(exc)))
         catalog = ComponentHealth(name="catalog", ok=False, error=CATALOG_FAILS)
     repositories = [_repository(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
     ok = catalog.ok and all(r.ok for r in repositories)
@@ -114,11 +114,6 @@ def _repository(ctx: Context, name: str, scrub: Scrubber) -> ComponentHealth:
         finally:
             store.close()
     except RespaldoError as exc:
-        log.warning("health: repository %s cannot be read: %s", name, scrub(_first_line(exc)))
+        log.warning("health: repository %s cannot be read: %s", name, scrub(first_line(exc)))
         return ComponentHealth(name=name, ok=False, error=REPOSITORY_FAILS)
     return ComponentHealth(name=name, ok=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from respaldo.catalog import CatalogFigures, NotificationFigures, read_figures
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
-from respaldo.errors import CatalogUnavailable, RespaldoError
+from respaldo.errors import CatalogUnavailable, RespaldoError, first_line
 from respaldo.operations.context import Context
 from respaldo.operations.metrics_status import StatusReadings, expected_backups, status_metrics
 from respaldo.operations.repositories import open_store
@@ -136,7 +136,7 @@ class CatalogCollector:
                 figures = read_figures(session, before=now + CLOCK_SKEW)
         except SQLAlchemyError as exc:
             raise CatalogUnavailable(
-                f"the catalog cannot be read: {_first_line(exc)}",
+                f"the catalog cannot be read: {first_line(exc)}",
                 hint="'respaldo list' shows whether the catalog answers",
             ) from None
         settings = self.ctx.settings
@@ -440,8 +440,3 @@ def _repository_metrics(sizes: list[RepositorySize]) -> Iterator[Metric]:
 def _configured(settings: Settings) -> set[str]:
     """The names of the configured databases and file sets: the sources with series."""
     return {db.name for db in settings.databases} | {fs.name for fs in settings.file_sets}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -36,7 +36,14 @@ from pathlib import Path
 from respaldo.childenv import server_environment
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, validate_backup_id
-from respaldo.errors import BackupNotFound, ConfigError, RespaldoError, RestoreError, option
+from respaldo.errors import (
+    BackupNotFound,
+    ConfigError,
+    RespaldoError,
+    RestoreError,
+    first_line,
+    option,
+)
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
@@ -175,7 +182,7 @@ def _mirror_wal_warning(mirror: str, primary: str, error: RespaldoError | None) 
     :func:`build_restore_command`): while the primary stays unreachable, recovery to
     'latest' ends at the mirror's last copy, minutes or hours behind the primary's
     archive, and promotes."""
-    why = f" ({str(error).strip().splitlines()[0]})" if error is not None and str(error) else ""
+    why = f" ({first_line(error)})" if error is not None else ""
     return (
         f"WAL comes from repository {mirror}: the primary repository {primary} could not be "
         f"opened{why}; recovery tries {primary} first for each WAL file, but while it stays "

@@ -51,6 +51,7 @@ from respaldo.errors import (
     QueryFailed,
     RespaldoError,
     RestoreError,
+    first_line,
     option,
 )
 from respaldo.operations.backup import DUMP_BLOCKS, DUMP_STREAM, ENCODING, GLOBALS_STREAM
@@ -928,8 +929,8 @@ def _swap(
             # The live data is whole, under another name: that is what must be said.
             raise RestoreError(
                 f"the swap failed half-way: database {target} is now named {old} and could "
-                f"not be renamed back ({_first_line(back)}); the restored copy was not "
-                f"swapped in ({_first_line(failed)})",
+                f"not be renamed back ({first_line(back)}); the restored copy was not "
+                f"swapped in ({first_line(failed)})",
                 hint=f"nothing is lost: rename it back with ALTER DATABASE "
                 f'"{old}" RENAME TO "{target}" (after ending the sessions connected to '
                 f"{old}), then restore again",
@@ -943,10 +944,6 @@ def _swap(
         f"database is kept as {old}; finish the post-restore steps by hand",
     )
     return old
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _unused_name(admin: ConnInfo, name: str) -> str:

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from respaldo.catalog import BackupCopy, BackupRecord, DrillRun, failed_verification
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
-from respaldo.errors import RespaldoError
+from respaldo.errors import RespaldoError, first_line
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.status_mirror import MirrorLag, mirror_lags
@@ -193,7 +193,7 @@ def compute_status(
                 key="catalog",
                 check="catalog",
                 level="red",
-                reason=f"the catalog cannot be read: {_first_line(exc)}",
+                reason=f"the catalog cannot be read: {first_line(exc)}",
             )
         )
         history, file_history = {}, {}
@@ -400,7 +400,7 @@ def _clusters_recorded(settings: Settings) -> tuple[set[str], StatusItem | None]
             repository=name,
             level="amber",
             reason=f"cannot read which databases archive WAL from repository {name}: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
         )
 
 
@@ -483,7 +483,7 @@ def _backup_item(
     failed = ""
     if attempt is not None and attempt.status is BackupStatus.FAILED:
         when = attempt.completed_at or attempt.created_at
-        failed = f"the last attempt failed {human_age(now - when)} ago: " + _first_line(
+        failed = f"the last attempt failed {human_age(now - when)} ago: " + first_line(
             attempt.error_message or "no reason recorded"
         )
     base = StatusItem(
@@ -499,7 +499,7 @@ def _backup_item(
     if unusable is not None and unusable.completed_at is not None:
         # Completed, then found not to restore: no recovery point, and not silently
         # skipped either (green from an older backup would hide it until the RPO passes).
-        problem = _first_line(unusable.error_message or "a restore test of it failed")
+        problem = first_line(unusable.error_message or "a restore test of it failed")
         bad = (
             f"backup {unusable.id} ({human_age(now - unusable.completed_at)} ago) failed "
             f"verification: {problem}"
@@ -626,7 +626,7 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
     failed = ""
     if last is not None and last.status is DrillStatus.FAILED:
         when = last.finished_at or last.started_at
-        failed = f"the last restore test failed {human_age(now - when)} ago: " + _first_line(
+        failed = f"the last restore test failed {human_age(now - when)} ago: " + first_line(
             last.error_message or "a check failed ('respaldo drill history' shows which)"
         )
     ahead = history.drill_ahead
@@ -708,7 +708,7 @@ def _copy_item(
         and c.status is CopyStatus.FAILED
         and c.error_message
     ]
-    error = f"; the last copy failed: {_first_line(errors[0])}" if errors else ""
+    error = f"; the last copy failed: {first_line(errors[0])}" if errors else ""
     count = "1 backup is" if len(behind) == 1 else f"{len(behind)} backups are"
     reason = (
         f"{count} not copied to {repository}, the oldest completed {human_age(waited)} ago "
@@ -768,9 +768,3 @@ def _walcopy_item(
         )
     # Behind within the limit is the normal state between two wal_copy runs.
     return base.model_copy(update={**facts, "level": "red" if late else "green", "reason": behind})
-
-
-def _first_line(exc: BaseException | str) -> str:
-    text = exc if isinstance(exc, str) else str(getattr(exc, "orig", None) or exc)
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

@@ -46,6 +46,7 @@ from respaldo.errors import (
     RespaldoError,
     WalNotFound,
     WalRefused,
+    first_line,
 )
 from respaldo.postgres.wal import (
     PG_CONTROL,
@@ -504,14 +505,14 @@ def _from_mirrors(
             )
         except (RespaldoError, OSError):
             continue
-        why = (str(damage).strip().splitlines() or [type(damage).__name__])[0]
+        why = first_line(damage)
         log.warning("%s: read from %s: the primary repository %s: %s", file, name, names[0], why)
         return data, obj
     raise damage
 
 
 def _fell_back(file: str, mirror: str | None, primary: str, exc: BaseException) -> None:
-    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    why = first_line(exc)
     log.warning("%s: reading it from %s: the primary repository %s: %s", file, mirror, primary, why)
 
 

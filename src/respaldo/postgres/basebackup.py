@@ -30,6 +30,7 @@ from typing import IO
 
 import psycopg
 
+from respaldo.errors import first_line
 from respaldo.postgres.basetar import BaseBackupCheck, BaseBackupInfo, TarParser
 from respaldo.postgres.commands import PIPE_SIZE as PIPE_SIZE  # its tests read it here
 from respaldo.postgres.commands import PasswordMethod, RunningCommand, _start, widen_pipe
@@ -163,7 +164,7 @@ def wal_reservation(conninfo: ConnInfo, conn: Connection | None = None) -> Itera
             "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true, true)", (name,)
         )
     except psycopg.Error as exc:
-        reason = scrub(str(exc).strip().splitlines()[0], conninfo.secrets())
+        reason = scrub(first_line(exc), conninfo.secrets())
         name = None
     if name is None:
         log.warning("cannot reserve WAL for the backup (%s); going on without", reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from respaldo.errors import QueryFailed
+from respaldo.errors import QueryFailed, first_line
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.server import connect
 
@@ -52,7 +52,7 @@ def readonly_value(conninfo: ConnInfo, query: str, *, timeout_seconds: int) -> s
 
 
 def _failed(conninfo: ConnInfo, exc: psycopg.Error) -> QueryFailed:
-    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    message = first_line(exc)
     return QueryFailed(
         f"query failed on {conninfo.describe()}: {message}",
         sqlstate=getattr(exc, "sqlstate", None),

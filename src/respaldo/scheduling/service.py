@@ -49,7 +49,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
-from respaldo.errors import AlreadyFired, RepositoryNotFound, RespaldoError, StorageError
+from respaldo.errors import (
+    AlreadyFired,
+    RepositoryNotFound,
+    RespaldoError,
+    StorageError,
+    first_line,
+)
 from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
@@ -381,9 +387,7 @@ class Service:
             first = entry.name not in self._owed
             self._owed[entry.name] = due
         if first:
-            cause = Scrubber(self.ctx.settings)(
-                str(exc).strip().splitlines()[0] if str(exc) else ""
-            )
+            cause = Scrubber(self.ctx.settings)(first_line(exc))
             log.error(
                 "the run of %s could not be recorded in the catalog (%s: %s); "
                 "it is tried again every %g s until the catalog takes it",
