@@ -14,8 +14,9 @@ and replaced only on request (a deliberately re-created server).
 
 WAL objects are never replaced: putting a file that exists is accepted if its content is
 the same (PostgreSQL retries an archive_command whose success it did not see) and
-reported as a conflict otherwise. This layer does not interpret WAL; names and system
-identifiers come checked from the caller.
+reported as a conflict otherwise; only a copy that is damaged (it fails authentication
+twice) is replaced by the file offered again, the one good copy there is. This layer
+does not interpret WAL; names and system identifiers come checked from the caller.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ from respaldo.repository.authentic import read_opened
 from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.repo import Repository, require_mirror
 from respaldo.storage.base import validate_name
+
+log = logging.getLogger(__name__)
 
 WAL_PREFIX = "wal/"
 CLUSTER_PREFIX = "clusters/"
@@ -80,6 +84,13 @@ def put_wal(repo: Repository, system_id: str, timeline: str, file: str, data: by
     try:
         existing = read_wal_object(repo, name)
     except ObjectNotFound:
+        repo.storage.put(name, repo.sealer.seal(data, _wal_aad(name)))
+        return PutOutcome.STORED
+    except IntegrityError as exc:
+        # The archived copy is damaged (it failed twice): the file offered now is the one
+        # good copy there is. Refused, the server would retry this file for ever and
+        # archive nothing after it while pg_wal grows.
+        log.warning("%s; storing the copy the server archives again over it", exc)
         repo.storage.put(name, repo.sealer.seal(data, _wal_aad(name)))
         return PutOutcome.STORED
     return PutOutcome.SAME if existing == data else PutOutcome.DIFFERENT
