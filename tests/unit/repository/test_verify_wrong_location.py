@@ -35,10 +35,11 @@ def _swap_two_locations(storage: Storage, repo: Repository) -> tuple[str, bytes,
     """Replace the index by one (authentic) where two chunks of one pack trade places."""
     lists = {bytes.fromhex(i) for i in repo.load_manifest("b1").streams[0].lists}
     groups = repo.index.by_pack()
-    pack_id, i, j = next(
-        (p, *[k for k, e in enumerate(groups[p]) if e.chunk_id not in lists][:2])
+    # Two data chunks of one pack (their places in its group).
+    pack_id, (i, j) = next(
+        (p, data[:2])
         for p in sorted(groups)
-        if sum(e.chunk_id not in lists for e in groups[p]) >= 2
+        if len(data := [k for k, e in enumerate(groups[p]) if e.chunk_id not in lists]) >= 2
     )
     a, b = groups[pack_id][i], groups[pack_id][j]
     groups[pack_id][i] = PackEntry(a.chunk_id, b.offset, b.length, b.raw_length)
