@@ -399,13 +399,18 @@ class Jobs:
     ) -> builtins.list[Job]:
         """Fail every running job whose process is gone from this host, or whose lease
         was last renewed more than ``lease`` ago (on any host); and every queued job that
-        its runner will never start (see :func:`_unstarted_reason`). Return them."""
+        its runner will never start (see :func:`_unstarted_reason`). Return them.
+
+        A running job someone asked to cancel (``respaldo jobs cancel``) whose process
+        died before it could see the request ends ``cancelled`` instead: the request is
+        honoured, and nobody retries it (:func:`retries_allowed`) or alerts on it."""
         when = _now(now)
         lapsed = []
         for job, reason in self._lapsed(lease, is_alive, when, lock=True):
-            job.status = JobStatus.FAILED
+            cancelled = job.status is JobStatus.RUNNING and job.cancel_requested
+            job.status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
             job.finished_at = when
-            job.error_message = reason
+            job.error_message = f"cancelled by request; {reason}" if cancelled else reason
             lapsed.append(job)
         self.session.flush()
         return lapsed

@@ -414,8 +414,11 @@ LAPSED_HINT = (
 
 
 def alert_lapsed(ctx: Context, lapsed: list[Job]) -> None:
-    """The critical alert for each job failed because its lease lapsed (never raises)."""
+    """The critical alert for each job failed because its lease lapsed (never raises);
+    none for one that ended cancelled (someone asked for it)."""
     for job in lapsed:
+        if job.status is JobStatus.CANCELLED:
+            continue
         _alert(ctx, job, job.error_message or "the job's lease lapsed", LAPSED_HINT)
 
 

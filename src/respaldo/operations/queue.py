@@ -86,9 +86,9 @@ def queue_of(settings: Settings, kind: JobKind, target: str | None) -> str:
 
 
 def retries_allowed(settings: Settings, job: Job) -> bool:
-    """Whether the lost ``job`` may run again: restores never; others while their attempt
-    is within ``[queue] retries`` for their kind."""
-    if job.kind is JobKind.RESTORE:
+    """Whether the lost ``job`` may run again: restores never, nor a job someone cancelled;
+    others while their attempt is within ``[queue] retries`` for their kind."""
+    if job.kind is JobKind.RESTORE or job.status is JobStatus.CANCELLED:
         return False
     return job.attempt - 1 < settings.queue.retries.get(job.kind, 0)
 

@@ -225,3 +225,18 @@ def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_s
     (retry,) = retries_of(ctx, dropped.id)
     assert retry.status is JobStatus.QUEUED and _deferred(ctx, retry.id) == 1
     assert queue.recover(ctx) == []  # once
+
+
+def test_a_job_cancelled_after_its_process_died_ends_cancelled_and_is_not_run_again(
+    ctx: Context, tmp_path: Path
+) -> None:
+    # Someone cancels a job whose worker has died (nobody is left to see the request):
+    # the sweep must honour the request, not fail the job as lost and queue it again.
+    lost = lose_job(tmp_path, "backup", "queue")
+    asked = jobs.cancel(ctx, lost)
+    assert asked.cancel_requested
+    assert queue.recover(ctx) == [lost]
+    ended = jobs.get(ctx, lost)
+    assert ended.status is JobStatus.CANCELLED, ended
+    assert ended.error is not None and "cancel" in ended.error
+    assert retries_of(ctx, lost) == []
