@@ -45,14 +45,15 @@ class ComponentHealth(ResultModel):
 
 
 class NewestBackup(ResultModel):
-    """The newest completed backup of one source and kind."""
+    """The newest good backup of one source and kind: completed, and not known to fail
+    verification (a backup that did is no recovery point; docs/monitoring.md)."""
 
     database: str | None
     """The configured database or file set."""
     kind: BackupKind
     """The backup type."""
     backup_id: str
-    """The newest completed backup of this database and type."""
+    """The newest good backup of this database and type."""
     completed_at: UtcTime | None
     """When it completed."""
     age_seconds: float | None
@@ -67,7 +68,7 @@ class Health(ResultModel):
     repositories: list[ComponentHealth]
     """Each configured repository's state."""
     newest_backups: list[NewestBackup]
-    """The newest completed backup of each database and type."""
+    """The newest good backup of each database and type."""
 
 
 def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
@@ -89,7 +90,7 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
 
 
 def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestBackup]:
-    """The newest completed backup of every source and kind, with its age."""
+    """The newest good backup of every source and kind, with its age."""
     when = now or datetime.now(UTC)
     with ctx.catalog.read() as session:
         return [_newest(record, when) for record in newest_completed(session)]

@@ -248,26 +248,26 @@ def _backup_metrics(
     labels = ["database", "kind"]
     yield _gauge(
         "respaldo_backup_last_success_timestamp_seconds",
-        "When the newest completed backup of this source and kind ended (unix time; 0: never).",
+        "When the newest good backup of this source and kind ended (completed, not known "
+        "to fail verification; unix time; 0: never).",
         labels,
         [([*k], _unix(rows[k].last_success_at if k in rows else None)) for k in keys],
     )
     yield _gauge(
         "respaldo_backup_last_duration_seconds",
-        "How long the newest completed backup of this source and kind took.",
+        "How long the newest good backup of this source and kind took.",
         labels,
         [([*k], f.duration_seconds) for k, f in done if f.duration_seconds is not None],
     )
     yield _gauge(
         "respaldo_backup_last_size_bytes",
-        "Size of the data the newest completed backup of this source and kind read.",
+        "Size of the data the newest good backup of this source and kind read.",
         labels,
         [([*k], f.size_bytes) for k, f in done if f.size_bytes is not None],
     )
     yield _gauge(
         "respaldo_backup_last_stored_new_bytes",
-        "Bytes the newest completed backup added to its repository (what deduplication "
-        "did not save).",
+        "Bytes the newest good backup added to its repository (what deduplication did not save).",
         labels,
         [([*k], f.stored_new_bytes) for k, f in done if f.stored_new_bytes is not None],
     )
@@ -279,7 +279,7 @@ def _backup_metrics(
     )
     yield _gauge(
         "respaldo_backup_failures_since_success",
-        "Failed backups of this source and kind since its newest completed one.",
+        "Failed backups of this source and kind since its newest good one.",
         labels,
         [([*k], rows[k].failures_since_success if k in rows else 0) for k in keys],
     )
