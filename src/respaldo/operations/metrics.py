@@ -317,9 +317,10 @@ def _drill_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metr
         "respaldo_restore_test_last_success_timestamp_seconds",
         "When the newest passed restore test of this database ended (unix time; 0: never).",
         label,
-        # Every configured database, 0 until a test passes: its age alert fires too.
+        # Every configured database and file set (status holds both to restore_test_days),
+        # 0 until a test passes: its age alert fires too.
         [([db], _unix(f.last_success_at)) for db, f in drills if f.last_success_at]
-        + [([db.name], 0.0) for db in settings.databases if db.name not in passed],
+        + [([name], 0.0) for name in sorted(sources - passed)],
     )
     yield _gauge(
         "respaldo_restore_test_rto_seconds",

@@ -266,3 +266,20 @@ def test_a_notification_target_removed_from_the_configuration_keeps_no_alert_fir
     assert got[key("respaldo_notifications_total", target="pager", result="failed")] == 1
     assert key("respaldo_notification_last_failure_timestamp_seconds", target="pager") not in got
     assert key("respaldo_notification_last_success_timestamp_seconds", target="pager") not in got
+
+
+def test_a_file_set_never_restore_tested_shows_never_as_a_database_does(
+    settings: Settings, context: Context, tmp_path: Path
+) -> None:
+    # status holds file sets to restore_test_days as well (restore_test:<file set>): with
+    # no series, RespaldoRestoreTestTooOld could not fire for one never tested.
+    (tmp_path / "docs").mkdir()
+    with_files = Settings(
+        **{**settings.model_dump(), "file_sets": [{"name": "docs", "paths": [tmp_path / "docs"]}]}
+    )
+    with Context.open(with_files) as files_context:
+        with TestClient(create_app(with_files, files_context)) as client:
+            got = scrape(client)
+    never = key("respaldo_restore_test_last_success_timestamp_seconds", database="docs")
+    assert got[never] == 0
+    assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 35 * 86400
