@@ -277,9 +277,11 @@ def test_a_file_set_never_restore_tested_shows_never_as_a_database_does(
     with_files = Settings(
         **{**settings.model_dump(), "file_sets": [{"name": "docs", "paths": [tmp_path / "docs"]}]}
     )
-    with Context.open(with_files) as files_context:
-        with TestClient(create_app(with_files, files_context)) as client:
-            got = scrape(client)
+    with (
+        Context.open(with_files) as files_context,
+        TestClient(create_app(with_files, files_context)) as client,
+    ):
+        got = scrape(client)
     never = key("respaldo_restore_test_last_success_timestamp_seconds", database="docs")
     assert got[never] == 0
     assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 35 * 86400
