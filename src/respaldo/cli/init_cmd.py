@@ -26,3 +26,11 @@ def init(ctx: typer.Context) -> None:
         for warning in repo.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     err_console.print(f"catalog: {result.catalog}", markup=False)
+    if any(repo.created for repo in result.repositories):
+        # Key files live beside the data: whatever takes keys/ everywhere takes every
+        # backup, and the passphrase alone cannot make a key file again.
+        err_console.print(
+            "keep a copy of the key apart from the passphrase: 'respaldo key export "
+            "--output FILE' (docs/disaster-recovery.md)",
+            markup=False,
+        )

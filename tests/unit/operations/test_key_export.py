@@ -21,7 +21,13 @@ import pytest
 from respaldo.cli.main import invoke
 from respaldo.repository import ChunkerParams, Repository, iter_stream
 from respaldo.storage.local import LocalStorage
-from tests.unit.operations.support import FAST_KDF, PASSPHRASE, Installation, data_for
+from tests.unit.operations.support import (
+    FAST_KDF,
+    PASSPHRASE,
+    Installation,
+    data_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +144,16 @@ def test_keys_and_config_lost_together_come_back_from_the_exported_key(
     repo = Repository.open(LocalStorage(inst.root / "repo"), PASSPHRASE)
     restored = b"".join(iter_stream(repo, repo.load_manifest(backup_id), "dump"))
     assert restored == data_for(backup_id)
+
+
+def test_init_says_to_keep_a_copy_of_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    config = write_config(tmp_path, secondary=False)
+    code, _, err = _run(capsys, config, "init")
+    assert code == 0, err
+    assert "respaldo key export" in err
+    code, _, err = _run(capsys, config, "init")  # nothing new made: nothing to say
+    assert code == 0, err
+    assert "key export" not in err
