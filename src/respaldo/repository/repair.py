@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
 from respaldo.repository.quarantine import LostChunk, write_record
@@ -112,7 +113,10 @@ def _replace_unreadable_records(repo: Repository, report: RepairReport) -> None:
     """Re-read every chunk copy, record the damaged ones, then delete the unreadable
     records (not in a dry run); the index is reloaded without the copies found."""
     scan, certain = scan_every_copy(repo)
-    new = [c for key, c in scan.damaged.items() if key not in repo.quarantine.damaged]
+    found = [c for key, c in scan.damaged.items() if key not in repo.quarantine.damaged]
+    # A copy failing only where a wrong index entry placed it is no damage (damage.py).
+    new, misplaced = confirm_damage(repo.storage, repo.sealer, found)
+    report.problems += [misplaced_problem(copy) for copy in misplaced]
     report.damaged_found = len(new)
     if not certain:
         report.problems.append(

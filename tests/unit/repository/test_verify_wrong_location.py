@@ -17,6 +17,7 @@ import pytest
 from respaldo.repository import Repository, collect_garbage, rebuild_index, verify_repository
 from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackEntry
+from respaldo.repository.repair import repair_repository
 from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import (
@@ -113,3 +114,19 @@ def test_garbage_collection_quarantines_no_good_copy_for_a_wrong_index(
     assert report.damaged == 0
     assert not names(memory_storage, "quarantine/")
     assert any("index rebuild" in p for p in report.problems), report
+
+
+def test_repair_of_an_unreadable_record_records_no_good_copy_for_a_wrong_index(
+    storage: Storage, repo: Repository
+) -> None:
+    data = random_bytes(40_000, seed=7)
+    write_backup(repo, "b1", {"dump": data})
+    _swap_two_locations(storage, repo)
+    storage.put("quarantine/" + "ab" * 32, b"not a sealed record")  # unreadable
+    report = repair_repository(open_repo(storage), [])
+    assert report.damaged_found == 0
+    assert any("index rebuild" in p for p in report.problems), report.problems
+    assert names(storage, "quarantine/") == []  # the unreadable record replaced by nothing
+    rebuild_index(open_repo(storage, load_index=False))
+    healed = open_repo(storage)
+    assert read_stream(healed, healed.load_manifest("b1")) == data
