@@ -453,3 +453,24 @@ def test_a_drill_that_cannot_reach_the_backup_fails_without_judging_it(
     assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
     history = respaldo.run("drills", "--json").json()
     assert [h["status"] for h in history] == ["passed"], history
+
+
+def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
+    respaldo: Respaldo,
+) -> None:
+    """A backup from before respaldo counted rows: the drill's row-count check compares
+    nothing, and says so, instead of "0 tables match the snapshot"."""
+    backup_id = respaldo.backup()["id"]
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    del manifest.meta["row_counts"]
+    older = backup_id[:-8] + "01dc0de5"
+    manifest.backup_id = older
+    with BackupWriter(repo, older) as writer:
+        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(older)))
+    assert respaldo.run("catalog", "rebuild").code == 0
+    code, result, err = _drill(respaldo, older)
+    assert code == 0, err
+    (check,) = [c for c in result["checks"] if c["name"] == "row counts"]  # type: ignore[attr-defined]
+    assert "match" not in check["detail"], check
+    assert "recorded no row counts" in check["detail"], check
