@@ -305,6 +305,17 @@ class Catalog:
         with self._read_factory.begin() as session:
             yield session
 
+    def server_identity(self, query: str) -> tuple[str, ...] | None:
+        """The one row ``query`` (read-only, of the PostgreSQL functions every role may
+        call) gives on a PostgreSQL catalog, as text; None for SQLite. What tells that a
+        database of a server is the catalog's own (see
+        :data:`respaldo.postgres.server.SERVER_IDENTITY`)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text(query)).one()
+        return tuple(str(value) for value in row)
+
     def close(self) -> None:
         """Close every pooled connection. The Catalog must not be used afterwards."""
         self.engine.dispose()

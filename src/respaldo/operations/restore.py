@@ -104,6 +104,7 @@ from respaldo.postgres.scratchdb import (
     scratch_name,
 )
 from respaldo.postgres.scratchdb import describe as describe_scratch
+from respaldo.postgres.server import SERVER_IDENTITY, server_identity
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
@@ -232,6 +233,7 @@ def _restore_backup(
     if admin.dbname == target:
         # We connect to the configured database to manage the target; it cannot be both.
         admin = admin.with_dbname(maintenance)
+    check_not_catalog(ctx, admin, target)
     try:
         exists = database_exists(admin, target)
     except ConnectionFailed as exc:
@@ -462,6 +464,27 @@ def check_not_system_database(target: str, *, force: bool) -> None:
         f"{target} is a system database of the cluster; restoring into it is refused",
         hint=hint,
     )
+
+
+def check_not_catalog(ctx: Context, admin: ConnInfo, target: str) -> None:
+    """Raise RestoreError if ``target`` is the database of respaldo's own catalog on the
+    server of ``admin`` (a PostgreSQL catalog there): replacing it would end respaldo's
+    own sessions and put an application's backup where the catalog was."""
+    catalog = ctx.catalog.server_identity(SERVER_IDENTITY)
+    if catalog is None or catalog[0] != target:
+        return
+    try:
+        here = server_identity(admin)
+    except ConnectionFailed as exc:
+        if "does not exist" not in str(exc):
+            raise
+        here = server_identity(admin.with_dbname("postgres"))
+    if here[1:] == catalog[1:]:
+        raise RestoreError(
+            f"database {target} holds respaldo's catalog; restoring into it is refused",
+            hint="restore under another name; the catalog is respaldo's, not a database it "
+            "backs up ([catalog] url)",
+        )
 
 
 def check_not_scratch_name(target: str) -> None:

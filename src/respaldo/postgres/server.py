@@ -252,6 +252,27 @@ def server_major(conninfo: ConnInfo) -> int:
         return int(conn.info.server_version) // 10000
 
 
+SERVER_IDENTITY = (
+    "SELECT pg_catalog.current_database(),"
+    " pg_catalog.pg_postmaster_start_time()::text, pg_catalog.current_setting('port')"
+)
+"""The database a session is in and, of its server, what any role may read and no two
+running servers share: when it started (to the microsecond) and its port."""
+
+
+def server_identity(conninfo: ConnInfo) -> tuple[str, str, str]:
+    """(database, server start time, port) of :data:`SERVER_IDENTITY` for ``conninfo``.
+    Raises ConnectionFailed, QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        row = _guarded(
+            conninfo,
+            "reading the server's identity",
+            lambda: conn.execute(SERVER_IDENTITY).fetchone(),
+        )
+    assert row is not None
+    return str(row[0]), str(row[1]), str(row[2])
+
+
 def check_pg_dump_version(conninfo: ConnInfo, *, bindir: Path | str | None = None) -> ToolVersion:
     """Check that the pg_dump in ``bindir`` can dump the server; return its version.
 
