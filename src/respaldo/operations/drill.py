@@ -49,6 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from respaldo import cancellation
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
@@ -478,6 +479,10 @@ def _owner_of(datadir: Path) -> Owner | None:
 
 
 def _finish(ctx: Context, result: DrillResult, error: str | None) -> DrillResult:
+    # A drill cancelled while it ran failed wherever the cancellation stopped it (a
+    # pg_restore killed, a connection closed): that says nothing of the backup, so it is
+    # not judged. JobCancelled ends the job cancelled, and its run with it.
+    cancellation.check()
     backup_id = result.backup_id
     run_id = result.run_id
     result.passed = bool(result.checks) and all(c.ok for c in result.checks)
