@@ -99,6 +99,14 @@ class PruneReport(ResultModel):
     def ok(self) -> bool:
         return all(r.error is None for r in self.repositories)
 
+    def found_failure(self) -> str | None:
+        """The first repository prune could not finish in, for the job's row (see
+        operations.jobs.Verdict: the CLI's prune job fails as the scheduled one does)."""
+        for r in self.repositories:
+            if r.error is not None:
+                return f"prune could not finish in {r.name}: {r.error}"
+        return None
+
     @property
     def expired(self) -> list[DecisionView]:
         return [d for d in self.decisions if not d.keep]

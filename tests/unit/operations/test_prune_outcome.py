@@ -96,3 +96,20 @@ def test_a_cli_prune_records_what_it_reclaimed_and_a_dry_run_records_nothing(
     assert done.triggered_by is TriggeredBy.CLI
     assert done.outcome == {"bytes_reclaimed": by_repo}
     assert reclaimed_metric(inst) == by_repo
+
+
+def test_a_cli_prune_that_fails_in_one_repository_is_a_failed_job(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mirror does not open: prune did its work in the primary, not in the mirror
+    (exit 1, an alert names it). Its job is no success, as the scheduled prune's is not:
+    it counted as prune's last success in the metrics and sent a success notice."""
+    history(inst)
+    (inst.root / "second").rename(inst.root / "unmounted")
+    (inst.root / "second").write_text("not a repository")  # a mount point gone wrong
+    assert invoke(["--config", str(inst.config), "prune"]) == 1
+    done = jobs.list_jobs(inst.ctx, limit=1)[0]
+    assert done.kind is JobKind.PRUNE and done.status is JobStatus.FAILED
+    assert done.error is not None and done.error.startswith("prune could not finish in second: ")
+    text = render_metrics(inst.ctx).decode()
+    assert 'respaldo_job_last_success_timestamp_seconds{kind="prune"}' not in text
