@@ -90,4 +90,6 @@ def _what(item: StatusItem) -> str:
         return f"copy to {item.repository}"
     if item.check == "walcopy":
         return f"WAL in {item.repository}"
+    if item.check == "queue":
+        return f"queue {item.key.partition(':')[2]}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

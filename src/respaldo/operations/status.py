@@ -62,7 +62,16 @@ from respaldo.repository.wal import read_cluster
 log = logging.getLogger(__name__)
 
 Check = Literal[
-    "rpo", "size", "server", "archive", "restore_test", "copy", "walcopy", "catalog", "repository"
+    "rpo",
+    "size",
+    "server",
+    "archive",
+    "restore_test",
+    "copy",
+    "walcopy",
+    "catalog",
+    "repository",
+    "queue",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -86,7 +95,8 @@ class StatusItem(ResultModel):
     key: str
     """What was checked, as alerts name it, e.g. rpo:erp:full."""
     check: Check
-    """rpo, size, server, archive, restore_test, copy, walcopy, catalog or repository."""
+    """rpo, size, server, archive, restore_test, copy, walcopy, catalog, repository or
+    queue (PostgreSQL catalog: jobs wait that no live worker takes)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -197,6 +207,14 @@ def compute_status(
             )
         )
         history, file_history = {}, {}
+    else:
+        # Imported here: it builds on this module's StatusItem.
+        from respaldo.operations.status_queue import queue_items
+
+        try:
+            general += queue_items(ctx, now)
+        except (SQLAlchemyError, RespaldoError) as exc:  # a read that failed just now
+            log.warning("could not read the queue for the status: %s", first_line(exc))
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases

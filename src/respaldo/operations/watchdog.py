@@ -4,8 +4,8 @@
 start-up, so a service that was down for two days says so at once. Each item of the
 status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
 as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp``,
-``restore_test:erp``, ``copy:erp:offsite``, ``catalog``; and ``watchdog`` while the
-status cannot be computed at all): it fires while the item is red,
+``restore_test:erp``, ``copy:erp:offsite``, ``catalog``, ``queue:default``; and
+``watchdog`` while the status cannot be computed at all): it fires while the item is red,
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
 
@@ -92,6 +92,7 @@ _WATCHDOG = _("the watchdog cannot check the status: {error}")
 WATCHDOG = "watchdog"
 """The condition that fires while the status cannot be computed at all."""
 _CATALOG = _("the catalog cannot be read: {error}")
+_QUEUE = _("{count} jobs wait in queue {queue} for {age} and no worker takes that queue")
 _KINDS = {
     "rpo": "backup",
     "size": "backup",
@@ -193,6 +194,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _SERVER, args
     if item.check == "catalog":
         return _CATALOG, args
+    if item.check == "queue":
+        return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
     if item.check == "size":
         return _SIZE[item.kind.value if item.kind is not None else "full"], args
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
@@ -227,6 +230,12 @@ def _hint(item: StatusItem) -> str:
         return (
             "'respaldo jobs' shows why the wal_copy runs fail; "
             f"'respaldo copy --all --to {item.repository}' copies the WAL it lacks now"
+        )
+    if item.check == "queue":
+        queue = item.key.partition(":")[2]
+        return (
+            f"start 'respaldo worker --queue {queue}' (or 'respaldo serve' with [server] "
+            "run_jobs); 'respaldo workers' lists the live ones"
         )
     return "'respaldo status' shows the whole picture"
 

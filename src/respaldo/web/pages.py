@@ -245,6 +245,7 @@ _CHECK_LABELS = {
     "walcopy": N_("WAL copy"),
     "catalog": N_("Catalog"),
     "repository": N_("Repository"),
+    "queue": N_("Queue"),
 }
 _ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}
 _TRIGGER_LABELS = {"cli": N_("Command line"), "schedule": N_("Scheduled"), "api": N_("API")}

@@ -1,4 +1,6 @@
-"""The queue's own tables do not grow for ever: the catalog's ``jobs`` table is the
+"""The queue watched, and its own tables kept small. A queue whose jobs wait while no
+live worker takes it is red in the status (and alerted by the watchdog). The queue's
+own tables do not grow for ever: the catalog's ``jobs`` table is the
 record of every job, so a worker deletes procrastinate's entry of a job once its task
 has ended (its events go with it), whatever the job's outcome. Without that,
 ``procrastinate_jobs`` and ``procrastinate_events`` gained rows for every job (288 a day
@@ -8,15 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 import pytest
 
+from respaldo.catalog import Workers
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.operations import jobs, queue
+from respaldo.operations import jobs, queue, watchdog
 from respaldo.operations.context import Context
+from respaldo.operations.status import compute_status
 from tests.integration.api.conftest import CatalogRole
 
 pytestmark = pytest.mark.integration
@@ -73,3 +78,25 @@ def test_a_worker_leaves_no_queue_entry_of_the_jobs_it_ran(ctx: Context) -> None
         worker.stop()  # returns once every task's end was acknowledged
     assert [jobs.get(ctx, j.id).status for j in ran] == [JobStatus.FAILED] * 2
     assert entries(ctx) == (0, 0)
+
+
+def test_jobs_waiting_in_a_queue_no_live_worker_takes_turn_the_status_red(ctx: Context) -> None:
+    # No worker runs (all dead, or serve with [server] run_jobs = false and none
+    # started): every job waits for ever, every later firing of a schedule is skipped,
+    # and the status stayed green until an RPO lapsed, a day later.
+    waiting = jobs.submit(ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana"))
+    later = waiting.created_at + timedelta(seconds=ctx.settings.jobs.lease_seconds + 1)
+    report = compute_status(ctx, later, wal_archived=(), servers=False)
+    (item,) = [i for i in report.items if i.key == "queue:default"]
+    assert (item.check, item.level, item.count) == ("queue", "red", 1), item
+    assert report.level == "red"
+    result = watchdog.check(ctx, later, wal_archived=(), servers=False)
+    (raised,) = [c for c in result.conditions if c.key == "queue:default"]
+    assert raised.action == "raised", raised
+
+    # A live worker takes that queue (busy, say): waiting is not a fault.
+    with ctx.catalog.begin() as session:
+        Workers(session).register(name="w", host="other", pid=1, queues=["default"], now=later)
+    report = compute_status(ctx, later, wal_archived=(), servers=False)
+    (item,) = [i for i in report.items if i.key == "queue:default"]
+    assert item.level == "green", item

@@ -1,0 +1,72 @@
+"""The queue as the status sees it (PostgreSQL catalog only): whether jobs wait in a
+queue that no live worker takes.
+
+A job of the queue waits until a worker of its queue takes it. With no live worker for
+that queue (every worker dead, ``[server] run_jobs = false`` and none started, a
+database's ``queue`` that no worker was told to take), every job waits for ever and each
+later firing of its schedule is skipped as overlapping: nothing fails, so nothing would
+be told until a backup's RPO lapsed. A queue is red once a job has waited longer than a
+lease (``[jobs] lease_seconds``: a restarting worker is back well within it) while no
+live worker takes it; green otherwise. Waiting behind a busy worker is not a fault.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from respaldo.catalog import Job, Workers, queues_of
+from respaldo.domain import JobStatus
+from respaldo.operations.context import Context
+from respaldo.operations.queue import has_queue
+from respaldo.operations.status import StatusItem
+
+
+def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
+    """One item per queue that is configured or has jobs waiting (none with a SQLite
+    catalog). Raises what reading the catalog raises."""
+    if not has_queue(ctx):
+        return []
+    settings = ctx.settings
+    lease = timedelta(seconds=settings.jobs.lease_seconds)
+    configured = {settings.queue.default_queue} | {d.queue for d in settings.databases if d.queue}
+    waiting_query = (
+        sa.select(Job.queue_name, sa.func.count(), sa.func.min(Job.created_at))
+        .where(Job.status == JobStatus.QUEUED, Job.queue_name.is_not(None))
+        .group_by(Job.queue_name)
+    )
+    with ctx.catalog.read() as session:
+        waiting = {
+            str(name): (int(n), oldest) for name, n, oldest in session.execute(waiting_query)
+        }
+        takers = [
+            queues_of(w) for w in Workers(session).alive(lease=lease, now=now) if not w.stopping
+        ]
+    items = []
+    for name in sorted(configured | set(waiting)):
+        count, oldest = waiting.get(name, (0, None))
+        taken = sum(1 for queues in takers if queues is None or name in queues)
+        age = (now - oldest).total_seconds() if oldest is not None else None
+        stuck = taken == 0 and age is not None and age > lease.total_seconds()
+        if stuck:
+            reason = (
+                f"{count} jobs wait in queue {name!r} (the oldest since "
+                f"{oldest:%Y-%m-%d %H:%M} UTC) and no live worker takes that queue: start "
+                f"'respaldo worker --queue {name}', or 'respaldo serve' with [server] run_jobs"
+            )
+        else:
+            reason = f"{count} jobs waiting; {taken} live workers take this queue"
+        items.append(
+            StatusItem(
+                key=f"queue:{name}",
+                check="queue",
+                level="red" if stuck else "green",
+                reason=reason,
+                at=oldest,
+                age_seconds=age,
+                limit_seconds=lease.total_seconds(),
+                count=count,
+            )
+        )
+    return items
