@@ -90,60 +90,63 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
     """A CronTrigger that fires once for each wall-clock time of its expression, through
     daylight saving changes:
 
-    - a time that a fall-back change repeats runs once: "02:30 daily" runs once on that
-      day, not at 02:30 summer time and again at 02:30 winter time (which plain
-      CronTrigger does);
+    - a time that a fall-back change repeats runs once, at its first occurrence: "02:30
+      daily" runs once on that day, not at 02:30 summer time and again at 02:30 winter
+      time (which plain CronTrigger does);
     - a time that a spring-forward change skips runs once, at the end of the gap (an hour
-      of wall time later). CronTrigger does that for a gap inside a day (02:00 -> 03:00)
-      but skips the whole day when the gap starts at midnight (Chile, Paraguay: 00:00 ->
-      01:00), as its arithmetic lands on 01:00 and looks for the next midnight.
+      of wall time later): also where the gap starts at midnight (Chile, Paraguay: 00:00
+      -> 01:00), where CronTrigger skips the whole day;
+    - every other time runs on its day: CronTrigger, counting from a fire time before a
+      spring-forward with the offset of before it, skipped the next day's times before
+      the hour of the change (a nightly 00:00 backup in Madrid or New York, once a year).
+
+    The next wall time is found by the same expression on naive wall-clock times (a
+    trigger in UTC, which has no changes), and only then placed in the zone.
     """
 
     def __init__(self, *, timezone: tzinfo, **fields: Any) -> None:
         super().__init__(timezone=timezone, **fields)
-        # The same expression on naive wall-clock times (UTC has no gaps): which wall
-        # time is due next, whether or not it exists in the zone.
         self._wall_twin = CronTrigger(timezone=UTC, **fields)
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        when: datetime | None = super().get_next_fire_time(previous_fire_time, now)
-        repeated = (
-            when is not None
-            and previous_fire_time is not None
-            and self._wall(when) == self._wall(previous_fire_time)
-        )
-        if repeated:
-            when = super().get_next_fire_time(when, when)
-        skipped = self._skipped_wall_time(previous_fire_time, now)
-        if skipped is not None and (when is None or skipped < when):
-            return skipped
-        return when
-
-    def _skipped_wall_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        """The next wall time of the expression from where CronTrigger starts looking, as
-        the instant that ends its gap, if that wall time does not exist in the zone (a
-        spring-forward change skips it); else None."""
-        start = now if previous_fire_time is None else min(now, previous_fire_time)
-        wall = self._wall(start).replace(tzinfo=UTC)
-        due = self._wall_twin.get_next_fire_time(None, wall)
-        if due is not None and due <= wall and previous_fire_time is not None:
+        tick = timedelta(microseconds=1)
+        if previous_fire_time is not None:
+            # As CronTrigger: from just after the previous fire time; the wall times up to
+            # its own have run (the repeated hour's second pass is not run again).
+            start = min(_utc(now), _utc(previous_fire_time) + tick)
+            after = self._wall(previous_fire_time) + tick
+        else:
+            start = _utc(now)
+            after = self._wall(now)
+        due = self._wall_twin.get_next_fire_time(None, after.replace(tzinfo=UTC))
+        while due is not None:
+            instant = self._instant(due.replace(tzinfo=None), start)
+            if instant is not None:
+                return instant
             due = self._wall_twin.get_next_fire_time(due, due)
-        if due is None:
-            return None
-        naive = due.replace(tzinfo=None)
+        return None
+
+    def _instant(self, wall: datetime, start: datetime) -> datetime | None:
+        """The instant of wall time ``wall`` in the zone, if not before ``start`` (UTC):
+        its first occurrence where a fall-back repeats it (the second if the first is
+        before ``start``), the end of the gap where a spring-forward skips it."""
         # zoneinfo reads a wall time in a gap with the offset before the change (fold=0):
-        # as an instant that is the end of the gap, shown in the new offset.
-        instant = naive.replace(tzinfo=self.timezone).astimezone(UTC).astimezone(self.timezone)
-        exists = instant.replace(tzinfo=None) == naive
-        after = instant > start if previous_fire_time is not None else instant >= start
-        return instant if not exists and after else None
+        # as an instant, that is the end of the gap.
+        for fold in (0, 1):
+            instant = _utc(wall.replace(tzinfo=self.timezone, fold=fold))
+            if instant >= start:
+                return instant.astimezone(self.timezone)
+        return None
 
     def _wall(self, when: datetime) -> datetime:
         return when.astimezone(self.timezone).replace(tzinfo=None)
+
+
+def _utc(when: datetime) -> datetime:
+    # Compared in UTC: two times of one zone compare by their wall clocks, fold ignored.
+    return when.astimezone(UTC)
 
 
 def trigger(cron: str, zone: tzinfo, where: str) -> CronTrigger:
