@@ -7,7 +7,7 @@ metrics around them, and says plainly what it cannot read. The catalog is real."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -64,3 +64,18 @@ def test_this_version_works_around_jobs_of_a_kind_it_does_not_know(
         with pytest.raises(CatalogError, match="newer respaldo") as caught:
             jobs.get(opened, running)
         assert caught.value.hint is not None and "upgrade" in caught.value.hint
+
+
+def test_retention_of_old_jobs_leaves_a_newer_versions_jobs_alone(setup: Installation) -> None:
+    """The prune's forgetting of jobs older than [jobs] keep_days read back each row it
+    deleted, a newer respaldo's too: LookupError, which failed every prune of this
+    version once such a job was that old. They are the newer version's to forget."""
+    # Two runs of the newer version's schedule: the older is not its newest run.
+    newer = [newer_job(setup, "completed"), newer_job(setup, "completed")]
+    jobs.run_now(setup.ctx, jobs.cli_request(JobKind.VERIFY, None), lambda _: None)
+    later = datetime.now(UTC) + timedelta(days=setup.ctx.settings.jobs.keep_days + 1)
+    assert jobs.forget_old(setup.ctx, later) == 1  # this version's verify
+    assert jobs.list_jobs(setup.ctx) == []
+    with setup.ctx.catalog.begin() as session:
+        left = session.execute(sa.text("SELECT id FROM jobs ORDER BY id")).scalars().all()
+    assert left == newer
