@@ -76,6 +76,7 @@ from respaldo.operations.restore import (
     load_manifest_any,
     match_locale,
     open_with_fallbacks,
+    read_elsewhere,
     restore_stream_into,
     restore_tools,
     row_count_differences,
@@ -478,11 +479,27 @@ def _owner_of(datadir: Path) -> Owner | None:
     return Owner(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
+def _copies(result: DrillResult) -> None:
+    """A drill that passed only thanks to a mirror says so in its record (history,
+    report), not only in a warning of the run: the primary's copy is damaged."""
+    notes = read_elsewhere(result.warnings)
+    if not notes:
+        return
+    shown = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more" if len(notes) > 3 else "")
+    detail = (
+        f"{len(notes)} chunk{'s' if len(notes) != 1 else ''} missing or damaged in the "
+        f"repository read first came from another: {shown}; run 'respaldo verify --all' "
+        "and 'respaldo repair'"
+    )
+    result.checks.append(Check("copies", True, detail))
+
+
 def _finish(ctx: Context, result: DrillResult, error: str | None) -> DrillResult:
     # A drill cancelled while it ran failed wherever the cancellation stopped it (a
     # pg_restore killed, a connection closed): that says nothing of the backup, so it is
     # not judged. JobCancelled ends the job cancelled, and its run with it.
     cancellation.check()
+    _copies(result)
     backup_id = result.backup_id
     run_id = result.run_id
     result.passed = bool(result.checks) and all(c.ok for c in result.checks)

@@ -785,8 +785,18 @@ class StreamReader:
         self.warnings.append(
             f"chunk {failed.chunk_id.hex()[:16]} is {failed.problem} in "
             f"{self.repo.storage.location} ({failed.obj or 'index'}); "
-            f"read from {good.repository}"
+            f"{READ_ELSEWHERE} {good.repository}"
         )
+
+
+READ_ELSEWHERE = "read from"
+"""How a warning of :class:`StreamReader` ends: a chunk the primary lacks or holds
+damaged was read from the repository named after it."""
+
+
+def read_elsewhere(warnings: Sequence[str]) -> list[str]:
+    """The warnings of ``warnings`` that say a chunk was read from another repository."""
+    return [w for w in warnings if w.startswith("chunk ") and f"; {READ_ELSEWHERE} " in w]
 
 
 def open_with_fallbacks(

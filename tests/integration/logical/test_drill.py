@@ -474,3 +474,21 @@ def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
     (check,) = [c for c in result["checks"] if c["name"] == "row counts"]  # type: ignore[attr-defined]
     assert "match" not in check["detail"], check
     assert "recorded no row counts" in check["detail"], check
+
+
+def test_a_drill_that_needed_the_mirror_says_so_in_its_record(respaldo: Respaldo) -> None:
+    """The primary's copy of a chunk is damaged, the mirror's whole: the backup restores
+    (the drill passes), and its record (history, monthly report) names the damage, not
+    only a warning printed by the run that nobody reads when the service ran it."""
+    from tests.integration.logical.test_quarantine_cli import _add_mirror
+
+    _add_mirror(respaldo)
+    backup_id = respaldo.backup()["id"]
+    pack = respaldo.damage_dump(backup_id)
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 0 and result["passed"] is True, err
+    history = respaldo.run("drills", "--json").json()
+    (copies,) = [c for c in history[0]["checks"] if c["name"] == "copies"]
+    assert copies["ok"] is True
+    assert "offsite" in copies["detail"] and "verify" in copies["detail"], copies
+    assert pack in copies["detail"] or "1 chunk" in copies["detail"], copies
