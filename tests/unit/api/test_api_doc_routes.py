@@ -22,8 +22,8 @@ pytestmark = pytest.mark.unit
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 _ROW = re.compile(r"^\| `(GET|POST|PUT|PATCH|DELETE) ([^`]+)`((?:, `/[a-z]+`)*) \| ([^|]+) \|")
-_PERMISSIONS = {"read": Permission.READ, "create": Permission.CREATE}
-_PERMISSIONS |= {"approve": Permission.APPROVE, "none": OPEN}
+_PERMISSIONS: dict[str, Permission | None] = {"read": Permission.READ, "none": OPEN}
+_PERMISSIONS |= {"create": Permission.CREATE, "approve": Permission.APPROVE}
 
 
 def _canonical(path: str) -> str:
@@ -32,7 +32,7 @@ def _canonical(path: str) -> str:
 
 
 def documented() -> set[tuple[str, str, Permission | None]]:
-    rows = set()
+    rows: set[tuple[str, str, Permission | None]] = set()
     for line in PAGE.read_text().splitlines():
         row = _ROW.match(line)
         if not row:
