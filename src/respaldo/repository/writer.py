@@ -227,7 +227,8 @@ class BackupWriter:
         writer is still sealing (None), or the sealed chunk, new (bytes). Runs on a
         worker thread: touches only the lock-free index reads and, under the lock, the
         writer's pending chunks."""
-        chunk_id = self.repo.sealer.chunk_id
+        sealer = self.repo.sealer
+        chunk_id = sealer.chunk_id
         chunks = list(block.chunks())
         ids = [chunk_id(c) for c in chunks]
         # Pending before index: an index write adds to the index first and leaves
@@ -264,9 +265,10 @@ class BackupWriter:
                 if self._suspect_packs:
                     self._stored_anew.add(cid)
                 claimed.append(i)
-        seal = self.repo.sealer.seal_chunk
-        for i in claimed:
-            found[i] = seal(ids[i], chunks[i])
+        # One call for the block's new chunks, not one per chunk (crypto.seal_chunks).
+        sealed = sealer.seal_chunks([ids[i] for i in claimed], [chunks[i] for i in claimed])
+        for i, blob in zip(claimed, sealed, strict=True):
+            found[i] = blob
         for c in chunks:
             c.release()
         return ids, found

@@ -165,3 +165,56 @@ def test_a_compressible_level_not_above_the_first_is_off(sealer: Sealer, level: 
     data = _rows(16 * 1024)
     off = Sealer(KeySet.derive(bytes(range(32)), REPO_ID), 1, compressible_level=level)
     assert len(off.seal(data, b"role")) == len(sealer.seal(data, b"role"))
+
+
+# --- a block's chunks sealed in one call (the backup writer's workers) -------------------
+
+
+def _batch() -> list[bytes | memoryview]:
+    """Every kind of chunk, as bytes and as windows on a block: empty, incompressible,
+    half text, text, and text the compressor shrinks by one byte or not at all."""
+    block = memoryview(_rows(48 * 1024) + os.urandom(3000))
+    return [
+        b"",
+        os.urandom(16 * 1024),
+        os.urandom(8 * 1024) + _rows(8 * 1024),
+        _rows(16 * 1024),
+        block[: 16 * 1024],
+        block[16 * 1024 : 48 * 1024],
+        block[48 * 1024 :],
+        b"x",
+    ]
+
+
+@pytest.mark.parametrize("compressible_level", [0, 9])
+def test_seal_chunks_makes_the_blobs_seal_chunk_makes(
+    monkeypatch: pytest.MonkeyPatch, compressible_level: int
+) -> None:
+    """Byte for byte under the same nonces: the codec, the zstd frame, the layout."""
+    writer = Sealer(KeySet.derive(bytes(range(32)), REPO_ID), 1, compressible_level=9)
+    if not compressible_level:
+        writer = Sealer(KeySet.derive(bytes(range(32)), REPO_ID))
+    datas = _batch()
+    ids = [writer.chunk_id(d) for d in datas]
+    monkeypatch.setattr("os.urandom", lambda n: bytes(n))
+    one_by_one = [writer.seal_chunk(cid, d) for cid, d in zip(ids, datas, strict=True)]
+    assert writer.seal_chunks(ids, datas) == one_by_one
+    assert all(isinstance(b, bytes) for b in one_by_one)
+
+
+def test_seal_chunks_gives_each_chunk_a_fresh_nonce_and_blobs_that_open(sealer: Sealer) -> None:
+    datas = _batch() * 4  # the same content several times: still a nonce each
+    ids = [sealer.chunk_id(d) for d in datas]
+    blobs = sealer.seal_chunks(ids, datas)
+    assert len({b[1 : 1 + NONCE_SIZE] for b in blobs}) == len(datas)
+    for cid, data, blob in zip(ids, datas, blobs, strict=True):
+        assert sealer.open_chunk(cid, blob) == data
+    # Bound to its own id as one sealed alone is.
+    with pytest.raises(SealError, match="authentication failed"):
+        sealer.open_chunk(ids[1], blobs[3])
+    assert sealer.seal_chunks([], []) == []
+
+
+def test_seal_chunks_refuses_ids_that_do_not_pair_with_the_chunks(sealer: Sealer) -> None:
+    with pytest.raises(ValueError, match="one id per chunk"):
+        sealer.seal_chunks([sealer.chunk_id(b"a")], [b"a", b"b"])

@@ -201,7 +201,13 @@ def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_off_the_calling_thr
 ) -> None:
     repo = _writer_repo()
     sealer = repo.sealer
-    seen: dict[str, list[str]] = {"chunk_id": [], "seal_chunk": [], "write": [], "complete": []}
+    seen: dict[str, list[str]] = {
+        "chunk_id": [],
+        "seal_chunk": [],
+        "seal_chunks": [],
+        "write": [],
+        "complete": [],
+    }
 
     def recording(what: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any) -> Any:
@@ -212,6 +218,7 @@ def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_off_the_calling_thr
 
     monkeypatch.setattr(sealer, "chunk_id", recording("chunk_id", sealer.chunk_id))
     monkeypatch.setattr(sealer, "seal_chunk", recording("seal_chunk", sealer.seal_chunk))
+    monkeypatch.setattr(sealer, "seal_chunks", recording("seal_chunks", sealer.seal_chunks))
     # A pack's pieces are hashed and written by the spool's thread, and the pack is
     # stored (named after that hash) by an upload thread.
     monkeypatch.setattr(
@@ -226,10 +233,11 @@ def test_ids_and_sealing_run_on_workers_and_packs_are_hashed_off_the_calling_thr
     main = threading.main_thread().name
     # The calling thread hashes and seals only the list chunks it makes itself.
     assert seen["chunk_id"].count(main) == lists
-    assert seen["seal_chunk"].count(main) == lists
+    assert seen["seal_chunk"] == [main] * lists
     assert len(seen["chunk_id"]) == stats.chunks
     assert all(n.startswith("seal") for n in seen["chunk_id"] if n != main)
-    assert all(n.startswith("seal") for n in seen["seal_chunk"] if n != main)
+    # The workers seal a block's new chunks in one call each (crypto.seal_chunks).
+    assert seen["seal_chunks"] and all(n.startswith("seal") for n in seen["seal_chunks"])
     assert seen["write"] and all(n.startswith("pack-spool") for n in seen["write"])
     assert len(seen["complete"]) == stats.packs
     assert all(n.startswith("upload") for n in seen["complete"])
@@ -284,16 +292,16 @@ def test_a_worker_that_fails_stops_the_backup_with_a_clear_error(
 ) -> None:
     storage = MemoryStorage("failing-worker")
     repo = init_repo(storage)
-    real = repo.sealer.seal_chunk
+    real = repo.sealer.seal_chunks
     calls = {"n": 0}
 
-    def seal_chunk(cid: bytes, data: Any) -> bytes:
+    def seal_chunks(cids: list[bytes], datas: list[Any]) -> list[bytes]:
         calls["n"] += 1
-        if calls["n"] == 60 and threading.current_thread().name.startswith("seal"):
+        if calls["n"] == 3 and threading.current_thread().name.startswith("seal"):
             raise MemoryError("no memory for the compressor")
-        return real(cid, data)
+        return real(cids, datas)
 
-    monkeypatch.setattr(repo.sealer, "seal_chunk", seal_chunk)
+    monkeypatch.setattr(repo.sealer, "seal_chunks", seal_chunks)
     data = random_bytes(150_000, seed=8)
     with pytest.raises(RepositoryError) as info, BackupWriter(repo, "b1") as writer:
         writer.write_stream("dump", io.BytesIO(data))
@@ -303,7 +311,7 @@ def test_a_worker_that_fails_stops_the_backup_with_a_clear_error(
     assert "MemoryError: no memory for the compressor" in message
     assert "nothing of this backup was recorded" in info.value.hint
     assert isinstance(info.value.__cause__, MemoryError)
-    monkeypatch.setattr(repo.sealer, "seal_chunk", real)
+    monkeypatch.setattr(repo.sealer, "seal_chunks", real)
     _assert_nothing_recorded(storage, repo, data)
 
 
