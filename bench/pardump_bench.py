@@ -222,6 +222,21 @@ def writer_stages(directory: Path, root: Path, limit: int) -> dict[str, Any]:
     sealed: list[bytes] = []
     step("seal_chunk (zstd + AES-GCM)", lambda: sealed.extend(map(sealer.seal_chunk, ids, chunks)))
     sealed_bytes = sum(map(len, sealed))
+    # As the writer's workers seal: a block's chunks (about 1 MiB) per call.
+    batches: list[tuple[list[bytes], list[bytes]]] = [([], [])]
+    batch_bytes = 0
+    for cid, chunk in zip(ids, chunks, strict=True):
+        if batch_bytes >= MIB:
+            batches.append(([], []))
+            batch_bytes = 0
+        batches[-1][0].append(cid)
+        batches[-1][1].append(chunk)
+        batch_bytes += len(chunk)
+    step(
+        "seal_chunks, a block's chunks per call (the writer's workers)",
+        lambda: [sealer.seal_chunks(b_ids, b_chunks) for b_ids, b_chunks in batches],
+    )
+    batches.clear()
     step(
         "pack building (join + SHA-256)",
         lambda: build_packs(ids, sealed, cast(list[bytes], chunks), sealer, repo.pack_size),

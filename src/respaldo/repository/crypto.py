@@ -199,11 +199,14 @@ class Sealer:
         if self._second:  # the second pass decides chunk by chunk (_compress)
             packed = [self._compress(d) if d else None for d in datas]
         else:
-            filled = [d for d in datas if d]  # zstd refuses an empty input; none is cut
+            # zstd refuses an empty input (the chunker cuts none; a caller might).
+            filled: list[bytes | bytearray | memoryview] = [d for d in datas if d]
             frames = iter(
                 self._compressor(self._level).multi_compress_to_buffer(filled) if filled else ()
             )
-            packed = [memoryview(next(frames)) if d else None for d in datas]
+            # A view of each frame, no copy: a segment keeps its collection's buffer alive
+            # (the stub does not declare the buffer protocol BufferSegment has).
+            packed = [memoryview(next(frames)) if d else None for d in datas]  # type: ignore[arg-type]
         encrypt = self._aead.encrypt
         sealed = []
         at = 0
