@@ -41,7 +41,18 @@ if TYPE_CHECKING:
 
 # --- defaults and bounds, the one definition (respaldo.config's fields use them) -----------
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "respaldo"
+
+def _default_cache_dir() -> Path:
+    """systemd's ``$CACHE_DIRECTORY`` (the unit's ``CacheDirectory=``, its first path),
+    else ``~/.cache/respaldo``. The installed unit mounts the file system read-only but
+    for the paths it names: the home directory's cache would be read-only there, and
+    every job of ``serve`` would run without the chunk index and key caches.
+    """
+    given = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    return Path(given) if given.startswith("/") else Path.home() / ".cache" / "respaldo"
+
+
+DEFAULT_CACHE_DIR = _default_cache_dir()
 DEFAULT_KEY_CACHE = True
 # Level 1: at 16 KiB chunks higher levels barely shrink an ERP dump (measured: 336.8
 # MiB at 3 vs 334.2 at 1 for 1 GB) and cost 1 CPU-second more per GiB.
