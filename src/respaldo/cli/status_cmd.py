@@ -92,4 +92,6 @@ def _what(item: StatusItem) -> str:
         return f"WAL in {item.repository}"
     if item.check == "queue":
         return f"queue {item.key.partition(':')[2]}"
+    if item.check == "swap":
+        return f"swap of {item.key.split(':', 2)[-1]}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

@@ -12,7 +12,9 @@ point drops the staging database and leaves the target exactly as it was.
 ``replace`` swaps an existing target: pre-restore hook, connections terminated, target
 renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
 If the second rename fails the old database is renamed back; if that fails too, the
-error names the old database's current name and how to rename it back. The old database is kept
+error names the old database's current name and how to rename it back. The swap is noted
+in the catalog before the first rename, so that a process killed between the two leaves
+the status saying where the database went (:mod:`respaldo.operations.restore_swap`). The old database is kept
 until the user drops it, or dropped at once with ``drop_old``.
 
 ``tables``/``schemas`` restore only those (see :mod:`respaldo.operations.restore_select`)
@@ -75,6 +77,7 @@ from respaldo.operations.restore_props import (
     read_database_properties,
 )
 from respaldo.operations.restore_select import read_selection
+from respaldo.operations.restore_swap import clear_swap, note_swap
 from respaldo.postgres import (
     ConnInfo,
     create_database,
@@ -367,10 +370,12 @@ def _restore_staged(
             apply_database_properties(admin, properties, staging)
             if exists:
                 result.warnings += keep_within_replaced(admin, staging, target)
-                result.old_database = _swap(db, admin, staging, target, started)
+                result.old_database = _swap(ctx, db, admin, staging, target, started)
                 result.replaced = True
             else:
                 rename_database(admin, staging, target)
+                # A database under that name again: a swap of it that died is resolved.
+                clear_swap(ctx, db.name, target)
         except BaseException:
             drop_quietly(admin, staging)
             raise
@@ -941,7 +946,12 @@ def check_row_counts(
 
 
 def _swap(
-    db: DatabaseSettings, admin: ConnInfo, staging: str, target: str, started: datetime
+    ctx: Context,
+    db: DatabaseSettings,
+    admin: ConnInfo,
+    staging: str,
+    target: str,
+    started: datetime,
 ) -> str:
     # Cut by bytes, not characters: 40 characters of another script can exceed
     # PostgreSQL's 63 bytes, and it would silently rename to a truncated other name.
@@ -952,12 +962,18 @@ def _swap(
         hint=f"nothing was changed: {target} is as it was; fix pre_restore_hook and retry",
     )
     terminate_connections(admin, target)
+    # Durably, before the first rename: a process killed between the two leaves the
+    # user's database under ``old``, and only this note says so (restore_swap).
+    note_swap(ctx, db.name, target, old, datetime.now(UTC))
+    # Not cleared if this fails: it may have happened all the same (a connection lost
+    # after the commit); the status clears the note once it finds the target.
     rename_database(admin, target, old)
     try:
         rename_database(admin, staging, target)
     except BaseException as failed:
         try:
             rename_database(admin, old, target)
+            clear_swap(ctx, db.name, target)
         except BaseException as back:
             # The live data is whole, under another name: that is what must be said.
             raise RestoreError(
@@ -969,6 +985,7 @@ def _swap(
                 f"{old}), then restore again",
             ) from failed
         raise
+    clear_swap(ctx, db.name, target)
     # Too late to undo: the caller must hear that the swap itself happened.
     _run_hook(
         db.post_restore_hook,

@@ -19,7 +19,10 @@ or red with the reason in words:
 - ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet;
 - ``walcopy:<db>:<repository>`` (where WAL is archived and ``[schedules] wal_copy`` is
   on): per secondary repository, since when it lacks archived WAL the primary holds
-  (:mod:`respaldo.operations.status_mirror`).
+  (:mod:`respaldo.operations.status_mirror`);
+- ``swap:<db>:<target>`` (general): a ``restore --replace`` that died half-way through its
+  swap, the target missing and its previous contents under the ``_old_`` name
+  (:mod:`respaldo.operations.restore_swap`), until resolved.
 
 Everything is computed against an explicit ``now`` (tests move the clock). Nothing here
 raises for what it finds: an unreachable server or catalog is a red item with the reason.
@@ -72,6 +75,7 @@ Check = Literal[
     "catalog",
     "repository",
     "queue",
+    "swap",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -96,7 +100,8 @@ class StatusItem(ResultModel):
     """What was checked, as alerts name it, e.g. rpo:erp:full."""
     check: Check
     """rpo, size, server, archive, restore_test, copy, walcopy, catalog, repository or
-    queue (PostgreSQL catalog: jobs wait that no live worker takes)."""
+    queue (PostgreSQL catalog: jobs wait that no live worker takes) or swap (a restore
+    --replace stopped half-way: the database is under its ``_old_`` name)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -208,13 +213,18 @@ def compute_status(
         )
         history, file_history = {}, {}
     else:
-        # Imported here: it builds on this module's StatusItem.
+        # Imported here: they build on this module's StatusItem.
+        from respaldo.operations.restore_swap import swap_items
         from respaldo.operations.status_queue import queue_items
 
         try:
             general += queue_items(ctx, now)
         except (SQLAlchemyError, RespaldoError) as exc:  # a read that failed just now
             log.warning("could not read the queue for the status: %s", first_line(exc))
+        try:
+            general += swap_items(ctx, settings, servers=servers)
+        except (SQLAlchemyError, RespaldoError) as exc:
+            log.warning("could not read the restores' swaps for the status: %s", first_line(exc))
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases

@@ -93,6 +93,7 @@ WATCHDOG = "watchdog"
 """The condition that fires while the status cannot be computed at all."""
 _CATALOG = _("the catalog cannot be read: {error}")
 _QUEUE = _("{count} jobs wait in queue {queue} for {age} and no worker takes that queue")
+_SWAP = _("a restore of {target} stopped half-way through its swap: {error}")
 _KINDS = {
     "rpo": "backup",
     "size": "backup",
@@ -196,6 +197,9 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _CATALOG, args
     if item.check == "queue":
         return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
+    if item.check == "swap":
+        # The reason says it all: where the database is, and how to rename it back.
+        return _SWAP, {**args, "target": item.key.split(":", 2)[-1], "error": item.reason}
     if item.check == "size":
         return _SIZE[item.kind.value if item.kind is not None else "full"], args
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
@@ -231,6 +235,8 @@ def _hint(item: StatusItem) -> str:
             "'respaldo jobs' shows why the wal_copy runs fail; "
             f"'respaldo copy --all --to {item.repository}' copies the WAL it lacks now"
         )
+    if item.check == "swap":
+        return "rename the database back as the message says, or restore it again"
     if item.check == "queue":
         queue = item.key.partition(":")[2]
         return (

@@ -246,6 +246,7 @@ _CHECK_LABELS = {
     "catalog": N_("Catalog"),
     "repository": N_("Repository"),
     "queue": N_("Queue"),
+    "swap": N_("Restore swap"),
 }
 _ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}
 _TRIGGER_LABELS = {"cli": N_("Command line"), "schedule": N_("Scheduled"), "api": N_("API")}

@@ -1,0 +1,189 @@
+"""The swap of a ``restore --replace``, recorded before it starts, so that a process killed
+half-way through it leaves a trace the status reads.
+
+The swap is two renames: the target to ``<target>_old_<time>``, then the staging database
+to the target. A process killed between them (kill -9, the machine down) leaves the
+user's database under its ``_old_`` name and no database under its own; nothing else
+would ever say where it went. So before the first rename the restore notes the swap in
+the catalog (``alert_states``, key ``restore-swap:<database>:<target>``, the facts as
+JSON in ``message``), and forgets it once the swap is whole or undone. If the note cannot
+be written the swap does not start: nothing was changed.
+
+:func:`swap_items` (``respaldo status``, the status page and API, the watchdog) reads the
+notes left: while the restore's job has not ended nothing is said (it is swapping now);
+after that, a target that is missing is red with where its previous contents are and how
+to rename them back. A target that exists again (renamed back, or restored again) ends the
+note, as does any later restore that puts a database under that name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from respaldo.catalog import AlertStates
+from respaldo.catalog.jobs import orphan_reason
+from respaldo.config import Settings
+from respaldo.errors import ConnectionFailed, RespaldoError, RestoreError, first_line
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import current_job
+from respaldo.operations.status import StatusItem
+from respaldo.postgres import ConnInfo, connect
+
+log = logging.getLogger(__name__)
+
+PREFIX = "restore-swap:"
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A swap noted and not known to have ended."""
+
+    database: str
+    """The configured database whose server holds the target."""
+    target: str
+    old: str
+    """The name the target is renamed to first."""
+    at: datetime
+    job_id: int | None
+
+
+def _key(database: str, target: str) -> str:
+    return f"{PREFIX}{database}:{target}"
+
+
+def note_swap(ctx: Context, database: str, target: str, old: str, now: datetime) -> None:
+    """Record, durably, that ``target`` (on the server of configured ``database``) is
+    about to be renamed to ``old`` and replaced. Raises RestoreError (nothing was changed)
+    when the catalog cannot be written."""
+    facts = {"database": database, "target": target, "old": old, "job": current_job()}
+    try:
+        with ctx.catalog.begin() as session:
+            row = AlertStates(session).get_or_new(
+                _key(database, target), level="critical", now=now
+            )
+            row.firing, row.fired_at, row.updated_at = True, now, now
+            row.message = json.dumps(facts)
+    except Exception as exc:
+        raise RestoreError(
+            f"cannot record the swap of {target} in the catalog: {first_line(exc)}",
+            hint=f"nothing was changed: {target} is as it was; a swap that is not recorded "
+            "could not be found again if this process died half-way through it; fix the "
+            "catalog and retry",
+        ) from exc
+
+
+def clear_swap(ctx: Context, database: str, target: str) -> None:
+    """Forget the swap noted for ``target`` (none: nothing to do). Never raises: a note
+    left behind is ended by the status once the target exists."""
+    try:
+        with ctx.catalog.begin() as session:
+            AlertStates(session).delete(_key(database, target))
+    except Exception as exc:
+        log.warning("cannot clear the record of the swap of %s: %s", target, first_line(exc))
+
+
+def noted_swaps(ctx: Context) -> list[Swap]:
+    """Every swap noted and not cleared, oldest first."""
+    with ctx.catalog.read() as session:
+        rows = AlertStates(session).firing_under(PREFIX)
+        found = []
+        for row in rows:
+            try:
+                facts = json.loads(row.message or "")
+                swap = Swap(
+                    str(facts["database"]),
+                    str(facts["target"]),
+                    str(facts["old"]),
+                    row.fired_at or row.updated_at,
+                    int(facts["job"]) if facts.get("job") is not None else None,
+                )
+            except (ValueError, KeyError, TypeError):
+                log.warning("unreadable record of a restore's swap: %s", row.key)
+                continue
+            # A job not ended: the restore is swapping now, or its death is not known yet.
+            if swap.job_id is not None and orphan_reason(session, swap.job_id) is None:
+                continue
+            found.append(swap)
+    return found
+
+
+def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> list[StatusItem]:
+    """One red item per swap left half-done (see the module docstring); a swap whose target
+    exists again is forgotten here. ``servers=False``: the catalog alone, every note is
+    said. Raises what reading the catalog raises."""
+    items = []
+    for swap in noted_swaps(ctx):
+        rename = (
+            f'rename it back with ALTER DATABASE "{swap.old}" RENAME TO "{swap.target}" '
+            f"(after ending the sessions connected to {swap.old})"
+        )
+        when = f"{swap.at:%Y-%m-%d %H:%M} UTC"
+        if not servers:
+            reason = (
+                f"a restore --replace of database {swap.target} stopped half-way through its "
+                f"swap ({when}): if {swap.target} is missing, its previous contents are in "
+                f"{swap.old} — {rename}"
+            )
+        else:
+            try:
+                present = _present(settings, swap)
+            except (RespaldoError, psycopg.Error) as exc:
+                reason = (
+                    f"a restore --replace of database {swap.target} stopped half-way through "
+                    f"its swap ({when}); its previous contents may be in {swap.old}, but the "
+                    f"server cannot be asked ({first_line(exc)}) — if {swap.target} is "
+                    f"missing, {rename}"
+                )
+            else:
+                if swap.target in present:
+                    clear_swap(ctx, swap.database, swap.target)
+                    continue
+                if swap.old in present:
+                    reason = (
+                        f"database {swap.target} is missing; its previous contents are in "
+                        f"{swap.old}, where a restore --replace that stopped half-way through "
+                        f"its swap ({when}) left them — {rename}"
+                    )
+                else:
+                    reason = (
+                        f"database {swap.target} is missing, and so is {swap.old}, where a "
+                        f"restore --replace that stopped half-way through its swap ({when}) "
+                        "left its previous contents — restore it from a backup"
+                    )
+        items.append(
+            StatusItem(
+                key=f"swap:{swap.database}:{swap.target}",
+                check="swap",
+                database=swap.database,
+                level="red",
+                reason=reason,
+                at=swap.at,
+            )
+        )
+    return items
+
+
+def _present(settings: Settings, swap: Swap) -> set[str]:
+    """Which of the swap's two names the server has. Raises ConfigError for a database no
+    longer configured, ConnectionFailed."""
+    admin = ConnInfo.from_settings(settings.database(swap.database))
+    # The configured database may be the very one missing: ask from "postgres" then.
+    candidates = [admin] if admin.dbname not in (None, swap.target) else []
+    candidates.append(admin.with_dbname("postgres"))
+    for n, conninfo in enumerate(candidates):
+        try:
+            with connect(conninfo, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT datname FROM pg_catalog.pg_database WHERE datname = ANY(%s)",
+                    ([swap.target, swap.old],),
+                ).fetchall()
+            return {str(row[0]) for row in rows}
+        except ConnectionFailed:
+            if n == len(candidates) - 1:
+                raise
+    raise AssertionError("unreachable")
