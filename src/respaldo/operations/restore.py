@@ -14,8 +14,8 @@ renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-rest
 If the second rename fails the old database is renamed back; if that fails too, the
 error names the old database's current name and how to rename it back. The swap is noted
 in the catalog before the first rename, so that a process killed between the two leaves
-the status saying where the database went (:mod:`respaldo.operations.restore_swap`). The old database is kept
-until the user drops it, or dropped at once with ``drop_old``.
+the status saying where the database went (:mod:`respaldo.operations.restore_swap`).
+The old database is kept until the user drops it, or dropped at once with ``drop_old``.
 
 ``tables``/``schemas`` restore only those (see :mod:`respaldo.operations.restore_select`)
 through the same pipeline, into a new database only: the selection is made from the

@@ -63,9 +63,7 @@ def note_swap(ctx: Context, database: str, target: str, old: str, now: datetime)
     facts = {"database": database, "target": target, "old": old, "job": current_job()}
     try:
         with ctx.catalog.begin() as session:
-            row = AlertStates(session).get_or_new(
-                _key(database, target), level="critical", now=now
-            )
+            row = AlertStates(session).get_or_new(_key(database, target), level="critical", now=now)
             row.firing, row.fired_at, row.updated_at = True, now, now
             row.message = json.dumps(facts)
     except Exception as exc:

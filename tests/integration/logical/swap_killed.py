@@ -16,8 +16,9 @@ from typing import Any
 
 from respaldo.cli.main import invoke
 from respaldo.operations import restore
+from respaldo.postgres import rename_database
 
-_rename = restore.rename_database
+_rename = rename_database
 
 
 def _rename_then_wait(conninfo: Any, old: str, new: str, **kwargs: Any) -> None:
@@ -31,7 +32,8 @@ def _rename_then_wait(conninfo: Any, old: str, new: str, **kwargs: Any) -> None:
 
 def main() -> int:
     config, *args = sys.argv[1:]
-    restore.rename_database = _rename_then_wait  # _swap calls the module's name at run time
+    # _swap calls the module's name at run time.
+    restore.rename_database = _rename_then_wait  # type: ignore[attr-defined]
     return invoke(["--config", config, "restore", *args])
 
 

@@ -32,9 +32,9 @@ def _swap_items(respaldo: Respaldo) -> list[dict[str, Any]]:
 
 def _kill_mid_swap(respaldo: Respaldo, backup_id: str, target: str) -> str:
     """Run the restore --replace in a child, kill it -9 after the first rename; the old name."""
+    args = [str(SWAP_KILLED), str(respaldo.config), backup_id, "-t", target, "--replace"]
     child = subprocess.Popen(
-        [sys.executable, str(SWAP_KILLED), str(respaldo.config), backup_id]
-        + ["--target-database", target, "--replace"],
+        [sys.executable, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -74,7 +74,8 @@ def test_a_replace_killed_mid_swap_is_in_the_status_until_renamed_back(
     assert f'ALTER DATABASE "{old}" RENAME TO "{target}"' in reason
     assert _swap_items(respaldo) == [item]  # said again, until resolved
 
-    pg.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(*map(sql.Identifier, (old, target))))
+    rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+    pg.execute(rename.format(sql.Identifier(old), sql.Identifier(target)))
     assert table_checksums(pg, target) == before  # nothing lost
     assert _swap_items(respaldo) == []
 

@@ -31,7 +31,15 @@ def _swap_failing(monkeypatch: pytest.MonkeyPatch, failing: set[tuple[str, str]]
     monkeypatch.setattr(restore, "rename_database", rename)
     monkeypatch.setattr(restore, "terminate_connections", lambda *a, **k: 0)
     monkeypatch.setattr(restore, "database_exists", lambda admin, name: False)
+    # The catalog's note of the swap, in the same list: it must come before any rename.
+    monkeypatch.setattr(
+        restore, "note_swap", lambda ctx, db, target, old, now: renames.append(f"note {old}")
+    )
+    monkeypatch.setattr(restore, "clear_swap", lambda ctx, db, target: renames.append("clear"))
     return renames
+
+
+CTX: Any = object()  # the catalog is reached only through note_swap and clear_swap
 
 
 def _db() -> DatabaseSettings:
@@ -47,20 +55,31 @@ def test_a_failed_second_rename_puts_the_replaced_database_back(
 ) -> None:
     renames = _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp")})
     with pytest.raises(QueryFailed):
-        restore._swap(_db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
     assert renames == [
+        f"note {OLD}",
         f"erp->{OLD}",
         "respaldo_staging_0a1b2c3d->erp",
         f"{OLD}->erp",
+        "clear",
     ]
+
+
+def test_a_whole_swap_is_noted_before_its_first_rename_and_cleared_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renames = _swap_failing(monkeypatch, set())
+    assert restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED) == OLD
+    assert renames == [f"note {OLD}", f"erp->{OLD}", "respaldo_staging_0a1b2c3d->erp", "clear"]
 
 
 def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp"), (OLD, "erp")})
+    renames = _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp"), (OLD, "erp")})
     with pytest.raises(RestoreError) as caught:
-        restore._swap(_db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+    assert "clear" not in renames  # the status goes on saying where it is
     message = str(caught.value)
     # Both failures, and the name the live data has now, with the way back.
     assert f"database erp is now named {OLD}" in message
