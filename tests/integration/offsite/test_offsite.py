@@ -258,7 +258,10 @@ def test_recovery_from_the_bucket_alone(setup: Setup, new_dbname: str) -> None:
     assert "1 records created" in err
     out, _ = setup.ok("list", "--json")
     assert [r["id"] for r in json.loads(out)] == [backup_id]
-    _, err = setup.ok("restore", backup_id, "--target-database", new_dbname)
+    # The runbook's steps as docs/disaster-recovery.md gives them: verify the bucket, then
+    # restore with the roles.
+    setup.ok("verify", "--all", "--repository", "offsite")
+    _, err = setup.ok("restore", backup_id, "--target-database", new_dbname, "--globals")
     assert "repository local cannot be read" in err
     assert _checksums(setup.pg, new_dbname) == expected
     # Back to normal: init makes the new local repository a mirror of the survivor, so
