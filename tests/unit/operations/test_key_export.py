@@ -79,6 +79,32 @@ def test_an_exported_key_brings_back_repositories_whose_keys_were_all_lost(
         assert restored == data_for(backup_id)
 
 
+def test_a_new_machine_with_the_repository_and_the_exported_key_alone(
+    inst: Installation, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # docs/disaster-recovery.md on a new machine: no catalog, no cache, and the key files
+    # gone from the repository. `key import` needs no catalog, so it comes before
+    # `catalog rebuild` (which needs the key).
+    backup_id = inst.backup(timedelta(days=1))
+    inst.close()
+    exported = tmp_path / "respaldo-key.json"
+    assert _run(capsys, inst.config, "key", "export", "--output", str(exported))[0] == 0
+    shutil.rmtree(inst.root / "repo" / "keys")
+    shutil.rmtree(inst.root / "cache")
+    (inst.root / "catalog.db").unlink()
+    code, _, err = _run(capsys, inst.config, "catalog", "rebuild", "--repository", "local")
+    assert code != 0 and "key import" in err  # the hint names the way back
+    code, _, err = _run(capsys, inst.config, "key", "import", str(exported))
+    assert code == 0, err
+    code, _, err = _run(capsys, inst.config, "catalog", "rebuild", "--repository", "local")
+    assert code == 0, err
+    code, out, err = _run(capsys, inst.config, "list", "--json")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)] == [backup_id]
+    code, _, err = _run(capsys, inst.config, "verify", "--all", "--repository", "local")
+    assert code == 0, err
+
+
 def test_export_to_standard_output(inst: Installation, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, inst.config, "key", "export")
     assert code == 0, err
