@@ -71,7 +71,7 @@ from respaldo.operations.pardump import table_of_contents
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     StreamReader,
-    create_empty_database,
+    create_scratch,
     drop_quietly,
     load_manifest_any,
     match_locale,
@@ -92,7 +92,6 @@ from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.scratchdb import (
     DRILL_PREFIX,
     drop_abandoned,
-    held_database,
     scratch_name,
 )
 from respaldo.postgres.toolsets import find_tools
@@ -267,14 +266,17 @@ def _drill(
     scratch = scratch_name(SCRATCH_PREFIX)
     result = _started(ctx, backup_id, db.name, scratch, warnings)
     error: str | None = None
+    created: str | None = None  # the one database this drill may drop
     # The hold ends after the finally clause has dropped the scratch database.
     with contextlib.ExitStack() as hold:
         try:
             result.warnings += drop_abandoned(admin)
             tools = restore_tools(db, admin, manifest)
-            hold.enter_context(held_database(admin, scratch))
             started = time.monotonic()
-            create_empty_database(admin, scratch)
+            # A name taken already is another drill's database: another is drawn.
+            scratch = created = create_scratch(
+                hold, admin, scratch, lambda: scratch_name(SCRATCH_PREFIX)
+            )
             reader = StreamReader(repo, fallbacks, result.warnings)
             try:
                 # What a restore does before it restores, so that a drill fails wherever
@@ -301,7 +303,8 @@ def _drill(
             error = str(exc)
             result.checks.append(Check("drill", False, error))
         finally:
-            drop_quietly(admin, scratch)
+            if created is not None:
+                drop_quietly(admin, created)
     return _finish(ctx, result, error)
 
 

@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ from respaldo.errors import (
     BackupNotFound,
     ConfigError,
     ConnectionFailed,
+    DatabaseExists,
     IntegrityError,
     InvalidInput,
     QueryFailed,
@@ -336,10 +337,11 @@ def _restore_staged(
     warnings += drop_abandoned(admin)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
     result.tables = list(selection.tables) if selection is not None else []
-    staging = scratch_name(STAGING_PREFIX)
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
-    with held_database(admin, staging):
-        create_empty_database(admin, staging)
+    with contextlib.ExitStack() as hold:
+        staging = create_scratch(
+            hold, admin, scratch_name(STAGING_PREFIX), lambda: scratch_name(STAGING_PREFIX)
+        )
         try:
             properties, notes = reading.result()
             result.warnings += notes
@@ -562,6 +564,45 @@ def create_empty_database(
         "revoke those privileges, then disallow connections again; a built-in replaced in "
         "place cannot be put back exactly: recreate template0 from an untouched template1 "
         "(or the cluster)",
+    )
+
+
+_SCRATCH_DRAWS = 5
+"""Scratch names tried before giving up: one taken already is a collision of random names
+(or a database someone made under such a name), never to happen twice in a row."""
+
+
+def create_scratch(
+    hold: contextlib.ExitStack, admin: ConnInfo, name: str, draw: Callable[[], str]
+) -> str:
+    """Create scratch database ``name`` empty (:func:`create_empty_database`), held (see
+    :func:`~respaldo.postgres.scratchdb.held_database`) until ``hold`` closes; return the
+    name created.
+
+    A database of that name that exists already is someone else's (another restore or
+    drill drew the same name): it is left alone, and another name is drawn from ``draw``.
+    The caller drops the returned name and no other. Raises RestoreError when every name
+    drawn was taken (nothing created), or what creating it raises.
+    """
+    for _ in range(_SCRATCH_DRAWS):
+        held = contextlib.ExitStack()
+        held.enter_context(held_database(admin, name))
+        try:
+            create_empty_database(admin, name)
+        except DatabaseExists:
+            held.close()
+            log.info("a database named %s exists already: another name drawn", name)
+            name = draw()
+            continue
+        except BaseException:
+            held.close()
+            raise
+        hold.enter_context(held)
+        return name
+    raise RestoreError(
+        f"{_SCRATCH_DRAWS} scratch database names drawn were all taken, the last {name}",
+        hint="nothing was changed; drop the databases named like it that are not "
+        "respaldo's, and retry",
     )
 
 

@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 
 import psutil  # type: ignore[import-untyped]
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -492,3 +493,33 @@ def test_a_drill_that_needed_the_mirror_says_so_in_its_record(respaldo: Respaldo
     assert copies["ok"] is True
     assert "offsite" in copies["detail"] and "verify" in copies["detail"], copies
     assert pack in copies["detail"] or "1 chunk" in copies["detail"], copies
+
+
+def test_a_drill_whose_scratch_name_is_taken_leaves_that_database_alone(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scratch name drawn is one another drill holds (the other's database, live): the
+    drill must not drop it when it cannot create its own under that name, and still runs."""
+    from respaldo.operations import drill
+    from respaldo.postgres.scratchdb import DRILL_PREFIX, HOLD_PREFIX, scratch_name
+
+    pg = respaldo.pg
+    backup_id = respaldo.backup()["id"]
+    taken = DRILL_PREFIX + "0123456789ab"
+    drawn = iter([taken])
+    # The random draw, made to collide once: nothing else of the drill is changed.
+    monkeypatch.setattr(drill, "scratch_name", lambda prefix: next(drawn, scratch_name(prefix)))
+    with psycopg.connect(
+        autocommit=True, application_name=HOLD_PREFIX + taken, **pg.conninfo_kwargs("postgres")
+    ) as holder:
+        holder.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(taken)))
+        try:
+            pg.execute("CREATE TABLE theirs (id int); INSERT INTO theirs VALUES (1)", dbname=taken)
+            code, result, err = _drill(respaldo, backup_id)
+            assert taken in databases(pg), err  # not dropped
+            assert pg.scalar("SELECT count(*) FROM theirs", dbname=taken) == 1
+            assert code == 0 and result["passed"] is True, err  # another name was drawn
+            assert _scratch(respaldo) == {taken}
+        finally:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            pg.execute(drop.format(sql.Identifier(taken)))
