@@ -27,12 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 _FENCE = re.compile(r"```[a-z]*\n(.*?)```", re.S)
-_INLINE = re.compile(r"`(respaldo [^`\n]+)`")
+_INLINE = re.compile(r"`(?:[a-z_]+_command = ')?(?:\S*/)?(respaldo [^`'\n]+)'?`")
 _SHORT = re.compile(r"`((?:[a-z][a-z-]* ){1,2}--?[a-z][^`\n]*)`")
 # A command line in a block: at the start of a line, after a prompt, sudo, env
-# assignments, a pipe or `&&`, `exec` or a `ExecStart=` of a unit file.
+# assignments, a pipe or `&&`, `exec`, a `ExecStart=` of a unit file or the server's
+# `archive_command = '...'`.
 _IN_BLOCK = re.compile(
-    r"(?:^|[|;]|&&|\$ |sudo (?:-u \S+ )?|ExecStart=|exec |(?:[A-Z_]+=\S+ )+)"
+    r"(?:^|[|;]|&&|\$ |sudo (?:-u \S+ )?|ExecStart=|exec |_command = '|(?:[A-Z_]+=\S+ )+)"
     r"\s*(?:\S*/)?(respaldo (?:[^|;&#\n]|&(?!&))*)",
     re.M,
 )
