@@ -121,7 +121,8 @@ class StatusItem(ResultModel):
     backup_id: str | None = None
     """The backup it is about, if one."""
     count: int | None = None
-    """How many: backups not copied (``copy``), files waiting to be archived (``archive``)."""
+    """How many: backups not copied (``copy``), files waiting to be archived (``archive``),
+    jobs waiting (``queue``)."""
 
 
 class DatabaseStatus(ResultModel):
