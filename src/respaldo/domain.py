@@ -161,11 +161,13 @@ def backup_id_time(backup_id: str) -> datetime:
 
 
 class DrillStatus(StrEnum):
-    """Outcome of a restore test (drill): running, or passed/failed once finished."""
+    """Outcome of a restore test (drill): running, or passed/failed once finished, or
+    cancelled (stopped by someone: says nothing of the backup, never a failed test)."""
 
     RUNNING = "running"
     PASSED = "passed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class JobKind(StrEnum):

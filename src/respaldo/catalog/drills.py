@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.jobs import orphan_reason
-from respaldo.catalog.models import DrillRun
-from respaldo.domain import DrillStatus
+from respaldo.catalog.models import DrillRun, Job
+from respaldo.domain import DrillStatus, JobStatus
 from respaldo.errors import RecordNotFound
 from respaldo.processes import pid_alive, this_host
 
@@ -73,6 +73,15 @@ class DrillRuns:
         self.session.flush()
         return run
 
+    def cancel(self, run_id: int, *, reason: str, now: datetime | None = None) -> DrillRun:
+        """Record a run stopped by a cancellation: it is no restore test, passed or failed."""
+        run = self.get(run_id)
+        run.status = DrillStatus.CANCELLED
+        run.finished_at = now or datetime.now(UTC)
+        run.error_message = reason
+        self.session.flush()
+        return run
+
     def get(self, run_id: int) -> DrillRun:
         run = self.session.get(DrillRun, run_id)
         if run is None:
@@ -99,7 +108,8 @@ class DrillRuns:
         host: str | None = None,
         now: datetime | None = None,
     ) -> builtins.list[DrillRun]:
-        """Mark as failed every running drill that nothing will finish; return them.
+        """Mark as failed every running drill that nothing will finish (cancelled, one
+        whose job was cancelled); return them.
 
         As :meth:`respaldo.catalog.backups.BackupRecords.fail_abandoned`: a run that
         names its job is abandoned exactly when that job has ended, with the job's
@@ -109,7 +119,10 @@ class DrillRuns:
         """
         failed = []
         for run, reason in self.abandoned(is_alive=is_alive, host=host):
-            run.status = DrillStatus.FAILED
+            # A run whose job was cancelled was stopped, not failed (its process stopped
+            # before it could say so, or died after the request).
+            stopped = run.job_id is not None and _job_cancelled(self.session, run.job_id)
+            run.status = DrillStatus.CANCELLED if stopped else DrillStatus.FAILED
             run.finished_at = now or datetime.now(UTC)
             run.error_message = reason
             failed.append(run)
@@ -141,11 +154,17 @@ class DrillRuns:
         of ``host`` (default: this one): what a drill killed on this host may have left,
         for :func:`respaldo.operations.drill.remove_leftovers` to look for."""
         query = sa.select(DrillRun.scratch_name).where(
-            DrillRun.status == DrillStatus.FAILED,
+            DrillRun.status.in_((DrillStatus.FAILED, DrillStatus.CANCELLED)),
             DrillRun.worker_host == (host if host is not None else this_host()),
             DrillRun.scratch_name.is_not(None),
         )
         return [name for name in self.session.scalars(query) if name]
+
+
+def _job_cancelled(session: Session, job_id: int) -> bool:
+    # Its status alone: the job may be of a kind a newer respaldo wrote.
+    status = session.scalar(sa.select(Job.status).where(Job.id == job_id))
+    return status is JobStatus.CANCELLED
 
 
 def _dead_worker(run: DrillRun, is_alive: Callable[[int], bool], local_host: str) -> str | None:

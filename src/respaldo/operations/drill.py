@@ -500,8 +500,16 @@ def _copies(result: DrillResult) -> None:
 def _finish(ctx: Context, result: DrillResult, error: str | None) -> DrillResult:
     # A drill cancelled while it ran failed wherever the cancellation stopped it (a
     # pg_restore killed, a connection closed): that says nothing of the backup, so it is
-    # not judged. JobCancelled ends the job cancelled, and its run with it.
-    cancellation.check()
+    # not judged. JobCancelled ends the job cancelled, and its run is recorded cancelled
+    # (never a failed restore test: not in the history, the status, the report, metrics).
+    token = cancellation.current()
+    if token is not None and token.cancelled:
+        try:
+            with ctx.catalog.begin() as session:
+                DrillRuns(session).cancel(result.run_id, reason=token.reason or "cancelled")
+        except Exception as exc:  # the sweep records it when its job has ended
+            log.warning("cannot record drill run %s as cancelled: %s", result.run_id, exc)
+        token.check()
     _copies(result)
     backup_id = result.backup_id
     run_id = result.run_id

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from respaldo.catalog import BackupRecords, DrillRun, DrillRuns, checks_of
+from respaldo.domain import DrillStatus
 from respaldo.errors import CatalogError, InvalidInput, NotificationError
 from respaldo.i18n import translations
 from respaldo.notify import Level, Message, deliver, targets_for
@@ -89,7 +90,12 @@ def drill_report(
     start, end = month_bounds(month)
     with ctx.catalog.read() as session:
         found = DrillRuns(session).between(start, end)
-        runs = [_run(BackupRecords(session), run) for run in found]
+        # A cancelled run tested nothing: neither a failed test nor a test at all.
+        runs = [
+            _run(BackupRecords(session), run)
+            for run in found
+            if run.status is not DrillStatus.CANCELLED
+        ]
     per_db: dict[str, list[ReportRun]] = {}
     for run in runs:
         per_db.setdefault(run.database or "-", []).append(run)

@@ -347,8 +347,10 @@ class _History:
                 .order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
                 .limit(1)
             ).first()
+        # A cancelled run is no restore test: neither the last one nor a failed one.
         finished = sa.select(DrillRun).where(
-            DrillRun.database_name == database, DrillRun.status != DrillStatus.RUNNING
+            DrillRun.database_name == database,
+            DrillRun.status.in_((DrillStatus.PASSED, DrillStatus.FAILED)),
         )
         order = (DrillRun.finished_at.desc(), DrillRun.id.desc())
         # As for backups: one dated in the future (a clock was ahead) is no recent test.

@@ -426,6 +426,20 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
         with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
             assert [n.kind for n in Notifications(session).list()] == []
         assert not _scratch(respaldo)
+        # Nowhere a failed restore test: the history says cancelled, the status stays
+        # green on the drill that passed, the month's report and the metrics count none.
+        history = respaldo.run("drills", "--json").json()
+        assert [run["status"] for run in history] == ["cancelled", "passed"], history
+        report = respaldo.run("status", "--json").json()
+        (db,) = [d for d in report["databases"] if d["database"] == "erp"]
+        (test,) = [i for i in db["items"] if i["check"] == "restore_test"]
+        assert test["level"] == "green", test
+        month = datetime.now(UTC).strftime("%Y-%m")
+        drills = respaldo.run("report", "drills", "--month", month, "--json").json()
+        assert [(d["runs"], d["passed"], d["failed"]) for d in drills["databases"]] == [(1, 1, 0)]
+        metrics = respaldo.run("metrics").out
+        assert 'respaldo_restore_tests_total{database="erp",result="failed"} 0.0' in metrics
+        assert 'respaldo_restore_test_last_passed{database="erp"} 1.0' in metrics
     finally:
         for name in _scratch(respaldo):
             pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
