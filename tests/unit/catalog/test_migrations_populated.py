@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from respaldo.catalog import BackupRecords, open_catalog
+from respaldo.catalog import BackupRecords, normalize_url, open_catalog
 from respaldo.catalog.database import alembic_config
 from respaldo.catalog.models import Base
 
@@ -95,10 +95,11 @@ def _counts(engine: sa.Engine) -> dict[str, int]:
         }
 
 
-def test_a_populated_catalog_upgrades_through_every_migration(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "catalog.db")
+def upgrade_populated(url: str) -> None:
+    """Take the empty database at ``url`` from 0001 to the newest schema a step at a
+    time, with a row written into each new table, and check every row is kept and read."""
     config = alembic_config(url)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(normalize_url(url))
     written: dict[str, dict[str, Any]] = {}
     chain = _chain()
     assert chain[0] == "0001" and len(chain) >= 12
@@ -112,7 +113,7 @@ def test_a_populated_catalog_upgrades_through_every_migration(tmp_path: Path) ->
             _fill_new_tables(engine, written)
     finally:
         engine.dispose()
-    assert set(written) == set(Base.metadata.tables)
+    assert set(Base.metadata.tables) <= set(written)
     # Today's respaldo opens it (nothing left to migrate) and reads every row.
     with open_catalog(url) as catalog, catalog.read() as session:
         for mapper in Base.registry.mappers:
@@ -121,3 +122,7 @@ def test_a_populated_catalog_upgrades_through_every_migration(tmp_path: Path) ->
         assert [r.status.value for r in BackupRecords(session).list()] == [
             written["backup_records"]["status"]
         ]
+
+
+def test_a_populated_catalog_upgrades_through_every_migration(tmp_path: Path) -> None:
+    upgrade_populated(sqlite_url(tmp_path / "catalog.db"))
