@@ -14,8 +14,11 @@ Harmless, and what an Object Lock repository wants: rules on *old versions* only
 (``NoncurrentVersionExpiration``, ``NoncurrentVersionTransitions``), expired delete
 markers (``Expiration: {ExpiredObjectDeleteMarker: true}``), aborting incomplete
 multipart uploads, transitions to classes read like STANDARD (``STANDARD_IA``,
-``GLACIER_IR``, ``INTELLIGENT_TIERING``), disabled rules, rules for other prefixes, and
-rules filtered by object tags (respaldo tags nothing).
+``GLACIER_IR``, ``INTELLIGENT_TIERING``), disabled rules, rules filtered by object tags
+(respaldo tags nothing), and rules whose prefix matches no key the repository writes: it
+writes only :data:`REPOSITORY_NAMES` below its own prefix, so a rule on ``logs/`` of a
+bucket whose root is the repository takes nothing of it, while one on ``pa`` takes its
+packs.
 """
 
 from __future__ import annotations
@@ -26,10 +29,27 @@ from typing import Any, Protocol, runtime_checkable
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 """Classes whose objects cannot be read without a restore request."""
 
+REPOSITORY_NAMES = (
+    "config",
+    "keys/",
+    "packs/",
+    "index/",
+    "manifests/",
+    "locks/",
+    "quarantine/",
+    "wal/",
+    "clusters/",
+)
+"""Every key a repository writes, below its prefix: ``config`` itself, and everything under
+each of the others (docs/repository-format.md). Kept here because storage knows nothing of
+the repository; a unit test holds it equal to the repository's own prefixes."""
+
 HAZARD_HINT = (
     "respaldo deletes expired backups itself (prune): remove the rule, or limit it to "
-    "other prefixes or to old versions (NoncurrentVersionExpiration, see "
-    "docs/configuration.md), or use another bucket or prefix"
+    "prefixes the repository does not write (below its own prefix it writes only "
+    + ", ".join(REPOSITORY_NAMES)
+    + ") or to old versions (NoncurrentVersionExpiration, see docs/configuration.md), or "
+    "use another bucket or prefix"
 )
 
 
@@ -51,8 +71,15 @@ def rule_prefix(rule: Mapping[str, Any]) -> str | None:
 
 
 def _covers(prefix: str, key_prefix: str) -> bool:
-    """Whether keys below ``prefix`` and keys below ``key_prefix`` can be the same."""
-    return key_prefix.startswith(prefix) or prefix.startswith(key_prefix)
+    """Whether a rule on keys below ``prefix`` can match a key the repository at
+    ``key_prefix`` writes (one of :data:`REPOSITORY_NAMES` below it)."""
+    for name in REPOSITORY_NAMES:
+        key = key_prefix + name
+        # "config" is one key: the rule's prefix must be a prefix of it. A folder: either
+        # the rule's prefix is within it, or the folder within the rule's prefix.
+        if key.startswith(prefix) or (key.endswith("/") and prefix.startswith(key)):
+            return True
+    return False
 
 
 def what_it_does(rule: Mapping[str, Any]) -> str | None:

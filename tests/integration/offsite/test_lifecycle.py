@@ -171,3 +171,43 @@ url = "{webhook.url}"
     assert got["json"]["title"] == "[respaldo] CRITICAL: prune failed"
     assert "old-dumps" in got["json"]["message"]
     assert "prune' again" not in got["json"]["message"], got["json"]["message"]
+
+
+def test_a_repository_at_the_bucket_root_minds_only_rules_on_its_own_prefixes(
+    moto_server: S3Endpoint, tmp_path: Path
+) -> None:
+    """A repository that is the whole bucket writes below config, keys/, packs/, index/,
+    manifests/, locks/, quarantine/, wal/ and clusters/ only: a rule expiring ``logs/``
+    takes nothing of it (init and prune accept it), one on ``packs/`` (or on ``pa``, which
+    covers it) takes its packs (init refuses it, prune fails on it)."""
+    logs = {**EXPIRE_ALL, "ID": "logs", "Filter": {"Prefix": "logs/"}}
+    bucket = _bucket(moto_server, [logs])
+    settings = load_settings(_config(tmp_path, moto_server, bucket, ""))
+
+    initialize(settings, kdf=FAST_KDF)
+    assert "config" in _keys(moto_server, bucket)
+    with Context.open(settings) as ctx:
+        result = prune(ctx)
+    assert result.ok, [r.error for r in result.repositories]
+
+    for prefix in ("packs/", "pa"):
+        ours = {**EXPIRE_ALL, "ID": "ours", "Filter": {"Prefix": prefix}}
+        moto_server.client().put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={"Rules": [logs, ours]},  # type: ignore[list-item]
+        )
+        with Context.open(settings) as ctx:
+            result = prune(ctx)
+        _local, offsite = result.repositories
+        assert offsite.error is not None and "lifecycle rule 'ours'" in offsite.error
+        assert "'logs'" not in offsite.error
+
+    other = tmp_path / "other"
+    other.mkdir()
+    refused = _bucket(
+        moto_server, [logs, {**EXPIRE_ALL, "ID": "ours", "Filter": {"Prefix": "wal/"}}]
+    )
+    with pytest.raises(ConfigError) as info:
+        initialize(load_settings(_config(other, moto_server, refused, "")), kdf=FAST_KDF)
+    assert "lifecycle rule 'ours'" in str(info.value) and "'logs'" not in str(info.value)
+    assert "packs/" in info.value.hint  # the prefixes the repository uses, to be left alone
