@@ -142,3 +142,32 @@ def test_a_made_up_command_or_option_is_found(line: str) -> None:
 def test_every_documented_command_line_exists() -> None:
     wrong = sorted({f"{doc}: {line}\n    {p}" for doc, line in DOCUMENTED for p in _problems(line)})
     assert not wrong, "\n".join(wrong)
+
+
+def _cli_bullet() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("- **CLI**")
+    return " ".join(text[start : text.index("\n- ", start + 1)].split())
+
+
+def test_the_readme_lists_every_command() -> None:
+    bullet = _cli_bullet()
+    listed: set[tuple[str, str | None]] = set()
+    for span in re.findall(r"`([a-z][a-z |/-]*)`", bullet):
+        words = span.split()
+        subs = words[1].split("|") if len(words) > 1 else [None]
+        listed |= {(words[0], s) for s in subs}
+        if "/" in span:  # `pin/unpin`
+            listed |= {(w, None) for w in span.split("/")}
+    root: Any = typer.main.get_command(app)
+    context: Any = None  # the groups' get_command and list_commands do not read it
+    every: set[tuple[str, str | None]] = set()
+    for name in BY_NAME:
+        command = root.get_command(context, name)
+        if isinstance(command, typer.core.TyperGroup) and (name, None) not in listed:
+            # A group named alone (`user`) stands for its commands; else each one named.
+            every |= {(name, s) for s in command.list_commands(context)}
+        else:
+            every.add((name, None))
+    missing = sorted(f"{c} {s or ''}".strip() for c, s in every - listed)
+    assert not missing, f"README.md's CLI list lacks {missing}"
