@@ -132,3 +132,44 @@ def test_every_key_is_documented() -> None:
         if model is not None and name not in DOCUMENTED:
             missing.append(f"section [{name}]")
     assert not missing, missing
+
+
+def documented_defaults() -> list[tuple[str, str, str]]:
+    """(section, key, default as the page writes it) of every table with a default column."""
+    found = []
+    section: str | None = None
+    with_default = False
+    for line in PAGE.read_text().splitlines():
+        heading = _HEADING.match(line) or _SWITCH.match(line)
+        if heading:
+            section = heading.group(1) or ""
+        elif line.startswith("| key |"):
+            with_default = line.startswith("| key | default |")
+        elif line.startswith("| `") and with_default and section is not None:
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            keys = re.findall(r"`([a-z_]+)`", cells[0])
+            # `login_max_failures`, `login_window_seconds` | `5`, `300`
+            values = [v.strip() for v in cells[1].split(",")] if len(keys) > 1 else [cells[1]]
+            found += [(section, k, v.strip("`")) for k, v in zip(keys, values, strict=False)]
+    return found
+
+
+def test_the_documented_defaults_are_the_models() -> None:
+    wrong, compared = [], 0
+    for section, key, written in documented_defaults():
+        actual = _model(section).model_fields[key].default
+        if isinstance(actual, bool):
+            same = written == str(actual).lower()
+        elif isinstance(actual, int | float):
+            if not re.fullmatch(r"[0-9.]+", written):
+                continue  # "12 MiB", "0 (off)": prose
+            same = float(written) == float(actual)
+        elif isinstance(actual, str) and actual:
+            same = written == actual
+        else:
+            continue
+        compared += 1
+        if not same:
+            wrong.append(f"[{section}] {key}: the page says {written!r}, the model {actual!r}")
+    assert compared > 50
+    assert not wrong, wrong
