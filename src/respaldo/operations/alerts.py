@@ -471,6 +471,18 @@ def set_condition(
     return ConditionResult(key=key, action=action, deliveries=deliveries)
 
 
+def firing_keys(ctx: Context, prefix: str) -> list[str]:
+    """The keys of the conditions firing now that start with ``prefix``: those the
+    catalog holds and those this process keeps in memory (told while the catalog could
+    not be written). Raises what reading the catalog raises."""
+    with ctx.catalog.read() as session:
+        keys = [state.key for state in AlertStates(session).firing_under(prefix)]
+    url = ctx.settings.catalog.url
+    with _MEMORY_LOCK:
+        kept = [key for (catalog, key) in _MEMORY if catalog == url and key.startswith(prefix)]
+    return keys + [key for key in kept if key not in keys]
+
+
 def _decide(
     ctx: Context,
     key: str,

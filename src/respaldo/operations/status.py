@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 import sqlalchemy as sa
+from pydantic import PrivateAttr
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -154,9 +155,18 @@ class StatusReport(ResultModel):
     databases: list[DatabaseStatus]
     """Every configured database, then every file set, in configuration order."""
 
+    _unread: frozenset[str] = PrivateAttr(default=frozenset())
+    """The checks whose items could not be read this time (``queue``, ``swap``)."""
+
     @property
     def items(self) -> list[StatusItem]:
         return [*self.general, *(i for db in self.databases for i in db.items)]
+
+    def was_read(self, check: str) -> bool:
+        """Whether the items of ``check`` (``queue``, ``swap``) were read: one such item
+        absent from the report is then a condition that is met (a swap whose database
+        exists again, a queue no job waits in), not one that could not be looked at."""
+        return "catalog" not in {i.check for i in self.general} and check not in self._unread
 
     @property
     def red(self) -> bool:
@@ -187,6 +197,7 @@ def compute_status(
     """
     settings = ctx.settings
     general: list[StatusItem] = []
+    unread: set[str] = set()
     if wal_archived is None:
         wal_archived, problem = _clusters_recorded(settings)
         if problem is not None:
@@ -222,10 +233,12 @@ def compute_status(
             general += queue_items(ctx, now)
         except (SQLAlchemyError, RespaldoError) as exc:  # a read that failed just now
             log.warning("could not read the queue for the status: %s", first_line(exc))
+            unread.add("queue")
         try:
             general += swap_items(ctx, settings, servers=servers)
         except (SQLAlchemyError, RespaldoError) as exc:
             log.warning("could not read the restores' swaps for the status: %s", first_line(exc))
+            unread.add("swap")
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases
@@ -285,7 +298,9 @@ def compute_status(
         for f in settings.file_sets
     ]
     level = worst([*(i.level for i in general), *(d.level for d in databases)])
-    return StatusReport(checked_at=now, level=level, general=general, databases=databases)
+    report = StatusReport(checked_at=now, level=level, general=general, databases=databases)
+    report._unread = frozenset(unread)
+    return report
 
 
 class _History:

@@ -8,6 +8,8 @@ as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp`
 ``watchdog`` while the status cannot be computed at all): it fires while the item is red,
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
+A ``swap`` or ``queue`` item leaves the report when its condition is met: its absence
+resolves it too, unless the status could not read those items this time.
 
 The alert's text is short (it is also the SMS) and translated: one message per kind of
 item, with the database, the age and the limit as arguments; ``respaldo status`` has the
@@ -21,6 +23,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from respaldo.errors import first_line
 from respaldo.operations import alerts
 from respaldo.operations.alerts import ConditionResult
 from respaldo.operations.context import Context
@@ -157,12 +160,45 @@ def check(
         read = alerts.set_condition(ctx, "catalog", False, message=_CATALOG, kind="check", now=now)
         if read.action != "quiet":
             conditions.append(read)
+    conditions += _gone(ctx, report, now)
     if checked.action != "quiet":
         conditions.append(checked)
     fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
     if fired:
         log.warning("watchdog: alerting on %s", ", ".join(fired))
     return WatchdogResult(report=report, conditions=conditions)
+
+
+# The items that leave the report when their condition is met, rather than turning
+# green: a swap's once its database exists again (its note is then cleared), a queue's
+# that is not configured once no job waits in it.
+_LEAVING = {"swap": _SWAP, "queue": _QUEUE}
+
+
+def _gone(ctx: Context, report: StatusReport, now: datetime) -> list[ConditionResult]:
+    """One "resolved" for each firing condition of a leaving item no longer in the report
+    (without it, its alert stayed open for ever); none for a check the status could not
+    read this time (absent, but not met)."""
+    present = {item.key for item in report.items}
+    resolved = []
+    for check, message in _LEAVING.items():
+        if not report.was_read(check):
+            continue
+        try:
+            keys = alerts.firing_keys(ctx, f"{check}:")
+        except Exception as exc:
+            log.warning("could not read the open %s alerts: %s", check, first_line(exc))
+            continue
+        for key in keys:
+            if key in present:
+                continue
+            database = key.split(":")[1] if check == "swap" else None
+            resolved.append(
+                alerts.set_condition(
+                    ctx, key, False, message=message, kind="check", database=database, now=now
+                )
+            )
+    return resolved
 
 
 def _set(ctx: Context, item: StatusItem, now: datetime) -> ConditionResult:

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from respaldo.domain import BackupKind
-from respaldo.operations import alerts, status, watchdog
+from respaldo.operations import alerts, restore_swap, status, status_queue, watchdog
 from respaldo.operations.context import Context
 from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
@@ -244,3 +245,51 @@ def test_a_file_sets_items_have_their_own_alert_texts(tmp_path: Path) -> None:
     assert text(old, "size:uploads:files").startswith(
         "the newest files backup of uploads is much smaller than the one before: "
     )
+
+
+def test_a_swap_whose_item_leaves_the_report_is_resolved_once(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    """The swap item disappears once the database's name exists again (its note is
+    cleared): nothing then says the condition is met but the watchdog."""
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    restore_swap.note_swap(ctx, "erp", "erp", "erp_old_1", NOW - H)
+    assert watch(ctx, 0 * H)["swap:erp:erp"] == "raised"
+    restore_swap.clear_swap(ctx, "erp", "erp")
+    assert watch(ctx, H)["swap:erp:erp"] == "resolved"
+    assert "swap:erp:erp" not in watch(ctx, 2 * H)
+    assert titles(webhook)[1].startswith(
+        "[respaldo] RESOLVED: resolved: a restore of erp stopped half-way through its swap"
+    )
+    assert len(webhook.inbox.items) == 2
+
+
+def test_a_queue_whose_item_leaves_the_report_is_resolved_and_not_when_unread(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A queue that is not configured has an item only while jobs wait in it: once they
+    are gone (cancelled, or taken), so is the item. A queue that could not be read says
+    nothing either way: its alert stays."""
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - H, passed=True)
+    items: list[status.StatusItem] | None = [
+        status.StatusItem(key="queue:nightly", check="queue", level="red", reason="x", count=3)
+    ]
+
+    def queue_items(_ctx: Context, _now: object) -> list[status.StatusItem]:
+        if items is None:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return list(items)
+
+    monkeypatch.setattr(status_queue, "queue_items", queue_items)
+    assert watch(ctx, 0 * H)["queue:nightly"] == "raised"
+    items = None  # the queue's read fails
+    assert "queue:nightly" not in watch(ctx, H)
+    items = []
+    assert watch(ctx, 2 * H)["queue:nightly"] == "resolved"
+    assert "queue:nightly" not in watch(ctx, 3 * H)
+    assert len(webhook.inbox.items) == 2
