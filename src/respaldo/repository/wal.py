@@ -78,7 +78,8 @@ def put_wal(repo: Repository, system_id: str, timeline: str, file: str, data: by
 
     Idempotent for equal content. Two processes putting the same new name at the same
     moment both store it (the last rename wins); PostgreSQL never archives one file twice
-    at once. Raises storage errors, and IntegrityError if the existing object is damaged.
+    at once. An existing object that is damaged (fails authentication twice) is replaced
+    by ``data`` (STORED, with a warning in the log). Raises storage errors.
     """
     name = wal_object(system_id, timeline, file)
     try:
