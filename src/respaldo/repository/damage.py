@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from respaldo.errors import IntegrityError, RespaldoError
+from respaldo.errors import IntegrityError
 from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.packs import pack_name, read_header
 from respaldo.repository.quarantine import DamagedCopy
@@ -32,7 +32,8 @@ def confirm_damage(
     for certain (failing where their pack's header places them too, or whose pack or
     header cannot be read: nothing says otherwise) and the *misplaced*: the header
     places the chunk elsewhere in the pack, where it authenticates, or does not list it
-    at all (the index named a copy that does not exist)."""
+    at all (the index named a copy that does not exist). Raises the storage error of a
+    read that fails (nothing is split then: the caller records nothing)."""
     by_pack: dict[str, list[DamagedCopy]] = defaultdict(list)
     for copy in copies:
         by_pack[copy.pack_id].append(copy)
@@ -50,12 +51,14 @@ def confirm_damage(
             if entry is None:
                 misplaced.append(copy)
                 continue
+            # A store that fails this read (a timeout) says nothing of the copy: that is
+            # raised, never taken as damage that would condemn a copy maybe good.
+            blob = storage.get(name, entry.offset, entry.length)
             try:
-                blob = storage.get(name, entry.offset, entry.length)
                 if len(blob) != entry.length:
                     raise SealError("pack is truncated")
                 sealer.open_chunk(copy.chunk_id, blob)
-            except (SealError, RespaldoError):
+            except SealError:
                 confirmed.append(copy)
             else:
                 misplaced.append(copy)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import pytest
 
+from respaldo.errors import TransientStorageError
 from respaldo.repository import Repository, collect_garbage, rebuild_index, verify_repository
+from respaldo.repository.damage import confirm_damage
 from respaldo.repository.index import seal_index
-from respaldo.repository.packs import PackEntry
+from respaldo.repository.packs import PackEntry, read_header
+from respaldo.repository.quarantine import DamagedCopy
 from respaldo.repository.repair import repair_repository
 from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.base import Storage
@@ -130,3 +133,27 @@ def test_repair_of_an_unreadable_record_records_no_good_copy_for_a_wrong_index(
     rebuild_index(open_repo(storage, load_index=False))
     healed = open_repo(storage)
     assert read_stream(healed, healed.load_manifest("b1")) == data
+
+
+def test_a_copy_whose_second_read_fails_in_storage_is_not_condemned(
+    storage: Storage, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read where the header places the copy is the one that tells a wrong index
+    from damage: a store that fails it (S3 timing out, a NAS gone for a moment) has told
+    nothing, and the good copy must not be recorded damaged on that. The error is raised:
+    the check did not finish."""
+    write_backup(repo, "b1", {"dump": random_bytes(40_000, seed=8)})
+    pack_id, a, _b = _swap_two_locations(storage, repo)
+    pack = f"packs/{pack_id[:2]}/{pack_id}"
+    (place,) = [e for e in read_header(storage, repo.sealer, pack) if e.chunk_id == a]
+    real_get = storage.get
+
+    def flaky_get(name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if (name, offset, length) == (pack, place.offset, place.length):
+            raise TransientStorageError("read timed out", name=name)
+        return real_get(name, offset, length)
+
+    monkeypatch.setattr(storage, "get", flaky_get)
+    copy = DamagedCopy.of(a, pack, "authentication failed")
+    with pytest.raises(TransientStorageError):
+        confirm_damage(storage, repo.sealer, [copy])
