@@ -19,7 +19,7 @@ import logging
 from respaldo.domain import AuditAction, AuditOutcome, JobKind, TriggeredBy
 from respaldo.operations import audit
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
+from respaldo.operations.jobs import JobRequest, found_failure
 from respaldo.operations.principal import Principal, local_principal
 from respaldo.operations.scrub import Scrubber
 
@@ -39,10 +39,14 @@ def audit_job_end(
     job_id: int,
     result_id: str | None,
     error: BaseException | None,
+    *,
+    result: object = None,
 ) -> None:
     """Record the end of a job asked for from the command line, the API or the page that
-    changed (or tried to change) something. After a failure, a failure to record is
-    logged, not raised: the job's own error is the one to see."""
+    changed (or tried to change) something: a failure when it raised ``error``, or when
+    its ``result`` says what failed (:class:`~respaldo.operations.jobs.Verdict`: the job
+    ended failed). After a failure, a failure to record is logged, not raised: the job's
+    own error is the one to see."""
     action = _ACTIONS.get(request.kind)
     if action is None or request.params.get("dry_run"):
         return
@@ -53,9 +57,10 @@ def audit_job_end(
         actor = request.requested_by or "-"
     else:
         return
-    outcome = AuditOutcome.SUCCESS if error is None else AuditOutcome.FAILURE
-    detail = f"job {job_id}" + (f": {error or type(error).__name__}" if error else "")
-    detail = Scrubber(ctx.settings)(detail) if error else detail
+    failure = (str(error) or type(error).__name__) if error is not None else found_failure(result)
+    outcome = AuditOutcome.SUCCESS if failure is None else AuditOutcome.FAILURE
+    detail = f"job {job_id}" + (f": {failure}" if failure is not None else "")
+    detail = Scrubber(ctx.settings)(detail) if failure is not None else detail
     target = result_id or request.target
     if error is None:
         audit.record(ctx, actor, action, target, outcome, detail)

@@ -269,6 +269,11 @@ class Verdict(Protocol):
         ...
 
 
+def found_failure(result: object) -> str | None:
+    """What failed, when ``result`` is a :class:`Verdict` of failure; else None."""
+    return result.found_failure() if isinstance(result, Verdict) else None
+
+
 def run(
     ctx: Context,
     job_id: int,
@@ -318,7 +323,7 @@ def run(
             raise JobCancelled(f"job {job_id} cancelled: {token.reason}") from exc
         raise
     lease.stop()
-    failure = result.found_failure() if isinstance(result, Verdict) else None
+    failure = found_failure(result)
     status = JobStatus.COMPLETED if failure is None else JobStatus.FAILED
     if failure is not None and token.cancelled:
         # Cancelling kills the child program: what the result found failed ("pg_restore
@@ -442,7 +447,7 @@ def run_now(
     except BaseException as exc:
         audit_job_end(ctx, request, job.id, None, exc)
         raise
-    audit_job_end(ctx, request, job.id, result_id(result), None)
+    audit_job_end(ctx, request, job.id, result_id(result), None, result=result)
     return result
 
 

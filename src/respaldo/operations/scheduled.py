@@ -76,7 +76,7 @@ def run_queued(
             audit_job_end(ctx, request, job_id, str(known) if known else None, exc)
         raise
     if audited:
-        audit_job_end(ctx, request, job_id, result_id(result), None)
+        audit_job_end(ctx, request, job_id, result_id(result), None, result=result)
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ from respaldo import cancellation
 from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs
 from respaldo.config import Settings
-from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.domain import AuditOutcome, JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict
-from respaldo.operations import jobs
+from respaldo.operations import audit, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.prune_report import PruneReport, RepositoryPruneView
 from respaldo.operations.verify import VerifyResult
 
 BACKUP = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
@@ -297,3 +299,44 @@ def test_a_failed_result_of_a_cancelled_job_is_a_cancellation(ctx: Context) -> N
     jobs.run(ctx, job.id, body, token=token)
     done = jobs.get(ctx, job.id)
     assert (done.status, done.error) == (JobStatus.CANCELLED, "cancelled by request")
+
+
+def _unfinished_prune() -> PruneReport:
+    offsite = RepositoryPruneView(
+        name="offsite",
+        location="s3://b/p",
+        manifests_deleted=0,
+        error="the repository does not open",
+        gc=None,
+        wal=None,
+        object_lock=None,
+    )
+    return PruneReport(
+        dry_run=False,
+        now=datetime(2026, 11, 28, tzinfo=UTC),
+        decisions=[],
+        deleted=[],
+        repositories=[offsite],
+        bytes_reclaimed=0,
+        warnings=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "result", "error"),
+    [
+        (JobKind.DRILL, _failed_drill, "the restore test failed: row counts: orders: 10 != 12"),
+        (JobKind.PRUNE, _unfinished_prune, "prune could not finish in offsite: "),
+    ],
+    ids=["drill", "prune"],
+)
+def test_a_cli_job_whose_result_is_a_failure_is_audited_as_one(
+    ctx: Context, kind: JobKind, result: Callable[[], object], error: str
+) -> None:
+    """The job ends failed (above): its audit entry said success all the same, where the
+    same prune asked for from the API (a raised error) was audited as a failure."""
+    request = JobRequest(kind, "erp", TriggeredBy.CLI, "ana")
+    jobs.run_now(ctx, request, lambda _: result())
+    (entry,) = audit.entries(ctx)
+    assert entry.outcome is AuditOutcome.FAILURE
+    assert error in (entry.detail or ""), entry.detail
