@@ -251,10 +251,6 @@ class KeyFile:
         rid = self.config.get("id") if self.config is not None else None
         return rid if isinstance(rid, str) else None
 
-    def kek(self, passphrase: str) -> bytes:
-        """The key derived from ``passphrase`` exactly as given."""
-        return _kek(passphrase, self.salt, self.params)
-
     def keks(self, passphrase: str) -> Iterator[bytes]:
         """The keys derived from each of :func:`passphrase_forms`, derived one at a time
         as they are asked for (an ASCII passphrase has one form: one derivation)."""
