@@ -113,3 +113,23 @@ def test_a_cli_prune_that_fails_in_one_repository_is_a_failed_job(
     assert done.error is not None and done.error.startswith("prune could not finish in second: ")
     text = render_metrics(inst.ctx).decode()
     assert 'respaldo_job_last_success_timestamp_seconds{kind="prune"}' not in text
+
+
+def test_a_scheduled_prune_that_fails_in_one_repository_fails_as_the_cli_one(
+    inst: Installation,
+) -> None:
+    """One outcome for one operation, however it was asked for: the job fails naming the
+    repository, and its row keeps what prune reclaimed where it could (the scheduled
+    prune raised instead: its job said only 'could not finish in every repository' and
+    recorded nothing of what it did)."""
+    history(inst)
+    (inst.root / "second").rename(inst.root / "unmounted")
+    (inst.root / "second").write_text("not a repository")
+    job = jobs.submit(inst.ctx, JobRequest(JobKind.PRUNE, None, TriggeredBy.SCHEDULE, "cleanup"))
+    report = run_queued(inst.ctx, job.id)
+    assert not report.ok
+    done = jobs.get(inst.ctx, job.id)
+    assert done.status is JobStatus.FAILED
+    assert done.error is not None and done.error.startswith("prune could not finish in second: ")
+    assert reclaimed(report)["local"] > 0
+    assert done.outcome == {"bytes_reclaimed": reclaimed(report)}
