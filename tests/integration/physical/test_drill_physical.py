@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from respaldo.config import Settings, ValidationQuery
 from respaldo.domain import DrillStatus, JobKind, TriggeredBy
 from respaldo.operations.context import Context
 from respaldo.operations.drill import DATADIR_PREFIX, DrillResult, remove_leftovers, run_drill
-from tests.integration.majors import ON_EVERY_MAJOR
-from tests.integration.physical.conftest import SHOP, Archiving
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS, ON_EVERY_MAJOR
+from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -165,24 +166,38 @@ def test_a_database_backed_up_only_physically_is_drilled_by_name(archiving: Arch
     assert _verified(archiving, record["id"]) is True
 
 
-def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(archiving: Archiving) -> None:
+@pytest.fixture
+def own_archiving(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """An archiving cluster and repository of the test's own: a test that damages a pack
+    must not leave the session's repository damaged (later backups deduplicate against
+    the chunk, and every restore of them fails)."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(own_archiving: Archiving) -> None:
     from respaldo.operations.repositories import open_repository
     from respaldo.repository.packs import pack_name
     from respaldo.repository.reader import read_list
     from tests.integration.logical.support import flip_byte
 
-    record = archiving.backup()
-    repo = open_repository(archiving.settings())
+    record = own_archiving.backup()
+    repo = open_repository(own_archiving.settings())
     stream = repo.load_manifest(record["id"]).stream("base")
     entries = read_list(repo, stream.lists[0])
     location = repo.index.get(entries[len(entries) // 2][0])
     assert location is not None
     pack = pack_name(location.pack_id)
-    flip_byte(archiving.repo_dir / pack, location.offset + location.length // 2)
+    flip_byte(own_archiving.repo_dir / pack, location.offset + location.length // 2)
     before = set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
-    result = _drill(archiving, archiving.settings(), record["id"])
+    result = _drill(own_archiving, own_archiving.settings(), record["id"])
     assert not result.passed
     restore = result.checks[0]
     assert restore.name == "restore" and not restore.ok and pack in restore.detail
-    assert _verified(archiving, record["id"]) is False
+    assert _verified(own_archiving, record["id"]) is False
     assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
