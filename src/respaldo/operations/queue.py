@@ -86,9 +86,10 @@ def queue_of(settings: Settings, kind: JobKind, target: str | None) -> str:
 
 
 def retries_allowed(settings: Settings, job: Job) -> bool:
-    """Whether the lost ``job`` may run again: restores never, nor a job someone cancelled;
-    others while their attempt is within ``[queue] retries`` for their kind."""
-    if job.kind is JobKind.RESTORE or job.status is JobStatus.CANCELLED:
+    """Whether the lost ``job`` may run again: restores never, nor a job someone asked to
+    cancel; others while their attempt is within ``[queue] retries`` for their kind. (A job
+    a stopping worker cancelled ends ``cancelled`` too, but nobody asked: it runs again.)"""
+    if job.kind is JobKind.RESTORE or job.cancel_requested:
         return False
     return job.attempt - 1 < settings.queue.retries.get(job.kind, 0)
 

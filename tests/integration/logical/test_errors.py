@@ -11,6 +11,7 @@ import logging
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.domain import BackupStatus
 from tests.integration.logical.conftest import PASSPHRASE, WRONG_PASSWORD, Respaldo, Run
 from tests.integration.logical.support import databases, staging_databases, table_checksums
 
@@ -99,7 +100,12 @@ def test_wrong_repository_passphrase(
     monkeypatch.setenv("RESPALDO_PASSPHRASE", "not the passphrase")
     run = respaldo.run("backup", "erp")
     assert_error(run, "wrong passphrase for the repository at file://", "RESPALDO_PASSPHRASE")
-    assert [r.id for r in respaldo.records()] == [backup_id]  # nothing new, nothing pending
+    # The attempt is a failed backup (status, metrics and the page show it), nothing pending.
+    good, failed = sorted(respaldo.records(), key=lambda r: r.id != backup_id)
+    assert good.id == backup_id and good.status is BackupStatus.COMPLETED
+    assert failed.status is BackupStatus.FAILED
+    assert "wrong passphrase" in (failed.error_message or "")
+    assert "not the passphrase" not in (failed.error_message or "")
     before = databases(pg)
     run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
     assert_error(run, "wrong passphrase", "RESPALDO_PASSPHRASE")
