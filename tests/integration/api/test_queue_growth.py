@@ -39,7 +39,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None
 def ctx(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[Context]:
     settings = Settings(
         catalog={"url": catalog_role.url},
-        jobs={"lease_seconds": 2.0},
+        # Long enough that a loaded machine never misses a renewal (a job whose lease
+        # goes unrenewed for 80% of it cancels itself, and the sweep fails it as lost).
+        jobs={"lease_seconds": 15.0},
         cache_dir=tmp_path / "cache",
     )
     with Context.open(settings, create=True) as context:
