@@ -142,29 +142,23 @@ class TrickleReadinto(TrickleReader):
         return self._data.readinto(buffer[: self._step])
 
 
-class CountingStorage:
-    """Delegates to another store and records every ``get`` by object name."""
+class DelegatingStorage:
+    """Passes every call on to the store ``inner``: the base of the tests' store wrappers,
+    each of which overrides the calls it watches. A spool it opens puts through the
+    wrapper's own ``put``: packs too pass where a wrapper looks."""
 
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
-        self.gets: list[str] = []
-        self.bytes_read = 0
 
     @property
     def location(self) -> str:
         return self.inner.location
 
-    def gets_under(self, prefix: str) -> list[str]:
-        return [name for name in self.gets if name.startswith(prefix)]
-
     def put(self, name: str, data: bytes) -> None:
         self.inner.put(name, data)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        self.gets.append(name)
-        data = self.inner.get(name, offset, length)
-        self.bytes_read += len(data)
-        return data
+        return self.inner.get(name, offset, length)
 
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)
@@ -176,8 +170,25 @@ class CountingStorage:
         self.inner.delete(name)
 
     def open_spool(self, directory: str) -> Spool:
-        # Through this wrapper's put: packs too pass where it looks.
         return BufferedSpool(self)
 
     def close(self) -> None:
         self.inner.close()
+
+
+class CountingStorage(DelegatingStorage):
+    """Delegates to another store and records every ``get`` by object name."""
+
+    def __init__(self, inner: Storage) -> None:
+        super().__init__(inner)
+        self.gets: list[str] = []
+        self.bytes_read = 0
+
+    def gets_under(self, prefix: str) -> list[str]:
+        return [name for name in self.gets if name.startswith(prefix)]
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        self.gets.append(name)
+        data = self.inner.get(name, offset, length)
+        self.bytes_read += len(data)
+        return data

@@ -21,9 +21,10 @@ from respaldo.repository import (
     verify_repository,
 )
 from respaldo.repository.packs import PACK_PREFIX
-from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
+from respaldo.storage.base import ObjectInfo, Storage
 from tests.unit.repository.helpers import (
     STARTED,
+    DelegatingStorage,
     compressible_bytes,
     flip_byte,
     names,
@@ -282,17 +283,13 @@ class Interrupted(Exception):
     """Stands for the process dying (kill -9) at that point."""
 
 
-class DyingStorage:
+class DyingStorage(DelegatingStorage):
     """Fails every change after the first ``budget`` puts and deletes (of data, not of
     locks): the state a crash at that point leaves."""
 
     def __init__(self, inner: Storage, budget: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.budget = budget
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
 
     def _spend(self, name: str) -> None:
         if name.startswith("locks/"):
@@ -305,25 +302,9 @@ class DyingStorage:
         self._spend(name)
         self.inner.put(name, data)
 
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.get(name, offset, length)
-
-    def stat(self, name: str) -> ObjectInfo:
-        return self.inner.stat(name)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
     def delete(self, name: str) -> None:
         self._spend(name)
         self.inner.delete(name)
-
-    def open_spool(self, directory: str) -> Spool:
-        # Through this wrapper's put: packs too pass where it looks.
-        return BufferedSpool(self)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_interrupted_at_every_step(storage: Storage, repo: Repository) -> None:

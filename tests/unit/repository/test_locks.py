@@ -24,9 +24,10 @@ from respaldo.repository import (
     verify_repository,
 )
 from respaldo.repository.locks import LOCK_PREFIX, LockInfo, read_locks, this_host
-from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
+from respaldo.storage.base import ObjectInfo, Storage
 from tests.unit.repository.helpers import (
     STARTED,
+    DelegatingStorage,
     init_repo,
     names,
     open_repo,
@@ -144,27 +145,14 @@ def test_a_lock_of_a_newer_format_is_respected(mem_repo: Repository) -> None:
         Lease.acquire(storage, LockKind.SHARED, "backup")
 
 
-class RacingStorage:
+class RacingStorage(DelegatingStorage):
     """Holds every ``list`` of locks until both racers have put their own lock, and with
     ``hold_deletes`` every delete of a lock until both have read the other's."""
 
     def __init__(self, inner: Storage, racers: int, *, hold_deletes: bool) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.barrier = threading.Barrier(racers, timeout=10)
         self.deletes = threading.Barrier(racers, timeout=10) if hold_deletes else None
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
-    def put(self, name: str, data: bytes) -> None:
-        self.inner.put(name, data)
-
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.get(name, offset, length)
-
-    def stat(self, name: str) -> ObjectInfo:
-        return self.inner.stat(name)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if prefix == LOCK_PREFIX:
@@ -175,13 +163,6 @@ class RacingStorage:
         if self.deletes is not None and name.startswith(LOCK_PREFIX):
             self.deletes.wait()
         self.inner.delete(name)
-
-    def open_spool(self, directory: str) -> Spool:
-        # Through this wrapper's put: packs too pass where it looks.
-        return BufferedSpool(self)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.mark.parametrize("other", [LockKind.EXCLUSIVE, LockKind.SHARED])
@@ -302,21 +283,17 @@ def test_a_holder_whose_wall_clock_jumped_gives_its_lock_up(mem_repo: Repository
     assert names(storage, LOCK_PREFIX) == []
 
 
-class _HeldLockPuts:
+class _HeldLockPuts(DelegatingStorage):
     """A store whose next put of a name below ``prefix`` (by default a shared lock: a
     writer refreshing its lease) can be held back, as a slow S3 holds a request that it
     is retrying."""
 
     def __init__(self, inner: Storage, prefix: str = f"{LOCK_PREFIX}shared-") -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.prefix = prefix
         self.armed = False
         self.held = threading.Event()
         self.go = threading.Event()
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
 
     def put(self, name: str, data: bytes) -> None:
         if self.armed and name.startswith(self.prefix):
@@ -324,24 +301,6 @@ class _HeldLockPuts:
             self.held.set()
             assert self.go.wait(60), "the held put was never let go"
         self.inner.put(name, data)
-
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.get(name, offset, length)
-
-    def stat(self, name: str) -> ObjectInfo:
-        return self.inner.stat(name)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, name: str) -> None:
-        self.inner.delete(name)
-
-    def open_spool(self, directory: str) -> Spool:
-        return BufferedSpool(self)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lease(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from respaldo.errors import IntegrityError, RepositoryLocked
@@ -17,8 +15,9 @@ from respaldo.repository import (
 )
 from respaldo.repository.crypto import AAD_INDEX
 from respaldo.repository.index import GROUP, MAGIC
-from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
+from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import (
+    DelegatingStorage,
     flip_byte,
     names,
     open_repo,
@@ -150,18 +149,14 @@ def test_index_with_an_authentic_but_malformed_body_is_an_integrity_error(
     assert verify_repository(open_repo(storage)).ok
 
 
-class _CollectBeforeIndexPut:
+class _CollectBeforeIndexPut(DelegatingStorage):
     """A store that, the first time an index file is put, first lets garbage collection
     run to its end (another process's ``prune``, at the worst moment for a rebuild that
     has read every pack header already)."""
 
     def __init__(self, inner: Storage) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.outcome: list[object] = []
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
 
     def put(self, name: str, data: bytes) -> None:
         if name.startswith("index/") and not self.outcome:
@@ -170,24 +165,6 @@ class _CollectBeforeIndexPut:
             except RepositoryLocked as exc:
                 self.outcome.append(exc)
         self.inner.put(name, data)
-
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        return self.inner.get(name, offset, length)
-
-    def stat(self, name: str) -> ObjectInfo:
-        return self.inner.stat(name)
-
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, name: str) -> None:
-        self.inner.delete(name)
-
-    def open_spool(self, directory: str) -> Spool:
-        return BufferedSpool(self)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_rebuild_and_a_collection_never_run_at_once(
