@@ -14,29 +14,17 @@ import pytest
 
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
-from respaldo.repository import keys
 from tests.unit.operations.support import FAST_KDF, Installation, write_config
+from tests.unit.repository.helpers import Derivations
 
 pytestmark = pytest.mark.unit
-
-
-class _Derivations:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        real = keys._kek
-
-        def counted(passphrase: str, salt: bytes, params: keys.KdfParams) -> bytes:
-            self.count += 1
-            return real(passphrase, salt, params)
-
-        monkeypatch.setattr(keys, "_kek", counted)
 
 
 def test_the_repositories_init_made_open_without_a_derivation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     installation = Installation.create(tmp_path)
-    derivations = _Derivations(monkeypatch)
+    derivations = Derivations(monkeypatch)
     primary = installation.repository("local")
     mirror = installation.repository("second")
     assert (primary.id, derivations.count) == (mirror.id, 0)

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from respaldo.repository import (
     BackupWriter,
     ChunkerParams,
@@ -22,6 +24,7 @@ from respaldo.repository import (
     Repository,
     WriteStats,
     iter_stream,
+    keys,
 )
 from respaldo.repository.reader import read_list
 from respaldo.storage.base import BufferedSpool, ObjectInfo, Spool, Storage
@@ -140,6 +143,21 @@ class TrickleReadinto(TrickleReader):
     def readinto(self, buffer: memoryview) -> int:
         self.calls += 1
         return self._data.readinto(buffer[: self._step])
+
+
+class Derivations:
+    """Counts the passphrase derivations (argon2id) from now on, until ``monkeypatch``
+    undoes it: a key taken from the machine's key cache derives nothing."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = keys._kek
+
+        def counted(passphrase: str, salt: bytes, params: keys.KdfParams) -> bytes:
+            self.count += 1
+            return real(passphrase, salt, params)
+
+        monkeypatch.setattr(keys, "_kek", counted)
 
 
 class DelegatingStorage:

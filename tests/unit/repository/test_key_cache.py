@@ -8,23 +8,10 @@ from pathlib import Path
 import pytest
 
 from respaldo.errors import WrongPassphrase
-from respaldo.repository import keys
 from respaldo.storage.memory import MemoryStorage
-from tests.unit.repository.helpers import KDF, PASSPHRASE, init_repo, open_repo
+from tests.unit.repository.helpers import KDF, PASSPHRASE, Derivations, init_repo, open_repo
 
 pytestmark = pytest.mark.unit
-
-
-class _Derivations:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        real = keys._kek
-
-        def counted(passphrase: str, salt: bytes, params: keys.KdfParams) -> bytes:
-            self.count += 1
-            return real(passphrase, salt, params)
-
-        monkeypatch.setattr(keys, "_kek", counted)
 
 
 def _cache_files(cache: Path) -> list[Path]:
@@ -36,7 +23,7 @@ def test_the_second_open_takes_the_key_from_the_cache(
 ) -> None:
     repo = init_repo(memory_storage)
     cache = tmp_path / "cache"
-    derivations = _Derivations(monkeypatch)
+    derivations = Derivations(monkeypatch)
     assert open_repo(memory_storage, key_cache=cache).id == repo.id
     assert derivations.count == 1
     assert open_repo(memory_storage, key_cache=cache).id == repo.id
@@ -67,7 +54,7 @@ def test_a_cache_file_others_can_read_is_ignored(
     open_repo(memory_storage, key_cache=cache)
     [cached] = _cache_files(cache)
     cached.chmod(0o644)
-    derivations = _Derivations(monkeypatch)
+    derivations = Derivations(monkeypatch)
     open_repo(memory_storage, key_cache=cache)
     assert derivations.count == 1
 
@@ -93,7 +80,7 @@ def test_a_damaged_cache_file_costs_only_a_derivation(
     open_repo(memory_storage, key_cache=cache)
     [cached] = _cache_files(cache)
     cached.write_bytes(b"{not json")
-    derivations = _Derivations(monkeypatch)
+    derivations = Derivations(monkeypatch)
     assert open_repo(memory_storage, key_cache=cache).id == repo.id
     assert derivations.count == 1
     assert open_repo(memory_storage, key_cache=cache).id == repo.id
@@ -107,6 +94,6 @@ def test_a_cache_directory_that_does_not_exist_yet_is_made(
     init_repo(memory_storage)
     cache = tmp_path / "home" / ".cache" / "respaldo"
     open_repo(memory_storage, key_cache=cache)
-    derivations = _Derivations(monkeypatch)
+    derivations = Derivations(monkeypatch)
     open_repo(memory_storage, key_cache=cache)
     assert derivations.count == 0

@@ -303,20 +303,18 @@ class _HeldLockPuts(DelegatingStorage):
         self.inner.put(name, data)
 
 
-def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lease(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A backup's last refresh (just before its manifest) is slow: S3 retries its PUT for
-    longer than a lease lives. Meanwhile garbage collection finds the lock stale, removes
-    it, and deletes the packs that no manifest references, among them those the backup
-    deduplicated against. The held PUT then lands and puts the lock back: the refresh
-    must not count as a success (before, the manifest followed, referencing deleted
-    packs: a backup that verified bad at once, called completed)."""
+def _commit_held_past_its_lease(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, prefix: str, seed: int
+) -> Repository:
+    """Commit a backup deduplicated against a deleted one's packs while its next put below
+    ``prefix`` is held back for longer than a lease lives; meanwhile a collection finds
+    its lock stale and deletes those packs. Asserts the commit lost its lease; returns
+    the repository (through the holding store)."""
     from respaldo.repository import locks
 
-    held = _HeldLockPuts(storage)
+    held = _HeldLockPuts(storage, prefix=prefix)
     repo = init_repo(held)
-    data = random_bytes(60_000, seed=3)
+    data = random_bytes(60_000, seed=seed)
     write_backup(repo, "old", {"dump": data})
     held.delete("manifests/old")  # its packs are garbage now, still indexed
     now = [1000.0]
@@ -339,19 +337,31 @@ def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lea
         committing = threading.Thread(target=commit)
         committing.start()
         assert held.held.wait(60)
-        # The refresh has been under way for longer than a lease lives: to every other
+        # The put has been under way for longer than a lease lives: to every other
         # process the lock, last refreshed long ago, is stale.
         now[0] += 601
         (lock,) = names(held, LOCK_PREFIX)
         aged = json.loads(held.get(lock))
         aged["refreshed"] = (datetime.now(UTC) - timedelta(seconds=601)).isoformat()
         held.inner.put(lock, json.dumps(aged).encode())
-        report = collect_garbage(open_repo(held))
-        assert report.packs_deleted > 0
+        assert collect_garbage(open_repo(held)).packs_deleted > 0
         held.go.set()
-        committing.join(60)
+        committing.join()
 
     assert isinstance(outcome[0], LeaseLost), outcome
+    return repo
+
+
+def test_a_refresh_that_landed_after_its_lock_was_removed_as_stale_loses_the_lease(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup's last refresh (just before its manifest) is slow: S3 retries its PUT for
+    longer than a lease lives. Meanwhile garbage collection finds the lock stale, removes
+    it, and deletes the packs that no manifest references, among them those the backup
+    deduplicated against. The held PUT then lands and puts the lock back: the refresh
+    must not count as a success (before, the manifest followed, referencing deleted
+    packs: a backup that verified bad at once, called completed)."""
+    repo = _commit_held_past_its_lease(storage, monkeypatch, f"{LOCK_PREFIX}shared-", seed=3)
     assert repo.backup_ids() == []
     assert verify_repository(open_repo(storage)).ok
 
@@ -365,42 +375,6 @@ def test_a_manifest_that_landed_after_the_lease_could_go_stale_is_withdrawn(
     reference (not this one: it has not landed), and deletes the rest, among it packs
     the backup deduplicated against; then the manifest lands. The backup must not stand
     as completed: before, it did, and verified bad at once."""
-    from respaldo.repository import locks
-
-    held = _HeldLockPuts(storage, prefix="manifests/new")
-    repo = init_repo(held)
-    data = random_bytes(60_000, seed=4)
-    write_backup(repo, "old", {"dump": data})
-    held.delete("manifests/old")
-    now = [1000.0]
-    monkeypatch.setattr(
-        locks, "time", type("Clock", (), {"monotonic": lambda: now[0], "sleep": time.sleep})
-    )
-    outcome: list[BaseException | None] = []
-
-    with BackupWriter(repo, "new") as writer:
-        writer.write_stream("dump", io.BytesIO(data))
-
-        def commit() -> None:
-            try:
-                writer.commit(kind="full", source="erp", started_at=STARTED)
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        held.armed = True
-        committing = threading.Thread(target=commit)
-        committing.start()
-        assert held.held.wait(60)
-        now[0] += 601
-        (lock,) = names(held, LOCK_PREFIX)
-        aged = json.loads(held.get(lock))
-        aged["refreshed"] = (datetime.now(UTC) - timedelta(seconds=601)).isoformat()
-        held.inner.put(lock, json.dumps(aged).encode())
-        assert collect_garbage(open_repo(held)).packs_deleted > 0
-        held.go.set()
-        committing.join(60)
-
-    assert isinstance(outcome[0], LeaseLost), outcome
+    repo = _commit_held_past_its_lease(storage, monkeypatch, "manifests/new", seed=4)
     assert repo.backup_ids() == []
     assert verify_repository(open_repo(storage)).ok
