@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +60,14 @@ class CatalogRole:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}"
             ).format(sql.Literal(self.name))
         )
+
+    @contextmanager
+    def context(self, tmp_path: Path, **settings: Any) -> Iterator[Context]:
+        """A context on this catalog (created), with ``settings`` and a cache of its own
+        under ``tmp_path``; closed after the ``with``."""
+        full = Settings(catalog={"url": self.url}, cache_dir=tmp_path / "cache", **settings)
+        with Context.open(full, create=True) as context:
+            yield context
 
     def accept(self) -> None:
         """The role's password is the service's again: its next connection is taken."""

@@ -8,8 +8,7 @@ from ``wal_copy`` alone) and nothing ever removed them."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -17,34 +16,21 @@ from pathlib import Path
 import pytest
 
 from respaldo.catalog import Workers
-from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.status import compute_status
 from tests.integration.api.conftest import CatalogRole
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def ctx(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[Context]:
-    settings = Settings(
-        catalog={"url": catalog_role.url},
-        # Long enough that a loaded machine never misses a renewal (a job whose lease
-        # goes unrenewed for 80% of it cancels itself, and the sweep fails it as lost).
-        jobs={"lease_seconds": 15.0},
-        cache_dir=tmp_path / "cache",
-    )
-    with Context.open(settings, create=True) as context:
+    # The lease long enough that a loaded machine never misses a renewal (a job whose
+    # lease goes unrenewed for 80% of it cancels itself, and the sweep fails it as lost).
+    with catalog_role.context(tmp_path, jobs={"lease_seconds": 15.0}) as context:
         yield context
 
 

@@ -6,42 +6,31 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from respaldo.cancellation import CancelToken
 from respaldo.cancellation import current as current_token
-from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.scheduling.plan import entries
 from respaldo.scheduling.service import Service
 from tests.integration.api.conftest import CatalogRole
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def ctx(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[Context]:
-    settings = Settings(
-        catalog={"url": catalog_role.url},
+    with catalog_role.context(
+        tmp_path,
         databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
         jobs={"lease_seconds": 2.0},
-        cache_dir=tmp_path / "cache",
-    )
-    with Context.open(settings, create=True) as context:
+    ) as context:
         yield context
 
 

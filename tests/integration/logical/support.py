@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
 from sample.cluster import TempCluster
+
+from tests.waiting import wait_for
 
 # Tables and materialized views that hold rows (leaf partitions, not their parents),
 # without the members of extensions, whose rows pg_dump leaves to CREATE EXTENSION.
@@ -117,3 +122,44 @@ def flip_byte(path: Path, offset: int) -> None:
         assert len(byte) == 1, f"{path} has no byte at {offset}"
         fh.seek(offset)
         fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def wait_for_pg_restore_on_a_lock(
+    pg: TempCluster, process: subprocess.Popen[str], what: str = "pg_restore to wait for a lock"
+) -> None:
+    """Wait until a ``pg_restore`` on ``pg`` waits for a lock (one the test holds); fail
+    with the output of ``process``, the respaldo that runs it, should that end first."""
+
+    def restoring() -> bool:
+        assert process.poll() is None, process.communicate()
+        return bool(
+            pg.scalar(
+                "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                " WHERE application_name = 'pg_restore' AND wait_event_type = 'Lock'"
+            )
+        )
+
+    wait_for(what, restoring)
+
+
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+@contextmanager
+def script_child(script: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """Run the test script ``script`` with ``args`` in a child Python, from the project's
+    root, its three streams piped (text); killed after the ``with`` if it still runs."""
+    child = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()

@@ -25,7 +25,7 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import table_checksums
+from tests.integration.logical.support import script_child, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -147,22 +147,13 @@ def test_an_interrupted_backup_is_marked_failed_at_once(
 
 
 PAUSED_BACKUP = Path(__file__).with_name("paused_backup.py")
-PROJECT = Path(__file__).resolve().parents[3]
 
 
 def test_a_backup_killed_between_its_manifest_and_its_record_is_completed(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str
 ) -> None:
     expected = table_checksums(pg, respaldo.dbname)
-    child = subprocess.Popen(
-        [sys.executable, str(PAUSED_BACKUP), str(respaldo.config), "erp"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=PROJECT,
-    )
-    try:
+    with script_child(PAUSED_BACKUP, str(respaldo.config), "erp") as child:
         assert child.stdout is not None
         line = child.stdout.readline()  # the manifest is written; the record not completed
         assert line.startswith("manifest "), (line, child.communicate())
@@ -173,10 +164,6 @@ def test_a_backup_killed_between_its_manifest_and_its_record_is_completed(
         assert record.job_id is not None
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
     assert child.returncode == -signal.SIGKILL
 
     run = respaldo.run_process("list", "--json")  # the next start, a new process

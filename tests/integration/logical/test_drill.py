@@ -21,7 +21,7 @@ from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import databases
+from tests.integration.logical.support import databases, wait_for_pg_restore_on_a_lock
 from tests.integration.logical.test_quarantine_cli import _add_mirror
 from tests.integration.majors import ON_EVERY_MAJOR
 from tests.servers.notify import free_port
@@ -185,7 +185,7 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
     """The drill is made to wait inside ``pg_restore`` (as the restore cancel test does):
     the backup has a table owned by a role that an uncommitted ``DROP ROLE`` holds
     locked, and giving the restored table its owner waits for that lock."""
-    from tests.integration.logical.test_jobs import jobs, wait_for
+    from tests.integration.logical.test_jobs import jobs
 
     pg = respaldo.pg
     role = f"bloqueo_{new_dbname}"
@@ -207,18 +207,9 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
                 text=True,
             )
             try:
-
-                def restoring() -> bool:
-                    assert process.poll() is None, process.communicate()
-                    return bool(
-                        pg.scalar(
-                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-                            " WHERE application_name = 'pg_restore'"
-                            " AND wait_event_type = 'Lock'"
-                        )
-                    )
-
-                wait_for("the drill's pg_restore to wait for the lock", restoring)
+                wait_for_pg_restore_on_a_lock(
+                    pg, process, "the drill's pg_restore to wait for the lock"
+                )
                 (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
                 assert job["status"] == "running"
                 children = psutil.Process(process.pid).children(recursive=True)
@@ -368,7 +359,7 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
     restore test failed, and the backup keeps the verified mark its last drill gave it
     (someone stopped the test; nothing was found wrong with the backup). The drill waits
     inside pg_restore as in the kill test above."""
-    from tests.integration.logical.test_jobs import jobs, wait_for
+    from tests.integration.logical.test_jobs import jobs
 
     pg = respaldo.pg
     role = f"espera_{new_dbname}"
@@ -397,18 +388,9 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
                 text=True,
             )
             try:
-
-                def restoring() -> bool:
-                    assert process.poll() is None, process.communicate()
-                    return bool(
-                        pg.scalar(
-                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-                            " WHERE application_name = 'pg_restore'"
-                            " AND wait_event_type = 'Lock'"
-                        )
-                    )
-
-                wait_for("the drill's pg_restore to wait for the lock", restoring)
+                wait_for_pg_restore_on_a_lock(
+                    pg, process, "the drill's pg_restore to wait for the lock"
+                )
                 (job,) = [
                     j for j in jobs(respaldo) if j["kind"] == "drill" and j["status"] == "running"
                 ]

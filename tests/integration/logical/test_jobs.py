@@ -12,8 +12,7 @@ import getpass
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,10 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import wait_for_pg_restore_on_a_lock
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def jobs(respaldo: Respaldo) -> list[dict[str, Any]]:
@@ -183,18 +176,7 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
                 text=True,
             )
             try:
-
-                def restoring() -> bool:
-                    assert process.poll() is None, process.communicate()
-                    return bool(
-                        pg.scalar(
-                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-                            " WHERE application_name = 'pg_restore'"
-                            " AND wait_event_type = 'Lock'"
-                        )
-                    )
-
-                wait_for("pg_restore to wait for the lock", restoring)
+                wait_for_pg_restore_on_a_lock(pg, process, "pg_restore to wait for the lock")
                 (pg_restore,) = [
                     p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
                 ]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from tests.integration.logical.support import (
     databases,
     flip_byte,
     schema_dump,
+    script_child,
     staging_databases,
     table_checksums,
 )
@@ -28,7 +27,6 @@ from tests.integration.logical.test_roundtrip import assert_same_database
 pytestmark = pytest.mark.integration
 
 STOPPED = Path(__file__).with_name("stopped_pardump.py")
-PROJECT = Path(__file__).resolve().parents[3]
 
 
 def parallel(respaldo: Respaldo, jobs: int = 2) -> Path:
@@ -130,15 +128,7 @@ def test_a_failed_or_killed_parallel_backup_leaves_no_manifest_and_no_spool(
     respaldo: Respaldo, mode: str
 ) -> None:
     spool = parallel(respaldo)
-    child = subprocess.Popen(
-        [sys.executable, str(STOPPED), str(respaldo.config), "erp_par", mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=PROJECT,
-    )
-    try:
+    with script_child(STOPPED, str(respaldo.config), "erp_par", mode) as child:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line == "stored\n", (line, child.communicate())
@@ -146,10 +136,6 @@ def test_a_failed_or_killed_parallel_backup_leaves_no_manifest_and_no_spool(
             assert len(list(spool.iterdir())) == 1  # the dump's files are waiting there
             child.send_signal(signal.SIGKILL)
         _out, err = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
     assert respaldo.repository().backup_ids() == []
     if mode == "fail":
         assert child.returncode == 1

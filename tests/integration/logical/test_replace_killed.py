@@ -5,8 +5,6 @@ it is resolved (renamed back, or restored again)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,10 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import databases, table_checksums
+from tests.integration.logical.support import databases, script_child, table_checksums
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-PROJECT = Path(__file__).resolve().parents[3]
 SWAP_KILLED = Path(__file__).with_name("swap_killed.py")
 
 
@@ -32,25 +29,13 @@ def _swap_items(respaldo: Respaldo) -> list[dict[str, Any]]:
 
 def _kill_mid_swap(respaldo: Respaldo, backup_id: str, target: str) -> str:
     """Run the restore --replace in a child, kill it -9 after the first rename; the old name."""
-    args = [str(SWAP_KILLED), str(respaldo.config), backup_id, "-t", target, "--replace"]
-    child = subprocess.Popen(
-        [sys.executable, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=PROJECT,
-    )
-    try:
+    args = [str(respaldo.config), backup_id, "-t", target, "--replace"]
+    with script_child(SWAP_KILLED, *args) as child:
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line.startswith(f"renamed {target} "), (line, child.communicate())
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
     assert child.returncode == -signal.SIGKILL
     return line.split()[2]
 

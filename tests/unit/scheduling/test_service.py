@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,9 @@ from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.scheduling.plan import entries
 from respaldo.scheduling.service import Service
+from tests.waiting import wait_for
 
 MEXICO = ZoneInfo("America/Mexico_City")
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
