@@ -29,11 +29,11 @@ def confirm_damage(
     storage: Storage, sealer: Sealer, copies: Sequence[DamagedCopy]
 ) -> tuple[list[DamagedCopy], list[DamagedCopy]]:
     """Split ``copies`` (found damaged where the index placed them) into those damaged
-    for certain (failing where their pack's header places them too, or whose pack or
-    header cannot be read: nothing says otherwise) and the *misplaced*: the header
+    for certain (failing where their pack's header places them too, or whose pack is
+    missing or header damaged: nothing says otherwise) and the *misplaced*: the header
     places the chunk elsewhere in the pack, where it authenticates, or does not list it
     at all (the index named a copy that does not exist). Raises the storage error of a
-    read that fails (nothing is split then: the caller records nothing)."""
+    read that fails, the header's too (nothing is split then: the caller records nothing)."""
     by_pack: dict[str, list[DamagedCopy]] = defaultdict(list)
     for copy in copies:
         by_pack[copy.pack_id].append(copy)
@@ -42,10 +42,12 @@ def confirm_damage(
     for pack_id, group in by_pack.items():
         name = pack_name(pack_id)
         try:
-            header = {e.chunk_id: e for e in read_header(storage, sealer, name)}
+            # A store that fails the header's read (a timeout) raises, as below.
+            entries = read_header(storage, sealer, name, unreadable_is_damage=False)
         except IntegrityError:
             confirmed += group  # a missing pack, a damaged header: damage all the same
             continue
+        header = {e.chunk_id: e for e in entries}
         for copy in group:
             entry = header.get(copy.chunk_id)
             if entry is None:

@@ -18,7 +18,7 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from respaldo.errors import IntegrityError, StorageError
+from respaldo.errors import IntegrityError, ObjectNotFound, StorageError
 from respaldo.repository.crypto import AAD_PACK_HEADER, ID_SIZE, Sealer, SealError
 from respaldo.storage.base import Storage
 
@@ -116,18 +116,23 @@ def split_trailer(tail: bytes) -> int:
     return int(TRAILER.unpack(tail)[0])
 
 
-def read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
+def read_header(
+    storage: Storage, sealer: Sealer, name: str, *, unreadable_is_damage: bool = True
+) -> list[PackEntry]:
     """Read and authenticate the header of pack ``name``. Raises IntegrityError (also for a
-    pack that cannot be read: to a caller scanning packs, both mean "not usable").
+    pack that cannot be read: to a caller scanning packs, both mean "not usable"). With
+    ``unreadable_is_damage`` False, a read the store fails (a timeout, a refusal) raises
+    its StorageError instead, for a caller that must not call a pack damaged on that; a
+    missing pack is still an IntegrityError.
 
     A header that fails is read a second time before it counts as damaged: its bytes may
     have been spoiled on the way from the store (see :mod:`.authentic`), and an index
     rebuild leaves a pack with a damaged header out, all its chunks with it."""
     try:
-        return _read_header(storage, sealer, name)
+        return _read_header(storage, sealer, name, unreadable_is_damage)
     except IntegrityError as first:
         try:
-            entries = _read_header(storage, sealer, name)
+            entries = _read_header(storage, sealer, name, unreadable_is_damage)
         except IntegrityError:
             raise first from None
     log.warning(
@@ -139,7 +144,9 @@ def read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
     return entries
 
 
-def _read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]:
+def _read_header(
+    storage: Storage, sealer: Sealer, name: str, unreadable_is_damage: bool
+) -> list[PackEntry]:
     try:
         size = storage.stat(name).size
         if size < TRAILER.size:
@@ -152,4 +159,6 @@ def _read_header(storage: Storage, sealer: Sealer, name: str) -> list[PackEntry]
     except (SealError, ValueError) as exc:
         raise IntegrityError(f"pack header is damaged: {exc}", obj=name) from None
     except StorageError as exc:
+        if not unreadable_is_damage and not isinstance(exc, ObjectNotFound):
+            raise
         raise IntegrityError(f"cannot read pack: {exc}", obj=name) from None

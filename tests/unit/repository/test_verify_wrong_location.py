@@ -157,3 +157,38 @@ def test_a_copy_whose_second_read_fails_in_storage_is_not_condemned(
     copy = DamagedCopy.of(a, pack, "authentication failed")
     with pytest.raises(TransientStorageError):
         confirm_damage(storage, repo.sealer, [copy])
+
+
+@pytest.mark.parametrize("call", ["stat", "get"])
+def test_a_copy_whose_pack_header_read_fails_in_storage_is_not_condemned(
+    storage: Storage, repo: Repository, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """The same for the read of the pack's header, which comes first: a store that times
+    out there has told nothing of the pack either (before, that was taken as a damaged
+    header, and the good copy a wrong index entry had sent the first read away from was
+    condemned with it). A pack that is missing is damage all the same (below)."""
+    write_backup(repo, "b1", {"dump": random_bytes(40_000, seed=8)})
+    pack_id, a, _b = _swap_two_locations(storage, repo)
+    pack = f"packs/{pack_id[:2]}/{pack_id}"
+    real = getattr(storage, call)
+
+    def flaky(name: str, *args: object) -> object:
+        if name == pack:
+            raise TransientStorageError("read timed out", name=name)
+        return real(name, *args)
+
+    monkeypatch.setattr(storage, call, flaky)
+    copy = DamagedCopy.of(a, pack, "authentication failed")
+    with pytest.raises(TransientStorageError):
+        confirm_damage(storage, repo.sealer, [copy])
+
+
+def test_a_copy_whose_pack_is_missing_is_confirmed_damaged(
+    storage: Storage, repo: Repository
+) -> None:
+    write_backup(repo, "b1", {"dump": random_bytes(40_000, seed=8)})
+    pack_id, a, _b = _swap_two_locations(storage, repo)
+    pack = f"packs/{pack_id[:2]}/{pack_id}"
+    storage.delete(pack)
+    copy = DamagedCopy.of(a, pack, "authentication failed")
+    assert confirm_damage(storage, repo.sealer, [copy]) == ([copy], [])
