@@ -11,7 +11,8 @@ from sample.cluster import TempCluster
 
 from tests.integration.api.conftest import finished
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting, wait_for
+from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

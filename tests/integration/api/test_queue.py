@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from respaldo.config import load_settings
 from respaldo.domain import Role
 from tests.integration.api.conftest import client
-from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_workers import Site, site  # noqa: F401
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

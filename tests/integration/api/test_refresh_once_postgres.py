@@ -20,8 +20,8 @@ from respaldo.operations import users
 from respaldo.operations.auth import Authenticator, TokenPair, load_secret
 from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
-from tests.integration.logical.test_jobs import wait_for
 from tests.unit.access.conftest import CHEAP_HASHER, PASSWORD, SECRET, write_secret
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

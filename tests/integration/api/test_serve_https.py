@@ -18,10 +18,10 @@ from respaldo.domain import Role
 from tests.integration.api.conftest import token
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import table_checksums
-from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_replace import _spoil
 from tests.integration.logical.test_serve import free_port, serving
 from tests.servers.tls import self_signed
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.test_jobs import jobs, wait_for
+from tests.integration.logical.test_jobs import jobs
 from tests.integration.logical.test_parallel_dump import parallel
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from tests.integration.logical.test_jobs import (
     jobs,
     partitioned_table,
     pg_dump_waiting,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

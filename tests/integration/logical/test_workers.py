@@ -34,9 +34,10 @@ from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, cli_request
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting, wait_for
+from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
 from tests.integration.logical.test_serve import answers, free_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

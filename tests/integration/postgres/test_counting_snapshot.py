@@ -12,7 +12,7 @@ from sample.cluster import TempCluster
 
 from respaldo.errors import PostgresError, RespaldoError
 from respaldo.postgres import counting_snapshot, create_database, pg_dump
-from tests.integration.logical.test_jobs import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

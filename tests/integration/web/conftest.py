@@ -20,8 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
-from tests.integration.logical.test_jobs import wait_for
 from tests.integration.logical.test_serve import answers, free_port, serving
+from tests.waiting import wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = (

@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.integration.logical.test_jobs import jobs
 from tests.integration.web.conftest import Site, serious_violations
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,6 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
 
 
 def wait_for_jobs(site: Site, kind: str) -> None:
-    from tests.integration.logical.test_jobs import wait_for
 
     wait_for(
         f"the {kind} job to end",
