@@ -19,7 +19,7 @@ import logging
 from respaldo.domain import AuditAction, AuditOutcome, JobKind, TriggeredBy
 from respaldo.operations import audit
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest, found_failure
+from respaldo.operations.jobs import JobRequest, found_failure, get
 from respaldo.operations.principal import Principal, local_principal
 from respaldo.operations.scrub import Scrubber
 
@@ -57,7 +57,10 @@ def audit_job_end(
         actor = request.requested_by or "-"
     else:
         return
-    failure = (str(error) or type(error).__name__) if error is not None else found_failure(result)
+    if error is not None:
+        failure: str | None = str(error) or type(error).__name__
+    else:
+        failure = _ended_with(ctx, job_id, found_failure(result))
     outcome = AuditOutcome.SUCCESS if failure is None else AuditOutcome.FAILURE
     detail = f"job {job_id}" + (f": {failure}" if failure is not None else "")
     detail = Scrubber(ctx.settings)(detail) if failure is not None else detail
@@ -69,3 +72,17 @@ def audit_job_end(
         audit.record(ctx, actor, action, target, outcome, detail)
     except Exception as exc:  # the catalog may be what failed the job
         log.warning("could not record job %s in the audit log: %s", job_id, exc)
+
+
+def _ended_with(ctx: Context, job_id: int, found: str | None) -> str | None:
+    """What a job whose result says ``found`` failed ended with, as its row says: a job
+    cancelled meanwhile ended ``cancelled`` (its failed result was the cancellation,
+    "pg_restore was killed", not a finding; see :func:`~respaldo.operations.jobs.run`).
+    ``found`` itself when the row cannot be read."""
+    if found is None:
+        return None
+    try:
+        return get(ctx, job_id).error or found
+    except Exception as exc:  # the catalog: what the result found is still the failure
+        log.warning("could not read job %s for its audit entry: %s", job_id, exc)
+        return found

@@ -340,3 +340,22 @@ def test_a_cli_job_whose_result_is_a_failure_is_audited_as_one(
     (entry,) = audit.entries(ctx)
     assert entry.outcome is AuditOutcome.FAILURE
     assert error in (entry.detail or ""), entry.detail
+
+
+def test_a_cancelled_cli_job_whose_result_failed_is_audited_as_the_cancellation(
+    ctx: Context,
+) -> None:
+    """The job ends cancelled (above): its audit entry said the restore test found a
+    failure ("row counts: ..."), a finding the job never made: it was stopped."""
+
+    def body(_: Context) -> DrillResult:
+        token = cancellation.current()
+        assert token is not None
+        token.cancel("cancelled by request")  # as the lease thread does
+        return _failed_drill()
+
+    jobs.run_now(ctx, JobRequest(JobKind.DRILL, "erp", TriggeredBy.CLI, "ana"), body)
+    (entry,) = audit.entries(ctx)
+    assert entry.outcome is AuditOutcome.FAILURE
+    assert "cancelled by request" in (entry.detail or ""), entry.detail
+    assert "row counts" not in (entry.detail or ""), entry.detail
