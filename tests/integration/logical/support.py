@@ -14,11 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.waiting import wait_for
+
+if TYPE_CHECKING:
+    from tests.integration.logical.conftest import Respaldo
 
 # Tables and materialized views that hold rows (leaf partitions, not their parents),
 # without the members of extensions, whose rows pg_dump leaves to CREATE EXTENSION.
@@ -163,3 +167,22 @@ def script_child(script: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         if child.poll() is None:
             child.kill()
             child.communicate()
+
+
+@contextmanager
+def backup_with_a_table_of(pg: TempCluster, respaldo: Respaldo, role: str) -> Iterator[str]:
+    """Back ``respaldo``'s database up with a table owned by the new role ``role``, then
+    drop the table (the role owns nothing, and an uncommitted ``DROP ROLE`` can hold its
+    lock: giving the restored table its owner then waits inside ``pg_restore``); yields
+    the backup's id. The role is dropped after the ``with``."""
+    pg.execute(f"CREATE ROLE {role}")
+    try:
+        pg.execute(
+            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
+            dbname=respaldo.dbname,
+        )
+        backup_id = str(respaldo.backup()["id"])
+        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)
+        yield backup_id
+    finally:
+        pg.execute(f"DROP ROLE IF EXISTS {role}")

@@ -21,7 +21,11 @@ from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import databases, wait_for_pg_restore_on_a_lock
+from tests.integration.logical.support import (
+    backup_with_a_table_of,
+    databases,
+    wait_for_pg_restore_on_a_lock,
+)
 from tests.integration.logical.test_quarantine_cli import _add_mirror
 from tests.integration.majors import ON_EVERY_MAJOR
 from tests.servers.notify import free_port
@@ -189,61 +193,54 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
 
     pg = respaldo.pg
     role = f"bloqueo_{new_dbname}"
-    pg.execute(f"CREATE ROLE {role}")
-    try:
-        pg.execute(
-            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
-            dbname=respaldo.dbname,
-        )
-        respaldo.backup()
-        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)  # the role owns nothing
-        with pg.connect(autocommit=False) as locker:
-            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-            argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
-            process = subprocess.Popen(
-                [*argv, "drill", "erp"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                wait_for_pg_restore_on_a_lock(
-                    pg, process, "the drill's pg_restore to wait for the lock"
+    with backup_with_a_table_of(pg, respaldo, role) as _backup_id:
+        try:
+            with pg.connect(autocommit=False) as locker:
+                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+                argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+                process = subprocess.Popen(
+                    [*argv, "drill", "erp"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
                 )
-                (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
-                assert job["status"] == "running"
-                children = psutil.Process(process.pid).children(recursive=True)
-                process.send_signal(signal.SIGKILL)
-                process.communicate(timeout=30)
-                for child in children:  # pg_restore runs in a session of its own
-                    child.kill()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.communicate()
-                locker.rollback()
-        assert process.returncode == -signal.SIGKILL
+                try:
+                    wait_for_pg_restore_on_a_lock(
+                        pg, process, "the drill's pg_restore to wait for the lock"
+                    )
+                    (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+                    assert job["status"] == "running"
+                    children = psutil.Process(process.pid).children(recursive=True)
+                    process.send_signal(signal.SIGKILL)
+                    process.communicate(timeout=30)
+                    for child in children:  # pg_restore runs in a session of its own
+                        child.kill()
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.communicate()
+                    locker.rollback()
+            assert process.returncode == -signal.SIGKILL
 
-        # The next start (any command): the drill's job lapsed, and its run with it.
-        history = respaldo.run("drills", "--json").json()
-        reason = f"process {process.pid} died while the job ran (found at start-up)"
-        assert (history[0]["status"], history[0]["errorMessage"]) == (
-            "failed",
-            f"job {job['id']} failed: {reason}",
-        )
-        (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
-        assert (job["status"], job["error"]) == ("failed", reason)
+            # The next start (any command): the drill's job lapsed, and its run with it.
+            history = respaldo.run("drills", "--json").json()
+            reason = f"process {process.pid} died while the job ran (found at start-up)"
+            assert (history[0]["status"], history[0]["errorMessage"]) == (
+                "failed",
+                f"job {job['id']} failed: {reason}",
+            )
+            (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+            assert (job["status"], job["error"]) == ("failed", reason)
 
-        # The next drill drops the scratch database the killed one left, and passes.
-        assert _scratch(respaldo)
-        code, result, err = _drill(respaldo, "erp")
-        assert code == 0, err
-        assert result["passed"] is True
-        assert not _scratch(respaldo)
-    finally:
-        for name in _scratch(respaldo):  # what the role owns there must go first
-            pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        pg.execute(f"DROP ROLE IF EXISTS {role}")
+            # The next drill drops the scratch database the killed one left, and passes.
+            assert _scratch(respaldo)
+            code, result, err = _drill(respaldo, "erp")
+            assert code == 0, err
+            assert result["passed"] is True
+            assert not _scratch(respaldo)
+        finally:
+            for name in _scratch(respaldo):  # what the role owns there must go first
+                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
@@ -363,69 +360,66 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
 
     pg = respaldo.pg
     role = f"espera_{new_dbname}"
-    pg.execute(f"CREATE ROLE {role}")
-    try:
-        pg.execute(
-            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
-            dbname=respaldo.dbname,
-        )
-        backup_id = respaldo.backup()["id"]
-        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)
-        code, result, err = _drill(respaldo, backup_id)
-        assert code == 0 and result["passed"] is True, err
-        # A target nobody listens on: each alert still leaves its row in the catalog.
-        with respaldo.config.open("a") as config:
-            config.write(
-                "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
-                f'name = "down"\nurl = "json://127.0.0.1:{free_port()}/x"\n'
-            )
-        with pg.connect(autocommit=False) as locker:
-            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-            process = subprocess.Popen(
-                [*respaldo.process_argv(), "drill", backup_id],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                wait_for_pg_restore_on_a_lock(
-                    pg, process, "the drill's pg_restore to wait for the lock"
+    with backup_with_a_table_of(pg, respaldo, role) as backup_id:
+        try:
+            code, result, err = _drill(respaldo, backup_id)
+            assert code == 0 and result["passed"] is True, err
+            # A target nobody listens on: each alert still leaves its row in the catalog.
+            with respaldo.config.open("a") as config:
+                config.write(
+                    "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
+                    f'name = "down"\nurl = "json://127.0.0.1:{free_port()}/x"\n'
                 )
-                (job,) = [
-                    j for j in jobs(respaldo) if j["kind"] == "drill" and j["status"] == "running"
-                ]
-                cancel = respaldo.run("jobs", "cancel", str(job["id"]))
-                assert cancel.code == 0, str(cancel)
-                _out, err = process.communicate(timeout=120)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.communicate()
-                locker.rollback()
-        (job,) = [j for j in jobs(respaldo) if j["id"] == job["id"]]
-        assert job["status"] == "cancelled", (job, err)
-        assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
-        with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
-            assert [n.kind for n in Notifications(session).list()] == []
-        assert not _scratch(respaldo)
-        # Nowhere a failed restore test: the history says cancelled, the status stays
-        # green on the drill that passed, the month's report and the metrics count none.
-        history = respaldo.run("drills", "--json").json()
-        assert [run["status"] for run in history] == ["cancelled", "passed"], history
-        report = respaldo.run("status", "--json").json()
-        (db,) = [d for d in report["databases"] if d["database"] == "erp"]
-        (test,) = [i for i in db["items"] if i["check"] == "restore_test"]
-        assert test["level"] == "green", test
-        month = datetime.now(UTC).strftime("%Y-%m")
-        drills = respaldo.run("report", "drills", "--month", month, "--json").json()
-        assert [(d["runs"], d["passed"], d["failed"]) for d in drills["databases"]] == [(1, 1, 0)]
-        metrics = respaldo.run("metrics").out
-        assert 'respaldo_restore_tests_total{database="erp",result="failed"} 0.0' in metrics
-        assert 'respaldo_restore_test_last_passed{database="erp"} 1.0' in metrics
-    finally:
-        for name in _scratch(respaldo):
-            pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        pg.execute(f"DROP ROLE IF EXISTS {role}")
+            with pg.connect(autocommit=False) as locker:
+                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+                process = subprocess.Popen(
+                    [*respaldo.process_argv(), "drill", backup_id],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    wait_for_pg_restore_on_a_lock(
+                        pg, process, "the drill's pg_restore to wait for the lock"
+                    )
+                    (job,) = [
+                        j
+                        for j in jobs(respaldo)
+                        if j["kind"] == "drill" and j["status"] == "running"
+                    ]
+                    cancel = respaldo.run("jobs", "cancel", str(job["id"]))
+                    assert cancel.code == 0, str(cancel)
+                    _out, err = process.communicate(timeout=120)
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.communicate()
+                    locker.rollback()
+            (job,) = [j for j in jobs(respaldo) if j["id"] == job["id"]]
+            assert job["status"] == "cancelled", (job, err)
+            assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
+            with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
+                assert [n.kind for n in Notifications(session).list()] == []
+            assert not _scratch(respaldo)
+            # Nowhere a failed restore test: the history says cancelled, the status stays
+            # green on the drill that passed, the month's report and the metrics count none.
+            history = respaldo.run("drills", "--json").json()
+            assert [run["status"] for run in history] == ["cancelled", "passed"], history
+            report = respaldo.run("status", "--json").json()
+            (db,) = [d for d in report["databases"] if d["database"] == "erp"]
+            (test,) = [i for i in db["items"] if i["check"] == "restore_test"]
+            assert test["level"] == "green", test
+            month = datetime.now(UTC).strftime("%Y-%m")
+            drills = respaldo.run("report", "drills", "--month", month, "--json").json()
+            assert [(d["runs"], d["passed"], d["failed"]) for d in drills["databases"]] == [
+                (1, 1, 0)
+            ]
+            metrics = respaldo.run("metrics").out
+            assert 'respaldo_restore_tests_total{database="erp",result="failed"} 0.0' in metrics
+            assert 'respaldo_restore_test_last_passed{database="erp"} 1.0' in metrics
+        finally:
+            for name in _scratch(respaldo):
+                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.mark.parametrize("mirror", [False, True], ids=["alone", "mirror-without-it"])

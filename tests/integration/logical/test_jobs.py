@@ -22,7 +22,7 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import wait_for_pg_restore_on_a_lock
+from tests.integration.logical.support import backup_with_a_table_of, wait_for_pg_restore_on_a_lock
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -157,14 +157,7 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
     by a role that an uncommitted ``DROP ROLE`` holds locked, and giving the restored
     table its owner waits for that lock."""
     role = f"bloqueo_{new_dbname}"
-    pg.execute(f"CREATE ROLE {role}")
-    try:
-        pg.execute(
-            f"CREATE TABLE public.nota (id int); ALTER TABLE public.nota OWNER TO {role}",
-            dbname=respaldo.dbname,
-        )
-        backup_id = respaldo.backup()["id"]
-        pg.execute("DROP TABLE public.nota", dbname=respaldo.dbname)  # the role owns nothing
+    with backup_with_a_table_of(pg, respaldo, role) as backup_id:
         before = staging_databases(pg)
         with pg.connect(autocommit=False) as locker:
             locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
@@ -199,8 +192,6 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
         assert restore_job["target"] == new_dbname
         assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
         assert staging_databases(pg) == before  # the staging database is dropped
-    finally:
-        pg.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def staging_databases(pg: TempCluster) -> int:
