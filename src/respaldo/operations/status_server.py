@@ -167,7 +167,7 @@ def judge_archive(
     than that. The last success alone does not say it: on a quiet database it can be an
     hour old while the segment after it finished a second ago. Amber: the server cannot
     be read (the server item says why), the last attempt failed, more than
-    ``rpo.archive_backlog`` files wait, archiving may be stuck (not seen so for long
+    ``rpo.archive_backlog`` files wait, archiving may be stuck (not seen for long
     enough yet), or the waiting files cannot be listed.
     """
     if reading.error is not None:
@@ -243,7 +243,7 @@ def judge_archive(
             )
         return ArchiveVerdict(
             "amber",
-            f"{pending or 'archiving may be stuck'}, seen so for {human_age(seen)} "
+            f"{pending or 'archiving may be stuck'}, seen so far {human_age(seen)} "
             f"(red after {limit}); {last}{failures}{unseen}",
             since_last,
         )

@@ -126,25 +126,41 @@ def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -
 
 def _finished_after(conn: Connection, conninfo: ConnInfo, last: str) -> int | None:
     """How many segments finished after ``last`` (the last one archived): the distance
-    to the current WAL file, which any role may read. None where it cannot be told."""
+    to the current WAL write position, which any role may read. None where it cannot be
+    told."""
     try:
         row = _guarded(
             conninfo,
             "reading the current WAL file",
             lambda: conn.execute(
                 "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()),"
+                " pg_catalog.pg_current_wal_lsn() - '0/0'::pg_catalog.pg_lsn,"
                 " (SELECT setting::bigint FROM pg_catalog.pg_settings"
                 "  WHERE name = 'wal_segment_size')"
             ).fetchone(),
         )
     except QueryFailed:
         return None  # a standby (no current WAL position), or an older server
-    if row is None or row[0] is None or not row[1]:
+    if row is None or row[0] is None or row[1] is None or not row[2]:
         return None
-    here, there = _segment(str(row[0]), int(row[1])), _segment(last, int(row[1]))
+    return finished_between(last, str(row[0]), int(row[1]), int(row[2]))
+
+
+def finished_between(last: str, current_file: str, position: int, size: int) -> int | None:
+    """Pure: how many segments finished after segment file ``last``, the server's WAL
+    write ``position`` being ``position`` bytes (``current_file`` its file name, for the
+    timeline). None where they cannot be compared.
+
+    The segment is counted from the position, not from the file name: right after a
+    segment switch with nothing written since, the position sits exactly on the
+    boundary, where ``pg_walfile_name()`` names the segment just finished. Counted by
+    name, that segment (its ``.ready`` file already written) was invisible until more
+    WAL came, so an idle server stuck on it looked as if nothing waited.
+    """
+    here, there = _segment(current_file, size), _segment(last, size)
     if here is None or there is None or here[0] != there[0]:
         return None  # a history or partial file, or another timeline: not comparable
-    return max(0, here[1] - there[1] - 1)
+    return max(0, position // size - there[1] - 1)
 
 
 def _segment(name: str, size: int) -> tuple[int, int] | None:

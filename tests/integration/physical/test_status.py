@@ -228,7 +228,7 @@ def test_failing_archiving_seen_by_a_role_without_pg_monitor_is_red_and_mailed(
             (erp,) = first.report.databases
             archive = next(i for i in erp.items if i.key == "archive:erp")
             assert archive.level == "amber", archive.reason  # first seen: may be a retry
-            assert archive.reason.startswith("archiving may be stuck, seen so for 0 s")
+            assert archive.reason.startswith("archiving may be stuck, seen so far 0 s")
             result = watchdog.check(ctx, now + timedelta(minutes=16), wal_archived=())
         (erp,) = result.report.databases
         archive = next(i for i in erp.items if i.key == "archive:erp")
@@ -250,7 +250,7 @@ def test_archiving_dead_without_a_counted_failure_is_red_for_a_role_without_pg_m
     # archiver without counting a failure, so pg_stat_archiver shows none, and a role
     # without pg_monitor cannot see the segments waiting. Finished segments after the
     # last one archived still show it: the current WAL file is further on. Red once
-    # seen so for archive_lag_minutes, by the watchdog's clock.
+    # seen so far archive_lag_minutes, by the watchdog's clock.
     from datetime import UTC, datetime, timedelta
 
     from respaldo.operations import watchdog

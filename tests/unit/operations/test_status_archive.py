@@ -113,12 +113,12 @@ def test_a_quiet_database_that_may_be_stuck_is_amber_until_seen_so_for_archive_l
             assert "(red after 15 min)" in verdict.reason
     verdict = judge_archive(UPLOADING, RPO, stuck_for=timedelta(minutes=4))
     assert verdict.reason.startswith(
-        "1 finished segment not archived, seen so for 4 min (red after 15 min); "
+        "1 finished segment not archived, seen so far 4 min (red after 15 min); "
         "last archived 40 min ago (000000010000000000000028); cannot see the files"
     )
     verdict = judge_archive(RETRIED, RPO)
     assert verdict.reason.startswith(
-        "archiving may be stuck, seen so for 0 s (red after 15 min); last archived 40 min ago"
+        "archiving may be stuck, seen so far 0 s (red after 15 min); last archived 40 min ago"
     )
     verdict = judge_archive(RETRIED, RPO, stuck_for=timedelta(minutes=16))
     assert (verdict.level, verdict.age) == ("red", timedelta(minutes=40))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from respaldo.postgres.archiver import STUCK_AFTER, ArchiverState, judge
+from respaldo.postgres.archiver import STUCK_AFTER, ArchiverState, finished_between, judge
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +131,32 @@ def test_a_segment_waiting_when_none_was_ever_archived_is_not_proven() -> None:
     assert judge(archived).status == "ok"
     # Nothing waiting and nothing archived (archiving just turned on, no segment done).
     assert judge(replace(state, waiting=0, oldest_waiting=None)).status == "ok"
+
+
+MIB16 = 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("current_file", "position", "finished"),
+    [
+        # Still writing the segment after the last one archived: nothing finished.
+        ("000000010000000000000042", 0x42 * MIB16 + 8192, 0),
+        # Right after a switch, nothing written since: the position is the boundary,
+        # which pg_walfile_name() names as the segment just finished. It waits.
+        ("000000010000000000000042", 0x43 * MIB16, 1),
+        ("000000010000000000000043", 0x43 * MIB16 + 40, 1),
+        ("000000010000000000000045", 0x45 * MIB16 + 40, 3),
+        # Across a log file: segment FF of log 0 and 00 of log 1 are neighbours.
+        ("000000010000000100000001", 0x101 * MIB16 + 40, 0xBF),
+    ],
+)
+def test_finished_segments_are_counted_from_the_write_position(
+    current_file: str, position: int, finished: int
+) -> None:
+    assert finished_between("000000010000000000000041", current_file, position, MIB16) == finished
+
+
+def test_segments_of_another_timeline_or_other_files_are_not_compared() -> None:
+    other = finished_between("000000020000000000000041", SEGMENT, 0x45 * MIB16, MIB16)
+    assert other is None
+    assert finished_between("00000002.history", SEGMENT, 0x45 * MIB16, MIB16) is None
