@@ -208,51 +208,29 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
         if cron.strip().lower() != OFF:
             found.append(Entry(name, cron, trigger(cron, zone, where), kind, target, params))
 
+    def add_source(
+        source: str, own: Any, where: str, key: str, kind: JobKind, **params: Any
+    ) -> None:
+        # A source's own cron for ``key`` where it has one, else ``[schedules]``'s; an
+        # error names the one that was taken.
+        mine = getattr(own, key)
+        cron, taken = (
+            (mine, f"{where}.{key}") if mine else (getattr(defaults, key), f"[schedules] {key}")
+        )
+        add(f"{key}:{source}", cron, taken, kind, source, **params)
+
     for db in settings.databases:
-        own = db.schedules
         where = f"[[databases]] {db.name!r} schedules"
-        add(
-            f"full:{db.name}",
-            own.full or defaults.full,
-            f"{where}.full" if own.full else "[schedules] full",
-            JobKind.BACKUP,
-            db.name,
-            type="full",
-        )
-        if own.incremental or db.name in wal_archived:
-            add(
-                f"incremental:{db.name}",
-                own.incremental or defaults.incremental,
-                f"{where}.incremental" if own.incremental else "[schedules] incremental",
-                JobKind.BACKUP,
-                db.name,
-                type="incremental",
+        add_source(db.name, db.schedules, where, "full", JobKind.BACKUP, type="full")
+        if db.schedules.incremental or db.name in wal_archived:
+            add_source(
+                db.name, db.schedules, where, "incremental", JobKind.BACKUP, type="incremental"
             )
-        add(
-            f"restore_test:{db.name}",
-            own.restore_test or defaults.restore_test,
-            f"{where}.restore_test" if own.restore_test else "[schedules] restore_test",
-            JobKind.DRILL,
-            db.name,
-        )
+        add_source(db.name, db.schedules, where, "restore_test", JobKind.DRILL)
     for file_set in settings.file_sets:
-        mine = file_set.schedules
         where = f"[[file_sets]] {file_set.name!r} schedules"
-        add(
-            f"files:{file_set.name}",
-            mine.files or defaults.files,
-            f"{where}.files" if mine.files else "[schedules] files",
-            JobKind.BACKUP,
-            file_set.name,
-            type="files",
-        )
-        add(
-            f"restore_test:{file_set.name}",
-            mine.restore_test or defaults.restore_test,
-            f"{where}.restore_test" if mine.restore_test else "[schedules] restore_test",
-            JobKind.DRILL,
-            file_set.name,
-        )
+        add_source(file_set.name, file_set.schedules, where, "files", JobKind.BACKUP, type="files")
+        add_source(file_set.name, file_set.schedules, where, "restore_test", JobKind.DRILL)
     add("cleanup", defaults.cleanup, "[schedules] cleanup", JobKind.PRUNE, None)
     add(
         "verify",

@@ -202,6 +202,30 @@ def test_a_bad_cron_expression_is_a_config_error(cron: str, problem: str) -> Non
         entries(settings(full=cron), wal_archived=())
 
 
+@pytest.mark.parametrize(
+    ("source", "key", "where"),
+    [
+        ("databases", "full", "[[databases]] 'ventas' schedules.full"),
+        ("databases", "incremental", "[[databases]] 'ventas' schedules.incremental"),
+        ("databases", "restore_test", "[[databases]] 'ventas' schedules.restore_test"),
+        ("file_sets", "files", "[[file_sets]] 'ventas' schedules.files"),
+        ("file_sets", "restore_test", "[[file_sets]] 'ventas' schedules.restore_test"),
+    ],
+)
+def test_a_bad_cron_of_a_source_names_that_source(source: str, key: str, where: str) -> None:
+    # The source's own expression is the one taken, so the error points at it, not at
+    # [schedules].
+    one = {"name": "ventas", "schedules": {key: "0 25 * * *"}}
+    if source == "databases":
+        one["dsn"] = "postgresql://respaldo@127.0.0.1/ventas"
+    else:
+        one["paths"] = ["/srv/ventas"]
+    config = Settings(**{source: [one]}, schedules={"time_zone": "America/Mexico_City"})
+    with pytest.raises(ConfigError) as caught:
+        entries(config, wal_archived=())
+    assert f"in {where}: " in str(caught.value)
+
+
 def test_a_seconds_field_and_an_unknown_zone() -> None:
     every_two = trigger("*/2 * * * * *", MEXICO, "test")
     assert every_two.get_next_fire_time(None, datetime(2026, 12, 4, 3, 0, 1, tzinfo=MEXICO)) == (
