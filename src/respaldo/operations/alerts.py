@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -481,6 +481,25 @@ def firing_keys(ctx: Context, prefix: str) -> list[str]:
     with _MEMORY_LOCK:
         kept = [key for (catalog, key) in _MEMORY if catalog == url and key.startswith(prefix)]
     return keys + [key for key in kept if key not in keys]
+
+
+def close_unwatched(ctx: Context, keys: Collection[str], now: datetime) -> list[str]:
+    """Stop the conditions ``keys`` from firing, without a message: what they watched
+    (a database, a file set or a repository) is no longer in the configuration, so they
+    can neither be met nor told again, and a "resolved" would say it was mended. Returns
+    the keys that were firing. Raises what writing the catalog raises."""
+    closed = []
+    with ctx.catalog.begin() as session:
+        states = AlertStates(session)
+        for key in keys:
+            state = states.get(key)
+            if state is not None and state.firing:
+                state.firing = False
+                state.resolved_at = now
+                state.updated_at = now
+                closed.append(key)
+    closed += [k for k in keys if _Memory.of(ctx, k).forget() is not None and k not in closed]
+    return closed
 
 
 def _decide(

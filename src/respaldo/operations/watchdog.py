@@ -9,7 +9,9 @@ as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp`
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
 A ``swap`` or ``queue`` item leaves the report when its condition is met: its absence
-resolves it too, unless the status could not read those items this time.
+resolves it too, unless the status could not read those items this time. The alerts of a
+database, file set or secondary repository taken out of the configuration are closed
+without a message (nothing was mended, and they can never be met).
 
 The alert's text is short (it is also the SMS) and translated: one message per kind of
 item, with the database, the age and the limit as arguments; ``respaldo status`` has the
@@ -161,6 +163,7 @@ def check(
         if read.action != "quiet":
             conditions.append(read)
     conditions += _gone(ctx, report, now)
+    _close_unwatched(ctx, now)
     if checked.action != "quiet":
         conditions.append(checked)
     fired = [c.key for c in conditions if c.action in ("raised", "repeated")]
@@ -199,6 +202,46 @@ def _gone(ctx: Context, report: StatusReport, now: datetime) -> list[ConditionRe
                 )
             )
     return resolved
+
+
+# The items of one source: check, source, then a kind or a repository (``rpo:erp:full``,
+# ``copy:erp:offsite``). ``repository:`` items never fire (see check).
+_OF_A_SOURCE = ("rpo", "size", "server", "archive", "restore_test", "copy", "walcopy")
+
+
+def _close_unwatched(ctx: Context, now: datetime) -> None:
+    """Close, without a message, the alerts of databases, file sets and repositories no
+    longer configured. Their items left the report for good: without this, such an alert
+    stayed open for ever (on the page, in ``respaldo alerts``), and a "resolved" would
+    say a problem nobody mended was mended."""
+    settings = ctx.settings
+    sources = {db.name for db in settings.databases} | {f.name for f in settings.file_sets}
+    repositories = {repo.name for repo in settings.repositories}
+
+    def watched(key: str) -> bool:
+        check, _, rest = key.partition(":")
+        source, _, repository = rest.partition(":")
+        if check in ("copy", "walcopy") and repository not in repositories:
+            return False
+        return source in sources
+
+    try:
+        keys = [
+            key
+            for check in _OF_A_SOURCE
+            for key in alerts.firing_keys(ctx, f"{check}:")
+            if not watched(key)
+        ]
+        closed = alerts.close_unwatched(ctx, keys, now) if keys else []
+    except Exception as exc:
+        log.warning(
+            "could not close the alerts of what is no longer configured: %s", first_line(exc)
+        )
+        return
+    if closed:
+        log.warning(
+            "watchdog: closed the alerts of what is no longer configured: %s", ", ".join(closed)
+        )
 
 
 def _set(ctx: Context, item: StatusItem, now: datetime) -> ConditionResult:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from respaldo.catalog import AlertStates
 from respaldo.domain import BackupKind
 from respaldo.operations import alerts, restore_swap, status, status_queue, watchdog
 from respaldo.operations.context import Context
@@ -293,3 +294,44 @@ def test_a_queue_whose_item_leaves_the_report_is_resolved_and_not_when_unread(
     assert watch(ctx, 2 * H)["queue:nightly"] == "resolved"
     assert "queue:nightly" not in watch(ctx, 3 * H)
     assert len(webhook.inbox.items) == 2
+
+
+def test_the_alerts_of_a_source_or_repository_removed_from_the_configuration_are_closed_quietly(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database taken out of the configuration (or a secondary repository) has no
+    item any more: its open alert can neither be met nor repeated. It is closed without
+    a "resolved" (nothing was mended); what is still configured keeps firing."""
+    target = {"name": "hook", "url": webhook.url, "levels": ["critical", "warning", "resolved"]}
+    databases = [
+        {"name": name, "dsn": f"postgresql://respaldo@127.0.0.1:1/{name}"}
+        for name in ("erp", "nomina")
+    ]
+    both = status_settings(
+        tmp_path, secondary=True, databases=databases, notifications={"targets": [target]}
+    )
+    with Context.open(both, create=True) as ctx:
+        for name in ("erp", "nomina"):
+            backup(ctx, NOW - 40 * H, database=name)
+        fired = watch(ctx, 0 * H)
+    assert {k for k, action in fired.items() if action == "raised"} >= {
+        "rpo:erp:full",
+        "rpo:nomina:full",
+        "copy:erp:offsite",
+        "copy:nomina:offsite",
+    }
+    told = len(webhook.inbox.items)
+
+    one = status_settings(tmp_path, databases=databases[:1], notifications={"targets": [target]})
+    with Context.open(one) as ctx:
+        after = watch(ctx, H)
+        with ctx.catalog.read() as session:
+            firing = {state.key for state in AlertStates(session).firing()}
+    assert after["rpo:erp:full"] == "throttled"  # still configured, still firing
+    assert "rpo:erp:full" in firing
+    assert not {"rpo:nomina:full", "copy:erp:offsite", "copy:nomina:offsite"} & firing
+    assert not any(k.startswith(("rpo:nomina", "copy:")) for k in after)
+    assert len(webhook.inbox.items) == told  # no "resolved" for what nobody mended
+    assert "closed the alerts of what is no longer configured" in caplog.text
