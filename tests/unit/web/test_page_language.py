@@ -171,6 +171,27 @@ def test_a_backup_that_failed_verification_is_marked_so_not_as_merely_unchecked(
     assert "Verificación fallida" in detail
 
 
+def test_a_backup_that_failed_verification_is_not_offered_for_restore(
+    site: FastAPI, context: Context
+) -> None:
+    # Its restore would stop at the verification: the page offered it all the same,
+    # next to the good backups that would restore.
+    now = datetime.now(UTC)
+    good = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=3))
+    unchecked = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=2))
+    damaged = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=1))
+    with context.catalog.begin() as session:
+        records = BackupRecords(session)
+        records.set_verified(good, now)
+        records.set_verified(damaged, now, verified=False, problem="damaged: 3 chunks lost")
+    add_user(context, "jefa", Role.ADMIN)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "jefa")
+        listing = browser.get("/").text
+    offered = set(re.findall(r'data-restore="([^"]+)"', listing))
+    assert offered == {good, unchecked}
+
+
 def test_the_schedule_shows_its_runs_at_the_hour_its_cron_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
