@@ -142,19 +142,26 @@ def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
             assert es.gettext(message) != message or message in same, (value, message)
 
 
+def _checked_good_unchecked_and(context: Context, damaged: str) -> tuple[str, str]:
+    """Two full backups of erp, one verified and one never checked, and backup
+    ``damaged`` marked as failed verification; returns the first two."""
+    now = datetime.now(UTC)
+    good = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=3))
+    unchecked = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=2))
+    with context.catalog.begin() as session:
+        records = BackupRecords(session)
+        records.set_verified(good, now)
+        records.set_verified(damaged, now, verified=False, problem="damaged: 3 chunks lost")
+    return good, unchecked
+
+
 def test_a_backup_that_failed_verification_is_marked_so_not_as_merely_unchecked(
     site: FastAPI, context: Context
 ) -> None:
     # 'respaldo list' says yes / no / failed; the page said ✗ for both "never checked"
     # and "repair found it cannot be restored", under a green "completed" badge.
-    now = datetime.now(UTC)
-    good = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=3))
-    unchecked = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=2))
     damaged = backup_files(context, "docs").view.id  # a real one: its page reads it
-    with context.catalog.begin() as session:
-        records = BackupRecords(session)
-        records.set_verified(good, now)
-        records.set_verified(damaged, now, verified=False, problem="damaged: 3 chunks lost")
+    good, unchecked = _checked_good_unchecked_and(context, damaged)
     add_user(context, "ana", Role.VIEWER)
     with TestClient(site, follow_redirects=False) as browser:
         _login(browser, "ana")
@@ -176,14 +183,8 @@ def test_a_backup_that_failed_verification_is_not_offered_for_restore(
 ) -> None:
     # Its restore would stop at the verification: the page offered it all the same,
     # next to the good backups that would restore.
-    now = datetime.now(UTC)
-    good = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=3))
-    unchecked = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=2))
-    damaged = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=1))
-    with context.catalog.begin() as session:
-        records = BackupRecords(session)
-        records.set_verified(good, now)
-        records.set_verified(damaged, now, verified=False, problem="damaged: 3 chunks lost")
+    damaged = completed_backup(context, "erp", BackupKind.FULL, datetime.now(UTC))
+    good, unchecked = _checked_good_unchecked_and(context, damaged)
     add_user(context, "jefa", Role.ADMIN)
     with TestClient(site, follow_redirects=False) as browser:
         _login(browser, "jefa")
