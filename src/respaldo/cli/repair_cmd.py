@@ -24,7 +24,7 @@ def repair_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Replace the chunks 'respaldo verify' found damaged with good copies from mirrors.
+    """Replace the chunks and archived WAL files found damaged with good copies from mirrors.
 
     A chunk with no good copy in any configured repository is lost: the backups that
     reference it are listed, marked damaged in the catalog, and refused by restore.
@@ -56,6 +56,7 @@ def _print(result: RepairResult) -> None:
             "copies recorded anew)",
             highlight=False,
         )
+    _print_wal(result)
     if not result.quarantined_chunks:
         err_console.print(f"{result.repository}: no quarantined chunks, nothing to repair")
         return
@@ -88,5 +89,26 @@ def _print(result: RepairResult) -> None:
         err_console.print(
             "those backups are marked damaged and restore refuses them; take a new backup "
             "now (it stores the lost chunks anew if the data still exists)",
+            highlight=False,
+        )
+
+
+def _print_wal(result: RepairResult) -> None:
+    if not result.wal_damaged:
+        return
+    would = "would replace" if result.dry_run else "replaced"
+    sources = ", ".join(
+        f"{n} from {where}" for where, n in sorted(result.wal_repaired_from.items())
+    )
+    err_console.print(
+        f"{result.repository}: {len(result.wal_damaged)} archived WAL files damaged; "
+        f"{would} {sum(result.wal_repaired_from.values())}" + (f" ({sources})" if sources else ""),
+        highlight=False,
+        markup=False,
+    )
+    for name in result.wal_lost:
+        err_console.print(
+            f"[red]lost[/]: archived WAL {escape(name)} has no good copy in any repository; "
+            "recovery cannot replay past it: take a new physical backup",
             highlight=False,
         )

@@ -1,4 +1,5 @@
-"""``respaldo repair``: rewrite quarantined chunks from a mirror, or account for the loss.
+"""``respaldo repair``: rewrite quarantined chunks (and damaged archived WAL) from a
+mirror, or account for the loss.
 
 Verification quarantines the chunk copies it finds damaged (see
 :mod:`respaldo.repository.quarantine`). Repair takes each one in the repository being
@@ -8,6 +9,9 @@ the order of writes. A chunk with no good copy anywhere is *lost*: the backups t
 reference it are named in the result and marked in the catalog as having failed
 verification (with what was lost), so that ``list``/``show`` say so, retention counts
 them as damaged, and restore refuses them with a clear message.
+
+Archived WAL is read whole (``verify`` reports a damaged file but does not quarantine
+it): each damaged file is replaced by a mirror's good copy, or named as lost.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
+from respaldo.repository.wal import repair_wal
 
 
 class _Model(BaseModel):
@@ -66,11 +71,22 @@ class RepairResult(_Model):
     bytes_written: int
     problems: list[str]
     warnings: list[str]
+    wal_damaged: list[str] = Field(
+        default_factory=list, description="Archived WAL files found damaged (read twice)."
+    )
+    wal_repaired_from: dict[str, int] = Field(
+        default_factory=dict, description="Of those, how many each mirror's copy replaced."
+    )
+    wal_lost: list[str] = Field(
+        default_factory=list,
+        description="Damaged WAL files no mirror holds a good copy of: recovery cannot "
+        "replay past them.",
+    )
 
     @property
     def clean(self) -> bool:
         """Nothing is lost and nothing went wrong."""
-        return not self.lost_chunks and not self.problems
+        return not self.lost_chunks and not self.problems and not self.wal_lost
 
 
 def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False) -> RepairResult:
@@ -97,6 +113,7 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
             for each in (repo, *mirrors):
                 leases.enter_context(shared_lease(each, "repair"))
         report = repair_repository(repo, mirrors, dry_run=dry_run)
+        wal = repair_wal(repo, mirrors, dry_run=dry_run)
     lost = []
     now = datetime.now(UTC)
     for backup in report.lost_backups:
@@ -129,6 +146,9 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
         bytes_written=report.bytes_written,
         problems=report.problems,
         warnings=warnings,
+        wal_damaged=wal.damaged,
+        wal_repaired_from=wal.repaired,
+        wal_lost=wal.lost,
     )
 
 

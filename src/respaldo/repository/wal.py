@@ -26,12 +26,12 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.errors import IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.authentic import read_opened
 from respaldo.repository.crypto import Sealer, SealError
 from respaldo.repository.repo import Repository, require_mirror
@@ -103,8 +103,9 @@ def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes
 
 
 _DAMAGED_WAL_HINT = (
-    "recovery cannot replay past this file: recover to a point before it (--target-time, "
-    "--target-lsn), and take a new physical backup so that later recoveries do not need it"
+    "'respaldo repair' replaces it with a mirror's good copy; without one, recovery cannot "
+    "replay past this file: recover to a point before it (--target-time, --target-lsn), "
+    "and take a new physical backup so that later recoveries do not need it"
 )
 
 
@@ -259,6 +260,63 @@ def copy_wal(source: Repository, destination: Repository) -> WalCopyStats:
             else:
                 stats.clusters_copied += 1
     return stats
+
+
+@dataclass
+class WalRepair:
+    """What :func:`repair_wal` found and did (with ``dry_run``: would do)."""
+
+    damaged: list[str] = field(default_factory=list)
+    """Archived WAL objects that failed authentication, read twice."""
+    repaired: dict[str, int] = field(default_factory=dict)
+    """Per mirror (its storage location): damaged objects replaced by its copy."""
+    lost: list[str] = field(default_factory=list)
+    """Damaged objects that no mirror holds a good copy of."""
+
+
+def repair_wal(
+    repo: Repository, mirrors: Sequence[Repository], *, dry_run: bool = False
+) -> WalRepair:
+    """Replace every archived WAL object of ``repo`` that is damaged (fails
+    authentication twice) by a good copy from the first of ``mirrors`` that holds one,
+    its sealed bytes as they are.
+
+    Reads all of ``repo``'s archived WAL. :func:`copy_wal` never replaces an object the
+    destination holds (it lists names, it does not read them), and the server archives a
+    file once: without this a damaged copy stayed damaged for ever, and a recovery from
+    that repository stopped at it. ``mirrors`` that are not mirrors of ``repo`` (another
+    repository id) are passed over. Raises storage errors.
+    """
+    report = WalRepair()
+    sources = []
+    for mirror in mirrors:
+        try:
+            require_mirror(repo, mirror)
+        except RepositoryError:
+            continue
+        sources.append(mirror)
+    for name in list_wal(repo):
+        try:
+            read_wal_object(repo, name)
+            continue
+        except ObjectNotFound:
+            continue  # expired by a concurrent prune
+        except IntegrityError:
+            report.damaged.append(name)
+        for mirror in sources:
+            try:
+                opened = functools.partial(_with_plaintext, mirror.sealer, _wal_aad(name))
+                blob, _plain = read_opened(mirror.storage, name, opened)
+            except (ObjectNotFound, SealError):
+                continue
+            if not dry_run:
+                repo.storage.put(name, blob)
+            where = mirror.storage.location
+            report.repaired[where] = report.repaired.get(where, 0) + 1
+            break
+        else:
+            report.lost.append(name)
+    return report
 
 
 def _with_plaintext(sealer: Sealer, aad: bytes, blob: bytes) -> tuple[bytes, bytes]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.catalog import open_catalog
+from respaldo.cli.main import invoke
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import IntegrityError
 from respaldo.operations.catalog_rebuild import rebuild_catalog
@@ -19,7 +20,9 @@ from respaldo.operations.repair import repair
 from respaldo.operations.restore import load_manifest_any
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats, verify_backups
 from respaldo.repository.verify import quarantine_damaged
+from respaldo.repository.wal import copy_wal, put_wal, read_wal_object, wal_object
 from tests.unit.operations.support import Installation, data_for
+from tests.unit.repository.helpers import flip_byte, random_bytes
 from tests.unit.repository.test_quarantine import _damage_middle_chunk
 
 pytestmark = pytest.mark.unit
@@ -130,3 +133,50 @@ def test_catalog_rebuild_marks_again_what_repair_found_lost(inst: Installation) 
     assert record.verified_at is not None and not record.is_verified
     assert (record.error_message or "").startswith("damaged: 1 chunks")
     assert inst.ctx.record(good).verified_at is None
+
+
+def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
+    inst: Installation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mirror's archived WAL file damaged: the WAL copy never replaces a file the
+    mirror holds (it lists names, it does not read them), and the server archives each
+    file once, so it stayed damaged for ever and a recovery from the mirror stopped at
+    it. 'verify' named it and said 'run respaldo repair', which repaired only chunks."""
+    primary, mirror = inst.repository(), inst.repository("second")
+    system, timeline = "7000000000000000001", "00000001"
+    segments = {f"00000001000000000000000{n}": random_bytes(20_000, seed=n) for n in (1, 2, 3)}
+    for segment, data in segments.items():
+        put_wal(primary, system, timeline, segment, data)
+    copy_wal(primary, mirror)
+    one, two, three = (wal_object(system, timeline, s) for s in segments)
+    flip_byte(mirror.storage, one, 100)
+    flip_byte(mirror.storage, three, 100)
+    flip_byte(primary.storage, three, 200)  # no good copy anywhere
+    copy_wal(primary, mirror)
+    with pytest.raises(IntegrityError):
+        read_wal_object(mirror, one)  # the copy did not mend it
+
+    dry = repair(inst.ctx, "second", dry_run=True)
+    assert (dry.wal_damaged, dry.wal_lost) == ([one, three], [three])
+    with pytest.raises(IntegrityError):
+        read_wal_object(mirror, one)  # a dry run writes nothing
+
+    result = repair(inst.ctx, "second")
+    assert result.wal_damaged == [one, three]
+    assert result.wal_repaired_from == {primary.storage.location: 1}
+    assert result.wal_lost == [three]
+    assert not result.clean  # recovery cannot replay past the lost one
+    assert read_wal_object(mirror, one) == segments["000000010000000000000001"]
+    assert read_wal_object(mirror, two) == segments["000000010000000000000002"]
+    with pytest.raises(IntegrityError):
+        read_wal_object(mirror, three)
+    as_json = result.model_dump(mode="json", by_alias=True)
+    assert as_json["walLost"] == [three]
+
+    again = repair(inst.ctx, "second")
+    assert (again.wal_damaged, again.wal_repaired_from) == ([three], {})
+    # What the command says: the lost file, and exit status 3.
+    assert invoke(["--config", str(inst.config), "repair", "second"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert "second: 1 archived WAL files damaged; replaced 0" in err
+    assert f"lost: archived WAL {three} has no good copy in any repository" in err
