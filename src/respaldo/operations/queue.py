@@ -50,6 +50,7 @@ from respaldo.operations.recurring import RecurringFailure
 if TYPE_CHECKING:
     import procrastinate
     import procrastinate.app
+    import procrastinate.worker
     from procrastinate.job_context import JobContext
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ TASK = "respaldo.run_job"
 
 # How often a stopping job's watcher looks whether procrastinate asked to abort it.
 _ABORT_POLL_SECONDS = 0.2
+
+# How long a stopping worker waits for its side tasks to end before cancelling them again.
+_CANCEL_AGAIN_SECONDS = 0.5
 
 
 def has_queue(ctx: Context) -> bool:
@@ -357,54 +361,89 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
         ) from exc
 
 
-async def _worker_main(ctx: Context, options: WorkerOptions) -> None:
+async def _worker_main(
+    ctx: Context, options: WorkerOptions, stop: asyncio.Event | None = None
+) -> None:
+    """The worker until ``stop`` is set (by :class:`WorkerThread`, or by SIGTERM/SIGINT
+    with ``install_signal_handlers``): procrastinate's graceful stop, then its side tasks
+    ended.
+
+    Stopping never rests on one cancellation alone: on Python 3.11 ``asyncio.wait_for``
+    (with which psycopg_pool waits for a free connection) returns what it waited for when
+    that arrives as the cancellation lands, and the cancelled task runs on. A worker that
+    cancelled once and waited would then never exit (seen: a worker that outlived SIGTERM
+    by minutes, its job long finished). So procrastinate's worker is told to stop by its
+    stop event as well, and side tasks are cancelled again until they end."""
+    from procrastinate.worker import Worker
+
+    stop = stop or asyncio.Event()
     settings = ctx.settings
     app = make_app(ctx, pool_size=max(4, options.concurrency + 3))
     name = options.name or f"{this_host()}:{os.getpid()}"
     worker_id = await asyncio.to_thread(_register, ctx, name, options.queues)
     try:
         async with app.open_async():
+            worker = Worker(app=app, **_worker_options(settings, name, options))
+            # Cancelling worker.run() is procrastinate's graceful stop: no new job, the
+            # running ones finish or are aborted after the timeout.
+            run = asyncio.create_task(worker.run(), name="respaldo worker")  # type: ignore[no-untyped-call]
             side = [
                 asyncio.create_task(_heartbeat(ctx, worker_id), name="respaldo heartbeat"),
                 asyncio.create_task(_sweep(ctx, app), name="respaldo sweep"),
+                asyncio.create_task(_stop_on(stop, worker, run), name="respaldo stop"),
             ]
-            # Cancelling the task of run_worker_async is procrastinate's graceful stop:
-            # no new job, the running ones finish or are aborted after the timeout.
-            run = asyncio.create_task(
-                app.run_worker_async(**_worker_options(settings, name, options))
-            )
-            stopping = _on_signals(ctx, worker_id, run) if options.install_signal_handlers else []
+            if options.install_signal_handlers:
+                _on_signals(ctx, worker_id, stop)
             try:
                 await run
             except asyncio.CancelledError:
-                if not stopping:
+                if not stop.is_set():
                     raise
             finally:
-                for task in side:
-                    task.cancel()
-                await asyncio.gather(*side, return_exceptions=True)
+                stop.set()
+                await _end(side)
     finally:
         await asyncio.to_thread(_unregister, ctx, worker_id)
 
 
-def _on_signals(ctx: Context, worker_id: int, run: asyncio.Task[None]) -> list[str]:
+async def _stop_on(
+    stop: asyncio.Event, worker: procrastinate.worker.Worker, run: asyncio.Task[None]
+) -> None:
+    """Once ``stop`` is set: stop procrastinate's ``worker`` gracefully, twice over.
+    ``worker.stop()`` sets the event its loop checks, which no lost cancellation can undo
+    (but which ``run`` clears if it has not started yet); ``run.cancel()`` stops a ``run``
+    that has not started, or is still registering, at once."""
+    await stop.wait()
+    worker.stop()  # type: ignore[no-untyped-call]
+    run.cancel()
+
+
+async def _end(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and return once every one has ended, cancelling again those that
+    ran on (a lost cancellation: see :func:`_worker_main`)."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_CANCEL_AGAIN_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _on_signals(ctx: Context, worker_id: int, stop: asyncio.Event) -> None:
     """On SIGTERM or SIGINT: mark the worker stopping (``respaldo workers`` shows it) and
-    stop it gracefully. Returns the list the signals' names are appended to."""
-    received: list[str] = []
+    set ``stop``."""
     loop = asyncio.get_running_loop()
 
-    def stop(sig: signal.Signals) -> None:
-        received.append(sig.name)
+    def stopping(sig: signal.Signals) -> None:
         log.warning("%s: taking no new job; stopping", sig.name)
         try:
             _beat(ctx, worker_id, stopping=True)  # a short write, on the loop: rare
         except Exception:
             log.warning("could not mark worker %s stopping", worker_id, exc_info=True)
-        run.cancel()
+        stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop, sig)
-    return received
+        loop.add_signal_handler(sig, stopping, sig)
 
 
 def _worker_options(
@@ -530,7 +569,7 @@ class WorkerThread:
             options.queues, options.name, options.concurrency, install_signal_handlers=False
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="respaldo-worker", daemon=True)
         self.error: BaseException | None = None
@@ -543,14 +582,12 @@ class WorkerThread:
     def _main(self) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()
+            self._stop = asyncio.Event()
             self._ready.set()
-            await _worker_main(self.ctx, self.options)
+            await _worker_main(self.ctx, self.options, self._stop)
 
         try:
             asyncio.run(main())
-        except asyncio.CancelledError:
-            pass
         except BaseException as exc:
             self.error = exc
             log.error("the worker of this process stopped: %s", exc)
@@ -560,10 +597,10 @@ class WorkerThread:
     def stop(self) -> None:
         """Stop taking jobs, let the running one end (or cancel it after the timeout),
         and return when the worker has stopped."""
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop already ended
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(stop.set)
         if self._thread.is_alive():
             self._thread.join()
 
