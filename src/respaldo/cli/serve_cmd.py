@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from datetime import UTC, datetime
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 
     from respaldo.scheduling.plan import EntryInfo
     from respaldo.scheduling.service import Service
+
+_SIGNAL_CHECK_SECONDS = 0.5
+"""How long the main thread of ``serve`` sleeps at most between looks for a signal.
+Python runs a signal's handler in the main thread only, and wakes it only if the signal
+was delivered to it: the kernel may hand SIGTERM to any thread of the process (one of the
+HTTP server's, the scheduler's, a job's), and a main thread waiting without a timeout then
+never ran the handler. serve ignored SIGTERM for minutes, until it was killed."""
 
 
 @app.command("schedule")
@@ -92,7 +100,7 @@ def _run(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = http_server(settings, api)
     # uvicorn installs no signal handlers outside the main thread: these stay ours.
-    web = threading.Thread(target=server.run, name="http", daemon=True)
+    web = threading.Thread(target=_serve_http, args=(server,), name="http", daemon=True)
     try:
         web.start()
         while not server.started and web.is_alive():
@@ -109,11 +117,12 @@ def _run(
         scheme = "https" if settings.server.tls else "http"
         err_console.print(
             f"respaldo serve: {len(service.schedule)} schedules, "
-            f"listening on {scheme}://{settings.server.listen}"
+            f"listening on {scheme}://{listening_on(settings, server)}"
             + (f", {where}" if service.queued else ""),
             highlight=False,
         )
-        stop.wait()
+        while not stop.wait(_SIGNAL_CHECK_SECONDS):
+            pass  # each wake-up runs the handlers of signals another thread took
         err_console.print(f"respaldo serve: {received[0]}: stopping", highlight=False)
     finally:
         server.should_exit = True
@@ -126,6 +135,21 @@ def _run(
             web.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _serve_http(server: uvicorn.Server) -> None:
+    # uvicorn ends with sys.exit(3) when it cannot listen (it logged why): the main thread
+    # sees that the server never started and says so; the exit is no crash of this thread.
+    with contextlib.suppress(SystemExit):
+        server.run()
+
+
+def listening_on(settings: Settings, server: uvicorn.Server) -> str:
+    """``HOST:PORT`` the started ``server`` listens on: ``[server] listen`` with the port
+    the system gave when that port is 0 (the only way to learn it)."""
+    host = settings.server.listen.rpartition(":")[0]
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return f"{host}:{port}"
 
 
 def _list(settings: Settings, count: int, as_json: bool) -> None:

@@ -35,7 +35,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, cli_request
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
-from tests.integration.logical.test_serve import answers, free_port
+from tests.integration.logical.test_serve import answers, listening_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.waiting import wait_for
 
@@ -143,7 +143,7 @@ cleanup = "off"
 verify = "off"
 
 [server]
-listen = "127.0.0.1:{free_port()}"
+listen = "127.0.0.1:0"
 run_jobs = false
 """
     config = respaldo.tmp / "site.toml"
@@ -337,18 +337,13 @@ def test_sigterm_lets_a_running_job_finish_within_the_timeout(site: Site) -> Non
 def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
     text = site.config.read_text().replace('full = "off"', 'full = "*/2 * * * * *"')
     site.config.write_text(text)
-    ports = []
     for _ in range(2):
-        port = free_port()
-        ports.append(port)
-        config = site.config.with_name(f"serve-{port}.toml")
-        config.write_text(text.replace("listen = ", f'listen = "127.0.0.1:{port}"\n#'))
-        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "serve"]
         site.processes.append(
             subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
-    for port in ports:
-        wait_for(f"serve on {port}", lambda p=port: answers(p))  # type: ignore[misc]
+    for process in site.processes:
+        assert answers(listening_port(process))
 
     def fired() -> list[JobInfo]:
         return [j for j in site.jobs() if j.requested_by == "full:erp"]

@@ -20,8 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
-from tests.integration.logical.test_serve import answers, free_port, serving
-from tests.waiting import wait_for
+from tests.integration.logical.test_serve import ANY_PORT, listening_port, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = (
@@ -61,7 +60,7 @@ class Site:
         page.wait_for_url(f"{self.url}/")
 
 
-def site_config(configured: Respaldo, port: int) -> Path:
+def site_config(configured: Respaldo, port: int = ANY_PORT) -> Path:
     """The logical tests' config with a server section and no schedule."""
     secret = configured.tmp / "jwt.secret"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -102,14 +101,12 @@ def add_user(configured: Respaldo, name: str, role: str) -> None:
 
 @pytest.fixture
 def site(respaldo: Respaldo) -> Iterator[Site]:  # noqa: F811 (the fixture)
-    port = free_port()
-    config = site_config(respaldo, port)
+    config = site_config(respaldo)
     served = dataclasses.replace(respaldo, config=config)
     add_user(served, "admin", "admin")
     add_user(served, "viewer", "viewer")
     with serving(config) as process:
-        wait_for("the HTTP server", lambda: answers(port) or process.poll() is not None)
-        assert process.poll() is None, process.communicate()
+        port = listening_port(process)
         yield Site(f"http://127.0.0.1:{port}", served)
 
 

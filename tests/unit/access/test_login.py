@@ -304,6 +304,8 @@ def test_respaldo_serve_refuses_a_tls_key_others_can_read_before_listening(
     assert "[server] tls_key" in err and "readable by others" in err, err
 
 
+# A server that cannot listen is an error serve reports, not a thread dying unhandled.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.skipif(os.geteuid() != 0, reason="a root-owned key needs root")
 def test_respaldo_serve_takes_a_root_owned_tls_key_its_group_can_read(
     tmp_path: Path, context: Context, settings: Settings, capsys: pytest.CaptureFixture[str]
