@@ -89,15 +89,30 @@ class _Handler:
         return "250 OK"
 
 
+class _Controller(Controller):
+    """aiosmtpd's Controller that may be given port 0: the port the system gave is read
+    back as the server starts listening, before :meth:`start` dials it (and callers read
+    ``port``). A port picked free beforehand could be taken by then."""
+
+    def _create_server(self) -> Any:
+        async def bound() -> Any:
+            server = await super(_Controller, self)._create_server()
+            self.port = int(server.sockets[0].getsockname()[1])
+            return server
+
+        return bound()
+
+
 class Smtp:
     """An SMTP server on 127.0.0.1 (no TLS, no auth): each mail is kept in ``inbox``.
-    ``port``: listen there (a server that comes back where one was down), else a free one."""
+    ``port``: listen there (a server that comes back where one was down), else on a port
+    the system gives."""
 
     def __init__(self, port: int | None = None) -> None:
         self.inbox = Inbox()
-        self.port = port or free_port()
-        self.controller = Controller(_Handler(self.inbox), hostname="127.0.0.1", port=self.port)
+        self.controller = _Controller(_Handler(self.inbox), hostname="127.0.0.1", port=port or 0)
         self.controller.start()
+        self.port = self.controller.port
 
     def url(self, to: str = "ops@example.com") -> str:
         return f"mailto://127.0.0.1:{self.port}?from=respaldo@example.com&to={to}"
@@ -114,7 +129,6 @@ class SmtpTls:
     def __init__(self, directory: Path, user: str, password: str) -> None:
         self.inbox = Inbox()
         self.logins: list[tuple[str, bool, bool]] = []
-        self.port = free_port()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*self_signed(directory, "smtp"))
 
@@ -130,10 +144,10 @@ class SmtpTls:
             self.logins.append((login, ok, session.ssl is not None))
             return AuthResult(success=ok)
 
-        self.controller = Controller(
+        self.controller = _Controller(
             _Handler(self.inbox),
             hostname="127.0.0.1",
-            port=self.port,
+            port=0,
             tls_context=context,
             require_starttls=True,
             auth_required=True,
@@ -141,6 +155,7 @@ class SmtpTls:
             authenticator=authenticate,
         )
         self.controller.start()
+        self.port = self.controller.port
 
     def url(self, user: str) -> str:
         """A mailtos:// URL with STARTTLS, the password as ``{secret}``; the certificate
@@ -155,7 +170,9 @@ class SmtpTls:
 
 
 def free_port() -> int:
-    """A TCP port free on loopback now (and, nothing listening, refused when dialled)."""
+    """A TCP port free on loopback now, for a server that is down at first and then
+    started there (``Smtp(port)``); an address that must stay unreachable takes
+    :func:`tests.ports.closed_port`, which nothing else can take meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from respaldo.repository import KdfParams, Repository
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
 from tests.integration.logical.support import databases, flip_byte
+from tests.ports import closed_port
 
 PASSPHRASE = "correct horse battery staple (test)"
 WRONG_PASSWORD = "N0t-the-Passw0rd-5ab1e"
@@ -68,13 +68,6 @@ class Run:
 
     def __str__(self) -> str:
         return f"exit {self.code}\n--- stdout ---\n{self.out}\n--- stderr ---\n{self.err}"
-
-
-def _closed_port() -> int:
-    # A port the kernel just handed out and nobody listens on.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _secret_file(path: Path, text: str) -> Path:
@@ -185,7 +178,7 @@ def write_config(tmp: Path, pg: TempCluster, dbname: str) -> Path:
     password_file = _secret_file(tmp / "erp.pass", pg.password.get_secret_value())
     wrong_file = _secret_file(tmp / "wrong.pass", WRONG_PASSWORD)
     dsn = f"postgresql://{pg.superuser}@{pg.host}:{pg.port}/{dbname}"
-    closed = f"postgresql://{pg.superuser}@127.0.0.1:{_closed_port()}/{dbname}"
+    closed = f"postgresql://{pg.superuser}@127.0.0.1:{closed_port()}/{dbname}"
     text = f"""
 cache_dir = "{tmp / "cache"}"
 pack_size = 65536

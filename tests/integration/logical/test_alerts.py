@@ -13,7 +13,8 @@ from respaldo.config import load_settings
 from respaldo.operations.context import Context
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.test_drill import _add_checked
-from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
+from tests.ports import closed_port
+from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def test_an_unreachable_target_never_fails_a_backup(respaldo: Respaldo) -> None:
     _notify(
         respaldo,
         "timeout_seconds = 5\n[[notifications.targets]]\n"
-        f'name = "down"\nurl = "json://127.0.0.1:{free_port()}/x"\n'
+        f'name = "down"\nurl = "json://127.0.0.1:{closed_port()}/x"\n'
         'levels = ["critical", "success"]\n',
     )
     record = respaldo.backup("erp")  # asserts exit 0 and status completed

@@ -28,7 +28,7 @@ from tests.integration.logical.support import (
 )
 from tests.integration.logical.test_quarantine_cli import _add_mirror
 from tests.integration.majors import ON_EVERY_MAJOR
-from tests.servers.notify import free_port
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -368,7 +368,7 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
             with respaldo.config.open("a") as config:
                 config.write(
                     "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
-                    f'name = "down"\nurl = "json://127.0.0.1:{free_port()}/x"\n'
+                    f'name = "down"\nurl = "json://127.0.0.1:{closed_port()}/x"\n'
                 )
             with pg.connect(autocommit=False) as locker:
                 locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock

@@ -20,6 +20,7 @@ from respaldo.operations import alerts, jobs, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
+from tests.ports import closed_port
 from tests.servers.notify import Smtp, free_port
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
@@ -231,7 +232,7 @@ def test_a_throttled_failure_without_a_catalog_is_still_throttled(
 ) -> None:
     # The catalog's PostgreSQL is down too (a network outage): PostgreSQL retries a
     # failing archive_command three times a minute, each one a wal-push that alerts.
-    down = f"postgresql+psycopg://respaldo@127.0.0.1:{free_port()}/catalog"
+    down = f"postgresql+psycopg://respaldo@127.0.0.1:{closed_port()}/catalog"
     settings = _settings(tmp_path, port).model_copy(
         update={"catalog": _settings(tmp_path, port).catalog.model_copy(update={"url": down})}
     )

@@ -24,7 +24,8 @@ from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
 from respaldo.repository import KdfParams
-from tests.servers.notify import Smtp, Webhook, free_port, smtp, webhook  # noqa: F401
+from tests.ports import closed_port
+from tests.servers.notify import Smtp, Webhook, smtp, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ url = "file://{tmp_path / "repo"}"
 
 [[databases]]
 name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:{free_port()}/erp"
+dsn = "postgresql://respaldo@127.0.0.1:{closed_port()}/erp"
 
 [notifications]
 timeout_seconds = 5
@@ -79,7 +80,7 @@ url = "{webhook.url}"
 
 [[notifications.targets]]
 name = "gone"
-url = "json://127.0.0.1:{free_port()}/nobody-listens"
+url = "json://127.0.0.1:{closed_port()}/nobody-listens"
 """)
     initialize(load_settings(config), kdf=FAST_KDF)
     yield Setup(config, smtp, webhook)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from respaldo.cli.main import invoke
-from tests.servers.notify import Smtp, Webhook, free_port, smtp, webhook  # noqa: F401
+from tests.ports import closed_port
+from tests.servers.notify import Smtp, Webhook, smtp, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ levels = ["success"]
 
 [[notifications.targets]]
 name = "gone"
-url = "json://user:{{secret}}@127.0.0.1:{free_port()}/x"
+url = "json://user:{{secret}}@127.0.0.1:{closed_port()}/x"
 secret_env = "GONE_TOKEN"
 
 [[notifications.targets]]

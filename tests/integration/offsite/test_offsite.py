@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.cli import RunsCli, secret_file
+from tests.ports import closed_port
 from tests.servers.faultproxy import FaultProxy, Rule
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -169,9 +169,7 @@ def test_a_chunk_lost_locally_is_read_from_s3(setup: Setup, new_dbname: str) -> 
 def test_s3_unreachable_fails_only_the_copy(
     setup: Setup, new_dbname: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     good_config = setup.config.read_text()
     setup.config.write_text(good_config.replace(setup.s3.endpoint_url, closed))
     code, out, err = setup.run("backup", "erp")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import psycopg
 import pytest
 from psycopg import sql
@@ -32,6 +30,7 @@ from respaldo.postgres import (
     server_info,
     terminate_connections,
 )
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +50,6 @@ def _real_counts(pg: TempCluster, dbname: str) -> dict[str, int]:
         )
         for schema, table in tables
     }
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- versions ------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ def test_snapshot_of_a_missing_database_is_a_connection_error(pg: TempCluster) -
 
 
 def test_unreachable_port_is_a_clear_connection_error(pg: TempCluster) -> None:
-    port = _unused_port()
+    port = closed_port()
     target = ConnInfo(host="127.0.0.1", port=port, user="nadie", dbname="erp")
     with pytest.raises(ConnectionFailed) as caught:
         connect(target, connect_timeout=3)

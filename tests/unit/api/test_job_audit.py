@@ -5,7 +5,6 @@ database on a closed port)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -16,13 +15,8 @@ from respaldo.domain import AuditAction, Role
 from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.repositories import init_repositories
+from tests.ports import closed_port
 from tests.unit.api.conftest import FAST_KDF, token_headers
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_end_of_a_job_a_request_started_is_audited_with_its_outcome(
@@ -33,7 +27,7 @@ def test_the_end_of_a_job_a_request_started_is_audited_with_its_outcome(
     settings = Settings(
         catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
         repositories=[{"name": "local", "url": f"file://{tmp_path / 'repo'}"}],
-        databases=[{"name": "erp", "dsn": f"postgresql://erp@127.0.0.1:{_closed_port()}/erp"}],
+        databases=[{"name": "erp", "dsn": f"postgresql://erp@127.0.0.1:{closed_port()}/erp"}],
         file_sets=[{"name": "docs", "paths": [str(tmp_path / "tree")]}],
         cache_dir=tmp_path / "cache",
         passphrase="correct horse (test)",

@@ -10,7 +10,6 @@ database on a closed port); what a route changes is made afresh for each case.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
 from respaldo.operations.repositories import init_repositories
 from respaldo.operations.snapshot import backup_source
+from tests.ports import closed_port
 from tests.unit.access.conftest import CHEAP_HASHER, PASSWORD, SECRET, write_secret
 from tests.unit.access.test_permissions import BAD_CREDENTIALS, GRANTED
 from tests.unit.api.conftest import FAST_KDF, completed_backup
@@ -80,12 +80,6 @@ ROUTES = [
 CREDENTIALS = [*BAD_CREDENTIALS, *(f"login {r}" for r in Role), *(f"token {r}" for r in Role)]
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class World:
     context: Context
@@ -102,7 +96,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     settings = Settings(
         catalog={"url": f"sqlite:///{tmp / 'catalog.db'}"},
         repositories=[{"name": "local", "url": f"file://{tmp / 'repo'}"}],
-        databases=[{"name": "erp", "dsn": f"postgresql://erp@127.0.0.1:{_closed_port()}/erp"}],
+        databases=[{"name": "erp", "dsn": f"postgresql://erp@127.0.0.1:{closed_port()}/erp"}],
         file_sets=[{"name": "docs", "paths": [str(tmp / "tree")]}],
         cache_dir=tmp / "cache",
         passphrase="correct horse (test)",

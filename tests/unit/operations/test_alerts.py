@@ -17,7 +17,8 @@ from respaldo.config import Settings
 from respaldo.errors import ConnectionFailed
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
-from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
+from tests.ports import closed_port
+from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -132,7 +133,7 @@ def test_an_unreachable_target_is_recorded_and_logged_without_its_secret(
 ) -> None:
     secret = "s3cr3t-T0ken-value"
     monkeypatch.setenv("HOOK_TOKEN", secret)
-    url = f"json://respaldo:{{secret}}@127.0.0.1:{free_port()}/hook"
+    url = f"json://respaldo:{{secret}}@127.0.0.1:{closed_port()}/hook"
     caplog.set_level(logging.DEBUG)
     with _context(tmp_path, [{"name": "down", "url": url, "secret_env": "HOOK_TOKEN"}]) as ctx:
         results = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp")
@@ -154,7 +155,7 @@ def test_a_failure_alert_one_target_took_is_not_sent_again_to_the_one_that_faile
 ) -> None:
     # What the operator of a failing target must know (the RespaldoNotificationsFailing
     # rule says it): what the others took, the watchdog does not send it there later.
-    down = f"json://127.0.0.1:{free_port()}/hook"
+    down = f"json://127.0.0.1:{closed_port()}/hook"
     targets = [{"name": "hook", "url": webhook.url}, {"name": "down", "url": down}]
     with _context(tmp_path, targets) as ctx:
         sent = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp")

@@ -17,7 +17,8 @@ from respaldo.catalog import AlertStates
 from respaldo.domain import BackupKind
 from respaldo.operations import alerts, restore_swap, status, status_queue, watchdog
 from respaldo.operations.context import Context
-from tests.servers.notify import Webhook, free_port, webhook  # noqa: F401
+from tests.ports import closed_port
+from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
 pytestmark = pytest.mark.unit
@@ -191,7 +192,7 @@ def test_a_catalog_that_fails_to_note_a_resent_alert_does_not_stop_the_watchdog(
 ) -> None:
     # A backup failed while its target was down (a port where nothing listens): the
     # alert waits in the catalog for the watchdog.
-    dead = {"name": "hook", "url": f"json://127.0.0.1:{free_port()}/", "levels": ["critical"]}
+    dead = {"name": "hook", "url": f"json://127.0.0.1:{closed_port()}/", "levels": ["critical"]}
     with Context.open(
         status_settings(tmp_path, notifications={"targets": [dead]}), create=False
     ) as down:

@@ -32,8 +32,9 @@ from respaldo.operations.repositories import open_store
 from respaldo.storage.base import ObjectInfo
 from respaldo.storage.retry import RetryingStorage
 from respaldo.storage.s3 import MIN_PART_SIZE, S3Storage
+from tests.ports import closed_port
 from tests.servers.faultproxy import FaultProxy, Rule
-from tests.servers.s3 import S3Endpoint, free_port
+from tests.servers.s3 import S3Endpoint
 from tests.unit.repository.helpers import init_repo, open_repo, read_stream, write_backup
 
 pytestmark = pytest.mark.integration
@@ -294,7 +295,7 @@ def test_a_missing_bucket_is_permanent_with_a_hint(server: S3Endpoint, operation
 
 
 def test_an_unreachable_endpoint_is_transient_after_retries(s3_server: S3Endpoint) -> None:
-    port = free_port()  # nothing listens there
+    port = closed_port()  # nothing listens there
     store = s3_server.storage(endpoint_url=f"http://127.0.0.1:{port}", connect_timeout=2)
     attempts: list[str] = []
     store.client.meta.events.register(
