@@ -4,6 +4,7 @@ for a message is a wait on a condition, never a sleep."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -95,8 +96,9 @@ class _Controller(Controller):
     ``port``). A port picked free beforehand could be taken by then."""
 
     def _create_server(self) -> Any:
-        async def bound() -> Any:
+        async def bound() -> asyncio.Server:
             server = await super(_Controller, self)._create_server()
+            assert isinstance(server, asyncio.Server)  # loop.create_server's
             self.port = int(server.sockets[0].getsockname()[1])
             return server
 
