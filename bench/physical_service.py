@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.integration.logical.test_serve import answers, free_port
+from tests.integration.logical.test_serve import answers
 
 TICK = os.sysconf("SC_CLK_TCK")
 ENDED = {"completed", "failed", "cancelled", "skipped"}
@@ -47,6 +48,14 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
     return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def free_port() -> int:
+    """A port free on loopback now, for the service a bench run starts alone (the tests
+    start theirs on port 0 instead: another test may take a port found free first)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def service_config(config: Path, port: int) -> Path:
