@@ -8,7 +8,8 @@ script starts in turn. So every child gets an environment built from an allowlis
 
 - every child: ``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``SHELL``, ``TMPDIR``, ``TZ``,
   ``TERM``, ``LANG``, ``LANGUAGE`` and ``LC_*`` (locale and time zone change how programs
-  read and print, not what they may do);
+  read and print, not what they may do); a program whose messages respaldo reads gets
+  them untranslated (:func:`english_messages`);
 - PostgreSQL client programs, in addition: the ``PG…`` variables libpq reads (host,
   port, SSL files, service file, …) and Kerberos' ``KRB5…``; ``PGPASSWORD`` and
   ``PGPASSFILE`` only when respaldo has no password of its own for the connection (then
@@ -70,6 +71,23 @@ def libpq_environment(
         for name in PASSWORD_NAMES:
             env.pop(name, None)
     return env
+
+
+# The locale categories LC_ALL sets besides LC_MESSAGES.
+_LC_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_NUMERIC", "LC_TIME", "LC_MONETARY")
+
+
+def english_messages(env: dict[str, str]) -> None:
+    """Make a program started with ``env`` print its messages untranslated (C), keeping
+    the rest of the locale: for a program whose messages respaldo reads (pg_dump's
+    ``finished item`` lines). ``LANGUAGE`` wins over ``LC_MESSAGES`` and ``LC_ALL`` over
+    both, so the one is dropped and the other spread over its other categories."""
+    env.pop("LANGUAGE", None)
+    every = env.pop("LC_ALL", None)
+    if every:
+        for name in _LC_CATEGORIES:
+            env[name] = every
+    env["LC_MESSAGES"] = "C"
 
 
 def hook_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from respaldo.childenv import (
     base_environment,
+    english_messages,
     hook_environment,
     libpq_environment,
     server_environment,
@@ -150,3 +151,15 @@ def test_a_server_recovering_from_an_s3_mirror_gets_what_that_mirror_needs() -> 
     assert env["AWS_CA_BUNDLE"] == "/etc/ssl/ca.pem"
     # Reading the local primary, the server gets nothing of AWS.
     assert server_environment(settings, SERVER_PARENT) == base_environment(SERVER_PARENT)
+
+
+def test_english_messages_keep_the_rest_of_the_locale() -> None:
+    env = {"LANGUAGE": "es", "LC_ALL": "es_ES.UTF-8", "LANG": "es_ES.UTF-8", "PATH": "/bin"}
+    english_messages(env)
+    assert env["LC_MESSAGES"] == "C"
+    assert "LANGUAGE" not in env and "LC_ALL" not in env
+    assert env["LC_CTYPE"] == env["LC_COLLATE"] == "es_ES.UTF-8"
+    assert env["LANG"] == "es_ES.UTF-8" and env["PATH"] == "/bin"
+    plain = {"LANG": "es_ES.UTF-8"}
+    english_messages(plain)
+    assert plain == {"LANG": "es_ES.UTF-8", "LC_MESSAGES": "C"}

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import IO, Literal, Protocol
 
 from respaldo import cancellation
-from respaldo.childenv import base_environment
+from respaldo.childenv import base_environment, english_messages
 from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection, scrub
 
@@ -413,6 +413,9 @@ def _start(
     except BaseException:
         cleanup.close()
         raise
+    if stderr_lines is not None:
+        # Whoever reads the lines reads them in English (pg_dump's "finished item").
+        english_messages(child.env)
     argv = [str(path), *build, *child.args, *after_conn]
     return RunningCommand(
         program,
@@ -485,7 +488,8 @@ def pg_dump_directory(
 
     Uncompressed for the reasons of :func:`pg_dump`. ``--verbose`` is what tells, while
     pg_dump runs, which table files are complete: its leader reports ``finished item
-    <dump id> …`` once a worker has closed ``<dump id>.dat``. ``progress`` sees every line
+    <dump id> …`` once a worker has closed ``<dump id>.dat``, in English whatever the
+    caller's locale (its messages are not translated). ``progress`` sees every line
     of stderr; the lines it does not keep are left out of the error message. Leaving the
     context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
     ``jobs`` < 1, ToolNotFound before starting. ``encoding``: see :func:`pg_dump`.

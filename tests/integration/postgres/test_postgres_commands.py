@@ -20,7 +20,7 @@ from respaldo.postgres import (
     tool_path,
     tool_version,
 )
-from respaldo.postgres.commands import parse_tool_version
+from respaldo.postgres.commands import parse_tool_version, pg_dump_directory
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,32 @@ def test_psql_needs_exactly_one_source(pg: TempCluster, tmp_path: Path) -> None:
         psql(pg.conninfo())
     with pytest.raises(ValueError, match="exactly one"):
         psql(pg.conninfo(), sql="SELECT 1", file=tmp_path / "x.sql")
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def line(self, line: bytes) -> bool:
+        self.lines.append(line)
+        return True
+
+    def end(self) -> None:
+        pass
+
+
+def test_a_parallel_dump_reports_in_english_whatever_the_callers_language(
+    pg: TempCluster, erp_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # respaldo reads pg_dump's "finished item N TABLE DATA" to store each table's file
+    # as soon as it is complete; an operator's Spanish locale must not translate it away
+    # (then every file would wait in the spool until pg_dump ended).
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "es")
+    lines = _Lines()
+    with pg_dump_directory(
+        pg.conninfo(erp_db), tmp_path / "dump", jobs=2, progress=lines, bindir=pg.bindir
+    ):
+        pass
+    finished = [line for line in lines.lines if line.startswith(b"pg_dump: finished item ")]
+    assert len(finished) > 10, lines.lines[:5]
