@@ -126,8 +126,10 @@ def _dump(
         **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
     with BackupWriter(repo, backup_id) as writer:
-        # The rows are counted while pg_dump runs (in the snapshot it dumps), not before.
-        with counting_snapshot(conninfo, fmt=ROW_COUNTS_FORMAT) as snapshot:
+        # The rows are counted while pg_dump runs (in the snapshot it dumps), not before,
+        # and only once pg_dump holds its locks (see postgres.server._wait_for_locks).
+        holder = f"respaldo pg_dump {backup_id}"
+        with counting_snapshot(conninfo, fmt=ROW_COUNTS_FORMAT, holder=holder) as snapshot:
             # For 'respaldo ls' (the dump's table of contents holds no sizes).
             meta[TABLE_SIZES] = table_sizes(conninfo)
             if db.schema_version_query:
@@ -145,6 +147,7 @@ def _dump(
                         progress=progress("dump"),
                         spool=db.dump_spool_dir,
                         encoding=snapshot.server_encoding,
+                        application_name=holder,
                     )
                 else:
                     with pg_dump(
@@ -152,6 +155,7 @@ def _dump(
                         snapshot=snapshot.snapshot_id,
                         bindir=tools.bindir,
                         encoding=snapshot.server_encoding,
+                        application_name=holder,
                     ) as dump:
                         # Where each table's data starts: restore --table reads only those.
                         blocks = BlockStarts(dump.stdout)

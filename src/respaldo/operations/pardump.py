@@ -191,10 +191,11 @@ def dump_directory(
     progress: Callable[[int], None],
     spool: Path | None = None,
     encoding: str | None = None,
+    application_name: str | None = None,
 ) -> int:
     """Dump ``conninfo``'s database with ``jobs`` pg_dump workers inside ``snapshot`` and
     store every file as a stream of ``writer``; returns the streams' total size.
-    ``encoding``: the dump's (see :func:`respaldo.postgres.commands.pg_dump`).
+    ``encoding``, ``application_name``: see :func:`respaldo.postgres.commands.pg_dump`.
 
     Finished table files are stored first, in the order pg_dump finished them; when
     none is waiting, the largest table file is stored as pg_dump writes it. ``spool`` is
@@ -215,6 +216,7 @@ def dump_directory(
             progress=finished,
             bindir=tools.bindir,
             encoding=encoding,
+            application_name=application_name,
         ):
             while True:
                 said.take(0)

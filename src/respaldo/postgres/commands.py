@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Protocol
 
+from psycopg.conninfo import make_conninfo
+
 from respaldo import cancellation
 from respaldo.childenv import base_environment, english_messages
 from respaldo.errors import PostgresError, ToolNotFound
@@ -405,6 +407,7 @@ def _start(
     stdout: Literal["pipe", "capture", "discard"],
     after_conn: Sequence[str] = (),
     stderr_lines: StderrLines | None = None,
+    application_name: str | None = None,
 ) -> RunningCommand:
     path = tool_path(program, bindir)
     cleanup = contextlib.ExitStack()
@@ -416,7 +419,11 @@ def _start(
     if stderr_lines is not None:
         # Whoever reads the lines reads them in English (pg_dump's "finished item").
         english_messages(child.env)
-    argv = [str(path), *build, *child.args, *after_conn]
+    args = list(child.args)
+    if application_name is not None:
+        # Ours, whatever the DSN says: respaldo looks for the program's sessions by it.
+        args[-1] = make_conninfo(args[-1], application_name=application_name)
+    argv = [str(path), *build, *args, *after_conn]
     return RunningCommand(
         program,
         argv,
@@ -447,6 +454,7 @@ def pg_dump(
     encoding: str | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
+    application_name: str | None = None,
 ) -> RunningCommand:
     """Start ``pg_dump --format=custom --compress=0`` of ``conninfo.dbname`` to stdout.
 
@@ -459,7 +467,8 @@ def pg_dump(
     it, ``PGCLIENTENCODING`` in the environment (which pg_dump gets) would choose. The
     caller reads
     ``.stdout`` to its end, then leaves the context (or calls ``.wait()``), which raises
-    PostgresError on failure. Raises ToolNotFound before starting.
+    PostgresError on failure. Raises ToolNotFound before starting. ``application_name``
+    names pg_dump's session (default: pg_dump's own, or the DSN's).
     """
     build = ["--format=custom", "--compress=0", "--no-password"]
     if snapshot is not None:
@@ -468,7 +477,14 @@ def pg_dump(
         build.append(f"--lock-wait-timeout={int(lock_wait_timeout_ms)}")
     build += _encoding_option(encoding)
     return _start(
-        "pg_dump", conninfo, build, bindir=bindir, method=method, stdin=False, stdout="pipe"
+        "pg_dump",
+        conninfo,
+        build,
+        bindir=bindir,
+        method=method,
+        stdin=False,
+        stdout="pipe",
+        application_name=application_name,
     )
 
 
@@ -482,6 +498,7 @@ def pg_dump_directory(
     encoding: str | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
+    application_name: str | None = None,
 ) -> RunningCommand:
     """Start ``pg_dump --format=directory --jobs=JOBS --compress=0 --verbose`` into
     ``directory`` (which must not exist yet; its parent should be private).
@@ -492,7 +509,8 @@ def pg_dump_directory(
     caller's locale (its messages are not translated). ``progress`` sees every line
     of stderr; the lines it does not keep are left out of the error message. Leaving the
     context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
-    ``jobs`` < 1, ToolNotFound before starting. ``encoding``: see :func:`pg_dump`.
+    ``jobs`` < 1, ToolNotFound before starting. ``encoding``, ``application_name``: see
+    :func:`pg_dump`.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -516,6 +534,7 @@ def pg_dump_directory(
         stdin=False,
         stdout="discard",
         stderr_lines=progress,
+        application_name=application_name,
     )
 
 

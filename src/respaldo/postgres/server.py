@@ -54,7 +54,7 @@ _INVALID_CATALOG_NAME = "3D000"  # the database does not exist
 # their leaves twice. Extension members are left out: pg_dump does not dump their rows
 # (except configuration tables, which belong to the extension rather than the user).
 _USER_TABLES = """
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname, c.oid
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r'
@@ -308,12 +308,18 @@ class _Stopped(Exception):
 
 
 def _count(
-    conn: Connection, stop: threading.Event | None = None, fmt: int = ROW_COUNTS_FORMAT
+    conn: Connection,
+    stop: threading.Event | None = None,
+    fmt: int = ROW_COUNTS_FORMAT,
+    before: Callable[[list[int]], None] | None = None,
 ) -> dict[str, int]:
     # Counted and keyed as respaldo.postgres.counts says for format ``fmt``.
     query = sql.SQL(count_query(fmt))
     with conn.cursor() as cur:
-        tables = [(str(s), str(t)) for s, t in cur.execute(_USER_TABLES).fetchall()]
+        rows = cur.execute(_USER_TABLES).fetchall()
+        tables = [(str(s), str(t)) for s, t, _ in rows]
+        if before is not None:
+            before([int(oid) for _, _, oid in rows])
         counts: dict[str, int] = {}
         for schema, table in tables:
             if stop is not None and stop.is_set():
@@ -388,6 +394,8 @@ class CountingSnapshot:
         self._counting = counting
         self.counts: dict[str, int] | None = None
         self.failure: BaseException | None = None
+        self.dump_ended = threading.Event()
+        """Set once the block's pg_dump has ended (its locks are gone)."""
         self.server_encoding: str | None = None
         """The database's encoding (``LATIN1``…), as the server reported it: the one
         pg_dump writes names in, and pg_restore prints them in."""
@@ -395,6 +403,7 @@ class CountingSnapshot:
     def row_counts(self) -> dict[str, int]:
         """Every user table's ``count(*)`` in the snapshot, once counted (waits for it).
         Raises ConnectionFailed, QueryFailed."""
+        self.dump_ended.set()  # called once the dump is done: nothing to wait for now
         self._counting.join()
         if self.failure is not None:
             raise self.failure
@@ -405,9 +414,53 @@ class CountingSnapshot:
 _LOST_SNAPSHOT = "could not import the requested snapshot"
 
 
+_LOCKED_BY = """
+SELECT count(DISTINCT l.relation)
+  FROM pg_catalog.pg_locks l
+  JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE a.application_name = %s
+   AND l.locktype = 'relation'
+   AND l.granted
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.relation = ANY(%s)
+"""
+LOCK_POLL = 0.05
+"""Seconds between two looks at whether pg_dump holds its locks yet."""
+
+
+def _wait_for_locks(
+    conninfo: ConnInfo,
+    holder: str,
+    oids: list[int],
+    stop: threading.Event,
+    dump_ended: threading.Event,
+) -> None:
+    """Return once the sessions named ``holder`` (pg_dump's) hold a lock on every table of
+    ``oids``, or the dump has ended; raise _Stopped if ``stop`` is set first.
+
+    Why: the counts' transaction keeps a lock on each table it counted until the dump
+    ends. A table counted before pg_dump locked it, then an ``ALTER``/``TRUNCATE`` of it
+    (queued behind that lock), and pg_dump's own lock request queues behind the
+    ``TRUNCATE``: the server sees no deadlock (the counts' session only waits, in
+    respaldo, for pg_dump), so the backup and every query of that table would wait
+    forever. pg_dump locks every table it dumps before reading any; counting after
+    that, a ``TRUNCATE`` waits for the dump, as it does for pg_dump alone. The look is
+    made from a connection of its own: a transaction sees pg_stat_activity as it was
+    when it first read it."""
+    wanted = len(set(oids))
+    with connect(conninfo, autocommit=True, application_name="respaldo lock watch") as watch:
+        while not dump_ended.is_set():
+            if stop.is_set():
+                raise _Stopped
+            row = watch.execute(_LOCKED_BY, (holder, oids)).fetchone()
+            if row is not None and int(row[0]) >= wanted:
+                return
+            dump_ended.wait(LOCK_POLL)
+
+
 @contextmanager
 def counting_snapshot(
-    conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT
+    conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT, holder: str | None = None
 ) -> Iterator[CountingSnapshot]:
     """:func:`exported_snapshot`, with the rows counted while the block runs instead of
     before it: a backup's pg_dump starts at once, and the counts (a full read of every
@@ -415,7 +468,9 @@ def counting_snapshot(
     it. The counts are those of the same snapshot, read in the same transaction, so they
     are exactly what :func:`exported_snapshot` gives. The connection belongs to the
     counting thread until it ends: leaving the block early cancels the count, and the
-    transaction ends only after it. Counts are in row-count format ``fmt``.
+    transaction ends only after it. Counts are in row-count format ``fmt``. With
+    ``holder``, the ``application_name`` of the block's pg_dump, the counting starts once
+    pg_dump holds its locks on the tables (or has ended): see :func:`_wait_for_locks`.
 
     A count that fails makes the backup fail: the programs the block started (pg_dump)
     are killed at once, through a cancel token of the block's own
@@ -435,7 +490,9 @@ def counting_snapshot(
             def count() -> None:
                 try:
                     snapshot.counts = _guarded(
-                        conninfo, "counting the snapshot's rows", lambda: _count(conn, stop, fmt)
+                        conninfo,
+                        "counting the snapshot's rows",
+                        lambda: _count(conn, stop, fmt, before=wait),
                     )
                 except BaseException as exc:  # handed to the caller by row_counts()
                     if (
@@ -450,6 +507,10 @@ def counting_snapshot(
                         # Killed now, not left to run to its end (hours, on a big
                         # database) before the backup fails.
                         block.cancel(f"counting the snapshot's rows failed: {exc}")
+
+            def wait(oids: list[int]) -> None:
+                if holder is not None:
+                    _wait_for_locks(conninfo, holder, oids, stop, snapshot.dump_ended)
 
             counting = threading.Thread(target=count, name="row-counts", daemon=True)
             snapshot = CountingSnapshot(snapshot_id, counting)

@@ -18,10 +18,11 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 LOCKED = "obras.partes_trabajo"
+# The counts wait for pg_dump to hold its locks (which it cannot take on LOCKED), looking
+# from a session of their own: ending that session fails the count.
 COUNT_WAITING = (
     "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = %s"
-    " AND application_name = 'respaldo' AND wait_event_type = 'Lock'"
-    " AND query LIKE 'SELECT count(*) FROM %%'"
+    " AND application_name = 'respaldo lock watch'"
 )
 
 
@@ -31,8 +32,9 @@ def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
 ) -> None:
     spool = parallel(respaldo)  # erp_par: the same database, dumped by 2 workers
     with pg.connect(respaldo.dbname, autocommit=False) as locker:
-        # The count waits for this lock (and so does the backup's look at table sizes);
-        # its session is then ended: the count fails, deterministically.
+        # pg_dump waits for this lock (and so does the backup's look at table sizes), and
+        # the count for pg_dump's locks; its session is then ended: the count fails,
+        # deterministically, while pg_dump has dumped nothing.
         locker.execute(f"LOCK TABLE {LOCKED} IN ACCESS EXCLUSIVE MODE")
         # Servers this test process already runs (a session's SeaweedFS, say) are not
         # the backup's.
@@ -49,7 +51,7 @@ def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
                 assert process.poll() is None, process.communicate()
                 return bool(pg.query(COUNT_WAITING, [respaldo.dbname]))
 
-            wait_for("the row count to wait for the lock", counting)
+            wait_for("the row count to wait for pg_dump's locks", counting)
             children = psutil.Process(process.pid).children(recursive=True)
             (pid,) = [row[0] for row in pg.query(COUNT_WAITING, [respaldo.dbname])]
             pg.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [pid])
@@ -72,6 +74,6 @@ def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
     assert not [p for p in children + later if p.is_running() and p.status() != "zombie"]
     assert not pg.query(
         "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE datname = %s"
-        " AND application_name = 'pg_dump'",
+        " AND application_name LIKE 'respaldo pg_dump %%'",
         [respaldo.dbname],
     )

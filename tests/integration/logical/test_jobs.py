@@ -48,7 +48,7 @@ def pg_dump_waiting(pg: TempCluster, dbname: str) -> bool:
     return bool(
         pg.scalar(
             "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s"
-            " AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+            " AND application_name LIKE 'respaldo pg_dump %%' AND wait_event_type = 'Lock'",
             [dbname],
         )
     )
