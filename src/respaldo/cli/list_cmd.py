@@ -103,7 +103,7 @@ def _print_contents(contents: BackupContents) -> None:
     for t in contents.tables:
         table.add_row(
             # A quoted identifier may hold "[...]": names are no markup.
-            escape(f"{t.schema_name}.{t.name}"),
+            escape(t.qualified),  # as restore --table takes it
             "-" if t.rows is None else str(t.rows),
             human_bytes(t.size_bytes),
             escape(t.partition_of or ""),

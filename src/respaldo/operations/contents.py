@@ -24,7 +24,7 @@ from respaldo.operations.pardump import table_of_contents
 from respaldo.operations.restore import (
     StreamReader,
     dump_major,
-    load_manifest_any,
+    load_manifest_told,
     open_with_fallbacks,
 )
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
@@ -60,6 +60,9 @@ class TableContents(ResultModel):
 
     schema_name: str = Field(alias="schema")
     name: str
+    qualified: str
+    """``schema.name`` as ``restore --table`` takes it (a part with a dot or a double
+    quote in it quoted)."""
     rows: int | None
     size_bytes: int | None
     partition_of: str | None = None
@@ -98,7 +101,7 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
     validate_backup_id(backup_id)
     with contextlib.ExitStack() as leases:
         repo, fallbacks, warnings = open_with_fallbacks(ctx, leases, f"listing of {backup_id}")
-        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        manifest = load_manifest_told(ctx, repo, fallbacks, backup_id)
         if manifest.kind != "full":
             raise ConfigError(
                 f"backup {backup_id} is a {manifest.kind} backup, not a logical one",
@@ -122,7 +125,7 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         row_key, size_key = find_recorded(rows, key), find_recorded(sizes, key)
         parent = next(
             (
-                by_id[i].name
+                by_id[i].qualified
                 for i in parents.get((entry.namespace, entry.tag), ())
                 if i in by_id and by_id[i].kind == "TABLE" and i != entry.dump_id
             ),
@@ -132,6 +135,7 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
             TableContents(
                 schema_name=entry.namespace or "",
                 name=entry.tag,
+                qualified=entry.qualified,
                 rows=rows[row_key] if row_key is not None else None,
                 size_bytes=sizes[size_key] if size_key is not None else None,
                 partition_of=parent,

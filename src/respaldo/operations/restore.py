@@ -43,7 +43,12 @@ from pathlib import Path
 
 from respaldo.childenv import hook_environment
 from respaldo.config import DatabaseSettings
-from respaldo.domain import truncate_name, validate_backup_id, validate_database_name
+from respaldo.domain import (
+    BackupStatus,
+    truncate_name,
+    validate_backup_id,
+    validate_database_name,
+)
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
@@ -52,6 +57,7 @@ from respaldo.errors import (
     IntegrityError,
     InvalidInput,
     QueryFailed,
+    RecordNotFound,
     RespaldoError,
     RestoreError,
     first_line,
@@ -226,7 +232,7 @@ def _restore_backup(
     repo, fallbacks, warnings = open_with_fallbacks(
         ctx, leases, f"restore of {backup_id}", only=repository
     )
-    manifest = load_manifest_any(repo, fallbacks, backup_id)
+    manifest = load_manifest_told(ctx, repo, fallbacks, backup_id)
     if manifest.kind != "full":
         raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
     db = ctx.settings.database(database or manifest.source)
@@ -910,6 +916,42 @@ def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: 
             raise
     refuse_lost(repo, fallbacks, backup_id)
     return manifest
+
+
+def load_manifest_told(
+    ctx: Context, repo: Repository, fallbacks: list[Repository], backup_id: str
+) -> Manifest:
+    """:func:`load_manifest_any`, its refusals told for what the user asked: a backup
+    the catalog records as failed or unfinished is said to be that (not to be missing,
+    with 'respaldo list', which shows it, as the hint); a damaged manifest gets a hint.
+    Raises what load_manifest_any raises."""
+    try:
+        return load_manifest_any(repo, fallbacks, backup_id)
+    except BackupNotFound:
+        status = _recorded_status(ctx, backup_id)
+        if status is None or status == BackupStatus.COMPLETED:
+            raise
+        what = "failed" if status == BackupStatus.FAILED else f"has not finished ({status})"
+        raise BackupNotFound(
+            f"backup {backup_id} {what}: it holds nothing to list or restore",
+            hint="'respaldo list' shows the completed backups; 'respaldo show "
+            f"{backup_id}' says what happened to this one",
+        ) from None
+    except IntegrityError as exc:
+        if not exc.hint:
+            exc.hint = (
+                "nothing was changed; restore another backup ('respaldo list'), and run "
+                "'respaldo verify' to see what else is damaged"
+            )
+        raise
+
+
+def _recorded_status(ctx: Context, backup_id: str) -> BackupStatus | None:
+    """The catalog's status of ``backup_id``; None without a catalog or a record."""
+    try:
+        return ctx.record(backup_id).status
+    except (RecordNotFound, RuntimeError):  # RuntimeError: a context without catalog
+        return None
 
 
 def refuse_lost(repo: Repository, fallbacks: list[Repository], backup_id: str) -> None:

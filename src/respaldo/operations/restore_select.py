@@ -33,6 +33,13 @@ def read_selection(
     hold, with its closest names in the hint, or for a malformed name; PostgresError,
     IntegrityError while reading the table of contents.
     """
+    for schema in schemas:
+        if not schema.strip('"'):
+            raise InvalidInput(
+                "schemas",
+                f"{schema!r} is not a schema name",
+                hint=f"give {option('schemas')} a name",
+            )
     entries = read_listing(dump(), bindir=bindir, encoding=encoding)
     try:
         return select(entries, tables, schemas)

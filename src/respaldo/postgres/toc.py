@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from respaldo.postgres.counts import count_key
 from respaldo.postgres.dbprops import Archive, read_offline
 from respaldo.postgres.encodings import python_codec
 
@@ -150,6 +151,12 @@ class TocEntry:
     def name(self) -> str:
         """``schema.tag``, or the tag alone for an entry outside any schema."""
         return f"{self.namespace}.{self.tag}" if self.namespace else self.tag
+
+    @property
+    def qualified(self) -> str:
+        """:attr:`name` as ``restore --table`` takes it back: a part with a dot or a
+        double quote in it is quoted (``"a.b".c`` and ``a."b.c"`` are two tables)."""
+        return count_key(self.namespace, self.tag) if self.namespace else self.tag
 
 
 class Listing(list[TocEntry]):
@@ -305,7 +312,8 @@ class Selection:
 
     entries: tuple[TocEntry, ...]
     tables: tuple[str, ...]
-    """The tables restored with their data (``schema.table``), sorted."""
+    """The tables restored with their data (``schema.table``, quoted as
+    :attr:`TocEntry.qualified`), sorted."""
     definition_only: tuple[str, ...]
     """Tables created empty because a chosen one cannot be created without them."""
     skipped: tuple[str, ...]
@@ -479,9 +487,9 @@ class _Selector:
         )
         return Selection(
             entries=taken,
-            tables=tuple(e.name for e in restored),
+            tables=tuple(e.qualified for e in restored),
             table_parts=tuple((e.namespace or "", e.tag) for e in restored),
-            definition_only=tuple(sorted(self.by_id[i].name for i in self.definition_only)),
+            definition_only=tuple(sorted(self.by_id[i].qualified for i in self.definition_only)),
             skipped=tuple(self.skipped),
             blocks=self._blocks(),
             large_objects=any(e.kind in _LARGE_OBJECTS for e in self.entries),
@@ -509,7 +517,7 @@ class _Selector:
         if len(found) == 1:
             return found[0]
         if found:
-            raise UnknownName("table", name, sorted(t.name for t in found), ambiguous=True)
+            raise UnknownName("table", name, sorted(t.qualified for t in found), ambiguous=True)
         others = [
             e
             for e in self.entries
@@ -517,12 +525,12 @@ class _Selector:
         ]
         if len(others) == 1:
             raise UnknownName("table", name, [], other=others[0])
-        names = [t.name for t in candidates]
+        names = {t.name: t.qualified for t in candidates}
         wanted = f"{schema}.{table}" if schema else table
-        close = difflib.get_close_matches(wanted, names, n=5, cutoff=0.6)
+        close = [names[n] for n in difflib.get_close_matches(wanted, list(names), n=5, cutoff=0.6)]
         # The same (or a close) name in another schema.
         tags = difflib.get_close_matches(table, [t.tag for t in candidates], n=5, cutoff=0.6)
-        close += [t.name for t in candidates if t.tag in tags]
+        close += [t.qualified for t in candidates if t.tag in tags]
         raise UnknownName("table", name, list(dict.fromkeys(close))[:8])
 
     def _schema_objects(self, schema: str) -> list[TocEntry]:
@@ -620,7 +628,7 @@ class _Selector:
             owner = self._owner(entry)
             if owner is not None and owner.dump_id in self.chosen:
                 self.skipped.append(
-                    f"{_describe(entry)} of {owner.name} is left out: {_why(blocker)}"
+                    f"{_describe(entry)} of {owner.qualified} is left out: {_why(blocker)}"
                 )
 
     def _owner(self, entry: TocEntry) -> TocEntry | None:
@@ -654,7 +662,7 @@ def _key(entry: TocEntry) -> tuple[str | None, str]:
 
 
 def _why(blocker: TocEntry) -> str:
-    return f"it needs {blocker.kind.lower()} {blocker.name}, which is not restored"
+    return f"it needs {blocker.kind.lower()} {blocker.qualified}, which is not restored"
 
 
 def _describe(entry: TocEntry) -> str:

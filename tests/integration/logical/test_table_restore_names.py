@@ -199,3 +199,31 @@ def test_large_objects_left_behind_are_said(
     assert (
         pg.scalar("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", dbname=new_dbname) == 0
     )
+
+
+def test_the_names_ls_prints_restore_the_tables_they_name(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # "a.b".c and a."b.c" printed alike ("a.b.c"), and that name given to --table
+    # restored a."b.c" whichever line it was copied from.
+    pg.execute(
+        'CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int); INSERT INTO "a.b".c VALUES (1), (2);'
+        'CREATE SCHEMA a; CREATE TABLE a."b.c" (id int); INSERT INTO a."b.c" VALUES (1)',
+        dbname=respaldo.dbname,
+    )
+    backup_id = respaldo.backup()["id"]
+
+    listing = respaldo.run("ls", backup_id)
+    assert listing.code == 0, str(listing)
+    printed = {}
+    for line in listing.out.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) == 4 and cells[0].replace('"', "").startswith("a.b"):
+            printed[int(cells[1])] = cells[0]
+    assert len(printed) == 2 and printed[1] != printed[2], listing.out
+    for rows, name in printed.items():
+        target = f"{new_dbname}_{rows}"
+        run = respaldo.restore(backup_id, target, "--table", name)
+        assert f"restored {name} of {backup_id}" in run.err, run.err
+        restored = table_checksums(pg, target)
+        assert [count for count, _ in restored.values()] == [rows], (name, restored)
