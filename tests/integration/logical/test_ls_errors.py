@@ -55,4 +55,5 @@ def test_a_damaged_manifest_and_an_empty_schema_name_are_refused_with_a_hint(
     ):
         error, hint = _refused(respaldo, *args)
         assert "manifest is damaged" in error
+        assert "another backup" in hint
     assert databases(pg) == before
