@@ -32,7 +32,9 @@ first measurement and stay in memory for both), bytes per chunk from that, load 
 then 200,000 lookups of known ids and 200,000 of unknown ones (CPU µs each: the
 machine is shared and loaded), then 200,000 additions in
 packs of 700 (what a backup of ~3.5 GB of new data adds). Known ids are drawn from all
-the files. Results go to stdout as Markdown and to ``bench/results/index.json``.
+the files. The same lookups are then timed as a backup asks them: ``WINDOW`` ids at a
+time (one 1 MiB block of its stream) through ``ChunkIndex.get_many`` (``hit many`` and
+``miss many``; a version without it answers one ``get`` per id, as backups asked). Results go to stdout as Markdown and to ``bench/results/index.json``.
 
 The ratios table divides each kind's lookup time by the compact index's at the smallest
 size of the same round (the target: lookups per second at 10M and 65M within 2x of the
@@ -64,6 +66,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from respaldo.repository.chunker import BLOCK_SIZE
 from respaldo.repository.index import GROUP, MAGIC, ChunkIndex, decode_index
 from respaldo.repository.packs import PackEntry
 
@@ -76,6 +79,7 @@ KINDS = ("dict", "compact", "cache", "build")
 
 class Index(Protocol):
     def add_pack(self, pack_id: str, entries: list[PackEntry]) -> None: ...
+    def get(self, chunk_id: bytes) -> object | None: ...
     def __contains__(self, chunk_id: object) -> bool: ...
     def __len__(self) -> int: ...
 
@@ -91,6 +95,9 @@ class DictIndex:
         no = self._pack_no.setdefault(pack_id, len(self._pack_no))
         for e in entries:
             self._map.setdefault(e.chunk_id, (no, e.offset, e.length, e.raw_length))
+
+    def get(self, chunk_id: bytes) -> tuple[int, int, int, int] | None:
+        return self._map.get(chunk_id)
 
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self._map
@@ -283,6 +290,8 @@ def _lookups(index: Index, hits: bytes, misses: bytes, seed: int) -> dict[str, A
     found_unknown = sum(1 for i in range(0, len(misses), 32) if misses[i : i + 32] in index)
     miss_s = time.process_time() - t0
     assert found == PROBES and found_unknown == 0
+    result = {"hit_us": hit_s / PROBES * 1e6, "miss_us": miss_s / PROBES * 1e6}
+    result.update(_window_lookups(index, hits, misses))
     gc.collect()
     after_lookups = rss()
     peak = peak_rss()
@@ -294,10 +303,37 @@ def _lookups(index: Index, hits: bytes, misses: bytes, seed: int) -> dict[str, A
     return {
         "rss_after_lookups": after_lookups,
         "peak_rss": peak,
-        "hit_us": hit_s / PROBES * 1e6,
-        "miss_us": miss_s / PROBES * 1e6,
+        **result,
         "add_us": add_s / (len(additions) * PER_PACK) * 1e6,
     }
+
+
+WINDOW = BLOCK_SIZE // 20_000
+"""Ids a backup looks up at once: those of one block of its stream (1 MiB, about 20 KB a
+chunk here)."""
+
+
+def _window_lookups(index: Index, hits: bytes, misses: bytes) -> dict[str, float]:
+    """The same lookups as a backup asks them: a window of WINDOW ids at a time, through
+    ``get_many`` (or, for a version without it, one ``get`` per id, as backups did)."""
+    step = WINDOW * 32
+    get_many = getattr(index, "get_many", None)
+    if get_many is None:
+        get = index.get
+
+        def get_many(ids: list[bytes]) -> list[Any]:
+            return [get(cid) for cid in ids]
+
+    out = {}
+    for name, probes, want in (("hit_many_us", hits, PROBES), ("miss_many_us", misses, 0)):
+        found = 0
+        t0 = time.process_time()
+        for at in range(0, len(probes), step):
+            window = [probes[i : i + 32] for i in range(at, min(at + step, len(probes)), 32)]
+            found += sum(1 for location in get_many(window) if location is not None)
+        out[name] = (time.process_time() - t0) / PROBES * 1e6
+        assert found == want
+    return out
 
 
 def measure(kind: str, workdir: Path, chunks: int, seed: int) -> dict[str, Any]:
@@ -480,8 +516,11 @@ def backup_pairs(workdir: Path, chunks: int, runs: int, mib: int) -> list[str]:
 
 def spread(results: list[dict[str, Any]]) -> Iterator[str]:
     """Min / median / max of the lookup times over the rounds, per size and kind."""
-    yield "| chunks | index | rounds | hit µs (CPU) min/med/max | miss µs (CPU) min/med/max |"
-    yield "|--:|---|--:|--:|--:|"
+    yield (
+        "| chunks | index | rounds | hit µs (CPU) min/med/max | miss µs (CPU) min/med/max "
+        f"| hit µs, {WINDOW} at a time | miss µs, {WINDOW} at a time |"
+    )
+    yield "|--:|---|--:|--:|--:|--:|--:|"
     keys = sorted({(r["chunks"], r["kind"]) for r in results})
     for chunks, kind in keys:
         rows = [r for r in results if (r["chunks"], r["kind"]) == (chunks, kind)]
@@ -490,7 +529,10 @@ def spread(results: list[dict[str, Any]]) -> Iterator[str]:
             v = sorted(r[field] for r in rows)
             return f"{v[0]:.2f} / {v[len(v) // 2]:.2f} / {v[-1]:.2f}"
 
-        yield f"| {chunks:,} | {kind} | {len(rows)} | {mmm('hit_us')} | {mmm('miss_us')} |"
+        many = (
+            f"{mmm('hit_many_us')} | {mmm('miss_many_us')}" if "hit_many_us" in rows[0] else "– | –"
+        )
+        yield f"| {chunks:,} | {kind} | {len(rows)} | {mmm('hit_us')} | {mmm('miss_us')} | {many} |"
 
 
 def ratios(results: list[dict[str, Any]]) -> Iterator[str]:
@@ -511,13 +553,26 @@ def ratios(results: list[dict[str, Any]]) -> Iterator[str]:
             cell = by_row.setdefault((r["chunks"], r["kind"]), {"hit": [], "miss": []})
             cell["hit"].append(r["hit_us"] / ref["hit_us"])
             cell["miss"].append(r["miss_us"] / ref["miss_us"])
+            if "hit_many_us" in r:
+                # A backup's windows against the compact index's single lookups (how
+                # backups asked it until now), and against its own windows.
+                for name, field, against in (
+                    ("hit many", "hit_many_us", "hit_us"),
+                    ("miss many", "miss_many_us", "miss_us"),
+                    ("hit many/many", "hit_many_us", "hit_many_us"),
+                ):
+                    if against in ref:
+                        cell.setdefault(name, []).append(r[field] / ref[against])
     if not by_row:
         return
     smallest = min(r["chunks"] for r in results if r["kind"] == "compact")
     yield f"Against compact at {smallest:,} in the same round (lookups per second: the inverse):"
     yield ""
-    yield "| chunks | index | rounds | hit ratio min/med/max | miss ratio min/med/max |"
-    yield "|--:|---|--:|--:|--:|"
+    yield (
+        "| chunks | index | rounds | hit ratio min/med/max | miss ratio min/med/max "
+        "| hit, windows, vs single | miss, windows, vs single | hit, windows, vs windows |"
+    )
+    yield "|--:|---|--:|--:|--:|--:|--:|--:|"
     for (chunks, kind), cell in sorted(by_row.items()):
 
         def mmm(values: list[float]) -> str:
@@ -525,7 +580,11 @@ def ratios(results: list[dict[str, Any]]) -> Iterator[str]:
             return f"{v[0]:.2f} / {v[len(v) // 2]:.2f} / {v[-1]:.2f}"
 
         hit, miss = mmm(cell["hit"]), mmm(cell["miss"])
-        yield f"| {chunks:,} | {kind} | {len(cell['hit'])} | {hit} | {miss} |"
+        many = " | ".join(
+            mmm(cell[name]) if cell.get(name) else "–"
+            for name in ("hit many", "miss many", "hit many/many")
+        )
+        yield f"| {chunks:,} | {kind} | {len(cell['hit'])} | {hit} | {miss} | {many} |"
 
 
 def main(argv: list[str] | None = None) -> int:
