@@ -34,7 +34,8 @@ machine is shared and loaded), then 200,000 additions in
 packs of 700 (what a backup of ~3.5 GB of new data adds). Known ids are drawn from all
 the files. The same lookups are then timed as a backup asks them: ``WINDOW`` ids at a
 time (one 1 MiB block of its stream) through ``ChunkIndex.get_many`` (``hit many`` and
-``miss many``; a version without it answers one ``get`` per id, as backups asked). Results go to stdout as Markdown and to ``bench/results/index.json``.
+``miss many``; a version without it answers one ``get`` per id, as backups asked).
+Results go to stdout as Markdown and to ``bench/results/index.json``.
 
 The ratios table divides each kind's lookup time by the compact index's at the smallest
 size of the same round (the target: lookups per second at 10M and 65M within 2x of the

@@ -13,7 +13,10 @@ are words of the ids, which are already uniform). A lookup binary-searches the d
 reads one block with ``pread`` and binary-searches its keys. The page cache keeps hot
 blocks; nothing is mapped, so that they never count in a process's resident memory (a
 mapping would: the kernel maps 64 KiB around each page touched, and a few thousand
-lookups had the whole file resident).
+lookups had the whole file resident). A big file's meta (filter, directory) is read
+into anonymous memory advised for huge pages instead of a bytes object
+(:func:`_read_meta`); a backup looks up the chunks of each block of its stream in one
+call (:meth:`CacheRun.first_many`).
 
 Layout (all integers little-endian)::
 

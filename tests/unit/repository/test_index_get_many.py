@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.repository import index_cache
-from respaldo.repository.index import ChunkIndex, Location, encode_index
+from respaldo.repository.index import CacheCorrupt, ChunkIndex, Location, encode_index
 from respaldo.repository.packs import PackEntry
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import init_repo, open_repo, random_bytes, write_backup
@@ -145,11 +145,11 @@ def test_a_truncated_meta_read_into_a_mapping_rebuilds_the_cache(
     size = path.stat().st_size
     with path.open("r+b") as f:  # the header still says the full size
         f.truncate(size - 3000)
-    with pytest.raises(index_cache.CacheCorrupt, match="bytes, its header says"):
+    with pytest.raises(CacheCorrupt, match="bytes, its header says"):
         index_cache.CacheRun(path)
-    with path.open("rb") as f:  # a file that ends before the meta does (a read that races)
-        with pytest.raises(index_cache.CacheCorrupt, match="the meta is truncated"):
-            index_cache._read_meta(f.fileno(), 4000, size - 3000 - 1000, 4000)
+    # A file that ends before its meta does (a read that races a truncation).
+    with path.open("rb") as f, pytest.raises(CacheCorrupt, match="the meta is truncated"):
+        index_cache._read_meta(f.fileno(), 4000, size - 3000 - 1000, 4000)
     probes = _probes(_ids(files), seed=82)
     index = _load(tmp_path, files)
     assert path.stat().st_size == size
