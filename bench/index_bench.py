@@ -30,11 +30,11 @@ fresh subprocess per implementation, so that RSS belongs to one measurement only
 Each: RSS after loading every file minus RSS before (the plaintexts are read before the
 first measurement and stay in memory for both), bytes per chunk from that, load seconds,
 then 200,000 lookups of known ids and 200,000 of unknown ones (CPU µs each: the
-machine is shared and loaded), then 200,000 additions in
-packs of 700 (what a backup of ~3.5 GB of new data adds). Known ids are drawn from all
-the files. The same lookups are then timed as a backup asks them: ``WINDOW`` ids at a
-time (one 1 MiB block of its stream) through ``ChunkIndex.get_many`` (``hit many`` and
-``miss many``; a version without it answers one ``get`` per id, as backups asked).
+machine is shared and loaded), the same lookups as a backup asks them (``WINDOW`` ids
+at a time, one 1 MiB block of its stream, through ``ChunkIndex.get_many``: ``hit many``
+and ``miss many``; a version without it answers one ``get`` per id, as backups asked),
+then 200,000 additions in packs of 700 (what a backup of ~3.5 GB of new data adds).
+Known ids are drawn from all the files.
 Results go to stdout as Markdown and to ``bench/results/index.json``.
 
 The ratios table divides each kind's lookup time by the compact index's at the smallest
