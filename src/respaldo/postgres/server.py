@@ -414,7 +414,13 @@ class CountingSnapshot:
 _LOST_SNAPSHOT = "could not import the requested snapshot"
 
 
-_LOCKED_BY = """
+# Both looks carry WAITING_FOR_LOCKS: pg_stat_activity shows it as the query of the counts'
+# session (busy or idle in its transaction), which says why that session waits.
+WAITING_FOR_LOCKS = "/* respaldo: waiting for the locks of pg_dump */"
+_CLEAR_STATS = (
+    "/* respaldo: waiting for the locks of pg_dump */ SELECT pg_catalog.pg_stat_clear_snapshot()"
+)
+_LOCKED_BY = """/* respaldo: waiting for the locks of pg_dump */
 SELECT count(DISTINCT l.relation)
   FROM pg_catalog.pg_locks l
   JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
@@ -429,7 +435,7 @@ LOCK_POLL = 0.05
 
 
 def _wait_for_locks(
-    conninfo: ConnInfo,
+    conn: Connection,
     holder: str,
     oids: list[int],
     stop: threading.Event,
@@ -444,18 +450,22 @@ def _wait_for_locks(
     ``TRUNCATE``: the server sees no deadlock (the counts' session only waits, in
     respaldo, for pg_dump), so the backup and every query of that table would wait
     forever. pg_dump locks every table it dumps before reading any; counting after
-    that, a ``TRUNCATE`` waits for the dump, as it does for pg_dump alone. The look is
-    made from a connection of its own: a transaction sees pg_stat_activity as it was
-    when it first read it."""
+    that, a ``TRUNCATE`` waits for the dump, as it does for pg_dump alone.
+
+    The look is made from ``conn``, the counts' own session (a third one would need a
+    connection the backup role may not have: ``CONNECTION LIMIT 2`` served a serial
+    backup). A transaction sees ``pg_stat_activity`` as it was when it first read it, so
+    each look first drops that picture (``pg_stat_clear_snapshot``); ``pg_locks`` is read
+    anew by every query, and neither takes a lock on a user table."""
     wanted = len(set(oids))
-    with connect(conninfo, autocommit=True, application_name="respaldo lock watch") as watch:
-        while not dump_ended.is_set():
-            if stop.is_set():
-                raise _Stopped
-            row = watch.execute(_LOCKED_BY, (holder, oids)).fetchone()
-            if row is not None and int(row[0]) >= wanted:
-                return
-            dump_ended.wait(LOCK_POLL)
+    while not dump_ended.is_set():
+        if stop.is_set():
+            raise _Stopped
+        conn.execute(_CLEAR_STATS)
+        row = conn.execute(_LOCKED_BY, (holder, oids)).fetchone()
+        if row is not None and int(row[0]) >= wanted:
+            return
+        dump_ended.wait(LOCK_POLL)
 
 
 @contextmanager
@@ -510,7 +520,7 @@ def counting_snapshot(
 
             def wait(oids: list[int]) -> None:
                 if holder is not None:
-                    _wait_for_locks(conninfo, holder, oids, stop, snapshot.dump_ended)
+                    _wait_for_locks(conn, holder, oids, stop, snapshot.dump_ended)
 
             counting = threading.Thread(target=count, name="row-counts", daemon=True)
             snapshot = CountingSnapshot(snapshot_id, counting)

@@ -14,12 +14,14 @@ it locks next.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.integration.logical.conftest import Respaldo
 from tests.waiting import wait_for
 
@@ -31,10 +33,8 @@ SELECT count(*) FILTER (WHERE NOT l.granted), count(*) FILTER (WHERE l.granted)
   FROM pg_catalog.pg_locks l
  WHERE l.relation = pg_catalog.to_regclass(%s) AND l.pid <> pg_catalog.pg_backend_pid()
 """
-_WATCHING = (
-    "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-    " WHERE application_name = 'respaldo lock watch'"
-)
+# The counts' session, waiting for pg_dump's locks.
+_WATCHING = "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE starts_with(query, %s)"
 
 _CANCEL_TRUNCATE = (
     "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity"
@@ -76,7 +76,10 @@ def test_a_truncate_during_the_backup_waits_for_it_and_neither_hangs(
                 "pg_dump waiting at the gate, the counts past aa_busy or waiting",
                 lambda: (
                     locks("public.zz_gate")[0] == 1
-                    and (locks("public.aa_busy")[1] == 1 or pg.scalar(_WATCHING, dbname=db) == 1)
+                    and (
+                        locks("public.aa_busy")[1] == 1
+                        or pg.scalar(_WATCHING, [WAITING_FOR_LOCKS], dbname=db) == 1
+                    )
                 ),
             )
             truncated = threading.Event()
@@ -103,3 +106,38 @@ def test_a_truncate_during_the_backup_waits_for_it_and_neither_hangs(
         application.join(timeout=120)
         assert truncated.is_set()
     assert respaldo.records()[-1].status == "completed"
+
+
+def test_a_backup_needs_no_more_sessions_than_the_count_and_pg_dump(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    """A backup role limited to two sessions (``CONNECTION LIMIT 2``: the counts' and
+    pg_dump's, what a serial backup always needed) still backs up: the look for
+    pg_dump's locks is made from the counts' own session, not from a third one, which
+    the server refused ("too many connections for role") and failed the backup."""
+    role = f"lim_{respaldo.dbname[-8:]}"
+    password = "Secr3t-two-sessions"
+    pg.execute(
+        f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2 PASSWORD '{password}';"
+        f"GRANT pg_read_all_data TO {role};"
+        # Large objects need a privilege of their own: not what this is about.
+        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
+        dbname=respaldo.dbname,
+    )
+    secret = respaldo.tmp / f"{role}.pass"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (password + "\n").encode())
+    os.close(fd)
+    with respaldo.config.open("a") as config:
+        config.write(
+            f'\n[[databases]]\nname = "two"\n'
+            f'dsn = "postgresql://{role}@{pg.host}:{pg.port}/{respaldo.dbname}"\n'
+            f'password_file = "{secret}"\n'
+        )
+    try:
+        run = respaldo.run("backup", "two", "--jobs", "1")
+    finally:
+        pg.execute(f"DROP OWNED BY {role}; DROP ROLE {role}", dbname=respaldo.dbname)
+    assert run.code == 0, str(run)
+    (record,) = [r for r in respaldo.records() if r.database_name == "two"]
+    assert record.status == "completed"

@@ -10,6 +10,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.test_jobs import jobs
 from tests.integration.logical.test_parallel_dump import parallel
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.integration
 
 LOCKED = "obras.partes_trabajo"
 # The counts wait for pg_dump to hold its locks (which it cannot take on LOCKED), looking
-# from a session of their own: ending that session fails the count.
+# from their own session: ending that session fails the count.
 COUNT_WAITING = (
     "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = %s"
-    " AND application_name = 'respaldo lock watch'"
+    " AND pg_catalog.starts_with(query, %s)"
 )
 
 
@@ -49,11 +50,13 @@ def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
 
             def counting() -> bool:
                 assert process.poll() is None, process.communicate()
-                return bool(pg.query(COUNT_WAITING, [respaldo.dbname]))
+                return bool(pg.query(COUNT_WAITING, [respaldo.dbname, WAITING_FOR_LOCKS]))
 
             wait_for("the row count to wait for pg_dump's locks", counting)
             children = psutil.Process(process.pid).children(recursive=True)
-            (pid,) = [row[0] for row in pg.query(COUNT_WAITING, [respaldo.dbname])]
+            (pid,) = [
+                row[0] for row in pg.query(COUNT_WAITING, [respaldo.dbname, WAITING_FOR_LOCKS])
+            ]
             pg.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [pid])
         finally:
             locker.rollback()  # a pg_dump not stopped could now dump everything

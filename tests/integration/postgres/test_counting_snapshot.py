@@ -12,6 +12,7 @@ from sample.cluster import TempCluster
 
 from respaldo.errors import PostgresError, RespaldoError
 from respaldo.postgres import counting_snapshot, create_database, pg_dump
+from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -109,3 +110,38 @@ def test_a_count_that_fails_stops_pg_dump_at_once_and_is_the_error(
     with pytest.raises(ProcessLookupError):
         os.kill(dump.pid, 0)
     assert not passfile.exists()
+
+
+def test_the_count_starts_once_the_holder_locks_even_if_it_came_after_the_first_look(
+    pg: TempCluster, new_dbname: str
+) -> None:
+    """The counts wait for the session named ``holder`` (pg_dump's) to lock every table,
+    looking from their own transaction. The holder's session starts after the first look
+    (pg_dump connects after the snapshot is exported): the counts must still see it, not
+    the picture of pg_stat_activity their transaction took first, and count while the
+    holder holds its locks rather than after the dump."""
+    _tables(pg, new_dbname)
+    waiting = (
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = %s AND pg_catalog.starts_with(query, %s)"
+    )
+    with (
+        pg.connect(new_dbname, autocommit=False) as application,
+        pg.connect(new_dbname, autocommit=False) as holder,
+    ):
+        # An application's transaction reading a table: the counts' look sees its lock, so
+        # it reads pg_stat_activity at once, before the holder has a name there.
+        application.execute("SELECT count(*) FROM a")
+        with counting_snapshot(pg.conninfo(new_dbname), holder="respaldo test holder") as snap:
+            wait_for(
+                "the counts looking for the holder's locks",
+                lambda: pg.scalar(waiting, [new_dbname, WAITING_FOR_LOCKS]) == 1,
+            )
+            holder.execute("SET application_name = 'respaldo test holder'")
+            holder.execute("LOCK TABLE a, b IN ACCESS SHARE MODE")
+            # Counted while the holder holds its locks: the dump has not ended.
+            wait_for("the counts done", lambda: snap.counts is not None)
+            holder.rollback()
+            counts = snap.row_counts()
+        application.rollback()
+    assert counts == {"public.a": 100, "public.b": 2}
