@@ -40,6 +40,7 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.repository import allocator
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,9 @@ def run(
     raised; otherwise ``failed`` with the error's message, and the error is re-raised.
     """
     token = token or CancelToken()
+    # Before the lease's and the operation's threads start: glibc's arena cap holds only
+    # for arenas made after it (:mod:`respaldo.repository.allocator`).
+    allocator.tune()
     try:
         with ctx.catalog.begin() as session:
             Jobs(session).start(job_id, pid=os.getpid())
