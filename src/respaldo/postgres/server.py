@@ -48,6 +48,7 @@ T = TypeVar("T")
 _AUTH_STATES = {"28P01", "28000"}  # invalid_password, invalid_authorization_specification
 _DUPLICATE_DATABASE = "42P04"
 _INVALID_CATALOG_NAME = "3D000"  # the database does not exist
+_TOO_MANY_CONNECTIONS = "53300"  # a role's, a database's or the server's limit
 
 # Ordinary tables and the leaf partitions of partitioned tables (also relkind 'r'): the
 # relations that hold rows. Partitioned parents hold none, so counting them would count
@@ -81,6 +82,13 @@ def _connection_failed(conninfo: ConnInfo, exc: psycopg.Error) -> ConnectionFail
         hint = "check the user and password (password_file) and the server's pg_hba.conf"
     elif exc.sqlstate == _INVALID_CATALOG_NAME or "does not exist" in reason:
         hint = "check the database name in the DSN"
+    elif exc.sqlstate == _TOO_MANY_CONNECTIONS or "too many connections" in reason:
+        # The server runs and answers: "is it running?" would send the reader astray.
+        hint = (
+            "the role's or the database's CONNECTION LIMIT, or the server's max_connections, "
+            "allows no more sessions; a backup needs two at once (pg_dump and its row "
+            "counts; with --jobs N, N + 2): raise the limit or end other sessions"
+        )
     else:
         hint = "check that the server is running and accepts connections on that host and port"
     return ConnectionFailed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import SecretStr
 from sample.cluster import TempCluster
 
 from respaldo.errors import (
@@ -156,6 +157,28 @@ def test_unreachable_port_is_a_clear_connection_error(pg: TempCluster) -> None:
     assert "refused" in message.lower()
     assert "running" in caught.value.hint
     assert caught.value.target == target.describe()
+
+
+def test_a_role_at_its_connection_limit_is_told_as_such(pg: TempCluster) -> None:
+    """'too many connections' (the role's or database's CONNECTION LIMIT, the server's
+    max_connections) is not a server that is down: the hint names the limits."""
+    role = "limitado_cero"
+    pg.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0 PASSWORD 'Secr3t-no-slots'")
+    try:
+        target = ConnInfo(
+            host=pg.host,
+            port=pg.port,
+            user=role,
+            dbname="postgres",
+            password=SecretStr("Secr3t-no-slots"),
+        )
+        with pytest.raises(ConnectionFailed) as caught:
+            connect(target)
+    finally:
+        pg.execute(f"DROP ROLE {role}")
+    assert "too many connections" in str(caught.value)
+    assert "CONNECTION LIMIT" in caught.value.hint and "max_connections" in caught.value.hint
+    assert "running" not in caught.value.hint
 
 
 def test_connect_gives_a_working_connection(pg: TempCluster) -> None:
