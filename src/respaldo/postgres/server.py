@@ -326,8 +326,18 @@ def _count(
     with conn.cursor() as cur:
         rows = cur.execute(_USER_TABLES).fetchall()
         tables = [(str(s), str(t)) for s, t, _ in rows]
+        oids = [int(oid) for _, _, oid in rows]
         if before is not None:
-            before([int(oid) for _, _, oid in rows])
+            before(oids)
+            # Every table's lock at once, right after pg_dump took its own: an ALTER or
+            # TRUNCATE that queues later waits for both, and no count waits behind it.
+            for first in range(0, len(tables), _LOCK_BATCH):
+                names = [sql.Identifier(*t) for t in tables[first : first + _LOCK_BATCH]]
+                cur.execute(
+                    sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                        sql.SQL(", ").join(sql.SQL("ONLY {}").format(n) for n in names)
+                    )
+                )
         counts: dict[str, int] = {}
         for schema, table in tables:
             if stop is not None and stop.is_set():
@@ -336,7 +346,34 @@ def _count(
             count_row = cur.fetchone()
             assert count_row is not None
             counts[count_key(schema, table, fmt)] = int(count_row[0])
+        rewritten = cur.execute(_REWRITTEN, (oids,)).fetchall()
+    if rewritten:
+        which = ", ".join(count_key(str(s), str(t), fmt) for s, t in rewritten)
+        raise QueryFailed(
+            f"{which} was truncated or rewritten (TRUNCATE, ALTER TABLE, VACUUM FULL, "
+            "CLUSTER) while the backup ran: its rows in the backup's snapshot cannot be "
+            "counted, and its dump may not hold them",
+            hint="nothing was recorded as good; take the backup again, away from the "
+            "statement that did it",
+        )
     return counts
+
+
+_LOCK_BATCH = 500
+"""Tables locked by one LOCK statement."""
+
+# Tables whose file, as the snapshot's catalog names it, is no longer their file: they
+# were truncated or rewritten after the snapshot was taken. TRUNCATE and rewrites are
+# not MVCC-safe: a snapshot from before them sees the new (empty) file, so neither a
+# count nor pg_dump can be trusted to have read the snapshot's rows.
+_REWRITTEN = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = ANY(%s)
+   AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
+ ORDER BY 1, 2
+"""
 
 
 def _export_and_count(conn: Connection, fmt: int) -> ExportedSnapshot:
@@ -458,7 +495,9 @@ def _wait_for_locks(
     ``TRUNCATE``: the server sees no deadlock (the counts' session only waits, in
     respaldo, for pg_dump), so the backup and every query of that table would wait
     forever. pg_dump locks every table it dumps before reading any; counting after
-    that, a ``TRUNCATE`` waits for the dump, as it does for pg_dump alone.
+    that (all the counts' locks taken at once, at that moment), a ``TRUNCATE`` waits for
+    the dump, as it does for pg_dump alone. One that queued in between is found by the
+    count (:data:`_REWRITTEN`), which then fails.
 
     The look is made from ``conn``, the counts' own session (a third one would need a
     connection the backup role may not have: ``CONNECTION LIMIT 2`` served a serial
