@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
 from tests.integration.logical.test_serve import ANY_PORT, listening_port, serving
@@ -124,6 +124,9 @@ def page(browser: Browser) -> Iterator[Page]:
         locale="es-MX", extra_http_headers={"Accept-Language": "es-MX,es;q=0.9"}
     )
     context.set_default_timeout(120_000)  # a loaded CI machine; every wait is on a condition
+    # expect() has its own default of 5 s, which the page's own reload after a restore
+    # test (a job of many seconds on a loaded machine) missed in CI.
+    expect.set_options(timeout=120_000)
     page = context.new_page()
     yield page
     context.close()
