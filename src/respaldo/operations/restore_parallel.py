@@ -8,11 +8,11 @@ tables, types, functions) in the staging database, and then ``N`` pg_restore pro
 each load the data of some of the tables (``--use-list``, the tables split by the sizes of
 their data blocks as the backup noted them, biggest first to the least loaded), each fed
 from the spool, block by block, as the blocks arrive. Once the whole stream has been read
-and its checksum matched, a worker that is done builds the indexes and primary keys that
-need only its own tables (:func:`early_entries`), as ``pg_restore --jobs`` does while
-other tables still load; when every worker is done, the spool gets its data offsets and
-one ``pg_restore --jobs N`` restores the rest (sequence values, large objects, foreign
-keys, triggers…) from it.
+and its checksum matched, a worker that is done builds the indexes, primary keys and
+foreign keys that need only its own tables (:func:`early_entries`), as ``pg_restore
+--jobs`` does while other tables still load; when every worker is done, the spool gets
+its data offsets and one ``pg_restore --jobs N`` restores the rest (sequence values,
+large objects, foreign keys across workers, triggers…) from it.
 
 Why this keeps "nothing unverified reaches the target": every byte handed to a
 pg_restore is of a chunk already authenticated and checked against its id; only the
@@ -213,20 +213,25 @@ class Plan:
         return [e.dump_id for e in self.toc.entries if e.dump_id not in loaded]
 
 
-EARLY_KINDS = frozenset({"INDEX", "CONSTRAINT"})
+EARLY_KINDS = frozenset({"INDEX", "CONSTRAINT", "FK CONSTRAINT", "INDEX ATTACH"})
 
 
 def early_entries(toc: ArchiveToc, data_ids: list[int]) -> list[int]:
-    """The indexes and constraints (primary keys, unique ones) that need nothing but the
-    tables whose data ``data_ids`` are, and pre-data definitions: a worker that has
-    loaded those tables builds them while the others still load theirs, as
-    ``pg_restore --jobs`` does (foreign keys, which need two tables, and everything that
-    needs another post-data entry wait for the end). In archive order. Pure."""
+    """The indexes and constraints (primary keys, unique ones, foreign keys, partitions'
+    index attachments) that need nothing but the tables whose data ``data_ids`` are,
+    pre-data definitions and one another: a worker that has loaded those tables builds
+    them while the others still load theirs, as ``pg_restore --jobs`` does. A foreign key
+    between this worker's tables is checked here, not after every worker (at 1 GB the
+    foreign keys were half of what waited for the last worker: docs/benchmarks.md); one
+    that needs another worker's table waits for the end, as does everything that needs a
+    post-data entry not in this list. A partitioned table (it has no data of its own)
+    counts as loaded once every partition attached to it is (:func:`_loaded_tables`).
+    In archive order (pg_dump's order puts what an entry needs before it, and
+    ``pg_restore --use-list`` restores in the list's order). Pure."""
     by_id = {e.dump_id: e for e in toc.entries}
-    loaded = {
-        d for i in data_ids for d in by_id[i].depends if d in by_id and by_id[d].kind == "TABLE"
-    }
-    early = []
+    loaded = _loaded_tables(toc, by_id, data_ids)
+    early: list[int] = []
+    chosen: set[int] = set()
     for entry in toc.entries:
         if entry.section != SECTION_POST_DATA or entry.kind not in EARLY_KINDS:
             continue
@@ -235,11 +240,49 @@ def early_entries(toc: ArchiveToc, data_ids: list[int]) -> list[int]:
         needs = [by_id[d] for d in entry.depends if d in by_id]
         tables = [d for d in needs if d.kind == "TABLE"]
         if tables and all(
-            d.dump_id in loaded if d.kind == "TABLE" else d.section == SECTION_PRE_DATA
+            d.dump_id in loaded
+            if d.kind == "TABLE"
+            else d.section == SECTION_PRE_DATA or d.dump_id in chosen
             for d in needs
         ):
             early.append(entry.dump_id)
+            chosen.add(entry.dump_id)
     return early
+
+
+def _loaded_tables(toc: ArchiveToc, by_id: dict[int, TocEntry], data_ids: list[int]) -> set[int]:
+    """The tables whose data ``data_ids`` are, and the partitioned tables all of whose
+    partitions are among them (at any depth). A table without data of its own that is not
+    partitioned (its data left out of the dump) is never loaded: what needs it waits for
+    the end, as before. A partition is a table attached to its parent by a ``TABLE
+    ATTACH`` entry, whose TABLE entry depends on the parent. Pure."""
+    loaded = {
+        d for i in data_ids for d in by_id[i].depends if d in by_id and by_id[d].kind == "TABLE"
+    }
+    with_data = {
+        d
+        for e in toc.entries
+        if e.kind == "TABLE DATA"
+        for d in e.depends
+        if d in by_id and by_id[d].kind == "TABLE"
+    }
+    partitions: dict[int, set[int]] = {}
+    for entry in toc.entries:
+        if entry.kind != "TABLE ATTACH":
+            continue
+        tables = [d for d in entry.depends if d in by_id and by_id[d].kind == "TABLE"]
+        for child in tables:
+            for parent in tables:
+                if parent != child and parent in by_id[child].depends:
+                    partitions.setdefault(parent, set()).add(child)
+    grown = True
+    while grown:
+        grown = False
+        for parent, children in partitions.items():
+            if parent not in loaded and parent not in with_data and children <= loaded:
+                loaded.add(parent)
+                grown = True
+    return loaded
 
 
 def _post_data_early(

@@ -75,13 +75,13 @@ def test_notes_that_do_not_fit_the_archive_are_not_used() -> None:
     assert plan_blocks(toc, {**NOTED, "10": 5}, SIZE, 2) is not None
 
 
-def test_a_worker_builds_the_indexes_that_need_only_its_own_tables() -> None:
+def test_a_worker_builds_the_indexes_and_foreign_keys_that_need_only_its_own_tables() -> None:
     pre, post = SECTION_PRE_DATA, SECTION_POST_DATA
     entries = [
         TocEntry(1, "FUNCTION", OFFSET_NO_DATA, 0, section=pre),
         TocEntry(10, "TABLE", OFFSET_NO_DATA, 0, section=pre),
         TocEntry(11, "TABLE", OFFSET_NO_DATA, 0, section=pre),
-        TocEntry(12, "TABLE", OFFSET_NO_DATA, 0, section=pre),  # partitioned: no data
+        TocEntry(12, "TABLE", OFFSET_NO_DATA, 0, section=pre),  # its data left out
         TocEntry(20, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(10,)),
         TocEntry(21, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(11,)),
         TocEntry(30, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10,)),
@@ -91,12 +91,67 @@ def test_a_worker_builds_the_indexes_that_need_only_its_own_tables() -> None:
         TocEntry(34, "FK CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10, 11, 30)),
         TocEntry(35, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(10, 30)),
         TocEntry(36, "TRIGGER", OFFSET_NO_DATA, 0, section=post, depends=(10,)),
+        TocEntry(37, "FK CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(11, 30)),
+        TocEntry(38, "FK CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10, 12)),
     ]
     toc = ArchiveToc(entries, TOC_END, 4, 8)
-    # 31 needs a function and an id the archive does not hold (a section boundary).
-    assert early_entries(toc, [20]) == [30, 31]
+    # 31 needs a function and an id the archive does not hold (a section boundary); 35
+    # a constraint built in the same list, before it.
+    assert early_entries(toc, [20]) == [30, 31, 35]
     assert early_entries(toc, [21]) == [32]
-    assert early_entries(toc, [20, 21]) == [30, 31, 32]
-    # Left for the end: an index of a table without data of its own (33), a foreign key
-    # (34), what needs another post-data entry (35), triggers (36).
+    # A foreign key between one worker's tables is checked by that worker (34, 37), not
+    # after every worker has finished.
+    assert early_entries(toc, [20, 21]) == [30, 31, 32, 34, 35, 37]
+    # Left for the end: a foreign key to a table of another worker (34, 37 for one
+    # worker alone: 37 needs constraint 30, which another builds), an index of a table
+    # without data of its own (33) and a foreign key to it (38), triggers (36).
     assert early_entries(toc, []) == []
+
+
+def _partitioned() -> ArchiveToc:
+    """A table partitioned in two (40, 41 of 12), a table 10 it refers to; 43 is a
+    partitioned table with one partition (44) and one partitioned one (45: its
+    partition 46)."""
+    pre, post, data = SECTION_PRE_DATA, SECTION_POST_DATA, SECTION_DATA
+    entries = [
+        TocEntry(10, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(12, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(40, "TABLE", OFFSET_NO_DATA, 0, section=pre, depends=(12,)),
+        TocEntry(41, "TABLE", OFFSET_NO_DATA, 0, section=pre, depends=(12,)),
+        TocEntry(43, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+        TocEntry(44, "TABLE", OFFSET_NO_DATA, 0, section=pre, depends=(43,)),
+        TocEntry(45, "TABLE", OFFSET_NO_DATA, 0, section=pre, depends=(43,)),
+        TocEntry(46, "TABLE", OFFSET_NO_DATA, 0, section=pre, depends=(45,)),
+        TocEntry(50, "TABLE ATTACH", OFFSET_NO_DATA, 0, section=pre, depends=(40, 12)),
+        TocEntry(51, "TABLE ATTACH", OFFSET_NO_DATA, 0, section=pre, depends=(12, 41)),
+        TocEntry(52, "TABLE ATTACH", OFFSET_NO_DATA, 0, section=pre, depends=(44, 43)),
+        TocEntry(53, "TABLE ATTACH", OFFSET_NO_DATA, 0, section=pre, depends=(45, 43)),
+        TocEntry(54, "TABLE ATTACH", OFFSET_NO_DATA, 0, section=pre, depends=(46, 45)),
+        TocEntry(20, "TABLE DATA", OFFSET_NOT_SET, 0, section=data, depends=(10,)),
+        TocEntry(21, "TABLE DATA", OFFSET_NOT_SET, 0, section=data, depends=(40,)),
+        TocEntry(22, "TABLE DATA", OFFSET_NOT_SET, 0, section=data, depends=(41,)),
+        TocEntry(23, "TABLE DATA", OFFSET_NOT_SET, 0, section=data, depends=(44,)),
+        TocEntry(24, "TABLE DATA", OFFSET_NOT_SET, 0, section=data, depends=(46,)),
+        TocEntry(60, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(10,)),
+        TocEntry(61, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(12,)),
+        TocEntry(62, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(40, 61)),
+        TocEntry(63, "CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(41, 61)),
+        TocEntry(64, "INDEX ATTACH", OFFSET_NO_DATA, 0, section=post, depends=(62, 61, 40, 12)),
+        TocEntry(65, "INDEX ATTACH", OFFSET_NO_DATA, 0, section=post, depends=(63, 61, 41, 12)),
+        TocEntry(66, "FK CONSTRAINT", OFFSET_NO_DATA, 0, section=post, depends=(12, 10, 60)),
+        TocEntry(67, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(43,)),
+    ]
+    return ArchiveToc(entries, TOC_END, 4, 8)
+
+
+def test_a_partitioned_table_counts_as_loaded_once_all_its_partitions_are() -> None:
+    toc = _partitioned()
+    # Every partition of 12 and the table 10 it refers to: its primary key, the
+    # partitions' keys attached to it, its foreign key.
+    assert early_entries(toc, [20, 21, 22]) == [60, 61, 62, 63, 64, 65, 66]
+    # One partition of two: nothing of the partitioned table, nor what needs its key.
+    assert early_entries(toc, [20, 21]) == [60]
+    assert early_entries(toc, [21, 22]) == [61, 62, 63, 64, 65]
+    # Partitions at two levels: 43 once 44 and, through 45, 46 are loaded.
+    assert early_entries(toc, [23]) == []
+    assert early_entries(toc, [23, 24]) == [67]
