@@ -206,6 +206,8 @@ class Plan:
     """Per worker, the dump ids of the TABLE DATA entries it loads, in archive order."""
     early: list[int] = field(default_factory=list)
     """Indexes and constraints restored by the workers (:func:`early_entries`)."""
+    jobs: int = 1
+    """``restore --jobs``: also the connections a worker's own post-data step may use."""
 
     def rest(self) -> list[int]:
         """Every entry no worker restored (pg_restore's sections then choose)."""
@@ -296,14 +298,26 @@ def _post_data_early(
 ) -> None:
     """After a worker: the indexes and constraints of its tables (:func:`early_entries`),
     once ``complete`` has returned (the whole dump is there and matched its checksum:
-    nothing after the data runs before that)."""
+    nothing after the data runs before that), by ``pg_restore --jobs`` with the plan's
+    jobs: with a custom-format dump the worker that loads the dump's last table ends
+    with the read, so this step is what the others wait for (one connection, it took
+    longer than the foreign keys' checks it took over from the last step). Another
+    worker may still be loading meanwhile: for moments there are more connections
+    than ``jobs``, each index build with the server's ``maintenance_work_mem``."""
     ids = early_entries(plan.toc, data_ids)
     if not ids:
         return
     complete()
     listed = source.with_name(f"early-{data_ids[0]}.list")
     listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
-    with pg_restore(conninfo, source=source, no_owner=no_owner, use_list=listed, bindir=bindir):
+    with pg_restore(
+        conninfo,
+        source=source,
+        jobs=min(plan.jobs, len(ids)),
+        no_owner=no_owner,
+        use_list=listed,
+        bindir=bindir,
+    ):
         pass
     plan.early.extend(ids)
 
@@ -331,6 +345,7 @@ def plan_blocks(toc: ArchiveToc, noted: object, size: int, jobs: int) -> Plan | 
         toc,
         {e.dump_id: s for e, s in zip(with_data, starts, strict=True)},
         {e.dump_id: end for e, end in zip(with_data, ends, strict=True)},
+        jobs=jobs,
     )
     tables = [e.dump_id for e in with_data if e.kind == "TABLE DATA"]
     # Biggest first, each to the worker with the fewest bytes so far.
@@ -418,6 +433,8 @@ def _feed_while_loading(
                 break  # a pg_restore failed: its error is raised below
         else:
             spool.finish()
+            # In the -v log: what the workers' post-data steps waited for.
+            log.info("the whole dump has been read and matched its checksum")
         return loading.result()
     except _Aborted:
         # A worker failed while the reader waited for it to take what was read: its
@@ -657,7 +674,7 @@ def _plan_and_load(
         # Each worker's tables in the order their files arrive: it never waits for a
         # later file while an earlier one of its own is there.
         workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
-        plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers])
+        plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers], jobs=jobs)
         # Files read from now on go to their worker as they arrive (while the pre-data
         # section is created, the reader fills the read-ahead and waits).
         spool.route({e.file or "": n for n, w in enumerate(workers) for e in w})
