@@ -75,6 +75,7 @@ from respaldo.operations.restore_feed import write_all
 from respaldo.operations.restore_parallel import (
     restore_arriving,
     restore_directory_arriving,
+    rows_of,
     stepped,
 )
 from respaldo.operations.restore_props import (
@@ -712,6 +713,7 @@ def restore_stream_into(
             no_owner=no_owner,
             bindir=bindir,
             progress=progress,
+            rows=rows_of(manifest.meta),
         )
     return done
 

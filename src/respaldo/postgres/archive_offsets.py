@@ -72,6 +72,10 @@ class TocEntry:
     :data:`SECTION_POST_DATA` (1: none)."""
     depends: tuple[int, ...] = ()
     """The dump ids of the entries it depends on."""
+    namespace: str = ""
+    """Its schema (of a TABLE DATA entry: the table's)."""
+    tag: str = ""
+    """Its name (of a TABLE DATA entry: the table's)."""
 
 
 @dataclass
@@ -160,12 +164,15 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
     for _ in range(count):
         dump_id = r.int()
         r.int()  # has a data dumper
-        for _ in range(3):  # tableoid, oid, tag
+        for _ in range(2):  # tableoid, oid
             r.skip_str()
+        tag = r.str() or ""
         kind = r.str() or ""
         section = r.int()
-        for _ in range(5):  # defn, dropStmt, copyStmt, namespace, tablespace
+        for _ in range(3):  # defn, dropStmt, copyStmt
             r.skip_str()
+        namespace = r.str() or ""
+        r.skip_str()  # tablespace
         if version >= (1, 14):
             r.skip_str()  # table access method
         r.skip_str()  # owner
@@ -183,7 +190,18 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
             file = r.str() or None  # pg_dump writes "" for an entry without data
             state = OFFSET_NOT_SET if file else OFFSET_NO_DATA
         entries.append(
-            TocEntry(dump_id, kind, state, state_at, r.fh.tell(), file, section, tuple(depends))
+            TocEntry(
+                dump_id,
+                kind,
+                state,
+                state_at,
+                r.fh.tell(),
+                file,
+                section,
+                tuple(depends),
+                namespace,
+                tag,
+            )
         )
     return entries
 

@@ -107,6 +107,9 @@ def test_a_directory_dump_table_of_contents_reads_as_a_custom_archive(
     with_data = [e for e in toc.entries if e.file is not None]
     assert {e.kind for e in with_data} >= {"TABLE DATA", "BLOBS"}
     assert all((out / str(e.file)).is_file() for e in with_data)
+    # Each table's data names its table (the restore weighs its rows by that name).
+    named = {f"{e.namespace}.{e.tag}" for e in toc.entries if e.kind == "TABLE DATA"}
+    assert {"finanzas.facturas", "docs.fotos"} <= named
 
     def listing(*source: str, stdin: bytes | None = None) -> list[str]:
         done = subprocess.run(
