@@ -6,7 +6,8 @@ is read; the stream's SHA-256 at its end) into a private spool file. Meanwhile, 
 its table of contents is there, one pg_restore creates the pre-data section (the empty
 tables, types, functions) in the staging database, and then ``N`` pg_restore processes
 each load the data of some of the tables (``--use-list``, the tables split by the sizes of
-their data blocks as the backup noted them, biggest first to the least loaded), each fed
+their data blocks as the backup noted them and their rows (:data:`ROW_BYTES`), heaviest
+first to the least loaded), each fed
 from the spool, block by block, as the blocks arrive. Once the whole stream has been read
 and its checksum matched, a worker that is done builds the indexes, primary keys and
 foreign keys that need only its own tables (:func:`early_entries`), as ``pg_restore
