@@ -209,7 +209,29 @@ class Plan:
     early: list[int] = field(default_factory=list)
     """Indexes and constraints restored by the workers (:func:`early_entries`)."""
     jobs: int = 1
-    """``restore --jobs``: also the connections a worker's own post-data step may use."""
+    """``restore --jobs``: the sessions the workers (loading, then each one's post-data
+    step) may hold on the target server together (:meth:`sessions`)."""
+    _busy: int | None = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @contextlib.contextmanager
+    def sessions(self, wanted: int) -> Iterator[int]:
+        """For a worker whose loading is done (its session is given back): the sessions
+        its post-data step may open, at most ``wanted``, at least one, and no more than
+        ``jobs`` less those the other workers hold (one each while they load, what their
+        steps took). Given back when the block ends. Without this each step took
+        ``jobs``: up to ``jobs`` squared sessions at once, each index build with its own
+        ``maintenance_work_mem``, on a server that ``--jobs`` was to spare."""
+        with self._lock:
+            busy = (len(self.workers) if self._busy is None else self._busy) - 1
+            taken = max(1, min(wanted, self.jobs - busy))
+            self._busy = busy + taken
+        try:
+            yield taken
+        finally:
+            with self._lock:
+                assert self._busy is not None
+                self._busy -= taken
 
     def rest(self) -> list[int]:
         """Every entry no worker restored (pg_restore's sections then choose)."""
@@ -303,24 +325,25 @@ def _post_data_early(
     nothing after the data runs before that), by ``pg_restore --jobs`` with the plan's
     jobs: with a custom-format dump the worker that loads the dump's last table ends
     with the read, so this step is what the others wait for (one connection, it took
-    longer than the foreign keys' checks it took over from the last step). Another
-    worker may still be loading meanwhile: for moments there are more connections
-    than ``jobs``, each index build with the server's ``maintenance_work_mem``."""
+    longer than the foreign keys' checks it took over from the last step). The
+    sessions of every worker together stay within ``jobs`` (:meth:`Plan.sessions`)."""
     ids = early_entries(plan.toc, data_ids)
-    if not ids:
-        return
-    complete()
-    listed = source.with_name(f"early-{data_ids[0]}.list")
-    listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
-    with pg_restore(
-        conninfo,
-        source=source,
-        jobs=min(plan.jobs, len(ids)),
-        no_owner=no_owner,
-        use_list=listed,
-        bindir=bindir,
-    ):
-        pass
+    if ids:
+        complete()  # meanwhile this worker counts as one session still: a safe bound
+    with plan.sessions(len(ids)) as jobs:
+        if not ids:
+            return  # its loading session given back
+        listed = source.with_name(f"early-{data_ids[0]}.list")
+        listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
+        with pg_restore(
+            conninfo,
+            source=source,
+            jobs=jobs,
+            no_owner=no_owner,
+            use_list=listed,
+            bindir=bindir,
+        ):
+            pass
     plan.early.extend(ids)
 
 

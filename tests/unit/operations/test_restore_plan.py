@@ -3,7 +3,21 @@
 
 from __future__ import annotations
 
-from respaldo.operations.restore_parallel import ROW_BYTES, early_entries, plan_blocks, rows_of
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from respaldo.operations import restore_parallel
+from respaldo.operations.restore_parallel import (
+    ROW_BYTES,
+    Plan,
+    early_entries,
+    plan_blocks,
+    rows_of,
+)
+from respaldo.postgres import ConnInfo
 from respaldo.postgres.archive_offsets import (
     OFFSET_NO_DATA,
     OFFSET_NOT_SET,
@@ -190,3 +204,51 @@ def test_a_partitioned_table_counts_as_loaded_once_all_its_partitions_are() -> N
     # Partitions at two levels: 43 once 44 and, through 45, 46 are loaded.
     assert early_entries(toc, [23]) == []
     assert early_entries(toc, [23, 24]) == [67]
+
+
+def test_the_workers_post_data_steps_together_use_no_more_connections_than_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``restore --jobs 4``: four workers, each with indexes of its own to build once its
+    tables are loaded. Each one's step ran ``pg_restore --jobs 4`` whatever the others
+    did: up to 16 sessions on the target server at once, each index build with its own
+    ``maintenance_work_mem``. Their sessions together stay within ``jobs``: a worker
+    still loading holds one, a post-data step takes what is left (at least one)."""
+    pre, post = SECTION_PRE_DATA, SECTION_POST_DATA
+    entries = []
+    for w in range(4):
+        table, data = 10 + w, 20 + w
+        entries += [
+            TocEntry(table, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+            TocEntry(data, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(table,)),
+        ]
+    entries += [
+        TocEntry(30 + 10 * w + i, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(10 + w,))
+        for w in range(4)
+        for i in range(5)
+    ]
+    plan = Plan(ArchiveToc(entries, TOC_END, 4, 8), {}, {}, [[20 + w] for w in range(4)], jobs=4)
+    in_flight: list[int] = []
+    most = [0]
+
+    @contextlib.contextmanager
+    def fake_pg_restore(*_args: object, jobs: int = 1, **_kwargs: object) -> Iterator[None]:
+        # Each step's pg_restore, while it runs, starts the next worker's step: all four
+        # at once, as when the workers end together with the read of the dump.
+        in_flight.append(jobs)
+        most[0] = max(most[0], sum(in_flight))
+        if len(in_flight) < 4:
+            step(len(in_flight))
+        yield
+        in_flight.pop()
+
+    def step(w: int) -> None:
+        restore_parallel._post_data_early(
+            lambda: None, tmp_path / "dump", plan, [20 + w], ConnInfo(dbname="x"), False, None
+        )
+
+    monkeypatch.setattr(restore_parallel, "pg_restore", fake_pg_restore)
+    step(0)
+    assert sorted(plan.early) == [30 + 10 * w + i for w in range(4) for i in range(5)]
+    # The first step starts while three workers still load (one session each).
+    assert most[0] <= 4
