@@ -76,7 +76,7 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(
         "repair",
         "repair_cmd",
-        "Replace the chunks 'respaldo verify' found damaged with good copies from mirrors.",
+        "Replace the chunks and archived WAL files found damaged with good copies from mirrors.",
     ),
     Entry(
         "restore",
