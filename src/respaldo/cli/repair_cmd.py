@@ -22,6 +22,14 @@ def repair_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Show what would be done; write nothing.")
     ] = False,
+    wal: Annotated[
+        bool,
+        typer.Option(
+            "--wal",
+            help="Also replace damaged archived WAL files from mirrors (reads the whole "
+            "WAL archive of the repository).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replace the chunks and archived WAL files found damaged with good copies from mirrors.
@@ -32,7 +40,7 @@ def repair_command(
     """
     context = Context.open(state(ctx).settings)
     try:
-        result = repair(context, repository, dry_run=dry_run)
+        result = repair(context, repository, dry_run=dry_run, wal=wal)
     finally:
         context.close()
     if as_json:

@@ -10,8 +10,9 @@ reference it are named in the result and marked in the catalog as having failed
 verification (with what was lost), so that ``list``/``show`` say so, retention counts
 them as damaged, and restore refuses them with a clear message.
 
-Archived WAL is read whole (``verify`` reports a damaged file but does not quarantine
-it): each damaged file is replaced by a mirror's good copy, or named as lost.
+With ``--wal``, archived WAL is read whole (``verify`` reports a damaged file but does
+not quarantine it): each damaged file is replaced by a mirror's good copy, or named as
+lost. Not by default: it downloads the whole archive.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
-from respaldo.repository.wal import repair_wal
+from respaldo.repository.wal import WalRepair, repair_wal
 
 
 class _Model(BaseModel):
@@ -89,9 +90,12 @@ class RepairResult(_Model):
         return not self.lost_chunks and not self.problems and not self.wal_lost
 
 
-def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False) -> RepairResult:
+def repair(
+    ctx: Context, repository: str | None = None, *, dry_run: bool = False, wal: bool = False
+) -> RepairResult:
     """Repair the quarantined chunks of ``repository`` (default: the primary) from every
-    other configured repository that opens.
+    other configured repository that opens; with ``wal``, also its damaged archived WAL
+    files (reading every one: the whole archive is downloaded).
 
     Raises ConfigError (no such repository), the errors of opening the repository to
     repair, and storage errors. A mirror that does not open is a warning.
@@ -113,7 +117,6 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
             for each in (repo, *mirrors):
                 leases.enter_context(shared_lease(each, "repair"))
         report = repair_repository(repo, mirrors, dry_run=dry_run)
-        wal = repair_wal(repo, mirrors, dry_run=dry_run)
     lost = []
     now = datetime.now(UTC)
     for backup in report.lost_backups:
@@ -131,6 +134,19 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
                 marked_in_catalog=marked,
             )
         )
+    problems = list(report.problems)
+    wal_report = WalRepair()
+    if wal:
+        # After the chunks' losses are marked: a WAL archive that cannot be read to its
+        # end (a mirror gone meanwhile) must not leave those unmarked.
+        try:
+            with contextlib.ExitStack() as leases:
+                if not dry_run:
+                    for each in (repo, *mirrors):
+                        leases.enter_context(shared_lease(each, "repair"))
+                wal_report = repair_wal(repo, mirrors, dry_run=dry_run)
+        except RespaldoError as exc:
+            problems.append(f"the archived WAL was not repaired to its end: {exc}")
     return RepairResult(
         repository=target_settings.name,
         dry_run=dry_run,
@@ -144,11 +160,11 @@ def repair(ctx: Context, repository: str | None = None, *, dry_run: bool = False
         lost_backups=lost,
         packs_written=report.packs_written,
         bytes_written=report.bytes_written,
-        problems=report.problems,
+        problems=problems,
         warnings=warnings,
-        wal_damaged=wal.damaged,
-        wal_repaired_from=wal.repaired,
-        wal_lost=wal.lost,
+        wal_damaged=wal_report.damaged,
+        wal_repaired_from=wal_report.repaired,
+        wal_lost=wal_report.lost,
     )
 
 

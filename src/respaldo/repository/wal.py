@@ -103,9 +103,9 @@ def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes
 
 
 _DAMAGED_WAL_HINT = (
-    "'respaldo repair' replaces it with a mirror's good copy; without one, recovery cannot "
-    "replay past this file: recover to a point before it (--target-time, --target-lsn), "
-    "and take a new physical backup so that later recoveries do not need it"
+    "'respaldo repair --wal' replaces it with a mirror's good copy; without one, recovery "
+    "cannot replay past this file: recover to a point before it (--target-time, "
+    "--target-lsn), and take a new physical backup so that later recoveries do not need it"
 )
 
 

@@ -13,7 +13,8 @@ import pytest
 from respaldo.catalog import open_catalog
 from respaldo.cli.main import invoke
 from respaldo.domain import BackupKind, TriggeredBy
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, StorageError
+from respaldo.operations import repair as repair_module
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.recorded import recorded_backup
 from respaldo.operations.repair import repair
@@ -156,12 +157,14 @@ def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
     with pytest.raises(IntegrityError):
         read_wal_object(mirror, one)  # the copy did not mend it
 
-    dry = repair(inst.ctx, "second", dry_run=True)
+    plain = repair(inst.ctx, "second")  # chunks only: the WAL archive is not read
+    assert (plain.wal_damaged, plain.wal_lost, plain.clean) == ([], [], True)
+    dry = repair(inst.ctx, "second", dry_run=True, wal=True)
     assert (dry.wal_damaged, dry.wal_lost) == ([one, three], [three])
     with pytest.raises(IntegrityError):
         read_wal_object(mirror, one)  # a dry run writes nothing
 
-    result = repair(inst.ctx, "second")
+    result = repair(inst.ctx, "second", wal=True)
     assert result.wal_damaged == [one, three]
     assert result.wal_repaired_from == {primary.storage.location: 1}
     assert result.wal_lost == [three]
@@ -173,10 +176,32 @@ def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
     as_json = result.model_dump(mode="json", by_alias=True)
     assert as_json["walLost"] == [three]
 
-    again = repair(inst.ctx, "second")
+    again = repair(inst.ctx, "second", wal=True)
     assert (again.wal_damaged, again.wal_repaired_from) == ([three], {})
     # What the command says: the lost file, and exit status 3.
-    assert invoke(["--config", str(inst.config), "repair", "second"]) == 3
+    assert invoke(["--config", str(inst.config), "repair", "second", "--wal"]) == 3
     err = " ".join(capsys.readouterr().err.split())
     assert "second: 1 archived WAL files damaged; replaced 0" in err
     assert f"lost: archived WAL {three} has no good copy in any repository" in err
+
+
+def test_a_wal_archive_that_cannot_be_read_to_its_end_leaves_the_chunk_repair_done(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WAL part runs after the backups that lost chunks are marked: a storage error
+    there (a mirror gone meanwhile) is a problem of the result, not a repair that
+    stopped before marking them."""
+    damaged = inst.backup(timedelta(days=2))
+    _damage_and_verify(inst, damaged)  # never replicated: lost
+
+    def unreachable(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("cannot reach the mirror: connection refused")
+
+    monkeypatch.setattr(repair_module, "repair_wal", unreachable)
+    result = repair(inst.ctx, wal=True)
+    assert [b.backup_id for b in result.lost_backups] == [damaged]
+    assert result.lost_backups[0].marked_in_catalog
+    assert not result.clean
+    assert result.problems == [
+        "the archived WAL was not repaired to its end: cannot reach the mirror: connection refused"
+    ]
