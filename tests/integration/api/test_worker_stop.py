@@ -59,31 +59,23 @@ def stops(worker: queue.WorkerThread) -> bool:
     return not stopping.is_alive()
 
 
-def test_a_worker_stops_although_its_sweep_lost_a_cancellation(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("where", ["sweep", "procrastinate's start"])
+def test_a_worker_stops_although_a_cancellation_was_lost(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    settle = LosesOneCancellation()
-    monkeypatch.setattr(queue, "_settle_stalled", settle)
-    worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="w"))
-    worker.start()
-    assert settle.entered.wait(120), "the worker's sweep never ran"
-    assert stops(worker)
-    assert settle.lost == 1  # the path under test was taken
-    assert worker.error is None
-    assert queue.list_workers(ctx) == []
-
-
-def test_a_worker_stops_although_procrastinate_lost_a_cancellation_as_it_started(
-    ctx: Context, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    """The code a cancellation lands in drops the first one: in the worker's own sweep,
+    or in procrastinate's worker as it starts (its prune of stalled workers)."""
     from procrastinate.manager import JobManager
 
-    prune = LosesOneCancellation()
-    monkeypatch.setattr(JobManager, "prune_stalled_workers", prune)
+    loses = LosesOneCancellation()
+    if where == "sweep":
+        monkeypatch.setattr(queue, "_settle_stalled", loses)
+    else:
+        monkeypatch.setattr(JobManager, "prune_stalled_workers", loses)
     worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="w"))
     worker.start()
-    assert prune.entered.wait(120), "procrastinate's worker never started"
+    assert loses.entered.wait(120), f"the worker's {where} never ran"
     assert stops(worker)
-    assert prune.lost == 1
+    assert loses.lost == 1  # the path under test was taken
     assert worker.error is None
     assert queue.list_workers(ctx) == []

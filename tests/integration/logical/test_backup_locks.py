@@ -15,7 +15,6 @@ without partitions (which is not counted), held locked, stops pg_dump at it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from sample.cluster import TempCluster
 
 from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.test_backup_role import configure_backup_role
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -168,24 +168,14 @@ def test_a_backup_needs_no_more_sessions_than_the_count_and_pg_dump(
     pg_dump's locks is made from the counts' own session, not from a third one, which
     the server refused ("too many connections for role") and failed the backup."""
     role = f"lim_{respaldo.dbname[-8:]}"
-    password = "Secr3t-two-sessions"
-    pg.execute(
-        f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 2 PASSWORD '{password}';"
-        f"GRANT pg_read_all_data TO {role};"
-        # Large objects need a privilege of their own: not what this is about.
-        "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
-        dbname=respaldo.dbname,
+    configure_backup_role(
+        respaldo,
+        pg,
+        role,
+        source="two",
+        password="Secr3t-two-sessions",
+        attributes="CONNECTION LIMIT 2",
     )
-    secret = respaldo.tmp / f"{role}.pass"
-    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, (password + "\n").encode())
-    os.close(fd)
-    with respaldo.config.open("a") as config:
-        config.write(
-            f'\n[[databases]]\nname = "two"\n'
-            f'dsn = "postgresql://{role}@{pg.host}:{pg.port}/{respaldo.dbname}"\n'
-            f'password_file = "{secret}"\n'
-        )
     try:
         run = respaldo.run("backup", "two", "--jobs", "1")
     finally:

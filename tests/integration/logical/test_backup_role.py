@@ -21,22 +21,34 @@ pytestmark = pytest.mark.integration
 ROLE_PASSWORD = "Secr3t-backup-ro"
 
 
-def _configure_role(respaldo: Respaldo, pg: TempCluster, role: str) -> None:
+def configure_backup_role(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    role: str,
+    *,
+    source: str = "ro",
+    password: str = ROLE_PASSWORD,
+    attributes: str = "",
+) -> None:
+    """Create ``role`` (LOGIN, ``attributes``, member of pg_read_all_data) and configure
+    database ``source``: the test database, backed up as that role through a 0600
+    password file."""
     pg.execute(
-        f"CREATE ROLE {role} LOGIN PASSWORD '{ROLE_PASSWORD}'; GRANT pg_read_all_data TO {role};"
+        f"CREATE ROLE {role} LOGIN {attributes} PASSWORD '{password}';"
+        f"GRANT pg_read_all_data TO {role};"
         # Large objects need a privilege of their own: not what this is about.
         "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata",
         dbname=respaldo.dbname,
     )
-    password = respaldo.tmp / f"{role}.pass"
-    fd = os.open(password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, (ROLE_PASSWORD + "\n").encode())
+    secret = respaldo.tmp / f"{role}.pass"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (password + "\n").encode())
     os.close(fd)
     with respaldo.config.open("a") as config:
         config.write(
-            f'\n[[databases]]\nname = "ro"\n'
+            f'\n[[databases]]\nname = "{source}"\n'
             f'dsn = "postgresql://{role}@{pg.host}:{pg.port}/{respaldo.dbname}"\n'
-            f'password_file = "{password}"\n'
+            f'password_file = "{secret}"\n'
         )
 
 
@@ -45,7 +57,7 @@ def test_a_table_row_security_hides_fails_the_backup_naming_it(
     respaldo: Respaldo, pg: TempCluster, jobs: str
 ) -> None:
     role = f"ro_{respaldo.dbname[-8:]}"
-    _configure_role(respaldo, pg, role)
+    configure_backup_role(respaldo, pg, role)
     pg.execute(
         "CREATE TABLE public.secreto (id int, dueno text);"
         "INSERT INTO public.secreto SELECT g, 'x' FROM generate_series(1, 9) g;"

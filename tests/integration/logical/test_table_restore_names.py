@@ -82,16 +82,22 @@ def test_an_inheritance_parent_comes_back_with_its_own_rows(
     assert _checked_every_table(pg, respaldo.dbname, full.err), full.err
 
 
-def test_dotted_names_are_counted_and_checked_apart(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str
-) -> None:
-    # "a.b".c and a."b.c" would both be a.b.c: one count would check the other table.
+def _backup_with_dotted_names(respaldo: Respaldo, pg: TempCluster) -> str:
+    """Tables "a.b".c (2 rows) and a."b.c" (1 row) in the test database, backed up;
+    returns the backup's id."""
     pg.execute(
         'CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int); INSERT INTO "a.b".c VALUES (1), (2);'
         'CREATE SCHEMA a; CREATE TABLE a."b.c" (id int); INSERT INTO a."b.c" VALUES (1)',
         dbname=respaldo.dbname,
     )
-    backup_id = respaldo.backup()["id"]
+    return str(respaldo.backup()["id"])
+
+
+def test_dotted_names_are_counted_and_checked_apart(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # "a.b".c and a."b.c" would both be a.b.c: one count would check the other table.
+    backup_id = _backup_with_dotted_names(respaldo, pg)
 
     for name, count in (('"a.b".c', 2), ('a."b.c"', 1)):
         target = f"{new_dbname}_{count}"
@@ -206,12 +212,7 @@ def test_the_names_ls_prints_restore_the_tables_they_name(
 ) -> None:
     # "a.b".c and a."b.c" printed alike ("a.b.c"), and that name given to --table
     # restored a."b.c" whichever line it was copied from.
-    pg.execute(
-        'CREATE SCHEMA "a.b"; CREATE TABLE "a.b".c (id int); INSERT INTO "a.b".c VALUES (1), (2);'
-        'CREATE SCHEMA a; CREATE TABLE a."b.c" (id int); INSERT INTO a."b.c" VALUES (1)',
-        dbname=respaldo.dbname,
-    )
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backup_with_dotted_names(respaldo, pg)
 
     listing = respaldo.run("ls", backup_id)
     assert listing.code == 0, str(listing)

@@ -43,12 +43,14 @@ _PROBE = textwrap.dedent(
 )
 
 
-def _kept_mib(mode: str) -> int:
+def _probe(script: str, mode: str) -> int:
+    """What ``script`` prints, run in a fresh interpreter with ``mode`` as its argument
+    and glibc's allocator at its defaults (no ``MALLOC_*`` from this environment)."""
     here = Path(__file__).resolve().parents[3]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(here)) if p)
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
+        [sys.executable, "-c", script, mode],
         cwd=here,
         env=env,
         capture_output=True,
@@ -56,6 +58,10 @@ def _kept_mib(mode: str) -> int:
         check=True,
     )
     return int(done.stdout.strip())
+
+
+def _kept_mib(mode: str) -> int:
+    return _probe(_PROBE, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
@@ -110,18 +116,7 @@ _ARENAS = textwrap.dedent(
 
 
 def _arenas(mode: str) -> int:
-    here = Path(__file__).resolve().parents[3]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(here)) if p)
-    done = subprocess.run(
-        [sys.executable, "-c", _ARENAS, mode],
-        cwd=here,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(done.stdout.strip())
+    return _probe(_ARENAS, mode)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")

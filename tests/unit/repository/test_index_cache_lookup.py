@@ -109,10 +109,11 @@ def test_copies_of_one_chunk_over_several_blocks_pass_over_quarantined_ones(
     assert index.get(shared[:8] + rng.randbytes(24)) is None  # same key, another id
 
 
-def test_copies_of_one_chunk_over_several_blocks_answer_the_first_copy(tmp_path: Path) -> None:
-    """Without quarantined copies the fast single lookup answers; a chunk with many
-    records (over three blocks) and one whose key opens a block go the long way."""
-    rng = random.Random(33)
+def copies_over_blocks_and_a_twin(rng: random.Random) -> tuple[bytes, bytes, dict[str, bytes]]:
+    """Index files (name -> bytes) in which chunk ``shared`` has 200 copies (over three
+    blocks of the cache, its key opening one), and chunk ``twin`` shares its first 8
+    bytes (the key) with an id of the first file, in a later file; returns (shared,
+    twin, files)."""
     shared = rng.randbytes(32)
     files: dict[str, bytes] = {}
     for f in range(200):
@@ -120,9 +121,16 @@ def test_copies_of_one_chunk_over_several_blocks_answer_the_first_copy(tmp_path:
             PackEntry(rng.randbytes(32), 100 + i * 60, 50, 60) for i in range(5)
         ]
         files[f"index/{f:064x}"] = encode_index([(f"{f:064x}", entries)])
-    # Two ids that share their first 8 bytes (the key), the second in a later file.
     twin = files["index/" + f"{0:064x}"][5 + 36 + 44 : 5 + 36 + 44 + 8] + rng.randbytes(24)
     files["index/" + "f" * 64] = encode_index([("e" * 64, [PackEntry(twin, 36, 70, 80)])])
+    return shared, twin, files
+
+
+def test_copies_of_one_chunk_over_several_blocks_answer_the_first_copy(tmp_path: Path) -> None:
+    """Without quarantined copies the fast single lookup answers; a chunk with many
+    records (over three blocks) and one whose key opens a block go the long way."""
+    rng = random.Random(33)
+    shared, twin, files = copies_over_blocks_and_a_twin(rng)
     index = _load(tmp_path, files)
     memory = ChunkIndex.from_files(files.values())
     assert index.get(shared) == memory.get(shared) == Location(f"{0:064x}", 36, 50, 60)

@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 
 from respaldo.repository import index_cache
-from respaldo.repository.index import CacheCorrupt, ChunkIndex, Location, encode_index
+from respaldo.repository.index import CacheCorrupt, ChunkIndex, Location
 from respaldo.repository.packs import PackEntry
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import init_repo, open_repo, random_bytes, write_backup
-from tests.unit.repository.test_index_cache_lookup import _load, _probes
+from tests.unit.repository.test_index_cache_lookup import (
+    _load,
+    _probes,
+    copies_over_blocks_and_a_twin,
+)
 from tests.unit.repository.test_merged_index_cache import (
     _all,
     _cache_path,
@@ -79,15 +83,7 @@ def test_get_many_takes_the_long_paths_as_get_does(tmp_path: Path) -> None:
     """A chunk with 200 copies over three blocks (its key opens a block), two ids that
     share their key, and quarantined copies to pass over."""
     rng = random.Random(61)
-    shared = rng.randbytes(32)
-    files: dict[str, bytes] = {}
-    for f in range(200):
-        entries = [PackEntry(shared, 36 + f, 50, 60)] + [
-            PackEntry(rng.randbytes(32), 100 + i * 60, 50, 60) for i in range(5)
-        ]
-        files[f"index/{f:064x}"] = encode_index([(f"{f:064x}", entries)])
-    twin = files["index/" + f"{0:064x}"][5 + 36 + 44 : 5 + 36 + 44 + 8] + rng.randbytes(24)
-    files["index/" + "f" * 64] = encode_index([("e" * 64, [PackEntry(twin, 36, 70, 80)])])
+    shared, twin, files = copies_over_blocks_and_a_twin(rng)
     probes = [shared, twin, *_ids(files), shared[:8] + rng.randbytes(24), rng.randbytes(32)]
     windows = _windows(probes, seed=62)
     index = _load(tmp_path / "plain", files)

@@ -421,25 +421,12 @@ def test_close_twice_is_harmless(store: S3Storage) -> None:
 # --- botocore's data: what a client keeps ------------------------------------------------
 
 
-def test_an_s3_client_keeps_little_of_botocore_data() -> None:
+def test_an_s3_client_keeps_little_of_botocore_data_as_plain_compact_objects() -> None:
     # Every AWS service's endpoints and the S3 model's documentation were 8 MiB of a
     # backup's memory into S3 (11.9 MiB kept for one client, measured with tracemalloc).
-    s3_module._shared_loader.cache_clear()
-    tracemalloc.start()
-    try:
-        store = _store()
-        gc.collect()
-        kept, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert kept < 6 * 1024 * 1024, f"{kept / 2**20:.1f} MiB kept"
-    store.close()
-
-
-def test_an_s3_client_keeps_botocore_data_as_plain_compact_objects() -> None:
-    # botocore parses its data files into OrderedDicts, and what the lean loader keeps of
-    # them stayed scattered among the freed rest of the parse: 2.5 MiB kept for one
-    # client. Parsed again from the text of what is kept, as plain dicts: 1.7 MiB.
+    # Then botocore parsed what the lean loader keeps into OrderedDicts, scattered among
+    # the freed rest of the parse: 2.5 MiB. Parsed again from the text of what is kept,
+    # as plain dicts: 1.7 MiB.
     s3_module._shared_loader.cache_clear()
     tracemalloc.start()
     try:
