@@ -335,9 +335,10 @@ def full_disk_backup(world: World) -> Outcome:
 
 
 def _sessions(world: World, application: str) -> int:
+    """How many sessions' application_name is ``application`` (a LIKE pattern)."""
     return int(
         world.pg.scalar(
-            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name = %s",
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE application_name LIKE %s",
             [application],
         )
     )
@@ -347,7 +348,9 @@ def restart_mid_dump(world: World) -> Outcome:
     before = {world.backup("uploads")}
     # Frozen while storing its 3rd pack: pg_dump is still running, its pipe filling up.
     with world.frozen(("backup", "erp"), Plant("open", r"/repo/packs/.*\.tmp-", 3)) as child:
-        assert _sessions(world, "pg_dump"), "pg_dump is not connected while the backup runs"
+        # A backup names its pg_dump's session after itself (respaldo pg_dump <backup id>).
+        connected = _sessions(world, "respaldo pg_dump %")
+        assert connected, "pg_dump is not connected while the backup runs"
         world.restart_postgres()
     out, err = child.communicate(timeout=240)
     run = Run(child.returncode, out, err, world.mark())
