@@ -116,7 +116,25 @@ def _guarded(
         mapped = [err for kind, err in (errors or {}).items() if isinstance(exc, kind)]
         reason = _one_line(scrub(str(exc), conninfo.secrets()))
         failure = mapped[0] if mapped else _query_failed(conninfo, what, reason, exc.sqlstate)
+        if not mapped and _session_lost(exc) and not failure.hint:
+            failure.hint = _SESSION_LOST
     raise failure
+
+
+_SESSION_LOST = (
+    "the server ended the session (it restarted or shut down, or the session was "
+    "terminated) or the network cut it: run this again once the server answers"
+)
+
+
+def _session_lost(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` says the session itself is gone rather than a query failed: no
+    SQLSTATE (the connection broke), a connection exception (08) or a shutdown or
+    terminated session (57P..; not 57014, a query cancelled)."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith(("08", "57P"))
 
 
 # What the server says when a text it sends is not valid in the client encoding (UTF8,
@@ -456,7 +474,9 @@ class CountingSnapshot:
         return self.counts
 
 
-_LOST_SNAPSHOT = "could not import the requested snapshot"
+# What importing a snapshot whose exporting transaction has ended says: the transaction
+# gone but its file not yet removed, or the file removed too.
+_LOST_SNAPSHOT = ("could not import the requested snapshot", "invalid snapshot identifier")
 
 
 # Both looks carry WAITING_FOR_LOCKS: pg_stat_activity shows it as the query of the counts'
@@ -578,7 +598,7 @@ def counting_snapshot(
             try:
                 yield snapshot
             except BaseException as exc:
-                if snapshot.failure is None and _LOST_SNAPSHOT in str(exc):
+                if snapshot.failure is None and any(m in str(exc) for m in _LOST_SNAPSHOT):
                     # A count that fails ends the snapshot's transaction: a pg_dump that
                     # had not imported it yet fails to, maybe before the count's thread
                     # has noted its error. The count ends (it failed or it finishes).
