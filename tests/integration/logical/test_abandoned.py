@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,7 +60,7 @@ def blocked_backup(
     source = respaldo.dbname
     with pg.connect(source, autocommit=False) as locker:
         locker.execute("LOCK TABLE finanzas.facturas IN ACCESS EXCLUSIVE MODE")
-        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+        argv = respaldo.process_argv()
         disposition = signal.SIG_IGN if started_ignoring_sigint else signal.default_int_handler
         with sigint(disposition):
             process = subprocess.Popen(

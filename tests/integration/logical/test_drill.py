@@ -197,7 +197,7 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
         try:
             with pg.connect(autocommit=False) as locker:
                 locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-                argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+                argv = respaldo.process_argv()
                 process = subprocess.Popen(
                     [*argv, "drill", "erp"],
                     stdout=subprocess.PIPE,

@@ -161,7 +161,7 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
         before = staging_databases(pg)
         with pg.connect(autocommit=False) as locker:
             locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-            argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(respaldo.config)]
+            argv = respaldo.process_argv()
             process = subprocess.Popen(
                 [*argv, "restore", backup_id, "--target-database", new_dbname],
                 stdout=subprocess.PIPE,
