@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import select
 import shutil
 import signal
 import tempfile
@@ -182,10 +184,18 @@ def kill_physical_drill(world: World) -> Outcome:
     (scratch,) = world.tmpdir.glob("respaldo-drill-*")
     pid = int((scratch / "data" / "postmaster.pid").read_text().split()[0])
     assert Path(f"/proc/{pid}").exists(), "the killed drill's scratch server is not running"
-    again = world.run_process(*args)
-    assert again.code == 0, str(again)
-    assert not scratch.exists(), f"the killed drill's {scratch} is still there"
-    assert not Path(f"/proc/{pid}").exists(), "the killed drill's scratch server still runs"
+    # A pidfd names this very process (no mistaking a reused pid) and becomes readable
+    # when it has exited: pg_ctl stop returns once the postmaster removed its pid file,
+    # a moment before the process is gone, and an orphan stays in /proc until reaped.
+    server = os.pidfd_open(pid)
+    try:
+        again = world.run_process(*args)
+        assert again.code == 0, str(again)
+        assert not scratch.exists(), f"the killed drill's {scratch} is still there"
+        exited = select.select([server], [], [], 120)[0]
+        assert exited, "the killed drill's scratch server still runs"
+    finally:
+        os.close(server)
     return Outcome(
         {backup_id}, summary="scratch server stopped, directory removed; drill again passes"
     )
