@@ -13,6 +13,7 @@ answer reads the stream whole all the same.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -89,18 +90,42 @@ def test_a_restore_reads_past_a_pack_read_spoiled_in_transit(
     assert restored == random_bytes(96 * 1024, seed=7)
 
 
+def _repository_to_repack(s3_server: S3Endpoint, proxy: FaultProxy) -> Repository:
+    """A repository with one pack that garbage collection must repack, opened afresh
+    through the proxy: b1 (streams "dump" and "extra") fits in one pack, and b2 stores
+    "dump" again, all of it deduplicated against b1's chunks, its chunk list included.
+    Deleting b1 leaves its pack with live chunks ("dump", written first: they fill most
+    of the pack, its middle byte included) and dead ones ("extra" and its list).
+
+    Not :func:`_repository`'s data: there, where the chunker cuts (seeded from the
+    repository's random key) decides whether a pack holds both live and dead chunks,
+    and about one key in a thousand leaves every pack wholly live or wholly dead, with
+    nothing to repack; where the bit is inverted (the middle of the pack) decides
+    whether it spoils a live chunk, which one key in sixteen does not."""
+    store = RetryingStorage(s3_server.storage(endpoint_url=proxy.url), sleep=lambda _: None)
+    repo = init_repo(store)
+    dump = random_bytes(12 * 1024, seed=7)
+    write_backup(repo, "b1", {"dump": dump, "extra": random_bytes(1024, seed=8)})
+    write_backup(repo, "b2", {"dump": dump})
+    assert len(names(store, "packs/")) == 1, "b1 no longer fits in one pack: shrink it"
+    return open_repo(store)
+
+
 def test_garbage_collection_does_not_quarantine_a_pack_spoiled_in_transit(
-    s3_server: S3Endpoint, proxy: FaultProxy
+    s3_server: S3Endpoint, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    repo = _repository(s3_server, proxy)
-    repo.storage.delete("manifests/b1")  # half of b1's chunks die: collection repacks
+    repo = _repository_to_repack(s3_server, proxy)
+    repo.storage.delete("manifests/b1")
     # Repacking reads packs whole (the mark before it reads ranges).
     proxy.add(Rule("flip", path="/packs/", method="GET", times=1, ranged=False))
 
-    report = collect_garbage(repo, repack_threshold=0.01)
+    with caplog.at_level(logging.WARNING, logger="respaldo.repository.gc"):
+        report = collect_garbage(repo, repack_threshold=0.01)
 
-    assert proxy.injected()
-    assert report.packs_repacked and report.damaged == 0, report
+    assert [entry.action for entry in proxy.injected()] == ["flip"]
+    # The inverted bit spoiled a live chunk, and the pack was read again.
+    assert "read whole a second time" in caplog.text
+    assert report.packs_repacked == 1 and report.damaged == 0, report
     assert names(repo.storage, QUARANTINE_PREFIX) == []
     reopened = open_repo(repo.storage)
     assert verify_backups(reopened, ["b2"]).ok
