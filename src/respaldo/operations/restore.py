@@ -235,7 +235,12 @@ def _restore_backup(
     )
     manifest = load_manifest_told(ctx, repo, fallbacks, backup_id)
     if manifest.kind != "full":
-        raise ConfigError(f"backup {backup_id} is a {manifest.kind} backup, not a logical one")
+        raise ConfigError(
+            f"backup {backup_id} is a {manifest.kind} backup, not a logical one",
+            hint=f"{option('target_database')} restores logical backups; use "
+            f"{option('target_datadir')} for physical (incremental) backups and "
+            f"{option('target_dir')} for files backups",
+        )
     db = ctx.settings.database(database or manifest.source)
     admin = ConnInfo.from_settings(db)
     # The maintenance database, for when the configured one cannot serve: "postgres",

@@ -185,6 +185,24 @@ def test_restore_refuses_a_non_empty_target(files: Files) -> None:
     assert [p.name for p in target.iterdir()] == ["mine.txt"]
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [("--target-database", "not a logical one"), ("--target-datadir", "not a physical one")],
+)
+def test_a_files_backup_restored_as_another_kind_says_which_target_it_takes(
+    files: Files, option: str, said: str
+) -> None:
+    record = files.backup()
+    target = files.tmp / "restored"
+    code, _, err = files.run(
+        "restore", record["id"], option, "restored" if "database" in option else str(target)
+    )
+    assert code == 1
+    assert f"is a files backup, {said}" in err, err
+    assert "--target-dir" in err, err  # the hint names the target this backup takes
+    assert not target.exists()
+
+
 def _malicious_backup(files: Files, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
     """A files backup whose tar was not made by respaldo (written with the repository API)."""
     buf = io.BytesIO()
