@@ -92,7 +92,7 @@ COMMANDS: tuple[Entry, ...] = (
     Entry(
         "serve",
         "serve_cmd",
-        "Run the schedule and the HTTP server ([server] listen) until SIGTERM or Ctrl-C.",
+        "Run the schedule and the HTTP server (\\[server] listen) until SIGTERM or Ctrl-C.",
     ),
     Entry(
         "snapshot",

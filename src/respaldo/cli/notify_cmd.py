@@ -20,7 +20,7 @@ def test(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Send a test message to every target in [notifications], whatever levels it takes,
+    """Send a test message to every target in \\[notifications], whatever levels it takes,
     and show how each went. Exit status 1 if any failed (or none is configured)."""
     result = send_test(state(ctx).settings)
     if as_json:
@@ -32,7 +32,9 @@ def test(
             table.add_row(escape(r.target), sent, escape(r.error or ""))
         out_console.print(table)
     if not result.results:
-        err_console.print("no notification target is configured ([[notifications.targets]])")
+        err_console.print(
+            "no notification target is configured ([[notifications.targets]])", markup=False
+        )
         raise typer.Exit(1)
     if not result.ok:
         raise typer.Exit(1)

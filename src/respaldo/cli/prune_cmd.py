@@ -29,7 +29,7 @@ def prune_command(
         typer.Option(
             "--wait",
             min=0,
-            help="Seconds to wait for running backups (default: [locks] wait_seconds).",
+            help="Seconds to wait for running backups (default: \\[locks] wait_seconds).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,

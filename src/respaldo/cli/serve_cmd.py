@@ -53,11 +53,11 @@ def serve(
         bool, typer.Option("--list", help="Only list the schedule (as 'respaldo schedule').")
     ] = False,
 ) -> None:
-    """Run the schedule and the HTTP server ([server] listen) until SIGTERM or Ctrl-C.
+    """Run the schedule and the HTTP server (\\[server] listen) until SIGTERM or Ctrl-C.
 
     With a SQLite catalog it runs its jobs itself; on SIGTERM the running jobs are
     cancelled and recorded as cancelled before it exits. With a PostgreSQL catalog its
-    jobs go to the queue, and it works as a worker too unless [server] run_jobs = false.
+    jobs go to the queue, and it works as a worker too unless \\[server] run_jobs = false.
     """
     settings = state(ctx).settings
     if list_only:

@@ -27,7 +27,7 @@ def worker(
 ) -> None:
     """Run the queued jobs of a PostgreSQL catalog until SIGTERM or Ctrl-C.
 
-    On SIGTERM it takes no new job and lets the running one finish; after [queue]
+    On SIGTERM it takes no new job and lets the running one finish; after \\[queue]
     shutdown_timeout_seconds the job is cancelled, and queued again for another worker.
     """
     settings = state(ctx).settings

@@ -91,4 +91,7 @@ def test_all_targets_reached_exits_0(
 
 def test_no_target_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert invoke(["--config", str(_config(tmp_path, "")), "notify", "test"]) == 1
-    assert "no notification target is configured" in capsys.readouterr().err
+    # The table to configure, shown as written (Rich would read it as a style tag).
+    assert "no notification target is configured ([[notifications.targets]])" in (
+        capsys.readouterr().err
+    )
