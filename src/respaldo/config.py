@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -513,7 +513,7 @@ class NotificationTarget(_Section):
     def _some_level(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError(
-                "levels must name at least one of critical, warning, success, resolved"
+                f"levels must name at least one of {', '.join(get_args(NotificationLevel))}"
             )
         return value
 

@@ -82,7 +82,10 @@ def test_a_password_written_in_the_url_is_refused_and_not_echoed(tmp_path: Path)
         ('url = "json://h/x"\nurl_env = "X"\n', "exactly one of url, url_file, url_env"),
         ('url_env = "X"\nsecret_env = "Y"\n', "with url_file or url_env the whole URL"),
         ('url = "json://h/x"\nlevels = ["urgent"]\n', "levels"),
-        ('url = "json://h/x"\nlevels = []\n', "at least one of critical"),
+        (
+            'url = "json://h/x"\nlevels = []\n',
+            "at least one of critical, warning, success, resolved, report",
+        ),
     ],
 )
 def test_misplaced_secrets_and_levels_are_refused(
