@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from respaldo.catalog.models import add_postgresql_options
 from respaldo.errors import CatalogNotFound, CatalogUnavailable, first_line
 
 if TYPE_CHECKING:  # Alembic is imported only to migrate (see _at_head)
@@ -119,6 +120,8 @@ def create_catalog_engine(url: str | URL) -> Engine:
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
+    elif engine.dialect.name == "postgresql":
+        add_postgresql_options()
     return engine
 
 

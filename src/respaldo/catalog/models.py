@@ -6,6 +6,7 @@ the two, so a change here needs a new migration (see :mod:`respaldo.catalog.data
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -187,13 +188,14 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
+    # Partial indexes: PostgreSQL's WHERE (the same as SQLite's) is added by
+    # add_postgresql_options() when a PostgreSQL catalog's engine is made.
     __table_args__ = (
         sa.Index(
             "uq_jobs_running_exclusive_key",
             "exclusive_key",
             unique=True,
             sqlite_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
-            postgresql_where=sa.text("status = 'running' AND exclusive_key IS NOT NULL"),
         ),
         sa.Index(
             "uq_jobs_schedule_fire",
@@ -201,7 +203,6 @@ class Job(Base):
             "scheduled_for",
             unique=True,
             sqlite_where=sa.text("scheduled_for IS NOT NULL"),
-            postgresql_where=sa.text("scheduled_for IS NOT NULL"),
         ),
     )
 
@@ -424,3 +425,23 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(sa.String(320))
     at: Mapped[float] = mapped_column(sa.Float)  # seconds, on the limiter's (wall) clock
+
+
+_add_lock = threading.Lock()
+
+
+def add_postgresql_options() -> None:
+    """Give the partial indexes their PostgreSQL ``WHERE`` (SQLite's), once a PostgreSQL
+    catalog is used; idempotent.
+
+    Not written as ``postgresql_where=`` in the models: SQLAlchemy checks a keyword of a
+    dialect by importing that dialect, and its PostgreSQL one (19 modules, about 2 MiB of
+    a process's memory) is otherwise never imported by a process whose catalog is SQLite,
+    the default: a backup or restore held it for nothing.
+    """
+    with _add_lock:
+        for table in Base.metadata.tables.values():
+            for index in table.indexes:
+                where = index.dialect_options["sqlite"]["where"]
+                if where is not None:
+                    index.dialect_options["postgresql"]["where"] = where
