@@ -146,3 +146,15 @@ def test_commands_that_run_jobs_import_the_alerts_only_to_send_one() -> None:
     code = "import respaldo.cli.backup_cmd, respaldo.operations.physical, respaldo.operations.copy"
     modules = ("respaldo.operations.alerts", "respaldo.i18n", "respaldo.notify", "babel")
     assert _imported_after(code, modules) == []
+
+
+def test_a_backup_without_a_terminal_imports_no_progress_bars() -> None:
+    """Rich's progress bars (17 modules with the live display, tables and spinners) only
+    where they are drawn: the objects of every module imported stay for the whole run."""
+    code = (
+        "import respaldo.cli.backup_cmd\n"
+        "from respaldo.cli.progress import progress_bars\n"
+        "with progress_bars() as report:\n"
+        "    report('backup', 1, 2)\n"
+    )
+    assert _imported_after(code, ("rich.progress", "rich.live", "rich.table")) == []

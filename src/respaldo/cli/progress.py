@@ -1,23 +1,22 @@
-"""Rich progress bars driven by the operations' progress callback."""
+"""Rich progress bars driven by the operations' progress callback.
+
+``rich.progress`` (and the 17 modules of Rich it brings: live display, tables, spinners)
+is imported only when bars are drawn, on a terminal: a backup run by cron, a service or
+a script never draws them, and the modules' objects stay in memory for the whole run.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from respaldo.cli.app import err_console
 from respaldo.operations.context import Progress as ProgressCallback
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def interactive() -> bool:
@@ -32,7 +31,19 @@ def interactive() -> bool:
 
 @contextmanager
 def progress_bars() -> Iterator[ProgressCallback]:
-    """Yield a callback that shows one bar per phase on stderr (hidden when not a tty)."""
+    """Yield a callback that shows one bar per phase on stderr (nothing when not a tty)."""
+    if not interactive():
+        yield _ignore
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
@@ -41,7 +52,6 @@ def progress_bars() -> Iterator[ProgressCallback]:
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
-        disable=not interactive(),
     ) as bars:
         tasks: dict[str, TaskID] = {}
 
@@ -52,3 +62,7 @@ def progress_bars() -> Iterator[ProgressCallback]:
             bars.update(task, completed=done, total=total)
 
         yield report
+
+
+def _ignore(phase: str, done: int, total: int | None) -> None:
+    """The progress callback when no bars are drawn."""
