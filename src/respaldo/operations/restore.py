@@ -34,7 +34,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +73,8 @@ from respaldo.operations.pardump import (
 )
 from respaldo.operations.restore_feed import write_all
 from respaldo.operations.restore_parallel import (
+    RowCheck,
+    counts_differ,
     restore_arriving,
     restore_directory_arriving,
     rows_of,
@@ -365,6 +367,8 @@ def _restore_staged(
                 result.warnings += _restore_globals(reader, manifest, admin, tools)
                 result.globals_restored = True
             check_properties(admin, properties, staging)
+            # With --jobs, each worker checks the counts of the tables it loaded.
+            early = RowCheck(manifest.meta, admin.with_dbname(staging))
             result.bytes_restored = restore_stream_into(
                 ctx,
                 reader,
@@ -375,11 +379,13 @@ def _restore_staged(
                 work_dir,
                 tools,
                 selection=selection,
+                check_rows=early,
             )
             result.row_counts_checked = check_row_counts(
                 manifest,
                 admin.with_dbname(staging),
                 only=selection.table_parts if selection is not None else None,
+                checked=early.checked,
             )
             apply_database_properties(admin, properties, staging)
             if exists:
@@ -645,9 +651,12 @@ def restore_stream_into(
     tools: Tools,
     *,
     selection: Selection | None = None,
+    check_rows: RowCheck | None = None,
 ) -> int:
     """Stream the backup's dump into pg_restore into ``conninfo``'s database; returns the
-    bytes read. With ``selection``, only its entries are restored (one job) and the
+    bytes read. With ``jobs`` > 1, each worker checks its tables' row counts by
+    ``check_rows`` (:class:`~respaldo.operations.restore_parallel.RowCheck`) once they
+    are loaded. With ``selection``, only its entries are restored (one job) and the
     stream is read only as far as pg_restore needs it (:func:`_restore_selection`). A
     directory-format backup is written back into a directory first
     (operations/pardump.py)."""
@@ -667,6 +676,7 @@ def restore_stream_into(
                     no_owner=no_owner,
                     bindir=tools.bindir,
                     progress=stepped(lambda done: ctx.progress("restore", done, size), size),
+                    check_rows=check_rows,
                 )
         return restore_directory(
             reader.stream,
@@ -719,6 +729,7 @@ def restore_stream_into(
             bindir=bindir,
             progress=progress,
             rows=rows_of(manifest.meta),
+            check_rows=check_rows,
         )
     return done
 
@@ -980,7 +991,11 @@ _UNCOUNTED = "the backup recorded no row count for it"
 
 
 def row_count_differences(
-    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[tuple[str, str]] | None = None
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    *,
+    only: Sequence[tuple[str, str]] | None = None,
+    checked: Collection[str] = (),
 ) -> tuple[int, list[str]]:
     """Compare every table's row count (or those of the tables ``only`` names, as
     (schema, table)) with the count the backup's snapshot recorded, counted and keyed in
@@ -988,7 +1003,9 @@ def row_count_differences(
 
     A table of ``only`` whose count the backup did not record differs too: it would
     otherwise go unchecked (a backup without any counts, from before they were taken,
-    checks nothing). Returns (tables compared, one line per table that differs).
+    checks nothing). Tables whose keys are in ``checked`` were counted and matched
+    already (:class:`~respaldo.operations.restore_parallel.RowCheck`): when no other is
+    left, nothing is counted. Returns (tables compared, one line per table that differs).
     """
     recorded: dict[str, int] = manifest.meta.get("row_counts") or {}
     if not recorded:
@@ -1004,6 +1021,8 @@ def row_count_differences(
         }
     if not expected:
         return 0, []
+    if all(table in checked for table in expected):
+        return len(expected), []
     with exported_snapshot(conninfo, fmt=fmt) as snapshot:
         actual = snapshot.row_counts
     wrong = [
@@ -1017,22 +1036,25 @@ def row_count_differences(
 
 
 def check_row_counts(
-    manifest: Manifest, conninfo: ConnInfo, *, only: Sequence[tuple[str, str]] | None = None
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    *,
+    only: Sequence[tuple[str, str]] | None = None,
+    checked: Collection[str] = (),
 ) -> int:
-    """Raise RestoreError unless every table's row count (or those of ``only``) matches;
-    returns tables compared."""
-    checked, wrong = row_count_differences(manifest, conninfo, only=only)
+    """Raise RestoreError unless every table's row count (or those of ``only``) matches
+    (those of ``checked`` matched already); returns tables compared."""
+    compared, wrong = row_count_differences(manifest, conninfo, only=only, checked=checked)
     if wrong:
-        shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
         uncounted = any(line.endswith(_UNCOUNTED) for line in wrong)
-        raise RestoreError(
-            f"restored row counts differ from the backup's: {shown}",
-            hint="a table whose rows cannot be checked is never called restored: restore "
+        raise counts_differ(
+            wrong,
+            "a table whose rows cannot be checked is never called restored: restore "
             "the whole backup (every table is checked), or its schema"
             if uncounted
-            else "the backup may be damaged; try another backup and run 'respaldo verify'",
+            else None,
         )
-    return checked
+    return compared
 
 
 def _swap(

@@ -60,6 +60,7 @@ class Arrivals:
         self._changed = threading.Condition()
         self._done = False
         self._aborted = False
+        self._stops: list[Callable[[], None]] = []
 
     @contextlib.contextmanager
     def _arriving(self) -> Iterator[None]:
@@ -73,9 +74,37 @@ class Arrivals:
             self._done = True
 
     def abort(self) -> None:
-        """Wake every waiter with :class:`Aborted`."""
+        """Wake every waiter with :class:`Aborted`, and stop what :meth:`stopped_by_abort`
+        runs."""
         with self._arriving():
             self._aborted = True
+            stops, self._stops = self._stops, []
+        for stop in stops:
+            stop()
+
+    @property
+    def aborted(self) -> bool:
+        with self._changed:
+            return self._aborted
+
+    @contextlib.contextmanager
+    def stopped_by_abort(self, stop: Callable[[], None]) -> Iterator[None]:
+        """Call ``stop`` (kill a pg_restore) if the read is abandoned while the block
+        runs, or at once if it already was: a worker's post-data step runs while the
+        dump still arrives, and a dump that fails its checksum ends it there rather than
+        after its index builds."""
+        with self._changed:
+            aborted = self._aborted
+            if not aborted:
+                self._stops.append(stop)
+        if aborted:
+            stop()
+        try:
+            yield
+        finally:
+            with self._changed:
+                if stop in self._stops:
+                    self._stops.remove(stop)
 
     def _wait(self, ready: Callable[[], bool]) -> None:
         """Block until ``ready()`` or the whole dump is there; called with the condition

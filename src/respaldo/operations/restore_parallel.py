@@ -48,14 +48,14 @@ from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
-from respaldo.errors import RestoreError
+from respaldo.errors import PostgresError, RestoreError
 from respaldo.operations.pardump import TOC_FILE, dump_files
 from respaldo.operations.restore_feed import FEED as FEED
 from respaldo.operations.restore_feed import Aborted as _Aborted
 from respaldo.operations.restore_feed import Arrivals as _Arrivals
 from respaldo.operations.restore_feed import FileFeed, send_range
 from respaldo.operations.restore_feed import write_all as _write_all
-from respaldo.postgres import ConnInfo, pg_restore
+from respaldo.postgres import ConnInfo, count_rows, pg_restore
 from respaldo.postgres.archive_offsets import (
     BLOCK_BLOBS,
     BLOCK_DATA,
@@ -98,8 +98,11 @@ class Spool(_Arrivals):
         then the condition)."""
 
     def append(self, parts: list[bytes], size: int) -> None:
-        """Add ``parts`` (``size`` bytes in all: a window of chunks) to the stream."""
+        """Add ``parts`` (``size`` bytes in all: a window of chunks) to the stream.
+        Raises _Aborted once a worker has failed (its error is the one to tell)."""
         with self._writing:
+            if self._fh.closed:
+                raise _Aborted
             self._batch += parts
             self._batched += size
             if self._batched >= FEED or self._waiting:
@@ -115,15 +118,20 @@ class Spool(_Arrivals):
         self._batch, self._batched = [], 0
 
     def finish(self) -> None:
-        """The whole stream is there, its checksum checked."""
+        """The whole stream is there, its checksum checked. Raises _Aborted once a
+        worker has failed."""
         with self._writing:
+            if self._fh.closed:
+                raise _Aborted
             self._write_batch()
             self._fh.close()
         self._mark_done()
 
     def abort(self) -> None:
         super().abort()
-        with contextlib.suppress(OSError):
+        # Not while the reader writes into it: the file's descriptor, closed in the
+        # middle of a write, may be another file's by then.
+        with self._writing, contextlib.suppress(OSError):
             self._fh.close()
 
     def wait_for(self, end: int) -> int:
@@ -312,38 +320,51 @@ def _loaded_tables(toc: ArchiveToc, by_id: dict[int, TocEntry], data_ids: list[i
 
 
 def _post_data_early(
-    complete: Callable[[], None],
+    spool: _Arrivals,
     source: Path,
     plan: Plan,
     data_ids: list[int],
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> None:
-    """After a worker: the indexes and constraints of its tables (:func:`early_entries`),
-    once ``complete`` has returned (the whole dump is there and matched its checksum:
-    nothing after the data runs before that), by ``pg_restore --jobs`` with the plan's
-    jobs: with a custom-format dump the worker that loads the dump's last table ends
-    with the read, so this step is what the others wait for (one connection, it took
-    longer than the foreign keys' checks it took over from the last step). The
-    sessions of every worker together stay within ``jobs`` (:meth:`Plan.sessions`)."""
+    """After a worker: its tables' row counts checked (``check_rows``), then the indexes
+    and constraints of its tables (:func:`early_entries`) built at once, by ``pg_restore
+    --jobs`` with the sessions the others leave (:meth:`Plan.sessions`), as ``pg_restore
+    --jobs`` builds them while other tables still load. This no longer waits for the
+    whole dump's checksum: they are built in the staging database, which is not the
+    target, from a table of contents and data of chunks each already authenticated and
+    checked against its id; the rest of the post-data section, the last row counts and
+    the rename still wait for the checksum, and a dump that fails it kills this step
+    (:meth:`~respaldo.operations.restore_feed.Arrivals.stopped_by_abort`) and the staging
+    database is dropped. Waiting cost the restore the index builds of every worker but
+    the last one, serialized after the read (docs/benchmarks.md, session 11)."""
+    if check_rows is not None:
+        by_id = {e.dump_id: e for e in plan.toc.entries}
+        # In this worker's own session's stead: the sessions stay within --jobs.
+        check_rows([by_id[i] for i in data_ids if i in by_id])
     ids = early_entries(plan.toc, data_ids)
-    if ids:
-        complete()  # meanwhile this worker counts as one session still: a safe bound
     with plan.sessions(len(ids)) as jobs:
         if not ids:
             return  # its loading session given back
         listed = source.with_name(f"early-{data_ids[0]}.list")
         listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
-        with pg_restore(
-            conninfo,
-            source=source,
-            jobs=jobs,
-            no_owner=no_owner,
-            use_list=listed,
-            bindir=bindir,
-        ):
-            pass
+        try:
+            restore = pg_restore(
+                conninfo,
+                source=source,
+                jobs=jobs,
+                no_owner=no_owner,
+                use_list=listed,
+                bindir=bindir,
+            )
+            with restore, spool.stopped_by_abort(restore.kill):
+                pass
+        except PostgresError:
+            if spool.aborted:
+                raise _Aborted from None  # killed: the reader's failure is the one to tell
+            raise
     plan.early.extend(ids)
 
 
@@ -370,6 +391,63 @@ def rows_of(meta: dict[str, Any]) -> Callable[[TocEntry], int]:
         return value if isinstance(value, int) and value > 0 else 0
 
     return rows
+
+
+def counts_differ(wrong: list[str], hint: str | None = None) -> RestoreError:
+    """The error of a restore whose row counts differ from the backup's (``wrong``: one
+    line per table)."""
+    shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+    return RestoreError(
+        f"restored row counts differ from the backup's: {shown}",
+        hint=hint or "the backup may be damaged; try another backup and run 'respaldo verify'",
+    )
+
+
+class RowCheck:
+    """A worker's tables' row counts, checked against those the backup's snapshot
+    recorded (``meta``) as soon as the worker has loaded them, in its own session's stead
+    (:func:`_post_data_early`); ``checked`` holds their keys, which the restore's last
+    check then does not count again.
+
+    A count taken then is the count the last check would take: nothing after a table's
+    data (indexes, constraints, triggers, policies) adds or removes its rows, and each
+    is counted ``FROM ONLY`` (format 2: the rows its own data block holds). A backup of
+    format 1 counted a table with its inheritance children, which another worker may
+    still be loading: those are all left to the last check. pg_restore's COPY reports
+    how many rows it copied, but pg_restore prints no count, and the server's
+    statistics (``n_tup_ins``) are sent late and may be off: a ``count(*)`` is the one
+    trustworthy count."""
+
+    def __init__(self, meta: dict[str, Any], conninfo: ConnInfo) -> None:
+        recorded = meta.get("row_counts")
+        self._recorded: dict[str, int] = recorded if isinstance(recorded, dict) else {}
+        self._fmt = counts_format(meta)
+        self._conninfo = conninfo
+        self._lock = threading.Lock()
+        self.checked: set[str] = set()
+
+    def __call__(self, entries: list[TocEntry]) -> None:
+        """Count the tables of ``entries`` (TABLE DATA) whose counts the backup recorded
+        under their exact names; raise RestoreError if one differs."""
+        if self._fmt < 2:
+            return
+        tables: dict[str, tuple[str, str]] = {}
+        for entry in entries:
+            key = count_key(entry.namespace, entry.tag, self._fmt)
+            if entry.kind == "TABLE DATA" and entry.tag and key in self._recorded:
+                tables[key] = (entry.namespace, entry.tag)
+        if not tables:
+            return
+        counts = count_rows(self._conninfo, list(tables.values()), fmt=self._fmt)
+        wrong = [
+            f"{key}: {counts.get(key, 'missing')} rows, {self._recorded[key]} expected"
+            for key in sorted(tables)
+            if counts.get(key) != self._recorded[key]
+        ]
+        if wrong:
+            raise counts_differ(wrong)
+        with self._lock:
+            self.checked.update(tables)
 
 
 def _split(weights: dict[int, int], jobs: int) -> list[list[int]]:
@@ -441,6 +519,7 @@ def restore_arriving(
     bindir: Path | None,
     progress: Callable[[int], None],
     rows: Callable[[TocEntry], int] | None = None,
+    check_rows: Callable[[list[TocEntry]], None] | None = None,
 ) -> int:
     """Restore the custom-format dump ``chunks`` yields, a list of chunks at a time
     (``size`` bytes; it raises
@@ -461,7 +540,9 @@ def restore_arriving(
             yield
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
-        loading = pool.submit(_load, spool, size, noted, conninfo, jobs, no_owner, bindir, rows)
+        loading = pool.submit(
+            _load, spool, size, noted, conninfo, jobs, no_owner, bindir, rows, check_rows
+        )
         try:
             plan = _feed_while_loading(spool, loading, appended())
         finally:
@@ -532,6 +613,7 @@ def _load(
     no_owner: bool,
     bindir: Path | None,
     rows: Callable[[TocEntry], int] | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> Plan | None:
     """Pre-data from the table of contents, then the tables' data by ``jobs`` workers as
     it arrives; returns the plan followed (None: the data is left for the end)."""
@@ -551,7 +633,10 @@ def _load(
         return None
     _run_workers(
         spool.abort,
-        [partial(_feed, spool, plan, ids, conninfo, no_owner, bindir) for ids in plan.workers],
+        [
+            partial(_feed, spool, plan, ids, conninfo, no_owner, bindir, check_rows)
+            for ids in plan.workers
+        ],
     )
     return plan
 
@@ -563,6 +648,7 @@ def _feed(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> None:
     """One worker: pg_restore of ``ids``' data, fed the table of contents and then only
     those blocks, each checked to start with its own header as it is fed."""
@@ -582,7 +668,7 @@ def _feed(
             _check_block(source, plan.toc, dump_id, start, end, head=True)
             source.send(restore.stdin, start, end)
             _check_block(source, plan.toc, dump_id, start, end, head=False)
-    _post_data_early(spool.wait_done, spool.path, plan, ids, conninfo, no_owner, bindir)
+    _post_data_early(spool, spool.path, plan, ids, conninfo, no_owner, bindir, check_rows)
 
 
 def _check_block(
@@ -645,6 +731,7 @@ def restore_directory_arriving(
     no_owner: bool,
     bindir: Path | None,
     progress: Callable[[int], None],
+    check_rows: Callable[[list[TocEntry]], None] | None = None,
 ) -> int:
     """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
     workers while its files arrive; returns the bytes of the files.
@@ -684,6 +771,7 @@ def restore_directory_arriving(
             jobs,
             no_owner,
             bindir,
+            check_rows,
         )
         plan = _feed_while_loading(spool, loading, added())
     log.info(
@@ -717,9 +805,12 @@ def _load_directory(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> Plan | None:
     try:
-        return _plan_and_load(spool, order, sizes, rows, conninfo, jobs, no_owner, bindir)
+        return _plan_and_load(
+            spool, order, sizes, rows, conninfo, jobs, no_owner, bindir, check_rows
+        )
     except BaseException:
         spool.abort()  # the reader may wait for a worker to take what it read
         raise
@@ -734,6 +825,7 @@ def _plan_and_load(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> Plan | None:
     toc_path = spool.wait_file(TOC_FILE)
     converted = custom_from_directory(toc_path.read_bytes())
@@ -765,7 +857,10 @@ def _plan_and_load(
         return None
     _run_workers(
         spool.abort,
-        [partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir) for w in workers],
+        [
+            partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir, check_rows)
+            for w in workers
+        ],
     )
     return plan
 
@@ -808,6 +903,7 @@ def _feed_files(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
+    check_rows: Callable[[list[TocEntry]], None] | None,
 ) -> None:
     """One worker: pg_restore of ``entries``' data from a custom-format archive made on
     the fly: ``head`` (the converted table of contents), then one data block per entry,
@@ -825,4 +921,4 @@ def _feed_files(
             restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
             spool.send_block(entry.file or "", restore.stdin, integer)
     data_ids = [e.dump_id for e in entries]
-    _post_data_early(spool.wait_done, spool.directory, plan, data_ids, conninfo, no_owner, bindir)
+    _post_data_early(spool, spool.directory, plan, data_ids, conninfo, no_owner, bindir, check_rows)

@@ -377,6 +377,38 @@ def _count(
     return counts
 
 
+def count_rows(
+    conninfo: ConnInfo, tables: Sequence[tuple[str, str]], *, fmt: int = ROW_COUNTS_FORMAT
+) -> dict[str, int]:
+    """Count the rows of ``tables`` (schema, name) of ``conninfo.dbname`` as
+    :func:`exported_snapshot` counts every table (format ``fmt``, row-level security
+    off: a role subject to it fails rather than counting short), in one read-only
+    transaction; keyed by :func:`~respaldo.postgres.counts.count_key`. For a restore's
+    worker that counts the tables it has just loaded. Raises ConnectionFailed,
+    QueryFailed."""
+    query = sql.SQL(count_query(fmt))
+
+    def count(conn: Connection) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL row_security = off")
+            for schema, table in tables:
+                cur.execute(query.format(sql.Identifier(schema, table)))
+                row = cur.fetchone()
+                assert row is not None
+                counts[count_key(schema, table, fmt)] = int(row[0])
+        return counts
+
+    conn = connect(conninfo)
+    try:
+        conn.read_only = True
+        return _guarded(conninfo, "counting the restored rows", lambda: count(conn))
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        conn.close()
+
+
 _LOCK_BATCH = 500
 """Tables locked by one LOCK statement."""
 

@@ -14,10 +14,13 @@ import pytest
 from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
-from respaldo.errors import IntegrityError
+from respaldo.errors import IntegrityError, RestoreError
 from respaldo.operations.restore_feed import FileFeed
+from respaldo.operations.restore_parallel import RowCheck
+from respaldo.postgres.archive_offsets import TocEntry
 from respaldo.postgres.commands import RunningCommand
-from respaldo.repository import Manifest
+from respaldo.repository import BackupWriter, Manifest
+from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo, Run
@@ -41,11 +44,13 @@ def _backup(respaldo: Respaldo, dumped: str) -> str:
 
 
 def _watch_data_workers(
-    monkeypatch: pytest.MonkeyPatch, ran: list[list[str]] | None = None
+    monkeypatch: pytest.MonkeyPatch, ran: list[list[str]] | None = None, *, early: bool = False
 ) -> threading.Event:
     """An event set when a pg_restore that loads some tables' data from its stdin into a
     database (``--use-list``, no section, no archive file, no output file) has exited
-    successfully. ``ran`` gets the command line of every program that succeeded."""
+    successfully; with ``early``, when one that built a worker's own indexes and
+    constraints (``early-*.list``) has. ``ran`` gets the command line of every program
+    that succeeded."""
     loaded = threading.Event()
     real_wait = RunningCommand.wait
 
@@ -53,7 +58,10 @@ def _watch_data_workers(
         real_wait(self, timeout)
         if ran is not None:
             ran.append(list(self.argv))
-        if (
+        if early:
+            if self.program == "pg_restore" and any("/early-" in a for a in self.argv):
+                loaded.set()
+        elif (
             self.program == "pg_restore"
             and any(a.startswith("--use-list=") for a in self.argv)
             and not any(a.startswith(("--section=", "--file=")) for a in self.argv)
@@ -157,11 +165,58 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     dumped: str,
 ) -> None:
     backup_id = _backup(respaldo, dumped)
-    loaded = _watch_data_workers(monkeypatch)
-    reached = _hold_the_end(monkeypatch, loaded, fail=True)
+    # A worker that is done builds its own tables' indexes and keys in the staging
+    # database without waiting for the dump's checksum; the checksum then fails.
+    built = _watch_data_workers(monkeypatch, early=True)
+    reached = _hold_the_end(monkeypatch, built, fail=True)
     run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
-    assert reached == [True]  # the failure came in the middle of the parallel load
+    assert reached == [True]  # indexes had been built when the checksum failed
     assert "does not match its checksum" in run.err_lines[0]
+
+
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
+def test_a_worker_whose_row_counts_differ_fails_before_the_dumps_end(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    dumped: str,
+) -> None:
+    # A backup whose snapshot recorded one row more of every table than its dump holds:
+    # the same streams under a new id, with forged counts. A worker that has loaded its
+    # tables counts them before it builds their indexes (RowCheck), while the dump's end
+    # is still held.
+    backup_id = _backup(respaldo, dumped)
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    counts = manifest.meta["row_counts"]
+    forged_tables = sorted(t for t, n in counts.items() if n > 0)
+    for table in forged_tables:
+        counts[table] += 1
+    forged = backup_id[:-8] + "0badc0de"
+    manifest.backup_id = forged
+    with BackupWriter(repo, forged) as writer:
+        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(forged)))
+    assert respaldo.run("catalog", "rebuild").code == 0
+    caught = threading.Event()
+    real_check = RowCheck.__call__
+
+    def check(self: RowCheck, entries: list[TocEntry]) -> None:
+        try:
+            real_check(self, entries)
+        except RestoreError:
+            caught.set()
+            raise
+
+    monkeypatch.setattr(RowCheck, "__call__", check)
+    reached = _hold_the_end(monkeypatch, caught, fail=False)
+    run = _fails_leaving_nothing(respaldo, pg, forged, new_dbname, tmp_path)
+    assert reached == [True]  # a worker's count failed while the dump's end was held
+    assert "restored row counts differ from the backup's: " in run.err_lines[0], run.err
+    assert re.search(r"(\S+): (\d+) rows, (\d+) expected", run.err_lines[0]), run.err
+    for table, rows, expected in re.findall(r"(\S+): (\d+) rows, (\d+) expected", run.err):
+        assert table in forged_tables and int(expected) == int(rows) + 1
 
 
 def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(

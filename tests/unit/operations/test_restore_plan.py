@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from respaldo.operations import restore_parallel
+from respaldo.operations.restore_feed import Arrivals
 from respaldo.operations.restore_parallel import (
     ROW_BYTES,
     Plan,
@@ -231,23 +230,32 @@ def test_the_workers_post_data_steps_together_use_no_more_connections_than_jobs(
     in_flight: list[int] = []
     most = [0]
 
-    @contextlib.contextmanager
-    def fake_pg_restore(*_args: object, jobs: int = 1, **_kwargs: object) -> Iterator[None]:
+    class FakePgRestore:
         # Each step's pg_restore, while it runs, starts the next worker's step: all four
-        # at once, as when the workers end together with the read of the dump.
-        in_flight.append(jobs)
-        most[0] = max(most[0], sum(in_flight))
-        if len(in_flight) < 4:
-            step(len(in_flight))
-        yield
-        in_flight.pop()
+        # at once, as when the workers end together.
+        def __init__(self, *_args: object, jobs: int = 1, **_kwargs: object) -> None:
+            self.jobs = jobs
+
+        def __enter__(self) -> None:
+            in_flight.append(self.jobs)
+            most[0] = max(most[0], sum(in_flight))
+            if len(in_flight) < 4:
+                step(len(in_flight))
+
+        def __exit__(self, *exc: object) -> None:
+            in_flight.pop()
+
+        def kill(self) -> None:
+            raise AssertionError("the read was not abandoned")
+
+    arrivals = Arrivals()
 
     def step(w: int) -> None:
         restore_parallel._post_data_early(
-            lambda: None, tmp_path / "dump", plan, [20 + w], ConnInfo(dbname="x"), False, None
+            arrivals, tmp_path / "dump", plan, [20 + w], ConnInfo(dbname="x"), False, None, None
         )
 
-    monkeypatch.setattr(restore_parallel, "pg_restore", fake_pg_restore)
+    monkeypatch.setattr(restore_parallel, "pg_restore", FakePgRestore)
     step(0)
     assert sorted(plan.early) == [30 + 10 * w + i for w in range(4) for i in range(5)]
     # The first step starts while three workers still load (one session each).
