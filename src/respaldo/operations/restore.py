@@ -3,7 +3,8 @@
 Nothing unverified reaches the target. The dump is always restored into a *staging*
 database first: verified chunks stream into ``pg_restore --exit-on-error`` (or, for a
 parallel restore, into a spool file that ``jobs`` pg_restore workers load the tables'
-data from as it arrives, the post-data section waiting for the stream's SHA-256: see
+data from as it arrives, building each one's own indexes in staging once its rows are
+counted, the rest of the post-data section waiting for the stream's SHA-256: see
 :mod:`respaldo.operations.restore_parallel`). Only when the whole stream matched its
 checksum, pg_restore succeeded and every table's row count equals the count recorded in
 the backup's snapshot, is the staging database renamed to the target. A failure at any
@@ -712,7 +713,8 @@ def restore_stream_into(
                 progress(done)
         return done
     # The tables' data loads into the staging database while the dump still arrives;
-    # nothing after the data starts before the stream's checksum has matched
+    # only the workers' own indexes and keys (in staging) start before the stream's
+    # checksum has matched
     # (operations/restore_parallel.py, docs/disaster-recovery.md). A directory named after
     # this process holds the plaintext spool: if it is killed, the next restore (with the
     # same work directory) removes what it left. The spool stays 0600 in a 0700

@@ -8,21 +8,22 @@ tables, types, functions) in the staging database, and then ``N`` pg_restore pro
 each load the data of some of the tables (``--use-list``, the tables split by the sizes of
 their data blocks as the backup noted them and their rows (:data:`ROW_BYTES`), heaviest
 first to the least loaded), each fed
-from the spool, block by block, as the blocks arrive. Once the whole stream has been read
-and its checksum matched, a worker that is done builds the indexes, primary keys and
-foreign keys that need only its own tables (:func:`early_entries`), as ``pg_restore
---jobs`` does while other tables still load; when every worker is done, the spool gets
-its data offsets and one ``pg_restore --jobs N`` restores the rest (sequence values,
-large objects, foreign keys across workers, triggers…) from it.
+from the spool, block by block, as the blocks arrive. A worker that is done counts its
+tables' rows against the backup's (:class:`RowCheck`) and builds the indexes, primary
+keys and foreign keys that need only its own tables (:func:`early_entries`), as
+``pg_restore --jobs`` does while other tables still load; once the whole stream has
+been read and its checksum matched and every worker is done, the spool gets its data
+offsets and one ``pg_restore --jobs N`` restores the rest (sequence values, large
+objects, foreign keys across workers, triggers…) from it.
 
 Why this keeps "nothing unverified reaches the target": every byte handed to a
 pg_restore is of a chunk already authenticated and checked against its id; only the
-stream's completeness (its SHA-256) is known later. Until then, data goes into the
-staging database only (respaldo's own scratch database, not the target), and nothing
-after the data — not the post-data section, not the row-count check, not the rename —
-starts before the checksum has matched. If it does not match, or a chunk fails, every
-pg_restore is killed and the caller drops the staging database: the target is as it was.
-See docs/disaster-recovery.md.
+stream's completeness (its SHA-256) is known later. Until then, data and the workers'
+own indexes and keys go into the staging database only (respaldo's own scratch
+database, not the target), and the rest of the post-data section, the last row-count
+check and the rename start only once the checksum has matched. If it does not match,
+or a chunk or a count fails, every pg_restore is killed and the caller drops the
+staging database: the target is as it was. See docs/disaster-recovery.md.
 
 Where the data blocks are comes from the backup's notes (``dump_blocks``), used only
 where they fit the archive: every entry with data must have one, in the table of
