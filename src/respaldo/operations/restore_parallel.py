@@ -339,14 +339,22 @@ def _post_data_early(
     checked against its id; the rest of the post-data section, the last row counts and
     the rename still wait for the checksum, and a dump that fails it kills this step
     (:meth:`~respaldo.operations.restore_feed.Arrivals.stopped_by_abort`) and the staging
-    database is dropped. Waiting cost the restore the index builds of every worker but
-    the last one, serialized after the read (docs/benchmarks.md, session 11)."""
+    database is dropped. Waiting put every worker's builds after the read, the server
+    idle for them meanwhile (docs/benchmarks.md, session 11)."""
     if check_rows is not None:
         by_id = {e.dump_id: e for e in plan.toc.entries}
         # In this worker's own session's stead: the sessions stay within --jobs.
         check_rows([by_id[i] for i in data_ids if i in by_id])
     ids = early_entries(plan.toc, data_ids)
     with plan.sessions(len(ids)) as jobs:
+        # In the -v log: when each worker's step starts, against the checksum's match.
+        log.info(
+            "a worker has loaded %d tables (row counts checked); %d of their indexes and "
+            "constraints follow, %d sessions",
+            len(data_ids),
+            len(ids),
+            jobs,
+        )
         if not ids:
             return  # its loading session given back
         listed = source.with_name(f"early-{data_ids[0]}.list")

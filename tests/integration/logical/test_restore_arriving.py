@@ -14,6 +14,7 @@ import pytest
 from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
+from respaldo import postgres
 from respaldo.errors import IntegrityError, RestoreError
 from respaldo.operations.restore_feed import FileFeed
 from respaldo.operations.restore_parallel import RowCheck
@@ -146,8 +147,20 @@ def test_the_data_loads_while_the_dump_arrives(
     ran: list[list[str]] = []
     loaded = _watch_data_workers(monkeypatch, ran)
     reached = _hold_the_end(monkeypatch, loaded, fail=False)
-    respaldo.restore(backup_id, new_dbname, "--jobs", "2")
+    counted_at_end: list[object] = []
+    real_snapshot = postgres.exported_snapshot
+
+    def snapshot(conninfo: Any, **options: Any) -> Any:
+        counted_at_end.append(conninfo)
+        return real_snapshot(conninfo, **options)
+
+    monkeypatch.setattr(restore_module, "exported_snapshot", snapshot)
+    run = respaldo.restore(backup_id, new_dbname, "--jobs", "2")
     assert reached == [True], "no table's data was loaded before the dump's end"
+    # Each worker counted its own tables' rows: none is counted again at the end.
+    assert counted_at_end == []
+    recorded = respaldo.repository().load_manifest(backup_id).meta["row_counts"]
+    assert f"{len(recorded)} tables' row counts checked" in run.err, run.err
     # A worker that was done built its own tables' indexes before the last step.
     assert any("/early-" in arg for argv in ran for arg in argv)
     # Identical to the source, as a serial restore is (test_roundtrip).
