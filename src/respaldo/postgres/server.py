@@ -392,6 +392,10 @@ def count_rows(
         counts: dict[str, int] = {}
         with conn.cursor() as cur:
             cur.execute("SET LOCAL row_security = off")
+            # One process: the count stands in for a worker's session of the restore's
+            # --jobs, and the other workers still load; parallel workers of a scan
+            # would take cores beyond it.
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             for schema, table in tables:
                 cur.execute(query.format(sql.Identifier(schema, table)))
                 row = cur.fetchone()

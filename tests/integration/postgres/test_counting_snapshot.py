@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
-from respaldo.errors import PostgresError, RespaldoError
-from respaldo.postgres import counting_snapshot, create_database, pg_dump
+from respaldo.errors import PostgresError, QueryFailed, RespaldoError
+from respaldo.postgres import count_rows, counting_snapshot, create_database, pg_dump
 from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.waiting import wait_for
 
@@ -145,3 +145,28 @@ def test_the_count_starts_once_the_holder_locks_even_if_it_came_after_the_first_
             counts = snap.row_counts()
         application.rollback()
     assert counts == {"public.a": 100, "public.b": 2}
+
+
+def test_count_rows_counts_the_tables_given_each_without_its_children(
+    pg: TempCluster, new_dbname: str
+) -> None:
+    # A restore's worker counts the tables it has just loaded (RowCheck): in format 2,
+    # a parent's rows without those of its inheritance children, which another worker
+    # may still be loading; a table not named is not counted.
+    _tables(pg, new_dbname)
+    pg.execute(
+        'CREATE TABLE "x.y" (x int); INSERT INTO "x.y" VALUES (1);'
+        "CREATE TABLE child () INHERITS (b); INSERT INTO child VALUES (3), (4), (5)",
+        dbname=new_dbname,
+    )
+    counted = count_rows(pg.conninfo(new_dbname), [("public", "b"), ("public", "x.y")])
+    assert counted == {"public.b": 2, 'public."x.y"': 1}
+    assert count_rows(pg.conninfo(new_dbname), [("public", "b")], fmt=1) == {"public.b": 5}
+
+
+def test_count_rows_of_a_missing_table_is_a_query_failure(pg: TempCluster, new_dbname: str) -> None:
+    _tables(pg, new_dbname)
+    with pytest.raises(QueryFailed) as failed:
+        count_rows(pg.conninfo(new_dbname), [("public", "gone")])
+    assert "counting the restored rows" in str(failed.value), str(failed.value)
+    assert '"public.gone" does not exist' in str(failed.value), str(failed.value)
