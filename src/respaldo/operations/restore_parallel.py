@@ -368,7 +368,11 @@ def _post_data_early(
                 use_list=listed,
                 bindir=bindir,
             )
-            with restore, spool.stopped_by_abort(restore.kill):
+            # Around the wait for pg_restore (leaving ``restore`` is that wait), not
+            # inside it: the stop was gone before the index builds ran, and a dump that
+            # failed its checksum waited for them. ``cancel``: only a signal, from the
+            # aborting thread; this one reaps the child.
+            with spool.stopped_by_abort(restore.cancel), restore:
                 pass
         except PostgresError:
             if spool.aborted:

@@ -4,19 +4,24 @@ still leaves nothing behind: no staging database, no target, no spool."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 from sample.cluster import TempCluster
 
 import respaldo.operations.restore as restore_module
 from respaldo import postgres
 from respaldo.errors import IntegrityError, RestoreError
-from respaldo.operations.restore_feed import FileFeed
+from respaldo.operations import restore_parallel
+from respaldo.operations.restore_feed import Arrivals, FileFeed
 from respaldo.operations.restore_parallel import RowCheck
 from respaldo.postgres.archive_offsets import TocEntry
 from respaldo.postgres.commands import RunningCommand
@@ -185,6 +190,78 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
     assert reached == [True]  # indexes had been built when the checksum failed
     assert "does not match its checksum" in run.err_lines[0]
+
+
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
+def test_a_bad_checksum_kills_a_workers_index_builds_still_running(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    dumped: str,
+) -> None:
+    # The first worker that is done finds its tables locked (EXCLUSIVE: its row count
+    # reads them, its index builds and keys wait): its post-data step is still running
+    # when the checksum fails, and only the abandoned read may end it (the lock is let
+    # go once the read was abandoned). Killed, it does not hold the failure up.
+    backup_id = _backup(respaldo, dumped)
+    holders: list[psycopg.Connection[Any]] = []
+    held: list[str] = []  # the lists of the steps that find their tables locked
+    real_early = restore_parallel._post_data_early
+
+    def early(spool: Any, source: Path, plan: Any, data_ids: list[int], conninfo: Any,
+              *rest: Any) -> None:  # fmt: skip
+        if not holders:
+            by_id = {e.dump_id: e for e in plan.toc.entries}
+            tables = [by_id[i] for i in data_ids if by_id[i].kind == "TABLE DATA"]
+            holder = postgres.connect(conninfo)
+            holders.append(holder)
+            held.append(f"/early-{data_ids[0]}.list")
+            holder.execute(
+                sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(t.namespace, t.tag) for t in tables)
+                )
+            )
+        real_early(spool, source, plan, data_ids, conninfo, *rest)
+
+    def release() -> None:
+        for holder in holders:
+            with contextlib.suppress(psycopg.Error):
+                holder.close()  # its transaction, and the lock, end
+
+    real_abort = Arrivals.abort
+
+    def abort(self: Arrivals) -> None:
+        real_abort(self)
+        release()
+
+    running = threading.Event()
+    exits: list[int | None] = []
+    real_wait = RunningCommand.wait
+
+    def wait(self: RunningCommand, timeout: float | None = None) -> None:
+        locked = self.program == "pg_restore" and any(a.endswith(tuple(held)) for a in self.argv)
+        if locked:
+            running.set()  # blocked on the lock until the read is abandoned
+        try:
+            real_wait(self, timeout)
+        finally:
+            if locked:
+                exits.append(self.returncode)
+
+    monkeypatch.setattr(restore_parallel, "_post_data_early", early)
+    monkeypatch.setattr(Arrivals, "abort", abort)
+    monkeypatch.setattr(RunningCommand, "wait", wait)
+    reached = _hold_the_end(monkeypatch, running, fail=True)
+    try:
+        run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
+    finally:
+        release()
+    assert reached == [True]  # an index build was running when the checksum failed
+    assert "does not match its checksum" in run.err_lines[0], run.err
+    # Killed, not left to finish (both workers' steps, when they came at once).
+    assert exits and set(exits) == {-signal.SIGKILL}, exits
 
 
 @pytest.mark.parametrize("dumped", ["custom", "directory"])

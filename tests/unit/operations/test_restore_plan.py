@@ -245,7 +245,7 @@ def test_the_workers_post_data_steps_together_use_no_more_connections_than_jobs(
         def __exit__(self, *exc: object) -> None:
             in_flight.pop()
 
-        def kill(self) -> None:
+        def cancel(self) -> None:
             raise AssertionError("the read was not abandoned")
 
     arrivals = Arrivals()
