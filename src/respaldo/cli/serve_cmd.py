@@ -25,7 +25,7 @@ from respaldo.operations.models import to_json_list
 if TYPE_CHECKING:
     import uvicorn
 
-    from respaldo.scheduling.plan import EntryInfo
+    from respaldo.operations.schedule import EntryInfo
     from respaldo.scheduling.service import Service
 
 _SIGNAL_CHECK_SECONDS = 0.5
@@ -153,7 +153,7 @@ def listening_on(settings: Settings, server: uvicorn.Server) -> str:
 
 
 def _list(settings: Settings, count: int, as_json: bool) -> None:
-    from respaldo.scheduling.plan import schedule_listing
+    from respaldo.operations.schedule import schedule_listing
 
     with Context.open(settings) as context:
         entries = schedule_listing(context, datetime.now(UTC), count)

@@ -418,7 +418,7 @@ class _History:
 def _physical_expected(
     settings: Settings, db: DatabaseSettings, archived: bool, history: _History | None
 ) -> bool:
-    """As the schedule decides (scheduling/plan.py): the database's own incremental
+    """As the schedule decides (operations/schedule.py): the database's own incremental
     schedule, else the default one where its WAL is archived; ``off`` is off. A physical
     backup in the catalog counts as archived (the repository may be unreadable)."""
     had_physical = history is not None and history.last_attempt[BackupKind.INCREMENTAL] is not None

@@ -2,7 +2,7 @@
 
 Words used here:
 
-- *schedule* (:class:`~respaldo.scheduling.plan.Entry`): a name (``full:erp``,
+- *schedule* (:class:`~respaldo.operations.schedule.Entry`): a name (``full:erp``,
   ``cleanup``), a cron expression in ``[schedules] time_zone``, and the job it submits.
 - *service* (:class:`~respaldo.scheduling.service.Service`): APScheduler firing the
   schedules in this process; each firing submits a job and runs it in a worker thread.

@@ -59,9 +59,9 @@ from respaldo.errors import (
 from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
+from respaldo.operations.schedule import Entry, entries, time_zone
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.operations.scrub import Scrubber
-from respaldo.scheduling.plan import Entry, entries, time_zone
 
 log = logging.getLogger(__name__)
 

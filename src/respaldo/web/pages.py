@@ -36,14 +36,23 @@ from respaldo.domain import (
     Permission,
 )
 from respaldo.errors import AuthenticationFailed, InvalidInput, RespaldoError, TooManyAttempts
-from respaldo.operations import admin, alerts, audit, jobs, listing, prune_report, status, users
+from respaldo.operations import (
+    admin,
+    alerts,
+    audit,
+    jobs,
+    listing,
+    prune_report,
+    schedule,
+    status,
+    users,
+)
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
 from respaldo.operations.workers import Workers
-from respaldo.scheduling import plan
 from respaldo.web import i18n, session
 from respaldo.web.chart import Series, line_chart
 from respaldo.web.i18n import Formatter
@@ -124,7 +133,7 @@ def _zone(ctx: Context) -> tzinfo:
     page's times read as its cron times do. UTC if it is not a zone (the service's
     schedule refuses to start then, and says why)."""
     try:
-        return plan.time_zone(ctx.settings)
+        return schedule.time_zone(ctx.settings)
     except RespaldoError:
         return UTC
 
@@ -749,7 +758,7 @@ def _chart(page: Page, found: listing.BackupListing) -> Markup | None:
 def schedule_page(page: PageDep) -> Response:
     if (refused := _guard(page, Permission.READ)) is not None:
         return refused
-    entries = plan.schedule_listing(page.ctx, datetime.now(UTC), 3)
+    entries = schedule.schedule_listing(page.ctx, datetime.now(UTC), 3)
     return render(page, "schedule.html", "schedule", entries=entries)
 
 

@@ -16,7 +16,7 @@ from respaldo.cancellation import current as current_token
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
-from respaldo.scheduling.plan import entries
+from respaldo.operations.schedule import entries
 from respaldo.scheduling.service import Service
 from tests.integration.api.conftest import CatalogRole
 from tests.waiting import wait_for

@@ -18,8 +18,8 @@ from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.reports import month_bounds, previous_month
+from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
-from respaldo.scheduling.plan import entries
 from tests.servers.notify import Smtp, smtp  # noqa: F401
 
 pytestmark = pytest.mark.integration

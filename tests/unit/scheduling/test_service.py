@@ -23,7 +23,7 @@ from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
-from respaldo.scheduling.plan import entries
+from respaldo.operations.schedule import entries
 from respaldo.scheduling.service import Service
 from tests.waiting import wait_for
 

@@ -10,7 +10,7 @@ import pytest
 from respaldo.config import Settings
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
-from respaldo.scheduling.plan import Entry, _fire_times, describe, entries, trigger
+from respaldo.operations.schedule import Entry, _fire_times, describe, entries, trigger
 
 MEXICO = ZoneInfo("America/Mexico_City")
 MADRID = ZoneInfo("Europe/Madrid")
