@@ -328,7 +328,7 @@ def _post_data_early(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> None:
     """After a worker: its tables' row counts checked (``check_rows``), then the indexes
     and constraints of its tables (:func:`early_entries`) built at once, by ``pg_restore
@@ -341,17 +341,19 @@ def _post_data_early(
     (:meth:`~respaldo.operations.restore_feed.Arrivals.stopped_by_abort`) and the staging
     database is dropped. Waiting put every worker's builds after the read, the server
     idle for them meanwhile (docs/benchmarks.md, session 11)."""
+    counted = 0
     if check_rows is not None:
         by_id = {e.dump_id: e for e in plan.toc.entries}
         # In this worker's own session's stead: the sessions stay within --jobs.
-        check_rows([by_id[i] for i in data_ids if i in by_id])
+        counted = check_rows([by_id[i] for i in data_ids if i in by_id])
     ids = early_entries(plan.toc, data_ids)
     with plan.sessions(len(ids)) as jobs:
         # In the -v log: when each worker's step starts, against the checksum's match.
         log.info(
-            "a worker has loaded %d tables (row counts checked); %d of their indexes and "
-            "constraints follow, %d sessions",
+            "a worker has loaded %d tables (%d row counts checked, any other at the end); "
+            "%d of their indexes and constraints follow, %d sessions",
             len(data_ids),
+            counted,
             len(ids),
             jobs,
         )
@@ -439,18 +441,19 @@ class RowCheck:
         self._lock = threading.Lock()
         self.checked: set[str] = set()
 
-    def __call__(self, entries: list[TocEntry]) -> None:
+    def __call__(self, entries: list[TocEntry]) -> int:
         """Count the tables of ``entries`` (TABLE DATA) whose counts the backup recorded
-        under their exact names; raise RestoreError if one differs."""
+        under their exact names; raise RestoreError if one differs. Returns how many were
+        counted (the others are left to the last check)."""
         if self._fmt < 2:
-            return
+            return 0
         tables: dict[str, tuple[str, str]] = {}
         for entry in entries:
             key = count_key(entry.namespace, entry.tag, self._fmt)
             if entry.kind == "TABLE DATA" and entry.tag and key in self._recorded:
                 tables[key] = (entry.namespace, entry.tag)
         if not tables:
-            return
+            return 0
         counts = count_rows(self._conninfo, list(tables.values()), fmt=self._fmt)
         wrong = [
             f"{key}: {counts.get(key, 'missing')} rows, {self._recorded[key]} expected"
@@ -461,6 +464,7 @@ class RowCheck:
             raise counts_differ(wrong)
         with self._lock:
             self.checked.update(tables)
+        return len(tables)
 
 
 def _split(weights: dict[int, int], jobs: int) -> list[list[int]]:
@@ -532,7 +536,7 @@ def restore_arriving(
     bindir: Path | None,
     progress: Callable[[int], None],
     rows: Callable[[TocEntry], int] | None = None,
-    check_rows: Callable[[list[TocEntry]], None] | None = None,
+    check_rows: Callable[[list[TocEntry]], int] | None = None,
 ) -> int:
     """Restore the custom-format dump ``chunks`` yields, a list of chunks at a time
     (``size`` bytes; it raises
@@ -626,7 +630,7 @@ def _load(
     no_owner: bool,
     bindir: Path | None,
     rows: Callable[[TocEntry], int] | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> Plan | None:
     """Pre-data from the table of contents, then the tables' data by ``jobs`` workers as
     it arrives; returns the plan followed (None: the data is left for the end)."""
@@ -661,7 +665,7 @@ def _feed(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> None:
     """One worker: pg_restore of ``ids``' data, fed the table of contents and then only
     those blocks, each checked to start with its own header as it is fed."""
@@ -744,7 +748,7 @@ def restore_directory_arriving(
     no_owner: bool,
     bindir: Path | None,
     progress: Callable[[int], None],
-    check_rows: Callable[[list[TocEntry]], None] | None = None,
+    check_rows: Callable[[list[TocEntry]], int] | None = None,
 ) -> int:
     """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
     workers while its files arrive; returns the bytes of the files.
@@ -818,7 +822,7 @@ def _load_directory(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> Plan | None:
     try:
         return _plan_and_load(
@@ -838,7 +842,7 @@ def _plan_and_load(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> Plan | None:
     toc_path = spool.wait_file(TOC_FILE)
     converted = custom_from_directory(toc_path.read_bytes())
@@ -916,7 +920,7 @@ def _feed_files(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], None] | None,
+    check_rows: Callable[[list[TocEntry]], int] | None,
 ) -> None:
     """One worker: pg_restore of ``entries``' data from a custom-format archive made on
     the fly: ``head`` (the converted table of contents), then one data block per entry,

@@ -292,9 +292,9 @@ def test_a_worker_whose_row_counts_differ_fails_before_the_dumps_end(
     caught = threading.Event()
     real_check = RowCheck.__call__
 
-    def check(self: RowCheck, entries: list[TocEntry]) -> None:
+    def check(self: RowCheck, entries: list[TocEntry]) -> int:
         try:
-            real_check(self, entries)
+            return real_check(self, entries)
         except RestoreError:
             caught.set()
             raise
