@@ -413,6 +413,45 @@ def count_rows(
         conn.close()
 
 
+# Leaf partitions under a hash-partitioned table, with their tree's root. pg_dump loads
+# such a leaf's rows through the root when the hash follows values a new database gives
+# anew (an enum's OIDs: PostgreSQL commit 012ffb365), so a restore may route them to
+# another leaf of the same tree: only the tree's total is the backup's.
+_HASH_LEAVES = """
+SELECT ln.nspname, l.relname, rn.nspname, r.relname
+  FROM pg_catalog.pg_class l
+  JOIN pg_catalog.pg_namespace ln ON ln.oid = l.relnamespace
+  JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(l.oid)
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+ WHERE l.relispartition AND l.relkind = 'r'
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(l.oid) a
+                 JOIN pg_catalog.pg_partitioned_table t ON t.partrelid = a.relid
+                WHERE t.partstrat = 'h')
+"""
+
+
+def hash_partition_leaves(conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT) -> dict[str, str]:
+    """Every leaf partition of ``conninfo.dbname`` under a hash-partitioned table, keyed
+    as :func:`count_rows` keys it, with its tree's root (keyed alike). Raises
+    ConnectionFailed, QueryFailed."""
+
+    def query(conn: Connection) -> dict[str, str]:
+        rows = conn.execute(_HASH_LEAVES).fetchall()
+        return {
+            count_key(str(ls), str(lt), fmt): count_key(str(rs), str(rt), fmt)
+            for ls, lt, rs, rt in rows
+        }
+
+    conn = connect(conninfo)
+    try:
+        conn.read_only = True
+        return _guarded(conninfo, "listing the hash partitions", lambda: query(conn))
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        conn.close()
+
+
 _LOCK_BATCH = 500
 """Tables locked by one LOCK statement."""
 
