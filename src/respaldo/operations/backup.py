@@ -37,7 +37,7 @@ from respaldo.postgres import (
     server_info,
 )
 from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
-from respaldo.postgres.server import READ_EVERY_ROW, table_sizes
+from respaldo.postgres.server import READ_EVERY_ROW, hash_keys_over_enums, table_sizes
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -50,6 +50,8 @@ DUMP_BLOCKS = "dump_blocks"
 """The manifest's ``meta`` key of where the dump's data blocks start (dump id, as text,
 -> offset in the dump stream; see :class:`respaldo.postgres.toc.BlockStarts`)."""
 TABLE_SIZES = "table_sizes"
+THROUGH_ROOT = "load_via_partition_root"
+"""The tables that made the dump load every partition through its partitioned table."""
 ENCODING = "encoding"
 """The backed-up database's encoding (meta key): pg_restore --list prints names in it."""
 """The manifest's ``meta`` key of the tables' sizes (``schema.table`` -> bytes, on the
@@ -132,6 +134,12 @@ def _dump(
         with counting_snapshot(conninfo, fmt=ROW_COUNTS_FORMAT, holder=holder) as snapshot:
             # For 'respaldo ls' (the dump's table of contents holds no sizes).
             meta[TABLE_SIZES] = table_sizes(conninfo)
+            # Tables whose rows a new database would not take partition by partition:
+            # the whole dump loads through partitioned tables then (pg_dump's option is
+            # for every table), and the restore checks those trees by their totals.
+            through_root = hash_keys_over_enums(conninfo)
+            if through_root:
+                meta[THROUGH_ROOT] = through_root
             if db.schema_version_query:
                 meta["schema_version"] = _schema_version(conninfo, db.schema_version_query, tools)
             try:
@@ -148,6 +156,7 @@ def _dump(
                         spool=db.dump_spool_dir,
                         encoding=snapshot.server_encoding,
                         application_name=holder,
+                        load_via_partition_root=bool(through_root),
                     )
                 else:
                     with pg_dump(
@@ -156,6 +165,7 @@ def _dump(
                         bindir=tools.bindir,
                         encoding=snapshot.server_encoding,
                         application_name=holder,
+                        load_via_partition_root=bool(through_root),
                     ) as dump:
                         # Where each table's data starts: restore --table reads only those.
                         blocks = BlockStarts(dump.stdout)

@@ -455,6 +455,7 @@ def pg_dump(
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
     application_name: str | None = None,
+    load_via_partition_root: bool = False,
 ) -> RunningCommand:
     """Start ``pg_dump --format=custom --compress=0`` of ``conninfo.dbname`` to stdout.
 
@@ -469,12 +470,16 @@ def pg_dump(
     ``.stdout`` to its end, then leaves the context (or calls ``.wait()``), which raises
     PostgresError on failure. Raises ToolNotFound before starting. ``application_name``
     names pg_dump's session (default: pg_dump's own, or the DSN's).
+    ``load_via_partition_root`` loads every partition's rows through its partitioned
+    table (for the tables of :func:`~respaldo.postgres.server.hash_keys_over_enums`).
     """
     build = ["--format=custom", "--compress=0", "--no-password"]
     if snapshot is not None:
         build.append(f"--snapshot={snapshot}")
     if lock_wait_timeout_ms is not None:
         build.append(f"--lock-wait-timeout={int(lock_wait_timeout_ms)}")
+    if load_via_partition_root:
+        build.append("--load-via-partition-root")
     build += _encoding_option(encoding)
     return _start(
         "pg_dump",
@@ -499,6 +504,7 @@ def pg_dump_directory(
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
     application_name: str | None = None,
+    load_via_partition_root: bool = False,
 ) -> RunningCommand:
     """Start ``pg_dump --format=directory --jobs=JOBS --compress=0 --verbose`` into
     ``directory`` (which must not exist yet; its parent should be private).
@@ -509,8 +515,8 @@ def pg_dump_directory(
     caller's locale (its messages are not translated). ``progress`` sees every line
     of stderr; the lines it does not keep are left out of the error message. Leaving the
     context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
-    ``jobs`` < 1, ToolNotFound before starting. ``encoding``, ``application_name``: see
-    :func:`pg_dump`.
+    ``jobs`` < 1, ToolNotFound before starting. ``encoding``, ``application_name``,
+    ``load_via_partition_root``: see :func:`pg_dump`.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -524,6 +530,8 @@ def pg_dump_directory(
     ]
     if snapshot is not None:
         build.append(f"--snapshot={snapshot}")
+    if load_via_partition_root:
+        build.append("--load-via-partition-root")
     build += _encoding_option(encoding)
     return _start(
         "pg_dump",

@@ -724,6 +724,60 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
     return {count_key(schema, table): int(size) for schema, table, size in rows}
 
 
+# Hash-partitioned tables whose key holds an enum inside another type (an array, a
+# composite, a range, through domains too; not a multirange: pg_range names them from
+# PostgreSQL 14 on, and this runs on older servers too). An enum's hash follows its
+# values' OIDs, which a new database numbers anew: a row dumped from one partition may
+# belong to another there. pg_dump loads a table through its root itself only when the
+# key is an enum or a domain over one (PostgreSQL commit 012ffb365); these it writes
+# straight into each partition, and the restore fails ("violates partition constraint").
+_HASH_KEYS_OVER_ENUMS = """
+WITH RECURSIVE key_types(partrelid, typid, nested) AS (
+    SELECT pt.partrelid, a.atttypid, false
+      FROM pg_catalog.pg_partitioned_table pt
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = pt.partrelid AND a.attnum = ANY (pt.partattrs::int2[])
+     WHERE pt.partstrat = 'h'
+    UNION
+    SELECT k.partrelid, inner_type.typid, k.nested OR inner_type.wraps
+      FROM key_types k
+      JOIN pg_catalog.pg_type t ON t.oid = k.typid
+     CROSS JOIN LATERAL (
+        SELECT t.typbasetype AS typid, false AS wraps WHERE t.typtype = 'd'
+        UNION ALL
+        SELECT t.typelem, true WHERE t.typcategory = 'A' AND t.typelem <> 0
+        UNION ALL
+        SELECT r.rngsubtype, true FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid
+        UNION ALL
+        SELECT c.atttypid, true FROM pg_catalog.pg_attribute c
+         WHERE t.typtype = 'c' AND c.attrelid = t.typrelid AND c.attnum > 0
+           AND NOT c.attisdropped
+     ) inner_type
+)
+SELECT DISTINCT n.nspname, c.relname
+  FROM key_types k
+  JOIN pg_catalog.pg_type t ON t.oid = k.typid
+  JOIN pg_catalog.pg_class c ON c.oid = k.partrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.typtype = 'e' AND k.nested
+ ORDER BY 1, 2
+"""
+
+
+def hash_keys_over_enums(conninfo: ConnInfo) -> list[str]:
+    """The hash-partitioned tables of ``conninfo.dbname`` (keyed as
+    :func:`~respaldo.postgres.counts.count_key`) that a dump must load through their root
+    table, which pg_dump does not see by itself (``_HASH_KEYS_OVER_ENUMS``). Raises
+    ConnectionFailed, QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        rows = _guarded(
+            conninfo,
+            "reading the partition keys",
+            lambda: conn.execute(_HASH_KEYS_OVER_ENUMS).fetchall(),
+        )
+    return [count_key(str(schema), str(table)) for schema, table in rows]
+
+
 # --- databases ---------------------------------------------------------------------------
 
 
