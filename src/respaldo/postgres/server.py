@@ -434,22 +434,16 @@ def hash_partition_leaves(conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT) -
     """Every leaf partition of ``conninfo.dbname`` under a hash-partitioned table, keyed
     as :func:`count_rows` keys it, with its tree's root (keyed alike). Raises
     ConnectionFailed, QueryFailed."""
-
-    def query(conn: Connection) -> dict[str, str]:
-        rows = conn.execute(_HASH_LEAVES).fetchall()
-        return {
-            count_key(str(ls), str(lt), fmt): count_key(str(rs), str(rt), fmt)
-            for ls, lt, rs, rt in rows
-        }
-
-    conn = connect(conninfo)
-    try:
-        conn.read_only = True
-        return _guarded(conninfo, "listing the hash partitions", lambda: query(conn))
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            conn.rollback()
-        conn.close()
+    with connect(conninfo, autocommit=True) as conn:
+        rows = _guarded(
+            conninfo,
+            "listing the hash partitions",
+            lambda: conn.execute(_HASH_LEAVES).fetchall(),
+        )
+    return {
+        count_key(str(ls), str(lt), fmt): count_key(str(rs), str(rt), fmt)
+        for ls, lt, rs, rt in rows
+    }
 
 
 _LOCK_BATCH = 500

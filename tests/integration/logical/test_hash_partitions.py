@@ -40,13 +40,19 @@ _ROWS = "SELECT color::text, n FROM public.pinturas ORDER BY n"
 _PLACES = "SELECT tableoid::regclass::text, count(*) FROM public.pinturas GROUP BY 1 ORDER BY 1"
 
 
+def _backed_up(respaldo: Respaldo, pg: TempCluster, statements: tuple[str, ...]) -> str:
+    """The id of a backup of the source database after ``statements`` ran in it."""
+    for statement in statements:
+        pg.execute(statement, dbname=respaldo.dbname)
+    backup_id: str = respaldo.backup()["id"]
+    return backup_id
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_table_hash_partitioned_on_an_enum_restores(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs: str
 ) -> None:
-    for statement in _TABLE:
-        pg.execute(statement, dbname=respaldo.dbname)
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backed_up(respaldo, pg, _TABLE)
 
     run = respaldo.restore(backup_id, new_dbname, "--jobs", jobs)
 
@@ -59,9 +65,7 @@ def test_a_table_hash_partitioned_on_an_enum_restores(
 
 
 def test_a_restore_test_of_it_passes(respaldo: Respaldo, pg: TempCluster) -> None:
-    for statement in _TABLE:
-        pg.execute(statement, dbname=respaldo.dbname)
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backed_up(respaldo, pg, _TABLE)
     drill = respaldo.run("drill", backup_id)
     assert drill.code == 0, str(drill)
     assert staging_databases(pg) == set()
@@ -71,9 +75,7 @@ def test_a_restore_test_of_it_passes(respaldo: Respaldo, pg: TempCluster) -> Non
 def test_a_hash_partitioned_table_whose_total_differs_is_refused(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs: str
 ) -> None:
-    for statement in _TABLE:
-        pg.execute(statement, dbname=respaldo.dbname)
-    backup_id = respaldo.backup()["id"]
+    backup_id = _backed_up(respaldo, pg, _TABLE)
     # The same streams under a new id, whose snapshot recorded one row more in one
     # partition than the dump holds: the tree's total differs.
     repo = respaldo.repository()
@@ -114,7 +116,7 @@ def test_a_hash_key_holding_an_enum_inside_another_type_restores(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs: str, key: str
 ) -> None:
     key_type, value = _NESTED[key]
-    for statement in (
+    statements = (
         "CREATE TYPE public.tono AS ENUM ('rojo', 'verde', 'azul', 'negro', 'blanco', 'gris')",
         "CREATE TYPE public.par AS (t public.tono, x int)",
         "CREATE TYPE public.tonos AS RANGE (subtype = public.tono)",
@@ -125,9 +127,8 @@ def test_a_hash_key_holding_an_enum_inside_another_type_restores(
             for r in range(3)
         ),
         f"INSERT INTO public.muestras SELECT {value}, i FROM generate_series(1, 3000) i",
-    ):
-        pg.execute(statement, dbname=respaldo.dbname)
-    backup_id = respaldo.backup()["id"]
+    )
+    backup_id = _backed_up(respaldo, pg, statements)
     meta = respaldo.repository().load_manifest(backup_id).meta
     assert meta["load_via_partition_root"] == ["public.muestras"]
 
