@@ -413,6 +413,13 @@ def count_rows(
         conn.close()
 
 
+def _catalog_rows(conninfo: ConnInfo, doing: str, query: str) -> list[TupleRow]:
+    """The rows of one query of the system catalogs, outside any transaction. Raises
+    ConnectionFailed, QueryFailed (naming what was being done)."""
+    with connect(conninfo, autocommit=True) as conn:
+        return _guarded(conninfo, doing, lambda: conn.execute(query).fetchall())
+
+
 # Leaf partitions under a hash-partitioned table, with their tree's root. pg_dump loads
 # such a leaf's rows through the root when the hash follows values a new database gives
 # anew (an enum's OIDs: PostgreSQL commit 012ffb365), so a restore may route them to
@@ -434,12 +441,7 @@ def hash_partition_leaves(conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT) -
     """Every leaf partition of ``conninfo.dbname`` under a hash-partitioned table, keyed
     as :func:`count_rows` keys it, with its tree's root (keyed alike). Raises
     ConnectionFailed, QueryFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        rows = _guarded(
-            conninfo,
-            "listing the hash partitions",
-            lambda: conn.execute(_HASH_LEAVES).fetchall(),
-        )
+    rows = _catalog_rows(conninfo, "listing the hash partitions", _HASH_LEAVES)
     return {
         count_key(str(ls), str(lt), fmt): count_key(str(rs), str(rt), fmt)
         for ls, lt, rs, rt in rows
@@ -709,12 +711,7 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
     maps; no indexes) of every ordinary table and leaf partition: what ``respaldo ls``
     shows of a backup. Read from the catalog at once (sizes are not part of a snapshot).
     Raises ConnectionFailed, QueryFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        rows = _guarded(
-            conninfo,
-            "reading the tables' sizes",
-            lambda: conn.execute(_TABLE_SIZES).fetchall(),
-        )
+    rows = _catalog_rows(conninfo, "reading the tables' sizes", _TABLE_SIZES)
     return {count_key(schema, table): int(size) for schema, table, size in rows}
 
 
@@ -763,12 +760,7 @@ def hash_keys_over_enums(conninfo: ConnInfo) -> list[str]:
     :func:`~respaldo.postgres.counts.count_key`) that a dump must load through their root
     table, which pg_dump does not see by itself (``_HASH_KEYS_OVER_ENUMS``). Raises
     ConnectionFailed, QueryFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        rows = _guarded(
-            conninfo,
-            "reading the partition keys",
-            lambda: conn.execute(_HASH_KEYS_OVER_ENUMS).fetchall(),
-        )
+    rows = _catalog_rows(conninfo, "reading the partition keys", _HASH_KEYS_OVER_ENUMS)
     return [count_key(str(schema), str(table)) for schema, table in rows]
 
 
