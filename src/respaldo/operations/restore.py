@@ -75,6 +75,7 @@ from respaldo.operations.pardump import (
 from respaldo.operations.restore_feed import write_all
 from respaldo.operations.restore_parallel import (
     RowCheck,
+    count_difference,
     counts_differ,
     restore_arriving,
     restore_directory_arriving,
@@ -1032,7 +1033,7 @@ def row_count_differences(
     if differ:
         differ -= rerouted(recorded, actual, hash_partition_leaves(conninfo, fmt=fmt), differ)
     wrong = [
-        f"{table}: {actual.get(table, 'missing')} rows, {count} expected"
+        count_difference(table, actual.get(table), count)
         if count is not None
         else f"{table}: {_UNCOUNTED}"
         for table, count in sorted(expected.items())

@@ -320,6 +320,11 @@ def _loaded_tables(toc: ArchiveToc, by_id: dict[int, TocEntry], data_ids: list[i
     return loaded
 
 
+CheckRows = Callable[[list[TocEntry]], int]
+"""Counts a worker's loaded tables against the backup's, raising if one differs;
+returns how many it counted (:class:`RowCheck`)."""
+
+
 def _post_data_early(
     spool: _Arrivals,
     source: Path,
@@ -328,7 +333,7 @@ def _post_data_early(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> None:
     """After a worker: its tables' row counts checked (``check_rows``), then the indexes
     and constraints of its tables (:func:`early_entries`) built at once, by ``pg_restore
@@ -408,6 +413,12 @@ def rows_of(meta: dict[str, Any]) -> Callable[[TocEntry], int]:
     return rows
 
 
+def count_difference(table: str, counted: int | None, recorded: int) -> str:
+    """One line of :func:`counts_differ`: a table counted ``counted`` rows (None: not
+    found) where the backup recorded ``recorded``."""
+    return f"{table}: {'missing' if counted is None else counted} rows, {recorded} expected"
+
+
 def counts_differ(wrong: list[str], hint: str | None = None) -> RestoreError:
     """The error of a restore whose row counts differ from the backup's (``wrong``: one
     line per table)."""
@@ -468,7 +479,7 @@ class RowCheck:
             return 0
         counts = count_rows(self._conninfo, list(tables.values()), fmt=self._fmt)
         wrong = [
-            f"{key}: {counts.get(key, 'missing')} rows, {self._recorded[key]} expected"
+            count_difference(key, counts.get(key), self._recorded[key])
             for key in sorted(tables)
             if counts.get(key) != self._recorded[key]
         ]
@@ -548,7 +559,7 @@ def restore_arriving(
     bindir: Path | None,
     progress: Callable[[int], None],
     rows: Callable[[TocEntry], int] | None = None,
-    check_rows: Callable[[list[TocEntry]], int] | None = None,
+    check_rows: CheckRows | None = None,
 ) -> int:
     """Restore the custom-format dump ``chunks`` yields, a list of chunks at a time
     (``size`` bytes; it raises
@@ -642,7 +653,7 @@ def _load(
     no_owner: bool,
     bindir: Path | None,
     rows: Callable[[TocEntry], int] | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> Plan | None:
     """Pre-data from the table of contents, then the tables' data by ``jobs`` workers as
     it arrives; returns the plan followed (None: the data is left for the end)."""
@@ -677,7 +688,7 @@ def _feed(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> None:
     """One worker: pg_restore of ``ids``' data, fed the table of contents and then only
     those blocks, each checked to start with its own header as it is fed."""
@@ -760,7 +771,7 @@ def restore_directory_arriving(
     no_owner: bool,
     bindir: Path | None,
     progress: Callable[[int], None],
-    check_rows: Callable[[list[TocEntry]], int] | None = None,
+    check_rows: CheckRows | None = None,
 ) -> int:
     """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
     workers while its files arrive; returns the bytes of the files.
@@ -834,7 +845,7 @@ def _load_directory(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> Plan | None:
     try:
         return _plan_and_load(
@@ -854,7 +865,7 @@ def _plan_and_load(
     jobs: int,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> Plan | None:
     toc_path = spool.wait_file(TOC_FILE)
     converted = custom_from_directory(toc_path.read_bytes())
@@ -932,7 +943,7 @@ def _feed_files(
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
-    check_rows: Callable[[list[TocEntry]], int] | None,
+    check_rows: CheckRows | None,
 ) -> None:
     """One worker: pg_restore of ``entries``' data from a custom-format archive made on
     the fly: ``head`` (the converted table of contents), then one data block per entry,
