@@ -764,7 +764,9 @@ def schedule_page(page: PageDep) -> Response:
 
 @router.get("/retention", name="web-retention", response_class=HTMLResponse)
 def retention_page(page: PageDep) -> Response:
-    if (refused := _guard(page, Permission.APPROVE)) is not None:
+    # As GET /admin/retention: a preview deletes nothing, so reading is enough. Applying
+    # retention (prune) is the CLI's or the schedule's, recorded in the audit log.
+    if (refused := _guard(page, Permission.READ)) is not None:
         return refused
     preview = prune_report.retention_preview(page.ctx)
     return render(

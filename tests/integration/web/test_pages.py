@@ -127,6 +127,10 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
     expect(page.get_by_role("button", name="Crear Backup Manual")).to_have_count(0)
     expect(page.get_by_role("button", name="Restaurar")).to_have_count(0)
     expect(page.get_by_role("link", name="Registro de auditoría")).to_have_count(0)
+    # The retention preview deletes nothing: a viewer sees it, as GET /admin/retention.
+    page.get_by_role("link", name="Retención").click()
+    expect(page.get_by_role("heading", name="Retención")).to_be_visible()
+    expect(page.locator("tr", has_text=record["id"]).locator(".badge")).to_have_text("Conservar")
     before = jobs(site.respaldo)
 
     token = page.locator("body").get_attribute("data-csrf")

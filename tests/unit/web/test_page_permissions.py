@@ -1,12 +1,14 @@
 """Every form of the page that changes something, against every role: refused (403,
 audited) without the permission the API asks for the same change, and every such route
-of the page is in this matrix (a new one must be added here to pass)."""
+of the page is in this matrix (a new one must be added here to pass). Every page that
+shows something asks for the permission of the API route that answers the same."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
 from tests.unit.access.conftest import (  # noqa: F401 (fixtures)
+    PASSWORD,
     add_user,
     cheap_hashes,
     clock,
@@ -31,6 +33,26 @@ CHANGES = {
 }
 # Posts that change only the browser's own session or language.
 SESSION = {"/login", "/login/token", "/logout", "/language"}
+
+# The page's views -> the API route that answers the same, and the permission both need
+# (None: no route of the API shows it). {backup_id}, {job_id} need not exist: the
+# permission is checked first.
+VIEWS: dict[str, tuple[str | None, Permission]] = {
+    "/": ("/admin/backups", Permission.READ),
+    "/backups/{backup_id}": ("/admin/backups/{backup_id}", Permission.READ),
+    "/jobs": ("/admin/jobs", Permission.READ),
+    "/jobs/table": ("/admin/jobs", Permission.READ),
+    "/jobs/{job_id}.json": ("/admin/jobs/{job_id}", Permission.READ),
+    "/drills": ("/admin/restore-tests", Permission.READ),
+    "/databases": ("/admin/status", Permission.READ),
+    # A preview deletes nothing: whoever may read the backups may see what prune would do.
+    "/retention": ("/admin/retention", Permission.READ),
+    "/audit": ("/admin/audit", Permission.APPROVE),
+    "/schedule": (None, Permission.READ),
+    "/alerts": (None, Permission.READ),
+}
+# Views anyone may open.
+OPEN_VIEWS = {"/login"}
 
 
 def test_every_post_of_the_page_is_in_the_matrix() -> None:
@@ -63,3 +85,46 @@ def test_each_change_needs_its_permission(
     else:
         assert answer.status_code == 403, answer.text
         assert denied == [f"POST {url}"]
+
+
+def test_every_view_of_the_page_is_in_the_matrix() -> None:
+    views = {
+        str(getattr(r, "path", ""))
+        for r in pages.router.routes
+        if "GET" in getattr(r, "methods", set())
+    }
+    assert views == set(VIEWS) | OPEN_VIEWS
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("path", list(VIEWS))
+def test_each_view_needs_the_permission_of_its_api_route(
+    browser: TestClient,  # noqa: F811
+    context: Context,  # noqa: F811
+    role: Role,
+    path: str,
+) -> None:
+    add_user(context, "someone", role)
+    # The same user through the API (a bearer token) and through the page (its session).
+    login = browser.post("/auth/token", data={"username": "someone", "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    _login(browser, "someone")
+    api_path, permission = VIEWS[path]
+    ids = {"backup_id": "20261128T083000Z-1a2b3c4d", "job_id": "987654"}
+    url = path.format(**ids)
+    shown = browser.get(url)
+    answered = browser.get(api_path.format(**ids), headers=bearer) if api_path else None
+    denied = [
+        str(e.target) for e in audit.entries(context, user="someone") if e.outcome == "denied"
+    ]
+    if permission in GRANTED[role]:
+        assert shown.status_code not in (401, 403), shown.text
+        assert answered is None or answered.status_code not in (401, 403), answered.text
+        assert denied == []
+    else:
+        assert shown.status_code == 403, shown.text
+        assert api_path is not None and answered is not None
+        assert answered.status_code == 403, answered.text
+        # Each refusal is audited, the page's as the API's.
+        assert sorted(denied) == sorted([f"GET {api_path.format(**ids)}", f"GET {url}"])
