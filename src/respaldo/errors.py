@@ -308,12 +308,22 @@ _SERVER_GONE = (
 )
 
 
+# The line in which the server says why a statement failed (libpq prints it so).
+_SERVER_REASON = re.compile(r"\b(ERROR|FATAL|PANIC):  ")
+# A name not found inside a function's body (the CONTEXT: line names the function).
+_BODY_NAME = re.compile(
+    r"ERROR:  (relation|function|type|operator) .* does not exist.*"
+    r"(\n.*){0,6}?\nCONTEXT:  (SQL|PL/pgSQL) function",
+)
+
+
 class PostgresError(SourceError):
     """A PostgreSQL program ran and failed.
 
     ``program`` is its name (``pg_dump``), ``returncode`` its exit status (negative: killed
     by that signal) and ``stderr`` the end of what it wrote to stderr, with any password
-    already removed. The message carries the last lines of ``stderr``.
+    already removed. The message carries the last lines of ``stderr``, and before them
+    the server's last ``ERROR:`` line if they do not hold it.
     """
 
     def __init__(
@@ -324,7 +334,21 @@ class PostgresError(SourceError):
         else:
             status = f"exited with status {returncode}"
         lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-        detail = "; ".join(lines[-3:])
+        tail = lines[-3:]
+        # The server's own message opens its report, and the QUERY:, CONTEXT: and
+        # "Command was:" lines that follow it pushed it out of the last three (a restore
+        # that failed on a function's body read "QUERY: ...; CONTEXT: ..." without why).
+        reason = next((line for line in reversed(lines) if _SERVER_REASON.search(line)), None)
+        if reason is not None and reason not in tail:
+            tail.insert(0, reason)
+        detail = "; ".join(tail)
+        if hint is None and reason is not None and _BODY_NAME.search(stderr):
+            hint = (
+                "a dump's statements run with an empty search_path, so a function whose "
+                "body names a table, type or function without its schema finds nothing "
+                "(an index, a CHECK, a default or a materialized view calls it): qualify "
+                "the names in the function, or give it SET search_path, then back up again"
+            )
         if hint is None and any(sign in stderr for sign in _SERVER_GONE):
             hint = (
                 "the PostgreSQL server closed the connection (it stopped, restarted or "
