@@ -346,8 +346,10 @@ class PostgresError(SourceError):
             hint = (
                 "a dump's statements run with an empty search_path, so a function whose "
                 "body names a table, type or function without its schema finds nothing "
-                "(an index, a CHECK, a default or a materialized view calls it): qualify "
-                "the names in the function, or give it SET search_path, then back up again"
+                "where an index, a CHECK, a generated column or a materialized view calls "
+                "it: qualify the names in the function, or give it SET search_path, then "
+                "back up again (a table the dump creates later is not found either: such "
+                "a function must not read tables)"
             )
         if hint is None and any(sign in stderr for sign in _SERVER_GONE):
             hint = (

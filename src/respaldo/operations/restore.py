@@ -57,6 +57,7 @@ from respaldo.errors import (
     DatabaseExists,
     IntegrityError,
     InvalidInput,
+    PostgresError,
     QueryFailed,
     RecordNotFound,
     RespaldoError,
@@ -372,18 +373,21 @@ def _restore_staged(
             check_properties(admin, properties, staging)
             # With --jobs, each worker checks the counts of the tables it loaded.
             early = RowCheck(manifest.meta, admin.with_dbname(staging))
-            result.bytes_restored = restore_stream_into(
-                ctx,
-                reader,
-                manifest,
-                admin.with_dbname(staging),
-                jobs,
-                no_owner,
-                work_dir,
-                tools,
-                selection=selection,
-                check_rows=early,
-            )
+            try:
+                result.bytes_restored = restore_stream_into(
+                    ctx,
+                    reader,
+                    manifest,
+                    admin.with_dbname(staging),
+                    jobs,
+                    no_owner,
+                    work_dir,
+                    tools,
+                    selection=selection,
+                    check_rows=early,
+                )
+            except PostgresError as exc:
+                raise _unrouted(exc, selection) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
                 admin.with_dbname(staging),
@@ -449,6 +453,30 @@ def check_partial(tables: Sequence[str], schemas: Sequence[str], *, replace: boo
             hint=f"restore them under a new name with {option('target_database')}, then "
             "copy the rows you need back with SQL (docs/disaster-recovery.md)",
         )
+
+
+def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresError:
+    """``error`` of pg_restore, with a hint when it refused rows of chosen partitions
+    that no restored partition takes: the dump loads them through their partitioned
+    table (pg_dump does for a hash on an enum; the backup asks it to for an enum in
+    another type), and the new database's hash sends some to the partitions left out.
+    Which ones depends on the enum's new OIDs: only the whole tree restores each time."""
+    if selection is None or not selection.definition_only or _NO_PARTITION not in error.stderr:
+        return error
+    return PostgresError(
+        error.program,
+        error.returncode,
+        error.stderr,
+        hint="the dump loads these partitions' rows through their partitioned table "
+        f"({', '.join(selection.definition_only)}: hash-partitioned on an enum, whose "
+        "values a new database numbers anew), and the new hash sends some of them to "
+        f"partitions not restored; restore the partitioned table with {option('tables')} "
+        "(its partitions come with it), then take the rows you need",
+    )
+
+
+# pg_restore's COPY through a partitioned table, of a row no restored partition takes.
+_NO_PARTITION = "no partition of relation"
 
 
 def _selection_notes(selection: Selection, jobs: int) -> list[str]:

@@ -11,6 +11,10 @@ pg_dump does that only for a key that is an enum or a domain over one. A key hol
 enum inside an array, a composite or a range it dumped partition by partition, and the
 new database refused the rows ("violates partition constraint"): respaldo's backup now
 tells pg_dump to load through the partitioned tables then.
+
+One partition of such a table restored alone (``--table``) fails: its rows come through
+the partitioned table, and the new hash sends them to partitions not restored. The
+error now says so, and to restore the partitioned table.
 """
 
 from __future__ import annotations
@@ -143,3 +147,29 @@ def test_a_hash_key_holding_an_enum_inside_another_type_restores(
     drill = respaldo.run("drill", backup_id)
     assert drill.code == 0, str(drill)
     assert staging_databases(pg) == set()
+
+
+def test_one_partition_of_it_alone_is_refused_saying_to_restore_the_table(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    backup_id = _backed_up(respaldo, pg, _TABLE)
+    # The partition of the most values (8 or more of the 24): its rows come through
+    # public.pinturas, and that the new OIDs hash all its values to it again has at most
+    # one chance in 3**8.
+    leaf = pg.scalar(
+        "SELECT 'public.' || c.relname FROM public.pinturas p"
+        " JOIN pg_catalog.pg_class c ON c.oid = p.tableoid"
+        " GROUP BY c.relname ORDER BY count(DISTINCT p.color) DESC LIMIT 1",
+        dbname=respaldo.dbname,
+    )
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname, "--table", str(leaf))
+
+    assert run.code == 1, str(run)
+    assert 'no partition of relation "pinturas" found for row' in run.err, run.err
+    assert "through their partitioned table (public.pinturas" in run.err, run.err
+    assert new_dbname not in databases(pg)
+    assert staging_databases(pg) == set()
+    # What the hint says to do: the whole table, its rows as in the source.
+    run = respaldo.restore(backup_id, new_dbname, "--table", "public.pinturas")
+    assert "3 tables' row counts checked" in run.err, run.err
+    assert pg.query(_ROWS, dbname=new_dbname) == pg.query(_ROWS, dbname=respaldo.dbname)
