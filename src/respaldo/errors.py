@@ -431,6 +431,11 @@ class RecoveryFailed(SourceError):
     ends with the last lines of its log."""
 
 
+class PortTaken(RecoveryFailed):
+    """A restored server stopped at once: another process held its TCP port on the
+    address it was to listen on (its log says so)."""
+
+
 # --- operations layer --------------------------------------------------------------------
 
 

@@ -20,11 +20,12 @@ it), the next drill or restore on that server drops it (:mod:`respaldo.postgres.
 A physical (``incremental``) backup is restored instead into a scratch data directory
 (``<tempdir>/respaldo-drill-XXXX/data``), configured to recover to the end of the backup
 (``recovery_target = 'immediate'``: its own WAL suffices) and started on a free local
-port. Its checks: the restore (bytes and seconds until the server accepts connections,
-the RTO), the recovery (consistent state reached, promoted), the validation queries of
-the configured database run against the scratch server, optionally ``pg_amcheck``, and
-the WAL archived after the backup (``wal archive``: no segment missing before later ones,
-else point-in-time recovery from the backup cannot go past the gap).
+port (another one if a process took it before the server bound it). Its checks: the
+restore (bytes and seconds until the server accepts connections, the RTO), the recovery
+(consistent state reached, promoted), the validation queries of the configured database
+run against the scratch server, optionally ``pg_amcheck``, and the WAL archived after
+the backup (``wal archive``: no segment missing before later ones, else point-in-time
+recovery from the backup cannot go past the gap).
 The scratch server is always stopped and its directory removed; if the process dies
 first, the next drill does it.
 
@@ -44,6 +45,7 @@ import pwd
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +108,11 @@ SCRATCH_PREFIX = DRILL_PREFIX
 DATADIR_PREFIX = "respaldo-drill-"
 """Scratch data directories of physical drills: ``<tempdir>/respaldo-drill-XXXX``."""
 SERVER_USER = "postgres"
+SCRATCH_SERVER = {"listen_addresses": "127.0.0.1", "lc_messages": "C"}
+"""The scratch server listens where the drill connects and nowhere else (the restored
+configuration may say '*': a copy of production data open to the network, and a port
+taken on 127.0.0.1 would leave it listening on the other addresses only, the drill's
+connection going to whoever took it); its log is in English, which respaldo reads."""
 
 
 @dataclass
@@ -166,6 +173,7 @@ def run_drill(
     *,
     amcheck: bool | None = None,
     respaldo_command: str | None = None,
+    free_port: Callable[[], int] | None = None,
 ) -> DrillResult:
     """Restore-test backup ``target`` (an id) or the newest backup of database or file
     set ``target`` (see :func:`backup_to_test`), record the run and its checks, and mark
@@ -173,7 +181,8 @@ def run_drill(
 
     A physical backup (by id) is restored into a scratch data directory and started;
     ``respaldo_command`` is the respaldo its server runs for ``restore_command``
-    (default: this one).
+    (default: this one). Its port is one that ``free_port`` (default: the kernel's
+    choice on 127.0.0.1) finds free, and another one if a process took it meanwhile.
 
     A failed check is a result (``passed`` False), not an exception; so is a backup of
     the catalog that no configured repository can give (manifest gone or damaged, chunks
@@ -203,7 +212,9 @@ def run_drill(
             _alert(ctx, result)
             return result
         if manifest.kind == BackupKind.INCREMENTAL.value:
-            result = _physical_drill(ctx, manifest, repo, warnings, amcheck, respaldo_command)
+            result = _physical_drill(
+                ctx, manifest, repo, warnings, amcheck, respaldo_command, free_port or _free_port
+            )
         elif manifest.kind == BackupKind.FILES.value:
             if amcheck:
                 raise InvalidInput("amcheck", "only applies to a drill of a database backup")
@@ -343,6 +354,7 @@ def _physical_drill(
     warnings: list[str],
     amcheck: bool | None,
     respaldo_command: str | None,
+    free_port: Callable[[], int],
 ) -> DrillResult:
     backup_id = manifest.backup_id
     db = ctx.settings.database(manifest.source)
@@ -355,7 +367,6 @@ def _physical_drill(
         if owner is not None:
             # The server's user must enter the scratch directory (mkdtemp made it 0700).
             os.chown(scratch, owner.uid, owner.gid)
-        port = _free_port()
         try:
             restored = restore_datadir(
                 ctx,
@@ -363,7 +374,11 @@ def _physical_drill(
                 datadir,
                 target=RecoveryTarget(immediate=True),
                 start=True,
-                port=port,
+                # Free when chosen, but another process may take it before the server
+                # binds it: then the server starts again on another.
+                port=free_port(),
+                next_port=free_port,
+                server_settings=SCRATCH_SERVER,
                 os_user=SERVER_USER,
                 respaldo_command=respaldo_command,
             )
@@ -381,6 +396,7 @@ def _physical_drill(
                     "; ".join(restored.recovery) or "consistent, promoted",
                 )
             )
+            port = int(restored.settings["port"])
             conninfo = replace(ConnInfo.from_settings(db), host="127.0.0.1", port=port)
             result.checks += _query_checks(ctx, conninfo, db, amcheck)
         # The backup restores to its end; point-in-time recovery from it needs the WAL

@@ -29,7 +29,7 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from respaldo.domain import BackupKind, validate_backup_id
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
+    PortTaken,
     RespaldoError,
     RestoreError,
     first_line,
@@ -58,7 +59,9 @@ from respaldo.postgres.datadir import (
     combine_backups,
     extract_base_backup,
     find_server_bindir,
+    log_size,
     release_datadir,
+    set_port,
     start_server,
     wait_for_recovery,
     write_recovery_config,
@@ -67,6 +70,8 @@ from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
 PG_COMBINEBACKUP_LINK = 18
+PORT_ATTEMPTS = 3
+"""Ports tried, with ``next_port``, before a start whose port was taken each time fails."""
 """The first pg_combinebackup with ``--link``."""
 
 
@@ -205,17 +210,24 @@ def restore_datadir(
     respaldo_command: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     repository: str | None = None,
+    next_port: Callable[[], int] | None = None,
+    server_settings: Mapping[str, str] | None = None,
 ) -> PhysicalRestoreResult:
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
 
     ``repository`` names the one repository to read, the backup and the WAL that
     recovery fetches (default: the first that opens, the others as fallbacks).
+    ``server_settings`` go into ``postgresql.auto.conf`` with the recovery settings.
+    With ``next_port``, a server that stopped because another process held its port
+    (chosen free a moment before) is started again on the port ``next_port`` gives, up
+    to :data:`PORT_ATTEMPTS` ports in all; ``settings["port"]`` is the one it got.
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
     RestoreError (target not empty, unreachable; a recovery target before the backup's
     end, behind a gap in the archived WAL or not archived yet), IntegrityError
     and BaseBackupInvalid (nothing left behind), ToolNotFound (no server of the backup's
-    version to start), RecoveryFailed (the server stopped, or recovery took too long).
+    version to start), RecoveryFailed (the server stopped, or recovery took too long;
+    PortTaken: its port was taken, on every port tried).
     """
     validate_backup_id(backup_id)
     target = target or RecoveryTarget()
@@ -328,6 +340,7 @@ def restore_datadir(
                 archive_off=not keep_archiving,
                 owner=owner,
                 comment=f"recovery of respaldo backup {backup_id}",
+                server_settings=server_settings,
             )
             # Only a complete directory gets its PG_VERSION, then loses its marker.
             release_datadir(datadir)
@@ -336,15 +349,41 @@ def restore_datadir(
             abort_restore(restore_target)
             raise
         if bindir is not None:
-            result.log_file = start_server(
-                datadir,
-                bindir=bindir,
-                owner=owner,
-                env=server_environment(settings, repository=wal_source),
-            )
-            result.started = True
-            result.recovery = wait_for_recovery(
-                datadir, bindir=bindir, owner=owner, log_file=result.log_file, timeout=timeout
-            )
+            env = server_environment(settings, repository=wal_source)
+            taken: list[str] = []
+            while True:
+                since = log_size(datadir)
+                result.log_file = start_server(datadir, bindir=bindir, owner=owner, env=env)
+                result.started = True
+                try:
+                    result.recovery = wait_for_recovery(
+                        datadir,
+                        bindir=bindir,
+                        owner=owner,
+                        log_file=result.log_file,
+                        timeout=timeout,
+                        since=since,
+                    )
+                    break
+                except PortTaken as exc:
+                    if next_port is None:
+                        raise
+                    taken.append(result.settings.get("port", "its configured port"))
+                    if len(taken) >= PORT_ATTEMPTS:
+                        raise PortTaken(
+                            f"the restored server in {datadir} could not listen on any of "
+                            f"{len(taken)} ports, another process took each one before it "
+                            f"started: {', '.join(taken)}. {exc}",
+                            hint="run it again; if it fails again, something on this host "
+                            "takes free ports at a high rate",
+                        ) from exc
+                # Nothing of recovery ran yet: the same directory starts on another port.
+                port = next_port()
+                set_port(datadir, port, owner=owner)
+                result.settings["port"] = str(port)
+                result.warnings.append(
+                    f"port {taken[-1]} was taken before the restored server started: "
+                    f"started it again on port {port}"
+                )
         result.seconds = time.monotonic() - started
         return result

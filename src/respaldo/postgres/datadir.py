@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.childenv import base_environment
-from respaldo.errors import PostgresError, RecoveryFailed, RestoreError, UnsafePath
+from respaldo.errors import PortTaken, PostgresError, RecoveryFailed, RestoreError, UnsafePath
 from respaldo.postgres.basetar import (
     CHECKSUMS,
     BaseBackupCheck,
@@ -311,11 +311,13 @@ def write_recovery_config(
     archive_off: bool,
     owner: Owner | None,
     comment: str,
+    server_settings: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Append the recovery settings to ``postgresql.auto.conf`` and create ``recovery.signal``.
 
     Returns the settings written. ``archive_off`` writes ``archive_mode = off`` so that
-    a restored copy does not push its WAL into the original's archive.
+    a restored copy does not push its WAL into the original's archive;
+    ``server_settings`` are written too (a drill's scratch server: where it listens).
     """
     settings = {"restore_command": restore_command, **target.settings()}
     settings["recovery_target_action"] = "promote"
@@ -323,19 +325,34 @@ def write_recovery_config(
         settings["port"] = str(port)
     if archive_off:
         settings["archive_mode"] = "off"
+    settings.update(server_settings or {})
+    _append_settings(datadir, settings, owner, comment)
+    signal = datadir / "recovery.signal"
+    signal.touch()
+    signal.chmod(0o600)
+    if owner is not None:
+        os.chown(signal, owner.uid, owner.gid)
+    return settings
+
+
+def set_port(datadir: Path, port: int, *, owner: Owner | None) -> None:
+    """Give the restored server in ``datadir`` another port (the last setting in
+    ``postgresql.auto.conf`` wins), for a start again after :class:`PortTaken`."""
+    _append_settings(datadir, {"port": str(port)}, owner, "another port: the last was taken")
+
+
+def _append_settings(
+    datadir: Path, settings: Mapping[str, str], owner: Owner | None, comment: str
+) -> None:
     auto = datadir / "postgresql.auto.conf"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [f"\n# {comment} ({stamp})\n"]
     lines += [f"{key} = {quote_setting(value)}\n" for key, value in settings.items()]
     with auto.open("a", encoding="utf-8") as fh:
         fh.writelines(lines)
-    signal = datadir / "recovery.signal"
-    signal.touch()
-    for path in (auto, signal):
-        path.chmod(0o600)
-        if owner is not None:
-            os.chown(path, owner.uid, owner.gid)
-    return settings
+    auto.chmod(0o600)
+    if owner is not None:
+        os.chown(auto, owner.uid, owner.gid)
 
 
 # --- starting it -----------------------------------------------------------------------------
@@ -422,6 +439,37 @@ def start_server(
     return log_file
 
 
+def log_size(datadir: Path) -> int:
+    """How long the restored server's log is now: what a start writes comes after it
+    (:func:`wait_for_recovery`'s ``since``; a start again appends to the same log)."""
+    try:
+        return (datadir / RECOVERY_LOG).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+# PostgreSQL's log (lc_messages C) when the port is held on every address it was to listen
+# on: a LOG line per address, then this FATAL. An address that binds while another does
+# not is only a warning, and the server runs: that is no taken port for us.
+_BIND_REFUSED = re.compile(r'LOG:  could not bind \S+ address "[^"]*": Address already in use')
+_NO_SOCKETS = "FATAL:  could not create any TCP/IP sockets"
+
+
+def _port_taken(log_file: Path, since: int) -> str | None:
+    """The log's line saying the port was taken, written after offset ``since``, if the
+    server stopped for it."""
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    if _NO_SOCKETS not in text:
+        return None
+    found = _BIND_REFUSED.search(text)
+    return found.group(0).removeprefix("LOG:  ") if found else None
+
+
 # What the shell and PostgreSQL log when restore_command's program cannot be run at all
 # (exit status 126 or 127, which PostgreSQL treats as fatal).
 _UNRUNNABLE = re.compile(r"Permission denied|not found|not executable|No such file")
@@ -489,13 +537,16 @@ def wait_for_recovery(
     log_file: Path,
     timeout: float,
     poll: float = 0.3,
+    since: int = 0,
 ) -> list[str]:
     """Wait until the started server has finished recovery, promoted, and accepts
     connections; return the log lines that tell where recovery stopped.
 
     Raises RecoveryFailed (with the end of the log) if the server stops meanwhile (a
     recovery target it cannot reach is fatal from PostgreSQL 14 on), or is still
-    recovering after ``timeout`` seconds (it is left running then).
+    recovering after ``timeout`` seconds (it is left running then); PortTaken if it
+    stopped because another process held its port (the log after offset ``since``, where
+    this start's lines begin, says so).
     """
     deadline = time.monotonic() + timeout
     # pg_ctl start -W returns before the server has written postmaster.pid: its absence
@@ -508,11 +559,20 @@ def wait_for_recovery(
         # "ready" alone is no proof: a hot standby accepts (read-only) connections too.
         if status == "ready" and _in_production(datadir):
             return _recovery_lines(log_file)
+        # A taken port stops the server before it may ever have been seen running: its
+        # log says so at once, no need to wait out the grace.
+        taken = _port_taken(log_file, since) if status is None else None
         if (
             status is None
-            and (seen or time.monotonic() > grace)
+            and (seen or taken is not None or time.monotonic() > grace)
             and not _running(datadir, bindir, owner)
         ):
+            if taken is not None:
+                raise PortTaken(
+                    f"the restored server in {datadir} could not listen: {taken}"
+                    + _log_tail(log_file, 12),
+                    hint="another process took the port: start it on another (--port)",
+                )
             unrunnable = _unrunnable_restore_command(log_file)
             if unrunnable:
                 reason = f": restore_command could not be run ({unrunnable})"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,15 @@ from respaldo.catalog import DrillRuns, Jobs
 from respaldo.config import Settings, ValidationQuery
 from respaldo.domain import DrillStatus, JobKind, TriggeredBy
 from respaldo.operations.context import Context
-from respaldo.operations.drill import DATADIR_PREFIX, DrillResult, remove_leftovers, run_drill
+from respaldo.operations.drill import (
+    DATADIR_PREFIX,
+    DrillResult,
+    remove_leftovers,
+    run_drill,
+)
+from respaldo.operations.physical_restore import PORT_ATTEMPTS
 from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS, ON_EVERY_MAJOR
-from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
+from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -200,4 +206,69 @@ def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(own_archiving: A
     restore = result.checks[0]
     assert restore.name == "restore" and not restore.ok and pack in restore.detail
     assert _verified(own_archiving, record["id"]) is False
+    assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another process took after the drill found it free: held (listening) by a
+    socket of the test's own while the drill runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _ports(*first: int) -> Callable[[], int]:
+    """``first``, one after the other, then free ones (the drill's own choice)."""
+    given = iter(first)
+    return lambda: next(given, None) or free_port()
+
+
+def test_a_drill_whose_port_was_taken_starts_its_server_on_another(
+    archiving: Archiving, taken_port: int
+) -> None:
+    record = archiving.backup()
+    ctx = Context.open(archiving.settings())
+    try:
+        result = run_drill(
+            ctx,
+            record["id"],
+            respaldo_command=archiving.respaldo_command,
+            free_port=_ports(taken_port, taken_port),
+        )
+    finally:
+        ctx.close()
+    assert result.passed, result.checks
+    moved = [w for w in result.warnings if w.startswith(f"port {taken_port} was taken")]
+    assert len(moved) == 2, result.warnings
+    assert _verified(archiving, record["id"]) is True
+
+
+def test_a_drill_whose_ports_were_all_taken_fails_saying_so(
+    archiving: Archiving, taken_port: int
+) -> None:
+    record = archiving.backup()
+    before = set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
+    ctx = Context.open(archiving.settings())
+    try:
+        result = run_drill(
+            ctx,
+            record["id"],
+            respaldo_command=archiving.respaldo_command,
+            free_port=lambda: taken_port,
+        )
+    finally:
+        ctx.close()
+    assert not result.passed
+    checks = {c.name: c for c in result.checks}
+    assert checks["restore"].ok
+    detail = checks["recovery"].detail
+    assert not checks["recovery"].ok
+    assert (
+        f"could not listen on any of {PORT_ATTEMPTS} ports, another process took each one "
+        f"before it started: {', '.join([str(taken_port)] * PORT_ATTEMPTS)}"
+    ) in detail, detail
+    assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in detail
+    assert _verified(archiving, record["id"]) is False
     assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
