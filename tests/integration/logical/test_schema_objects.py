@@ -7,8 +7,13 @@ rows TOASTed many times over; materialized views populated and WITH NO DATA; an 
 trigger, a publication with a row filter, column grants, default privileges, a rule, a
 trigger, a NOT VALID check; a non-deterministic ICU collation under a primary key; a
 self-referencing key and two deferred keys in a cycle; an exclusion constraint and a
-domain. Each comes back equal (pg_dump --schema-only, every table's rows, sequences,
-large objects) through a restore with one job and with two, and a restore test passes.
+domain; a table's settings column by column and its extended statistics; a typed
+table, a multirange, an enum grown before and after its values; an aggregate, a
+procedure, a BEGIN ATOMIC function under an index; a NO INHERIT check; triggers enabled
+for replicas and disabled; a foreign table; values whose text form is easy to get wrong
+(NaN, -0, xml, intervals). Each comes back equal (pg_dump --schema-only, every table's
+rows, sequences, large objects) through a restore with one job and with two, and a
+restore test passes.
 
 What pg_dump cannot restore: an index, a CHECK or a materialized view calling a function
 whose body names a table or function without its schema. The dump's statements run with
@@ -110,6 +115,60 @@ _OBJECTS = (
     "CREATE DOMAIN public.posi AS int CHECK (VALUE > 0)",
     "CREATE TABLE public.dom_t (v public.posi)",
     "INSERT INTO public.dom_t VALUES (1), (2)",
+    # A table's settings, column by column; extended statistics.
+    "CREATE TABLE public.st (id int PRIMARY KEY, a text, b int, c text)",
+    "INSERT INTO public.st SELECT i, repeat('x', i), i % 7, 'c' FROM generate_series(1, 200) i",
+    "ALTER TABLE public.st ALTER COLUMN b SET STATISTICS 500",
+    "ALTER TABLE public.st ALTER COLUMN a SET STORAGE EXTERNAL",
+    "ALTER TABLE public.st ALTER COLUMN c SET COMPRESSION lz4",
+    "ALTER TABLE public.st CLUSTER ON st_pkey",
+    "ALTER TABLE public.st REPLICA IDENTITY FULL",
+    "ALTER TABLE public.st SET (fillfactor = 70, autovacuum_enabled = false)",
+    "CREATE STATISTICS public.st_stats (dependencies, ndistinct) ON b, c FROM public.st",
+    # Types: a typed table, a range and its multirange, an enum grown before and after.
+    "CREATE TYPE public.pair AS (x int, y text)",
+    "CREATE TABLE public.typed OF public.pair",
+    "INSERT INTO public.typed VALUES (1, 'a')",
+    "CREATE TYPE public.fl AS RANGE (subtype = float8)",
+    "CREATE TABLE public.rng (r public.fl, m public.fl_multirange)",
+    "INSERT INTO public.rng VALUES ('[1.5,2.5)', '{[1,2), [3,4)}')",
+    "CREATE TYPE public.estado AS ENUM ('b', 'd')",
+    "ALTER TYPE public.estado ADD VALUE 'a' BEFORE 'b'",
+    "ALTER TYPE public.estado ADD VALUE 'c' AFTER 'b'",
+    "CREATE TABLE public.est (e public.estado PRIMARY KEY)",
+    "INSERT INTO public.est VALUES ('a'), ('b'), ('c'), ('d')",
+    # Routines: an aggregate, a procedure, a BEGIN ATOMIC function under an index (its
+    # body is parsed when created, so it restores where a quoted body would not).
+    "CREATE AGGREGATE public.mi_suma(int) (sfunc = int4pl, stype = int, initcond = '0')",
+    "CREATE PROCEDURE public.proc() LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+    "CREATE FUNCTION public.atomic_q(int) RETURNS int LANGUAGE sql IMMUTABLE"
+    " BEGIN ATOMIC SELECT $1 * 2; END",
+    "CREATE INDEX ON public.st (public.atomic_q(b))",
+    "CREATE TEXT SEARCH CONFIGURATION public.es (COPY = pg_catalog.spanish)",
+    # A check its child does not inherit, and a child row that violates it.
+    "CREATE TABLE public.pa (id int, CONSTRAINT pa_pos CHECK (id > 0) NO INHERIT)",
+    "CREATE TABLE public.hi () INHERITS (public.pa)",
+    "INSERT INTO public.hi VALUES (-5)",
+    # Triggers enabled for replicas only, and disabled.
+    "CREATE TABLE public.trs (id int)",
+    "CREATE FUNCTION public.nada() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    "CREATE TRIGGER t_rep BEFORE INSERT ON public.trs FOR EACH ROW EXECUTE FUNCTION public.nada()",
+    "ALTER TABLE public.trs ENABLE REPLICA TRIGGER t_rep",
+    "CREATE TRIGGER t_off BEFORE INSERT ON public.trs FOR EACH ROW EXECUTE FUNCTION public.nada()",
+    "ALTER TABLE public.trs DISABLE TRIGGER t_off",
+    # A foreign table (no rows in the dump, none counted).
+    "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
+    "CREATE SERVER lejos FOREIGN DATA WRAPPER postgres_fdw"
+    " OPTIONS (host 'localhost', dbname 'nada')",
+    "CREATE FOREIGN TABLE public.ft (id int) SERVER lejos",
+    # Values whose text form is easy to get wrong.
+    "CREATE TABLE public.valores (p point, b box, i inet, m macaddr8, x xml, j jsonb,"
+    " ts tsvector, a int[][], bits bit varying(10), iv interval, f float8, r real, n numeric)",
+    "INSERT INTO public.valores VALUES ('(1,2)', '((0,0),(1,1))', '10.0.0.1/8',"
+    " '08:00:2b:01:02:03:04:05', '<a>ñ</a>', '{\"k\": [1, 2.50, null]}', 'a fat cat',"
+    " '{{1,2},{3,4}}', B'101', '1 year 2 mons -3 days 04:05:06.789', 'NaN', '-Infinity',"
+    " 'NaN'), (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '-0', 1e-40,"
+    " 12345678901234567890.123456789012345678)",
 )
 
 # What pg_dump --schema-only leaves out of large objects.
