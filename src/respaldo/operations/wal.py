@@ -22,7 +22,9 @@ the archive lagging behind the primary's), authenticated, checked (a segment's h
 must name that cluster) and written to ``%p`` through a temporary name. A file that is
 not in the archive raises WalNotFound, which the CLI turns into exit status 1: the
 normal "no more WAL" answer. Every other failure must stop recovery rather than end it
-early (see :mod:`respaldo.cli.wal_cmd`).
+early (see :mod:`respaldo.cli.wal_cmd`). A segment that creates a tablespace in a
+directory that holds files already, not this server's own tablespace, is refused
+(:func:`_check_tablespaces`): replayed, it would write into that directory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +54,7 @@ from respaldo.errors import (
 from respaldo.postgres.wal import (
     PG_CONTROL,
     WalFile,
+    WalKind,
     WalName,
     control_system_identifier,
     inherited_segment_problem,
@@ -58,7 +62,10 @@ from respaldo.postgres.wal import (
     parse_timeline_history,
     parse_wal_name,
     read_wal_file,
+    segment_name,
+    segment_start,
 )
+from respaldo.postgres.wal_records import CreatedTablespace, created_tablespaces
 from respaldo.repository.repo import Repository
 from respaldo.repository.wal import (
     ClusterRecord,
@@ -440,6 +447,10 @@ def fetch_wal(
             if repo is not None or repository is not None:
                 raise
             data, obj = _from_mirrors(settings, wal_name, file, system_id, database, exc)
+    if wal_name.kind is WalKind.SEGMENT:
+        _check_tablespaces(
+            data, file, destination, lambda: _next_segment(settings, repository, obj, data)
+        )
     tmp = destination.with_name(f".{destination.name}.respaldo-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -450,6 +461,65 @@ def fetch_wal(
         tmp.unlink(missing_ok=True)
         raise
     return FetchResult(file, obj, len(data), time.monotonic() - started)
+
+
+def _next_segment(
+    settings: Settings | WalSettings, repository: str | None, obj: str, data: bytes
+) -> bytes | None:
+    """The segment after the one archived as ``obj`` (same timeline, same repository),
+    or None when it cannot be read: a record running into it is then never replayed."""
+    header = parse_segment_header(data)
+    if header is None:
+        return None
+    system_id, timeline, name = obj.split("/")[-3:]
+    start = segment_start(name, header.segment_size) + header.segment_size
+    following = segment_name(int(timeline, 16), start, header.segment_size)
+    try:
+        repo = open_wal_repository(settings, repository, retries=0)
+        return get_wal(repo, system_id, timeline, following)
+    except (RespaldoError, OSError):
+        return None
+
+
+def _check_tablespaces(
+    data: bytes, file: str, destination: Path, next_segment: Callable[[], bytes | None]
+) -> None:
+    """Refuse segment ``file`` if replaying it would write into a directory in use.
+
+    Replaying ``CREATE TABLESPACE`` links the tablespace to the absolute path it was
+    created with; PostgreSQL does not check in recovery whether that directory is in use
+    already. On the machine of the server whose WAL this is, it is that server's own
+    tablespace: the restored copy would write its tables' files into it (and replaying
+    ``DROP TABLESPACE`` would remove them). A directory that is missing (PostgreSQL stops,
+    asking for it), empty, or already this server's tablespace (``pg_tblspc/<oid>`` of the
+    data directory ``%p`` is in, when recovery fetches the segment again) is let through.
+    """
+    for created in created_tablespaces(data, next_segment):
+        problem = _tablespace_problem(created, destination.absolute().parent.parent)
+        if problem is not None:
+            raise WalRefused(
+                f"{file} creates a tablespace (CREATE TABLESPACE) in {problem}: replaying "
+                "it would write into that directory",
+                hint="physical backups of clusters with tablespaces are not supported: "
+                "recover to a target before the tablespace was created (--target-time, "
+                "--target-lsn), or on a machine where that directory is empty or missing",
+            )
+
+
+def _tablespace_problem(created: CreatedTablespace, datadir: Path) -> str | None:
+    """What is wrong with the location of ``created`` for a server in ``datadir``."""
+    if created.location is None or created.oid is None:
+        return "a location respaldo could not read from the record"
+    location = Path(created.location)
+    try:
+        if not location.is_dir() or not any(location.iterdir()):
+            return None
+    except OSError as exc:
+        return f"{location}, which cannot be listed ({exc.strerror})"
+    link = datadir / "pg_tblspc" / str(created.oid)
+    if link.is_symlink() and os.path.realpath(link) == os.path.realpath(location):
+        return None
+    return f"{location}, a directory that holds files already (another server's tablespace)"
 
 
 def _from_primary(

@@ -607,6 +607,14 @@ _STOPPED = {
         ": the recovery target is before the backup's end (its consistent point)",
         "choose a backup that ended before the target ('respaldo list')",
     ),
+    # wal-fetch's own refusal (respaldo.operations.wal), in the log as restore_command's.
+    "creates a tablespace (CREATE TABLESPACE) in": (
+        ": the archived WAL creates a tablespace in a directory that is in use (the log "
+        "names both)",
+        "physical backups of clusters with tablespaces are not supported: recover to a "
+        "target before the tablespace was created, or on a machine where that directory "
+        "is empty or missing",
+    ),
 }
 
 

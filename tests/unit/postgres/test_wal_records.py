@@ -1,0 +1,101 @@
+"""CREATE TABLESPACE records found in WAL segments laid out as PostgreSQL writes them:
+records across pages, and cut by a segment's end (in their data or in their header).
+The integration test (tests/integration/physical/test_tablespaces.py) reads real WAL."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from respaldo.postgres.wal_records import CreatedTablespace, created_tablespaces
+
+pytestmark = pytest.mark.unit
+
+SEGMENT = 1024 * 1024
+PAGE = 8192
+MAGIC = 0xD113
+LOCATION = "/srv/tablespaces/fast"
+
+
+def _record(rmid: int, body: bytes, info: int = 0) -> bytes:
+    return struct.pack("<IIQBB2xI", 24 + len(body), 7, 0, info, rmid, 0) + body
+
+
+def _tablespace(oid: int = 16400, location: str = LOCATION) -> bytes:
+    main = struct.pack("<I", oid) + location.encode() + b"\0"
+    return _record(5, bytes([255, len(main)]) + main)
+
+
+def _filler(size: int) -> bytes:
+    """A heap-like record of ``size`` bytes whose data looks like a tablespace record's
+    (rmid 5 and a "/" where the candidate search looks): only the walk tells them apart."""
+    body = (b"\x00\x05\x00\x00\x00\x00\x00\x00\xff\x10\x01\x00\x00\x00/") * size
+    return _record(10, body[: size - 24])
+
+
+def _segments(records: list[bytes], count: int = 2) -> list[bytes]:
+    """``records`` written one after another from the start of segment 1 (8-aligned,
+    page headers between them), into ``count`` segments."""
+    stream, spans = b"", []
+    for record in records:
+        spans.append((len(stream), len(stream) + len(record)))
+        stream += record + b"\0" * (-len(record) % 8)
+    segments, taken = [], 0
+    for number in range(1, count + 1):
+        pages = []
+        for offset in range(0, SEGMENT, PAGE):
+            head = 40 if offset == 0 else 24
+            rem = next((end - taken for start, end in spans if start < taken < end), 0)
+            flags = (2 if offset == 0 else 0) | (1 if rem else 0)
+            header = struct.pack("<HHIQI", MAGIC, flags, 1, number * SEGMENT + offset, rem)
+            if offset == 0:
+                header += struct.pack("<4xQII", 42, SEGMENT, PAGE)
+            payload = stream[taken : taken + PAGE - head]
+            taken += PAGE - head
+            pages.append(header + b"\0" * (head - len(header)) + payload.ljust(PAGE - head, b"\0"))
+        segments.append(b"".join(pages))
+    return segments
+
+
+def _payload() -> int:
+    """The bytes of a segment records can take (the page headers left out)."""
+    return SEGMENT - 40 - (SEGMENT // PAGE - 1) * 24
+
+
+def _found(segment: bytes, following: bytes | None = None) -> list[CreatedTablespace]:
+    return created_tablespaces(segment, lambda: following)
+
+
+def test_a_tablespace_record_among_others_is_found_with_its_oid_and_location() -> None:
+    first, _ = _segments([_filler(5000), _tablespace(), _filler(300)])
+    assert _found(first) == [CreatedTablespace(16400, LOCATION)]
+
+
+def test_records_that_only_look_like_one_are_not_taken_for_one() -> None:
+    first, _ = _segments([_filler(5000) for _ in range(20)])
+    assert _found(first) == []
+
+
+def test_a_record_cut_in_its_data_by_the_segments_end_is_completed_from_the_next() -> None:
+    before = _payload() - 40  # the record's header and a few bytes in the first segment
+    first, second = _segments([_filler(before), _tablespace(), _filler(300)])
+    assert _found(first, second) == [CreatedTablespace(16400, LOCATION)]
+    # Not archived: the record is never replayed.
+    assert _found(first, None) == []
+    # The next segment's first page does not continue it (an abandoned record).
+    overwritten = bytearray(second)
+    struct.pack_into("<H", overwritten, 2, 2 | 8)
+    assert _found(first, bytes(overwritten)) == []
+
+
+@pytest.mark.parametrize("in_first", [8, 16])
+def test_a_record_whose_header_the_segments_end_cut_is_found_in_the_next(in_first: int) -> None:
+    first, second = _segments([_filler(_payload() - in_first), _tablespace(), _filler(300)])
+    assert _found(first) == []
+    assert _found(second) == [CreatedTablespace(16400, LOCATION)]
+
+
+def test_a_record_across_a_page_boundary_is_read_whole() -> None:
+    first, _ = _segments([_filler(PAGE - 40 - 16), _tablespace()])
+    assert _found(first) == [CreatedTablespace(16400, LOCATION)]
