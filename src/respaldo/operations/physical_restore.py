@@ -64,6 +64,7 @@ from respaldo.postgres.datadir import (
     set_port,
     start_server,
     wait_for_recovery,
+    write_missing_config,
     write_recovery_config,
 )
 from respaldo.postgres.toolsets import find_tools
@@ -332,6 +333,7 @@ def restore_datadir(
                 extract_base_backup(
                     pieces(manifest), datadir, owner=owner, checksums=_checksums(manifest)
                 )
+            result.warnings += write_missing_config(datadir, owner=owner)
             result.settings = write_recovery_config(
                 datadir,
                 restore_command=restore_command,

@@ -355,6 +355,55 @@ def _append_settings(
         os.chown(auto, owner.uid, owner.gid)
 
 
+# A server that keeps its configuration outside its data directory (Debian's and Ubuntu's
+# packages: /etc/postgresql/<major>/<cluster>) has none in its base backup, and PostgreSQL
+# will not start without postgresql.conf and pg_hba.conf in the restored directory.
+_MISSING_CONFIG = {
+    "postgresql.conf": (
+        "# Written by respaldo: the backup holds no postgresql.conf (the server kept its\n"
+        "# configuration outside its data directory). PostgreSQL's defaults apply: copy\n"
+        "# the original server's settings in as needed.\n"
+        "#\n"
+        "# Off for recovery: with hot standby, PostgreSQL stops recovery when a default\n"
+        "# (max_connections...) is lower than the original server's setting.\n"
+        "hot_standby = off\n"
+    ),
+    "pg_hba.conf": (
+        "# Written by respaldo: the backup holds no pg_hba.conf. Local connections only:\n"
+        "# as the OS user of the same name, or with the role's password over loopback.\n"
+        "local all all peer\n"
+        "host all all 127.0.0.1/32 md5\n"
+        "host all all ::1/128 md5\n"
+    ),
+    "pg_ident.conf": "# Written by respaldo: the backup holds no pg_ident.conf.\n",
+}
+
+
+def write_missing_config(datadir: Path, *, owner: Owner | None) -> list[str]:
+    """Write a minimal ``postgresql.conf``, ``pg_hba.conf`` and ``pg_ident.conf`` into a
+    restored ``datadir`` whose backup holds no ``postgresql.conf``; returns a warning
+    saying so (none when the backup had its own configuration)."""
+    if (datadir / "postgresql.conf").exists():
+        return []
+    written = []
+    for name, text in _MISSING_CONFIG.items():
+        path = datadir / name
+        if path.exists():
+            continue
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if owner is not None:
+            os.chown(path, owner.uid, owner.gid)
+        written.append(name)
+    return [
+        f"the backup holds no postgresql.conf (the server kept its configuration outside "
+        f"its data directory, as Debian's packages do): wrote {', '.join(written)} into "
+        f"{datadir} with PostgreSQL's defaults and local connections only; copy the "
+        "original server's configuration in before using the restored server for more"
+    ]
+
+
 # --- starting it -----------------------------------------------------------------------------
 
 
