@@ -53,7 +53,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
 from respaldo.operations.workers import Workers
-from respaldo.web import i18n, session
+from respaldo.web import i18n, reasons, session
 from respaldo.web.chart import Series, line_chart
 from respaldo.web.i18n import Formatter
 
@@ -197,6 +197,7 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
         "label": lambda table, value: _label(page, VOCABULARY[table], value),
+        "reason": lambda text: reasons.reason(text, page.gettext),
         "progress": progress_of,
         # Paths, not absolute URLs: the page works behind a proxy under any host name.
         "url_for": lambda name, **params: str(page.request.app.url_path_for(name, **params)),

@@ -17,7 +17,7 @@ from tests.unit.access.conftest import SECRET, add_user, cheap_hashes, write_sec
 from tests.unit.api.conftest import FAST_KDF, completed_backup
 from tests.unit.web.test_session import _login
 
-from respaldo.catalog import BackupRecords, Jobs, Notifications
+from respaldo.catalog import BackupRecords, DrillRuns, Jobs, Notifications
 from respaldo.config import Settings
 from respaldo.domain import (
     AuditAction,
@@ -30,6 +30,7 @@ from respaldo.domain import (
 )
 from respaldo.operations import audit
 from respaldo.operations.context import Context
+from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.files_backup import backup_files
 from respaldo.operations.repositories import init_repositories
 from respaldo.web import i18n, pages
@@ -218,3 +219,36 @@ def test_the_schedule_shows_its_runs_at_the_hour_its_cron_says(
     runs = [unescape(run) for run in re.findall(r"<li>(.*?)</li>", full)]
     assert len(runs) == 3, full
     assert all(re.search(r", 0?3:00:00 -0600 \(", run) for run in runs), runs
+
+
+def test_a_failure_reason_reads_in_spanish_with_the_engines_words_as_written(
+    site: FastAPI, context: Context
+) -> None:
+    engine = 'relation "finanzas.facturas" does not exist'
+    backup = completed_backup(context, "erp", BackupKind.FULL, datetime.now(UTC))
+    checks = [Check("restore", True, "1024 bytes in 0.5 s"), Check("row counts", False, engine)]
+    failure = DrillResult(1, backup, "erp", False, None, checks).found_failure()
+    with context.catalog.begin() as session:
+        jobs = Jobs(session)
+        row = jobs.submit(
+            JobKind.DRILL, target="erp", triggered_by=TriggeredBy.CLI, requested_by="t"
+        )
+        jobs.start(row.id, pid=1)
+        jobs.finish(row.id, JobStatus.FAILED, error=failure)
+        run = DrillRuns(session).start(backup, database="erp", scratch_name="s", job_id=row.id)
+        DrillRuns(session).finish(
+            run.id,
+            passed=False,
+            restore_seconds=0.5,
+            checks=[c.to_json() for c in checks],
+            error=failure,
+        )
+    add_user(context, "ana", Role.VIEWER)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        shown = {path: unescape(browser.get(path).text) for path in ("/jobs", "/drills")}
+    said = f"la prueba de restauración falló: recuento de filas: {engine}"
+    assert said in shown["/jobs"]
+    assert said in shown["/drills"]
+    assert f"recuento de filas — {engine}" in " ".join(shown["/drills"].split())
+    assert "the restore test failed" not in shown["/jobs"] + shown["/drills"]

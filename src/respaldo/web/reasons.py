@@ -1,0 +1,103 @@
+"""The reasons respaldo stores in English (a job's error, a restore test's checks), said
+in the page's language.
+
+The catalog keeps what the operations wrote, in English, for the CLI, the API and the
+logs. The page translates the phrases respaldo forms itself (the frame of a failure, the
+names of a restore test's checks, the reasons of a lapsed or cancelled job); what such a
+phrase carries (an error of PostgreSQL, of a tool, of the storage; a path, a name) stays
+as written. A stored reason that no phrase below matches whole is shown as stored.
+
+Each phrase is written once, as its message (``{name}`` where a part goes); the pattern
+that recognises it is made from the message, so the two cannot drift apart. Each part is
+itself translated when it is one of these phrases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+
+Gettext = Callable[[str], str]
+
+
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
+    """Marks a message for extraction (``make messages``); translated when shown."""
+    return message
+
+
+_CHECKS = {
+    "restore": N_("restore"),
+    "recovery": N_("recovery"),
+    "row counts": N_("row counts"),
+    "wal archive": N_("WAL archive"),
+    "contents": N_("contents"),
+    "copies": N_("copies"),
+    "drill": N_("restore test"),
+}
+"""The checks of a restore test (operations/drill.py); ``validation: NAME`` and
+``pg_amcheck`` are in :data:`_PHRASES` and kept as named."""
+
+_PHRASES = (
+    # operations/drill.py: DrillResult.found_failure, and its checks.
+    N_("the restore test failed: {failure}"),
+    N_("validation: {name}"),
+    N_("got {value}, expected {expected}"),
+    N_("consistent, promoted"),
+    N_("no corruption"),
+    # operations/verify.py, operations/prune_report.py: found_failure.
+    N_("verify found {count} problems: {problem}"),
+    N_("prune could not finish in {repository}: {error}"),
+    # operations/jobs.py, workers.py, queue.py: why a job was cancelled or skipped.
+    N_("cancelled"),
+    N_("cancelled by request"),
+    N_("interrupted"),
+    N_("respaldo serve is stopping"),
+    N_("the worker was stopped before the job ended"),
+    N_("the previous run (job {job}) still runs"),
+    # catalog/jobs.py: a job whose process is gone.
+    N_("process {pid} died while the job ran (found at start-up)"),
+    N_("the lease of process {pid} on {host} lapsed: no sign of life since {since}"),
+    N_("the job's lease lapsed"),
+)
+
+
+@cache
+def _patterns() -> list[tuple[re.Pattern[str], str]]:
+    found = []
+    for message in _PHRASES:
+        pieces = re.split(r"\{(\w+)\}", message)
+        regex = "".join(
+            re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>.+?)"
+            for i, piece in enumerate(pieces)
+        )
+        found.append((re.compile(regex, re.S), message))
+    return found
+
+
+def reason(text: str | None, gettext: Gettext) -> str:
+    """``text`` (a stored reason) in the language of ``gettext``."""
+    if not text:
+        return ""
+    if text in _CHECKS:
+        return gettext(_CHECKS[text])
+    for pattern, message in _patterns():
+        matched = pattern.fullmatch(text)
+        if matched is None:
+            continue
+        parts = {name: _part(value, gettext) for name, value in matched.groupdict().items()}
+        return gettext(message).format(**parts)
+    return text
+
+
+def _part(value: str, gettext: Gettext) -> str:
+    # A failed check reads "NAME: DETAIL" (drill.py's _first_failure): the name of a
+    # check is respaldo's, the detail may be anyone's.
+    for name in sorted(_CHECKS, key=len, reverse=True):
+        if value.startswith(f"{name}: "):
+            return f"{gettext(_CHECKS[name])}: {reason(value[len(name) + 2 :], gettext)}"
+    if value.startswith("validation: ") and ": " in value[len("validation: ") :]:
+        name, detail = value[len("validation: ") :].split(": ", 1)
+        check = gettext(N_("validation: {name}")).format(name=name)
+        return f"{check}: {reason(detail, gettext)}"
+    return reason(value, gettext)
