@@ -459,7 +459,8 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     """``error`` of pg_restore, with a hint when it refused rows of chosen partitions
     that no restored partition takes: the dump loads them through their partitioned
     table (pg_dump does for a hash on an enum; the backup asks it to for an enum in
-    another type), and the new database's hash sends some to the partitions left out.
+    another type or an OID type, :func:`~respaldo.postgres.server.hash_keys_over_enums`),
+    and the new database's hash sends some to the partitions left out.
     Which ones depends on the enum's new OIDs: only the whole tree restores each time."""
     if selection is None or not selection.definition_only or _NO_PARTITION not in error.stderr:
         return error
@@ -468,8 +469,9 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
         error.returncode,
         error.stderr,
         hint="the dump loads these partitions' rows through their partitioned table "
-        f"({', '.join(selection.definition_only)}: hash-partitioned on an enum, whose "
-        "values a new database numbers anew), and the new hash sends some of them to "
+        f"({', '.join(selection.definition_only)}: hash-partitioned on an enum or an OID "
+        "type such as regtype, whose values a new database numbers anew), and the new hash "
+        "sends some of them to "
         f"partitions not restored; restore the partitioned table with {option('tables')} "
         "(its partitions come with it), then take the rows you need",
     )

@@ -722,6 +722,10 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
 # belong to another there. pg_dump loads a table through its root itself only when the
 # key is an enum or a domain over one (PostgreSQL commit 012ffb365); these it writes
 # straight into each partition, and the restore fails ("violates partition constraint").
+# So do a key of an OID alias type (regclass, regtype...: dumped as a name, restored as
+# the new object's OID), at any depth, and an expression key whose operator class takes
+# any array, range or record, or an OID: its type is not in the catalog (only its
+# operator class is), so it may hold either.
 _HASH_KEYS_OVER_ENUMS = """
 WITH RECURSIVE key_types(partrelid, typid, nested) AS (
     SELECT pt.partrelid, a.atttypid, false
@@ -744,13 +748,27 @@ WITH RECURSIVE key_types(partrelid, typid, nested) AS (
          WHERE t.typtype = 'c' AND c.attrelid = t.typrelid AND c.attnum > 0
            AND NOT c.attisdropped
      ) inner_type
+), renumbered(partrelid) AS (
+    SELECT k.partrelid
+      FROM key_types k
+      JOIN pg_catalog.pg_type t ON t.oid = k.typid
+     WHERE (t.typtype = 'e' AND k.nested)
+        OR (t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typname ~ '^reg')
+    UNION
+    SELECT pt.partrelid
+      FROM pg_catalog.pg_partitioned_table pt
+     CROSS JOIN LATERAL unnest(pt.partattrs::int2[], pt.partclass::oid[]) AS k(attnum, opc)
+      JOIN pg_catalog.pg_opclass o ON o.oid = k.opc
+      JOIN pg_catalog.pg_type t ON t.oid = o.opcintype
+     WHERE pt.partstrat = 'h' AND k.attnum = 0
+       -- An enum (anyenum) pg_dump sees by itself.
+       AND ((t.typtype = 'p' AND t.typname <> 'anyenum')
+            OR t.oid = 'pg_catalog.oid'::pg_catalog.regtype)
 )
 SELECT DISTINCT n.nspname, c.relname
-  FROM key_types k
-  JOIN pg_catalog.pg_type t ON t.oid = k.typid
-  JOIN pg_catalog.pg_class c ON c.oid = k.partrelid
+  FROM renumbered r
+  JOIN pg_catalog.pg_class c ON c.oid = r.partrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE t.typtype = 'e' AND k.nested
  ORDER BY 1, 2
 """
 
