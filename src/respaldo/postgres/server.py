@@ -716,8 +716,7 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
 
 
 # Hash-partitioned tables whose key holds an enum inside another type (an array, a
-# composite, a range, through domains too; not a multirange: pg_range names them from
-# PostgreSQL 14 on, and this runs on older servers too). An enum's hash follows its
+# composite, a range or multirange, through domains too). An enum's hash follows its
 # values' OIDs, which a new database numbers anew: a row dumped from one partition may
 # belong to another there. pg_dump loads a table through its root itself only when the
 # key is an enum or a domain over one (PostgreSQL commit 012ffb365); these it writes
@@ -742,7 +741,11 @@ WITH RECURSIVE key_types(partrelid, typid, nested) AS (
         UNION ALL
         SELECT t.typelem, true WHERE t.typcategory = 'A' AND t.typelem <> 0
         UNION ALL
-        SELECT r.rngsubtype, true FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid
+        SELECT r.rngsubtype, true FROM pg_catalog.pg_range r
+         WHERE r.rngtypid = t.oid
+            -- A multirange's range (rngmultitypid, PostgreSQL 14+: read through jsonb,
+            -- which older servers answer with NULL instead of an unknown column).
+            OR (pg_catalog.to_jsonb(r) ->> 'rngmultitypid')::oid = t.oid
         UNION ALL
         SELECT c.atttypid, true FROM pg_catalog.pg_attribute c
          WHERE t.typtype = 'c' AND c.attrelid = t.typrelid AND c.attnum > 0

@@ -8,9 +8,9 @@ restore (and every restore test of that database) failed with "restored row coun
 differ from the backup's".
 
 pg_dump does that only for a key that is an enum or a domain over one. A key holding an
-enum inside an array, a composite or a range it dumped partition by partition, and the
-new database refused the rows ("violates partition constraint"): respaldo's backup now
-tells pg_dump to load through the partitioned tables then.
+enum inside an array, a composite, a range or a multirange it dumped partition by
+partition, and the new database refused the rows ("violates partition constraint"):
+respaldo's backup now tells pg_dump to load through the partitioned tables then.
 
 A key of an OID alias type (``regtype``: dumped as a name, restored as the new type's
 OID) and an expression key over an enum (``ARRAY[k]``: the catalog holds its operator
@@ -117,6 +117,11 @@ _NESTED = {
         "public.tonos",
         "public.tonos((enum_range(NULL::public.tono))[1 + i % 3], "
         "(enum_range(NULL::public.tono))[4 + i % 3])",
+    ),
+    "multirange": (
+        "public.tonos_multirange",
+        "public.tonos_multirange(public.tonos((enum_range(NULL::public.tono))[1 + i % 3], "
+        "(enum_range(NULL::public.tono))[4 + i % 3]))",
     ),
 }
 
