@@ -40,6 +40,7 @@ from respaldo.errors import (
     BackupNotFound,
     ConfigError,
     PortTaken,
+    RecoveryFailed,
     RespaldoError,
     RestoreError,
     first_line,
@@ -50,9 +51,10 @@ from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
-from respaldo.operations.wal_coverage import check_recovery_target
+from respaldo.operations.wal_coverage import archived_after, check_recovery_target
 from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
+    RECOVERY_LOG,
     Owner,
     RecoveryTarget,
     check_runnable_by,
@@ -60,14 +62,17 @@ from respaldo.postgres.datadir import (
     extract_base_backup,
     find_server_bindir,
     log_size,
+    recovery_end,
     release_datadir,
     set_port,
     start_server,
+    stop_server,
     wait_for_recovery,
     write_missing_config,
     write_recovery_config,
 )
 from respaldo.postgres.toolsets import find_tools
+from respaldo.postgres.wal import format_lsn, segment_name
 from respaldo.repository import Manifest, Repository
 
 PG_COMBINEBACKUP_LINK = 18
@@ -198,6 +203,36 @@ def _mirror_wal_warning(mirror: str, primary: str, error: RespaldoError | None) 
     )
 
 
+def _check_recovery_end(
+    datadir: Path, archived: int, manifest: Manifest, *, bindir: Path, owner: Owner | None
+) -> None:
+    """Raise RecoveryFailed (the server stopped) if recovery to the end of the archived
+    WAL ended before the last segment archived before it started.
+
+    Archived segments are whole: recovery replays into the last of them at least. One
+    that ends earlier met WAL it could not read (a segment damaged before it was
+    archived, whose sealed copy authenticates) and took that for the end of the WAL:
+    PostgreSQL promotes there, and the copy lacks all that was archived after it, as a
+    missing segment would leave it (which is refused before anything is written).
+    """
+    ended = recovery_end(datadir)
+    size = int(manifest.meta["wal_segment_size"])
+    if ended is None or ended[1] >= archived - size:
+        return
+    stop_server(datadir, bindir=bindir, owner=owner)
+    tli, lsn = ended
+    raise RecoveryFailed(
+        f"recovery ended at {format_lsn(lsn)}, in segment {segment_name(tli, lsn, size)}, "
+        f"but the WAL archived before the restore began reaches {format_lsn(archived)}: "
+        "the server could not read the WAL there and promoted without the rest (the "
+        f"log says why: {datadir / RECOVERY_LOG}); it is stopped",
+        hint="replace the damaged segment (a mirror's copy, 'respaldo repair --wal', or "
+        "wal-push from the server's pg_wal) and restore again, or restore knowingly to a "
+        f"target before it (--target-lsn, --immediate); {datadir} is left as the server "
+        "stopped: remove it before restoring into it again",
+    )
+
+
 def restore_datadir(
     ctx: Context,
     backup_id: str,
@@ -307,6 +342,12 @@ def restore_datadir(
             if chain
             else None
         )
+        # Where the WAL archived before the server starts reaches: recovery to its end
+        # must get there (checked once it promoted; WAL archived meanwhile does not count).
+        archived = None
+        if start and target == RecoveryTarget():
+            coverage = archived_after(repo, manifest)
+            archived = None if isinstance(coverage, str) else coverage.end
         restore_target = begin_restore(datadir, backup_id)
         warnings += restore_target.warnings
         result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
@@ -387,5 +428,7 @@ def restore_datadir(
                     f"port {taken[-1]} was taken before the restored server started: "
                     f"started it again on port {port}"
                 )
+            if archived is not None:
+                _check_recovery_end(datadir, archived, manifest, bindir=bindir, owner=owner)
         result.seconds = time.monotonic() - started
         return result

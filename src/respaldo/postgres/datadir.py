@@ -34,7 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.childenv import base_environment
-from respaldo.errors import PortTaken, PostgresError, RecoveryFailed, RestoreError, UnsafePath
+from respaldo.errors import (
+    InvalidWalFile,
+    PortTaken,
+    PostgresError,
+    RecoveryFailed,
+    RestoreError,
+    UnsafePath,
+)
 from respaldo.postgres.basetar import (
     CHECKSUMS,
     BaseBackupCheck,
@@ -44,6 +51,7 @@ from respaldo.postgres.basetar import (
     Tee,
 )
 from respaldo.postgres.toolsets import find_tools
+from respaldo.postgres.wal import parse_timeline_history
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
@@ -402,6 +410,26 @@ def write_missing_config(datadir: Path, *, owner: Owner | None) -> list[str]:
         f"{datadir} with PostgreSQL's defaults and local connections only; copy the "
         "original server's configuration in before using the restored server for more"
     ]
+
+
+def recovery_end(datadir: Path) -> tuple[int, int] | None:
+    """(timeline, LSN) where the recovery of a promoted ``datadir`` ended: the last line
+    of its newest timeline's history file, which PostgreSQL writes at the promotion.
+    None when there is none to read."""
+    newest: tuple[int, Path] | None = None
+    with contextlib.suppress(OSError):
+        for path in (datadir / "pg_wal").glob("*.history"):
+            with contextlib.suppress(ValueError):
+                tli = int(path.name.split(".")[0], 16)
+                if newest is None or tli > newest[0]:
+                    newest = (tli, path)
+    if newest is None:
+        return None
+    try:
+        entries = parse_timeline_history(newest[1].read_text(errors="replace"))
+    except (OSError, InvalidWalFile):
+        return None
+    return entries[-1] if entries else None
 
 
 # --- starting it -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from respaldo.operations.drill import run_drill
 from respaldo.operations.wal import open_wal_repository
 from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
+from respaldo.repository.wal import get_wal, put_wal
 from tests.integration.physical.conftest import SHOP, Archiving, free_port
 
 pytestmark = pytest.mark.integration
@@ -243,3 +244,41 @@ def test_recovery_to_a_restore_point(
     restored_servers.append(restored)
     query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
     assert [row[0] for row in restored.query(query, dbname=SHOP)] == [1]
+
+
+def test_recovery_ended_early_by_a_damaged_segment_fails_the_restore(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # A segment damaged before it was archived (its sealed copy authenticates): PostgreSQL
+    # takes its first unreadable record for the end of the WAL and promotes there, without
+    # the segments archived after it. The restore said it recovered "to the end of the
+    # archived WAL", and the copy lacked both rows.
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table), dbname=SHOP)
+    damaged = archiving.switch_and_archive()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
+    archiving.switch_and_archive()
+    system_id = _system_id(archiving)
+    repo = open_wal_repository(archiving.settings())
+    data = bytearray(get_wal(repo, system_id, "00000001", damaged))
+    data[48:56] = b"\xff" * 8  # the first record's xl_prev (after the 40-byte page header)
+    stored = archiving.repo_dir / "wal" / system_id / "00000001" / damaged
+    aside = stored.with_name(f"{damaged}.aside")
+    stored.rename(aside)
+    try:
+        put_wal(repo, system_id, "00000001", damaged, bytes(data))
+        datadir, port = archiving.new_datadir(), free_port()
+        restore = ("restore", record["id"], "--target-datadir", str(datadir))
+        run = archiving.run(*restore, "--start", "--port", str(port))
+        if run.code == 0:  # stopped at the end of the test, not left running
+            restored_servers.append(archiving.restored(datadir, port))
+        assert run.code == 1, str(run)
+        assert f"in segment {damaged}, but the WAL archived before" in run.err
+        assert "hint:" in run.err
+        assert not _running(datadir)
+    finally:
+        stored.unlink(missing_ok=True)
+        aside.rename(stored)
