@@ -13,7 +13,7 @@ from sample.cluster import TempCluster
 from respaldo.operations.repositories import open_repository
 from respaldo.postgres.wal import parse_lsn, segment_name
 from tests.integration.majors import ON_PG18
-from tests.integration.physical.conftest import Archiving
+from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
 from tests.integration.physical.test_physical_roundtrip import check_point_in_time_recovery
 
 pytestmark = pytest.mark.integration
@@ -36,3 +36,33 @@ def test_64_mib_segments_archive_and_recover_to_a_point_in_time(
     own = segment_name(int(manifest.meta["timeline"]), parse_lsn(start), SEGMENT)
     assert own == pg.scalar("SELECT pg_walfile_name(%s::pg_lsn)", [start])
     assert manifest.meta["wal_segments"][0] == own
+
+
+def test_1_mib_segments_recover_to_the_exact_time_of_a_commit(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # The smallest segment initdb allows (4096 segments per "log id" in the names, not
+    # 256), and a target time equal to a commit's own timestamp: that commit is replayed
+    # (recovery_target_inclusive, PostgreSQL's default: it stops before the first commit
+    # after the target), to the microsecond respaldo writes into recovery_target_time.
+    with archiving_cluster(
+        None, initdb_options=("--wal-segsize=1",), settings={"track_commit_timestamp": "on"}
+    ) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        assert pg.scalar("SHOW wal_segment_size") == "1MB"
+        pg.execute("CREATE TABLE exact (id int)", dbname=SHOP)
+        record = archiving.backup()
+        pg.execute("INSERT INTO exact VALUES (1)", dbname=SHOP)
+        committed = pg.scalar(
+            "SELECT pg_xact_commit_timestamp(xmin) FROM exact WHERE id = 1", dbname=SHOP
+        )
+        pg.execute("INSERT INTO exact VALUES (2)", dbname=SHOP)
+        # Over a segment of WAL after the target, so that recovery fetches several.
+        pg.execute("INSERT INTO exact SELECT 3 FROM generate_series(1, 20000)", dbname=SHOP)
+        archiving.switch_and_archive()
+        restored, _, run = archiving.restore_started(
+            record["id"], restored_servers, "--target-time", committed.isoformat()
+        )
+        assert "recovery stopping before commit" in run.err, str(run)
+        assert restored.query("SELECT id FROM exact ORDER BY id", dbname=SHOP) == [(1,)]
