@@ -73,6 +73,10 @@ def test_recovery_past_a_tablespace_in_use_here_stops_before_writing_into_it(
         # Nothing of the original's tablespace was touched, and no link leads there.
         assert _files(location) == before
         assert list((datadir / "pg_tblspc").iterdir()) == []
+        # A backup of the cluster as it is now is refused, saying why.
+        run = archiving.run("backup", "erp", "--type", "incremental")
+        assert run.code == 1, str(run)
+        assert "tablespaces are not supported" in run.err
     finally:
         pg.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table), dbname=SHOP)
         pg.execute(sql.SQL("DROP TABLESPACE {}").format(space))
