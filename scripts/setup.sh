@@ -37,6 +37,16 @@ fi
 # The PostgreSQL server refuses to run as root; tests and the demo run it as this user.
 id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash postgres
 
+# Spanish (es_ES.UTF-8): the tests of restored servers that log in Spanish, as the
+# PostgreSQL servers of respaldo's users often do (tests/integration/physical).
+if ! locale -a 2>/dev/null | grep -qix 'es_ES.utf-\?8'; then
+    command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ] || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q --no-install-recommends locales
+    }
+    localedef -i es_ES -f UTF-8 es_ES.UTF-8
+fi
+
 # A .venv made by another interpreter (an older checkout's, or a user's pyenv) is made anew.
 if [ -x .venv/bin/python ] && ! grep -qx "home = $(dirname "$SYSTEM_PYTHON")" .venv/pyvenv.cfg; then
     rm -rf .venv
