@@ -55,6 +55,8 @@ from respaldo.postgres.wal import parse_timeline_history
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
+ENGLISH_LOG = "-c lc_messages=C"
+"""The server option (``pg_ctl -o``) of the starts respaldo reads the log of."""
 HELD_BACK = "PG_VERSION"
 HELD_BACK_AS = "PG_VERSION.respaldo-incomplete"
 """``PG_VERSION`` is written under another name until the restore is complete: without
@@ -499,7 +501,13 @@ def start_server(
     if owner is not None:
         os.chown(log_file.parent, owner.uid, owner.gid)
         os.chown(log_file, owner.uid, owner.gid)
+    # respaldo reads this log (where recovery stopped, why it failed, a taken port) in
+    # PostgreSQL's English; the restored configuration may log in another language
+    # (lc_messages = 'es_ES.UTF-8'), which is kept: an option of this start overrides it
+    # until the server is started again by anything else (pg_ctl restart excepted: it
+    # reuses these options from postmaster.opts).
     argv = [str(bindir / "pg_ctl"), "start", "-D", str(datadir), "-l", str(log_file), "-W"]
+    argv += ["-o", ENGLISH_LOG]
     done = subprocess.run(
         _as_owner(argv, owner),
         capture_output=True,
@@ -525,9 +533,9 @@ def log_size(datadir: Path) -> int:
         return 0
 
 
-# PostgreSQL's log (lc_messages C) when the port is held on every address it was to listen
-# on: a LOG line per address, then this FATAL. An address that binds while another does
-# not is only a warning, and the server runs: that is no taken port for us.
+# PostgreSQL's log (in English: ENGLISH_LOG) when the port is held on every address it
+# was to listen on: a LOG line per address, then this FATAL. An address that binds while
+# another does not is only a warning, and the server runs: that is no taken port for us.
 _BIND_REFUSED = re.compile(r'LOG:  could not bind \S+ address "[^"]*": Address already in use')
 _NO_SOCKETS = "FATAL:  could not create any TCP/IP sockets"
 
