@@ -9,6 +9,8 @@ Words used here:
   :data:`respaldo.domain.BACKUP_TRANSITIONS`.
 - *job*: a row of ``jobs``, one operation run by any interface, with a lease
   (:mod:`respaldo.catalog.jobs`); its status follows :data:`respaldo.domain.JOB_TRANSITIONS`.
+- *catalog's clock*: what leases are written and judged by (:mod:`respaldo.catalog.clock`):
+  a PostgreSQL catalog's server's clock, a SQLite catalog's machine's.
 - *copy*: a row of ``backup_copies``, the state of one backup in one secondary repository.
 - *user*, *session*, *API token*: who may use the API (``users``, ``auth_sessions``,
   ``api_tokens``; :mod:`respaldo.catalog.access`), stored as hashes only.
@@ -35,6 +37,7 @@ from respaldo.catalog.backups import (
     pid_alive,
     this_host,
 )
+from respaldo.catalog.clock import catalog_now
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
@@ -96,6 +99,7 @@ __all__ = [
     "Users",
     "Worker",
     "Workers",
+    "catalog_now",
     "checks_of",
     "failed_verification",
     "newest_completed",

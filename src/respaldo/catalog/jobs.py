@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.clock import catalog_now
 from respaldo.catalog.models import Job, JobTally
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import (
@@ -50,15 +51,16 @@ def known_kind() -> sa.ColumnElement[bool]:
     return Job.kind.in_(builtins.list(JobKind))
 
 
-def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(UTC)
-
-
 class Jobs:
     """Changes and queries within one Session (never commits)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def _now(self, now: datetime | None) -> datetime:
+        """``now`` if given (tests), else the catalog's clock (:mod:`.clock`): every time
+        a job's lease counts from or is judged against is the one clock of the catalog."""
+        return now if now is not None else catalog_now(self.session)
 
     def submit(
         self,
@@ -86,7 +88,7 @@ class Jobs:
         the job, which holds it in memory until then; if that process dies first, the job
         is failed as not started (:meth:`fail_lapsed`). Its lease starts now.
         """
-        when = _now(now)
+        when = self._now(now)
         job = Job(
             kind=kind,
             target=target,
@@ -130,7 +132,7 @@ class Jobs:
         the sweep settles that record (failed with the reason, or completed from its
         manifest) and a settled record cannot be started again, so the retry takes a
         backup of its own, recorded as its result."""
-        when = _now(now)
+        when = self._now(now)
         params = {k: v for k, v in params_of(lost).items() if k != "reserved"}
         job = Job(
             kind=lost.kind,
@@ -298,7 +300,7 @@ class Jobs:
             if holder is not None:
                 raise _conflict(job, holder.id)
         refusal = _conflict(job, None)  # built now: after a failed flush, job is unreadable
-        when = _now(now)
+        when = self._now(now)
         job.status = JobStatus.RUNNING
         job.started_at = when
         job.heartbeat_at = when
@@ -325,7 +327,7 @@ class Jobs:
         ``cancel_requested`` and ``status`` tell the runner whether to go on."""
         job = self.get(job_id)
         if job.status is JobStatus.RUNNING:
-            job.heartbeat_at = _now(now)
+            job.heartbeat_at = self._now(now)
             if done is not None:
                 job.progress_done = done
                 job.progress_total = total
@@ -341,7 +343,7 @@ class Jobs:
         result = self.session.execute(
             sa.update(Job)
             .where(Job.id.in_(ids), Job.status == JobStatus.QUEUED)
-            .values(heartbeat_at=_now(now))
+            .values(heartbeat_at=self._now(now))
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
@@ -365,7 +367,7 @@ class Jobs:
         job = self.get(job_id)
         job.status.check_transition(status, job_id=job.id)
         job.status = status
-        job.finished_at = _now(now)
+        job.finished_at = self._now(now)
         job.error_message = error
         if result_id is not None:
             job.result_id = result_id
@@ -388,7 +390,7 @@ class Jobs:
             )
         if job.status is JobStatus.QUEUED:
             job.status = JobStatus.CANCELLED
-            job.finished_at = _now(now)
+            job.finished_at = self._now(now)
             job.error_message = "cancelled before it started"
         job.cancel_requested = True
         self.session.flush()
@@ -405,12 +407,15 @@ class Jobs:
         was last renewed more than ``lease`` ago (on any host); and every queued job that
         its runner will never start (see :func:`_unstarted_reason`). Return them.
 
+        A lease's age is judged by the catalog's clock (:mod:`.clock`), the one that
+        renewed it: on PostgreSQL, the clocks of the machines need not agree.
+
         A running job someone asked to cancel (``respaldo jobs cancel``) whose process
         died before it could see the request ends ``cancelled`` instead: the request is
         honoured, and nobody retries it (:func:`retries_allowed`) or alerts on it."""
-        when = _now(now)
         lapsed = []
-        for job, reason in self._lapsed(lease, is_alive, when, lock=True):
+        found, when = self._lapsed(lease, is_alive, now, lock=True)
+        for job, reason in found:
             cancelled = job.status is JobStatus.RUNNING and job.cancel_requested
             job.status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
             job.finished_at = when
@@ -428,11 +433,20 @@ class Jobs:
     ) -> bool:
         """Whether :meth:`fail_lapsed` would fail any job; reads only, so that opening the
         catalog takes no write lock when (as nearly always) nothing lapsed."""
-        return next(iter(self._lapsed(lease, is_alive, _now(now), lock=False)), None) is not None
+        found, _ = self._lapsed(lease, is_alive, now, lock=False)
+        return bool(found)
 
     def _lapsed(
-        self, lease: timedelta, is_alive: Callable[[int], bool], when: datetime, *, lock: bool
-    ) -> Iterator[tuple[Job, str]]:
+        self,
+        lease: timedelta,
+        is_alive: Callable[[int], bool],
+        now: datetime | None,
+        *,
+        lock: bool,
+    ) -> tuple[builtins.list[tuple[Job, str]], datetime | None]:
+        """The jobs that lapsed with the reason of each, and the time (by the catalog's
+        clock, unless ``now`` is given) they were judged at: None when no job runs or
+        waits for a runner, which is then not asked for the time."""
         local = this_host()
         # Rows locked FOR UPDATE, skipping those another process locks: on PostgreSQL
         # two workers sweeping at once never both fail (and retry) the same job. SQLite
@@ -447,13 +461,23 @@ class Jobs:
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
-        for job in self.session.scalars(query):
+        candidates = builtins.list(self.session.scalars(query))
+        if not candidates:
+            return [], None  # opening the catalog with nothing running asks no clock
+        # Asked after reading the rows (none running: no round trip). Locked, the rows
+        # read are the last renewals, and none lands before this transaction ends; not
+        # locked (any_lapsed), a renewal read late only sends the caller to the locked
+        # look (fail_lapsed), which judges again.
+        when = self._now(now)
+        found = []
+        for job in candidates:
             if job.status is JobStatus.QUEUED:
                 reason = _unstarted_reason(job, when, lease, local, is_alive)
             else:
                 reason = _lapse_reason(job, when, lease, local, is_alive)
             if reason is not None:
-                yield job, reason
+                found.append((job, reason))
+        return found, when
 
 
 def _lapse_reason(
@@ -466,7 +490,7 @@ def _lapse_reason(
     if last < now - lease:
         return (
             f"the lease of process {pid} on {job.worker_host} lapsed: no sign of life "
-            f"since {last.isoformat(timespec='seconds')}"
+            f"since {_silence(last, now, lease)}"
         )
     return None
 
@@ -498,9 +522,21 @@ def _unstarted_reason(
     if last < now - lease:
         return (
             f"not started: {runner}, which was to run it, gave no sign of life since "
-            f"{last.isoformat(timespec='seconds')}"
+            f"{_silence(last, now, lease)}"
         )
     return None
+
+
+def _silence(last: datetime, now: datetime, lease: timedelta) -> str:
+    """When a lease was last renewed and how long before ``now`` that was, by the one
+    clock both times were read from (the catalog's): what a reader needs to tell a
+    hung or dead process from a lease set too short."""
+    silent = int((now - last).total_seconds())
+    return (
+        f"{last.isoformat(timespec='seconds')} ({silent} s before "
+        f"{now.isoformat(timespec='seconds')} by the catalog's clock; the lease is "
+        f"{lease.total_seconds():g} s)"
+    )
 
 
 def _runner_name(job: Job) -> str:

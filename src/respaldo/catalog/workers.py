@@ -3,7 +3,8 @@
 A worker registers itself when it starts, renews ``heartbeat_at`` while it lives, and
 removes its row when it stops. A worker killed with SIGKILL leaves its row: it counts
 as alive until its heartbeat is older than the lease, then :meth:`Workers.prune` removes
-it (its running job is failed, and retried, by the jobs' own lease).
+it (its running job is failed, and retried, by the jobs' own lease). Heartbeats are
+written and judged by the catalog's clock (:mod:`.clock`), as the jobs' leases are.
 """
 
 from __future__ import annotations
@@ -11,18 +12,15 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.clock import catalog_now
 from respaldo.catalog.jobs import known_kind
 from respaldo.catalog.models import Job, Worker
 from respaldo.domain import JobStatus
-
-
-def _now(now: datetime | None) -> datetime:
-    return now if now is not None else datetime.now(UTC)
 
 
 class Workers:
@@ -30,6 +28,10 @@ class Workers:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def _now(self, now: datetime | None) -> datetime:
+        """``now`` if given (tests), else the catalog's clock."""
+        return now if now is not None else catalog_now(self.session)
 
     def register(
         self,
@@ -41,7 +43,7 @@ class Workers:
         now: datetime | None = None,
     ) -> Worker:
         """A new worker row, alive now. ``queues`` None: every queue."""
-        when = _now(now)
+        when = self._now(now)
         worker = Worker(
             name=name,
             host=host,
@@ -59,7 +61,7 @@ class Workers:
         """Renew a worker's heartbeat (re-creating nothing: a pruned worker stays gone)."""
         worker = self.session.get(Worker, worker_id)
         if worker is not None:
-            worker.heartbeat_at = _now(now)
+            worker.heartbeat_at = self._now(now)
             worker.stopping = worker.stopping or stopping
             self.session.flush()
 
@@ -71,13 +73,13 @@ class Workers:
 
     def alive(self, *, lease: timedelta, now: datetime | None = None) -> builtins.list[Worker]:
         """Workers whose heartbeat is younger than ``lease``, oldest first."""
-        since = _now(now) - lease
+        since = self._now(now) - lease
         query = sa.select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.id)
         return builtins.list(self.session.scalars(query))
 
     def prune(self, *, lease: timedelta, now: datetime | None = None) -> int:
         """Remove the rows of workers silent for longer than ``lease``; return how many."""
-        since = _now(now) - lease
+        since = self._now(now) - lease
         result = self.session.execute(sa.delete(Worker).where(Worker.heartbeat_at < since))
         return int(getattr(result, "rowcount", 0) or 0)
 

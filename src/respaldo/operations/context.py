@@ -15,7 +15,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
 
 from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
@@ -84,7 +83,7 @@ class Context:
             return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            settle_abandoned(context, datetime.now(UTC), retry_here=retry_lost)
+            settle_abandoned(context, retry_here=retry_lost)
         except BaseException:
             context.close()
             raise

@@ -31,7 +31,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -238,7 +238,7 @@ def recover(ctx: Context) -> list[int]:
     taken FOR UPDATE SKIP LOCKED)."""
     from respaldo.operations.reconcile import settle_abandoned
 
-    settled = settle_abandoned(ctx, datetime.now(UTC))
+    settled = settle_abandoned(ctx)
     dropped = _fail_dropped(ctx)
     with ctx.catalog.begin() as session:
         Workers(session).prune(lease=timedelta(seconds=ctx.settings.jobs.lease_seconds))
@@ -639,7 +639,7 @@ def list_workers(ctx: Context, now: datetime | None = None) -> list[WorkerInfo]:
                 stopping=w.stopping,
                 running=[JobInfo.of(j) for j in workers.running(w)],
             )
-            for w in workers.alive(lease=lease, now=now or datetime.now(UTC))
+            for w in workers.alive(lease=lease, now=now)
         ]
 
 

@@ -58,11 +58,15 @@ class Settled:
     drills: list[int] = field(default_factory=list)
 
 
-def settle_abandoned(ctx: Context, now: datetime, *, retry_here: bool = False) -> Settled:
+def settle_abandoned(
+    ctx: Context, now: datetime | None = None, *, retry_here: bool = False
+) -> Settled:
     """Fail the lapsed jobs; complete the abandoned records whose manifest exists, fail
     the other records and the abandoned drill runs. Every process runs it when it opens
     the catalog (:meth:`Context.open`), and ``respaldo serve`` on a SQLite catalog every
-    lease renewal period (:meth:`respaldo.scheduling.service.Service.sweep`).
+    lease renewal period (:meth:`respaldo.scheduling.service.Service.sweep`). Leases are
+    judged by the catalog's clock (:mod:`respaldo.catalog.clock`), not this machine's;
+    ``now`` (tests) stands in for it.
 
     A lost job of the queue (PostgreSQL) is retried per its kind's policy by whoever
     fails it. With ``retry_here`` (the service, which runs jobs itself on SQLite), a lost
@@ -114,9 +118,12 @@ def settle_abandoned(ctx: Context, now: datetime, *, retry_here: bool = False) -
         elif found is _Found.UNKNOWN:
             settled.undecided.append(backup_id)
     with ctx.catalog.begin() as session:
-        failed = BackupRecords(session).fail_abandoned(now, spare=settled.undecided)
+        # When a record or drill run left behind ended is only told, not judged: this
+        # machine's clock, as for the other times of records.
+        ended = now if now is not None else datetime.now(UTC)
+        failed = BackupRecords(session).fail_abandoned(ended, spare=settled.undecided)
         settled.failed = [record.id for record in failed]
-        settled.drills = [run.id for run in DrillRuns(session).fail_abandoned(now=now)]
+        settled.drills = [run.id for run in DrillRuns(session).fail_abandoned(now=ended)]
     for backup_id in settled.failed:
         # Said only of a record that was said to wait: the end of the story told before.
         if ctx.said.pop(backup_id, None) is not None:
@@ -133,7 +140,7 @@ def sweep_here(ctx: Context) -> list[int]:
     :func:`settle_abandoned` with ``retry_here``, then the ids of the retries this process
     holds and has to run (those it queued now, at its start, or in an earlier sweep it
     has not run yet), oldest first."""
-    settle_abandoned(ctx, datetime.now(UTC), retry_here=True)
+    settle_abandoned(ctx, retry_here=True)
     with ctx.catalog.read() as session:
         return [job.id for job in Jobs(session).held_retries(os.getpid())]
 

@@ -16,16 +16,18 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from respaldo.catalog import Job, Workers, queues_of
+from respaldo.catalog import Job, Workers, catalog_now, queues_of
 from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
 
 
-def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
+def queue_items(ctx: Context, now: datetime | None = None) -> list[StatusItem]:
     """One item per queue that is configured or has jobs waiting (none with a SQLite
-    catalog). Raises what reading the catalog raises."""
+    catalog). How long a job has waited, and whether a worker is alive, are judged by the
+    catalog's clock, which wrote those times (``now`` overrides it: tests). Raises what
+    reading the catalog raises."""
     if not has_queue(ctx):
         return []
     settings = ctx.settings
@@ -37,6 +39,8 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
         .group_by(Job.queue_name)
     )
     with ctx.catalog.read() as session:
+        if now is None:
+            now = catalog_now(session)
         waiting = {
             str(name): (int(n), oldest) for name, n, oldest in session.execute(waiting_query)
         }

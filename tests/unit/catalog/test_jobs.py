@@ -177,7 +177,8 @@ def test_a_queued_job_whose_runner_died_or_went_silent_is_failed_never_a_live_on
         )
         assert jobs.get(silent).error_message == (
             f"not started: respaldo serve (pid {os.getpid()} on elsewhere), which was to run "
-            "it, gave no sign of life since 2026-12-04T03:00:00+00:00"
+            "it, gave no sign of life since 2026-12-04T03:00:00+00:00 (600 s before "
+            "2026-12-04T03:10:00+00:00 by the catalog's clock; the lease is 300 s)"
         )
         assert jobs.get(older).error_message == (
             "not started: queued at 2026-12-04T03:00:00+00:00 by an older respaldo that "
