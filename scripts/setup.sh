@@ -28,6 +28,9 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # systemd-analyze checks the service unit that make install writes (tests/integration/install).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# libfaketime sets a test process's wall clock apart from the others' (the lease-clock
+# tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
+[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
