@@ -30,9 +30,11 @@ could not refresh it for most of ``stale_after``, or whose wall clock says it wa
 refreshed most of ``stale_after`` ago (the clock jumped forward: others judge by it),
 or whose refresh landed only after most of ``stale_after`` (its put, held up by a slow
 store, may have put back a lock that another process had removed as stale), has *lost*
-it (:class:`LeaseLost`) and must not commit what the lock protected. Clocks of the hosts
-that share a repository must agree to well within ``stale_after`` (10 minutes by
-default).
+it (:class:`LeaseLost`) and must not commit what the lock protected. A store has no
+clock to ask: ``refreshed`` is the holder's wall clock and its age the finder's, so the
+clocks of the hosts that share a repository must agree to well within ``stale_after``
+(10 minutes by default). Job leases do not depend on this: a PostgreSQL catalog's are
+judged by its server's clock (:mod:`respaldo.catalog.clock`).
 """
 
 from __future__ import annotations
