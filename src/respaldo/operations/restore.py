@@ -258,8 +258,8 @@ def _restore_backup(
     check_not_catalog(ctx, admin, target)
     try:
         exists = database_exists(admin, target)
-    except ConnectionFailed as exc:
-        if "does not exist" not in str(exc) or admin.dbname == maintenance:
+    except ConnectionFailed:
+        if admin.dbname == maintenance or not _database_gone(admin, maintenance):
             raise
         # The configured database is gone, which is the disaster being recovered from:
         # restoring it under another name must still work, so manage from "postgres".
@@ -524,6 +524,18 @@ def check_not_system_database(target: str, *, force: bool) -> None:
     )
 
 
+def _database_gone(admin: ConnInfo, maintenance: str) -> bool:
+    """Whether the database of ``admin``, which could not be connected to, is gone: asked
+    of ``maintenance`` on the same server, not read from the connection's error, which the
+    server writes in its own language (lc_messages: "no existe la base de datos")."""
+    if admin.dbname is None:  # libpq's default, the user's name: nothing to ask about
+        return False
+    try:
+        return not database_exists(admin.with_dbname(maintenance), admin.dbname)
+    except ConnectionFailed:
+        return False
+
+
 def check_not_catalog(ctx: Context, admin: ConnInfo, target: str) -> None:
     """Raise RestoreError if ``target`` is the database of respaldo's own catalog on the
     server of ``admin`` (a PostgreSQL catalog there): replacing it would end respaldo's
@@ -533,8 +545,8 @@ def check_not_catalog(ctx: Context, admin: ConnInfo, target: str) -> None:
         return
     try:
         here = server_identity(admin)
-    except ConnectionFailed as exc:
-        if "does not exist" not in str(exc):
+    except ConnectionFailed:
+        if admin.dbname == "postgres" or not _database_gone(admin, "postgres"):
             raise
         here = server_identity(admin.with_dbname("postgres"))
     if here[1:] == catalog[1:]:
