@@ -37,7 +37,12 @@ from respaldo.postgres import (
     server_info,
 )
 from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
-from respaldo.postgres.server import READ_EVERY_ROW, hash_keys_over_enums, table_sizes
+from respaldo.postgres.server import (
+    READ_EVERY_ROW,
+    can_read_role_passwords,
+    hash_keys_over_enums,
+    table_sizes,
+)
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -201,8 +206,10 @@ def _dump_globals(conninfo: ConnInfo, writer: BackupWriter, progress: Any, tools
     try:
         with pg_dumpall_globals(conninfo, bindir=tools.bindir) as dumpall:
             data = dumpall.stdout.read()
-    except PostgresError as exc:
-        if "permission denied" not in str(exc):
+    except PostgresError:
+        # Asked of the server, not read from pg_dumpall's error: the server writes that in
+        # its own language (lc_messages: "permiso denegado a la tabla pg_authid").
+        if can_read_role_passwords(conninfo):
             raise
         log.warning("role passwords cannot be read by %s; dumping roles without them", conninfo)
         with pg_dumpall_globals(conninfo, no_role_passwords=True, bindir=tools.bindir) as dumpall:

@@ -794,6 +794,20 @@ def _maintenance(conninfo: ConnInfo, name: str) -> Connection:
     return connect(conninfo, autocommit=True)
 
 
+def can_read_role_passwords(conninfo: ConnInfo) -> bool:
+    """Whether the role of ``conninfo`` may read ``pg_authid``, where the role passwords
+    are (a superuser may; other roles only if granted it)."""
+    with connect(conninfo, autocommit=True) as conn:
+        row = _guarded(
+            conninfo,
+            "checking whether role passwords can be read",
+            lambda: conn.execute(
+                "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+            ).fetchone(),
+        )
+    return bool(row is not None and row[0])
+
+
 def database_exists(conninfo: ConnInfo, name: str) -> bool:
     """Whether database ``name`` exists in the cluster of ``conninfo``."""
     with connect(conninfo, autocommit=True) as conn:

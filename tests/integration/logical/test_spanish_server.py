@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.repository import iter_stream
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
 
@@ -47,3 +48,54 @@ def test_restore_after_the_database_is_lost(
     respaldo.restore(backup_id, new_dbname)
     assert table_checksums(spanish, new_dbname) == tables
     assert staging_databases(spanish) == set()
+
+
+@pytest.fixture
+def reader(spanish: TempCluster, respaldo: Respaldo) -> Iterator[str]:
+    """A backup role that reads every row but is no superuser (nor reads pg_authid), with
+    the superuser's password (the config's password file), configured for ``erp``."""
+    role = sql.Identifier("respaldo_lector")
+    password = sql.Literal(spanish.password.get_secret_value())
+    spanish.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
+    # Not pg_read_all_data, which reads pg_authid too: SELECT on the ERP's own tables.
+    schemas = spanish.query(
+        "SELECT nspname FROM pg_catalog.pg_namespace"
+        " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
+        dbname=respaldo.dbname,
+    )
+    for (schema,) in schemas:
+        spanish.execute(
+            sql.SQL(
+                "GRANT USAGE ON SCHEMA {0} TO {1};"
+                "GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1};"
+                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {0} TO {1}"
+            ).format(sql.Identifier(schema), role),
+            dbname=respaldo.dbname,
+        )
+    # pg_read_all_data leaves out the sample's large objects: readable to all for the test.
+    spanish.execute("ALTER SYSTEM SET lo_compat_privileges = on")
+    spanish.execute("SELECT pg_catalog.pg_reload_conf()")
+    text = respaldo.config.read_text()
+    respaldo.config.write_text(text.replace(f"{spanish.superuser}@", "respaldo_lector@"))
+    try:
+        yield "respaldo_lector"
+    finally:
+        respaldo.config.write_text(text)
+        spanish.execute("ALTER SYSTEM RESET lo_compat_privileges")
+        spanish.execute("SELECT pg_catalog.pg_reload_conf()")
+        spanish.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=respaldo.dbname)
+        spanish.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_a_backup_role_that_cannot_read_role_passwords_backs_up_without_them(
+    respaldo: Respaldo, spanish: TempCluster, reader: str
+) -> None:
+    # pg_dumpall fails, "permiso denegado a la tabla pg_authid": the roles are dumped
+    # without passwords, which the backup used to do only for "permission denied".
+    backup_id = respaldo.backup()["id"]
+    manifest = respaldo.repository().load_manifest(backup_id)
+    assert manifest.meta["globals_role_passwords"] is False
+    globals_script = b"".join(iter_stream(respaldo.repository(), manifest, "globals"))
+    assert f"CREATE ROLE {reader};".encode() in globals_script
+    assert spanish.superuser.encode() in globals_script
+    assert b"SCRAM-SHA-256$" not in globals_script
