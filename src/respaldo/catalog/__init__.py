@@ -37,7 +37,7 @@ from respaldo.catalog.backups import (
     pid_alive,
     this_host,
 )
-from respaldo.catalog.clock import catalog_now
+from respaldo.catalog.clock import catalog_now, clock_offset
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
 from respaldo.catalog.drills import DrillRuns, checks_of
@@ -101,6 +101,7 @@ __all__ = [
     "Workers",
     "catalog_now",
     "checks_of",
+    "clock_offset",
     "failed_verification",
     "newest_completed",
     "newest_completed_times",

@@ -36,3 +36,15 @@ def catalog_now(session: Session) -> datetime:
         sa.select(sa.func.clock_timestamp(type_=UTCDateTime()))
     ).scalar_one()
     return found
+
+
+def clock_offset(session: Session) -> float | None:
+    """How many seconds this machine's clock is ahead of the catalog's (negative:
+    behind), read over one round trip (its middle taken for the server's moment); None
+    on SQLite, where the two are one clock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    before = datetime.now(UTC)
+    server = catalog_now(session)
+    after = datetime.now(UTC)
+    return (before + (after - before) / 2 - server).total_seconds()

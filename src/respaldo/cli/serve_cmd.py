@@ -71,6 +71,7 @@ def serve(
     with Context.open(settings, retry_lost=True) as context:
         from respaldo.scheduling.service import Service
 
+        queue.warn_clock_offset(context)  # a PostgreSQL catalog's fleet: locks need it
         service = Service.create(context)
         worker = None
         if service.queued and settings.server.run_jobs:

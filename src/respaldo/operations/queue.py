@@ -38,10 +38,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.cancellation import CancelToken
-from respaldo.catalog import Job, Jobs, Workers, queues_of, this_host
+from respaldo.catalog import Job, Jobs, Workers, clock_offset, queues_of, this_host
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
-from respaldo.errors import AlreadyFired, CatalogUnavailable, ConfigError, JobCancelled
+from respaldo.errors import (
+    AlreadyFired,
+    CatalogUnavailable,
+    ConfigError,
+    JobCancelled,
+    RespaldoError,
+)
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
@@ -349,6 +355,7 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
     from procrastinate.exceptions import ConnectorException
 
     require_queue(ctx)
+    warn_clock_offset(ctx)
     try:
         asyncio.run(_worker_main(ctx, options))
     except ConnectorException as exc:
@@ -359,6 +366,37 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
             "manager that restarts them (Restart=always): a job they ran is failed by its "
             "lease and retried",
         ) from exc
+
+
+def warn_clock_offset(ctx: Context) -> float | None:
+    """Warn if this machine's clock is off the catalog server's by more than a tenth of
+    ``[locks] stale_after_seconds``; return the offset in seconds (None: a SQLite
+    catalog, or it could not be read, which the caller finds out soon enough itself).
+
+    Job leases do not mind (the catalog's clock judges them), but the repository's locks
+    have no shared clock: a machine far off the others has its locks taken for stale, or
+    gives them up. The catalog's server is the one clock every machine of a fleet
+    reads, so it is what a long-running process (a worker, ``serve``) compares with."""
+    try:
+        with ctx.catalog.read() as session:
+            offset = clock_offset(session)
+    except (sa.exc.SQLAlchemyError, RespaldoError) as exc:
+        log.debug("could not compare this machine's clock with the catalog's: %s", exc)
+        return None
+    if offset is None:
+        return None
+    stale_after = ctx.settings.locks.stale_after_seconds
+    if abs(offset) > stale_after / 10:
+        log.warning(
+            "this machine's clock is %.0f s %s the catalog server's: job leases do not "
+            "mind (the catalog's clock judges them), but repository locks are judged by "
+            "the machines' own clocks, which must agree within [locks] "
+            "stale_after_seconds (%.0f s); set this machine's clock (NTP)",
+            abs(offset),
+            "behind" if offset < 0 else "ahead of",
+            stale_after,
+        )
+    return offset
 
 
 async def _worker_main(

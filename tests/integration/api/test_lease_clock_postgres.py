@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,6 +202,18 @@ def test_a_worker_whose_clock_runs_behind_is_alive_and_not_pruned(
         wait_for("the worker to register", registered)
         queue.recover(ctx)  # prunes the workers silent for longer than the lease
         assert [w.name for w in queue.list_workers(ctx)] == ["behind"]
+        # This process's clock agrees with the server's: nothing to say.
+        offset = queue.warn_clock_offset(ctx)
+        assert offset is not None and abs(offset) < 60
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate()
+    assert worker.returncode == 0, stderr
+    # The worker says its clock is off: the repository's locks still depend on it.
+    assert re.search(
+        r"this machine's clock is 3[56]\d\d s behind the catalog server's: job leases do "
+        r"not mind",
+        stderr,
+    ), stderr
 
 
 def test_a_dead_machines_lease_still_lapses_for_a_judge_whose_clock_runs_behind(
