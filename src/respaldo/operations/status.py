@@ -230,7 +230,7 @@ def compute_status(
         from respaldo.operations.status_queue import queue_items
 
         try:
-            general += queue_items(ctx)  # by the catalog's clock, as its jobs are
+            general += queue_items(ctx, now)
         except (SQLAlchemyError, RespaldoError) as exc:  # a read that failed just now
             log.warning("could not read the queue for the status: %s", first_line(exc))
             unread.add("queue")

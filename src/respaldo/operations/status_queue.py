@@ -16,18 +16,19 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from respaldo.catalog import Job, Workers, catalog_now, queues_of
+from respaldo.catalog import Job, Workers, clock_offset, queues_of
 from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
 
 
-def queue_items(ctx: Context, now: datetime | None = None) -> list[StatusItem]:
+def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
     """One item per queue that is configured or has jobs waiting (none with a SQLite
-    catalog). How long a job has waited, and whether a worker is alive, are judged by the
-    catalog's clock, which wrote those times (``now`` overrides it: tests). Raises what
-    reading the catalog raises."""
+    catalog), as of ``now`` on this machine's clock. How long a job has waited, and
+    whether a worker is alive, are judged on the catalog's clock, which wrote those
+    times: ``now`` is moved onto it by this machine's offset from it. Raises what reading
+    the catalog raises."""
     if not has_queue(ctx):
         return []
     settings = ctx.settings
@@ -39,8 +40,10 @@ def queue_items(ctx: Context, now: datetime | None = None) -> list[StatusItem]:
         .group_by(Job.queue_name)
     )
     with ctx.catalog.read() as session:
-        if now is None:
-            now = catalog_now(session)
+        # The status's "now" (this machine's clock; a test's chosen time) as the same
+        # moment on the catalog's clock: a status read on a machine whose clock is off
+        # neither calls a queue stuck early nor misses a stuck one.
+        now -= timedelta(seconds=clock_offset(session) or 0.0)
         waiting = {
             str(name): (int(n), oldest) for name, n, oldest in session.execute(waiting_query)
         }

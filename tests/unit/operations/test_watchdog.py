@@ -282,7 +282,7 @@ def test_a_queue_whose_item_leaves_the_report_is_resolved_and_not_when_unread(
         status.StatusItem(key="queue:nightly", check="queue", level="red", reason="x", count=3)
     ]
 
-    def queue_items(_ctx: Context) -> list[status.StatusItem]:
+    def queue_items(_ctx: Context, _now: object) -> list[status.StatusItem]:
         if items is None:
             raise OperationalError("SELECT", {}, Exception("server closed the connection"))
         return list(items)
