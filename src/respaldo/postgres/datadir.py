@@ -271,6 +271,16 @@ def release_datadir(target: Path) -> None:
 _LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 
 
+RECOVERY_TARGETS = (
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+)
+"""PostgreSQL's recovery target settings, of which at most one may be set."""
+
+
 @dataclass(frozen=True)
 class RecoveryTarget:
     """Where recovery stops: at most one of its fields is set; none means "all WAL"."""
@@ -329,7 +339,16 @@ def write_recovery_config(
     a restored copy does not push its WAL into the original's archive;
     ``server_settings`` are written too (a drill's scratch server: where it listens).
     """
-    settings = {"restore_command": restore_command, **target.settings()}
+    chosen = target.settings()
+    # The backup's own postgresql.auto.conf may hold the recovery settings of an earlier
+    # recovery (a server restored to a point in time, then made the primary): its target
+    # of another kind made PostgreSQL refuse to start ("multiple recovery targets
+    # specified"), and one of the same kind or with no target asked for, stop recovery
+    # at that old point. Each is emptied here; only the last occurrence of a setting
+    # counts, applied in its place, so the one chosen comes after the emptied ones.
+    settings = {"restore_command": restore_command}
+    settings |= {key: "" for key in RECOVERY_TARGETS if key not in chosen}
+    settings |= chosen
     settings["recovery_target_action"] = "promote"
     if port is not None:
         settings["port"] = str(port)

@@ -19,7 +19,13 @@ from sample.cluster import TempCluster
 
 from respaldo.postgres.datadir import RECOVERY_LOG
 from respaldo.postgres.wal import parse_segment_header
-from tests.integration.physical.conftest import SHOP, archiving_cluster, free_port
+from tests.integration.physical.conftest import (
+    SHOP,
+    archiving_cluster,
+    chown_tree,
+    free_port,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +152,41 @@ def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_
         timeline2 = archiving.repo_dir / "wal" / system_id / "00000002"
         assert (timeline2 / "00000002.history").exists()
         assert (timeline2 / current).exists()
+
+
+def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # The server restored from the backup of timeline 1 (point-in-time recovery) became the
+    # primary, archiving timeline 2: its own backups are of timeline 2, their WAL and
+    # 00000002.history fetched as recovery asks for them, to a target on timeline 2.
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        archiving.pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+        archiving.pg.execute(insert, (1,), dbname=SHOP)
+        first = archiving.backup()
+        archiving.pg.execute(insert, (2,), dbname=SHOP)
+        point = archiving.pg.scalar("SELECT pg_current_wal_insert_lsn()")
+        archiving.pg.execute(insert, (3,), dbname=SHOP)
+        archiving.switch_and_archive()
+        copy, _, run = archiving.restore_started(
+            first["id"], restored_servers, "--target-lsn", str(point), "--keep-archiving"
+        )
+        assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
+        query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
+        assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2], str(run)
+        # respaldo now backs up the copy: the same cluster, on timeline 2.
+        write_config(archiving.base, copy)
+        chown_tree(archiving.base)
+        second = archiving.backup()
+        copy.execute(insert, (4,), dbname=SHOP)
+        target = copy.scalar("SELECT clock_timestamp()")
+        copy.execute(insert, (5,), dbname=SHOP)
+        _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+        restored, _, _ = archiving.restore_started(
+            second["id"], restored_servers, "--target-time", target.isoformat()
+        )
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 4]
+        assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
