@@ -177,8 +177,14 @@ def _dump(
                         writer.write_stream(DUMP_STREAM, blocks, progress("dump"))
                     meta[DUMP_BLOCKS] = {str(i): at for i, at in blocks.starts.items()}
             except PostgresError as exc:
-                # pg_dump's own refusal to read something (a large object, say).
-                if "permission denied" in exc.stderr or "row-level security" in exc.stderr:
+                # pg_dump's own refusal to read something (a large object, say). The
+                # server's reason is in its language (lc_messages), pg_dump's own words
+                # around it in English (respaldo runs it so).
+                if (
+                    "permission denied" in exc.stderr
+                    or "row-level security" in exc.stderr
+                    or "could not open large object" in exc.stderr
+                ):
                     exc.hint = READ_EVERY_ROW
                 raise
             meta["row_counts"] = snapshot.row_counts()

@@ -99,3 +99,16 @@ def test_a_backup_role_that_cannot_read_role_passwords_backs_up_without_them(
     assert f"CREATE ROLE {reader};".encode() in globals_script
     assert spanish.superuser.encode() in globals_script
     assert b"SCRAM-SHA-256$" not in globals_script
+
+
+def test_a_backup_role_that_cannot_read_a_large_object_is_told_what_it_needs(
+    respaldo: Respaldo, spanish: TempCluster, reader: str
+) -> None:
+    spanish.execute("ALTER SYSTEM RESET lo_compat_privileges")
+    spanish.execute("SELECT pg_catalog.pg_reload_conf()")
+    run = respaldo.run("backup", "erp")
+    assert run.code == 1, str(run)
+    assert len(run.err_lines) == 2, str(run)  # the error and its hint
+    error, hint = run.err_lines
+    assert "could not open large object" in error and "permiso denegado" in error, error
+    assert "grant the role SELECT on them" in hint, hint
