@@ -180,7 +180,7 @@ def _stream(
                     writer.write_stream(BASE_STREAM, reader, heartbeat.phase("base"))
             except PostgresError as exc:
                 raise PostgresError(
-                    exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr)
+                    exc.program, exc.returncode, exc.stderr, hint=basebackup_hint(exc.stderr, conn)
                 ) from None
         info = reader.finish()
         stop_time, log_timezone = server_clock(conn)

@@ -122,15 +122,40 @@ def incremental_refusal(conninfo: ConnInfo, timeline: int, since_lsn: int) -> st
     return None
 
 
-def basebackup_hint(stderr: str) -> str | None:
-    """What to do about a pg_basebackup failure, from its message; None if unknown."""
+REPLICATION_HINT = "grant the backup role REPLICATION (ALTER ROLE … WITH REPLICATION)"
+
+
+def basebackup_hint(stderr: str, conn: Connection | None = None) -> str | None:
+    """What to do about a pg_basebackup failure, from its message; None if unknown.
+
+    The server's part of the message is in its language (lc_messages): the English words
+    below are found on an English server only. So with ``conn`` (a session of the same
+    role), a role that may not stream is found by asking the server."""
+    hint = _hint_from_text(stderr)
+    if hint is None and conn is not None and not _may_replicate(conn):
+        hint = REPLICATION_HINT
+    return hint
+
+
+def _may_replicate(conn: Connection) -> bool:
+    try:
+        row = conn.execute(
+            "SELECT rolreplication OR rolsuper FROM pg_catalog.pg_roles"
+            " WHERE rolname = current_user"
+        ).fetchone()
+    except psycopg.Error:
+        return True  # not known: no hint rather than a wrong one
+    return bool(row is None or row[0])
+
+
+def _hint_from_text(stderr: str) -> str | None:
     text = stderr.lower()
     if "single tablespace" in text or ("tablespace" in text and "stdout" in text):
         return "physical backups of clusters with tablespaces are not supported yet"
     if "pg_hba.conf" in text and "replication" in text:
         return "allow replication connections in pg_hba.conf; 'respaldo check' shows the line"
     if "superuser or replication role" in text or "permission denied to start wal" in text:
-        return "grant the backup role REPLICATION (ALTER ROLE … WITH REPLICATION)"
+        return REPLICATION_HINT
     if "max_wal_senders" in text or "wal_level" in text:
         return "the server is not set up for physical backups; run 'respaldo check'"
     if "could not fetch" in text or "requested wal segment" in text:

@@ -2,7 +2,8 @@
 as a server made with ``initdb --locale=es_ES.UTF-8`` on Debian, whose PostgreSQL ships
 Spanish catalogs, does): respaldo reads that log during ``restore --start`` to say where
 recovery stopped and why it failed, so the server is started for it with
-``-c lc_messages=C``, an option of that start only (the configuration keeps Spanish)."""
+``-c lc_messages=C``, an option of that start only (the configuration keeps Spanish).
+What the source server itself says to a backup is in Spanish too."""
 
 from __future__ import annotations
 
@@ -110,3 +111,24 @@ def test_a_drill_passes(spanish: Archiving) -> None:
     with Context.open(spanish.settings()) as ctx:
         result = run_drill(ctx, record["id"], respaldo_command=spanish.respaldo_command)
     assert result.passed, result.checks
+
+
+def test_a_backup_role_without_replication_is_told_what_it_needs(spanish: Archiving) -> None:
+    # The server's refusal is in Spanish ("debe ser superusuario o rol de replicación"):
+    # the hint comes from asking the server about the role, not from the words.
+    pg = spanish.pg
+    name = f"lector_{uuid.uuid4().hex[:8]}"
+    role = sql.Identifier(name)
+    password = sql.Literal(pg.password.get_secret_value())  # the config's password file
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
+    pg.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(role))
+    text = spanish.config.read_text()
+    spanish.config.write_text(text.replace(f"{pg.superuser}@", f"{name}@"))
+    try:
+        run = spanish.run("backup", "erp", "--type", "incremental")
+    finally:
+        spanish.config.write_text(text)
+        pg.execute(sql.SQL("DROP ROLE {}").format(role))
+    assert run.code == 1, str(run)
+    assert "rol de replicación" in run.err, str(run)
+    assert "hint: grant the backup role REPLICATION" in run.err, str(run)
