@@ -152,7 +152,9 @@ def _hint_from_text(stderr: str) -> str | None:
     text = stderr.lower()
     if "single tablespace" in text or ("tablespace" in text and "stdout" in text):
         return "physical backups of clusters with tablespaces are not supported yet"
-    if "pg_hba.conf" in text and "replication" in text:
+    # pg_basebackup makes replication connections only: a pg_hba.conf refusal is of one,
+    # whatever the language of the rest ("conexión de replicación").
+    if "pg_hba.conf" in text:
         return "allow replication connections in pg_hba.conf; 'respaldo check' shows the line"
     if "superuser or replication role" in text or "permission denied to start wal" in text:
         return REPLICATION_HINT

@@ -132,3 +132,22 @@ def test_a_backup_role_without_replication_is_told_what_it_needs(spanish: Archiv
     assert run.code == 1, str(run)
     assert "rol de replicación" in run.err, str(run)
     assert "hint: grant the backup role REPLICATION" in run.err, str(run)
+
+
+def test_a_server_refusing_replication_connections_is_told_what_it_needs(
+    spanish: Archiving,
+) -> None:
+    pg = spanish.pg
+    hba = pg.datadir / "pg_hba.conf"
+    text = hba.read_text()
+    lines = text.splitlines(keepends=True)
+    hba.write_text("".join(line for line in lines if "replication" not in line))
+    pg.execute("SELECT pg_catalog.pg_reload_conf()")
+    try:
+        run = spanish.run("backup", "erp", "--type", "incremental")
+    finally:
+        hba.write_text(text)
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+    assert run.code == 1, str(run)
+    assert "no hay una línea en pg_hba.conf" in run.err, str(run)
+    assert "hint: allow replication connections in pg_hba.conf" in run.err, str(run)
