@@ -40,7 +40,7 @@ from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
 from respaldo.postgres.server import (
     READ_EVERY_ROW,
     can_read_role_passwords,
-    hash_keys_over_enums,
+    hash_keys_to_load_via_root,
     table_sizes,
 )
 from respaldo.postgres.toc import BlockStarts
@@ -142,7 +142,7 @@ def _dump(
             # Tables whose rows a new database would not take partition by partition:
             # the whole dump loads through partitioned tables then (pg_dump's option is
             # for every table), and the restore checks those trees by their totals.
-            through_root = hash_keys_over_enums(conninfo)
+            through_root = hash_keys_to_load_via_root(conninfo)
             if through_root:
                 meta[THROUGH_ROOT] = through_root
             if db.schema_version_query:

@@ -459,7 +459,7 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     """``error`` of pg_restore, with a hint when it refused rows of chosen partitions
     that no restored partition takes: the dump loads them through their partitioned
     table (pg_dump does for a hash on an enum; the backup asks it to for an enum in
-    another type or an OID type, :func:`~respaldo.postgres.server.hash_keys_over_enums`),
+    another type or an OID type, :func:`~respaldo.postgres.server.hash_keys_to_load_via_root`),
     and the new database's hash sends some to the partitions left out.
     Which ones depends on the enum's new OIDs: only the whole tree restores each time."""
     if selection is None or not selection.definition_only or _NO_PARTITION not in error.stderr:

@@ -471,7 +471,7 @@ def pg_dump(
     PostgresError on failure. Raises ToolNotFound before starting. ``application_name``
     names pg_dump's session (default: pg_dump's own, or the DSN's).
     ``load_via_partition_root`` loads every partition's rows through its partitioned
-    table (for the tables of :func:`~respaldo.postgres.server.hash_keys_over_enums`).
+    table (for the tables of :func:`~respaldo.postgres.server.hash_keys_to_load_via_root`).
     """
     build = ["--format=custom", "--compress=0", "--no-password"]
     if snapshot is not None:

@@ -724,8 +724,12 @@ def table_sizes(conninfo: ConnInfo) -> dict[str, int]:
 # So do a key of an OID alias type (regclass, regtype...: dumped as a name, restored as
 # the new object's OID), at any depth, and an expression key whose operator class takes
 # any array, range or record, or an OID: its type is not in the catalog (only its
-# operator class is), so it may hold either.
-_HASH_KEYS_OVER_ENUMS = """
+# operator class is), so it may hold either. Two more hash on what a new server may
+# compute otherwise: a key whose operator class is not PostgreSQL's own (an extension's
+# or the user's: its hash function may be anything) and one under a nondeterministic
+# collation (an ICU collation hashes ICU's sort key, which changes with ICU's version:
+# a restore onto a newer system, the usual disaster recovery, would refuse the rows).
+_HASH_KEYS_VIA_ROOT = """
 WITH RECURSIVE key_types(partrelid, typid, nested) AS (
     SELECT pt.partrelid, a.atttypid, false
       FROM pg_catalog.pg_partitioned_table pt
@@ -767,6 +771,17 @@ WITH RECURSIVE key_types(partrelid, typid, nested) AS (
        -- An enum (anyenum) pg_dump sees by itself.
        AND ((t.typtype = 'p' AND t.typname <> 'anyenum')
             OR t.oid = 'pg_catalog.oid'::pg_catalog.regtype)
+    UNION
+    SELECT pt.partrelid
+      FROM pg_catalog.pg_partitioned_table pt
+     CROSS JOIN LATERAL unnest(pt.partclass::oid[], pt.partcollation::oid[]) AS k(opc, coll)
+      JOIN pg_catalog.pg_opclass o ON o.oid = k.opc
+      LEFT JOIN pg_catalog.pg_collation l ON l.oid = k.coll
+     WHERE pt.partstrat = 'h'
+       AND (o.opcnamespace <> 'pg_catalog'::pg_catalog.regnamespace
+            -- PostgreSQL 12+ (read through jsonb: NULL on older servers, which have
+            -- only deterministic collations).
+            OR (pg_catalog.to_jsonb(l) ->> 'collisdeterministic')::boolean IS FALSE)
 )
 SELECT DISTINCT n.nspname, c.relname
   FROM renumbered r
@@ -776,12 +791,12 @@ SELECT DISTINCT n.nspname, c.relname
 """
 
 
-def hash_keys_over_enums(conninfo: ConnInfo) -> list[str]:
+def hash_keys_to_load_via_root(conninfo: ConnInfo) -> list[str]:
     """The hash-partitioned tables of ``conninfo.dbname`` (keyed as
     :func:`~respaldo.postgres.counts.count_key`) that a dump must load through their root
-    table, which pg_dump does not see by itself (``_HASH_KEYS_OVER_ENUMS``). Raises
+    table, which pg_dump does not see by itself (``_HASH_KEYS_VIA_ROOT``). Raises
     ConnectionFailed, QueryFailed."""
-    rows = _catalog_rows(conninfo, "reading the partition keys", _HASH_KEYS_OVER_ENUMS)
+    rows = _catalog_rows(conninfo, "reading the partition keys", _HASH_KEYS_VIA_ROOT)
     return [count_key(str(schema), str(table)) for schema, table in rows]
 
 
