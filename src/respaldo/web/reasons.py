@@ -59,6 +59,8 @@ _PHRASES = (
     N_("process {pid} died while the job ran (found at start-up)"),
     N_("the lease of process {pid} on {host} lapsed: no sign of life since {since}"),
     N_("the job's lease lapsed"),
+    # catalog/jobs.py: _silence, the {since} of a lapsed lease.
+    N_("{since} ({silent} s before {now} by the catalog's clock; the lease is {lease} s)"),
 )
 
 

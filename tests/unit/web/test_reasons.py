@@ -66,7 +66,8 @@ def test_a_lapsed_job_reads_in_spanish() -> None:
     assert lapsed is not None
     assert reasons.reason(lapsed, ES) == (
         "la concesión del proceso 4242 en db1 caducó: sin señales de vida desde "
-        "2026-12-06T00:00:00+00:00"
+        "2026-12-06T00:00:00+00:00 (3600 s antes de 2026-12-06T01:00:00+00:00 según el reloj "
+        "del catálogo; la concesión es de 300 s)"
     )
 
 
