@@ -466,19 +466,22 @@ def fetch_wal(
 def _next_segment(
     settings: Settings | WalSettings, repository: str | None, obj: str, data: bytes
 ) -> bytes | None:
-    """The segment after the one archived as ``obj`` (same timeline, same repository),
-    or None when it cannot be read: a record running into it is then never replayed."""
+    """The segment after the one archived as ``obj`` (same timeline), from ``repository``
+    or else the primary (a segment read from the primary while ``repository`` names a
+    mirror: the mirror may lag), or None when neither has it."""
     header = parse_segment_header(data)
     if header is None:
         return None
     system_id, timeline, name = obj.split("/")[-3:]
     start = segment_start(name, header.segment_size) + header.segment_size
     following = segment_name(int(timeline, 16), start, header.segment_size)
-    try:
-        repo = open_wal_repository(settings, repository, retries=0)
-        return get_wal(repo, system_id, timeline, following)
-    except (RespaldoError, OSError):
-        return None
+    for source in dict.fromkeys((repository, None)):
+        try:
+            repo = open_wal_repository(settings, source, retries=0)
+            return get_wal(repo, system_id, timeline, following)
+        except (RespaldoError, OSError):
+            continue
+    return None
 
 
 def _check_tablespaces(
@@ -508,6 +511,11 @@ def _check_tablespaces(
 
 def _tablespace_problem(created: CreatedTablespace, datadir: Path) -> str | None:
     """What is wrong with the location of ``created`` for a server in ``datadir``."""
+    if created.unfinished:
+        return (
+            "a location respaldo cannot read yet: the record runs into the next segment, "
+            "which the repository does not hold (once it is archived, restore again)"
+        )
     if created.location is None or created.oid is None:
         return "a location respaldo could not read from the record"
     location = Path(created.location)

@@ -59,10 +59,13 @@ _U32 = struct.Struct("<I")
 @dataclass(frozen=True)
 class CreatedTablespace:
     """A ``CREATE TABLESPACE`` record: the tablespace's oid and location (None where the
-    record could not be read further than its header)."""
+    record could not be read further than its header). ``unfinished``: the record runs
+    into the next segment, which could not be read (not archived yet, or not where this
+    one was): its location is not known, and the server would replay it once it is."""
 
     oid: int | None
     location: str | None
+    unfinished: bool = False
 
 
 def _align(n: int) -> int:
@@ -152,8 +155,11 @@ def created_tablespaces(
 ) -> list[CreatedTablespace]:
     """The ``CREATE TABLESPACE`` records of a WAL segment (whole, from its long header):
     those that begin in it, and one whose header began in the previous segment.
-    ``next_segment`` gives the following segment (None if not archived) when a tablespace
-    record runs into it; a record it does not complete is never replayed."""
+    ``next_segment`` gives the following segment (None if it cannot be read) when a
+    tablespace record runs into it. A record it does not continue was abandoned (never
+    replayed); one it cannot complete is found ``unfinished``: the server may get the next
+    segment later, or from elsewhere, and replay it, and that segment's own check does
+    not see a record whose header ended here."""
     stream, continued, _flags = _stream(segment)
     found: list[CreatedTablespace] = []
     if continued:
@@ -177,9 +183,13 @@ def created_tablespaces(
             if _is_create(stream[pos + 16], stream[pos + 17], stream[pos + 18 : pos + 20]):
                 record = stream[pos : pos + tot_len]
                 if len(record) < tot_len:
-                    record = _completed(record, tot_len, next_segment)
-                    if record is None:
+                    completed = _completed(record, tot_len, next_segment)
+                    if isinstance(completed, _Abandoned):
                         break
+                    if completed is None:
+                        found.append(CreatedTablespace(None, None, unfinished=True))
+                        break
+                    record = completed
                 # Laid out otherwise than PostgreSQL 9.5 to 18 write it: refused unread.
                 found.append(_decode(record) or CreatedTablespace(None, None))
         elif pos + tot_len > end:
@@ -188,15 +198,22 @@ def created_tablespaces(
     return found
 
 
+class _Abandoned:
+    """What :func:`_completed` returns for a record the next segment does not continue."""
+
+
+_ABANDONED = _Abandoned()
+
+
 def _completed(
     record: bytes, tot_len: int, next_segment: Callable[[], bytes | None]
-) -> bytes | None:
-    """``record`` (cut by the end of its segment) completed from the next segment, or
-    None when it is not archived or does not continue it (the record was abandoned)."""
+) -> bytes | _Abandoned | None:
+    """``record`` (cut by the end of its segment) completed from the next segment; None
+    when that cannot be read, ``_ABANDONED`` when it does not continue the record."""
     following = next_segment()
     if following is None:
         return None
     stream, continued, flags = _stream(following)
     if flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD or continued != tot_len - len(record):
-        return None
+        return _ABANDONED
     return record + stream[:continued]
