@@ -280,6 +280,17 @@ RECOVERY_TARGETS = (
 )
 """PostgreSQL's recovery target settings, of which at most one may be set."""
 
+RECOVERY_DEFAULTS = {
+    "recovery_target_inclusive": "on",
+    "recovery_target_timeline": "latest",
+    "recovery_end_command": "",
+    "archive_cleanup_command": "",
+}
+"""What a restore's recovery runs with whatever the backup's configuration says: a target
+reached inclusively, the newest timeline followed (what the WAL checks before the start
+assume), and none of the original's commands (a standby's ``archive_cleanup_command``
+would delete WAL from its archive at each restartpoint of the copy's recovery)."""
+
 
 @dataclass(frozen=True)
 class RecoveryTarget:
@@ -344,9 +355,10 @@ def write_recovery_config(
     # recovery (a server restored to a point in time, then made the primary): its target
     # of another kind made PostgreSQL refuse to start ("multiple recovery targets
     # specified"), and one of the same kind or with no target asked for, stop recovery
-    # at that old point. Each is emptied here; only the last occurrence of a setting
+    # at that old point. Each is emptied here (and RECOVERY_DEFAULTS set); only the last
+    # occurrence of a setting
     # counts, applied in its place, so the one chosen comes after the emptied ones.
-    settings = {"restore_command": restore_command}
+    settings = {"restore_command": restore_command} | RECOVERY_DEFAULTS
     settings |= {key: "" for key in RECOVERY_TARGETS if key not in chosen}
     settings |= chosen
     settings["recovery_target_action"] = "promote"

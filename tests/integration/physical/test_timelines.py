@@ -177,6 +177,16 @@ def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
         assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
         query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
         assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2], str(run)
+        # Settings of the copy's own that a restore of its backup must not recover with
+        # (a standby's cleanup would delete WAL from its archive; an exclusive target or
+        # the current timeline are not what the restore asks for).
+        for setting, value in (
+            ("archive_cleanup_command", "false"),
+            ("recovery_end_command", "false"),
+            ("recovery_target_inclusive", "off"),
+            ("recovery_target_timeline", "current"),
+        ):
+            copy.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
         # respaldo now backs up the copy: the same cluster, on timeline 2.
         write_config(archiving.base, copy)
         chown_tree(archiving.base)
@@ -190,3 +200,10 @@ def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
         )
         assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 4]
         assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+        for setting, value in (
+            ("archive_cleanup_command", ""),
+            ("recovery_end_command", ""),
+            ("recovery_target_inclusive", "on"),
+            ("recovery_target_timeline", "latest"),
+        ):
+            assert restored.scalar(f"SHOW {setting}") == value, setting
