@@ -3,6 +3,7 @@ check, and leave nothing behind."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,20 @@ from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTING
 from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster, free_port
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_tempdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temporary directory of this test's own, where its drills make their scratch
+    directories: the tests running beside it (pytest-xdist) drill in the shared one, and
+    what this test's drill left could not be told from theirs there."""
+    path = Path(tempfile.mkdtemp(prefix="respaldo-test-tmp-"))
+    path.chmod(0o755)  # the scratch directory inside is the postgres user's
+    monkeypatch.setattr(tempfile, "tempdir", str(path))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _port_open(port: int) -> bool:
@@ -186,7 +201,9 @@ def own_archiving(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> I
         yield archiving
 
 
-def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(own_archiving: Archiving) -> None:
+def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(
+    own_archiving: Archiving, own_tempdir: Path
+) -> None:
     from respaldo.operations.repositories import open_repository
     from respaldo.repository.packs import pack_name
     from respaldo.repository.reader import read_list
@@ -200,13 +217,12 @@ def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(own_archiving: A
     assert location is not None
     pack = pack_name(location.pack_id)
     flip_byte(own_archiving.repo_dir / pack, location.offset + location.length // 2)
-    before = set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
     result = _drill(own_archiving, own_archiving.settings(), record["id"])
     assert not result.passed
     restore = result.checks[0]
     assert restore.name == "restore" and not restore.ok and pack in restore.detail
     assert _verified(own_archiving, record["id"]) is False
-    assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
+    assert list(own_tempdir.iterdir()) == []
 
 
 @pytest.fixture
@@ -246,10 +262,9 @@ def test_a_drill_whose_port_was_taken_starts_its_server_on_another(
 
 
 def test_a_drill_whose_ports_were_all_taken_fails_saying_so(
-    archiving: Archiving, taken_port: int
+    archiving: Archiving, taken_port: int, own_tempdir: Path
 ) -> None:
     record = archiving.backup()
-    before = set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
     ctx = Context.open(archiving.settings())
     try:
         result = run_drill(
@@ -271,4 +286,4 @@ def test_a_drill_whose_ports_were_all_taken_fails_saying_so(
     ) in detail, detail
     assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in detail
     assert _verified(archiving, record["id"]) is False
-    assert set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*")) <= before
+    assert list(own_tempdir.iterdir()) == []
