@@ -76,9 +76,9 @@ from respaldo.postgres.wal import format_lsn, segment_name
 from respaldo.repository import Manifest, Repository
 
 PG_COMBINEBACKUP_LINK = 18
+"""The first pg_combinebackup with ``--link``."""
 PORT_ATTEMPTS = 3
 """Ports tried, with ``next_port``, before a start whose port was taken each time fails."""
-"""The first pg_combinebackup with ``--link``."""
 
 
 @dataclass

@@ -18,12 +18,9 @@ import re
 from collections.abc import Callable
 from functools import cache
 
+from respaldo.web.i18n import N_
+
 Gettext = Callable[[str], str]
-
-
-def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
-    """Marks a message for extraction (``make messages``); translated when shown."""
-    return message
 
 
 _CHECKS = {
