@@ -518,6 +518,8 @@ def _tablespace_problem(created: CreatedTablespace, datadir: Path) -> str | None
         )
     if created.location is None or created.oid is None:
         return "a location respaldo could not read from the record"
+    if not created.location:
+        return None  # in place: inside the restored server's own pg_tblspc
     location = Path(created.location)
     try:
         if not location.is_dir() or not any(location.iterdir()):
@@ -527,7 +529,10 @@ def _tablespace_problem(created: CreatedTablespace, datadir: Path) -> str | None
     link = datadir / "pg_tblspc" / str(created.oid)
     if link.is_symlink() and os.path.realpath(link) == os.path.realpath(location):
         return None
-    return f"{location}, a directory that holds files already (another server's tablespace)"
+    return (
+        f"{location}, a directory that holds files already (another server's tablespace, "
+        "or what an earlier restore replayed into it)"
+    )
 
 
 def _from_primary(

@@ -59,7 +59,8 @@ _U32 = struct.Struct("<I")
 @dataclass(frozen=True)
 class CreatedTablespace:
     """A ``CREATE TABLESPACE`` record: the tablespace's oid and location (None where the
-    record could not be read further than its header). ``unfinished``: the record runs
+    record could not be read further than its header; empty for a tablespace made in
+    place, inside ``pg_tblspc``). ``unfinished``: the record runs
     into the next segment, which could not be read (not archived yet, or not where this
     one was): its location is not known, and the server would replay it once it is."""
 
@@ -134,7 +135,9 @@ def _decode(record: bytes) -> CreatedTablespace | None:
     else:
         return None
     data = record[pos:]
-    if len(data) != length or len(data) < 6 or data[-1] != 0 or b"\0" in data[4:-1]:
+    # An empty location is an in-place tablespace (allow_in_place_tablespaces, for tests of
+    # PostgreSQL itself): a directory inside pg_tblspc.
+    if len(data) != length or len(data) < 5 or data[-1] != 0 or b"\0" in data[4:-1]:
         return None
     location = data[4:-1].decode("utf-8", errors="surrogateescape")
     return CreatedTablespace(_U32.unpack_from(data)[0], location)

@@ -102,3 +102,10 @@ def test_a_record_whose_header_the_segments_end_cut_is_found_in_the_next(in_firs
 def test_a_record_across_a_page_boundary_is_read_whole() -> None:
     first, _ = _segments([_filler(PAGE - 40 - 16), _tablespace()])
     assert _found(first) == [CreatedTablespace(16400, LOCATION)]
+
+
+def test_a_tablespace_made_in_place_is_read_with_an_empty_location() -> None:
+    # Found by the walk a candidate sets off (the filler), not by the search, which looks
+    # for a location's leading "/": its empty location is read as such, not refused unread.
+    first, _ = _segments([_filler(5000), _tablespace(location=""), _filler(300)])
+    assert _found(first) == [CreatedTablespace(16400, "")]
