@@ -327,8 +327,14 @@ def progress_of(job: JobInfo) -> Progress | None:
     if job.progress_done is None:
         return None
     rate = left = None
-    if job.started_at is not None and job.status is JobStatus.RUNNING:
-        elapsed = (datetime.now(UTC) - job.started_at).total_seconds()
+    if (
+        job.started_at is not None
+        and job.heartbeat_at is not None
+        and job.status is JobStatus.RUNNING
+    ):
+        # The progress is stored with each renewal of the lease: both times are the
+        # catalog's clock, this machine's may be off it.
+        elapsed = (job.heartbeat_at - job.started_at).total_seconds()
         if elapsed > 0 and job.progress_done > 0:
             rate = job.progress_done / elapsed
             if job.progress_total:

@@ -62,3 +62,13 @@ def test_a_finished_job_has_no_rate() -> None:
     done = progress_of(_job(status=JobStatus.COMPLETED))
     assert done is not None
     assert (done.rate, done.left) == (None, None)
+
+
+def test_the_rate_is_judged_by_the_catalogs_clock_alone() -> None:
+    # The catalog's clock is an hour behind this machine's: the rate is the progress over
+    # the time between its start and its last renewal, both by that clock.
+    behind = datetime.now(UTC) - timedelta(hours=1)
+    progress = progress_of(_job(started_at=behind - timedelta(seconds=10), heartbeat_at=behind))
+    assert progress is not None
+    assert progress.rate == pytest.approx(10 * 1024 * 1024)
+    assert progress.left == pytest.approx(30)
