@@ -110,6 +110,27 @@ def test_a_hash_partitioned_table_whose_total_differs_is_refused(
     assert staging_databases(pg) == set()
 
 
+_TYPES = (
+    "CREATE TYPE public.tono AS ENUM ('rojo', 'verde', 'azul', 'negro', 'blanco', 'gris')",
+    "CREATE TYPE public.par AS (t public.tono, x int)",
+    "CREATE TYPE public.tonos AS RANGE (subtype = public.tono)",
+)
+
+
+def _muestras(key: str, by: str, value: str) -> tuple[str, ...]:
+    """public.muestras with column ``key``, hash-partitioned by ``by`` into three
+    partitions, and 3,000 rows of ``value`` (an expression of ``i``)."""
+    return (
+        f"CREATE TABLE public.muestras ({key}, n int) PARTITION BY HASH ({by})",
+        *(
+            f"CREATE TABLE public.muestras_{r} PARTITION OF public.muestras"
+            f" FOR VALUES WITH (MODULUS 3, REMAINDER {r})"
+            for r in range(3)
+        ),
+        f"INSERT INTO public.muestras SELECT {value}, i FROM generate_series(1, 3000) i",
+    )
+
+
 _NESTED = {
     "array": ("public.tono[]", "ARRAY[(enum_range(NULL::public.tono))[1 + i % 6]]"),
     "composite": (
@@ -135,19 +156,7 @@ def test_a_hash_key_holding_an_enum_inside_another_type_restores(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs: str, key: str
 ) -> None:
     key_type, value = _NESTED[key]
-    statements = (
-        "CREATE TYPE public.tono AS ENUM ('rojo', 'verde', 'azul', 'negro', 'blanco', 'gris')",
-        "CREATE TYPE public.par AS (t public.tono, x int)",
-        "CREATE TYPE public.tonos AS RANGE (subtype = public.tono)",
-        f"CREATE TABLE public.muestras (k {key_type}, n int) PARTITION BY HASH (k)",
-        *(
-            f"CREATE TABLE public.muestras_{r} PARTITION OF public.muestras"
-            f" FOR VALUES WITH (MODULUS 3, REMAINDER {r})"
-            for r in range(3)
-        ),
-        f"INSERT INTO public.muestras SELECT {value}, i FROM generate_series(1, 3000) i",
-    )
-    backup_id = _backed_up(respaldo, pg, statements)
+    backup_id = _backed_up(respaldo, pg, (*_TYPES, *_muestras(f"k {key_type}", "k", value)))
     meta = respaldo.repository().load_manifest(backup_id).meta
     assert meta["load_via_partition_root"] == ["public.muestras"]
 
@@ -204,19 +213,7 @@ def test_a_hash_key_a_new_database_numbers_anew_restores(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, key: str
 ) -> None:
     column, by, value = _RENUMBERED[key]
-    statements = (
-        "CREATE TYPE public.tono AS ENUM ('rojo', 'verde', 'azul', 'negro', 'blanco', 'gris')",
-        "CREATE TYPE public.par AS (t public.tono, x int)",
-        "CREATE TYPE public.tonos AS RANGE (subtype = public.tono)",
-        f"CREATE TABLE public.muestras ({column}, n int) PARTITION BY HASH ({by})",
-        *(
-            f"CREATE TABLE public.muestras_{r} PARTITION OF public.muestras"
-            f" FOR VALUES WITH (MODULUS 3, REMAINDER {r})"
-            for r in range(3)
-        ),
-        f"INSERT INTO public.muestras SELECT {value}, i FROM generate_series(1, 3000) i",
-    )
-    backup_id = _backed_up(respaldo, pg, statements)
+    backup_id = _backed_up(respaldo, pg, (*_TYPES, *_muestras(column, by, value)))
 
     rows = "SELECT k::text, n FROM public.muestras ORDER BY n"
     for jobs in ("1", "2"):
@@ -240,6 +237,7 @@ def test_a_hash_key_a_new_database_numbers_anew_restores(
 # onto a newer system); one machine cannot show that, only that such a key is loaded
 # through its root, and restores.
 _TABLE_NAMES = ", ".join(f"'public.tabla_{i:02}'" for i in range(12))
+_TABLE_NAME = f"(ARRAY[{_TABLE_NAMES}])[1 + i % 12]"
 _FOREIGN_HASH = {
     "operator class": (
         *(f"CREATE TABLE public.tabla_{i:02} ()" for i in range(12)),
@@ -251,13 +249,12 @@ _FOREIGN_HASH = {
         "CREATE OPERATOR CLASS public.tabla_ops FOR TYPE text USING hash AS"
         " OPERATOR 1 pg_catalog.= (text, text),"
         " FUNCTION 1 public.hash_tabla(text), FUNCTION 2 public.hash_tabla(text, bigint)",
-        "CREATE TABLE public.muestras (k text, n int) PARTITION BY HASH (k public.tabla_ops)",
+        *_muestras("k text", "k public.tabla_ops", _TABLE_NAME),
     ),
     "ICU collation": (
         "CREATE COLLATION public.sin_mayusculas"
         " (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
-        "CREATE TABLE public.muestras (k text COLLATE public.sin_mayusculas, n int)"
-        " PARTITION BY HASH (k)",
+        *_muestras("k text COLLATE public.sin_mayusculas", "k", _TABLE_NAME),
     ),
 }
 
@@ -266,17 +263,7 @@ _FOREIGN_HASH = {
 def test_a_hash_key_another_server_may_hash_otherwise_restores(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, key: str
 ) -> None:
-    statements = (
-        *_FOREIGN_HASH[key],
-        *(
-            f"CREATE TABLE public.muestras_{r} PARTITION OF public.muestras"
-            f" FOR VALUES WITH (MODULUS 3, REMAINDER {r})"
-            for r in range(3)
-        ),
-        f"INSERT INTO public.muestras SELECT (ARRAY[{_TABLE_NAMES}])[1 + i % 12], i"
-        " FROM generate_series(1, 3000) i",
-    )
-    backup_id = _backed_up(respaldo, pg, statements)
+    backup_id = _backed_up(respaldo, pg, _FOREIGN_HASH[key])
     meta = respaldo.repository().load_manifest(backup_id).meta
     assert meta["load_via_partition_root"] == ["public.muestras"]
 

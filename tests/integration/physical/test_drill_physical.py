@@ -52,10 +52,17 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _drill(archiving: Archiving, settings: Settings, backup_id: str) -> DrillResult:
+def _drill(
+    archiving: Archiving,
+    settings: Settings,
+    backup_id: str,
+    free_port: Callable[[], int] | None = None,
+) -> DrillResult:
     ctx = Context.open(settings)
     try:
-        return run_drill(ctx, backup_id, respaldo_command=archiving.respaldo_command)
+        return run_drill(
+            ctx, backup_id, respaldo_command=archiving.respaldo_command, free_port=free_port
+        )
     finally:
         ctx.close()
 
@@ -245,16 +252,7 @@ def test_a_drill_whose_port_was_taken_starts_its_server_on_another(
     archiving: Archiving, taken_port: int
 ) -> None:
     record = archiving.backup()
-    ctx = Context.open(archiving.settings())
-    try:
-        result = run_drill(
-            ctx,
-            record["id"],
-            respaldo_command=archiving.respaldo_command,
-            free_port=_ports(taken_port, taken_port),
-        )
-    finally:
-        ctx.close()
+    result = _drill(archiving, archiving.settings(), record["id"], _ports(taken_port, taken_port))
     assert result.passed, result.checks
     moved = [w for w in result.warnings if w.startswith(f"port {taken_port} was taken")]
     assert len(moved) == 2, result.warnings
@@ -265,16 +263,7 @@ def test_a_drill_whose_ports_were_all_taken_fails_saying_so(
     archiving: Archiving, taken_port: int, own_tempdir: Path
 ) -> None:
     record = archiving.backup()
-    ctx = Context.open(archiving.settings())
-    try:
-        result = run_drill(
-            ctx,
-            record["id"],
-            respaldo_command=archiving.respaldo_command,
-            free_port=lambda: taken_port,
-        )
-    finally:
-        ctx.close()
+    result = _drill(archiving, archiving.settings(), record["id"], lambda: taken_port)
     assert not result.passed
     checks = {c.name: c for c in result.checks}
     assert checks["restore"].ok
