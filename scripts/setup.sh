@@ -31,6 +31,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # libfaketime sets a test process's wall clock apart from the others' (the lease-clock
 # tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
+# localedef and the es_ES locale's source, for the Spanish locale below.
+{ command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ]; } \
+    || need_apt+=(locales)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -43,10 +46,6 @@ id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash 
 # Spanish (es_ES.UTF-8): the tests of restored servers that log in Spanish, as the
 # PostgreSQL servers of respaldo's users often do (tests/integration/physical).
 if ! locale -a 2>/dev/null | grep -qix 'es_ES.utf-\?8'; then
-    command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ] || {
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q --no-install-recommends locales
-    }
     localedef -i es_ES -f UTF-8 es_ES.UTF-8
 fi
 
