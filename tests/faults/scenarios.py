@@ -176,11 +176,12 @@ def kill_physical_drill(world: World) -> Outcome:
     """A physical drill killed with its scratch server up (recovered, promoted): the next
     drill stops that server and removes its scratch data directory, then passes."""
     backup_id = _physical_backup(world)
-    # The scratch server's log is created (1st open) before pg_ctl start, and read (2nd)
-    # once the server has finished recovery and accepts connections.
-    log = r"/respaldo-drill-[^/]+/data/log/respaldo-recovery\.log$"
+    # The scratch data directory's pg_control is written (1st open) as the backup is
+    # extracted, and read (2nd) once the server accepts connections, to see it promoted.
+    # (Its log is read while the server starts, to tell a taken port: no sure count.)
+    control = r"/respaldo-drill-[^/]+/data/global/pg_control$"
     args = ("drill", backup_id, "--respaldo-command", server_respaldo())
-    _killed(world.run_process(*args, plant=Plant("open", log, 2)))
+    _killed(world.run_process(*args, plant=Plant("open", control, 2)))
     (scratch,) = world.tmpdir.glob("respaldo-drill-*")
     pid = int((scratch / "data" / "postmaster.pid").read_text().split()[0])
     assert Path(f"/proc/{pid}").exists(), "the killed drill's scratch server is not running"
