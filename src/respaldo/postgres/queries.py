@@ -7,7 +7,7 @@ from psycopg import sql
 
 from respaldo.errors import QueryFailed, first_line
 from respaldo.postgres.connection import ConnInfo
-from respaldo.postgres.server import connect
+from respaldo.postgres.server import Connection, connect
 
 
 def readonly_value(conninfo: ConnInfo, query: str, *, timeout_seconds: int) -> str:
@@ -34,7 +34,7 @@ def readonly_value(conninfo: ConnInfo, query: str, *, timeout_seconds: int) -> s
                 cur.execute(query.encode(), prepare=True)
                 row = cur.fetchone() if cur.description is not None else None
         except psycopg.errors.SyntaxError as exc:
-            if "multiple commands" not in str(exc):
+            if not _several_statements(conn, exc):
                 raise _failed(conninfo, exc) from None
             raise QueryFailed(
                 f"query failed on {conninfo.describe()}: it is more than one statement; "
@@ -49,6 +49,31 @@ def readonly_value(conninfo: ConnInfo, query: str, *, timeout_seconds: int) -> s
     if row is None:
         return ""
     return "NULL" if row[0] is None else str(row[0])
+
+
+# A query known to be two statements: what the server says when asked to prepare it.
+_TWO_STATEMENTS = b"SELECT 1; SELECT 1"
+
+
+def _several_statements(conn: Connection, exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is the server's refusal to prepare more than one statement.
+
+    Its SQLSTATE is any syntax error's (42601), and its words are in the server's
+    language (lc_messages: "no se pueden insertar múltiples órdenes en una sentencia
+    preparada"); so the server is asked for its words on a query known to be two
+    statements, in the same session (the same language), and they are compared."""
+    conn.rollback()
+    try:
+        conn.execute(_TWO_STATEMENTS, prepare=True)
+    except psycopg.errors.SyntaxError as known:
+        return bool(exc.diag.message_primary) and (
+            known.diag.message_primary == exc.diag.message_primary
+        )
+    except psycopg.Error:
+        return False  # not known: PostgreSQL's own message rather than a wrong one
+    finally:
+        conn.rollback()
+    return False
 
 
 def _failed(conninfo: ConnInfo, exc: psycopg.Error) -> QueryFailed:

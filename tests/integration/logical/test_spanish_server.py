@@ -12,6 +12,9 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.errors import QueryFailed
+from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.queries import readonly_value
 from respaldo.repository import iter_stream
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
@@ -112,3 +115,27 @@ def test_a_backup_role_that_cannot_read_a_large_object_is_told_what_it_needs(
     error, hint = run.err_lines
     assert "could not open large object" in error and "permiso denegado" in error, error
     assert "grant the role SELECT on them" in hint, hint
+
+
+def _two_statements_and_a_typo(info: ConnInfo, typo_message: str) -> None:
+    with pytest.raises(QueryFailed, match="it is more than one statement") as several:
+        readonly_value(info, "SELECT 1; SELECT 2", timeout_seconds=5)
+    assert several.value.sqlstate == "42601"
+    with pytest.raises(QueryFailed) as typo:
+        readonly_value(info, "SELEC 1", timeout_seconds=5)
+    assert typo.value.sqlstate == "42601"
+    assert "one statement" not in str(typo.value), typo.value
+    assert typo_message in str(typo.value), typo.value
+    assert readonly_value(info, "SELECT 40 + 2", timeout_seconds=5) == "42"
+
+
+def test_a_validation_query_of_two_statements_is_told_apart_from_a_syntax_error(
+    spanish: TempCluster,
+) -> None:
+    # Both are SQLSTATE 42601, and the refusal of two statements was told by its English
+    # words: on a server answering in Spanish it read as PostgreSQL's own message.
+    _two_statements_and_a_typo(spanish.conninfo("postgres"), "error de sintaxis en o cerca de")
+
+
+def test_a_validation_query_of_two_statements_is_told_apart_in_english(pg: TempCluster) -> None:
+    _two_statements_and_a_typo(pg.conninfo("postgres"), 'syntax error at or near "SELEC"')
