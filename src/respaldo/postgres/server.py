@@ -32,6 +32,7 @@ from respaldo.errors import (
     ConnectionFailed,
     DatabaseExists,
     DatabaseNotFound,
+    PostgresError,
     QueryFailed,
     SourceError,
     ToolVersionError,
@@ -545,9 +546,16 @@ class CountingSnapshot:
         return self.counts
 
 
-# What importing a snapshot whose exporting transaction has ended says: the transaction
-# gone but its file not yet removed, or the file removed too.
-_LOST_SNAPSHOT = ("could not import the requested snapshot", "invalid snapshot identifier")
+def _import_failed(exc: BaseException, snapshot_id: str) -> bool:
+    """Whether ``exc`` is pg_dump's failure to import the snapshot ``snapshot_id``: what
+    it does once the exporting transaction has ended.
+
+    Told from the query pg_dump reports with its failure (``Query was: SET TRANSACTION
+    SNAPSHOT '<id>'``), which is the same in every language: the server's reason
+    ("could not import the requested snapshot", "invalid snapshot identifier") is in the
+    server's (lc_messages), and pg_dump prints no SQLSTATE."""
+    text = exc.stderr if isinstance(exc, PostgresError) else str(exc)
+    return f"SET TRANSACTION SNAPSHOT '{snapshot_id}'" in text
 
 
 # Both looks carry WAITING_FOR_LOCKS: pg_stat_activity shows it as the query of the counts'
@@ -669,10 +677,12 @@ def counting_snapshot(
             try:
                 yield snapshot
             except BaseException as exc:
-                if snapshot.failure is None and any(m in str(exc) for m in _LOST_SNAPSHOT):
+                if snapshot.failure is None and _import_failed(exc, snapshot_id):
                     # A count that fails ends the snapshot's transaction: a pg_dump that
                     # had not imported it yet fails to, maybe before the count's thread
-                    # has noted its error. The count ends (it failed or it finishes).
+                    # has noted its error. The count ends (it failed or it finishes);
+                    # the dump has ended, so it waits for no lock of the dump's first.
+                    snapshot.dump_ended.set()
                     counting.join()
                 failure = snapshot.failure
                 if failure is not None and failure is not exc:

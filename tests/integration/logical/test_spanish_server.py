@@ -12,12 +12,15 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from respaldo.errors import QueryFailed
+from respaldo.errors import PostgresError, QueryFailed, RespaldoError
+from respaldo.postgres import counting_snapshot, create_database, pg_dump, server
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.queries import readonly_value
+from respaldo.postgres.server import WAITING_FOR_LOCKS
 from respaldo.repository import iter_stream
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +142,58 @@ def test_a_validation_query_of_two_statements_is_told_apart_from_a_syntax_error(
 
 def test_a_validation_query_of_two_statements_is_told_apart_in_english(pg: TempCluster) -> None:
     _two_statements_and_a_typo(pg.conninfo("postgres"), 'syntax error at or near "SELEC"')
+
+
+_LOOKING = (
+    "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+    " WHERE datname = %s AND pg_catalog.starts_with(query, %s)"
+)
+
+
+def _a_count_lost_before_pg_dump_imports_its_snapshot(
+    pg: TempCluster, dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> RespaldoError:
+    """The counts' session ends between two of its looks for pg_dump's locks (a minute
+    apart here: the count's thread notes nothing before pg_dump fails); pg_dump then
+    fails to import the snapshot. The block must fail with the count's error all the
+    same, not with pg_dump's, which says nothing of why. Returns the block's error."""
+    monkeypatch.setattr(server, "LOCK_POLL", 60.0)
+    create_database(pg.conninfo(), dbname)
+    pg.execute("CREATE TABLE a (x int)", dbname=dbname)
+    info = pg.conninfo(dbname)
+    with (
+        pytest.raises(RespaldoError, match="counting the snapshot's rows") as failed,
+        counting_snapshot(info, holder="respaldo test: locks nothing") as snapshot,
+    ):
+        wait_for(
+            "the counts looking for the holder's locks",
+            lambda: pg.scalar(_LOOKING, [dbname, WAITING_FOR_LOCKS]) == 1,
+        )
+        pg.execute(
+            "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+            " WHERE datname = %s AND application_name = 'respaldo'",
+            (dbname,),
+        )
+        wait_for("the counts' session gone", lambda: pg.scalar(_LOOKING, [dbname, ""]) == 0)
+        with pg_dump(info, snapshot=snapshot.snapshot_id) as dump:
+            dump.stdout.read()
+    assert snapshot.failure is failed.value
+    assert isinstance(failed.value.__cause__, PostgresError)  # pg_dump's, behind it
+    return failed.value
+
+
+def test_a_count_lost_before_pg_dump_imports_its_snapshot_is_the_error(
+    spanish: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's reason pg_dump relays was looked for in English: in Spanish ("no se
+    # pudo importar el snapshot solicitado") the block failed with pg_dump's error, and
+    # only once the count's thread had ended (here: after its minute between two looks).
+    error = _a_count_lost_before_pg_dump_imports_its_snapshot(spanish, new_dbname, monkeypatch)
+    assert "snapshot" in str(error.__cause__), error.__cause__
+
+
+def test_a_count_lost_before_pg_dump_imports_its_snapshot_is_the_error_in_english(
+    pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = _a_count_lost_before_pg_dump_imports_its_snapshot(pg, new_dbname, monkeypatch)
+    assert "snapshot" in str(error.__cause__), error.__cause__
