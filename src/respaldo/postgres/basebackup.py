@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,9 @@ def incremental_refusal(conninfo: ConnInfo, timeline: int, since_lsn: int) -> st
     return None
 
 
+WAL_REMOVED_HINT = (
+    "WAL needed by the backup was removed; raise max_replication_slots or wal_keep_size"
+)
 REPLICATION_HINT = "grant the backup role REPLICATION (ALTER ROLE … WITH REPLICATION)"
 
 
@@ -160,9 +164,17 @@ def _hint_from_text(stderr: str) -> str | None:
         return REPLICATION_HINT
     if "max_wal_senders" in text or "wal_level" in text:
         return "the server is not set up for physical backups; run 'respaldo check'"
-    if "could not fetch" in text or "requested wal segment" in text:
-        return "WAL needed by the backup was removed; raise max_replication_slots or wal_keep_size"
+    if _WAL_FILE.search(stderr):
+        return WAL_REMOVED_HINT
     return None
+
+
+# A WAL file's name (timeline, log and segment: 24 hexadecimal digits). In pg_basebackup's
+# failure it is the server naming the WAL it could not send at the end ("requested WAL
+# segment %s has already been removed", 'could not find WAL file "%s"'), the one part of
+# that message the same in every language of the server (lc_messages: "el segmento de WAL
+# solicitado %s ya ha sido eliminado"); pg_basebackup itself names none, writing to stdout.
+_WAL_FILE = re.compile(r"\b[0-9A-F]{24}\b")
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from sample.cluster import TempCluster
 
 from respaldo.errors import PostgresError, QueryFailed, RespaldoError
 from respaldo.postgres import counting_snapshot, create_database, pg_dump, server
+from respaldo.postgres.basebackup import WAL_REMOVED_HINT, basebackup_hint, pg_basebackup
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.server import WAITING_FOR_LOCKS
@@ -197,3 +198,40 @@ def test_a_count_lost_before_pg_dump_imports_its_snapshot_is_the_error_in_englis
 ) -> None:
     error = _a_count_lost_before_pg_dump_imports_its_snapshot(pg, new_dbname, monkeypatch)
     assert "snapshot" in str(error.__cause__), error.__cause__
+
+
+def _wal_removed_under_a_backup(pg: TempCluster) -> PostgresError:
+    """A base backup whose WAL the server removes before sending it (no slot reserves it,
+    wal_keep_size is 0): the backup's reader stops once the backup has started, so the
+    server waits with it while checkpoints pass; then it reads on to pg_basebackup's end."""
+    assert pg.scalar("SHOW wal_keep_size") == "0"
+    with (
+        pytest.raises(PostgresError) as failed,
+        pg_basebackup(pg.conninfo(), label="respaldo test", bindir=pg.bindir) as command,
+    ):
+        assert command.stdout.read(65536)  # begun: its WAL starts before this
+        for _ in range(3):
+            pg.execute("CHECKPOINT")
+            pg.execute("SELECT pg_catalog.pg_switch_wal()")
+        pg.execute("CHECKPOINT")
+        while command.stdout.read(1 << 20):
+            pass
+    return failed.value
+
+
+def test_a_base_backup_whose_wal_was_removed_is_told_what_to_do(spanish: TempCluster) -> None:
+    # The server's reason was read in English only ("requested WAL segment"): in
+    # Spanish ('el segmento de WAL solicitado … ya ha sido eliminado') it got no hint.
+    error = _wal_removed_under_a_backup(spanish)
+    assert "ya ha sido eliminado" in error.stderr, error.stderr
+    with spanish.connect("postgres") as conn:
+        assert basebackup_hint(error.stderr, conn) == WAL_REMOVED_HINT, error.stderr
+
+
+def test_a_base_backup_whose_wal_was_removed_is_told_what_to_do_in_english(
+    pg: TempCluster,
+) -> None:
+    error = _wal_removed_under_a_backup(pg)
+    assert "has already been removed" in error.stderr, error.stderr
+    with pg.connect("postgres") as conn:
+        assert basebackup_hint(error.stderr, conn) == WAL_REMOVED_HINT, error.stderr
