@@ -24,6 +24,7 @@ SHARED = {
     "childenv",
     "processes",
     "i18n",
+    "phrases",
     "apprise_urls",
     "lazy_exports",
     "redaction",

@@ -11,10 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 from pydantic.alias_generators import to_camel
 
 from respaldo.catalog.serialize import format_time
+from respaldo.phrases import Phrase
 
 UtcTime = Annotated[datetime, PlainSerializer(format_time, return_type=str, when_used="json")]
 """A timezone-aware time, shown as ``2026-11-28T08:30:00Z``."""
@@ -24,6 +31,17 @@ IsoTime = Annotated[
 ]
 """A time shown in its own offset, ``2026-11-28T08:30:00+00:00`` (prune's and rewind's
 JSON have always shown times so)."""
+
+
+def _keep_phrase(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # Validation would copy a Phrase into a plain str, losing what the page translates.
+    return value if isinstance(value, Phrase) else handler(value)
+
+
+Said = Annotated[str, WrapValidator(_keep_phrase)]
+"""Text respaldo words itself: on the wire the English text, as a ``str``; a
+:class:`~respaldo.phrases.Phrase` given to it stays one, so that the page can say it in
+its own language."""
 
 
 class ResultModel(BaseModel):

@@ -32,6 +32,7 @@ from respaldo.errors import ConnectionFailed, RespaldoError, RestoreError, first
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import current_job
 from respaldo.operations.status import StatusItem
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres import ConnInfo, connect
 
 log = logging.getLogger(__name__)
@@ -116,42 +117,62 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
     said. Raises what reading the catalog raises."""
     items = []
     for swap in noted_swaps(ctx):
-        rename = (
-            f'rename it back with ALTER DATABASE "{swap.old}" RENAME TO "{swap.target}" '
-            f"(after ending the sessions connected to {swap.old})"
+        # Each sentence is a Phrase (respaldo.phrases): the page says it in its language.
+        rename = Phrase(
+            N_(
+                'rename it back with ALTER DATABASE "{old}" RENAME TO "{target}" (after '
+                "ending the sessions connected to {old})"
+            ),
+            old=swap.old,
+            target=swap.target,
         )
-        when = f"{swap.at:%Y-%m-%d %H:%M} UTC"
+        names = {"target": swap.target, "old": swap.old, "at": f"{swap.at:%Y-%m-%d %H:%M}"}
         if not servers:
-            reason = (
-                f"a restore --replace of database {swap.target} stopped half-way through its "
-                f"swap ({when}): if {swap.target} is missing, its previous contents are in "
-                f"{swap.old} — {rename}"
+            reason = Phrase(
+                N_(
+                    "a restore --replace of database {target} stopped half-way through its "
+                    "swap ({at} UTC): if {target} is missing, its previous contents are in "
+                    "{old} — {rename}"
+                ),
+                rename=rename,
+                **names,
             )
         else:
             try:
                 present = _present(settings, swap)
             except (RespaldoError, psycopg.Error) as exc:
-                reason = (
-                    f"a restore --replace of database {swap.target} stopped half-way through "
-                    f"its swap ({when}); its previous contents may be in {swap.old}, but the "
-                    f"server cannot be asked ({first_line(exc)}) — if {swap.target} is "
-                    f"missing, {rename}"
+                reason = Phrase(
+                    N_(
+                        "a restore --replace of database {target} stopped half-way through its "
+                        "swap ({at} UTC); its previous contents may be in {old}, but the server "
+                        "cannot be asked ({error}) — if {target} is missing, {rename}"
+                    ),
+                    rename=rename,
+                    error=first_line(exc),
+                    **names,
                 )
             else:
                 if swap.target in present:
                     clear_swap(ctx, swap.database, swap.target)
                     continue
                 if swap.old in present:
-                    reason = (
-                        f"database {swap.target} is missing; its previous contents are in "
-                        f"{swap.old}, where a restore --replace that stopped half-way through "
-                        f"its swap ({when}) left them — {rename}"
+                    reason = Phrase(
+                        N_(
+                            "database {target} is missing; its previous contents are in {old}, "
+                            "where a restore --replace that stopped half-way through its swap "
+                            "({at} UTC) left them — {rename}"
+                        ),
+                        rename=rename,
+                        **names,
                     )
                 else:
-                    reason = (
-                        f"database {swap.target} is missing, and so is {swap.old}, where a "
-                        f"restore --replace that stopped half-way through its swap ({when}) "
-                        "left its previous contents — restore it from a backup"
+                    reason = Phrase(
+                        N_(
+                            "database {target} is missing, and so is {old}, where a restore "
+                            "--replace that stopped half-way through its swap ({at} UTC) left "
+                            "its previous contents — restore it from a backup"
+                        ),
+                        **names,
                     )
         items.append(
             StatusItem(

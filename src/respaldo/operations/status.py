@@ -46,7 +46,7 @@ from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError, first_line
 from respaldo.operations.context import Context
-from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.models import ResultModel, Said, UtcTime
 from respaldo.operations.status_mirror import MirrorLag, mirror_lags
 from respaldo.operations.status_server import (
     ArchiveView,
@@ -61,6 +61,7 @@ from respaldo.operations.status_server import (
 from respaldo.operations.status_stuck import stuck_since
 from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
 from respaldo.operations.wal import open_wal_repository
+from respaldo.phrases import N_, Phrase, joined
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,9 @@ Check = Literal[
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
 _KIND_WORDS = {
-    BackupKind.FULL: "full backup",
-    BackupKind.INCREMENTAL: "physical backup",
-    BackupKind.FILES: "files backup",
+    BackupKind.FULL: N_("full backup"),
+    BackupKind.INCREMENTAL: N_("physical backup"),
+    BackupKind.FILES: N_("files backup"),
 }
 # How far in the future a backup's time may be and still count (another machine's clock
 # a little ahead). Further than that, a clock was wrong when it was taken: its real age
@@ -111,7 +112,7 @@ class StatusItem(ResultModel):
     """The repository it is about, if one."""
     level: Level
     """green, amber or red."""
-    reason: str
+    reason: Said
     """Why, in words, with what to do when not green."""
     at: UtcTime | None = None
     """When what was measured happened (the newest backup completed...)."""
@@ -220,7 +221,7 @@ def compute_status(
                 key="catalog",
                 check="catalog",
                 level="red",
-                reason=f"the catalog cannot be read: {first_line(exc)}",
+                reason=Phrase(N_("the catalog cannot be read: {error}"), error=first_line(exc)),
             )
         )
         history, file_history = {}, {}
@@ -445,8 +446,11 @@ def _clusters_recorded(settings: Settings) -> tuple[set[str], StatusItem | None]
             check="repository",
             repository=name,
             level="amber",
-            reason=f"cannot read which databases archive WAL from repository {name}: "
-            f"{first_line(exc)}",
+            reason=Phrase(
+                N_("cannot read which databases archive WAL from repository {name}: {error}"),
+                name=name,
+                error=first_line(exc),
+            ),
         )
 
 
@@ -523,14 +527,19 @@ def _file_set_status(
 def _backup_item(
     database: str, kind: BackupKind, limit: timedelta, history: _History, now: datetime
 ) -> StatusItem:
-    what = _KIND_WORDS[kind]
+    # Each sentence is a Phrase (respaldo.phrases): the page says it in its language.
+    what = Phrase(_KIND_WORDS[kind])
     newest = history.newest[kind]
     attempt = history.last_attempt[kind]
     failed = ""
     if attempt is not None and attempt.status is BackupStatus.FAILED:
         when = attempt.completed_at or attempt.created_at
-        failed = f"the last attempt failed {human_age(now - when)} ago: " + first_line(
-            attempt.error_message or "no reason recorded"
+        failed = Phrase(
+            N_("the last attempt failed {age} ago: {error}"),
+            age=human_age(now - when),
+            error=first_line(attempt.error_message)
+            if attempt.error_message
+            else Phrase(N_("no reason recorded")),
         )
     base = StatusItem(
         key=f"rpo:{database}:{kind.value}",
@@ -545,47 +554,67 @@ def _backup_item(
     if unusable is not None and unusable.completed_at is not None:
         # Completed, then found not to restore: no recovery point, and not silently
         # skipped either (green from an older backup would hide it until the RPO passes).
-        problem = first_line(unusable.error_message or "a restore test of it failed")
-        bad = (
-            f"backup {unusable.id} ({human_age(now - unusable.completed_at)} ago) failed "
-            f"verification: {problem}"
+        problem = (
+            first_line(unusable.error_message)
+            if unusable.error_message
+            else Phrase(N_("a restore test of it failed"))
         )
-        failed = "; ".join(filter(None, [failed, bad]))
-    good = "good " if unusable is not None else ""
+        bad = Phrase(
+            N_("backup {backup} ({age} ago) failed verification: {problem}"),
+            backup=unusable.id,
+            age=human_age(now - unusable.completed_at),
+            problem=problem,
+        )
+        failed = joined([failed, bad])
+    good = unusable is not None
     ahead = history.ahead[kind]
     if ahead is not None and ahead.completed_at is not None:
-        failed = "; ".join(
-            filter(
-                None,
-                [
-                    failed,
-                    f"backup {ahead.id} is dated {human_age(ahead.completed_at - now)} in the "
-                    f"future ({ahead.completed_at:%Y-%m-%d %H:%M} UTC): a clock was ahead when "
-                    "it was taken, its age is unknown",
-                ],
-            )
+        future = Phrase(
+            N_(
+                "backup {backup} is dated {age} in the future ({at} UTC): a clock was ahead "
+                "when it was taken, its age is unknown"
+            ),
+            backup=ahead.id,
+            age=human_age(ahead.completed_at - now),
+            at=f"{ahead.completed_at:%Y-%m-%d %H:%M}",
         )
+        failed = joined([failed, future])
     if newest is None or newest.completed_at is None:
-        never = "completed before now" if ahead is not None else "ever completed"
-        reason = f"no {good}{what} was {never}" + (f"; {failed}" if failed else "")
-        return base.model_copy(update={"reason": reason})
+        if ahead is not None:
+            never = (
+                N_("no good {what} was completed before now")
+                if good
+                else N_("no {what} was completed before now")
+            )
+        else:
+            never = (
+                N_("no good {what} was ever completed")
+                if good
+                else N_("no {what} was ever completed")
+            )
+        return base.model_copy(update={"reason": joined([Phrase(never, what=what), failed])})
     age = now - newest.completed_at
     facts = {
         "at": newest.completed_at,
         "age_seconds": age.total_seconds(),
         "backup_id": newest.id,
     }
-    newest_said = f"the newest {good}{what} completed {human_age(age)} ago"
+    newest_said = Phrase(
+        N_("the newest good {what} completed {age} ago")
+        if good
+        else N_("the newest {what} completed {age} ago"),
+        what=what,
+        age=human_age(age),
+    )
+    rpo = human_age(limit)
     if age > limit:
-        reason = f"{newest_said}, more than its RPO of {human_age(limit)}"
-        return base.model_copy(
-            update={**facts, "reason": reason + (f"; {failed}" if failed else "")}
-        )
+        over = Phrase(N_("{newest}, more than its RPO of {limit}"), newest=newest_said, limit=rpo)
+        return base.model_copy(update={**facts, "reason": joined([over, failed])})
+    said = Phrase(N_("{newest} (RPO {limit})"), newest=newest_said, limit=rpo)
     if failed:
-        reason = f"{failed}; {newest_said} (RPO {human_age(limit)})"
+        reason = joined([failed, said])
         return base.model_copy(update={**facts, "level": "amber", "reason": reason})
-    reason = f"{newest_said} (RPO {human_age(limit)})"
-    return base.model_copy(update={**facts, "level": "green", "reason": reason})
+    return base.model_copy(update={**facts, "level": "green", "reason": said})
 
 
 def _size_item(
@@ -598,15 +627,22 @@ def _size_item(
     if shrink <= 0 or len(history.sized[kind]) < 2:
         return None
     newest, before = history.sized[kind]
-    what = _KIND_WORDS[kind]
+    what = Phrase(_KIND_WORDS[kind])
     size, was = newest.size_bytes or 0, before.size_bytes or 0
     share = size / was if was else 1.0
-    facts = f"{_bytes(size)}, {share:.0%} of {_bytes(was)}"
+    facts = Phrase(
+        N_("{size}, {share} of {was}"), size=_bytes(size), share=f"{share:.0%}", was=_bytes(was)
+    )
     red = share < shrink
     reason = (
-        f"the newest {what} is much smaller than the one before: {facts} (limit {shrink:.0%})"
+        Phrase(
+            N_("the newest {what} is much smaller than the one before: {facts} (limit {limit})"),
+            what=what,
+            facts=facts,
+            limit=f"{shrink:.0%}",
+        )
         if red
-        else f"the newest {what} is {facts} of the one before"
+        else Phrase(N_("the newest {what} is {facts} of the one before"), what=what, facts=facts)
     )
     return StatusItem(
         key=f"size:{database}:{kind.value}",
@@ -634,14 +670,18 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
         key=f"server:{database}", check="server", database=database, level="green", reason=""
     )
     if reading.error is not None:
-        hint = f" ({reading.hint})" if reading.hint else ""
-        return base.model_copy(
-            update={
-                "level": "red",
-                "reason": f"the server cannot be reached: {reading.error}{hint}",
-            }
+        reason = (
+            Phrase(
+                N_("the server cannot be reached: {error} ({hint})"),
+                error=reading.error,
+                hint=reading.hint,
+            )
+            if reading.hint
+            else Phrase(N_("the server cannot be reached: {error}"), error=reading.error)
         )
-    return base.model_copy(update={"reason": f"PostgreSQL {reading.version} answers"})
+        return base.model_copy(update={"level": "red", "reason": reason})
+    said = Phrase(N_("PostgreSQL {version} answers"), version=str(reading.version))
+    return base.model_copy(update={"reason": said})
 
 
 def _archive_item(
@@ -672,22 +712,25 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
     failed = ""
     if last is not None and last.status is DrillStatus.FAILED:
         when = last.finished_at or last.started_at
-        failed = f"the last restore test failed {human_age(now - when)} ago: " + first_line(
-            last.error_message or "a check failed ('respaldo drill history' shows which)"
+        failed = Phrase(
+            N_("the last restore test failed {age} ago: {error}"),
+            age=human_age(now - when),
+            error=first_line(last.error_message)
+            if last.error_message
+            else Phrase(N_("a check failed ('respaldo drill history' shows which)")),
         )
     ahead = history.drill_ahead
     if ahead is not None and ahead.finished_at is not None:
-        failed = "; ".join(
-            filter(
-                None,
-                [
-                    failed,
-                    f"restore test {ahead.id} is dated {human_age(ahead.finished_at - now)} in "
-                    f"the future ({ahead.finished_at:%Y-%m-%d %H:%M} UTC): a clock was ahead "
-                    "when it ran, its age is unknown",
-                ],
-            )
+        future = Phrase(
+            N_(
+                "restore test {drill} is dated {age} in the future ({at} UTC): a clock was "
+                "ahead when it ran, its age is unknown"
+            ),
+            drill=ahead.id,
+            age=human_age(ahead.finished_at - now),
+            at=f"{ahead.finished_at:%Y-%m-%d %H:%M}",
         )
+        failed = joined([failed, future])
     base = StatusItem(
         key=f"restore_test:{database}",
         check="restore_test",
@@ -697,20 +740,19 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
         limit_seconds=limit.total_seconds(),
     )
     if passed is None:
-        reason = "no restore test ever passed" + (f"; {failed}" if failed else "")
+        reason = joined([Phrase(N_("no restore test ever passed")), failed])
         return base.model_copy(update={"reason": reason})
     when = passed.finished_at or passed.started_at
     age = now - when
     facts = {"at": when, "age_seconds": age.total_seconds(), "backup_id": passed.backup_id}
-    said = f"the newest passed restore test finished {human_age(age)} ago"
+    said = Phrase(N_("the newest passed restore test finished {age} ago"), age=human_age(age))
     if age > limit:
-        reason = f"{said}, more than {human_age(limit)}" + (f"; {failed}" if failed else "")
-        return base.model_copy(update={**facts, "reason": reason})
+        over = Phrase(N_("{said}, more than {limit}"), said=said, limit=human_age(limit))
+        return base.model_copy(update={**facts, "reason": joined([over, failed])})
     if failed:
-        return base.model_copy(update={**facts, "level": "amber", "reason": f"{failed}; {said}"})
-    return base.model_copy(
-        update={**facts, "level": "green", "reason": f"{said} (limit {human_age(limit)})"}
-    )
+        return base.model_copy(update={**facts, "level": "amber", "reason": joined([failed, said])})
+    green = Phrase(N_("{said} (limit {limit})"), said=said, limit=human_age(limit))
+    return base.model_copy(update={**facts, "level": "green", "reason": green})
 
 
 def _copy_item(
@@ -735,12 +777,12 @@ def _copy_item(
             break
         behind.append(record)
     if not history.completed:
-        return base.model_copy(update={"reason": "no backup to copy yet"})
+        return base.model_copy(update={"reason": Phrase(N_("no backup to copy yet"))})
     if not behind:
         newest = history.completed[0]
         return base.model_copy(
             update={
-                "reason": f"the newest backup ({newest.id}) is copied",
+                "reason": Phrase(N_("the newest backup ({backup}) is copied"), backup=newest.id),
                 "backup_id": newest.id,
             }
         )
@@ -754,12 +796,22 @@ def _copy_item(
         and c.status is CopyStatus.FAILED
         and c.error_message
     ]
-    error = f"; the last copy failed: {first_line(errors[0])}" if errors else ""
-    count = "1 backup is" if len(behind) == 1 else f"{len(behind)} backups are"
-    reason = (
-        f"{count} not copied to {repository}, the oldest completed {human_age(waited)} ago "
-        f"(limit {human_age(limit)}){error}"
+    error = (
+        Phrase(N_("the last copy failed: {error}"), error=first_line(errors[0])) if errors else ""
     )
+    behind_said = Phrase(
+        N_("1 backup is not copied to {repository}, the oldest completed {age} ago (limit {limit})")
+        if len(behind) == 1
+        else N_(
+            "{count} backups are not copied to {repository}, the oldest completed {age} ago "
+            "(limit {limit})"
+        ),
+        count=len(behind),
+        repository=repository,
+        age=human_age(waited),
+        limit=human_age(limit),
+    )
+    reason = joined([behind_said, error])
     return base.model_copy(
         update={
             "level": "red" if waited > limit else "amber",
@@ -782,33 +834,48 @@ def _walcopy_item(
         database=database,
         repository=repository,
         level="green",
-        reason=f"{repository} holds the last segment archived ({lag.segment})",
+        reason=Phrase(
+            N_("{repository} holds the last segment archived ({segment})"),
+            repository=repository,
+            segment=str(lag.segment),
+        ),
         limit_seconds=limit.total_seconds(),
     )
     if lag.held:
         return base
     facts: dict[str, object] = {}
-    behind = ""
+    behind: str = ""
     late = False
     if lag.behind_since is not None:
         waited = now - lag.behind_since
         late = waited > limit
         facts = {"at": lag.behind_since, "age_seconds": waited.total_seconds()}
-        behind = (
-            f"{repository} lacks archived WAL since {human_age(waited)} ago "
-            f"(segment {lag.lacking}; limit {human_age(limit)}): a recovery from it "
-            "alone would stop there"
+        behind = Phrase(
+            N_(
+                "{repository} lacks archived WAL since {age} ago (segment {segment}; limit "
+                "{limit}): a recovery from it alone would stop there"
+            ),
+            repository=repository,
+            age=human_age(waited),
+            segment=str(lag.lacking),
+            limit=human_age(limit),
         )
     if lag.error is not None:
-        unread = f"repository {repository} cannot be read: {lag.error}"
+        unread = Phrase(
+            N_("repository {repository} cannot be read: {error}"),
+            repository=repository,
+            error=lag.error,
+        )
         if lag.behind_since is not None:
             # Unreadable: what it lacks is not known, only since when it is not known to
             # hold what the primary holds.
-            behind = (
-                f"not known to hold archived WAL for {human_age(now - lag.behind_since)} "
-                f"(segment {lag.lacking}; limit {human_age(limit)})"
+            behind = Phrase(
+                N_("not known to hold archived WAL for {age} (segment {segment}; limit {limit})"),
+                age=human_age(now - lag.behind_since),
+                segment=str(lag.lacking),
+                limit=human_age(limit),
             )
-        reason = f"{unread}; {behind}" if behind else unread
+        reason = joined([unread, behind])
         return base.model_copy(
             update={**facts, "level": "red" if late else "amber", "reason": reason}
         )

@@ -21,6 +21,7 @@ from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
+from respaldo.phrases import N_, Phrase
 
 
 def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
@@ -57,13 +58,23 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
         age = (now - oldest).total_seconds() if oldest is not None else None
         stuck = taken == 0 and age is not None and age > lease.total_seconds()
         if stuck:
-            reason = (
-                f"{count} jobs wait in queue {name!r} (the oldest since "
-                f"{oldest:%Y-%m-%d %H:%M} UTC) and no live worker takes that queue: start "
-                f"'respaldo worker --queue {name}', or 'respaldo serve' with [server] run_jobs"
+            reason = Phrase(
+                N_(
+                    "{count} jobs wait in queue {quoted} (the oldest since {at} UTC) and no "
+                    "live worker takes that queue: start 'respaldo worker --queue {name}', or "
+                    "'respaldo serve' with [server] run_jobs"
+                ),
+                count=count,
+                quoted=repr(name),
+                at=f"{oldest:%Y-%m-%d %H:%M}",
+                name=name,
             )
         else:
-            reason = f"{count} jobs waiting; {taken} live workers take this queue"
+            reason = Phrase(
+                N_("{count} jobs waiting; {taken} live workers take this queue"),
+                count=count,
+                taken=taken,
+            )
         items.append(
             StatusItem(
                 key=f"queue:{name}",

@@ -15,6 +15,7 @@ from typing import Literal
 from respaldo.config import DatabaseSettings, Rpo
 from respaldo.errors import RespaldoError
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.phrases import N_, Phrase, joined
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.archiver import (
     ArchiverState,
@@ -170,53 +171,90 @@ def judge_archive(
     ``rpo.archive_backlog`` files wait, archiving may be stuck (not seen for long
     enough yet), or the waiting files cannot be listed.
     """
+    # Each sentence is a Phrase (respaldo.phrases): the page says it in its language.
     if reading.error is not None:
-        return ArchiveVerdict("amber", "unknown: the server cannot be reached")
+        return ArchiveVerdict("amber", Phrase(N_("unknown: the server cannot be reached")))
     state = reading.archiver
     if reading.archive_mode not in _ARCHIVING or state is None:
         return ArchiveVerdict(
             "red",
-            f"archive_mode is {reading.archive_mode} on the server: no WAL is archived "
-            "(respaldo check says how to turn it on)",
+            Phrase(
+                N_(
+                    "archive_mode is {mode} on the server: no WAL is archived "
+                    "(respaldo check says how to turn it on)"
+                ),
+                mode=str(reading.archive_mode),
+            ),
         )
-    last = (
-        f"last archived {human_age(state.now - state.last_time)} ago ({state.last_wal})"
+    last: str = (
+        Phrase(
+            N_("last archived {age} ago ({segment})"),
+            age=human_age(state.now - state.last_time),
+            segment=str(state.last_wal),
+        )
         if state.last_time is not None
-        else "nothing archived yet"
+        else Phrase(N_("nothing archived yet"))
     )
     failed = _failed_since_success(state)
-    failures = (
-        f"; the last attempt failed ({state.failed_wal}, {human_age(state.now - state.failed_time)}"
-        " ago; the server log says why)"
-        if failed and state.failed_time is not None
-        else ""
-    )
+    if failed and state.failed_time is not None:
+        last = joined(
+            [
+                last,
+                Phrase(
+                    N_("the last attempt failed ({segment}, {age} ago; the server log says why)"),
+                    segment=str(state.failed_wal),
+                    age=human_age(state.now - state.failed_time),
+                ),
+            ]
+        )
     since_last = state.now - state.last_time if state.last_time is not None else None
     if stored is False:
         return ArchiveVerdict(
             "red",
-            f"{ARCHIVED_ELSEWHERE}{last}, but it is not in the repository: archive_command "
-            "does not store WAL through respaldo ('respaldo check' prints the one to set)",
+            Phrase(
+                N_(
+                    "archived elsewhere: {last}, but it is not in the repository: "
+                    "archive_command does not store WAL through respaldo ('respaldo check' "
+                    "prints the one to set)"
+                ),
+                last=last,
+            ),
             since_last,
         )
     if state.waiting and state.oldest_waiting is not None:
         waited = state.now - state.oldest_waiting
-        waiting = f"{_plural(state.waiting, 'file')} waiting to be archived"
+        waiting = Phrase(
+            N_("1 file waiting to be archived")
+            if state.waiting == 1
+            else N_("{count} files waiting to be archived"),
+            count=state.waiting,
+        )
         if waited > rpo.archive_lag:
-            return ArchiveVerdict(
-                "red",
-                f"{waiting}, the oldest for {human_age(waited)} (limit "
-                f"{human_age(rpo.archive_lag)}); {last}{failures}",
-                waited,
+            over = Phrase(
+                N_("{waiting}, the oldest for {age} (limit {limit})"),
+                waiting=waiting,
+                age=human_age(waited),
+                limit=human_age(rpo.archive_lag),
             )
+            return ArchiveVerdict("red", joined([over, last]), waited)
         if state.waiting > rpo.archive_backlog:
-            return ArchiveVerdict(
-                "amber",
-                f"{waiting} (more than {rpo.archive_backlog}): archiving is behind; "
-                f"{last}{failures}",
-                waited,
+            behind_said = Phrase(
+                N_("{waiting} (more than {backlog}): archiving is behind"),
+                waiting=waiting,
+                backlog=rpo.archive_backlog,
             )
+            return ArchiveVerdict("amber", joined([behind_said, last]), waited)
     behind = state.unarchived or 0
+    unseen: str = (
+        Phrase(
+            N_(
+                "cannot see the files waiting to be archived ({why}): GRANT pg_monitor to this role"
+            ),
+            why=state.unknown_why,
+        )
+        if state.unknown_why
+        else ""
+    )
     if stuck_state(reading) is not None:
         # The queue cannot be listed (no pg_monitor), so no file's wait is known. The
         # archiver retries the segment that failed until it goes (or, for a program that
@@ -226,38 +264,40 @@ def judge_archive(
         # long before the segment after it finished).
         seen = stuck_for if stuck_for is not None and stuck_for > timedelta(0) else timedelta(0)
         limit = human_age(rpo.archive_lag)
-        unseen = (
-            f"; cannot see the files waiting to be archived ({state.unknown_why}): "
-            "GRANT pg_monitor to this role"
-            if state.unknown_why
+        pending: str = (
+            Phrase(
+                N_("1 finished segment not archived")
+                if behind == 1
+                else N_("{count} finished segments not archived"),
+                count=behind,
+            )
+            if behind
             else ""
         )
-        pending = f"{_plural(behind, 'finished segment')} not archived" if behind else ""
         if seen > rpo.archive_lag:
-            stuck = f"stuck for {human_age(seen)} at least (limit {limit}); "
-            return ArchiveVerdict(
-                "red",
-                f"{ARCHIVING_FAILS}{stuck}{pending + '; ' if pending else ''}"
-                f"{last}{failures}{unseen}",
-                since_last,
+            stuck = Phrase(
+                N_("archiving fails, stuck for {age} at least (limit {limit})"),
+                age=human_age(seen),
+                limit=limit,
             )
-        return ArchiveVerdict(
-            "amber",
-            f"{pending or 'archiving may be stuck'}, seen so far {human_age(seen)} "
-            f"(red after {limit}); {last}{failures}{unseen}",
-            since_last,
+            return ArchiveVerdict("red", joined([stuck, pending, last, unseen]), since_last)
+        maybe = Phrase(
+            N_("{pending}, seen so far {age} (red after {limit})"),
+            pending=pending or Phrase(N_("archiving may be stuck")),
+            age=human_age(seen),
+            limit=limit,
         )
+        return ArchiveVerdict("amber", joined([maybe, last, unseen]), since_last)
     if failed:
-        return ArchiveVerdict("amber", f"{last}{failures}", since_last)
+        return ArchiveVerdict("amber", last, since_last)
     if state.waiting is None and state.unknown_why:
-        return ArchiveVerdict(
-            "amber",
-            f"{last}; cannot see the files waiting to be archived ({state.unknown_why}): "
-            "GRANT pg_monitor to this role",
-            since_last,
-        )
-    waiting_now = f"{state.waiting} waiting" if state.waiting is not None else "queue unknown"
-    return ArchiveVerdict("green", f"{last}; {waiting_now}", since_last)
+        return ArchiveVerdict("amber", joined([last, unseen]), since_last)
+    waiting_now = (
+        Phrase(N_("{count} waiting"), count=state.waiting)
+        if state.waiting is not None
+        else Phrase(N_("queue unknown"))
+    )
+    return ArchiveVerdict("green", joined([last, waiting_now]), since_last)
 
 
 def human_age(delta: timedelta) -> str:
@@ -273,10 +313,6 @@ def human_age(delta: timedelta) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h" if hours else f"{days} d"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _one_line(text: str) -> str:

@@ -16,8 +16,16 @@ from babel.numbers import format_decimal
 from babel.units import format_unit
 
 from respaldo.i18n import translations
+from respaldo.phrases import N_
 
-__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Formatter", "choose_language", "translations"]
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "LANGUAGES",
+    "N_",
+    "Formatter",
+    "choose_language",
+    "translations",
+]
 
 LANGUAGES = ("es", "en")
 """The languages the page speaks; the first is the default."""
@@ -118,9 +126,3 @@ class Formatter:
         if value is None:
             return "—"
         return format_decimal(value, locale=self.locale)
-
-
-def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
-    """Marks a message for extraction (``make messages``: pybabel reads calls through
-    this name); it is translated where it is shown."""
-    return message

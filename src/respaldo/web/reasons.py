@@ -10,6 +10,11 @@ as written. A stored reason that no phrase below matches whole is shown as store
 Each phrase is written once, as its message (``{name}`` where a part goes); the pattern
 that recognises it is made from the message, so the two cannot drift apart. Each part is
 itself translated when it is one of these phrases.
+
+A reason the page gets as a :class:`~respaldo.phrases.Phrase` (the health checks' reasons,
+computed for the page) needs no pattern: it carries its message and values. Its message is
+translated, each value that is a phrase too is said in turn, and one that is text (what a
+job or a check recorded) is recognised as above, or put back as written.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 
+from respaldo.phrases import Phrase
 from respaldo.web.i18n import N_
 
 Gettext = Callable[[str], str]
@@ -78,6 +84,8 @@ def reason(text: str | None, gettext: Gettext) -> str:
     """``text`` (a stored reason) in the language of ``gettext``."""
     if not text:
         return ""
+    if isinstance(text, Phrase):
+        return _said(text, gettext)
     if text in _CHECKS:
         return gettext(_CHECKS[text])
     for pattern, message in _patterns():
@@ -87,6 +95,31 @@ def reason(text: str | None, gettext: Gettext) -> str:
         parts = {name: _part(value, gettext) for name, value in matched.groupdict().items()}
         return gettext(message).format(**parts)
     return text
+
+
+def _said(phrase: Phrase, gettext: Gettext) -> str:
+    values = {
+        name: _said(value, gettext) if isinstance(value, Phrase) else _recorded(value, gettext)
+        for name, value in phrase.values.items()
+    }
+    try:
+        return gettext(phrase.message).format(**values)
+    except (KeyError, IndexError, ValueError):
+        # A translation that names a value its message does not have (the catalog's
+        # test refuses one; this keeps the page up): the message as written.
+        return phrase.message.format(**values)
+
+
+def _recorded(value: str, gettext: Gettext) -> str:
+    # Text put into a phrase: a recorded reason (a failed job's error) said in the page's
+    # language when respaldo worded it, else (a name, an engine's error) as written. Not
+    # the bare check names: a database may well be called "restore".
+    for pattern, message in _patterns():
+        matched = pattern.fullmatch(value)
+        if matched is not None:
+            parts = {name: _part(part, gettext) for name, part in matched.groupdict().items()}
+            return gettext(message).format(**parts)
+    return value
 
 
 def _part(value: str, gettext: Gettext) -> str:

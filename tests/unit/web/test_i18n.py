@@ -3,6 +3,7 @@ the switch, and numbers, sizes and times read as each language writes them."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -46,6 +47,20 @@ def test_every_message_is_translated_to_spanish() -> None:
     assert not missing, f"run 'make messages' and translate in es/respaldo.po: {missing}"
     fuzzy = sorted(str(m.id) for m in catalog if m.id and m.fuzzy)
     assert not fuzzy, f"fuzzy translations in es/respaldo.po: {fuzzy}"
+
+
+def test_each_spanish_message_keeps_the_values_of_its_english() -> None:
+    # A phrase's message is filled with str.format (respaldo.phrases): a translation
+    # that drops or renames a {value} would lose it (or fall back to the English).
+    with catalog_path("es").open("rb") as po:
+        catalog = read_po(po, locale="es")
+    names = re.compile(r"\{(\w*)\}")
+    wrong = [
+        (str(m.id), str(m.string))
+        for m in catalog
+        if m.id and m.string and set(names.findall(str(m.id))) != set(names.findall(str(m.string)))
+    ]
+    assert not wrong, f"es/respaldo.po: a translation names other values than its message: {wrong}"
 
 
 def test_the_specifications_spanish_wording() -> None:

@@ -252,3 +252,28 @@ def test_a_failure_reason_reads_in_spanish_with_the_engines_words_as_written(
     assert said in shown["/drills"]
     assert f"recuento de filas — {engine}" in " ".join(shown["/drills"].split())
     assert "the restore test failed" not in shown["/jobs"] + shown["/drills"]
+
+
+def test_the_health_reasons_read_in_the_pages_language(site: FastAPI, context: Context) -> None:
+    # A full backup past its RPO, no restore test, a server that does not answer: the
+    # reasons in Spanish, the server's own error as it wrote it; in English as the API
+    # and 'respaldo status' say them.
+    completed_backup(
+        context, "erp", BackupKind.FULL, datetime.now(UTC) - timedelta(hours=30, minutes=1)
+    )
+    add_user(context, "ana", Role.VIEWER)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        spanish = _column(browser.get("/databases").text, 2)
+        english = _column(browser.get("/databases", headers={"Accept-Language": "en"}).text, 2)
+    assert (
+        "el backup completo más reciente se completó hace 30 h, por encima de su RPO de 26 h"
+        in spanish
+    )
+    assert "ninguna prueba de restauración ha sido superada" in spanish
+    libpq = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    down = [cell for cell in spanish if cell.startswith("no se puede conectar con el servidor: ")]
+    assert len(down) == 1 and libpq in down[0], spanish  # libpq's words as it wrote them
+    assert "the newest full backup completed 30 h ago, more than its RPO of 26 h" in english
+    assert "no restore test ever passed" in english
+    assert any(c.startswith("the server cannot be reached: ") and libpq in c for c in english)

@@ -1,0 +1,59 @@
+"""Sentences respaldo words itself, kept with the message they were made from.
+
+A :class:`Phrase` is the English text (a ``str``: the CLI, the API, the logs and the
+catalog use it as they always did) that also remembers its message (``N_``-marked for the
+catalogs, ``{name}`` where a value goes) and the values put into it. An interface that
+speaks another language (the page) says it in that language: the message translated,
+each value put back as given (an engine's error, a name, a time stay as written), or
+said in turn when it is a phrase too. Any text made from a phrase by formatting or
+concatenation is plain text again: the page then recognises it by its message
+(:mod:`respaldo.web.reasons`), or shows it as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
+    """Marks a message for extraction (``make messages``: pybabel reads calls through
+    this name); it is translated where it is shown."""
+    return message
+
+
+class Phrase(str):
+    """``message.format(**values)``, knowing ``message`` and ``values``."""
+
+    message: str
+    values: dict[str, str]
+
+    def __new__(cls, message: str, /, **values: object) -> Phrase:
+        # Values are kept as text (a phrase stays a phrase): what a message shows of a
+        # number or a time is decided where it is made, once for every language.
+        kept = {
+            name: value if isinstance(value, str) else str(value) for name, value in values.items()
+        }
+        self = super().__new__(cls, message.format(**kept))
+        self.message = message
+        self.values = kept
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # str's own would rebuild it from the text alone (message and values lost).
+        return (_rebuild, (self.message, self.values))
+
+
+def _rebuild(message: str, values: dict[str, str]) -> Phrase:
+    return Phrase(message, **values)
+
+
+def joined(parts: Iterable[str], separator: str = "; ") -> str:
+    """The non-empty ``parts`` joined by ``separator``, as one phrase whose parts are
+    each said in turn ("the last attempt failed …; the newest full backup …")."""
+    kept = [part for part in parts if part]
+    if len(kept) == 1:
+        return kept[0]
+    names = [f"part{i}" for i in range(len(kept))]
+    message = separator.join(f"{{{name}}}" for name in names)
+    return Phrase(message, **dict(zip(names, kept, strict=True)))
