@@ -12,6 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.columns import row_count
 from respaldo.catalog.models import AlertState, NotificationRecord
 
 
@@ -82,4 +83,4 @@ class Notifications:
         query = sa.select(NotificationRecord).order_by(
             NotificationRecord.sent_at.desc(), NotificationRecord.id.desc()
         )
-        return builtins.list(self.session.scalars(query.limit(limit)))
+        return builtins.list(self.session.scalars(query.limit(row_count(limit))))

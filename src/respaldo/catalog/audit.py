@@ -14,6 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.columns import row_count
 from respaldo.catalog.models import AuditEntry
 
 
@@ -66,5 +67,6 @@ class AuditLog:
             query = query.where(AuditEntry.actor == actor)
         if action is not None:
             query = query.where(AuditEntry.action == action)
-        query = query.order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
+        query = query.order_by(AuditEntry.id.desc())
+        query = query.limit(row_count(limit)).offset(row_count(offset))
         return builtins.list(self.session.scalars(query))

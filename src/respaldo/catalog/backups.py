@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo import __version__
+from respaldo.catalog.columns import row_count
 from respaldo.catalog.jobs import orphan_reason
 from respaldo.catalog.models import BackupRecord, Job
 from respaldo.domain import (
@@ -150,11 +151,11 @@ class BackupRecords:
         if limit is not None:
             if limit <= 0:
                 raise ValueError(f"limit must be positive, got {limit}")
-            query = query.limit(limit)
+            query = query.limit(row_count(limit))
         if offset:
             if offset < 0:
                 raise ValueError(f"offset must not be negative, got {offset}")
-            query = query.offset(offset)
+            query = query.offset(row_count(offset))
         return builtins.list(self.session.scalars(query))
 
     def count(

@@ -1,4 +1,5 @@
-"""Column types the catalog tables share: aware UTC datetimes and enums stored by value."""
+"""Column types the catalog tables share: aware UTC datetimes and enums stored by value;
+the range of its integers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,24 @@ from enum import Enum
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+INT64_MAX = 2**63 - 1
+"""The largest integer that SQLite's INTEGER and PostgreSQL's bigint hold: no row id and
+no number of rows goes beyond it."""
+
+
+def row_count(n: int) -> int:
+    """``n`` as a LIMIT or OFFSET the database takes. No table holds more rows, so a
+    larger one (typed at the command line, sent to the API) selects the same rows, where
+    binding it failed (SQLite: OverflowError, a 500 to the API and a traceback to the
+    CLI; PostgreSQL: bigint out of range)."""
+    return min(n, INT64_MAX)
+
+
+def row_id(n: int) -> bool:
+    """Whether ``n`` can be a row's id: one beyond the 64-bit range names no row (and
+    binding it fails as in :func:`row_count`)."""
+    return -INT64_MAX - 1 <= n <= INT64_MAX
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo.catalog.columns import row_count, row_id
 from respaldo.catalog.jobs import orphan_reason
 from respaldo.catalog.models import DrillRun, Job
 from respaldo.domain import DrillStatus, JobStatus
@@ -83,7 +84,7 @@ class DrillRuns:
         return run
 
     def get(self, run_id: int) -> DrillRun:
-        run = self.session.get(DrillRun, run_id)
+        run = self.session.get(DrillRun, run_id) if row_id(run_id) else None
         if run is None:
             raise RecordNotFound(f"no drill run {run_id}")
         return run
@@ -93,7 +94,8 @@ class DrillRuns:
         query = sa.select(DrillRun)
         if backup_id is not None:
             query = query.where(DrillRun.backup_id == backup_id)
-        query = query.order_by(DrillRun.started_at.desc(), DrillRun.id.desc()).limit(limit)
+        query = query.order_by(DrillRun.started_at.desc(), DrillRun.id.desc())
+        query = query.limit(row_count(limit))
         return builtins.list(self.session.scalars(query))
 
     def between(self, start: datetime, end: datetime) -> builtins.list[DrillRun]:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.clock import catalog_now
+from respaldo.catalog.columns import row_count, row_id
 from respaldo.catalog.models import Job, JobTally
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import (
@@ -183,7 +184,7 @@ class Jobs:
         """Job ``job_id``. Raises RecordNotFound, or CatalogError for a job of a kind a
         newer respaldo wrote."""
         try:
-            job = self.session.get(Job, job_id)
+            job = self.session.get(Job, job_id) if row_id(job_id) else None
         except LookupError:
             kind = self.session.scalar(
                 sa.select(sa.cast(Job.kind, sa.String)).where(Job.id == job_id)
@@ -214,7 +215,7 @@ class Jobs:
             query = query.where(Job.triggered_by == triggered_by)
         if requested_by is not None:
             query = query.where(Job.requested_by == requested_by)
-        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(row_count(limit))
         return builtins.list(self.session.scalars(query))
 
     def forget_earlier(self, schedule: str, before: int, *, keep_failed: int) -> int:
