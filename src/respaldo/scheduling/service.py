@@ -51,6 +51,8 @@ from respaldo.cancellation import CancelToken
 from respaldo.domain import JobStatus
 from respaldo.errors import (
     AlreadyFired,
+    JobCancelled,
+    JobConflict,
     RepositoryNotFound,
     RespaldoError,
     StorageError,
@@ -80,6 +82,20 @@ _NOTHING = object()
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_end(what: str, exc: BaseException) -> None:
+    """Say in the service's log how a job that raised ended, and why: the operator
+    reading the journal sees the reason there (the job's record has it too), and a run
+    skipped or cancelled is not told as an error."""
+    if isinstance(exc, JobConflict):
+        log.info("%s skipped: %s", what, first_line(exc))
+    elif isinstance(exc, JobCancelled):
+        log.info("%s cancelled: %s", what, first_line(exc))
+    elif isinstance(exc, RespaldoError):
+        log.warning("%s failed: %s", what, first_line(exc))
+    else:  # not one of respaldo's own errors: a bug, whose traceback tells where
+        log.warning("%s failed: %s", what, first_line(exc), exc_info=exc)
 
 
 def _run_scheduled(ctx: Context, job_id: int, token: CancelToken) -> Any:
@@ -322,8 +338,8 @@ class Service:
     def _run_retry(self, job_id: int, token: CancelToken) -> None:
         try:
             self._runner(self.ctx, job_id, token)
-        except (RespaldoError, Exception):
-            log.warning("job %s (a retry of a lost job) ended with an error", job_id)
+        except (RespaldoError, Exception) as exc:
+            _log_end(f"job {job_id} (a retry of a lost job)", exc)
         finally:
             # Ended (or never started, if the catalog failed: still queued, the next
             # sweep starts it again).
@@ -446,8 +462,8 @@ class Service:
             return
         try:
             self._runner(self.ctx, job.id, token)
-        except (RespaldoError, Exception):
-            log.warning("scheduled job %s (%s) ended with an error", job.id, entry.name)
+        except (RespaldoError, Exception) as exc:
+            _log_end(f"scheduled job {job.id} ({entry.name})", exc)
         finally:
             with self._lock:
                 self._running.pop(entry.name, None)

@@ -7,6 +7,7 @@ waits for the test), so these tests need no PostgreSQL.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from respaldo.cancellation import CancelToken
 from respaldo.catalog import Jobs
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import OperationError
 from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.schedule import entries
@@ -288,3 +290,53 @@ def test_a_firing_the_catalog_refused_runs_once_it_takes_it(
         service.stop("test over")
     (job,) = jobs.list_jobs(ctx)
     assert (job.requested_by, job.status) == ("full:erp", JobStatus.COMPLETED)
+
+
+def _service_says(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "respaldo.scheduling.service"
+    ]
+
+
+def test_the_log_says_why_a_scheduled_run_failed_and_a_skip_is_no_error(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing(ctx: Context, job_id: int, token: CancelToken) -> Any:
+        def body(_: Context) -> None:
+            raise OperationError("cannot connect to PostgreSQL (host=db1): connection refused")
+
+        return jobs.run(ctx, job_id, body, token=token, on_conflict=JobStatus.SKIPPED)
+
+    service = Service(ctx, entries(ctx.settings, ()), runner=failing)
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    caplog.set_level(logging.INFO, logger="respaldo.scheduling.service")
+    service.fire(full)
+    (failed,) = jobs.list_jobs(ctx, status=JobStatus.FAILED)
+    # The journal of the service names the reason, not only that something went wrong.
+    assert _service_says(caplog) == [
+        (
+            logging.WARNING,
+            f"scheduled job {failed.id} (full:erp) failed: "
+            "cannot connect to PostgreSQL (host=db1): connection refused",
+        )
+    ]
+    caplog.clear()
+    # A backup of erp that another process runs (respaldo backup by hand): skipped.
+    with ctx.catalog.begin() as session:
+        other = Jobs(session).submit(
+            JobKind.BACKUP,
+            target="erp",
+            triggered_by=TriggeredBy.CLI,
+            requested_by="ana",
+            exclusive_key="backup:erp",
+        )
+        Jobs(session).start(other.id, pid=os.getpid())
+    service.fire(full)
+    (skipped,) = jobs.list_jobs(ctx, status=JobStatus.SKIPPED)
+    said = _service_says(caplog)
+    assert said == [
+        (logging.INFO, f"scheduled job {skipped.id} (full:erp) skipped: {skipped.error}")
+    ]
+    assert f"job {other.id}" in said[0][1]
