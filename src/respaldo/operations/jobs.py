@@ -540,6 +540,10 @@ class _Lease(threading.Thread):
         self._stopped = threading.Event()
         self._done: int | None = None
         self._total: int | None = None
+        # The phase reporting now, and what the phases before it did: each phase counts
+        # from 0 (a backup's globals after its dump), the job's figure goes on from them.
+        self._phase: str | None = None
+        self._before = 0
         # When the last renewal that the catalog took was sent (the job's start first).
         self._renewed = time.monotonic()
 
@@ -547,7 +551,12 @@ class _Lease(threading.Thread):
         self, report: Callable[[str, int, int | None], None]
     ) -> Callable[[str, int, int | None], None]:
         def wrapped(phase: str, done: int, total: int | None) -> None:
-            self._done, self._total = done, total
+            if phase != self._phase:
+                # Else a finished backup's job said 1.9 KiB, its globals, not its 4 MiB.
+                self._before = self._done or 0
+                self._phase = phase
+            self._done = self._before + done
+            self._total = None if total is None else self._before + total
             report(phase, done, total)
             self.token.check()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -54,6 +55,31 @@ def test_a_job_that_returns_is_completed_with_its_result_and_who_asked(ctx: Cont
     assert done.result_id == "20261204T030000Z-0123abcd"
     assert done.params == {"type": "full"}
     assert done.finished_at is not None and done.started_at is not None
+
+
+def test_a_jobs_progress_goes_on_across_the_phases_of_its_body(ctx: Context) -> None:
+    """A backup reports its dump, then its globals, each from 0: the job's figure is the
+    whole job's (a finished backup's job said 1.9 KiB, its globals, not its dump's MiB)."""
+    shown: list[tuple[str, int, int | None]] = []
+
+    def body(c: Context) -> None:
+        c.progress("dump", 4096, None)
+        c.progress("dump", 5_000_000, None)
+        c.progress("globals", 1936, None)
+        c.progress("restore", 10, 100)  # a phase with a total: the total goes on too
+
+    submitted = jobs.submit(ctx, BACKUP)
+    ctx = dataclasses.replace(ctx, progress=lambda *report: shown.append(report))
+    jobs.run(ctx, submitted.id, body)
+    done = jobs.get(ctx, submitted.id)
+    assert (done.progress_done, done.progress_total) == (5_001_946, 5_002_036)
+    # What the command line's bars show stays per phase.
+    assert shown == [
+        ("dump", 4096, None),
+        ("dump", 5_000_000, None),
+        ("globals", 1936, None),
+        ("restore", 10, 100),
+    ]
 
 
 def test_a_job_whose_body_raises_is_failed_with_the_message(ctx: Context) -> None:
