@@ -166,9 +166,15 @@ def _print(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
         result = outcome.logical
         what = f"{', '.join(result.tables)} of {backup_id}" if result.tables else backup_id
         read = " of the dump read" if result.tables else ""
+        objects = (
+            f"{result.large_objects_checked} large objects checked, "
+            if result.large_objects_checked is not None
+            else ""
+        )
         message = (
             f"restored {what} into {result.target}: {human_bytes(result.bytes_restored)}{read}, "
-            f"{result.row_counts_checked} tables' row counts checked, {result.seconds:.1f} s"
+            f"{result.row_counts_checked} tables' row counts checked, {objects}"
+            f"{result.seconds:.1f} s"
         )
         if result.replaced:
             message += (

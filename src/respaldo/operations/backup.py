@@ -37,6 +37,7 @@ from respaldo.postgres import (
     server_info,
 )
 from respaldo.postgres.counts import FORMAT_KEY, ROW_COUNTS_FORMAT
+from respaldo.postgres.largeobjects import META_KEY as LARGE_OBJECTS
 from respaldo.postgres.server import (
     READ_EVERY_ROW,
     can_read_role_passwords,
@@ -188,6 +189,9 @@ def _dump(
                     exc.hint = READ_EVERY_ROW
                 raise
             meta["row_counts"] = snapshot.row_counts()
+            # Not tables: without this a restore that lost or cut short large objects
+            # would pass its row counts (postgres.largeobjects).
+            meta[LARGE_OBJECTS] = snapshot.large_objects().to_meta()
             if snapshot.server_encoding:
                 # The encoding of the names in the dump's table of contents (pg_dump was
                 # told to write in it: PGCLIENTENCODING would choose otherwise).

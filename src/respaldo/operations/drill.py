@@ -8,6 +8,9 @@ achievable), then checks:
   after what a restore does first: the database's own properties read from the dump, the
   throwaway database given its encoding and locale, the properties tried on it;
 - every table's exact row count equals the count recorded in the backup's snapshot;
+- the large objects' count, total bytes and contents' digest equal those recorded in the
+  snapshot (:mod:`respaldo.postgres.largeobjects`; a backup that predates the record
+  passes this check, saying that nothing was compared);
 - each validation query of the database's config returns its expected value (run
   read-only, with a timeout);
 - optionally ``pg_amcheck`` finds no corruption in tables and indexes.
@@ -72,9 +75,11 @@ from respaldo.operations.models import ResultModel
 from respaldo.operations.pardump import table_of_contents
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
+    LARGE_OBJECTS_NOT_RECORDED,
     StreamReader,
     create_scratch,
     drop_quietly,
+    large_object_differences,
     load_manifest_any,
     match_locale,
     open_with_fallbacks,
@@ -563,7 +568,24 @@ def _checks(
         checks.append(Check("row counts", True, detail))
     else:
         checks.append(Check("row counts", True, f"{compared} tables match the snapshot"))
+    checks.append(_large_objects_check(manifest, conninfo))
     return checks + _query_checks(ctx, conninfo, db, amcheck)
+
+
+def _large_objects_check(manifest: Manifest, conninfo: ConnInfo) -> Check:
+    """The restored large objects against the backup's record (count, bytes, contents)."""
+    name = "large objects"
+    try:
+        expected, wrong = large_object_differences(manifest, conninfo)
+    except RespaldoError as exc:
+        return Check(name, False, str(exc))
+    if wrong:
+        return Check(name, False, "; ".join(wrong))
+    if expected is None:
+        return Check(name, True, LARGE_OBJECTS_NOT_RECORDED)
+    return Check(
+        name, True, f"{expected.count} large objects, {expected.bytes} bytes, match the snapshot"
+    )
 
 
 def _query_checks(

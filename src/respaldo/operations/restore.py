@@ -113,6 +113,9 @@ from respaldo.postgres.dbprops import (
     locale_differences,
 )
 from respaldo.postgres.encodings import decode_script, utf8_client
+from respaldo.postgres.largeobjects import LargeObjects
+from respaldo.postgres.largeobjects import differences as large_objects_differ
+from respaldo.postgres.largeobjects import recorded as recorded_large_objects
 from respaldo.postgres.scratchdb import (
     STAGING_PREFIX,
     drop_abandoned,
@@ -121,7 +124,7 @@ from respaldo.postgres.scratchdb import (
     scratch_name,
 )
 from respaldo.postgres.scratchdb import describe as describe_scratch
-from respaldo.postgres.server import SERVER_IDENTITY, server_identity
+from respaldo.postgres.server import SERVER_IDENTITY, large_objects, server_identity
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
@@ -152,6 +155,9 @@ class RestoreResult:
     old_database: str | None = None
     globals_restored: bool = False
     row_counts_checked: int = 0
+    large_objects_checked: int | None = None
+    """Large objects found as the backup recorded them; None when not checked (a backup
+    that predates the record, or only some tables restored: a warning says which)."""
     warnings: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     """With ``tables``/``schemas``: the tables restored with their data."""
@@ -394,6 +400,14 @@ def _restore_staged(
                 only=selection.table_parts if selection is not None else None,
                 checked=early.checked,
             )
+            if selection is None:
+                # Some tables restore no large objects (pg_restore leaves them out of a
+                # --table restore too; _selection_notes says so): none to check then.
+                result.large_objects_checked = check_large_objects(
+                    manifest, admin.with_dbname(staging)
+                )
+                if result.large_objects_checked is None:
+                    result.warnings.append(LARGE_OBJECTS_NOT_RECORDED)
             apply_database_properties(admin, properties, staging)
             if exists:
                 result.warnings += keep_within_replaced(admin, staging, target)
@@ -1127,6 +1141,39 @@ def check_row_counts(
             else None,
         )
     return compared
+
+
+LARGE_OBJECTS_NOT_RECORDED = (
+    "the backup recorded no count of its large objects (it predates the record): "
+    "they were not checked"
+)
+"""What a restore or restore test of such a backup says."""
+
+
+def large_object_differences(
+    manifest: Manifest, conninfo: ConnInfo
+) -> tuple[LargeObjects | None, list[str]]:
+    """The backup's record of its large objects (None for a backup that predates it:
+    nothing is read then) and what differs in ``conninfo``'s database, one phrase each
+    (:mod:`respaldo.postgres.largeobjects`). Raises ConnectionFailed, QueryFailed."""
+    expected = recorded_large_objects(manifest.meta)
+    if expected is None:
+        return None, []
+    actual = large_objects(conninfo, part_size=expected.part_size)
+    return expected, large_objects_differ(expected, actual)
+
+
+def check_large_objects(manifest: Manifest, conninfo: ConnInfo) -> int | None:
+    """Raise RestoreError unless ``conninfo``'s database holds the large objects the
+    backup recorded (count, bytes, contents); returns how many, or None when the backup
+    recorded none (it predates the record: nothing checked)."""
+    expected, wrong = large_object_differences(manifest, conninfo)
+    if wrong:
+        raise RestoreError(
+            f"restored large objects differ from the backup's: {'; '.join(wrong)}",
+            hint="the backup may be damaged; try another backup and run 'respaldo verify'",
+        )
+    return None if expected is None else expected.count
 
 
 def _swap(

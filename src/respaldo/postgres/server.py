@@ -40,6 +40,7 @@ from respaldo.errors import (
 from respaldo.postgres.commands import ToolVersion, tool_version
 from respaldo.postgres.connection import ConnInfo, scrub
 from respaldo.postgres.counts import ROW_COUNTS_FORMAT, count_key, count_query
+from respaldo.postgres.largeobjects import PART_SIZE, LargeObjects, summary_query
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +415,29 @@ def count_rows(
         conn.close()
 
 
+def _large_objects(conn: Connection, part_size: int = PART_SIZE) -> LargeObjects:
+    row = conn.execute(summary_query(part_size)).fetchone()
+    assert row is not None
+    return LargeObjects.from_row(tuple(row), part_size)
+
+
+def large_objects(conninfo: ConnInfo, *, part_size: int = PART_SIZE) -> LargeObjects:
+    """The large objects of ``conninfo.dbname`` (count, bytes, digest in parts of
+    ``part_size``: :mod:`respaldo.postgres.largeobjects`), read in one read-only
+    transaction. For a restore, which compares them with its backup's record. Raises
+    ConnectionFailed, QueryFailed (a large object the role may not read, too)."""
+    conn = connect(conninfo)
+    try:
+        conn.read_only = True
+        return _guarded(
+            conninfo, "reading the restored large objects", lambda: _large_objects(conn, part_size)
+        )
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        conn.close()
+
+
 def _catalog_rows(conninfo: ConnInfo, doing: str, query: str) -> list[TupleRow]:
     """The rows of one query of the system catalogs, outside any transaction. Raises
     ConnectionFailed, QueryFailed (naming what was being done)."""
@@ -528,6 +552,7 @@ class CountingSnapshot:
         self.snapshot_id = snapshot_id
         self._counting = counting
         self.counts: dict[str, int] | None = None
+        self.objects: LargeObjects | None = None
         self.failure: BaseException | None = None
         self.dump_ended = threading.Event()
         """Set once the block's pg_dump has ended (its locks are gone)."""
@@ -544,6 +569,14 @@ class CountingSnapshot:
             raise self.failure
         assert self.counts is not None
         return self.counts
+
+    def large_objects(self) -> LargeObjects:
+        """The large objects' count, bytes and digest in the snapshot, read after the
+        row counts (waits for them, as :meth:`row_counts`). Raises ConnectionFailed,
+        QueryFailed."""
+        self.row_counts()
+        assert self.objects is not None
+        return self.objects
 
 
 def _import_failed(exc: BaseException, snapshot_id: str) -> bool:
@@ -649,6 +682,14 @@ def counting_snapshot(
                         conninfo,
                         "counting the snapshot's rows",
                         lambda: _count(conn, stop, fmt, before=wait),
+                    )
+                    # In the same snapshot: what pg_dump wrote of them.
+                    if stop.is_set():
+                        raise _Stopped
+                    snapshot.objects = _guarded(
+                        conninfo,
+                        "reading the snapshot's large objects",
+                        lambda: _large_objects(conn),
                     )
                 except BaseException as exc:  # handed to the caller by row_counts()
                     if (

@@ -33,6 +33,7 @@ _CHECKS = {
     "restore": N_("restore"),
     "recovery": N_("recovery"),
     "row counts": N_("row counts"),
+    "large objects": N_("large objects"),
     "wal archive": N_("WAL archive"),
     "contents": N_("contents"),
     "copies": N_("copies"),

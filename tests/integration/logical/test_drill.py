@@ -87,6 +87,7 @@ def test_a_good_backup_passes_and_becomes_verified(respaldo: Respaldo) -> None:
     assert names == [
         "restore",
         "row counts",
+        "large objects",
         "validation: at least one project",
         "validation: no invoice without a project",
         "pg_amcheck",
