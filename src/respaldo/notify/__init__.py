@@ -13,7 +13,7 @@ layer's (:mod:`respaldo.operations.alerts`).
 """
 
 from respaldo.notify.messages import SMS_LIMIT, Alert, Event, Level, Message, render, sms
-from respaldo.notify.send import Delivery, deliver, resolve_url, send, targets_for
+from respaldo.notify.send import Delivery, deliver, resolve_url, send, targets_for, unusable
 
 __all__ = [
     "SMS_LIMIT",
@@ -28,4 +28,5 @@ __all__ = [
     "send",
     "sms",
     "targets_for",
+    "unusable",
 ]

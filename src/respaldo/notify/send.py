@@ -88,6 +88,39 @@ def short_style(target: NotificationTarget, plugin: apprise.NotifyBase) -> bool:
     return 0 < int(plugin.body_maxlen) <= 160
 
 
+def _plugin(target: NotificationTarget, url: str, lines: list[str]) -> apprise.NotifyBase:
+    """apprise's plugin for ``url`` (``lines``: apprise's log, captured by the caller).
+    Raises NotificationError when apprise cannot use the URL."""
+    import apprise
+
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        raise NotificationError(
+            f"notification target {target.name}: apprise cannot use its URL "
+            f"({'; '.join(lines) or 'refused'})",
+            hint="check the url and its secret; docs/notifications.md shows each service",
+        )
+    return plugin
+
+
+def unusable(target: NotificationTarget) -> str | None:
+    """Why ``target`` cannot send at all now (its secret cannot be read, apprise refuses
+    its URL), found without sending anything; None when it can try. Never raises, and
+    the reason never holds the URL or the secret."""
+    secrets: list[str] = []
+    try:
+        url, secrets = resolve_url(target)
+        for secret in secrets:
+            remember_secret(secret)
+        with captured_apprise_log() as lines:
+            _plugin(target, url, lines)
+    except RespaldoError as exc:
+        return redact(str(exc), secrets)
+    except Exception as exc:  # a bug in a plugin: the target would fail as well
+        return redact(f"{type(exc).__name__}: {exc}", secrets)
+    return None
+
+
 def deliver(target: NotificationTarget, message: Message, level: Level, timeout: float) -> Delivery:
     """Send ``message`` to ``target``; never raises."""
     import apprise
@@ -98,13 +131,7 @@ def deliver(target: NotificationTarget, message: Message, level: Level, timeout:
         for secret in secrets:
             remember_secret(secret)
         with captured_apprise_log() as lines:
-            plugin = apprise.Apprise.instantiate(url)
-            if plugin is None:
-                raise NotificationError(
-                    f"notification target {target.name}: apprise cannot use its URL "
-                    f"({'; '.join(lines) or 'refused'})",
-                    hint="check the url and its secret; docs/notifications.md shows each service",
-                )
+            plugin = _plugin(target, url, lines)
             # Our bound, whatever the URL says: an alert must not hold up an operation.
             plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout), timeout)
             plugin.socket_read_timeout = min(float(plugin.socket_read_timeout), timeout)

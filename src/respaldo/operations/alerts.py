@@ -45,7 +45,7 @@ from respaldo.catalog import AlertStates, Catalog, Notifications
 from respaldo.config import Settings
 from respaldo.errors import RespaldoError
 from respaldo.i18n import translations
-from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send
+from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send, unusable
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scrub import Scrubber
@@ -104,6 +104,23 @@ def unannounced(settings: Settings) -> str | None:
         f"{what}: failures and stale backups are told to nobody ('respaldo status' and "
         "/metrics still show them; docs/notifications.md)"
     )
+
+
+def unusable_targets(settings: Settings) -> list[str]:
+    """What the service should say at start-up of each target that cannot send at all
+    (its secret file missing, its environment variable unset, a URL apprise refuses):
+    secrets are read only when a message goes, so the first alert, maybe days later and
+    at night, would be the first to fail, and only in the log."""
+    said = []
+    for target in settings.notifications.targets:
+        reason = unusable(target)
+        if reason is not None:
+            # The reason names the target ("notification target X: ...").
+            said.append(
+                f"{reason}: its alerts will fail until that is fixed "
+                "('respaldo notify test' tries it)"
+            )
+    return said
 
 
 def mark_alerted(exc: BaseException) -> BaseException:

@@ -270,6 +270,8 @@ class Service:
         silent = alerts.unannounced(self.ctx.settings)
         if silent is not None:
             log.warning("%s", silent)
+        for said in alerts.unusable_targets(self.ctx.settings):
+            log.warning("%s", said)
         for entry in self.schedule:
             self._add(entry, when)
         if not self.queued:

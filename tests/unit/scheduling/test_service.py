@@ -340,3 +340,43 @@ def test_the_log_says_why_a_scheduled_run_failed_and_a_skip_is_no_error(
         (logging.INFO, f"scheduled job {skipped.id} (full:erp) skipped: {skipped.error}")
     ]
     assert f"job {other.id}" in said[0][1]
+
+
+def test_a_target_that_cannot_send_is_named_as_the_service_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Secrets are read when a message goes: without this, the first alert (maybe days
+    # later) was the first sign that the only mail target could not send.
+    monkeypatch.delenv("RESPALDO_TEST_HOOK_TOKEN", raising=False)
+    monkeypatch.setenv("RESPALDO_TEST_CHAT_URL", "tgram://not-a-bot-token/-100123")
+    readable = tmp_path / "smtp-password"
+    readable.write_text("s3cret-smtp\n")
+    readable.chmod(0o600)
+    mail = "mailto://respaldo:{secret}@127.0.0.1:2525?from=r@example.com&to=ops@example.com"
+    hook = "json://127.0.0.1:9/hooks/{secret}"
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        cache_dir=tmp_path / "cache",
+        notifications={
+            "targets": [
+                {"name": "mail-ok", "url": mail, "secret_file": str(readable)},
+                {"name": "mail-lost", "url": mail, "secret_file": str(tmp_path / "gone")},
+                {"name": "hook", "url": hook, "secret_env": "RESPALDO_TEST_HOOK_TOKEN"},
+                # A whole URL from the environment: the settings cannot check it.
+                {"name": "chat", "url_env": "RESPALDO_TEST_CHAT_URL"},
+            ]
+        },
+    )
+    with Context.open(settings, create=True) as context:
+        service = Service(context, [])
+        with caplog.at_level(logging.WARNING, logger="respaldo.scheduling.service"):
+            service.start(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+            service.stop("test over")
+    said = [m for _, m in _service_says(caplog) if "its alerts will fail" in m]
+    assert len(said) == 3, said
+    lost, hook_said, chat = said
+    assert lost.startswith("cannot read secret_file of notification target mail-lost")
+    assert "RESPALDO_TEST_HOOK_TOKEN (secret_env) is not set" in hook_said
+    assert chat.startswith("notification target chat: apprise cannot use its URL")
+    assert not any("not-a-bot-token" in m for m in said)
+    assert not any("mail-ok" in m or "s3cret-smtp" in m for _, m in _service_says(caplog))
