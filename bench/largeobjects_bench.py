@@ -7,12 +7,12 @@ Run::
     .venv/bin/python -m bench.largeobjects_bench --mib 64 256 --runs 5
 
 Starts a throwaway PostgreSQL cluster; for each size, a database with ``--mib`` MiB of
-random (incompressible) large objects, 8 big ones and 2000 small ones (1-3 KiB, an ERP's
-attachments are many and small), and nothing else. Then ``--runs`` paired rounds
-(interleaved: A B, B A, ...) of the record as a backup takes it (A, one read-only
-transaction) and ``pg_dump --format=custom --compress=0`` of the same database to
-/dev/null (B, what the backup streams). Reports seconds, min / median / max, the paired
-ratio A / B, and the load average.
+random (incompressible) large objects, 8 big ones and ``--small`` small ones (1-3 KiB,
+default 2000: an ERP's attachments are many and small), and nothing else. Then
+``--runs`` paired rounds (interleaved: A B, B A, ...) of the record as a backup takes
+it (A, one read-only transaction) and ``pg_dump --format=custom --compress=0`` of the
+same database to /dev/null (B, what the backup streams). Reports seconds, min / median /
+max, the paired ratio A / B, and the load average.
 """
 
 from __future__ import annotations
@@ -28,18 +28,16 @@ from sample.cluster import TempCluster
 from respaldo.postgres import pg_dump
 from respaldo.postgres.server import large_objects
 
-SMALL = 2000
 
-
-def _load(pg: TempCluster, dbname: str, mib: int) -> None:
+def _load(pg: TempCluster, dbname: str, mib: int, small_count: int) -> None:
     pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    small = sum(1024 + i for i in range(SMALL))
+    small = sum(1024 + i % 2048 for i in range(small_count))
     big = (mib * 1024 * 1024 - small) // 8
     with pg.connect(dbname) as conn:
         for _ in range(8):
             conn.execute("SELECT lo_from_bytea(0, %s)", (os.urandom(big),))
-        for i in range(SMALL):
-            conn.execute("SELECT lo_from_bytea(0, %s)", (os.urandom(1024 + i),))
+        for i in range(small_count):
+            conn.execute("SELECT lo_from_bytea(0, %s)", (os.urandom(1024 + i % 2048),))
         conn.commit()
     pg.execute("VACUUM ANALYZE pg_largeobject", dbname=dbname)
 
@@ -67,12 +65,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--small", type=int, default=2000, help="small large objects")
     args = parser.parse_args()
     pg = TempCluster.create()
     try:
         for mib in args.mib:
             dbname = f"lo_{mib}"
-            _load(pg, dbname, mib)
+            _load(pg, dbname, mib, args.small)
             found = large_objects(pg.conninfo(dbname))
             print(f"\n{mib} MiB: {found.count} large objects, {found.bytes} bytes")
             # Warm-up: both then read from the cache.

@@ -6,9 +6,11 @@ parallel restore, into a spool file that ``jobs`` pg_restore workers load the ta
 data from as it arrives, building each one's own indexes in staging once its rows are
 counted, the rest of the post-data section waiting for the stream's SHA-256: see
 :mod:`respaldo.operations.restore_parallel`). Only when the whole stream matched its
-checksum, pg_restore succeeded and every table's row count equals the count recorded in
-the backup's snapshot, is the staging database renamed to the target. A failure at any
-point drops the staging database and leaves the target exactly as it was.
+checksum, pg_restore succeeded, every table's row count equals the count recorded in
+the backup's snapshot and so do its large objects (count, bytes, a digest of their
+contents: :mod:`respaldo.postgres.largeobjects`), is the staging database renamed to the
+target. A failure at any point drops the staging database and leaves the target exactly
+as it was.
 
 ``replace`` swaps an existing target: pre-restore hook, connections terminated, target
 renamed to ``<target>_old_<UTC time>``, staging renamed to the target, post-restore hook.
@@ -22,10 +24,11 @@ The old database is kept until the user drops it, or dropped at once with ``drop
 through the same pipeline, into a new database only: the selection is made from the
 dump's table of contents before anything is created, pg_restore gets it as
 ``--use-list`` and, of the dump's data, only the blocks of the tables it restores; the
-row counts of those tables are checked. Only the dump's start and those blocks are read
-(where the backup noted them to start; else the dump up to the last of them): every
-chunk read is verified, but the whole stream's checksum is not (the full restore checks
-it).
+row counts of those tables are checked (large objects are not restored, as pg_restore's
+own ``--table`` leaves them out, so none are checked). Only the dump's start and those
+blocks are read (where the backup noted them to start; else the dump up to the last of
+them): every chunk read is verified, but the whole stream's checksum is not (the full
+restore checks it).
 """
 
 from __future__ import annotations
