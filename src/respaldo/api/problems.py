@@ -168,6 +168,15 @@ def document(app: FastAPI) -> None:
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
+def _json_type(content_type: str) -> bool:
+    """Whether FastAPI reads a body of ``content_type`` as JSON (``application/json``,
+    ``application/*+json``, with any parameters)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
 def install(app: FastAPI, settings: Settings) -> None:
     """Register the handlers on ``app`` and document them (:func:`document`)."""
     scrub = Scrubber(settings)
@@ -193,6 +202,22 @@ def install(app: FastAPI, settings: Settings) -> None:
             for e in exc.errors()
         ]
         where = ", ".join(".".join(e["loc"]) for e in errors)
+        sent_as = request.headers.get("content-type")
+        if (
+            sent_as is not None
+            and not _json_type(sent_as)
+            and any(e["loc"] == ["body"] and e["type"] == "model_attributes_type" for e in errors)
+        ):
+            # `curl -d '{"type": "full"}'` without its Content-Type: FastAPI does not
+            # read the body as JSON and said only that it "should be a valid
+            # dictionary", which it looked like.
+            return problem(
+                400,
+                f"the body must be JSON, sent as application/json (it came as {sent_as})",
+                hint="send the header Content-Type: application/json "
+                "(curl: -H 'Content-Type: application/json', or --json)",
+                errors=errors,
+            )
         # A body that is not JSON at all is a bad request; JSON that does not fit, 422.
         status = 400 if any(e["type"] == "json_invalid" for e in errors) else 422
         return problem(status, f"the request is malformed: {where}", errors=errors)

@@ -57,6 +57,37 @@ def test_a_body_that_is_not_json_is_400_and_one_that_does_not_fit_is_422(
     assert PASSWORD not in unfit.text  # the input is not echoed
 
 
+def test_a_json_body_sent_without_its_content_type_says_so(
+    settings: Settings, context: Context, admin: dict[str, str]
+) -> None:
+    # curl -d '{"type": "full"}' sends it as a form; the answer said the body "should be a
+    # valid dictionary", which it looked like.
+    body = b'{"type": "full"}'
+    kinds = ("application/x-www-form-urlencoded", "text/plain; charset=utf-8")
+    with TestClient(create_app(settings, context), headers=admin) as client:
+        answers = [
+            client.post("/admin/backups", content=body, headers={"content-type": kind})
+            for kind in kinds
+        ]
+        # The same body as JSON (with or without its header) is taken.
+        taken = client.post(
+            "/admin/backups", content=body, headers={"content-type": "application/json"}
+        )
+        # A form route's missing field is no JSON matter.
+        form = client.post("/auth/token", data={"username": "ana"})
+    for answer, kind in zip(
+        answers, ("application/x-www-form-urlencoded", "text/plain"), strict=True
+    ):
+        assert answer.status_code == 400, answer.text
+        problem = answer.json()
+        assert problem["detail"].startswith("the body must be JSON, sent as application/json")
+        assert kind in problem["detail"]
+        assert "Content-Type: application/json" in problem["hint"]
+    assert "must be JSON" not in taken.text  # refused for what it asks, not its form
+    assert form.status_code == 422, form.text
+    assert form.json()["detail"] == "the request is malformed: body.password"
+
+
 def test_a_secret_files_path_is_not_shown(
     settings: Settings,
     context: Context,
