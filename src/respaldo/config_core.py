@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from respaldo.errors import ConfigError
+from respaldo.phrases import N_, Phrase
 
 if TYPE_CHECKING:
     from respaldo.config import Settings
@@ -337,8 +338,11 @@ def pick_repository(repositories: Sequence[_R], name: str | None) -> _R:
 
 
 def unknown_database(name: str, known: list[str]) -> ConfigError:
-    shown = ", ".join(known) or "none"
-    return ConfigError(f"database {name!r} is not configured", hint=f"configured: {shown}")
+    shown = ", ".join(known) or Phrase(N_("none"))
+    return ConfigError(
+        Phrase(N_("database {name} is not configured"), name=repr(name)),
+        hint=Phrase(N_("configured: {names}"), names=shown),
+    )
 
 
 def find_secrets(data: Any, path: str = "") -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from respaldo.phrases import N_, Phrase
+
 _OPTION = re.compile(r"<<([a-z_]+)>>")
 
 
@@ -54,16 +56,25 @@ class RespaldoError(Exception):
 
     @property
     def message(self) -> str:
-        return render_options(str(self.args[0])) if self.args else ""
+        raw = self.args[0] if self.args else ""
+        if isinstance(raw, Phrase) and not _OPTION.search(raw):
+            return raw  # passed on (InvalidInput(field, exc.message)) as a Phrase still
+        return render_options(str(raw))
 
     def __str__(self) -> str:
         # Not self.message: a subclass may define message as less than str() shows.
         return render_options(str(self.args[0])) if self.args else ""
 
-    def rendered(self, name: Callable[[str], str]) -> tuple[str, str]:
-        """(message, hint) with the arguments they name shown as ``name(field)``."""
-        raw = str(self.args[0]) if self.args else ""
-        return render_options(raw, name), render_options(self.hint, name)
+    def rendered(
+        self, name: Callable[[str], str], say: Callable[[str], str] = str
+    ) -> tuple[str, str]:
+        """(message, hint) with the arguments they name shown as ``name(field)``, each
+        first given to ``say``: the page says them in its language (a message or hint
+        made as a :class:`~respaldo.phrases.Phrase` reaches it as one)."""
+        raw = self.args[0] if self.args else ""
+        raw = raw if isinstance(raw, str) else str(raw)  # a Phrase stays one
+        hint = say(self.hint) if self.hint else ""
+        return render_options(say(raw), name), render_options(hint, name)
 
 
 class ConfigError(RespaldoError):
@@ -80,8 +91,10 @@ class InvalidInput(ConfigError):
         super().__init__(message, hint=hint)
         self.field = field
 
-    def rendered(self, name: Callable[[str], str]) -> tuple[str, str]:
-        message, hint = super().rendered(name)
+    def rendered(
+        self, name: Callable[[str], str], say: Callable[[str], str] = str
+    ) -> tuple[str, str]:
+        message, hint = super().rendered(name, say)
         return f"{name(self.field)}: {message}", hint
 
 
@@ -289,12 +302,19 @@ class ToolNotFound(SourceError):
     """A PostgreSQL client program (pg_dump, psql, …) is not installed where we looked."""
 
     def __init__(self, program: str, *, searched: str = "", hint: str | None = None) -> None:
-        where = f" (looked in {searched})" if searched else ""
         super().__init__(
-            f"{program} not found{where}",
+            Phrase(
+                N_("{program} not found (looked in {searched})"), program=program, searched=searched
+            )
+            if searched
+            else Phrase(N_("{program} not found"), program=program),
             hint=hint
-            or "install the PostgreSQL client programs (Debian: postgresql-client) "
-            "or set pg_bin_dir of the database to their directory",
+            or Phrase(
+                N_(
+                    "install the PostgreSQL client programs (Debian: postgresql-client) "
+                    "or set pg_bin_dir of the database to their directory"
+                )
+            ),
         )
         self.program = program
 
@@ -330,9 +350,13 @@ class PostgresError(SourceError):
         self, program: str, returncode: int, stderr: str, *, hint: str | None = None
     ) -> None:
         if returncode < 0:
-            status = f"was killed by signal {-returncode}"
+            status = Phrase(
+                N_("{program} was killed by signal {signal}"), program=program, signal=-returncode
+            )
         else:
-            status = f"exited with status {returncode}"
+            status = Phrase(
+                N_("{program} exited with status {code}"), program=program, code=returncode
+            )
         lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
         tail = lines[-3:]
         # The server's own message opens its report, and the QUERY:, CONTEXT: and
@@ -343,20 +367,26 @@ class PostgresError(SourceError):
             tail.insert(0, reason)
         detail = "; ".join(tail)
         if hint is None and reason is not None and _BODY_NAME.search(stderr):
-            hint = (
-                "a dump's statements run with an empty search_path, so a function whose "
-                "body names a table, type or function without its schema finds nothing "
-                "where an index, a CHECK, a generated column or a materialized view calls "
-                "it: qualify the names in the function, or give it SET search_path, then "
-                "back up again (a table the dump creates later is not found either: such "
-                "a function must not read tables)"
+            hint = Phrase(
+                N_(
+                    "a dump's statements run with an empty search_path, so a function whose "
+                    "body names a table, type or function without its schema finds nothing "
+                    "where an index, a CHECK, a generated column or a materialized view calls "
+                    "it: qualify the names in the function, or give it SET search_path, then "
+                    "back up again (a table the dump creates later is not found either: such "
+                    "a function must not read tables)"
+                )
             )
         if hint is None and any(sign in stderr for sign in _SERVER_GONE):
-            hint = (
-                "the PostgreSQL server closed the connection (it stopped, restarted or "
-                "crashed): run the command again once it accepts connections"
+            hint = Phrase(
+                N_(
+                    "the PostgreSQL server closed the connection (it stopped, restarted or "
+                    "crashed): run the command again once it accepts connections"
+                )
             )
-        super().__init__(f"{program} {status}" + (f": {detail}" if detail else ""), hint=hint)
+        # The server's and the program's lines stay as written (in the server's language).
+        message = Phrase("{failed}: {detail}", failed=status, detail=detail) if detail else status
+        super().__init__(message, hint=hint)
         self.program = program
         self.returncode = returncode
         self.stderr = stderr

@@ -37,6 +37,7 @@ from respaldo.domain import (
     validate_backup_id,
 )
 from respaldo.errors import InvalidTransition, RecordExists, RecordNotFound
+from respaldo.phrases import N_, Phrase
 from respaldo.processes import pid_alive as pid_alive
 from respaldo.processes import this_host as this_host
 
@@ -638,7 +639,11 @@ def _set_locations(
 
 def _not_found(backup_id: str) -> RecordNotFound:
     return RecordNotFound(
-        f"no backup {backup_id} in the catalog",
-        hint="'respaldo list' shows the backups; if the catalog was lost or is stale, "
-        "'respaldo catalog rebuild' reads it back from the repositories",
+        Phrase(N_("no backup {backup} in the catalog"), backup=backup_id),
+        hint=Phrase(
+            N_(
+                "'respaldo list' shows the backups; if the catalog was lost or is stale, "
+                "'respaldo catalog rebuild' reads it back from the repositories"
+            )
+        ),
     )

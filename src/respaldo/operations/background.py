@@ -39,6 +39,7 @@ from respaldo.operations.scheduled import restore_params
 from respaldo.operations.snapshot import plan_backup
 from respaldo.operations.views import BackupView
 from respaldo.operations.workers import Workers
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres import ConnInfo
 
 
@@ -65,7 +66,7 @@ def default_database(settings: Settings) -> str:
     """The database a request means when it names none: the first configured one.
     Raises InvalidInput when none is configured."""
     if not settings.databases:
-        raise InvalidInput("database", "no database is configured, and none was named")
+        raise InvalidInput("database", Phrase(N_("no database is configured, and none was named")))
     return settings.databases[0].name
 
 
@@ -160,7 +161,8 @@ def start_restore(
     if target_database is not None:
         if replace:
             raise InvalidInput(
-                "target_database", "give a new database's name, or replace, not both"
+                "target_database",
+                Phrase(N_("give a new database's name, or replace, not both")),
             )
         try:
             validate_database_name(target_database)
@@ -173,10 +175,23 @@ def start_restore(
         if confirm not in {db.name, live}:
             raise InvalidInput(
                 "confirm",
-                f"replacing database {live} needs its name as confirmation"
-                + (f", got {confirm!r}" if confirm else ""),
-                hint=f"send {{'replace': true, 'confirm': '{db.name}'}}; the application is "
-                "stopped while its database is swapped",
+                Phrase(
+                    N_("replacing database {database} needs its name as confirmation, got {got}"),
+                    database=live,
+                    got=repr(confirm),
+                )
+                if confirm
+                else Phrase(
+                    N_("replacing database {database} needs its name as confirmation"),
+                    database=live,
+                ),
+                hint=Phrase(
+                    N_(
+                        "send {{'replace': true, 'confirm': '{name}'}}; the application is "
+                        "stopped while its database is swapped"
+                    ),
+                    name=db.name,
+                ),
             )
         target = live
     elif target_database is not None:
@@ -211,14 +226,26 @@ def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
     if record.status is not BackupStatus.COMPLETED:
         raise InvalidInput(
             "backup_id",
-            f"backup {record.id} is {record.status.value}: only a completed backup restores",
+            Phrase(
+                N_("backup {backup} is {status}: only a completed backup restores"),
+                backup=record.id,
+                status=record.status.value,
+            ),
         )
     if record.backup_type not in (BackupKind.FULL, BackupKind.SNAPSHOT):
         raise InvalidInput(
             "backup_id",
-            f"backup {record.id} is a {record.backup_type.value} backup: only logical "
-            "backups restore into a database here",
-            hint="restore it with 'respaldo restore' (--target-datadir or --target-dir)",
+            Phrase(
+                N_(
+                    "backup {backup} is a {kind} backup: only logical backups restore into "
+                    "a database here"
+                ),
+                backup=record.id,
+                kind=record.backup_type.value,
+            ),
+            hint=Phrase(
+                N_("restore it with 'respaldo restore' (--target-datadir or --target-dir)")
+            ),
         )
     try:
         return settings.database(record.database_name or "")
@@ -243,7 +270,7 @@ def start_restore_test(
     that name, no completed backup to test)."""
     if backup_id is not None:
         if database is not None:
-            raise InvalidInput("database", "give a backup id or a database, not both")
+            raise InvalidInput("database", Phrase(N_("give a backup id or a database, not both")))
         target = show_backup(ctx, backup_id).id
         what = f"backup {target}"
     else:

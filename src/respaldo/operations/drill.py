@@ -92,6 +92,7 @@ from respaldo.operations.restore_props import check_properties, read_database_pr
 from respaldo.operations.targets import remove_tree
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal_coverage import archive_check
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
@@ -662,8 +663,13 @@ def backup_to_test(ctx: Context, target: str) -> str:
             if records:
                 return records[0].id
     raise RecordNotFound(
-        f"no completed {what} backup of {name} to test",
-        hint=f"take one with 'respaldo backup {name}'",
+        Phrase(
+            N_("no completed files backup of {name} to test")
+            if what == "files"
+            else N_("no completed full or physical backup of {name} to test"),
+            name=name,
+        ),
+        hint=Phrase(N_("take one with 'respaldo backup {name}'"), name=name),
     )
 
 

@@ -40,6 +40,7 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.phrases import N_, Phrase
 from respaldo.repository import allocator
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,19 @@ def renew_queued(ctx: Context, job_ids: Collection[int]) -> None:
             Jobs(session).renew_queued(job_ids)
 
 
+KIND_WORDS = {
+    JobKind.BACKUP: N_("backup"),
+    JobKind.RESTORE: N_("restore"),
+    JobKind.DRILL: N_("drill"),
+    JobKind.PRUNE: N_("prune"),
+    JobKind.VERIFY: N_("verify"),
+    JobKind.REPORT: N_("report"),
+    JobKind.WAL_COPY: N_("wal_copy"),
+}
+"""A job's kind in a sentence: as stored in English (``drill``), a word in another
+language (the page's "prueba de restauración")."""
+
+
 def check_free(ctx: Context, request: JobRequest) -> None:
     """Raise JobConflict if a running job holds the key ``request`` will need: it would
     be refused when it starts (where the catalog checks it again, race-free). For an
@@ -249,8 +263,13 @@ def check_free(ctx: Context, request: JobRequest) -> None:
         holder = Jobs(session).running_with_key(key)
         if holder is not None:
             raise JobConflict(
-                f"job {holder.id} ({holder.kind.value} of {holder.target}) is running",
-                hint="wait until it ends; the jobs list follows it",
+                Phrase(
+                    N_("job {job} ({kind} of {target}) is running"),
+                    job=holder.id,
+                    kind=Phrase(KIND_WORDS.get(holder.kind, holder.kind.value)),
+                    target=holder.target,
+                ),
+                hint=Phrase(N_("wait until it ends; the jobs list follows it")),
             )
 
 

@@ -37,6 +37,7 @@ from respaldo.errors import (
     SourceError,
     ToolVersionError,
 )
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres.commands import ToolVersion, tool_version
 from respaldo.postgres.connection import ConnInfo, scrub
 from respaldo.postgres.counts import ROW_COUNTS_FORMAT, count_key, count_query
@@ -80,21 +81,25 @@ def _one_line(text: str) -> str:
 def _connection_failed(conninfo: ConnInfo, exc: psycopg.Error) -> ConnectionFailed:
     reason = _one_line(scrub(str(exc), conninfo.secrets())) or type(exc).__name__
     target = conninfo.describe()
+    # Phrases (respaldo.phrases): the page says them in its language; libpq's words
+    # (the reason) stay as written.
     if exc.sqlstate in _AUTH_STATES or "authentication failed" in reason:
-        hint = "check the user and password (password_file) and the server's pg_hba.conf"
+        hint = N_("check the user and password (password_file) and the server's pg_hba.conf")
     elif exc.sqlstate == _INVALID_CATALOG_NAME or "does not exist" in reason:
-        hint = "check the database name in the DSN"
+        hint = N_("check the database name in the DSN")
     elif exc.sqlstate == _TOO_MANY_CONNECTIONS or "too many connections" in reason:
         # The server runs and answers: "is it running?" would send the reader astray.
-        hint = (
+        hint = N_(
             "the role's or the database's CONNECTION LIMIT, or the server's max_connections, "
             "allows no more sessions; a backup needs two at once (pg_dump and its row "
             "counts; with --jobs N, N + 2): raise the limit or end other sessions"
         )
     else:
-        hint = "check that the server is running and accepts connections on that host and port"
+        hint = N_("check that the server is running and accepts connections on that host and port")
     return ConnectionFailed(
-        f"cannot connect to PostgreSQL ({target}): {reason}", target=target, hint=hint
+        Phrase(N_("cannot connect to PostgreSQL ({target}): {error}"), target=target, error=reason),
+        target=target,
+        hint=Phrase(hint),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -411,7 +411,9 @@ def _action(
 def _failed(page: Page, exc: RespaldoError, *, as_json: bool = False) -> Response:
     """The answer to an error of the application: worded, scrubbed and given its status
     as the API's problem answers are (a secret file's path never reaches the page)."""
-    rendered, rendered_hint = exc.rendered(problems.api_name)
+    # What respaldo worded itself in the page's language; an engine's words as written.
+    say = partial(reasons.reason, gettext=page.gettext)
+    rendered, rendered_hint = exc.rendered(problems.api_name, say)
     scrub = _scrubber(page)
     message = scrub(rendered)
     hint = scrub(rendered_hint) if rendered_hint else None

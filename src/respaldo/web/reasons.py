@@ -65,7 +65,31 @@ _PHRASES = (
     N_("the job's lease lapsed"),
     # catalog/jobs.py: _silence, the {since} of a lapsed lease.
     N_("{since} ({silent} s before {now} by the catalog's clock; the lease is {lease} s)"),
+    # Errors respaldo words, as a failed job records them (str(error)); raised at the
+    # page's action they come as Phrases. postgres/server.py: a connection that failed.
+    N_("cannot connect to PostgreSQL ({target}): {error}"),
+    N_("check the user and password (password_file) and the server's pg_hba.conf"),
+    N_("check the database name in the DSN"),
+    N_("check that the server is running and accepts connections on that host and port"),
+    # errors.py: PostgresError (what the program wrote follows it), ToolNotFound.
+    N_("{program} exited with status {code}"),
+    N_("{program} was killed by signal {signal}"),
+    N_("{program} not found (looked in {searched})"),
+    N_("{program} not found"),
+    # operations/jobs.py: check_free.
+    N_("job {job} ({kind} of {target}) is running"),
 )
+
+# What a value may be, where it is not any text: a program's name, a number. Without
+# it "{program} not found" would claim an engine's 'role "x" not found'.
+_VALUES = {
+    "program": r"[\w.-]+",
+    "code": r"-?\d+",
+    "signal": r"\d+",
+    "job": r"\d+",
+    "pid": r"\d+",
+    "count": r"\d+",
+}
 
 
 @cache
@@ -74,7 +98,7 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
     for message in _PHRASES:
         pieces = re.split(r"\{(\w+)\}", message)
         regex = "".join(
-            re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>.+?)"
+            re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>{_VALUES.get(piece, '.+?')})"
             for i, piece in enumerate(pieces)
         )
         found.append((re.compile(regex, re.S), message))
@@ -89,13 +113,7 @@ def reason(text: str | None, gettext: Gettext) -> str:
         return _said(text, gettext)
     if text in _CHECKS:
         return gettext(_CHECKS[text])
-    for pattern, message in _patterns():
-        matched = pattern.fullmatch(text)
-        if matched is None:
-            continue
-        parts = {name: _part(value, gettext) for name, value in matched.groupdict().items()}
-        return gettext(message).format(**parts)
-    return text
+    return _recognised(text, gettext)
 
 
 def _said(phrase: Phrase, gettext: Gettext) -> str:
@@ -115,12 +133,32 @@ def _recorded(value: str, gettext: Gettext) -> str:
     # Text put into a phrase: a recorded reason (a failed job's error) said in the page's
     # language when respaldo worded it, else (a name, an engine's error) as written. Not
     # the bare check names: a database may well be called "restore".
+    return _recognised(value, gettext)
+
+
+def _recognised(text: str, gettext: Gettext) -> str:
+    """``text`` translated when one phrase matches it whole, or when one matches what
+    comes before a ": " (an error's frame: "pg_dump exited with status 1: <its words>",
+    the rest then recognised in turn); else as written."""
+    said = _whole(text, gettext)
+    if said is not None:
+        return said
+    at = text.find(": ")
+    while at > 0:
+        said = _whole(text[:at], gettext)
+        if said is not None:
+            return f"{said}: {_recognised(text[at + 2 :], gettext)}"
+        at = text.find(": ", at + 2)
+    return text
+
+
+def _whole(text: str, gettext: Gettext) -> str | None:
     for pattern, message in _patterns():
-        matched = pattern.fullmatch(value)
+        matched = pattern.fullmatch(text)
         if matched is not None:
             parts = {name: _part(part, gettext) for name, part in matched.groupdict().items()}
             return gettext(message).format(**parts)
-    return value
+    return None
 
 
 def _part(value: str, gettext: Gettext) -> str:

@@ -203,3 +203,60 @@ def test_the_api_docs_page_runs_from_respaldo_alone(site: Site, page: Page) -> N
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert page.locator(".opblock-summary-path", has_text="/admin/backups").count() > 0
     assert refused == [] and elsewhere == [], (refused, elsewhere)
+
+
+def test_health_reasons_and_operation_errors_read_in_the_pages_language(
+    site: Site, page: Page
+) -> None:
+    # The browser asks for Spanish (the page fixture's Accept-Language: es-MX).
+    site.login(page, "admin")
+    page.get_by_label("Base de datos", exact=True).select_option("unreachable")
+    page.get_by_role("button", name="Crear Backup Manual").click()
+    expect(page.locator("tr[data-status=failed] .badge")).to_have_text("Fallido")
+    failed = [j for j in jobs(site.respaldo) if j["kind"] == "backup"]
+    recorded = failed[0]["error"]
+    # respaldo's own frame of the error (the connection, or pg_dump's exit) is Spanish on
+    # the jobs page; what the server's library wrote stays as written.
+    frames = {
+        "cannot connect to PostgreSQL (": "no se puede conectar a PostgreSQL (",
+        "pg_dump exited with status ": "pg_dump terminó con el estado ",
+    }
+    english, spanish = next((e, s) for e, s in frames.items() if recorded.startswith(e))
+    page.goto(f"{site.url}/jobs")
+    error = page.locator("tr").filter(has_text="Fallido").locator(".error").first
+    expect(error).to_contain_text(spanish)
+    assert english not in error.inner_text()
+    engine = " ".join(recorded.split(": ", 1)[1].split())
+    assert engine[-40:] in " ".join(error.inner_text().split())
+
+    # The health page: the server that does not answer, and no backup ever completed.
+    page.goto(f"{site.url}/databases")
+    section = page.locator("section").filter(
+        has=page.get_by_role("heading", name=re.compile(r"^unreachable\b"))
+    )
+    expect(section).to_contain_text("no se puede conectar con el servidor: ")
+    expect(section).to_contain_text("nunca se completó ningún backup completo")
+    assert "the server cannot be reached" not in section.inner_text()
+
+    # A refused action's toast: a restore test of a database with no backup.
+    page.goto(f"{site.url}/drills")
+    page.get_by_label("Base de datos", exact=True).select_option("unreachable")
+    page.get_by_role("button", name="Ejecutar una prueba de restauración").click()
+    expect(page.locator(".toast").first).to_have_text(
+        "Error al iniciar la prueba de restauración: database: no hay ningún backup completo "
+        "o físico completado de unreachable que probar"
+    )
+
+    # In English (the switch): the same words as the API and the CLI.
+    page.get_by_label("Idioma").select_option("en")
+    expect(page.get_by_role("heading", name="Restore tests")).to_be_visible()
+    page.goto(f"{site.url}/jobs")
+    expect(page.locator("tr").filter(has_text="Failed").locator(".error").first).to_contain_text(
+        english
+    )
+    page.goto(f"{site.url}/databases")
+    section = page.locator("section").filter(
+        has=page.get_by_role("heading", name=re.compile(r"^unreachable\b"))
+    )
+    expect(section).to_contain_text("the server cannot be reached: ")
+    expect(section).to_contain_text("no full backup was ever completed")

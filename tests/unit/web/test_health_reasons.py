@@ -25,7 +25,8 @@ ES = translations("es").gettext
 EN = translations("en").gettext
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 RPO = Settings(databases=[{"name": "erp", "dsn": "postgresql://r@h/erp"}]).rpo_for("erp")
-ENGINE = "pg_dump exited with status 1: pg_dump: error: connection to server failed"
+ENGINE = "pg_dump: error: connection to server failed"
+RECORDED = f"pg_dump exited with status 1: {ENGINE}"  # a failed backup's error, recorded
 
 
 class _Record:
@@ -53,7 +54,7 @@ def test_an_old_backup_with_a_failed_attempt_reads_in_spanish_the_engine_error_a
         status=BackupStatus.FAILED,
         completed_at=NOW - timedelta(hours=2),
         created_at=NOW - timedelta(hours=2),
-        error_message=ENGINE,
+        error_message=RECORDED,
     )
     history = _history(
         newest={**dict.fromkeys(BackupKind), BackupKind.FULL: newest},
@@ -67,12 +68,12 @@ def test_an_old_backup_with_a_failed_attempt_reads_in_spanish_the_engine_error_a
         == item.reason
         == (
             "the newest full backup completed 35 h ago, more than its RPO of 26 h; "
-            f"the last attempt failed 2 h ago: {ENGINE}"
+            f"the last attempt failed 2 h ago: {RECORDED}"
         )
     )
     assert spanish == (
         "el backup completo más reciente se completó hace 35 h, por encima de su RPO de 26 h; "
-        f"el último intento falló hace 2 h: {ENGINE}"
+        f"el último intento falló hace 2 h: pg_dump terminó con el estado 1: {ENGINE}"
     )
     assert item.to_json()["reason"] == english  # the API's text is the English one
 
@@ -111,7 +112,7 @@ def test_a_restore_test_never_passed_and_one_that_failed_read_in_spanish() -> No
         "a check failed ('respaldo drill history' shows which)"
     )
     assert spanish == (
-        "ninguna prueba de restauración ha sido superada; la última prueba de restauración "
+        "nunca se ha superado ninguna prueba de restauración; la última prueba de restauración "
         "falló hace 48 h: falló una comprobación ('respaldo drill history' muestra cuál)"
     )
 

@@ -34,6 +34,7 @@ from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.files_backup import backup_files
 from respaldo.operations.repositories import init_repositories
 from respaldo.web import i18n, pages
+from respaldo.web.session import CSRF_COOKIE
 from respaldo.web.site import create_site
 
 pytestmark = pytest.mark.unit
@@ -270,10 +271,79 @@ def test_the_health_reasons_read_in_the_pages_language(site: FastAPI, context: C
         "el backup completo más reciente se completó hace 30 h, por encima de su RPO de 26 h"
         in spanish
     )
-    assert "ninguna prueba de restauración ha sido superada" in spanish
+    assert "nunca se ha superado ninguna prueba de restauración" in spanish
     libpq = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
     down = [cell for cell in spanish if cell.startswith("no se puede conectar con el servidor: ")]
     assert len(down) == 1 and libpq in down[0], spanish  # libpq's words as it wrote them
     assert "the newest full backup completed 30 h ago, more than its RPO of 26 h" in english
     assert "no restore test ever passed" in english
     assert any(c.startswith("the server cannot be reached: ") and libpq in c for c in english)
+
+
+def test_an_operations_error_reads_in_the_pages_language(site: FastAPI, context: Context) -> None:
+    # Refused at once (a restore test of a database with no backup yet: the toast's and
+    # the error page's words), and recorded by a job that failed (the jobs list).
+    recorded = (
+        "cannot connect to PostgreSQL (host=127.0.0.1 port=1 dbname=erp user=u): "
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    )
+    with context.catalog.begin() as session:
+        jobs = Jobs(session)
+        row = jobs.submit(
+            JobKind.BACKUP, target="erp", triggered_by=TriggeredBy.CLI, requested_by="t"
+        )
+        jobs.start(row.id, pid=1)
+        jobs.finish(row.id, JobStatus.FAILED, error=recorded)
+        running = jobs.submit(
+            JobKind.BACKUP,
+            target="erp",
+            triggered_by=TriggeredBy.CLI,
+            requested_by="t",
+            exclusive_key="backup:erp",
+        )
+        jobs.start(running.id, pid=1)
+    add_user(context, "ana", Role.ADMIN)
+    said: dict[str, tuple[str, str | None]] = {}
+    busy: dict[str, str] = {}
+    listed: dict[str, str] = {}
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        token = browser.cookies.get(CSRF_COOKIE)
+        for language in ("es", "en"):
+            headers = {"Accept-Language": language}
+            answer = browser.post(
+                "/drills",
+                data={"csrf": token, "database": "erp"},
+                headers={**headers, "Accept": "application/json"},
+            )
+            assert answer.status_code == 422, answer.text
+            said[language] = (answer.json()["detail"], answer.json()["hint"])
+            page = browser.post("/drills", data={"csrf": token, "database": "erp"}, headers=headers)
+            assert said[language][0] in unescape(page.text)
+            answer = browser.post(
+                "/backups",
+                data={"csrf": token, "database": "erp"},
+                headers={**headers, "Accept": "application/json"},
+            )
+            assert answer.status_code == 409, answer.text
+            busy[language] = answer.json()["detail"]
+            listed[language] = " ".join(
+                unescape(browser.get("/jobs", headers=headers).text).split()
+            )
+    assert said["es"] == (
+        "database: no hay ningún backup completo o físico completado de erp que probar",
+        "haga uno con 'respaldo backup erp'",
+    )
+    assert said["en"] == (
+        "database: no completed full or physical backup of erp to test",
+        "take one with 'respaldo backup erp'",
+    )
+    engine = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    assert (
+        "no se puede conectar a PostgreSQL (host=127.0.0.1 port=1 dbname=erp user=u): " + engine
+    ) in listed["es"]
+    assert recorded in listed["en"]
+    assert busy == {
+        "es": f"el trabajo {running.id} (copia de seguridad de erp) está en curso",
+        "en": f"job {running.id} (backup of erp) is running",
+    }

@@ -1,0 +1,82 @@
+"""respaldo's own error messages on the Spanish page: raised at a page's action (a
+Phrase, translated exactly) or recorded by a failed job (English text, recognised by its
+message); what an engine wrote stays as written. The errors are made by respaldo's own
+code, so that a message changed there fails here."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from respaldo.config import Settings
+from respaldo.errors import InvalidInput, PostgresError, RespaldoError, ToolNotFound
+from respaldo.i18n import translations
+from respaldo.postgres import ConnInfo
+from respaldo.postgres.server import _connection_failed
+from respaldo.web import reasons
+
+pytestmark = pytest.mark.unit
+
+ES = translations("es").gettext
+EN = translations("en").gettext
+LIBPQ = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
+
+
+def _es(text: str) -> str:
+    return reasons.reason(text, ES)
+
+
+def _as_on_the_page(error: RespaldoError) -> tuple[str, str]:
+    return error.rendered(lambda field: field, _es)
+
+
+def test_a_refused_connection_reads_in_spanish_raised_or_recorded_libpq_as_written() -> None:
+    error = _connection_failed(
+        ConnInfo.parse("postgresql://u@127.0.0.1:1/erp"), psycopg.OperationalError(LIBPQ)
+    )
+    said = f"no se puede conectar a PostgreSQL (host=127.0.0.1 port=1 dbname=erp user=u): {LIBPQ}"
+    hint = "compruebe que el servidor está en marcha y acepta conexiones en ese host y puerto"
+    assert _as_on_the_page(error) == (said, hint)
+    assert _es(str(error)) == said  # as a failed job records it
+    assert error.rendered(lambda field: field) == (str(error), str(error.hint))
+    assert str(error).startswith("cannot connect to PostgreSQL (host=127.0.0.1")
+
+
+def test_a_failed_program_reads_in_spanish_its_own_lines_as_written() -> None:
+    stderr = 'pg_dump: error: query failed: ERROR:  permission denied for table "facturas"'
+    error = PostgresError("pg_dump", 1, stderr)
+    assert str(error) == f"pg_dump exited with status 1: {stderr}"
+    assert _es(str(error)) == f"pg_dump terminó con el estado 1: {stderr}"
+    assert _as_on_the_page(error)[0] == f"pg_dump terminó con el estado 1: {stderr}"
+    killed = PostgresError("pg_restore", -9, "")
+    assert _es(str(killed)) == "pg_restore terminó por la señal 9"
+    gone = PostgresError("pg_dump", 1, "server closed the connection unexpectedly")
+    assert _as_on_the_page(gone)[1].startswith("el servidor PostgreSQL cerró la conexión")
+
+
+def test_a_missing_program_reads_in_spanish() -> None:
+    error = ToolNotFound("pg_dump", searched="/usr/lib/postgresql/17/bin")
+    assert _es(str(error)) == "no se encontró pg_dump (se buscó en /usr/lib/postgresql/17/bin)"
+    assert _as_on_the_page(error)[1].startswith("instale los programas cliente de PostgreSQL")
+
+
+def test_an_engines_words_that_look_like_a_message_stay_as_written() -> None:
+    # "{program} not found" takes a program's name, not any text before " not found".
+    assert _es('role "ana" not found') == 'role "ana" not found'
+    assert _es("ERROR:  relation x does not exist") == "ERROR:  relation x does not exist"
+
+
+def test_a_refused_request_reads_in_spanish_with_its_field() -> None:
+    settings = Settings(databases=[{"name": "erp", "dsn": "postgresql://u@h/erp"}])
+    try:
+        settings.database("crm")
+    except Exception as exc:  # ConfigError, passed on as the page's actions do
+        error = InvalidInput("database", exc.message, hint=exc.hint)  # type: ignore[attr-defined]
+    assert _as_on_the_page(error) == (
+        "database: la base de datos 'crm' no está configurada",
+        "configuradas: erp",
+    )
+    assert error.rendered(lambda field: field) == (
+        "database: database 'crm' is not configured",
+        "configured: erp",
+    )
