@@ -31,6 +31,7 @@ from tests.integration.logical.support import (
     staging_databases,
     table_checksums,
 )
+from tests.integration.majors import ON_EVERY_MAJOR
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,7 @@ def awkward(respaldo: Respaldo, pg: TempCluster) -> Respaldo:
     return respaldo
 
 
+@ON_EVERY_MAJOR
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_large_objects_are_recorded_and_checked(
     awkward: Respaldo, pg: TempCluster, new_dbname: str, jobs: str
