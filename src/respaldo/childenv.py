@@ -8,12 +8,15 @@ script starts in turn. So every child gets an environment built from an allowlis
 
 - every child: ``PATH``, ``HOME``, ``USER``, ``LOGNAME``, ``SHELL``, ``TMPDIR``, ``TZ``,
   ``TERM``, ``LANG``, ``LANGUAGE`` and ``LC_*`` (locale and time zone change how programs
-  read and print, not what they may do); a program whose messages respaldo reads gets
-  them untranslated (:func:`english_messages`);
+  read and print, not what they may do);
 - PostgreSQL client programs, in addition: the ``PG…`` variables libpq reads (host,
   port, SSL files, service file, …) and Kerberos' ``KRB5…``; ``PGPASSWORD`` and
   ``PGPASSFILE`` only when respaldo has no password of its own for the connection (then
-  they are how the caller chose to give it);
+  they are how the caller chose to give it). Their messages, and libpq's, come
+  untranslated (:func:`english_messages`): respaldo reads them (pg_dump's ``finished
+  item``, its ``could not open large object``, libpq's ``server closed the connection
+  unexpectedly``), and a Spanish locale translated them. The server's part of an error
+  is in the server's own language (``lc_messages``) all the same;
 - hooks, in addition: the ``PG…`` variables except ``PGPASSWORD``, and what
   ``systemctl --user`` needs (``XDG_RUNTIME_DIR``, ``DBUS_SESSION_BUS_ADDRESS``). A hook
   that needs more sets it itself (``["env", "KUBECONFIG=/etc/k", "kubectl", …]``);
@@ -62,7 +65,8 @@ def libpq_environment(
     """The environment of a PostgreSQL client program.
 
     The base, plus ``PG…`` and ``KRB5…`` variables; ``PGPASSWORD``/``PGPASSFILE`` only
-    with ``keep_password`` (respaldo has no password of its own to give).
+    with ``keep_password`` (respaldo has no password of its own to give). Messages in
+    English (:func:`english_messages`), the rest of the locale kept.
     """
     source = os.environ if source is None else source
     env = base_environment(source)
@@ -70,6 +74,7 @@ def libpq_environment(
     if not keep_password:
         for name in PASSWORD_NAMES:
             env.pop(name, None)
+    english_messages(env)
     return env
 
 
@@ -79,9 +84,10 @@ _LC_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_NUMERIC", "LC_TIME", "LC_MONETAR
 
 def english_messages(env: dict[str, str]) -> None:
     """Make a program started with ``env`` print its messages untranslated (C), keeping
-    the rest of the locale: for a program whose messages respaldo reads (pg_dump's
-    ``finished item`` lines). ``LANGUAGE`` wins over ``LC_MESSAGES`` and ``LC_ALL`` over
-    both, so the one is dropped and the other spread over its other categories."""
+    the rest of the locale: for a program whose messages respaldo reads (every
+    PostgreSQL client program: pg_dump's ``finished item`` lines, its errors).
+    ``LANGUAGE`` wins over ``LC_MESSAGES`` and ``LC_ALL`` over both, so the one is
+    dropped and the other spread over its other categories."""
     env.pop("LANGUAGE", None)
     every = env.pop("LC_ALL", None)
     if every:

@@ -55,6 +55,9 @@ def test_postgresql_programs_get_libpq_settings_and_the_callers_password_only_if
     for env in (own, callers):
         assert not {"RESPALDO_PASSPHRASE", "RESPALDO_DATABASES", "RESPALDO_CONFIG"} & set(env)
         assert "AWS_SECRET_ACCESS_KEY" not in env and "EDITOR" not in env
+        # Their messages (and libpq's) are read: untranslated, the rest of the locale kept.
+        assert env["LC_MESSAGES"] == "C" and "LC_ALL" not in env
+        assert env["LC_CTYPE"] == "C.UTF-8" and env["LANG"] == "es_ES.UTF-8"
 
 
 def test_hooks_get_no_password_of_any_kind() -> None:

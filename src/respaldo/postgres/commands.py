@@ -32,7 +32,7 @@ from typing import IO, Literal, Protocol
 from psycopg.conninfo import make_conninfo
 
 from respaldo import cancellation
-from respaldo.childenv import base_environment, english_messages
+from respaldo.childenv import base_environment
 from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.connection import ChildConnection, ConnInfo, child_connection, scrub
 
@@ -416,9 +416,6 @@ def _start(
     except BaseException:
         cleanup.close()
         raise
-    if stderr_lines is not None:
-        # Whoever reads the lines reads them in English (pg_dump's "finished item").
-        english_messages(child.env)
     args = list(child.args)
     if application_name is not None:
         # Ours, whatever the DSN says: respaldo looks for the program's sessions by it.
