@@ -78,6 +78,16 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# A failed connection carries no SQLSTATE (libpq keeps nothing of the server's reply but
+# its text), and the server words its refusal in its own language (lc_messages: "la
+# autentificación password falló", "no existe la base de datos"): the English words
+# looked for below are found on an English server only. That the server answered at all
+# is told from libpq's form for it, the same in every language: the reason after
+# "failed: " opens with the server's severity and two spaces ("FATAL:  "), where a
+# server not reached gets libpq's own words ("Connection refused").
+_SERVER_REFUSED = re.compile(r"failed: \w+:  ")
+
+
 def _connection_failed(conninfo: ConnInfo, exc: psycopg.Error) -> ConnectionFailed:
     reason = _one_line(scrub(str(exc), conninfo.secrets())) or type(exc).__name__
     target = conninfo.describe()
@@ -93,6 +103,12 @@ def _connection_failed(conninfo: ConnInfo, exc: psycopg.Error) -> ConnectionFail
             "the role's or the database's CONNECTION LIMIT, or the server's max_connections, "
             "allows no more sessions; a backup needs two at once (pg_dump and its row "
             "counts; with --jobs N, N + 2): raise the limit or end other sessions"
+        )
+    elif _SERVER_REFUSED.search(str(exc)):
+        hint = N_(
+            "the server answered and refused the connection: check the user and password "
+            "(password_file), the database name in the DSN, the server's pg_hba.conf and "
+            "its connection limits"
         )
     else:
         hint = N_("check that the server is running and accepts connections on that host and port")

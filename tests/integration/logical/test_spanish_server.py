@@ -5,6 +5,8 @@ what went wrong from their text."""
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 from collections.abc import Iterator
 
 import psycopg
@@ -12,12 +14,12 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from respaldo.errors import PostgresError, QueryFailed, RespaldoError
+from respaldo.errors import ConnectionFailed, PostgresError, QueryFailed, RespaldoError
 from respaldo.postgres import counting_snapshot, create_database, pg_dump, server
 from respaldo.postgres.basebackup import WAL_REMOVED_HINT, basebackup_hint, pg_basebackup
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.queries import readonly_value
-from respaldo.postgres.server import WAITING_FOR_LOCKS
+from respaldo.postgres.server import WAITING_FOR_LOCKS, connect
 from respaldo.repository import iter_stream
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import staging_databases, table_checksums
@@ -248,3 +250,45 @@ def test_a_base_backup_whose_wal_was_removed_is_told_what_to_do_in_english(
     assert "has already been removed" in error.stderr, error.stderr
     with pg.connect("postgres") as conn:
         assert basebackup_hint(error.stderr, conn) == WAL_REMOVED_HINT, error.stderr
+
+
+def _refused_connections(pg: TempCluster) -> list[ConnectionFailed]:
+    failures = []
+    wrong_user = dataclasses.replace(pg.conninfo("postgres"), user="nadie")
+    for info in (pg.conninfo("no_such_database"), wrong_user):
+        with pytest.raises(ConnectionFailed) as failed:
+            connect(info).close()
+        failures.append(failed.value)
+    return failures
+
+
+def test_a_connection_the_server_refuses_is_not_blamed_on_a_server_down(
+    spanish: TempCluster,
+) -> None:
+    # A refused connection has no SQLSTATE, and its English words were looked for: in
+    # Spanish ("no existe la base de datos", "la autentificación password falló") the
+    # hint asked whether the server was running, which had just answered.
+    missing, wrong_user = _refused_connections(spanish)
+    assert "no existe la base de datos" in str(missing), missing
+    assert "autentificación" in str(wrong_user), wrong_user
+    for failure in (missing, wrong_user):
+        assert failure.hint is not None and "running" not in failure.hint, failure
+        assert "the server answered and refused the connection" in failure.hint, failure
+
+
+def test_a_connection_the_server_refuses_is_told_what_to_check_in_english(
+    pg: TempCluster,
+) -> None:
+    missing, wrong_user = _refused_connections(pg)
+    assert missing.hint == "check the database name in the DSN", missing
+    assert wrong_user.hint is not None and "check the user and password" in wrong_user.hint
+
+
+def test_a_server_not_reached_is_asked_about(pg: TempCluster) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])  # bound, not listening: refused
+        info = dataclasses.replace(pg.conninfo("postgres"), host="127.0.0.1", port=port)
+        with pytest.raises(ConnectionFailed) as failed:
+            connect(info).close()
+    assert failed.value.hint is not None and "server is running" in failed.value.hint
