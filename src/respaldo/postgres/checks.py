@@ -305,6 +305,10 @@ def _tablespaces(conn: Connection, conninfo: ConnInfo, findings: list[Finding]) 
     )
 
 
+def _missing(findings: list[Finding], name: str) -> bool:
+    return any(f.name == name and f.status == Status.MISSING for f in findings)
+
+
 def _replication(conninfo: ConnInfo, user: str, findings: list[Finding]) -> None:
     reason = _replication_attempt(conninfo)
     if reason is None:
@@ -315,7 +319,9 @@ def _replication(conninfo: ConnInfo, user: str, findings: list[Finding]) -> None
         kind = "local" if conninfo.host is None or conninfo.host.startswith("/") else "host"
         address = "" if kind == "local" else " <respaldo's address>/32"
         fix = f"add to pg_hba.conf: {kind} replication {user}{address} scram-sha-256; {RELOAD}"
-    elif "replication role" in reason:
+    elif "replication role" in reason or _missing(findings, "replication role"):
+        # The server's refusal is in its language (lc_messages: "debe ser superusuario o
+        # rol de replicación"); what the role may do was asked of the server before.
         fix = f'ALTER ROLE "{user}" WITH REPLICATION'
     elif "max_wal_senders" in reason or "too many" in reason:
         fix = f"raise max_wal_senders; {RESTART}"

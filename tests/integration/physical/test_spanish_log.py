@@ -7,9 +7,11 @@ What the source server itself says to a backup is in Spanish too."""
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -113,25 +115,47 @@ def test_a_drill_passes(spanish: Archiving) -> None:
     assert result.passed, result.checks
 
 
-def test_a_backup_role_without_replication_is_told_what_it_needs(spanish: Archiving) -> None:
-    # The server's refusal is in Spanish ("debe ser superusuario o rol de replicación"):
-    # the hint comes from asking the server about the role, not from the words.
+@contextmanager
+def _role_without_replication(spanish: Archiving) -> Iterator[str]:
+    """The configuration's role, for the block: one that reads every row and may not
+    stream (no REPLICATION), with the password of the configuration's password file."""
     pg = spanish.pg
     name = f"lector_{uuid.uuid4().hex[:8]}"
     role = sql.Identifier(name)
-    password = sql.Literal(pg.password.get_secret_value())  # the config's password file
+    password = sql.Literal(pg.password.get_secret_value())
     pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
     pg.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(role))
     text = spanish.config.read_text()
     spanish.config.write_text(text.replace(f"{pg.superuser}@", f"{name}@"))
     try:
-        run = spanish.run("backup", "erp", "--type", "incremental")
+        yield name
     finally:
         spanish.config.write_text(text)
         pg.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+def test_a_backup_role_without_replication_is_told_what_it_needs(spanish: Archiving) -> None:
+    # The server's refusal is in Spanish ("debe ser superusuario o rol de replicación"):
+    # the hint comes from asking the server about the role, not from the words.
+    with _role_without_replication(spanish):
+        run = spanish.run("backup", "erp", "--type", "incremental")
     assert run.code == 1, str(run)
     assert "rol de replicación" in run.err, str(run)
     assert "hint: grant the backup role REPLICATION" in run.err, str(run)
+
+
+def test_check_tells_a_role_without_replication_how_to_connect_for_replication(
+    spanish: Archiving,
+) -> None:
+    # The replication connection's fix was chosen from the English "replication role".
+    with _role_without_replication(spanish) as name:
+        run = spanish.run("check", "erp", "--json")
+    assert run.code == 3, str(run)
+    findings = {f["check"]: f for f in json.loads(run.out)}
+    refused = findings["replication connection"]
+    assert refused["status"] == "missing", refused
+    assert "rol de replicación" in refused["value"], refused
+    assert refused["fix"] == f'ALTER ROLE "{name}" WITH REPLICATION', refused
 
 
 def test_a_server_refusing_replication_connections_is_told_what_it_needs(
