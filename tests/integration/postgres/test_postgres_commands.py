@@ -215,3 +215,24 @@ def test_a_parallel_dump_reports_in_english_whatever_the_callers_language(
         pass
     finished = [line for line in lines.lines if line.startswith(b"pg_dump: finished item ")]
     assert len(finished) > 10, lines.lines[:5]
+
+
+@pytest.mark.parametrize("program", ["pg_dump", "psql"])
+def test_a_failing_program_reports_in_english_whatever_the_callers_language(
+    pg: TempCluster, monkeypatch: pytest.MonkeyPatch, program: str
+) -> None:
+    # respaldo reads what PostgreSQL's programs and libpq say ("could not open large
+    # object", "server closed the connection unexpectedly"): an operator's Spanish locale
+    # translated them ("falló la conexión al servidor en …"), and their hints were lost.
+    monkeypatch.setenv("LC_ALL", "es_ES.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "es")
+    gone = pg.conninfo("no_such_database")
+    with pytest.raises(PostgresError) as failed:
+        if program == "pg_dump":
+            with pg_dump(gone, bindir=pg.bindir) as dump:
+                dump.stdout.read()
+        else:
+            psql(gone, sql="SELECT 1", bindir=pg.bindir)
+    assert f'connection to server at "{pg.host}", port {pg.port} failed' in failed.value.stderr, (
+        failed.value.stderr
+    )
