@@ -27,6 +27,9 @@ from respaldo.operations.context import Context
 from respaldo.operations.metrics import Metrics
 from respaldo.operations.workers import Workers
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body the server reads (larger: 413)."""
+
 
 def create_app(
     settings: Settings,
@@ -66,6 +69,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # docs_page serves it, with files of its own
         redoc_url=None,
+        # Bodies are read before the route's login is checked: without a bound, anyone
+        # who reaches the port made the service hold 1 GB for one 300 MB post (a 401
+        # at the end). Every body the API and the page take is a few fields.
+        max_body_size=MAX_BODY_BYTES,
     )
     docs_page.install(app, "respaldo")
     # problems first: security's handlers (401, 403, 429 with their headers) are the
