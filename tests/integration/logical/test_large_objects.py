@@ -235,3 +235,44 @@ def test_some_tables_restore_no_large_objects_and_check_none(
         run.err
     )
     assert large_objects(pg, new_dbname).count == 0
+
+
+# A page longer than a large object's page size (LOBLKSIZE, a quarter of the block size):
+# what the server refuses to read as damaged ("invalid data field size").
+_DAMAGED_PAGE = (
+    f"UPDATE pg_largeobject SET data = decode(repeat('ab', 4000), 'hex')"
+    f" WHERE loid = {BIG} AND pageno = 0"
+)
+
+
+def test_a_restore_whose_large_objects_cannot_be_read_fails_leaving_nothing(
+    awkward: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_id = awkward.backup()["id"]
+    altered = _tamper_after_row_counts(
+        monkeypatch, pg, restore_module, "check_row_counts", _DAMAGED_PAGE
+    )
+    before = databases(pg)
+    run = awkward.run("restore", backup_id, "--target-database", new_dbname)
+    assert run.code == 1, str(run)
+    assert len(altered) == 1
+    assert run.err_lines[0].startswith("respaldo: error: reading the restored large objects"), (
+        run.err
+    )
+    assert f"pg_largeobject entry for OID {BIG}" in run.err_lines[0], run.err
+    assert "Traceback" not in run.err
+    assert databases(pg) == before
+
+
+def test_a_drill_whose_large_objects_cannot_be_read_fails_that_check(
+    awkward: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_id = awkward.backup()["id"]
+    _tamper_after_row_counts(monkeypatch, pg, drill_module, "row_count_differences", _DAMAGED_PAGE)
+    run = awkward.run("drill", backup_id, "--json")
+    assert run.code == 3, str(run)
+    (check,) = [c for c in json.loads(run.out)["checks"] if c["name"] == "large objects"]
+    assert check["ok"] is False
+    assert check["detail"].startswith("reading the restored large objects"), check
+    assert f"pg_largeobject entry for OID {BIG}" in check["detail"], check
+    assert not {d for d in databases(pg) if d.startswith("respaldo_drill_")}
