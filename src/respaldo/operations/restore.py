@@ -479,7 +479,7 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     another type or an OID type, :func:`~respaldo.postgres.server.hash_keys_to_load_via_root`),
     and the new database's hash sends some to the partitions left out.
     Which ones depends on the enum's new OIDs: only the whole tree restores each time."""
-    if selection is None or not selection.definition_only or _NO_PARTITION not in error.stderr:
+    if selection is None or not _copy_into(selection.definition_only, error.stderr):
         return error
     return PostgresError(
         error.program,
@@ -494,8 +494,19 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     )
 
 
-# pg_restore's COPY through a partitioned table, of a row no restored partition takes.
-_NO_PARTITION = "no partition of relation"
+def _copy_into(tables: Sequence[str], stderr: str) -> bool:
+    """Whether pg_restore's COPY of a chosen partition's rows through one of ``tables``
+    (its partitioned table, restored as a definition only) failed.
+
+    Told from pg_restore's own words ('COPY failed for table "<partition>"', untranslated
+    as respaldo runs it) and the server's context line, which names the table the rows
+    went into ("COPY <table>, line N" in English, "COPY <table>, línea N" in Spanish: the
+    command's name is kept); the server's reason ("no partition of relation … found for
+    row") is in its language (lc_messages: "no se encontró una partición de …")."""
+    if "COPY failed for table " not in stderr:
+        return False
+    names = {qualified.rsplit(".", 1)[-1].strip('"') for qualified in tables}
+    return any(f"COPY {name}," in stderr for name in names)
 
 
 def _selection_notes(selection: Selection, jobs: int) -> list[str]:

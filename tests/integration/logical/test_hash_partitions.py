@@ -27,6 +27,7 @@ error now says so, and to restore the partitioned table.
 from __future__ import annotations
 
 import pytest
+from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.repository import BackupWriter
@@ -170,8 +171,16 @@ def test_a_hash_key_holding_an_enum_inside_another_type_restores(
     assert staging_databases(pg) == set()
 
 
+@pytest.mark.parametrize(
+    ("lc_messages", "refusal"),
+    [
+        ("C", 'no partition of relation "pinturas" found for row'),
+        # The server's refusal was looked for in English: in Spanish, no hint.
+        ("es_ES.UTF-8", "no se encontró una partición de «pinturas» para el registro"),
+    ],
+)
 def test_one_partition_of_it_alone_is_refused_saying_to_restore_the_table(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, lc_messages: str, refusal: str
 ) -> None:
     backup_id = _backed_up(respaldo, pg, _TABLE)
     # The partition of the most values (8 or more of the 24): its rows come through
@@ -183,10 +192,18 @@ def test_one_partition_of_it_alone_is_refused_saying_to_restore_the_table(
         " GROUP BY c.relname ORDER BY count(DISTINCT p.color) DESC LIMIT 1",
         dbname=respaldo.dbname,
     )
-    run = respaldo.run("restore", backup_id, "--target-database", new_dbname, "--table", str(leaf))
+    pg.execute(sql.SQL("ALTER SYSTEM SET lc_messages = {}").format(sql.Literal(lc_messages)))
+    pg.execute("SELECT pg_catalog.pg_reload_conf()")
+    try:
+        run = respaldo.run(
+            "restore", backup_id, "--target-database", new_dbname, "--table", str(leaf)
+        )
+    finally:
+        pg.execute("ALTER SYSTEM RESET lc_messages")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
 
     assert run.code == 1, str(run)
-    assert 'no partition of relation "pinturas" found for row' in run.err, run.err
+    assert refusal in run.err, run.err
     assert "through their partitioned table (public.pinturas" in run.err, run.err
     assert new_dbname not in databases(pg)
     assert staging_databases(pg) == set()
