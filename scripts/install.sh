@@ -23,6 +23,8 @@ need_apt=()
 "$SYSTEM_PYTHON" -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 # pg_dump, pg_restore, pg_basebackup and psql; a server is not needed on this machine.
 command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# libpq, which psycopg runs on (pyproject.toml says why; postgresql-client brings it).
+ldconfig -p 2>/dev/null | grep 'libpq\.so\.5 ' >/dev/null || need_apt+=(libpq5)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
@@ -50,6 +52,8 @@ trap put_back EXIT
 "$PREFIX/bin/pip" install -q .
 # Fail now, not in the middle of a backup, if the compiled chunker does not load.
 "$PREFIX/bin/python" -c "import respaldo.repository.chunker as c; c.load_fastcdc()"
+# Nor when psycopg finds no libpq.
+"$PREFIX/bin/python" -c "import psycopg; psycopg.pq.version()"
 chmod -R a+rX "$PREFIX"
 installed=yes
 rm -rf "$PREFIX.old"

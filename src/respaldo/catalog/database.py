@@ -115,7 +115,8 @@ def create_catalog_engine(url: str | URL) -> Engine:
     except ModuleNotFoundError as exc:
         raise CatalogUnavailable(
             f"the database driver for {_shown(parsed)} is not installed ({exc.name})",
-            hint="install psycopg for a PostgreSQL catalog: pip install 'psycopg[binary]'",
+            hint="install psycopg for a PostgreSQL catalog: pip install psycopg (it needs the "
+            "system's libpq: Debian's libpq5)",
         ) from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_connect)
