@@ -103,15 +103,22 @@ def _plugin(target: NotificationTarget, url: str, lines: list[str]) -> apprise.N
     return plugin
 
 
+def _resolved(target: NotificationTarget) -> tuple[str, list[str]]:
+    """``target``'s URL with its secrets in, and those secrets, each remembered so that
+    no log line or error shows it. Raises what resolve_url raises."""
+    url, secrets = resolve_url(target)
+    for secret in secrets:
+        remember_secret(secret)
+    return url, secrets
+
+
 def unusable(target: NotificationTarget) -> str | None:
     """Why ``target`` cannot send at all now (its secret cannot be read, apprise refuses
     its URL), found without sending anything; None when it can try. Never raises, and
     the reason never holds the URL or the secret."""
     secrets: list[str] = []
     try:
-        url, secrets = resolve_url(target)
-        for secret in secrets:
-            remember_secret(secret)
+        url, secrets = _resolved(target)
         with captured_apprise_log() as lines:
             _plugin(target, url, lines)
     except RespaldoError as exc:
@@ -127,9 +134,7 @@ def deliver(target: NotificationTarget, message: Message, level: Level, timeout:
 
     secrets: list[str] = []
     try:
-        url, secrets = resolve_url(target)
-        for secret in secrets:
-            remember_secret(secret)
+        url, secrets = _resolved(target)
         with captured_apprise_log() as lines:
             plugin = _plugin(target, url, lines)
             # Our bound, whatever the URL says: an alert must not hold up an operation.

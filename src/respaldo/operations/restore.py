@@ -1158,8 +1158,8 @@ def check_row_counts(
 
 
 LARGE_OBJECTS_NOT_RECORDED = (
-    "the backup recorded no count of its large objects (it predates the record): "
-    "they were not checked"
+    "the backup holds no record of its large objects that this respaldo reads (it "
+    "predates the record, or a newer respaldo wrote it): they were not checked"
 )
 """What a restore or restore test of such a backup says."""
 

@@ -5,7 +5,8 @@ Row counts cover the tables only: ``pg_largeobject`` is a catalog, and a restore
 or cut short large objects (an ERP's attachments) would otherwise be called verified.
 The record, taken in the snapshot pg_dump dumps::
 
-    {"count": 12, "bytes": 3456789, "part_size": 1048576, "digest": "-81985529216486895"}
+    {"format": 1, "count": 12, "bytes": 3456789, "part_size": 1048576,
+     "digest": "-81985529216486895"}
 
 ``count`` is the number of large objects, ``bytes`` the sum of their sizes and
 ``digest`` the sum (a decimal integer, no overflow) over every ``part_size`` part of
@@ -34,6 +35,11 @@ from psycopg import sql
 
 META_KEY = "large_objects"
 """Where a manifest's ``meta`` holds the record."""
+
+FORMAT = 1
+"""The digest's definition above. A record of another (a later respaldo's) is not one this
+respaldo can compute again: it checks nothing then and says so, rather than fail a sound
+restore; a record without the key is of this one."""
 
 PART_SIZE = 1024 * 1024
 """Bytes of a large object hashed at once: one ``lo_get`` (the server holds the part in
@@ -88,6 +94,7 @@ class LargeObjects:
 
     def to_meta(self) -> dict[str, Any]:
         return {
+            "format": FORMAT,
             "count": self.count,
             "bytes": self.bytes,
             "part_size": self.part_size,
@@ -96,9 +103,10 @@ class LargeObjects:
 
 
 def recorded(meta: dict[str, Any]) -> LargeObjects | None:
-    """The record of a manifest's ``meta``; None for a backup that predates it."""
+    """The record of a manifest's ``meta``; None for a backup that predates it, or whose
+    record is of another :data:`FORMAT`."""
     found = meta.get(META_KEY)
-    if not isinstance(found, dict):
+    if not isinstance(found, dict) or found.get("format", FORMAT) != FORMAT:
         return None
     return LargeObjects(
         int(found["count"]),

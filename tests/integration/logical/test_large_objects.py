@@ -193,12 +193,15 @@ def test_a_drill_whose_large_objects_differ_fails(
     assert not {d for d in databases(pg) if d.startswith("respaldo_drill_")}
 
 
-def _without_the_record(respaldo: Respaldo, backup_id: str) -> str:
+def _without_the_record(respaldo: Respaldo, backup_id: str, later: bool = False) -> str:
     """The same streams under a new id, with a manifest as backups before the record
-    wrote it (no ``large_objects``)."""
+    wrote it (no ``large_objects``), or, ``later``, with a record of a later format."""
     repo = respaldo.repository()
     manifest = repo.load_manifest(backup_id)
-    del manifest.meta[META_KEY]
+    if later:
+        manifest.meta[META_KEY]["format"] = 2
+    else:
+        del manifest.meta[META_KEY]
     older = backup_id[:-8] + "01dc0de5"
     manifest.backup_id = older
     with BackupWriter(repo, older) as writer:
@@ -207,15 +210,17 @@ def _without_the_record(respaldo: Respaldo, backup_id: str) -> str:
     return older
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["no-record", "later-format"])
 def test_a_backup_from_before_the_record_restores_saying_they_were_not_checked(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, later: bool
 ) -> None:
-    older = _without_the_record(respaldo, respaldo.backup()["id"])
+    older = _without_the_record(respaldo, respaldo.backup()["id"], later=later)
     run = respaldo.restore(older, new_dbname)
     assert "large objects checked" not in run.err
     assert (
-        "warning: the backup recorded no count of its large objects (it predates the "
-        "record): they were not checked" in " ".join(run.err.split())
+        "warning: the backup holds no record of its large objects that this respaldo reads "
+        "(it predates the record, or a newer respaldo wrote it): they were not checked"
+        in " ".join(run.err.split())
     ), run.err
     assert large_objects(pg, new_dbname) == large_objects(pg, respaldo.dbname)
 
