@@ -569,14 +569,14 @@ def _backup_item(
     good = unusable is not None
     ahead = history.ahead[kind]
     if ahead is not None and ahead.completed_at is not None:
-        future = Phrase(
+        future = _dated_ahead(
             N_(
                 "backup {backup} is dated {age} in the future ({at} UTC): a clock was ahead "
                 "when it was taken, its age is unknown"
             ),
+            ahead.completed_at,
+            now,
             backup=ahead.id,
-            age=human_age(ahead.completed_at - now),
-            at=f"{ahead.completed_at:%Y-%m-%d %H:%M}",
         )
         failed = joined([failed, future])
     if newest is None or newest.completed_at is None:
@@ -615,6 +615,12 @@ def _backup_item(
         reason = joined([failed, said])
         return base.model_copy(update={**facts, "level": "amber", "reason": reason})
     return base.model_copy(update={**facts, "level": "green", "reason": said})
+
+
+def _dated_ahead(message: str, at: datetime, now: datetime, **record: object) -> Phrase:
+    """``message`` about a record dated ``at``, after ``now`` (a clock was ahead): with
+    how far ahead (``age``) and when (``at``), and what names the record."""
+    return Phrase(message, **record, age=human_age(at - now), at=f"{at:%Y-%m-%d %H:%M}")
 
 
 def _size_item(
@@ -721,14 +727,14 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
         )
     ahead = history.drill_ahead
     if ahead is not None and ahead.finished_at is not None:
-        future = Phrase(
+        future = _dated_ahead(
             N_(
                 "restore test {drill} is dated {age} in the future ({at} UTC): a clock was "
                 "ahead when it ran, its age is unknown"
             ),
+            ahead.finished_at,
+            now,
             drill=ahead.id,
-            age=human_age(ahead.finished_at - now),
-            at=f"{ahead.finished_at:%Y-%m-%d %H:%M}",
         )
         failed = joined([failed, future])
     base = StatusItem(
