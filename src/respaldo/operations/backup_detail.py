@@ -13,6 +13,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.listing import list_drills, show_backup
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.views import BackupView, DrillRunView
+from respaldo.postgres.largeobjects import recorded as recorded_large_objects
 
 
 class StreamView(ResultModel):
@@ -37,6 +38,12 @@ class ManifestSummary(ResultModel):
     snapshot: str | None = Field(description="The snapshot id, if taken as part of one.")
     tables: int | None = Field(description="Tables whose row counts the backup recorded.")
     rows: int | None = Field(description="Sum of those row counts.")
+    large_objects: int | None = Field(
+        description="Large objects recorded in the backup's snapshot, which a full restore "
+        "and a restore test compare by count, size and contents; null when the backup holds "
+        "no record of them (a physical or file backup, or one older than the record)."
+    )
+    large_object_bytes: int | None = Field(description="Their total size in bytes.")
     warnings: list[str] = Field(description="What the backup noted as not quite right.")
     streams: list[StreamView] = Field(description="The backup's streams.")
 
@@ -106,6 +113,7 @@ def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
     m = repo.load_manifest(record.id)
     meta: dict[str, Any] = m.meta
     counts = meta.get("row_counts")
+    large = recorded_large_objects(meta)
     return ManifestSummary(
         kind=m.kind,
         source=m.source,
@@ -117,6 +125,8 @@ def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
         snapshot=_text(meta.get("snapshot")),
         tables=len(counts) if isinstance(counts, dict) else None,
         rows=sum(int(v) for v in counts.values()) if isinstance(counts, dict) else None,
+        large_objects=None if large is None else large.count,
+        large_object_bytes=None if large is None else large.bytes,
         warnings=[str(w) for w in meta.get("warnings") or []],
         streams=[
             StreamView(name=s.name, size=s.size, sha256=s.sha256, chunks=s.chunks)

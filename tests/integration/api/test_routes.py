@@ -43,6 +43,9 @@ def test_restore_test_detail_delete_pin_retention_and_their_audit(respaldo: Resp
         assert detail["backup"]["isVerified"] is True
         assert [s["name"] for s in detail["manifest"]["streams"]] == ["dump", "globals"]
         assert detail["manifest"]["tables"] > 0
+        # The sample's documents are large objects, recorded with the backup.
+        assert detail["manifest"]["largeObjects"] > 0
+        assert detail["manifest"]["largeObjectBytes"] > 0
         assert [(c["repository"], c["role"]) for c in detail["copies"]] == [("local", "primary")]
         assert [t["runId"] for t in detail["restoreTests"]] == [run["runId"]]
 

@@ -20,6 +20,8 @@ from sample.cluster import TempCluster
 
 from respaldo.operations import drill as drill_module
 from respaldo.operations import restore as restore_module
+from respaldo.operations.backup_detail import backup_detail
+from respaldo.operations.context import Context
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.largeobjects import META_KEY
 from respaldo.repository import BackupWriter
@@ -108,6 +110,11 @@ def test_large_objects_are_recorded_and_checked(
     assert count > 3 and size > BIG_SIZE + SPARSE_END  # the sample's documents too
     assert (record["count"], record["bytes"]) == (count, size)
     assert record["part_size"] == 1024 * 1024 and int(record["digest"]) != 0
+    # What the API and the page show of the backup (GET /admin/backups/{id}).
+    with Context.open(awkward.settings()) as ctx:
+        summary = backup_detail(ctx, backup_id).manifest
+    assert summary is not None
+    assert (summary.large_objects, summary.large_object_bytes) == (count, size)
 
     run = awkward.restore(backup_id, new_dbname, "--jobs", jobs)
     assert f"{count} large objects checked" in run.err, run.err
