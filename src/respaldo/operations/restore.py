@@ -293,7 +293,12 @@ def _restore_backup(
     if partial:
         # Before anything is created: an unknown name must cost nothing.
         selection = read_selection(
-            toc, tables, schemas, bindir=tools.bindir, encoding=manifest.meta.get(ENCODING)
+            toc,
+            tables,
+            schemas,
+            bindir=tools.bindir,
+            encoding=manifest.meta.get(ENCODING),
+            work_dir=work_dir,
         )
         warnings += _selection_notes(selection, jobs)
         jobs = 1
@@ -510,8 +515,8 @@ def _copy_into(tables: Sequence[str], stderr: str) -> bool:
 
 
 def _selection_notes(selection: Selection, jobs: int) -> list[str]:
-    """Warnings about what a selection leaves out or brings empty."""
-    notes = list(selection.skipped)
+    """Warnings about what a selection leaves out, brings empty or brings from elsewhere."""
+    notes = [*selection.skipped, *selection.brought]
     if selection.definition_only:
         notes.append(
             f"restored empty, as definitions only (the chosen tables need them): "

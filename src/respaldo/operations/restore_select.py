@@ -5,16 +5,38 @@ is read) before anything is created, so that a misspelt name costs nothing; what
 selection carries is described in :mod:`respaldo.postgres.toc`. The restore itself is
 the ordinary one (:mod:`respaldo.operations.restore`) with pg_restore given the selected
 entries as ``--use-list``.
+
+A default may name a sequence by text only (``nextval('s'::text)``, or a function whose
+body calls ``nextval('s')``): the dump records no dependency on it, so the table of
+contents alone would leave it out and the restored table's inserts would fail. The
+definitions the selection takes (tables, defaults, functions) are read from the dump's
+table of contents too (pg_restore renders them without reading any data), and the
+sequences they name come along with their values; one the backup does not hold is named
+in a warning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from respaldo.errors import InvalidInput, option
-from respaldo.postgres.dbprops import Archive
-from respaldo.postgres.toc import Selection, UnknownName, read_listing, select
+from respaldo.postgres.dbprops import Archive, read_offline
+from respaldo.postgres.encodings import decode_script
+from respaldo.postgres.toc import (
+    Selection,
+    TocEntry,
+    UnknownName,
+    read_listing,
+    select,
+    sequence_uses,
+)
+from respaldo.privatedir import private_directory
+
+# The definitions that may name a sequence an insert uses: a column's default (in the
+# table's own definition or apart), and the functions a default or trigger calls.
+_NAMING = frozenset({"TABLE", "DEFAULT", "FUNCTION"})
 
 
 def read_selection(
@@ -24,6 +46,7 @@ def read_selection(
     *,
     bindir: Path | None = None,
     encoding: str | None = None,
+    work_dir: Path | None = None,
 ) -> Selection:
     """The entries of the dump ``dump()`` yields that restore ``tables`` and ``schemas``
     (pg_restore from ``bindir``: one that can read the dump; ``encoding``: the backed-up
@@ -31,7 +54,8 @@ def read_selection(
 
     Raises InvalidInput (field ``tables`` or ``schemas``) for a name the dump does not
     hold, with its closest names in the hint, or for a malformed name; PostgresError,
-    IntegrityError while reading the table of contents.
+    IntegrityError while reading the table of contents. ``dump`` is called twice (the
+    second time to render the selected definitions; a list file goes in ``work_dir``).
     """
     for schema in schemas:
         if not schema.strip('"'):
@@ -42,7 +66,7 @@ def read_selection(
             )
     entries = read_listing(dump(), bindir=bindir, encoding=encoding)
     try:
-        return select(entries, tables, schemas)
+        selection = select(entries, tables, schemas)
     except UnknownName as exc:
         field = "tables" if exc.what == "table" else "schemas"
         if exc.other is not None:
@@ -72,3 +96,54 @@ def read_selection(
         raise InvalidInput(
             "tables", str(exc), hint=f"give {option('tables')} as schema.table"
         ) from None
+    return _with_named_sequences(
+        selection, entries, tables, schemas, dump, bindir=bindir, work_dir=work_dir
+    )
+
+
+def _with_named_sequences(
+    selection: Selection,
+    entries: Sequence[TocEntry],
+    tables: Sequence[str],
+    schemas: Sequence[str],
+    dump: Callable[[], Archive],
+    *,
+    bindir: Path | None,
+    work_dir: Path | None,
+) -> Selection:
+    """``selection`` with the sequences its definitions name by text (see the module
+    docstring), and a line for each in :attr:`Selection.brought`."""
+    naming = [e for e in selection.entries if e.kind in _NAMING]
+    if not naming:
+        return selection
+    with private_directory("selection", work_dir) as tmp:
+        use_list = tmp / "definitions.list"
+        use_list.write_text("".join(e.line + "\n" for e in naming), encoding="utf-8")
+        script = read_offline([f"--use-list={use_list}", "--file=-"], dump(), bindir=bindir)
+    taken = {e.dump_id for e in selection.entries}
+    sequences = [e for e in entries if e.kind == "SEQUENCE"]
+    wanted: dict[int, None] = {}
+    notes: dict[str, None] = {}
+    for use in sequence_uses(decode_script(script)):
+        schema, name = use.name
+        found = [s for s in sequences if s.tag == name and schema in (None, s.namespace)]
+        if len(found) == 1 and found[0].dump_id not in taken:
+            wanted[found[0].dump_id] = None
+            notes[
+                f"sequence {found[0].qualified} is restored too, with its value: "
+                f"{use.where} names it"
+            ] = None
+        elif len(found) > 1:
+            notes[
+                f"{use.where} names sequence {use.literal!r}, which is in more than one "
+                f"schema of the backup ({', '.join(s.qualified for s in found)}): none is "
+                "restored for it; restore its schema too with --schema"
+            ] = None
+        elif not found:
+            notes[
+                f"{use.where} names sequence {use.literal!r}, which the backup does not "
+                "hold: an insert that takes that default will fail until it is created"
+            ] = None
+    if wanted:
+        selection = select(entries, tables, schemas, wanted)
+    return dataclasses.replace(selection, brought=tuple(notes))

@@ -16,6 +16,11 @@ What a selection carries, and why:
   domains, extensions, the functions triggers call, sequences named in defaults (with
   their values); with their comments and grants. A schema pulled in this way is created,
   with only those objects in it;
+- the sequences the definitions taken name by text only, which the dump records no
+  dependency on: ``nextval('s'::text)`` in a default, ``nextval('s')`` in the body of a
+  function a default calls (:func:`sequence_uses` finds them in the definitions, the
+  caller passes them to :func:`select`); without them an insert that takes the default
+  fails;
 - a table the chosen ones cannot be created without (the parent of a chosen partition,
   an inheritance parent) is created empty, definition only, and named in
   :attr:`Selection.definition_only`;
@@ -325,6 +330,9 @@ class Selection:
     """The same tables as (schema, table): for their row counts, whatever the names hold."""
     large_objects: bool = False
     """Whether the dump holds large objects (which a selection never restores)."""
+    brought: tuple[str, ...] = ()
+    """One line per sequence taken because a definition names it by text only (see
+    :func:`sequence_uses`), or that such a name cannot be matched to."""
 
     def use_list(self) -> str:
         """The text of a ``pg_restore --use-list`` file."""
@@ -439,14 +447,103 @@ def tables_in(entries: Iterable[TocEntry]) -> list[TocEntry]:
 
 
 def select(
-    entries: Sequence[TocEntry], tables: Sequence[str] = (), schemas: Sequence[str] = ()
+    entries: Sequence[TocEntry],
+    tables: Sequence[str] = (),
+    schemas: Sequence[str] = (),
+    sequences: Iterable[int] = (),
 ) -> Selection:
     """The entries that restore ``tables`` (``schema.table`` names) and ``schemas`` (every
-    object in them); see the module docstring for what comes along. Raises UnknownName
-    (with the closest names the dump holds) for a name that is not in it, or a table name
-    without a schema that more than one schema holds; ValueError for a malformed name.
-    Pure."""
-    return _Selector(entries).run(tables, schemas)
+    object in them), and the sequences whose dump ids are ``sequences`` (with their
+    values, and what they need: a table that owns one comes as a definition only); see
+    the module docstring for what comes along. Raises UnknownName (with the closest names
+    the dump holds) for a name that is not in it, or a table name without a schema that
+    more than one schema holds; ValueError for a malformed name. Pure."""
+    return _Selector(entries).run(tables, schemas, sequences)
+
+
+_SEQUENCE_CALL = re.compile(
+    r"\b(?:nextval|currval|setval)\s*\((?:\s*\()*\s*'((?:[^']|'')+)'", re.IGNORECASE
+)
+# The header pg_restore prints above each entry of a script.
+_SCRIPT_ENTRY = re.compile(
+    r"^-- Name: (?P<name>.*?); Type: (?P<kind>[^;]*); Schema: (?P<schema>[^;]*);", re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class SequenceUse:
+    """A sequence named by a string literal in a definition of a script."""
+
+    name: tuple[str | None, str]
+    """(schema or None, sequence), as the server would read the literal."""
+    literal: str
+    where: str
+    """The entry whose definition names it: ``table ventas.pedidos``."""
+    schema: str | None
+    """That entry's schema."""
+
+
+def sequence_uses(script: str) -> list[SequenceUse]:
+    """The sequences named by a literal in a call of nextval, currval or setval in
+    ``script`` (pg_restore's script of some entries), in order. Only the literal is read:
+    ``nextval('s'::text)`` (which pg_dump prints ``nextval(('s'::text)::regclass)``),
+    ``nextval('s')`` in a function's body (which the dump records no dependency on) as
+    well as ``nextval('s'::regclass)`` (which it does); a name not computed from a
+    literal is not seen. A literal that is no sequence name is left out. Pure."""
+    uses = []
+    headers = list(_SCRIPT_ENTRY.finditer(script))
+    for i, header in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(script)
+        schema = None if header["schema"] == "-" else header["schema"]
+        where = f"{header['kind'].lower()} {f'{schema}.' if schema else ''}{header['name']}"
+        for call in _SEQUENCE_CALL.finditer(script, header.end(), end):
+            literal = call.group(1).replace("''", "'")
+            parts = _identifiers(literal)
+            if parts is None or not 1 <= len(parts) <= 3:
+                continue
+            name = (parts[-2] if len(parts) > 1 else None, parts[-1])
+            uses.append(SequenceUse(name, literal, where, schema))
+    return uses
+
+
+_BARE = re.compile(r"[^\W\d][\w$]*")
+# The server folds only ASCII letters of an unquoted name (in a multibyte encoding).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _identifiers(text: str) -> list[str] | None:
+    """The parts of a dotted SQL name as the server reads it (``regclass`` input):
+    unquoted parts folded to lower case, quoted ones as they are. None if it is not one."""
+    parts: list[str] = []
+    i = 0
+    text = text.strip()
+    while True:
+        if text.startswith('"', i):
+            end = i + 1
+            part = []
+            while True:
+                at = text.find('"', end)
+                if at < 0:
+                    return None
+                part.append(text[end:at])
+                if text.startswith('""', at):
+                    part.append('"')
+                    end = at + 2
+                    continue
+                break
+            parts.append("".join(part))
+            i = at + 1
+        else:
+            match = _BARE.match(text, i)
+            if match is None:
+                return None
+            parts.append(match.group(0).translate(_ASCII_LOWER))
+            i = match.end()
+        if i == len(text):
+            return parts
+        if text[i] != ".":
+            return None
+        i += 1
 
 
 class _Selector:
@@ -458,7 +555,9 @@ class _Selector:
         self.definition_only: set[int] = set()
         self.skipped: list[str] = []
 
-    def run(self, tables: Sequence[str], schemas: Sequence[str]) -> Selection:
+    def run(
+        self, tables: Sequence[str], schemas: Sequence[str], sequences: Iterable[int]
+    ) -> Selection:
         roots: list[TocEntry] = []
         for name in tables:
             self.chosen.add(self._find_table(name).dump_id)
@@ -470,6 +569,10 @@ class _Selector:
             if self.by_id[dump_id].kind == "TABLE":
                 needed, _ = self._needs(self.by_id[dump_id], allow_relations=True)
                 self.taken |= needed
+        # As a sequence a default depends on would (an owning table: definition only).
+        for dump_id in sorted(set(sequences) & set(self.by_id)):
+            needed, _ = self._needs(self.by_id[dump_id], allow_relations=True)
+            self.taken |= needed
         # The other objects of a chosen schema: left out if they need a table not restored.
         for entry in roots:
             needed, blocker = self._needs(entry, allow_relations=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.postgres.toc import UnknownName, parse_listing, select, split_name
+from respaldo.postgres.toc import UnknownName, parse_listing, select, sequence_uses, split_name
 
 pytestmark = pytest.mark.unit
 
@@ -273,3 +273,53 @@ def test_a_schema_with_a_space_in_its_name_is_read_whole() -> None:
     ]
     chosen = select(entries, tables=['"Mis Ventas".lineas'])
     assert chosen.table_parts == (("Mis Ventas", "lineas"),)
+
+
+_SCRIPT = """\
+SELECT pg_catalog.set_config('search_path', '', false);
+
+--
+-- Name: siguiente(); Type: FUNCTION; Schema: numeracion; Owner: propietario
+--
+
+CREATE FUNCTION numeracion.siguiente() RETURNS bigint
+    LANGUAGE sql
+    AS $$ SELECT NextVal( 'Numeracion."Pedido Seq"' ) + currval('pedido_seq') $$;
+
+--
+-- Name: pedidos; Type: TABLE; Schema: ventas; Owner: propietario
+--
+
+CREATE TABLE ventas.pedidos (
+    id bigint DEFAULT nextval(('numeracion.pedido_seq'::text)::regclass) NOT NULL,
+    serie bigint DEFAULT nextval('ventas.pedidos_serie_seq'::regclass),
+    nota text DEFAULT 'nextval(''x'')',
+    otra bigint DEFAULT pg_catalog.nextval('erp.numeracion.otra_seq'),
+    rara bigint DEFAULT setval('no es un nombre', 1)
+);
+"""
+
+
+def test_sequence_literals_are_found_with_the_definition_that_names_them() -> None:
+    uses = [(u.where, u.schema, u.name) for u in sequence_uses(_SCRIPT)]
+
+    assert uses == [
+        ("function numeracion.siguiente()", "numeracion", ("numeracion", "Pedido Seq")),
+        ("function numeracion.siguiente()", "numeracion", (None, "pedido_seq")),
+        ("table ventas.pedidos", "ventas", ("numeracion", "pedido_seq")),
+        ("table ventas.pedidos", "ventas", ("ventas", "pedidos_serie_seq")),
+        # 'nextval(''x'')' is a string default, read as one literal: x is no call's.
+        ("table ventas.pedidos", "ventas", ("numeracion", "otra_seq")),
+    ]
+
+
+def test_a_named_sequence_comes_with_its_value() -> None:
+    sequence = next(e for e in ENTRIES if e.kind == "SEQUENCE" and e.tag == "numero_factura_seq")
+    value = next(e for e in ENTRIES if e.kind == "SEQUENCE SET" and e.tag == sequence.tag)
+
+    without = {e.dump_id for e in select(ENTRIES, ["core.clientes"]).entries}
+    taken = {e.dump_id for e in select(ENTRIES, ["core.clientes"], (), [sequence.dump_id]).entries}
+
+    # Its schema (finanzas, which nothing else taken is in) too.
+    assert taken - without == {sequence.dump_id, value.dump_id, *sequence.depends}
+    assert sequence.depends == (12,)
