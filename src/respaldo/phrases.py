@@ -7,7 +7,7 @@ speaks another language (the page) says it in that language: the message transla
 each value put back as given (an engine's error, a name, a time stay as written), or
 said in turn when it is a phrase too. Any text made from a phrase by formatting or
 concatenation is plain text again: the page then recognises it by its message
-(:mod:`respaldo.web.reasons`), or shows it as written.
+(:mod:`respaldo.reasons`), or shows it as written.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ class Phrase(str):
 
 def _rebuild(message: str, values: dict[str, str]) -> Phrase:
     return Phrase(message, **values)
+
+
+def recorded(text: str) -> str:
+    """``text`` (what a job or a check recorded, in English) as a value to be said in
+    another language: where respaldo worded it, it is recognised by its message
+    (:mod:`respaldo.reasons`), else put back as written. Its English is ``text`` itself.
+    A phrase stays as it is; a plain value (a name) is better left plain, as given."""
+    return text if isinstance(text, Phrase) else Phrase("{text}", text=text)
 
 
 def joined(parts: Iterable[str], separator: str = "; ") -> str:

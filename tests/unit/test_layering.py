@@ -25,6 +25,7 @@ SHARED = {
     "processes",
     "i18n",
     "phrases",
+    "reasons",
     "apprise_urls",
     "lazy_exports",
     "redaction",

@@ -1,8 +1,9 @@
 """What an alert says: the subject and body of a full message (email, chat, webhook) and
 one line that fits a single SMS, in the configured language.
 
-Only the frame is translated (labels, titles); the error and the hint come from the
-operation that failed, as it wrote them.
+The frame is translated (labels, titles), and so are the error and the hint where
+respaldo worded them (:mod:`respaldo.reasons`, the page's table): what they carry from
+PostgreSQL, a tool or the storage stays as written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from respaldo.i18n import translations
+from respaldo.reasons import reason
 
 SMS_LIMIT = 160
 
@@ -113,8 +115,8 @@ def render(alert: Alert, language: str) -> Message:
         (_("What"), kind_label(alert.kind, _)),
         (_("Database"), alert.database),
         (_("Repository"), alert.repository),
-        (_("Error"), alert.error),
-        (_("What to do"), alert.hint),
+        (_("Error"), reason(alert.error, _)),
+        (_("What to do"), reason(alert.hint, _)),
         (_("Job"), str(alert.job_id) if alert.job_id is not None else None),
         (_("Host"), alert.host),
         (_("Time"), alert.at.strftime("%Y-%m-%d %H:%M:%S %Z")),
@@ -124,7 +126,7 @@ def render(alert: Alert, language: str) -> Message:
     subject = f"[respaldo] {level}: {title}"
     short_parts = [f"respaldo {level} {alert.host}: {title}"]
     if alert.error and alert.event is not Event.RESOLVED:
-        short_parts.append(alert.error)
+        short_parts.append(reason(alert.error, _))
     return Message(subject=subject, body="\n".join(lines) + "\n", short=sms(": ".join(short_parts)))
 
 

@@ -49,7 +49,9 @@ from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scrub import Scrubber
+from respaldo.phrases import Phrase
 from respaldo.processes import this_host
+from respaldo.reasons import reason
 
 log = logging.getLogger(__name__)
 
@@ -644,9 +646,19 @@ class _Memory:
 
 def translate(settings: Settings, message: str, args: Mapping[str, Any] | None = None) -> str:
     """``message`` in ``[notifications] language`` (as given when the catalogs do not
-    know it), formatted with ``args``."""
-    translated = translations(settings.notifications.language).gettext(message)
-    return translated.format(**args) if args else translated
+    know it), formatted with ``args``. An argument that is a
+    :class:`~respaldo.phrases.Phrase` (a health check's reason, a recorded error marked
+    with :func:`~respaldo.phrases.recorded`) is said in that language too, as the page
+    says it; other text (a database's name) is put in as given."""
+    gettext = translations(settings.notifications.language).gettext
+    translated = gettext(message)
+    if not args:
+        return translated
+    said = {
+        name: reason(value, gettext) if isinstance(value, Phrase) else value
+        for name, value in args.items()
+    }
+    return translated.format(**said)
 
 
 def _send(

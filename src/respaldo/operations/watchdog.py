@@ -33,6 +33,7 @@ from respaldo.operations.models import ResultModel
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
 from respaldo.operations.status_server import ARCHIVED_ELSEWHERE, ARCHIVING_FAILS, human_age
+from respaldo.phrases import N_, Phrase, recorded
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         "count": item.count if item.count is not None else "",
         "age": _span(item.age_seconds),
         "limit": _span(item.limit_seconds),
-        "error": _after_colon(item.reason),
+        "error": recorded(_after_colon(item.reason)),
     }
     if item.check == "server":
         return _SERVER, args
@@ -278,7 +279,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
     if item.check == "swap":
         # The reason says it all: where the database is, and how to rename it back.
-        return _SWAP, {**args, "target": item.key.split(":", 2)[-1], "error": item.reason}
+        target = item.key.split(":", 2)[-1]
+        return _SWAP, {**args, "target": target, "error": recorded(item.reason)}
     if item.check == "size":
         return _SIZE[item.kind.value if item.kind is not None else "full"], args
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
@@ -291,38 +293,64 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
 
 
 def _hint(item: StatusItem) -> str:
+    # Phrases: an alert in Spanish says them in Spanish (respaldo.reasons); the commands
+    # they name stay as typed.
     db = item.database or ""
     if item.check == "rpo":
         kind = item.kind.value if item.kind is not None else "full"
-        return (
-            f"'respaldo jobs' shows why the last backups did not run or failed; "
-            f"'respaldo backup {db} --type {kind}' takes one now"
+        return Phrase(
+            N_(
+                "'respaldo jobs' shows why the last backups did not run or failed; "
+                "'respaldo backup {database} --type {kind}' takes one now"
+            ),
+            database=db,
+            kind=kind,
         )
     if item.check == "size":
-        return (
-            f"check that {db} still holds its data ('respaldo list -d {db}' shows the sizes);"
-            " if it shrank on purpose, its next backup settles this"
+        return Phrase(
+            N_(
+                "check that {database} still holds its data ('respaldo list -d {database}' "
+                "shows the sizes); if it shrank on purpose, its next backup settles this"
+            ),
+            database=db,
         )
     if item.check == "archive":
-        return f"'respaldo check {db}' says what the server's archiving lacks"
+        return Phrase(
+            N_("'respaldo check {database}' says what the server's archiving lacks"), database=db
+        )
     if item.check == "restore_test":
-        return f"'respaldo drills' shows the last restore tests; 'respaldo drill {db}' runs one"
+        return Phrase(
+            N_(
+                "'respaldo drills' shows the last restore tests; "
+                "'respaldo drill {database}' runs one"
+            ),
+            database=db,
+        )
+    repository = item.repository or ""
     if item.check == "copy":
-        return f"'respaldo copy --all --to {item.repository}' copies what is missing"
+        return Phrase(
+            N_("'respaldo copy --all --to {repository}' copies what is missing"),
+            repository=repository,
+        )
     if item.check == "walcopy":
-        return (
-            "'respaldo jobs' shows why the wal_copy runs fail; "
-            f"'respaldo copy --all --to {item.repository}' copies the WAL it lacks now"
+        return Phrase(
+            N_(
+                "'respaldo jobs' shows why the wal_copy runs fail; "
+                "'respaldo copy --all --to {repository}' copies the WAL it lacks now"
+            ),
+            repository=repository,
         )
     if item.check == "swap":
-        return "rename the database back as the message says, or restore it again"
+        return Phrase(N_("rename the database back as the message says, or restore it again"))
     if item.check == "queue":
-        queue = item.key.partition(":")[2]
-        return (
-            f"start 'respaldo worker --queue {queue}' (or 'respaldo serve' with [server] "
-            "run_jobs); 'respaldo workers' lists the live ones"
+        return Phrase(
+            N_(
+                "start 'respaldo worker --queue {queue}' (or 'respaldo serve' with [server] "
+                "run_jobs); 'respaldo workers' lists the live ones"
+            ),
+            queue=item.key.partition(":")[2],
         )
-    return "'respaldo status' shows the whole picture"
+    return Phrase(N_("'respaldo status' shows the whole picture"))
 
 
 def _span(seconds: float | None) -> str:

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from respaldo import reasons
 from respaldo.api import problems
 from respaldo.api.security import client_address
 from respaldo.domain import (
@@ -53,7 +54,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
 from respaldo.operations.workers import Workers
-from respaldo.web import i18n, reasons, session
+from respaldo.web import i18n, session
 from respaldo.web.chart import Series, line_chart
 from respaldo.web.i18n import N_, Formatter
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from respaldo import reasons
 from respaldo.config import Settings
 from respaldo.errors import InvalidInput, PostgresError, RespaldoError, ToolNotFound
 from respaldo.i18n import translations
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.server import _connection_failed
-from respaldo.web import reasons
 
 pytestmark = pytest.mark.unit
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from respaldo import reasons
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus
 from respaldo.i18n import translations
@@ -17,7 +18,6 @@ from respaldo.operations import status
 from respaldo.operations.status_server import ServerReading, judge_archive
 from respaldo.phrases import Phrase, joined
 from respaldo.postgres.archiver import ArchiverState
-from respaldo.web import reasons
 
 pytestmark = pytest.mark.unit
 

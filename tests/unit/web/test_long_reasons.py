@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.web.reasons import reason
+from respaldo.reasons import reason
 
 pytestmark = pytest.mark.timeout(60)  # hours before; milliseconds now
 

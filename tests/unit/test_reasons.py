@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from respaldo import reasons
 from respaldo.catalog.jobs import _lapse_reason
 from respaldo.i18n import translations
 from respaldo.operations.drill import Check, DrillResult
-from respaldo.web import reasons
 
 pytestmark = pytest.mark.unit
 

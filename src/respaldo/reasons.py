@@ -1,20 +1,26 @@
-"""The reasons respaldo stores in English (a job's error, a restore test's checks), said
-in the page's language.
+"""The reasons respaldo stores in English (a job's error, a restore test's checks, a
+health check's reason), said in another language: the page's, and the alerts'
+(``[notifications] language``). One table of phrases for both.
 
 The catalog keeps what the operations wrote, in English, for the CLI, the API and the
-logs. The page translates the phrases respaldo forms itself (the frame of a failure, the
-names of a restore test's checks, the reasons of a lapsed or cancelled job); what such a
-phrase carries (an error of PostgreSQL, of a tool, of the storage; a path, a name) stays
-as written. A stored reason that no phrase below matches whole is shown as stored.
+logs. The page and the alerts translate the phrases respaldo forms itself (the frame of a
+failure, the names of a restore test's checks, the reasons of a lapsed or cancelled job);
+what such a phrase carries (an error of PostgreSQL, of a tool, of the storage; a path, a
+name) stays as written. A stored reason that no phrase below matches whole is shown as
+stored.
 
 Each phrase is written once, as its message (``{name}`` where a part goes); the pattern
 that recognises it is made from the message, so the two cannot drift apart. Each part is
 itself translated when it is one of these phrases.
 
-A reason the page gets as a :class:`~respaldo.phrases.Phrase` (the health checks' reasons,
-computed for the page) needs no pattern: it carries its message and values. Its message is
-translated, each value that is a phrase too is said in turn, and one that is text (what a
-job or a check recorded) is recognised as above, or put back as written.
+A reason that comes as a :class:`~respaldo.phrases.Phrase` (the health checks' reasons,
+computed when asked for) needs no pattern: it carries its message and values. Its message
+is translated, each value that is a phrase too is said in turn, and one that is text (what
+a job or a check recorded) is recognised as above, or put back as written.
+
+Shared, beside :mod:`respaldo.phrases` and :mod:`respaldo.i18n`: the page
+(:mod:`respaldo.web`) and the alerts (:mod:`respaldo.notify`, and the application layer's
+:mod:`respaldo.operations.alerts`) sit in layers that may not import each other.
 """
 
 from __future__ import annotations
@@ -23,8 +29,7 @@ import re
 from collections.abc import Callable
 from functools import cache
 
-from respaldo.phrases import Phrase
-from respaldo.web.i18n import N_
+from respaldo.phrases import N_, Phrase
 
 Gettext = Callable[[str], str]
 
