@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Final
 
 from respaldo.errors import ConfigError, InvalidBackupId, InvalidTransition
+from respaldo.phrases import N_, Phrase
 
 
 class BackupKind(StrEnum):
@@ -128,6 +129,11 @@ def new_backup_id(now: datetime) -> str:
     return f"{stamp}-{secrets.token_hex(4)}"
 
 
+_ID_HINT = Phrase(
+    N_("a backup id looks like {example}; 'respaldo list' shows them"), example=BACKUP_ID_EXAMPLE
+)
+
+
 def validate_backup_id(value: object) -> str:
     """Return ``value`` unchanged if it is a backup id respaldo could have made.
 
@@ -137,16 +143,17 @@ def validate_backup_id(value: object) -> str:
     """
     if not isinstance(value, str) or not _BACKUP_ID.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        raise InvalidBackupId(
-            f"invalid backup id {shown}",
-            hint=f"a backup id looks like {BACKUP_ID_EXAMPLE}; 'respaldo list' shows them",
-        )
+        raise InvalidBackupId(Phrase(N_("invalid backup id {id}"), id=shown), hint=_ID_HINT)
     try:
         datetime.strptime(value[:16], _ID_TIME_FORMAT)  # only checks the date
     except ValueError:
         raise InvalidBackupId(
-            f"invalid backup id {value!r}: {value[:16]} is not a real UTC time",
-            hint=f"a backup id looks like {BACKUP_ID_EXAMPLE}; 'respaldo list' shows them",
+            Phrase(
+                N_("invalid backup id {id}: {time} is not a real UTC time"),
+                id=repr(value),
+                time=value[:16],
+            ),
+            hint=_ID_HINT,
         ) from None
     return value
 

@@ -83,7 +83,67 @@ _PHRASES = (
     N_("{program} not found"),
     # operations/jobs.py: check_free.
     N_("job {job} ({kind} of {target}) is running"),
+    # operations/verify.py: the alert of a verify that found damage.
+    N_("verify of repository {repository} found {count} problems: {problem}"),
+    N_(
+        "the damaged copies are quarantined: run 'respaldo repair' to take good copies from "
+        "a mirror, then 'respaldo verify --all'"
+    ),
+    # Damage in a repository (errors.py's IntegrityError, repository/verify.py's Problem):
+    # where it was read, then what was wrong. repository/reader.py, verify.py.
+    N_("chunk {chunk} of stream {stream}"),
+    N_("chunk list of stream {stream}"),
+    N_("chunk {chunk}"),
+    N_("chunk is not in the index"),
+    N_("chunk is not in the index ({damage})"),
+    N_("chunk is damaged ({problem}; quarantined {when} UTC) and no good copy is indexed"),
+    N_("pack is missing"),
+    N_("pack listed in the index is missing"),
+    N_("stream {stream} does not match its checksum ({read} bytes read, {length} expected)"),
+    N_("stream {stream} does not match its SHA-256"),
+    N_("index and pack header disagree on chunk {chunk}"),
+    N_("index file is damaged (the chunks it describes are not sliced)"),
+    N_("index file is damaged"),
+    N_("manifest is damaged"),
+    N_("pack is too short"),
+    N_("pack trailer is damaged"),
+    N_("pack header is damaged"),
+    N_("cannot read pack"),
+    # repository/crypto.py: SealError, why a sealed chunk or file did not open.
+    N_("authentication failed (data corrupt or tampered with)"),
+    N_("chunk content does not match its id"),
+    N_("blob is truncated"),
+    N_("decompression failed"),
+    # repository/reader.py: _integrity's hint.
+    N_(
+        "run 'respaldo verify' and 'respaldo repair' (which takes good copies from mirrors), "
+        "restore from another repository, or run 'respaldo index rebuild' if the index is at "
+        "fault"
+    ),
 )
+
+_WHERE = (
+    (
+        N_("{error} [backup {backup}] [object {object}]"),
+        r" \[backup (?P<backup>[^\]\s]+)\] \[object (?P<object>[^\]\s]+)\]",
+    ),
+    (
+        N_("{error} [backup {backup} object {object}]"),
+        r" \[backup (?P<backup>[^\]\s]+) object (?P<object>[^\]\s]+)\]",
+    ),
+    (N_("{error} [backup {backup}]"), r" \[backup (?P<backup>[^\]\s]+)\]"),
+    (N_("{error} [object {object}]"), r" \[object (?P<object>[^\]\s]+)\]"),
+    (
+        N_("{error} (and {more} more: 'respaldo verify' lists them)"),
+        r" \(and (?P<more>\d+) more: 'respaldo verify' lists them\)",
+    ),
+)
+"""What follows an error, at its end: where the damage is (errors.py's IntegrityError,
+repository/verify.py's Problem), how many more a verify found (operations/verify.py).
+Looked for in the last :data:`_TAIL` characters only: a pattern that began with the
+error would be tried at every ": " of a long one."""
+
+_TAIL = 400
 
 # What a value may be, where it is not any text: a program's name, a number. Without
 # it "{program} not found" would claim an engine's 'role "x" not found'.
@@ -101,7 +161,19 @@ _VALUES = {
     "silent": r"-?\d+",
     "now": r"[0-9TZ:+.-]+",
     "lease": r"[0-9.e+-]+",
+    # A repository's damage: a chunk id's first 16 hex digits, a stream's name as repr()
+    # quotes it, the quarantine's minute.
+    "chunk": r"[0-9a-f]+",
+    "stream": r"'[^']*'",
+    "read": r"\d+",
+    "length": r"\d+",
+    "when": r"[0-9: -]+",
 }
+
+
+@cache
+def _suffixes() -> list[tuple[re.Pattern[str], str]]:
+    return [(re.compile(regex + r"\Z"), message) for message, regex in _WHERE]
 
 
 @cache
@@ -142,16 +214,22 @@ def _said(phrase: Phrase, gettext: Gettext) -> str:
 
 
 def _recorded(value: str, gettext: Gettext) -> str:
-    # Text put into a phrase: a recorded reason (a failed job's error) said in the page's
-    # language when respaldo worded it, else (a name, an engine's error) as written. Not
-    # the bare check names: a database may well be called "restore".
-    return _recognised(value, gettext)
+    # Text put into a phrase: a recorded reason (a failed job's error; a restore test's,
+    # which names its failed check) said in the page's language when respaldo worded it,
+    # else (a name, an engine's error) as written. Not the bare check names: a database
+    # may well be called "restore".
+    checked = _failed_check(value, gettext)
+    return checked if checked is not None else _recognised(value, gettext)
 
 
 def _recognised(text: str, gettext: Gettext) -> str:
     """``text`` translated when one phrase matches it whole, or when one matches what
     comes before a ": " (an error's frame: "pg_dump exited with status 1: <its words>",
-    the rest then recognised in turn); else as written."""
+    the rest then recognised in turn), or when it ends with where a damage is (what
+    comes before it recognised in turn); else as written."""
+    said = _located(text, gettext)
+    if said is not None:
+        return said
     said = _whole(text, gettext)
     if said is not None:
         return said
@@ -164,6 +242,18 @@ def _recognised(text: str, gettext: Gettext) -> str:
     return text
 
 
+def _located(text: str, gettext: Gettext) -> str | None:
+    if not text.endswith(("]", ")")):
+        return None
+    start = max(0, len(text) - _TAIL)
+    for pattern, message in _suffixes():
+        matched = pattern.search(text, start)
+        if matched is not None and matched.start() > 0:
+            error = _recognised(text[: matched.start()], gettext)
+            return gettext(message).format(error=error, **matched.groupdict())
+    return None
+
+
 def _whole(text: str, gettext: Gettext) -> str | None:
     for pattern, message in _patterns():
         matched = pattern.fullmatch(text)
@@ -173,7 +263,22 @@ def _whole(text: str, gettext: Gettext) -> str | None:
     return None
 
 
+def failed_check(text: str | None, gettext: Gettext) -> str:
+    """A restore test's error as its row records it (its first failed check, "NAME:
+    DETAIL": drill.py's _first_failure) in the language of ``gettext``: the check's name,
+    then its detail as :func:`reason` says it."""
+    if not text:
+        return ""
+    checked = _failed_check(text, gettext)
+    return checked if checked is not None else reason(text, gettext)
+
+
 def _part(value: str, gettext: Gettext) -> str:
+    checked = _failed_check(value, gettext)
+    return checked if checked is not None else reason(value, gettext)
+
+
+def _failed_check(value: str, gettext: Gettext) -> str | None:
     # A failed check reads "NAME: DETAIL" (drill.py's _first_failure): the name of a
     # check is respaldo's, the detail may be anyone's.
     for name in sorted(_CHECKS, key=len, reverse=True):
@@ -183,4 +288,4 @@ def _part(value: str, gettext: Gettext) -> str:
         name, detail = value[len("validation: ") :].split(": ", 1)
         check = gettext(N_("validation: {name}")).format(name=name)
         return f"{check}: {reason(detail, gettext)}"
-    return reason(value, gettext)
+    return None

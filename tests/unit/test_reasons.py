@@ -13,8 +13,16 @@ import pytest
 
 from respaldo import reasons
 from respaldo.catalog.jobs import _lapse_reason
+from respaldo.config import Settings
+from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
+from respaldo.errors import IntegrityError, InvalidBackupId, InvalidInput
 from respaldo.i18n import translations
+from respaldo.operations.background import _restorable
 from respaldo.operations.drill import Check, DrillResult
+from respaldo.operations.verify import VerifyResult
+from respaldo.repository.crypto import KeySet, Sealer, SealError
+from respaldo.repository.reader import ChunkResult, _integrity
+from respaldo.repository.verify import Problem
 
 pytestmark = pytest.mark.unit
 
@@ -71,6 +79,106 @@ def test_a_lapsed_job_reads_in_spanish() -> None:
     )
 
 
+def _damaged_chunk_error() -> IntegrityError:
+    # A chunk whose sealed bytes were flipped, read as a restore reads it.
+    sealer = Sealer(KeySet.derive(bytes(range(32)), "ab" * 16))
+    cid = bytes(range(32))
+    blob = bytearray(sealer.seal_chunk(cid, b"facturas" * 100))
+    blob[-3] ^= 0xFF
+    with pytest.raises(SealError) as sealed:
+        sealer.open_chunk(cid, bytes(blob))
+    manifest: Any = SimpleNamespace(backup_id=BACKUP)
+    stream: Any = SimpleNamespace(name="dump")
+    result = ChunkResult(cid, None, str(sealed.value), PACK)
+    return _integrity(manifest, stream, result)
+
+
+BACKUP = "20261206T054817Z-869b5b7f"
+PACK = "packs/43/43dc8eb7ef0998781d1e4d2bcf86a190813dfa07f3346171b19090e0ffc806e8"
+
+
+def test_a_damaged_chunk_reads_in_spanish_with_where_it_is() -> None:
+    error = _damaged_chunk_error()
+    assert reasons.reason(str(error), ES) == (
+        "fragmento 0001020304050607 del flujo 'dump': la autenticación falló (datos dañados "
+        f"o manipulados) [backup {BACKUP}] [objeto {PACK}]"
+    )
+    assert reasons.reason(error.hint, ES).startswith(
+        "ejecute 'respaldo verify' y 'respaldo repair'"
+    )
+    assert reasons.reason(str(error), EN) == str(error)
+    # As a restore test records it (its first failed check), on the page and the health
+    # page's reason.
+    failure = _failed_drill(Check("restore", False, str(error)))
+    assert reasons.reason(failure, ES).startswith(
+        "la prueba de restauración falló: restauración: fragmento 0001020304050607 del flujo"
+    )
+    check = f"restore: {error}"
+    assert reasons.failed_check(check, ES).startswith("restauración: fragmento 0001020304050607")
+    assert reasons.failed_check(check, EN) == check
+
+
+def test_a_verify_that_found_damage_reads_in_spanish() -> None:
+    problems = [
+        str(Problem("pack listed in the index is missing", PACK)),
+        str(Problem("chunk 49cafffe90ee4c2c of stream 'dump': pack is missing", PACK, BACKUP)),
+    ]
+    result = VerifyResult(
+        repository="local",
+        backups=2,
+        chunks=860,
+        bytes=1 << 20,
+        packs=9,
+        packs_checked=True,
+        unreferenced_packs=0,
+        damaged_index_files=0,
+        problems=problems,
+        quarantined=0,
+        warnings=[],
+    )
+    failure = result.found_failure()
+    assert failure is not None
+    assert reasons.reason(failure, ES) == (
+        "la verificación encontró 2 problemas: falta un pack que figura en el índice "
+        f"[objeto {PACK}]"
+    )
+    assert reasons.reason(problems[1], ES) == (
+        "fragmento 49cafffe90ee4c2c del flujo 'dump': falta el pack "
+        f"[backup {BACKUP} objeto {PACK}]"
+    )
+
+
+def test_a_restore_refused_for_its_status_or_kind_names_them_in_spanish() -> None:
+    failed: Any = SimpleNamespace(id=BACKUP, status=BackupStatus.FAILED)
+    with pytest.raises(InvalidInput) as refused:
+        _restorable(Settings(), failed)
+    assert str(refused.value.message) == (
+        f"backup {BACKUP} is failed: only a completed backup restores"
+    )
+    assert reasons.reason(refused.value.message, ES) == (
+        f"el backup {BACKUP} tiene el estado fallido: solo se restaura un backup completado"
+    )
+    physical: Any = SimpleNamespace(
+        id=BACKUP, status=BackupStatus.COMPLETED, backup_type=BackupKind.INCREMENTAL
+    )
+    with pytest.raises(InvalidInput) as refused:
+        _restorable(Settings(), physical)
+    assert str(refused.value.message).startswith(f"backup {BACKUP} is a incremental backup")
+    assert reasons.reason(refused.value.message, ES).startswith(
+        f"el backup {BACKUP} es de tipo físico: "
+    )
+
+
+def test_an_invalid_backup_id_reads_in_spanish() -> None:
+    with pytest.raises(InvalidBackupId) as caught:
+        validate_backup_id("nonexistent")
+    assert str(caught.value) == "invalid backup id 'nonexistent'"
+    assert reasons.reason(caught.value.message, ES) == "id de backup no válido: 'nonexistent'"
+    assert reasons.reason(caught.value.hint, ES) == (
+        "un id de backup tiene la forma 20261128T083000Z-3f9a1c2e; 'respaldo list' los muestra"
+    )
+
+
 def test_what_respaldo_did_not_word_is_shown_as_stored() -> None:
     assert reasons.reason(ENGINE, ES) == ENGINE
     assert reasons.reason("restore: " + ENGINE, ES) == "restore: " + ENGINE  # not a frame
@@ -83,5 +191,9 @@ def test_every_phrase_keeps_its_parts_in_spanish() -> None:
         spanish = ES(message)
         assert spanish != message, message
         assert sorted(re.findall(r"\{(\w+)\}", spanish)) == sorted(
+            re.findall(r"\{(\w+)\}", message)
+        ), message
+    for message, _ in reasons._WHERE:  # "[backup {backup}]" may well read the same
+        assert sorted(re.findall(r"\{(\w+)\}", ES(message))) == sorted(
             re.findall(r"\{(\w+)\}", message)
         ), message

@@ -222,6 +222,22 @@ def start_restore(
     return StartedJob(message=message, job_id=job.id, target_database=target)
 
 
+# A backup's status and kind in a sentence: in English as stored (what the CLI and the
+# API have always said), a word in the page's language.
+_STATUS_WORDS = {
+    BackupStatus.PENDING: N_("pending"),
+    BackupStatus.IN_PROGRESS: N_("in_progress"),
+    BackupStatus.COMPLETED: N_("completed"),
+    BackupStatus.FAILED: N_("failed"),
+}
+_KIND_WORDS = {
+    BackupKind.FULL: N_("full"),
+    BackupKind.INCREMENTAL: N_("incremental"),
+    BackupKind.FILES: N_("files"),
+    BackupKind.SNAPSHOT: N_("snapshot"),
+}
+
+
 def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
     if record.status is not BackupStatus.COMPLETED:
         raise InvalidInput(
@@ -229,7 +245,7 @@ def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
             Phrase(
                 N_("backup {backup} is {status}: only a completed backup restores"),
                 backup=record.id,
-                status=record.status.value,
+                status=Phrase(_STATUS_WORDS.get(record.status, record.status.value)),
             ),
         )
     if record.backup_type not in (BackupKind.FULL, BackupKind.SNAPSHOT):
@@ -241,7 +257,7 @@ def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
                     "a database here"
                 ),
                 backup=record.id,
-                kind=record.backup_type.value,
+                kind=Phrase(_KIND_WORDS.get(record.backup_type, record.backup_type.value)),
             ),
             hint=Phrase(
                 N_("restore it with 'respaldo restore' (--target-datadir or --target-dir)")

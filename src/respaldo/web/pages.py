@@ -199,6 +199,7 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
         "label": lambda table, value: _label(page, VOCABULARY[table], value),
         "reason": lambda text: reasons.reason(text, page.gettext),
+        "failed_check": lambda text: reasons.failed_check(text, page.gettext),
         "progress": progress_of,
         # Paths, not absolute URLs: the page works behind a proxy under any host name.
         "url_for": lambda name, **params: str(page.request.app.url_path_for(name, **params)),
