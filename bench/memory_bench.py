@@ -22,8 +22,9 @@ after the first on a machine), then, each as its own process, ``--repeat`` times
 - ``respaldo backup erp --jobs N`` and ``respaldo restore ID --jobs N`` of that backup
   (``--jobs``, default 2; 1 leaves them out);
 - with ``--baseline-src DIR`` (another source tree's ``src``, say an export of ``main``),
-  ``respaldo backup erp`` by that tree's respaldo too, right after this one's, into a new
-  repository of its own: a paired before/after of the same round (A B A B);
+  ``respaldo backup erp`` (and ``--jobs N``) by that tree's respaldo too, each right after
+  this one's, into a new repository of its own: a paired before/after of the same round
+  (A B A B);
 - with ``--backup-only``, no restores;
 - with ``--store local,s3,mirror`` (default ``local``), each round of the commands above
   into a repository of each kind in turn: a local directory; a prefix of a bucket on an S3
@@ -159,6 +160,7 @@ def summarize(runs: list[dict[str, Any]], database_bytes: int) -> dict[str, Any]
         "sys_seconds": _spread([r["sys_seconds"] for r in runs]),
         "mib_per_second": _spread([database_bytes / MIB / r["seconds"] for r in runs]),
         "respaldo_peak_rss": _spread([float(_respaldo_peak(r)) for r in runs]),
+        "tree_peak_rss": _spread([float(r["tree_peak_rss"]) for r in runs]),
         "peak_rss_by_program": {
             name: max(r["peak_rss_by_program"].get(name, 0) for r in runs)
             for name in sorted({n for r in runs for n in r["peak_rss_by_program"]})
@@ -197,7 +199,8 @@ def measure_point(
         runs.setdefault(label, []).append(result)
         log(
             f"  {label}: {result['seconds']:.2f} s, {result['cpu_seconds']:.2f} CPU-s, "
-            f"respaldo peak {_respaldo_peak(result) / MIB:.0f} MiB (load {load:.1f})"
+            f"respaldo peak {_respaldo_peak(result) / MIB:.1f} MiB, its tree's "
+            f"{result['tree_peak_rss'] / MIB:.1f} (load {load:.1f})"
         )
         return result
 
@@ -268,6 +271,16 @@ def measure_store(
             f"p{tag}",
             jobs,
         )["backup_id"]
+        if args.baseline_src is not None:
+            measured(
+                label(f"respaldo backup --jobs {jobs} (baseline)", store),
+                parallel_backup,
+                bench,
+                setup(store, "parallel-baseline"),
+                f"bp{tag}",
+                jobs,
+                args.baseline_src,
+            )
     if args.backup_only or store == "mirror":
         return
     if args.restore_table:
@@ -328,11 +341,14 @@ def baseline_backup(bench: Bench, setup: Setup, tag: str, src: Path) -> dict[str
         return bench.runner.run(argv, bench.respaldo_env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def parallel_backup(bench: Bench, setup: Setup, tag: str, jobs: int) -> dict[str, Any]:
-    """``respaldo backup erp --jobs N`` into ``setup``'s repository."""
+def parallel_backup(
+    bench: Bench, setup: Setup, tag: str, jobs: int, src: Path | None = None
+) -> dict[str, Any]:
+    """``respaldo backup erp --jobs N`` into ``setup``'s repository (by the respaldo of
+    source tree ``src``, if given)."""
     out_path = bench.out / f"backup-{tag}.out"
     err_path = bench.out / f"backup-{tag}.err"
-    argv = respaldo_argv(setup, "backup", setup.dbname, "--jobs", str(jobs), "--json")
+    argv = respaldo_argv(setup, "backup", setup.dbname, "--jobs", str(jobs), "--json", src=src)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         result = bench.runner.run(argv, bench.respaldo_env, stdout=out, stderr=err)
     result["backup_id"] = json.loads(out_path.read_text())["id"]
