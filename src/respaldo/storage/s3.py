@@ -82,6 +82,7 @@ import base64
 import builtins
 import contextlib
 import functools
+import gzip
 import hashlib
 import json
 import logging
@@ -111,7 +112,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import JSONFileLoader, Loader
 from botocore.session import Session as BotocoreSession
 from botocore.session import get_session
 from pydantic import SecretStr
@@ -1046,10 +1047,43 @@ class _LeanLoader(Loader):
             return self._lean[name]
 
 
+class _PlainJSONFileLoader(JSONFileLoader):
+    """botocore's file loader, parsing into plain dicts rather than OrderedDicts.
+
+    For an OrderedDict, ``json`` builds a ``(key, value)`` tuple of every member of every
+    object first; the last couple of thousand freed go to Python's free list of tuples,
+    each in a page of its own among the freed rest of the parse, and keep those pages'
+    arenas from going back to the system until a full garbage collection. Parsing the
+    three files an S3 client needs (the endpoints of every service, S3's model and its
+    endpoint rules, about 11 MiB of objects at once) left 10.1 MiB more resident in a
+    process holding a backup's modules; parsed into plain dicts, 5.5.
+    """
+
+    _OPENERS: tuple[tuple[str, Callable[[str, str], Any]], ...] = (
+        (".json", open),
+        (".json.gz", gzip.open),
+    )
+
+    def load_file(self, file_path: str) -> Any:
+        for ext, opener in self._OPENERS:
+            path = file_path + ext
+            if Path(path).is_file():
+                with opener(path, "rb") as fh:
+                    return json.loads(fh.read())
+        # A form this class does not know (a later botocore's): botocore's own parse.
+        return super().load_file(file_path)
+
+
+def _full_data(name: str) -> tuple[Any, str]:
+    """botocore's data file ``name``, whole, as plain dicts and lists; and its path."""
+    # A throwaway loader, so that the whole file is not cached by the shared one.
+    loader = Loader(file_loader=_PlainJSONFileLoader())
+    return cast("tuple[Any, str]", loader.load_data_with_path(name))
+
+
 def _lean_text(name: str) -> tuple[str, str]:
     """The JSON text of the part of botocore's data file ``name`` that is kept."""
-    # A throwaway loader, so that the whole file is not cached by this one.
-    data, path = create_loader().load_data_with_path(name)
+    data, path = _full_data(name)
     if name == "endpoints":
         for partition in data.get("partitions", []):
             services = partition.get("services", {})
