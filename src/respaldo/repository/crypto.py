@@ -143,16 +143,22 @@ class Sealer:
 
     def seal(self, data: bytes | memoryview, aad: bytes, *, compress: bool = True) -> bytes:
         """Compress (when it helps) and encrypt ``data`` bound to ``aad``."""
-        payload = data
-        codec = CODEC_STORED
+        body = self._body(data, compress)
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = self._aead.encrypt(nonce, body, aad)
+        # Two copies of the sealed size at a time, not three (the compressed payload, the
+        # body and the ciphertext): an index file is sealed at a backup's peak.
+        del body
+        return bytes([BLOB_VERSION]) + nonce + sealed
+
+    def _body(self, data: bytes | memoryview, compress: bool) -> bytes:
+        """The codec's byte and the payload: ``data`` compressed, if that makes it smaller."""
         if compress and data:
             packed = self._compress(data)
             # Incompressible data (photos in bytea) is kept as is: smaller, faster to open.
             if len(packed) < len(data):
-                payload, codec = packed, CODEC_ZSTD
-        nonce = os.urandom(NONCE_SIZE)
-        sealed = self._aead.encrypt(nonce, bytes([codec]) + payload, aad)
-        return bytes([BLOB_VERSION]) + nonce + sealed
+                return bytes([CODEC_ZSTD]) + packed
+        return bytes([CODEC_STORED]) + data
 
     def open(self, blob: bytes | memoryview, aad: bytes, *, max_size: int = 1 << 30) -> bytes:
         """Authenticate, decrypt and decompress a blob. Raises SealError."""

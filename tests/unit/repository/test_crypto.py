@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 import pytest
 
@@ -43,6 +44,23 @@ def test_compressible_data_is_compressed(sealer: Sealer) -> None:
     data = b"the same row again\n" * 1000
     assert len(sealer.seal(data, b"role")) < len(data) // 10
     assert len(sealer.seal(data, b"role", compress=False)) == len(data) + OVERHEAD
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["tried", "off"])
+def test_sealing_holds_two_copies_at_most(sealer: Sealer, compress: bool) -> None:
+    # An index file is sealed at a backup's peak (its every index flush): the payload,
+    # the codec byte before it and the ciphertext were three copies at once.
+    data = os.urandom(1 << 20)  # incompressible: the sealed size is the data's
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        blob = sealer.seal(data, b"role", compress=compress)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert sealer.open(blob, b"role") == data
+    assert peak < 2.2 * len(data), f"{peak / len(data):.2f} times the data"
 
 
 def test_nonces_are_fresh(sealer: Sealer) -> None:
