@@ -13,13 +13,43 @@ concatenation is plain text again: the page then recognises it by its message
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 
 def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
     """Marks a message for extraction (``make messages``: pybabel reads calls through
     this name); it is translated where it is shown."""
     return message
+
+
+QuantityKind = Literal["bytes", "share", "minute"]
+
+
+class Quantity(str):
+    """A value of a phrase that each language writes its own way: a number of bytes
+    (``amount`` an int), a share (a float, 1.0 for all), a time to the minute in UTC (an
+    aware datetime). Its text is the English one the CLI, the API and the logs have
+    always shown; a page in another language formats ``amount`` for its locale
+    (:meth:`respaldo.web.i18n.Formatter.quantity`)."""
+
+    kind: QuantityKind
+    amount: int | float | datetime
+
+    def __new__(cls, text: str, kind: QuantityKind, amount: int | float | datetime) -> Quantity:
+        self = super().__new__(cls, text)
+        self.kind = kind
+        self.amount = amount
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Quantity, (str(self), self.kind, self.amount))
+
+
+def minute(at: datetime) -> Quantity:
+    """``at`` (in UTC) to the minute, as a phrase's value: "2026-12-06 05:48" in English,
+    written for its locale by a page in another language. Its phrase says "UTC"."""
+    return Quantity(f"{at:%Y-%m-%d %H:%M}", "minute", at)
 
 
 class Phrase(str):

@@ -29,9 +29,12 @@ import re
 from collections.abc import Callable
 from functools import cache
 
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, Phrase, Quantity
 
 Gettext = Callable[[str], str]
+Show = Callable[[Quantity], str]
+"""How a language writes a :class:`~respaldo.phrases.Quantity` (a size, a share, a time);
+without one, as its English text."""
 
 
 _CHECKS = {
@@ -189,28 +192,34 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
     return found
 
 
-def reason(text: str | None, gettext: Gettext) -> str:
-    """``text`` (a stored reason) in the language of ``gettext``."""
+def reason(text: str | None, gettext: Gettext, show: Show = str) -> str:
+    """``text`` (a stored reason) in the language of ``gettext``; the quantities of a
+    phrase written by ``show``."""
     if not text:
         return ""
     if isinstance(text, Phrase):
-        return _said(text, gettext)
+        return _said(text, gettext, show)
     if text in _CHECKS:
         return gettext(_CHECKS[text])
     return _recognised(text, gettext)
 
 
-def _said(phrase: Phrase, gettext: Gettext) -> str:
-    values = {
-        name: _said(value, gettext) if isinstance(value, Phrase) else _recorded(value, gettext)
-        for name, value in phrase.values.items()
-    }
+def _said(phrase: Phrase, gettext: Gettext, show: Show) -> str:
+    values = {name: _value(value, gettext, show) for name, value in phrase.values.items()}
     try:
         return gettext(phrase.message).format(**values)
     except (KeyError, IndexError, ValueError):
         # A translation that names a value its message does not have (the catalog's
         # test refuses one; this keeps the page up): the message as written.
         return phrase.message.format(**values)
+
+
+def _value(value: str, gettext: Gettext, show: Show) -> str:
+    if isinstance(value, Phrase):
+        return _said(value, gettext, show)
+    if isinstance(value, Quantity):
+        return show(value)
+    return _recorded(value, gettext)
 
 
 def _recorded(value: str, gettext: Gettext) -> str:

@@ -61,7 +61,7 @@ from respaldo.operations.status_server import (
 from respaldo.operations.status_stuck import stuck_since
 from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
 from respaldo.operations.wal import open_wal_repository
-from respaldo.phrases import N_, Phrase, joined
+from respaldo.phrases import N_, Phrase, Quantity, joined, minute
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -620,7 +620,7 @@ def _backup_item(
 def _dated_ahead(message: str, at: datetime, now: datetime, **record: object) -> Phrase:
     """``message`` about a record dated ``at``, after ``now`` (a clock was ahead): with
     how far ahead (``age``) and when (``at``), and what names the record."""
-    return Phrase(message, **record, age=human_age(at - now), at=f"{at:%Y-%m-%d %H:%M}")
+    return Phrase(message, **record, age=human_age(at - now), at=minute(at))
 
 
 def _size_item(
@@ -637,7 +637,7 @@ def _size_item(
     size, was = newest.size_bytes or 0, before.size_bytes or 0
     share = size / was if was else 1.0
     facts = Phrase(
-        N_("{size}, {share} of {was}"), size=_bytes(size), share=f"{share:.0%}", was=_bytes(was)
+        N_("{size}, {share} of {was}"), size=_bytes(size), share=_share(share), was=_bytes(was)
     )
     red = share < shrink
     reason = (
@@ -645,7 +645,7 @@ def _size_item(
             N_("the newest {what} is much smaller than the one before: {facts} (limit {limit})"),
             what=what,
             facts=facts,
-            limit=f"{shrink:.0%}",
+            limit=_share(shrink),
         )
         if red
         else Phrase(N_("the newest {what} is {facts} of the one before"), what=what, facts=facts)
@@ -663,12 +663,18 @@ def _size_item(
 
 
 def _bytes(count: int) -> str:
+    # A Quantity: the page writes it for its locale ("1,1 MB"), the CLI as always.
     size = float(count)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            text = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return Quantity(text, "bytes", count)
         size /= 1000
-    return f"{size:.1f} TB"
+    return Quantity(f"{size:.1f} TB", "bytes", count)
+
+
+def _share(share: float) -> str:
+    return Quantity(f"{share:.0%}", "share", share)
 
 
 def _server_item(database: str, reading: ServerReading) -> StatusItem:

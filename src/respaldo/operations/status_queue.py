@@ -21,7 +21,7 @@ from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, Phrase, minute
 
 
 def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
@@ -57,7 +57,7 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
         taken = sum(1 for queues in takers if queues is None or name in queues)
         age = (now - oldest).total_seconds() if oldest is not None else None
         stuck = taken == 0 and age is not None and age > lease.total_seconds()
-        if stuck:
+        if stuck and oldest is not None:  # stuck: it has an age
             reason = Phrase(
                 N_(
                     "{count} jobs wait in queue {quoted} (the oldest since {at} UTC) and no "
@@ -66,7 +66,7 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
                 ),
                 count=count,
                 quoted=repr(name),
-                at=f"{oldest:%Y-%m-%d %H:%M}",
+                at=minute(oldest),
                 name=name,
             )
         else:

@@ -11,12 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from babel import Locale, negotiate_locale
-from babel.dates import format_datetime, format_timedelta
-from babel.numbers import format_decimal
+from babel.dates import format_date, format_datetime, format_time, format_timedelta
+from babel.numbers import format_decimal, format_percent
 from babel.units import format_unit
 
 from respaldo.i18n import translations
-from respaldo.phrases import N_
+from respaldo.phrases import N_, Quantity
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -121,6 +121,24 @@ class Formatter:
             unit += 1
         pattern = "#,##0" if unit == 0 or amount >= 100 else "#,##0.#"
         return f"{format_decimal(amount, format=pattern, locale=self.locale)} {_UNITS[unit]}"
+
+    def quantity(self, value: Quantity) -> str:
+        """A quantity of a phrase (:mod:`respaldo.phrases`) in the reader's language: a
+        size as :meth:`size` writes it ("1,1 MB"), a share as a percentage ("10 %"), a
+        time to the minute in UTC, which its phrase names ("6 dic 2026, 5:48")."""
+        amount = value.amount
+        if value.kind == "bytes" and isinstance(amount, int):
+            return self.size(amount)
+        if value.kind == "share" and isinstance(amount, float | int):
+            return format_percent(amount, locale=self.locale)
+        if value.kind == "minute" and isinstance(amount, dt.datetime):
+            moment = amount.astimezone(dt.UTC) if amount.tzinfo is not None else amount
+            day = format_date(moment, "medium", locale=self.locale)
+            time = format_time(moment, "short", tzinfo=dt.UTC, locale=self.locale)
+            # The locale's own way of joining a date and a time ("{1}, {0}").
+            joined: str = self.locale.datetime_formats["medium"]
+            return joined.replace("{1}", day).replace("{0}", time)
+        return str(value)
 
     def number(self, value: float | None) -> str:
         if value is None:

@@ -198,7 +198,7 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
         "label": lambda table, value: _label(page, VOCABULARY[table], value),
-        "reason": lambda text: reasons.reason(text, page.gettext),
+        "reason": lambda text: reasons.reason(text, page.gettext, page.fmt.quantity),
         "failed_check": lambda text: reasons.failed_check(text, page.gettext),
         "progress": progress_of,
         # Paths, not absolute URLs: the page works behind a proxy under any host name.
@@ -414,7 +414,7 @@ def _failed(page: Page, exc: RespaldoError, *, as_json: bool = False) -> Respons
     """The answer to an error of the application: worded, scrubbed and given its status
     as the API's problem answers are (a secret file's path never reaches the page)."""
     # What respaldo worded itself in the page's language; an engine's words as written.
-    say = partial(reasons.reason, gettext=page.gettext)
+    say = partial(reasons.reason, gettext=page.gettext, show=page.fmt.quantity)
     rendered, rendered_hint = exc.rendered(problems.api_name, say)
     scrub = _scrubber(page)
     message = scrub(rendered)

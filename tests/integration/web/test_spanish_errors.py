@@ -1,8 +1,8 @@
 """The Spanish page after things went wrong: a restore, a restore test and a verify that
 met a damaged repository, a restore refused for its backup's status, an invalid backup
-id. What respaldo worded itself reads in Spanish (respaldo.reasons); the ids, object
-names and what an engine wrote stay as written. The English page says what the CLI and
-the API say."""
+id; and the health page's sizes written as Spanish writes them. What respaldo worded
+itself reads in Spanish (respaldo.reasons); the ids, object names and what an engine
+wrote stay as written. The English page says what the CLI and the API say."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def _no_english(text: str) -> None:
 
 def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) -> None:
     respaldo = site.respaldo
+    respaldo.backup()  # the one before, for the health page's size check
     record = respaldo.backup()
     backup = record["id"]
     respaldo.damage_dump(backup)
@@ -82,6 +83,13 @@ def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) 
     expect(section).to_contain_text("la última prueba de restauración falló hace ")
     expect(section).to_contain_text(": restauración: fragmento ")
     _no_english(section.inner_text())
+    # The size check's sizes and share as Spanish writes them (the CLI: "1.1 MB, 100%").
+    expect(section).to_contain_text(
+        re.compile(
+            r"el backup completo más reciente es \d+,\d MB, el 100\u00a0% de "
+            r"\d+,\d MB del anterior"
+        )
+    )
 
     # A restore of a failed backup, refused with its status named in Spanish.
     token = page.locator("body").get_attribute("data-csrf") or ""

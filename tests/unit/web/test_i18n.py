@@ -3,6 +3,7 @@ the switch, and numbers, sizes and times read as each language writes them."""
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,10 @@ import pytest
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
 
-from respaldo.i18n import catalog_path
+from respaldo.i18n import catalog_path, translations
+from respaldo.operations import status
+from respaldo.phrases import N_, Phrase, Quantity, minute
+from respaldo.reasons import reason
 from respaldo.web import i18n
 from respaldo.web.i18n import Formatter
 
@@ -152,3 +156,30 @@ def test_a_size_means_what_its_unit_says() -> None:
     assert en.size(999) == "999 B"
     assert es.size(1_000) == "1 KB"
     assert en.size(2_500_000_000_000) == "2.5 TB"
+
+
+def test_a_phrases_sizes_shares_and_times_read_as_each_language_writes_them() -> None:
+    # The size check's reason, as the status makes it: its English is the CLI's.
+    facts = Phrase(
+        N_("{size}, {share} of {was}"),
+        size=status._bytes(1_149_000),
+        share=status._share(0.104),
+        was=status._bytes(11_049_000),
+    )
+    assert facts == "1.1 MB, 10% of 11.0 MB"
+    es, en = Formatter("es"), Formatter("en")
+    assert reason(facts, translations("es").gettext, es.quantity) == (
+        "1,1 MB, el 10\N{NO-BREAK SPACE}% de 11 MB"
+    )
+    assert reason(facts, translations("en").gettext, en.quantity) == "1.1 MB, 10% of 11 MB"
+    # Without a way to write them (an English reader of the text): as the CLI wrote them.
+    assert reason(facts, translations("es").gettext) == "1.1 MB, el 10% de 11.0 MB"
+    at = minute(datetime(2026, 12, 6, 5, 48, tzinfo=UTC))
+    assert at == "2026-12-06 05:48"
+    assert es.quantity(at) == "6 dic 2026, 5:48"
+    assert en.quantity(at) == "Dec 6, 2026, 5:48\N{NARROW NO-BREAK SPACE}AM"
+    # A quantity survives a copy of its phrase (an alert's dataclasses.asdict).
+    kept = copy.deepcopy(facts)
+    assert isinstance(kept, Phrase)
+    assert isinstance(kept.values["size"], Quantity)
+    assert kept.values["size"].amount == 1_149_000
