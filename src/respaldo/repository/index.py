@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from respaldo.repository.crypto import AAD_INDEX, Sealer
+from respaldo.repository.crypto import AAD_INDEX, ID_SIZE, Sealer
 from respaldo.repository.packs import ENTRY, PackEntry
 
 if TYPE_CHECKING:
@@ -92,6 +92,24 @@ def _groups(data: bytes) -> Iterator[tuple[str, int, int]]:
             raise ValueError("index is truncated")
         yield raw_pack.hex(), count, pos
         pos = end
+
+
+def encode_index_groups(groups: Iterable[tuple[str, bytes]]) -> bytes:
+    """An index file's plaintext from groups whose entries are encoded already (each a run
+    of :data:`ENTRY` records, :func:`respaldo.repository.packs.encode_rows`)."""
+    parts = [MAGIC]
+    for pack_id, entries in groups:
+        if len(entries) % ENTRY.size:
+            raise ValueError("a group's entries are not whole records")
+        parts += (GROUP.pack(bytes.fromhex(pack_id), len(entries) // ENTRY.size), entries)
+    return b"".join(parts)
+
+
+def chunk_ids(data: bytes) -> Iterator[bytes]:
+    """The chunk id of every entry of an index file's plaintext, in order."""
+    for _, count, pos in _groups(data):
+        for at in range(pos, pos + count * ENTRY.size, ENTRY.size):
+            yield data[at : at + ID_SIZE]
 
 
 def decode_index(data: bytes) -> Iterator[tuple[str, list[PackEntry]]]:
@@ -254,21 +272,13 @@ class ChunkIndex:
             bloom[bit >> 3] |= 1 << (bit & 7)
         self._sides = (*self._sides, side)
 
-    def add_file(
-        self,
-        name: str,
-        size: int,
-        groups: list[tuple[str, list[PackEntry]]],
-        plaintext: bytes | None = None,
-    ) -> None:
+    def add_file(self, name: str, size: int, plaintext: bytes) -> None:
         """Add the chunks of an index file this process wrote and stored (``size``: the
-        stored object's; ``plaintext``: :func:`encode_index` of ``groups``, if the caller
-        has it). With a cache, they go to a side run on disk, not to memory: a backup's
-        memory does not grow with the chunks it stores."""
+        stored object's; ``plaintext``: what was sealed). With a cache, they go to a side
+        run on disk, not to memory: a backup's memory does not grow with the chunks it
+        stores."""
         add_side = self._add_side
         if add_side is not None:
-            if plaintext is None:
-                plaintext = encode_index(groups)
             with self._lock:
                 side = add_side(name, size, plaintext)
                 if side is not None:
@@ -283,7 +293,7 @@ class ChunkIndex:
                                 # The same records: the side filter holds them already.
                                 self._sides = (merged,)
                         return
-        for pack_id, entries in groups:
+        for pack_id, entries in decode_index(plaintext):
             self.add_pack(pack_id, entries)
 
     def _intern(self, pack_id: str) -> int:

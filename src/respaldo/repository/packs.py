@@ -105,6 +105,14 @@ def pack_id_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def encode_rows(rows: list[PackRow]) -> bytes:
+    """``rows`` as an index file holds their entries (:data:`ENTRY` records, in order)."""
+    out = bytearray(len(rows) * ENTRY.size)
+    for i, row in enumerate(rows):
+        ENTRY.pack_into(out, i * ENTRY.size, *row)
+    return bytes(out)
+
+
 def entries_of(rows: list[PackRow]) -> list[PackEntry]:
     return [PackEntry(*row) for row in rows]
 

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from respaldo import __version__
 from respaldo.errors import LeaseLost, ObjectNotFound, RepositoryError, RespaldoError, StorageError
 from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, Readable
-from respaldo.repository.index import encode_index, seal_encoded_index
+from respaldo.repository.index import chunk_ids, encode_index_groups, seal_encoded_index
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.manifest import (
     LIST_ENTRIES_MAX,
@@ -52,10 +52,7 @@ from respaldo.repository.manifest import (
     manifest_name,
 )
 from respaldo.repository.pack_spool import PackSpooler, SpooledPack
-from respaldo.repository.packs import (
-    PackEntry,
-    entries_of,
-)
+from respaldo.repository.packs import ENTRY, encode_rows
 from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
 from respaldo.repository.reader import _ChunkFailure, read_list
 from respaldo.repository.repo import Repository
@@ -164,7 +161,7 @@ class BackupWriter:
         # but that no index file (after a restart, no reader) can find.
         self._pending: dict[bytes, int | None] = {}
         self._deferred: Counter[bytes] = Counter()
-        self._unindexed: list[tuple[str, list[PackEntry]]] = []
+        self._unindexed: list[tuple[str, bytes]] = []
         self._unindexed_entries = 0
         self._closed = False
         self._damaged_ids = repo.quarantine.chunk_ids()
@@ -361,13 +358,15 @@ class BackupWriter:
     def _commit_spooled(self, pack: SpooledPack) -> int:
         """Name one pack whose chunks are in its file already (on an upload thread)."""
         pack_id, size = pack.complete()
-        self._stored(pack_id, entries_of(pack.rows))
+        self._stored(pack_id, encode_rows(pack.rows))
         return size
 
-    def _stored(self, pack_id: str, entries: list[PackEntry]) -> None:
+    def _stored(self, pack_id: str, entries: bytes) -> None:
+        # Kept as the index file will hold them, 48 bytes an entry: as PackEntry objects
+        # (and their ints) about 2.4 MiB waited for each index flush, at a backup's peak.
         with self._lock:
             self._unindexed.append((pack_id, entries))
-            self._unindexed_entries += len(entries)
+            self._unindexed_entries += len(entries) // ENTRY.size
 
     def _write_index(self) -> None:
         with self._lock:
@@ -377,7 +376,8 @@ class BackupWriter:
             return
         # Encoded once for the file and the cache's side run, and the sealed file let go
         # before the side run is written: an index flush is a spike on a backup's peak.
-        plaintext = encode_index(groups)
+        plaintext = encode_index_groups(groups)
+        del groups
         name, blob = seal_encoded_index(self.repo.sealer, plaintext)
         self.repo.storage.put(name, blob)
         size = len(blob)
@@ -386,11 +386,10 @@ class BackupWriter:
         self.stats.stored_bytes += size
         # With a local cache, to a side run on disk: nothing this backup stores stays in
         # memory once an index file describes it (index.py).
-        self.repo.index.add_file(name, size, groups, plaintext)
+        self.repo.index.add_file(name, size, plaintext)
         with self._lock:
-            for _, entries in groups:
-                for e in entries:
-                    self._pending.pop(e.chunk_id, None)
+            for chunk_id in chunk_ids(plaintext):
+                self._pending.pop(chunk_id, None)
 
     # --- commit ----------------------------------------------------------------------
 

@@ -149,7 +149,7 @@ def _open_while_a_backup_stores(
         if listed == 1:  # the opener has listed; the backup stores its index files now
             for name, data in stored.items():
                 files[name] = data
-                backup.add_file(name, len(data), list(decode_index(data)))
+                backup.add_file(name, len(data), data)
         return listing
 
     loaded = index_cache.load_cached(
