@@ -84,7 +84,17 @@ def restore_command(
     start: Annotated[
         bool, typer.Option("--start", help="Start it, wait for recovery, promote.")
     ] = False,
-    port: Annotated[int | None, typer.Option("--port", help="Port of the restored server.")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port of the restored server (default: a free one)."),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="Its listen_addresses (default: 127.0.0.1; '*': every address).",
+        ),
+    ] = None,
     os_user: Annotated[
         str, typer.Option("--os-user", help="Owner and server user when run as root.")
     ] = "postgres",
@@ -123,6 +133,7 @@ def restore_command(
         immediate=immediate,
         start=start,
         port=port,
+        listen=listen,
         os_user=os_user,
         keep_archiving=keep_archiving,
         respaldo_command=respaldo_command,
@@ -146,10 +157,10 @@ def restore_command(
             lambda job_ctx: restore(job_ctx, request),
             result_id=lambda _: backup_id,
         )
-    _print(backup_id, outcome, port)
+    _print(backup_id, outcome)
 
 
-def _print(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
+def _print(backup_id: str, outcome: RestoreOutcome) -> None:
     for warning in outcome.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if outcome.files is not None:
@@ -161,7 +172,7 @@ def _print(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
             highlight=False,
         )
     elif outcome.datadir is not None:
-        _print_datadir(backup_id, outcome, port)
+        _print_datadir(backup_id, outcome)
     elif outcome.logical is not None:
         result = outcome.logical
         what = f"{', '.join(result.tables)} of {backup_id}" if result.tables else backup_id
@@ -185,7 +196,7 @@ def _print(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
         err_console.print(message, highlight=False)
 
 
-def _print_datadir(backup_id: str, outcome: RestoreOutcome, port: int | None) -> None:
+def _print_datadir(backup_id: str, outcome: RestoreOutcome) -> None:
     result = outcome.datadir
     assert result is not None
     err_console.print(
@@ -195,14 +206,16 @@ def _print_datadir(backup_id: str, outcome: RestoreOutcome, port: int | None) ->
     )
     for line in result.recovery:
         err_console.print(f"  {escape(line)}", highlight=False)
+    # The port the server got, which is not the one asked for after a taken one.
+    where = f"on {result.listen or 'no TCP address'} port {result.port}"
     if result.started:
-        where = f" on port {port}" if port is not None else ""
         err_console.print(
-            f"the restored server runs{where}, promoted; log: {result.log_file}",
+            f"the restored server runs {where}, promoted; log: {result.log_file}",
             highlight=False,
         )
     else:
         err_console.print(
-            f"start it with: pg_ctl start -D {result.datadir} (it recovers, then promotes)",
+            f"start it with: {escape(result.start_command)} (it recovers, then promotes; "
+            f"it listens {where})",
             highlight=False,
         )

@@ -45,7 +45,6 @@ import contextlib
 import logging
 import os
 import pwd
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -73,6 +72,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
 from respaldo.operations.pardump import table_of_contents
+from respaldo.operations.physical_restore import free_port as restore_free_port
 from respaldo.operations.physical_restore import restore_datadir
 from respaldo.operations.restore import (
     LARGE_OBJECTS_NOT_RECORDED,
@@ -219,7 +219,13 @@ def run_drill(
             return result
         if manifest.kind == BackupKind.INCREMENTAL.value:
             result = _physical_drill(
-                ctx, manifest, repo, warnings, amcheck, respaldo_command, free_port or _free_port
+                ctx,
+                manifest,
+                repo,
+                warnings,
+                amcheck,
+                respaldo_command,
+                free_port or restore_free_port,
             )
         elif manifest.kind == BackupKind.FILES.value:
             if amcheck:
@@ -462,12 +468,6 @@ def _files_contents(manifest: Manifest, restored: FilesRestoreResult) -> Check:
     if wrong:
         return Check("contents", False, "; ".join(wrong))
     return Check("contents", True, f"{said}, as backed up")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _is_scratch_datadir(path: Path) -> bool:

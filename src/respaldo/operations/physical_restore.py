@@ -8,8 +8,11 @@
    (the first that opens: a mirror when the primary is lost), the recovery target (time, LSN,
    restore point, ``immediate``, or none: all archived WAL) and
    ``recovery_target_action = 'promote'``; ``archive_mode = off`` unless archiving is
-   kept (a restored copy must not push its WAL into the original's archive), ``port``
-   if given; ``recovery.signal``.
+   kept (a restored copy must not push its WAL into the original's archive);
+   ``listen_addresses`` (``127.0.0.1`` unless asked otherwise) and ``port`` (one free
+   when the restore chose it, unless one is given): the backup's own settings would put
+   a copy of production data on the network, or on the port of the original running on
+   the same host; ``recovery.signal``.
 3. With ``start``, the server is started (as its OS user) and watched until recovery
    has reached the target and the server promoted and accepts connections.
 
@@ -23,9 +26,12 @@ what a killed restore left; the next restore into it removes that and starts afr
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
 import shlex
 import shutil
+import socket
 import stat
 import sys
 import time
@@ -39,10 +45,12 @@ from respaldo.domain import BackupKind, validate_backup_id
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
+    InvalidInput,
     PortTaken,
     RecoveryFailed,
     RespaldoError,
     RestoreError,
+    ToolNotFound,
     first_line,
     option,
 )
@@ -77,8 +85,58 @@ from respaldo.repository import Manifest, Repository
 
 PG_COMBINEBACKUP_LINK = 18
 """The first pg_combinebackup with ``--link``."""
+START_LOG = "respaldo-start.log"
+"""The log of the command printed to start a restored server (in its data directory)."""
 PORT_ATTEMPTS = 3
 """Ports tried, with ``next_port``, before a start whose port was taken each time fails."""
+LOCAL_ADDRESS = "127.0.0.1"
+"""Where a restored server listens unless asked otherwise: on this machine only (the
+drill's scratch server too; the ``pg_hba.conf`` a restore writes when the backup has none
+allows it)."""
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def check_listen(listen: str) -> str:
+    """``listen`` (``--listen``: addresses or host names separated by commas, or ``*``)
+    as ``listen_addresses`` takes it. Raises InvalidInput (field ``listen``) for an entry
+    that is none of those: PostgreSQL would refuse to start on it only after the restore
+    had written everything. Pure."""
+    parts = [part.strip() for part in listen.split(",")]
+    for part in parts:
+        if part == "*" or _HOST_NAME.match(part):
+            continue
+        try:
+            ipaddress.ip_address(part)
+        except ValueError:
+            raise InvalidInput(
+                "listen",
+                f"{part!r} is not an address or host name to listen on",
+                hint=f"give IP addresses or host names separated by commas, or '*' for every "
+                f"address; without it the restored server listens on {LOCAL_ADDRESS} only",
+            ) from None
+    return ",".join(parts)
+
+
+def check_port(port: int) -> int:
+    """``port`` if it is a TCP port (1-65535); InvalidInput (field ``port``) if not."""
+    if not 1 <= port <= 65535:
+        raise InvalidInput(
+            "port",
+            f"{port} is not a TCP port",
+            hint="give a port from 1 to 65535, or none: a free one is chosen",
+        )
+    return port
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback address now (the kernel's choice). Another
+    process may take it before a server binds it: see ``next_port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCAL_ADDRESS, 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,6 +152,18 @@ class PhysicalRestoreResult:
     recovery: list[str] = field(default_factory=list)
     """Log lines that tell where recovery stopped and which timeline it chose."""
     warnings: list[str] = field(default_factory=list)
+    start_command: str = ""
+    """The command that starts the restored server (as its OS user), quoted for a shell."""
+
+    @property
+    def listen(self) -> str:
+        """Where the restored server listens (or will): ``listen_addresses``."""
+        return self.settings.get("listen_addresses", "")
+
+    @property
+    def port(self) -> int | None:
+        """Its port, if the restore set one."""
+        return int(self.settings["port"]) if "port" in self.settings else None
 
 
 def default_program() -> str:
@@ -248,15 +318,19 @@ def restore_datadir(
     repository: str | None = None,
     next_port: Callable[[], int] | None = None,
     server_settings: Mapping[str, str] | None = None,
+    listen: str | None = None,
 ) -> PhysicalRestoreResult:
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
 
     ``repository`` names the one repository to read, the backup and the WAL that
     recovery fetches (default: the first that opens, the others as fallbacks).
-    ``server_settings`` go into ``postgresql.auto.conf`` with the recovery settings.
-    With ``next_port``, a server that stopped because another process held its port
-    (chosen free a moment before) is started again on the port ``next_port`` gives, up
-    to :data:`PORT_ATTEMPTS` ports in all; ``settings["port"]`` is the one it got.
+    ``server_settings`` go into ``postgresql.auto.conf`` with the recovery settings,
+    after ``listen_addresses = listen`` (default :data:`LOCAL_ADDRESS`) and ``port``
+    (without it, one free now: :func:`free_port`). With ``next_port`` (or a port chosen
+    here), a server that stopped because another process held its port (chosen free a
+    moment before) is started again on the port ``next_port`` gives, up to
+    :data:`PORT_ATTEMPTS` ports in all; ``settings["port"]`` is the one it got. A port
+    given without ``next_port`` is the only one tried.
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
     RestoreError (target not empty, unreachable; a recovery target before the backup's
@@ -266,6 +340,12 @@ def restore_datadir(
     PortTaken: its port was taken, on every port tried).
     """
     validate_backup_id(backup_id)
+    listen = check_listen(listen) if listen is not None else LOCAL_ADDRESS
+    if port is None:
+        port = free_port()
+        next_port = next_port or free_port
+    else:
+        check_port(port)
     target = target or RecoveryTarget()
     started = time.monotonic()
     with contextlib.ExitStack() as leases:
@@ -321,14 +401,9 @@ def restore_datadir(
                 hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
             )
         check_runnable_by(program, owner)
-        bindir = (
-            find_server_bindir(
-                int(manifest.meta["server_version_num"]) // 10000,
-                configured_bin_dir(settings, manifest.source),
-            )
-            if start
-            else None
-        )
+        major = int(manifest.meta["server_version_num"]) // 10000
+        configured = configured_bin_dir(settings, manifest.source)
+        bindir = find_server_bindir(major, configured) if start else None
         # An incremental backup restores on top of its chain (operations/physical_chain.py).
         chain = [
             _chain_member(repo, fallbacks, backup_id, i) for i in manifest.meta.get("chain", [])
@@ -383,7 +458,7 @@ def restore_datadir(
                 archive_off=not keep_archiving,
                 owner=owner,
                 comment=f"recovery of respaldo backup {backup_id}",
-                server_settings=server_settings,
+                server_settings={"listen_addresses": listen, **(server_settings or {})},
             )
             # Only a complete directory gets its PG_VERSION, then loses its marker.
             release_datadir(datadir)
@@ -391,6 +466,7 @@ def restore_datadir(
         except BaseException:
             abort_restore(restore_target)
             raise
+        result.start_command = _start_command(datadir, bindir or _bindir(major, configured), owner)
         if bindir is not None:
             env = server_environment(settings, repository=wal_source)
             taken: list[str] = []
@@ -432,3 +508,26 @@ def restore_datadir(
                 _check_recovery_end(datadir, archived, manifest, bindir=bindir, owner=owner)
         result.seconds = time.monotonic() - started
         return result
+
+
+def _bindir(major: int, configured: Path | None) -> Path | None:
+    """The server's programs for the command a user starts it with, if installed here (a
+    restore without ``start`` needs none: the directory may be for another machine)."""
+    try:
+        return find_server_bindir(major, configured)
+    except ToolNotFound:
+        return None
+
+
+def _start_command(datadir: Path, bindir: Path | None, owner: Owner | None) -> str:
+    """``pg_ctl start -D DATADIR -l DATADIR/START_LOG`` as its user runs it: pg_ctl refuses
+    to run as root, Debian's pg_ctl is not on the PATH (its directory is named when
+    known), and without a log file the server would write its log to the terminal it was
+    started from. The log goes where pg_ctl can create it (a directory of the data
+    directory would have to be made now, and the restored directory would no longer pass
+    ``pg_verifybackup``)."""
+    pg_ctl = str(bindir / "pg_ctl") if bindir is not None else "pg_ctl"
+    argv = [pg_ctl, "start", "-D", str(datadir), "-l", str(datadir / START_LOG)]
+    if owner is not None and owner.uid != 0:
+        argv = ["runuser", "-u", owner.name, "--", *argv]
+    return shlex.join(argv)

@@ -35,6 +35,7 @@ _PHYSICAL_ONLY = {
     "immediate": False,
     "start": False,
     "port": None,
+    "listen": None,
     "keep_archiving": False,
     "respaldo_command": None,
 }
@@ -88,7 +89,9 @@ class RestoreRequest:
     target_name: str | None = None
     immediate: bool = False
     start: bool = False
+    # Where the restored server listens: 127.0.0.1 and a free port unless given.
     port: int | None = None
+    listen: str | None = None
     os_user: str = "postgres"
     keep_archiving: bool = False
     respaldo_command: str | None = None
@@ -123,6 +126,12 @@ class RestoreRequest:
             self._check_files_options()
         if self.target_datadir is not None:
             self.recovery_target()
+            from respaldo.operations.physical_restore import check_listen, check_port
+
+            if self.listen is not None:
+                check_listen(self.listen)
+            if self.port is not None:
+                check_port(self.port)
 
     def _check_files_options(self) -> None:
         """InvalidInput for an option a restore into a directory (files) would ignore."""
@@ -220,6 +229,7 @@ def restore(ctx: Context, request: RestoreRequest) -> RestoreOutcome:
             target=target,
             start=r.start,
             port=r.port,
+            listen=r.listen,
             os_user=r.os_user,
             keep_archiving=r.keep_archiving,
             respaldo_command=r.respaldo_command,

@@ -569,6 +569,9 @@ def log_size(datadir: Path) -> int:
 # another does not is only a warning, and the server runs: that is no taken port for us.
 _BIND_REFUSED = re.compile(r'LOG:  could not bind \S+ address "[^"]*": Address already in use')
 _NO_SOCKETS = "FATAL:  could not create any TCP/IP sockets"
+# The port's Unix socket held by another server (the original, in the same socket
+# directory), once some TCP address did bind: the port is taken all the same.
+_SOCKET_LOCKED = re.compile(r'FATAL:  (lock file "[^"]*\.s\.PGSQL\.\d+\.lock" already exists)')
 
 
 def _port_taken(log_file: Path, since: int) -> str | None:
@@ -580,6 +583,9 @@ def _port_taken(log_file: Path, since: int) -> str | None:
             text = fh.read().decode(errors="replace")
     except OSError:
         return None
+    locked = _SOCKET_LOCKED.search(text)
+    if locked is not None:
+        return locked.group(1)
     if _NO_SOCKETS not in text:
         return None
     found = _BIND_REFUSED.search(text)

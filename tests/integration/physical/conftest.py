@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sample
 from psycopg import sql
@@ -48,6 +51,7 @@ from tests.integration.majors import (
     ARCHIVING_SETTINGS,
     server_bindir,
 )
+from tests.waiting import wait_for
 
 PASSPHRASE = "physical backups (test passphrase)"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
@@ -179,6 +183,31 @@ class Archiving:
     def restored(self, datadir: Path, port: int) -> TempCluster:
         """A TempCluster handle on a restored server (same superuser and password)."""
         return replace(self.pg, base=datadir.parent, port=port)
+
+    def start_as_printed(self, run: Run, servers: list[TempCluster]) -> TempCluster:
+        """Start a server restored without ``--start`` with the command the restore
+        printed, as a user would paste it; wait until it promoted, on the port the
+        restore said; add it to ``servers``."""
+        found = re.search(
+            r"start it with: (.+) \(it recovers, then promotes; it listens on \S+ port (\d+)\)",
+            run.err,
+        )
+        assert found is not None, str(run)
+        command, port = shlex.split(found.group(1)), int(found.group(2))
+        datadir = Path(command[command.index("-D") + 1])
+        started = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        restored = self.restored(datadir, port)
+        servers.append(restored)
+        assert started.returncode == 0, started.stdout + started.stderr
+
+        def promoted() -> bool:
+            try:
+                return restored.scalar("SELECT pg_is_in_recovery()") is False
+            except psycopg.OperationalError:  # not accepting connections yet
+                return False
+
+        wait_for("the restored server to promote", promoted)
+        return restored
 
     def restore_started(
         self, backup_id: str, servers: list[TempCluster], *options: str

@@ -23,7 +23,6 @@ from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
     archiving_cluster,
-    chown_tree,
 )
 
 pytestmark = pytest.mark.integration
@@ -142,11 +141,7 @@ def test_wal_fetch_from_the_mirror_tries_the_primary_first(
     warned = " ".join(run.err.split())
     assert "tries local first" in warned, run.err
     away.rename(archiving.repo_dir)  # back before the server recovers
-    restored = archiving.restored(datadir, 0)  # start() picks the port
-    restored.socket_dir.mkdir()
-    chown_tree(restored.socket_dir)
-    restored_servers.append(restored)
-    restored.start()
+    restored = archiving.start_as_printed(run, restored_servers)
     ids = [
         row[0]
         for row in restored.query(
