@@ -575,6 +575,8 @@ class CountingSnapshot:
         self.counts: dict[str, int] | None = None
         self.objects: LargeObjects | None = None
         self.failure: BaseException | None = None
+        self.failed_after_stop = False
+        """Whether :attr:`failure` came once the counting was told to stop."""
         self.dump_ended = threading.Event()
         """Set once the block's pg_dump has ended (its locks are gone)."""
         self.server_encoding: str | None = None
@@ -668,6 +670,38 @@ def _wait_for_locks(
         dump_ended.wait(LOCK_POLL)
 
 
+_IMPORT_ELSEWHERE = (
+    "pg_dump must reach the same server and database as respaldo's own session, which "
+    "holds the snapshot open; a connection pooler in transaction mode or a load balancer "
+    "in the DSN can send it elsewhere: give the database a DSN straight to the server"
+)
+
+
+def _stop_counting(conn: Connection, counting: threading.Thread, stop: threading.Event) -> None:
+    """Stop the counts' thread and wait for it to end. A cancel that arrives between two
+    counts cancels nothing, so it is sent again until the thread has seen the stop
+    (before its next count) or the cancel (during one)."""
+    stop.set()
+    while counting.is_alive():
+        _cancel_query(conn)
+        counting.join(CANCEL_AGAIN)
+
+
+def _stopped(snapshot: CountingSnapshot) -> bool:
+    """Whether the count's failure is the stop of :func:`_stop_counting` (its flag, or
+    its cancel of the query: SQLSTATE 57014, once the stop was set; a statement timeout
+    of the count's own says 57014 too), not a failure of its own."""
+    failure = snapshot.failure
+    return isinstance(failure, _Stopped) or (
+        snapshot.failed_after_stop
+        and isinstance(failure, QueryFailed)
+        and failure.sqlstate == _QUERY_CANCELED
+    )
+
+
+_QUERY_CANCELED = "57014"
+
+
 @contextmanager
 def counting_snapshot(
     conninfo: ConnInfo, *, fmt: int = ROW_COUNTS_FORMAT, holder: str | None = None
@@ -720,6 +754,7 @@ def counting_snapshot(
                     ):
                         exc.hint = READ_EVERY_ROW
                     snapshot.failure = exc
+                    snapshot.failed_after_stop = stop.is_set()
                     if not stop.is_set():
                         # Failed on its own: the dump beside it is of no use any more.
                         # Killed now, not left to run to its end (hours, on a big
@@ -742,24 +777,28 @@ def counting_snapshot(
                 if snapshot.failure is None and _import_failed(exc, snapshot_id):
                     # A count that fails ends the snapshot's transaction: a pg_dump that
                     # had not imported it yet fails to, maybe before the count's thread
-                    # has noted its error. The count ends (it failed or it finishes);
-                    # the dump has ended, so it waits for no lock of the dump's first.
+                    # has noted its error. A healthy count is not waited for (a full read
+                    # of every table, or a wait for a lock, while the backup has failed
+                    # already): it is stopped, and what it failed of on its own before
+                    # the stop still comes through (a count's error arrives with the
+                    # server's, before any cancel of ours could).
                     snapshot.dump_ended.set()
-                    counting.join()
+                    _stop_counting(conn, counting, stop)
                 failure = snapshot.failure
-                if failure is not None and failure is not exc:
+                if failure is not None and failure is not exc and not _stopped(snapshot):
                     # The dump failed because the count did (it was killed): say why.
                     raise failure from exc
+                if (
+                    isinstance(exc, PostgresError)
+                    and not exc.hint
+                    and _import_failed(exc, snapshot_id)
+                ):
+                    exc.hint = _IMPORT_ELSEWHERE
                 raise
     finally:
-        if counting is not None and counting.is_alive():
-            # The caller failed: its counts are of no use. A cancel that arrives between
-            # two counts cancels nothing, so it is sent again until the thread has seen
-            # the stop (before its next count) or the cancel (during one).
-            stop.set()
-            while counting.is_alive():
-                _cancel_query(conn)
-                counting.join(CANCEL_AGAIN)
+        if counting is not None:
+            # The caller failed: its counts are of no use.
+            _stop_counting(conn, counting, stop)
         try:
             conn.rollback()
         except psycopg.Error:

@@ -4,7 +4,11 @@ nothing, nothing recorded as good, no process or spool file left behind."""
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 import pytest
@@ -12,6 +16,7 @@ from sample.cluster import TempCluster
 
 from respaldo.postgres.server import WAITING_FOR_LOCKS
 from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.test_client_tools import add_database
 from tests.integration.logical.test_jobs import jobs
 from tests.integration.logical.test_parallel_dump import parallel
 from tests.waiting import wait_for
@@ -80,3 +85,75 @@ def test_a_failing_row_count_stops_the_dump_and_fails_the_backup(
         " AND application_name LIKE 'respaldo pg_dump %%'",
         [respaldo.dbname],
     )
+
+
+def _pooled_bindir(respaldo: Respaldo, pg: TempCluster, go: Path) -> Path:
+    """PostgreSQL's client programs, with a pg_dump that lands in another database of the
+    server than the snapshot's (as behind a pooler or a load balancer that routes it
+    elsewhere): it cannot import the snapshot, while the counts on the snapshot's own
+    connection are healthy. It starts once the test has read from ``go`` (a FIFO)."""
+    bindir = respaldo.tmp / "pooled-bin"
+    bindir.mkdir()
+    for name in ("pg_dumpall", "pg_restore", "psql"):
+        (bindir / name).symlink_to(pg.bindir / name)
+    script = bindir / "pg_dump"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        f"real = {str(pg.bindir / 'pg_dump')!r}\n"
+        "args = sys.argv[1:]\n"
+        "if '--dbname' in args:\n"
+        "    with open(" + repr(str(go)) + ") as fifo:\n"
+        "        fifo.read()\n"
+        "    at = args.index('--dbname') + 1\n"
+        "    args[at] += ' dbname=postgres'\n"
+        "os.execv(real, [real, *args])\n"
+    )
+    script.chmod(0o755)
+    return bindir
+
+
+def test_a_dump_that_cannot_import_the_snapshot_fails_without_waiting_for_the_counts(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    go = respaldo.tmp / "go"
+    os.mkfifo(go)
+    add_database(respaldo, "erp_pooled", _pooled_bindir(respaldo, pg, go))
+    with pg.connect(respaldo.dbname, autocommit=False) as locker:
+        process = subprocess.Popen(
+            [*respaldo.process_argv(), "backup", "erp_pooled"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            writer: list[int] = []
+
+            def dump_started() -> bool:
+                assert process.poll() is None, process.communicate()
+                try:
+                    writer.append(os.open(go, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # no reader yet
+                        raise
+                return bool(writer)
+
+            wait_for("pg_dump to start", dump_started)
+            # The sizes and the rest read before pg_dump are done: this lock stops only
+            # the counts, which wait for it as long as it is held (a long count).
+            locker.execute(f"LOCK TABLE {LOCKED} IN ACCESS EXCLUSIVE MODE")
+            os.close(writer[0])
+            wait_for("the backup to fail", lambda: process.poll() is not None)
+        finally:
+            locker.rollback()
+            if process.poll() is None:
+                process.kill()
+        out, err = process.communicate(timeout=300)
+    assert process.returncode != 0, out + err
+    assert "pg_dump" in err and "cannot import a snapshot from a different database" in err
+    assert "counting the snapshot's rows" not in err
+    assert "hint: pg_dump must reach the same server and database" in err
+    (record,) = respaldo.records()
+    assert record.status.value == "failed"
+    assert respaldo.repository().backup_ids() == []
+    assert not pg.query(COUNT_WAITING, [respaldo.dbname, WAITING_FOR_LOCKS])
