@@ -167,6 +167,18 @@ def backup_id_time(backup_id: str) -> datetime:
     return datetime.strptime(backup_id[:16], _ID_TIME_FORMAT).replace(tzinfo=UTC)
 
 
+BACKUP_STATUS_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        BackupStatus.PENDING.value: N_("pending"),
+        BackupStatus.IN_PROGRESS.value: N_("in_progress"),
+        BackupStatus.COMPLETED.value: N_("completed"),
+        BackupStatus.FAILED.value: N_("failed"),
+    }
+)
+"""A backup's status in a sentence: in English as stored (what the CLI and the API have
+always said), a word in another language (the page's "fallido")."""
+
+
 class DrillStatus(StrEnum):
     """Outcome of a restore test (drill): running, or passed/failed once finished, or
     cancelled (stopped by someone: says nothing of the backup, never a failed test)."""

@@ -47,11 +47,22 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from respaldo.domain import BackupStatus
+from respaldo.domain import BACKUP_STATUS_WORDS, BackupStatus
+from respaldo.phrases import N_, Phrase, joined, minute
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # (rule name used in messages, attribute of Policy, period key of a UTC time)
+# The reasons are Phrases (respaldo.phrases): prune, the API and the logs read them in
+# English as always, the retention page in its language.
+_GFS_WORDS = {
+    "hourly": N_("hourly {period}"),
+    "daily": N_("daily {period}"),
+    "weekly": N_("weekly {period}"),
+    "monthly": N_("monthly {period}"),
+    "yearly": N_("yearly {period}"),
+}
+_MINIMUM = {True: N_("minimum {count} good backup"), False: N_("minimum {count} good backups")}
 _GFS: tuple[tuple[str, str, Callable[[datetime], str]], ...] = (
     ("hourly", "keep_hourly", lambda t: t.strftime("%Y-%m-%d %Hh")),
     ("daily", "keep_daily", lambda t: t.strftime("%Y-%m-%d")),
@@ -219,7 +230,9 @@ def decide(
         if kept:
             decisions.append(Decision(b, Action.KEEP, tuple(kept)))
         else:
-            decisions.append(Decision(b, Action.EXPIRE, (expired_why.get(b.id, "expired"),)))
+            decisions.append(
+                Decision(b, Action.EXPIRE, (expired_why.get(b.id, Phrase(N_("expired"))),))
+            )
     return decisions
 
 
@@ -232,7 +245,7 @@ def _keep_parents(items: list[BackupFacts], reasons: dict[str, list[str]]) -> No
         child = b
         while reasons[child.id] and child.parent is not None and child.parent in by_id:
             parent = by_id[child.parent]
-            why = f"parent of kept {child.id}"
+            why = Phrase(N_("parent of kept {backup}"), backup=child.id)
             if any(r.startswith("parent of kept") for r in reasons[parent.id]):
                 break  # its chain is kept already
             reasons[parent.id].append(why)
@@ -261,11 +274,11 @@ def _decide_group(
     if policy.keep_until_expires:
         for b in completed:
             if b.expires_at is None:
-                keep(b, "no expiry date")
+                keep(b, Phrase(N_("no expiry date")))
             elif b.expires_at > now:
-                keep(b, f"retention until {_minute(b.expires_at)}")
+                keep(b, Phrase(N_("retention until {time}"), time=_minute(b.expires_at)))
     for b in good[: policy.keep_last]:
-        keep(b, f"keep-last {policy.keep_last}")
+        keep(b, Phrase(N_("keep-last {count}"), count=policy.keep_last))
     for name, attr, period in _GFS:
         wanted: int = getattr(policy, attr)
         seen: set[str] = set()
@@ -275,32 +288,36 @@ def _decide_group(
             key = period(b.time)
             if key not in seen:
                 seen.add(key)
-                keep(b, f"{name} {key}")
+                keep(b, Phrase(_GFS_WORDS[name], period=key))
     ranked = good + [b for b in completed if not b.good]
     for b in ranked[: policy.min_keep]:
-        keep(b, f"minimum {policy.min_keep} good backup{'s' if policy.min_keep != 1 else ''}")
+        keep(b, Phrase(_MINIMUM[policy.min_keep == 1], count=policy.min_keep))
 
     for b in newest_first:
         if not b.failed:
             continue
         until = b.time + timedelta(days=policy.failed_days)
         if until > now:
-            keep(b, f"failed, kept until {_minute(until)} for inspection")
+            keep(b, Phrase(N_("failed, kept until {time} for inspection"), time=_minute(until)))
         else:
-            expired_why[b.id] = f"failed {_minute(b.time)}, kept {policy.failed_days} days"
+            expired_why[b.id] = Phrase(
+                N_("failed {time}, kept {days} days"),
+                time=_minute(b.time),
+                days=policy.failed_days,
+            )
     counted = policy.describe()
     for b in completed:
         if reasons[b.id]:
             continue
-        parts = []
+        parts: list[str] = []
         if policy.keep_until_expires and b.expires_at is not None:
-            parts.append(f"expired {_minute(b.expires_at)}")
+            parts.append(Phrase(N_("expired {time}"), time=_minute(b.expires_at)))
         if b.failed_verification:
-            parts.append("failed verification")
+            parts.append(Phrase(N_("failed verification")))
         if b.missing:
-            parts.append("in no repository")
-        parts.append(f"no rule keeps it ({counted})")
-        expired_why[b.id] = "; ".join(parts)
+            parts.append(Phrase(N_("in no repository")))
+        parts.append(Phrase(N_("no rule keeps it ({policy})"), policy=counted))
+        expired_why[b.id] = joined(parts)
 
 
 def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
@@ -316,22 +333,24 @@ def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
     for b in newest_first:
         if b.pinned:
-            found[b.id].append("pinned")
+            found[b.id].append(Phrase(N_("pinned")))
         if not b.completed and not b.failed:
-            found[b.id].append(f"running ({b.status})")
+            status = Phrase(BACKUP_STATUS_WORDS.get(str(b.status), str(b.status)))
+            found[b.id].append(Phrase(N_("running ({status})"), status=status))
     completed = [b for b in newest_first if b.completed]
     verified = [b for b in completed if b.is_verified]
     good = [b for b in completed if b.good]
     if verified:
-        found[verified[0].id].append("newest verified")
+        found[verified[0].id].append(Phrase(N_("newest verified")))
     if completed:
-        found[completed[0].id].append("newest completed")
+        found[completed[0].id].append(Phrase(N_("newest completed")))
     if good and good[0] is not completed[0]:
         # The newest completed one is known to be damaged (or gone): this is the last
         # backup that should restore. min_keep keeps it too; a deletion by hand must not.
-        found[good[0].id].append("newest good")
+        found[good[0].id].append(Phrase(N_("newest good")))
     return dict(found)
 
 
 def _minute(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    # A Quantity: the page writes it for its locale; prune and the API as always.
+    return minute(when.astimezone(UTC))

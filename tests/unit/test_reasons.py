@@ -23,6 +23,8 @@ from respaldo.operations.verify import VerifyResult
 from respaldo.repository.crypto import KeySet, Sealer, SealError
 from respaldo.repository.reader import ChunkResult, _integrity
 from respaldo.repository.verify import Problem
+from respaldo.retention import BackupFacts, Policy, decide
+from respaldo.web.i18n import Formatter
 
 pytestmark = pytest.mark.unit
 
@@ -197,3 +199,47 @@ def test_every_phrase_keeps_its_parts_in_spanish() -> None:
         assert sorted(re.findall(r"\{(\w+)\}", ES(message))) == sorted(
             re.findall(r"\{(\w+)\}", message)
         ), message
+
+
+def _facts(n: int, status: str, when: datetime) -> BackupFacts:
+    return BackupFacts(
+        id=f"b{n:03d}",
+        database="erp",
+        kind="full",
+        status=status,
+        created_at=when - timedelta(minutes=5),
+        completed_at=when if status == "completed" else None,
+        expires_at=when + timedelta(days=7) if status == "completed" else None,
+        is_verified=False,
+        verified_at=None,
+        pinned=False,
+    )
+
+
+def test_the_retention_rules_read_in_spanish_with_their_times_as_spanish_writes_them() -> None:
+    now = datetime(2026, 12, 6, 6, 0, tzinfo=UTC)
+    backups = [
+        _facts(1, "completed", now - timedelta(days=1)),
+        _facts(2, "failed", now - timedelta(hours=2)),
+        _facts(3, "in_progress", now - timedelta(minutes=1)),
+    ]
+    rules = {d.backup.id: d.reasons for d in decide(backups, Policy(keep_last=1), now)}
+    # The English of prune and the API, as before.
+    assert rules["b001"] == (
+        "newest completed",
+        "retention until 2026-12-12 06:00",
+        "keep-last 1",
+        "minimum 2 good backups",
+    )
+    assert rules["b002"] == ("failed, kept until 2026-12-13 03:55 for inspection",)
+    assert rules["b003"] == ("running (in_progress)",)
+    es = Formatter("es")
+    said = {b: [reasons.reason(r, ES, es.quantity) for r in kept] for b, kept in rules.items()}
+    assert said["b001"] == [
+        "el completado más reciente",
+        "retención hasta el 12 dic 2026, 6:00",
+        "últimos 1",
+        "mínimo 2 backups válidos",
+    ]
+    assert said["b002"] == ["fallido, se conserva hasta el 13 dic 2026, 3:55 para examinarlo"]
+    assert said["b003"] == ["en ejecución (en curso)"]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from respaldo.config import DatabaseSettings, Settings
 from respaldo.domain import (
+    BACKUP_STATUS_WORDS,
     BackupKind,
     BackupStatus,
     JobKind,
@@ -222,14 +223,8 @@ def start_restore(
     return StartedJob(message=message, job_id=job.id, target_database=target)
 
 
-# A backup's status and kind in a sentence: in English as stored (what the CLI and the
-# API have always said), a word in the page's language.
-_STATUS_WORDS = {
-    BackupStatus.PENDING: N_("pending"),
-    BackupStatus.IN_PROGRESS: N_("in_progress"),
-    BackupStatus.COMPLETED: N_("completed"),
-    BackupStatus.FAILED: N_("failed"),
-}
+# A backup's kind in a sentence: in English as stored (what the CLI and the API have
+# always said), a word in the page's language.
 _KIND_WORDS = {
     BackupKind.FULL: N_("full"),
     BackupKind.INCREMENTAL: N_("incremental"),
@@ -245,7 +240,7 @@ def _restorable(settings: Settings, record: BackupView) -> DatabaseSettings:
             Phrase(
                 N_("backup {backup} is {status}: only a completed backup restores"),
                 backup=record.id,
-                status=Phrase(_STATUS_WORDS.get(record.status, record.status.value)),
+                status=Phrase(BACKUP_STATUS_WORDS.get(record.status, record.status.value)),
             ),
         )
     if record.backup_type not in (BackupKind.FULL, BackupKind.SNAPSHOT):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import forget_old
-from respaldo.operations.models import IsoTime, ResultModel
+from respaldo.operations.models import IsoTime, ResultModel, Said
 from respaldo.operations.prune import PruneResult, RepositoryOutcome, plan, prune
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class DecisionView(ResultModel):
     """When it completed."""
     decision: str
     """keep or expire."""
-    rules: list[str]
+    rules: list[Said]
     """Every rule that keeps it, or why none does."""
     time: datetime = Field(exclude=True)
     """When the backup was taken, for ordering."""

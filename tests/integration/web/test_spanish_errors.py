@@ -91,6 +91,15 @@ def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) 
         )
     )
 
+    # Why the next cleanup keeps each backup, with its times as Spanish writes them.
+    page.goto(f"{site.url}/retention")
+    kept = page.locator("tr", has_text=backup)
+    expect(kept).to_contain_text("el completado más reciente")
+    expect(kept).to_contain_text(re.compile(r"retención hasta el \d+ \w+ \d{4}, \d+:\d\d"))
+    failed = page.locator("tr", has_text="unreachable")
+    expect(failed).to_contain_text("fallido, se conserva hasta el ")
+    assert "retention until" not in page.locator("main").inner_text()
+
     # A restore of a failed backup, refused with its status named in Spanish.
     token = page.locator("body").get_attribute("data-csrf") or ""
     refused = page.request.post(
