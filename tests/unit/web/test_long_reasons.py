@@ -45,3 +45,37 @@ def test_a_lapsed_lease_is_still_recognised() -> None:
         now="2026-12-04T03:10:00+00:00",
         lease="1.5",
     )
+
+
+def test_a_long_error_with_a_json_body_in_its_command_is_shown_as_written() -> None:
+    # pg_restore's "Command was:" line holds the whole statement: a function returning a
+    # JSON constant puts a ": " every few characters. The lapsed lease's time phrase
+    # opened with a value of any text, and so scanned every text before a ": " whole:
+    # 2.8 s for 64 KB, minutes for this one.
+    body = ", ".join(f'"k{i}": {i}' for i in range(36_000))
+    detail = (
+        "pg_restore: error: could not execute query: ERROR:  syntax error; Command was: "
+        f"CREATE FUNCTION public.f() RETURNS jsonb LANGUAGE sql AS $$ SELECT '{{{body}}}' $$;"
+    )
+    said = _said(f"pg_restore exited with status 1: {detail}")
+    assert said == f"<pg_restore exited with status 1>: {detail}"
+
+
+def test_a_text_before_a_lapsed_lease_time_that_is_no_time_is_not_taken_for_one() -> None:
+    text = (
+        "pg_dump: error: x (600 s before 2026-12-04T03:10:00+00:00 by the catalog's clock; "
+        "the lease is 1.5 s)"
+    )
+    assert _said(text) == text
+
+
+def test_a_lapsed_lease_is_still_recognised_whole() -> None:
+    since = (
+        "2026-12-04T03:00:00+00:00 (600 s before 2026-12-04T03:10:00+00:00 by the "
+        "catalog's clock; the lease is 1.5 s)"
+    )
+    text = f"the lease of process 42 on db1 lapsed: no sign of life since {since}"
+    assert _said(text) == (
+        "<the lease of process {pid} on {host} lapsed: no sign of life since {since}>"
+    ).format(pid="42", host="db1", since=_said(since))
+    assert _said(since).startswith("<2026-12-04T03:00:00+00:00 (600 s before ")
