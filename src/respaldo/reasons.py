@@ -57,6 +57,9 @@ _PHRASES = (
     N_("got {value}, expected {expected}"),
     N_("consistent, promoted"),
     N_("no corruption"),
+    # operations/drill.py: what a restore test's restore check did.
+    N_("{restored} bytes in {seconds} s"),
+    N_("{restored} bytes in {seconds} s (until the server accepted connections)"),
     # operations/verify.py, operations/prune_report.py: found_failure.
     N_("verify found {count} problems: {problem}"),
     N_("prune could not finish in {repository}: {error}"),
@@ -168,6 +171,8 @@ _VALUES = {
     # quotes it, the quarantine's minute.
     "chunk": r"[0-9a-f]+",
     "stream": r"'[^']*'",
+    "restored": r"\d+",
+    "seconds": r"[0-9.]+",
     "read": r"\d+",
     "length": r"\d+",
     "when": r"[0-9: -]+",

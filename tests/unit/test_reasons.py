@@ -18,7 +18,7 @@ from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
 from respaldo.errors import IntegrityError, InvalidBackupId, InvalidInput
 from respaldo.i18n import translations
 from respaldo.operations.background import _restorable
-from respaldo.operations.drill import Check, DrillResult
+from respaldo.operations.drill import Check, DrillResult, _restored
 from respaldo.operations.verify import VerifyResult
 from respaldo.repository.crypto import KeySet, Sealer, SealError
 from respaldo.repository.reader import ChunkResult, _integrity
@@ -179,6 +179,22 @@ def test_an_invalid_backup_id_reads_in_spanish() -> None:
     assert reasons.reason(caught.value.hint, ES) == (
         "un id de backup tiene la forma 20261128T083000Z-3f9a1c2e; 'respaldo list' los muestra"
     )
+
+
+def test_a_restore_tests_restore_check_reads_in_spanish() -> None:
+    restored: Any = SimpleNamespace(warnings=[], seconds=0.84, bytes_restored=1_104_000)
+    for until, spanish in (
+        ("", "1104000 bytes en 0.8 s"),
+        (
+            " (until the server accepted connections)",
+            "1104000 bytes en 0.8 s (hasta que el servidor aceptó conexiones)",
+        ),
+    ):
+        result = DrillResult(1, BACKUP, "erp", True, None, [])
+        _restored(result, restored, until)
+        (check,) = result.checks
+        assert reasons.reason(check.detail, ES) == spanish
+        assert reasons.reason(check.detail, EN) == check.detail
 
 
 def test_what_respaldo_did_not_word_is_shown_as_stored() -> None:

@@ -23,11 +23,17 @@ class Series:
     format: Callable[[float], str]
 
 
-def line_chart(title: str, backups: Sequence[BackupView], series: Sequence[Series]) -> Markup:
+def line_chart(
+    title: str,
+    backups: Sequence[BackupView],
+    series: Sequence[Series],
+    most: str = "max {value}",
+) -> Markup:
     """An SVG with one small line chart per series, oldest backup on the left.
 
-    Each chart is scaled to its own maximum and labelled with it, and the SVG carries a
-    text description (``<title>``, ``<desc>``) for screen readers.
+    Each chart is scaled to its own maximum and labelled with it (``most``, in the page's
+    language: "máx. 1,1 MB"), and the SVG carries a text description (``<title>``,
+    ``<desc>``) for screen readers.
     """
     ordered = sorted(backups, key=lambda b: b.timestamp)
     parts: list[Markup] = []
@@ -39,13 +45,13 @@ def line_chart(title: str, backups: Sequence[BackupView], series: Sequence[Serie
         parts.append(
             Markup(
                 '<g transform="translate(0,{offset})">'
-                '<text x="4" y="14" class="chart-label">{label} (max {top})</text>'
+                '<text x="4" y="14" class="chart-label">{label} ({top})</text>'
                 '<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" '
                 'stroke="#6e7781" stroke-width="1"/>'
             ).format(
                 offset=index * (_HEIGHT + 10),
                 label=line.label,
-                top=line.format(top),
+                top=most.format(value=line.format(top)),
                 left=_PAD,
                 right=_WIDTH - 8,
                 base=_HEIGHT - 8,
@@ -64,7 +70,8 @@ def line_chart(title: str, backups: Sequence[BackupView], series: Sequence[Serie
                 ).format(colour=line.colour, coords=coords)
             )
             descriptions.append(
-                f"{line.label}: {line.format(points[-1][1])} (max {line.format(top)})"
+                f"{line.label}: {line.format(points[-1][1])} "
+                f"({most.format(value=line.format(top))})"
             )
         parts.append(Markup("</g>"))
     return Markup(

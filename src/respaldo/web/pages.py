@@ -757,6 +757,8 @@ def _chart(page: Page, found: listing.BackupListing) -> Markup | None:
             ),
             Series(page.gettext("Duration"), "#8b1a14", lambda b: b.duration, fmt.duration),
         ],
+        # The largest value of a chart, its scale.
+        most=i18n.translations(page.language).gettext(N_("max {value}")),
     )
 
 

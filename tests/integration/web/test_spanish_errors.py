@@ -91,6 +91,9 @@ def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) 
         )
     )
 
+    # The chart of the backups' sizes names its scale in Spanish.
+    expect(section).to_contain_text(re.compile(r"Tamaño \(máx\. \d+,\d MB\)"))
+
     # Why the next cleanup keeps each backup, with its times as Spanish writes them.
     page.goto(f"{site.url}/retention")
     kept = page.locator("tr", has_text=backup)
