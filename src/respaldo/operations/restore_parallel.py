@@ -223,16 +223,21 @@ class Plan:
     _busy: int | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def loaded(self) -> None:
+        """A worker's loading is done: its session is given back (once a worker)."""
+        with self._lock:
+            self._busy = (len(self.workers) if self._busy is None else self._busy) - 1
+
     @contextlib.contextmanager
     def sessions(self, wanted: int) -> Iterator[int]:
-        """For a worker whose loading is done (its session is given back): the sessions
+        """For a worker whose loading is done (:meth:`loaded`): the sessions a part of
         its post-data step may open, at most ``wanted``, at least one, and no more than
         ``jobs`` less those the other workers hold (one each while they load, what their
         steps took). Given back when the block ends. Without this each step took
         ``jobs``: up to ``jobs`` squared sessions at once, each index build with its own
         ``maintenance_work_mem``, on a server that ``--jobs`` was to spare."""
         with self._lock:
-            busy = (len(self.workers) if self._busy is None else self._busy) - 1
+            busy = len(self.workers) if self._busy is None else self._busy
             taken = max(1, min(wanted, self.jobs - busy))
             self._busy = busy + taken
         try:
@@ -352,40 +357,74 @@ def _post_data_early(
         # In this worker's own session's stead: the sessions stay within --jobs.
         counted = check_rows([by_id[i] for i in data_ids if i in by_id])
     ids = early_entries(plan.toc, data_ids)
-    with plan.sessions(len(ids)) as jobs:
-        # In the -v log: when each worker's step starts, against the checksum's match.
-        log.info(
-            "a worker has loaded %d tables (%d row counts checked, any other at the end); "
-            "%d of their indexes and constraints follow, %d sessions",
-            len(data_ids),
-            counted,
-            len(ids),
-            jobs,
+    plan.loaded()
+    # In the -v log: when each worker's step starts, against the checksum's match.
+    log.info(
+        "a worker has loaded %d tables (%d row counts checked, any other at the end); "
+        "%d of their indexes and constraints follow",
+        len(data_ids),
+        counted,
+        len(ids),
+    )
+    part_size = max(EARLY_PART, -(-len(ids) // EARLY_PARTS))
+    done = 0
+    while done < len(ids):
+        with plan.sessions(len(ids) - done) as jobs:
+            # Given fewer sessions than it could use (other workers load, or their
+            # steps hold the rest), only a part of the list now, then ask again:
+            # pg_restore's --jobs is fixed for its run, and the whole list on one
+            # session went on alone long after the other step had ended
+            # (docs/benchmarks.md, session 14).
+            whole = jobs >= min(len(ids) - done, plan.jobs)
+            part = ids[done:] if whole else ids[done : done + part_size]
+            log.info("%d of them now, %d sessions", len(part), jobs)
+            name = f"{data_ids[0]}-{done}" if done else f"{data_ids[0]}"
+            _restore_early(spool, source, part, name, conninfo, no_owner, bindir, jobs)
+        plan.early.extend(part)
+        done += len(part)
+
+
+EARLY_PARTS = 4
+"""The parts a worker's post-data step is cut into while it has fewer sessions than it
+could use: each part is one more pg_restore run (a connection, the table of contents
+read again), so a few."""
+EARLY_PART = 4
+"""The fewest entries a part holds."""
+
+
+def _restore_early(
+    spool: _Arrivals,
+    source: Path,
+    ids: list[int],
+    name: str,
+    conninfo: ConnInfo,
+    no_owner: bool,
+    bindir: Path | None,
+    jobs: int,
+) -> None:
+    """``pg_restore --jobs jobs`` of the entries ``ids`` (in this order: what an entry
+    needs is before it) from ``source``, stopped if the read is abandoned."""
+    listed = source.with_name(f"early-{name}.list")
+    listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
+    try:
+        restore = pg_restore(
+            conninfo,
+            source=source,
+            jobs=jobs,
+            no_owner=no_owner,
+            use_list=listed,
+            bindir=bindir,
         )
-        if not ids:
-            return  # its loading session given back
-        listed = source.with_name(f"early-{data_ids[0]}.list")
-        listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
-        try:
-            restore = pg_restore(
-                conninfo,
-                source=source,
-                jobs=jobs,
-                no_owner=no_owner,
-                use_list=listed,
-                bindir=bindir,
-            )
-            # Around the wait for pg_restore (leaving ``restore`` is that wait), not
-            # inside it: the stop was gone before the index builds ran, and a dump that
-            # failed its checksum waited for them. ``cancel``: only a signal, from the
-            # aborting thread; this one reaps the child.
-            with spool.stopped_by_abort(restore.cancel), restore:
-                pass
-        except PostgresError:
-            if spool.aborted:
-                raise _Aborted from None  # killed: the reader's failure is the one to tell
-            raise
-    plan.early.extend(ids)
+        # Around the wait for pg_restore (leaving ``restore`` is that wait), not
+        # inside it: the stop was gone before the index builds ran, and a dump that
+        # failed its checksum waited for them. ``cancel``: only a signal, from the
+        # aborting thread; this one reaps the child.
+        with spool.stopped_by_abort(restore.cancel), restore:
+            pass
+    except PostgresError:
+        if spool.aborted:
+            raise _Aborted from None  # killed: the reader's failure is the one to tell
+        raise
 
 
 ROW_BYTES = 250

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -239,11 +240,84 @@ def test_the_workers_post_data_steps_together_use_no_more_connections_than_jobs(
         def __enter__(self) -> None:
             in_flight.append(self.jobs)
             most[0] = max(most[0], sum(in_flight))
-            if len(in_flight) < 4:
-                step(len(in_flight))
+            if len(started) < 4:
+                step(len(started))
 
         def __exit__(self, *exc: object) -> None:
             in_flight.pop()
+
+        def cancel(self) -> None:
+            raise AssertionError("the read was not abandoned")
+
+    arrivals = Arrivals()
+
+    started: list[int] = []
+
+    def step(w: int) -> None:
+        started.append(w)
+        restore_parallel._post_data_early(
+            arrivals, tmp_path / "dump", plan, [20 + w], ConnInfo(dbname="x"), False, None, None
+        )
+
+    monkeypatch.setattr(restore_parallel, "pg_restore", FakePgRestore)
+    step(0)
+    assert sorted(plan.early) == [30 + 10 * w + i for w in range(4) for i in range(5)]
+    # The first step starts while three workers still load (one session each).
+    assert most[0] <= 4
+
+
+def test_a_step_given_fewer_sessions_than_it_could_use_asks_again_for_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``restore --jobs 2``, the two workers done loading together: each step was given
+    one session for its whole list, and the one with more to build went on alone on one
+    session long after the other had ended (at 1 GB, 4 s with the other core idle). A
+    step short of sessions runs a part of its list, then asks again: once the other step
+    has ended, the rest of the list runs on both sessions."""
+    pre, post = SECTION_PRE_DATA, SECTION_POST_DATA
+    entries = []
+    for w in range(2):
+        entries += [
+            TocEntry(10 + w, "TABLE", OFFSET_NO_DATA, 0, section=pre),
+            TocEntry(
+                20 + w, "TABLE DATA", OFFSET_NOT_SET, 0, section=SECTION_DATA, depends=(10 + w,)
+            ),
+        ]
+    light = [30]
+    heavy = list(range(40, 56))
+    entries += [TocEntry(i, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(10,)) for i in light]
+    entries += [TocEntry(i, "INDEX", OFFSET_NO_DATA, 0, section=post, depends=(11,)) for i in heavy]
+    plan = Plan(ArchiveToc(entries, TOC_END, 4, 8), {}, {}, [[20], [21]], jobs=2)
+    runs: list[tuple[list[int], int]] = []
+    light_running = threading.Event()
+    heavy_started = threading.Event()
+    light_over = threading.Event()
+    lock = threading.Lock()
+    in_flight: list[int] = []
+    most = [0]
+
+    class FakePgRestore:
+        # The light worker's step runs until the heavy one's first part has run; the
+        # heavy one's first part ends once the light step is over.
+        def __init__(self, *_args: object, jobs: int = 1, use_list: Path, **_kw: object) -> None:
+            self.jobs = jobs
+            self.ids = [int(line.rstrip(";")) for line in use_list.read_text().split()]
+
+        def __enter__(self) -> None:
+            with lock:
+                runs.append((self.ids, self.jobs))
+                in_flight.append(self.jobs)
+                most[0] = max(most[0], sum(in_flight))
+            if self.ids == light:
+                light_running.set()
+                assert heavy_started.wait(30)
+
+        def __exit__(self, *exc: object) -> None:
+            with lock:
+                in_flight.remove(self.jobs)
+            if self.ids != light and not heavy_started.is_set():
+                heavy_started.set()
+                assert light_over.wait(30)
 
         def cancel(self) -> None:
             raise AssertionError("the read was not abandoned")
@@ -255,8 +329,18 @@ def test_the_workers_post_data_steps_together_use_no_more_connections_than_jobs(
             arrivals, tmp_path / "dump", plan, [20 + w], ConnInfo(dbname="x"), False, None, None
         )
 
+    def light_step() -> None:
+        step(0)
+        light_over.set()
+
     monkeypatch.setattr(restore_parallel, "pg_restore", FakePgRestore)
-    step(0)
-    assert sorted(plan.early) == [30 + 10 * w + i for w in range(4) for i in range(5)]
-    # The first step starts while three workers still load (one session each).
-    assert most[0] <= 4
+    other = threading.Thread(target=light_step)
+    other.start()
+    assert light_running.wait(30)
+    step(1)
+    other.join()
+    assert sorted(plan.early) == light + heavy
+    assert most[0] <= 2
+    heavy_runs = [(ids, jobs) for ids, jobs in runs if ids != light]
+    # A quarter on the one session left, then (the light step over) the rest on two.
+    assert heavy_runs == [(heavy[:4], 1), (heavy[4:], 2)]
