@@ -9,8 +9,11 @@ took 2.6 s to render, a 4.5 KB one of the worst kind 85 s, and 20 KB ones hours.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from respaldo import reasons
 from respaldo.reasons import reason
 
 pytestmark = pytest.mark.timeout(60)  # hours before; milliseconds now
@@ -79,3 +82,13 @@ def test_a_lapsed_lease_is_still_recognised_whole() -> None:
         "<the lease of process {pid} on {host} lapsed: no sign of life since {since}>"
     ).format(pid="42", host="db1", since=_said(since))
     assert _said(since).startswith("<2026-12-04T03:00:00+00:00 (600 s before ")
+
+
+def test_no_phrase_opens_with_a_value_of_any_text() -> None:
+    # Every text before a ": " of a recorded error is tried against every phrase: one
+    # that opened with a value of any text would scan each of them whole again.
+    opening = [re.match(r"\{(\w+)\}", message) for message in reasons._PHRASES]
+    names = {found.group(1) for found in opening if found is not None}
+    assert names, "no phrase opens with a value: this test checks nothing"
+    free = sorted(name for name in names if reasons._value_pattern(name, opens=True) == ".+?")
+    assert free == [], f"phrases open with a value of any text: {free}"
