@@ -20,17 +20,15 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import RespaldoError
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
-from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
-from respaldo.repository import KdfParams
+from tests.integration.notify.down import down_database_config
 from tests.ports import closed_port
 from tests.servers.notify import Smtp, Webhook, smtp, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "notification tests passphrase"
-FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 @dataclass
@@ -52,21 +50,9 @@ def setup(
     webhook: Webhook,  # noqa: F811
 ) -> Iterator[Setup]:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(f"""
-cache_dir = "{tmp_path / "cache"}"
-
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
-
-[[databases]]
-name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:{closed_port()}/erp"
-
+    config = down_database_config(
+        tmp_path,
+        f"""
 [notifications]
 timeout_seconds = 5
 
@@ -81,8 +67,8 @@ url = "{webhook.url}"
 [[notifications.targets]]
 name = "gone"
 url = "json://127.0.0.1:{closed_port()}/nobody-listens"
-""")
-    initialize(load_settings(config), kdf=FAST_KDF)
+""",
+    )
     yield Setup(config, smtp, webhook)
 
 

@@ -18,17 +18,14 @@ from respaldo.domain import JobKind, TriggeredBy
 from respaldo.errors import RespaldoError
 from respaldo.operations import jobs, watchdog
 from respaldo.operations.context import Context
-from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
-from respaldo.repository import KdfParams
-from tests.ports import closed_port
+from tests.integration.notify.down import down_database_config
 from tests.servers.notify import Smtp, smtp  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE = "spanish alerts passphrase"
-FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 @pytest.fixture
@@ -38,21 +35,9 @@ def settings(
     smtp: Smtp,  # noqa: F811
 ) -> Iterator[Settings]:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(f"""
-cache_dir = "{tmp_path / "cache"}"
-
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
-
-[[databases]]
-name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:{closed_port()}/erp"
-
+    config = down_database_config(
+        tmp_path,
+        f"""
 [notifications]
 language = "es"
 timeout_seconds = 5
@@ -60,8 +45,8 @@ timeout_seconds = 5
 [[notifications.targets]]
 name = "ops-mail"
 url = "{smtp.url()}"
-""")
-    initialize(load_settings(config), kdf=FAST_KDF)
+""",
+    )
     yield load_settings(config)
 
 

@@ -1,0 +1,38 @@
+"""The configuration the alert tests share: one local repository and one database that
+is "down" (nothing listens on its port), so that a backup of it fails at once, with the
+notification section each test gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from respaldo.config import load_settings
+from respaldo.operations.initialize import initialize
+from respaldo.repository import KdfParams
+from tests.ports import closed_port
+
+FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
+def down_database_config(tmp_path: Path, notifications: str) -> Path:
+    """Writes and initializes ``respaldo.toml`` under ``tmp_path`` (the passphrase comes
+    from RESPALDO_PASSPHRASE, which the caller sets); ``notifications`` is the TOML of the
+    ``[notifications]`` section and its targets."""
+    config = tmp_path / "respaldo.toml"
+    config.write_text(f"""
+cache_dir = "{tmp_path / "cache"}"
+
+[catalog]
+url = "sqlite:///{tmp_path / "catalog.db"}"
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://respaldo@127.0.0.1:{closed_port()}/erp"
+
+{notifications}""")
+    initialize(load_settings(config), kdf=FAST_KDF)
+    return config
