@@ -259,19 +259,26 @@ def _recognised(text: str, gettext: Gettext) -> str:
     comes before a ": " (an error's frame: "pg_dump exited with status 1: <its words>",
     the rest then recognised in turn), or when it ends with where a damage is (what
     comes before it recognised in turn); else as written."""
-    said = _located(text, gettext)
-    if said is not None:
-        return said
-    said = _whole(text, gettext)
-    if said is not None:
-        return said
-    at = text.find(": ")
-    while at > 0:
-        said = _whole(text, gettext, at)
+    # The frames are said one after the other in a loop, not by recursion: an error of
+    # thousands of frames ("cancelled: cancelled: …") would pass Python's recursion limit
+    # and take the whole page down with it.
+    frames: list[str] = []
+    while True:
+        said = _located(text, gettext)
+        if said is None:
+            said = _whole(text, gettext)
         if said is not None:
-            return f"{said}: {_recognised(text[at + 2 :], gettext)}"
-        at = text.find(": ", at + 2)
-    return text
+            return "".join(frames) + said
+        at = text.find(": ")
+        while at > 0:
+            framed = _whole(text, gettext, at)
+            if framed is not None:
+                frames.append(f"{framed}: ")
+                text = text[at + 2 :]
+                break
+            at = text.find(": ", at + 2)
+        else:
+            return "".join(frames) + text
 
 
 def _located(text: str, gettext: Gettext) -> str | None:

@@ -259,3 +259,12 @@ def test_the_retention_rules_read_in_spanish_with_their_times_as_spanish_writes_
     ]
     assert said["b002"] == ["fallido, se conserva hasta el 13 dic 2026, 3:55 para examinarlo"]
     assert said["b003"] == ["en ejecución (en curso)"]
+
+
+def test_an_error_of_thousands_of_frames_is_said_without_passing_the_recursion_limit() -> None:
+    # Each frame said one after the other: by recursion, some 250 frames raised
+    # RecursionError and the page that shows the error failed whole.
+    text = "cancelled: " * 5000 + ENGINE
+    said = reasons.reason(text, ES)
+    assert said == "cancelado: " * 5000 + ENGINE
+    assert reasons.reason(text, EN) == text
