@@ -19,6 +19,7 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.physical.conftest import Archiving, free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +94,12 @@ def test_the_printed_start_command_starts_it_where_it_says(
         assert command[:4] == ["runuser", "-u", "postgres", "--"]  # pg_ctl refuses root
     assert not log.exists()  # pg_ctl makes it
     restored = archiving.start_as_printed(run, restored_servers)
-    assert "database system is ready to accept connections" in log.read_text()
+    # The server logs "ready" once its startup process has exited, a moment after the
+    # promotion that start_as_printed waits for: the line is waited for, in that log.
+    wait_for(
+        "the log to say the server is ready",
+        lambda: "database system is ready to accept connections" in log.read_text(),
+    )
     assert restored.port != archiving.pg.port
     assert _settings(restored) == ("127.0.0.1", restored.port)
 
