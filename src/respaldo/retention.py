@@ -32,7 +32,8 @@ nothing keeps it):
 And invariants that no policy can switch off, per group: the newest completed backup is
 kept (a cleanup after a week of failing backups keeps the last one that worked); the
 newest completed backup that passed verification is kept, whatever its age, and the
-newest good one (when the newest completed is known to be damaged or gone); pinned
+newest good one (when the newest completed is known to be damaged or gone); the newest
+good one each repository holds (``holders``: a mirror that missed the newer copies); pinned
 backups are kept; backups still running (pending, in_progress) are kept. Across groups:
 a kept backup keeps its ``parent`` (the backup an incremental physical backup restores
 on top of), and so its whole chain, whatever the rules say of them.
@@ -129,6 +130,9 @@ class BackupFacts:
     """The backup this one is incremental on (it restores only on top of it), if any."""
     missing: bool = False
     """No repository holds its manifest (prune found out): it cannot be restored."""
+    holders: frozenset[str] | None = None
+    """The repositories that hold it (by name), when known (None: not known). A mirror
+    holds only the backups whose copy to it completed."""
 
     @property
     def time(self) -> datetime:
@@ -320,10 +324,31 @@ def _decide_group(
         expired_why[b.id] = joined(parts)
 
 
+NEWEST_IN = N_("newest in {repository}")
+"""The reason that keeps the newest good backup a repository holds when newer ones are
+only elsewhere (:func:`protected`)."""
+
+
+def kept_for_mirrors(decision: Decision) -> list[str]:
+    """The repositories ``decision`` keeps its backup for, if nothing else keeps it: the
+    newest good one they hold, kept until they hold a newer one."""
+    found = [name for name in map(newest_in, decision.reasons) if name is not None]
+    return found if len(found) == len(decision.reasons) else []
+
+
+def newest_in(reason: str) -> str | None:
+    """The repository ``reason`` keeps a backup for as the newest good one it holds, if it
+    is that reason."""
+    if isinstance(reason, Phrase) and reason.message == NEWEST_IN:
+        return reason.values["repository"]
+    return None
+
+
 def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
     """The backups of one group (one database and kind) that no policy may expire, and
     why: pinned ones, running ones, the newest completed, the newest verified and the
-    newest good one.
+    newest good one, and the newest good one each repository holds (when ``holders``
+    are known).
 
     The invariants of :func:`decide`, and what a deletion by hand refuses too (see
     :mod:`respaldo.operations.deletion`). Backups of other groups must not be passed:
@@ -348,6 +373,14 @@ def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
         # The newest completed one is known to be damaged (or gone): this is the last
         # backup that should restore. min_keep keeps it too; a deletion by hand must not.
         found[good[0].id].append(Phrase(N_("newest good")))
+    # Each repository's own newest good backup: a mirror whose copies of the newer ones
+    # failed (unreachable for days) holds this one only, and deleting it because newer
+    # ones are in the primary would leave nothing to restore from the mirror once the
+    # primary is lost, which is what the mirror is for.
+    for repository in sorted({name for b in good for name in b.holders or ()}):
+        newest_there = next(b for b in good if repository in (b.holders or ()))
+        if newest_there is not good[0]:
+            found[newest_there.id].append(Phrase(NEWEST_IN, repository=repository))
     return dict(found)
 
 

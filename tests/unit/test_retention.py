@@ -4,6 +4,8 @@ off, and property-based tests over arbitrary histories and policies."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from respaldo.config import Settings
-from respaldo.retention import BackupFacts, Decision, Policies, Policy, decide
+from respaldo.retention import (
+    BackupFacts,
+    Decision,
+    Policies,
+    Policy,
+    decide,
+    kept_for_mirrors,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -58,7 +67,7 @@ def by_id(decisions: list[Decision]) -> dict[str, Decision]:
     return {d.backup.id: d for d in decisions}
 
 
-def kept(decisions: list[Decision]) -> set[str]:
+def kept(decisions: Iterable[Decision]) -> set[str]:
     return {d.backup.id for d in decisions if d.keep}
 
 
@@ -160,6 +169,41 @@ def test_newest_verified_is_kept_whatever_its_age() -> None:
     decisions = by_id(decide(history, Policy(keep_last=1, min_keep=1), NOW))
     assert decisions["b002"].reasons == ("newest verified",)
     assert not decisions["b003"].keep
+
+
+def test_each_repository_keeps_the_newest_good_backup_it_holds() -> None:
+    """A mirror whose copies of the newer backups failed holds an old one only: that one
+    stays, with a reason naming the mirror, until the mirror holds a newer good one."""
+    both, primary = frozenset({"local", "offsite"}), frozenset({"local"})
+    history = [
+        replace(backup(0, timedelta(days=1)), holders=primary),
+        replace(backup(1, timedelta(days=2)), holders=primary),
+        replace(backup(2, timedelta(days=30)), holders=both),
+        replace(backup(3, timedelta(days=31)), holders=both),
+    ]
+    decisions = by_id(decide(history, Policy(keep_until_expires=False, min_keep=1), NOW))
+    assert decisions["b002"].reasons == ("newest in offsite",)
+    assert kept_for_mirrors(decisions["b002"]) == ["offsite"]
+    assert kept(decisions.values()) == {"b000", "b002"}
+    assert kept_for_mirrors(decisions["b000"]) == []
+    # The mirror caught up: nothing is kept for it any more.
+    caught_up = [replace(b, holders=both) for b in history]
+    assert kept(decide(caught_up, Policy(keep_until_expires=False, min_keep=1), NOW)) == {"b000"}
+    # Not known (the API's preview of a catalog without copies): as before.
+    unknown = [replace(b, holders=None) for b in history]
+    assert kept(decide(unknown, Policy(keep_until_expires=False, min_keep=1), NOW)) == {"b000"}
+
+
+def test_a_mirror_keeps_its_newest_good_backup_not_a_damaged_one() -> None:
+    both, primary = frozenset({"local", "offsite"}), frozenset({"local"})
+    history = [
+        replace(backup(0, timedelta(days=1)), holders=primary),
+        replace(backup(1, timedelta(days=30), verified=False), holders=both),
+        replace(backup(2, timedelta(days=31)), holders=both),
+    ]
+    decisions = by_id(decide(history, Policy(keep_until_expires=False, min_keep=1), NOW))
+    assert decisions["b002"].reasons == ("newest in offsite",)
+    assert not decisions["b001"].keep
 
 
 def test_pinned_and_running_are_kept() -> None:

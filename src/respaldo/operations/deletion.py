@@ -3,7 +3,8 @@
 What may not be deleted is what retention never expires, by the same rule
 (:func:`respaldo.retention.protected`): the newest completed, the newest verified and
 the newest good backup of its database and kind (not good: failed verification, or
-held by no repository, which are listed first), pinned backups (unpin first) and
+held by no repository, which are listed first), the newest good one a repository holds
+(a mirror whose copies of the newer ones failed), pinned backups (unpin first) and
 running ones; and, as retention keeps a kept backup's parent, a backup another one is
 incremental on (that one restores only on top of it: delete the newest of a chain
 first). The deletion itself is prune's, in the same order: the manifest from every
@@ -21,11 +22,13 @@ from respaldo.operations.prune import (
     delete_manifests,
     facts_of,
     held_anywhere,
+    holders_listed,
     list_backups,
     mark_missing,
     open_repositories,
+    with_holders,
 )
-from respaldo.retention import protected
+from respaldo.retention import newest_in, protected
 
 
 class DeletedBackup(ResultModel):
@@ -56,16 +59,29 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
     repos = open_repositories(ctx) if target.completed else []
     if target.completed:
         # As prune does: a backup no repository holds is not good, and must not make the
-        # last one that restores look deletable.
-        group = mark_missing(group, held_anywhere(list_backups(repos), repos))
+        # last one that restores look deletable; nor must the newest a mirror holds.
+        present = list_backups(repos)
+        group = with_holders(group, holders_listed(present))
+        group = mark_missing(group, held_anywhere(present, repos))
     reasons = protected(group).get(target.id)
     if reasons:
+        mirrors = [name for name in map(newest_in, reasons) if name is not None]
+        if reasons == ["pinned"]:
+            hint = "unpin it first"
+        elif len(mirrors) == len(reasons):
+            commands = ", ".join(f"'respaldo copy --all --to {name}'" for name in mirrors)
+            hint = (
+                f"it is the newest backup {', '.join(mirrors)} holds: copy the newer ones "
+                f"there first ({commands})"
+            )
+        else:
+            hint = (
+                "retention never deletes the newest completed, verified or good backup "
+                "of a database (nor the newest a repository holds), nor a running one; "
+                "take a newer backup first"
+            )
         raise BackupProtected(
-            f"backup {target.id} is kept by retention ({', '.join(reasons)})",
-            hint="unpin it first"
-            if reasons == ["pinned"]
-            else "retention never deletes the newest completed, verified or good backup "
-            "of a database, nor a running one; take a newer backup first",
+            f"backup {target.id} is kept by retention ({', '.join(reasons)})", hint=hint
         )
     children = sorted(b.id for b in group if b.parent == target.id)
     if children:

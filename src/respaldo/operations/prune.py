@@ -41,7 +41,14 @@ from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
-from respaldo.retention import BackupFacts, Decision, Policy, PolicyFor, decide
+from respaldo.retention import (
+    BackupFacts,
+    Decision,
+    Policy,
+    PolicyFor,
+    decide,
+    kept_for_mirrors,
+)
 from respaldo.storage.lifecycle import HAZARD_HINT, lifecycle_store
 from respaldo.storage.object_lock import LockRenewal, extend_locks, locking_store
 
@@ -121,13 +128,12 @@ def policy_for(settings: Settings) -> PolicyFor:
 
 def plan(ctx: Context, *, database: str | None = None, now: datetime | None = None) -> PruneResult:
     """Decide keep or expire for every backup (of ``database``, if given); change nothing
-    and read no repository (every completed backup is taken to be there)."""
-    return _decide(ctx, catalog_facts(ctx, database), now, held=None)
-
-
-def catalog_facts(ctx: Context, database: str | None) -> list[BackupFacts]:
-    """The facts of every catalog record (of ``database``, if given)."""
-    return _catalog(ctx, database)[0]
+    and read no repository (every completed backup is taken to be where the catalog
+    says: its primary and the mirrors its copy completed in)."""
+    facts, stored = _catalog(ctx, database)
+    configured = {r.name for r in ctx.settings.repositories}
+    holders = {backup_id: names & configured for backup_id, names in stored.items()}
+    return _decide(ctx, with_holders(facts, holders), now, held=None)
 
 
 def _catalog(ctx: Context, database: str | None) -> tuple[list[BackupFacts], dict[str, set[str]]]:
@@ -180,7 +186,9 @@ def prune(
     repos = open_repositories(ctx)
     present = list_backups(repos)
     # Listed before deciding: a backup no repository holds is not a good one, and must
-    # not keep the last one that can be restored out of min_keep.
+    # not keep the last one that can be restored out of min_keep; and each repository
+    # keeps the newest good backup it holds (a mirror that missed the newer copies).
+    facts = with_holders(facts, holders_listed(present))
     result = _decide(ctx, facts, now, held_anywhere(present, repos))
     result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
@@ -343,6 +351,15 @@ def _expired_to_delete(
     todo = []
     for decision in result.decisions:
         b = decision.backup
+        mirrors = kept_for_mirrors(decision)
+        if mirrors:
+            names = ", ".join(mirrors)
+            result.warnings.append(
+                f"backup {b.id} is kept only because it is the newest one {names} "
+                "holds (the copies of newer backups there failed or have not run): "
+                + "; ".join(f"'respaldo copy --all --to {name}' copies them" for name in mirrors)
+                + ", and a later prune expires it"
+            )
         if decision.keep:
             if b.completed and all_open and b.id not in anywhere:
                 result.warnings.append(
@@ -437,6 +454,26 @@ def held_anywhere(
     return set().union(*present.values()) if len(present) == len(repos) else None
 
 
+def holders_listed(present: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Backup id -> the names of the repositories whose listing (``present``, from
+    :func:`list_backups`) holds it. A repository that could not be listed is in no
+    backup's set: nothing can be deleted from it either."""
+    found: dict[str, set[str]] = {}
+    for name, ids in present.items():
+        for backup_id in ids:
+            found.setdefault(backup_id, set()).add(name)
+    return found
+
+
+def with_holders(facts: list[BackupFacts], holders: dict[str, set[str]]) -> list[BackupFacts]:
+    """``facts`` with each completed backup's ``holders`` set from ``holders`` (backup id
+    -> repository names), so that retention keeps the newest good backup of each
+    repository (:func:`respaldo.retention.protected`)."""
+    return [
+        replace(f, holders=frozenset(holders.get(f.id, ()))) if f.completed else f for f in facts
+    ]
+
+
 def mark_missing(facts: list[BackupFacts], held: set[str] | None) -> list[BackupFacts]:
     """``facts`` with every completed backup that cannot be restored marked ``missing``
     (so it is not a good one): outside ``held`` (no repository holds it), or incremental
@@ -500,8 +537,11 @@ def _delete_backup(
     # then leave it to the next run, which decides on what it is now.
     with ctx.catalog.begin() as session:
         try:
+            # What prune found in the repositories is not in the record.
             current = replace(
-                facts_of(BackupRecords(session).get(backup.id)), missing=backup.missing
+                facts_of(BackupRecords(session).get(backup.id)),
+                missing=backup.missing,
+                holders=backup.holders,
             )
         except RecordNotFound:
             return

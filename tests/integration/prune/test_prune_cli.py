@@ -164,3 +164,41 @@ def test_prune_with_the_cli(cli: Cli, pg: TempCluster, erp_db: str, new_dbname: 
         dbname=new_dbname,
     )
     assert int(tables) > 5
+
+
+def test_prune_keeps_the_newest_backup_a_mirror_holds_when_later_copies_failed(
+    cli: Cli, pg: TempCluster, erp_db: str, new_dbname: str
+) -> None:
+    """A mirror that missed the last backups (its copies failed while it was away) must
+    keep the newest one it holds: deleting it because newer ones exist in the primary
+    leaves the mirror with nothing to restore once the primary is lost."""
+    first, _ = cli.ok("backup", "erp", "--json")
+    b1 = json.loads(first)["id"]
+    assert cli.manifests("second") == {b1}
+    away = cli.root / "second-away"
+    (cli.root / "second").rename(away)  # the mirror is unreachable for two backups
+    later = []
+    for day in (1, 2):
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=8, day=day)
+        out, _ = cli.ok("backup", "erp", "--json")
+        later.append(json.loads(out)["id"])
+    away.rename(cli.root / "second")
+    assert cli.manifests("repo") == {b1, *later}
+    assert cli.manifests("second") == {b1}
+    back_date(cli, b1, 40 * DAY)
+    back_date(cli, later[0], 20 * DAY)
+
+    out, _ = cli.ok("prune", "--dry-run")
+    row = next(line for line in out.splitlines() if b1 in line)
+    assert "keep" in row and "newest in second" in row
+    out, _ = cli.ok("prune", "--json")
+    assert json.loads(out)["deleted"] == []
+    assert cli.manifests("second") == {b1}
+    # Still what the mirror is there for: a restore from it alone.
+    cli.ok("restore", b1, "--repository", "second", "--target-database", new_dbname)
+
+    # Once the mirror has caught up, the old backup goes as its policy says.
+    cli.ok("copy", "--all", "--to", "second")
+    out, _ = cli.ok("prune", "--json")
+    assert json.loads(out)["deleted"] == [b1]
+    assert cli.manifests("repo") == cli.manifests("second") == set(later)

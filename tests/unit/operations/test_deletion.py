@@ -11,6 +11,7 @@ import pytest
 
 from respaldo.domain import BackupKind
 from respaldo.errors import BackupProtected
+from respaldo.operations.copy import copy_to
 from respaldo.operations.deletion import delete_backup
 from respaldo.repository import verify_repository
 from tests.unit.operations.support import Installation, data_for
@@ -90,3 +91,22 @@ def test_the_last_backup_a_repository_holds_cannot_be_deleted(inst: Installation
     assert inst.record_ids() == {survivor, lost}
     assert inst.manifests() == inst.manifests("second") == {survivor}
     assert inst.read(survivor) == data_for(survivor)
+
+
+def test_the_newest_backup_a_mirror_holds_cannot_be_deleted(inst: Installation) -> None:
+    # The mirror holds the older backup only (the copies of the newer ones failed while
+    # it was away): deleting that one would leave the mirror with nothing to restore.
+    mirrored = inst.backup(3 * DAY)
+    newer = [inst.backup(2 * DAY), inst.backup(1 * DAY)]
+    assert all(o.ok for o in copy_to(inst.ctx, [mirrored], "second"))
+    assert inst.manifests("second") == {mirrored}
+    with pytest.raises(BackupProtected) as refused:
+        delete_backup(inst.ctx, mirrored)
+    assert "newest in second" in refused.value.message
+    assert refused.value.hint is not None
+    assert "respaldo copy --all --to second" in refused.value.hint
+    assert inst.manifests() == {mirrored, *newer}
+    assert inst.manifests("second") == {mirrored}
+    # Once the mirror holds a newer one, the old backup may go.
+    inst.replicate()
+    assert delete_backup(inst.ctx, mirrored).manifests_deleted_from == ["local", "second"]
