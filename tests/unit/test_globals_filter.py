@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.operations.restore import filter_globals
+from respaldo.operations.restore import filter_globals, login_roles
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +43,11 @@ def test_a_role_whose_name_is_a_prefix_is_not_confused() -> None:
         "CREATE ROLE lectora;\nALTER ROLE lectora WITH LOGIN;\n", {"lector"}
     )
     assert kept == set() and "lectora" in script
+
+
+def test_the_login_roles_of_a_script_are_found_by_their_alter_role_line() -> None:
+    # lector is NOLOGIN; a LOGIN inside a comment or a role's name is not an attribute.
+    extra = "COMMENT ON ROLE lector IS 'ALTER ROLE x WITH LOGIN';\nCREATE ROLE \"LOGIN\";\n"
+    assert login_roles(SCRIPT + extra) == {"admin", 'Jefe de "Obra"'}
+    assert login_roles(filter_globals(SCRIPT, {"admin"})[0]) == {'Jefe de "Obra"'}
+    assert login_roles("") == set()

@@ -1319,7 +1319,33 @@ def _restore_globals(
         warnings.append(
             f"{len(kept)} roles exist already and were left unchanged: {', '.join(sorted(kept))}"
         )
+    logins = login_roles(script)
+    if manifest.meta.get("globals_role_passwords") is False and logins:
+        # The backup's role could not read pg_authid: these roles came back able to log
+        # in but with no password, and an application using one fails to connect (with
+        # password or scram authentication) with nothing else saying why.
+        warnings.append(
+            f"{len(logins)} login roles were created without passwords (the backup's "
+            "role could not read them: pg_authid needs a superuser): "
+            f"{', '.join(sorted(logins))}; those that log in with a password need it set "
+            "again (ALTER ROLE … PASSWORD) before the applications connect"
+        )
     return warnings
+
+
+_LOGIN_ROLE = re.compile(
+    r'^ALTER ROLE ((?:"(?:[^"]|"")+")|[^\s;]+) WITH\b[^\n]*?\sLOGIN\b', re.MULTILINE
+)
+
+
+def login_roles(script: str) -> set[str]:
+    """The roles a pg_dumpall globals script gives ``LOGIN`` (``ALTER ROLE … WITH …
+    LOGIN``, as pg_dumpall writes it after each ``CREATE ROLE``). Pure."""
+    found = set()
+    for match in _LOGIN_ROLE.finditer(script):
+        name = match.group(1)
+        found.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    return found
 
 
 _ROLE_STATEMENT = re.compile(r'^(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')

@@ -16,6 +16,7 @@ dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -251,3 +252,41 @@ def respaldo(
     yield Respaldo(pg, tmp_path, erp_db, config, capsys)
     for name in sorted(databases(pg) - before):
         pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def password_blind_reader(cluster: TempCluster, respaldo: Respaldo) -> Iterator[str]:
+    """A backup role that reads every row but is no superuser (nor reads pg_authid, so
+    the roles are dumped without their passwords), with the superuser's password (the
+    config's password file), configured for ``erp`` while the context lasts."""
+    role = sql.Identifier("respaldo_lector")
+    password = sql.Literal(cluster.password.get_secret_value())
+    cluster.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
+    # Not pg_read_all_data, which reads pg_authid too: SELECT on the ERP's own tables.
+    schemas = cluster.query(
+        "SELECT nspname FROM pg_catalog.pg_namespace"
+        " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
+        dbname=respaldo.dbname,
+    )
+    for (schema,) in schemas:
+        cluster.execute(
+            sql.SQL(
+                "GRANT USAGE ON SCHEMA {0} TO {1};"
+                "GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1};"
+                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {0} TO {1}"
+            ).format(sql.Identifier(schema), role),
+            dbname=respaldo.dbname,
+        )
+    # pg_read_all_data leaves out the sample's large objects: readable to all for the test.
+    cluster.execute("ALTER SYSTEM SET lo_compat_privileges = on")
+    cluster.execute("SELECT pg_catalog.pg_reload_conf()")
+    text = respaldo.config.read_text()
+    respaldo.config.write_text(text.replace(f"{cluster.superuser}@", "respaldo_lector@"))
+    try:
+        yield "respaldo_lector"
+    finally:
+        respaldo.config.write_text(text)
+        cluster.execute("ALTER SYSTEM RESET lo_compat_privileges")
+        cluster.execute("SELECT pg_catalog.pg_reload_conf()")
+        cluster.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=respaldo.dbname)
+        cluster.execute(sql.SQL("DROP ROLE {}").format(role))

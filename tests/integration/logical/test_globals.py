@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
-from tests.integration.logical.conftest import PASSPHRASE, Respaldo
+from tests.integration.logical.conftest import PASSPHRASE, Respaldo, password_blind_reader
 from tests.integration.logical.support import databases, table_checksums
 
 pytestmark = pytest.mark.integration
@@ -83,3 +83,40 @@ def test_a_dropped_role_comes_back_with_its_password_and_grants(
     for secret in (ROLE_PASSWORD, scram, pg.password.get_secret_value(), PASSPHRASE):
         assert secret not in said
     assert "SCRAM-SHA-256$" not in said
+
+
+def test_roles_restored_from_a_backup_without_passwords_are_named_with_what_to_do(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, auditor: str
+) -> None:
+    # The backup role could not read pg_authid, so the roles were dumped without their
+    # passwords. After a disaster, --globals created the application's login role with
+    # no password and said only "restored": the application could not log in, and
+    # nothing had told the operator why.
+    role = sql.Identifier(auditor)
+    pg.execute(
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}; GRANT erp_lectura TO {}").format(
+            role, sql.Literal(ROLE_PASSWORD), role
+        )
+    )
+    with password_blind_reader(pg, respaldo):
+        backup_id = respaldo.backup()["id"]
+    assert respaldo.repository().load_manifest(backup_id).meta["globals_role_passwords"] is False
+    pg.execute(sql.SQL("DROP ROLE {}").format(role))
+
+    try:
+        run = respaldo.restore(backup_id, new_dbname, "--globals")
+        restored = _role(pg, auditor)
+        assert restored is not None and restored[0] is True and restored[2] is None
+        said = [line for line in run.err_lines if "without passwords" in line]
+        assert len(said) == 1, run.err
+        assert said[0].startswith("warning: 2 login roles were created without passwords")
+        # The backup role came back too (it was dropped after the backup); the roles
+        # that existed already, and erp_lectura (no LOGIN), are not named.
+        created = said[0].split("): ", 1)[1].split(";")[0]
+        assert created == ", ".join(sorted([auditor, "respaldo_lector"]))
+        assert "ALTER ROLE" in said[0]
+    finally:
+        # --globals brought the dropped backup role back: the next test creates it anew.
+        lector = sql.Identifier("respaldo_lector")
+        pg.execute(sql.SQL("DROP OWNED BY {}").format(lector), dbname=new_dbname)
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(lector))

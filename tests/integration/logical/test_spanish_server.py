@@ -21,7 +21,7 @@ from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.server import WAITING_FOR_LOCKS, connect
 from respaldo.repository import iter_stream
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, password_blind_reader
 from tests.integration.logical.support import staging_databases, table_checksums
 from tests.waiting import wait_for
 
@@ -61,39 +61,9 @@ def test_restore_after_the_database_is_lost(
 
 @pytest.fixture
 def reader(spanish: TempCluster, respaldo: Respaldo) -> Iterator[str]:
-    """A backup role that reads every row but is no superuser (nor reads pg_authid), with
-    the superuser's password (the config's password file), configured for ``erp``."""
-    role = sql.Identifier("respaldo_lector")
-    password = sql.Literal(spanish.password.get_secret_value())
-    spanish.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, password))
-    # Not pg_read_all_data, which reads pg_authid too: SELECT on the ERP's own tables.
-    schemas = spanish.query(
-        "SELECT nspname FROM pg_catalog.pg_namespace"
-        " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
-        dbname=respaldo.dbname,
-    )
-    for (schema,) in schemas:
-        spanish.execute(
-            sql.SQL(
-                "GRANT USAGE ON SCHEMA {0} TO {1};"
-                "GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1};"
-                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {0} TO {1}"
-            ).format(sql.Identifier(schema), role),
-            dbname=respaldo.dbname,
-        )
-    # pg_read_all_data leaves out the sample's large objects: readable to all for the test.
-    spanish.execute("ALTER SYSTEM SET lo_compat_privileges = on")
-    spanish.execute("SELECT pg_catalog.pg_reload_conf()")
-    text = respaldo.config.read_text()
-    respaldo.config.write_text(text.replace(f"{spanish.superuser}@", "respaldo_lector@"))
-    try:
-        yield "respaldo_lector"
-    finally:
-        respaldo.config.write_text(text)
-        spanish.execute("ALTER SYSTEM RESET lo_compat_privileges")
-        spanish.execute("SELECT pg_catalog.pg_reload_conf()")
-        spanish.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=respaldo.dbname)
-        spanish.execute(sql.SQL("DROP ROLE {}").format(role))
+    """The backup role of :func:`password_blind_reader`, on the Spanish server."""
+    with password_blind_reader(spanish, respaldo) as role:
+        yield role
 
 
 def test_a_backup_role_that_cannot_read_role_passwords_backs_up_without_them(
