@@ -198,6 +198,10 @@ def _dump(
                 meta[ENCODING] = snapshot.server_encoding
             meta[FORMAT_KEY] = ROW_COUNTS_FORMAT
         meta["globals_role_passwords"] = _dump_globals(conninfo, writer, progress("globals"), tools)
+        if not meta["globals_role_passwords"]:
+            # Said with the backup (its output, its detail on the page and the API), not
+            # only in a log line: the day it matters is a restore, long after.
+            meta["warnings"] = [ROLES_WITHOUT_PASSWORDS]
         manifest = writer.commit(
             kind=kind.value,
             source=db.name,
@@ -205,6 +209,13 @@ def _dump(
             meta=meta,
         )
         return manifest, writer.stats
+
+
+ROLES_WITHOUT_PASSWORDS = (
+    "role passwords were not backed up (the backup's role cannot read pg_authid, which "
+    "needs a superuser): a restore --globals creates login roles without passwords, to be "
+    "set again before the applications connect"
+)
 
 
 def _dump_globals(conninfo: ConnInfo, writer: BackupWriter, progress: Any, tools: Tools) -> bool:

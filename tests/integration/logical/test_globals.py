@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.operations.backup import ROLES_WITHOUT_PASSWORDS
 from tests.integration.logical.conftest import PASSPHRASE, Respaldo, password_blind_reader
 from tests.integration.logical.support import databases, table_checksums
 
@@ -99,8 +101,14 @@ def test_roles_restored_from_a_backup_without_passwords_are_named_with_what_to_d
         )
     )
     with password_blind_reader(pg, respaldo):
-        backup_id = respaldo.backup()["id"]
-    assert respaldo.repository().load_manifest(backup_id).meta["globals_role_passwords"] is False
+        taken = respaldo.run("backup", "erp", "--json")
+    assert taken.code == 0, taken.err
+    backup_id = json.loads(taken.out)["id"]
+    meta = respaldo.repository().load_manifest(backup_id).meta
+    assert meta["globals_role_passwords"] is False
+    # Said when the backup is taken (and kept with it), not only the day of the restore.
+    assert meta["warnings"] == [ROLES_WITHOUT_PASSWORDS]
+    assert f"warning: {ROLES_WITHOUT_PASSWORDS}" in " ".join(taken.err.split())
     pg.execute(sql.SQL("DROP ROLE {}").format(role))
 
     try:
