@@ -815,34 +815,45 @@ def restore_directory_arriving(
     """Restore a directory-format backup into ``conninfo``'s database with ``jobs``
     workers while its files arrive; returns the bytes of the files.
 
-    Its files are written into ``directory`` (the table of contents first), each one's
-    SHA-256 checked at its end. Once ``toc.dat`` is there, one pg_restore creates the
-    pre-data section; then ``jobs`` pg_restore processes load the tables' data, each fed
-    a custom-format archive made of the table of contents and, as block after block, the
-    data files of its tables as their chunks arrive (:class:`FileFeed`: read ahead in
-    memory, spilled only when a worker falls behind), each block ended only once its
-    file is complete and checked. When every file is there, ``pg_restore --jobs``
+    ``toc.dat`` is read first, into ``directory``, its SHA-256 checked. Once it is there,
+    one pg_restore creates the pre-data section; then ``jobs`` pg_restore processes load
+    the tables' data, each fed a custom-format archive made of the table of contents
+    and, as block after block, the data files of its tables, which its worker reads
+    itself as their chunks arrive (:class:`FileFeed`), each block ended only once its
+    file is complete and checked. Meanwhile the other files (large objects) are written
+    into ``directory``, each checked. When every file is there, ``pg_restore --jobs``
     restores the rest (sequence values, large objects) and the post-data section from
-    the directory. A ``toc.dat`` that cannot be converted
-    (compressed, or a version not read here) leaves the data to that last step too. Raises
-    what ``stream`` raises, PostgresError, RestoreError; every pg_restore is killed
-    before this returns on failure."""
+    the directory. A ``toc.dat`` that cannot be converted (compressed, or a version not
+    read here) leaves the data to that last step too (every file is then written into
+    ``directory``). Raises what ``stream`` raises, PostgresError, RestoreError; every
+    pg_restore is killed before this returns on failure."""
     files = dump_files(manifest)
     order = sorted(files, key=lambda f: f[1] != TOC_FILE)  # toc.dat first, else as stored
     sizes = {file_name: manifest.stream(name).size for name, file_name in files}
+    streams = {file_name: name for name, file_name in files}
     spool = FileFeed(directory)
     done = 0
 
     def added() -> Iterator[None]:
         nonlocal done
         for name, file_name in order:
+            if file_name != TOC_FILE and spool.routed(file_name):
+                continue  # its worker reads it
             done = spool.read_file(file_name, stream(manifest, name), progress, done)
+            if file_name == TOC_FILE:
+                spool.wait_routed()  # which files the workers read
             yield
+        done = spool.wait_streamed(progress, done)
+        yield
+
+    def read(file_name: str) -> Iterator[list[bytes]]:
+        return stream(manifest, streams[file_name])
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
         loading = pool.submit(
             _load_directory,
             spool,
+            read,
             order,
             sizes,
             rows_of(manifest.meta),
@@ -854,8 +865,7 @@ def restore_directory_arriving(
         )
         plan = _feed_while_loading(spool, loading, added())
     log.info(
-        "dump files: %(whole)d bytes written whole, %(memory)d handed on from memory, "
-        "%(spilled)d spilled",
+        "dump files: %(whole)d bytes written whole, %(streamed)d read by the workers",
         spool.tally,
     )
     rest = None
@@ -875,8 +885,13 @@ def restore_directory_arriving(
     return done
 
 
+ReadFile = Callable[[str], Iterator[list[bytes]]]
+"""A dump file's chunks by its name, a window at a time, its checksum checked at the end."""
+
+
 def _load_directory(
     spool: FileFeed,
+    read: ReadFile,
     order: list[tuple[str, str]],
     sizes: dict[str, int],
     rows: Callable[[TocEntry], int],
@@ -888,15 +903,16 @@ def _load_directory(
 ) -> Plan | None:
     try:
         return _plan_and_load(
-            spool, order, sizes, rows, conninfo, jobs, no_owner, bindir, check_rows
+            spool, read, order, sizes, rows, conninfo, jobs, no_owner, bindir, check_rows
         )
     except BaseException:
-        spool.abort()  # the reader may wait for a worker to take what it read
+        spool.abort()  # the reader may wait for the workers' files
         raise
 
 
 def _plan_and_load(
     spool: FileFeed,
+    read: ReadFile,
     order: list[tuple[str, str]],
     sizes: dict[str, int],
     rows: Callable[[TocEntry], int],
@@ -920,13 +936,13 @@ def _plan_and_load(
         by_id = {e.dump_id: e for e in tables}
         weights = {e.dump_id: sizes[e.file or ""] + ROW_BYTES * rows(e) for e in tables}
         chosen = [[by_id[i] for i in ids] for ids in _split(weights, jobs)]
-        # Each worker's tables in the order their files arrive: it never waits for a
-        # later file while an earlier one of its own is there.
+        # Each worker's tables in the order their files are stored.
         workers = [sorted(c, key=lambda e: arrival[e.file or ""]) for c in chosen if c]
         plan = Plan(toc, {}, {}, [[e.dump_id for e in w] for w in workers], jobs=jobs)
-        # Files read from now on go to their worker as they arrive (while the pre-data
-        # section is created, the reader fills the read-ahead and waits).
+        # The workers read these files; the reader goes on with the others.
         spool.route({e.file or "": n for n, w in enumerate(workers) for e in w})
+    else:
+        spool.route({})  # no workers: every file whole, for the last pg_restore
     # pg_restore reads only toc.dat for the pre-data section.
     with pg_restore(
         conninfo, source=spool.directory, sections=("pre-data",), no_owner=no_owner, bindir=bindir
@@ -937,7 +953,7 @@ def _plan_and_load(
     _run_workers(
         spool.abort,
         [
-            partial(_feed_files, spool, head, plan, w, conninfo, no_owner, bindir, check_rows)
+            partial(_feed_files, spool, read, head, plan, w, conninfo, no_owner, bindir, check_rows)
             for w in workers
         ],
     )
@@ -976,6 +992,7 @@ def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> N
 
 def _feed_files(
     spool: FileFeed,
+    read: ReadFile,
     head: bytes,
     plan: Plan,
     entries: list[TocEntry],
@@ -986,7 +1003,7 @@ def _feed_files(
 ) -> None:
     """One worker: pg_restore of ``entries``' data from a custom-format archive made on
     the fly: ``head`` (the converted table of contents), then one data block per entry,
-    its file's bytes as length-prefixed parts (:meth:`FileFeed.send_block`)."""
+    its file read here and written as length-prefixed parts (:meth:`FileFeed.stream_block`)."""
     listed = spool.directory.with_name(f"worker-{entries[0].dump_id}.list")
     listed.write_text("".join(f"{e.dump_id};\n" for e in entries), encoding="utf-8")
 
@@ -997,7 +1014,14 @@ def _feed_files(
         widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         restore.stdin.write(head)
         for entry in entries:
+            name = entry.file or ""
             restore.stdin.write(bytes([BLOCK_DATA]) + integer(entry.dump_id))
-            spool.send_block(entry.file or "", restore.stdin, integer)
+            batches = read(name)
+            try:
+                spool.stream_block(name, batches, restore.stdin, integer)
+            finally:
+                close = getattr(batches, "close", None)
+                if callable(close):
+                    close()  # its fetch threads, when it was left early
     data_ids = [e.dump_id for e in entries]
     _post_data_early(spool, spool.directory, plan, data_ids, conninfo, no_owner, bindir, check_rows)

@@ -1,13 +1,13 @@
-"""The read-ahead of a directory-format restore (operations/restore_feed.py): a worker gets
-its file's chunks from memory as they arrive, ends the data block only once the file is
-complete and checked, and a worker that falls behind is spilled to disk while another
-waits, so that the reader never waits on one worker while the other starves."""
+"""The feed of a directory-format restore (operations/restore_feed.py): a worker reads its
+own files and writes their chunks into its pg_restore as they arrive, ends a data block
+only once the file is complete and checked, and is never held up by another worker; the
+files no worker loads are written whole, under their names only once checked."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from respaldo.errors import IntegrityError, RestoreError
-from respaldo.operations.restore_feed import BATCH, FEED, Aborted, FileFeed, write_all
+from respaldo.operations.restore_feed import FEED, Aborted, FileFeed, write_all
 from respaldo.operations.restore_parallel import Plan, _feed_while_loading
 
 INT_SIZE = 4
@@ -74,10 +74,21 @@ def chunks(n: int, seed: int) -> list[bytes]:
     return [bytes([seed]) * 100 + os.urandom(20_000) for _ in range(n)]
 
 
-def worker(feed: FileFeed, names: list[str], pipe: Pipe, errors: list[BaseException]) -> None:
+def windows(data: list[bytes], size: int = 3) -> Iterator[list[bytes]]:
+    """``data`` as the reader yields it: lists of chunks (a window's)."""
+    for at in range(0, len(data), size):
+        yield data[at : at + size]
+
+
+def worker(
+    feed: FileFeed,
+    files: dict[str, Iterable[list[bytes]]],
+    pipe: Pipe,
+    errors: list[BaseException],
+) -> None:
     try:
-        for name in names:
-            feed.send_block(name, pipe.out, integer)
+        for name, batches in files.items():
+            feed.stream_block(name, batches, pipe.out, integer)
     except BaseException as exc:
         errors.append(exc)
     finally:
@@ -85,89 +96,62 @@ def worker(feed: FileFeed, names: list[str], pipe: Pipe, errors: list[BaseExcept
 
 
 def start(
-    feed: FileFeed, names: list[str], pipe: Pipe
+    feed: FileFeed, files: dict[str, Iterable[list[bytes]]], pipe: Pipe
 ) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
-    thread = threading.Thread(target=worker, args=(feed, names, pipe, errors))
+    thread = threading.Thread(target=worker, args=(feed, files, pipe, errors))
     thread.start()
     return thread, errors
 
 
-def test_a_worker_gets_its_file_from_memory_as_it_arrives(tmp_path: Path) -> None:
-    feed = FileFeed(tmp_path, read_ahead=1 << 20)
+def test_a_worker_writes_its_file_into_its_pg_restore_as_the_chunks_arrive(
+    tmp_path: Path,
+) -> None:
+    feed = FileFeed(tmp_path)
     feed.route({"a.dat": 0})
     pipe = Pipe()
-    thread, errors = start(feed, ["a.dat"], pipe)
     data = chunks(100, 1)
+    reached = threading.Event()
 
     def arriving() -> Iterator[list[bytes]]:
-        for chunk in data[:-1]:
-            yield [chunk]
-            # Nothing of it is written to disk while the worker keeps up.
-            assert list(tmp_path.iterdir()) == []
-        # The worker had the first chunks long before the file was complete.
+        yield from windows(data[:-1])
+        # The worker's pg_restore had the first chunks long before the file was complete.
+        reached.set()
         assert pipe.first.wait(60)
         yield [data[-1]]
 
+    thread, errors = start(feed, {"a.dat": arriving()}, pipe)
     told: list[int] = []
-    assert feed.read_file("a.dat", arriving(), told.append, 10) == 10 + len(b"".join(data))
-    assert told[-1] == 10 + len(b"".join(data))
+    assert feed.wait_streamed(told.append, 10) == 10 + len(b"".join(data))
     feed.finish()
     thread.join()
-    assert errors == []
+    assert errors == [] and reached.is_set()
     assert parse_block(pipe.received) == (b"".join(data), True)
-    assert list(tmp_path.iterdir()) == []
+    assert all(10 < done <= 10 + len(b"".join(data)) for done in told)
+    assert list(tmp_path.iterdir()) == []  # nothing went to disk
+    assert feed.tally == {"whole": 0, "streamed": len(b"".join(data))}
 
 
-def test_a_busy_worker_makes_the_reader_wait_not_spill(tmp_path: Path) -> None:
-    # Nobody else waits: the reader waits for the worker rather than write to disk.
-    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
-    feed.route({"a.dat": 0})
-    pipe = Pipe(hold=True)
-    thread, errors = start(feed, ["a.dat"], pipe)
-    data = chunks(200, 2)  # 4 MiB: eight times what may be held
-    reading = threading.Thread(target=lambda: _read(feed, "a.dat", data))
-    reading.start()
-    pipe.release.set()
-    reading.join()
-    feed.finish()
-    thread.join()
-    assert errors == []
-    assert parse_block(pipe.received) == (b"".join(data), True)
-    assert list(tmp_path.iterdir()) == []
-
-
-def windows(data: list[bytes], size: int = 3) -> Iterator[list[bytes]]:
-    """``data`` as the reader yields it: lists of chunks (a window's)."""
-    for at in range(0, len(data), size):
-        yield data[at : at + size]
-
-
-def _read(feed: FileFeed, name: str, data: list[bytes]) -> None:
-    feed.read_file(name, windows(data), lambda done: None, 0)
-
-
-def test_a_worker_that_falls_behind_is_spilled_while_another_waits(tmp_path: Path) -> None:
-    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
+def test_a_worker_whose_pg_restore_is_slow_does_not_hold_up_another(tmp_path: Path) -> None:
+    # Each worker reads its own files: worker 0's pg_restore takes nothing while worker 1
+    # streams its file whole (a single reader handing on files in their stored order
+    # had to spill a.dat to disk to get to b.dat).
+    feed = FileFeed(tmp_path)
     feed.route({"a.dat": 0, "b.dat": 1})
     slow, other = Pipe(hold=True), Pipe()
-    slow_thread, slow_errors = start(feed, ["a.dat"], slow)
-    other_thread, other_errors = start(feed, ["b.dat"], other)
     a, b = chunks(200, 3), chunks(30, 4)
-    # Worker 0 takes nothing (its pg_restore is stuck) while worker 1 waits for b.dat,
-    # which comes after 4 MiB of a.dat: the reader goes on, a.dat's rest on disk.
-    _read(feed, "a.dat", a)
-    assert (tmp_path / "a.dat.part").stat().st_size > 0
-    _read(feed, "b.dat", b)
-    feed.finish()
+    slow_thread, slow_errors = start(feed, {"a.dat": windows(a)}, slow)
+    other_thread, other_errors = start(feed, {"b.dat": windows(b)}, other)
     other_thread.join()
     assert other_errors == []
     assert parse_block(other.received) == (b"".join(b), True)
+    assert slow.received == bytearray()
     slow.release.set()
+    assert feed.wait_streamed(lambda done: None, 0) == len(b"".join(a + b))
     slow_thread.join()
     assert slow_errors == []
     assert parse_block(slow.received) == (b"".join(a), True)
-    assert list(tmp_path.iterdir()) == []  # the spill file is gone once loaded
+    assert list(tmp_path.iterdir()) == []
 
 
 def failing(data: list[bytes]) -> Iterator[list[bytes]]:
@@ -175,87 +159,100 @@ def failing(data: list[bytes]) -> Iterator[list[bytes]]:
     raise IntegrityError("stream 'dump/3.dat' does not match its checksum")
 
 
-def test_a_file_that_fails_is_never_ended_and_its_worker_is_aborted(tmp_path: Path) -> None:
+def test_a_file_that_fails_is_never_ended(tmp_path: Path) -> None:
     feed = FileFeed(tmp_path)
     feed.route({"a.dat": 0})
     pipe = Pipe()
-    thread, errors = start(feed, ["a.dat"], pipe)
     data = chunks(40, 5)
-    with pytest.raises(IntegrityError):
-        feed.read_file("a.dat", failing(data), lambda done: None, 0)
-    feed.abort()  # as _feed_while_loading does on any failure
+    thread, errors = start(feed, {"a.dat": failing(data)}, pipe)
     thread.join()
-    assert [type(e) for e in errors] == [Aborted]
+    assert [type(e) for e in errors] == [IntegrityError]
     got, ended = parse_block(pipe.received)
     assert not ended  # pg_restore never saw the end of the table's data
-    assert b"".join(data).startswith(got)
+    assert got == b"".join(data)
 
 
-def test_a_reader_waiting_for_a_worker_is_woken_by_an_abort(tmp_path: Path) -> None:
-    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
+def test_a_worker_stops_reading_once_the_restore_is_aborted(tmp_path: Path) -> None:
+    feed = FileFeed(tmp_path)
+    feed.route({"a.dat": 0, "b.dat": 1})
+    pipe = Pipe()
+    data = chunks(40, 6)
+    read: list[int] = []
+
+    def arriving() -> Iterator[list[bytes]]:
+        for n, window in enumerate(windows(data)):
+            read.append(n)
+            if n == 2:
+                feed.abort()  # the other worker's pg_restore failed
+            yield window
+
+    thread, errors = start(feed, {"a.dat": arriving()}, pipe)
+    thread.join()
+    assert [type(e) for e in errors] == [Aborted]
+    assert read == [0, 1, 2]  # not the rest of the file
+    assert not parse_block(pipe.received)[1]
+
+
+def test_the_reader_waiting_for_the_workers_is_woken_by_an_abort(tmp_path: Path) -> None:
+    feed = FileFeed(tmp_path)
     feed.route({"a.dat": 0})
-    pipe = Pipe(hold=True)  # the worker never takes more than the pipe holds
-    thread, _ = start(feed, ["a.dat"], pipe)
     failures: list[BaseException] = []
 
-    def read() -> None:
+    def wait() -> None:
         try:
-            _read(feed, "a.dat", chunks(200, 6))
+            feed.wait_streamed(lambda done: None, 0)
         except BaseException as exc:
             failures.append(exc)
 
-    reading = threading.Thread(target=read)
-    reading.start()
+    waiting = threading.Thread(target=wait)
+    waiting.start()
     feed.abort()  # a worker's pg_restore failed
-    reading.join()
-    pipe.release.set()
-    thread.join()
-    # It could not have read on: the worker takes no more than its pipe holds.
+    waiting.join()
     assert [type(e) for e in failures] == [Aborted]
+
+
+def test_the_reader_waits_for_the_plan_before_the_files_after_the_toc(tmp_path: Path) -> None:
+    feed = FileFeed(tmp_path)
+    routed = threading.Event()
+
+    def plan() -> None:
+        routed.set()
+        feed.route({"a.dat": 0})
+
+    planning = threading.Timer(0, plan)
+    planning.start()
+    feed.wait_routed()
+    assert routed.is_set() and feed.routed("a.dat") and not feed.routed("blob_1.dat")
+    planning.join()
+    aborted = FileFeed(tmp_path)
+    aborted.abort()  # the plan failed
+    with pytest.raises(Aborted):
+        aborted.wait_routed()
 
 
 def test_files_not_routed_are_written_whole_under_their_name(tmp_path: Path) -> None:
     feed = FileFeed(tmp_path)
     data = chunks(5, 7)
-    _read(feed, "toc.dat", data)
+    feed.read_file("toc.dat", windows(data), lambda done: None, 0)
     assert feed.wait_file("toc.dat").read_bytes() == b"".join(data)
     feed.route({"a.dat": 0})
-    _read(feed, "blobs.toc", data)  # no worker loads it: whole, for the last pg_restore
+    # No worker loads it: whole, for the last pg_restore.
+    feed.read_file("blobs.toc", windows(data), lambda done: None, 0)
     assert (tmp_path / "blobs.toc").read_bytes() == b"".join(data)
 
 
-def test_a_worker_waiting_for_the_end_makes_the_reader_spill_not_wait(tmp_path: Path) -> None:
-    # Worker 1 has loaded its tables and waits for the whole dump to build its indexes;
-    # worker 0 is stuck: the reader goes on to the end rather than leave worker 1 idle.
-    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
-    feed.route({"a.dat": 0})
-    slow = Pipe(hold=True)
-    slow_thread, slow_errors = start(feed, ["a.dat"], slow)
-    ended = threading.Event()
-
-    def index_builder() -> None:
-        feed.wait_done()
-        ended.set()
-
-    waiting = threading.Thread(target=index_builder)
-    waiting.start()
-    a = chunks(200, 8)
-    _read(feed, "a.dat", a)
-    assert (tmp_path / "a.dat.part").stat().st_size > 0
-    feed.finish()
-    waiting.join()
-    assert ended.is_set() and slow.received == bytearray()
-    slow.release.set()
-    slow_thread.join()
-    assert slow_errors == []
-    assert parse_block(slow.received) == (b"".join(a), True)
+def test_a_file_whose_checksum_fails_never_gets_its_name(tmp_path: Path) -> None:
+    feed = FileFeed(tmp_path)
+    with pytest.raises(IntegrityError):
+        feed.read_file("blobs.toc", failing(chunks(5, 8)), lambda done: None, 0)
+    assert not (tmp_path / "blobs.toc").exists()
 
 
 def test_a_worker_that_fails_while_the_reader_waits_is_the_error_told(tmp_path: Path) -> None:
-    # Nobody takes a.dat (its worker's pg_restore failed): the reader, waiting for room
-    # or not yet begun, is woken by the abort, and the restore fails with the worker's
+    # Nobody streams a.dat (its worker's pg_restore failed): the reader, waiting for the
+    # workers' files, is woken by the abort, and the restore fails with the worker's
     # error, not with the abandoned read.
-    feed = FileFeed(tmp_path, read_ahead=2 * BATCH)
+    feed = FileFeed(tmp_path)
     feed.route({"a.dat": 0})
 
     def load() -> Plan | None:
@@ -263,13 +260,35 @@ def test_a_worker_that_fails_while_the_reader_waits_is_the_error_told(tmp_path: 
         raise RestoreError("pg_restore failed: relation does not exist")
 
     def steps() -> Iterator[None]:
-        _read(feed, "a.dat", chunks(200, 9))
+        feed.wait_streamed(lambda done: None, 0)
         yield
 
     with ThreadPoolExecutor(1) as pool:
         loading = pool.submit(load)
         with pytest.raises(RestoreError, match="pg_restore failed"):
             _feed_while_loading(feed, loading, steps())
+
+
+def test_a_part_of_a_block_is_at_most_a_feed(tmp_path: Path) -> None:
+    # pg_restore holds one part of a data block in memory: a window of chunks (up to
+    # 2 MiB and more) goes in several.
+    feed = FileFeed(tmp_path)
+    feed.route({"a.dat": 0})
+    pipe = Pipe()
+    data = chunks(160, 9)  # about 3.2 MiB
+    thread, errors = start(feed, {"a.dat": windows(data, 80)}, pipe)
+    thread.join()
+    assert errors == []
+    raw = pipe.received
+    sizes = []
+    at = 0
+    while at < len(raw):
+        size = int.from_bytes(raw[at + 1 : at + 1 + INT_SIZE], "little")
+        sizes.append(size)
+        at += 1 + INT_SIZE + size
+    assert sizes[-1] == 0 and len(sizes) >= 5
+    assert max(sizes) <= FEED
+    assert parse_block(raw) == (b"".join(data), True)
 
 
 def test_a_worker_that_fails_aborts_the_others_at_once() -> None:
