@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from respaldo.i18n import translations
+from respaldo.i18n import quantities, translations
 from respaldo.reasons import reason
 
 SMS_LIMIT = 160
@@ -108,6 +108,7 @@ def kind_label(kind: str, gettext: Callable[[str], str]) -> str:
 def render(alert: Alert, language: str) -> Message:
     """The message of ``alert`` in ``language`` (``en`` or ``es``)."""
     _ = translations(language).gettext
+    show = quantities(language)
     level = _(_LEVELS[alert.level])
     title = _title(alert, _)
     lines = [f"{level}: {title}", ""]
@@ -115,8 +116,8 @@ def render(alert: Alert, language: str) -> Message:
         (_("What"), kind_label(alert.kind, _)),
         (_("Database"), alert.database),
         (_("Repository"), alert.repository),
-        (_("Error"), reason(alert.error, _)),
-        (_("What to do"), reason(alert.hint, _)),
+        (_("Error"), reason(alert.error, _, show)),
+        (_("What to do"), reason(alert.hint, _, show)),
         (_("Job"), str(alert.job_id) if alert.job_id is not None else None),
         (_("Host"), alert.host),
         (_("Time"), alert.at.strftime("%Y-%m-%d %H:%M:%S %Z")),
@@ -126,7 +127,7 @@ def render(alert: Alert, language: str) -> Message:
     subject = f"[respaldo] {level}: {title}"
     short_parts = [f"respaldo {level} {alert.host}: {title}"]
     if alert.error and alert.event is not Event.RESOLVED:
-        short_parts.append(reason(alert.error, _))
+        short_parts.append(reason(alert.error, _, show))
     return Message(subject=subject, body="\n".join(lines) + "\n", short=sms(": ".join(short_parts)))
 
 

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from respaldo.catalog import AlertStates, Catalog, Notifications
 from respaldo.config import Settings
 from respaldo.errors import RespaldoError
-from respaldo.i18n import translations
+from respaldo.i18n import quantities, translations
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send, unusable
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
@@ -649,13 +649,17 @@ def translate(settings: Settings, message: str, args: Mapping[str, Any] | None =
     know it), formatted with ``args``. An argument that is a
     :class:`~respaldo.phrases.Phrase` (a health check's reason, a recorded error marked
     with :func:`~respaldo.phrases.recorded`) is said in that language too, as the page
-    says it; other text (a database's name) is put in as given."""
-    gettext = translations(settings.notifications.language).gettext
+    says it, its sizes and shares written as that language writes them ("1,1 MB", "10 %";
+    in English as the CLI writes them); other text (a database's name) is put in as
+    given."""
+    language = settings.notifications.language
+    gettext = translations(language).gettext
     translated = gettext(message)
     if not args:
         return translated
+    show = quantities(language)
     said = {
-        name: reason(value, gettext) if isinstance(value, Phrase) else value
+        name: reason(value, gettext, show) if isinstance(value, Phrase) else value
         for name, value in args.items()
     }
     return translated.format(**said)

@@ -282,7 +282,10 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         target = item.key.split(":", 2)[-1]
         return _SWAP, {**args, "target": target, "error": recorded(item.reason)}
     if item.check == "size":
-        return _SIZE[item.kind.value if item.kind is not None else "full"], args
+        return _SIZE[item.kind.value if item.kind is not None else "full"], {
+            **args,
+            "error": _shrunk(item.reason),
+        }
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
     never, aged = _MESSAGES[name]
     if item.check == "archive" and item.reason.startswith(ARCHIVING_FAILS):
@@ -355,6 +358,23 @@ def _hint(item: StatusItem) -> str:
 
 def _span(seconds: float | None) -> str:
     return human_age(timedelta(seconds=seconds)) if seconds is not None else ""
+
+
+_SHRUNK = N_("{facts} (limit {limit})")
+"""The size check's facts after its ': ' (status.py's red size reason)."""
+
+
+def _shrunk(reason: str) -> str:
+    """The facts of a red size reason ("1.1 MB, 10% of 11.0 MB (limit 50%)") as a phrase
+    whose sizes and share stay quantities: a Spanish alert writes them as Spanish does
+    ("1,1 MB, el 10 % de 11 MB (límite 50 %)"). Taken as text, they read as the CLI
+    writes them in every language. Its English is the text's, as before."""
+    text = _after_colon(reason)
+    if isinstance(reason, Phrase) and {"facts", "limit"} <= reason.values.keys():
+        facts = Phrase(_SHRUNK, facts=reason.values["facts"], limit=reason.values["limit"])
+        if facts == text:
+            return facts
+    return recorded(text)
 
 
 def _after_colon(reason: str) -> str:

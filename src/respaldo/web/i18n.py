@@ -11,10 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from babel import Locale, negotiate_locale
-from babel.dates import format_date, format_datetime, format_time, format_timedelta
-from babel.numbers import format_decimal, format_percent
+from babel.dates import format_datetime, format_timedelta
+from babel.numbers import format_decimal
 from babel.units import format_unit
 
+from respaldo import i18n as shared
 from respaldo.i18n import translations
 from respaldo.phrases import N_, Quantity
 
@@ -31,8 +32,6 @@ LANGUAGES = ("es", "en")
 """The languages the page speaks; the first is the default."""
 
 DEFAULT_LANGUAGE = LANGUAGES[0]
-
-_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
 
 def choose_language(cookie: str | None, accept_language: str | None) -> str:
@@ -109,36 +108,16 @@ class Formatter:
         return f"{text} {self._unit(*second)}" if second[0] else text
 
     def size(self, value: int | None) -> str:
-        """Bytes in the largest unit that keeps the number at least 1 ("1,5 GB"). The units
-        are powers of 1000, as their names say and as 'respaldo status' writes them: in
-        powers of 1024 a 1.61 GB backup read "1,5 GB" here and "1.6 GB" there."""
+        """Bytes in the largest unit that keeps the number at least 1 ("1,5 GB"), as
+        :func:`respaldo.i18n.size` writes them."""
         if value is None:
             return "—"
-        amount = float(value)
-        unit = 0
-        while amount >= 1000 and unit < len(_UNITS) - 1:
-            amount /= 1000
-            unit += 1
-        pattern = "#,##0" if unit == 0 or amount >= 100 else "#,##0.#"
-        return f"{format_decimal(amount, format=pattern, locale=self.locale)} {_UNITS[unit]}"
+        return shared.size(value, self.language)
 
     def quantity(self, value: Quantity) -> str:
-        """A quantity of a phrase (:mod:`respaldo.phrases`) in the reader's language: a
-        size as :meth:`size` writes it ("1,1 MB"), a share as a percentage ("10 %"), a
-        time to the minute in UTC, which its phrase names ("6 dic 2026, 5:48")."""
-        amount = value.amount
-        if value.kind == "bytes" and isinstance(amount, int):
-            return self.size(amount)
-        if value.kind == "share" and isinstance(amount, float | int):
-            return format_percent(amount, locale=self.locale)
-        if value.kind == "minute" and isinstance(amount, dt.datetime):
-            moment = amount.astimezone(dt.UTC) if amount.tzinfo is not None else amount
-            day = format_date(moment, "medium", locale=self.locale)
-            time = format_time(moment, "short", tzinfo=dt.UTC, locale=self.locale)
-            # The locale's own way of joining a date and a time ("{1}, {0}").
-            joined: str = self.locale.datetime_formats["medium"]
-            return joined.replace("{1}", day).replace("{0}", time)
-        return str(value)
+        """A quantity of a phrase (:mod:`respaldo.phrases`) in the reader's language, as
+        :func:`respaldo.i18n.quantity` writes it (an alert in that language too)."""
+        return shared.quantity(value, self.language)
 
     def number(self, value: float | None) -> str:
         if value is None:

@@ -2,10 +2,12 @@
 backed up, then emptied (a bad migration, the wrong database restored over it), and the
 next backup, which completes, is much smaller than the one before: the watchdog mails a
 critical alert through a real SMTP server (aiosmtpd). The next backup, as small, settles
-it with one "resolved"."""
+it with one "resolved". In Spanish (``[notifications] language = "es"``) the alert writes
+the sizes and the share as Spanish does."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -20,12 +22,15 @@ from tests.servers.notify import Smtp
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def mailed(respaldo: Respaldo) -> Iterator[tuple[Respaldo, Smtp]]:
+@pytest.fixture(params=["en"])
+def mailed(respaldo: Respaldo, request: pytest.FixtureRequest) -> Iterator[tuple[Respaldo, Smtp]]:
     server = Smtp()
     try:
+        language = f'language = "{request.param}"\n'
         target = f'[[notifications.targets]]\nname = "ops"\nurl = "{server.url()}"\n'
-        respaldo.config.write_text(respaldo.config.read_text() + "\n[notifications]\n" + target)
+        respaldo.config.write_text(
+            respaldo.config.read_text() + "\n[notifications]\n" + language + target
+        )
         yield respaldo, server
     finally:
         server.close()
@@ -70,3 +75,24 @@ def test_a_backup_much_smaller_than_the_one_before_is_alerted_once(
     # The database really is this small now: the next backup settles it.
     respaldo.backup("erp")
     assert _size_condition(respaldo) == ("green", "resolved")
+
+
+@pytest.mark.parametrize("mailed", ["es"], indirect=True)
+def test_the_spanish_alert_writes_the_sizes_as_spanish_does(
+    mailed: tuple[Respaldo, Smtp],
+) -> None:
+    respaldo, smtp = mailed
+    respaldo.backup("erp")
+    _empty(respaldo)
+    respaldo.backup("erp")
+    assert _size_condition(respaldo) == ("red", "raised")
+    told = [str(m["Subject"]) for m in smtp.inbox.items]
+    (subject,) = [s for s in told if "mucho menor" in s]
+    # "418 KB, el 39 % de 1,1 MB (límite 50 %)": a decimal comma, a space before "%"
+    # (a no-break space, which the mail's subject may carry as a plain one).
+    assert re.fullmatch(
+        r"\[respaldo\] CRÍTICO: la copia completa más reciente de erp es mucho menor que la "
+        r"anterior: \d+(,\d)? [kKMG]?B, el \d+\s% de \d+(,\d)? [KMG]?B "
+        r"\(límite 50\s%\)",
+        subject,
+    ), subject

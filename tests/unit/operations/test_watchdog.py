@@ -336,3 +336,30 @@ def test_the_alerts_of_a_source_or_repository_removed_from_the_configuration_are
     assert not any(k.startswith(("rpo:nomina", "copy:")) for k in after)
     assert len(webhook.inbox.items) == told  # no "resolved" for what nobody mended
     assert "closed the alerts of what is no longer configured" in caplog.text
+
+
+def test_the_size_alert_writes_its_sizes_and_share_as_its_language_does(tmp_path: Path) -> None:
+    """The size check's facts stay quantities in the alert (the watchdog took them as
+    text, and a Spanish alert read "1.1 MB, 9% of 12.0 MB (limit 50%)"); in English
+    they read as the CLI writes them, as before."""
+    settings = status_settings(tmp_path)
+    with Context.open(settings, create=True) as ctx:
+        backup(ctx, NOW - 30 * H, size=12_000_000)
+        backup(ctx, NOW - 2 * H, size=1_100_000)
+        report = status.compute_status(ctx, NOW, wal_archived=(), servers=False)
+    (item,) = [i for i in report.items if i.key == "size:erp:full"]
+    assert item.level == "red"
+    message, args = watchdog.describe(item)
+    english = alerts.translate(settings, message, args)
+    assert english == (
+        "the newest full backup of erp is much smaller than the one before: "
+        "1.1 MB, 9% of 12.0 MB (limit 50%)"
+    )
+    assert english == message.format(**args)
+    spanish = settings.model_copy(
+        update={"notifications": settings.notifications.model_copy(update={"language": "es"})}
+    )
+    assert alerts.translate(spanish, message, args) == (
+        "la copia completa más reciente de erp es mucho menor que la anterior: "
+        "1,1 MB, el 9\u00a0% de 12 MB (límite 50\u00a0%)"
+    )
