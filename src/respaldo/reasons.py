@@ -126,6 +126,118 @@ _PHRASES = (
         "restore from another repository, or run 'respaldo index rebuild' if the index is at "
         "fault"
     ),
+    # operations/drill.py: what a restore test's other checks found. Its row counts
+    # (operations/restore.py, restore_parallel.py: one per table, "; "-joined).
+    N_("restored into {datadir}"),
+    N_("{compared} tables match the snapshot"),
+    N_("the backup recorded no row counts (it predates them): nothing compared"),
+    N_("{table}: {counted} rows, {recorded} expected"),
+    N_("{table}: missing rows, {recorded} expected"),
+    N_("{table}: the backup recorded no row count for it"),
+    N_("and {count} more"),
+    N_("restored row counts differ from the backup's: {differences}"),
+    # Its large objects (operations/restore.py, postgres/largeobjects.py).
+    N_("{count} large objects, {bytes} bytes, match the snapshot"),
+    N_(
+        "the backup holds no record of its large objects that this respaldo reads (it "
+        "predates the record, or a newer respaldo wrote it): they were not checked"
+    ),
+    N_("{count} large objects, {expected} expected"),
+    N_("{bytes} bytes of large objects, {expected} expected"),
+    N_("the large objects' contents differ (digest {digest}, {expected} expected)"),
+    N_("restored large objects differ from the backup's: {differences}"),
+    # Its validation queries (postgres/queries.py: what failed to run; the engine's words
+    # follow).
+    N_(
+        "query failed on {target}: it is more than one statement; a validation query must "
+        "be one statement (one SELECT), which runs read-only and within the time limit"
+    ),
+    N_("query failed on {target}: {error}"),
+    # Its WAL archive (operations/wal_coverage.py: archive_check, archived_after).
+    N_("continuous from the backup's end to {lsn}"),
+    N_(
+        "WAL segment {segment} is missing from the archive (archived again from {resumes} "
+        "on): recovery cannot go past {lsn}"
+    ),
+    N_("the backup's manifest does not say where its WAL ends: the archive was not checked"),
+    N_("could not read the archived WAL's names and history to check it for gaps: {error}"),
+    N_(
+        "recovery follows timeline {newest}, which does not descend from the backup's "
+        "timeline {timeline}: the archived WAL was not checked for gaps"
+    ),
+    N_(
+        "timeline {timeline} branched off before the backup's end: recovery from it cannot "
+        "follow the newest timeline, and the archived WAL was not checked for gaps"
+    ),
+    # A files backup's contents (drill.py: _files_contents).
+    N_(
+        "{files} files, {directories} directories, {links} links, {bytes} bytes (the "
+        "backup recorded no counts to compare)"
+    ),
+    N_("{files} files, {directories} directories, {links} links, {bytes} bytes, as backed up"),
+    N_("files: {count} restored, {expected} backed up"),
+    N_("directories: {count} restored, {expected} backed up"),
+    N_("symlinks: {count} restored, {expected} backed up"),
+    N_("file_bytes: {count} restored, {expected} backed up"),
+    # A drill that read chunks from a mirror (drill.py: _copies); the chunks as written.
+    N_(
+        "1 chunk missing or damaged in the repository read first came from another: "
+        "{chunks}; run 'respaldo verify --all' and 'respaldo repair'"
+    ),
+    N_(
+        "{count} chunks missing or damaged in the repository read first came from another: "
+        "{chunks}; run 'respaldo verify --all' and 'respaldo repair'"
+    ),
+    # notify/send.py: why an alert did not reach a target (the notifications' error). What
+    # apprise and the service said stays as written.
+    N_("notification target {target}: {reason}"),
+    N_("the service refused the message"),
+    N_("apprise cannot use its URL (refused)"),
+    N_("apprise cannot use its URL ({said})"),
+    N_("environment variable {variable} (url_env) is not set"),
+    N_("environment variable {variable} (secret_env) is not set"),
+    # The audit log's details (operations/admin.py, auth.py, users.py, api_tokens.py,
+    # job_audit.py, api/security.py, web/pages.py, cli/snapshot_cmd.py): what was
+    # refused and why, what a change started ("; job N" after it), a login's failure.
+    N_("needs {permission}"),
+    N_("a snapshot is pinned: needs {permission}"),
+    N_("full backup of {database}, job {job}"),
+    N_("incremental backup of {database}, job {job}"),
+    N_("files backup of {database}, job {job}"),
+    N_("snapshot backup of {database}, job {job}"),
+    N_(
+        "restore of backup {backup} over database {database} started: the application is "
+        "stopped while the database is swapped"
+    ),
+    N_("restore of backup {backup} into the new database {database} started"),
+    N_("restore test of backup {backup} started"),
+    N_("restore test of the newest backup of {database} ({backup}) started"),
+    N_("job {job}"),
+    N_("manifests deleted from none"),
+    N_("manifests deleted from {repositories}"),
+    N_("{kind} of {target}: {status}"),
+    N_("{pinned} backups pinned, {failed} failed"),
+    N_("role {role}"),
+    N_("signed in to the page with {method}"),
+    N_("too many failed logins"),
+    N_("wrong user name or password"),
+    N_("the refresh token is not valid (unknown, or already used)"),
+    N_("the refresh token was used a moment ago by another request"),
+    N_("the session was logged out"),
+    N_("the session has expired"),
+    N_("user {user} was removed or disabled"),
+    N_("the bearer token is malformed"),
+    N_("the token's signature does not verify"),
+    N_("the bearer token is not valid: {error}"),
+    N_("the bearer token is not an access token"),
+    N_("the session of this token was logged out"),
+    N_("the session of this token has expired"),
+    N_("the access token has expired"),
+    N_("the API token is not valid"),
+    N_("the API token {token} was revoked"),
+    N_("the ERP token has expired"),
+    N_("the ERP token is not valid: {error}"),
+    N_("the ERP token has no {claim} claim"),
 )
 
 _WHERE = (
@@ -176,7 +288,61 @@ _VALUES = {
     "read": r"\d+",
     "length": r"\d+",
     "when": r"[0-9: -]+",
+    # A restore test's other checks: numbers, a WAL position, a segment's name.
+    "compared": r"\d+",
+    "counted": r"\d+",
+    "recorded": r"\d+",
+    "bytes": r"\d+",
+    "files": r"\d+",
+    "directories": r"\d+",
+    "links": r"\d+",
+    "digest": r"[0-9a-f]+",
+    "lsn": r"[0-9A-F]+/[0-9A-F]+",
+    "segment": r"[0-9A-F]{24}",
+    "newest": r"\d+",
+    "timeline": r"\d+",
+    # The audit log's: a permission ("admin:approve"), a backup's id, counts, a name as
+    # repr() quotes it.
+    "permission": r"[\w:]+",
+    "backup": r"[^\s();]+",
+    "pinned": r"\d+",
+    "failed": r"\d+",
+    "user": r"'[^']*'",
+    "token": r"'[^']*'",
+    "claim": r"'[^']*'",
+    "variable": r"\w+",
 }
+
+_WORDS = {
+    # A job's kind and status (domain.py: JobKind, JobStatus), as a cancelled job's audit
+    # entry names them ("backup of erp: cancelled") and a busy target's error.
+    "kind": {
+        "backup": N_("backup"),
+        "restore": N_("restore"),
+        "drill": N_("restore test"),
+        "prune": N_("prune"),
+        "verify": N_("verify"),
+        "report": N_("report"),
+        "wal_copy": N_("wal_copy"),
+    },
+    "status": {
+        "queued": N_("queued"),
+        "running": N_("running"),
+        "completed": N_("completed"),
+        "failed": N_("failed"),
+        "cancelled": N_("cancelled"),
+        "skipped": N_("skipped"),
+    },
+    # A user's or token's role (domain.py: Role), how a person signed in (AuthMethod).
+    "role": {"viewer": N_("viewer"), "operator": N_("operator"), "admin": N_("admin")},
+    "method": {
+        "password": N_("a password"),
+        "api_token": N_("an API token"),
+        "erp_jwt": N_("the ERP's token"),
+    },
+}
+"""Values that are respaldo's own words, said in the page's language; only these are
+matched where a phrase has such a value (any other text is not that phrase)."""
 
 _OPENING = {
     # The lapsed lease's last renewal, where it opens its phrase ("{since} ({silent} s
@@ -185,6 +351,9 @@ _OPENING = {
     # error of pg_restore's with a JSON body, 9 s for one of 16,000 short parts. Where
     # it ends a phrase ("... no sign of life since {since}") it is that whole phrase.
     "since": r"[0-9TZ:+.-]+",
+    # A table's name as the row counts key it ("public.facturas"), before its ": ": up
+    # to the first colon only, else each try would scan the rest of a long error.
+    "table": r"[^:;]+",
 }
 """What a value may be where it opens a phrase, if not as in :data:`_VALUES`."""
 
@@ -212,6 +381,8 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
 def _value_pattern(name: str, *, opens: bool) -> str:
     if opens and name in _OPENING:
         return _OPENING[name]
+    if name in _WORDS:
+        return "|".join(re.escape(word) for word in _WORDS[name])
     return _VALUES.get(name, ".+?")
 
 
@@ -266,6 +437,10 @@ def _recognised(text: str, gettext: Gettext) -> str:
     while True:
         said = _located(text, gettext)
         if said is None:
+            # A list before a phrase: a phrase's last value, any text, would take in the
+            # parts after its own ("2 large objects, {expected} expected" the rest).
+            said = _listed(text, gettext)
+        if said is None:
             said = _whole(text, gettext)
         if said is not None:
             return "".join(frames) + said
@@ -293,15 +468,53 @@ def _located(text: str, gettext: Gettext) -> str | None:
     return None
 
 
-def _whole(text: str, gettext: Gettext, end: int | None = None) -> str | None:
-    """``text`` (up to ``end``: no copy of each frame of a long error) said by the phrase
-    that matches it whole; None if none does."""
+def _whole(text: str, gettext: Gettext, end: int | None = None, start: int = 0) -> str | None:
+    """``text`` (from ``start`` up to ``end``: no copy of each frame of a long error) said
+    by the phrase that matches it whole; None if none does."""
     for pattern, message in _patterns():
-        matched = pattern.fullmatch(text, 0, len(text) if end is None else end)
+        matched = pattern.fullmatch(text, start, len(text) if end is None else end)
         if matched is not None:
-            parts = {name: _part(part, gettext) for name, part in matched.groupdict().items()}
+            parts = {
+                name: _word(name, part, gettext) if name in _WORDS else _part(part, gettext)
+                for name, part in matched.groupdict().items()
+            }
             return gettext(message).format(**parts)
     return None
+
+
+def _word(name: str, word: str, gettext: Gettext) -> str:
+    # Untranslated (English), the word as stored: "drill", not the message it is said by.
+    message = _WORDS[name][word]
+    said = gettext(message)
+    return word if said == message else said
+
+
+_LISTED = "; "
+
+
+def _listed(text: str, gettext: Gettext) -> str | None:
+    """``text`` as a list that respaldo joined with "; " (a restore test's row counts,
+    one per table; "...; job 12" after what a change started), said part by part when
+    a phrase matches each part whole; None when any part is not one of respaldo's (an
+    engine's error may have "; " in it too: it stays as written)."""
+    end = text.find(_LISTED)
+    if end < 0:
+        return None
+    said: list[str] = []
+    start = 0
+    # Part by part, each matched in place: a long error whose first part is not a
+    # phrase costs one try, not a copy of every part (this runs at each of its frames).
+    while True:
+        one = _whole(text, gettext, end, start)
+        if one is None:
+            return None
+        said.append(one)
+        if end == len(text):
+            return _LISTED.join(said)
+        start = end + len(_LISTED)
+        end = text.find(_LISTED, start)
+        if end < 0:
+            end = len(text)
 
 
 def failed_check(text: str | None, gettext: Gettext) -> str:
