@@ -25,7 +25,7 @@ from respaldo.operations.recorded import fail_reserved
 from respaldo.operations.reports import previous_month, send_drill_report
 from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.operations.snapshot import backup_source
-from respaldo.operations.verify import VerifyResult, verify
+from respaldo.operations.verify import VerifyResult, check_presence, verify
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -179,10 +179,14 @@ def slice_of(day: date, slices: int) -> int:
 
 
 def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> VerifyResult:
-    """``verify --subset n/slices`` of the primary repository for today's ``n``.
+    """``verify --subset n/slices`` of the primary repository for today's ``n``, then,
+    in each mirror, that every pack its index names and every backup copied there is
+    there (:func:`~respaldo.operations.verify.check_presence`: listings, no data read).
 
     Raises RespaldoError if problems are found (the job fails and says how many); the
-    damaged copies are quarantined by :func:`~respaldo.operations.verify.verify`.
+    damaged copies are quarantined by :func:`~respaldo.operations.verify.verify`. A
+    mirror that cannot be opened is skipped with a warning: its copies fail, and alert,
+    on their own.
     """
     n = slice_of(today or datetime.now(UTC).date(), slices)
     read = 0
@@ -193,6 +197,13 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
         ctx.progress("verify", read, None)  # in a job: stops here when cancelled
 
     result = verify(ctx, subset=f"{n}/{slices}", advance=advance)
+    mirrors = []
+    for mirror in ctx.settings.repositories[1:]:
+        try:
+            mirrors.append(check_presence(ctx, mirror.name))
+        except RespaldoError as exc:
+            result.warnings.append(f"repository {mirror.name} was not checked: {exc}")
+            log.warning("verify: repository %s was not checked: %s", mirror.name, exc)
     if not result.ok:
         # verify sent the alert, naming the damage: the failed job sends none.
         raise alerts.mark_alerted(
@@ -201,6 +212,20 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
                 hint="run 'respaldo verify --all', then 'respaldo repair'",
             )
         )
+    for found in mirrors:
+        if not found.ok:
+            # check_presence sent the alert.
+            raise alerts.mark_alerted(
+                RespaldoError(
+                    f"repository {found.repository} lacks what its index or the catalog "
+                    f"says it holds ({len(found.problems)} problems): {found.problems[0]}",
+                    hint=f"run 'respaldo repair {found.repository}' (what the missing "
+                    "packs held is quarantined now: repair copies it again from the other "
+                    "repositories), then 'respaldo prune' (which drops the missing packs "
+                    f"from the index) and 'respaldo verify --all --repository "
+                    f"{found.repository}'",
+                )
+            )
     return result
 
 

@@ -22,6 +22,7 @@ from respaldo.repository.verify import (
     Problem,
     parse_subset,
     quarantine_damaged,
+    verify_presence,
     verify_subset,
 )
 
@@ -110,6 +111,42 @@ def verify(
         packs_checked=everything,
         unreferenced_packs=report.unreferenced_packs,
         damaged_index_files=report.damaged_index_files,
+        problems=[str(p) for p in report.problems],
+        quarantined=quarantined,
+        warnings=warnings,
+    )
+    if result.problems:
+        _alert(ctx, result)
+    return result
+
+
+def check_presence(ctx: Context, repository: str) -> VerifyResult:
+    """Check that repository ``repository`` holds every pack its index names and every
+    backup the catalog records there (listings only, no data read): what the daily
+    verify asks of each mirror, whose data it does not read. Problems found are in the
+    result and alerted, as :func:`verify`'s are. Raises the errors of opening the
+    repository."""
+    name = ctx.settings.repository(repository).name
+    repo = ctx.repository(name)
+    warnings: list[str] = []
+    # Shared, as verify's: a garbage collection meanwhile would delete packs it listed.
+    with reading_lease(repo, "verify", warnings.append):
+        report = verify_presence(repo)
+        report.problems += _recorded_but_missing(ctx, name, repo)
+    try:
+        quarantined = quarantine_damaged(repo, report)
+    except StorageError as exc:
+        warnings.append(f"cannot record the damaged chunks in the repository: {exc}")
+        quarantined = 0
+    result = VerifyResult(
+        repository=name,
+        backups=0,
+        chunks=0,
+        bytes=0,
+        packs=report.packs,
+        packs_checked=False,
+        unreferenced_packs=0,
+        damaged_index_files=len(repo.damaged_index_files),
         problems=[str(p) for p in report.problems],
         quarantined=quarantined,
         warnings=warnings,

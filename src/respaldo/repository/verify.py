@@ -190,6 +190,34 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     return report
 
 
+def verify_presence(repo: Repository) -> VerifyReport:
+    """Check that every pack the index names is in the repository: one listing of
+    ``packs/`` and the index (from the local cache), no data read.
+
+    For mirrors, whose data the daily slice does not read (reading all of an offsite
+    bucket each week costs its egress): a pack lost there (objects deleted by someone
+    holding the bucket's keys, a disk put back from an old image) went unnoticed while
+    later copies deduplicated against it and "completed", until a restore from the mirror
+    failed. A copy damaged in place is not found this way: ``verify --all --repository``
+    reads it."""
+    report = VerifyReport()
+    stored = {pack_id_from_name(info.name) for info in repo.storage.list(PACK_PREFIX)}
+    indexed = repo.index.packs()
+    report.packs = len(indexed)
+    missing = indexed - stored
+    for pack_id in sorted(missing):
+        report.problems.append(Problem("pack listed in the index is missing", pack_name(pack_id)))
+    if missing:
+        # Every copy in them is damaged for certain: once quarantined, no copy to this
+        # repository deduplicates against them any more, and 'repair' takes good copies
+        # from the others (all of them at once, the chunk lists' entries included).
+        for pack_id, entries in repo.index.by_pack(lambda pack_id, _: pack_id in missing).items():
+            for entry in entries:
+                copy = DamagedCopy.of(entry.chunk_id, pack_name(pack_id), "pack is missing")
+                report.damaged.setdefault((copy.chunk_id, copy.pack_id), copy)
+    return report
+
+
 Indexed = dict[str, dict[bytes, tuple[int, int, int]]]
 """Pack id -> chunk id -> (offset, length, raw length), as the index files say."""
 

@@ -6,7 +6,8 @@ import pytest
 
 from respaldo.repository import Problem, Repository, verify_backups, verify_repository
 from respaldo.repository.index import seal_index
-from respaldo.repository.packs import PackEntry
+from respaldo.repository.packs import PackEntry, pack_id_from_name
+from respaldo.repository.verify import verify_presence
 from respaldo.storage.base import Storage
 from tests.unit.repository.helpers import names, open_repo, random_bytes, write_backup
 
@@ -65,3 +66,22 @@ def test_problem_names_backup_and_object() -> None:
     assert str(Problem("bad", "packs/ab/abc", "b1")) == "bad [backup b1 object packs/ab/abc]"
     assert str(Problem("bad", "packs/ab/abc")) == "bad [object packs/ab/abc]"
     assert str(Problem("bad")) == "bad"
+
+
+def test_verify_presence_names_a_lost_pack_and_every_copy_it_held(
+    storage: Storage, repo: Repository
+) -> None:
+    write_backup(repo, "b1", {"dump": random_bytes(200_000, seed=7)})
+    packs = names(storage, "packs/")
+    assert len(packs) > 1
+    whole = verify_presence(open_repo(storage))
+    assert whole.ok and whole.packs == len(packs) and whole.damaged == {}
+
+    lost = packs[0]
+    storage.delete(lost)
+    found = verify_presence(open_repo(storage))
+    assert [p.obj for p in found.problems] == [lost]
+    assert "missing" in found.problems[0].message
+    held = {e.chunk_id for e in open_repo(storage).index.by_pack()[pack_id_from_name(lost)]}
+    assert {chunk for chunk, _ in found.damaged} == held
+    assert {pack for _, pack in found.damaged} == {pack_id_from_name(lost)}

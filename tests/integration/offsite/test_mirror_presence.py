@@ -1,0 +1,135 @@
+"""The service's daily verify looks at the mirrors too: a mirror that lost a pack (a disk
+put back from an old image, objects deleted by someone holding the bucket's keys) went on
+taking copies that "completed" by deduplicating against the lost pack, and nothing the
+service ran ever noticed; the day the primary was lost, the mirror could not restore.
+
+Real CLI, real local repositories, a real files backup; the daily slice run as the
+service runs its job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from respaldo.config import load_settings
+from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.errors import RespaldoError
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.initialize import initialize
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.scheduled import run_queued
+from tests.integration.cli import RunsCli
+from tests.integration.physical.conftest import FAST_KDF
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "mirror presence (test passphrase)"
+
+
+@dataclass
+class Site(RunsCli):
+    root: Path
+    config: Path
+    tree: Path
+    capsys: pytest.CaptureFixture[str]
+    failure: RespaldoError | None = None
+
+    def backup(self) -> str:
+        out, _ = self.ok("backup", "uploads", "--json")
+        backup_id: str = json.loads(out)["id"]
+        return backup_id
+
+    def daily_verify(self) -> JobStatus:
+        """The service's daily verify job (one slice: every chunk of the primary)."""
+        request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 1})
+        with Context.open(load_settings(self.config)) as ctx:
+            job = jobs.submit(ctx, request)
+            try:
+                run_queued(ctx, job.id)
+            except RespaldoError as exc:
+                self.failure = exc
+            return jobs.get(ctx, job.id).status
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Site]:
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    tree = tmp_path / "uploads"
+    tree.mkdir()
+    for n in range(40):
+        (tree / f"factura-{n:03d}.pdf").write_bytes(bytes([n]) * 30000 + str(n).encode() * 500)
+    config = tmp_path / "respaldo.toml"
+    config.write_text(f"""
+cache_dir = "{tmp_path / "cache"}"
+pack_size = 65536
+
+[catalog]
+url = "sqlite:///{tmp_path / "catalog.db"}"
+
+[chunker]
+min_size = 1024
+avg_size = 4096
+max_size = 16384
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[repositories]]
+name = "mirror"
+url = "file://{tmp_path / "mirror"}"
+
+[[file_sets]]
+name = "uploads"
+paths = ["{tree}"]
+""")
+    initialize(load_settings(config), kdf=FAST_KDF)
+    yield Site(tmp_path, config, tree, capsys)
+
+
+def test_a_pack_lost_from_a_mirror_fails_the_daily_verify_naming_it(site: Site) -> None:
+    first = site.backup()
+    packs = sorted((site.root / "mirror" / "packs").rglob("*"))
+    lost = next(p for p in packs if p.is_file())
+    lost.unlink()
+    # A later backup's copy "completes": its unchanged chunks are in the lost pack, and
+    # the mirror's index still names them.
+    (site.tree / "nueva.pdf").write_bytes(b"nueva" * 1000)
+    second = site.backup()
+    code, _, err = site.run(
+        "restore", second, "--repository", "mirror", "--target-dir", str(site.root / "from-mirror")
+    )
+    assert code != 0, "the mirror should not be able to restore the backup"
+    assert lost.name in err
+
+    assert site.daily_verify() is JobStatus.FAILED
+    assert site.failure is not None
+    said = f"{site.failure.message} {site.failure.hint}"
+    assert "mirror" in said and lost.name in said, said
+    assert "respaldo repair mirror" in said, said
+
+    # What the message says to do makes the mirror whole again: the daily verify
+    # quarantined what the lost pack held, repair copies it from the primary.
+    _, err = site.ok("repair", "mirror")
+    assert "rewrote" in err
+    site.ok("prune")
+    site.ok("verify", "--all", "--repository", "mirror")
+    for backup_id in (first, second):
+        target = site.root / f"again-{backup_id}"
+        site.ok("restore", backup_id, "--repository", "mirror", "--target-dir", str(target))
+    site.failure = None
+    assert site.daily_verify() is JobStatus.COMPLETED, site.failure
+
+
+def test_a_mirror_that_cannot_be_opened_does_not_fail_the_daily_verify(site: Site) -> None:
+    # Its copies fail, and alert, on their own; the primary's slice is what the job is.
+    site.backup()
+    (site.root / "mirror").rename(site.root / "mirror-away")
+    assert site.daily_verify() is JobStatus.COMPLETED, site.failure
