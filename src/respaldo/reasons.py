@@ -188,6 +188,14 @@ _PHRASES = (
         "{count} chunks missing or damaged in the repository read first came from another: "
         "{chunks}; run 'respaldo verify --all' and 'respaldo repair'"
     ),
+    # drill.py: _alert, a failed restore test's alert (its error and hint reach the
+    # alert as text: the alerts scrub them). Its failed checks as the run's error reads.
+    N_("restore test of backup {backup} failed ({failures})"),
+    N_("restore test of backup {backup} failed"),
+    N_(
+        "'respaldo drill {backup}' runs it again and shows every check; until a "
+        "restore test passes, this backup may not restore"
+    ),
     # notify/send.py: why an alert did not reach a target (the notifications' error). What
     # apprise and the service said stays as written.
     N_("notification target {target}: {reason}"),

@@ -92,7 +92,7 @@ from respaldo.operations.restore_props import check_properties, read_database_pr
 from respaldo.operations.targets import remove_tree
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal_coverage import archive_check
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, Phrase, joined, recorded
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
@@ -257,15 +257,30 @@ def _alert(ctx: Context, result: DrillResult) -> None:
     """A restore test that ran and failed ends without an exception (its job completes,
     the result says why): the alert is sent here."""
     failed = [c for c in result.checks if not c.ok]
-    what = "; ".join(f"{c.name}: {c.detail}" if c.detail else c.name for c in failed)
+    # Phrases: an alert in Spanish says them in Spanish, each failed check ("NAME:
+    # DETAIL", as the run's error reads) by its name and what it found (respaldo.reasons).
+    what = joined(recorded(f"{c.name}: {c.detail}" if c.detail else c.name) for c in failed)
+    backup = result.backup_id
+    error = (
+        Phrase(
+            N_("restore test of backup {backup} failed ({failures})"), backup=backup, failures=what
+        )
+        if what
+        else Phrase(N_("restore test of backup {backup} failed"), backup=backup)
+    )
     alerts.notify_failure(
         ctx,
         "drill",
-        f"restore test of backup {result.backup_id} failed" + (f" ({what})" if what else ""),
+        error,
         database=result.database,
         repository=ctx.settings.repository().name if ctx.settings.repositories else None,
-        hint=f"'respaldo drill {result.backup_id}' runs it again and shows every check; "
-        "until a restore test passes, this backup may not restore",
+        hint=Phrase(
+            N_(
+                "'respaldo drill {backup}' runs it again and shows every check; until a "
+                "restore test passes, this backup may not restore"
+            ),
+            backup=backup,
+        ),
     )
 
 

@@ -9,19 +9,22 @@ sends the report of the month just ended on ``[schedules] report`` (the 1st, 07:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from statistics import median
 
 from respaldo.catalog import BackupRecords, DrillRun, DrillRuns, checks_of
 from respaldo.domain import DrillStatus
 from respaldo.errors import CatalogError, InvalidInput, NotificationError
-from respaldo.i18n import translations
+from respaldo.i18n import SOURCE_LANGUAGE, translations
 from respaldo.notify import Level, Message, deliver, targets_for
 from respaldo.operations.alerts import DeliveryResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.views import DrillCheckView
 from respaldo.processes import this_host
+from respaldo.reasons import failed_check, reason
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -142,6 +145,14 @@ def _database(name: str, runs: list[ReportRun]) -> ReportDatabase:
 def render_report(report: DrillReport, language: str) -> Message:
     """The report as an email (subject and plain-text body) in ``language``."""
     _ = translations(language).gettext
+    # A check's name and what it found, as the catalog recorded them in English, said
+    # in the report's language where respaldo worded them (as the page says them); in
+    # English as recorded ("wal archive", not the page's "WAL archive").
+    say: Callable[[str], str] = str
+    said_failure: Callable[[str], str] = str
+    if language != SOURCE_LANGUAGE:
+        say = partial(reason, gettext=_)
+        said_failure = partial(failed_check, gettext=_)
     lines = [
         _("Restore tests of {month} on {host}").format(month=report.month, host=this_host()),
         "",
@@ -183,11 +194,10 @@ def render_report(report: DrillReport, language: str) -> Message:
         )
         for check in run.checks:
             mark = "ok" if check.ok else _("FAILED")
-            lines.append(
-                f"  - {check.name}: {mark}" + (f" ({check.detail})" if check.detail else "")
-            )
+            detail = say(check.detail)
+            lines.append(f"  - {say(check.name)}: {mark}" + (f" ({detail})" if detail else ""))
         if run.error:
-            lines.append("  " + _("Error") + f": {run.error}")
+            lines.append("  " + _("Error") + f": {said_failure(run.error)}")
     failed = sum(db.failed for db in report.databases)
     subject = "[respaldo] " + _(
         "restore tests of {month}: {passed} passed, {failed} failed"
