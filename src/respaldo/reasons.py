@@ -386,6 +386,19 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
     return found
 
 
+@cache
+def _starting(first: str) -> list[tuple[re.Pattern[str], str]]:
+    """The patterns that may match a text beginning with ``first`` (a character): those
+    whose message begins with it, and those that open with a value; in table order.
+    A long error is tried at each of its ": " (its frames): with every pattern each
+    time, 128 phrases cost 2.3 times what 53 did on a 42 KB error of pg_restore."""
+    return [
+        (pattern, message)
+        for pattern, message in _patterns()
+        if message.startswith("{") or message.startswith(first)
+    ]
+
+
 def _value_pattern(name: str, *, opens: bool) -> str:
     if opens and name in _OPENING:
         return _OPENING[name]
@@ -479,7 +492,7 @@ def _located(text: str, gettext: Gettext) -> str | None:
 def _whole(text: str, gettext: Gettext, end: int | None = None, start: int = 0) -> str | None:
     """``text`` (from ``start`` up to ``end``: no copy of each frame of a long error) said
     by the phrase that matches it whole; None if none does."""
-    for pattern, message in _patterns():
+    for pattern, message in _starting(text[start : start + 1]):
         matched = pattern.fullmatch(text, start, len(text) if end is None else end)
         if matched is not None:
             parts = {
