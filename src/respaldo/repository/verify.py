@@ -157,6 +157,11 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
             report.problems.append(
                 Problem("pack listed in the index is missing", f"packs/{pack_id[:2]}/{pack_id}")
             )
+            # Every copy it held, not only those the backups' reads below reach: it may
+            # hold a backup's chunk list, whose entries no read can name, and a repair
+            # must take them all back (else garbage collection refuses, finding chunks
+            # that backups reference in no pack).
+            _note_missing_pack(report, pack_id, entries_by_id)
             continue
         report.packs += 1
         try:
@@ -212,10 +217,15 @@ def verify_presence(repo: Repository) -> VerifyReport:
         # repository deduplicates against them any more, and 'repair' takes good copies
         # from the others (all of them at once, the chunk lists' entries included).
         for pack_id, entries in repo.index.by_pack(lambda pack_id, _: pack_id in missing).items():
-            for entry in entries:
-                copy = DamagedCopy.of(entry.chunk_id, pack_name(pack_id), "pack is missing")
-                report.damaged.setdefault((copy.chunk_id, copy.pack_id), copy)
+            _note_missing_pack(report, pack_id, [entry.chunk_id for entry in entries])
     return report
+
+
+def _note_missing_pack(report: VerifyReport, pack_id: str, chunk_ids: Iterable[bytes]) -> None:
+    """Note every copy a missing pack held as damaged, for :func:`quarantine_damaged`."""
+    for chunk_id in chunk_ids:
+        copy = DamagedCopy.of(chunk_id, pack_name(pack_id), "pack is missing")
+        report.damaged.setdefault((copy.chunk_id, copy.pack_id), copy)
 
 
 Indexed = dict[str, dict[bytes, tuple[int, int, int]]]

@@ -85,3 +85,14 @@ def test_verify_presence_names_a_lost_pack_and_every_copy_it_held(
     held = {e.chunk_id for e in open_repo(storage).index.by_pack()[pack_id_from_name(lost)]}
     assert {chunk for chunk, _ in found.damaged} == held
     assert {pack for _, pack in found.damaged} == {pack_id_from_name(lost)}
+
+
+def test_verify_all_notes_every_copy_a_lost_pack_held(storage: Storage, repo: Repository) -> None:
+    # Not only those the backups' reads reach: a lost chunk list hides its entries.
+    write_backup(repo, "b1", {"dump": random_bytes(200_000, seed=8)})
+    lost = names(storage, "packs/")[0]
+    held = {e.chunk_id for e in open_repo(storage).index.by_pack()[pack_id_from_name(lost)]}
+    storage.delete(lost)
+    report = verify_repository(open_repo(storage))
+    assert any(p.obj == lost and "missing" in p.message for p in report.problems)
+    assert {chunk for chunk, pack in report.damaged if pack == pack_id_from_name(lost)} == held
