@@ -206,8 +206,13 @@ def verify_presence(repo: Repository) -> VerifyReport:
     failed. A copy damaged in place is not found this way: ``verify --all --repository``
     reads it."""
     report = VerifyReport()
-    stored = {pack_id_from_name(info.name) for info in repo.storage.list(PACK_PREFIX)}
+    # The index before the listing: a writer stores a pack before the index file naming
+    # it, so every pack named here is listed unless it is lost. Listed first, a pack that
+    # a copy running beside this check stored after the listing (its index file then
+    # added to this process's index) was taken for a lost one, and its good chunks
+    # quarantined.
     indexed = repo.index.packs()
+    stored = {pack_id_from_name(info.name) for info in repo.storage.list(PACK_PREFIX)}
     report.packs = len(indexed)
     missing = indexed - stored
     for pack_id in sorted(missing):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from respaldo.repository import Problem, Repository, verify_backups, verify_repository
 from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackEntry, pack_id_from_name
 from respaldo.repository.verify import verify_presence
-from respaldo.storage.base import Storage
+from respaldo.storage.base import ObjectInfo, Storage
 from tests.unit.repository.helpers import names, open_repo, random_bytes, write_backup
 
 pytestmark = pytest.mark.unit
@@ -96,3 +98,30 @@ def test_verify_all_notes_every_copy_a_lost_pack_held(storage: Storage, repo: Re
     report = verify_repository(open_repo(storage))
     assert any(p.obj == lost and "missing" in p.message for p in report.problems)
     assert {chunk for chunk, pack in report.damaged if pack == pack_id_from_name(lost)} == held
+
+
+def test_verify_presence_does_not_take_a_pack_stored_meanwhile_for_a_lost_one(
+    storage: Storage, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service runs jobs side by side: a copy to the mirror stores a pack and its index
+    # file (which this process's index then names) while the daily check lists the
+    # mirror's packs. A pack stored after the listing is no lost pack: taken for one, its
+    # good chunks were quarantined, and the mirror could not restore the copy just made.
+    write_backup(repo, "b1", {"dump": random_bytes(200_000, seed=7)})
+    listing = storage.list
+    stored_meanwhile: list[str] = []
+
+    def list_then_store(prefix: str) -> Iterator[ObjectInfo]:
+        found = list(listing(prefix))
+        if prefix == "packs/" and not stored_meanwhile:
+            stored_meanwhile.append("")  # once
+            before = {info.name for info in listing(prefix)}
+            write_backup(repo, "b2", {"dump": random_bytes(200_000, seed=8)})
+            stored_meanwhile.extend({info.name for info in listing(prefix)} - before)
+        return iter(found)
+
+    monkeypatch.setattr(storage, "list", list_then_store)
+    found = verify_presence(repo)
+    assert stored_meanwhile[1:], "the copy stored no pack while the packs were listed"
+    assert found.ok, found.problems
+    assert found.damaged == {}
