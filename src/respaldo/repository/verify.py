@@ -209,8 +209,8 @@ def verify_presence(repo: Repository) -> VerifyReport:
     # The index before the listing: a writer stores a pack before the index file naming
     # it, so every pack named here is listed unless it is lost. Listed first, a pack that
     # a copy running beside this check stored after the listing (its index file then
-    # added to this process's index) was taken for a lost one, and its good chunks
-    # quarantined.
+    # added to this process's index) was taken for a lost one: the daily verify failed
+    # and alerted, its hint sending the operator to repair a mirror that was whole.
     indexed = repo.index.packs()
     stored = {pack_id_from_name(info.name) for info in repo.storage.list(PACK_PREFIX)}
     report.packs = len(indexed)

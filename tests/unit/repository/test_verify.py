@@ -105,8 +105,9 @@ def test_verify_presence_does_not_take_a_pack_stored_meanwhile_for_a_lost_one(
 ) -> None:
     # The service runs jobs side by side: a copy to the mirror stores a pack and its index
     # file (which this process's index then names) while the daily check lists the
-    # mirror's packs. A pack stored after the listing is no lost pack: taken for one, its
-    # good chunks were quarantined, and the mirror could not restore the copy just made.
+    # mirror's packs. A pack stored after the listing is no lost pack: taken for one, the
+    # daily verify failed and alerted (its chunks, found in the pack after all, were then
+    # "misplaced", not quarantined), sending the operator to repair a whole mirror.
     write_backup(repo, "b1", {"dump": random_bytes(200_000, seed=7)})
     listing = storage.list
     stored_meanwhile: list[str] = []
