@@ -188,9 +188,12 @@ def test_prune_keeps_the_newest_backup_a_mirror_holds_when_later_copies_failed(
     back_date(cli, b1, 40 * DAY)
     back_date(cli, later[0], 20 * DAY)
 
-    out, _ = cli.ok("prune", "--dry-run")
+    out, err = cli.ok("prune", "--dry-run")
     row = next(line for line in out.splitlines() if b1 in line)
     assert "keep" in row and "newest in second" in row
+    said = " ".join(err.split())
+    assert f"backup {b1} is kept only because it is the newest one second holds" in said
+    assert "'respaldo copy --all --to second' copies them" in said
     out, _ = cli.ok("prune", "--json")
     assert json.loads(out)["deleted"] == []
     assert cli.manifests("second") == {b1}
