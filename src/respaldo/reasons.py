@@ -246,6 +246,15 @@ _PHRASES = (
     N_("the ERP token has expired"),
     N_("the ERP token is not valid: {error}"),
     N_("the ERP token has no {claim} claim"),
+    # ... and a change refused (catalog/access.py, catalog/jobs.py, operations/users.py).
+    N_("user {user} already exists"),
+    N_("no user {user}"),
+    N_("an API token named {token} already exists"),
+    N_("no API token named {token}"),
+    N_("{user} is not a valid user name"),
+    N_("the password is shorter than {count} characters"),
+    N_("no job {job}"),
+    N_("job {job} has already ended ({status})"),
 )
 
 _WHERE = (

@@ -14,11 +14,13 @@ import pytest
 
 from respaldo import reasons
 from respaldo.config import NotificationTarget
+from respaldo.errors import InvalidInput
 from respaldo.i18n import translations
 from respaldo.notify import Level, Message, deliver
 from respaldo.operations.drill import Check, DrillResult, _files_contents
 from respaldo.operations.restore import _UNCOUNTED, LARGE_OBJECTS_NOT_RECORDED
 from respaldo.operations.restore_parallel import count_difference, counts_differ
+from respaldo.operations.users import MIN_PASSWORD_LENGTH, _check_password, validate_user_name
 from respaldo.operations.wal_coverage import WalCoverage, _gap
 from respaldo.postgres.largeobjects import LargeObjects, differences
 
@@ -200,10 +202,25 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
         ("too many failed logins", "demasiados inicios de sesión fallidos"),
         ("user 'ana' was removed or disabled", "el usuario 'ana' fue eliminado o desactivado"),
         ("3 backups pinned, 0 failed", "3 backups fijados, 0 fallidos"),
+        ("user 'ana' already exists", "el usuario 'ana' ya existe"),
+        ("no API token named 'erp-sync'", "no existe ningún token de API llamado 'erp-sync'"),
+        ("job 4 has already ended (completed)", "el trabajo 4 ya terminó (completado)"),
     ],
 )
 def test_the_audit_logs_details_read_in_spanish(detail: str, spanish: str) -> None:
     assert _both(detail) == spanish
+
+
+def test_a_refused_users_audit_entry_reads_in_spanish() -> None:
+    # The audit entry of a refused change is its error (operations/users.py).
+    with pytest.raises(InvalidInput) as name:
+        validate_user_name("ana lopez")
+    assert _both(str(name.value)) == "'ana lopez' no es un nombre de usuario válido"
+    with pytest.raises(InvalidInput) as password:
+        _check_password("corta")
+    assert _both(str(password.value)) == (
+        f"la contraseña tiene menos de {MIN_PASSWORD_LENGTH} caracteres"
+    )
 
 
 def test_a_word_respaldo_does_not_know_is_not_taken_for_one_of_its_own() -> None:
