@@ -17,12 +17,13 @@ from respaldo.config import NotificationTarget
 from respaldo.errors import InvalidInput
 from respaldo.i18n import translations
 from respaldo.notify import Level, Message, deliver
-from respaldo.operations.drill import Check, DrillResult, _files_contents
-from respaldo.operations.restore import _UNCOUNTED, LARGE_OBJECTS_NOT_RECORDED
+from respaldo.operations.drill import Check, DrillResult, _copies, _files_contents
+from respaldo.operations.restore import _UNCOUNTED, LARGE_OBJECTS_NOT_RECORDED, StreamReader
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.users import MIN_PASSWORD_LENGTH, _check_password, validate_user_name
 from respaldo.operations.wal_coverage import WalCoverage, _gap
 from respaldo.postgres.largeobjects import LargeObjects, differences
+from respaldo.repository.reader import ChunkResult
 
 pytestmark = pytest.mark.unit
 
@@ -233,3 +234,22 @@ def test_every_word_of_respaldos_reads_in_spanish() -> None:
     for words in reasons._WORDS.values():
         for word, message in words.items():
             assert ES(message) != message, word
+
+
+def test_a_restore_test_that_read_chunks_from_a_mirror_names_them_in_spanish() -> None:
+    repo: Any = SimpleNamespace(storage=SimpleNamespace(location="file:///srv/respaldo"))
+    reader = StreamReader(repo, [], [])
+    chunk = bytes.fromhex("3f9a1c2e" * 8)
+    for problem in ("pack is missing", "authentication failed (data corrupt or tampered with)"):
+        failed = ChunkResult(chunk, None, problem, "packs/3f/3f9a")
+        reader._note(failed, ChunkResult(chunk, b"x", repository="offsite"))
+    result = DrillResult(1, BACKUP, "erp", True, None, [], warnings=reader.warnings)
+    _copies(result)
+    (check,) = result.checks
+    assert _both(check.detail) == (
+        "2 fragmentos que faltaban o estaban dañados en el repositorio leído primero se "
+        "leyeron de otro: fragmento 3f9a1c2e3f9a1c2e: falta el pack en file:///srv/respaldo "
+        "(packs/3f/3f9a); leído de offsite; fragmento 3f9a1c2e3f9a1c2e: la autenticación "
+        "falló (datos dañados o manipulados) en file:///srv/respaldo (packs/3f/3f9a); leído "
+        "de offsite; ejecute 'respaldo verify --all' y 'respaldo repair'"
+    )
