@@ -111,6 +111,10 @@ class GcReport:
     damaged: int = 0
     """Live chunk copies found damaged while repacking (and quarantined): news, unlike
     the damage verification recorded before."""
+    unrepaired: int = 0
+    """Live chunks whose every copy is quarantined, and that 'repair' has not recorded
+    lost: the backups referencing them cannot be restored from this repository until
+    'repair' copies them from another."""
     bytes_before: int = 0
     bytes_deleted: int = 0
     bytes_written: int = 0
@@ -274,6 +278,11 @@ def _plan(
                 holders[cid].append(pack)
     damaged = repo.quarantine.chunk_ids()
     unrepaired = sum(1 for cid in live if cid not in holders and cid in damaged)
+    # Those 'repair' can still mend: a chunk it recorded lost has no good copy anywhere.
+    lost = repo.quarantine.lost
+    report.unrepaired = sum(
+        1 for cid in live if cid not in holders and cid in damaged and cid not in lost
+    )
     if unrepaired:
         # Known damage, not an incomplete mark: what is live is known; these chunks
         # simply have no good copy (their quarantine records stay, for 'repair').

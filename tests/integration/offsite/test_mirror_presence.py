@@ -9,6 +9,7 @@ service runs its job."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.repositories import open_repository
 from respaldo.operations.scheduled import run_queued
 from tests.integration.cli import RunsCli
 from tests.integration.physical.conftest import FAST_KDF
@@ -157,3 +159,52 @@ def test_verify_all_of_a_mirror_that_lost_a_pack_lets_one_repair_make_it_whole(
     for backup_id in backups:
         target = site.root / f"again-{backup_id}"
         site.ok("restore", backup_id, "--repository", "mirror", "--target-dir", str(target))
+
+
+def test_a_prune_before_the_repair_fails_naming_it_and_the_mirror_stays_unrestorable(
+    site: Site,
+) -> None:
+    # The night after the daily verify found the lost pack, the service's prune ran
+    # before anyone repaired: its garbage collection dropped the pack from the index
+    # (its copies quarantined), said "12 chunks ... have only damaged copies" in a line
+    # and succeeded; from then on the daily verify passed while the mirror could
+    # restore neither backup.
+    (site.tree / "grande.bin").write_bytes(random.Random(3).randbytes(2_000_000))
+    backups = [site.backup()]
+    (site.tree / "nueva.pdf").write_bytes(b"nueva" * 1000)
+    backups.append(site.backup())
+    lost = _a_pack_of_data_only(site, backups)
+    lost.unlink()
+    assert site.daily_verify() is JobStatus.FAILED
+
+    code, _, err = site.run("prune")
+    assert code != 0, err
+    said = " ".join(line for line in err.splitlines() if "mirror" in line)
+    assert "have only damaged copies" in said and "respaldo repair mirror" in said, err
+    code, _, err = site.run(
+        "restore", backups[1], "--repository", "mirror", "--target-dir", str(site.root / "x")
+    )
+    assert code != 0, "the mirror should still not be able to restore the backup"
+
+    site.ok("repair", "mirror")
+    site.ok("prune")
+    site.ok("verify", "--all", "--repository", "mirror")
+    for backup_id in backups:
+        target = site.root / f"again-{backup_id}"
+        site.ok("restore", backup_id, "--repository", "mirror", "--target-dir", str(target))
+    assert site.daily_verify() is JobStatus.COMPLETED, site.failure
+
+
+def _a_pack_of_data_only(site: Site, backups: list[str]) -> Path:
+    """A pack of the mirror that holds no chunk list of ``backups`` (garbage collection
+    refuses to run while a list is unreadable: that case never reaches the index)."""
+    mirror = open_repository(load_settings(site.config), "mirror")
+    with_lists = set()
+    for backup_id in backups:
+        for stream in mirror.load_manifest(backup_id).streams:
+            for list_id in stream.lists:
+                location = mirror.index.get(bytes.fromhex(list_id))
+                assert location is not None
+                with_lists.add(location.pack_id)
+    packs = sorted(p for p in (site.root / "mirror" / "packs").rglob("*") if p.is_file())
+    return next(p for p in packs if p.name not in with_lists)

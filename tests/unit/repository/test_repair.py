@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.repository import Repository, verify_backups, verify_repository
+from respaldo.repository import (
+    Repository,
+    collect_garbage,
+    verify_backups,
+    verify_repository,
+)
 from respaldo.repository.copy import copy_backup
 from respaldo.repository.repair import lost_chunks_of, repair_repository
 from respaldo.repository.verify import quarantine_damaged
@@ -111,3 +116,20 @@ def test_a_mirror_whose_copy_is_damaged_too_does_not_count(
     report = repair_repository(open_repo(primary), [_mirror(mirror)])
     assert report.lost_chunks == [cid]
     assert any("unusable too" in problem for problem in report.problems)
+
+
+def test_garbage_collection_counts_the_damage_repair_can_still_mend(
+    pair: tuple[MemoryStorage, MemoryStorage],
+) -> None:
+    # prune fails on 'unrepaired' (operations/prune.py): before 'repair', the chunk is
+    # one; once 'repair' has recorded it lost (no good copy anywhere), prune has nothing
+    # to send the operator to do, and the line about it is all that remains.
+    primary, mirror = pair
+    _damage_and_verify(primary)
+    before = collect_garbage(open_repo(primary), dry_run=True)
+    assert before.unrepaired == 1
+    assert any("have only damaged copies" in p for p in before.problems)
+    assert repair_repository(open_repo(primary), [_mirror(mirror)]).lost_chunks
+    after = collect_garbage(open_repo(primary), dry_run=True)
+    assert after.unrepaired == 0
+    assert any("have only damaged copies" in p for p in after.problems)
