@@ -528,9 +528,10 @@ _LISTED = "; "
 
 def _listed(text: str, gettext: Gettext) -> str | None:
     """``text`` as a list that respaldo joined with "; " (a restore test's row counts,
-    one per table; "...; job 12" after what a change started), said part by part when
-    a phrase matches each part whole; None when any part is not one of respaldo's (an
-    engine's error may have "; " in it too: it stays as written)."""
+    one per table; "...; job 12" after what a change started; a failed restore test's
+    checks), said part by part when a phrase matches each part whole, or it is a failed
+    check; None when any part is not one of respaldo's (an engine's error may have "; "
+    in it too: it stays as written)."""
     end = text.find(_LISTED)
     if end < 0:
         return None
@@ -539,7 +540,12 @@ def _listed(text: str, gettext: Gettext) -> str | None:
     # Part by part, each matched in place: a long error whose first part is not a
     # phrase costs one try, not a copy of every part (this runs at each of its frames).
     while True:
-        one = _whole(text, gettext, end, start)
+        # A failed check, "NAME: DETAIL" (a restore test's alert lists each), before a
+        # phrase: "validation: {name}" would take the detail for the name. Its detail has
+        # no "; " (it ends the part), so this goes no deeper than once.
+        one = _failed_check(text[start:end], gettext)
+        if one is None:
+            one = _whole(text, gettext, end, start)
         if one is None:
             return None
         said.append(one)

@@ -253,3 +253,29 @@ def test_a_restore_test_that_read_chunks_from_a_mirror_names_them_in_spanish() -
         "falló (datos dañados o manipulados) en file:///srv/respaldo (packs/3f/3f9a); leído "
         "de offsite; ejecute 'respaldo verify --all' y 'respaldo repair'"
     )
+
+
+def test_a_restore_tests_alert_says_each_failed_check_in_spanish() -> None:
+    # drill.py's _alert: the failed checks, "NAME: DETAIL" each, "; "-joined (the row
+    # counts' detail a list itself); the alert's error reaches the message as text.
+    failed = [
+        Check(
+            "row counts",
+            False,
+            "; ".join([count_difference("a", 1, 2), count_difference("b", 3, 4)]),
+        ),
+        Check("large objects", False, "2 large objects, 3 expected"),
+        Check("validation: migraciones", False, "got '2', expected '3'"),
+    ]
+    what = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+    assert _both(f"restore test of backup {BACKUP} failed ({what})") == (
+        f"la prueba de restauración del backup {BACKUP} falló (recuento de filas: a: 1 filas, "
+        "se esperaban 2; b: 3 filas, se esperaban 4; objetos grandes: 2 objetos grandes, se "
+        "esperaban 3; validación: migraciones: se obtuvo '2', se esperaba '3')"
+    )
+    # A check's detail that respaldo did not word stays as written, after its name.
+    text = f"row counts: {ENGINE}; large objects: {ENGINE}"
+    assert _both(text) == f"recuento de filas: {ENGINE}; objetos grandes: {ENGINE}"
+    # A part that is no check and no phrase: the whole list as written.
+    text = f"row counts: {ENGINE}; {ENGINE}"
+    assert reasons.reason(text, ES) == text
