@@ -33,8 +33,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # libfaketime sets a test process's wall clock apart from the others' (the lease-clock
 # tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
-# localedef and the es_ES locale's source, for the Spanish locale below.
-{ command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ]; } \
+# localedef and the es_ES and de_DE locales' sources, for the locales below.
+{ command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ] \
+    && [ -f /usr/share/i18n/locales/de_DE ]; } \
     || need_apt+=(locales)
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -49,6 +50,11 @@ id postgres >/dev/null 2>&1 || useradd --system --create-home --shell /bin/bash 
 # PostgreSQL servers of respaldo's users often do (tests/integration/physical).
 if ! locale -a 2>/dev/null | grep -qix 'es_ES.utf-\?8'; then
     localedef -i es_ES -f UTF-8 es_ES.UTF-8
+fi
+# German (de_DE.UTF-8): a server whose errors say FEHLER (a Spanish one says ERROR too)
+# (tests/integration/logical/test_globals.py: failures found by SQLSTATE, not by word).
+if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf-\?8'; then
+    localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi
 
 # A .venv made by another interpreter (an older checkout's, or a user's pyenv) is made anew.

@@ -105,6 +105,7 @@ from respaldo.postgres import (
     psql,
     rename_database,
     server_major,
+    statement_errors,
     terminate_connections,
     unexpected_objects,
 )
@@ -1312,9 +1313,16 @@ def _restore_globals(
     existing = {line for line in listed.text.splitlines() if line}
     script, kept = filter_globals(script, existing)
     # ON_ERROR_STOP off: a grant that exists, or a tablespace whose directory is not
-    # there, must not stop the roles that are missing.
-    done = psql(admin, sql=script, variables={"ON_ERROR_STOP": "0"}, bindir=tools.bindir)
-    warnings = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    # there, must not stop the roles that are missing. VERBOSITY=verbose: each failure
+    # carries its SQLSTATE, so it is found on a server that says "FEHLER" or "ERREUR"
+    # (a lost membership or role setting vanished from the warnings there).
+    done = psql(
+        admin,
+        sql=script,
+        variables={"ON_ERROR_STOP": "0", "VERBOSITY": "verbose"},
+        bindir=tools.bindir,
+    )
+    warnings = statement_errors(done.stderr)
     if kept:
         warnings.append(
             f"{len(kept)} roles exist already and were left unchanged: {', '.join(sorted(kept))}"

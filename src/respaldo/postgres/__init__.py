@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         pg_dumpall_globals,
         pg_restore,
         psql,
+        statement_errors,
         tool_path,
         tool_version,
     )
@@ -109,6 +110,7 @@ _WHERE = {
     "rename_database": "respaldo.postgres.server",
     "server_info": "respaldo.postgres.server",
     "server_major": "respaldo.postgres.server",
+    "statement_errors": "respaldo.postgres.commands",
     "terminate_connections": "respaldo.postgres.server",
     "tool_path": "respaldo.postgres.commands",
     "tool_version": "respaldo.postgres.commands",
@@ -147,6 +149,7 @@ __all__ = [
     "rename_database",
     "server_info",
     "server_major",
+    "statement_errors",
     "terminate_connections",
     "tool_path",
     "tool_version",

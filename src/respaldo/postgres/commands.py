@@ -692,3 +692,30 @@ def psql(
             command.stdin.write(sql.encode("utf-8"))
         command.wait(timeout)
     return CompletedCommand("psql", command.argv, command.captured_stdout(), command.stderr_text())
+
+
+# A statement's failure as psql reports it with ``VERBOSITY=verbose``:
+# ``psql:<stdin>:7: FEHLER:  22012: Division durch Null``. The severity word is in the
+# server's language (lc_messages: FEHLER, ERREUR, ERRO, ...); the SQLSTATE is not.
+_STATEMENT_REPORT = re.compile(
+    r"^(?P<where>psql:.*?:\d+: )?(?P<severity>[^\s:]+):  (?P<code>[0-9A-Z]{5}): (?P<text>.*)$"
+)
+# SQLSTATE classes that are not failures: success (a NOTICE), warning, no data.
+_NOT_FAILURES = ("00", "01", "02")
+
+
+def statement_errors(stderr: str) -> list[str]:
+    """The failures psql reported in ``stderr``, run with ``VERBOSITY=verbose`` (and
+    ``ON_ERROR_STOP=0``, so that it went on): one line each, the SQLSTATE left out
+    (``psql:<stdin>:7: FEHLER:  Division durch Null``). Notices and warnings are not
+    failures. psql's own errors (``error: invalid command``) are in English: respaldo runs
+    its tools so. Pure."""
+    found = []
+    for line in stderr.splitlines():
+        report = _STATEMENT_REPORT.match(line)
+        if report is not None:
+            if report["code"][:2] not in _NOT_FAILURES:
+                found.append(f"{report['where'] or ''}{report['severity']}:  {report['text']}")
+        elif line.startswith("error: ") or re.match(r"psql:.*?:\d+: error: ", line):
+            found.append(line)
+    return found

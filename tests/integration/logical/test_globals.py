@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
@@ -128,3 +132,53 @@ def test_roles_restored_from_a_backup_without_passwords_are_named_with_what_to_d
         lector = sql.Identifier("respaldo_lector")
         pg.execute(sql.SQL("DROP OWNED BY {}").format(lector), dbname=new_dbname)
         pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(lector))
+
+
+@pytest.fixture
+def german(pg: TempCluster) -> Iterator[TempCluster]:
+    """The session's cluster answering in German for this test (lc_messages reset at
+    the end): its errors say FEHLER, not ERROR."""
+    pg.execute("ALTER SYSTEM SET lc_messages = 'de_DE.UTF-8'")
+    pg.execute("SELECT pg_catalog.pg_reload_conf()")
+    try:
+        # Proof that it answers in German: otherwise the test proves nothing.
+        kwargs = {**pg.conninfo_kwargs("postgres"), "dbname": "no_such_database"}
+        with pytest.raises(psycopg.OperationalError, match="existiert nicht"):
+            psycopg.connect(**kwargs).close()
+        yield pg
+    finally:
+        pg.execute("ALTER SYSTEM RESET lc_messages")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+
+
+def test_a_globals_statement_that_fails_on_a_german_server_is_a_warning(
+    respaldo: Respaldo, german: TempCluster, new_dbname: str
+) -> None:
+    # A tablespace whose directory the restoring machine lacks cannot be created. Failures
+    # were found by the word "ERROR" in psql's output: on a server saying "FEHLER" the
+    # restore said nothing of it (nor of a lost membership, or a role setting).
+    location = Path(tempfile.mkdtemp(prefix="tablespace-", dir=german.base))
+    shutil.chown(location, "postgres")
+    space = f"ts_{uuid.uuid4().hex[:8]}"
+    german.execute(
+        sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+            sql.Identifier(space), sql.Literal(str(location))
+        )
+    )
+    try:
+        backup_id = respaldo.backup()["id"]
+    finally:
+        german.execute(sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(space)))
+    location.rmdir()
+
+    run = respaldo.restore(backup_id, new_dbname, "--globals")
+    failed = [line for line in run.err_lines if "FEHLER" in line]
+    assert len(failed) == 1, run.err
+    assert failed[0].startswith("warning: ")
+    assert str(location) in failed[0]
+    # Said without its SQLSTATE, as an English server's failure reads.
+    assert "58P01" not in failed[0]
+    assert (
+        german.scalar("SELECT count(*) FROM pg_catalog.pg_tablespace WHERE spcname = %s", [space])
+        == 0
+    )
