@@ -128,7 +128,12 @@ from respaldo.postgres.scratchdb import (
     scratch_name,
 )
 from respaldo.postgres.scratchdb import describe as describe_scratch
-from respaldo.postgres.server import SERVER_IDENTITY, large_objects, server_identity
+from respaldo.postgres.server import (
+    SERVER_IDENTITY,
+    large_objects,
+    server_identity,
+    with_short_lock_waits,
+)
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
@@ -386,14 +391,16 @@ def _restore_staged(
                 result.warnings += _restore_globals(reader, manifest, admin, tools)
                 result.globals_restored = True
             check_properties(admin, properties, staging)
+            # The restore's own sessions: pg_restore's and the row counts'.
+            staged = with_short_lock_waits(admin.with_dbname(staging))
             # With --jobs, each worker checks the counts of the tables it loaded.
-            early = RowCheck(manifest.meta, admin.with_dbname(staging))
+            early = RowCheck(manifest.meta, staged)
             try:
                 result.bytes_restored = restore_stream_into(
                     ctx,
                     reader,
                     manifest,
-                    admin.with_dbname(staging),
+                    staged,
                     jobs,
                     no_owner,
                     work_dir,
@@ -405,16 +412,14 @@ def _restore_staged(
                 raise _unrouted(exc, selection) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
-                admin.with_dbname(staging),
+                staged,
                 only=selection.table_parts if selection is not None else None,
                 checked=early.checked,
             )
             if selection is None:
                 # Some tables restore no large objects (pg_restore leaves them out of a
                 # --table restore too; _selection_notes says so): none to check then.
-                result.large_objects_checked = check_large_objects(
-                    manifest, admin.with_dbname(staging)
-                )
+                result.large_objects_checked = check_large_objects(manifest, staged)
                 if result.large_objects_checked is None:
                     result.warnings.append(LARGE_OBJECTS_NOT_RECORDED)
             apply_database_properties(admin, properties, staging)

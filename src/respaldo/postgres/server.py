@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -932,6 +933,44 @@ def can_read_role_passwords(conninfo: ConnInfo) -> bool:
             ).fetchone(),
         )
     return bool(row is not None and row[0])
+
+
+SHORT_LOCK_WAIT = "100ms"
+"""The ``deadlock_timeout`` of a restore's own sessions (:func:`with_short_lock_waits`)."""
+
+
+def with_short_lock_waits(conninfo: ConnInfo) -> ConnInfo:
+    """``conninfo`` whose sessions give up waiting behind autovacuum after
+    :data:`SHORT_LOCK_WAIT` instead of the server's ``deadlock_timeout`` (one second by
+    default), when its role may set that parameter (a superuser; from PostgreSQL 15 also
+    a role granted ``SET`` on it); otherwise ``conninfo`` unchanged.
+
+    A session waiting for a lock that an autovacuum worker holds has the worker cancelled
+    only when its deadlock check runs, ``deadlock_timeout`` after it began to wait. A
+    restore's tables, loaded and left alone until their indexes and keys are built, are
+    what autovacuum takes next: at 1 GB a ``--jobs 2`` restore's post-data steps waited a
+    second up to six times (the trigger on a partitioned table once per partition being
+    vacuumed), the longest part of its end (docs/benchmarks.md, session 15). Only the
+    deadlock check comes sooner; what waits, and for what, is unchanged. The options of
+    ``conninfo`` (or, without them, ``PGOPTIONS``, which libpq would otherwise use) are
+    kept. Raises ConnectionFailed, QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+
+        def allowed() -> bool:
+            if conn.info.server_version >= 150000:
+                query = "SELECT pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')"
+            else:
+                query = "SELECT pg_catalog.current_setting('is_superuser') = 'on'"
+            row = conn.execute(query).fetchone()
+            return bool(row is not None and row[0])
+
+        may = _guarded(conninfo, "checking whether lock waits may be shortened", allowed)
+    if not may:
+        return conninfo
+    # libpq takes the options parameter instead of PGOPTIONS, not in addition to it.
+    options = conninfo.params.get("options", os.environ.get("PGOPTIONS", ""))
+    options = f"{options} -c deadlock_timeout={SHORT_LOCK_WAIT}".strip()
+    return replace(conninfo, params={**conninfo.params, "options": options})
 
 
 def database_exists(conninfo: ConnInfo, name: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -27,10 +29,12 @@ from respaldo.postgres import (
     exported_snapshot,
     pg_dump,
     pg_restore,
+    psql,
     rename_database,
     server_info,
     terminate_connections,
 )
+from respaldo.postgres.server import SHORT_LOCK_WAIT, with_short_lock_waits
 from tests.ports import closed_port
 
 pytestmark = pytest.mark.integration
@@ -253,3 +257,60 @@ def test_a_failed_statement_becomes_query_failed(pg: TempCluster) -> None:
     assert caught.value.sqlstate == "3D000"
     assert "no_such_template" in str(caught.value)
     assert caught.value.__context__ is None
+
+
+# --- a restore's lock waits ------------------------------------------------------------------
+
+
+def _deadlock_timeout(conninfo: ConnInfo) -> str:
+    with connect(conninfo, autocommit=True) as conn:
+        row = conn.execute("SHOW deadlock_timeout").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_superuser_restores_with_short_lock_waits_in_its_children_too(pg: TempCluster) -> None:
+    short = with_short_lock_waits(pg.conninfo())
+    assert _deadlock_timeout(pg.conninfo()) == "1s"
+    assert _deadlock_timeout(short) == SHORT_LOCK_WAIT
+    # pg_restore and the other programs get it in their --dbname.
+    shown = psql(short, sql="SHOW deadlock_timeout;", tuples_only=True)
+    assert shown.text.strip() == SHORT_LOCK_WAIT
+
+
+def test_short_lock_waits_keep_the_options_given(
+    pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = replace(pg.conninfo(), params={"options": "-c work_mem=5MB"})
+    with connect(with_short_lock_waits(given), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('work_mem'), current_setting('deadlock_timeout')"
+        ).fetchone()
+    assert row == ("5MB", SHORT_LOCK_WAIT)
+    # Without options of its own, PGOPTIONS (which the options parameter replaces) is kept.
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=6MB")
+    with connect(with_short_lock_waits(pg.conninfo()), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('work_mem'), current_setting('deadlock_timeout')"
+        ).fetchone()
+    assert row == ("6MB", SHORT_LOCK_WAIT)
+
+
+def test_a_role_that_may_not_set_it_restores_with_the_servers_lock_waits(
+    pg: TempCluster, request: pytest.FixtureRequest
+) -> None:
+    role, password = "sin_ajustes", "Secr3t-lock-waits"
+    pg.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    request.addfinalizer(lambda: pg.execute(f"DROP ROLE {role}"))
+    plain = ConnInfo(
+        host=pg.host, port=pg.port, user=role, dbname="postgres", password=SecretStr(password)
+    )
+    # Unchanged: a connection asking for it would be refused.
+    assert with_short_lock_waits(plain) == plain
+    assert _deadlock_timeout(plain) == "1s"
+    if server_info(pg.conninfo()).major >= 15:
+        pg.execute(f"GRANT SET ON PARAMETER deadlock_timeout TO {role}")
+        request.addfinalizer(
+            lambda: pg.execute(f"REVOKE SET ON PARAMETER deadlock_timeout FROM {role}")
+        )
+        assert _deadlock_timeout(with_short_lock_waits(plain)) == SHORT_LOCK_WAIT
