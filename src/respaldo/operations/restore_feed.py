@@ -77,6 +77,12 @@ class Arrivals:
         with self._changed:
             return self._aborted
 
+    @property
+    def matched(self) -> bool:
+        """Whether the whole dump is there and matched its checksum."""
+        with self._changed:
+            return self._done
+
     @contextlib.contextmanager
     def stopped_by_abort(self, stop: Callable[[], None]) -> Iterator[None]:
         """Call ``stop`` (kill a pg_restore) if the read is abandoned while the block

@@ -14,7 +14,8 @@ keys and foreign keys that need only its own tables (:func:`early_entries`), as
 ``pg_restore --jobs`` does while other tables still load; once the whole stream has
 been read and its checksum matched and every worker is done, the spool gets its data
 offsets and one ``pg_restore --jobs N`` restores the rest (sequence values, large
-objects, foreign keys across workers, triggers…) from it.
+objects, foreign keys across workers, triggers…) from it, with what the last worker's
+step had not begun once the checksum matched and no other step ran.
 
 Why this keeps "nothing unverified reaches the target": every byte handed to a
 pg_restore is of a chunk already authenticated and checked against its id; only the
@@ -221,6 +222,8 @@ class Plan:
     """``restore --jobs``: the sessions the workers (loading, then each one's post-data
     step) may hold on the target server together (:meth:`sessions`)."""
     _busy: int | None = field(default=None, repr=False, compare=False)
+    _ended: int = field(default=0, repr=False, compare=False)
+    """Workers whose post-data step has ended."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def loaded(self) -> None:
@@ -246,6 +249,16 @@ class Plan:
             with self._lock:
                 assert self._busy is not None
                 self._busy -= taken
+
+    def step_ended(self) -> None:
+        """A worker's post-data step has ended (once a worker)."""
+        with self._lock:
+            self._ended += 1
+
+    def last_step(self) -> bool:
+        """Whether every other worker has loaded its tables and ended its step."""
+        with self._lock:
+            return self._ended >= len(self.workers) - 1
 
     def rest(self) -> list[int]:
         """Every entry no worker restored (pg_restore's sections then choose)."""
@@ -369,6 +382,15 @@ def _post_data_early(
     part_size = max(EARLY_PART, -(-len(ids) // EARLY_PARTS))
     done = 0
     while done < len(ids):
+        if spool.matched and plan.last_step():
+            # Nothing else runs and the rest may start: what is left of this list goes
+            # to the last step's pg_restore --jobs with it. Run here first, the list and
+            # the rest were two runs one after the other: each one's last entry left the
+            # other sessions idle, the rest's start waited for the list's slowest entry,
+            # and another pg_restore read the table of contents (docs/benchmarks.md,
+            # session 15).
+            log.info("the other %d of them with the rest", len(ids) - done)
+            break
         with plan.sessions(len(ids) - done) as jobs:
             # Given fewer sessions than it could use (other workers load, or their
             # steps hold the rest), only a part of the list now, then ask again:
@@ -382,6 +404,7 @@ def _post_data_early(
             _restore_early(spool, source, part, name, conninfo, no_owner, bindir, jobs)
         plan.early.extend(part)
         done += len(part)
+    plan.step_ended()
 
 
 EARLY_PARTS = 4

@@ -23,6 +23,7 @@ from respaldo.errors import IntegrityError, RestoreError
 from respaldo.operations import restore_parallel
 from respaldo.operations.restore_feed import Arrivals, FileFeed
 from respaldo.operations.restore_parallel import RowCheck
+from respaldo.postgres import commands
 from respaldo.postgres.archive_offsets import TocEntry
 from respaldo.postgres.commands import RunningCommand
 from respaldo.repository import BackupWriter, Manifest
@@ -169,6 +170,51 @@ def test_the_data_loads_while_the_dump_arrives(
     # A worker that was done built its own tables' indexes before the last step.
     assert any("/early-" in arg for argv in ran for arg in argv)
     # Identical to the source, as a serial restore is (test_roundtrip).
+    assert_same_database(pg, respaldo.dbname, new_dbname)
+    assert staging_databases(pg) == set()
+
+
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
+def test_the_last_workers_indexes_go_with_the_rest_once_the_checksum_matched(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    dumped: str,
+) -> None:
+    # Each worker's post-data step starts once the whole dump matched its checksum, one
+    # after the other: the first builds its own tables' indexes and keys; the last, with
+    # nothing else running, leaves its list to the last step's pg_restore --jobs.
+    backup_id = _backup(respaldo, dumped)
+    lists: dict[str, list[str]] = {}
+    real_restore = commands.pg_restore
+
+    def restore(conninfo: Any, **options: Any) -> Any:
+        listed = options.get("use_list")
+        if listed is not None:
+            lists[listed.name] = listed.read_text(encoding="utf-8").split()
+        return real_restore(conninfo, **options)
+
+    one_at_a_time = threading.Lock()
+    real_early = restore_parallel._post_data_early
+
+    def early(spool: Any, *args: Any) -> None:
+        spool.wait_done()
+        with one_at_a_time:
+            real_early(spool, *args)
+
+    monkeypatch.setattr(restore_parallel, "pg_restore", restore)
+    monkeypatch.setattr(restore_parallel, "_post_data_early", early)
+    respaldo.restore(backup_id, new_dbname, "--jobs", "2")
+    workers = {name.split("-")[1].split(".")[0] for name in lists if name.startswith("worker-")}
+    stepped = {name.split("-")[1].split(".")[0] for name in lists if name.startswith("early-")}
+    assert len(workers) == 2 and len(stepped) == 1 and stepped < workers, sorted(lists)
+    built = {
+        entry for name, entries in lists.items() if name.startswith("early-") for entry in entries
+    }
+    assert built and not built & set(lists["rest.list"])
+    # The last worker's indexes and keys were built by the last step: identical to the
+    # source, as a serial restore is (test_roundtrip).
     assert_same_database(pg, respaldo.dbname, new_dbname)
     assert staging_databases(pg) == set()
 
