@@ -5,8 +5,9 @@ A :class:`Context` is the application layer's session and the owner of its long-
 handles. It opens the catalog at once and each repository (its store, its S3 client, its
 loaded chunk index) the first time an operation asks for it, then keeps it until
 :meth:`Context.close`. A CLI command opens one per invocation (``with Context.open(...)``);
-a service keeps one for its lifetime, so that a job never reloads an index or opens a new
-S3 client.
+a service keeps one for its lifetime, so that a job opens no new S3 client and reloads an
+index only when another process changed it (see
+:func:`~respaldo.repository.locks.shared_lease`).
 """
 
 from __future__ import annotations

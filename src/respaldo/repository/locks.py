@@ -430,7 +430,10 @@ def shared_lease(repo: Repository, purpose: str) -> Lease:
     collection since then deleted packs that it may still point at: deduplicating
     against them would make a backup depend on chunks that are gone. Collection always
     removes the index files it replaces, so a loaded index file that no longer exists
-    means: reload. Under the lease no collection can start until it is released.
+    means: reload. Under the lease no collection can start until it is released. An
+    index file not loaded yet means another process (the CLI, a worker elsewhere) wrote
+    a backup since: a long-lived reader (``respaldo serve``) reloads too, else that
+    backup's chunks were "not in the index" to its restores and restore tests.
     """
     lease = Lease.acquire(
         repo.storage,
@@ -443,6 +446,9 @@ def shared_lease(repo: Repository, purpose: str) -> Lease:
         present = {info.name for info in repo.storage.list(INDEX_PREFIX)}
         if repo.index_files - present:
             log.info("the index changed since it was loaded (garbage collection); reloading")
+            repo.load_index()
+        elif present - repo.index_files:
+            log.info("another process wrote to the index since it was loaded; reloading")
             repo.load_index()
     except BaseException:
         lease.release()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from respaldo.errors import LeaseLost, RepositoryLocked
+from respaldo.errors import IntegrityError, LeaseLost, RepositoryLocked
 from respaldo.repository import (
     BackupWriter,
     Lease,
@@ -23,7 +23,7 @@ from respaldo.repository import (
     collect_garbage,
     verify_repository,
 )
-from respaldo.repository.locks import LOCK_PREFIX, LockInfo, read_locks, this_host
+from respaldo.repository.locks import LOCK_PREFIX, LockInfo, read_locks, reading_lease, this_host
 from respaldo.storage.base import ObjectInfo, Storage
 from tests.unit.repository.helpers import (
     STARTED,
@@ -253,6 +253,31 @@ def test_writer_reloads_an_index_older_than_a_collection(storage: Storage) -> No
     assert stats.new_chunks == stats.chunks  # nothing deduplicated against removed chunks
     assert read_stream(open_repo(storage), manifest) == shared
     assert verify_repository(open_repo(storage)).ok
+
+
+def test_a_reader_sees_a_backup_another_handle_wrote_after_it_loaded(
+    storage: Storage,
+) -> None:
+    """A long-lived process (``respaldo serve``) loaded the index, then another process
+    (the CLI, a worker elsewhere) wrote a backup: reading it under a lease must find its
+    chunks, not call them "not in the index"."""
+    repo = init_repo(storage)
+    write_backup(repo, "old", {"dump": random_bytes(30_000, seed=1)})
+    long_lived = open_repo(storage)
+    data = random_bytes(60_000, seed=2)
+    manifest, _ = write_backup(open_repo(storage), "new", {"dump": data})
+    with reading_lease(long_lived, "restore of new"):
+        assert read_stream(long_lived, manifest) == data
+
+
+def test_a_reader_without_a_lease_keeps_the_index_it_loaded(storage: Storage) -> None:
+    """Without the lease's check (the proof the test above needs one), the long-lived
+    handle's index lacks the other handle's chunks."""
+    repo = init_repo(storage)
+    long_lived = open_repo(storage)
+    manifest, _ = write_backup(repo, "new", {"dump": random_bytes(60_000, seed=3)})
+    with pytest.raises(IntegrityError, match="not in the index"):
+        read_stream(long_lived, manifest)
 
 
 def test_a_holder_whose_wall_clock_jumped_gives_its_lock_up(mem_repo: Repository) -> None:
