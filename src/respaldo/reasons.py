@@ -136,6 +136,13 @@ _PHRASES = (
     N_("{table}: the backup recorded no row count for it"),
     N_("and {count} more"),
     N_("restored row counts differ from the backup's: {differences}"),
+    # A logical backup's warning when its role could not read pg_authid
+    # (operations/backup.py: ROLES_WITHOUT_PASSWORDS, on the backup's page).
+    N_(
+        "role passwords were not backed up (the backup's role cannot read pg_authid, which "
+        "needs a superuser): a restore --globals creates login roles without passwords, to be "
+        "set again before the applications connect"
+    ),
     # Its large objects (operations/restore.py, postgres/largeobjects.py).
     N_("{count} large objects, {bytes} bytes, match the snapshot"),
     N_(

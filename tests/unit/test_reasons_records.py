@@ -17,6 +17,7 @@ from respaldo.config import NotificationTarget
 from respaldo.errors import InvalidInput
 from respaldo.i18n import translations
 from respaldo.notify import Level, Message, deliver
+from respaldo.operations.backup import ROLES_WITHOUT_PASSWORDS
 from respaldo.operations.drill import Check, DrillResult, _copies, _files_contents
 from respaldo.operations.restore import _UNCOUNTED, LARGE_OBJECTS_NOT_RECORDED, StreamReader
 from respaldo.operations.restore_parallel import count_difference, counts_differ
@@ -88,6 +89,16 @@ def test_a_restore_tests_large_objects_read_in_spanish() -> None:
     )
     assert _both(LARGE_OBJECTS_NOT_RECORDED).startswith(
         "el backup no guarda un registro de sus objetos grandes"
+    )
+
+
+def test_a_logical_backups_warning_that_its_roles_lack_passwords_reads_in_spanish() -> None:
+    # Every backup taken by a role that is no superuser carries it, on its page.
+    assert _both(ROLES_WITHOUT_PASSWORDS) == (
+        "las contraseñas de los roles no se respaldaron (el rol del backup no puede leer "
+        "pg_authid, que requiere un superusuario): un restore --globals crea los roles con "
+        "inicio de sesión sin contraseña, que habrá que volver a definir antes de que se "
+        "conecten las aplicaciones"
     )
 
 
