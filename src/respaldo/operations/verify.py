@@ -20,6 +20,7 @@ from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import manifest_name
 from respaldo.repository.verify import (
     Problem,
+    VerifyReport,
     parse_subset,
     quarantine_damaged,
     verify_presence,
@@ -97,27 +98,7 @@ def verify(
             report.problems += _recorded_but_missing(ctx, name, repo)
         else:
             report = verify_backups(repo, backup_ids or [], step)
-    try:
-        quarantined = quarantine_damaged(repo, report)
-    except StorageError as exc:
-        warnings.append(f"cannot record the damaged chunks in the repository: {exc}")
-        quarantined = 0
-    result = VerifyResult(
-        repository=name,
-        backups=report.backups,
-        chunks=report.chunks,
-        bytes=report.bytes,
-        packs=report.packs,
-        packs_checked=everything,
-        unreferenced_packs=report.unreferenced_packs,
-        damaged_index_files=report.damaged_index_files,
-        problems=[str(p) for p in report.problems],
-        quarantined=quarantined,
-        warnings=warnings,
-    )
-    if result.problems:
-        _alert(ctx, result)
-    return result
+    return _settle(ctx, name, repo, report, warnings, packs_checked=everything)
 
 
 def check_presence(ctx: Context, repository: str) -> VerifyResult:
@@ -133,6 +114,20 @@ def check_presence(ctx: Context, repository: str) -> VerifyResult:
     with reading_lease(repo, "verify", warnings.append):
         report = verify_presence(repo)
         report.problems += _recorded_but_missing(ctx, name, repo)
+    return _settle(ctx, name, repo, report, warnings, packs_checked=False)
+
+
+def _settle(
+    ctx: Context,
+    name: str,
+    repo: Repository,
+    report: VerifyReport,
+    warnings: list[str],
+    *,
+    packs_checked: bool,
+) -> VerifyResult:
+    """Quarantine what ``report`` found damaged, alert on its problems and return the
+    result."""
     try:
         quarantined = quarantine_damaged(repo, report)
     except StorageError as exc:
@@ -140,13 +135,13 @@ def check_presence(ctx: Context, repository: str) -> VerifyResult:
         quarantined = 0
     result = VerifyResult(
         repository=name,
-        backups=0,
-        chunks=0,
-        bytes=0,
+        backups=report.backups,
+        chunks=report.chunks,
+        bytes=report.bytes,
         packs=report.packs,
-        packs_checked=False,
-        unreferenced_packs=0,
-        damaged_index_files=len(repo.damaged_index_files),
+        packs_checked=packs_checked,
+        unreferenced_packs=report.unreferenced_packs,
+        damaged_index_files=report.damaged_index_files,
         problems=[str(p) for p in report.problems],
         quarantined=quarantined,
         warnings=warnings,

@@ -214,6 +214,7 @@ def verify_presence(repo: Repository) -> VerifyReport:
     indexed = repo.index.packs()
     stored = {pack_id_from_name(info.name) for info in repo.storage.list(PACK_PREFIX)}
     report.packs = len(indexed)
+    report.damaged_index_files = len(repo.damaged_index_files)  # those its load left out
     missing = indexed - stored
     for pack_id in sorted(missing):
         report.problems.append(Problem("pack listed in the index is missing", pack_name(pack_id)))
