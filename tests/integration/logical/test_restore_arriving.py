@@ -26,6 +26,7 @@ from respaldo.operations.restore_parallel import RowCheck
 from respaldo.postgres import commands
 from respaldo.postgres.archive_offsets import TocEntry
 from respaldo.postgres.commands import RunningCommand
+from respaldo.postgres.server import SHORT_LOCK_WAIT
 from respaldo.repository import BackupWriter, Manifest
 from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
@@ -169,6 +170,9 @@ def test_the_data_loads_while_the_dump_arrives(
     assert f"{len(recorded)} tables' row counts checked" in run.err, run.err
     # A worker that was done built its own tables' indexes before the last step.
     assert any("/early-" in arg for argv in ran for arg in argv)
+    # Every pg_restore into staging cancels an autovacuum in its way soon (a superuser).
+    restores = [argv for argv in ran if "dbname=respaldo_staging_" in str(argv)]
+    assert restores and all(f"deadlock_timeout={SHORT_LOCK_WAIT}" in str(a) for a in restores)
     # Identical to the source, as a serial restore is (test_roundtrip).
     assert_same_database(pg, respaldo.dbname, new_dbname)
     assert staging_databases(pg) == set()
