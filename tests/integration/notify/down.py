@@ -8,10 +8,8 @@ from pathlib import Path
 
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
-from respaldo.repository import KdfParams
+from tests.integration.logical.conftest import FAST_KDF
 from tests.ports import closed_port
-
-FAST_KDF = KdfParams(time_cost=1, memory_cost=8 * 1024, parallelism=1)
 
 
 def down_database_config(tmp_path: Path, notifications: str) -> Path:
