@@ -130,8 +130,13 @@ def tool_version(program: str = "pg_dump", *, bindir: Path | str | None = None) 
     """Run ``program --version``. Raises ToolNotFound or PostgresError."""
     path = tool_path(program, bindir)
     try:
+        # A version needs no secret (see respaldo.childenv).
         done = subprocess.run(
-            [str(path), "--version"], capture_output=True, timeout=30, check=False
+            [str(path), "--version"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            env=base_environment(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PostgresError(program, -1, f"cannot run {path} --version: {exc}") from exc

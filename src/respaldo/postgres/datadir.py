@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from respaldo.childenv import base_environment
+from respaldo.childenv import base_environment, english_messages
 from respaldo.errors import (
     InvalidWalFile,
     PortTaken,
@@ -241,8 +241,12 @@ def combine_backups(
     argv = [str(bindir / "pg_combinebackup"), *map(str, inputs), f"--output={combined}"]
     if link:
         argv.append("--link")
+    # It runs as the server's user, who may read its /proc/PID/environ: it reads and
+    # writes files only, and needs none of respaldo's passphrase, passwords or keys.
+    env = base_environment()
+    english_messages(env)  # its refusal becomes the error respaldo reports
     done = subprocess.run(
-        _as_owner(argv, owner), capture_output=True, text=True, check=False, cwd="/"
+        _as_owner(argv, owner), capture_output=True, text=True, check=False, cwd="/", env=env
     )
     if done.returncode != 0:
         raise PostgresError("pg_combinebackup", done.returncode, done.stderr)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from respaldo.childenv import base_environment
 from respaldo.errors import PostgresError, ToolNotFound
 from respaldo.postgres.commands import ToolVersion, parse_tool_version
 
@@ -129,7 +130,15 @@ def candidates(pg_bin_dir: Path | str | None = None) -> list[Installation]:
 def _version(path: str, _mtime_ns: int) -> ToolVersion:
     program = Path(path).name
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, timeout=30, check=False)
+        # A version needs no secret: the base environment, not respaldo's (passphrase,
+        # storage keys), as for every program respaldo starts.
+        done = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            env=base_environment(),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PostgresError(program, -1, f"cannot run {path} --version: {exc}") from exc
     if done.returncode != 0:

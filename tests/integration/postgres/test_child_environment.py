@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.errors import PostgresError
 from respaldo.postgres import ConnInfo, pg_dump, pg_dumpall_globals, psql
+from respaldo.postgres.commands import tool_version
+from respaldo.postgres.datadir import combine_backups
+from respaldo.postgres.toolsets import program_version
+from tests.unit.postgres.support import base_backup
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +107,53 @@ def test_psql_gets_the_callers_pgpassword_only_without_a_configured_password(
     seen = _env_seen_by_psql(pg.conninfo("postgres"))
     assert "PGPASSWORD" not in seen
     assert STRAY_PASSWORD not in str(seen)
+
+
+def _stand_in(bindir: Path, program: str, then: str) -> Path:
+    """A stand-in for ``program`` in ``bindir`` that records the environment it was
+    started with in ``bindir/PROGRAM.env``, then runs ``then``."""
+    bindir.mkdir(exist_ok=True)
+    script = bindir / program
+    script.write_text(f'#!/bin/sh\nenv > "{bindir}/{program}.env"\n{then}\n')
+    script.chmod(0o755)
+    return script
+
+
+def _recorded(bindir: Path, program: str) -> dict[str, str]:
+    text = (bindir / f"{program}.env").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_pg_combinebackup_gets_no_passphrase_and_no_password(
+    secret_environment: None, tmp_path: Path
+) -> None:
+    # It runs as the server's OS user (who can read its /proc/PID/environ) for as long
+    # as combining a cluster takes. The stand-in refuses after recording, as
+    # pg_combinebackup refuses a chain it cannot combine.
+    bindir = tmp_path / "bin"
+    _stand_in(bindir, "pg_combinebackup", 'echo "pg_combinebackup: error: refused" >&2; exit 1')
+    target = tmp_path / "restored"
+    target.mkdir()
+    with pytest.raises(PostgresError, match="refused"):
+        combine_backups([[base_backup()]], target, bindir=bindir, owner=None)
+    environ = _recorded(bindir, "pg_combinebackup")
+    _assert_no_secrets(environ)
+    assert "PGPASSFILE" not in environ
+    assert environ["PATH"]
+    assert environ["LC_TIME"] == "C"
+
+
+def test_asking_a_program_its_version_hands_it_no_secret(
+    secret_environment: None, tmp_path: Path
+) -> None:
+    # Both ways respaldo asks a PostgreSQL program its version: the one that picks the
+    # tools for a server's major version, and the one of `respaldo check`.
+    bindir = tmp_path / "bin"
+    _stand_in(bindir, "pg_dump", 'echo "pg_dump (PostgreSQL) 15.4"')
+    assert program_version(bindir / "pg_dump").major == 15
+    first = _recorded(bindir, "pg_dump")
+    (bindir / "pg_dump.env").unlink()
+    assert tool_version("pg_dump", bindir=bindir).minor == 4
+    for environ in (first, _recorded(bindir, "pg_dump")):
+        _assert_no_secrets(environ)
+        assert environ["PATH"]
