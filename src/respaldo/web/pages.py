@@ -56,6 +56,7 @@ from respaldo.operations.principal import Principal
 from respaldo.operations.workers import Workers
 from respaldo.web import i18n, session
 from respaldo.web.chart import Series, line_chart
+from respaldo.web.framing import NoFraming
 from respaldo.web.i18n import N_, Formatter
 
 router = APIRouter(include_in_schema=False)
@@ -78,9 +79,10 @@ def _templates(language: str) -> Jinja2Templates:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the page on ``app``: its routes and its static files."""
+    """Serve the page on ``app``: its routes and its static files, never in a frame."""
     app.mount("/static", StaticFiles(directory=_STATIC), name="web-static")
     app.include_router(router)
+    app.add_middleware(NoFraming)
 
 
 # -- the request's page state ------------------------------------------------------------

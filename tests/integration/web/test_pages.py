@@ -3,7 +3,11 @@ specification's BackupManager flows, roles, CSRF, languages and accessibility.""
 
 from __future__ import annotations
 
+import http.server
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -262,3 +266,49 @@ def test_health_reasons_and_operation_errors_read_in_the_pages_language(
     )
     expect(section).to_contain_text("the server cannot be reached: ")
     expect(section).to_contain_text("no full backup was ever completed")
+
+
+@contextmanager
+def decoy_site(framed: str) -> Iterator[str]:
+    """Another origin on this host (same site: only the port differs) whose page frames
+    ``framed``; its address. A real server: Chromium refuses a loopback frame in a page
+    that does not come from a local address."""
+    body = f'<!doctype html><title>decoy</title><iframe src="{framed}"></iframe>'.encode()
+
+    class Decoy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Decoy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/decoy.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_no_site_can_frame_the_page_logged_in(site: Site, page: Page) -> None:
+    # Another port of the same host is the same *site*: SameSite=Strict sends the
+    # session's cookies into its frame. The page must refuse to be framed, or a decoy
+    # over a transparent frame gets its buttons clicked (clickjacking).
+    site.login(page, "admin")
+    with decoy_site(f"{site.url}/drills") as decoy:
+        with page.expect_response(f"{site.url}/drills") as framed:
+            page.goto(decoy)
+        page.wait_for_load_state("load")
+    assert framed.value.status == 200  # it was sent logged in: only the header stops it
+    inner = page.frames[1]
+    assert inner.url.startswith("chrome-error://"), inner.url
+    expect(page.frame_locator("iframe").get_by_role("button")).to_have_count(0)
+    assert "frame-ancestors 'none'" in framed.value.headers["content-security-policy"]
+    assert framed.value.headers["x-frame-options"] == "DENY"
