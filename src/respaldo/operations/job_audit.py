@@ -7,9 +7,13 @@ command line the actor is the OS user, and this entry is the only one. A job the
 the page started was recorded by its route when it started (``success``: the request was
 carried out, the detail names the job); the entry of its end, with the same actor (the
 job's ``requested_by``), says whether the work itself succeeded, so that a failed
-restore is never only a success in the log. Scheduled jobs are not audited: no person
-asked for them, and the jobs table keeps them. Verifications and dry runs change
-nothing and are not audited.
+restore is never only a success in the log. A scheduled job that restores, tests a
+restore or deletes backups (a restore test, the cleanup) is audited too, with the
+schedule as its actor (``schedule:restore_test:erp``): those need the approve
+permission when a person asks, and the audit log, not the jobs table (whose old rows
+prune deletes), is where every one of them is found. Scheduled backups are not (they
+delete nothing, and run every hour or day); verifications and dry runs change nothing and
+are not audited.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 
 from respaldo.domain import AuditAction, AuditOutcome, JobKind, TriggeredBy
+from respaldo.errors import JobConflict
 from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest, found_failure, get
@@ -32,6 +37,11 @@ _ACTIONS = {
     JobKind.PRUNE: AuditAction.PRUNE,
 }
 
+SCHEDULED_AUDITED = frozenset({JobKind.RESTORE, JobKind.DRILL, JobKind.PRUNE})
+"""The scheduled jobs audited (see the module doc)."""
+SCHEDULE_ACTOR = "schedule:"
+"""The actor of a scheduled job's entry: this, then the schedule's name."""
+
 
 def audit_job_end(
     ctx: Context,
@@ -42,11 +52,11 @@ def audit_job_end(
     *,
     result: object = None,
 ) -> None:
-    """Record the end of a job asked for from the command line, the API or the page that
-    changed (or tried to change) something: a failure when it raised ``error``, or when
-    its ``result`` says what failed (:class:`~respaldo.operations.jobs.Verdict`: the job
-    ended failed). After a failure, a failure to record is logged, not raised: the job's
-    own error is the one to see."""
+    """Record the end of a job asked for from the command line, the API or the page, or
+    run by a schedule (see the module doc), that changed (or tried to change) something:
+    a failure when it raised ``error``, or when its ``result`` says what failed
+    (:class:`~respaldo.operations.jobs.Verdict`: the job ended failed). After a failure,
+    a failure to record is logged, not raised: the job's own error is the one to see."""
     action = _ACTIONS.get(request.kind)
     if action is None or request.params.get("dry_run"):
         return
@@ -55,6 +65,10 @@ def audit_job_end(
         actor = local_principal()
     elif request.triggered_by is TriggeredBy.API:
         actor = request.requested_by or "-"
+    elif request.triggered_by is TriggeredBy.SCHEDULE and request.kind in SCHEDULED_AUDITED:
+        if isinstance(error, JobConflict):
+            return  # skipped (another job held the lock): nothing was tried
+        actor = SCHEDULE_ACTOR + (request.requested_by or "-")
     else:
         return
     if error is not None:

@@ -54,8 +54,9 @@ def run_queued(
         kind, target, params, by = job.kind, job.target, params_of(job), job.triggered_by
         request = jobs.JobRequest(kind, target, by, job.requested_by, params)
     reserved = params.get("reserved") if kind is JobKind.BACKUP else None
-    # A job the API or the page started: its end is audited (the CLI's are by run_now).
-    audited = by is TriggeredBy.API
+    # A job the API or the page started, or a schedule: its end is audited (the CLI's are
+    # by run_now; audit_job_end leaves out the scheduled kinds it does not audit).
+    audited = by in (TriggeredBy.API, TriggeredBy.SCHEDULE)
     try:
         body, result_id = _body(kind, target, params, by)
         result = jobs.run(

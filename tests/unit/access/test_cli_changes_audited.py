@@ -1,6 +1,7 @@
 """Changes asked for from the command line are audited with the OS user as the actor:
 backups, restores, restore tests, prunes (run as jobs), pin/unpin, job cancellation.
-Verifications, dry runs and scheduled jobs are not."""
+Verifications, dry runs and scheduled backups are not (scheduled restore tests and cleanups
+are: tests/integration/logical/test_scheduled_audit.py)."""
 
 from __future__ import annotations
 
