@@ -168,6 +168,8 @@ _PHRASES = (
     ),
     N_("the backup's manifest does not say where its WAL ends: the archive was not checked"),
     N_("could not read the archived WAL's names and history to check it for gaps: {error}"),
+    # ... and two a restore test recorded before recovery followed the newest timeline
+    # that descends from the backup rather than give up on checking (kept for its rows).
     N_(
         "recovery follows timeline {newest}, which does not descend from the backup's "
         "timeline {timeline}: the archived WAL was not checked for gaps"

@@ -365,7 +365,8 @@ def restore_datadir(
         system_id = str(manifest.meta["system_identifier"])
         # A target the archived WAL cannot reach (before the backup's end, behind a gap,
         # not archived yet) is refused before anything is written.
-        warnings += check_recovery_target(repo, manifest, target)
+        coverage = archived_after(repo, manifest)
+        warnings += check_recovery_target(repo, manifest, target, coverage)
         settings = ctx.settings
         program = respaldo_command or default_program()
         # WAL comes from the repository whose archive was just checked: the first that
@@ -420,9 +421,8 @@ def restore_datadir(
         # Where the WAL archived before the server starts reaches: recovery to its end
         # must get there (checked once it promoted; WAL archived meanwhile does not count).
         archived = None
-        if start and target == RecoveryTarget():
-            coverage = archived_after(repo, manifest)
-            archived = None if isinstance(coverage, str) else coverage.end
+        if start and target == RecoveryTarget() and not isinstance(coverage, str):
+            archived = coverage.end
         restore_target = begin_restore(datadir, backup_id)
         warnings += restore_target.warnings
         result = PhysicalRestoreResult(backup_id, datadir, system_id, warnings=warnings)
@@ -454,6 +454,7 @@ def restore_datadir(
                 datadir,
                 restore_command=restore_command,
                 target=target,
+                timeline="latest" if isinstance(coverage, str) else coverage.timeline,
                 port=port,
                 archive_off=not keep_archiving,
                 owner=owner,

@@ -25,9 +25,13 @@ recovery to one of them is only warned about, and PostgreSQL (13 and later) stop
 Recovery follows the newest timeline (``recovery_target_timeline = 'latest'``): when the
 archive holds later timelines of the cluster (a promoted copy archived there), the newest
 is found as PostgreSQL finds it (consecutive history files), its history file is read,
-and each segment is looked for on the timeline recovery takes it from. A newest timeline
-that does not descend from the backup's, or branched off before its end, is not checked
-(a warning says so): PostgreSQL refuses to start on it. A newest timeline other than the
+and each segment is looked for on the timeline recovery takes it from. A newer timeline
+that branched off the backup's history before the backup's end (a copy restored from an
+older backup and promoted, while production went on and took this backup) cannot be
+followed: PostgreSQL refuses to start on it ("requested timeline 2 is not a child of this
+server's history"), so the newest timeline that can be is followed instead
+(:attr:`WalCoverage.timeline`, written as ``recovery_target_timeline``; the backup's own
+at the least), with a warning naming those passed over. A newest timeline other than the
 backup's is warned about, more strongly when an older timeline has WAL archived after the
 switch (production kept writing on it while a restored copy was promoted): recovery
 replays the copy's branch instead of it.
@@ -35,7 +39,7 @@ replays the copy's branch instead of it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 
@@ -71,6 +75,16 @@ class WalCoverage:
     left: tuple[int, str] | None = None
     """An older timeline of ``path`` that has archived WAL after recovery leaves it for the
     next (its server kept writing on it), and the newest such segment; else None."""
+    passed_over: tuple[tuple[int, str], ...] = ()
+    """Newer timelines of the archive recovery cannot follow from this backup, each with
+    why (newest first): recovery follows the last timeline of ``path`` instead of the
+    newest, which PostgreSQL's ``'latest'`` would take and then refuse to start on."""
+
+    @property
+    def timeline(self) -> str:
+        """The ``recovery_target_timeline`` recovery needs: ``latest`` where that is the
+        last timeline of ``path``, else that timeline's number."""
+        return str(self.path[-1][0]) if self.passed_over and self.path else "latest"
 
 
 def newest_timeline(names: list[str], timeline: int) -> int:
@@ -220,34 +234,47 @@ def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
         return "the backup's manifest does not say where its WAL ends: the archive was not checked"
     system_id = str(meta["system_identifier"])
     timeline = int(meta["timeline"])
+    passed_over: list[tuple[int, str]] = []
     try:
         names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, system_id)]
-        newest = newest_timeline(names, timeline)
+        # From the newest timeline down to the backup's own: the first whose history
+        # holds the backup's end. One that branched off earlier (a copy of an older backup
+        # promoted while this backup's server went on) is no child of the backup's history.
         path = [(timeline, 0)]
-        if newest != timeline:
-            history = get_wal(repo, system_id, f"{newest:08X}", f"{newest:08X}.history")
-            path = timeline_path(history.decode("utf-8", "replace"), newest)
+        for candidate in range(newest_timeline(names, timeline), timeline, -1):
+            history = get_wal(repo, system_id, f"{candidate:08X}", f"{candidate:08X}.history")
+            found = timeline_path(history.decode("utf-8", "replace"), candidate)
+            why = _not_followable(found, timeline, stop_lsn)
+            if why is None:
+                path = found
+                break
+            passed_over.append((candidate, why))
     except (RespaldoError, ValueError) as exc:
         return f"could not read the archived WAL's names and history to check it for gaps: {exc}"
     tlis = [tli for tli, _ in path]
-    if timeline not in tlis:
-        return (
-            f"recovery follows timeline {newest}, which does not descend from the backup's "
-            f"timeline {timeline}: the archived WAL was not checked for gaps"
-        )
-    path = path[tlis.index(timeline) :]
-    if len(path) > 1 and path[1][1] < stop_lsn:
-        return (
-            f"timeline {path[1][0]} branched off before the backup's end: recovery from it "
-            "cannot follow the newest timeline, and the archived WAL was not checked for gaps"
-        )
-    return wal_coverage(
+    coverage = wal_coverage(
         names,
         timeline=timeline,
         stop_lsn=stop_lsn,
         segment_size=int(meta["wal_segment_size"]),
-        path=path,
+        path=path[tlis.index(timeline) :],
     )
+    return replace(coverage, passed_over=tuple(passed_over))
+
+
+def _not_followable(path: list[tuple[int, int]], timeline: int, stop_lsn: int) -> str | None:
+    """Why recovery of a backup of ``timeline`` that ended at ``stop_lsn`` cannot follow
+    the timelines ``path`` (:func:`timeline_path`) to their last; None if it can."""
+    tlis = [tli for tli, _ in path]
+    if timeline not in tlis:
+        return f"it does not descend from timeline {timeline}"
+    after = tlis.index(timeline) + 1
+    if after < len(path) and path[after][1] < stop_lsn:
+        return (
+            f"timeline {path[after][0]} branched off timeline {timeline} at "
+            f"{format_lsn(path[after][1])}, before the backup's end"
+        )
+    return None
 
 
 def _gap(coverage: WalCoverage) -> str:
@@ -269,10 +296,14 @@ def archive_check(repo: Repository, manifest: Manifest) -> tuple[bool, str]:
 
 
 def check_recovery_target(
-    repo: Repository, manifest: Manifest, target: RecoveryTarget
+    repo: Repository,
+    manifest: Manifest,
+    target: RecoveryTarget,
+    coverage: WalCoverage | str | None = None,
 ) -> list[str]:
     """Raise RestoreError if recovery of ``manifest`` (a physical backup) cannot reach
-    ``target`` with the WAL archived in ``repo``; return warnings. Reads names only."""
+    ``target`` with the WAL archived in ``repo``; return warnings. Reads names only, or
+    nothing when ``coverage`` (:func:`archived_after`'s answer) is given."""
     backup_id = manifest.backup_id
     meta = manifest.meta
     stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
@@ -284,9 +315,26 @@ def check_recovery_target(
             "target",
         )
     warnings = _target_time_warnings(manifest, target)
+    if coverage is None:
+        coverage = archived_after(repo, manifest)
+    if not isinstance(coverage, str):
+        warnings += passed_over_warnings(coverage, backup_id)
     if target.immediate:
         return warnings  # the backup's own WAL suffices
-    return warnings + _archive_warnings(repo, manifest, target)
+    return warnings + _archive_warnings(manifest, target, coverage)
+
+
+def passed_over_warnings(coverage: WalCoverage, backup_id: str) -> list[str]:
+    """A warning naming the newer timelines of the archive recovery of ``backup_id``
+    does not follow (:attr:`WalCoverage.passed_over`), if any."""
+    if not coverage.passed_over:
+        return []
+    skipped = "; ".join(f"timeline {tli}: {why}" for tli, why in coverage.passed_over)
+    return [
+        f"the archive holds newer timelines that backup {backup_id} cannot be recovered along "
+        f"({skipped}): recovery follows timeline {coverage.path[-1][0]} "
+        f"(recovery_target_timeline = {coverage.timeline}), not the newest"
+    ]
 
 
 def _target_time_warnings(manifest: Manifest, target: RecoveryTarget) -> list[str]:
@@ -349,10 +397,12 @@ def _label_note(manifest: Manifest) -> str:
     return f"its backup_label's START TIME {label!r} names no single time zone"
 
 
-def _archive_warnings(repo: Repository, manifest: Manifest, target: RecoveryTarget) -> list[str]:
-    """Raise RestoreError if the archived WAL after the backup cannot reach ``target``."""
+def _archive_warnings(
+    manifest: Manifest, target: RecoveryTarget, coverage: WalCoverage | str
+) -> list[str]:
+    """Raise RestoreError if the archived WAL after the backup (``coverage``) cannot
+    reach ``target``."""
     backup_id = manifest.backup_id
-    coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
         return [coverage]
     warnings = _timeline_warnings(coverage, backup_id, target)
@@ -399,8 +449,9 @@ def _timeline_warnings(coverage: WalCoverage, backup_id: str, target: RecoveryTa
         f"timeline {tli} branched off timeline {parent} at {format_lsn(begin)}"
         for (parent, _), (tli, begin) in pairwise(path)
     )
+    which = "the newest it can follow" if coverage.passed_over else "the archive's newest"
     follows = (
-        f"recovery follows timeline {newest} (the archive's newest), not backup {backup_id}'s "
+        f"recovery follows timeline {newest} ({which}), not backup {backup_id}'s "
         f"timeline {timeline}: {switches}"
     )
     if coverage.left is None:

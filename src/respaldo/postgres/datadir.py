@@ -347,12 +347,15 @@ def write_recovery_config(
     owner: Owner | None,
     comment: str,
     server_settings: Mapping[str, str] | None = None,
+    timeline: str = "latest",
 ) -> dict[str, str]:
     """Append the recovery settings to ``postgresql.auto.conf`` and create ``recovery.signal``.
 
     Returns the settings written. ``archive_off`` writes ``archive_mode = off`` so that
     a restored copy does not push its WAL into the original's archive;
-    ``server_settings`` are written too (a drill's scratch server: where it listens).
+    ``server_settings`` are written too (a drill's scratch server: where it listens);
+    ``timeline`` is the ``recovery_target_timeline`` (a number where the archive's newest
+    timeline does not descend from the backup: PostgreSQL refuses to start on it).
     """
     chosen = target.settings()
     # The backup's own postgresql.auto.conf may hold the recovery settings of an earlier
@@ -363,6 +366,7 @@ def write_recovery_config(
     # occurrence of a setting
     # counts, applied in its place, so the one chosen comes after the emptied ones.
     settings = {"restore_command": restore_command} | RECOVERY_DEFAULTS
+    settings["recovery_target_timeline"] = timeline
     settings |= {key: "" for key in RECOVERY_TARGETS if key not in chosen}
     settings |= chosen
     settings["recovery_target_action"] = "promote"

@@ -207,3 +207,61 @@ def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
             ("recovery_target_timeline", "latest"),
         ):
             assert restored.scalar(f"SHOW {setting}") == value, setting
+
+
+def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timeline(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # A copy restored from an older backup with --keep-archiving was promoted and archived
+    # timeline 2 (a failover rehearsal, or a failover undone); production went on on
+    # timeline 1 and took a new backup. Timeline 2 branched off before that backup began:
+    # following it ('latest'), PostgreSQL refused to start ("requested timeline 2 is not a
+    # child of this server's history"), and the newest backup of production could be
+    # neither restored nor restore-tested until timeline 2 was removed from the archive.
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
+        pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+        pg.execute(insert, (1,), dbname=SHOP)
+        older = archiving.backup()
+        copy, _, _ = archiving.restore_started(
+            older["id"], restored_servers, "--immediate", "--keep-archiving"
+        )
+        copy.execute(insert, (2,), dbname=SHOP)
+        _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+        copy.stop("fast")
+        pg.execute(insert, (3,), dbname=SHOP)
+        newer = archiving.backup()
+        pg.execute(insert, (4,), dbname=SHOP)
+        archiving.switch_and_archive()
+        system_id = str(pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+        assert (archiving.repo_dir / "wal" / system_id / "00000002" / "00000002.history").exists()
+
+        drill = archiving.run("drill", newer["id"], "--json")
+        assert drill.code == 0, str(drill)
+        # To the end of the archived WAL: timeline 1's.
+        datadir, port = archiving.new_datadir(), free_port()
+        run = archiving.run(
+            "restore", newer["id"], "--target-datadir", str(datadir), "--start",
+            "--port", str(port),
+        )  # fmt: skip
+        assert run.code == 0, str(run)
+        restored = archiving.restored(datadir, port)
+        restored_servers.append(restored)
+        assert "timeline 2: timeline 2 branched off timeline 1 at" in run.err, str(run)
+        assert "recovery follows timeline 1 (recovery_target_timeline = 1)" in run.err
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 3, 4]
+        # Promoted to a timeline of its own, past the one the archive holds already.
+        assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+        restored.stop("fast")
+        # A target on timeline 1 after the switch is reached on timeline 1 too.
+        lsn = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
+        pg.execute(insert, (5,), dbname=SHOP)
+        archiving.switch_and_archive()
+        restored, _, _ = archiving.restore_started(
+            newer["id"], restored_servers, "--target-lsn", lsn
+        )
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 3, 4]
