@@ -30,7 +30,7 @@ def wal_push(
         typer.Option("--async", help="Leave the push to a background pusher that works ahead."),
     ] = False,
     spool: Annotated[
-        Path | None, typer.Option("--spool", help="--async status directory (per server).")
+        Path | None, typer.Option("--spool", help="--async status directory (may be shared).")
     ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="--async: seconds to wait for the file.")

@@ -1,16 +1,18 @@
 """The archive command's side of asynchronous WAL archiving (``wal-push --async``).
 
 It waits for the verdict of the background pusher (:mod:`respaldo.operations.wal_async`)
-on one file, in the spool: ``<file>.ok`` (archived) or ``<file>.error`` (why not), and
-starts the pusher when none runs (a detached process: double fork, its own session,
-output to the spool's ``pusher.log``). The server runs this once per WAL file, so it
-imports nothing beyond the standard library unless it must find the default spool in the
+on one file, in the server's directory of the spool (:func:`server_spool`):
+``<file>.ok`` (archived) or ``<file>.error`` (why not), and starts the pusher when none
+runs for that server (a detached process: double fork, its own session, output to that
+directory's ``pusher.log``). The server runs this once per WAL file, so it imports
+nothing beyond the standard library unless it must find the default spool in the
 settings; the pusher itself imports the rest.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import sys
@@ -47,6 +49,19 @@ def default_spool(config: Path | None) -> Path:
     return load_settings(config, check_urls=False).cache_dir / "wal-spool"
 
 
+def server_spool(spool: Path, pg_wal: Path) -> Path:
+    """The directory of ``spool`` that holds the verdicts, lock and log of the server whose
+    WAL directory is ``pg_wal`` (``server-`` and 16 hex digits of a hash of its real path).
+
+    A spool is often shared: several servers archive with one config (its default spool)
+    or the same ``--spool``. Verdicts are named after the WAL file, and two clusters at
+    similar WAL positions name their segments alike: in one directory, a server's archive
+    command took the other's ``<file>.ok`` for its own file, and the server recycled a
+    segment that was never stored."""
+    real = os.fsencode(os.path.realpath(pg_wal))
+    return spool / f"server-{hashlib.sha256(real).hexdigest()[:16]}"
+
+
 def push_async(
     config: Path | None,
     path: Path,
@@ -67,8 +82,10 @@ def push_async(
     """
     if spool is None:
         spool = default_spool(config)
-    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
     pg_wal = path.absolute().parent
+    spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool = server_spool(spool, pg_wal)
+    spool.mkdir(mode=0o700, exist_ok=True)
     ok, error = spool / f"{path.name}.ok", spool / f"{path.name}.error"
     backlog = _backlog(pg_wal)
     behind = backlog > alert_backlog
