@@ -21,6 +21,7 @@ from respaldo.api import (
     problems,
     security,
 )
+from respaldo.api.nostore import NoStore
 from respaldo.config import Settings
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.context import Context
@@ -79,6 +80,7 @@ def create_app(
     # more specific ones and replace its handler for those errors.
     problems.install(app, settings)
     security.install(app, authenticator, settings.server.trusted_proxies)
+    app.add_middleware(NoStore)
     if settings.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.integration.logical.test_jobs import jobs
-from tests.integration.web.conftest import Site, serious_violations
+from tests.integration.web.conftest import PASSWORDS, Site, serious_violations
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -312,3 +312,25 @@ def test_no_site_can_frame_the_page_logged_in(site: Site, page: Page) -> None:
     expect(page.frame_locator("iframe").get_by_role("button")).to_have_count(0)
     assert "frame-ancestors 'none'" in framed.value.headers["content-security-policy"]
     assert framed.value.headers["x-frame-options"] == "DENY"
+
+
+def test_after_logout_back_shows_nothing_the_session_saw(site: Site, page: Page) -> None:
+    # On a shared machine the next person presses "Back": a page kept in the browser's
+    # cache would show the audit log and the users to them.
+    site.login(page, "admin")
+    page.goto(f"{site.url}/audit")
+    expect(page.get_by_role("heading", name="Usuarios")).to_be_visible()
+    page.get_by_role("button", name="Cerrar sesión").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/login\?next=/audit$"))
+    expect(page.get_by_role("heading", name="Usuarios")).to_have_count(0)
+    # The API's tokens are never stored either (RFC 6749 5.1); the static files keep
+    # their ETag and are revalidated.
+    tokens = page.request.post(
+        f"{site.url}/auth/token", form={"username": "admin", "password": PASSWORDS["admin"]}
+    )
+    assert tokens.status == 200
+    assert tokens.headers["cache-control"] == "no-store"
+    style = page.request.get(f"{site.url}/static/respaldo.css")
+    assert style.headers.get("etag") and "cache-control" not in style.headers
