@@ -327,6 +327,11 @@ class RpoSettings(_Section):
     wal_copy_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # The newest completed files backup of each [[file_sets]] entry (daily, as full).
     files_hours: float = Field(default=26.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    # How long a repository may go without the daily verify checking it (a slice of the
+    # primary's chunks, a mirror's packs and backups): two daily runs, with slack. A
+    # mirror the daily verify skips every day (a garbage collection holding its lock
+    # past [locks] wait_seconds) turns red instead of going unchecked unnoticed.
+    verify_hours: float = Field(default=50.0, gt=0, le=24 * 366, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
 

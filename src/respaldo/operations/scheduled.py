@@ -186,8 +186,11 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
 
     Raises RespaldoError if problems are found (the job fails and says how many); the
     damaged copies are quarantined by :func:`~respaldo.operations.verify.verify`. A
-    mirror that cannot be opened is skipped with a warning: its copies fail, and alert,
-    on their own.
+    mirror that cannot be opened, or whose lock a garbage collection holds for longer
+    than ``[locks] wait_seconds`` (the wait ends when the job is cancelled), is skipped
+    with a warning: its copies fail, and alert, on their own, and the status's
+    ``verify:<repository>`` item turns red once it went unchecked for ``[rpo]
+    verify_hours`` (:mod:`~respaldo.operations.status_verify`).
     """
     n = slice_of(today or datetime.now(UTC).date(), slices)
     read = 0

@@ -20,6 +20,9 @@ or red with the reason in words:
 - ``walcopy:<db>:<repository>`` (where WAL is archived and ``[schedules] wal_copy`` is
   on): per secondary repository, since when it lacks archived WAL the primary holds
   (:mod:`respaldo.operations.status_mirror`);
+- ``verify:<repository>`` (general, while ``[schedules] verify`` is on): since when each
+  repository was last checked by a verify (:mod:`respaldo.operations.status_verify`)
+  against ``[rpo] verify_hours``;
 - ``swap:<db>:<target>`` (general): a ``restore --replace`` that died half-way through its
   swap, the target missing and its previous contents under the ``_old_`` name
   (:mod:`respaldo.operations.restore_swap`), until resolved.
@@ -59,6 +62,7 @@ from respaldo.operations.status_server import (
     stuck_state,
 )
 from respaldo.operations.status_stuck import stuck_since
+from respaldo.operations.status_verify import last_verified
 from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
 from respaldo.operations.wal import open_wal_repository
 from respaldo.phrases import N_, Phrase, Quantity, joined, minute
@@ -78,6 +82,7 @@ Check = Literal[
     "repository",
     "queue",
     "swap",
+    "verify",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -103,7 +108,8 @@ class StatusItem(ResultModel):
     check: Check
     """rpo, size, server, archive, restore_test, copy, walcopy, catalog, repository or
     queue (PostgreSQL catalog: jobs wait that no live worker takes) or swap (a restore
-    --replace stopped half-way: the database is under its ``_old_`` name)."""
+    --replace stopped half-way: the database is under its ``_old_`` name) or verify (when
+    a verify last checked a repository)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -240,6 +246,7 @@ def compute_status(
         except (SQLAlchemyError, RespaldoError) as exc:
             log.warning("could not read the restores' swaps for the status: %s", first_line(exc))
             unread.add("swap")
+        general += _verify_items(ctx, settings, now)
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases
@@ -834,6 +841,63 @@ def _copy_item(
             "count": len(behind),
         }
     )
+
+
+def _verify_items(ctx: Context, settings: Settings, now: datetime) -> list[StatusItem]:
+    """One item per repository while the daily verify is scheduled: red once it was not
+    checked for ``[rpo] verify_hours`` (the daily verify skipped it, or did not run)."""
+    if settings.schedules.verify.strip().lower() == _OFF:
+        return []
+    limit = timedelta(hours=settings.rpo.verify_hours)
+    names = [repo.name for repo in settings.repositories]
+    items = []
+    for name, verified in last_verified(ctx, names, now).items():
+        age = now - verified.at
+        late = age > limit
+        said: str
+        if verified.scope is None:
+            said = Phrase(
+                N_(
+                    "repository {repository} was never verified in the {age} since the "
+                    "status first looked at it (limit {limit})"
+                ),
+                repository=name,
+                age=human_age(age),
+                limit=human_age(limit),
+            )
+        else:
+            said = Phrase(
+                N_("repository {repository} was last verified {age} ago (limit {limit})"),
+                repository=name,
+                age=human_age(age),
+                limit=human_age(limit),
+            )
+        if late:
+            said = joined(
+                [
+                    said,
+                    Phrase(
+                        N_(
+                            "the daily verify skips it when it cannot open it or a garbage "
+                            "collection holds its lock longer than [locks] wait_seconds: "
+                            "its job's warnings say which"
+                        )
+                    ),
+                ]
+            )
+        items.append(
+            StatusItem(
+                key=f"verify:{name}",
+                check="verify",
+                repository=name,
+                level="red" if late else "green",
+                reason=said,
+                at=verified.at if verified.scope is not None else None,
+                age_seconds=age.total_seconds(),
+                limit_seconds=limit.total_seconds(),
+            )
+        )
+    return items
 
 
 def _walcopy_item(

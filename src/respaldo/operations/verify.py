@@ -9,12 +9,14 @@ meanwhile would show as damage); on read-only media there is none, and a warning
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from respaldo import cancellation
 from respaldo.catalog.copies import BackupCopies
 from respaldo.errors import ConfigError, InvalidInput, StorageError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
+from respaldo.operations.status_verify import note_verified
 from respaldo.repository import Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import manifest_name
@@ -71,7 +73,9 @@ def verify(
     the repository. Problems found are in the result, not raised, and alerted (one
     critical alert naming the first). Damaged copies found are quarantined (no backup
     uses them again); a store that cannot be written loses only that record, with a
-    warning.
+    warning. A subset or everything read is noted as the repository's last check
+    (:mod:`~respaldo.operations.status_verify`); RepositoryLocked is raised when a
+    garbage collection holds the repository for longer than ``[locks] wait_seconds``.
     """
     if sum((bool(backup_ids), everything, subset is not None)) != 1:
         raise ConfigError("verify takes backup ids, everything, or a subset: exactly one")
@@ -98,6 +102,10 @@ def verify(
             report.problems += _recorded_but_missing(ctx, name, repo)
         else:
             report = verify_backups(repo, backup_ids or [], step)
+    if slice_ is not None or everything:
+        # Read as a whole (a slice of it, or all): what the status's verify item counts.
+        scope = f"subset {subset}" if slice_ is not None else "all"
+        note_verified(ctx, name, scope, datetime.now(UTC))
     return _settle(ctx, name, repo, report, warnings, packs_checked=everything)
 
 
@@ -105,8 +113,10 @@ def check_presence(ctx: Context, repository: str) -> VerifyResult:
     """Check that repository ``repository`` holds every pack its index names and every
     backup the catalog records there (listings only, no data read): what the daily
     verify asks of each mirror, whose data it does not read. Problems found are in the
-    result and alerted, as :func:`verify`'s are. Raises the errors of opening the
-    repository."""
+    result and alerted, as :func:`verify`'s are; the check is noted for the status
+    (:mod:`~respaldo.operations.status_verify`). Raises the errors of opening the
+    repository and RepositoryLocked when a garbage collection holds it for longer than
+    ``[locks] wait_seconds``."""
     name = ctx.settings.repository(repository).name
     repo = ctx.repository(name)
     warnings: list[str] = []
@@ -114,6 +124,7 @@ def check_presence(ctx: Context, repository: str) -> VerifyResult:
     with reading_lease(repo, "verify", warnings.append):
         report = verify_presence(repo)
         report.problems += _recorded_but_missing(ctx, name, repo)
+    note_verified(ctx, name, "presence", datetime.now(UTC))
     return _settle(ctx, name, repo, report, warnings, packs_checked=False)
 
 

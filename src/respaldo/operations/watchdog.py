@@ -4,7 +4,7 @@
 start-up, so a service that was down for two days says so at once. Each item of the
 status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
 as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp``,
-``restore_test:erp``, ``copy:erp:offsite``, ``catalog``, ``queue:default``; and
+``restore_test:erp``, ``copy:erp:offsite``, ``verify:offsite``, ``catalog``, ``queue:default``; and
 ``watchdog`` while the status cannot be computed at all): it fires while the item is red,
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
@@ -72,6 +72,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
             "({count} waiting, limit {limit})"
         ),
     ),
+    "verify": (
+        _("repository {repository} was never verified in {age} (limit {limit})"),
+        _("repository {repository} was not verified for {age} (limit {limit})"),
+    ),
     "walcopy": (
         _("archived WAL of {database} cannot be checked in {repository}: {error}"),
         _("archived WAL of {database} has not reached {repository} for {age} (limit {limit})"),
@@ -107,6 +111,7 @@ _KINDS = {
     "copy": "copy",
     "walcopy": "copy",
     "archive": "wal-push",
+    "verify": "verify",
 }
 
 
@@ -206,8 +211,9 @@ def _gone(ctx: Context, report: StatusReport, now: datetime) -> list[ConditionRe
 
 
 # The items of one source: check, source, then a kind or a repository (``rpo:erp:full``,
-# ``copy:erp:offsite``). ``repository:`` items never fire (see check).
-_OF_A_SOURCE = ("rpo", "size", "server", "archive", "restore_test", "copy", "walcopy")
+# ``copy:erp:offsite``), or a repository alone (``verify:offsite``). ``repository:``
+# items never fire (see check).
+_OF_A_SOURCE = ("rpo", "size", "server", "archive", "restore_test", "copy", "walcopy", "verify")
 
 
 def _close_unwatched(ctx: Context, now: datetime) -> None:
@@ -224,6 +230,8 @@ def _close_unwatched(ctx: Context, now: datetime) -> None:
         source, _, repository = rest.partition(":")
         if check in ("copy", "walcopy") and repository not in repositories:
             return False
+        if check == "verify":
+            return source in repositories  # verify:<repository>
         return source in sources
 
     try:
@@ -292,6 +300,9 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         never, aged = _ARCHIVING_FAILS
     if item.check == "archive" and item.reason.startswith(ARCHIVED_ELSEWHERE):
         return _ARCHIVED_ELSEWHERE, args
+    if item.check == "verify":
+        # Its age is always known: since the last check, or since first watched.
+        return (never if item.at is None else aged), args
     return (never if item.age_seconds is None else aged), args
 
 
@@ -340,6 +351,15 @@ def _hint(item: StatusItem) -> str:
             N_(
                 "'respaldo jobs' shows why the wal_copy runs fail; "
                 "'respaldo copy --all --to {repository}' copies the WAL it lacks now"
+            ),
+            repository=repository,
+        )
+    if item.check == "verify":
+        return Phrase(
+            N_(
+                "'respaldo jobs' shows the daily verify's runs and their warnings (a garbage "
+                "collection holding the lock longer than [locks] wait_seconds skips the "
+                "repository); 'respaldo verify --all --repository {repository}' checks it now"
             ),
             repository=repository,
         )

@@ -53,6 +53,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from respaldo import cancellation
 from respaldo.errors import (
     LeaseLost,
     ObjectNotFound,
@@ -230,9 +231,11 @@ class Lease:
         """Take a lock of ``kind``; wait up to ``wait`` seconds for conflicting ones.
 
         Raises RepositoryLocked naming the conflicting holders if they are still there
-        after ``wait``, and storage errors. With ``refresh``, a daemon thread keeps the
-        lock fresh until :meth:`release`. ``poll`` (default: a twentieth of ``wait``,
-        between 0.05 and 1 second) is the time between attempts, randomised.
+        after ``wait``, JobCancelled when the current job is cancelled while it waits
+        (nothing of ours is left in the repository), and storage errors. With
+        ``refresh``, a daemon thread keeps the lock fresh until :meth:`release`. ``poll``
+        (default: a twentieth of ``wait``, between 0.05 and 1 second) is the time between
+        attempts, randomised.
         """
         if poll is None:
             poll = min(1.0, max(0.05, wait / 20))
@@ -262,7 +265,7 @@ class Lease:
             if left <= 0:
                 raise _locked(kind, purpose, conflicts, stale_after, clock())
             # Jitter, so that two processes that keep meeting stop meeting.
-            time.sleep(min(left, poll * random.uniform(0.5, 1.5)))
+            _pause(min(left, poll * random.uniform(0.5, 1.5)))
         lease = cls(storage, info, stale_after=stale_after, clock=clock)
         if refresh:
             lease._start()
@@ -372,6 +375,17 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _pause(seconds: float) -> None:
+    """Wait between two attempts, woken by the current job's cancellation (a daily
+    verify waiting up to ``[locks] wait_seconds`` for a garbage collection must stop when
+    its job is cancelled, not when the wait ends). Raises JobCancelled."""
+    token = cancellation.current()
+    if token is None:
+        time.sleep(seconds)
+    elif token.wait(seconds):
+        token.check()
 
 
 def _replace_refreshed(info: LockInfo, when: datetime) -> LockInfo:

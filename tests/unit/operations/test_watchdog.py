@@ -15,7 +15,14 @@ from sqlalchemy.exc import OperationalError
 
 from respaldo.catalog import AlertStates
 from respaldo.domain import BackupKind
-from respaldo.operations import alerts, restore_swap, status, status_queue, watchdog
+from respaldo.operations import (
+    alerts,
+    restore_swap,
+    status,
+    status_queue,
+    status_verify,
+    watchdog,
+)
 from respaldo.operations.context import Context
 from tests.ports import closed_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
@@ -57,7 +64,11 @@ def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_
 ) -> None:
     last = backup(ctx, NOW - 20 * H)
     drill(ctx, last, NOW - 19 * H, passed=True)
-    assert watch(ctx, 0 * H) == {"rpo:erp:full": "quiet", "restore_test:erp": "quiet"}
+    assert watch(ctx, 0 * H) == {
+        "rpo:erp:full": "quiet",
+        "restore_test:erp": "quiet",
+        "verify:local": "quiet",  # watched since now: within [rpo] verify_hours
+    }
     assert webhook.inbox.items == []
 
     # 27 h after the last backup: the RPO of 26 h is crossed, one alert.
@@ -96,6 +107,7 @@ def test_amber_is_not_an_alert_and_each_item_alerts_under_its_own_key(
     assert {c.key: c.action for c in result.conditions} == {
         "rpo:erp:full": "quiet",
         "restore_test:erp": "raised",  # never passed: red
+        "verify:local": "quiet",
     }
     assert titles(webhook) == ["[respaldo] CRITICAL: no restore test of erp ever passed"]
     drill(ctx, first, NOW + H, passed=True)
@@ -363,3 +375,38 @@ def test_the_size_alert_writes_its_sizes_and_share_as_its_language_does(tmp_path
         "la copia completa más reciente de erp es mucho menor que la anterior: "
         "1,1 MB, el 9\u00a0% de 12 MB (límite 50\u00a0%)"
     )
+
+
+def test_a_repository_no_verify_checks_turns_red_after_verify_hours_and_a_check_resolves_it(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # The first look notes the repository as watched; never checked, it turns red once
+    # [rpo] verify_hours (50 h) have passed since, not at once.
+    assert watch(ctx, 0 * H)["verify:local"] == "quiet"
+    assert watch(ctx, 50 * H)["verify:local"] == "quiet"
+    assert watch(ctx, 51 * H)["verify:local"] == "raised"
+    said = [t for t in titles(webhook) if "repository local" in t]
+    assert said == ["[respaldo] CRITICAL: repository local was never verified in 51 h (limit 50 h)"]
+    (sent,) = [m for m in webhook.inbox.items if m["json"]["title"] == said[0]]
+    assert "'respaldo verify --all --repository local' checks it now" in sent["json"]["message"]
+
+    # A verify checks it: resolved; then its own age counts.
+    status_verify.note_verified(ctx, "local", "subset 1/7", NOW + 52 * H)
+    assert watch(ctx, 52 * H)["verify:local"] == "resolved"
+    item = {i.key: i for i in status.compute_status(ctx, NOW + 60 * H, servers=False).general}[
+        "verify:local"
+    ]
+    assert (item.level, item.age_seconds) == ("green", 8 * 3600)
+    assert item.reason == "repository local was last verified 8 h ago (limit 50 h)"
+    assert watch(ctx, 103 * H)["verify:local"] == "raised"
+    assert [t for t in titles(webhook) if "repository local" in t][-1] == (
+        "[respaldo] CRITICAL: repository local was not verified for 51 h (limit 50 h)"
+    )
+
+
+def test_no_verify_item_while_the_daily_verify_is_off(tmp_path: Path) -> None:
+    settings = status_settings(tmp_path, schedules={"verify": "off"})
+    with Context.open(settings, create=True) as ctx:
+        report = status.compute_status(ctx, NOW + 1000 * H, wal_archived=(), servers=False)
+    assert not [i for i in report.general if i.check == "verify"]
