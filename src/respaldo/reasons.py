@@ -268,6 +268,75 @@ _PHRASES = (
     N_("the password is shorter than {count} characters"),
     N_("no job {job}"),
     N_("job {job} has already ended ({status})"),
+    # A files backup's warnings, kept in its manifest (files/tree.py,
+    # operations/files_backup.py; the backup's page lists them), and the paths that
+    # failed it (its job's error; the OS's words after them stay as written).
+    N_("{path} vanished before it was read"),
+    N_("{path} vanished before it was listed"),
+    N_("{path} grew while read: cut at {bytes} bytes"),
+    N_("{path}: special file, skipped"),
+    N_("{path}: respaldo's own repository {repository}, left out"),
+    N_("{path}: respaldo's own cache, left out"),
+    N_("{path}: respaldo's own catalog, left out"),
+    N_("{path}: cannot list: {error}"),
+    N_("{path}: cannot read: {error}"),
+    N_("{path}: changed while read, {count} times (the backup holds a torn copy)"),
+    N_("file set {name}: {count} paths could not be backed up whole: {paths}"),
+    N_(
+        "give respaldo's user read access to them, exclude them (exclude = [...] in the file "
+        "set), or back up while nothing rewrites them; this backup is recorded as failed"
+    ),
+    # What prune could not finish in a repository (operations/prune.py: its outcome's
+    # error, "; "-joined, and its alert's hint), and the lock in its way
+    # (repository/locks.py: _locked).
+    N_("garbage collection"),
+    N_("WAL retention"),
+    N_("cannot open"),
+    N_(
+        "garbage collection found {count} damaged chunk copies that kept backups reference "
+        "(quarantined; no backup deduplicates against them now): run 'respaldo verify --all "
+        "--repository {repository}', which marks the backups that need them, then 'respaldo "
+        "repair {repository}'"
+    ),
+    N_(
+        "{count} chunks that kept backups reference have only damaged copies (quarantined): "
+        "those backups cannot be restored from {repository} until 'respaldo repair "
+        "{repository}' copies them from another repository"
+    ),
+    N_(
+        "the bucket takes backups away behind respaldo's back: {rules}; every backup "
+        "references chunks stored on earlier days, and those would become unrestorable"
+    ),
+    N_(
+        "kept backups are damaged: run 'respaldo verify --all --repository {repository}', "
+        "then 'respaldo repair {repository}'"
+    ),
+    N_(
+        "run 'respaldo repair {repository}', then 'respaldo verify --all --repository {repository}'"
+    ),
+    N_("run 'respaldo prune' again; it finishes what is left"),
+    N_(
+        "the next prune tries again; if it keeps failing, check the bucket's permissions "
+        "(s3:PutObjectRetention) and Object Lock settings"
+    ),
+    # storage/lifecycle.py: HAZARD_HINT, its list of names as it joins them.
+    N_(
+        "respaldo deletes expired backups itself (prune): remove the rule, or limit it to "
+        "prefixes the repository does not write (below its own prefix it writes only "
+        "config, keys/, packs/, index/, manifests/, locks/, quarantine/, wal/, clusters/) or "
+        "to old versions (NoncurrentVersionExpiration, see docs/configuration.md), or use "
+        "another bucket or prefix"
+    ),
+    # Without the hint first: with it, the hint's own parenthesis ("(at once on the same
+    # host)") keeps the holders from taking it in.
+    N_("the repository is in use: {holders}"),
+    N_("the repository is in use: {holders} ({hint})"),
+    N_("shared lock for {purpose} (pid {pid} on {host}, refreshed {seconds} s ago)"),
+    N_("exclusive lock for {purpose} (pid {pid} on {host}, refreshed {seconds} s ago)"),
+    N_(
+        "garbage collection waits for running backups; run prune again when they end; a "
+        "lock whose holder died is ignored after {stale} (at once on the same host)"
+    ),
 )
 
 _WHERE = (
@@ -285,9 +354,12 @@ _WHERE = (
         N_("{error} (and {more} more: 'respaldo verify' lists them)"),
         r" \(and (?P<more>\d+) more: 'respaldo verify' lists them\)",
     ),
+    # The paths that failed a files backup, the first few (operations/files_backup.py).
+    (N_("{error} (and {more} more)"), r" \(and (?P<more>\d+) more\)"),
 )
 """What follows an error, at its end: where the damage is (errors.py's IntegrityError,
-repository/verify.py's Problem), how many more a verify found (operations/verify.py).
+repository/verify.py's Problem), how many more a verify found (operations/verify.py), or
+a files backup could not read.
 Looked for in the last :data:`_TAIL` characters only: a pattern that began with the
 error would be tried at every ": " of a long one."""
 
@@ -341,6 +413,10 @@ _VALUES = {
     "token": r"'[^']*'",
     "claim": r"'[^']*'",
     "variable": r"\w+",
+    # A lock's holders ("; "-joined, each with its "(pid ...)"), before the hint in
+    # parentheses: as far as it goes, up to the parenthesis that opens the hint.
+    "holders": r"(?:[^()]|\([^()]*\))+",
+    "stale": r"[0-9:]+(?: days?, [0-9:]+)?",
 }
 
 _WORDS = {
@@ -384,6 +460,9 @@ _OPENING = {
     # A table's name as the row counts key it ("public.facturas"), before its ": ": up
     # to the first colon only, else each try would scan the rest of a long error.
     "table": r"[^:;]+",
+    # A file set's path (absolute: config refuses others), before its ": " or its words:
+    # up to the first colon only, as a table's.
+    "path": r"/[^:;]*",
 }
 """What a value may be where it opens a phrase, if not as in :data:`_VALUES`."""
 
@@ -398,12 +477,19 @@ def _patterns() -> list[tuple[re.Pattern[str], str]]:
     found = []
     for message in _PHRASES:
         pieces = re.split(r"\{(\w+)\}", message)
-        regex = "".join(
-            re.escape(piece)
-            if i % 2 == 0
-            else f"(?P<{piece}>{_value_pattern(piece, opens=i == 1 and not pieces[0])})"
-            for i, piece in enumerate(pieces)
-        )
+        named: set[str] = set()
+        regex = ""
+        for i, piece in enumerate(pieces):
+            if i % 2 == 0:
+                regex += re.escape(piece)
+            elif piece in named:
+                # Said twice ("repair {repository}, then verify ... {repository}"): the
+                # same text both times.
+                regex += f"(?P={piece})"
+            else:
+                named.add(piece)
+                opens = i == 1 and not pieces[0]
+                regex += f"(?P<{piece}>{_value_pattern(piece, opens=opens)})"
         found.append((re.compile(regex, re.S), message))
     return found
 

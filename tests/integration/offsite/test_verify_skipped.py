@@ -32,6 +32,7 @@ from respaldo.operations import jobs, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobRequest
+from respaldo.operations.prune_report import prune_backups
 from respaldo.operations.scheduled import run_queued
 from respaldo.operations.status import StatusItem, compute_status
 from respaldo.operations.verify import VerifyResult, check_presence
@@ -102,11 +103,12 @@ url = "{smtp.url()}"
 
 
 @contextmanager
-def collection_holding(root: Path) -> Iterator[str]:
+def collection_holding(root: Path, *shared: str) -> Iterator[str]:
     """A second process holding the exclusive lock of the repository at ``root`` (the
-    one garbage collection takes) until the block ends; yields its lock object's name."""
+    one garbage collection takes; with ``"shared", PURPOSE`` a running backup's lease)
+    until the block ends; yields its lock object's name."""
     child = subprocess.Popen(
-        [sys.executable, str(HOLDER), str(root)],
+        [sys.executable, str(HOLDER), str(root), *shared],
         cwd=PROJECT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -116,7 +118,7 @@ def collection_holding(root: Path) -> Iterator[str]:
     assert child.stdout is not None and child.stderr is not None
     try:
         line = child.stdout.readline()
-        assert line.startswith("held locks/exclusive-"), line + child.stderr.read()
+        assert line.startswith("held locks/"), line + child.stderr.read()
         yield line.split()[1]
     finally:
         out, err = child.communicate(timeout=60)
@@ -232,3 +234,32 @@ def test_a_verify_waiting_for_a_collection_stops_when_its_job_is_cancelled(
     (caught,) = outcome
     assert isinstance(caught, JobCancelled), caught
     assert "cancelled by the operator" in str(caught)
+
+
+def test_a_prune_a_running_backup_keeps_out_alerts_its_error_and_hint_in_spanish(
+    settings: Settings,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    # A backup holds its lease on the mirror (another process, as a backup running
+    # there does): the prune's collection there cannot start, and it says so.
+    purpose = "backup 20261206T040000Z-3f9a1c2e"
+    mirror = _root(settings, "mirror")
+    with collection_holding(mirror, "shared", purpose), Context.open(settings) as ctx:
+        report = prune_backups(ctx)
+    failure = report.found_failure()
+    assert failure is not None and "the repository is in use: shared lock for " + purpose in (
+        failure
+    )
+    (mail,) = smtp.inbox.wait(1)
+    text = _text(mail)
+    assert (
+        "Error: recolección de basura: el repositorio está en uso: bloqueo compartido para "
+        f"{purpose} (pid " in text
+    ), text
+    assert (
+        "(la recolección de basura espera a los backups en curso; ejecute prune de nuevo "
+        "cuando terminen; el bloqueo de un proceso que murió se ignora pasado 0:10:00 (al "
+        "momento en el mismo host))" in text
+    ), text
+    assert "Qué hacer: ejecute 'respaldo prune' de nuevo; termina lo que quedó pendiente" in text
+    assert "garbage collection" not in text and "run 'respaldo prune'" not in text, text

@@ -1,13 +1,15 @@
 """The Spanish page's records beside the errors: a restore test's checks (row counts, large
 objects, a validation query) with their details, why an alert did not reach its target,
-the audit log's details, and the size check's reason after the database was emptied.
-Each reads in Spanish where respaldo worded it; rows an earlier respaldo wrote in words
-no phrase knows still show, as they were stored; the English page shows every record as
-stored, as the CLI and the API do."""
+the audit log's details, the size check's reason after the database was emptied, and a
+files backup's warnings on its page. Each reads in Spanish where respaldo worded it; rows
+an earlier respaldo wrote in words no phrase knows still show, as they were stored; the
+English page shows every record as stored, as the CLI and the API do."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -70,7 +72,15 @@ def site(respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.delenv(HOOK, raising=False)
     text = respaldo.config.read_text()
     assert SCHEMA_QUERY in text
-    respaldo.config.write_text(text.replace(SCHEMA_QUERY, SCHEMA_QUERY + VALIDATION, 1) + NOTIFY)
+    # A file set holding a named pipe: its files backup skips it, with a warning.
+    tree = respaldo.tmp / "adjuntos"
+    tree.mkdir()
+    (tree / "factura.pdf").write_bytes(b"%PDF factura" * 100)
+    os.mkfifo(tree / "cola")
+    files = f'\n[[file_sets]]\nname = "adjuntos"\npaths = ["{tree}"]\n'
+    respaldo.config.write_text(
+        text.replace(SCHEMA_QUERY, SCHEMA_QUERY + VALIDATION, 1) + NOTIFY + files
+    )
     config = site_config(respaldo)
     served = dataclasses.replace(respaldo, config=config)
     add_user(served, "admin", "admin")
@@ -236,3 +246,20 @@ def test_the_records_beside_the_errors_read_in_spanish(site: Site, page: Page) -
     expect(page.locator("tr[data-drill] ul.checks")).to_contain_text(
         re.compile(r"row counts — \d+ tables match the snapshot")
     )
+
+
+def test_a_files_backups_warnings_read_in_spanish_on_its_page(site: Site, page: Page) -> None:
+    # Taken by the CLI: the backup's page reads its manifest, whoever wrote it.
+    taken = site.respaldo.run("backup", "adjuntos", "--json")
+    assert taken.code == 0, taken.err
+    backup = json.loads(taken.out)["id"]
+    pipe = site.respaldo.tmp / "adjuntos" / "cola"
+    site.login(page, "admin")
+    page.goto(f"{site.url}/backups/{backup}")
+    expect(page.locator("p.warning")).to_have_text(f"{pipe}: archivo especial, omitido")
+
+    # In English: as stored, as the CLI and the API show it.
+    page.get_by_label("Idioma").select_option("en")
+    expect(page.get_by_label("Language")).to_be_visible()
+    page.goto(f"{site.url}/backups/{backup}")
+    expect(page.locator("p.warning")).to_have_text(f"{pipe}: special file, skipped")
