@@ -162,6 +162,11 @@ class Archiving:
 
     def switch_and_archive(self, timeout: float = 60.0) -> str:
         """Close the current WAL segment and wait until the archiver pushed it."""
+        # With nothing written since the last switch, pg_switch_wal() closes nothing and
+        # names the segment closed before: a caller waiting for a new segment then waited
+        # for the background writer's next WAL record (up to 15 s, twice in the status
+        # test that swaps archive_command). A message in the WAL makes every call close one.
+        self.pg.scalar("SELECT pg_logical_emit_message(false, 'respaldo-test', 'switch')")
         segment = str(self.pg.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
