@@ -10,6 +10,7 @@ names must be one of that command's (or the root's) options.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -82,9 +83,17 @@ def _options(command: Any) -> set[str]:
     return {"--help"} | {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
 
 
+@functools.cache
+def _root() -> Any:
+    """The CLI's click group, built once: each build starts with no command loaded, and
+    loading one builds it from its functions' signatures again (about 30 ms, a group's
+    several times that), which for the 390-odd documented lines took 12-18 s of the suite."""
+    return typer.main.get_command(app)
+
+
 def _resolve(words: list[str]) -> tuple[list[str], list[tuple[str, set[str]]]]:
     """The command path the words reach, and the options each level accepts."""
-    command: Any = typer.main.get_command(app)
+    command: Any = _root()
     context: Any = None  # the groups' get_command do not read it
     path: list[str] = []
     levels = [("respaldo", _options(command))]
