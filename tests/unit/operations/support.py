@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+import respaldo.repository.repo
 from respaldo.catalog import BackupRecords
 from respaldo.config import Settings, load_settings
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy, new_backup_id
@@ -29,6 +32,25 @@ from respaldo.storage.local import LocalStorage
 PASSPHRASE = "prune tests passphrase"
 FAST_KDF = KdfParams(time_cost=1, memory_cost=1024, parallelism=1)
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FastDefaultKdf(KdfParams):
+    """KdfParams whose defaults are FAST_KDF's."""
+
+    time_cost: int = FAST_KDF.time_cost
+    memory_cost: int = FAST_KDF.memory_cost
+    parallelism: int = FAST_KDF.parallelism
+
+
+def fast_new_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key files that the commands write (``init``, ``key add``, ``key passwd``) wrapped
+    with FAST_KDF instead of the default argon2id (64 MiB, 3 passes): each derivation of
+    those costs 0.1-1 s, and the key tests open every repository with each passphrase
+    several times. test_key_changes.py checks that the commands use the default."""
+    monkeypatch.setattr(respaldo.repository.repo, "KdfParams", FastDefaultKdf)
+
+
 BASE_SIZE = 120_000
 
 

@@ -9,16 +9,23 @@ to none.
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from respaldo.cli.main import invoke
 from respaldo.errors import WrongPassphrase
-from respaldo.repository import Repository
+from respaldo.repository import KdfParams, Repository
 from respaldo.storage.local import LocalStorage
-from tests.unit.operations.support import PASSPHRASE, Installation
+from tests.unit.operations.support import (
+    PASSPHRASE,
+    Installation,
+    fast_new_keys,
+    write_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -43,11 +50,35 @@ def _keys(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "keys").iterdir())
 
 
+def _kdf(key_file: Path) -> dict[str, int]:
+    kdf = json.loads(key_file.read_text())["kdf"]
+    return {name: kdf[name] for name in ("time_cost", "memory_cost", "parallelism")}
+
+
 @pytest.fixture
 def inst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installation:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
     monkeypatch.setenv("RESPALDO_NEW_PASSPHRASE", NEW)
+    fast_new_keys(monkeypatch)
     return Installation.create(tmp_path)
+
+
+def test_init_and_key_add_wrap_the_keys_with_the_default_kdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The other tests here give the new keys a cheap KDF (fast_new_keys): the commands'
+    # own choice, argon2id at its full cost, is checked here.
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    monkeypatch.setenv("RESPALDO_NEW_PASSPHRASE", NEW)
+    config = write_config(tmp_path, secondary=False)
+    code, err = _run(capsys, config, "init")
+    assert code == 0, err
+    code, err = _run(capsys, config, "key", "add")
+    assert code == 0, err
+    key_files = sorted((tmp_path / "repo" / "keys").iterdir())
+    assert len(key_files) == 2
+    for key_file in key_files:
+        assert _kdf(key_file) == asdict(KdfParams()), key_file.name
 
 
 def test_passwd_changes_the_passphrase_of_every_repository(

@@ -10,9 +10,17 @@ from respaldo.cli.main import invoke
 from respaldo.operations.repositories import MIN_PASSPHRASE_LENGTH
 from respaldo.repository import ChunkerParams, Repository
 from respaldo.storage.local import LocalStorage
-from tests.unit.operations.support import FAST_KDF, Installation, write_config
+from tests.unit.operations.support import FAST_KDF, Installation, fast_new_keys, write_config
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _fast_new_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the passphrase's length allows is the point here, not the KDF's cost
+    # (test_key_changes.py checks that the commands use the default).
+    fast_new_keys(monkeypatch)
+
 
 SHORT = "sesame"
 

@@ -27,6 +27,7 @@ from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.base import Storage
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
+    KDF,
     STARTED,
     flip_byte,
     init_repo,
@@ -174,7 +175,7 @@ def test_a_quarantined_chunk_is_never_copied_to_a_mirror(
     _damage_middle_chunk(storage, repo, "b1")
     source = _verify_and_quarantine(storage, "b1")
     mirror_store = MemoryStorage("mirror-of-" + storage.location)
-    mirror = Repository.init_mirror(mirror_store, source, "mirror passphrase")
+    mirror = Repository.init_mirror(mirror_store, source, "mirror passphrase", kdf=KDF)
     mirror.pack_size = source.pack_size
     with pytest.raises(IntegrityError, match="cannot copy"):
         copy_backup(source, mirror, "b1")

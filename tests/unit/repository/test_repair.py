@@ -15,6 +15,7 @@ from respaldo.repository.repair import lost_chunks_of, repair_repository
 from respaldo.repository.verify import quarantine_damaged
 from respaldo.storage.memory import MemoryStorage
 from tests.unit.repository.helpers import (
+    KDF,
     init_repo,
     open_repo,
     random_bytes,
@@ -35,7 +36,7 @@ def pair(request: pytest.FixtureRequest) -> tuple[MemoryStorage, MemoryStorage]:
     primary = MemoryStorage(request.node.name + "-primary")
     mirror = MemoryStorage(request.node.name + "-mirror")
     repo = init_repo(primary)
-    Repository.init_mirror(mirror, repo, "another passphrase")
+    Repository.init_mirror(mirror, repo, "another passphrase", kdf=KDF)
     write_backup(repo, "b1", {"dump": random_bytes(SIZE, seed=1)})
     write_backup(repo, "b2", {"dump": random_bytes(SIZE, seed=1)})
     write_backup(repo, "b3", {"dump": random_bytes(SIZE, seed=3)})
