@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.copies import print_copies
 from respaldo.cli.progress import progress_bars
+from respaldo.cli.text import escape
 from respaldo.domain import BackupKind, JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now

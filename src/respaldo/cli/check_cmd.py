@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, print_json, state
+from respaldo.cli.text import escape
 from respaldo.operations.check import check_database
 
 _STYLE = {"ok": "green", "missing": "red", "warning": "yellow"}

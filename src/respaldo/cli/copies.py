@@ -4,9 +4,8 @@ failed is said, with its reason, by every command that backs up."""
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from respaldo.cli.app import err_console
+from respaldo.cli.text import escape
 from respaldo.operations.recorded import BackupResult
 
 

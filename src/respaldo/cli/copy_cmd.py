@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
+from respaldo.cli.text import escape
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.copy import copy_backups, copy_wal_to

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, state
+from respaldo.cli.text import escape
 from respaldo.operations.initialize import initialize
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, err_console, human_bytes, out_console, print_json, state
+from respaldo.cli.text import escape
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.operations.contents import BackupContents, backup_contents
 from respaldo.operations.context import Context

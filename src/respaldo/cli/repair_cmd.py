@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
+from respaldo.cli.text import escape
 from respaldo.operations.context import Context
 from respaldo.operations.repair import RepairResult, repair
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import progress_bars
+from respaldo.cli.text import escape
 from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now

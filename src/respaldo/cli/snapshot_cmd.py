@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.copies import print_copies
 from respaldo.cli.progress import progress_bars
+from respaldo.cli.text import escape
 from respaldo.domain import AuditAction, AuditOutcome
 from respaldo.errors import RespaldoError
 from respaldo.operations import audit

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from respaldo.cli.app import app, out_console, print_json, state
+from respaldo.cli.text import escape
 from respaldo.operations.context import Context
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
 

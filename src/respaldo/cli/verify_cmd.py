@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from respaldo.cli.app import app, err_console, human_bytes, state
 from respaldo.cli.progress import interactive
+from respaldo.cli.text import escape
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context

@@ -334,3 +334,21 @@ def test_after_logout_back_shows_nothing_the_session_saw(site: Site, page: Page)
     assert tokens.headers["cache-control"] == "no-store"
     style = page.request.get(f"{site.url}/static/respaldo.css")
     assert style.headers.get("etag") and "cache-control" not in style.headers
+
+
+def test_a_login_name_cannot_command_the_terminal_that_reads_the_audit_log(
+    site: Site, page: Page
+) -> None:
+    # Anyone who reaches the port can fail a login; the name is audited as typed. Its
+    # escape sequences must reach `respaldo audit`'s terminal as text, not be obeyed
+    # (clear the screen, climb up to overwrite the entries above, retitle the window).
+    name = "mallory\x1b[2J\x1b[1A\x1b]0;owned\x07\u202e"
+    refused = page.request.post(
+        f"{site.url}/auth/token", form={"username": name, "password": "guess"}
+    )
+    assert refused.status == 401
+    shown = site.respaldo.run("audit")
+    assert shown.code == 0, str(shown)
+    assert not any(c in shown.out for c in "\x1b\x07\u202e"), repr(shown.out)
+    assert "mallory\\x1b[2J\\x1b[1A" in shown.out.replace("\n", "")
+    assert site.respaldo.run("audit", "--json").json()[0]["actor"] == name
