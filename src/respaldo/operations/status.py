@@ -264,7 +264,20 @@ def compute_status(
         for name, r in readings.items()
         if physical[name] and r.archiver is not None and r.archiver.last_wal
     }
-    primary = read_primary_wal(settings, archived) if archived else PrimaryWal()
+    sizes = {
+        name: r.archiver.segment_size
+        for name, r in readings.items()
+        if name in archived and r.archiver is not None and r.archiver.segment_size
+    }
+    newest_physical = {
+        name: newest.id
+        for name in archived
+        if (h := history.get(name)) is not None
+        and (newest := h.newest.get(BackupKind.INCREMENTAL)) is not None
+    }
+    primary = (
+        read_primary_wal(settings, archived, sizes, newest_physical) if archived else PrimaryWal()
+    )
     stored = primary.stored
     lags: dict[tuple[str, str], MirrorLag] = {}
     if settings.schedules.wal_copy.strip().lower() != _OFF:
@@ -296,6 +309,7 @@ def compute_status(
             history=history.get(db.name),
             reading=readings.get(db.name),
             stored=stored.get(db.name),
+            gap=primary.gaps.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
         )
@@ -470,6 +484,7 @@ def _database_status(
     history: _History | None,
     reading: ServerReading | None,
     stored: bool | None = None,
+    gap: tuple[str, str] | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
 ) -> DatabaseStatus:
@@ -487,7 +502,7 @@ def _database_status(
     if reading is not None:
         items.append(_server_item(db.name, reading))
         if physical:
-            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for))
+            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for, gap))
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
@@ -709,8 +724,9 @@ def _archive_item(
     rpo: Rpo,
     stored: bool | None,
     stuck_for: timedelta | None,
+    gap: tuple[str, str] | None = None,
 ) -> StatusItem:
-    verdict = judge_archive(reading, rpo, stored=stored, stuck_for=stuck_for)
+    verdict = judge_archive(reading, rpo, stored=stored, stuck_for=stuck_for, gap=gap)
     state = reading.archiver
     return StatusItem(
         key=f"archive:{database}",

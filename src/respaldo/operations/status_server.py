@@ -155,14 +155,18 @@ def judge_archive(
     *,
     stored: bool | None = None,
     stuck_for: timedelta | None = None,
+    gap: tuple[str, str] | None = None,
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
     ``stored``: whether the primary repository holds the last segment the server says it
     archived (None: not known). ``stuck_for``: how long the same :func:`stuck_state` has
-    been seen (None: first seen now).
+    been seen (None: first seen now). ``gap``: the first segment missing from the
+    repository since the newest base backup's start, and the next one there
+    (:func:`respaldo.operations.status_wal.find_gap`; None: none, or not known).
 
-    Red: ``archive_mode`` off, that segment missing from the repository, a segment has
+    Red: ``archive_mode`` off, that segment missing from the repository, a segment
+    missing before it since the newest base backup (``gap``), a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
     where the waiting files cannot be listed, the same stuck state was seen for longer
     than that. The last success alone does not say it: on a quiet database it can be an
@@ -217,6 +221,22 @@ def judge_archive(
                     "archive_command does not store WAL through respaldo ('respaldo check' "
                     "prints the one to set)"
                 ),
+                last=last,
+            ),
+            since_last,
+        )
+    if gap is not None:
+        return ArchiveVerdict(
+            "red",
+            Phrase(
+                N_(
+                    "WAL segment {segment} is not in the repository (archived again from "
+                    "{resumes} on): recovery from the newest physical backup stops there, "
+                    "without what came after; take a physical backup now, from which "
+                    "point-in-time recovery reaches the present again ({last})"
+                ),
+                segment=gap[0],
+                resumes=gap[1],
                 last=last,
             ),
             since_last,

@@ -7,6 +7,15 @@ reaches the repository: recovery past the newest physical backup is gone, and no
 else notices. respaldo's own pusher tells the server "archived" only once the file is
 in the repository (``--async`` too), so the server's last archived file must be there.
 
+A server can also say a file was archived that no longer reaches the repository for a
+while and then archive to it again (``true`` set as the quick fix, then put back): the
+last file is in the repository again, yet a segment between the newest physical backup
+and it is not, and recovery from that backup stops at the hole and promotes without
+what came after. So the segments from the newest base backup's start (its backup
+history file, ``<segment>.<offset>.backup``, which every base backup archives) to the
+last archived one are listed too (:func:`find_gap`; only names, one log id's prefix at a
+time: at most :data:`GAP_LOG_IDS` of them, 4 GiB of WAL each, whatever the segment size).
+
 That file is a segment most of the time, but after each physical backup it is the
 backup history file (``<segment>.<offset>.backup``) until the next segment fills, hours
 on a quiet database; a promotion archives a ``.partial`` segment and a ``.history``
@@ -22,8 +31,20 @@ from dataclasses import dataclass, field
 from respaldo.config import Settings
 from respaldo.errors import InvalidWalFile, ObjectNotFound, RespaldoError
 from respaldo.operations.wal import open_wal_repository
-from respaldo.postgres.wal import parse_wal_name
+from respaldo.postgres.wal import (
+    WalKind,
+    parse_lsn,
+    parse_wal_name,
+    segment_name,
+    segment_start,
+    segments_per_id,
+)
+from respaldo.repository import Repository
 from respaldo.repository.wal import read_cluster, wal_object
+
+GAP_LOG_IDS = 8
+"""How many log ids (4 GiB of WAL each) before the last archived segment are listed for
+the newest backup history file; without one there, the archive is not checked for gaps."""
 
 
 def archived_object(system_id: str, file: str) -> str | None:
@@ -44,14 +65,26 @@ class PrimaryWal:
     """Database -> the system identifier of its cluster, as the primary records it."""
     stored: dict[str, bool] = field(default_factory=dict)
     """Database -> whether the primary holds the last file its server archived."""
+    gaps: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Database -> the first segment missing from the primary between the newest base
+    backup's start and the last segment archived, and the next one there
+    (:func:`find_gap`)."""
 
 
-def read_primary_wal(settings: Settings, last_archived: Mapping[str, str]) -> PrimaryWal:
-    """For each database -> the last WAL file its server archived: its cluster and
-    whether the primary repository holds that file (one ``stat`` each), in one opening
-    of the primary. Left out (unknown): a name that is no WAL file, a database whose
-    cluster the repository does not record or cannot be read, and everything when the
-    repository cannot be opened (the backups' own items say so). Never raises."""
+def read_primary_wal(
+    settings: Settings,
+    last_archived: Mapping[str, str],
+    segment_sizes: Mapping[str, int] | None = None,
+    newest_backups: Mapping[str, str] | None = None,
+) -> PrimaryWal:
+    """For each database -> the last WAL file its server archived: its cluster, whether
+    the primary repository holds that file (one ``stat`` each) and, where the server's
+    segment size is in ``segment_sizes``, a gap before it since the newest base backup
+    (:func:`find_gap`; ``newest_backups``: database -> the id of its newest good physical
+    backup, whose WAL the archive may not hold yet), in one opening of the primary. Left
+    out (unknown): a name that is no WAL file, a database whose cluster the repository
+    does not record or cannot be read, and everything when the repository cannot be
+    opened (the backups' own items say so). Never raises."""
     if not any(_is_wal_name(name) for name in last_archived.values()):
         return PrimaryWal()
     try:
@@ -76,9 +109,85 @@ def read_primary_wal(settings: Settings, last_archived: Mapping[str, str]) -> Pr
                 continue
             else:
                 found.stored[database] = True
+                size = (segment_sizes or {}).get(database)
+                if size is not None:
+                    backup = (newest_backups or {}).get(database)
+                    try:
+                        after = _backup_start(repo, backup, size) if backup else None
+                        gap = find_gap(repo, record.system_identifier, file, size, after)
+                    except (RespaldoError, ValueError):
+                        gap = None  # unknown, as the listing could not be read
+                    if gap is not None:
+                        found.gaps[database] = gap
     finally:
         repo.close()
     return found
+
+
+def _backup_start(repo: Repository, backup_id: str, segment_size: int) -> tuple[str, int]:
+    """(timeline, first segment number) of physical backup ``backup_id``, from its
+    manifest. Raises the errors of reading it, KeyError or ValueError for a manifest
+    without them."""
+    meta = repo.load_manifest(backup_id).meta
+    timeline = f"{int(meta['timeline']):08X}"
+    return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
+
+
+def find_gap(
+    repo: Repository,
+    system_id: str,
+    last: str,
+    segment_size: int,
+    backup: tuple[str, int] | None = None,
+) -> tuple[str, str] | None:
+    """The first segment of ``last``'s timeline missing from ``repo`` between the start of
+    the newest base backup (its backup history file, or ``backup``: the timeline and first
+    segment of the newest physical backup, whose history file a server archives after the
+    backup ended, later than its stop segment) and segment ``last`` (the last one the
+    server archived, which it archived after all those before it), and the next one
+    there; None when none is missing, ``last`` is no segment, or no backup history file
+    of its timeline is within :data:`GAP_LOG_IDS` log ids of it (not checked). Lists names
+    only. Raises the storage's errors."""
+    parsed = parse_wal_name(last)
+    if parsed.kind is not WalKind.SEGMENT:
+        return None
+    timeline = parsed.timeline
+    last_no = segment_start(last, segment_size) // segment_size
+    if backup is not None and backup[0] == timeline and backup[1] >= last_no:
+        return None  # the newest backup begins at or after it: nothing between to miss
+    per_id = segments_per_id(segment_size)
+    present: set[int] = set()
+    start: int | None = None
+    log_id = last_no // per_id
+    for log in range(log_id, max(-1, log_id - GAP_LOG_IDS), -1):
+        prefix = f"{wal_object(system_id, timeline, last)[: -len(last)]}{timeline}{log:08X}"
+        for info in repo.storage.list(prefix):
+            name = info.name.rsplit("/", 1)[-1]
+            try:
+                kind = parse_wal_name(name).kind
+                number = segment_start(name[:24], segment_size) // segment_size
+            except (InvalidWalFile, ValueError):
+                continue
+            if number > last_no:
+                continue  # archived since the server was asked
+            if kind is WalKind.SEGMENT:
+                present.add(number)
+            elif kind is WalKind.BACKUP and (start is None or number > start):
+                start = number
+        if start is not None:
+            break
+    if start is None:
+        return None
+    if backup is not None and backup[0] == timeline:
+        start = max(start, backup[1])
+    for number in range(start, last_no):
+        if number not in present:
+            resumes = min(n for n in present if n > number)
+            return (
+                segment_name(int(timeline, 16), number * segment_size, segment_size),
+                segment_name(int(timeline, 16), resumes * segment_size, segment_size),
+            )
+    return None
 
 
 def _is_wal_name(file: str) -> bool:

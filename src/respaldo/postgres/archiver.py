@@ -50,6 +50,8 @@ class ArchiverState:
     """Where ``waiting`` is unknown: finished segments after the last one archived (the
     current WAL file is further on; a segment is not removed before it is archived).
     None: unknown (nothing archived yet, another timeline, a standby)."""
+    segment_size: int | None = None
+    """The server's WAL segment size in bytes (``wal_segment_size``)."""
 
 
 def server_version_and_archive_mode(conn: Connection, conninfo: ConnInfo) -> tuple[str, str]:
@@ -78,7 +80,8 @@ def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -
         "reading pg_stat_archiver",
         lambda: conn.execute(
             "SELECT now(), archived_count, last_archived_wal, last_archived_time,"
-            " failed_count, last_failed_wal, last_failed_time"
+            " failed_count, last_failed_wal, last_failed_time,"
+            " pg_catalog.pg_size_bytes(pg_catalog.current_setting('wal_segment_size'))"
             " FROM pg_catalog.pg_stat_archiver"
         ).fetchone(),
     )
@@ -121,6 +124,7 @@ def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -
         oldest_waiting=oldest,
         unknown_why=why,
         unarchived=unarchived,
+        segment_size=int(row[7]) if row[7] is not None else None,
     )
 
 

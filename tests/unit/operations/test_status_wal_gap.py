@@ -1,0 +1,63 @@
+"""Finding a hole in the archived WAL between the newest base backup and the last segment
+the server archived (respaldo.operations.status_wal.find_gap), from names alone."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from respaldo.operations.status_wal import find_gap
+from respaldo.storage.memory import MemoryStorage
+
+pytestmark = pytest.mark.unit
+
+SYSTEM = "7716158196002574082"
+MIB16 = 16 * 1024 * 1024
+
+
+def _repo(*names: str) -> Any:
+    storage = MemoryStorage()
+    for name in names:
+        storage.put(f"wal/{SYSTEM}/{name[:8]}/{name}", b"x")
+    return SimpleNamespace(storage=storage)
+
+
+def seg(number: int, timeline: int = 1) -> str:
+    return f"{timeline:08X}{number // 256:08X}{number % 256:08X}"
+
+
+def test_a_hole_after_the_newest_backup_history_file_is_found() -> None:
+    repo = _repo(seg(2), f"{seg(2)}.00000028.backup", seg(4), seg(5))
+    assert find_gap(repo, SYSTEM, seg(5), MIB16) == (seg(3), seg(4))
+
+
+def test_a_hole_before_the_newest_backup_does_not_count() -> None:
+    repo = _repo(seg(1), seg(3), f"{seg(3)}.00000028.backup", seg(4))
+    assert find_gap(repo, SYSTEM, seg(4), MIB16) is None
+
+
+def test_the_newest_backups_own_start_bounds_it_before_its_history_file_is_archived() -> None:
+    # The backup ended in segment 6; the server archives its history file after that.
+    repo = _repo(seg(2), f"{seg(2)}.00000028.backup", seg(4), seg(5))
+    assert find_gap(repo, SYSTEM, seg(5), MIB16, ("00000001", 6)) is None
+    assert find_gap(repo, SYSTEM, seg(5), MIB16, ("00000001", 4)) is None
+    assert find_gap(repo, SYSTEM, seg(5), MIB16, ("00000001", 2)) == (seg(3), seg(4))
+
+
+def test_holes_across_log_ids_are_found() -> None:
+    repo = _repo(seg(250), f"{seg(250)}.00000028.backup", *map(seg, range(251, 255)), seg(257))
+    assert find_gap(repo, SYSTEM, seg(257), MIB16) == (seg(255), seg(257))
+
+
+def test_without_a_backup_history_file_or_a_segment_nothing_is_claimed() -> None:
+    assert find_gap(_repo(seg(1), seg(3)), SYSTEM, seg(3), MIB16) is None
+    repo = _repo(seg(1), f"{seg(1)}.00000028.backup", seg(3))
+    assert find_gap(repo, SYSTEM, f"{seg(1)}.00000028.backup", MIB16) is None
+    assert find_gap(repo, SYSTEM, "00000002.history", MIB16) is None
+
+
+def test_another_timelines_backup_is_not_a_start() -> None:
+    repo = _repo(seg(1), f"{seg(1)}.00000028.backup", seg(3, 2), seg(5, 2))
+    assert find_gap(repo, SYSTEM, seg(5, 2), MIB16) is None
