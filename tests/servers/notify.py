@@ -144,7 +144,10 @@ class SmtpTls:
             )
             login = data.login.decode() if isinstance(data, LoginPassword) else "?"
             self.logins.append((login, ok, session.ssl is not None))
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers (235, or 535 for a refused login). Its
+            # default, handled=True, left a refused client without an answer until its
+            # read timeout, where a real server refuses at once.
+            return AuthResult(success=ok, handled=False)
 
         self.controller = _Controller(
             _Handler(self.inbox),
