@@ -269,11 +269,11 @@ def test_health_reasons_and_operation_errors_read_in_the_pages_language(
 
 
 @contextmanager
-def decoy_site(framed: str) -> Iterator[str]:
-    """Another origin on this host (same site: only the port differs) whose page frames
-    ``framed``; its address. A real server: Chromium refuses a loopback frame in a page
-    that does not come from a local address."""
-    body = f'<!doctype html><title>decoy</title><iframe src="{framed}"></iframe>'.encode()
+def decoy_site(content: str) -> Iterator[str]:
+    """Another origin on this host (same site: only the port differs) serving the page
+    ``content``; its address. A real server: Chromium refuses a loopback frame or form
+    in a page that does not come from a local address."""
+    body = f"<!doctype html><title>decoy</title>{content}".encode()
 
     class Decoy(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -302,7 +302,7 @@ def test_no_site_can_frame_the_page_logged_in(site: Site, page: Page) -> None:
     # session's cookies into its frame. The page must refuse to be framed, or a decoy
     # over a transparent frame gets its buttons clicked (clickjacking).
     site.login(page, "admin")
-    with decoy_site(f"{site.url}/drills") as decoy:
+    with decoy_site(f'<iframe src="{site.url}/drills"></iframe>') as decoy:
         with page.expect_response(f"{site.url}/drills") as framed:
             page.goto(decoy)
         page.wait_for_load_state("load")
@@ -352,3 +352,22 @@ def test_a_login_name_cannot_command_the_terminal_that_reads_the_audit_log(
     assert not any(c in shown.out for c in "\x1b\x07\u202e"), repr(shown.out)
     assert "mallory\\x1b[2J\\x1b[1A" in shown.out.replace("\n", "")
     assert site.respaldo.run("audit", "--json").json()[0]["actor"] == name
+
+
+def test_a_form_posted_from_another_origin_with_the_cookies_changes_nothing(
+    site: Site, page: Page
+) -> None:
+    # Same site (another port of this host): the browser sends the SameSite=Strict
+    # session with the decoy's form, which cannot know the page's CSRF token.
+    site.login(page, "admin")
+    before = jobs(site.respaldo)
+    form = (
+        f'<form method="post" action="{site.url}/drills"><input name="database" value="erp">'
+        "</form><script>document.forms[0].submit()</script>"
+    )
+    with decoy_site(form) as decoy, page.expect_response(f"{site.url}/drills") as posted:
+        page.goto(decoy)
+    assert posted.value.request.method == "POST"
+    assert "respaldo_session=" in (posted.value.request.header_value("cookie") or "")
+    assert posted.value.status == 403
+    assert jobs(site.respaldo) == before
