@@ -390,6 +390,23 @@ def set_port(datadir: Path, port: int, *, owner: Owner | None) -> None:
     _append_settings(datadir, {"port": str(port)}, owner, "another port: the last was taken")
 
 
+def follow_latest_timeline(datadir: Path, *, owner: Owner | None) -> None:
+    """Write ``recovery_target_timeline = 'latest'`` (PostgreSQL's default) after the
+    number a restore's recovery followed, once the server in ``datadir`` has promoted.
+
+    ``postgresql.auto.conf`` outlives the recovery, and ``pg_basebackup -R`` copies it
+    into a standby made from the restored server: a standby of a server on timeline 3
+    told to follow timeline 1 never becomes consistent ("unexpected timeline ID 3 in log
+    segment …", over and over)."""
+    _append_settings(
+        datadir,
+        {"recovery_target_timeline": "latest"},
+        owner,
+        "recovery done: a later recovery (a standby made from this server) follows "
+        "the newest timeline",
+    )
+
+
 def _append_settings(
     datadir: Path, settings: Mapping[str, str], owner: Owner | None, comment: str
 ) -> None:

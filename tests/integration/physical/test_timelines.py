@@ -256,6 +256,14 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
         assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 3, 4]
         # Promoted to a timeline of its own, past the one the archive holds already.
         assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+        # Timeline 1 is for this recovery only: postgresql.auto.conf outlives it, and a
+        # standby made from the copy (pg_basebackup -R copies the file) told to follow
+        # timeline 1 never became consistent on the copy's timeline 3.
+        last = restored.scalar(
+            "SELECT setting FROM pg_file_settings WHERE name = 'recovery_target_timeline' "
+            "ORDER BY seqno DESC LIMIT 1"
+        )
+        assert last == "latest"
         restored.stop("fast")
         # A target on timeline 1 after the switch is reached on timeline 1 too.
         lsn = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
