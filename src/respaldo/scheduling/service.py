@@ -74,6 +74,8 @@ Watchdog = Callable[[Context, datetime], Any]
 """``watchdog(ctx, now)`` checks the status and alerts (:func:`watchdog.check`)."""
 
 WATCHDOG = "watchdog"
+OWN = "service"
+"""The executor of the service's own checks (the watchdog, the sweep), apart from jobs."""
 SWEEP = "lost-jobs-sweep"
 OWED = "owed:"
 """Prefix of the id of the one-off job that records a firing the catalog refused."""
@@ -150,7 +152,11 @@ class Service:
         )
         self._scheduler = BackgroundScheduler(
             timezone=time_zone(ctx.settings),
-            executors={"default": ThreadPoolExecutor(workers)},
+            # The watchdog and the sweep for lost jobs have threads of their own: in the
+            # jobs' pool they waited behind every job, and a night of long backups and
+            # restore tests (or one that hangs) on every worker left no check running, so
+            # an RPO lapsing meanwhile, anywhere, was told only once a job ended.
+            executors={"default": ThreadPoolExecutor(workers), OWN: ThreadPoolExecutor(2)},
             # max_instances above 1: a run that finds its previous one still going must
             # get to fire() to be recorded as skipped (APScheduler would only log it).
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 3},
@@ -284,6 +290,7 @@ class Service:
                 name=SWEEP,
                 next_run_time=when,
                 max_instances=1,
+                executor=OWN,
             )
         if self._watchdog is not None:
             self._scheduler.add_job(
@@ -293,6 +300,7 @@ class Service:
                 name=WATCHDOG,
                 next_run_time=when,
                 max_instances=1,
+                executor=OWN,
             )
         self._scheduler.start()
 

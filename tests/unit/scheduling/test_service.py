@@ -26,7 +26,7 @@ from respaldo.errors import OperationError
 from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.schedule import entries
-from respaldo.scheduling.service import Service
+from respaldo.scheduling.service import WATCHDOG, Service
 from tests.waiting import wait_for
 
 MEXICO = ZoneInfo("America/Mexico_City")
@@ -380,3 +380,29 @@ def test_a_target_that_cannot_send_is_named_as_the_service_starts(
     assert chat.startswith("notification target chat: apprise cannot use its URL")
     assert not any("not-a-bot-token" in m for m in said)
     assert not any("mail-ok" in m or "s3cret-smtp" in m for _, m in _service_says(caplog))
+
+
+def test_the_watchdog_checks_while_every_worker_runs_a_long_job(ctx: Context) -> None:
+    # Every worker busy for hours (long backups, restore tests, one that hangs): the
+    # watchdog waited in the jobs' pool behind them, and nothing was checked or alerted.
+    ran_before(ctx, "full:erp", datetime.now(UTC) - timedelta(days=3))  # due at once
+    runner = Runner()
+    checked: list[datetime] = []
+    service = Service(
+        ctx,
+        entries(ctx.settings, ()),
+        runner=runner,
+        workers=1,
+        watchdog=lambda _, now: checked.append(now),
+        watchdog_minutes=5,
+    )
+    service.start()
+    try:
+        wait_for("the job to take the only worker", lambda: len(runner.started) == 1)
+        seen = len(checked)
+        service._scheduler.modify_job(WATCHDOG, next_run_time=datetime.now(UTC))
+        wait_for("the watchdog to check beside the job", lambda: len(checked) > seen)
+        assert service.running() == {"full:erp": runner.started[0]}
+    finally:
+        runner.release.set()
+        service.stop("test over")
