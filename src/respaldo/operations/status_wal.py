@@ -11,9 +11,10 @@ A server can also say a file was archived that no longer reaches the repository 
 while and then archive to it again (``true`` set as the quick fix, then put back): the
 last file is in the repository again, yet a segment between the newest physical backup
 and it is not, and recovery from that backup stops at the hole and promotes without
-what came after. So the segments from the newest base backup's start (its backup
-history file, ``<segment>.<offset>.backup``, which every base backup archives) to the
-last archived one are listed too (:func:`find_gap`; only names, one log id's prefix at a
+what came after. So the segments from the newest good physical backup's start (from
+the catalog; where it is on another timeline or unknown, the newest backup history file,
+``<segment>.<offset>.backup``, which every base backup archives) to the last archived
+one are listed too (:func:`find_gap`; only names, one log id's prefix at a
 time: at most :data:`GAP_LOG_IDS` of them, 4 GiB of WAL each, whatever the segment size).
 
 That file is a segment most of the time, but after each physical backup it is the
@@ -113,9 +114,10 @@ def read_primary_wal(
                 if size is not None:
                     backup = (newest_backups or {}).get(database)
                     try:
-                        after = _backup_start(repo, backup, size) if backup else None
-                        gap = find_gap(repo, record.system_identifier, file, size, after)
-                    except (RespaldoError, ValueError):
+                        system = record.system_identifier
+                        after = _backup_start(repo, backup, size, system) if backup else None
+                        gap = find_gap(repo, system, file, size, after)
+                    except (RespaldoError, KeyError, ValueError):
                         gap = None  # unknown, as the listing could not be read
                     if gap is not None:
                         found.gaps[database] = gap
@@ -124,11 +126,17 @@ def read_primary_wal(
     return found
 
 
-def _backup_start(repo: Repository, backup_id: str, segment_size: int) -> tuple[str, int]:
+def _backup_start(
+    repo: Repository, backup_id: str, segment_size: int, system_id: str
+) -> tuple[str, int] | None:
     """(timeline, first segment number) of physical backup ``backup_id``, from its
-    manifest. Raises the errors of reading it, KeyError or ValueError for a manifest
+    manifest; None when it is of another cluster than ``system_id`` (the database moved
+    to a new server, not backed up physically there yet: its LSNs say nothing of this
+    archive). Raises the errors of reading it, KeyError or ValueError for a manifest
     without them."""
     meta = repo.load_manifest(backup_id).meta
+    if str(meta.get("system_identifier")) != system_id:
+        return None
     timeline = f"{int(meta['timeline']):08X}"
     return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
 
@@ -141,23 +149,34 @@ def find_gap(
     backup: tuple[str, int] | None = None,
 ) -> tuple[str, str] | None:
     """The first segment of ``last``'s timeline missing from ``repo`` between the start of
-    the newest base backup (its backup history file, or ``backup``: the timeline and first
-    segment of the newest physical backup, whose history file a server archives after the
-    backup ended, later than its stop segment) and segment ``last`` (the last one the
-    server archived, which it archived after all those before it), and the next one
-    there; None when none is missing, ``last`` is no segment, or no backup history file
-    of its timeline is within :data:`GAP_LOG_IDS` log ids of it (not checked). Lists names
-    only. Raises the storage's errors."""
+    the newest good physical backup (``backup``: its timeline and first segment; its
+    history file is archived after the backup ended, later than its stop segment, and a
+    newer history file is of a base backup respaldo cannot restore) or, where that is not
+    known on ``last``'s timeline, of the newest base backup history file, and segment
+    ``last`` (the last one the server archived, which it archived after all those before
+    it; or a backup history file), and the next one there; None when none is missing,
+    ``last`` is neither a segment nor a backup history file, or that start is not within
+    :data:`GAP_LOG_IDS` log ids of it (not checked). Lists names only. Raises the
+    storage's errors."""
     parsed = parse_wal_name(last)
-    if parsed.kind is not WalKind.SEGMENT:
+    if parsed.kind not in (WalKind.SEGMENT, WalKind.BACKUP):
         return None
     timeline = parsed.timeline
-    last_no = segment_start(last, segment_size) // segment_size
-    if backup is not None and backup[0] == timeline and backup[1] >= last_no:
+    # A backup history file is archived after every segment before it (the archiver
+    # takes files in name order, and its backup's first segment sorts before it). It is
+    # the last file for hours after a base backup on a quiet database, and after one
+    # respaldo did not take (a standby built), a hole before it still stops recovery.
+    last_no = segment_start(last[:24], segment_size) // segment_size
+    # The newest good backup's start, where known: a newer backup history file is of a
+    # base backup respaldo cannot restore (a standby built with pg_basebackup, a backup
+    # of respaldo's that failed), and a hole before it stops recovery all the same.
+    known = backup[1] if backup is not None and backup[0] == timeline else None
+    if known is not None and known >= last_no:
         return None  # the newest backup begins at or after it: nothing between to miss
     per_id = segments_per_id(segment_size)
     present: set[int] = set()
-    start: int | None = None
+    start = known
+    reached = False
     log_id = last_no // per_id
     for log in range(log_id, max(-1, log_id - GAP_LOG_IDS), -1):
         prefix = f"{wal_object(system_id, timeline, last)[: -len(last)]}{timeline}{log:08X}"
@@ -172,14 +191,13 @@ def find_gap(
                 continue  # archived since the server was asked
             if kind is WalKind.SEGMENT:
                 present.add(number)
-            elif kind is WalKind.BACKUP and (start is None or number > start):
+            elif kind is WalKind.BACKUP and known is None and (start is None or number > start):
                 start = number
-        if start is not None:
+        if start is not None and log <= start // per_id:
+            reached = True
             break
-    if start is None:
+    if start is None or not reached:
         return None
-    if backup is not None and backup[0] == timeline:
-        start = max(start, backup[1])
     for number in range(start, last_no):
         if number not in present:
             resumes = min(n for n in present if n > number)

@@ -376,6 +376,14 @@ def test_archiving_that_stores_wal_elsewhere_is_red(archiving: Archiving) -> Non
     assert not list((archiving.repo_dir / "wal").rglob(found.group(1)))
     assert "take a physical backup now" in archive["reason"]
     assert run.code == 3
+    # A base backup respaldo did not take (a standby built with pg_basebackup) archives a
+    # backup history file after the hole: recovery from respaldo's backup still stops at
+    # the hole. pg_backup_stop() returns once that file is archived.
+    archiving.pg.execute("SELECT pg_backup_start('a standby', true); SELECT pg_backup_stop()")
+    assert list((archiving.repo_dir / "wal").rglob("*.backup"))
+    archive = _items(archiving.run("status", "--json"))["archive:erp"]
+    assert archive["level"] == "red", archive
+    assert archive["reason"].startswith(f"WAL segment {found.group(1)} "), archive
     # A physical backup after the gap: recovery from it reaches the present.
     archiving.backup()
     archive = _items(archiving.run("status", "--json"))["archive:erp"]

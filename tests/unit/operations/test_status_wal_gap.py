@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from respaldo.operations.status_wal import find_gap
+from respaldo.operations.status_wal import _backup_start, find_gap
 from respaldo.storage.memory import MemoryStorage
 
 pytestmark = pytest.mark.unit
@@ -61,3 +61,29 @@ def test_without_a_backup_history_file_or_a_segment_nothing_is_claimed() -> None
 def test_another_timelines_backup_is_not_a_start() -> None:
     repo = _repo(seg(1), f"{seg(1)}.00000028.backup", seg(3, 2), seg(5, 2))
     assert find_gap(repo, SYSTEM, seg(5, 2), MIB16) is None
+
+
+def test_a_newer_base_backup_respaldo_cannot_restore_does_not_hide_the_hole() -> None:
+    # Respaldo's newest good backup began in segment 2; segment 3 never reached the
+    # repository (archive_command 'true' for a while). A standby built later with
+    # pg_basebackup (or a backup of respaldo's that failed) archived a history file at
+    # segment 6: recovery from respaldo's backup still stops at the hole.
+    repo = _repo(seg(2), f"{seg(2)}.00000028.backup", seg(4), seg(5), f"{seg(6)}.00000028.backup")
+    repo.storage.put(f"wal/{SYSTEM}/00000001/{seg(6)}", b"x")
+    repo.storage.put(f"wal/{SYSTEM}/00000001/{seg(7)}", b"x")
+    assert find_gap(repo, SYSTEM, seg(7), MIB16, ("00000001", 2)) == (seg(3), seg(4))
+    # Its history file is the last file archived (a quiet database): the same.
+    last = f"{seg(6)}.00000028.backup"
+    assert find_gap(repo, SYSTEM, last, MIB16, ("00000001", 2)) == (seg(3), seg(4))
+    # Across log ids, down to the backup's own.
+    repo = _repo(seg(250), *map(seg, range(252, 258)), f"{seg(256)}.00000028.backup")
+    assert find_gap(repo, SYSTEM, seg(257), MIB16, ("00000001", 250)) == (seg(251), seg(252))
+
+
+def test_the_newest_backup_of_another_cluster_is_no_start() -> None:
+    # The database moved to a new server, not backed up physically there yet: the old
+    # cluster's backup LSNs say nothing of the new one's archive.
+    meta = {"system_identifier": SYSTEM, "timeline": 1, "start_lsn": "0/2000028"}
+    repo: Any = SimpleNamespace(load_manifest=lambda _id: SimpleNamespace(meta=meta))
+    assert _backup_start(repo, "b1", MIB16, SYSTEM) == ("00000001", 2)
+    assert _backup_start(repo, "b1", MIB16, "7716158196002574083") is None
