@@ -204,7 +204,7 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
             "esperaban 2",
         ),
         (f"job 9: {ENGINE}", f"trabajo 9: {ENGINE}"),
-        ("backup of erp: cancelled", "copia de seguridad de erp: cancelado"),
+        ("backup of erp: cancelled", "backup de erp: cancelado"),
         ("drill of erp: running", "prueba de restauración de erp: en ejecución"),
         ("manifests deleted from local, offsite", "manifiestos eliminados de local, offsite"),
         ("manifests deleted from none", "no se eliminó ningún manifiesto"),
@@ -242,9 +242,12 @@ def test_a_word_respaldo_does_not_know_is_not_taken_for_one_of_its_own() -> None
 
 
 def test_every_word_of_respaldos_reads_in_spanish() -> None:
+    # "backup" is the Spanish page's word too ("backup completo", "Crear Backup Manual").
+    same = {"backup"}
     for words in reasons._WORDS.values():
         for word, message in words.items():
-            assert ES(message) != message, word
+            assert ES(message) != message or word in same, word
+    assert ES("backup") == "backup"
 
 
 def test_a_restore_test_that_read_chunks_from_a_mirror_names_them_in_spanish() -> None:

@@ -91,7 +91,7 @@ def test_the_spanish_alert_writes_the_sizes_as_spanish_does(
     # "418 KB, el 39 % de 1,1 MB (límite 50 %)": a decimal comma, a space before "%"
     # (a no-break space, which the mail's subject may carry as a plain one).
     assert re.fullmatch(
-        r"\[respaldo\] CRÍTICO: la copia completa más reciente de erp es mucho menor que la "
+        r"\[respaldo\] CRÍTICO: el backup completo más reciente de erp es mucho menor que el "
         r"anterior: \d+(,\d)? [kKMG]?B, el \d+\s% de \d+(,\d)? [KMG]?B "
         r"\(límite 50\s%\)",
         subject,

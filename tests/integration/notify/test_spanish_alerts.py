@@ -68,7 +68,7 @@ def test_a_failed_backups_alert_says_its_error_and_hint_in_spanish(
     english = str(caught.value)
     assert english.startswith("cannot connect to PostgreSQL ("), english
     (mail,) = smtp.inbox.wait(1)
-    assert mail["Subject"] == "[respaldo] CRÍTICO: falló copia de seguridad de erp"
+    assert mail["Subject"] == "[respaldo] CRÍTICO: falló backup de erp"
     text = _text(mail)
     assert "Error: no se puede conectar a PostgreSQL (host=127.0.0.1 " in text
     assert "cannot connect to PostgreSQL" not in text
@@ -99,5 +99,5 @@ def test_the_watchdogs_alert_says_the_health_reason_in_spanish(
     assert "cannot connect to PostgreSQL" not in text
     assert "cannot be reached" not in text
     assert "Qué hacer: 'respaldo status' muestra el panorama completo" in text
-    (never,) = [m for m in mails if "copia completa de erp" in m["Subject"]]
+    (never,) = [m for m in mails if "backup completo de erp" in m["Subject"]]
     assert "Qué hacer: 'respaldo jobs' muestra por qué los últimos backups" in _text(never)

@@ -121,7 +121,7 @@ def test_alerts_in_spanish(tmp_path: Path, webhook: Webhook) -> None:  # noqa: F
         drill(ctx, last, NOW - 26 * H, passed=True)
         watchdog.check(ctx, NOW, wal_archived=(), servers=False)
     assert titles(webhook) == [
-        "[respaldo] CRÍTICO: sin copia completa de erp desde hace 27 h (RPO 26 h)"
+        "[respaldo] CRÍTICO: sin backup completo de erp desde hace 27 h (RPO 26 h)"
     ]
 
 
@@ -372,7 +372,7 @@ def test_the_size_alert_writes_its_sizes_and_share_as_its_language_does(tmp_path
         update={"notifications": settings.notifications.model_copy(update={"language": "es"})}
     )
     assert alerts.translate(spanish, message, args) == (
-        "la copia completa más reciente de erp es mucho menor que la anterior: "
+        "el backup completo más reciente de erp es mucho menor que el anterior: "
         "1,1 MB, el 9\u00a0% de 12 MB (límite 50\u00a0%)"
     )
 

@@ -124,7 +124,7 @@ def test_a_backup_much_smaller_than_the_one_before_reads_in_spanish() -> None:
     item = status._size_item("erp", BackupKind.FULL, 0.5, history)
     assert item is not None
     assert _said(item.reason) == (
-        "el backup completo más reciente es mucho más pequeño que el anterior: "
+        "el backup completo más reciente es mucho menor que el anterior: "
         "100.0 kB, el 10% de 1.0 MB (límite 50%)",
         "the newest full backup is much smaller than the one before: 100.0 kB, 10% of "
         "1.0 MB (limit 50%)",

@@ -344,6 +344,6 @@ def test_an_operations_error_reads_in_the_pages_language(site: FastAPI, context:
     ) in listed["es"]
     assert recorded in listed["en"]
     assert busy == {
-        "es": f"el trabajo {running.id} (copia de seguridad de erp) está en curso",
+        "es": f"el trabajo {running.id} (backup de erp) está en curso",
         "en": f"job {running.id} (backup of erp) is running",
     }
