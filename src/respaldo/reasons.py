@@ -273,6 +273,7 @@ _PHRASES = (
     # failed it (its job's error; the OS's words after them stay as written).
     N_("{path} vanished before it was read"),
     N_("{path} vanished before it was listed"),
+    N_("{path} was replaced before it was read"),
     N_("{path} grew while read: cut at {bytes} bytes"),
     N_("{path}: special file, skipped"),
     N_("{path}: respaldo's own repository {repository}, left out"),

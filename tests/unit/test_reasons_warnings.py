@@ -45,6 +45,10 @@ def _both(text: str) -> str:
             "/srv/erp/tmp desapareció antes de listarse",
         ),
         (
+            "/srv/erp/adjuntos/factura 7.pdf was replaced before it was read",
+            "/srv/erp/adjuntos/factura 7.pdf fue reemplazado antes de leerse",
+        ),
+        (
             "/srv/erp/logs/app.log grew while read: cut at 40960 bytes",
             "/srv/erp/logs/app.log creció mientras se leía: cortado en 40960 bytes",
         ),

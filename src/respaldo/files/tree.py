@@ -196,38 +196,44 @@ class TreeTarStream:
     def _walk(self, root: Path) -> Iterator[bytes]:
         """Depth first, names sorted. The directories being walked are a stack of their
         remaining children, not a recursion: a tree deeper than Python's recursion
-        limit (Linux allows some 2000 levels) is walked like any other."""
-        pending: list[Iterator[tuple[Path, str]]] = []
-        # A configured path is followed if it is a link (an upload directory moved to a
-        # bigger disk and linked back): the link alone holds no upload.
-        yield from self._entry(root, "", pending, follow=True)
-        while pending:
-            child = next(pending[-1], None)
-            if child is None:
-                pending.pop()
-                continue
-            yield from self._entry(*child, pending)
+        limit (Linux allows some 2000 levels) is walked like any other.
 
-    def _children(self, path: Path, relative: str, names: list[str]) -> Iterator[tuple[Path, str]]:
+        Below the configured path, every name is looked up in its directory's open
+        descriptor (``dir_fd``), never through a path, and none is followed if it is a
+        link: a directory or file swapped for a link after it was listed (by anyone who
+        may write in the tree) cannot lead the walk out of it, to /etc/shadow say. A
+        directory's descriptor stays open until its children are done, one per level."""
+        pending: _Pending = []
+        try:
+            # A configured path is followed if it is a link (an upload directory moved
+            # to a bigger disk and linked back): the link alone holds no upload.
+            yield from self._entry(_Child(None, str(root), root, ""), pending, follow=True)
+            while pending:
+                fd, children = pending[-1]
+                child = next(children, None)
+                if child is None:
+                    pending.pop()
+                    os.close(fd)
+                    continue
+                yield from self._entry(child, pending)
+        finally:  # a stream abandoned half way (a failed upload) leaks no descriptor
+            for fd, _ in pending:
+                os.close(fd)
+
+    def _children(self, fd: int, path: Path, relative: str, names: list[str]) -> Iterator[_Child]:
         for name in names:
             child_relative = f"{relative}/{name}" if relative else name
             if _excluded(self.exclude, name, child_relative):
                 self.stats.excluded += 1
                 continue
-            yield path / name, child_relative
+            yield _Child(fd, name, path / name, child_relative)
 
-    def _entry(
-        self,
-        path: Path,
-        relative: str,
-        pending: list[Iterator[tuple[Path, str]]],
-        *,
-        follow: bool = False,
-    ) -> Iterator[bytes]:
+    def _entry(self, child: _Child, pending: _Pending, *, follow: bool = False) -> Iterator[bytes]:
         """One path: its member (and, for a directory, its children pushed on
         ``pending``)."""
+        path = child.path
         try:
-            st = path.stat() if follow else path.lstat()
+            st = os.stat(child.name, dir_fd=child.dir_fd, follow_symlinks=follow)
         except FileNotFoundError:
             if follow:  # a configured path (an unmounted share): none of it is in
                 self.stats.errors.append(f"{path}: configured path vanished before it was read")
@@ -243,32 +249,20 @@ class TreeTarStream:
             return
         mode = st.st_mode
         if stat.S_ISDIR(mode):
-            yield self._header(path, st, tarfile.DIRTYPE)
-            self.stats.directories += 1
-            try:
-                names = sorted(entry.name for entry in os.scandir(path))
-            except (FileNotFoundError, NotADirectoryError):
-                # Removed, or replaced by a file or link, since its header: what is
-                # there now was not there when its directory was listed.
-                if follow:
-                    self.stats.errors.append(f"{path}: configured path vanished before it was read")
-                else:
-                    self.stats.warnings.append(f"{path} vanished before it was listed")
-                return
-            except OSError as exc:
-                self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
-                return
-            pending.append(self._children(path, relative, names))
+            yield from self._directory(child, st, pending, follow=follow)
         elif stat.S_ISREG(mode):
-            yield from self._file(path, follow=follow)
+            yield from self._file(child, st, follow=follow)
         elif stat.S_ISLNK(mode):
             try:
-                target = str(path.readlink())
+                target = os.readlink(child.name, dir_fd=child.dir_fd)
             except FileNotFoundError:
                 self.stats.warnings.append(f"{path} vanished before it was read")
                 return
             except OSError as exc:
-                self.stats.errors.append(f"{path}: {exc.strerror}")
+                if exc.errno == errno.EINVAL:  # no longer a link
+                    self.stats.warnings.append(f"{path} was replaced before it was read")
+                else:
+                    self.stats.errors.append(f"{path}: {exc.strerror}")
                 return
             yield self._header(path, st, tarfile.SYMTYPE, linkname=target)
             self.stats.symlinks += 1
@@ -278,6 +272,48 @@ class TreeTarStream:
             )
         else:
             self.stats.skipped.append(str(path))
+
+    def _directory(
+        self,
+        child: _Child,
+        listed: os.stat_result,
+        pending: _Pending,
+        *,
+        follow: bool,
+    ) -> Iterator[bytes]:
+        path = child.path
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+        try:
+            fd = _open_at(child.name, flags, child.dir_fd)
+        except FileNotFoundError:
+            if follow:
+                self.stats.errors.append(f"{path}: configured path vanished before it was read")
+            else:
+                self.stats.warnings.append(f"{path} vanished before it was listed")
+            return
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and not follow:
+                # Replaced by a link or a file since its directory was listed: what is
+                # there now is not what was listed, and a link is never followed.
+                self.stats.warnings.append(f"{path} was replaced before it was read")
+            else:
+                self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
+            return
+        try:
+            if not _is(os.fstat(fd), listed):
+                self.stats.warnings.append(f"{path} was replaced before it was read")
+                os.close(fd)
+                return
+            names = sorted(os.listdir(fd))  # noqa: PTH208 (a descriptor: pathlib lists paths)
+        except OSError as exc:
+            os.close(fd)
+            self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
+            return
+        # From here on the descriptor is the directory: a header, then its children, all
+        # of what was opened and listed (it is closed once they are done, by _walk).
+        pending.append((fd, self._children(fd, path, child.relative, names)))
+        yield self._header(path, listed, tarfile.DIRTYPE)
+        self.stats.directories += 1
 
     def _header(
         self, path: Path, st: os.stat_result, kind: bytes, *, size: int = 0, linkname: str = ""
@@ -301,15 +337,16 @@ class TreeTarStream:
             info.pax_headers[SPARSE] = "1"
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
-    def _file(self, path: Path, *, follow: bool) -> Iterator[bytes]:
+    def _file(self, child: _Child, listed: os.stat_result, *, follow: bool) -> Iterator[bytes]:
+        path = child.path
         # O_NONBLOCK: a file replaced by a FIFO since it was listed must not hang the
         # backup in open(); it is found out by fstat below.
         flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
         try:
             try:
-                fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+                fd = _open_at(child.name, flags | getattr(os, "O_NOATIME", 0), child.dir_fd)
             except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
-                fd = os.open(path, flags)
+                fd = _open_at(child.name, flags, child.dir_fd)
         except FileNotFoundError:
             self.stats.warnings.append(f"{path} vanished before it was read")
             return
@@ -317,16 +354,19 @@ class TreeTarStream:
             if exc.errno == errno.ELOOP and not follow:
                 # Replaced by a link since it was listed (O_NOFOLLOW): a change, not a
                 # file that cannot be read.
-                self.stats.warnings.append(f"{path} vanished before it was read")
+                self.stats.warnings.append(f"{path} was replaced before it was read")
             else:
                 self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
+            return
+        if not _is(os.fstat(fd), listed):
+            # Another file, or a directory or FIFO, put in its place since it was
+            # listed: what was listed is gone, and what is there was not listed.
+            os.close(fd)
+            self.stats.warnings.append(f"{path} was replaced before it was read")
             return
         with os.fdopen(fd, "rb", buffering=0) as fh:
             for attempt in range(ATTEMPTS):
                 before = os.fstat(fd)
-                if not stat.S_ISREG(before.st_mode):
-                    self.stats.skipped.append(str(path))  # replaced since it was listed
-                    return
                 if attempt:
                     # The same open file: a file replaced by a rename keeps the copy we
                     # hold (whole), one written in place is read as it is now.
@@ -381,6 +421,36 @@ class TreeTarStream:
         if size % BLOCK:
             yield bytes(BLOCK - size % BLOCK)
         return read
+
+
+@dataclass(frozen=True, slots=True)
+class _Child:
+    """A name to back up: looked up in the open directory ``dir_fd`` (``None``: ``name``
+    is a configured path, looked up as a path), shown and stored as ``path``."""
+
+    dir_fd: int | None
+    name: str
+    path: Path
+    relative: str
+
+
+_Pending = list[tuple[int, Iterator[_Child]]]
+"""The directories being walked: each one's open descriptor and its remaining children."""
+
+
+def _open_at(name: str, flags: int, dir_fd: int | None) -> int:
+    """``name`` opened in the directory ``dir_fd`` (a function of its own: where the
+    walk opens what it listed)."""
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _is(opened: os.stat_result, listed: os.stat_result) -> bool:
+    """Whether what was opened is what was listed: the same inode, of the same type."""
+    return (opened.st_dev, opened.st_ino, stat.S_IFMT(opened.st_mode)) == (
+        listed.st_dev,
+        listed.st_ino,
+        stat.S_IFMT(listed.st_mode),
+    )
 
 
 @dataclass
