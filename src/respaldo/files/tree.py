@@ -11,7 +11,10 @@ of the same name that replaces the first when extracted: a file rewritten mid-re
 never the last word on it. One that is still changing after :data:`ATTEMPTS` reads, and
 one that cannot be read or listed, is in :attr:`TreeStats.errors`, which fails the
 backup (a backup that lacks files it was told to keep, or holds a torn copy, is not a
-good backup).
+good backup). Below a configured path no link is followed, even one swapped in
+during the walk: names are looked up in their directory's open descriptor, and what is
+opened must be the inode listed, else it is left out with a warning (see
+:meth:`TreeTarStream._walk`).
 """
 
 from __future__ import annotations

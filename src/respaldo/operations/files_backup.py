@@ -3,8 +3,8 @@
 The stream (:class:`respaldo.files.TreeTarStream`) lists names in sorted order and gives
 unchanged files the same header and content bytes every time, so a backup of a tree that
 did not change stores nothing new, and one where a few files changed stores those files
-and the chunks around them. Files that vanished before they were read, and special
-files (never backed up), do not fail the backup: they are named in the manifest
+and the chunks around them. Files that vanished or were replaced before they were
+read, and special files (never backed up), do not fail the backup: they are named in the manifest
 (``meta.warnings``) and reported. Paths that could not be read or listed, and files
 that changed on every read, do: such a backup lacks files it was told to keep, or holds
 a torn copy, and must not be called good (:func:`_refuse_incomplete`).
