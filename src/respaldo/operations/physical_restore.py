@@ -69,8 +69,8 @@ from respaldo.postgres.datadir import (
     combine_backups,
     extract_base_backup,
     find_server_bindir,
-    follow_latest_timeline,
     log_size,
+    recovery_done,
     recovery_end,
     release_datadir,
     set_port,
@@ -506,9 +506,12 @@ def restore_datadir(
                     f"port {taken[-1]} was taken before the restored server started: "
                     f"started it again on port {port}"
                 )
-            if result.settings.get("recovery_target_timeline", "latest") != "latest":
-                # Recovery is over: the number it needed would be a standby's too.
-                follow_latest_timeline(datadir, owner=owner)
+            if (
+                target != RecoveryTarget()
+                or result.settings.get("recovery_target_timeline", "latest") != "latest"
+            ):
+                # Recovery is over: its target and timeline would be a standby's too.
+                recovery_done(datadir, owner=owner)
             if archived is not None:
                 _check_recovery_end(datadir, archived, manifest, bindir=bindir, owner=owner)
         result.seconds = time.monotonic() - started

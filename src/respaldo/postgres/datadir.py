@@ -390,20 +390,23 @@ def set_port(datadir: Path, port: int, *, owner: Owner | None) -> None:
     _append_settings(datadir, {"port": str(port)}, owner, "another port: the last was taken")
 
 
-def follow_latest_timeline(datadir: Path, *, owner: Owner | None) -> None:
-    """Write ``recovery_target_timeline = 'latest'`` (PostgreSQL's default) after the
-    number a restore's recovery followed, once the server in ``datadir`` has promoted.
+def recovery_done(datadir: Path, *, owner: Owner | None) -> None:
+    """Write PostgreSQL's defaults back after a restore's recovery target and timeline
+    (empty targets, ``recovery_target_timeline = 'latest'``), once the server in
+    ``datadir`` has promoted.
 
     ``postgresql.auto.conf`` outlives the recovery, and ``pg_basebackup -R`` copies it
-    into a standby made from the restored server: a standby of a server on timeline 3
-    told to follow timeline 1 never becomes consistent ("unexpected timeline ID 3 in log
-    segment …", over and over)."""
+    into a standby made from the restored server: with the target and ``promote`` kept,
+    such a standby ended its recovery at once (after ``--immediate``, it promoted itself
+    as soon as it was consistent: a second primary); told to follow timeline 1 while the
+    server ran on 3, it never became consistent ("unexpected timeline ID 3 in log segment
+    …", over and over)."""
     _append_settings(
         datadir,
-        {"recovery_target_timeline": "latest"},
+        {key: "" for key in RECOVERY_TARGETS} | {"recovery_target_timeline": "latest"},
         owner,
-        "recovery done: a later recovery (a standby made from this server) follows "
-        "the newest timeline",
+        "recovery done: a later recovery (a standby made from this server) has no target "
+        "and follows the newest timeline",
     )
 
 

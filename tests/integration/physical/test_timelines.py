@@ -209,6 +209,14 @@ def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
             assert restored.scalar(f"SHOW {setting}") == value, setting
 
 
+def _last_setting(server: TempCluster, name: str) -> object:
+    """What ``postgresql.auto.conf`` says last of ``name``: what the next start reads."""
+    return server.scalar(
+        "SELECT setting FROM pg_file_settings WHERE name = %s ORDER BY seqno DESC LIMIT 1",
+        (name,),
+    )
+
+
 def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timeline(
     capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
 ) -> None:
@@ -230,6 +238,10 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
         copy, _, _ = archiving.restore_started(
             older["id"], restored_servers, "--immediate", "--keep-archiving"
         )
+        # Its target is for that recovery only: postgresql.auto.conf outlives it, and a
+        # standby made from the copy (pg_basebackup -R copies the file) kept 'immediate'
+        # and 'promote', and promoted itself as soon as it was consistent.
+        assert _last_setting(copy, "recovery_target") == ""
         copy.execute(insert, (2,), dbname=SHOP)
         _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
         copy.stop("fast")
@@ -259,11 +271,7 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
         # Timeline 1 is for this recovery only: postgresql.auto.conf outlives it, and a
         # standby made from the copy (pg_basebackup -R copies the file) told to follow
         # timeline 1 never became consistent on the copy's timeline 3.
-        last = restored.scalar(
-            "SELECT setting FROM pg_file_settings WHERE name = 'recovery_target_timeline' "
-            "ORDER BY seqno DESC LIMIT 1"
-        )
-        assert last == "latest"
+        assert _last_setting(restored, "recovery_target_timeline") == "latest"
         restored.stop("fast")
         # A target on timeline 1 after the switch is reached on timeline 1 too.
         lsn = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
@@ -273,3 +281,5 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
             newer["id"], restored_servers, "--target-lsn", lsn
         )
         assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 3, 4]
+        assert _last_setting(restored, "recovery_target_lsn") == ""
+        assert _last_setting(restored, "recovery_target_timeline") == "latest"
