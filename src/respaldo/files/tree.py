@@ -28,6 +28,7 @@ import io
 import logging
 import os
 import pwd
+import resource
 import stat
 import tarfile
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -205,7 +206,10 @@ class TreeTarStream:
         descriptor (``dir_fd``), never through a path, and none is followed if it is a
         link: a directory or file swapped for a link after it was listed (by anyone who
         may write in the tree) cannot lead the walk out of it, to /etc/shadow say. A
-        directory's descriptor stays open until its children are done, one per level."""
+        directory's descriptor stays open until its children are done, one per level
+        (so the soft limit of open files is raised to the hard one first:
+        :func:`_allow_open_files`)."""
+        _allow_open_files()
         pending: _Pending = []
         try:
             # A configured path is followed if it is a link (an upload directory moved
@@ -439,6 +443,23 @@ class _Child:
 
 _Pending = list[tuple[int, Iterator[_Child]]]
 """The directories being walked: each one's open descriptor and its remaining children."""
+
+
+def _allow_open_files() -> None:
+    """Raise this process's soft limit of open files to its hard limit.
+
+    The walk holds a descriptor per level of the tree, and Linux allows some 2000
+    levels; the soft limit is 1024 for a service of systemd and most shells, so a tree
+    deeper than about 1000 levels failed "cannot list: Too many open files". The hard
+    limit is what the administrator allows (systemd's default: 524288); raising the soft
+    one to it is what a program that needs more descriptors is expected to do."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or (hard != resource.RLIM_INFINITY and soft >= hard):
+        return
+    # An unlimited hard limit cannot be the soft one (the kernel caps it at nr_open).
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _open_at(name: str, flags: int, dir_fd: int | None) -> int:

@@ -63,12 +63,17 @@ def test_sparse_files_come_back_sparse_and_dense_ones_dense(tmp_path: Path) -> N
 
 
 WALK_WITH_A_LOW_LIMIT = """
+import resource
 import sys
 from respaldo.files import TreeTarStream
 sys.setrecursionlimit(200)
+# A descriptor is held per level: 300 levels under a soft limit of 64 open files (as
+# 2000 under systemd's 1024) failed "cannot list: Too many open files".
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 sys.stdout.buffer.write(TreeTarStream([sys.argv[1]]).read())
 """
-"""The tree stream of argv[1] on stdout, read with Python's recursion limit at 200."""
+"""The tree stream of argv[1] on stdout, read with Python's recursion limit at 200 and a
+soft limit of 64 open files."""
 
 
 def test_a_tree_deeper_than_pythons_recursion_limit(tmp_path: Path) -> None:
