@@ -2,8 +2,8 @@
 
 Nothing unverified reaches the target. The dump is always restored into a *staging*
 database first: verified chunks stream into ``pg_restore --exit-on-error`` (or, for a
-parallel restore, into a spool file that ``jobs`` pg_restore workers load the tables'
-data from as it arrives, building each one's own indexes in staging once its rows are
+parallel restore, into ``jobs`` pg_restore workers that load the tables' data as it
+arrives, building each one's own indexes in staging once its rows are
 counted, the rest of the post-data section waiting for the stream's SHA-256: see
 :mod:`respaldo.operations.restore_parallel`). Only when the whole stream matched its
 checksum, pg_restore succeeded, every table's row count equals the count recorded in

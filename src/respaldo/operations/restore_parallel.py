@@ -1,14 +1,16 @@
 """``restore --jobs N`` of a custom-format dump: the tables' data loads while the dump
 still arrives.
 
-The dump is read from the repository (every chunk authenticated and its id checked as it
-is read; the stream's SHA-256 at its end) into a private spool file. Meanwhile, as soon as
-its table of contents is there, one pg_restore creates the pre-data section (the empty
-tables, types, functions) in the staging database, and then ``N`` pg_restore processes
-each load the data of some of the tables (``--use-list``, the tables split by the sizes of
-their data blocks as the backup noted them and their rows (:data:`ROW_BYTES`), heaviest
-first to the least loaded), each fed
-from the spool, block by block, as the blocks arrive. A worker that is done counts its
+The dump is read from the repository once, in order (every chunk authenticated and its
+id checked as it is read; the stream's SHA-256 at its end), into a :class:`Spool`.
+Meanwhile, as soon as its table of contents is there, one pg_restore creates the pre-data
+section (the empty tables, types, functions) in the staging database, and then ``N``
+pg_restore processes each load the data of some of the tables (``--use-list``, the tables
+split by the sizes of their data blocks as the backup noted them and their rows
+(:data:`ROW_BYTES`), heaviest first to the least loaded), each fed its blocks as they
+arrive: from memory, or, for a worker that fell behind while another had nothing to
+load, from the private spool file, which otherwise holds only what pg_restore reads
+itself (the table of contents, large objects). A worker that is done counts its
 tables' rows against the backup's (:class:`RowCheck`) and builds the indexes, primary
 keys and foreign keys that need only its own tables (:func:`early_entries`), as
 ``pg_restore --jobs`` does while other tables still load; once the whole stream has
@@ -42,7 +44,8 @@ import heapq
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -78,6 +81,35 @@ from respaldo.repository import Manifest
 log = logging.getLogger(__name__)
 
 
+LANE = 2 * FEED
+"""The most bytes of a worker's blocks the reader holds in memory for it, but always one
+window's part (up to about 2 MiB) while it holds none; the worker holds what it took
+besides. Beyond that the reader waits for the worker, or, while another worker has
+nothing to load, writes them to the spool (:class:`Spool`)."""
+
+Parts = list[bytes | memoryview]
+Item = tuple[int, Parts | None, int]
+"""What a worker is handed: ``(offset, parts, length)``, its bytes in memory (a window's
+chunks, or the part of them in one block), or ``(offset, None, length)`` in the file."""
+
+
+@dataclass
+class _Lane:
+    """What the reader has routed to one worker and the worker has not taken yet, in
+    the stream's order (:data:`Item`)."""
+
+    items: deque[Item] = field(default_factory=deque)
+    held: int = 0
+    """Bytes of ``items`` in memory."""
+    spilling: bool = False
+    """The reader writes this worker's bytes to the spool until it has taken them all."""
+    spilled: list[tuple[int, int]] = field(default_factory=list)
+    """Ranges in the reader's batch, routed here once the batch is written."""
+    hungry: bool = False
+    """The worker waits for bytes and none are there (cleared as they are given: a
+    worker not yet woken to take them is not short of any)."""
+
+
 class Spool(_Arrivals):
     """The dump, written to ``path`` as it is read; readers wait for the bytes they need.
 
@@ -85,19 +117,57 @@ class Spool(_Arrivals):
     only then do readers hear of them: per chunk (about 20 KiB), the write, the wake-up
     of every waiting worker and its ``sendfile`` cost more than the bytes. A reader that
     waits for bytes still in the batch writes the batch itself first, and while one
-    waits every chunk is written at once: no reader waits for a batch to fill."""
+    waits every chunk is written at once: no reader waits for a batch to fill.
+
+    Once :meth:`route` has said which worker loads which data block, the bytes of those
+    blocks go to their worker from memory (:meth:`take`), not through the file: at most
+    LANE bytes a worker. When a worker's share is full, the reader waits for it, unless
+    another worker has nothing to load: then the bytes are written into the file at
+    their offset, and the worker reads them from there (its queue says where), until it
+    has caught up. The file then holds the table of contents, the blocks no worker loads
+    (large objects) and what was spilled; the last step's pg_restore reads only those
+    (their offsets set, :func:`write_offsets`). Writing the whole dump into the page cache
+    for the workers to ``sendfile`` from cost 0.3-1.2 system CPU-s per GiB, by the
+    machine's state; a copy into a pipe about 0.3 (docs/benchmarks.md, session 16)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
         self._fh = path.open("wb", buffering=0)
         self._size = 0
-        self._batch: list[bytes] = []
+        """Every byte before this one that goes into the file is there."""
+        self._at = 0
+        """The bytes of the stream appended so far."""
+        self._batch: list[bytes | memoryview] = []
+        self._batch_at = 0
         self._batched = 0
         self._waiting = 0
+        self._routes: list[tuple[int, int, int]] = []
+        """``(start, end, worker)`` of the data blocks the workers load, ascending."""
+        self._route = 0
+        """The first of ``_routes`` that does not end before ``_at``."""
+        self._lanes: list[_Lane] = []
+        self.tally = {"file": 0, "memory": 0, "spilled": 0}
+        """Bytes written into the file for pg_restore's own reads, handed to the workers
+        from memory, and written into the file for a worker that fell behind."""
         self._writing = threading.Lock()
         """Held to change the batch or to write into the spool (lock order: this one,
         then the condition)."""
+
+    def route(self, blocks: list[tuple[int, int, int]]) -> None:
+        """From now on the bytes of each ``(start, end, worker)`` block go to that worker
+        (:meth:`take`); what of them was read already is in the file, and the worker's
+        queue says so."""
+        with self._writing:
+            self._write_batch()
+            with self._arriving():
+                self._lanes = [_Lane() for _ in range(max((w for *_, w in blocks), default=-1) + 1)]
+                for start, end, worker in sorted(blocks):
+                    if start < self._at:
+                        length = min(end, self._at) - start
+                        self._lanes[worker].items.append((start, None, length))
+                self._routes = sorted(blocks)
+                self._route = 0
 
     def append(self, parts: list[bytes], size: int) -> None:
         """Add ``parts`` (``size`` bytes in all: a window of chunks) to the stream.
@@ -105,19 +175,156 @@ class Spool(_Arrivals):
         with self._writing:
             if self._fh.closed:
                 raise _Aborted
-            self._batch += parts
-            self._batched += size
-            if self._batched >= FEED or self._waiting:
+            if self._route >= len(self._routes):
+                self._to_file(parts, size)
+                self._at += size
+            else:
+                with self._changed:
+                    self._split(parts, size)
+            if (
+                self._batched >= FEED
+                or self._waiting
+                or any(lane.hungry and lane.spilled for lane in self._lanes)
+            ):
                 self._write_batch()
+            elif not self._batched:
+                self._visible()
+
+    def _to_file(self, parts: Sequence[bytes | memoryview], size: int) -> None:
+        """Add ``parts``, which go into the file at ``_at``, to the batch."""
+        if self._batched and self._batch_at + self._batched != self._at:
+            self._write_batch()  # the batch is written where it starts: one run each
+        if not self._batched:
+            self._batch_at = self._at
+        self._batch.extend(parts)
+        self._batched += size
+        self.tally["file"] += size
+
+    def _split(self, parts: list[bytes], size: int) -> None:
+        """Route ``parts`` (``size`` bytes at ``_at``), a run at a time: to the file, or
+        to the worker whose block holds the run (per window, not per chunk: a chunk's
+        routing and hand-over cost more than its bytes); called with both locks held."""
+        end = self._at + size
+        i = skip = 0  # the next part, and how much of it went already
+        while self._at < end:
+            while self._route < len(self._routes) and self._routes[self._route][1] <= self._at:
+                self._route += 1
+            if self._route < len(self._routes) and self._routes[self._route][0] <= self._at:
+                _, stop, worker = self._routes[self._route]
+                upto = min(end, stop)
+            else:
+                worker = -1
+                upto = (
+                    min(end, self._routes[self._route][0])
+                    if self._route < len(self._routes)
+                    else end
+                )
+            run: Parts = []
+            need = upto - self._at
+            while need:
+                part = parts[i]
+                left = len(part) - skip
+                if left <= need:
+                    run.append(memoryview(part)[skip:] if skip else part)
+                    need -= left
+                    i += 1
+                    skip = 0
+                else:
+                    run.append(memoryview(part)[skip : skip + need])
+                    skip += need
+                    need = 0
+            if worker < 0:
+                self._to_file(run, upto - self._at)
+            else:
+                self._give(self._lanes[worker], run, upto - self._at)
+            self._at = upto
+
+    def _give(self, lane: _Lane, run: Parts, size: int) -> None:
+        """Hand ``run`` (``size`` bytes at ``_at``) to ``lane``'s worker from memory, or
+        write it into the file for the worker (see the class's docstring)."""
+        if lane.spilled and not lane.spilling:
+            self._write_batch()  # what was spilled goes before what comes from memory
+        while not lane.spilling:
+            if self._aborted:
+                raise _Aborted
+            if not lane.held or lane.held + size <= LANE:
+                lane.items.append((self._at, run, size))
+                lane.held += size
+                self.tally["memory"] += size
+                if lane.hungry:
+                    lane.hungry = False  # it has bytes, even before it runs to take them
+                    self._changed.notify_all()
+                return
+            if any(other.hungry for other in self._lanes if other is not lane):
+                lane.spilling = True  # until it has taken what it has: no small writes
+                break
+            # Whoever waits for the file's bytes gets them while the reader waits.
+            self._write_batch()
+            self._changed.wait()
+        self._to_file(run, size)
+        self.tally["file"] -= size
+        self.tally["spilled"] += size
+        if lane.spilled and lane.spilled[-1][1] == self._at:
+            lane.spilled[-1] = (lane.spilled[-1][0], self._at + size)
+        else:
+            lane.spilled.append((self._at, self._at + size))
 
     def _write_batch(self) -> None:
         """Write the batch and tell the waiters; called with ``_writing`` held."""
-        if not self._batched:
-            return
-        _write_all(self._fh.fileno(), self._batch)
+        if self._batched:
+            fd = self._fh.fileno()
+            os.lseek(fd, self._batch_at, os.SEEK_SET)
+            _write_all(fd, self._batch)
+            self._batch, self._batched = [], 0
+        self._visible()
+
+    def _visible(self) -> None:
+        """The batch is empty: every byte read so far that goes into the file is there,
+        and the spilled bytes go to their workers."""
         with self._arriving():
-            self._size += self._batched
-        self._batch, self._batched = [], 0
+            self._size = self._at
+            for lane in self._lanes:
+                for start, end in lane.spilled:
+                    lane.items.append((start, None, end - start))
+                    lane.hungry = False
+                lane.spilled.clear()
+
+    def take(self, worker: int, end: int) -> list[Item]:
+        """The next bytes of ``worker``'s blocks, up to ``end`` and about FEED of them in
+        memory; waits while there are none. Raises _Aborted, or RestoreError if the stream
+        ended without them."""
+        lane = self._lanes[worker]
+        with self._changed:
+            while not lane.items:
+                if self._aborted:
+                    raise _Aborted
+                if self._done:
+                    raise RestoreError(
+                        f"the dump ends at byte {self._size}, before the data block the "
+                        f"backup noted up to byte {end}",
+                        hint="restore it with --jobs 1",
+                    )
+                if not lane.hungry:
+                    lane.hungry = True
+                    self._changed.notify_all()  # the reader may spill for this worker
+                self._changed.wait()
+            lane.hungry = False
+            taken: list[Item] = []
+            size = 0
+            while lane.items and lane.items[0][0] < end and size < FEED:
+                offset, data, length = lane.items.popleft()
+                if data is None and offset + length > end:
+                    # Spilled runs span the worker's blocks: one block at a time.
+                    lane.items.appendleft((end, None, offset + length - end))
+                    length = end - offset
+                taken.append((offset, data, length))
+                if data is not None:
+                    lane.held -= length
+                    size += length
+            if not lane.items and not lane.spilled:
+                lane.spilling = False  # caught up: from memory again
+            self._changed.notify_all()  # the reader may wait for room
+            return taken
 
     def finish(self) -> None:
         """The whole stream is there, its checksum checked. Raises _Aborted once a
@@ -126,6 +333,8 @@ class Spool(_Arrivals):
             if self._fh.closed:
                 raise _Aborted
             self._write_batch()
+            # As long as the dump: the workers' blocks are holes, which nothing reads.
+            self._fh.truncate(self._at)
             self._fh.close()
         self._mark_done()
 
@@ -188,6 +397,9 @@ class _SpoolReader:
 
     def tell(self) -> int:
         return self._pos
+
+    def fileno(self) -> int:
+        return self._fd
 
     def send(self, out: IO[bytes], start: int, end: int) -> None:
         """Write bytes ``start`` to ``end`` of the spool to ``out`` (a pipe) as they
@@ -651,6 +863,12 @@ def restore_arriving(
             close = getattr(chunks, "close", None)
             if callable(close):
                 close()  # its fetch threads, when it was left early
+    # In the -v log: how much of the dump went through the file.
+    log.info(
+        "dump: %(memory)d bytes to the workers from memory, %(spilled)d through the spool "
+        "for a worker behind, %(file)d into the spool for pg_restore's own reads",
+        spool.tally,
+    )
     # The whole stream is there and matched its checksum: what is left may start.
     if plan is not None:
         write_offsets(spool.path, plan.toc, plan.starts)
@@ -717,11 +935,40 @@ def _load(
     rows: Callable[[TocEntry], int] | None,
     check_rows: CheckRows | None,
 ) -> Plan | None:
+    try:
+        return _plan_and_feed(
+            spool, size, noted, conninfo, jobs, no_owner, bindir, rows, check_rows
+        )
+    except BaseException:
+        spool.abort()  # the reader may wait for a worker to take its bytes
+        raise
+
+
+def _plan_and_feed(
+    spool: Spool,
+    size: int,
+    noted: object,
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    bindir: Path | None,
+    rows: Callable[[TocEntry], int] | None,
+    check_rows: CheckRows | None,
+) -> Plan | None:
     """Pre-data from the table of contents, then the tables' data by ``jobs`` workers as
     it arrives; returns the plan followed (None: the data is left for the end)."""
     with spool.reader() as head:
         toc = read_toc(head)
     plan = plan_blocks(toc, noted, size, jobs, rows) if toc is not None else None
+    if plan is not None:
+        # Their blocks go to the workers from memory from now on.
+        spool.route(
+            [
+                (plan.starts[i], plan.ends[i], worker)
+                for worker, ids in enumerate(plan.workers)
+                for i in ids
+            ]
+        )
     with (
         spool.reader() as source,
         pg_restore(conninfo, no_owner=no_owner, sections=("pre-data",), bindir=bindir) as pre,
@@ -736,8 +983,8 @@ def _load(
     _run_workers(
         spool.abort,
         [
-            partial(_feed, spool, plan, ids, conninfo, no_owner, bindir, check_rows)
-            for ids in plan.workers
+            partial(_feed, spool, plan, worker, conninfo, no_owner, bindir, check_rows)
+            for worker in range(len(plan.workers))
         ],
     )
     return plan
@@ -746,14 +993,16 @@ def _load(
 def _feed(
     spool: Spool,
     plan: Plan,
-    ids: list[int],
+    worker: int,
     conninfo: ConnInfo,
     no_owner: bool,
     bindir: Path | None,
     check_rows: CheckRows | None,
 ) -> None:
-    """One worker: pg_restore of ``ids``' data, fed the table of contents and then only
-    those blocks, each checked to start with its own header as it is fed."""
+    """One worker: pg_restore of its entries' data, fed the table of contents from the
+    spool and then only those blocks, as the reader hands them over (:meth:`Spool.take`),
+    each checked to start with its own header before any of it is fed."""
+    ids = plan.workers[worker]
     listed = spool.path.with_name(f"worker-{ids[0]}.list")
     listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
     with (
@@ -763,42 +1012,114 @@ def _feed(
         widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         source.send(restore.stdin, 0, plan.toc.end)
         for dump_id in ids:
-            start, end = plan.starts[dump_id], plan.ends[dump_id]
-            # The header before any of the block is fed; its end once it is all there
-            # (a block may be large: it is fed as it arrives). A wrong end means the
-            # block fed was not exactly this entry's: the restore fails.
-            _check_block(source, plan.toc, dump_id, start, end, head=True)
-            source.send(restore.stdin, start, end)
-            _check_block(source, plan.toc, dump_id, start, end, head=False)
+            block = _Block(dump_id, plan.starts[dump_id], plan.ends[dump_id])
+            _send_block(spool, worker, source.fileno(), restore.stdin, plan.toc, block)
     _post_data_early(spool, spool.path, plan, ids, conninfo, no_owner, bindir, check_rows)
 
 
-def _check_block(
-    source: _SpoolReader, toc: ArchiveToc, dump_id: int, start: int, end: int, *, head: bool
+@dataclass(frozen=True)
+class _Block:
+    """The data block of entry ``dump_id``: bytes ``start`` to ``end`` of the dump."""
+
+    dump_id: int
+    start: int
+    end: int
+
+
+def _send_block(
+    spool: Spool, worker: int, spooled: int, out: IO[bytes], toc: ArchiveToc, block: _Block
 ) -> None:
-    """Raise RestoreError unless the block noted at ``start`` is ``dump_id``'s (``head``)
-    or the bytes before ``end`` close it (a zero length, or a large objects' block's zero
-    oid)."""
-    if head:
-        size = 2 + toc.int_size
-        source.seek(start)
-        header = source.read(size)
-        fits = (
-            len(header) == size
-            and header[0] in (BLOCK_DATA, BLOCK_BLOBS)
-            and header[1] == 0
-            and int.from_bytes(header[2:], "little") == dump_id
-        )
-    else:
-        size = 1 + toc.int_size
-        source.seek(end - size)
-        fits = source.read(size) == bytes(size)
-    if not fits:
-        raise RestoreError(
-            f"the dump's data block of entry {dump_id} is not where the backup noted it "
-            f"(byte {start})",
-            hint="nothing was changed; restore it with --jobs 1, which does not use the notes",
-        )
+    """Write ``block`` into ``out`` (a pg_restore's stdin) as the reader hands it to
+    ``worker``: from memory, or what was spilled, from the spool's file ``spooled`` (by
+    ``sendfile``). Raises RestoreError unless the block starts with its own header
+    (checked before any of it is written) and ends with a zero length (a large objects'
+    block: a zero oid), checked once it is all written: a block that is not exactly this
+    entry's fails the restore, whose staging database is then dropped."""
+    head_size = 2 + toc.int_size
+    tail_size = 1 + toc.int_size
+    head = tail = b""
+    checked = False
+    queued: list[Item] = []
+    out.flush()
+    at = block.start
+    while at < block.end:
+        for item in spool.take(worker, block.end):
+            offset, data, length = item
+            if offset != at or offset + length > block.end:
+                raise _misplaced(block)
+            if not checked:
+                want = min(length, head_size - len(head))
+                head += _first(data, want) if data is not None else os.pread(spooled, want, offset)
+                if len(head) == head_size or offset + length == block.end:
+                    if not _fits_head(head, toc, block.dump_id):
+                        raise _misplaced(block)
+                    checked = True
+            keep = min(length, tail_size)
+            last = (
+                _last(data, keep)
+                if data is not None
+                else os.pread(spooled, keep, offset + length - keep)
+            )
+            tail = (tail + last)[-tail_size:]
+            queued.append(item)
+            at = offset + length
+        if checked:
+            _write_items(out, spooled, queued)
+            queued = []
+    if tail != bytes(tail_size):
+        raise _misplaced(block)
+
+
+def _write_items(out: IO[bytes], spooled: int, items: list[Item]) -> None:
+    """Write ``items`` into ``out`` in order: those in memory a run at a time, those in
+    the spool's file ``spooled`` by ``sendfile``."""
+    run: Parts = []
+    for offset, data, length in items:
+        if data is not None:
+            run += data
+            continue
+        _write_all(out.fileno(), run)
+        run = []
+        send_range(out, spooled, offset, length)
+    _write_all(out.fileno(), run)
+
+
+def _first(parts: Parts, size: int) -> bytes:
+    """The first ``size`` bytes of ``parts`` (fewer if they hold fewer)."""
+    out = b""
+    for part in parts:
+        if len(out) >= size:
+            break
+        out += bytes(part[: size - len(out)])
+    return out
+
+
+def _last(parts: Parts, size: int) -> bytes:
+    """The last ``size`` bytes of ``parts`` (fewer if they hold fewer)."""
+    out = b""
+    for part in reversed(parts):
+        if len(out) >= size:
+            break
+        out = bytes(part[max(0, len(part) - (size - len(out))) :]) + out
+    return out
+
+
+def _fits_head(head: bytes, toc: ArchiveToc, dump_id: int) -> bool:
+    """Whether ``head`` is the header of a data block of entry ``dump_id``."""
+    return (
+        len(head) == 2 + toc.int_size
+        and head[0] in (BLOCK_DATA, BLOCK_BLOBS)
+        and head[1] == 0
+        and int.from_bytes(head[2:], "little") == dump_id
+    )
+
+
+def _misplaced(block: _Block) -> RestoreError:
+    return RestoreError(
+        f"the dump's data block of entry {block.dump_id} is not where the backup noted it "
+        f"(byte {block.start})",
+        hint="nothing was changed; restore it with --jobs 1, which does not use the notes",
+    )
 
 
 PROGRESS_STEP = 1 << 20
