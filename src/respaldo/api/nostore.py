@@ -11,27 +11,20 @@ keep their revalidation.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+
+from respaldo.api.headers import AddedHeaders, Headers
 
 
-class NoStore:
+def no_store(present: set[bytes]) -> Headers:
+    """``Cache-Control: no-store`` unless the answer has a cache policy or an ``ETag``."""
+    if b"cache-control" in present or b"etag" in present:
+        return []
+    return [(b"cache-control", b"no-store")]
+
+
+class NoStore(AddedHeaders):
     """ASGI middleware adding ``Cache-Control: no-store`` as described above."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                if b"cache-control" not in names and b"etag" not in names:
-                    headers.append((b"cache-control", b"no-store"))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_policy)
+        super().__init__(app, no_store)

@@ -13,31 +13,25 @@ DENY`` for browsers that predate it). An answer that sets its own policy (the AP
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
+
+from respaldo.api.headers import AddedHeaders, Headers
 
 FRAME_POLICY = b"frame-ancestors 'none'"
 
 
-class NoFraming:
+def no_framing(present: set[bytes]) -> Headers:
+    """The two refusals, each unless the answer sets its own."""
+    added = []
+    if b"content-security-policy" not in present:
+        added.append((b"content-security-policy", FRAME_POLICY))
+    if b"x-frame-options" not in present:
+        added.append((b"x-frame-options", b"DENY"))
+    return added
+
+
+class NoFraming(AddedHeaders):
     """ASGI middleware adding the headers above to every HTTP answer."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", FRAME_POLICY))
-                if b"x-frame-options" not in names:
-                    headers.append((b"x-frame-options", b"DENY"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        super().__init__(app, no_framing)
