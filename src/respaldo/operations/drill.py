@@ -341,8 +341,9 @@ def _drill(
             error = str(exc)
             result.checks.append(Check("drill", False, error))
         finally:
-            if created is not None:
-                drop_quietly(admin, created)
+            if created is not None and (left := drop_quietly(admin, created)) is not None:
+                # A whole copy of the database stays on its server: the run says so.
+                result.warnings.append(left)
     return _finish(ctx, result, error)
 
 

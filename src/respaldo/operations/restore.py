@@ -123,6 +123,7 @@ from respaldo.postgres.largeobjects import recorded as recorded_large_objects
 from respaldo.postgres.scratchdb import (
     STAGING_PREFIX,
     drop_abandoned,
+    drop_scratch,
     held_database,
     is_scratch_name,
     scratch_name,
@@ -1388,17 +1389,20 @@ def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
     return "".join(lines), kept
 
 
-def drop_quietly(admin: ConnInfo, name: str) -> None:
-    """Drop a scratch database after a failure; if that fails too, say so in one line.
+def drop_quietly(admin: ConnInfo, name: str) -> str | None:
+    """Drop a scratch database after a failure or a drill; if that fails too, say so in
+    one line, logged and returned (for a result's warnings).
 
     The original error matters more than the cleanup's, and no traceback must come before
     it: the database is left to :func:`~respaldo.postgres.scratchdb.drop_abandoned`.
     """
     try:
-        drop_database(admin, name)
+        drop_scratch(admin, name)
     except Exception as exc:
-        log.warning(
-            "could not drop %s (%s): the next restore or drill on this server drops it",
-            describe_scratch(name),
-            exc,
+        said = (
+            f"could not drop {describe_scratch(name)} ({exc}): the next restore or drill on "
+            "this server tries again"
         )
+        log.warning("%s", said)
+        return said
+    return None

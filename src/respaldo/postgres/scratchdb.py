@@ -33,7 +33,7 @@ import psycopg
 
 from respaldo.errors import RespaldoError
 from respaldo.postgres.connection import ConnInfo
-from respaldo.postgres.server import connect, drop_database
+from respaldo.postgres.server import connect, drop_copied_subscriptions, drop_database
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,20 @@ def describe(name: str) -> str:
     return f"{kind} database {name}"
 
 
+def drop_scratch(conninfo: ConnInfo, name: str) -> None:
+    """Drop scratch database ``name`` (sessions on it ended), its logical replication
+    subscriptions first: a restored backup of a subscriber holds copies of them, with
+    which PostgreSQL refuses the drop, and every drill of such a database left a whole
+    copy of it on the server. Copies only: their slots are the original's and are left
+    alone (:func:`~respaldo.postgres.server.drop_copied_subscriptions`). Raises
+    ValueError for a name that is not a scratch database's, ConnectionFailed and
+    QueryFailed."""
+    if not is_scratch_name(name):
+        raise ValueError(f"{name!r} is not the name of a scratch database")
+    drop_copied_subscriptions(conninfo, name)
+    drop_database(conninfo, name, force=True)
+
+
 def drop_abandoned(conninfo: ConnInfo) -> list[str]:
     """Drop every scratch database of the server of ``conninfo`` that nobody holds.
 
@@ -126,7 +140,7 @@ def drop_abandoned(conninfo: ConnInfo) -> list[str]:
     # Filtered here, by the predicate that restore's refusal of target names uses too.
     for name in (str(row[0]) for row in rows if is_scratch_name(str(row[0]))):
         try:
-            drop_database(conninfo, name, force=True)
+            drop_scratch(conninfo, name)
         except RespaldoError as exc:
             said.append(f"cannot drop the abandoned {describe(name)}: {exc}")
             continue

@@ -13,6 +13,7 @@ DatabaseExists / DatabaseNotFound where that is what went wrong.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -1327,6 +1328,60 @@ def drop_database(
             },
         )
     log.info("dropped database %r", name)
+
+
+# pg_subscription is a shared catalog: its rows are seen from any database of the server.
+_SUBSCRIPTIONS_OF = """
+SELECT s.subname FROM pg_catalog.pg_subscription s
+  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+ WHERE d.datname = %s
+ ORDER BY s.subname
+"""
+
+
+def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
+    """Drop the logical replication subscriptions of database ``name``, a copy restored
+    from a backup, without touching their publisher; return their names.
+
+    PostgreSQL refuses to drop a database that holds a subscription, and pg_restore
+    creates the backed-up database's own (disabled, ``connect = false``) but naming the
+    original's replication slot. ``DROP SUBSCRIPTION`` alone would connect to the
+    publisher and drop that slot, which the original subscriber is using: so each is
+    disabled and detached from its slot (``slot_name = NONE``) first. Only for copies:
+    the live subscriber's slot must go with its own subscription. Connects to ``name``
+    only when it holds one. Raises ConnectionFailed, QueryFailed (a role that does not
+    own them and is no superuser).
+    """
+    with _maintenance(conninfo, name) as conn:
+        rows = _guarded(
+            conninfo,
+            f"listing the subscriptions of {name!r}",
+            lambda: conn.execute(_SUBSCRIPTIONS_OF, (name,)).fetchall(),
+        )
+    found = [str(row[0]) for row in rows]
+    if not found:
+        return []
+    inside = conninfo.with_dbname(name)
+    with connect(inside, autocommit=True) as conn:
+
+        def run(query: sql.Composed) -> None:
+            conn.execute(query)
+
+        for subscription in found:
+            ident = sql.Identifier(subscription)
+            for statement in (
+                sql.SQL("ALTER SUBSCRIPTION {} DISABLE"),
+                sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)"),
+                sql.SQL("DROP SUBSCRIPTION {}"),
+            ):
+                query = statement.format(ident)
+                _guarded(
+                    inside,
+                    f"dropping subscription {subscription!r} of {name!r}",
+                    functools.partial(run, query),
+                )
+    log.info("dropped the subscriptions of %r: %s", name, ", ".join(found))
+    return found
 
 
 def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = True) -> None:

@@ -1,0 +1,105 @@
+"""A database that subscribes to another (logical replication): its restore tests, failed
+restores and abandoned scratch copies leave nothing on the server, and never reach for
+the publisher.
+
+pg_restore creates the backed-up subscription in the copy (disabled, connect = false),
+naming the original's replication slot, and PostgreSQL refuses to drop a database that
+holds one: every drill of such a database left a whole copy of it on the production
+server ('could not drop drill database … is being used by logical replication
+subscription', a log line; the drill passed). Dropping the copy's subscription as it is
+would connect to the publisher and drop the slot the original is using. The publisher
+here is a closed port: a drop that tried to reach it fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from respaldo.postgres.scratchdb import drop_abandoned
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import databases
+from tests.ports import closed_port
+
+pytestmark = pytest.mark.integration
+
+
+def _subscribe(pg: TempCluster, dbname: str, name: str = "desde_central") -> None:
+    pg.execute(
+        sql.SQL(
+            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION obras_pub "
+            "WITH (connect = false, slot_name = 'ranura_central')"
+        ).format(
+            sql.Identifier(name),
+            sql.Literal(f"host=127.0.0.1 port={closed_port()} dbname=central"),
+        ),
+        dbname=dbname,
+    )
+
+
+def _unsubscribe(pg: TempCluster, dbname: str) -> None:
+    """Drop every subscription of ``dbname`` without reaching for its publisher."""
+    rows = pg.query(
+        "SELECT s.subname FROM pg_catalog.pg_subscription s JOIN pg_catalog.pg_database d"
+        " ON d.oid = s.subdbid WHERE d.datname = %s",
+        [dbname],
+    )
+    for (name,) in rows:
+        ident = sql.Identifier(name)
+        pg.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident), dbname=dbname)
+        pg.execute(
+            sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident), dbname=dbname
+        )
+        pg.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident), dbname=dbname)
+
+
+@pytest.fixture
+def subscriber(respaldo: Respaldo) -> Iterator[Respaldo]:
+    """The test's ERP database subscribed to a publisher that is not there."""
+    _subscribe(respaldo.pg, respaldo.dbname)
+    try:
+        yield respaldo
+    finally:
+        # The fixtures drop the databases afterwards: not while they subscribe.
+        for name in databases(respaldo.pg):
+            _unsubscribe(respaldo.pg, name)
+
+
+def _scratch(pg: TempCluster) -> set[str]:
+    return {name for name in databases(pg) if name.startswith("respaldo_")}
+
+
+def test_a_drill_of_a_subscriber_leaves_no_copy_on_the_server(subscriber: Respaldo) -> None:
+    backup_id = subscriber.backup()["id"]
+
+    run = subscriber.run("drill", backup_id)
+
+    assert run.code == 0, str(run)
+    assert "passed" in run.err, str(run)
+    assert "could not drop" not in run.out + run.err, str(run)
+    assert _scratch(subscriber.pg) == set()
+    # The original still subscribes, its slot named as before.
+    assert subscriber.pg.query(
+        "SELECT s.subname, s.subslotname FROM pg_catalog.pg_subscription s"
+        " JOIN pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = %s",
+        [subscriber.dbname],
+    ) == [("desde_central", "ranura_central")]
+
+
+def test_an_abandoned_staging_copy_of_a_subscriber_is_dropped(pg: TempCluster) -> None:
+    name = "respaldo_staging_0ddba11a"
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        _subscribe(pg, name)
+
+        said = drop_abandoned(pg.conninfo("postgres"))
+
+        assert said == [f"dropped staging database {name}, left by an interrupted restore or drill"]
+        assert name not in databases(pg)
+    finally:
+        if name in databases(pg):
+            _unsubscribe(pg, name)
+            pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
