@@ -442,8 +442,17 @@ def _restore_staged(
             drop_quietly(admin, staging)
             raise
     if result.old_database and drop_old:
-        drop_database(admin, result.old_database)
-        result.old_database = None
+        try:
+            drop_database(admin, result.old_database)
+        except RespaldoError as exc:
+            # The backup is in place already: the restore succeeded, and the old database
+            # is kept as it is without --drop-old (one that subscribes to another, say).
+            result.warnings.append(
+                f"the previous database is kept as {result.old_database}: it could not be "
+                f"dropped ({first_line(exc)})"
+            )
+        else:
+            result.old_database = None
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
 

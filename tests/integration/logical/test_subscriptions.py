@@ -103,3 +103,30 @@ def test_an_abandoned_staging_copy_of_a_subscriber_is_dropped(pg: TempCluster) -
         if name in databases(pg):
             _unsubscribe(pg, name)
             pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_drop_old_that_cannot_drop_a_subscriber_keeps_it_and_the_restore_succeeds(
+    subscriber: Respaldo,
+) -> None:
+    # The swap is done before the old database is dropped: a drop PostgreSQL refuses (the
+    # old database subscribes) failed the whole command with only the drop's error, as
+    # if nothing had been restored.
+    backup_id = subscriber.backup()["id"]
+    before = databases(subscriber.pg)
+
+    run = subscriber.run(
+        "restore", backup_id, "--target-database", subscriber.dbname, "--replace", "--drop-old"
+    )
+
+    assert run.code == 0, str(run)
+    [old] = databases(subscriber.pg) - before
+    assert old.startswith(f"{subscriber.dbname}_old_")
+    assert f"warning: the previous database is kept as {old}: it could not be dropped" in " ".join(
+        run.err.split()
+    ), str(run)
+    assert "logical replication subscription" in run.err, str(run)
+    assert f"previous database kept as {old}" in " ".join(run.err.split()), str(run)
+    assert subscriber.pg.scalar("SELECT count(*) > 0 FROM obras.proyectos", dbname=old)
+    assert subscriber.pg.scalar(
+        "SELECT count(*) > 0 FROM obras.proyectos", dbname=subscriber.dbname
+    )
