@@ -328,6 +328,14 @@ class BackupRecords:
         record.schema_version = schema_version
         record.error_message = None
         _set_locations(record, storage_path, s3_url, storage_tier)
+        if parent_id is not None:
+            # Its parent was found not to restore while it ran (a repair, a restore test):
+            # it restores only on top of it, so it is no recovery point either.
+            parent = self.session.get(BackupRecord, parent_id)
+            if parent is not None and _failed_verification(parent):
+                record.is_verified = False
+                record.verified_at = parent.verified_at
+                record.error_message = chain_problem(parent_id)
         self.session.flush()
         return record
 
@@ -368,10 +376,38 @@ class BackupRecords:
         record.verified_at = when
         if verified:
             record.error_message = None
-        elif problem is not None:
-            record.error_message = problem
+        else:
+            if problem is not None:
+                record.error_message = problem
+            self._fail_descendants(record.id, when)
         self.session.flush()
         return record
+
+    def _fail_descendants(self, backup_id: str, when: datetime) -> None:
+        """Mark as failed verification, at ``when``, every completed backup built on
+        ``backup_id`` (an incremental physical backup restores only on top of its whole
+        chain, pg_combinebackup needs every one of them). Left good, the newest child of a
+        damaged backup was the database's recovery point: status green, retention keeping
+        it as the newest good backup, the page offering its restore, none of which could
+        restore. One already known to fail keeps its own reason."""
+        parents, seen = [backup_id], {backup_id}
+        while parents:
+            children = self.session.scalars(
+                sa.select(BackupRecord).where(
+                    BackupRecord.parent_id.in_(parents),
+                    BackupRecord.status == BackupStatus.COMPLETED,
+                )
+            ).all()
+            parents = []
+            for child in children:
+                if child.id in seen:
+                    continue
+                seen.add(child.id)
+                parents.append(child.id)
+                if not _failed_verification(child):
+                    child.is_verified = False
+                    child.verified_at = when
+                    child.error_message = chain_problem(backup_id)
 
     def delete(self, backup_id: str) -> None:
         """Remove a record, and its copies, for good (retention expired it and its
@@ -561,6 +597,20 @@ class BackupRecords:
         record.error_message = message
         record.completed_at = when
         record.duration = _duration(record.started_at, when)
+
+
+def chain_problem(backup_id: str) -> str:
+    """The catalog's words for a backup whose chain holds ``backup_id``, which failed
+    verification (``error_message``)."""
+    return (
+        f"cannot be restored: backup {backup_id}, of the chain it is incremental on, failed "
+        "verification"
+    )
+
+
+def _failed_verification(record: BackupRecord) -> bool:
+    """:func:`failed_verification` of one loaded record."""
+    return record.verified_at is not None and not record.is_verified
 
 
 def failed_verification() -> sa.ColumnElement[bool]:

@@ -11,7 +11,9 @@ parent is kept as long as a child is).
 
 A backup is incremental when it can be: the server is 17 or newer with summaries that
 reach back to the previous physical backup of the database, which is of the same
-cluster, holds its ``backup_manifest`` as a stream, and is not at the end of a chain of
+cluster, holds its ``backup_manifest`` as a stream, did not fail verification (a repair
+that found its chunks lost, a failed restore test: that failure is also every backup's
+built on it, see ``BackupRecords.set_verified``), and is not at the end of a chain of
 :data:`MAX_CHAIN` incrementals already (a full backup then starts a new chain, so that a
 restore never combines more than ``MAX_CHAIN`` + 1 backups, and a damaged old full backup
 stops mattering after a week of daily backups). Otherwise it is full, and the manifest
@@ -67,6 +69,14 @@ def choose_parent(
         )
     if not latest:
         return None, "no earlier physical backup of this database"
+    previous = latest[0]
+    if previous.verified_at is not None and not previous.is_verified:
+        # Built on it, the new backup could not restore either (pg_combinebackup needs
+        # the whole chain), and would still count as the database's good recovery point.
+        return None, (
+            f"the previous physical backup ({previous.id}) failed verification: a full one "
+            "starts a new chain"
+        )
     manifest = repo.load_manifest(latest[0].id)
     meta = manifest.meta
     if str(meta.get("system_identifier")) != str(server.system_identifier):

@@ -22,11 +22,13 @@ from respaldo.catalog.backups import BackupRecords
 from respaldo.operations.context import Context
 from respaldo.operations.prune import facts_of
 from respaldo.operations.repositories import open_repository
+from respaldo.operations.status import compute_status
 from respaldo.postgres.checks import Status, check_server
+from respaldo.postgres.toolsets import BUNDLED_MAJOR
 from respaldo.retention import Policy, decide
 from tests.integration.logical.support import table_checksums
-from tests.integration.majors import ON_PG18
-from tests.integration.physical.conftest import SEED, SHOP, Archiving
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS, ON_PG18
+from tests.integration.physical.conftest import SEED, SHOP, Archiving, archiving_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,54 @@ def test_an_incremental_whose_parent_is_gone_is_refused_before_anything_is_writt
     assert run.code == 1, str(run)
     assert f"is incremental on backup {first['id']}, which is gone" in run.err
     assert not datadir.exists()
+
+
+def test_no_backup_builds_on_a_chain_that_failed_verification(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # A cluster and repository of its own: the test destroys a pack.
+    with archiving_cluster(
+        BUNDLED_MAJOR,
+        initdb_options=ARCHIVING_INITDB_OPTIONS[BUNDLED_MAJOR],
+        settings=ARCHIVING_SETTINGS[BUNDLED_MAJOR],
+    ) as archiving:
+        archiving.capsys = capsys
+        first = archiving.backup()
+        day_of_work(archiving.pg.conninfo_kwargs(SHOP), SEED, 1)
+        second = archiving.backup()
+        repo = open_repository(archiving.settings())
+        assert repo.load_manifest(second["id"]).meta["incremental_of"] == first["id"]
+        # The first backup's pack lost (a disk's damage): verify finds it, repair marks the
+        # backups that reference its chunks.
+        packs = [p for p in (archiving.repo_dir / "packs").rglob("*") if p.is_file()]
+        max(packs, key=lambda p: p.stat().st_size).unlink()
+        assert archiving.run("verify", "--all").code == 3
+        repaired = archiving.run("repair")
+        assert repaired.code == 3, str(repaired)
+        assert first["id"] in repaired.err, str(repaired)
+
+        # The next physical backup starts a new chain: built on the damaged one, it could
+        # not restore either, and the status called it the good recovery point (green).
+        third = archiving.backup()
+        meta = open_repository(archiving.settings()).load_manifest(third["id"]).meta
+        assert meta["backup_method"] == "full", meta.get("incremental_of")
+        assert "failed verification" in meta["full_reason"], meta["full_reason"]
+        ctx = Context.open(archiving.settings())
+        try:
+            with ctx.catalog.read() as session:
+                records = {r.id: r for r in BackupRecords(session).list(database="erp")}
+            for damaged in (first["id"], second["id"]):
+                assert records[damaged].verified_at is not None
+                assert not records[damaged].is_verified
+            assert records[third["id"]].verified_at is None
+            report = compute_status(ctx, datetime.now(UTC), servers=False)
+        finally:
+            ctx.close()
+        (item,) = [i for i in report.items if i.key == "rpo:erp:incremental"]
+        assert item.backup_id == third["id"]
+        assert item.level == "green", item.reason
+        restored, _, _ = archiving.restore_started(third["id"], restored_servers)
+        assert restored.scalar("SELECT count(*) > 0 FROM obras.proyectos", dbname=SHOP)
 
 
 def test_before_postgresql_17_every_physical_backup_is_full(archiving: Archiving) -> None:

@@ -217,6 +217,65 @@ def test_set_verified_only_on_completed_backups(records: BackupRecords) -> None:
     assert (record.is_verified, record.verified_at) == (False, T0 + timedelta(hours=2))
 
 
+def physical_chain(records: BackupRecords, length: int) -> list[BackupRecord]:
+    """``length`` completed physical backups, each incremental on the one before."""
+    chain: list[BackupRecord] = []
+    for n in range(length):
+        record = pending(records, kind=BackupKind.INCREMENTAL, offset=timedelta(hours=n))
+        records.start(record.id, os.getpid(), host=HOST, now=record.created_at)
+        records.complete(
+            record.id,
+            completed_at=record.created_at + timedelta(seconds=90),
+            size_bytes=1000,
+            size_compressed=400,
+            checksum="ab" * 32,
+            manifest=f"manifests/{record.id}",
+            parent_id=chain[-1].id if chain else None,
+        )
+        chain.append(record)
+    return chain
+
+
+def test_a_failed_verification_fails_every_backup_built_on_it(records: BackupRecords) -> None:
+    # An incremental backup restores only on top of its whole chain: with its full
+    # backup's chunks lost, its children were still good (status green, retention's
+    # newest good backup, a Restore button), and none of them could be restored.
+    full, child, grandchild, own_fault = physical_chain(records, 4)
+    other = completed(records, pending(records, kind=BackupKind.INCREMENTAL))
+    records.set_verified(child.id, T0 + timedelta(hours=5))  # a restore test passed
+    records.set_verified(own_fault.id, T0 + timedelta(hours=6), verified=False, problem="own")
+    when = T0 + timedelta(days=1)
+    records.set_verified(full.id, when, verified=False, problem="damaged: 3 chunks lost")
+    for record in (child, grandchild):
+        assert (record.is_verified, record.verified_at) == (False, when)
+        assert record.error_message == (
+            f"cannot be restored: backup {full.id}, of the chain it is incremental on, "
+            "failed verification"
+        )
+    assert own_fault.error_message == "own"  # known bad already: its own reason stays
+    assert other.verified_at is None  # not of the chain
+
+
+def test_a_backup_completed_on_a_parent_found_damaged_meanwhile_is_not_good(
+    records: BackupRecords,
+) -> None:
+    (parent,) = physical_chain(records, 1)
+    child = pending(records, kind=BackupKind.INCREMENTAL, offset=timedelta(hours=1))
+    records.start(child.id, os.getpid(), host=HOST, now=child.created_at)
+    records.set_verified(parent.id, T0 + timedelta(hours=2), verified=False, problem="lost")
+    records.complete(
+        child.id,
+        completed_at=T0 + timedelta(hours=3),
+        size_bytes=1000,
+        size_compressed=400,
+        checksum="ab" * 32,
+        manifest=f"manifests/{child.id}",
+        parent_id=parent.id,
+    )
+    assert (child.is_verified, child.verified_at) == (False, T0 + timedelta(hours=2))
+    assert f"backup {parent.id}, of the chain" in (child.error_message or "")
+
+
 # -- listing ----------------------------------------------------------------------------
 
 

@@ -258,6 +258,18 @@ def test_a_backup_known_not_to_restore_is_no_recovery_point(ctx: Context) -> Non
     )
 
 
+def test_an_incremental_backup_on_a_damaged_one_is_no_recovery_point(ctx: Context) -> None:
+    # Its full backup lost chunks after it was taken: the incremental restores only on top
+    # of it (pg_combinebackup), so the recovery point is the chain before, 8 h old (RPO 7 h).
+    older = backup(ctx, NOW - 8 * H, kind=BackupKind.INCREMENTAL)
+    full = backup(ctx, NOW - 3 * H, kind=BackupKind.INCREMENTAL)
+    child = backup(ctx, NOW - H, kind=BackupKind.INCREMENTAL, parent=full)
+    _failed_verification(ctx, full, damage_problem(3, NOW))
+    physical = catalog_only(ctx, archived=("erp",))["rpo:erp:incremental"]
+    assert (physical.level, physical.backup_id) == ("red", older)
+    assert f"backup {child} (60 min ago) failed verification: cannot be restored" in physical.reason
+
+
 def test_a_backup_whose_restore_test_failed_leaves_an_older_recovery_point_amber(
     ctx: Context,
 ) -> None:
