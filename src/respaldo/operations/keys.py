@@ -82,12 +82,43 @@ def add_key(
     primary alone would not open the offsite mirror in a disaster).
 
     Raises WeakPassphrase for one too short for a new key, and RepositoryError when a
-    repository cannot be opened; in both cases nothing is written anywhere."""
+    repository cannot be opened or written (the keys added to the others are removed
+    again); in every case nothing is left written."""
     check_new_passphrase(passphrase)
     with _opened(ctx, repository, "add a key") as targets:
-        return [
-            KeyAdded(repository=name, key=repo.add_key(passphrase, kdf)) for name, repo in targets
-        ]
+        added: list[tuple[str, Repository, str]] = []
+        for name, repo in targets:
+            try:
+                added.append((name, repo, repo.add_key(passphrase, kdf)))
+            except RespaldoError as exc:
+                raise _add_undone(exc, name, added) from None
+        return [KeyAdded(repository=name, key=key_id) for name, _, key_id in added]
+
+
+def _add_undone(
+    exc: RespaldoError, failed: str, added: list[tuple[str, Repository, str]]
+) -> RepositoryError:
+    """The error of a ``key add`` that stopped at repository ``failed``, once the keys it
+    added to the ones before are removed again: the new passphrase must not open the
+    primary alone, for an operator who then configures it to find in a disaster that
+    the mirror opens only with the old one, forgotten by then."""
+    kept = []
+    for name, repo, key_id in added:
+        try:
+            repo.remove_key(key_id)
+        except RespaldoError:
+            kept.append(name)
+    if kept:
+        state = (
+            f"the new passphrase opens {', '.join(kept)} (its key could not be removed "
+            "again) but not the others; the configured one still opens every repository"
+        )
+    else:
+        state = "nothing was changed: the new passphrase opens no repository"
+    return RepositoryError(
+        f"cannot add the key to repository {failed}: {exc.message}; {state}",
+        hint=f"run 'respaldo key add' again once {failed} can be written",
+    )
 
 
 def change_passphrase(
