@@ -133,6 +133,7 @@ from respaldo.postgres.server import (
     SERVER_IDENTITY,
     large_objects,
     server_identity,
+    subscriptions_of,
     with_short_lock_waits,
 )
 from respaldo.postgres.toc import Selection, only_blocks
@@ -441,6 +442,8 @@ def _restore_staged(
         except BaseException:
             drop_quietly(admin, staging)
             raise
+    if result.old_database:
+        result.warnings += _replication_left_behind(admin, result.old_database, target)
     if result.old_database and drop_old:
         try:
             drop_database(admin, result.old_database)
@@ -1266,6 +1269,30 @@ def _swap(
         f"database is kept as {old}; finish the post-restore steps by hand",
     )
     return old
+
+
+def _replication_left_behind(admin: ConnInfo, old: str, target: str) -> list[str]:
+    """A warning when the replaced database, now ``old``, still subscribes to another
+    (logical replication): its subscriptions go on applying the publisher's changes to
+    it, while pg_restore made ``target``'s copies disabled. Nothing else says that the
+    database the application now uses stopped receiving them. Never raises: the
+    restore is done."""
+    try:
+        enabled = [name for name, on in subscriptions_of(admin, old) if on]
+    except RespaldoError as exc:
+        log.warning("cannot read the subscriptions of %s: %s", old, first_line(exc))
+        return []
+    if not enabled:
+        return []
+    names = ", ".join(enabled)
+    return [
+        f"the replaced database, kept as {old}, still subscribes ({names}) and receives the "
+        f"publisher's changes; {target} has them restored disabled. To replicate into "
+        f"{target}: in {old}, ALTER SUBSCRIPTION … DISABLE, ALTER SUBSCRIPTION … SET "
+        f"(slot_name = NONE) and DROP SUBSCRIPTION; then in {target}, ALTER SUBSCRIPTION "
+        "… ENABLE (it goes on from where the slot is: what the old database received "
+        "since the backup is not sent again)"
+    ]
 
 
 def _unused_name(admin: ConnInfo, name: str) -> str:

@@ -1332,11 +1332,23 @@ def drop_database(
 
 # pg_subscription is a shared catalog: its rows are seen from any database of the server.
 _SUBSCRIPTIONS_OF = """
-SELECT s.subname FROM pg_catalog.pg_subscription s
+SELECT s.subname, s.subenabled FROM pg_catalog.pg_subscription s
   JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
  WHERE d.datname = %s
  ORDER BY s.subname
 """
+
+
+def subscriptions_of(conninfo: ConnInfo, name: str) -> list[tuple[str, bool]]:
+    """The logical replication subscriptions of database ``name``: (name, enabled) each,
+    read from another database of its server. Raises ConnectionFailed, QueryFailed."""
+    with _maintenance(conninfo, name) as conn:
+        rows = _guarded(
+            conninfo,
+            f"listing the subscriptions of {name!r}",
+            lambda: conn.execute(_SUBSCRIPTIONS_OF, (name,)).fetchall(),
+        )
+    return [(str(row[0]), bool(row[1])) for row in rows]
 
 
 def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
@@ -1352,13 +1364,7 @@ def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
     only when it holds one. Raises ConnectionFailed, QueryFailed (a role that does not
     own them and is no superuser).
     """
-    with _maintenance(conninfo, name) as conn:
-        rows = _guarded(
-            conninfo,
-            f"listing the subscriptions of {name!r}",
-            lambda: conn.execute(_SUBSCRIPTIONS_OF, (name,)).fetchall(),
-        )
-    found = [str(row[0]) for row in rows]
+    found = [subscription for subscription, _ in subscriptions_of(conninfo, name)]
     if not found:
         return []
     inside = conninfo.with_dbname(name)

@@ -130,3 +130,44 @@ def test_drop_old_that_cannot_drop_a_subscriber_keeps_it_and_the_restore_succeed
     assert subscriber.pg.scalar(
         "SELECT count(*) > 0 FROM obras.proyectos", dbname=subscriber.dbname
     )
+
+
+def test_a_replace_of_a_subscriber_says_that_replication_stays_with_the_old_database(
+    subscriber: Respaldo,
+) -> None:
+    # The subscription of the database the application uses goes on in the old one, now
+    # renamed, and the restored one's is disabled (as pg_restore makes it): the restore
+    # said only 'previous database kept as …', and replicated changes silently went on
+    # arriving where the application no longer looks.
+    pg, dbname = subscriber.pg, subscriber.dbname
+    pg.execute("ALTER SUBSCRIPTION desde_central ENABLE", dbname=dbname)
+    backup_id = subscriber.backup()["id"]
+    before = databases(pg)
+
+    run = subscriber.run("restore", backup_id, "--target-database", dbname, "--replace")
+
+    assert run.code == 0, str(run)
+    [old] = databases(pg) - before
+    said = " ".join(run.err.split())
+    assert (
+        f"warning: the replaced database, kept as {old}, still subscribes (desde_central) "
+        f"and receives the publisher's changes; {dbname} has them restored disabled"
+    ) in said, str(run)
+    assert "SET (slot_name = NONE)" in said, str(run)
+    enabled = (
+        "SELECT s.subenabled FROM pg_catalog.pg_subscription s"
+        " JOIN pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = %s"
+    )
+    assert pg.query(enabled, [old]) == [(True,)]
+    assert pg.query(enabled, [dbname]) == [(False,)]
+
+
+def test_a_replace_of_a_database_whose_subscription_is_disabled_says_nothing_of_it(
+    subscriber: Respaldo,
+) -> None:
+    backup_id = subscriber.backup()["id"]
+
+    run = subscriber.run("restore", backup_id, "--target-database", subscriber.dbname, "--replace")
+
+    assert run.code == 0, str(run)
+    assert "subscribes" not in run.err, str(run)
