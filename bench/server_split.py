@@ -161,6 +161,7 @@ _PREFIX = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \w+)\|(?P<pid>\d+)\|(?P<btype>[^|]*)\|"
     r"(?P<app>[^|]*)\|(?P<db>[^|]*)\| (?P<level>\w+):  (?P<msg>.*)$"
 )
+_STATS = re.compile(r"(QUERY|PARSE MESSAGE|BIND MESSAGE|EXECUTE MESSAGE) STATISTICS$")
 _USAGE = re.compile(r"!\s+([\d.]+) s user, ([\d.]+) s system, ([\d.]+) s elapsed")
 _AV_CPU = re.compile(r"CPU: user: ([\d.]+) s, system: ([\d.]+) s, elapsed: ([\d.]+) s")
 _AV_WHAT = re.compile(r"automatic (vacuum|analyze) of table \"([^\"]+)\"")
@@ -228,9 +229,7 @@ def parse_log(text: str) -> dict[str, Any]:
         if d:
             last_sql[pid] = d["sql"]
             continue
-        if msg.startswith(("QUERY STATISTICS", "EXECUTE STATISTICS", "PARSE STATISTICS")) or (
-            msg.startswith("BIND STATISTICS")
-        ):
+        if _STATS.match(msg):
             detail = msg
             if i < len(lines):
                 n = _PREFIX.match(lines[i])
@@ -245,6 +244,7 @@ def parse_log(text: str) -> dict[str, Any]:
             if u is None:
                 continue
             cpu = float(u[1]) + float(u[2])
+            # The extended protocol's parse and bind have statistics of their own.
             kind = statement_kind(last_sql.pop(pid, "")) if msg[0] in "QE" else "parse / bind"
             by_kind[kind] += cpu
             by_kind[f"{kind}, system"] += float(u[2])
