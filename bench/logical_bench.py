@@ -870,34 +870,54 @@ def restore_pairs(
     baseline_src: Path | None,
 ) -> dict[str, Any]:
     """``respaldo restore`` against ``createdb`` + ``pg_restore`` of the ``-Fc`` file (a
-    restore into a new database, both ways), A B A B…, ratios pair by pair; with
-    ``baseline_src``, the same restore by another source tree's respaldo too (A/base)."""
+    restore into a new database, both ways), ratios pair by pair; with ``baseline_src``,
+    the same restore by another source tree's respaldo too (A/base).
+
+    The order alternates: A B (C) in even pairs, (C) B A in odd ones. Always run first,
+    right after the previous pair's databases were dropped, A met another server state
+    than B (autovacuum's launcher, the page cache the drops freed): session 16 could not
+    tell its server CPU from an order effect. The summary gives each order apart too."""
     out: dict[str, Any] = {}
     for jobs in jobs_list:
         rows: list[dict[str, Any]] = []
         for i in range(pairs):
-            a = bench.restore(setup, backup_id, "pair_a", jobs)
-            made = bench.createdb("pair_b")
-            b = bench.pg_restore(dump, "pair_b", jobs, created=True)
+            a_first = i % 2 == 0
+            got: dict[str, dict[str, Any]] = {}
+            for step in "ABC" if a_first else "CBA":
+                if step == "A":
+                    got["a"] = bench.restore(setup, backup_id, "pair_a", jobs)
+                elif step == "B":
+                    got["made"] = bench.createdb("pair_b")
+                    got["b"] = bench.pg_restore(dump, "pair_b", jobs, created=True)
+                elif baseline_src is not None:
+                    got["c"] = bench.restore(setup, backup_id, "pair_c", jobs, src=baseline_src)
+            a, made, b = got["a"], got["made"], got["b"]
             row = {
+                "order": "A first" if a_first else "B before A",
                 "respaldo": a,
                 "createdb": made,
                 "pg_restore": b,
                 "wall_ratio": a["seconds"] / (made["seconds"] + b["seconds"]),
                 "wall_ratio_without_createdb": a["seconds"] / b["seconds"],
                 "cpu_ratio": a["cpu_seconds"] / (made["cpu_seconds"] + b["cpu_seconds"]),
+                "server_cpu_ratio": a["server_cpu_seconds"]
+                / (made["server_cpu_seconds"] + b["server_cpu_seconds"]),
             }
             if baseline_src is not None:
-                base = bench.restore(setup, backup_id, "pair_c", jobs, src=baseline_src)
+                base = got["c"]
                 row["baseline"] = base
                 row["vs_baseline_wall"] = a["seconds"] / base["seconds"]
                 row["vs_baseline_cpu"] = a["cpu_seconds"] / base["cpu_seconds"]
+                row["vs_baseline_server_cpu"] = a["server_cpu_seconds"] / base["server_cpu_seconds"]
             bench.log(
-                f"  jobs {jobs} pair {i + 1}: respaldo {a['seconds']:.2f} s, createdb + "
-                f"pg_restore {made['seconds'] + b['seconds']:.2f} s, ratio "
-                f"{row['wall_ratio']:.2f} (cpu {row['cpu_ratio']:.2f})"
+                f"  jobs {jobs} pair {i + 1} ({row['order']}): respaldo {a['seconds']:.2f} s, "
+                f"createdb + pg_restore {made['seconds'] + b['seconds']:.2f} s, ratio "
+                f"{row['wall_ratio']:.2f} (cpu {row['cpu_ratio']:.2f}, server cpu "
+                f"{a['server_cpu_seconds']:.2f} / "
+                f"{made['server_cpu_seconds'] + b['server_cpu_seconds']:.2f})"
                 + (
-                    f"; baseline {row['baseline']['seconds']:.2f} s"
+                    f"; baseline {row['baseline']['seconds']:.2f} s, server cpu "
+                    f"{row['baseline']['server_cpu_seconds']:.2f}"
                     if baseline_src is not None
                     else ""
                 )
@@ -917,10 +937,28 @@ def restore_pairs(
                 [r["createdb"]["cpu_seconds"] + r["pg_restore"]["cpu_seconds"] for r in rows]
             ),
             "background_cores": spread([r["respaldo"]["background_cores"] for r in rows]),
+            "respaldo_server_cpu_seconds": spread(
+                [r["respaldo"]["server_cpu_seconds"] for r in rows]
+            ),
+            "pg_restore_server_cpu_seconds": spread(
+                [
+                    r["createdb"]["server_cpu_seconds"] + r["pg_restore"]["server_cpu_seconds"]
+                    for r in rows
+                ]
+            ),
+            "by_order": {
+                order: {
+                    key: spread([r[key] for r in rows if r["order"] == order])
+                    for key in ("wall_ratio", "cpu_ratio", "server_cpu_ratio")
+                }
+                for order in ("A first", "B before A")
+                if any(r["order"] == order for r in rows)
+            },
         }
         if baseline_src is not None:
             summary["vs_baseline_wall"] = spread([r["vs_baseline_wall"] for r in rows])
             summary["vs_baseline_cpu"] = spread([r["vs_baseline_cpu"] for r in rows])
+            summary["vs_baseline_server_cpu"] = spread([r["vs_baseline_server_cpu"] for r in rows])
         out[f"jobs {jobs}"] = summary
     return out
 
@@ -1004,6 +1042,16 @@ def pairs_table(report: dict[str, Any]) -> Iterator[str]:
             f"{f(r['cpu_ratio'])} | {f(r['respaldo_seconds'])} | {f(r['pg_restore_seconds'])} "
             f"| {base} | {base_cpu} | {f(r['background_cores'])} |"
         )
+    yield ""
+    yield "| jobs | order | pairs | wall A/B | CPU A/B | server CPU A/B |"
+    yield "|---|---|---|---|---|---|"
+    for name, r in report["restores"].items():
+        for order, by in r.get("by_order", {}).items():
+            n = sum(1 for p in r["pairs"] if p.get("order") == order)
+            yield (
+                f"| {name} | {order} | {n} | {f(by['wall_ratio'])} | {f(by['cpu_ratio'])} "
+                f"| {f(by['server_cpu_ratio'])} |"
+            )
 
 
 def main_as_sweep(setup: Setup, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
