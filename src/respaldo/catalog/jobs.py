@@ -155,6 +155,27 @@ class Jobs:
         self.session.flush()
         return job
 
+    def last_run(self, schedule: str) -> Job | None:
+        """The newest job of ``schedule`` that was not ``skipped`` (a skip runs nothing:
+        the run before it, or another process's, still went on)."""
+        query = (
+            sa.select(Job)
+            .where(
+                known_kind(),
+                Job.triggered_by == TriggeredBy.SCHEDULE,
+                Job.requested_by == schedule,
+                Job.status != JobStatus.SKIPPED,
+            )
+            .order_by(Job.created_at.desc(), Job.id.desc())
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
+    def retried(self, job_id: int) -> bool:
+        """Whether a retry of job ``job_id`` was made (:meth:`retry`)."""
+        query = sa.select(Job.id).where(Job.retry_of == job_id).limit(1)
+        return self.session.scalars(query).first() is not None
+
     def held_retries(self, pid: int) -> builtins.list[Job]:
         """The retries still ``queued`` that process ``pid`` of this host holds to run
         (:meth:`retry` with ``runner_pid``), oldest first."""

@@ -29,7 +29,7 @@ from enum import Enum
 from sqlalchemy.orm import Session
 
 from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs
-from respaldo.domain import BackupStatus, TriggeredBy
+from respaldo.domain import BackupStatus, JobStatus, TriggeredBy
 from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations import queue
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
@@ -148,20 +148,58 @@ def sweep_here(ctx: Context) -> list[int]:
 def _retry_here(ctx: Context, session: Session, lost: Job) -> Job | None:
     """A retry of the lost ``lost``, held by this process (the service) to run, if it was
     the service's and its kind's policy allows; None otherwise."""
-    if lost.queue_name is not None or lost.triggered_by is TriggeredBy.CLI:
-        return None
     if lost.started_at is None and lost.retry_of is None:
         # Accepted, never started: whoever asked decides whether it still stands
         # (docs/service.md); only work that was cut off is run again. A retry the
         # service held is that cut-off work (its own, within the retries): run again.
         return None
-    if queue.has_queue(ctx):  # the service's jobs are the queue's: its workers retry them
-        return None
-    if not queue.retries_allowed(ctx.settings, lost):
+    if not _may_retry_here(ctx, lost):
         return None
     job = Jobs(session).retry(lost, runner_pid=os.getpid())
     log.warning("job %s was lost (%s): job %s runs it again", lost.id, lost.error_message, job.id)
     return job
+
+
+def _may_retry_here(ctx: Context, job: Job) -> bool:
+    """Whether the service may run ``job`` again itself: the service's own (a schedule's
+    or the API's, not a command line's), no queue's, within its kind's retries."""
+    if job.queue_name is not None or job.triggered_by is TriggeredBy.CLI:
+        return False
+    if queue.has_queue(ctx):  # the service's jobs are the queue's: its workers retry them
+        return False
+    return queue.retries_allowed(ctx.settings, job)
+
+
+def retry_stopped(ctx: Context, schedule: str) -> int | None:
+    """At the service's start (SQLite catalog): when the last run of ``schedule`` (skips
+    aside) was cancelled by a stop of the service (SIGTERM, ``systemctl restart``: it
+    ended ``cancelled`` and nobody asked), queue a retry of it held by this process, which
+    its first sweep starts, as for a run lost to kill -9 and within the same ``[queue]
+    retries``; returns its id. None when there is nothing to run again, or a retry of it
+    exists already (two services starting on one catalog: the write lock makes it once).
+
+    Before, such a run was not missed (its time had come and gone with a job) and not
+    lost (it ended): the night's backup cut off by a restart was simply not taken, the
+    status amber (not alerted) until the RPO lapsed a day later."""
+    with ctx.catalog.begin() as session:
+        jobs = Jobs(session)
+        # Runs skipped while it ran (its schedule fired again) ran nothing after it.
+        last = jobs.last_run(schedule)
+        if last is None:
+            return None
+        stopped = last.status is JobStatus.CANCELLED and not last.cancel_requested
+        if not stopped or jobs.retried(last.id) or not _may_retry_here(ctx, last):
+            return None
+        job = jobs.retry(last, runner_pid=os.getpid())
+        log.warning(
+            "%s: its last run (job %s) was cancelled by a stop of the service (%s): "
+            "job %s runs it again",
+            schedule,
+            last.id,
+            last.error_message,
+            job.id,
+        )
+        return job.id
 
 
 def _say(ctx: Context, backup_id: str, message: str) -> None:

@@ -247,6 +247,13 @@ class Service:
         if missed is not None:
             with self._lock:
                 self._missed[entry.name] = missed  # for its first firing only
+        elif not self.queued:
+            # Its last run cut off by the service's own stop runs again (a missed run
+            # supersedes it); with a queue, the stopping worker queued the retry.
+            try:
+                reconcile.retry_stopped(self.ctx, entry.name)
+            except Exception:
+                log.warning("cannot tell whether a stop cut %s off", entry.name, exc_info=True)
         self._scheduler.add_job(
             self.fire,
             entry.trigger,

@@ -242,6 +242,42 @@ def test_a_serve_killed_mid_backup_runs_it_again_when_it_starts_again(
     assert [r.id for r in completed] == [retry["resultId"]]
 
 
+def test_a_serve_stopped_mid_backup_runs_it_again_when_it_starts_again(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # systemctl restart during the nightly backup: the run ends cancelled (nobody asked);
+    # the service started again takes it again, as it does a run lost to kill -9. Before,
+    # that night had no backup, and the status stayed amber until the RPO lapsed.
+    config = serve_config(respaldo)
+    with backup_inside_pg_dump(respaldo, pg, "serve", config=config) as (process, _):
+        (running,) = by_status(respaldo, "running")
+        wait_for("a skipped run", lambda: bool(by_status(respaldo, "skipped")))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert by_status(respaldo, "skipped")  # the schedule fired again while it ran
+    # Started again with a daily time: no time of it was missed meanwhile.
+    config.write_text(config.read_text().replace('"*/2 * * * * *"', '"0 3 * * *"'))
+    with serving(config) as restarted:
+        listening_port(restarted)
+
+        def retried() -> dict[str, Any] | None:
+            return next((j for j in jobs(respaldo) if j["retryOf"] == running["id"]), None)
+
+        wait_for("the retry to end", lambda: (r := retried()) is not None and r["finishedAt"])
+        restarted.send_signal(signal.SIGTERM)
+        restarted.communicate(timeout=120)
+    retry = retried()
+    assert retry is not None
+    assert (retry["status"], retry["attempt"], retry["requestedBy"]) == (
+        "completed",
+        2,
+        "full:erp",
+    )
+    completed = [r for r in respaldo.records() if r.status.value == "completed"]
+    assert [r.id for r in completed] == [retry["resultId"]]
+
+
 def respaldo_jobs_raw(respaldo: Respaldo) -> list[dict[str, Any]]:
     """The jobs as stored, without the start-up check that fails lapsed ones."""
     from respaldo.catalog import Jobs, open_catalog

@@ -141,6 +141,59 @@ def test_stop_cancels_running_jobs_and_leaves_nothing_running(ctx: Context) -> N
     assert len(jobs.list_jobs(ctx)) == 1
 
 
+def _cut_off(ctx: Context, *, by_request: bool) -> int:
+    """A run of full:erp cancelled while it ran: by the service's stop (SIGTERM) or by
+    someone's request; returns its job's id."""
+    runner = Runner()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    service.start()
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    worker = threading.Thread(target=service.fire, args=[full])
+    worker.start()
+    wait_for("the run to start", lambda: len(runner.started) == 1)
+    service.fire(full)  # skipped: the run still goes
+    if by_request:
+        jobs.cancel(ctx, runner.started[0])
+        worker.join()
+    service.stop("respaldo serve stopped (SIGTERM)")
+    worker.join()
+    assert jobs.get(ctx, runner.started[0]).status is JobStatus.CANCELLED
+    return runner.started[0]
+
+
+def test_a_run_the_services_stop_cut_off_runs_again_at_its_next_start(ctx: Context) -> None:
+    # systemctl restart during the nightly backup: the run ended cancelled, neither missed
+    # (its time came, with a job) nor lost (it ended), so the night's backup was not taken
+    # and the status stayed amber, alerting nobody, until the RPO lapsed a day later.
+    stopped = _cut_off(ctx, by_request=False)
+    runner = Runner()
+    runner.release.set()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    service.start()
+    try:
+        wait_for("the run again", lambda: len(runner.started) == 1)
+        wait_for("it to end", lambda: jobs.get(ctx, runner.started[0]).status.is_final)
+    finally:
+        service.stop("test over")
+    again = jobs.get(ctx, runner.started[0])
+    assert (again.retry_of, again.attempt, again.requested_by) == (stopped, 2, "full:erp")
+    assert again.status is JobStatus.COMPLETED
+    # Once: the next start finds the schedule's last run completed.
+    later = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    later.start()
+    later.stop("test over")
+    assert len(jobs.list_jobs(ctx)) == 3
+
+
+def test_a_run_someone_cancelled_is_not_run_again_at_the_next_start(ctx: Context) -> None:
+    _cut_off(ctx, by_request=True)
+    runner = Runner()
+    service = Service(ctx, entries(ctx.settings, ()), runner=runner)
+    service.start()
+    service.stop("test over")
+    assert len(jobs.list_jobs(ctx)) == 2 and runner.started == []
+
+
 def test_two_services_on_one_catalog_fire_each_schedule_once(tmp_path: Path) -> None:
     settings = Settings(
         catalog={"url": f"sqlite:///{tmp_path / 'shared.db'}"},
