@@ -135,6 +135,7 @@ from respaldo.postgres.server import (
     server_identity,
     subscriptions_of,
     with_short_lock_waits,
+    writable,
 )
 from respaldo.postgres.toc import Selection, only_blocks
 from respaldo.postgres.toolsets import Tools, find_tools
@@ -265,7 +266,7 @@ def _restore_backup(
             f"{option('target_dir')} for files backups",
         )
     db = ctx.settings.database(database or manifest.source)
-    admin = ConnInfo.from_settings(db)
+    admin = writable(ConnInfo.from_settings(db))
     # The maintenance database, for when the configured one cannot serve: "postgres",
     # or template1 when "postgres" itself is being (forcibly) replaced.
     maintenance = "template1" if target == "postgres" else "postgres"

@@ -974,6 +974,19 @@ def with_short_lock_waits(conninfo: ConnInfo) -> ConnInfo:
     return replace(conninfo, params={**conninfo.params, "options": options})
 
 
+def writable(conninfo: ConnInfo) -> ConnInfo:
+    """``conninfo`` whose sessions may write whatever the database's or the role's
+    ``default_transaction_read_only`` says (the options of ``conninfo``, or without them
+    ``PGOPTIONS``, kept). A restore manages the server (CREATE, ALTER, RENAME and DROP
+    DATABASE) from the configured database: one made read-only by ``ALTER DATABASE … SET
+    default_transaction_read_only = on`` (an archive of past years' works) refused every
+    restore of its backups under a new name, while its restore tests, managed from
+    ``postgres``, passed. Pure."""
+    options = conninfo.params.get("options", os.environ.get("PGOPTIONS", ""))
+    options = f"{options} -c default_transaction_read_only=off".strip()
+    return replace(conninfo, params={**conninfo.params, "options": options})
+
+
 def database_exists(conninfo: ConnInfo, name: str) -> bool:
     """Whether database ``name`` exists in the cluster of ``conninfo``."""
     with connect(conninfo, autocommit=True) as conn:

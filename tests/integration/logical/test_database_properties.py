@@ -265,3 +265,30 @@ def test_a_template_database_is_replaced_and_its_old_copy_dropped(
     assert "previous database dropped" in run.err
     assert databases(pg) == before
     assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
+
+
+def test_a_read_only_database_restores_under_a_new_name(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """A database made read-only (an archive of past years' works) is the configured one
+    the restore manages the server from: CREATE DATABASE of its staging copy failed ('in
+    a read-only transaction') and no backup of it could be restored under a new name,
+    while its restore tests, managed from postgres, passed. Its copy stays read-only."""
+    pg.execute(
+        sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+            sql.Identifier(respaldo.dbname)
+        )
+    )
+    backup_id = respaldo.backup()["id"]
+
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
+
+    assert run.code == 0, str(run)
+    assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
+    assert pg.scalar(
+        "SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
+        " JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+        " WHERE d.datname = %s AND s.setrole = 0",
+        [new_dbname],
+    ) == ["default_transaction_read_only=on"]
+    assert staging_databases(pg) == set()
