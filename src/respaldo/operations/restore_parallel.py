@@ -17,7 +17,9 @@ keys and foreign keys that need only its own tables (:func:`early_entries`), as
 been read and its checksum matched and every worker is done, the spool gets its data
 offsets and one ``pg_restore --jobs N`` restores the rest (sequence values, large
 objects, foreign keys across workers, triggers…) from it, with what the last worker's
-step had not begun once the checksum matched and no other step ran.
+step had not begun once the checksum matched and no other step ran. From the pre-data
+section to the end of that run the staging database's tables have autovacuum off
+(:func:`_pause_autovacuum`).
 
 Why this keeps "nothing unverified reaches the target": every byte handed to a
 pg_restore is of a chunk already authenticated and checked against its id; only the
@@ -60,7 +62,14 @@ from respaldo.operations.restore_feed import Aborted as _Aborted
 from respaldo.operations.restore_feed import Arrivals as _Arrivals
 from respaldo.operations.restore_feed import FileFeed, send_range
 from respaldo.operations.restore_feed import write_all as _write_all
-from respaldo.postgres import ConnInfo, count_rows, hash_partition_leaves, pg_restore
+from respaldo.postgres import (
+    ConnInfo,
+    count_rows,
+    hash_partition_leaves,
+    pause_autovacuum,
+    pg_restore,
+    resume_autovacuum,
+)
 from respaldo.postgres.archive_offsets import (
     BLOCK_BLOBS,
     BLOCK_DATA,
@@ -430,6 +439,9 @@ class Plan:
     """Per worker, the dump ids of the TABLE DATA entries it loads, in archive order."""
     early: list[int] = field(default_factory=list)
     """Indexes and constraints restored by the workers (:func:`early_entries`)."""
+    paused: list[tuple[str, str]] = field(default_factory=list)
+    """The tables whose autovacuum is off until the restore's last step has ended
+    (:func:`_pause_autovacuum`)."""
     jobs: int = 1
     """``restore --jobs``: the sessions the workers (loading, then each one's post-data
     step) may hold on the target server together (:meth:`sessions`)."""
@@ -888,6 +900,8 @@ def restore_arriving(
         bindir=bindir,
     ):
         pass
+    if plan is not None:
+        resume_autovacuum(conninfo, plan.paused)
     return done
 
 
@@ -980,6 +994,7 @@ def _plan_and_feed(
             source.send(pre.stdin, 0, end)
     if plan is None:
         return None
+    _pause_autovacuum(plan, conninfo)
     _run_workers(
         spool.abort,
         [
@@ -1226,6 +1241,8 @@ def restore_directory_arriving(
         bindir=bindir,
     ):
         pass
+    if plan is not None:
+        resume_autovacuum(conninfo, plan.paused)
     return done
 
 
@@ -1294,6 +1311,7 @@ def _plan_and_load(
         pass
     if plan is None or head is None or workers is None:
         return None
+    _pause_autovacuum(plan, conninfo)
     _run_workers(
         spool.abort,
         [
@@ -1302,6 +1320,25 @@ def _plan_and_load(
         ],
     )
     return plan
+
+
+def _pause_autovacuum(plan: Plan, conninfo: ConnInfo) -> None:
+    """Autovacuum off for the staging database's tables from their pre-data to the end
+    of the last step (:func:`~respaldo.postgres.server.pause_autovacuum`), which turns it
+    back on (``RESET``) before the row counts and the rename: the database handed over
+    is as the dump made it, and as ``pg_restore`` leaves it, not yet vacuumed.
+
+    Between its load and its worker's post-data step, a table was the launcher's to find:
+    the index build that came cancelled the vacuum (about two a restore at 1 GB, their
+    work thrown away, each after the build waited 100 ms; none under ``pg_restore
+    --jobs``, which indexes a table at once), and the analyses that ran took the two
+    cores the restore needed (docs/benchmarks.md, session 17). Not with an event trigger
+    in the dump: the last step creates it, and the ``ALTER TABLE`` that turns autovacuum
+    back on would fire it."""
+    if any(e.kind == "EVENT TRIGGER" for e in plan.toc.entries):
+        return
+    plan.paused = pause_autovacuum(conninfo)
+    log.info("autovacuum paused for %d tables until the last step", len(plan.paused))
 
 
 def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:

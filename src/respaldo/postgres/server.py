@@ -438,6 +438,70 @@ def count_rows(
         conn.close()
 
 
+_UNPAUSED_TABLES = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+ WHERE c.relkind = 'r'
+   AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(c.reloptions || t.reloptions) o
+                    WHERE o LIKE 'autovacuum\\_enabled=%')
+   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+ ORDER BY 1, 2
+"""
+
+
+def pause_autovacuum(conninfo: ConnInfo) -> list[tuple[str, str]]:
+    """Turn autovacuum off (``autovacuum_enabled = false``) for every plain table of
+    ``conninfo.dbname`` that sets nothing of its own about it (nor its TOAST table) and
+    that this role may alter, in one transaction; returns those tables (schema, name),
+    for :func:`resume_autovacuum`.
+
+    For a restore's staging database, between its pre-data section and its data: a table
+    loaded by one worker waits for its indexes while the other worker loads, and the
+    autovacuum launcher finds it; its vacuum was then cancelled by the index build that
+    came (after the build waited ``deadlock_timeout``), its work thrown away, about two a
+    restore at 1 GB and none under ``pg_restore --jobs``, which indexes a table as soon as
+    it is loaded (docs/benchmarks.md, session 17). Raises ConnectionFailed, QueryFailed."""
+
+    def pause(conn: Connection) -> list[tuple[str, str]]:
+        tables = [(str(r[0]), str(r[1])) for r in conn.execute(_UNPAUSED_TABLES).fetchall()]
+        for schema, table in tables:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(
+                    sql.Identifier(schema, table)
+                )
+            )
+        conn.commit()
+        return tables
+
+    with connect(conninfo) as conn:
+        return _guarded(conninfo, "pausing autovacuum of the tables to load", lambda: pause(conn))
+
+
+def resume_autovacuum(conninfo: ConnInfo, tables: Sequence[tuple[str, str]]) -> None:
+    """Take back :func:`pause_autovacuum`'s setting of ``tables`` (``RESET``: each is left
+    setting nothing about it, as it was), in one transaction: all or none. Raises
+    ConnectionFailed, QueryFailed."""
+    if not tables:
+        return
+
+    def resume(conn: Connection) -> None:
+        for schema, table in tables:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)").format(
+                    sql.Identifier(schema, table)
+                )
+            )
+        conn.commit()
+
+    with connect(conninfo) as conn:
+        _guarded(
+            conninfo, "turning autovacuum back on for the restored tables", lambda: resume(conn)
+        )
+
+
 def _large_objects(conn: Connection, part_size: int = PART_SIZE) -> LargeObjects:
     row = conn.execute(summary_query(part_size)).fetchone()
     assert row is not None

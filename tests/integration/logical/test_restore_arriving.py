@@ -401,3 +401,97 @@ def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
     run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
     assert Path(biggest.name).name in owners  # streamed to a worker, not spooled whole
     assert pack in run.err and f"of stream '{biggest.name}'" in run.err, run.err
+
+
+_RELOPTIONS = """
+SELECT n.nspname || '.' || c.relname, c.reloptions, t.reloptions
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+ WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+"""
+
+
+def _reloptions(pg: TempCluster, dbname: str) -> dict[str, tuple[Any, Any]]:
+    return {str(r[0]): (r[1], r[2]) for r in pg.query(_RELOPTIONS, dbname=dbname)}
+
+
+@pytest.mark.parametrize("dumped", ["custom", "directory"])
+def test_autovacuum_is_off_in_staging_while_the_tables_load_and_as_the_dump_says_after(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    dumped: str,
+) -> None:
+    # Tables of the source that say something of their own about autovacuum, on the
+    # table or its TOAST table: left as they are.
+    pg.execute(
+        "ALTER TABLE core.clientes SET (fillfactor = 90, autovacuum_enabled = on);"
+        "ALTER TABLE docs.fotos SET (toast.autovacuum_enabled = off)",
+        dbname=respaldo.dbname,
+    )
+    backup_id = _backup(respaldo, dumped)
+    during: list[dict[str, tuple[Any, Any]]] = []
+    real_check = RowCheck.__call__
+
+    def check(self: RowCheck, entries: list[TocEntry]) -> int:
+        # A worker has loaded its tables: what the launcher would find in staging now.
+        staging = sorted(staging_databases(pg))
+        during.append(_reloptions(pg, staging[0]))
+        return real_check(self, entries)
+
+    monkeypatch.setattr(RowCheck, "__call__", check)
+    run = respaldo.restore(backup_id, new_dbname, "--jobs", "2")
+    assert during, run.err
+    own = {"core.clientes", "docs.fotos"}
+    for seen in during:
+        for table, (options, _toast) in seen.items():
+            if table in own:
+                assert "autovacuum_enabled=false" not in (options or []), (table, options)
+            else:
+                assert "autovacuum_enabled=false" in (options or []), (table, options)
+    # Handed over as the dump made it: nothing left of the pause (pg_dump -s shows it).
+    restored = _reloptions(pg, new_dbname)
+    assert not any("autovacuum_enabled=false" in (o or []) for o, _ in restored.values())
+    assert restored == _reloptions(pg, respaldo.dbname)
+    assert_same_database(pg, respaldo.dbname, new_dbname)
+
+
+def test_a_restore_whose_autovacuum_cannot_be_turned_back_on_leaves_nothing(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The server refuses the RESET of one table (here: one that is not there any more).
+    backup_id = _backup(respaldo, "custom")
+    real_resume = restore_parallel.resume_autovacuum
+
+    def resume(conninfo: Any, tables: list[tuple[str, str]]) -> None:
+        real_resume(conninfo, [*tables, ("core", "gone")])
+
+    monkeypatch.setattr(restore_parallel, "resume_autovacuum", resume)
+    run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
+    assert "turning autovacuum back on for the restored tables" in run.err, run.err
+    assert 'relation "core.gone" does not exist' in run.err, run.err
+
+
+def test_a_dump_with_an_event_trigger_keeps_autovacuum_on(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # The last step creates the event trigger; an ALTER TABLE after it, to turn
+    # autovacuum back on, would fire it (this one refuses every command it sees).
+    pg.execute(
+        "CREATE FUNCTION public.no_ddl() RETURNS event_trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'no DDL here'; END $$;"
+        "CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION public.no_ddl()",
+        dbname=respaldo.dbname,
+    )
+    backup_id = _backup(respaldo, "custom")
+    respaldo.restore(backup_id, new_dbname, "--jobs", "2")
+    assert pg.query("SELECT evtname FROM pg_catalog.pg_event_trigger", dbname=new_dbname) == [
+        ("no_ddl",)
+    ]
+    assert_same_database(pg, respaldo.dbname, new_dbname)
