@@ -76,10 +76,11 @@ class CatalogFigures:
 
 def read_figures(session: Session, *, before: datetime | None = None) -> CatalogFigures:
     """Every figure, from the caller's (read) transaction. ``before``: a backup that
-    completed later (dated in the future: a clock was ahead) is not the newest."""
+    completed, or a restore test that finished, later (dated in the future: a clock was
+    ahead) is not the newest."""
     return CatalogFigures(
         backups=_backups(session, before),
-        drills=_drills(session),
+        drills=_drills(session, before),
         jobs=_job_counts(session),
         job_last_success_at=_job_successes(session),
         reclaimed_bytes=_reclaimed(session),
@@ -131,7 +132,7 @@ def _backups(session: Session, before: datetime | None) -> list[BackupFigures]:
     return sorted(figures.values(), key=lambda f: (f.database or "", f.kind.value))
 
 
-def _drills(session: Session) -> list[DrillFigures]:
+def _drills(session: Session, before: datetime | None) -> list[DrillFigures]:
     figures: dict[str | None, DrillFigures] = {}
 
     def entry(database: str | None) -> DrillFigures:
@@ -145,22 +146,30 @@ def _drills(session: Session) -> list[DrillFigures]:
             entry(database).passed = int(count)
         elif status is DrillStatus.FAILED:
             entry(database).failed = int(count)
-    for run in _newest_runs(session, (DrillStatus.PASSED, DrillStatus.FAILED)):
+    # As the status: one dated in the future is no recent test (its age is unknown), or
+    # RespaldoRestoreTestTooOld, which compares time() with it, stayed quiet until then.
+    for run in _newest_runs(session, (DrillStatus.PASSED, DrillStatus.FAILED), before):
         item = entry(run.database_name)
         item.last_finished_at = run.finished_at
         item.last_passed = run.status is DrillStatus.PASSED
-    for run in _newest_runs(session, (DrillStatus.PASSED,)):
+    for run in _newest_runs(session, (DrillStatus.PASSED,), before):
         item = entry(run.database_name)
         item.last_success_at = run.finished_at
         item.last_success_restore_seconds = run.restore_seconds
     return sorted(figures.values(), key=lambda f: f.database or "")
 
 
-def _newest_runs(session: Session, statuses: tuple[DrillStatus, ...]) -> list[DrillRun]:
-    """The newest finished run per database among ``statuses`` (ties: the higher id)."""
+def _newest_runs(
+    session: Session, statuses: tuple[DrillStatus, ...], before: datetime | None
+) -> list[DrillRun]:
+    """The newest finished run per database among ``statuses`` (ties: the higher id),
+    of those that finished no later than ``before`` if given."""
+    finished: sa.ColumnElement[bool] = DrillRun.finished_at.is_not(None)
+    if before is not None:
+        finished = sa.and_(finished, DrillRun.finished_at <= before)
     newest = (
         sa.select(DrillRun.database_name, sa.func.max(DrillRun.finished_at).label("at"))
-        .where(DrillRun.status.in_(statuses), DrillRun.finished_at.is_not(None))
+        .where(DrillRun.status.in_(statuses), finished)
         .group_by(DrillRun.database_name)
         .subquery()
     )

@@ -106,30 +106,57 @@ def test_a_restore_test_dated_in_the_future_does_not_hide_that_none_passed_since
     assert "[respaldo] CRITICAL: no passed restore test of erp for 40 d (limit 35 d)" in subjects
 
 
+def _scrape(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The catalog's metrics at NOW: (name, sorted labels) -> value."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from respaldo.operations.metrics import CatalogCollector
+
+    collector = CatalogCollector(ctx, None, clock=lambda: NOW.timestamp())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def test_the_metrics_do_not_take_a_backup_dated_in_the_future_for_the_newest(
     ctx: Context,
 ) -> None:
     # Prometheus' RespaldoBackupTooOld compares time() with this figure: a backup dated
     # a month ahead kept it quiet for a month, whatever happened meanwhile.
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from respaldo.operations.metrics import CatalogCollector
-
     backup(ctx, NOW - 30 * H)
     backup(ctx, NOW + 30 * DAY)
-    collector = CatalogCollector(ctx, None, clock=lambda: NOW.timestamp())
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    text = generate_latest(registry).decode()
-    found = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    found = _scrape(ctx)
     key = (
         "respaldo_backup_last_success_timestamp_seconds",
         (("database", "erp"), ("kind", "full")),
     )
     assert found[key] == (NOW - 30 * H).timestamp()
+
+
+def test_the_metrics_do_not_take_a_restore_test_dated_in_the_future_for_the_newest(
+    ctx: Context,
+) -> None:
+    # RespaldoRestoreTestTooOld compares time() with the newest passed test: one that ran
+    # while the clock was ten months ahead kept it quiet for ten months, while the status
+    # said red (no passed restore test for 40 d) and the watchdog alerted.
+    last = backup(ctx, NOW - H)
+    drill(ctx, last, NOW - 40 * DAY, passed=True)
+    drill(ctx, last, NOW - 2 * DAY, passed=False)
+    drill(ctx, last, NOW + 300 * DAY, passed=True)
+    found = _scrape(ctx)
+    erp = (("database", "erp"),)
+    assert (
+        found[("respaldo_restore_test_last_success_timestamp_seconds", erp)]
+        == (NOW - 40 * DAY).timestamp()
+    )
+    # The newest test with a believable date failed: RespaldoRestoreTestFailed fires.
+    assert found[("respaldo_restore_test_last_passed", erp)] == 0.0
+    assert (
+        found[("respaldo_restore_test_last_timestamp_seconds", erp)] == (NOW - 2 * DAY).timestamp()
+    )
