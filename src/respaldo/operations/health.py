@@ -25,6 +25,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
 from respaldo.operations.scrub import Scrubber
+from respaldo.operations.status import CLOCK_SKEW
 from respaldo.repository.config_file import CONFIG_NAME
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,14 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
 
 
 def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestBackup]:
-    """The newest good backup of every source and kind, with its age."""
+    """The newest good backup of every source and kind, with its age. One dated more
+    than :data:`~respaldo.operations.status.CLOCK_SKEW` ahead (a clock was ahead when it
+    was taken) is not the newest, as in the status and the metrics: its negative age
+    passed for a backup taken just now until that date came."""
     when = now or datetime.now(UTC)
     with ctx.catalog.read() as session:
-        return [_newest(record, when) for record in newest_completed(session)]
+        found = newest_completed(session, before=when + CLOCK_SKEW)
+        return [_newest(record, when) for record in found]
 
 
 def _newest(record: BackupRecord, now: datetime) -> NewestBackup:

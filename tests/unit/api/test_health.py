@@ -40,6 +40,21 @@ def test_health_is_200_with_the_age_of_the_newest_backup_per_database_and_kind(
     assert 3 * 3600 - 60 - 600 < age < 3 * 3600 + 600
 
 
+def test_a_backup_dated_in_the_future_is_not_the_newest_one_health_reports(
+    settings: Settings, context: Context
+) -> None:
+    # Taken while the clock was a month ahead: its age read -30 d, a fresh backup to a
+    # monitor reading /health (or GET /admin/databases), whatever happened since.
+    now = datetime.now(UTC)
+    believable = completed_backup(context, "erp", BackupKind.FULL, now - timedelta(hours=30))
+    completed_backup(context, "erp", BackupKind.FULL, now + timedelta(days=30))
+    with TestClient(create_app(settings, context)) as client:
+        body = client.get("/health").json()
+    (newest,) = body["newestBackups"]
+    assert newest["backupId"] == believable
+    assert newest["ageSeconds"] > 30 * 3600 - 600
+
+
 def test_health_is_503_when_a_repository_is_gone(
     settings: Settings, context: Context, tmp_path: Path
 ) -> None:
