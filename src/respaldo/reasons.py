@@ -45,6 +45,7 @@ _CHECKS = {
     "wal archive": N_("WAL archive"),
     "contents": N_("contents"),
     "copies": N_("copies"),
+    "roles": N_("roles"),
     "drill": N_("restore test"),
 }
 """The checks of a restore test (operations/drill.py); ``validation: NAME`` and
@@ -130,6 +131,9 @@ _PHRASES = (
     # (operations/restore.py, restore_parallel.py: one per table, "; "-joined).
     N_("restored into {datadir}"),
     N_("{compared} tables match the snapshot"),
+    # Its roles' script (operations/drill.py: _roles_check).
+    N_("{bytes} bytes read whole"),
+    N_("not in the encoding their script declares: {error}"),
     N_("the backup recorded no row counts (it predates them): nothing compared"),
     N_("{table}: {counted} rows, {recorded} expected"),
     N_("{table}: missing rows, {recorded} expected"),

@@ -13,7 +13,9 @@ achievable), then checks:
   passes this check, saying that nothing was compared);
 - each validation query of the database's config returns its expected value (run
   read-only, with a timeout);
-- optionally ``pg_amcheck`` finds no corruption in tables and indexes.
+- optionally ``pg_amcheck`` finds no corruption in tables and indexes;
+- the backup's roles (the ``globals`` stream, which a restore onto a new server needs with
+  ``--globals``) read whole, as the restore reads them (``roles``).
 
 Each run is recorded (``drill_runs``) with every check's result. Success marks the backup
 verified (``is_verified``, ``verified_at``); failure marks it unverified. The throwaway
@@ -68,6 +70,7 @@ from respaldo.errors import (
     RespaldoError,
 )
 from respaldo.operations import alerts
+from respaldo.operations.backup import GLOBALS_STREAM
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
@@ -96,6 +99,7 @@ from respaldo.phrases import N_, Phrase, joined, recorded
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
+from respaldo.postgres.encodings import decode_script
 from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.scratchdb import (
     DRILL_PREFIX,
@@ -337,6 +341,7 @@ def _drill(
                 result.checks.append(Check("restore", False, str(exc)))
             else:
                 result.checks += _checks(ctx, manifest, admin.with_dbname(scratch), db, amcheck)
+                result.checks += _roles_check(reader, manifest)
         except RespaldoError as exc:
             error = str(exc)
             result.checks.append(Check("drill", False, error))
@@ -566,6 +571,25 @@ def _finish(ctx: Context, result: DrillResult, error: str | None) -> DrillResult
         except RecordNotFound:
             result.warnings.append(f"backup {backup_id} is not in the catalog: not marked")
     return result
+
+
+def _roles_check(reader: StreamReader, manifest: Manifest) -> list[Check]:
+    """The backup's roles (``pg_dumpall --globals-only``), read whole (every chunk
+    authenticated, from a mirror where the primary's copy is bad, the stream's checksum)
+    and decoded as ``restore --globals`` decodes them: a restore onto a new server needs
+    them, and the drill, which restores into the server the roles exist on, read only
+    the dump: a backup whose roles no repository could give back passed and was marked
+    verified. A backup without them (none is written without) has no such check."""
+    if GLOBALS_STREAM not in {stream.name for stream in manifest.streams}:
+        return []
+    try:
+        raw = b"".join(reader.stream(manifest, GLOBALS_STREAM))
+        decode_script(raw)
+    except RespaldoError as exc:
+        return [Check("roles", False, str(exc))]
+    except UnicodeDecodeError as exc:
+        return [Check("roles", False, f"not in the encoding their script declares: {exc}")]
+    return [Check("roles", True, f"{len(raw)} bytes read whole")]
 
 
 def _checks(

@@ -20,10 +20,13 @@ from respaldo.domain import DrillStatus
 from respaldo.operations.context import Context
 from respaldo.repository import BackupWriter
 from respaldo.repository.manifest import manifest_aad
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import (
     backup_with_a_table_of,
     databases,
+    flip_byte,
     wait_for_pg_restore_on_a_lock,
 )
 from tests.integration.logical.test_quarantine_cli import _add_mirror
@@ -91,6 +94,7 @@ def test_a_good_backup_passes_and_becomes_verified(respaldo: Respaldo) -> None:
         "validation: at least one project",
         "validation: no invoice without a project",
         "pg_amcheck",
+        "roles",
     ]
     assert isinstance(result["restoreSeconds"], float) and result["restoreSeconds"] > 0
     record = respaldo.run("show", backup_id, "--json").json()
@@ -127,6 +131,30 @@ def test_a_corrupt_chunk_fails_the_drill_naming_the_object(respaldo: Respaldo) -
     restore_check = result["checks"][0]  # type: ignore[index]
     assert restore_check["name"] == "restore" and restore_check["ok"] is False
     assert pack in restore_check["detail"] and backup_id in restore_check["detail"]
+    assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
+    assert not _scratch(respaldo)
+
+
+def test_a_backup_whose_roles_cannot_be_read_fails_the_drill(respaldo: Respaldo) -> None:
+    # The drill restores into the server its roles exist on and read only the dump: a
+    # backup whose roles' script no repository could give back passed and was marked
+    # verified, and its restore onto a new server (restore --globals) then failed.
+    backup_id = respaldo.backup()["id"]
+    repo = respaldo.repository()
+    [list_id] = repo.load_manifest(backup_id).stream("globals").lists
+    [(chunk_id, _)] = read_list(repo, list_id)
+    location = repo.index.get(chunk_id)
+    assert location is not None
+    flip_byte(respaldo.repo_dir / pack_name(location.pack_id), location.offset + 40)
+
+    code, result, err = _drill(respaldo, backup_id)
+
+    assert code == 3, err
+    assert result["passed"] is False
+    checks = {c["name"]: c for c in result["checks"]}  # type: ignore[attr-defined]
+    assert checks["restore"]["ok"] and checks["row counts"]["ok"]
+    assert checks["roles"]["ok"] is False
+    assert "stream 'globals'" in checks["roles"]["detail"], checks["roles"]
     assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is False
     assert not _scratch(respaldo)
 
