@@ -34,10 +34,12 @@ restore checks it).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -763,7 +765,50 @@ def restore_stream_into(
     are loaded. With ``selection``, only its entries are restored (one job) and the
     stream is read only as far as pg_restore needs it (:func:`_restore_selection`). A
     directory-format backup is written back into a directory first
-    (operations/pardump.py)."""
+    (operations/pardump.py). Raises RestoreError when the work directory (``work_dir``,
+    else the system's temporary directory), where the dump is spooled, runs out of room.
+    """
+    try:
+        return _restore_stream_into(
+            ctx,
+            reader,
+            manifest,
+            conninfo,
+            jobs,
+            no_owner,
+            work_dir,
+            tools,
+            selection=selection,
+            check_rows=check_rows,
+        )
+    except OSError as exc:
+        # The spool is the only file a restore writes: a full disk there raised the bare
+        # OSError, printed as a traceback, the staging database dropped as for any error.
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        where = work_dir if work_dir is not None else Path(tempfile.gettempdir())
+        raise RestoreError(
+            f"the restore's work directory {where} ran out of room for the spooled dump: "
+            f"{exc.strerror or exc}",
+            hint=f"nothing was restored; free room there (the dump takes about "
+            f"{manifest.size} bytes), or give {option('work_dir')} a directory on a disk "
+            "that has it, and restore again",
+        ) from None
+
+
+def _restore_stream_into(
+    ctx: Context,
+    reader: StreamReader,
+    manifest: Manifest,
+    conninfo: ConnInfo,
+    jobs: int,
+    no_owner: bool,
+    work_dir: Path | None,
+    tools: Tools,
+    *,
+    selection: Selection | None = None,
+    check_rows: RowCheck | None = None,
+) -> int:
     if is_directory_dump(manifest):
         size = sum(s.size for s in manifest.streams if s.name.startswith(FILE_PREFIX))
         if selection is None:

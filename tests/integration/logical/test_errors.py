@@ -7,6 +7,8 @@ in the repository, and a backup that was attempted is recorded ``failed`` with i
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 
 import pytest
 from sample.cluster import TempCluster
@@ -185,3 +187,31 @@ def test_a_work_dir_that_is_not_a_directory(
     assert "Traceback" not in run.err
     assert databases(pg) == before  # no target, no staging database
     assert work_dir.exists() == (kind == "file")
+
+
+def test_a_work_dir_that_runs_out_of_room(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # restore --jobs spools the dump in the work directory: a full disk there raised a
+    # bare OSError, printed as a traceback ('[Errno 28] No space left on device').
+    backup_id = respaldo.backup()["id"]
+    work_dir = respaldo.tmp / "small"
+    work_dir.mkdir()
+    assert os.geteuid() == 0, "the small work directory is a tmpfs: run the suite as root"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(work_dir)], check=True)
+    try:
+        before = databases(pg)
+        run = respaldo.run(
+            "restore", backup_id, "-t", new_dbname, "--jobs", "2", "--work-dir", str(work_dir)
+        )
+        assert_error(
+            run,
+            f"the restore's work directory {work_dir} ran out of room for the spooled dump: "
+            "No space left on device",
+            "nothing was restored; free room there",
+        )
+        assert "--work-dir" in run.err_lines[1]
+        assert databases(pg) == before  # no target, no staging database
+        assert list(work_dir.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(work_dir)], check=True)
