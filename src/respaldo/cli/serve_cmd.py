@@ -14,7 +14,7 @@ from rich.table import Table
 
 from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.config import Settings, check_private_file
-from respaldo.errors import ConfigError
+from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.models import to_json_list
@@ -67,20 +67,42 @@ def serve(
 
     # The service's log is read by more people than its secrets are meant for.
     scrub_logs(settings)
-    # retry_lost: a job this service lost when it was killed is retried (and run) here.
-    with Context.open(settings, retry_lost=True) as context:
-        from respaldo.scheduling.service import Service
+    started = threading.Event()
+    try:
+        # retry_lost: a job this service lost when it was killed is retried (and run) here.
+        with Context.open(settings, retry_lost=True) as context:
+            from respaldo.scheduling.service import Service
 
-        queue.warn_clock_offset(context)  # a PostgreSQL catalog's fleet: locks need it
-        service = Service.create(context)
-        worker = None
-        if service.queued and settings.server.run_jobs:
-            worker = queue.WorkerThread(context, queue.WorkerOptions(name=None))
-        _run(settings, context, service, worker)
+            queue.warn_clock_offset(context)  # a PostgreSQL catalog's fleet: locks need it
+            service = Service.create(context)
+            worker = None
+            if service.queued and settings.server.run_jobs:
+                worker = queue.WorkerThread(context, queue.WorkerOptions(name=None))
+            _run(settings, context, service, worker, started)
+    except RespaldoError as exc:
+        if not started.is_set():
+            _tell_not_started(settings, exc)
+        raise
+
+
+def _tell_not_started(settings: Settings, exc: RespaldoError) -> None:
+    """Alert that ``serve`` could not start (the catalog does not open, the repository's
+    passphrase is wrong, the port is taken...): nothing runs the schedule then, and the
+    watchdog that would tell is the service's own. Its service manager starts it again
+    every 30 s (Restart=on-failure), so the alert is throttled to one per repeat interval,
+    in the catalog or, when that is what fails, in a file of ``cache_dir`` (as a WAL
+    push's). Before, each try ended in the journal alone while no backup was taken."""
+    from respaldo.operations.alerts import notify_failure_settings
+
+    notify_failure_settings(settings, "serve", exc, throttle_key="serve:start")
 
 
 def _run(
-    settings: Settings, context: Context, service: Service, worker: queue.WorkerThread | None
+    settings: Settings,
+    context: Context,
+    service: Service,
+    worker: queue.WorkerThread | None,
+    started: threading.Event,
 ) -> None:
     from respaldo.operations.workers import Workers
     from respaldo.web.site import create_site
@@ -112,6 +134,7 @@ def _run(
                 hint="another process may use that port; set [server] listen",
             )
         service.start()
+        started.set()
         if worker is not None:
             worker.start()
         where = "a worker of every queue" if worker else "jobs to the queue's workers"

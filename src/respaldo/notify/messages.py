@@ -86,6 +86,7 @@ _KINDS: dict[str, str] = {
     "report": _("restore-test report"),
     "test": _("test"),
     "check": _("check"),
+    "serve": _("service start"),
 }
 
 # Labels of the details operations add (Alert.details), translated in render.
