@@ -208,6 +208,7 @@ def parse_log(text: str) -> dict[str, Any]:
     av_runs: list[tuple[str, str, float]] = []
     checkpoints = 0
     connections = 0
+    cancelled = 0
     by_pid: dict[int, float] = defaultdict(float)
     apps: dict[int, str] = {}
     last_sql: dict[str, str] = {}
@@ -266,6 +267,8 @@ def parse_log(text: str) -> dict[str, Any]:
             continue
         if msg.startswith("checkpoint complete"):
             checkpoints += 1
+        if msg.startswith("canceling autovacuum task"):
+            cancelled += 1  # its work lost, after the statement in its way waited
     return {
         "statements_by_kind": dict(by_kind),
         "statements_count_by_kind": dict(count_by_kind),
@@ -274,6 +277,7 @@ def parse_log(text: str) -> dict[str, Any]:
         "autovacuum_runs": av_runs,
         "checkpoints": checkpoints,
         "connections": connections,
+        "autovacuum_cancelled": cancelled,
         "statements_by_pid": dict(by_pid),
         "app_by_pid": apps,
     }
@@ -454,6 +458,7 @@ def summary(runs: list[dict[str, Any]], ways: list[str]) -> list[str]:
         row["autovacuum (logged)"].append(sum(r["autovacuum_logged"].values()))
         row["checkpoints"].append(float(r["checkpoints"]))
         row["connections"].append(float(r["connections"]))
+        row["autovacuum cancelled"].append(float(r.get("autovacuum_cancelled", 0)))
         row["backends seen"].append(float(r["backends_seen"]))
     keys = sorted({k for row in rows.values() for k in row})
     out = ["| | " + " | ".join(ways) + " |", "|---" * (len(ways) + 1) + "|"]
