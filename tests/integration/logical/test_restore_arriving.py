@@ -478,6 +478,27 @@ def test_a_restore_whose_autovacuum_cannot_be_turned_back_on_leaves_nothing(
     assert 'relation "core.gone" does not exist' in run.err, run.err
 
 
+def test_a_restore_whose_autovacuum_cannot_be_paused_leaves_nothing(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The server refuses the pause (here: it is asked of a database that is not there).
+    # Failing is the safe side: a pause whose commit was lost with its connection may
+    # have happened, and the database would be handed over with autovacuum off.
+    backup_id = _backup(respaldo, "custom")
+    real_pause = restore_parallel.pause_autovacuum
+
+    def pause(conninfo: Any) -> list[tuple[str, str]]:
+        return real_pause(conninfo.with_dbname("respaldo_no_such_database"))
+
+    monkeypatch.setattr(restore_parallel, "pause_autovacuum", pause)
+    run = _fails_leaving_nothing(respaldo, pg, backup_id, new_dbname, tmp_path)
+    assert "respaldo_no_such_database" in run.err_lines[0], run.err
+
+
 def test_a_dump_with_an_event_trigger_keeps_autovacuum_on(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str
 ) -> None:
