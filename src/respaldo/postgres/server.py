@@ -452,54 +452,94 @@ SELECT n.nspname, c.relname
 """
 
 
+_AUTOVACUUM_BATCH = 100
+"""Tables whose autovacuum setting one transaction changes: each ``ALTER TABLE`` holds
+two locks (the table's and its TOAST table's) until the commit, and one transaction for
+every table ran out of the server's lock table ('out of shared memory', sized by
+max_locks_per_transaction and the connections) for a database of some thousands of tables
+that pg_dump, one lock each, had dumped: its restore --jobs failed."""
+
+
 def pause_autovacuum(conninfo: ConnInfo) -> list[tuple[str, str]]:
     """Turn autovacuum off (``autovacuum_enabled = false``) for every plain table of
     ``conninfo.dbname`` that sets nothing of its own about it (nor its TOAST table) and
-    that this role may alter, in one transaction; returns those tables (schema, name),
-    for :func:`resume_autovacuum`.
+    that this role may alter, :data:`_AUTOVACUUM_BATCH` tables a transaction; returns
+    the tables it turned off (schema, name), for :func:`resume_autovacuum`.
 
     For a restore's staging database, between its pre-data section and its data: a table
     loaded by one worker waits for its indexes while the other worker loads, and the
     autovacuum launcher finds it; its vacuum was then cancelled by the index build that
     came (after the build waited ``deadlock_timeout``), its work thrown away, about two a
     restore at 1 GB and none under ``pg_restore --jobs``, which indexes a table as soon as
-    it is loaded (docs/benchmarks.md, session 17). Raises ConnectionFailed, QueryFailed."""
+    it is loaded (docs/benchmarks.md, session 17).
 
-    def pause(conn: Connection) -> list[tuple[str, str]]:
-        tables = [(str(r[0]), str(r[1])) for r in conn.execute(_UNPAUSED_TABLES).fetchall()]
-        for schema, table in tables:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(
-                    sql.Identifier(schema, table)
-                )
-            )
-        conn.commit()
-        return tables
-
+    Only a saving: a batch the server refuses ends it there (logged), and the tables of
+    the batches before are returned, to be resumed like the rest. Raises
+    ConnectionFailed, QueryFailed when the tables cannot be listed."""
+    what = "pausing autovacuum of the tables to load"
     with connect(conninfo) as conn:
-        return _guarded(conninfo, "pausing autovacuum of the tables to load", lambda: pause(conn))
+        rows = _guarded(conninfo, what, lambda: conn.execute(_UNPAUSED_TABLES).fetchall())
+        conn.commit()
+        tables = [(str(r[0]), str(r[1])) for r in rows]
+        paused: list[tuple[str, str]] = []
+        for start in range(0, len(tables), _AUTOVACUUM_BATCH):
+            batch = tables[start : start + _AUTOVACUUM_BATCH]
+            try:
+                _set_autovacuum(conninfo, conn, batch, what, on=False)
+            except QueryFailed as exc:
+                log.warning(
+                    "autovacuum stays on for %d of the %d tables to load: %s",
+                    len(tables) - len(paused),
+                    len(tables),
+                    exc,
+                )
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                break
+            paused += batch
+    return paused
 
 
 def resume_autovacuum(conninfo: ConnInfo, tables: Sequence[tuple[str, str]]) -> None:
     """Take back :func:`pause_autovacuum`'s setting of ``tables`` (``RESET``: each is left
-    setting nothing about it, as it was), in one transaction: all or none. Raises
-    ConnectionFailed, QueryFailed."""
+    setting nothing about it, as it was), :data:`_AUTOVACUUM_BATCH` tables a
+    transaction. Raises ConnectionFailed, QueryFailed: some may be left off then, and the
+    caller must not hand the database over (a restore drops its staging database)."""
     if not tables:
         return
-
-    def resume(conn: Connection) -> None:
-        for schema, table in tables:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)").format(
-                    sql.Identifier(schema, table)
-                )
+    with connect(conninfo) as conn:
+        for start in range(0, len(tables), _AUTOVACUUM_BATCH):
+            _set_autovacuum(
+                conninfo,
+                conn,
+                tables[start : start + _AUTOVACUUM_BATCH],
+                "turning autovacuum back on for the restored tables",
+                on=True,
             )
+
+
+def _set_autovacuum(
+    conninfo: ConnInfo,
+    conn: Connection,
+    tables: Sequence[tuple[str, str]],
+    what: str,
+    *,
+    on: bool,
+) -> None:
+    """Turn autovacuum off for ``tables``, or back to what the table says (``on``), in
+    one transaction, committed. Raises QueryFailed (the transaction is left failed)."""
+    statement = sql.SQL(
+        "ALTER TABLE {} RESET (autovacuum_enabled)"
+        if on
+        else "ALTER TABLE {} SET (autovacuum_enabled = false)"
+    )
+
+    def run() -> None:
+        for schema, table in tables:
+            conn.execute(statement.format(sql.Identifier(schema, table)))
         conn.commit()
 
-    with connect(conninfo) as conn:
-        _guarded(
-            conninfo, "turning autovacuum back on for the restored tables", lambda: resume(conn)
-        )
+    _guarded(conninfo, what, run)
 
 
 def _large_objects(conn: Connection, part_size: int = PART_SIZE) -> LargeObjects:

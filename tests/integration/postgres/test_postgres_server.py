@@ -27,10 +27,12 @@ from respaldo.postgres import (
     database_exists,
     drop_database,
     exported_snapshot,
+    pause_autovacuum,
     pg_dump,
     pg_restore,
     psql,
     rename_database,
+    resume_autovacuum,
     server_info,
     terminate_connections,
 )
@@ -314,3 +316,28 @@ def test_a_role_that_may_not_set_it_restores_with_the_servers_lock_waits(
             lambda: pg.execute(f"REVOKE SET ON PARAMETER deadlock_timeout FROM {role}")
         )
         assert _deadlock_timeout(with_short_lock_waits(plain)) == SHORT_LOCK_WAIT
+
+
+# --- autovacuum paused for a restore's load -----------------------------------------------
+
+
+def test_autovacuum_is_paused_and_resumed_for_more_tables_than_one_transaction_may_lock() -> None:
+    # A server whose lock table holds a few hundred locks (max_locks_per_transaction x
+    # connections): pg_dump dumps these 400 tables (one lock each), but one ALTER TABLE
+    # each (the table's lock and its TOAST table's) in one transaction ran out of it.
+    settings = {"max_locks_per_transaction": "10", "max_connections": "20"}
+    with TempCluster.create(settings=settings) as cluster:
+        cluster.execute("CREATE DATABASE many")
+        for start in range(0, 400, 50):
+            tables = range(start, start + 50)
+            cluster.execute(
+                "".join(f"CREATE TABLE t{n} (id int, body text);" for n in tables), dbname="many"
+            )
+        conninfo = cluster.conninfo("many")
+        paused = pause_autovacuum(conninfo)
+        assert len(paused) == 400
+        off = "SELECT count(*) FROM pg_class WHERE reloptions = '{autovacuum_enabled=false}'"
+        assert cluster.scalar(off, dbname="many") == 400
+        resume_autovacuum(conninfo, paused)
+        left = "SELECT count(*) FROM pg_class WHERE relname ~ '^t[0-9]+$' AND reloptions IS NULL"
+        assert cluster.scalar(left, dbname="many") == 400
