@@ -1334,16 +1334,10 @@ def _pause_autovacuum(plan: Plan, conninfo: ConnInfo) -> None:
     --jobs``, which indexes a table at once), and the analyses that ran took the two
     cores the restore needed (docs/benchmarks.md, session 17). Not with an event trigger
     in the dump: the last step creates it, and the ``ALTER TABLE`` that turns autovacuum
-    back on would fire it. Never raises: the restore goes on without the pause (or with
-    it on some tables only) when the server refuses it."""
+    back on would fire it."""
     if any(e.kind == "EVENT TRIGGER" for e in plan.toc.entries):
         return
-    try:
-        plan.paused = pause_autovacuum(conninfo)
-    except PostgresError as exc:
-        # Only a saving: the tables load all the same, with autovacuum as it was.
-        log.warning("autovacuum stays on for the tables to load: %s", exc)
-        return
+    plan.paused = pause_autovacuum(conninfo)
     log.info("autovacuum paused for %d tables until the last step", len(plan.paused))
 
 

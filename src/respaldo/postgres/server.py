@@ -473,31 +473,19 @@ def pause_autovacuum(conninfo: ConnInfo) -> list[tuple[str, str]]:
     restore at 1 GB and none under ``pg_restore --jobs``, which indexes a table as soon as
     it is loaded (docs/benchmarks.md, session 17).
 
-    Only a saving: a batch the server refuses ends it there (logged), and the tables of
-    the batches before are returned, to be resumed like the rest. Raises
-    ConnectionFailed, QueryFailed when the tables cannot be listed."""
+    Raises ConnectionFailed, QueryFailed: some batches may be paused then (one whose
+    commit was lost with its connection, too), and the caller must not hand the database
+    over (a restore drops its staging database)."""
     what = "pausing autovacuum of the tables to load"
     with connect(conninfo) as conn:
         rows = _guarded(conninfo, what, lambda: conn.execute(_UNPAUSED_TABLES).fetchall())
         conn.commit()
         tables = [(str(r[0]), str(r[1])) for r in rows]
-        paused: list[tuple[str, str]] = []
         for start in range(0, len(tables), _AUTOVACUUM_BATCH):
-            batch = tables[start : start + _AUTOVACUUM_BATCH]
-            try:
-                _set_autovacuum(conninfo, conn, batch, what, on=False)
-            except QueryFailed as exc:
-                log.warning(
-                    "autovacuum stays on for %d of the %d tables to load: %s",
-                    len(tables) - len(paused),
-                    len(tables),
-                    exc,
-                )
-                with contextlib.suppress(psycopg.Error):
-                    conn.rollback()
-                break
-            paused += batch
-    return paused
+            _set_autovacuum(
+                conninfo, conn, tables[start : start + _AUTOVACUUM_BATCH], what, on=False
+            )
+    return tables
 
 
 def resume_autovacuum(conninfo: ConnInfo, tables: Sequence[tuple[str, str]]) -> None:
