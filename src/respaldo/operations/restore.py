@@ -133,6 +133,8 @@ from respaldo.postgres.scratchdb import (
 from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.server import (
     SERVER_IDENTITY,
+    allow_connections,
+    allows_connections,
     large_objects,
     server_identity,
     subscriptions_of,
@@ -1283,29 +1285,48 @@ def _swap(
         hint=f"nothing was changed: {target} is as it was; fix pre_restore_hook and retry",
     )
     terminate_connections(admin, target)
-    # Durably, before the first rename: a process killed between the two leaves the
-    # user's database under ``old``, and only this note says so (restore_swap).
-    note_swap(ctx, db.name, target, old, datetime.now(UTC))
-    # Not cleared if this fails: it may have happened all the same (a connection lost
-    # after the commit); the status clears the note once it finds the target.
-    rename_database(admin, target, old)
+    # An application's connection pool reconnects within milliseconds of its sessions
+    # being ended, and a database with sessions cannot be renamed: every --replace of a
+    # database in use failed. So it refuses new ones while it is swapped (if it accepted
+    # them), and accepts them again once it is out of the way, under its old name.
+    blocked = allows_connections(admin, target)
+    # Durably, before the first change: a process killed between the two renames leaves
+    # the user's database under ``old`` (shut, too), and only this note says so
+    # (restore_swap).
+    note_swap(ctx, db.name, target, old, datetime.now(UTC), blocked=blocked)
+    if blocked:
+        allow_connections(admin, target, False)
+    try:
+        # Not cleared if this fails: it may have happened all the same (a connection lost
+        # after the commit); the status clears the note once it finds the target.
+        rename_database(admin, target, old)
+    except BaseException:
+        if blocked:
+            _reopen(admin, target, target)
+        raise
     try:
         rename_database(admin, staging, target)
     except BaseException as failed:
         try:
             rename_database(admin, old, target)
+            if blocked:
+                allow_connections(admin, target, True)
             clear_swap(ctx, db.name, target)
         except BaseException as back:
             # The live data is whole, under another name: that is what must be said.
+            reopen = f' and ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' if blocked else ""
             raise RestoreError(
                 f"the swap failed half-way: database {target} is now named {old} and could "
                 f"not be renamed back ({first_line(back)}); the restored copy was not "
                 f"swapped in ({first_line(failed)})",
                 hint=f"nothing is lost: rename it back with ALTER DATABASE "
                 f'"{old}" RENAME TO "{target}" (after ending the sessions connected to '
-                f"{old}), then restore again",
+                f"{old}){reopen}, then restore again",
             ) from failed
         raise
+    if blocked:
+        # The kept copy as it was; the restored one has the backup's own setting.
+        _reopen(admin, old, target)
     clear_swap(ctx, db.name, target)
     # Too late to undo: the caller must hear that the swap itself happened.
     _run_hook(
@@ -1315,6 +1336,19 @@ def _swap(
         f"database is kept as {old}; finish the post-restore steps by hand",
     )
     return old
+
+
+def _reopen(admin: ConnInfo, name: str, target: str) -> None:
+    """Let database ``name`` (the swapped target, under its name or its old one) accept
+    connections again; if that fails, say so: it refuses every one."""
+    try:
+        allow_connections(admin, name, True)
+    except RespaldoError as exc:
+        raise RestoreError(
+            f"database {name} refuses every connection: it was shut for the swap of {target} "
+            f"and could not be opened again ({first_line(exc)})",
+            hint=f'allow them with ALTER DATABASE "{name}" ALLOW_CONNECTIONS true',
+        ) from None
 
 
 def _replication_left_behind(admin: ConnInfo, old: str, target: str) -> list[str]:

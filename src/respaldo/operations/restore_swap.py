@@ -2,18 +2,22 @@
 half-way through it leaves a trace the status reads.
 
 The swap is two renames: the target to ``<target>_old_<time>``, then the staging database
-to the target. A process killed between them (kill -9, the machine down) leaves the
-user's database under its ``_old_`` name and no database under its own; nothing else
-would ever say where it went. So before the first rename the restore notes the swap in
-the catalog (``alert_states``, key ``restore-swap:<database>:<target>``, the facts as
-JSON in ``message``), and forgets it once the swap is whole or undone. If the note cannot
-be written the swap does not start: nothing was changed.
+to the target, with the target refusing new connections meanwhile (ALLOW_CONNECTIONS
+false: an application's pool would reconnect before the rename, which refuses a database
+with sessions; allowed again afterwards, under its old name). A process killed between
+them (kill -9, the machine down) leaves the user's database under its ``_old_`` name,
+shut, and no database under its own; nothing else would ever say where it went. So
+before the first change the restore notes the swap in the catalog (``alert_states``, key
+``restore-swap:<database>:<target>``, the facts as JSON in ``message``), and forgets it
+once the swap is whole or undone. If the note cannot be written the swap does not start:
+nothing was changed.
 
 :func:`swap_items` (``respaldo status``, the status page and API, the watchdog) reads the
 notes left: while the restore's job has not ended nothing is said (it is swapping now);
 after that, a target that is missing is red with where its previous contents are and how
-to rename them back. A target that exists again (renamed back, or restored again) ends the
-note, as does any later restore that puts a database under that name.
+to rename them back, and a target that is there but still shut says how to open it. A
+target that exists again and accepts connections (renamed back, or restored again) ends
+the note, as does any later restore that puts a database under that name.
 """
 
 from __future__ import annotations
@@ -51,17 +55,29 @@ class Swap:
     """The name the target is renamed to first."""
     at: datetime
     job_id: int | None
+    blocked: bool = False
+    """The target was made to refuse new connections for the swap (ALLOW_CONNECTIONS
+    false), to be allowed again once it is over."""
 
 
 def _key(database: str, target: str) -> str:
     return f"{PREFIX}{database}:{target}"
 
 
-def note_swap(ctx: Context, database: str, target: str, old: str, now: datetime) -> None:
+def note_swap(
+    ctx: Context, database: str, target: str, old: str, now: datetime, *, blocked: bool = False
+) -> None:
     """Record, durably, that ``target`` (on the server of configured ``database``) is
-    about to be renamed to ``old`` and replaced. Raises RestoreError (nothing was changed)
-    when the catalog cannot be written."""
-    facts = {"database": database, "target": target, "old": old, "job": current_job()}
+    about to be renamed to ``old`` and replaced (``blocked``: and made to refuse new
+    connections first). Raises RestoreError (nothing was changed) when the catalog
+    cannot be written."""
+    facts = {
+        "database": database,
+        "target": target,
+        "old": old,
+        "job": current_job(),
+        "blocked": blocked,
+    }
     try:
         with ctx.catalog.begin() as session:
             row = AlertStates(session).get_or_new(_key(database, target), level="critical", now=now)
@@ -100,6 +116,7 @@ def noted_swaps(ctx: Context) -> list[Swap]:
                     str(facts["old"]),
                     row.fired_at or row.updated_at,
                     int(facts["job"]) if facts.get("job") is not None else None,
+                    bool(facts.get("blocked", False)),
                 )
             except (ValueError, KeyError, TypeError):
                 log.warning("unreadable record of a restore's swap: %s", row.key)
@@ -118,13 +135,25 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
     items = []
     for swap in noted_swaps(ctx):
         # Each sentence is a Phrase (respaldo.phrases): the page says it in its language.
-        rename = Phrase(
-            N_(
-                'rename it back with ALTER DATABASE "{old}" RENAME TO "{target}" (after '
-                "ending the sessions connected to {old})"
-            ),
-            old=swap.old,
-            target=swap.target,
+        rename = (
+            Phrase(
+                N_(
+                    'rename it back with ALTER DATABASE "{old}" RENAME TO "{target}", then '
+                    'let it accept connections again with ALTER DATABASE "{target}" '
+                    "ALLOW_CONNECTIONS true (it was shut for the swap)"
+                ),
+                old=swap.old,
+                target=swap.target,
+            )
+            if swap.blocked
+            else Phrase(
+                N_(
+                    'rename it back with ALTER DATABASE "{old}" RENAME TO "{target}" (after '
+                    "ending the sessions connected to {old})"
+                ),
+                old=swap.old,
+                target=swap.target,
+            )
         )
         names = {"target": swap.target, "old": swap.old, "at": f"{swap.at:%Y-%m-%d %H:%M}"}
         if not servers:
@@ -152,10 +181,20 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
                     **names,
                 )
             else:
-                if swap.target in present:
+                if swap.target in present and (present[swap.target] or not swap.blocked):
                     clear_swap(ctx, swap.database, swap.target)
                     continue
-                if swap.old in present:
+                if swap.target in present:
+                    # Back under its name (never renamed, or renamed back), still shut.
+                    reason = Phrase(
+                        N_(
+                            "database {target} refuses every connection since a restore "
+                            "--replace stopped half-way through its swap ({at} UTC) — allow "
+                            'them again with ALTER DATABASE "{target}" ALLOW_CONNECTIONS true'
+                        ),
+                        **names,
+                    )
+                elif swap.old in present:
                     reason = Phrase(
                         N_(
                             "database {target} is missing; its previous contents are in {old}, "
@@ -187,9 +226,9 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
     return items
 
 
-def _present(settings: Settings, swap: Swap) -> set[str]:
-    """Which of the swap's two names the server has. Raises ConfigError for a database no
-    longer configured, ConnectionFailed."""
+def _present(settings: Settings, swap: Swap) -> dict[str, bool]:
+    """Which of the swap's two names the server has, and whether each accepts connections.
+    Raises ConfigError for a database no longer configured, ConnectionFailed."""
     admin = ConnInfo.from_settings(settings.database(swap.database))
     # The configured database may be the very one missing: ask from "postgres" then.
     candidates = [admin] if admin.dbname not in (None, swap.target) else []
@@ -198,10 +237,11 @@ def _present(settings: Settings, swap: Swap) -> set[str]:
         try:
             with connect(conninfo, autocommit=True) as conn:
                 rows = conn.execute(
-                    "SELECT datname FROM pg_catalog.pg_database WHERE datname = ANY(%s)",
+                    "SELECT datname, datallowconn FROM pg_catalog.pg_database"
+                    " WHERE datname = ANY(%s)",
                     ([swap.target, swap.old],),
                 ).fetchall()
-            return {str(row[0]) for row in rows}
+            return {str(row[0]): bool(row[1]) for row in rows}
         except ConnectionFailed:
             if n == len(candidates) - 1:
                 raise

@@ -1363,6 +1363,23 @@ def create_database(
     log.info("created database %r", name)
 
 
+def _terminate_query(server_version: int) -> str:
+    """The query that terminates every other session on the database named by its one
+    parameter and counts them; from PostgreSQL 14 on it waits (up to 5 s each) until they
+    have gone, before, they are only signalled."""
+    if server_version >= 140000:
+        return (
+            "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))"
+            " FROM pg_catalog.pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
+        )
+    return (
+        "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid))"
+        " FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
+    )
+
+
 def terminate_connections(conninfo: ConnInfo, name: str) -> int:
     """Terminate every other session connected to database ``name``; return how many.
 
@@ -1371,19 +1388,7 @@ def terminate_connections(conninfo: ConnInfo, name: str) -> int:
     ``pg_signal_backend`` role for sessions of other roles.
     """
     with _maintenance(conninfo, name) as conn:
-        # PostgreSQL 14 can wait for the backends to exit; before, they are only signalled.
-        if conn.info.server_version >= 140000:
-            query = (
-                "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid, 5000))"
-                " FROM pg_catalog.pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
-            )
-        else:
-            query = (
-                "SELECT count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(pid))"
-                " FROM pg_catalog.pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_catalog.pg_backend_pid()"
-            )
+        query = _terminate_query(conn.info.server_version)
         row = _guarded(
             conninfo,
             f"terminating connections to {name!r}",
@@ -1495,32 +1500,90 @@ def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
     return found
 
 
+RENAME_ATTEMPTS = 3
+"""How many times :func:`rename_database` ends the sessions on a database and renames it
+before it gives up on sessions that come back each time."""
+
+_OBJECT_IN_USE = "55006"  # "database … is being accessed by other users"
+
+
+def allows_connections(conninfo: ConnInfo, name: str) -> bool:
+    """Whether database ``name`` accepts connections (``datallowconn``). Raises
+    DatabaseNotFound, ConnectionFailed, QueryFailed."""
+    with _maintenance(conninfo, name) as conn:
+        row = _guarded(
+            conninfo,
+            f"reading whether {name!r} accepts connections",
+            lambda: conn.execute(
+                "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = %s", (name,)
+            ).fetchone(),
+        )
+    if row is None:
+        raise DatabaseNotFound(f"database {name!r} does not exist")
+    return bool(row[0])
+
+
+def allow_connections(conninfo: ConnInfo, name: str, allow: bool) -> None:
+    """``ALTER DATABASE name ALLOW_CONNECTIONS allow``: with ``False`` nobody (a superuser
+    neither) opens a new session on it; those open stay. Raises ConnectionFailed,
+    QueryFailed (not its owner nor a superuser)."""
+    statement = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+        sql.Identifier(name), sql.SQL("true" if allow else "false")
+    )
+    with _maintenance(conninfo, name) as conn:
+        _guarded(
+            conninfo,
+            f"{'allowing' if allow else 'refusing'} connections to {name!r}",
+            lambda: conn.execute(statement),
+        )
+
+
 def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = True) -> None:
     """Rename database ``old`` to ``new``; with ``force``, sessions on ``old`` are ended first.
 
-    Used to swap a freshly restored database into place. Not idempotent: raises
-    DatabaseNotFound if ``old`` does not exist, DatabaseExists if ``new`` does, and
-    QueryFailed otherwise (e.g. a session reconnected in between).
+    Used to swap a freshly restored database into place. With ``force`` the sessions are
+    ended and the database renamed from one session, again while sessions came back
+    meanwhile (up to :data:`RENAME_ATTEMPTS` times). An application's connection pool
+    reconnects faster than that: refuse new connections first (:func:`allow_connections`).
+    Not idempotent: raises DatabaseNotFound if ``old`` does not exist, DatabaseExists if
+    ``new`` does, and QueryFailed otherwise (sessions that come back every time, with a
+    hint to stop them).
     """
     if conninfo.dbname == new:
         raise ValueError(f"connect to another database than {new!r} to rename into it")
-    if force:
-        terminate_connections(conninfo, old)
     statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
         sql.Identifier(old), sql.Identifier(new)
     )
+    errors: dict[type[psycopg.Error], SourceError] = {
+        psycopg.errors.InvalidCatalogName: DatabaseNotFound(f"database {old!r} does not exist"),
+        psycopg.errors.DuplicateDatabase: DatabaseExists(f"database {new!r} already exists"),
+    }
     with _maintenance(conninfo, old) as conn:
-        _guarded(
-            conninfo,
-            f"renaming database {old!r} to {new!r}",
-            lambda: conn.execute(statement),
-            {
-                psycopg.errors.InvalidCatalogName: DatabaseNotFound(
-                    f"database {old!r} does not exist"
-                ),
-                psycopg.errors.DuplicateDatabase: DatabaseExists(
-                    f"database {new!r} already exists"
-                ),
-            },
-        )
+        terminate = _terminate_query(conn.info.server_version)
+        for attempt in range(1, RENAME_ATTEMPTS + 1):
+            if force:
+                _guarded(
+                    conninfo,
+                    f"terminating connections to {old!r}",
+                    lambda: conn.execute(terminate, (old,)),
+                )
+            try:
+                _guarded(
+                    conninfo,
+                    f"renaming database {old!r} to {new!r}",
+                    lambda: conn.execute(statement),
+                    errors,
+                )
+            except QueryFailed as exc:
+                if not force or exc.sqlstate != _OBJECT_IN_USE:
+                    raise
+                if attempt < RENAME_ATTEMPTS:
+                    log.info("sessions came back to %r before it was renamed: again", old)
+                    continue
+                exc.hint = (
+                    f"sessions connect to {old} again as soon as they are ended (an "
+                    "application or its connection pool): stop them, then run this again"
+                )
+                raise
+            break
     log.info("renamed database %r to %r", old, new)

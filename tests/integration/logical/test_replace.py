@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -175,3 +176,44 @@ def test_a_name_postgresql_would_change_is_refused_before_anything_happens(
     assert why in run.err_lines[0]
     assert run.err_lines[1].startswith("respaldo: hint: "), run.err
     assert databases(pg) == before
+
+
+def test_replace_of_a_database_whose_sessions_reconnect_at_once(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # An application's connection pool reconnects as soon as its sessions are ended, and
+    # PostgreSQL renames no database with sessions: every --replace of a database in use
+    # failed ('is being accessed by other users'). The database refuses new connections
+    # while it is swapped, and accepts them again afterwards, under its old name.
+    target = respaldo.dbname
+    backup_id = respaldo.backup()["id"]
+    before = databases(pg)
+    stop = threading.Event()
+    connected = [threading.Event() for _ in range(3)]
+
+    def pool(seen: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with pg.connect(target) as conn:
+                    seen.set()
+                    while not stop.is_set():
+                        conn.execute("SELECT 1")
+            except psycopg.Error:
+                continue  # ended, or refused: at once again, as a pool does
+
+    threads = [threading.Thread(target=pool, args=(seen,)) for seen in connected]
+    for thread in threads:
+        thread.start()
+    try:
+        assert all(seen.wait(30) for seen in connected)
+        run = respaldo.run("restore", backup_id, "-t", target, "--replace")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert run.code == 0, str(run)
+    [old] = databases(pg) - before
+    allowed = "SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = %s"
+    assert pg.scalar(allowed, [old]) is True
+    assert pg.scalar(allowed, [target]) is True
+    assert table_checksums(pg, target) == table_checksums(pg, old)

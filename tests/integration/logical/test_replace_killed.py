@@ -57,10 +57,16 @@ def test_a_replace_killed_mid_swap_is_in_the_status_until_renamed_back(
     assert f"database {target} is missing" in reason
     assert f"previous contents are in {old}" in reason
     assert f'ALTER DATABASE "{old}" RENAME TO "{target}"' in reason
+    # It was shut for the swap (an application would have reconnected before the rename).
+    assert f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' in reason
     assert _swap_items(respaldo) == [item]  # said again, until resolved
 
     rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
     pg.execute(rename.format(sql.Identifier(old), sql.Identifier(target)))
+    (item,) = _swap_items(respaldo)  # back under its name, still shut
+    assert f"database {target} refuses every connection" in item["reason"]
+    assert f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' in item["reason"]
+    pg.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(target)))
     assert table_checksums(pg, target) == before  # nothing lost
     assert _swap_items(respaldo) == []
 
@@ -77,4 +83,6 @@ def test_a_replace_killed_mid_swap_is_cleared_by_a_later_restore(
     respaldo.restore(backup_id, target)  # the name is free: restored anew
     assert _swap_items(respaldo) == []
     assert table_checksums(pg, target) == before
-    assert table_checksums(pg, old) == before  # the old copy is the user's to drop
+    # The old copy is the user's to drop, or to open again: it was shut for the swap.
+    pg.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(old)))
+    assert table_checksums(pg, old) == before

@@ -31,9 +31,17 @@ def _swap_failing(monkeypatch: pytest.MonkeyPatch, failing: set[tuple[str, str]]
     monkeypatch.setattr(restore, "rename_database", rename)
     monkeypatch.setattr(restore, "terminate_connections", lambda *a, **k: 0)
     monkeypatch.setattr(restore, "database_exists", lambda admin, name: False)
-    # The catalog's note of the swap, in the same list: it must come before any rename.
+    monkeypatch.setattr(restore, "allows_connections", lambda admin, name: True)
     monkeypatch.setattr(
-        restore, "note_swap", lambda ctx, db, target, old, now: renames.append(f"note {old}")
+        restore,
+        "allow_connections",
+        lambda admin, name, allow: renames.append(f"{'open' if allow else 'shut'} {name}"),
+    )
+    # The catalog's note of the swap, in the same list: it must come before any change.
+    monkeypatch.setattr(
+        restore,
+        "note_swap",
+        lambda ctx, db, target, old, now, blocked: renames.append(f"note {old} {blocked}"),
     )
     monkeypatch.setattr(restore, "clear_swap", lambda ctx, db, target: renames.append("clear"))
     return renames
@@ -57,10 +65,12 @@ def test_a_failed_second_rename_puts_the_replaced_database_back(
     with pytest.raises(QueryFailed):
         restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
     assert renames == [
-        f"note {OLD}",
+        f"note {OLD} True",
+        "shut erp",
         f"erp->{OLD}",
         "respaldo_staging_0a1b2c3d->erp",
         f"{OLD}->erp",
+        "open erp",
         "clear",
     ]
 
@@ -70,7 +80,23 @@ def test_a_whole_swap_is_noted_before_its_first_rename_and_cleared_after(
 ) -> None:
     renames = _swap_failing(monkeypatch, set())
     assert restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED) == OLD
-    assert renames == [f"note {OLD}", f"erp->{OLD}", "respaldo_staging_0a1b2c3d->erp", "clear"]
+    assert renames == [
+        f"note {OLD} True",
+        "shut erp",
+        f"erp->{OLD}",
+        "respaldo_staging_0a1b2c3d->erp",
+        f"open {OLD}",
+        "clear",
+    ]
+
+
+def test_a_failed_first_rename_opens_the_database_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renames = _swap_failing(monkeypatch, {("erp", OLD)})
+    with pytest.raises(QueryFailed):
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+    assert renames == [f"note {OLD} True", "shut erp", f"erp->{OLD}", "open erp"]
 
 
 def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_is(
@@ -85,3 +111,4 @@ def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_i
     assert f"database erp is now named {OLD}" in message
     assert "is being accessed by other users" in message
     assert f'ALTER DATABASE "{OLD}" RENAME TO "erp"' in caught.value.hint
+    assert 'ALTER DATABASE "erp" ALLOW_CONNECTIONS true' in caught.value.hint
