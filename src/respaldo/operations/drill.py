@@ -106,6 +106,7 @@ from respaldo.postgres.scratchdb import (
     drop_abandoned,
     scratch_name,
 )
+from respaldo.postgres.server import writable
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
@@ -675,8 +676,10 @@ def _first_failure(checks: list[Check]) -> str | None:
 
 
 def _admin(conninfo: ConnInfo) -> ConnInfo:
-    # Scratch databases are managed from the maintenance database.
-    return conninfo.with_dbname("postgres")
+    # Scratch databases are managed from the maintenance database, writing whatever
+    # default_transaction_read_only says there or for the role, as a restore does: made
+    # read-only, every restore test failed on its CREATE DATABASE while restores passed.
+    return writable(conninfo.with_dbname("postgres"))
 
 
 def backup_to_test(ctx: Context, target: str) -> str:

@@ -542,3 +542,25 @@ def test_a_drill_whose_scratch_name_is_taken_leaves_that_database_alone(
         finally:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             pg.execute(drop.format(sql.Identifier(taken)))
+
+
+def test_a_drill_managed_from_a_read_only_maintenance_database_passes(
+    respaldo: Respaldo,
+) -> None:
+    # The drill manages its throwaway database from "postgres": made read-only there
+    # (ALTER DATABASE, or ALTER ROLE … IN DATABASE, default_transaction_read_only = on),
+    # every restore test failed ('cannot execute CREATE DATABASE in a read-only
+    # transaction') while the restore itself, whose sessions write whatever that default
+    # says, restored.
+    pg = respaldo.pg
+    backup_id = respaldo.backup()["id"]
+    pg.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    try:
+        code, result, err = _drill(respaldo, backup_id)
+    finally:
+        pg.execute(
+            "ALTER DATABASE postgres RESET default_transaction_read_only", dbname=respaldo.dbname
+        )
+    assert code == 0, (err, result)
+    assert result["passed"] is True
+    assert not _scratch(respaldo)
