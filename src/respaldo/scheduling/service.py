@@ -25,10 +25,11 @@ Rules (from the specification):
   its server) is not dropped: it is logged as an error and tried again every lease
   renewal period until the catalog takes it, unless a later firing of the same schedule
   comes first (the run owed is then that one: missed runs run once);
-- with SQLite (no queue, so no worker sweeps) the service sweeps for lost jobs at
-  start-up and every lease renewal period (:meth:`Service.sweep`): a job whose process
-  died is failed and alerted on, and a retry of it is run here when it was the service's
-  and ``[queue] retries`` allows, as the queue's workers do.
+- the service sweeps for lost jobs at start-up and every lease renewal period
+  (:meth:`Service.sweep`): a job whose process died is failed and alerted on; with
+  SQLite a retry of it is run here when it was the service's and ``[queue] retries``
+  allows, as the queue's workers do; with a queue the retry goes to the queue (as a
+  worker's sweep: with every worker gone, nothing else would look).
 """
 
 from __future__ import annotations
@@ -287,18 +288,20 @@ class Service:
             log.warning("%s", said)
         for entry in self.schedule:
             self._add(entry, when)
-        if not self.queued:
-            # No queue, so no worker sweeps for lost jobs: the service does, at once
-            # (what it lost before a restart) and every lease renewal period.
-            self._scheduler.add_job(
-                self.sweep,
-                IntervalTrigger(seconds=self.ctx.settings.jobs.renew_seconds, timezone=UTC),
-                id=SWEEP,
-                name=SWEEP,
-                next_run_time=when,
-                max_instances=1,
-                executor=OWN,
-            )
+        # The service sweeps for lost jobs, at once (what it lost before a restart) and
+        # every lease renewal period: with SQLite nobody else does; with a queue its
+        # workers do too, but with every worker gone (their machine lost, [server]
+        # run_jobs = false here) a job they ran stayed running for ever, each later firing
+        # of its schedule skipped as overlapping, and nothing told until an RPO lapsed.
+        self._scheduler.add_job(
+            self.sweep,
+            IntervalTrigger(seconds=self.ctx.settings.jobs.renew_seconds, timezone=UTC),
+            id=SWEEP,
+            name=SWEEP,
+            next_run_time=when,
+            max_instances=1,
+            executor=OWN,
+        )
         if self._watchdog is not None:
             self._scheduler.add_job(
                 self.watch,
@@ -326,14 +329,20 @@ class Service:
     def sweep(self) -> list[int]:
         """Fail the jobs lost by a process that died (with their alert), queue a retry of
         each that was this service's and may be retried (``[queue] retries``), and start
-        each retry this process holds in a thread of its own; returns their ids. SQLite
-        catalog only (with a queue, its workers sweep). Never raises: a sweep that fails
-        is logged (once per cause, and once when sweeping works again) and the next one
-        runs as planned."""
+        each retry this process holds in a thread of its own; returns their ids. With a
+        queue, as a worker's sweep (:func:`queue.recover`: the retries go to the queue,
+        none is held here). Never raises: a sweep that fails is logged (once per cause,
+        and once when sweeping works again) and the next one runs as planned."""
         if self._stopping:
             return []
         try:
-            held = reconcile.sweep_here(self.ctx)
+            if self.queued:
+                # As a worker's sweep: fail (and retry in the queue) what a dead worker
+                # ran, and the queued jobs whose queue entry ended; nothing is held here.
+                queue.recover(self.ctx)
+                held = []
+            else:
+                held = reconcile.sweep_here(self.ctx)
         except Exception as exc:
             self._sweep_failures.failed(exc)
             return []

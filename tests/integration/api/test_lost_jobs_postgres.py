@@ -34,6 +34,8 @@ from respaldo.operations.verify import verify
 from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
 from tests.lost_jobs import API_CHILD, Runner, kill_once_started, retries_of
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +121,34 @@ def test_a_lost_job_of_the_queue_is_retried_once_in_the_queue_not_by_the_service
     )
     assert _deferred(ctx, retry.id) == 1
     assert runner.ran == []
+
+
+def test_with_every_worker_gone_the_services_own_sweep_fails_alerts_and_requeues_the_job(
+    ctx: Context,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # The only worker (another machine, or serve's own with run_jobs) died mid-backup and
+    # stays down. Nobody swept: the job stayed running for ever, each later firing of its
+    # schedule was skipped as overlapping (no job waited, so the queue item stayed green),
+    # and nothing was told until the RPO lapsed a day later.
+    hook = {"targets": [{"name": "hook", "url": webhook.url, "levels": ["critical"]}]}
+    settings = Settings(cache_dir=tmp_path / "cache", notifications=hook)
+    # The service's context, opened (and so swept) before the job is lost.
+    with Context.open(settings) as serving:
+        lost = lose_job(tmp_path, "backup", "queue")
+        service = Service(serving, [], runner=Runner(), queued=True)
+        service.start()
+        try:
+            wait_for("the lost job to fail", lambda: jobs.get(ctx, lost).status.is_final)
+        finally:
+            service.stop("test over")
+    failed = jobs.get(ctx, lost)
+    assert failed.status is JobStatus.FAILED and "died while the job ran" in (failed.error or "")
+    (retry,) = retries_of(ctx, lost)
+    assert (retry.status, retry.queue_name) == (JobStatus.QUEUED, "default")
+    (told,) = webhook.inbox.wait(1)
+    assert "CRITICAL" in told["json"]["title"], told
 
 
 def test_the_queues_retry_of_a_lost_api_backup_takes_a_backup_of_its_own(
