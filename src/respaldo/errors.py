@@ -328,6 +328,9 @@ _SERVER_GONE = (
 )
 
 
+# strerror(ENOSPC) as the C library says it (the programs run with LC_MESSAGES=C).
+_NO_SPACE = "No space left on device"
+
 # The line in which the server says why a statement failed (libpq prints it so).
 _SERVER_REASON = re.compile(r"\b(ERROR|FATAL|PANIC):  ")
 # A name not found inside a function's body (the CONTEXT: line names the function).
@@ -376,6 +379,23 @@ class PostgresError(SourceError):
                     "back up again (a table the dump creates later is not found either: such "
                     "a function must not read tables)"
                 )
+            )
+        if hint is None and _NO_SPACE in stderr:
+            # The server says it in an ERROR line (its data directory, its WAL); pg_dump
+            # and pg_restore in their own (the files they write: dump_spool_dir).
+            server = reason is not None and _NO_SPACE in reason
+            hint = Phrase(
+                N_(
+                    "the PostgreSQL server's disk is full: free space on it, then run the "
+                    "command again"
+                )
+                if server
+                else N_(
+                    "the disk {program} writes its files to is full (a parallel backup's "
+                    "dump_spool_dir): free space there or set dump_spool_dir to a disk with "
+                    "room, then run the command again"
+                ),
+                program=program,
             )
         if hint is None and any(sign in stderr for sign in _SERVER_GONE):
             hint = Phrase(

@@ -4,8 +4,10 @@ a stream per file, restored with ``pg_restore --jobs`` through the same verifica
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,25 @@ def test_one_table_of_a_parallel_backup_reads_only_its_files(
     assert _bytes_read(run.err) < dump / 10, (run.err, dump)
     expected = table_checksums(pg, respaldo.dbname)["core.empleados"]
     assert table_checksums(pg, new_dbname)["core.empleados"] == expected
+
+
+def test_a_full_dump_spool_fails_the_backup_with_a_hint(respaldo: Respaldo) -> None:
+    # pg_dump's workers write their files into dump_spool_dir: a full disk there failed
+    # the backup with pg_dump's 'could not write to output file: No space left on device'
+    # and no hint at all.
+    spool = parallel(respaldo)
+    assert os.geteuid() == 0, "the small spool is a tmpfs: run the suite as root"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(spool)], check=True)
+    try:
+        run = respaldo.run("backup", "erp_par")
+        assert run.code == 1, str(run)
+        assert len(run.err_lines) == 2, run.err
+        error, hint = run.err_lines
+        assert error.startswith("respaldo: error: pg_dump exited with status 1"), run.err
+        assert "No space left on device" in error, run.err
+        assert hint.startswith("respaldo: hint: the disk pg_dump writes its files to is full")
+        assert "dump_spool_dir" in hint, run.err
+        assert [r.status for r in respaldo.records()][-1] == "failed"
+        assert list(spool.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(spool)], check=True)

@@ -59,3 +59,24 @@ def test_a_missing_name_outside_a_function_gets_no_search_path_hint() -> None:
         "Command was: ALTER TABLE public.x OWNER TO a;\n"
     )
     assert not PostgresError("pg_restore", 1, stderr).hint
+
+
+def test_a_server_out_of_disk_gets_a_hint_about_the_servers_disk() -> None:
+    # pg_restore into a staging database that fills the server's disk.
+    stderr = (
+        'pg_restore: error: COPY failed for table "obras": ERROR:  could not extend file '
+        '"base/16384/16999": No space left on device\n'
+        "HINT:  Check free disk space.\n"
+        "CONTEXT:  COPY obras, line 1200\n"
+    )
+    error = PostgresError("pg_restore", 1, stderr)
+    assert error.hint is not None
+    assert str(error.hint).startswith("the PostgreSQL server's disk is full")
+
+
+def test_a_client_out_of_disk_gets_a_hint_about_dump_spool_dir() -> None:
+    stderr = "pg_dump: error: could not write to output file: No space left on device\n"
+    error = PostgresError("pg_dump", 1, stderr)
+    assert error.hint is not None
+    assert str(error.hint).startswith("the disk pg_dump writes its files to is full")
+    assert "dump_spool_dir" in str(error.hint)
