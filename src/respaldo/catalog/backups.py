@@ -376,6 +376,7 @@ class BackupRecords:
         record.verified_at = when
         if verified:
             record.error_message = None
+            self._clear_descendants(record.id)
         else:
             if problem is not None:
                 record.error_message = problem
@@ -390,6 +391,33 @@ class BackupRecords:
         damaged backup was the database's recovery point: status green, retention keeping
         it as the newest good backup, the page offering its restore, none of which could
         restore. One already known to fail keeps its own reason."""
+        for child in self._descendants(backup_id):
+            if not _failed_verification(child):
+                child.is_verified = False
+                child.verified_at = when
+                child.error_message = chain_problem(backup_id)
+
+    def _clear_descendants(self, backup_id: str) -> None:
+        """Take back :meth:`_fail_descendants` of ``backup_id``, verified now (a restore
+        test of it that had failed for a passing reason, a disk full, passed again): the
+        backups built on it, failed for the sake of a backup of their chain alone, are back
+        to not yet verified (below one that failed on its own, they stay failed).
+        Left failed, every incremental of a chain stayed 'failed verification' for good,
+        none of them a recovery point nor offered for restore, all restorable."""
+        clean = {backup_id}
+        for child in self._descendants(backup_id):  # parents first
+            if child.parent_id not in clean:
+                continue  # below a backup that failed on its own: failed with it
+            if _failed_verification(child):
+                if not _is_chain_problem(child.error_message):
+                    continue  # its own fault (and its children's)
+                child.verified_at = None
+                child.error_message = None
+            clean.add(child.id)
+
+    def _descendants(self, backup_id: str) -> builtins.list[BackupRecord]:
+        """Every completed backup built on ``backup_id``, its children first."""
+        found: builtins.list[BackupRecord] = []
         parents, seen = [backup_id], {backup_id}
         while parents:
             children = self.session.scalars(
@@ -400,14 +428,11 @@ class BackupRecords:
             ).all()
             parents = []
             for child in children:
-                if child.id in seen:
-                    continue
-                seen.add(child.id)
-                parents.append(child.id)
-                if not _failed_verification(child):
-                    child.is_verified = False
-                    child.verified_at = when
-                    child.error_message = chain_problem(backup_id)
+                if child.id not in seen:
+                    seen.add(child.id)
+                    parents.append(child.id)
+                    found.append(child)
+        return found
 
     def delete(self, backup_id: str) -> None:
         """Remove a record, and its copies, for good (retention expired it and its
@@ -606,6 +631,12 @@ def chain_problem(backup_id: str) -> str:
         f"cannot be restored: backup {backup_id}, of the chain it is incremental on, failed "
         "verification"
     )
+
+
+def _is_chain_problem(message: str | None) -> bool:
+    """Whether ``message`` is a :func:`chain_problem`'s, of any backup."""
+    before, _, after = chain_problem("\0").partition("\0")
+    return message is not None and message.startswith(before) and message.endswith(after)
 
 
 def _failed_verification(record: BackupRecord) -> bool:

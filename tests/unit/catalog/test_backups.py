@@ -423,3 +423,37 @@ def test_a_manifest_proves_an_abandoned_backup_completed(records: BackupRecords)
     assert updated.status is BackupStatus.COMPLETED
     assert updated.error_message is None
     assert updated.completed_at == T0 + timedelta(minutes=1)
+
+
+def test_a_backup_verified_again_gives_its_chain_back(records: BackupRecords) -> None:
+    # A restore test of the full backup failed for a passing reason (a disk full) and
+    # passed again: every incremental built on it stayed 'failed verification' for good,
+    # none a recovery point nor offered for restore, all restorable.
+    full, child, own_fault, below_fault = physical_chain(records, 4)
+    records.set_verified(full.id, T0 + timedelta(hours=5), verified=False, problem="disk full")
+    records.set_verified(own_fault.id, T0 + timedelta(hours=6), verified=False, problem="own")
+    # One completed meanwhile on a child failed for the chain's sake: failed, after it.
+    late = pending(records, kind=BackupKind.INCREMENTAL, offset=timedelta(hours=7))
+    records.start(late.id, os.getpid(), host=HOST, now=late.created_at)
+    records.complete(
+        late.id,
+        completed_at=late.created_at + timedelta(seconds=90),
+        size_bytes=1000,
+        size_compressed=400,
+        checksum="ab" * 32,
+        manifest=f"manifests/{late.id}",
+        parent_id=child.id,
+    )
+    assert late.verified_at is not None and not late.is_verified
+
+    records.set_verified(full.id, T0 + timedelta(days=1))
+
+    for record in (child, late):
+        assert (record.is_verified, record.verified_at, record.error_message) == (
+            False,
+            None,
+            None,
+        )
+    assert (own_fault.verified_at, own_fault.error_message) == (T0 + timedelta(hours=6), "own")
+    # Below one that failed on its own: it restores only on top of that one.
+    assert below_fault.verified_at is not None and not below_fault.is_verified
