@@ -449,6 +449,8 @@ def _restore_staged(
             raise
     if result.old_database:
         result.warnings += _replication_left_behind(admin, result.old_database, target)
+    elif not result.replaced:
+        result.warnings += _copied_subscriptions(admin, target)
     if result.old_database and drop_old:
         try:
             drop_database(admin, result.old_database)
@@ -1372,6 +1374,30 @@ def _replication_left_behind(admin: ConnInfo, old: str, target: str) -> list[str
         f"(slot_name = NONE) and DROP SUBSCRIPTION; then in {target}, ALTER SUBSCRIPTION "
         "… ENABLE (it goes on from where the slot is: what the old database received "
         "since the backup is not sent again)"
+    ]
+
+
+def _copied_subscriptions(admin: ConnInfo, target: str) -> list[str]:
+    """A warning when ``target``, restored under a name of its own, holds the backed-up
+    database's logical replication subscriptions: pg_restore made them disabled, naming the
+    replication slot on the publisher that the original subscriber uses. PostgreSQL
+    refuses to drop the copy while it holds them, and a plain ``DROP SUBSCRIPTION`` in it
+    connects to the publisher and drops that slot: the original's replication broken,
+    what the publisher wrote meanwhile never sent to it. Never raises: the restore is
+    done."""
+    try:
+        names = [name for name, _ in subscriptions_of(admin, target)]
+    except RespaldoError as exc:
+        log.warning("cannot read the subscriptions of %s: %s", target, first_line(exc))
+        return []
+    if not names:
+        return []
+    return [
+        f"{target} holds the backed-up database's subscriptions ({', '.join(names)}), "
+        "disabled, naming the replication slots the original subscriber uses on the "
+        f"publisher: before dropping them (or {target}, which PostgreSQL refuses until "
+        f"then), in {target}: ALTER SUBSCRIPTION … SET (slot_name = NONE), else DROP "
+        "SUBSCRIPTION drops the original's slot on the publisher"
     ]
 
 

@@ -171,3 +171,29 @@ def test_a_replace_of_a_database_whose_subscription_is_disabled_says_nothing_of_
 
     assert run.code == 0, str(run)
     assert "subscribes" not in run.err, str(run)
+
+
+def test_a_subscriber_restored_under_a_new_name_says_how_to_drop_its_copies(
+    new_dbname: str, subscriber: Respaldo
+) -> None:
+    # (new_dbname first: its database is dropped after the fixture unsubscribed it.)
+    # The copy holds the subscription, disabled, naming the original's slot: DROP
+    # DATABASE of it is refused, and the DROP SUBSCRIPTION that then comes to mind drops
+    # the slot the original subscriber uses on the publisher. The restore said nothing.
+    pg = subscriber.pg
+    backup_id = subscriber.backup()["id"]
+
+    run = subscriber.run("restore", backup_id, "--target-database", new_dbname)
+
+    assert run.code == 0, str(run)
+    said = " ".join(run.err.split())
+    assert (
+        f"warning: {new_dbname} holds the backed-up database's subscriptions (desde_central), "
+        "disabled, naming the replication slots the original subscriber uses"
+    ) in said, str(run)
+    assert f"in {new_dbname}: ALTER SUBSCRIPTION … SET (slot_name = NONE)" in said, str(run)
+    assert pg.query(
+        "SELECT s.subenabled, s.subslotname FROM pg_catalog.pg_subscription s"
+        " JOIN pg_catalog.pg_database d ON d.oid = s.subdbid WHERE d.datname = %s",
+        [new_dbname],
+    ) == [(False, "ranura_central")]
