@@ -332,7 +332,7 @@ class BackupRecords:
             # Its parent was found not to restore while it ran (a repair, a restore test):
             # it restores only on top of it, so it is no recovery point either.
             parent = self.session.get(BackupRecord, parent_id)
-            if parent is not None and _failed_verification(parent):
+            if parent is not None and has_failed_verification(parent):
                 record.is_verified = False
                 record.verified_at = parent.verified_at
                 record.error_message = chain_problem(parent_id)
@@ -392,7 +392,7 @@ class BackupRecords:
         it as the newest good backup, the page offering its restore, none of which could
         restore. One already known to fail keeps its own reason."""
         for child in self._descendants(backup_id):
-            if not _failed_verification(child):
+            if not has_failed_verification(child):
                 child.is_verified = False
                 child.verified_at = when
                 child.error_message = chain_problem(backup_id)
@@ -408,7 +408,7 @@ class BackupRecords:
         for child in self._descendants(backup_id):  # parents first
             if child.parent_id not in clean:
                 continue  # below a backup that failed on its own: failed with it
-            if _failed_verification(child):
+            if has_failed_verification(child):
                 if not _is_chain_problem(child.error_message):
                     continue  # its own fault (and its children's)
                 child.verified_at = None
@@ -639,8 +639,8 @@ def _is_chain_problem(message: str | None) -> bool:
     return message is not None and message.startswith(before) and message.endswith(after)
 
 
-def _failed_verification(record: BackupRecord) -> bool:
-    """:func:`failed_verification` of one loaded record."""
+def has_failed_verification(record: BackupRecord) -> bool:
+    """:func:`failed_verification` of one loaded record (a completed one)."""
     return record.verified_at is not None and not record.is_verified
 
 

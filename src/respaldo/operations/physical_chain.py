@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from respaldo.catalog.backups import BackupRecords
+from respaldo.catalog.backups import BackupRecords, has_failed_verification
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.operations.context import Context
 from respaldo.postgres import ConnInfo, ServerInfo
@@ -70,7 +70,7 @@ def choose_parent(
     if not latest:
         return None, "no earlier physical backup of this database"
     previous = latest[0]
-    if previous.verified_at is not None and not previous.is_verified:
+    if has_failed_verification(previous):
         # Built on it, the new backup could not restore either (pg_combinebackup needs
         # the whole chain), and would still count as the database's good recovery point.
         return None, (
