@@ -106,7 +106,7 @@ from respaldo.postgres.scratchdb import (
     drop_abandoned,
     scratch_name,
 )
-from respaldo.postgres.server import writable
+from respaldo.postgres.server import restore_sessions, writable
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
@@ -331,8 +331,11 @@ def _drill(
                     )
                 match_locale(admin, scratch, properties.create_options)
                 check_properties(admin, properties, scratch)
+                # A restore's own sessions on its database: no login event trigger of the
+                # backup's fires for them (and adds rows the counts would not expect).
+                scratch_conn = restore_sessions(admin).with_dbname(scratch)
                 size = restore_stream_into(
-                    ctx, reader, manifest, admin.with_dbname(scratch), 1, False, None, tools
+                    ctx, reader, manifest, scratch_conn, 1, False, None, tools
                 )
                 result.restore_seconds = time.monotonic() - started
                 result.checks.append(
@@ -341,7 +344,7 @@ def _drill(
             except RespaldoError as exc:
                 result.checks.append(Check("restore", False, str(exc)))
             else:
-                result.checks += _checks(ctx, manifest, admin.with_dbname(scratch), db, amcheck)
+                result.checks += _checks(ctx, manifest, scratch_conn, db, amcheck)
                 result.checks += _roles_check(reader, manifest)
         except RespaldoError as exc:
             error = str(exc)

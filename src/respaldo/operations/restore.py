@@ -136,9 +136,9 @@ from respaldo.postgres.server import (
     allow_connections,
     allows_connections,
     large_objects,
+    restore_sessions,
     server_identity,
     subscriptions_of,
-    with_short_lock_waits,
     writable,
 )
 from respaldo.postgres.toc import Selection, only_blocks
@@ -330,7 +330,7 @@ def _restore_backup(
         )
         # Whether the restore's sessions may shorten their lock waits: a connection and a
         # query (17-53 ms measured at load 4-5), beside the staging database's creation.
-        lock_waits = pool.submit(with_short_lock_waits, admin)
+        lock_waits = pool.submit(restore_sessions, admin)
         try:
             return _restore_staged(
                 ctx,

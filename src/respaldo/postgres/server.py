@@ -1048,21 +1048,59 @@ def with_short_lock_waits(conninfo: ConnInfo) -> ConnInfo:
     ``conninfo`` (or, without them, ``PGOPTIONS``, which libpq would otherwise use) are
     kept. Raises ConnectionFailed, QueryFailed."""
     with connect(conninfo, autocommit=True) as conn:
-
-        def allowed() -> bool:
-            if conn.info.server_version >= 150000:
-                query = "SELECT pg_catalog.has_parameter_privilege('deadlock_timeout', 'SET')"
-            else:
-                query = "SELECT pg_catalog.current_setting('is_superuser') = 'on'"
-            row = conn.execute(query).fetchone()
-            return bool(row is not None and row[0])
-
-        may = _guarded(conninfo, "checking whether lock waits may be shortened", allowed)
+        may = _guarded(
+            conninfo,
+            "checking whether lock waits may be shortened",
+            lambda: _may_set(conn, "deadlock_timeout"),
+        )
     if not may:
         return conninfo
-    # libpq takes the options parameter instead of PGOPTIONS, not in addition to it.
+    return _with_option(conninfo, f"deadlock_timeout={SHORT_LOCK_WAIT}")
+
+
+def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
+    """``conninfo`` for the sessions of a restore or a restore test on the database it
+    restores into: with :func:`with_short_lock_waits`'s, and firing no event trigger
+    (``event_triggers = off``, PostgreSQL 17 and later) where its role may set that (a
+    superuser, or a role granted ``SET`` on it); otherwise as that gives it.
+
+    A restored database's own ``login`` event trigger (PostgreSQL 17: one that records
+    each session in a table, an ERP's audit of who logged in) fires for every session
+    respaldo opens on it once pg_restore has created it: the row counts then found that
+    table one row or more longer than the backup's snapshot, and no backup of such a
+    database could be restored or pass a restore test ('the backup may be damaged').
+    Raises ConnectionFailed, QueryFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+
+        def allowed() -> tuple[bool, bool]:
+            quiet = conn.info.server_version >= 170000 and _may_set(conn, "event_triggers")
+            return _may_set(conn, "deadlock_timeout"), quiet
+
+        short, quiet = _guarded(conninfo, "checking what the restore's sessions may set", allowed)
+    if short:
+        conninfo = _with_option(conninfo, f"deadlock_timeout={SHORT_LOCK_WAIT}")
+    if quiet:
+        conninfo = _with_option(conninfo, "event_triggers=off")
+    return conninfo
+
+
+def _may_set(conn: Connection, parameter: str) -> bool:
+    """Whether the session's role may set superuser-only ``parameter`` (a literal name):
+    a superuser; from PostgreSQL 15 also a role granted ``SET`` on it."""
+    if conn.info.server_version >= 150000:
+        row = conn.execute(
+            "SELECT pg_catalog.has_parameter_privilege(%s, 'SET')", (parameter,)
+        ).fetchone()
+    else:
+        row = conn.execute("SELECT pg_catalog.current_setting('is_superuser') = 'on'").fetchone()
+    return bool(row is not None and row[0])
+
+
+def _with_option(conninfo: ConnInfo, setting: str) -> ConnInfo:
+    """``conninfo`` with ``-c setting`` added to its options (or, without them, to
+    ``PGOPTIONS``, which libpq takes only when the options parameter is not given)."""
     options = conninfo.params.get("options", os.environ.get("PGOPTIONS", ""))
-    options = f"{options} -c deadlock_timeout={SHORT_LOCK_WAIT}".strip()
+    options = f"{options} -c {setting}".strip()
     return replace(conninfo, params={**conninfo.params, "options": options})
 
 
@@ -1074,9 +1112,7 @@ def writable(conninfo: ConnInfo) -> ConnInfo:
     default_transaction_read_only = on`` (an archive of past years' works) refused every
     restore of its backups under a new name, while its restore tests, managed from
     ``postgres``, passed. Pure."""
-    options = conninfo.params.get("options", os.environ.get("PGOPTIONS", ""))
-    options = f"{options} -c default_transaction_read_only=off".strip()
-    return replace(conninfo, params={**conninfo.params, "options": options})
+    return _with_option(conninfo, "default_transaction_read_only=off")
 
 
 def database_exists(conninfo: ConnInfo, name: str) -> bool:

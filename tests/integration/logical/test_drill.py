@@ -142,7 +142,8 @@ def test_a_backup_whose_roles_cannot_be_read_fails_the_drill(respaldo: Respaldo)
     backup_id = respaldo.backup()["id"]
     repo = respaldo.repository()
     [list_id] = repo.load_manifest(backup_id).stream("globals").lists
-    [(chunk_id, _)] = read_list(repo, list_id)
+    # As many chunks as the server's roles make (other tests add theirs): the first.
+    chunk_id, _ = read_list(repo, list_id)[0]
     location = repo.index.get(chunk_id)
     assert location is not None
     flip_byte(respaldo.repo_dir / pack_name(location.pack_id), location.offset + 40)
