@@ -42,6 +42,7 @@ from respaldo.postgres.server import (
     READ_EVERY_ROW,
     can_read_role_passwords,
     hash_keys_to_load_via_root,
+    own_sessions,
     table_sizes,
 )
 from respaldo.postgres.toc import BlockStarts
@@ -118,7 +119,8 @@ def _dump(
     snapshot_id: str | None,
     jobs: int,
 ) -> tuple[Manifest, WriteStats]:
-    conninfo = ConnInfo.from_settings(db)
+    # pg_dump's own timeouts off for respaldo's sessions too (own_sessions).
+    conninfo = own_sessions(ConnInfo.from_settings(db))
     server = server_info(conninfo)
     tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase

@@ -136,6 +136,7 @@ from respaldo.postgres.server import (
     allow_connections,
     allows_connections,
     large_objects,
+    own_sessions,
     restore_sessions,
     server_identity,
     subscriptions_of,
@@ -270,7 +271,7 @@ def _restore_backup(
             f"{option('target_dir')} for files backups",
         )
     db = ctx.settings.database(database or manifest.source)
-    admin = writable(ConnInfo.from_settings(db))
+    admin = own_sessions(writable(ConnInfo.from_settings(db)))
     # The maintenance database, for when the configured one cannot serve: "postgres",
     # or template1 when "postgres" itself is being (forcibly) replaced.
     maintenance = "template1" if target == "postgres" else "postgres"

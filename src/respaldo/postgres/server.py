@@ -1060,7 +1060,8 @@ def with_short_lock_waits(conninfo: ConnInfo) -> ConnInfo:
 
 def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
     """``conninfo`` for the sessions of a restore or a restore test on the database it
-    restores into: with :func:`with_short_lock_waits`'s, and firing no event trigger
+    restores into: :func:`own_sessions`', with :func:`with_short_lock_waits`'s, and
+    firing no event trigger
     (``event_triggers = off``, PostgreSQL 17 and later) where its role may set that (a
     superuser, or a role granted ``SET`` on it); otherwise as that gives it.
 
@@ -1081,7 +1082,7 @@ def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
         conninfo = _with_option(conninfo, f"deadlock_timeout={SHORT_LOCK_WAIT}")
     if quiet:
         conninfo = _with_option(conninfo, "event_triggers=off")
-    return conninfo
+    return own_sessions(conninfo)
 
 
 def _may_set(conn: Connection, parameter: str) -> bool:
@@ -1102,6 +1103,24 @@ def _with_option(conninfo: ConnInfo, setting: str) -> ConnInfo:
     options = conninfo.params.get("options", os.environ.get("PGOPTIONS", ""))
     options = f"{options} -c {setting}".strip()
     return replace(conninfo, params={**conninfo.params, "options": options})
+
+
+def own_sessions(conninfo: ConnInfo) -> ConnInfo:
+    """``conninfo`` whose sessions wait as long as their work takes, whatever the
+    database's or the role's ``statement_timeout``, ``lock_timeout`` and
+    ``idle_in_transaction_session_timeout`` say (the options of ``conninfo``, or without
+    them ``PGOPTIONS``, kept), as pg_dump sets them for its own session. A database set
+    to cancel its application's long statements (``ALTER DATABASE … SET statement_timeout
+    = '30s'``) cancelled a backup's row counts once one table took longer to count, and
+    every backup of it failed; the snapshot's transaction, idle while pg_dump works, was
+    ended by an idle timeout. Pure."""
+    for setting in (
+        "statement_timeout=0",
+        "lock_timeout=0",
+        "idle_in_transaction_session_timeout=0",
+    ):
+        conninfo = _with_option(conninfo, setting)
+    return conninfo
 
 
 def writable(conninfo: ConnInfo) -> ConnInfo:

@@ -292,3 +292,33 @@ def test_a_read_only_database_restores_under_a_new_name(
         [new_dbname],
     ) == ["default_transaction_read_only=on"]
     assert staging_databases(pg) == set()
+
+
+def test_a_database_with_timeouts_for_its_application_backs_up_and_restores(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """Timeouts a DBA sets for the application (statement_timeout, lock_timeout,
+    idle_in_transaction_session_timeout) held respaldo's own sessions too, which pg_dump
+    lifts for its own: the snapshot's transaction, idle while pg_dump starts and dumps,
+    was ended, and a table that took longer to count than statement_timeout cancelled
+    its count; every backup of such a database failed. The restored copy keeps them."""
+    pg.execute(
+        sql.SQL(
+            "ALTER DATABASE {0} SET idle_in_transaction_session_timeout = '1ms';"
+            "ALTER DATABASE {0} SET lock_timeout = '1ms'"
+        ).format(sql.Identifier(respaldo.dbname))
+    )
+    backup_id = respaldo.backup()["id"]
+
+    drill = respaldo.run("drill", backup_id)
+    assert drill.code == 0, str(drill)
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname, "--jobs", "2")
+    assert run.code == 0, str(run)
+    assert sorted(
+        pg.scalar(
+            "SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
+            " JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+            " WHERE d.datname = %s AND s.setrole = 0",
+            [new_dbname],
+        )
+    ) == ["idle_in_transaction_session_timeout=1ms", "lock_timeout=1ms"]
