@@ -103,6 +103,41 @@ def kill_restore(world: World, plant: Plant, options: tuple[str, ...] = ()) -> O
     return Outcome({backup_id}, summary="target untouched; restore again is exact")
 
 
+_PAUSED = (
+    "SELECT count(*) FROM pg_catalog.pg_class"
+    " WHERE relkind = 'r' AND 'autovacuum_enabled=false' = ANY (reloptions)"
+)
+
+
+def kill_restore_jobs_paused(world: World) -> Outcome:
+    """``restore --jobs 2`` killed as its first worker's pg_restore starts, with autovacuum
+    turned off on the staging database's tables (operations/restore_parallel.py): the
+    next run drops that database, and the one it restores has autovacuum off nowhere."""
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
+    # Of the pg_restore into staging, only the workers' take a list (not the pre-data
+    # one): the first starts after the pause.
+    into_staging = (
+        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
+    )
+    _killed(world.run_process(*args, plant=Plant("subprocess.Popen", into_staging)))
+    (staging,) = staging_databases(world.pg)
+    paused = int(world.pg.scalar(_PAUSED, dbname=staging))
+    assert paused > 0, "killed before autovacuum was paused"
+    assert target not in world.databases(), "a killed restore created its target"
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    assert staging not in world.databases()
+    _same_database(world, target)
+    assert world.pg.scalar(_PAUSED, dbname=target) == 0, "handed over with autovacuum off"
+    return Outcome(
+        {backup_id},
+        summary=f"left with autovacuum off on {paused} tables, dropped at the next run; "
+        "restore again exact, autovacuum off nowhere",
+    )
+
+
 def kill_files_restore(world: World) -> Outcome:
     """A files restore killed mid-file: the target is marked incomplete, no file is cut
     short under its final name, and the same restore again replaces the partial one."""
@@ -638,6 +673,13 @@ SCENARIOS = [
         f"{KILL} while the dump is spooled",
         "spool and staging database removed at the next run",
         partial(kill_restore, plant=Plant("open", PACK_OPEN, 4), options=("--jobs", "2")),
+    ),
+    Scenario(
+        "restore-jobs-kill-autovacuum-paused",
+        "restore --jobs 2 (logical)",
+        f"{KILL} as the first worker starts, the tables' autovacuum off",
+        "staging database (autovacuum off) dropped at the next run; never handed over so",
+        kill_restore_jobs_paused,
     ),
     Scenario(
         "files-restore-kill",
