@@ -328,16 +328,22 @@ class BackupRecords:
         record.schema_version = schema_version
         record.error_message = None
         _set_locations(record, storage_path, s3_url, storage_tier)
-        if parent_id is not None:
-            # Its parent was found not to restore while it ran (a repair, a restore test):
-            # it restores only on top of it, so it is no recovery point either.
-            parent = self.session.get(BackupRecord, parent_id)
-            if parent is not None and has_failed_verification(parent):
-                record.is_verified = False
-                record.verified_at = parent.verified_at
-                record.error_message = chain_problem(parent_id)
+        # Its parent was found not to restore while it ran (a repair, a restore test).
+        self._fail_with_parent(record)
         self.session.flush()
         return record
+
+    def _fail_with_parent(self, record: BackupRecord) -> None:
+        """Mark ``record``, completed, as failed verification when the backup it is
+        incremental on failed it: it restores only on top of that one, so it is no
+        recovery point either. One known to fail already keeps its own reason."""
+        if record.parent_id is None or has_failed_verification(record):
+            return
+        parent = self.session.get(BackupRecord, record.parent_id)
+        if parent is not None and has_failed_verification(parent):
+            record.is_verified = False
+            record.verified_at = parent.verified_at
+            record.error_message = chain_problem(record.parent_id)
 
     def fail(self, backup_id: str, message: str, *, now: datetime | None = None) -> BackupRecord:
         """``pending`` or ``in_progress`` -> ``failed``, with ``message`` as the reason.
@@ -542,8 +548,10 @@ class BackupRecords:
         Inserts the record if missing (``created_at`` from the id, not verified). Otherwise
         overwrites only what the manifest owns: kind, source, manifest name, times, sizes,
         checksum, versions, and the optional fields that are not None. Never touches
-        ``is_verified``/``verified_at``, the worker columns, or ``repository`` of an
-        existing record (which repository is primary is configuration, not history).
+        ``is_verified``/``verified_at`` (but for one incremental on a backup that failed
+        verification, failed with it: :meth:`_fail_with_parent`; a failed verification
+        keeps its reason), the worker columns, or ``repository`` of an existing record
+        (which repository is primary is configuration, not history).
 
         Status becomes ``completed`` whatever it was, outside the state machine on purpose:
         a manifest is written only after all its data, so it proves the backup completed,
@@ -571,7 +579,9 @@ class BackupRecords:
             self.session.add(record)
         record.backup_type = values.backup_type
         record.status = BackupStatus.COMPLETED
-        record.error_message = None
+        if not has_failed_verification(record):
+            # A failed run's reason, gone with the failure; a failed verification's stays.
+            record.error_message = None
         record.database_name = values.database_name
         record.manifest = values.manifest
         record.started_at = started_at
@@ -594,6 +604,10 @@ class BackupRecords:
             record.triggered_by = values.triggered_by
         record.expires_at = _expiry(completed_at, record.retention_days)
         _set_locations(record, values.storage_path, values.s3_url, values.storage_tier)
+        # A catalog rebuilt from the repository marks the damaged backups again
+        # (operations/catalog_rebuild.py), oldest first: the incrementals built on one
+        # come after it, and were counted good (recovery points, offered for restore).
+        self._fail_with_parent(record)
         self.session.flush()
         return record, created
 

@@ -457,3 +457,26 @@ def test_a_backup_verified_again_gives_its_chain_back(records: BackupRecords) ->
     assert (own_fault.verified_at, own_fault.error_message) == (T0 + timedelta(hours=6), "own")
     # Below one that failed on its own: it restores only on top of that one.
     assert below_fault.verified_at is not None and not below_fault.is_verified
+
+
+def test_a_rebuilt_catalog_fails_the_backups_built_on_a_damaged_one(
+    records: BackupRecords,
+) -> None:
+    # catalog rebuild marks a backup repair found damaged again, oldest first: the
+    # incrementals built on it were inserted after it, good, each a recovery point the
+    # status, retention and the Restore button counted on, none restorable.
+    full = "20261128T083000Z-0badcafe"
+    child = "20261129T083000Z-0badcafe"
+    records.upsert_from_manifest(replace(manifest_values(full), backup_type=BackupKind.INCREMENTAL))
+    records.set_verified(full, T0 + timedelta(hours=2), verified=False, problem="3 chunks lost")
+    record, _ = records.upsert_from_manifest(
+        replace(manifest_values(child), backup_type=BackupKind.INCREMENTAL, parent_id=full)
+    )
+    assert (record.is_verified, record.verified_at) == (False, T0 + timedelta(hours=2))
+    assert f"backup {full}, of the chain" in (record.error_message or "")
+    # Rebuilt again: it stays failed.
+    again, _ = records.upsert_from_manifest(
+        replace(manifest_values(child), backup_type=BackupKind.INCREMENTAL, parent_id=full)
+    )
+    assert again.verified_at == T0 + timedelta(hours=2) and not again.is_verified
+    assert again.error_message == record.error_message
