@@ -876,8 +876,17 @@ def restore_pairs(
     The order alternates: A B (C) in even pairs, (C) B A in odd ones. Always run first,
     right after the previous pair's databases were dropped, A met another server state
     than B (autovacuum's launcher, the page cache the drops freed): session 16 could not
-    tell its server CPU from an order effect. The summary gives each order apart too."""
+    tell its server CPU from an order effect. The summary gives each order apart too.
+
+    One restore each way comes first, unmeasured: right after the backup (which the
+    caller has just made), respaldo's restores' COPYs cost the server up to 3 CPU-s
+    more, in five of the six that came first or second (docs/benchmarks.md, session 17),
+    and pair 1 put that on A."""
     out: dict[str, Any] = {}
+    bench.log("  warm-up: one restore each way, unmeasured…")
+    bench.restore(setup, backup_id, "pair_a", jobs_list[0])
+    bench.createdb("pair_b")
+    bench.pg_restore(dump, "pair_b", jobs_list[0], created=True)
     for jobs in jobs_list:
         rows: list[dict[str, Any]] = []
         for i in range(pairs):
