@@ -323,7 +323,9 @@ class SplitRunner(Runner):
         }
 
 
-def split_one(bench: Bench, runner: SplitRunner, fn: Callable[[], list[dict[str, Any]]]) -> dict:
+def split_one(
+    bench: Bench, runner: SplitRunner, fn: Callable[[], list[dict[str, Any]]]
+) -> dict[str, Any]:
     logfile = bench.cluster.logfile
     start = logfile.stat().st_size
     runner.samples.clear()

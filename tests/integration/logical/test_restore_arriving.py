@@ -468,7 +468,7 @@ def test_a_restore_whose_autovacuum_cannot_be_turned_back_on_leaves_nothing(
 ) -> None:
     # The server refuses the RESET of one table (here: one that is not there any more).
     backup_id = _backup(respaldo, "custom")
-    real_resume = restore_parallel.resume_autovacuum
+    real_resume = postgres.resume_autovacuum
 
     def resume(conninfo: Any, tables: list[tuple[str, str]]) -> None:
         real_resume(conninfo, [*tables, ("core", "gone")])
@@ -490,7 +490,7 @@ def test_a_restore_whose_autovacuum_cannot_be_paused_leaves_nothing(
     # Failing is the safe side: a pause whose commit was lost with its connection may
     # have happened, and the database would be handed over with autovacuum off.
     backup_id = _backup(respaldo, "custom")
-    real_pause = restore_parallel.pause_autovacuum
+    real_pause = postgres.pause_autovacuum
 
     def pause(conninfo: Any) -> list[tuple[str, str]]:
         return real_pause(conninfo.with_dbname("respaldo_no_such_database"))
