@@ -78,6 +78,16 @@ class Notifications:
         self.session.flush()
         return row
 
+    def last_to(self, target: str) -> NotificationRecord | None:
+        """The newest record of a message to ``target``, or None."""
+        query = (
+            sa.select(NotificationRecord)
+            .where(NotificationRecord.target == target)
+            .order_by(NotificationRecord.sent_at.desc(), NotificationRecord.id.desc())
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
     def list(self, *, limit: int = 50) -> builtins.list[NotificationRecord]:
         """The newest records first."""
         query = sa.select(NotificationRecord).order_by(

@@ -94,4 +94,6 @@ def _what(item: StatusItem) -> str:
         return f"queue {item.key.partition(':')[2]}"
     if item.check == "swap":
         return f"swap of {item.key.split(':', 2)[-1]}"
+    if item.check == "notify":
+        return f"alerts to {item.key.partition(':')[2]}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

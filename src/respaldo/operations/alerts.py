@@ -424,6 +424,7 @@ def set_condition(
     repository: str | None = None,
     hint: str | None = None,
     now: datetime,
+    not_to: str | None = None,
 ) -> ConditionResult:
     """Record whether the condition ``key`` (``rpo:erp:full``) fires at ``now``, and tell.
 
@@ -432,7 +433,8 @@ def set_condition(
     ``firing`` is true an alert of ``level`` goes out; while it stays true, again only
     after ``[notifications] repeat_interval_minutes``; the first time it is false after
     that, one ``resolved`` message. Never raises (a catalog that cannot be written is
-    logged and the result says ``quiet``).
+    logged and the result says ``quiet``). ``not_to``: a target that is not told (the one
+    the condition is about: "messages to it fail").
     """
     interval = timedelta(minutes=ctx.settings.notifications.repeat_interval_minutes)
     text = translate(ctx.settings, message, args)
@@ -477,7 +479,7 @@ def set_condition(
         key=key,
     )
     try:
-        deliveries = _send(ctx.settings, ctx._catalog, alert)
+        deliveries = _send(ctx.settings, ctx._catalog, alert, not_to=not_to)
     except Exception:
         log.exception("could not send alert %s", key)
         deliveries = []
@@ -666,10 +668,20 @@ def translate(settings: Settings, message: str, args: Mapping[str, Any] | None =
 
 
 def _send(
-    settings: Settings, catalog: Catalog | None, alert: Alert, *, at: datetime | None = None
+    settings: Settings,
+    catalog: Catalog | None,
+    alert: Alert,
+    *,
+    at: datetime | None = None,
+    not_to: str | None = None,
 ) -> list[DeliveryResult]:
-    """Send ``alert`` and record each delivery (at ``at``, else the alert's time)."""
-    deliveries = send(settings.notifications, alert)
+    """Send ``alert`` (to every target but ``not_to``) and record each delivery (at
+    ``at``, else the alert's time)."""
+    notifications = settings.notifications
+    if not_to is not None:
+        targets = [t for t in notifications.targets if t.name != not_to]
+        notifications = notifications.model_copy(update={"targets": targets})
+    deliveries = send(notifications, alert)
     _record(catalog, alert, deliveries, at or alert.at)
     return [DeliveryResult.of(d) for d in deliveries]
 

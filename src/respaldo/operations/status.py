@@ -23,6 +23,8 @@ or red with the reason in words:
 - ``verify:<repository>`` (general, while ``[schedules] verify`` is on): since when each
   repository was last checked by a verify (:mod:`respaldo.operations.status_verify`)
   against ``[rpo] verify_hours``;
+- ``notify:<target>`` (general): red while the newest message to a notification target
+  failed (:mod:`respaldo.operations.status_notify`);
 - ``swap:<db>:<target>`` (general): a ``restore --replace`` that died half-way through its
   swap, the target missing and its previous contents under the ``_old_`` name
   (:mod:`respaldo.operations.restore_swap`), until resolved.
@@ -83,6 +85,7 @@ Check = Literal[
     "queue",
     "swap",
     "verify",
+    "notify",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -109,7 +112,8 @@ class StatusItem(ResultModel):
     """rpo, size, server, archive, restore_test, copy, walcopy, catalog, repository or
     queue (PostgreSQL catalog: jobs wait that no live worker takes) or swap (a restore
     --replace stopped half-way: the database is under its ``_old_`` name) or verify (when
-    a verify last checked a repository)."""
+    a verify last checked a repository) or notify (whether a notification target took the
+    last message)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -234,6 +238,7 @@ def compute_status(
     else:
         # Imported here: they build on this module's StatusItem.
         from respaldo.operations.restore_swap import swap_items
+        from respaldo.operations.status_notify import notify_items
         from respaldo.operations.status_queue import queue_items
 
         try:
@@ -247,6 +252,10 @@ def compute_status(
             log.warning("could not read the restores' swaps for the status: %s", first_line(exc))
             unread.add("swap")
         general += _verify_items(ctx, settings, now)
+        try:
+            general += notify_items(ctx, settings, now)
+        except (SQLAlchemyError, RespaldoError) as exc:
+            log.warning("could not read the messages sent for the status: %s", first_line(exc))
     physical = {
         db.name: _physical_expected(settings, db, db.name in wal_archived, history.get(db.name))
         for db in settings.databases

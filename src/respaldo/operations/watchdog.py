@@ -4,7 +4,8 @@
 start-up, so a service that was down for two days says so at once. Each item of the
 status is one watched condition (:func:`respaldo.operations.alerts.set_condition`), keyed
 as the item (``rpo:erp:full``, ``size:erp:full``, ``server:erp``, ``archive:erp``,
-``restore_test:erp``, ``copy:erp:offsite``, ``verify:offsite``, ``catalog``, ``queue:default``; and
+``restore_test:erp``, ``copy:erp:offsite``, ``verify:offsite``, ``notify:ops-mail``, ``catalog``,
+``queue:default``; and
 ``watchdog`` while the status cannot be computed at all): it fires while the item is red,
 so an alert goes out when a threshold is crossed, repeats are throttled per key, and one
 "resolved" message follows when it is met again (amber is not firing: the threshold is met).
@@ -104,6 +105,7 @@ WATCHDOG = "watchdog"
 _CATALOG = _("the catalog cannot be read: {error}")
 _QUEUE = _("{count} jobs wait in queue {queue} for {age} and no worker takes that queue")
 _SWAP = _("a restore of {target} stopped half-way through its swap: {error}")
+_NOTIFY = _("messages to notification target {target} fail: {error}")
 _KINDS = {
     "rpo": "backup",
     "size": "backup",
@@ -213,7 +215,17 @@ def _gone(ctx: Context, report: StatusReport, now: datetime) -> list[ConditionRe
 # The items of one source: check, source, then a kind or a repository (``rpo:erp:full``,
 # ``copy:erp:offsite``), or a repository alone (``verify:offsite``). ``repository:``
 # items never fire (see check).
-_OF_A_SOURCE = ("rpo", "size", "server", "archive", "restore_test", "copy", "walcopy", "verify")
+_OF_A_SOURCE = (
+    "rpo",
+    "size",
+    "server",
+    "archive",
+    "restore_test",
+    "copy",
+    "walcopy",
+    "verify",
+    "notify",
+)
 
 
 def _close_unwatched(ctx: Context, now: datetime) -> None:
@@ -224,9 +236,12 @@ def _close_unwatched(ctx: Context, now: datetime) -> None:
     settings = ctx.settings
     sources = {db.name for db in settings.databases} | {f.name for f in settings.file_sets}
     repositories = {repo.name for repo in settings.repositories}
+    targets = {t.name for t in settings.notifications.targets}
 
     def watched(key: str) -> bool:
         check, _, rest = key.partition(":")
+        if check == "notify":
+            return rest in targets  # notify:<target>
         source, _, repository = rest.partition(":")
         if check in ("copy", "walcopy") and repository not in repositories:
             return False
@@ -266,6 +281,9 @@ def _set(ctx: Context, item: StatusItem, now: datetime) -> ConditionResult:
         repository=item.repository,
         hint=_hint(item),
         now=now,
+        # "Messages to X fail" goes to the other targets: through X it would be told
+        # (late, once X answers) to whoever reads X, then resolved at once.
+        not_to=item.key.partition(":")[2] if item.check == "notify" else None,
     )
 
 
@@ -285,6 +303,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _CATALOG, args
     if item.check == "queue":
         return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
+    if item.check == "notify":
+        return _NOTIFY, {**args, "target": item.key.partition(":")[2]}
     if item.check == "swap":
         # The reason says it all: where the database is, and how to rename it back.
         target = item.key.split(":", 2)[-1]
@@ -365,6 +385,13 @@ def _hint(item: StatusItem) -> str:
         )
     if item.check == "swap":
         return Phrase(N_("rename the database back as the message says, or restore it again"))
+    if item.check == "notify":
+        return Phrase(
+            N_(
+                "the page's list of messages sent shows what it refused, and why; "
+                "'respaldo notify test' tries every target"
+            )
+        )
     if item.check == "queue":
         return Phrase(
             N_(

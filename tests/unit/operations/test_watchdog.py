@@ -68,6 +68,7 @@ def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_
         "rpo:erp:full": "quiet",
         "restore_test:erp": "quiet",
         "verify:local": "quiet",  # watched since now: within [rpo] verify_hours
+        "notify:hook": "quiet",  # nothing sent to it yet
     }
     assert webhook.inbox.items == []
 
@@ -108,6 +109,7 @@ def test_amber_is_not_an_alert_and_each_item_alerts_under_its_own_key(
         "rpo:erp:full": "quiet",
         "restore_test:erp": "raised",  # never passed: red
         "verify:local": "quiet",
+        "notify:hook": "quiet",
     }
     assert titles(webhook) == ["[respaldo] CRITICAL: no restore test of erp ever passed"]
     drill(ctx, first, NOW + H, passed=True)
