@@ -43,6 +43,7 @@ from respaldo.postgres.server import (
     can_read_role_passwords,
     hash_keys_to_load_via_root,
     own_sessions,
+    server_version_num,
     table_sizes,
 )
 from respaldo.postgres.toc import BlockStarts
@@ -120,7 +121,8 @@ def _dump(
     jobs: int,
 ) -> tuple[Manifest, WriteStats]:
     # pg_dump's own timeouts off for respaldo's sessions too (own_sessions).
-    conninfo = own_sessions(ConnInfo.from_settings(db))
+    configured = ConnInfo.from_settings(db)
+    conninfo = own_sessions(configured, server_version_num(configured))
     server = server_info(conninfo)
     tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase

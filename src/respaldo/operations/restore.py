@@ -139,6 +139,7 @@ from respaldo.postgres.server import (
     own_sessions,
     restore_sessions,
     server_identity,
+    server_version_num,
     subscriptions_of,
     writable,
 )
@@ -271,13 +272,14 @@ def _restore_backup(
             f"{option('target_dir')} for files backups",
         )
     db = ctx.settings.database(database or manifest.source)
-    admin = own_sessions(writable(ConnInfo.from_settings(db)))
+    admin = writable(ConnInfo.from_settings(db))
     # The maintenance database, for when the configured one cannot serve: "postgres",
     # or template1 when "postgres" itself is being (forcibly) replaced.
     maintenance = "template1" if target == "postgres" else "postgres"
     if admin.dbname == target:
         # We connect to the configured database to manage the target; it cannot be both.
         admin = admin.with_dbname(maintenance)
+    admin = own_sessions(admin, _server_version_num(admin, maintenance))
     check_not_catalog(ctx, admin, target)
     try:
         exists = database_exists(admin, target)
@@ -588,6 +590,19 @@ def check_not_system_database(target: str, *, force: bool) -> None:
         f"{target} is a system database of the cluster; restoring into it is refused",
         hint=hint,
     )
+
+
+def _server_version_num(admin: ConnInfo, maintenance: str) -> int:
+    """The server's version number, asked of the database of ``admin`` or, when that
+    cannot be connected to (gone: the disaster being recovered from), of
+    ``maintenance``. Raises the ConnectionFailed of ``admin`` when neither answers."""
+    try:
+        return server_version_num(admin)
+    except ConnectionFailed as failed:
+        try:
+            return server_version_num(admin.with_dbname(maintenance))
+        except ConnectionFailed:
+            raise failed from None
 
 
 def _database_gone(admin: ConnInfo, maintenance: str) -> bool:

@@ -1071,6 +1071,9 @@ def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
     table one row or more longer than the backup's snapshot, and no backup of such a
     database could be restored or pass a restore test ('the backup may be damaged').
     Raises ConnectionFailed, QueryFailed."""
+    # Its own timeouts lifted before it asks anything (a database restored with a short
+    # transaction_timeout may end even these questions).
+    conninfo = own_sessions(conninfo, server_version_num(conninfo))
     with connect(conninfo, autocommit=True) as conn:
 
         def allowed() -> tuple[bool, bool]:
@@ -1082,7 +1085,7 @@ def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
         conninfo = _with_option(conninfo, f"deadlock_timeout={SHORT_LOCK_WAIT}")
     if quiet:
         conninfo = _with_option(conninfo, "event_triggers=off")
-    return own_sessions(conninfo)
+    return conninfo
 
 
 def _may_set(conn: Connection, parameter: str) -> bool:
@@ -1105,22 +1108,32 @@ def _with_option(conninfo: ConnInfo, setting: str) -> ConnInfo:
     return replace(conninfo, params={**conninfo.params, "options": options})
 
 
-def own_sessions(conninfo: ConnInfo) -> ConnInfo:
+def own_sessions(conninfo: ConnInfo, server_version_num: int) -> ConnInfo:
     """``conninfo`` whose sessions wait as long as their work takes, whatever the
-    database's or the role's ``statement_timeout``, ``lock_timeout`` and
-    ``idle_in_transaction_session_timeout`` say (the options of ``conninfo``, or without
+    database's or the role's ``statement_timeout``, ``lock_timeout``,
+    ``idle_in_transaction_session_timeout`` and, on a server of ``server_version_num``
+    170000 or later, ``transaction_timeout`` say (the options of ``conninfo``, or without
     them ``PGOPTIONS``, kept), as pg_dump sets them for its own session. A database set
     to cancel its application's long statements (``ALTER DATABASE … SET statement_timeout
     = '30s'``) cancelled a backup's row counts once one table took longer to count, and
     every backup of it failed; the snapshot's transaction, idle while pg_dump works, was
-    ended by an idle timeout. Pure."""
-    for setting in (
-        "statement_timeout=0",
-        "lock_timeout=0",
-        "idle_in_transaction_session_timeout=0",
-    ):
+    ended by an idle timeout, and on PostgreSQL 17 by a ``transaction_timeout`` shorter
+    than the dump. An older server refuses to start a session that sets the last one
+    (unknown parameter), hence the version (:func:`server_version_num`). Pure."""
+    settings = ["statement_timeout=0", "lock_timeout=0", "idle_in_transaction_session_timeout=0"]
+    if server_version_num >= 170000:
+        settings.append("transaction_timeout=0")
+    for setting in settings:
         conninfo = _with_option(conninfo, setting)
     return conninfo
+
+
+def server_version_num(conninfo: ConnInfo) -> int:
+    """The server's version number as it says when a session starts, asked without a
+    statement: under a database's ``transaction_timeout`` even one may be ended (the
+    setting :func:`own_sessions` lifts needs it). Raises ConnectionFailed."""
+    with connect(conninfo, autocommit=True) as conn:
+        return int(conn.info.server_version)
 
 
 def writable(conninfo: ConnInfo) -> ConnInfo:

@@ -19,6 +19,7 @@ from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases, table_checksums
+from tests.integration.majors import ON_PG18
 
 pytestmark = pytest.mark.integration
 
@@ -322,3 +323,34 @@ def test_a_database_with_timeouts_for_its_application_backs_up_and_restores(
             [new_dbname],
         )
     ) == ["idle_in_transaction_session_timeout=1ms", "lock_timeout=1ms"]
+
+
+@ON_PG18
+def test_a_database_with_a_transaction_timeout_backs_up_and_restores(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """transaction_timeout (PostgreSQL 17 and later), set for the application, ended
+    every respaldo session on the database whose transaction outlived it: the backup's
+    snapshot, held while pg_dump dumps, first of all, and every backup of such a database
+    failed. pg_dump and pg_restore lift it for their own sessions; respaldo's own lift it
+    where the server knows it (an older server refuses a session that names it)."""
+    pg.execute(
+        sql.SQL("ALTER DATABASE {} SET transaction_timeout = '1ms'").format(
+            sql.Identifier(respaldo.dbname)
+        )
+    )
+    backup_id = respaldo.backup()["id"]
+
+    drill = respaldo.run("drill", backup_id)
+    assert drill.code == 0, str(drill)
+    for jobs in ("1", "2"):
+        run = respaldo.run("restore", backup_id, "--target-database", new_dbname, "--jobs", jobs)
+        assert run.code == 0, str(run)
+        assert pg.scalar(
+            "SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s"
+            " JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase"
+            " WHERE d.datname = %s AND s.setrole = 0",
+            [new_dbname],
+        ) == ["transaction_timeout=1ms"]
+        pg.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(new_dbname)))
+    assert staging_databases(pg) == set()
