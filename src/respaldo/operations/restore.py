@@ -441,7 +441,9 @@ def _restore_staged(
             apply_database_properties(admin, properties, staging)
             if exists:
                 result.warnings += keep_within_replaced(admin, staging, target)
-                result.old_database = _swap(ctx, db, admin, staging, target, started)
+                result.old_database = _swap(
+                    ctx, db, admin, staging, target, started, result.warnings
+                )
                 result.replaced = True
             else:
                 rename_database(admin, staging, target)
@@ -1293,7 +1295,10 @@ def _swap(
     staging: str,
     target: str,
     started: datetime,
+    notes: list[str],
 ) -> str:
+    """Swap ``staging`` in place of ``target``; the name the replaced one is kept under.
+    What went wrong once the swap was done is appended to ``notes``."""
     # Cut by bytes, not characters: 40 characters of another script can exceed
     # PostgreSQL's 63 bytes, and it would silently rename to a truncated other name.
     old = _unused_name(admin, f"{truncate_name(target, 40)}_old_{started.strftime('%Y%m%d%H%M%S')}")
@@ -1343,8 +1348,12 @@ def _swap(
             ) from failed
         raise
     if blocked:
-        # The kept copy as it was; the restored one has the backup's own setting.
-        _reopen(admin, old, target)
+        # The kept copy as it was; the restored one has the backup's own setting. Said,
+        # not raised: the restored copy is in place, the restore happened.
+        try:
+            _reopen(admin, old, target)
+        except RestoreError as exc:
+            notes.append(f"{exc} — {exc.hint}")
     clear_swap(ctx, db.name, target)
     # Too late to undo: the caller must hear that the swap itself happened.
     _run_hook(

@@ -12,12 +12,15 @@ before the first change the restore notes the swap in the catalog (``alert_state
 once the swap is whole or undone. If the note cannot be written the swap does not start:
 nothing was changed.
 
-:func:`swap_items` (``respaldo status``, the status page and API, the watchdog) reads the
-notes left: while the restore's job has not ended nothing is said (it is swapping now);
-after that, a target that is missing is red with where its previous contents are and how
-to rename them back, and a target that is there but still shut says how to open it. A
-target that exists again and accepts connections (renamed back, or restored again) ends
-the note, as does any later restore that puts a database under that name.
+:func:`swap_items` (``respaldo status``, the status page and API, the watchdog, the
+metrics) reads the notes left: while the restore's job has not ended nothing is said (it is
+swapping now); once it has, the swap is undone as the restore undoes one that fails (the
+replaced database renamed back when its name is free, what the swap shut opened again), for
+an application must not stay locked out of its database until someone reads the status.
+What cannot be undone is red: a target that is missing with where its previous contents
+are and how to rename them back, a target that is there but still shut with how to open
+it. A target that exists again and accepts connections (renamed back, or restored again)
+ends the note, as does any later restore that puts a database under that name.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from respaldo.operations.jobs import current_job
 from respaldo.operations.status import StatusItem
 from respaldo.phrases import N_, Phrase
 from respaldo.postgres import ConnInfo, connect
+from respaldo.postgres.server import allow_connections, rename_database
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +133,10 @@ def noted_swaps(ctx: Context) -> list[Swap]:
 
 
 def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> list[StatusItem]:
-    """One red item per swap left half-done (see the module docstring); a swap whose target
-    exists again is forgotten here. ``servers=False``: the catalog alone, every note is
-    said. Raises what reading the catalog raises."""
+    """One red item per swap left half-done that could not be undone (see the module
+    docstring); a swap whose target exists again is forgotten here. ``servers=False``:
+    the catalog alone, nothing undone, every note is said. Raises what reading the
+    catalog raises."""
     items = []
     for swap in noted_swaps(ctx):
         # Each sentence is a Phrase (respaldo.phrases): the page says it in its language.
@@ -181,7 +186,12 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
                     **names,
                 )
             else:
-                if swap.target in present and (present[swap.target] or not swap.blocked):
+                if swap.job_id is not None:
+                    # Its restore is known dead: nothing else will ever put this back.
+                    present = _undo(settings, swap, present)
+                if swap.target in present and (
+                    present[swap.target] or not swap.blocked or swap.old in present
+                ):
                     clear_swap(ctx, swap.database, swap.target)
                     continue
                 if swap.target in present:
@@ -224,6 +234,49 @@ def swap_items(ctx: Context, settings: Settings, *, servers: bool = True) -> lis
             )
         )
     return items
+
+
+def _undo(settings: Settings, swap: Swap, present: dict[str, bool]) -> dict[str, bool]:
+    """Undo what a swap whose restore died left, as the restore itself undoes a swap that
+    fails: the replaced database renamed back under its name when that name is free, and
+    whatever the swap shut open again. A production database that refuses every connection
+    (or is missing) after a failed restore is worse than the failed restore, and a status
+    that only says how to fix it leaves the application down until someone reads it.
+    Returns the names present afterwards; a step that fails is logged, and the status
+    then says what is left to do."""
+    admin = ConnInfo.from_settings(settings.database(swap.database))
+    if admin.dbname in (None, swap.target, swap.old):
+        admin = admin.with_dbname("postgres")
+    try:
+        if swap.target not in present and swap.old in present:
+            rename_database(admin, swap.old, swap.target)
+            log.warning(
+                "database %s renamed back from %s, where a restore --replace that died "
+                "half-way through its swap (%s UTC) left it",
+                swap.target,
+                swap.old,
+                f"{swap.at:%Y-%m-%d %H:%M}",
+            )
+            present = {swap.target: present[swap.old]}
+        if swap.blocked:
+            # Both names present: the restored copy is in place (with the backup's own
+            # setting), only the kept one was shut by the swap; else the target was.
+            shut = swap.old if swap.target in present and swap.old in present else swap.target
+            if present.get(shut) is False:
+                allow_connections(admin, shut, True)
+                log.warning(
+                    "database %s accepts connections again: a restore --replace that died "
+                    "half-way through its swap (%s UTC) left it refusing them",
+                    shut,
+                    f"{swap.at:%Y-%m-%d %H:%M}",
+                )
+    except (RespaldoError, psycopg.Error) as exc:
+        log.warning(
+            "could not undo the swap of %s a restore --replace left half-done: %s",
+            swap.target,
+            first_line(exc),
+        )
+    return _present(settings, swap)
 
 
 def _present(settings: Settings, swap: Swap) -> dict[str, bool]:

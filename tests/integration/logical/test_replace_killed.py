@@ -1,6 +1,8 @@
-"""A ``restore --replace`` killed between the two renames of its swap: the user's database
-is left under its ``_old_`` name, and the status says so, with how to rename it back, until
-it is resolved (renamed back, or restored again)."""
+"""A ``restore --replace`` killed (kill -9) at each point of its swap: once its job is
+known dead, the next reading of the status (``respaldo status``, the watchdog, the page)
+undoes what it left, as the restore undoes a swap that fails: the user's database back
+under its name, accepting connections, nothing lost. What cannot be undone stays red, with
+how to do it by hand."""
 
 from __future__ import annotations
 
@@ -20,55 +22,99 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 SWAP_KILLED = Path(__file__).with_name("swap_killed.py")
 
 
-def _swap_items(respaldo: Respaldo) -> list[dict[str, Any]]:
-    run = respaldo.run("status", "--json")
+def _swap_items(respaldo: Respaldo, *, servers: bool = True) -> list[dict[str, Any]]:
+    run = respaldo.run("status", "--json", *([] if servers else ["--no-servers"]))
     report = run.json()
     items = [*report["general"], *(i for db in report["databases"] for i in db["items"])]
     return [i for i in items if i["check"] == "swap"]
 
 
-def _kill_mid_swap(respaldo: Respaldo, backup_id: str, target: str) -> str:
-    """Run the restore --replace in a child, kill it -9 after the first rename; the old name."""
-    args = [str(respaldo.config), backup_id, "-t", target, "--replace"]
+def _kill_mid_swap(respaldo: Respaldo, backup_id: str, target: str, point: str) -> list[str]:
+    """Run the restore --replace in a child, kill it -9 at ``point`` of its swap
+    (swap_killed.py); the words of the line it printed there."""
+    args = [point, str(respaldo.config), backup_id, "-t", target, "--replace"]
     with script_child(SWAP_KILLED, *args) as child:
         assert child.stdout is not None
         line = child.stdout.readline()
-        assert line.startswith(f"renamed {target} "), (line, child.communicate())
+        assert line.startswith(f"{point} "), (line, child.communicate())
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    return line.split()[2]
+    return line.split()
 
 
-def test_a_replace_killed_mid_swap_is_in_the_status_until_renamed_back(
+def _allowed(pg: TempCluster) -> dict[str, bool]:
+    rows = pg.query("SELECT datname, datallowconn FROM pg_catalog.pg_database")
+    return {str(r[0]): bool(r[1]) for r in rows}
+
+
+def test_a_replace_killed_between_its_renames_is_undone_by_the_status(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    target = respaldo.dbname
+    backup_id = respaldo.backup()["id"]
+    pg.execute("INSERT INTO public.schema_migrations VALUES ('after the backup')", dbname=target)
+    before = table_checksums(pg, target)
+    _, _, old = _kill_mid_swap(respaldo, backup_id, target, "renamed")
+    # What the crash left: the application's database gone from its name, and shut.
+    assert target not in databases(pg)
+    assert _allowed(pg)[old] is False
+
+    assert _swap_items(respaldo) == []  # undone, nothing left to say
+    allowed = _allowed(pg)
+    assert allowed[target] is True
+    assert old not in allowed
+    assert table_checksums(pg, target) == before  # the replaced data, not the backup's
+    # And a restore --replace runs again.
+    respaldo.restore(backup_id, target, "--replace", "--drop-old")
+    assert _allowed(pg)[target] is True
+
+
+def test_a_replace_killed_once_the_database_was_shut_is_opened_by_the_status(
     respaldo: Respaldo, pg: TempCluster
 ) -> None:
     target = respaldo.dbname
     backup_id = respaldo.backup()["id"]
     before = table_checksums(pg, target)
-    old = _kill_mid_swap(respaldo, backup_id, target)
-    assert target not in databases(pg)
-    assert old in databases(pg)
+    _kill_mid_swap(respaldo, backup_id, target, "shut")
+    assert _allowed(pg)[target] is False
 
-    (item,) = _swap_items(respaldo)
-    assert item["level"] == "red"
-    assert item["database"] == "erp"
-    reason = item["reason"]
-    assert f"database {target} is missing" in reason
-    assert f"previous contents are in {old}" in reason
-    assert f'ALTER DATABASE "{old}" RENAME TO "{target}"' in reason
-    # It was shut for the swap (an application would have reconnected before the rename).
-    assert f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' in reason
-    assert _swap_items(respaldo) == [item]  # said again, until resolved
-
-    rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
-    pg.execute(rename.format(sql.Identifier(old), sql.Identifier(target)))
-    (item,) = _swap_items(respaldo)  # back under its name, still shut
-    assert f"database {target} refuses every connection" in item["reason"]
-    assert f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' in item["reason"]
-    pg.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(target)))
-    assert table_checksums(pg, target) == before  # nothing lost
     assert _swap_items(respaldo) == []
+    assert _allowed(pg)[target] is True
+    assert table_checksums(pg, target) == before
+
+
+def test_a_replace_killed_after_its_renames_opens_the_kept_copy(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    target = respaldo.dbname
+    backup_id = respaldo.backup()["id"]
+    before = table_checksums(pg, target)
+    _kill_mid_swap(respaldo, backup_id, target, "swapped")
+    allowed = _allowed(pg)
+    assert allowed[target] is True  # the restored copy, in place
+    (old,) = (n for n in allowed if n.startswith(f"{target}_old_"))
+    assert allowed[old] is False
+
+    assert _swap_items(respaldo) == []
+    assert _allowed(pg)[old] is True
+    assert table_checksums(pg, old) == before
+
+
+def test_a_status_that_leaves_the_servers_alone_only_tells(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    target = respaldo.dbname
+    backup_id = respaldo.backup()["id"]
+    before = table_checksums(pg, target)
+    _, _, old = _kill_mid_swap(respaldo, backup_id, target, "renamed")
+    (item,) = _swap_items(respaldo, servers=False)
+    assert item["level"] == "red"
+    assert f'ALTER DATABASE "{old}" RENAME TO "{target}"' in item["reason"]
+    assert f'ALTER DATABASE "{target}" ALLOW_CONNECTIONS true' in item["reason"]
+    assert target not in databases(pg)
+    assert _swap_items(respaldo) == []  # with the servers: undone
+    assert table_checksums(pg, target) == before
 
 
 def test_a_replace_killed_mid_swap_is_cleared_by_a_later_restore(
@@ -77,8 +123,7 @@ def test_a_replace_killed_mid_swap_is_cleared_by_a_later_restore(
     target = respaldo.dbname
     backup_id = respaldo.backup()["id"]
     before = table_checksums(pg, target)
-    old = _kill_mid_swap(respaldo, backup_id, target)
-    assert len(_swap_items(respaldo)) == 1
+    _, _, old = _kill_mid_swap(respaldo, backup_id, target, "renamed")
 
     respaldo.restore(backup_id, target)  # the name is free: restored anew
     assert _swap_items(respaldo) == []

@@ -63,7 +63,7 @@ def test_a_failed_second_rename_puts_the_replaced_database_back(
 ) -> None:
     renames = _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp")})
     with pytest.raises(QueryFailed):
-        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, [])
     assert renames == [
         f"note {OLD} True",
         "shut erp",
@@ -79,7 +79,8 @@ def test_a_whole_swap_is_noted_before_its_first_rename_and_cleared_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     renames = _swap_failing(monkeypatch, set())
-    assert restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED) == OLD
+    swapped = restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, [])
+    assert swapped == OLD
     assert renames == [
         f"note {OLD} True",
         "shut erp",
@@ -95,7 +96,7 @@ def test_a_failed_first_rename_opens_the_database_again(
 ) -> None:
     renames = _swap_failing(monkeypatch, {("erp", OLD)})
     with pytest.raises(QueryFailed):
-        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, [])
     assert renames == [f"note {OLD} True", "shut erp", f"erp->{OLD}", "open erp"]
 
 
@@ -104,7 +105,7 @@ def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_i
 ) -> None:
     renames = _swap_failing(monkeypatch, {("respaldo_staging_0a1b2c3d", "erp"), (OLD, "erp")})
     with pytest.raises(RestoreError) as caught:
-        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED)
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, [])
     assert "clear" not in renames  # the status goes on saying where it is
     message = str(caught.value)
     # Both failures, and the name the live data has now, with the way back.
@@ -112,3 +113,26 @@ def test_when_the_replaced_database_cannot_be_put_back_the_error_says_where_it_i
     assert "is being accessed by other users" in message
     assert f'ALTER DATABASE "{OLD}" RENAME TO "erp"' in caught.value.hint
     assert 'ALTER DATABASE "erp" ALLOW_CONNECTIONS true' in caught.value.hint
+
+
+def test_a_kept_copy_that_cannot_be_opened_again_is_a_warning_of_a_restore_that_happened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renames = _swap_failing(monkeypatch, set())
+
+    def allow(admin: ConnInfo, name: str, allow: bool) -> None:
+        renames.append(f"{'open' if allow else 'shut'} {name}")
+        if allow:
+            raise QueryFailed("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(restore, "allow_connections", allow)
+    notes: list[str] = []
+    # The restored copy is in place: the restore must not say it failed (it raised).
+    swapped = restore._swap(
+        CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, notes
+    )
+    assert swapped == OLD
+    assert renames[-2:] == [f"open {OLD}", "clear"]
+    (note,) = notes
+    assert f"database {OLD} refuses every connection" in note
+    assert f'ALTER DATABASE "{OLD}" ALLOW_CONNECTIONS true' in note
