@@ -226,10 +226,13 @@ class Jobs:
         status: JobStatus | None = None,
         triggered_by: TriggeredBy | None = None,
         requested_by: str | None = None,
+        created_at_most: datetime | None = None,
     ) -> builtins.list[Job]:
         """Jobs matching every filter given, newest first (of the kinds this version
         knows: :func:`known_kind`)."""
         query = sa.select(Job).where(known_kind())
+        if created_at_most is not None:
+            query = query.where(Job.created_at <= created_at_most)
         if status is not None:
             query = query.where(Job.status == status)
         if triggered_by is not None:

@@ -515,10 +515,15 @@ def forget_old(ctx: Context, now: datetime) -> int:
     return forgotten
 
 
-def last_of_schedule(ctx: Context, name: str) -> JobInfo | None:
-    """The newest job the schedule ``name`` submitted, or None."""
+def last_of_schedule(ctx: Context, name: str, now: datetime) -> JobInfo | None:
+    """The newest job the schedule ``name`` submitted by ``now``, or None. One dated
+    later was recorded while a clock was ahead: taken for the last run, it hid every run
+    the service missed until the clock caught up with it (whenever it really ran, a
+    run owed is run once more rather than missed)."""
     with ctx.catalog.read() as session:
-        found = Jobs(session).list(limit=1, triggered_by=TriggeredBy.SCHEDULE, requested_by=name)
+        found = Jobs(session).list(
+            limit=1, triggered_by=TriggeredBy.SCHEDULE, requested_by=name, created_at_most=now
+        )
         return JobInfo.of(found[0]) if found else None
 
 

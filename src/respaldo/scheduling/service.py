@@ -273,7 +273,7 @@ class Service:
         return [entry for entry in self.schedule if self._missed_time(entry, now) is not None]
 
     def _missed_time(self, entry: Entry, now: datetime) -> datetime | None:
-        last = jobs.last_of_schedule(self.ctx, entry.name)
+        last = jobs.last_of_schedule(self.ctx, entry.name, now)
         return None if last is None else entry.last_due(last.created_at, now)
 
     def start(self, now: datetime | None = None) -> None:

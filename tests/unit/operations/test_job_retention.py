@@ -109,7 +109,7 @@ def test_prune_forgets_jobs_older_than_keep_days_but_not_what_is_still_needed(
     left = {j.id for j in jobs.list_jobs(setup.ctx, limit=1000)}
     assert left.isdisjoint(gone), left
     assert set(kept) | {waiting} <= left
-    assert jobs.last_of_schedule(setup.ctx, "verify") is not None
+    assert jobs.last_of_schedule(setup.ctx, "verify", datetime.now(UTC)) is not None
     # The counters of the jobs that ended are the same (the prune's own job aside: it
     # ran outside any job here), and so is each kind's last success.
     assert job_metrics(setup) == before

@@ -6,6 +6,7 @@ The repositories and the catalog are real."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_a_wal_copy_keeps_its_newest_run_and_its_failures(
     service.fire(entry)
     statuses = [j.status for j in _wal_copies(setup)]  # newest first
     assert statuses == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED], statuses
-    assert jobs.last_of_schedule(setup.ctx, "wal_copy") == _wal_copies(setup)[0]
+    assert jobs.last_of_schedule(setup.ctx, "wal_copy", datetime.now(UTC)) == _wal_copies(setup)[0]
 
 
 def test_a_mirror_down_for_long_leaves_an_hour_of_failed_wal_copies(

@@ -104,6 +104,20 @@ def test_runs_missed_while_down_run_once_at_start_up(ctx: Context) -> None:
         service.stop("test over")
 
 
+def test_a_run_dated_in_the_future_hides_no_missed_run(ctx: Context) -> None:
+    # The clock was a week ahead on the 1st when the backup ran (recorded on the 8th), was
+    # put right, and the service was down on the 2nd and the 3rd: the run dated the 8th
+    # is not the last one the schedule made by the 3rd, so the 3rd's is owed.
+    ran_before(ctx, "full:erp", datetime(2026, 11, 30, 3, 0, tzinfo=MEXICO))
+    ran_before(ctx, "full:erp", datetime(2026, 12, 8, 3, 0, tzinfo=MEXICO))
+    service = Service(ctx, entries(ctx.settings, ()), runner=Runner())
+    now = datetime(2026, 12, 3, 10, 0, tzinfo=MEXICO)
+    assert "full:erp" in [e.name for e in service.missed(now)]
+    # Once the clock has passed it, it is the last run again: nothing missed on the 8th.
+    later = datetime(2026, 12, 8, 10, 0, tzinfo=MEXICO)
+    assert "full:erp" not in [e.name for e in service.missed(later)]
+
+
 def test_a_run_whose_previous_run_still_goes_is_skipped_and_recorded(ctx: Context) -> None:
     runner = Runner()
     service = Service(ctx, entries(ctx.settings, ()), runner=runner)
