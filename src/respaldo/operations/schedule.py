@@ -9,7 +9,8 @@ splits the five (or six) fields and turns cron's ``sun#1`` into APScheduler's
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+import math
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -25,6 +26,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scheduled import wal_archived
+from respaldo.operations.status_server import human_age
 
 OFF = "off"
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
@@ -272,6 +274,79 @@ def schedule_listing(ctx: Context, now: datetime, count: int = 3) -> list[EntryI
     (physical ones only for the databases whose WAL is archived), with their next
     ``count`` run times."""
     return describe(ctx.settings, wal_archived(ctx), now, count)
+
+
+RESTORE_TEST_SLACK = timedelta(days=2)
+"""What a restore-test limit should leave after the longest time between two runs of its
+schedule: the test itself runs for hours on a large database, a run caught up after the
+service was down starts late. ``[rpo] restore_test_days``' default, 38, is the default
+schedule's longest gap (first Sundays: 35 days, and an hour more across a fall-back
+change) plus this, in whole days."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The longest time between two consecutive runs of a schedule, and when."""
+
+    length: timedelta
+    start: datetime
+    end: datetime
+
+
+def longest_gap(entry: Entry, now: datetime, *, years: int = 28, most: int = 2000) -> Gap | None:
+    """The longest time between two consecutive runs of ``entry`` after ``now``, over
+    ``years`` (28: every pattern of weekdays on dates, leap years included, until 2100) or
+    its first ``most`` runs, whichever ends first (a daily schedule's gaps are a day); the
+    earliest of equal ones. None: it runs less than twice in that time. Measured in real
+    time (UTC), not wall time: a fall-back change between two runs adds its hour."""
+    horizon = _utc(now) + timedelta(days=365.25 * years)
+    longest: Gap | None = None
+    previous: datetime | None = None
+    for when in _take(_fire_times(entry.trigger, now), most):
+        if _utc(when) > horizon:
+            break
+        if previous is not None:
+            length = _utc(when) - _utc(previous)
+            if longest is None or length > longest.length:
+                longest = Gap(length, previous, when)
+        previous = when
+    return longest
+
+
+def short_restore_test_limits(
+    settings: Settings, schedule: Iterable[Entry], now: datetime
+) -> list[str]:
+    """A warning for each restore-test schedule whose source's ``restore_test_days`` is
+    shorter than the schedule's longest gap plus :data:`RESTORE_TEST_SLACK`: its
+    ``restore_test:<source>`` status item would turn red, and alert, between two tests
+    that both ran and passed on time. Pure; ``respaldo serve`` logs them as it starts
+    (not refused: a threshold set too tight must not stop the backups)."""
+    databases = {db.name for db in settings.databases}
+    found: list[str] = []
+    gaps: dict[str, Gap | None] = {}  # every database on one cron: reckoned once
+    for entry in schedule:
+        if entry.kind is not JobKind.DRILL or entry.target is None:
+            continue
+        if entry.cron not in gaps:
+            gaps[entry.cron] = longest_gap(entry, now)
+        gap = gaps[entry.cron]
+        source = entry.target
+        if source in databases:
+            limit, own = settings.rpo_for(source).restore_test, "[databases.rpo]"
+        else:
+            limit, own = settings.rpo_for_file_set(source).restore_test, "[file_sets.rpo]"
+        if gap is None or limit >= gap.length + RESTORE_TEST_SLACK:
+            continue
+        enough = math.ceil((gap.length + RESTORE_TEST_SLACK) / timedelta(days=1))
+        found.append(
+            f"restore_test_days of {source!r} ({limit / timedelta(days=1):g} days) leaves less "
+            f"than {human_age(RESTORE_TEST_SLACK)} for a test to run after the longest time "
+            f"its restore_test schedule {entry.cron!r} leaves between two tests "
+            f"({human_age(gap.length)}, from {gap.start:%Y-%m-%d} to {gap.end:%Y-%m-%d}): "
+            f"restore_test:{source} will turn red, and alert, while its tests pass on time; "
+            f"set [rpo] (or its {own}) restore_test_days to {enough} or more"
+        )
+    return found
 
 
 def _fire_times(trig: CronTrigger, after: datetime) -> Iterator[datetime]:

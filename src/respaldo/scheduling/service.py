@@ -62,7 +62,7 @@ from respaldo.errors import (
 from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
-from respaldo.operations.schedule import Entry, entries, time_zone
+from respaldo.operations.schedule import Entry, entries, short_restore_test_limits, time_zone
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.operations.scrub import Scrubber
 
@@ -285,6 +285,8 @@ class Service:
         if silent is not None:
             log.warning("%s", silent)
         for said in alerts.unusable_targets(self.ctx.settings):
+            log.warning("%s", said)
+        for said in short_restore_test_limits(self.ctx.settings, self.schedule, when):
             log.warning("%s", said)
         for entry in self.schedule:
             self._add(entry, when)

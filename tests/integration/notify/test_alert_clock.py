@@ -103,7 +103,7 @@ def test_a_restore_test_dated_in_the_future_does_not_hide_that_none_passed_since
     assert "in the future" in item.reason
     watchdog.check(ctx, NOW, wal_archived=(), servers=False)
     subjects = [str(m["Subject"]) for m in smtp.inbox.wait(1)]
-    assert "[respaldo] CRITICAL: no passed restore test of erp for 40 d (limit 35 d)" in subjects
+    assert "[respaldo] CRITICAL: no passed restore test of erp for 40 d (limit 38 d)" in subjects
 
 
 def _scrape(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

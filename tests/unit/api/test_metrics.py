@@ -187,7 +187,7 @@ def test_status_gives_each_database_its_thresholds_its_level_and_its_server(
         got = scrape(client)
     for db in ("erp", "crm"):
         assert got[key("respaldo_backup_rpo_seconds", database=db, kind="full")] == 26 * 3600
-        assert got[key("respaldo_restore_test_max_age_seconds", database=db)] == 35 * 86400
+        assert got[key("respaldo_restore_test_max_age_seconds", database=db)] == 38 * 86400
         assert got[key("respaldo_database_up", database=db)] == 0
         assert got[key("respaldo_database_status", database=db)] == 2
         # No restore test ever passed: "never", which the age alert catches.
@@ -284,4 +284,4 @@ def test_a_file_set_never_restore_tested_shows_never_as_a_database_does(
         got = scrape(client)
     never = key("respaldo_restore_test_last_success_timestamp_seconds", database="docs")
     assert got[never] == 0
-    assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 35 * 86400
+    assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 38 * 86400

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,7 +10,16 @@ import pytest
 from respaldo.config import Settings
 from respaldo.domain import JobKind
 from respaldo.errors import ConfigError
-from respaldo.operations.schedule import Entry, _fire_times, describe, entries, trigger
+from respaldo.operations.schedule import (
+    RESTORE_TEST_SLACK,
+    Entry,
+    _fire_times,
+    describe,
+    entries,
+    longest_gap,
+    short_restore_test_limits,
+    trigger,
+)
 
 MEXICO = ZoneInfo("America/Mexico_City")
 MADRID = ZoneInfo("Europe/Madrid")
@@ -322,3 +331,58 @@ def test_file_sets_are_backed_up_and_restore_tested_on_their_schedules() -> None
     ]
     off = by_name(entries(with_file_sets(files="off"), wal_archived=()))
     assert sorted(n for n in off if n.startswith("files:")) == ["files:planos"]
+
+
+TODAY = datetime(2026, 12, 6, 15, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Madrid", "America/Mexico_City", "UTC"])
+def test_the_default_restore_test_limit_outlasts_the_longest_first_sunday_gap(zone: str) -> None:
+    # First Sundays are up to 35 days apart (2 Nov -> 7 Dec 2025), in Madrid 35 days and
+    # an hour across the fall-back (3 Oct -> 7 Nov 2027): a 35-day limit turned the
+    # status red, and alerted, whenever such a month's test took longer than the last.
+    config = settings(zone)
+    gap = longest_gap(by_name(entries(config, wal_archived=()))["restore_test:erp"], TODAY)
+    assert gap is not None
+    assert gap.length >= timedelta(days=35)
+    assert config.rpo_for("erp").restore_test >= gap.length + RESTORE_TEST_SLACK
+    assert short_restore_test_limits(config, entries(config, wal_archived=()), TODAY) == []
+
+
+def test_longest_gap_is_real_time_across_a_fall_back_change() -> None:
+    gap = longest_gap(by_name(entries(settings("Europe/Madrid"), ()))["restore_test:erp"], TODAY)
+    assert gap is not None
+    assert gap.length == timedelta(days=35, hours=1)
+    assert (gap.start.date().isoformat(), gap.end.date().isoformat()) == (
+        "2027-10-03",
+        "2027-11-07",
+    )
+
+
+def test_a_restore_test_limit_shorter_than_its_schedule_needs_is_warned() -> None:
+    base = with_file_sets()
+    config = Settings(
+        databases=[
+            {**base.databases[0].model_dump(), "rpo": {"restore_test_days": 35}},
+            # Weekly: 10 days leave plenty.
+            {
+                "name": "nomina",
+                "dsn": "postgresql://respaldo@127.0.0.1/nomina",
+                "schedules": {"restore_test": "0 2 * * sun"},
+                "rpo": {"restore_test_days": 10},
+            },
+        ],
+        schedules={"time_zone": "Europe/Madrid"},
+        file_sets=[{"name": "uploads", "paths": ["/srv/erp/uploads"]}],
+        rpo={"restore_test_days": 36.5},
+    )
+    erp, uploads = short_restore_test_limits(config, entries(config, wal_archived=()), TODAY)
+    assert erp == (
+        "restore_test_days of 'erp' (35 days) leaves less than 48 h for a test to run after "
+        "the longest time its restore_test schedule '0 2 * * sun#1' leaves between two tests "
+        "(35 d 1 h, from 2027-10-03 to 2027-11-07): restore_test:erp will turn red, and "
+        "alert, while its tests pass on time; set [rpo] (or its [databases.rpo]) "
+        "restore_test_days to 38 or more"
+    )
+    assert uploads.startswith("restore_test_days of 'uploads' (36.5 days)")
+    assert uploads.endswith("set [rpo] (or its [file_sets.rpo]) restore_test_days to 38 or more")

@@ -101,13 +101,18 @@ def test_physical_backups_are_watched_only_where_wal_is_archived(tmp_path: Path)
     assert "rpo:nomina:incremental" not in found
 
 
-def test_restore_tests_against_35_days(ctx: Context) -> None:
+def test_restore_tests_against_38_days(ctx: Context) -> None:
     old = backup(ctx, NOW - 40 * D)
-    drill(ctx, old, NOW - 36 * D, passed=True)
+    drill(ctx, old, NOW - 39 * D, passed=True)
     assert catalog_only(ctx)["restore_test:erp"].level == "red"
     assert catalog_only(ctx)["restore_test:erp"].reason == (
-        "the newest passed restore test finished 36 d ago, more than 35 d"
+        "the newest passed restore test finished 39 d ago, more than 38 d"
     )
+    # First Sundays 35 days apart (and an hour across a fall-back): the month's test is
+    # still running hours after the last one's age passed 35 days, and nothing is wrong
+    # (the old default, 35 days, turned it red and alerted).
+    drill(ctx, old, NOW - 35 * D - 5 * H, passed=True)
+    assert catalog_only(ctx)["restore_test:erp"].level == "green"
     drill(ctx, old, NOW - 10 * D, passed=True)
     drill(ctx, old, NOW - D, passed=False)
     test = catalog_only(ctx)["restore_test:erp"]

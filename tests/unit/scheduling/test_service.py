@@ -328,6 +328,38 @@ def test_a_service_that_would_tell_nobody_says_so_as_it_starts(
     assert said.startswith("no [notifications] target is configured")
 
 
+def test_a_restore_test_limit_its_schedule_outlasts_is_said_as_the_service_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # First Sundays 35 days apart: with restore_test_days = 35, restore_test:erp turns red
+    # and alerts while every test passes on time. Said at start, not refused.
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={"time_zone": "America/Mexico_City"},
+        rpo={"restore_test_days": 35},
+        cache_dir=tmp_path / "cache",
+    )
+    with Context.open(settings, create=True) as context:
+        service = Service(context, entries(settings, ()))
+        with caplog.at_level(logging.WARNING, logger="respaldo.scheduling.service"):
+            service.start(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+            service.stop("test over")
+    (said,) = [r.getMessage() for r in caplog.records if "restore_test_days" in r.getMessage()]
+    assert said.startswith("restore_test_days of 'erp' (35 days) leaves less than 48 h")
+    assert said.endswith("restore_test_days to 37 or more")  # no DST in Mexico now
+
+
+def test_the_default_restore_test_limit_is_not_warned_of(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = Service(ctx, entries(ctx.settings, ()))
+    with caplog.at_level(logging.WARNING, logger="respaldo.scheduling.service"):
+        service.start(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+        service.stop("test over")
+    assert not [r for r in caplog.records if "restore_test_days" in r.getMessage()]
+
+
 def test_a_firing_the_catalog_refused_runs_once_it_takes_it(
     ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
