@@ -256,6 +256,7 @@ _CHECK_LABELS = {
     "repository": N_("Repository"),
     "queue": N_("Queue"),
     "swap": N_("Restore swap"),
+    "verify": N_("Verification"),
     "notify": N_("Alerts"),
 }
 _ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}

@@ -4,11 +4,13 @@ kinds) are translated, not printed as the catalog stores them."""
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from fastapi import FastAPI
@@ -17,6 +19,7 @@ from tests.unit.access.conftest import SECRET, add_user, cheap_hashes, write_sec
 from tests.unit.api.conftest import FAST_KDF, completed_backup
 from tests.unit.web.test_session import _login
 
+from respaldo import reasons
 from respaldo.catalog import BackupRecords, DrillRuns, Jobs, Notifications
 from respaldo.config import Settings
 from respaldo.domain import (
@@ -28,7 +31,7 @@ from respaldo.domain import (
     Role,
     TriggeredBy,
 )
-from respaldo.operations import audit
+from respaldo.operations import audit, drill, status
 from respaldo.operations.context import Context
 from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.files_backup import backup_files
@@ -347,3 +350,61 @@ def test_an_operations_error_reads_in_the_pages_language(site: FastAPI, context:
         "es": f"el trabajo {running.id} (backup de erp) está en curso",
         "en": f"job {running.id} (backup of erp) is running",
     }
+
+
+def _drill_check_names() -> set[str]:
+    """Every check name operations/drill.py writes as a literal (``Check("roles", ...)``,
+    ``name = "large objects"``), read from its source so that a new check counts."""
+    tree = ast.parse(Path(drill.__file__).read_text())
+    names = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Check"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+    names |= {
+        node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and [getattr(t, "id", None) for t in node.targets] == ["name"]
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+    return names
+
+
+def test_every_status_check_and_drill_check_has_its_spanish_on_the_page(
+    site: FastAPI, context: Context
+) -> None:
+    # The verify:<repository> item's check had no label: the page would print "verify".
+    assert set(get_args(status.Check)) <= set(pages.VOCABULARY["check"])
+    named = _drill_check_names()
+    assert {"restore", "roles", "large objects", "contents", "copies"} <= named
+    # pg_amcheck is a program's name, said as such in every language.
+    assert named - {"pg_amcheck"} <= set(reasons._CHECKS)
+    # A restore test with every check the drill writes, on the Spanish page.
+    backup = completed_backup(context, "erp", BackupKind.FULL, datetime.now(UTC))
+    checks = [Check(name, True, "") for name in sorted(named)]
+    with context.catalog.begin() as session:
+        run = DrillRuns(session).start(backup, database="erp", scratch_name="s", job_id=None)
+        DrillRuns(session).finish(
+            run.id, passed=True, restore_seconds=0.5, checks=[c.to_json() for c in checks]
+        )
+    add_user(context, "ana", Role.VIEWER)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        html = browser.get("/drills").text
+    shown = [
+        " ".join(unescape(re.sub(r"<[^>]+>", " ", item)).split())
+        for item in re.findall(r'<ul class="checks">(.*?)</ul>', html, flags=re.S)[0].split("</li>")
+        if item.strip()
+    ]
+    es = i18n.translations("es")
+    said = {line.split(": ", 1)[1] for line in shown}  # "✓ superada: NAME"
+    assert said == {es.gettext(reasons._CHECKS.get(n, n)) for n in named}
+    assert not said & (named - {"pg_amcheck"}), said  # no check as respaldo stores it
+    assert "roles del servidor" in said
