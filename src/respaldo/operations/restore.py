@@ -1323,9 +1323,9 @@ def _swap(
         # Not cleared if this fails: it may have happened all the same (a connection lost
         # after the commit); the status clears the note once it finds the target.
         rename_database(admin, target, old)
-    except BaseException:
+    except BaseException as failed:
         if blocked:
-            _reopen(admin, target, target)
+            _reopen(admin, target, target, failed)
         raise
     try:
         rename_database(admin, staging, target)
@@ -1365,15 +1365,17 @@ def _swap(
     return old
 
 
-def _reopen(admin: ConnInfo, name: str, target: str) -> None:
+def _reopen(admin: ConnInfo, name: str, target: str, failed: BaseException | None = None) -> None:
     """Let database ``name`` (the swapped target, under its name or its old one) accept
-    connections again; if that fails, say so: it refuses every one."""
+    connections again; if that fails, say so: it refuses every one (and, with ``failed``,
+    why the swap stopped: that error is not raised then, and must not be lost)."""
     try:
         allow_connections(admin, name, True)
     except RespaldoError as exc:
+        why = f"; the swap stopped because {first_line(failed)}" if failed is not None else ""
         raise RestoreError(
             f"database {name} refuses every connection: it was shut for the swap of {target} "
-            f"and could not be opened again ({first_line(exc)})",
+            f"and could not be opened again ({first_line(exc)}){why}",
             hint=f'allow them with ALTER DATABASE "{name}" ALLOW_CONNECTIONS true',
         ) from None
 

@@ -41,7 +41,7 @@ from respaldo.operations.jobs import current_job
 from respaldo.operations.status import StatusItem
 from respaldo.phrases import N_, Phrase
 from respaldo.postgres import ConnInfo, connect
-from respaldo.postgres.server import allow_connections, rename_database
+from respaldo.postgres.server import allow_connections, rename_database, writable
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,8 @@ def _undo(settings: Settings, swap: Swap, present: dict[str, bool]) -> dict[str,
     that only says how to fix it leaves the application down until someone reads it.
     Returns the names present afterwards; a step that fails is logged, and the status
     then says what is left to do."""
-    admin = ConnInfo.from_settings(settings.database(swap.database))
+    # Writing whatever default_transaction_read_only says, as the restore's own sessions.
+    admin = writable(ConnInfo.from_settings(settings.database(swap.database)))
     if admin.dbname in (None, swap.target, swap.old):
         admin = admin.with_dbname("postgres")
     try:

@@ -131,3 +131,23 @@ def test_a_replace_killed_mid_swap_is_cleared_by_a_later_restore(
     # The old copy is the user's to drop, or to open again: it was shut for the swap.
     pg.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(old)))
     assert table_checksums(pg, old) == before
+
+
+def test_a_replace_killed_mid_swap_is_undone_from_a_read_only_maintenance_database(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # The status undoes the swap from "postgres" (the target is missing): made read-only
+    # there, as the restore's own sessions it writes whatever that default says.
+    target = respaldo.dbname
+    backup_id = respaldo.backup()["id"]
+    before = table_checksums(pg, target)
+    _kill_mid_swap(respaldo, backup_id, target, "renamed")
+    pg.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    try:
+        assert _swap_items(respaldo) == []
+    finally:
+        pg.execute(
+            "ALTER DATABASE postgres RESET default_transaction_read_only", dbname="template1"
+        )
+    assert _allowed(pg)[target] is True
+    assert table_checksums(pg, target) == before

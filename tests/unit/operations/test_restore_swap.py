@@ -136,3 +136,23 @@ def test_a_kept_copy_that_cannot_be_opened_again_is_a_warning_of_a_restore_that_
     (note,) = notes
     assert f"database {OLD} refuses every connection" in note
     assert f'ALTER DATABASE "{OLD}" ALLOW_CONNECTIONS true' in note
+
+
+def test_a_failed_first_rename_whose_database_cannot_be_opened_again_says_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renames = _swap_failing(monkeypatch, {("erp", OLD)})
+
+    def allow(admin: ConnInfo, name: str, allow: bool) -> None:
+        renames.append(f"{'open' if allow else 'shut'} {name}")
+        if allow:
+            raise QueryFailed("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(restore, "allow_connections", allow)
+    with pytest.raises(RestoreError) as caught:
+        restore._swap(CTX, _db(), _admin(), "respaldo_staging_0a1b2c3d", "erp", STARTED, [])
+    message = str(caught.value)
+    assert "database erp refuses every connection" in message
+    # Why the swap stopped is not lost behind it (sessions that keep coming back, say).
+    assert "is being accessed by other users" in message
+    assert 'ALTER DATABASE "erp" ALLOW_CONNECTIONS true' in caught.value.hint
