@@ -87,6 +87,7 @@ from respaldo.operations.restore import (
     match_locale,
     open_with_fallbacks,
     read_elsewhere,
+    read_globals,
     restore_stream_into,
     restore_tools,
     row_count_differences,
@@ -99,7 +100,6 @@ from respaldo.phrases import N_, Phrase, joined, recorded
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
-from respaldo.postgres.encodings import decode_script
 from respaldo.postgres.queries import readonly_value
 from respaldo.postgres.scratchdb import (
     DRILL_PREFIX,
@@ -587,13 +587,12 @@ def _roles_check(reader: StreamReader, manifest: Manifest) -> list[Check]:
     if GLOBALS_STREAM not in {stream.name for stream in manifest.streams}:
         return []
     try:
-        raw = b"".join(reader.stream(manifest, GLOBALS_STREAM))
-        decode_script(raw)
+        script = read_globals(reader, manifest)
     except RespaldoError as exc:
         return [Check("roles", False, str(exc))]
     except UnicodeDecodeError as exc:
         return [Check("roles", False, f"not in the encoding their script declares: {exc}")]
-    return [Check("roles", True, f"{len(raw)} bytes read whole")]
+    return [Check("roles", True, f"{script.size} bytes read whole")]
 
 
 def _checks(

@@ -1031,6 +1031,30 @@ class StreamReader:
         )
 
 
+@dataclass(frozen=True)
+class GlobalsScript:
+    """A backup's roles (and tablespaces): its ``pg_dumpall --globals-only`` script."""
+
+    text: str
+    """The script as text, in the encoding it declares (UTF-8 if none)."""
+    size: int
+    """Its bytes, as the backup holds them."""
+
+
+def read_globals(reader: StreamReader, manifest: Manifest) -> GlobalsScript:
+    """The backup's globals stream read whole (every chunk authenticated, from a mirror
+    where the primary's copy is bad, the stream's checksum) and decoded as pg_dumpall
+    wrote it: in its client encoding, the encoding of the database it started in (role
+    names and comments of a LATIN1 database in LATIN1). What ``restore --globals`` runs
+    and the drill's roles check reads.
+
+    Raises what reading the stream raises (RespaldoError), and UnicodeDecodeError for
+    bytes that are not in the encoding the script declares: each caller says what that
+    means for it. Changes nothing."""
+    raw = b"".join(reader.stream(manifest, GLOBALS_STREAM))
+    return GlobalsScript(decode_script(raw), len(raw))
+
+
 READ_ELSEWHERE = "read from"
 """How a warning of :class:`StreamReader` ends: a chunk the primary lacks or holds
 damaged was read from the repository named after it."""
@@ -1473,11 +1497,9 @@ def _restore_globals(
     RestoreError, before any role is created, for a script with bytes that are not in the
     encoding it declares.
     """
-    # pg_dumpall writes in its client encoding (the encoding of the database it started
-    # in: role names and comments of a LATIN1 database in LATIN1); psql is sent UTF-8.
-    raw = b"".join(reader.stream(manifest, GLOBALS_STREAM))
+    # psql is sent UTF-8, whatever pg_dumpall wrote the script in.
     try:
-        script = utf8_client(decode_script(raw))
+        script = utf8_client(read_globals(reader, manifest).text)
     except UnicodeDecodeError as exc:
         # Role names are stored in the encoding of the database each was created from.
         raise RestoreError(
