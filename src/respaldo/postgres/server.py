@@ -1029,41 +1029,25 @@ def can_read_role_passwords(conninfo: ConnInfo) -> bool:
 
 
 SHORT_LOCK_WAIT = "100ms"
-"""The ``deadlock_timeout`` of a restore's own sessions (:func:`with_short_lock_waits`)."""
-
-
-def with_short_lock_waits(conninfo: ConnInfo) -> ConnInfo:
-    """``conninfo`` whose sessions give up waiting behind autovacuum after
-    :data:`SHORT_LOCK_WAIT` instead of the server's ``deadlock_timeout`` (one second by
-    default), when its role may set that parameter (a superuser; from PostgreSQL 15 also
-    a role granted ``SET`` on it); otherwise ``conninfo`` unchanged.
-
-    A session waiting for a lock that an autovacuum worker holds has the worker cancelled
-    only when its deadlock check runs, ``deadlock_timeout`` after it began to wait. A
-    restore's tables, loaded and left alone until their indexes and keys are built, are
-    what autovacuum takes next: at 1 GB a ``--jobs 2`` restore's post-data steps waited a
-    second up to six times (the trigger on a partitioned table once per partition being
-    vacuumed), the longest part of its end (docs/benchmarks.md, session 15). Only the
-    deadlock check comes sooner; what waits, and for what, is unchanged. The options of
-    ``conninfo`` (or, without them, ``PGOPTIONS``, which libpq would otherwise use) are
-    kept. Raises ConnectionFailed, QueryFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        may = _guarded(
-            conninfo,
-            "checking whether lock waits may be shortened",
-            lambda: _may_set(conn, "deadlock_timeout"),
-        )
-    if not may:
-        return conninfo
-    return _with_option(conninfo, f"deadlock_timeout={SHORT_LOCK_WAIT}")
+"""The ``deadlock_timeout`` of a restore's own sessions (:func:`restore_sessions`)."""
 
 
 def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
     """``conninfo`` for the sessions of a restore or a restore test on the database it
-    restores into: :func:`own_sessions`', with :func:`with_short_lock_waits`'s, and
-    firing no event trigger
-    (``event_triggers = off``, PostgreSQL 17 and later) where its role may set that (a
-    superuser, or a role granted ``SET`` on it); otherwise as that gives it.
+    restores into: :func:`own_sessions`', giving up waiting behind autovacuum after
+    :data:`SHORT_LOCK_WAIT`, and firing no event trigger (``event_triggers = off``,
+    PostgreSQL 17 and later), each where its role may set that parameter (a superuser;
+    from PostgreSQL 15 also a role granted ``SET`` on it). The options of ``conninfo``
+    (or, without them, ``PGOPTIONS``, which libpq would otherwise use) are kept.
+
+    A session waiting for a lock that an autovacuum worker holds has the worker cancelled
+    only when its deadlock check runs, ``deadlock_timeout`` (one second by default) after
+    it began to wait. A restore's tables, loaded and left alone until their indexes and
+    keys are built, are what autovacuum takes next: at 1 GB a ``--jobs 2`` restore's
+    post-data steps waited a second up to six times (the trigger on a partitioned table
+    once per partition being vacuumed), the longest part of its end (docs/benchmarks.md,
+    session 15). Only the deadlock check comes sooner; what waits, and for what, is
+    unchanged.
 
     A restored database's own ``login`` event trigger (PostgreSQL 17: one that records
     each session in a table, an ERP's audit of who logged in) fires for every session

@@ -36,7 +36,7 @@ from respaldo.postgres import (
     server_info,
     terminate_connections,
 )
-from respaldo.postgres.server import SHORT_LOCK_WAIT, with_short_lock_waits
+from respaldo.postgres.server import SHORT_LOCK_WAIT, restore_sessions
 from tests.ports import closed_port
 
 pytestmark = pytest.mark.integration
@@ -272,7 +272,7 @@ def _deadlock_timeout(conninfo: ConnInfo) -> str:
 
 
 def test_a_superuser_restores_with_short_lock_waits_in_its_children_too(pg: TempCluster) -> None:
-    short = with_short_lock_waits(pg.conninfo())
+    short = restore_sessions(pg.conninfo())
     assert _deadlock_timeout(pg.conninfo()) == "1s"
     assert _deadlock_timeout(short) == SHORT_LOCK_WAIT
     # pg_restore and the other programs get it in their --dbname.
@@ -284,14 +284,14 @@ def test_short_lock_waits_keep_the_options_given(
     pg: TempCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     given = replace(pg.conninfo(), params={"options": "-c work_mem=5MB"})
-    with connect(with_short_lock_waits(given), autocommit=True) as conn:
+    with connect(restore_sessions(given), autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('work_mem'), current_setting('deadlock_timeout')"
         ).fetchone()
     assert row == ("5MB", SHORT_LOCK_WAIT)
     # Without options of its own, PGOPTIONS (which the options parameter replaces) is kept.
     monkeypatch.setenv("PGOPTIONS", "-c work_mem=6MB")
-    with connect(with_short_lock_waits(pg.conninfo()), autocommit=True) as conn:
+    with connect(restore_sessions(pg.conninfo()), autocommit=True) as conn:
         row = conn.execute(
             "SELECT current_setting('work_mem'), current_setting('deadlock_timeout')"
         ).fetchone()
@@ -307,15 +307,16 @@ def test_a_role_that_may_not_set_it_restores_with_the_servers_lock_waits(
     plain = ConnInfo(
         host=pg.host, port=pg.port, user=role, dbname="postgres", password=SecretStr(password)
     )
-    # Unchanged: a connection asking for it would be refused.
-    assert with_short_lock_waits(plain) == plain
+    # Not asked for: a connection asking for it would be refused.
+    assert "deadlock_timeout" not in restore_sessions(plain).params.get("options", "")
+    assert _deadlock_timeout(restore_sessions(plain)) == "1s"
     assert _deadlock_timeout(plain) == "1s"
     if server_info(pg.conninfo()).major >= 15:
         pg.execute(f"GRANT SET ON PARAMETER deadlock_timeout TO {role}")
         request.addfinalizer(
             lambda: pg.execute(f"REVOKE SET ON PARAMETER deadlock_timeout FROM {role}")
         )
-        assert _deadlock_timeout(with_short_lock_waits(plain)) == SHORT_LOCK_WAIT
+        assert _deadlock_timeout(restore_sessions(plain)) == SHORT_LOCK_WAIT
 
 
 # --- autovacuum paused for a restore's load -----------------------------------------------
