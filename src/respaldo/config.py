@@ -339,6 +339,10 @@ class RpoSettings(_Section):
     verify_hours: float = Field(default=50.0, gt=0, le=24 * 366, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
+    # A run of the watchdog (or of the sweep for lost jobs) older than this is stuck (a
+    # hung mount, a held lock): alerted, red on the page and /health. Far above a check's
+    # normal time, seconds, or a few minutes with many repositories on a slow store.
+    watchdog_stuck_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

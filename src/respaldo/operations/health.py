@@ -14,13 +14,14 @@ log are where an operator reads why.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from respaldo.catalog import BackupRecord, newest_completed
 from respaldo.domain import BackupKind
 from respaldo.errors import RespaldoError, first_line
+from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
@@ -34,6 +35,9 @@ CATALOG_FAILS = "the catalog does not answer; the server's log says why"
 """What ``/health`` says of a catalog that fails, whatever the error."""
 REPOSITORY_FAILS = "the repository cannot be read; the server's log says why"
 """What ``/health`` says of a repository that fails, whatever the error."""
+CHECK_STUCK = "a check of the service is stuck and nothing is alerted on; the status says where"
+"""What ``/health`` says while the watchdog or the sweep for lost jobs of this process has
+run longer than ``[rpo] watchdog_stuck_minutes`` (:mod:`respaldo.operations.stall`)."""
 
 
 class ComponentHealth(ResultModel):
@@ -63,11 +67,15 @@ class NewestBackup(ResultModel):
 
 class Health(ResultModel):
     ok: bool
-    """Catalog and every repository answer."""
+    """Catalog and every repository answer, and no check of the service is stuck."""
     catalog: ComponentHealth
     """The catalog's state."""
     repositories: list[ComponentHealth]
     """Each configured repository's state."""
+    checks: ComponentHealth = ComponentHealth(name="checks", ok=True)
+    """The service's own checks (``respaldo serve``'s watchdog and sweep for lost jobs):
+    not ok while one has run longer than ``[rpo] watchdog_stuck_minutes``, when no alert
+    goes out (:data:`CHECK_STUCK`)."""
     newest_backups: list[NewestBackup]
     """The newest good backup of each database and type."""
 
@@ -85,9 +93,19 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     except (SQLAlchemyError, RespaldoError) as exc:
         log.warning("health: the catalog does not answer: %s", scrub(first_line(exc)))
         catalog = ComponentHealth(name="catalog", ok=False, error=CATALOG_FAILS)
+    # From this process's memory: the catalog and the repositories answering says nothing
+    # of a watchdog stuck on one of them (a lock, a hung mount) that alerts no more.
+    stuck = stall.stuck(when, timedelta(minutes=ctx.settings.rpo.watchdog_stuck_minutes))
+    checks = ComponentHealth(name="checks", ok=not stuck, error=CHECK_STUCK if stuck else None)
     repositories = [_repository(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
-    ok = catalog.ok and all(r.ok for r in repositories)
-    return Health(ok=ok, catalog=catalog, repositories=repositories, newest_backups=newest)
+    ok = catalog.ok and all(r.ok for r in repositories) and checks.ok
+    return Health(
+        ok=ok,
+        catalog=catalog,
+        repositories=repositories,
+        checks=checks,
+        newest_backups=newest,
+    )
 
 
 def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestBackup]:

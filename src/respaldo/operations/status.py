@@ -50,6 +50,7 @@ from respaldo.catalog import BackupCopy, BackupRecord, DrillRun, failed_verifica
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError, first_line
+from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, Said, UtcTime
 from respaldo.operations.status_mirror import MirrorLag, mirror_lags
@@ -86,6 +87,7 @@ Check = Literal[
     "swap",
     "verify",
     "notify",
+    "stuck",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -113,7 +115,8 @@ class StatusItem(ResultModel):
     queue (PostgreSQL catalog: jobs wait that no live worker takes) or swap (a restore
     --replace stopped half-way: the database is under its ``_old_`` name) or verify (when
     a verify last checked a repository) or notify (whether a notification target took the
-    last message)."""
+    last message) or stuck (``respaldo serve``'s watchdog or sweep for lost jobs has run
+    longer than ``[rpo] watchdog_stuck_minutes``)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -213,6 +216,8 @@ def compute_status(
         wal_archived, problem = _clusters_recorded(settings)
         if problem is not None:
             general.append(problem)
+    general += _stuck_items(settings, now)
+    stall.at(stall.CATALOG)
     try:
         with ctx.catalog.read() as session:
             secondaries = [repo.name for repo in settings.repositories[1:]]
@@ -262,6 +267,7 @@ def compute_status(
     }
     readings: dict[str, ServerReading] = {}
     if servers and settings.databases:
+        stall.at(stall.SERVERS)
         # At once: each unreachable server costs a connect timeout.
         with ThreadPoolExecutor(min(8, len(settings.databases))) as pool:
             found = pool.map(
@@ -284,6 +290,8 @@ def compute_status(
         if (h := history.get(name)) is not None
         and (newest := h.newest.get(BackupKind.INCREMENTAL)) is not None
     }
+    if archived and settings.repositories:
+        stall.at(stall.REPOSITORY, repository=settings.repositories[0].name)
     primary = (
         read_primary_wal(settings, archived, sizes, newest_physical) if archived else PrimaryWal()
     )
@@ -300,6 +308,7 @@ def compute_status(
             now,
             primary.systems,
         )
+    stall.at(stall.CATALOG)
     stuck = stuck_since(
         ctx,
         {
@@ -866,6 +875,26 @@ def _copy_item(
             "count": len(behind),
         }
     )
+
+
+def _stuck_items(settings: Settings, now: datetime) -> list[StatusItem]:
+    """One red item per check of this process (``respaldo serve``'s watchdog, its sweep
+    for lost jobs) that has run longer than ``[rpo] watchdog_stuck_minutes``: while it
+    hangs no alert goes out, and the page must not look fine. Only this process's own
+    checks (:mod:`respaldo.operations.stall`): ``respaldo status`` from a shell has none."""
+    limit = timedelta(minutes=settings.rpo.watchdog_stuck_minutes)
+    return [
+        StatusItem(
+            key=found.key,
+            check="stuck",
+            level="red",
+            reason=Phrase(found.message(), minutes=found.minutes(now), doing=found.doing),
+            at=found.since,
+            age_seconds=(now - found.since).total_seconds(),
+            limit_seconds=limit.total_seconds(),
+        )
+        for found in stall.stuck(now, limit)
+    ]
 
 
 def _verify_items(ctx: Context, settings: Settings, now: datetime) -> list[StatusItem]:

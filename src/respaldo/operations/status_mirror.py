@@ -25,6 +25,7 @@ from datetime import datetime
 
 from respaldo.catalog import AlertStates
 from respaldo.errors import ObjectNotFound, RespaldoError
+from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.status_wal import archived_object
 from respaldo.operations.wal import open_wal_repository
@@ -83,6 +84,7 @@ def mirror_lags(
     found: dict[tuple[str, str], MirrorLag] = {}
     changes: dict[tuple[str, str], _Note | None] = {}
     for repo_name in mirrors:
+        stall.at(stall.REPOSITORY, repository=repo_name)
         try:
             mirror = open_wal_repository(settings, repo_name)
         except RespaldoError as exc:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from respaldo.errors import first_line
-from respaldo.operations import alerts
+from respaldo.operations import alerts, stall
 from respaldo.operations.alerts import ConditionResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
@@ -138,6 +138,7 @@ def check(
     """
     # Failure alerts that reached nobody when they happened go first: the targets may
     # answer again.
+    stall.at(stall.RESENDING)
     alerts.resend_undelivered(ctx, now)
     try:
         report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
@@ -161,8 +162,9 @@ def check(
         _set(ctx, item, now)
         for item in report.items
         # Which databases archive WAL, when the repository cannot tell: never red, and
-        # what it changes shows in the items it changes.
-        if item.check != "repository"
+        # what it changes shows in the items it changes. A stuck check: the service's
+        # stall monitor tells it (this check is the one that would be stuck).
+        if item.check not in ("repository", "stuck")
     ]
     if not any(item.check == "catalog" for item in report.items):
         # The catalog answers, so its item is not in the report: the condition is met
@@ -269,6 +271,7 @@ def _close_unwatched(ctx: Context, now: datetime) -> None:
 
 
 def _set(ctx: Context, item: StatusItem, now: datetime) -> ConditionResult:
+    stall.at(stall.SENDING, key=item.key)
     message, args = describe(item)
     return alerts.set_condition(
         ctx,

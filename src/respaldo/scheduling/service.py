@@ -29,7 +29,13 @@ Rules (from the specification):
   (:meth:`Service.sweep`): a job whose process died is failed and alerted on; with
   SQLite a retry of it is run here when it was the service's and ``[queue] retries``
   allows, as the queue's workers do; with a queue the retry goes to the queue (as a
-  worker's sweep: with every worker gone, nothing else would look).
+  worker's sweep: with every worker gone, nothing else would look);
+- a run of the watchdog or of the sweep that blocks for ever (a hung mount, a lock held
+  in the catalog) cannot be interrupted, and every later run is skipped: the stall
+  monitor, a thread of its own, alerts (``stuck:<check>``, critical, with what it was
+  doing) once a run is older than ``[rpo] watchdog_stuck_minutes``, and resolves the
+  alert when it ends (:mod:`respaldo.operations.stall`; /health and the status say it
+  too).
 """
 
 from __future__ import annotations
@@ -59,12 +65,13 @@ from respaldo.errors import (
     StorageError,
     first_line,
 )
-from respaldo.operations import alerts, jobs, queue, reconcile, watchdog
+from respaldo.operations import alerts, jobs, queue, reconcile, stall, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
 from respaldo.operations.schedule import Entry, entries, short_restore_test_limits, time_zone
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.operations.scrub import Scrubber
+from respaldo.phrases import Phrase
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +153,13 @@ class Service:
         self._sweep_failures = RecurringFailure(
             log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
         )
+        # The stall monitor: its thread, what it told stuck (check -> since when), and
+        # the event that wakes it (a check ended, or the service stops).
+        self._monitor: threading.Thread | None = None
+        # A stuck alert a previous process left firing (killed while stuck) is resolved
+        # at the first look if nothing is stuck here.
+        self._told_stuck: dict[str, datetime | None] = {WATCHDOG: None, SWEEP: None}
+        self._poke = threading.Event()
         self._replan_failures = RecurringFailure(
             log,
             "could not read which databases archive WAL (the schedule stays as it is)",
@@ -315,18 +329,83 @@ class Service:
                 executor=OWN,
             )
         self._scheduler.start()
+        self._monitor = threading.Thread(
+            target=self._watch_checks, name="stall-monitor", daemon=True
+        )
+        self._monitor.start()
+
+    def _watch_checks(self) -> None:
+        """The stall monitor's loop: look every quarter of the limit (at most a minute),
+        and whenever a check ends. Its own thread: the checks' executor is where a stuck
+        run sits, and nothing there could tell."""
+        limit = timedelta(minutes=self.ctx.settings.rpo.watchdog_stuck_minutes)
+        period = min(limit.total_seconds() / 4, 60.0)
+        while not self._stopping:
+            self._poke.wait(period)
+            self._poke.clear()
+            if self._stopping:
+                return
+            try:
+                self.look_for_stuck_checks(limit)
+            except Exception:  # a bug: the monitor must go on looking
+                log.exception("the stall monitor failed")
+
+    def look_for_stuck_checks(self, limit: timedelta) -> list[stall.Stuck]:
+        """Alert on each check of this process that has run longer than ``limit``
+        (``stuck:<check>``) and resolve the alert of each told before that is no longer
+        stuck; returns the stuck ones. Never raises for an alert that cannot be sent."""
+        now = self._clock()
+        found = stall.stuck(now, limit)
+        for each in found:
+            if self._told_stuck.get(each.check) != each.since:
+                log.error(
+                    "the %s has run for %d min and is stuck in: %s; no later run starts "
+                    "(nothing else is alerted on) until it ends",
+                    "watchdog check" if each.check == WATCHDOG else "sweep for lost jobs",
+                    each.minutes(now),
+                    each.doing,
+                )
+            self._told_stuck[each.check] = each.since
+            alerts.set_condition(
+                self.ctx,
+                each.key,
+                True,
+                message=each.message(),
+                args={"minutes": each.minutes(now), "doing": each.doing},
+                hint=Phrase(stall.HINT),
+                now=now,
+            )
+        stuck_now = {each.check for each in found}
+        for check in [c for c in self._told_stuck if c not in stuck_now]:
+            del self._told_stuck[check]
+            result = alerts.set_condition(
+                self.ctx,
+                stall.PREFIX + check,
+                False,
+                message=stall.MESSAGES.get(check, stall.MESSAGES[WATCHDOG]),
+                now=now,
+            )
+            if result.action == "resolved":
+                log.warning("the %s runs again", check)
+        return found
 
     def watch(self) -> None:
         """Follow WAL archiving (:meth:`replan`), then run the watchdog once, at the
         clock's time. Never raises: a check that fails is logged and the next one runs as
         planned."""
-        self.replan()
-        if self._watchdog is None or self._stopping:
-            return
         try:
-            self._watchdog(self.ctx, self._clock())
-        except Exception:
-            log.exception("the RPO watchdog failed")
+            with stall.running(WATCHDOG, self._clock()):
+                if self._archiving is not None and self.ctx.settings.repositories:
+                    stall.at(stall.REPOSITORY, repository=self.ctx.settings.repositories[0].name)
+                self.replan()
+                if self._watchdog is None or self._stopping:
+                    return
+                try:
+                    self._watchdog(self.ctx, self._clock())
+                except Exception:
+                    log.exception("the RPO watchdog failed")
+        finally:
+            self._poke.set()  # the monitor resolves a stuck alert at once
 
     def sweep(self) -> list[int]:
         """Fail the jobs lost by a process that died (with their alert), queue a retry of
@@ -337,6 +416,14 @@ class Service:
         and once when sweeping works again) and the next one runs as planned."""
         if self._stopping:
             return []
+        try:
+            with stall.running(SWEEP, self._clock()):
+                stall.at(stall.SWEEPING)
+                return self._sweep()
+        finally:
+            self._poke.set()  # the monitor resolves a stuck alert at once
+
+    def _sweep(self) -> list[int]:
         try:
             if self.queued:
                 # As a worker's sweep: fail (and retry in the queue) what a dead worker
@@ -524,6 +611,9 @@ class Service:
             running += [(job_id, token) for job_id, (_, token) in self._retries.items()]
         for _job_id, token in running:
             token.cancel(reason)
+        self._poke.set()
+        if self._monitor is not None:
+            self._monitor.join()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         self.join_retries()

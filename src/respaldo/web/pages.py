@@ -258,6 +258,7 @@ _CHECK_LABELS = {
     "swap": N_("Restore swap"),
     "verify": N_("Verification"),
     "notify": N_("Alerts"),
+    "stuck": N_("Watchdog"),
 }
 _ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}
 _TRIGGER_LABELS = {"cli": N_("Command line"), "schedule": N_("Scheduled"), "api": N_("API")}

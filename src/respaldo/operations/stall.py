@@ -1,0 +1,126 @@
+"""The service's own checks that have run too long: a hung watchdog or sweep is told.
+
+``respaldo serve`` runs its watchdog and its sweep for lost jobs one run at a time in
+threads of their own. A run that blocks for ever (a repository on a hung NFS hard mount,
+a catalog query waiting on a lock, an S3 endpoint that takes the connection and never
+answers) cannot be interrupted from outside (a local read on a hung mount cannot be
+interrupted at all), and every later run was skipped with only APScheduler's "maximum
+number of running instances reached" in the log: no alert went out again while the
+status page and ``/health`` looked fine.
+
+So each run says what it is doing (:func:`running`, then :func:`at` before each part
+that reads a repository, a server or the catalog), in this process's memory, and the
+service's stall monitor (:class:`respaldo.scheduling.service.Service`), a thread that
+depends on no check, looks every so often: a run older than ``[rpo]
+watchdog_stuck_minutes`` fires the critical condition ``stuck:<check>`` ("watchdog check
+stuck for N min in <what>"), ``/health`` answers 503 and the status has a red ``stuck``
+item; the condition is resolved once that run ends. This process's memory only: another
+process (``respaldo status`` from a shell) sees the alert, not the item.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from respaldo.phrases import N_, Phrase
+
+
+def _(message: str) -> str:
+    """Marks a message for extraction; :func:`alerts.set_condition` translates it."""
+    return message
+
+
+MESSAGES = {
+    "watchdog": _("watchdog check stuck for {minutes} min in {doing}"),
+    "lost-jobs-sweep": _("sweep for lost jobs stuck for {minutes} min in {doing}"),
+}
+"""The alert's text (and the status item's reason), per check."""
+HINT = N_(
+    "no other alert goes out while the watchdog is stuck; release what it waits on "
+    "(a hung mount, a lock held in the catalog, an endpoint that does not answer) or "
+    "restart respaldo serve"
+)
+STARTING = N_("starting")
+RESENDING = N_("sending the alerts not delivered before")
+CATALOG = N_("reading the catalog")
+SERVERS = N_("reading the servers of the databases")
+SWEEPING = N_("looking for lost jobs in the catalog")
+REPOSITORY = N_("reading repository {repository}")
+SENDING = N_("sending alert {key}")
+PREFIX = "stuck:"
+"""The conditions' keys: ``stuck:watchdog``, ``stuck:lost-jobs-sweep``."""
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """One check that has run longer than the limit."""
+
+    check: str
+    """``watchdog`` or ``lost-jobs-sweep``."""
+    since: datetime
+    """When its run started."""
+    doing: str
+    """What it was doing last (a :class:`Phrase`: ``reading repository offsite``)."""
+
+    @property
+    def key(self) -> str:
+        return PREFIX + self.check
+
+    def minutes(self, now: datetime) -> int:
+        return int((now - self.since).total_seconds() // 60)
+
+    def message(self) -> str:
+        return MESSAGES.get(self.check, MESSAGES["watchdog"])
+
+
+@dataclass
+class _Run:
+    since: datetime
+    doing: str
+
+
+_LOCK = threading.Lock()
+_RUNS: dict[str, _Run] = {}
+_THREAD = threading.local()
+
+
+@contextmanager
+def running(check: str, now: datetime) -> Iterator[None]:
+    """One run of ``check`` in this thread, started at ``now``; :func:`at` in the same
+    thread names its parts."""
+    run = _Run(since=now, doing=Phrase(STARTING))
+    with _LOCK:
+        _RUNS[check] = run
+    _THREAD.run = run
+    try:
+        yield
+    finally:
+        _THREAD.run = None
+        with _LOCK:
+            if _RUNS.get(check) is run:
+                del _RUNS[check]
+
+
+def at(message: str, /, **values: object) -> None:
+    """Say that the check run by this thread (if any) is now at ``message`` (one of this
+    module's, with ``values``): the last said is what a stuck run is said to be stuck
+    in. Nothing outside a check's thread (a CLI ``respaldo status``, the page)."""
+    run: _Run | None = getattr(_THREAD, "run", None)
+    if run is not None:
+        what = Phrase(message, **values)
+        with _LOCK:
+            run.doing = what
+
+
+def stuck(now: datetime, limit: timedelta) -> list[Stuck]:
+    """The checks of this process whose run started more than ``limit`` before ``now``."""
+    with _LOCK:
+        return [
+            Stuck(check=check, since=run.since, doing=run.doing)
+            for check, run in sorted(_RUNS.items())
+            if now - run.since > limit
+        ]

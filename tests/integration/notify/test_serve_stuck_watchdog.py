@@ -1,0 +1,162 @@
+"""A real ``respaldo serve`` whose watchdog check hangs on a lock held in its real
+PostgreSQL catalog (taken once serve listens): the stall monitor alerts through a real
+webhook ("watchdog check stuck ... in reading the catalog"), ``/health`` answers 503
+meanwhile, and once the lock is released the check ends, the alert is resolved and
+``/health`` is 200 again.
+
+Before, every later check was skipped with only APScheduler's "maximum number of running
+instances reached" in the log, no alert went out again and ``/health`` said 200.
+Synchronisation is on the webhook's messages and the lock's waiters, never on sleeps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from respaldo.config import CatalogSettings, load_settings
+from respaldo.operations.initialize import initialize
+from tests.integration.api.conftest import CatalogRole, catalog_role  # noqa: F401
+from tests.integration.logical.conftest import FAST_KDF
+from tests.integration.logical.test_serve import listening_port
+from tests.ports import closed_port
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tmp_path: Path, hook: str) -> Path:
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("stuck watchdog passphrase\n")
+    passphrase.chmod(0o600)
+    config = tmp_path / "respaldo.toml"
+    config.write_text(
+        f"""
+passphrase_file = "{passphrase}"
+cache_dir = "{tmp_path / "cache"}"
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://nobody@127.0.0.1:{closed_port()}/erp"
+
+[schedules]
+time_zone = "UTC"
+full = "off"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[rpo]
+watchdog_minutes = 0.01
+# Small for the test: a check that waits on the lock is stuck at once. The test waits
+# on the alert itself, not on this time.
+watchdog_stuck_minutes = 0.005
+
+[server]
+listen = "127.0.0.1:0"
+run_jobs = false
+
+[notifications]
+[[notifications.targets]]
+name = "hook"
+url = "{hook}"
+"""
+    )
+    return config
+
+
+@pytest.fixture
+def catalog(catalog_role: CatalogRole, tmp_path: Path) -> Iterator[psycopg.Connection[Any]]:  # noqa: F811
+    """The catalog created, and a session of the catalog's server on it, as its superuser
+    (for the lock); rolled back and closed after the test."""
+    with catalog_role.context(tmp_path / "create"):
+        pass
+    conn = psycopg.connect(**catalog_role.pg.conninfo_kwargs(catalog_role.name))
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+@contextmanager
+def _serving(config: Path, catalog: str) -> Iterator[subprocess.Popen[str]]:
+    """``respaldo serve`` with its catalog's URL (a password in it) in the environment."""
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+    env = {**os.environ, "RESPALDO_CATALOG__URL": catalog}
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _health(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _titled(hook: Webhook, words: str) -> list[dict[str, Any]]:
+    return [m["json"] for m in hook.inbox.items if words in m["json"]["message"]]
+
+
+def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
+    catalog_role: CatalogRole,  # noqa: F811
+    catalog: psycopg.Connection[Any],
+    webhook: Webhook,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path, webhook.url)
+    settings = load_settings(config).model_copy(
+        update={"catalog": CatalogSettings(url=catalog_role.url)}
+    )
+    initialize(settings, kdf=FAST_KDF)
+    with _serving(config, catalog_role.url) as process:
+        port = listening_port(process)
+        # The next watchdog check waits on this lock, held until the rollback below: a
+        # real block (drill_runs: the status reads it, /health does not).
+        catalog.execute("LOCK TABLE drill_runs IN ACCESS EXCLUSIVE MODE")
+        wait_for("the stuck alert", lambda: bool(_titled(webhook, "watchdog check stuck")))
+        (alert,) = _titled(webhook, "watchdog check stuck")
+        assert "in reading the catalog" in alert["message"], alert
+        assert "CRITICAL" in alert["title"], alert
+        status, body = _health(port)
+        assert status == 503, body
+        assert body["checks"]["ok"] is False, body
+        assert "stuck" in body["checks"]["error"], body
+        assert body["catalog"]["ok"] is True, body  # the catalog answers: only the check hangs
+
+        catalog.rollback()  # the lock is released: the check ends
+        wait_for(
+            "the resolved message",
+            lambda: any("RESOLVED" in m["title"] for m in _titled(webhook, "watchdog check")),
+        )
+        status, body = _health(port)
+        assert body["checks"] == {"name": "checks", "ok": True, "error": None}, body
+        assert status == 200, body
+        process.terminate()
+        _, err = process.communicate(timeout=120)
+    assert "watchdog check has run for" in err and "reading the catalog" in err, err

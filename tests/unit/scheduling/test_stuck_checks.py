@@ -1,0 +1,118 @@
+"""A watchdog check that hangs (here: reading a named pipe nobody writes, a real block
+as a read on a hung NFS mount is) is told by the service's stall monitor, from a thread
+other than the stuck one: a critical alert naming what it was reading, a red item in the
+status, /health not ok; the alert is resolved once the check ends. Before, later checks
+were skipped with a line in the log and nothing else."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from respaldo.operations import alerts, stall, status
+from respaldo.operations.context import Context
+from respaldo.operations.health import CHECK_STUCK, check_health
+from respaldo.scheduling.service import Service
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.unit.operations.status_support import status_settings
+
+pytestmark = pytest.mark.unit
+
+STARTED = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+LIMIT = timedelta(minutes=30)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, webhook: Webhook) -> Iterator[Context]:  # noqa: F811
+    target = {"name": "hook", "url": webhook.url, "levels": ["critical", "resolved"]}
+    settings = status_settings(
+        tmp_path,
+        notifications={"targets": [target], "language": "es"},
+        rpo={"watchdog_stuck_minutes": 30},
+        schedules={"time_zone": "UTC"},
+    )
+    with Context.open(settings, create=True) as context:
+        yield context
+
+
+def test_a_hung_check_is_alerted_shown_and_resolved_when_it_ends(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    pipe = tmp_path / "hung"
+    os.mkfifo(pipe)
+    entered = threading.Event()
+    clock = [STARTED]
+
+    def hangs(context: Context, now: datetime) -> None:
+        stall.at(stall.REPOSITORY, repository="offsite")
+        entered.set()
+        pipe.read_bytes()  # blocks until a writer opens the pipe and closes it
+
+    service = Service(ctx, [], watchdog=hangs, clock=lambda: clock[0])
+    checking = threading.Thread(target=service.watch)
+    checking.start()
+    try:
+        entered.wait()
+        # Not yet past the limit: nothing to tell.
+        clock[0] = STARTED + LIMIT
+        assert service.look_for_stuck_checks(LIMIT) == []
+        assert check_health(ctx, now=clock[0]).checks.ok
+        clock[0] = STARTED + LIMIT + timedelta(minutes=1)
+        (found,) = service.look_for_stuck_checks(LIMIT)
+        assert (found.check, found.since) == ("watchdog", STARTED)
+        (told,) = webhook.inbox.wait(1)
+        said: dict[str, Any] = told["json"]
+        assert (
+            "la comprobación de vigilancia lleva 31 min atascada: leyendo el repositorio "
+            "offsite" in said["title"]
+        ), said
+        # /health and the status say so meanwhile.
+        health = check_health(ctx, now=clock[0])
+        assert not health.ok and health.catalog.ok
+        assert (health.checks.ok, health.checks.error) == (False, CHECK_STUCK)
+        report = status.compute_status(ctx, clock[0], wal_archived=(), servers=False)
+        (item,) = [i for i in report.items if i.check == "stuck"]
+        assert (item.key, item.level) == ("stuck:watchdog", "red")
+        assert item.reason == "watchdog check stuck for 31 min in reading repository offsite"
+        # Looked at again: the same run is not told twice (repeats are throttled).
+        service.look_for_stuck_checks(LIMIT)
+        assert len(webhook.inbox.items) == 1
+    finally:
+        with pipe.open("wb"):
+            pass  # the hung read ends
+        checking.join()
+    assert service.look_for_stuck_checks(LIMIT) == []
+    got = webhook.inbox.wait(2)
+    assert len(got) == 2, got
+    assert got[1]["json"]["type"] == "success" and "atascada" in got[1]["json"]["title"], got
+    assert check_health(ctx, now=clock[0]).checks.ok
+    report = status.compute_status(ctx, clock[0], wal_archived=(), servers=False)
+    assert not [i for i in report.items if i.check == "stuck"]
+
+
+def test_a_stuck_alert_left_firing_by_a_killed_service_is_resolved_at_the_first_look(
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    alerts.set_condition(
+        ctx,
+        "stuck:lost-jobs-sweep",
+        True,
+        message=stall.MESSAGES["lost-jobs-sweep"],
+        args={"minutes": 40, "doing": "x"},
+        now=STARTED,
+    )
+    webhook.inbox.wait(1)
+    service = Service(ctx, [], clock=lambda: STARTED + timedelta(hours=1))
+    assert service.look_for_stuck_checks(LIMIT) == []
+    got = webhook.inbox.wait(2)
+    assert len(got) == 2 and got[1]["json"]["type"] == "success", got
+    assert alerts.firing_keys(ctx, stall.PREFIX) == []
