@@ -14,7 +14,8 @@ service's stall monitor (:class:`respaldo.scheduling.service.Service`), a thread
 depends on no check, looks every so often: a run older than ``[rpo]
 watchdog_stuck_minutes`` fires the critical condition ``stuck:<check>`` ("watchdog check
 stuck for N min in <what>"), ``/health`` answers 503 and the status has a red ``stuck``
-item; the condition is resolved once that run ends. This process's memory only: another
+item; the condition is resolved once that run ends, and a stop of the service does not
+wait for a stuck run. This process's memory only: another
 process (``respaldo status`` from a shell) sees the alert, not the item.
 """
 
@@ -65,6 +66,8 @@ class Stuck:
     """When its run started."""
     doing: str
     """What it was doing last (a :class:`Phrase`: ``reading repository offsite``)."""
+    thread: int
+    """The thread it runs in (``threading.get_ident()``)."""
 
     @property
     def key(self) -> str:
@@ -81,6 +84,7 @@ class Stuck:
 class _Run:
     since: datetime
     doing: str
+    thread: int
 
 
 _LOCK = threading.Lock()
@@ -92,7 +96,7 @@ _THREAD = threading.local()
 def running(check: str, now: datetime) -> Iterator[None]:
     """One run of ``check`` in this thread, started at ``now``; :func:`at` in the same
     thread names its parts."""
-    run = _Run(since=now, doing=Phrase(STARTING))
+    run = _Run(since=now, doing=Phrase(STARTING), thread=threading.get_ident())
     with _LOCK:
         _RUNS[check] = run
     _THREAD.run = run
@@ -120,7 +124,7 @@ def stuck(now: datetime, limit: timedelta) -> list[Stuck]:
     """The checks of this process whose run started more than ``limit`` before ``now``."""
     with _LOCK:
         return [
-            Stuck(check=check, since=run.since, doing=run.doing)
+            Stuck(check=check, since=run.since, doing=run.doing, thread=run.thread)
             for check, run in sorted(_RUNS.items())
             if now - run.since > limit
         ]

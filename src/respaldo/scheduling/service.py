@@ -48,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -106,6 +107,52 @@ def _log_end(what: str, exc: BaseException) -> None:
         log.warning("%s failed: %s", what, first_line(exc))
     else:  # not one of respaldo's own errors: a bug, whose traceback tells where
         log.warning("%s failed: %s", what, first_line(exc), exc_info=exc)
+
+
+class _CheckThreads(BaseExecutor):  # type: ignore[misc]  # APScheduler has no type hints
+    """The executor of the service's own checks: each run in a daemon thread of its own,
+    and a stop does not wait for a run that is stuck (``stuck()``: the idents of the
+    threads of the runs older than ``[rpo] watchdog_stuck_minutes``). In a pool, whose
+    threads the interpreter joins at exit, a check hung for ever (a read on a hung NFS
+    mount, which nothing can interrupt) kept SIGTERM from ever ending ``serve``, until
+    its service manager killed it. The watchdog only reads; the sweep writes in
+    transactions the catalog rolls back when the process ends mid-way, and the next
+    sweep does it again."""
+
+    def __init__(self, stuck: Callable[[], set[int]], period: float) -> None:
+        super().__init__()
+        self._stuck = stuck
+        self._period = period
+        self._threads: set[threading.Thread] = set()
+        self._guard = threading.Lock()
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        def run() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+            finally:
+                with self._guard:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, name=f"check-{job.id}", daemon=True)
+        with self._guard:
+            self._threads.add(thread)
+        thread.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        # Waits for each run that is not stuck; one that becomes stuck meanwhile is left
+        # (looked at again every period: how long it has run is all that tells).
+        while wait:
+            stuck = self._stuck()
+            with self._guard:
+                left = [t for t in self._threads if t.is_alive() and t.ident not in stuck]
+            if not left:
+                return
+            left[0].join(self._period)
 
 
 def _run_scheduled(ctx: Context, job_id: int, token: CancelToken) -> Any:
@@ -171,11 +218,20 @@ class Service:
             # jobs' pool they waited behind every job, and a night of long backups and
             # restore tests (or one that hangs) on every worker left no check running, so
             # an RPO lapsing meanwhile, anywhere, was told only once a job ended.
-            executors={"default": ThreadPoolExecutor(workers), OWN: ThreadPoolExecutor(2)},
+            executors={"default": ThreadPoolExecutor(workers), OWN: self._check_threads()},
             # max_instances above 1: a run that finds its previous one still going must
             # get to fire() to be recorded as skipped (APScheduler would only log it).
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 3},
         )
+
+    def _stuck_limit(self) -> timedelta:
+        return timedelta(minutes=self.ctx.settings.rpo.watchdog_stuck_minutes)
+
+    def _check_threads(self) -> _CheckThreads:
+        def stuck() -> set[int]:
+            return {each.thread for each in stall.stuck(self._clock(), self._stuck_limit())}
+
+        return _CheckThreads(stuck, min(self._stuck_limit().total_seconds() / 4, 60.0))
 
     @classmethod
     def create(cls, ctx: Context) -> Service:
@@ -338,7 +394,7 @@ class Service:
         """The stall monitor's loop: look every quarter of the limit (at most a minute),
         and whenever a check ends. Its own thread: the checks' executor is where a stuck
         run sits, and nothing there could tell."""
-        limit = timedelta(minutes=self.ctx.settings.rpo.watchdog_stuck_minutes)
+        limit = self._stuck_limit()
         period = min(limit.total_seconds() / 4, 60.0)
         while not self._stopping:
             self._poke.wait(period)

@@ -160,3 +160,28 @@ def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
         process.terminate()
         _, err = process.communicate(timeout=120)
     assert "watchdog check has run for" in err and "reading the catalog" in err, err
+
+
+def test_sigterm_ends_a_serve_whose_watchdog_check_is_stuck(
+    catalog_role: CatalogRole,  # noqa: F811
+    catalog: psycopg.Connection[Any],
+    webhook: Webhook,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Before, the stop waited for the stuck check's thread (and the interpreter joined
+    # it at exit): serve never ended on SIGTERM until its service manager killed it.
+    config = _config(tmp_path, webhook.url)
+    settings = load_settings(config).model_copy(
+        update={"catalog": CatalogSettings(url=catalog_role.url)}
+    )
+    initialize(settings, kdf=FAST_KDF)
+    with _serving(config, catalog_role.url) as process:
+        listening_port(process)
+        catalog.execute("LOCK TABLE drill_runs IN ACCESS EXCLUSIVE MODE")
+        wait_for("the stuck alert", lambda: bool(_titled(webhook, "watchdog check stuck")))
+        process.terminate()
+        _, err = process.communicate()  # the test's own timeout bounds a hang
+    assert process.returncode == 0, err
+    assert "SIGTERM: stopping" in err, err
+    # Still locked: the check was left, not ended.
+    assert catalog.info.transaction_status is psycopg.pq.TransactionStatus.INTRANS
