@@ -12,6 +12,7 @@ from sample.cluster import TempCluster
 from respaldo.errors import RestoreError
 from respaldo.operations.restore import create_empty_database
 from respaldo.postgres import unexpected_objects
+from respaldo.postgres.scratchdb import STAGING_PREFIX, scratch_name
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases, table_checksums
 
@@ -211,7 +212,8 @@ def test_a_built_in_replaced_in_template0_stops_the_staging_database(
     own_cluster.execute(statement, dbname="template0")
     own_cluster.execute("ALTER DATABASE template0 ALLOW_CONNECTIONS false")
     with pytest.raises(RestoreError) as caught:
-        create_empty_database(own_cluster.conninfo(), "staging_probe")
+        # A staging database's name: only those may be dropped again (drop_scratch).
+        create_empty_database(own_cluster.conninfo(), scratch_name(STAGING_PREFIX))
     assert str(caught.value).startswith(
         f"template0 is not empty: a database created from it holds {expected}"
     ), caught.value
