@@ -10,12 +10,9 @@ Synchronisation is on the webhook's messages and the lock's waiters, never on sl
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +25,7 @@ from respaldo.config import CatalogSettings, load_settings
 from respaldo.operations.initialize import initialize
 from tests.integration.api.conftest import CatalogRole, catalog_role  # noqa: F401
 from tests.integration.logical.conftest import FAST_KDF
-from tests.integration.logical.test_serve import listening_port
+from tests.integration.logical.test_serve import health, listening_port
 from tests.ports import closed_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.waiting import wait_for
@@ -111,14 +108,6 @@ def _serving(config: Path, catalog: str) -> Iterator[subprocess.Popen[str]]:
             process.communicate()
 
 
-def _health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def _titled(hook: Webhook, words: str) -> list[dict[str, Any]]:
     return [m["json"] for m in hook.inbox.items if words in m["json"]["message"]]
 
@@ -143,7 +132,7 @@ def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
         (alert,) = _titled(webhook, "watchdog check stuck")
         assert "in reading the catalog" in alert["message"], alert
         assert "CRITICAL" in alert["title"], alert
-        status, body = _health(port)
+        status, body = health(port)
         assert status == 503, body
         assert body["checks"]["ok"] is False, body
         assert "stuck" in body["checks"]["error"], body
@@ -154,7 +143,7 @@ def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
             "the resolved message",
             lambda: any("RESOLVED" in m["title"] for m in _titled(webhook, "watchdog check")),
         )
-        status, body = _health(port)
+        status, body = health(port)
         assert body["checks"] == {"name": "checks", "ok": True, "error": None}, body
         assert status == 200, body
         process.terminate()
