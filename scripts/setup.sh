@@ -33,6 +33,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # libfaketime sets a test process's wall clock apart from the others' (the lease-clock
 # tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
+# strace shows which files a restore fsynced before it called itself done (the durability
+# tests of tests/integration: a power cut cannot be played, the system calls can be seen).
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 # localedef and the es_ES and de_DE locales' sources, for the locales below.
 { command -v localedef >/dev/null 2>&1 && [ -f /usr/share/i18n/locales/es_ES ] \
     && [ -f /usr/share/i18n/locales/de_DE ]; } \

@@ -208,8 +208,8 @@ class TreeTarStream:
         may write in the tree) cannot lead the walk out of it, to /etc/shadow say. A
         directory's descriptor stays open until its children are done, one per level
         (so the soft limit of open files is raised to the hard one first:
-        :func:`_allow_open_files`)."""
-        _allow_open_files()
+        :func:`allow_open_files`)."""
+        allow_open_files()
         pending: _Pending = []
         try:
             # A configured path is followed if it is a link (an upload directory moved
@@ -445,7 +445,7 @@ _Pending = list[tuple[int, Iterator[_Child]]]
 """The directories being walked: each one's open descriptor and its remaining children."""
 
 
-def _allow_open_files() -> None:
+def allow_open_files() -> None:
     """Raise this process's soft limit of open files to its hard limit.
 
     The walk holds a descriptor per level of the tree, and Linux allows some 2000

@@ -418,6 +418,8 @@ def _physical_drill(
                 server_settings=SCRATCH_SERVER,
                 os_user=SERVER_USER,
                 respaldo_command=respaldo_command,
+                # A throwaway copy (and its server syncs the directory as it starts).
+                durable=False,
             )
         except RecoveryFailed as exc:
             result.checks.append(Check("restore", True, f"restored into {datadir}"))
@@ -457,7 +459,8 @@ def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> Drill
     error: str | None = None
     try:
         try:
-            restored = restore_files(ctx, backup_id, scratch / "files")
+            # A throwaway copy: nothing to make durable (it is removed right after).
+            restored = restore_files(ctx, backup_id, scratch / "files", durable=False)
         except RespaldoError as exc:
             result.checks.append(Check("restore", False, str(exc)))
         else:

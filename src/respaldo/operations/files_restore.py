@@ -8,7 +8,9 @@ land outside the target stops the restore (UnsafePath) and the target is emptied
 Each file is written under a temporary name (``.respaldo-part-*``) and renamed once it
 is whole, and the target holds the marker ``respaldo-restore-incomplete`` until the
 restore is complete: a killed restore leaves no truncated file under a real name, and
-the next restore into that directory removes what it left.
+the next restore into that directory removes what it left. Every file and directory is
+fsynced before the marker is removed (:func:`~respaldo.operations.targets.sync_tree`):
+after a power cut, a tree without the marker is whole on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from respaldo.files import extract_tar
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import FILES_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
-from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
+from respaldo.operations.targets import (
+    abort_restore,
+    begin_restore,
+    finish_restore,
+    sync_tree,
+)
 
 
 @dataclass
@@ -42,14 +49,20 @@ class FilesRestoreResult:
 
 
 def restore_files(
-    ctx: Context, backup_id: str, target_dir: Path, *, repository: str | None = None
+    ctx: Context,
+    backup_id: str,
+    target_dir: Path,
+    *,
+    repository: str | None = None,
+    durable: bool = True,
 ) -> FilesRestoreResult:
     """Restore files backup ``backup_id`` into ``target_dir`` (empty or new).
 
     Member names are the original absolute paths without their leading ``/``: the
     upload ``/srv/erp/uploads/a.pdf`` comes back as ``TARGET/srv/erp/uploads/a.pdf``.
     ``repository`` names the one repository to read (default: the first that opens, the
-    others as fallbacks).
+    others as fallbacks). ``durable`` (a restore test's throwaway copy says no) has
+    every file and directory fsynced before the restore is complete.
     Raises ConfigError (not a files backup), BackupNotFound, RestoreError (target not
     empty), UnsafePath, IntegrityError; after a failure the target is as it was.
     """
@@ -85,6 +98,8 @@ def restore_files(
 
         try:
             stats = extract_tar(pieces(), target)
+            if durable:
+                sync_tree(target)  # on disk before the marker goes (a power cut)
             finish_restore(restore_target)
         except BaseException as exc:
             abort_restore(restore_target)

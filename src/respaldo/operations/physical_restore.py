@@ -58,7 +58,12 @@ from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
-from respaldo.operations.targets import abort_restore, begin_restore, finish_restore
+from respaldo.operations.targets import (
+    abort_restore,
+    begin_restore,
+    finish_restore,
+    sync_tree,
+)
 from respaldo.operations.wal_coverage import archived_after, check_recovery_target
 from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
@@ -320,6 +325,7 @@ def restore_datadir(
     next_port: Callable[[], int] | None = None,
     server_settings: Mapping[str, str] | None = None,
     listen: str | None = None,
+    durable: bool = True,
 ) -> PhysicalRestoreResult:
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
 
@@ -331,7 +337,8 @@ def restore_datadir(
     here), a server that stopped because another process held its port (chosen free a
     moment before) is started again on the port ``next_port`` gives, up to
     :data:`PORT_ATTEMPTS` ports in all; ``settings["port"]`` is the one it got. A port
-    given without ``next_port`` is the only one tried.
+    given without ``next_port`` is the only one tried. ``durable`` (a restore test's
+    throwaway copy says no) has every file fsynced before ``PG_VERSION`` is put in place.
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
     RestoreError (target not empty, unreachable; a recovery target before the backup's
@@ -462,7 +469,10 @@ def restore_datadir(
                 comment=f"recovery of respaldo backup {backup_id}",
                 server_settings={"listen_addresses": listen, **(server_settings or {})},
             )
-            # Only a complete directory gets its PG_VERSION, then loses its marker.
+            # Only a complete directory, on disk, gets its PG_VERSION, then loses its
+            # marker: after a power cut a directory PostgreSQL starts on holds every file.
+            if durable:
+                sync_tree(datadir)
             release_datadir(datadir)
             finish_restore(restore_target)
         except BaseException:

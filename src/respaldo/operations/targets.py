@@ -12,6 +12,7 @@ runs on this machine.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import logging
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from respaldo.errors import RestoreError
+from respaldo.files.tree import allow_open_files
 from respaldo.privatedir import owner_alive, this_process
 
 log = logging.getLogger(__name__)
@@ -102,8 +104,152 @@ def _begin(target: Path, backup_id: str) -> RestoreTarget:
     return result
 
 
+def sync_tree(root: Path) -> None:
+    """Make what a restore wrote below ``root`` durable before the restore calls itself
+    done, as ``pg_basebackup`` and ``initdb -S`` do.
+
+    Without it a restore's files were in the page cache only when it said "restored":
+    the kernel writes them back within seconds to minutes, and a power cut or a crash of
+    the host in that time left files empty or short under their real names, while the
+    marker's removal (fsynced) or a data directory's PG_VERSION had reached the disk:
+    a tree or a data directory that looks complete, and is not. Errors the disk reports
+    (EIO, a full thin volume) fail the restore.
+
+    On Linux, one ``syncfs(2)`` of the target's file system (PostgreSQL's
+    ``--sync-method=syncfs``): a restore makes every directory below its target, so the
+    tree is on that one file system, and it costs what writing back the dirty data costs
+    (20,000 small files: 0.6 s, where an fsync of each took 53 s on a virtual disk that
+    flushes its cache at each). It writes back the rest of that file system's dirty data
+    too. Elsewhere, or where the kernel has no ``syncfs``, every regular file and every
+    directory is fsynced (:func:`_fsync_tree`).
+    """
+    try:
+        fd = os.open(root, _DIR)
+    except OSError as exc:
+        raise _not_durable(root, exc) from exc
+    try:
+        if _syncfs(fd, root):
+            return
+    finally:
+        os.close(fd)
+    _fsync_tree(root)
+
+
+def _syncfs(fd: int, path: Path) -> bool:
+    """``syncfs(2)`` of the file system of ``fd``; False where there is none (not Linux,
+    a kernel without it). Raises RestoreError for a write-back error it reports (Linux
+    5.8 and later report those)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return False
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    if syncfs(fd) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.ENOSYS:
+        return False
+    raise _not_durable(path, OSError(code, os.strerror(code)))
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every regular file and every directory (its entries: names, links) below
+    ``root``. Links are not followed (the walk goes by descriptors, as
+    :func:`remove_tree` does), and only regular files are opened. What this user cannot
+    open (a file restored without its owner's read bit, a directory restored 0000, by a
+    restore that is not root's) is flushed by ``sync()`` instead, once, at the end."""
+    allow_open_files()  # one descriptor per level of the tree
+    try:
+        top = os.open(root, _DIR)
+    except OSError as exc:
+        raise _not_durable(root, exc) from exc
+    stack: list[tuple[int, Path, list[str]]] = []
+    unsynced = False
+
+    def enter(fd: int, path: Path) -> None:
+        nonlocal unsynced
+        subdirs: list[str] = []
+        try:
+            with os.scandir(fd) as entries:
+                listed = list(entries)
+        except OSError:
+            unsynced, listed = True, []
+        for entry in listed:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # a link: its directory's fsync holds it
+            except OSError:
+                unsynced = True
+                continue
+            unsynced |= not _sync_file(fd, entry.name, path / entry.name)
+        stack.append((fd, path, subdirs))
+
+    try:
+        enter(top, root)
+        while stack:
+            fd, path, subdirs = stack[-1]
+            if subdirs:
+                name = subdirs.pop()
+                try:
+                    child = os.open(name, _DIR, dir_fd=fd)
+                except OSError:
+                    unsynced = True  # not enterable (0000), or swapped for a link
+                    continue
+                enter(child, path / name)
+                continue
+            stack.pop()
+            try:
+                os.fsync(fd)  # after its files: the names of what it holds
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # a file system without directory fsync
+                    raise _not_durable(path, exc) from exc
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+    if unsynced:
+        os.sync()  # waits on Linux; what could not be opened is on disk too
+
+
+def _sync_file(dir_fd: int, name: str, path: Path) -> bool:
+    """fsync the regular file ``name`` of ``dir_fd``; False if it could not be opened
+    (no permission). Raises RestoreError for what the disk reports."""
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):
+            return True  # not the file listed any more: nothing of the restore's to sync
+        raise _not_durable(path, exc) from exc
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fsync(fd)
+    except OSError as exc:
+        raise _not_durable(path, exc) from exc
+    finally:
+        os.close(fd)
+    return True
+
+
+def _not_durable(path: Path, exc: OSError) -> RestoreError:
+    return RestoreError(
+        f"cannot write {path} to disk: {exc.strerror or exc}",
+        hint="the restore stopped and nothing of it was kept; check the disk of the "
+        "target (the kernel's log), or restore elsewhere",
+    )
+
+
 def finish_restore(target: RestoreTarget) -> None:
-    """Remove the marker: the restore is complete. Its removal is made durable."""
+    """Remove the marker: the restore is complete. Its removal is made durable; what
+    the restore wrote must be already (:func:`sync_tree`)."""
     target.marker.unlink()
     _fsync_dir(target.path)
 

@@ -27,10 +27,12 @@ import pytest
 from respaldo.config import load_settings
 from respaldo.files import TreeTarStream
 from respaldo.operations.repositories import open_repository
+from respaldo.operations.targets import MARKER
 from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
 from tests.integration.files.test_files import files_config
 from tests.integration.physical.conftest import OS_USER, chown_tree, server_respaldo
+from tests.integration.synced import synced_before, traced, tree
 
 pytestmark = pytest.mark.integration
 
@@ -453,3 +455,49 @@ def test_a_restore_that_cannot_give_files_their_owners_fails(site: Site) -> None
     assert f"its owner {OS_USER}:" in done.stderr, done.stderr
     assert "Operation not permitted" in done.stderr, done.stderr
     assert not target.exists()
+
+
+def test_a_restore_has_every_file_and_directory_on_disk_before_it_is_complete(
+    site: Site,
+) -> None:
+    # A power cut cannot be played: what the real CLI asked the kernel is watched instead.
+    # Without the fsyncs, the marker's removal (itself fsynced) could reach the disk
+    # before the files did, and a power cut left a tree without the marker whose files
+    # were empty or short: a restore that looks complete and is not.
+    (site.tree / "2024" / "obra-17").mkdir(parents=True)
+    (site.tree / "2024" / "obra-17" / "plano.dwg").write_bytes(os.urandom(70_000))
+    (site.tree / "2024" / "vacio").mkdir()
+    (site.tree / "factura.pdf").write_bytes(os.urandom(3_000))
+    (site.tree / "empty.txt").write_bytes(b"")
+    (site.tree / "ultimo").symlink_to("factura.pdf")
+    record = site.backup()
+    target = site.base / "restored"
+    log = site.base / "strace.log"
+    respaldo = str(Path(sys.executable).with_name("respaldo"))
+    restore = [respaldo, "--config", str(site.config), "restore", record["id"]]
+    done = traced([*restore, "--target-dir", str(target)], log, timeout=120)
+    assert done.returncode == 0, done.stderr
+    synced = synced_before(log, f'/{MARKER}"')  # its removal: the restore is complete
+    written = tree(target) - {str(target / MARKER)}
+    assert str(target / str(site.tree).lstrip("/") / "2024" / "obra-17" / "plano.dwg") in written
+    assert synced.missing(written) == []
+
+
+def test_where_the_file_system_cannot_be_synced_whole_each_file_is(site: Site) -> None:
+    # The walk a restore falls back on without syncfs(2) (not Linux, an old kernel):
+    # every regular file and directory fsynced, links not followed, nothing skipped.
+    (site.tree / "a" / "b").mkdir(parents=True)
+    (site.tree / "a" / "b" / "plano.dwg").write_bytes(os.urandom(5_000))
+    (site.tree / "a" / "vacio.txt").write_bytes(b"")
+    (site.tree / "a" / "fuera").symlink_to("/etc")
+    log = site.base / "strace.log"
+    walk = (
+        "from pathlib import Path; from respaldo.operations.targets import _fsync_tree; "
+        f"_fsync_tree(Path({str(site.tree)!r}))"
+    )
+    done = traced([sys.executable, "-c", walk], log)
+    assert done.returncode == 0, done.stderr
+    synced = synced_before(log, None)
+    assert not synced.filesystems
+    assert synced.missing(tree(site.tree)) == []
+    assert not any(path.startswith("/etc") for path in synced.files)
