@@ -61,9 +61,13 @@ verify = "off"
 
 [rpo]
 watchdog_minutes = 0.01
-# Small for the test: a check that waits on the lock is stuck at once. The test waits
-# on the alert itself, not on this time.
-watchdog_stuck_minutes = 0.005
+# 3 s: a check that waits on the lock is stuck soon (the test waits on the alert itself,
+# not on this time), and a check that does not is never taken for stuck. At 0.3 s, a
+# plain serve of this config under load (2 cores, load 8) told 29 ordinary checks stuck
+# in 40 s ('stuck for 0 min in reading the catalog', 'in sending alert ...'), each
+# raised and resolved: an alert or /health read at the wrong moment was another run's.
+# At 1.2 s it told none.
+watchdog_stuck_minutes = 0.05
 
 [server]
 listen = "127.0.0.1:0"
@@ -146,6 +150,10 @@ def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
         status, body = health(port)
         assert body["checks"] == {"name": "checks", "ok": True, "error": None}, body
         assert status == 200, body
+        # Told once and resolved once: no ordinary check was taken for stuck meanwhile.
+        told = _titled(webhook, "watchdog check")
+        assert len(told) == 2, told
+        assert "CRITICAL" in told[0]["title"] and "RESOLVED" in told[1]["title"], told
         process.terminate()
         _, err = process.communicate(timeout=120)
     assert "watchdog check has run for" in err and "reading the catalog" in err, err
