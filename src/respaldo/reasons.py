@@ -291,6 +291,15 @@ _PHRASES = (
         "give respaldo's user read access to them, exclude them (exclude = [...] in the file "
         "set), or back up while nothing rewrites them; this backup is recorded as failed"
     ),
+    N_(
+        "file set {name}: {paths} is an empty directory, where backup {backup} found a file "
+        "system mounted: its share or disk is not mounted (a backup now would hold none of "
+        "its files)"
+    ),
+    N_(
+        "mount it and back up again; if it was emptied for good, remove the empty directory "
+        "(or put its files there) and back up again"
+    ),
     # What prune could not finish in a repository (operations/prune.py: its outcome's
     # error, "; "-joined, and its alert's hint), and the lock in its way
     # (repository/locks.py: _locked).

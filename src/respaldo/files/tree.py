@@ -31,7 +31,7 @@ import pwd
 import resource
 import stat
 import tarfile
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +73,11 @@ class TreeStats:
     own: list[tuple[str, str]] = field(default_factory=list)
     """Paths left out because they are respaldo's own, and what each is (see
     ``TreeTarStream(own=)``)."""
+    mounts: list[str] = field(default_factory=list)
+    """Directories on another file system than the directory that holds them (a share or
+    a disk mounted there), configured paths included: recorded with the backup, so that
+    the next one can tell such a directory found empty and no longer mounted
+    (:func:`unmounted`) from one emptied on purpose."""
 
 
 def _excluded(patterns: Sequence[str], name: str, relative: str) -> bool:
@@ -316,6 +321,8 @@ class TreeTarStream:
             os.close(fd)
             self.stats.errors.append(f"{path}: cannot list: {exc.strerror}")
             return
+        if _mount_point(child, listed):
+            self.stats.mounts.append(str(path))
         # From here on the descriptor is the directory: a header, then its children, all
         # of what was opened and listed (it is closed once they are done, by _walk).
         pending.append((fd, self._children(fd, path, child.relative, names)))
@@ -460,6 +467,39 @@ def allow_open_files() -> None:
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def _mount_point(child: _Child, st: os.stat_result) -> bool:
+    """Whether the directory ``child`` (``st``) is on another file system than the
+    directory that holds it."""
+    try:
+        if child.dir_fd is not None:
+            return os.fstat(child.dir_fd).st_dev != st.st_dev
+        return child.path.parent.stat().st_dev != st.st_dev
+    except OSError:
+        return False
+
+
+def unmounted(mounts: Iterable[str]) -> list[str]:
+    """Those of ``mounts`` (directories a backup found a file system mounted on,
+    :attr:`TreeStats.mounts`) that are now an empty directory on the file system of the
+    directory holding them: a share or disk that is not mounted (its mount point left
+    behind, empty). A backup of that would hold none of its files, and once retention
+    counted it good, the backups that hold them would expire. One that was emptied for
+    good is removed, or holds files: then it is not in the list."""
+    found = []
+    for text in mounts:
+        path = Path(text)
+        try:
+            st = path.lstat()
+            if not stat.S_ISDIR(st.st_mode) or path.parent.stat().st_dev != st.st_dev:
+                continue
+            with os.scandir(path) as entries:
+                if next(entries, None) is None:
+                    found.append(text)
+        except OSError:
+            continue  # gone, or unreadable: the walk says so
+    return found
 
 
 def _open_at(name: str, flags: int, dir_fd: int | None) -> int:

@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from respaldo.domain import BackupKind, TriggeredBy
+from respaldo.catalog import BackupRecords
+from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
 from respaldo.errors import RespaldoError, SourceError
 from respaldo.files import TreeTarStream
+from respaldo.files.tree import unmounted
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -55,6 +57,7 @@ def backup_files(
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
+        _refuse_unmounted(ctx, repo, file_set.name, backup_id)
         stream = TreeTarStream(file_set.paths, file_set.exclude, own=_own_paths(ctx))
         with BackupWriter(repo, backup_id) as writer:
             writer.write_stream(FILES_STREAM, stream, heartbeat.phase("files"))
@@ -74,6 +77,7 @@ def backup_files(
                 "symlinks": stats.symlinks,
                 "file_bytes": stats.file_bytes,
                 "excluded": stats.excluded,
+                "mounts": stats.mounts,
                 "warning_count": len(problems),
                 "warnings": problems[:WARNINGS_KEPT],
                 "retention_days": file_set.retention_days,
@@ -99,6 +103,37 @@ def backup_files(
         body=body,
         reserved=reserved,
     )
+
+
+def _refuse_unmounted(ctx: Context, repo: Repository, name: str, backup_id: str) -> None:
+    """Raise SourceError if a directory where the previous completed backup of file set
+    ``name`` found a file system mounted (its manifest's ``meta.mounts``) is now empty
+    and not mounted: a share or disk that did not come back (a reboot, an expired
+    credential). Walked, it is an empty directory and the backup completed with none of
+    its files; the status's size check was red for that one backup only (the next is
+    compared with it), and once retention counted the empty backups good, it expired
+    every backup that held the files."""
+    with ctx.catalog.read() as session:
+        records = BackupRecords(session).list(
+            database=name, kind=BackupKind.FILES, status=BackupStatus.COMPLETED, limit=2
+        )
+        previous = next((r.id for r in records if r.id != backup_id), None)
+    if previous is None:
+        return
+    try:
+        mounts = repo.load_manifest(previous).meta.get("mounts") or []
+    except RespaldoError:
+        return  # not in this repository (its copy elsewhere), or unreadable: verify says
+    gone = unmounted(str(m) for m in mounts)
+    if gone:
+        listed = ", ".join(gone[:ERRORS_SHOWN])
+        raise SourceError(
+            f"file set {name}: {listed} is an empty directory, where backup {previous} found "
+            "a file system mounted: its share or disk is not mounted (a backup now would "
+            "hold none of its files)",
+            hint="mount it and back up again; if it was emptied for good, remove the empty "
+            "directory (or put its files there) and back up again",
+        )
 
 
 def _refuse_incomplete(name: str, errors: list[str]) -> None:

@@ -24,8 +24,10 @@ from typing import Any
 
 import pytest
 
+from respaldo import reasons
 from respaldo.config import load_settings
 from respaldo.files import TreeTarStream
+from respaldo.i18n import translations
 from respaldo.operations.repositories import open_repository
 from respaldo.operations.targets import MARKER
 from respaldo.repository import BackupWriter
@@ -501,3 +503,39 @@ def test_where_the_file_system_cannot_be_synced_whole_each_file_is(site: Site) -
     assert not synced.filesystems
     assert synced.missing(tree(site.tree)) == []
     assert not any(path.startswith("/etc") for path in synced.files)
+
+
+@pytest.mark.parametrize("below", ["obras", ""], ids=["inside", "configured"])
+def test_a_share_that_is_not_mounted_fails_the_backup_not_an_empty_one(
+    site: Site, below: str
+) -> None:
+    # A share mounted in the tree (or on the configured path) that did not come back
+    # leaves its empty mount point: the backup completed without its files, the size
+    # check was red for that one backup only, and retention, counting the empty
+    # backups good, expired every backup that held them.
+    mount = site.tree / below if below else site.tree
+    if below:
+        (site.tree / "factura.pdf").write_bytes(b"pdf")
+        mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        (mount / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
+        first = site.backup()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    code, _, err = site.run("backup", "uploads")
+    assert code == 1
+    assert f"{mount} is an empty directory, where backup {first['id']} found a file" in err
+    assert "its share or disk is not mounted" in err and "hint:" in err
+    assert site.statuses() == ["failed", "completed"]
+    # The failure's page and alerts in Spanish read it in Spanish.
+    error = err.split("respaldo: error: ", 1)[1].splitlines()[0]
+    spanish = reasons.reason(error, translations("es").gettext)
+    assert f"{mount} es un directorio vacío, donde el backup {first['id']}" in spanish
+    # Emptied for good: removed (or holding files again), the backup goes on.
+    if below:
+        mount.rmdir()
+    else:
+        (mount / "nuevo.txt").write_bytes(b"x")
+    site.backup()
+    assert site.statuses() == ["completed", "failed", "completed"]
