@@ -8,7 +8,6 @@ import asyncio
 import email
 import email.policy
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -93,12 +92,19 @@ class _Handler:
 class _Controller(Controller):
     """aiosmtpd's Controller that may be given port 0: the port the system gave is read
     back as the server starts listening, before :meth:`start` dials it (and callers read
-    ``port``). A port picked free beforehand could be taken by then."""
+    ``port``). A port picked free beforehand could be taken by then. Given a port (one of
+    :func:`tests.ports.reserved_port`), it listens there beside the socket that holds it
+    (SO_REUSEPORT)."""
 
     def _create_server(self) -> Any:
         async def bound() -> asyncio.Server:
-            server = await super(_Controller, self)._create_server()
-            assert isinstance(server, asyncio.Server)  # loop.create_server's
+            server = await self.loop.create_server(
+                self._factory_invoker,
+                host=self.hostname,
+                port=self.port,
+                ssl=self.ssl_context,
+                reuse_port=self.port != 0,
+            )
             self.port = int(server.sockets[0].getsockname()[1])
             return server
 
@@ -107,8 +113,8 @@ class _Controller(Controller):
 
 class Smtp:
     """An SMTP server on 127.0.0.1 (no TLS, no auth): each mail is kept in ``inbox``.
-    ``port``: listen there (a server that comes back where one was down), else on a port
-    the system gives."""
+    ``port``: listen there, a :func:`tests.ports.reserved_port` (a server that comes back
+    where one was down), else on a port the system gives."""
 
     def __init__(self, port: int | None = None) -> None:
         self.inbox = Inbox()
@@ -172,15 +178,6 @@ class SmtpTls:
 
     def close(self) -> None:
         self.controller.stop()
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now, for a server that is down at first and then
-    started there (``Smtp(port)``); an address that must stay unreachable takes
-    :func:`tests.ports.closed_port`, which nothing else can take meanwhile."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

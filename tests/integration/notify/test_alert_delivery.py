@@ -20,8 +20,8 @@ from respaldo.operations import alerts, jobs, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
-from tests.ports import closed_port
-from tests.servers.notify import Smtp, free_port
+from tests.ports import closed_port, reserved_port
+from tests.servers.notify import Smtp
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def _settings(tmp_path: Path, port: int) -> Settings:
 
 @pytest.fixture
 def port() -> int:
-    return free_port()
+    return reserved_port()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.metrics import render_metrics
-from tests.servers.notify import Smtp, free_port
+from tests.ports import reserved_port
+from tests.servers.notify import Smtp
 from tests.unit.operations.status_support import NOW, status_settings
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ def samples(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 
 def test_notifications_sent_and_failed_per_target_are_in_the_metrics(tmp_path: Path) -> None:
-    port = free_port()
+    port = reserved_port()
     target = {
         "name": "ops-mail",
         "url": f"mailto://127.0.0.1:{port}?from=respaldo@example.com&to=ops@example.com",
@@ -79,7 +80,7 @@ def test_a_test_message_that_goes_through_is_counted_and_clears_the_failure(
 ) -> None:
     # A transient failure, then nothing to tell for days: 'respaldo notify test' is how
     # the operator proves the target works again, and the metrics must see it.
-    port = free_port()
+    port = reserved_port()
     target = {
         "name": "ops-mail",
         "url": f"mailto://127.0.0.1:{port}?from=respaldo@example.com&to=ops@example.com",

@@ -24,7 +24,6 @@ import pwd
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from tests.integration.majors import (
     ARCHIVING_SETTINGS,
     server_bindir,
 )
+from tests.ports import held_port
 from tests.waiting import wait_for
 
 PASSPHRASE = "physical backups (test passphrase)"
@@ -75,9 +75,10 @@ class Run:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port for a server a test starts with ``--port`` (or a drill's next choice):
+    held by this process so that no client connection takes it meanwhile
+    (:func:`tests.ports.held_port`); PostgreSQL listens there all the same."""
+    return held_port()
 
 
 def _owner() -> tuple[int, int] | None:
