@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from respaldo.errors import IntegrityError, LeaseLost, RepositoryLocked
+from respaldo.errors import IntegrityError, LeaseLost, ObjectNotFound, RepositoryLocked
 from respaldo.repository import (
     BackupWriter,
     Lease,
@@ -341,16 +340,30 @@ def test_a_collection_that_lost_its_lock_stops(mem_repo: Repository) -> None:
     packs = set(names(mem_repo.storage, PACK_PREFIX))
     old_index = set(names(mem_repo.storage, "index/"))
 
+    noticed = threading.Event()
+
     class Thief(DyingStorage):
         def put(self, name: str, data: bytes) -> None:
             self.inner.put(name, data)
             if name.startswith("index/"):
                 for lock in names(self.inner, "locks/"):
                     self.inner.delete(lock)
-                time.sleep(0.5)  # the collector's refresh runs meanwhile, and finds out
+                # The collector's next refresh finds its lock gone. Waited for, not
+                # slept on: a sleep of 0.5 s against a lease of 0.4 s (a refresh every
+                # 0.1 s) failed on a loaded machine with 'not refreshed for ...' when
+                # the refresher ran late, never finding the lock gone.
+                assert noticed.wait(60), "the collector's lease was never refreshed"
+
+        def stat(self, name: str) -> ObjectInfo:
+            try:
+                return self.inner.stat(name)
+            except ObjectNotFound:
+                if name.startswith("locks/"):
+                    noticed.set()
+                raise
 
     thief_repo = open_repo(Thief(mem_repo.storage, 10**6))
-    thief_repo.lock_stale_after = 0.4
+    thief_repo.lock_stale_after = 4.0  # a refresh every 1 s; lost after 3 s unrefreshed
     with pytest.raises(LeaseLost, match="removed it as stale"):
         collect_garbage(thief_repo)
     assert packs <= set(names(mem_repo.storage, PACK_PREFIX))  # no pack was deleted

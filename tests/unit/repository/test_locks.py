@@ -35,6 +35,7 @@ from tests.unit.repository.helpers import (
     read_stream,
     write_backup,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -88,10 +89,18 @@ def test_shared_leases_coexist_and_exclude_collection(mem_repo: Repository) -> N
 def test_waiting_for_a_lock_to_go(mem_repo: Repository) -> None:
     storage = mem_repo.storage
     held = Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection")
-    threading.Timer(0.3, held.release).start()
-    started = time.monotonic()
-    with Lease.acquire(storage, LockKind.SHARED, "backup", wait=10, poll=0.05):
-        assert 0.2 < time.monotonic() - started < 5
+    released = threading.Event()
+
+    def release() -> None:
+        held.release()
+        released.set()
+
+    # Taken only once the holder let go (timed, 0.2 s < waited < 5 s, it failed when
+    # the test's thread ran late between starting the timer and reading the clock);
+    # the wait bounds a hang only.
+    threading.Timer(0.3, release).start()
+    with Lease.acquire(storage, LockKind.SHARED, "backup", wait=120, poll=0.05):
+        assert released.is_set()
 
 
 def test_writers_wait_for_a_running_collection(mem_repo: Repository) -> None:
@@ -195,14 +204,18 @@ def test_two_racers_never_both_proceed(
 
 def test_refresh_keeps_a_lease_fresh(mem_repo: Repository) -> None:
     storage = mem_repo.storage
-    with Lease.acquire(storage, LockKind.SHARED, "slow backup", stale_after=1.0) as lease:
+    # A refresh every 0.75 s, given up after 2.25 s without one. (It was 0.25 s and
+    # 0.75 s, and a sleep of 1.5 s: a refresher 0.5 s late on a loaded machine lost the
+    # lease and failed the test.) Waited for: refreshed past the time it would be stale.
+    stale_after = 3.0
+    with Lease.acquire(storage, LockKind.SHARED, "slow backup", stale_after=stale_after) as lease:
         first = read_locks(storage)[0][0].refreshed
-        time.sleep(1.5)
+        past = first + timedelta(seconds=stale_after)
+        wait_for("refreshes past stale_after", lambda: read_locks(storage)[0][0].refreshed > past)
         lease.check()
-        assert read_locks(storage)[0][0].refreshed > first
         # Another taker with the same timeout sees it live.
         with pytest.raises(RepositoryLocked):
-            Lease.acquire(storage, LockKind.EXCLUSIVE, "gc", stale_after=1.0)
+            Lease.acquire(storage, LockKind.EXCLUSIVE, "gc", stale_after=stale_after)
 
 
 def test_a_removed_lease_is_lost(mem_repo: Repository) -> None:
