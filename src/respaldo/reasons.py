@@ -280,6 +280,10 @@ _PHRASES = (
     N_("{path} was replaced before it was read"),
     N_("{path} grew while read: cut at {bytes} bytes"),
     N_("{path}: special file, skipped"),
+    N_(
+        "{path} is a link to the directory {target}, outside the file set: its files are not "
+        "backed up"
+    ),
     N_("{path}: respaldo's own repository {repository}, left out"),
     N_("{path}: respaldo's own cache, left out"),
     N_("{path}: respaldo's own catalog, left out"),

@@ -61,6 +61,12 @@ def _both(text: str) -> str:
             "/srv/erp/backups: el repositorio local del propio respaldo, omitido",
         ),
         (
+            "/srv/erp/uploads is a link to the directory /data/uploads, outside the file set: "
+            "its files are not backed up",
+            "/srv/erp/uploads es un enlace al directorio /data/uploads, fuera del conjunto de "
+            "archivos: sus archivos no se respaldan",
+        ),
+        (
             "/srv/erp/cache: respaldo's own cache, left out",
             "/srv/erp/cache: la caché del propio respaldo, omitida",
         ),

@@ -539,3 +539,33 @@ def test_a_share_that_is_not_mounted_fails_the_backup_not_an_empty_one(
         (mount / "nuevo.txt").write_bytes(b"x")
     site.backup()
     assert site.statuses() == ["completed", "failed", "completed"]
+
+
+def test_a_link_to_a_directory_outside_the_file_set_is_a_warning(site: Site) -> None:
+    # The upload directory moved to a bigger disk and linked back below the configured
+    # path: the link is stored, never followed, and every backup and restore test passed
+    # without a single upload, saying nothing.
+    bigger = site.base / "data" / "uploads"
+    (bigger / "2024").mkdir(parents=True)
+    (bigger / "2024" / "factura.pdf").write_bytes(b"pdf")
+    (site.tree / "releases" / "v5").mkdir(parents=True)
+    (site.tree / "uploads").symlink_to(bigger)
+    (site.tree / "current").symlink_to(site.tree / "releases" / "v5")  # inside: stored
+    (site.tree / "hosts").symlink_to("/etc/hosts")  # a file: nothing of a tree missing
+    (site.tree / "roto").symlink_to(site.base / "nowhere")  # dangling: stored as written
+    code, out, err = site.run("backup", "uploads", "--json")
+    assert code == 0, err
+    warning = (
+        f"{site.tree / 'uploads'} is a link to the directory {bigger}, outside the file set: "
+        "its files are not backed up"
+    )
+    assert warning in err
+    repo = open_repository(load_settings(site.config))
+    assert repo.load_manifest(json.loads(out)["id"]).meta["warnings"] == [warning]
+    # Excluded, it is said no more.
+    site.config.write_text(
+        site.config.read_text().replace('paths = ["', 'exclude = ["/uploads"]\npaths = ["')
+    )
+    code, _, err = site.run("backup", "uploads")
+    assert code == 0, err
+    assert "outside the file set" not in err
