@@ -38,7 +38,10 @@ def ctx(tmp_path: Path) -> Iterator[Context]:
         catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
         databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
         schedules={"time_zone": "America/Mexico_City"},
-        jobs={"lease_seconds": 2.0},
+        # Renewed (and swept) every second; a running job stops itself after 8 s without
+        # a renewal. With 2 s it stopped after 1.6 s: a loaded machine holding the lease's
+        # thread up that long cancelled a run the test expected completed.
+        jobs={"lease_seconds": 10.0},
         cache_dir=tmp_path / "cache",
     )
     with Context.open(settings, create=True) as context:
@@ -277,8 +280,8 @@ def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 def test_a_failing_sweep_is_logged_once_per_cause_and_once_when_it_recovers(
     ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The service sweeps every lease renewal period (2 s here): a catalog that stays
-    # unreadable must not put a traceback in the log every 2 seconds.
+    # The service sweeps every lease renewal period (every second here): a catalog that
+    # stays unreadable must not put a traceback in the log at every sweep.
     causes: list[Exception] = [
         *[OSError(5, "Input/output error")] * 3,
         *[RuntimeError("database disk image is malformed")] * 2,
