@@ -67,6 +67,7 @@ from respaldo.operations.targets import (
 from respaldo.operations.wal_coverage import archived_after, check_recovery_target
 from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
+    NOT_REACHED,
     RECOVERY_LOG,
     Owner,
     RecoveryTarget,
@@ -496,7 +497,12 @@ def restore_datadir(
                         since=since,
                     )
                     break
-                except PortTaken as exc:
+                except RecoveryFailed as exc:
+                    if not isinstance(exc, PortTaken):
+                        named = _named_point_missing(exc, target, backup_id, datadir)
+                        if named is exc:
+                            raise
+                        raise named from exc
                     if next_port is None:
                         raise
                     taken.append(result.settings.get("port", "its configured port"))
@@ -526,6 +532,33 @@ def restore_datadir(
                 _check_recovery_end(datadir, archived, manifest, bindir=bindir, owner=owner)
         result.seconds = time.monotonic() - started
         return result
+
+
+def _named_point_missing(
+    exc: RecoveryFailed, target: RecoveryTarget, backup_id: str, datadir: Path
+) -> RecoveryFailed:
+    """``exc``, said of a restore point, if recovery to one ended before it was reached:
+    PostgreSQL replays every archived segment, finds no restore point of that name, and
+    stops. The general reason ("the archived WAL ends before it") and hint (an earlier
+    target, pg_switch_wal) sent the user to wait for WAL, while a misspelt name, or one
+    created before the backup started (never replayed), can never be reached from it."""
+    text = str(exc)
+    if target.name is None or NOT_REACHED not in text:
+        return exc
+    return RecoveryFailed(
+        text.replace(
+            NOT_REACHED,
+            f"recovery ended before the recovery target was reached: no restore point named "
+            f"{target.name!r} is in the WAL archived after backup {backup_id}",
+            1,
+        ),
+        hint="check the name (it is matched exactly; the server logs 'restore point "
+        '"NAME" created at ...\' when pg_create_restore_point() makes one); one created '
+        "before the backup started is never replayed: restore a backup taken before it "
+        "('respaldo list'); if it is still to be archived, run SELECT pg_switch_wal() on "
+        f"the server and wait until it is archived ('respaldo check'); {datadir} is left "
+        "as the server stopped: remove it before restoring into it again",
+    )
 
 
 def _bindir(major: int, configured: Path | None) -> Path | None:

@@ -745,10 +745,16 @@ def wait_for_recovery(
         time.sleep(poll)
 
 
+NOT_REACHED = (
+    "recovery ended before the recovery target was reached (the archived WAL ends before it)"
+)
+"""What a restore says when PostgreSQL replayed every archived segment without reaching
+its target (a restore point's restore says more: operations.physical_restore)."""
+
 # PostgreSQL's FATAL messages that end a recovery, and what they mean for a restore.
 _STOPPED = {
     "recovery ended before configured recovery target was reached": (
-        ": recovery ended before the recovery target was reached (the archived WAL ends before it)",
+        f": {NOT_REACHED}",
         "choose an earlier target; or, if the WAL is still to be archived, run SELECT "
         "pg_switch_wal() on the server, wait until it is archived ('respaldo check') and "
         "restore again",

@@ -282,3 +282,31 @@ def test_recovery_ended_early_by_a_damaged_segment_fails_the_restore(
     finally:
         stored.unlink(missing_ok=True)
         aside.rename(stored)
+
+
+def test_a_restore_point_that_is_not_in_the_wal_fails_naming_it(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # PostgreSQL replays every archived segment and stops: the restore said the archived
+    # WAL ended before the target, and sent the user to pg_switch_wal() and to wait, for
+    # a name misspelt (or created before the backup started) that no wait would bring.
+    record = archiving.backup()
+    archiving.pg.execute("SELECT pg_create_restore_point('antes de la migración')")
+    archiving.switch_and_archive()
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir),
+        "--target-name", "antes de la migracion", "--start", "--port", str(port),
+    )  # fmt: skip
+    if run.code == 0:  # stopped at the end of the test, not left running
+        restored_servers.append(archiving.restored(datadir, port))
+    assert run.code == 1, str(run)
+    first = run.err.splitlines()[0]
+    assert (
+        "recovery ended before the recovery target was reached: no restore point named "
+        f"'antes de la migracion' is in the WAL archived after backup {record['id']}"
+    ) in first, run.err
+    assert "check the name (it is matched exactly" in run.err
+    assert f"{datadir} is left as the server stopped" in run.err
+    assert not _running(datadir)
