@@ -161,8 +161,13 @@ class Archiving:
         record: dict[str, Any] = run.json()
         return record
 
-    def switch_and_archive(self, timeout: float = 60.0) -> str:
-        """Close the current WAL segment and wait until the archiver pushed it."""
+    def switch_and_archive(self, timeout: float = 240.0) -> str:
+        """Close the current WAL segment and wait until the archiver pushed it.
+
+        ``timeout`` bounds a hang only (pytest's is 300 s): each segment is a
+        ``respaldo wal-push`` process, seconds on a loaded machine, behind whatever the
+        archiver still had queued; after three failed pushes in a row PostgreSQL retries
+        only a minute later. 60 s was a bound such a machine could miss."""
         # With nothing written since the last switch, pg_switch_wal() closes nothing and
         # names the segment closed before: a caller waiting for a new segment then waited
         # for the background writer's next WAL record (up to 15 s, twice in the status

@@ -149,7 +149,7 @@ def test_async_archiving_with_a_background_pusher(archiving: Archiving) -> None:
                 "INSERT INTO filler SELECT repeat('x', 500) FROM generate_series(1, 2000)"
             )
             segments.append(str(cluster.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # a hang only: a wal-push process per segment
         while time.monotonic() < deadline:
             last = cluster.scalar("SELECT last_archived_wal FROM pg_stat_archiver")
             if last is not None and str(last) >= segments[-1]:
