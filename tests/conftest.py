@@ -13,12 +13,20 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # Session fixtures that start S3-compatible servers (SeaweedFS, moto), for every suite that
 # asks for them: defined once here so that one session never starts two of a kind.
 from tests.servers.s3 import moto_server, s3_server  # noqa: F401
 
 ISOLATED_PREFIXES = ("RESPALDO_", "AWS_")
+
+# No per-example time limit for property tests: Hypothesis's default (200 ms) fails a test
+# whose example the machine held up that long (DeadlineExceeded, or "Unreliable test
+# timings" when the replay is quick), which a loaded CI machine does now and then, with
+# nothing wrong. pytest-timeout still bounds a hang. A test's own @settings keeps this.
+settings.register_profile("respaldo", deadline=None)
+settings.load_profile("respaldo")
 
 
 def isolate_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
