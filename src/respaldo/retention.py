@@ -28,6 +28,13 @@ nothing keeps it):
 - ``min_keep`` N: the N newest completed backups, good ones first, whatever their age.
 - ``failed_days``: a failed record stays this many days after it ended, for inspection
   (it holds no data; expiring it only removes the catalog record).
+- ``shrink``: the newest good backup that every good backup after it is smaller than this
+  fraction of (the ``[rpo]`` size check's ``shrink_percent``): the last one before the
+  size fell and stayed down. Tables emptied by mistake (or a share that stayed empty)
+  back up "good" every day; the status's size check was red for the first such backup
+  only, the next one being compared with it, and the other rules then expired the last
+  backup that held the data once it was older than they keep. It is kept until a later
+  backup is that large again, or is deleted by hand (``respaldo delete``).
 
 And invariants that no policy can switch off, per group: the newest completed backup is
 kept (a cleanup after a week of failing backups keeps the last one that worked); the
@@ -49,7 +56,7 @@ from enum import StrEnum
 from typing import Any
 
 from respaldo.domain import BACKUP_STATUS_WORDS, BackupStatus
-from respaldo.phrases import N_, Phrase, joined, minute
+from respaldo.phrases import N_, Phrase, Quantity, joined, minute
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -86,12 +93,15 @@ class Policy:
     keep_yearly: int = 0
     min_keep: int = 2
     failed_days: int = 7
+    shrink: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 0:
                 raise ValueError(f"{f.name} must not be negative, got {value}")
+        if not 0.0 <= self.shrink < 1.0:
+            raise ValueError(f"shrink must be in [0, 1), got {self.shrink}")
 
     @classmethod
     def from_rules(cls, rules: Mapping[str, Any]) -> Policy:
@@ -133,6 +143,8 @@ class BackupFacts:
     holders: frozenset[str] | None = None
     """The repositories that hold it (by name), when known (None: not known). A mirror
     holds only the backups whose copy to it completed."""
+    size: int | None = None
+    """Its size in bytes (the catalog's ``size_bytes``), when known (``Policy.shrink``)."""
 
     @property
     def time(self) -> datetime:
@@ -297,6 +309,11 @@ def _decide_group(
     for b in ranked[: policy.min_keep]:
         keep(b, Phrase(_MINIMUM[policy.min_keep == 1], count=policy.min_keep))
 
+    before = _before_shrink(good, policy.shrink)
+    if before is not None:
+        backup, share = before
+        keep(backup, Phrase(N_("last before the size fell to {share} of it"), share=share))
+
     for b in newest_first:
         if not b.failed:
             continue
@@ -322,6 +339,24 @@ def _decide_group(
             parts.append(Phrase(N_("in no repository")))
         parts.append(Phrase(N_("no rule keeps it ({policy})"), policy=counted))
         expired_why[b.id] = joined(parts)
+
+
+def _before_shrink(good: list[BackupFacts], shrink: float) -> tuple[BackupFacts, str] | None:
+    """The newest of ``good`` (newest first) that every newer one is smaller than
+    ``shrink`` of, with the largest newer one's share of it; None if none is (or
+    ``shrink`` is 0). Backups of unknown size, and incremental ones (small by nature),
+    are not compared."""
+    if shrink <= 0:
+        return None
+    largest_newer: int | None = None
+    for b in good:
+        if b.size is None or b.parent is not None:
+            continue
+        if largest_newer is not None and largest_newer < shrink * b.size:
+            share = largest_newer / b.size
+            return b, Quantity(f"{share:.0%}", "share", share)
+        largest_newer = b.size if largest_newer is None else max(largest_newer, b.size)
+    return None
 
 
 NEWEST_IN = N_("newest in {repository}")

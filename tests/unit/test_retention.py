@@ -407,3 +407,33 @@ def test_an_expired_incremental_does_not_keep_its_parent() -> None:
     newer_full = backup(3, timedelta(days=1), kind="incremental")
     decisions = {d.backup.id: d for d in decide([full, child, newer_full], policy, NOW)}
     assert [i for i, d in decisions.items() if d.keep] == [newer_full.id]
+
+
+def _sized(n: int, size: int, parent: str | None = None) -> BackupFacts:
+    when = datetime(2026, 11, 1, 3, tzinfo=UTC) + timedelta(days=n)
+    return BackupFacts(
+        id=f"b{n:02d}", database="erp", kind="full", status="completed",
+        completed_at=when, expires_at=when + timedelta(days=1), size=size, parent=parent,
+    )  # fmt: skip
+
+
+def test_the_last_backup_before_the_size_fell_and_stayed_down_is_kept() -> None:
+    policy = Policy(keep_until_expires=False, keep_last=2, min_keep=1, shrink=0.5)
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    fell = [_sized(1, 900), _sized(2, 1000), _sized(3, 10), _sized(4, 12), _sized(5, 11)]
+    kept = {d.backup.id: d.reasons for d in decide(fell, policy, now) if d.keep}
+    assert set(kept) == {"b02", "b04", "b05"}
+    assert any("last before the size fell to 1% of it" in r for r in kept["b02"])
+    # Back up to size: nothing is kept for it any more.
+    back = [*fell, _sized(6, 800)]
+    assert {d.backup.id for d in decide(back, policy, now) if d.keep} == {"b05", "b06"}
+    # Off (shrink 0), and incremental backups (small by nature) not compared.
+    assert {d.backup.id for d in decide(fell, replace(policy, shrink=0.0), now) if d.keep} == {
+        "b04",
+        "b05",
+    }
+    chain = [_sized(1, 1000), *(_sized(n, 10, parent=f"b{n - 1:02d}") for n in range(2, 5))]
+    reasons = [r for d in decide(chain, policy, now) for r in d.reasons]
+    assert not any("size fell" in r for r in reasons)
+    with pytest.raises(ValueError, match="shrink"):
+        Policy(shrink=1.0)

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.config import Settings
-from respaldo.domain import BackupStatus, CopyStatus
-from respaldo.errors import ObjectNotFound, RecordNotFound, RespaldoError
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus
+from respaldo.errors import ConfigError, ObjectNotFound, RecordNotFound, RespaldoError
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
@@ -114,6 +114,7 @@ def facts_of(record: BackupRecord) -> BackupFacts:
         created_at=record.created_at,
         verified_at=record.verified_at,
         parent=record.parent_id,
+        size=record.size_bytes,
     )
 
 
@@ -121,9 +122,25 @@ def policy_for(settings: Settings) -> PolicyFor:
     """The ``[retention]`` settings as a ``policy_for(database, kind)`` function."""
 
     def lookup(database: str | None, kind: str) -> Policy:
-        return Policy.from_rules(settings.retention.rules_for(database, kind))
+        policy = Policy.from_rules(settings.retention.rules_for(database, kind))
+        return replace(policy, shrink=_shrink(settings, database, kind))
 
     return lookup
+
+
+def _shrink(settings: Settings, database: str | None, kind: str) -> float:
+    """The size check's ``shrink`` of (database, kind) (``[rpo] shrink_percent`` and the
+    database's or file set's own), for retention to keep the last backup before a fall
+    (:class:`respaldo.retention.Policy`); 0 for physical backups (incremental ones are
+    small by nature), and ``[rpo]``'s for a name no longer configured."""
+    try:
+        if kind == BackupKind.FULL.value and database is not None:
+            return settings.rpo_for(database).shrink
+        if kind == BackupKind.FILES.value and database is not None:
+            return settings.rpo_for_file_set(database).shrink
+    except ConfigError:
+        return settings.rpo.shrink_percent / 100
+    return 0.0
 
 
 def plan(ctx: Context, *, database: str | None = None, now: datetime | None = None) -> PruneResult:

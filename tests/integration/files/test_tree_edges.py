@@ -569,3 +569,32 @@ def test_a_link_to_a_directory_outside_the_file_set_is_a_warning(site: Site) -> 
     code, _, err = site.run("backup", "uploads")
     assert code == 0, err
     assert "outside the file set" not in err
+
+
+def test_prune_keeps_the_last_backup_before_the_size_fell_and_stayed_down(site: Site) -> None:
+    # A share left empty, tables emptied by mistake: the backups after it are "good" and
+    # small, the size check was red for the first of them only (the next one is compared
+    # with it), and retention expired the last backup holding the data once its rules
+    # had enough newer ones.
+    site.config.write_text(
+        site.config.read_text()
+        + "\n[retention]\nkeep_until_expires = false\nkeep_last = 2\nmin_keep = 1\n"
+    )
+    (site.tree / "obra-17").mkdir()
+    (site.tree / "obra-17" / "planos.dwg").write_bytes(os.urandom(300_000))
+    full = site.backup()
+    shutil.rmtree(site.tree / "obra-17")
+    small = [site.backup() for _ in range(3)]
+    out, _ = site.ok("prune", "--dry-run")
+    assert full["id"] in out and "last before the size fell to 1% of it" in out, out
+    site.ok("prune")
+    code, out, err = site.run("list", "--json")
+    assert code == 0, err
+    kept = {row["id"] for row in json.loads(out)}
+    assert kept == {full["id"], small[1]["id"], small[2]["id"]}
+    # Once a backup is that large again, it goes the way of the others.
+    (site.tree / "obra-17.dwg").write_bytes(os.urandom(300_000))
+    again = site.backup()
+    site.ok("prune")
+    code, out, err = site.run("list", "--json")
+    assert {row["id"] for row in json.loads(out)} == {small[2]["id"], again["id"]}
