@@ -3,7 +3,6 @@ the configured trusted proxies."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -77,13 +76,12 @@ def test_a_trusted_proxy_that_is_not_an_address_is_a_config_error(tmp_path: Path
 @contextmanager
 def _served(settings: Settings, context: Context) -> Iterator[httpx.Client]:
     """The app and page on the HTTP server ``respaldo serve`` runs (uvicorn, as configured there),
-    on a free loopback port, and a client of it."""
+    on a loopback port the system gives, and a client of it."""
     from respaldo.cli.serve_cmd import http_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server_settings = settings.server.model_copy(update={"listen": f"127.0.0.1:{port}"})
+    # Port 0, the port asked of the listening socket: one found free and let go first
+    # could be taken (by any process's next connection) before the server bound it.
+    server_settings = settings.server.model_copy(update={"listen": "127.0.0.1:0"})
     settings = settings.model_copy(update={"server": server_settings})
     server = http_server(settings, create_site(settings, context))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -92,6 +90,7 @@ def _served(settings: Settings, context: Context) -> Iterator[httpx.Client]:
         while not server.started and thread.is_alive():  # it listens, or failed to
             time.sleep(0.01)
         assert server.started
+        port = int(server.servers[0].sockets[0].getsockname()[1])
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             yield client
     finally:
