@@ -507,6 +507,28 @@ def _mount_point(child: _Child, st: os.stat_result) -> bool:
         return False
 
 
+def reached(path: str, paths: Sequence[Path | str], exclude: Sequence[str]) -> bool:
+    """Whether a walk of ``paths`` minus ``exclude`` (as :class:`TreeTarStream` walks
+    them) reaches ``path``, by name: a mount point recorded by an earlier backup whose
+    share was since excluded, or whose configured path was removed, is no longer the file
+    set's to judge (:func:`unmounted`)."""
+    for root in paths:
+        top = str(Path(root))
+        if path == top:
+            return True
+        prefix = top.rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        relative = ""
+        for name in path[len(prefix) :].split("/"):
+            relative = f"{relative}/{name}" if relative else name
+            if _excluded(exclude, name, relative):
+                break
+        else:
+            return True
+    return False
+
+
 def unmounted(mounts: Iterable[str]) -> list[str]:
     """Those of ``mounts`` (directories a backup found a file system mounted on,
     :attr:`TreeStats.mounts`) that are now an empty directory on the file system of the

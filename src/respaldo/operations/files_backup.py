@@ -21,10 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from respaldo.catalog import BackupRecords
+from respaldo.config import FileSetSettings
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
 from respaldo.errors import RespaldoError, SourceError
 from respaldo.files import TreeTarStream
-from respaldo.files.tree import unmounted
+from respaldo.files.tree import reached, unmounted
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -57,7 +58,7 @@ def backup_files(
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
-        _refuse_unmounted(ctx, repo, file_set.name, backup_id)
+        _refuse_unmounted(ctx, repo, file_set, backup_id)
         stream = TreeTarStream(file_set.paths, file_set.exclude, own=_own_paths(ctx))
         with BackupWriter(repo, backup_id) as writer:
             writer.write_stream(FILES_STREAM, stream, heartbeat.phase("files"))
@@ -105,14 +106,19 @@ def backup_files(
     )
 
 
-def _refuse_unmounted(ctx: Context, repo: Repository, name: str, backup_id: str) -> None:
-    """Raise SourceError if a directory where the previous completed backup of file set
-    ``name`` found a file system mounted (its manifest's ``meta.mounts``) is now empty
+def _refuse_unmounted(
+    ctx: Context, repo: Repository, file_set: FileSetSettings, backup_id: str
+) -> None:
+    """Raise SourceError if a directory where the previous completed backup of
+    ``file_set`` found a file system mounted (its manifest's ``meta.mounts``) is now empty
     and not mounted: a share or disk that did not come back (a reboot, an expired
     credential). Walked, it is an empty directory and the backup completed with none of
     its files; the status's size check was red for that one backup only (the next is
     compared with it), and once retention counted the empty backups good, it expired
-    every backup that held the files."""
+    every backup that held the files. Only those the file set still reaches are judged: a
+    share excluded since, or whose configured path was removed, is left out on purpose
+    (its mount point may stay, an fstab entry), and failed every backup naming it."""
+    name = file_set.name
     with ctx.catalog.read() as session:
         records = BackupRecords(session).list(
             database=name, kind=BackupKind.FILES, status=BackupStatus.COMPLETED, limit=2
@@ -124,7 +130,7 @@ def _refuse_unmounted(ctx: Context, repo: Repository, name: str, backup_id: str)
         mounts = repo.load_manifest(previous).meta.get("mounts") or []
     except RespaldoError:
         return  # not in this repository (its copy elsewhere), or unreadable: verify says
-    gone = unmounted(str(m) for m in mounts)
+    gone = unmounted(str(m) for m in mounts if reached(str(m), file_set.paths, file_set.exclude))
     if gone:
         listed = ", ".join(gone[:ERRORS_SHOWN])
         raise SourceError(

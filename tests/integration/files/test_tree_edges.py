@@ -598,3 +598,35 @@ def test_prune_keeps_the_last_backup_before_the_size_fell_and_stayed_down(site: 
     site.ok("prune")
     code, out, err = site.run("list", "--json")
     assert {row["id"] for row in json.loads(out)} == {small[2]["id"], again["id"]}
+
+
+@pytest.mark.parametrize("how", ["excluded", "removed"])
+def test_a_share_left_out_of_the_file_set_on_purpose_does_not_fail_the_backup(
+    site: Site, how: str
+) -> None:
+    # A share taken out of the file set (excluded, or its configured path removed) and
+    # unmounted, its mount point kept (an fstab entry, a share to come back later): the
+    # backup failed forever, naming a directory it no longer backs up, until the mount
+    # point was removed; only what the file set still reaches is judged.
+    scans = site.base / "mnt" / "scans"
+    scans.mkdir(parents=True)
+    mount = site.tree / "obras" if how == "excluded" else scans
+    mount.mkdir(exist_ok=True)
+    (site.tree / "factura.pdf").write_bytes(b"pdf")
+    site.config.write_text(
+        site.config.read_text().replace(f'"{site.tree}"', f'"{site.tree}", "{scans}"')
+    )
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        (mount / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
+        site.backup()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    if how == "excluded":
+        site.config.write_text(
+            site.config.read_text().replace('paths = ["', 'exclude = ["/obras"]\npaths = ["')
+        )
+    else:
+        site.config.write_text(site.config.read_text().replace(f', "{scans}"', ""))
+    site.backup()
+    assert site.statuses() == ["completed", "completed"]
