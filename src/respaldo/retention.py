@@ -34,7 +34,9 @@ nothing keeps it):
   back up "good" every day; the status's size check was red for the first such backup
   only, the next one being compared with it, and the other rules then expired the last
   backup that held the data once it was older than they keep. It is kept until a later
-  backup is that large again, or is deleted by hand (``respaldo delete``).
+  backup is that large again; deleted by hand (``DELETE /admin/backups/{id}``), the next
+  older one that large, if any is left, takes its place (a shrink on purpose is settled
+  by a lower ``shrink_percent`` of its own).
 
 And invariants that no policy can switch off, per group: the newest completed backup is
 kept (a cleanup after a week of failing backups keeps the last one that worked); the

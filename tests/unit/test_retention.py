@@ -437,3 +437,18 @@ def test_the_last_backup_before_the_size_fell_and_stayed_down_is_kept() -> None:
     assert not any("size fell" in r for r in reasons)
     with pytest.raises(ValueError, match="shrink"):
         Policy(shrink=1.0)
+
+
+def test_a_shrink_on_purpose_is_settled_by_a_lower_shrink_not_a_deletion() -> None:
+    # docs/configuration.md: deleting the last backup before the fall by hand makes the
+    # next older one that large the last before it; a share below the fall settles it.
+    policy = Policy(keep_until_expires=False, keep_last=1, keep_daily=3, min_keep=1, shrink=0.5)
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    older = [_sized(n, 1000) for n in range(1, 4)] + [_sized(n, 300) for n in range(4, 9)]
+    kept = {d.backup.id: d.reasons for d in decide(older, policy, now) if d.keep}
+    assert any("size fell to 30%" in r for r in kept["b03"])
+    deleted = [b for b in older if b.id != "b03"]
+    kept = {d.backup.id: d.reasons for d in decide(deleted, policy, now) if d.keep}
+    assert any("size fell to 30%" in r for r in kept["b02"])
+    settled = {d.backup.id for d in decide(deleted, replace(policy, shrink=0.25), now) if d.keep}
+    assert settled == {"b06", "b07", "b08"}
