@@ -24,11 +24,17 @@ _RESUMED = re.compile(
 _FD_PATH = re.compile(r"^\d+<(?P<path>[^>]*)>")
 
 
-def traced(argv: Sequence[str], log: Path, **run: object) -> subprocess.CompletedProcess[str]:
+def traced(
+    argv: Sequence[str], log: Path, *, refuse: str | None = None, **run: object
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` under strace, logging its (and its children's) fsync, syncfs, unlink
-    and rename calls to ``log``."""
+    and rename calls to ``log``. ``refuse`` (``syncfs:EPERM``, say) makes the kernel's
+    answer to that call that error, as a seccomp filter or an old kernel would."""
     calls = "fsync,fdatasync,syncfs,unlink,unlinkat,rename,renameat,renameat2"
     strace = ["strace", "-f", "--seccomp-bpf", "-y", "-qq", "-o", str(log), "-e", f"trace={calls}"]
+    if refuse is not None:
+        call, error = refuse.split(":")
+        strace += ["-e", f"inject={call}:error={error}"]
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         [*strace, *argv],
         capture_output=True,

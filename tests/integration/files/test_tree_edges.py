@@ -630,3 +630,25 @@ def test_a_share_left_out_of_the_file_set_on_purpose_does_not_fail_the_backup(
         site.config.write_text(site.config.read_text().replace(f', "{scans}"', ""))
     site.backup()
     assert site.statuses() == ["completed", "completed"]
+
+
+@pytest.mark.parametrize("error", ["EPERM", "ENOSYS"])
+def test_a_restore_where_syncfs_is_refused_fsyncs_each_file_instead(site: Site, error: str) -> None:
+    # syncfs(2) refused (a container's or a service's seccomp filter answers EPERM, an
+    # old kernel ENOSYS): not a disk error. The restore failed, saying it could not
+    # write the target to disk, and removed the whole tree it had just restored.
+    (site.tree / "2024").mkdir()
+    (site.tree / "2024" / "plano.dwg").write_bytes(os.urandom(20_000))
+    (site.tree / "factura.pdf").write_bytes(os.urandom(3_000))
+    record = site.backup()
+    target = site.base / "restored"
+    log = site.base / "strace.log"
+    respaldo = str(Path(sys.executable).with_name("respaldo"))
+    restore = [respaldo, "--config", str(site.config), "restore", record["id"]]
+    done = traced([*restore, "--target-dir", str(target)], log, refuse=f"syncfs:{error}")
+    assert done.returncode == 0, done.stderr
+    synced = synced_before(log, f'/{MARKER}"')
+    assert not synced.filesystems
+    written = tree(target) - {str(target / MARKER)}
+    assert str(target / str(site.tree).lstrip("/") / "2024" / "plano.dwg") in written
+    assert synced.missing(written) == []
