@@ -498,11 +498,13 @@ def allow_open_files() -> None:
 
 def _mount_point(child: _Child, st: os.stat_result) -> bool:
     """Whether the directory ``child`` (``st``) is on another file system than the
-    directory that holds it."""
+    directory that holds it (for a configured path that is a link, the directory that
+    holds where it leads: a link on /srv to a plain directory of the disk on /data is no
+    mount point, and one to where that disk is mounted is)."""
     try:
         if child.dir_fd is not None:
             return os.fstat(child.dir_fd).st_dev != st.st_dev
-        return child.path.parent.stat().st_dev != st.st_dev
+        return Path(os.path.realpath(child.path)).parent.stat().st_dev != st.st_dev
     except OSError:
         return False
 
@@ -529,19 +531,26 @@ def reached(path: str, paths: Sequence[Path | str], exclude: Sequence[str]) -> b
     return False
 
 
-def unmounted(mounts: Iterable[str]) -> list[str]:
+def unmounted(mounts: Iterable[str], paths: Sequence[Path | str] = ()) -> list[str]:
     """Those of ``mounts`` (directories a backup found a file system mounted on,
     :attr:`TreeStats.mounts`) that are now an empty directory on the file system of the
     directory holding them: a share or disk that is not mounted (its mount point left
     behind, empty). A backup of that would hold none of its files, and once retention
     counted it good, the backups that hold them would expire. One that was emptied for
-    good is removed, or holds files: then it is not in the list."""
+    good is removed, or holds files: then it is not in the list. One of the configured
+    ``paths`` that is a link is followed, as the walk follows it (an upload directory
+    linked to where its disk is mounted): it was never judged, and the disk that did not
+    mount gave an empty backup."""
+    roots = {str(Path(p)) for p in paths}
     found = []
     for text in mounts:
         path = Path(text)
         try:
-            st = path.lstat()
-            if not stat.S_ISDIR(st.st_mode) or path.parent.stat().st_dev != st.st_dev:
+            if text in roots:
+                st, parent = path.stat(), Path(os.path.realpath(path)).parent
+            else:
+                st, parent = path.lstat(), path.parent
+            if not stat.S_ISDIR(st.st_mode) or parent.stat().st_dev != st.st_dev:
                 continue
             with os.scandir(path) as entries:
                 if next(entries, None) is None:

@@ -130,7 +130,10 @@ def _refuse_unmounted(
         mounts = repo.load_manifest(previous).meta.get("mounts") or []
     except RespaldoError:
         return  # not in this repository (its copy elsewhere), or unreadable: verify says
-    gone = unmounted(str(m) for m in mounts if reached(str(m), file_set.paths, file_set.exclude))
+    gone = unmounted(
+        (str(m) for m in mounts if reached(str(m), file_set.paths, file_set.exclude)),
+        file_set.paths,
+    )
     if gone:
         listed = ", ".join(gone[:ERRORS_SHOWN])
         raise SourceError(

@@ -652,3 +652,42 @@ def test_a_restore_where_syncfs_is_refused_fsyncs_each_file_instead(site: Site, 
     written = tree(target) - {str(target / MARKER)}
     assert str(target / str(site.tree).lstrip("/") / "2024" / "plano.dwg") in written
     assert synced.missing(written) == []
+
+
+def test_a_configured_link_to_a_disk_that_did_not_mount_fails_the_backup(site: Site) -> None:
+    # paths = ["/srv/uploads"], a link to where the uploads' disk is mounted: the disk
+    # that did not mount left its empty mount point, and the backup, which follows the
+    # link, completed with none of the uploads (the link was never judged).
+    disk = site.base / "mnt" / "uploads-disk"
+    disk.mkdir(parents=True)
+    site.tree.rmdir()
+    site.tree.symlink_to(disk)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
+        first = site.backup()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    code, _, err = site.run("backup", "uploads")
+    assert code == 1
+    assert f"{site.tree} is an empty directory, where backup {first['id']} found a" in err
+    assert site.statuses() == ["failed", "completed"]
+
+
+def test_a_configured_link_to_a_directory_of_another_disk_may_be_emptied(site: Site) -> None:
+    # The link leads to a plain directory of a disk mounted above it (/data/uploads, the
+    # disk on /data): no mount point, so emptied on purpose it is backed up empty.
+    data = site.base / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data)], check=True)
+    try:
+        (data / "uploads").mkdir()
+        (data / "uploads" / "borrador.txt").write_bytes(b"x")
+        site.tree.rmdir()
+        site.tree.symlink_to(data / "uploads")
+        site.backup()
+        (data / "uploads" / "borrador.txt").unlink()
+        site.backup()
+    finally:
+        subprocess.run(["umount", str(data)], check=True)
+    assert site.statuses() == ["completed", "completed"]
