@@ -89,18 +89,20 @@ def test_shared_leases_coexist_and_exclude_collection(mem_repo: Repository) -> N
 def test_waiting_for_a_lock_to_go(mem_repo: Repository) -> None:
     storage = mem_repo.storage
     held = Lease.acquire(storage, LockKind.EXCLUSIVE, "garbage collection")
-    released = threading.Event()
+    releasing = threading.Event()
 
     def release() -> None:
+        # Set before the release: set after it, a waiter that takes the lock at once can
+        # look before the timer's thread gets to set it.
+        releasing.set()
         held.release()
-        released.set()
 
     # Taken only once the holder let go (timed, 0.2 s < waited < 5 s, it failed when
     # the test's thread ran late between starting the timer and reading the clock);
     # the wait bounds a hang only.
     threading.Timer(0.3, release).start()
     with Lease.acquire(storage, LockKind.SHARED, "backup", wait=120, poll=0.05):
-        assert released.is_set()
+        assert releasing.is_set()
 
 
 def test_writers_wait_for_a_running_collection(mem_repo: Repository) -> None:
