@@ -39,7 +39,7 @@ MESSAGES = {
     "watchdog": _("watchdog check stuck for {minutes} min in {doing}"),
     "lost-jobs-sweep": _("sweep for lost jobs stuck for {minutes} min in {doing}"),
 }
-"""The alert's text (and the status item's reason), per check."""
+"""The alert's text (and the status item's reason), per check: :func:`message_of`."""
 HINT = N_(
     "no other alert goes out while the watchdog is stuck; release what it waits on "
     "(a hung mount, a lock held in the catalog, an endpoint that does not answer) or "
@@ -77,7 +77,13 @@ class Stuck:
         return int((now - self.since).total_seconds() // 60)
 
     def message(self) -> str:
-        return MESSAGES.get(self.check, MESSAGES["watchdog"])
+        return message_of(self.check)
+
+
+def message_of(check: str) -> str:
+    """The alert's text for ``check`` (the watchdog's for a check this version does not
+    know): one text for the alert that fires and the one that resolves it."""
+    return MESSAGES.get(check, MESSAGES["watchdog"])
 
 
 @dataclass

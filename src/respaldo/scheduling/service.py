@@ -438,7 +438,7 @@ class Service:
                 self.ctx,
                 stall.PREFIX + check,
                 False,
-                message=stall.MESSAGES.get(check, stall.MESSAGES[WATCHDOG]),
+                message=stall.message_of(check),
                 now=now,
             )
             if result.action == "resolved":
