@@ -227,11 +227,16 @@ class Service:
     def _stuck_limit(self) -> timedelta:
         return timedelta(minutes=self.ctx.settings.rpo.watchdog_stuck_minutes)
 
+    def _stall_period(self) -> float:
+        """How often, in seconds, the stall monitor and a stop waiting for the checks look
+        again: a quarter of the limit, at most a minute."""
+        return min(self._stuck_limit().total_seconds() / 4, 60.0)
+
     def _check_threads(self) -> _CheckThreads:
         def stuck() -> set[int]:
             return {each.thread for each in stall.stuck(self._clock(), self._stuck_limit())}
 
-        return _CheckThreads(stuck, min(self._stuck_limit().total_seconds() / 4, 60.0))
+        return _CheckThreads(stuck, self._stall_period())
 
     @classmethod
     def create(cls, ctx: Context) -> Service:
@@ -395,7 +400,7 @@ class Service:
         and whenever a check ends. Its own thread: the checks' executor is where a stuck
         run sits, and nothing there could tell."""
         limit = self._stuck_limit()
-        period = min(limit.total_seconds() / 4, 60.0)
+        period = self._stall_period()
         while not self._stopping:
             self._poke.wait(period)
             self._poke.clear()
