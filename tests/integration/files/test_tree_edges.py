@@ -505,6 +505,17 @@ def test_where_the_file_system_cannot_be_synced_whole_each_file_is(site: Site) -
     assert not any(path.startswith("/etc") for path in synced.files)
 
 
+def _backed_up_from_a_share(site: Site, mount: Path) -> dict[str, Any]:
+    """A share (a 1 MB tmpfs) mounted on ``mount`` with a file on it, backed up, then
+    unmounted as a share that did not come back: the backup's record."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        (mount / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
+        return site.backup()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
 @pytest.mark.parametrize("below", ["obras", ""], ids=["inside", "configured"])
 def test_a_share_that_is_not_mounted_fails_the_backup_not_an_empty_one(
     site: Site, below: str
@@ -517,12 +528,7 @@ def test_a_share_that_is_not_mounted_fails_the_backup_not_an_empty_one(
     if below:
         (site.tree / "factura.pdf").write_bytes(b"pdf")
         mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        (mount / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
-        first = site.backup()
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    first = _backed_up_from_a_share(site, mount)
     code, _, err = site.run("backup", "uploads")
     assert code == 1
     assert f"{mount} is an empty directory, where backup {first['id']} found a file" in err
@@ -616,12 +622,7 @@ def test_a_share_left_out_of_the_file_set_on_purpose_does_not_fail_the_backup(
     site.config.write_text(
         site.config.read_text().replace(f'"{site.tree}"', f'"{site.tree}", "{scans}"')
     )
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        (mount / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
-        site.backup()
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    _backed_up_from_a_share(site, mount)
     if how == "excluded":
         site.config.write_text(
             site.config.read_text().replace('paths = ["', 'exclude = ["/obras"]\npaths = ["')
@@ -662,12 +663,7 @@ def test_a_configured_link_to_a_disk_that_did_not_mount_fails_the_backup(site: S
     disk.mkdir(parents=True)
     site.tree.rmdir()
     site.tree.symlink_to(disk)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
-    try:
-        (disk / "plano-obra-17.dwg").write_bytes(os.urandom(2_000))
-        first = site.backup()
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
+    first = _backed_up_from_a_share(site, disk)
     code, _, err = site.run("backup", "uploads")
     assert code == 1
     assert f"{site.tree} is an empty directory, where backup {first['id']} found a" in err
