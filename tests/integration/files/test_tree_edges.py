@@ -34,7 +34,7 @@ from respaldo.repository import BackupWriter
 from tests.integration.cli import RunsCli
 from tests.integration.files.test_files import files_config
 from tests.integration.physical.conftest import OS_USER, chown_tree, server_respaldo
-from tests.integration.synced import synced_before, traced, tree
+from tests.integration.synced import Synced, synced_before, traced, tree
 
 pytestmark = pytest.mark.integration
 
@@ -459,6 +459,19 @@ def test_a_restore_that_cannot_give_files_their_owners_fails(site: Site) -> None
     assert not target.exists()
 
 
+def _restored_traced(site: Site, backup_id: str, **trace: Any) -> tuple[Path, Synced]:
+    """``backup_id`` restored by the real CLI under strace (tests/integration/synced.py,
+    ``trace`` its options) into a new directory: that directory, and what was put on disk
+    before the marker's removal (the restore complete)."""
+    target = site.base / "restored"
+    log = site.base / "strace.log"
+    respaldo = str(Path(sys.executable).with_name("respaldo"))
+    restore = [respaldo, "--config", str(site.config), "restore", backup_id]
+    done = traced([*restore, "--target-dir", str(target)], log, **trace)
+    assert done.returncode == 0, done.stderr
+    return target, synced_before(log, f'/{MARKER}"')
+
+
 def test_a_restore_has_every_file_and_directory_on_disk_before_it_is_complete(
     site: Site,
 ) -> None:
@@ -472,14 +485,7 @@ def test_a_restore_has_every_file_and_directory_on_disk_before_it_is_complete(
     (site.tree / "factura.pdf").write_bytes(os.urandom(3_000))
     (site.tree / "empty.txt").write_bytes(b"")
     (site.tree / "ultimo").symlink_to("factura.pdf")
-    record = site.backup()
-    target = site.base / "restored"
-    log = site.base / "strace.log"
-    respaldo = str(Path(sys.executable).with_name("respaldo"))
-    restore = [respaldo, "--config", str(site.config), "restore", record["id"]]
-    done = traced([*restore, "--target-dir", str(target)], log, timeout=120)
-    assert done.returncode == 0, done.stderr
-    synced = synced_before(log, f'/{MARKER}"')  # its removal: the restore is complete
+    target, synced = _restored_traced(site, site.backup()["id"], timeout=120)
     written = tree(target) - {str(target / MARKER)}
     assert str(target / str(site.tree).lstrip("/") / "2024" / "obra-17" / "plano.dwg") in written
     assert synced.missing(written) == []
@@ -641,14 +647,7 @@ def test_a_restore_where_syncfs_is_refused_fsyncs_each_file_instead(site: Site, 
     (site.tree / "2024").mkdir()
     (site.tree / "2024" / "plano.dwg").write_bytes(os.urandom(20_000))
     (site.tree / "factura.pdf").write_bytes(os.urandom(3_000))
-    record = site.backup()
-    target = site.base / "restored"
-    log = site.base / "strace.log"
-    respaldo = str(Path(sys.executable).with_name("respaldo"))
-    restore = [respaldo, "--config", str(site.config), "restore", record["id"]]
-    done = traced([*restore, "--target-dir", str(target)], log, refuse=f"syncfs:{error}")
-    assert done.returncode == 0, done.stderr
-    synced = synced_before(log, f'/{MARKER}"')
+    target, synced = _restored_traced(site, site.backup()["id"], refuse=f"syncfs:{error}")
     assert not synced.filesystems
     written = tree(target) - {str(target / MARKER)}
     assert str(target / str(site.tree).lstrip("/") / "2024" / "plano.dwg") in written
