@@ -116,12 +116,15 @@ def _titled(hook: Webhook, words: str) -> list[dict[str, Any]]:
     return [m["json"] for m in hook.inbox.items if words in m["json"]["message"]]
 
 
-def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
+@contextmanager
+def _stuck(
     catalog_role: CatalogRole,  # noqa: F811
     catalog: psycopg.Connection[Any],
     webhook: Webhook,  # noqa: F811
     tmp_path: Path,
-) -> None:
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``respaldo serve`` on the catalog, once its watchdog check was told stuck on a
+    lock of ``catalog`` (taken once serve listens): the process and its port."""
     config = _config(tmp_path, webhook.url)
     settings = load_settings(config).model_copy(
         update={"catalog": CatalogSettings(url=catalog_role.url)}
@@ -129,10 +132,20 @@ def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
     initialize(settings, kdf=FAST_KDF)
     with _serving(config, catalog_role.url) as process:
         port = listening_port(process)
-        # The next watchdog check waits on this lock, held until the rollback below: a
+        # The next watchdog check waits on this lock, held until the test rolls back: a
         # real block (drill_runs: the status reads it, /health does not).
         catalog.execute("LOCK TABLE drill_runs IN ACCESS EXCLUSIVE MODE")
         wait_for("the stuck alert", lambda: bool(_titled(webhook, "watchdog check stuck")))
+        yield process, port
+
+
+def test_a_watchdog_check_stuck_on_a_catalog_lock_is_alerted_and_resolved(
+    catalog_role: CatalogRole,  # noqa: F811
+    catalog: psycopg.Connection[Any],
+    webhook: Webhook,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with _stuck(catalog_role, catalog, webhook, tmp_path) as (process, port):
         (alert,) = _titled(webhook, "watchdog check stuck")
         assert "in reading the catalog" in alert["message"], alert
         assert "CRITICAL" in alert["title"], alert
@@ -166,15 +179,7 @@ def test_sigterm_ends_a_serve_whose_watchdog_check_is_stuck(
 ) -> None:
     # Before, the stop waited for the stuck check's thread (and the interpreter joined
     # it at exit): serve never ended on SIGTERM until its service manager killed it.
-    config = _config(tmp_path, webhook.url)
-    settings = load_settings(config).model_copy(
-        update={"catalog": CatalogSettings(url=catalog_role.url)}
-    )
-    initialize(settings, kdf=FAST_KDF)
-    with _serving(config, catalog_role.url) as process:
-        listening_port(process)
-        catalog.execute("LOCK TABLE drill_runs IN ACCESS EXCLUSIVE MODE")
-        wait_for("the stuck alert", lambda: bool(_titled(webhook, "watchdog check stuck")))
+    with _stuck(catalog_role, catalog, webhook, tmp_path) as (process, _):
         process.terminate()
         _, err = process.communicate()  # the test's own timeout bounds a hang
     assert process.returncode == 0, err
