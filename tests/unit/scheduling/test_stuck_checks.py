@@ -57,10 +57,11 @@ def test_a_hung_check_is_alerted_shown_and_resolved_when_it_ends(
         pipe.read_bytes()  # blocks until a writer opens the pipe and closes it
 
     service = Service(ctx, [], watchdog=hangs, clock=lambda: clock[0])
-    checking = threading.Thread(target=service.watch)
+    # A daemon: a check that starts only after the test gave up on it never ends.
+    checking = threading.Thread(target=service.watch, daemon=True)
     checking.start()
     try:
-        entered.wait()
+        assert entered.wait(120), "the watchdog check never reached its hung read"
         # Not yet past the limit: nothing to tell.
         clock[0] = STARTED + LIMIT
         assert service.look_for_stuck_checks(LIMIT) == []
@@ -86,9 +87,11 @@ def test_a_hung_check_is_alerted_shown_and_resolved_when_it_ends(
         service.look_for_stuck_checks(LIMIT)
         assert len(webhook.inbox.items) == 1
     finally:
-        with pipe.open("wb"):
-            pass  # the hung read ends
-        checking.join()
+        # Opening the pipe to write waits for its reader: only the hung check is one.
+        if entered.is_set():
+            with pipe.open("wb"):
+                pass  # the hung read ends
+            checking.join()
     assert service.look_for_stuck_checks(LIMIT) == []
     got = webhook.inbox.wait(2)
     assert len(got) == 2, got
