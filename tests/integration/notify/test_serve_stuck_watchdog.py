@@ -6,7 +6,7 @@ meanwhile, and once the lock is released the check ends, the alert is resolved a
 
 Before, every later check was skipped with only APScheduler's "maximum number of running
 instances reached" in the log, no alert went out again and ``/health`` said 200.
-Synchronisation is on the webhook's messages and the lock's waiters, never on sleeps."""
+Synchronisation is on the webhook's messages, never on sleeps."""
 
 from __future__ import annotations
 
