@@ -61,8 +61,11 @@ def test_an_admin_backs_up_restores_and_tests_a_restore_from_the_page(
     )
     target = dialog.get_by_label("Nombre de la base de datos nueva").input_value()
     assert target.startswith("erp_restored_")
-    dialog.get_by_role("button", name="Restaurar").click()
-    expect(page.locator(".toast").first).to_have_text("Restauración iniciada")
+    # The script reloads the page once the job has ended: wait for that reload, or the
+    # next goto can be cut off by it (net::ERR_ABORTED).
+    with page.expect_navigation():
+        dialog.get_by_role("button", name="Restaurar").click()
+        expect(page.locator(".toast").first).to_have_text("Restauración iniciada")
     wait_for_jobs(site, "restore")
     restored = [j for j in jobs(site.respaldo) if j["kind"] == "restore"]
     assert restored[0]["status"] == "completed", restored
