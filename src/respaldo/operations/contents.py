@@ -27,6 +27,7 @@ from respaldo.operations.restore import (
     load_manifest_told,
     open_with_fallbacks,
 )
+from respaldo.operations.restore_select import names_encoding
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.postgres.toc import read_listing, tables_in
 from respaldo.postgres.toolsets import find_tools
@@ -112,7 +113,8 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         tools = find_tools("logical", major, at_least=major)
         reader = StreamReader(repo, fallbacks, warnings)
         with table_of_contents(reader.stream, manifest) as toc:
-            entries = read_listing(toc(), bindir=tools.bindir, encoding=manifest.meta.get(ENCODING))
+            encoding = names_encoding(manifest.meta.get(ENCODING), toc, bindir=tools.bindir)
+            entries = read_listing(toc(), bindir=tools.bindir, encoding=encoding)
     rows: dict[str, int] = manifest.meta.get("row_counts") or {}
     fmt = counts_format(manifest.meta)  # the sizes are keyed the same way
     sizes: dict[str, int] = manifest.meta.get(TABLE_SIZES) or {}

@@ -94,7 +94,7 @@ from respaldo.operations.restore_props import (
     keep_within_replaced,
     read_database_properties,
 )
-from respaldo.operations.restore_select import read_selection
+from respaldo.operations.restore_select import names_encoding, read_selection
 from respaldo.operations.restore_swap import clear_swap, note_swap
 from respaldo.postgres import (
     ConnInfo,
@@ -313,7 +313,9 @@ def _restore_backup(
             tables,
             schemas,
             bindir=tools.bindir,
-            encoding=manifest.meta.get(ENCODING),
+            encoding=names_encoding(
+                manifest.meta.get(ENCODING), toc, bindir=tools.bindir, work_dir=work_dir
+            ),
             work_dir=work_dir,
         )
         warnings += _selection_notes(selection, jobs)

@@ -28,6 +28,7 @@ from respaldo.postgres.toc import (
     Selection,
     TocEntry,
     UnknownName,
+    declared_encoding,
     read_listing,
     select,
     sequence_uses,
@@ -37,6 +38,22 @@ from respaldo.privatedir import private_directory
 # The definitions that may name a sequence an insert uses: a column's default (in the
 # table's own definition or apart), and the functions a default or trigger calls.
 _NAMING = frozenset({"TABLE", "DEFAULT", "FUNCTION"})
+
+
+def names_encoding(
+    recorded: str | None,
+    dump: Callable[[], Archive],
+    *,
+    bindir: Path | None = None,
+    work_dir: Path | None = None,
+) -> str | None:
+    """The encoding the names in ``dump``'s table of contents are in: the one the backup
+    recorded (``meta.encoding``), or for a backup of an older respaldo, which recorded
+    none, the one the dump declares (a LATIN1 database's ``año`` read as UTF-8 could be
+    neither listed with its row count nor named in ``--table``)."""
+    if recorded:
+        return recorded
+    return declared_encoding(dump(), bindir=bindir, tmp_dir=work_dir)
 
 
 def read_selection(

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from typing import IO
 
 from respaldo.postgres.counts import count_key
 from respaldo.postgres.dbprops import Archive, read_offline
-from respaldo.postgres.encodings import python_codec
+from respaldo.postgres.encodings import python_codec, script_encoding
 
 # Entry kinds with a space in their name, longest first, so that "TABLE DATA" is not read
 # as "TABLE" with namespace "DATA". A kind missing here is read as its first word: it is
@@ -254,6 +255,21 @@ def read_listing(
     what the iterator raises."""
     listing = read_offline(["--list", "--verbose"], archive, bindir=bindir)
     return parse_listing(listing.decode(python_codec(encoding), "replace"))
+
+
+def declared_encoding(
+    archive: Archive, *, bindir: Path | str | None = None, tmp_dir: Path | None = None
+) -> str | None:
+    """The encoding the dump ``archive`` declares its names and text to be in (the
+    ``SET client_encoding`` line of a script of none of its entries: only the table of
+    contents is read), or None if it declares none. For backups that did not record the
+    encoding (``meta.encoding``, written since 2026-12-05): without it their names were
+    read as UTF-8. Raises PostgresError, ToolNotFound, or what the iterator raises."""
+    with tempfile.TemporaryDirectory(prefix="respaldo-toc-", dir=tmp_dir) as tmp:
+        nothing = Path(tmp) / "none.list"
+        nothing.write_bytes(b"")
+        script = read_offline([f"--use-list={nothing}", "--file=-"], archive, bindir=bindir)
+    return script_encoding(script)
 
 
 def split_name(name: str) -> tuple[str | None, str]:

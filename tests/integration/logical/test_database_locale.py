@@ -10,6 +10,9 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.operations.backup import ENCODING
+from respaldo.repository import BackupWriter
+from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases
 from tests.integration.majors import ON_EVERY_MAJOR
@@ -159,9 +162,8 @@ def test_a_sql_ascii_database_is_backed_up_and_restored_byte_for_byte(
     assert drill.code == 0, str(drill)
 
 
-def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str
-) -> None:
+def _latin1_names(respaldo: Respaldo, pg: TempCluster) -> str:
+    """A backup of a LATIN1 database whose schema and table names are not ASCII."""
     # pg_restore --list prints names in the dump's encoding (here byte F1 for ñ).
     _recreate(pg, respaldo.dbname, "ENCODING 'LATIN1' LOCALE 'C'")
     with pg.connect(respaldo.dbname) as conn:
@@ -170,7 +172,32 @@ def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
             'CREATE SCHEMA "compañía"; CREATE TABLE "compañía"."año" (v text);'
             "INSERT INTO \"compañía\".\"año\" VALUES ('x'), ('y')".encode()
         )
-    backup_id = respaldo.backup()["id"]
+    return str(respaldo.backup()["id"])
+
+
+def _as_before_the_encoding_was_recorded(respaldo: Respaldo, backup_id: str) -> str:
+    """The same streams under a new id, with a manifest as respaldo wrote it before
+    2026-12-05 (no ``meta.encoding``)."""
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    del manifest.meta[ENCODING]
+    older = backup_id[:-8] + "01dc0de5"
+    manifest.backup_id = older
+    with BackupWriter(repo, older) as writer:
+        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(older)))
+    assert respaldo.run("catalog", "rebuild").code == 0
+    return older
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["recorded", "older-respaldo"])
+def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, older: bool
+) -> None:
+    backup_id = _latin1_names(respaldo, pg)
+    if older:
+        # A backup of an older respaldo: the dump itself says which encoding it is in
+        # (read as UTF-8, 'año' was 'a\ufffdo': no row count, and --table refused it).
+        backup_id = _as_before_the_encoding_was_recorded(respaldo, backup_id)
 
     listing = respaldo.run("ls", backup_id, "--json").json()
     assert {"schema": "compañía", "name": "año", "rows": 2} in [
