@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import AAD_INDEX, SealError
 from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import INDEX_PREFIX, Location, decode_index
@@ -96,14 +96,28 @@ def verify_backups(
 
 
 def _verify_one(
-    repo: Repository, backup_id: str, report: VerifyReport, progress: Progress | None
+    repo: Repository,
+    backup_id: str,
+    report: VerifyReport,
+    progress: Progress | None,
+    *,
+    listed: bool = False,
 ) -> None:
-    report.backups += 1
     try:
         manifest = repo.load_manifest(backup_id)
     except IntegrityError as exc:
+        report.backups += 1
         report.problems.append(Problem(exc.message, exc.obj, backup_id))
         return
+    except BackupNotFound:
+        if listed:
+            # Listed a moment ago and gone now: a prune deleted it while we read the
+            # others (manifests go before the collection our lease holds off). It is no
+            # longer a backup of this repository; failing here left every backup after
+            # it unverified. (One the catalog still records is reported by the caller.)
+            return
+        raise
+    report.backups += 1
     for stream in manifest.streams:
         sha = hashlib.sha256()
         size = 0
@@ -180,7 +194,7 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     if repo.quarantine.unreadable:
         _check_every_copy(repo, report, indexed)
     for backup_id in repo.backup_ids():
-        _verify_one(repo, backup_id, report, progress)
+        _verify_one(repo, backup_id, report, progress, listed=True)
     # Archived WAL too: a damaged segment is otherwise found only by the recovery that
     # needs it, when the backups it was meant to roll forward may be all there is.
     for name in list_wal(repo):
