@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from respaldo.catalog import BackupRecords, ManifestValues
 from respaldo.domain import BackupKind, BackupStatus
-from respaldo.errors import IntegrityError, RespaldoError
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
 from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
-from respaldo.repository.manifest import MANIFEST_PREFIX
+from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
 from respaldo.repository.reader import read_list
 from respaldo.repository.repair import lost_chunks_of
 
@@ -57,7 +57,8 @@ def manifest_values(
 def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResult:
     """Insert or update a catalog record for every manifest in the repository.
 
-    Idempotent. Damaged manifests are reported (by backup id) and skipped. A backup that
+    Idempotent. Damaged manifests are reported (by backup id) and skipped, and so are
+    the backups a prune deletes meanwhile (no record of them is made). A backup that
     ``respaldo repair`` recorded as having lost chunks (still without a good copy) is
     marked damaged again, as repair marked it.
     """
@@ -70,6 +71,8 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         except IntegrityError:
             result.damaged.append(backup_id)
             continue
+        except BackupNotFound:
+            continue  # listed a moment ago: a prune deleted it meanwhile
         values = manifest_values(
             manifest, repo_settings.name, repo.storage.location, sealed_size(repo, manifest)
         )
@@ -84,11 +87,25 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
                     backup_id, when, verified=False, problem=damage_problem(len(lost), when)
                 )
                 result.lost_data.append(backup_id)
+        if created and not _still_there(repo, backup_id):
+            # A prune deleted the manifest, then its record, while we read it: the record
+            # just made would show a completed backup that no longer exists.
+            with ctx.catalog.begin() as session:
+                BackupRecords(session).delete(backup_id)
+            continue
         if created:
             result.created += 1
         else:
             result.updated += 1
     return result
+
+
+def _still_there(repo: Repository, backup_id: str) -> bool:
+    try:
+        repo.storage.stat(manifest_name(backup_id))
+    except ObjectNotFound:
+        return False
+    return True
 
 
 def backups_the_catalog_misses(ctx: Context) -> str | None:

@@ -1,0 +1,90 @@
+"""What reads every manifest while a prune deletes backups: ``verify --all`` and
+``catalog rebuild``. The backups it deleted are no longer the repository's: the others
+are still read, and none of the deleted ones comes back as a record."""
+
+from __future__ import annotations
+
+import pytest
+
+from respaldo.operations.catalog_rebuild import rebuild_catalog
+from respaldo.operations.context import Context
+from respaldo.operations.verify import verify
+from tests.integration.logical.conftest import Respaldo
+
+pytestmark = pytest.mark.integration
+
+
+def _expire_all_but_the_newest(respaldo: Respaldo) -> None:
+    with respaldo.config.open("a") as fh:
+        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+
+
+def test_verify_all_skips_the_backups_a_prune_deletes_while_it_reads(
+    respaldo: Respaldo,
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    first, second, newest = (respaldo.backup()["id"] for _ in range(3))
+    pruned: list[int] = []
+
+    def prune_once(_bytes: int) -> None:
+        # As verify reads the oldest backup (the other manifests listed already), a real
+        # prune, in its own process, deletes the two older ones. Its collection then
+        # finds verify's lease and gives up at once (--wait 0), as it would have waited.
+        if not pruned:
+            run = respaldo.run_process("prune", "--wait", "0")
+            pruned.append(run.code)
+            assert "2 backups deleted" in run.err, str(run)
+
+    ctx = Context.open(respaldo.settings())
+    try:
+        result = verify(ctx, everything=True, advance=prune_once)
+    finally:
+        ctx.close()
+
+    assert pruned == [1]  # its collection was held off by verify's lease
+    manifests = {p.name for p in (respaldo.repo_dir / "manifests").iterdir()}
+    assert manifests == {newest}, (first, second)
+    # The oldest was read whole (its manifest was loaded before the prune), the second
+    # was gone when its turn came, and the newest was verified: before, verify stopped
+    # at the second with "no backup ... in file://..." and verified nothing more.
+    assert result.ok, result.problems
+    assert result.backups == 2
+    # The prune finishes its work once verify is done, and what is left is whole.
+    assert respaldo.run("prune").code == 0
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
+
+
+def test_catalog_rebuild_brings_back_no_record_of_a_backup_a_prune_deletes(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    first, second, newest = (respaldo.backup()["id"] for _ in range(3))
+    ctx = Context.open(respaldo.settings())
+    try:
+        repo = ctx.repository("local")
+        load = repo.load_manifest
+        pruned: list[int] = []
+
+        def load_then_prune(backup_id: str):  # type: ignore[no-untyped-def]
+            # Only when it happens: the first manifest is read, then a real prune, in
+            # its own process, deletes it and the second (manifests, then records).
+            manifest = load(backup_id)
+            if not pruned:
+                run = respaldo.run_process("prune")
+                pruned.append(run.code)
+                assert "2 backups deleted" in run.err, str(run)
+            return manifest
+
+        monkeypatch.setattr(repo, "load_manifest", load_then_prune)
+        result = rebuild_catalog(ctx)
+    finally:
+        ctx.close()
+
+    assert pruned == [0]
+    # Before: the first came back as a completed record of a backup that no longer
+    # exists, and the rebuild then stopped at the second ("no backup ... in file://").
+    assert [r.id for r in respaldo.records()] == [newest], (first, second)
+    assert (result.created, result.updated) == (0, 1)
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
