@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from respaldo.errors import IntegrityError, ObjectNotFound
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
 from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackBuilder, PackEntry, pack_name
@@ -207,6 +207,11 @@ def _backups_referencing(
             manifest = repo.load_manifest(backup_id)
         except IntegrityError as exc:
             report.problems.append(f"backup {backup_id}: {exc.message}")
+            continue
+        except BackupNotFound:
+            # Listed a moment ago and gone now: a prune deleted it (its manifests go
+            # before the collection the caller's lease holds off). It loses nothing any
+            # more; stopping here named none of the backups after it that do.
             continue
         hits: set[bytes] = set()
         streams = []

@@ -1,6 +1,7 @@
-"""What reads every manifest while a prune deletes backups: ``verify --all`` and
-``catalog rebuild``. The backups it deleted are no longer the repository's: the others
-are still read, and none of the deleted ones comes back as a record."""
+"""What reads every manifest while a prune deletes backups: ``verify --all``,
+``catalog rebuild`` and ``repair``'s search for the backups that lose data. The backups
+it deleted are no longer the repository's: the others are still read, and none of the
+deleted ones comes back as a record."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.context import Context
 from respaldo.operations.verify import verify
+from respaldo.repository.locks import shared_lease
+from respaldo.repository.repair import repair_repository
 from tests.integration.logical.conftest import Respaldo
 
 pytestmark = pytest.mark.integration
@@ -88,3 +91,42 @@ def test_catalog_rebuild_brings_back_no_record_of_a_backup_a_prune_deletes(
     assert (result.created, result.updated) == (0, 1)
     run = respaldo.run("verify", "--all")
     assert run.code == 0, str(run)
+
+
+def test_repair_names_the_backups_that_lose_data_while_a_prune_deletes_another(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    first, second, newest = (respaldo.backup()["id"] for _ in range(3))
+    # A chunk of the newest dump with no good copy anywhere (no mirror): repair then
+    # reads every manifest for the backups that reference it.
+    respaldo.damage_dump(newest)
+    assert respaldo.run("verify", newest).code == 3
+    repo = respaldo.repository()
+    listed = repo.backup_ids
+    pruned: list[int] = []
+
+    def list_then_prune() -> list[str]:
+        # Right after repair listed the manifests, a real prune, in its own process,
+        # deletes the two older ones; its collection finds the repair's lease and gives
+        # up.
+        ids = listed()
+        if not pruned:
+            run = respaldo.run_process("prune", "--wait", "0")
+            pruned.append(run.code)
+            assert "2 backups deleted" in run.err, str(run)
+        return ids
+
+    monkeypatch.setattr(repo, "backup_ids", list_then_prune)
+    with shared_lease(repo, "repair"):
+        report = repair_repository(repo, [])
+
+    assert pruned == [1]
+    manifests = {p.name for p in (respaldo.repo_dir / "manifests").iterdir()}
+    assert manifests == {newest}, (first, second)
+    # Before: repair stopped at the deleted one with "no backup ... in file://..." and
+    # named none of the backups that lose data.
+    assert len(report.lost_chunks) == 1
+    named = {b.backup_id for b in report.lost_backups}
+    assert named == {newest}, (first, second, newest, named)
+    assert report.problems == []
