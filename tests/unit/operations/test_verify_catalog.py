@@ -71,3 +71,27 @@ def test_failed_and_not_yet_copied_backups_are_not_expected(inst: Installation) 
     with inst.context() as ctx:
         assert verify(ctx, everything=True).ok
         assert verify(ctx, everything=True, repository="second").ok
+
+
+def test_a_manifest_that_vanishes_while_verify_all_reads_is_reported_if_still_recorded(
+    inst: Installation,
+) -> None:
+    # verify --all passes over a listed manifest gone when its turn comes (a prune
+    # deletes manifests, then records, while it reads): one deleted otherwise, whose
+    # record is still there, must still fail the verify, not be passed over in silence.
+    first = inst.backup(timedelta(days=2))
+    gone = inst.backup(timedelta(days=1))
+    deleted: list[str] = []
+
+    def delete_once(_bytes: int) -> None:
+        # As the first backup is read (every manifest listed already).
+        if not deleted:
+            (inst.root / "repo" / "manifests" / gone).unlink()
+            deleted.append(gone)
+
+    with inst.context() as ctx:
+        result = verify(ctx, everything=True, advance=delete_once)
+    assert deleted == [gone]
+    assert result.backups == 1, first
+    [problem] = result.problems
+    assert gone in problem and "manifest is not there" in problem
