@@ -162,7 +162,7 @@ def test_a_sql_ascii_database_is_backed_up_and_restored_byte_for_byte(
     assert drill.code == 0, str(drill)
 
 
-def _latin1_names(respaldo: Respaldo, pg: TempCluster) -> str:
+def _latin1_names(respaldo: Respaldo, pg: TempCluster, jobs: int = 1) -> str:
     """A backup of a LATIN1 database whose schema and table names are not ASCII."""
     # pg_restore --list prints names in the dump's encoding (here byte F1 for ñ).
     _recreate(pg, respaldo.dbname, "ENCODING 'LATIN1' LOCALE 'C'")
@@ -172,7 +172,9 @@ def _latin1_names(respaldo: Respaldo, pg: TempCluster) -> str:
             'CREATE SCHEMA "compañía"; CREATE TABLE "compañía"."año" (v text);'
             "INSERT INTO \"compañía\".\"año\" VALUES ('x'), ('y')".encode()
         )
-    return str(respaldo.backup()["id"])
+    run = respaldo.run("backup", "erp", "--jobs", str(jobs), "--json")
+    assert run.code == 0, str(run)
+    return str(run.json()["id"])
 
 
 def _as_before_the_encoding_was_recorded(respaldo: Respaldo, backup_id: str) -> str:
@@ -189,11 +191,12 @@ def _as_before_the_encoding_was_recorded(respaldo: Respaldo, backup_id: str) -> 
     return older
 
 
+@pytest.mark.parametrize("jobs", [1, 2], ids=["custom", "directory"])
 @pytest.mark.parametrize("older", [False, True], ids=["recorded", "older-respaldo"])
 def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str, older: bool
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, older: bool, jobs: int
 ) -> None:
-    backup_id = _latin1_names(respaldo, pg)
+    backup_id = _latin1_names(respaldo, pg, jobs)
     if older:
         # A backup of an older respaldo: the dump itself says which encoding it is in
         # (read as UTF-8, 'año' was 'a\ufffdo': no row count, and --table refused it).
