@@ -43,7 +43,9 @@ kept (a cleanup after a week of failing backups keeps the last one that worked);
 newest completed backup that passed verification is kept, whatever its age, and the
 newest good one (when the newest completed is known to be damaged or gone); the newest
 good one each repository holds (``holders``: a mirror that missed the newer copies); pinned
-backups are kept; backups still running (pending, in_progress) are kept. Across groups:
+backups are kept; backups still running (pending, in_progress) are kept; backups being
+restored or restore-tested (``restoring``: a running restore job or drill reads them) are
+kept. Across groups:
 a kept backup keeps its ``parent`` (the backup an incremental physical backup restores
 on top of), and so its whole chain, whatever the rules say of them.
 """
@@ -147,6 +149,11 @@ class BackupFacts:
     holds only the backups whose copy to it completed."""
     size: int | None = None
     """Its size in bytes (the catalog's ``size_bytes``), when known (``Policy.shrink``)."""
+    restoring: bool = False
+    """A running restore or restore test reads it (the catalog's running jobs and drill
+    runs say so): often the last good backup before a disaster, it must still be there,
+    and its chain, when the restore ends (to restore it again, or the next step of a
+    point-in-time recovery)."""
 
     @property
     def time(self) -> datetime:
@@ -383,9 +390,9 @@ def newest_in(reason: str) -> str | None:
 
 def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
     """The backups of one group (one database and kind) that no policy may expire, and
-    why: pinned ones, running ones, the newest completed, the newest verified and the
-    newest good one, and the newest good one each repository holds (when ``holders``
-    are known).
+    why: pinned ones, running ones, ones being restored, the newest completed, the
+    newest verified and the newest good one, and the newest good one each repository
+    holds (when ``holders`` are known).
 
     The invariants of :func:`decide`, and what a deletion by hand refuses too (see
     :mod:`respaldo.operations.deletion`). Backups of other groups must not be passed:
@@ -399,6 +406,8 @@ def protected(members: Iterable[BackupFacts]) -> dict[str, list[str]]:
         if not b.completed and not b.failed:
             status = Phrase(BACKUP_STATUS_WORDS.get(str(b.status), str(b.status)))
             found[b.id].append(Phrase(N_("running ({status})"), status=status))
+        if b.restoring:
+            found[b.id].append(Phrase(N_("being restored")))
     completed = [b for b in newest_first if b.completed]
     verified = [b for b in completed if b.is_verified]
     good = [b for b in completed if b.good]

@@ -398,6 +398,22 @@ def test_a_kept_incremental_keeps_every_backup_of_its_chain() -> None:
     assert not decisions[other.id].keep  # no kept backup depends on it
 
 
+def test_an_incremental_being_restored_keeps_itself_and_its_chain() -> None:
+    from dataclasses import replace
+
+    # A physical restore (or drill) of an older incremental: the rules keep only the
+    # newest, but the restore, and so the chain it restores on top of, must stay.
+    policy = Policy(keep_until_expires=False, keep_last=1, min_keep=1)
+    full = backup(1, timedelta(days=3), kind="incremental")
+    first = replace(
+        backup(2, timedelta(days=2), kind="incremental"), parent=full.id, restoring=True
+    )
+    newest = backup(3, timedelta(days=1), kind="incremental")
+    decisions = {d.backup.id: d for d in decide([full, first, newest], policy, NOW)}
+    assert decisions[first.id].reasons == ("being restored",)
+    assert decisions[full.id].keep and "parent of kept b002" in decisions[full.id].rule
+
+
 def test_an_expired_incremental_does_not_keep_its_parent() -> None:
     from dataclasses import replace
 

@@ -28,12 +28,18 @@ are not touched.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
 from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.catalog.jobs import params_of
+from respaldo.catalog.models import DrillRun, Job
 from respaldo.config import Settings
-from respaldo.domain import BackupKind, BackupStatus, CopyStatus
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus, JobKind, JobStatus
 from respaldo.errors import ConfigError, ObjectNotFound, RecordNotFound, RespaldoError
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
@@ -100,8 +106,9 @@ class PruneResult:
         return sum(r.bytes_reclaimed for r in self.repositories)
 
 
-def facts_of(record: BackupRecord) -> BackupFacts:
-    """What retention needs of a catalog record."""
+def facts_of(record: BackupRecord, being_restored: Collection[str] = ()) -> BackupFacts:
+    """What retention needs of a catalog record; ``being_restored``: the ids of the
+    backups running restores read (:func:`being_restored`)."""
     return BackupFacts(
         id=record.id,
         database=record.database_name,
@@ -115,7 +122,48 @@ def facts_of(record: BackupRecord) -> BackupFacts:
         verified_at=record.verified_at,
         parent=record.parent_id,
         size=record.size_bytes,
+        restoring=record.id in being_restored,
     )
+
+
+def being_restored(session: Session) -> set[str]:
+    """The backups a running restore job or restore test (drill) reads, whatever started
+    it (the CLI, the API, a schedule) on whichever host: retention keeps them, and so
+    their chains, until it ends. The restore's shared lease only holds off garbage
+    collection: the prune deleted the manifest and record of the backup being restored,
+    often the last good one before a disaster, which was gone once the restore ended."""
+    ids = {
+        run.backup_id
+        for run in session.scalars(
+            sa.select(DrillRun).where(DrillRun.status == DrillStatus.RUNNING)
+        )
+    }
+    for job in session.scalars(
+        sa.select(Job).where(Job.kind == JobKind.RESTORE, Job.status == JobStatus.RUNNING)
+    ):
+        backup_id = params_of(job).get("backup_id") or job.result_id
+        if backup_id:
+            ids.add(str(backup_id))
+    return ids
+
+
+def _chains(session: Session, ids: set[str]) -> set[str]:
+    """``ids`` and every backup they are incremental on, by the catalog's records."""
+    records = BackupRecords(session)
+    found: set[str] = set()
+    todo = list(ids)
+    while todo:
+        backup_id = todo.pop()
+        if backup_id in found:
+            continue
+        found.add(backup_id)
+        try:
+            parent = records.get(backup_id).parent_id
+        except RecordNotFound:
+            continue
+        if parent:
+            todo.append(parent)
+    return found
 
 
 def policy_for(settings: Settings) -> PolicyFor:
@@ -159,7 +207,8 @@ def _catalog(ctx: Context, database: str | None) -> tuple[list[BackupFacts], dic
     secondaries its copy completed in."""
     with ctx.catalog.read() as session:
         records = BackupRecords(session).list(database=database)
-        facts = [facts_of(r) for r in records]
+        restoring = being_restored(session)
+        facts = [facts_of(r, restoring) for r in records]
         stored = {
             r.id: {r.repository}
             | {c.repository for c in r.copies if c.status is CopyStatus.COMPLETED}
@@ -583,6 +632,15 @@ def _delete_backup(
             )
         except RecordNotFound:
             return
+        # A restore (or drill) that started since the decision: of this backup, or of
+        # an incremental one that restores on top of it.
+        restored = backup.id in _chains(session, being_restored(session))
+    if restored:
+        result.warnings.append(
+            f"backup {backup.id} is being restored (it, or a backup incremental on it): "
+            "left for the next prune"
+        )
+        return
     if current != backup:
         result.warnings.append(f"backup {backup.id} changed during prune; left for next time")
         return

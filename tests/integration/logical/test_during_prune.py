@@ -10,9 +10,10 @@ import pytest
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.context import Context
 from respaldo.operations.verify import verify
+from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, Run
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +131,38 @@ def test_repair_names_the_backups_that_lose_data_while_a_prune_deletes_another(
     named = {b.backup_id for b in report.lost_backups}
     assert named == {newest}, (first, second, newest, named)
     assert report.problems == []
+
+
+def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    older, newest = (respaldo.backup()["id"] for _ in range(2))
+    load = Repository.load_manifest
+    pruned: list[Run] = []
+
+    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
+        # The restore has its manifest: a real prune, in its own process, decides then
+        # (the restore's job is running), as a nightly prune does in the middle of the
+        # restore of the last good backup before a disaster.
+        manifest = load(repo, backup_id)
+        if backup_id == older and not pruned:
+            pruned.append(respaldo.run_process("prune", "--wait", "0"))
+        return manifest
+
+    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
+    run = respaldo.run("restore", older, "--target-database", "erp_copy")
+    monkeypatch.setattr(Repository, "load_manifest", load)
+
+    assert run.code == 0, str(run)
+    assert len(pruned) == 1
+    # Before: "1 backups deleted": the backup just restored was gone, its record too,
+    # and the next restore of it (the first went wrong, or another copy is needed) failed.
+    assert "0 backups deleted, 2 kept" in pruned[0].err, str(pruned[0])
+    assert "being restored" in pruned[0].out, str(pruned[0])
+    assert {r.id for r in respaldo.records()} == {older, newest}
+    assert respaldo.run("verify", older).code == 0
+    # Once the restore is over, the next prune expires it as its rules say.
+    run = respaldo.run("prune")
+    assert run.code == 0, str(run)
+    assert [r.id for r in respaldo.records()] == [newest]
