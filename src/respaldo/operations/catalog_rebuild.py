@@ -92,6 +92,8 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
             # just made would show a completed backup that no longer exists.
             with ctx.catalog.begin() as session:
                 BackupRecords(session).delete(backup_id)
+            if backup_id in result.lost_data:  # nor is it one that lost data
+                result.lost_data.remove(backup_id)
             continue
         if created:
             result.created += 1

@@ -94,6 +94,49 @@ def test_catalog_rebuild_brings_back_no_record_of_a_backup_a_prune_deletes(
     assert run.code == 0, str(run)
 
 
+def test_catalog_rebuild_names_no_lost_data_of_a_backup_a_prune_deletes(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    first, second, newest = (respaldo.backup()["id"] for _ in range(3))
+    # A chunk every backup shares (the data did not change) with no good copy anywhere:
+    # repair records it as lost, for the three.
+    respaldo.damage_dump(newest)
+    assert respaldo.run("verify", newest).code == 3
+    respaldo.run("repair")
+    assert {first, second, newest} <= {
+        b for lost in respaldo.repository().quarantine.lost.values() for b in lost.backups
+    }
+    ctx = Context.open(respaldo.settings())
+    try:
+        repo = ctx.repository("local")
+        load = repo.load_manifest
+        pruned: list[int] = []
+
+        def load_then_prune(backup_id: str):  # type: ignore[no-untyped-def]
+            # The first manifest is read, then a real prune deletes it and the second
+            # (its collection held off by the lease below, so what repair recorded stays).
+            manifest = load(backup_id)
+            if not pruned:
+                run = respaldo.run_process("prune", "--wait", "0")
+                pruned.append(run.code)
+                assert "2 backups deleted" in run.err, str(run)
+            return manifest
+
+        monkeypatch.setattr(repo, "load_manifest", load_then_prune)
+        with shared_lease(repo, "test"):
+            result = rebuild_catalog(ctx)
+    finally:
+        ctx.close()
+
+    assert pruned == [1]
+    assert [r.id for r in respaldo.records()] == [newest], (first, second)
+    # Before: "damaged: <first> lost chunks ...; marked as failed verification" was
+    # printed for a backup whose record the rebuild had just removed again.
+    assert first not in result.lost_data, result.lost_data
+    assert second not in result.lost_data
+
+
 def test_repair_names_the_backups_that_lose_data_while_a_prune_deletes_another(
     respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
