@@ -139,11 +139,17 @@ def being_restored(session: Session) -> set[str]:
         )
     }
     for job in session.scalars(
-        sa.select(Job).where(Job.kind == JobKind.RESTORE, Job.status == JobStatus.RUNNING)
+        sa.select(Job).where(
+            Job.kind.in_((JobKind.RESTORE, JobKind.DRILL)), Job.status == JobStatus.RUNNING
+        )
     ):
         backup_id = params_of(job).get("backup_id") or job.result_id
         if backup_id:
             ids.add(str(backup_id))
+        elif job.kind is JobKind.DRILL and job.target:
+            # A drill's run is recorded once it has read the manifest, and its target
+            # is the backup's id (or a database's name, which is no backup's id).
+            ids.add(job.target)
     return ids
 
 

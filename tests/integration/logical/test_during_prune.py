@@ -209,3 +209,35 @@ def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
     run = respaldo.run("prune")
     assert run.code == 0, str(run)
     assert [r.id for r in respaldo.records()] == [newest]
+
+
+def test_a_restore_test_keeps_the_backup_it_reads_from_a_prune_meanwhile(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expire_all_but_the_newest(respaldo)
+    older, newest = (respaldo.backup()["id"] for _ in range(2))
+    load = Repository.load_manifest
+    pruned: list[Run] = []
+
+    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
+        # The drill has read the manifest, and not yet recorded its run.
+        manifest = load(repo, backup_id)
+        if backup_id == older and not pruned:
+            pruned.append(respaldo.run_process("prune", "--wait", "0"))
+        return manifest
+
+    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
+    run = respaldo.run("drill", older)
+    monkeypatch.setattr(Repository, "load_manifest", load)
+
+    assert run.code == 0, str(run)
+    assert len(pruned) == 1
+    # Before: "1 backups deleted": the drill passed and marked verified a backup that
+    # was gone.
+    assert "0 backups deleted, 2 kept" in pruned[0].err, str(pruned[0])
+    assert "being restored" in pruned[0].out, str(pruned[0])
+    assert {r.id for r in respaldo.records()} == {older, newest}
+    # It passed: now the newest verified, which retention keeps anyway.
+    run = respaldo.run("prune", "--dry-run")
+    assert run.code == 0, str(run)
+    assert "newest verified" in run.out, str(run)
