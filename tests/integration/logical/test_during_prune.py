@@ -176,8 +176,9 @@ def test_repair_names_the_backups_that_lose_data_while_a_prune_deletes_another(
     assert report.problems == []
 
 
+@pytest.mark.parametrize("options", [(), ("--table", "finanzas.facturas")], ids=["all", "table"])
 def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...]
 ) -> None:
     _expire_all_but_the_newest(respaldo)
     older, newest = (respaldo.backup()["id"] for _ in range(2))
@@ -194,7 +195,7 @@ def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
         return manifest
 
     monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
-    run = respaldo.run("restore", older, "--target-database", "erp_copy")
+    run = respaldo.run("restore", older, "--target-database", "erp_copy", *options)
     monkeypatch.setattr(Repository, "load_manifest", load)
 
     assert run.code == 0, str(run)
