@@ -4,12 +4,12 @@ What may not be deleted is what retention never expires, by the same rule
 (:func:`respaldo.retention.protected`): the newest completed, the newest verified and
 the newest good backup of its database and kind (not good: failed verification, or
 held by no repository, which are listed first), the newest good one a repository holds
-(a mirror whose copies of the newer ones failed), pinned backups (unpin first) and
-running ones; and, as retention keeps a kept backup's parent, a backup another one is
-incremental on (that one restores only on top of it: delete the newest of a chain
-first). The deletion itself is prune's, in the same order: the manifest from every
-repository, then the catalog record; the data goes with the next garbage collection
-(``prune``).
+(a mirror whose copies of the newer ones failed), pinned backups (unpin first),
+running ones and ones a running restore or restore test reads; and, as retention keeps
+a kept backup's parent, a backup another one is incremental on (that one restores only
+on top of it: delete the newest of a chain first). The deletion itself is prune's, in
+the same order: the manifest from every repository, then the catalog record; the data
+goes with the next garbage collection (``prune``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from respaldo.errors import BackupProtected, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.prune import (
+    being_restored,
     delete_manifests,
     facts_of,
     held_anywhere,
@@ -50,9 +51,10 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
     """
     with ctx.catalog.read() as session:
         records = BackupRecords(session)
-        target = facts_of(records.get(backup_id))
+        restoring = being_restored(session)
+        target = facts_of(records.get(backup_id), restoring)
         group = [
-            facts_of(r)
+            facts_of(r, restoring)
             for r in records.list(database=target.database)
             if r.backup_type.value == target.kind
         ]
@@ -68,6 +70,11 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
         mirrors = [name for name in map(newest_in, reasons) if name is not None]
         if reasons == ["pinned"]:
             hint = "unpin it first"
+        elif reasons == ["being restored"]:
+            hint = (
+                "a restore or restore test reads it ('respaldo jobs' shows it): delete it "
+                "once it ends"
+            )
         elif len(mirrors) == len(reasons):
             commands = ", ".join(f"'respaldo copy --all --to {name}'" for name in mirrors)
             hint = (

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from respaldo.errors import BackupProtected
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.context import Context
+from respaldo.operations.deletion import delete_backup
 from respaldo.operations.verify import verify
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
@@ -242,3 +244,34 @@ def test_a_restore_test_keeps_the_backup_it_reads_from_a_prune_meanwhile(
     run = respaldo.run("prune", "--dry-run")
     assert run.code == 0, str(run)
     assert "newest verified" in run.out, str(run)
+
+
+def test_a_backup_being_restored_is_not_deleted_by_hand(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older, newest = (respaldo.backup()["id"] for _ in range(2))
+    load = Repository.load_manifest
+    refused: list[BackupProtected] = []
+
+    def load_then_delete(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
+        # As the restore has read the manifest, someone deletes the backup by hand
+        # (DELETE /admin/backups/ID), in a session of its own.
+        manifest = load(repo, backup_id)
+        if backup_id == older and not refused:
+            with Context.open(respaldo.settings()) as ctx, pytest.raises(BackupProtected) as exc:
+                delete_backup(ctx, older)
+            refused.append(exc.value)
+        return manifest
+
+    monkeypatch.setattr(Repository, "load_manifest", load_then_delete)
+    run = respaldo.run("restore", older, "--target-database", "erp_copy")
+    monkeypatch.setattr(Repository, "load_manifest", load)
+
+    assert run.code == 0, str(run)
+    # Before: deleted (its manifest and record) while the restore read it.
+    assert "being restored" in str(refused[0]), refused
+    assert "once it ends" in (refused[0].hint or ""), refused[0].hint
+    assert {r.id for r in respaldo.records()} == {older, newest}
+    with Context.open(respaldo.settings()) as ctx:
+        delete_backup(ctx, older)
+    assert [r.id for r in respaldo.records()] == [newest]
