@@ -506,6 +506,12 @@ class WalNotFound(OperationError):
     """The archive holds no such WAL file (normal: recovery asks until one is missing)."""
 
 
+class WalHole(OperationError):
+    """A segment recovery asks for is missing from the archive, which holds later segments
+    of its timeline: a hole, not the end of the WAL. Taken for the end, recovery would
+    promote without everything after it."""
+
+
 class JobCancelled(OperationError):
     """A job stopped because someone cancelled it (``respaldo jobs cancel``, SIGTERM to
     ``respaldo serve``, Ctrl-C); what it had written is cleaned up, its record says so."""

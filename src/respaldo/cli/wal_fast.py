@@ -17,9 +17,10 @@ Exit status, as the server reads it:
   imports nothing beyond the standard library when ``--spool`` is given.
 - ``wal-fetch``: 0 fetched; 1 not in the archive (the normal end of recovery); 255
   for every other failure (repository unreachable, damaged object, wrong passphrase,
-  bad arguments). A status above 125 makes the server stop recovery instead of taking
-  the failure for "no more WAL" and ending recovery early, which would lose the WAL
-  that the failed fetches did not bring back.
+  bad arguments, a segment missing before archived ones: a hole, not the end). A
+  status above 125 makes the server stop recovery instead of taking the failure for "no
+  more WAL" and ending recovery early, which would lose the WAL that the failed fetches
+  did not bring back.
 """
 
 from __future__ import annotations

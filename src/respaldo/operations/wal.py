@@ -47,6 +47,7 @@ from respaldo.errors import (
     InvalidWalFile,
     ObjectNotFound,
     RespaldoError,
+    WalHole,
     WalNotFound,
     WalRefused,
     first_line,
@@ -62,6 +63,7 @@ from respaldo.postgres.wal import (
     parse_timeline_history,
     parse_wal_name,
     read_wal_file,
+    recovery_target_set,
     segment_name,
     segment_start,
 )
@@ -71,6 +73,7 @@ from respaldo.repository.wal import (
     ClusterRecord,
     PutOutcome,
     get_wal,
+    later_segment,
     put_wal,
     read_cluster,
     wal_object,
@@ -429,9 +432,10 @@ def fetch_wal(
             settings, wal_name, file, system_id, database, repository
         )
     if data is None:
+        source = repo or open_wal_repository(settings, repository)
         try:
             data, obj = _read_wal(
-                repo or open_wal_repository(settings, repository),
+                source,
                 settings,
                 wal_name,
                 file,
@@ -441,6 +445,8 @@ def fetch_wal(
         except WalNotFound:
             if primary_error is not None:
                 raise primary_error from None
+            if wal_name.kind is WalKind.SEGMENT:
+                _refuse_a_hole(source, settings, wal_name, destination, system_id, database)
             raise
         except (IntegrityError, WalRefused) as exc:
             # Damaged where it is read: a mirror's copy, as a restore takes a chunk.
@@ -461,6 +467,51 @@ def fetch_wal(
         tmp.unlink(missing_ok=True)
         raise
     return FetchResult(file, obj, len(data), time.monotonic() - started)
+
+
+def _refuse_a_hole(
+    repo: Repository,
+    settings: Settings | WalSettings,
+    wal_name: WalName,
+    destination: Path,
+    system_id: str | None,
+    database: str | None,
+) -> None:
+    """Raise WalHole if segment ``wal_name``, not archived, is not the end of the WAL:
+    the archive holds a later segment of its timeline (a prune deleted the WAL of an
+    expired backup after a data directory was restored from it, an object lost or
+    deleted). Answered "not archived", the server takes that for the end of the WAL and
+    promotes without everything after it, no error said; wal-fetch's fatal status stops
+    recovery instead (the server does not start; a restart once the segment is back goes
+    on).
+    Only for a recovery to the end of the WAL: not with a recovery target (the server
+    reads ahead of where it stops, and a target past the end of what it can fetch is an
+    error of its own: "recovery ended before configured recovery target was reached"),
+    not for a standby (``standby.signal``: it waits for the segment, it never promotes
+    on a miss), not for a segment the server has in ``pg_wal`` (it reads it from there
+    next)."""
+    pg_wal = destination.absolute().parent
+    datadir = pg_wal.parent
+    if (datadir / "standby.signal").exists() or (pg_wal / wal_name.name).exists():
+        return
+    if recovery_target_set(datadir) is not False:
+        return
+    if system_id is None:
+        record = read_cluster(repo, wal_database(wal_settings(settings), database))
+        if record is None:
+            return
+        system_id = record.system_identifier
+    later = later_segment(repo, system_id, wal_name.timeline, wal_name.name)
+    if later is not None:
+        raise WalHole(
+            f"{wal_name.name} is missing from the archive, which holds later WAL of its "
+            f"timeline ({later}): recovery stops here rather than end and promote without "
+            "what came after it",
+            hint="restore again with --repository naming a mirror that still holds it, or "
+            "restore a newer backup; a prune deletes the WAL of the backups it expires: "
+            "start a restored server before the next prune, or pin its backup "
+            "('respaldo pin')",
+        )
 
 
 def _next_segment(

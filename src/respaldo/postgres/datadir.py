@@ -51,7 +51,7 @@ from respaldo.postgres.basetar import (
     Tee,
 )
 from respaldo.postgres.toolsets import find_tools
-from respaldo.postgres.wal import parse_timeline_history
+from respaldo.postgres.wal import RECOVERY_TARGETS, parse_timeline_history
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 RECOVERY_LOG = Path("log") / "respaldo-recovery.log"
@@ -274,15 +274,6 @@ def release_datadir(target: Path) -> None:
 
 _LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
 
-
-RECOVERY_TARGETS = (
-    "recovery_target",
-    "recovery_target_lsn",
-    "recovery_target_name",
-    "recovery_target_time",
-    "recovery_target_xid",
-)
-"""PostgreSQL's recovery target settings, of which at most one may be set."""
 
 RECOVERY_DEFAULTS = {
     "recovery_target_inclusive": "on",

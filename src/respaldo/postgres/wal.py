@@ -214,6 +214,40 @@ def read_wal_file(path: Path) -> WalFile:
     return WalFile(wal_name, data, header.system_identifier, header.timeline)
 
 
+RECOVERY_TARGETS = (
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+)
+"""PostgreSQL's recovery target settings, of which at most one may be set."""
+
+_SETTING = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*('(?:[^']|'')*'|[^\s#]*)")
+
+
+def recovery_target_set(datadir: Path) -> bool | None:
+    """Whether the server in ``datadir`` recovers to a target (one of
+    :data:`RECOVERY_TARGETS` set, not empty), by its ``postgresql.conf`` and then its
+    ``postgresql.auto.conf`` (the last occurrence of a setting wins; ``include``
+    directives are not followed). None when they cannot be read. PostgreSQL (13 and
+    later) stops with an error when the WAL ends before a target; without one, the end
+    of the WAL it can fetch is where it promotes."""
+    found: dict[str, str] = {}
+    try:
+        for name in ("postgresql.conf", "postgresql.auto.conf"):
+            path = datadir / name
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                match = _SETTING.match(line)
+                if match is not None and match.group(1).lower() in RECOVERY_TARGETS:
+                    found[match.group(1).lower()] = match.group(2).strip("'")
+    except OSError:
+        return None
+    return any(found.values())
+
+
 # --- timeline history files ------------------------------------------------------------
 
 

@@ -186,6 +186,21 @@ def write_cluster(repo: Repository, record: ClusterRecord) -> None:
     repo.storage.put(name, repo.sealer.seal(record.to_bytes(), aad))
 
 
+def later_segment(repo: Repository, system_id: str, timeline: str, segment: str) -> str | None:
+    """The first archived segment of ``timeline`` after ``segment`` (24 hex digits) in
+    its log file or the next one, or None. Two listings of at most a log file's segments
+    each (256 of 16 MiB), not the whole timeline's: asked once a recovery finds no
+    segment, which is at every recovery's end."""
+    base = f"{WAL_PREFIX}{system_id}/{timeline}/"
+    log = int(segment[8:16], 16)
+    for prefix in (segment[:16], f"{timeline}{log + 1:08X}"):
+        for info in repo.storage.list(base + prefix):
+            name = info.name[len(base) :]
+            if len(name) == 24 and name > segment:  # a whole segment, not .partial/.backup
+                return name
+    return None
+
+
 def wal_objects(repo: Repository) -> list[tuple[str, str, str, int]]:
     """Every archived WAL object as (system id, timeline, file name, size), in name order."""
     found = []

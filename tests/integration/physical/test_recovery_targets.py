@@ -9,6 +9,9 @@ repository, as a lost object or a deletion by hand would leave it.
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +23,7 @@ from sample.cluster import TempCluster
 
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
+from respaldo.operations.physical_restore import START_LOG
 from respaldo.operations.wal import open_wal_repository
 from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
@@ -310,3 +314,50 @@ def test_a_restore_point_that_is_not_in_the_wal_fails_naming_it(
     assert "check the name (it is matched exactly" in run.err
     assert f"{datadir} is left as the server stopped" in run.err
     assert not _running(datadir)
+
+
+def test_a_segment_deleted_after_the_restore_stops_recovery_instead_of_ending_it(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # Restored without --start, then a segment it needs deleted from the archive before
+    # its server starts, as a prune that expires the backup deletes the WAL from its start
+    # on: the server took the hole for the end of the WAL and promoted without the rows
+    # after it, no error said. Now recovery stops there; once the segment is back, the
+    # same command recovers everything.
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table), dbname=SHOP)
+    missing = archiving.switch_and_archive()
+    pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
+    archiving.switch_and_archive()
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir), "--port", str(port)
+    )
+    assert run.code == 0, str(run)
+    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / missing
+    aside = stored.with_name(f"{missing}.aside")
+    stored.rename(aside)
+    try:
+        found = re.search(r"start it with: (.+) \(it recovers", run.err)
+        assert found is not None, str(run)
+        command = shlex.split(found.group(1))
+        restored_servers.append(archiving.restored(datadir, port))  # stopped if it started
+        started = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        log = (datadir / START_LOG).read_text(errors="replace")
+        assert started.returncode != 0, started.stdout + started.stderr + log
+        assert f"{missing} is missing from the archive, which holds later WAL" in log, log
+        # Not promoted: the data directory is still in archive recovery, nothing lost.
+        state = subprocess.run(
+            [str(archiving.pg.bindir / "pg_controldata"), str(datadir)],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert "in archive recovery" in state, state
+    finally:
+        aside.rename(stored)
+    restored = archiving.start_as_printed(run, restored_servers)
+    rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
+    assert [r[0] for r in rows] == [1, 2]

@@ -92,10 +92,10 @@ def test_an_incremental_restore_keeps_its_chain_from_a_prune_meanwhile(
 
     assert len(pruned) == 1
     out = pruned[0].stdout + pruned[0].stderr
-    # Before: "2 backups deleted": after its own manifest, the restore then failed ("is
+    # Before, both were deleted: after its own manifest, the restore then failed ("is
     # incremental on backup ..., which is gone"); after the parent's, it restored, and
-    # the backup restored and its chain were gone.
-    assert "0 backups deleted" in out, out
+    # the backup restored and its chain were gone. (Other tests' backups in the
+    # session's repository are the prune's to delete: no count is asserted.)
     assert "being restored" in out and "parent of kept" in out, out
     assert table_checksums(restored, SHOP) == expected
     ids = {p.name for p in (archiving.repo_dir / "manifests").iterdir()}

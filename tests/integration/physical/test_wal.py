@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,39 @@ def test_fetch_exit_status_as_the_server_sees_it(archiving: Archiving) -> None:
     assert "no repository" in done.err
     usage = archiving.run_as_server("wal-fetch", "only-one-argument")
     assert usage.code == 255, str(usage)
+    assert not target.exists()
+
+
+def test_a_segment_missing_before_archived_ones_is_a_hole_not_the_end(
+    archiving: Archiving,
+) -> None:
+    """Segment 0 of the first log file is never archived, and later ones are: a hole,
+    which stops recovery (255), unless the server can do without the answer."""
+    archiving.switch_and_archive()
+    pg_wal = archiving.base / f"hole-{uuid.uuid4().hex[:8]}" / "data" / "pg_wal"
+    pg_wal.mkdir(parents=True)
+    chown_tree(pg_wal.parent.parent)
+    target = pg_wal / "RECOVERYXLOG"
+    fetch = ("wal-fetch", "--system-id", _system_id(archiving), "000000010000000000000000")
+    hole = archiving.run_as_server(*fetch, str(target))
+    assert hole.code == 255, str(hole)
+    assert "000000010000000000000000 is missing from the archive, which holds later" in hole.err
+    assert "hint:" in hole.err and "respaldo pin" in hole.err
+    # A standby waits for a segment and never promotes on a miss: "not archived" as before.
+    (pg_wal.parent / "standby.signal").touch()
+    assert archiving.run_as_server(*fetch, str(target)).code == 1
+    (pg_wal.parent / "standby.signal").unlink()
+    # Recovering to a target: the server reads ahead of where it stops, and a target
+    # past the end of the WAL it can fetch is an error of its own.
+    auto = pg_wal.parent / "postgresql.auto.conf"
+    auto.write_text("recovery_target = 'immediate'\n")
+    chown_tree(auto)
+    assert archiving.run_as_server(*fetch, str(target)).code == 1
+    auto.write_text("recovery_target = 'immediate'\nrecovery_target = ''\n")
+    assert archiving.run_as_server(*fetch, str(target)).code == 255
+    # The server has it in pg_wal (the backup's own WAL): it reads it from there next.
+    (pg_wal / "000000010000000000000000").touch()
+    assert archiving.run_as_server(*fetch, str(target)).code == 1
     assert not target.exists()
 
 
