@@ -187,18 +187,32 @@ def write_cluster(repo: Repository, record: ClusterRecord) -> None:
 
 
 def later_segment(repo: Repository, system_id: str, timeline: str, segment: str) -> str | None:
-    """The first archived segment of ``timeline`` after ``segment`` (24 hex digits) in
-    its log file or the next one, or None. Two listings of at most a log file's segments
-    each (256 of 16 MiB), not the whole timeline's: asked once a recovery finds no
-    segment, which is at every recovery's end."""
+    """The first archived segment of ``timeline`` after ``segment`` (24 hex digits), or
+    None. Asked once a recovery finds no segment, which is at every recovery's end. A
+    hole a prune leaves spans the WAL between two backups, which can be many log files
+    (a day at archive_timeout = 60 is over 1,400 segments): looking only in the next log
+    file took such a hole for the end of the WAL. So after the segment's own log file,
+    each later group of log files is listed by the prefix that names it (a log number's
+    hex digit above the segment's, from the last digit to the first): names after the
+    segment only, never the timeline's earlier WAL, and nearly every listing empty (at
+    most 8 x 15 of them)."""
     base = f"{WAL_PREFIX}{system_id}/{timeline}/"
-    log = int(segment[8:16], 16)
-    for prefix in (segment[:16], f"{timeline}{log + 1:08X}"):
+
+    def first_after(prefix: str) -> str | None:
         for info in repo.storage.list(base + prefix):
             name = info.name[len(base) :]
             if len(name) == 24 and name > segment:  # a whole segment, not .partial/.backup
                 return name
-    return None
+        return None
+
+    found = first_after(segment[:16])
+    for position in range(15, 7, -1):  # the log number's hex digits, last first
+        for digit in "0123456789ABCDEF":
+            if found is not None:
+                return found
+            if digit > segment[position]:
+                found = first_after(segment[:position] + digit)
+    return found
 
 
 def wal_objects(repo: Repository) -> list[tuple[str, str, str, int]]:
