@@ -3,38 +3,32 @@ serve``) keeps the backup it reads from a prune run meanwhile, as one from the C
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from fastapi.testclient import TestClient
 
-from respaldo.repository import Repository
 from tests.integration.api.conftest import finished
-from tests.integration.logical.conftest import Respaldo, Run
+from tests.integration.logical.conftest import Respaldo
+from tests.manifest_hook import after_manifest_read
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_restore_job_of_the_api_keeps_its_backup_from_a_prune_meanwhile(
-    api: TestClient, respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+    api: TestClient, respaldo: Respaldo
 ) -> None:
     with respaldo.config.open("a") as fh:
         fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
     older, newest = (respaldo.backup()["id"] for _ in range(2))
-    load = Repository.load_manifest
-    pruned: list[Run] = []
-
-    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
-        # In the worker's thread, the restore has read the manifest: a real prune, in
-        # its own process, decides.
-        manifest = load(repo, backup_id)
-        if backup_id == older and not pruned:
-            pruned.append(respaldo.run_process("prune", "--wait", "0"))
-        return manifest
-
-    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
-    started = api.post(f"/admin/backups/{older}/restore")
-    assert started.status_code == 202, started.text
-    job = finished(api, started.json()["jobId"])
-    monkeypatch.setattr(Repository, "load_manifest", load)
+    # In the worker's thread, the restore has read the manifest: a real prune, in its
+    # own process, decides.
+    with after_manifest_read(
+        older, partial(respaldo.run_process, "prune", "--wait", "0")
+    ) as pruned:
+        started = api.post(f"/admin/backups/{older}/restore")
+        assert started.status_code == 202, started.text
+        job = finished(api, started.json()["jobId"])
 
     assert job["status"] == "completed", job
     assert len(pruned) == 1

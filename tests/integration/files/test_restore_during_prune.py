@@ -5,48 +5,37 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from respaldo.repository import Repository
 from tests.integration.files.test_files import Files, _snapshot
 from tests.integration.files.test_files import files as files  # the fixture
+from tests.manifest_hook import after_manifest_read
 
 pytestmark = pytest.mark.integration
 
 
-def test_a_files_restore_keeps_its_backup_from_a_prune_meanwhile(
-    files: Files, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_files_restore_keeps_its_backup_from_a_prune_meanwhile(files: Files) -> None:
     with files.config.open("a") as fh:
         fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
     older = files.backup()["id"]
     expected = _snapshot(files.tree / "config")
     (files.tree / "config" / "erp.ini").write_bytes(b"[erp]\nmode=test\n")
     newest = files.backup()["id"]
-    load = Repository.load_manifest
-    pruned: list[subprocess.CompletedProcess[str]] = []
     script = Path(sys.executable).with_name("respaldo")
-
-    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
-        manifest = load(repo, backup_id)
-        if backup_id == older and not pruned:
-            pruned.append(
-                subprocess.run(
-                    [str(script), "--config", str(files.config), "prune", "--wait", "0"],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    check=False,
-                )
-            )
-        return manifest
-
-    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
+    prune = partial(
+        subprocess.run,
+        [str(script), "--config", str(files.config), "prune", "--wait", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     target = files.tmp / "restored"
-    code, _, err = files.run("restore", older, "--target-dir", str(target))
-    monkeypatch.setattr(Repository, "load_manifest", load)
+    with after_manifest_read(older, prune) as pruned:
+        code, _, err = files.run("restore", older, "--target-dir", str(target))
 
     assert code == 0, err
     assert len(pruned) == 1

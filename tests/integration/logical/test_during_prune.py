@@ -5,6 +5,9 @@ deleted ones comes back as a record."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 
 from respaldo.errors import BackupProtected
@@ -12,10 +15,10 @@ from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.context import Context
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.verify import verify
-from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
 from tests.integration.logical.conftest import Respaldo, Run
+from tests.manifest_hook import after_manifest_read
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +26,12 @@ pytestmark = pytest.mark.integration
 def _expire_all_but_the_newest(respaldo: Respaldo) -> None:
     with respaldo.config.open("a") as fh:
         fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+
+
+def _prune_waiting_for_none(respaldo: Respaldo) -> Callable[[], Run]:
+    """A real ``respaldo prune`` in its own process whose collection gives up at once
+    when a lease holds it off (``--wait 0``), as it would have waited."""
+    return partial(respaldo.run_process, "prune", "--wait", "0")
 
 
 def test_verify_all_skips_the_backups_a_prune_deletes_while_it_reads(
@@ -33,9 +42,10 @@ def test_verify_all_skips_the_backups_a_prune_deletes_while_it_reads(
     pruned: list[int] = []
 
     def prune_once(_bytes: int) -> None:
-        # As verify reads the oldest backup (the other manifests listed already), a real
-        # prune, in its own process, deletes the two older ones. Its collection then
-        # finds verify's lease and gives up at once (--wait 0), as it would have waited.
+        # As verify reads the first backup it listed (the other manifests listed
+        # already), a real prune, in its own process, deletes the two older ones. Its
+        # collection then finds verify's lease and gives up at once (--wait 0), as it
+        # would have waited.
         if not pruned:
             run = respaldo.run_process("prune", "--wait", "0")
             pruned.append(run.code)
@@ -50,11 +60,13 @@ def test_verify_all_skips_the_backups_a_prune_deletes_while_it_reads(
     assert pruned == [1]  # its collection was held off by verify's lease
     manifests = {p.name for p in (respaldo.repo_dir / "manifests").iterdir()}
     assert manifests == {newest}, (first, second)
-    # The oldest was read whole (its manifest was loaded before the prune), the second
-    # was gone when its turn came, and the newest was verified: before, verify stopped
-    # at the second with "no backup ... in file://..." and verified nothing more.
+    # The first listed was read whole (its manifest was loaded before the prune), a
+    # deleted one after it was gone when its turn came, and the newest was verified:
+    # before, verify stopped at the deleted one with "no backup ... in file://..." and
+    # verified nothing more. Verify reads in name order, and ids of one second sort by
+    # their random part: the first listed may be any of the three.
     assert result.ok, result.problems
-    assert result.backups == 2
+    assert result.backups == len({min(first, second, newest), newest})
     # The prune finishes its work once verify is done, and what is left is whole.
     assert respaldo.run("prune").code == 0
     run = respaldo.run("verify", "--all")
@@ -62,32 +74,21 @@ def test_verify_all_skips_the_backups_a_prune_deletes_while_it_reads(
 
 
 def test_catalog_rebuild_brings_back_no_record_of_a_backup_a_prune_deletes(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+    respaldo: Respaldo,
 ) -> None:
     _expire_all_but_the_newest(respaldo)
     first, second, newest = (respaldo.backup()["id"] for _ in range(3))
-    ctx = Context.open(respaldo.settings())
-    try:
-        repo = ctx.repository("local")
-        load = repo.load_manifest
-        pruned: list[int] = []
-
-        def load_then_prune(backup_id: str):  # type: ignore[no-untyped-def]
-            # Only when it happens: the first manifest is read, then a real prune, in
-            # its own process, deletes it and the second (manifests, then records).
-            manifest = load(backup_id)
-            if not pruned:
-                run = respaldo.run_process("prune")
-                pruned.append(run.code)
-                assert "2 backups deleted" in run.err, str(run)
-            return manifest
-
-        monkeypatch.setattr(repo, "load_manifest", load_then_prune)
+    # Only when it happens: the first manifest is read (whichever: ids of one second sort
+    # by their random part), then a real prune, in its own process, deletes the two
+    # older backups (manifests, then records).
+    with (
+        Context.open(respaldo.settings()) as ctx,
+        after_manifest_read(None, partial(respaldo.run_process, "prune")) as pruned,
+    ):
         result = rebuild_catalog(ctx)
-    finally:
-        ctx.close()
 
-    assert pruned == [0]
+    assert [p.code for p in pruned] == [0]
+    assert "2 backups deleted" in pruned[0].err, str(pruned[0])
     # Before: the first came back as a completed record of a backup that no longer
     # exists, and the rebuild then stopped at the second ("no backup ... in file://").
     assert [r.id for r in respaldo.records()] == [newest], (first, second)
@@ -96,9 +97,7 @@ def test_catalog_rebuild_brings_back_no_record_of_a_backup_a_prune_deletes(
     assert run.code == 0, str(run)
 
 
-def test_catalog_rebuild_names_no_lost_data_of_a_backup_a_prune_deletes(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_catalog_rebuild_names_no_lost_data_of_a_backup_a_prune_deletes(respaldo: Respaldo) -> None:
     _expire_all_but_the_newest(respaldo)
     first, second, newest = (respaldo.backup()["id"] for _ in range(3))
     # A chunk every backup shares (the data did not change) with no good copy anywhere:
@@ -109,29 +108,17 @@ def test_catalog_rebuild_names_no_lost_data_of_a_backup_a_prune_deletes(
     assert {first, second, newest} <= {
         b for lost in respaldo.repository().quarantine.lost.values() for b in lost.backups
     }
-    ctx = Context.open(respaldo.settings())
-    try:
-        repo = ctx.repository("local")
-        load = repo.load_manifest
-        pruned: list[int] = []
+    # The first manifest is read (whichever), then a real prune deletes the two older
+    # backups (its collection held off by the lease below, so what repair recorded stays).
+    with (
+        Context.open(respaldo.settings()) as ctx,
+        after_manifest_read(None, _prune_waiting_for_none(respaldo)) as pruned,
+        shared_lease(ctx.repository("local"), "test"),
+    ):
+        result = rebuild_catalog(ctx)
 
-        def load_then_prune(backup_id: str):  # type: ignore[no-untyped-def]
-            # The first manifest is read, then a real prune deletes it and the second
-            # (its collection held off by the lease below, so what repair recorded stays).
-            manifest = load(backup_id)
-            if not pruned:
-                run = respaldo.run_process("prune", "--wait", "0")
-                pruned.append(run.code)
-                assert "2 backups deleted" in run.err, str(run)
-            return manifest
-
-        monkeypatch.setattr(repo, "load_manifest", load_then_prune)
-        with shared_lease(repo, "test"):
-            result = rebuild_catalog(ctx)
-    finally:
-        ctx.close()
-
-    assert pruned == [1]
+    assert [p.code for p in pruned] == [1]
+    assert "2 backups deleted" in pruned[0].err, str(pruned[0])
     assert [r.id for r in respaldo.records()] == [newest], (first, second)
     # Before: "damaged: <first> lost chunks ...; marked as failed verification" was
     # printed for a backup whose record the rebuild had just removed again.
@@ -180,25 +167,15 @@ def test_repair_names_the_backups_that_lose_data_while_a_prune_deletes_another(
 
 @pytest.mark.parametrize("options", [(), ("--table", "finanzas.facturas")], ids=["all", "table"])
 def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...]
+    respaldo: Respaldo, options: tuple[str, ...]
 ) -> None:
     _expire_all_but_the_newest(respaldo)
     older, newest = (respaldo.backup()["id"] for _ in range(2))
-    load = Repository.load_manifest
-    pruned: list[Run] = []
-
-    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
-        # The restore has its manifest: a real prune, in its own process, decides then
-        # (the restore's job is running), as a nightly prune does in the middle of the
-        # restore of the last good backup before a disaster.
-        manifest = load(repo, backup_id)
-        if backup_id == older and not pruned:
-            pruned.append(respaldo.run_process("prune", "--wait", "0"))
-        return manifest
-
-    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
-    run = respaldo.run("restore", older, "--target-database", "erp_copy", *options)
-    monkeypatch.setattr(Repository, "load_manifest", load)
+    # The restore has its manifest: a real prune, in its own process, decides then (the
+    # restore's job is running), as a nightly prune does in the middle of the restore of
+    # the last good backup before a disaster.
+    with after_manifest_read(older, _prune_waiting_for_none(respaldo)) as pruned:
+        run = respaldo.run("restore", older, "--target-database", "erp_copy", *options)
 
     assert run.code == 0, str(run)
     assert len(pruned) == 1
@@ -215,23 +192,13 @@ def test_a_restore_keeps_the_backup_it_reads_from_a_prune_meanwhile(
 
 
 def test_a_restore_test_keeps_the_backup_it_reads_from_a_prune_meanwhile(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+    respaldo: Respaldo,
 ) -> None:
     _expire_all_but_the_newest(respaldo)
     older, newest = (respaldo.backup()["id"] for _ in range(2))
-    load = Repository.load_manifest
-    pruned: list[Run] = []
-
-    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
-        # The drill has read the manifest, and not yet recorded its run.
-        manifest = load(repo, backup_id)
-        if backup_id == older and not pruned:
-            pruned.append(respaldo.run_process("prune", "--wait", "0"))
-        return manifest
-
-    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
-    run = respaldo.run("drill", older)
-    monkeypatch.setattr(Repository, "load_manifest", load)
+    # The drill has read the manifest, and not yet recorded its run.
+    with after_manifest_read(older, _prune_waiting_for_none(respaldo)) as pruned:
+        run = respaldo.run("drill", older)
 
     assert run.code == 0, str(run)
     assert len(pruned) == 1
@@ -246,26 +213,18 @@ def test_a_restore_test_keeps_the_backup_it_reads_from_a_prune_meanwhile(
     assert "newest verified" in run.out, str(run)
 
 
-def test_a_backup_being_restored_is_not_deleted_by_hand(
-    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_backup_being_restored_is_not_deleted_by_hand(respaldo: Respaldo) -> None:
     older, newest = (respaldo.backup()["id"] for _ in range(2))
-    load = Repository.load_manifest
-    refused: list[BackupProtected] = []
 
-    def load_then_delete(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
+    def delete_by_hand() -> BackupProtected:
         # As the restore has read the manifest, someone deletes the backup by hand
         # (DELETE /admin/backups/ID), in a session of its own.
-        manifest = load(repo, backup_id)
-        if backup_id == older and not refused:
-            with Context.open(respaldo.settings()) as ctx, pytest.raises(BackupProtected) as exc:
-                delete_backup(ctx, older)
-            refused.append(exc.value)
-        return manifest
+        with Context.open(respaldo.settings()) as ctx, pytest.raises(BackupProtected) as exc:
+            delete_backup(ctx, older)
+        return exc.value
 
-    monkeypatch.setattr(Repository, "load_manifest", load_then_delete)
-    run = respaldo.run("restore", older, "--target-database", "erp_copy")
-    monkeypatch.setattr(Repository, "load_manifest", load)
+    with after_manifest_read(older, delete_by_hand) as refused:
+        run = respaldo.run("restore", older, "--target-database", "erp_copy")
 
     assert run.code == 0, str(run)
     # Before: deleted (its manifest and record) while the restore read it.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ from sample.day_of_work import day_of_work
 
 from respaldo.catalog.backups import BackupRecords
 from respaldo.operations.context import Context
-from respaldo.repository import Repository
 from tests.integration.logical.support import table_checksums
 from tests.integration.majors import ON_PG18
 from tests.integration.physical.conftest import SEED, SHOP, Archiving
+from tests.manifest_hook import after_manifest_read
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,6 @@ def _prune(config: Path) -> subprocess.CompletedProcess[str]:
 def test_an_incremental_restore_keeps_its_chain_from_a_prune_meanwhile(
     archiving: Archiving,
     restored_servers: list[TempCluster],
-    monkeypatch: pytest.MonkeyPatch,
     after: str,
 ) -> None:
     # A chain (a full one, or the suite's last one, then an incremental one), the
@@ -72,23 +72,11 @@ def test_an_incremental_restore_keeps_its_chain_from_a_prune_meanwhile(
     )
     config.chmod(0o644)
     respaldo = replace(archiving, config=config)
-    load = Repository.load_manifest
     # The restore loads its own manifest, then its chain's: the prune runs after one
     # or the other (before, after its own: the parent was gone when its turn came).
     hook = incremental["id"] if after == "own" else full["id"]
-    pruned: list[subprocess.CompletedProcess[str]] = []
-
-    def load_then_prune(repo: Repository, backup_id: str):  # type: ignore[no-untyped-def]
-        manifest = load(repo, backup_id)
-        if backup_id == hook and not pruned:
-            pruned.append(_prune(config))
-        return manifest
-
-    monkeypatch.setattr(Repository, "load_manifest", load_then_prune)
-    try:
+    with after_manifest_read(hook, partial(_prune, config)) as pruned:
         restored, _datadir, _run = respaldo.restore_started(incremental["id"], restored_servers)
-    finally:
-        monkeypatch.setattr(Repository, "load_manifest", load)
 
     assert len(pruned) == 1
     out = pruned[0].stdout + pruned[0].stderr
