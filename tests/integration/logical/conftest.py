@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
-from respaldo.repository import KdfParams, Repository
+from respaldo.repository import BackupWriter, KdfParams, Repository
+from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
 from tests.integration.logical.support import databases, flip_byte
@@ -154,6 +155,22 @@ class Respaldo:
                 return BackupRecords(session).list()
         finally:
             catalog.close()
+
+    def as_older(self, backup_id: str, edit: Callable[[dict[str, Any]], None]) -> str:
+        """The same streams under a new id, with the manifest's ``meta`` as ``edit``
+        leaves it (what an older, or a later, respaldo wrote), and a catalog record of it;
+        returns the new id."""
+        repo = self.repository()
+        manifest = repo.load_manifest(backup_id)
+        edit(manifest.meta)
+        older = backup_id[:-8] + "01dc0de5"
+        manifest.backup_id = older
+        with BackupWriter(repo, older) as writer:
+            writer.commit_sealed_manifest(
+                repo.sealer.seal(manifest.to_bytes(), manifest_aad(older))
+            )
+        assert self.run("catalog", "rebuild").code == 0
+        return older
 
     def pack_files(self) -> list[Path]:
         return sorted(p for p in (self.repo_dir / "packs").rglob("*") if p.is_file())

@@ -11,8 +11,6 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.operations.backup import ENCODING
-from respaldo.repository import BackupWriter
-from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import databases, staging_databases
 from tests.integration.majors import ON_EVERY_MAJOR
@@ -180,15 +178,7 @@ def _latin1_names(respaldo: Respaldo, pg: TempCluster, jobs: int = 1) -> str:
 def _as_before_the_encoding_was_recorded(respaldo: Respaldo, backup_id: str) -> str:
     """The same streams under a new id, with a manifest as respaldo wrote it before
     2026-12-05 (no ``meta.encoding``)."""
-    repo = respaldo.repository()
-    manifest = repo.load_manifest(backup_id)
-    del manifest.meta[ENCODING]
-    older = backup_id[:-8] + "01dc0de5"
-    manifest.backup_id = older
-    with BackupWriter(repo, older) as writer:
-        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(older)))
-    assert respaldo.run("catalog", "rebuild").code == 0
-    return older
+    return respaldo.as_older(backup_id, lambda meta: meta.pop(ENCODING))
 
 
 @pytest.mark.parametrize("jobs", [1, 2], ids=["custom", "directory"])

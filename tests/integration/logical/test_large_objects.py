@@ -24,8 +24,6 @@ from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.largeobjects import META_KEY
-from respaldo.repository import BackupWriter
-from respaldo.repository.manifest import manifest_aad
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import (
     databases,
@@ -203,18 +201,14 @@ def test_a_drill_whose_large_objects_differ_fails(
 def _without_the_record(respaldo: Respaldo, backup_id: str, later: bool = False) -> str:
     """The same streams under a new id, with a manifest as backups before the record
     wrote it (no ``large_objects``), or, ``later``, with a record of a later format."""
-    repo = respaldo.repository()
-    manifest = repo.load_manifest(backup_id)
-    if later:
-        manifest.meta[META_KEY]["format"] = 2
-    else:
-        del manifest.meta[META_KEY]
-    older = backup_id[:-8] + "01dc0de5"
-    manifest.backup_id = older
-    with BackupWriter(repo, older) as writer:
-        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(older)))
-    assert respaldo.run("catalog", "rebuild").code == 0
-    return older
+
+    def edit(meta: dict[str, Any]) -> None:
+        if later:
+            meta[META_KEY]["format"] = 2
+        else:
+            del meta[META_KEY]
+
+    return respaldo.as_older(backup_id, edit)
 
 
 @pytest.mark.parametrize("later", [False, True], ids=["no-record", "later-format"])

@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,25 +42,40 @@ def _meta(archiving: Archiving, backup_id: str) -> dict[str, object]:
     return dict(open_wal_repository(archiving.settings()).load_manifest(backup_id).meta)
 
 
-@pytest.fixture
-def gap(archiving: Archiving) -> Iterator[tuple[str, str, sql.Identifier]]:
-    """A backup, then two archived segments each holding a row; the first of them moved
-    aside in the repository (put back at the end). (backup id, missing segment, table)"""
+def _two_segments_after_a_backup(archiving: Archiving) -> tuple[str, str, sql.Identifier]:
+    """A backup, then two archived segments each holding a row: (backup id, the first
+    of the segments, the table)."""
     pg = archiving.pg
     table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
     pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
     record = archiving.backup()
     pg.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table), dbname=SHOP)
-    missing = archiving.switch_and_archive()
+    first = archiving.switch_and_archive()
     pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
     archiving.switch_and_archive()
-    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / missing
-    aside = stored.with_name(f"{missing}.aside")
+    return str(record["id"]), first, table
+
+
+@contextmanager
+def _moved_aside(archiving: Archiving, segment: str) -> Iterator[None]:
+    """Archived ``segment`` missing from the repository within the block, as a lost
+    object, a deletion by hand or a prune would leave it; put back at the end."""
+    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / segment
+    aside = stored.with_name(f"{segment}.aside")
     stored.rename(aside)
     try:
-        yield str(record["id"]), missing, table
+        yield
     finally:
         aside.rename(stored)
+
+
+@pytest.fixture
+def gap(archiving: Archiving) -> Iterator[tuple[str, str, sql.Identifier]]:
+    """A backup, then two archived segments each holding a row; the first of them moved
+    aside in the repository (put back at the end). (backup id, missing segment, table)"""
+    backup_id, missing, table = _two_segments_after_a_backup(archiving)
+    with _moved_aside(archiving, missing):
+        yield backup_id, missing, table
 
 
 def test_a_gap_in_the_archive_refuses_recovery_to_the_end_of_the_wal(
@@ -324,24 +340,12 @@ def test_a_segment_deleted_after_the_restore_stops_recovery_instead_of_ending_it
     # on: the server took the hole for the end of the WAL and promoted without the rows
     # after it, no error said. Now recovery stops there; once the segment is back, the
     # same command recovers everything.
-    pg = archiving.pg
-    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-    record = archiving.backup()
-    pg.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table), dbname=SHOP)
-    missing = archiving.switch_and_archive()
-    pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
-    archiving.switch_and_archive()
+    backup_id, missing, table = _two_segments_after_a_backup(archiving)
     datadir = archiving.new_datadir()
     port = free_port()
-    run = archiving.run(
-        "restore", record["id"], "--target-datadir", str(datadir), "--port", str(port)
-    )
+    run = archiving.run("restore", backup_id, "--target-datadir", str(datadir), "--port", str(port))
     assert run.code == 0, str(run)
-    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / missing
-    aside = stored.with_name(f"{missing}.aside")
-    stored.rename(aside)
-    try:
+    with _moved_aside(archiving, missing):
         found = re.search(r"start it with: (.+) \(it recovers", run.err)
         assert found is not None, str(run)
         command = shlex.split(found.group(1))
@@ -356,8 +360,6 @@ def test_a_segment_deleted_after_the_restore_stops_recovery_instead_of_ending_it
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout  # fmt: skip
         assert "in archive recovery" in state, state
-    finally:
-        aside.rename(stored)
     restored = archiving.start_as_printed(run, restored_servers)
     rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
     assert [r[0] for r in rows] == [1, 2]
