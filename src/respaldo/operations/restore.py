@@ -136,6 +136,7 @@ from respaldo.postgres.server import (
     allow_connections,
     allows_connections,
     large_objects,
+    logical_slots_of,
     own_sessions,
     restore_sessions,
     server_identity,
@@ -454,8 +455,11 @@ def _restore_staged(
         except BaseException:
             drop_quietly(admin, staging)
             raise
-    if result.old_database:
-        result.warnings += _replication_left_behind(admin, result.old_database, target)
+    replaced, slots = result.old_database, []
+    if replaced:
+        result.warnings += _replication_left_behind(admin, replaced, target)
+        # Read before --drop-old: DROP DATABASE drops them with it, saying nothing.
+        slots = _slots_left_behind(admin, replaced)
     elif not result.replaced:
         result.warnings += _copied_subscriptions(admin, target)
     if result.old_database and drop_old:
@@ -470,6 +474,8 @@ def _restore_staged(
             )
         else:
             result.old_database = None
+    if replaced and slots:
+        result.warnings.append(_publisher_note(slots, replaced, target, result.old_database))
     result.seconds = (datetime.now(UTC) - started).total_seconds()
     return result
 
@@ -1428,6 +1434,55 @@ def _replication_left_behind(admin: ConnInfo, old: str, target: str) -> list[str
         "… ENABLE (it goes on from where the slot is: what the old database received "
         "since the backup is not sent again)"
     ]
+
+
+def _slots_left_behind(admin: ConnInfo, old: str) -> list[str]:
+    """The logical replication slots of the replaced database, now ``old``: a publisher's
+    subscribers'. Never raises: the restore is done."""
+    try:
+        return logical_slots_of(admin, old)
+    except RespaldoError as exc:
+        log.warning("cannot read the replication slots of %s: %s", old, first_line(exc))
+        return []
+
+
+def _publisher_note(slots: Sequence[str], old: str, target: str, kept: str | None) -> str:
+    """The warning when the replaced database published to subscribers through ``slots``.
+    A slot belongs to its database by OID, not by name: the subscribers, which connect to
+    ``target`` by name, reach the restored database, which has no such slot, and receive
+    nothing (retrying every few seconds), while the slot, kept in ``old`` (``kept``) or
+    dropped with it, is no use to them. Each kept slot holds this server's WAL from the
+    subscriber's last position on: nothing recycles it, and the disk fills. And the
+    subscribers hold what was written since the backup, which ``target`` does not: only
+    copying the tables again makes them match. Their server is not respaldo's to touch:
+    the statements are said."""
+    names = ", ".join(slots)
+    if kept:
+        said = (
+            f"the replaced database, kept as {kept}, holds the logical replication slots of "
+            f"its subscribers ({names}): they stay with it (a slot belongs to its database, "
+            f"not its name), so the subscribers that connect to {target} fail ('replication "
+            "slot … was not created in this database') and receive nothing, and each slot "
+            "keeps this server from recycling WAL until it is dropped: the disk fills"
+        )
+        drop = (
+            "; then, on this server, SELECT pg_drop_replication_slot('…') for each slot "
+            f"(or drop {kept})"
+        )
+    else:
+        said = (
+            f"the replaced database's logical replication slots ({names}) were dropped with "
+            f"it: the subscribers that connect to {target} fail ('replication slot … does "
+            "not exist') and receive nothing"
+        )
+        drop = ""
+    return (
+        f"{said}. They also hold what was written since the backup, which {target} does "
+        "not: on each subscriber, ALTER SUBSCRIPTION … DISABLE, ALTER SUBSCRIPTION … SET "
+        "(slot_name = NONE) and DROP SUBSCRIPTION, empty its copies of the published "
+        f"tables, and CREATE SUBSCRIPTION again (it copies them from {target}, with a slot "
+        f"of its own there){drop}"
+    )
 
 
 def _copied_subscriptions(admin: ConnInfo, target: str) -> list[str]:

@@ -1513,6 +1513,27 @@ def subscriptions_of(conninfo: ConnInfo, name: str) -> list[tuple[str, bool]]:
     return [(str(row[0]), bool(row[1])) for row in rows]
 
 
+_LOGICAL_SLOTS_OF = """
+SELECT slot_name FROM pg_catalog.pg_replication_slots
+ WHERE slot_type = 'logical' AND database = %s AND NOT temporary
+ ORDER BY slot_name
+"""
+
+
+def logical_slots_of(conninfo: ConnInfo, name: str) -> list[str]:
+    """The logical replication slots of database ``name`` (its subscribers', on a
+    publisher), read from another database of its server. A slot belongs to the database
+    it was created in, by OID: renamed, the database keeps them. Raises ConnectionFailed,
+    QueryFailed."""
+    with _maintenance(conninfo, name) as conn:
+        rows = _guarded(
+            conninfo,
+            f"listing the replication slots of {name!r}",
+            lambda: conn.execute(_LOGICAL_SLOTS_OF, (name,)).fetchall(),
+        )
+    return [str(row[0]) for row in rows]
+
+
 def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
     """Drop the logical replication subscriptions of database ``name``, a copy restored
     from a backup, without touching their publisher; return their names.
