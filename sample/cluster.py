@@ -282,6 +282,29 @@ class TempCluster:
             what="pg_ctl restart",
         )
 
+    def recreate(self) -> None:
+        """Stop the server, remove its data directory, initdb a new cluster there (a new
+        system identifier, its WAL names beginning again) and start it on the same port
+        with the same settings and superuser password: a production server re-created
+        under the same name, as after a rebuild or a logical restore onto a fresh
+        ``initdb``."""
+        self.stop("fast")
+        shutil.rmtree(self.datadir)
+        shutil.rmtree(self.socket_dir)
+        self._initdb()
+        self._write_settings()
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                f"--pgdata={self.datadir}",
+                f"--log={self.logfile}",
+                "--wait",
+                "--timeout=60",
+                "start",
+            ],
+            what="pg_ctl start",
+        )
+
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server if it runs. Idempotent."""
         if not (self.datadir / "postmaster.pid").exists():

@@ -292,8 +292,17 @@ def compute_status(
     }
     if archived and settings.repositories:
         stall.at(stall.REPOSITORY, repository=settings.repositories[0].name)
+    # Which cluster each archiving server is, to compare with the repository's record
+    # even before it archived anything (a re-created server whose pushes are refused).
+    systems = {
+        name: r.system_identifier
+        for name, r in readings.items()
+        if physical[name] and r.system_identifier is not None
+    }
     primary = (
-        read_primary_wal(settings, archived, sizes, newest_physical) if archived else PrimaryWal()
+        read_primary_wal(settings, archived, sizes, newest_physical, systems)
+        if archived or systems
+        else PrimaryWal()
     )
     stored = primary.stored
     lags: dict[tuple[str, str], MirrorLag] = {}
@@ -328,6 +337,7 @@ def compute_status(
             reading=readings.get(db.name),
             stored=stored.get(db.name),
             gap=primary.gaps.get(db.name),
+            recorded=primary.others.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
         )
@@ -503,6 +513,7 @@ def _database_status(
     reading: ServerReading | None,
     stored: bool | None = None,
     gap: tuple[str, str] | None = None,
+    recorded: str | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
 ) -> DatabaseStatus:
@@ -520,7 +531,7 @@ def _database_status(
     if reading is not None:
         items.append(_server_item(db.name, reading))
         if physical:
-            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for, gap))
+            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for, gap, recorded))
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
@@ -743,8 +754,17 @@ def _archive_item(
     stored: bool | None,
     stuck_for: timedelta | None,
     gap: tuple[str, str] | None = None,
+    recorded: str | None = None,
 ) -> StatusItem:
-    verdict = judge_archive(reading, rpo, stored=stored, stuck_for=stuck_for, gap=gap)
+    verdict = judge_archive(
+        reading,
+        rpo,
+        stored=stored,
+        stuck_for=stuck_for,
+        gap=gap,
+        recorded=recorded,
+        database=database,
+    )
     state = reading.archiver
     return StatusItem(
         key=f"archive:{database}",

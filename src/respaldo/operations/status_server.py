@@ -20,6 +20,7 @@ from respaldo.postgres import ConnInfo
 from respaldo.postgres.archiver import (
     ArchiverState,
     read_archiver,
+    server_system_identifier,
     server_version_and_archive_mode,
 )
 from respaldo.postgres.server import connect
@@ -49,6 +50,8 @@ class ServerReading:
     version: str | None = None
     archive_mode: str | None = None
     archiver: ArchiverState | None = None
+    system_identifier: str | None = None
+    """Which cluster the server is (read with its archiving); None: not read."""
 
 
 def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
@@ -64,12 +67,15 @@ def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
             application_name="respaldo status",
         ) as conn:
             version, mode = server_version_and_archive_mode(conn, conninfo)
-            state = (
-                read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING) if archiver else None
-            )
+            state, system = None, None
+            if archiver:
+                state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
+                system = server_system_identifier(conn, conninfo)
     except RespaldoError as exc:
         return ServerReading(error=_one_line(exc.message), hint=exc.hint)
-    return ServerReading(version=version, archive_mode=mode, archiver=state)
+    return ServerReading(
+        version=version, archive_mode=mode, archiver=state, system_identifier=system
+    )
 
 
 class ArchiveView(ResultModel):
@@ -156,6 +162,8 @@ def judge_archive(
     stored: bool | None = None,
     stuck_for: timedelta | None = None,
     gap: tuple[str, str] | None = None,
+    recorded: str | None = None,
+    database: str = "",
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
@@ -164,8 +172,14 @@ def judge_archive(
     been seen (None: first seen now). ``gap``: the first segment missing from the
     repository since the newest base backup's start, and the next one there
     (:func:`respaldo.operations.status_wal.find_gap`; None: none, or not known).
+    ``recorded``: the cluster the repository records for ``database`` where the server
+    is another one (re-created: ``initdb``, ``pg_upgrade``, a logical restore onto a new
+    server); None: the same, or not known.
 
-    Red: ``archive_mode`` off, that segment missing from the repository, a segment
+    Red: the server is another cluster than the repository records (wal-push refuses
+    its WAL, and an ``archive_command`` that stores nothing, ``true`` say, archives names
+    the old cluster holds too: none of them is this server's), ``archive_mode`` off,
+    that segment missing from the repository, a segment
     missing before it since the newest base backup (``gap``), a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
     where the waiting files cannot be listed, the same stuck state was seen for longer
@@ -212,6 +226,23 @@ def judge_archive(
             ]
         )
     since_last = state.now - state.last_time if state.last_time is not None else None
+    if recorded is not None:
+        return ArchiveVerdict(
+            "red",
+            Phrase(
+                N_(
+                    "the server is cluster {server}, but the repository records cluster "
+                    "{recorded} for {database}: none of this server's WAL is archived and "
+                    "its physical backups are refused; if the server was re-created on "
+                    "purpose, run 'respaldo check {database} --adopt' ({last})"
+                ),
+                server=str(reading.system_identifier),
+                recorded=recorded,
+                database=database,
+                last=last,
+            ),
+            since_last,
+        )
     if stored is False:
         return ArchiveVerdict(
             "red",

@@ -70,6 +70,10 @@ class PrimaryWal:
     """Database -> the first segment missing from the primary between the newest base
     backup's start and the last segment archived, and the next one there
     (:func:`find_gap`)."""
+    others: dict[str, str] = field(default_factory=dict)
+    """Database -> the cluster the primary records for it, where its server is another
+    one: re-created (``initdb``, ``pg_upgrade``), its WAL names begin again, and those
+    the old cluster archived are no sign that this one's are stored."""
 
 
 def read_primary_wal(
@@ -77,16 +81,21 @@ def read_primary_wal(
     last_archived: Mapping[str, str],
     segment_sizes: Mapping[str, int] | None = None,
     newest_backups: Mapping[str, str] | None = None,
+    servers: Mapping[str, str] | None = None,
 ) -> PrimaryWal:
     """For each database -> the last WAL file its server archived: its cluster, whether
     the primary repository holds that file (one ``stat`` each) and, where the server's
     segment size is in ``segment_sizes``, a gap before it since the newest base backup
     (:func:`find_gap`; ``newest_backups``: database -> the id of its newest good physical
-    backup, whose WAL the archive may not hold yet), in one opening of the primary. Left
-    out (unknown): a name that is no WAL file, a database whose cluster the repository
-    does not record or cannot be read, and everything when the repository cannot be
-    opened (the backups' own items say so). Never raises."""
-    if not any(_is_wal_name(name) for name in last_archived.values()):
+    backup, whose WAL the archive may not hold yet), in one opening of the primary.
+    ``servers``: database -> the system identifier of its server; one the repository
+    records another cluster for is in ``others`` and nothing else is said of it (its
+    last file is looked for nowhere: the recorded cluster's files of the same names are
+    not its own). Left out (unknown): a name that is no WAL file, a database whose
+    cluster the repository does not record or cannot be read, and everything when the
+    repository cannot be opened (the backups' own items say so). Never raises."""
+    servers = servers or {}
+    if not servers and not any(_is_wal_name(name) for name in last_archived.values()):
         return PrimaryWal()
     try:
         repo = open_wal_repository(settings)
@@ -94,7 +103,16 @@ def read_primary_wal(
         return PrimaryWal()
     found = PrimaryWal()
     try:
+        for database, server in servers.items():
+            try:
+                record = read_cluster(repo, database)
+            except RespaldoError:
+                continue
+            if record is not None and record.system_identifier != server:
+                found.others[database] = record.system_identifier
         for database, file in last_archived.items():
+            if database in found.others:
+                continue
             try:
                 record = read_cluster(repo, database)
                 if record is None:

@@ -68,6 +68,25 @@ def server_version_and_archive_mode(conn: Connection, conninfo: ConnInfo) -> tup
     return str(row[0]), str(row[1] or "?")
 
 
+def server_system_identifier(conn: Connection, conninfo: ConnInfo) -> str | None:
+    """The server's system identifier (which cluster it is: a new one after ``initdb`` or
+    ``pg_upgrade``); None where this role may not read it. Raises QueryFailed for other
+    errors."""
+    try:
+        row = _guarded(
+            conninfo,
+            "reading the system identifier",
+            lambda: conn.execute(
+                "SELECT system_identifier FROM pg_catalog.pg_control_system()"
+            ).fetchone(),
+        )
+    except QueryFailed as exc:
+        if exc.sqlstate == _INSUFFICIENT_PRIVILEGE:
+            return None
+        raise
+    return str(row[0]) if row is not None and row[0] is not None else None
+
+
 def read_archiver(conn: Connection, conninfo: ConnInfo, *, list_waiting: bool) -> ArchiverState:
     """Read ``pg_stat_archiver`` and, with ``list_waiting``, the ``.ready`` files.
 

@@ -154,3 +154,21 @@ def test_what_may_be_stuck_is_the_last_segment_archived_with_a_failure_or_segmen
         replace(RETRIED, error="cannot connect"),
     ):
         assert stuck_state(fine) is None
+
+
+def test_a_server_the_repository_records_as_another_cluster_is_red() -> None:
+    # Re-created (initdb, pg_upgrade): wal-push refuses its WAL, and an archive_command
+    # storing nothing archives names the old cluster's archive holds. Said before any
+    # other finding, even with the last file "stored" (the old cluster's of that name).
+    recreated = replace(reading(), system_identifier="7716323209320357378")
+    verdict = judge_archive(
+        recreated, RPO, stored=True, recorded="7716323189502102936", database="erp"
+    )
+    assert verdict.level == "red"
+    assert verdict.reason == (
+        "the server is cluster 7716323209320357378, but the repository records cluster "
+        "7716323189502102936 for erp: none of this server's WAL is archived and its "
+        "physical backups are refused; if the server was re-created on purpose, run "
+        "'respaldo check erp --adopt' (last archived 3 min ago (000000010000000000000028))"
+    )
+    assert judge_archive(recreated, RPO, stored=True).level == "green"
