@@ -338,6 +338,7 @@ def compute_status(
             stored=stored.get(db.name),
             gap=primary.gaps.get(db.name),
             recorded=primary.others.get(db.name),
+            minimal=primary.minimal.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
         )
@@ -514,6 +515,7 @@ def _database_status(
     stored: bool | None = None,
     gap: tuple[str, str] | None = None,
     recorded: str | None = None,
+    minimal: tuple[str, str] | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
 ) -> DatabaseStatus:
@@ -531,7 +533,9 @@ def _database_status(
     if reading is not None:
         items.append(_server_item(db.name, reading))
         if physical:
-            items.append(_archive_item(db.name, reading, rpo, stored, stuck_for, gap, recorded))
+            items.append(
+                _archive_item(db.name, reading, rpo, stored, stuck_for, gap, recorded, minimal)
+            )
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
@@ -755,6 +759,7 @@ def _archive_item(
     stuck_for: timedelta | None,
     gap: tuple[str, str] | None = None,
     recorded: str | None = None,
+    minimal: tuple[str, str] | None = None,
 ) -> StatusItem:
     verdict = judge_archive(
         reading,
@@ -764,6 +769,7 @@ def _archive_item(
         gap=gap,
         recorded=recorded,
         database=database,
+        minimal=minimal,
     )
     state = reading.archiver
     return StatusItem(

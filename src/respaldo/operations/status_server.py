@@ -164,6 +164,7 @@ def judge_archive(
     gap: tuple[str, str] | None = None,
     recorded: str | None = None,
     database: str = "",
+    minimal: tuple[str, str] | None = None,
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
@@ -174,13 +175,17 @@ def judge_archive(
     (:func:`respaldo.operations.status_wal.find_gap`; None: none, or not known).
     ``recorded``: the cluster the repository records for ``database`` where the server
     is another one (re-created: ``initdb``, ``pg_upgrade``, a logical restore onto a new
-    server); None: the same, or not known.
+    server); None: the same, or not known. ``minimal``: where the server switched to
+    ``wal_level = minimal`` after the newest physical backup started, the LSN and that
+    backup (:class:`respaldo.operations.status_wal.PrimaryWal`); None: it did not, or
+    not known.
 
     Red: the server is another cluster than the repository records (wal-push refuses
     its WAL, and an ``archive_command`` that stores nothing, ``true`` say, archives names
     the old cluster holds too: none of them is this server's), ``archive_mode`` off,
     that segment missing from the repository, a segment
-    missing before it since the newest base backup (``gap``), a segment has
+    missing before it since the newest base backup (``gap``), the server switched to
+    ``wal_level = minimal`` since that backup began (``minimal``), a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
     where the waiting files cannot be listed, the same stuck state was seen for longer
     than that. The last success alone does not say it: on a quiet database it can be an
@@ -268,6 +273,22 @@ def judge_archive(
                 ),
                 segment=gap[0],
                 resumes=gap[1],
+                last=last,
+            ),
+            since_last,
+        )
+    if minimal is not None:
+        return ArchiveVerdict(
+            "red",
+            Phrase(
+                N_(
+                    "the server ran with wal_level = minimal (switched at {lsn}): recovery "
+                    "from the newest physical backup {backup} stops there with an error, "
+                    "without what came after; take a physical backup now, from which "
+                    "point-in-time recovery reaches the present again ({last})"
+                ),
+                lsn=minimal[0],
+                backup=minimal[1],
                 last=last,
             ),
             since_last,

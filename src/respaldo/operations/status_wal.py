@@ -70,6 +70,10 @@ class PrimaryWal:
     """Database -> the first segment missing from the primary between the newest base
     backup's start and the last segment archived, and the next one there
     (:func:`find_gap`)."""
+    minimal: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Database -> the LSN where its server switched to ``wal_level = minimal`` (as
+    ``wal-push`` found it) and the newest good physical backup, which started before it:
+    recovery from that backup cannot replay past it."""
     others: dict[str, str] = field(default_factory=dict)
     """Database -> the cluster the primary records for it, where its server is another
     one: re-created (``initdb``, ``pg_upgrade``), its WAL names begin again, and those
@@ -139,6 +143,14 @@ def read_primary_wal(
                         gap = None  # unknown, as the listing could not be read
                     if gap is not None:
                         found.gaps[database] = gap
+                backup = (newest_backups or {}).get(database)
+                if record.minimal_wal is not None and backup is not None:
+                    try:
+                        start = _backup_start_lsn(repo, backup, record.system_identifier)
+                    except (RespaldoError, KeyError, ValueError):
+                        start = None  # unknown, as the manifest could not be read
+                    if start is not None and start < parse_lsn(record.minimal_wal):
+                        found.minimal[database] = (record.minimal_wal, backup)
     finally:
         repo.close()
     return found
@@ -157,6 +169,15 @@ def _backup_start(
         return None
     timeline = f"{int(meta['timeline']):08X}"
     return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
+
+
+def _backup_start_lsn(repo: Repository, backup_id: str, system_id: str) -> int | None:
+    """The start LSN of physical backup ``backup_id``; None when it is of another cluster
+    than ``system_id``. Raises as :func:`_backup_start`."""
+    meta = repo.load_manifest(backup_id).meta
+    if str(meta.get("system_identifier")) != system_id:
+        return None
+    return parse_lsn(str(meta["start_lsn"]))
 
 
 def find_gap(

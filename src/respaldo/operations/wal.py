@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,7 +58,9 @@ from respaldo.postgres.wal import (
     WalKind,
     WalName,
     control_system_identifier,
+    format_lsn,
     inherited_segment_problem,
+    parse_lsn,
     parse_segment_header,
     parse_timeline_history,
     parse_wal_name,
@@ -67,7 +69,11 @@ from respaldo.postgres.wal import (
     segment_name,
     segment_start,
 )
-from respaldo.postgres.wal_records import CreatedTablespace, created_tablespaces
+from respaldo.postgres.wal_records import (
+    CreatedTablespace,
+    created_tablespaces,
+    minimal_wal_level,
+)
 from respaldo.repository.repo import Repository
 from respaldo.repository.wal import (
     ClusterRecord,
@@ -146,6 +152,29 @@ def ensure_cluster_record(
             "--adopt'; otherwise this server must not archive into this repository",
         )
     return record
+
+
+def _note_minimal_wal_level(repo: Repository, database: str, system_id: str, wal: WalFile) -> None:
+    """Record in the cluster record a switch to ``wal_level = minimal`` that segment
+    ``wal`` holds (the server ran so for a bulk load, say, with archiving off meanwhile):
+    archive recovery stops there with a FATAL error, so point-in-time recovery from every
+    base backup older than it ends at it, though the archive has no gap. The status reads
+    it (red until a physical backup starts after it); the push itself succeeds."""
+    lsn = minimal_wal_level(wal.data)
+    if lsn is None:
+        return
+    record = read_cluster(repo, database)
+    if record is None or record.system_identifier != system_id:
+        return
+    if record.minimal_wal is not None and parse_lsn(record.minimal_wal) >= lsn:
+        return  # pushed again, or an older one
+    write_cluster(repo, replace(record, minimal_wal=format_lsn(lsn)))
+    log.warning(
+        "%s: the server switched to wal_level = minimal at %s; point-in-time recovery from "
+        "physical backups taken before it cannot go past it: take a physical backup now",
+        wal.name.name,
+        format_lsn(lsn),
+    )
 
 
 def _control_system_identifier(path: Path) -> int | None:
@@ -256,6 +285,8 @@ def _push_wal(
             hint="two servers archive under one name (a restored copy with archiving on?); "
             "nothing was overwritten",
         )
+    if wal.system_identifier is not None:
+        _note_minimal_wal_level(repo, name, system_id, wal)
     return PushResult(
         wal.name.name, obj, outcome, system_id, len(wal.data), time.monotonic() - started
     )

@@ -27,6 +27,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import crc32c
+
 from respaldo.postgres.wal import parse_segment_header
 
 RM_TBLSPC_ID = 5
@@ -220,3 +222,53 @@ def _completed(
     if flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD or continued != tot_len - len(record):
         return _ABANDONED
     return record + stream[:continued]
+
+
+# --- wal_level lowered to minimal ------------------------------------------------------------
+
+RM_XLOG_ID = 0
+XLOG_PARAMETER_CHANGE = 0x60
+WAL_LEVEL_MINIMAL = 0
+# An XLOG_PARAMETER_CHANGE record as PostgreSQL 9.5 to 18 write it (the server's start
+# after a change of wal_level and a few other settings): 54 bytes, no block references,
+# the 28 bytes of xl_parameter_change as its main data, wal_level its sixth int.
+_PARAMETER_CHANGE = re.compile(rb"\x36\x00\x00\x00.{12}\x60\x00\x00\x00.{4}\xff\x1c", re.DOTALL)
+_PARAMETER_CHANGE_LEN = 54
+_WAL_LEVEL_AT = RECORD_HEADER + 2 + 5 * 4
+
+
+def _stream_position_lsn(segment: bytes, position: int) -> int:
+    """The LSN of byte ``position`` of the segment's :func:`_stream`."""
+    header = parse_segment_header(segment)
+    assert header is not None
+    size = header.page_size
+    first = size - LONG_PAGE_HEADER
+    if position < first:
+        return header.page_address + LONG_PAGE_HEADER + position
+    page, into = divmod(position - first, size - SHORT_PAGE_HEADER)
+    return header.page_address + size * (page + 1) + SHORT_PAGE_HEADER + into
+
+
+def minimal_wal_level(segment: bytes) -> int | None:
+    """The LSN of the last record of the WAL segment ``segment`` (whole, from its long
+    header) that switches the server to ``wal_level = minimal``, or None. PostgreSQL
+    logs it when the server starts with that setting; archive recovery refuses to replay
+    past it ("WAL was generated with wal_level=minimal, cannot continue recovering"), so
+    point-in-time recovery from every base backup taken before it ends there. Each
+    candidate is checked against the record's CRC-32C: a match inside other data is not
+    taken for one."""
+    stream, _continued, _flags = _stream(segment)
+    found = None
+    for match in _PARAMETER_CHANGE.finditer(stream):
+        at = match.start()
+        record = stream[at : at + _PARAMETER_CHANGE_LEN]
+        if at % ALIGN or len(record) < _PARAMETER_CHANGE_LEN:
+            continue
+        if _U32.unpack_from(record, _WAL_LEVEL_AT)[0] != WAL_LEVEL_MINIMAL:
+            continue
+        crc = crc32c.crc32c(record[RECORD_HEADER:])
+        crc = crc32c.crc32c(record[:20], value=crc)
+        if crc != _U32.unpack_from(record, 20)[0]:
+            continue
+        found = _stream_position_lsn(segment, at)
+    return found

@@ -137,27 +137,36 @@ class ClusterRecord:
     recorded_at: datetime
     recorded_by: str
     """What wrote it: ``wal-push``, ``backup`` or ``check --adopt``."""
+    minimal_wal: str | None = None
+    """The LSN of the last record archived that switched the server to ``wal_level =
+    minimal`` (written by ``wal-push``): recovery cannot replay past it, so no base
+    backup started before it recovers any further. None: none seen (or archived by a
+    respaldo that did not look)."""
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "version": 1,
-                "database": self.database,
-                "system_identifier": self.system_identifier,
-                "recorded_at": self.recorded_at.isoformat(),
-                "recorded_by": self.recorded_by,
-            },
-            sort_keys=True,
-        ).encode()
+        doc = {
+            "version": 1,
+            "database": self.database,
+            "system_identifier": self.system_identifier,
+            "recorded_at": self.recorded_at.isoformat(),
+            "recorded_by": self.recorded_by,
+        }
+        if self.minimal_wal is not None:
+            # Only when there is one: a record without it is byte for byte what older
+            # respaldo wrote (and they read this one, ignoring the key).
+            doc["minimal_wal"] = self.minimal_wal
+        return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClusterRecord:
         doc = json.loads(data)
+        minimal = doc.get("minimal_wal")
         return cls(
             database=str(doc["database"]),
             system_identifier=str(doc["system_identifier"]),
             recorded_at=datetime.fromisoformat(doc["recorded_at"]),
             recorded_by=str(doc.get("recorded_by", "")),
+            minimal_wal=None if minimal is None else str(minimal),
         )
 
 

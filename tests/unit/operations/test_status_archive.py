@@ -172,3 +172,17 @@ def test_a_server_the_repository_records_as_another_cluster_is_red() -> None:
         "'respaldo check erp --adopt' (last archived 3 min ago (000000010000000000000028))"
     )
     assert judge_archive(recreated, RPO, stored=True).level == "green"
+
+
+def test_a_switch_to_wal_level_minimal_after_the_newest_backup_is_red() -> None:
+    verdict = judge_archive(
+        reading(), RPO, stored=True, minimal=("0/40000A0", "20261206T223622Z-1477dd9e")
+    )
+    assert verdict.level == "red"
+    assert verdict.reason == (
+        "the server ran with wal_level = minimal (switched at 0/40000A0): recovery from the "
+        "newest physical backup 20261206T223622Z-1477dd9e stops there with an error, "
+        "without what came after; take a physical backup now, from which point-in-time "
+        "recovery reaches the present again (last archived 3 min ago "
+        "(000000010000000000000028))"
+    )

@@ -109,3 +109,51 @@ def test_a_tablespace_made_in_place_is_read_with_an_empty_location() -> None:
     # for a location's leading "/": its empty location is read as such, not refused unread.
     first, _ = _segments([_filler(5000), _tablespace(location=""), _filler(300)])
     assert _found(first) == [CreatedTablespace(16400, "")]
+
+
+# --- wal_level = minimal (XLOG_PARAMETER_CHANGE) ----------------------------------------------
+
+
+def _parameter_change(wal_level: int, *, crc_ok: bool = True) -> bytes:
+    """An XLOG_PARAMETER_CHANGE record as PostgreSQL writes it, its CRC-32C computed."""
+    import crc32c
+
+    main = struct.pack("<6i2?2x", 60, 8, 0, 0, 64, wal_level, False, False)
+    body = bytes([255, len(main)]) + main
+    header = struct.pack("<IIQBB2x", 24 + len(body), 0, 0, 0x60, 0)
+    crc = crc32c.crc32c(header, value=crc32c.crc32c(body))
+    return header + struct.pack("<I", crc if crc_ok else crc ^ 1) + body
+
+
+def _lsn_of(index: int, records: list[bytes]) -> int:
+    """The LSN where record ``index`` of ``records`` begins in segment 1 of
+    :func:`_segments`."""
+    at = sum(len(r) + (-len(r) % 8) for r in records[:index])
+    first = PAGE - 40
+    if at < first:
+        return SEGMENT + 40 + at
+    page, into = divmod(at - first, PAGE - 24)
+    return SEGMENT + PAGE * (page + 1) + 24 + into
+
+
+def test_a_switch_to_wal_level_minimal_is_found_at_its_lsn() -> None:
+    from respaldo.postgres.wal_records import minimal_wal_level
+
+    records = [_filler(9000), _parameter_change(0), _filler(700), _parameter_change(1)]
+    first, _ = _segments(records)
+    assert minimal_wal_level(first) == _lsn_of(1, records)
+    # The last of several; one across a page boundary is found too (it begins 32 bytes
+    # before the end of its page: a page header lies between its header and its data).
+    crossing = [_filler(6472), _parameter_change(0)]
+    assert (_lsn_of(5, [*records, *crossing]) - SEGMENT) % PAGE == PAGE - 32
+    first, _ = _segments([*records, *crossing, _filler(100)])
+    assert minimal_wal_level(first) == _lsn_of(5, [*records, *crossing])
+
+
+def test_a_switch_to_replica_or_a_record_failing_its_crc_is_not_one() -> None:
+    from respaldo.postgres.wal_records import minimal_wal_level
+
+    first, _ = _segments([_filler(9000), _parameter_change(1), _parameter_change(2)])
+    assert minimal_wal_level(first) is None
+    first, _ = _segments([_filler(9000), _parameter_change(0, crc_ok=False)])
+    assert minimal_wal_level(first) is None

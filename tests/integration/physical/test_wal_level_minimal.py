@@ -1,0 +1,107 @@
+"""``wal_level = minimal`` for a while after a physical backup (with ``archive_mode = off``
+and ``max_wal_senders = 0``, as PostgreSQL's docs advise for a bulk load), then archiving
+again. The WAL archived afterwards has no gap when the episode wrote little WAL (a bulk
+load under ``minimal`` is not WAL-logged), but it holds the server's switch to
+``minimal``, past which archive recovery refuses to replay: point-in-time recovery from
+the backup taken before ends there. The status used to be green (and the restore test of
+that backup passed); ``wal-push`` now finds the switch and records it, and the status's
+WAL item is red until a physical backup starts after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sample.cluster import TempCluster
+
+from respaldo.operations.wal import open_wal_repository
+from respaldo.repository.wal import read_cluster
+from tests.integration.physical.conftest import (
+    SHOP,
+    Archiving,
+    Run,
+    archiving_cluster,
+    free_port,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def archiving_alone(
+    pg_major: int | None, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Archiving]:
+    """An archiving cluster of this test alone: its settings change and it restarts."""
+    with archiving_cluster(pg_major) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def _archive_reason(run: Run) -> tuple[str, str]:
+    for database in run.json()["databases"]:
+        for item in database["items"]:
+            if item["check"] == "archive":
+                return str(item["level"]), str(item["reason"])
+    raise AssertionError(str(run))
+
+
+def _restore_to_the_end(archiving: Archiving, backup: str, servers: list[TempCluster]) -> Run:
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", backup, "--target-datadir", str(datadir), "--start", "--port", str(port)
+    )
+    if run.code == 0:
+        servers.append(archiving.restored(datadir, port))
+    return run
+
+
+def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_backup(
+    archiving_alone: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    archiving = archiving_alone
+    pg = archiving.pg
+    before = archiving.backup()["id"]
+    pg.execute("CREATE TABLE loaded (v text); INSERT INTO loaded VALUES ('before')", dbname=SHOP)
+    for setting, value in (("archive_mode", "off"), ("wal_level", "minimal")):
+        pg.execute(f"ALTER SYSTEM SET {setting} = {value}")
+    pg.execute("ALTER SYSTEM SET max_wal_senders = 0")
+    pg.restart()
+    # The bulk load: a table created and filled in one transaction is not WAL-logged.
+    pg.execute(
+        "BEGIN; CREATE TABLE bulk AS SELECT g FROM generate_series(1, 10000) g; COMMIT",
+        dbname=SHOP,
+    )
+    for setting in ("archive_mode", "wal_level", "max_wal_senders"):
+        pg.execute(f"ALTER SYSTEM RESET {setting}")
+    pg.restart()
+    pg.execute("INSERT INTO loaded VALUES ('after')", dbname=SHOP)
+    archiving.switch_and_archive()
+
+    level, reason = _archive_reason(archiving.run("status", "--json"))
+    assert level == "red", reason
+    record = read_cluster(open_wal_repository(archiving.settings()), "erp")
+    assert record is not None and record.minimal_wal is not None
+    assert reason.startswith(
+        f"the server ran with wal_level = minimal (switched at {record.minimal_wal}): "
+        f"recovery from the newest physical backup {before} stops there with an error"
+    ), reason
+    assert "take a physical backup now" in reason
+    # What the status says: recovery from that backup fails at the switch (PostgreSQL's
+    # FATAL, the server stopped), not at a gap.
+    run = _restore_to_the_end(archiving, before, restored_servers)
+    assert run.code == 1, str(run)
+    assert "WAL was generated with wal_level=minimal" in run.err
+
+    # A physical backup after the switch: recovery from it reaches the present again.
+    after = archiving.backup()["id"]
+    level, reason = _archive_reason(archiving.run("status", "--json"))
+    assert level == "green", reason
+    pg.execute("INSERT INTO loaded VALUES ('later')", dbname=SHOP)
+    archiving.switch_and_archive()
+    run = _restore_to_the_end(archiving, after, restored_servers)
+    assert run.code == 0, str(run)
+    rows = restored_servers[-1].query("SELECT v FROM loaded ORDER BY v", dbname=SHOP)
+    assert rows == [("after",), ("before",), ("later",)]
+    assert restored_servers[-1].scalar("SELECT count(*) FROM bulk", dbname=SHOP) == 10000
