@@ -420,6 +420,7 @@ def _physical_drill(
                 respaldo_command=respaldo_command,
                 # A throwaway copy (and its server syncs the directory as it starts).
                 durable=False,
+                throwaway=True,
             )
         except RecoveryFailed as exc:
             result.checks.append(Check("restore", True, f"restored into {datadir}"))

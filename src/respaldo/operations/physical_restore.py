@@ -82,6 +82,7 @@ from respaldo.postgres.datadir import (
     set_port,
     start_server,
     stop_server,
+    synchronous_standbys,
     wait_for_recovery,
     write_missing_config,
     write_recovery_config,
@@ -327,6 +328,7 @@ def restore_datadir(
     server_settings: Mapping[str, str] | None = None,
     listen: str | None = None,
     durable: bool = True,
+    throwaway: bool = False,
 ) -> PhysicalRestoreResult:
     """Restore physical backup ``backup_id`` into ``datadir`` and configure recovery.
 
@@ -340,6 +342,8 @@ def restore_datadir(
     :data:`PORT_ATTEMPTS` ports in all; ``settings["port"]`` is the one it got. A port
     given without ``next_port`` is the only one tried. ``durable`` (a restore test's
     throwaway copy says no) has every file fsynced before ``PG_VERSION`` is put in place.
+    ``throwaway`` (a restore test's copy): nothing is said of what a server put to use
+    needs (its synchronous standbys made again).
 
     Raises ConfigError (not a physical backup, no config file), BackupNotFound,
     RestoreError (target not empty, unreachable; a recovery target before the backup's
@@ -459,6 +463,9 @@ def restore_datadir(
                     pieces(manifest), datadir, owner=owner, checksums=_checksums(manifest)
                 )
             result.warnings += write_missing_config(datadir, owner=owner)
+            if not throwaway:
+                # Read before the recovery settings set it empty.
+                result.warnings += _standbys_note(synchronous_standbys(datadir))
             result.settings = write_recovery_config(
                 datadir,
                 restore_command=restore_command,
@@ -532,6 +539,25 @@ def restore_datadir(
                 _check_recovery_end(datadir, archived, manifest, bindir=bindir, owner=owner)
         result.seconds = time.monotonic() - started
         return result
+
+
+def _standbys_note(names: str) -> list[str]:
+    """A warning when the backed-up server waited for synchronous standbys (``names``,
+    its ``synchronous_standby_names``): the restored server waits for none, and the
+    standbys must be made again. They follow the original: from ahead of where the
+    restored server's new timeline begins PostgreSQL refuses to follow it, and none
+    connects to the restored server as it is."""
+    if not names:
+        return []
+    literal = "'" + names.replace("'", "''") + "'"
+    return [
+        f"the backed-up server waited for synchronous standbys (synchronous_standby_names "
+        f"= {literal}): the restored server waits for none "
+        "(synchronous_standby_names = '' in its postgresql.auto.conf), else every commit "
+        "would wait for ever; its standbys follow the original server, not this one. Make "
+        "them again from the restored server (pg_basebackup -R), then ALTER SYSTEM SET "
+        f"synchronous_standby_names = {literal} and SELECT pg_reload_conf()"
+    ]
 
 
 def _named_point_missing(

@@ -365,6 +365,10 @@ def write_recovery_config(
         settings["port"] = str(port)
     if archive_off:
         settings["archive_mode"] = "off"
+    # The original's synchronous standbys follow the original (a standby cannot follow
+    # the restored server's new timeline from ahead of its start): a restored server
+    # told to wait for them made every commit wait for ever once it was promoted.
+    settings["synchronous_standby_names"] = ""
     settings.update(server_settings or {})
     _append_settings(datadir, settings, owner, comment)
     signal = datadir / "recovery.signal"
@@ -373,6 +377,30 @@ def write_recovery_config(
     if owner is not None:
         os.chown(signal, owner.uid, owner.gid)
     return settings
+
+
+_SYNCHRONOUS_STANDBYS = re.compile(
+    r"^\s*synchronous_standby_names\s*=?\s*(?:'((?:[^']|'')*)'|([^\s#']+))", re.IGNORECASE
+)
+
+
+def synchronous_standbys(datadir: Path) -> str:
+    """The ``synchronous_standby_names`` of the configuration restored into ``datadir``
+    (empty: none): the last setting of ``postgresql.conf``, then of
+    ``postgresql.auto.conf``, which PostgreSQL reads after it (a file it includes is not
+    read: this is for saying what the restore changed, not for deciding it)."""
+    found = ""
+    for name in ("postgresql.conf", "postgresql.auto.conf"):
+        try:
+            lines = (datadir / name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            match = _SYNCHRONOUS_STANDBYS.match(line)
+            if match:
+                quoted, bare = match.groups()
+                found = quoted.replace("''", "'") if quoted is not None else bare
+    return found.strip()
 
 
 def set_port(datadir: Path, port: int, *, owner: Owner | None) -> None:
