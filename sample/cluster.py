@@ -25,7 +25,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -169,7 +169,9 @@ class TempCluster:
         atexit.register(cluster.destroy)
         return cluster
 
-    def _run(self, argv: Sequence[str], *, what: str) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, argv: Sequence[str], *, what: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", self.os_user, "--"] if self.os_user else []
         done = subprocess.run(
             [*prefix, *argv],
@@ -178,6 +180,7 @@ class TempCluster:
             text=True,
             check=False,
             timeout=120,
+            env=None if env is None else {**os.environ, **env},
         )
         if done.returncode != 0:
             log_tail = ""
@@ -303,6 +306,51 @@ class TempCluster:
                 "start",
             ],
             what="pg_ctl start",
+        )
+
+    def standby(self) -> TempCluster:
+        """A streaming standby of this server, made as an administrator makes one
+        (``pg_basebackup -R -X stream`` into a new directory: the same system identifier,
+        settings, superuser and password), started on a free port. Promote it with
+        :meth:`promote`; :meth:`destroy` it when done."""
+        base = Path(tempfile.mkdtemp(prefix="respaldo-pgstandby-"))
+        standby = replace(self, base=base, port=0)
+        try:
+            if self.os_user is not None:
+                user = _ensure_os_user(self.os_user)
+                _make_traversable(base)
+                os.chown(base, user.pw_uid, user.pw_gid)
+            standby.socket_dir.mkdir(mode=0o700)
+            if self.os_user is not None:
+                os.chown(standby.socket_dir, user.pw_uid, user.pw_gid)
+            standby._run(
+                [
+                    str(self.bindir / "pg_basebackup"),
+                    f"--host={self.host}",
+                    f"--port={self.port}",
+                    f"--username={self.superuser}",
+                    f"--pgdata={standby.datadir}",
+                    "--write-recovery-conf",
+                    "--wal-method=stream",
+                    "--checkpoint=fast",
+                    "--no-sync",
+                ],
+                what="pg_basebackup",
+                # The password through the environment, never the command line.
+                env={"PGPASSWORD": self.password.get_secret_value()},
+            )
+            standby.start()
+        except BaseException:
+            standby.destroy()
+            raise
+        atexit.register(standby.destroy)
+        return standby
+
+    def promote(self) -> None:
+        """Promote a standby (``pg_ctl promote --wait``): a new timeline."""
+        self._run(
+            [str(self.bindir / "pg_ctl"), f"--pgdata={self.datadir}", "--wait", "promote"],
+            what="pg_ctl promote",
         )
 
     def stop(self, mode: str = "immediate") -> None:

@@ -16,6 +16,9 @@ the catalog; where it is on another timeline or unknown, the newest backup histo
 ``<segment>.<offset>.backup``, which every base backup archives) to the last archived
 one are listed too (:func:`find_gap`; only names, one log id's prefix at a
 time: at most :data:`GAP_LOG_IDS` of them, 4 GiB of WAL each, whatever the segment size).
+Where that backup is of an older timeline than the last file (a standby promoted since),
+the WAL recovery from it needs is followed across the switch, the old timeline's
+segments its server never archived included (:func:`gap_across_timelines`).
 
 That file is a segment most of the time, but after each physical backup it is the
 backup history file (``<segment>.<offset>.backup``) until the next segment fills, hours
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from respaldo.config import Settings
 from respaldo.errors import InvalidWalFile, ObjectNotFound, RespaldoError
 from respaldo.operations.wal import open_wal_repository
+from respaldo.operations.wal_coverage import archived_after
 from respaldo.postgres.wal import (
     WalKind,
     parse_lsn,
@@ -138,7 +142,10 @@ def read_primary_wal(
                     try:
                         system = record.system_identifier
                         after = _backup_start(repo, backup, size, system) if backup else None
-                        gap = find_gap(repo, system, file, size, after)
+                        if backup and after and after[0] < parse_wal_name(file).timeline:
+                            gap = gap_across_timelines(repo, backup)
+                        else:
+                            gap = find_gap(repo, system, file, size, after)
                     except (RespaldoError, KeyError, ValueError):
                         gap = None  # unknown, as the listing could not be read
                     if gap is not None:
@@ -178,6 +185,22 @@ def _backup_start_lsn(repo: Repository, backup_id: str, system_id: str) -> int |
     if str(meta.get("system_identifier")) != system_id:
         return None
     return parse_lsn(str(meta["start_lsn"]))
+
+
+def gap_across_timelines(repo: Repository, backup_id: str) -> tuple[str, str] | None:
+    """The first segment missing from ``repo`` along the timelines recovery of physical
+    backup ``backup_id`` follows, and the next one there, for a backup of an older
+    timeline than the last file archived: a standby promoted (a failover respaldo did not
+    do) archives its own timeline from the switch on, and the segments of the old one its
+    primary never archived (archiving behind, or failing, when it died) are a hole that
+    recovery of every backup taken before the promotion stops at. :func:`find_gap` looks
+    at the last file's timeline alone, which begins after it. None: no hole, or it could
+    not be told. Lists the cluster's archived names (:func:`archived_after`, as a restore
+    and a restore test do): only until a backup is taken on the new timeline."""
+    coverage = archived_after(repo, repo.load_manifest(backup_id))
+    if isinstance(coverage, str) or coverage.missing is None or coverage.resumes is None:
+        return None
+    return coverage.missing, coverage.resumes
 
 
 def find_gap(

@@ -1,0 +1,88 @@
+"""A failover respaldo did not do: a streaming standby (``pg_basebackup -R``) promoted to
+timeline 2 while its primary is gone, archiving into the same repository under the same
+configuration. The primary's last finished segments were never archived (its archiving
+failed, or lagged, when it died): the standby had them by streaming, but a standby with
+``archive_mode = on`` archives only its own timeline's WAL after the promotion. Recovery
+of every backup taken before the promotion stops at that hole; the status's WAL item
+looked at timeline 2 alone and was green.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.physical.conftest import Archiving, Run, archiving_cluster
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def archiving_alone(
+    pg_major: int | None, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Archiving]:
+    """An archiving cluster of this test alone: it dies and its standby takes over."""
+    with archiving_cluster(pg_major) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def _archive_item(run: Run) -> tuple[str, str]:
+    for database in run.json()["databases"]:
+        for item in database["items"]:
+            if item["check"] == "archive":
+                return str(item["level"]), str(item["reason"])
+    raise AssertionError(str(run))
+
+
+def test_a_hole_the_dead_primary_left_before_a_promotion_is_red(
+    archiving_alone: Archiving,
+) -> None:
+    archiving = archiving_alone
+    primary = archiving.pg
+    before = archiving.backup()["id"]
+    standby = primary.standby()
+    try:
+        # The primary's archiving fails for its last segments; the standby streams them.
+        primary.execute("ALTER SYSTEM SET archive_command = 'false'")
+        primary.scalar("SELECT pg_reload_conf()")
+        for _ in range(2):
+            primary.execute("CREATE TABLE IF NOT EXISTS t (v int); INSERT INTO t VALUES (1)")
+            unarchived = str(primary.scalar("SELECT pg_walfile_name(pg_switch_wal())"))
+        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+        wait_for(
+            "the standby to replay the primary's last WAL",
+            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
+        )
+        primary.stop("immediate")
+        standby.promote()
+        # The same configuration, pointed at the new primary.
+        config = archiving.config.read_text()
+        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
+        archiving.pg = standby
+        standby.execute("INSERT INTO t VALUES (2)")
+        archiving.switch_and_archive()
+        system_id = str(standby.scalar("SELECT system_identifier FROM pg_control_system()"))
+        wal = archiving.repo_dir / "wal" / system_id
+        assert (wal / "00000002" / "00000002.history").exists()
+        assert not (wal / "00000001" / unarchived).exists()
+
+        level, reason = _archive_item(archiving.run("status", "--json"))
+        assert level == "red", reason
+        assert reason.startswith("WAL segment 0000000100000000000000"), reason
+        assert "is not in the repository (archived again from 00000002" in reason
+        assert "take a physical backup now" in reason
+        # What the status says: the restore test of the backup before the promotion fails.
+        drill = archiving.run("drill", before)
+        assert drill.code == 3, str(drill)
+        assert "is missing from the archive" in drill.err
+
+        # A physical backup of the new primary: recovery from it reaches the present.
+        archiving.backup()
+        level, reason = _archive_item(archiving.run("status", "--json"))
+        assert level == "green", reason
+    finally:
+        archiving.pg = primary
+        standby.destroy()
