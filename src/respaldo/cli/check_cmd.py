@@ -43,6 +43,10 @@ def check(
             table.add_row(f.check, f"[{style}]{f.status}[/]", escape(f.value), escape(f.fix))
         err_console.print(table)
     if result.adopted:
-        err_console.print(f"recorded the server's cluster as {database}'s in the repository")
+        err_console.print(
+            f"recorded the server's cluster as {database}'s in the repository; take a "
+            "physical backup now: the archived WAL of this cluster cannot be replayed onto "
+            "the backups of the one before"
+        )
     if not result.ok:
         raise typer.Exit(3)

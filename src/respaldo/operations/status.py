@@ -339,6 +339,7 @@ def compute_status(
             gap=primary.gaps.get(db.name),
             recorded=primary.others.get(db.name),
             minimal=primary.minimal.get(db.name),
+            unbacked=primary.unbacked.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
         )
@@ -516,6 +517,7 @@ def _database_status(
     gap: tuple[str, str] | None = None,
     recorded: str | None = None,
     minimal: tuple[str, str] | None = None,
+    unbacked: tuple[str, str] | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
 ) -> DatabaseStatus:
@@ -534,7 +536,9 @@ def _database_status(
         items.append(_server_item(db.name, reading))
         if physical:
             items.append(
-                _archive_item(db.name, reading, rpo, stored, stuck_for, gap, recorded, minimal)
+                _archive_item(
+                    db.name, reading, rpo, stored, stuck_for, gap, recorded, minimal, unbacked
+                )
             )
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
@@ -760,6 +764,7 @@ def _archive_item(
     gap: tuple[str, str] | None = None,
     recorded: str | None = None,
     minimal: tuple[str, str] | None = None,
+    unbacked: tuple[str, str] | None = None,
 ) -> StatusItem:
     verdict = judge_archive(
         reading,
@@ -770,6 +775,7 @@ def _archive_item(
         recorded=recorded,
         database=database,
         minimal=minimal,
+        unbacked=unbacked,
     )
     state = reading.archiver
     return StatusItem(

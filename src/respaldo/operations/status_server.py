@@ -165,6 +165,7 @@ def judge_archive(
     recorded: str | None = None,
     database: str = "",
     minimal: tuple[str, str] | None = None,
+    unbacked: tuple[str, str] | None = None,
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
@@ -178,14 +179,17 @@ def judge_archive(
     server); None: the same, or not known. ``minimal``: where the server switched to
     ``wal_level = minimal`` after the newest physical backup started, the LSN and that
     backup (:class:`respaldo.operations.status_wal.PrimaryWal`); None: it did not, or
-    not known.
+    not known. ``unbacked``: the newest good physical backup and its cluster, where that
+    is another cluster than the one archiving (re-created and adopted since); None: not
+    so, or not known.
 
     Red: the server is another cluster than the repository records (wal-push refuses
     its WAL, and an ``archive_command`` that stores nothing, ``true`` say, archives names
     the old cluster holds too: none of them is this server's), ``archive_mode`` off,
     that segment missing from the repository, a segment
     missing before it since the newest base backup (``gap``), the server switched to
-    ``wal_level = minimal`` since that backup began (``minimal``), a segment has
+    ``wal_level = minimal`` since that backup began (``minimal``), that backup is of
+    another cluster (``unbacked``), a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
     where the waiting files cannot be listed, the same stuck state was seen for longer
     than that. The last success alone does not say it: on a quiet database it can be an
@@ -273,6 +277,22 @@ def judge_archive(
                 ),
                 segment=gap[0],
                 resumes=gap[1],
+                last=last,
+            ),
+            since_last,
+        )
+    if unbacked is not None:
+        return ArchiveVerdict(
+            "red",
+            Phrase(
+                N_(
+                    "no physical backup of this cluster yet: the newest, {backup}, is of "
+                    "cluster {cluster}, which this server's archived WAL cannot be replayed "
+                    "onto (point-in-time recovery ends where that cluster ended); take a "
+                    "physical backup now ({last})"
+                ),
+                backup=unbacked[0],
+                cluster=unbacked[1],
                 last=last,
             ),
             since_last,

@@ -78,6 +78,11 @@ class PrimaryWal:
     """Database -> the LSN where its server switched to ``wal_level = minimal`` (as
     ``wal-push`` found it) and the newest good physical backup, which started before it:
     recovery from that backup cannot replay past it."""
+    unbacked: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Database -> the newest good physical backup and its cluster, where that is not the
+    cluster the primary records (re-created and adopted, no physical backup taken since):
+    the archived WAL cannot be replayed onto it, so no point-in-time recovery reaches
+    past the old cluster's end."""
     others: dict[str, str] = field(default_factory=dict)
     """Database -> the cluster the primary records for it, where its server is another
     one: re-created (``initdb``, ``pg_upgrade``), its WAL names begin again, and those
@@ -151,6 +156,13 @@ def read_primary_wal(
                     if gap is not None:
                         found.gaps[database] = gap
                 backup = (newest_backups or {}).get(database)
+                if backup is not None:
+                    try:
+                        of = str(repo.load_manifest(backup).meta.get("system_identifier"))
+                    except RespaldoError:
+                        of = record.system_identifier  # unknown: said nothing of
+                    if of != record.system_identifier:
+                        found.unbacked[database] = (backup, of)
                 if record.minimal_wal is not None and backup is not None:
                     try:
                         start = _backup_start_lsn(repo, backup, record.system_identifier)

@@ -111,11 +111,22 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     pg.scalar("SELECT pg_reload_conf()")
     adopted = archiving.run("check", "erp", "--adopt")
     assert "recorded the server's cluster as erp's" in adopted.err, str(adopted)
+    assert "take a physical backup now" in adopted.err
     segment = archiving.switch_and_archive()
     assert (archiving.repo_dir / "wal" / new_id / "00000001" / segment).exists()
+    assert {p.name: p.stat().st_mtime_ns for p in old_dir.iterdir()} == old_files
+    # Archived, but onto no backup: the newest physical backup is the old cluster's, and
+    # point-in-time recovery ends where that cluster ended. This was green.
+    item = _archive_item(archiving.run("status", "--json"))
+    assert item["level"] == "red", item
+    assert item["reason"].startswith(
+        f"no physical backup of this cluster yet: the newest, {old_backup}, is of cluster "
+        f"{old_id}, which this server's archived WAL cannot be replayed onto"
+    ), item
+    new_backup = archiving.backup()["id"]
+    archiving.switch_and_archive()
     item = _archive_item(archiving.run("status", "--json"))
     assert item["level"] == "green", item
-    assert {p.name: p.stat().st_mtime_ns for p in old_dir.iterdir()} == old_files
 
     # The old cluster's backup recovers to the end of its own WAL, not the new one's.
     datadir = archiving.new_datadir()
@@ -128,3 +139,14 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     restored_servers.append(restored)
     assert _system_id(restored) == old_id
     assert restored.query("SELECT v FROM mark", dbname=SHOP) == [("old",)]
+    # And the new cluster's backup to the end of its own.
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", new_backup, "--target-datadir", str(datadir), "--start", "--port", str(port)
+    )
+    assert run.code == 0, str(run)
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    assert _system_id(restored) == new_id
+    assert restored.query("SELECT v FROM mark", dbname=SHOP) == [("new",)]

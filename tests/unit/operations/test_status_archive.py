@@ -186,3 +186,16 @@ def test_a_switch_to_wal_level_minimal_after_the_newest_backup_is_red() -> None:
         "recovery reaches the present again (last archived 3 min ago "
         "(000000010000000000000028))"
     )
+
+
+def test_archiving_onto_no_backup_of_the_cluster_is_red() -> None:
+    # Re-created and adopted: the newest physical backup is the old cluster's.
+    verdict = judge_archive(
+        reading(), RPO, stored=True, unbacked=("20261206T223457Z-2a4906e2", "7716323189502102936")
+    )
+    assert verdict.level == "red"
+    assert verdict.reason.startswith(
+        "no physical backup of this cluster yet: the newest, 20261206T223457Z-2a4906e2, is of "
+        "cluster 7716323189502102936, which this server's archived WAL cannot be replayed onto"
+    )
+    assert "take a physical backup now" in verdict.reason
