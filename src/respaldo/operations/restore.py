@@ -1465,10 +1465,9 @@ def _publisher_note(slots: Sequence[str], old: str, target: str, kept: str | Non
             "slot … was not created in this database') and receive nothing, and each slot "
             "keeps this server from recycling WAL until it is dropped: the disk fills"
         )
-        drop = (
-            "; then, on this server, SELECT pg_drop_replication_slot('…') for each slot "
-            f"(or drop {kept})"
-        )
+        # Slot names are lower-case letters, digits and underscores: nothing to escape.
+        statements = "; ".join(f"SELECT pg_drop_replication_slot('{slot}')" for slot in slots)
+        drop = f"; then, on this server: {statements} (or drop {kept})"
     else:
         said = (
             f"the replaced database's logical replication slots ({names}) were dropped with "
@@ -1477,11 +1476,11 @@ def _publisher_note(slots: Sequence[str], old: str, target: str, kept: str | Non
         )
         drop = ""
     return (
-        f"{said}. They also hold what was written since the backup, which {target} does "
-        "not: on each subscriber, ALTER SUBSCRIPTION … DISABLE, ALTER SUBSCRIPTION … SET "
-        "(slot_name = NONE) and DROP SUBSCRIPTION, empty its copies of the published "
-        f"tables, and CREATE SUBSCRIPTION again (it copies them from {target}, with a slot "
-        f"of its own there){drop}"
+        f"{said}. The subscribers also hold what was written since the backup, which "
+        f"{target} does not: on each subscriber, ALTER SUBSCRIPTION … DISABLE, ALTER "
+        "SUBSCRIPTION … SET (slot_name = NONE) and DROP SUBSCRIPTION, empty its copies of "
+        f"the published tables, and CREATE SUBSCRIPTION again (it copies them from {target}, "
+        f"with a slot of its own there){drop}"
     )
 
 

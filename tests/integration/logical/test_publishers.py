@@ -143,6 +143,9 @@ def test_a_replace_of_a_publisher_says_its_subscribers_slots_stay_behind(
         ) in said, str(run)
         assert f"subscribers that connect to {dbname} fail" in said, str(run)
         assert "keeps this server from recycling WAL" in said, str(run)
+        assert (
+            f"on this server: SELECT pg_drop_replication_slot('partes_sub') (or drop {old})"
+        ) in said, str(run)
         # As said: the slot is the old database's, the restored one has none.
         assert pg.query(_SLOTS) == [("partes_sub", old)]
 
