@@ -33,6 +33,7 @@ from pathlib import Path
 
 from respaldo.config import load_settings
 from respaldo.operations.wal import open_wal_repository, push_wal
+from respaldo.operations.wal_async_client import file_identity
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +109,16 @@ def run_pusher(options: PusherOptions) -> int:
 
             def push_one(name: str) -> None:
                 ok, error = status_paths(options.spool, name)
+                path = options.pg_wal / name
                 try:
-                    result = push_wal(
-                        settings, options.pg_wal / name, database=options.database, repo=repo
-                    )
+                    # Which file was pushed, read before it is: see file_identity.
+                    identity = file_identity(path)
+                    result = push_wal(settings, path, database=options.database, repo=repo)
                 except Exception as exc:
                     log.error("pushing %s failed: %s", name, exc)
                     _write_status(error, f"{exc}\n")
                     return
-                _write_status(ok, f"{result.outcome.value} {result.object}\n")
+                _write_status(ok, f"{result.outcome.value} {result.object} {identity}\n")
 
             inflight: dict[str, Future[None]] = {}
             while True:

@@ -42,6 +42,30 @@ class AsyncPushResult:
         return self.error is None
 
 
+def file_identity(path: Path) -> str:
+    """Which file ``path`` is now: its device, inode, size and modification time. An
+    ``.ok`` verdict carries the identity of the file its pusher pushed: a server
+    re-created at the same data directory (a new ``initdb``: the same ``pg_wal``, so the
+    same spool directory) names its segments as the old one did, and a verdict its
+    archiver never took (the pusher works ahead of it; the old server died first) was
+    taken for the new server's file of that name, which was then recycled unstored.
+    Raises OSError."""
+    st = path.stat()
+    return f"file={st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _verdict_of(ok: Path, path: Path) -> bool:
+    """Whether the ``.ok`` verdict ``ok`` is of the file at ``path`` (one without an
+    identity, from an older pusher, is taken as before). A verdict of another file is
+    removed, so that the pusher pushes this one."""
+    words = ok.read_text().split()
+    said = next((w for w in words if w.startswith("file=")), None)
+    if said is None or said == file_identity(path):
+        return True
+    ok.unlink()
+    return False
+
+
 def default_spool(config: Path | None) -> Path:
     """The spool of the settings' cache directory (loads the settings)."""
     from respaldo.config import load_settings
@@ -92,7 +116,7 @@ def push_async(
     deadline = time.monotonic() + timeout
     next_check = 0.0
     while True:
-        if ok.exists():
+        if ok.exists() and _verdict_of(ok, path):
             ok.unlink()
             return AsyncPushResult(None, backlog, behind)
         if error.exists():

@@ -150,3 +150,63 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     restored_servers.append(restored)
     assert _system_id(restored) == new_id
     assert restored.query("SELECT v FROM mark", dbname=SHOP) == [("new",)]
+
+
+def test_async_verdicts_the_old_cluster_left_are_not_taken_for_the_new_ones(
+    archiving_alone: Archiving,
+) -> None:
+    """``wal-push --async``: the old server's pusher pushed ahead of its archiver, and the
+    server died before its archive commands took those verdicts (``<file>.ok`` in the
+    spool directory of its ``pg_wal``'s path). The re-created server has the same
+    ``pg_wal`` path and names its segments alike: its archive command took the old
+    ``.ok`` for its own file, and the server recycled a segment never stored."""
+    archiving = archiving_alone
+    pg = archiving.pg
+    spool = archiving.base / "spool"
+    command = (
+        f"{archiving.respaldo_command} --config {archiving.config} wal-push --async "
+        f"--spool {spool} %p"
+    )
+    # The old server's archiver is held back while its pusher, started by one archive
+    # command run by hand as the server would, pushes every file waiting in its queue.
+    pg.execute("ALTER SYSTEM SET archive_command = '/bin/false'")
+    pg.scalar("SELECT pg_reload_conf()")
+    old_segments: list[str] = []
+    for _ in range(5):
+        pg.scalar("SELECT pg_logical_emit_message(false, 'test', 'switch')")
+        old_segments.append(str(pg.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+    first = pg.datadir / "pg_wal" / old_segments[0]
+    wait_for(
+        "the segments to wait in the queue",
+        lambda: (first.parent / "archive_status" / f"{first.name}.ready").exists(),
+    )
+    by_hand = archiving.run_as_server("wal-push", "--async", "--spool", str(spool), str(first))
+    assert by_hand.code == 0, str(by_hand)
+    old_id = _system_id(pg)
+    old_dir = archiving.repo_dir / "wal" / old_id / "00000001"
+    wait_for(
+        "the old pusher to push its waiting segments",
+        lambda: all((old_dir / s).exists() for s in old_segments),
+    )
+
+    pg.recreate()
+    new_id = _system_id(pg)
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
+    adopted = archiving.run("check", "erp", "--adopt")
+    assert "recorded the server's cluster as erp's" in adopted.err, str(adopted)
+    pg.execute(f"ALTER SYSTEM SET archive_command = '{command}'")
+    pg.scalar("SELECT pg_reload_conf()")
+    new_segments: list[str] = []
+    while not new_segments or new_segments[-1] < old_segments[-1]:
+        pg.scalar("SELECT pg_logical_emit_message(false, 'test', 'switch')")
+        new_segments.append(str(pg.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+    # The point of the test: the new segments bear names the old pusher left verdicts for.
+    assert set(old_segments[1:]) <= set(new_segments), (old_segments, new_segments)
+    wait_for(
+        "the new server to archive its segments",
+        lambda: (_archived(pg) or "") >= new_segments[-1],
+        timeout=240,
+    )
+    new_dir = archiving.repo_dir / "wal" / new_id / "00000001"
+    missing = [s for s in new_segments if not (new_dir / s).exists()]
+    assert not missing, f"the new server was told these were archived: {missing}"

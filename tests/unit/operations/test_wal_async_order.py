@@ -34,6 +34,7 @@ def test_files_after_a_history_file_wait_until_it_is_pushed(
     pg_wal = tmp_path / "pg_wal"
     (pg_wal / "archive_status").mkdir(parents=True)
     for name in (HISTORY, FIRST):
+        (pg_wal / name).touch()  # the verdict names the file pushed (its identity)
         (pg_wal / "archive_status" / f"{name}.ready").touch()
     segment_started = threading.Event()
     overlapped: list[bool] = []
