@@ -16,7 +16,10 @@ and refuses what recovery cannot reach (:func:`check_recovery_target`):
   a commit lies between it and that point;
 - recovery to the end of the archived WAL when a segment after the backup is missing and
   later ones are archived (a gap);
-- a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet).
+- a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet);
+- recovery to the end, or to a target LSN, past the server's switch to ``wal_level =
+  minimal`` after the backup (:func:`minimal_switch`, recorded by ``wal-push``), which
+  archive recovery refuses to replay.
 
 A target time or restore point cannot be placed in the WAL from names alone: with a gap,
 recovery to one of them is only warned about, and PostgreSQL (13 and later) stops with
@@ -56,7 +59,7 @@ from respaldo.postgres.wal import (
     segment_start,
 )
 from respaldo.repository import Manifest, Repository
-from respaldo.repository.wal import get_wal, list_wal
+from respaldo.repository.wal import get_wal, list_wal, read_cluster
 
 
 @dataclass(frozen=True)
@@ -284,14 +287,45 @@ def _gap(coverage: WalCoverage) -> str:
     )
 
 
+def minimal_switch(repo: Repository, manifest: Manifest) -> int | None:
+    """The LSN where the server switched to ``wal_level = minimal`` after physical backup
+    ``manifest`` ended, as ``wal-push`` recorded it in the cluster record of its database
+    (the last such switch archived: after an earlier one too, a backup older than both
+    stops at the first); None when there is none, or the record is of another cluster.
+    Archive recovery refuses to replay past it."""
+    meta = manifest.meta
+    try:
+        record = read_cluster(repo, manifest.source)
+    except RespaldoError:
+        return None
+    if record is None or record.minimal_wal is None:
+        return None
+    if record.system_identifier != str(meta.get("system_identifier")):
+        return None
+    switch = parse_lsn(record.minimal_wal)
+    return switch if switch > parse_lsn(str(meta.get("stop_lsn") or "0/0")) else None
+
+
+def _minimal_said(switch: int, backup_id: str) -> str:
+    return (
+        f"the server switched to wal_level = minimal at {format_lsn(switch)}, after backup "
+        f"{backup_id}: recovery cannot replay past it (PostgreSQL stops there: 'WAL was "
+        "generated with wal_level=minimal')"
+    )
+
+
 def archive_check(repo: Repository, manifest: Manifest) -> tuple[bool, str]:
     """A restore test's verdict on the archived WAL after the backup: False when a
-    segment is missing (point-in-time recovery from this backup cannot go past it)."""
+    segment is missing, or the server switched to ``wal_level = minimal`` since
+    (point-in-time recovery from this backup cannot go past either)."""
     coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
         return True, coverage
     if coverage.missing is not None:
         return False, _gap(coverage)
+    switch = minimal_switch(repo, manifest)
+    if switch is not None:
+        return False, _minimal_said(switch, manifest.backup_id)
     return True, f"continuous from the backup's end to {format_lsn(coverage.end)}"
 
 
@@ -321,6 +355,25 @@ def check_recovery_target(
         warnings += passed_over_warnings(coverage, backup_id)
     if target.immediate:
         return warnings  # the backup's own WAL suffices
+    switch = minimal_switch(repo, manifest)
+    if switch is not None:
+        said = _minimal_said(switch, backup_id)
+        hint = (
+            f"recover to a target before it ({option('target_lsn')} before "
+            f"{format_lsn(switch)}, {option('target_time')}, {option('immediate')}), or "
+            "restore a physical backup taken after it ('respaldo list')"
+        )
+        if target.lsn is not None and parse_lsn(target.lsn) >= switch:
+            raise RestoreError(
+                f"{said}, and the recovery target {target.lsn} is after it", hint=hint
+            )
+        if target.lsn is None and target.time is None and target.name is None:
+            raise RestoreError(
+                f"{said}: recovery to the end of the archived WAL would stop there with an error",
+                hint=hint,
+            )
+        if target.lsn is None:
+            warnings.append(f"{said}; a target after it stops recovery with an error")
     return warnings + _archive_warnings(manifest, target, coverage)
 
 

@@ -64,6 +64,7 @@ def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_back
     pg = archiving.pg
     before = archiving.backup()["id"]
     pg.execute("CREATE TABLE loaded (v text); INSERT INTO loaded VALUES ('before')", dbname=SHOP)
+    before_switch = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
     for setting, value in (("archive_mode", "off"), ("wal_level", "minimal")):
         pg.execute(f"ALTER SYSTEM SET {setting} = {value}")
     pg.execute("ALTER SYSTEM SET max_wal_senders = 0")
@@ -88,11 +89,29 @@ def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_back
         f"recovery from the newest physical backup {before} stops there with an error"
     ), reason
     assert "take a physical backup now" in reason
-    # What the status says: recovery from that backup fails at the switch (PostgreSQL's
-    # FATAL, the server stopped), not at a gap.
-    run = _restore_to_the_end(archiving, before, restored_servers)
+    # What the status says: recovery from that backup cannot pass the switch (PostgreSQL
+    # stops there: FATAL). A restore to the end is refused before anything is written (it
+    # started the server, which stopped, and the hint spoke of gaps), as is a target
+    # after it; one before it is reached.
+    datadir = archiving.new_datadir()
+    run = archiving.run("restore", before, "--target-datadir", str(datadir))
     assert run.code == 1, str(run)
-    assert "WAL was generated with wal_level=minimal" in run.err
+    assert f"the server switched to wal_level = minimal at {record.minimal_wal}" in run.err
+    assert "recovery to the end of the archived WAL would stop there with an error" in run.err
+    assert "restore a physical backup taken after it" in run.err
+    assert not datadir.exists() or not any(datadir.iterdir())
+    drill = archiving.run("drill", before)
+    assert drill.code == 3, str(drill)
+    assert f"the server switched to wal_level = minimal at {record.minimal_wal}" in drill.err
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", before, "--target-datadir", str(datadir), "--target-lsn", before_switch,
+        "--start", "--port", str(port),
+    )  # fmt: skip
+    assert run.code == 0, str(run)
+    restored_servers.append(archiving.restored(datadir, port))
+    assert restored_servers[-1].query("SELECT v FROM loaded", dbname=SHOP) == [("before",)]
 
     # A physical backup after the switch: recovery from it reaches the present again.
     after = archiving.backup()["id"]

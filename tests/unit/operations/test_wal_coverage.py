@@ -22,6 +22,15 @@ from respaldo.repository import Manifest
 
 pytestmark = pytest.mark.unit
 
+
+@pytest.fixture(autouse=True)
+def no_cluster_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No repository here: the cluster record (a switch to wal_level = minimal, read by
+    minimal_switch) says nothing; tests/integration/physical/test_wal_level_minimal.py
+    has a real one."""
+    monkeypatch.setattr(wal_coverage_module, "minimal_switch", lambda repo, manifest: None)
+
+
 MIB16 = 16 * 1024 * 1024
 
 
