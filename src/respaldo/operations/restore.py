@@ -133,8 +133,10 @@ from respaldo.postgres.scratchdb import (
 from respaldo.postgres.scratchdb import describe as describe_scratch
 from respaldo.postgres.server import (
     SERVER_IDENTITY,
+    Connection,
     allow_connections,
     allows_connections,
+    connect,
     large_objects,
     logical_slots_of,
     own_sessions,
@@ -256,7 +258,6 @@ def _restore_backup(
     check_not_scratch_name(target)
     if jobs < 1:
         raise InvalidInput("jobs", "must be at least 1")
-    partial = bool(tables or schemas)
     check_partial(tables, schemas, replace=replace)
     if work_dir is not None and jobs > 1:
         check_work_dir(work_dir)
@@ -280,17 +281,85 @@ def _restore_backup(
     if admin.dbname == target:
         # We connect to the configured database to manage the target; it cannot be both.
         admin = admin.with_dbname(maintenance)
+    # A session of its own for the version (no statement: see server_version_num), which
+    # decides the options of every other session.
     admin = own_sessions(admin, _server_version_num(admin, maintenance))
     check_not_catalog(ctx, admin, target)
+    # One session on the configured database for every question and step before the load
+    # (the target's name, the tools' server, the abandoned staging databases, CREATE
+    # DATABASE, its locale, the properties' dry run, the sessions' settings): a session
+    # each cost a backend start and its catalog caches, 9 of them before the first
+    # pg_restore (docs/benchmarks.md, session 20). Closed before the load
+    # (_restore_staged): not left idle for as long as the load takes.
+    with contextlib.ExitStack() as asking:
+        admin, conn = _admin_session(asking, admin, maintenance)
+        return _restore_prepared(
+            ctx,
+            leases,
+            asking,
+            conn,
+            repo,
+            fallbacks,
+            warnings,
+            manifest,
+            db,
+            admin,
+            backup_id=backup_id,
+            target=target,
+            replace=replace,
+            drop_old=drop_old,
+            jobs=jobs,
+            with_globals=with_globals,
+            no_owner=no_owner,
+            work_dir=work_dir,
+            tables=tables,
+            schemas=schemas,
+            started=started,
+        )
+
+
+def _admin_session(
+    asking: contextlib.ExitStack, admin: ConnInfo, maintenance: str
+) -> tuple[ConnInfo, Connection]:
+    """A session on the database of ``admin``, closed with ``asking``; on ``maintenance``
+    (and ``admin`` naming it) when that database is gone. Raises ConnectionFailed."""
     try:
-        exists = database_exists(admin, target)
+        return admin, asking.enter_context(connect(admin, autocommit=True))
     except ConnectionFailed:
         if admin.dbname == maintenance or not _database_gone(admin, maintenance):
             raise
-        # The configured database is gone, which is the disaster being recovered from:
-        # restoring it under another name must still work, so manage from "postgres".
-        admin = admin.with_dbname(maintenance)
-        exists = database_exists(admin, target)
+    # The configured database is gone, which is the disaster being recovered from:
+    # restoring it under another name must still work, so manage from "postgres".
+    admin = admin.with_dbname(maintenance)
+    return admin, asking.enter_context(connect(admin, autocommit=True))
+
+
+def _restore_prepared(
+    ctx: Context,
+    leases: contextlib.ExitStack,
+    asking: contextlib.ExitStack,
+    conn: Connection,
+    repo: Repository,
+    fallbacks: list[Repository],
+    warnings: list[str],
+    manifest: Manifest,
+    db: DatabaseSettings,
+    admin: ConnInfo,
+    *,
+    backup_id: str,
+    target: str,
+    replace: bool,
+    drop_old: bool,
+    jobs: int,
+    with_globals: bool,
+    no_owner: bool,
+    work_dir: Path | None,
+    tables: Sequence[str],
+    schemas: Sequence[str],
+    started: datetime,
+) -> RestoreResult:
+    partial = bool(tables or schemas)
+    exists = database_exists(admin, target, conn)
     if exists and not replace:
         raise RestoreError(
             f"database {target!r} already exists",
@@ -301,7 +370,7 @@ def _restore_backup(
         raise InvalidInput(
             "drop_old", f"only makes sense with {option('replace')} of an existing database"
         )
-    tools = restore_tools(db, admin, manifest)
+    tools = restore_tools(db, admin, manifest, conn)
 
     reader = StreamReader(repo, fallbacks, warnings)
     # What reads the dump's table of contents alone (a directory-format dump's toc.dat).
@@ -327,23 +396,21 @@ def _restore_backup(
     # (docs/benchmarks.md, "Restore profile (session 4)"). Nothing is changed before the
     # properties are known, except creating the (held) staging database, which is
     # dropped again if they cannot be read.
-    with ThreadPoolExecutor(2, thread_name_prefix="properties") as pool:
+    with ThreadPoolExecutor(1, thread_name_prefix="properties") as pool:
         reading = pool.submit(
             read_database_properties,
             toc,
             no_owner=no_owner,
             bindir=tools.bindir,
         )
-        # Whether the restore's sessions may shorten their lock waits: a connection and a
-        # query (17-53 ms measured at load 4-5), beside the staging database's creation.
-        lock_waits = pool.submit(restore_sessions, admin)
         try:
             return _restore_staged(
                 ctx,
                 reader,
                 manifest,
                 reading,
-                lock_waits,
+                asking,
+                conn,
                 db,
                 admin,
                 tools,
@@ -362,10 +429,9 @@ def _restore_backup(
         finally:
             # A failure before the properties were needed must not leave their reader
             # running (its pg_restore and the stream's fetch threads) past this call.
-            for future in (reading, lock_waits):
-                future.cancel()
-                with contextlib.suppress(BaseException):
-                    future.result()
+            reading.cancel()
+            with contextlib.suppress(BaseException):
+                reading.result()
 
 
 def _restore_staged(
@@ -373,7 +439,8 @@ def _restore_staged(
     reader: StreamReader,
     manifest: Manifest,
     reading: Future[tuple[DatabaseProperties, list[str]]],
-    lock_waits: Future[ConnInfo],
+    asking: contextlib.ExitStack,
+    conn: Connection,
     db: DatabaseSettings,
     admin: ConnInfo,
     tools: Tools,
@@ -391,27 +458,37 @@ def _restore_staged(
     work_dir: Path | None,
 ) -> RestoreResult:
     # Staging databases of restores and drills that died (or whose server restarted).
-    warnings += drop_abandoned(admin)
+    warnings += drop_abandoned(admin, conn)
     result = RestoreResult(backup_id, target, 0, 0.0, warnings=warnings)
     result.tables = list(selection.tables) if selection is not None else []
     # Held from before it exists until it is renamed or dropped: see postgres.scratchdb.
     with contextlib.ExitStack() as hold:
         staging = create_scratch(
-            hold, admin, scratch_name(STAGING_PREFIX), lambda: scratch_name(STAGING_PREFIX)
+            hold,
+            admin,
+            scratch_name(STAGING_PREFIX),
+            lambda: scratch_name(STAGING_PREFIX),
+            conn=conn,
         )
         try:
             properties, notes = reading.result()
             result.warnings += notes
             # Created before the properties were known: given their encoding and locale.
-            match_locale(admin, staging, properties.create_options)
+            match_locale(admin, staging, properties.create_options, conn=conn)
             if with_globals:
                 # Roles are created for good: only once the properties could be read and
                 # the server can create the database (before, a failure changes nothing).
                 result.warnings += _restore_globals(reader, manifest, admin, tools)
                 result.globals_restored = True
-            check_properties(admin, properties, staging)
-            # The restore's own sessions: pg_restore's and the row counts'.
-            staged = lock_waits.result().with_dbname(staging)
+            check_properties(admin, properties, staging, conn)
+            # The restore's own sessions: pg_restore's and the row counts'; whether they
+            # may shorten their lock waits, asked on the session above.
+            staged = restore_sessions(admin, conn).with_dbname(staging)
+            # Not kept idle across the load, which takes as long as the data: a session
+            # the server or the network ends meanwhile (idle_session_timeout, a firewall's
+            # idle cut) would fail a restore whose data was loaded and checked. The
+            # hand-over below opens one afresh.
+            asking.close()
             # With --jobs, each worker checks the counts of the tables it loaded.
             early = RowCheck(manifest.meta, staged)
             try:
@@ -441,17 +518,23 @@ def _restore_staged(
                 result.large_objects_checked = check_large_objects(manifest, staged)
                 if result.large_objects_checked is None:
                     result.warnings.append(LARGE_OBJECTS_NOT_RECORDED)
-            apply_database_properties(admin, properties, staging)
             if exists:
+                apply_database_properties(admin, properties, staging)
                 result.warnings += keep_within_replaced(admin, staging, target)
+                # Its own sessions: a hook may run for minutes between two of them.
                 result.old_database = _swap(
                     ctx, db, admin, staging, target, started, result.warnings
                 )
                 result.replaced = True
             else:
-                rename_database(admin, staging, target)
-                # A database under that name again: a swap of it that died is resolved.
-                clear_swap(ctx, db.name, target)
+                # The hand-over to a new name in one session: the properties, the
+                # rename, what the restored database subscribes to.
+                with connect(admin, autocommit=True) as handing:
+                    apply_database_properties(admin, properties, staging, handing)
+                    rename_database(admin, staging, target, conn=handing)
+                    # A database under that name again: a swap of it that died is resolved.
+                    clear_swap(ctx, db.name, target)
+                    result.warnings += _copied_subscriptions(admin, target, handing)
         except BaseException:
             drop_quietly(admin, staging)
             raise
@@ -460,8 +543,6 @@ def _restore_staged(
         result.warnings += _replication_left_behind(admin, replaced, target)
         # Read before --drop-old: DROP DATABASE drops them with it, saying nothing.
         slots = _slots_left_behind(admin, replaced)
-    elif not result.replaced:
-        result.warnings += _copied_subscriptions(admin, target)
     if result.old_database and drop_old:
         try:
             drop_database(admin, result.old_database)
@@ -488,15 +569,18 @@ def dump_major(manifest: Manifest) -> int:
     return parse_tool_version("pg_dump", str(text)).major if text else 0
 
 
-def restore_tools(db: DatabaseSettings, admin: ConnInfo, manifest: Manifest) -> Tools:
+def restore_tools(
+    db: DatabaseSettings, admin: ConnInfo, manifest: Manifest, conn: Connection | None = None
+) -> Tools:
     """pg_restore and psql for restoring ``manifest``'s dump into the server of ``admin``:
     of that server's major version or newer, and at least as new as the pg_dump that wrote
     the archive (an older pg_restore cannot read it). A dump written by a pg_dump newer
     than the server is refused: what that pg_restore writes is for servers of its own
     major (pg_restore 17+ sets ``transaction_timeout``, which a 16 refuses), and PostgreSQL
-    does not support loading a dump into an older major. Raises RestoreError,
+    does not support loading a dump into an older major. The server is asked on ``conn``
+    (a session of ``admin``) if given. Raises RestoreError,
     ToolNotFound (saying what to install), ConnectionFailed."""
-    major = server_major(admin)
+    major = server_major(admin, conn)
     dumped = dump_major(manifest)
     if dumped > major:
         raise RestoreError(
@@ -664,7 +748,13 @@ def check_not_scratch_name(target: str) -> None:
     )
 
 
-def match_locale(admin: ConnInfo, name: str, locale: Sequence[tuple[str, str]]) -> None:
+def match_locale(
+    admin: ConnInfo,
+    name: str,
+    locale: Sequence[tuple[str, str]],
+    *,
+    conn: Connection | None = None,
+) -> None:
     """Make the new, empty database ``name`` have the backed-up database's encoding and
     locale (``locale``: :attr:`DatabaseProperties.create_options`): it was created with
     the server's defaults, and is created again if they differ (text would otherwise
@@ -672,14 +762,15 @@ def match_locale(admin: ConnInfo, name: str, locale: Sequence[tuple[str, str]]) 
     RestoreError if this server cannot create such a database (a locale it lacks).
 
     A dump without a locale provider (pg_dump before 15) is created as libc on a 15+
-    server (:func:`~respaldo.postgres.dbprops.create_options_for`)."""
-    locale = create_options_for(locale, server_major(admin))
-    differing = locale_differences(admin, name, locale)
+    server (:func:`~respaldo.postgres.dbprops.create_options_for`). Asked on ``conn``
+    (a session of ``admin``) if given."""
+    locale = create_options_for(locale, server_major(admin, conn))
+    differing = locale_differences(admin, name, locale, conn)
     if not differing:
         return
     drop_database(admin, name)
     try:
-        create_empty_database(admin, name, locale=locale)
+        create_empty_database(admin, name, locale=locale, conn=conn)
     except QueryFailed as exc:
         raise RestoreError(
             f"this server cannot create a database with the backed-up one's "
@@ -690,7 +781,11 @@ def match_locale(admin: ConnInfo, name: str, locale: Sequence[tuple[str, str]]) 
 
 
 def create_empty_database(
-    admin: ConnInfo, name: str, *, locale: Sequence[tuple[str, str]] = ()
+    admin: ConnInfo,
+    name: str,
+    *,
+    locale: Sequence[tuple[str, str]] = (),
+    conn: Connection | None = None,
 ) -> None:
     """Create database ``name`` from template0 (with the encoding and locale ``locale``
     gives, see :func:`match_locale`) and make sure it holds nothing.
@@ -699,9 +794,10 @@ def create_empty_database(
     built-ins and changed privileges into the restored database, unnoticed (row counts
     cover the backup's tables only) or as a confusing pg_restore error. Raises
     RestoreError naming what it holds (the new database is dropped again), or the errors
-    of creating it.
+    of creating it. Created on ``conn`` (a session of ``admin``) if given; the check is
+    a session in the new database.
     """
-    create_database(admin, name, template="template0", locale=locale)
+    create_database(admin, name, template="template0", locale=locale, conn=conn)
     try:
         found = unexpected_objects(admin.with_dbname(name))
     except BaseException:
@@ -727,7 +823,12 @@ _SCRATCH_DRAWS = 5
 
 
 def create_scratch(
-    hold: contextlib.ExitStack, admin: ConnInfo, name: str, draw: Callable[[], str]
+    hold: contextlib.ExitStack,
+    admin: ConnInfo,
+    name: str,
+    draw: Callable[[], str],
+    *,
+    conn: Connection | None = None,
 ) -> str:
     """Create scratch database ``name`` empty (:func:`create_empty_database`), held (see
     :func:`~respaldo.postgres.scratchdb.held_database`) until ``hold`` closes; return the
@@ -736,13 +837,14 @@ def create_scratch(
     A database of that name that exists already is someone else's (another restore or
     drill drew the same name): it is left alone, and another name is drawn from ``draw``.
     The caller drops the returned name and no other. Raises RestoreError when every name
-    drawn was taken (nothing created), or what creating it raises.
+    drawn was taken (nothing created), or what creating it raises. Created on ``conn``
+    (a session of ``admin``) if given; the hold is a session of its own.
     """
     for _ in range(_SCRATCH_DRAWS):
         held = contextlib.ExitStack()
         held.enter_context(held_database(admin, name))
         try:
-            create_empty_database(admin, name)
+            create_empty_database(admin, name, conn=conn)
         except DatabaseExists:
             held.close()
             log.info("a database named %s exists already: another name drawn", name)
@@ -1484,7 +1586,9 @@ def _publisher_note(slots: Sequence[str], old: str, target: str, kept: str | Non
     )
 
 
-def _copied_subscriptions(admin: ConnInfo, target: str) -> list[str]:
+def _copied_subscriptions(
+    admin: ConnInfo, target: str, conn: Connection | None = None
+) -> list[str]:
     """A warning when ``target``, restored under a name of its own, holds the backed-up
     database's logical replication subscriptions: pg_restore made them disabled, naming the
     replication slot on the publisher that the original subscriber uses. PostgreSQL
@@ -1493,7 +1597,7 @@ def _copied_subscriptions(admin: ConnInfo, target: str) -> list[str]:
     what the publisher wrote meanwhile never sent to it. Never raises: the restore is
     done."""
     try:
-        names = [name for name, _ in subscriptions_of(admin, target)]
+        names = [name for name, _ in subscriptions_of(admin, target, conn)]
     except RespaldoError as exc:
         log.warning("cannot read the subscriptions of %s: %s", target, first_line(exc))
         return []

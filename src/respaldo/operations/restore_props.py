@@ -35,6 +35,7 @@ from respaldo.postgres.dbprops import (
     revoke_privilege,
     set_owner,
 )
+from respaldo.postgres.server import Connection
 
 NOTHING_CHANGED = "nothing was changed"
 
@@ -82,9 +83,16 @@ def _server_reason(exc: QueryFailed) -> str:
     return text.split(": ", 1)[1] if ": " in text else text
 
 
-def _apply(admin: ConnInfo, properties: DatabaseProperties, name: str, *, commit: bool) -> None:
+def _apply(
+    admin: ConnInfo,
+    properties: DatabaseProperties,
+    name: str,
+    *,
+    commit: bool,
+    conn: Connection | None,
+) -> None:
     try:
-        apply_properties(admin, properties.statements_for(name), commit=commit)
+        apply_properties(admin, properties.statements_for(name), commit=commit, conn=conn)
     except QueryFailed as exc:
         raise RestoreError(
             "the backed-up database's owner, grants or settings cannot be applied: "
@@ -95,18 +103,28 @@ def _apply(admin: ConnInfo, properties: DatabaseProperties, name: str, *, commit
         ) from None
 
 
-def check_properties(admin: ConnInfo, properties: DatabaseProperties, staging: str) -> None:
-    """Run the properties on ``staging`` and roll them back; RestoreError if they fail."""
+def check_properties(
+    admin: ConnInfo,
+    properties: DatabaseProperties,
+    staging: str,
+    conn: Connection | None = None,
+) -> None:
+    """Run the properties on ``staging`` and roll them back; RestoreError if they fail.
+    On ``conn``, a session of ``admin`` the caller keeps, if given."""
     if not properties.empty:
-        _apply(admin, properties, staging, commit=False)
+        _apply(admin, properties, staging, commit=False, conn=conn)
 
 
 def apply_database_properties(
-    admin: ConnInfo, properties: DatabaseProperties, staging: str
+    admin: ConnInfo,
+    properties: DatabaseProperties,
+    staging: str,
+    conn: Connection | None = None,
 ) -> None:
-    """Give ``staging`` the backed-up database's properties (one transaction)."""
+    """Give ``staging`` the backed-up database's properties (one transaction; on
+    ``conn``, a session of ``admin`` the caller keeps, if given)."""
     if not properties.empty:
-        _apply(admin, properties, staging, commit=True)
+        _apply(admin, properties, staging, commit=True, conn=conn)
 
 
 def keep_within_replaced(admin: ConnInfo, staging: str, target: str) -> list[str]:

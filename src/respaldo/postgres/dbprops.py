@@ -39,7 +39,14 @@ from respaldo.errors import QueryFailed
 from respaldo.postgres.commands import RunningCommand, pg_restore_offline
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.encodings import decode_script
-from respaldo.postgres.server import LOCALE_OPTIONS, LOCALE_PROVIDERS, _guarded, connect
+from respaldo.postgres.server import (
+    LOCALE_OPTIONS,
+    LOCALE_PROVIDERS,
+    Connection,
+    _guarded,
+    connect,
+    session,
+)
 
 # A line of ``pg_restore --list``: "3340; 0 0 COMMENT - DATABASE "My DB" owner1".
 _LIST_LINE = re.compile(
@@ -267,20 +274,24 @@ _COLUMNS = {
 
 
 def locale_differences(
-    conninfo: ConnInfo, name: str, options: Sequence[tuple[str, str]]
+    conninfo: ConnInfo,
+    name: str,
+    options: Sequence[tuple[str, str]],
+    conn: Connection | None = None,
 ) -> list[str]:
     """The options of ``options`` that database ``name`` does not have, as
-    ``KEY 'value'`` (an option whose column this server lacks counts as different).
-    Raises QueryFailed, ConnectionFailed."""
+    ``KEY 'value'`` (an option whose column this server lacks counts as different),
+    asked on ``conn`` if given (:func:`~respaldo.postgres.server.session`). Raises
+    QueryFailed, ConnectionFailed."""
     query = (
         "SELECT pg_catalog.pg_encoding_to_char(d.encoding), pg_catalog.to_jsonb(d)"
         " FROM pg_catalog.pg_database d WHERE d.datname = %s"
     )
-    with connect(conninfo, autocommit=True) as conn:
+    with session(conninfo, conn) as asked:
         row = _guarded(
             conninfo,
             "reading a database's encoding and locale",
-            lambda: conn.execute(query, (name,)).fetchone(),
+            lambda: asked.execute(query, (name,)).fetchone(),
         )
     if row is None:
         raise QueryFailed(f"database {name!r} does not exist")
@@ -367,7 +378,13 @@ def read_properties(
     return parse_properties(decode_script(script))
 
 
-def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: bool) -> None:
+def apply_properties(
+    conninfo: ConnInfo,
+    statements: Sequence[str],
+    *,
+    commit: bool,
+    conn: Connection | None = None,
+) -> None:
     """Run ``statements`` in one transaction on ``conninfo`` (any database of the server);
     commit it, or roll it back (a dry run that finds missing roles or privileges before a
     long restore). A session setting of a parameter the server does not have is left
@@ -375,32 +392,48 @@ def apply_properties(conninfo: ConnInfo, statements: Sequence[str], *, commit: b
     the parameters of its own major version (``transaction_timeout = 0`` from a
     pg_restore 17+ for a 15 server); such a line only resets a timeout. A setting of
     ``client_encoding`` is left out too: the statements are text already (read in the
-    dump's encoding), sent in the connection's own (UTF8). Raises QueryFailed with the
-    server's message, ConnectionFailed."""
-    with connect(conninfo) as conn:
-        try:
-            # Statements rendered by pg_dump from the backup, with the database's name
-            # put in as a quoted identifier: trusted as pg_restore trusts them.
-            def run() -> None:
-                known = {
-                    str(row[0]).lower()
-                    for row in conn.execute("SELECT name FROM pg_catalog.pg_settings")
-                }
-                for statement in statements:
-                    setting = _SET_PARAMETER.match(statement)
-                    if setting is not None and (
-                        setting.group(1).lower() not in known
-                        or setting.group(1).lower() == "client_encoding"
-                    ):
-                        continue
-                    conn.execute(statement.encode())
+    dump's encoding), sent in the connection's own (UTF8).
 
-            _guarded(conninfo, "applying the database's properties", run)
+    On ``conn`` (an autocommit session the caller keeps: :func:`~respaldo.postgres.server.session`)
+    if given, in a transaction block of its own; the session's settings that the
+    statements change (``SET search_path``, timeouts) are reset to the session's own
+    after a commit, so that the caller's next questions on it are asked as before.
+    Raises QueryFailed with the server's message, ConnectionFailed."""
+    if conn is not None:
+
+        def in_block() -> None:
+            with conn.transaction(force_rollback=not commit):
+                _run_statements(conn, statements)
             if commit:
-                conn.commit()
+                conn.execute("RESET ALL")
+
+        _guarded(conninfo, "applying the database's properties", in_block)
+        return
+    with connect(conninfo) as own:
+        try:
+            _guarded(
+                conninfo,
+                "applying the database's properties",
+                lambda: _run_statements(own, statements),
+            )
+            if commit:
+                own.commit()
         finally:
             with contextlib.suppress(psycopg.Error):
-                conn.rollback()
+                own.rollback()
+
+
+def _run_statements(conn: Connection, statements: Sequence[str]) -> None:
+    # Statements rendered by pg_dump from the backup, with the database's name put in as
+    # a quoted identifier: trusted as pg_restore trusts them.
+    known = {str(row[0]).lower() for row in conn.execute("SELECT name FROM pg_catalog.pg_settings")}
+    for statement in statements:
+        setting = _SET_PARAMETER.match(statement)
+        if setting is not None and (
+            setting.group(1).lower() not in known or setting.group(1).lower() == "client_encoding"
+        ):
+            continue
+        conn.execute(statement.encode())
 
 
 class Privilege(NamedTuple):

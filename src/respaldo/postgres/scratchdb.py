@@ -33,7 +33,13 @@ import psycopg
 
 from respaldo.errors import RespaldoError
 from respaldo.postgres.connection import ConnInfo
-from respaldo.postgres.server import connect, drop_copied_subscriptions, drop_database
+from respaldo.postgres.server import (
+    Connection,
+    connect,
+    drop_copied_subscriptions,
+    drop_database,
+    session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +128,17 @@ def drop_scratch(conninfo: ConnInfo, name: str) -> None:
     drop_database(conninfo, name, force=True)
 
 
-def drop_abandoned(conninfo: ConnInfo) -> list[str]:
-    """Drop every scratch database of the server of ``conninfo`` that nobody holds.
+def drop_abandoned(conninfo: ConnInfo, conn: Connection | None = None) -> list[str]:
+    """Drop every scratch database of the server of ``conninfo`` that nobody holds,
+    looked for on ``conn`` if given (:func:`~respaldo.postgres.server.session`).
 
     Returns one line per database: dropped, or why it could not be. Never raises for a
     single database; raises ConnectionFailed or QueryFailed when the server cannot be
     asked at all.
     """
-    with connect(conninfo, autocommit=True) as conn:
+    with session(conninfo, conn) as asked:
         try:
-            rows = conn.execute(_UNHELD, (list(SCRATCH_PREFIXES), HOLD_PREFIX)).fetchall()
+            rows = asked.execute(_UNHELD, (list(SCRATCH_PREFIXES), HOLD_PREFIX)).fetchall()
         except psycopg.Error as exc:
             reason = exc.diag.message_primary or type(exc).__name__
             log.warning("cannot look for abandoned scratch databases: %s", reason)

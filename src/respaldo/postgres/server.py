@@ -229,6 +229,22 @@ def connect(
     raise failure
 
 
+@contextmanager
+def session(conninfo: ConnInfo, conn: Connection | None = None) -> Iterator[Connection]:
+    """``conn``, an open autocommit session on the server of ``conninfo`` that the caller
+    owns (left open), or else an autocommit session of its own for the block, closed
+    after it. The functions here that take ``conn`` ask on it: a restore opens one
+    session on its configured database for its many short questions (the server's
+    version, the target's name, the database's properties, the sessions' settings)
+    instead of a session, a backend start and its catalog caches, for each
+    (docs/benchmarks.md, session 20). Raises ConnectionFailed."""
+    if conn is not None:
+        yield conn
+        return
+    with connect(conninfo, autocommit=True) as own:
+        yield own
+
+
 def _cancel_query(conn: Connection) -> None:
     if not conn.closed:
         with contextlib.suppress(psycopg.Error):
@@ -296,11 +312,12 @@ def check_tool_compatible(program: str, tool_major: int, server_major: int) -> N
         raise ToolVersionError(program, tool_major, server_major)
 
 
-def server_major(conninfo: ConnInfo) -> int:
-    """The server's major version (15 for 15.4), from the connection's own parameters:
-    any role may ask. Raises ConnectionFailed."""
-    with connect(conninfo, autocommit=True) as conn:
-        return int(conn.info.server_version) // 10000
+def server_major(conninfo: ConnInfo, conn: Connection | None = None) -> int:
+    """The server's major version (15 for 15.4), from the connection's own parameters
+    (``conn``'s, or a session's of its own: :func:`session`): any role may ask. Raises
+    ConnectionFailed."""
+    with session(conninfo, conn) as asked:
+        return int(asked.info.server_version) // 10000
 
 
 SERVER_IDENTITY = (
@@ -1008,10 +1025,16 @@ def hash_keys_to_load_via_root(conninfo: ConnInfo) -> list[str]:
 # --- databases ---------------------------------------------------------------------------
 
 
-def _maintenance(conninfo: ConnInfo, name: str) -> Connection:
+@contextmanager
+def _maintenance(
+    conninfo: ConnInfo, name: str, conn: Connection | None = None
+) -> Iterator[Connection]:
+    """A session (``conn``, or one of its own: :func:`session`) on another database than
+    ``name``, to manage ``name`` from."""
     if conninfo.dbname == name:
         raise ValueError(f"connect to another database than {name!r} to manage it")
-    return connect(conninfo, autocommit=True)
+    with session(conninfo, conn) as managing:
+        yield managing
 
 
 def can_read_role_passwords(conninfo: ConnInfo) -> bool:
@@ -1032,7 +1055,7 @@ SHORT_LOCK_WAIT = "100ms"
 """The ``deadlock_timeout`` of a restore's own sessions (:func:`restore_sessions`)."""
 
 
-def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
+def restore_sessions(conninfo: ConnInfo, conn: Connection | None = None) -> ConnInfo:
     """``conninfo`` for the sessions of a restore or a restore test on the database it
     restores into: :func:`own_sessions`', giving up waiting behind autovacuum after
     :data:`SHORT_LOCK_WAIT`, and firing no event trigger (``event_triggers = off``,
@@ -1054,15 +1077,17 @@ def restore_sessions(conninfo: ConnInfo) -> ConnInfo:
     respaldo opens on it once pg_restore has created it: the row counts then found that
     table one row or more longer than the backup's snapshot, and no backup of such a
     database could be restored or pass a restore test ('the backup may be damaged').
-    Raises ConnectionFailed, QueryFailed."""
+    Asked on ``conn`` (a session of :func:`own_sessions`' ``conninfo``, left open), or on
+    sessions of its own. Raises ConnectionFailed, QueryFailed."""
     # Its own timeouts lifted before it asks anything (a database restored with a short
     # transaction_timeout may end even these questions).
-    conninfo = own_sessions(conninfo, server_version_num(conninfo))
-    with connect(conninfo, autocommit=True) as conn:
+    version = conn.info.server_version if conn is not None else server_version_num(conninfo)
+    conninfo = own_sessions(conninfo, version)
+    with session(conninfo, conn) as asked:
 
         def allowed() -> tuple[bool, bool]:
-            quiet = conn.info.server_version >= 170000 and _may_set(conn, "event_triggers")
-            return _may_set(conn, "deadlock_timeout"), quiet
+            quiet = asked.info.server_version >= 170000 and _may_set(asked, "event_triggers")
+            return _may_set(asked, "deadlock_timeout"), quiet
 
         short, quiet = _guarded(conninfo, "checking what the restore's sessions may set", allowed)
     if short:
@@ -1131,13 +1156,14 @@ def writable(conninfo: ConnInfo) -> ConnInfo:
     return _with_option(conninfo, "default_transaction_read_only=off")
 
 
-def database_exists(conninfo: ConnInfo, name: str) -> bool:
-    """Whether database ``name`` exists in the cluster of ``conninfo``."""
-    with connect(conninfo, autocommit=True) as conn:
+def database_exists(conninfo: ConnInfo, name: str, conn: Connection | None = None) -> bool:
+    """Whether database ``name`` exists in the cluster of ``conninfo`` (asked on ``conn``
+    if given: :func:`session`)."""
+    with session(conninfo, conn) as asked:
         row = _guarded(
             conninfo,
             "checking for a database",
-            lambda: conn.execute(
+            lambda: asked.execute(
                 "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", (name,)
             ).fetchone(),
         )
@@ -1384,14 +1410,16 @@ def create_database(
     owner: str | None = None,
     template: str = "template0",
     locale: Sequence[tuple[str, str]] = (),
+    conn: Connection | None = None,
 ) -> None:
     """Create database ``name`` from ``template`` (template0: empty, as pg_restore wants),
     with the encoding and locale ``locale`` gives (``(option, value)``: keys of
     :data:`LOCALE_OPTIONS`, or ``LOCALE_PROVIDER`` and a key of
     :data:`LOCALE_PROVIDERS`; none: the template's).
 
-    ``conninfo`` names the database to connect to for this (not ``name``). Not
-    idempotent: raises DatabaseExists if ``name`` is taken, QueryFailed otherwise.
+    ``conninfo`` names the database to connect to for this (not ``name``); ``conn``, if
+    given, is a session on it (:func:`session`). Not idempotent: raises DatabaseExists if
+    ``name`` is taken, QueryFailed otherwise.
     """
     statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
         sql.Identifier(name), sql.Identifier(template)
@@ -1405,11 +1433,11 @@ def create_database(
         statement = sql.SQL("{} {}").format(statement, clause)
     if owner is not None:
         statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
-    with _maintenance(conninfo, name) as conn:
+    with _maintenance(conninfo, name, conn) as managing:
         _guarded(
             conninfo,
             f"creating database {name!r}",
-            lambda: conn.execute(statement),
+            lambda: managing.execute(statement),
             {psycopg.errors.DuplicateDatabase: DatabaseExists(f"database {name!r} already exists")},
         )
     log.info("created database %r", name)
@@ -1501,14 +1529,17 @@ SELECT s.subname, s.subenabled FROM pg_catalog.pg_subscription s
 """
 
 
-def subscriptions_of(conninfo: ConnInfo, name: str) -> list[tuple[str, bool]]:
+def subscriptions_of(
+    conninfo: ConnInfo, name: str, conn: Connection | None = None
+) -> list[tuple[str, bool]]:
     """The logical replication subscriptions of database ``name``: (name, enabled) each,
-    read from another database of its server. Raises ConnectionFailed, QueryFailed."""
-    with _maintenance(conninfo, name) as conn:
+    read from another database of its server (on ``conn`` if given: :func:`session`).
+    Raises ConnectionFailed, QueryFailed."""
+    with _maintenance(conninfo, name, conn) as asked:
         rows = _guarded(
             conninfo,
             f"listing the subscriptions of {name!r}",
-            lambda: conn.execute(_SUBSCRIPTIONS_OF, (name,)).fetchall(),
+            lambda: asked.execute(_SUBSCRIPTIONS_OF, (name,)).fetchall(),
         )
     return [(str(row[0]), bool(row[1])) for row in rows]
 
@@ -1611,7 +1642,14 @@ def allow_connections(conninfo: ConnInfo, name: str, allow: bool) -> None:
         )
 
 
-def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = True) -> None:
+def rename_database(
+    conninfo: ConnInfo,
+    old: str,
+    new: str,
+    *,
+    force: bool = True,
+    conn: Connection | None = None,
+) -> None:
     """Rename database ``old`` to ``new``; with ``force``, sessions on ``old`` are ended first.
 
     Used to swap a freshly restored database into place. With ``force`` the sessions are
@@ -1620,7 +1658,7 @@ def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = Tru
     reconnects faster than that: refuse new connections first (:func:`allow_connections`).
     Not idempotent: raises DatabaseNotFound if ``old`` does not exist, DatabaseExists if
     ``new`` does, and QueryFailed otherwise (sessions that come back every time, with a
-    hint to stop them).
+    hint to stop them). On ``conn`` if given (:func:`session`).
     """
     if conninfo.dbname == new:
         raise ValueError(f"connect to another database than {new!r} to rename into it")
@@ -1631,20 +1669,20 @@ def rename_database(conninfo: ConnInfo, old: str, new: str, *, force: bool = Tru
         psycopg.errors.InvalidCatalogName: DatabaseNotFound(f"database {old!r} does not exist"),
         psycopg.errors.DuplicateDatabase: DatabaseExists(f"database {new!r} already exists"),
     }
-    with _maintenance(conninfo, old) as conn:
-        terminate = _terminate_query(conn.info.server_version)
+    with _maintenance(conninfo, old, conn) as managing:
+        terminate = _terminate_query(managing.info.server_version)
         for attempt in range(1, RENAME_ATTEMPTS + 1):
             if force:
                 _guarded(
                     conninfo,
                     f"terminating connections to {old!r}",
-                    lambda: conn.execute(terminate, (old,)),
+                    lambda: managing.execute(terminate, (old,)),
                 )
             try:
                 _guarded(
                     conninfo,
                     f"renaming database {old!r} to {new!r}",
-                    lambda: conn.execute(statement),
+                    lambda: managing.execute(statement),
                     errors,
                 )
             except QueryFailed as exc:
