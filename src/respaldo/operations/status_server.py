@@ -20,6 +20,7 @@ from respaldo.postgres import ConnInfo
 from respaldo.postgres.archiver import (
     ArchiverState,
     read_archiver,
+    server_in_recovery,
     server_system_identifier,
     server_version_and_archive_mode,
 )
@@ -52,6 +53,8 @@ class ServerReading:
     archiver: ArchiverState | None = None
     system_identifier: str | None = None
     """Which cluster the server is (read with its archiving); None: not read."""
+    in_recovery: bool = False
+    """A standby (read with its archiving)."""
 
 
 def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
@@ -67,14 +70,19 @@ def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
             application_name="respaldo status",
         ) as conn:
             version, mode = server_version_and_archive_mode(conn, conninfo)
-            state, system = None, None
+            state, system, standby = None, None, False
             if archiver:
                 state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
                 system = server_system_identifier(conn, conninfo)
+                standby = server_in_recovery(conn, conninfo)
     except RespaldoError as exc:
         return ServerReading(error=_one_line(exc.message), hint=exc.hint)
     return ServerReading(
-        version=version, archive_mode=mode, archiver=state, system_identifier=system
+        version=version,
+        archive_mode=mode,
+        archiver=state,
+        system_identifier=system,
+        in_recovery=standby,
     )
 
 
@@ -194,7 +202,8 @@ def judge_archive(
     where the waiting files cannot be listed, the same stuck state was seen for longer
     than that. The last success alone does not say it: on a quiet database it can be an
     hour old while the segment after it finished a second ago. Amber: the server cannot
-    be read (the server item says why), the last attempt failed, more than
+    be read (the server item says why), it is a standby with ``archive_mode = on``
+    (it archives nothing; its primary is not watched), the last attempt failed, more than
     ``rpo.archive_backlog`` files wait, archiving may be stuck (not seen for long
     enough yet), or the waiting files cannot be listed.
     """
@@ -211,6 +220,20 @@ def judge_archive(
                     "(respaldo check says how to turn it on)"
                 ),
                 mode=str(reading.archive_mode),
+            ),
+        )
+    if reading.in_recovery and reading.archive_mode != "always":
+        # A standby with archive_mode = on archives nothing (its primary does, or not):
+        # its statistics stay at "nothing archived, nothing waiting", which said green.
+        return ArchiveVerdict(
+            "amber",
+            Phrase(
+                N_(
+                    "the server is a standby: it archives no WAL (archive_mode = on "
+                    "archives on a primary only), and whether its primary archives into the "
+                    "repository cannot be told from here; set the database's dsn to the "
+                    "primary ('respaldo check' says so)"
+                )
             ),
         )
     last: str = (

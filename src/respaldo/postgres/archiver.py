@@ -68,6 +68,16 @@ def server_version_and_archive_mode(conn: Connection, conninfo: ConnInfo) -> tup
     return str(row[0]), str(row[1] or "?")
 
 
+def server_in_recovery(conn: Connection, conninfo: ConnInfo) -> bool:
+    """Whether the server is a standby (in recovery). Raises QueryFailed."""
+    row = _guarded(
+        conninfo,
+        "asking whether the server is a standby",
+        lambda: conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone(),
+    )
+    return bool(row is not None and row[0])
+
+
 def server_system_identifier(conn: Connection, conninfo: ConnInfo) -> str | None:
     """The server's system identifier (which cluster it is: a new one after ``initdb`` or
     ``pg_upgrade``); None where this role may not read it. Raises QueryFailed for other

@@ -199,3 +199,13 @@ def test_archiving_onto_no_backup_of_the_cluster_is_red() -> None:
         "cluster 7716323189502102936, which this server's archived WAL cannot be replayed onto"
     )
     assert "take a physical backup now" in verdict.reason
+
+
+def test_a_standby_that_archives_nothing_is_amber() -> None:
+    standby = reading(archived=0, last_wal=None, last_time=None)
+    verdict = judge_archive(replace(standby, in_recovery=True), RPO)
+    assert verdict.level == "amber"
+    assert verdict.reason.startswith("the server is a standby: it archives no WAL")
+    # archive_mode = always: the standby archives what it receives, judged as a primary.
+    always = replace(reading(), in_recovery=True, archive_mode="always")
+    assert judge_archive(always, RPO).level == "green"
