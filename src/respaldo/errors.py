@@ -165,6 +165,12 @@ class RepositoryExists(RepositoryError):
     """``init`` was asked to create a repository where one already exists."""
 
 
+class RepositoryMismatch(RepositoryError):
+    """The repository a configured name reaches here is not the one the catalog records
+    for that name (another repository id): machines sharing a catalog reach different
+    storage under one name."""
+
+
 class ConfigMissing(RepositoryError):
     """A location holds a repository's keys or data but no ``config``: the repository is
     there and its config must be restored (never a new repository made over it)."""

@@ -64,6 +64,7 @@ from respaldo.catalog.models import (
     User,
     Worker,
 )
+from respaldo.catalog.repository_ids import known_identity, recorded_identity
 from respaldo.catalog.serialize import API_FIELDS, record_to_api
 from respaldo.catalog.workers import Workers, queues_of
 
@@ -103,6 +104,7 @@ __all__ = [
     "checks_of",
     "clock_offset",
     "failed_verification",
+    "known_identity",
     "newest_completed",
     "newest_completed_times",
     "normalize_url",
@@ -113,5 +115,6 @@ __all__ = [
     "queues_of",
     "read_figures",
     "record_to_api",
+    "recorded_identity",
     "this_host",
 ]

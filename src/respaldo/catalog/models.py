@@ -413,6 +413,22 @@ class Worker(Base):
     stopping: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
+class RepositoryIdentity(Base):
+    """The id of the repository a configured name stands for, as the first process that
+    opened it on this catalog found it. Every process sharing the catalog (workers on
+    several machines) must reach that same repository under that name: one whose
+    ``file://`` path is its own local disk would otherwise record backups the others cannot
+    read, and their prune would count them as kept."""
+
+    __tablename__ = "repository_identities"
+
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    repository_id: Mapped[str] = mapped_column(sa.String(64))
+    location: Mapped[str] = mapped_column(sa.Text)
+    """Where the process that recorded it found it (its URL, for the message)."""
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class LoginFailure(Base):
     """One failed login (or one being checked) for a key: ``user:NAME`` or
     ``address:ADDR``. Shared by every API server on the catalog, so that together they

@@ -74,6 +74,7 @@ def serve(
             from respaldo.scheduling.service import Service
 
             queue.warn_clock_offset(context)  # a PostgreSQL catalog's fleet: locks need it
+            queue.warn_repositories(context)  # and one repository under each name
             service = Service.create(context)
             worker = None
             if service.queued and settings.server.run_jobs:

@@ -9,7 +9,7 @@ from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
-from respaldo.operations.repositories import open_store
+from respaldo.operations.repositories import adopt_identity, open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
 from respaldo.repository.reader import read_list
@@ -60,9 +60,12 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
     Idempotent. Damaged manifests are reported (by backup id) and skipped, and so are
     the backups a prune deletes meanwhile (no record of them is made). A backup that
     ``respaldo repair`` recorded as having lost chunks (still without a good copy) is
-    marked damaged again, as repair marked it.
+    marked damaged again, as repair marked it. The repository becomes the one the
+    catalog knows by its name (a repository that replaces a lost one is refused until
+    then: :func:`~respaldo.operations.repositories.check_identity`).
     """
     repo_settings = ctx.settings.repository(repository)
+    adopt_identity(ctx.settings, ctx.catalog, repository)
     repo = ctx.repository(repository)
     result = RebuildResult()
     for backup_id in repo.backup_ids():

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
 from respaldo.config import Settings
-from respaldo.operations.repositories import open_repository
+from respaldo.operations.repositories import check_identity, open_repository
 from respaldo.repository import Repository
 
 Progress = Callable[[str, int, int | None], None]
@@ -103,14 +103,23 @@ class Context:
         loaded the first time it is asked for and the same object afterwards.
 
         Raises what :func:`~respaldo.operations.repositories.open_repository` raises
-        (ConfigError for an unknown name, RepositoryNotFound, WrongPassphrase...); a
-        repository that failed to open is tried again at the next call.
+        (ConfigError for an unknown name, RepositoryNotFound, WrongPassphrase...), and
+        RepositoryMismatch when the catalog records another repository under this name
+        (:func:`~respaldo.operations.repositories.check_identity`); a repository that
+        failed to open is tried again at the next call.
         """
         key = self.settings.repository(name).name
         with self._lock:
             repo = self._repositories.get(key)
             if repo is None:
-                repo = self._repositories[key] = open_repository(self.settings, key)
+                repo = open_repository(self.settings, key)
+                if self._catalog is not None:
+                    try:
+                        check_identity(self._catalog, key, repo.id, repo.storage.location)
+                    except BaseException:
+                        repo.close()
+                        raise
+                self._repositories[key] = repo
             return repo
 
     def repository_name(self, repo: Repository) -> str | None:

@@ -52,6 +52,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.recurring import RecurringFailure
+from respaldo.operations.repositories import check_identities
 
 if TYPE_CHECKING:
     import procrastinate
@@ -356,6 +357,7 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
 
     require_queue(ctx)
     warn_clock_offset(ctx)
+    warn_repositories(ctx)
     try:
         asyncio.run(_worker_main(ctx, options))
     except ConnectorException as exc:
@@ -366,6 +368,14 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
             "manager that restarts them (Restart=always): a job they ran is failed by its "
             "lease and retried",
         ) from exc
+
+
+def warn_repositories(ctx: Context) -> None:
+    """Refuse to start (RepositoryMismatch) where a configured repository is not the one
+    the catalog knows by its name (a file:// path on this machine's own disk, another
+    machine's being the catalog's); warn where one cannot be read from here."""
+    for warning in check_identities(ctx.settings, ctx.catalog):
+        log.warning("%s", warning)
 
 
 def warn_clock_offset(ctx: Context) -> float | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from respaldo.catalog import Catalog, known_identity, recorded_identity
 from respaldo.config import RepositorySettings, Settings
 from respaldo.config_core import resolve_secret_file
 from respaldo.errors import (
@@ -14,6 +15,7 @@ from respaldo.errors import (
     ObjectNotFound,
     RepositoryError,
     RepositoryExists,
+    RepositoryMismatch,
     RepositoryNotFound,
     RespaldoError,
     StorageError,
@@ -94,6 +96,82 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
     repo.lock_stale_after = settings.locks.stale_after_seconds
     repo.lock_wait = settings.locks.wait_seconds
     return repo
+
+
+def check_identity(
+    catalog: Catalog, name: str, repository_id: str, location: str, *, adopt: bool = False
+) -> None:
+    """Refuse a repository that is not the one ``catalog`` records for ``name``; record
+    it if the catalog records none yet (the first process to open it on this catalog).
+
+    Machines sharing a catalog (workers, docs/scaling.md) must reach one repository under
+    one name. A ``file://`` path that is each machine's own disk is a repository per
+    machine: backups one wrote were recorded as the name's, restores and restore tests
+    elsewhere could not find them, and prune elsewhere counted them as kept and deleted
+    older good backups from its own disk. Raises RepositoryMismatch, naming both. With
+    ``adopt`` (``catalog rebuild``: the repository is the truth) this one is recorded
+    in place of the catalog's.
+    """
+    # Read first: once recorded (every open but the first), no write transaction.
+    with catalog.read() as session:
+        known = None if adopt else recorded_identity(session, name)
+    if known is None:
+        with catalog.begin() as session:
+            known = known_identity(session, name, repository_id, location, adopt=adopt)
+    if known.repository_id != repository_id:
+        raise RepositoryMismatch(
+            f"repository {name!r} at {location} is not the one this catalog knows by that "
+            f"name: its id is {repository_id}, the catalog's is {known.repository_id} "
+            f"(first opened at {known.location}); nothing was read or written",
+            hint="every machine that shares the catalog must reach the same repository "
+            "under one name (S3, or one shared file system mounted at that path, "
+            "docs/scaling.md); a file:// path on each machine's own disk is a repository "
+            "per machine. Only if the catalog's repository is lost for good: 'respaldo "
+            "catalog rebuild' makes this one the catalog's",
+        )
+
+
+def adopt_identity(settings: Settings, catalog: Catalog, name: str | None = None) -> None:
+    """Record repository ``name`` (default: the primary) as the one the catalog knows by
+    its name, whatever it recorded before (``catalog rebuild``). Raises what reading the
+    repository's config raises (RepositoryNotFound...)."""
+    repo_settings = settings.repository(name)
+    store = open_store(repo_settings)
+    try:
+        repository_id = str(read_config(store)["id"])
+        location = store.location
+    finally:
+        store.close()
+    check_identity(catalog, repo_settings.name, repository_id, location, adopt=True)
+
+
+def check_identities(settings: Settings, catalog: Catalog) -> list[str]:
+    """At a worker's or ``serve``'s start: refuse (RepositoryMismatch) if a configured
+    repository here is not the one ``catalog`` records by its name, before any job of
+    it runs; only each repository's config is read (no passphrase, no index).
+
+    A repository that cannot be read now (none at its location, unreachable) is not
+    refused: the jobs that need it fail with the reason. Returned as warnings instead.
+    """
+    warnings = []
+    for repo_settings in settings.repositories:
+        try:
+            store = open_store(repo_settings, retries=0)
+            try:
+                repository_id = str(read_config(store)["id"])
+                location = store.location
+            finally:
+                store.close()
+        except RepositoryMismatch:
+            raise
+        except RespaldoError as exc:
+            warnings.append(
+                f"repository {repo_settings.name!r} cannot be read from this machine: {exc}; "
+                "the jobs that write to it or read from it will fail"
+            )
+            continue
+        check_identity(catalog, repo_settings.name, repository_id, location)
+    return warnings
 
 
 @dataclass(frozen=True)

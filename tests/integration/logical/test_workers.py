@@ -29,11 +29,12 @@ from sample.cluster import TempCluster
 from respaldo.catalog import open_catalog
 from respaldo.config import load_settings
 from respaldo.domain import JobKind, JobStatus
-from respaldo.errors import CatalogUnavailable
+from respaldo.errors import CatalogUnavailable, RepositoryMismatch
 from respaldo.operations import queue
 from respaldo.operations.context import Context
+from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobInfo, cli_request
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import FAST_KDF, Respaldo
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
 from tests.integration.logical.test_serve import answers, listening_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
@@ -405,6 +406,63 @@ def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm
     assert serve.returncode == 0, err
     assert [j for j in site.jobs() if j.status is JobStatus.RUNNING] == []
     assert site.worker_names() == set()
+
+
+def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
+    site: Site,
+) -> None:
+    """Machine B's config names the repository by the same file:// path, on its own disk
+    (docs/scaling.md asks for one store every machine reaches). Before, B's init made a
+    repository there, its worker started, its backups were recorded completed under the
+    name, A's restore and restore test said 'no backup', and A's prune counted B's as the
+    kept one and deleted A's older good backup. Now B is refused at init, at its worker's
+    start and at each command, naming both repository ids; nothing of B is recorded."""
+    site.worker("a")
+    job = site.enqueue("erp")
+    wait_for("A's backup", lambda: site.status(job.id).is_final)
+    assert site.status(job.id) is JobStatus.COMPLETED
+    a_backup = site.job(job.id).result_id
+    tmp = site.respaldo.tmp
+    machine_b = tmp / "machine-b"
+    machine_b.mkdir()
+    config_b = machine_b / "site.toml"
+    config_b.write_text(
+        site.config.read_text()
+        .replace(f'"file://{tmp / "repo"}"', f'"file://{machine_b / "repo"}"')
+        .replace(f'"{tmp / "cache"}"', f'"{machine_b / "cache"}"')
+    )
+    with pytest.raises(RepositoryMismatch) as refused:
+        initialize(load_settings(config_b), kdf=FAST_KDF)
+    message = str(refused.value)
+    assert f"repository 'local' at file://{machine_b / 'repo'} is not the one" in message
+    assert "docs/scaling.md" in refused.value.hint
+    a_id = site.respaldo.repository().id
+    assert a_id in message and f"file://{tmp / 'repo'}" in message
+
+    def as_b(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config_b), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+    worker_b = as_b("worker", "--name", "b")
+    assert worker_b.returncode == 1, worker_b
+    assert "respaldo: error: repository 'local' at file://" in worker_b.stderr
+    assert "Traceback" not in worker_b.stderr
+    assert "b" not in site.worker_names()
+    backup_b = as_b("backup", "erp")
+    assert backup_b.returncode == 1, backup_b
+    assert "is not the one this catalog knows by that name" in backup_b.stderr
+    assert not list((machine_b / "repo").glob("manifests/*"))  # nothing written on B
+    listed = site.respaldo.run("list", "--json")
+    assert [(b["id"], b["status"]) for b in listed.json() if b["status"] != "failed"] == [
+        (a_backup, "completed")
+    ]
+    assert site.respaldo.repository().backup_ids() == [a_backup]
+    # The way out the hint gives when the catalog's repository is lost for good: a
+    # catalog rebuilt from B's makes it the catalog's, and then A is the one refused.
+    rebuilt = as_b("catalog", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt
+    again = site.respaldo.run("backup", "erp")
+    assert again.code == 1 and "is not the one this catalog knows" in again.err, again
 
 
 def test_a_job_that_cannot_be_queued_is_not_recorded_either(site: Site) -> None:
