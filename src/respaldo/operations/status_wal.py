@@ -168,7 +168,15 @@ def read_primary_wal(
                         start = _backup_start_lsn(repo, backup, record.system_identifier)
                     except (RespaldoError, KeyError, ValueError):
                         start = None  # unknown, as the manifest could not be read
-                    if start is not None and start < parse_lsn(record.minimal_wal):
+                    # A switch on a timeline older than the backup's is on none of its
+                    # paths: that timeline branched off before the backup (so before the
+                    # switch, which is after its start), as a restore to a target before
+                    # the switch, promoted, does.
+                    if (
+                        start is not None
+                        and start[1] < parse_lsn(record.minimal_wal)
+                        and (record.minimal_timeline or start[0]) >= start[0]
+                    ):
                         found.minimal[database] = (record.minimal_wal, backup)
     finally:
         repo.close()
@@ -190,13 +198,13 @@ def _backup_start(
     return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
 
 
-def _backup_start_lsn(repo: Repository, backup_id: str, system_id: str) -> int | None:
-    """The start LSN of physical backup ``backup_id``; None when it is of another cluster
-    than ``system_id``. Raises as :func:`_backup_start`."""
+def _backup_start_lsn(repo: Repository, backup_id: str, system_id: str) -> tuple[int, int] | None:
+    """The timeline and start LSN of physical backup ``backup_id``; None when it is of
+    another cluster than ``system_id``. Raises as :func:`_backup_start`."""
     meta = repo.load_manifest(backup_id).meta
     if str(meta.get("system_identifier")) != system_id:
         return None
-    return parse_lsn(str(meta["start_lsn"]))
+    return int(meta["timeline"]), parse_lsn(str(meta["start_lsn"]))
 
 
 def gap_across_timelines(repo: Repository, backup_id: str) -> tuple[str, str] | None:

@@ -166,9 +166,14 @@ def _note_minimal_wal_level(repo: Repository, database: str, system_id: str, wal
     record = read_cluster(repo, database)
     if record is None or record.system_identifier != system_id:
         return
-    if record.minimal_wal is not None and parse_lsn(record.minimal_wal) >= lsn:
-        return  # pushed again, or an older one
-    write_cluster(repo, replace(record, minimal_wal=format_lsn(lsn)))
+    timeline = int(wal.name.timeline, 16)
+    if record.minimal_wal is not None:
+        # The newest timeline's switch counts (one that branched off before an older
+        # timeline's switch never replays it), and on one timeline the last.
+        known = (record.minimal_timeline or 0, parse_lsn(record.minimal_wal))
+        if known >= (timeline, lsn):
+            return  # pushed again, or an older one
+    write_cluster(repo, replace(record, minimal_wal=format_lsn(lsn), minimal_timeline=timeline))
     log.warning(
         "%s: the server switched to wal_level = minimal at %s; point-in-time recovery from "
         "physical backups taken before it cannot go past it: take a physical backup now",

@@ -287,12 +287,17 @@ def _gap(coverage: WalCoverage) -> str:
     )
 
 
-def minimal_switch(repo: Repository, manifest: Manifest) -> int | None:
+def minimal_switch(
+    repo: Repository, manifest: Manifest, coverage: WalCoverage | str | None = None
+) -> int | None:
     """The LSN where the server switched to ``wal_level = minimal`` after physical backup
     ``manifest`` ended, as ``wal-push`` recorded it in the cluster record of its database
     (the last such switch archived: after an earlier one too, a backup older than both
-    stops at the first); None when there is none, or the record is of another cluster.
-    Archive recovery refuses to replay past it."""
+    stops at the first); None when there is none, the record is of another cluster, or
+    the switch is on a timeline recovery of the backup does not follow there: along
+    ``coverage``'s path (:func:`archived_after`) where it is given, else any timeline
+    older than the backup's (a point-in-time restore to before the switch, promoted,
+    branched off before it). Archive recovery refuses to replay past it."""
     meta = manifest.meta
     try:
         record = read_cluster(repo, manifest.source)
@@ -303,7 +308,24 @@ def minimal_switch(repo: Repository, manifest: Manifest) -> int | None:
     if record.system_identifier != str(meta.get("system_identifier")):
         return None
     switch = parse_lsn(record.minimal_wal)
-    return switch if switch > parse_lsn(str(meta.get("stop_lsn") or "0/0")) else None
+    if switch <= parse_lsn(str(meta.get("stop_lsn") or "0/0")):
+        return None
+    timeline = record.minimal_timeline
+    if timeline is None:
+        return switch  # not recorded: on every path, as before
+    if isinstance(coverage, WalCoverage) and coverage.path:
+        return switch if _on_path(coverage.path, timeline, switch) else None
+    return switch if timeline >= int(meta.get("timeline") or 1) else None
+
+
+def _on_path(path: tuple[tuple[int, int], ...], timeline: int, lsn: int) -> bool:
+    """Whether recovery along ``path`` (:attr:`WalCoverage.path`) replays ``lsn`` of
+    ``timeline``: it follows ``timeline`` from where it begins to where the next begins."""
+    for i, (tli, begin) in enumerate(path):
+        if tli == timeline:
+            end = path[i + 1][1] if i + 1 < len(path) else None
+            return begin <= lsn and (end is None or lsn < end)
+    return False
 
 
 def _minimal_said(switch: int, backup_id: str) -> str:
@@ -323,7 +345,7 @@ def archive_check(repo: Repository, manifest: Manifest) -> tuple[bool, str]:
         return True, coverage
     if coverage.missing is not None:
         return False, _gap(coverage)
-    switch = minimal_switch(repo, manifest)
+    switch = minimal_switch(repo, manifest, coverage)
     if switch is not None:
         return False, _minimal_said(switch, manifest.backup_id)
     return True, f"continuous from the backup's end to {format_lsn(coverage.end)}"
@@ -355,7 +377,7 @@ def check_recovery_target(
         warnings += passed_over_warnings(coverage, backup_id)
     if target.immediate:
         return warnings  # the backup's own WAL suffices
-    switch = minimal_switch(repo, manifest)
+    switch = minimal_switch(repo, manifest, coverage)
     if switch is not None:
         said = _minimal_said(switch, backup_id)
         hint = (

@@ -142,6 +142,10 @@ class ClusterRecord:
     minimal`` (written by ``wal-push``): recovery cannot replay past it, so no base
     backup started before it recovers any further. None: none seen (or archived by a
     respaldo that did not look)."""
+    minimal_timeline: int | None = None
+    """The timeline of the segment that held it: a timeline that branched off before it
+    (a point-in-time restore to before the switch, promoted) never replays it, and
+    neither do backups of that timeline. None: not recorded (taken as on every path)."""
 
     def to_bytes(self) -> bytes:
         doc = {
@@ -155,18 +159,22 @@ class ClusterRecord:
             # Only when there is one: a record without it is byte for byte what older
             # respaldo wrote (and they read this one, ignoring the key).
             doc["minimal_wal"] = self.minimal_wal
+            if self.minimal_timeline is not None:
+                doc["minimal_timeline"] = self.minimal_timeline
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClusterRecord:
         doc = json.loads(data)
         minimal = doc.get("minimal_wal")
+        minimal_timeline = doc.get("minimal_timeline")
         return cls(
             database=str(doc["database"]),
             system_identifier=str(doc["system_identifier"]),
             recorded_at=datetime.fromisoformat(doc["recorded_at"]),
             recorded_by=str(doc.get("recorded_by", "")),
             minimal_wal=None if minimal is None else str(minimal),
+            minimal_timeline=None if minimal_timeline is None else int(minimal_timeline),
         )
 
 

@@ -28,7 +28,7 @@ def no_cluster_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """No repository here: the cluster record (a switch to wal_level = minimal, read by
     minimal_switch) says nothing; tests/integration/physical/test_wal_level_minimal.py
     has a real one."""
-    monkeypatch.setattr(wal_coverage_module, "minimal_switch", lambda repo, manifest: None)
+    monkeypatch.setattr(wal_coverage_module, "minimal_switch", lambda *args: None)
 
 
 MIB16 = 16 * 1024 * 1024
