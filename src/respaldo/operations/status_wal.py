@@ -29,8 +29,10 @@ and in the mirrors' check (:mod:`respaldo.operations.status_mirror`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from respaldo.config import Settings
 from respaldo.errors import InvalidWalFile, ObjectNotFound, RespaldoError
@@ -44,8 +46,8 @@ from respaldo.postgres.wal import (
     segment_start,
     segments_per_id,
 )
-from respaldo.repository import Repository
-from respaldo.repository.wal import read_cluster, wal_object
+from respaldo.repository import Manifest, Repository
+from respaldo.repository.wal import ClusterRecord, read_cluster, wal_object
 
 GAP_LOG_IDS = 8
 """How many log ids (4 GiB of WAL each) before the last archived segment are listed for
@@ -115,10 +117,20 @@ def read_primary_wal(
     except RespaldoError:
         return PrimaryWal()
     found = PrimaryWal()
+    # Each database's record and its newest backup's manifest are read once, though
+    # several questions below ask them (a repository read each, over the network for S3).
+    records: dict[str, ClusterRecord | None] = {}
+    manifest = functools.cache(repo.load_manifest)
+
+    def record_of(database: str) -> ClusterRecord | None:
+        if database not in records:
+            records[database] = read_cluster(repo, database)
+        return records[database]
+
     try:
         for database, server in servers.items():
             try:
-                record = read_cluster(repo, database)
+                record = record_of(database)
             except RespaldoError:
                 continue
             if record is not None and record.system_identifier != server:
@@ -127,7 +139,7 @@ def read_primary_wal(
             if database in found.others:
                 continue
             try:
-                record = read_cluster(repo, database)
+                record = record_of(database)
                 if record is None:
                     continue
                 name = archived_object(record.system_identifier, file)
@@ -146,9 +158,10 @@ def read_primary_wal(
                     backup = (newest_backups or {}).get(database)
                     try:
                         system = record.system_identifier
-                        after = _backup_start(repo, backup, size, system) if backup else None
+                        meta = manifest(backup).meta if backup else None
+                        after = _backup_start(meta, size, system) if meta else None
                         if backup and after and after[0] < parse_wal_name(file).timeline:
-                            gap = gap_across_timelines(repo, backup)
+                            gap = gap_across_timelines(repo, manifest(backup))
                         else:
                             gap = find_gap(repo, system, file, size, after)
                     except (RespaldoError, KeyError, ValueError):
@@ -158,14 +171,14 @@ def read_primary_wal(
                 backup = (newest_backups or {}).get(database)
                 if backup is not None:
                     try:
-                        of = str(repo.load_manifest(backup).meta.get("system_identifier"))
+                        of = str(manifest(backup).meta.get("system_identifier"))
                     except RespaldoError:
                         of = record.system_identifier  # unknown: said nothing of
                     if of != record.system_identifier:
                         found.unbacked[database] = (backup, of)
                 if record.minimal_wal is not None and backup is not None:
                     try:
-                        start = _backup_start_lsn(repo, backup, record.system_identifier)
+                        start = _backup_start_lsn(manifest(backup).meta, record.system_identifier)
                     except (RespaldoError, KeyError, ValueError):
                         start = None  # unknown, as the manifest could not be read
                     # A switch on a timeline older than the backup's is on none of its
@@ -184,32 +197,31 @@ def read_primary_wal(
 
 
 def _backup_start(
-    repo: Repository, backup_id: str, segment_size: int, system_id: str
+    meta: Mapping[str, Any], segment_size: int, system_id: str
 ) -> tuple[str, int] | None:
-    """(timeline, first segment number) of physical backup ``backup_id``, from its
-    manifest; None when it is of another cluster than ``system_id`` (the database moved
+    """(timeline, first segment number) of a physical backup, from its manifest's
+    ``meta``; None when it is of another cluster than ``system_id`` (the database moved
     to a new server, not backed up physically there yet: its LSNs say nothing of this
     archive). Raises the errors of reading it, KeyError or ValueError for a manifest
     without them."""
-    meta = repo.load_manifest(backup_id).meta
     if str(meta.get("system_identifier")) != system_id:
         return None
     timeline = f"{int(meta['timeline']):08X}"
     return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
 
 
-def _backup_start_lsn(repo: Repository, backup_id: str, system_id: str) -> tuple[int, int] | None:
-    """The timeline and start LSN of physical backup ``backup_id``; None when it is of
-    another cluster than ``system_id``. Raises as :func:`_backup_start`."""
-    meta = repo.load_manifest(backup_id).meta
+def _backup_start_lsn(meta: Mapping[str, Any], system_id: str) -> tuple[int, int] | None:
+    """The timeline and start LSN of a physical backup, from its manifest's ``meta``;
+    None when it is of another cluster than ``system_id``. Raises as
+    :func:`_backup_start`."""
     if str(meta.get("system_identifier")) != system_id:
         return None
     return int(meta["timeline"]), parse_lsn(str(meta["start_lsn"]))
 
 
-def gap_across_timelines(repo: Repository, backup_id: str) -> tuple[str, str] | None:
+def gap_across_timelines(repo: Repository, backup: Manifest) -> tuple[str, str] | None:
     """The first segment missing from ``repo`` along the timelines recovery of physical
-    backup ``backup_id`` follows, and the next one there, for a backup of an older
+    backup ``backup`` follows, and the next one there, for a backup of an older
     timeline than the last file archived: a standby promoted (a failover respaldo did not
     do) archives its own timeline from the switch on, and the segments of the old one its
     primary never archived (archiving behind, or failing, when it died) are a hole that
@@ -217,7 +229,7 @@ def gap_across_timelines(repo: Repository, backup_id: str) -> tuple[str, str] | 
     at the last file's timeline alone, which begins after it. None: no hole, or it could
     not be told. Lists the cluster's archived names (:func:`archived_after`, as a restore
     and a restore test do): only until a backup is taken on the new timeline."""
-    coverage = archived_after(repo, repo.load_manifest(backup_id))
+    coverage = archived_after(repo, backup)
     if isinstance(coverage, str) or coverage.missing is None or coverage.resumes is None:
         return None
     return coverage.missing, coverage.resumes

@@ -3,18 +3,22 @@ the server archived (respaldo.operations.status_wal.find_gap), from names alone.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from respaldo.operations import status_wal
 from respaldo.operations.status_wal import _backup_start, find_gap
+from respaldo.repository.wal import ClusterRecord
 from respaldo.storage.memory import MemoryStorage
 
 pytestmark = pytest.mark.unit
 
 SYSTEM = "7716158196002574082"
 MIB16 = 16 * 1024 * 1024
+AT = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
 
 
 def _repo(*names: str) -> Any:
@@ -84,6 +88,33 @@ def test_the_newest_backup_of_another_cluster_is_no_start() -> None:
     # The database moved to a new server, not backed up physically there yet: the old
     # cluster's backup LSNs say nothing of the new one's archive.
     meta = {"system_identifier": SYSTEM, "timeline": 1, "start_lsn": "0/2000028"}
-    repo: Any = SimpleNamespace(load_manifest=lambda _id: SimpleNamespace(meta=meta))
-    assert _backup_start(repo, "b1", MIB16, SYSTEM) == ("00000001", 2)
-    assert _backup_start(repo, "b1", MIB16, "7716158196002574083") is None
+    assert _backup_start(meta, MIB16, SYSTEM) == ("00000001", 2)
+    assert _backup_start(meta, MIB16, "7716158196002574083") is None
+
+
+def test_the_status_reads_each_record_and_manifest_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's cluster, its last file stored, its newest backup, a switch to minimal
+    # recorded: four questions of one record and one manifest, each a repository read.
+    storage = MemoryStorage()
+    storage.put(f"wal/{SYSTEM}/00000001/{seg(5)}", b"x")
+    meta = {"system_identifier": SYSTEM, "timeline": 1, "start_lsn": "0/2000028"}
+    loads: list[str] = []
+    reads: list[str] = []
+
+    def load_manifest(backup_id: str) -> Any:
+        loads.append(backup_id)
+        return SimpleNamespace(meta=meta)
+
+    def read_cluster(_repo: Any, database: str) -> ClusterRecord:
+        reads.append(database)
+        return ClusterRecord("erp", SYSTEM, AT, "wal-push", minimal_wal="0/3000028")
+
+    repo = SimpleNamespace(storage=storage, load_manifest=load_manifest, close=lambda: None)
+    monkeypatch.setattr(status_wal, "open_wal_repository", lambda _settings: repo)
+    monkeypatch.setattr(status_wal, "read_cluster", read_cluster)
+    found = status_wal.read_primary_wal(
+        cast(Any, None), {"erp": seg(5)}, {"erp": MIB16}, {"erp": "b1"}, {"erp": SYSTEM}
+    )
+    assert found.stored == {"erp": True}
+    assert found.minimal == {"erp": ("0/3000028", "b1")}
+    assert (reads, loads) == (["erp"], ["b1"])
