@@ -299,6 +299,7 @@ class BackupRecords:
         s3_url: str | None = None,
         storage_tier: str | None = None,
         parent_id: str | None = None,
+        source: str | None = None,
     ) -> BackupRecord:
         """``in_progress`` -> ``completed``, with what the backup produced.
 
@@ -324,6 +325,7 @@ class BackupRecords:
         record.checksum_algorithm = checksum_algorithm
         record.manifest = manifest
         record.parent_id = parent_id
+        record.source = source
         record.database_version = database_version
         record.schema_version = schema_version
         record.error_message = None

@@ -109,6 +109,11 @@ class BackupRecord(Base):
     lease lapsed. None for records written before jobs, outside any job, or rebuilt from
     a manifest; ``worker_pid`` then decides."""
 
+    source: Mapped[str | None] = mapped_column(sa.String(160))
+    """Where a logical backup was read from: ``<system identifier>/<database>`` of the
+    server pg_dump read (None: another kind, or recorded before it was kept). The status
+    compares a database's newest two: machines whose ``dsn`` for it differ."""
+
     parent_id: Mapped[str | None] = mapped_column(sa.String(32))
     """The backup an incremental physical backup restores on top of (its manifest's
     ``incremental_of``); retention keeps it while this one is kept."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -145,6 +146,7 @@ def recorded_backup(
             database_version=manifest.meta.get("server_version"),
             schema_version=manifest.meta.get("schema_version"),
             parent_id=manifest.meta.get("incremental_of"),
+            source=backup_source(manifest.meta),
         )
         if stats.unconfirmed_chunks:
             # Verification quarantined copies this backup had deduplicated against while
@@ -160,6 +162,15 @@ def recorded_backup(
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).get(backup_id)
     return BackupResult(record, manifest, stats, copies, wal_copies)
+
+
+def backup_source(meta: dict[str, Any]) -> str | None:
+    """``<system identifier>/<database>`` of the server a logical backup was read from
+    (its manifest's meta), None for a manifest that does not name both."""
+    system, dbname = meta.get("system_identifier"), meta.get("dbname")
+    if system is None or dbname is None:
+        return None
+    return f"{system}/{dbname}"[:160]
 
 
 def _failure(exc: BaseException) -> str:

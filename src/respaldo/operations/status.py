@@ -625,6 +625,9 @@ def _backup_item(
             problem=problem,
         )
         failed = joined([failed, bad])
+    moved = _source_moved(history.sized.get(kind, []), what)
+    if moved:
+        failed = joined([failed, moved])
     good = unusable is not None
     ahead = history.ahead[kind]
     if ahead is not None and ahead.completed_at is not None:
@@ -674,6 +677,31 @@ def _backup_item(
         reason = joined([failed, said])
         return base.model_copy(update={**facts, "level": "amber", "reason": reason})
     return base.model_copy(update={**facts, "level": "green", "reason": said})
+
+
+def _source_moved(newest_two: list[BackupRecord], what: Phrase) -> Phrase | None:
+    """Said (amber) when the newest backup was read from another server or database than
+    the one before it. Machines that share a catalog each read a database's ``dsn`` from
+    their own config: one leading elsewhere (a replica's copy, a staging server) had its
+    backups recorded as the database's, and restores gave whichever machine's. A server
+    replaced on purpose (pg_upgrade, a move) says it once: green at the next backup."""
+    if len(newest_two) < 2:
+        return None
+    newest, before = newest_two
+    if newest.source is None or before.source is None or newest.source == before.source:
+        return None
+    return Phrase(
+        N_(
+            "the newest {what} ({backup}) was read from {source}, the one before it from "
+            "{was} (system identifier/database): if every machine's dsn for this database "
+            "does not lead to one server, its backups are of whichever machine took them; "
+            "a server replaced on purpose is green again at the next backup"
+        ),
+        what=what,
+        backup=newest.id,
+        source=newest.source,
+        was=before.source,
+    )
 
 
 def _dated_ahead(message: str, at: datetime, now: datetime, **record: object) -> Phrase:

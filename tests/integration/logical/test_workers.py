@@ -465,6 +465,51 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
     assert again.code == 1 and "is not the one this catalog knows" in again.err, again
 
 
+def test_backups_of_one_database_read_from_two_sources_make_its_status_amber(
+    site: Site,
+) -> None:
+    """Machine B's dsn for erp leads to another database (a staging copy, erp's copy
+    site.databases' erp2 is made from): its backup was recorded as erp's and the status
+    was green. Now the full-backup item is amber naming both sources, while the newest
+    two differ; green once two in a row come from one source (a server replaced on
+    purpose says so once)."""
+    tmp = site.respaldo.tmp
+    machine_b = tmp / "machine-b"
+    machine_b.mkdir()
+    config_b = machine_b / "site.toml"
+    copy = f"{site.respaldo.dbname}_2"
+    text = site.config.read_text()
+    erp = text.index('[[databases]]\nname = "erp"\n')
+    end = text.index("[[databases]]", erp + 1)
+    config_b.write_text(
+        text[:erp]
+        + text[erp:end].replace(f'/{site.respaldo.dbname}"', f'/{copy}"')
+        + text[end:].replace(f'"{tmp / "cache"}"', f'"{machine_b / "cache"}"')
+    )
+
+    def erp_item() -> dict[str, str]:
+        status = site.respaldo.run("status", "--json", "--no-servers").json()
+        (item,) = [i for d in status["databases"] for i in d["items"] if i["key"] == "rpo:erp:full"]
+        return item  # type: ignore[no-any-return]
+
+    site.respaldo.backup("erp")
+    assert erp_item()["level"] == "green"
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config_b)]
+    on_b = subprocess.run([*argv, "backup", "erp"], capture_output=True, text=True, check=False)
+    assert on_b.returncode == 0, on_b
+    item = erp_item()
+    assert item["level"] == "amber", item
+    system = str(site.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+    assert (
+        f"was read from {system}/{copy}, the one before it from {system}/{site.respaldo.dbname}"
+        in (item["reason"])
+    )
+    site.respaldo.backup("erp")  # A again: the newest two still differ
+    assert erp_item()["level"] == "amber"
+    site.respaldo.backup("erp")
+    assert erp_item()["level"] == "green", erp_item()
+
+
 def test_a_job_that_cannot_be_queued_is_not_recorded_either(site: Site) -> None:
     from respaldo.operations import jobs
 
