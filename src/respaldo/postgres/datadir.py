@@ -369,8 +369,17 @@ def write_recovery_config(
     # the restored server's new timeline from ahead of its start): a restored server
     # told to wait for them made every commit wait for ever once it was promoted.
     settings["synchronous_standby_names"] = ""
+    # A backup of a standby holds its connection to its primary (pg_basebackup -R): with
+    # it, and standby.signal below, the restored server streamed from the production
+    # primary as one more standby.
+    settings["primary_conninfo"] = ""
+    settings["primary_slot_name"] = ""
     settings.update(server_settings or {})
     _append_settings(datadir, settings, owner, comment)
+    # standby.signal wins over recovery.signal: a backup of a standby restored with it
+    # never promoted (it waited for its primary's WAL for ever) and the restore waited an
+    # hour for the promotion.
+    (datadir / "standby.signal").unlink(missing_ok=True)
     signal = datadir / "recovery.signal"
     signal.touch()
     signal.chmod(0o600)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sample.cluster import TempCluster
 
-from tests.integration.physical.conftest import Archiving, archiving_cluster
+from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,5 +48,42 @@ def test_a_standby_configured_as_the_server_is_not_green(archiving_alone: Archiv
         assert "set the database's dsn to the primary" in item["reason"]
         check = archiving.run("check", "erp")
         assert "the server is a standby" in check.err
+    finally:
+        standby.destroy()
+
+
+def test_a_physical_backup_of_a_standby_restores_as_a_primary(
+    archiving_alone: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    """A backup taken through a dsn that leads to a standby holds its ``standby.signal``
+    and its ``primary_conninfo`` (``pg_basebackup -R``). Restored with them, the copy
+    started in standby mode, which wins over ``recovery.signal``: it streamed from the
+    production primary as one more standby and never promoted, and the restore (and the
+    restore test) waited an hour for the promotion before failing."""
+    archiving = archiving_alone
+    primary = archiving.pg
+    primary.execute("CREATE TABLE mark (v text); INSERT INTO mark VALUES ('1')", dbname=SHOP)
+    standby = primary.standby()
+    try:
+        config = archiving.config.read_text()
+        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
+        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+        wait_for(
+            "the standby to replay the primary's WAL",
+            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
+        )
+        backup = archiving.backup()["id"]
+        archiving.config.write_text(config)
+        primary.execute("INSERT INTO mark VALUES ('2')", dbname=SHOP)
+        archiving.switch_and_archive()
+
+        datadir = archiving.new_datadir()
+        run = archiving.run("restore", backup, "--target-datadir", str(datadir))
+        assert run.code == 0, str(run)
+        assert not (datadir / "standby.signal").exists()
+        assert (datadir / "recovery.signal").exists()
+        restored = archiving.start_as_printed(run, restored_servers)
+        assert restored.query("SELECT v FROM mark ORDER BY v", dbname=SHOP) == [("1",), ("2",)]
+        assert restored.scalar("SELECT count(*) FROM pg_stat_wal_receiver") == 0
     finally:
         standby.destroy()
