@@ -157,3 +157,19 @@ def test_a_switch_to_replica_or_a_record_failing_its_crc_is_not_one() -> None:
     assert minimal_wal_level(first) is None
     first, _ = _segments([_filler(9000), _parameter_change(0, crc_ok=False)])
     assert minimal_wal_level(first) is None
+
+
+def test_a_switch_is_found_wherever_a_page_boundary_cuts_it() -> None:
+    from respaldo.postgres.wal_records import minimal_wal_level
+
+    # Moved 8 bytes at a time from wholly before a page's end to wholly after it: cut
+    # after each of its 8-byte words in turn (its length field alone, its header, its
+    # data), then after the next page's header.
+    cut = set()
+    for size in range(7232, 7360, 8):
+        records = [_filler(9000), _filler(size), _parameter_change(0), _filler(200)]
+        lsn = _lsn_of(2, records)
+        cut.add((lsn - SEGMENT) % PAGE)
+        first, _ = _segments(records)
+        assert minimal_wal_level(first) == lsn, size
+    assert {PAGE - n for n in range(8, 56, 8)} <= cut
