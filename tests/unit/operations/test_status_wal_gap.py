@@ -92,12 +92,18 @@ def test_the_newest_backup_of_another_cluster_is_no_start() -> None:
     assert _backup_start(meta, MIB16, "7716158196002574083") is None
 
 
-def test_the_status_reads_each_record_and_manifest_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The server's cluster, its last file stored, its newest backup, a switch to minimal
-    # recorded: four questions of one record and one manifest, each a repository read.
+def _read_primary_wal(
+    monkeypatch: pytest.MonkeyPatch,
+    record: ClusterRecord,
+    backup_timeline: int = 1,
+    last: str = seg(5),
+) -> tuple[status_wal.PrimaryWal, list[str], list[str]]:
+    """read_primary_wal of database erp, whose last file ``last`` is stored and whose
+    newest backup b1 (of ``backup_timeline``) started at 0/2000028; with the repository
+    reads it made: the records', the manifests'."""
     storage = MemoryStorage()
-    storage.put(f"wal/{SYSTEM}/00000001/{seg(5)}", b"x")
-    meta = {"system_identifier": SYSTEM, "timeline": 1, "start_lsn": "0/2000028"}
+    storage.put(f"wal/{SYSTEM}/{last[:8]}/{last}", b"x")
+    meta = {"system_identifier": SYSTEM, "timeline": backup_timeline, "start_lsn": "0/2000028"}
     loads: list[str] = []
     reads: list[str] = []
 
@@ -107,14 +113,43 @@ def test_the_status_reads_each_record_and_manifest_once(monkeypatch: pytest.Monk
 
     def read_cluster(_repo: Any, database: str) -> ClusterRecord:
         reads.append(database)
-        return ClusterRecord("erp", SYSTEM, AT, "wal-push", minimal_wal="0/3000028")
+        return record
 
     repo = SimpleNamespace(storage=storage, load_manifest=load_manifest, close=lambda: None)
     monkeypatch.setattr(status_wal, "open_wal_repository", lambda _settings: repo)
     monkeypatch.setattr(status_wal, "read_cluster", read_cluster)
     found = status_wal.read_primary_wal(
-        cast(Any, None), {"erp": seg(5)}, {"erp": MIB16}, {"erp": "b1"}, {"erp": SYSTEM}
+        cast(Any, None), {"erp": last}, {"erp": MIB16}, {"erp": "b1"}, {"erp": SYSTEM}
     )
+    return found, reads, loads
+
+
+def test_the_status_reads_each_record_and_manifest_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's cluster, its last file stored, its newest backup, a switch to minimal
+    # recorded: four questions of one record and one manifest, each a repository read.
+    record = ClusterRecord("erp", SYSTEM, AT, "wal-push", minimal_wal="0/3000028")
+    found, reads, loads = _read_primary_wal(monkeypatch, record)
     assert found.stored == {"erp": True}
     assert found.minimal == {"erp": ("0/3000028", "b1")}
     assert (reads, loads) == (["erp"], ["b1"])
+
+
+def test_a_switch_on_a_timeline_older_than_the_newest_backups_is_not_red(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Timeline 1 switched to minimal at 0/3000028; a restore to a target before it,
+    # promoted, made timeline 2, whose backup b1 started at 0/2000028: below the switch's
+    # LSN, but recovery of it never reads timeline 1 there.
+    record = ClusterRecord(
+        "erp", SYSTEM, AT, "wal-push", minimal_wal="0/3000028", minimal_timeline=1
+    )
+    found, _, _ = _read_primary_wal(monkeypatch, record, backup_timeline=2, last=seg(5, 2))
+    assert found.minimal == {}
+    # Of the backup's own timeline, or a later one: red.
+    found, _, _ = _read_primary_wal(monkeypatch, record, backup_timeline=1)
+    assert found.minimal == {"erp": ("0/3000028", "b1")}
+    later = ClusterRecord(
+        "erp", SYSTEM, AT, "wal-push", minimal_wal="0/3000028", minimal_timeline=2
+    )
+    found, _, _ = _read_primary_wal(monkeypatch, later, backup_timeline=1, last=seg(5, 2))
+    assert found.minimal == {"erp": ("0/3000028", "b1")}
