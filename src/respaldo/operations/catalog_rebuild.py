@@ -9,7 +9,7 @@ from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
-from respaldo.operations.repositories import adopt_identity, open_store
+from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
 from respaldo.repository.reader import read_list
@@ -62,11 +62,12 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
     ``respaldo repair`` recorded as having lost chunks (still without a good copy) is
     marked damaged again, as repair marked it. The repository becomes the one the
     catalog knows by its name (a repository that replaces a lost one is refused until
-    then: :func:`~respaldo.operations.repositories.check_identity`).
+    then: :func:`~respaldo.operations.repositories.check_identity`), once it has opened:
+    a rebuild that fails there (a wrong passphrase, another repository's config at a
+    mistyped URL) leaves the catalog's record as it was.
     """
     repo_settings = ctx.settings.repository(repository)
-    adopt_identity(ctx.settings, ctx.catalog, repository)
-    repo = ctx.repository(repository)
+    repo = ctx.repository(repository, adopt=True)
     result = RebuildResult()
     for backup_id in repo.backup_ids():
         try:

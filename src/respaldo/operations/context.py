@@ -98,9 +98,11 @@ class Context:
             raise RuntimeError("this context was opened without the catalog")
         return self._catalog
 
-    def repository(self, name: str | None = None) -> Repository:
+    def repository(self, name: str | None = None, *, adopt: bool = False) -> Repository:
         """The configured repository ``name`` (default: the primary), opened with its index
-        loaded the first time it is asked for and the same object afterwards.
+        loaded the first time it is asked for and the same object afterwards. With
+        ``adopt`` (``catalog rebuild``) it becomes the one the catalog records under its
+        name, once it has opened (the passphrase proves it is the user's).
 
         Raises what :func:`~respaldo.operations.repositories.open_repository` raises
         (ConfigError for an unknown name, RepositoryNotFound, WrongPassphrase...), and
@@ -110,16 +112,16 @@ class Context:
         """
         key = self.settings.repository(name).name
         with self._lock:
-            repo = self._repositories.get(key)
-            if repo is None:
-                repo = open_repository(self.settings, key)
-                if self._catalog is not None:
-                    try:
-                        check_identity(self._catalog, key, repo.id, repo.storage.location)
-                    except BaseException:
+            opened = self._repositories.get(key)
+            repo = opened if opened is not None else open_repository(self.settings, key)
+            if self._catalog is not None and (opened is None or adopt):
+                try:
+                    check_identity(self._catalog, key, repo.id, repo.storage.location, adopt=adopt)
+                except BaseException:
+                    if opened is None:
                         repo.close()
-                        raise
-                self._repositories[key] = repo
+                    raise
+            self._repositories[key] = repo
             return repo
 
     def repository_name(self, repo: Repository) -> str | None:

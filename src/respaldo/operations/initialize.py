@@ -36,5 +36,7 @@ def initialize(settings: Settings, kdf: KdfParams | None = None) -> Initialized:
         # A second machine's init on a catalog the first made: its repositories must be
         # the ones the catalog knows (a file:// path on its own disk was made just now).
         for made in repositories:
-            check_identity(catalog, made.name, made.repository_id, made.location)
+            check_identity(
+                catalog, made.name, made.repository_id, made.location, created=made.created
+            )
     return Initialized(url, repositories)

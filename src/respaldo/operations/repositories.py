@@ -99,7 +99,13 @@ def open_repository(settings: Settings, name: str | None = None) -> Repository:
 
 
 def check_identity(
-    catalog: Catalog, name: str, repository_id: str, location: str, *, adopt: bool = False
+    catalog: Catalog,
+    name: str,
+    repository_id: str,
+    location: str,
+    *,
+    adopt: bool = False,
+    created: bool = False,
 ) -> None:
     """Refuse a repository that is not the one ``catalog`` records for ``name``; record
     it if the catalog records none yet (the first process to open it on this catalog).
@@ -110,7 +116,8 @@ def check_identity(
     elsewhere could not find them, and prune elsewhere counted them as kept and deleted
     older good backups from its own disk. Raises RepositoryMismatch, naming both. With
     ``adopt`` (``catalog rebuild``: the repository is the truth) this one is recorded
-    in place of the catalog's.
+    in place of the catalog's. ``created``: ``respaldo init`` made this repository
+    just now (the message says so, and that it is not used).
     """
     # Read first: once recorded (every open but the first), no write transaction.
     with catalog.read() as session:
@@ -119,30 +126,32 @@ def check_identity(
         with catalog.begin() as session:
             known = known_identity(session, name, repository_id, location, adopt=adopt)
     if known.repository_id != repository_id:
+        # The way on, typed out: 'catalog rebuild' of this name is also how a repository
+        # re-created after its only disk died (no mirror to copy the id from) is taken.
+        rebuild = f"respaldo catalog rebuild --repository {name}"
+        if created:
+            said = (
+                f"'respaldo init' created a new repository {name!r} at {location} (id "
+                f"{repository_id}), but this catalog records its backups of {name!r} in "
+                f"repository {known.repository_id} (first opened at {known.location}): "
+                f"the new one is not used until you say so"
+            )
+        else:
+            said = (
+                f"repository {name!r} at {location} is not the one this catalog knows by "
+                f"that name: its id is {repository_id}, the catalog's is "
+                f"{known.repository_id} (first opened at {known.location}); nothing was "
+                f"read or written"
+            )
         raise RepositoryMismatch(
-            f"repository {name!r} at {location} is not the one this catalog knows by that "
-            f"name: its id is {repository_id}, the catalog's is {known.repository_id} "
-            f"(first opened at {known.location}); nothing was read or written",
-            hint="every machine that shares the catalog must reach the same repository "
-            "under one name (S3, or one shared file system mounted at that path, "
-            "docs/scaling.md); a file:// path on each machine's own disk is a repository "
-            "per machine. Only if the catalog's repository is lost for good: 'respaldo "
-            "catalog rebuild' makes this one the catalog's",
+            said,
+            hint=f"if the catalog's repository is lost for good (its disk died, no mirror "
+            f"holds it), make this one the catalog's: '{rebuild}' (the backups recorded in "
+            f"the lost one stay listed; 'respaldo verify --all' names them). Otherwise every "
+            f"machine that shares the catalog must reach the same repository under one name "
+            f"(S3, or one shared file system mounted at that path, docs/scaling.md): a "
+            f"file:// path on each machine's own disk is a repository per machine",
         )
-
-
-def adopt_identity(settings: Settings, catalog: Catalog, name: str | None = None) -> None:
-    """Record repository ``name`` (default: the primary) as the one the catalog knows by
-    its name, whatever it recorded before (``catalog rebuild``). Raises what reading the
-    repository's config raises (RepositoryNotFound...)."""
-    repo_settings = settings.repository(name)
-    store = open_store(repo_settings)
-    try:
-        repository_id = str(read_config(store)["id"])
-        location = store.location
-    finally:
-        store.close()
-    check_identity(catalog, repo_settings.name, repository_id, location, adopt=True)
 
 
 def check_identities(settings: Settings, catalog: Catalog) -> list[str]:

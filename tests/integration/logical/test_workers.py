@@ -434,8 +434,12 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
     with pytest.raises(RepositoryMismatch) as refused:
         initialize(load_settings(config_b), kdf=FAST_KDF)
     message = str(refused.value)
-    assert f"repository 'local' at file://{machine_b / 'repo'} is not the one" in message
+    assert (
+        f"'respaldo init' created a new repository 'local' at file://{machine_b / 'repo'}"
+        in message
+    )
     assert "docs/scaling.md" in refused.value.hint
+    assert "'respaldo catalog rebuild --repository local'" in refused.value.hint
     a_id = site.respaldo.repository().id
     assert a_id in message and f"file://{tmp / 'repo'}" in message
 
@@ -459,7 +463,7 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
     assert site.respaldo.repository().backup_ids() == [a_backup]
     # The way out the hint gives when the catalog's repository is lost for good: a
     # catalog rebuilt from B's makes it the catalog's, and then A is the one refused.
-    rebuilt = as_b("catalog", "rebuild")
+    rebuilt = as_b("catalog", "rebuild", "--repository", "local")
     assert rebuilt.returncode == 0, rebuilt
     again = site.respaldo.run("backup", "erp")
     assert again.code == 1 and "is not the one this catalog knows" in again.err, again
