@@ -280,11 +280,16 @@ RECOVERY_DEFAULTS = {
     "recovery_target_timeline": "latest",
     "recovery_end_command": "",
     "archive_cleanup_command": "",
+    "recovery_min_apply_delay": "0",
 }
 """What a restore's recovery runs with whatever the backup's configuration says: a target
 reached inclusively, the newest timeline followed (what the WAL checks before the start
-assume), and none of the original's commands (a standby's ``archive_cleanup_command``
-would delete WAL from its archive at each restartpoint of the copy's recovery)."""
+assume), none of the original's commands (a standby's ``archive_cleanup_command``
+would delete WAL from its archive at each restartpoint of the copy's recovery), and no
+delay: PostgreSQL honours a delayed standby's ``recovery_min_apply_delay`` in archive
+recovery too (and a primary's, set in a configuration it shares with its standbys), so a
+restored copy held back each commit younger than the delay and did not promote until it
+had passed."""
 
 
 @dataclass(frozen=True)

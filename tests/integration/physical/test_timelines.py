@@ -210,6 +210,45 @@ def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
             assert restored.scalar(f"SHOW {setting}") == value, setting
 
 
+def test_a_backup_of_a_delayed_standbys_configuration_recovers_without_the_delay(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # A delayed standby's recovery_min_apply_delay (or the primary's, from a configuration
+    # shared with it) is in the backup's postgresql.auto.conf, and PostgreSQL honours it in
+    # archive recovery too: the restored copy held back every commit younger than the
+    # delay and promoted only an hour later (a restore --start waited for it).
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+        pg.execute(insert, (1,), dbname=SHOP)
+        pg.execute("ALTER SYSTEM SET recovery_min_apply_delay = '1h'")  # a primary ignores it
+        backup = archiving.backup()
+        pg.execute(insert, (2,), dbname=SHOP)
+        point = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
+        archiving.switch_and_archive()
+        datadir = archiving.new_datadir()
+        run = archiving.run("restore", backup["id"], "--target-datadir", str(datadir))
+        assert run.code == 0, str(run)
+        # What the start would read last (checked before starting: with the delay the
+        # start waits an hour).
+        written = (datadir / "postgresql.auto.conf").read_text()
+        delays = [
+            line.split("=", 1)[1].strip()
+            for line in written.splitlines()
+            if line.split("=", 1)[0].strip() == "recovery_min_apply_delay"
+        ]
+        assert delays[-1] == "'0'", written
+        restored, _, _ = archiving.restore_started(
+            backup["id"], restored_servers, "--target-lsn", point
+        )
+        query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2]
+        assert restored.scalar("SHOW recovery_min_apply_delay") == "0"
+
+
 def _last_setting(server: TempCluster, name: str) -> object:
     """What ``postgresql.auto.conf`` says last of ``name``: what the next start reads."""
     return server.scalar(
