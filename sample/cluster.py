@@ -249,17 +249,7 @@ class TempCluster:
             self.port = _free_port()
             self._write_settings()
             try:
-                self._run(
-                    [
-                        str(self.bindir / "pg_ctl"),
-                        f"--pgdata={self.datadir}",
-                        f"--log={self.logfile}",
-                        "--wait",
-                        "--timeout=60",
-                        "start",
-                    ],
-                    what="pg_ctl start",
-                )
+                self._pg_ctl_start()
                 return
             except ClusterError as exc:
                 error = exc
@@ -296,6 +286,10 @@ class TempCluster:
         shutil.rmtree(self.socket_dir)
         self._initdb()
         self._write_settings()
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        """``pg_ctl start`` of the data directory as it is set up (port, settings)."""
         self._run(
             [
                 str(self.bindir / "pg_ctl"),
