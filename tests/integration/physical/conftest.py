@@ -221,11 +221,12 @@ class Archiving:
         return restored
 
     def restore_started(
-        self, backup_id: str, servers: list[TempCluster], *options: str
+        self, backup_id: str, servers: list[TempCluster], *options: str, to_the_end: bool = False
     ) -> tuple[TempCluster, Path, Run]:
         """``restore BACKUP --target-datadir NEW OPTIONS --start`` on a free port
-        (``OPTIONS`` default to ``--immediate``); asserts that it worked and adds the
-        restored server to ``servers`` (``restored_servers``: stopped after the test)."""
+        (``OPTIONS`` default to ``--immediate``, or to none ``to_the_end``: recovery to the
+        end of the archived WAL); asserts that it worked and adds the restored server to
+        ``servers`` (``restored_servers``: stopped after the test)."""
         datadir = self.new_datadir()
         port = free_port()
         run = self.run(
@@ -233,7 +234,7 @@ class Archiving:
             backup_id,
             "--target-datadir",
             str(datadir),
-            *(options or ("--immediate",)),
+            *(options or (() if to_the_end else ("--immediate",))),
             "--start",
             "--port",
             str(port),
@@ -328,6 +329,30 @@ def archiving(
     archiving_session.capsys = capsys
     yield archiving_session
     archiving_session.capsys = None
+
+
+@pytest.fixture
+def archiving_alone(
+    pg_major: int | None, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Archiving]:
+    """An archiving cluster of one test alone, for a test that changes its settings,
+    restarts, re-creates or kills it (the session's cluster must stay as it is)."""
+    with archiving_cluster(pg_major) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def archive_item(run: Run) -> dict[str, Any]:
+    """The one WAL archiving item (``archive:<db>``) of ``respaldo status --json``'s run."""
+    databases: list[dict[str, Any]] = run.json()["databases"]
+    (item,) = [i for db in databases for i in db["items"] if i["check"] == "archive"]
+    return dict(item)
+
+
+def archive_verdict(run: Run) -> tuple[str, str]:
+    """The level and the reason of :func:`archive_item`."""
+    item = archive_item(run)
+    return str(item["level"]), str(item["reason"])
 
 
 @pytest.fixture

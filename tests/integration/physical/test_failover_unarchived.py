@@ -9,32 +9,12 @@ looked at timeline 2 alone and was green.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.integration.physical.conftest import Archiving, Run, archiving_cluster
+from tests.integration.physical.conftest import Archiving, archive_verdict
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def archiving_alone(
-    pg_major: int | None, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Archiving]:
-    """An archiving cluster of this test alone: it dies and its standby takes over."""
-    with archiving_cluster(pg_major) as archiving:
-        archiving.capsys = capsys
-        yield archiving
-
-
-def _archive_item(run: Run) -> tuple[str, str]:
-    for database in run.json()["databases"]:
-        for item in database["items"]:
-            if item["check"] == "archive":
-                return str(item["level"]), str(item["reason"])
-    raise AssertionError(str(run))
 
 
 def test_a_hole_the_dead_primary_left_before_a_promotion_is_red(
@@ -69,7 +49,7 @@ def test_a_hole_the_dead_primary_left_before_a_promotion_is_red(
         assert (wal / "00000002" / "00000002.history").exists()
         assert not (wal / "00000001" / unarchived).exists()
 
-        level, reason = _archive_item(archiving.run("status", "--json"))
+        level, reason = archive_verdict(archiving.run("status", "--json"))
         assert level == "red", reason
         assert reason.startswith("WAL segment 0000000100000000000000"), reason
         assert "is not in the repository (archived again from 00000002" in reason
@@ -81,7 +61,7 @@ def test_a_hole_the_dead_primary_left_before_a_promotion_is_red(
 
         # A physical backup of the new primary: recovery from it reaches the present.
         archiving.backup()
-        level, reason = _archive_item(archiving.run("status", "--json"))
+        level, reason = archive_verdict(archiving.run("status", "--json"))
         assert level == "green", reason
     finally:
         archiving.pg = primary

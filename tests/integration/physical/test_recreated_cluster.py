@@ -14,9 +14,6 @@ still recovers with its own WAL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
@@ -24,29 +21,11 @@ from sample.cluster import TempCluster
 from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
-    Run,
-    archiving_cluster,
-    free_port,
+    archive_item,
 )
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def archiving_alone(
-    pg_major: int | None, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Archiving]:
-    """An archiving cluster of this test alone: it is re-created."""
-    with archiving_cluster(pg_major) as archiving:
-        archiving.capsys = capsys
-        yield archiving
-
-
-def _archive_item(run: Run) -> dict[str, Any]:
-    databases: list[dict[str, Any]] = run.json()["databases"]
-    (item,) = [i for db in databases for i in db["items"] if i["check"] == "archive"]
-    return dict(item)
 
 
 def _system_id(pg: TempCluster) -> str:
@@ -85,7 +64,7 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     # respaldo's own archive_command: every push refused, nothing archived yet. This was
     # amber ("the last attempt failed") until a segment had waited 15 minutes.
     run = archiving.run("status", "--json")
-    item = _archive_item(run)
+    item = archive_item(run)
     assert item["level"] == "red", item
     assert item["reason"].startswith(refused), item
     assert "respaldo check erp --adopt" in item["reason"]
@@ -101,7 +80,7 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     # The segments refused so far wait; 'true' takes them at once.
     wait_for("'true' to archive the waiting segments", lambda: _archived(pg) is not None)
     assert _archived(pg) in old_files  # a name the old cluster archived
-    item = _archive_item(archiving.run("status", "--json"))
+    item = archive_item(archiving.run("status", "--json"))
     assert item["level"] == "red", item
     assert item["reason"].startswith(refused), item
     assert {p.name: p.stat().st_mtime_ns for p in old_dir.iterdir()} == old_files
@@ -117,7 +96,7 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     assert {p.name: p.stat().st_mtime_ns for p in old_dir.iterdir()} == old_files
     # Archived, but onto no backup: the newest physical backup is the old cluster's, and
     # point-in-time recovery ends where that cluster ended. This was green.
-    item = _archive_item(archiving.run("status", "--json"))
+    item = archive_item(archiving.run("status", "--json"))
     assert item["level"] == "red", item
     assert item["reason"].startswith(
         f"no physical backup of this cluster yet: the newest, {old_backup}, is of cluster "
@@ -125,29 +104,15 @@ def test_a_recreated_server_is_red_until_adopted_and_the_old_wal_stays_its_own(
     ), item
     new_backup = archiving.backup()["id"]
     archiving.switch_and_archive()
-    item = _archive_item(archiving.run("status", "--json"))
+    item = archive_item(archiving.run("status", "--json"))
     assert item["level"] == "green", item
 
     # The old cluster's backup recovers to the end of its own WAL, not the new one's.
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", old_backup, "--target-datadir", str(datadir), "--start", "--port", str(port)
-    )
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, _, _ = archiving.restore_started(old_backup, restored_servers, to_the_end=True)
     assert _system_id(restored) == old_id
     assert restored.query("SELECT v FROM mark", dbname=SHOP) == [("old",)]
     # And the new cluster's backup to the end of its own.
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", new_backup, "--target-datadir", str(datadir), "--start", "--port", str(port)
-    )
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, _, _ = archiving.restore_started(new_backup, restored_servers, to_the_end=True)
     assert _system_id(restored) == new_id
     assert restored.query("SELECT v FROM mark", dbname=SHOP) == [("new",)]
 

@@ -8,25 +8,13 @@ nothing stored). ``respaldo check`` warned; the status now says it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sample.cluster import TempCluster
 
-from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
+from tests.integration.physical.conftest import SHOP, Archiving, archive_item
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def archiving_alone(
-    pg_major: int | None, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Archiving]:
-    """An archiving cluster of this test alone: its config is pointed at its standby."""
-    with archiving_cluster(pg_major) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def test_a_standby_configured_as_the_server_is_not_green(archiving_alone: Archiving) -> None:
@@ -41,8 +29,7 @@ def test_a_standby_configured_as_the_server_is_not_green(archiving_alone: Archiv
         primary.scalar("SELECT pg_reload_conf()")
         primary.scalar("SELECT pg_switch_wal()")
         run = archiving.run("status", "--json")
-        (erp,) = run.json()["databases"]
-        (item,) = [i for i in erp["items"] if i["check"] == "archive"]
+        item = archive_item(run)
         assert item["level"] == "amber", item
         assert item["reason"].startswith("the server is a standby: it archives no WAL"), item
         assert "set the database's dsn to the primary" in item["reason"]

@@ -10,8 +10,6 @@ WAL item is red until a physical backup starts after it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sample.cluster import TempCluster
 
@@ -20,41 +18,10 @@ from respaldo.repository.wal import read_cluster
 from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
-    Run,
-    archiving_cluster,
-    free_port,
+    archive_verdict,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def archiving_alone(
-    pg_major: int | None, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Archiving]:
-    """An archiving cluster of this test alone: its settings change and it restarts."""
-    with archiving_cluster(pg_major) as archiving:
-        archiving.capsys = capsys
-        yield archiving
-
-
-def _archive_reason(run: Run) -> tuple[str, str]:
-    for database in run.json()["databases"]:
-        for item in database["items"]:
-            if item["check"] == "archive":
-                return str(item["level"]), str(item["reason"])
-    raise AssertionError(str(run))
-
-
-def _restore_to_the_end(archiving: Archiving, backup: str, servers: list[TempCluster]) -> Run:
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", backup, "--target-datadir", str(datadir), "--start", "--port", str(port)
-    )
-    if run.code == 0:
-        servers.append(archiving.restored(datadir, port))
-    return run
 
 
 def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_backup(
@@ -80,7 +47,7 @@ def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_back
     pg.execute("INSERT INTO loaded VALUES ('after')", dbname=SHOP)
     archiving.switch_and_archive()
 
-    level, reason = _archive_reason(archiving.run("status", "--json"))
+    level, reason = archive_verdict(archiving.run("status", "--json"))
     assert level == "red", reason
     record = read_cluster(open_wal_repository(archiving.settings()), "erp")
     assert record is not None and record.minimal_wal is not None
@@ -103,24 +70,18 @@ def test_a_switch_to_wal_level_minimal_after_a_backup_is_red_until_the_next_back
     drill = archiving.run("drill", before)
     assert drill.code == 3, str(drill)
     assert f"the server switched to wal_level = minimal at {record.minimal_wal}" in drill.err
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", before, "--target-datadir", str(datadir), "--target-lsn", before_switch,
-        "--start", "--port", str(port),
-    )  # fmt: skip
-    assert run.code == 0, str(run)
-    restored_servers.append(archiving.restored(datadir, port))
-    assert restored_servers[-1].query("SELECT v FROM loaded", dbname=SHOP) == [("before",)]
+    restored, _, _ = archiving.restore_started(
+        before, restored_servers, "--target-lsn", before_switch
+    )
+    assert restored.query("SELECT v FROM loaded", dbname=SHOP) == [("before",)]
 
     # A physical backup after the switch: recovery from it reaches the present again.
     after = archiving.backup()["id"]
-    level, reason = _archive_reason(archiving.run("status", "--json"))
+    level, reason = archive_verdict(archiving.run("status", "--json"))
     assert level == "green", reason
     pg.execute("INSERT INTO loaded VALUES ('later')", dbname=SHOP)
     archiving.switch_and_archive()
-    run = _restore_to_the_end(archiving, after, restored_servers)
-    assert run.code == 0, str(run)
-    rows = restored_servers[-1].query("SELECT v FROM loaded ORDER BY v", dbname=SHOP)
+    restored, _, _ = archiving.restore_started(after, restored_servers, to_the_end=True)
+    rows = restored.query("SELECT v FROM loaded ORDER BY v", dbname=SHOP)
     assert rows == [("after",), ("before",), ("later",)]
-    assert restored_servers[-1].scalar("SELECT count(*) FROM bulk", dbname=SHOP) == 10000
+    assert restored.scalar("SELECT count(*) FROM bulk", dbname=SHOP) == 10000
