@@ -20,6 +20,7 @@ import pytest
 
 import respaldo.repository.repo
 from respaldo.catalog import BackupRecords
+from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy, new_backup_id
 from respaldo.operations.context import Context
@@ -218,3 +219,11 @@ class Installation:
     def read(self, backup_id: str, name: str | None = None) -> bytes:
         repo = self.repository(name)
         return b"".join(iter_stream(repo, repo.load_manifest(backup_id), "dump"))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``respaldo ARGV`` in this process: its exit status, stdout and stderr."""
+    capsys.readouterr()
+    code = invoke(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

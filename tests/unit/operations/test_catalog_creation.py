@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.cli.main import invoke
-from tests.unit.operations.support import Installation
+from tests.unit.operations.support import Installation, run_cli
 
 pytestmark = pytest.mark.unit
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = invoke(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _config_with_catalog(inst: Installation, catalog: Path) -> Path:
@@ -49,7 +41,7 @@ def test_a_command_refuses_a_catalog_url_that_leads_nowhere(
 ) -> None:
     catalog = inst.root / typo
     config = _config_with_catalog(inst, catalog)
-    code, out, err = _run(capsys, "--config", str(config), *command)
+    code, out, err = run_cli(capsys, "--config", str(config), *command)
     assert code == 1, err
     assert out == ""
     assert f"respaldo: error: no catalog at {catalog}\n" in err
@@ -63,12 +55,12 @@ def test_init_creates_a_private_catalog_and_its_directories(
 ) -> None:
     catalog = inst.root / "var" / "lib" / "respaldo" / "catalog.db"
     config = _config_with_catalog(inst, catalog)
-    code, _, err = _run(capsys, "--config", str(config), "init")
+    code, _, err = run_cli(capsys, "--config", str(config), "init")
     assert code == 0, err
     assert f"catalog: sqlite:///{catalog}" in err
     assert stat.S_IMODE(catalog.stat().st_mode) == 0o600
     assert stat.S_IMODE(catalog.parent.stat().st_mode) == 0o700
-    code, out, err = _run(capsys, "--config", str(config), "list", "--json")
+    code, out, err = run_cli(capsys, "--config", str(config), "list", "--json")
     assert (code, json.loads(out)) == (0, [])
     assert err == ""  # the repository holds no backups: nothing to say
 
@@ -80,20 +72,20 @@ def test_list_says_when_the_catalog_is_empty_but_the_repository_holds_backups(
     inst.close()
     catalog = inst.root / "new" / "catalog.db"
     config = _config_with_catalog(inst, catalog)
-    assert _run(capsys, "--config", str(config), "init")[0] == 0
+    assert run_cli(capsys, "--config", str(config), "init")[0] == 0
 
-    code, out, err = _run(capsys, "--config", str(config), "list", "--json")
+    code, out, err = run_cli(capsys, "--config", str(config), "list", "--json")
     assert code == 0
     assert json.loads(out) == []
     assert f"warning: the catalog sqlite:///{catalog} is empty, but repository local holds" in err
     assert "'respaldo catalog rebuild'" in err
 
     # Filters that match nothing in a catalog that has records say nothing more.
-    code, _, err = _run(capsys, "--config", str(config), "catalog", "rebuild")
+    code, _, err = run_cli(capsys, "--config", str(config), "catalog", "rebuild")
     assert code == 0, err
-    code, out, err = _run(capsys, "--config", str(config), "list", "--json")
+    code, out, err = run_cli(capsys, "--config", str(config), "list", "--json")
     assert [r["id"] for r in json.loads(out)] == [backup_id]
-    code, out, err = _run(capsys, "--config", str(config), "list", "--database", "crm")
+    code, out, err = run_cli(capsys, "--config", str(config), "list", "--database", "crm")
     assert code == 0 and err == ""
 
 
@@ -104,15 +96,15 @@ def test_catalog_rebuild_creates_a_missing_catalog(
     backup_id = inst.backup(timedelta(hours=1))
     inst.close()
     (inst.root / "catalog.db").unlink()
-    code, _, err = _run(capsys, "--config", str(inst.config), "catalog", "rebuild")
+    code, _, err = run_cli(capsys, "--config", str(inst.config), "catalog", "rebuild")
     assert code == 0, err
     assert "1 records created" in err
     assert stat.S_IMODE((inst.root / "catalog.db").stat().st_mode) == 0o600
-    code, out, _ = _run(capsys, "--config", str(inst.config), "list", "--json")
+    code, out, _ = run_cli(capsys, "--config", str(inst.config), "list", "--json")
     assert [r["id"] for r in json.loads(out)] == [backup_id]
 
 
 def test_no_config_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "list")
+    code, out, err = run_cli(capsys, "list")
     assert (code, out) == (1, "")
     assert err.startswith("respaldo: error: no config file given\nrespaldo: hint: pass --config")

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.cli.main import invoke
 from respaldo.errors import RepositoryMismatch
-from tests.unit.operations.support import Installation
+from tests.unit.operations.support import Installation, run_cli
 
 pytestmark = pytest.mark.unit
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = invoke(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _open_as_a_backup_does(inst: Installation) -> str:
@@ -52,22 +44,22 @@ def test_the_only_repository_re_created_after_its_disk_died_is_taken_by_the_prin
     shutil.rmtree(inst.root / "repo")
     shutil.rmtree(inst.root / "cache", ignore_errors=True)
     config = str(inst.config)
-    code, _, err = _run(capsys, "--config", config, "init")
+    code, _, err = run_cli(capsys, "--config", config, "init")
     assert code == 1, err
     assert "'respaldo init' created a new repository 'local' at file://" in err
     assert f"records its backups of 'local' in repository {old_id}" in err
     assert "nothing was read or written" not in err
     command = "respaldo catalog rebuild --repository local"
     assert f"'{command}'" in err
-    code, _, err = _run(capsys, "--config", config, "verify", "--all")
+    code, _, err = run_cli(capsys, "--config", config, "verify", "--all")
     assert code == 1 and "is not the one this catalog knows" in err, err
     assert f"'{command}'" in err
     with pytest.raises(RepositoryMismatch):
         _open_as_a_backup_does(inst)
-    code, _, err = _run(capsys, "--config", config, *command.split()[1:])
+    code, _, err = run_cli(capsys, "--config", config, *command.split()[1:])
     assert code == 0, err
     assert _open_as_a_backup_does(inst) != old_id
-    code, out, err = _run(capsys, "--config", config, "verify", "--all")
+    code, out, err = run_cli(capsys, "--config", config, "verify", "--all")
     assert code != 0 and lost in out + err  # the lost backup is named, not hidden
 
 
@@ -93,6 +85,6 @@ def test_a_catalog_rebuild_that_fails_to_open_leaves_the_catalogs_repository(
     text = inst.config.read_text()
     typo = inst.root / "typo.toml"
     typo.write_text(text.replace(f"file://{inst.root / 'repo'}", f"file://{other_root / 'repo'}"))
-    code, _, err = _run(capsys, "--config", str(typo), "catalog", "rebuild")
+    code, _, err = run_cli(capsys, "--config", str(typo), "catalog", "rebuild")
     assert code == 1, err
     assert _open_as_a_backup_does(inst) == inst.repository().id
