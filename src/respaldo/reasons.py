@@ -46,6 +46,7 @@ _CHECKS = {
     "contents": N_("contents"),
     "copies": N_("copies"),
     "roles": N_("roles"),
+    "unlogged tables": N_("unlogged tables"),
     "drill": N_("restore test"),
 }
 """The checks of a restore test (operations/drill.py); ``validation: NAME`` and
@@ -181,6 +182,17 @@ _PHRASES = (
     N_(
         "timeline {timeline} branched off before the backup's end: recovery from it cannot "
         "follow the newest timeline, and the archived WAL was not checked for gaps"
+    ),
+    # A physical backup's unlogged tables, given back empty (drill.py: _unlogged_check).
+    N_(
+        "1 unlogged table came back empty, as from every physical backup: {tables} "
+        "(PostgreSQL writes no WAL for them and a physical backup holds none of their rows; "
+        "a logical backup holds them)"
+    ),
+    N_(
+        "{count} unlogged tables came back empty, as from every physical backup: {tables} "
+        "(PostgreSQL writes no WAL for them and a physical backup holds none of their rows; "
+        "a logical backup holds them)"
     ),
     # A files backup's contents (drill.py: _files_contents).
     N_(

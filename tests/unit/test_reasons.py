@@ -268,3 +268,33 @@ def test_an_error_of_thousands_of_frames_is_said_without_passing_the_recursion_l
     said = reasons.reason(text, ES)
     assert said == "cancelado: " * 5000 + ENGINE
     assert reasons.reason(text, EN) == text
+
+
+def test_a_physical_drills_unlogged_tables_read_in_spanish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from respaldo.operations import drill
+
+    for tables, spanish in (
+        (
+            ["public.sesiones"],
+            "1 tabla unlogged volvió vacía, como de todo backup físico: public.sesiones",
+        ),
+        (
+            [f"cache.t{i:02}" for i in range(12)],
+            "12 tablas unlogged volvieron vacías, como de todo backup físico: cache.t00, ",
+        ),
+    ):
+        monkeypatch.setattr(drill, "unlogged_tables", lambda conninfo, found=tables: found)
+        result = DrillResult(1, BACKUP, "erp", True, None, [])
+        (check,) = drill._unlogged_check(None, result)  # type: ignore[arg-type]
+        assert check.ok and check.name == "unlogged tables"
+        assert result.warnings == [check.detail]
+        assert reasons.reason(check.name, ES) == "tablas unlogged"
+        said = reasons.reason(check.detail, ES)
+        assert said.startswith(spanish), said
+        assert said.endswith(
+            "(PostgreSQL no escribe WAL de ellas y un backup físico no "
+            "guarda ninguna de sus filas; un backup lógico sí las guarda)"
+        )
+    assert "cache.t09; and 2 more" in check.detail and "cache.t10" not in check.detail

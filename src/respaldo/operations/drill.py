@@ -28,7 +28,8 @@ A physical (``incremental``) backup is restored instead into a scratch data dire
 port (another one if a process took it before the server bound it). Its checks: the
 restore (bytes and seconds until the server accepts connections, the RTO), the recovery
 (consistent state reached, promoted), the validation queries of the configured database
-run against the scratch server, optionally ``pg_amcheck``, and the WAL archived after
+run against the scratch server (after the database's unlogged tables are named: they
+come back empty from every physical backup), optionally ``pg_amcheck``, and the WAL archived after
 the backup (``wal archive``: no segment missing before later ones, else point-in-time
 recovery from the backup cannot go past the gap).
 The scratch server is always stopped and its directory removed; if the process dies
@@ -106,7 +107,7 @@ from respaldo.postgres.scratchdb import (
     drop_abandoned,
     scratch_name,
 )
-from respaldo.postgres.server import restore_sessions, writable
+from respaldo.postgres.server import restore_sessions, unlogged_tables, writable
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
@@ -438,6 +439,8 @@ def _physical_drill(
             )
             port = int(restored.settings["port"])
             conninfo = replace(ConnInfo.from_settings(db), host="127.0.0.1", port=port)
+            if restored.started:
+                result.checks += _unlogged_check(conninfo, result)
             result.checks += _query_checks(ctx, conninfo, db, amcheck)
         # The backup restores to its end; point-in-time recovery from it needs the WAL
         # archived after it without a hole.
@@ -449,6 +452,36 @@ def _physical_drill(
     finally:
         _remove_scratch_datadir(scratch, manifest, db.pg_bin_dir)
     return _finish(ctx, result, error)
+
+
+UNLOGGED_SHOWN = 10
+"""How many unlogged tables a physical drill's check names (the rest are counted)."""
+
+
+def _unlogged_check(conninfo: ConnInfo, result: DrillResult) -> list[Check]:
+    """The unlogged tables of the configured database, which a physical backup gives back
+    empty whatever they held (PostgreSQL writes no WAL for them, pg_basebackup copies
+    none of their rows): the drill passed green without a word while their rows were
+    gone. Said in a check that passes (no physical backup can hold them; a logical one
+    does) and a warning; nothing when there are none."""
+    name = "unlogged tables"
+    try:
+        tables = unlogged_tables(conninfo)
+    except RespaldoError as exc:
+        return [Check(name, False, str(exc))]
+    if not tables:
+        return []
+    shown = ", ".join(tables[:UNLOGGED_SHOWN])
+    if len(tables) > UNLOGGED_SHOWN:
+        shown += f"; and {len(tables) - UNLOGGED_SHOWN} more"
+    what = "1 unlogged table" if len(tables) == 1 else f"{len(tables)} unlogged tables"
+    detail = (
+        f"{what} came back empty, as from every physical backup: {shown} (PostgreSQL "
+        "writes no WAL for them and a physical backup holds none of their rows; a logical "
+        "backup holds them)"
+    )
+    result.warnings.append(detail)
+    return [Check(name, True, detail)]
 
 
 def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> DrillResult:

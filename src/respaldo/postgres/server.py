@@ -577,6 +577,28 @@ def _catalog_rows(conninfo: ConnInfo, doing: str, query: str) -> list[TupleRow]:
         return _guarded(conninfo, doing, lambda: conn.execute(query).fetchall())
 
 
+# Unlogged tables (and leaf partitions): PostgreSQL writes no WAL for them and
+# pg_basebackup copies only their empty init fork, so a physical backup gives every one
+# back empty, whatever it held. Extension members too: their rows are lost alike.
+_UNLOGGED_TABLES = """
+SELECT n.nspname, c.relname
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND c.relpersistence = 'u'
+   AND n.nspname <> 'information_schema'
+   AND n.nspname !~ '^pg_'
+ ORDER BY n.nspname, c.relname
+"""
+
+
+def unlogged_tables(conninfo: ConnInfo) -> list[str]:
+    """The unlogged tables of ``conninfo.dbname``, keyed as :func:`count_key` keys them,
+    in order. Raises ConnectionFailed, QueryFailed."""
+    rows = _catalog_rows(conninfo, "listing the unlogged tables", _UNLOGGED_TABLES)
+    return [count_key(str(schema), str(table)) for schema, table in rows]
+
+
 # Leaf partitions under a hash-partitioned table, with their tree's root. pg_dump loads
 # such a leaf's rows through the root when the hash follows values a new database gives
 # anew (an enum's OIDs: PostgreSQL commit 012ffb365), so a restore may route them to

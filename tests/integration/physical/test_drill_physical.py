@@ -276,3 +276,40 @@ def test_a_drill_whose_ports_were_all_taken_fails_saying_so(
     assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in detail
     assert _verified(archiving, record["id"]) is False
     assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_physical_drill_says_which_unlogged_tables_came_back_empty(
+    archiving: Archiving,
+) -> None:
+    """PostgreSQL writes no WAL for an unlogged table and pg_basebackup copies none of its
+    rows: every physical restore gives it back empty. The drill passed green without a
+    word while the rows were gone; it now names each such table in a check of its own
+    and a warning (it passes: no physical backup can hold them)."""
+    pg = archiving.pg
+    name = f"sesiones_{uuid.uuid4().hex[:8]}"
+    table = sql.Identifier(name)
+    pg.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} (id int PRIMARY KEY, t text)").format(table),
+        dbname=SHOP,
+    )
+    pg.execute(
+        sql.SQL("INSERT INTO {} SELECT g, 'x' FROM generate_series(1, 500) g").format(table),
+        dbname=SHOP,
+    )
+    try:
+        record = archiving.backup()
+        settings = _with_validation(
+            archiving, sql.SQL("SELECT count(*) FROM {}").format(table).as_string(), "0"
+        )
+        result = _drill(archiving, settings, record["id"])
+    finally:
+        pg.execute(sql.SQL("DROP TABLE {}").format(table), dbname=SHOP)
+    checks = {c.name: c for c in result.checks}
+    # The table came back, empty (the validation counted it in the restored copy).
+    assert checks["validation: no unknown projects"].ok, result.checks
+    assert result.passed, result.checks
+    unlogged = checks["unlogged tables"]
+    assert unlogged.ok
+    assert f"public.{name}" in unlogged.detail
+    assert "came back empty" in unlogged.detail
+    assert any(f"public.{name}" in w and "empty" in w for w in result.warnings), result.warnings
