@@ -194,6 +194,7 @@ _PHRASES = (
         "(PostgreSQL writes no WAL for them and a physical backup holds none of their rows; "
         "a logical backup holds them)"
     ),
+    N_("not listed ({error}); every unlogged table came back empty, as from every physical backup"),
     # A files backup's contents (drill.py: _files_contents).
     N_(
         "{files} files, {directories} directories, {links} links, {bytes} bytes (the "

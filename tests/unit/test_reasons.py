@@ -298,3 +298,24 @@ def test_a_physical_drills_unlogged_tables_read_in_spanish(
             "guarda ninguna de sus filas; un backup lógico sí las guarda)"
         )
     assert "cache.t09; and 2 more" in check.detail and "cache.t10" not in check.detail
+
+
+def test_unlogged_tables_the_drill_cannot_list_pass_saying_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A physical drill without validation queries never connected to the database:
+    one the configured role may not reach on the scratch server (pg_hba.conf) is no
+    failed restore test, but the check says what it could not do."""
+    from respaldo.errors import ConnectionFailed
+    from respaldo.operations import drill
+
+    def refused(conninfo: object) -> list[str]:
+        raise ConnectionFailed("connection to host=127.0.0.1 port=5499 dbname=erp failed")
+
+    monkeypatch.setattr(drill, "unlogged_tables", refused)
+    result = DrillResult(1, BACKUP, "erp", True, None, [])
+    (check,) = drill._unlogged_check(None, result)  # type: ignore[arg-type]
+    assert check.ok
+    assert check.detail.startswith("not listed (connection to host=127.0.0.1 port=5499")
+    assert result.warnings == [check.detail]
+    assert reasons.reason(check.detail, ES).startswith("no se listaron (connection to")
