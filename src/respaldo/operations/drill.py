@@ -107,7 +107,14 @@ from respaldo.postgres.scratchdb import (
     drop_abandoned,
     scratch_name,
 )
-from respaldo.postgres.server import restore_sessions, unlogged_tables, writable
+from respaldo.postgres.server import (
+    connect,
+    own_sessions,
+    restore_sessions,
+    server_version_num,
+    unlogged_tables,
+    writable,
+)
 from respaldo.postgres.toolsets import find_tools
 from respaldo.repository import Manifest, Repository
 
@@ -314,12 +321,21 @@ def _drill(
     # The hold ends after the finally clause has dropped the scratch database.
     with contextlib.ExitStack() as hold:
         try:
-            result.warnings += drop_abandoned(admin)
-            tools = restore_tools(db, admin, manifest)
+            # As a restore does (operations.restore): a session of its own for the
+            # version, which decides the options of every other session, then one session
+            # for every question and step before the load instead of one each (a backend
+            # start and its catalog caches: 8 on "postgres" before, docs/benchmarks.md,
+            # session 21), closed before the load (``asking``): left idle for as long as
+            # the load takes, idle_session_timeout or a firewall's idle cut could end it.
+            admin = own_sessions(admin, server_version_num(admin))
+            asking = hold.enter_context(contextlib.ExitStack())
+            conn = asking.enter_context(connect(admin, autocommit=True))
+            result.warnings += drop_abandoned(admin, conn)
+            tools = restore_tools(db, admin, manifest, conn)
             started = time.monotonic()
             # A name taken already is another drill's database: another is drawn.
             scratch = created = create_scratch(
-                hold, admin, scratch, lambda: scratch_name(SCRATCH_PREFIX)
+                hold, admin, scratch, lambda: scratch_name(SCRATCH_PREFIX), conn=conn
             )
             reader = StreamReader(repo, fallbacks, result.warnings)
             try:
@@ -330,11 +346,12 @@ def _drill(
                     properties, _notes = read_database_properties(
                         toc, no_owner=False, bindir=tools.bindir
                     )
-                match_locale(admin, scratch, properties.create_options)
-                check_properties(admin, properties, scratch)
+                match_locale(admin, scratch, properties.create_options, conn=conn)
+                check_properties(admin, properties, scratch, conn)
                 # A restore's own sessions on its database: no login event trigger of the
                 # backup's fires for them (and adds rows the counts would not expect).
-                scratch_conn = restore_sessions(admin).with_dbname(scratch)
+                scratch_conn = restore_sessions(admin, conn).with_dbname(scratch)
+                asking.close()
                 size = restore_stream_into(
                     ctx, reader, manifest, scratch_conn, 1, False, None, tools
                 )

@@ -114,7 +114,7 @@ def describe(name: str) -> str:
     return f"{kind} database {name}"
 
 
-def drop_scratch(conninfo: ConnInfo, name: str) -> None:
+def drop_scratch(conninfo: ConnInfo, name: str, conn: Connection | None = None) -> None:
     """Drop scratch database ``name`` (sessions on it ended), its logical replication
     subscriptions first: a restored backup of a subscriber holds copies of them, with
     which PostgreSQL refuses the drop, and every drill of such a database left a whole
@@ -124,8 +124,12 @@ def drop_scratch(conninfo: ConnInfo, name: str) -> None:
     QueryFailed."""
     if not is_scratch_name(name):
         raise ValueError(f"{name!r} is not the name of a scratch database")
-    drop_copied_subscriptions(conninfo, name)
-    drop_database(conninfo, name, force=True)
+    # One session (``conn``, or one of its own) for the subscriptions and the drop: three
+    # before, each a backend start, after every restore test (docs/benchmarks.md,
+    # session 21).
+    with session(conninfo, conn) as dropping:
+        drop_copied_subscriptions(conninfo, name, dropping)
+        drop_database(conninfo, name, force=True, conn=dropping)
 
 
 def drop_abandoned(conninfo: ConnInfo, conn: Connection | None = None) -> list[str]:
@@ -147,7 +151,7 @@ def drop_abandoned(conninfo: ConnInfo, conn: Connection | None = None) -> list[s
     # Filtered here, by the predicate that restore's refusal of target names uses too.
     for name in (str(row[0]) for row in rows if is_scratch_name(str(row[0]))):
         try:
-            drop_scratch(conninfo, name)
+            drop_scratch(conninfo, name, conn)
         except RespaldoError as exc:
             said.append(f"cannot drop the abandoned {describe(name)}: {exc}")
             continue

@@ -1500,27 +1500,33 @@ def terminate_connections(conninfo: ConnInfo, name: str) -> int:
 
 
 def drop_database(
-    conninfo: ConnInfo, name: str, *, force: bool = True, missing_ok: bool = True
+    conninfo: ConnInfo,
+    name: str,
+    *,
+    force: bool = True,
+    missing_ok: bool = True,
+    conn: Connection | None = None,
 ) -> None:
     """Drop database ``name``; with ``force``, sessions connected to it are terminated.
 
     Idempotent with ``missing_ok`` (the default); otherwise raises DatabaseNotFound.
     Raises QueryFailed when sessions are connected and ``force`` is false. A database
     marked as a template (IS_TEMPLATE, which a restored database gets from a backup of
-    one) is unmarked first: PostgreSQL refuses to drop it otherwise.
+    one) is unmarked first: PostgreSQL refuses to drop it otherwise. On ``conn`` if given
+    (:func:`session`).
     """
     unmark = sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name))
-    with _maintenance(conninfo, name) as conn:
-        modern = conn.info.server_version >= 130000
+    with _maintenance(conninfo, name, conn) as managing:
+        modern = managing.info.server_version >= 130000
         template = _guarded(
             conninfo,
             f"reading whether {name!r} is a template",
-            lambda: conn.execute(
+            lambda: managing.execute(
                 "SELECT datistemplate FROM pg_catalog.pg_database WHERE datname = %s", (name,)
             ).fetchone(),
         )
         if template is not None and template[0]:
-            _guarded(conninfo, f"unmarking template {name!r}", lambda: conn.execute(unmark))
+            _guarded(conninfo, f"unmarking template {name!r}", lambda: managing.execute(unmark))
     if force and not modern:
         terminate_connections(conninfo, name)
     statement = sql.SQL("DROP DATABASE {exists}{name}{force}").format(
@@ -1528,11 +1534,11 @@ def drop_database(
         name=sql.Identifier(name),
         force=sql.SQL(" WITH (FORCE)" if force and modern else ""),
     )
-    with _maintenance(conninfo, name) as conn:
+    with _maintenance(conninfo, name, conn) as managing:
         _guarded(
             conninfo,
             f"dropping database {name!r}",
-            lambda: conn.execute(statement),
+            lambda: managing.execute(statement),
             {
                 psycopg.errors.InvalidCatalogName: DatabaseNotFound(
                     f"database {name!r} does not exist"
@@ -1587,7 +1593,9 @@ def logical_slots_of(conninfo: ConnInfo, name: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
+def drop_copied_subscriptions(
+    conninfo: ConnInfo, name: str, conn: Connection | None = None
+) -> list[str]:
     """Drop the logical replication subscriptions of database ``name``, a copy restored
     from a backup, without touching their publisher; return their names.
 
@@ -1600,7 +1608,7 @@ def drop_copied_subscriptions(conninfo: ConnInfo, name: str) -> list[str]:
     only when it holds one. Raises ConnectionFailed, QueryFailed (a role that does not
     own them and is no superuser).
     """
-    found = [subscription for subscription, _ in subscriptions_of(conninfo, name)]
+    found = [subscription for subscription, _ in subscriptions_of(conninfo, name, conn)]
     if not found:
         return []
     inside = conninfo.with_dbname(name)

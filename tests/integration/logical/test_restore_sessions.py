@@ -13,6 +13,8 @@ flushed asynchronously, after the restore has returned.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -25,10 +27,9 @@ from tests.integration.logical.support import table_checksums
 pytestmark = pytest.mark.integration
 
 
-def test_restore_opens_few_sessions_on_the_configured_database(
-    respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    backup_id = respaldo.backup()["id"]
+@contextmanager
+def _counting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[tuple[str, str]]]:
+    """The sessions opened in the block, by (database, application_name)."""
     opened: Counter[tuple[str, str]] = Counter()
     real_connect = psycopg.connect
 
@@ -36,9 +37,17 @@ def test_restore_opens_few_sessions_on_the_configured_database(
         opened[(str(kwargs.get("dbname")), str(kwargs.get("application_name")))] += 1
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(psycopg, "connect", counting)
-    respaldo.restore(backup_id, "erp_sessions", "--jobs", "2")
-    monkeypatch.setattr(psycopg, "connect", real_connect)
+    with monkeypatch.context() as patched:
+        patched.setattr(psycopg, "connect", counting)
+        yield opened
+
+
+def test_restore_opens_few_sessions_on_the_configured_database(
+    respaldo: Respaldo, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup_id = respaldo.backup()["id"]
+    with _counting(monkeypatch) as opened:
+        respaldo.restore(backup_id, "erp_sessions", "--jobs", "2")
 
     on_configured = {key: n for key, n in opened.items() if key[0] == respaldo.dbname}
     # The version (a session without statements: it decides the others' options), the
@@ -47,3 +56,37 @@ def test_restore_opens_few_sessions_on_the_configured_database(
     assert sum(on_configured.values()) == 4, on_configured
     assert sum(n for (_, app), n in on_configured.items() if app.startswith("respaldo-hold:")) == 1
     assert table_checksums(pg, "erp_sessions") == table_checksums(pg, respaldo.dbname)
+
+
+def test_a_restore_test_opens_few_sessions_where_it_manages_its_database(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore test manages its throwaway database from "postgres" and asks there what
+    a restore asks. It opened 12 sessions there: 8 before its load, one each (the
+    abandoned databases, the tools' server, CREATE DATABASE, the locale's server and the
+    locale, the properties' dry run, the sessions' settings' version and their
+    privileges), the hold, and 3 to drop its database (its subscriptions, whether it is a
+    template, the drop). Now 4, every check kept."""
+    backup_id = respaldo.backup()["id"]
+    with _counting(monkeypatch) as opened:
+        run = respaldo.run("drill", backup_id, "--json")
+    assert run.code == 0, str(run)
+    result = run.json()
+    assert result["passed"] is True
+    assert [c["name"] for c in result["checks"]] == [
+        "restore",
+        "row counts",
+        "large objects",
+        "roles",
+    ]
+    on_postgres = {key: n for key, n in opened.items() if key[0] == "postgres"}
+    holds = sum(n for (_, app), n in on_postgres.items() if app.startswith("respaldo-hold:"))
+    # The version (no statement: it decides the others' options), the one for the
+    # questions and steps before the load, the throwaway database's hold, and the one
+    # that drops it after the checks.
+    assert holds == 1, on_postgres
+    assert sum(on_postgres.values()) == 4, on_postgres
+    assert (
+        respaldo.pg.scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'respaldo_drill_%'")
+        == 0
+    )
