@@ -15,7 +15,13 @@ Words used here:
   count good backups, so that a backup known to be damaged or gone never takes a good
   one's place.
 - *time* of a backup: ``completed_at``, else ``created_at``. Periods of the GFS rules are
-  UTC hours, days, ISO weeks, months and years.
+  hours, days, ISO weeks, months and years in the installation's time zone (``zone``:
+  prune passes ``[schedules] time_zone``, the zone the schedules and the page use): in
+  UTC, the 18:00 backup of a Mexico City evening counted as the next day's, and the one
+  taken after the year's closing on 31 December as the next year's, so ``yearly 2026``
+  kept a backup without the year's last hours and the one with them was expired once
+  January had a newer one. The hour a fall-back change repeats is two periods, each
+  named with its zone's abbreviation (``2026-10-25 02h CEST``, ``02h CET``).
 
 The rules of a :class:`Policy`, each of which *keeps* backups (a backup is expired only if
 nothing keeps it):
@@ -55,7 +61,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -75,8 +81,18 @@ _GFS_WORDS = {
     "yearly": N_("yearly {period}"),
 }
 _MINIMUM = {True: N_("minimum {count} good backup"), False: N_("minimum {count} good backups")}
+
+
+def _hour(t: datetime) -> str:
+    key = t.strftime("%Y-%m-%d %Hh")
+    if t.replace(fold=1 - t.fold).utcoffset() != t.utcoffset():
+        # An hour a fall-back change repeats: two real hours, told apart by their zone.
+        key += t.strftime(" %Z")
+    return key
+
+
 _GFS: tuple[tuple[str, str, Callable[[datetime], str]], ...] = (
-    ("hourly", "keep_hourly", lambda t: t.strftime("%Y-%m-%d %Hh")),
+    ("hourly", "keep_hourly", _hour),
     ("daily", "keep_daily", lambda t: t.strftime("%Y-%m-%d")),
     ("weekly", "keep_weekly", lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
     ("monthly", "keep_monthly", lambda t: t.strftime("%Y-%m")),
@@ -222,13 +238,17 @@ class Policies:
 
 
 def decide(
-    backups: Iterable[BackupFacts], policy_for: PolicyFor | Policy, now: datetime
+    backups: Iterable[BackupFacts],
+    policy_for: PolicyFor | Policy,
+    now: datetime,
+    zone: tzinfo = UTC,
 ) -> list[Decision]:
-    """Decide, for every backup, keep or expire; returned in the order given.
+    """Decide, for every backup, keep or expire; returned in the order given. The GFS
+    periods are those of ``zone`` (see the module docstring).
 
-    Deterministic: the same facts in any order, policies and ``now`` give the same
-    decisions (ties in time are broken by id). Raises ValueError for a naive ``now`` or
-    two facts with one id.
+    Deterministic: the same facts in any order, policies, ``now`` and ``zone`` give the
+    same decisions (ties in time are broken by id). Raises ValueError for a naive ``now``
+    or two facts with one id.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("decide needs a timezone-aware now")
@@ -247,7 +267,7 @@ def decide(
     expired_why: dict[str, str] = {}
     for (database, kind), members in groups.items():
         policy = lookup(database, kind)
-        _decide_group(members, policy, now, reasons, expired_why)
+        _decide_group(members, policy, now, zone, reasons, expired_why)
     _keep_parents(items, reasons)
     decisions = []
     for b in items:
@@ -281,6 +301,7 @@ def _decide_group(
     members: list[BackupFacts],
     policy: Policy,
     now: datetime,
+    zone: tzinfo,
     reasons: dict[str, list[str]],
     expired_why: dict[str, str],
 ) -> None:
@@ -310,7 +331,7 @@ def _decide_group(
         for b in good:
             if len(seen) >= wanted:
                 break
-            key = period(b.time)
+            key = period(b.time.astimezone(zone))
             if key not in seen:
                 seen.add(key)
                 keep(b, Phrase(_GFS_WORDS[name], period=key))

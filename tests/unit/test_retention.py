@@ -7,6 +7,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -143,6 +144,69 @@ def test_gfs_buckets_are_named_by_period() -> None:
         d.backup.time for d in decisions if d.backup.time.date().isoformat() == "2026-11-27"
     )
     assert len(kept(decisions)) < 25
+
+
+def at(n: int, when: datetime) -> BackupFacts:
+    """Backup ``n`` completed at ``when`` (no expiry: only the GFS rules count)."""
+    return replace(backup(n, NOW - when, retention_days=None), expires_at=None)
+
+
+GFS_ONLY = Policy(keep_until_expires=False, min_keep=1)
+
+
+def test_gfs_periods_are_the_installations_days_months_and_years() -> None:
+    # Mexico City (UTC-6): physical backups at 00, 06, 12 and 18 local time, the last of
+    # 2026 at 18:00 on 31 December, after the year's closing: 00:00 UTC on 1 January.
+    mexico = ZoneInfo("America/Mexico_City")
+    local = [datetime(2026, 12, 31, h, tzinfo=mexico) for h in (0, 6, 12, 18)]
+    local += [datetime(2027, 1, 1, h, tzinfo=mexico) for h in (0, 6)]
+    history = [at(i, when) for i, when in enumerate(reversed(local))]
+    now = datetime(2027, 1, 1, 12, tzinfo=UTC)
+    policy = replace(GFS_ONLY, keep_daily=2, keep_monthly=2, keep_yearly=2)
+    decisions = by_id(decide(history, policy, now, mexico))
+    closing = decisions["b002"]  # 31 December, 18:00 local
+    assert closing.backup.time == datetime(2027, 1, 1, 0, tzinfo=UTC)
+    assert closing.reasons == ("daily 2026-12-31", "monthly 2026-12", "yearly 2026")
+    assert decisions["b000"].reasons == (
+        "newest completed",
+        "daily 2027-01-01",
+        "monthly 2027-01",
+        "yearly 2027",
+        "minimum 1 good backup",
+    )
+    assert kept(decisions.values()) == {"b000", "b002"}
+    # Counted in UTC (the default), the closing backup was January's and 2027's, and the
+    # year 2026 was kept as it stood at noon on 31 December.
+    in_utc = by_id(decide(history, policy, now))
+    assert "yearly 2026" in in_utc["b003"].reasons
+    assert not in_utc["b002"].keep
+
+
+def test_a_backup_after_midnight_in_madrid_counts_for_that_day() -> None:
+    madrid = ZoneInfo("Europe/Madrid")
+    history = [
+        at(0, datetime(2026, 12, 7, 0, 30, tzinfo=madrid)),  # 23:30 UTC on the 6th
+        at(1, datetime(2026, 12, 6, 3, 0, tzinfo=madrid)),
+    ]
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    decisions = by_id(decide(history, replace(GFS_ONLY, keep_daily=2), now, madrid))
+    assert "daily 2026-12-07" in decisions["b000"].reasons
+    assert decisions["b001"].reasons == ("daily 2026-12-06",)
+
+
+def test_the_hour_a_fall_back_change_repeats_is_two_hours() -> None:
+    madrid = ZoneInfo("Europe/Madrid")
+    summer = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    history = [at(0, summer + timedelta(hours=1)), at(1, summer)]  # 02:30 CET, 02:30 CEST
+    now = datetime(2026, 10, 25, 3, tzinfo=UTC)
+    decisions = by_id(decide(history, replace(GFS_ONLY, keep_hourly=2), now, madrid))
+    assert "hourly 2026-10-25 02h CET" in decisions["b000"].reasons
+    assert decisions["b001"].reasons == ("hourly 2026-10-25 02h CEST",)
+    # Every other hour is named as before, without a zone.
+    decisions = by_id(
+        decide([at(2, summer - timedelta(hours=2))], Policy(keep_hourly=1), now, madrid)
+    )
+    assert "hourly 2026-10-25 00h" in decisions["b002"].reasons
 
 
 def test_min_keep_counts_good_backups_first() -> None:

@@ -44,6 +44,7 @@ from respaldo.errors import ConfigError, ObjectNotFound, RecordNotFound, Respald
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
+from respaldo.operations.zone import time_zone
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
@@ -230,7 +231,9 @@ def _decide(
     """``held``: the ids of the backups some repository holds, when every repository
     could be listed; a completed backup outside it is ``missing``, not a good one."""
     when = now or datetime.now(UTC)
-    decisions = decide(mark_missing(facts, held), policy_for(ctx.settings), when)
+    # GFS periods are the installation's days, as the page and the schedules show them.
+    zone = time_zone(ctx.settings)
+    decisions = decide(mark_missing(facts, held), policy_for(ctx.settings), when, zone)
     return PruneResult(dry_run=True, now=when, decisions=decisions)
 
 

@@ -14,10 +14,8 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from tzlocal import get_localzone
 
 from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
@@ -27,6 +25,7 @@ from respaldo.operations.jobs import JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scheduled import wal_archived
 from respaldo.operations.status_server import human_age
+from respaldo.operations.zone import time_zone
 
 OFF = "off"
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
@@ -72,20 +71,6 @@ class EntryInfo(ResultModel):
     cron: str
     time_zone: str
     next_runs: list[UtcTime]
-
-
-def time_zone(settings: Settings) -> tzinfo:
-    """``[schedules] time_zone``, or the machine's zone. Raises ConfigError."""
-    name = settings.schedules.time_zone
-    if not name:
-        return get_localzone()
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown time zone {name!r} in [schedules] time_zone",
-            hint="use an IANA name such as America/Mexico_City or Europe/Madrid",
-        ) from None
 
 
 class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no types

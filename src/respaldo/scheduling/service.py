@@ -69,9 +69,10 @@ from respaldo.errors import (
 from respaldo.operations import alerts, jobs, queue, reconcile, stall, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
-from respaldo.operations.schedule import Entry, entries, short_restore_test_limits, time_zone
+from respaldo.operations.schedule import Entry, entries, short_restore_test_limits
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.operations.scrub import Scrubber
+from respaldo.operations.zone import time_zone
 from respaldo.phrases import Phrase
 
 log = logging.getLogger(__name__)

@@ -47,6 +47,7 @@ from respaldo.operations import (
     schedule,
     status,
     users,
+    zone,
 )
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.backup_detail import backup_detail
@@ -136,7 +137,7 @@ def _zone(ctx: Context) -> tzinfo:
     page's times read as its cron times do. UTC if it is not a zone (the service's
     schedule refuses to start then, and says why)."""
     try:
-        return schedule.time_zone(ctx.settings)
+        return zone.time_zone(ctx.settings)
     except RespaldoError:
         return UTC
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sample
@@ -205,3 +206,53 @@ def test_prune_keeps_the_newest_backup_a_mirror_holds_when_later_copies_failed(
     out, _ = cli.ok("prune", "--json")
     assert json.loads(out)["deleted"] == [b1]
     assert cli.manifests("repo") == cli.manifests("second") == set(later)
+
+
+def test_gfs_years_are_the_installations_years(cli: Cli) -> None:
+    """A Mexico City ERP (UTC-6) keeps its year-end backups: the one taken at 18:00 on
+    31 December, after the year's closing, is 00:00 UTC on 1 January. Counted in UTC it
+    was the next year's, and 'yearly 2025' kept the noon backup without the closing,
+    expiring the one with it."""
+    with cli.config.open("a") as config:
+        config.write(
+            '\n[schedules]\ntime_zone = "America/Mexico_City"\n\n'
+            "[retention]\nkeep_until_expires = false\nkeep_yearly = 3\nmin_keep = 1\n"
+        )
+    mexico = ZoneInfo("America/Mexico_City")
+    local = {
+        "noon": datetime(2025, 12, 31, 12, tzinfo=mexico),
+        "closing": datetime(2025, 12, 31, 18, tzinfo=mexico),
+        "january": datetime(2026, 1, 1, 6, tzinfo=mexico),
+    }
+    ids = {}
+    for name, when in local.items():
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids[name] = json.loads(out)["id"]
+        back_date(cli, ids[name], datetime.now(UTC) - when)
+    out, _ = cli.ok("prune", "--dry-run", "--json")
+    decisions = {d["id"]: d for d in json.loads(out)["decisions"]}
+    said = {name: decisions[i]["rules"] for name, i in ids.items()}
+    assert decisions[ids["closing"]]["decision"] == "keep", said
+    assert said["closing"] == ["yearly 2025"]
+    assert decisions[ids["noon"]]["decision"] == "expire", said
+    assert "yearly 2026" in said["january"]
+    out, _ = cli.ok("prune", "--json")
+    assert json.loads(out)["deleted"] == [ids["noon"]]
+    assert cli.manifests("repo") == {ids["closing"], ids["january"]}
+
+
+def test_prune_with_an_unknown_time_zone_deletes_nothing(cli: Cli) -> None:
+    with cli.config.open("a") as config:
+        config.write('\n[schedules]\ntime_zone = "America/Ciudad_de_Mexico"\n')
+    ids = []
+    for age in (40 * DAY, 30 * DAY, DAY):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        back_date(cli, ids[-1], age)
+    code, _, err = cli.run("prune")
+    assert code != 0
+    assert "unknown time zone 'America/Ciudad_de_Mexico' in [schedules] time_zone" in err
+    assert "America/Mexico_City" in err  # the hint
+    assert cli.manifests("repo") == cli.manifests("second") == set(ids)
+    listed, _ = cli.ok("list", "--json")
+    assert {r["id"] for r in json.loads(listed)} == set(ids)
