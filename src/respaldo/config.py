@@ -151,12 +151,18 @@ class RetentionSettings(_Section):
     keep_yearly: int = Field(default=0, ge=0)
     min_keep: int = Field(default=2, ge=1)
     failed_days: int = Field(default=7, ge=0)
+    # Prune refuses to expire backups by age when the newest completed backup is older
+    # than this by the clock (0: never): the clock stepped ahead (a VM restored from a
+    # snapshot, a bad NTP step) or backups stopped, and either way the history is what
+    # a restore will need. Not a rule of a group: the newest backup of any is the
+    # evidence of what time it is.
+    clock_check_days: int = Field(default=7, ge=0)
     overrides: list[RetentionOverride] = []
 
     def rules_for(self, database: str | None, kind: BackupKind | str) -> dict[str, Any]:
         """The merged rules of (database, kind): defaults, then overrides naming only the
         database, then only the kind, then both (each a key at a time)."""
-        merged = self.model_dump(exclude={"overrides"})
+        merged = self.model_dump(exclude={"overrides", "clock_check_days"})
         matching = [
             o
             for o in self.overrides

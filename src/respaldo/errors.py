@@ -585,6 +585,11 @@ class AlreadyFired(JobConflict):
     time (two services for availability fire each schedule once)."""
 
 
+class ClockAhead(OperationError):
+    """Prune would expire backups by age that had not expired when the newest backup
+    completed, long before the clock's now: the clock is ahead, or backups stopped."""
+
+
 class BackupProtected(OperationError):
     """A backup that retention would never expire (the newest completed, verified or good
     one of its database and kind, a pinned or running one, the parent of another one)

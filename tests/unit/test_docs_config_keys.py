@@ -94,8 +94,9 @@ def documented() -> dict[str, set[str]]:
             section, _, name = key.rpartition(".")
             found.setdefault(section, set()).add(name)
     # "Overrides for one database, one kind, or both": every [retention] rule, per database
-    # and kind.
-    found["retention.overrides"] |= found["retention"] - {"overrides"}
+    # and kind; clock_check_days is no rule but the whole catalog's (the newest backup of
+    # any database tells the time).
+    found["retention.overrides"] |= found["retention"] - {"overrides", "clock_check_days"}
     return found
 
 

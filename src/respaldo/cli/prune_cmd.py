@@ -32,19 +32,31 @@ def prune_command(
             help="Seconds to wait for running backups (default: \\[locks] wait_seconds).",
         ),
     ] = None,
+    trust_clock: Annotated[
+        bool,
+        typer.Option(
+            "--trust-clock",
+            help="Expire by age even when the clock is far past the newest backup "
+            "(\\[retention] clock_check_days): backups really stopped and the clock is right.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show every backup with keep or expire and the rule that decided it; then delete the
     expired ones from every repository and reclaim their space.
 
     Exit status 1 if a repository could not be pruned (unreachable, or in use by backups
-    for longer than --wait); running prune again finishes the work.
+    for longer than --wait); running prune again finishes the work. Refused, changing
+    nothing, when the clock is more than \\[retention] clock_check_days past the newest
+    backup and backups would expire by age that had not then (--trust-clock: expire them).
     """
     with Context.open(state(ctx).settings) as context:
         result = run_now(
             context,
-            cli_request(JobKind.PRUNE, database, {"dry_run": dry_run}),
-            lambda job_ctx: prune_backups(job_ctx, dry_run=dry_run, database=database, wait=wait),
+            cli_request(JobKind.PRUNE, database, {"dry_run": dry_run, "trust_clock": trust_clock}),
+            lambda job_ctx: prune_backups(
+                job_ctx, dry_run=dry_run, database=database, wait=wait, trust_clock=trust_clock
+            ),
             outcome=PruneReport.outcome,
         )
     if as_json:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,7 +40,14 @@ from respaldo.catalog.jobs import params_of
 from respaldo.catalog.models import DrillRun, Job
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus, JobKind, JobStatus
-from respaldo.errors import ConfigError, ObjectNotFound, RecordNotFound, RespaldoError
+from respaldo.errors import (
+    ClockAhead,
+    ConfigError,
+    ObjectNotFound,
+    RecordNotFound,
+    RespaldoError,
+    option,
+)
 from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
@@ -237,6 +244,59 @@ def _decide(
     return PruneResult(dry_run=True, now=when, decisions=decisions)
 
 
+def newest_completion(ctx: Context) -> datetime | None:
+    """When the newest completed backup of the whole catalog (any database, any kind)
+    completed, if any did."""
+    with ctx.catalog.read() as session:
+        newest = session.scalar(
+            sa.select(sa.func.max(BackupRecord.completed_at)).where(
+                BackupRecord.status == BackupStatus.COMPLETED
+            )
+        )
+    return None if newest is None else newest.astimezone(UTC)
+
+
+def check_clock(
+    ctx: Context, result: PruneResult, facts: list[BackupFacts], held: set[str] | None
+) -> None:
+    """Raise :class:`ClockAhead` if the clock is more than ``[retention]
+    clock_check_days`` past the newest completed backup and ``result`` expires backups
+    that hold data and had not expired when it completed.
+
+    The age rules (``keep_until_expires``, ``failed_days``) compare with the clock; the
+    others count backups. A clock stepped a year ahead (a VM restored from a snapshot, a
+    bad NTP step, a year typed wrong) made every backup a year old: a prune expired all
+    but the newest, the newest verified and ``min_keep`` ones, and the history was gone
+    when the clock came back. The newest backup is the evidence of what time it was; like
+    restic's ``--keep-within`` (judged from the newest snapshot, not the clock), the age
+    rules are not trusted beyond it. Backups that really stopped look the same, and then
+    the history is all there is: the nightly prunes expire what expires in the first
+    ``clock_check_days``, then refuse and say so (status is red for the backups' age,
+    RPO, already). The first backup that completes ends the refusal."""
+    days = ctx.settings.retention.clock_check_days
+    newest = newest_completion(ctx)
+    if not days or newest is None:
+        return
+    if result.now <= newest + timedelta(days=days):
+        return
+    kept_then = {d.backup.id for d in _decide(ctx, facts, newest, held).decisions if d.keep}
+    early = [d for d in result.expired if d.holds_data and d.backup.id in kept_then]
+    if not early:
+        return
+    silence = (result.now - newest).days
+    raise ClockAhead(
+        f"prune refused, nothing was deleted: the clock says {result.now:%Y-%m-%d %H:%M} "
+        f"UTC, {silence} days after the newest backup completed ({newest:%Y-%m-%d %H:%M} "
+        f"UTC, more than [retention] clock_check_days = {days}), and by it {len(early)} "
+        f"backups would expire by age that had not expired then (e.g. "
+        f"{early[0].backup.id}): the clock is ahead, or no backup has completed since",
+        hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step); "
+        "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
+        f"to expire by age all the same, prune with {option('trust_clock')} "
+        "([retention] clock_check_days = 0 turns the check off)",
+    )
+
+
 def prune(
     ctx: Context,
     *,
@@ -244,6 +304,7 @@ def prune(
     database: str | None = None,
     now: datetime | None = None,
     wait: float | None = None,
+    trust_clock: bool = False,
 ) -> PruneResult:
     """Expire what the policy expires, in every repository, then collect garbage.
 
@@ -252,6 +313,10 @@ def prune(
     wait_seconds``) is how long collection waits for running backups. Problems of one
     repository (unreachable, locked) are in its outcome and make ``ok`` false; the
     other repositories are still pruned. Idempotent.
+
+    Raises :class:`ClockAhead`, having changed nothing, when the clock is far past the
+    newest completed backup and that would expire backups by age (:func:`check_clock`),
+    unless ``trust_clock``.
     """
     settings = ctx.settings
     settings.repository()  # ConfigError if none is configured: nothing could be deleted
@@ -265,6 +330,8 @@ def prune(
     # keeps the newest good backup it holds (a mirror that missed the newer copies).
     facts = with_holders(facts, holders_listed(present))
     result = _decide(ctx, facts, now, held_anywhere(present, repos))
+    if not trust_clock:
+        check_clock(ctx, result, facts, held_anywhere(present, repos))
     result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
     expired = _expired_to_delete(result, present, stored, whole_catalog=database is None)

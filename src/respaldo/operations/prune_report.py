@@ -127,13 +127,22 @@ class PruneReport(ResultModel):
 
 
 def prune_backups(
-    ctx: Context, *, dry_run: bool = False, database: str | None = None, wait: float | None = None
+    ctx: Context,
+    *,
+    dry_run: bool = False,
+    database: str | None = None,
+    wait: float | None = None,
+    trust_clock: bool = False,
 ) -> PruneReport:
     """``prune``: :func:`respaldo.operations.prune.prune`, as a result model. Unless
     ``dry_run``, it then forgets the jobs older than ``[jobs] keep_days``
     (:func:`~respaldo.operations.jobs.forget_old`); a catalog that fails at that is
-    logged and left for the next prune, and does not fail this one."""
-    report = report_of(prune(ctx, dry_run=dry_run, database=database, wait=wait))
+    logged and left for the next prune, and does not fail this one. ``trust_clock``:
+    expire by age even when the clock is far past the newest backup (see
+    :func:`~respaldo.operations.prune.check_clock`)."""
+    report = report_of(
+        prune(ctx, dry_run=dry_run, database=database, wait=wait, trust_clock=trust_clock)
+    )
     if not dry_run:
         try:
             forget_old(ctx, datetime.now(UTC))

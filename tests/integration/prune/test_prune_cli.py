@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -256,3 +258,88 @@ def test_prune_with_an_unknown_time_zone_deletes_nothing(cli: Cli) -> None:
     assert cli.manifests("repo") == cli.manifests("second") == set(ids)
     listed, _ = cli.ok("list", "--json")
     assert {r["id"] for r in json.loads(listed)} == set(ids)
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def run_ahead(cli: Cli, days: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``respaldo --config CONFIG ARGS…`` in a process whose wall clock is ``days``
+    ahead (libfaketime preloaded into it; its monotonic clock left alone)."""
+    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME": f"+{days}d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "respaldo.cli.main", "--config", str(cli.config), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def files_of(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root``: (size, mtime in ns), to show nothing was changed."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "locks" not in p.parts
+    }
+
+
+def test_prune_refuses_to_expire_by_age_when_the_clock_is_far_ahead(
+    cli: Cli, pg: TempCluster, erp_db: str
+) -> None:
+    """A clock stepped 400 days ahead (a VM restored from a snapshot, a bad NTP step)
+    made every backup 400 days old: prune expired all but the newest and min_keep ones
+    and exited 0. Now it refuses and changes nothing: not the repositories, not the
+    catalog; it says why and how to go on, and status is red for the backups' age under
+    that clock. ``--trust-clock`` expires them."""
+    ids = []
+    for day in (1, 2, 3):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=9, day=day)
+    before = {name: files_of(cli.root / name) for name in ("repo", "second")}
+    listed, _ = cli.ok("list", "--json")
+
+    refused = run_ahead(cli, 400, "prune")
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "prune refused, nothing was deleted" in said
+    assert "400 days after the newest backup completed" in said
+    assert "1 backups would expire by age that had not expired then" in said
+    assert "the clock is ahead, or no backup has completed since" in said
+    assert "--trust-clock" in said and "clock_check_days" in said
+    dry = run_ahead(cli, 400, "prune", "--dry-run")
+    assert dry.returncode == 1 and "prune refused" in dry.stderr
+    assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
+    assert cli.ok("list", "--json")[0] == listed
+    status = run_ahead(cli, 400, "status")
+    assert "the newest full backup completed 400 d ago" in " ".join(status.stdout.split())
+
+    trusted = run_ahead(cli, 400, "prune", "--trust-clock", "--json")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert json.loads(trusted.stdout)["deleted"] == [ids[0]]
+    assert cli.manifests("repo") == cli.manifests("second") == set(ids[1:])
+
+
+def test_prune_still_expires_what_had_expired_when_the_newest_backup_completed(cli: Cli) -> None:
+    """Backups stopped a month ago (the newest is 30 days old): what had expired when
+    the newest completed (here 33 days ago) is still expired and deleted by the rules;
+    only what expired since is held back (and then the whole prune refuses)."""
+    ids = []
+    for _ in range(3):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+    back_date(cli, ids[0], 40 * DAY)
+    back_date(cli, ids[1], 31 * DAY)
+    back_date(cli, ids[2], 30 * DAY)
+    out, _ = cli.ok("prune", "--json")
+    assert json.loads(out)["deleted"] == [ids[0]]
+    assert cli.manifests("repo") == set(ids[1:])

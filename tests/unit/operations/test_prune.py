@@ -13,7 +13,7 @@ import pytest
 
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus
-from respaldo.errors import StorageError
+from respaldo.errors import ClockAhead, StorageError
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
@@ -110,7 +110,14 @@ def test_a_week_of_failed_backups_keeps_the_last_good_ones(inst: Installation) -
     good = [inst.backup(age * DAY) for age in (20, 15, 11, 10)]
     failed = [inst.backup(age * DAY, failed=True) for age in (9, 8, 6, 4, 2, 1)]
     inst.replicate()
-    result = run_prune(inst)
+    # No backup has completed for 10 days, more than [retention] clock_check_days (7),
+    # and the one 15 days old expired since: the prune refuses and changes nothing, as
+    # for a clock stepped ahead (tests/integration/prune/test_prune_cli.py).
+    with pytest.raises(ClockAhead, match="10 days after the newest backup completed"):
+        run_prune(inst)
+    assert inst.completed_ids() == set(good)
+    assert inst.record_ids() == set(good) | set(failed)
+    result = run_prune(inst, trust_clock=True)
     decisions = {d.backup.id: d for d in result.decisions}
     assert decisions[good[-1]].reasons[0] == "newest completed"
     assert decisions[good[-2]].reasons == ("minimum 2 good backups",)
