@@ -47,6 +47,7 @@ _CHECKS = {
     "copies": N_("copies"),
     "roles": N_("roles"),
     "unlogged tables": N_("unlogged tables"),
+    "unlogged sequences": N_("unlogged sequences"),
     "drill": N_("restore test"),
 }
 """The checks of a restore test (operations/drill.py); ``validation: NAME`` and
@@ -193,6 +194,17 @@ _PHRASES = (
         "{count} unlogged tables came back empty, as from every physical backup: {tables} "
         "(PostgreSQL writes no WAL for them and a physical backup holds none of their rows; "
         "a logical backup holds them)"
+    ),
+    N_(
+        "1 unlogged sequence came back reset to its start, as from every physical backup: "
+        "{sequences} (a table numbered from one gets numbers its rows hold; set each with "
+        "setval to its table's highest number after a physical restore, or make it logged)"
+    ),
+    N_(
+        "{count} unlogged sequences came back reset to their start, as from every physical "
+        "backup: {sequences} (a table numbered from one gets numbers its rows hold; set each "
+        "with setval to its table's highest number after a physical restore, or make it "
+        "logged)"
     ),
     N_("not listed ({error}); every unlogged table came back empty, as from every physical backup"),
     # A files backup's contents (drill.py: _files_contents).

@@ -20,6 +20,7 @@ from respaldo.i18n import translations
 from respaldo.operations.background import _restorable
 from respaldo.operations.drill import Check, DrillResult, _restored
 from respaldo.operations.verify import VerifyResult
+from respaldo.postgres.server import Unlogged
 from respaldo.repository.crypto import KeySet, Sealer, SealError
 from respaldo.repository.reader import ChunkResult, _integrity
 from respaldo.repository.verify import Problem
@@ -285,7 +286,9 @@ def test_a_physical_drills_unlogged_tables_read_in_spanish(
             "12 tablas unlogged volvieron vacías, como de todo backup físico: cache.t00, ",
         ),
     ):
-        monkeypatch.setattr(drill, "unlogged_tables", lambda conninfo, found=tables: found)
+        monkeypatch.setattr(
+            drill, "unlogged_relations", lambda conninfo, found=tables: Unlogged(found, [])
+        )
         result = DrillResult(1, BACKUP, "erp", True, None, [])
         (check,) = drill._unlogged_check(None, result)  # type: ignore[arg-type]
         assert check.ok and check.name == "unlogged tables"
@@ -309,13 +312,31 @@ def test_unlogged_tables_the_drill_cannot_list_pass_saying_so(
     from respaldo.errors import ConnectionFailed
     from respaldo.operations import drill
 
-    def refused(conninfo: object) -> list[str]:
+    def refused(conninfo: object) -> Unlogged:
         raise ConnectionFailed("connection to host=127.0.0.1 port=5499 dbname=erp failed")
 
-    monkeypatch.setattr(drill, "unlogged_tables", refused)
+    monkeypatch.setattr(drill, "unlogged_relations", refused)
     result = DrillResult(1, BACKUP, "erp", True, None, [])
     (check,) = drill._unlogged_check(None, result)  # type: ignore[arg-type]
     assert check.ok
     assert check.detail.startswith("not listed (connection to host=127.0.0.1 port=5499")
     assert result.warnings == [check.detail]
     assert reasons.reason(check.detail, ES).startswith("no se listaron (connection to")
+
+
+def test_a_physical_drills_unlogged_sequences_read_in_spanish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from respaldo.operations import drill
+
+    found = Unlogged([], ["public.folio", "ventas.numero"])
+    monkeypatch.setattr(drill, "unlogged_relations", lambda conninfo: found)
+    result = DrillResult(1, BACKUP, "erp", True, None, [])
+    (check,) = drill._unlogged_check(None, result)  # type: ignore[arg-type]
+    assert check.ok and check.name == "unlogged sequences"
+    assert result.warnings == [check.detail]
+    assert reasons.reason(check.name, ES) == "secuencias unlogged"
+    assert reasons.reason(check.detail, ES).startswith(
+        "2 secuencias unlogged volvieron reiniciadas a su inicio, como de todo backup físico: "
+        "public.folio, ventas.numero (una tabla"
+    )

@@ -112,7 +112,7 @@ from respaldo.postgres.server import (
     own_sessions,
     restore_sessions,
     server_version_num,
-    unlogged_tables,
+    unlogged_relations,
     writable,
 )
 from respaldo.postgres.toolsets import find_tools
@@ -472,21 +472,23 @@ def _physical_drill(
 
 
 UNLOGGED_SHOWN = 10
-"""How many unlogged tables a physical drill's check names (the rest are counted)."""
+"""How many unlogged tables (sequences) a physical drill's check names (the rest are
+counted)."""
 
 
 def _unlogged_check(conninfo: ConnInfo, result: DrillResult) -> list[Check]:
     """The unlogged tables of the configured database, which a physical backup gives back
     empty whatever they held (PostgreSQL writes no WAL for them, pg_basebackup copies
-    none of their rows): the drill passed green without a word while their rows were
-    gone. Said in a check that passes (no physical backup can hold them; a logical one
-    does) and a warning; nothing when there are none. A database the drill cannot list
-    them in (its pg_hba.conf may let the configured role in from elsewhere only) passes
-    too, saying so: a drill without validation queries never connected before, and
-    this says nothing of the backup."""
+    none of their rows), and its unlogged sequences, given back reset to their start (a
+    logged table numbered from one gets numbers its rows hold): the drill passed green
+    without a word while the rows were gone. Said in checks that pass (no physical
+    backup can hold them; a logical one does) and warnings; nothing when there are none.
+    A database the drill cannot list them in (its pg_hba.conf may let the configured
+    role in from elsewhere only) passes too, saying so: a drill without validation
+    queries never connected before, and this says nothing of the backup."""
     name = "unlogged tables"
     try:
-        tables = unlogged_tables(conninfo)
+        found = unlogged_relations(conninfo)
     except RespaldoError as exc:
         detail = (
             f"not listed ({exc}); every unlogged table came back empty, as from every "
@@ -494,19 +496,39 @@ def _unlogged_check(conninfo: ConnInfo, result: DrillResult) -> list[Check]:
         )
         result.warnings.append(detail)
         return [Check(name, True, detail)]
-    if not tables:
-        return []
-    shown = ", ".join(tables[:UNLOGGED_SHOWN])
-    if len(tables) > UNLOGGED_SHOWN:
-        shown += f"; and {len(tables) - UNLOGGED_SHOWN} more"
-    what = "1 unlogged table" if len(tables) == 1 else f"{len(tables)} unlogged tables"
-    detail = (
-        f"{what} came back empty, as from every physical backup: {shown} (PostgreSQL "
-        "writes no WAL for them and a physical backup holds none of their rows; a logical "
-        "backup holds them)"
-    )
-    result.warnings.append(detail)
-    return [Check(name, True, detail)]
+    checks = []
+    if found.tables:
+        what = _counted(found.tables, "unlogged table")
+        detail = (
+            f"{what} came back empty, as from every physical backup: {_named(found.tables)} "
+            "(PostgreSQL writes no WAL for them and a physical backup holds none of their "
+            "rows; a logical backup holds them)"
+        )
+        checks.append(Check(name, True, detail))
+    if found.sequences:
+        if len(found.sequences) == 1:
+            what = "1 unlogged sequence came back reset to its start"
+        else:
+            what = f"{len(found.sequences)} unlogged sequences came back reset to their start"
+        detail = (
+            f"{what}, as from every physical backup: {_named(found.sequences)} (a table "
+            "numbered from one gets numbers its rows hold; set each with setval to its "
+            "table's highest number after a physical restore, or make it logged)"
+        )
+        checks.append(Check("unlogged sequences", True, detail))
+    result.warnings += [check.detail for check in checks]
+    return checks
+
+
+def _counted(names: list[str], what: str) -> str:
+    return f"1 {what}" if len(names) == 1 else f"{len(names)} {what}s"
+
+
+def _named(names: list[str]) -> str:
+    shown = ", ".join(names[:UNLOGGED_SHOWN])
+    if len(names) > UNLOGGED_SHOWN:
+        shown += f"; and {len(names) - UNLOGGED_SHOWN} more"
+    return shown
 
 
 def _files_drill(ctx: Context, manifest: Manifest, warnings: list[str]) -> DrillResult:

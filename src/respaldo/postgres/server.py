@@ -580,23 +580,46 @@ def _catalog_rows(conninfo: ConnInfo, doing: str, query: str) -> list[TupleRow]:
 # Unlogged tables (and leaf partitions): PostgreSQL writes no WAL for them and
 # pg_basebackup copies only their empty init fork, so a physical backup gives every one
 # back empty, whatever it held. Extension members too: their rows are lost alike.
-_UNLOGGED_TABLES = """
-SELECT n.nspname, c.relname
+# Unlogged sequences (PostgreSQL 15+) alike come back reset to their start; those owned
+# by an unlogged table (its serial or identity column) are left out, their table coming
+# back empty with them: the others may number a logged table's rows.
+_UNLOGGED_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind = 'S'
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r'
+ WHERE c.relkind IN ('r', 'S')
    AND c.relpersistence = 'u'
    AND n.nspname <> 'information_schema'
    AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (
+         SELECT 1 FROM pg_catalog.pg_depend d
+           JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+          WHERE c.relkind = 'S'
+            AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.objid = c.oid
+            AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.deptype IN ('a', 'i')
+            AND t.relpersistence = 'u')
  ORDER BY n.nspname, c.relname
 """
 
 
-def unlogged_tables(conninfo: ConnInfo) -> list[str]:
-    """The unlogged tables of ``conninfo.dbname``, keyed as :func:`count_key` keys them,
-    in order. Raises ConnectionFailed, QueryFailed."""
-    rows = _catalog_rows(conninfo, "listing the unlogged tables", _UNLOGGED_TABLES)
-    return [count_key(str(schema), str(table)) for schema, table in rows]
+class Unlogged(NamedTuple):
+    """A database's unlogged tables and sequences (see :func:`unlogged_relations`)."""
+
+    tables: list[str]
+    sequences: list[str]
+
+
+def unlogged_relations(conninfo: ConnInfo) -> Unlogged:
+    """The unlogged tables of ``conninfo.dbname`` and its unlogged sequences that no
+    unlogged table owns, keyed as :func:`count_key` keys tables, in order. Raises
+    ConnectionFailed, QueryFailed."""
+    rows = _catalog_rows(conninfo, "listing the unlogged tables", _UNLOGGED_RELATIONS)
+    found = Unlogged([], [])
+    for schema, name, sequence in rows:
+        (found.sequences if sequence else found.tables).append(count_key(str(schema), str(name)))
+    return found
 
 
 # Leaf partitions under a hash-partitioned table, with their tree's root. pg_dump loads

@@ -313,3 +313,50 @@ def test_a_physical_drill_says_which_unlogged_tables_came_back_empty(
     assert f"public.{name}" in unlogged.detail
     assert "came back empty" in unlogged.detail
     assert any(f"public.{name}" in w and "empty" in w for w in result.warnings), result.warnings
+
+
+def test_a_physical_drill_says_which_unlogged_sequences_came_back_reset(
+    archiving: Archiving,
+) -> None:
+    """An unlogged sequence (PostgreSQL 15+) comes back from a physical backup reset to
+    its start, like an unlogged table's rows: a logged table numbered from it (500 rows
+    here) gets numbers again that its rows hold, and the ERP's next insert fails on its
+    key. The drill passed without a word; it now names such sequences (not those of an
+    unlogged table, which comes back empty with them)."""
+    pg = archiving.pg
+    tag = uuid.uuid4().hex[:8]
+    seq, table, own = (sql.Identifier(f"{p}_{tag}") for p in ("folio", "facturas", "cache"))
+    pg.execute(
+        sql.SQL(
+            "CREATE UNLOGGED SEQUENCE {seq};"
+            "CREATE TABLE {table} (id bigint PRIMARY KEY DEFAULT nextval({name}));"
+            "INSERT INTO {table} SELECT FROM generate_series(1, 500);"
+            "CREATE UNLOGGED TABLE {own} (id serial PRIMARY KEY);"
+            "INSERT INTO {own} DEFAULT VALUES"
+        ).format(seq=seq, table=table, own=own, name=sql.Literal(f"folio_{tag}")),
+        dbname=SHOP,
+    )
+    try:
+        record = archiving.backup()
+        query = sql.SQL(
+            "SELECT (SELECT max(id) FROM {}) || ' ' || last_value || ' ' || is_called FROM {}"
+        ).format(table, seq)
+        settings = _with_validation(archiving, query.as_string(), "500 1 false")
+        result = _drill(archiving, settings, record["id"])
+    finally:
+        pg.execute(
+            sql.SQL("DROP TABLE {}, {}; DROP SEQUENCE {}").format(table, own, seq), dbname=SHOP
+        )
+    checks = {c.name: c for c in result.checks}
+    # The rows came back, their sequence reset (the validation read both in the copy).
+    assert checks["validation: no unknown projects"].ok, result.checks
+    assert result.passed, result.checks
+    reset = checks["unlogged sequences"]
+    assert reset.ok
+    assert reset.detail.startswith(
+        f"1 unlogged sequence came back reset to its start, as from every physical backup: "
+        f"public.folio_{tag} ("
+    ), reset.detail
+    assert f"cache_{tag}_id_seq" not in reset.detail
+    assert any(f"public.folio_{tag}" in w for w in result.warnings), result.warnings
+    assert f"public.cache_{tag}" in checks["unlogged tables"].detail
