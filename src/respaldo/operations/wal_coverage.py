@@ -16,7 +16,11 @@ and refuses what recovery cannot reach (:func:`check_recovery_target`):
   a commit lies between it and that point;
 - recovery to the end of the archived WAL when a segment after the backup is missing and
   later ones are archived (a gap);
-- a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet);
+- a target LSN beyond the continuous archived WAL (behind a gap, or not archived yet),
+  and a target time in the future (later than :data:`CLOCK_SKEW` after this machine's
+  clock): no commit can be that late yet, so recovery would replay all the archived WAL
+  and stop with "recovery ended before configured recovery target was reached" (a date,
+  an offset or the order of day and month typed wrong);
 - recovery to the end, or to a target LSN, past the server's switch to ``wal_level =
   minimal`` after the backup (:func:`minimal_switch`, recorded by ``wal-push``), which
   archive recovery refuses to replay.
@@ -43,7 +47,7 @@ replays the copy's branch instead of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 from respaldo.errors import InvalidWalFile, RespaldoError, RestoreError, option
@@ -356,10 +360,12 @@ def check_recovery_target(
     manifest: Manifest,
     target: RecoveryTarget,
     coverage: WalCoverage | str | None = None,
+    now: datetime | None = None,
 ) -> list[str]:
     """Raise RestoreError if recovery of ``manifest`` (a physical backup) cannot reach
     ``target`` with the WAL archived in ``repo``; return warnings. Reads names only, or
-    nothing when ``coverage`` (:func:`archived_after`'s answer) is given."""
+    nothing when ``coverage`` (:func:`archived_after`'s answer) is given. ``now``: this
+    machine's time (default: the clock's)."""
     backup_id = manifest.backup_id
     meta = manifest.meta
     stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
@@ -370,7 +376,7 @@ def check_recovery_target(
             hint="choose a backup that ended before the target ('respaldo list'), or a later "
             "target",
         )
-    warnings = _target_time_warnings(manifest, target)
+    warnings = _target_time_warnings(manifest, target, now or datetime.now(UTC))
     if coverage is None:
         coverage = archived_after(repo, manifest)
     if not isinstance(coverage, str):
@@ -412,9 +418,9 @@ def passed_over_warnings(coverage: WalCoverage, backup_id: str) -> list[str]:
     ]
 
 
-def _target_time_warnings(manifest: Manifest, target: RecoveryTarget) -> list[str]:
-    """Refuse a target time before the backup's checkpoint ended; warn about one while
-    the backup ran.
+def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datetime) -> list[str]:
+    """Refuse a target time before the backup's checkpoint ended, or in the future;
+    warn about one while the backup ran.
 
     Commits before the checkpoint's redo point are in the backup's files and are never
     replayed: recovery cannot stop before them, and PostgreSQL cannot see them to refuse
@@ -444,6 +450,18 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget) -> list[st
             f"({began.isoformat()}): recovery cannot stop before a backup's end",
             hint="choose a backup that ended before the target time ('respaldo list'), or "
             f"recover to this backup's end ({option('immediate')})",
+        )
+    if target.time > now + CLOCK_SKEW:
+        # Commit times are the server's clock, which may be a little ahead of this one.
+        # Past that, recovery could only end with "recovery ended before configured
+        # recovery target was reached", after the whole backup was written out.
+        raise RestoreError(
+            f"the recovery target {when} is in the future: this machine's clock says "
+            f"{now.astimezone(target.time.tzinfo).isoformat(timespec='seconds')}, and no "
+            "transaction has committed that late; recovery would replay all the archived "
+            "WAL and stop with an error",
+            hint="check the target's date and UTC offset; to recover all the archived WAL, "
+            "give no target; if this machine's clock is behind the server's, set it right",
         )
     ended = backup_end_time(manifest)
     if target.time >= ended:

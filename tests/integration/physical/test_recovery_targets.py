@@ -15,7 +15,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -218,9 +218,11 @@ def test_a_target_time_after_the_archived_wal_fails_saying_so(
     archiving: Archiving, restored_servers: list[TempCluster]
 ) -> None:
     # Where a time falls in the WAL is not known from names: the server finds out, stops,
-    # and respaldo says what that means, not only that the server stopped.
+    # and respaldo says what that means, not only that the server stopped. The target is
+    # now, the last archived commit before it (a target in the future is refused before
+    # anything is written: below).
     record = archiving.backup()
-    later = datetime.now(UTC) + timedelta(days=1)
+    later = datetime.now(UTC)
     datadir = archiving.new_datadir()
     port = free_port()
     run = archiving.run(
@@ -363,3 +365,25 @@ def test_a_segment_deleted_after_the_restore_stops_recovery_instead_of_ending_it
     restored = archiving.start_as_printed(run, restored_servers)
     rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
     assert [r[0] for r in rows] == [1, 2]
+
+
+def test_a_target_time_in_the_future_is_refused_before_anything_is_written(
+    archiving: Archiving,
+) -> None:
+    # Tomorrow, in Mexico City's offset: a day typed wrong. Recovery could only replay
+    # all the archived WAL and stop with "recovery ended before configured recovery
+    # target was reached"; without --start the restore said it was done, and the server
+    # failed when started as it printed.
+    record = archiving.backup()
+    tomorrow = datetime.now(timezone(timedelta(hours=-6))) + timedelta(days=1)
+    for start in ((), ("--start", "--port", str(free_port()))):
+        datadir = archiving.new_datadir()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(datadir),
+            "--target-time", tomorrow.isoformat(), *start,
+        )  # fmt: skip
+        assert run.code == 1, str(run)
+        assert f"the recovery target {tomorrow.isoformat()} is in the future" in run.err
+        assert "this machine's clock says" in run.err and "-06:00" in run.err
+        assert "hint:" in run.err and "give no target" in run.err
+        assert not datadir.exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -203,6 +203,28 @@ def test_a_target_time_while_the_backup_ran_is_warned_about() -> None:
     (warning,) = _refused_or_warned("2026-12-05 08:00:05 CET", target)
     assert "PostgreSQL refuses it" in warning
     assert _refused_or_warned("2026-12-05 08:00:05 CET", STARTED + timedelta(minutes=6)) == []
+
+
+@pytest.mark.usefixtures("no_archive")
+def test_a_target_time_in_the_future_is_refused() -> None:
+    manifest = _manifest(STARTED, "2026-12-05 08:00:05 CET")
+    now = STARTED + timedelta(hours=2)  # 09:00 UTC, 10:00 in Madrid
+
+    def check(target: datetime) -> list[str]:
+        return check_recovery_target(None, manifest, RecoveryTarget(time=target), now=now)  # type: ignore[arg-type]
+
+    madrid = timezone(timedelta(hours=1))
+    # The day typed wrong: tomorrow at 09:30 in Madrid.
+    with pytest.raises(RestoreError, match="is in the future") as caught:
+        check(datetime(2026, 12, 6, 9, 30, tzinfo=madrid))
+    said = str(caught.value)
+    assert "2026-12-06T09:30:00+01:00" in said
+    assert "this machine's clock says 2026-12-05T10:00:00+01:00" in said  # in the target's offset
+    assert caught.value.hint is not None and "give no target" in caught.value.hint
+    # A server clock a few minutes ahead of this one: still a target it may reach.
+    assert check(now + timedelta(minutes=9)) == []
+    with pytest.raises(RestoreError, match="is in the future"):
+        check(now + timedelta(minutes=11))
 
 
 @pytest.mark.usefixtures("no_archive")
