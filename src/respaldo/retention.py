@@ -50,8 +50,8 @@ newest completed backup that passed verification is kept, whatever its age, and 
 newest good one (when the newest completed is known to be damaged or gone); the newest
 good one each repository holds (``holders``: a mirror that missed the newer copies); pinned
 backups are kept; backups still running (pending, in_progress) are kept; backups being
-restored or restore-tested (``restoring``: a running restore job or drill reads them) are
-kept. Across groups:
+restored or restore-tested (``restoring``: a running or queued restore job or drill reads
+them) are kept. Across groups:
 a kept backup keeps its ``parent`` (the backup an incremental physical backup restores
 on top of), and so its whole chain, whatever the rules say of them.
 """
@@ -166,7 +166,7 @@ class BackupFacts:
     size: int | None = None
     """Its size in bytes (the catalog's ``size_bytes``), when known (``Policy.shrink``)."""
     restoring: bool = False
-    """A running restore or restore test reads it (the catalog's running jobs and drill
+    """A running or queued restore or restore test reads it (the catalog's jobs and drill
     runs say so): often the last good backup before a disaster, it must still be there,
     and its chain, when the restore ends (to restore it again, or the next step of a
     point-in-time recovery)."""

@@ -135,11 +135,14 @@ def facts_of(record: BackupRecord, being_restored: Collection[str] = ()) -> Back
 
 
 def being_restored(session: Session) -> set[str]:
-    """The backups a running restore job or restore test (drill) reads, whatever started
-    it (the CLI, the API, a schedule) on whichever host: retention keeps them, and so
-    their chains, until it ends. The restore's shared lease only holds off garbage
-    collection: the prune deleted the manifest and record of the backup being restored,
-    often the last good one before a disaster, which was gone once the restore ended."""
+    """The backups a running or queued restore job or restore test (drill) reads,
+    whatever started it (the CLI, the API, a schedule) on whichever host: retention keeps
+    them, and so their chains, until it ends (or is cancelled). The restore's shared
+    lease only holds off garbage collection: the prune deleted the manifest and record of
+    the backup being restored, often the last good one before a disaster, which was gone
+    once the restore ended. And a restore asked for through the API waits in the queue
+    (a PostgreSQL catalog) until a worker is free: a prune meanwhile deleted its backup,
+    and the restore failed when it started, 'no backup ... in ...'."""
     ids = {
         run.backup_id
         for run in session.scalars(
@@ -148,7 +151,8 @@ def being_restored(session: Session) -> set[str]:
     }
     for job in session.scalars(
         sa.select(Job).where(
-            Job.kind.in_((JobKind.RESTORE, JobKind.DRILL)), Job.status == JobStatus.RUNNING
+            Job.kind.in_((JobKind.RESTORE, JobKind.DRILL)),
+            Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
         )
     ):
         backup_id = params_of(job).get("backup_id") or job.result_id

@@ -1251,8 +1251,18 @@ def load_manifest_told(
     Raises what load_manifest_any raises."""
     try:
         return load_manifest_any(repo, fallbacks, backup_id)
-    except BackupNotFound:
+    except BackupNotFound as exc:
         status = _recorded_status(ctx, backup_id)
+        if status is None and _catalog_lacks(ctx, backup_id):
+            # Chosen from a list, then deleted before the restore started (a prune in the
+            # moment between its last look at the queue and the deletion): 'no backup
+            # ... in file:///...' alone said nothing of why.
+            raise BackupNotFound(
+                f"{exc}, and the catalog does not list it either: it was deleted after it "
+                "was chosen (it expired and a prune deleted it, or it was deleted by hand), "
+                "or the id is wrong; nothing was changed",
+                hint="'respaldo list' shows the backups there are; restore one of them",
+            ) from None
         if status is None or status == BackupStatus.COMPLETED:
             raise
         what = "failed" if status == BackupStatus.FAILED else f"has not finished ({status})"
@@ -1276,6 +1286,17 @@ def _recorded_status(ctx: Context, backup_id: str) -> BackupStatus | None:
         return ctx.record(backup_id).status
     except (RecordNotFound, RuntimeError):  # RuntimeError: a context without catalog
         return None
+
+
+def _catalog_lacks(ctx: Context, backup_id: str) -> bool:
+    """True if the context has a catalog and it has no record of ``backup_id``."""
+    try:
+        ctx.record(backup_id)
+    except RecordNotFound:
+        return True
+    except RuntimeError:  # a context without catalog (restore from a bare repository)
+        return False
+    return False
 
 
 def refuse_lost(repo: Repository, fallbacks: list[Repository], backup_id: str) -> None:

@@ -4,6 +4,7 @@ cluster); the answer still comes at once, with the pending record and the job.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -48,3 +49,66 @@ def test_a_backup_and_a_restore_started_by_the_api_run_on_a_worker(site: Site) -
         done = ended(api, restore.json()["jobId"])
         assert done is not None and done["status"] == "completed", done
         assert done["workerPid"] == worker.pid
+
+
+def run_cli(site: Site, *args: str) -> tuple[int, str, str]:  # noqa: F811
+    process = site.start(*args)
+    out, err = process.communicate(timeout=240)
+    return process.returncode, out, err
+
+
+def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # noqa: F811
+    """A restore asked for through the API waits in the queue until a worker is free; a
+    prune meanwhile deleted its backup ('1 backups deleted'), and the restore, once a
+    worker took it, failed: 'no backup ... in file:///...'. Now the queued restore keeps
+    it, as a running one does, and the restore then completes; with no queued restore
+    left, the next prune expires it. A restore whose backup was deleted all the same (by
+    hand, here; or a prune between its last look and the deletion) fails saying so,
+    with nothing created (the CLI's restore, here)."""
+    with site.config.open("a") as fh:
+        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+    ids = []
+    for _ in range(3):
+        code, out, err = run_cli(site, "backup", "erp2", "--json")
+        assert code == 0, err
+        ids.append(json.loads(out)["id"])
+    older, middle, newest = ids
+    with client(load_settings(site.config), Role.ADMIN, "erp-page") as api:
+        queued = api.post(f"/admin/backups/{older}/restore")
+        assert queued.status_code == 202, queued.text
+        job_id = queued.json()["jobId"]
+        assert api.get(f"/admin/jobs/{job_id}").json()["status"] == "queued"
+
+        code, out, err = run_cli(site, "prune", "--wait", "0")
+        assert code == 0, err
+        assert "1 backups deleted, 2 kept" in err, out + err
+        row = next(line for line in out.splitlines() if older in line)
+        assert "keep" in row and "being restored" in row, out
+        assert middle not in {r["id"] for r in api.get("/admin/backups").json()}
+        # And a deletion by hand is refused while the restore waits (deletion.py reads
+        # the same queue).
+        refused = api.delete(f"/admin/backups/{older}")
+        assert refused.status_code == 409, refused.text
+
+        site.worker("w1")
+        wait_for("the restore", lambda: ended(api, job_id) is not None)
+        done = ended(api, job_id)
+        assert done is not None and done["status"] == "completed", done
+        restored = done["target"]
+        assert (
+            site.pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (restored,)) == 1
+        )
+
+        code, out, err = run_cli(site, "prune", "--wait", "0")
+        assert code == 0, err
+        assert "1 backups deleted, 1 kept" in err, out + err
+        assert {r["id"] for r in api.get("/admin/backups").json()} == {newest}
+
+    # The restore of a backup gone meanwhile, however it went, says why.
+    code, out, err = run_cli(site, "restore", older, "--target-database", "never_made")
+    said = " ".join(err.split())
+    assert code != 0 and "Traceback" not in err, out + err
+    assert f"no backup {older} in file://" in said
+    assert "and the catalog does not list it either: it was deleted after it" in said
+    assert "nothing was changed" in said and "'respaldo list'" in said
+    assert site.pg.scalar("SELECT count(*) FROM pg_database WHERE datname = 'never_made'") == 0
