@@ -20,7 +20,10 @@ def drills(
     ctx: typer.Context,
     month: Annotated[
         str | None,
-        typer.Option("--month", help="YYYY-MM (UTC); default: the month before this one."),
+        typer.Option(
+            "--month",
+            help="YYYY-MM (in \\[schedules] time_zone); default: the month before this one.",
+        ),
     ] = None,
     send: Annotated[
         bool, typer.Option("--send", help="Also send it to the targets that take 'report'.")

@@ -4,15 +4,21 @@ notification targets that take ``report``.
 
 ``respaldo report drills [--month YYYY-MM] [--send]`` shows (and sends) it; the service
 sends the report of the month just ended on ``[schedules] report`` (the 1st, 07:00).
+
+Months are the installation's (``[schedules] time_zone``, the zone the schedule fires in),
+and so are the times the report shows: in UTC, a report scheduled at midnight on the 1st
+in Madrid (23:00 UTC the day before) was the month before last's, and a test run on the
+last evening of a month in Mexico City was counted in the next month's report.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from statistics import median
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from respaldo.catalog import BackupRecords, DrillRun, DrillRuns, checks_of
 from respaldo.domain import DrillStatus
@@ -23,6 +29,7 @@ from respaldo.operations.alerts import DeliveryResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.views import DrillCheckView
+from respaldo.operations.zone import time_zone
 from respaldo.processes import this_host
 from respaldo.reasons import failed_check, reason
 
@@ -55,7 +62,8 @@ class ReportDatabase(ResultModel):
 
 
 class DrillReport(ResultModel):
-    """``respaldo report drills``: the restore tests of ``month`` (``YYYY-MM``, UTC)."""
+    """``respaldo report drills``: the restore tests of ``month`` (``YYYY-MM``, in
+    ``time_zone``)."""
 
     month: str
     runs: list[ReportRun]
@@ -63,34 +71,40 @@ class DrillReport(ResultModel):
     untested: list[str]
     """Configured databases, then file sets, without any restore test in the month."""
     sent: list[DeliveryResult] = []
+    time_zone: str = "UTC"
+    """The zone of the month and of the times the report's text shows (its name)."""
 
 
-def previous_month(now: datetime) -> str:
-    """``YYYY-MM`` of the month before ``now``'s."""
+def previous_month(now: datetime, zone: tzinfo = UTC) -> str:
+    """``YYYY-MM`` of the month before ``now``'s in ``zone``."""
+    now = now.astimezone(zone)
     year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
     return f"{year:04d}-{month:02d}"
 
 
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """``[start, end)`` of ``month`` (``YYYY-MM``) in UTC. Raises InvalidInput."""
+def month_bounds(month: str, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """``[start, end)`` of ``month`` (``YYYY-MM``) in ``zone``, as UTC times. Raises
+    InvalidInput."""
     found = _MONTH.match(month)
     if found is None or not 1 <= int(found.group(2)) <= 12:
         raise InvalidInput(
             "month", f"{month!r} is not a month", hint="write it as YYYY-MM, e.g. 2026-11"
         )
     year, number = int(found.group(1)), int(found.group(2))
-    start = datetime(year, number, 1, tzinfo=UTC)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+    start = datetime(year, number, 1, tzinfo=zone)
+    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def drill_report(
     ctx: Context, month: str | None = None, *, now: datetime | None = None
 ) -> DrillReport:
-    """The restore tests of ``month`` (default: the month before ``now``). Raises
-    InvalidInput for a malformed month."""
-    month = month or previous_month(now or datetime.now(UTC))
-    start, end = month_bounds(month)
+    """The restore tests of ``month`` (default: the month before ``now``), months being
+    the installation's (``[schedules] time_zone``). Raises InvalidInput for a malformed
+    month, ConfigError for an unknown zone."""
+    zone = time_zone(ctx.settings)
+    month = month or previous_month(now or datetime.now(UTC), zone)
+    start, end = month_bounds(month, zone)
     with ctx.catalog.read() as session:
         found = DrillRuns(session).between(start, end)
         # A cancelled run tested nothing: neither a failed test nor a test at all.
@@ -108,7 +122,9 @@ def drill_report(
     sources = [db.name for db in ctx.settings.databases]
     sources += [fs.name for fs in ctx.settings.file_sets]
     untested = [name for name in sources if name not in per_db]
-    return DrillReport(month=month, runs=runs, databases=databases, untested=untested)
+    return DrillReport(
+        month=month, runs=runs, databases=databases, untested=untested, time_zone=str(zone)
+    )
 
 
 def _run(records: BackupRecords, run: DrillRun) -> ReportRun:
@@ -140,6 +156,15 @@ def _database(name: str, runs: list[ReportRun]) -> ReportDatabase:
         rto_median_seconds=median(times) if times else None,
         rto_max_seconds=max(times) if times else None,
     )
+
+
+def _local(when: datetime, zone: str) -> str:
+    """``when`` in ``zone`` (a name), with its abbreviation: ``2026-11-30 21:00 CST``."""
+    try:
+        local = when.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):  # a report from an older respaldo
+        local = when.astimezone(UTC)
+    return local.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def render_report(report: DrillReport, language: str) -> Message:
@@ -188,7 +213,7 @@ def render_report(report: DrillReport, language: str) -> Message:
         lines.append(
             "  "
             + _("started {when}, restore time {seconds}").format(
-                when=run.started_at.strftime("%Y-%m-%d %H:%M UTC"),
+                when=_local(run.started_at, report.time_zone),
                 seconds=_seconds(run.restore_seconds),
             )
         )

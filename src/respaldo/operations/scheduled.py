@@ -22,7 +22,7 @@ from respaldo.operations.drill import run_drill
 from respaldo.operations.job_audit import audit_job_end
 from respaldo.operations.prune_report import PruneReport, prune_backups
 from respaldo.operations.recorded import fail_reserved
-from respaldo.operations.reports import previous_month, send_drill_report
+from respaldo.operations.reports import send_drill_report
 from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, check_presence, verify
@@ -135,8 +135,9 @@ def _body(
         slices = int(params.get("slices", 7))
         return lambda c: verify_slice(c, slices), lambda _: None
     if kind is JobKind.REPORT:
-        # The month before the one the job runs in: on the 1st, the month just ended.
-        return lambda c: send_drill_report(c, previous_month(datetime.now(UTC))), lambda _: None
+        # The month before the one the job runs in (in the installation's zone, as the
+        # schedule fires): on the 1st, the month just ended.
+        return lambda c: send_drill_report(c), lambda _: None
     if kind is JobKind.WAL_COPY:
         return wal_copy, lambda _: None
     raise ConfigError(f"a {kind.value} job cannot run from the queue")

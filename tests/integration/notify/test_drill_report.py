@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,7 +18,7 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
-from respaldo.operations.reports import month_bounds, previous_month
+from respaldo.operations.reports import drill_report, month_bounds, previous_month
 from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
 from tests.servers.notify import Smtp, smtp  # noqa: F401
@@ -25,9 +26,12 @@ from tests.servers.notify import Smtp, smtp  # noqa: F401
 pytestmark = pytest.mark.integration
 
 
-def _config(tmp_path: Path, smtp: Smtp) -> Path:  # noqa: F811
+def _config(tmp_path: Path, smtp: Smtp, zone: str = "UTC") -> Path:  # noqa: F811
     config = tmp_path / "respaldo.toml"
     config.write_text(f"""
+[schedules]
+time_zone = "{zone}"
+
 [catalog]
 url = "sqlite:///{tmp_path / "catalog.db"}"
 
@@ -152,3 +156,51 @@ def test_the_service_sends_the_report_of_the_month_just_ended(
         assert jobs.get(ctx, job.id).status is JobStatus.COMPLETED
     (mail,) = smtp.inbox.wait(1)
     assert mail["Subject"] == f"[respaldo] restore tests of {month}: 1 passed, 1 failed"
+
+
+def test_months_are_the_installations(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    """In Mexico City (UTC-6) a test run at 21:00 on 30 November is November's (03:00 UTC
+    on 1 December), and one at 21:00 on 31 October is October's; the report names each
+    time in the installation's zone. In UTC both were counted in the next month."""
+    config = _config(tmp_path, smtp, "America/Mexico_City")
+    mexico = ZoneInfo("America/Mexico_City")
+    with Context.open(load_settings(config)) as ctx, ctx.catalog.begin() as session:
+        runs = DrillRuns(session)
+        for backup_id, when in (
+            ("20261130T020000Z-00000001", datetime(2026, 11, 30, 21, tzinfo=mexico)),
+            ("20261031T020000Z-00000002", datetime(2026, 10, 31, 21, tzinfo=mexico)),
+        ):
+            run = runs.start(backup_id, database="erp", scratch_name="s", now=when)
+            runs.finish(run.id, passed=True, restore_seconds=60.0, checks=[], now=when)
+    capsys.readouterr()
+    month = ["--config", str(config), "report", "drills", "--month"]
+    assert invoke([*month, "2026-11", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["backupId"] for r in report["runs"]] == ["20261130T020000Z-00000001"]
+    assert report["timeZone"] == "America/Mexico_City"
+    assert invoke([*month, "2026-10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["backupId"] for r in report["runs"]] == ["20261031T020000Z-00000002"]
+    assert invoke([*month, "2026-11", "--send"]) == 0
+    (mail,) = smtp.inbox.wait(1)
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    assert "  started 2026-11-30 21:00 CST, restore time 1 min 0 s" in text.splitlines(), text
+
+
+def test_the_report_after_midnight_on_the_first_in_madrid_is_the_month_just_ended(
+    tmp_path: Path,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    """A report scheduled at 00:30 on the 1st in Madrid runs at 23:30 UTC on the last day
+    of the month: the month just ended is the one before the Madrid date's, not before the
+    UTC date's (it sent the month before last)."""
+    config = _config(tmp_path, smtp, "Europe/Madrid")
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 00:30 on 1 December in Madrid
+    with Context.open(load_settings(config)) as ctx:
+        assert drill_report(ctx, now=now).month == "2026-11"
+    assert previous_month(now) == "2026-10"  # by the UTC date
+    assert previous_month(now, ZoneInfo("Europe/Madrid")) == "2026-11"
