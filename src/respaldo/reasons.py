@@ -168,6 +168,9 @@ _PHRASES = (
     N_("query failed on {target}: {error}"),
     # Its WAL archive (operations/wal_coverage.py: archive_check, archived_after).
     N_("continuous from the backup's end to {lsn}"),
+    N_("continuous from the backup's end to {lsn}, 1 archived segment read whole"),
+    N_("continuous from the backup's end to {lsn}, {count} archived segments read whole"),
+    N_("WAL segment {segment} cannot be read ({error}): recovery cannot go past {lsn}"),
     N_(
         "WAL segment {segment} is missing from the archive (archived again from {resumes} "
         "on): recovery cannot go past {lsn}"

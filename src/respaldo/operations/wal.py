@@ -505,6 +505,23 @@ def fetch_wal(
     return FetchResult(file, obj, len(data), time.monotonic() - started)
 
 
+def read_archived(
+    settings: Settings | WalSettings, repo: Repository, file: str, *, system_id: str
+) -> str | None:
+    """Read archived WAL file ``file`` of cluster ``system_id`` whole from ``repo`` (each
+    chunk authenticated, its header of this cluster), as :func:`fetch_wal` gives it to
+    recovery: where ``repo`` holds it damaged, a mirror's good copy (as a restore takes a
+    chunk). None, or a note naming the mirror's copy that was read; raises what
+    :func:`fetch_wal` raises (IntegrityError: damaged everywhere; WalNotFound)."""
+    wal_name = parse_wal_name(file)
+    try:
+        _read_wal(repo, settings, wal_name, file, system_id=system_id, database=None)
+    except (IntegrityError, WalRefused) as exc:
+        _data, obj = _from_mirrors(settings, wal_name, file, system_id, None, exc)
+        return f"{file} damaged in the repository read first ({first_line(exc)}): read {obj}"
+    return None
+
+
 def _refuse_a_hole(
     repo: Repository,
     settings: Settings | WalSettings,

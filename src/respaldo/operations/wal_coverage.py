@@ -46,11 +46,12 @@ replays the copy's branch instead of it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from respaldo.errors import InvalidWalFile, RespaldoError, RestoreError, option
+from respaldo.errors import InvalidWalFile, RespaldoError, RestoreError, first_line, option
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
@@ -82,6 +83,9 @@ class WalCoverage:
     left: tuple[int, str] | None = None
     """An older timeline of ``path`` that has archived WAL after recovery leaves it for the
     next (its server kept writing on it), and the newest such segment; else None."""
+    replayed: tuple[str, ...] = ()
+    """The archived segments recovery replays from the backup's end to ``end``, in order
+    (their names only were looked at)."""
     passed_over: tuple[tuple[int, str], ...] = ()
     """Newer timelines of the archive recovery cannot follow from this backup, each with
     why (newest first): recovery follows the last timeline of ``path`` instead of the
@@ -162,13 +166,14 @@ def wal_coverage(
     # The backup's tar holds its WAL up to the segment of its last byte, of its own
     # timeline: a switch in that segment makes recovery ask for the new timeline's.
     last = max(stop_lsn - 1, 0) // segment_size
-    number = last + 1 if expected(last) == timeline else last
-    while (expected(number), number) in segments:
-        number += 1
-    beyond = sorted(n for tli, n in segments if n > number and tli == expected(n))
 
     def name_of(segno: int) -> str:
         return segment_name(expected(segno), segno * segment_size, segment_size)
+
+    number = first = last + 1 if expected(last) == timeline else last
+    while (expected(number), number) in segments:
+        number += 1
+    beyond = sorted(n for tli, n in segments if n > number and tli == expected(n))
 
     # A full segment of a timeline that a later one had begun by (the switch's segment on:
     # a promoted server archives its old timeline's last one as .partial) holds WAL
@@ -179,6 +184,7 @@ def wal_coverage(
         missing=name_of(number) if beyond else None,
         resumes=name_of(beyond[0]) if beyond else None,
         path=tuple(path),
+        replayed=tuple(name_of(n) for n in range(first, number)),
         left=(
             None
             if left is None
@@ -340,19 +346,54 @@ def _minimal_said(switch: int, backup_id: str) -> str:
     )
 
 
-def archive_check(repo: Repository, manifest: Manifest) -> tuple[bool, str]:
+ReadWal = Callable[[str], str | None]
+"""Reads an archived WAL file (by file name) whole, as ``wal-fetch`` gives it to recovery:
+None, or a note when it came from another repository than the first. Raises what
+``wal-fetch`` raises (a damaged file: IntegrityError)."""
+
+
+def archive_check(
+    repo: Repository, manifest: Manifest, read: ReadWal | None = None
+) -> tuple[bool, str, list[str]]:
     """A restore test's verdict on the archived WAL after the backup: False when a
-    segment is missing, or the server switched to ``wal_level = minimal`` since
-    (point-in-time recovery from this backup cannot go past either)."""
+    segment is missing, or the server switched to ``wal_level = minimal`` since, or (with
+    ``read``) a segment recovery replays cannot be read whole (point-in-time recovery
+    from this backup cannot go past any of them). Returns the verdict, its detail and
+    the notes of ``read``. Names alone said "continuous" of an archive holding a
+    damaged segment: a drill passed while recovery past that segment failed."""
     coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
-        return True, coverage
+        return True, coverage, []
     if coverage.missing is not None:
-        return False, _gap(coverage)
+        return False, _gap(coverage), []
     switch = minimal_switch(repo, manifest, coverage)
     if switch is not None:
-        return False, _minimal_said(switch, manifest.backup_id)
-    return True, f"continuous from the backup's end to {format_lsn(coverage.end)}"
+        return False, _minimal_said(switch, manifest.backup_id), []
+    end = format_lsn(coverage.end)
+    if read is None or not coverage.replayed:
+        return True, f"continuous from the backup's end to {end}", []
+    notes: list[str] = []
+    size = int(manifest.meta["wal_segment_size"])
+    for name in coverage.replayed:
+        try:
+            note = read(name)
+        except (RespaldoError, OSError) as exc:
+            lsn = format_lsn(segment_start(name, size))
+            return (
+                False,
+                f"WAL segment {name} cannot be read ({first_line(exc)}): recovery cannot go "
+                f"past {lsn}",
+                notes,
+            )
+        if note is not None:
+            notes.append(note)
+    count = len(coverage.replayed)
+    return (
+        True,
+        f"continuous from the backup's end to {end}, {count} archived "
+        f"segment{'s' if count != 1 else ''} read whole",
+        notes,
+    )
 
 
 def check_recovery_target(

@@ -3,6 +3,7 @@ check, and leave nothing behind."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -360,3 +361,87 @@ def test_a_physical_drill_says_which_unlogged_sequences_came_back_reset(
     assert f"cache_{tag}_id_seq" not in reset.detail
     assert any(f"public.folio_{tag}" in w for w in result.warnings), result.warnings
     assert f"public.cache_{tag}" in checks["unlogged tables"].detail
+
+
+def test_a_damaged_segment_after_the_backup_fails_the_physical_drill(
+    own_archiving: Archiving, own_tempdir: Path
+) -> None:
+    """The restore test recovers only to the backup's end, and its ``wal archive`` check
+    read the archive's names: with one byte of a later segment flipped (its object then
+    fails authentication, as wal-fetch would find when recovery asks for it) it said
+    "continuous from the backup's end to ...", passed and marked the backup verified,
+    while point-in-time recovery past that segment stopped there. Each segment recovery
+    replays is now read whole."""
+    from tests.integration.logical.support import flip_byte
+
+    archiving = own_archiving
+    record = archiving.backup()
+    archiving.pg.execute(
+        "CREATE TABLE after_backup AS SELECT generate_series(1, 1000) g", dbname=SHOP
+    )
+    archiving.switch_and_archive()
+    archiving.pg.execute("INSERT INTO after_backup SELECT generate_series(1, 1000)", dbname=SHOP)
+    last = archiving.switch_and_archive()
+    (damaged,) = [p for p in (archiving.repo_dir / "wal").rglob(last) if p.is_file()]
+    flip_byte(damaged, damaged.stat().st_size // 2)
+    result = _drill(archiving, archiving.settings(), record["id"])
+    assert not result.passed
+    checks = {c.name: c for c in result.checks}
+    assert checks["recovery"].ok, result.checks  # to the backup's end: the segment unread
+    wal = checks["wal archive"]
+    assert not wal.ok
+    assert wal.detail.startswith(
+        f"WAL segment {last} cannot be read (archived WAL file is damaged: authentication failed"
+    ), wal.detail
+    assert "recovery cannot go past 0/" in wal.detail
+    assert _verified(archiving, record["id"]) is False
+    assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_physical_drill_reads_the_archived_segments_after_the_backup(
+    archiving: Archiving,
+) -> None:
+    record = archiving.backup()
+    archiving.switch_and_archive()
+    result = _drill(archiving, archiving.settings(), record["id"])
+    assert result.passed, result.checks
+    (wal,) = [c for c in result.checks if c.name == "wal archive"]
+    assert re.fullmatch(
+        r"continuous from the backup's end to \S+, \d+ archived segments? read whole", wal.detail
+    ), wal.detail
+
+
+@pytest.fixture
+def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """An archiving cluster of the test's own whose respaldo has a second repository,
+    ``offsite`` (this test damages the primary's copy of a segment)."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+        mirror=True,
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def test_a_segment_damaged_in_the_primary_alone_is_read_from_the_mirror(
+    mirrored: Archiving,
+) -> None:
+    """As wal-fetch reads it for recovery: the mirror's good copy, the run warning of
+    the primary's."""
+    from tests.integration.logical.support import flip_byte
+
+    archiving = mirrored
+    record = archiving.backup()
+    last = archiving.switch_and_archive()
+    run = archiving.run("copy", "--all", "--to", "offsite")
+    assert run.code == 0, str(run)
+    (damaged,) = [p for p in (archiving.repo_dir / "wal").rglob(last) if p.is_file()]
+    flip_byte(damaged, damaged.stat().st_size // 2)
+    result = _drill(archiving, archiving.settings(), record["id"])
+    assert result.passed, result.checks
+    (wal,) = [c for c in result.checks if c.name == "wal archive"]
+    assert wal.ok and "read whole" in wal.detail
+    (note,) = [w for w in result.warnings if w.startswith(last)]
+    assert "damaged in the repository read first (archived WAL file is damaged" in note

@@ -46,6 +46,21 @@ def test_continuous_archive_ends_at_its_last_segment() -> None:
     assert found.missing is None
 
 
+def test_the_segments_recovery_replays_after_the_backup_are_named_in_order() -> None:
+    names = [_seg(n) for n in range(1, 6)] + [_seg(8)]
+    found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16)
+    # The backup's own segment (3) is in its tar; the run ends at the gap before 8.
+    assert found.replayed == (_seg(4), _seg(5))
+    switched = wal_coverage(
+        [_seg(4), _seg(5, 2), _seg(6, 2)],
+        timeline=1,
+        stop_lsn=3 * MIB16 + 0x100,
+        segment_size=MIB16,
+        path=[(1, 0), (2, 5 * MIB16 + 0x80)],
+    )
+    assert switched.replayed == (_seg(4), _seg(5, 2), _seg(6, 2))
+
+
 def test_a_missing_segment_after_the_backup_is_a_gap() -> None:
     names = [_seg(4), _seg(6), _seg(7)]
     found = wal_coverage(names, timeline=1, stop_lsn=3 * MIB16 + 0x100, segment_size=MIB16)
