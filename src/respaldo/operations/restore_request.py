@@ -173,6 +173,18 @@ class RestoreRequest:
                     f"{self.target_time!r} is not an ISO 8601 time",
                     hint="e.g. 2026-11-28T08:30:00+01:00 or 2026-11-28 07:30:00Z",
                 ) from None
+            if when.utcoffset() is None:
+                # Which zone a bare time is in is not guessed: this machine's, the
+                # server's and the installation's may all differ, and an hour of commits
+                # depends on it (docs/physical.md).
+                raise InvalidInput(
+                    "target_time",
+                    f"{self.target_time!r} has no UTC offset",
+                    hint="add the offset of the time zone it is in at that date, e.g. "
+                    "2026-11-28T08:30:00+01:00 (Madrid in winter, +02:00 in summer), "
+                    "-06:00 (Mexico City), -05:00 (Bogotá), -03:00 (Santiago in summer), "
+                    "or Z for UTC",
+                )
         try:
             return RecoveryTarget(when, self.target_lsn, self.target_name, self.immediate)
         except ValueError as exc:

@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.cli.main import invoke
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.physical_restore import START_LOG
@@ -387,3 +389,57 @@ def test_a_target_time_in_the_future_is_refused_before_anything_is_written(
         assert "this machine's clock says" in run.err and "-06:00" in run.err
         assert "hint:" in run.err and "give no target" in run.err
         assert not datadir.exists()
+
+
+def test_a_target_offset_that_is_not_the_installations_is_warned_about(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # A Madrid installation; the target is given with the summer offset (+02:00) in
+    # December (+01:00): it is the instant it names, an hour from what the wall clock said.
+    madrid_config = archiving.base / "madrid.toml"
+    madrid_config.write_text(
+        archiving.config.read_text() + '\n[schedules]\ntime_zone = "Europe/Madrid"\n'
+    )
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(insert, (1,), dbname=SHOP)
+    between = pg.scalar("SELECT clock_timestamp()")
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()
+    summer = between.astimezone(timezone(timedelta(hours=2)))
+    winter = between.astimezone(ZoneInfo("Europe/Madrid"))
+    assert winter.utcoffset() == timedelta(hours=1)  # December
+    datadir = archiving.new_datadir()
+    port = free_port()
+    assert archiving.capsys is not None
+    archiving.capsys.readouterr()
+    code = invoke(
+        ["--config", str(madrid_config), "restore", record["id"], "--target-datadir",
+         str(datadir), "--target-time", summer.isoformat(), "--start", "--port", str(port)]
+    )  # fmt: skip
+    out, err = archiving.capsys.readouterr()
+    assert code == 0, out + err
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    said = " ".join(err.split())
+    assert (
+        f"the recovery target {summer.isoformat(sep=' ')} is {winter:%Y-%m-%d %H:%M:%S} CET in "
+        "Europe/Madrid ([schedules] time_zone), whose UTC offset then is +01:00, not +02:00"
+    ) in said, err
+    wall = summer.replace(tzinfo=None)
+    assert f"{wall:%H:%M:%S} there is {wall.isoformat(sep=' ')}+01:00 (CET)" in said
+    rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
+    assert [r[0] for r in rows] == [1]  # the instant given, whatever the warning says
+    # The installation's own offset, or UTC, is not warned about.
+    for same in (winter, between.astimezone(UTC)):
+        datadir = archiving.new_datadir()
+        code = invoke(
+            ["--config", str(madrid_config), "restore", record["id"], "--target-datadir",
+             str(datadir), "--target-time", same.isoformat()]
+        )  # fmt: skip
+        out, err = archiving.capsys.readouterr()
+        assert code == 0, out + err
+        assert "[schedules] time_zone" not in err

@@ -193,6 +193,17 @@ def test_a_restore_request_that_cannot_run_cannot_be_made(tmp_path: Path) -> Non
     with pytest.raises(InvalidInput) as raised:
         RestoreRequest("20261127T120000Z-48b241c1", target_datadir=target, target_time="noon")
     assert raised.value.field == "target_time"
+    # A time without its UTC offset: the zone it is in is not guessed (nor is 'CET').
+    for bare in ("2026-03-29 02:30", "2026-11-28T08:30:00"):
+        with pytest.raises(InvalidInput) as raised:
+            RestoreRequest("20261127T120000Z-48b241c1", target_datadir=target, target_time=bare)
+        assert raised.value.field == "target_time"
+        assert f"{bare!r} has no UTC offset" in raised.value.args[0]
+        assert raised.value.hint is not None and "Madrid in winter" in raised.value.hint
+    with pytest.raises(InvalidInput, match="is not an ISO 8601 time"):
+        RestoreRequest(
+            "20261127T120000Z-48b241c1", target_datadir=target, target_time="2026-11-28 08:30 CET"
+        )
     with pytest.raises(InvalidInput) as raised:
         RestoreRequest("20261127T120000Z-48b241c1", target_dir=target, tables=("a.b",))
     assert raised.value.field == "tables"

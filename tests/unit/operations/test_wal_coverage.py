@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,6 +14,7 @@ from respaldo.operations.wal_coverage import (
     earliest_target_time,
     label_start_time,
     newest_timeline,
+    offset_warnings,
     timeline_path,
     wal_coverage,
 )
@@ -369,3 +371,45 @@ def test_a_recorded_zone_that_does_not_fit_is_not_trusted(
 ) -> None:
     started = STARTED - timedelta(seconds=3)
     assert label_start_time(_manifest(started, label, log_timezone=zone)) == server
+
+
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+def _offset_said(target: str, zone: ZoneInfo | None = MADRID) -> list[str]:
+    return offset_warnings(RecoveryTarget(time=datetime.fromisoformat(target)), zone)
+
+
+def test_a_winter_offset_for_a_summer_time_is_warned_about() -> None:
+    (said,) = _offset_said("2026-07-15 10:00:00+01:00")
+    assert said.startswith(
+        "the recovery target 2026-07-15 10:00:00+01:00 is 2026-07-15 11:00:00 CEST in "
+        "Europe/Madrid ([schedules] time_zone), whose UTC offset then is +02:00, not +01:00"
+    )
+    assert said.endswith("10:00:00 there is 2026-07-15 10:00:00+02:00 (CEST)")
+
+
+def test_a_time_a_spring_forward_change_skipped_is_warned_about() -> None:
+    # 02:30 on 29 March 2026 never happened in Madrid; +01:00 makes it 03:30 summer time.
+    (said,) = _offset_said("2026-03-29 02:30:00+01:00")
+    assert "is 2026-03-29 03:30:00 CEST in Europe/Madrid" in said
+    assert "no clock there showed 2026-03-29 02:30:00" in said
+
+
+def test_the_fall_back_hour_is_named_twice_where_its_offset_is_neither() -> None:
+    # 02:30 on 25 October 2026 happened twice in Madrid: either offset is that time.
+    assert _offset_said("2026-10-25 02:30:00+02:00") == []
+    assert _offset_said("2026-10-25 02:30:00+01:00") == []
+    (said,) = _offset_said("2026-10-25 02:30:00-05:00")
+    assert said.endswith(
+        "02:30:00 there is 2026-10-25 02:30:00+02:00 (CEST) or 2026-10-25 02:30:00+01:00 (CET)"
+    )
+
+
+def test_utc_and_no_configured_zone_are_not_warned_about() -> None:
+    assert _offset_said("2026-07-15 10:00:00+00:00") == []
+    assert _offset_said("2026-07-15 10:00:00+01:00", None) == []
+    # Mexico City has kept -06:00 all year since 2022: its old summer offset is warned.
+    assert _offset_said("2026-07-15 10:00:00-06:00", ZoneInfo("America/Mexico_City")) == []
+    (said,) = _offset_said("2026-07-15 10:00:00-05:00", ZoneInfo("America/Mexico_City"))
+    assert "is 2026-07-15 09:00:00 CST in America/Mexico_City" in said
