@@ -343,6 +343,11 @@ class RpoSettings(_Section):
     # mirror the daily verify skips every day (a garbage collection holding its lock
     # past [locks] wait_seconds) turns red instead of going unchecked unnoticed.
     verify_hours: float = Field(default=50.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    # An inactive replication slot holding more WAL than this (MB) is amber: PostgreSQL
+    # keeps the WAL until the slot's consumer comes back, and the disk fills until the
+    # server stops (a slot left by a removed standby, or kept by 'restore --replace').
+    # respaldo never drops a slot itself. 0: not checked.
+    slot_wal_mb: float = Field(default=1000.0, ge=0, allow_inf_nan=False)
     # How often 'respaldo serve' checks all of this (and once at its start-up).
     watchdog_minutes: float = Field(default=5.0, gt=0, le=24 * 60, allow_inf_nan=False)
     # A run of the watchdog (or of the sweep for lost jobs) older than this is stuck (a

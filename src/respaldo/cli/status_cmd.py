@@ -96,4 +96,6 @@ def _what(item: StatusItem) -> str:
         return f"swap of {item.key.split(':', 2)[-1]}"
     if item.check == "notify":
         return f"alerts to {item.key.partition(':')[2]}"
+    if item.check == "slot":
+        return f"slot {item.key.split(':', 2)[-1]}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

@@ -88,6 +88,7 @@ Check = Literal[
     "verify",
     "notify",
     "stuck",
+    "slot",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -116,7 +117,9 @@ class StatusItem(ResultModel):
     --replace stopped half-way: the database is under its ``_old_`` name) or verify (when
     a verify last checked a repository) or notify (whether a notification target took the
     last message) or stuck (``respaldo serve``'s watchdog or sweep for lost jobs has run
-    longer than ``[rpo] watchdog_stuck_minutes``)."""
+    longer than ``[rpo] watchdog_stuck_minutes``) or slot (an inactive replication slot
+    of the server holds more WAL than ``[rpo] slot_wal_mb``; amber; one item per such
+    slot, none when there is none)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -534,6 +537,7 @@ def _database_status(
     archive = None
     if reading is not None:
         items.append(_server_item(db.name, reading))
+        items += _slot_items(db.name, reading, settings.rpo.slot_wal_mb)
         if physical:
             items.append(
                 _archive_item(
@@ -781,6 +785,41 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
         return base.model_copy(update={"level": "red", "reason": reason})
     said = Phrase(N_("PostgreSQL {version} answers"), version=str(reading.version))
     return base.model_copy(update={"reason": said})
+
+
+def _slot_items(database: str, reading: ServerReading, limit_mb: float) -> list[StatusItem]:
+    """An amber item for each replication slot of the server that nothing uses and that
+    holds more than ``limit_mb`` of WAL. PostgreSQL keeps that WAL in pg_wal until the
+    slot's consumer comes back: a slot left by a standby taken away, or one a restore
+    --replace kept (it warned once), grew until the disk was full and the server
+    stopped, while status and check said nothing. respaldo never drops a slot: the
+    reason gives the statement, for whoever knows nothing will use it again."""
+    if not limit_mb or not reading.idle_slots:
+        return []
+    limit = int(limit_mb * 1_000_000)
+    return [
+        StatusItem(
+            key=f"slot:{database}:{slot.name}",
+            check="slot",
+            database=database,
+            level="amber",
+            reason=Phrase(
+                N_(
+                    "replication slot {slot} is not in use and holds {size} of WAL on the "
+                    "server (more than {limit}): PostgreSQL keeps it until the slot's "
+                    "consumer comes back, and the disk fills until the server stops; if "
+                    "nothing will use the slot again, drop it: {statement}"
+                ),
+                slot=slot.name,
+                size=_bytes(slot.retained),
+                limit=_bytes(limit),
+                # Slot names are lower-case letters, digits and underscores only.
+                statement=f"SELECT pg_drop_replication_slot('{slot.name}')",
+            ),
+        )
+        for slot in reading.idle_slots
+        if slot.retained > limit
+    ]
 
 
 def _archive_item(

@@ -8,6 +8,7 @@ falls behind or fails shows as segments waiting, whatever the statistics say.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -19,12 +20,16 @@ from respaldo.phrases import N_, Phrase, joined
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.archiver import (
     ArchiverState,
+    IdleSlot,
+    idle_slots,
     read_archiver,
     server_in_recovery,
     server_system_identifier,
     server_version_and_archive_mode,
 )
-from respaldo.postgres.server import connect
+from respaldo.postgres.server import Connection, connect
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for a server: status is polled, and one server down must not hold the
@@ -55,6 +60,8 @@ class ServerReading:
     """Which cluster the server is (read with its archiving); None: not read."""
     in_recovery: bool = False
     """A standby (read with its archiving)."""
+    idle_slots: tuple[IdleSlot, ...] | None = None
+    """Its replication slots that nothing uses and that hold WAL; None: not read."""
 
 
 def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
@@ -75,6 +82,7 @@ def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
                 state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
                 system = server_system_identifier(conn, conninfo)
                 standby = server_in_recovery(conn, conninfo)
+            slots = _idle_slots(conn, conninfo)
     except RespaldoError as exc:
         return ServerReading(error=_one_line(exc.message), hint=exc.hint)
     return ServerReading(
@@ -83,7 +91,19 @@ def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
         archiver=state,
         system_identifier=system,
         in_recovery=standby,
+        idle_slots=slots,
     )
+
+
+def _idle_slots(conn: Connection, conninfo: ConnInfo) -> tuple[IdleSlot, ...] | None:
+    """The server's idle slots; None (and a line in the log) if they cannot be read: the
+    server item says whether the server answers, and a view this role may not read must
+    not turn it red."""
+    try:
+        return tuple(idle_slots(conn, conninfo))
+    except RespaldoError as exc:
+        log.info("cannot read the replication slots of %s: %s", conninfo.dbname, exc)
+        return None
 
 
 class ArchiveView(ResultModel):

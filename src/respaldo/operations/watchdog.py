@@ -106,6 +106,8 @@ _CATALOG = _("the catalog cannot be read: {error}")
 _QUEUE = _("{count} jobs wait in queue {queue} for {age} and no worker takes that queue")
 _SWAP = _("a restore of {target} stopped half-way through its swap: {error}")
 _NOTIFY = _("messages to notification target {target} fail: {error}")
+# Amber, so never sent (see the module docstring); here for 'describe' all the same.
+_SLOT = _("replication slot {slot} of {database} is not in use and holds WAL")
 _KINDS = {
     "rpo": "backup",
     "size": "backup",
@@ -227,6 +229,7 @@ _OF_A_SOURCE = (
     "walcopy",
     "verify",
     "notify",
+    "slot",
 )
 
 
@@ -308,6 +311,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
     if item.check == "notify":
         return _NOTIFY, {**args, "target": item.key.partition(":")[2]}
+    if item.check == "slot":
+        return _SLOT, {**args, "slot": item.key.split(":", 2)[-1]}
     if item.check == "swap":
         # The reason says it all: where the database is, and how to rename it back.
         target = item.key.split(":", 2)[-1]

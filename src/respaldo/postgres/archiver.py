@@ -78,6 +78,44 @@ def server_in_recovery(conn: Connection, conninfo: ConnInfo) -> bool:
     return bool(row is not None and row[0])
 
 
+@dataclass(frozen=True)
+class IdleSlot:
+    """A replication slot nothing is connected to, and the WAL it keeps on the server."""
+
+    name: str
+    kind: str
+    """physical or logical."""
+    retained: int
+    """Bytes of WAL from its restart_lsn to the server's current position: what
+    PostgreSQL keeps in pg_wal for it (the slot's consumer resumes from there)."""
+
+
+# Inactive slots that still hold WAL (an invalidated slot, max_slot_wal_keep_size passed,
+# has no restart_lsn), biggest first. pg_current_wal_lsn() fails on a standby: there the
+# slot holds WAL up to what was replayed.
+_IDLE_SLOTS = """
+SELECT slot_name, slot_type,
+       pg_catalog.pg_wal_lsn_diff(
+           CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+                ELSE pg_catalog.pg_current_wal_lsn() END,
+           restart_lsn)::bigint
+FROM pg_catalog.pg_replication_slots
+WHERE NOT active AND restart_lsn IS NOT NULL
+ORDER BY 3 DESC, 1
+"""
+
+
+def idle_slots(conn: Connection, conninfo: ConnInfo) -> list[IdleSlot]:
+    """The server's replication slots that nothing uses now and that hold WAL, biggest
+    first. Raises QueryFailed."""
+    rows = _guarded(
+        conninfo,
+        "reading the replication slots",
+        lambda: conn.execute(_IDLE_SLOTS).fetchall(),
+    )
+    return [IdleSlot(str(name), str(kind), max(int(size or 0), 0)) for name, kind, size in rows]
+
+
 def server_system_identifier(conn: Connection, conninfo: ConnInfo) -> str | None:
     """The server's system identifier (which cluster it is: a new one after ``initdb`` or
     ``pg_upgrade``); None where this role may not read it. Raises QueryFailed for other

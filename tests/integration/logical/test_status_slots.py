@@ -1,0 +1,80 @@
+"""An inactive replication slot that holds WAL on the production server is an amber
+status item naming the slot and the statement that drops it (respaldo never drops it).
+
+Before, nothing in 'respaldo status' (nor the API, the page, the metrics, which render
+the same report) said anything: PostgreSQL keeps the WAL for the slot until its consumer
+comes back, and a slot left by a standby taken away, or kept by 'restore --replace',
+grew until the disk was full and the server stopped."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.api.conftest import client
+from tests.integration.logical.conftest import Respaldo
+
+pytestmark = pytest.mark.integration
+
+
+def slot_items(respaldo: Respaldo) -> list[dict[str, object]]:
+    run = respaldo.run("status", "--json")
+    report = json.loads(run.out)
+    (erp,) = (db for db in report["databases"] if db["database"] == "erp")
+    return [i for i in erp["items"] if i["check"] == "slot"]
+
+
+def test_an_idle_slot_holding_wal_is_amber_until_dropped(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESPALDO_RPO__SLOT_WAL_MB", "2")
+    pg = respaldo.pg
+    slot = f"forgotten_{uuid.uuid4().hex[:8]}"
+    busy = f"t_{uuid.uuid4().hex[:8]}"
+    # A slot of a standby that is gone: created, its WAL reserved at once (from the last
+    # checkpoint's redo point: one just now), never used.
+    pg.execute("CHECKPOINT")
+    pg.execute(f"SELECT pg_create_physical_replication_slot('{slot}', true)")
+    try:
+        assert slot_items(respaldo) == []  # it holds next to nothing yet
+        # About 8 MB of WAL written since.
+        pg.execute(
+            f"CREATE TABLE public.{busy} AS SELECT g, repeat('x', 100) AS pad "
+            "FROM generate_series(1, 60000) AS g",
+            dbname=respaldo.dbname,
+        )
+        (item,) = (i for i in slot_items(respaldo) if slot in str(i["key"]))
+        assert item["key"] == f"slot:erp:{slot}"
+        assert item["level"] == "amber"
+        said = str(item["reason"])
+        assert f"replication slot {slot} is not in use and holds " in said
+        assert "of WAL on the server (more than 2.0 MB)" in said
+        assert "the disk fills until the server stops" in said
+        statement = f"SELECT pg_drop_replication_slot('{slot}')"
+        assert said.endswith(statement)
+        shown = respaldo.run("status")
+        assert f"slot {slot}" in shown.out and "amber" in shown.out
+        # The API renders the same report.
+        api: TestClient
+        with client(respaldo.settings()) as api:
+            status = api.get("/admin/status").json()
+            (erp,) = (db for db in status["databases"] if db["database"] == "erp")
+            assert f"slot:erp:{slot}" in {i["key"] for i in erp["items"]}
+            assert erp["level"] in ("amber", "red")
+        # The statement the reason gives is the way out; respaldo itself dropped nothing.
+        assert (
+            pg.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            == 1
+        )
+        pg.execute(statement)
+        assert slot_items(respaldo) == []
+    finally:
+        pg.query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        )
+        pg.execute(f"DROP TABLE IF EXISTS public.{busy}", dbname=respaldo.dbname)
