@@ -5,12 +5,13 @@
 Starts a throwaway cluster with ``log_connections`` and ``log_statement = all``, loads the
 sample ERP database at a small scale, backs it up once, then restores it with respaldo
 (and, with ``--baseline-src``, another checkout's respaldo) and with ``createdb`` +
-``pg_restore -j N``, each alone. For each it reads the server log of that run and lists
-every session in the order it started: its database, its ``application_name`` and its
-first statements, and counts them by phase (before the first ``pg_restore`` session,
-``pg_restore``'s, respaldo's own to the new database, respaldo's to others). The count
-is deterministic (no timing): the figure of docs/benchmarks.md's "Session 19" and
-"Session 20".
+``pg_restore -j N``, each alone, and restore-tests it (``respaldo drill``) with each
+respaldo. For each it reads the server log of that run and lists every session in the
+order it started: its database, its ``application_name`` and its first statements, and
+counts them by phase (before the first ``pg_restore`` session, ``pg_restore``'s,
+respaldo's own to the new database, respaldo's to others, those of others by database).
+The count is deterministic (no timing): the figure of docs/benchmarks.md's "Session 19",
+"Session 20" and "Session 21".
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +110,11 @@ def report(title: str, sessions: Sequence[Session], target: str) -> list[str]:
         f"respaldo's own to the new database: {len(own_new)}",
         f"respaldo's own to other databases: "
         f"{sum(s.application != 'pg_restore' for s in sessions) - len(own_new)}",
-        "",
     ]
+    by_database = Counter(
+        s.database for s in sessions if s.application != "pg_restore" and s not in own_new
+    )
+    lines += [f"  on {name}: {n}" for name, n in sorted(by_database.items())] + [""]
     return lines
 
 
@@ -165,6 +170,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"respaldo restore --jobs {args.jobs} ({args.baseline_src})",
                 "conn_r",
                 restore(args.baseline_src),
+                bench.respaldo_env,
+            )
+
+        def drill(src: Path | None) -> list[list[str]]:
+            return [respaldo_argv(setup, "drill", backup_id, src=src)]
+
+        # A restore test's throwaway database: respaldo_drill_<hex>.
+        counted("respaldo drill", "respaldo_drill_", drill(None), bench.respaldo_env)
+        if args.baseline_src is not None:
+            counted(
+                f"respaldo drill ({args.baseline_src})",
+                "respaldo_drill_",
+                drill(args.baseline_src),
                 bench.respaldo_env,
             )
         c = cluster
