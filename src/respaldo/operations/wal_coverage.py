@@ -492,15 +492,22 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
             hint="choose a backup that ended before the target time ('respaldo list'), or "
             f"recover to this backup's end ({option('immediate')})",
         )
-    if target.time > now + CLOCK_SKEW:
-        # Commit times are the server's clock, which may be a little ahead of this one.
-        # Past that, recovery could only end with "recovery ended before configured
-        # recovery target was reached", after the whole backup was written out.
+    # Commit times are the server's clock, which may be ahead of this one: a little (the
+    # margin), or as far as it was at the backup (its stop_time, the server's clock, after
+    # respaldo's completion time). Past that, recovery could only end with "recovery ended
+    # before configured recovery target was reached", after the whole backup was written.
+    ahead = max(timedelta(0), backup_end_time(manifest) - manifest.completed_at)
+    if target.time > now + ahead + CLOCK_SKEW:
+        server = (
+            f", and the server's was {_duration(ahead)} ahead of respaldo's at the backup"
+            if ahead >= timedelta(seconds=1)
+            else ""
+        )
         raise RestoreError(
             f"the recovery target {when} is in the future: this machine's clock says "
-            f"{now.astimezone(target.time.tzinfo).isoformat(timespec='seconds')}, and no "
-            "transaction has committed that late; recovery would replay all the archived "
-            "WAL and stop with an error",
+            f"{now.astimezone(target.time.tzinfo).isoformat(timespec='seconds')}{server}, "
+            "and no transaction has committed that late; recovery would replay all the "
+            "archived WAL and stop with an error",
             hint="check the target's date and UTC offset; to recover all the archived WAL, "
             "give no target; if this machine's clock is behind the server's, set it right",
         )
@@ -565,6 +572,11 @@ def offset_warnings(target: RecoveryTarget, zone: tzinfo | None) -> list[str]:
         f"{there.isoformat()[-6:]}, not {when.isoformat()[-6:]}: recovery stops there; "
         f"{instead}"
     ]
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else f"{seconds} s"
 
 
 def _label_note(manifest: Manifest) -> str:

@@ -245,6 +245,23 @@ def test_a_target_time_in_the_future_is_refused() -> None:
 
 
 @pytest.mark.usefixtures("no_archive")
+def test_a_server_clock_ahead_at_the_backup_moves_the_future_on() -> None:
+    # The server's clock was an hour ahead of respaldo's: its stop_time is an hour after
+    # respaldo's completion, and so are its commits now.
+    completed = STARTED + timedelta(minutes=5)
+    manifest = _manifest(STARTED, "", stop_time=(completed + timedelta(hours=1)).isoformat())
+    now = STARTED + timedelta(hours=2)
+
+    def check(target: datetime) -> list[str]:
+        return check_recovery_target(None, manifest, RecoveryTarget(time=target), now=now)  # type: ignore[arg-type]
+
+    assert check(now + timedelta(minutes=65)) == []  # five minutes ago on the server
+    with pytest.raises(RestoreError, match="is in the future") as caught:
+        check(now + timedelta(minutes=71))
+    assert "the server's was 1 h 0 min ahead of respaldo's at the backup" in str(caught.value)
+
+
+@pytest.mark.usefixtures("no_archive")
 @pytest.mark.parametrize("label", ["", "2026-07-05 08:00:03 IST"])
 def test_without_the_servers_start_time_the_warning_says_what_may_come_back(label: str) -> None:
     # Only respaldo's own start is known, before the checkpoint: a target between the two
