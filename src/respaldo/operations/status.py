@@ -379,6 +379,9 @@ class _History:
         self.drill_ahead: DrillRun | None = None
         """The newest finished restore test dated in the future (see CLOCK_SKEW)."""
         self.last_drill: DrillRun | None = None
+        self.failed_drill: DrillRun | None = None
+        """The newest failed restore test that no later pass settled (see
+        :func:`unsettled_failure`)."""
         self.completed: list[BackupRecord] = []
         """Completed backups, newest first, down to the newest one every secondary holds."""
         self.copies: dict[tuple[str, str], BackupCopy] = {}
@@ -427,10 +430,17 @@ class _History:
         future = DrillRun.finished_at > now + CLOCK_SKEW
         found.drill_ahead = session.scalars(finished.where(future).order_by(*order)).first()
         drills = finished.where(sa.or_(DrillRun.finished_at.is_(None), ~future))
-        found.last_drill = session.scalars(drills.order_by(*order).limit(1)).first()
         found.passed_drill = session.scalars(
             drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
         ).first()
+        tested = (
+            drills.add_columns(BackupRecord.completed_at)
+            .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+            .order_by(*order)
+        )
+        rows = [(run, at) for run, at in session.execute(tested)]
+        found.failed_drill = unsettled_failure(rows)
+        found.last_drill = rows[0][0] if rows else None
         if secondaries:
             found._read_copies(session, mine, secondaries)
         return found
@@ -858,19 +868,58 @@ def _archive_item(
     )
 
 
+def unsettled_failure(runs: list[tuple[DrillRun, datetime | None]]) -> DrillRun | None:
+    """Of finished restore tests (each with when its backup completed, None where the
+    catalog has no such backup any more), newest first: the newest failed one that no
+    later pass settled, or None. A pass settles a failure when it tested the same backup
+    or a newer one (or one the catalog no longer dates). A pass of an older backup does
+    not: the newest backup's test failed, an older one then passed, and the item turned
+    green while the backups since were the untested ones after a failing one. Pure."""
+    newest_passed: datetime | None = None
+    undated = False  # a later pass of a backup the catalog no longer has
+    for run, completed in runs:
+        if run.status is DrillStatus.PASSED:
+            if completed is None:
+                undated = True
+            elif newest_passed is None or completed > newest_passed:
+                newest_passed = completed
+            continue
+        if undated:
+            return None
+        if newest_passed is None:
+            return run  # no pass since
+        if completed is not None and completed > newest_passed:
+            return run
+    return None
+
+
 def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> StatusItem:
     limit = rpo.restore_test
-    passed, last = history.passed_drill, history.last_drill
+    passed, failing = history.passed_drill, history.failed_drill
     failed = ""
-    if last is not None and last.status is DrillStatus.FAILED:
-        when = last.finished_at or last.started_at
-        failed = Phrase(
-            N_("the last restore test failed {age} ago: {error}"),
-            age=human_age(now - when),
-            error=first_line(last.error_message)
-            if last.error_message
-            else Phrase(N_("a check failed ('respaldo drill history' shows which)")),
+    if failing is not None:
+        when = failing.finished_at or failing.started_at
+        error = (
+            first_line(failing.error_message)
+            if failing.error_message
+            else Phrase(N_("a check failed ('respaldo drill history' shows which)"))
         )
+        if failing is history.last_drill:
+            failed = Phrase(
+                N_("the last restore test failed {age} ago: {error}"),
+                age=human_age(now - when),
+                error=error,
+            )
+        else:
+            failed = Phrase(
+                N_(
+                    "a restore test of backup {backup} failed {age} ago: {error}; the restore "
+                    "tests since passed of older backups only"
+                ),
+                backup=failing.backup_id,
+                age=human_age(now - when),
+                error=error,
+            )
     ahead = history.drill_ahead
     if ahead is not None and ahead.finished_at is not None:
         future = _dated_ahead(

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from respaldo import reasons
 from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupKind
+from respaldo.i18n import translations
 from respaldo.operations.context import Context
 from respaldo.operations.repair import damage_problem
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
@@ -121,6 +123,37 @@ def test_restore_tests_against_38_days(ctx: Context) -> None:
         "the last restore test failed 24 h ago: row counts differ in 1 table; "
         "the newest passed restore test finished 10 d ago"
     )
+
+
+def test_a_failed_test_of_a_newer_backup_stands_after_an_older_backup_passes(
+    ctx: Context,
+) -> None:
+    """The newest backup's restore test failed; someone then restore-tested an older
+    backup (to see whether that one at least restores), which passed: the item turned
+    green, as if the failure were settled, while the backups since are the untested ones
+    after a failing one. A failure is settled by a pass of its backup or a newer one."""
+    old = backup(ctx, NOW - 20 * D)
+    failing = backup(ctx, NOW - 3 * D)
+    newest = backup(ctx, NOW - 2 * D)
+    drill(ctx, failing, NOW - 2 * D - H, passed=False)
+    drill(ctx, old, NOW - H, passed=True)
+    test = catalog_only(ctx)["restore_test:erp"]
+    assert (test.level, test.backup_id) == ("amber", old)
+    assert test.reason == (
+        f"a restore test of backup {failing} failed 49 h ago: row counts differ in 1 table; "
+        f"the restore tests since passed of older backups only; the newest passed restore "
+        f"test finished 60 min ago"
+    )
+    spanish = reasons.reason(test.reason, translations("es").gettext)
+    assert spanish.startswith(f"una prueba de restauración del backup {failing} falló hace 49 h")
+    assert "pasaron solo con backups más antiguos" in spanish
+    drill(ctx, newest, NOW - 30 * timedelta(minutes=1), passed=True)
+    test = catalog_only(ctx)["restore_test:erp"]
+    assert (test.level, test.backup_id) == ("green", newest)
+    # The failed test of an older backup than one that passed since is settled as before.
+    drill(ctx, old, NOW - 20 * timedelta(minutes=1), passed=False)
+    drill(ctx, failing, NOW - 10 * timedelta(minutes=1), passed=True)
+    assert catalog_only(ctx)["restore_test:erp"].level == "green"
 
 
 def test_backups_not_copied_offsite_turn_amber_then_red(ctx: Context) -> None:

@@ -104,7 +104,7 @@ def test_a_restore_test_never_passed_and_one_that_failed_read_in_spanish() -> No
         started_at=NOW - timedelta(days=2, minutes=3),
         error_message=None,
     )
-    history = _history(passed_drill=None, last_drill=drill, drill_ahead=None)
+    history = _history(passed_drill=None, last_drill=drill, failed_drill=drill, drill_ahead=None)
     item = status._drill_item("erp", RPO, history, NOW)
     spanish, english = _said(item.reason)
     assert english == (
