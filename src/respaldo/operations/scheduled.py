@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from respaldo.cancellation import CancelToken
@@ -26,6 +26,7 @@ from respaldo.operations.reports import send_drill_report
 from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, check_presence, verify
+from respaldo.operations.zone import time_zone
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,15 @@ def slice_of(day: date, slices: int) -> int:
     return day.toordinal() % slices + 1
 
 
+def slice_at(now: datetime, zone: tzinfo, slices: int) -> int:
+    """The slice of a verify run at ``now``: that of its day in the installation's zone
+    (``zone``), the zone its schedule fires in. By the UTC date, a daily run at 01:30 in
+    Madrid (00:30 UTC in winter, 23:30 UTC the day before in summer) took one UTC date
+    twice at the spring change (a slice verified twice, the one after it left for a
+    week more) and skipped one at the autumn change."""
+    return slice_of(now.astimezone(zone).date(), slices)
+
+
 def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> VerifyResult:
     """``verify --subset n/slices`` of the primary repository for today's ``n``, then,
     in each mirror, that every pack its index names and every backup copied there is
@@ -193,7 +203,11 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
     ``verify:<repository>`` item turns red once it went unchecked for ``[rpo]
     verify_hours`` (:mod:`~respaldo.operations.status_verify`).
     """
-    n = slice_of(today or datetime.now(UTC).date(), slices)
+    n = (
+        slice_of(today, slices)
+        if today is not None
+        else slice_at(datetime.now(UTC), time_zone(ctx.settings), slices)
+    )
     read = 0
 
     def advance(size: int) -> None:
