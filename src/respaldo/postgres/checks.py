@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from respaldo.errors import ConnectionFailed, QueryFailed, RespaldoError
-from respaldo.postgres.archiver import judge, read_archiver
+from respaldo.postgres.archiver import idle_slots, judge, read_archiver
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.server import Connection, _guarded, connect
 from respaldo.postgres.toolsets import find_tools
@@ -83,12 +83,18 @@ def _replication_attempt(conninfo: ConnInfo) -> str | None:
 
 
 def check_server(
-    conninfo: ConnInfo, *, archive_command: str, pg_bin_dir: Path | None = None
+    conninfo: ConnInfo,
+    *,
+    archive_command: str,
+    pg_bin_dir: Path | None = None,
+    slot_wal_limit: int = 0,
 ) -> ServerCheck:
     """Check the server of ``conninfo`` for physical backups and WAL archiving.
 
     ``archive_command`` is the command to suggest when none is set; ``pg_bin_dir`` the
-    database's setting, for the pg_basebackup that fits the server. Never raises for
+    database's setting, for the pg_basebackup that fits the server; ``slot_wal_limit``
+    the bytes of WAL an unused replication slot may hold before it is a warning (0: not
+    checked; ``[rpo] slot_wal_mb``, as the status's ``slot`` items). Never raises for
     what the server lacks (that is a finding); a server that cannot be reached at all is
     one finding, ``connection``, and nothing else is checked.
     """
@@ -108,8 +114,34 @@ def check_server(
         result.data_directory = _setting(conn, conninfo, "data_directory")
         result.archive_command = _setting(conn, conninfo, "archive_command")
         _tablespaces(conn, conninfo, findings)
+        if slot_wal_limit:
+            _slots(conn, conninfo, slot_wal_limit, findings)
     _replication(conninfo, user, findings)
     return result
+
+
+def _slots(conn: Connection, conninfo: ConnInfo, limit: int, findings: list[Finding]) -> None:
+    """A warning for each replication slot nothing uses that holds more than ``limit``
+    bytes of WAL: PostgreSQL keeps it until the disk is full. Never dropped here."""
+    try:
+        slots = idle_slots(conn, conninfo)
+    except QueryFailed:
+        return  # a role that cannot read them: the status says nothing either
+    for slot in slots:
+        if slot.retained > limit:
+            findings.append(
+                Finding(
+                    f"replication slot {slot.name}",
+                    Status.WARNING,
+                    f"not in use; holds {_mb(slot.retained)} of WAL on the server (more than "
+                    f"{_mb(limit)}), which PostgreSQL keeps until the disk is full",
+                    f"if nothing will use it again: SELECT pg_drop_replication_slot('{slot.name}')",
+                )
+            )
+
+
+def _mb(count: int) -> str:
+    return f"{count / 1_000_000:.1f} MB"
 
 
 def _server(

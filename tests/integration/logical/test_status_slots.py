@@ -64,6 +64,12 @@ def test_an_idle_slot_holding_wal_is_amber_until_dropped(
             (erp,) = (db for db in status["databases"] if db["database"] == "erp")
             assert f"slot:erp:{slot}" in {i["key"] for i in erp["items"]}
             assert erp["level"] in ("amber", "red")
+        # 'respaldo check' warns of it too (a warning: it is no missing setting).
+        checked = respaldo.run("check", "erp", "--json")
+        (found,) = (f for f in json.loads(checked.out) if f["check"] == f"replication slot {slot}")
+        assert found["status"] == "warning", found
+        assert "MB of WAL on the server (more than 2.0 MB)" in found["value"], found
+        assert found["fix"].endswith(statement), found
         # The statement the reason gives is the way out; respaldo itself dropped nothing.
         assert (
             pg.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
