@@ -717,6 +717,18 @@ READ_EVERY_ROW = (
 )
 """The hint of a backup whose role cannot read everything."""
 
+FEATURE_NOT_SUPPORTED = "0A000"
+"""SQLSTATE of an unlogged table read on a standby ("cannot access temporary or unlogged
+relations during recovery"), whatever the server's language."""
+
+UNLOGGED_ON_STANDBY = (
+    "on a standby (a server in recovery) unlogged tables cannot be read, and pg_dump leaves "
+    "their rows out: back up through a dsn that leads to the primary, or make the tables "
+    "logged (ALTER TABLE ... SET LOGGED) if their rows must be kept"
+)
+"""The hint of a backup whose count failed so: every logical backup through a replica's
+dsn failed once one unlogged table existed, with the server's words alone."""
+
 CANCEL_AGAIN = 0.2
 """Seconds between cancels of a snapshot's count whose caller failed."""
 
@@ -909,6 +921,12 @@ def counting_snapshot(
                         and not exc.hint
                     ):
                         exc.hint = READ_EVERY_ROW
+                    elif (
+                        isinstance(exc, QueryFailed)
+                        and exc.sqlstate == FEATURE_NOT_SUPPORTED
+                        and not exc.hint
+                    ):
+                        exc.hint = UNLOGGED_ON_STANDBY
                     snapshot.failure = exc
                     snapshot.failed_after_stop = stop.is_set()
                     if not stop.is_set():

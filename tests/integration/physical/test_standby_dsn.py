@@ -74,3 +74,43 @@ def test_a_physical_backup_of_a_standby_restores_as_a_primary(
         assert restored.scalar("SELECT count(*) FROM pg_stat_wal_receiver") == 0
     finally:
         standby.destroy()
+
+
+def test_a_logical_backup_through_a_standby_with_an_unlogged_table_fails_saying_why(
+    archiving_alone: Archiving,
+) -> None:
+    """A standby cannot read an unlogged table ('cannot access temporary or unlogged
+    relations during recovery'), and pg_dump there leaves such tables' rows out. The
+    backup's row count of it failed with the server's words alone and no way on: every
+    logical backup through a replica's dsn failed once one unlogged table existed."""
+    archiving = archiving_alone
+    primary = archiving.pg
+    primary.execute(
+        "CREATE UNLOGGED TABLE sesiones (id int PRIMARY KEY);"
+        "INSERT INTO sesiones SELECT generate_series(1, 500)",
+        dbname=SHOP,
+    )
+    standby = primary.standby()
+    try:
+        config = archiving.config.read_text()
+        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
+        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+        wait_for(
+            "the standby to replay the primary's WAL",
+            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
+        )
+        run = archiving.run("backup", "erp", "--json")
+        listed = archiving.run("list", "--database", "erp", "--type", "full", "--json")
+    finally:
+        standby.destroy()
+    assert run.code != 0, str(run)
+    lines = run.err.strip().splitlines()
+    error = [line for line in lines if line.startswith("respaldo: error: ")]
+    hint = [line for line in lines if line.startswith("respaldo: hint: ")]
+    assert len(error) == 1 and "cannot access temporary or unlogged relations" in error[0]
+    assert len(hint) == 1, run.err
+    assert "on a standby (a server in recovery) unlogged tables cannot be read" in hint[0]
+    assert "a dsn that leads to the primary" in hint[0]
+    assert "Traceback" not in run.err
+    assert listed.code == 0, str(listed)
+    assert [b["status"] for b in listed.json()] == ["failed"]
