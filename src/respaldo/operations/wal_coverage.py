@@ -499,7 +499,7 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
     ahead = max(timedelta(0), backup_end_time(manifest) - manifest.completed_at)
     if target.time > now + ahead + CLOCK_SKEW:
         server = (
-            f", and the server's was {_duration(ahead)} ahead of respaldo's at the backup"
+            f" (the server's was {_duration(ahead)} ahead of respaldo's at the backup)"
             if ahead >= timedelta(seconds=1)
             else ""
         )
@@ -575,8 +575,13 @@ def offset_warnings(target: RecoveryTarget, zone: tzinfo | None) -> list[str]:
 
 
 def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else f"{seconds} s"
+    """``span`` to the minute from an hour on (the backup's stop_time is read a moment
+    before respaldo's completion: two hours ahead reads as 1 h 59 min 50 s)."""
+    seconds = round(span.total_seconds())
+    if seconds < 3600:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def _label_note(manifest: Manifest) -> str:

@@ -9,9 +9,12 @@ repository, as a lost object or a deletion by hand would leave it.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -443,3 +446,65 @@ def test_a_target_offset_that_is_not_the_installations_is_warned_about(
         out, err = archiving.capsys.readouterr()
         assert code == 0, out + err
         assert "[schedules] time_zone" not in err
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def _behind(archiving: Archiving, seconds: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """respaldo ARGS in a process whose wall clock is ``seconds`` behind the server's
+    (libfaketime preloaded, into its children too; its monotonic clock is moved as well:
+    with it left alone, Python's sleeps in a child's wait failed with EINVAL)."""
+    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (scripts/setup.sh installs it)"
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME": f"-{seconds}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "respaldo.cli.main", "--config", str(archiving.config), *args],
+        capture_output=True, text=True, timeout=240, check=False, env=env,
+    )  # fmt: skip
+
+
+def test_a_target_by_the_servers_clock_ahead_of_respaldos_is_not_taken_for_the_future(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # respaldo's clock two hours behind the server's, at the backup and at the restore: a
+    # target a moment ago by the server's clock (which commit times are on) is two hours
+    # ahead of respaldo's, and was refused as in the future.
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    done = _behind(archiving, 7200, "backup", "erp", "--type", "incremental", "--json")
+    assert done.returncode == 0, done.stderr
+    backup_id = json.loads(done.stdout)["id"]
+    pg.execute(insert, (1,), dbname=SHOP)
+    between = pg.scalar("SELECT clock_timestamp()")
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()
+    datadir = archiving.new_datadir()
+    port = free_port()
+    done = _behind(
+        archiving, 7200, "restore", backup_id, "--target-datadir", str(datadir),
+        "--target-time", between.isoformat(), "--start", "--port", str(port),
+    )  # fmt: skip
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    assert done.returncode == 0, done.stderr
+    rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
+    assert [r[0] for r in rows] == [1]
+    # A day ahead of the server is still the future.
+    datadir = archiving.new_datadir()
+    later = between + timedelta(days=1)
+    done = _behind(
+        archiving, 7200, "restore", backup_id, "--target-datadir", str(datadir),
+        "--target-time", later.isoformat(),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "is in the future" in done.stderr
+    assert "(the server's was 2 h 0 min ahead of respaldo's at the backup)" in done.stderr, (
+        done.stderr
+    )
+    assert not datadir.exists()
