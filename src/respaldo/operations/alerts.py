@@ -34,7 +34,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -43,12 +43,13 @@ from sqlalchemy.exc import IntegrityError
 
 from respaldo.catalog import AlertStates, Catalog, Notifications
 from respaldo.config import Settings
-from respaldo.errors import RespaldoError
+from respaldo.errors import ConfigError, RespaldoError
 from respaldo.i18n import quantities, translations
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send, unusable
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scrub import Scrubber
+from respaldo.operations.zone import time_zone
 from respaldo.phrases import Phrase
 from respaldo.processes import this_host
 from respaldo.reasons import reason
@@ -681,9 +682,21 @@ def _send(
     if not_to is not None:
         targets = [t for t in notifications.targets if t.name != not_to]
         notifications = notifications.model_copy(update={"targets": targets})
-    deliveries = send(notifications, alert)
+    deliveries = send(notifications, _shown(settings, alert))
     _record(catalog, alert, deliveries, at or alert.at)
     return [DeliveryResult.of(d) for d in deliveries]
+
+
+def _shown(settings: Settings, alert: Alert) -> Alert:
+    """``alert`` with its time in the installation's zone (``[schedules] time_zone``, else
+    the machine's), as the page and the schedule say times: a message read in Mexico City
+    said a 03:00 backup failed at 09:00:02 UTC. UTC where the zone is unknown (an alert
+    must go out all the same)."""
+    try:
+        zone = time_zone(settings)
+    except ConfigError:
+        zone = UTC
+    return replace(alert, at=alert.at.astimezone(zone))
 
 
 # Failure alerts that no target took wait in ``alert_states`` under this prefix (firing,
@@ -788,7 +801,7 @@ def send_test(settings: Settings, *, now: datetime | None = None) -> NotifyTestR
         summary=None,
     )
     notifications = settings.notifications
-    message = render(alert, notifications.language)
+    message = render(_shown(settings, alert), notifications.language)
     deliveries = [
         deliver(t, message, alert.level, notifications.timeout_seconds)
         for t in notifications.targets

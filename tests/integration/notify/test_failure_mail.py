@@ -10,7 +10,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -121,3 +123,37 @@ def test_a_failed_backup_run_as_the_service_runs_it_mails_its_alert(setup: Setup
     text = setup.smtp.inbox.items[0].get_body(preferencelist=("plain",)).get_content()
     assert f"Job: {job.id}" in text
     assert caught.value.hint and caught.value.hint.split()[0] in text
+
+
+def test_the_failure_mail_says_its_time_in_the_installations_zone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    """A Mexico City installation's alert says when in Mexico City ('CST'), as its page
+    and schedule do: it said 09:00:02 UTC of a 03:00 backup that failed."""
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    config = down_database_config(
+        tmp_path,
+        f"""
+[schedules]
+time_zone = "America/Mexico_City"
+
+[[notifications.targets]]
+name = "ops-mail"
+url = "{smtp.url()}"
+""",
+    )
+    before = datetime.now(UTC)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("respaldo")), "--config", str(config), "backup", "erp"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (mail,) = smtp.inbox.wait(1)
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    (said,) = [line for line in text.splitlines() if line.startswith("Time: ")]
+    assert said.endswith(" CST"), text
+    when = datetime.strptime(said[len("Time: ") : -len(" CST")], "%Y-%m-%d %H:%M:%S")
+    mexico = when.replace(tzinfo=ZoneInfo("America/Mexico_City"))
+    assert before - timedelta(seconds=1) <= mexico <= datetime.now(UTC)
