@@ -465,11 +465,12 @@ def _physical_drill(
         # Each segment recovery would replay is read whole, as wal-fetch reads it: names
         # alone said "continuous" of an archive holding a damaged segment.
         system_id = str(manifest.meta.get("system_identifier") or "")
-        ok, detail, notes = archive_check(
-            repo,
-            manifest,
-            lambda name: read_archived(ctx.settings, repo, name, system_id=system_id),
-        )
+
+        def read(name: str) -> str | None:
+            cancellation.check()  # between segments: a drill of an old backup reads many
+            return read_archived(ctx.settings, repo, name, system_id=system_id)
+
+        ok, detail, notes = archive_check(repo, manifest, read)
         result.checks.append(Check("wal archive", ok, detail))
         result.warnings += notes
     except (RespaldoError, OSError) as exc:

@@ -445,3 +445,40 @@ def test_a_segment_damaged_in_the_primary_alone_is_read_from_the_mirror(
     assert wal.ok and "read whole" in wal.detail
     (note,) = [w for w in result.warnings if w.startswith(last)]
     assert "damaged in the repository read first (archived WAL file is damaged" in note
+
+
+def test_a_drill_cancelled_while_it_reads_the_archived_wal_ends_cancelled(
+    archiving: Archiving, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drill of an old backup reads all the WAL archived since it: a cancel stops it
+    between two segments, its run recorded cancelled (no failed restore test), its
+    scratch directory removed."""
+    from respaldo import cancellation
+    from respaldo.errors import JobCancelled
+    from respaldo.operations import drill
+    from respaldo.operations.wal import read_archived
+
+    record = archiving.backup()
+    archiving.switch_and_archive()
+    archiving.switch_and_archive()
+    token = cancellation.CancelToken()
+    real = read_archived
+    reads: list[str] = []
+
+    def cancelled_after_one(*args: object, **kwargs: object) -> str | None:
+        reads.append(str(args[2]))
+        token.cancel("test")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(drill, "read_archived", cancelled_after_one)
+    ctx = Context.open(archiving.settings())
+    try:
+        with cancellation.cancellable(token), pytest.raises(JobCancelled):
+            run_drill(ctx, record["id"], respaldo_command=archiving.respaldo_command)
+        with ctx.catalog.read() as session:
+            (run,) = DrillRuns(session).list(backup_id=record["id"], limit=1)
+            assert run.status is DrillStatus.CANCELLED
+    finally:
+        ctx.close()
+    assert len(reads) == 1
+    assert list(own_tempdir.iterdir()) == []
