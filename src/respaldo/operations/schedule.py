@@ -334,6 +334,56 @@ def short_restore_test_limits(
     return found
 
 
+BACKUP_SLACK = timedelta(minutes=30)
+"""What a backup's limit (``full_hours``, ``physical_hours``, ``files_hours``) should leave
+after the longest time between two runs of its schedule, for the backup itself to run."""
+
+_BACKUP_LIMITS = {
+    "full": ("full", "full_hours"),
+    "incremental": ("physical", "physical_hours"),
+    "files": ("files", "files_hours"),
+}
+
+
+def short_backup_limits(settings: Settings, schedule: Iterable[Entry], now: datetime) -> list[str]:
+    """A warning for each backup schedule whose source's limit leaves less than
+    :data:`BACKUP_SLACK` after the schedule's longest gap (real time: a fall-back change
+    adds its hour). The default physical schedule, every 6 hours, leaves 7 hours across a
+    fall-back change in every zone that has one (00:00 summer time to 06:00 winter time in
+    Madrid), which is all of the default ``physical_hours``: ``rpo:<db>:incremental``
+    turned red, and alerted, for as long as that morning's backup took longer than the
+    one before it. Pure; ``respaldo serve`` logs them as it starts (not refused)."""
+    databases = {db.name for db in settings.databases}
+    found: list[str] = []
+    gaps: dict[str, Gap | None] = {}
+    for entry in schedule:
+        kind = entry.params.get("type")
+        if entry.kind is not JobKind.BACKUP or entry.target is None or kind not in _BACKUP_LIMITS:
+            continue
+        field_name, key = _BACKUP_LIMITS[kind]
+        source = entry.target
+        if source in databases:
+            limit, own = getattr(settings.rpo_for(source), field_name), "[databases.rpo]"
+        else:
+            limit, own = settings.rpo_for_file_set(source).files, "[file_sets.rpo]"
+        if entry.cron not in gaps:
+            gaps[entry.cron] = longest_gap(entry, now)
+        gap = gaps[entry.cron]
+        if gap is None or limit >= gap.length + BACKUP_SLACK:
+            continue
+        enough = math.ceil((gap.length + BACKUP_SLACK) / timedelta(hours=1))
+        found.append(
+            f"{key} of {source!r} ({limit / timedelta(hours=1):g} h) leaves less than "
+            f"{human_age(BACKUP_SLACK)} for a backup to run after the longest time its "
+            f"{entry.name.split(':')[0]} schedule {entry.cron!r} leaves between two backups "
+            f"({human_age(gap.length)}, from {gap.start:%Y-%m-%d %H:%M %Z} to "
+            f"{gap.end:%Y-%m-%d %H:%M %Z}): rpo:{source}:{kind} "
+            f"will turn red, and alert, while its backups run on time; set [rpo] (or its "
+            f"{own}) {key} to {enough} or more"
+        )
+    return found
+
+
 def _fire_times(trig: CronTrigger, after: datetime) -> Iterator[datetime]:
     """Fire times strictly after ``after``, in order."""
     # get_next_fire_time(None, now) may return 'now' itself; with a previous fire time

@@ -69,7 +69,12 @@ from respaldo.errors import (
 from respaldo.operations import alerts, jobs, queue, reconcile, stall, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
-from respaldo.operations.schedule import Entry, entries, short_restore_test_limits
+from respaldo.operations.schedule import (
+    Entry,
+    entries,
+    short_backup_limits,
+    short_restore_test_limits,
+)
 from respaldo.operations.scheduled import run_queued, wal_archived
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.zone import time_zone
@@ -363,6 +368,8 @@ class Service:
         for said in alerts.unusable_targets(self.ctx.settings):
             log.warning("%s", said)
         for said in short_restore_test_limits(self.ctx.settings, self.schedule, when):
+            log.warning("%s", said)
+        for said in short_backup_limits(self.ctx.settings, self.schedule, when):
             log.warning("%s", said)
         for entry in self.schedule:
             self._add(entry, when)

@@ -17,6 +17,7 @@ from respaldo.operations.schedule import (
     describe,
     entries,
     longest_gap,
+    short_backup_limits,
     short_restore_test_limits,
     trigger,
 )
@@ -386,3 +387,33 @@ def test_a_restore_test_limit_shorter_than_its_schedule_needs_is_warned() -> Non
     )
     assert uploads.startswith("restore_test_days of 'uploads' (36.5 days)")
     assert uploads.endswith("set [rpo] (or its [file_sets.rpo]) restore_test_days to 38 or more")
+
+
+def test_the_physical_limit_across_a_fall_back_change_is_warned() -> None:
+    # Every 6 hours is 7 hours from 00:00 summer time to 06:00 winter time: the whole of
+    # the default physical_hours, and rpo:erp:incremental red while that backup runs.
+    madrid = settings("Europe/Madrid")
+    (said,) = short_backup_limits(madrid, entries(madrid, wal_archived={"erp"}), TODAY)
+    assert said == (
+        "physical_hours of 'erp' (7 h) leaves less than 30 min for a backup to run after the "
+        "longest time its incremental schedule '0 */6 * * *' leaves between two backups "
+        "(7 h, from 2027-10-31 00:00 CEST to 2027-10-31 06:00 CET): rpo:erp:incremental will "
+        "turn red, and alert, while its backups run on time; set [rpo] (or its "
+        "[databases.rpo]) physical_hours to 8 or more"
+    )
+    # The daily full backup's 26 h outlast the 25 h of that day; Mexico City has no change.
+    mexico = settings("America/Mexico_City")
+    assert short_backup_limits(mexico, entries(mexico, wal_archived={"erp"}), TODAY) == []
+    enough = madrid.model_copy(update={"rpo": madrid.rpo.model_copy(update={"physical_hours": 8})})
+    assert short_backup_limits(enough, entries(enough, wal_archived={"erp"}), TODAY) == []
+
+
+def test_a_files_limit_shorter_than_its_schedule_is_warned() -> None:
+    config = with_file_sets()
+    config = config.model_copy(update={"rpo": config.rpo.model_copy(update={"files_hours": 20})})
+    found = short_backup_limits(config, entries(config, wal_archived=()), TODAY)
+    assert any(
+        said.startswith("files_hours of ")
+        and "set [rpo] (or its [file_sets.rpo]) files_hours to" in said
+        for said in found
+    ), found
