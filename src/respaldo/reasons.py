@@ -361,6 +361,14 @@ _PHRASES = (
         "run 'respaldo repair {repository}', then 'respaldo verify --all --repository {repository}'"
     ),
     N_("run 'respaldo prune' again; it finishes what is left"),
+    # operations/prune.py: CLOCK_AHEAD, the refusal of a prune whose clock is far past the
+    # newest backup.
+    N_(
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
+        "{limit}), and by it {count} backups would expire by age that had not expired then "
+        "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+    ),
     N_(
         "the next prune tries again; if it keeps failing, check the bucket's permissions "
         "(s3:PutObjectRetention) and Object Lock settings"

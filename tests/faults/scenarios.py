@@ -264,6 +264,37 @@ def kill_prune(world: World) -> Outcome:
     return Outcome(kept, summary="kept backups intact; prune again finishes the work")
 
 
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def prune_clock_ahead(world: World) -> Outcome:
+    ids = {world.backup() for _ in range(3)}
+    # The machine's clock stepped 400 days ahead (a VM restored from a snapshot): every
+    # backup is 400 days old to the rules by age (7-day retention, min_keep 2).
+    ahead = {
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME": "+400d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    refused = world.run_process("prune", extra_env=ahead)
+    assert refused.code == 1, str(refused)
+    said = " ".join(refused.err.split())
+    assert "prune refused, nothing was deleted" in said, str(refused)
+    assert "400 days after the newest backup completed" in said, str(refused)
+    assert "--trust-clock" in said, str(refused)
+    assert world.completed() == ids
+    assert set(world.repository().backup_ids()) == ids
+    again = world.run_process("prune")  # the clock put right: nothing has expired
+    assert again.code == 0, str(again)
+    assert world.completed() == ids
+    return Outcome(
+        ids,
+        failed_runs=[refused],
+        summary="prune exit 1, 'prune refused, nothing was deleted', naming the clock's "
+        "400 days and --trust-clock; all 3 backups kept; with the clock right, prune exit 0",
+    )
+
+
 def kill_backup_after_manifest(world: World) -> Outcome:
     before = {world.backup()}
     # The writer deletes its lease (its lock object) once the manifest is stored, before
@@ -732,6 +763,13 @@ SCENARIOS = [
         f"{KILL} at the first object deleted",
         "kept backups intact; prune again finishes",
         kill_prune,
+    ),
+    Scenario(
+        "prune-clock-ahead",
+        "prune",
+        "the clock 400 days ahead (libfaketime): every backup looks expired",
+        "refused, nothing deleted; names the clock and --trust-clock",
+        prune_clock_ahead,
     ),
     Scenario(
         "backup-kill-after-manifest",

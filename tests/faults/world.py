@@ -119,8 +119,13 @@ class World:
     def env(self) -> dict[str, str]:
         return {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONPATH": str(ROOT)}
 
-    def spawn(self, args: tuple[str, ...], plant: Plant | None = None) -> subprocess.Popen[str]:
-        env = self.env()
+    def spawn(
+        self,
+        args: tuple[str, ...],
+        plant: Plant | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
+        env = self.env() | (extra_env or {})
         if plant is not None:
             env |= {
                 "FAULT_EVENT": plant.event,
@@ -149,9 +154,12 @@ class World:
         except FileNotFoundError:
             return ""
 
-    def run_process(self, *args: str, plant: Plant | None = None) -> Run:
-        """A real respaldo process, with ``plant`` (if any) set to strike inside it."""
-        process = self.spawn(args, plant)
+    def run_process(
+        self, *args: str, plant: Plant | None = None, extra_env: dict[str, str] | None = None
+    ) -> Run:
+        """A real respaldo process, with ``plant`` (if any) set to strike inside it and
+        ``extra_env`` added to its environment."""
+        process = self.spawn(args, plant, extra_env)
         out, err = process.communicate(timeout=PROCESS_TIMEOUT)
         return Run(process.returncode, out, err, self.mark())
 

@@ -340,3 +340,26 @@ def test_a_physical_drills_unlogged_sequences_read_in_spanish(
         "2 secuencias unlogged volvieron reiniciadas a su inicio, como de todo backup físico: "
         "public.folio, ventas.numero (una tabla"
     )
+
+
+def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
+    from respaldo.operations.prune import CLOCK_AHEAD
+    from respaldo.phrases import Phrase
+
+    said = Phrase(
+        CLOCK_AHEAD,
+        clock="2028-01-11 01:06",
+        days=400,
+        last="2026-12-07 01:06",
+        limit=7,
+        count=3,
+        backup="20261207T010618Z-7cf6624b",
+    )
+    # As the job's row stores it: text, not the phrase.
+    assert reasons.reason(str(said), ES) == (
+        "la depuración se negó, no se eliminó nada: el reloj dice 2028-01-11 01:06 UTC, 400 "
+        "días después de que se completara el backup más reciente (2026-12-07 01:06 UTC, más "
+        "que [retention] clock_check_days = 7), y según él 3 backups caducarían por "
+        "antigüedad sin haber caducado entonces (p. ej. 20261207T010618Z-7cf6624b): el reloj "
+        "va adelantado, o no se ha completado ningún backup desde entonces"
+    )

@@ -52,6 +52,7 @@ from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.operations.zone import time_zone
+from respaldo.phrases import N_, Phrase
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
@@ -287,18 +288,31 @@ def check_clock(
     early = [d for d in result.expired if d.holds_data and d.backup.id in kept_then]
     if not early:
         return
-    silence = (result.now - newest).days
     raise ClockAhead(
-        f"prune refused, nothing was deleted: the clock says {result.now:%Y-%m-%d %H:%M} "
-        f"UTC, {silence} days after the newest backup completed ({newest:%Y-%m-%d %H:%M} "
-        f"UTC, more than [retention] clock_check_days = {days}), and by it {len(early)} "
-        f"backups would expire by age that had not expired then (e.g. "
-        f"{early[0].backup.id}): the clock is ahead, or no backup has completed since",
+        # A Phrase: the page and the alerts say it in their language (respaldo.reasons
+        # has it too, for the job's stored error).
+        Phrase(
+            CLOCK_AHEAD,
+            clock=f"{result.now:%Y-%m-%d %H:%M}",
+            days=(result.now - newest).days,
+            last=f"{newest:%Y-%m-%d %H:%M}",
+            limit=days,
+            count=len(early),
+            backup=early[0].backup.id,
+        ),
         hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step); "
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
         f"to expire by age all the same, prune with {option('trust_clock')} "
         "([retention] clock_check_days = 0 turns the check off)",
     )
+
+
+CLOCK_AHEAD = N_(
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
+    "{limit}), and by it {count} backups would expire by age that had not expired then "
+    "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+)
 
 
 def prune(
