@@ -322,7 +322,7 @@ def _decide_group(
             if b.expires_at is None:
                 keep(b, Phrase(N_("no expiry date")))
             elif b.expires_at > now:
-                keep(b, Phrase(N_("retention until {time}"), time=_minute(b.expires_at)))
+                keep(b, Phrase(N_("retention until {time} UTC"), time=_minute(b.expires_at)))
     for b in good[: policy.keep_last]:
         keep(b, Phrase(N_("keep-last {count}"), count=policy.keep_last))
     for name, attr, period in _GFS:
@@ -349,10 +349,10 @@ def _decide_group(
             continue
         until = b.time + timedelta(days=policy.failed_days)
         if until > now:
-            keep(b, Phrase(N_("failed, kept until {time} for inspection"), time=_minute(until)))
+            keep(b, Phrase(N_("failed, kept until {time} UTC for inspection"), time=_minute(until)))
         else:
             expired_why[b.id] = Phrase(
-                N_("failed {time}, kept {days} days"),
+                N_("failed {time} UTC, kept {days} days"),
                 time=_minute(b.time),
                 days=policy.failed_days,
             )
@@ -362,7 +362,7 @@ def _decide_group(
             continue
         parts: list[str] = []
         if policy.keep_until_expires and b.expires_at is not None:
-            parts.append(Phrase(N_("expired {time}"), time=_minute(b.expires_at)))
+            parts.append(Phrase(N_("expired {time} UTC"), time=_minute(b.expires_at)))
         if b.failed_verification:
             parts.append(Phrase(N_("failed verification")))
         if b.missing:

@@ -244,21 +244,21 @@ def test_the_retention_rules_read_in_spanish_with_their_times_as_spanish_writes_
     # The English of prune and the API, as before.
     assert rules["b001"] == (
         "newest completed",
-        "retention until 2026-12-12 06:00",
+        "retention until 2026-12-12 06:00 UTC",
         "keep-last 1",
         "minimum 2 good backups",
     )
-    assert rules["b002"] == ("failed, kept until 2026-12-13 03:55 for inspection",)
+    assert rules["b002"] == ("failed, kept until 2026-12-13 03:55 UTC for inspection",)
     assert rules["b003"] == ("running (in_progress)",)
     es = Formatter("es")
     said = {b: [reasons.reason(r, ES, es.quantity) for r in kept] for b, kept in rules.items()}
     assert said["b001"] == [
         "el completado más reciente",
-        "retención hasta el 12 dic 2026, 6:00",
+        "retención hasta el 12 dic 2026, 6:00 UTC",
         "últimos 1",
         "mínimo 2 backups válidos",
     ]
-    assert said["b002"] == ["fallido, se conserva hasta el 13 dic 2026, 3:55 para examinarlo"]
+    assert said["b002"] == ["fallido, se conserva hasta el 13 dic 2026, 3:55 UTC para examinarlo"]
     assert said["b003"] == ["en ejecución (en curso)"]
 
 

@@ -79,8 +79,8 @@ def test_default_keeps_seven_days_of_daily_backups() -> None:
     decisions = by_id(decide(daily(12), SPEC, NOW))
     assert {i for i, d in decisions.items() if d.keep} == {f"b{i:03d}" for i in range(7)}
     assert decisions["b000"].reasons[0] == "newest completed"
-    assert decisions["b003"].reasons == ("retention until 2026-12-02 03:00",)
-    assert decisions["b009"].rule.startswith("expired 2026-11-26 03:00")
+    assert decisions["b003"].reasons == ("retention until 2026-12-02 03:00 UTC",)
+    assert decisions["b009"].rule.startswith("expired 2026-11-26 03:00 UTC")
     assert "no rule keeps it (until expiry, min 2)" in decisions["b009"].rule
 
 
@@ -95,7 +95,7 @@ def test_a_week_of_failures_keeps_the_last_good_backups() -> None:
     # Failed records stay failed_days (7) for inspection, then go; they hold no data.
     assert decisions["b006"].keep and decisions["b006"].rule.startswith("failed, kept until")
     assert not decisions["b007"].keep
-    assert decisions["b007"].rule == "failed 2026-11-21 12:00, kept 7 days"
+    assert decisions["b007"].rule == "failed 2026-11-21 12:00 UTC, kept 7 days"
     assert not decisions["b007"].holds_data and decisions["b012"].holds_data is True
 
 
