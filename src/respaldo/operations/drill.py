@@ -31,7 +31,8 @@ restore (bytes and seconds until the server accepts connections, the RTO), the r
 run against the scratch server (after the database's unlogged tables are named: they
 come back empty from every physical backup), optionally ``pg_amcheck``, and the WAL archived after
 the backup (``wal archive``: no segment missing before later ones, else point-in-time
-recovery from the backup cannot go past the gap).
+recovery from the backup cannot go past the gap; an archive that could not be listed, or
+a manifest that predates ``stop_lsn``, fails it too: nothing was checked).
 The scratch server is always stopped and its directory removed; if the process dies
 first, the next drill does it.
 

@@ -360,10 +360,15 @@ def archive_check(
     ``read``) a segment recovery replays cannot be read whole (point-in-time recovery
     from this backup cannot go past any of them). Returns the verdict, its detail and
     the notes of ``read``. Names alone said "continuous" of an archive holding a
-    damaged segment: a drill passed while recovery past that segment failed."""
+    damaged segment: a drill passed while recovery past that segment failed.
+
+    An archive that could not be looked at (its listing or a history file unreadable, a
+    manifest that predates ``stop_lsn``) is False too, saying why: a check that could
+    not run proves nothing, and it passed, marking the backup verified, while nothing of
+    its WAL had been read."""
     coverage = archived_after(repo, manifest)
     if isinstance(coverage, str):
-        return True, coverage, []
+        return False, coverage, []
     if coverage.missing is not None:
         return False, _gap(coverage), []
     switch = minimal_switch(repo, manifest, coverage)

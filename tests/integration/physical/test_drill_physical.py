@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -482,3 +483,84 @@ def test_a_drill_cancelled_while_it_reads_the_archived_wal_ends_cancelled(
         ctx.close()
     assert len(reads) == 1
     assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_drill_that_cannot_list_the_archived_wal_fails_its_wal_archive_check(
+    own_archiving: Archiving, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``wal archive`` check of a restore test whose repository could not list the
+    archived WAL ("could not read the archived WAL's names and history to check it for
+    gaps") passed, and the backup was marked verified: point-in-time recovery from it was
+    shown as proven while nothing of its WAL had been looked at. The listing here fails
+    for real once the scratch server has recovered (the cluster's WAL directory of the
+    local repository turned into a symbolic link to itself: ELOOP, as root too); the
+    check fails saying why, and the backup is marked unverified."""
+    from respaldo.operations import drill
+    from respaldo.operations.wal_coverage import archive_check as real
+
+    archiving = own_archiving
+    record = archiving.backup()
+    archiving.switch_and_archive()
+    (cluster,) = [p for p in (archiving.repo_dir / "wal").iterdir() if p.is_dir()]
+    kept = cluster.with_name(cluster.name + ".kept")
+
+    def unlistable(*args: Any, **kwargs: Any) -> Any:
+        cluster.rename(kept)
+        cluster.symlink_to(cluster.name)  # a loop: every listing of it fails (ELOOP)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drill, "archive_check", unlistable)
+    try:
+        result = _drill(archiving, archiving.settings(), record["id"])
+    finally:
+        if cluster.is_symlink():
+            cluster.unlink()
+            kept.rename(cluster)
+    checks = {c.name: c for c in result.checks}
+    assert checks["recovery"].ok, result.checks  # to the backup's end: its own WAL
+    wal = checks["wal archive"]
+    assert not wal.ok, wal
+    assert wal.detail.startswith(
+        "could not read the archived WAL's names and history to check it for gaps: "
+    ), wal.detail
+    assert "Too many levels of symbolic links" in wal.detail, wal.detail
+    assert not result.passed
+    assert _verified(archiving, record["id"]) is False
+    assert list(own_tempdir.iterdir()) == []
+
+
+def test_a_drill_of_a_backup_whose_manifest_predates_stop_lsn_fails_its_wal_archive_check(
+    own_archiving: Archiving,
+) -> None:
+    """A physical backup whose manifest does not say where its WAL ends (written before
+    respaldo recorded ``stop_lsn``): its ``wal archive`` check said "the archive was not
+    checked" and passed, marking the backup verified for point-in-time recovery. It
+    fails now, saying the same."""
+    from respaldo.operations.repositories import open_repository
+    from respaldo.repository import BackupWriter
+    from respaldo.repository.manifest import manifest_aad
+
+    archiving = own_archiving
+    record = archiving.backup()
+    repo = open_repository(archiving.settings())
+    try:
+        manifest = repo.load_manifest(record["id"])
+        del manifest.meta["stop_lsn"]
+        older = record["id"][:-8] + "01dc0de5"
+        manifest.backup_id = older
+        with BackupWriter(repo, older) as writer:
+            writer.commit_sealed_manifest(
+                repo.sealer.seal(manifest.to_bytes(), manifest_aad(older))
+            )
+    finally:
+        repo.close()
+    assert archiving.run("catalog", "rebuild").code == 0
+    result = _drill(archiving, archiving.settings(), older)
+    checks = {c.name: c for c in result.checks}
+    wal = checks["wal archive"]
+    assert not wal.ok, result.checks
+    assert wal.detail == (
+        "the backup's manifest does not say where its WAL ends: the archive was not checked"
+    )
+    assert not result.passed
+    assert _verified(archiving, older) is False
