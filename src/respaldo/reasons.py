@@ -369,6 +369,13 @@ _PHRASES = (
         "{limit}), and by it {count} backups would expire by age that had not expired then "
         "(e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
+    # operations/prune.py: CLOCK_AHEAD_RPO, the same when [rpo] allows an older backup.
+    N_(
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
+        "[rpo] allows: {setting}), and by it {count} backups would expire by age that had not "
+        "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
+    ),
     N_(
         "the next prune tries again; if it keeps failing, check the bucket's permissions "
         "(s3:PutObjectRetention) and Object Lock settings"

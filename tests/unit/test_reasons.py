@@ -363,3 +363,27 @@ def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
         "antigüedad sin haber caducado entonces (p. ej. 20261207T010618Z-7cf6624b): el reloj "
         "va adelantado, o no se ha completado ningún backup desde entonces"
     )
+
+
+def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> None:
+    from respaldo.operations.prune import CLOCK_AHEAD_RPO
+    from respaldo.phrases import Phrase
+
+    said = Phrase(
+        CLOCK_AHEAD_RPO,
+        clock="2028-01-11 01:06",
+        days=400,
+        last="2026-12-07 01:06",
+        limit="33.3",
+        setting="erp: full_hours = 800",
+        count=3,
+        backup="20261207T010618Z-7cf6624b",
+    )
+    assert reasons.reason(str(said), ES) == (
+        "la depuración se negó, no se eliminó nada: el reloj dice 2028-01-11 01:06 UTC, 400 "
+        "días después de que se completara el backup más reciente (2026-12-07 01:06 UTC, más "
+        "de 33.3 días, la antigüedad máxima que [rpo] permite a un backup: erp: full_hours = "
+        "800), y según él 3 backups caducarían por antigüedad sin haber caducado entonces "
+        "(p. ej. 20261207T010618Z-7cf6624b): el reloj va adelantado, o no se ha completado "
+        "ningún backup desde entonces"
+    )

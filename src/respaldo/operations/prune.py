@@ -282,23 +282,31 @@ def check_clock(
     newest = newest_completion(ctx)
     if not days or newest is None:
         return
-    if result.now <= newest + timedelta(days=days):
+    longest, setting = longest_rpo(ctx.settings)
+    limit = max(timedelta(days=days), longest)
+    if result.now <= newest + limit:
         return
     kept_then = {d.backup.id for d in _decide(ctx, facts, newest, held).decisions if d.keep}
     early = [d for d in result.expired if d.holds_data and d.backup.id in kept_then]
     if not early:
         return
+    values = {
+        "clock": f"{result.now:%Y-%m-%d %H:%M}",
+        "days": (result.now - newest).days,
+        "last": f"{newest:%Y-%m-%d %H:%M}",
+        "count": len(early),
+        "backup": early[0].backup.id,
+    }
     raise ClockAhead(
         # A Phrase: the page and the alerts say it in their language (respaldo.reasons
         # has it too, for the job's stored error).
-        Phrase(
-            CLOCK_AHEAD,
-            clock=f"{result.now:%Y-%m-%d %H:%M}",
-            days=(result.now - newest).days,
-            last=f"{newest:%Y-%m-%d %H:%M}",
-            limit=days,
-            count=len(early),
-            backup=early[0].backup.id,
+        Phrase(CLOCK_AHEAD, limit=days, **values)
+        if limit == timedelta(days=days)
+        else Phrase(
+            CLOCK_AHEAD_RPO,
+            limit=f"{limit / timedelta(days=1):.1f}",
+            setting=setting,
+            **values,
         ),
         hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step); "
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
@@ -307,11 +315,32 @@ def check_clock(
     )
 
 
+def longest_rpo(settings: Settings) -> tuple[timedelta, str]:
+    """The longest age ``[rpo]`` lets a database's newest backup reach before status is
+    red (its ``full_hours`` or ``physical_hours``, with ``[databases.rpo]``), and the
+    setting that says so (``erp: full_hours = 800``); zero without databases."""
+    longest, setting = timedelta(0), ""
+    for db in settings.databases:
+        rpo = settings.rpo_for(db.name)
+        for key, age in (("full_hours", rpo.full), ("physical_hours", rpo.physical)):
+            if age > longest:
+                longest, setting = age, f"{db.name}: {key} = {age / timedelta(hours=1):g}"
+    return longest, setting
+
+
 CLOCK_AHEAD = N_(
     "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
     "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
     "{limit}), and by it {count} backups would expire by age that had not expired then "
     "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+)
+# The bound when [rpo] lets a backup be older than clock_check_days (a weekly or monthly
+# installation): its nightly prunes refused, and alerted, between two on-time backups.
+CLOCK_AHEAD_RPO = N_(
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
+    "[rpo] allows: {setting}), and by it {count} backups would expire by age that had not "
+    "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
 )
 
 

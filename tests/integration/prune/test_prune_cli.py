@@ -343,3 +343,39 @@ def test_prune_still_expires_what_had_expired_when_the_newest_backup_completed(c
     out, _ = cli.ok("prune", "--json")
     assert json.loads(out)["deleted"] == [ids[0]]
     assert cli.manifests("repo") == set(ids[1:])
+
+
+def test_prune_of_a_monthly_installation_is_not_refused_between_its_backups(
+    cli: Cli, pg: TempCluster, erp_db: str
+) -> None:
+    """An installation that backs up monthly says so in [rpo] (full_hours = 800): its
+    newest backup is more than [retention] clock_check_days old for three weeks of every
+    month and status is green. Its nightly prune refused ("the clock is ahead, or no
+    backup has completed since") and alerted every night of those weeks, and expired
+    nothing. The longest backup age [rpo] allows is now the bound when it is longer; a
+    clock 400 days ahead is still refused."""
+    with cli.config.open("a") as fh:
+        fh.write("\n[rpo]\nfull_hours = 800\n")
+    ids = []
+    for day in range(1, 5):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=11, day=day)
+    back_date(cli, ids[0], 40 * DAY)
+    back_date(cli, ids[1], 15 * DAY)  # expired 8 days ago, after the newest completed
+    back_date(cli, ids[2], 12 * DAY)
+    back_date(cli, ids[3], 10 * DAY)  # the newest: 10 days old, within the RPO
+    _, status, _ = cli.run("status", "--json")  # red: no restore test here
+    (erp,) = json.loads(status)["databases"]
+    ages = [i for i in erp["items"] if i["check"] == "rpo"]
+    assert ages and all(i["level"] == "green" for i in ages), ages
+
+    refused = run_ahead(cli, 400, "prune")
+    assert refused.returncode == 1 and "prune refused" in refused.stderr, refused.stderr
+    said = " ".join(refused.stderr.split())
+    bound = "more than 33.3 days, the longest backup age [rpo] allows: erp: full_hours = 800)"
+    assert bound in said, said
+
+    out, _ = cli.ok("prune", "--json")
+    assert sorted(json.loads(out)["deleted"]) == sorted(ids[:2])
+    assert cli.manifests("repo") == cli.manifests("second") == set(ids[2:])
