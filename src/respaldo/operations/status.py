@@ -69,6 +69,7 @@ from respaldo.operations.status_verify import last_verified
 from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
 from respaldo.operations.wal import open_wal_repository
 from respaldo.phrases import N_, Phrase, Quantity, joined, minute
+from respaldo.postgres.archiver import IdleSlot
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -813,23 +814,44 @@ def _slot_items(database: str, reading: ServerReading, limit_mb: float) -> list[
             check="slot",
             database=database,
             level="amber",
-            reason=Phrase(
-                N_(
-                    "replication slot {slot} is not in use and holds {size} of WAL on the "
-                    "server (more than {limit}): PostgreSQL keeps it until the slot's "
-                    "consumer comes back, and the disk fills until the server stops; if "
-                    "nothing will use the slot again, drop it: {statement}"
-                ),
-                slot=slot.name,
-                size=_bytes(slot.retained),
-                limit=_bytes(limit),
-                # Slot names are lower-case letters, digits and underscores only.
-                statement=f"SELECT pg_drop_replication_slot('{slot.name}')",
-            ),
+            reason=_slot_reason(slot, limit),
         )
         for slot in reading.idle_slots
         if slot.retained > limit
     ]
+
+
+def _slot_reason(slot: IdleSlot, limit: int) -> Phrase:
+    values: dict[str, object] = {
+        "slot": slot.name,
+        "size": _bytes(slot.retained),
+        "limit": _bytes(limit),
+        # Slot names are lower-case letters, digits and underscores only.
+        "statement": f"SELECT pg_drop_replication_slot('{slot.name}')",
+    }
+    if slot.keep_limit is not None:
+        # max_slot_wal_keep_size bounds it: "the disk fills" was untrue there; what is
+        # lost is the slot (its consumer, back after that, must be set up again).
+        return Phrase(
+            N_(
+                "replication slot {slot} is not in use and holds {size} of WAL on the "
+                "server (more than {limit}): PostgreSQL keeps it up to "
+                "max_slot_wal_keep_size ({keep}), then invalidates the slot and its "
+                "consumer cannot resume from it; if nothing will use the slot again, "
+                "drop it: {statement}"
+            ),
+            keep=_bytes(slot.keep_limit),
+            **values,
+        )
+    return Phrase(
+        N_(
+            "replication slot {slot} is not in use and holds {size} of WAL on the "
+            "server (more than {limit}): PostgreSQL keeps it until the slot's "
+            "consumer comes back, and the disk fills until the server stops; if "
+            "nothing will use the slot again, drop it: {statement}"
+        ),
+        **values,
+    )
 
 
 def _archive_item(

@@ -88,6 +88,10 @@ class IdleSlot:
     retained: int
     """Bytes of WAL from its restart_lsn to the server's current position: what
     PostgreSQL keeps in pg_wal for it (the slot's consumer resumes from there)."""
+    keep_limit: int | None = None
+    """The server's ``max_slot_wal_keep_size`` in bytes, None where unlimited (-1, the
+    default): beyond it PostgreSQL invalidates the slot rather than keep more WAL, so the
+    slot cannot fill the disk."""
 
 
 # Inactive slots that still hold WAL (an invalidated slot, max_slot_wal_keep_size passed,
@@ -98,7 +102,8 @@ SELECT slot_name, slot_type,
        pg_catalog.pg_wal_lsn_diff(
            CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
                 ELSE pg_catalog.pg_current_wal_lsn() END,
-           restart_lsn)::bigint
+           restart_lsn)::bigint,
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
 FROM pg_catalog.pg_replication_slots
 WHERE NOT active AND restart_lsn IS NOT NULL
 ORDER BY 3 DESC, 1
@@ -113,7 +118,15 @@ def idle_slots(conn: Connection, conninfo: ConnInfo) -> list[IdleSlot]:
         "reading the replication slots",
         lambda: conn.execute(_IDLE_SLOTS).fetchall(),
     )
-    return [IdleSlot(str(name), str(kind), max(int(size or 0), 0)) for name, kind, size in rows]
+    return [
+        IdleSlot(
+            str(name),
+            str(kind),
+            max(int(size or 0), 0),
+            int(keep) if keep is not None and int(keep) >= 0 else None,
+        )
+        for name, kind, size, keep in rows
+    ]
 
 
 def server_system_identifier(conn: Connection, conninfo: ConnInfo) -> str | None:

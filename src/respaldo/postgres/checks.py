@@ -134,7 +134,13 @@ def _slots(conn: Connection, conninfo: ConnInfo, limit: int, findings: list[Find
                     f"replication slot {slot.name}",
                     Status.WARNING,
                     f"not in use; holds {_mb(slot.retained)} of WAL on the server (more than "
-                    f"{_mb(limit)}), which PostgreSQL keeps until the disk is full",
+                    f"{_mb(limit)}), "
+                    + (
+                        "which PostgreSQL keeps until the disk is full"
+                        if slot.keep_limit is None
+                        else f"kept up to max_slot_wal_keep_size ({_mb(slot.keep_limit)}), "
+                        "then the slot is invalidated and its consumer cannot resume from it"
+                    ),
                     f"if nothing will use it again: SELECT pg_drop_replication_slot('{slot.name}')",
                 )
             )

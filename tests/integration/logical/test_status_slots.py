@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from tests.integration.api.conftest import client
 from tests.integration.logical.conftest import Respaldo
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +79,61 @@ def test_an_idle_slot_holding_wal_is_amber_until_dropped(
         pg.execute(statement)
         assert slot_items(respaldo) == []
     finally:
+        pg.query(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        )
+        pg.execute(f"DROP TABLE IF EXISTS public.{busy}", dbname=respaldo.dbname)
+
+
+def test_an_idle_slot_that_max_slot_wal_keep_size_bounds_says_so(
+    respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server with max_slot_wal_keep_size set keeps no more WAL than that for a slot:
+    PostgreSQL invalidates the slot first, and the disk does not fill. The item said "the
+    disk fills until the server stops" there too, and 'check' "which PostgreSQL keeps
+    until the disk is full". Both now say what happens: kept up to that size, then the
+    slot is invalidated and its consumer cannot resume from it (still amber: a consumer
+    coming back after that has to be set up again)."""
+    monkeypatch.setenv("RESPALDO_RPO__SLOT_WAL_MB", "2")
+    pg = respaldo.pg
+    slot = f"bounded_{uuid.uuid4().hex[:8]}"
+    busy = f"t_{uuid.uuid4().hex[:8]}"
+    pg.execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'")
+    pg.execute("SELECT pg_catalog.pg_reload_conf()")
+    try:
+        wait_for(
+            "max_slot_wal_keep_size = 1GB",
+            lambda: pg.scalar("SHOW max_slot_wal_keep_size") == "1GB",
+        )
+        pg.execute("CHECKPOINT")
+        pg.execute(f"SELECT pg_create_physical_replication_slot('{slot}', true)")
+        pg.execute(
+            f"CREATE TABLE public.{busy} AS SELECT g, repeat('x', 100) AS pad "
+            "FROM generate_series(1, 60000) AS g",
+            dbname=respaldo.dbname,
+        )
+        (item,) = (i for i in slot_items(respaldo) if slot in str(i["key"]))
+        assert item["level"] == "amber"
+        said = str(item["reason"])
+        assert "the disk fills" not in said, said
+        assert (
+            "PostgreSQL keeps it up to max_slot_wal_keep_size (1.1 GB), then invalidates the "
+            "slot and its consumer cannot resume from it" in said
+        ), said
+        assert said.endswith(f"SELECT pg_drop_replication_slot('{slot}')")
+        checked = respaldo.run("check", "erp", "--json")
+        (found,) = (f for f in json.loads(checked.out) if f["check"] == f"replication slot {slot}")
+        assert found["status"] == "warning", found
+        assert "until the disk is full" not in found["value"], found
+        assert (
+            "kept up to max_slot_wal_keep_size (1073.7 MB), then the slot is invalidated"
+            in (found["value"])
+        ), found
+    finally:
+        pg.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
         pg.query(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = %s",
