@@ -51,7 +51,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 
-from respaldo.errors import InvalidWalFile, RespaldoError, RestoreError, first_line, option
+from respaldo.errors import (
+    InvalidWalFile,
+    ObjectNotFound,
+    RespaldoError,
+    RestoreError,
+    first_line,
+    option,
+)
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
@@ -63,6 +70,7 @@ from respaldo.postgres.wal import (
     segment_name,
     segment_start,
 )
+from respaldo.postgres.wal_records import POSTGRES_EPOCH_UNIX_US, xact_end_times
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.wal import get_wal, list_wal, read_cluster
 
@@ -448,7 +456,87 @@ def check_recovery_target(
             )
         if target.lsn is None:
             warnings.append(f"{said}; a target after it stops recovery with an error")
-    return warnings + _archive_warnings(manifest, target, coverage)
+    warnings += _archive_warnings(manifest, target, coverage)
+    if target.time is not None and isinstance(coverage, WalCoverage) and not coverage.missing:
+        warnings += _after_last_commit(repo, manifest, target.time, coverage)
+    return warnings
+
+
+def newest_xact_end(
+    repo: Repository, manifest: Manifest, coverage: WalCoverage
+) -> datetime | str | None:
+    """The time of the newest commit or abort in the archived WAL recovery of ``manifest``
+    replays after the backup's end (``coverage``: :func:`archived_after`), on the server's
+    clock; None when it holds none; why not, when a segment could not be read.
+
+    The segments are read from the newest back (through ``wal-fetch``'s reading: decrypted,
+    authenticated) and the scan stops at the first that holds such a record: where WAL is
+    written, that is the newest (one 16 MiB segment, about 30 ms; a segment with no commit,
+    inside one long transaction, about as much)."""
+    meta = manifest.meta
+    system_id = str(meta["system_identifier"])
+    size = int(meta["wal_segment_size"])
+    stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
+    names = list(coverage.replayed)
+    # The segment the backup ended in is read from the archive too (restore_command is
+    # asked first): commits after the end in it count.
+    stop = segment_name(int(meta["timeline"]), max(stop_lsn - 1, 0) // size * size, size)
+    if not names or segment_start(names[0], size) > segment_start(stop, size):
+        names.insert(0, stop)
+    following: bytes | None = None
+    for name in reversed(names):
+        try:
+            data = get_wal(repo, system_id, name[:8], name)
+        except ObjectNotFound:
+            if name == stop:
+                break  # in the backup's tar only: nothing archived after its end there
+            return f"archived WAL segment {name} could not be read: it is missing"
+        except (RespaldoError, OSError) as exc:
+            return f"archived WAL segment {name} could not be read ({first_line(exc)})"
+        times = xact_end_times(data, following, after=stop_lsn)
+        if times:
+            return datetime.fromtimestamp(0, UTC) + timedelta(
+                microseconds=max(times) + POSTGRES_EPOCH_UNIX_US
+            )
+        following = data
+    return None
+
+
+def _after_last_commit(
+    repo: Repository, manifest: Manifest, when: datetime, coverage: WalCoverage
+) -> list[str]:
+    """Refuse a target time after the newest commit or abort recovery of ``manifest``
+    replays: PostgreSQL stops at the first such record past the target, so with none it
+    replays all the archived WAL and stops with "recovery ended before configured recovery
+    target was reached", after the whole backup was written (without ``--start``, when the
+    server is started). Where that cannot be known (a segment unreadable, no commit
+    archived after the backup), a warning says so and PostgreSQL decides, as before."""
+    newest = newest_xact_end(repo, manifest, coverage)
+    end = format_lsn(coverage.end)
+    if newest is None:
+        return [
+            f"the archived WAL after backup {manifest.backup_id} (up to {end}) holds no "
+            f"commit: whether recovery reaches the recovery target {when.isoformat()} is not "
+            "known before the server replays it"
+        ]
+    if isinstance(newest, str):
+        return [
+            f"{newest}: whether recovery reaches the recovery target {when.isoformat()} is not "
+            "known before the server replays it"
+        ]
+    # recovery_target_inclusive = on: a commit at the target itself stops recovery.
+    if when <= newest:
+        return []
+    said = newest.astimezone(when.tzinfo).isoformat()
+    raise RestoreError(
+        f"the recovery target {when.isoformat()} is after the last transaction the archived "
+        f"WAL holds: its newest commit after backup {manifest.backup_id} is at {said} "
+        f"(archived up to {end}); recovery would replay all of it and stop with an error "
+        "(recovery ended before configured recovery target was reached)",
+        hint=f"give a target at or before {said}, or no target to recover all the archived "
+        "WAL; if later commits are still in the server's pg_wal, SELECT pg_switch_wal() on "
+        "the server and wait until its segment is archived ('respaldo check' tells)",
+    )
 
 
 def passed_over_warnings(coverage: WalCoverage, backup_id: str) -> list[str]:

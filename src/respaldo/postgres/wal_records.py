@@ -311,3 +311,97 @@ def minimal_wal_level(segment: bytes) -> int | None:
             continue
         found = max(found or 0, header.page_address + at)
     return found
+
+
+# --- the times of transaction ends (recovery_target_time) -----------------------------------
+
+RM_XACT_ID = 1
+XLOG_XACT_OPMASK = 0x70
+# What recovery to a target time stops at (xlogrecovery.c, recoveryStopsBefore/After): a
+# commit or an abort, prepared or not (xact.h: XLOG_XACT_COMMIT 0x00, XLOG_XACT_ABORT 0x20,
+# XLOG_XACT_COMMIT_PREPARED 0x30, XLOG_XACT_ABORT_PREPARED 0x40). The high bit is
+# XLOG_XACT_HAS_INFO, the low four bits the record's own flags.
+_XACT_ENDS = frozenset({0x00, 0x20, 0x30, 0x40})
+# An xact record from its header's rmid on: rmid 1, padding, CRC, no block references (an
+# xact record has none), an optional replication origin (a logical replication
+# subscriber's commits) and top-level xid, the main data's header, then the eight bytes of
+# xact_time, the first field of xl_xact_commit and of xl_xact_abort (the same from 9.5 to
+# 18). Only the rmid is matched, as in _CREATE.
+_XACT = re.compile(
+    rb"\x01(?=\x00\x00.{4}(?:\xfd..)?(?:\xfc....)?(?:\xff.|\xfe....).{8})", re.DOTALL
+)
+_I64 = struct.Struct("<q")
+POSTGRES_EPOCH_UNIX_US = 946_684_800 * 1_000_000
+"""2000-01-01 00:00 UTC, from which a TimestampTz counts microseconds, in Unix microseconds."""
+
+
+def _continuation(following: bytes | None) -> bytes:
+    """The bytes the segment ``following`` begins with that continue a record of the one
+    before it (none when it does not, or is not given)."""
+    if following is None:
+        return b""
+    stream, continued, flags = _stream(following)
+    if flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD:
+        return b""
+    return stream[:continued]
+
+
+def _lsn_of(position: int, start: int, page_size: int) -> int:
+    """The LSN of byte ``position`` of :func:`_stream`'s bytes of a segment that begins at
+    LSN ``start`` (its first page's header is 40 bytes, the others' 24)."""
+    first = page_size - LONG_PAGE_HEADER
+    if position < first:
+        return start + LONG_PAGE_HEADER + position
+    page, into = divmod(position - first, page_size - SHORT_PAGE_HEADER)
+    return start + (page + 1) * page_size + SHORT_PAGE_HEADER + into
+
+
+def xact_end_times(segment: bytes, following: bytes | None, after: int = 0) -> list[int]:
+    """The ``xact_time`` (microseconds since 2000-01-01 UTC, the server's clock) of the
+    commit and abort records that begin in the WAL segment ``segment`` (whole, from its long
+    header) at or after LSN ``after``: the records recovery to a target time stops at.
+    ``following``: the next segment, which completes a record the segment's end cuts
+    (without it, such a record is not counted). Each candidate is checked against the
+    record's CRC-32C, so a match inside other data is not taken for one."""
+    header = parse_segment_header(segment)
+    if header is None:
+        return []
+    stream, continued, _flags = _stream(segment)
+    mine = len(stream)
+    stream += _continuation(following)
+    found: list[int] = []
+    # Not bounded by endpos: the lookahead of a record near the segment's end reads on.
+    for match in _XACT.finditer(stream, _align(continued) + 17):
+        at = match.start() - 17
+        if at >= mine:
+            break  # the next segment's bytes only complete records begun here
+        if at % ALIGN or (stream[at + 16] & XLOG_XACT_OPMASK) not in _XACT_ENDS:
+            continue
+        tot_len = _U32.unpack_from(stream, at)[0]
+        record = stream[at : at + tot_len]
+        if tot_len < RECORD_HEADER + 10 or len(record) < tot_len:
+            continue  # cut by the segment's end, the next segment not given
+        if _lsn_of(at, header.page_address, header.page_size) < after:
+            continue
+        if not _crc_matches(record):
+            continue
+        pos = RECORD_HEADER
+        if record[pos] == XLR_BLOCK_ID_ORIGIN:
+            pos += 3
+        if record[pos] == XLR_BLOCK_ID_TOPLEVEL_XID:
+            pos += 5
+        pos += 2 if record[pos] == XLR_BLOCK_ID_DATA_SHORT else 5
+        if pos + 8 > tot_len:
+            continue
+        found.append(_I64.unpack_from(record, pos)[0])
+    return found
+
+
+def _crc_matches(record: bytes) -> bool:
+    """Whether a whole record's CRC-32C (of what follows its header, then of the header up
+    to the CRC) is the one its header holds."""
+    import crc32c  # see minimal_wal_level
+
+    crc = crc32c.crc32c(record[RECORD_HEADER:])
+    crc = crc32c.crc32c(record[:20], value=crc)
+    return bool(crc == _U32.unpack_from(record, 20)[0])

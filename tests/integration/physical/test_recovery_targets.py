@@ -34,6 +34,7 @@ from respaldo.operations.wal import open_wal_repository
 from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
 from respaldo.repository.wal import get_wal, put_wal
+from tests.integration.majors import ON_EVERY_MAJOR
 from tests.integration.physical.conftest import SHOP, Archiving, free_port
 
 pytestmark = pytest.mark.integration
@@ -224,8 +225,9 @@ def test_a_target_time_after_the_archived_wal_fails_saying_so(
 ) -> None:
     # Where a time falls in the WAL is not known from names: the server finds out, stops,
     # and respaldo says what that means, not only that the server stopped. The target is
-    # now, the last archived commit before it (a target in the future is refused before
-    # anything is written: below).
+    # now, and the archived WAL holds no commit after the backup, so respaldo cannot tell
+    # before the server does (a target in the future, or after the newest archived commit,
+    # is refused before anything is written: below).
     record = archiving.backup()
     later = datetime.now(UTC)
     datadir = archiving.new_datadir()
@@ -508,3 +510,58 @@ def test_a_target_by_the_servers_clock_ahead_of_respaldos_is_not_taken_for_the_f
         done.stderr
     )
     assert not datadir.exists()
+
+
+@ON_EVERY_MAJOR
+def test_a_target_time_after_the_last_archived_commit_is_refused_before_anything_is_written(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # Commits after the backup, archived; then a target between the last of them and
+    # now: not in the future, but no commit the archive holds is that late. Recovery
+    # replayed all of it and stopped with "recovery ended before configured recovery
+    # target was reached": with --start after the whole copy was written; without it the
+    # restore said it was done, and the server failed when started as it printed.
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(insert, (1,), dbname=SHOP)
+    between = pg.scalar("SELECT clock_timestamp()")
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()
+    # Every archived commit is before this: the archiver pushed it already.
+    after = pg.scalar("SELECT clock_timestamp()").astimezone(timezone(timedelta(hours=-3)))
+    for start in ((), ("--start", "--port", str(free_port()))):
+        datadir = archiving.new_datadir()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(datadir),
+            "--target-time", after.isoformat(), *start,
+        )  # fmt: skip
+        assert run.code == 1, str(run)
+        said = re.search(
+            rf"the recovery target {re.escape(after.isoformat())} is after the last "
+            rf"transaction the archived WAL holds: its newest commit after backup "
+            rf"{record['id']} is at (\S+) \(archived up to ",
+            run.err,
+        )
+        assert said is not None, run.err
+        # In the target's own offset, and no earlier than the second row's commit.
+        newest = datetime.fromisoformat(said[1])
+        assert newest.utcoffset() == timedelta(hours=-3)
+        assert between < newest < after
+        assert f"give a target at or before {said[1]}" in run.err
+        assert "no target to recover all the archived WAL" in run.err
+        assert not datadir.exists()
+    # A target before the last commit is restored as before.
+    datadir = archiving.new_datadir()
+    port = free_port()
+    run = archiving.run(
+        "restore", record["id"], "--target-datadir", str(datadir),
+        "--target-time", between.isoformat(), "--start", "--port", str(port),
+    )  # fmt: skip
+    assert run.code == 0, str(run)
+    restored = archiving.restored(datadir, port)
+    restored_servers.append(restored)
+    rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
+    assert [r[0] for r in rows] == [1]

@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from respaldo.errors import InvalidWalFile, RestoreError, option
+from respaldo.errors import IntegrityError, InvalidWalFile, RestoreError, option
 from respaldo.operations import wal_coverage as wal_coverage_module
 from respaldo.operations.wal_coverage import (
+    WalCoverage,
     check_recovery_target,
     earliest_target_time,
     label_start_time,
@@ -287,6 +288,8 @@ def _archive(monkeypatch: pytest.MonkeyPatch, names: list[str], history: str) ->
     monkeypatch.setattr(
         wal_coverage_module, "get_wal", lambda _repo, _sid, _tli, _name: history.encode()
     )
+    # The segments hold no WAL here: where a target time lies in it is tested below.
+    monkeypatch.setattr(wal_coverage_module, "_after_last_commit", lambda *_: [])
     meta = {
         "stop_lsn": "0/3000100", "wal_segment_size": MIB16, "system_identifier": "7",
         "timeline": 1,
@@ -430,3 +433,103 @@ def test_utc_and_no_configured_zone_are_not_warned_about() -> None:
     assert _offset_said("2026-07-15 10:00:00-06:00", ZoneInfo("America/Mexico_City")) == []
     (said,) = _offset_said("2026-07-15 10:00:00-05:00", ZoneInfo("America/Mexico_City"))
     assert "is 2026-07-15 09:00:00 CST in America/Mexico_City" in said
+
+
+# --- a target time after the newest archived commit -------------------------------------------
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _commits(
+    monkeypatch: pytest.MonkeyPatch, by_segment: dict[str, list[datetime] | Exception]
+) -> tuple[Manifest, WalCoverage, list[str]]:
+    """A backup that ended in segment 3, segments 4 and 5 archived after it; the commit
+    times each segment holds (or what reading it raises). Returns the manifest, the
+    coverage and the segments read, in order."""
+    read: list[str] = []
+
+    def get_wal(_repo: object, _sid: str, _tli: str, name: str) -> bytes:
+        read.append(name)
+        found = by_segment.get(name, [])
+        if isinstance(found, Exception):
+            raise found
+        return name.encode()
+
+    def times(segment: bytes, _following: bytes | None, after: int = 0) -> list[int]:
+        found = by_segment.get(segment.decode(), [])
+        assert isinstance(found, list)
+        return [(t - EPOCH) // timedelta(microseconds=1) for t in found]
+
+    monkeypatch.setattr(wal_coverage_module, "get_wal", get_wal)
+    monkeypatch.setattr(wal_coverage_module, "xact_end_times", times)
+    meta = {
+        "stop_lsn": "0/3000100", "wal_segment_size": MIB16, "system_identifier": "7",
+        "timeline": 1,
+    }  # fmt: skip
+    coverage = wal_coverage([_seg(3), _seg(4), _seg(5)], timeline=1, stop_lsn=0x3000100,
+                            segment_size=MIB16)  # fmt: skip
+    return _manifest(STARTED, "", **meta), coverage, read
+
+
+def _check(manifest: Manifest, coverage: WalCoverage, target: datetime) -> list[str]:
+    return check_recovery_target(
+        None,  # type: ignore[arg-type]  # its WAL is read through the patched get_wal
+        manifest, RecoveryTarget(time=target), coverage, now=STARTED + timedelta(hours=2),
+    )  # fmt: skip
+
+
+def test_a_target_after_the_newest_archived_commit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    last = STARTED + timedelta(minutes=30)
+    manifest, coverage, read = _commits(
+        monkeypatch, {_seg(4): [last - timedelta(minutes=5)], _seg(5): [last - timedelta(1), last]}
+    )
+    santiago = timezone(timedelta(hours=-3))
+    with pytest.raises(RestoreError, match="after the last transaction") as caught:
+        _check(manifest, coverage, last + timedelta(seconds=1))
+    assert "its newest commit after backup b is at 2026-12-05T04:30:00-03:00" not in str(
+        caught.value
+    )  # the target's offset is UTC here
+    assert "is at 2026-12-05T07:30:00+00:00 (archived up to 0/6000000)" in str(caught.value)
+    assert caught.value.hint is not None and "no target" in caught.value.hint
+    # The newest segment held one: the older ones were not read.
+    assert read == [_seg(5)]
+    with pytest.raises(RestoreError) as caught:
+        _check(manifest, coverage, (last + timedelta(minutes=1)).astimezone(santiago))
+    assert "is at 2026-12-05T04:30:00-03:00" in str(caught.value)
+    # At the commit itself (recovery_target_inclusive) and before it: reached.
+    assert _check(manifest, coverage, last) == []
+    assert _check(manifest, coverage, last - timedelta(minutes=10)) == []
+
+
+def test_segments_without_commits_are_read_back_to_the_backups_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Inside one long transaction: only the segment the backup ended in has a commit
+    # after its end.
+    last = STARTED + timedelta(minutes=6)
+    manifest, coverage, read = _commits(monkeypatch, {_seg(3): [last]})
+    with pytest.raises(RestoreError, match="after the last transaction"):
+        _check(manifest, coverage, last + timedelta(minutes=1))
+    assert read == [_seg(5), _seg(4), _seg(3)]
+
+
+@pytest.mark.parametrize(
+    ("by_segment", "said"),
+    [
+        ({}, "the archived WAL after backup b (up to 0/6000000) holds no commit"),
+        (
+            {_seg(5): IntegrityError("archived WAL file is damaged: bad tag")},
+            f"archived WAL segment {_seg(5)} could not be read (archived WAL file is damaged",
+        ),
+        ({_seg(5): OSError("Connection reset")}, f"archived WAL segment {_seg(5)} could not"),
+    ],
+)
+def test_without_a_commit_to_go_by_the_target_is_warned_about_not_refused(
+    monkeypatch: pytest.MonkeyPatch, by_segment: dict[str, list[datetime] | Exception], said: str
+) -> None:
+    manifest, coverage, _ = _commits(monkeypatch, by_segment)
+    (warning,) = _check(manifest, coverage, STARTED + timedelta(hours=1))
+    assert warning.startswith(said), warning
+    assert "is not known before the server replays it" in warning

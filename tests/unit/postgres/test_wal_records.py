@@ -173,3 +173,49 @@ def test_a_switch_is_found_wherever_a_page_boundary_cuts_it() -> None:
         first, _ = _segments(records)
         assert minimal_wal_level(first) == lsn, size
     assert {PAGE - n for n in range(8, 56, 8)} <= cut
+
+
+# --- commit and abort times (recovery_target_time) -------------------------------------------
+
+
+def _xact(info: int, usec: int, *, origin: bool = False, crc_ok: bool = True) -> bytes:
+    """An xact record (rmid 1) whose main data begins with ``xact_time`` (then a few bytes
+    of xinfo), its CRC-32C computed."""
+    import crc32c
+
+    main = struct.pack("<qI", usec, 0)
+    body = (b"\xfd\x01\x00" if origin else b"") + bytes([255, len(main)]) + main
+    header = struct.pack("<IIQBB2x", 24 + len(body), 900, 0, info, 1)
+    crc = crc32c.crc32c(header, value=crc32c.crc32c(body))
+    return header + struct.pack("<I", crc if crc_ok else crc ^ 1) + body
+
+
+def test_commit_and_abort_times_are_found_and_other_xact_records_are_not() -> None:
+    from respaldo.postgres.wal_records import xact_end_times
+
+    records = [
+        _filler(9000),
+        _xact(0x00, 1_000),  # COMMIT
+        _xact(0xA0, 2_000, origin=True),  # ABORT with xinfo, from a replication origin
+        _xact(0x10, 3_000),  # PREPARE: recovery does not stop at it
+        _xact(0x50, 4_000),  # ASSIGNMENT
+        _xact(0x30, 5_000),  # COMMIT PREPARED
+        _xact(0x00, 6_000, crc_ok=False),  # fails its CRC: not a record
+        _filler(300),
+    ]
+    first, _ = _segments(records)
+    assert sorted(xact_end_times(first, None)) == [1_000, 2_000, 5_000]
+    # Those before an LSN (the backup's end) are left out.
+    assert xact_end_times(first, None, after=_lsn_of(2, records)) == [2_000, 5_000]
+
+
+def test_a_commit_cut_by_the_segments_end_is_read_with_the_next_segment() -> None:
+    from respaldo.postgres.wal_records import xact_end_times
+
+    # Its header in the first segment, the rest in the second (a page boundary between).
+    cut = _payload() - 16
+    records = [_filler(cut - 5000), _filler(5000), _xact(0x00, 7_000), _filler(200)]
+    first, second = _segments(records)
+    assert xact_end_times(first, second) == [7_000]
+    assert xact_end_times(first, None) == []  # not whole: not counted
+    assert xact_end_times(second, None) == []  # begun in the first
