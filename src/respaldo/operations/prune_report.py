@@ -10,11 +10,11 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from respaldo.errors import RespaldoError
+from respaldo.errors import ClockAhead, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import forget_old
 from respaldo.operations.models import IsoTime, ResultModel, Said
-from respaldo.operations.prune import PruneResult, RepositoryOutcome, plan, prune
+from respaldo.operations.prune import PruneResult, RepositoryOutcome, check_clock, plan, prune
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +160,26 @@ class RetentionPreview(ResultModel):
     """The time the decisions are for."""
     decisions: list[DecisionView]
     """One decision per backup, newest first."""
+    refused: Said | None = None
+    """Why prune would refuse and delete nothing, the expire decisions notwithstanding
+    (the clock far past the newest backup: ``[retention] clock_check_days``); None:
+    it would delete what expires."""
 
 
 def retention_preview(ctx: Context, *, database: str | None = None) -> RetentionPreview:
     """The retention decisions for every backup (of ``database``); changes nothing and
     reads no repository (so, unlike prune, it cannot tell that a backup is missing from
-    every repository and counts it as good)."""
+    every repository and counts it as good). ``refused`` says when prune would refuse
+    for the clock: the preview said "expire" of backups the nightly prune then kept,
+    failing."""
     result = plan(ctx, database=database)
     decisions = sorted(_decisions(result), key=lambda d: (d.time, d.id), reverse=True)
-    return RetentionPreview(now=result.now, decisions=decisions)
+    refused = None
+    try:
+        check_clock(ctx, result, [d.backup for d in result.decisions], None)
+    except ClockAhead as exc:
+        refused = exc.message
+    return RetentionPreview(now=result.now, decisions=decisions, refused=refused)
 
 
 def _decisions(result: PruneResult) -> list[DecisionView]:

@@ -107,3 +107,44 @@ def test_a_failed_backup_shows_no_password(api: TestClient) -> None:
     )
     for answer in (api.get("/admin/jobs"), api.get("/admin/backups"), api.get("/admin/audit")):
         assert WRONG_PASSWORD not in answer.text
+
+
+def test_the_retention_preview_says_when_prune_would_refuse_for_the_clock(
+    respaldo: Respaldo,
+) -> None:
+    """Backups that stopped ten days ago (or a clock that far ahead): prune refuses to
+    expire by age and deletes nothing (``[retention] clock_check_days``), while the
+    preview of the API and the page said "expire" of the backups it kept, as if the
+    nightly prune were deleting them. It now says the prune's refusal with them (the
+    page: tests/integration/web/test_pages.py)."""
+    settings = respaldo.settings()
+    ids = [respaldo.backup()["id"] for _ in range(3)]
+    stopped_ten_days_ago(respaldo, ids)
+    with client(settings, Role.VIEWER, "viewer") as viewer:
+        preview = viewer.get("/admin/retention").json()
+        said = preview["refused"]
+        assert said.startswith("prune refused, nothing was deleted: the clock says "), said
+        assert "10 days after the newest backup completed" in said, said
+        assert {d["id"]: d["decision"] for d in preview["decisions"]}[ids[0]] == "expire"
+    refused = respaldo.run("prune")
+    assert refused.code == 1 and "prune refused" in refused.err, refused
+    assert set(respaldo.repository().backup_ids()) >= set(ids)
+
+
+def stopped_ten_days_ago(respaldo: Respaldo, ids: list[str]) -> None:
+    """Date backups ``ids`` (oldest first) 15, 12 and 10 days ago, each kept 7 days."""
+    from datetime import UTC, datetime, timedelta
+
+    from respaldo.catalog import BackupRecord, open_catalog
+
+    catalog = open_catalog(respaldo.settings().catalog.url)
+    try:
+        with catalog.begin() as session:
+            for backup_id, days in zip(ids, (15, 12, 10), strict=True):
+                record = session.get(BackupRecord, backup_id)
+                assert record is not None
+                when = datetime.now(UTC) - timedelta(days=days)
+                record.created_at = record.started_at = record.completed_at = when
+                record.expires_at = when + timedelta(days=7)
+    finally:
+        catalog.close()

@@ -374,3 +374,19 @@ def test_a_form_posted_from_another_origin_with_the_cookies_changes_nothing(
     assert "respaldo_session=" in (posted.value.request.header_value("cookie") or "")
     assert posted.value.status == 403
     assert jobs(site.respaldo) == before
+
+
+def test_the_retention_page_says_when_prune_would_refuse_for_the_clock(
+    site: Site, page: Page
+) -> None:
+    """Backups stopped ten days ago: the page listed "Caducar" and nothing more, while
+    every prune refused and deleted nothing; it now says the refusal, in Spanish."""
+    from tests.integration.api.test_routes import stopped_ten_days_ago
+
+    ids = [site.respaldo.backup()["id"] for _ in range(3)]
+    stopped_ten_days_ago(site.respaldo, ids)
+    site.login(page, "viewer")
+    page.get_by_role("link", name="Retención").click()
+    refused = page.locator("[data-refused]")
+    expect(refused).to_contain_text("la depuración se negó, no se eliminó nada")
+    expect(refused).to_contain_text("10 días después de que se completara el backup más reciente")
