@@ -729,6 +729,25 @@ UNLOGGED_ON_STANDBY = (
 """The hint of a backup whose count failed so: every logical backup through a replica's
 dsn failed once one unlogged table existed, with the server's words alone."""
 
+
+def count_failure_hint(sqlstate: str | None, *, in_recovery: bool) -> str | None:
+    """The hint of a snapshot's row count that failed with ``sqlstate`` on a server that
+    is (``in_recovery``) or is not a standby; None where there is none to add. SQLSTATE
+    0A000 ("feature not supported") is an unlogged table read on a standby only where
+    the server is one: on a primary it is something else, and the standby's way on
+    (back up through the primary) would send the user the wrong way."""
+    if sqlstate == INSUFFICIENT_PRIVILEGE:
+        return READ_EVERY_ROW
+    if sqlstate == FEATURE_NOT_SUPPORTED and in_recovery:
+        return UNLOGGED_ON_STANDBY
+    return None
+
+
+def _recovering(conn: Connection) -> bool:
+    row = conn.execute("SELECT pg_catalog.pg_is_in_recovery()").fetchone()
+    return bool(row is not None and row[0])
+
+
 CANCEL_AGAIN = 0.2
 """Seconds between cancels of a snapshot's count whose caller failed."""
 
@@ -897,6 +916,11 @@ def counting_snapshot(
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_id = _guarded(conninfo, "exporting a snapshot", lambda: _export(conn))
+        # Read now, for the hint of a count that fails: the failed transaction can no
+        # longer be asked.
+        standby = _guarded(
+            conninfo, "reading whether the server is a standby", lambda: _recovering(conn)
+        )
         with cancellation.linked() as block:
 
             def count() -> None:
@@ -915,18 +939,8 @@ def counting_snapshot(
                         lambda: _large_objects(conn),
                     )
                 except BaseException as exc:  # handed to the caller by row_counts()
-                    if (
-                        isinstance(exc, QueryFailed)
-                        and exc.sqlstate == INSUFFICIENT_PRIVILEGE
-                        and not exc.hint
-                    ):
-                        exc.hint = READ_EVERY_ROW
-                    elif (
-                        isinstance(exc, QueryFailed)
-                        and exc.sqlstate == FEATURE_NOT_SUPPORTED
-                        and not exc.hint
-                    ):
-                        exc.hint = UNLOGGED_ON_STANDBY
+                    if isinstance(exc, QueryFailed) and not exc.hint:
+                        exc.hint = count_failure_hint(exc.sqlstate, in_recovery=standby) or ""
                     snapshot.failure = exc
                     snapshot.failed_after_stop = stop.is_set()
                     if not stop.is_set():
