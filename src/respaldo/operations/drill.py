@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from respaldo import cancellation
 from respaldo.catalog import BackupRecords, DrillRuns
 from respaldo.config import DatabaseSettings
-from respaldo.domain import BackupKind, BackupStatus, validate_backup_id
+from respaldo.domain import BackupKind, BackupStatus, DrillStatus, validate_backup_id
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
@@ -96,6 +96,7 @@ from respaldo.operations.restore import (
 )
 from respaldo.operations.restore_props import check_properties, read_database_properties
 from respaldo.operations.targets import remove_tree
+from respaldo.operations.tested_kinds import DATABASE_KINDS, relied_on
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal import read_archived
 from respaldo.operations.wal_coverage import archive_check
@@ -811,6 +812,71 @@ def backup_to_test(ctx: Context, target: str) -> str:
         ),
         hint=Phrase(N_("take one with 'respaldo backup {name}'"), name=name),
     )
+
+
+@dataclass
+class DrillRound:
+    """A scheduled restore test: one drill for each kind of backup that was due
+    (:func:`run_restore_test_round`), in the order they ran."""
+
+    results: list[DrillResult]
+
+    @property
+    def backup_id(self) -> str | None:
+        """The job's result: the backup of the first drill that failed, else of the first."""
+        failed = [r for r in self.results if not r.passed]
+        first = failed or self.results
+        return first[0].backup_id if first else None
+
+    def found_failure(self) -> str | None:
+        """What failed, for the job's row (see operations.jobs.Verdict); None if all passed."""
+        found = [f for r in self.results if (f := r.found_failure()) is not None]
+        if not found:
+            return None
+        if len(self.results) == 1:
+            return found[0]
+        return "; ".join(
+            f"backup {r.backup_id}: {f}" for r in self.results if (f := r.found_failure())
+        )
+
+
+def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = None) -> DrillRound:
+    """The schedule's restore test of ``target``: for a database, a drill of the newest
+    backup of each kind it relies on (:mod:`respaldo.operations.tested_kinds`) that has
+    not passed one already, logical first; when none is due, a drill of the backup
+    :func:`backup_to_test` picks, as every round did before. A file set, or a backup
+    id, gets that one drill.
+
+    A drill that fails does not stop the round (each kind is judged on its own); one
+    that raises (a repository that does not open) does, as it ends a single drill."""
+    due = _due_backups(ctx, target)
+    return DrillRound([run_drill(ctx, backup, amcheck=amcheck) for backup in due or [target]])
+
+
+def _due_backups(ctx: Context, target: str) -> list[str]:
+    """For a configured database: the newest completed backup of each kind it relies
+    on, without a passed restore test of its own. Empty for anything else."""
+    if target not in {db.name for db in ctx.settings.databases}:
+        return []
+    window = ctx.settings.rpo_for(target).restore_test
+    now = datetime.now(UTC)
+    with ctx.catalog.read() as session:
+        records = BackupRecords(session)
+        newest = {}
+        for kind in DATABASE_KINDS:
+            found = records.list(database=target, kind=kind, status=BackupStatus.COMPLETED, limit=1)
+            if found:
+                newest[kind] = found[0]
+        kinds = relied_on({k: r.completed_at for k, r in newest.items()}, now, window)
+        runs = DrillRuns(session)
+        return [
+            newest[kind].id
+            for kind in kinds
+            if not any(
+                run.status is DrillStatus.PASSED
+                for run in runs.list(backup_id=newest[kind].id, limit=1000)
+            )
+        ]
 
 
 def remove_leftovers(ctx: Context) -> list[str]:

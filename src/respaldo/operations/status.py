@@ -15,7 +15,8 @@ or red with the reason in words:
   the last segment archived is in the repository (:mod:`respaldo.operations.status_wal`);
   where the queue cannot be listed, since when it looks stuck
   (:mod:`respaldo.operations.status_stuck`, noted in the catalog);
-- ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``;
+- ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``,
+  of each kind of backup the database relies on (:mod:`respaldo.operations.tested_kinds`);
 - ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet;
 - ``walcopy:<db>:<repository>`` (where WAL is archived and ``[schedules] wal_copy`` is
   on): per secondary repository, since when it lacks archived WAL the primary holds
@@ -67,6 +68,7 @@ from respaldo.operations.status_server import (
 from respaldo.operations.status_stuck import stuck_since
 from respaldo.operations.status_verify import last_verified
 from respaldo.operations.status_wal import PrimaryWal, read_primary_wal
+from respaldo.operations.tested_kinds import DATABASE_KINDS, KIND_NAMES, relied_on
 from respaldo.operations.wal import open_wal_repository
 from respaldo.phrases import N_, Phrase, Quantity, joined, minute
 from respaldo.postgres.archiver import IdleSlot
@@ -383,6 +385,9 @@ class _History:
         self.failed_drill: DrillRun | None = None
         """The newest failed restore test that no later pass settled (see
         :func:`unsettled_failure`)."""
+        self.drills_by_kind: dict[BackupKind, tuple[DrillRun | None, DrillRun | None]] = {}
+        """Of each kind's backups (see :mod:`respaldo.operations.tested_kinds`): the newest
+        passed restore test, and the newest failed one no later pass of that kind settled."""
         self.completed: list[BackupRecord] = []
         """Completed backups, newest first, down to the newest one every secondary holds."""
         self.copies: dict[tuple[str, str], BackupCopy] = {}
@@ -435,13 +440,20 @@ class _History:
             drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
         ).first()
         tested = (
-            drills.add_columns(BackupRecord.completed_at)
+            drills.add_columns(BackupRecord.completed_at, BackupRecord.backup_type)
             .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
             .order_by(*order)
         )
-        rows = [(run, at) for run, at in session.execute(tested)]
+        typed = [(run, at, kind) for run, at, kind in session.execute(tested)]
+        rows = [(run, at) for run, at, _ in typed]
         found.failed_drill = unsettled_failure(rows)
         found.last_drill = rows[0][0] if rows else None
+        for kind in kinds:
+            # A pass of one kind settles no failure of another: a physical drill that
+            # failed stood unsettled however many logical ones passed after it.
+            own = [(run, at) for run, at, of in typed if of == kind]
+            passed = next((run for run, _ in own if run.status is DrillStatus.PASSED), None)
+            found.drills_by_kind[kind] = (passed, unsettled_failure(own))
         if secondaries:
             found._read_copies(session, mine, secondaries)
         return found
@@ -558,7 +570,8 @@ def _database_status(
             if reading.archiver is not None and reading.archive_mode is not None:
                 archive = archive_view(reading.archive_mode, reading.archiver)
     if history is not None:
-        items.append(_drill_item(db.name, rpo, history, now))
+        kinds = _relied_on(history, now, rpo.restore_test)
+        items.append(_drill_item(db.name, rpo, history, now, kinds))
         for repo in settings.repositories[1:]:
             items.append(_copy_item(db.name, repo.name, rpo, history, now))
     for repo_name, lag in (lags or {}).items():
@@ -915,7 +928,101 @@ def unsettled_failure(runs: list[tuple[DrillRun, datetime | None]]) -> DrillRun 
     return None
 
 
-def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> StatusItem:
+def _relied_on(history: _History, now: datetime, limit: timedelta) -> list[BackupKind]:
+    """The kinds of backup whose restore tests the item judges one by one (see
+    :mod:`respaldo.operations.tested_kinds`): each kind's newest completed backup, good
+    or failed verification, dated no later than now."""
+    newest: dict[BackupKind, datetime | None] = {}
+    for kind in DATABASE_KINDS:
+        dates = [
+            r.completed_at
+            for r in (history.newest.get(kind), history.unusable.get(kind))
+            if r is not None and r.completed_at is not None
+        ]
+        newest[kind] = max(dates) if dates else None
+    return relied_on(newest, now, limit)
+
+
+def _kinds_item(
+    base: StatusItem, kinds: list[BackupKind], history: _History, now: datetime, ahead: str
+) -> StatusItem:
+    """The restore-test item of a database that relies on more than one kind of backup:
+    each kind's newest passed test within the limit (red, naming the kind, when there
+    is none), no failed test of a kind that a later pass of that kind did not settle
+    (amber). Its ``kind`` and facts are those of the kind that makes it red, else
+    amber, else of the kind proven longest ago (the alert names it)."""
+    limit = timedelta(seconds=base.limit_seconds or 0)
+    red: list[str] = []
+    amber: list[str] = []
+    green: list[str] = []
+    judged: list[tuple[int, float, BackupKind, DrillRun | None]] = []
+    for kind in kinds:
+        passed, failing = history.drills_by_kind.get(kind, (None, None))
+        what = Phrase(KIND_NAMES[kind])
+        rank, age = 0, 0.0
+        if passed is None:
+            rank = 2
+            red.append(Phrase(N_("no restore test of its {kind} ever passed"), kind=what))
+        else:
+            when = passed.finished_at or passed.started_at
+            age = (now - when).total_seconds()
+            said = Phrase(
+                N_("the newest passed restore test of its {kind} finished {age} ago"),
+                kind=what,
+                age=human_age(now - when),
+            )
+            if now - when > limit:
+                rank = 2
+                over = Phrase(N_("{said}, more than {limit}"), said=said, limit=human_age(limit))
+                red.append(over)
+            else:
+                green.append(said)
+        if failing is not None:
+            rank = max(rank, 1)
+            when = failing.finished_at or failing.started_at
+            error = (
+                first_line(failing.error_message)
+                if failing.error_message
+                else Phrase(N_("a check failed ('respaldo drill history' shows which)"))
+            )
+            amber.append(
+                Phrase(
+                    N_("a restore test of its {kind} (backup {backup}) failed {age} ago: {error}"),
+                    kind=what,
+                    backup=failing.backup_id,
+                    age=human_age(now - when),
+                    error=error,
+                )
+            )
+        judged.append((rank, age, kind, passed))
+    if ahead:
+        amber.append(ahead)
+    _, _, kind, passed = max(judged, key=lambda j: (j[0], j[1]))
+    facts: dict[str, object] = {"kind": kind}
+    if passed is not None:
+        when = passed.finished_at or passed.started_at
+        facts |= {
+            "at": when,
+            "age_seconds": (now - when).total_seconds(),
+            "backup_id": passed.backup_id,
+        }
+    if red:
+        return base.model_copy(update={**facts, "reason": joined(red + amber + green)})
+    if amber:
+        return base.model_copy(update={**facts, "level": "amber", "reason": joined(amber + green)})
+    reason = Phrase(N_("{said} (limit {limit})"), said=joined(green), limit=human_age(limit))
+    return base.model_copy(update={**facts, "level": "green", "reason": reason})
+
+
+def _drill_item(
+    database: str,
+    rpo: Rpo,
+    history: _History,
+    now: datetime,
+    kinds: list[BackupKind] | None = None,
+) -> StatusItem:
+    """``kinds``: the kinds of backup a database relies on (:func:`_relied_on`); with
+    more than one, each is judged (:func:`_kinds_item`); else the newest test of any."""
     limit = rpo.restore_test
     passed, failing = history.passed_drill, history.failed_drill
     failed = ""
@@ -943,6 +1050,7 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
                 error=error,
             )
     ahead = history.drill_ahead
+    future = ""
     if ahead is not None and ahead.finished_at is not None:
         future = _dated_ahead(
             N_(
@@ -962,6 +1070,8 @@ def _drill_item(database: str, rpo: Rpo, history: _History, now: datetime) -> St
         reason="",
         limit_seconds=limit.total_seconds(),
     )
+    if kinds is not None and len(kinds) > 1:
+        return _kinds_item(base, kinds, history, now, future)
     if passed is None:
         reason = joined([Phrase(N_("no restore test ever passed")), failed])
         return base.model_copy(update={"reason": reason})

@@ -82,6 +82,18 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         _("archived WAL of {database} has not reached {repository} for {age} (limit {limit})"),
     ),
 }
+_RESTORE_TEST_OF = {
+    # A database that relies on more than one kind of backup: its item names the kind
+    # whose restore tests went missing (operations/tested_kinds.py).
+    "full": (
+        _("no restore test of a logical backup of {database} ever passed"),
+        _("no passed restore test of a logical backup of {database} for {age} (limit {limit})"),
+    ),
+    "incremental": (
+        _("no restore test of a physical backup of {database} ever passed"),
+        _("no passed restore test of a physical backup of {database} for {age} (limit {limit})"),
+    ),
+}
 _ARCHIVING_FAILS = (
     _("WAL archiving of {database} fails: nothing archived yet"),
     _("WAL archiving of {database} fails: nothing archived for {age} (limit {limit})"),
@@ -324,6 +336,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         }
     name = f"rpo:{item.kind.value}" if item.check == "rpo" and item.kind else item.check
     never, aged = _MESSAGES[name]
+    if item.check == "restore_test" and item.kind is not None:
+        never, aged = _RESTORE_TEST_OF.get(item.kind.value, (never, aged))
     if item.check == "archive" and item.reason.startswith(ARCHIVING_FAILS):
         never, aged = _ARCHIVING_FAILS
     if item.check == "archive" and item.reason.startswith(ARCHIVED_ELSEWHERE):

@@ -53,8 +53,10 @@ def ctx(tmp_path: Path, webhook: Webhook) -> Iterator[Context]:  # noqa: F811
         status_settings(tmp_path, notifications={"targets": [target]}), create=True
     ) as context:
         full = backup(context, NOW - 60 * MIN)
-        backup(context, NOW - 60 * MIN, kind=BackupKind.INCREMENTAL, parent=full)
+        physical = backup(context, NOW - 60 * MIN, kind=BackupKind.INCREMENTAL, parent=full)
+        # Both kinds restore-tested: each is judged (operations/tested_kinds.py).
         drill(context, full, NOW - 50 * MIN, passed=True)
+        drill(context, physical, NOW - 50 * MIN, passed=True)
         yield context
 
 

@@ -1,0 +1,132 @@
+"""The scheduled restore test proves every kind of backup a database relies on, and the
+status's restore-test item judges each kind: a database backed up both logically and
+physically had only its newest logical backup tested, every round, while its item was
+green, so a physical chain that could not restore was never found."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from respaldo.catalog import DrillRuns
+from respaldo.config import ValidationQuery
+from respaldo.domain import JobStatus
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.drill import run_drill
+from respaldo.operations.schedule import entries
+from respaldo.operations.scheduled import run_queued
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
+from tests.integration.physical.conftest import Archiving, archiving_cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def both(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """An archiving cluster and repository of the test's own (its restore tests are
+    counted: the session's would hold other tests' runs)."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def _logical(archiving: Archiving) -> dict[str, Any]:
+    run = archiving.run("backup", "erp", "--type", "full", "--json")
+    assert run.code == 0, str(run)
+    record: dict[str, Any] = run.json()
+    return record
+
+
+def _scheduled_round(archiving: Archiving) -> int:
+    """The schedule's ``restore_test:erp`` job, run as the service runs it; its id."""
+    settings = archiving.settings()
+    (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
+    with Context.open(settings) as ctx:
+        job = jobs.submit(ctx, entry.request())
+        run_queued(ctx, job.id, on_conflict=JobStatus.SKIPPED)
+    return job.id
+
+
+def _runs(archiving: Archiving) -> list[tuple[str, str]]:
+    """(backup id, status) of every restore test, newest first."""
+    with Context.open(archiving.settings()) as ctx, ctx.catalog.read() as session:
+        return [(run.backup_id, run.status.value) for run in DrillRuns(session).list(limit=50)]
+
+
+def _restore_test_item(archiving: Archiving) -> dict[str, Any]:
+    run = archiving.run("status", "--json")
+    items = {i["key"]: i for db in run.json()["databases"] for i in db["items"]}
+    item: dict[str, Any] = items["restore_test:erp"]
+    return item
+
+
+def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
+    both: Archiving,
+) -> None:
+    archiving = both
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    _scheduled_round(archiving)
+    tested = dict(_runs(archiving))
+    assert tested == {logical["id"]: "passed", physical["id"]: "passed"}, tested
+    item = _restore_test_item(archiving)
+    assert item["level"] == "green", item
+    assert item["reason"].startswith("the newest passed restore test of its logical backups "), item
+    assert "of its physical backups finished" in item["reason"], item
+    # Both newest backups passed already: the round tests what it tested before alone.
+    _scheduled_round(archiving)
+    runs = _runs(archiving)
+    assert len(runs) == 3 and runs[0] == (logical["id"], "passed"), runs
+
+
+def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
+    both: Archiving,
+) -> None:
+    """A restore test of the newest logical backup passes ('respaldo drill erp' picks
+    it): the item was green, while no physical backup had ever been restored."""
+    archiving = both
+    archiving.backup()
+    _logical(archiving)
+    run = archiving.run("drill", "erp", "--json")
+    assert run.code == 0, str(run)
+    item = _restore_test_item(archiving)
+    assert item["level"] == "red", item
+    assert item["reason"].startswith("no restore test of its physical backups ever passed"), item
+    assert "the newest passed restore test of its logical backups finished " in item["reason"]
+    said = archiving.run("status")
+    assert "no restore test of its physical backups ever passed" in " ".join(said.out.split())
+
+
+def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_passed(
+    both: Archiving,
+) -> None:
+    """The physical drill fails (a validation the scratch server's database answers
+    otherwise than a logical drill's), then the newer logical backup's drill passes: a
+    pass of a newer backup settled the failure and the item was green."""
+    archiving = both
+    physical = archiving.backup()
+    _logical(archiving)
+    settings = archiving.settings()
+    settings.database("erp").validations = [
+        ValidationQuery(
+            name="a logical drill's database",
+            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
+            expect="true",
+        )
+    ]
+    with Context.open(settings) as ctx:
+        failed = run_drill(ctx, physical["id"], respaldo_command=archiving.respaldo_command)
+        assert not failed.passed
+        assert run_drill(ctx, "erp").passed
+    item = _restore_test_item(archiving)
+    assert item["level"] == "red", item
+    reason = item["reason"]
+    assert f"a restore test of its physical backups (backup {physical['id']}) failed " in reason
+    assert "validation: a logical drill's database: got 'false', expected 'true'" in reason, reason

@@ -1,0 +1,80 @@
+"""The restore-test item of a database backed up both logically and physically judges
+each kind (operations/tested_kinds.py), and its alert names the kind that went
+untested. The catalog is real; no server is asked (servers=False)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.domain import BackupKind
+from respaldo.operations import watchdog
+from respaldo.operations.context import Context
+from tests.unit.operations.status_support import NOW, backup, drill, status_settings
+
+pytestmark = pytest.mark.unit
+
+DAY = timedelta(days=1)
+
+
+def _item_and_alert(ctx: Context) -> tuple[dict[str, object], str]:
+    result = watchdog.check(ctx, NOW, wal_archived=("erp",), servers=False)
+    item = next(i for i in result.report.items if i.key == "restore_test:erp")
+    message, args = watchdog.describe(item)
+    return item.model_dump(), message.format(**args)
+
+
+def test_a_physical_chain_never_restore_tested_is_red_and_alerted_by_name(
+    tmp_path: Path,
+) -> None:
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        full = backup(ctx, NOW - DAY)
+        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        item, alert = _item_and_alert(ctx)
+    assert item["level"] == "red", item
+    assert str(item["reason"]).startswith("no restore test of its physical backups ever passed")
+    assert alert == "no restore test of a physical backup of erp ever passed"
+
+
+def test_each_kind_tested_within_the_limit_is_green_with_the_oldest_facts(
+    tmp_path: Path,
+) -> None:
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        full = backup(ctx, NOW - DAY)
+        physical = backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        drill(ctx, physical, NOW - DAY / 4, passed=True)
+        item, _ = _item_and_alert(ctx)
+    assert item["level"] == "green", item
+    assert item["backup_id"] == full
+    assert item["kind"] == BackupKind.FULL
+
+
+def test_a_physical_test_older_than_the_limit_is_red_saying_its_age(tmp_path: Path) -> None:
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        old = backup(ctx, NOW - 45 * DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, old, NOW - 44 * DAY, passed=True)
+        full = backup(ctx, NOW - DAY)
+        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        item, alert = _item_and_alert(ctx)
+    assert item["level"] == "red", item
+    assert item["kind"] == BackupKind.INCREMENTAL
+    assert alert.startswith(
+        "no passed restore test of a physical backup of erp for 44 d (limit 38 d)"
+    )
+
+
+def test_a_kind_no_longer_taken_is_not_judged(tmp_path: Path) -> None:
+    """Physical backups stopped more than restore_test_days ago: their own rpo item
+    says so; the restore-test item judges the logical ones alone, as before."""
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        backup(ctx, NOW - 45 * DAY, kind=BackupKind.INCREMENTAL)
+        full = backup(ctx, NOW - DAY)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        item, _ = _item_and_alert(ctx)
+    assert item["level"] == "green", item
+    assert item["kind"] is None
