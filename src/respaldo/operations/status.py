@@ -37,7 +37,7 @@ raises for what it finds: an unreachable server or catalog is a red item with th
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Literal
@@ -277,9 +277,13 @@ def compute_status(
         # At once: each unreachable server costs a connect timeout.
         with ThreadPoolExecutor(min(8, len(settings.databases))) as pool:
             found = pool.map(
-                lambda db: read_server(db, archiver=physical[db.name]), settings.databases
+                lambda db: read_server(
+                    db, archiver=physical[db.name], slots=bool(settings.rpo.slot_wal_mb)
+                ),
+                settings.databases,
             )
             readings = {db.name: r for db, r in zip(settings.databases, found, strict=True)}
+    slots = slots_by_database([db.name for db in settings.databases], readings)
     archived = {
         name: r.archiver.last_wal
         for name, r in readings.items()
@@ -348,6 +352,7 @@ def compute_status(
             unbacked=primary.unbacked.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
+            slots=slots.get(db.name, ()),
         )
         for db in settings.databases
     ]
@@ -546,6 +551,7 @@ def _database_status(
     unbacked: tuple[str, str] | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
+    slots: Sequence[IdleSlot] = (),
 ) -> DatabaseStatus:
     rpo = settings.rpo_for(db.name)
     items: list[StatusItem] = []
@@ -560,7 +566,7 @@ def _database_status(
     archive = None
     if reading is not None:
         items.append(_server_item(db.name, reading))
-        items += _slot_items(db.name, reading, settings.rpo.slot_wal_mb)
+        items += _slot_items(db.name, slots, settings.rpo.slot_wal_mb)
         if physical:
             items.append(
                 _archive_item(
@@ -811,14 +817,42 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
     return base.model_copy(update={"reason": said})
 
 
-def _slot_items(database: str, reading: ServerReading, limit_mb: float) -> list[StatusItem]:
+def slots_by_database(
+    databases: Sequence[str], readings: Mapping[str, ServerReading]
+) -> dict[str, list[IdleSlot]]:
+    """Which configured database's report shows each idle slot: a slot is its server's,
+    and every database on that server showed its own copy of it (three databases, the
+    same slot three times: three items, page rows and metric series). A logical slot
+    goes to the configured database it belongs to on that server, the first in the
+    configuration if several; any other slot to the first configured database (in
+    ``databases``' order) whose dsn reaches that server and whose reading has the slots.
+    The same owner on every call while the configuration stays."""
+    owner: dict[str, str] = {}
+    named: dict[tuple[str, str], str] = {}
+    for name in databases:
+        reading = readings.get(name)
+        if reading is None or reading.server is None or reading.idle_slots is None:
+            continue
+        owner.setdefault(reading.server, name)
+        if reading.dbname is not None:
+            named.setdefault((reading.server, reading.dbname), name)
+    shown: dict[str, list[IdleSlot]] = {}
+    for server, first in owner.items():
+        reading = readings[first]
+        for slot in reading.idle_slots or ():
+            to = named.get((server, slot.database), first) if slot.database else first
+            shown.setdefault(to, []).append(slot)
+    return shown
+
+
+def _slot_items(database: str, slots: Sequence[IdleSlot], limit_mb: float) -> list[StatusItem]:
     """An amber item for each replication slot of the server that nothing uses and that
     holds more than ``limit_mb`` of WAL. PostgreSQL keeps that WAL in pg_wal until the
     slot's consumer comes back: a slot left by a standby taken away, or one a restore
     --replace kept (it warned once), grew until the disk was full and the server
     stopped, while status and check said nothing. respaldo never drops a slot: the
     reason gives the statement, for whoever knows nothing will use it again."""
-    if not limit_mb or not reading.idle_slots:
+    if not limit_mb or not slots:
         return []
     limit = int(limit_mb * 1_000_000)
     return [
@@ -829,7 +863,7 @@ def _slot_items(database: str, reading: ServerReading, limit_mb: float) -> list[
             level="amber",
             reason=_slot_reason(slot, limit),
         )
-        for slot in reading.idle_slots
+        for slot in slots
         if slot.retained > limit
     ]
 

@@ -9,6 +9,7 @@ falls behind or fails shows as segments waiting, whatever the statistics say.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -62,14 +63,23 @@ class ServerReading:
     """A standby (read with its archiving)."""
     idle_slots: tuple[IdleSlot, ...] | None = None
     """Its replication slots that nothing uses and that hold WAL; None: not read."""
+    server: str | None = None
+    """Which server the database's dsn reaches (host and port as the dsn gives them,
+    libpq's defaults where it gives none): databases with the same one share its
+    replication slots. None where the dsn could not be read."""
+    dbname: str | None = None
+    """The database's name on that server (a logical slot belongs to one)."""
 
 
-def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
+def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) -> ServerReading:
     """Connect to ``db``'s server and read its version and, with ``archiver``, its
-    archiving. Never raises for a server that cannot be reached or read: that is the
-    ``error`` of the reading (one line, no password)."""
+    archiving; with ``slots``, its idle replication slots (``[rpo] slot_wal_mb`` set).
+    Never raises for a server that cannot be reached or read: that is the ``error`` of
+    the reading (one line, no password)."""
+    server = dbname = None
     try:
         conninfo = ConnInfo.from_settings(db)
+        server, dbname = server_of(conninfo), conninfo.dbname
         with connect(
             conninfo,
             autocommit=True,
@@ -82,27 +92,55 @@ def read_server(db: DatabaseSettings, *, archiver: bool) -> ServerReading:
                 state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
                 system = server_system_identifier(conn, conninfo)
                 standby = server_in_recovery(conn, conninfo)
-            slots = _idle_slots(conn, conninfo)
+            idle = _idle_slots(conn, conninfo, server) if slots else None
     except RespaldoError as exc:
-        return ServerReading(error=_one_line(exc.message), hint=exc.hint)
+        return ServerReading(
+            error=_one_line(exc.message), hint=exc.hint, server=server, dbname=dbname
+        )
     return ServerReading(
         version=version,
         archive_mode=mode,
         archiver=state,
         system_identifier=system,
         in_recovery=standby,
-        idle_slots=slots,
+        idle_slots=idle,
+        server=server,
+        dbname=dbname,
     )
 
 
-def _idle_slots(conn: Connection, conninfo: ConnInfo) -> tuple[IdleSlot, ...] | None:
+def server_of(conninfo: ConnInfo) -> str:
+    """The server a dsn reaches, as a key: its host (or socket directory) and port, and
+    hostaddr where given. The same for two databases of one server reached alike."""
+    params = conninfo.libpq_params()
+    return " ".join(f"{k}={params.get(k, '')}" for k in ("host", "hostaddr", "port"))
+
+
+_UNREADABLE_SLOTS: set[str] = set()
+"""Servers (and roles) whose slots this process could not read and said so, at info,
+once."""
+_UNREADABLE_LOCK = threading.Lock()
+
+
+def _idle_slots(conn: Connection, conninfo: ConnInfo, server: str) -> tuple[IdleSlot, ...] | None:
     """The server's idle slots; None (and a line in the log) if they cannot be read: the
     server item says whether the server answers, and a view this role may not read must
-    not turn it red."""
+    not turn it red. The line is at info once per server and process, at debug after:
+    the page polls the status and the watchdog reads it every few minutes, and a role
+    without the privilege wrote the same line on every poll."""
     try:
         return tuple(idle_slots(conn, conninfo))
     except RespaldoError as exc:
-        log.info("cannot read the replication slots of %s: %s", conninfo.dbname, exc)
+        said = f"{server} user={conninfo.user or ''}"  # another role may read them
+        with _UNREADABLE_LOCK:
+            first = said not in _UNREADABLE_SLOTS
+            _UNREADABLE_SLOTS.add(said)
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "cannot read the replication slots of %s: %s",
+            conninfo.dbname,
+            exc,
+        )
         return None
 
 

@@ -92,6 +92,9 @@ class IdleSlot:
     """The server's ``max_slot_wal_keep_size`` in bytes, None where unlimited (-1, the
     default): beyond it PostgreSQL invalidates the slot rather than keep more WAL, so the
     slot cannot fill the disk."""
+    database: str | None = None
+    """The database a logical slot belongs to (its changes are decoded there); None for
+    a physical slot, which is the whole server's."""
 
 
 # Inactive slots that still hold WAL (an invalidated slot, max_slot_wal_keep_size passed,
@@ -103,7 +106,8 @@ SELECT slot_name, slot_type,
            CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
                 ELSE pg_catalog.pg_current_wal_lsn() END,
            restart_lsn)::bigint,
-       pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size'))
+       pg_catalog.pg_size_bytes(pg_catalog.current_setting('max_slot_wal_keep_size')),
+       database
 FROM pg_catalog.pg_replication_slots
 WHERE NOT active AND restart_lsn IS NOT NULL
 ORDER BY 3 DESC, 1
@@ -124,8 +128,9 @@ def idle_slots(conn: Connection, conninfo: ConnInfo) -> list[IdleSlot]:
             str(kind),
             max(int(size or 0), 0),
             int(keep) if keep is not None and int(keep) >= 0 else None,
+            str(database) if database is not None else None,
         )
-        for name, kind, size, keep in rows
+        for name, kind, size, keep, database in rows
     ]
 
 

@@ -9,13 +9,18 @@ grew until the disk was full and the server stopped."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import sql
+from sample.cluster import TempCluster
 
+from respaldo.operations.status_server import read_server
 from tests.integration.api.conftest import client
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, password_blind_reader
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -140,3 +145,112 @@ def test_an_idle_slot_that_max_slot_wal_keep_size_bounds_says_so(
             (slot,),
         )
         pg.execute(f"DROP TABLE IF EXISTS public.{busy}", dbname=respaldo.dbname)
+
+
+@pytest.fixture(scope="module")
+def logical_level(pg: TempCluster) -> Iterator[TempCluster]:
+    """The test cluster with ``wal_level = logical`` (a restart), as it was after."""
+    was = pg.scalar("SHOW wal_level")
+    if was != "logical":
+        pg.execute("ALTER SYSTEM SET wal_level = logical")
+        pg.restart()
+    try:
+        yield pg
+    finally:
+        if was != "logical":
+            # A server with a logical slot left does not start with wal_level = replica.
+            for (slot,) in pg.query("SELECT slot_name FROM pg_catalog.pg_replication_slots"):
+                pg.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
+            pg.execute("ALTER SYSTEM RESET wal_level")
+            pg.restart()
+
+
+def every_slot_item(respaldo: Respaldo) -> list[str]:
+    run = respaldo.run("status", "--json")
+    report = json.loads(run.out)
+    return [
+        str(i["key"]) for db in report["databases"] for i in db["items"] if i["check"] == "slot"
+    ]
+
+
+def test_a_slot_is_shown_once_for_its_server(
+    logical_level: TempCluster, respaldo: Respaldo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot is its server's. Every configured database on the server showed its own
+    copy (slot:erp:x, slot:erp_hooked:x, slot:crm:x...), and a logical slot of another
+    database under each of them: the same slot three times in the status, on the page
+    and in the metrics. Now once: a physical slot under the first configured database
+    whose dsn reaches the server, a logical slot under the configured database it
+    belongs to; the same on every call."""
+    monkeypatch.setenv("RESPALDO_RPO__SLOT_WAL_MB", "2")
+    pg = logical_level
+    crm = f"crm_{uuid.uuid4().hex[:8]}"
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(crm)))
+    text = respaldo.config.read_text()
+    erp_dsn = f'/{respaldo.dbname}"'
+    (erp_block,) = (b for b in text.split("[[databases]]") if 'name = "erp"\n' in b)
+    crm_block = erp_block.replace('name = "erp"', 'name = "crm"').replace(erp_dsn, f'/{crm}"')
+    crm_block = "\n".join(
+        line for line in crm_block.splitlines() if not line.startswith("schema_version_query")
+    )
+    respaldo.config.write_text(text + "\n[[databases]]" + crm_block + "\n")
+    physical = f"gone_{uuid.uuid4().hex[:8]}"
+    logical = f"sub_{uuid.uuid4().hex[:8]}"
+    busy = f"t_{uuid.uuid4().hex[:8]}"
+    pg.execute("CHECKPOINT")
+    pg.execute(f"SELECT pg_create_physical_replication_slot('{physical}', true)")
+    pg.execute(f"SELECT pg_create_logical_replication_slot('{logical}', 'pgoutput')", dbname=crm)
+    try:
+        pg.execute(
+            f"CREATE TABLE public.{busy} AS SELECT g, repeat('x', 100) AS pad "
+            "FROM generate_series(1, 60000) AS g",
+            dbname=respaldo.dbname,
+        )
+        first = every_slot_item(respaldo)
+        mine = sorted(k for k in first if physical in k or logical in k)
+        assert mine == sorted([f"slot:erp:{physical}", f"slot:crm:{logical}"]), first
+        assert every_slot_item(respaldo) == first  # the same owner on the next call
+        shown = respaldo.run("status").out
+        # The table's first column, once each (the reason names the slot too).
+        assert shown.count(f"│ slot {physical} ") == 1, shown
+        assert shown.count(f"│ slot {logical} ") == 1, shown
+    finally:
+        respaldo.config.write_text(text)
+        for slot in (physical, logical):
+            pg.query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (slot,),
+            )
+        pg.execute(f"DROP TABLE IF EXISTS public.{busy}", dbname=respaldo.dbname)
+
+
+def test_slots_unreadable_are_said_once_and_not_read_when_off(
+    respaldo: Respaldo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With [rpo] slot_wal_mb = 0 the slots were read all the same, and a role that
+    cannot read them wrote 'cannot read the replication slots' at info on every status
+    poll (the page polls; the watchdog every few minutes). Now: not read when off, and
+    said at info once per server, at debug after."""
+    pg = respaldo.pg
+    # Catalog views are each database's own: taken from PUBLIC in the ERP's.
+    pg.execute(
+        "REVOKE SELECT ON pg_catalog.pg_replication_slots FROM PUBLIC", dbname=respaldo.dbname
+    )
+    try:
+        with password_blind_reader(pg, respaldo):
+            db = respaldo.settings().database("erp")
+            caplog.set_level(logging.DEBUG, logger="respaldo.operations.status_server")
+            off = read_server(db, archiver=False, slots=False)
+            assert off.error is None and off.idle_slots is None
+            assert "replication slots" not in caplog.text
+            for _ in range(3):
+                reading = read_server(db, archiver=False, slots=True)
+                assert reading.error is None and reading.idle_slots is None
+    finally:
+        pg.execute(
+            "GRANT SELECT ON pg_catalog.pg_replication_slots TO PUBLIC", dbname=respaldo.dbname
+        )
+    said = [r for r in caplog.records if "cannot read the replication slots" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG, logging.DEBUG], said
+    assert "permission denied" in said[0].getMessage()

@@ -65,7 +65,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> list[ArchiverState]:
     """What the server of erp answers: the last state put in the list."""
     said: list[ArchiverState] = []
 
-    def read(db: object, *, archiver: bool) -> ServerReading:
+    def read(db: object, *, archiver: bool, slots: bool = False) -> ServerReading:
         return ServerReading(version="16.4", archive_mode="on", archiver=said[-1])
 
     monkeypatch.setattr(status, "read_server", read)

@@ -40,7 +40,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, datetime]]:
     """The last segment each server archived, and when: the last pair put in the list."""
     said: list[tuple[str, datetime]] = []
 
-    def read(db: object, *, archiver: bool) -> ServerReading:
+    def read(db: object, *, archiver: bool, slots: bool = False) -> ServerReading:
         last_wal, last_time = said[-1]
         state = ArchiverState(
             now=last_time,
