@@ -977,6 +977,17 @@ def _relied_on(history: _History, now: datetime, limit: timedelta) -> list[Backu
     return relied_on(newest, now, limit)
 
 
+def _newest_of(history: _History, kind: BackupKind) -> BackupRecord | None:
+    """The newest completed backup of ``kind``, good or failed verification."""
+    found: BackupRecord | None = None
+    for r in (history.newest.get(kind), history.unusable.get(kind)):
+        if r is None or r.completed_at is None:
+            continue
+        if found is None or found.completed_at is None or r.completed_at > found.completed_at:
+            found = r
+    return found
+
+
 def _kinds_item(
     base: StatusItem, kinds: list[BackupKind], history: _History, now: datetime, ahead: str
 ) -> StatusItem:
@@ -989,6 +1000,7 @@ def _kinds_item(
     red: list[str] = []
     amber: list[str] = []
     green: list[str] = []
+    todo: list[str] = []
     judged: list[tuple[int, float, BackupKind, DrillRun | None]] = []
     for kind in kinds:
         passed, failing = history.drills_by_kind.get(kind, (None, None))
@@ -1028,10 +1040,21 @@ def _kinds_item(
                     error=error,
                 )
             )
+        newest = _newest_of(history, kind)
+        if rank and newest is not None:
+            # 'respaldo drill <db>' (the alert's old advice) tests the newest logical
+            # backup: run after this, the item stayed red for the physical ones.
+            todo.append(
+                Phrase(
+                    N_("'respaldo drill {backup}' tests the newest of its {kind}"),
+                    backup=newest.id,
+                    kind=what,
+                )
+            )
         judged.append((rank, age, kind, passed))
     if ahead:
         amber.append(ahead)
-    _, _, kind, passed = max(judged, key=lambda j: (j[0], j[1]))
+    rank, _, kind, passed = max(judged, key=lambda j: (j[0], j[1]))
     facts: dict[str, object] = {"kind": kind}
     if passed is not None:
         when = passed.finished_at or passed.started_at
@@ -1040,10 +1063,14 @@ def _kinds_item(
             "age_seconds": (now - when).total_seconds(),
             "backup_id": passed.backup_id,
         }
+    if rank and (newest := _newest_of(history, kind)) is not None:
+        # Not green: the backup it is about is the one to test (the alert's hint names it).
+        facts["backup_id"] = newest.id
     if red:
-        return base.model_copy(update={**facts, "reason": joined(red + amber + green)})
+        return base.model_copy(update={**facts, "reason": joined(red + amber + todo + green)})
     if amber:
-        return base.model_copy(update={**facts, "level": "amber", "reason": joined(amber + green)})
+        update = {**facts, "level": "amber", "reason": joined(amber + todo + green)}
+        return base.model_copy(update=update)
     reason = Phrase(N_("{said} (limit {limit})"), said=joined(green), limit=human_age(limit))
     return base.model_copy(update={**facts, "level": "green", "reason": reason})
 

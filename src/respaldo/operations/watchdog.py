@@ -374,6 +374,16 @@ def _hint(item: StatusItem) -> str:
         return Phrase(
             N_("'respaldo check {database}' says what the server's archiving lacks"), database=db
         )
+    if item.check == "restore_test" and item.kind is not None and item.backup_id:
+        # A database that relies on more than one kind: 'respaldo drill <db>' tests its
+        # newest logical backup and would leave an untested physical one red.
+        return Phrase(
+            N_(
+                "'respaldo drills' shows the last restore tests; "
+                "'respaldo drill {backup}' tests the backup the alert is about"
+            ),
+            backup=item.backup_id,
+        )
     if item.check == "restore_test":
         return Phrase(
             N_(

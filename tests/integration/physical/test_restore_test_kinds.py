@@ -92,7 +92,7 @@ def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
     """A restore test of the newest logical backup passes ('respaldo drill erp' picks
     it): the item was green, while no physical backup had ever been restored."""
     archiving = both
-    archiving.backup()
+    physical = archiving.backup()
     _logical(archiving)
     run = archiving.run("drill", "erp", "--json")
     assert run.code == 0, str(run)
@@ -102,6 +102,15 @@ def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
     assert "the newest passed restore test of its logical backups finished " in item["reason"]
     said = archiving.run("status")
     assert "no restore test of its physical backups ever passed" in " ".join(said.out.split())
+    # What to run is said, and it is not 'respaldo drill erp' again (the logical backup):
+    # the command the reason names turns the item green.
+    command = f"'respaldo drill {physical['id']}' tests the newest of its physical backups"
+    assert command in item["reason"], item
+    assert item["backupId"] == physical["id"], item
+    run = archiving.run("drill", physical["id"], "--json")
+    assert run.code == 0, str(run)
+    item = _restore_test_item(archiving)
+    assert item["level"] == "green", item
 
 
 def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_passed(

@@ -31,12 +31,23 @@ def test_a_physical_chain_never_restore_tested_is_red_and_alerted_by_name(
 ) -> None:
     with Context.open(status_settings(tmp_path), create=True) as ctx:
         full = backup(ctx, NOW - DAY)
-        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        physical = backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
         drill(ctx, full, NOW - DAY / 2, passed=True)
         item, alert = _item_and_alert(ctx)
+        result = watchdog.check(ctx, NOW, wal_archived=("erp",), servers=False)
+        hint = next(
+            str(watchdog._hint(i)) for i in result.report.items if i.key == "restore_test:erp"
+        )
     assert item["level"] == "red", item
     assert str(item["reason"]).startswith("no restore test of its physical backups ever passed")
     assert alert == "no restore test of a physical backup of erp ever passed"
+    # The alert's advice was 'respaldo drill erp': a test of the logical backup, after
+    # which the item stayed red. Now the backup to test is named.
+    assert item["backup_id"] == physical
+    assert f"'respaldo drill {physical}' tests the newest of its physical backups" in str(
+        item["reason"]
+    )
+    assert f"'respaldo drill {physical}' tests the backup" in hint, hint
 
 
 def test_each_kind_tested_within_the_limit_is_green_with_the_oldest_facts(
