@@ -41,7 +41,7 @@ def test_the_defaults_are_the_specifications(tmp_path: Path) -> None:
     settings = load_settings(_config(tmp_path, BASE))
     rpo = settings.rpo_for("erp")
     assert rpo.full == timedelta(hours=26)
-    assert rpo.physical == timedelta(hours=7)
+    assert rpo.physical == timedelta(hours=8)
     # 38, not the specification's 35: first Sundays can be 35 days (and an hour) apart.
     assert rpo.restore_test == timedelta(days=38)
     assert settings.rpo.watchdog_minutes == 5

@@ -350,9 +350,10 @@ def short_backup_limits(settings: Settings, schedule: Iterable[Entry], now: date
     :data:`BACKUP_SLACK` after the schedule's longest gap (real time: a fall-back change
     adds its hour). The default physical schedule, every 6 hours, leaves 7 hours across a
     fall-back change in every zone that has one (00:00 summer time to 06:00 winter time in
-    Madrid), which is all of the default ``physical_hours``: ``rpo:<db>:incremental``
-    turned red, and alerted, for as long as that morning's backup took longer than the
-    one before it. Pure; ``respaldo serve`` logs them as it starts (not refused)."""
+    Madrid), which was all of the default ``physical_hours`` before it became 8:
+    ``rpo:<db>:incremental`` turned red, and alerted, for as long as that morning's backup
+    took longer than the one before it. Pure; ``respaldo serve`` logs them as it starts
+    (not refused)."""
     databases = {db.name for db in settings.databases}
     found: list[str] = []
     gaps: dict[str, Gap | None] = {}

@@ -223,3 +223,14 @@ def test_the_notifications_failing_rule_says_what_its_target_missed() -> None:
     assert "not sent to this target again" in description
     for where in ("'respaldo notify test'", "/alerts", "'respaldo status'"):
         assert where in description, where
+
+
+def test_the_dashboards_backup_age_thresholds_are_the_default_rpo() -> None:
+    # The dashboard cannot read respaldo's [rpo]: its red steps are the defaults, and went
+    # stale when physical_hours became 8 (the fall-back night of an every-6-hours schedule).
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    rpo = Settings().rpo
+    physical = panels["Age of the newest physical backup"]
+    steps = physical["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": rpo.physical_hours * 3600}
+    assert f"{rpo.physical_hours:g} h RPO" in physical["description"]

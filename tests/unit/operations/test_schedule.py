@@ -389,23 +389,42 @@ def test_a_restore_test_limit_shorter_than_its_schedule_needs_is_warned() -> Non
     assert uploads.endswith("set [rpo] (or its [file_sets.rpo]) restore_test_days to 38 or more")
 
 
-def test_the_physical_limit_across_a_fall_back_change_is_warned() -> None:
-    # Every 6 hours is 7 hours from 00:00 summer time to 06:00 winter time: the whole of
-    # the default physical_hours, and rpo:erp:incremental red while that backup runs.
-    madrid = settings("Europe/Madrid")
-    (said,) = short_backup_limits(madrid, entries(madrid, wal_archived={"erp"}), TODAY)
+@pytest.mark.parametrize("zone", ["Europe/Madrid", "America/Santiago"])
+def test_the_default_limits_outlast_their_schedules_across_a_fall_back_change(zone: str) -> None:
+    # Every 6 hours is 7 hours across a fall-back change (00:00 summer time to 06:00
+    # winter time in Madrid, 18:00 to 00:00 in Santiago): the whole of a physical_hours of
+    # 7, the default before, and rpo:erp:incremental red, and alerting, while that backup
+    # ran. Full and files backups (daily: 25 h that day) have 26 h; nothing warns.
+    config = with_file_sets(time_zone=zone)
+    assert config.rpo.physical_hours == 8
+    schedule = entries(config, wal_archived={"erp", "nomina"})
+    assert short_backup_limits(config, schedule, TODAY) == []
+    assert short_restore_test_limits(config, schedule, TODAY) == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "gap"),
+    [
+        ("Europe/Madrid", "from 2027-10-31 00:00 CEST to 2027-10-31 06:00 CET"),
+        ("America/Santiago", "from 2027-04-03 18:00 -03 to 2027-04-04 00:00 -04"),
+    ],
+)
+def test_a_physical_limit_the_fall_back_change_uses_up_is_warned(zone: str, gap: str) -> None:
+    # The old default, set by hand: still said.
+    config = settings(zone)
+    config = config.model_copy(update={"rpo": config.rpo.model_copy(update={"physical_hours": 7})})
+    (said,) = short_backup_limits(config, entries(config, wal_archived={"erp"}), TODAY)
     assert said == (
         "physical_hours of 'erp' (7 h) leaves less than 30 min for a backup to run after the "
         "longest time its incremental schedule '0 */6 * * *' leaves between two backups "
-        "(7 h, from 2027-10-31 00:00 CEST to 2027-10-31 06:00 CET): rpo:erp:incremental will "
+        f"(7 h, {gap}): rpo:erp:incremental will "
         "turn red, and alert, while its backups run on time; set [rpo] (or its "
         "[databases.rpo]) physical_hours to 8 or more"
     )
-    # The daily full backup's 26 h outlast the 25 h of that day; Mexico City has no change.
+    # Mexico City has no change: 7 h is enough there.
     mexico = settings("America/Mexico_City")
+    mexico = mexico.model_copy(update={"rpo": config.rpo})
     assert short_backup_limits(mexico, entries(mexico, wal_archived={"erp"}), TODAY) == []
-    enough = madrid.model_copy(update={"rpo": madrid.rpo.model_copy(update={"physical_hours": 8})})
-    assert short_backup_limits(enough, entries(enough, wal_archived={"erp"}), TODAY) == []
 
 
 def test_a_files_limit_shorter_than_its_schedule_is_warned() -> None:

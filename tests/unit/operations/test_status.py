@@ -298,8 +298,8 @@ def test_a_backup_known_not_to_restore_is_no_recovery_point(ctx: Context) -> Non
 
 def test_an_incremental_backup_on_a_damaged_one_is_no_recovery_point(ctx: Context) -> None:
     # Its full backup lost chunks after it was taken: the incremental restores only on top
-    # of it (pg_combinebackup), so the recovery point is the chain before, 8 h old (RPO 7 h).
-    older = backup(ctx, NOW - 8 * H, kind=BackupKind.INCREMENTAL)
+    # of it (pg_combinebackup), so the recovery point is the chain before, 9 h old (RPO 8 h).
+    older = backup(ctx, NOW - 9 * H, kind=BackupKind.INCREMENTAL)
     full = backup(ctx, NOW - 3 * H, kind=BackupKind.INCREMENTAL)
     child = backup(ctx, NOW - H, kind=BackupKind.INCREMENTAL, parent=full)
     _failed_verification(ctx, full, damage_problem(3, NOW))
