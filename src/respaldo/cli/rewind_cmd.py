@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
+from respaldo.cli.text import escape
 from respaldo.operations.rewind import rewind
 
 
@@ -33,6 +34,8 @@ def rewind_command(
     'respaldo catalog rebuild' and 'respaldo verify --all'.
     """
     report = rewind(state(ctx).settings, repository, to, dry_run=dry_run)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if as_json:
         print_json(report.to_json())
     else:

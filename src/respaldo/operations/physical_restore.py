@@ -37,7 +37,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from pathlib import Path
 
 from respaldo.childenv import server_environment
@@ -70,7 +69,7 @@ from respaldo.operations.wal_coverage import (
     check_recovery_target,
     offset_warnings,
 )
-from respaldo.operations.zone import time_zone
+from respaldo.operations.zone import configured_zone
 from respaldo.postgres.basetar import checksums_of
 from respaldo.postgres.datadir import (
     NOT_REACHED,
@@ -272,18 +271,6 @@ def configured_bin_dir(settings: Settings, database: str) -> Path | None:
     return None
 
 
-def _configured_zone(settings: Settings) -> tzinfo | None:
-    """``[schedules] time_zone`` where one is configured and known; None otherwise (the
-    machine's zone says nothing of the user's, and a restore is not failed for a typo in
-    the schedules' zone)."""
-    if not settings.schedules.time_zone:
-        return None
-    try:
-        return time_zone(settings)
-    except ConfigError:
-        return None
-
-
 def _mirror_wal_warning(mirror: str, primary: str, error: RespaldoError | None) -> str:
     """Recovery fetches WAL from ``mirror`` for what the primary cannot give (see
     :func:`build_restore_command`): while the primary stays unreachable, recovery to
@@ -399,7 +386,7 @@ def restore_datadir(
         coverage = archived_after(repo, manifest)
         warnings += check_recovery_target(repo, manifest, target, coverage)
         settings = ctx.settings
-        warnings += offset_warnings(target, _configured_zone(settings))
+        warnings += offset_warnings(target, configured_zone(settings))
         program = respaldo_command or default_program()
         # WAL comes from the repository whose archive was just checked: the first that
         # opens, a mirror when the primary is lost (its WAL copied by copy_wal_to).

@@ -17,6 +17,7 @@ from respaldo.config import Settings
 from respaldo.errors import InvalidInput
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import open_store
+from respaldo.operations.zone import configured_zone, offset_warnings
 from respaldo.repository.locks import LOCK_PREFIX, Lease, LockKind
 from respaldo.storage import object_lock
 from respaldo.storage.object_lock import RewindReport, require_locking_store
@@ -73,6 +74,9 @@ class RewindResult(ResultModel):
     failed: list[str]
     steps: list[RewindStepView]
     restored_bytes: int = Field(exclude=True)
+    warnings: list[str] = Field(default_factory=list)
+    """Said before the rewind: a ``--to`` whose UTC offset is not the installation's
+    zone's at that time (as restore's ``--target-time``)."""
 
     @property
     def ok(self) -> bool:
@@ -100,9 +104,19 @@ def parse_time(text: str, field: str = "to") -> datetime:
 
 def rewind(settings: Settings, name: str, to: str, *, dry_run: bool = False) -> RewindResult:
     """``rewind``: :func:`rewind_repository` to the ISO 8601 time ``to`` (InvalidInput if
-    it is not one, with a zone)."""
-    report = rewind_repository(settings, name, parse_time(to), dry_run=dry_run)
+    it is not one, with a zone). A time whose UTC offset is not ``[schedules] time_zone``'s
+    at that moment is warned about, as a restore's target time is: an hour off keeps, or
+    brings back, what was written or deleted in that hour."""
+    when = parse_time(to)
+    warnings = offset_warnings(
+        when,
+        configured_zone(settings),
+        what="the rewind time",
+        effect="the repository goes back to that moment",
+    )
+    report = rewind_repository(settings, name, when, dry_run=dry_run)
     return RewindResult(
+        warnings=warnings,
         repository=name,
         to=report.to.isoformat(),
         dry_run=dry_run,

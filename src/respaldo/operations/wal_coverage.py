@@ -59,6 +59,7 @@ from respaldo.errors import (
     first_line,
     option,
 )
+from respaldo.operations.zone import offset_warnings as zone_offset_warnings
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
@@ -626,45 +627,12 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
 
 def offset_warnings(target: RecoveryTarget, zone: tzinfo | None) -> list[str]:
     """Warn when a target time's UTC offset is not the installation's zone's at that time
-    (``zone``: ``[schedules] time_zone`` where one is configured; None: no check), saying
-    which time there it is and the target for the same wall time there.
-
-    A target is the instant its offset makes it, whatever zone the server or this machine
-    is in, so a winter offset given for a summer time ("+01" in Madrid in July, a time in
-    the hour that a spring-forward change skips) recovers an hour past what the wall clock
-    said, with every commit of that hour: the restore cannot know which was meant, but can
-    say it. UTC itself (``Z``, ``+00:00``) is taken as meant.
-    """
-    when = target.time
-    if when is None or zone is None or not when.utcoffset():
+    (:func:`respaldo.operations.zone.offset_warnings`, which ``rewind --to`` shares)."""
+    if target.time is None:
         return []
-    there = when.astimezone(zone)
-    if there.utcoffset() == when.utcoffset():
-        return []
-    wall = when.replace(tzinfo=None)
-    # The same wall time in the zone: none in a spring-forward gap, two in a fall-back fold.
-    # (Keyed by the instant: two aware times of one zone compare by their wall time.)
-    found = {}
-    for fold in (0, 1):
-        candidate = wall.replace(tzinfo=zone, fold=fold)
-        instant = candidate.astimezone(UTC)
-        if instant.astimezone(zone).replace(tzinfo=None) == wall:
-            found[instant] = candidate
-    meant = [found[instant] for instant in sorted(found)]
-    if not meant:
-        instead = (
-            f"no clock there showed {wall:%Y-%m-%d %H:%M:%S} (a daylight saving change skipped it)"
-        )
-    else:
-        instead = f"{wall:%H:%M:%S} there is " + " or ".join(
-            f"{c.isoformat(sep=' ')} ({c:%Z})" for c in meant
-        )
-    return [
-        f"the recovery target {when.isoformat(sep=' ')} is {there:%Y-%m-%d %H:%M:%S} {there:%Z} "
-        f"in {zone} ([schedules] time_zone), whose UTC offset then is "
-        f"{there.isoformat()[-6:]}, not {when.isoformat()[-6:]}: recovery stops there; "
-        f"{instead}"
-    ]
+    return zone_offset_warnings(
+        target.time, zone, what="the recovery target", effect="recovery stops there"
+    )
 
 
 def _duration(span: timedelta) -> str:

@@ -7,7 +7,7 @@ reads as a day. Its own module so that prune does not import the scheduler to kn
 
 from __future__ import annotations
 
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal import get_localzone
@@ -30,4 +30,61 @@ def time_zone(settings: Settings) -> tzinfo:
         ) from None
 
 
-__all__ = ["time_zone"]
+def configured_zone(settings: Settings) -> tzinfo | None:
+    """``[schedules] time_zone`` where one is configured and known; None otherwise (the
+    machine's zone says nothing of the user's, and a restore or a rewind is not failed for
+    a typo in the schedules' zone)."""
+    if not settings.schedules.time_zone:
+        return None
+    try:
+        return time_zone(settings)
+    except ConfigError:
+        return None
+
+
+def offset_warnings(when: datetime, zone: tzinfo | None, *, what: str, effect: str) -> list[str]:
+    """Warn when the UTC offset of a time a user typed (``what``: "the recovery target",
+    "the rewind time") is not the installation's zone's at that time (``zone``:
+    :func:`configured_zone`; None: no check), saying which time there it is, what happens
+    (``effect``: "recovery stops there") and the time for the same wall time there.
+
+    A time is the instant its offset makes it, whatever zone the server or this machine
+    is in, so a winter offset given for a summer time ("+01" in Madrid in July, a time in
+    the hour that a spring-forward change skips) is an hour past what the wall clock said
+    (a restore recovers every commit of that hour; a rewind keeps what was written or
+    deleted in it): respaldo cannot know which was meant, but can say it. UTC itself
+    (``Z``, ``+00:00``) is taken as meant. ``restore --target-time`` and ``rewind --to``
+    both call this.
+    """
+    if zone is None or not when.utcoffset():
+        return []
+    there = when.astimezone(zone)
+    if there.utcoffset() == when.utcoffset():
+        return []
+    wall = when.replace(tzinfo=None)
+    # The same wall time in the zone: none in a spring-forward gap, two in a fall-back fold.
+    # (Keyed by the instant: two aware times of one zone compare by their wall time.)
+    found = {}
+    for fold in (0, 1):
+        candidate = wall.replace(tzinfo=zone, fold=fold)
+        instant = candidate.astimezone(UTC)
+        if instant.astimezone(zone).replace(tzinfo=None) == wall:
+            found[instant] = candidate
+    meant = [found[instant] for instant in sorted(found)]
+    if not meant:
+        instead = (
+            f"no clock there showed {wall:%Y-%m-%d %H:%M:%S} (a daylight saving change skipped it)"
+        )
+    else:
+        instead = f"{wall:%H:%M:%S} there is " + " or ".join(
+            f"{c.isoformat(sep=' ')} ({c:%Z})" for c in meant
+        )
+    return [
+        f"{what} {when.isoformat(sep=' ')} is {there:%Y-%m-%d %H:%M:%S} {there:%Z} "
+        f"in {zone} ([schedules] time_zone), whose UTC offset then is "
+        f"{there.isoformat()[-6:]}, not {when.isoformat()[-6:]}: {effect}; "
+        f"{instead}"
+    ]
+
+
+__all__ = ["configured_zone", "offset_warnings", "time_zone"]

@@ -13,9 +13,10 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sample
@@ -354,7 +355,9 @@ def test_rewind_on_a_versioned_bucket_without_locks_leaves_leases_alone(
 ) -> None:
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
     # The versioned bucket, but no object_lock_mode: nothing is locked, versions are kept.
-    setup = make_locked(request, "moto_server", pg, erp_db, tmp_path, lock="")
+    # A Madrid installation (the rewind time's offset is checked against it).
+    madrid = '[schedules]\ntime_zone = "Europe/Madrid"'
+    setup = make_locked(request, "moto_server", pg, erp_db, tmp_path, lock="", extra=madrid)
     setup.ok("init")
     setup.ok("backup", "erp")
     client = setup.s3.client()
@@ -366,13 +369,24 @@ def test_rewind_on_a_versioned_bucket_without_locks_leaves_leases_alone(
     for key in objects:
         client.delete_object(Bucket=setup.bucket, Key=key)
 
-    out, _ = setup.ok("rewind", "main", "--to", before.isoformat(), "--dry-run", "--json")
+    # Given in summer time's offset (+02:00) in December: the same instant, planned the
+    # same, but an hour later than what a Madrid clock showed at 'before' in +02:00 (an
+    # hour's writes or deletions kept); said, as restore --target-time says it.
+    summer = before.astimezone(timezone(timedelta(hours=2)))
+    out, err = setup.ok("rewind", "main", "--to", summer.isoformat(), "--dry-run", "--json")
+    assert (
+        f"warning: the rewind time {summer.isoformat(sep=' ')} is "
+        f"{before.astimezone(ZoneInfo('Europe/Madrid')):%Y-%m-%d %H:%M:%S} CET in Europe/Madrid "
+        "([schedules] time_zone), whose UTC offset then is +01:00, not +02:00: the repository "
+        "goes back to that moment; "
+    ) in " ".join(err.split()), err
     plan = json.loads(out)
     assert plan["dryRun"] is True and plan["applied"] == 0 and plan["failed"] == []
     assert plan["restored"] == len(objects) - 1 and plan["deleted"] == 0
     assert {step["action"] for step in plan["steps"]} == {"restore"}
     assert not any(step["name"].startswith("locks/") for step in plan["steps"])
     _, err = setup.ok("rewind", "main", "--to", before.isoformat())
+    assert "warning:" not in err  # UTC is taken as meant
     assert f"restored {len(objects) - 1} objects" in err  # all but the lease
     assert setup.objects() == {k: v for k, v in objects.items() if k != stale_lease}
     setup.ok("verify", "--all")
