@@ -45,6 +45,7 @@ from respaldo.catalog.figures import (
     BackupFigures,
     CatalogFigures,
     DrillFigures,
+    KindDrillFigures,
     NotificationFigures,
     read_figures,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "DrillRuns",
     "Job",
     "Jobs",
+    "KindDrillFigures",
     "LoginFailure",
     "LoginFailures",
     "ManifestValues",

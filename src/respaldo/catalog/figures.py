@@ -52,6 +52,19 @@ class DrillFigures:
 
 
 @dataclass
+class KindDrillFigures:
+    """One database's restore tests of one kind of its backups (the tested backup's
+    kind; a test whose backup record is gone has none and is not counted here)."""
+
+    database: str | None
+    kind: BackupKind
+    last_finished_at: datetime | None = None
+    last_passed: bool | None = None
+    """Whether the newest finished drill of this kind passed."""
+    last_success_at: datetime | None = None
+
+
+@dataclass
 class NotificationFigures:
     """One notification target: messages sent to it and failed, and when each last."""
 
@@ -66,6 +79,10 @@ class NotificationFigures:
 class CatalogFigures:
     backups: list[BackupFigures] = field(default_factory=list)
     drills: list[DrillFigures] = field(default_factory=list)
+    kind_drills: list[KindDrillFigures] = field(default_factory=list)
+    newest_backup_at: dict[tuple[str | None, BackupKind], datetime] = field(default_factory=dict)
+    """When each source's newest completed backup of each kind completed, verified bad or
+    not: what :func:`respaldo.operations.tested_kinds.relied_on` goes by, as the status."""
     jobs: dict[tuple[JobKind, JobStatus], int] = field(default_factory=dict)
     """Number of jobs per (kind, status), only the pairs that occur."""
     job_last_success_at: dict[JobKind, datetime] = field(default_factory=dict)
@@ -81,6 +98,8 @@ def read_figures(session: Session, *, before: datetime | None = None) -> Catalog
     return CatalogFigures(
         backups=_backups(session, before),
         drills=_drills(session, before),
+        kind_drills=_kind_drills(session, before),
+        newest_backup_at=_newest_backup_at(session, before),
         jobs=_job_counts(session),
         job_last_success_at=_job_successes(session),
         reclaimed_bytes=_reclaimed(session),
@@ -157,6 +176,56 @@ def _drills(session: Session, before: datetime | None) -> list[DrillFigures]:
         item.last_success_at = run.finished_at
         item.last_success_restore_seconds = run.restore_seconds
     return sorted(figures.values(), key=lambda f: f.database or "")
+
+
+def _kind_drills(session: Session, before: datetime | None) -> list[KindDrillFigures]:
+    figures: dict[tuple[str | None, BackupKind], KindDrillFigures] = {}
+    ended: sa.ColumnElement[bool] = DrillRun.finished_at.is_not(None)
+    if before is not None:
+        ended = sa.and_(ended, DrillRun.finished_at <= before)
+    # One row per (database, kind, result): the newest finish of each; a few rows.
+    query = (
+        sa.select(
+            DrillRun.database_name,
+            BackupRecord.backup_type,
+            DrillRun.status,
+            sa.func.max(DrillRun.finished_at),
+        )
+        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .where(ended, DrillRun.status.in_((DrillStatus.PASSED, DrillStatus.FAILED)))
+        .group_by(DrillRun.database_name, BackupRecord.backup_type, DrillRun.status)
+    )
+    for database, kind, status, at in session.execute(query):
+        if at is None:
+            continue
+        item = figures.setdefault((database, kind), KindDrillFigures(database, kind))
+        if status is DrillStatus.PASSED:
+            item.last_success_at = at
+        # Of a pass and a failure finished in the same instant, the failure is the newest:
+        # an alert must not be silenced by a tie.
+        last = item.last_finished_at
+        if last is None or at > last or (at == last and status is DrillStatus.FAILED):
+            item.last_finished_at = at
+            item.last_passed = status is DrillStatus.PASSED
+    return sorted(figures.values(), key=lambda f: (f.database or "", f.kind.value))
+
+
+def _newest_backup_at(
+    session: Session, before: datetime | None
+) -> dict[tuple[str | None, BackupKind], datetime]:
+    completed: sa.ColumnElement[bool] = BackupRecord.status == BackupStatus.COMPLETED
+    if before is not None:
+        completed = sa.and_(completed, BackupRecord.completed_at <= before)
+    query = (
+        sa.select(
+            BackupRecord.database_name,
+            BackupRecord.backup_type,
+            sa.func.max(BackupRecord.completed_at),
+        )
+        .where(completed)
+        .group_by(BackupRecord.database_name, BackupRecord.backup_type)
+    )
+    return {(db, kind): at for db, kind, at in session.execute(query) if at is not None}
 
 
 def _newest_runs(

@@ -32,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 
-from respaldo.catalog import CatalogFigures, NotificationFigures, read_figures
+from respaldo.catalog import CatalogFigures, KindDrillFigures, NotificationFigures, read_figures
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, JobKind, JobStatus
 from respaldo.errors import CatalogUnavailable, RespaldoError, first_line
@@ -40,6 +40,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.metrics_status import StatusReadings, expected_backups, status_metrics
 from respaldo.operations.repositories import open_store
 from respaldo.operations.status import CLOCK_SKEW
+from respaldo.operations.tested_kinds import DATABASE_KINDS, relied_on
 from respaldo.operations.textfile import write_atomically
 from respaldo.repository.config_file import CONFIG_NAME
 
@@ -143,7 +144,7 @@ class CatalogCollector:
         report = self.status.current() if self.status is not None else None
         expected = expected_backups(report) if report is not None else set()
         yield from _backup_metrics(figures, settings, expected)
-        yield from _drill_metrics(figures, settings)
+        yield from _drill_metrics(figures, settings, now)
         yield from _job_metrics(figures)
         yield from _prune_metrics(figures, settings)
         yield from _notification_metrics(figures, settings)
@@ -285,14 +286,75 @@ def _backup_metrics(
     )
 
 
-def _drill_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metric]:
+def _tested_kinds(
+    figures: CatalogFigures, settings: Settings, now: datetime
+) -> dict[str, list[KindDrillFigures]]:
+    """Of each configured source, the restore tests of each kind of its backups that
+    the status judges (:mod:`respaldo.operations.tested_kinds`: a database's kinds whose
+    newest completed backup is within its ``restore_test_days``; a file set's files
+    backups), a kind never tested with no figures. A database that relies on no kind
+    (no backup that recent) is absent: its per-database series stand for it."""
+    found = {(f.database, f.kind): f for f in figures.kind_drills}
+    judged: dict[str, list[KindDrillFigures]] = {}
+    for db in settings.databases:
+        newest = {kind: figures.newest_backup_at.get((db.name, kind)) for kind in DATABASE_KINDS}
+        kinds = relied_on(newest, now, settings.rpo_for(db.name).restore_test)
+        if kinds:
+            judged[db.name] = [
+                found.get((db.name, kind), KindDrillFigures(db.name, kind)) for kind in kinds
+            ]
+    for fs in settings.file_sets:
+        kind = BackupKind.FILES
+        judged[fs.name] = [found.get((fs.name, kind), KindDrillFigures(fs.name, kind))]
+    return judged
+
+
+def _drill_metrics(figures: CatalogFigures, settings: Settings, now: datetime) -> Iterator[Metric]:
     # As for backups: a database no longer configured has no series (its last failed
     # restore test would keep RespaldoRestoreTestFailed firing).
     sources = _configured(settings)
     drills = [
         (f.database, f) for f in figures.drills if f.database is not None and f.database in sources
     ]
-    passed = {db for db, f in drills if f.last_success_at is not None}
+    # Of each kind the status judges: a failed logical test followed by a passed physical
+    # one is a failure of the logical backups, not hidden by the newest test of any kind.
+    # A kind the database no longer takes has no series, so its old failure does not
+    # keep an alert firing.
+    kinds = _tested_kinds(figures, settings, now)
+    per_kind = [(db, f) for db in sorted(kinds) for f in kinds[db]]
+    kind_labels = ["database", "kind"]
+    yield _gauge(
+        "respaldo_restore_test_kind_last_passed",
+        "1 if the newest finished restore test of this kind of the database's backups "
+        "passed, else 0 (the kinds it relies on: a kind with no recent backup has none).",
+        kind_labels,
+        [
+            ([db, f.kind.value], 1.0 if f.last_passed else 0.0)
+            for db, f in per_kind
+            if f.last_passed is not None
+        ],
+    )
+    yield _gauge(
+        "respaldo_restore_test_kind_last_success_timestamp_seconds",
+        "When the newest passed restore test of this kind of the database's backups "
+        "ended (unix time; 0: never; the kinds it relies on).",
+        kind_labels,
+        [([db, f.kind.value], _unix(f.last_success_at)) for db, f in per_kind],
+    )
+    # The per-database series (older alert rules and dashboards use them) are the worst
+    # of the kinds where the database relies on any: the oldest pass (0 if a kind never
+    # passed), 0 if any kind's newest test failed; else, as before, the newest of any.
+    worst_passed: dict[str, float] = {}
+    oldest_pass: dict[str, float] = {}
+    for db, judged in kinds.items():
+        results = [f.last_passed for f in judged if f.last_passed is not None]
+        if results:
+            worst_passed[db] = 1.0 if all(results) else 0.0
+        oldest_pass[db] = min(_unix(f.last_success_at) for f in judged)
+    for db, f in drills:
+        if f.last_passed is not None:
+            worst_passed.setdefault(db, 1.0 if f.last_passed else 0.0)
+        oldest_pass.setdefault(db, _unix(f.last_success_at))
     label = ["database"]
     yield _counter(
         "respaldo_restore_tests",
@@ -309,18 +371,19 @@ def _drill_metrics(figures: CatalogFigures, settings: Settings) -> Iterator[Metr
     )
     yield _gauge(
         "respaldo_restore_test_last_passed",
-        "1 if the newest finished restore test of this database passed, else 0.",
+        "0 if the newest finished restore test of any kind of backup this database relies "
+        "on failed, else 1 (see respaldo_restore_test_kind_last_passed).",
         label,
-        [([db], 1.0 if f.last_passed else 0.0) for db, f in drills if f.last_passed is not None],
+        [([db], worst_passed[db]) for db in sorted(worst_passed)],
     )
     yield _gauge(
         "respaldo_restore_test_last_success_timestamp_seconds",
-        "When the newest passed restore test of this database ended (unix time; 0: never).",
+        "When the newest passed restore test of this database ended, of the kind of backup "
+        "it relies on proven longest ago (unix time; 0: never).",
         label,
         # Every configured database and file set (status holds both to restore_test_days),
         # 0 until a test passes: its age alert fires too.
-        [([db], _unix(f.last_success_at)) for db, f in drills if f.last_success_at]
-        + [([name], 0.0) for name in sorted(sources - passed)],
+        [([db], oldest_pass.get(db, 0.0)) for db in sorted(sources)],
     )
     yield _gauge(
         "respaldo_restore_test_rto_seconds",

@@ -160,3 +160,8 @@ def test_the_metrics_do_not_take_a_restore_test_dated_in_the_future_for_the_newe
     assert (
         found[("respaldo_restore_test_last_timestamp_seconds", erp)] == (NOW - 2 * DAY).timestamp()
     )
+    # So do the series of each kind of backup the shipped rules use.
+    full = (("database", "erp"), ("kind", "full"))
+    kind_pass = found[("respaldo_restore_test_kind_last_success_timestamp_seconds", full)]
+    assert kind_pass == (NOW - 40 * DAY).timestamp()
+    assert found[("respaldo_restore_test_kind_last_passed", full)] == 0.0

@@ -104,10 +104,17 @@ def backup(
         return record.id
 
 
-def drill(context: Context, started: datetime, *, passed: bool, seconds: float) -> None:
+def drill(
+    context: Context,
+    started: datetime,
+    *,
+    passed: bool,
+    seconds: float,
+    backup_id: str = "20261128T083000Z-00000000",
+) -> None:
     with context.catalog.begin() as session:
         runs = DrillRuns(session)
-        run = runs.start("20261128T083000Z-00000000", database="erp", scratch_name="s", now=started)
+        run = runs.start(backup_id, database="erp", scratch_name="s", now=started)
         runs.finish(
             run.id,
             passed=passed,

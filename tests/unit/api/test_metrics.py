@@ -89,6 +89,71 @@ def test_restore_tests_give_the_last_result_the_last_success_and_the_measured_rt
     assert got[key("respaldo_restore_test_rto_seconds", database="erp")] == 40.0
 
 
+def test_a_failed_logical_test_is_not_hidden_by_a_later_passed_physical_one(
+    settings: Settings, context: Context
+) -> None:
+    # The scheduled round tests logical backups first, then physical ones: the newest
+    # test of any kind was the physical pass, so last_passed was 1 and
+    # RespaldoRestoreTestFailed stayed quiet about the dump that did not restore.
+    logical = backup(context, BackupKind.FULL, T0)
+    physical = backup(context, BackupKind.INCREMENTAL, T0)
+    drill(context, T0 + timedelta(hours=1), passed=True, seconds=5.0, backup_id=logical)
+    drill(context, T0 + timedelta(days=1), passed=False, seconds=5.0, backup_id=logical)
+    drill(context, T0 + timedelta(days=1, hours=1), passed=True, seconds=30.0, backup_id=physical)
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    full = {"database": "erp", "kind": "full"}
+    incremental = {"database": "erp", "kind": "incremental"}
+    assert got[key("respaldo_restore_test_kind_last_passed", **full)] == 0
+    assert got[key("respaldo_restore_test_kind_last_passed", **incremental)] == 1
+    logical_pass = (T0 + timedelta(hours=1, seconds=8)).timestamp()
+    physical_pass = (T0 + timedelta(days=1, hours=1, seconds=33)).timestamp()
+    name = "respaldo_restore_test_kind_last_success_timestamp_seconds"
+    assert got[key(name, **full)] == logical_pass
+    assert got[key(name, **incremental)] == physical_pass
+    # The per-database series older rules use are the worst of the kinds.
+    assert got[key("respaldo_restore_test_last_passed", database="erp")] == 0
+    oldest = key("respaldo_restore_test_last_success_timestamp_seconds", database="erp")
+    assert got[oldest] == logical_pass
+
+
+def test_a_kind_never_tested_is_never_and_one_no_longer_taken_has_no_series(
+    settings: Settings, context: Context
+) -> None:
+    # erp takes physical backups but none was ever restore-tested: "never" (0), so the
+    # age alert fires for them, whatever the logical tests say. crm stopped taking
+    # physical backups (its newest is older than restore_test_days, 38 days): its old
+    # failed physical test must not keep an alert firing for ever.
+    logical = backup(context, BackupKind.FULL, T0)
+    backup(context, BackupKind.INCREMENTAL, T0)
+    drill(context, T0 + timedelta(hours=1), passed=True, seconds=5.0, backup_id=logical)
+    old = T0 - timedelta(days=60)
+    crm_physical = backup(context, BackupKind.INCREMENTAL, old, database="crm")
+    crm_logical = backup(context, BackupKind.FULL, T0, database="crm")
+    with context.catalog.begin() as session:
+        runs = DrillRuns(session)
+        for backup_id, at, passed in (
+            (crm_physical, old + timedelta(hours=1), False),
+            (crm_logical, T0 + timedelta(hours=1), True),
+        ):
+            run = runs.start(backup_id, database="crm", scratch_name="s", now=at)
+            runs.finish(run.id, passed=passed, restore_seconds=1.0, checks=[], now=at)
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    name = "respaldo_restore_test_kind_last_success_timestamp_seconds"
+    assert got[key(name, database="erp", kind="incremental")] == 0
+    assert (
+        key("respaldo_restore_test_kind_last_passed", database="erp", kind="incremental") not in got
+    )
+    assert got[key("respaldo_restore_test_last_success_timestamp_seconds", database="erp")] == 0
+    assert key(name, database="crm", kind="incremental") not in got
+    assert (
+        key("respaldo_restore_test_kind_last_passed", database="crm", kind="incremental") not in got
+    )
+    assert got[key("respaldo_restore_test_kind_last_passed", database="crm", kind="full")] == 1
+    assert got[key("respaldo_restore_test_last_passed", database="crm")] == 1
+
+
 def test_jobs_by_kind_and_status_the_queue_and_what_prunes_reclaimed(
     settings: Settings, context: Context
 ) -> None:
@@ -284,4 +349,6 @@ def test_a_file_set_never_restore_tested_shows_never_as_a_database_does(
         got = scrape(client)
     never = key("respaldo_restore_test_last_success_timestamp_seconds", database="docs")
     assert got[never] == 0
+    kind = {"database": "docs", "kind": "files"}
+    assert got[key("respaldo_restore_test_kind_last_success_timestamp_seconds", **kind)] == 0
     assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 38 * 86400

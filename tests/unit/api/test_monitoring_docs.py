@@ -54,11 +54,12 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
         target = {"name": "ops-mail", "url": "json://127.0.0.1:1/"}
         settings = Settings(**{**settings.model_dump(), "notifications": {"targets": [target]}})
         with opened(settings) as context:
-            for kind in (BackupKind.FULL, BackupKind.INCREMENTAL):
-                backup(context, kind, T0)
+            logical = backup(context, BackupKind.FULL, T0)
+            backup(context, BackupKind.INCREMENTAL, T0)
             backup(context, BackupKind.FULL, T0 + timedelta(hours=1), failed=True)
-            drill(context, T0, passed=True, seconds=30)
-            drill(context, T0 + timedelta(days=1), passed=False, seconds=30)
+            # Of a backup on record: the per-kind series know its kind.
+            drill(context, T0, passed=True, seconds=30, backup_id=logical)
+            drill(context, T0 + timedelta(days=1), passed=False, seconds=30, backup_id=logical)
             job(context, JobKind.BACKUP, JobStatus.FAILED, error="down")
             job(context, JobKind.PRUNE, JobStatus.COMPLETED, outcome={"bytes_reclaimed": {}})
             with context.catalog.begin() as session:
@@ -177,6 +178,8 @@ def test_the_rules_cover_what_the_issue_asks_to_hear_about() -> None:
         "respaldo_jobs_total",
         "respaldo_restore_test_last_passed",  # restore test failed
         "respaldo_restore_test_last_success_timestamp_seconds",  # restore test too old
+        "respaldo_restore_test_kind_last_passed",  # of each kind of backup
+        "respaldo_restore_test_kind_last_success_timestamp_seconds",
         "respaldo_wal_archive_lag_seconds",  # archive lag
         "respaldo_wal_archive_failures_total",
     ):
