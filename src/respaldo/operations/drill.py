@@ -67,9 +67,11 @@ from respaldo.errors import (
     IntegrityError,
     InvalidBackupId,
     InvalidInput,
+    JobCancelled,
     RecordNotFound,
     RecoveryFailed,
     RespaldoError,
+    first_line,
 )
 from respaldo.operations import alerts
 from respaldo.operations.backup import GLOBALS_STREAM
@@ -820,24 +822,33 @@ class DrillRound:
     (:func:`run_restore_test_round`), in the order they ran."""
 
     results: list[DrillResult]
+    errors: list[tuple[str, RespaldoError]] = field(default_factory=list)
+    """The drills that could not run (backup id, error: a repository that did not open),
+    in the order they were tried: the round went on to the other kinds."""
 
     @property
     def backup_id(self) -> str | None:
-        """The job's result: the backup of the first drill that failed, else of the first."""
-        failed = [r for r in self.results if not r.passed]
-        first = failed or self.results
-        return first[0].backup_id if first else None
+        """The job's result: the backup of the first drill that failed, else that could
+        not run, else of the first."""
+        failed = [r.backup_id for r in self.results if not r.passed]
+        first = (
+            failed or [backup for backup, _ in self.errors] or [r.backup_id for r in self.results]
+        )
+        return first[0] if first else None
 
     def found_failure(self) -> str | None:
         """What failed, for the job's row (see operations.jobs.Verdict); None if all passed."""
         found = [f for r in self.results if (f := r.found_failure()) is not None]
-        if not found:
+        if not found and not self.errors:
             return None
-        if len(self.results) == 1:
+        if len(self.results) == 1 and not self.errors:
             return found[0]
-        return "; ".join(
-            f"backup {r.backup_id}: {f}" for r in self.results if (f := r.found_failure())
-        )
+        said = [f"backup {r.backup_id}: {f}" for r in self.results if (f := r.found_failure())]
+        said += [
+            f"backup {backup}: the restore test could not run: {first_line(str(error))}"
+            for backup, error in self.errors
+        ]
+        return "; ".join(said)
 
 
 def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = None) -> DrillRound:
@@ -847,10 +858,28 @@ def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = 
     :func:`backup_to_test` picks, as every round did before. A file set, or a backup
     id, gets that one drill.
 
-    A drill that fails does not stop the round (each kind is judged on its own); one
-    that raises (a repository that does not open) does, as it ends a single drill."""
+    A drill that fails does not stop the round (each kind is judged on its own), nor
+    does one that cannot run (a repository that does not open for the logical drill
+    said nothing of the physical backups, which then went untested that month): the
+    others run, and the round's :meth:`DrillRound.found_failure` names each, so the job
+    ends failed. A round of one drill raises its error, as a single drill does; so does a
+    round none of whose drills could run (the first error), and a cancelled one."""
     due = _due_backups(ctx, target)
-    return DrillRound([run_drill(ctx, backup, amcheck=amcheck) for backup in due or [target]])
+    if len(due) < 2:
+        return DrillRound([run_drill(ctx, backup, amcheck=amcheck) for backup in due or [target]])
+    done = DrillRound([])
+    for backup in due:
+        try:
+            done.results.append(run_drill(ctx, backup, amcheck=amcheck))
+        except JobCancelled:
+            raise
+        except RespaldoError as exc:
+            cancellation.check()  # an error a cancellation caused ends the round
+            log.warning("restore test of backup %s could not run: %s", backup, first_line(str(exc)))
+            done.errors.append((backup, exc))
+    if not done.results:
+        raise done.errors[0][1]
+    return done
 
 
 def _due_backups(ctx: Context, target: str) -> list[str]:

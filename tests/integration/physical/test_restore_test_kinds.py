@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from respaldo.catalog import DrillRuns
+from respaldo.catalog import AuditLog, BackupRecords, DrillRuns, Jobs
 from respaldo.config import ValidationQuery
-from respaldo.domain import JobStatus
+from respaldo.domain import BackupStatus, JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
@@ -139,3 +139,61 @@ def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_pas
     reason = item["reason"]
     assert f"a restore test of its physical backups (backup {physical['id']}) failed " in reason
     assert "validation: a logical drill's database: got 'false', expected 'true'" in reason, reason
+
+
+@pytest.fixture
+def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """As :func:`both`, with a second repository (``offsite``)."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+        mirror=True,
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_untested(
+    mirrored: Archiving,
+) -> None:
+    """The logical drill raises (its manifest is only in the offsite repository, whose
+    disk is not mounted tonight: a drill that cannot run, not a failed one): the round
+    stopped there, and the physical backups went untested that month."""
+    archiving = mirrored
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    manifests = [
+        p for p in (archiving.repo_dir / "manifests").rglob("*") if logical["id"] in p.name
+    ]
+    assert len(manifests) == 1, manifests
+    manifests[0].unlink()
+    offsite = archiving.base / "offsite"
+    offsite.rename(archiving.base / "offsite.unmounted")
+    settings = archiving.settings()
+    (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
+    with Context.open(settings) as ctx:
+        job = jobs.submit(ctx, entry.request())
+        run_queued(ctx, job.id, on_conflict=JobStatus.SKIPPED)
+        with ctx.catalog.read() as session:
+            row = Jobs(session).get(job.id)
+            status, error, result = row.status, row.error_message or "", row.result_id
+            trail = [
+                entry
+                for entry in AuditLog(session).list(limit=10)
+                if (entry.detail or "").startswith(f"job {job.id}")
+            ]
+    tested = dict(_runs(archiving))
+    assert tested == {physical["id"]: "passed"}, tested  # the logical one could not run
+    # The job ended failed, naming the backup that could not be tested and why.
+    assert status is JobStatus.FAILED
+    assert f"backup {logical['id']}: the restore test could not run: " in error, error
+    assert physical["id"] not in error, error
+    assert result == logical["id"]
+    assert len(trail) == 1 and trail[0].outcome == "failure", trail
+    assert f"backup {logical['id']}: the restore test could not run" in (trail[0].detail or "")
+    # A drill that could not run says nothing of the backup: its record is as it was.
+    with Context.open(settings) as ctx, ctx.catalog.read() as session:
+        record = BackupRecords(session).get(logical["id"])
+        assert record.status is BackupStatus.COMPLETED
+        assert not record.is_verified and record.verified_at is None and not record.error_message
