@@ -48,12 +48,15 @@ class Entry:
         return JobRequest(self.kind, self.target, TriggeredBy.SCHEDULE, self.name, self.params)
 
     def next_runs(self, now: datetime, count: int) -> list[datetime]:
-        """The next ``count`` times this schedule fires after ``now`` (aware)."""
-        return list(_take(_fire_times(self.trigger, now), count))
+        """The next ``count`` times this schedule fires after ``now`` (aware), in its
+        zone, for showing: compare them in UTC (fold is ignored within one zone)."""
+        zone = self.trigger.timezone
+        return [when.astimezone(zone) for when in _take(_fire_times(self.trigger, now), count)]
 
     def last_due(self, since: datetime, now: datetime) -> datetime | None:
         """The latest time this schedule was due in ``(since, now]``, or None: what a
-        service that was down from ``since`` to ``now`` missed (run once, not each)."""
+        service that was down from ``since`` to ``now`` missed (run once, not each).
+        In UTC, to be compared."""
         last = None
         for when in _fire_times(self.trigger, since):
             if when > now:
@@ -87,13 +90,23 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
       spring-forward with the offset of before it, skipped the next day's times before
       the hour of the change (a nightly 00:00 backup in Madrid or New York, once a year).
 
+    A schedule whose hour field is ``*`` (``*/5 * * * *``: it runs every hour) runs
+    through both passes of a repeated hour instead, by elapsed time: skipping the second
+    pass would leave an hour more between two runs (65 minutes for ``*/5``), past an RPO
+    limit such as ``[rpo] wal_copy_minutes``.
+
     The next wall time is found by the same expression on naive wall-clock times (a
-    trigger in UTC, which has no changes), and only then placed in the zone.
+    trigger in UTC, which has no changes), and only then placed in the zone. Fire times
+    are returned in UTC: two aware times of one zone compare by their wall clocks, fold
+    ignored, so APScheduler (whose clock is in the zone) would take a second-pass time
+    as already due during the first pass; :meth:`Entry.next_runs` shows them in the zone.
     """
 
     def __init__(self, *, timezone: tzinfo, **fields: Any) -> None:
         super().__init__(timezone=timezone, **fields)
         self._wall_twin = CronTrigger(timezone=UTC, **fields)
+        hour = self.fields[self.FIELD_NAMES.index("hour")]
+        self._every_hour = str(hour) == "*"
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -101,17 +114,45 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
         tick = timedelta(microseconds=1)
         if previous_fire_time is not None:
             # As CronTrigger: from just after the previous fire time; the wall times up to
-            # its own have run (the repeated hour's second pass is not run again).
+            # its own have run (the repeated hour's second pass is not run again, but for
+            # an every-hour schedule: see _second_pass).
             start = min(_utc(now), _utc(previous_fire_time) + tick)
             after = self._wall(previous_fire_time) + tick
         else:
             start = _utc(now)
             after = self._wall(now)
+        found: datetime | None = None
         due = self._wall_twin.get_next_fire_time(None, after.replace(tzinfo=UTC))
         while due is not None:
-            instant = self._instant(due.replace(tzinfo=None), start)
-            if instant is not None:
-                return instant
+            found = self._instant(due.replace(tzinfo=None), start)
+            if found is not None:
+                break
+            due = self._wall_twin.get_next_fire_time(due, due)
+        if found is not None and self._every_hour:
+            return self._second_pass(start, found) or found
+        return found
+
+    def _second_pass(self, start: datetime, until: datetime) -> datetime | None:
+        """The earliest time in ``[start, until)`` (UTC) that is the second pass of a
+        repeated wall time of the expression, or None: what the wall-time walk skips
+        when a fall-back change lies between ``start`` and its next wall time ``until``.
+        (From within a second pass the walk itself goes on through it.)"""
+        offset_after = until.astimezone(self.timezone).utcoffset()
+        offset_before = start.astimezone(self.timezone).utcoffset()
+        if offset_after is None or offset_before is None or offset_after >= offset_before:
+            return None
+        # ``start`` read with the offset after the change: the earliest wall time whose
+        # second pass can be at or after ``start``. Walked in wall time (never in UTC,
+        # which would move the minutes of a +05:45 zone).
+        wall = start + offset_after
+        due = self._wall_twin.get_next_fire_time(None, wall.replace(tzinfo=UTC))
+        while due is not None:
+            naive = due.replace(tzinfo=None)
+            second = _utc(naive.replace(tzinfo=self.timezone, fold=1))
+            if second >= until:
+                return None
+            if second >= start and second != _utc(naive.replace(tzinfo=self.timezone)):
+                return second
             due = self._wall_twin.get_next_fire_time(due, due)
         return None
 
@@ -124,7 +165,7 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
         for fold in (0, 1):
             instant = _utc(wall.replace(tzinfo=self.timezone, fold=fold))
             if instant >= start:
-                return instant.astimezone(self.timezone)
+                return instant
         return None
 
     def _wall(self, when: datetime) -> datetime:
@@ -293,7 +334,8 @@ def longest_gap(entry: Entry, now: datetime, *, years: int = 28, most: int = 200
         if previous is not None:
             length = _utc(when) - _utc(previous)
             if longest is None or length > longest.length:
-                longest = Gap(length, previous, when)
+                zone = entry.trigger.timezone
+                longest = Gap(length, previous.astimezone(zone), when.astimezone(zone))
         previous = when
     return longest
 

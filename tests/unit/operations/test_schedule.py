@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -168,9 +169,9 @@ def test_a_daily_time_runs_every_day_around_a_spring_forward(
 
 
 def test_every_wall_time_runs_once_through_a_year_of_changes() -> None:
-    """Every half hour through two years of Madrid's and Santiago's changes: each wall
-    time of the expression runs once (one that a spring-forward skips, at the end of the
-    gap), in order, never twice, none missed but the repeated hour's second pass."""
+    """Every half hour through two years of Madrid's and Santiago's changes: by elapsed
+    time, in order, never twice, none missed (a spring-forward's skipped times are not
+    run late as well, a fall-back's repeated hour runs in both passes)."""
     for zone in ("Europe/Madrid", "America/Santiago"):
         where = ZoneInfo(zone)
         runs = _fire_times(
@@ -182,7 +183,7 @@ def test_every_wall_time_runs_once_through_a_year_of_changes() -> None:
             if when.year > 2027:
                 break
             gap = when.astimezone(utc) - previous.astimezone(utc)
-            assert timedelta(0) < gap <= timedelta(hours=1, minutes=30), (previous, when)
+            assert gap == timedelta(minutes=30), (previous, when)
             previous = when
 
 
@@ -436,3 +437,122 @@ def test_a_files_limit_shorter_than_its_schedule_is_warned() -> None:
         and "set [rpo] (or its [file_sets.rpo]) files_hours to" in said
         for said in found
     ), found
+
+
+def _fires(zone: ZoneInfo, cron: str, start: datetime, end: datetime) -> list[str]:
+    runs = _fire_times(trigger(cron, zone, "test"), start.replace(tzinfo=zone))
+    found = []
+    for when in runs:
+        if when >= end.replace(tzinfo=zone):
+            break
+        found.append(when.astimezone(zone).strftime("%m-%d %H:%M%z"))
+    return found
+
+
+def _every_five(day: str, hour: int, offset: str) -> list[str]:
+    return [f"{day} {hour:02}:{minute:02}{offset}" for minute in range(0, 60, 5)]
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "end", "repeated", "before", "after"),
+    [
+        # 2026-10-25 and 2027-10-31: 03:00 CEST -> 02:00 CET, 02:00-02:59 twice.
+        (
+            "Europe/Madrid",
+            datetime(2026, 10, 25, 1, 55),
+            datetime(2026, 10, 25, 3, 1),
+            2,
+            "+0200",
+            "+0100",
+        ),
+        (
+            "Europe/Madrid",
+            datetime(2027, 10, 31, 1, 55),
+            datetime(2027, 10, 31, 3, 1),
+            2,
+            "+0200",
+            "+0100",
+        ),
+        # 2026-04-05 and 2027-04-04: 00:00 -03 -> 23:00 -04 the day before.
+        (
+            "America/Santiago",
+            datetime(2026, 4, 4, 22, 55),
+            datetime(2026, 4, 5, 0, 1),
+            23,
+            "-0300",
+            "-0400",
+        ),
+        (
+            "America/Santiago",
+            datetime(2027, 4, 3, 22, 55),
+            datetime(2027, 4, 4, 0, 1),
+            23,
+            "-0300",
+            "-0400",
+        ),
+    ],
+)
+def test_an_every_hour_schedule_runs_through_both_passes_of_a_repeated_hour(
+    zone: str, start: datetime, end: datetime, repeated: int, before: str, after: str
+) -> None:
+    """``*/5 * * * *`` (the default wal_copy) by elapsed time through a fall-back change:
+    both passes of the repeated hour, never 65 minutes without a run (past [rpo]
+    wal_copy_minutes); a schedule pinned to hours keeps running once."""
+    where = ZoneInfo(zone)
+    day = start.strftime("%m-%d")
+    next_day = (start + timedelta(hours=2)).strftime("%m-%d")
+    fires = _fires(where, "*/5 * * * *", start, end)
+    assert fires == (
+        _every_five(day, repeated, before)
+        + _every_five(day, repeated, after)
+        + [f"{next_day} 00:00{after}" if repeated == 23 else f"{day} 03:00{after}"]
+    ), fires
+    # The same times as the listing shows them (respaldo schedule, the page).
+    wal_copy = Entry(
+        "wal_copy", "*/5 * * * *", trigger("*/5 * * * *", where, "t"), JobKind.WAL_COPY, None
+    )
+    listed = wal_copy.next_runs(start.replace(tzinfo=where), len(fires))
+    assert [w.strftime("%m-%d %H:%M%z") for w in listed] == fires
+    gaps = {b.astimezone(UTC) - a.astimezone(UTC) for a, b in itertools.pairwise(listed)}
+    assert gaps == {timedelta(minutes=5)}
+
+    # Every 6 hours (00, 06, 12, 18) and daily at 02:30: each wall time once.
+    six = _fire_times(
+        trigger("0 */6 * * *", where, "t"), (start - timedelta(hours=12)).replace(tzinfo=where)
+    )
+    walls = [next(six).astimezone(where).replace(tzinfo=None) for _ in range(6)]
+    assert {b - a for a, b in itertools.pairwise(walls)} == {timedelta(hours=6)}, walls
+    nightly = _fires(where, "30 2 * * *", start - timedelta(days=1), start + timedelta(days=2))
+    assert [f[6:11] for f in nightly] == ["02:30"] * 3, nightly
+    assert len({f[:5] for f in nightly}) == 3  # one a day, the change's day included
+
+
+def test_a_repeated_half_hour_runs_twice_and_minutes_stay_in_odd_offset_zones() -> None:
+    # Lord Howe falls back half an hour (02:00 +11 -> 01:30 +10:30, 2027-04-04).
+    howe = ZoneInfo("Australia/Lord_Howe")
+    fires = _fires(howe, "*/15 * * * *", datetime(2027, 4, 4, 1, 15), datetime(2027, 4, 4, 2, 1))
+    assert fires == [
+        "04-04 01:30+1100",
+        "04-04 01:45+1100",
+        "04-04 01:30+1030",
+        "04-04 01:45+1030",
+        "04-04 02:00+1030",
+    ]
+    # +05:30 and +05:45: the minutes are the wall clock's, not UTC's.
+    for zone in ("Asia/Kolkata", "Asia/Kathmandu"):
+        where = ZoneInfo(zone)
+        fires = _fires(
+            where, "*/5 * * * *", datetime(2026, 12, 7, 0, 59), datetime(2026, 12, 7, 2, 0)
+        )
+        assert [f[6:11] for f in fires] == [f"01:{m:02}" for m in range(0, 60, 5)], fires
+
+
+def test_a_second_pass_time_is_not_due_during_the_first_pass() -> None:
+    """APScheduler's clock is in the zone, and two times of one zone compare by their
+    wall clocks: a second-pass time returned in the zone would be due at once."""
+    runs = trigger("*/5 * * * *", MADRID, "test")
+    first_pass_end = datetime(2026, 10, 25, 2, 55, tzinfo=MADRID)
+    nxt = runs.get_next_fire_time(first_pass_end, first_pass_end)
+    assert nxt == datetime(2026, 10, 25, 1, 0, tzinfo=UTC)  # 02:00 CET, the second pass
+    now = datetime(2026, 10, 25, 2, 56, tzinfo=MADRID)  # as APScheduler reads its clock
+    assert not nxt <= now
