@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.catalog import AuditLog, BackupRecords, DrillRuns, Jobs
 from respaldo.config import ValidationQuery
@@ -16,6 +17,7 @@ from respaldo.domain import BackupStatus, JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
+from respaldo.operations.metrics import render_metrics
 from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
 from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
@@ -197,3 +199,44 @@ def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_unt
         record = BackupRecords(session).get(logical["id"])
         assert record.status is BackupStatus.COMPLETED
         assert not record.is_verified and record.verified_at is None and not record.error_message
+
+
+def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_followed(
+    both: Archiving,
+) -> None:
+    """The round tests the logical backup (a validation fails in its throwaway
+    database), then the physical one (passes): the metrics went by the newest test of
+    any kind, respaldo_restore_test_last_passed was 1 and RespaldoRestoreTestFailed
+    stayed quiet."""
+    archiving = both
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    settings = archiving.settings()
+    settings.database("erp").validations = [
+        ValidationQuery(
+            name="not a logical drill's database",
+            sql="SELECT (current_database() NOT LIKE 'respaldo_drill_%')::text",
+            expect="true",
+        )
+    ]
+    (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
+    with Context.open(settings) as ctx:
+        job = jobs.submit(ctx, entry.request())
+        run_queued(ctx, job.id, on_conflict=JobStatus.SKIPPED)
+        text = render_metrics(ctx).decode()
+    assert _runs(archiving) == [(physical["id"], "passed"), (logical["id"], "failed")]
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    erp = (("database", "erp"),)
+    full = (("database", "erp"), ("kind", "full"))
+    incremental = (("database", "erp"), ("kind", "incremental"))
+    assert found[("respaldo_restore_test_kind_last_passed", full)] == 0
+    assert found[("respaldo_restore_test_kind_last_passed", incremental)] == 1
+    assert found[("respaldo_restore_test_kind_last_success_timestamp_seconds", full)] == 0
+    assert found[("respaldo_restore_test_kind_last_success_timestamp_seconds", incremental)] > 0
+    # What older rules use: the worst of the kinds.
+    assert found[("respaldo_restore_test_last_passed", erp)] == 0
+    assert found[("respaldo_restore_test_last_success_timestamp_seconds", erp)] == 0
