@@ -273,6 +273,39 @@ def test_a_late_firing_whose_time_an_earlier_one_took_runs_nothing(tmp_path: Pat
     assert [job.scheduled_for for job in fired] == [now.replace(microsecond=0)]
 
 
+def test_the_second_pass_of_a_repeated_hour_fires_an_every_hour_schedule(tmp_path: Path) -> None:
+    # Madrid falls back at 03:00 CEST (2026-10-25): 02:00 CET comes after 02:55 CEST. A
+    # `*/5` schedule fires in both passes; its second-pass times were not due at all,
+    # and compared in the zone (wall clocks, fold ignored) they looked taken already.
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={
+            "time_zone": "Europe/Madrid",
+            "full": "*/5 * * * *",
+            "restore_test": "off",
+            "cleanup": "off",
+            "verify": "off",
+        },
+        cache_dir=tmp_path / "cache",
+    )
+    times = [datetime(2026, 10, 25, 0, 55, 0, 300_000, tzinfo=UTC)]  # 02:55 CEST
+    runner = Runner()
+    runner.release.set()
+    with Context.open(settings, create=True) as ctx:
+        service = Service(ctx, entries(settings, ()), runner=runner, clock=lambda: times[-1])
+        (full,) = [e for e in service.schedule if e.name == "full:erp"]
+        for minutes in (0, 5, 10, 60):  # 02:55 CEST, 02:00 and 02:05 CET, then 02:55 CET
+            times.append(times[0] + timedelta(minutes=minutes))
+            service.fire(full, by_trigger=True)
+        fired = jobs.list_jobs(ctx)
+    madrid = ZoneInfo("Europe/Madrid")
+    assert sorted(
+        f"{job.scheduled_for.astimezone(madrid):%H:%M %Z}" for job in fired if job.scheduled_for
+    ) == ["02:00 CET", "02:05 CET", "02:55 CEST", "02:55 CET"]
+    assert len(fired) == 4
+
+
 def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "respaldo.scheduling.service"]
 
