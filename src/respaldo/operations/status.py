@@ -1029,7 +1029,7 @@ def _kinds_item(
             error = (
                 first_line(failing.error_message)
                 if failing.error_message
-                else Phrase(N_("a check failed ('respaldo drill history' shows which)"))
+                else Phrase(N_("a check failed ('respaldo drills' shows which)"))
             )
             amber.append(
                 Phrase(
@@ -1092,7 +1092,7 @@ def _drill_item(
         error = (
             first_line(failing.error_message)
             if failing.error_message
-            else Phrase(N_("a check failed ('respaldo drill history' shows which)"))
+            else Phrase(N_("a check failed ('respaldo drills' shows which)"))
         )
         if failing is history.last_drill:
             failed = Phrase(

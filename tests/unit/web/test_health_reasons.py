@@ -109,11 +109,11 @@ def test_a_restore_test_never_passed_and_one_that_failed_read_in_spanish() -> No
     spanish, english = _said(item.reason)
     assert english == (
         "no restore test ever passed; the last restore test failed 48 h ago: "
-        "a check failed ('respaldo drill history' shows which)"
+        "a check failed ('respaldo drills' shows which)"
     )
     assert spanish == (
         "nunca se ha superado ninguna prueba de restauración; la última prueba de restauración "
-        "falló hace 48 h: falló una comprobación ('respaldo drill history' muestra cuál)"
+        "falló hace 48 h: falló una comprobación ('respaldo drills' muestra cuál)"
     )
 
 
