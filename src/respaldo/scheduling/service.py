@@ -95,6 +95,9 @@ SWEEP = "lost-jobs-sweep"
 OWED = "owed:"
 """Prefix of the id of the one-off job that records a firing the catalog refused."""
 _NOTHING = object()
+# How long before a start the last recorded run of a schedule can have been in the first
+# pass of a repeated hour the start is in (an hour, with room for a late run).
+_REPEATED_HOUR_REACH = timedelta(hours=3)
 
 
 def _utcnow() -> datetime:
@@ -545,11 +548,38 @@ class Service:
         time an earlier late call here already took (:meth:`fire` skips that one)."""
         now = self._clock()
         with self._lock:
-            since = self._last_fire.get(entry.name, self._started - timedelta(seconds=1))
+            since = self._last_fire.get(entry.name)
+        if since is None:
+            since = self._first_since(entry)
+        with self._lock:
+            since = self._last_fire.get(entry.name, since)
             due = self._missed.pop(entry.name, None) or entry.last_due(since, now)
             if due is not None and due > since:
                 self._last_fire[entry.name] = due
         return due
+
+    def _first_since(self, entry: Entry) -> datetime:
+        """Where the first firing here of ``entry`` looks for its due time from: the run
+        of it the catalog recorded last, if that was shortly before the start, else just
+        before the start. A service started inside a fall-back's repeated hour has no
+        previous fire time, so its trigger reaches a wall time that already ran in the
+        first pass by its second one: a nightly `30 2 * * *` backup that ran at 02:30 CEST
+        ran again at 02:30 CET after a restart at 02:20 CET. From the recorded run, that
+        wall time is behind it (each wall time runs once, as docs/service.md says)."""
+        started = self._started - timedelta(seconds=1)
+        try:
+            last = jobs.last_of_schedule(self.ctx, entry.name, started)
+        except Exception:  # the catalog: as before, from the start
+            log.warning("cannot read the last run of %s", entry.name, exc_info=True)
+            return started
+        if last is None:
+            return started
+        ran = last.scheduled_for or last.created_at
+        # A repeated hour is at most an hour long (half of one at Lord Howe); an older
+        # run cannot be in its first pass, and walking from it would cost for nothing.
+        if started - _REPEATED_HOUR_REACH <= ran <= started:
+            return ran
+        return started
 
     def fire(self, entry: Entry, *, by_trigger: bool = False) -> None:
         """Submit ``entry``'s job and run it here (or hand it to the queue), or record it

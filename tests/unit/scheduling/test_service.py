@@ -306,6 +306,56 @@ def test_the_second_pass_of_a_repeated_hour_fires_an_every_hour_schedule(tmp_pat
     assert len(fired) == 4
 
 
+def test_a_restart_in_the_repeated_hour_does_not_run_a_pinned_schedule_again(
+    tmp_path: Path,
+) -> None:
+    # Madrid falls back at 03:00 CEST (2026-10-25). A daily `30 2 * * *` backup ran at
+    # 02:30 CEST; the service restarted at 02:20 CET, in the repeated hour. The new
+    # service's trigger, with no previous fire time of its own, reaches 02:30 by its
+    # second pass (02:30 CET): run again, the nightly full backup ran twice that night,
+    # though docs/service.md says a schedule pinned to hours runs each wall time once.
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={
+            "time_zone": "Europe/Madrid",
+            "full": "30 2 * * *",
+            "restore_test": "off",
+            "cleanup": "off",
+            "verify": "off",
+        },
+        cache_dir=tmp_path / "cache",
+    )
+    first_pass = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    times = [first_pass + timedelta(minutes=50)]  # 02:20 CET: the restart
+    runner = Runner()
+    runner.release.set()
+    with Context.open(settings, create=True) as ctx:
+        with ctx.catalog.begin() as session:  # what the service before the restart recorded
+            job = Jobs(session).submit(
+                JobKind.BACKUP,
+                target="erp",
+                triggered_by=TriggeredBy.SCHEDULE,
+                requested_by="full:erp",
+                scheduled_for=first_pass,
+                now=first_pass + timedelta(seconds=1),
+            )
+            Jobs(session).start(job.id, pid=1, now=first_pass + timedelta(seconds=1))
+            Jobs(session).finish(job.id, JobStatus.COMPLETED, now=first_pass + timedelta(minutes=9))
+        after = Service(ctx, entries(settings, ()), runner=runner, clock=lambda: times[-1])
+        (full,) = [e for e in after.schedule if e.name == "full:erp"]
+        assert after.missed(times[-1]) == []
+        times.append(first_pass + timedelta(hours=1, microseconds=300_000))  # 02:30 CET
+        after.fire(full, by_trigger=True)
+        times.append(first_pass + timedelta(days=1, hours=1, microseconds=300_000))  # the 26th
+        after.fire(full, by_trigger=True)
+        fired = jobs.list_jobs(ctx)
+    madrid = ZoneInfo("Europe/Madrid")
+    assert sorted(
+        f"{job.scheduled_for.astimezone(madrid):%d %H:%M %Z}" for job in fired if job.scheduled_for
+    ) == ["25 02:30 CEST", "26 02:30 CET"]
+
+
 def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "respaldo.scheduling.service"]
 
