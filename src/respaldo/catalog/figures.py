@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from respaldo.catalog.backups import newest_completed, newest_completed_times
 from respaldo.catalog.jobs import known_kind
@@ -60,7 +60,9 @@ class KindDrillFigures:
     kind: BackupKind
     last_finished_at: datetime | None = None
     last_passed: bool | None = None
-    """Whether the newest finished drill of this kind passed."""
+    """Whether the newest finished drill of this kind passed, and no failed one of this
+    kind stands unsettled (as the status: only a later pass of the same backup or a
+    newer one settles a failure)."""
     last_success_at: datetime | None = None
 
 
@@ -207,7 +209,44 @@ def _kind_drills(session: Session, before: datetime | None) -> list[KindDrillFig
         if last is None or at > last or (at == last and status is DrillStatus.FAILED):
             item.last_finished_at = at
             item.last_passed = status is DrillStatus.PASSED
+    for key in _unsettled_failures(session, ended, before):
+        if key in figures:
+            figures[key].last_passed = False
     return sorted(figures.values(), key=lambda f: (f.database or "", f.kind.value))
+
+
+def _unsettled_failures(
+    session: Session, ended: sa.ColumnElement[bool], before: datetime | None
+) -> set[tuple[str | None, BackupKind]]:
+    """The (database, kind) pairs with a failed restore test that no later pass of the
+    same backup or a newer one settled (status.unsettled_failure's rule, in SQL: the
+    newest backup's test failed, then a manual drill of an older backup passed, and the
+    metric said passed while the status said the failure stands)."""
+    failed_backup = aliased(BackupRecord)
+    passed_run = aliased(DrillRun)
+    passed_backup = aliased(BackupRecord)
+    settled = (
+        sa.select(passed_run.id)
+        .join(passed_backup, passed_backup.id == passed_run.backup_id)
+        .where(
+            passed_run.status == DrillStatus.PASSED,
+            passed_run.database_name == DrillRun.database_name,
+            passed_backup.backup_type == failed_backup.backup_type,
+            # A pass in the same instant does not settle it (the failure is the newest
+            # of a tie, as above).
+            passed_run.finished_at > DrillRun.finished_at,
+            passed_backup.completed_at >= failed_backup.completed_at,
+        )
+    )
+    if before is not None:
+        settled = settled.where(passed_run.finished_at <= before)
+    query = (
+        sa.select(DrillRun.database_name, failed_backup.backup_type)
+        .join(failed_backup, failed_backup.id == DrillRun.backup_id)
+        .where(ended, DrillRun.status == DrillStatus.FAILED, ~settled.exists())
+        .distinct()
+    )
+    return {(database, kind) for database, kind in session.execute(query)}
 
 
 def _newest_backup_at(

@@ -326,7 +326,8 @@ def _drill_metrics(figures: CatalogFigures, settings: Settings, now: datetime) -
     yield _gauge(
         "respaldo_restore_test_kind_last_passed",
         "1 if the newest finished restore test of this kind of the database's backups "
-        "passed, else 0 (the kinds it relies on: a kind with no recent backup has none).",
+        "passed and no failed one stands unsettled, else 0 (the kinds it relies on: a "
+        "kind with no recent backup has none).",
         kind_labels,
         [
             ([db, f.kind.value], 1.0 if f.last_passed else 0.0)

@@ -352,3 +352,26 @@ def test_a_file_set_never_restore_tested_shows_never_as_a_database_does(
     kind = {"database": "docs", "kind": "files"}
     assert got[key("respaldo_restore_test_kind_last_success_timestamp_seconds", **kind)] == 0
     assert got[key("respaldo_restore_test_max_age_seconds", database="docs")] == 38 * 86400
+
+
+def test_a_failed_test_of_the_newest_backup_stands_after_a_pass_of_an_older_one(
+    settings: Settings, context: Context
+) -> None:
+    # The round's test of the newest logical backup failed; a manual drill of an older
+    # one then passed. The status keeps the failure (only a pass of that backup or a
+    # newer one settles it: the backups since are untested); the metric went by the
+    # newest test, said 1, and RespaldoRestoreTestFailed stopped firing.
+    older = backup(context, BackupKind.FULL, T0)
+    newer = backup(context, BackupKind.FULL, T0 + timedelta(days=1))
+    drill(context, T0 + timedelta(days=1, hours=1), passed=False, seconds=5.0, backup_id=newer)
+    drill(context, T0 + timedelta(days=1, hours=2), passed=True, seconds=5.0, backup_id=older)
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    assert got[key("respaldo_restore_test_kind_last_passed", database="erp", kind="full")] == 0
+    assert got[key("respaldo_restore_test_last_passed", database="erp")] == 0
+    # A pass of the failed backup itself settles it.
+    drill(context, T0 + timedelta(days=1, hours=3), passed=True, seconds=5.0, backup_id=newer)
+    with TestClient(create_app(settings, context)) as client:
+        got = scrape(client)
+    assert got[key("respaldo_restore_test_kind_last_passed", database="erp", kind="full")] == 1
+    assert got[key("respaldo_restore_test_last_passed", database="erp")] == 1
