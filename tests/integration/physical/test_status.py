@@ -162,7 +162,7 @@ def test_metrics_of_working_archiving_say_what_status_says(archiving: Archiving)
     assert got[("respaldo_wal_archive_lag_seconds", "erp")] == 0
     assert got[("respaldo_wal_archive_max_lag_seconds", "erp")] == 15 * 60
     assert got[("respaldo_database_up", "erp")] == 1
-    assert got[("respaldo_backup_rpo_seconds", "erp", "incremental")] == 7 * 3600
+    assert got[("respaldo_backup_rpo_seconds", "erp", "incremental")] == 8 * 3600
     assert got[("respaldo_backup_rpo_seconds", "erp", "full")] == 26 * 3600
     # Physical backups are expected here: "never" shows until the first one.
     assert ("respaldo_backup_last_success_timestamp_seconds", "erp", "incremental") in got
