@@ -179,7 +179,10 @@ def test_packs_of_an_interrupted_writer_are_removed(storage: Storage, repo: Repo
     writer.abort()  # like a crash: packs uploaded, no index, no manifest
     leftovers = set(names(storage, PACK_PREFIX)) - packs_before
     assert leftovers
-    report = collect_garbage(repo)
+    # How the history's chunks fall into packs depends on which sealing thread ends first,
+    # so its last packs are sometimes small enough to be merged; merging is tested above,
+    # and here it would only change the names this test compares.
+    report = collect_garbage(repo, small_pack_fraction=0)
     assert report.packs_unindexed == len(leftovers)
     assert set(names(storage, PACK_PREFIX)) == packs_before
     assert_sound(storage, backups)
