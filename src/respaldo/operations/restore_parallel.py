@@ -83,6 +83,7 @@ from respaldo.postgres.archive_offsets import (
     set_offsets,
     write_offsets,
 )
+from respaldo.postgres.commands import widen_pipe
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.repository import Manifest
 
@@ -1021,10 +1022,9 @@ def _feed(
     listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
     with (
         spool.reader() as source,
-        pg_restore(
-            conninfo, no_owner=no_owner, use_list=listed, bindir=bindir, stdin_socket=True
-        ) as restore,
+        pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
     ):
+        widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         source.send(restore.stdin, 0, plan.toc.end)
         for dump_id in ids:
             block = _Block(dump_id, plan.starts[dump_id], plan.ends[dump_id])
@@ -1391,9 +1391,8 @@ def _feed_files(
     def integer(value: int) -> bytes:
         return b"\x00" + value.to_bytes(plan.toc.int_size, "little")
 
-    with pg_restore(
-        conninfo, no_owner=no_owner, use_list=listed, bindir=bindir, stdin_socket=True
-    ) as restore:
+    with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
+        widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         restore.stdin.write(head)
         for entry in entries:
             name = entry.file or ""

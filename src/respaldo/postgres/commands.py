@@ -21,7 +21,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
@@ -47,33 +46,14 @@ most an unprivileged process may ask for by default (/proc/sys/fs/pipe-max-size)
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int:
     """Ask for a pipe buffer of ``size`` bytes on the pipe ``fd``; returns the size it
     has. Best effort: where the system refuses (a lower pipe-max-size, a user over its
-    pipe quota, not Linux), the pipe keeps its size and only the speed differs; on what
-    is not a pipe (a socket: :func:`pg_restore`'s ``stdin_socket``), 0."""
+    pipe quota, not Linux), the pipe keeps its size and only the speed differs."""
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setter is None:
         return 0
     try:
         return int(fcntl.fcntl(fd, setter, size))
     except OSError:
-        try:
-            return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
-        except OSError:
-            return 0
-
-
-def _stdin_socket() -> tuple[socket.socket, socket.socket]:
-    """A connected Unix stream socket pair for a child's stdin: ``(ours, the child's)``.
-
-    Why not a pipe: a pipe wakes its blocked writer for every page a read frees, and
-    pg_restore reads its stdin through stdio 4 KiB at a time (one row a part in a
-    ``pg_dump --compress=0`` archive), so writer and reader took turns 4 KiB at a time
-    (tens of thousands of context switches a restore). A stream socket wakes its writer
-    only once most of its send buffer is free (docs/benchmarks.md, session 21). The
-    send buffer is asked for at PIPE_SIZE; the system caps it (net.core.wmem_max)."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    with contextlib.suppress(OSError):
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_SIZE)
-    return ours, theirs
+        return int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
 
 
 STDERR_LIMIT = 64 * 1024
@@ -243,7 +223,7 @@ class RunningCommand:
         argv: Sequence[str],
         *,
         child: ChildConnection,
-        stdin: bool | Literal["socket"],
+        stdin: bool,
         stdout: Literal["pipe", "capture", "discard"],
         secrets: Sequence[str],
         cleanup: contextlib.ExitStack,
@@ -257,17 +237,10 @@ class RunningCommand:
         self._finished = False
         log.debug("running %s", shlex.join(self.argv))
         failure: PostgresError | None = None
-        self._socket_in: IO[bytes] | None = None
-        child_in: int = subprocess.PIPE if stdin else subprocess.DEVNULL
-        theirs: socket.socket | None = None
-        if stdin == "socket":
-            ours, theirs = _stdin_socket()
-            self._socket_in = os.fdopen(ours.detach(), "wb")
-            child_in = theirs.fileno()
         try:
             self._proc = subprocess.Popen(
                 self.argv,
-                stdin=child_in,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL if stdout == "discard" else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=child.env,
@@ -277,12 +250,7 @@ class RunningCommand:
             )
         except OSError as exc:
             cleanup.close()
-            if self._socket_in is not None:
-                self._socket_in.close()
             failure = PostgresError(program, -1, f"cannot start {argv[0]}: {exc.strerror}")
-        finally:
-            if theirs is not None:
-                theirs.close()  # the child's copy: its end of file is ours closing
         if failure is not None:
             # Outside the except block: the OSError's traceback holds Popen's frames, whose
             # local variables include the child's environment (and maybe PGPASSWORD).
@@ -313,8 +281,6 @@ class RunningCommand:
     @property
     def stdin(self) -> IO[bytes]:
         """The child's standard input, for the caller to write; closed by :meth:`wait`."""
-        if self._socket_in is not None:
-            return self._socket_in
         if self._proc.stdin is None:
             raise ValueError(f"{self.program}: stdin is not a pipe")
         return self._proc.stdin
@@ -350,11 +316,7 @@ class RunningCommand:
         raised.
         """
         if not self._finished:
-            for pipe in (
-                self._socket_in,
-                self._proc.stdin,
-                self._proc.stdout if self._stdout is None else None,
-            ):
+            for pipe in (self._proc.stdin, self._proc.stdout if self._stdout is None else None):
                 if pipe is not None:
                     with contextlib.suppress(OSError):
                         pipe.close()
@@ -380,11 +342,7 @@ class RunningCommand:
             except OSError:
                 with contextlib.suppress(OSError):
                     self._proc.kill()
-        for pipe in (
-            self._socket_in,
-            self._proc.stdin,
-            self._proc.stdout if self._stdout is None else None,
-        ):
+        for pipe in (self._proc.stdin, self._proc.stdout if self._stdout is None else None):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
@@ -450,7 +408,7 @@ def _start(
     *,
     bindir: Path | str | None,
     method: PasswordMethod,
-    stdin: bool | Literal["socket"],
+    stdin: bool,
     stdout: Literal["pipe", "capture", "discard"],
     after_conn: Sequence[str] = (),
     stderr_lines: StderrLines | None = None,
@@ -630,7 +588,6 @@ def pg_restore(
     use_list: Path | None = None,
     bindir: Path | str | None = None,
     method: PasswordMethod = "passfile",
-    stdin_socket: bool = False,
 ) -> RunningCommand:
     """Start ``pg_restore --exit-on-error`` into the existing database ``conninfo.dbname``.
 
@@ -642,8 +599,7 @@ def pg_restore(
     into one database fails on the objects that already exist. ``use_list`` restores only
     the entries that file lists (``--use-list``; see :mod:`respaldo.postgres.toc`): from a
     pipe, pg_restore then exits as soon as it has read the last one, and a write after
-    that is a broken pipe. ``stdin_socket``: its stdin is a Unix stream socket, not a
-    pipe (:func:`_stdin_socket`: fewer wake-ups when the caller writes ahead of it).
+    that is a broken pipe.
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -669,7 +625,7 @@ def pg_restore(
         build,
         bindir=bindir,
         method=method,
-        stdin=("socket" if stdin_socket else True) if source is None else False,
+        stdin=source is None,
         stdout="discard",
         after_conn=after,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import stat
 from pathlib import Path
 
 import pytest
@@ -97,54 +96,6 @@ def test_restore_from_a_file_in_parallel_without_owners(
     assert _counts(pg, new_dbname) == _counts(pg, erp_db)
     q = "SELECT tableowner FROM pg_tables WHERE tablename = 'facturas'"
     assert pg.scalar(q, dbname=new_dbname) == pg.superuser
-
-
-def test_a_restore_fed_through_a_socket_equals_the_database(
-    pg: TempCluster, erp_db: str, new_dbname: str
-) -> None:
-    # restore --jobs N's workers: pg_restore's stdin is a Unix stream socket, not a pipe
-    # (a pipe woke the writer for every 4 KiB pg_restore read). The same archive bytes
-    # give the same database.
-    create_database(pg.conninfo(), new_dbname)
-    with (
-        pg_dump(pg.conninfo(erp_db)) as dump,
-        pg_restore(pg.conninfo(new_dbname), stdin_socket=True) as restore,
-    ):
-        assert stat.S_ISSOCK(Path(f"/proc/{restore.pid}/fd/0").stat().st_mode)
-        while chunk := dump.stdout.read(64 * 1024):
-            restore.stdin.write(chunk)
-    assert _counts(pg, new_dbname) == _counts(pg, erp_db)
-    for q in (
-        "SELECT md5(string_agg(l::text, '' ORDER BY l)) FROM finanzas.lineas_factura l",
-        "SELECT md5(string_agg(datos::text, '' ORDER BY id)) FROM docs.fotos",
-        "SELECT count(*) FROM pg_largeobject_metadata",
-    ):
-        assert pg.scalar(q, dbname=new_dbname) == pg.scalar(q, dbname=erp_db)
-
-
-def test_a_socket_fed_restore_that_fails_reports_pg_restores_error(
-    pg: TempCluster, erp_db: str, new_dbname: str
-) -> None:
-    # pg_restore exits at its first error while it is still being written to: the
-    # writer's broken pipe (EPIPE on the socket) becomes pg_restore's own error, and the
-    # database it failed in is as it was.
-    before = _counts(pg, erp_db)
-    with (
-        pytest.raises(PostgresError, match="already exists") as caught,
-        pg_dump(pg.conninfo(erp_db)) as dump,
-        pg_restore(pg.conninfo(erp_db), stdin_socket=True) as restore,
-    ):
-        while chunk := dump.stdout.read(1 << 16):
-            restore.stdin.write(chunk)
-    assert caught.value.program == "pg_restore"
-    assert _counts(pg, erp_db) == before
-    create_database(pg.conninfo(), new_dbname)
-    with (
-        pytest.raises(PostgresError) as garbage,
-        pg_restore(pg.conninfo(new_dbname), stdin_socket=True) as restore,
-    ):
-        restore.stdin.write(b"this is not a pg_dump archive\n" * 10)
-    assert "archive" in garbage.value.stderr
 
 
 def test_parallel_restore_needs_a_file(pg: TempCluster) -> None:
