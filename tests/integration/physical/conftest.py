@@ -342,6 +342,33 @@ def archiving_alone(
         yield archiving
 
 
+@pytest.fixture
+def own_archiving(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """An archiving cluster and repository of one test alone, set up as the session's is
+    (its major's initdb options and settings): for a test that damages the repository or
+    counts its runs, which the session's shared cluster must not see."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
+@pytest.fixture
+def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
+    """As :func:`own_archiving`, with a second repository, ``offsite``."""
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+        mirror=True,
+    ) as archiving:
+        archiving.capsys = capsys
+        yield archiving
+
+
 def archive_item(run: Run) -> dict[str, Any]:
     """The one WAL archiving item (``archive:<db>``) of ``respaldo status --json``'s run."""
     databases: list[dict[str, Any]] = run.json()["databases"]

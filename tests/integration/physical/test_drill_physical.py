@@ -28,8 +28,8 @@ from respaldo.operations.drill import (
     run_drill,
 )
 from respaldo.operations.physical_restore import PORT_ATTEMPTS
-from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS, ON_EVERY_MAJOR
-from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster, free_port
+from tests.integration.majors import ON_EVERY_MAJOR
+from tests.integration.physical.conftest import SHOP, Archiving, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -194,20 +194,6 @@ def test_a_database_backed_up_only_physically_is_drilled_by_name(archiving: Arch
     assert result.backup_id == record["id"]
     assert result.passed, result.checks
     assert _verified(archiving, record["id"]) is True
-
-
-@pytest.fixture
-def own_archiving(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
-    """An archiving cluster and repository of the test's own: a test that damages a pack
-    must not leave the session's repository damaged (later backups deduplicate against
-    the chunk, and every restore of them fails)."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-    ) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def test_a_physical_backup_with_a_damaged_chunk_fails_its_drill(
@@ -410,20 +396,6 @@ def test_a_physical_drill_reads_the_archived_segments_after_the_backup(
     assert re.fullmatch(
         r"continuous from the backup's end to \S+, \d+ archived segments? read whole", wal.detail
     ), wal.detail
-
-
-@pytest.fixture
-def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
-    """An archiving cluster of the test's own whose respaldo has a second repository,
-    ``offsite`` (this test damages the primary's copy of a segment)."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-        mirror=True,
-    ) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def test_a_segment_damaged_in_the_primary_alone_is_read_from_the_mirror(

@@ -5,7 +5,6 @@ green, so a physical chain that could not restore was never found."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,23 +19,9 @@ from respaldo.operations.drill import run_drill
 from respaldo.operations.metrics import render_metrics
 from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
-from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
-from tests.integration.physical.conftest import Archiving, archiving_cluster
+from tests.integration.physical.conftest import Archiving
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def both(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
-    """An archiving cluster and repository of the test's own (its restore tests are
-    counted: the session's would hold other tests' runs)."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-    ) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def _logical(archiving: Archiving) -> dict[str, Any]:
@@ -70,9 +55,9 @@ def _restore_test_item(archiving: Archiving) -> dict[str, Any]:
 
 
 def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
-    both: Archiving,
+    own_archiving: Archiving,
 ) -> None:
-    archiving = both
+    archiving = own_archiving
     physical = archiving.backup()
     logical = _logical(archiving)
     _scheduled_round(archiving)
@@ -89,11 +74,11 @@ def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
 
 
 def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
-    both: Archiving,
+    own_archiving: Archiving,
 ) -> None:
     """A restore test of the newest logical backup passes ('respaldo drill erp' picks
     it): the item was green, while no physical backup had ever been restored."""
-    archiving = both
+    archiving = own_archiving
     physical = archiving.backup()
     _logical(archiving)
     run = archiving.run("drill", "erp", "--json")
@@ -116,12 +101,12 @@ def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
 
 
 def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_passed(
-    both: Archiving,
+    own_archiving: Archiving,
 ) -> None:
     """The physical drill fails (a validation the scratch server's database answers
     otherwise than a logical drill's), then the newer logical backup's drill passes: a
     pass of a newer backup settled the failure and the item was green."""
-    archiving = both
+    archiving = own_archiving
     physical = archiving.backup()
     _logical(archiving)
     settings = archiving.settings()
@@ -141,19 +126,6 @@ def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_pas
     reason = item["reason"]
     assert f"a restore test of its physical backups (backup {physical['id']}) failed " in reason
     assert "validation: a logical drill's database: got 'false', expected 'true'" in reason, reason
-
-
-@pytest.fixture
-def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
-    """As :func:`both`, with a second repository (``offsite``)."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-        mirror=True,
-    ) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_untested(
@@ -202,13 +174,13 @@ def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_unt
 
 
 def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_followed(
-    both: Archiving,
+    own_archiving: Archiving,
 ) -> None:
     """The round tests the logical backup (a validation fails in its throwaway
     database), then the physical one (passes): the metrics went by the newest test of
     any kind, respaldo_restore_test_last_passed was 1 and RespaldoRestoreTestFailed
     stayed quiet."""
-    archiving = both
+    archiving = own_archiving
     physical = archiving.backup()
     logical = _logical(archiving)
     settings = archiving.settings()

@@ -9,7 +9,6 @@ calls it) and the job it runs from its catalog row.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,22 +21,9 @@ from respaldo.operations.status import compute_status
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import read_cluster, wal_object
 from respaldo.scheduling.service import Service
-from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
-from tests.integration.physical.conftest import Archiving, archiving_cluster
+from tests.integration.physical.conftest import Archiving
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def mirrored(pg_major: int | None) -> Iterator[Archiving]:
-    """An archiving cluster whose respaldo has a second repository, ``offsite``."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-        mirror=True,
-    ) as archiving:
-        yield archiving
 
 
 def _copies(ctx: Context) -> list[jobs.JobInfo]:

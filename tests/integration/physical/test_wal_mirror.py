@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,28 +17,12 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.logical.support import flip_byte
-from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
 from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
-    archiving_cluster,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def mirrored(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
-    """An archiving cluster whose respaldo has a second repository, ``offsite``; its own
-    (this test deletes the primary repository)."""
-    with archiving_cluster(
-        pg_major,
-        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
-        settings=ARCHIVING_SETTINGS.get(pg_major),
-        mirror=True,
-    ) as archiving:
-        archiving.capsys = capsys
-        yield archiving
 
 
 def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
