@@ -307,3 +307,21 @@ def password_blind_reader(cluster: TempCluster, respaldo: Respaldo) -> Iterator[
         cluster.execute("SELECT pg_catalog.pg_reload_conf()")
         cluster.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=respaldo.dbname)
         cluster.execute(sql.SQL("DROP ROLE {}").format(role))
+
+
+@pytest.fixture(scope="module")
+def logical_level(pg: TempCluster) -> Iterator[TempCluster]:
+    """The test cluster with ``wal_level = logical`` (a restart), as it was after."""
+    was = pg.scalar("SHOW wal_level")
+    if was != "logical":
+        pg.execute("ALTER SYSTEM SET wal_level = logical")
+        pg.restart()
+    try:
+        yield pg
+    finally:
+        if was != "logical":
+            # A server with a logical slot left does not start with wal_level = replica.
+            for (slot,) in pg.query("SELECT slot_name FROM pg_catalog.pg_replication_slots"):
+                pg.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
+            pg.execute("ALTER SYSTEM RESET wal_level")
+            pg.restart()

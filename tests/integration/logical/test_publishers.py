@@ -32,24 +32,6 @@ _SLOTS = "SELECT slot_name, database FROM pg_catalog.pg_replication_slots ORDER 
 
 
 @pytest.fixture(scope="module")
-def logical(pg: TempCluster) -> Iterator[TempCluster]:
-    """The test cluster with ``wal_level = logical`` (a restart), as it was after."""
-    was = pg.scalar("SHOW wal_level")
-    if was != "logical":
-        pg.execute("ALTER SYSTEM SET wal_level = logical")
-        pg.restart()
-    try:
-        yield pg
-    finally:
-        if was != "logical":
-            # A server with a logical slot left does not start with wal_level = replica.
-            for (slot,) in pg.query("SELECT slot_name FROM pg_catalog.pg_replication_slots"):
-                pg.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
-            pg.execute("ALTER SYSTEM RESET wal_level")
-            pg.restart()
-
-
-@pytest.fixture(scope="module")
 def subscriber_cluster(pg: TempCluster) -> Iterator[TempCluster]:
     cluster = TempCluster.create(bindir=pg.bindir)
     try:
@@ -59,9 +41,9 @@ def subscriber_cluster(pg: TempCluster) -> Iterator[TempCluster]:
 
 
 @pytest.fixture
-def publisher(logical: TempCluster, respaldo: Respaldo) -> Iterator[Respaldo]:
+def publisher(logical_level: TempCluster, respaldo: Respaldo) -> Iterator[Respaldo]:
     """The test's ERP database publishing a table of its own."""
-    logical.execute(
+    logical_level.execute(
         "CREATE TABLE public.partes (id int PRIMARY KEY, texto text);"
         "INSERT INTO public.partes VALUES (1, 'antes del respaldo');"
         "CREATE PUBLICATION partes_pub FOR TABLE public.partes",
@@ -76,13 +58,13 @@ def publisher(logical: TempCluster, respaldo: Respaldo) -> Iterator[Respaldo]:
         wait_for(
             "the slots let go",
             lambda: (
-                not logical.scalar(
+                not logical_level.scalar(
                     "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE active"
                 )
             ),
         )
-        for slot, _ in logical.query(_SLOTS):
-            logical.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
+        for slot, _ in logical_level.query(_SLOTS):
+            logical_level.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
 
 
 def _subscribe(sub: TempCluster, pub: TempCluster, dbname: str) -> None:

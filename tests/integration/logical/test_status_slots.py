@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -145,24 +144,6 @@ def test_an_idle_slot_that_max_slot_wal_keep_size_bounds_says_so(
             (slot,),
         )
         pg.execute(f"DROP TABLE IF EXISTS public.{busy}", dbname=respaldo.dbname)
-
-
-@pytest.fixture(scope="module")
-def logical_level(pg: TempCluster) -> Iterator[TempCluster]:
-    """The test cluster with ``wal_level = logical`` (a restart), as it was after."""
-    was = pg.scalar("SHOW wal_level")
-    if was != "logical":
-        pg.execute("ALTER SYSTEM SET wal_level = logical")
-        pg.restart()
-    try:
-        yield pg
-    finally:
-        if was != "logical":
-            # A server with a logical slot left does not start with wal_level = replica.
-            for (slot,) in pg.query("SELECT slot_name FROM pg_catalog.pg_replication_slots"):
-                pg.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", [slot])
-            pg.execute("ALTER SYSTEM RESET wal_level")
-            pg.restart()
 
 
 def every_slot_item(respaldo: Respaldo) -> list[str]:
