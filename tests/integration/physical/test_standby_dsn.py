@@ -52,13 +52,7 @@ def test_a_physical_backup_of_a_standby_restores_as_a_primary(
     primary.execute("CREATE TABLE mark (v text); INSERT INTO mark VALUES ('1')", dbname=SHOP)
     standby = primary.standby()
     try:
-        config = archiving.config.read_text()
-        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
-        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
-        wait_for(
-            "the standby to replay the primary's WAL",
-            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
-        )
+        config = _dsn_to_standby(archiving, standby)
         backup = archiving.backup()["id"]
         archiving.config.write_text(config)
         primary.execute("INSERT INTO mark VALUES ('2')", dbname=SHOP)
@@ -92,13 +86,7 @@ def test_a_logical_backup_through_a_standby_with_an_unlogged_table_fails_saying_
     )
     standby = primary.standby()
     try:
-        config = archiving.config.read_text()
-        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
-        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
-        wait_for(
-            "the standby to replay the primary's WAL",
-            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
-        )
+        _dsn_to_standby(archiving, standby)
         run = archiving.run("backup", "erp", "--json")
         listed = archiving.run("list", "--database", "erp", "--type", "full", "--json")
     finally:
@@ -114,3 +102,17 @@ def test_a_logical_backup_through_a_standby_with_an_unlogged_table_fails_saying_
     assert "Traceback" not in run.err
     assert listed.code == 0, str(listed)
     assert [b["status"] for b in listed.json()] == ["failed"]
+
+
+def _dsn_to_standby(archiving: Archiving, standby: TempCluster) -> str:
+    """Point respaldo's dsn at ``standby`` once it has replayed the primary's WAL so far;
+    returns the configuration as it was, to put back."""
+    primary = archiving.pg
+    config = archiving.config.read_text()
+    archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
+    end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+    wait_for(
+        "the standby to replay the primary's WAL",
+        lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
+    )
+    return config
