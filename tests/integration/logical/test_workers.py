@@ -246,10 +246,22 @@ def test_a_burst_of_backups_never_runs_two_of_one_database_at_once(site: Site) -
             burst.append(job)
 
     threads = [threading.Thread(target=submit, args=[db]) for db in ["erp2", "erp3"] * 3 + ["erp"]]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # One worker holds erp in pg_dump while the burst arrives, so the other takes the rest:
+    # a free worker alone could drain a burst this small before the other one polls (it
+    # did once, on a loaded machine), and "both workers took jobs" would be luck.
+    with dump_held(site):
+        held = site.enqueue("erp")
+        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
+        burst.append(held)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        others = {job.id for job in burst if job.target != "erp"}
+        wait_for(
+            "the other databases' jobs",
+            lambda: all(j.status.is_final for j in site.jobs() if j.id in others),
+        )
     ids = {job.id for job in burst}
     wait_for("the burst", lambda: all(j.status.is_final for j in site.jobs() if j.id in ids))
     ran = [j for j in site.jobs() if j.id in ids]
