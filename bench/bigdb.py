@@ -171,11 +171,13 @@ def load_parallel(conninfo: dict[str, Any], scale: float, seed: int, workers: in
     return written
 
 
-def create(directory: Path, scale: float, seed: int, workers: int) -> None:
+def create(
+    directory: Path, scale: float, seed: int, workers: int, bindir: Path | None = None
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if _state_path(directory).exists():
         raise SystemExit(f"{directory} holds a cluster already: destroy it first")
-    cluster = TempCluster.create(base_dir=directory)
+    cluster = TempCluster.create(base_dir=directory, bindir=bindir)
     try:
         save(cluster, directory)
         cluster.execute(f"CREATE DATABASE {DB}")
@@ -220,9 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--scale", type=float, required=True, help="1.0 is about 890 MiB")
             p.add_argument("--seed", type=int, default=1)
             p.add_argument("--workers", type=int, default=2, help="loading processes (2)")
+            p.add_argument(
+                "--bindir",
+                type=Path,
+                help="PostgreSQL's bin directory (default: the system's newest)",
+            )
     args = parser.parse_args(argv)
     if args.command == "create":
-        create(args.dir, args.scale, args.seed, args.workers)
+        create(args.dir, args.scale, args.seed, args.workers, args.bindir)
     elif args.command == "status":
         cluster = attach(args.dir)
         size = int(cluster.scalar("SELECT pg_database_size(%s)", (DB,)))

@@ -9,8 +9,8 @@ finds the data blocks of a complete archive file and writes their offsets into i
 of contents in place, as pg_dump would have, so that ``pg_restore --jobs`` can seek.
 
 The layout read here is PostgreSQL's ``pg_backup_archiver.c`` (header, ``ReadToc``) and
-``pg_backup_custom.c`` (``_ReadExtraToc``, data blocks) for archive versions 1.12 to 1.15
-(pg_dump 11 to 16). An integer is a sign byte and ``intSize`` little-endian bytes; a string
+``pg_backup_custom.c`` (``_ReadExtraToc``, data blocks) for archive versions 1.12 to 1.16
+(pg_dump 11 to 18). An integer is a sign byte and ``intSize`` little-endian bytes; a string
 is an integer length (negative: NULL) and that many bytes; an offset is a state byte
 (1 not set, 2 set, 3 no data) and ``offSize`` little-endian bytes. Each data block is a
 type byte (1 table data, 3 large objects), the entry's dump id, then length-prefixed parts
@@ -38,8 +38,8 @@ FORMAT_CUSTOM = 1
 FORMAT_DIRECTORY = 3
 FORMAT_AT = 10
 """Where the header's format byte is: after the magic, the version and two sizes."""
-SUPPORTED = ((1, 12), (1, 13), (1, 14), (1, 15))
-"""Archive versions whose table of contents this module reads (pg_dump 11 to 16)."""
+SUPPORTED = ((1, 12), (1, 13), (1, 14), (1, 15), (1, 16))
+"""Archive versions whose table of contents this module reads (pg_dump 11 to 18)."""
 
 OFFSET_NOT_SET = 1
 OFFSET_SET = 2
@@ -175,6 +175,8 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
         r.skip_str()  # tablespace
         if version >= (1, 14):
             r.skip_str()  # table access method
+        if version >= (1, 16):
+            r.int()  # relkind (pg_dump 17 on)
         r.skip_str()  # owner
         r.skip_str()  # "with oids"
         depends = []
