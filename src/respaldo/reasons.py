@@ -376,6 +376,15 @@ _PHRASES = (
         "[rpo] allows: {setting}), and by it {count} backups would expire by age that had not "
         "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
+    # operations/prune.py: CLOCK_JUMPED, the same when the newest backup completed after a
+    # silence (the evidence is then the backup before it).
+    N_(
+        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
+        "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
+        "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+        "newest backup before that silence, {last} UTC) {count} backups would expire by age "
+        "that had not expired then (e.g. {backup})"
+    ),
     N_(
         "the next prune tries again; if it keeps failing, check the bucket's permissions "
         "(s3:PutObjectRetention) and Object Lock settings"

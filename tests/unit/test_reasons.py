@@ -387,3 +387,29 @@ def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> Non
         "(p. ej. 20261207T010618Z-7cf6624b): el reloj va adelantado, o no se ha completado "
         "ningún backup desde entonces"
     )
+
+
+def test_a_prune_refused_for_a_silence_before_the_newest_backup_reads_in_spanish() -> None:
+    from respaldo.operations.prune import CLOCK_JUMPED
+    from respaldo.phrases import Phrase
+
+    said = Phrase(
+        CLOCK_JUMPED,
+        gap=400,
+        resumed="2028-01-11 01:06",
+        limit="7",
+        setting="[retention] clock_check_days = 7",
+        clock="2028-01-12 01:06",
+        days=401,
+        last="2026-12-07 01:06",
+        count=2,
+        backup="20261207T010618Z-7cf6624b",
+    )
+    assert reasons.reason(str(said), ES) == (
+        "la depuración se negó, no se eliminó nada: respaldo no registró nada durante 400 días "
+        "antes de 2028-01-11 01:06 UTC (más de 7 días, [retention] clock_check_days = 7): el "
+        "reloj saltó hacia adelante, o respaldo estuvo parado todo ese tiempo; según el reloj "
+        "(2028-01-12 01:06 UTC, 401 días después del backup más reciente antes de ese silencio, "
+        "2026-12-07 01:06 UTC) 2 backups caducarían por antigüedad sin haber caducado entonces "
+        "(p. ej. 20261207T010618Z-7cf6624b)"
+    )

@@ -261,6 +261,63 @@ def newest_completion(ctx: Context) -> datetime | None:
     return None if newest is None else newest.astimezone(UTC)
 
 
+def last_jump(
+    ctx: Context, newest: datetime, limit: timedelta
+) -> tuple[datetime, datetime, datetime] | None:
+    """If what respaldo recorded up to ``newest`` (backups started, completed or failed,
+    jobs asked for) resumed after a silence longer than ``limit`` less than ``limit``
+    before ``newest``: when the newest completed backup before the silence completed,
+    and when the silence ended. None when there is no such silence, when the records
+    since it already span ``limit`` (the new time has been lived in and confirmed), or
+    when no backup completed before it.
+
+    A clock stepped ahead leaves exactly that: nothing recorded between the last thing
+    done before the step and the first thing done after it. The service's next
+    scheduled backup then completes "a year later" and agrees with the clock, so the
+    newest backup is no evidence of the time; the one before the silence is."""
+    since = newest - limit
+    with ctx.catalog.read() as session:
+        recent = [
+            session.scalar(
+                sa.select(sa.func.min(BackupRecord.created_at)).where(
+                    BackupRecord.created_at.between(since, newest)
+                )
+            ),
+            session.scalar(
+                sa.select(sa.func.min(BackupRecord.completed_at)).where(
+                    BackupRecord.completed_at.between(since, newest)
+                )
+            ),
+            session.scalar(
+                sa.select(sa.func.min(Job.created_at)).where(Job.created_at.between(since, newest))
+            ),
+        ]
+        before = [
+            session.scalar(
+                sa.select(sa.func.max(BackupRecord.created_at)).where(
+                    BackupRecord.created_at < since
+                )
+            ),
+            session.scalar(
+                sa.select(sa.func.max(BackupRecord.completed_at)).where(
+                    BackupRecord.completed_at < since
+                )
+            ),
+            session.scalar(sa.select(sa.func.max(Job.created_at)).where(Job.created_at < since)),
+        ]
+        resumed = min((t.astimezone(UTC) for t in recent if t is not None), default=newest)
+        silent_since = max((t.astimezone(UTC) for t in before if t is not None), default=None)
+        if silent_since is None or resumed - silent_since <= limit:
+            return None
+        anchor = session.scalar(
+            sa.select(sa.func.max(BackupRecord.completed_at)).where(
+                BackupRecord.status == BackupStatus.COMPLETED,
+                BackupRecord.completed_at <= silent_since,
+            )
+        )
+    return None if anchor is None else (anchor.astimezone(UTC), silent_since, resumed)
+
+
 def check_clock(
     ctx: Context, result: PruneResult, facts: list[BackupFacts], held: set[str] | None
 ) -> None:
@@ -277,26 +334,59 @@ def check_clock(
     rules are not trusted beyond it. Backups that really stopped look the same, and then
     the history is all there is: the nightly prunes expire what expires in the first
     ``clock_check_days``, then refuse and say so (status is red for the backups' age,
-    RPO, already). The first backup that completes ends the refusal."""
+    RPO, already). The first backup that completes ends the refusal.
+
+    Unless it completed after a silence (:func:`last_jump`): ``respaldo serve`` keeps
+    running its schedules through a step of the clock, and its next backup agreed with
+    the clock. Then the evidence is the newest backup before the silence, until
+    ``--trust-clock`` or until respaldo has recorded work at the new time for the same
+    bound (the nightly prunes refuse, and alert, meanwhile). A machine really off that
+    long looks the same, and is told the same way."""
     days = ctx.settings.retention.clock_check_days
     newest = newest_completion(ctx)
     if not days or newest is None:
         return
     longest, setting = longest_rpo(ctx.settings)
     limit = max(timedelta(days=days), longest)
-    if result.now <= newest + limit:
+    jump = last_jump(ctx, newest, limit)
+    evidence = newest if jump is None else jump[0]
+    if result.now <= evidence + limit:
         return
-    kept_then = {d.backup.id for d in _decide(ctx, facts, newest, held).decisions if d.keep}
+    kept_then = {d.backup.id for d in _decide(ctx, facts, evidence, held).decisions if d.keep}
     early = [d for d in result.expired if d.holds_data and d.backup.id in kept_then]
     if not early:
         return
     values = {
         "clock": f"{result.now:%Y-%m-%d %H:%M}",
-        "days": (result.now - newest).days,
-        "last": f"{newest:%Y-%m-%d %H:%M}",
+        "days": (result.now - evidence).days,
+        "last": f"{evidence:%Y-%m-%d %H:%M}",
         "count": len(early),
         "backup": early[0].backup.id,
     }
+    trust = (
+        f"prune with {option('trust_clock')} ([retention] clock_check_days = 0 turns the check off)"
+    )
+    if jump is not None:
+        _, silent_since, resumed = jump
+        bound = (
+            f"[retention] clock_check_days = {days}"
+            if limit == timedelta(days=days)
+            else f"[rpo] {setting}"
+        )
+        raise ClockAhead(
+            Phrase(
+                CLOCK_JUMPED,
+                resumed=f"{resumed:%Y-%m-%d %H:%M}",
+                gap=round((resumed - silent_since) / timedelta(days=1)),
+                limit=f"{limit / timedelta(days=1):g}",
+                setting=bound,
+                **values,
+            ),
+            hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step) "
+            "and set it right; if it is right (the machine was off that long), "
+            f"{trust}; the check ends by itself once backups have run "
+            f"{limit / timedelta(days=1):g} days at the new time",
+        )
     raise ClockAhead(
         # A Phrase: the page and the alerts say it in their language (respaldo.reasons
         # has it too, for the job's stored error).
@@ -310,8 +400,7 @@ def check_clock(
         ),
         hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step); "
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
-        f"to expire by age all the same, prune with {option('trust_clock')} "
-        "([retention] clock_check_days = 0 turns the check off)",
+        f"to expire by age all the same, {trust}",
     )
 
 
@@ -333,6 +422,15 @@ CLOCK_AHEAD = N_(
     "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
     "{limit}), and by it {count} backups would expire by age that had not expired then "
     "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+)
+# A backup completed after a silence longer than the bound (last_jump): the one before
+# the silence is the evidence of the time.
+CLOCK_JUMPED = N_(
+    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
+    "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
+    "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+    "newest backup before that silence, {last} UTC) {count} backups would expire by age "
+    "that had not expired then (e.g. {backup})"
 )
 # The bound when [rpo] lets a backup be older than clock_check_days (a weekly or monthly
 # installation): its nightly prunes refused, and alerted, between two on-time backups.

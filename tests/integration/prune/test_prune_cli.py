@@ -21,6 +21,7 @@ from sample.cluster import TempCluster
 
 from respaldo.catalog import BackupRecord, open_catalog
 from respaldo.config import load_settings
+from respaldo.domain import BackupStatus
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
 from tests.integration.cli import RunsCli
@@ -113,9 +114,11 @@ def test_prune_with_the_cli(cli: Cli, pg: TempCluster, erp_db: str, new_dbname: 
         out, _ = cli.ok("backup", "erp", "--json")
         ids.append(json.loads(out)["id"])
         sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=6, day=day)
-    back_date(cli, ids[0], 40 * DAY, verified=True)  # the newest verified one, very old
-    back_date(cli, ids[1], 30 * DAY)
-    back_date(cli, ids[2], 20 * DAY)
+    # Never more than [retention] clock_check_days apart: a longer silence before the
+    # newest backups would be taken for a step of the clock.
+    back_date(cli, ids[0], 20 * DAY, verified=True)  # the newest verified one, old
+    back_date(cli, ids[1], 14 * DAY)
+    back_date(cli, ids[2], 8 * DAY)
     back_date(cli, ids[3], 2 * DAY)
     assert cli.manifests("repo") == cli.manifests("second") == set(ids)
 
@@ -263,16 +266,17 @@ def test_prune_with_an_unknown_time_zone_deletes_nothing(cli: Cli) -> None:
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
-def run_ahead(cli: Cli, days: int, *args: str) -> subprocess.CompletedProcess[str]:
+def run_ahead(
+    cli: Cli, days: int, *args: str, monotonic: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``respaldo --config CONFIG ARGS…`` in a process whose wall clock is ``days``
-    ahead (libfaketime preloaded into it; its monotonic clock left alone)."""
+    ahead (libfaketime preloaded into it; its monotonic clock left alone unless
+    ``monotonic``: a command that waits for children (a backup's pg_dump) needs it moved
+    too, or Python's sleeps in the wait fail with EINVAL)."""
     assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": f"+{days}d",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    env = {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+{days}d"}
+    if not monotonic:
+        env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "respaldo.cli.main", "--config", str(cli.config), *args],
         env=env,
@@ -338,7 +342,7 @@ def test_prune_still_expires_what_had_expired_when_the_newest_backup_completed(c
         out, _ = cli.ok("backup", "erp", "--json")
         ids.append(json.loads(out)["id"])
     back_date(cli, ids[0], 40 * DAY)
-    back_date(cli, ids[1], 31 * DAY)
+    back_date(cli, ids[1], 34 * DAY)
     back_date(cli, ids[2], 30 * DAY)
     out, _ = cli.ok("prune", "--json")
     assert json.loads(out)["deleted"] == [ids[0]]
@@ -379,3 +383,94 @@ def test_prune_of_a_monthly_installation_is_not_refused_between_its_backups(
     out, _ = cli.ok("prune", "--json")
     assert sorted(json.loads(out)["deleted"]) == sorted(ids[:2])
     assert cli.manifests("repo") == cli.manifests("second") == set(ids[2:])
+
+
+def test_a_backup_taken_after_the_clock_jumped_does_not_make_prune_trust_it(
+    cli: Cli, pg: TempCluster, erp_db: str
+) -> None:
+    """The clock jumps 400 days ahead and the service's next scheduled backup completes
+    "400 days later": the newest backup then agreed with the clock and the nightly prune
+    expired the history. A backup that completed far longer after everything recorded
+    before it than [retention] clock_check_days (or [rpo]) allows is no evidence of the
+    time: prune refuses, changes nothing and says so, until --trust-clock."""
+    ids = []
+    for day in (1, 2, 3):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=13, day=day)
+    jumped = run_ahead(cli, 400, "backup", "erp", "--json", monotonic=True)
+    assert jumped.returncode == 0, jumped.stdout + jumped.stderr
+    ids.append(json.loads(jumped.stdout)["id"])
+    before = {name: files_of(cli.root / name) for name in ("repo", "second")}
+    listed, _ = cli.ok("list", "--json")
+
+    refused = run_ahead(cli, 400, "prune")
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "prune refused, nothing was deleted: respaldo recorded nothing for 400 days" in said
+    assert "(more than 7 days, [retention] clock_check_days = 7)" in said
+    assert "the clock jumped ahead, or respaldo was stopped that long" in said
+    assert "2 backups would expire by age that had not expired then" in said
+    assert "--trust-clock" in said and "once backups have run 7 days at the new time" in said
+    dry = run_ahead(cli, 400, "prune", "--dry-run")
+    assert dry.returncode == 1 and "prune refused" in dry.stderr
+    assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
+    assert cli.ok("list", "--json")[0] == listed
+
+    trusted = run_ahead(cli, 400, "prune", "--trust-clock", "--json")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert sorted(json.loads(trusted.stdout)["deleted"]) == sorted(ids[:2])
+
+
+def mark_failed(cli: Cli, backup_id: str) -> None:
+    """Make a backup's record a failed one (as a backup that failed then leaves)."""
+    catalog = open_catalog(load_settings(cli.config).catalog.url)
+    try:
+        with catalog.begin() as session:
+            record = session.get(BackupRecord, backup_id)
+            assert record is not None
+            record.status = BackupStatus.FAILED
+            record.completed_at = None
+    finally:
+        catalog.close()
+
+
+def test_backups_that_resume_after_a_month_of_failures_are_trusted(cli: Cli) -> None:
+    """A real month without a completed backup, while the service ran and recorded the
+    failures, is no silence: the first backup that completes ends the refusal, and
+    prune expires what the rules expire."""
+    ids = []
+    for _ in range(9):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+    back_date(cli, ids[0], 40 * DAY)
+    back_date(cli, ids[1], 39 * DAY)
+    for n, backup_id in enumerate(ids[2:8]):
+        back_date(cli, backup_id, (34 - 6 * n) * DAY)  # 34, 28, 22, 16, 10, 4 days ago
+        mark_failed(cli, backup_id)
+    back_date(cli, ids[8], DAY)
+    out, _ = cli.ok("prune", "--json")
+    assert ids[0] in json.loads(out)["deleted"]
+
+
+def test_backups_at_a_new_time_confirm_it_once_they_span_the_bound(cli: Cli) -> None:
+    """After a silence (a jump, or a machine really off for a month): one backup since is
+    refused as evidence; backups recorded over more than clock_check_days since confirm
+    the new time, and prune goes on by itself."""
+    ids = []
+    for _ in range(4):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+    back_date(cli, ids[0], 40 * DAY)
+    back_date(cli, ids[1], 39 * DAY)
+    back_date(cli, ids[2], 38 * DAY)
+    back_date(cli, ids[3], DAY)
+    code, _, err = cli.run("prune")
+    assert code == 1 and "the clock jumped ahead, or respaldo was stopped" in err, err
+    assert len(cli.manifests("repo")) == 4
+
+    back_date(cli, ids[3], 9 * DAY)
+    out, _ = cli.ok("backup", "erp", "--json")
+    ids.append(json.loads(out)["id"])
+    out, _ = cli.ok("prune", "--json")
+    assert sorted(json.loads(out)["deleted"]) == sorted(ids[:3])

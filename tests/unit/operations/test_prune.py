@@ -169,7 +169,9 @@ keep_last = 2
 
 
 def test_unreachable_secondary_keeps_the_record_until_done(inst: Installation) -> None:
-    old = inst.backup(30 * DAY)
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
     new = [inst.backup(age * DAY) for age in (2, 1)]
     inst.replicate()
     second = inst.root / "second"
@@ -188,7 +190,9 @@ def test_unreachable_secondary_keeps_the_record_until_done(inst: Installation) -
 
 
 def test_collection_refused_while_a_backup_runs(inst: Installation) -> None:
-    old = inst.backup(30 * DAY)
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
     new = [inst.backup(age * DAY) for age in (2, 1)]
     inst.replicate()
     storage = inst.repository().storage
@@ -240,7 +244,9 @@ def test_a_damaged_chunk_found_by_collection_fails_prune_and_is_quarantined(
     # Every pack counts as small: all of them are repacked, so every live chunk is read.
     inst = Installation.create(tmp_path, secondary=False, extra="[gc]\nsmall_pack_fraction = 1.0")
     try:
-        old = inst.backup(30 * DAY)
+        # 8 days: no silence longer than [retention] clock_check_days before the
+        # newer ones, which prune would take for a step of the clock.
+        old = inst.backup(8 * DAY)
         kept = [inst.backup(age * DAY) for age in (2, 1)]
         repo = inst.repository()
         others = {
@@ -315,7 +321,9 @@ def test_a_backup_deleted_by_someone_else_meanwhile_does_not_stop_prune(
     """Two prunes (or a prune and a deletion by hand) at once: both expire the same old
     backup; the other one deletes its record while this one deletes its manifests. This
     one must carry on (collect garbage, renew locks), not fail on the missing record."""
-    old = inst.backup(30 * DAY)
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
     kept = [inst.backup(age * DAY) for age in (2, 1)]
     inst.replicate()
     other = inst.context()
@@ -353,7 +361,9 @@ def test_a_backup_expired_while_it_is_copied_is_not_left_in_the_mirror(
     oldest. The copy must not bring an expired backup back to life in the mirror after
     prune deleted it everywhere (and its record): a backup no record names, kept for ever,
     that 'catalog rebuild' would even adopt again."""
-    old = inst.backup(30 * DAY)
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
     kept = [inst.backup(age * DAY) for age in (2, 1)]
     other = inst.context()
     pruned: list[PruneResult] = []
@@ -425,7 +435,9 @@ def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_other
     """A copy that fails, and a prune that expires that backup between the copy's look at
     its record (still there) and the failure's write to it: the other backups of the run
     are copied all the same, and the expired one is told as deleted, not a failure."""
-    old = inst.backup(30 * DAY)
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
     kept = [inst.backup(age * DAY) for age in (2, 1)]
     other = inst.context()
     real_deleted = copy_module._deleted
