@@ -506,8 +506,9 @@ def newest_xact_end(
 def _after_last_commit(
     repo: Repository, manifest: Manifest, when: datetime, coverage: WalCoverage
 ) -> list[str]:
-    """Refuse a target time after the newest commit or abort recovery of ``manifest``
-    replays: PostgreSQL stops at the first such record past the target, so with none it
+    """Refuse a target time at or after the newest commit or abort recovery of
+    ``manifest`` replays: PostgreSQL stops at the first such record later than the
+    target (never after one at the target itself), so with none it
     replays all the archived WAL and stops with "recovery ended before configured recovery
     target was reached", after the whole backup was written (without ``--start``, when the
     server is started). Where that cannot be known (a segment unreadable, no commit
@@ -525,18 +526,25 @@ def _after_last_commit(
             f"{newest}: whether recovery reaches the recovery target {when.isoformat()} is not "
             "known before the server replays it"
         ]
-    # recovery_target_inclusive = on: a commit at the target itself stops recovery.
-    if when <= newest:
+    # Recovery stops only *before* a commit or abort later than the target
+    # (xlogrecovery.c, recoveryStopsBefore; recovery_target_inclusive = on replays those
+    # at the target itself and goes on): a target at the newest one's very time is not
+    # reached either (what the hint said to give, "at or before" it, failed after the
+    # whole backup was written).
+    if when < newest:
         return []
     said = newest.astimezone(when.tzinfo).isoformat()
+    at = "at" if when == newest else "after"
     raise RestoreError(
-        f"the recovery target {when.isoformat()} is after the last transaction the archived "
+        f"the recovery target {when.isoformat()} is {at} the last transaction the archived "
         f"WAL holds: its newest commit after backup {manifest.backup_id} is at {said} "
-        f"(archived up to {end}); recovery would replay all of it and stop with an error "
-        "(recovery ended before configured recovery target was reached)",
-        hint=f"give a target at or before {said}, or no target to recover all the archived "
-        "WAL; if later commits are still in the server's pg_wal, SELECT pg_switch_wal() on "
-        "the server and wait until its segment is archived ('respaldo check' tells)",
+        f"(archived up to {end}); recovery stops only at a commit later than the target, "
+        "so it would replay all of it and stop with an error (recovery ended before "
+        "configured recovery target was reached)",
+        hint=f"give a target before {said}, or no target to recover all the archived WAL "
+        "(that commit included); if later commits are still in the server's pg_wal, "
+        "SELECT pg_switch_wal() on the server and wait until its segment is archived "
+        "('respaldo check' tells)",
     )
 
 

@@ -550,8 +550,22 @@ def test_a_target_time_after_the_last_archived_commit_is_refused_before_anything
         newest = datetime.fromisoformat(said[1])
         assert newest.utcoffset() == timedelta(hours=-3)
         assert between < newest < after
-        assert f"give a target at or before {said[1]}" in run.err
-        assert "no target to recover all the archived WAL" in run.err
+        assert f"give a target before {said[1]}" in run.err
+        assert "no target to recover all the archived WAL (that commit included)" in run.err
+        assert not datadir.exists()
+        newest_said = said[1]
+    # At the newest commit's very time, which the hint said to give ("at or before" it):
+    # recovery stops only before a commit later than the target, so PostgreSQL replayed
+    # it and failed as above, after the whole copy was written (without --start, exit 0).
+    for start in ((), ("--start", "--port", str(free_port()))):
+        datadir = archiving.new_datadir()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(datadir),
+            "--target-time", newest_said, *start,
+        )  # fmt: skip
+        assert run.code == 1, str(run)
+        assert f"the recovery target {newest_said} is at the last transaction" in run.err, run.err
+        assert f"its newest commit after backup {record['id']} is at {newest_said} " in run.err
         assert not datadir.exists()
     # A target before the last commit is restored as before.
     datadir = archiving.new_datadir()

@@ -498,8 +498,14 @@ def test_a_target_after_the_newest_archived_commit_is_refused(
     with pytest.raises(RestoreError) as caught:
         _check(manifest, coverage, (last + timedelta(minutes=1)).astimezone(santiago))
     assert "is at 2026-12-05T04:30:00-03:00" in str(caught.value)
-    # At the commit itself (recovery_target_inclusive) and before it: reached.
-    assert _check(manifest, coverage, last) == []
+    # At the commit itself: recovery stops only before a commit later than the target
+    # (recovery_target_inclusive replays the one at it and goes on), so it is not reached.
+    with pytest.raises(RestoreError, match="is at the last transaction") as caught:
+        _check(manifest, coverage, last)
+    assert caught.value.hint is not None
+    assert caught.value.hint.startswith("give a target before 2026-12-05T07:30:00+00:00")
+    # Before it, by as little as a microsecond: reached.
+    assert _check(manifest, coverage, last - timedelta(microseconds=1)) == []
     assert _check(manifest, coverage, last - timedelta(minutes=10)) == []
 
 
