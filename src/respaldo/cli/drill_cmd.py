@@ -13,7 +13,7 @@ from respaldo.cli.progress import progress_bars
 from respaldo.cli.text import escape
 from respaldo.domain import JobKind
 from respaldo.operations.context import Context
-from respaldo.operations.drill import run_drill
+from respaldo.operations.drill import run_restore_test_round
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.listing import list_drills
 from respaldo.operations.models import to_json_list
@@ -38,32 +38,49 @@ def drill(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Restore a backup into a throwaway database (logical), a scratch data directory
-    and server (physical: by backup id, or a database without logical backups) or a
-    scratch directory (files) and check it. Exit status 3 if it fails."""
+    and server (physical) or a scratch directory (files) and check it. For a database:
+    the newest backup of each kind it relies on (logical, physical), each tested; for a
+    backup id, that backup. Exit status 3 if a test fails, 1 if one could not run."""
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:
-            result = run_now(
+            done = run_now(
                 context,
                 cli_request(JobKind.DRILL, target, {"amcheck": amcheck}),
-                lambda job_ctx: run_drill(
-                    job_ctx, target, amcheck=amcheck, respaldo_command=respaldo_command
+                lambda job_ctx: run_restore_test_round(
+                    job_ctx,
+                    target,
+                    amcheck=amcheck,
+                    respaldo_command=respaldo_command,
+                    retest=True,
                 ),
-                result_id=lambda done: done.backup_id,
+                result_id=lambda round_: round_.backup_id,
             )
+            # A database's test says what each kind of its backups did; a backup id's
+            # (or a file set's) prints the one test's result, as it always did.
+            by_database = target in {db.name for db in context.settings.databases}
         finally:
             context.close()
     if as_json:
-        print_json(result.view().to_json())
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    for check in result.checks:
-        mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
-        err_console.print(f"{mark} {escape(check.name)}: {escape(check.detail)}", highlight=False)
-    verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"
-    err_console.print(f"drill of {result.backup_id} {verdict}; run {result.run_id}")
-    if not result.passed:
+        print_json(done.view(target).to_json() if by_database else done.results[0].view().to_json())
+    for result in done.results:
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        for check in result.checks:
+            mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
+            err_console.print(
+                f"{mark} {escape(check.name)}: {escape(check.detail)}", highlight=False
+            )
+        verdict = "[green]passed[/]" if result.passed else "[red]failed[/]"
+        err_console.print(f"drill of {result.backup_id} {verdict}; run {result.run_id}")
+    for backup, error in done.errors:
+        err_console.print(
+            f"drill of {backup} [red]could not run[/]: {escape(str(error))}", highlight=False
+        )
+    if not all(result.passed for result in done.results):
         raise typer.Exit(3)
+    if done.errors:
+        raise typer.Exit(1)
 
 
 @app.command("drills")

@@ -30,7 +30,7 @@ from respaldo.domain import (
 from respaldo.errors import ConfigError, InvalidInput, RecordNotFound
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
-from respaldo.operations.drill import backup_to_test
+from respaldo.operations.drill import backups_to_test
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.listing import show_backup
 from respaldo.operations.models import ResultModel
@@ -273,9 +273,10 @@ def start_restore_test(
     requested_by: str,
     triggered_by: TriggeredBy = TriggeredBy.API,
 ) -> StartedJob:
-    """Start a restore test (drill) of ``backup_id``, or of the newest backup of
-    ``database`` (default: :func:`default_database`) that a drill tests
-    (:func:`~respaldo.operations.drill.backup_to_test`: full, else physical).
+    """Start a restore test (drill) of ``backup_id``, or of ``database`` (default:
+    :func:`default_database`): the newest backup of each kind it relies on, logical and
+    physical, as 'respaldo drill DATABASE' does
+    (:func:`~respaldo.operations.drill.backups_to_test`).
 
     Raises RecordNotFound, InvalidBackupId, InvalidInput (both given, no database of
     that name, no completed backup to test)."""
@@ -291,10 +292,15 @@ def start_restore_test(
         except ConfigError as exc:
             raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
         try:
-            newest = backup_to_test(ctx, target)
+            newest = backups_to_test(ctx, target, retest=True)
         except RecordNotFound as exc:
             raise InvalidInput("database", exc.message, hint=exc.hint or None) from None
-        what = f"the newest backup of {target} ({newest})"
+        # One backup of each kind the database relies on (logical first).
+        what = (
+            f"the newest backups of {target}, one of each kind ({', '.join(newest)})"
+            if len(newest) > 1
+            else f"the newest backup of {target} ({newest[0]})"
+        )
     job = _launch(ctx, workers, JobRequest(JobKind.DRILL, target, triggered_by, requested_by))
     return StartedJob(message=f"restore test of {what} started", job_id=job.id)
 

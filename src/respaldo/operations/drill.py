@@ -850,13 +850,60 @@ class DrillRound:
         ]
         return "; ".join(said)
 
+    @property
+    def passed(self) -> bool:
+        """Every drill ran and passed."""
+        return not self.errors and all(r.passed for r in self.results)
 
-def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = None) -> DrillRound:
-    """The schedule's restore test of ``target``: for a database, a drill of the newest
-    backup of each kind it relies on (:mod:`respaldo.operations.tested_kinds`) that has
-    not passed one already, logical first; when none is due, a drill of the backup
-    :func:`backup_to_test` picks, as every round did before. A file set, or a backup
-    id, gets that one drill.
+    def view(self, target: str) -> DrillRoundView:
+        """What ``drill DATABASE --json`` prints."""
+        return DrillRoundView(
+            target=target,
+            passed=self.passed,
+            drills=[r.view() for r in self.results],
+            errors=[
+                DrillRoundErrorView(backup_id=backup, error=str(error))
+                for backup, error in self.errors
+            ],
+        )
+
+
+class DrillRoundErrorView(ResultModel):
+    """A restore test of a round that could not run (a repository that did not open)."""
+
+    backup_id: str
+    """The backup it was to test."""
+    error: str
+    """Why it could not run."""
+
+
+class DrillRoundView(ResultModel):
+    """The restore tests of a database that just ran: one for each kind of backup it
+    relies on (``drill DATABASE --json``)."""
+
+    target: str
+    """The database (or file set) tested."""
+    passed: bool
+    """Whether every test ran and passed."""
+    drills: list[DrillView]
+    """Each test that ran, in the order it ran (logical first)."""
+    errors: list[DrillRoundErrorView]
+    """Each test that could not run."""
+
+
+def run_restore_test_round(
+    ctx: Context,
+    target: str,
+    *,
+    amcheck: bool | None = None,
+    respaldo_command: str | None = None,
+    retest: bool = False,
+) -> DrillRound:
+    """The restore test of ``target``: for a database, a drill of the newest backup of
+    each kind it relies on (:func:`backups_to_test`), logical first. A file set, or a
+    backup id, gets that one drill. ``retest`` is for a test someone asked for ('respaldo
+    drill erp', the API's and the page's "test restore"): every kind relied on is tested
+    anew; the schedule's round (False) skips a kind whose newest backup passed one.
 
     A drill that fails does not stop the round (each kind is judged on its own), nor
     does one that cannot run (a repository that does not open for the logical drill
@@ -864,13 +911,17 @@ def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = 
     others run, and the round's :meth:`DrillRound.found_failure` names each, so the job
     ends failed. A round of one drill raises its error, as a single drill does; so does a
     round none of whose drills could run (the first error), and a cancelled one."""
-    due = _due_backups(ctx, target)
+    due = backups_to_test(ctx, target, retest=retest)
+
+    def drill(backup: str) -> DrillResult:
+        return run_drill(ctx, backup, amcheck=amcheck, respaldo_command=respaldo_command)
+
     if len(due) < 2:
-        return DrillRound([run_drill(ctx, backup, amcheck=amcheck) for backup in due or [target]])
+        return DrillRound([drill(backup) for backup in due])
     done = DrillRound([])
     for backup in due:
         try:
-            done.results.append(run_drill(ctx, backup, amcheck=amcheck))
+            done.results.append(drill(backup))
         except JobCancelled:
             raise
         except RespaldoError as exc:
@@ -882,30 +933,38 @@ def run_restore_test_round(ctx: Context, target: str, *, amcheck: bool | None = 
     return done
 
 
-def _due_backups(ctx: Context, target: str) -> list[str]:
-    """For a configured database: the newest completed backup of each kind it relies
-    on, without a passed restore test of its own. Empty for anything else."""
-    if target not in {db.name for db in ctx.settings.databases}:
-        return []
-    window = ctx.settings.rpo_for(target).restore_test
-    now = datetime.now(UTC)
-    with ctx.catalog.read() as session:
-        records = BackupRecords(session)
-        newest = {}
-        for kind in DATABASE_KINDS:
-            found = records.list(database=target, kind=kind, status=BackupStatus.COMPLETED, limit=1)
-            if found:
-                newest[kind] = found[0]
-        kinds = relied_on({k: r.completed_at for k, r in newest.items()}, now, window)
-        runs = DrillRuns(session)
-        return [
-            newest[kind].id
-            for kind in kinds
-            if not any(
-                run.status is DrillStatus.PASSED
-                for run in runs.list(backup_id=newest[kind].id, limit=1000)
-            )
-        ]
+def backups_to_test(ctx: Context, target: str, *, retest: bool = False) -> list[str]:
+    """The backups a restore test of ``target`` drills, in order: for a configured
+    database, the newest completed backup of each kind it relies on
+    (:mod:`respaldo.operations.tested_kinds`), but for ``retest`` False those that passed
+    a restore test already; when that leaves none (or ``target`` is a file set or a
+    backup id), the one :func:`backup_to_test` picks. Raises as that does."""
+    if target in {db.name for db in ctx.settings.databases}:
+        window = ctx.settings.rpo_for(target).restore_test
+        now = datetime.now(UTC)
+        with ctx.catalog.read() as session:
+            records = BackupRecords(session)
+            newest = {}
+            for kind in DATABASE_KINDS:
+                found = records.list(
+                    database=target, kind=kind, status=BackupStatus.COMPLETED, limit=1
+                )
+                if found:
+                    newest[kind] = found[0]
+            kinds = relied_on({k: r.completed_at for k, r in newest.items()}, now, window)
+            runs = DrillRuns(session)
+            due = [
+                newest[kind].id
+                for kind in kinds
+                if retest
+                or not any(
+                    run.status is DrillStatus.PASSED
+                    for run in runs.list(backup_id=newest[kind].id, limit=1000)
+                )
+            ]
+        if due:
+            return due
+    return [backup_to_test(ctx, target)]
 
 
 def remove_leftovers(ctx: Context) -> list[str]:

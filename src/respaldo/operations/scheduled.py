@@ -18,7 +18,7 @@ from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.copy import WalCopyOutcome, replicate_wal
-from respaldo.operations.drill import run_drill, run_restore_test_round
+from respaldo.operations.drill import run_restore_test_round
 from respaldo.operations.job_audit import audit_job_end
 from respaldo.operations.prune_report import PruneReport, prune_backups
 from respaldo.operations.recorded import fail_reserved
@@ -118,14 +118,12 @@ def _body(
     if kind is JobKind.DRILL and target is not None:
         amcheck = params.get("amcheck")
         checks = None if amcheck is None else bool(amcheck)
-        if by is TriggeredBy.SCHEDULE:
-            # Every kind of backup the database relies on, not its newest logical one alone.
-            return (
-                lambda c: run_restore_test_round(c, target, amcheck=checks),
-                lambda result: result.backup_id,
-            )
+        # Every kind of backup a database relies on, not its newest logical one alone;
+        # the schedule's round skips a kind whose newest backup passed a test already,
+        # a test someone asked for (the API, the page) tests each anew.
+        retest = by is not TriggeredBy.SCHEDULE
         return (
-            lambda c: run_drill(c, target, amcheck=checks),
+            lambda c: run_restore_test_round(c, target, amcheck=checks, retest=retest),
             lambda result: result.backup_id,
         )
     if kind is JobKind.RESTORE and params.get("target_database"):

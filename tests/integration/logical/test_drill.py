@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
@@ -83,10 +84,14 @@ def _scratch(respaldo: Respaldo) -> set[str]:
 def test_a_good_backup_passes_and_becomes_verified(respaldo: Respaldo) -> None:
     _add_checked(respaldo, "no invoice without a project", "SELECT 0", "0")
     backup_id = respaldo.backup("erp_checked")["id"]
-    code, result, err = _drill(respaldo, "erp_checked", "--amcheck")
+    code, done, err = _drill(respaldo, "erp_checked", "--amcheck")
     assert code == 0, err
+    # A database's test: one drill for each kind of its backups (here: logical only).
+    assert (done["target"], done["passed"], done["errors"]) == ("erp_checked", True, [])
+    drills: list[dict[str, Any]] = done["drills"]  # type: ignore[assignment]
+    (result,) = drills
     assert result["passed"] is True and result["backupId"] == backup_id
-    names = [c["name"] for c in result["checks"]]  # type: ignore[attr-defined]
+    names = [c["name"] for c in result["checks"]]
     assert names == [
         "restore",
         "row counts",

@@ -12,13 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.catalog import AuditLog, BackupRecords, DrillRuns, Jobs
 from respaldo.config import ValidationQuery
-from respaldo.domain import BackupStatus, JobStatus
+from respaldo.domain import BackupStatus, JobStatus, Role
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
-from respaldo.operations.drill import run_drill
+from respaldo.operations.drill import run_drill, run_restore_test_round
 from respaldo.operations.metrics import render_metrics
 from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
+from tests.integration.api.conftest import client, finished
 from tests.integration.physical.conftest import Archiving
 
 pytestmark = pytest.mark.integration
@@ -76,12 +77,12 @@ def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
 def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
     own_archiving: Archiving,
 ) -> None:
-    """A restore test of the newest logical backup passes ('respaldo drill erp' picks
-    it): the item was green, while no physical backup had ever been restored."""
+    """A restore test of the newest logical backup passes ('respaldo drill erp' picked
+    it alone): the item was green, while no physical backup had ever been restored."""
     archiving = own_archiving
     physical = archiving.backup()
-    _logical(archiving)
-    run = archiving.run("drill", "erp", "--json")
+    logical = _logical(archiving)
+    run = archiving.run("drill", logical["id"], "--json")
     assert run.code == 0, str(run)
     item = _restore_test_item(archiving)
     assert item["level"] == "red", item
@@ -212,3 +213,89 @@ def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_follo
     # What older rules use: the worst of the kinds.
     assert found[("respaldo_restore_test_last_passed", erp)] == 0
     assert found[("respaldo_restore_test_last_success_timestamp_seconds", erp)] == 0
+
+
+def test_drill_of_a_database_tests_each_kind_it_relies_on(own_archiving: Archiving) -> None:
+    """'respaldo drill erp', the command the docs give for "test my database", tested
+    its newest logical backup alone: it passed, and the status stayed red for the
+    physical backups no test had proved."""
+    archiving = own_archiving
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    run = archiving.run("drill", "erp", "--json")
+    assert run.code == 0, str(run)
+    done = run.json()
+    assert (done["target"], done["passed"], done["errors"]) == ("erp", True, []), done
+    assert [(d["backupId"], d["passed"]) for d in done["drills"]] == [
+        (logical["id"], True),
+        (physical["id"], True),
+    ], done
+    said = " ".join(run.err.split())
+    assert f"drill of {logical['id']} passed" in said, said
+    assert f"drill of {physical['id']} passed" in said, said
+    assert dict(_runs(archiving)) == {logical["id"]: "passed", physical["id"]: "passed"}
+    assert _restore_test_item(archiving)["level"] == "green"
+    # Asked for again, each kind is tested anew (the schedule's round would skip both).
+    assert archiving.run("drill", "erp").code == 0
+    assert [backup for backup, _ in _runs(archiving)][:2] == [physical["id"], logical["id"]]
+    # A backup id is still that one backup, its JSON the one test's.
+    run = archiving.run("drill", physical["id"], "--json")
+    assert run.code == 0 and run.json()["backupId"] == physical["id"], str(run)
+
+
+def test_drill_of_a_database_fails_when_one_kind_fails(own_archiving: Archiving) -> None:
+    """The physical test fails (a validation the scratch server answers otherwise than
+    a logical drill's database): the command ends with exit status 3, naming it."""
+    archiving = own_archiving
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    settings = archiving.settings()
+    settings.database("erp").validations = [
+        ValidationQuery(
+            name="a logical drill's database",
+            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
+            expect="true",
+        )
+    ]
+    with Context.open(settings) as ctx:
+        done = run_restore_test_round(
+            ctx, "erp", respaldo_command=archiving.respaldo_command, retest=True
+        )
+    assert [(r.backup_id, r.passed) for r in done.results] == [
+        (logical["id"], True),
+        (physical["id"], False),
+    ]
+    assert not done.passed
+    view = done.view("erp").to_json()
+    assert view["passed"] is False and view["drills"][1]["backupId"] == physical["id"]
+    assert f"backup {physical['id']}: the restore test failed: validation" in (
+        done.found_failure() or ""
+    )
+
+
+def test_the_api_tests_each_kind_of_a_database_audited_for_an_approver(
+    own_archiving: Archiving,
+) -> None:
+    """POST /admin/backups/test {database} (and the page's "test restore", which calls
+    the same operation) tested the newest logical backup alone."""
+    archiving = own_archiving
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    settings = archiving.settings()
+    with (
+        client(settings, Role.VIEWER, "viewer") as viewer,
+        client(settings, Role.ADMIN, "boss") as boss,
+    ):
+        denied = viewer.post("/admin/backups/test", json={"database": "erp"})
+        assert denied.status_code == 403, denied.text
+        tested = boss.post("/admin/backups/test", json={"database": "erp"})
+        assert tested.status_code == 202, tested.text
+        message = tested.json()["message"]
+        assert logical["id"] in message and physical["id"] in message, message
+        job = finished(boss, tested.json()["jobId"])
+        assert job["status"] == "completed", job
+        audit = boss.get("/admin/audit", params={"limit": 50}).json()
+    assert dict(_runs(archiving)) == {logical["id"]: "passed", physical["id"]: "passed"}
+    assert _restore_test_item(archiving)["level"] == "green"
+    started = [e for e in audit if e["action"] == "restore_test" and e["actor"] == "token:boss"]
+    assert [e["target"] for e in started][-1:] == ["erp"], audit
