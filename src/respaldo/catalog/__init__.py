@@ -47,6 +47,8 @@ from respaldo.catalog.figures import (
     DrillFigures,
     KindDrillFigures,
     NotificationFigures,
+    newest_backup_times,
+    newest_kind_passes,
     read_figures,
 )
 from respaldo.catalog.jobs import Jobs, outcome_of, params_of
@@ -107,8 +109,10 @@ __all__ = [
     "clock_offset",
     "failed_verification",
     "known_identity",
+    "newest_backup_times",
     "newest_completed",
     "newest_completed_times",
+    "newest_kind_passes",
     "normalize_url",
     "open_catalog",
     "outcome_of",

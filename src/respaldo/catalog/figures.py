@@ -267,6 +267,55 @@ def _newest_backup_at(
     return {(db, kind): at for db, kind, at in session.execute(query) if at is not None}
 
 
+def newest_kind_passes(
+    session: Session, before: datetime | None = None
+) -> dict[tuple[str | None, BackupKind], DrillRun]:
+    """Each (database, kind of the tested backup)'s newest passed restore test (ties: the
+    higher id), of those that finished no later than ``before`` if given; a test whose
+    backup record is gone has no kind and is not here. One aggregate query and its rows:
+    what the monthly report names as each kind's newest proof."""
+    passed: sa.ColumnElement[bool] = sa.and_(
+        DrillRun.status == DrillStatus.PASSED, DrillRun.finished_at.is_not(None)
+    )
+    if before is not None:
+        passed = sa.and_(passed, DrillRun.finished_at <= before)
+    newest = (
+        sa.select(
+            DrillRun.database_name,
+            BackupRecord.backup_type,
+            sa.func.max(DrillRun.finished_at).label("at"),
+        )
+        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .where(passed)
+        .group_by(DrillRun.database_name, BackupRecord.backup_type)
+        .subquery()
+    )
+    query = (
+        sa.select(DrillRun, BackupRecord.backup_type)
+        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .join(
+            newest,
+            sa.and_(
+                DrillRun.database_name.is_not_distinct_from(newest.c.database_name),
+                BackupRecord.backup_type == newest.c.backup_type,
+                DrillRun.finished_at == newest.c.at,
+            ),
+        )
+        .where(passed)
+        .order_by(DrillRun.id)
+    )
+    # Ordered by id: of a tie, the higher id is written last and stays.
+    return {(run.database_name, kind): run for run, kind in session.execute(query)}
+
+
+def newest_backup_times(
+    session: Session, before: datetime | None = None
+) -> dict[tuple[str | None, BackupKind], datetime]:
+    """When each source's newest completed backup of each kind completed (no later than
+    ``before`` if given): what :func:`respaldo.operations.tested_kinds.relied_on` goes by."""
+    return _newest_backup_at(session, before)
+
+
 def _newest_runs(
     session: Session, statuses: tuple[DrillStatus, ...], before: datetime | None
 ) -> list[DrillRun]:

@@ -1,6 +1,8 @@
 """The monthly restore-test report: every restore test (drill) of a month, each check, and
-the restore time each took (the measured RTO), per database; sent by email to the
-notification targets that take ``report``.
+the restore time each took (the measured RTO), per database and, within it, per kind of
+the tested backup (logical, physical, files: each kind is proven on its own, as the status
+and the scheduled round judge it), with each kind's newest passing test by the month's
+end; sent by email to the notification targets that take ``report``.
 
 ``respaldo report drills [--month YYYY-MM] [--send]`` shows (and sends) it; the service
 sends the report of the month just ended on ``[schedules] report`` (the 1st, 07:00).
@@ -18,18 +20,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from functools import partial
 from statistics import median
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from respaldo.catalog import BackupRecords, DrillRun, DrillRuns, checks_of
-from respaldo.domain import DrillStatus
+from respaldo.catalog import (
+    BackupRecords,
+    DrillRun,
+    DrillRuns,
+    checks_of,
+    newest_backup_times,
+    newest_kind_passes,
+)
+from respaldo.domain import BackupKind, DrillStatus
 from respaldo.errors import CatalogError, InvalidInput, NotificationError
 from respaldo.i18n import SOURCE_LANGUAGE, translations
 from respaldo.notify import Level, Message, deliver, targets_for
 from respaldo.operations.alerts import DeliveryResult
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.tested_kinds import KIND_NAMES, relied_on
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.zone import time_zone
+from respaldo.phrases import N_
 from respaldo.processes import this_host
 from respaldo.reasons import failed_check, reason
 
@@ -50,8 +62,38 @@ class ReportRun(ResultModel):
     error: str | None
 
 
+class ReportPass(ResultModel):
+    """A kind's newest passing restore test by the month's end (maybe of an earlier
+    month: how old the proof of that kind is)."""
+
+    run_id: int
+    backup_id: str
+    finished_at: UtcTime
+
+
+class ReportKind(ResultModel):
+    """One kind of a database's backups in the month: its tests and its newest pass."""
+
+    kind: str | None
+    """The tested backups' kind (``full``: logical, ``incremental``: physical,
+    ``files``); None for tests of backups no longer in the catalog."""
+    relied_on: bool
+    """Whether the database relied on this kind at the month's end (its newest backup
+    of the kind within ``[rpo] restore_test_days``): a kind relied on and not tested
+    is listed with no runs."""
+    runs: int
+    passed: int
+    failed: int
+    rto_median_seconds: float | None
+    rto_max_seconds: float | None
+    newest_pass: ReportPass | None
+    """The newest passed test of this kind that finished by the month's end; None:
+    none ever passed."""
+
+
 class ReportDatabase(ResultModel):
-    """One database's month: how many tests, how many passed, the measured RTO."""
+    """One database's month: how many tests, how many passed, the measured RTO; and the
+    same for each kind of its backups."""
 
     database: str
     runs: int
@@ -59,6 +101,8 @@ class ReportDatabase(ResultModel):
     failed: int
     rto_median_seconds: float | None
     rto_max_seconds: float | None
+    kinds: list[ReportKind] = []
+    """Each kind tested in the month or relied on at its end, logical first."""
 
 
 class DrillReport(ResultModel):
@@ -105,6 +149,9 @@ def drill_report(
     zone = time_zone(ctx.settings)
     month = month or previous_month(now or datetime.now(UTC), zone)
     start, end = month_bounds(month, zone)
+    # The state at the month's end (or now, for the month under way): its newest passes
+    # and the kinds relied on then, not those of the day the report is read.
+    until = min(end, now or datetime.now(UTC))
     with ctx.catalog.read() as session:
         found = DrillRuns(session).between(start, end)
         # A cancelled run tested nothing: neither a failed test nor a test at all.
@@ -113,10 +160,20 @@ def drill_report(
             for run in found
             if run.status is not DrillStatus.CANCELLED
         ]
+        passes = newest_kind_passes(session, until)
+        backup_times = newest_backup_times(session, until)
     per_db: dict[str, list[ReportRun]] = {}
     for run in runs:
         per_db.setdefault(run.database or "-", []).append(run)
-    databases = [_database(name, got) for name, got in sorted(per_db.items())]
+    databases = []
+    for name, got in sorted(per_db.items()):
+        window = ctx.settings.rpo_for(name).restore_test if _is_database(ctx, name) else None
+        relied = (
+            relied_on({kind: backup_times.get((name, kind)) for kind in KIND_NAMES}, until, window)
+            if window is not None
+            else []
+        )
+        databases.append(_database(name, got, relied, passes))
     # File sets are restore-tested too (restore_test:<file set>): one left untested is
     # named as a database is.
     sources = [db.name for db in ctx.settings.databases]
@@ -145,17 +202,60 @@ def _run(records: BackupRecords, run: DrillRun) -> ReportRun:
     )
 
 
-def _database(name: str, runs: list[ReportRun]) -> ReportDatabase:
+def _is_database(ctx: Context, name: str) -> bool:
+    return name in {db.name for db in ctx.settings.databases}
+
+
+_KIND_ORDER = (BackupKind.FULL, BackupKind.INCREMENTAL, BackupKind.FILES)
+"""The order a database's kinds are listed in (as a round tests them), then any other."""
+
+
+def _database(
+    name: str,
+    runs: list[ReportRun],
+    relied: list[BackupKind],
+    passes: dict[tuple[str | None, BackupKind], DrillRun],
+) -> ReportDatabase:
+    tally = _tally(runs)
+    per_kind: dict[str | None, list[ReportRun]] = {kind.value: [] for kind in relied}
+    for run in runs:
+        per_kind.setdefault(run.backup_type, []).append(run)
+    order = [kind.value for kind in _KIND_ORDER]
+
+    def position(kind: str | None) -> tuple[int, str]:
+        return (order.index(kind), "") if kind in order else (len(order), kind or "~")
+
+    kinds = []
+    for kind in sorted(per_kind, key=position):
+        newest = passes.get((name, BackupKind(kind))) if kind is not None else None
+        kinds.append(
+            ReportKind(
+                kind=kind,
+                relied_on=kind in {k.value for k in relied},
+                **_tally(per_kind[kind]),
+                newest_pass=(
+                    ReportPass(
+                        run_id=newest.id, backup_id=newest.backup_id, finished_at=newest.finished_at
+                    )
+                    if newest is not None and newest.finished_at is not None
+                    else None
+                ),
+            )
+        )
+    return ReportDatabase(database=name, **tally, kinds=kinds)
+
+
+def _tally(runs: list[ReportRun]) -> dict[str, Any]:
+    """How many tests, passed and failed, and the restore times they measured."""
     times = [r.restore_seconds for r in runs if r.restore_seconds is not None]
     passed = sum(1 for r in runs if r.status == "passed")
-    return ReportDatabase(
-        database=name,
-        runs=len(runs),
-        passed=passed,
-        failed=len(runs) - passed,
-        rto_median_seconds=median(times) if times else None,
-        rto_max_seconds=max(times) if times else None,
-    )
+    return {
+        "runs": len(runs),
+        "passed": passed,
+        "failed": len(runs) - passed,
+        "rto_median_seconds": median(times) if times else None,
+        "rto_max_seconds": max(times) if times else None,
+    }
 
 
 def _local(when: datetime, zone: str) -> str:
@@ -198,6 +298,7 @@ def render_report(report: DrillReport, language: str) -> Message:
             )
             + (f"; {rto}" if rto else "")
         )
+        lines += ["  " + _kind_line(kind, report.time_zone, _) for kind in db.kinds]
     if report.untested:
         lines.append(_("Not tested this month: {names}").format(names=", ".join(report.untested)))
     for run in report.runs:
@@ -228,6 +329,47 @@ def render_report(report: DrillReport, language: str) -> Message:
         "restore tests of {month}: {passed} passed, {failed} failed"
     ).format(month=report.month, passed=len(report.runs) - failed, failed=failed)
     return Message(subject=subject, body="\n".join(lines) + "\n", short=subject)
+
+
+_REPORT_KIND_NAMES = {
+    **{kind.value: name for kind, name in KIND_NAMES.items()},
+    BackupKind.FILES.value: N_("files backups"),
+}
+"""How the report names each kind ("physical backups"), as the status names them."""
+
+
+def _kind_line(kind: ReportKind, zone: str, _: Callable[[str], str]) -> str:
+    """``physical backups: 1 tests, 0 passed, 1 failed; newest pass: ...``."""
+    name = (
+        _(_REPORT_KIND_NAMES.get(kind.kind, kind.kind))
+        if kind.kind is not None
+        else _("backups no longer in the catalog")
+    )
+    said = (
+        _("{kind}: {runs} tests, {passed} passed, {failed} failed").format(
+            kind=name, runs=kind.runs, passed=kind.passed, failed=kind.failed
+        )
+        if kind.runs
+        else _("{kind}: not tested this month").format(kind=name)
+    )
+    if kind.rto_max_seconds is not None:
+        said += "; " + _("restore time: median {median}, longest {longest}").format(
+            median=_seconds(kind.rto_median_seconds), longest=_seconds(kind.rto_max_seconds)
+        )
+    if kind.kind is None:
+        return said
+    newest = kind.newest_pass
+    return (
+        said
+        + "; "
+        + (
+            _("newest pass: backup {backup}, {when} (test {id})").format(
+                backup=newest.backup_id, when=_local(newest.finished_at, zone), id=newest.run_id
+            )
+            if newest is not None
+            else _("no restore test of these ever passed")
+        )
+    )
 
 
 def _seconds(value: float | None) -> str:

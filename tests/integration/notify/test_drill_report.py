@@ -102,13 +102,19 @@ def test_report_drills_send_mails_every_test_check_and_restore_time(
     )
     report = json.loads(capsys.readouterr().out)
     assert [r["status"] for r in report["runs"]] == ["passed", "failed"]
-    assert report["databases"][0] | {} == {
-        "database": "erp",
+    tally = {
         "runs": 2,
         "passed": 1,
         "failed": 1,
         "rtoMedianSeconds": 112.5,
         "rtoMaxSeconds": 130.0,
+    }
+    assert report["databases"][0] | {} == {
+        "database": "erp",
+        **tally,
+        # The tested backups are not in the catalog (pruned since): no kind, no newest
+        # pass of a kind (tests/integration/physical/test_restore_test_kinds.py has both).
+        "kinds": [{"kind": None, "reliedOn": False, **tally, "newestPass": None}],
     }
     assert report["untested"] == ["crm"]
     assert smtp.inbox.items == []  # shown, not sent
@@ -121,6 +127,8 @@ def test_report_drills_send_mails_every_test_check_and_restore_time(
     text = mail.get_body(preferencelist=("plain",)).get_content()
     for line in (
         "erp: 2 tests, 1 passed, 1 failed; restore time: median 1 min 52 s, longest 2 min 10 s",
+        "  backups no longer in the catalog: 2 tests, 1 passed, 1 failed; restore time: "
+        "median 1 min 52 s, longest 2 min 10 s",
         "Not tested this month: crm",
         "  - row counts: FAILED (orders: 10 != 12)",
         "  started 2026-11-04 00:00 UTC, restore time 1 min 35 s",

@@ -5,6 +5,7 @@ green, so a physical chain that could not restore was never found."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill, run_restore_test_round
 from respaldo.operations.metrics import render_metrics
+from respaldo.operations.reports import drill_report, render_report
 from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
+from respaldo.operations.zone import time_zone
 from tests.integration.api.conftest import client, finished
 from tests.integration.physical.conftest import Archiving
 
@@ -46,6 +49,12 @@ def _runs(archiving: Archiving) -> list[tuple[str, str]]:
     """(backup id, status) of every restore test, newest first."""
     with Context.open(archiving.settings()) as ctx, ctx.catalog.read() as session:
         return [(run.backup_id, run.status.value) for run in DrillRuns(session).list(limit=50)]
+
+
+def _run_ids(archiving: Archiving) -> list[tuple[int, str]]:
+    """(run id, backup id) of every restore test, newest first."""
+    with Context.open(archiving.settings()) as ctx, ctx.catalog.read() as session:
+        return [(run.id, run.backup_id) for run in DrillRuns(session).list(limit=50)]
 
 
 def _restore_test_item(archiving: Archiving) -> dict[str, Any]:
@@ -299,3 +308,81 @@ def test_the_api_tests_each_kind_of_a_database_audited_for_an_approver(
     assert _restore_test_item(archiving)["level"] == "green"
     started = [e for e in audit if e["action"] == "restore_test" and e["actor"] == "token:boss"]
     assert [e["target"] for e in started][-1:] == ["erp"], audit
+
+
+def test_the_monthly_report_says_each_kinds_tests_and_newest_pass(
+    own_archiving: Archiving,
+) -> None:
+    """The report counted a database's tests together ("erp: 4 tests, 3 passed, 1
+    failed"): which kind failed, and whether the physical backups were ever proven, was
+    not in it. A round where both pass, then one where the physical test fails."""
+    archiving = own_archiving
+    physical = archiving.backup()
+    logical = _logical(archiving)
+    _scheduled_round(archiving)
+    settings = archiving.settings()
+    settings.database("erp").validations = [
+        ValidationQuery(
+            name="a logical drill's database",
+            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
+            expect="true",
+        )
+    ]
+    with Context.open(settings) as ctx:
+        run_restore_test_round(ctx, "erp", respaldo_command=archiving.respaldo_command, retest=True)
+    runs = _run_ids(archiving)
+    passed_physical = min(i for i, backup in runs if backup == physical["id"])
+    passed_logical = max(i for i, backup in runs if backup == logical["id"])
+    month = datetime.now(time_zone(settings)).strftime("%Y-%m")
+
+    run = archiving.run("report", "drills", "--month", month, "--json")
+    assert run.code == 0, str(run)
+    (erp,) = [d for d in run.json()["databases"] if d["database"] == "erp"]
+    assert (erp["runs"], erp["passed"], erp["failed"]) == (4, 3, 1), erp
+    kinds = {k["kind"]: k for k in erp["kinds"]}
+    assert list(kinds) == ["full", "incremental"], erp
+    full, incremental = kinds["full"], kinds["incremental"]
+    assert (full["runs"], full["passed"], full["failed"], full["reliedOn"]) == (2, 2, 0, True)
+    assert (incremental["runs"], incremental["passed"], incremental["failed"]) == (2, 1, 1)
+    assert full["newestPass"]["runId"] == passed_logical
+    assert full["newestPass"]["backupId"] == logical["id"]
+    # The newest physical test failed: its newest pass is the round's, before it.
+    assert incremental["newestPass"]["runId"] == passed_physical
+    assert incremental["rtoMaxSeconds"] > 0
+
+    text = " ".join(archiving.run("report", "drills", "--month", month).out.split())
+    assert "logical backups: 2 tests, 2 passed, 0 failed; restore time: median " in text, text
+    assert "physical backups: 2 tests, 1 passed, 1 failed; restore time: " in text, text
+    assert f"newest pass: backup {physical['id']}, " in text and f"(test {passed_physical})" in text
+    with Context.open(settings) as ctx:
+        report = drill_report(ctx, month)
+    spanish = render_report(report, "es").body
+    assert "backups físicos: 2 pruebas, 1 superadas, 1 fallidas" in spanish, spanish
+    assert f"última superada: backup {logical['id']}, " in spanish, spanish
+
+
+def test_the_monthly_report_names_a_kind_relied_on_and_never_tested(
+    own_archiving: Archiving,
+) -> None:
+    """Only the logical backup was tested this month; the physical ones, relied on too,
+    are named as not tested, never proven."""
+    archiving = own_archiving
+    archiving.backup()
+    logical = _logical(archiving)
+    assert archiving.run("drill", logical["id"]).code == 0
+    settings = archiving.settings()
+    month = datetime.now(time_zone(settings)).strftime("%Y-%m")
+    run = archiving.run("report", "drills", "--month", month, "--json")
+    (erp,) = [d for d in run.json()["databases"] if d["database"] == "erp"]
+    incremental = erp["kinds"][1]
+    assert incremental["kind"] == "incremental" and incremental["reliedOn"] is True, erp
+    assert (incremental["runs"], incremental["newestPass"]) == (0, None), erp
+    with Context.open(settings) as ctx:
+        report = drill_report(ctx, month)
+    said = render_report(report, "en").body
+    assert "  physical backups: not tested this month; no restore test of these ever passed" in said
+    spanish = render_report(report, "es").body
+    assert (
+        "  backups físicos: sin prueba este mes; ninguna prueba de restauración de estos "
+        "se ha superado nunca" in spanish
+    ), spanish
