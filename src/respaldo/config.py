@@ -226,6 +226,10 @@ class QueueSettings(_Section):
     # On SIGTERM a worker takes no new job and lets the running one finish; after this
     # long it cancels it (the job ends cancelled and is retried per 'retries').
     shutdown_timeout_seconds: float = Field(default=600.0, ge=0.0)
+    # A job that has waited longer than this in a queue that no live worker takes fails
+    # as expired (0: never): a restore someone asked for days ago must not start by
+    # surprise when a worker comes back, nor its backup be kept from prune for ever.
+    expire_hours: float = Field(default=24.0, ge=0.0)
     retries: dict[JobKind, int] = {
         JobKind.BACKUP: 2,
         JobKind.DRILL: 1,

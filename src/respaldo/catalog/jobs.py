@@ -449,6 +449,62 @@ class Jobs:
         self.session.flush()
         return lapsed
 
+    def expire_queued(
+        self, *, lease: timedelta, expire: timedelta, now: datetime | None = None
+    ) -> builtins.list[Job]:
+        """Fail every job of procrastinate's queue that has waited longer than
+        ``expire`` in a queue no live worker (one heard from within ``lease``, not
+        stopping) takes; return them. They can no longer be expected to run: a restore
+        or restore test among them kept its backup from prune
+        (:func:`respaldo.operations.prune.being_restored`) for as long as it waited,
+        and would have started by surprise whenever a worker came back. Their queue
+        entries stay; a worker that takes one finds the job ended and runs nothing."""
+        # Imported here: workers.py builds on this module (known_kind).
+        from respaldo.catalog.workers import Workers, queues_of
+
+        stale = self._stale_queued(expire, now, lock=True)
+        if not stale:
+            return []
+        when = self._now(now)
+        takers = [
+            queues_of(w)
+            for w in Workers(self.session).alive(lease=lease, now=when)
+            if not w.stopping
+        ]
+        expired = []
+        hours = f"{expire / timedelta(hours=1):g}"
+        for job in stale:
+            if any(queues is None or job.queue_name in queues for queues in takers):
+                continue  # a live worker takes it: it waits behind others, it will run
+            job.status = JobStatus.FAILED
+            job.finished_at = when
+            job.error_message = (
+                f"expired: waited in queue {job.queue_name!r} since "
+                f"{job.created_at.isoformat(timespec='seconds')}, more than [queue] "
+                f"expire_hours = {hours}, and no live worker takes that queue"
+            )
+            expired.append(job)
+        self.session.flush()
+        return expired
+
+    def any_stale_queued(self, *, expire: timedelta, now: datetime | None = None) -> bool:
+        """Whether a job of the queue has waited longer than ``expire`` (reads only)."""
+        return bool(self._stale_queued(expire, now, lock=False))
+
+    def _stale_queued(
+        self, expire: timedelta, now: datetime | None, *, lock: bool
+    ) -> builtins.list[Job]:
+        query = sa.select(Job).where(
+            known_kind(), Job.status == JobStatus.QUEUED, Job.queue_name.is_not(None)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        queued = builtins.list(self.session.scalars(query))
+        if not queued:
+            return []  # nothing waits: the clock is not asked
+        since = self._now(now) - expire
+        return [job for job in queued if job.created_at < since]
+
     def any_lapsed(
         self,
         *,

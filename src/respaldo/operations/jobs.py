@@ -450,6 +450,18 @@ def alert_lapsed(ctx: Context, lapsed: list[Job]) -> None:
         _alert(ctx, job, job.error_message or "the job's lease lapsed", LAPSED_HINT)
 
 
+EXPIRED_HINT = (
+    "nothing ran and nothing was changed; start a worker for its queue ('respaldo worker "
+    "--queue NAME', or 'respaldo serve' with [server] run_jobs), then ask for it again"
+)
+
+
+def alert_expired(ctx: Context, expired: list[Job]) -> None:
+    """The critical alert for each queued job failed as expired (never raises)."""
+    for job in expired:
+        _alert(ctx, job, job.error_message or "expired in its queue", EXPIRED_HINT)
+
+
 def run_now(
     ctx: Context,
     request: JobRequest,

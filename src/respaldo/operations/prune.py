@@ -143,7 +143,9 @@ def being_restored(session: Session) -> set[str]:
     the backup being restored, often the last good one before a disaster, which was gone
     once the restore ended. And a restore asked for through the API waits in the queue
     (a PostgreSQL catalog) until a worker is free: a prune meanwhile deleted its backup,
-    and the restore failed when it started, 'no backup ... in ...'."""
+    and the restore failed when it started, 'no backup ... in ...'. A job of the queue
+    that no worker takes keeps its backup until ``[queue] expire_hours`` fails it
+    (:meth:`respaldo.catalog.jobs.Jobs.expire_queued`, when the catalog is opened)."""
     ids = {
         run.backup_id
         for run in session.scalars(

@@ -34,7 +34,7 @@ from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, Respald
 from respaldo.operations import queue
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import alert_lapsed
+from respaldo.operations.jobs import alert_expired, alert_lapsed
 from respaldo.operations.repositories import open_store
 from respaldo.repository.manifest import manifest_name
 
@@ -101,6 +101,16 @@ def settle_abandoned(
             settled.jobs = [job.id for job in failed_jobs]
         # Whichever process fails a lapsed job tells it (never twice: it is failed now).
         alert_lapsed(ctx, failed_jobs)
+    expire = timedelta(hours=ctx.settings.queue.expire_hours)
+    if expire:
+        with ctx.catalog.read() as session:
+            stale = Jobs(session).any_stale_queued(expire=expire, now=now)
+        if stale:
+            with ctx.catalog.begin() as session:
+                # Not retried: nothing was lost, the job waited too long to be wanted.
+                expired = Jobs(session).expire_queued(lease=lease, expire=expire, now=now)
+                settled.jobs += [job.id for job in expired]
+            alert_expired(ctx, expired)
     with ctx.catalog.read() as session:
         abandoned = BackupRecords(session).abandoned()
         candidates = [

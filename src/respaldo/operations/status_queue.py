@@ -3,9 +3,10 @@ queue that no live worker takes.
 
 A job of the queue waits until a worker of its queue takes it. With no live worker for
 that queue (every worker dead, ``[server] run_jobs = false`` and none started, a
-database's ``queue`` that no worker was told to take), every job waits for ever and each
-later firing of its schedule is skipped as overlapping: nothing fails, so nothing would
-be told until a backup's RPO lapsed. A queue is red once a job has waited longer than a
+database's ``queue`` that no worker was told to take), every job waits, until ``[queue]
+expire_hours`` fails it as expired, and each later firing of its schedule is skipped as
+overlapping meanwhile: nothing fails before, so nothing would be told until a backup's
+RPO lapsed. A queue is red once a job has waited longer than a
 lease (``[jobs] lease_seconds``: a restarting worker is back well within it) while no
 live worker takes it; green otherwise. Waiting behind a busy worker is not a fault.
 """

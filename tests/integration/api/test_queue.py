@@ -112,3 +112,58 @@ def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # 
     assert "and the catalog does not list it either: it was deleted after it" in said
     assert "nothing was changed" in said and "'respaldo list'" in said
     assert site.pg.scalar("SELECT count(*) FROM pg_database WHERE datname = 'never_made'") == 0
+
+
+def test_a_restore_left_queued_with_no_worker_expires_and_frees_its_backup(
+    site: Site,  # noqa: F811
+) -> None:
+    """A restore queued through the API while no worker takes its queue (the worker
+    machine gone) waited, and kept its backup and chain from every prune, for ever; and
+    it would have started by surprise whenever a worker came back. Once it has waited
+    longer than [queue] expire_hours with no live worker for its queue, whatever opens
+    the catalog first fails it as expired (and alerts): the next prune expires the
+    backup, and a worker started later runs nothing."""
+    with site.config.open("a") as fh:
+        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+    ids = []
+    for _ in range(2):
+        code, out, err = run_cli(site, "backup", "erp2", "--json")
+        assert code == 0, err
+        ids.append(json.loads(out)["id"])
+    older, newest = ids
+    with client(load_settings(site.config), Role.ADMIN, "erp-page") as api:
+        queued = api.post(f"/admin/backups/{older}/restore")
+        assert queued.status_code == 202, queued.text
+        job_id = queued.json()["jobId"]
+
+        # Within [queue] expire_hours (24) it still keeps its backup.
+        code, out, err = run_cli(site, "prune", "--wait", "0")
+        assert code == 0 and "0 backups deleted, 2 kept" in err, out + err
+        assert api.get(f"/admin/jobs/{job_id}").json()["status"] == "queued"
+
+        # A day and an hour later (by the catalog's clock, which judges it).
+        site.pg.execute(
+            "UPDATE jobs SET created_at = created_at - interval '25 hours' WHERE id = %s",
+            (job_id,),
+            dbname=site.catalog,
+        )
+        code, out, err = run_cli(site, "prune", "--wait", "0")
+        assert code == 0, err
+        assert "1 backups deleted, 1 kept" in err, out + err
+        job = api.get(f"/admin/jobs/{job_id}").json()
+        assert job["status"] == "failed", job
+        said = job["error"]
+        assert said.startswith("expired: waited in queue 'default' since "), said
+        assert "more than [queue] expire_hours = 24, and no live worker takes that" in said
+        assert {r["id"] for r in api.get("/admin/backups").json()} == {newest}
+        assert not [j for j in site.jobs() if j.kind.value == "restore" and j.id != job_id]
+
+        # A worker that comes back takes the queue's entries in order: the expired
+        # restore's, which runs nothing, then a backup's queued after it.
+        site.worker("w1")
+        created = api.post("/admin/backups", json={"type": "full", "database": "erp2"})
+        assert created.status_code == 202, created.text
+        wait_for("the backup", lambda: ended(api, created.json()["jobId"]) is not None)
+        assert api.get(f"/admin/jobs/{job_id}").json()["status"] == "failed"
+    restored = job["target"]
+    assert site.pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", (restored,)) == 0

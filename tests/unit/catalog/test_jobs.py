@@ -206,3 +206,42 @@ def test_a_queued_job_of_a_live_cli_process_is_never_failed(catalog: Catalog) ->
         # catalog, a live process on this host is never taken for a dead one.
         assert not Jobs(session).any_lapsed(lease=timedelta(minutes=5), now=T0 + timedelta(hours=1))
         assert Jobs(session).get(job.id).worker_pid == os.getpid()
+
+
+def test_a_job_of_the_queue_expires_only_when_it_waited_long_and_no_live_worker_takes_it(
+    catalog: Catalog,
+) -> None:
+    from respaldo.catalog import Workers
+
+    lease, expire = timedelta(minutes=2), timedelta(hours=24)
+    names = ("site-a", "site-b", "site-c", "site-d")
+    ids: dict[str, int] = {}
+    for name in names:
+        job_id = _queued(catalog, name)
+        with catalog.begin() as session:
+            Jobs(session).set_queued(job_id, queue_name=name, queue_job_id=len(ids) + 1)
+        ids[name] = job_id
+    later = T0 + expire + timedelta(minutes=1)
+    with catalog.begin() as session:
+        workers = Workers(session)
+        workers.register(name="a", host="h1", pid=10, queues=["site-a"], now=later)
+        stopping = workers.register(name="b", host="h2", pid=20, queues=["site-b"], now=later)
+        workers.beat(stopping.id, stopping=True, now=later)
+        workers.register(name="c", host="h3", pid=30, queues=["site-c"], now=T0)  # silent
+    with catalog.read() as session:
+        assert not Jobs(session).any_stale_queued(expire=expire, now=T0 + expire)
+        assert Jobs(session).any_stale_queued(expire=expire, now=later)
+    with catalog.begin() as session:
+        expired = Jobs(session).expire_queued(lease=lease, expire=expire, now=later)
+    # site-a's live worker will take its job (it waits behind others); the others'
+    # workers are stopping, silent or absent.
+    assert sorted(j.id for j in expired) == sorted(ids[n] for n in names[1:])
+    with catalog.read() as session:
+        jobs = Jobs(session)
+        assert jobs.get(ids["site-a"]).status is JobStatus.QUEUED
+        gone = jobs.get(ids["site-d"])
+        assert gone.status is JobStatus.FAILED and gone.finished_at == later
+        assert gone.error_message == (
+            "expired: waited in queue 'site-d' since 2026-12-04T03:00:00+00:00, more than "
+            "[queue] expire_hours = 24, and no live worker takes that queue"
+        )
