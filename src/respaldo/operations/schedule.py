@@ -90,8 +90,8 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
       spring-forward with the offset of before it, skipped the next day's times before
       the hour of the change (a nightly 00:00 backup in Madrid or New York, once a year).
 
-    A schedule whose hour field is ``*`` (``*/5 * * * *``: it runs every hour) runs
-    through both passes of a repeated hour instead, by elapsed time: skipping the second
+    A schedule whose hour field matches every hour (``*/5 * * * *``, or ``*/1``, ``0-23``)
+    runs through both passes of a repeated hour instead, by elapsed time: skipping the second
     pass would leave an hour more between two runs (65 minutes for ``*/5``), past an RPO
     limit such as ``[rpo] wal_copy_minutes``.
 
@@ -105,8 +105,7 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
     def __init__(self, *, timezone: tzinfo, **fields: Any) -> None:
         super().__init__(timezone=timezone, **fields)
         self._wall_twin = CronTrigger(timezone=UTC, **fields)
-        hour = self.fields[self.FIELD_NAMES.index("hour")]
-        self._every_hour = str(hour) == "*"
+        self._every_hour = _every_hour(self.fields[self.FIELD_NAMES.index("hour")])
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
@@ -170,6 +169,15 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
 
     def _wall(self, when: datetime) -> datetime:
         return when.astimezone(self.timezone).replace(tzinfo=None)
+
+
+def _every_hour(field: Any) -> bool:
+    """Whether an hour field matches all 24 hours, however it is written (``*``,
+    ``*/1``, ``0-23``, ``0-11,12-23``): judged by the hours it matches, as the field
+    itself finds them, not by its text. Only ``*`` was taken for every hour, and
+    ``*/5 */1 * * *`` left 65 minutes without a run over a fall-back's repeated hour."""
+    day = datetime(2001, 1, 1)
+    return all(field.get_next_value(day.replace(hour=hour)) == hour for hour in range(24))
 
 
 def _utc(when: datetime) -> datetime:

@@ -527,6 +527,28 @@ def test_an_every_hour_schedule_runs_through_both_passes_of_a_repeated_hour(
     assert len({f[:5] for f in nightly}) == 3  # one a day, the change's day included
 
 
+@pytest.mark.parametrize("hours", ["*/1", "0-23", "0-23/1", "0-11,12-23", "12-23,0-11"])
+def test_every_hour_is_judged_by_the_hours_matched_not_the_fields_text(hours: str) -> None:
+    """``*/5 */1 * * *`` or ``*/5 0-23 * * *`` runs every hour as ``*/5 * * * *`` does;
+    only a literal ``*`` was taken for every hour, and these skipped the second pass of
+    Madrid's repeated hour: 02:55 CEST, then 03:00 CET, 65 minutes without a run."""
+    where = ZoneInfo("Europe/Madrid")
+    start, end = datetime(2027, 10, 31, 1, 55), datetime(2027, 10, 31, 3, 1)
+    fires = _fires(where, f"*/5 {hours} * * *", start, end)
+    assert fires == _fires(where, "*/5 * * * *", start, end), fires
+    assert fires[:24] == _every_five("10-31", 2, "+0200") + _every_five("10-31", 2, "+0100")
+
+
+@pytest.mark.parametrize("hours", ["*/2", "1-23", "0-22", "0-1,3-23"])
+def test_hours_short_of_every_hour_run_each_wall_time_once(hours: str) -> None:
+    """A schedule that leaves out any hour is pinned to hours: each wall time runs once,
+    the repeated hour's first pass only (docs/service.md)."""
+    where = ZoneInfo("Europe/Madrid")
+    fires = _fires(where, f"0 {hours} * * *", datetime(2027, 10, 30, 0, 0), datetime(2027, 11, 1))
+    walls = [f[:11] for f in fires]
+    assert len(walls) == len(set(walls)), fires
+
+
 def test_a_repeated_half_hour_runs_twice_and_minutes_stay_in_odd_offset_zones() -> None:
     # Lord Howe falls back half an hour (02:00 +11 -> 01:30 +10:30, 2027-04-04).
     howe = ZoneInfo("Australia/Lord_Howe")

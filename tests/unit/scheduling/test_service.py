@@ -273,7 +273,10 @@ def test_a_late_firing_whose_time_an_earlier_one_took_runs_nothing(tmp_path: Pat
     assert [job.scheduled_for for job in fired] == [now.replace(microsecond=0)]
 
 
-def test_the_second_pass_of_a_repeated_hour_fires_an_every_hour_schedule(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cron", ["*/5 * * * *", "*/5 */1 * * *", "*/5 0-23 * * *"])
+def test_the_second_pass_of_a_repeated_hour_fires_an_every_hour_schedule(
+    tmp_path: Path, cron: str
+) -> None:
     # Madrid falls back at 03:00 CEST (2026-10-25): 02:00 CET comes after 02:55 CEST. A
     # `*/5` schedule fires in both passes; its second-pass times were not due at all,
     # and compared in the zone (wall clocks, fold ignored) they looked taken already.
@@ -282,7 +285,7 @@ def test_the_second_pass_of_a_repeated_hour_fires_an_every_hour_schedule(tmp_pat
         databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
         schedules={
             "time_zone": "Europe/Madrid",
-            "full": "*/5 * * * *",
+            "full": cron,
             "restore_test": "off",
             "cleanup": "off",
             "verify": "off",
