@@ -71,7 +71,11 @@ from respaldo.postgres.wal import (
     segment_name,
     segment_start,
 )
-from respaldo.postgres.wal_records import POSTGRES_EPOCH_UNIX_US, xact_end_times
+from respaldo.postgres.wal_records import (
+    POSTGRES_EPOCH_UNIX_US,
+    continuation,
+    xact_end_times,
+)
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.wal import get_wal, list_wal, read_cluster
 
@@ -485,6 +489,9 @@ def newest_xact_end(
     if not names or segment_start(names[0], size) > segment_start(stop, size):
         names.insert(0, stop)
     following: bytes | None = None
+    # What continues a record of ``following``'s predecessor past ``following`` itself
+    # (a commit record longer than a segment): carried back from segment to segment.
+    beyond = b""
     for name in reversed(names):
         try:
             data = get_wal(repo, system_id, name[:8], name)
@@ -494,11 +501,12 @@ def newest_xact_end(
             return f"archived WAL segment {name} could not be read: it is missing"
         except (RespaldoError, OSError) as exc:
             return f"archived WAL segment {name} could not be read ({first_line(exc)})"
-        times = xact_end_times(data, following, after=stop_lsn)
+        times = xact_end_times(data, following, after=stop_lsn, beyond=beyond)
         if times:
             return datetime.fromtimestamp(0, UTC) + timedelta(
                 microseconds=max(times) + POSTGRES_EPOCH_UNIX_US
             )
+        beyond = continuation(following, beyond)
         following = data
     return None
 

@@ -335,14 +335,19 @@ POSTGRES_EPOCH_UNIX_US = 946_684_800 * 1_000_000
 """2000-01-01 00:00 UTC, from which a TimestampTz counts microseconds, in Unix microseconds."""
 
 
-def _continuation(following: bytes | None) -> bytes:
+def continuation(following: bytes | None, beyond: bytes = b"") -> bytes:
     """The bytes the segment ``following`` begins with that continue a record of the one
-    before it (none when it does not, or is not given)."""
+    before it (none when it does not, or is not given). A record longer than a segment
+    (a commit of millions of subtransactions, or of a million dropped tables) takes all
+    of ``following`` and goes on in the segment after it: ``beyond`` is that segment's
+    own continuation (this function's answer for it), appended then."""
     if following is None:
         return b""
     stream, continued, flags = _stream(following)
     if flags & XLP_FIRST_IS_OVERWRITE_CONTRECORD:
         return b""
+    if continued > len(stream):
+        return stream + beyond
     return stream[:continued]
 
 
@@ -356,19 +361,23 @@ def _lsn_of(position: int, start: int, page_size: int) -> int:
     return start + (page + 1) * page_size + SHORT_PAGE_HEADER + into
 
 
-def xact_end_times(segment: bytes, following: bytes | None, after: int = 0) -> list[int]:
+def xact_end_times(
+    segment: bytes, following: bytes | None, after: int = 0, beyond: bytes = b""
+) -> list[int]:
     """The ``xact_time`` (microseconds since 2000-01-01 UTC, the server's clock) of the
     commit and abort records that begin in the WAL segment ``segment`` (whole, from its long
     header) at or after LSN ``after``: the records recovery to a target time stops at.
     ``following``: the next segment, which completes a record the segment's end cuts
-    (without it, such a record is not counted). Each candidate is checked against the
-    record's CRC-32C, so a match inside other data is not taken for one."""
+    (without it, such a record is not counted); ``beyond``: the :func:`continuation` of the
+    segment after that, for a record that runs through all of ``following``. Each
+    candidate is checked against the record's CRC-32C, so a match inside other data is not
+    taken for one."""
     header = parse_segment_header(segment)
     if header is None:
         return []
     stream, continued, _flags = _stream(segment)
     mine = len(stream)
-    stream += _continuation(following)
+    stream += continuation(following, beyond)
     found: list[int] = []
     # Not bounded by endpos: the lookahead of a record near the segment's end reads on.
     for match in _XACT.finditer(stream, _align(continued) + 17):

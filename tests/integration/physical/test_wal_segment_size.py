@@ -7,18 +7,28 @@ recovery on 18.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
+import psycopg
 import pytest
 from sample.cluster import TempCluster
 
 from respaldo.operations.repositories import open_repository
 from respaldo.postgres.wal import parse_lsn, segment_name
-from tests.integration.majors import ON_PG18
-from tests.integration.physical.conftest import SHOP, Archiving, archiving_cluster
+from tests.integration.majors import ON_EVERY_MAJOR, ON_PG18
+from tests.integration.physical.conftest import (
+    SHOP,
+    Archiving,
+    archiving_cluster,
+    free_port,
+)
 from tests.integration.physical.test_physical_roundtrip import check_point_in_time_recovery
 
 pytestmark = pytest.mark.integration
 
 SEGMENT = 64 * 1024 * 1024
+MIB = 1024 * 1024
 
 
 @ON_PG18
@@ -66,3 +76,60 @@ def test_1_mib_segments_recover_to_the_exact_time_of_a_commit(
         )
         assert "recovery stopping before commit" in run.err, str(run)
         assert restored.query("SELECT id FROM exact ORDER BY id", dbname=SHOP) == [(1,)]
+
+
+@ON_EVERY_MAJOR
+def test_a_commit_record_longer_than_a_segment_does_not_refuse_a_target_before_it(
+    pg_major: int | None, capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # A commit of 700,000 subtransactions (a PL/pgSQL loop with an EXCEPTION block per
+    # row, as a bulk import catching each row's error writes) is a 2.8 MB record: in
+    # 1 MiB segments it begins in one, runs through the whole next one and ends in a
+    # third (in 16 MiB ones, past 4.2 million). The newest-commit scan completed a record
+    # only from the next segment, so it missed it and named the commit before as the
+    # newest: a target between the two, which PostgreSQL reaches, was refused.
+    with archiving_cluster(pg_major, initdb_options=("--wal-segsize=1",)) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        pg.execute("CREATE TABLE imported (id int)", dbname=SHOP)
+        record = archiving.backup()
+        pg.execute("INSERT INTO imported VALUES (0)", dbname=SHOP)
+        between = pg.scalar("SELECT clock_timestamp()")
+        with psycopg.connect(**pg.conninfo_kwargs(SHOP)) as conn:
+            conn.execute(
+                "DO $$ BEGIN FOR i IN 1..700000 LOOP BEGIN INSERT INTO imported VALUES (i); "
+                "EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$"
+            )
+            before = _insert_lsn(conn)
+            conn.commit()
+            after = _insert_lsn(conn)
+        assert after - before > 2 * MIB, "the commit record spans a whole segment"
+        archiving.switch_and_archive()
+        later = pg.scalar("SELECT clock_timestamp()")
+        datadir = archiving.new_datadir()
+        port = free_port()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(datadir),
+            "--target-time", between.isoformat(), "--start", "--port", str(port),
+        )  # fmt: skip
+        assert run.code == 0, str(run)
+        restored = archiving.restored(datadir, port)
+        restored_servers.append(restored)
+        assert restored.scalar("SELECT array_agg(id) FROM imported", dbname=SHOP) == [0]
+        # After it: refused, naming the long commit (not the one before it) as the newest.
+        datadir = archiving.new_datadir()
+        run = archiving.run(
+            "restore", record["id"], "--target-datadir", str(datadir),
+            "--target-time", later.isoformat(),
+        )  # fmt: skip
+        assert run.code == 1, str(run)
+        said = re.search(r"its newest commit after backup \S+ is at (\S+) ", run.err)
+        assert said is not None, run.err
+        assert between < datetime.fromisoformat(said[1]) < later
+        assert not datadir.exists()
+
+
+def _insert_lsn(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    row = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    assert row is not None
+    return parse_lsn(str(row[0]))

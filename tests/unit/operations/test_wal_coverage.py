@@ -455,7 +455,9 @@ def _commits(
             raise found
         return name.encode()
 
-    def times(segment: bytes, _following: bytes | None, after: int = 0) -> list[int]:
+    def times(
+        segment: bytes, _following: bytes | None, after: int = 0, beyond: bytes = b""
+    ) -> list[int]:
         found = by_segment.get(segment.decode(), [])
         assert isinstance(found, list)
         return [(t - EPOCH) // timedelta(microseconds=1) for t in found]

@@ -219,3 +219,32 @@ def test_a_commit_cut_by_the_segments_end_is_read_with_the_next_segment() -> Non
     assert xact_end_times(first, second) == [7_000]
     assert xact_end_times(first, None) == []  # not whole: not counted
     assert xact_end_times(second, None) == []  # begun in the first
+
+
+def _long_commit(usec: int, size: int) -> bytes:
+    """A commit record of ``size`` bytes of main data (its long header: 254 and four bytes
+    of length), ``xact_time`` first, its CRC-32C computed."""
+    import crc32c
+
+    main = struct.pack("<qI", usec, 0).ljust(size, b"\0")
+    body = b"\xfe" + struct.pack("<I", len(main)) + main
+    header = struct.pack("<IIQBB2x", 24 + len(body), 900, 0, 0x00, 1)
+    return header + struct.pack("<I", crc32c.crc32c(header, value=crc32c.crc32c(body))) + body
+
+
+def test_a_commit_longer_than_a_segment_is_read_with_the_segments_it_runs_through() -> None:
+    from respaldo.postgres.wal_records import continuation, xact_end_times
+
+    # Begun near the end of the first segment, it takes all of the second and ends in the
+    # third (a commit of millions of subtransactions in 16 MiB segments).
+    records = [_filler(_payload() - 5000), _long_commit(8_000, _payload() + 20_000), _filler(300)]
+    first, second, third = _segments(records, count=3)
+    assert xact_end_times(first, second, beyond=continuation(third)) == [8_000]
+    # The second segment alone does not complete it: not counted, as before.
+    assert xact_end_times(first, second) == []
+    # What continues it is carried back: the second's continuation holds the third's.
+    carried = continuation(second, continuation(third))
+    assert len(carried) > len(continuation(second)) > _payload() - 100
+    # The segments it runs through hold no commit of their own.
+    assert xact_end_times(second, third) == []
+    assert xact_end_times(third, None) == []
