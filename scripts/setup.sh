@@ -33,6 +33,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # libfaketime sets a test process's wall clock apart from the others' (the lease-clock
 # tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
+# promtool checks and evaluates the shipped alerting rules (docs/monitoring/; Debian's
+# prometheus package has it: tests/unit/api/test_alert_rules_promtool.py).
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # strace shows which files a restore fsynced before it called itself done (the durability
 # tests of tests/integration: a power cut cannot be played, the system calls can be seen).
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)

@@ -1,9 +1,9 @@
 """The sample alerting rules and Grafana dashboard of docs/monitoring/ use only metrics
 and labels that respaldo exposes, and docs/monitoring.md names every metric.
 
-promtool is not installed here: the rules are parsed as YAML, checked for the shape
-Prometheus loads, and every metric name (and label) in their PromQL is looked up in a
-real exposition of a catalog that has every kind of row.
+The rules are parsed as YAML, checked for the shape Prometheus loads, and every metric
+name (and label) in their PromQL is looked up in a real exposition of a catalog that has
+every kind of row; test_alert_rules_promtool.py has Prometheus's promtool evaluate them.
 """
 
 from __future__ import annotations
