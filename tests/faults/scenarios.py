@@ -295,6 +295,37 @@ def prune_clock_ahead(world: World) -> Outcome:
     )
 
 
+def prune_after_jumped_backup(world: World) -> Outcome:
+    ids = {world.backup() for _ in range(3)}
+    # The clock stepped 400 days ahead and the service's next scheduled backup ran: it
+    # completed "400 days later" and agrees with the clock. (Its monotonic clock moved
+    # too: with it left alone, Python's sleeps in the wait for pg_dump fail, EINVAL.)
+    jumped = world.run_process(
+        "backup", "erp", "--json", extra_env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+400d"}
+    )
+    assert jumped.code == 0, str(jumped)
+    ids.add(str(jumped.json()["id"]))
+    ahead = {
+        "LD_PRELOAD": LIBFAKETIME,
+        "FAKETIME": "+400d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    refused = world.run_process("prune", extra_env=ahead)
+    assert refused.code == 1, str(refused)
+    said = " ".join(refused.err.split())
+    assert "prune refused, nothing was deleted: respaldo recorded nothing for 400 days" in said
+    assert "the clock jumped ahead" in said and "--trust-clock" in said, str(refused)
+    assert world.completed() == ids
+    assert set(world.repository().backup_ids()) == ids
+    return Outcome(
+        ids,
+        failed_runs=[refused],
+        summary="a backup 400 days ahead completed, then prune exit 1, 'prune refused, "
+        "nothing was deleted: respaldo recorded nothing for 400 days', naming "
+        "--trust-clock; all 4 backups kept",
+    )
+
+
 def kill_backup_after_manifest(world: World) -> Outcome:
     before = {world.backup()}
     # The writer deletes its lease (its lock object) once the manifest is stored, before
@@ -770,6 +801,13 @@ SCENARIOS = [
         "the clock 400 days ahead (libfaketime): every backup looks expired",
         "refused, nothing deleted; names the clock and --trust-clock",
         prune_clock_ahead,
+    ),
+    Scenario(
+        "prune-after-jumped-backup",
+        "prune",
+        "the clock 400 days ahead (libfaketime) and a backup taken at that time",
+        "refused, nothing deleted: the silence before the newest backup is a clock step",
+        prune_after_jumped_backup,
     ),
     Scenario(
         "backup-kill-after-manifest",
