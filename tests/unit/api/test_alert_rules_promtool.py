@@ -65,8 +65,8 @@ def test_every_comparison_keeps_its_series_labels_and_matches_its_own_installati
 ) -> None:
     """A comparison with a threshold matched on the database alone kept only that label
     (RespaldoRestoreTestTooOld's fallback, RespaldoBackupTooOld, RespaldoWalArchiveLagging,
-    RespaldoNotificationsFailing): the alert had no job or instance to route or silence
-    by. And with two installations scraped, each with a database erp, such comparisons
+    RespaldoNotificationsFailing), and RespaldoJobsQueuedTooLong summed every queue of
+    every installation: the alert had no job or instance to route or silence by. And with two installations scraped, each with a database erp, such comparisons
     found two thresholds for erp and failed to evaluate; the per-kind series of one
     installation hid the other's fallback. Site A's erp relies on its full backups'
     restore tests (the kind series); site B's has none recent (the per-database
@@ -95,6 +95,8 @@ def test_every_comparison_keeps_its_series_labels_and_matches_its_own_installati
                 "respaldo_notification_last_failure_timestamp_seconds", 100, target="ops", **at
             ),
             _series("respaldo_notification_last_success_timestamp_seconds", 50, target="ops", **at),
+            _series("respaldo_jobs_queued", 2, kind="backup", **at),
+            _series("respaldo_jobs_queued", 1, kind="drill", **at),
         ]
     on_a = {"job": "respaldo", "instance": a, "database": "erp", "kind": "full"}
     series += [
@@ -127,6 +129,7 @@ def test_every_comparison_keeps_its_series_labels_and_matches_its_own_installati
                         "RespaldoWalArchiveLagging",
                         *((120, _at(s, database="erp", __name__=LAG)) for s in SITES),
                     ),
+                    _samples("RespaldoJobsQueuedTooLong", *((3, _at(s)) for s in SITES)),
                     _samples(
                         "RespaldoNotificationsFailing",
                         *((100, _at(s, target="ops", __name__=FAILED_AT)) for s in SITES),
