@@ -61,8 +61,10 @@ class Settled:
 def settle_abandoned(
     ctx: Context, now: datetime | None = None, *, retry_here: bool = False
 ) -> Settled:
-    """Fail the lapsed jobs; complete the abandoned records whose manifest exists, fail
-    the other records and the abandoned drill runs. Every process runs it when it opens
+    """Fail the lapsed jobs, and the jobs of the queue that waited longer than ``[queue]
+    expire_hours`` with no live worker for their queue (expired, alerted, not retried);
+    complete the abandoned records whose manifest exists, fail the other records and the
+    abandoned drill runs. Every process runs it when it opens
     the catalog (:meth:`Context.open`), and ``respaldo serve`` on a SQLite catalog every
     lease renewal period (:meth:`respaldo.scheduling.service.Service.sweep`). Leases are
     judged by the catalog's clock (:mod:`respaldo.catalog.clock`), not this machine's;
