@@ -66,9 +66,10 @@ def test_every_comparison_keeps_its_series_labels_and_matches_its_own_installati
     """A comparison with a threshold matched on the database alone kept only that label
     (RespaldoRestoreTestTooOld's fallback, RespaldoBackupTooOld, RespaldoWalArchiveLagging,
     RespaldoNotificationsFailing), and RespaldoJobsQueuedTooLong summed every queue of
-    every installation: the alert had no job or instance to route or silence by. And with two installations scraped, each with a database erp, such comparisons
-    found two thresholds for erp and failed to evaluate; the per-kind series of one
-    installation hid the other's fallback. Site A's erp relies on its full backups'
+    every installation: the alert had no job or instance to route or silence by. And
+    with two installations scraped, each with a database erp, such comparisons found two
+    thresholds for erp and failed to evaluate; the per-kind series of one installation
+    hid the other's fallback. Site A's erp relies on its full backups'
     restore tests (the kind series); site B's has none recent (the per-database
     series)."""
     a, b = SITES
