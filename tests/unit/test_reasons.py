@@ -166,7 +166,7 @@ def test_a_restore_refused_for_its_status_or_kind_names_them_in_spanish() -> Non
     )
     with pytest.raises(InvalidInput) as refused:
         _restorable(Settings(), physical)
-    assert str(refused.value.message).startswith(f"backup {BACKUP} is a incremental backup")
+    assert str(refused.value.message).startswith(f"backup {BACKUP} is a physical backup")
     assert reasons.reason(refused.value.message, ES).startswith(
         f"el backup {BACKUP} es de tipo físico: "
     )

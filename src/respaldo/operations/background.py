@@ -223,11 +223,12 @@ def start_restore(
     return StartedJob(message=message, job_id=job.id, target_database=target)
 
 
-# A backup's kind in a sentence: in English as stored (what the CLI and the API have
-# always said), a word in the page's language.
+# A backup's kind in a sentence, as the status and the alerts say it (logical,
+# physical: the English said "a incremental backup" where the Spanish said "físico"),
+# a word in the page's language.
 _KIND_WORDS = {
-    BackupKind.FULL: N_("full"),
-    BackupKind.INCREMENTAL: N_("incremental"),
+    BackupKind.FULL: N_("logical"),
+    BackupKind.INCREMENTAL: N_("physical"),
     BackupKind.FILES: N_("files"),
     BackupKind.SNAPSHOT: N_("snapshot"),
 }

@@ -797,7 +797,7 @@ def backup_to_test(ctx: Context, target: str) -> str:
     else:
         # A database backed up only physically is tested through its physical backups.
         name = ctx.settings.database(target).name
-        kinds, what = [BackupKind.FULL, BackupKind.INCREMENTAL], "full or physical"
+        kinds, what = [BackupKind.FULL, BackupKind.INCREMENTAL], "logical or physical"
     with ctx.catalog.begin() as session:
         for kind in kinds:
             records = BackupRecords(session).list(
@@ -809,7 +809,7 @@ def backup_to_test(ctx: Context, target: str) -> str:
         Phrase(
             N_("no completed files backup of {name} to test")
             if what == "files"
-            else N_("no completed full or physical backup of {name} to test"),
+            else N_("no completed logical or physical backup of {name} to test"),
             name=name,
         ),
         hint=Phrase(N_("take one with 'respaldo backup {name}'"), name=name),

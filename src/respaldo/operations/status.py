@@ -95,8 +95,11 @@ Check = Literal[
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
+# One word for each kind wherever respaldo says it (the restore-test reasons, the alerts,
+# tested_kinds.KIND_NAMES): logical and physical, not "full" beside "physical" (the
+# kinds' names in --type, the API and the metrics' labels stay full and incremental).
 _KIND_WORDS = {
-    BackupKind.FULL: N_("full backup"),
+    BackupKind.FULL: N_("logical backup"),
     BackupKind.INCREMENTAL: N_("physical backup"),
     BackupKind.FILES: N_("files backup"),
 }

@@ -46,9 +46,10 @@ def _(message: str) -> str:
 
 _MESSAGES: dict[str, tuple[str, str]] = {
     # check (and kind): (message when it was never done, message with its age)
+    # The kinds as the status says them (logical, physical), not --type's full.
     "rpo:full": (
-        _("no full backup of {database} was ever completed"),
-        _("no full backup of {database} for {age} (RPO {limit})"),
+        _("no logical backup of {database} was ever completed"),
+        _("no logical backup of {database} for {age} (RPO {limit})"),
     ),
     "rpo:incremental": (
         _("no physical backup of {database} was ever completed"),
@@ -99,7 +100,9 @@ _ARCHIVING_FAILS = (
     _("WAL archiving of {database} fails: nothing archived for {age} (limit {limit})"),
 )
 _SIZE = {
-    "full": _("the newest full backup of {database} is much smaller than the one before: {error}"),
+    "full": _(
+        "the newest logical backup of {database} is much smaller than the one before: {error}"
+    ),
     "incremental": _(
         "the newest physical backup of {database} is much smaller than the one before: {error}"
     ),

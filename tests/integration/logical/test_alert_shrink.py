@@ -68,7 +68,8 @@ def test_a_backup_much_smaller_than_the_one_before_is_alerted_once(
     told = [str(m["Subject"]) for m in smtp.inbox.items]
     (subject,) = [s for s in told if "smaller" in s]
     assert subject.startswith(
-        "[respaldo] CRITICAL: the newest full backup of erp is much smaller than the one before: "
+        "[respaldo] CRITICAL: the newest logical backup of erp is much smaller than the one "
+        "before: "
     ), subject
     assert subject.endswith("(limit 50%)"), subject
 
@@ -91,7 +92,7 @@ def test_the_spanish_alert_writes_the_sizes_as_spanish_does(
     # "418 KB, el 39 % de 1,1 MB (límite 50 %)": a decimal comma, a space before "%"
     # (a no-break space, which the mail's subject may carry as a plain one).
     assert re.fullmatch(
-        r"\[respaldo\] CRÍTICO: el backup completo más reciente de erp es mucho menor que el "
+        r"\[respaldo\] CRÍTICO: el backup lógico más reciente de erp es mucho menor que el "
         r"anterior: \d+(,\d)? [kKMG]?B, el \d+\s% de \d+(,\d)? [KMG]?B "
         r"\(límite 50\s%\)",
         subject,

@@ -282,7 +282,7 @@ def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
     run = respaldo.run("drill", "erp")
     assert run.code == 1
     assert (
-        "no completed full or physical backup of erp" in run.err
+        "no completed logical or physical backup of erp" in run.err
         and "respaldo backup erp" in run.err
     )
     assert io.StringIO(run.out).read() == ""

@@ -49,7 +49,7 @@ def test_a_backup_dated_in_the_future_does_not_hide_that_backups_stopped(
     result = watchdog.check(ctx, NOW, wal_archived=(), servers=False)
     assert {c.key: c.action for c in result.conditions}["rpo:erp:full"] == "raised"
     (mail,) = smtp.inbox.wait(1)
-    assert mail["Subject"] == "[respaldo] CRITICAL: no full backup of erp for 30 h (RPO 26 h)"
+    assert mail["Subject"] == "[respaldo] CRITICAL: no logical backup of erp for 30 h (RPO 26 h)"
 
 
 def test_an_alert_sent_while_the_clock_was_ahead_does_not_throttle_its_repeats(
@@ -79,10 +79,10 @@ def test_an_alert_sent_while_the_clock_was_ahead_does_not_throttle_its_repeats(
     assert wal_push(H) == 1
     assert wal_push(2 * H) == 0
     told = [str(m["Subject"]) for m in smtp.inbox.items]
-    assert [t for t in told if "full backup" in t or "WAL" in t] == [
-        "[respaldo] CRITICAL: no full backup of erp for 366 d 6 h (RPO 26 h)",
+    assert [t for t in told if "logical backup" in t or "WAL" in t] == [
+        "[respaldo] CRITICAL: no logical backup of erp for 366 d 6 h (RPO 26 h)",
         "[respaldo] CRITICAL: WAL push of erp failed",
-        "[respaldo] CRITICAL: still: no full backup of erp for 31 h (RPO 26 h)",
+        "[respaldo] CRITICAL: still: no logical backup of erp for 31 h (RPO 26 h)",
         "[respaldo] CRITICAL: WAL push of erp failed",
     ]
 

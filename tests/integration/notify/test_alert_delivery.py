@@ -76,7 +76,7 @@ def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
         again = watch(ctx, 5 * MIN)
         assert again.action == "raised", again
         assert subjects(smtp) == [
-            "[respaldo] CRITICAL: no full backup of erp for 27 h 5 min (RPO 26 h)"
+            "[respaldo] CRITICAL: no logical backup of erp for 27 h 5 min (RPO 26 h)"
         ]
         assert watch(ctx, 10 * MIN).action == "throttled"  # told now: no repeat
     finally:
@@ -91,7 +91,7 @@ def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     try:
         assert watch(ctx, 20 * MIN).action == "resolved"
         assert subjects(smtp) == [
-            "[respaldo] RESOLVED: resolved: no full backup of erp for 27 h 10 min (RPO 26 h)"
+            "[respaldo] RESOLVED: resolved: no logical backup of erp for 27 h 10 min (RPO 26 h)"
         ]
         assert watch(ctx, 25 * MIN).action == "quiet"
         assert len(smtp.inbox.items) == 1
@@ -115,7 +115,7 @@ def test_a_repeat_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     try:
         assert watch(ctx, 6 * H + 5 * MIN).action == "repeated"
         assert subjects(smtp) == [
-            "[respaldo] CRITICAL: still: no full backup of erp for 33 h 5 min (RPO 26 h)"
+            "[respaldo] CRITICAL: still: no logical backup of erp for 33 h 5 min (RPO 26 h)"
         ]
     finally:
         smtp.close()

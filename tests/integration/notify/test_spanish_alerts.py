@@ -99,5 +99,5 @@ def test_the_watchdogs_alert_says_the_health_reason_in_spanish(
     assert "cannot connect to PostgreSQL" not in text
     assert "cannot be reached" not in text
     assert "Qué hacer: 'respaldo status' muestra el panorama completo" in text
-    (never,) = [m for m in mails if "backup completo de erp" in m["Subject"]]
+    (never,) = [m for m in mails if "backup lógico de erp" in m["Subject"]]
     assert "Qué hacer: 'respaldo jobs' muestra por qué los últimos backups" in _text(never)

@@ -325,7 +325,7 @@ def test_prune_refuses_to_expire_by_age_when_the_clock_is_far_ahead(
     assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
     assert cli.ok("list", "--json")[0] == listed
     status = run_ahead(cli, 400, "status")
-    assert "the newest full backup completed 400 d ago" in " ".join(status.stdout.split())
+    assert "the newest logical backup completed 400 d ago" in " ".join(status.stdout.split())
 
     trusted = run_ahead(cli, 400, "prune", "--trust-clock", "--json")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr

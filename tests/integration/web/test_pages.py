@@ -244,7 +244,7 @@ def test_health_reasons_and_operation_errors_read_in_the_pages_language(
         has=page.get_by_role("heading", name=re.compile(r"^unreachable\b"))
     )
     expect(section).to_contain_text("no se puede conectar con el servidor: ")
-    expect(section).to_contain_text("nunca se completó ningún backup completo")
+    expect(section).to_contain_text("nunca se completó ningún backup lógico")
     assert "the server cannot be reached" not in section.inner_text()
 
     # A refused action's toast: a restore test of a database with no backup.
@@ -252,7 +252,7 @@ def test_health_reasons_and_operation_errors_read_in_the_pages_language(
     page.get_by_label("Base de datos", exact=True).select_option("unreachable")
     page.get_by_role("button", name="Ejecutar una prueba de restauración").click()
     expect(page.locator(".toast").first).to_have_text(
-        "Error al iniciar la prueba de restauración: database: no hay ningún backup completo "
+        "Error al iniciar la prueba de restauración: database: no hay ningún backup lógico "
         "o físico completado de unreachable que probar"
     )
 
@@ -268,7 +268,7 @@ def test_health_reasons_and_operation_errors_read_in_the_pages_language(
         has=page.get_by_role("heading", name=re.compile(r"^unreachable\b"))
     )
     expect(section).to_contain_text("the server cannot be reached: ")
-    expect(section).to_contain_text("no full backup was ever completed")
+    expect(section).to_contain_text("no logical backup was ever completed")
 
 
 @contextmanager

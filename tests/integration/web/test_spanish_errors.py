@@ -86,7 +86,7 @@ def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) 
     # The size check's sizes and share as Spanish writes them (the CLI: "1.1 MB, 100%").
     expect(section).to_contain_text(
         re.compile(
-            r"el backup completo más reciente es \d+,\d MB, el 100\u00a0% de "
+            r"el backup lógico más reciente es \d+,\d MB, el 100\u00a0% de "
             r"\d+,\d MB del anterior"
         )
     )

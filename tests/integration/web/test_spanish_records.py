@@ -225,7 +225,7 @@ def test_the_records_beside_the_errors_read_in_spanish(site: Site, page: Page) -
     )
     expect(section).to_contain_text(
         re.compile(
-            r"el backup completo más reciente es mucho menor que el anterior: "
+            r"el backup lógico más reciente es mucho menor que el anterior: "
             r"\d+(,\d)? [KMG]?B, el \d+\u00a0% de \d+(,\d)? [KMG]?B \(límite 50\u00a0%\)"
         )
     )

@@ -41,7 +41,7 @@ def test_a_database_never_backed_up_is_red_with_the_reason(ctx: Context) -> None
     assert report.level == "red" and report.red
     found = items(report)
     assert found["rpo:erp:full"].level == "red"
-    assert found["rpo:erp:full"].reason == "no full backup was ever completed"
+    assert found["rpo:erp:full"].reason == "no logical backup was ever completed"
     assert found["restore_test:erp"].reason == "no restore test ever passed"
     assert found["copy:erp:offsite"].level == "green"  # nothing to copy yet
     # No physical item: erp's WAL is not archived.
@@ -54,12 +54,12 @@ def test_the_age_of_the_newest_full_backup_against_its_rpo(ctx: Context) -> None
     full = catalog_only(ctx)["rpo:erp:full"]
     assert (full.level, full.backup_id, full.age_seconds) == ("green", newest, 25 * 3600)
     assert full.limit_seconds == 26 * 3600
-    assert full.reason == "the newest full backup completed 25 h ago (RPO 26 h)"
+    assert full.reason == "the newest logical backup completed 25 h ago (RPO 26 h)"
 
     later = items(compute_status(ctx, NOW + 2 * H, wal_archived=(), servers=False))
     assert later["rpo:erp:full"].level == "red"
     assert later["rpo:erp:full"].reason == (
-        "the newest full backup completed 27 h ago, more than its RPO of 26 h"
+        "the newest logical backup completed 27 h ago, more than its RPO of 26 h"
     )
 
 
@@ -70,7 +70,7 @@ def test_a_failed_last_backup_within_the_rpo_is_amber_and_says_why(ctx: Context)
     assert full.level == "amber"
     assert full.reason == (
         "the last attempt failed 2 h ago: pg_dump: error: connection refused; "
-        "the newest full backup completed 20 h ago (RPO 26 h)"
+        "the newest logical backup completed 20 h ago (RPO 26 h)"
     )
 
 
@@ -290,7 +290,7 @@ def test_a_backup_known_not_to_restore_is_no_recovery_point(ctx: Context) -> Non
     full = catalog_only(ctx)["rpo:erp:full"]
     assert (full.level, full.backup_id, full.age_seconds) == ("red", good, 30 * 3600)
     assert full.reason == (
-        f"the newest good full backup completed 30 h ago, more than its RPO of 26 h; "
+        f"the newest good logical backup completed 30 h ago, more than its RPO of 26 h; "
         f"backup {damaged} (2 h ago) failed verification: damaged: 3 chunks have no good "
         "copy in any repository (respaldo repair, 2026-12-04 12:00 UTC); it cannot be restored"
     )
@@ -318,7 +318,7 @@ def test_a_backup_whose_restore_test_failed_leaves_an_older_recovery_point_amber
     assert (full.level, full.backup_id) == ("amber", good)
     assert full.reason == (
         f"backup {failed} (2 h ago) failed verification: a restore test of it failed; "
-        "the newest good full backup completed 20 h ago (RPO 26 h)"
+        "the newest good logical backup completed 20 h ago (RPO 26 h)"
     )
 
 
@@ -328,6 +328,6 @@ def test_only_backups_known_not_to_restore_is_red_with_the_reason(ctx: Context) 
     full = catalog_only(ctx)["rpo:erp:full"]
     assert (full.level, full.backup_id) == ("red", None)
     assert full.reason == (
-        "no good full backup was ever completed; "
+        "no good logical backup was ever completed; "
         f"backup {damaged} (2 h ago) failed verification: damaged: 1 chunks have no good copy"
     )

@@ -46,7 +46,7 @@ def test_a_database_never_backed_up_exits_3_and_says_so_first(
     code, out = run(config, capsys, "--no-servers")
     assert code == 3
     first = out.splitlines()[0]
-    assert first.startswith("respaldo RED: 2 red, 1 amber - rpo:erp:full: no full backup")
+    assert first.startswith("respaldo RED: 2 red, 1 amber - rpo:erp:full: no logical backup")
     assert "restore_test:erp: no restore test ever passed" in first
     assert "erp: red" in out
 

@@ -74,7 +74,7 @@ def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_
 
     # 27 h after the last backup: the RPO of 26 h is crossed, one alert.
     assert watch(ctx, 7 * H)["rpo:erp:full"] == "raised"
-    assert titles(webhook) == ["[respaldo] CRITICAL: no full backup of erp for 27 h (RPO 26 h)"]
+    assert titles(webhook) == ["[respaldo] CRITICAL: no logical backup of erp for 27 h (RPO 26 h)"]
     (sent,) = webhook.inbox.items
     assert "'respaldo backup erp --type full' takes one now" in sent["json"]["message"]
 
@@ -85,7 +85,7 @@ def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_
     assert watch(ctx, 13 * H)["rpo:erp:full"] == "repeated"
     assert (
         titles(webhook)[1]
-        == "[respaldo] CRITICAL: still: no full backup of erp for 33 h (RPO 26 h)"
+        == "[respaldo] CRITICAL: still: no logical backup of erp for 33 h (RPO 26 h)"
     )
 
     # A new backup: one "resolved", then quiet.
@@ -93,7 +93,7 @@ def test_no_backup_for_27_h_alerts_once_repeats_are_throttled_a_backup_resolves_
     assert watch(ctx, 13 * H + timedelta(minutes=15))["rpo:erp:full"] == "resolved"
     assert watch(ctx, 13 * H + timedelta(minutes=20))["rpo:erp:full"] == "quiet"
     assert titles(webhook)[2:] == [
-        "[respaldo] RESOLVED: resolved: no full backup of erp for 33 h (RPO 26 h)"
+        "[respaldo] RESOLVED: resolved: no logical backup of erp for 33 h (RPO 26 h)"
     ]
     assert [m["json"]["type"] for m in webhook.inbox.items] == ["failure", "failure", "success"]
 
@@ -123,7 +123,7 @@ def test_alerts_in_spanish(tmp_path: Path, webhook: Webhook) -> None:  # noqa: F
         drill(ctx, last, NOW - 26 * H, passed=True)
         watchdog.check(ctx, NOW, wal_archived=(), servers=False)
     assert titles(webhook) == [
-        "[respaldo] CRÍTICO: sin backup completo de erp desde hace 27 h (RPO 26 h)"
+        "[respaldo] CRÍTICO: sin backup lógico de erp desde hace 27 h (RPO 26 h)"
     ]
 
 
@@ -366,7 +366,7 @@ def test_the_size_alert_writes_its_sizes_and_share_as_its_language_does(tmp_path
     message, args = watchdog.describe(item)
     english = alerts.translate(settings, message, args)
     assert english == (
-        "the newest full backup of erp is much smaller than the one before: "
+        "the newest logical backup of erp is much smaller than the one before: "
         "1.1 MB, 9% of 12.0 MB (limit 50%)"
     )
     assert english == message.format(**args)
@@ -374,7 +374,7 @@ def test_the_size_alert_writes_its_sizes_and_share_as_its_language_does(tmp_path
         update={"notifications": settings.notifications.model_copy(update={"language": "es"})}
     )
     assert alerts.translate(spanish, message, args) == (
-        "el backup completo más reciente de erp es mucho menor que el anterior: "
+        "el backup lógico más reciente de erp es mucho menor que el anterior: "
         "1,1 MB, el 9\u00a0% de 12 MB (límite 50\u00a0%)"
     )
 

@@ -59,7 +59,8 @@ def test_a_service_started_after_two_days_down_alerts_at_once(
         (got,) = webhook.inbox.wait(1)
     finally:
         service.stop("test over")
-    assert got["json"]["title"] == "[respaldo] CRITICAL: no full backup of erp for 48 h (RPO 26 h)"
+    title = got["json"]["title"]
+    assert title == "[respaldo] CRITICAL: no logical backup of erp for 48 h (RPO 26 h)"
     assert checked[0] == STARTED
     assert len(webhook.inbox.items) == 1
 

@@ -67,12 +67,12 @@ def test_an_old_backup_with_a_failed_attempt_reads_in_spanish_the_engine_error_a
         english
         == item.reason
         == (
-            "the newest full backup completed 35 h ago, more than its RPO of 26 h; "
+            "the newest logical backup completed 35 h ago, more than its RPO of 26 h; "
             f"the last attempt failed 2 h ago: {RECORDED}"
         )
     )
     assert spanish == (
-        "el backup completo más reciente se completó hace 35 h, por encima de su RPO de 26 h; "
+        "el backup lógico más reciente se completó hace 35 h, por encima de su RPO de 26 h; "
         f"el último intento falló hace 2 h: pg_dump terminó con el estado 1: {ENGINE}"
     )
     assert item.to_json()["reason"] == english  # the API's text is the English one
@@ -90,9 +90,9 @@ def test_no_backup_ever_and_a_cancelled_attempt_read_in_spanish() -> None:
     history = _history(last_attempt={**dict.fromkeys(BackupKind), BackupKind.FULL: attempt})
     item = status._backup_item("erp", BackupKind.FULL, RPO.full, history, NOW)
     assert _said(item.reason) == (
-        "nunca se completó ningún backup completo; "
+        "nunca se completó ningún backup lógico; "
         "el último intento falló hace 5 min: cancelado a petición",
-        "no full backup was ever completed; the last attempt failed 5 min ago: "
+        "no logical backup was ever completed; the last attempt failed 5 min ago: "
         "cancelled by request",
     )
 
@@ -124,9 +124,9 @@ def test_a_backup_much_smaller_than_the_one_before_reads_in_spanish() -> None:
     item = status._size_item("erp", BackupKind.FULL, 0.5, history)
     assert item is not None
     assert _said(item.reason) == (
-        "el backup completo más reciente es mucho menor que el anterior: "
+        "el backup lógico más reciente es mucho menor que el anterior: "
         "100.0 kB, el 10% de 1.0 MB (límite 50%)",
-        "the newest full backup is much smaller than the one before: 100.0 kB, 10% of "
+        "the newest logical backup is much smaller than the one before: 100.0 kB, 10% of "
         "1.0 MB (limit 50%)",
     )
 

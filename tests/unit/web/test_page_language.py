@@ -271,14 +271,14 @@ def test_the_health_reasons_read_in_the_pages_language(site: FastAPI, context: C
         spanish = _column(browser.get("/databases").text, 2)
         english = _column(browser.get("/databases", headers={"Accept-Language": "en"}).text, 2)
     assert (
-        "el backup completo más reciente se completó hace 30 h, por encima de su RPO de 26 h"
+        "el backup lógico más reciente se completó hace 30 h, por encima de su RPO de 26 h"
         in spanish
     )
     assert "nunca se ha superado ninguna prueba de restauración" in spanish
     libpq = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
     down = [cell for cell in spanish if cell.startswith("no se puede conectar con el servidor: ")]
     assert len(down) == 1 and libpq in down[0], spanish  # libpq's words as it wrote them
-    assert "the newest full backup completed 30 h ago, more than its RPO of 26 h" in english
+    assert "the newest logical backup completed 30 h ago, more than its RPO of 26 h" in english
     assert "no restore test ever passed" in english
     assert any(c.startswith("the server cannot be reached: ") and libpq in c for c in english)
 
@@ -334,11 +334,11 @@ def test_an_operations_error_reads_in_the_pages_language(site: FastAPI, context:
                 unescape(browser.get("/jobs", headers=headers).text).split()
             )
     assert said["es"] == (
-        "database: no hay ningún backup completo o físico completado de erp que probar",
+        "database: no hay ningún backup lógico o físico completado de erp que probar",
         "haga uno con 'respaldo backup erp'",
     )
     assert said["en"] == (
-        "database: no completed full or physical backup of erp to test",
+        "database: no completed logical or physical backup of erp to test",
         "take one with 'respaldo backup erp'",
     )
     engine = 'connection to server at "127.0.0.1", port 1 failed: Connection refused'
