@@ -265,6 +265,8 @@ _PHRASES = (
     N_("restore of backup {backup} into the new database {database} started"),
     N_("restore test of backup {backup} started"),
     N_("restore test of the newest backup of {database} ({backup}) started"),
+    # ... of a database backed up both ways: one backup of each kind (background.py).
+    N_("restore test of the newest backups of {database}, one of each kind ({backups}) started"),
     N_("job {job}"),
     N_("manifests deleted from none"),
     N_("manifests deleted from {repositories}"),

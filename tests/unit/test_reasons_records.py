@@ -193,6 +193,12 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
             f"prueba de restauración del backup más reciente de erp ({BACKUP}) iniciada; trabajo 7",
         ),
         (
+            f"restore test of the newest backups of erp, one of each kind ({BACKUP}, {BACKUP}) "
+            "started; job 7",
+            f"prueba de restauración de los backups más recientes de erp, uno de cada tipo "
+            f"({BACKUP}, {BACKUP}) iniciada; trabajo 7",
+        ),
+        (
             f"restore of backup {BACKUP} into the new database erp_copia started; job 8",
             f"restauración del backup {BACKUP} en la nueva base de datos erp_copia iniciada; "
             "trabajo 8",
