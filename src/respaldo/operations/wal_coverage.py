@@ -519,16 +519,27 @@ def _after_last_commit(
     target (never after one at the target itself), so with none it
     replays all the archived WAL and stops with "recovery ended before configured recovery
     target was reached", after the whole backup was written (without ``--start``, when the
-    server is started). Where that cannot be known (a segment unreadable, no commit
-    archived after the backup), a warning says so and PostgreSQL decides, as before."""
+    server is started). With no commit archived after the backup's end every target time
+    fails so (one while the backup ran, before a commit of that time: "requested recovery
+    stop point is before consistent recovery point"): refused too. Where it cannot be
+    known (a segment unreadable), a warning says so and PostgreSQL decides, as before."""
     newest = newest_xact_end(repo, manifest, coverage)
     end = format_lsn(coverage.end)
     if newest is None:
-        return [
-            f"the archived WAL after backup {manifest.backup_id} (up to {end}) holds no "
-            f"commit: whether recovery reaches the recovery target {when.isoformat()} is not "
-            "known before the server replays it"
-        ]
+        # Not "unknown": recovery has no commit after the backup's end to stop before.
+        # It was only warned about, and the whole backup was written before the server
+        # failed (a restore right after a backup, its last segment not archived yet).
+        raise RestoreError(
+            f"the recovery target {when.isoformat()} cannot be reached: the archived WAL "
+            f"after backup {manifest.backup_id} (up to {end}) holds no commit after the "
+            "backup's end, and recovery to a target time stops only before a commit later "
+            "than the target, so it would stop with an error (recovery ended before "
+            "configured recovery target was reached)",
+            hint=f"recover to the backup's end ({option('immediate')}) or give no target: "
+            "with no commit archived after the backup both restore the same data; if later "
+            "commits are still in the server's pg_wal, SELECT pg_switch_wal() on the server, "
+            "wait until its segment is archived ('respaldo check' tells) and restore again",
+        )
     if isinstance(newest, str):
         return [
             f"{newest}: whether recovery reaches the recovery target {when.isoformat()} is not "

@@ -523,10 +523,22 @@ def test_segments_without_commits_are_read_back_to_the_backups_own(
     assert read == [_seg(5), _seg(4), _seg(3)]
 
 
+def test_a_target_with_no_commit_archived_after_the_backup_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Recovery has no commit after the backup's end to stop before: every target time
+    # fails in the server (it was only warned about, and the whole backup written).
+    manifest, coverage, read = _commits(monkeypatch, {})
+    with pytest.raises(RestoreError, match="cannot be reached") as caught:
+        _check(manifest, coverage, STARTED + timedelta(hours=1))
+    assert "the archived WAL after backup b (up to 0/6000000) holds no commit" in str(caught.value)
+    assert caught.value.hint is not None and option("immediate") in caught.value.hint
+    assert read == [_seg(5), _seg(4), _seg(3)]
+
+
 @pytest.mark.parametrize(
     ("by_segment", "said"),
     [
-        ({}, "the archived WAL after backup b (up to 0/6000000) holds no commit"),
         (
             {_seg(5): IntegrityError("archived WAL file is damaged: bad tag")},
             f"archived WAL segment {_seg(5)} could not be read (archived WAL file is damaged",
