@@ -88,6 +88,15 @@ _PHRASES = (
     # errors.py: PostgresError (what the program wrote follows it), ToolNotFound.
     N_("{program} exited with status {code}"),
     N_("{program} was killed by signal {signal}"),
+    # operations/restore.py: _unchanged, the hint of a restore's pg_restore that failed.
+    N_("nothing was changed: {database} is as it was; {then}"),
+    N_("nothing was changed: no database {database} was created; {then}"),
+    N_(
+        "something outside respaldo stopped {program} (signal 9 is most often the "
+        "system's out-of-memory killer, which the system's log names): restore "
+        "again once that is dealt with"
+    ),
+    N_("restore again once the cause is dealt with"),
     N_("{program} not found (looked in {searched})"),
     N_("{program} not found"),
     # operations/jobs.py: check_free.

@@ -96,6 +96,7 @@ from respaldo.operations.restore_props import (
 )
 from respaldo.operations.restore_select import names_encoding, read_selection
 from respaldo.operations.restore_swap import clear_swap, note_swap
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres import (
     ConnInfo,
     create_database,
@@ -505,7 +506,7 @@ def _restore_staged(
                     check_rows=early,
                 )
             except PostgresError as exc:
-                raise _unrouted(exc, selection) from None
+                raise _unchanged(_unrouted(exc, selection), target, replacing=exists) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
                 staged,
@@ -626,6 +627,41 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
         f"partitions not restored; restore the partitioned table with {option('tables')} "
         "(its partitions come with it), then take the rows you need",
     )
+
+
+def _unchanged(error: PostgresError, target: str, *, replacing: bool) -> PostgresError:
+    """``error`` of a pg_restore into the staging database, its hint saying first that
+    the target was not touched (with ``replacing``, the database being replaced is as it
+    was; else none was made), as the restore's other failures say: a ``restore --jobs``
+    whose worker was killed (the out-of-memory killer) said only "pg_restore was killed
+    by signal 9", and the user could not tell what had become of the target. The error's
+    own hint follows (the server went away, a disk is full), or what to do next."""
+    then: str
+    if error.hint:
+        then = error.hint
+    elif error.returncode < 0:
+        then = Phrase(
+            N_(
+                "something outside respaldo stopped {program} (signal 9 is most often the "
+                "system's out-of-memory killer, which the system's log names): restore "
+                "again once that is dealt with"
+            ),
+            program=error.program,
+        )
+    else:
+        then = Phrase(N_("restore again once the cause is dealt with"))
+    hint = (
+        Phrase(
+            N_("nothing was changed: {database} is as it was; {then}"), database=target, then=then
+        )
+        if replacing
+        else Phrase(
+            N_("nothing was changed: no database {database} was created; {then}"),
+            database=target,
+            then=then,
+        )
+    )
+    return PostgresError(error.program, error.returncode, error.stderr, hint=hint)
 
 
 def _copy_into(tables: Sequence[str], stderr: str) -> bool:

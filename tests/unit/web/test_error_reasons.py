@@ -12,6 +12,7 @@ from respaldo import reasons
 from respaldo.config import Settings
 from respaldo.errors import InvalidInput, PostgresError, RespaldoError, ToolNotFound
 from respaldo.i18n import translations
+from respaldo.operations.restore import _unchanged
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.server import _connection_failed
 
@@ -52,6 +53,28 @@ def test_a_failed_program_reads_in_spanish_its_own_lines_as_written() -> None:
     assert _es(str(killed)) == "pg_restore terminó por la señal 9"
     gone = PostgresError("pg_dump", 1, "server closed the connection unexpectedly")
     assert _as_on_the_page(gone)[1].startswith("el servidor PostgreSQL cerró la conexión")
+
+
+def test_a_restore_whose_pg_restore_failed_says_in_spanish_that_nothing_was_changed() -> None:
+    killed = _unchanged(PostgresError("pg_restore", -9, ""), "erp_nueva", replacing=False)
+    hint = (
+        "no se cambió nada: no se creó ninguna base de datos erp_nueva; algo ajeno a respaldo "
+        "detuvo pg_restore (la señal 9 suele ser del «OOM killer» del sistema, que el registro "
+        "del sistema nombra): restaure de nuevo una vez resuelto eso"
+    )
+    assert _as_on_the_page(killed) == ("pg_restore terminó por la señal 9", hint)
+    assert _es(killed.hint) == hint  # as a failed job records it
+    assert killed.hint.startswith("nothing was changed: no database erp_nueva was created; ")
+    gone = PostgresError("pg_restore", 1, "server closed the connection unexpectedly")
+    replaced = _unchanged(gone, "erp", replacing=True)
+    assert replaced.hint.startswith("nothing was changed: erp is as it was; the PostgreSQL server")
+    assert _as_on_the_page(replaced)[1].startswith(
+        "no se cambió nada: erp sigue como estaba; el servidor PostgreSQL cerró la conexión"
+    )
+    failed = _unchanged(PostgresError("pg_restore", 1, "ERROR:  boom"), "erp", replacing=True)
+    assert _as_on_the_page(failed)[1] == (
+        "no se cambió nada: erp sigue como estaba; restaure de nuevo una vez resuelta la causa"
+    )
 
 
 def test_a_missing_program_reads_in_spanish() -> None:
