@@ -25,11 +25,13 @@ import select
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
 from tests.faults.world import Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
@@ -504,14 +506,77 @@ def restart_mid_restore(world: World) -> Outcome:
     return Outcome({backup_id}, [run], summary=f"failed: {message}")
 
 
-def _waiting(world: World, dbname: str, application: str) -> bool:
-    return bool(
-        world.pg.scalar(
-            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-            " WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'",
-            [dbname, application],
-        )
+def kill_worker_beside_a_locked_one(world: World) -> Outcome:
+    """``restore --jobs 2``: one worker's pg_restore killed (kill -9, as the out-of-memory
+    killer does) while the other's COPY waits on a lock that the test lets go of only once
+    the restore has ended. The restore ends at once with the first failure, saying that
+    nothing was changed; the other worker's pg_restore is killed, staging dropped.
+
+    The child is frozen as its first worker's pg_restore starts (the pre-data section is
+    there, no worker has begun); a transaction of the test then locks every table of the
+    staging database, so both workers' COPY wait on it, observed in pg_stat_activity."""
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
+    into_staging = (
+        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
     )
+    with world.frozen(args, Plant("subprocess.Popen", into_staging)) as child:
+        (staging,) = staging_databases(world.pg)
+        locker = world.pg.connect(staging, autocommit=False)
+        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
+        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    try:
+        wait_for(
+            "both workers' COPY to wait for the lock",
+            lambda: _waiting(world, staging, "pg_restore", 2),
+            process=child,
+        )
+        workers = [
+            p
+            for p in psutil.Process(child.pid).children(recursive=True)
+            if p.name() == "pg_restore" and any("/worker-" in a for a in p.cmdline())
+        ]
+        assert len(workers) == 2, workers
+        workers[0].kill()
+        killed = time.monotonic()
+        # A hang detector, not a time limit: the lock is let go only after it.
+        out, err = child.communicate(timeout=240)
+        took = time.monotonic() - killed
+    finally:
+        with contextlib.suppress(Exception):
+            locker.close()
+    run = Run(child.returncode, out, err, world.mark())
+    message = assert_clear_message(run)
+    assert "killed by signal 9" in message, str(run)
+    assert f"nothing was changed: no database {target} was created" in err, str(run)
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert target not in world.databases()
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    _same_database(world, target)
+    return Outcome(
+        {backup_id},
+        [run],
+        summary=f"ended {took:.1f} s after the kill, the other worker's lock still held: "
+        f"{message}; nothing changed; restore again exact",
+    )
+
+
+_TABLES = """
+SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+"""
+
+
+def _waiting(world: World, dbname: str, application: str, sessions: int = 1) -> bool:
+    count = world.pg.scalar(
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'",
+        [dbname, application],
+    )
+    return int(count) >= sessions
 
 
 # --- corruption ----------------------------------------------------------------------------
@@ -931,6 +996,15 @@ SCENARIOS = [
         "pg_ctl restart -m fast while pg_restore runs",
         "fails clearly; staging dropped; restore again exact",
         restart_mid_restore,
+    ),
+    Scenario(
+        "restore-jobs-kill-worker-beside-locked",
+        "restore --jobs 2 (logical)",
+        f"{KILL} of one worker's pg_restore while the other's COPY waits on a lock held "
+        "until the restore ends",
+        "ends at once with the first failure and 'nothing was changed'; the other worker's "
+        "pg_restore killed; staging dropped; restore again exact",
+        kill_worker_beside_a_locked_one,
     ),
     Scenario(
         "corrupt-pack",

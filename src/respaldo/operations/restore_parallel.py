@@ -27,8 +27,9 @@ stream's completeness (its SHA-256) is known later. Until then, data and the wor
 own indexes and keys go into the staging database only (respaldo's own scratch
 database, not the target), and the rest of the post-data section, the last row-count
 check and the rename start only once the checksum has matched. If it does not match,
-or a chunk or a count fails, every pg_restore is killed and the caller drops the
-staging database: the target is as it was. See docs/disaster-recovery.md.
+or a chunk, a count or a worker's pg_restore fails, every other pg_restore is killed at
+once (:func:`_data_worker`), and the caller drops the staging database: the target is
+as it was. See docs/disaster-recovery.md.
 
 Where the data blocks are comes from the backup's notes (``dump_blocks``), used only
 where they fit the archive: every entry with data must have one, in the table of
@@ -83,7 +84,7 @@ from respaldo.postgres.archive_offsets import (
     set_offsets,
     write_offsets,
 )
-from respaldo.postgres.commands import widen_pipe
+from respaldo.postgres.commands import RunningCommand, widen_pipe
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
 from respaldo.repository import Manifest
 
@@ -1022,7 +1023,7 @@ def _feed(
     listed.write_text("".join(f"{i};\n" for i in ids), encoding="utf-8")
     with (
         spool.reader() as source,
-        pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
+        _data_worker(spool, conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore,
     ):
         widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         source.send(restore.stdin, 0, plan.toc.end)
@@ -1030,6 +1031,33 @@ def _feed(
             block = _Block(dump_id, plan.starts[dump_id], plan.ends[dump_id])
             _send_block(spool, worker, source.fileno(), restore.stdin, plan.toc, block)
     _post_data_early(spool, spool.path, plan, ids, conninfo, no_owner, bindir, check_rows)
+
+
+@contextlib.contextmanager
+def _data_worker(
+    spool: _Arrivals,
+    conninfo: ConnInfo,
+    *,
+    no_owner: bool,
+    use_list: Path,
+    bindir: Path | None,
+) -> Iterator[RunningCommand]:
+    """A data worker's pg_restore of the entries ``use_list`` names, from its stdin,
+    killed if the restore is abandoned (another worker failed, the read did) while the
+    block runs or its pg_restore is waited for; then this raises _Aborted, not what the
+    kill made of the worker (a broken pipe, "killed by signal 9"): the first failure is
+    the one to tell. Unkilled, a worker whose session waited (a lock held by a session
+    that never commits, a stalled server) kept the failed restore waiting with it, for
+    as long as that lasted, the staging database left meanwhile."""
+    try:
+        restore = pg_restore(conninfo, no_owner=no_owner, use_list=use_list, bindir=bindir)
+        # ``cancel``: only a signal, from the aborting thread; this one reaps the child.
+        with spool.stopped_by_abort(restore.cancel), restore:
+            yield restore
+    except (PostgresError, OSError):
+        if spool.aborted:
+            raise _Aborted from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -1343,7 +1371,8 @@ def _pause_autovacuum(plan: Plan, conninfo: ConnInfo) -> None:
 
 def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:
     """Run each of ``work`` in a thread of its own; the first failure aborts the others
-    (``abort``) and is raised once they have all ended."""
+    (``abort``: their pg_restore is killed, :func:`_data_worker`) and is raised once they
+    have all ended, not what the abort made of them (:class:`_Aborted`)."""
 
     def aborting(w: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -1391,7 +1420,9 @@ def _feed_files(
     def integer(value: int) -> bytes:
         return b"\x00" + value.to_bytes(plan.toc.int_size, "little")
 
-    with pg_restore(conninfo, no_owner=no_owner, use_list=listed, bindir=bindir) as restore:
+    with _data_worker(
+        spool, conninfo, no_owner=no_owner, use_list=listed, bindir=bindir
+    ) as restore:
         widen_pipe(restore.stdin.fileno())  # fewer, longer writes: fewer wake-ups
         restore.stdin.write(head)
         for entry in entries:
