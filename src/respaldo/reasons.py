@@ -418,6 +418,44 @@ _PHRASES = (
         "garbage collection waits for running backups; run prune again when they end; a "
         "lock whose holder died is ignored after {stale} (at once on the same host)"
     ),
+    # operations/wal_coverage.py: a --target-time refused before anything is written
+    # (a failed restore job's error and hint, in its alert and on the page).
+    N_(
+        "the recovery target {target} is in the future: this machine's clock "
+        "says {clock} (the server's was {ahead} ahead of respaldo's at the "
+        "backup), and no transaction has committed that late; recovery would "
+        "replay all the archived WAL and stop with an error"
+    ),
+    N_(
+        "the recovery target {target} is in the future: this machine's clock "
+        "says {clock}, and no transaction has committed that late; recovery "
+        "would replay all the archived WAL and stop with an error"
+    ),
+    N_(
+        "check the target's date and UTC offset; to recover all the archived "
+        "WAL, give no target; if this machine's clock is behind the server's, "
+        "set it right"
+    ),
+    N_(
+        "the recovery target {target} is at the last transaction the archived WAL "
+        "holds: its newest commit after backup {backup} is at {commit} (archived up to "
+        "{lsn}); recovery stops only at a commit later than the target, so it would "
+        "replay all of it and stop with an error (recovery ended before configured "
+        "recovery target was reached)"
+    ),
+    N_(
+        "the recovery target {target} is after the last transaction the archived WAL "
+        "holds: its newest commit after backup {backup} is at {commit} (archived up to "
+        "{lsn}); recovery stops only at a commit later than the target, so it would "
+        "replay all of it and stop with an error (recovery ended before configured "
+        "recovery target was reached)"
+    ),
+    N_(
+        "give a target before {commit}, or no target to recover all the archived WAL "
+        "(that commit included); if later commits are still in the server's pg_wal, "
+        "SELECT pg_switch_wal() on the server and wait until its segment is archived "
+        "('respaldo check' tells)"
+    ),
 )
 
 _WHERE = (

@@ -18,6 +18,7 @@ from respaldo.errors import InvalidInput
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import open_store
 from respaldo.operations.zone import configured_zone, offset_warnings
+from respaldo.phrases import N_, Phrase
 from respaldo.repository.locks import LOCK_PREFIX, Lease, LockKind
 from respaldo.storage import object_lock
 from respaldo.storage.object_lock import RewindReport, require_locking_store
@@ -111,8 +112,8 @@ def rewind(settings: Settings, name: str, to: str, *, dry_run: bool = False) -> 
     warnings = offset_warnings(
         when,
         configured_zone(settings),
-        what="the rewind time",
-        effect="the repository goes back to that moment",
+        what=Phrase(N_("the rewind time")),
+        effect=Phrase(N_("the repository goes back to that moment")),
     )
     report = rewind_repository(settings, name, when, dry_run=dry_run)
     return RewindResult(

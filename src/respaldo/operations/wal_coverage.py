@@ -60,6 +60,7 @@ from respaldo.errors import (
     option,
 )
 from respaldo.operations.zone import offset_warnings as zone_offset_warnings
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
@@ -553,17 +554,36 @@ def _after_last_commit(
     if when < newest:
         return []
     said = newest.astimezone(when.tzinfo).isoformat()
-    at = "at" if when == newest else "after"
+    # Phrases (also in respaldo.reasons): the failed job's alert and the page say them in
+    # their language, as other restore errors.
+    message = (
+        N_(
+            "the recovery target {target} is at the last transaction the archived WAL "
+            "holds: its newest commit after backup {backup} is at {commit} (archived up to "
+            "{lsn}); recovery stops only at a commit later than the target, so it would "
+            "replay all of it and stop with an error (recovery ended before configured "
+            "recovery target was reached)"
+        )
+        if when == newest
+        else N_(
+            "the recovery target {target} is after the last transaction the archived WAL "
+            "holds: its newest commit after backup {backup} is at {commit} (archived up to "
+            "{lsn}); recovery stops only at a commit later than the target, so it would "
+            "replay all of it and stop with an error (recovery ended before configured "
+            "recovery target was reached)"
+        )
+    )
     raise RestoreError(
-        f"the recovery target {when.isoformat()} is {at} the last transaction the archived "
-        f"WAL holds: its newest commit after backup {manifest.backup_id} is at {said} "
-        f"(archived up to {end}); recovery stops only at a commit later than the target, "
-        "so it would replay all of it and stop with an error (recovery ended before "
-        "configured recovery target was reached)",
-        hint=f"give a target before {said}, or no target to recover all the archived WAL "
-        "(that commit included); if later commits are still in the server's pg_wal, "
-        "SELECT pg_switch_wal() on the server and wait until its segment is archived "
-        "('respaldo check' tells)",
+        Phrase(message, target=when.isoformat(), backup=manifest.backup_id, commit=said, lsn=end),
+        hint=Phrase(
+            N_(
+                "give a target before {commit}, or no target to recover all the archived WAL "
+                "(that commit included); if later commits are still in the server's pg_wal, "
+                "SELECT pg_switch_wal() on the server and wait until its segment is archived "
+                "('respaldo check' tells)"
+            ),
+            commit=said,
+        ),
     )
 
 
@@ -619,18 +639,37 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
     # before configured recovery target was reached", after the whole backup was written.
     ahead = max(timedelta(0), backup_end_time(manifest) - manifest.completed_at)
     if target.time > now + ahead + CLOCK_SKEW:
-        server = (
-            f" (the server's was {_duration(ahead)} ahead of respaldo's at the backup)"
-            if ahead >= timedelta(seconds=1)
-            else ""
-        )
+        clock = now.astimezone(target.time.tzinfo).isoformat(timespec="seconds")
+        # Phrases (also in respaldo.reasons), as the refusal after the newest commit.
         raise RestoreError(
-            f"the recovery target {when} is in the future: this machine's clock says "
-            f"{now.astimezone(target.time.tzinfo).isoformat(timespec='seconds')}{server}, "
-            "and no transaction has committed that late; recovery would replay all the "
-            "archived WAL and stop with an error",
-            hint="check the target's date and UTC offset; to recover all the archived WAL, "
-            "give no target; if this machine's clock is behind the server's, set it right",
+            Phrase(
+                N_(
+                    "the recovery target {target} is in the future: this machine's clock "
+                    "says {clock} (the server's was {ahead} ahead of respaldo's at the "
+                    "backup), and no transaction has committed that late; recovery would "
+                    "replay all the archived WAL and stop with an error"
+                ),
+                target=when,
+                clock=clock,
+                ahead=_duration(ahead),
+            )
+            if ahead >= timedelta(seconds=1)
+            else Phrase(
+                N_(
+                    "the recovery target {target} is in the future: this machine's clock "
+                    "says {clock}, and no transaction has committed that late; recovery "
+                    "would replay all the archived WAL and stop with an error"
+                ),
+                target=when,
+                clock=clock,
+            ),
+            hint=Phrase(
+                N_(
+                    "check the target's date and UTC offset; to recover all the archived "
+                    "WAL, give no target; if this machine's clock is behind the server's, "
+                    "set it right"
+                )
+            ),
         )
     ended = backup_end_time(manifest)
     if target.time >= ended:
@@ -658,7 +697,10 @@ def offset_warnings(target: RecoveryTarget, zone: tzinfo | None) -> list[str]:
     if target.time is None:
         return []
     return zone_offset_warnings(
-        target.time, zone, what="the recovery target", effect="recovery stops there"
+        target.time,
+        zone,
+        what=Phrase(N_("the recovery target")),
+        effect=Phrase(N_("recovery stops there")),
     )
 
 

@@ -14,6 +14,7 @@ from tzlocal import get_localzone
 
 from respaldo.config import Settings
 from respaldo.errors import ConfigError
+from respaldo.phrases import N_, Phrase
 
 
 def time_zone(settings: Settings) -> tzinfo:
@@ -70,20 +71,38 @@ def offset_warnings(when: datetime, zone: tzinfo | None, *, what: str, effect: s
         instant = candidate.astimezone(UTC)
         if instant.astimezone(zone).replace(tzinfo=None) == wall:
             found[instant] = candidate
-    meant = [found[instant] for instant in sorted(found)]
+    meant = [f"{c.isoformat(sep=' ')} ({c:%Z})" for c in (found[i] for i in sorted(found))]
+    # Phrases: said in the page's or the alerts' language where they are shown, as the
+    # target time's refusals (operations/wal_coverage.py).
     if not meant:
-        instead = (
-            f"no clock there showed {wall:%Y-%m-%d %H:%M:%S} (a daylight saving change skipped it)"
+        instead = Phrase(
+            N_("no clock there showed {wall} (a daylight saving change skipped it)"),
+            wall=f"{wall:%Y-%m-%d %H:%M:%S}",
         )
+    elif len(meant) == 1:
+        instead = Phrase(N_("{wall} there is {time}"), wall=f"{wall:%H:%M:%S}", time=meant[0])
     else:
-        instead = f"{wall:%H:%M:%S} there is " + " or ".join(
-            f"{c.isoformat(sep=' ')} ({c:%Z})" for c in meant
+        instead = Phrase(
+            N_("{wall} there is {time} or {other}"),
+            wall=f"{wall:%H:%M:%S}",
+            time=meant[0],
+            other=meant[1],
         )
     return [
-        f"{what} {when.isoformat(sep=' ')} is {there:%Y-%m-%d %H:%M:%S} {there:%Z} "
-        f"in {zone} ([schedules] time_zone), whose UTC offset then is "
-        f"{there.isoformat()[-6:]}, not {when.isoformat()[-6:]}: {effect}; "
-        f"{instead}"
+        Phrase(
+            N_(
+                "{what} {when} is {local} in {zone} ([schedules] time_zone), whose UTC offset "
+                "then is {offset}, not {given}: {effect}; {instead}"
+            ),
+            what=what,
+            when=when.isoformat(sep=" "),
+            local=f"{there:%Y-%m-%d %H:%M:%S} {there:%Z}",
+            zone=str(zone),
+            offset=there.isoformat()[-6:],
+            given=when.isoformat()[-6:],
+            effect=effect,
+            instead=instead,
+        )
     ]
 
 
