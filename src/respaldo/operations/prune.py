@@ -270,7 +270,8 @@ def last_jump(
     jobs asked for) resumed after a silence longer than ``limit`` less than ``limit``
     before ``newest``: when the newest completed backup before the silence completed,
     and when the silence ended. None when there is no such silence, when the records
-    since it already span ``limit`` (the new time has been lived in and confirmed), or
+    since it already span ``limit`` (the new time has been lived in and confirmed), when
+    a prune with ``--trust-clock`` completed since it (the user confirmed the time), or
     when no backup completed before it.
 
     A clock stepped ahead leaves exactly that: nothing recorded between the last thing
@@ -311,6 +312,8 @@ def last_jump(
         silent_since = max((t.astimezone(UTC) for t in before if t is not None), default=None)
         if silent_since is None or resumed - silent_since <= limit:
             return None
+        if _clock_trusted_since(session, resumed):
+            return None
         anchor = session.scalar(
             sa.select(sa.func.max(BackupRecord.completed_at)).where(
                 BackupRecord.status == BackupStatus.COMPLETED,
@@ -318,6 +321,24 @@ def last_jump(
             )
         )
     return None if anchor is None else (anchor.astimezone(UTC), silent_since, resumed)
+
+
+def _clock_trusted_since(session: Session, resumed: datetime) -> bool:
+    """Whether a prune with ``--trust-clock`` (not a dry run) completed after the
+    silence ended: the user said the new time is right. Without this, the hint's way out
+    held for one prune: a small office back from three weeks off ran it, and each night
+    of the week after, the scheduled prune refused again, and alerted, as the next
+    backup from before the holiday reached its expiry."""
+    prunes = session.scalars(
+        sa.select(Job).where(
+            Job.kind == JobKind.PRUNE,
+            Job.status == JobStatus.COMPLETED,
+            Job.created_at >= resumed,
+        )
+    )
+    return any(
+        params.get("trust_clock") and not params.get("dry_run") for params in map(params_of, prunes)
+    )
 
 
 def check_clock(

@@ -474,3 +474,43 @@ def test_backups_at_a_new_time_confirm_it_once_they_span_the_bound(cli: Cli) -> 
     ids.append(json.loads(out)["id"])
     out, _ = cli.ok("prune", "--json")
     assert sorted(json.loads(out)["deleted"]) == sorted(ids[:3])
+
+
+def test_a_prune_with_trust_clock_after_a_silence_is_remembered(cli: Cli) -> None:
+    """A small office back from a three-week holiday (the machine off, nothing recorded):
+    prune refuses and says '--trust-clock if the clock is right'. The user confirms it
+    once; the next nights' scheduled prunes refused again, and alerted, each time another
+    backup from before the holiday reached its expiry, until a week at the new time had
+    passed. A prune that succeeded with --trust-clock after the silence ended confirms
+    the new time for the prunes after it."""
+    ids = []
+    for _ in range(6):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+    # Before the holiday, 27-day retention: the first has expired by now, the others
+    # expire over the next days. After it: the day before yesterday, yesterday, today.
+    for backup_id, age in zip(ids[:3], (30, 26, 25), strict=True):
+        back_date(cli, backup_id, age * DAY)
+        catalog = open_catalog(load_settings(cli.config).catalog.url)
+        try:
+            with catalog.begin() as session:
+                record = session.get(BackupRecord, backup_id)
+                assert record is not None and record.completed_at is not None
+                record.expires_at = record.completed_at + 27 * DAY
+        finally:
+            catalog.close()
+    back_date(cli, ids[3], 2 * DAY)
+    back_date(cli, ids[4], DAY)
+    code, _, err = cli.run("prune")
+    assert code == 1 and "the clock jumped ahead, or respaldo was stopped" in err, err
+
+    out, _ = cli.ok("prune", "--trust-clock", "--json")
+    assert json.loads(out)["deleted"] == [ids[0]]
+
+    # Two days later, the service's backups and its nightly prune.
+    for days in (1, 2):
+        taken = run_ahead(cli, days, "backup", "erp", "--json", monotonic=True)
+        assert taken.returncode == 0, taken.stdout + taken.stderr
+    nightly = run_ahead(cli, 2, "prune", "--json")
+    assert nightly.returncode == 0, nightly.stdout + nightly.stderr
+    assert ids[1] in json.loads(nightly.stdout)["deleted"]
