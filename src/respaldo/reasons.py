@@ -451,6 +451,18 @@ _PHRASES = (
         "recovery target was reached)"
     ),
     N_(
+        "the recovery target {target} cannot be reached: the archived WAL after backup {backup} "
+        "(up to {lsn}) holds no commit after the backup's end, and recovery to a target time stops"
+        " only before a commit later than the target, so it would stop with an error (recovery "
+        "ended before configured recovery target was reached)"
+    ),
+    N_(
+        "recover to the backup's end ({immediate}) or give no target: with no commit archived "
+        "after the backup both restore the same data; if later commits are still in the server's "
+        "pg_wal, SELECT pg_switch_wal() on the server, wait until its segment is archived "
+        "('respaldo check' tells) and restore again"
+    ),
+    N_(
         "give a target before {commit}, or no target to recover all the archived WAL "
         "(that commit included); if later commits are still in the server's pg_wal, "
         "SELECT pg_switch_wal() on the server and wait until its segment is archived "

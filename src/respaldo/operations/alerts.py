@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 
 from respaldo.catalog import AlertStates, Catalog, Notifications
 from respaldo.config import Settings
-from respaldo.errors import ConfigError, RespaldoError
+from respaldo.errors import ConfigError, RespaldoError, render_options
 from respaldo.i18n import quantities, translations
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send, unusable
 from respaldo.operations.context import Context
@@ -236,7 +236,9 @@ def _failure(
                 log.info("alert %s sent less than the repeat interval ago: not again", throttle_key)
                 return []
         if hint is None and isinstance(error, RespaldoError):
-            hint = error.hint or None
+            # An argument a hint names (errors.option) as str(error) names it: the alert
+            # showed "(<<immediate>>)" where the CLI says --immediate.
+            hint = render_options(error.hint) if error.hint else None
         # An alert leaves the server: no password or key it loaded, no secret file's path.
         scrub = Scrubber(settings)
         text = scrub(str(error) or type(error).__name__)

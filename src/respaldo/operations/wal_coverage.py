@@ -530,16 +530,29 @@ def _after_last_commit(
         # Not "unknown": recovery has no commit after the backup's end to stop before.
         # It was only warned about, and the whole backup was written before the server
         # failed (a restore right after a backup, its last segment not archived yet).
+        # Phrases (also in respaldo.reasons), as the refusals below.
         raise RestoreError(
-            f"the recovery target {when.isoformat()} cannot be reached: the archived WAL "
-            f"after backup {manifest.backup_id} (up to {end}) holds no commit after the "
-            "backup's end, and recovery to a target time stops only before a commit later "
-            "than the target, so it would stop with an error (recovery ended before "
-            "configured recovery target was reached)",
-            hint=f"recover to the backup's end ({option('immediate')}) or give no target: "
-            "with no commit archived after the backup both restore the same data; if later "
-            "commits are still in the server's pg_wal, SELECT pg_switch_wal() on the server, "
-            "wait until its segment is archived ('respaldo check' tells) and restore again",
+            Phrase(
+                N_(
+                    "the recovery target {target} cannot be reached: the archived WAL after backup"
+                    " {backup} (up to {lsn}) holds no commit after the backup's end, and recovery "
+                    "to a target time stops only before a commit later than the target, so it "
+                    "would stop with an error (recovery ended before configured recovery target "
+                    "was reached)"
+                ),
+                target=when.isoformat(),
+                backup=manifest.backup_id,
+                lsn=end,
+            ),
+            hint=Phrase(
+                N_(
+                    "recover to the backup's end ({immediate}) or give no target: with no commit "
+                    "archived after the backup both restore the same data; if later commits are "
+                    "still in the server's pg_wal, SELECT pg_switch_wal() on the server, wait "
+                    "until its segment is archived ('respaldo check' tells) and restore again"
+                ),
+                immediate=option("immediate"),
+            ),
         )
     if isinstance(newest, str):
         return [

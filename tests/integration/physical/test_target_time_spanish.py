@@ -7,7 +7,7 @@ alert goes to a real aiosmtpd on loopback."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -98,6 +98,24 @@ def test_a_target_time_after_the_newest_archived_commit_is_refused_in_spanish(
     ) in said, said
     assert "indique un objetivo anterior a " in said, said
     assert "is after the last transaction" not in said, said
+
+
+def test_a_target_time_with_no_commit_archived_after_the_backup_is_refused_in_spanish(
+    archiving: Archiving,
+    smtp: Smtp,  # noqa: F811
+) -> None:
+    """A target of now right after a backup: no commit after its end is archived."""
+    config = _spanish(archiving, smtp)
+    record = archiving.backup()
+    now = datetime.now(UTC)
+    said = _refused_alert(config, archiving, smtp, record["id"], "--target-time", now.isoformat())
+    assert (
+        f"el objetivo de recuperación {now.isoformat()} no se puede alcanzar: el WAL "
+        f"archivado tras el backup {record['id']} (hasta "
+    ) in said, said
+    # The argument the hint names, as the error's text names it (not "<<immediate>>").
+    assert "recupere hasta el final del backup (immediate) o no indique ningún objetivo" in said
+    assert "cannot be reached" not in said, said
 
 
 def test_the_wrong_season_offset_warning_is_said_in_spanish(archiving: Archiving) -> None:
