@@ -85,14 +85,22 @@ def _stream(segment: bytes) -> tuple[bytes, int, int]:
     # again (half of the scan's 20 ms of a 16 MiB segment, which every wal-push pays).
     view = memoryview(segment)
     parts = []
+    continued = rem_len if flags & XLP_FIRST_IS_CONTRECORD else 0
+    taken = 0
     for offset in range(0, min(len(segment), header.segment_size), size):
-        magic, _info, _tli, addr, _rem = _PAGE.unpack_from(segment, offset)
+        magic, info, _tli, addr, _rem = _PAGE.unpack_from(segment, offset)
         # A page of an older WAL (a recycled segment) or zeroed: the segment's WAL ends.
         if magic != header.magic or addr != start + offset:
             break
+        # A record torn by a crash (the server found its continuation missing from this
+        # page on) was abandoned, and the server wrote new WAL here, flagged so, from an
+        # overwrite-contrecord record on (PostgreSQL 15 and later): what the first page's
+        # xlp_rem_len still counts from this page on is not the record's but that WAL.
+        if info & XLP_FIRST_IS_OVERWRITE_CONTRECORD and taken < continued:
+            continued = taken
         skip = LONG_PAGE_HEADER if offset == 0 else SHORT_PAGE_HEADER
         parts.append(view[offset + skip : offset + size])
-    continued = rem_len if flags & XLP_FIRST_IS_CONTRECORD else 0
+        taken += size - skip
     return b"".join(parts), continued, flags
 
 

@@ -248,3 +248,45 @@ def test_a_commit_longer_than_a_segment_is_read_with_the_segments_it_runs_throug
     # The segments it runs through hold no commit of their own.
     assert xact_end_times(second, third) == []
     assert xact_end_times(third, None) == []
+
+
+def _overwritten(segment: bytes, page: int, records: list[bytes]) -> bytes:
+    """``segment`` as a server restarted after a crash leaves it when the record running
+    into it lost its bytes from page ``page`` on: that page flagged
+    XLP_FIRST_IS_OVERWRITE_CONTRECORD and ``records`` (an overwrite-contrecord record
+    first) written from its header on, zeros after them. The first page's xlp_rem_len
+    still counts the torn record's whole rest (PostgreSQL 15 and later)."""
+    stream = b"".join(r + b"\0" * (-len(r) % 8) for r in records)
+    start = struct.unpack_from("<Q", segment, 8)[0]
+    assert len(stream) <= PAGE - 24
+    header = struct.pack("<HHIQI4x", MAGIC, 0x0008, 1, start + page * PAGE, 0)
+    rest = (header + stream).ljust(PAGE, b"\0")
+    return segment[: page * PAGE] + rest + b"\0" * (SEGMENT - (page + 1) * PAGE)
+
+
+def test_commits_after_a_torn_record_overwritten_inside_a_segment_are_found() -> None:
+    from respaldo.postgres.wal_records import continuation, xact_end_times
+
+    # A 60 kB record begun at the first segment's end was torn by a crash: only the
+    # second segment's first three pages of it reached the disk. The restarted server
+    # wrote its WAL from the fourth on (an overwrite-contrecord record, then commits)
+    # while the first page still says 60 kB of the torn record follow. Reading on from
+    # there missed those commits: the newest commit after a crash was not seen, and a
+    # target before it was refused (seen on PostgreSQL 15 and 18).
+    first, second = _segments([_filler(_payload() - 3000), _filler(60_000)])
+    overwrite = _record(0, bytes([255, 16]) + bytes(16), info=0xD0)
+    second = _overwritten(second, 3, [overwrite, _xact(0x00, 9_000), _xact(0x00, 9_500)])
+    assert xact_end_times(second, None) == [9_000, 9_500]
+    # The torn record is not completed from what follows it (never replayed).
+    assert len(continuation(second)) == 3 * PAGE - 40 - 2 * 24
+    assert xact_end_times(first, second) == []
+
+
+def test_a_tablespace_record_after_a_torn_record_overwritten_inside_a_segment_is_found() -> None:
+    # The same torn record: the walk began where the first page's xlp_rem_len said the
+    # record ended, past the CREATE TABLESPACE the restarted server wrote, which wal-fetch
+    # then let through to a restored copy on the server's own machine.
+    _, second = _segments([_filler(_payload() - 3000), _filler(60_000)])
+    overwrite = _record(0, bytes([255, 16]) + bytes(16), info=0xD0)
+    second = _overwritten(second, 3, [overwrite, _tablespace(), _filler(300)])
+    assert _found(second) == [CreatedTablespace(16400, LOCATION)]
