@@ -454,8 +454,9 @@ class Jobs:
     ) -> builtins.list[Job]:
         """Fail every job of procrastinate's queue that has waited longer than
         ``expire`` in a queue no live worker (one heard from within ``lease``, not
-        stopping) takes; return them. They can no longer be expected to run: a restore
-        or restore test among them kept its backup from prune
+        stopping unless still running a job) takes, and in which no worker has run a job
+        for ``expire`` either (a restart's gap); return them. They can no longer be
+        expected to run: a restore or restore test among them kept its backup from prune
         (:func:`respaldo.operations.prune.being_restored`) for as long as it waited,
         and would have started by surprise whenever a worker came back. Their queue
         entries stay; a worker that takes one finds the job ended and runs nothing."""
@@ -466,16 +467,22 @@ class Jobs:
         if not stale:
             return []
         when = self._now(now)
+        workers = Workers(self.session)
+        # A stopping worker still busy with a job is most often one being restarted (an
+        # upgrade): it takes its queues again in a moment, as its successor.
         takers = [
             queues_of(w)
-            for w in Workers(self.session).alive(lease=lease, now=when)
-            if not w.stopping
+            for w in workers.alive(lease=lease, now=when)
+            if not w.stopping or workers.running(w)
         ]
+        served = self._served_queues(when - expire)
         expired = []
         hours = f"{expire / timedelta(hours=1):g}"
         for job in stale:
             if any(queues is None or job.queue_name in queues for queues in takers):
                 continue  # a live worker takes it: it waits behind others, it will run
+            if job.queue_name in served:
+                continue  # its queue's worker ran a job lately: it is between two
             job.status = JobStatus.FAILED
             job.finished_at = when
             job.error_message = (
@@ -486,6 +493,21 @@ class Jobs:
             expired.append(job)
         self.session.flush()
         return expired
+
+    def _served_queues(self, since: datetime) -> set[str]:
+        """The queues in which a worker ran a job at some time after ``since`` (one is
+        running, or one started or ended then): the gap between a worker that stopped
+        and the one that replaces it is no abandoned queue."""
+        query = sa.select(Job.queue_name).where(
+            Job.queue_name.is_not(None),
+            Job.started_at.is_not(None),
+            sa.or_(
+                Job.status == JobStatus.RUNNING,
+                Job.started_at >= since,
+                Job.finished_at >= since,
+            ),
+        )
+        return {str(name) for name in self.session.scalars(query.distinct())}
 
     def any_stale_queued(self, *, expire: timedelta, now: datetime | None = None) -> bool:
         """Whether a job of the queue has waited longer than ``expire`` (reads only)."""

@@ -245,3 +245,45 @@ def test_a_job_of_the_queue_expires_only_when_it_waited_long_and_no_live_worker_
             "expired: waited in queue 'site-d' since 2026-12-04T03:00:00+00:00, more than "
             "[queue] expire_hours = 24, and no live worker takes that queue"
         )
+
+
+def test_a_job_waiting_behind_a_busy_worker_does_not_expire_while_the_worker_restarts(
+    catalog: Catalog,
+) -> None:
+    """A job waited longer than [queue] expire_hours behind the only worker of its queue,
+    busy with a long job (a restore test of a large database). The worker is restarted
+    (an upgrade): SIGTERM marks it stopping while its job finishes, then it exits and the
+    new one registers. Whatever opened the catalog in between (a 'respaldo status', the
+    stopping worker's own sweep) failed the waiting job as expired, "no live worker
+    takes that queue", not retried: that night's backup was never taken. A queue whose
+    worker is busy, or ran a job within expire_hours, is served; it expires only once
+    nothing has run there for that long."""
+    from respaldo.catalog import Workers
+
+    lease, expire = timedelta(minutes=2), timedelta(hours=24)
+    busy = _queued(catalog, "erp")
+    waiting = _queued(catalog, "erp2")
+    with catalog.begin() as session:
+        jobs = Jobs(session)
+        jobs.set_queued(busy, queue_name="q", queue_job_id=1)
+        jobs.set_queued(waiting, queue_name="q", queue_job_id=2)
+        jobs.start(busy, pid=10, host="h1", now=T0)
+        worker = Workers(session).register(name="w", host="h1", pid=10, queues=["q"], now=T0)
+    stopping = T0 + expire + timedelta(hours=1)
+    with catalog.begin() as session:
+        Workers(session).beat(worker.id, stopping=True, now=stopping)
+        assert Jobs(session).expire_queued(lease=lease, expire=expire, now=stopping) == []
+    exited = stopping + timedelta(minutes=5)
+    with catalog.begin() as session:
+        Jobs(session).finish(busy, JobStatus.COMPLETED, result_id="x", now=exited)
+        Workers(session).unregister(worker.id)
+    with catalog.begin() as session:
+        gap = exited + timedelta(minutes=1)  # the new worker has not registered yet
+        assert Jobs(session).expire_queued(lease=lease, expire=expire, now=gap) == []
+    with catalog.read() as session:
+        assert Jobs(session).get(waiting).status is JobStatus.QUEUED
+    with catalog.begin() as session:
+        # No worker came back, and nothing ran in that queue for a day: it expires.
+        later = exited + expire + timedelta(minutes=1)
+        expired = Jobs(session).expire_queued(lease=lease, expire=expire, now=later)
+        assert [job.id for job in expired] == [waiting]
