@@ -33,9 +33,6 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # libfaketime sets a test process's wall clock apart from the others' (the lease-clock
 # tests of tests/integration/api: machines whose clocks disagree sharing one catalog).
 [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need_apt+=(libfaketime)
-# promtool checks and evaluates the shipped alerting rules (docs/monitoring/; Debian's
-# prometheus package has it: tests/unit/api/test_alert_rules_promtool.py).
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # strace shows which files a restore fsynced before it called itself done (the durability
 # tests of tests/integration: a power cut cannot be played, the system calls can be seen).
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
@@ -47,6 +44,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+# promtool checks and evaluates the shipped alerting rules (docs/monitoring/:
+# tests/unit/api/test_alert_rules_promtool.py). Only that program, taken out of Debian's
+# prometheus package: installing the package also starts and enables a Prometheus server
+# on this machine (port 9090, at every boot; its install fails if that port is taken)
+# and pulls 226 MB of its web page's JavaScript (libjs-moment-timezone: 213 MB) beside
+# its own 94 MB; promtool alone is 46 MB, one static program.
+if ! command -v promtool >/dev/null 2>&1; then
+    deb_dir=$(mktemp -d)
+    # apt downloads as its own user where it may write (else a warning, and as root).
+    id _apt >/dev/null 2>&1 && chown _apt "$deb_dir"
+    (cd "$deb_dir" && { apt-get download -q prometheus \
+        || { apt-get update -q && apt-get download -q prometheus; }; })
+    dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb \
+        | tar -xO ./usr/bin/promtool >/usr/local/bin/promtool.part
+    chmod 755 /usr/local/bin/promtool.part
+    mv /usr/local/bin/promtool.part /usr/local/bin/promtool
+    rm -rf "$deb_dir"
 fi
 
 # The PostgreSQL server refuses to run as root; tests and the demo run it as this user.

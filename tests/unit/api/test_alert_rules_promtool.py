@@ -25,7 +25,9 @@ FAILED_AT = "respaldo_notification_last_failure_timestamp_seconds"
 
 def _promtool() -> str:
     found = shutil.which("promtool")
-    assert found, "promtool is missing (Debian package prometheus; scripts/setup.sh installs it)"
+    assert found, (
+        "promtool is missing: scripts/setup.sh installs it (out of Debian's prometheus package)"
+    )
     return found
 
 
