@@ -407,7 +407,8 @@ def check_clock(
             ),
             hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step) "
             "and set it right; if it is right (the machine was off that long), "
-            f"{trust}; the check ends by itself once backups have run "
+            f"{trust}, once: the prunes after it take the new time as right; otherwise "
+            "the check ends by itself once backups have run "
             f"{limit / timedelta(days=1):g} days at the new time",
         )
     raise ClockAhead(

@@ -503,6 +503,9 @@ def test_a_prune_with_trust_clock_after_a_silence_is_remembered(cli: Cli) -> Non
     back_date(cli, ids[4], DAY)
     code, _, err = cli.run("prune")
     assert code == 1 and "the clock jumped ahead, or respaldo was stopped" in err, err
+    said = " ".join(err.split())
+    assert "--trust-clock ([retention] clock_check_days = 0 turns the check off), once:" in said
+    assert "the prunes after it take the new time as right" in said
 
     out, _ = cli.ok("prune", "--trust-clock", "--json")
     assert json.loads(out)["deleted"] == [ids[0]]
