@@ -86,7 +86,6 @@ def _stream(segment: bytes) -> tuple[bytes, int, int]:
     view = memoryview(segment)
     parts = []
     continued = rem_len if flags & XLP_FIRST_IS_CONTRECORD else 0
-    taken = 0
     for offset in range(0, min(len(segment), header.segment_size), size):
         magic, info, _tli, addr, _rem = _PAGE.unpack_from(segment, offset)
         # A page of an older WAL (a recycled segment) or zeroed: the segment's WAL ends.
@@ -96,11 +95,13 @@ def _stream(segment: bytes) -> tuple[bytes, int, int]:
         # page on) was abandoned, and the server wrote new WAL here, flagged so, from an
         # overwrite-contrecord record on (PostgreSQL 15 and later): what the first page's
         # xlp_rem_len still counts from this page on is not the record's but that WAL.
-        if info & XLP_FIRST_IS_OVERWRITE_CONTRECORD and taken < continued:
-            continued = taken
+        if info & XLP_FIRST_IS_OVERWRITE_CONTRECORD:
+            # Where this page's records begin in the joined bytes (0 on the first page).
+            page = offset // size
+            begins = offset - LONG_PAGE_HEADER - (page - 1) * SHORT_PAGE_HEADER if page else 0
+            continued = min(continued, begins)
         skip = LONG_PAGE_HEADER if offset == 0 else SHORT_PAGE_HEADER
         parts.append(view[offset + skip : offset + size])
-        taken += size - skip
     return b"".join(parts), continued, flags
 
 
