@@ -97,8 +97,8 @@ def post_restore_test(
     workers: WorkersDep,
     body: Annotated[RestoreTestBody | None, Body()] = None,
 ) -> StartedJob:
-    """Start a restore test of the newest completed full backup (a database without one:
-    its newest physical one), or of ``backupId``."""
+    """Start a restore test of ``database``: the newest completed backup of each kind it
+    relies on (logical, physical), as 'respaldo drill DATABASE' does; or of ``backupId``."""
     test = body or RestoreTestBody()
     return admin.restore_test(context, workers, principal, test.backup_id, test.database)
 

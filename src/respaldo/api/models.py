@@ -60,7 +60,8 @@ class RestoreTestBody(RequestModel):
     )
     database: str | None = Field(
         default=None,
-        description="Test the newest completed full backup of this configured database "
-        "(default: the first configured one), or its newest physical one if it has no "
-        "full backup.",
+        description="Test this configured database (default: the first configured one): "
+        "the newest completed backup of each kind it relies on (logical, physical), one "
+        "after the other in one job, as 'respaldo drill DATABASE' does; relying on neither, "
+        "its newest logical backup, else its newest physical one.",
     )

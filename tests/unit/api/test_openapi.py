@@ -69,3 +69,17 @@ def test_the_error_answers_are_declared_as_problems(settings: Settings, context:
     restore = schema["paths"]["/admin/backups/{backup_id}/restore"]["post"]
     assert set(restore["responses"]) >= {"202", "404", "409", "422", "503"}
     assert "application/problem+json" in restore["responses"]["422"]["content"]
+
+
+def test_the_restore_test_of_a_database_is_described_as_it_runs(
+    settings: Settings, context: Context
+) -> None:
+    """Since 749a7d5 POST /admin/backups/test {database} tests the newest backup of each
+    kind the database relies on; /docs (and a client generated from the schema) still said
+    "the newest completed full backup", a physical one only without it."""
+    with TestClient(create_app(settings, context)) as client:
+        schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/admin/backups/test"]["post"]
+    field = schema["components"]["schemas"]["RestoreTestBody"]["properties"]["database"]
+    for said in (operation["description"], field["description"]):
+        assert "each kind" in said and "full backup" not in said, said
