@@ -186,7 +186,7 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
             "a snapshot is pinned: needs admin:approve",
             "una instantánea queda fijada: requiere admin:approve",
         ),
-        ("full backup of erp, job 12", "backup completo de erp, trabajo 12"),
+        ("full backup of erp, job 12", "backup lógico de erp, trabajo 12"),
         ("incremental backup of erp, job 12", "backup físico de erp, trabajo 12"),
         (
             f"restore test of the newest backup of erp ({BACKUP}) started; job 7",

@@ -196,7 +196,7 @@ def test_the_records_beside_the_errors_read_in_spanish(site: Site, page: Page) -
     log = page.locator("main table").nth(1)
     expect(log).to_contain_text("Denegado — requiere admin:approve")
     expect(log).to_contain_text("Fallo — usuario o contraseña incorrectos")
-    expect(log).to_contain_text(re.compile(r"Éxito — backup completo de erp, trabajo \d+"))
+    expect(log).to_contain_text(re.compile(r"Éxito — backup lógico de erp, trabajo \d+"))
     expect(log).to_contain_text(
         f"Éxito — prueba de restauración del backup más reciente de erp ({backup}) "
         f"iniciada; trabajo {job}"
