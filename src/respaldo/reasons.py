@@ -277,6 +277,8 @@ _PHRASES = (
     # ... of a database backed up both ways: one backup of each kind (background.py).
     N_("restore test of the newest backups of {database}, one of each kind ({backups}) started"),
     N_("job {job}"),
+    # A database's restore test that tested a backup of each kind (job_audit, drill.py).
+    N_("restore tests of backups {backups} passed"),
     N_("manifests deleted from none"),
     N_("manifests deleted from {repositories}"),
     N_("{kind} of {target}: {status}"),

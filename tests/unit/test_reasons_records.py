@@ -193,6 +193,10 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
             f"prueba de restauración del backup más reciente de erp ({BACKUP}) iniciada; trabajo 7",
         ),
         (
+            f"job 9: restore tests of backups {BACKUP}, {BACKUP} passed",
+            f"trabajo 9: pruebas de restauración de los backups {BACKUP}, {BACKUP} superadas",
+        ),
+        (
             f"restore test of the newest backups of erp, one of each kind ({BACKUP}, {BACKUP}) "
             "started; job 7",
             f"prueba de restauración de los backups más recientes de erp, uno de cada tipo "

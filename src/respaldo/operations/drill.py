@@ -850,6 +850,16 @@ class DrillRound:
         ]
         return "; ".join(said)
 
+    def audit_note(self) -> str | None:
+        """The audit entry's detail of a round of several drills that all passed: each
+        backup tested (the entry's target is the first alone; a failure names each
+        backup it concerns). None for one drill (the target is that backup)."""
+        if len(self.results) < 2 or not self.passed:
+            return None
+        # Recorded English, read in the page's language by respaldo.reasons.
+        backups = ", ".join(r.backup_id for r in self.results)
+        return f"restore tests of backups {backups} passed"
+
     @property
     def passed(self) -> bool:
         """Every drill ran and passed."""

@@ -19,6 +19,7 @@ are not audited.
 from __future__ import annotations
 
 import logging
+from typing import Protocol, runtime_checkable
 
 from respaldo.domain import AuditAction, AuditOutcome, JobKind, TriggeredBy
 from respaldo.errors import JobConflict
@@ -76,7 +77,9 @@ def audit_job_end(
     else:
         failure = _ended_with(ctx, job_id, found_failure(result))
     outcome = AuditOutcome.SUCCESS if failure is None else AuditOutcome.FAILURE
-    detail = f"job {job_id}" + (f": {failure}" if failure is not None else "")
+    detail = f"job {job_id}" + (
+        f": {failure}" if failure is not None else (f": {note}" if (note := _note(result)) else "")
+    )
     detail = Scrubber(ctx.settings)(detail) if failure is not None else detail
     target = result_id or request.target
     if error is None:
@@ -86,6 +89,20 @@ def audit_job_end(
         audit.record(ctx, actor, action, target, outcome, detail)
     except Exception as exc:  # the catalog may be what failed the job
         log.warning("could not record job %s in the audit log: %s", job_id, exc)
+
+
+@runtime_checkable
+class Noted(Protocol):
+    """A result whose entry says more than its one id: a restore test of a database
+    tests a backup of each kind, and the entry's target names one of them."""
+
+    def audit_note(self) -> str | None:
+        """What the entry's detail adds after the job's number; None: nothing."""
+        ...
+
+
+def _note(result: object) -> str | None:
+    return result.audit_note() if isinstance(result, Noted) else None
 
 
 def _ended_with(ctx: Context, job_id: int, found: str | None) -> str | None:

@@ -244,6 +244,13 @@ def test_drill_of_a_database_tests_each_kind_it_relies_on(own_archiving: Archivi
     assert f"drill of {physical['id']} passed" in said, said
     assert dict(_runs(archiving)) == {logical["id"]: "passed", physical["id"]: "passed"}
     assert _restore_test_item(archiving)["level"] == "green"
+    # The audit log's one entry of the command names each backup it proved, not the
+    # logical one alone (its target).
+    (entry,) = [e for e in archiving.run("audit", "--json").json() if e["action"] == "restore_test"]
+    assert (entry["target"], entry["outcome"]) == (logical["id"], "success"), entry
+    assert entry["detail"].endswith(
+        f": restore tests of backups {logical['id']}, {physical['id']} passed"
+    ), entry
     # Asked for again, each kind is tested anew (the schedule's round would skip both).
     assert archiving.run("drill", "erp").code == 0
     assert [backup for backup, _ in _runs(archiving)][:2] == [physical["id"], logical["id"]]
