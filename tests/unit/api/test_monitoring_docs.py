@@ -237,3 +237,12 @@ def test_the_dashboards_backup_age_thresholds_are_the_default_rpo() -> None:
     steps = physical["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert steps[-1] == {"color": "red", "value": rpo.physical_hours * 3600}
     assert f"{rpo.physical_hours:g} h RPO" in physical["description"]
+
+
+def test_the_dashboard_says_logical_and_physical_as_respaldo_does() -> None:
+    """9f44b01 renamed the panel "Age of the newest logical backup"; its description still
+    said "the 26 h RPO of full backups" beside the physical panel's "physical backups".
+    The kind label's values (full, incremental) stay in the queries."""
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        said = f"{panel['title']} {panel.get('description', '')}"
+        assert not re.search(r"\b(full|incremental) backups?\b", said), said
