@@ -43,6 +43,7 @@ then ``pg_restore --jobs N`` of the data and post-data from the spool.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import heapq
 import logging
 import os
@@ -56,6 +57,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
+from respaldo import cancellation
 from respaldo.errors import PostgresError, RestoreError
 from respaldo.operations.pardump import TOC_FILE, dump_files
 from respaldo.operations.restore_feed import FEED as FEED
@@ -868,7 +870,17 @@ def restore_arriving(
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
         loading = pool.submit(
-            _load, spool, size, noted, conninfo, jobs, no_owner, bindir, rows, check_rows
+            contextvars.copy_context().run,  # the job's cancellation: see _stopped_with
+            _load,
+            spool,
+            size,
+            noted,
+            conninfo,
+            jobs,
+            no_owner,
+            bindir,
+            rows,
+            check_rows,
         )
         try:
             plan = _feed_while_loading(spool, loading, appended())
@@ -934,6 +946,21 @@ def _feed_while_loading(
         raise
 
 
+@contextlib.contextmanager
+def _stopped_with(spool: _Arrivals) -> Iterator[None]:
+    """Inside the block (the loading thread and, their context copied, its workers'), a
+    cancellation token of the restore's own, linked to the job's: cancelling the job
+    (``respaldo jobs cancel``, the service stopping) or abandoning the restore
+    (``spool.abort``: a worker failed, the read did, Ctrl-C) kills every pg_restore the
+    block started and cancels every query it runs. These threads did not have the job's
+    token (a thread starts with an empty context): a cancelled job, or a Ctrl-C, waited
+    for the pre-data pg_restore or a worker that waited on a lock, for as long as the
+    lock was held; and nothing cancelled a worker's row count or its hash-partition
+    lookup, so a failed restore waited for them too."""
+    with cancellation.linked() as token, spool.stopped_by_abort(lambda: token.cancel("aborted")):
+        yield
+
+
 def _reap(loading: Future[Plan | None]) -> None:
     with contextlib.suppress(BaseException):
         loading.result()
@@ -951,9 +978,10 @@ def _load(
     check_rows: CheckRows | None,
 ) -> Plan | None:
     try:
-        return _plan_and_feed(
-            spool, size, noted, conninfo, jobs, no_owner, bindir, rows, check_rows
-        )
+        with _stopped_with(spool):
+            return _plan_and_feed(
+                spool, size, noted, conninfo, jobs, no_owner, bindir, rows, check_rows
+            )
     except BaseException:
         spool.abort()  # the reader may wait for a worker to take its bytes
         raise
@@ -997,7 +1025,7 @@ def _plan_and_feed(
         return None
     _pause_autovacuum(plan, conninfo)
     _run_workers(
-        spool.abort,
+        spool,
         [
             partial(_feed, spool, plan, worker, conninfo, no_owner, bindir, check_rows)
             for worker in range(len(plan.workers))
@@ -1238,6 +1266,7 @@ def restore_directory_arriving(
 
     with ThreadPoolExecutor(1, thread_name_prefix="restore-load") as pool:
         loading = pool.submit(
+            contextvars.copy_context().run,  # the job's cancellation: see _stopped_with
             _load_directory,
             spool,
             read,
@@ -1291,9 +1320,10 @@ def _load_directory(
     check_rows: CheckRows | None,
 ) -> Plan | None:
     try:
-        return _plan_and_load(
-            spool, read, order, sizes, rows, conninfo, jobs, no_owner, bindir, check_rows
-        )
+        with _stopped_with(spool):
+            return _plan_and_load(
+                spool, read, order, sizes, rows, conninfo, jobs, no_owner, bindir, check_rows
+            )
     except BaseException:
         spool.abort()  # the reader may wait for the workers' files
         raise
@@ -1341,7 +1371,7 @@ def _plan_and_load(
         return None
     _pause_autovacuum(plan, conninfo)
     _run_workers(
-        spool.abort,
+        spool,
         [
             partial(_feed_files, spool, read, head, plan, w, conninfo, no_owner, bindir, check_rows)
             for w in workers
@@ -1369,31 +1399,40 @@ def _pause_autovacuum(plan: Plan, conninfo: ConnInfo) -> None:
     log.info("autovacuum paused for %d tables until the last step", len(plan.paused))
 
 
-def _run_workers(abort: Callable[[], None], work: list[Callable[[], None]]) -> None:
-    """Run each of ``work`` in a thread of its own; the first failure aborts the others
-    (``abort``: their pg_restore is killed, :func:`_data_worker`) and is raised once they
-    have all ended, not what the abort made of them (:class:`_Aborted`)."""
+def _run_workers(spool: _Arrivals, work: list[Callable[[], None]]) -> None:
+    """Run each of ``work`` in a thread of its own, in this thread's context (the
+    restore's cancellation, :func:`_stopped_with`); the first failure aborts the others
+    (``spool.abort``: their pg_restore is killed, their queries cancelled) and is raised
+    once they have all ended, not what the abort made of them: a worker failing once the
+    restore was abandoned raises :class:`_Aborted` (its row count cancelled, its
+    pg_restore killed), so the failure told is the one that came first, whichever
+    worker's it was."""
 
     def aborting(w: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
                 w()
-            except BaseException:
+            except _Aborted:
+                spool.abort()
+                raise
+            except BaseException as exc:
+                if spool.aborted:
+                    raise _Aborted from exc  # what the abort made of this worker
                 # At once, not when the loop below reaches this worker: the reader would
                 # go on reading (and spilling) the whole dump for a worker that is gone.
-                abort()
+                spool.abort()
                 raise
 
         return run
 
     with ThreadPoolExecutor(len(work), thread_name_prefix="restore-worker") as pool:
-        running = [pool.submit(aborting(w)) for w in work]
+        running = [pool.submit(contextvars.copy_context().run, aborting(w)) for w in work]
         failure: BaseException | None = None
         for future in running:
             try:
                 future.result()
             except BaseException as exc:
-                abort()
+                spool.abort()
                 if failure is None or isinstance(failure, _Aborted):
                     failure = exc
         if failure is not None:

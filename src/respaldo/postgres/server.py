@@ -439,6 +439,9 @@ def count_rows(
             # would take cores beyond it.
             cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             for schema, table in tables:
+                # A cancel that came between two counts cancelled no query: this one
+                # would run, and wait on whatever lock it met.
+                cancellation.check()
                 cur.execute(query.format(sql.Identifier(schema, table)))
                 row = cur.fetchone()
                 assert row is not None

@@ -191,3 +191,99 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     assert list(work.iterdir()) == []
     if replacing:
         assert table_checksums(pg, target) == kept
+
+
+_COUNTING = """
+SELECT count(*) FROM pg_catalog.pg_stat_activity a
+ WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'
+   AND a.query LIKE 'SELECT count(*) FROM ONLY %'
+"""
+
+
+def test_a_failed_worker_ends_the_restore_while_the_other_counts_its_rows_on_a_lock(
+    respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The other worker has loaded its tables and counts their rows (its post-data step's
+    first part), the count waiting on a lock; the failed worker's abort cancels that
+    count. Uncancelled, the restore waited for the lock, as long as it was held."""
+    backup_id = _backup(respaldo, "custom")
+    holders: list[psycopg.Connection[Any]] = []
+    plans: list[restore_parallel.Plan] = []
+    real_pause = restore_parallel._pause_autovacuum
+    real_count = postgres.count_rows
+
+    def lock(conninfo: Any, tables: list[tuple[str, str]]) -> None:
+        holder = postgres.connect(conninfo)
+        holders.append(holder)
+        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names))
+
+    def pause(plan: restore_parallel.Plan, conninfo: Any) -> None:
+        real_pause(plan, conninfo)
+        # The last worker's tables only: its COPY waits, the other worker loads its own.
+        last = set(plan.workers[-1])
+        lock(conninfo, [(e.namespace, e.tag) for e in plan.toc.entries if e.dump_id in last])
+        plans.append(plan)
+
+    def count(conninfo: Any, tables: list[tuple[str, str]], **kwargs: Any) -> dict[str, int]:
+        lock(conninfo, tables)  # the count that follows waits on it
+        return real_count(conninfo, tables, **kwargs)
+
+    def release() -> None:
+        for holder in holders:
+            with contextlib.suppress(psycopg.Error):
+                holder.close()
+
+    monkeypatch.setattr(restore_parallel, "_pause_autovacuum", pause)
+    monkeypatch.setattr(restore_parallel, "count_rows", count)
+    before = databases(pg)
+    work = tmp_path / "work"
+    work.mkdir()
+    runs: list[Run] = []
+    argv = ["restore", backup_id, "--target-database", new_dbname, "--jobs", "2"]
+    argv += ["--work-dir", str(work)]
+    restoring = threading.Thread(target=lambda: runs.append(respaldo.run(*argv)))
+    restoring.start()
+    try:
+        wait_for(
+            "the last worker's tables to be locked", lambda: bool(plans) or not restoring.is_alive()
+        )
+        assert plans, runs
+        listed = f"/worker-{plans[0].workers[-1][0]}.list"
+        watcher = pg.connect(holders[0].info.dbname)
+        try:
+
+            def waiting() -> bool:
+                assert restoring.is_alive(), runs
+                copying = len(watcher.execute(_WAITING).fetchall())
+                counting = watcher.execute(_COUNTING).fetchone()
+                return copying >= 1 and counting is not None and counting[0] > 0
+
+            wait_for("a COPY and the other worker's count to wait on the locks", waiting)
+        finally:
+            watcher.close()
+        workers = _worker_restores()
+        (failing,) = [p for p in workers if any(a.endswith(listed) for a in p.cmdline())]
+        os.kill(failing.pid, signal.SIGKILL)
+        restoring.join(HANG)
+        hung = restoring.is_alive()
+    finally:
+        release()
+        restoring.join()
+    assert not hung, "the restore waited for the other worker's row count on the lock"
+    (run,) = runs
+    assert run.code != 0, str(run)
+    assert "Traceback" not in run.err, run.err
+    error, hint = run.err_lines
+    # The worker's kill is told, not the cancelled count.
+    assert error == "respaldo: error: pg_restore was killed by signal 9", run.err
+    prefix = f"respaldo: hint: nothing was changed: no database {new_dbname} was created; "
+    assert hint.startswith(prefix), run.err
+    assert _worker_restores() == []
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []

@@ -14,8 +14,8 @@ from typing import IO
 
 import pytest
 
-from respaldo.errors import IntegrityError, RestoreError
-from respaldo.operations.restore_feed import FEED, Aborted, FileFeed, write_all
+from respaldo.errors import IntegrityError, PostgresError, QueryFailed, RestoreError
+from respaldo.operations.restore_feed import FEED, Aborted, Arrivals, FileFeed, write_all
 from respaldo.operations.restore_parallel import Plan, _feed_while_loading
 
 INT_SIZE = 4
@@ -297,20 +297,43 @@ def test_a_worker_that_fails_aborts_the_others_at_once() -> None:
     # were looked at in the workers' order, so B's waited for A's end).
     from respaldo.operations.restore_parallel import _run_workers
 
+    arrivals = Arrivals()
     aborted = threading.Event()
     seen: list[bool] = []
 
     def a() -> None:
-        # Generous: the bound matters only where the abort never comes (the old order).
-        seen.append(aborted.wait(timeout=120))
+        with arrivals.stopped_by_abort(aborted.set):
+            # Generous: the bound matters only where the abort never comes (the old order).
+            seen.append(aborted.wait(timeout=120))
         raise Aborted
 
     def b() -> None:
         raise RestoreError("B's pg_restore failed")
 
     with pytest.raises(RestoreError, match="B's pg_restore failed"):
-        _run_workers(aborted.set, [a, b])
+        _run_workers(arrivals, [a, b])
     assert seen == [True]
+
+
+def test_what_the_abort_made_of_another_worker_is_not_the_failure_told() -> None:
+    # Worker A counts its rows when B's pg_restore is killed: the abort cancels A's count,
+    # which fails as a query cancelled. A comes first in the workers' order, but B's kill
+    # is the failure to tell (A's error was what was told).
+    from respaldo.operations.restore_parallel import _run_workers
+
+    arrivals = Arrivals()
+    aborted = threading.Event()
+
+    def a() -> None:
+        with arrivals.stopped_by_abort(aborted.set):
+            assert aborted.wait(timeout=120)  # a hang detector only
+        raise QueryFailed("counting the restored rows failed: canceling statement")
+
+    def b() -> None:
+        raise PostgresError("pg_restore", -9, "")
+
+    with pytest.raises(PostgresError, match="killed by signal 9"):
+        _run_workers(arrivals, [a, b])
 
 
 def test_a_batch_is_written_at_most_a_feed_a_call(

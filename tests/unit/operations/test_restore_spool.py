@@ -75,7 +75,7 @@ def test_once_a_worker_failed_the_spool_refuses_what_the_reader_brings(tmp_path:
 
     def load() -> Plan | None:
         # As _load: the workers run, the first failure aborts the spool.
-        _run_workers(spool.abort, [worker])
+        _run_workers(spool, [worker])
         return None
 
     def steps() -> Iterator[None]:
