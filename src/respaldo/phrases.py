@@ -78,6 +78,16 @@ def _rebuild(message: str, values: dict[str, str]) -> Phrase:
     return Phrase(message, **values)
 
 
+def counted(count: int, one: str, other: str, /, **values: object) -> Phrase:
+    """``count`` things, said with its noun (and verb) agreeing: ``one`` when it is 1,
+    else ``other``; both messages name it ``{count}`` ("1 backup deleted", "2 backups
+    deleted", "0 backups deleted"). Mark both with ``N_`` where the message is
+    translated: Spanish agrees where English does (singular for 1 only, plural for 0
+    too), so the chosen message's translation agrees as well; the one plural form
+    English lacks (Babel's "1 000 000 de copias") is not worth a second plural rule."""
+    return Phrase(one if count == 1 else other, count=count, **values)
+
+
 def recorded(text: str) -> str:
     """``text`` (what a job or a check recorded, in English) as a value to be said in
     another language: where respaldo worded it, it is recognised by its message

@@ -64,6 +64,7 @@ _PHRASES = (
     N_("{restored} bytes in {seconds} s"),
     N_("{restored} bytes in {seconds} s (until the server accepted connections)"),
     # operations/verify.py, operations/prune_report.py: found_failure.
+    N_("verify found {count} problem: {problem}"),
     N_("verify found {count} problems: {problem}"),
     N_("prune could not finish in {repository}: {error}"),
     # operations/jobs.py, workers.py, queue.py: why a job was cancelled or skipped.
@@ -102,6 +103,7 @@ _PHRASES = (
     # operations/jobs.py: check_free.
     N_("job {job} ({kind} of {target}) is running"),
     # operations/verify.py: the alert of a verify that found damage.
+    N_("verify of repository {repository} found {count} problem: {problem}"),
     N_("verify of repository {repository} found {count} problems: {problem}"),
     N_(
         "the damaged copies are quarantined: run 'respaldo repair' to take good copies from "
@@ -282,7 +284,10 @@ _PHRASES = (
     N_("manifests deleted from none"),
     N_("manifests deleted from {repositories}"),
     N_("{kind} of {target}: {status}"),
-    N_("{pinned} backups pinned, {failed} failed"),
+    # cli/snapshot_cmd.py's audit detail; a row stored before it agreed ("1 backups
+    # pinned") is said by the second.
+    N_("{count} backup pinned, {failed} failed"),
+    N_("{count} backups pinned, {failed} failed"),
     N_("role {role}"),
     N_("signed in to the page with {method}"),
     N_("too many failed logins"),
@@ -540,7 +545,6 @@ _VALUES = {
     # repr() quotes it.
     "permission": r"[\w:]+",
     "backup": r"[^\s();]+",
-    "pinned": r"\d+",
     "failed": r"\d+",
     "user": r"'[^']*'",
     "token": r"'[^']*'",

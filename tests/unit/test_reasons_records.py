@@ -224,6 +224,9 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
         ("too many failed logins", "demasiados inicios de sesión fallidos"),
         ("user 'ana' was removed or disabled", "el usuario 'ana' fue eliminado o desactivado"),
         ("3 backups pinned, 0 failed", "3 backups fijados, 0 fallidos"),
+        # One backup is one (a row stored before said "1 backups pinned": still read).
+        ("1 backup pinned, 0 failed", "1 backup fijado, 0 fallidos"),
+        ("1 backups pinned, 0 failed", "1 backups fijados, 0 fallidos"),
         ("user 'ana' already exists", "el usuario 'ana' ya existe"),
         ("no API token named 'erp-sync'", "no existe ningún token de API llamado 'erp-sync'"),
         ("job 4 has already ended (completed)", "el trabajo 4 ya terminó (completado)"),

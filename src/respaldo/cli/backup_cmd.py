@@ -19,6 +19,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.snapshot import backup_source
+from respaldo.phrases import counted
 
 
 @app.command("backup")
@@ -58,11 +59,12 @@ def backup(
         finally:
             context.close()
     stats = result.stats
+    chunks = counted(stats.chunks, "{count} chunk", "{count} chunks")
     err_console.print(
         f"backup of {database} completed: {human_bytes(stats.size_bytes)} dumped, "
         f"{human_bytes(stats.size_compressed)} compressed, "
         f"{human_bytes(stats.stored_bytes)} new in the repository "
-        f"({stats.new_chunks} of {stats.chunks} chunks new), "
+        f"({stats.new_chunks} of {chunks} new), "
         f"{result.view.duration or 0:.1f} s",
         highlight=False,
     )
@@ -70,8 +72,11 @@ def backup(
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if stats.damaged_rewritten:
         err_console.print(
-            f"stored {stats.damaged_rewritten} chunks anew whose earlier copies are "
-            "quarantined (damaged)",
+            counted(
+                stats.damaged_rewritten,
+                "stored {count} chunk anew whose earlier copy is quarantined (damaged)",
+                "stored {count} chunks anew whose earlier copies are quarantined (damaged)",
+            ),
             highlight=False,
         )
     if stats.unconfirmed_chunks:

@@ -12,6 +12,7 @@ from respaldo.cli.text import escape
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.copy import copy_backups, copy_wal_to
+from respaldo.phrases import counted
 
 
 @app.command("copy")
@@ -45,16 +46,18 @@ def copy(
         elif outcome.stats.already_there:
             err_console.print(f"{outcome.backup_id}: already in {to}")
         else:
+            chunks = counted(outcome.stats.chunks, "{count} chunk", "{count} chunks")
             err_console.print(
                 f"{outcome.backup_id}: copied to {to}, {outcome.stats.new_chunks} of "
-                f"{outcome.stats.chunks} chunks new, {human_bytes(outcome.stats.bytes_uploaded)}",
+                f"{chunks} new, {human_bytes(outcome.stats.bytes_uploaded)}",
                 highlight=False,
             )
     if not outcomes:
         err_console.print(f"nothing to copy: {to} holds every completed backup")
     if wal.stats is not None:
+        files = counted(wal.stats.files, "{count} file", "{count} files")
         err_console.print(
-            f"archived WAL: {wal.stats.copied} of {wal.stats.files} files new in {to}, "
+            f"archived WAL: {wal.stats.copied} of {files} new in {to}, "
             f"{human_bytes(wal.stats.bytes_copied)}",
             highlight=False,
         )

@@ -10,6 +10,7 @@ from respaldo.cli.app import app, err_console, state
 from respaldo.cli.text import escape
 from respaldo.operations.context import Context
 from respaldo.operations.keys import rebuild_repository_index
+from respaldo.phrases import counted
 
 index_app = typer.Typer(help="Inspect and repair the chunk index.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
@@ -26,8 +27,10 @@ def rebuild(
         err_console.status("reading pack headers"),
     ):
         report = rebuild_repository_index(context, repository)
+    packs = counted(report.packs, "{count} pack", "{count} packs")
+    chunks = counted(report.chunks, "{count} chunk", "{count} chunks")
     err_console.print(
-        f"index rebuilt from {report.packs} packs ({report.chunks} chunks): "
+        f"index rebuilt from {packs} ({chunks}): "
         f"{report.index_files_written} index files written, "
         f"{report.index_files_removed} removed"
     )

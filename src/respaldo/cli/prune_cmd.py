@@ -13,6 +13,7 @@ from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.prune_report import GcView, PruneReport, prune_backups
+from respaldo.phrases import counted
 
 
 @app.command("prune")
@@ -88,18 +89,21 @@ def _print(result: PruneReport) -> None:
     out_console.print(table)
     expired = len(result.expired)
     if result.dry_run:
-        err_console.print(f"dry run: {expired} of {len(result.decisions)} backups would expire")
+        of = counted(len(result.decisions), "{count} backup", "{count} backups")
+        err_console.print(f"dry run: {expired} of {of} would expire")
     else:
-        err_console.print(
-            f"{len(result.deleted)} backups deleted, {len(result.decisions) - expired} kept"
-        )
+        deleted = counted(len(result.deleted), "{count} backup deleted", "{count} backups deleted")
+        err_console.print(f"{deleted}, {len(result.decisions) - expired} kept")
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for outcome in result.repositories:
         if outcome.gc is not None:
             verb = "would reclaim about" if result.dry_run else "reclaimed"
+            manifests = counted(
+                outcome.manifests_deleted, "{count} manifest deleted", "{count} manifests deleted"
+            )
             err_console.print(
-                f"{outcome.name}: {outcome.manifests_deleted} manifests deleted; "
+                f"{outcome.name}: {manifests}; "
                 f"{_gc_line(outcome.gc)}; {verb} {human_bytes(outcome.gc.bytes_reclaimed)}",
                 highlight=False,
             )
@@ -108,16 +112,18 @@ def _print(result: PruneReport) -> None:
         if outcome.wal is not None and (outcome.wal.files_deleted or outcome.wal.kept_from):
             verb = "would delete" if result.dry_run else "deleted"
             kept = ", ".join(f"{s} from {f}" for s, f in sorted(outcome.wal.kept_from.items()))
+            files = counted(outcome.wal.files_deleted, "{count} file", "{count} files")
             err_console.print(
-                f"{outcome.name}: WAL {verb} {outcome.wal.files_deleted} files, "
+                f"{outcome.name}: WAL {verb} {files}, "
                 f"{human_bytes(outcome.wal.bytes_deleted)}; kept for PITR: {kept or 'none'}",
                 highlight=False,
             )
         if outcome.object_lock is not None:
             verb = "would renew" if result.dry_run else "renewed"
+            objects = counted(outcome.object_lock.checked, "{count} object", "{count} objects")
             err_console.print(
                 f"{outcome.name}: object lock ({outcome.object_lock.mode}): {verb} "
-                f"{outcome.object_lock.renewed} of {outcome.object_lock.checked} objects until "
+                f"{outcome.object_lock.renewed} of {objects} until "
                 f"{outcome.object_lock.until:%Y-%m-%d %H:%M} UTC; deleted objects keep their "
                 "space until their lock ends",
                 highlight=False,
@@ -129,10 +135,15 @@ def _print(result: PruneReport) -> None:
 
 
 def _gc_line(gc: GcView) -> str:
+    deleted = counted(gc.packs_deleted, "{count} pack deleted", "{count} packs deleted")
     line = (
-        f"{gc.packs_deleted} packs deleted, {gc.packs_repacked} repacked into "
+        f"{deleted}, {gc.packs_repacked} repacked into "
         f"{gc.packs_written}, {human_bytes(gc.bytes_before)} -> {human_bytes(gc.bytes_after)}"
     )
     if gc.temporaries_removed:
-        line += f", {gc.temporaries_removed} temporary files of interrupted writes removed"
+        line += ", " + counted(
+            gc.temporaries_removed,
+            "{count} temporary file of an interrupted write removed",
+            "{count} temporary files of interrupted writes removed",
+        )
     return line

@@ -10,6 +10,7 @@ from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.text import escape
 from respaldo.operations.context import Context
 from respaldo.operations.repair import RepairResult, repair
+from respaldo.phrases import counted
 
 
 @app.command("repair")
@@ -79,15 +80,23 @@ def _print(result: RepairResult) -> None:
     )
     if not result.lost_chunks:
         return
+    chunks = counted(
+        len(result.lost_chunks),
+        "{count} chunk has no good copy in any repository",
+        "{count} chunks have no good copy in any repository",
+    )
+    backups = counted(
+        len(result.lost_backups), "{count} backup loses data", "{count} backups lose data"
+    )
     err_console.print(
-        f"[red]lost[/]: {len(result.lost_chunks)} chunks have no good copy in any repository; "
-        f"{len(result.lost_backups)} backups lose data:",
+        f"[red]lost[/]: {chunks}; {backups}:",
         highlight=False,
     )
     for backup in result.lost_backups:
+        lost = counted(backup.chunks_lost, "{count} chunk lost", "{count} chunks lost")
         err_console.print(
             f"  {backup.backup_id}  {backup.database}  {backup.kind}  "
-            f"{backup.completed_at:%Y-%m-%d %H:%M} UTC  {backup.chunks_lost} chunks lost "
+            f"{backup.completed_at:%Y-%m-%d %H:%M} UTC  {lost} "
             f"(streams: {', '.join(backup.streams)})"
             + ("" if result.dry_run or backup.marked_in_catalog else "  [not in the catalog]"),
             highlight=False,

@@ -14,6 +14,7 @@ from respaldo.domain import JobKind
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.restore_request import RestoreOutcome, RestoreRequest, restore
+from respaldo.phrases import counted
 
 
 @app.command("restore")
@@ -165,9 +166,11 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if outcome.files is not None:
         f = outcome.files
+        files = counted(f.files, "{count} file", "{count} files")
+        directories = counted(f.directories, "{count} directory", "{count} directories")
+        links = counted(f.symlinks, "{count} link", "{count} links")
         err_console.print(
-            f"restored {backup_id} into {f.target}: {f.files} files, "
-            f"{f.directories} directories, {f.symlinks} links, "
+            f"restored {backup_id} into {f.target}: {files}, {directories}, {links}, "
             f"{human_bytes(f.bytes_restored)}, {f.seconds:.1f} s",
             highlight=False,
         )
@@ -178,13 +181,22 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
         what = f"{', '.join(result.tables)} of {backup_id}" if result.tables else backup_id
         read = " of the dump read" if result.tables else ""
         objects = (
-            f"{result.large_objects_checked} large objects checked, "
+            counted(
+                result.large_objects_checked,
+                "{count} large object checked, ",
+                "{count} large objects checked, ",
+            )
             if result.large_objects_checked is not None
             else ""
         )
+        tables = counted(
+            result.row_counts_checked,
+            "{count} table's row count checked",
+            "{count} tables' row counts checked",
+        )
         message = (
             f"restored {what} into {result.target}: {human_bytes(result.bytes_restored)}{read}, "
-            f"{result.row_counts_checked} tables' row counts checked, {objects}"
+            f"{tables}, {objects}"
             f"{result.seconds:.1f} s"
         )
         if result.replaced:

@@ -9,6 +9,7 @@ import typer
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.text import escape
 from respaldo.operations.rewind import rewind
+from respaldo.phrases import counted
 
 
 @app.command("rewind")
@@ -40,8 +41,9 @@ def rewind_command(
         print_json(report.to_json())
     else:
         verb = "would restore" if dry_run else "restored"
+        objects = counted(report.restored, "{count} object", "{count} objects")
         err_console.print(
-            f"{repository}: {verb} {report.restored} objects "
+            f"{repository}: {verb} {objects} "
             f"({human_bytes(report.restored_bytes)}) and "
             f"{'would hide' if dry_run else 'hid'} {report.deleted} written after {report.to}",
             highlight=False,

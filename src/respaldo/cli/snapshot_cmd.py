@@ -16,6 +16,7 @@ from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
 from respaldo.operations.snapshot import set_pinned, take_snapshot
+from respaldo.phrases import N_, counted
 
 
 @app.command("snapshot")
@@ -38,7 +39,12 @@ def snapshot(
                 AuditAction.SNAPSHOT,
                 result.snapshot_id,
                 AuditOutcome.SUCCESS if result.ok else AuditOutcome.FAILURE,
-                f"{len(result.backups)} backups pinned, {len(result.failures)} failed",
+                counted(
+                    len(result.backups),
+                    N_("{count} backup pinned, {failed} failed"),
+                    N_("{count} backups pinned, {failed} failed"),
+                    failed=len(result.failures),
+                ),
             )
         finally:
             context.close()
@@ -53,8 +59,9 @@ def snapshot(
         typer.echo(record.id)
     for source, error in result.failures:
         err_console.print(f"[red]failed:[/] {escape(source)}: {escape(error)}", highlight=False)
+    pinned = counted(len(result.backups), "{count} backup pinned", "{count} backups pinned")
     err_console.print(
-        f"snapshot {result.snapshot_id}: {len(result.backups)} backups pinned"
+        f"snapshot {result.snapshot_id}: {pinned}"
         + (f", {len(result.failures)} failed" if result.failures else ""),
         highlight=False,
     )

@@ -16,6 +16,7 @@ from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.verify import VerifyResult, verify
+from respaldo.phrases import counted
 
 
 @app.command("verify")
@@ -75,29 +76,36 @@ def _print(result: VerifyResult) -> None:
         # Escaped: a problem ends in "[backup … object …]", which Rich would take for a
         # style tag and swallow, hiding what is damaged.
         err_console.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
-    summary = (
-        f"{result.backups} backups, {result.chunks} chunks, {human_bytes(result.bytes)} read"
-        + (f", {result.packs} packs checked" if result.packs_checked else "")
+    backups = counted(result.backups, "{count} backup", "{count} backups")
+    chunks = counted(result.chunks, "{count} chunk", "{count} chunks")
+    packs = counted(result.packs, "{count} pack checked", "{count} packs checked")
+    summary = f"{backups}, {chunks}, {human_bytes(result.bytes)} read" + (
+        f", {packs}" if result.packs_checked else ""
     )
+    unreferenced = counted(result.unreferenced_packs, "{count} pack", "{count} packs")
     if result.unreferenced_packs and result.damaged_index_files:
         # Then they may hold live data the damaged file described: not leftovers.
         summary += (
-            f"; {result.unreferenced_packs} packs not covered by a readable index "
-            "('respaldo index rebuild' fixes it)"
+            f"; {unreferenced} not covered by a readable index ('respaldo index rebuild' fixes it)"
         )
     elif result.unreferenced_packs:
         summary += (
-            f"; {result.unreferenced_packs} packs no index refers to "
+            f"; {unreferenced} no index refers to "
             "(left by interrupted backups; garbage collection removes them)"
         )
     if result.quarantined:
+        copies = counted(
+            result.quarantined,
+            "{count} damaged chunk copy: no backup will use it again",
+            "{count} damaged chunk copies: no backup will use them again",
+        )
         err_console.print(
-            f"[yellow]quarantined[/] {result.quarantined} damaged chunk copies: no backup will "
-            "use them again (the next backup of the same data stores it anew); run "
-            "'respaldo repair' to take good copies from a mirror",
+            f"[yellow]quarantined[/] {copies} (the next backup of the same data stores it "
+            "anew); run 'respaldo repair' to take good copies from a mirror",
             highlight=False,
         )
     if result.ok:
         err_console.print(f"[green]ok[/]: {summary}", highlight=False)
     else:
-        err_console.print(f"[red]{len(result.problems)} problems[/]: {summary}", highlight=False)
+        problems = counted(len(result.problems), "{count} problem", "{count} problems")
+        err_console.print(f"[red]{problems}[/]: {summary}", highlight=False)

@@ -139,9 +139,12 @@ def push_async_command(
         _report(exc)
         return 1
     if result.behind:
+        # Imported here, not above: the archive_command's path imports as little as it can.
+        from respaldo.phrases import counted
+
+        waiting = counted(result.backlog, "{count} file waits", "{count} files wait")
         sys.stderr.write(
-            f"respaldo: error: WAL archiving is behind: {result.backlog} files wait in "
-            f"{path.absolute().parent}\n"
+            f"respaldo: error: WAL archiving is behind: {waiting} in {path.absolute().parent}\n"
         )
     if result.error is not None:
         sys.stderr.write(f"respaldo: error: {result.error}\n")

@@ -27,6 +27,7 @@ from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.operations.snapshot import backup_source
 from respaldo.operations.verify import VerifyResult, check_presence, verify
 from respaldo.operations.zone import time_zone
+from respaldo.phrases import counted
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,8 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
         # verify sent the alert, naming the damage: the failed job sends none.
         raise alerts.mark_alerted(
             RespaldoError(
-                f"verify --subset {n}/{slices} found {len(result.problems)} problems",
+                f"verify --subset {n}/{slices} found "
+                + counted(len(result.problems), "{count} problem", "{count} problems"),
                 hint="run 'respaldo verify --all', then 'respaldo repair'",
             )
         )
@@ -242,7 +244,9 @@ def verify_slice(ctx: Context, slices: int, *, today: date | None = None) -> Ver
             raise alerts.mark_alerted(
                 RespaldoError(
                     f"repository {found.repository} lacks what its index or the catalog "
-                    f"says it holds ({len(found.problems)} problems): {found.problems[0]}",
+                    "says it holds ("
+                    + counted(len(found.problems), "{count} problem", "{count} problems")
+                    + f"): {found.problems[0]}",
                     hint=f"run 'respaldo repair {found.repository}' (what the missing "
                     "packs held is quarantined now: repair copies it again from the other "
                     "repositories), then 'respaldo prune' (which drops the missing packs "

@@ -22,7 +22,7 @@ from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
-from respaldo.phrases import N_, Phrase, minute
+from respaldo.phrases import N_, counted, minute
 
 
 def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
@@ -59,21 +59,27 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
         age = (now - oldest).total_seconds() if oldest is not None else None
         stuck = taken == 0 and age is not None and age > lease.total_seconds()
         if stuck and oldest is not None:  # stuck: it has an age
-            reason = Phrase(
+            reason = counted(
+                count,
+                N_(
+                    "{count} job waits in queue {quoted} (since {at} UTC) and no live worker "
+                    "takes that queue: start 'respaldo worker --queue {name}', or 'respaldo "
+                    "serve' with [server] run_jobs"
+                ),
                 N_(
                     "{count} jobs wait in queue {quoted} (the oldest since {at} UTC) and no "
                     "live worker takes that queue: start 'respaldo worker --queue {name}', or "
                     "'respaldo serve' with [server] run_jobs"
                 ),
-                count=count,
                 quoted=repr(name),
                 at=minute(oldest),
                 name=name,
             )
         else:
-            reason = Phrase(
+            reason = counted(
+                count,
+                N_("{count} job waiting; {taken} live workers take this queue"),
                 N_("{count} jobs waiting; {taken} live workers take this queue"),
-                count=count,
                 taken=taken,
             )
         items.append(

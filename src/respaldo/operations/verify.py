@@ -17,6 +17,7 @@ from respaldo.errors import ConfigError, InvalidInput, StorageError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status_verify import note_verified
+from respaldo.phrases import N_, counted
 from respaldo.repository import Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import manifest_name
@@ -53,7 +54,12 @@ class VerifyResult(ResultModel):
         """What was found, for the job's row (see operations.jobs.Verdict); None if ok."""
         if self.ok:
             return None
-        return f"verify found {len(self.problems)} problems: {self.problems[0]}"
+        return counted(
+            len(self.problems),
+            N_("verify found {count} problem: {problem}"),
+            N_("verify found {count} problems: {problem}"),
+            problem=self.problems[0],
+        )
 
 
 def verify(
@@ -199,8 +205,14 @@ def _alert(ctx: Context, result: VerifyResult) -> None:
     alerts.notify_failure(
         ctx,
         "verify",
-        f"verify of repository {result.repository} found {count} problems: "
-        f"{result.problems[0]}{more}",
+        counted(
+            count,
+            N_("verify of repository {repository} found {count} problem: {problem}"),
+            N_("verify of repository {repository} found {count} problems: {problem}"),
+            repository=result.repository,
+            problem=result.problems[0],
+        )
+        + more,
         repository=result.repository,
         job_id=jobs.current_job(),
         hint="the damaged copies are quarantined: run 'respaldo repair' to take good copies "

@@ -119,6 +119,7 @@ WATCHDOG = "watchdog"
 """The condition that fires while the status cannot be computed at all."""
 _CATALOG = _("the catalog cannot be read: {error}")
 _QUEUE = _("{count} jobs wait in queue {queue} for {age} and no worker takes that queue")
+_QUEUE_ONE = _("{count} job waits in queue {queue} for {age} and no worker takes that queue")
 _SWAP = _("a restore of {target} stopped half-way through its swap: {error}")
 _NOTIFY = _("messages to notification target {target} fail: {error}")
 # Amber, so never sent (see the module docstring); here for 'describe' all the same.
@@ -323,7 +324,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
     if item.check == "catalog":
         return _CATALOG, args
     if item.check == "queue":
-        return _QUEUE, {**args, "queue": item.key.partition(":")[2]}
+        said = _QUEUE_ONE if item.count == 1 else _QUEUE
+        return said, {**args, "queue": item.key.partition(":")[2]}
     if item.check == "notify":
         return _NOTIFY, {**args, "target": item.key.partition(":")[2]}
     if item.check == "slot":

@@ -81,7 +81,7 @@ def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # 
 
         code, out, err = run_cli(site, "prune", "--wait", "0")
         assert code == 0, err
-        assert "1 backups deleted, 2 kept" in err, out + err
+        assert "1 backup deleted, 2 kept" in err, out + err
         row = next(line for line in out.splitlines() if older in line)
         assert "keep" in row and "being restored" in row, out
         assert middle not in {r["id"] for r in api.get("/admin/backups").json()}
@@ -101,7 +101,7 @@ def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # 
 
         code, out, err = run_cli(site, "prune", "--wait", "0")
         assert code == 0, err
-        assert "1 backups deleted, 1 kept" in err, out + err
+        assert "1 backup deleted, 1 kept" in err, out + err
         assert {r["id"] for r in api.get("/admin/backups").json()} == {newest}
 
     # The restore of a backup gone meanwhile, however it went, says why.
@@ -149,7 +149,7 @@ def test_a_restore_left_queued_with_no_worker_expires_and_frees_its_backup(
         )
         code, out, err = run_cli(site, "prune", "--wait", "0")
         assert code == 0, err
-        assert "1 backups deleted, 1 kept" in err, out + err
+        assert "1 backup deleted, 1 kept" in err, out + err
         job = api.get(f"/admin/jobs/{job_id}").json()
         assert job["status"] == "failed", job
         said = job["error"]

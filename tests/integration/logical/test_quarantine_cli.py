@@ -41,8 +41,8 @@ def test_the_backup_after_verify_found_damage_restores_exactly(
     assert second.code == 0, str(second)
     respaldo.restore(second.last_line, new_dbname)
     assert table_checksums(pg, new_dbname) == table_checksums(pg, respaldo.dbname)
-    assert "quarantined 1 damaged chunk copies" in verified.err, verified.err
-    assert "stored 1 chunks anew whose earlier copies are quarantined" in second.err
+    assert "quarantined 1 damaged chunk copy: no backup will use it" in verified.err, verified.err
+    assert "stored 1 chunk anew whose earlier copy is quarantined" in second.err
     # The fresh copy serves the first backup too: the repository is whole again.
     run = respaldo.run("verify", "--all")
     assert run.code == 0, str(run)
@@ -112,7 +112,7 @@ def test_a_damaged_quarantine_record_is_found_again_and_blocks_gc_and_dedup(
     verified = respaldo.run("verify", "--all")
     assert verified.code == 3, str(verified)
     assert f"quarantine/{record.name}" in verified.err and pack in verified.err, verified.err
-    assert "quarantined 1 damaged chunk copies" in verified.err, verified.err
+    assert "quarantined 1 damaged chunk copy: no backup will use it" in verified.err, verified.err
 
     refused = respaldo.run("prune")
     assert refused.code != 0, str(refused)

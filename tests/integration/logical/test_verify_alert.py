@@ -52,7 +52,7 @@ def test_damage_found_by_the_daily_slice_is_alerted_once_with_what_is_damaged(
     request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 1})
     with Context.open(load_settings(respaldo.config)) as ctx:
         job = jobs.submit(ctx, request)
-        with pytest.raises(RespaldoError, match="found 1 problems"):
+        with pytest.raises(RespaldoError, match=r"found 1 problem$"):
             run_queued(ctx, job.id)
         assert jobs.get(ctx, job.id).status is JobStatus.FAILED
     (mail,) = smtp.inbox.wait(1)
