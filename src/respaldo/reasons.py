@@ -93,6 +93,14 @@ _PHRASES = (
     N_("nothing was changed: {database} is as it was; {then}"),
     N_("nothing was changed: no database {database} was created; {then}"),
     N_(
+        "{database} is as it was, but the backup's roles this server lacked were created "
+        "({option}); {then}"
+    ),
+    N_(
+        "no database {database} was created, but the backup's roles this server lacked "
+        "were ({option}); {then}"
+    ),
+    N_(
         "something outside respaldo stopped {program} (signal 9 is most often the "
         "system's out-of-memory killer, which the system's log names): restore "
         "again once that is dealt with"

@@ -506,7 +506,12 @@ def _restore_staged(
                     check_rows=early,
                 )
             except PostgresError as exc:
-                raise _unchanged(_unrouted(exc, selection), target, replacing=exists) from None
+                raise _unchanged(
+                    _unrouted(exc, selection),
+                    target,
+                    replacing=exists,
+                    roles=result.globals_restored,
+                ) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
                 staged,
@@ -629,13 +634,17 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     )
 
 
-def _unchanged(error: PostgresError, target: str, *, replacing: bool) -> PostgresError:
+def _unchanged(
+    error: PostgresError, target: str, *, replacing: bool, roles: bool = False
+) -> PostgresError:
     """``error`` of a pg_restore into the staging database, its hint saying first that
     the target was not touched (with ``replacing``, the database being replaced is as it
     was; else none was made), as the restore's other failures say: a ``restore --jobs``
     whose worker was killed (the out-of-memory killer) said only "pg_restore was killed
-    by signal 9", and the user could not tell what had become of the target. The error's
-    own hint follows (the server went away, a disk is full), or what to do next."""
+    by signal 9", and the user could not tell what had become of the target. With
+    ``roles`` (``--globals`` ran: the backup's roles the server lacked were created, for
+    good) it does not say "nothing was changed", which was then untrue. The error's own
+    hint follows (the server went away, a disk is full), or what to do next."""
     then: str
     if error.hint:
         then = error.hint
@@ -650,17 +659,38 @@ def _unchanged(error: PostgresError, target: str, *, replacing: bool) -> Postgre
         )
     else:
         then = Phrase(N_("restore again once the cause is dealt with"))
-    hint = (
-        Phrase(
+    if roles:
+        hint = (
+            Phrase(
+                N_(
+                    "{database} is as it was, but the backup's roles this server lacked "
+                    "were created ({option}); {then}"
+                ),
+                database=target,
+                option=option("with_globals"),
+                then=then,
+            )
+            if replacing
+            else Phrase(
+                N_(
+                    "no database {database} was created, but the backup's roles this "
+                    "server lacked were ({option}); {then}"
+                ),
+                database=target,
+                option=option("with_globals"),
+                then=then,
+            )
+        )
+    elif replacing:
+        hint = Phrase(
             N_("nothing was changed: {database} is as it was; {then}"), database=target, then=then
         )
-        if replacing
-        else Phrase(
+    else:
+        hint = Phrase(
             N_("nothing was changed: no database {database} was created; {then}"),
             database=target,
             then=then,
         )
-    )
     return PostgresError(error.program, error.returncode, error.stderr, hint=hint)
 
 

@@ -77,13 +77,15 @@ def _alive(processes: list[psutil.Process]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("dumped", "failure", "replacing"),
+    ("dumped", "failure", "replacing", "with_globals"),
     [
-        ("custom", "killed", False),
-        ("directory", "killed", False),
-        ("custom", "terminated", False),
-        ("directory", "terminated", False),
-        ("custom", "killed", True),
+        ("custom", "killed", False, False),
+        ("directory", "killed", False, False),
+        ("custom", "terminated", False, False),
+        ("directory", "terminated", False, False),
+        ("custom", "killed", True, False),
+        # The roles are created before pg_restore runs: "nothing was changed" is untrue.
+        ("custom", "killed", False, True),
     ],
 )
 def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
@@ -95,6 +97,7 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     dumped: str,
     failure: str,
     replacing: bool,
+    with_globals: bool,
 ) -> None:
     backup_id = _backup(respaldo, dumped)
     # With --replace, over the backed-up database itself: it must stay as it is.
@@ -127,7 +130,7 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     work.mkdir()
     runs: list[Run] = []
     argv = ["restore", backup_id, "--target-database", target, "--jobs", "2"]
-    argv += ["--work-dir", str(work), *replace]
+    argv += ["--work-dir", str(work), *replace, *(["--globals"] if with_globals else [])]
     restoring = threading.Thread(target=lambda: runs.append(respaldo.run(*argv)))
     restoring.start()
     try:
@@ -171,6 +174,9 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     unchanged = (
         f"respaldo: hint: nothing was changed: {target} is as it was; "
         if replacing
+        else f"respaldo: hint: no database {target} was created, but the backup's roles this "
+        "server lacked were (--globals); "
+        if with_globals
         else f"respaldo: hint: nothing was changed: no database {target} was created; "
     )
     assert hint.startswith(unchanged), run.err

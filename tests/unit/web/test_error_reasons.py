@@ -77,6 +77,27 @@ def test_a_restore_whose_pg_restore_failed_says_in_spanish_that_nothing_was_chan
     )
 
 
+def test_a_restore_that_created_roles_does_not_say_that_nothing_was_changed() -> None:
+    # restore --globals creates the roles the server lacks, for good, before pg_restore
+    # runs: "nothing was changed" was untrue once it had.
+    killed = PostgresError("pg_restore", -9, "")
+    made = _unchanged(killed, "erp_nueva", replacing=False, roles=True)
+    assert "nothing was changed" not in made.hint
+    assert made.rendered(lambda field: "--globals")[1].startswith(
+        "no database erp_nueva was created, but the backup's roles this server lacked were "
+        "(--globals); something outside respaldo stopped pg_restore"
+    )
+    assert _as_on_the_page(made)[1].startswith(
+        "no se creó ninguna base de datos erp_nueva, pero sí los roles de la copia que este "
+        "servidor no tenía (with_globals); algo ajeno a respaldo detuvo pg_restore"
+    )
+    kept = _unchanged(killed, "erp", replacing=True, roles=True)
+    assert _as_on_the_page(kept)[1].startswith(
+        "erp sigue como estaba, pero se crearon los roles de la copia que este servidor no "
+        "tenía (with_globals); algo ajeno"
+    )
+
+
 def test_a_missing_program_reads_in_spanish() -> None:
     error = ToolNotFound("pg_dump", searched="/usr/lib/postgresql/17/bin")
     assert _es(str(error)) == "no se encontró pg_dump (se buscó en /usr/lib/postgresql/17/bin)"
