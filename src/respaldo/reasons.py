@@ -478,6 +478,37 @@ _PHRASES = (
         "('respaldo check' tells) and restore again"
     ),
     N_(
+        "the recovery target {target} is before backup {backup} started ({began}): "
+        "recovery cannot stop before a backup's end"
+    ),
+    N_(
+        "choose a backup that ended before the target time ('respaldo list'), or "
+        "recover to this backup's end ({immediate})"
+    ),
+    # operations/wal_coverage.py: a --target-time's warnings (the restore goes on).
+    N_(
+        "{problem}: whether recovery reaches the recovery target {target} is not "
+        "known before the server replays it"
+    ),
+    N_("archived WAL segment {segment} could not be read: it is missing"),
+    N_("archived WAL segment {segment} could not be read ({error})"),
+    N_(
+        "the recovery target {target} is while backup {backup} ran ({began} to "
+        "{ended} at the latest): if a transaction committed after it and before the "
+        "backup's end, PostgreSQL refuses it (requested recovery stop point is "
+        "before consistent recovery point) and an earlier backup is needed"
+    ),
+    N_(
+        "the recovery target {target} is while backup {backup} ran (respaldo started "
+        "it at {began}; the server's start time is not known: {note}): commits "
+        "between the target and the backup's checkpoint are in its files and are not "
+        "replayed, so the restored data may include commits made after the target "
+        "without an error; for a target this early restore an earlier backup, or "
+        "recover to the backup's end (immediate)"
+    ),
+    N_("not recorded in its manifest"),
+    N_("its backup_label's START TIME {label} names no single time zone"),
+    N_(
         "give a target before {commit}, or no target to recover all the archived WAL "
         "(that commit included); if later commits are still in the server's pg_wal, "
         "SELECT pg_switch_wal() on the server and wait until its segment is archived "
@@ -596,6 +627,9 @@ _WORDS = {
 matched where a phrase has such a value (any other text is not that phrase)."""
 
 _OPENING = {
+    # An unreadable archived segment, where it opens a --target-time's warning: its own
+    # words, so that the phrase is not tried at every ": " of every text.
+    "problem": r"archived WAL segment [0-9A-F]{24} could not be read(?:: it is missing| \(.*?\))",
     # The lapsed lease's last renewal, where it opens its phrase ("{since} ({silent} s
     # before ..."): an ISO time. As any text it was tried against every text before a
     # ": " of a long error, scanning the whole of it each time: 2.8 s to render a 64 KB

@@ -499,9 +499,16 @@ def newest_xact_end(
         except ObjectNotFound:
             if name == stop:
                 break  # in the backup's tar only: nothing archived after its end there
-            return f"archived WAL segment {name} could not be read: it is missing"
+            return Phrase(
+                N_("archived WAL segment {segment} could not be read: it is missing"),
+                segment=name,
+            )
         except (RespaldoError, OSError) as exc:
-            return f"archived WAL segment {name} could not be read ({first_line(exc)})"
+            return Phrase(
+                N_("archived WAL segment {segment} could not be read ({error})"),
+                segment=name,
+                error=first_line(exc),
+            )
         times = xact_end_times(data, following, after=stop_lsn, beyond=beyond)
         if times:
             return datetime.fromtimestamp(0, UTC) + timedelta(
@@ -555,9 +562,17 @@ def _after_last_commit(
             ),
         )
     if isinstance(newest, str):
+        # Phrases (also in respaldo.reasons): a restore's warnings are said in the page's
+        # and the alerts' language, as its refusals.
         return [
-            f"{newest}: whether recovery reaches the recovery target {when.isoformat()} is not "
-            "known before the server replays it"
+            Phrase(
+                N_(
+                    "{problem}: whether recovery reaches the recovery target {target} is not "
+                    "known before the server replays it"
+                ),
+                problem=newest,
+                target=when.isoformat(),
+            )
         ]
     # Recovery stops only *before* a commit or abort later than the target
     # (xlogrecovery.c, recoveryStopsBefore; recovery_target_inclusive = on replays those
@@ -641,10 +656,22 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
     began, on_server = earliest_target_time(manifest)
     if target.time < began:
         raise RestoreError(
-            f"the recovery target {when} is before backup {backup_id} started "
-            f"({began.isoformat()}): recovery cannot stop before a backup's end",
-            hint="choose a backup that ended before the target time ('respaldo list'), or "
-            f"recover to this backup's end ({option('immediate')})",
+            Phrase(
+                N_(
+                    "the recovery target {target} is before backup {backup} started ({began}): "
+                    "recovery cannot stop before a backup's end"
+                ),
+                target=when,
+                backup=backup_id,
+                began=began.isoformat(),
+            ),
+            hint=Phrase(
+                N_(
+                    "choose a backup that ended before the target time ('respaldo list'), or "
+                    "recover to this backup's end ({immediate})"
+                ),
+                immediate=option("immediate"),
+            ),
         )
     # Commit times are the server's clock, which may be ahead of this one: a little (the
     # margin), or as far as it was at the backup (its stop_time, the server's clock, after
@@ -687,20 +714,37 @@ def _target_time_warnings(manifest: Manifest, target: RecoveryTarget, now: datet
     ended = backup_end_time(manifest)
     if target.time >= ended:
         return []
-    ran = f"the recovery target {when} is while backup {backup_id} ran"
+    # Phrases (also in respaldo.reasons), as the refusals above.
     if on_server:
         return [
-            f"{ran} ({began.isoformat()} to {ended.isoformat()} at the latest): if a "
-            "transaction committed after it and before the backup's end, PostgreSQL refuses "
-            "it (requested recovery stop point is before consistent recovery point) and an "
-            "earlier backup is needed"
+            Phrase(
+                N_(
+                    "the recovery target {target} is while backup {backup} ran ({began} to "
+                    "{ended} at the latest): if a transaction committed after it and before the "
+                    "backup's end, PostgreSQL refuses it (requested recovery stop point is "
+                    "before consistent recovery point) and an earlier backup is needed"
+                ),
+                target=when,
+                backup=backup_id,
+                began=began.isoformat(),
+                ended=ended.isoformat(),
+            )
         ]
     return [
-        f"{ran} (respaldo started it at {began.isoformat()}; the server's start time is not "
-        f"known: {_label_note(manifest)}): commits between the target and the backup's "
-        "checkpoint are in its files and are not replayed, so the restored data may include "
-        "commits made after the target without an error; for a target this early restore an "
-        "earlier backup, or recover to the backup's end (immediate)"
+        Phrase(
+            N_(
+                "the recovery target {target} is while backup {backup} ran (respaldo started "
+                "it at {began}; the server's start time is not known: {note}): commits "
+                "between the target and the backup's checkpoint are in its files and are not "
+                "replayed, so the restored data may include commits made after the target "
+                "without an error; for a target this early restore an earlier backup, or "
+                "recover to the backup's end (immediate)"
+            ),
+            target=when,
+            backup=backup_id,
+            began=began.isoformat(),
+            note=_label_note(manifest),
+        )
     ]
 
 
@@ -727,11 +771,13 @@ def _duration(span: timedelta) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _label_note(manifest: Manifest) -> str:
+def _label_note(manifest: Manifest) -> Phrase:
     label = str(manifest.meta.get("start_time") or "")
     if not label:
-        return "not recorded in its manifest"
-    return f"its backup_label's START TIME {label!r} names no single time zone"
+        return Phrase(N_("not recorded in its manifest"))
+    return Phrase(
+        N_("its backup_label's START TIME {label} names no single time zone"), label=repr(label)
+    )
 
 
 def _archive_warnings(

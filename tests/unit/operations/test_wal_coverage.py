@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from respaldo.errors import IntegrityError, InvalidWalFile, RestoreError, option
+from respaldo.i18n import translations
 from respaldo.operations import wal_coverage as wal_coverage_module
 from respaldo.operations.wal_coverage import (
     WalCoverage,
@@ -21,6 +22,7 @@ from respaldo.operations.wal_coverage import (
 )
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.wal import format_lsn, parse_lsn
+from respaldo.reasons import reason
 from respaldo.repository import Manifest
 
 pytestmark = pytest.mark.unit
@@ -553,3 +555,61 @@ def test_without_a_commit_to_go_by_the_target_is_warned_about_not_refused(
     (warning,) = _check(manifest, coverage, STARTED + timedelta(hours=1))
     assert warning.startswith(said), warning
     assert "is not known before the server replays it" in warning
+
+
+ES = translations("es").gettext
+
+
+@pytest.mark.usefixtures("no_archive")
+def test_a_target_time_before_the_backup_is_refused_in_spanish() -> None:
+    """Before: English in a Spanish installation's alert of the failed restore and on the
+    page, among Spanish words. As the job records it (text) and as raised (a phrase)."""
+    with pytest.raises(RestoreError) as caught:
+        _refused_or_warned("", STARTED - timedelta(seconds=1))
+    for said in (str(caught.value), caught.value.args[0]):
+        assert reason(said, ES).startswith(
+            "el objetivo de recuperación 2026-12-05T06:59:59+00:00 es anterior al inicio del "
+            "backup b (2026-12-05T07:00:00+00:00): la recuperación no puede detenerse antes"
+        ), reason(said, ES)
+    assert caught.value.hint is not None
+    assert reason(caught.value.hint, ES).startswith("elija un backup que terminó antes")
+
+
+@pytest.mark.usefixtures("no_archive")
+@pytest.mark.parametrize(
+    ("label", "spanish"),
+    [
+        ("2026-12-05 08:00:05 CET", "(de 2026-12-05T07:00:06+00:00 a "),
+        ("", "la hora de inicio del servidor no se conoce: no consta en su manifiesto)"),
+        (
+            "2026-07-05 08:00:03 IST",
+            "no se conoce: el START TIME '2026-07-05 08:00:03 IST' de su backup_label no nombra "
+            "una única zona horaria)",
+        ),
+    ],
+)
+def test_a_target_time_while_the_backup_ran_is_warned_about_in_spanish(
+    label: str, spanish: str
+) -> None:
+    (warning,) = _refused_or_warned(label, STARTED + timedelta(seconds=7))
+    for said in (warning, str(warning)):
+        text = reason(said, ES)
+        assert text.startswith(
+            "el objetivo de recuperación 2026-12-05T07:00:07+00:00 cae mientras se hacía el "
+            "backup b "
+        ), text
+        assert spanish in text, text
+        assert "while backup" not in text and "not known" not in text, text
+
+
+def test_an_unreadable_segments_warning_is_said_in_spanish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest, coverage, _ = _commits(monkeypatch, {_seg(5): OSError("Connection reset")})
+    (warning,) = _check(manifest, coverage, STARTED + timedelta(hours=1))
+    for said in (warning, str(warning)):
+        assert reason(said, ES) == (
+            f"el segmento de WAL archivado {_seg(5)} no se pudo leer (Connection reset): no se "
+            "sabe si la recuperación alcanza el objetivo de recuperación "
+            "2026-12-05T08:00:00+00:00 hasta que el servidor la reproduzca"
+        ), reason(said, ES)
