@@ -24,10 +24,11 @@ OS_USER = "postgres"
 
 
 def _install(
-    prefix: Path, bindir: Path, *, source: Path = ROOT
+    prefix: Path, bindir: Path, *, source: Path = ROOT, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "PREFIX": str(prefix),
         "BINDIR": str(bindir),
         "SYSTEMD_DIR": str(bindir.parent / "systemd"),
@@ -107,6 +108,50 @@ def test_a_failed_upgrade_puts_the_previous_installation_back(
     assert "previous respaldo" in done.stderr
     again = _as_server_user(str(bindir / "respaldo"), "--help")
     assert again.returncode == 0, again.stderr
+
+
+# A build backend that stops the install in the middle of building the new environment,
+# after running BINDIR's respaldo as the server does (archive_command, restore_command).
+_PROBE_BACKEND = """
+import os, subprocess
+from pathlib import Path
+
+def get_requires_for_build_wheel(config_settings=None):
+    argv = [os.environ["BINDIR"] + "/respaldo", "wal-push", "--help"]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    Path(os.environ["PROBE_OUT"]).write_text(f"{done.returncode}\\n{done.stdout}{done.stderr}")
+    raise RuntimeError("probe: the install stops here")
+"""
+
+
+def test_the_previous_respaldo_runs_while_an_upgrade_builds(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The server runs BINDIR's respaldo for every WAL segment and in every recovery
+    (where "command not found" aborts it); it used to point at the half-built new
+    environment for the whole install."""
+    prefix, bindir = installed
+    source = tmp_path / "probe"
+    (source / "scripts").mkdir(parents=True)
+    (source / "scripts" / "install.sh").write_bytes((ROOT / "scripts" / "install.sh").read_bytes())
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "probe"\nbackend-path = ["."]\n'
+        '[project]\nname = "probe"\nversion = "0"\n'
+    )
+    (source / "probe.py").write_text(_PROBE_BACKEND)
+    out = tmp_path / "probe.out"
+    done = _install(prefix, bindir, source=source, extra_env={"PROBE_OUT": str(out)})
+    assert done.returncode != 0 and "previous respaldo" in done.stderr, done.stderr
+    code, said = out.read_text().split("\n", 1)
+    assert code == "0", said
+    assert "Usage: respaldo wal-push" in said
+    # Put back as it was: the link leads to the installation again, no bridge is left.
+    link = bindir / "respaldo"
+    assert link.is_symlink() and link.resolve() == (prefix / "bin" / "respaldo").resolve()
+    assert not Path(f"{prefix}.upgrading").exists()
+    assert _as_server_user(str(link), "--help").returncode == 0
 
 
 def test_the_service_unit_runs_serve_as_the_repositorys_owner(installed: tuple[Path, Path]) -> None:
