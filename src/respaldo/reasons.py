@@ -273,6 +273,9 @@ _PHRASES = (
     # refused and why, what a change started ("; job N" after it), a login's failure.
     N_("needs {permission}"),
     N_("a snapshot is pinned: needs {permission}"),
+    N_("logical backup of {database}, job {job}"),
+    N_("physical backup of {database}, job {job}"),
+    # As rows stored before 2026-12-07 say it: said as the two above (_SAID_NOW).
     N_("full backup of {database}, job {job}"),
     N_("incremental backup of {database}, job {job}"),
     N_("files backup of {database}, job {job}"),
@@ -776,6 +779,15 @@ def _located(text: str, gettext: Gettext) -> str | None:
     return None
 
 
+_SAID_NOW = {
+    "full backup of {database}, job {job}": "logical backup of {database}, job {job}",
+    "incremental backup of {database}, job {job}": "physical backup of {database}, job {job}",
+}
+"""Phrases of stored rows that respaldo words differently now, and the message they are
+said by (in English too: the page's audit log says "logical backup of erp, job 12" for a
+row stored as "full backup of erp, job 12")."""
+
+
 def _whole(text: str, gettext: Gettext, end: int | None = None, start: int = 0) -> str | None:
     """``text`` (from ``start`` up to ``end``: no copy of each frame of a long error) said
     by the phrase that matches it whole; None if none does."""
@@ -786,7 +798,7 @@ def _whole(text: str, gettext: Gettext, end: int | None = None, start: int = 0) 
                 name: _word(name, part, gettext) if name in _WORDS else _part(part, gettext)
                 for name, part in matched.groupdict().items()
             }
-            return gettext(message).format(**parts)
+            return gettext(_SAID_NOW.get(message, message)).format(**parts)
     return None
 
 

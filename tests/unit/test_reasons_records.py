@@ -186,8 +186,8 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
             "a snapshot is pinned: needs admin:approve",
             "una instantánea queda fijada: requiere admin:approve",
         ),
-        ("full backup of erp, job 12", "backup lógico de erp, trabajo 12"),
-        ("incremental backup of erp, job 12", "backup físico de erp, trabajo 12"),
+        ("logical backup of erp, job 12", "backup lógico de erp, trabajo 12"),
+        ("physical backup of erp, job 12", "backup físico de erp, trabajo 12"),
         (
             f"restore test of the newest backup of erp ({BACKUP}) started; job 7",
             f"prueba de restauración del backup más reciente de erp ({BACKUP}) iniciada; trabajo 7",
@@ -306,3 +306,27 @@ def test_a_restore_tests_alert_says_each_failed_check_in_spanish() -> None:
     # A part that is no check and no phrase: the whole list as written.
     text = f"row counts: {ENGINE}; {ENGINE}"
     assert reasons.reason(text, ES) == text
+
+
+@pytest.mark.parametrize(
+    ("stored", "english", "spanish"),
+    [
+        (
+            "full backup of erp, job 12",
+            "logical backup of erp, job 12",
+            "backup lógico de erp, trabajo 12",
+        ),
+        (
+            "incremental backup of erp, job 12",
+            "physical backup of erp, job 12",
+            "backup físico de erp, trabajo 12",
+        ),
+    ],
+)
+def test_an_audit_row_stored_with_the_old_kind_words_reads_with_the_new(
+    stored: str, english: str, spanish: str
+) -> None:
+    """Rows written before the entries said logical/physical: the page's audit log says
+    them as it says the new ones, in English too."""
+    assert reasons.reason(stored, EN) == english
+    assert reasons.reason(stored, ES) == spanish

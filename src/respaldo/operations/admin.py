@@ -30,6 +30,7 @@ from respaldo.operations.scrub import Scrubber
 from respaldo.operations.snapshot import set_pinned
 from respaldo.operations.views import BackupView
 from respaldo.operations.workers import Workers
+from respaldo.phrases import N_, Phrase
 
 T = TypeVar("T")
 
@@ -59,6 +60,18 @@ def _audited(
     return result
 
 
+# The audit entry of a backup a request started, its kind said as everything else says it
+# (logical, physical: the entry said "incremental backup of erp" beside a status and
+# alerts that said "physical"). Rows stored before say full/incremental: respaldo.reasons
+# says them with these words.
+_STARTED = {
+    BackupKind.FULL: N_("logical backup of {database}, job {job}"),
+    BackupKind.INCREMENTAL: N_("physical backup of {database}, job {job}"),
+    BackupKind.FILES: N_("files backup of {database}, job {job}"),
+    BackupKind.SNAPSHOT: N_("snapshot backup of {database}, job {job}"),
+}
+
+
 def create_backup(
     ctx: Context, workers: Workers, actor: Principal, kind: BackupKind, database: str | None
 ) -> StartedBackup:
@@ -75,7 +88,7 @@ def create_backup(
         AuditAction.BACKUP_CREATE,
         database,
         lambda: start_backup(ctx, workers, kind, database, requested_by=actor.name),
-        lambda b: f"{b.backup_type.value} backup of {b.database_name}, job {b.job_id}",
+        lambda b: Phrase(_STARTED[b.backup_type], database=b.database_name, job=b.job_id),
         target_of=lambda b: b.id,
     )
 

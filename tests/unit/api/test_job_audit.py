@@ -54,3 +54,11 @@ def test_the_end_of_a_job_a_request_started_is_audited_with_its_outcome(
     assert [o[1] for o in files] == ["success", "success"], files
     failure = next(o for o in full if o[1] == "failure")
     assert failure[2].startswith(f"job {ended['full']['id']}: ")
+    # The start's entry names the kind as the status and the alerts do (before: "full
+    # backup of erp, job N" beside their "logical").
+    assert ("success", f"logical backup of erp, job {ended['full']['id']}") in [
+        (o[1], o[2]) for o in full
+    ], full
+    assert ("success", f"files backup of docs, job {ended['files']['id']}") in [
+        (o[1], o[2]) for o in files
+    ], files
