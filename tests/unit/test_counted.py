@@ -9,6 +9,7 @@ from respaldo import reasons
 from respaldo.i18n import translations
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted
+from tests.unit.results import verify_result
 
 pytestmark = pytest.mark.unit
 
@@ -21,19 +22,7 @@ def test_the_noun_agrees_with_the_count(count: int, said: str) -> None:
 
 
 def _verify(problems: list[str]) -> VerifyResult:
-    return VerifyResult(
-        repository="local",
-        backups=1,
-        chunks=3,
-        bytes=30,
-        packs=0,
-        packs_checked=False,
-        unreferenced_packs=0,
-        damaged_index_files=0,
-        problems=problems,
-        quarantined=1,
-        warnings=[],
-    )
+    return verify_result(problems, quarantined=1)
 
 
 def test_a_verify_that_found_one_problem_says_one_problem() -> None:

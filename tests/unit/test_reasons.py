@@ -19,13 +19,13 @@ from respaldo.errors import IntegrityError, InvalidBackupId, InvalidInput
 from respaldo.i18n import translations
 from respaldo.operations.background import _restorable
 from respaldo.operations.drill import Check, DrillResult, _restored
-from respaldo.operations.verify import VerifyResult
 from respaldo.postgres.server import Unlogged
 from respaldo.repository.crypto import KeySet, Sealer, SealError
 from respaldo.repository.reader import ChunkResult, _integrity
 from respaldo.repository.verify import Problem
 from respaldo.retention import BackupFacts, Policy, decide
 from respaldo.web.i18n import Formatter
+from tests.unit.results import verify_result
 
 pytestmark = pytest.mark.unit
 
@@ -126,18 +126,8 @@ def test_a_verify_that_found_damage_reads_in_spanish() -> None:
         str(Problem("pack listed in the index is missing", PACK)),
         str(Problem("chunk 49cafffe90ee4c2c of stream 'dump': pack is missing", PACK, BACKUP)),
     ]
-    result = VerifyResult(
-        repository="local",
-        backups=2,
-        chunks=860,
-        bytes=1 << 20,
-        packs=9,
-        packs_checked=True,
-        unreferenced_packs=0,
-        damaged_index_files=0,
-        problems=problems,
-        quarantined=0,
-        warnings=[],
+    result = verify_result(
+        problems, backups=2, chunks=860, bytes=1 << 20, packs=9, packs_checked=True
     )
     failure = result.found_failure()
     assert failure is not None

@@ -23,6 +23,7 @@ from respaldo.operations.drill import Check, DrillResult
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.prune_report import PruneReport, RepositoryPruneView
 from respaldo.operations.verify import VerifyResult
+from tests.unit.results import verify_result
 
 BACKUP = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.SCHEDULE, "full", {"type": "full"})
 
@@ -271,18 +272,9 @@ def _failed_drill() -> DrillResult:
 
 
 def _damaged_verify() -> VerifyResult:
-    return VerifyResult(
-        repository="local",
-        backups=1,
-        chunks=3,
-        bytes=30,
-        packs=0,
-        packs_checked=False,
-        unreferenced_packs=0,
-        damaged_index_files=0,
-        problems=["chunk 00ab: checksum mismatch [backup x object y]", "chunk 00cd: missing"],
+    return verify_result(
+        ["chunk 00ab: checksum mismatch [backup x object y]", "chunk 00cd: missing"],
         quarantined=2,
-        warnings=[],
     )
 
 
