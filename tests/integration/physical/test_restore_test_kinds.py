@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from respaldo.catalog import AuditLog, BackupRecords, DrillRuns, Jobs
-from respaldo.config import ValidationQuery
+from respaldo.config import Settings, ValidationQuery
 from respaldo.domain import BackupStatus, JobStatus, Role
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
@@ -27,6 +27,20 @@ from tests.integration.physical.conftest import Archiving
 
 pytestmark = pytest.mark.integration
 
+# A logical drill restores into a throwaway database named respaldo_drill_*; a physical
+# one starts a scratch server whose database keeps its own name. A validation on that
+# name makes one kind's test fail and the other's pass, on the same data.
+_ONLY_A_LOGICAL_DRILL_PASSES = ValidationQuery(
+    name="a logical drill's database",
+    sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
+    expect="true",
+)
+_ONLY_A_PHYSICAL_DRILL_PASSES = ValidationQuery(
+    name="not a logical drill's database",
+    sql="SELECT (current_database() NOT LIKE 'respaldo_drill_%')::text",
+    expect="true",
+)
+
 
 def _logical(archiving: Archiving) -> dict[str, Any]:
     run = archiving.run("backup", "erp", "--type", "full", "--json")
@@ -35,9 +49,10 @@ def _logical(archiving: Archiving) -> dict[str, Any]:
     return record
 
 
-def _scheduled_round(archiving: Archiving) -> int:
-    """The schedule's ``restore_test:erp`` job, run as the service runs it; its id."""
-    settings = archiving.settings()
+def _scheduled_round(archiving: Archiving, settings: Settings | None = None) -> int:
+    """The schedule's ``restore_test:erp`` job, run as the service runs it (with
+    ``settings``, the archiving cluster's by default); its id."""
+    settings = settings or archiving.settings()
     (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
     with Context.open(settings) as ctx:
         job = jobs.submit(ctx, entry.request())
@@ -120,13 +135,7 @@ def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_pas
     physical = archiving.backup()
     _logical(archiving)
     settings = archiving.settings()
-    settings.database("erp").validations = [
-        ValidationQuery(
-            name="a logical drill's database",
-            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
-            expect="true",
-        )
-    ]
+    settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
     with Context.open(settings) as ctx:
         failed = run_drill(ctx, physical["id"], respaldo_command=archiving.respaldo_command)
         assert not failed.passed
@@ -155,18 +164,15 @@ def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_unt
     offsite = archiving.base / "offsite"
     offsite.rename(archiving.base / "offsite.unmounted")
     settings = archiving.settings()
-    (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
-    with Context.open(settings) as ctx:
-        job = jobs.submit(ctx, entry.request())
-        run_queued(ctx, job.id, on_conflict=JobStatus.SKIPPED)
-        with ctx.catalog.read() as session:
-            row = Jobs(session).get(job.id)
-            status, error, result = row.status, row.error_message or "", row.result_id
-            trail = [
-                entry
-                for entry in AuditLog(session).list(limit=10)
-                if (entry.detail or "").startswith(f"job {job.id}")
-            ]
+    job_id = _scheduled_round(archiving, settings)
+    with Context.open(settings) as ctx, ctx.catalog.read() as session:
+        row = Jobs(session).get(job_id)
+        status, error, result = row.status, row.error_message or "", row.result_id
+        trail = [
+            entry
+            for entry in AuditLog(session).list(limit=10)
+            if (entry.detail or "").startswith(f"job {job_id}")
+        ]
     tested = dict(_runs(archiving))
     assert tested == {physical["id"]: "passed"}, tested  # the logical one could not run
     # The job ended failed, naming the backup that could not be tested and why.
@@ -194,17 +200,9 @@ def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_follo
     physical = archiving.backup()
     logical = _logical(archiving)
     settings = archiving.settings()
-    settings.database("erp").validations = [
-        ValidationQuery(
-            name="not a logical drill's database",
-            sql="SELECT (current_database() NOT LIKE 'respaldo_drill_%')::text",
-            expect="true",
-        )
-    ]
-    (entry,) = [e for e in entries(settings, {"erp"}) if e.name == "restore_test:erp"]
+    settings.database("erp").validations = [_ONLY_A_PHYSICAL_DRILL_PASSES]
+    _scheduled_round(archiving, settings)
     with Context.open(settings) as ctx:
-        job = jobs.submit(ctx, entry.request())
-        run_queued(ctx, job.id, on_conflict=JobStatus.SKIPPED)
         text = render_metrics(ctx).decode()
     assert _runs(archiving) == [(physical["id"], "passed"), (logical["id"], "failed")]
     found = {
@@ -266,13 +264,7 @@ def test_drill_of_a_database_fails_when_one_kind_fails(own_archiving: Archiving)
     physical = archiving.backup()
     logical = _logical(archiving)
     settings = archiving.settings()
-    settings.database("erp").validations = [
-        ValidationQuery(
-            name="a logical drill's database",
-            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
-            expect="true",
-        )
-    ]
+    settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
     with Context.open(settings) as ctx:
         done = run_restore_test_round(
             ctx, "erp", respaldo_command=archiving.respaldo_command, retest=True
@@ -328,13 +320,7 @@ def test_the_monthly_report_says_each_kinds_tests_and_newest_pass(
     logical = _logical(archiving)
     _scheduled_round(archiving)
     settings = archiving.settings()
-    settings.database("erp").validations = [
-        ValidationQuery(
-            name="a logical drill's database",
-            sql="SELECT (current_database() LIKE 'respaldo_drill_%')::text",
-            expect="true",
-        )
-    ]
+    settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
     with Context.open(settings) as ctx:
         run_restore_test_round(ctx, "erp", respaldo_command=archiving.respaldo_command, retest=True)
     runs = _run_ids(archiving)
