@@ -267,18 +267,20 @@ def kill_prune(world: World) -> Outcome:
 
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# A respaldo process whose wall clock is 400 days ahead (its monotonic clock left as it
+# is); the two prune scenarios below refuse under it.
+PRUNE_400_DAYS_AHEAD = {
+    "LD_PRELOAD": LIBFAKETIME,
+    "FAKETIME": "+400d",
+    "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+}
 
 
 def prune_clock_ahead(world: World) -> Outcome:
     ids = {world.backup() for _ in range(3)}
     # The machine's clock stepped 400 days ahead (a VM restored from a snapshot): every
     # backup is 400 days old to the rules by age (7-day retention, min_keep 2).
-    ahead = {
-        "LD_PRELOAD": LIBFAKETIME,
-        "FAKETIME": "+400d",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
-    refused = world.run_process("prune", extra_env=ahead)
+    refused = world.run_process("prune", extra_env=PRUNE_400_DAYS_AHEAD)
     assert refused.code == 1, str(refused)
     said = " ".join(refused.err.split())
     assert "prune refused, nothing was deleted" in said, str(refused)
@@ -307,12 +309,7 @@ def prune_after_jumped_backup(world: World) -> Outcome:
     )
     assert jumped.code == 0, str(jumped)
     ids.add(str(jumped.json()["id"]))
-    ahead = {
-        "LD_PRELOAD": LIBFAKETIME,
-        "FAKETIME": "+400d",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
-    refused = world.run_process("prune", extra_env=ahead)
+    refused = world.run_process("prune", extra_env=PRUNE_400_DAYS_AHEAD)
     assert refused.code == 1, str(refused)
     said = " ".join(refused.err.split())
     assert "prune refused, nothing was deleted: respaldo recorded nothing for 400 days" in said
