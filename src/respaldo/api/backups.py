@@ -6,7 +6,6 @@ Each route parses the request, authorises the caller, calls one function of
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -41,17 +40,20 @@ def get_backups(
     type: Annotated[BackupKind | None, Query(description="Only backups of this type.")] = None,
     status: Annotated[BackupStatus | None, Query(description="Only this status.")] = None,
     database: Annotated[str | None, Query(description="Only this database.")] = None,
+    # Text, not a datetime: a time without its UTC offset is refused (which zone is not
+    # guessed), and a day alone must be told from one (both parse to a naive midnight).
     since: Annotated[
-        datetime | None,
+        str | None,
         Query(
             alias="from",
-            description="Only backups made at or after this time (ISO 8601; a date is its "
-            "midnight, a time without a zone is UTC).",
+            description="Only backups made at or after this time: ISO 8601 with its UTC "
+            "offset (2026-12-01T08:00:00-06:00, or Z), or a day (2026-12-01, from midnight "
+            "UTC). A time without an offset is refused (422).",
         ),
     ] = None,
     until: Annotated[
-        datetime | None,
-        Query(alias="to", description="Only backups made at or before this time (ISO 8601)."),
+        str | None,
+        Query(alias="to", description="Only backups made at or before this time (as from)."),
     ] = None,
     verified: Annotated[bool | None, Query(description="Only (un)verified backups.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,

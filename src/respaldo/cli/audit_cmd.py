@@ -19,7 +19,12 @@ from respaldo.operations.models import to_json_list
 def show_audit(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option("--since", help="A day (2026-12-01, UTC) or an ISO time.")
+        str | None,
+        typer.Option(
+            "--since",
+            help="A day (2026-12-01, from midnight UTC) or a time with its UTC offset "
+            "(2026-12-01T08:00:00-06:00, or Z); a time without one is refused.",
+        ),
     ] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this actor.")] = None,
     action: Annotated[AuditAction | None, typer.Option("--action")] = None,

@@ -15,17 +15,17 @@ anything shaped like a token from the detail all the same.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from pydantic import Field
 from sqlalchemy.orm import Session
 
 from respaldo.catalog import AuditEntry, AuditLog
 from respaldo.domain import AuditAction, AuditOutcome
-from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.principal import Principal
+from respaldo.operations.zone import parse_instant
 
 # A JWT (three base64url parts, the first one a JSON header) or a respaldo API token.
 _TOKEN_SHAPED = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*|rsp_[\w-]+")
@@ -114,20 +114,9 @@ def record(
 
 
 def parse_since(text: str) -> datetime:
-    """A day (``2026-12-01``, from midnight UTC) or an ISO 8601 time with a zone."""
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise InvalidInput(
-            "since",
-            f"{text!r} is not a day or a time with a zone",
-            hint="e.g. 2026-12-01 or 2026-12-01T09:00:00Z",
-        )
-    return when
+    """A day (``2026-12-01``, from midnight UTC) or an ISO 8601 time with its UTC offset
+    (:func:`respaldo.operations.zone.parse_instant`)."""
+    return parse_instant("since", text)
 
 
 def entries(

@@ -7,7 +7,7 @@ for a running backup's write.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from respaldo.catalog import BackupRecords, DrillRuns
@@ -17,6 +17,7 @@ from respaldo.operations.catalog_rebuild import backups_the_catalog_misses
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.views import BackupView, DrillCheckView, DrillRunView
+from respaldo.operations.zone import parse_instant
 
 
 class BackupListing(ResultModel):
@@ -46,7 +47,8 @@ def list_backups(
     """Backups in the catalog, newest first, filtered by each argument given.
 
     ``since`` and ``until`` bound the backups' creation time (inclusive): aware times,
-    or ISO 8601 text (a date alone is its midnight UTC; a time without a zone is UTC).
+    or ISO 8601 text (a date alone is its midnight UTC; a time without its UTC offset is
+    refused, :func:`respaldo.operations.zone.parse_instant`).
     Raises InvalidInput for malformed ones, a negative offset or a limit below 1.
     """
     if limit is not None and limit < 1:
@@ -75,17 +77,10 @@ def parse_time(field: str, value: str | datetime | None) -> datetime | None:
     """``value`` as an aware time (see :func:`list_backups`). Raises InvalidInput."""
     if value is None or isinstance(value, datetime):
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
+            # Not taken for UTC (which zone is not guessed): a caller's mistake.
+            raise InvalidInput(field, f"{value.isoformat()} has no UTC offset")
         return value
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            field,
-            f"{value!r} is not an ISO 8601 time",
-            hint="e.g. 2026-11-28, 2026-11-28T08:30:00Z or 2026-11-28T09:30:00+01:00",
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return parse_instant(field, value)
 
 
 def show_backup(ctx: Context, backup_id: str) -> BackupView:

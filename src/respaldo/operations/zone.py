@@ -7,13 +7,13 @@ reads as a day. Its own module so that prune does not import the scheduler to kn
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal import get_localzone
 
 from respaldo.config import Settings
-from respaldo.errors import ConfigError
+from respaldo.errors import ConfigError, InvalidInput
 from respaldo.phrases import N_, Phrase
 
 
@@ -107,3 +107,33 @@ def offset_warnings(when: datetime, zone: tzinfo | None, *, what: str, effect: s
 
 
 __all__ = ["configured_zone", "offset_warnings", "time_zone"]
+
+
+def parse_instant(field: str, text: str) -> datetime:
+    """``text``, a time a user typed (``respaldo audit --since``, the API's ``from`` and
+    ``to``), as an aware time: ISO 8601 with its UTC offset (or ``Z``), or a day alone
+    (``2026-12-01``: from its midnight UTC, as the help says). A time without an offset
+    is refused, as ``--target-time`` and ``rewind --to`` refuse one: which zone it is in
+    is not guessed (taken as UTC, 08:00 typed in Mexico City was 02:00 there). Raises
+    InvalidInput naming ``field`` and the forms it takes."""
+    forms = (
+        "give a day (2026-12-01, from midnight UTC) or a time with its UTC offset: "
+        "2026-12-01T08:00:00-06:00 (Mexico City), 2026-12-01T08:00:00+01:00 (Madrid in "
+        "winter), or Z for UTC (2026-12-01T14:00:00Z)"
+    )
+    cleaned = text.strip()
+    try:
+        if len(cleaned) == 10:
+            return datetime.combine(date.fromisoformat(cleaned), datetime.min.time(), UTC)
+        when = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            field, f"{text!r} is not a day or an ISO 8601 time", hint=forms
+        ) from None
+    if when.utcoffset() is None:
+        raise InvalidInput(
+            field,
+            f"{text!r} has no UTC offset: which time zone it is in is not guessed",
+            hint=forms,
+        )
+    return when

@@ -4,6 +4,7 @@ removes an entry, and the catalog's database refuses UPDATE and DELETE on it."""
 from __future__ import annotations
 
 import inspect
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DatabaseError
 
 from respaldo.catalog import AuditLog
 from respaldo.domain import AuditAction, AuditOutcome
+from respaldo.errors import InvalidInput
 from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
@@ -54,3 +56,14 @@ def test_entries_filter_by_time_user_and_action(context: Context) -> None:
     assert [e.target for e in audit.entries(context, action=AuditAction.USER_ADD)] == ["a"]
     assert [e.id for e in audit.entries(context, since=newest.at)] == [newest.id]
     assert newest.to_json()["outcome"] == "failure"
+
+
+def test_a_since_without_its_utc_offset_is_refused_naming_the_forms_taken() -> None:
+    """`respaldo audit --since 2026-12-01T08:00` and the API's ?since=: refused (which zone
+    is not guessed, as --target-time and the backups' from=), the message naming what is
+    taken (before: "is not a day or a time with a zone", with only a UTC example)."""
+    with pytest.raises(InvalidInput, match="has no UTC offset") as caught:
+        audit.parse_since("2026-12-01T08:00")
+    assert caught.value.hint is not None and "-06:00 (Mexico City)" in caught.value.hint
+    assert audit.parse_since("2026-12-01T08:00-06:00") == datetime(2026, 12, 1, 14, tzinfo=UTC)
+    assert audit.parse_since("2026-12-01") == datetime(2026, 12, 1, tzinfo=UTC)

@@ -92,5 +92,22 @@ def test_malformed_filters_are_422_problems(
             assert answer.headers["content-type"] == "application/problem+json"
             assert answer.json()["status"] == 422
         answer = client.get("/admin/backups", params={"from": "yesterday"})
-    assert answer.json()["detail"] == "the request is malformed: query.from"
-    assert answer.json()["errors"][0]["loc"] == ["query", "from"]
+    assert "'yesterday' is not a day or an ISO 8601 time" in answer.json()["detail"], answer.text
+
+
+def test_a_time_without_its_utc_offset_is_refused_not_taken_for_utc(
+    settings: Settings, context: Context, admin: dict[str, str]
+) -> None:
+    """Before: from=2026-11-23T08:00 was 08:00 UTC, 02:00 for a user in Mexico City who
+    typed their own 08:00: six hours of backups silently left out, or let in. Refused, as
+    --target-time refuses one; the offset (or a day) is taken."""
+    with TestClient(create_app(settings, context), headers=admin) as client:
+        for name in ("from", "to"):
+            answer = client.get("/admin/backups", params={name: "2026-11-23T08:00"})
+            assert answer.status_code == 422, answer.text
+            said = answer.json()
+            assert "'2026-11-23T08:00' has no UTC offset" in said["detail"], said
+            assert "2026-12-01T08:00:00-06:00 (Mexico City)" in said["hint"], said
+        for given in ("2026-11-23T08:00:00-06:00", "2026-11-23T14:00Z", "2026-11-23"):
+            answer = client.get("/admin/backups", params={"from": given})
+            assert answer.status_code == 200, (given, answer.text)
