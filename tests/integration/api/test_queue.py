@@ -57,6 +57,19 @@ def run_cli(site: Site, *args: str) -> tuple[int, str, str]:  # noqa: F811
     return process.returncode, out, err
 
 
+def _backups_of_which_prune_keeps_one(site: Site, count: int) -> list[str]:  # noqa: F811
+    """``count`` backups of erp2, oldest first, under a retention that expires all but the
+    newest, unless something (a queued restore) keeps one."""
+    with site.config.open("a") as fh:
+        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+    ids = []
+    for _ in range(count):
+        code, out, err = run_cli(site, "backup", "erp2", "--json")
+        assert code == 0, err
+        ids.append(json.loads(out)["id"])
+    return ids
+
+
 def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # noqa: F811
     """A restore asked for through the API waits in the queue until a worker is free; a
     prune meanwhile deleted its backup ('1 backups deleted'), and the restore, once a
@@ -65,14 +78,7 @@ def test_a_queued_restore_keeps_its_backup_from_a_prune(site: Site) -> None:  # 
     left, the next prune expires it. A restore whose backup was deleted all the same (by
     hand, here; or a prune between its last look and the deletion) fails saying so,
     with nothing created (the CLI's restore, here)."""
-    with site.config.open("a") as fh:
-        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
-    ids = []
-    for _ in range(3):
-        code, out, err = run_cli(site, "backup", "erp2", "--json")
-        assert code == 0, err
-        ids.append(json.loads(out)["id"])
-    older, middle, newest = ids
+    older, middle, newest = _backups_of_which_prune_keeps_one(site, 3)
     with client(load_settings(site.config), Role.ADMIN, "erp-page") as api:
         queued = api.post(f"/admin/backups/{older}/restore")
         assert queued.status_code == 202, queued.text
@@ -123,14 +129,7 @@ def test_a_restore_left_queued_with_no_worker_expires_and_frees_its_backup(
     longer than [queue] expire_hours with no live worker for its queue, whatever opens
     the catalog first fails it as expired (and alerts): the next prune expires the
     backup, and a worker started later runs nothing."""
-    with site.config.open("a") as fh:
-        fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
-    ids = []
-    for _ in range(2):
-        code, out, err = run_cli(site, "backup", "erp2", "--json")
-        assert code == 0, err
-        ids.append(json.loads(out)["id"])
-    older, newest = ids
+    older, newest = _backups_of_which_prune_keeps_one(site, 2)
     with client(load_settings(site.config), Role.ADMIN, "erp-page") as api:
         queued = api.post(f"/admin/backups/{older}/restore")
         assert queued.status_code == 202, queued.text
