@@ -296,6 +296,30 @@ def files_of(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def _three_days_of_backups(cli: Cli, pg: TempCluster, erp_db: str, seed: int) -> list[str]:
+    """A backup of erp, then a day of work in it, three times; the backups' ids."""
+    ids = []
+    for day in (1, 2, 3):
+        out, _ = cli.ok("backup", "erp", "--json")
+        ids.append(json.loads(out)["id"])
+        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=seed, day=day)
+    return ids
+
+
+def _refused_400_days_ahead(cli: Cli) -> str:
+    """prune, and prune --dry-run, under a clock 400 days ahead: both refuse (exit 1), and
+    neither repository nor the catalog's list has changed. What prune said, on one line."""
+    before = {name: files_of(cli.root / name) for name in ("repo", "second")}
+    listed, _ = cli.ok("list", "--json")
+    refused = run_ahead(cli, 400, "prune")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    dry = run_ahead(cli, 400, "prune", "--dry-run")
+    assert dry.returncode == 1 and "prune refused" in dry.stderr
+    assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
+    assert cli.ok("list", "--json")[0] == listed
+    return " ".join(refused.stderr.split())
+
+
 def test_prune_refuses_to_expire_by_age_when_the_clock_is_far_ahead(
     cli: Cli, pg: TempCluster, erp_db: str
 ) -> None:
@@ -304,26 +328,14 @@ def test_prune_refuses_to_expire_by_age_when_the_clock_is_far_ahead(
     and exited 0. Now it refuses and changes nothing: not the repositories, not the
     catalog; it says why and how to go on, and status is red for the backups' age under
     that clock. ``--trust-clock`` expires them."""
-    ids = []
-    for day in (1, 2, 3):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
-        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=9, day=day)
-    before = {name: files_of(cli.root / name) for name in ("repo", "second")}
-    listed, _ = cli.ok("list", "--json")
+    ids = _three_days_of_backups(cli, pg, erp_db, seed=9)
 
-    refused = run_ahead(cli, 400, "prune")
-    said = " ".join(refused.stderr.split())
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = _refused_400_days_ahead(cli)
     assert "prune refused, nothing was deleted" in said
     assert "400 days after the newest backup completed" in said
     assert "1 backups would expire by age that had not expired then" in said
     assert "the clock is ahead, or no backup has completed since" in said
     assert "--trust-clock" in said and "clock_check_days" in said
-    dry = run_ahead(cli, 400, "prune", "--dry-run")
-    assert dry.returncode == 1 and "prune refused" in dry.stderr
-    assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
-    assert cli.ok("list", "--json")[0] == listed
     status = run_ahead(cli, 400, "status")
     assert "the newest logical backup completed 400 d ago" in " ".join(status.stdout.split())
 
@@ -393,29 +405,17 @@ def test_a_backup_taken_after_the_clock_jumped_does_not_make_prune_trust_it(
     expired the history. A backup that completed far longer after everything recorded
     before it than [retention] clock_check_days (or [rpo]) allows is no evidence of the
     time: prune refuses, changes nothing and says so, until --trust-clock."""
-    ids = []
-    for day in (1, 2, 3):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
-        sample.day_of_work(pg.conninfo_kwargs(erp_db), seed=13, day=day)
+    ids = _three_days_of_backups(cli, pg, erp_db, seed=13)
     jumped = run_ahead(cli, 400, "backup", "erp", "--json", monotonic=True)
     assert jumped.returncode == 0, jumped.stdout + jumped.stderr
     ids.append(json.loads(jumped.stdout)["id"])
-    before = {name: files_of(cli.root / name) for name in ("repo", "second")}
-    listed, _ = cli.ok("list", "--json")
 
-    refused = run_ahead(cli, 400, "prune")
-    said = " ".join(refused.stderr.split())
-    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = _refused_400_days_ahead(cli)
     assert "prune refused, nothing was deleted: respaldo recorded nothing for 400 days" in said
     assert "(more than 7 days, [retention] clock_check_days = 7)" in said
     assert "the clock jumped ahead, or respaldo was stopped that long" in said
     assert "2 backups would expire by age that had not expired then" in said
     assert "--trust-clock" in said and "once backups have run 7 days at the new time" in said
-    dry = run_ahead(cli, 400, "prune", "--dry-run")
-    assert dry.returncode == 1 and "prune refused" in dry.stderr
-    assert {name: files_of(cli.root / name) for name in ("repo", "second")} == before
-    assert cli.ok("list", "--json")[0] == listed
 
     trusted = run_ahead(cli, 400, "prune", "--trust-clock", "--json")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
