@@ -28,11 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -392,3 +395,45 @@ def restored_servers() -> Iterator[list[TempCluster]]:
             server.stop("immediate")
         except Exception as exc:  # a failed stop must not hide the test's own result
             print(f"could not stop restored server in {server.datadir}: {exc}")
+
+
+def rows_around_an_instant(
+    archiving: Archiving,
+) -> tuple[dict[str, Any], sql.Identifier, datetime]:
+    """A new table (in ``shop``), a backup of it empty, rows 1 and 2 committed after it
+    and their WAL archived: (the backup's record, the table, an instant between the two
+    commits). A restore to that instant has row 1 alone."""
+    pg = archiving.pg
+    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+    record = archiving.backup()
+    pg.execute(insert, (1,), dbname=SHOP)
+    between = pg.scalar("SELECT clock_timestamp()")
+    pg.execute(insert, (2,), dbname=SHOP)
+    archiving.switch_and_archive()
+    return record, table, between
+
+
+@dataclass(frozen=True)
+class MadridTarget:
+    """A target time written with the summer offset in December, for a Madrid installation."""
+
+    config: Path  # the archiving cluster's configuration, [schedules] time_zone = Europe/Madrid
+    record: dict[str, Any]  # a backup of ``table`` while it was empty
+    table: sql.Identifier  # rows 1 and 2 committed after the backup, and archived
+    between: datetime  # after row 1's commit, before row 2's
+    summer: datetime  # the same instant, written with +02:00 (Madrid is at +01:00 in December)
+
+
+def madrid_summer_target(archiving: Archiving) -> MadridTarget:
+    """A new table, a backup, rows 1 and 2 committed after it and their WAL archived; the
+    instant between the two rows as a Madrid user with a summer-time habit would write it.
+    Asserts that Madrid's offset at that instant is indeed +01:00 (the tests run in
+    December; the warning they look for is only said when the offsets differ)."""
+    config = archiving.base / f"madrid-{uuid.uuid4().hex[:8]}.toml"
+    config.write_text(archiving.config.read_text() + '\n[schedules]\ntime_zone = "Europe/Madrid"\n')
+    record, table, between = rows_around_an_instant(archiving)
+    assert between.astimezone(ZoneInfo("Europe/Madrid")).utcoffset() == timedelta(hours=1)
+    summer = between.astimezone(timezone(timedelta(hours=2)))
+    return MadridTarget(config, record, table, between, summer)

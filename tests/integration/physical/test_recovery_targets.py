@@ -35,7 +35,13 @@ from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
 from respaldo.repository.wal import get_wal, put_wal
 from tests.integration.majors import ON_EVERY_MAJOR
-from tests.integration.physical.conftest import SHOP, Archiving, free_port
+from tests.integration.physical.conftest import (
+    SHOP,
+    Archiving,
+    free_port,
+    madrid_summer_target,
+    rows_around_an_instant,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -174,15 +180,9 @@ def test_a_target_time_while_the_backup_ran_is_reached(
     during = earliest + (stopped - earliest) / 2
     pg.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table), dbname=SHOP)
     archiving.switch_and_archive()
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", record["id"], "--target-datadir", str(datadir),
-        "--target-time", during.isoformat(), "--start", "--port", str(port),
-    )  # fmt: skip
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, _, _ = archiving.restore_started(
+        record["id"], restored_servers, "--target-time", during.isoformat()
+    )
     rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
     assert [r[0] for r in rows] == [1]
 
@@ -404,22 +404,10 @@ def test_a_target_offset_that_is_not_the_installations_is_warned_about(
 ) -> None:
     # A Madrid installation; the target is given with the summer offset (+02:00) in
     # December (+01:00): it is the instant it names, an hour from what the wall clock said.
-    madrid_config = archiving.base / "madrid.toml"
-    madrid_config.write_text(
-        archiving.config.read_text() + '\n[schedules]\ntime_zone = "Europe/Madrid"\n'
-    )
-    pg = archiving.pg
-    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
-    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-    record = archiving.backup()
-    pg.execute(insert, (1,), dbname=SHOP)
-    between = pg.scalar("SELECT clock_timestamp()")
-    pg.execute(insert, (2,), dbname=SHOP)
-    archiving.switch_and_archive()
-    summer = between.astimezone(timezone(timedelta(hours=2)))
+    target = madrid_summer_target(archiving)
+    madrid_config, record, table = target.config, target.record, target.table
+    between, summer = target.between, target.summer
     winter = between.astimezone(ZoneInfo("Europe/Madrid"))
-    assert winter.utcoffset() == timedelta(hours=1)  # December
     datadir = archiving.new_datadir()
     port = free_port()
     assert archiving.capsys is not None
@@ -525,14 +513,7 @@ def test_a_target_time_after_the_last_archived_commit_is_refused_before_anything
     # target was reached": with --start after the whole copy was written; without it the
     # restore said it was done, and the server failed when started as it printed.
     pg = archiving.pg
-    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
-    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-    record = archiving.backup()
-    pg.execute(insert, (1,), dbname=SHOP)
-    between = pg.scalar("SELECT clock_timestamp()")
-    pg.execute(insert, (2,), dbname=SHOP)
-    archiving.switch_and_archive()
+    record, table, between = rows_around_an_instant(archiving)
     # Every archived commit is before this: the archiver pushed it already.
     after = pg.scalar("SELECT clock_timestamp()").astimezone(timezone(timedelta(hours=-3)))
     for start in ((), ("--start", "--port", str(free_port()))):
@@ -571,14 +552,8 @@ def test_a_target_time_after_the_last_archived_commit_is_refused_before_anything
         assert f"its newest commit after backup {record['id']} is at {newest_said} " in run.err
         assert not datadir.exists()
     # A target before the last commit is restored as before.
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", record["id"], "--target-datadir", str(datadir),
-        "--target-time", between.isoformat(), "--start", "--port", str(port),
-    )  # fmt: skip
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    restored, _, _ = archiving.restore_started(
+        record["id"], restored_servers, "--target-time", between.isoformat()
+    )
     rows = restored.query(sql.SQL("SELECT id FROM {} ORDER BY id").format(table), dbname=SHOP)
     assert [r[0] for r in rows] == [1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from psycopg import sql
@@ -20,7 +19,7 @@ from respaldo.i18n import translations
 from respaldo.operations.context import Context
 from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.reasons import reason
-from tests.integration.physical.conftest import SHOP, Archiving
+from tests.integration.physical.conftest import SHOP, Archiving, madrid_summer_target
 from tests.servers.notify import Smtp, smtp  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -121,20 +120,9 @@ def test_a_target_time_with_no_commit_archived_after_the_backup_is_refused_in_sp
 def test_the_wrong_season_offset_warning_is_said_in_spanish(archiving: Archiving) -> None:
     """A Madrid installation, a target with the summer offset in December: the restore's
     warning, as the page and the alerts say it."""
-    madrid = archiving.base / f"madrid-{uuid.uuid4().hex[:8]}.toml"
-    madrid.write_text(archiving.config.read_text() + '\n[schedules]\ntime_zone = "Europe/Madrid"\n')
-    pg = archiving.pg
-    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
-    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-    record = archiving.backup()
-    pg.execute(insert, (1,), dbname=SHOP)
-    between = pg.scalar("SELECT clock_timestamp()")
-    pg.execute(insert, (2,), dbname=SHOP)
-    archiving.switch_and_archive()
-    assert between.astimezone(ZoneInfo("Europe/Madrid")).utcoffset() == timedelta(hours=1)
-    summer = between.astimezone(timezone(timedelta(hours=2)))  # the instant, summer's offset
-    with Context.open(load_settings(madrid)) as ctx:
+    target = madrid_summer_target(archiving)
+    record, summer = target.record, target.summer
+    with Context.open(load_settings(target.config)) as ctx:
         outcome = restore(
             ctx,
             RestoreRequest(

@@ -21,7 +21,6 @@ from tests.integration.physical.conftest import (
     SHOP,
     Archiving,
     archiving_cluster,
-    free_port,
 )
 from tests.integration.physical.test_physical_roundtrip import check_point_in_time_recovery
 
@@ -106,15 +105,9 @@ def test_a_commit_record_longer_than_a_segment_does_not_refuse_a_target_before_i
         assert after - before > 2 * MIB, "the commit record spans a whole segment"
         archiving.switch_and_archive()
         later = pg.scalar("SELECT clock_timestamp()")
-        datadir = archiving.new_datadir()
-        port = free_port()
-        run = archiving.run(
-            "restore", record["id"], "--target-datadir", str(datadir),
-            "--target-time", between.isoformat(), "--start", "--port", str(port),
-        )  # fmt: skip
-        assert run.code == 0, str(run)
-        restored = archiving.restored(datadir, port)
-        restored_servers.append(restored)
+        restored, _, _ = archiving.restore_started(
+            record["id"], restored_servers, "--target-time", between.isoformat()
+        )
         assert restored.scalar("SELECT array_agg(id) FROM imported", dbname=SHOP) == [0]
         # After it: refused, naming the long commit (not the one before it) as the newest.
         datadir = archiving.new_datadir()
