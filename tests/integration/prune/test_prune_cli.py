@@ -296,6 +296,11 @@ def files_of(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def _backups(cli: Cli, count: int) -> list[str]:
+    """``count`` backups of erp, one after another; their ids, oldest first."""
+    return [json.loads(cli.ok("backup", "erp", "--json")[0])["id"] for _ in range(count)]
+
+
 def _three_days_of_backups(cli: Cli, pg: TempCluster, erp_db: str, seed: int) -> list[str]:
     """A backup of erp, then a day of work in it, three times; the backups' ids."""
     ids = []
@@ -349,10 +354,7 @@ def test_prune_still_expires_what_had_expired_when_the_newest_backup_completed(c
     """Backups stopped a month ago (the newest is 30 days old): what had expired when
     the newest completed (here 33 days ago) is still expired and deleted by the rules;
     only what expired since is held back (and then the whole prune refuses)."""
-    ids = []
-    for _ in range(3):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
+    ids = _backups(cli, 3)
     back_date(cli, ids[0], 40 * DAY)
     back_date(cli, ids[1], 34 * DAY)
     back_date(cli, ids[2], 30 * DAY)
@@ -439,10 +441,7 @@ def test_backups_that_resume_after_a_month_of_failures_are_trusted(cli: Cli) -> 
     """A real month without a completed backup, while the service ran and recorded the
     failures, is no silence: the first backup that completes ends the refusal, and
     prune expires what the rules expire."""
-    ids = []
-    for _ in range(9):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
+    ids = _backups(cli, 9)
     back_date(cli, ids[0], 40 * DAY)
     back_date(cli, ids[1], 39 * DAY)
     for n, backup_id in enumerate(ids[2:8]):
@@ -457,10 +456,7 @@ def test_backups_at_a_new_time_confirm_it_once_they_span_the_bound(cli: Cli) -> 
     """After a silence (a jump, or a machine really off for a month): one backup since is
     refused as evidence; backups recorded over more than clock_check_days since confirm
     the new time, and prune goes on by itself."""
-    ids = []
-    for _ in range(4):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
+    ids = _backups(cli, 4)
     back_date(cli, ids[0], 40 * DAY)
     back_date(cli, ids[1], 39 * DAY)
     back_date(cli, ids[2], 38 * DAY)
@@ -483,10 +479,7 @@ def test_a_prune_with_trust_clock_after_a_silence_is_remembered(cli: Cli) -> Non
     backup from before the holiday reached its expiry, until a week at the new time had
     passed. A prune that succeeded with --trust-clock after the silence ended confirms
     the new time for the prunes after it."""
-    ids = []
-    for _ in range(6):
-        out, _ = cli.ok("backup", "erp", "--json")
-        ids.append(json.loads(out)["id"])
+    ids = _backups(cli, 6)
     # Before the holiday, 27-day retention: the first has expired by now, the others
     # expire over the next days. After it: the day before yesterday, yesterday, today.
     for backup_id, age in zip(ids[:3], (30, 26, 25), strict=True):
