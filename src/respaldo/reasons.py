@@ -93,8 +93,8 @@ _PHRASES = (
     N_("nothing was changed: {database} is as it was; {then}"),
     N_("nothing was changed: no database {database} was created; {then}"),
     N_(
-        "{database} is as it was, but the backup's roles this server lacked were created "
-        "({option}); {then}"
+        "the database {database} is as it was, but the backup's roles this server lacked "
+        "were created ({option}); {then}"
     ),
     N_(
         "no database {database} was created, but the backup's roles this server lacked "

@@ -663,8 +663,10 @@ def _unchanged(
         hint = (
             Phrase(
                 N_(
-                    "{database} is as it was, but the backup's roles this server lacked "
-                    "were created ({option}); {then}"
+                    # Not opening with {database}: a phrase that opens with a value is
+                    # tried at every ": " of a long error (respaldo.reasons).
+                    "the database {database} is as it was, but the backup's roles this "
+                    "server lacked were created ({option}); {then}"
                 ),
                 database=target,
                 option=option("with_globals"),

@@ -93,8 +93,8 @@ def test_a_restore_that_created_roles_does_not_say_that_nothing_was_changed() ->
     )
     kept = _unchanged(killed, "erp", replacing=True, roles=True)
     assert _as_on_the_page(kept)[1].startswith(
-        "erp sigue como estaba, pero se crearon los roles de la copia que este servidor no "
-        "tenía (with_globals); algo ajeno"
+        "la base de datos erp sigue como estaba, pero se crearon los roles de la copia que "
+        "este servidor no tenía (with_globals); algo ajeno"
     )
 
 
