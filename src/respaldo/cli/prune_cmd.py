@@ -98,13 +98,19 @@ def _print(result: PruneReport) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for outcome in result.repositories:
         if outcome.gc is not None:
-            verb = "would reclaim about" if result.dry_run else "reclaimed"
+            reclaimed = outcome.gc.bytes_reclaimed
+            # Writing more than it deleted (a repack whose index rewrite cost more than it
+            # saved) is said so, never as a negative reclaim.
+            if reclaimed >= 0:
+                verb = "would reclaim about" if result.dry_run else "reclaimed"
+            else:
+                verb = "would grow the repository by about" if result.dry_run else "grew by"
             manifests = counted(
                 outcome.manifests_deleted, "{count} manifest deleted", "{count} manifests deleted"
             )
             err_console.print(
                 f"{outcome.name}: {manifests}; "
-                f"{_gc_line(outcome.gc)}; {verb} {human_bytes(outcome.gc.bytes_reclaimed)}",
+                f"{_gc_line(outcome.gc)}; {verb} {human_bytes(abs(reclaimed))}",
                 highlight=False,
             )
             for problem in outcome.gc.problems:

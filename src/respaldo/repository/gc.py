@@ -11,7 +11,8 @@ every data chunk those lists name. *Sweep*, per pack:
   id on the way: a damaged chunk is never copied, its pack is kept and reported, and the
   damaged copy is quarantined so that no backup deduplicates against it any more);
 - several small packs (below ``small_pack_fraction`` of the pack size: every backup's
-  last pack is one) are repacked together;
+  last pack is one) are repacked together, when that reclaims space (merging alone
+  rewrites the whole index, which can cost more than the packs' headers save);
 - a chunk stored in several packs lives in the one whose share of live chunks is
   highest (after an interrupted collection: the new pack).
 
@@ -58,7 +59,7 @@ from datetime import UTC, datetime
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.crypto import OVERHEAD, SealError
 from respaldo.repository.damage import confirm_damage, misplaced_problem
-from respaldo.repository.index import INDEX_PREFIX, decode_index, seal_index
+from respaldo.repository.index import GROUP, INDEX_PREFIX, MAGIC, decode_index, seal_index
 from respaldo.repository.locks import Lease, LockKind, read_locks
 from respaldo.repository.manifest import MANIFEST_PREFIX
 from respaldo.repository.packs import (
@@ -163,6 +164,7 @@ class _Plan:
     repack: list[_Pack] = field(default_factory=list)
     keep: list[_Pack] = field(default_factory=list)
     dangling: int = 0  # index entries naming packs that do not exist
+    index_entries: int = 0  # entries the index files hold, all of them (as stored)
 
 
 def collect_garbage(
@@ -244,7 +246,7 @@ def _plan(
     # a chunk, collection could keep the damaged one and delete the good one.
     repo.quarantine.refuse_if_damaged("collect garbage")
     packs: dict[str, _Pack] = {}
-    dangling = 0
+    dangling = index_entries = 0
     for name in sorted(index_files):
         try:
             groups = list(decode_index(repo._read_index_file(name)))
@@ -256,6 +258,7 @@ def _plan(
                 hint="was 'respaldo index rebuild' running? run prune again",
             ) from None
         for pack_id, entries in groups:
+            index_entries += len(entries)
             where = stored.get(pack_id)
             if where is None:
                 dangling += len(entries)
@@ -306,7 +309,7 @@ def _plan(
         best = max(candidates, key=lambda p: (share[p.pack_id], p.pack_id))
         best.live[cid] = best.entries[cid]
 
-    plan = _Plan(index_files, unindexed, dangling=dangling)
+    plan = _Plan(index_files, unindexed, dangling=dangling, index_entries=index_entries)
     small: list[_Pack] = []
     for pack in sorted(packs.values(), key=lambda p: p.pack_id):
         if not pack.live:
@@ -320,7 +323,16 @@ def _plan(
     # Merging costs a copy of the small packs; worth it for two or more, or when new
     # packs are being written anyway (otherwise their last one is another small pack).
     if len(small) >= 2 or (small and plan.repack):
+        merge_only = not (plan.repack or _index_changes(plan))
         plan.repack.extend(small)
+        # Merging alone rewrites the whole index too. Its files are compressed, and what
+        # two small packs' headers save can be less than a larger index costs: a dry run
+        # said "3 repacked into 1 ... would reclaim about -8.3 KiB". Merge when it pays,
+        # by more than the estimate can miss: how well a rewritten index compresses
+        # (measured: a few hundred bytes either way on a 50 KiB index).
+        if merge_only and not _pays(repo, plan):
+            plan.repack = []
+            plan.keep.extend(small)
     else:
         plan.keep.extend(small)
     return plan
@@ -367,23 +379,56 @@ def _estimate(repo: Repository, plan: _Plan, report: GcReport) -> None:
     """Fill a dry run's report from the plan without writing anything."""
     report.packs_deleted = len(plan.delete) + len(plan.unindexed)
     report.packs_repacked = len(plan.repack)
+    report.chunks_dropped = sum(len(p.entries) - len(p.live) for p in plan.delete + plan.repack)
+    guess = _guess(repo, plan)
+    report.packs_written = guess.packs_written
+    report.bytes_deleted = guess.bytes_deleted + sum(plan.unindexed.values())
+    report.bytes_written = guess.bytes_written
+    if _index_changes(plan):
+        report.index_files_removed = len(plan.index_files)
+        report.index_files_written = guess.index_files_written
+
+
+@dataclass(frozen=True)
+class _Guess:
+    packs_written: int
+    index_files_written: int
+    bytes_deleted: int
+    bytes_written: int
+
+
+def _guess(repo: Repository, plan: _Plan) -> _Guess:
+    """What carrying out ``plan`` would delete and write (packs no index describes
+    aside). Pack headers and index files are stored compressed, so their sizes are
+    estimated from those in the store (bytes per entry), not from the entries' size."""
     live_bytes = sum(p.live_bytes for p in plan.repack)
     live_chunks = sum(len(p.live) for p in plan.repack)
     new_packs = -(-live_bytes // repo.pack_size) if live_bytes else 0
-    report.packs_written = new_packs
-    report.chunks_dropped = sum(len(p.entries) - len(p.live) for p in plan.delete + plan.repack)
-    report.bytes_deleted = sum(p.size for p in plan.delete + plan.repack) + sum(
-        plan.unindexed.values()
-    )
-    header = new_packs * (OVERHEAD + TRAILER.size) + live_chunks * ENTRY.size
-    report.bytes_written = live_bytes + header if new_packs else 0
+    fixed = OVERHEAD + TRAILER.size
+    headers = sum(p.size - p.sealed_total - fixed for p in plan.repack)
+    entries = sum(len(p.entries) for p in plan.repack)
+    per_entry = headers / entries if entries and headers > 0 else ENTRY.size
+    deleted = sum(p.size for p in plan.delete + plan.repack)
+    written = round(live_bytes + new_packs * fixed + live_chunks * per_entry) if new_packs else 0
+    files = 0
     if _index_changes(plan):
         kept_entries = sum(len(p.entries) for p in plan.keep) + live_chunks
-        report.index_files_removed = len(plan.index_files)
-        remaining = len(plan.keep) + report.packs_written
-        report.index_files_written = -(-remaining // PACKS_PER_INDEX_FILE)
-        report.bytes_deleted += sum(plan.index_files.values())
-        report.bytes_written += OVERHEAD + 5 + kept_entries * ENTRY.size
+        files = -(-(len(plan.keep) + new_packs) // PACKS_PER_INDEX_FILE)
+        fixed = OVERHEAD + len(MAGIC)
+        stored = sum(plan.index_files.values()) - len(plan.index_files) * fixed
+        per_entry = stored / plan.index_entries if plan.index_entries and stored > 0 else 0
+        per_entry = per_entry or ENTRY.size + GROUP.size
+        deleted += sum(plan.index_files.values())
+        written += round(max(files, 1) * fixed + kept_entries * per_entry)
+    return _Guess(new_packs, files, deleted, written)
+
+
+def _pays(repo: Repository, plan: _Plan) -> bool:
+    """Whether carrying out ``plan`` is expected to reclaim space, by more than a 32nd of
+    the index it rewrites (what compressing that index differently can cost)."""
+    guess = _guess(repo, plan)
+    margin = sum(plan.index_files.values()) // 32
+    return guess.bytes_deleted - guess.bytes_written > margin
 
 
 def _index_changes(plan: _Plan) -> bool:

@@ -409,3 +409,22 @@ def test_a_manifest_deleted_during_the_mark_is_skipped(mem_repo: Repository) -> 
     report = collect_garbage(open_repo(Vanishing(mem_repo.storage, 10**6)))
     assert report.backups == 2
     assert_sound(mem_repo.storage, {k: v for k, v in backups.items() if k != "b0"})
+
+
+def test_merging_small_packs_reclaims_space_or_is_not_done(
+    storage: Storage, repo: Repository
+) -> None:
+    """Three small packs of live chunks beside a large kept backup: a prune's dry run said
+    "3 repacked into 1 ... would reclaim about -8.3 KiB" (it counted the index rewritten
+    for the kept chunks uncompressed, the index files deleted as stored, compressed).
+    Merging is done only when it reclaims space, and the dry run says what the real
+    collection then does."""
+    write_backup(repo, "big", {"dump": random_bytes(1_500_000, seed=99)})
+    for i in range(3):
+        write_backup(repo, f"s{i}", {"dump": random_bytes(2_000, seed=i)})
+    before = snapshot(storage)
+    preview = collect_garbage(repo, dry_run=True, small_pack_fraction=0.5)
+    assert snapshot(storage) == before
+    real = collect_garbage(repo, small_pack_fraction=0.5)
+    assert preview.bytes_reclaimed >= 0 and real.bytes_reclaimed >= 0
+    assert real.packs_repacked == preview.packs_repacked
