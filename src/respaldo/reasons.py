@@ -71,6 +71,8 @@ _PHRASES = (
     N_("cancelled"),
     N_("cancelled by request"),
     N_("interrupted"),
+    N_("terminated by SIGTERM"),
+    N_("terminated by SIGHUP"),
     N_("respaldo serve is stopping"),
     N_("the worker was stopped before the job ended"),
     N_("the previous run (job {job}) still runs"),

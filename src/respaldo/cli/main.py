@@ -6,6 +6,7 @@ Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -22,12 +23,38 @@ from respaldo.errors import RespaldoError
 # (respaldo.cli.lazy): start-up pays only for the command it runs.
 
 _INTERRUPTED = threading.Event()
-"""Set by SIGINT (see :func:`take_interrupts`)."""
+"""Set by SIGINT, SIGTERM or SIGHUP (see :func:`take_interrupts`)."""
+
+_RECEIVED: list[int] = []
+"""The signals :func:`_interrupt` took, first first: the exit status and message follow
+the first (a SIGTERM after a Ctrl-C does not turn an interrupt into a termination)."""
+
+DAEMONS = frozenset({"serve", "worker"})
+"""Commands that stop gracefully on SIGTERM by their own handlers (finishing or handing
+back their jobs): :func:`take_interrupts` leaves SIGTERM and SIGHUP to them."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     _INTERRUPTED.set()
-    raise KeyboardInterrupt
+    _RECEIVED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    # A KeyboardInterrupt all the same: every command's cleanup (children killed, the
+    # record failed, leases released, staging databases dropped) is written for it.
+    # Its text is the job's recorded reason (operations/jobs.py, operations/recorded.py).
+    raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+
+
+def _interrupted() -> int:
+    """Say why the command ended early; the exit status, 128 + the signal's number (130
+    for Ctrl-C, 143 SIGTERM, 129 SIGHUP) as a shell reports a command a signal killed."""
+    signum = _RECEIVED[0] if _RECEIVED else signal.SIGINT
+    name = signal.Signals(signum).name
+    said = "interrupted" if signum == signal.SIGINT else f"terminated ({name})"
+    # After SIGHUP the terminal may be gone (EIO): the exit status still says it.
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"respaldo: {said}\n")
+    return 128 + signum
 
 
 def invoke(argv: list[str] | None = None) -> int:
@@ -48,8 +75,7 @@ def invoke(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"respaldo: error: {exc.format_message()}\n")
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        sys.stderr.write("respaldo: interrupted\n")
-        return 130
+        return _interrupted()
     except RespaldoError as exc:
         message, hint = exc.rendered(option_name)
         sys.stderr.write(f"respaldo: error: {message}\n")
@@ -58,8 +84,7 @@ def invoke(argv: list[str] | None = None) -> int:
         return 1
     if _INTERRUPTED.is_set():
         # Typer turns the KeyboardInterrupt into a plain 130 before it reaches us.
-        sys.stderr.write("respaldo: interrupted\n")
-        return 130
+        return _interrupted()
     return result if isinstance(result, int) else 0
 
 
@@ -78,8 +103,9 @@ OPTION_NAMES = {
 """Arguments whose option is not simply ``--`` and the argument's name."""
 
 
-def take_interrupts() -> None:
-    """Make SIGINT raise KeyboardInterrupt even if this process was started ignoring it.
+def take_interrupts(*, terminate: bool = True) -> None:
+    """Make SIGINT raise KeyboardInterrupt even if this process was started ignoring it;
+    with ``terminate``, SIGTERM and SIGHUP too.
 
     Ignored signals are inherited, and a non-interactive shell starts its background jobs
     (``cmd &``) with SIGINT ignored; so do some supervisors and CI runners. Python keeps
@@ -87,13 +113,29 @@ def take_interrupts() -> None:
     dropped: a backup waiting on a database lock went on waiting for as long as the lock
     was held. Every command cleans up on KeyboardInterrupt (the backup's record failed at
     once, children killed, leases released), so respaldo always takes it.
+
+    SIGTERM (``kill``, ``timeout``, systemd stopping a unit, container runtimes) and
+    SIGHUP (the ssh session of the administrator running a restore dropped) killed the
+    process outright: its pg_restore, in a session of its own, went on loading a staging
+    database nobody would swap in, which stayed, and the job stayed "running" until the
+    next start found its process gone. They now take the same path. An inherited SIG_IGN
+    for SIGHUP is kept: ``nohup respaldo restore ...`` asks for the command to survive
+    the logout. ``serve`` and ``worker`` install their own SIGTERM handling (a graceful
+    stop) and are left with the default for both (``terminate=False``).
     """
     signal.signal(signal.SIGINT, _interrupt)
+    if not terminate:
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _interrupt)
 
 
 def run() -> NoReturn:
     """Console-script entry point."""
-    take_interrupts()
+    from respaldo.cli.entry import command_of
+
+    take_interrupts(terminate=command_of(sys.argv[1:]) not in DAEMONS)
     sys.exit(invoke())
 
 

@@ -368,7 +368,8 @@ def run(
 
 def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
-        token.cancel("interrupted")
+        # Ctrl-C's has no text; SIGTERM's and SIGHUP's name the signal (cli/main.py).
+        token.cancel(str(exc) or "interrupted")
     if token.cancelled or isinstance(exc, JobCancelled):
         status, message = JobStatus.CANCELLED, token.reason or str(exc)
     else:

@@ -178,7 +178,7 @@ def _failure(exc: BaseException) -> str:
     kills the child program, and what the body then raises is often the child's death
     ("pg_basebackup was killed by signal 9"), which is not why the backup ended."""
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+        return str(exc) or "interrupted"  # SIGTERM's and SIGHUP's name the signal
     token = cancellation.current()
     if token is not None and token.cancelled:
         return f"cancelled: {token.reason}" if token.reason else "cancelled"

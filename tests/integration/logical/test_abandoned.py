@@ -38,23 +38,30 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float = 120) -> Non
 
 
 @contextmanager
-def sigint(disposition: signal.Handlers | Callable[..., Any]) -> Iterator[None]:
-    """SIGINT set to ``disposition`` in this process for the block (children inherit it)."""
-    before = signal.signal(signal.SIGINT, disposition)
+def sigint(
+    disposition: signal.Handlers | Callable[..., Any], sig: signal.Signals = signal.SIGINT
+) -> Iterator[None]:
+    """``sig`` set to ``disposition`` in this process for the block (children inherit it)."""
+    before = signal.signal(sig, disposition)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(sig, before)
 
 
 @contextmanager
 def blocked_backup(
-    respaldo: Respaldo, pg: TempCluster, *, started_ignoring_sigint: bool = False
+    respaldo: Respaldo,
+    pg: TempCluster,
+    *,
+    started_ignoring_sigint: bool = False,
+    started_ignoring_sighup: bool = False,
 ) -> Iterator[subprocess.Popen[str]]:
     """A ``python -m respaldo.cli.main backup erp`` process, in progress and waiting on a lock.
 
     ``started_ignoring_sigint``: started as a non-interactive shell starts a background
-    job (``respaldo backup erp &``), with SIGINT ignored. The lock is released when the
+    job (``respaldo backup erp &``), with SIGINT ignored. ``started_ignoring_sighup``: as
+    ``nohup`` starts it. The lock is released when the
     block ends; the process is killed then if it still runs.
     """
     source = respaldo.dbname
@@ -62,7 +69,8 @@ def blocked_backup(
         locker.execute("LOCK TABLE finanzas.facturas IN ACCESS EXCLUSIVE MODE")
         argv = respaldo.process_argv()
         disposition = signal.SIG_IGN if started_ignoring_sigint else signal.default_int_handler
-        with sigint(disposition):
+        hangup = signal.SIG_IGN if started_ignoring_sighup else signal.SIG_DFL
+        with sigint(disposition), sigint(hangup, signal.SIGHUP):
             process = subprocess.Popen(
                 [*argv, "backup", "erp"],
                 stdout=subprocess.PIPE,
@@ -124,25 +132,55 @@ def test_a_killed_backup_is_marked_failed_at_the_next_start(
     assert after["status"] == "completed"
 
 
-@pytest.mark.parametrize("started_ignoring_sigint", [False, True], ids=["foreground", "background"])
+@pytest.mark.parametrize(
+    ("started_ignoring_sigint", "sig"),
+    [
+        (False, signal.SIGINT),  # Ctrl-C
+        (True, signal.SIGINT),
+        (False, signal.SIGTERM),  # kill, timeout, systemd, a container runtime
+        (False, signal.SIGHUP),  # the terminal or ssh session closed
+    ],
+    ids=["foreground", "background", "sigterm", "sighup"],
+)
 def test_an_interrupted_backup_is_marked_failed_at_once(
-    respaldo: Respaldo, pg: TempCluster, started_ignoring_sigint: bool
+    respaldo: Respaldo, pg: TempCluster, started_ignoring_sigint: bool, sig: signal.Signals
 ) -> None:
     with blocked_backup(respaldo, pg, started_ignoring_sigint=started_ignoring_sigint) as process:
-        process.send_signal(signal.SIGINT)  # Ctrl-C
+        process.send_signal(sig)
         # Lost, the interrupt would leave the backup waiting for the lock, in progress.
         _wait_for(
             "the interrupted backup to leave in_progress",
             lambda: respaldo.records()[0].status != "in_progress",
         )
         out, err = process.communicate()
-    assert process.returncode == 130
+    assert process.returncode == 128 + sig  # as a shell reports it: 130, 143, 129
     assert out == ""  # no backup id: there is no backup
-    assert err.splitlines()[-1] == "respaldo: interrupted"
+    said = "interrupted" if sig == signal.SIGINT else f"terminated ({sig.name})"
+    assert err.splitlines()[-1] == f"respaldo: {said}", err
     (record,) = respaldo.records()
     assert record.status == "failed"
-    assert record.error_message == "interrupted"
+    reason = "interrupted" if sig == signal.SIGINT else f"terminated by {sig.name}"
+    assert record.error_message == reason
     assert respaldo.repository().backup_ids() == []
+    if sig != signal.SIGINT:  # the repository is consistent: the next backup verifies
+        assert respaldo.backup()["status"] == "completed"
+        run = respaldo.run("verify", "--all")
+        assert run.code == 0, str(run)
+
+
+def test_a_backup_started_with_nohup_survives_a_hangup(respaldo: Respaldo, pg: TempCluster) -> None:
+    """``nohup respaldo backup erp``: SIGHUP is ignored, as its user asked; unlike SIGINT,
+    whose inherited SIG_IGN respaldo overrides."""
+    with blocked_backup(respaldo, pg, started_ignoring_sighup=True) as process:
+        process.send_signal(signal.SIGHUP)
+        # Ctrl-C, after the hangup: the backup still waits for the lock, in progress.
+        assert respaldo.records()[0].status == "in_progress"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "respaldo: interrupted", err
+    (record,) = respaldo.records()
+    assert (record.status, record.error_message) == ("failed", "interrupted")
 
 
 PAUSED_BACKUP = Path(__file__).with_name("paused_backup.py")

@@ -152,7 +152,14 @@ def test_a_second_backup_of_the_same_database_is_refused_while_one_runs(
 
 @pytest.mark.parametrize(
     ("jobs_option", "stop"),
-    [("1", "cancel"), ("2", "cancel"), ("2", "interrupt")],
+    [
+        ("1", "cancel"),
+        ("2", "cancel"),
+        ("2", "interrupt"),
+        ("1", "SIGTERM"),
+        ("2", "SIGTERM"),
+        ("2", "SIGHUP"),
+    ],
 )
 def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs_option: str, stop: str
@@ -186,8 +193,10 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
                 assert restore_job["status"] == "running"
                 if stop == "cancel":
                     assert respaldo.run("jobs", "cancel", str(restore_job["id"])).code == 0
-                else:
+                elif stop == "interrupt":
                     process.send_signal(signal.SIGINT)  # Ctrl-C
+                else:  # kill, timeout, systemd; an ssh session that dropped
+                    process.send_signal(signal.Signals[stop])
                 # A hang detector: the lock is held until the restore has ended.
                 _, err = process.communicate(timeout=120)
                 assert not pg_restore.is_running() or pg_restore.status() == "zombie"
@@ -196,15 +205,18 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
                     process.kill()
                     process.communicate()
                 locker.rollback()
-        assert process.returncode == (1 if stop == "cancel" else 130), err
+        code, reason, said = {
+            "cancel": (1, "cancelled by request", None),
+            "interrupt": (130, "interrupted", "interrupted"),
+            "SIGTERM": (143, "terminated by SIGTERM", "terminated (SIGTERM)"),
+            "SIGHUP": (129, "terminated by SIGHUP", "terminated (SIGHUP)"),
+        }[stop]
+        assert process.returncode == code, err
         assert "Traceback" not in err, err
         restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
-        assert (restore_job["status"], restore_job["error"]) == (
-            "cancelled",
-            "cancelled by request" if stop == "cancel" else "interrupted",
-        )
-        if stop == "interrupt":
-            assert err.splitlines()[-1] == "respaldo: interrupted", err
+        assert (restore_job["status"], restore_job["error"]) == ("cancelled", reason)
+        if said is not None:
+            assert err.splitlines()[-1] == f"respaldo: {said}", err
         assert restore_job["target"] == new_dbname
         assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
         assert staging_databases(pg) == before  # the staging database is dropped
