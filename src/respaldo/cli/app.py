@@ -53,9 +53,29 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: which respaldo runs (after an upgrade, say), then exit. Eager, so no
+    command, configuration or catalog is needed or touched; ``respaldo.__version__`` is
+    already imported, so ``--help`` stays as fast as it was."""
+    if value:
+        from respaldo import __version__
+
+        sys.stdout.write(f"respaldo {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print respaldo's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
     config: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="TOML config file (or RESPALDO_CONFIG).", envvar=None),
