@@ -11,7 +11,11 @@ A verify that read a repository as a whole (``--subset``, ``--all``, or the mirr
 presence check) notes when it did; the status holds that against ``[rpo]
 verify_hours``. A repository never checked is noted too, the first time the status
 looks at it ("watched since"), so that one never checked turns red after the same
-time rather than at once (a new installation before its first verify) or never.
+time rather than at once (a new installation before its first verify) or never. When
+the catalog's ``jobs`` record a completed verify that read a repository as a whole
+(a version before these notes ran it, say: the first status after an upgrade), that
+verify is the first note instead: the repository was last verified then, and its
+``verify_hours`` clock does not restart.
 
 Kept in the catalog (``alert_states``, key ``verified:<repository>``, not firing: what
 checked it in ``message`` (``subset 3/7``, ``all``, ``presence``), empty while it
@@ -22,12 +26,17 @@ another machine, the watchdog after a restart and ``/metrics`` share it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from respaldo.catalog import AlertStates
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from respaldo.catalog import AlertStates, Job
+from respaldo.domain import JobKind, JobStatus
 from respaldo.errors import first_line
 from respaldo.operations.context import Context
 
@@ -75,21 +84,71 @@ def last_verified(ctx: Context, repositories: Sequence[str], now: datetime) -> d
     except Exception as exc:
         log.warning("cannot read when the repositories were last verified: %s", _line(exc))
         return {}
-    unseen = [name for name in repositories if name not in found]
+    # Never noted, or noted as never verified (by a status before the jobs were read:
+    # the first after an upgrade) while the jobs may know better.
+    unseen = [name for name in repositories if name not in found or found[name].scope is None]
     for name in unseen:
-        found[name] = Verified(now, None)
+        found.setdefault(name, Verified(now, None))
     if unseen:
         try:
             with ctx.catalog.begin() as session:
+                primary = ctx.settings.repositories[0].name
+                jobs = _from_jobs(session, unseen, primary, now)
                 states = AlertStates(session)
                 for name in unseen:
                     row = states.get_or_new(PREFIX + name, level="info", now=now)
                     # A verify that noted meanwhile (another process) is kept.
-                    if row.fired_at is None:
-                        row.message, row.fired_at, row.updated_at = "", now, now
+                    if row.fired_at is not None and row.message:
+                        continue
+                    seen = jobs.get(name) or found[name]
+                    found[name] = seen
+                    row.message, row.fired_at, row.updated_at = seen.scope or "", seen.at, now
         except Exception as exc:
             log.warning("cannot note since when repositories are watched: %s", _line(exc))
     return found
+
+
+def _from_jobs(
+    session: Session, names: Sequence[str], primary: str, now: datetime
+) -> dict[str, Verified]:
+    """The newest completed verify job that read each of ``names`` as a whole, from
+    ``jobs``: ``verify --all`` or ``--subset`` (its target, None: the primary) and the
+    scheduled daily verify (a slice of the primary; the mirrors' presence checks it may
+    have skipped are not counted). Verifies of given backups read only those."""
+    jobs = session.scalars(
+        sa.select(Job)
+        .where(Job.kind == JobKind.VERIFY, Job.status == JobStatus.COMPLETED)
+        .where(Job.finished_at.is_not(None))
+        .order_by(Job.finished_at.desc())
+    )
+    found: dict[str, Verified] = {}
+    for job in jobs:
+        scope = _scope(job.params)
+        name = job.target or primary
+        if scope is None or name not in names or name in found:
+            continue
+        assert job.finished_at is not None
+        found[name] = Verified(min(job.finished_at, now), scope)
+        if len(found) == len(names):
+            break
+    return found
+
+
+def _scope(params: str | None) -> str | None:
+    """What a verify job with ``params`` (its JSON) read as a whole: ``all``, ``subset
+    n/t``, or None (given backups only, or unknown)."""
+    try:
+        given = json.loads(params) if params else {}
+    except ValueError:
+        return None
+    if not isinstance(given, dict):
+        return None
+    if given.get("mode") == "all":
+        return "all"
+    if given.get("mode") == "subset" or "slices" in given:
+        subset = given.get("subset")
+        return f"subset {subset}" if isinstance(subset, str) else "subset"
+    return None
 
 
 def _line(exc: BaseException) -> str:
