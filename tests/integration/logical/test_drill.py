@@ -278,6 +278,56 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
                 pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_drill_terminated_mid_way_cleans_up_as_for_ctrl_c(
+    respaldo: Respaldo, new_dbname: str, sig: signal.Signals
+) -> None:
+    """SIGTERM (kill, timeout, systemd) or SIGHUP (the ssh session dropped) to a drill
+    held inside pg_restore, as above. Before, the drill died at once (-15, -1): its
+    pg_restore orphaned, the scratch database left, the job "running" until the next
+    start called its process dead."""
+    from tests.integration.logical.test_jobs import jobs
+
+    pg = respaldo.pg
+    role = f"bloqueo_{new_dbname}"
+    with backup_with_a_table_of(pg, respaldo, role) as _backup_id:
+        try:
+            with pg.connect(autocommit=False) as locker:
+                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+                process = subprocess.Popen(
+                    [*respaldo.process_argv(), "drill", "erp"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                try:
+                    wait_for_pg_restore_on_a_lock(
+                        pg, process, "the drill's pg_restore to wait for the lock"
+                    )
+                    assert _scratch(respaldo)
+                    children = psutil.Process(process.pid).children(recursive=True)
+                    process.send_signal(sig)
+                    # A hang detector: the lock is held until the drill has ended.
+                    _, err = process.communicate(timeout=120)
+                    alive = [c for c in children if c.is_running() and c.status() != "zombie"]
+                    for child in alive:
+                        child.kill()
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.communicate()
+                    locker.rollback()
+            assert process.returncode == 128 + sig, err
+            assert err.splitlines()[-1] == f"respaldo: terminated ({sig.name})", err
+            assert alive == []  # no pg_restore left loading
+            (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+            assert (job["status"], job["error"]) == ("cancelled", f"terminated by {sig.name}")
+            assert not _scratch(respaldo)
+        finally:
+            for name in _scratch(respaldo):  # what the role owns there must go first
+                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
     run = respaldo.run("drill", "erp")
     assert run.code == 1
