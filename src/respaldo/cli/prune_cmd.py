@@ -98,19 +98,12 @@ def _print(result: PruneReport) -> None:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for outcome in result.repositories:
         if outcome.gc is not None:
-            reclaimed = outcome.gc.bytes_reclaimed
-            # Writing more than it deleted (a repack whose index rewrite cost more than it
-            # saved) is said so, never as a negative reclaim.
-            if reclaimed >= 0:
-                verb = "would reclaim about" if result.dry_run else "reclaimed"
-            else:
-                verb = "would grow the repository by about" if result.dry_run else "grew by"
             manifests = counted(
                 outcome.manifests_deleted, "{count} manifest deleted", "{count} manifests deleted"
             )
+            reclaimed = reclaim_words(outcome.gc.bytes_reclaimed, result.dry_run)
             err_console.print(
-                f"{outcome.name}: {manifests}; "
-                f"{_gc_line(outcome.gc)}; {verb} {human_bytes(abs(reclaimed))}",
+                f"{outcome.name}: {manifests}; {_gc_line(outcome.gc)}; {reclaimed}",
                 highlight=False,
             )
             for problem in outcome.gc.problems:
@@ -153,3 +146,14 @@ def _gc_line(gc: GcView) -> str:
             "{count} temporary files of interrupted writes removed",
         )
     return line
+
+
+def reclaim_words(reclaimed: int, dry_run: bool) -> str:
+    """What a collection reclaimed, in words. Writing more than it deleted (a repack
+    whose index rewrite cost more than it saved) is said so, never as a negative
+    reclaim ("would reclaim about -8.3 KiB")."""
+    if reclaimed >= 0:
+        verb = "would reclaim about" if dry_run else "reclaimed"
+    else:
+        verb = "would grow the repository by about" if dry_run else "grew the repository by"
+    return f"{verb} {human_bytes(abs(reclaimed))}"
