@@ -44,8 +44,10 @@ COMMANDS: tuple[Entry, ...] = (
         "drill",
         "drill_cmd",
         "Restore a backup into a throwaway database (logical), a scratch data directory"
-        " and server (physical: by backup id, or a database without logical backups) or a"
-        " scratch directory (files) and check it. Exit status 3 if it fails.",
+        " and server (physical) or a scratch directory (files) and check it. For a"
+        " database: the newest backup of each kind it relies on (logical, physical), each"
+        " tested; for a backup id, that backup. Exit status 3 if a test fails, 1 if one"
+        " could not run.",
     ),
     Entry("drills", "drill_cmd", "List past restore tests, newest first."),
     Entry(
