@@ -197,7 +197,7 @@ def test_names_of_a_latin1_database_are_read_from_its_dump_in_its_encoding(
         {k: t[k] for k in ("schema", "name", "rows")} for t in listing["tables"]
     ]
     run = respaldo.restore(backup_id, new_dbname, "--table", "compañía.año")
-    assert "1 tables' row counts checked" in run.err
+    assert "1 table's row count checked" in run.err
     with pg.connect(new_dbname) as conn:
         conn.execute(b"SET client_encoding = 'UTF8'")
         assert conn.execute('SELECT count(*) FROM "compañía"."año"'.encode()).fetchall() == [(2,)]

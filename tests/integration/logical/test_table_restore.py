@@ -230,7 +230,7 @@ def test_a_backup_without_block_offsets_restores_a_table_all_the_same(
 
     source = table_checksums(pg, respaldo.dbname)["finanzas.facturas"]
     assert table_checksums(pg, new_dbname) == {"finanzas.facturas": source}
-    assert "1 tables' row counts checked" in run.err
+    assert "1 table's row count checked" in run.err
 
 
 _SOURCE_TABLES = """

@@ -48,11 +48,11 @@ def test_a_schema_with_a_space_in_its_name_comes_back(
 
     by_schema = respaldo.restore(backup_id, new_dbname, "--schema", "Mis Ventas")
     assert table_checksums(pg, new_dbname) == {"Mis Ventas.lineas": source}
-    assert "1 tables' row counts checked" in by_schema.err
+    assert "1 table's row count checked" in by_schema.err
 
     by_table = respaldo.restore(backup_id, f"{new_dbname}_t", "--table", '"Mis Ventas".lineas')
     assert table_checksums(pg, f"{new_dbname}_t") == {"Mis Ventas.lineas": source}
-    assert "1 tables' row counts checked" in by_table.err
+    assert "1 table's row count checked" in by_table.err
 
 
 def test_an_inheritance_parent_comes_back_with_its_own_rows(
@@ -72,7 +72,7 @@ def test_an_inheritance_parent_comes_back_with_its_own_rows(
     run = respaldo.restore(backup_id, new_dbname, "--table", "public.padre")
 
     assert pg.query("SELECT count(*) FROM public.padre", dbname=new_dbname) == own
-    assert "1 tables' row counts checked" in run.err
+    assert "1 table's row count checked" in run.err
     listing = respaldo.run("ls", backup_id, "--json").json()
     rows = {t["name"]: t["rows"] for t in listing["tables"] if t["schema"] == "public"}
     assert (rows["padre"], rows["hijo"]) == (2, 3)
@@ -102,7 +102,7 @@ def test_dotted_names_are_counted_and_checked_apart(
     for name, count in (('"a.b".c', 2), ('a."b.c"', 1)):
         target = f"{new_dbname}_{count}"
         run = respaldo.restore(backup_id, target, "--table", name)
-        assert "1 tables' row counts checked" in run.err
+        assert "1 table's row count checked" in run.err
         assert pg.query("SELECT count(*) FROM " + name, dbname=target) == [(count,)]
 
     # A schema's name is one name, dot and all; quotes are optional.

@@ -93,8 +93,11 @@ def test_garbage_collection_quarantines_no_good_copy_for_a_wrong_index(
     memory_storage: Storage,
 ) -> None:
     repo = init_repo(memory_storage)
-    for n in range(3):
+    for n in range(4):
         write_backup(repo, f"b{n}", {"dump": random_bytes(20_000, seed=10 + n)})
+    # A deleted backup's packs give the collection something to reclaim: small packs are
+    # merged only then (a merge alone that rewrites the index can cost more than it saves).
+    memory_storage.delete("manifests/b3")
     # Two data chunks (a list chunk misplaced stops the mark, before any repack).
     lists = {
         bytes.fromhex(list_id)
