@@ -524,9 +524,13 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
         tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
         locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
     try:
+        # Both workers wait on the lock: each in its COPY, or (on a loaded machine, where a
+        # worker's first table can be loaded before the test's lock is taken) one in its
+        # COPY and the other in the row count of the table it loaded.
         wait_for(
-            "both workers' COPY to wait for the lock",
-            lambda: _waiting(world, staging, "pg_restore", 2),
+            "both workers to wait for the lock",
+            lambda: _waiting(world, staging, "pg_restore")
+            and _waiting(world, staging, ("pg_restore", "respaldo"), 2),
             process=child,
         )
         workers = [
@@ -534,7 +538,7 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
             for p in psutil.Process(child.pid).children(recursive=True)
             if p.name() == "pg_restore" and any("/worker-" in a for a in p.cmdline())
         ]
-        assert len(workers) == 2, workers
+        assert workers, "no worker's pg_restore runs"
         workers[0].kill()
         killed = time.monotonic()
         # A hang detector, not a time limit: the lock is let go only after it.
@@ -567,11 +571,14 @@ SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
 """
 
 
-def _waiting(world: World, dbname: str, application: str, sessions: int = 1) -> bool:
+def _waiting(
+    world: World, dbname: str, application: str | tuple[str, ...], sessions: int = 1
+) -> bool:
+    names = [application] if isinstance(application, str) else list(application)
     count = world.pg.scalar(
         "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-        " WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'",
-        [dbname, application],
+        " WHERE datname = %s AND application_name = ANY(%s) AND wait_event_type = 'Lock'",
+        [dbname, names],
     )
     return int(count) >= sessions
 
