@@ -529,8 +529,10 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
         # COPY and the other in the row count of the table it loaded.
         wait_for(
             "both workers to wait for the lock",
-            lambda: _waiting(world, staging, "pg_restore")
-            and _waiting(world, staging, ("pg_restore", "respaldo"), 2),
+            lambda: (
+                _waiting(world, staging, "pg_restore")
+                and _waiting(world, staging, ("pg_restore", "respaldo"), 2)
+            ),
             process=child,
         )
         workers = [
