@@ -188,3 +188,33 @@ def backup_with_a_table_of(pg: TempCluster, respaldo: Respaldo, role: str) -> It
         yield backup_id
     finally:
         pg.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@contextmanager
+def waiting_on_a_role_lock(
+    respaldo: Respaldo, role: str, *command: str
+) -> Iterator[subprocess.Popen[str]]:
+    """Run ``respaldo COMMAND…`` (a restore or a drill of a backup made by
+    :func:`backup_with_a_table_of` with ``role``) in a child process while an uncommitted
+    ``DROP ROLE`` holds the role's lock; yields it once its ``pg_restore`` waits for that
+    lock. After the ``with`` the child is killed if it still runs, then the lock let go
+    (in that order: the child must not go on as if nothing had held it)."""
+    pg = respaldo.pg
+    with pg.connect(autocommit=False) as locker:
+        locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
+        process = subprocess.Popen(
+            [*respaldo.process_argv(), *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_pg_restore_on_a_lock(
+                pg, process, f"the {command[0]}'s pg_restore to wait for the lock"
+            )
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+            locker.rollback()

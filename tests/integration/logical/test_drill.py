@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +30,7 @@ from tests.integration.logical.support import (
     backup_with_a_table_of,
     databases,
     flip_byte,
-    wait_for_pg_restore_on_a_lock,
+    waiting_on_a_role_lock,
 )
 from tests.integration.logical.test_quarantine_cli import _add_mirror
 from tests.integration.majors import ON_EVERY_MAJOR
@@ -78,6 +80,22 @@ def _drill(respaldo: Respaldo, *args: str) -> tuple[int, dict[str, object], str]
 
 def _scratch(respaldo: Respaldo) -> set[str]:
     return {d for d in databases(respaldo.pg) if d.startswith("respaldo_drill_")}
+
+
+@contextmanager
+def _backup_for_a_role_lock(respaldo: Respaldo, role: str) -> Iterator[str]:
+    """:func:`backup_with_a_table_of` ``role`` (a drill of it can be held inside
+    pg_restore by :func:`waiting_on_a_role_lock`); yields the backup's id. After the
+    ``with``, the scratch databases a drill left are dropped before the role is: what the
+    role owns there must go first."""
+    with backup_with_a_table_of(respaldo.pg, respaldo, role) as backup_id:
+        try:
+            yield backup_id
+        finally:
+            for name in _scratch(respaldo):
+                respaldo.pg.execute(
+                    sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+                )
 
 
 @ON_EVERY_MAJOR
@@ -226,56 +244,34 @@ def test_a_drill_killed_mid_way_is_failed_at_the_next_start_through_its_job(
     locked, and giving the restored table its owner waits for that lock."""
     from tests.integration.logical.test_jobs import jobs
 
-    pg = respaldo.pg
     role = f"bloqueo_{new_dbname}"
-    with backup_with_a_table_of(pg, respaldo, role) as _backup_id:
-        try:
-            with pg.connect(autocommit=False) as locker:
-                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-                argv = respaldo.process_argv()
-                process = subprocess.Popen(
-                    [*argv, "drill", "erp"],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                try:
-                    wait_for_pg_restore_on_a_lock(
-                        pg, process, "the drill's pg_restore to wait for the lock"
-                    )
-                    (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
-                    assert job["status"] == "running"
-                    children = psutil.Process(process.pid).children(recursive=True)
-                    process.send_signal(signal.SIGKILL)
-                    process.communicate(timeout=30)
-                    for child in children:  # pg_restore runs in a session of its own
-                        child.kill()
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                        process.communicate()
-                    locker.rollback()
-            assert process.returncode == -signal.SIGKILL
-
-            # The next start (any command): the drill's job lapsed, and its run with it.
-            history = respaldo.run("drills", "--json").json()
-            reason = f"process {process.pid} died while the job ran (found at start-up)"
-            assert (history[0]["status"], history[0]["errorMessage"]) == (
-                "failed",
-                f"job {job['id']} failed: {reason}",
-            )
+    with _backup_for_a_role_lock(respaldo, role):
+        with waiting_on_a_role_lock(respaldo, role, "drill", "erp") as process:
             (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
-            assert (job["status"], job["error"]) == ("failed", reason)
+            assert job["status"] == "running"
+            children = psutil.Process(process.pid).children(recursive=True)
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=30)
+            for child in children:  # pg_restore runs in a session of its own
+                child.kill()
+        assert process.returncode == -signal.SIGKILL
 
-            # The next drill drops the scratch database the killed one left, and passes.
-            assert _scratch(respaldo)
-            code, result, err = _drill(respaldo, "erp")
-            assert code == 0, err
-            assert result["passed"] is True
-            assert not _scratch(respaldo)
-        finally:
-            for name in _scratch(respaldo):  # what the role owns there must go first
-                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        # The next start (any command): the drill's job lapsed, and its run with it.
+        history = respaldo.run("drills", "--json").json()
+        reason = f"process {process.pid} died while the job ran (found at start-up)"
+        assert (history[0]["status"], history[0]["errorMessage"]) == (
+            "failed",
+            f"job {job['id']} failed: {reason}",
+        )
+        (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+        assert (job["status"], job["error"]) == ("failed", reason)
+
+        # The next drill drops the scratch database the killed one left, and passes.
+        assert _scratch(respaldo)
+        code, result, err = _drill(respaldo, "erp")
+        assert code == 0, err
+        assert result["passed"] is True
+        assert not _scratch(respaldo)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
@@ -288,44 +284,23 @@ def test_a_drill_terminated_mid_way_cleans_up_as_for_ctrl_c(
     start called its process dead."""
     from tests.integration.logical.test_jobs import jobs
 
-    pg = respaldo.pg
     role = f"bloqueo_{new_dbname}"
-    with backup_with_a_table_of(pg, respaldo, role) as _backup_id:
-        try:
-            with pg.connect(autocommit=False) as locker:
-                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-                process = subprocess.Popen(
-                    [*respaldo.process_argv(), "drill", "erp"],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                try:
-                    wait_for_pg_restore_on_a_lock(
-                        pg, process, "the drill's pg_restore to wait for the lock"
-                    )
-                    assert _scratch(respaldo)
-                    children = psutil.Process(process.pid).children(recursive=True)
-                    process.send_signal(sig)
-                    # A hang detector: the lock is held until the drill has ended.
-                    _, err = process.communicate(timeout=120)
-                    alive = [c for c in children if c.is_running() and c.status() != "zombie"]
-                    for child in alive:
-                        child.kill()
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                        process.communicate()
-                    locker.rollback()
-            assert process.returncode == 128 + sig, err
-            assert err.splitlines()[-1] == f"respaldo: terminated ({sig.name})", err
-            assert alive == []  # no pg_restore left loading
-            (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
-            assert (job["status"], job["error"]) == ("cancelled", f"terminated by {sig.name}")
-            assert not _scratch(respaldo)
-        finally:
-            for name in _scratch(respaldo):  # what the role owns there must go first
-                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with _backup_for_a_role_lock(respaldo, role):
+        with waiting_on_a_role_lock(respaldo, role, "drill", "erp") as process:
+            assert _scratch(respaldo)
+            children = psutil.Process(process.pid).children(recursive=True)
+            process.send_signal(sig)
+            # A hang detector: the lock is held until the drill has ended.
+            _, err = process.communicate(timeout=120)
+            alive = [c for c in children if c.is_running() and c.status() != "zombie"]
+            for child in alive:
+                child.kill()
+        assert process.returncode == 128 + sig, err
+        assert err.splitlines()[-1] == f"respaldo: terminated ({sig.name})", err
+        assert alive == []  # no pg_restore left loading
+        (job,) = [j for j in jobs(respaldo) if j["kind"] == "drill"]
+        assert (job["status"], job["error"]) == ("cancelled", f"terminated by {sig.name}")
+        assert not _scratch(respaldo)
 
 
 def test_nothing_to_test_is_a_clear_error(respaldo: Respaldo) -> None:
@@ -443,68 +418,43 @@ def test_a_cancelled_drill_is_cancelled_not_a_failed_restore_test(
     inside pg_restore as in the kill test above."""
     from tests.integration.logical.test_jobs import jobs
 
-    pg = respaldo.pg
     role = f"espera_{new_dbname}"
-    with backup_with_a_table_of(pg, respaldo, role) as backup_id:
-        try:
-            code, result, err = _drill(respaldo, backup_id)
-            assert code == 0 and result["passed"] is True, err
-            # A target nobody listens on: each alert still leaves its row in the catalog.
-            with respaldo.config.open("a") as config:
-                config.write(
-                    "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
-                    f'name = "down"\nurl = "json://127.0.0.1:{closed_port()}/x"\n'
-                )
-            with pg.connect(autocommit=False) as locker:
-                locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-                process = subprocess.Popen(
-                    [*respaldo.process_argv(), "drill", backup_id],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                try:
-                    wait_for_pg_restore_on_a_lock(
-                        pg, process, "the drill's pg_restore to wait for the lock"
-                    )
-                    (job,) = [
-                        j
-                        for j in jobs(respaldo)
-                        if j["kind"] == "drill" and j["status"] == "running"
-                    ]
-                    cancel = respaldo.run("jobs", "cancel", str(job["id"]))
-                    assert cancel.code == 0, str(cancel)
-                    _out, err = process.communicate(timeout=120)
-                finally:
-                    if process.poll() is None:
-                        process.kill()
-                        process.communicate()
-                    locker.rollback()
-            (job,) = [j for j in jobs(respaldo) if j["id"] == job["id"]]
-            assert job["status"] == "cancelled", (job, err)
-            assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
-            with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
-                assert [n.kind for n in Notifications(session).list()] == []
-            assert not _scratch(respaldo)
-            # Nowhere a failed restore test: the history says cancelled, the status stays
-            # green on the drill that passed, the month's report and the metrics count none.
-            history = respaldo.run("drills", "--json").json()
-            assert [run["status"] for run in history] == ["cancelled", "passed"], history
-            report = respaldo.run("status", "--json").json()
-            (db,) = [d for d in report["databases"] if d["database"] == "erp"]
-            (test,) = [i for i in db["items"] if i["check"] == "restore_test"]
-            assert test["level"] == "green", test
-            month = datetime.now(UTC).strftime("%Y-%m")
-            drills = respaldo.run("report", "drills", "--month", month, "--json").json()
-            assert [(d["runs"], d["passed"], d["failed"]) for d in drills["databases"]] == [
-                (1, 1, 0)
+    with _backup_for_a_role_lock(respaldo, role) as backup_id:
+        code, result, err = _drill(respaldo, backup_id)
+        assert code == 0 and result["passed"] is True, err
+        # A target nobody listens on: each alert still leaves its row in the catalog.
+        with respaldo.config.open("a") as config:
+            config.write(
+                "\n[notifications]\ntimeout_seconds = 5\n[[notifications.targets]]\n"
+                f'name = "down"\nurl = "json://127.0.0.1:{closed_port()}/x"\n'
+            )
+        with waiting_on_a_role_lock(respaldo, role, "drill", backup_id) as process:
+            (job,) = [
+                j for j in jobs(respaldo) if j["kind"] == "drill" and j["status"] == "running"
             ]
-            metrics = respaldo.run("metrics").out
-            assert 'respaldo_restore_tests_total{database="erp",result="failed"} 0.0' in metrics
-            assert 'respaldo_restore_test_last_passed{database="erp"} 1.0' in metrics
-        finally:
-            for name in _scratch(respaldo):
-                pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            cancel = respaldo.run("jobs", "cancel", str(job["id"]))
+            assert cancel.code == 0, str(cancel)
+            _out, err = process.communicate(timeout=120)
+        (job,) = [j for j in jobs(respaldo) if j["id"] == job["id"]]
+        assert job["status"] == "cancelled", (job, err)
+        assert respaldo.run("show", backup_id, "--json").json()["isVerified"] is True
+        with Context.open(load_settings(respaldo.config)) as ctx, ctx.catalog.read() as session:
+            assert [n.kind for n in Notifications(session).list()] == []
+        assert not _scratch(respaldo)
+        # Nowhere a failed restore test: the history says cancelled, the status stays
+        # green on the drill that passed, the month's report and the metrics count none.
+        history = respaldo.run("drills", "--json").json()
+        assert [run["status"] for run in history] == ["cancelled", "passed"], history
+        report = respaldo.run("status", "--json").json()
+        (db,) = [d for d in report["databases"] if d["database"] == "erp"]
+        (test,) = [i for i in db["items"] if i["check"] == "restore_test"]
+        assert test["level"] == "green", test
+        month = datetime.now(UTC).strftime("%Y-%m")
+        drills = respaldo.run("report", "drills", "--month", month, "--json").json()
+        assert [(d["runs"], d["passed"], d["failed"]) for d in drills["databases"]] == [(1, 1, 0)]
+        metrics = respaldo.run("metrics").out
+        assert 'respaldo_restore_tests_total{database="erp",result="failed"} 0.0' in metrics
+        assert 'respaldo_restore_test_last_passed{database="erp"} 1.0' in metrics
 
 
 @pytest.mark.parametrize("mirror", [False, True], ids=["alone", "mirror-without-it"])

@@ -22,7 +22,7 @@ import pytest
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import backup_with_a_table_of, wait_for_pg_restore_on_a_lock
+from tests.integration.logical.support import backup_with_a_table_of, waiting_on_a_role_lock
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -174,37 +174,22 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
     role = f"bloqueo_{new_dbname}"
     with backup_with_a_table_of(pg, respaldo, role) as backup_id:
         before = staging_databases(pg)
-        with pg.connect(autocommit=False) as locker:
-            locker.execute(f"DROP ROLE {role}")  # not committed: holds the role's lock
-            argv = respaldo.process_argv()
-            restore = ["restore", backup_id, "--target-database", new_dbname]
-            process = subprocess.Popen(
-                [*argv, *restore, "--jobs", jobs_option],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                wait_for_pg_restore_on_a_lock(pg, process, "pg_restore to wait for the lock")
-                (pg_restore,) = [
-                    p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
-                ]
-                restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
-                assert restore_job["status"] == "running"
-                if stop == "cancel":
-                    assert respaldo.run("jobs", "cancel", str(restore_job["id"])).code == 0
-                elif stop == "interrupt":
-                    process.send_signal(signal.SIGINT)  # Ctrl-C
-                else:  # kill, timeout, systemd; an ssh session that dropped
-                    process.send_signal(signal.Signals[stop])
-                # A hang detector: the lock is held until the restore has ended.
-                _, err = process.communicate(timeout=120)
-                assert not pg_restore.is_running() or pg_restore.status() == "zombie"
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.communicate()
-                locker.rollback()
+        restore = ["restore", backup_id, "--target-database", new_dbname, "--jobs", jobs_option]
+        with waiting_on_a_role_lock(respaldo, role, *restore) as process:
+            (pg_restore,) = [
+                p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
+            ]
+            restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
+            assert restore_job["status"] == "running"
+            if stop == "cancel":
+                assert respaldo.run("jobs", "cancel", str(restore_job["id"])).code == 0
+            elif stop == "interrupt":
+                process.send_signal(signal.SIGINT)  # Ctrl-C
+            else:  # kill, timeout, systemd; an ssh session that dropped
+                process.send_signal(signal.Signals[stop])
+            # A hang detector: the lock is held until the restore has ended.
+            _, err = process.communicate(timeout=120)
+            assert not pg_restore.is_running() or pg_restore.status() == "zombie"
         code, reason, said = {
             "cancel": (1, "cancelled by request", None),
             "interrupt": (130, "interrupted", "interrupted"),
