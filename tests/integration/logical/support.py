@@ -22,7 +22,7 @@ from sample.cluster import TempCluster
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
-    from tests.integration.logical.conftest import Respaldo
+    from tests.integration.logical.conftest import Respaldo, Run
 
 # Tables and materialized views that hold rows (leaf partitions, not their parents),
 # without the members of extensions, whose rows pg_dump leaves to CREATE EXTENSION, nor
@@ -118,6 +118,17 @@ def databases(pg: TempCluster) -> set[str]:
 def staging_databases(pg: TempCluster) -> set[str]:
     # Of respaldo's form only: a user's respaldo_staging_ventas is no staging database.
     return {n for n in databases(pg) if re.fullmatch(r"respaldo_staging_[0-9a-f]{8}", n)}
+
+
+def assert_failed_leaving_nothing(run: Run, pg: TempCluster, before: set[str], work: Path) -> None:
+    """``run``, a restore with the work directory ``work``, failed cleanly: no traceback,
+    no database made or dropped (``before``: :func:`databases` before it), no staging
+    database, nothing left in ``work`` (no plaintext spool or spill file)."""
+    assert run.code != 0, str(run)
+    assert "Traceback" not in run.err, run.err
+    assert databases(pg) == before
+    assert staging_databases(pg) == set()
+    assert list(work.iterdir()) == []
 
 
 def flip_byte(path: Path, offset: int) -> None:

@@ -56,6 +56,16 @@ dump_spool_dir = "{spool}"
     return spool
 
 
+def backup_dumped_as(respaldo: Respaldo, dumped: str) -> str:
+    """A backup of the sample database: one pg_dump (``custom`` format), or two pg_dump
+    workers (``directory`` format, ``backup --jobs 2`` of :func:`parallel`'s
+    ``erp_par``); returns its id."""
+    if dumped == "custom":
+        return str(respaldo.backup()["id"])
+    parallel(respaldo)
+    return str(respaldo.backup("erp_par")["id"])
+
+
 @ON_EVERY_MAJOR
 def test_a_parallel_backup_restores_like_a_serial_one(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch

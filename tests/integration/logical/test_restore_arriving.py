@@ -33,23 +33,19 @@ from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo, Run
-from tests.integration.logical.support import databases, flip_byte, staging_databases
-from tests.integration.logical.test_parallel_dump import parallel
+from tests.integration.logical.support import (
+    assert_failed_leaving_nothing,
+    databases,
+    flip_byte,
+    staging_databases,
+)
+from tests.integration.logical.test_parallel_dump import backup_dumped_as
 from tests.integration.logical.test_roundtrip import assert_same_database
 
 pytestmark = pytest.mark.integration
 
 # Only reached when the data waits for the whole dump (the failure being tested for).
 NEVER = 120
-
-
-def _backup(respaldo: Respaldo, dumped: str) -> str:
-    """A backup of the sample database: one pg_dump (custom format), or two pg_dump
-    workers (directory format, ``backup --jobs 2``)."""
-    if dumped == "custom":
-        return str(respaldo.backup()["id"])
-    parallel(respaldo)
-    return str(respaldo.backup("erp_par")["id"])
 
 
 def _watch_data_workers(
@@ -135,11 +131,7 @@ def _fails_leaving_nothing(
         "restore", backup_id, "--target-database", target, "--jobs", "2",
         "--work-dir", str(work),
     )  # fmt: skip
-    assert run.code != 0, str(run)
-    assert "Traceback" not in run.err
-    assert databases(pg) == before
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []
+    assert_failed_leaving_nothing(run, pg, before, work)
     return run
 
 
@@ -151,7 +143,7 @@ def test_the_data_loads_while_the_dump_arrives(
     monkeypatch: pytest.MonkeyPatch,
     dumped: str,
 ) -> None:
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     ran: list[list[str]] = []
     loaded = _watch_data_workers(monkeypatch, ran)
     reached = _hold_the_end(monkeypatch, loaded, fail=False)
@@ -190,7 +182,7 @@ def test_the_last_workers_indexes_go_with_the_rest_once_the_checksum_matched(
     # Each worker's post-data step starts once the whole dump matched its checksum, one
     # after the other: the first builds its own tables' indexes and keys; the last, with
     # nothing else running, leaves its list to the last step's pg_restore --jobs.
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     lists: dict[str, list[str]] = {}
     real_restore = commands.pg_restore
 
@@ -233,7 +225,7 @@ def test_a_bad_checksum_after_data_was_loaded_leaves_nothing(
     tmp_path: Path,
     dumped: str,
 ) -> None:
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     # A worker that is done builds its own tables' indexes and keys in the staging
     # database without waiting for the dump's checksum; the checksum then fails.
     built = _watch_data_workers(monkeypatch, early=True)
@@ -256,7 +248,7 @@ def test_a_bad_checksum_kills_a_workers_index_builds_still_running(
     # reads them, its index builds and keys wait): its post-data step is still running
     # when the checksum fails, and only the abandoned read may end it (the lock is let
     # go once the read was abandoned). Killed, it does not hold the failure up.
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     holders: list[psycopg.Connection[Any]] = []
     held: list[str] = []  # the lists of the steps that find their tables locked
     real_early = restore_parallel._post_data_early
@@ -328,7 +320,7 @@ def test_a_worker_whose_row_counts_differ_fails_before_the_dumps_end(
     # the same streams under a new id, with forged counts. A worker that has loaded its
     # tables counts them before it builds their indexes (RowCheck), while the dump's end
     # is still held.
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     repo = respaldo.repository()
     manifest = repo.load_manifest(backup_id)
     counts = manifest.meta["row_counts"]
@@ -370,8 +362,7 @@ def test_a_damaged_chunk_of_a_file_read_ahead_to_its_worker_leaves_nothing(
     # A directory-format backup's biggest table file, damaged in its middle and read only
     # once the workers are planned: its chunks go to its worker as they arrive
     # (operations/restore_feed.py), and the damaged one stops the restore there.
-    parallel(respaldo)
-    backup_id = str(respaldo.backup("erp_par")["id"])
+    backup_id = backup_dumped_as(respaldo, "directory")
     repo = respaldo.repository()
     manifest = repo.load_manifest(backup_id)
     tables = [s for s in manifest.streams if re.fullmatch(r"dump/\d+\.dat", s.name)]
@@ -432,7 +423,7 @@ def test_autovacuum_is_off_in_staging_while_the_tables_load_and_as_the_dump_says
         "ALTER TABLE docs.fotos SET (toast.autovacuum_enabled = off)",
         dbname=respaldo.dbname,
     )
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     during: list[dict[str, tuple[Any, Any]]] = []
     real_check = RowCheck.__call__
 
@@ -467,7 +458,7 @@ def test_a_restore_whose_autovacuum_cannot_be_turned_back_on_leaves_nothing(
     tmp_path: Path,
 ) -> None:
     # The server refuses the RESET of one table (here: one that is not there any more).
-    backup_id = _backup(respaldo, "custom")
+    backup_id = backup_dumped_as(respaldo, "custom")
     real_resume = postgres.resume_autovacuum
 
     def resume(conninfo: Any, tables: list[tuple[str, str]]) -> None:
@@ -489,7 +480,7 @@ def test_a_restore_whose_autovacuum_cannot_be_paused_leaves_nothing(
     # The server refuses the pause (here: it is asked of a database that is not there).
     # Failing is the safe side: a pause whose commit was lost with its connection may
     # have happened, and the database would be handed over with autovacuum off.
-    backup_id = _backup(respaldo, "custom")
+    backup_id = backup_dumped_as(respaldo, "custom")
     real_pause = postgres.pause_autovacuum
 
     def pause(conninfo: Any) -> list[tuple[str, str]]:
@@ -514,7 +505,7 @@ def test_a_dump_with_an_event_trigger_keeps_autovacuum_on(
         " EXECUTE FUNCTION public.no_ddl()",
         dbname=respaldo.dbname,
     )
-    backup_id = _backup(respaldo, "custom")
+    backup_id = backup_dumped_as(respaldo, "custom")
     respaldo.restore(backup_id, new_dbname, "--jobs", "2")
     assert pg.query("SELECT evtname FROM pg_catalog.pg_event_trigger", dbname=new_dbname) == [
         ("no_ddl",)
@@ -532,7 +523,7 @@ def test_a_pause_of_autovacuum_the_server_refuses_half_way_fails_and_leaves_noth
     # The server refuses one batch of the pause (here: a table that is not there, listed
     # among the others) after the batches before it were committed: the staging database
     # they are in is dropped, never handed over with autovacuum off on some tables.
-    backup_id = _backup(respaldo, "custom")
+    backup_id = backup_dumped_as(respaldo, "custom")
     listed = postgres_server._UNPAUSED_TABLES.replace(" ORDER BY 1, 2", "")
     monkeypatch.setattr(
         postgres_server,

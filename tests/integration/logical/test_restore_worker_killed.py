@@ -15,6 +15,9 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +30,12 @@ from sample.cluster import TempCluster
 from respaldo import postgres
 from respaldo.operations import restore_parallel
 from tests.integration.logical.conftest import Respaldo, Run
-from tests.integration.logical.support import databases, staging_databases, table_checksums
-from tests.integration.logical.test_parallel_dump import parallel
+from tests.integration.logical.support import (
+    assert_failed_leaving_nothing,
+    databases,
+    table_checksums,
+)
+from tests.integration.logical.test_parallel_dump import backup_dumped_as
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -50,13 +57,6 @@ SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
 """
 
 
-def _backup(respaldo: Respaldo, dumped: str) -> str:
-    if dumped == "custom":
-        return str(respaldo.backup()["id"])
-    parallel(respaldo)
-    return str(respaldo.backup("erp_par")["id"])
-
-
 def _worker_restores() -> list[psutil.Process]:
     """This process's data workers' pg_restore (``--use-list=…/worker-N.list``)."""
     found = []
@@ -74,6 +74,98 @@ def _alive(processes: list[psutil.Process]) -> list[int]:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
                 alive.append(process.pid)
     return alive
+
+
+class _Locks:
+    """The test's own sessions into the staging database, each holding tables locked
+    (ACCESS EXCLUSIVE) until :meth:`release` ends its transaction."""
+
+    def __init__(self) -> None:
+        self.holders: list[psycopg.Connection[Any]] = []
+
+    def take(self, conninfo: Any, tables: list[tuple[str, str]] | None = None) -> None:
+        """Lock ``tables`` (schema, name), or every table of the database."""
+        holder = postgres.connect(conninfo)
+        self.holders.append(holder)
+        if tables is None:
+            tables = holder.execute(_TABLES).fetchall()
+        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
+        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names))
+
+    def release(self) -> None:
+        for holder in self.holders:
+            with contextlib.suppress(psycopg.Error):
+                holder.close()  # its transaction, and the lock, end
+
+
+@dataclass
+class _Restore:
+    """A ``restore --jobs 2`` that runs in a thread of the test (:func:`_restoring`)."""
+
+    thread: threading.Thread
+    runs: list[Run]
+    before: set[str]
+    """The cluster's databases before it."""
+    work: Path
+
+    def wait_for(self, what: str, done: Callable[[], bool]) -> None:
+        """Wait until ``done``; fail with the restore's run should it end first."""
+
+        def waited() -> bool:
+            if done():
+                return True
+            assert self.thread.is_alive(), self.runs
+            return False
+
+        wait_for(what, waited)
+
+    def hung(self) -> bool:
+        """Whether the restore still runs after :data:`HANG` seconds."""
+        self.thread.join(HANG)
+        return self.thread.is_alive()
+
+    def failed_leaving_nothing(self, pg: TempCluster) -> Run:
+        """The restore's run, which must have failed cleanly (no traceback, no database
+        made, no staging database, an empty work directory), both workers' pg_restore
+        gone."""
+        (run,) = self.runs
+        assert_failed_leaving_nothing(run, pg, self.before, self.work)
+        assert _worker_restores() == []
+        return run
+
+
+@contextmanager
+def _restoring(
+    respaldo: Respaldo, tmp_path: Path, locks: _Locks, backup_id: str, target: str, *options: str
+) -> Iterator[_Restore]:
+    """Start ``restore BACKUP_ID --target-database TARGET --jobs 2 OPTIONS…`` in a thread,
+    with a work directory of its own; after the ``with``, let go of ``locks`` (only then:
+    a restore that waited for its other worker ends there) and wait for it to end."""
+    before = databases(respaldo.pg)
+    work = tmp_path / "work"
+    work.mkdir()
+    runs: list[Run] = []
+    argv = ["restore", backup_id, "--target-database", target, "--jobs", "2"]
+    argv += ["--work-dir", str(work), *options]
+    thread = threading.Thread(target=lambda: runs.append(respaldo.run(*argv)))
+    thread.start()
+    try:
+        yield _Restore(thread, runs, before, work)
+    finally:
+        locks.release()
+        thread.join()
+
+
+def _the_last_workers_restore(
+    plan: restore_parallel.Plan,
+) -> tuple[list[psutil.Process], psutil.Process]:
+    """This process's data workers' pg_restore, and the pg_restore of the last worker in
+    ``plan``'s order: the one the tests make fail (without _Aborted the first one's kill
+    by the abort would be the failure told)."""
+    listed = f"/worker-{plan.workers[-1][0]}.list"
+    workers = _worker_restores()
+    (failing,) = [p for p in workers if any(a.endswith(listed) for a in p.cmdline())]
+    return workers, failing
 
 
 @pytest.mark.parametrize(
@@ -99,59 +191,32 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     replacing: bool,
     with_globals: bool,
 ) -> None:
-    backup_id = _backup(respaldo, dumped)
+    backup_id = backup_dumped_as(respaldo, dumped)
     # With --replace, over the backed-up database itself: it must stay as it is.
     target = respaldo.dbname if replacing else new_dbname
     replace = ["--replace"] if replacing else []
     kept = table_checksums(pg, target) if replacing else {}
-    holders: list[psycopg.Connection[Any]] = []
+    locks = _Locks()
     plans: list[restore_parallel.Plan] = []
     real_pause = restore_parallel._pause_autovacuum
 
     def pause(plan: restore_parallel.Plan, conninfo: Any) -> None:
         real_pause(plan, conninfo)
         # Before any worker starts: each one's first COPY waits on this lock.
-        holder = postgres.connect(conninfo)
-        holders.append(holder)
-        tables = [sql.Identifier(s, t) for s, t in holder.execute(_TABLES).fetchall()]
-        holder.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(", ").join(tables))
-        )
+        locks.take(conninfo)
         plans.append(plan)
 
-    def release() -> None:
-        for holder in holders:
-            with contextlib.suppress(psycopg.Error):
-                holder.close()  # its transaction, and the lock, end
-
     monkeypatch.setattr(restore_parallel, "_pause_autovacuum", pause)
-    before = databases(pg)
-    work = tmp_path / "work"
-    work.mkdir()
-    runs: list[Run] = []
-    argv = ["restore", backup_id, "--target-database", target, "--jobs", "2"]
-    argv += ["--work-dir", str(work), *replace, *(["--globals"] if with_globals else [])]
-    restoring = threading.Thread(target=lambda: runs.append(respaldo.run(*argv)))
-    restoring.start()
-    try:
-        wait_for(
-            "the staging database's tables to be locked",
-            lambda: bool(plans) or not restoring.is_alive(),
-        )
-        assert plans, runs
-        # The last worker in the plan's order fails: without _Aborted the first one's kill
-        # by the abort would be the failure told.
-        listed = f"/worker-{plans[0].workers[-1][0]}.list"
-        watcher = pg.connect(holders[0].info.dbname)  # autocommit: a fresh view each poll
+    options = [*replace, *(["--globals"] if with_globals else [])]
+    with _restoring(respaldo, tmp_path, locks, backup_id, target, *options) as restore:
+        restore.wait_for("the staging database's tables to be locked", lambda: bool(plans))
+        watcher = pg.connect(locks.holders[0].info.dbname)  # autocommit: a fresh view each poll
         try:
-
-            def both_waiting() -> bool:
-                assert restoring.is_alive(), runs
-                return len(watcher.execute(_WAITING).fetchall()) >= 2
-
-            wait_for("both workers' COPY to wait on the lock", both_waiting)
-            workers = _worker_restores()
-            (failing,) = [p for p in workers if any(a.endswith(listed) for a in p.cmdline())]
+            restore.wait_for(
+                "both workers' COPY to wait on the lock",
+                lambda: len(watcher.execute(_WAITING).fetchall()) >= 2,
+            )
+            workers, failing = _the_last_workers_restore(plans[0])
             if failure == "killed":
                 os.kill(failing.pid, signal.SIGKILL)  # as the out-of-memory killer does
             else:
@@ -160,15 +225,9 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
                 watcher.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [backend])
         finally:
             watcher.close()
-        restoring.join(HANG)
-        hung = restoring.is_alive()
-    finally:
-        release()  # only now: a restore that waited for its other worker ends here
-        restoring.join()
+        hung = restore.hung()
     assert not hung, "the restore waited for the worker stalled on the lock"
-    (run,) = runs
-    assert run.code != 0, str(run)
-    assert "Traceback" not in run.err, run.err
+    run = restore.failed_leaving_nothing(pg)
     error, hint = run.err_lines
     # The target was not touched, and the hint says so first.
     unchanged = (
@@ -188,13 +247,7 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
         assert "terminating connection due to administrator command" in error, run.err
         assert "killed by signal" not in run.err, run.err
         assert "the PostgreSQL server closed the connection" in hint, run.err
-    # Both workers' pg_restore are gone, the staging database dropped, no target made,
-    # nothing left in the work directory.
     assert _alive(workers) == []
-    assert _worker_restores() == []
-    assert databases(pg) == before
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []
     if replacing:
         assert table_checksums(pg, target) == kept
 
@@ -216,80 +269,45 @@ def test_a_failed_worker_ends_the_restore_while_the_other_counts_its_rows_on_a_l
     """The other worker has loaded its tables and counts their rows (its post-data step's
     first part), the count waiting on a lock; the failed worker's abort cancels that
     count. Uncancelled, the restore waited for the lock, as long as it was held."""
-    backup_id = _backup(respaldo, "custom")
-    holders: list[psycopg.Connection[Any]] = []
+    backup_id = backup_dumped_as(respaldo, "custom")
+    locks = _Locks()
     plans: list[restore_parallel.Plan] = []
     real_pause = restore_parallel._pause_autovacuum
     real_count = postgres.count_rows
-
-    def lock(conninfo: Any, tables: list[tuple[str, str]]) -> None:
-        holder = postgres.connect(conninfo)
-        holders.append(holder)
-        names = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in tables)
-        holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(names))
 
     def pause(plan: restore_parallel.Plan, conninfo: Any) -> None:
         real_pause(plan, conninfo)
         # The last worker's tables only: its COPY waits, the other worker loads its own.
         last = set(plan.workers[-1])
-        lock(conninfo, [(e.namespace, e.tag) for e in plan.toc.entries if e.dump_id in last])
+        locks.take(conninfo, [(e.namespace, e.tag) for e in plan.toc.entries if e.dump_id in last])
         plans.append(plan)
 
     def count(conninfo: Any, tables: list[tuple[str, str]], **kwargs: Any) -> dict[str, int]:
-        lock(conninfo, tables)  # the count that follows waits on it
+        locks.take(conninfo, tables)  # the count that follows waits on it
         return real_count(conninfo, tables, **kwargs)
-
-    def release() -> None:
-        for holder in holders:
-            with contextlib.suppress(psycopg.Error):
-                holder.close()
 
     monkeypatch.setattr(restore_parallel, "_pause_autovacuum", pause)
     monkeypatch.setattr(restore_parallel, "count_rows", count)
-    before = databases(pg)
-    work = tmp_path / "work"
-    work.mkdir()
-    runs: list[Run] = []
-    argv = ["restore", backup_id, "--target-database", new_dbname, "--jobs", "2"]
-    argv += ["--work-dir", str(work)]
-    restoring = threading.Thread(target=lambda: runs.append(respaldo.run(*argv)))
-    restoring.start()
-    try:
-        wait_for(
-            "the last worker's tables to be locked", lambda: bool(plans) or not restoring.is_alive()
-        )
-        assert plans, runs
-        listed = f"/worker-{plans[0].workers[-1][0]}.list"
-        watcher = pg.connect(holders[0].info.dbname)
+    with _restoring(respaldo, tmp_path, locks, backup_id, new_dbname) as restore:
+        restore.wait_for("the last worker's tables to be locked", lambda: bool(plans))
+        watcher = pg.connect(locks.holders[0].info.dbname)
         try:
 
             def waiting() -> bool:
-                assert restoring.is_alive(), runs
                 copying = len(watcher.execute(_WAITING).fetchall())
                 counting = watcher.execute(_COUNTING).fetchone()
                 return copying >= 1 and counting is not None and counting[0] > 0
 
-            wait_for("a COPY and the other worker's count to wait on the locks", waiting)
+            restore.wait_for("a COPY and the other worker's count to wait on the locks", waiting)
         finally:
             watcher.close()
-        workers = _worker_restores()
-        (failing,) = [p for p in workers if any(a.endswith(listed) for a in p.cmdline())]
+        _, failing = _the_last_workers_restore(plans[0])
         os.kill(failing.pid, signal.SIGKILL)
-        restoring.join(HANG)
-        hung = restoring.is_alive()
-    finally:
-        release()
-        restoring.join()
+        hung = restore.hung()
     assert not hung, "the restore waited for the other worker's row count on the lock"
-    (run,) = runs
-    assert run.code != 0, str(run)
-    assert "Traceback" not in run.err, run.err
+    run = restore.failed_leaving_nothing(pg)
     error, hint = run.err_lines
     # The worker's kill is told, not the cancelled count.
     assert error == "respaldo: error: pg_restore was killed by signal 9", run.err
     prefix = f"respaldo: hint: nothing was changed: no database {new_dbname} was created; "
     assert hint.startswith(prefix), run.err
-    assert _worker_restores() == []
-    assert databases(pg) == before
-    assert staging_databases(pg) == set()
-    assert list(work.iterdir()) == []
