@@ -124,6 +124,25 @@ _PHRASES = (
     N_("chunk {chunk} of stream {stream}"),
     N_("chunk list of stream {stream}"),
     N_("chunk {chunk}"),
+    # A backup's record that failed verification (operations/repair.py: damage_problem,
+    # operations/recorded.py: unconfirmed_problem), as the status and the backup's page
+    # say it. Rows stored before they agreed ("1 chunks have") are said by the plural.
+    N_(
+        "damaged: {count} chunk has no good copy in any repository (respaldo repair, "
+        "{when} UTC); it cannot be restored"
+    ),
+    N_(
+        "damaged: {count} chunks have no good copy in any repository (respaldo repair, "
+        "{when} UTC); it cannot be restored"
+    ),
+    N_(
+        "not known-good: references {count} chunk that verification found damaged while "
+        "the backup ran; run 'respaldo repair', or take a new backup"
+    ),
+    N_(
+        "not known-good: references {count} chunks that verification found damaged while "
+        "the backup ran; run 'respaldo repair', or take a new backup"
+    ),
     N_("chunk is not in the index"),
     N_("chunk is not in the index ({damage})"),
     N_("chunk is damaged ({problem}; quarantined {when} UTC) and no good copy is indexed"),
@@ -153,7 +172,8 @@ _PHRASES = (
     # operations/drill.py: what a restore test's other checks found. Its row counts
     # (operations/restore.py, restore_parallel.py: one per table, "; "-joined).
     N_("restored into {datadir}"),
-    N_("{compared} tables match the snapshot"),
+    N_("{count} table matches the snapshot"),
+    N_("{count} tables match the snapshot"),
     # Its roles' script (operations/drill.py: _roles_check).
     N_("{bytes} bytes read whole"),
     N_("not in the encoding their script declares: {error}"),
@@ -370,10 +390,21 @@ _PHRASES = (
     N_("WAL retention"),
     N_("cannot open"),
     N_(
+        "garbage collection found {count} damaged chunk copy that kept backups reference "
+        "(quarantined; no backup deduplicates against it now): run 'respaldo verify --all "
+        "--repository {repository}', which marks the backups that need it, then 'respaldo "
+        "repair {repository}'"
+    ),
+    N_(
         "garbage collection found {count} damaged chunk copies that kept backups reference "
         "(quarantined; no backup deduplicates against them now): run 'respaldo verify --all "
         "--repository {repository}', which marks the backups that need them, then 'respaldo "
         "repair {repository}'"
+    ),
+    N_(
+        "{count} chunk that kept backups reference has only damaged copies (quarantined): "
+        "those backups cannot be restored from {repository} until 'respaldo repair "
+        "{repository}' copies it from another repository"
     ),
     N_(
         "{count} chunks that kept backups reference have only damaged copies (quarantined): "
@@ -397,10 +428,22 @@ _PHRASES = (
     N_(
         "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
         "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
+        "{limit}), and by it {count} backup would expire by age that had not expired then "
+        "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+    ),
+    N_(
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
         "{limit}), and by it {count} backups would expire by age that had not expired then "
         "(e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
     # operations/prune.py: CLOCK_AHEAD_RPO, the same when [rpo] allows an older backup.
+    N_(
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
+        "[rpo] allows: {setting}), and by it {count} backup would expire by age that had not "
+        "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
+    ),
     N_(
         "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
         "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
@@ -409,6 +452,13 @@ _PHRASES = (
     ),
     # operations/prune.py: CLOCK_JUMPED, the same when the newest backup completed after a
     # silence (the evidence is then the backup before it).
+    N_(
+        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
+        "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
+        "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+        "newest backup before that silence, {last} UTC) {count} backup would expire by age "
+        "that had not expired then (e.g. {backup})"
+    ),
     N_(
         "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
         "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
@@ -573,7 +623,6 @@ _VALUES = {
     "length": r"\d+",
     "when": r"[0-9: -]+",
     # A restore test's other checks: numbers, a WAL position, a segment's name.
-    "compared": r"\d+",
     "counted": r"\d+",
     "recorded": r"\d+",
     "bytes": r"\d+",

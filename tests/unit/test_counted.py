@@ -3,10 +3,24 @@ the Spanish of the page and the alerts (:func:`respaldo.phrases.counted`)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from respaldo import reasons
 from respaldo.i18n import translations
+from respaldo.operations.prune import (
+    CLOCK_AHEAD,
+    CLOCK_AHEAD_ONE,
+    CLOCK_AHEAD_RPO,
+    CLOCK_AHEAD_RPO_ONE,
+    CLOCK_JUMPED,
+    CLOCK_JUMPED_ONE,
+    damaged_copies_problem,
+    unrepaired_problem,
+)
+from respaldo.operations.recorded import unconfirmed_problem
+from respaldo.operations.repair import damage_problem
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted
 from tests.unit.results import verify_result
@@ -38,3 +52,93 @@ def test_a_verify_that_found_one_problem_says_one_problem() -> None:
     )
     two = _verify(["disk on fire", "disk on fire too"]).found_failure()
     assert two == "verify found 2 problems: disk on fire"
+
+
+WHEN = datetime(2026, 12, 7, 5, 48, tzinfo=UTC)
+
+
+def test_a_backup_that_lost_one_chunk_says_one_chunk() -> None:
+    """Before: a backup's record said "damaged: 1 chunks have no good copy" (repair and
+    catalog rebuild store it; the status and the backup's page show it), in English on
+    the Spanish page too."""
+    problem = damage_problem(1, WHEN)
+    assert problem == (
+        "damaged: 1 chunk has no good copy in any repository (respaldo repair, "
+        "2026-12-07 05:48 UTC); it cannot be restored"
+    )
+    spanish = (
+        "dañado: 1 fragmento no tiene ninguna copia buena en ningún repositorio (respaldo "
+        "repair, 2026-12-07 05:48 UTC); no se puede restaurar"
+    )
+    # As the catalog stores it (text) and as a phrase.
+    assert reasons.reason(str(problem), ES) == reasons.reason(problem, ES) == spanish
+    assert reasons.reason(str(damage_problem(3, WHEN)), ES).startswith("dañado: 3 fragmentos no ")
+    # A row stored before it agreed is still said in Spanish, by the plural.
+    assert reasons.reason(
+        "damaged: 1 chunks have no good copy in any repository (respaldo repair, "
+        "2026-12-07 05:48 UTC); it cannot be restored",
+        ES,
+    ).startswith("dañado: 1 fragmentos no tienen ninguna copia buena")
+
+
+def test_a_backup_that_referenced_one_damaged_chunk_says_one_chunk() -> None:
+    problem = unconfirmed_problem(1)
+    assert problem.startswith("not known-good: references 1 chunk that verification found ")
+    assert reasons.reason(str(problem), ES).startswith(
+        "no se sabe si está bien: usa 1 fragmento que la verificación encontró dañado "
+    )
+    assert unconfirmed_problem(2).startswith("not known-good: references 2 chunks that ")
+
+
+def test_a_restore_test_that_compared_one_table_says_one_table_in_spanish() -> None:
+    # The drill's stored check (tests/integration/logical/test_drill.py makes it), and the
+    # rows stored before it agreed.
+    assert reasons.reason("1 table matches the snapshot", ES) == (
+        "1 tabla coincide con la instantánea"
+    )
+    assert reasons.reason("1 tables match the snapshot", ES) == (
+        "1 tablas coinciden con la instantánea"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "values"),
+    [
+        (CLOCK_AHEAD, {"limit": 7}),
+        (CLOCK_AHEAD_RPO, {"limit": "33.3", "setting": "erp: full_hours = 800"}),
+        (
+            CLOCK_JUMPED,
+            {"gap": 400, "resumed": "2028-01-11 01:06", "limit": "7", "setting": "x = 7"},
+        ),
+    ],
+)
+def test_a_prune_refused_for_the_clock_says_one_backup_would_expire(
+    message: str, values: dict[str, object]
+) -> None:
+    """prune's clock refusals said "1 backups would expire" (its output, the job's stored
+    error, the page and the alert). The refusal is made by check_clock: each message there
+    has its singular (tests/integration/prune/test_prune_cli.py runs one)."""
+    ones = {CLOCK_AHEAD: CLOCK_AHEAD_ONE, CLOCK_AHEAD_RPO: CLOCK_AHEAD_RPO_ONE}
+    one = ones.get(message, CLOCK_JUMPED_ONE)
+    given = {"clock": "2028-01-11 01:06", "days": 400, "last": "2026-12-07 01:06"}
+    said = counted(1, one, message, backup="20261207T010618Z-7cf6624b", **given, **values)
+    assert "1 backup would expire by age" in said
+    assert "1 backup caducaría por antigüedad" in reasons.reason(str(said), ES)
+    two = counted(2, one, message, backup="20261207T010618Z-7cf6624b", **given, **values)
+    assert "2 backups caducarían por antigüedad" in reasons.reason(str(two), ES)
+
+
+def test_a_prune_that_found_one_damaged_chunk_says_one_chunk() -> None:
+    damaged = damaged_copies_problem(1, "offsite")
+    assert damaged.startswith("garbage collection found 1 damaged chunk copy that kept ")
+    assert "deduplicates against it now" in damaged and "that need it," in damaged
+    assert reasons.reason(str(damaged), ES).startswith(
+        "la recolección de basura encontró 1 copia dañada de un fragmento "
+    )
+    assert "found 2 damaged chunk copies" in damaged_copies_problem(2, "offsite")
+    unrepaired = unrepaired_problem(1, "offsite")
+    assert unrepaired.startswith("1 chunk that kept backups reference has only damaged copies")
+    assert reasons.reason(str(unrepaired), ES).startswith(
+        "1 fragmento que usan backups conservados solo tiene copias dañadas"
+    )
+    assert unrepaired_problem(2, "offsite").startswith("2 chunks that kept backups reference have")

@@ -102,7 +102,7 @@ from respaldo.operations.tested_kinds import DATABASE_KINDS, relied_on
 from respaldo.operations.views import DrillCheckView
 from respaldo.operations.wal import read_archived
 from respaldo.operations.wal_coverage import archive_check
-from respaldo.phrases import N_, Phrase, joined, recorded
+from respaldo.phrases import N_, Phrase, counted, joined, recorded
 from respaldo.postgres import ConnInfo, server_major
 from respaldo.postgres.amcheck import pg_amcheck
 from respaldo.postgres.datadir import Owner, RecoveryTarget, find_server_bindir, stop_server
@@ -709,7 +709,12 @@ def _checks(
         detail = "the backup recorded no row counts (it predates them): nothing compared"
         checks.append(Check("row counts", True, detail))
     else:
-        checks.append(Check("row counts", True, f"{compared} tables match the snapshot"))
+        matched = counted(
+            compared,
+            N_("{count} table matches the snapshot"),
+            N_("{count} tables match the snapshot"),
+        )
+        checks.append(Check("row counts", True, matched))
     checks.append(_large_objects_check(manifest, conninfo))
     return checks + _query_checks(ctx, conninfo, db, amcheck)
 

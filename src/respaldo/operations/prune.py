@@ -52,7 +52,7 @@ from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.operations.zone import time_zone
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, counted
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
@@ -383,9 +383,9 @@ def check_clock(
         "clock": f"{result.now:%Y-%m-%d %H:%M}",
         "days": (result.now - evidence).days,
         "last": f"{evidence:%Y-%m-%d %H:%M}",
-        "count": len(early),
         "backup": early[0].backup.id,
     }
+    count = len(early)
     trust = (
         f"prune with {option('trust_clock')} ([retention] clock_check_days = 0 turns the check off)"
     )
@@ -397,7 +397,9 @@ def check_clock(
             else f"[rpo] {setting}"
         )
         raise ClockAhead(
-            Phrase(
+            counted(
+                count,
+                CLOCK_JUMPED_ONE,
                 CLOCK_JUMPED,
                 resumed=f"{resumed:%Y-%m-%d %H:%M}",
                 gap=round((resumed - silent_since) / timedelta(days=1)),
@@ -414,9 +416,11 @@ def check_clock(
     raise ClockAhead(
         # A Phrase: the page and the alerts say it in their language (respaldo.reasons
         # has it too, for the job's stored error).
-        Phrase(CLOCK_AHEAD, limit=days, **values)
+        counted(count, CLOCK_AHEAD_ONE, CLOCK_AHEAD, limit=days, **values)
         if limit == timedelta(days=days)
-        else Phrase(
+        else counted(
+            count,
+            CLOCK_AHEAD_RPO_ONE,
             CLOCK_AHEAD_RPO,
             limit=f"{limit / timedelta(days=1):.1f}",
             setting=setting,
@@ -425,6 +429,46 @@ def check_clock(
         hint="check the clock (timedatectl; a VM restored from a snapshot, an NTP step); "
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
         f"to expire by age all the same, {trust}",
+    )
+
+
+def damaged_copies_problem(count: int, repository: str) -> str:
+    """What a prune's outcome says of ``count`` damaged chunk copies its collection found
+    that kept backups reference."""
+    return counted(
+        count,
+        N_(
+            "garbage collection found {count} damaged chunk copy that kept backups reference "
+            "(quarantined; no backup deduplicates against it now): run 'respaldo verify --all "
+            "--repository {repository}', which marks the backups that need it, then 'respaldo "
+            "repair {repository}'"
+        ),
+        N_(
+            "garbage collection found {count} damaged chunk copies that kept backups reference "
+            "(quarantined; no backup deduplicates against them now): run 'respaldo verify "
+            "--all --repository {repository}', which marks the backups that need them, then "
+            "'respaldo repair {repository}'"
+        ),
+        repository=repository,
+    )
+
+
+def unrepaired_problem(count: int, repository: str) -> str:
+    """What a prune's outcome says of ``count`` chunks kept backups reference whose every
+    copy in ``repository`` is damaged ('repair' can still mend them from a mirror)."""
+    return counted(
+        count,
+        N_(
+            "{count} chunk that kept backups reference has only damaged copies (quarantined): "
+            "those backups cannot be restored from {repository} until 'respaldo repair "
+            "{repository}' copies it from another repository"
+        ),
+        N_(
+            "{count} chunks that kept backups reference have only damaged copies "
+            "(quarantined): those backups cannot be restored from {repository} until "
+            "'respaldo repair {repository}' copies them from another repository"
+        ),
+        repository=repository,
     )
 
 
@@ -441,6 +485,14 @@ def longest_rpo(settings: Settings) -> tuple[timedelta, str]:
     return longest, setting
 
 
+# Each with its "1 backup would expire" (counted): the job's stored error, the page and
+# the alerts said "1 backups would expire".
+CLOCK_AHEAD_ONE = N_(
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
+    "{limit}), and by it {count} backup would expire by age that had not expired then "
+    "(e.g. {backup}): the clock is ahead, or no backup has completed since"
+)
 CLOCK_AHEAD = N_(
     "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
     "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
@@ -449,6 +501,13 @@ CLOCK_AHEAD = N_(
 )
 # A backup completed after a silence longer than the bound (last_jump): the one before
 # the silence is the evidence of the time.
+CLOCK_JUMPED_ONE = N_(
+    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
+    "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
+    "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+    "newest backup before that silence, {last} UTC) {count} backup would expire by age "
+    "that had not expired then (e.g. {backup})"
+)
 CLOCK_JUMPED = N_(
     "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
     "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
@@ -458,6 +517,12 @@ CLOCK_JUMPED = N_(
 )
 # The bound when [rpo] lets a backup be older than clock_check_days (a weekly or monthly
 # installation): its nightly prunes refused, and alerted, between two on-time backups.
+CLOCK_AHEAD_RPO_ONE = N_(
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
+    "[rpo] allows: {setting}), and by it {count} backup would expire by age that had not "
+    "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
+)
 CLOCK_AHEAD_RPO = N_(
     "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
     "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
@@ -527,24 +592,13 @@ def prune(
             if outcome.gc.damaged:
                 # News of damage to kept backups: a prune that reported success would
                 # leave them counted as good until someone happened to verify.
-                outcome.fail(
-                    f"garbage collection found {outcome.gc.damaged} damaged chunk copies "
-                    "that kept backups reference (quarantined; no backup deduplicates "
-                    "against them now): run 'respaldo verify --all --repository "
-                    f"{outcome.name}', which marks the backups that need them, then "
-                    f"'respaldo repair {outcome.name}'"
-                )
+                outcome.fail(damaged_copies_problem(outcome.gc.damaged, outcome.name))
             if outcome.gc.unrepaired:
                 # Known damage that 'repair' mends. Said only in a line of the output, by a
                 # prune that succeeded, it went unseen: once this collection had dropped a
                 # mirror's lost pack from its index, the mirror's daily check passed while
                 # it could not restore the backups that need these chunks.
-                outcome.fail(
-                    f"{outcome.gc.unrepaired} chunks that kept backups reference have only "
-                    f"damaged copies (quarantined): those backups cannot be restored from "
-                    f"{outcome.name} until 'respaldo repair {outcome.name}' copies them from "
-                    "another repository"
-                )
+                outcome.fail(unrepaired_problem(outcome.gc.unrepaired, outcome.name))
             try:
                 outcome.wal = _prune_wal(opened, dry_run=dry_run, gone=gone, wait=wait)
             except RespaldoError as exc:

@@ -31,6 +31,7 @@ from respaldo.operations.copy import CopyOutcome, WalCopyOutcome, replicate, rep
 from respaldo.operations.jobs import current_job, note_result
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.views import BackupView
+from respaldo.phrases import N_, counted
 from respaldo.repository import Manifest, Repository, WriteStats
 
 Reporter = Callable[[int], None]
@@ -242,7 +243,14 @@ def _pending(
 
 
 def unconfirmed_problem(chunks: int) -> str:
-    return (
-        f"not known-good: references {chunks} chunks that verification found damaged while "
-        "the backup ran; run 'respaldo repair', or take a new backup"
+    return counted(
+        chunks,
+        N_(
+            "not known-good: references {count} chunk that verification found damaged while "
+            "the backup ran; run 'respaldo repair', or take a new backup"
+        ),
+        N_(
+            "not known-good: references {count} chunks that verification found damaged while "
+            "the backup ran; run 'respaldo repair', or take a new backup"
+        ),
     )

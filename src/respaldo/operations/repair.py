@@ -27,6 +27,7 @@ from respaldo.catalog import BackupRecords
 from respaldo.domain import BackupStatus
 from respaldo.errors import RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.phrases import N_, counted
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.repair import repair_repository
@@ -189,7 +190,15 @@ def _mark_damaged(
 
 def damage_problem(chunks: int, when: datetime) -> str:
     """The catalog's words for a backup that lost chunks (``error_message``)."""
-    return (
-        f"damaged: {chunks} chunks have no good copy in any repository "
-        f"(respaldo repair, {when:%Y-%m-%d %H:%M} UTC); it cannot be restored"
+    return counted(
+        chunks,
+        N_(
+            "damaged: {count} chunk has no good copy in any repository (respaldo repair, "
+            "{when} UTC); it cannot be restored"
+        ),
+        N_(
+            "damaged: {count} chunks have no good copy in any repository (respaldo repair, "
+            "{when} UTC); it cannot be restored"
+        ),
+        when=f"{when:%Y-%m-%d %H:%M}",
     )

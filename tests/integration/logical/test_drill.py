@@ -502,6 +502,31 @@ def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
     assert "recorded no row counts" in check["detail"], check
 
 
+def test_a_backup_that_recorded_one_row_count_says_one_table_matches(
+    respaldo: Respaldo,
+) -> None:
+    """The row-count check of a backup that counted one table said "1 tables match the
+    snapshot" on the drill's record (the page, the report): one table, one match."""
+    backup_id = respaldo.backup()["id"]
+    repo = respaldo.repository()
+    manifest = repo.load_manifest(backup_id)
+    first = sorted(manifest.meta["row_counts"])[0]
+    manifest.meta["row_counts"] = {first: manifest.meta["row_counts"][first]}
+    one = backup_id[:-8] + "0000000e"
+    manifest.backup_id = one
+    with BackupWriter(repo, one) as writer:
+        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(one)))
+    assert respaldo.run("catalog", "rebuild").code == 0
+    code, result, err = _drill(respaldo, one)
+    assert code == 0, err
+    (check,) = [c for c in result["checks"] if c["name"] == "row counts"]  # type: ignore[attr-defined]
+    assert check["detail"] == "1 table matches the snapshot", check
+    (stored,) = [
+        c for c in respaldo.run("drills", "--json").json()[0]["checks"] if c["name"] == "row counts"
+    ]
+    assert stored["detail"] == "1 table matches the snapshot", stored
+
+
 def test_a_drill_that_needed_the_mirror_says_so_in_its_record(respaldo: Respaldo) -> None:
     """The primary's copy of a chunk is damaged, the mirror's whole: the backup restores
     (the drill passes), and its record (history, monthly report) names the damage, not

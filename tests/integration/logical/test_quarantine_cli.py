@@ -83,9 +83,9 @@ def test_repair_without_a_good_copy_names_the_backups_that_lose_data(
 
     listed = {r["id"]: r for r in respaldo.run("list", "--json").json()}
     assert listed[first]["isVerified"] is False and listed[first]["verifiedAt"]
-    assert listed[first]["errorMessage"].startswith("damaged: 1 chunks")
+    assert listed[first]["errorMessage"].startswith("damaged: 1 chunk has no good copy")
     assert "failed" in respaldo.run("list").out
-    assert "damaged: 1 chunks" in respaldo.run("show", first).out
+    assert "damaged: 1 chunk has no good copy" in respaldo.run("show", first).out
 
     refused = respaldo.run("restore", first, "--target-database", new_dbname)
     assert refused.code == 1, str(refused)

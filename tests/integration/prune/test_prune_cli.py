@@ -338,7 +338,7 @@ def test_prune_refuses_to_expire_by_age_when_the_clock_is_far_ahead(
     said = _refused_400_days_ahead(cli)
     assert "prune refused, nothing was deleted" in said
     assert "400 days after the newest backup completed" in said
-    assert "1 backups would expire by age that had not expired then" in said
+    assert "1 backup would expire by age that had not expired then" in said
     assert "the clock is ahead, or no backup has completed since" in said
     assert "--trust-clock" in said and "clock_check_days" in said
     status = run_ahead(cli, 400, "status")

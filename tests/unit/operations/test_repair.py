@@ -78,7 +78,7 @@ def test_lost_chunks_mark_the_backups_and_restore_refuses_them(inst: Installatio
     assert lost.marked_in_catalog
     record = inst.ctx.record(damaged)
     assert record.verified_at is not None and not record.is_verified
-    assert (record.error_message or "").startswith("damaged: 1 chunks")
+    assert (record.error_message or "").startswith("damaged: 1 chunk has no good copy")
     assert inst.ctx.record(other).verified_at is None
     as_json = result.model_dump(mode="json", by_alias=True)
     assert as_json["lostBackups"][0]["backupId"] == damaged
@@ -132,7 +132,7 @@ def test_catalog_rebuild_marks_again_what_repair_found_lost(inst: Installation) 
     assert (result.created, result.lost_data) == (2, [damaged])
     record = inst.ctx.record(damaged)
     assert record.verified_at is not None and not record.is_verified
-    assert (record.error_message or "").startswith("damaged: 1 chunks")
+    assert (record.error_message or "").startswith("damaged: 1 chunk has no good copy")
     assert inst.ctx.record(good).verified_at is None
 
 
