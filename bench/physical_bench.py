@@ -82,6 +82,7 @@ from typing import Any
 from sample import generate
 from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
+from tests.configs import local_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "physical.json"
 PASSPHRASE = "respaldo physical benchmark passphrase"  # noqa: S105 (a throwaway repository)
@@ -186,26 +187,16 @@ def write_config(base: Path, cluster: TempCluster, passphrase: str) -> Path:
     dbpass = base / "db.pass"
     dbpass.write_text(cluster.password.get_secret_value() + "\n")
     dbpass.chmod(0o600)
-    config = base / "respaldo.toml"
-    config.write_text(
+    return local_config(
+        base,
         f"""
-passphrase_file = "{passfile}"
-cache_dir = "{base / "cache"}"
-
-[catalog]
-url = "sqlite:///{base / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{base / "repo"}"
-
 [[databases]]
 name = "{DB}"
 dsn = "postgresql://{cluster.superuser}@{cluster.host}:{cluster.port}/{DB}"
 password_file = "{dbpass}"
-"""
+""",
+        settings=f'passphrase_file = "{passfile}"',
     )
-    return config
 
 
 def setup(args: argparse.Namespace) -> Bench:

@@ -15,6 +15,7 @@ from respaldo.config import load_settings
 from respaldo.domain import AuditAction, AuditOutcome, JobKind, JobStatus, TriggeredBy
 from respaldo.operations import audit
 from respaldo.operations.context import Context
+from tests.configs import local_config
 
 pytestmark = pytest.mark.unit
 
@@ -24,17 +25,7 @@ ERROR = "cannot write [/srv/backup] [backup 1 object 2]"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "respaldo.toml"
-    path.write_text(
-        f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
-"""
-    )
+    path = local_config(tmp_path)
     with Context.open(load_settings(path), create=True) as ctx, ctx.catalog.begin() as session:
         jobs = Jobs(session)
         job = jobs.submit(

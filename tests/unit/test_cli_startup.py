@@ -18,6 +18,7 @@ import pytest
 
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
+from tests.configs import local_config
 from tests.unit.operations.support import FAST_KDF
 
 pytestmark = pytest.mark.unit
@@ -150,13 +151,7 @@ def test_a_one_shot_backup_and_restore_import_only_their_own_kind(
     (tree / "sub").mkdir(parents=True)
     (tree / "a.txt").write_text("first file\n")
     (tree / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
-        f'cache_dir = "{tmp_path / "cache"}"\n'
-        f'[catalog]\nurl = "sqlite:///{tmp_path / "catalog.db"}"\n'
-        f'[[repositories]]\nname = "local"\nurl = "file://{tmp_path / "repo"}"\n'
-        f'[[file_sets]]\nname = "app"\npaths = ["{tree}"]\n'
-    )
+    config = local_config(tmp_path, f'[[file_sets]]\nname = "app"\npaths = ["{tree}"]\n')
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
     initialize(load_settings(config), kdf=FAST_KDF)
     # The first process on a machine derives the key (argon2) and caches it.

@@ -12,6 +12,7 @@ import pytest
 from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
+from tests.configs import local_config
 from tests.integration.physical.conftest import FAST_KDF
 
 pytestmark = pytest.mark.integration
@@ -24,22 +25,16 @@ def test_one_of_a_thing_is_said_in_the_singular(
     data = tmp_path / "planos"
     data.mkdir()
     (data / "a.txt").write_text("obra 1\n")
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
+    config = local_config(
+        tmp_path,
         f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
 [retention]
 keep_until_expires = false
 min_keep = 1
 [[file_sets]]
 name = "planos"
 paths = ["{data}"]
-"""
+""",
     )
     initialize(load_settings(config), kdf=FAST_KDF)
 

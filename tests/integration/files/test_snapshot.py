@@ -13,6 +13,7 @@ from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
+from tests.configs import local_config
 from tests.integration.cli import secret_file
 from tests.integration.physical.conftest import FAST_KDF
 
@@ -31,15 +32,9 @@ def test_snapshot_pins_a_backup_of_every_source(
     uploads.mkdir()
     (uploads / "a.pdf").write_bytes(os.urandom(20_000))
     password = secret_file(tmp_path / "db.pass", pg.password.get_secret_value())
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
+    config = local_config(
+        tmp_path,
         f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
 [[databases]]
 name = "erp"
 dsn = "postgresql://{pg.superuser}@{pg.host}:{pg.port}/{erp_db}"
@@ -47,7 +42,7 @@ password_file = "{password}"
 [[file_sets]]
 name = "uploads"
 paths = ["{uploads}"]
-"""
+""",
     )
     initialize(load_settings(config), kdf=FAST_KDF)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
+from tests.configs import local_config
 from tests.integration.logical.conftest import FAST_KDF
 from tests.ports import closed_port
 
@@ -16,21 +17,14 @@ def down_database_config(tmp_path: Path, notifications: str) -> Path:
     """Writes and initializes ``respaldo.toml`` under ``tmp_path`` (the passphrase comes
     from RESPALDO_PASSPHRASE, which the caller sets); ``notifications`` is the TOML of the
     ``[notifications]`` section and its targets."""
-    config = tmp_path / "respaldo.toml"
-    config.write_text(f"""
-cache_dir = "{tmp_path / "cache"}"
-
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
-
+    config = local_config(
+        tmp_path,
+        f"""
 [[databases]]
 name = "erp"
 dsn = "postgresql://respaldo@127.0.0.1:{closed_port()}/erp"
 
-{notifications}""")
+{notifications}""",
+    )
     initialize(load_settings(config), kdf=FAST_KDF)
     return config

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.configs import local_config
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -22,21 +23,11 @@ def _config(tmp_path: Path, hook: str) -> Path:
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("serve start passphrase\n")
     passphrase.chmod(0o600)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
+    return local_config(
+        tmp_path,
         f"""
-passphrase_file = "{passphrase}"
-cache_dir = "{tmp_path / "cache"}"
-
-[catalog]
-url = "sqlite:///{catalog}"
-
 [server]
 listen = "127.0.0.1:0"
-
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
 
 [[databases]]
 name = "erp"
@@ -45,9 +36,9 @@ dsn = "postgresql://respaldo@127.0.0.1:1/erp"
 [[notifications.targets]]
 name = "hook"
 url = "{hook}"
-"""
+""",
+        settings=f'passphrase_file = "{passphrase}"',
     )
-    return config
 
 
 def _serve(config: Path) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
 from respaldo.operations.prune import prune
 from respaldo.repository import KdfParams
+from tests.configs import local_config
 from tests.integration.cli import secret_file
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.servers.s3 import S3Endpoint
@@ -42,15 +43,9 @@ def _passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(tmp: Path, s3: S3Endpoint, bucket: str, prefix: str, extra: str = "") -> Path:
     secret = secret_file(tmp / "s3.secret", s3.secret_access_key)
-    path = tmp / "respaldo.toml"
-    path.write_text(
+    return local_config(
+        tmp,
         f"""
-cache_dir = "{tmp / "cache"}"
-[catalog]
-url = "sqlite:///{tmp / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp / "repo"}"
 [[repositories]]
 name = "offsite"
 url = "s3://{bucket}/{prefix}"
@@ -62,9 +57,8 @@ storage_class = "STANDARD"
 [[databases]]
 name = "erp"
 dsn = "postgresql://nobody@127.0.0.1:1/erp"
-{extra}"""
+{extra}""",
     )
-    return path
 
 
 def _bucket(s3: S3Endpoint, rules: list[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import KdfParams
 from respaldo.repository.wal import ClusterRecord, put_wal, write_cluster
+from tests.configs import local_config
 from tests.integration.cli import secret_file
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -29,15 +30,9 @@ def test_wal_copied_to_a_locked_mirror_is_locked(
     s3 = moto_server
     prefix = new_prefix()
     secret = secret_file(tmp_path / "s3.secret", s3.secret_access_key)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
+    config = local_config(
+        tmp_path,
         f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
 [[repositories]]
 name = "offsite"
 url = "s3://{s3.locked_bucket}/{prefix}"
@@ -49,7 +44,6 @@ storage_class = "STANDARD"
 object_lock_mode = "COMPLIANCE"
 object_lock_days = 1
 """,
-        encoding="utf-8",
     )
     monkeypatch.setenv("RESPALDO_PASSPHRASE", "locked wal passphrase")
     settings = load_settings(config)

@@ -21,6 +21,7 @@ from respaldo.operations.status_wal import read_primary_wal
 from respaldo.operations.wal import fetch_wal
 from respaldo.repository import KdfParams
 from respaldo.repository.wal import ClusterRecord, put_wal, write_cluster
+from tests.configs import local_config
 from tests.integration.cli import secret_file
 from tests.servers.s3 import S3Endpoint, new_prefix
 
@@ -36,17 +37,14 @@ def test_s3_repositories_with_a_secret_file_open_for_wal_and_its_status(
 ) -> None:
     s3 = moto_server
     secret = secret_file(tmp_path / "s3.secret", s3.secret_access_key)
-    config = tmp_path / "respaldo.toml"
     s3_keys = f"""endpoint_url = "{s3.endpoint_url}"
 region = "us-east-1"
 access_key_id = "{s3.access_key_id}"
 secret_access_key_file = "{secret}"
 """
-    config.write_text(
+    config = local_config(
+        tmp_path,
         f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
 [[repositories]]
 name = "primary"
 url = "s3://{s3.bucket}/{new_prefix()}"
@@ -59,7 +57,7 @@ url = "s3://{s3.bucket}/{new_prefix()}"
 name = "erp"
 dsn = "dbname=erp"
 """,
-        encoding="utf-8",
+        repository=False,
     )
     monkeypatch.setenv("RESPALDO_PASSPHRASE", "s3 secret file passphrase")
     settings = load_settings(config)

@@ -47,6 +47,7 @@ from respaldo.cli.main import invoke
 from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
+from tests.configs import local_config
 from tests.integration.cli import secret_file
 from tests.integration.majors import (
     ARCHIVING_INITDB_OPTIONS,
@@ -251,25 +252,15 @@ class Archiving:
 def write_config(base: Path, pg: TempCluster, extra: str = "") -> Path:
     passfile = secret_file(base / "passphrase", PASSPHRASE)
     dbpass = secret_file(base / "db.pass", pg.password.get_secret_value())
-    config = base / "respaldo.toml"
-    config.write_text(
+    config = local_config(
+        base,
         f"""
-passphrase_file = "{passfile}"
-cache_dir = "{base / "cache"}"
-workers = 2
-
-[catalog]
-url = "sqlite:///{base / "catalog.db"}"
-
-[[repositories]]
-name = "local"
-url = "file://{base / "repo"}"
-
 [[databases]]
 name = "erp"
 dsn = "postgresql://{pg.superuser}@{pg.host}:{pg.port}/{SHOP}"
 password_file = "{dbpass}"
-{extra}"""
+{extra}""",
+        settings=f'passphrase_file = "{passfile}"\nworkers = 2',
     )
     config.chmod(0o644)
     return config

@@ -11,24 +11,19 @@ import pytest
 from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.context import Context
+from tests.configs import local_config
 from tests.unit.operations.status_support import backup, drill
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "respaldo.toml"
-    path.write_text(
-        f"""
-cache_dir = "{tmp_path / "cache"}"
-[catalog]
-url = "sqlite:///{tmp_path / "catalog.db"}"
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
+    path = local_config(
+        tmp_path,
+        """
 [[databases]]
 name = "erp"
 dsn = "postgresql://respaldo@127.0.0.1:1/erp"
-"""
+""",
     )
     Context.open(load_settings(path), create=True).close()
     return path

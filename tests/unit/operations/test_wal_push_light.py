@@ -22,6 +22,7 @@ from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.operations.wal import open_wal_repository
 from respaldo.repository.wal import get_wal
+from tests.configs import local_config
 from tests.unit.operations.support import FAST_KDF
 from tests.unit.postgres.support import make_segment
 
@@ -44,14 +45,11 @@ HEAVY = (
 
 
 def _config(root: Path, extra: str = "") -> Path:
-    config = root / "respaldo.toml"
-    config.write_text(
-        f'cache_dir = "{root / "cache"}"\n{extra}\n'
-        f'[catalog]\nurl = "sqlite:///{root / "catalog.db"}"\n'
-        f'[[repositories]]\nname = "local"\nurl = "file://{root / "repo"}"\n'
-        '[[databases]]\nname = "erp"\ndsn = "postgresql://nobody@127.0.0.1:1/erp"\n'
+    return local_config(
+        root,
+        '[[databases]]\nname = "erp"\ndsn = "postgresql://nobody@127.0.0.1:1/erp"\n',
+        settings=extra,
     )
-    return config
 
 
 def _segment(root: Path, segno: int) -> tuple[Path, bytes]:
