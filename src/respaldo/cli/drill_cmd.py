@@ -12,8 +12,9 @@ from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.cli.text import escape
 from respaldo.domain import JobKind
+from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
-from respaldo.operations.drill import run_restore_test_round
+from respaldo.operations.drill import DrillRound, run_restore_test_round
 from respaldo.operations.jobs import cli_request, run_now
 from respaldo.operations.listing import list_drills
 from respaldo.operations.models import to_json_list
@@ -41,6 +42,10 @@ def drill(
     and server (physical) or a scratch directory (files) and check it. For a database:
     the newest backup of each kind it relies on (logical, physical), each tested; for a
     backup id, that backup. Exit status 3 if a test fails, 1 if one could not run."""
+    # A database's test says what each kind of its backups did; a backup id's (or a file
+    # set's) prints the one test's result, as it always did.
+    by_database = target in {db.name for db in state(ctx).settings.databases}
+    tried = DrillRound([])
     with progress_bars() as progress:
         context = Context.open(state(ctx).settings, progress)
         try:
@@ -53,12 +58,18 @@ def drill(
                     amcheck=amcheck,
                     respaldo_command=respaldo_command,
                     retest=True,
+                    tried=tried,
                 ),
                 result_id=lambda round_: round_.backup_id,
             )
-            # A database's test says what each kind of its backups did; a backup id's
-            # (or a file set's) prints the one test's result, as it always did.
-            by_database = target in {db.name for db in context.settings.databases}
+        except RespaldoError:
+            # No test of the round could run (its only kind's, or each kind's): the round
+            # is still what --json prints, its errors naming each, as when one of two
+            # could not; the error and its hint go to stderr, exit status 1. An error
+            # before any test (no backup to test) is the command's, as for any command.
+            if as_json and by_database and tried.errors:
+                print_json(tried.view(target).to_json())
+            raise
         finally:
             context.close()
     if as_json:

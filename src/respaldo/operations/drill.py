@@ -913,6 +913,7 @@ def run_restore_test_round(
     amcheck: bool | None = None,
     respaldo_command: str | None = None,
     retest: bool = False,
+    tried: DrillRound | None = None,
 ) -> DrillRound:
     """The restore test of ``target``: for a database, a drill of the newest backup of
     each kind it relies on (:func:`backups_to_test`), logical first. A file set, or a
@@ -925,25 +926,28 @@ def run_restore_test_round(
     said nothing of the physical backups, which then went untested that month): the
     others run, and the round's :meth:`DrillRound.found_failure` names each, so the job
     ends failed. A round of one drill raises its error, as a single drill does; so does a
-    round none of whose drills could run (the first error), and a cancelled one."""
+    round none of whose drills could run (the first error), and a cancelled one.
+
+    ``tried`` (empty) is filled in as the round goes, for a caller that shows the round
+    even when it raises (``drill DATABASE --json``: each test that could not run is in
+    its ``errors``); it stays empty when the round raises before any drill (no backup to
+    test)."""
     due = backups_to_test(ctx, target, retest=retest)
-
-    def drill(backup: str) -> DrillResult:
-        return run_drill(ctx, backup, amcheck=amcheck, respaldo_command=respaldo_command)
-
-    if len(due) < 2:
-        return DrillRound([drill(backup) for backup in due])
-    done = DrillRound([])
+    done = tried if tried is not None else DrillRound([])
     for backup in due:
         try:
-            done.results.append(drill(backup))
+            done.results.append(
+                run_drill(ctx, backup, amcheck=amcheck, respaldo_command=respaldo_command)
+            )
         except JobCancelled:
             raise
         except RespaldoError as exc:
+            done.errors.append((backup, exc))
+            if len(due) < 2:
+                raise
             cancellation.check()  # an error a cancellation caused ends the round
             log.warning("restore test of backup %s could not run: %s", backup, first_line(str(exc)))
-            done.errors.append((backup, exc))
-    if not done.results:
+    if done.errors and not done.results:
         raise done.errors[0][1]
     return done
 

@@ -481,6 +481,33 @@ def test_a_drill_that_cannot_reach_the_backup_fails_without_judging_it(
     assert [h["status"] for h in history] == ["passed"], history
 
 
+def test_drill_of_a_database_whose_test_could_not_run_still_prints_its_json(
+    respaldo: Respaldo,
+) -> None:
+    """'drill erp --json' printed the round ({target, passed, drills, errors}) when one of
+    two kinds could not run, and nothing at all on stdout when its only kind (or every
+    kind) could not: a script reading the JSON got an empty document to parse. Now it is
+    the round, its error naming the backup; the error and its hint on stderr, exit 1."""
+    backup_id = respaldo.backup()["id"]
+    respaldo.repo_dir.rename(respaldo.tmp / "unmounted")
+    try:
+        run = respaldo.run("drill", "erp", "--json")
+    finally:
+        (respaldo.tmp / "unmounted").rename(respaldo.repo_dir)
+    assert run.code == 1, str(run)
+    done = run.json()
+    assert (done["target"], done["passed"], done["drills"]) == ("erp", False, []), done
+    (error,) = done["errors"]
+    assert error["backupId"] == backup_id and error["error"], done
+    assert error["error"] in " ".join(run.err.split()) or error["error"].split(":")[0] in run.err
+    assert "respaldo: error:" in run.err, run.err
+    # Nothing was judged: the backup was never tested, no run recorded as passed or failed.
+    assert respaldo.run("drills", "--json").json() == []
+    # An error before any test is the command's, as for every command: no JSON.
+    missing = respaldo.run("drill", "nosuchdb", "--json")
+    assert missing.code == 1 and missing.out == "" and "respaldo: error:" in missing.err
+
+
 def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
     respaldo: Respaldo,
 ) -> None:
