@@ -113,7 +113,13 @@ class DrillReport(ResultModel):
     runs: list[ReportRun]
     databases: list[ReportDatabase]
     untested: list[str]
-    """Configured databases, then file sets, without any restore test in the month."""
+    """Configured databases, then file sets, without any restore test in the month that
+    had a completed backup by its end."""
+    nothing_to_test: list[str] = []
+    """Configured databases, then file sets, without a test in the month and without any
+    completed backup by its end (a month before the first backup): nothing to test.
+    Told apart from :attr:`untested` by the backups the catalog holds: one whose every
+    backup of that time was pruned since looks the same."""
     sent: list[DeliveryResult] = []
     time_zone: str = "UTC"
     """The zone of the month and of the times the report's text shows (its name)."""
@@ -178,9 +184,17 @@ def drill_report(
     # named as a database is.
     sources = [db.name for db in ctx.settings.databases]
     sources += [fs.name for fs in ctx.settings.file_sets]
-    untested = [name for name in sources if name not in per_db]
+    # A source without a backup by the month's end had nothing a test could restore:
+    # "not tested" said a test was missing in a month before its first backup.
+    backed_up = {source for source, _ in backup_times}
+    idle = [name for name in sources if name not in per_db]
     return DrillReport(
-        month=month, runs=runs, databases=databases, untested=untested, time_zone=str(zone)
+        month=month,
+        runs=runs,
+        databases=databases,
+        untested=[name for name in idle if name in backed_up],
+        nothing_to_test=[name for name in idle if name not in backed_up],
+        time_zone=str(zone),
     )
 
 
@@ -301,6 +315,12 @@ def render_report(report: DrillReport, language: str) -> Message:
         lines += ["  " + _kind_line(kind, report.time_zone, _) for kind in db.kinds]
     if report.untested:
         lines.append(_("Not tested this month: {names}").format(names=", ".join(report.untested)))
+    if report.nothing_to_test:
+        lines.append(
+            _("Nothing to test this month (no backup yet): {names}").format(
+                names=", ".join(report.nothing_to_test)
+            )
+        )
     for run in report.runs:
         lines += [
             "",

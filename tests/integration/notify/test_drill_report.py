@@ -116,7 +116,8 @@ def test_report_drills_send_mails_every_test_check_and_restore_time(
         # pass of a kind (tests/integration/physical/test_restore_test_kinds.py has both).
         "kinds": [{"kind": None, "reliedOn": False, **tally, "newestPass": None}],
     }
-    assert report["untested"] == ["crm"]
+    # crm has no backup at all: nothing to test, not a test missing.
+    assert (report["untested"], report["nothingToTest"]) == ([], ["crm"])
     assert smtp.inbox.items == []  # shown, not sent
 
     assert (
@@ -129,7 +130,7 @@ def test_report_drills_send_mails_every_test_check_and_restore_time(
         "erp: 2 tests, 1 passed, 1 failed; restore time: median 1 min 52 s, longest 2 min 10 s",
         "  backups no longer in the catalog: 2 tests, 1 passed, 1 failed; restore time: "
         "median 1 min 52 s, longest 2 min 10 s",
-        "Not tested this month: crm",
+        "Nothing to test this month (no backup yet): crm",
         "  - row counts: FAILED (orders: 10 != 12)",
         "  started 2026-11-04 00:00 UTC, restore time 1 min 35 s",
     ):

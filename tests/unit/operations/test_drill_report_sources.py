@@ -11,8 +11,10 @@ import pytest
 
 from respaldo.catalog import DrillRuns
 from respaldo.config import Settings
+from respaldo.domain import BackupKind
 from respaldo.operations.context import Context
 from respaldo.operations.reports import drill_report, render_report
+from tests.unit.operations.status_support import backup
 
 pytestmark = pytest.mark.unit
 
@@ -24,14 +26,21 @@ def test_a_file_set_without_a_restore_test_is_named_untested(tmp_path: Path) -> 
         databases=[
             {"name": "erp", "dsn": "postgresql://u@127.0.0.1:1/erp"},
             {"name": "crm", "dsn": "postgresql://u@127.0.0.1:1/crm"},
+            {"name": "nuevo", "dsn": "postgresql://u@127.0.0.1:1/nuevo"},
         ],
         file_sets=[
             {"name": "uploads", "paths": [tmp_path / "docs"]},
             {"name": "scans", "paths": [tmp_path / "docs"]},
+            {"name": "planos", "paths": [tmp_path / "docs"]},
         ],
     )
     when = datetime(2026, 11, 3, 2, 0, tzinfo=UTC)
     with Context.open(settings, create=True) as ctx:
+        # Backed up in the month, never tested: untested. nuevo's first backup came after
+        # the month, planos has none: nothing to test (the report said "not tested").
+        backup(ctx, when, database="crm")
+        backup(ctx, when, database="scans", kind=BackupKind.FILES)
+        backup(ctx, datetime(2026, 12, 2, 2, 0, tzinfo=UTC), database="nuevo")
         with ctx.catalog.begin() as session:
             runs = DrillRuns(session)
             for source in ("erp", "uploads"):
@@ -47,4 +56,11 @@ def test_a_file_set_without_a_restore_test_is_named_untested(tmp_path: Path) -> 
                 )
         report = drill_report(ctx, "2026-11")
     assert report.untested == ["crm", "scans"]
-    assert "Not tested this month: crm, scans" in render_report(report, "en").body
+    assert report.nothing_to_test == ["nuevo", "planos"]
+    body = render_report(report, "en").body
+    assert "Not tested this month: crm, scans" in body
+    assert "Nothing to test this month (no backup yet): nuevo, planos" in body
+    assert "nuevo" not in body.split("Nothing to test")[0]
+    spanish = render_report(report, "es").body
+    assert "Nada que probar este mes (aún sin backups): nuevo, planos" in spanish
+    assert report.to_json()["nothingToTest"] == ["nuevo", "planos"]
