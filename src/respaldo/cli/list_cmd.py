@@ -15,6 +15,7 @@ from respaldo.operations.contents import BackupContents, backup_contents
 from respaldo.operations.context import Context
 from respaldo.operations.listing import BackupView, list_backups, show_backup
 from respaldo.operations.models import to_json_list
+from respaldo.operations.views import kind_word
 
 
 @app.command("list")
@@ -52,7 +53,7 @@ def list_command(
         table.add_row(
             r.id,
             r.database_name or "-",
-            r.backup_type.value,
+            kind_word(r.backup_type),
             r.status.value,
             human_bytes(r.size_bytes),
             human_bytes(r.stored_new_bytes),

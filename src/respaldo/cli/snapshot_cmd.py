@@ -16,6 +16,7 @@ from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
 from respaldo.operations.snapshot import set_pinned, take_snapshot
+from respaldo.operations.views import kind_word
 from respaldo.phrases import N_, counted
 
 
@@ -51,7 +52,7 @@ def snapshot(
     for backup in result.backups:
         record = backup.view
         err_console.print(
-            f"{record.id}: {record.backup_type.value} of {record.database_name}, "
+            f"{record.id}: {kind_word(record.backup_type)} backup of {record.database_name}, "
             f"{human_bytes(backup.stats.size_bytes)}, pinned",
             highlight=False,
         )

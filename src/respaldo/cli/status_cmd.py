@@ -16,6 +16,7 @@ from respaldo.cli.app import app, out_console, print_json, state
 from respaldo.cli.text import escape
 from respaldo.operations.context import Context
 from respaldo.operations.status import StatusItem, StatusReport, compute_status
+from respaldo.operations.views import kind_word
 
 EXIT_RED = 3
 _STYLE = {"green": "green", "amber": "yellow", "red": "red"}
@@ -82,10 +83,9 @@ def _table(title: str, items: list[StatusItem]) -> Table:
 
 def _what(item: StatusItem) -> str:
     if item.check == "rpo" and item.kind is not None:
-        return "physical backup" if item.kind.value == "incremental" else f"{item.kind} backup"
+        return f"{kind_word(item.kind)} backup"
     if item.check == "size" and item.kind is not None:
-        kind = "physical" if item.kind.value == "incremental" else str(item.kind)
-        return f"{kind} backup size"
+        return f"{kind_word(item.kind)} backup size"
     if item.check == "copy":
         return f"copy to {item.repository}"
     if item.check == "walcopy":

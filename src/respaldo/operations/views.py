@@ -13,6 +13,27 @@ from respaldo.catalog import BackupRecord, checks_of
 from respaldo.catalog.models import DrillRun
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, TriggeredBy
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.phrases import N_
+
+KIND_WORDS = {
+    BackupKind.FULL: N_("logical"),
+    BackupKind.INCREMENTAL: N_("physical"),
+    BackupKind.FILES: N_("files"),
+    BackupKind.SNAPSHOT: N_("snapshot"),
+}
+"""What each kind of backup is called where respaldo names it to people: the CLI's lists
+and status, the page's labels (capitalised there), as the status and the alerts say
+"logical backup" and "physical backup". The values (full, incremental) stay the keys:
+``--type``, ``backupType``, the metrics' kind label, ``rpo:erp:full``."""
+
+
+def kind_word(kind: BackupKind | str) -> str:
+    """``kind`` as :data:`KIND_WORDS` calls it (English); a value it does not know, as
+    given."""
+    try:
+        return KIND_WORDS[BackupKind(kind)]
+    except ValueError:
+        return str(kind)
 
 
 class BackupView(ResultModel):

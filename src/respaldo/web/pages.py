@@ -54,6 +54,7 @@ from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
+from respaldo.operations.views import kind_word
 from respaldo.operations.workers import Workers
 from respaldo.web import i18n, session
 from respaldo.web.chart import Series, line_chart
@@ -198,7 +199,7 @@ def render(page: Page, template: str, name: str, status: int = 200, **values: An
         "now": datetime.now(UTC),
         "can_create": page.can(Permission.CREATE),
         "can_approve": page.can(Permission.APPROVE),
-        "kind_label": lambda kind: page.gettext(_KIND_LABELS.get(str(kind), str(kind))),
+        "kind_label": lambda kind: _kind_label(page, kind),
         "status_label": lambda status: page.gettext(_STATUS_LABELS.get(str(status), str(status))),
         "label": lambda table, value: _label(page, VOCABULARY[table], value),
         "reason": lambda text: reasons.reason(text, page.gettext, page.fmt.quantity),
@@ -219,12 +220,13 @@ def _label(page: Page, table: dict[str, str], value: object) -> str:
     return page.gettext(table[text]) if text in table else text
 
 
-_KIND_LABELS = {
-    "full": N_("Full (logical)"),
-    "incremental": N_("Physical"),
-    "files": N_("Files"),
-    "snapshot": N_("Snapshot"),
-}
+def _kind_label(page: Page, kind: object) -> str:
+    # The words the CLI and the status use (logical, physical), a label's capital first:
+    # "Full (logical)" beside "Physical" named one kind two ways.
+    said = page.gettext(kind_word(str(kind)))
+    return said[:1].upper() + said[1:]
+
+
 # respaldo's own vocabulary as the catalog stores it (job kinds, status checks, copy
 # roles...), named in the page's language: a Spanish page must not print "drill" or
 # "restore_test". A value missing from its table is shown as stored.

@@ -75,3 +75,23 @@ def test_an_unreachable_server_is_red_in_the_table(
     code, out = run(config, capsys)
     assert code == 3
     assert "server:erp: the server cannot be reached" in out.splitlines()[0]
+
+
+def test_the_table_and_the_list_name_the_kinds_as_the_reasons_do(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The status table's check column said "full backup" beside a reason saying "the
+    newest logical backup", and 'respaldo list' a type "full", while the page said "Full
+    (logical)": one kind, three names. The CLI and the page now say logical and physical
+    (respaldo.operations.views.KIND_WORDS); --type and the JSON keep the values."""
+    now = datetime.now(UTC)
+    with Context.open(load_settings(config)) as ctx:
+        newest = backup(ctx, now - timedelta(hours=3))
+    _, out = run(config, capsys, "--no-servers")
+    assert "logical backup" in out and "full backup" not in out, out
+    capsys.readouterr()
+    assert invoke(["--config", str(config), "list"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if newest in line]
+    assert " logical " in row and " full " not in row, row
+    assert invoke(["--config", str(config), "list", "--type", "full", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["backupType"] == "full"

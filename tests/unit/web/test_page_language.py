@@ -134,7 +134,9 @@ def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
     assert all(not words for words in leaks.values()), f"English on the Spanish page: {leaks}"
     # ... and they read as the Spanish catalog has them.
     assert "Prueba de restauración" in cells["/jobs"]
-    assert "Antigüedad del backup · Completo (lógico)" in cells["/databases"]
+    # The kind as the status and the CLI name it (logical, physical), not "Completo
+    # (lógico)" beside "Físico".
+    assert "Antigüedad del backup · Lógico" in cells["/databases"]
     assert {"Principal", "Programado"} <= set(cells[f"/backups/{backup}"])
     assert "Inicio de sesión" in cells["/audit"]
 
