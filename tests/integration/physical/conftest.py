@@ -29,12 +29,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -388,22 +388,33 @@ def restored_servers() -> Iterator[list[TempCluster]]:
             print(f"could not stop restored server in {server.datadir}: {exc}")
 
 
-def rows_around_an_instant(
-    archiving: Archiving,
-) -> tuple[dict[str, Any], sql.Identifier, datetime]:
+Mark = TypeVar("Mark")
+
+
+def rows_around(
+    archiving: Archiving, mark: Callable[[TempCluster], Mark]
+) -> tuple[dict[str, Any], sql.Identifier, Mark]:
     """A new table (in ``shop``), a backup of it empty, rows 1 and 2 committed after it
-    and their WAL archived: (the backup's record, the table, an instant between the two
-    commits). A restore to that instant has row 1 alone."""
+    and their WAL archived, ``mark`` called on the server between the two commits: (the
+    backup's record, the table, what ``mark`` returned). A restore to that mark has row 1
+    alone."""
     pg = archiving.pg
     table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
     insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
     pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
     record = archiving.backup()
     pg.execute(insert, (1,), dbname=SHOP)
-    between = pg.scalar("SELECT clock_timestamp()")
+    between = mark(pg)
     pg.execute(insert, (2,), dbname=SHOP)
     archiving.switch_and_archive()
     return record, table, between
+
+
+def rows_around_an_instant(
+    archiving: Archiving,
+) -> tuple[dict[str, Any], sql.Identifier, datetime]:
+    """:func:`rows_around` an instant between the two commits (the server's clock)."""
+    return rows_around(archiving, lambda pg: pg.scalar("SELECT clock_timestamp()"))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from tests.integration.physical.conftest import (
     Archiving,
     free_port,
     madrid_summer_target,
+    rows_around,
     rows_around_an_instant,
 )
 
@@ -220,6 +221,23 @@ def test_a_drill_of_a_backup_before_a_gap_fails_its_wal_archive_check(
     assert not result.passed
 
 
+def _refused_with_and_without_start(archiving: Archiving, backup_id: str, target: str) -> list[str]:
+    """``restore BACKUP_ID --target-time TARGET`` into a new data directory, without and
+    with ``--start``: each refused (exit 1) before anything was written (no data
+    directory); returns the two runs' stderr."""
+    said = []
+    for start in ((), ("--start", "--port", str(free_port()))):
+        datadir = archiving.new_datadir()
+        run = archiving.run(
+            "restore", backup_id, "--target-datadir", str(datadir),
+            "--target-time", target, *start,
+        )  # fmt: skip
+        assert run.code == 1, str(run)
+        assert not datadir.exists()
+        said.append(run.err)
+    return said
+
+
 def test_a_target_time_with_no_commit_archived_after_the_backup_is_refused_before_writing(
     archiving: Archiving,
 ) -> None:
@@ -231,21 +249,14 @@ def test_a_target_time_with_no_commit_archived_after_the_backup_is_refused_befor
     # failed, without it the restore said it was done.
     record = archiving.backup()
     later = datetime.now(UTC)
-    for start in ((), ("--start", "--port", str(free_port()))):
-        datadir = archiving.new_datadir()
-        run = archiving.run(
-            "restore", record["id"], "--target-datadir", str(datadir),
-            "--target-time", later.isoformat(), *start,
-        )  # fmt: skip
-        assert run.code == 1, str(run)
+    for err in _refused_with_and_without_start(archiving, record["id"], later.isoformat()):
         assert (
             f"the recovery target {later.isoformat()} cannot be reached: the archived WAL "
             f"after backup {record['id']} (up to "
-        ) in run.err, run.err
-        assert "holds no commit after the backup's end" in run.err
-        assert "recover to the backup's end (--immediate) or give no target" in run.err
-        assert "pg_switch_wal()" in run.err  # the hint
-        assert not datadir.exists()
+        ) in err, err
+        assert "holds no commit after the backup's end" in err
+        assert "recover to the backup's end (--immediate) or give no target" in err
+        assert "pg_switch_wal()" in err  # the hint
 
 
 def _running(datadir: Path) -> bool:
@@ -255,25 +266,13 @@ def _running(datadir: Path) -> bool:
 def test_recovery_to_a_restore_point(
     archiving: Archiving, restored_servers: list[TempCluster]
 ) -> None:
-    pg = archiving.pg
-    table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-    insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
-    pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-    record = archiving.backup()
-    pg.execute(insert, (1,), dbname=SHOP)
     name = f"before o'{uuid.uuid4().hex[:6]}"  # a quote: written into postgresql.auto.conf
-    pg.execute("SELECT pg_create_restore_point(%s)", (name,))
-    pg.execute(insert, (2,), dbname=SHOP)
-    archiving.switch_and_archive()
-    datadir = archiving.new_datadir()
-    port = free_port()
-    run = archiving.run(
-        "restore", record["id"], "--target-datadir", str(datadir),
-        "--target-name", name, "--start", "--port", str(port),
-    )  # fmt: skip
-    assert run.code == 0, str(run)
-    restored = archiving.restored(datadir, port)
-    restored_servers.append(restored)
+    record, table, _ = rows_around(
+        archiving, lambda pg: pg.execute("SELECT pg_create_restore_point(%s)", (name,))
+    )
+    restored, _, _ = archiving.restore_started(
+        record["id"], restored_servers, "--target-name", name
+    )
     query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
     assert [row[0] for row in restored.query(query, dbname=SHOP)] == [1]
 
@@ -386,17 +385,10 @@ def test_a_target_time_in_the_future_is_refused_before_anything_is_written(
     # failed when started as it printed.
     record = archiving.backup()
     tomorrow = datetime.now(timezone(timedelta(hours=-6))) + timedelta(days=1)
-    for start in ((), ("--start", "--port", str(free_port()))):
-        datadir = archiving.new_datadir()
-        run = archiving.run(
-            "restore", record["id"], "--target-datadir", str(datadir),
-            "--target-time", tomorrow.isoformat(), *start,
-        )  # fmt: skip
-        assert run.code == 1, str(run)
-        assert f"the recovery target {tomorrow.isoformat()} is in the future" in run.err
-        assert "this machine's clock says" in run.err and "-06:00" in run.err
-        assert "hint:" in run.err and "give no target" in run.err
-        assert not datadir.exists()
+    for err in _refused_with_and_without_start(archiving, record["id"], tomorrow.isoformat()):
+        assert f"the recovery target {tomorrow.isoformat()} is in the future" in err
+        assert "this machine's clock says" in err and "-06:00" in err
+        assert "hint:" in err and "give no target" in err
 
 
 def test_a_target_offset_that_is_not_the_installations_is_warned_about(
@@ -516,41 +508,27 @@ def test_a_target_time_after_the_last_archived_commit_is_refused_before_anything
     record, table, between = rows_around_an_instant(archiving)
     # Every archived commit is before this: the archiver pushed it already.
     after = pg.scalar("SELECT clock_timestamp()").astimezone(timezone(timedelta(hours=-3)))
-    for start in ((), ("--start", "--port", str(free_port()))):
-        datadir = archiving.new_datadir()
-        run = archiving.run(
-            "restore", record["id"], "--target-datadir", str(datadir),
-            "--target-time", after.isoformat(), *start,
-        )  # fmt: skip
-        assert run.code == 1, str(run)
+    for err in _refused_with_and_without_start(archiving, record["id"], after.isoformat()):
         said = re.search(
             rf"the recovery target {re.escape(after.isoformat())} is after the last "
             rf"transaction the archived WAL holds: its newest commit after backup "
             rf"{record['id']} is at (\S+) \(archived up to ",
-            run.err,
+            err,
         )
-        assert said is not None, run.err
+        assert said is not None, err
         # In the target's own offset, and no earlier than the second row's commit.
         newest = datetime.fromisoformat(said[1])
         assert newest.utcoffset() == timedelta(hours=-3)
         assert between < newest < after
-        assert f"give a target before {said[1]}" in run.err
-        assert "no target to recover all the archived WAL (that commit included)" in run.err
-        assert not datadir.exists()
+        assert f"give a target before {said[1]}" in err
+        assert "no target to recover all the archived WAL (that commit included)" in err
         newest_said = said[1]
     # At the newest commit's very time, which the hint said to give ("at or before" it):
     # recovery stops only before a commit later than the target, so PostgreSQL replayed
     # it and failed as above, after the whole copy was written (without --start, exit 0).
-    for start in ((), ("--start", "--port", str(free_port()))):
-        datadir = archiving.new_datadir()
-        run = archiving.run(
-            "restore", record["id"], "--target-datadir", str(datadir),
-            "--target-time", newest_said, *start,
-        )  # fmt: skip
-        assert run.code == 1, str(run)
-        assert f"the recovery target {newest_said} is at the last transaction" in run.err, run.err
-        assert f"its newest commit after backup {record['id']} is at {newest_said} " in run.err
-        assert not datadir.exists()
+    for err in _refused_with_and_without_start(archiving, record["id"], newest_said):
+        assert f"the recovery target {newest_said} is at the last transaction" in err, err
+        assert f"its newest commit after backup {record['id']} is at {newest_said} " in err
     # A target before the last commit is restored as before.
     restored, _, _ = archiving.restore_started(
         record["id"], restored_servers, "--target-time", between.isoformat()
