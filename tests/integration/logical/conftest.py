@@ -158,8 +158,8 @@ class Respaldo:
 
     def as_older(self, backup_id: str, edit: Callable[[dict[str, Any]], None]) -> str:
         """The same streams under a new id, with the manifest's ``meta`` as ``edit``
-        leaves it (what an older, or a later, respaldo wrote), and a catalog record of it;
-        returns the new id."""
+        leaves it (what an older, or a later, respaldo wrote; a row count forged to
+        differ from the dump), and a catalog record of it; returns the new id."""
         repo = self.repository()
         manifest = repo.load_manifest(backup_id)
         edit(manifest.meta)

@@ -21,8 +21,6 @@ from respaldo.catalog import DrillRuns, Notifications, open_catalog
 from respaldo.config import load_settings
 from respaldo.domain import DrillStatus
 from respaldo.operations.context import Context
-from respaldo.repository import BackupWriter
-from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
 from tests.integration.logical.conftest import Respaldo
@@ -187,15 +185,13 @@ def test_a_row_count_mismatch_is_caught(respaldo: Respaldo) -> None:
     backup_id = respaldo.backup()["id"]
     # A backup whose snapshot recorded one invoice more than its dump holds: the same
     # streams under a new id, with a forged row count.
-    repo = respaldo.repository()
-    manifest = repo.load_manifest(backup_id)
-    table = next(t for t, n in manifest.meta["row_counts"].items() if n > 0)
-    manifest.meta["row_counts"][table] += 1
-    forged = backup_id[:-8] + "0badc0de"
-    manifest.backup_id = forged
-    with BackupWriter(repo, forged) as writer:
-        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(forged)))
-    assert respaldo.run("catalog", "rebuild").code == 0
+    counts = respaldo.repository().load_manifest(backup_id).meta["row_counts"]
+    table = next(t for t, n in counts.items() if n > 0)
+
+    def forge(meta: dict[str, Any]) -> None:
+        meta["row_counts"][table] += 1
+
+    forged = respaldo.as_older(backup_id, forge)
     code, _result, err = _drill(respaldo, forged)
     assert code == 3
     assert f"FAIL row counts: {table}:" in err
@@ -514,14 +510,7 @@ def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
     """A backup from before respaldo counted rows: the drill's row-count check compares
     nothing, and says so, instead of "0 tables match the snapshot"."""
     backup_id = respaldo.backup()["id"]
-    repo = respaldo.repository()
-    manifest = repo.load_manifest(backup_id)
-    del manifest.meta["row_counts"]
-    older = backup_id[:-8] + "01dc0de5"
-    manifest.backup_id = older
-    with BackupWriter(repo, older) as writer:
-        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(older)))
-    assert respaldo.run("catalog", "rebuild").code == 0
+    older = respaldo.as_older(backup_id, lambda meta: meta.pop("row_counts"))
     code, result, err = _drill(respaldo, older)
     assert code == 0, err
     (check,) = [c for c in result["checks"] if c["name"] == "row counts"]  # type: ignore[attr-defined]
@@ -535,15 +524,12 @@ def test_a_backup_that_recorded_one_row_count_says_one_table_matches(
     """The row-count check of a backup that counted one table said "1 tables match the
     snapshot" on the drill's record (the page, the report): one table, one match."""
     backup_id = respaldo.backup()["id"]
-    repo = respaldo.repository()
-    manifest = repo.load_manifest(backup_id)
-    first = sorted(manifest.meta["row_counts"])[0]
-    manifest.meta["row_counts"] = {first: manifest.meta["row_counts"][first]}
-    one = backup_id[:-8] + "0000000e"
-    manifest.backup_id = one
-    with BackupWriter(repo, one) as writer:
-        writer.commit_sealed_manifest(repo.sealer.seal(manifest.to_bytes(), manifest_aad(one)))
-    assert respaldo.run("catalog", "rebuild").code == 0
+
+    def keep_one(meta: dict[str, Any]) -> None:
+        first = sorted(meta["row_counts"])[0]
+        meta["row_counts"] = {first: meta["row_counts"][first]}
+
+    one = respaldo.as_older(backup_id, keep_one)
     code, result, err = _drill(respaldo, one)
     assert code == 0, err
     (check,) = [c for c in result["checks"] if c["name"] == "row counts"]  # type: ignore[attr-defined]
