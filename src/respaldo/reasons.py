@@ -94,6 +94,16 @@ _PHRASES = (
     # operations/restore.py: _unchanged, the hint of a restore's pg_restore that failed.
     N_("nothing was changed: {database} is as it was; {then}"),
     N_("nothing was changed: no database {database} was created; {then}"),
+    # ... and _roles_created, when --globals had created roles (before, without naming
+    # them: the two after, kept for the rows that say it).
+    N_(
+        "the database {database} is as it was, but the backup's roles this server lacked "
+        "were created ({option}): {roles}; {then}"
+    ),
+    N_(
+        "no database {database} was created, but the backup's roles this server lacked "
+        "were ({option}): {roles}; {then}"
+    ),
     N_(
         "the database {database} is as it was, but the backup's roles this server lacked "
         "were created ({option}); {then}"

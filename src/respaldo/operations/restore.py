@@ -89,6 +89,7 @@ from respaldo.operations.restore_parallel import (
     stepped,
 )
 from respaldo.operations.restore_props import (
+    NOTHING_CHANGED,
     apply_database_properties,
     check_properties,
     keep_within_replaced,
@@ -176,6 +177,9 @@ class RestoreResult:
     replaced: bool = False
     old_database: str | None = None
     globals_restored: bool = False
+    globals_created: list[str] = field(default_factory=list)
+    """With ``globals_restored``: what it created, that the server lacked (role names,
+    "tablespace NAME"); a failure after it says so rather than "nothing was changed"."""
     row_counts_checked: int = 0
     large_objects_checked: int | None = None
     """Large objects found as the backup recorded them; None when not checked (a backup
@@ -479,7 +483,8 @@ def _restore_staged(
             if with_globals:
                 # Roles are created for good: only once the properties could be read and
                 # the server can create the database (before, a failure changes nothing).
-                result.warnings += _restore_globals(reader, manifest, admin, tools)
+                notes, result.globals_created = _restore_globals(reader, manifest, admin, tools)
+                result.warnings += notes
                 result.globals_restored = True
             check_properties(admin, properties, staging, conn)
             # The restore's own sessions: pg_restore's and the row counts'; whether they
@@ -506,12 +511,7 @@ def _restore_staged(
                     check_rows=early,
                 )
             except PostgresError as exc:
-                raise _unchanged(
-                    _unrouted(exc, selection),
-                    target,
-                    replacing=exists,
-                    roles=result.globals_restored,
-                ) from None
+                raise _unchanged(_unrouted(exc, selection), target, replacing=exists) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
                 staged,
@@ -541,8 +541,14 @@ def _restore_staged(
                     # A database under that name again: a swap of it that died is resolved.
                     clear_swap(ctx, db.name, target)
                     result.warnings += _copied_subscriptions(admin, target, handing)
-        except BaseException:
+        except BaseException as exc:
             drop_quietly(admin, staging)
+            if isinstance(exc, RespaldoError) and result.globals_created:
+                # Its hint may say "nothing was changed" (a hook that failed, a spooled
+                # dump cut short, properties refused): the roles stay created.
+                exc.hint = _roles_created(
+                    exc.hint, target, replacing=exists, created=result.globals_created
+                )
             raise
     replaced, slots = result.old_database, []
     if replaced:
@@ -634,17 +640,14 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
     )
 
 
-def _unchanged(
-    error: PostgresError, target: str, *, replacing: bool, roles: bool = False
-) -> PostgresError:
+def _unchanged(error: PostgresError, target: str, *, replacing: bool) -> PostgresError:
     """``error`` of a pg_restore into the staging database, its hint saying first that
     the target was not touched (with ``replacing``, the database being replaced is as it
     was; else none was made), as the restore's other failures say: a ``restore --jobs``
     whose worker was killed (the out-of-memory killer) said only "pg_restore was killed
-    by signal 9", and the user could not tell what had become of the target. With
-    ``roles`` (``--globals`` ran: the backup's roles the server lacked were created, for
-    good) it does not say "nothing was changed", which was then untrue. The error's own
-    hint follows (the server went away, a disk is full), or what to do next."""
+    by signal 9", and the user could not tell what had become of the target. After a
+    ``--globals`` that created roles, :func:`_roles_created` says so instead. The error's
+    own hint follows (the server went away, a disk is full), or what to do next."""
     then: str
     if error.hint:
         then = error.hint
@@ -659,31 +662,7 @@ def _unchanged(
         )
     else:
         then = Phrase(N_("restore again once the cause is dealt with"))
-    if roles:
-        hint = (
-            Phrase(
-                N_(
-                    # Not opening with {database}: a phrase that opens with a value is
-                    # tried at every ": " of a long error (respaldo.reasons).
-                    "the database {database} is as it was, but the backup's roles this "
-                    "server lacked were created ({option}); {then}"
-                ),
-                database=target,
-                option=option("with_globals"),
-                then=then,
-            )
-            if replacing
-            else Phrase(
-                N_(
-                    "no database {database} was created, but the backup's roles this "
-                    "server lacked were ({option}); {then}"
-                ),
-                database=target,
-                option=option("with_globals"),
-                then=then,
-            )
-        )
-    elif replacing:
+    if replacing:
         hint = Phrase(
             N_("nothing was changed: {database} is as it was; {then}"), database=target, then=then
         )
@@ -694,6 +673,43 @@ def _unchanged(
             then=then,
         )
     return PostgresError(error.program, error.returncode, error.stderr, hint=hint)
+
+
+def _roles_created(hint: str, target: str, *, replacing: bool, created: Sequence[str]) -> str:
+    """``hint`` of a restore that failed after ``--globals`` had created ``created``:
+    one that opens with "nothing was changed" (a pg_restore that failed, a pre-restore
+    hook, a spooled dump cut short) was untrue, and now names what was created, then
+    says what it said next. Any other hint is returned as it was."""
+    if not hint.startswith(NOTHING_CHANGED):
+        return hint
+    then: str
+    if isinstance(hint, Phrase) and "then" in hint.values:
+        then = hint.values["then"]
+    else:
+        then = hint.partition("; ")[2] or Phrase(N_("restore again once the cause is dealt with"))
+    values = {
+        "database": target,
+        "option": option("with_globals"),
+        "roles": ", ".join(created),
+        "then": then,
+    }
+    if replacing:
+        return Phrase(
+            N_(
+                # Not opening with {database}: a phrase that opens with a value is tried
+                # at every ": " of a long error (respaldo.reasons).
+                "the database {database} is as it was, but the backup's roles this server "
+                "lacked were created ({option}): {roles}; {then}"
+            ),
+            **values,
+        )
+    return Phrase(
+        N_(
+            "no database {database} was created, but the backup's roles this server lacked "
+            "were ({option}): {roles}; {then}"
+        ),
+        **values,
+    )
 
 
 def _copy_into(tables: Sequence[str], stderr: str) -> bool:
@@ -1737,12 +1753,13 @@ def _run_hook(argv: Sequence[str], what: str, *, hint: str) -> None:
 
 def _restore_globals(
     reader: StreamReader, manifest: Manifest, admin: ConnInfo, tools: Tools
-) -> list[str]:
-    """Create the roles (and tablespaces) of the backup that the server lacks.
+) -> tuple[list[str], list[str]]:
+    """Create the roles (and tablespaces) of the backup that the server lacks; returns
+    warnings, and what was created (role names, "tablespace NAME"), sorted.
 
     Roles that exist already are left exactly as they are: re-applying the backup's
     ``ALTER ROLE … PASSWORD`` would silently reset today's passwords (the restoring
-    superuser's included) to those of the backup's day. Returns warnings. Raises
+    superuser's included) to those of the backup's day. Raises
     RestoreError, before any role is created, for a script with bytes that are not in the
     encoding it declares.
     """
@@ -1756,13 +1773,8 @@ def _restore_globals(
             hint=f"nothing was changed; restore without {option('with_globals')}, and create "
             "the roles it needs by hand",
         ) from None
-    listed = psql(
-        admin,
-        sql="SELECT rolname FROM pg_catalog.pg_roles",
-        tuples_only=True,
-        bindir=tools.bindir,
-    )
-    existing = {line for line in listed.text.splitlines() if line}
+    before = _globals_present(admin, tools)
+    existing = {name for kind, name in before if kind == "role"}
     script, kept = filter_globals(script, existing)
     # ON_ERROR_STOP off: a grant that exists, or a tablespace whose directory is not
     # there, must not stop the roles that are missing. VERBOSITY=verbose: each failure
@@ -1775,6 +1787,11 @@ def _restore_globals(
         bindir=tools.bindir,
     )
     warnings = statement_errors(done.stderr)
+    # Asked, not read from the script: with ON_ERROR_STOP off a CREATE may have failed.
+    created = sorted(
+        name if kind == "role" else f"{kind} {name}"
+        for kind, name in _globals_present(admin, tools) - before
+    )
     if kept:
         warnings.append(
             f"{len(kept)} roles exist already and were left unchanged: {', '.join(sorted(kept))}"
@@ -1790,7 +1807,24 @@ def _restore_globals(
             f"{', '.join(sorted(logins))}; those that log in with a password need it set "
             "again (ALTER ROLE … PASSWORD) before the applications connect"
         )
-    return warnings
+    return warnings, created
+
+
+def _globals_present(admin: ConnInfo, tools: Tools) -> set[tuple[str, str]]:
+    """The server's roles and tablespaces, as ("role", name) and ("tablespace", name)."""
+    listed = psql(
+        admin,
+        sql="SELECT 'role ' || rolname FROM pg_catalog.pg_roles "
+        "UNION ALL SELECT 'tablespace ' || spcname FROM pg_catalog.pg_tablespace",
+        tuples_only=True,
+        bindir=tools.bindir,
+    )
+    found = set()
+    for line in listed.text.splitlines():
+        kind, _, name = line.partition(" ")
+        if name:
+            found.add((kind, name))
+    return found
 
 
 _LOGIN_ROLE = re.compile(

@@ -182,3 +182,37 @@ def test_a_globals_statement_that_fails_on_a_german_server_is_a_warning(
         german.scalar("SELECT count(*) FROM pg_catalog.pg_tablespace WHERE spcname = %s", [space])
         == 0
     )
+
+
+def test_a_globals_restore_that_fails_after_creating_roles_names_them(
+    respaldo: Respaldo, pg: TempCluster, auditor: str
+) -> None:
+    """restore --replace --globals created the role the server lacked, then the
+    pre-restore hook failed: the hint said "nothing was changed: erp is as it was", and
+    the role was there. (Any failure after the roles said so: a spooled dump cut short,
+    properties refused; only pg_restore's own failure did not.) It now names the roles
+    created; the database is as it was."""
+    target = respaldo.dbname
+    role = sql.Identifier(auditor)
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN; GRANT erp_lectura TO {}").format(role, role))
+    backup_id = respaldo.backup()["id"]
+    pg.execute(sql.SQL("DROP ROLE {}").format(role))
+    kept = table_checksums(pg, target)
+    before = databases(pg)
+    # erp_hooked: the same server, with pre_restore_hook = ["false"].
+    argv = ["restore", backup_id, "--target-database", target, "--replace"]
+    run = respaldo.run(*argv, "--globals", "--database", "erp_hooked")
+    assert run.code == 1, str(run)
+    assert run.err_lines[-2:] == [
+        "respaldo: error: pre-restore hook false failed with status 1",
+        f"respaldo: hint: the database {target} is as it was, but the backup's roles this "
+        f"server lacked were created (--globals): {auditor}; fix pre_restore_hook and retry",
+    ], run.err
+    assert _role(pg, auditor) is not None
+    assert table_checksums(pg, target) == kept and databases(pg) == before
+    # Again: the role exists now, nothing is created, and nothing was changed is true.
+    again = respaldo.run(*argv, "--globals", "--database", "erp_hooked")
+    assert again.err_lines[-1] == (
+        f"respaldo: hint: nothing was changed: {target} is as it was; "
+        "fix pre_restore_hook and retry"
+    ), again.err

@@ -12,7 +12,7 @@ from respaldo import reasons
 from respaldo.config import Settings
 from respaldo.errors import InvalidInput, PostgresError, RespaldoError, ToolNotFound
 from respaldo.i18n import translations
-from respaldo.operations.restore import _unchanged
+from respaldo.operations.restore import _roles_created, _unchanged
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.server import _connection_failed
 
@@ -79,23 +79,38 @@ def test_a_restore_whose_pg_restore_failed_says_in_spanish_that_nothing_was_chan
 
 def test_a_restore_that_created_roles_does_not_say_that_nothing_was_changed() -> None:
     # restore --globals creates the roles the server lacks, for good, before pg_restore
-    # runs: "nothing was changed" was untrue once it had.
+    # runs: "nothing was changed" was untrue once it had, and the roles are named.
     killed = PostgresError("pg_restore", -9, "")
-    made = _unchanged(killed, "erp_nueva", replacing=False, roles=True)
+    made = _unchanged(killed, "erp_nueva", replacing=False)
+    made.hint = _roles_created(made.hint, "erp_nueva", replacing=False, created=["auditor"])
     assert "nothing was changed" not in made.hint
     assert made.rendered(lambda field: "--globals")[1].startswith(
         "no database erp_nueva was created, but the backup's roles this server lacked were "
-        "(--globals); something outside respaldo stopped pg_restore"
+        "(--globals): auditor; something outside respaldo stopped pg_restore"
     )
     assert _as_on_the_page(made)[1].startswith(
         "no se creó ninguna base de datos erp_nueva, pero sí los roles de la copia que este "
-        "servidor no tenía (with_globals); algo ajeno a respaldo detuvo pg_restore"
+        "servidor no tenía (with_globals): auditor; algo ajeno a respaldo detuvo pg_restore"
     )
-    kept = _unchanged(killed, "erp", replacing=True, roles=True)
+    kept = _unchanged(killed, "erp", replacing=True)
+    kept.hint = _roles_created(kept.hint, "erp", replacing=True, created=["a", "b"])
     assert _as_on_the_page(kept)[1].startswith(
         "la base de datos erp sigue como estaba, pero se crearon los roles de la copia que "
-        "este servidor no tenía (with_globals); algo ajeno"
+        "este servidor no tenía (with_globals): a, b; algo ajeno"
     )
+    # A hint written as text (send_range's spooled dump cut short): what it said next.
+    sent = _roles_created(
+        "nothing was changed; restore again", "erp", replacing=True, created=["a"]
+    )
+    assert sent.startswith("the database erp is as it was, but the backup's roles this ")
+    assert sent.endswith("): a; restore again")
+    # A hint that claims nothing is left as it was.
+    assert _roles_created("run it again", "erp", replacing=True, created=["a"]) == "run it again"
+    # A row stored before the roles were named still reads in Spanish.
+    assert _es(
+        "no database x was created, but the backup's roles this server lacked were "
+        "(--globals); restore again once the cause is dealt with"
+    ).startswith("no se creó ninguna base de datos x, pero sí los roles")
 
 
 def test_a_missing_program_reads_in_spanish() -> None:
