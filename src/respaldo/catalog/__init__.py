@@ -40,7 +40,7 @@ from respaldo.catalog.backups import (
 from respaldo.catalog.clock import catalog_now, clock_offset
 from respaldo.catalog.copies import BackupCopies
 from respaldo.catalog.database import Catalog, normalize_url, open_catalog
-from respaldo.catalog.drills import DrillRuns, checks_of
+from respaldo.catalog.drills import DrillRuns, checks_of, tested_kind
 from respaldo.catalog.figures import (
     BackupFigures,
     CatalogFigures,
@@ -122,5 +122,6 @@ __all__ = [
     "read_figures",
     "record_to_api",
     "recorded_identity",
+    "tested_kind",
     "this_host",
 ]

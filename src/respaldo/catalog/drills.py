@@ -18,10 +18,18 @@ from sqlalchemy.orm import Session
 
 from respaldo.catalog.columns import row_count, row_id
 from respaldo.catalog.jobs import orphan_reason
-from respaldo.catalog.models import DrillRun, Job
-from respaldo.domain import DrillStatus, JobStatus
+from respaldo.catalog.models import BackupRecord, DrillRun, Job
+from respaldo.domain import BackupKind, DrillStatus, JobStatus
 from respaldo.errors import RecordNotFound
 from respaldo.processes import pid_alive, this_host
+
+
+def tested_kind(record: Any = BackupRecord) -> sa.ColumnElement[BackupKind]:
+    """The kind of the backup a run tested, in a query that outer-joins ``record`` (the
+    run's backup record, or an alias of it) on ``DrillRun.backup_id``: the run's own
+    (``backup_kind``), else the record's (a run recorded before the column, its backup
+    still there). None when neither says: such a run counts for no kind."""
+    return sa.func.coalesce(DrillRun.backup_kind, record.backup_type)
 
 
 class DrillRuns:
@@ -41,8 +49,10 @@ class DrillRuns:
     ) -> DrillRun:
         """Record a drill that is about to restore into ``scratch_name`` (by this process,
         on this host, in job ``job_id``)."""
+        record = self.session.get(BackupRecord, backup_id)
         run = DrillRun(
             backup_id=backup_id,
+            backup_kind=record.backup_type if record is not None else None,
             database_name=database,
             status=DrillStatus.RUNNING,
             scratch_name=scratch_name,

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from respaldo.catalog.backups import newest_completed, newest_completed_times
+from respaldo.catalog.drills import tested_kind
 from respaldo.catalog.jobs import known_kind
 from respaldo.catalog.models import BackupRecord, DrillRun, Job, JobTally, NotificationRecord
 from respaldo.domain import BackupKind, BackupStatus, DrillStatus, JobKind, JobStatus
@@ -185,20 +186,23 @@ def _kind_drills(session: Session, before: datetime | None) -> list[KindDrillFig
     ended: sa.ColumnElement[bool] = DrillRun.finished_at.is_not(None)
     if before is not None:
         ended = sa.and_(ended, DrillRun.finished_at <= before)
-    # One row per (database, kind, result): the newest finish of each; a few rows.
+    # One row per (database, kind, result): the newest finish of each; a few rows. The
+    # run's own kind (drills.tested_kind): a test of a backup retention deleted since
+    # still counts for its kind.
+    kind_of = tested_kind()
     query = (
         sa.select(
             DrillRun.database_name,
-            BackupRecord.backup_type,
+            kind_of,
             DrillRun.status,
             sa.func.max(DrillRun.finished_at),
         )
-        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
         .where(ended, DrillRun.status.in_((DrillStatus.PASSED, DrillStatus.FAILED)))
-        .group_by(DrillRun.database_name, BackupRecord.backup_type, DrillRun.status)
+        .group_by(DrillRun.database_name, kind_of, DrillRun.status)
     )
     for database, kind, status, at in session.execute(query):
-        if at is None:
+        if at is None or kind is None:
             continue
         item = figures.setdefault((database, kind), KindDrillFigures(database, kind))
         if status is DrillStatus.PASSED:
@@ -225,28 +229,35 @@ def _unsettled_failures(
     failed_backup = aliased(BackupRecord)
     passed_run = aliased(DrillRun)
     passed_backup = aliased(BackupRecord)
+    failed_kind = tested_kind(failed_backup)
     settled = (
         sa.select(passed_run.id)
-        .join(passed_backup, passed_backup.id == passed_run.backup_id)
+        .outerjoin(passed_backup, passed_backup.id == passed_run.backup_id)
         .where(
             passed_run.status == DrillStatus.PASSED,
             passed_run.database_name == DrillRun.database_name,
-            passed_backup.backup_type == failed_backup.backup_type,
+            sa.func.coalesce(passed_run.backup_kind, passed_backup.backup_type) == failed_kind,
             # A pass in the same instant does not settle it (the failure is the newest
             # of a tie, as above).
             passed_run.finished_at > DrillRun.finished_at,
-            passed_backup.completed_at >= failed_backup.completed_at,
+            # A backup retention deleted since is not dated any more: its pass settles
+            # the failure, as the status's unsettled_failure has it.
+            sa.or_(
+                passed_backup.completed_at.is_(None),
+                failed_backup.completed_at.is_(None),
+                passed_backup.completed_at >= failed_backup.completed_at,
+            ),
         )
     )
     if before is not None:
         settled = settled.where(passed_run.finished_at <= before)
     query = (
-        sa.select(DrillRun.database_name, failed_backup.backup_type)
-        .join(failed_backup, failed_backup.id == DrillRun.backup_id)
+        sa.select(DrillRun.database_name, failed_kind)
+        .outerjoin(failed_backup, failed_backup.id == DrillRun.backup_id)
         .where(ended, DrillRun.status == DrillStatus.FAILED, ~settled.exists())
         .distinct()
     )
-    return {(database, kind) for database, kind in session.execute(query)}
+    return {(database, kind) for database, kind in session.execute(query) if kind is not None}
 
 
 def _newest_backup_at(
@@ -271,33 +282,34 @@ def newest_kind_passes(
     session: Session, before: datetime | None = None
 ) -> dict[tuple[str | None, BackupKind], DrillRun]:
     """Each (database, kind of the tested backup)'s newest passed restore test (ties: the
-    higher id), of those that finished no later than ``before`` if given; a test whose
-    backup record is gone has no kind and is not here. One aggregate query and its rows:
-    what the monthly report names as each kind's newest proof."""
+    higher id), of those that finished no later than ``before`` if given; a test of no
+    known kind (:func:`~respaldo.catalog.drills.tested_kind`) is not here. One aggregate
+    query and its rows: what the monthly report names as each kind's newest proof."""
     passed: sa.ColumnElement[bool] = sa.and_(
         DrillRun.status == DrillStatus.PASSED, DrillRun.finished_at.is_not(None)
     )
     if before is not None:
         passed = sa.and_(passed, DrillRun.finished_at <= before)
+    kind_of = tested_kind()
     newest = (
         sa.select(
             DrillRun.database_name,
-            BackupRecord.backup_type,
+            kind_of.label("kind"),
             sa.func.max(DrillRun.finished_at).label("at"),
         )
-        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
         .where(passed)
-        .group_by(DrillRun.database_name, BackupRecord.backup_type)
+        .group_by(DrillRun.database_name, kind_of)
         .subquery()
     )
     query = (
-        sa.select(DrillRun, BackupRecord.backup_type)
-        .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        sa.select(DrillRun, kind_of)
+        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
         .join(
             newest,
             sa.and_(
                 DrillRun.database_name.is_not_distinct_from(newest.c.database_name),
-                BackupRecord.backup_type == newest.c.backup_type,
+                kind_of == newest.c.kind,
                 DrillRun.finished_at == newest.c.at,
             ),
         )

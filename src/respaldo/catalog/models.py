@@ -177,6 +177,11 @@ class DrillRun(Base):
     """The host whose temporary directory holds a physical drill's scratch directory."""
     job_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
     """The job the drill runs in (as ``BackupRecord.job_id``)."""
+    backup_kind: Mapped[BackupKind | None] = mapped_column(enum_column_type(BackupKind))
+    """The tested backup's kind, as its record said when the drill started: the status,
+    the metrics and the monthly report judge each kind by its tests, and the record goes
+    when retention expires the backup. None for a run recorded before this column whose
+    backup was gone by then (migration 0015), or of a backup not in the catalog."""
 
     def __repr__(self) -> str:
         return f"<DrillRun {self.id} {self.backup_id} {self.status}>"

@@ -199,10 +199,14 @@ def drill_report(
 
 
 def _run(records: BackupRecords, run: DrillRun) -> ReportRun:
-    try:
-        backup_type: str | None = records.get(run.backup_id).backup_type.value
-    except CatalogError:  # pruned since (RecordNotFound): the run still counts
-        backup_type = None
+    # The run's own kind first: its backup may have been pruned since (the run still
+    # counts, for its kind); a run recorded before it kept one asks the record.
+    backup_type: str | None = run.backup_kind.value if run.backup_kind is not None else None
+    if backup_type is None:
+        try:
+            backup_type = records.get(run.backup_id).backup_type.value
+        except CatalogError:  # pruned since (RecordNotFound): the run still counts
+            backup_type = None
     return ReportRun(
         run_id=run.id,
         backup_id=run.backup_id,

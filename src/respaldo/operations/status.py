@@ -47,7 +47,13 @@ from pydantic import PrivateAttr
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from respaldo.catalog import BackupCopy, BackupRecord, DrillRun, failed_verification
+from respaldo.catalog import (
+    BackupCopy,
+    BackupRecord,
+    DrillRun,
+    failed_verification,
+    tested_kind,
+)
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError, first_line
@@ -448,7 +454,10 @@ class _History:
             drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
         ).first()
         tested = (
-            drills.add_columns(BackupRecord.completed_at, BackupRecord.backup_type)
+            # The run's own kind: a pass whose backup retention deleted since still
+            # proves its kind (without it, "no restore test of its physical backups
+            # ever passed" days after one did).
+            drills.add_columns(BackupRecord.completed_at, tested_kind())
             .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
             .order_by(*order)
         )

@@ -89,3 +89,35 @@ def test_a_kind_no_longer_taken_is_not_judged(tmp_path: Path) -> None:
         item, _ = _item_and_alert(ctx)
     assert item["level"] == "green", item
     assert item["kind"] is None
+
+
+def test_a_passed_test_of_a_backup_pruned_since_still_proves_its_kind(tmp_path: Path) -> None:
+    """The physical backup tested on Sunday was expired by retention on Tuesday (its
+    record deleted): the status read a test's kind from the record, so the pass counted
+    for no kind, and the item turned red, "no restore test of its physical backups ever
+    passed"; the metrics and the monthly report dropped it from the kind too. The run
+    now keeps its kind (drill_runs.backup_kind)."""
+    from respaldo.catalog import BackupRecords, newest_kind_passes, read_figures
+    from respaldo.operations.reports import drill_report
+
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        full = backup(ctx, NOW - DAY)
+        tested = backup(ctx, NOW - 3 * DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        drill(ctx, tested, NOW - 2 * DAY, passed=True)
+        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        with ctx.catalog.begin() as session:
+            BackupRecords(session).delete(tested)  # as prune does
+        item, _ = _item_and_alert(ctx)
+        with ctx.catalog.read() as session:
+            passes = newest_kind_passes(session)
+            kinds = {f.kind: f for f in read_figures(session).kind_drills if f.database == "erp"}
+        report = drill_report(ctx, f"{NOW:%Y-%m}", now=NOW)
+    assert item["level"] == "green", item
+    assert "physical backups finished 48 h ago" in str(item["reason"]), item
+    assert passes[("erp", BackupKind.INCREMENTAL)].backup_id == tested
+    assert kinds[BackupKind.INCREMENTAL].last_passed is True
+    (erp,) = report.databases
+    physical = next(k for k in erp.kinds if k.kind == BackupKind.INCREMENTAL.value)
+    assert (physical.runs, physical.passed) == (1, 1)
+    assert physical.newest_pass is not None and physical.newest_pass.backup_id == tested
