@@ -210,6 +210,14 @@ def _read_meta(fd: int, size: int, at: int, room: int) -> bytes | mmap.mmap:
     return area
 
 
+def _bad_block(number: int, block: bytes) -> CacheCorrupt:
+    """What is wrong with block ``number`` as read (``block``): short, or a count of
+    records no block can have."""
+    if len(block) != BLOCK:
+        return CacheCorrupt(f"block {number} is truncated")
+    return CacheCorrupt(f"block {number} has a bad count")
+
+
 def _block_seed(number: int) -> int:
     return (number * 2654435761 + 0x5EED) & 0xFFFFFFFF
 
@@ -359,7 +367,11 @@ class CacheRun:
         if directory[b] == key:
             found = self.find(chunk_id, use_filter=False)
             return found[0] if found else None
-        block, count = self._block(b)
+        # ``_block`` written out: two calls fewer on every hit (with ``get``'s own, 2-3%).
+        block = os.pread(self.fd, BLOCK, BLOCK + b * BLOCK)
+        count = _U32.unpack_from(block, TRAILER)[0] if len(block) == BLOCK else -1
+        if not 0 < count <= PER_BLOCK:
+            raise _bad_block(b, block)
         keys = memoryview(block).cast("Q")  # the keys, then what follows them: up to count
         i = bisect.bisect_left(keys, key, 0, count)
         if i == count or keys[i] != key:
@@ -384,11 +396,13 @@ class CacheRun:
             return out
         f, mask, two = self.filter, self.filter_mask, self.hashes > 1
         directory, top_table, shift = self.directory, self.top, self.top_shift
-        from_bytes, unpack, crc32, bisect_left = (
+        from_bytes, unpack, crc32, bisect_left, pread, fd = (
             int.from_bytes,
             _FIELDS.unpack_from,
             zlib.crc32,
             bisect.bisect_left,
+            os.pread,
+            self.fd,
         )
         last, block, keys, count = -1, b"", memoryview(b""), 0
         for n, chunk_id in enumerate(chunk_ids):
@@ -408,7 +422,10 @@ class CacheRun:
                 out[n] = self.first(chunk_id)
                 continue
             if b != last:
-                block, count = self._block(b)
+                block = pread(fd, BLOCK, BLOCK + b * BLOCK)  # ``_block`` written out
+                count = _U32.unpack_from(block, TRAILER)[0] if len(block) == BLOCK else -1
+                if not 0 < count <= PER_BLOCK:
+                    raise _bad_block(b, block)
                 keys = memoryview(block).cast("Q")
                 last = b
             i = bisect_left(keys, key, 0, count)
@@ -431,7 +448,7 @@ class CacheRun:
         block = self._read_block(b)
         (count,) = _U32.unpack_from(block, TRAILER)
         if not 0 < count <= PER_BLOCK:
-            raise CacheCorrupt(f"block {b} has a bad count")
+            raise _bad_block(b, block)
         return block, count
 
     def find(self, chunk_id: bytes, use_filter: bool = True) -> list[Found]:

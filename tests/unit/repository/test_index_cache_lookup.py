@@ -6,6 +6,7 @@ record is never used."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -156,3 +157,42 @@ def test_a_corrupt_record_is_never_used_and_the_cache_is_rebuilt(
     assert {cid: reopened.index.get(cid) for cid in expected} == expected
     assert reopened.index._run is not damaged  # rebuilt, and sound again
     assert {cid: reopened.index.get(cid) for cid in expected} == expected
+
+
+@pytest.mark.parametrize("damage", ["bad count", "cut short"])
+@pytest.mark.parametrize("many", [False, True], ids=["get", "get_many"])
+def test_a_damaged_block_is_never_used_and_the_cache_is_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str, many: bool
+) -> None:
+    """A block whose count of records no block can have, or that the file no longer
+    holds whole (cut after the open checked its size), makes the lookup that reads it
+    rebuild the cache, and every chunk is still found where the index files say."""
+    files = _files(12, 400, seed=91)
+    ids = sorted(_ids(files))
+    memory = ChunkIndex.from_files(files.values())
+    expected = [memory.get(cid) for cid in ids]
+    _load(tmp_path, files)
+    index = _load(tmp_path, files)
+    damaged = index._run
+    assert damaged is not None and damaged.blocks > 10 and not index._sides
+    number = damaged.blocks // 2
+    block_at = index_cache.BLOCK + number * index_cache.BLOCK
+    if damage == "bad count":
+        _flip(damaged.path, block_at + index_cache.TRAILER + 3)  # 2^30 records and more
+    else:
+        os.truncate(damaged.path, block_at + 100)
+    # An id inside the block (not the one that opens it: that takes the long path),
+    # asked alone: get_many answers a window again one by one after a damage it finds.
+    inside = [
+        cid
+        for cid in ids
+        if damaged._first_block(int.from_bytes(cid[:8], "big")) == number
+        and int.from_bytes(cid[:8], "big") != damaged.directory[number]
+    ]
+    probe = inside[len(inside) // 2]
+    answer = index.get_many([probe])[0] if many else index.get(probe)
+    assert answer == expected[ids.index(probe)] is not None
+    assert index._run is not damaged  # rebuilt, and sound again
+    why = "has a bad count" if damage == "bad count" else "is truncated"
+    assert f"cache is damaged (block {number} {why}); rebuilding it" in caplog.text
+    assert [index.get(cid) for cid in ids] == expected
