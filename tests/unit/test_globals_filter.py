@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from respaldo.operations.restore import filter_globals, login_roles
+from respaldo.operations.restore import filter_globals, login_roles, script_creates
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +51,20 @@ def test_the_login_roles_of_a_script_are_found_by_their_alter_role_line() -> Non
     assert login_roles(SCRIPT + extra) == {"admin", 'Jefe de "Obra"'}
     assert login_roles(filter_globals(SCRIPT, {"admin"})[0]) == {'Jefe de "Obra"'}
     assert login_roles("") == set()
+
+
+def test_what_a_script_creates_is_its_create_lines_names_unquoted() -> None:
+    # What a failed restore --globals names as created is at most this: a role or a
+    # tablespace that another session made meanwhile is not the script's.
+    space = "CREATE TABLESPACE \"Obra Norte\" OWNER admin LOCATION '/srv/ts';\n"
+    comment = "COMMENT ON ROLE lector IS 'CREATE ROLE intruso';\n"
+    assert script_creates(SCRIPT + space + comment) == {
+        ("role", "admin"),
+        ("role", 'Jefe de "Obra"'),
+        ("role", "lector"),
+        ("tablespace", "Obra Norte"),
+    }
+    assert script_creates(filter_globals(SCRIPT, {"admin"})[0]) == {
+        ("role", 'Jefe de "Obra"'),
+        ("role", "lector"),
+    }

@@ -1788,9 +1788,11 @@ def _restore_globals(
     )
     warnings = statement_errors(done.stderr)
     # Asked, not read from the script: with ON_ERROR_STOP off a CREATE may have failed.
+    # Only what the script creates: a role another session made meanwhile (a deployment,
+    # an administrator) is not ours, and a user cleaning up would drop it.
     created = sorted(
         name if kind == "role" else f"{kind} {name}"
-        for kind, name in _globals_present(admin, tools) - before
+        for kind, name in (_globals_present(admin, tools) - before) & script_creates(script)
     )
     if kept:
         warnings.append(
@@ -1843,6 +1845,23 @@ def login_roles(script: str) -> set[str]:
 
 
 _ROLE_STATEMENT = re.compile(r'^(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
+
+
+_CREATE_STATEMENT = re.compile(r'^CREATE (ROLE|TABLESPACE) ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
+
+
+def script_creates(script: str) -> set[tuple[str, str]]:
+    """The roles and tablespaces a pg_dumpall globals script creates, as ("role", name)
+    and ("tablespace", name), the names unquoted. Pure."""
+    found: set[tuple[str, str]] = set()
+    for line in script.splitlines():
+        match = _CREATE_STATEMENT.match(line)
+        if match:
+            name = match.group(2)
+            if name.startswith('"'):
+                name = name[1:-1].replace('""', '"')
+            found.add((match.group(1).lower(), name))
+    return found
 
 
 def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:

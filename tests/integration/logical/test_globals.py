@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from sample.cluster import TempCluster
 from respaldo.operations.backup import ROLES_WITHOUT_PASSWORDS
 from tests.integration.logical.conftest import PASSPHRASE, Respaldo, password_blind_reader
 from tests.integration.logical.support import databases, table_checksums
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +218,58 @@ def test_a_globals_restore_that_fails_after_creating_roles_names_them(
         f"respaldo: hint: nothing was changed: {target} is as it was; "
         "fix pre_restore_hook and retry"
     ), again.err
+
+
+def test_a_role_another_session_creates_meanwhile_is_not_named_as_created(
+    respaldo: Respaldo, pg: TempCluster, auditor: str
+) -> None:
+    """The roles restore --globals created were told from the server's roles before and
+    after its script: one another session created meanwhile (an administrator, a
+    deployment) was named among "the backup's roles this server lacked were created",
+    and a user cleaning up after the failed restore would drop it. Only roles the
+    backup's script creates are named. The script is held at its CREATE ROLE by an
+    uncommitted CREATE ROLE of the same name, which is then rolled back."""
+    target = respaldo.dbname
+    role = sql.Identifier(auditor)
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN; GRANT erp_lectura TO {}").format(role, role))
+    backup_id = respaldo.backup()["id"]
+    pg.execute(sql.SQL("DROP ROLE {}").format(role))
+    bystander = f"{auditor}_ajeno"
+    kept = table_checksums(pg, target)
+    argv = ["restore", backup_id, "--target-database", target, "--replace", "--globals"]
+    try:
+        with pg.connect(autocommit=False) as holder:
+            holder.execute(sql.SQL("CREATE ROLE {}").format(role))  # the script waits on it
+            process = subprocess.Popen(
+                [*respaldo.process_argv(), *argv, "--database", "erp_hooked"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+
+                def waiting() -> bool:
+                    assert process.poll() is None, process.communicate()
+                    return bool(
+                        pg.scalar(
+                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND query LIKE 'CREATE ROLE %%'"
+                            " AND pid <> %s",
+                            [holder.info.backend_pid],
+                        )
+                    )
+
+                wait_for("the globals script's CREATE ROLE to wait for the lock", waiting)
+                pg.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(bystander)))
+            finally:
+                holder.rollback()
+        _out, err = process.communicate(timeout=120)
+        assert process.returncode == 1, err
+        assert err.splitlines()[-1] == (
+            f"respaldo: hint: the database {target} is as it was, but the backup's roles this "
+            f"server lacked were created (--globals): {auditor}; fix pre_restore_hook and retry"
+        ), err
+        assert _role(pg, auditor) is not None and _role(pg, bystander) is not None
+        assert table_checksums(pg, target) == kept
+    finally:
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(bystander)))
