@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
-from tests.faults.world import Plant, Run, World, wait_for
+from tests.faults.world import PROCESS_TIMEOUT, Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
 from tests.integration.physical.conftest import chown_tree, server_respaldo
 from tests.servers.faultproxy import Rule
@@ -566,6 +566,65 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
     )
 
 
+def kill_restore_in_its_last_pg_restore(world: World) -> Outcome:
+    """``restore --jobs 2`` killed (kill -9) while its last pg_restore (the post-data
+    section, from the spool) waits on a lock the test holds on every staging table: that
+    pg_restore and its workers, in a session of their own, outlive it. The next process
+    to open the catalog, ``respaldo jobs`` here (``serve`` or a worker alike), fails the
+    job and drops the staging database, which ends the orphans' sessions and so the
+    orphans; the restore again is exact.
+
+    The child is frozen as that pg_restore starts (only it runs with ``--jobs``), the
+    tables are locked, the child continues until pg_restore waits on the lock."""
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
+    last = r"pg_restore.*(--jobs=2.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--jobs=2)"
+    with world.frozen(args, Plant("subprocess.Popen", last)) as child:
+        (staging,) = staging_databases(world.pg)
+        locker = world.pg.connect(staging, autocommit=False)
+        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
+        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    try:
+        wait_for(
+            "the last pg_restore to wait for the lock",
+            lambda: _waiting(world, staging, "pg_restore"),
+            process=child,
+        )
+        children = psutil.Process(child.pid).children(recursive=True)
+        orphans = [p for p in children if p.name() == "pg_restore"]
+        child.kill()
+        child.communicate(timeout=PROCESS_TIMEOUT)
+        assert orphans and all(_alive(p) for p in orphans), "no pg_restore outlived respaldo"
+        wait_for("the killed restore's hold to end", lambda: _sessions(world, "respaldo%") == 0)
+        run = world.run_process("jobs", "--json")
+        assert run.code == 0, str(run)
+        (job,) = [j for j in json.loads(run.out) if j["kind"] == "restore"]
+        assert job["status"] == "failed", job
+        assert f"dropped staging database {staging}" in run.err, str(run)
+        assert staging not in world.databases()
+        wait_for("the orphans to end", lambda: not any(_alive(p) for p in orphans))
+    finally:
+        with contextlib.suppress(Exception):
+            locker.close()
+    assert target not in world.databases()
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    _same_database(world, target)
+    return Outcome(
+        {backup_id},
+        summary=f"{len(orphans)} pg_restore outlived it; the next start (respaldo jobs) "
+        "failed the job and dropped staging, the orphans ended; restore again exact",
+    )
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
 _TABLES = """
 SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -1011,6 +1070,14 @@ SCENARIOS = [
         "ends at once with the first failure and 'nothing was changed'; the other worker's "
         "pg_restore killed; staging dropped; restore again exact",
         kill_worker_beside_a_locked_one,
+    ),
+    Scenario(
+        "restore-jobs-kill-last-pg-restore",
+        "restore --jobs 2 (logical)",
+        f"{KILL} while its last pg_restore (post-data, from the spool) waits on a lock",
+        "that pg_restore outlives it; the next process to open the catalog fails the job "
+        "and drops staging, ending the orphans; restore again exact",
+        kill_restore_in_its_last_pg_restore,
     ),
     Scenario(
         "corrupt-pack",

@@ -29,13 +29,24 @@ from enum import Enum
 from sqlalchemy.orm import Session
 
 from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs
-from respaldo.domain import BackupStatus, JobStatus, TriggeredBy
-from respaldo.errors import ConfigError, IntegrityError, ObjectNotFound, RespaldoError
+from respaldo.catalog.jobs import params_of
+from respaldo.config import DatabaseSettings
+from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy
+from respaldo.errors import (
+    ConfigError,
+    IntegrityError,
+    ObjectNotFound,
+    RecordNotFound,
+    RespaldoError,
+)
 from respaldo.operations import queue
 from respaldo.operations.catalog_rebuild import manifest_values, sealed_size
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import alert_expired, alert_lapsed
 from respaldo.operations.repositories import open_store
+from respaldo.postgres import ConnInfo
+from respaldo.postgres.scratchdb import drop_abandoned
+from respaldo.postgres.server import writable
 from respaldo.repository.manifest import manifest_name
 
 log = logging.getLogger(__name__)
@@ -103,6 +114,7 @@ def settle_abandoned(
             settled.jobs = [job.id for job in failed_jobs]
         # Whichever process fails a lapsed job tells it (never twice: it is failed now).
         alert_lapsed(ctx, failed_jobs)
+        _drop_scratch_of(ctx, failed_jobs)
     expire = timedelta(hours=ctx.settings.queue.expire_hours)
     if expire:
         with ctx.catalog.read() as session:
@@ -145,6 +157,74 @@ def settle_abandoned(
                 backup_id,
             )
     return settled
+
+
+def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
+    """Drop the abandoned scratch databases of the servers the lapsed restores and drills
+    ran on, now, rather than at the next restore or drill there.
+
+    A restore killed with SIGKILL (OOM, a power cut of its own machine) leaves its
+    staging database, a whole copy of the data, and, with ``--jobs``, pg_restore
+    processes in sessions of their own that go on loading it (nobody will swap it in).
+    They were swept only by the next restore or drill on that server, which may be the
+    monthly restore test: until then the copy filled the ERP's disk and the orphans
+    loaded its server. The process that finds the job lapsed (``serve``, a worker, any
+    command) sweeps now; :func:`~respaldo.postgres.scratchdb.drop_abandoned` drops only
+    databases nobody holds, with ``FORCE``, which ends the orphans' sessions (and so the
+    orphans) before the drop. A server that cannot be reached is left to the next
+    restore or drill, as before, with a warning."""
+    servers: dict[tuple[str | None, int | None], ConnInfo] = {}
+    for job in lapsed:
+        if job.kind not in (JobKind.RESTORE, JobKind.DRILL):
+            continue
+        try:
+            db = _database_of(ctx, job)
+            if db is None:
+                continue
+            admin = writable(ConnInfo.from_settings(db))
+        except RespaldoError as exc:
+            log.warning("cannot look for what job %s left on its server: %s", job.id, exc)
+            continue
+        servers.setdefault((admin.host, admin.port), admin)
+    for admin in servers.values():
+        try:
+            said = drop_abandoned(admin)
+        except RespaldoError as exc:
+            log.warning(
+                "cannot drop the scratch databases left on %s: %s (the next restore or "
+                "drill there tries again)",
+                admin.describe(),
+                exc,
+            )
+            continue
+        for line in said:
+            log.warning("%s", line)
+
+
+def _database_of(ctx: Context, job: Job) -> DatabaseSettings | None:
+    """The configured database whose server a restore or drill job used, or None (a
+    drill of a file set, a physical restore's, a backup the catalog no longer has)."""
+    params = params_of(job)
+    name = params.get("database")
+    if not name:
+        configured = {db.name for db in ctx.settings.databases}
+        if job.kind is JobKind.DRILL and job.target in configured:
+            name = job.target
+        else:
+            backup_id = params.get("backup_id") or job.result_id or job.target
+            if not backup_id:
+                return None
+            try:
+                with ctx.catalog.read() as session:
+                    record = BackupRecords(session).get(str(backup_id))
+                    kind, name = record.backup_type, record.database_name
+            except RecordNotFound:
+                return None
+            if kind in (BackupKind.INCREMENTAL, BackupKind.FILES):
+                return None  # physical and files restores make no scratch database
+    if not name:
+        return None
+    return ctx.settings.database(str(name))
 
 
 def sweep_here(ctx: Context) -> list[int]:
