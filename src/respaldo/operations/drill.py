@@ -512,11 +512,20 @@ def _unlogged_check(conninfo: ConnInfo, result: DrillResult) -> list[Check]:
         return [Check(name, True, detail)]
     checks = []
     if found.tables:
-        what = _counted(found.tables, "unlogged table")
-        detail = (
-            f"{what} came back empty, as from every physical backup: {_named(found.tables)} "
-            "(PostgreSQL writes no WAL for them and a physical backup holds none of their "
-            "rows; a logical backup holds them)"
+        # Both sentences whole (counted): respaldo.reasons recognises each as stored.
+        detail = counted(
+            len(found.tables),
+            N_(
+                "1 unlogged table came back empty, as from every physical backup: {tables} "
+                "(PostgreSQL writes no WAL for them and a physical backup holds none of their "
+                "rows; a logical backup holds them)"
+            ),
+            N_(
+                "{count} unlogged tables came back empty, as from every physical backup: "
+                "{tables} (PostgreSQL writes no WAL for them and a physical backup holds none "
+                "of their rows; a logical backup holds them)"
+            ),
+            tables=_named(found.tables),
         )
         checks.append(Check(name, True, detail))
     if found.sequences:
@@ -532,10 +541,6 @@ def _unlogged_check(conninfo: ConnInfo, result: DrillResult) -> list[Check]:
         checks.append(Check("unlogged sequences", True, detail))
     result.warnings += [check.detail for check in checks]
     return checks
-
-
-def _counted(names: list[str], what: str) -> str:
-    return f"1 {what}" if len(names) == 1 else f"{len(names)} {what}s"
 
 
 def _named(names: list[str]) -> str:
@@ -634,10 +639,17 @@ def _copies(result: DrillResult) -> None:
     if not notes:
         return
     shown = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more" if len(notes) > 3 else "")
-    detail = (
-        f"{len(notes)} chunk{'s' if len(notes) != 1 else ''} missing or damaged in the "
-        f"repository read first came from another: {shown}; run 'respaldo verify --all' "
-        "and 'respaldo repair'"
+    detail = counted(
+        len(notes),
+        N_(
+            "1 chunk missing or damaged in the repository read first came from another: "
+            "{chunks}; run 'respaldo verify --all' and 'respaldo repair'"
+        ),
+        N_(
+            "{count} chunks missing or damaged in the repository read first came from "
+            "another: {chunks}; run 'respaldo verify --all' and 'respaldo repair'"
+        ),
+        chunks=shown,
     )
     result.checks.append(Check("copies", True, detail))
 

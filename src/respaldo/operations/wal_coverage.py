@@ -60,7 +60,7 @@ from respaldo.errors import (
     option,
 )
 from respaldo.operations.zone import offset_warnings as zone_offset_warnings
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, Phrase, counted
 from respaldo.postgres.datadir import RecoveryTarget
 from respaldo.postgres.label_time import parse_label_time
 from respaldo.postgres.wal import (
@@ -407,12 +407,13 @@ def archive_check(
         if note is not None:
             notes.append(note)
     count = len(coverage.replayed)
-    return (
-        True,
-        f"continuous from the backup's end to {end}, {count} archived "
-        f"segment{'s' if count != 1 else ''} read whole",
-        notes,
+    said = counted(
+        count,
+        N_("continuous from the backup's end to {lsn}, 1 archived segment read whole"),
+        N_("continuous from the backup's end to {lsn}, {count} archived segments read whole"),
+        lsn=end,
     )
+    return True, said, notes
 
 
 def check_recovery_target(
