@@ -433,29 +433,33 @@ _PHRASES = (
         "run 'respaldo repair {repository}', then 'respaldo verify --all --repository {repository}'"
     ),
     N_("run 'respaldo prune' again; it finishes what is left"),
+    # operations/prune.py: days_said, a number of days in the clock refusals below (rows
+    # stored before it said "{days} days after" are matched by them too).
+    N_("{count} day"),
+    N_("{count} days"),
     # operations/prune.py: CLOCK_AHEAD, the refusal of a prune whose clock is far past the
     # newest backup.
     N_(
-        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
         "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
         "{limit}), and by it {count} backup would expire by age that had not expired then "
         "(e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
     N_(
-        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
         "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
         "{limit}), and by it {count} backups would expire by age that had not expired then "
         "(e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
     # operations/prune.py: CLOCK_AHEAD_RPO, the same when [rpo] allows an older backup.
     N_(
-        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
         "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
         "[rpo] allows: {setting}), and by it {count} backup would expire by age that had not "
         "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
     ),
     N_(
-        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
         "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
         "[rpo] allows: {setting}), and by it {count} backups would expire by age that had not "
         "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
@@ -463,16 +467,16 @@ _PHRASES = (
     # operations/prune.py: CLOCK_JUMPED, the same when the newest backup completed after a
     # silence (the evidence is then the backup before it).
     N_(
-        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
-        "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
-        "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} before "
+        "{resumed} UTC (more than {limit}, {setting}): the clock jumped ahead, or "
+        "respaldo was stopped that long; by the clock ({clock} UTC, {days} after the "
         "newest backup before that silence, {last} UTC) {count} backup would expire by age "
         "that had not expired then (e.g. {backup})"
     ),
     N_(
-        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
-        "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
-        "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+        "prune refused, nothing was deleted: respaldo recorded nothing for {gap} before "
+        "{resumed} UTC (more than {limit}, {setting}): the clock jumped ahead, or "
+        "respaldo was stopped that long; by the clock ({clock} UTC, {days} after the "
         "newest backup before that silence, {last} UTC) {count} backups would expire by age "
         "that had not expired then (e.g. {backup})"
     ),

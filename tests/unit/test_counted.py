@@ -17,6 +17,7 @@ from respaldo.operations.prune import (
     CLOCK_JUMPED,
     CLOCK_JUMPED_ONE,
     damaged_copies_problem,
+    days_said,
     unrepaired_problem,
 )
 from respaldo.operations.recorded import unconfirmed_problem
@@ -108,7 +109,12 @@ def test_a_restore_test_that_compared_one_table_says_one_table_in_spanish() -> N
         (CLOCK_AHEAD_RPO, {"limit": "33.3", "setting": "erp: full_hours = 800"}),
         (
             CLOCK_JUMPED,
-            {"gap": 400, "resumed": "2028-01-11 01:06", "limit": "7", "setting": "x = 7"},
+            {
+                "gap": days_said(400),
+                "resumed": "2028-01-11 01:06",
+                "limit": days_said(7),
+                "setting": "x = 7",
+            },
         ),
     ],
 )
@@ -120,7 +126,7 @@ def test_a_prune_refused_for_the_clock_says_one_backup_would_expire(
     has its singular (tests/integration/prune/test_prune_cli.py runs one)."""
     ones = {CLOCK_AHEAD: CLOCK_AHEAD_ONE, CLOCK_AHEAD_RPO: CLOCK_AHEAD_RPO_ONE}
     one = ones.get(message, CLOCK_JUMPED_ONE)
-    given = {"clock": "2028-01-11 01:06", "days": 400, "last": "2026-12-07 01:06"}
+    given = {"clock": "2028-01-11 01:06", "days": days_said(400), "last": "2026-12-07 01:06"}
     said = counted(1, one, message, backup="20261207T010618Z-7cf6624b", **given, **values)
     assert "1 backup would expire by age" in said
     assert "1 backup caducaría por antigüedad" in reasons.reason(str(said), ES)
@@ -142,3 +148,47 @@ def test_a_prune_that_found_one_damaged_chunk_says_one_chunk() -> None:
         "1 fragmento que usan backups conservados solo tiene copias dañadas"
     )
     assert unrepaired_problem(2, "offsite").startswith("2 chunks that kept backups reference have")
+
+
+def test_a_prune_refused_for_the_clock_says_one_day() -> None:
+    """With [retention] clock_check_days = 1 the refusals said "more than 1 days", "for 1
+    days before", "1 days after" (tests/unit/operations/test_prune.py makes one)."""
+    assert [days_said(n) for n in (1, 1.0, 2, 1.5, 0)] == [
+        "1 day",
+        "1 day",
+        "2 days",
+        "1.5 days",
+        "0 days",
+    ]
+    said = counted(
+        1,
+        CLOCK_JUMPED_ONE,
+        CLOCK_JUMPED,
+        gap=days_said(1),
+        resumed="2026-11-26 23:50",
+        limit=days_said(1),
+        setting="[retention] clock_check_days = 1",
+        clock="2026-11-28 12:00",
+        days=days_said(1),
+        last="2026-11-27 00:00",
+        backup="20261121T000000Z-f3df4475",
+    )
+    assert "nothing for 1 day before 2026-11-26 23:50 UTC (more than 1 day, [" in said
+    assert "(2026-11-28 12:00 UTC, 1 day after the newest backup before" in said
+    # As the job's row stores it, in Spanish: each number of days with its own noun.
+    spanish = reasons.reason(str(said), ES)
+    assert "nada durante 1 día antes de 2026-11-26 23:50 UTC (más de 1 día, [" in spanish
+    assert "(2026-11-28 12:00 UTC, 1 día después del backup más reciente" in spanish
+    assert "1 backup caducaría por antigüedad" in spanish
+    # A row stored before it agreed ("400 days after") still reads in Spanish.
+    ahead = (
+        "prune refused, nothing was deleted: the clock says 2028-01-11 01:06 UTC, 400 days "
+        "after the newest backup completed (2026-12-07 01:06 UTC, more than [retention] "
+        "clock_check_days = 7), and by it 3 backups would expire by age that had not expired "
+        "then (e.g. 20261207T010618Z-7cf6624b): the clock is ahead, or no backup has "
+        "completed since"
+    )
+    assert reasons.reason(ahead, ES).startswith(
+        "la depuración se negó, no se eliminó nada: el reloj dice 2028-01-11 01:06 UTC, 400 "
+        "días después de que se completara el backup más reciente"
+    )

@@ -333,13 +333,13 @@ def test_a_physical_drills_unlogged_sequences_read_in_spanish(
 
 
 def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_AHEAD
+    from respaldo.operations.prune import CLOCK_AHEAD, days_said
     from respaldo.phrases import Phrase
 
     said = Phrase(
         CLOCK_AHEAD,
         clock="2028-01-11 01:06",
-        days=400,
+        days=days_said(400),
         last="2026-12-07 01:06",
         limit=7,
         count=3,
@@ -356,13 +356,13 @@ def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
 
 
 def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_AHEAD_RPO
+    from respaldo.operations.prune import CLOCK_AHEAD_RPO, days_said
     from respaldo.phrases import Phrase
 
     said = Phrase(
         CLOCK_AHEAD_RPO,
         clock="2028-01-11 01:06",
-        days=400,
+        days=days_said(400),
         last="2026-12-07 01:06",
         limit="33.3",
         setting="erp: full_hours = 800",
@@ -380,17 +380,17 @@ def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> Non
 
 
 def test_a_prune_refused_for_a_silence_before_the_newest_backup_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_JUMPED
+    from respaldo.operations.prune import CLOCK_JUMPED, days_said
     from respaldo.phrases import Phrase
 
     said = Phrase(
         CLOCK_JUMPED,
-        gap=400,
+        gap=days_said(400),
         resumed="2028-01-11 01:06",
-        limit="7",
+        limit=days_said(7),
         setting="[retention] clock_check_days = 7",
         clock="2028-01-12 01:06",
-        days=401,
+        days=days_said(401),
         last="2026-12-07 01:06",
         count=2,
         backup="20261207T010618Z-7cf6624b",

@@ -52,7 +52,7 @@ from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.operations.zone import time_zone
-from respaldo.phrases import N_, counted
+from respaldo.phrases import N_, Phrase, counted
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
@@ -381,7 +381,7 @@ def check_clock(
         return
     values = {
         "clock": f"{result.now:%Y-%m-%d %H:%M}",
-        "days": (result.now - evidence).days,
+        "days": days_said((result.now - evidence).days),
         "last": f"{evidence:%Y-%m-%d %H:%M}",
         "backup": early[0].backup.id,
     }
@@ -402,8 +402,8 @@ def check_clock(
                 CLOCK_JUMPED_ONE,
                 CLOCK_JUMPED,
                 resumed=f"{resumed:%Y-%m-%d %H:%M}",
-                gap=round((resumed - silent_since) / timedelta(days=1)),
-                limit=f"{limit / timedelta(days=1):g}",
+                gap=days_said(round((resumed - silent_since) / timedelta(days=1))),
+                limit=days_said(limit / timedelta(days=1)),
                 setting=bound,
                 **values,
             ),
@@ -411,7 +411,7 @@ def check_clock(
             "and set it right; if it is right (the machine was off that long), "
             f"{trust}, once: the prunes after it take the new time as right; otherwise "
             "the check ends by itself once backups have run "
-            f"{limit / timedelta(days=1):g} days at the new time",
+            f"{days_said(limit / timedelta(days=1))} at the new time",
         )
     raise ClockAhead(
         # A Phrase: the page and the alerts say it in their language (respaldo.reasons
@@ -430,6 +430,13 @@ def check_clock(
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
         f"to expire by age all the same, {trust}",
     )
+
+
+def days_said(days: float) -> Phrase:
+    """``days`` with its noun: "1 day" (``clock_check_days`` = 1 made the refusals say
+    "1 days"), "3 days", "1.5 days". A phrase, so that a refusal's values are said in the
+    page's language too; a stored refusal's are recognised by respaldo.reasons."""
+    return Phrase(N_("{count} day") if days == 1 else N_("{count} days"), count=f"{days:g}")
 
 
 def damaged_copies_problem(count: int, repository: str) -> str:
@@ -488,13 +495,13 @@ def longest_rpo(settings: Settings) -> tuple[timedelta, str]:
 # Each with its "1 backup would expire" (counted): the job's stored error, the page and
 # the alerts said "1 backups would expire".
 CLOCK_AHEAD_ONE = N_(
-    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
     "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
     "{limit}), and by it {count} backup would expire by age that had not expired then "
     "(e.g. {backup}): the clock is ahead, or no backup has completed since"
 )
 CLOCK_AHEAD = N_(
-    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
     "newest backup completed ({last} UTC, more than [retention] clock_check_days = "
     "{limit}), and by it {count} backups would expire by age that had not expired then "
     "(e.g. {backup}): the clock is ahead, or no backup has completed since"
@@ -502,29 +509,29 @@ CLOCK_AHEAD = N_(
 # A backup completed after a silence longer than the bound (last_jump): the one before
 # the silence is the evidence of the time.
 CLOCK_JUMPED_ONE = N_(
-    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
-    "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
-    "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} before "
+    "{resumed} UTC (more than {limit}, {setting}): the clock jumped ahead, or "
+    "respaldo was stopped that long; by the clock ({clock} UTC, {days} after the "
     "newest backup before that silence, {last} UTC) {count} backup would expire by age "
     "that had not expired then (e.g. {backup})"
 )
 CLOCK_JUMPED = N_(
-    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} days before "
-    "{resumed} UTC (more than {limit} days, {setting}): the clock jumped ahead, or "
-    "respaldo was stopped that long; by the clock ({clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: respaldo recorded nothing for {gap} before "
+    "{resumed} UTC (more than {limit}, {setting}): the clock jumped ahead, or "
+    "respaldo was stopped that long; by the clock ({clock} UTC, {days} after the "
     "newest backup before that silence, {last} UTC) {count} backups would expire by age "
     "that had not expired then (e.g. {backup})"
 )
 # The bound when [rpo] lets a backup be older than clock_check_days (a weekly or monthly
 # installation): its nightly prunes refused, and alerted, between two on-time backups.
 CLOCK_AHEAD_RPO_ONE = N_(
-    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
     "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
     "[rpo] allows: {setting}), and by it {count} backup would expire by age that had not "
     "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"
 )
 CLOCK_AHEAD_RPO = N_(
-    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} days after the "
+    "prune refused, nothing was deleted: the clock says {clock} UTC, {days} after the "
     "newest backup completed ({last} UTC, more than {limit} days, the longest backup age "
     "[rpo] allows: {setting}), and by it {count} backups would expire by age that had not "
     "expired then (e.g. {backup}): the clock is ahead, or no backup has completed since"

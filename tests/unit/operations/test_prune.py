@@ -463,3 +463,26 @@ def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_other
     (failed,) = [c for c in copies if not c.ok]
     assert failed.backup_id == old and "deleted" in (failed.error or "")
     assert inst.record_ids() == set(kept)
+
+
+def test_a_clock_check_of_one_day_says_one_day(tmp_path: Path) -> None:
+    """With ``clock_check_days = 1`` the refusal said "for 1 days before", "more than 1
+    days" (the output, the job's stored error, the page, the alert). Here after a silence
+    of a day and a half, so the newest backup before it is the evidence: 3 days."""
+    extra = "[retention]\nclock_check_days = 1\n[rpo]\nfull_hours = 12"
+    inst = Installation.create(tmp_path, secondary=False, extra=extra)
+    try:
+        older = inst.backup(7.5 * DAY)  # expired since the newest completed
+        inst.backup(3 * DAY)
+        inst.backup(1.5 * DAY)
+        before = tree(tmp_path)
+        with pytest.raises(ClockAhead) as refused:
+            run_prune(inst)
+        said = str(refused.value)
+        assert "respaldo recorded nothing for 1 day before " in said, said
+        assert "(more than 1 day, [retention] clock_check_days = 1)" in said, said
+        assert "3 days after the newest backup before that silence" in said, said
+        assert f"1 backup would expire by age that had not expired then (e.g. {older})" in said
+        assert tree(tmp_path) == before
+    finally:
+        inst.close()
