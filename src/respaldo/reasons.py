@@ -188,7 +188,10 @@ _PHRASES = (
     N_("{bytes} bytes read whole"),
     N_("not in the encoding their script declares: {error}"),
     N_("the backup recorded no row counts (it predates them): nothing compared"),
-    N_("{table}: {counted} rows, {recorded} expected"),
+    # Each with its number agreeing (counted; rows stored before said "1 rows": the
+    # plural says them).
+    N_("{table}: {count} row, {recorded} expected"),
+    N_("{table}: {count} rows, {recorded} expected"),
     N_("{table}: missing rows, {recorded} expected"),
     N_("{table}: the backup recorded no row count for it"),
     N_("and {count} more"),
@@ -637,7 +640,6 @@ _VALUES = {
     "length": r"\d+",
     "when": r"[0-9: -]+",
     # A restore test's other checks: numbers, a WAL position, a segment's name.
-    "counted": r"\d+",
     "recorded": r"\d+",
     "bytes": r"\d+",
     "files": r"\d+",

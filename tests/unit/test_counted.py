@@ -22,6 +22,7 @@ from respaldo.operations.prune import (
 )
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.repair import damage_problem
+from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted
 from tests.unit.results import verify_result
@@ -191,4 +192,22 @@ def test_a_prune_refused_for_the_clock_says_one_day() -> None:
     assert reasons.reason(ahead, ES).startswith(
         "la depuración se negó, no se eliminó nada: el reloj dice 2028-01-11 01:06 UTC, 400 "
         "días después de que se completara el backup más reciente"
+    )
+
+
+def test_a_table_restored_with_one_row_says_one_row() -> None:
+    """A differing row count said "public.obras: 1 rows, 2 expected" (the restore's error,
+    the drill's stored check, the page, the alert)."""
+    assert count_difference("public.obras", 1, 2) == "public.obras: 1 row, 2 expected"
+    assert count_difference("public.obras", 0, 1) == "public.obras: 0 rows, 1 expected"
+    assert count_difference("public.obras", None, 2) == "public.obras: missing rows, 2 expected"
+    # As the drill's failed check stores it, "; "-joined, in Spanish.
+    error = counts_differ([count_difference("public.obras", 1, 2), "ventas: 3 rows, 4 expected"])
+    assert reasons.reason(str(error), ES) == (
+        "los recuentos de filas restaurados difieren de los del backup: public.obras: 1 fila, "
+        "se esperaban 2; ventas: 3 filas, se esperaban 4"
+    )
+    # A row stored before it agreed is said by the plural.
+    assert reasons.reason("public.obras: 1 rows, 2 expected", ES) == (
+        "public.obras: 1 filas, se esperaban 2"
     )

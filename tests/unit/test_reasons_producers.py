@@ -27,8 +27,6 @@ NOT_WRITTEN_WHOLE = {
     # cli/main.py: f"terminated by {signal.Signals(signum).name}".
     "terminated by SIGTERM": "cli/main.py",
     "terminated by SIGHUP": "cli/main.py",
-    # operations/restore_parallel.py: f"{table}: {'missing' if ... } rows, ...".
-    "{table}: missing rows, {recorded} expected": "operations/restore_parallel.py",
     # Kept for the rows of restore tests from before recovery followed the newest
     # timeline that descends from the backup (4e1bbda).
     "recovery follows timeline {newest}, which does not descend from the backup's "

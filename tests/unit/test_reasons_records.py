@@ -63,7 +63,7 @@ def test_a_restore_tests_row_counts_read_in_spanish_table_by_table() -> None:
     error = str(counts_differ([count_difference(f"t{i}", i, 9) for i in range(7)]))
     assert _both(error) == (
         "los recuentos de filas restaurados difieren de los del backup: t0: 0 filas, se "
-        "esperaban 9; t1: 1 filas, se esperaban 9; t2: 2 filas, se esperaban 9; t3: 3 "
+        "esperaban 9; t1: 1 fila, se esperaban 9; t2: 2 filas, se esperaban 9; t3: 3 "
         "filas, se esperaban 9; t4: 4 filas, se esperaban 9; y 2 más"
     )
 
@@ -296,7 +296,7 @@ def test_a_restore_tests_alert_says_each_failed_check_in_spanish() -> None:
     ]
     what = "; ".join(f"{c.name}: {c.detail}" for c in failed)
     assert _both(f"restore test of backup {BACKUP} failed ({what})") == (
-        f"la prueba de restauración del backup {BACKUP} falló (recuento de filas: a: 1 filas, "
+        f"la prueba de restauración del backup {BACKUP} falló (recuento de filas: a: 1 fila, "
         "se esperaban 2; b: 3 filas, se esperaban 4; objetos grandes: 2 objetos grandes, se "
         "esperaban 3; validación: migraciones: se obtuvo '2', se esperaba '3')"
     )

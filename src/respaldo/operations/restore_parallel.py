@@ -57,7 +57,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
-from respaldo import cancellation
+from respaldo import cancellation, phrases
 from respaldo.errors import PostgresError, RestoreError
 from respaldo.operations.pardump import TOC_FILE, dump_files
 from respaldo.operations.restore_feed import FEED as FEED
@@ -65,6 +65,7 @@ from respaldo.operations.restore_feed import Aborted as _Aborted
 from respaldo.operations.restore_feed import Arrivals as _Arrivals
 from respaldo.operations.restore_feed import FileFeed, send_range
 from respaldo.operations.restore_feed import write_all as _write_all
+from respaldo.phrases import N_, Phrase
 from respaldo.postgres import (
     ConnInfo,
     count_rows,
@@ -704,8 +705,20 @@ def rows_of(meta: dict[str, Any]) -> Callable[[TocEntry], int]:
 
 def count_difference(table: str, counted: int | None, recorded: int) -> str:
     """One line of :func:`counts_differ`: a table counted ``counted`` rows (None: not
-    found) where the backup recorded ``recorded``."""
-    return f"{table}: {'missing' if counted is None else counted} rows, {recorded} expected"
+    found) where the backup recorded ``recorded``. Both messages are phrases of
+    respaldo.reasons: the drill's stored check and the alert say it in Spanish."""
+    if counted is None:
+        return Phrase(
+            N_("{table}: missing rows, {recorded} expected"), table=table, recorded=recorded
+        )
+    # Agreeing ("1 rows, 2 expected" before); the parameter hides the function's name.
+    return phrases.counted(
+        counted,
+        N_("{table}: {count} row, {recorded} expected"),
+        N_("{table}: {count} rows, {recorded} expected"),
+        table=table,
+        recorded=recorded,
+    )
 
 
 def counts_differ(wrong: list[str], hint: str | None = None) -> RestoreError:
