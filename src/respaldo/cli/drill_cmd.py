@@ -12,7 +12,7 @@ from respaldo.cli.app import app, err_console, out_console, print_json, state
 from respaldo.cli.progress import progress_bars
 from respaldo.cli.text import escape
 from respaldo.domain import JobKind
-from respaldo.errors import RespaldoError
+from respaldo.errors import JobCancelled, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.drill import DrillRound, run_restore_test_round
 from respaldo.operations.jobs import cli_request, run_now
@@ -62,12 +62,15 @@ def drill(
                 ),
                 result_id=lambda round_: round_.backup_id,
             )
-        except RespaldoError:
+        except RespaldoError as exc:
             # No test of the round could run (its only kind's, or each kind's): the round
             # is still what --json prints, its errors naming each, as when one of two
             # could not; the error and its hint go to stderr, exit status 1. An error
-            # before any test (no backup to test) is the command's, as for any command.
-            if as_json and by_database and tried.errors:
+            # before any test (no backup to test) is the command's, as for any command,
+            # and so is a cancelled round: it prints nothing, as Ctrl-C and SIGTERM do
+            # (a round with a test that could not run before it would print as if the
+            # test cancelled had never been due).
+            if as_json and by_database and tried.errors and not isinstance(exc, JobCancelled):
                 print_json(tried.view(target).to_json())
             raise
         finally:

@@ -508,6 +508,38 @@ def test_drill_of_a_database_whose_test_could_not_run_still_prints_its_json(
     assert missing.code == 1 and missing.out == "" and "respaldo: error:" in missing.err
 
 
+@pytest.mark.parametrize(
+    ("sig", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (None, 1)],
+    ids=["ctrl-c", "sigterm", "jobs-cancel"],
+)
+def test_drill_of_a_database_stopped_mid_test_prints_no_json(
+    respaldo: Respaldo, new_dbname: str, sig: signal.Signals | None, status: int
+) -> None:
+    """'drill erp --json' stopped inside its test's pg_restore (Ctrl-C, SIGTERM, 'respaldo
+    jobs cancel'): stdout is empty, nothing a script could take for the round's result
+    (tests/unit/test_drill_json_ends.py: also after an earlier kind could not run); the
+    exit status and stderr say why."""
+    from tests.integration.logical.test_jobs import jobs
+
+    role = f"corte_{new_dbname}"
+    with (
+        _backup_for_a_role_lock(respaldo, role),
+        waiting_on_a_role_lock(respaldo, role, "drill", "erp", "--json") as process,
+    ):
+        if sig is None:
+            (job,) = [
+                j for j in jobs(respaldo) if j["kind"] == "drill" and j["status"] == "running"
+            ]
+            assert respaldo.run("jobs", "cancel", str(job["id"])).code == 0
+        else:
+            process.send_signal(sig)
+        out, err = process.communicate(timeout=120)
+    assert (process.returncode, out) == (status, ""), err
+    assert err.splitlines()[-1].startswith("respaldo: "), err
+    assert not _scratch(respaldo)
+
+
 def test_a_backup_that_recorded_no_row_counts_does_not_claim_they_match(
     respaldo: Respaldo,
 ) -> None:
