@@ -113,6 +113,21 @@ class DrillRuns:
         query = sa.select(DrillRun).where(DrillRun.started_at >= start, DrillRun.started_at < end)
         return builtins.list(self.session.scalars(query.order_by(DrillRun.started_at, DrillRun.id)))
 
+    def sources_tested(self, before: datetime) -> set[str]:
+        """The sources (databases, file sets) with a restore test that passed or failed
+        by ``before``: each had a backup then, whatever retention has deleted since (the
+        runs are kept)."""
+        query = (
+            sa.select(DrillRun.database_name)
+            .where(
+                DrillRun.database_name.is_not(None),
+                DrillRun.status.in_((DrillStatus.PASSED, DrillStatus.FAILED)),
+                DrillRun.finished_at <= before,
+            )
+            .distinct()
+        )
+        return {name for name in self.session.scalars(query) if name is not None}
+
     def fail_abandoned(
         self,
         *,

@@ -118,8 +118,9 @@ class DrillReport(ResultModel):
     nothing_to_test: list[str] = []
     """Configured databases, then file sets, without a test in the month and without any
     completed backup by its end (a month before the first backup): nothing to test.
-    Told apart from :attr:`untested` by the backups the catalog holds: one whose every
-    backup of that time was pruned since looks the same."""
+    Told apart from :attr:`untested` by the backups the catalog holds, and the restore
+    tests by then (a source tested had a backup): one never tested whose every backup of
+    that time was pruned since looks the same."""
     sent: list[DeliveryResult] = []
     time_zone: str = "UTC"
     """The zone of the month and of the times the report's text shows (its name)."""
@@ -168,6 +169,10 @@ def drill_report(
         ]
         passes = newest_kind_passes(session, until)
         backup_times = newest_backup_times(session, until)
+        # A source tested by then had a backup then, also once retention (7 days by
+        # default) has deleted every backup of that time: read months later, the
+        # report would otherwise call its untested month one before its first backup.
+        tested_before = DrillRuns(session).sources_tested(until)
     per_db: dict[str, list[ReportRun]] = {}
     for run in runs:
         per_db.setdefault(run.database or "-", []).append(run)
@@ -186,7 +191,7 @@ def drill_report(
     sources += [fs.name for fs in ctx.settings.file_sets]
     # A source without a backup by the month's end had nothing a test could restore:
     # "not tested" said a test was missing in a month before its first backup.
-    backed_up = {source for source, _ in backup_times}
+    backed_up = {source for source, _ in backup_times} | tested_before
     idle = [name for name in sources if name not in per_db]
     return DrillReport(
         month=month,
