@@ -22,6 +22,7 @@ from respaldo.operations.prune import (
 )
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.repair import damage_problem
+from respaldo.operations.restore import kept_roles_warning, passwordless_logins_warning
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted
@@ -211,3 +212,24 @@ def test_a_table_restored_with_one_row_says_one_row() -> None:
     assert reasons.reason("public.obras: 1 rows, 2 expected", ES) == (
         "public.obras: 1 filas, se esperaban 2"
     )
+
+
+def test_a_restore_of_one_role_says_one_role() -> None:
+    """restore --globals warned "1 roles exist already and were left unchanged" and "1
+    login roles were created without passwords" (its output and the job's warnings)."""
+    assert kept_roles_warning({"erp_app"}) == (
+        "1 role exists already and was left unchanged: erp_app"
+    )
+    assert kept_roles_warning({"b", "a"}) == "2 roles exist already and were left unchanged: a, b"
+    assert ES(kept_roles_warning({"erp_app"}).message).format(count=1, roles="erp_app") == (
+        "1 rol ya existía y se dejó sin cambios: erp_app"
+    )
+    one = passwordless_logins_warning({"auditor"})
+    assert one.startswith(
+        "1 login role was created without a password (the backup's role could not read it: "
+        "pg_authid needs a superuser): auditor; if it logs in with a password, set it again"
+    )
+    assert ES(one.message).startswith("{count} rol con inicio de sesión se creó sin contraseña")
+    two = passwordless_logins_warning({"auditor", "erp_app"})
+    assert two.startswith("2 login roles were created without passwords (the backup's ")
+    assert ": auditor, erp_app; those that log in" in two

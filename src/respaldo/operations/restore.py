@@ -97,7 +97,7 @@ from respaldo.operations.restore_props import (
 )
 from respaldo.operations.restore_select import names_encoding, read_selection
 from respaldo.operations.restore_swap import clear_swap, note_swap
-from respaldo.phrases import N_, Phrase
+from respaldo.phrases import N_, Phrase, counted
 from respaldo.postgres import (
     ConnInfo,
     create_database,
@@ -1795,21 +1795,45 @@ def _restore_globals(
         for kind, name in (_globals_present(admin, tools) - before) & script_creates(script)
     )
     if kept:
-        warnings.append(
-            f"{len(kept)} roles exist already and were left unchanged: {', '.join(sorted(kept))}"
-        )
+        warnings.append(kept_roles_warning(kept))
     logins = login_roles(script)
     if manifest.meta.get("globals_role_passwords") is False and logins:
         # The backup's role could not read pg_authid: these roles came back able to log
         # in but with no password, and an application using one fails to connect (with
         # password or scram authentication) with nothing else saying why.
-        warnings.append(
-            f"{len(logins)} login roles were created without passwords (the backup's "
-            "role could not read them: pg_authid needs a superuser): "
-            f"{', '.join(sorted(logins))}; those that log in with a password need it set "
-            "again (ALTER ROLE … PASSWORD) before the applications connect"
-        )
+        warnings.append(passwordless_logins_warning(logins))
     return warnings, created
+
+
+def kept_roles_warning(kept: Collection[str]) -> Phrase:
+    """A restore --globals' warning of the backup's roles the server had already."""
+    # counted(): one role said "1 roles exist already".
+    return counted(
+        len(kept),
+        N_("{count} role exists already and was left unchanged: {roles}"),
+        N_("{count} roles exist already and were left unchanged: {roles}"),
+        roles=", ".join(sorted(kept)),
+    )
+
+
+def passwordless_logins_warning(logins: Collection[str]) -> Phrase:
+    """A restore --globals' warning of the login roles it created without passwords (the
+    backup's role could not read pg_authid)."""
+    return counted(
+        len(logins),
+        N_(
+            "{count} login role was created without a password (the backup's role could "
+            "not read it: pg_authid needs a superuser): {roles}; if it logs in with a "
+            "password, set it again (ALTER ROLE … PASSWORD) before the applications connect"
+        ),
+        N_(
+            "{count} login roles were created without passwords (the backup's role could "
+            "not read them: pg_authid needs a superuser): {roles}; those that log in with a "
+            "password need it set again (ALTER ROLE … PASSWORD) before the applications "
+            "connect"
+        ),
+        roles=", ".join(sorted(logins)),
+    )
 
 
 def _globals_present(admin: ConnInfo, tools: Tools) -> set[tuple[str, str]]:
