@@ -22,6 +22,7 @@ from respaldo.operations.prune import (
 )
 from respaldo.operations.recorded import unconfirmed_problem
 from respaldo.operations.repair import damage_problem
+from respaldo.operations.reports import DrillReport, ReportDatabase, ReportKind, render_report
 from respaldo.operations.restore import kept_roles_warning, passwordless_logins_warning
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.verify import VerifyResult
@@ -233,3 +234,39 @@ def test_a_restore_of_one_role_says_one_role() -> None:
     two = passwordless_logins_warning({"auditor", "erp_app"})
     assert two.startswith("2 login roles were created without passwords (the backup's ")
     assert ": auditor, erp_app; those that log in" in two
+
+
+def test_the_monthly_report_of_one_test_says_one_test() -> None:
+    """The monthly restore-test report said "erp: 1 tests, 1 passed, 0 failed" and, in
+    Spanish, "1 pruebas, 1 superadas, 0 fallidas": each number now has its own noun
+    ("superadas: 1" needs no agreement)."""
+    one = ReportKind(
+        kind="full",
+        relied_on=True,
+        runs=1,
+        passed=1,
+        failed=0,
+        rto_median_seconds=None,
+        rto_max_seconds=None,
+        newest_pass=None,
+    )
+    two = one.model_copy(update={"kind": "incremental", "runs": 2, "failed": 1})
+    database = ReportDatabase(
+        database="erp",
+        runs=1,
+        passed=1,
+        failed=0,
+        rto_median_seconds=None,
+        rto_max_seconds=None,
+        kinds=[one, two],
+    )
+    report = DrillReport(month="2026-11", runs=[], databases=[database], untested=[])
+    english = render_report(report, "en")
+    assert "erp: 1 test, 1 passed, 0 failed\n" in english.body
+    assert "  logical backups: 1 test, 1 passed, 0 failed; no restore test " in english.body
+    assert "  physical backups: 2 tests, 1 passed, 1 failed; no restore test " in english.body
+    spanish = render_report(report, "es")
+    assert "erp: 1 prueba; superadas: 1, fallidas: 0\n" in spanish.body
+    assert "  backups lógicos: 1 prueba; superadas: 1, fallidas: 0; " in spanish.body
+    assert "  backups físicos: 2 pruebas; superadas: 1, fallidas: 1; " in spanish.body
+    assert spanish.subject.endswith(": superadas: 0, fallidas: 0")

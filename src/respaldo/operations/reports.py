@@ -315,10 +315,13 @@ def render_report(report: DrillReport, language: str) -> Message:
             if db.rto_max_seconds is not None
             else ""
         )
+        tally = _(
+            N_("{database}: {count} test, {passed} passed, {failed} failed")
+            if db.runs == 1
+            else N_("{database}: {count} tests, {passed} passed, {failed} failed")
+        )
         lines.append(
-            _("{database}: {runs} tests, {passed} passed, {failed} failed").format(
-                database=db.database, runs=db.runs, passed=db.passed, failed=db.failed
-            )
+            tally.format(database=db.database, count=db.runs, passed=db.passed, failed=db.failed)
             + (f"; {rto}" if rto else "")
         )
         lines += ["  " + _kind_line(kind, report.time_zone, _) for kind in db.kinds]
@@ -368,16 +371,18 @@ _REPORT_KIND_NAMES = {
 
 
 def _kind_line(kind: ReportKind, zone: str, _: Callable[[str], str]) -> str:
-    """``physical backups: 1 tests, 0 passed, 1 failed; newest pass: ...``."""
+    """``physical backups: 1 test, 0 passed, 1 failed; newest pass: ...``."""
     name = (
         _(_REPORT_KIND_NAMES.get(kind.kind, kind.kind))
         if kind.kind is not None
         else _("backups no longer in the catalog")
     )
     said = (
-        _("{kind}: {runs} tests, {passed} passed, {failed} failed").format(
-            kind=name, runs=kind.runs, passed=kind.passed, failed=kind.failed
-        )
+        _(
+            N_("{kind}: {count} test, {passed} passed, {failed} failed")
+            if kind.runs == 1
+            else N_("{kind}: {count} tests, {passed} passed, {failed} failed")
+        ).format(kind=name, count=kind.runs, passed=kind.passed, failed=kind.failed)
         if kind.runs
         else _("{kind}: not tested this month").format(kind=name)
     )

@@ -350,7 +350,7 @@ def test_the_monthly_report_says_each_kinds_tests_and_newest_pass(
     with Context.open(settings) as ctx:
         report = drill_report(ctx, month)
     spanish = render_report(report, "es").body
-    assert "backups físicos: 2 pruebas, 1 superadas, 1 fallidas" in spanish, spanish
+    assert "backups físicos: 2 pruebas; superadas: 1, fallidas: 1" in spanish, spanish
     assert f"última superada: backup {logical['id']}, " in spanish, spanish
 
 
