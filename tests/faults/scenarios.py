@@ -618,6 +618,70 @@ def kill_restore_in_its_last_pg_restore(world: World) -> Outcome:
     )
 
 
+def second_signal_during_the_staging_drop(world: World) -> Outcome:
+    """``restore --jobs 2`` sent SIGTERM while its workers' COPY wait on a lock of the
+    test, then Ctrl-C while its cleanup's DROP DATABASE of the staging database waits on
+    an uncommitted ``COMMENT ON DATABASE`` of the test (a session on another database,
+    which the drop's FORCE does not end). The second signal stops the drop: the command
+    says which staging database it left and that the next restore or drill drops it; the
+    job's reason and the exit status stay SIGTERM's; the restore again drops it and is
+    exact."""
+    backup_id = world.backup()
+    target = _new_target(world)
+    args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
+    into_staging = (
+        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
+    )
+    holder = world.pg.connect(autocommit=False)
+    with world.frozen(args, Plant("subprocess.Popen", into_staging)) as child:
+        (staging,) = staging_databases(world.pg)
+        locker = world.pg.connect(staging, autocommit=False)
+        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
+        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        holder.execute(f"COMMENT ON DATABASE {staging} IS 'held by the test'")
+    try:
+        wait_for(
+            "a worker to wait for the lock",
+            lambda: _waiting(world, staging, "pg_restore"),
+            process=child,
+        )
+        child.send_signal(signal.SIGTERM)
+        wait_for(
+            "the staging database's drop to wait",
+            lambda: bool(
+                world.pg.scalar(
+                    "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query ILIKE 'DROP DATABASE%%'"
+                )
+            ),
+            process=child,
+        )
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=PROCESS_TIMEOUT)
+    finally:
+        for conn in (holder, locker):
+            with contextlib.suppress(Exception):
+                conn.close()
+    assert child.returncode == 143, err
+    assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+    left = f"interrupted while dropping staging database {staging}: it is left on the server"
+    assert left in err, err
+    assert "Traceback" not in err, err
+    assert staging in world.databases(), "said left, but gone"
+    (job,) = [j for j in world.ok("jobs", "--json").json() if j["kind"] == "restore"]
+    assert (job["status"], job["error"]) == ("cancelled", "terminated by SIGTERM"), job
+    assert target not in world.databases()
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    assert f"dropped staging database {staging}" in again.err, str(again)
+    _same_database(world, target)
+    return Outcome(
+        {backup_id},
+        summary="exit 143, job 'terminated by SIGTERM'; says the staging database it left "
+        "and that the next restore drops it; the restore again drops it, exact",
+    )
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
@@ -1078,6 +1142,14 @@ SCENARIOS = [
         "that pg_restore outlives it; the next process to open the catalog fails the job "
         "and drops staging, ending the orphans; restore again exact",
         kill_restore_in_its_last_pg_restore,
+    ),
+    Scenario(
+        "restore-second-signal-in-cleanup",
+        "restore --jobs 2 (logical)",
+        "SIGTERM, then Ctrl-C while the staging database's drop waits on a lock",
+        "the drop stops; says which staging database is left and that the next restore "
+        "drops it; job and exit status say SIGTERM; restore again exact",
+        second_signal_during_the_staging_drop,
     ),
     Scenario(
         "corrupt-pack",

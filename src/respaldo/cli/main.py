@@ -37,12 +37,16 @@ back their jobs): :func:`take_interrupts` leaves SIGTERM and SIGHUP to them."""
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     _INTERRUPTED.set()
     _RECEIVED.append(signum)
-    if signum == signal.SIGINT:
+    # The first signal names the interruption: a Ctrl-C pressed while SIGTERM's cleanup
+    # waits raises again (stopping the wait), but the job's reason stays "terminated by
+    # SIGTERM", as the exit status and message do; it said "interrupted" before.
+    first = _RECEIVED[0]
+    if first == signal.SIGINT:
         raise KeyboardInterrupt
     # A KeyboardInterrupt all the same: every command's cleanup (children killed, the
     # record failed, leases released, staging databases dropped) is written for it.
     # Its text is the job's recorded reason (operations/jobs.py, operations/recorded.py).
-    raise KeyboardInterrupt(f"terminated by {signal.Signals(signum).name}")
+    raise KeyboardInterrupt(f"terminated by {signal.Signals(first).name}")
 
 
 def _interrupted() -> int:

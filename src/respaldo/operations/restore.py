@@ -1915,6 +1915,16 @@ def drop_quietly(admin: ConnInfo, name: str) -> str | None:
     """
     try:
         drop_scratch(admin, name)
+    except KeyboardInterrupt:
+        # A second Ctrl-C or SIGTERM while the drop waits (on a lock, a slow server)
+        # stops it, as its user asked; the database stays, a whole copy of the data, and
+        # the command used to end with only "respaldo: terminated" for the story.
+        log.warning(
+            "interrupted while dropping %s: it is left on the server; the next restore "
+            "or drill on this server drops it",
+            describe_scratch(name),
+        )
+        raise
     except Exception as exc:
         said = (
             f"could not drop {describe_scratch(name)} ({exc}): the next restore or drill on "

@@ -231,3 +231,71 @@ def test_jobs_cancel_stops_a_backup_blocked_in_a_query_of_its_own(
     (record,) = respaldo.records()
     assert record.status == "failed"
     assert respaldo.repository().backup_ids() == []
+
+
+@pytest.mark.parametrize("again", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_second_signal_during_the_staging_drop_says_what_it_left(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, again: signal.Signals
+) -> None:
+    """SIGTERM to a restore held in pg_restore (a role lock, as above), then, while its
+    cleanup's DROP DATABASE of the staging database waits on a lock of that database
+    (an uncommitted COMMENT ON DATABASE of the test), SIGTERM again or Ctrl-C.
+
+    The second signal stops the drop, as its user asked: the staging database stays. The
+    command now says so, and that the next restore or drill drops it (it ended with only
+    'respaldo: terminated (SIGTERM)'); the job's reason stays the first signal's (a
+    Ctrl-C made it 'interrupted' while the exit status said SIGTERM); the next restore
+    drops the database and restores."""
+    role = f"bloqueo_{new_dbname}"
+    with backup_with_a_table_of(pg, respaldo, role) as backup_id:
+        before = staging_databases(pg)
+        restore = ["restore", backup_id, "--target-database", new_dbname, "--jobs", "2"]
+        with (
+            pg.connect(autocommit=False) as holder,
+            waiting_on_a_role_lock(respaldo, role, *restore) as process,
+        ):
+            try:
+                (staging,) = [
+                    name
+                    for (name,) in pg.query(
+                        "SELECT datname FROM pg_catalog.pg_database"
+                        " WHERE datname LIKE 'respaldo\\_staging\\_%'"
+                    )
+                ]
+                holder.execute(f"COMMENT ON DATABASE {staging} IS 'held by the test'")
+                children = psutil.Process(process.pid).children(recursive=True)
+                process.send_signal(signal.SIGTERM)
+
+                def drop_waits() -> bool:
+                    assert process.poll() is None, process.communicate()
+                    return bool(
+                        pg.scalar(
+                            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND query ILIKE 'DROP DATABASE%%'"
+                        )
+                    )
+
+                wait_for("the staging database's drop to wait for the lock", drop_waits)
+                process.send_signal(again)
+                _, err = process.communicate(timeout=120)
+            finally:
+                holder.rollback()
+        assert process.returncode == 143, err
+        assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+        assert "Traceback" not in err, err
+        assert (
+            f"interrupted while dropping staging database {staging}: it is left on the "
+            "server; the next restore or drill on this server drops it"
+        ) in err
+        (job,) = [j for j in jobs(respaldo) if j["kind"] == "restore"]
+        assert (job["status"], job["error"]) == ("cancelled", "terminated by SIGTERM")
+        assert not [p for p in children if p.is_running() and p.status() != "zombie"]
+        assert staging_databases(pg) == before + 1  # left, as said
+        assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
+
+        run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
+        assert run.code == 0, str(run)
+        assert f"dropped staging database {staging}" in run.err
+        assert staging_databases(pg) == before
+        # What the role owns there goes before the role.
+        pg.execute(f'DROP DATABASE "{new_dbname}" WITH (FORCE)')
