@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from respaldo import __version__
 from respaldo.catalog.columns import row_count
 from respaldo.catalog.jobs import orphan_reason
-from respaldo.catalog.models import BackupRecord, Job
+from respaldo.catalog.models import BackupRecord, DrillRun, Job
 from respaldo.domain import (
     BackupKind,
     BackupStatus,
@@ -456,6 +456,14 @@ class BackupRecords:
                 current=record.status.value,
                 requested="deleted",
             )
+        # Its restore tests keep its kind (drill_runs.backup_kind): a test recorded
+        # without it (by a worker of a respaldo before migration 0015, still running
+        # through an upgrade) would count for no kind once the record is gone.
+        self.session.execute(
+            sa.update(DrillRun)
+            .where(DrillRun.backup_id == record.id, DrillRun.backup_kind.is_(None))
+            .values(backup_kind=record.backup_type)
+        )
         self.session.delete(record)
         self.session.flush()
 

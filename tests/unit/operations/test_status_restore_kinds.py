@@ -121,3 +121,32 @@ def test_a_passed_test_of_a_backup_pruned_since_still_proves_its_kind(tmp_path: 
     physical = next(k for k in erp.kinds if k.kind == BackupKind.INCREMENTAL.value)
     assert (physical.runs, physical.passed) == (1, 1)
     assert physical.newest_pass is not None and physical.newest_pass.backup_id == tested
+
+
+def test_a_test_recorded_without_its_kind_takes_it_when_its_backup_is_pruned(
+    tmp_path: Path,
+) -> None:
+    """During an upgrade to 0015 a worker not yet restarted (the older respaldo) records
+    its restore tests without the kind, and the migration ran before them: once
+    retention deleted the tested backup, its pass counted for no kind again and the item
+    turned red, as before the column. Deleting a record gives its runs without a kind the
+    record's."""
+    import sqlalchemy as sa
+
+    from respaldo.catalog import BackupRecords, DrillRun
+
+    with Context.open(status_settings(tmp_path), create=True) as ctx:
+        full = backup(ctx, NOW - DAY)
+        tested = backup(ctx, NOW - 3 * DAY, kind=BackupKind.INCREMENTAL)
+        drill(ctx, full, NOW - DAY / 2, passed=True)
+        drill(ctx, tested, NOW - 2 * DAY, passed=True)
+        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        with ctx.catalog.begin() as session:
+            # As the older respaldo wrote it: no backup_kind.
+            session.execute(sa.update(DrillRun).values(backup_kind=None))
+            BackupRecords(session).delete(tested)  # as prune does
+        item, _ = _item_and_alert(ctx)
+        with ctx.catalog.read() as session:
+            kinds = {r.backup_id: r.backup_kind for r in session.scalars(sa.select(DrillRun))}
+    assert item["level"] == "green", item
+    assert kinds == {tested: BackupKind.INCREMENTAL, full: None}
