@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
+from respaldo.phrases import counted
 from respaldo.repository.crypto import OVERHEAD, SealError
 from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import GROUP, INDEX_PREFIX, MAGIC, decode_index, seal_index
@@ -290,14 +291,25 @@ def _plan(
         # Known damage, not an incomplete mark: what is live is known; these chunks
         # simply have no good copy (their quarantine records stay, for 'repair').
         report.problems.append(
-            f"{unrepaired} chunks that backups reference have only damaged copies: "
-            "run 'respaldo repair'"
+            counted(
+                unrepaired,
+                "{count} chunk that backups reference has only damaged copies: run "
+                "'respaldo repair'",
+                "{count} chunks that backups reference have only damaged copies: run "
+                "'respaldo repair'",
+            )
         )
     missing = [cid for cid in live if cid not in holders and cid not in damaged]
     if missing:
         raise IntegrityError(
-            f"{len(missing)} chunks that backups reference are in no pack the index "
-            f"describes (e.g. {missing[0].hex()[:16]}); refusing to collect garbage",
+            counted(
+                len(missing),
+                "{count} chunk that backups reference is in no pack the index describes "
+                "({chunk}); refusing to collect garbage",
+                "{count} chunks that backups reference are in no pack the index describes "
+                "(e.g. {chunk}); refusing to collect garbage",
+                chunk=missing[0].hex()[:16],
+            ),
             hint="run 'respaldo verify --all' and 'respaldo index rebuild' first",
         )
     share = {

@@ -247,9 +247,16 @@ def test_a_missing_live_chunk_stops_collection(mem_repo: Repository) -> None:
     name, _, _ = pack_of_chunk(mem_repo, cid)
     mem_repo.storage.delete(name)
     before = snapshot(mem_repo.storage)
-    with pytest.raises(IntegrityError, match="in no pack"):
+    with pytest.raises(IntegrityError, match="in no pack") as caught:
         collect_garbage(mem_repo)
     assert snapshot(mem_repo.storage) == before
+    # The count agrees with its noun ("1 chunks ... are" before).
+    said = str(caught.value)
+    count = int(said.split()[0])
+    verb = (
+        "1 chunk that backups reference is" if count == 1 else "chunks that backups reference are"
+    )
+    assert verb in said, said
 
 
 def test_a_damaged_live_chunk_is_not_copied(mem_repo: Repository) -> None:
