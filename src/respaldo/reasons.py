@@ -382,6 +382,7 @@ _PHRASES = (
     N_("{path}: cannot list: {error}"),
     N_("{path}: cannot read: {error}"),
     N_("{path}: changed while read, {count} times (the backup holds a torn copy)"),
+    N_("file set {name}: {count} path could not be backed up whole: {paths}"),
     N_("file set {name}: {count} paths could not be backed up whole: {paths}"),
     N_(
         "give respaldo's user read access to them, exclude them (exclude = [...] in the file "

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from respaldo import reasons
+from respaldo.cli.serve_cmd import started_line
+from respaldo.errors import SourceError
 from respaldo.i18n import translations
+from respaldo.operations.files_backup import _refuse_incomplete
 from respaldo.operations.prune import (
     CLOCK_AHEAD,
     CLOCK_AHEAD_ONE,
@@ -270,3 +273,33 @@ def test_the_monthly_report_of_one_test_says_one_test() -> None:
     assert "  backups lógicos: 1 prueba; superadas: 1, fallidas: 0; " in spanish.body
     assert "  backups físicos: 2 pruebas; superadas: 1, fallidas: 1; " in spanish.body
     assert spanish.subject.endswith(": superadas: 0, fallidas: 0")
+
+
+def test_serve_with_one_schedule_says_one_schedule() -> None:
+    assert started_line(1, "http://127.0.0.1:8080", None) == (
+        "respaldo serve: 1 schedule, listening on http://127.0.0.1:8080"
+    )
+    assert started_line(3, "https://h:8443", "a worker of every queue") == (
+        "respaldo serve: 3 schedules, listening on https://h:8443, a worker of every queue"
+    )
+
+
+def test_a_file_set_with_one_unreadable_path_says_one_path() -> None:
+    """A files backup refused for one path said "file set docs: 1 paths could not be
+    backed up whole" (its output, the job's stored error, the page, the alert)."""
+    with pytest.raises(SourceError) as refused:
+        _refuse_incomplete("docs", ["/srv/docs/a.pdf: cannot read: Permission denied"])
+    said = str(refused.value)
+    assert said.startswith(
+        "file set docs: 1 path could not be backed up whole: /srv/docs/a.pdf: cannot read: "
+    ), said
+    # As the job's row stores it, in Spanish; and a row stored before it agreed.
+    assert reasons.reason(said, ES).startswith(
+        "conjunto de archivos docs: 1 ruta no se pudo respaldar entera: /srv/docs/a.pdf: "
+    )
+    assert reasons.reason(said.replace("1 path could", "1 paths could"), ES).startswith(
+        "conjunto de archivos docs: 1 rutas no se pudieron respaldar enteras: "
+    )
+    with pytest.raises(SourceError) as two:
+        _refuse_incomplete("docs", ["/a: special file, skipped", "/b: special file, skipped"])
+    assert "file set docs: 2 paths could not be backed up whole: /a: " in str(two.value)

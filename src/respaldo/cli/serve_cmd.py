@@ -18,6 +18,7 @@ from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.models import to_json_list
+from respaldo.phrases import counted
 
 # The HTTP server (uvicorn, FastAPI) and the scheduler (APScheduler) are imported by the
 # two commands that use them: every other command (a backup from cron, each wal-fetch of
@@ -140,10 +141,9 @@ def _run(
             worker.start()
         where = "a worker of every queue" if worker else "jobs to the queue's workers"
         scheme = "https" if settings.server.tls else "http"
+        address = f"{scheme}://{listening_on(settings, server)}"
         err_console.print(
-            f"respaldo serve: {len(service.schedule)} schedules, "
-            f"listening on {scheme}://{listening_on(settings, server)}"
-            + (f", {where}" if service.queued else ""),
+            started_line(len(service.schedule), address, where if service.queued else None),
             highlight=False,
         )
         while not stop.wait(_SIGNAL_CHECK_SECONDS):
@@ -198,6 +198,13 @@ def _table(entries: list[EntryInfo]) -> Table:
             ", ".join(when.strftime("%Y-%m-%d %H:%M %Z") for when in entry.next_runs),
         )
     return table
+
+
+def started_line(schedules: int, address: str, where: str | None) -> str:
+    """What ``respaldo serve`` prints once it runs: its schedules (one said "1
+    schedules"), its address, and where queued jobs run."""
+    line = counted(schedules, "{count} schedule", "{count} schedules")
+    return f"respaldo serve: {line}, listening on {address}" + (f", {where}" if where else "")
 
 
 def http_server(settings: Settings, api: Any) -> uvicorn.Server:

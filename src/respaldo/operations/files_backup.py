@@ -28,6 +28,7 @@ from respaldo.files import TreeTarStream
 from respaldo.files.tree import reached, unmounted
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
+from respaldo.phrases import N_, counted
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 from respaldo.storage.registry import local_path
 
@@ -152,7 +153,15 @@ def _refuse_incomplete(name: str, errors: list[str]) -> None:
     shown = "; ".join(errors[:ERRORS_SHOWN])
     more = f" (and {len(errors) - ERRORS_SHOWN} more)" if len(errors) > ERRORS_SHOWN else ""
     raise SourceError(
-        f"file set {name}: {len(errors)} paths could not be backed up whole: {shown}{more}",
+        # counted(): one said "1 paths could not"; both are phrases of respaldo.reasons
+        # (the job's stored error, said in Spanish on the page and in the alert).
+        counted(
+            len(errors),
+            N_("file set {name}: {count} path could not be backed up whole: {paths}"),
+            N_("file set {name}: {count} paths could not be backed up whole: {paths}"),
+            name=name,
+            paths=f"{shown}{more}",
+        ),
         hint="give respaldo's user read access to them, exclude them (exclude = [...] in "
         "the file set), or back up while nothing rewrites them; this backup is recorded "
         "as failed",

@@ -782,9 +782,15 @@ def _expired_to_delete(
             orphans = sorted(ids - known)
             if orphans:
                 result.warnings.append(
-                    f"{len(orphans)} backups in repository {name} have no catalog record "
-                    f"(e.g. {orphans[0]}); they are kept: 'respaldo catalog rebuild' adopts "
-                    "them"
+                    counted(
+                        len(orphans),
+                        "{count} backup in repository {name} has no catalog record ({backup}); "
+                        "it is kept: 'respaldo catalog rebuild' adopts it",
+                        "{count} backups in repository {name} have no catalog record (e.g. "
+                        "{backup}); they are kept: 'respaldo catalog rebuild' adopts them",
+                        name=name,
+                        backup=orphans[0],
+                    )
                 )
     return todo
 

@@ -207,14 +207,25 @@ def collect_garbage(
         if dry_run and plan.unindexed and _writers_running(repo):
             # Without the lock, packs no index describes may be those of running backups.
             report.problems.append(
-                f"backups are running: {len(plan.unindexed)} packs not yet indexed are not "
-                "counted (they may be theirs)"
+                counted(
+                    len(plan.unindexed),
+                    "backups are running: {count} pack not yet indexed is not counted (it "
+                    "may be theirs)",
+                    "backups are running: {count} packs not yet indexed are not counted "
+                    "(they may be theirs)",
+                )
             )
             plan.unindexed = {}
+        # Each count with its noun agreeing ("1 backups reference 1 chunks in 1 packs").
         say(
-            f"{report.backups} backups reference {report.live_chunks} chunks in "
-            f"{report.packs} packs; {len(plan.delete)} packs to delete, "
-            f"{len(plan.repack)} to repack"
+            counted(report.backups, "{count} backup references", "{count} backups reference")
+            + " "
+            + counted(report.live_chunks, "{count} chunk", "{count} chunks")
+            + " in "
+            + counted(report.packs, "{count} pack", "{count} packs")
+            + "; "
+            + counted(len(plan.delete), "{count} pack to delete", "{count} packs to delete")
+            + f", {len(plan.repack)} to repack"
         )
         if dry_run:
             _estimate(repo, plan, report)
@@ -462,7 +473,13 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             report.packs_deleted += 1
             report.bytes_deleted += size
     if plan.unindexed:
-        say(f"deleted {len(plan.unindexed)} packs no index file describes")
+        say(
+            counted(
+                len(plan.unindexed),
+                "deleted {count} pack no index file describes",
+                "deleted {count} packs no index file describes",
+            )
+        )
     new_groups = _repack(repo, plan, report, lease, say)  # 1. new packs
 
     if _index_changes(plan):
@@ -480,7 +497,7 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             written.add(name)
             report.index_files_written += 1
             report.bytes_written += len(blob)
-        say(f"wrote {len(written)} index files")
+        say(counted(len(written), "wrote {count} index file", "wrote {count} index files"))
         # 3. the old index files.
         for name, size in sorted(plan.index_files.items()):
             if name in written:
@@ -489,7 +506,13 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             if _delete(storage, name):
                 report.index_files_removed += 1
                 report.bytes_deleted += size
-        say(f"removed {report.index_files_removed} old index files")
+        say(
+            counted(
+                report.index_files_removed,
+                "removed {count} old index file",
+                "removed {count} old index files",
+            )
+        )
     # 4. packs nothing needs any more.
     # (name, size, chunks dropped, counts as deleted rather than repacked)
     doomed = [(p.name, p.size, len(p.entries), True) for p in plan.delete]
@@ -500,7 +523,7 @@ def _execute(repo: Repository, plan: _Plan, report: GcReport, lease: Lease, say:
             report.packs_deleted += deleted
             report.bytes_deleted += size
             report.chunks_dropped += dropped
-    say(f"deleted {len(doomed)} packs")
+    say(counted(len(doomed), "deleted {count} pack", "deleted {count} packs"))
     # 5. Temporary files of puts killed half-way (a local store's): their process is gone,
     # or they were not written to for longer than a lease lives.
     for prefix in (PACK_PREFIX, INDEX_PREFIX, MANIFEST_PREFIX, WAL_PREFIX):
@@ -550,7 +573,14 @@ def _repack(
     plan.repack = done
     report.packs_repacked = len(done)
     if done:
-        say(f"repacked {len(done)} packs into {len(groups)}")
+        say(
+            counted(
+                len(done),
+                "repacked {count} pack into {groups}",
+                "repacked {count} packs into {groups}",
+                groups=len(groups),
+            )
+        )
     return groups
 
 

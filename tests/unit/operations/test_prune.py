@@ -486,3 +486,18 @@ def test_a_clock_check_of_one_day_says_one_day(tmp_path: Path) -> None:
         assert tree(tmp_path) == before
     finally:
         inst.close()
+
+
+def test_one_backup_without_a_catalog_record_is_one_backup(inst: Installation) -> None:
+    """Its warning said "1 backups in repository local have no catalog record"."""
+    orphan = inst.backup(2 * DAY)
+    inst.backup(1 * DAY)
+    with sqlite3.connect(inst.root / "catalog.db") as db:
+        db.execute("DELETE FROM backup_records WHERE id = ?", (orphan,))
+    result = run_prune(inst)
+    (warning,) = [w for w in result.warnings if orphan in w]
+    assert warning == (
+        f"1 backup in repository local has no catalog record ({orphan}); it is kept: "
+        "'respaldo catalog rebuild' adopts it"
+    )
+    assert orphan in inst.manifests()

@@ -435,3 +435,15 @@ def test_merging_small_packs_reclaims_space_or_is_not_done(
     real = collect_garbage(repo, small_pack_fraction=0.5)
     assert preview.bytes_reclaimed >= 0 and real.bytes_reclaimed >= 0
     assert real.packs_repacked == preview.packs_repacked
+
+
+def test_a_collection_of_one_backup_says_each_count_with_its_noun(mem_repo: Repository) -> None:
+    """Its progress lines said "1 backups reference …; 1 packs to delete" and "wrote 1
+    index files" (respaldo prune's output)."""
+    history(mem_repo, 2)
+    delete_backups(mem_repo, "b0")
+    said: list[str] = []
+    collect_garbage(mem_repo, repack_threshold=0.0, step=said.append)
+    assert said[0].startswith("1 backup references "), said
+    assert "; 1 pack to delete, " in said[0], said
+    assert "wrote 1 index file" in said, said
