@@ -204,11 +204,14 @@ _PHRASES = (
         "set again before the applications connect"
     ),
     # Its large objects (operations/restore.py, postgres/largeobjects.py).
+    # Each with its singular (counted; rows stored before said "1 large objects").
+    N_("{count} large object, {bytes} bytes, matches the snapshot"),
     N_("{count} large objects, {bytes} bytes, match the snapshot"),
     N_(
         "the backup holds no record of its large objects that this respaldo reads (it "
         "predates the record, or a newer respaldo wrote it): they were not checked"
     ),
+    N_("{count} large object, {expected} expected"),
     N_("{count} large objects, {expected} expected"),
     N_("{bytes} bytes of large objects, {expected} expected"),
     N_("the large objects' contents differ (digest {digest}, {expected} expected)"),

@@ -30,6 +30,7 @@ from respaldo.operations.restore import kept_roles_warning, passwordless_logins_
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted
+from respaldo.postgres.largeobjects import LargeObjects, differences
 from tests.unit.results import verify_result
 
 pytestmark = pytest.mark.unit
@@ -303,3 +304,22 @@ def test_a_file_set_with_one_unreadable_path_says_one_path() -> None:
     with pytest.raises(SourceError) as two:
         _refuse_incomplete("docs", ["/a: special file, skipped", "/b: special file, skipped"])
     assert "file set docs: 2 paths could not be backed up whole: /a: " in str(two.value)
+
+
+def test_one_large_object_is_one_large_object() -> None:
+    """A restore test's large objects said "1 large objects, 2 expected" (a failed check,
+    the restore's error) and "1 large objects, 12 bytes, match the snapshot" (its stored
+    check), in Spanish "1 objetos grandes"."""
+    record = LargeObjects(2, 12, "ab")
+    (wrong,) = differences(record, LargeObjects(1, 12, "ab"))
+    assert wrong == "1 large object, 2 expected"
+    assert reasons.reason(str(wrong), ES) == "1 objeto grande, se esperaban 2"
+    assert differences(LargeObjects(1, 12, "ab"), record) == ["2 large objects, 1 expected"]
+    # The check a drill stores when they match (drill.py: _large_objects_check), and a
+    # row stored before it agreed.
+    assert reasons.reason("1 large object, 12 bytes, matches the snapshot", ES) == (
+        "1 objeto grande, 12 bytes, coincide con la instantánea"
+    )
+    assert reasons.reason("1 large objects, 12 bytes, match the snapshot", ES) == (
+        "1 objetos grandes, 12 bytes, coinciden con la instantánea"
+    )

@@ -743,7 +743,14 @@ def _large_objects_check(manifest: Manifest, conninfo: ConnInfo) -> Check:
     if expected is None:
         return Check(name, True, LARGE_OBJECTS_NOT_RECORDED)
     return Check(
-        name, True, f"{expected.count} large objects, {expected.bytes} bytes, match the snapshot"
+        name,
+        True,
+        counted(
+            expected.count,
+            N_("{count} large object, {bytes} bytes, matches the snapshot"),
+            N_("{count} large objects, {bytes} bytes, match the snapshot"),
+            bytes=expected.bytes,
+        ),
     )
 
 

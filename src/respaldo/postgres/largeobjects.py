@@ -33,6 +33,8 @@ from typing import Any
 
 from psycopg import sql
 
+from respaldo.phrases import N_, counted
+
 META_KEY = "large_objects"
 """Where a manifest's ``meta`` holds the record."""
 
@@ -120,9 +122,17 @@ def differences(expected: LargeObjects, actual: LargeObjects) -> list[str]:
     """What differs between the backup's record and the restored database's, one phrase
     each; empty when they match. The contents are named only when count and sizes match
     (else they differ for that reason already)."""
-    wrong = []
+    wrong: list[str] = []
     if actual.count != expected.count:
-        wrong.append(f"{actual.count} large objects, {expected.count} expected")
+        # counted(): "1 large objects" before; both are phrases of respaldo.reasons.
+        wrong.append(
+            counted(
+                actual.count,
+                N_("{count} large object, {expected} expected"),
+                N_("{count} large objects, {expected} expected"),
+                expected=expected.count,
+            )
+        )
     if actual.bytes != expected.bytes:
         wrong.append(f"{actual.bytes} bytes of large objects, {expected.bytes} expected")
     if not wrong and actual.digest != expected.digest:
