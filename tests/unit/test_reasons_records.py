@@ -223,10 +223,12 @@ def test_why_an_alert_did_not_reach_its_target_reads_in_spanish(
         ("wrong user name or password", "usuario o contraseña incorrectos"),
         ("too many failed logins", "demasiados inicios de sesión fallidos"),
         ("user 'ana' was removed or disabled", "el usuario 'ana' fue eliminado o desactivado"),
-        ("3 backups pinned, 0 failed", "3 backups fijados, 0 fallidos"),
+        ("3 backups pinned, 0 failed", "3 backups fijados; fallidos: 0"),
         # One backup is one (a row stored before said "1 backups pinned": still read).
-        ("1 backup pinned, 0 failed", "1 backup fijado, 0 fallidos"),
-        ("1 backups pinned, 0 failed", "1 backups fijados, 0 fallidos"),
+        ("1 backup pinned, 0 failed", "1 backup fijado; fallidos: 0"),
+        ("1 backups pinned, 0 failed", "1 backups fijados; fallidos: 0"),
+        # One failed said "1 fallidos": the outcome is labelled, not agreed.
+        ("2 backups pinned, 1 failed", "2 backups fijados; fallidos: 1"),
         ("user 'ana' already exists", "el usuario 'ana' ya existe"),
         ("no API token named 'erp-sync'", "no existe ningún token de API llamado 'erp-sync'"),
         ("job 4 has already ended (completed)", "el trabajo 4 ya terminó (completado)"),
