@@ -50,6 +50,7 @@ from typing import Any, NamedTuple, Protocol
 import crc32c
 
 from respaldo.errors import BaseBackupInvalid
+from respaldo.phrases import counted
 from respaldo.postgres.wal import (
     LONG_HEADER,
     PG_CONTROL,
@@ -536,9 +537,9 @@ class BaseBackupCheck:
             raise BaseBackupInvalid("the base backup has no global/pg_control")
         sysid, control_version = control_system_identifier(control)
         if self.symlinks:
-            problems.append(
-                f"tablespaces are not supported ({len(self.symlinks)} links in pg_tblspc)"
-            )
+            # counted(): one tablespace said "1 links".
+            links = counted(len(self.symlinks), "{count} link", "{count} links")
+            problems.append(f"tablespaces are not supported ({links} in pg_tblspc)")
         algorithm = self._check_files(manifest, problems)
         wal_ranges = manifest.get("WAL-Ranges") or []
         segment_size, segments = self._check_wal(wal_ranges, sysid, problems)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, TypeVar, runtime_checkable
 
 from respaldo.errors import ConfigError, ObjectNotFound, StorageError
+from respaldo.phrases import counted
 from respaldo.storage.base import ObjectInfo, Storage
 from respaldo.storage.retry import call_with_retries
 
@@ -211,8 +212,9 @@ def bucket_warnings(store: LockingStorage) -> list[str]:
     elif policy is not None and expiry < policy.days:
         # Harmless for locked versions (S3 keeps them until the lock ends) but it says the
         # bucket's owner expects a shorter history than the lock gives.
+        after = counted(expiry, "{count} day", "{count} days")  # "1 days" before
         warnings.append(
-            f"the bucket's lifecycle removes old versions after {expiry} days, before "
+            f"the bucket's lifecycle removes old versions after {after}, before "
             f"object_lock_days ({policy.days}) ends; locked versions are kept until their "
             "lock ends anyway"
         )

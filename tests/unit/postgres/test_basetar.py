@@ -244,3 +244,27 @@ def test_unsafe_member_names_are_refused(name: str) -> None:
 
 def test_member_names_are_normalised() -> None:
     assert normalize_member_name("./pg_wal/archive_status/") == "pg_wal/archive_status"
+
+
+def _with_tablespaces(archive: bytes, count: int) -> bytes:
+    """``archive`` with ``count`` links in pg_tblspc, as a cluster with tablespaces has."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(archive)) as source,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as target,
+    ):
+        for i in range(count):
+            link = tarfile.TarInfo(f"pg_tblspc/{16384 + i}")
+            link.type, link.linkname = tarfile.SYMTYPE, f"/srv/tablespace{i}"
+            target.addfile(link)
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
+def test_one_tablespace_is_one_link() -> None:
+    """A cluster with one tablespace was refused with "(1 links in pg_tblspc)"."""
+    said = _problems(_with_tablespaces(base_backup(), 1))
+    assert "tablespaces are not supported (1 link in pg_tblspc)" in said, said
+    said = _problems(_with_tablespaces(base_backup(), 2))
+    assert "tablespaces are not supported (2 links in pg_tblspc)" in said, said

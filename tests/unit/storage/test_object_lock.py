@@ -31,6 +31,7 @@ from respaldo.storage.object_lock import (
     LockPolicy,
     ObjectVersion,
     RewindStep,
+    bucket_warnings,
     extend_locks,
     locking_store,
     plan_rewind,
@@ -513,3 +514,20 @@ def test_a_rewind_refuses_the_future_and_a_bucket_without_versions() -> None:
     store.versioning = ""
     with pytest.raises(ConfigError, match="does not keep versions"):
         rewind(store, at(1), now=at(5))
+
+
+class _ExpiringStore(FakeLockingStore):
+    def __init__(self, days: int) -> None:
+        super().__init__()
+        self.days = days
+
+    def noncurrent_expiration_days(self) -> int | None:
+        return self.days
+
+
+def test_a_lifecycle_of_one_day_says_one_day() -> None:
+    """The warning said "removes old versions after 1 days" for a rule of one day."""
+    (said,) = bucket_warnings(_ExpiringStore(1))
+    assert said.startswith("the bucket's lifecycle removes old versions after 1 day, before "), said
+    (said,) = bucket_warnings(_ExpiringStore(3))
+    assert "old versions after 3 days, before object_lock_days (10) ends" in said, said
