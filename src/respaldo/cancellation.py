@@ -137,3 +137,42 @@ def check() -> None:
     token = _current.get()
     if token is not None:
         token.check()
+
+
+# --- sections a signal must not cut ------------------------------------------------------
+
+_held: list[BaseException] = []
+_shields = 0
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A few steps that must happen together or not at all, in the main thread: the
+    KeyboardInterrupt of the first SIGINT, SIGTERM or SIGHUP that arrives inside is raised
+    when the block ends instead (:func:`hold_interrupt`); a second signal meanwhile is
+    raised at once, as its user insists.
+
+    prune deletes a backup's manifests, then its catalog record: SIGTERM between the two
+    (``systemctl stop``, ``timeout``) left a record ``completed`` whose manifest was gone,
+    which ``verify --all`` reported as a lost backup (exit 3) and ``list`` as a good one
+    until the next prune. kill -9 can still cut there; the next prune finishes it."""
+    global _shields
+    _shields += 1
+    try:
+        yield
+    finally:
+        _shields -= 1
+        if _shields == 0 and _held:
+            exc = _held.pop()
+            _held.clear()
+            raise exc
+
+
+def hold_interrupt(exc: BaseException) -> bool:
+    """Called by the CLI's signal handler with the KeyboardInterrupt it would raise: True
+    if a :func:`shielded` block runs in the main thread and holds it for its end (the
+    first signal only), False if the handler must raise it now."""
+    if _shields and not _held and threading.current_thread() is threading.main_thread():
+        _held.append(exc)
+        return True
+    return False

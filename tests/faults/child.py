@@ -12,6 +12,9 @@ Run as ``python child.py RESPALDO-ARGS…``. The point is named in the environme
   ``finally``, no atexit runs — children such as ``pg_dump`` are orphaned exactly as when an
   operator or the OOM killer does it); ``stop`` sends SIGSTOP, so the test can act on the
   world (restart PostgreSQL) while the operation is frozen mid-way, then SIGCONT it;
+  ``term`` sends SIGTERM (``systemctl stop``, ``timeout``): respaldo's handler runs before
+  the announced operation, which happens only if respaldo holds the interrupt
+  (:func:`respaldo.cancellation.shielded`);
 - ``FAULT_MARK``: a file the child writes the matched event into just before it acts, so
   the test knows the fault struck where it was meant to (and not some other crash).
 
@@ -29,6 +32,8 @@ import signal
 import sys
 import threading
 from typing import Any
+
+_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "term": signal.SIGTERM}
 
 
 def _install(event: str, pattern: re.Pattern[str], count: int, action: str, mark: str) -> None:
@@ -54,7 +59,7 @@ def _install(event: str, pattern: re.Pattern[str], count: int, action: str, mark
         os.write(fd, f"{name} {text}\n".encode())
         os.fsync(fd)
         os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGSTOP)
+        os.kill(os.getpid(), _SIGNALS[action])
         acting = False
 
     sys.addaudithook(hook)

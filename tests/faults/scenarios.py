@@ -266,6 +266,34 @@ def kill_prune(world: World) -> Outcome:
     return Outcome(kept, summary="kept backups intact; prune again finishes the work")
 
 
+def terminate_prune(world: World) -> Outcome:
+    """prune sent SIGTERM as it is about to delete an expired backup's manifest from the
+    second repository, the primary's gone already: the two and the catalog record are
+    deleted together (the interrupt held until then), so the catalog never lists as
+    completed a backup whose manifest the primary lost."""
+    ids = [world.backup() for _ in range(3)]
+    copied = world.run_process("copy", "--all", "--to", "offsite")
+    assert copied.code == 0, str(copied)
+    with world.config.open("a") as config:
+        config.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
+    plant = Plant("os.remove", r"/offsite/manifests/", action="term")
+    run = world.run_process("prune", plant=plant)
+    assert run.mark.startswith("os.remove"), f"the fault did not strike: {run}"
+    assert run.code == 143, str(run)
+    assert run.err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", str(run)
+    # Before the next run too: no record completed whose manifest the primary lost.
+    lost = world.completed() - set(world.repository().backup_ids())
+    assert not lost, f"completed in the catalog, gone from the primary: {lost}"
+    again = world.run_process("prune")
+    assert again.code == 0, str(again)
+    kept = world.completed()
+    assert kept == {ids[-1]}
+    return Outcome(
+        kept,
+        summary="exit 143; manifests and record deleted together; prune again finishes",
+    )
+
+
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # A respaldo process whose wall clock is 400 days ahead (its monotonic clock left as it
 # is); the two prune scenarios below refuse under it.
@@ -1150,6 +1178,15 @@ SCENARIOS = [
         "the drop stops; says which staging database is left and that the next restore "
         "drops it; job and exit status say SIGTERM; restore again exact",
         second_signal_during_the_staging_drop,
+    ),
+    Scenario(
+        "prune-sigterm-between-manifest-and-record",
+        "prune",
+        "SIGTERM as an expired backup's manifest is deleted from the second repository "
+        "(the primary's gone, the record not yet)",
+        "the manifests and the record go together, then exit 143; no completed record "
+        "without its manifest; prune again finishes",
+        terminate_prune,
     ),
     Scenario(
         "corrupt-pack",

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import typer
 
+from respaldo import cancellation
 from respaldo.cli.app import app
 from respaldo.cli.lazy import short_helps
 from respaldo.errors import RespaldoError
@@ -41,12 +42,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     # waits raises again (stopping the wait), but the job's reason stays "terminated by
     # SIGTERM", as the exit status and message do; it said "interrupted" before.
     first = _RECEIVED[0]
-    if first == signal.SIGINT:
-        raise KeyboardInterrupt
     # A KeyboardInterrupt all the same: every command's cleanup (children killed, the
     # record failed, leases released, staging databases dropped) is written for it.
     # Its text is the job's recorded reason (operations/jobs.py, operations/recorded.py).
-    raise KeyboardInterrupt(f"terminated by {signal.Signals(first).name}")
+    if first == signal.SIGINT:
+        exc = KeyboardInterrupt()
+    else:
+        exc = KeyboardInterrupt(f"terminated by {signal.Signals(first).name}")
+    # Inside steps that must not be cut apart, raised at their end (cancellation.shielded).
+    if cancellation.hold_interrupt(exc):
+        return
+    raise exc
 
 
 def _interrupted() -> int:

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from respaldo import cancellation
 from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.catalog.jobs import params_of
 from respaldo.catalog.models import DrillRun, Job
@@ -956,16 +957,19 @@ def _delete_backup(
     if current != backup:
         result.warnings.append(f"backup {backup.id} changed during prune; left for next time")
         return
-    if decision.holds_data and not delete_manifests(backup.id, repos):
-        return  # its record stays, so the next run deletes what is left of it
-    with ctx.catalog.begin() as session:
-        try:
-            BackupRecords(session).delete(backup.id)
-        except RecordNotFound:
-            # Another prune (or a deletion by hand) finished it meanwhile: done all the
-            # same, and this run must go on to collect garbage and renew locks.
-            log.info("backup %s was deleted meanwhile by another process", backup.id)
-            return
+    # Manifests and record go together: a SIGTERM between them left the record
+    # "completed" with no manifest (verify --all: a lost backup) until the next prune.
+    with cancellation.shielded():
+        if decision.holds_data and not delete_manifests(backup.id, repos):
+            return  # its record stays, so the next run deletes what is left of it
+        with ctx.catalog.begin() as session:
+            try:
+                BackupRecords(session).delete(backup.id)
+            except RecordNotFound:
+                # Another prune (or a deletion by hand) finished it meanwhile: done all
+                # the same, and this run must go on to collect garbage and renew locks.
+                log.info("backup %s was deleted meanwhile by another process", backup.id)
+                return
     result.deleted.append(backup.id)
     log.info(
         "deleted backup %s (%s %s, %s, completed %s): %s",
