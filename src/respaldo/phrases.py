@@ -88,6 +88,13 @@ def counted(count: int, one: str, other: str, /, **values: object) -> Phrase:
     return Phrase(one if count == 1 else other, count=count, **values)
 
 
+def days_said(days: float) -> Phrase:
+    """``days`` with its noun: "1 day" (a setting of one day said "1 days"), "3 days",
+    "1.5 days". A phrase, so that a sentence's values are said in the page's language too;
+    respaldo.reasons has both messages, for the stored text."""
+    return Phrase(N_("{count} day") if days == 1 else N_("{count} days"), count=f"{days:g}")
+
+
 def recorded(text: str) -> str:
     """``text`` (what a job or a check recorded, in English) as a value to be said in
     another language: where respaldo worded it, it is recognised by its message

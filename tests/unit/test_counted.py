@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from respaldo import reasons
+from respaldo.cli.list_cmd import _print_contents
 from respaldo.cli.serve_cmd import started_line
 from respaldo.errors import SourceError
 from respaldo.i18n import translations
+from respaldo.operations.contents import BackupContents, SchemaContents
 from respaldo.operations.files_backup import _refuse_incomplete
 from respaldo.operations.prune import (
     CLOCK_AHEAD,
@@ -20,7 +22,6 @@ from respaldo.operations.prune import (
     CLOCK_JUMPED,
     CLOCK_JUMPED_ONE,
     damaged_copies_problem,
-    days_said,
     unrepaired_problem,
 )
 from respaldo.operations.recorded import unconfirmed_problem
@@ -29,8 +30,9 @@ from respaldo.operations.reports import DrillReport, ReportDatabase, ReportKind,
 from respaldo.operations.restore import kept_roles_warning, passwordless_logins_warning
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.verify import VerifyResult
-from respaldo.phrases import N_, counted
+from respaldo.phrases import N_, counted, days_said
 from respaldo.postgres.largeobjects import LargeObjects, differences
+from respaldo.storage.lifecycle import what_it_does
 from tests.unit.results import verify_result
 
 pytestmark = pytest.mark.unit
@@ -322,4 +324,32 @@ def test_one_large_object_is_one_large_object() -> None:
     )
     assert reasons.reason("1 large objects, 12 bytes, match the snapshot", ES) == (
         "1 objetos grandes, 12 bytes, coinciden con la instantánea"
+    )
+
+
+def test_a_schema_of_one_table_says_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """'respaldo ls' said "schemas: public (1 tables)"."""
+    contents = BackupContents(
+        backup_id="20261207T010618Z-7cf6624b",
+        database="erp",
+        started_at=WHEN,
+        schemas=[
+            SchemaContents(name="public", tables=1, rows=3, size_bytes=None),
+            SchemaContents(name="ventas", tables=2, rows=5, size_bytes=None),
+            SchemaContents(name="vacio", tables=0, rows=None, size_bytes=None),
+        ],
+        tables=[],
+        objects={},
+    )
+    _print_contents(contents)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "schemas: public (1 table), ventas (2 tables), vacio" in printed, printed
+
+
+def test_a_one_day_lifecycle_rule_says_one_day() -> None:
+    """The refusal of a bucket whose rule deletes backups said "deletes them 1 days after
+    they are written"."""
+    assert what_it_does({"Expiration": {"Days": 1}}) == "deletes them 1 day after they are written"
+    assert what_it_does({"Expiration": {"Days": 30}}) == (
+        "deletes them 30 days after they are written"
     )

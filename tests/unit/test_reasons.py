@@ -333,8 +333,8 @@ def test_a_physical_drills_unlogged_sequences_read_in_spanish(
 
 
 def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_AHEAD, days_said
-    from respaldo.phrases import Phrase
+    from respaldo.operations.prune import CLOCK_AHEAD
+    from respaldo.phrases import Phrase, days_said
 
     said = Phrase(
         CLOCK_AHEAD,
@@ -356,8 +356,8 @@ def test_a_prune_refused_for_the_clock_reads_in_spanish() -> None:
 
 
 def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_AHEAD_RPO, days_said
-    from respaldo.phrases import Phrase
+    from respaldo.operations.prune import CLOCK_AHEAD_RPO
+    from respaldo.phrases import Phrase, days_said
 
     said = Phrase(
         CLOCK_AHEAD_RPO,
@@ -380,8 +380,8 @@ def test_a_prune_refused_for_the_clock_past_a_long_rpo_reads_in_spanish() -> Non
 
 
 def test_a_prune_refused_for_a_silence_before_the_newest_backup_reads_in_spanish() -> None:
-    from respaldo.operations.prune import CLOCK_JUMPED, days_said
-    from respaldo.phrases import Phrase
+    from respaldo.operations.prune import CLOCK_JUMPED
+    from respaldo.phrases import Phrase, days_said
 
     said = Phrase(
         CLOCK_JUMPED,

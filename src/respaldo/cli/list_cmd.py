@@ -16,6 +16,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.listing import BackupView, list_backups, show_backup
 from respaldo.operations.models import to_json_list
 from respaldo.operations.views import kind_word
+from respaldo.phrases import counted
 
 
 @app.command("list")
@@ -111,7 +112,8 @@ def _print_contents(contents: BackupContents) -> None:
         )
     out_console.print(table)
     schemas = ", ".join(
-        f"{s.name} ({s.tables} tables)" if s.tables else s.name for s in contents.schemas
+        f"{s.name} ({counted(s.tables, '{count} table', '{count} tables')})" if s.tables else s.name
+        for s in contents.schemas
     )
     objects = ", ".join(f"{count} {kind}" for kind, count in contents.objects.items())
     out_console.print(f"schemas: {schemas}", highlight=False, markup=False)

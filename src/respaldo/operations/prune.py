@@ -53,7 +53,7 @@ from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.wal_retention import WalPruneReport, prune_wal
 from respaldo.operations.zone import time_zone
-from respaldo.phrases import N_, Phrase, counted
+from respaldo.phrases import N_, counted, days_said
 from respaldo.repository import GcReport, Repository, collect_garbage
 from respaldo.repository.locks import Lease, LockKind
 from respaldo.repository.manifest import manifest_name
@@ -431,13 +431,6 @@ def check_clock(
         "if it is right, backups stopped: take one ('respaldo backup'), which ends this; "
         f"to expire by age all the same, {trust}",
     )
-
-
-def days_said(days: float) -> Phrase:
-    """``days`` with its noun: "1 day" (``clock_check_days`` = 1 made the refusals say
-    "1 days"), "3 days", "1.5 days". A phrase, so that a refusal's values are said in the
-    page's language too; a stored refusal's are recognised by respaldo.reasons."""
-    return Phrase(N_("{count} day") if days == 1 else N_("{count} days"), count=f"{days:g}")
 
 
 def damaged_copies_problem(count: int, repository: str) -> str:

@@ -26,6 +26,7 @@ from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scheduled import wal_archived
 from respaldo.operations.status_server import human_age
 from respaldo.operations.zone import time_zone
+from respaldo.phrases import days_said
 
 OFF = "off"
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
@@ -374,7 +375,7 @@ def short_restore_test_limits(
             continue
         enough = math.ceil((gap.length + RESTORE_TEST_SLACK) / timedelta(days=1))
         found.append(
-            f"restore_test_days of {source!r} ({limit / timedelta(days=1):g} days) leaves less "
+            f"restore_test_days of {source!r} ({days_said(limit / timedelta(days=1))}) leaves less "
             f"than {human_age(RESTORE_TEST_SLACK)} for a test to run after the longest time "
             f"its restore_test schedule {entry.cron!r} leaves between two tests "
             f"({human_age(gap.length)}, from {gap.start:%Y-%m-%d} to {gap.end:%Y-%m-%d}): "

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from respaldo.phrases import days_said
+
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 """Classes whose objects cannot be read without a restore request."""
 
@@ -87,14 +89,14 @@ def what_it_does(rule: Mapping[str, Any]) -> str | None:
     written"), or None if it does not."""
     expiration = rule.get("Expiration") or {}
     if "Days" in expiration:
-        return f"deletes them {expiration['Days']} days after they are written"
+        return f"deletes them {days_said(expiration['Days'])} after they are written"
     if "Date" in expiration:
         return f"deletes them on {expiration['Date']}"
     for transition in rule.get("Transitions") or []:
         storage_class = transition.get("StorageClass")
         if storage_class in ARCHIVE_CLASSES:
             when = (
-                f"{transition['Days']} days after they are written"
+                f"{days_said(transition['Days'])} after they are written"
                 if "Days" in transition
                 else f"on {transition.get('Date')}"
             )

@@ -578,3 +578,20 @@ def test_a_second_pass_time_is_not_due_during_the_first_pass() -> None:
     assert nxt == datetime(2026, 10, 25, 1, 0, tzinfo=UTC)  # 02:00 CET, the second pass
     now = datetime(2026, 10, 25, 2, 56, tzinfo=MADRID)  # as APScheduler reads its clock
     assert not nxt <= now
+
+
+def test_a_restore_test_limit_of_one_day_says_one_day() -> None:
+    """The warning said "restore_test_days of 'erp' (1 days)" for a limit of one day."""
+    base = with_file_sets()
+    config = Settings(
+        databases=[
+            {
+                **base.databases[0].model_dump(),
+                "schedules": {"restore_test": "0 2 * * *"},
+                "rpo": {"restore_test_days": 1},
+            },
+        ],
+        schedules={"time_zone": "Europe/Madrid"},
+    )
+    (said,) = short_restore_test_limits(config, entries(config, wal_archived=()), TODAY)
+    assert said.startswith("restore_test_days of 'erp' (1 day) leaves less than 48 h"), said
