@@ -225,14 +225,40 @@ def test_a_parallel_restore_killed_while_it_spools(respaldo: Respaldo, pg: TempC
         )
         return None if found is None else int(found)
 
+    def stopped_pg_restore_backend() -> int | None:
+        """A pg_restore's backend, frozen; None if none is there now. The pre-data
+        pg_restore's session ends as the workers' begin: one seen a moment ago may be gone,
+        or be gone by the time it is stopped (then it is let go and looked for again)."""
+        found = pg_restore_backend()
+        if found is None:
+            return None
+        try:
+            os.kill(found, signal.SIGSTOP)
+        except ProcessLookupError:
+            return None
+        still = pg.scalar(
+            "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+            f" WHERE pid = {found} AND application_name = 'pg_restore'"
+        )
+        if not still:
+            os.kill(found, signal.SIGCONT)
+            return None
+        return found
+
     process = _start(argv, respaldo.tmp)
     backend: int | None = None
     try:
-        _wait_for("pg_restore to connect", lambda: pg_restore_backend() is not None)
-        backend = pg_restore_backend()
-        assert backend is not None
         # Frozen, the server stops reading: pg_restore, then respaldo, wait mid-stream.
-        os.kill(backend, signal.SIGSTOP)
+        stopped: list[int] = []
+
+        def stop_one() -> bool:
+            pid = stopped_pg_restore_backend()
+            if pid is not None:
+                stopped.append(pid)
+            return pid is not None
+
+        _wait_for("a pg_restore's backend to stop", stop_one)
+        (backend,) = stopped
         (spool_dir,) = work.iterdir()
         assert (spool_dir / "dump.pgcustom").is_file()
         assert [p for p in tmpdir.iterdir() if (p / "pgpass").is_file()] != []
