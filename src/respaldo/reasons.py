@@ -268,11 +268,16 @@ _PHRASES = (
     ),
     N_("not listed ({error}); every unlogged table came back empty, as from every physical backup"),
     # A files backup's contents (drill.py: _files_contents).
-    N_(
-        "{files} files, {directories} directories, {links} links, {bytes} bytes (the "
-        "backup recorded no counts to compare)"
-    ),
-    N_("{files} files, {directories} directories, {links} links, {bytes} bytes, as backed up"),
+    # Each count a phrase of its own (operations/drill.py: _files_contents), which agrees
+    # with its noun ("1 links" before); rows stored before match these too.
+    N_("{files}, {directories}, {links}, {bytes} bytes (the backup recorded no counts to compare)"),
+    N_("{files}, {directories}, {links}, {bytes} bytes, as backed up"),
+    N_("{count} file"),
+    N_("{count} files"),
+    N_("{count} directory"),
+    N_("{count} directories"),
+    N_("{count} link"),
+    N_("{count} links"),
     N_("files: {count} restored, {expected} backed up"),
     N_("directories: {count} restored, {expected} backed up"),
     N_("symlinks: {count} restored, {expected} backed up"),
@@ -646,9 +651,9 @@ _VALUES = {
     # A restore test's other checks: numbers, a WAL position, a segment's name.
     "recorded": r"\d+",
     "bytes": r"\d+",
-    "files": r"\d+",
-    "directories": r"\d+",
-    "links": r"\d+",
+    "files": r"\d+ files?",
+    "directories": r"\d+ director(?:y|ies)",
+    "links": r"\d+ links?",
     "digest": r"[0-9a-f]+",
     "lsn": r"[0-9A-F]+/[0-9A-F]+",
     "segment": r"[0-9A-F]{24}",

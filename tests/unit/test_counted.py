@@ -4,6 +4,8 @@ the Spanish of the page and the alerts (:func:`respaldo.phrases.counted`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from respaldo.cli.serve_cmd import started_line
 from respaldo.errors import SourceError
 from respaldo.i18n import translations
 from respaldo.operations.contents import BackupContents, SchemaContents
+from respaldo.operations.drill import _files_contents
 from respaldo.operations.files_backup import _refuse_incomplete
 from respaldo.operations.prune import (
     CLOCK_AHEAD,
@@ -352,4 +355,23 @@ def test_a_one_day_lifecycle_rule_says_one_day() -> None:
     assert what_it_does({"Expiration": {"Days": 1}}) == "deletes them 1 day after they are written"
     assert what_it_does({"Expiration": {"Days": 30}}) == (
         "deletes them 30 days after they are written"
+    )
+
+
+def test_a_files_restore_test_of_one_file_says_one_file() -> None:
+    """A files backup's restore test stored "1 files, 1 directories, 1 links, 9 bytes, as
+    backed up" (its check, 'respaldo drills', the page, the monthly report)."""
+    restored: Any = SimpleNamespace(files=1, directories=1, symlinks=1, bytes_restored=9)
+    manifest: Any = SimpleNamespace(
+        meta={"files": 1, "directories": 1, "symlinks": 1, "file_bytes": 9}
+    )
+    detail = _files_contents(manifest, restored).detail
+    assert detail == "1 file, 1 directory, 1 link, 9 bytes, as backed up"
+    spanish = "1 archivo, 1 directorio, 1 enlace, 9 bytes, como se respaldaron"
+    assert reasons.reason(str(detail), ES) == reasons.reason(detail, ES) == spanish
+    manifest.meta = {}
+    assert _files_contents(manifest, restored).detail.startswith("1 file, 1 directory, 1 link, ")
+    # A row stored before it agreed.
+    assert reasons.reason("3 files, 2 directories, 1 links, 9 bytes, as backed up", ES) == (
+        "3 archivos, 2 directorios, 1 enlaces, 9 bytes, como se respaldaron"
     )

@@ -137,7 +137,7 @@ def test_a_files_restore_tests_contents_read_in_spanish() -> None:
     counted = {"files": 4, "directories": 2, "symlinks": 1, "file_bytes": 900}
     manifest: Any = SimpleNamespace(meta=counted)
     assert _both(_files_contents(manifest, restored).detail) == (
-        "4 archivos, 2 directorios, 1 enlaces, 900 bytes, como se respaldaron"
+        "4 archivos, 2 directorios, 1 enlace, 900 bytes, como se respaldaron"
     )
     manifest.meta = {**counted, "files": 5, "file_bytes": 1000}
     assert _both(_files_contents(manifest, restored).detail) == (

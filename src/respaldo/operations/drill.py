@@ -582,12 +582,21 @@ def _files_contents(manifest: Manifest, restored: FilesRestoreResult) -> Check:
         "symlinks": restored.symlinks,
         "file_bytes": restored.bytes_restored,
     }
-    said = (
-        f"{restored.files} files, {restored.directories} directories, "
-        f"{restored.symlinks} links, {restored.bytes_restored} bytes"
-    )
+    # Each count with its noun agreeing ("1 links" before): phrases of respaldo.reasons.
+    said = {
+        "files": counted(restored.files, N_("{count} file"), N_("{count} files")),
+        "directories": counted(
+            restored.directories, N_("{count} directory"), N_("{count} directories")
+        ),
+        "links": counted(restored.symlinks, N_("{count} link"), N_("{count} links")),
+        "bytes": restored.bytes_restored,
+    }
     if not all(key in manifest.meta for key in got):
-        return Check("contents", True, f"{said} (the backup recorded no counts to compare)")
+        unrecorded = N_(
+            "{files}, {directories}, {links}, {bytes} bytes (the backup recorded no counts "
+            "to compare)"
+        )
+        return Check("contents", True, Phrase(unrecorded, **said))
     wrong = [
         f"{key}: {value} restored, {manifest.meta[key]} backed up"
         for key, value in got.items()
@@ -595,7 +604,11 @@ def _files_contents(manifest: Manifest, restored: FilesRestoreResult) -> Check:
     ]
     if wrong:
         return Check("contents", False, "; ".join(wrong))
-    return Check("contents", True, f"{said}, as backed up")
+    return Check(
+        "contents",
+        True,
+        Phrase(N_("{files}, {directories}, {links}, {bytes} bytes, as backed up"), **said),
+    )
 
 
 def _is_scratch_datadir(path: Path) -> bool:

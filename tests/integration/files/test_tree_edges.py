@@ -299,7 +299,7 @@ def test_a_drill_restores_a_files_backup_and_checks_what_came_back(
     assert result["backupId"] == record["id"] and result["passed"], result
     checks = {c["name"]: c for c in result["checks"]}
     assert checks["restore"]["ok"] and checks["contents"]["ok"], checks
-    assert "3 files, 3 directories, 1 links" in checks["contents"]["detail"]
+    assert "3 files, 3 directories, 1 link," in checks["contents"]["detail"]
     assert list(scratch.iterdir()) == []  # the scratch tree is gone, 0000 directory too
     code, out, _ = site.run("list", "--json")
     assert json.loads(out)[0]["isVerified"] is True
