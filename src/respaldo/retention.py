@@ -66,7 +66,7 @@ from enum import StrEnum
 from typing import Any
 
 from respaldo.domain import BACKUP_STATUS_WORDS, BackupStatus
-from respaldo.phrases import N_, Phrase, Quantity, joined, minute
+from respaldo.phrases import N_, Phrase, Quantity, days_said, joined, minute
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -352,9 +352,9 @@ def _decide_group(
             keep(b, Phrase(N_("failed, kept until {time} UTC for inspection"), time=_minute(until)))
         else:
             expired_why[b.id] = Phrase(
-                N_("failed {time} UTC, kept {days} days"),
+                N_("failed {time} UTC, kept {days}"),
                 time=_minute(b.time),
-                days=policy.failed_days,
+                days=days_said(policy.failed_days),  # "kept 1 days" before
             )
     counted = policy.describe()
     for b in completed:

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from respaldo import reasons
 from respaldo.config import Settings
+from respaldo.i18n import translations
 from respaldo.retention import (
     BackupFacts,
     Decision,
@@ -97,6 +99,17 @@ def test_a_week_of_failures_keeps_the_last_good_backups() -> None:
     assert not decisions["b007"].keep
     assert decisions["b007"].rule == "failed 2026-11-21 12:00 UTC, kept 7 days"
     assert not decisions["b007"].holds_data and decisions["b012"].holds_data is True
+
+
+def test_a_failed_record_kept_one_day_says_one_day() -> None:
+    """With failed_days = 1 its expiry read "kept 1 days" (prune --dry-run, the page)."""
+    good = [backup(10 + i, timedelta(days=i)) for i in range(2)]
+    failed = [backup(1, timedelta(days=2), status="failed")]
+    decisions = by_id(decide(good + failed, replace(SPEC, failed_days=1), NOW))
+    assert decisions["b001"].rule == "failed 2026-11-26 12:00 UTC, kept 1 day"
+    (said,) = decisions["b001"].reasons  # a phrase: the page says it in Spanish
+    spanish = reasons.reason(said, translations("es").gettext)
+    assert spanish == "falló el 2026-11-26 12:00 UTC, se conserva 1 día"
 
 
 def test_no_expiry_date_is_kept() -> None:
