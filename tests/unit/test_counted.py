@@ -32,6 +32,7 @@ from respaldo.operations.repair import damage_problem
 from respaldo.operations.reports import DrillReport, ReportDatabase, ReportKind, render_report
 from respaldo.operations.restore import kept_roles_warning, passwordless_logins_warning
 from respaldo.operations.restore_parallel import count_difference, counts_differ
+from respaldo.operations.status_queue import waiting_reason
 from respaldo.operations.verify import VerifyResult
 from respaldo.phrases import N_, counted, days_said
 from respaldo.postgres.largeobjects import LargeObjects, differences
@@ -375,3 +376,14 @@ def test_a_files_restore_test_of_one_file_says_one_file() -> None:
     assert reasons.reason("3 files, 2 directories, 1 links, 9 bytes, as backed up", ES) == (
         "3 archivos, 2 directorios, 1 enlaces, 9 bytes, como se respaldaron"
     )
+
+
+def test_a_queue_served_by_one_worker_does_not_say_one_workers() -> None:
+    """A served queue's status item said "2 jobs waiting; 1 live workers take this queue"
+    (the status, its JSON, the page; Spanish "1 workers activos atienden")."""
+    said = waiting_reason(2, 1)
+    assert said == "2 jobs waiting; live workers that take this queue: 1"
+    assert reasons.reason(said, ES) == (
+        "2 trabajos en espera; workers activos que atienden esta cola: 1"
+    )
+    assert waiting_reason(1, 3) == "1 job waiting; live workers that take this queue: 3"

@@ -22,7 +22,7 @@ from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
 from respaldo.operations.queue import has_queue
 from respaldo.operations.status import StatusItem
-from respaldo.phrases import N_, counted, minute
+from respaldo.phrases import N_, Phrase, counted, minute
 
 
 def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
@@ -76,12 +76,7 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
                 name=name,
             )
         else:
-            reason = counted(
-                count,
-                N_("{count} job waiting; {taken} live workers take this queue"),
-                N_("{count} jobs waiting; {taken} live workers take this queue"),
-                taken=taken,
-            )
+            reason = waiting_reason(count, taken)
         items.append(
             StatusItem(
                 key=f"queue:{name}",
@@ -95,3 +90,15 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
             )
         )
     return items
+
+
+def waiting_reason(count: int, taken: int) -> Phrase:
+    """A served queue's green item: its waiting jobs and the live workers that take it.
+    The workers are a count after a label: "1 live workers take this queue" agreed with
+    nothing, and a message per both counts would need four."""
+    return counted(
+        count,
+        N_("{count} job waiting; live workers that take this queue: {taken}"),
+        N_("{count} jobs waiting; live workers that take this queue: {taken}"),
+        taken=taken,
+    )
