@@ -176,3 +176,80 @@ def hold_interrupt(exc: BaseException) -> bool:
         _held.append(exc)
         return True
     return False
+
+
+# --- past the point of no return ---------------------------------------------------------
+
+
+class Committed:
+    """What a :func:`committing` block came to: whether it passed its point of no return
+    (:func:`no_return`), and the reason of a first signal held after that point."""
+
+    def __init__(self) -> None:
+        self.passed = False
+        self.signal: str | None = None
+        """``interrupted`` (Ctrl-C) or ``terminated by SIGTERM`` (SIGHUP), if one came."""
+
+    def take(self, exc: BaseException) -> None:
+        """Note the KeyboardInterrupt of a signal that came once the work was done."""
+        self.signal = str(exc) or "interrupted"
+        _taken.append(self.signal)
+
+
+_taken: list[str] = []
+
+
+def signals_taken() -> int:
+    """How many signals :class:`Committed` took as coming after the work was done: the
+    CLI does not exit 128 + the signal for them (cli/main.py)."""
+    return len(_taken)
+
+
+_committing: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "respaldo_committing", default=None
+)
+
+
+@contextmanager
+def committing() -> Iterator[Committed]:
+    """A block whose work is done from a point deeper down (a backup's manifest about to
+    be written), which that code marks with :func:`no_return`. From there to the block's
+    end the first signal's KeyboardInterrupt is held, as in :func:`shielded`, and at the
+    end not raised but noted in the yielded :class:`Committed` (``signal``): the work
+    stands, and the caller says it completed before the signal took effect. A second
+    signal is raised at once, as its user insists; ``passed`` then tells the caller the
+    work may be done all the same.
+
+    A backup signalled just after its manifest was written exited 143 "terminated", its
+    job cancelled, while its record said completed and it restored (or the record said
+    failed while its manifest stood)."""
+    global _shields
+    state = Committed()
+
+    def mark() -> None:
+        global _shields
+        # Signals are the main thread's (the CLI's handler): a backup that a daemon's
+        # worker thread runs holds none of them.
+        if not state.passed and threading.current_thread() is threading.main_thread():
+            state.passed = True
+            _shields += 1
+
+    reset = _committing.set(mark)
+    try:
+        yield state
+    finally:
+        _committing.reset(reset)
+        if state.passed:
+            _shields -= 1
+            if _shields == 0 and _held:
+                # Not raised: the work is done. (An exception the block raised, such as
+                # a second signal's, goes on its way.)
+                state.take(_held.pop())
+                _held.clear()
+
+
+def no_return() -> None:
+    """The point of no return of the :func:`committing` block this runs in (if any)."""
+    mark = _committing.get()
+    if mark is not None:
+        mark()

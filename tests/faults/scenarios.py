@@ -371,6 +371,33 @@ def kill_backup_after_manifest(world: World) -> Outcome:
     )
 
 
+def terminate_backup_after_manifest(world: World) -> Outcome:
+    """SIGTERM (``systemctl stop``, ``timeout``) in the same window as the kill above:
+    the manifest stored, the record not yet completed. The signal is held until the
+    record says completed and the backup ends there, completed; before, the process
+    exited 143 with its job cancelled and its record failed while its manifest stood."""
+    before = {world.backup()}
+    plant = Plant("os.remove", r"/repo/locks/", action="term")
+    run = world.run_process("backup", "erp", plant=plant)
+    assert run.mark.startswith("os.remove"), f"the fault did not strike: {run}"
+    assert run.code == 0, str(run)
+    (new,) = set(world.repository().backup_ids()) - before
+    said = " ".join(run.err.split())
+    late = f"completed before the signal took effect (terminated by SIGTERM): {new}"
+    assert late in said, str(run)
+    assert run.out.splitlines()[-1] == new, str(run)
+    # Before any other process settles anything: the record and the job say completed.
+    (record,) = [r for r in world.records() if r.id == new]
+    assert record.status == "completed", (record.status, record.error_message)
+    jobs = [j for j in world.ok("jobs", "--json").json() if j["kind"] == "backup"]
+    assert jobs[0]["status"] == "completed" and jobs[0]["resultId"] == new, jobs[0]
+    return Outcome(
+        before | {new},
+        summary="exit 0, 'the backup completed before the signal took effect'; record and "
+        "job completed",
+    )
+
+
 def _segment(world: World) -> Path:
     """A copy of a WAL segment the test cluster just completed (its real name)."""
     world.pg.execute("SELECT pg_catalog.pg_logical_emit_message(true, 'faults', 'x')")
@@ -1037,6 +1064,14 @@ SCENARIOS = [
         f"{KILL} after the manifest, before the catalog record",
         "the backup is whole: its record is completed at the next start",
         kill_backup_after_manifest,
+    ),
+    Scenario(
+        "backup-sigterm-after-manifest",
+        "backup",
+        "SIGTERM after the manifest, before the catalog record",
+        "the signal waits for the record: the backup completes, exit 0 saying it completed "
+        "before the signal took effect; record and job completed",
+        terminate_backup_after_manifest,
     ),
     Scenario(
         "wal-push-kill",

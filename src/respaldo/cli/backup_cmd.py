@@ -85,6 +85,18 @@ def backup(
             highlight=False,
         )
     print_copies(result)
+    if result.signal is not None:
+        # The signal came once the manifest was being written: the backup stands, and
+        # the exit status says so (0, not 128 + the signal: cli/main.py), as do its job
+        # and record (operations/recorded.py).
+        left = " its copies to the other repositories were left to the next backup." * (
+            result.copies_left
+        )
+        err_console.print(
+            f"[yellow]warning:[/] the backup completed before the signal took effect "
+            f"({escape(result.signal)}): {result.view.id}.{left}",
+            highlight=False,
+        )
     if as_json:
         print_json(result.view.to_json())
     else:

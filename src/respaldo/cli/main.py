@@ -1,7 +1,9 @@
 """Entry point: runs the CLI and turns errors into one line and an exit status.
 
 Exit status: 0 success, 1 a respaldo error (message and hint on stderr), 2 usage error,
-3 verification found problems (or, for ``status``, something is red), 130 interrupted.
+3 verification found problems (or, for ``status``, something is red), 130 interrupted
+(143 SIGTERM, 129 SIGHUP). A backup signalled once its manifest was being written
+completed before the signal took effect, says so and exits 0 (cancellation.committing).
 """
 
 from __future__ import annotations
@@ -92,8 +94,10 @@ def invoke(argv: list[str] | None = None) -> int:
         if hint:
             sys.stderr.write(f"respaldo: hint: {hint}\n")
         return 1
-    if _INTERRUPTED.is_set():
-        # Typer turns the KeyboardInterrupt into a plain 130 before it reaches us.
+    if _INTERRUPTED.is_set() and len(_RECEIVED) > cancellation.signals_taken():
+        # Typer turns the KeyboardInterrupt into a plain 130 before it reaches us. (A
+        # signal that came once a backup's manifest was being written is not one: the
+        # backup completed, and the command said so; cancellation.committing.)
         return _interrupted()
     return result if isinstance(result, int) else 0
 

@@ -8,6 +8,11 @@ failed backup record, never a failure that only the job knows of — then
 ``completed`` with the writer's figures, or ``failed`` with the error's message, and
 finally copies to the secondary repositories (the backups, then the archived WAL).
 
+Once the manifest is being written the backup exists: a signal (SIGTERM, SIGHUP, Ctrl-C)
+from there is held until the record says ``completed``, and then ends the backup there,
+completed (:func:`respaldo.cancellation.committing`; the copies are left to the next
+backup); a signal during the copies ends it so too. The result's ``signal`` says so.
+
 The record has no lease of its own: the job's lease says the backup is alive, and a
 record left in progress by a job that ended (its process died and the job lapsed) is
 settled at the next start (:mod:`respaldo.operations.reconcile`).
@@ -15,6 +20,7 @@ settled at the next start (:mod:`respaldo.operations.reconcile`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,12 +33,20 @@ from respaldo.catalog import BackupRecord, BackupRecords, this_host
 from respaldo.domain import BackupKind, BackupStatus, TriggeredBy
 from respaldo.errors import InvalidInput
 from respaldo.operations.context import Context, current_pid
-from respaldo.operations.copy import CopyOutcome, WalCopyOutcome, replicate, replicate_wal
+from respaldo.operations.copy import (
+    CopyOutcome,
+    WalCopyOutcome,
+    replicate,
+    replicate_wal,
+    secondaries,
+)
 from respaldo.operations.jobs import current_job, note_result
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.views import BackupView
 from respaldo.phrases import N_, counted
 from respaldo.repository import Manifest, Repository, WriteStats
+
+log = logging.getLogger(__name__)
 
 Reporter = Callable[[int], None]
 
@@ -45,6 +59,11 @@ class BackupResult:
     copies: list[CopyOutcome]
     wal_copies: list[WalCopyOutcome] = field(default_factory=list)
     """The archived WAL copied to each secondary after the backups."""
+    signal: str | None = None
+    """A signal (SIGTERM, SIGHUP, Ctrl-C: its job reason) that came once the manifest was
+    being written: the backup completed before it took effect, and ended there."""
+    copies_left: bool = False
+    """The copies to the secondaries were not made (or not all) for that signal."""
 
     @property
     def view(self) -> BackupView:
@@ -125,15 +144,58 @@ def recorded_backup(
         BackupRecords(session).start(record.id, current_pid())
         note_result(session, record.id)
     backup_id = record.id
-    try:
-        repo = ctx.repository()
-        manifest, stats = body(
-            repo, backup_id, record.started_at or datetime.now(UTC), Heartbeat(ctx, backup_id)
-        )
-    except BaseException as exc:
-        with ctx.catalog.begin() as session:
-            BackupRecords(session).fail(backup_id, Scrubber(ctx.settings)(_failure(exc)))
-        raise
+    # A signal once the manifest is being written (BackupWriter.commit) is held until the
+    # record says completed, and then ends the backup there, completed: the job, the
+    # record, the exit status and the alerts all say so (cancellation.committing).
+    with cancellation.committing() as committed:
+        try:
+            repo = ctx.repository()
+            manifest, stats = body(
+                repo, backup_id, record.started_at or datetime.now(UTC), Heartbeat(ctx, backup_id)
+            )
+        except BaseException as exc:
+            if committed.passed and isinstance(exc, KeyboardInterrupt):
+                # A second signal while the manifest was written: it may stand, so the
+                # record is left in progress for the next start to complete from it, or
+                # fail if it is not there (operations/reconcile.py).
+                log.warning(
+                    "backup %s stopped while its manifest was written; the next respaldo "
+                    "command completes its record if the manifest stands, or fails it",
+                    backup_id,
+                )
+                raise
+            with ctx.catalog.begin() as session:
+                BackupRecords(session).fail(backup_id, Scrubber(ctx.settings)(_failure(exc)))
+            raise
+        record = _complete(ctx, repo, backup_id, manifest, stats)
+    copies: list[CopyOutcome] = []
+    wal_copies: list[WalCopyOutcome] = []
+    if committed.signal is None:
+        try:
+            copies = replicate(ctx, repo)
+            wal_copies = replicate_wal(ctx, repo)
+        except KeyboardInterrupt as exc:
+            # The backup stands: the copies are left to the next backup (or copy --all).
+            committed.take(exc)
+    with ctx.catalog.begin() as session:
+        record = BackupRecords(session).get(backup_id)
+    late = committed.signal
+    if late is not None:
+        log.warning("backup %s completed before the signal took effect (%s)", backup_id, late)
+    return BackupResult(
+        record,
+        manifest,
+        stats,
+        copies,
+        wal_copies,
+        signal=late,
+        copies_left=late is not None and bool(secondaries(ctx.settings)),
+    )
+
+
+def _complete(
+    ctx: Context, repo: Repository, backup_id: str, manifest: Manifest, stats: WriteStats
+) -> BackupRecord:
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).complete(
             backup_id,
@@ -158,11 +220,7 @@ def recorded_backup(
                 verified=False,
                 problem=unconfirmed_problem(stats.unconfirmed_chunks),
             )
-    copies = replicate(ctx, repo)
-    wal_copies = replicate_wal(ctx, repo)
-    with ctx.catalog.begin() as session:
-        record = BackupRecords(session).get(backup_id)
-    return BackupResult(record, manifest, stats, copies, wal_copies)
+        return record
 
 
 def backup_source(meta: dict[str, Any]) -> str | None:

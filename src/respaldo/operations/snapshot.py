@@ -69,6 +69,9 @@ def take_snapshot(
             result.failures.append((f"{name} ({kind.value})", str(exc)))
             continue
         result.backups.append(backup)
+        if backup.signal is not None:
+            # It completed before the signal took effect; the snapshot stops there.
+            raise KeyboardInterrupt("" if backup.signal == "interrupted" else backup.signal)
     return result
 
 

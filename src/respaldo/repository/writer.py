@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from respaldo import __version__
+from respaldo import __version__, cancellation
 from respaldo.errors import LeaseLost, ObjectNotFound, RepositoryError, RespaldoError, StorageError
 from respaldo.repository.chunker import BLOCK_SIZE, Block, BlockCutter, Readable
 from respaldo.repository.index import chunk_ids, encode_index_groups, seal_encoded_index
@@ -420,6 +420,9 @@ class BackupWriter:
                 meta=dict(meta or {}),
             )
             blob = self.repo.sealer.seal(manifest.to_bytes(), manifest_aad(self.backup_id))
+            # From here the backup may exist: a signal is held until its record says so
+            # (operations/recorded.py), not raised between the manifest and the record.
+            cancellation.no_return()
             self._put_manifest(blob)
             return manifest
         finally:

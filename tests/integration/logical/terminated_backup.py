@@ -1,0 +1,43 @@
+"""A real ``respaldo`` process that sends itself SIGTERM at a chosen point of a backup:
+for the backup-termination tests.
+
+Run as ``python terminated_backup.py POINT TIMES ARGS…``: runs ``respaldo ARGS…`` (a
+backup) in this process, with the CLI's signal handling, and sends this process SIGTERM
+``TIMES`` times (1, or 2 for a user who insists) once the local storage has written an
+object whose path holds ``POINT``: ``repo/manifests/`` (the backup's manifest is
+written, its record not completed yet), ``repo/index/`` (its last index file, before its
+manifest) or ``offsite/manifests/`` (its copy to the secondary repository), as
+``systemctl stop`` or ``timeout`` would at that moment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from respaldo.cli.main import invoke, take_interrupts
+from respaldo.storage.local import LocalStorage
+
+
+def main() -> int:
+    point, times, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    real_put = LocalStorage.put
+    fired = False
+
+    def put(self: LocalStorage, name: str, data: bytes) -> None:
+        nonlocal fired
+        real_put(self, name, data)
+        if point in str(self.root / name) and not fired:
+            fired = True
+            print(f"terminated after writing {name}", flush=True)
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    LocalStorage.put = put  # type: ignore[method-assign]
+    take_interrupts()
+    return invoke(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

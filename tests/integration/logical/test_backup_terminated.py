@@ -1,0 +1,115 @@
+"""``backup`` sent SIGTERM (``systemctl stop``, ``timeout``) about when its manifest is
+written (``terminated_backup.py`` sends it at the point each test names).
+
+Before, the KeyboardInterrupt was raised wherever the backup was: just after the
+manifest, the process exited 143 "terminated", its job said cancelled and its record
+failed, yet the manifest stood and the backup restored; a signal during the copy to a
+secondary left the record completed under a cancelled job. Once the manifest is being
+written, a signal is now held until the record says completed and the backup ends there,
+completed (:func:`respaldo.cancellation.committing`): exit 0, the job completed, the
+backup id on stdout and a warning saying so. Before that point the backup is cancelled
+and nothing says completed; a second signal stops it at once, and the next start settles
+the record from the manifest (operations/reconcile.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import script_child
+
+pytestmark = pytest.mark.integration
+
+TERMINATED = Path(__file__).with_name("terminated_backup.py")
+
+
+def _backup(respaldo: Respaldo, point: str, times: int = 1) -> tuple[int, str, str]:
+    argv = [point, str(times), "--config", str(respaldo.config), "backup", "erp"]
+    with script_child(TERMINATED, *argv) as child:
+        out, err = child.communicate(timeout=300)
+    assert "terminated after writing" in out, (out, err)
+    return child.returncode, out, err
+
+
+def _job(respaldo: Respaldo) -> dict[str, object]:
+    jobs: list[dict[str, object]] = respaldo.run("jobs", "--json").json()
+    (job,) = [j for j in jobs if j["kind"] == "backup"]
+    return job
+
+
+def test_a_signal_after_the_manifest_lets_the_backup_complete(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    code, out, err = _backup(respaldo, "repo/manifests/")
+    assert code == 0, err
+    (record,) = respaldo.records()
+    assert record.status == "completed", record.error_message
+    assert out.splitlines()[-1] == record.id
+    assert (
+        f"the backup completed before the signal took effect (terminated by SIGTERM): "
+        f"{record.id}." in " ".join(err.split())
+    ), err
+    job = _job(respaldo)
+    assert (job["status"], job.get("error"), job["resultId"]) == ("completed", None, record.id)
+    assert respaldo.repository().backup_ids() == [record.id]
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
+    run = respaldo.restore(record.id, "erp_back")
+    assert run.code == 0, str(run)
+
+
+def test_a_signal_before_the_manifest_cancels_the_backup(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    code, _, err = _backup(respaldo, "repo/index/")
+    assert code == 143, err
+    assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+    (record,) = respaldo.records()
+    assert (record.status, record.error_message) == ("failed", "terminated by SIGTERM")
+    job = _job(respaldo)
+    assert (job["status"], job["error"]) == ("cancelled", "terminated by SIGTERM")
+    assert respaldo.repository().backup_ids() == []
+
+
+def test_a_second_signal_after_the_manifest_is_settled_at_the_next_start(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    code, _, err = _backup(respaldo, "repo/manifests/", times=2)
+    assert code == 143, err
+    assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+    # The job ended cancelled; the record, whose manifest stands, is left in progress for
+    # the next start, which completes it from the manifest ('jobs' opens the catalog).
+    job = _job(respaldo)
+    assert (job["status"], job["error"]) == ("cancelled", "terminated by SIGTERM")
+    (record,) = respaldo.records()
+    assert record.status == "completed", (record.status, record.error_message)
+    assert respaldo.repository().backup_ids() == [record.id]
+    assert respaldo.run("verify", "--all").code == 0
+
+
+def test_a_signal_during_the_copy_to_a_secondary_keeps_the_backup(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    offsite = respaldo.tmp / "offsite"
+    with respaldo.config.open("a") as config:
+        config.write(f'\n[[repositories]]\nname = "offsite"\nurl = "file://{offsite}"\n')
+    run = respaldo.run("init")
+    assert run.code == 0, str(run)
+    code, out, err = _backup(respaldo, "offsite/manifests/")
+    assert code == 0, err
+    (record,) = respaldo.records()
+    assert record.status == "completed", record.error_message
+    assert out.splitlines()[-1] == record.id
+    said = " ".join(err.split())
+    assert "the backup completed before the signal took effect" in said, err
+    assert "its copies to the other repositories were left to the next backup" in said, err
+    job = _job(respaldo)
+    assert (job["status"], job["resultId"]) == ("completed", record.id)
+    # The next backup copies it.
+    respaldo.backup()
+    run = respaldo.run("verify", "--all")
+    assert run.code == 0, str(run)
