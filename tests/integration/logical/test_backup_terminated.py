@@ -27,8 +27,10 @@ pytestmark = pytest.mark.integration
 TERMINATED = Path(__file__).with_name("terminated_backup.py")
 
 
-def _backup(respaldo: Respaldo, point: str, times: int = 1) -> tuple[int, str, str]:
-    argv = [point, str(times), "--config", str(respaldo.config), "backup", "erp"]
+def _backup(
+    respaldo: Respaldo, point: str, times: int = 1, source: str = "erp"
+) -> tuple[int, str, str]:
+    argv = [point, str(times), "--config", str(respaldo.config), "backup", source]
     with script_child(TERMINATED, *argv) as child:
         out, err = child.communicate(timeout=300)
     assert "terminated after writing" in out, (out, err)
@@ -113,3 +115,22 @@ def test_a_signal_during_the_copy_to_a_secondary_keeps_the_backup(
     respaldo.backup()
     run = respaldo.run("verify", "--all")
     assert run.code == 0, str(run)
+
+
+def test_a_files_backup_signalled_after_its_manifest_completes(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    tree = respaldo.tmp / "uploads"
+    (tree / "planos").mkdir(parents=True)
+    (tree / "planos" / "obra-17.dwg").write_bytes(b"plano " * 4000)
+    with respaldo.config.open("a") as config:
+        config.write(f'\n[[file_sets]]\nname = "uploads"\npaths = ["{tree}"]\n')
+    code, out, err = _backup(respaldo, "repo/manifests/", source="uploads")
+    assert code == 0, err
+    (record,) = respaldo.records()
+    assert (record.status, record.backup_type) == ("completed", "files"), record.error_message
+    assert out.splitlines()[-1] == record.id
+    assert "the backup completed before the signal took effect" in " ".join(err.split()), err
+    job = _job(respaldo)
+    assert (job["status"], job["resultId"]) == ("completed", record.id)
+    assert respaldo.run("verify", "--all").code == 0
