@@ -157,6 +157,11 @@ def shielded() -> Iterator[None]:
     which ``verify --all`` reported as a lost backup (exit 3) and ``list`` as a good one
     until the next prune. kill -9 can still cut there; the next prune finishes it."""
     global _shields
+    if threading.current_thread() is not threading.main_thread():
+        # A signal's KeyboardInterrupt is raised in the main thread only, never here:
+        # counted, a shield here would hold the main thread's and raise it in this one.
+        yield
+        return
     _shields += 1
     try:
         yield

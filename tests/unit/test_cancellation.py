@@ -1,6 +1,9 @@
-"""A linked token: cancelled alone without cancelling the job, and with the job."""
+"""Cancel tokens (a linked one cancelled alone and with the job) and the sections a
+signal must not cut (shielded, committing)."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
@@ -82,3 +85,29 @@ def _signal_raises_again() -> None:
 def test_no_return_outside_a_committing_block_holds_nothing() -> None:
     cancellation.no_return()
     _signal_raises_again()
+
+
+def test_a_shield_in_another_thread_holds_no_signal() -> None:
+    # A thread pruning (as a scheduler's pool would): the main thread's Ctrl-C is raised
+    # there at once, and nothing is raised in the thread when its shield ends.
+    inside, done = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with cancellation.shielded():
+                inside.set()
+                done.wait()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        inside.wait()
+        with pytest.raises(KeyboardInterrupt):
+            _signal("")
+    finally:
+        done.set()
+        thread.join()
+    assert raised == []
