@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from respaldo.errors import JobCancelled
 
@@ -202,6 +203,15 @@ class Committed:
 
 
 _taken: list[str] = []
+
+
+def raise_taken(reason: str) -> NoReturn:
+    """Raise again the KeyboardInterrupt of a signal that :class:`Committed` took
+    (``reason``, its ``signal``), for a caller that stops for it all the same (a snapshot
+    after such a backup): the CLI then exits 128 + the signal, with its message."""
+    if reason in _taken:
+        _taken.remove(reason)
+    raise KeyboardInterrupt("" if reason == "interrupted" else reason)
 
 
 def signals_taken() -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from respaldo import cancellation
 from respaldo.catalog import BackupRecords
 from respaldo.config import Settings
 from respaldo.domain import BackupKind, TriggeredBy, new_backup_id
@@ -71,7 +72,7 @@ def take_snapshot(
         result.backups.append(backup)
         if backup.signal is not None:
             # It completed before the signal took effect; the snapshot stops there.
-            raise KeyboardInterrupt("" if backup.signal == "interrupted" else backup.signal)
+            cancellation.raise_taken(backup.signal)
     return result
 
 

@@ -134,3 +134,19 @@ def test_a_files_backup_signalled_after_its_manifest_completes(
     job = _job(respaldo)
     assert (job["status"], job["resultId"]) == ("completed", record.id)
     assert respaldo.run("verify", "--all").code == 0
+
+
+def test_a_snapshot_signalled_after_a_manifest_stops_after_that_backup(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    argv = ["repo/manifests/", "1", "--config", str(respaldo.config), "snapshot"]
+    with script_child(TERMINATED, *argv) as child:
+        out, err = child.communicate(timeout=300)
+    assert "terminated after writing" in out, (out, err)
+    # The snapshot as a whole was cut short: 143; its first backup completed and stays,
+    # and no other source was backed up after the signal.
+    assert child.returncode == 143, err
+    assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+    (record,) = respaldo.records()
+    assert (record.status, record.database_name, record.pinned) == ("completed", "erp", True)
+    assert respaldo.repository().backup_ids() == [record.id]
