@@ -171,12 +171,17 @@ class Sealer:
             plain = self._aead.decrypt(nonce, blob[1 + NONCE_SIZE :], aad)
         except InvalidTag:
             raise SealError("authentication failed (data corrupt or tampered with)") from None
-        codec, payload = plain[0], plain[1:]
+        codec = plain[0]
         if codec == CODEC_STORED:
-            return payload
+            return plain[1:]
         if codec == CODEC_ZSTD:
             try:
-                return self._decompressor().decompress(payload, max_output_size=max_size)
+                # zstd reads the frame through a view: ``plain[1:]`` copied every
+                # compressed chunk once more before decompressing it (docs/benchmarks.md,
+                # session 23: directory restore).
+                return self._decompressor().decompress(
+                    memoryview(plain)[1:], max_output_size=max_size
+                )
             except zstandard.ZstdError as exc:
                 raise SealError(f"decompression failed: {exc}") from None
         raise SealError(f"unknown codec {codec}")
