@@ -214,6 +214,11 @@ def raise_taken(reason: str) -> NoReturn:
     raise KeyboardInterrupt("" if reason == "interrupted" else reason)
 
 
+def taken_signal() -> str | None:
+    """The reason of the last signal :class:`Committed` took, if any."""
+    return _taken[-1] if _taken else None
+
+
 def signals_taken() -> int:
     """How many signals :class:`Committed` took as coming after the work was done: the
     CLI does not exit 128 + the signal for them (cli/main.py)."""

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from respaldo import cancellation
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.copies import print_copies
 from respaldo.cli.progress import progress_bars
@@ -85,7 +86,9 @@ def backup(
             highlight=False,
         )
     print_copies(result)
-    if result.signal is not None:
+    # Taken after the manifest (result.signal) or after the backup, as its job ended.
+    late = result.signal or cancellation.taken_signal()
+    if late is not None:
         # The signal came once the manifest was being written: the backup stands, and
         # the exit status says so (0, not 128 + the signal: cli/main.py), as do its job
         # and record (operations/recorded.py).
@@ -94,7 +97,7 @@ def backup(
         )
         err_console.print(
             f"[yellow]warning:[/] the backup completed before the signal took effect "
-            f"({escape(result.signal)}): {result.view.id}.{left}",
+            f"({escape(late)}): {result.view.id}.{left}",
             highlight=False,
         )
     if as_json:

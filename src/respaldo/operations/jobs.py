@@ -345,6 +345,10 @@ def run(
         if token.cancelled and not isinstance(exc, JobCancelled | KeyboardInterrupt):
             raise JobCancelled(f"job {job_id} cancelled: {token.reason}") from exc
         raise
+    # The work is done: a signal from here (in run_now's cancellation.committing) waits
+    # for the job to be finished. Raised here, it left the job running, which the next
+    # start failed as lost, with an alert, and a scheduled backup ran again.
+    cancellation.no_return()
     lease.stop()
     failure = found_failure(result)
     status = JobStatus.COMPLETED if failure is None else JobStatus.FAILED
@@ -478,12 +482,15 @@ def run_now(
     from respaldo.operations.job_audit import audit_job_end
 
     job = submit(ctx, request, here=True)
-    try:
-        result = run(ctx, job.id, body, result_id=result_id, outcome=outcome)
-    except BaseException as exc:
-        audit_job_end(ctx, request, job.id, None, exc)
-        raise
-    audit_job_end(ctx, request, job.id, result_id(result), None, result=result)
+    # Once the body returned, a signal waits for the job's end and its audit and is then
+    # taken (run marks that point): the work is done, and the job says so.
+    with cancellation.committing():
+        try:
+            result = run(ctx, job.id, body, result_id=result_id, outcome=outcome)
+        except BaseException as exc:
+            audit_job_end(ctx, request, job.id, None, exc)
+            raise
+        audit_job_end(ctx, request, job.id, result_id(result), None, result=result)
     return result
 
 

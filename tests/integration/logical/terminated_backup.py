@@ -6,7 +6,8 @@ backup) in this process, with the CLI's signal handling, and sends this process 
 ``TIMES`` times (1, or 2 for a user who insists) once the local storage has written an
 object whose path holds ``POINT``: ``repo/manifests/`` (the backup's manifest is
 written, its record not completed yet), ``repo/index/`` (its last index file, before its
-manifest) or ``offsite/manifests/`` (its copy to the secondary repository), as
+manifest) or ``offsite/manifests/`` (its copy to the secondary repository); or, with
+POINT ``job-finish``, as the job is about to be recorded completed (the backup done), as
 ``systemctl stop`` or ``timeout`` would at that moment.
 """
 
@@ -15,8 +16,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Any
 
+from respaldo.catalog.jobs import Jobs
+from respaldo.catalog.models import Job
 from respaldo.cli.main import invoke, take_interrupts
+from respaldo.domain import JobStatus
 from respaldo.storage.local import LocalStorage
 
 
@@ -34,7 +39,19 @@ def main() -> int:
             for _ in range(times):
                 os.kill(os.getpid(), signal.SIGTERM)
 
+    real_finish = Jobs.finish
+
+    def finish(self: Jobs, job_id: int, status: JobStatus, **kwargs: Any) -> Job:
+        nonlocal fired
+        if point == "job-finish" and status is JobStatus.COMPLETED and not fired:
+            fired = True
+            print(f"terminated after writing the job {job_id}", flush=True)
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_finish(self, job_id, status, **kwargs)
+
     LocalStorage.put = put  # type: ignore[method-assign]
+    Jobs.finish = finish  # type: ignore[method-assign]
     take_interrupts()
     return invoke(argv)
 

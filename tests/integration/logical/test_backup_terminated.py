@@ -150,3 +150,17 @@ def test_a_snapshot_signalled_after_a_manifest_stops_after_that_backup(
     (record,) = respaldo.records()
     assert (record.status, record.database_name, record.pinned) == ("completed", "erp", True)
     assert respaldo.repository().backup_ids() == [record.id]
+
+
+def test_a_signal_as_the_job_ends_leaves_it_completed(respaldo: Respaldo, pg: TempCluster) -> None:
+    # The backup done, SIGTERM as its job is recorded completed. Before, the job stayed
+    # running (the interrupt cut its transaction) and exit 143; the next start failed it
+    # as lost (an alert; a scheduled backup would have run again).
+    code, out, err = _backup(respaldo, "job-finish")
+    assert code == 0, err
+    (record,) = respaldo.records()
+    assert record.status == "completed", record.error_message
+    assert out.splitlines()[-1] == record.id
+    assert "the backup completed before the signal took effect" in " ".join(err.split()), err
+    job = _job(respaldo)
+    assert (job["status"], job.get("error"), job["resultId"]) == ("completed", None, record.id)
