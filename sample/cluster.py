@@ -275,6 +275,11 @@ class TempCluster:
             what="pg_ctl restart",
         )
 
+    def start_again(self) -> None:
+        """Start a server :meth:`stop` stopped, on its port: clients that knew it find it
+        again (:meth:`start` picks a new free port)."""
+        self._pg_ctl_start()
+
     def recreate(self) -> None:
         """Stop the server, remove its data directory, initdb a new cluster there (a new
         system identifier, its WAL names beginning again) and start it on the same port

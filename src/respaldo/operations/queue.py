@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -410,7 +410,11 @@ def warn_clock_offset(ctx: Context) -> float | None:
 
 
 async def _worker_main(
-    ctx: Context, options: WorkerOptions, stop: asyncio.Event | None = None
+    ctx: Context,
+    options: WorkerOptions,
+    stop: asyncio.Event | None = None,
+    *,
+    on_running: Callable[[], None] | None = None,
 ) -> None:
     """The worker until ``stop`` is set (by :class:`WorkerThread`, or by SIGTERM/SIGINT
     with ``install_signal_handlers``): procrastinate's graceful stop, then its side tasks
@@ -421,7 +425,9 @@ async def _worker_main(
     that arrives as the cancellation lands, and the cancelled task runs on. A worker that
     cancelled once and waited would then never exit (seen: a worker that outlived SIGTERM
     by minutes, its job long finished). So procrastinate's worker is told to stop by its
-    stop event as well, and side tasks are cancelled again until they end."""
+    stop event as well, and side tasks are cancelled again until they end.
+
+    ``on_running`` is called once the worker is registered and its queue open."""
     from procrastinate.worker import Worker
 
     stop = stop or asyncio.Event()
@@ -442,6 +448,8 @@ async def _worker_main(
             ]
             if options.install_signal_handlers:
                 _on_signals(ctx, worker_id, stop)
+            if on_running is not None:
+                on_running()
             try:
                 await run
             except asyncio.CancelledError:
@@ -609,7 +617,14 @@ def _status(ctx: Context, job_id: Any) -> JobStatus | None:
 class WorkerThread:
     """A worker inside another process (``respaldo serve`` with ``[server] run_jobs``):
     its own event loop in a thread, stopped by :meth:`stop` (procrastinate's graceful
-    shutdown: the running job finishes or is cancelled after the timeout)."""
+    shutdown: the running job finishes or is cancelled after the timeout).
+
+    A worker that stops on its own (procrastinate gives up on the catalog once its pool
+    waited 30 s for a connection: the catalog's server down for a minute, a reboot) is
+    started again every lease renewal period until it runs or :meth:`stop` is called.
+    ``respaldo worker`` exits then and its service manager starts it again; ``serve``
+    is the service manager of this one. Before, it stopped for good while ``serve`` went
+    on: every later firing was queued for no one, or skipped behind a job nobody ran."""
 
     def __init__(self, ctx: Context, options: WorkerOptions) -> None:
         self.ctx = ctx
@@ -619,6 +634,7 @@ class WorkerThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="respaldo-worker", daemon=True)
         self.error: BaseException | None = None
 
@@ -631,11 +647,31 @@ class WorkerThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
+            if self._stopping.is_set():  # stop() came between two runs
+                self._stop.set()
             self._ready.set()
-            await _worker_main(self.ctx, self.options, self._stop)
+            await _worker_main(self.ctx, self.options, self._stop, on_running=failures.worked)
 
+        failures = RecurringFailure(
+            log,
+            "the worker of this process stopped, and starts again while the catalog does "
+            "not answer",
+            "the worker of this process takes jobs again",
+        )
         try:
-            asyncio.run(main())
+            while not self._stopping.is_set():
+                try:
+                    asyncio.run(main())
+                except Exception as exc:  # the catalog, mostly: the next run is the retry
+                    self.error = exc
+                    failures.failed(exc)
+                else:
+                    if self._stopping.is_set():
+                        break
+                    # procrastinate's worker stops itself when one of its side tasks
+                    # fails (its heartbeat, its listener): the same outage, told alike.
+                    failures.failed(RuntimeError("procrastinate's worker stopped itself"))
+                self._stopping.wait(self.ctx.settings.jobs.renew_seconds)
         except BaseException as exc:
             self.error = exc
             log.error("the worker of this process stopped: %s", exc)
@@ -645,6 +681,7 @@ class WorkerThread:
     def stop(self) -> None:
         """Stop taking jobs, let the running one end (or cancel it after the timeout),
         and return when the worker has stopped."""
+        self._stopping.set()
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop already ended

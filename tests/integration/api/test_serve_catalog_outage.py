@@ -1,6 +1,7 @@
 """``respaldo serve`` while its PostgreSQL catalog goes away and comes back: a schedule
 that fires while the catalog refuses connections is not lost; its job is queued once the
-catalog answers again (the RPO watchdog tells of the outage meanwhile)."""
+catalog answers again (the RPO watchdog tells of the outage meanwhile); serve's own worker
+takes jobs again, however long the catalog's server was down."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sample.cluster import TempCluster
 
 from respaldo.cancellation import CancelToken
 from respaldo.cancellation import current as current_token
+from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.schedule import entries
 from respaldo.scheduling.service import Service
 from tests.integration.api.conftest import CatalogRole
+from tests.integration.majors import server_bindir
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -148,3 +152,48 @@ def test_the_worker_of_serve_takes_jobs_again_once_the_catalog_is_back(
 
 def _told(caplog: pytest.LogCaptureFixture, what: str) -> bool:
     return any(what in r.getMessage() for r in list(caplog.records))
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[tuple[TempCluster, Context]]:
+    """A catalog on a PostgreSQL server of its own, which the test may stop and start
+    (the session's server holds every other test's databases), and a context on it."""
+    cluster = TempCluster.create(bindir=server_bindir(None))
+    try:
+        cluster.execute("CREATE DATABASE respaldo")
+        secret = cluster.password.get_secret_value()
+        url = f"postgresql://{cluster.superuser}:{secret}@{cluster.host}:{cluster.port}/respaldo"
+        settings = Settings(
+            catalog={"url": url}, cache_dir=tmp_path / "cache", jobs={"lease_seconds": 2.0}
+        )
+        with Context.open(settings, create=True) as context:
+            yield cluster, context
+    finally:
+        cluster.destroy()
+
+
+def test_the_worker_of_serve_takes_jobs_again_after_the_catalogs_server_was_down(
+    own_server: tuple[TempCluster, Context], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The catalog's server stopped for longer than procrastinate's pool waits for a
+    # connection (30 s: a reboot, an upgrade): procrastinate's worker gives up. serve
+    # stayed up without it, so its service manager never restarted it, and every job
+    # queued afterwards waited for no one (the schedule's next firings skipped behind it).
+    server, ctx = own_server
+    worker = queue.WorkerThread(ctx, queue.WorkerOptions(name="serve"))
+    worker.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="respaldo.operations.queue"):
+            server.stop("fast")
+            wait_for(
+                "the worker to give up on the catalog",
+                lambda: _told(caplog, "the worker of this process stopped"),
+                timeout=300,
+            )
+            server.start_again()
+            job = jobs.submit(ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana"))
+            wait_for("the job to end", lambda: jobs.get(ctx, job.id).status.is_final)
+            wait_for("the worker to say so", lambda: _told(caplog, "takes jobs again"))
+        assert jobs.get(ctx, job.id).worker_pid is not None
+    finally:
+        worker.stop()
