@@ -40,7 +40,9 @@ from respaldo.errors import (
     RecordNotFound,
     RepositoryLocked,
     RespaldoError,
+    first_line,
 )
+from respaldo.operations.health import CATALOG_FAILS, CATALOG_HINT, CATALOG_OUTAGES
 from respaldo.operations.scrub import Scrubber as Scrubber
 
 log = logging.getLogger(__name__)
@@ -228,6 +230,18 @@ def install(app: FastAPI, settings: Settings) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, scrub(detail), headers=headers)
 
+    async def catalog_down(request: Request, exc: Exception) -> JSONResponse:
+        # The catalog's server stopped, restarting or refusing the service: the request
+        # may work in a moment, so 503 (as /health answers), with the fixed sentence, not
+        # the driver's text (host, port, role). The reason goes to the log, on one line.
+        log.warning(
+            "%s %s: the catalog does not answer: %s",
+            request.method,
+            request.url.path,
+            scrub(first_line(exc)),
+        )
+        return problem(503, CATALOG_FAILS, hint=CATALOG_HINT, error="CatalogUnavailable")
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the server's log only, scrubbed: its text may hold
         # anything, a password a driver echoed included.
@@ -242,4 +256,6 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(RespaldoError, respaldo_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
+    for outage in CATALOG_OUTAGES:
+        app.add_exception_handler(outage, catalog_down)
     app.add_exception_handler(Exception, unexpected)
