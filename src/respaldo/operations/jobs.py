@@ -40,6 +40,7 @@ from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
+from respaldo.operations.recurring import RecurringFailure
 from respaldo.phrases import N_, Phrase
 from respaldo.repository import allocator
 
@@ -610,15 +611,23 @@ class _Lease(threading.Thread):
         settings = self.ctx.settings.jobs
         fence = threading.Thread(target=self._fence, name=f"{self.name}-fence", daemon=True)
         fence.start()
+        # Once per cause: with the catalog down, every renewal (each 2 s until the fence
+        # stops the job, 96 s at the default lease) logged its whole traceback.
+        failures = RecurringFailure(
+            log,
+            f"could not renew the lease of job {self.job_id}",
+            f"the lease of job {self.job_id} is renewed again",
+        )
         while not self._stopped.wait(settings.renew_seconds):
             started = time.monotonic()  # the catalog's lease counts from about now
             try:
                 with self.ctx.catalog.begin() as session:
                     job = Jobs(session).renew(self.job_id, done=self._done, total=self._total)
                     status, asked = job.status, job.cancel_requested
-            except (RespaldoError, Exception):  # a busy catalog: try again next time
-                log.warning("could not renew the lease of job %s", self.job_id, exc_info=True)
+            except (RespaldoError, Exception) as exc:  # a busy catalog: try again next time
+                failures.failed(exc)
                 continue
+            failures.worked()
             self._renewed = started
             if asked:
                 self.token.cancel("cancelled by request")

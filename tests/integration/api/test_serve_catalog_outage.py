@@ -68,7 +68,7 @@ def test_a_firing_the_catalog_refused_is_queued_once_the_catalog_is_back(
 
 
 def test_a_job_whose_lease_cannot_be_renewed_stops_before_others_take_it_for_lost(
-    ctx: Context, catalog_role: CatalogRole
+    ctx: Context, catalog_role: CatalogRole, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The catalog stops answering this process (a partition) while a job runs: once its
     # lease lapses, any other process fails it and a worker may run it again. The job
@@ -104,8 +104,9 @@ def test_a_job_whose_lease_cannot_be_renewed_stops_before_others_take_it_for_los
     runner.start()
     try:
         assert started.wait(60)
-        catalog_role.refuse()
-        wait_for("the job to stop", stopped.is_set)
+        with caplog.at_level(logging.WARNING, logger="respaldo.operations.jobs"):
+            catalog_role.refuse()
+            wait_for("the job to stop", stopped.is_set)
     finally:
         if not stopped.is_set():
             tokens[0].cancel("the test failed")
@@ -116,6 +117,10 @@ def test_a_job_whose_lease_cannot_be_renewed_stops_before_others_take_it_for_los
         runner.join()
         catalog_role.accept()
     assert outcome, "the job did not stop"
+    # Said once per cause, not with a traceback at every renewal until the fence (8 here;
+    # 48 at the default lease).
+    told = [r for r in caplog.records if "could not renew the lease" in r.getMessage()]
+    assert 1 <= len(told) <= 2, [r.getMessage() for r in told]
 
     # Back: a sweep finds its lease lapsed and records it failed, with the reason.
     def failed() -> bool:
