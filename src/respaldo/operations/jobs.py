@@ -357,18 +357,44 @@ def run(
         # Cancelling kills the child program: what the result found failed ("pg_restore
         # was killed by signal 9") is the cancellation, not a finding.
         status, failure = JobStatus.CANCELLED, token.reason or "cancelled"
-    with ctx.catalog.begin() as session:
-        lease.store_progress(Jobs(session))
-        done = Jobs(session).finish(
-            job_id,
-            status,
-            error=failure,
-            result_id=result_id(result),
-            outcome=outcome(result),
-        )
+    produced, told = result_id(result), outcome(result)
+    done = _record_end(
+        ctx,
+        lease,
+        job_id,
+        lambda jobs: jobs.finish(job_id, status, error=failure, result_id=produced, outcome=told),
+    )
     if failure is None:
         _notice(ctx, done)
     return result
+
+
+def _record_end(ctx: Context, lease: _Lease, job_id: int, finished: Callable[[Jobs], Job]) -> Job:
+    """Record the end of a job whose work is done with ``finished``, again every lease
+    renewal period while the catalog does not answer (its server restarting), for as long
+    as the job's lease holds (``_FENCE`` of it since the last renewal, as the fence);
+    then raise what the catalog said, and the job is failed as lost by whoever looks.
+
+    Before, one try: a restore that had renamed its target into place while the
+    catalog's server restarted was recorded failed ("the lease ... lapsed: no sign of
+    life"), the database there all the same."""
+    settings = ctx.settings.jobs
+    failures = RecurringFailure(
+        log, f"could not record the end of job {job_id}", f"the end of job {job_id} is recorded"
+    )
+    while True:
+        try:
+            with ctx.catalog.begin() as session:
+                lease.store_progress(Jobs(session))
+                done = finished(Jobs(session))
+        except SQLAlchemyError as exc:
+            if time.monotonic() - lease.renewed >= settings.lease_seconds * _FENCE:
+                raise
+            failures.failed(exc)
+            time.sleep(settings.renew_seconds)  # a period, not a wait
+            continue
+        failures.worked()
+        return done
 
 
 def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseException) -> None:
@@ -650,6 +676,11 @@ class _Lease(threading.Thread):
                     "does not answer): stopped before another process takes it for lost"
                 )
                 return
+
+    @property
+    def renewed(self) -> float:
+        """When (``time.monotonic``) the last renewal the catalog took was sent."""
+        return self._renewed
 
     def store_progress(self, jobs: Jobs) -> JobStatus:
         """Store the last progress reported (renewing the lease); return the status."""

@@ -202,3 +202,42 @@ def test_the_worker_of_serve_takes_jobs_again_after_the_catalogs_server_was_down
         assert jobs.get(ctx, job.id).worker_pid is not None
     finally:
         worker.stop()
+
+
+def test_a_job_whose_work_is_done_is_recorded_completed_after_a_catalog_restart(
+    catalog_role: CatalogRole, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The catalog's server restarts just as a job's work ends (a restore has renamed its
+    # target into place): recording the end failed once and the job stayed running, to
+    # be failed as lost ("no sign of life") with the database restored all the same.
+    with catalog_role.context(tmp_path, jobs={"lease_seconds": 60.0}) as ctx:
+        job = jobs.submit(
+            ctx, jobs.JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana", {}), here=True
+        )
+
+        def body(_: Context) -> str:
+            catalog_role.refuse()  # the work is done; the catalog goes away
+            return "done"
+
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(jobs.run(ctx, job.id, body))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        runner = threading.Thread(target=run)
+        with caplog.at_level(logging.WARNING, logger="respaldo.operations.jobs"):
+            runner.start()
+            try:
+                wait_for(
+                    "the end to be refused",
+                    lambda: _told(caplog, "could not record the end") or not runner.is_alive(),
+                )
+            finally:
+                catalog_role.accept()
+                runner.join()
+        assert outcome == ["done"], outcome
+        assert jobs.get(ctx, job.id).status is JobStatus.COMPLETED
+        assert _told(caplog, f"the end of job {job.id} is recorded")
