@@ -95,10 +95,15 @@ if [ -n "$SYSTEMD_DIR" ]; then
         || useradd --system --home-dir /var/lib/respaldo --shell /usr/sbin/nologin "$SERVICE_USER"
     group=$(id -gn "$SERVICE_USER")
     mkdir -p "$SYSTEMD_DIR"
-    sed -e "s|@USER@|$SERVICE_USER|g" -e "s|@GROUP@|$group|g" -e "s|@BINDIR@|$BINDIR|g" \
-        packaging/respaldo.service.in > "$SYSTEMD_DIR/respaldo.service"
-    chmod 0644 "$SYSTEMD_DIR/respaldo.service"
+    # respaldo.service runs serve; respaldo-worker@QUEUE.service a worker of QUEUE on the
+    # machines of a fleet (docs/scaling.md), restarted when it loses the catalog.
+    for unit in respaldo.service respaldo-worker@.service; do
+        sed -e "s|@USER@|$SERVICE_USER|g" -e "s|@GROUP@|$group|g" -e "s|@BINDIR@|$BINDIR|g" \
+            "packaging/$unit.in" > "$SYSTEMD_DIR/$unit"
+        chmod 0644 "$SYSTEMD_DIR/$unit"
+    done
     echo "unit $SYSTEMD_DIR/respaldo.service (user $SERVICE_USER): write" \
-        "/etc/respaldo/respaldo.toml, then systemctl daemon-reload; systemctl enable --now respaldo"
+        "/etc/respaldo/respaldo.toml, then systemctl daemon-reload; systemctl enable --now respaldo" \
+        "(or, on a worker machine, systemctl enable --now respaldo-worker@QUEUE)"
 fi
 echo "respaldo installed in $PREFIX; $BINDIR/respaldo runs it"

@@ -364,9 +364,9 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
         cause = str(exc.__cause__ or exc).splitlines()[0]
         raise CatalogUnavailable(
             f"the worker lost the catalog's queue: {cause}",
-            hint="check that the catalog's PostgreSQL runs; run workers under a service "
-            "manager that restarts them (Restart=always): a job they ran is failed by its "
-            "lease and retried",
+            hint="check that the catalog's PostgreSQL runs; run workers under "
+            "respaldo-worker@QUEUE.service (make install writes it), which starts them "
+            "again: a job they ran is failed by its lease and retried",
         ) from exc
 
 

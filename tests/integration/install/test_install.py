@@ -167,3 +167,24 @@ def test_the_service_unit_runs_serve_as_the_repositorys_owner(installed: tuple[P
     )
     # systemd-analyze needs no running systemd to check a unit's syntax and its ExecStart.
     assert verify.returncode == 0, verify.stderr
+
+
+def test_the_worker_unit_is_installed_beside_serves(installed: tuple[Path, Path]) -> None:
+    """A worker machine's `respaldo worker` exits 1 when it loses the catalog's queue;
+    the install wrote no unit for it, so nothing brought it back."""
+    _, bindir = installed
+    systemd = bindir.parent / "systemd"
+    template = systemd / "respaldo-worker@.service"
+    text = template.read_text()
+    assert "@USER@" not in text and "@BINDIR@" not in text and "@GROUP@" not in text
+    assert f"User={OS_USER}" in text
+    assert f"ExecStart={bindir}/respaldo worker --queue %i" in text
+    assert "Restart=on-failure" in text
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(systemd / "respaldo-worker@site-a.service")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{systemd}:"},
+    )
+    assert verify.returncode == 0, verify.stderr
