@@ -49,7 +49,7 @@ from sample.cluster import TempCluster
 from sample.day_of_work import day_of_work
 
 from bench.logical_bench import DB, Bench, Setup
-from bench.measure import add_common_arguments, finish, log, machine
+from bench.measure import log, machine, parse_run_finish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "levels.json"
 MIB = 1024 * 1024
@@ -263,15 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="first backups per level (3)")
-    add_common_arguments(
+    return parse_run_finish(
         parser,
+        argv,
+        run,
+        table,
         workdir=Path("/tmp/levelbench"),
         workdir_help="clusters, repositories",
         results=RESULTS,
     )
-    args = parser.parse_args(argv)
-    report = run(args)
-    return finish(report, args.json, table(report))
 
 
 if __name__ == "__main__":

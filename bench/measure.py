@@ -110,6 +110,24 @@ def add_common_arguments(
     )
 
 
+def parse_run_finish(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    table: Callable[[dict[str, Any]], Iterable[str]],
+    *,
+    workdir: Path,
+    workdir_help: str,
+    results: Path,
+) -> int:
+    """The end of a benchmark's ``main`` once its own options are added: the common ones,
+    then parse ``argv``, ``run`` and :func:`finish` with ``table`` of the report."""
+    add_common_arguments(parser, workdir=workdir, workdir_help=workdir_help, results=results)
+    args = parser.parse_args(argv)
+    report = run(args)
+    return finish(report, args.json, table(report))
+
+
 def log(message: str) -> None:
     """Progress lines go to stderr; the report (Markdown) goes to stdout."""
     print(message, file=sys.stderr, flush=True)

@@ -57,7 +57,7 @@ from typing import Any
 
 import zstandard
 
-from bench.measure import add_common_arguments, finish, log, machine
+from bench.measure import log, machine, parse_run_finish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "storage.json"
 MIB = 1024 * 1024
@@ -432,15 +432,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--avg", type=int, default=16, help="average chunk KiB (16)")
     parser.add_argument("--big", type=int, default=64, help="cN options' average KiB (64)")
     parser.add_argument("--dict-size", type=int, default=112 * 1024, help="dictionary bytes")
-    add_common_arguments(
+    return parse_run_finish(
         parser,
+        argv,
+        run,
+        table,
         workdir=Path("/tmp/storagebench"),
         workdir_help="cluster, dumps",
         results=RESULTS,
     )
-    args = parser.parse_args(argv)
-    report = run(args)
-    return finish(report, args.json, table(report))
 
 
 if __name__ == "__main__":
