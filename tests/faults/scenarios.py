@@ -32,6 +32,8 @@ from functools import partial
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
+import psycopg
+from psycopg.rows import TupleRow
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
 from tests.faults.world import PROCESS_TIMEOUT, Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
@@ -118,12 +120,8 @@ def kill_restore_jobs_paused(world: World) -> Outcome:
     backup_id = world.backup()
     target = _new_target(world)
     args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
-    # Of the pg_restore into staging, only the workers' take a list (not the pre-data
-    # one): the first starts after the pause.
-    into_staging = (
-        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
-    )
-    _killed(world.run_process(*args, plant=Plant("subprocess.Popen", into_staging)))
+    # The first worker's pg_restore starts after the pause.
+    _killed(world.run_process(*args, plant=Plant("subprocess.Popen", _INTO_STAGING)))
     (staging,) = staging_databases(world.pg)
     paused = int(world.pg.scalar(_PAUSED, dbname=staging))
     assert paused > 0, "killed before autovacuum was paused"
@@ -570,14 +568,8 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
     backup_id = world.backup()
     target = _new_target(world)
     args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
-    into_staging = (
-        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
-    )
-    with world.frozen(args, Plant("subprocess.Popen", into_staging)) as child:
-        (staging,) = staging_databases(world.pg)
-        locker = world.pg.connect(staging, autocommit=False)
-        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
-        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    with world.frozen(args, Plant("subprocess.Popen", _INTO_STAGING)) as child:
+        staging, locker = _lock_staging_tables(world)
     try:
         # Both workers wait on the lock: each in its COPY, or (on a loaded machine, where a
         # worker's first table can be loaded before the test's lock is taken) one in its
@@ -636,10 +628,7 @@ def kill_restore_in_its_last_pg_restore(world: World) -> Outcome:
     args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
     last = r"pg_restore.*(--jobs=2.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--jobs=2)"
     with world.frozen(args, Plant("subprocess.Popen", last)) as child:
-        (staging,) = staging_databases(world.pg)
-        locker = world.pg.connect(staging, autocommit=False)
-        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
-        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        staging, locker = _lock_staging_tables(world)
     try:
         wait_for(
             "the last pg_restore to wait for the lock",
@@ -684,15 +673,9 @@ def second_signal_during_the_staging_drop(world: World) -> Outcome:
     backup_id = world.backup()
     target = _new_target(world)
     args = ("restore", backup_id, "--target-database", target, "--jobs", "2")
-    into_staging = (
-        r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
-    )
     holder = world.pg.connect(autocommit=False)
-    with world.frozen(args, Plant("subprocess.Popen", into_staging)) as child:
-        (staging,) = staging_databases(world.pg)
-        locker = world.pg.connect(staging, autocommit=False)
-        tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
-        locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    with world.frozen(args, Plant("subprocess.Popen", _INTO_STAGING)) as child:
+        staging, locker = _lock_staging_tables(world)
         holder.execute(f"COMMENT ON DATABASE {staging} IS 'held by the test'")
     try:
         wait_for(
@@ -749,6 +732,23 @@ SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
 """
+
+# A worker's pg_restore into staging (of a ``restore --jobs 2``): of those, only the
+# workers' take a list (not the pre-data one), whichever order the arguments come in.
+_INTO_STAGING = (
+    r"pg_restore.*(--use-list=.*dbname=respaldo_staging_|dbname=respaldo_staging_.*--use-list=)"
+)
+
+
+def _lock_staging_tables(world: World) -> tuple[str, psycopg.Connection[TupleRow]]:
+    """The frozen restore's one staging database, and a connection of the test whose
+    uncommitted transaction holds every table of it in ACCESS EXCLUSIVE mode: what the
+    restore's pg_restore load there waits until the caller closes that connection."""
+    (staging,) = staging_databases(world.pg)
+    locker = world.pg.connect(staging, autocommit=False)
+    tables = [t for (t,) in locker.execute(_TABLES).fetchall()]
+    locker.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+    return staging, locker
 
 
 def _waiting(
