@@ -14,11 +14,10 @@ import pytest
 
 from respaldo.cli import drill_cmd
 from respaldo.cli.main import invoke
-from respaldo.config import load_settings
 from respaldo.errors import JobCancelled, RepositoryError
 from respaldo.operations.context import Context
 from respaldo.operations.drill import DrillRound
-from tests.configs import local_config
+from tests.configs import erp_config
 
 pytestmark = pytest.mark.unit
 
@@ -27,16 +26,7 @@ LOGICAL, PHYSICAL = "20261206T020000Z-0000000a", "20261206T030000Z-0000000b"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = local_config(
-        tmp_path,
-        """
-[[databases]]
-name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:1/erp"
-""",
-    )
-    Context.open(load_settings(path), create=True).close()
-    return path
+    return erp_config(tmp_path)
 
 
 def _drill(

@@ -11,22 +11,13 @@ import pytest
 from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.operations.context import Context
-from tests.configs import local_config
+from tests.configs import erp_config
 from tests.unit.operations.status_support import backup, drill
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = local_config(
-        tmp_path,
-        """
-[[databases]]
-name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:1/erp"
-""",
-    )
-    Context.open(load_settings(path), create=True).close()
-    return path
+    return erp_config(tmp_path)
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
