@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from tests.integration.processes import kill_if_running
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -177,9 +178,7 @@ def script_child(script: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     try:
         yield child
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+        kill_if_running(child)
 
 
 @contextmanager
@@ -225,7 +224,5 @@ def waiting_on_a_role_lock(
             )
             yield process
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+            kill_if_running(process)
             locker.rollback()

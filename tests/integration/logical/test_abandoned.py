@@ -25,6 +25,7 @@ from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import script_child, table_checksums
+from tests.integration.processes import kill_if_running
 
 pytestmark = pytest.mark.integration
 
@@ -97,9 +98,7 @@ def blocked_backup(
             _wait_for("the backup to wait for the lock", waiting_for_the_lock)
             yield process
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+            kill_if_running(process)
             locker.rollback()
 
 
