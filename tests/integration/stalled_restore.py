@@ -9,7 +9,6 @@ to kill with SIGKILL. A slow network or disk looks the same from inside respaldo
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,20 +53,17 @@ def main() -> int:
 def kill_stalled_restore(config: Path, restore_args: list[str], limit: int) -> None:
     """Run ``respaldo --config CONFIG restore RESTORE_ARGS…`` stalled after ``limit`` bytes,
     then SIGKILL it there (for the tests of what a killed restore leaves)."""
+    # Imported here, not above: this file also runs as the child's script, where the tests
+    # package is not on the path.
+    from tests.integration.processes import killed_at_end
+
     argv = [sys.executable, __file__, str(limit), "--config", str(config), "restore"]
     child = subprocess.Popen(
         [*argv, *restore_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    try:
+    with killed_at_end(child):
         assert child.stdout is not None
         assert child.stdout.readline() == "stalled\n"
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == -signal.SIGKILL
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from tests.integration.logical.support import (
     table_checksums,
     wait_for_pg_restore_on_a_lock,
 )
+from tests.integration.processes import kill_if_running, killed_at_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -101,9 +102,7 @@ def test_a_restore_killed_with_its_staging_database_complete(
         process.communicate(timeout=30)
     finally:
         go.touch()  # the hook's shell, orphaned, ends too
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert process.returncode == -signal.SIGKILL
     assert staging_databases(pg) == {staging}  # nobody has looked yet
     # The killed process's sessions end as soon as the server sees its sockets closed.
@@ -180,9 +179,7 @@ def test_a_server_that_stops_during_a_restore(
         _, err = process.communicate(timeout=120)
     finally:
         go.touch()
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert process.returncode == 1, err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -267,9 +264,7 @@ def test_a_parallel_restore_killed_while_it_spools(respaldo: Respaldo, pg: TempC
     finally:
         if backend is not None:
             os.kill(backend, signal.SIGCONT)
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill_if_running(process)
     assert process.returncode == -signal.SIGKILL
     assert list(work.iterdir()) == [spool_dir]  # nobody has looked yet
     assert staging_databases(pg) != set()
@@ -319,20 +314,13 @@ def test_a_parallel_restore_killed_in_its_last_pg_restore_is_swept_at_the_next_s
         with pg.connect(autocommit=False) as locker:
             locker.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))  # held
             process = _start(argv, respaldo.tmp)
-            try:
+            with killed_at_end(process):
                 wait_for_pg_restore_on_a_lock(pg, process, "the last pg_restore to wait")
                 orphans = [
                     p
                     for p in psutil.Process(process.pid).children(recursive=True)
                     if p.name() == "pg_restore"
                 ]
-                process.send_signal(signal.SIGKILL)
-                process.communicate(timeout=30)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.communicate()
-            assert process.returncode == -signal.SIGKILL
             assert orphans and all(_alive(p) for p in orphans)  # they outlive respaldo
             (staging,) = staging_databases(pg)
             _wait_for("the killed restore's sessions to end", lambda: _respaldo_sessions(pg) == 0)
