@@ -26,6 +26,17 @@ def _item_and_alert(ctx: Context) -> tuple[dict[str, object], str]:
     return item.model_dump(), message.format(**args)
 
 
+def _tested_physical_then_a_newer_one(ctx: Context) -> tuple[str, str]:
+    """A full backup and an older physical one, each with a passed restore test, then a
+    newer physical backup (so retention may delete the tested one): (full, tested)."""
+    full = backup(ctx, NOW - DAY)
+    tested = backup(ctx, NOW - 3 * DAY, kind=BackupKind.INCREMENTAL)
+    drill(ctx, full, NOW - DAY / 2, passed=True)
+    drill(ctx, tested, NOW - 2 * DAY, passed=True)
+    backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+    return full, tested
+
+
 def test_a_physical_chain_never_restore_tested_is_red_and_alerted_by_name(
     tmp_path: Path,
 ) -> None:
@@ -101,11 +112,7 @@ def test_a_passed_test_of_a_backup_pruned_since_still_proves_its_kind(tmp_path: 
     from respaldo.operations.reports import drill_report
 
     with Context.open(status_settings(tmp_path), create=True) as ctx:
-        full = backup(ctx, NOW - DAY)
-        tested = backup(ctx, NOW - 3 * DAY, kind=BackupKind.INCREMENTAL)
-        drill(ctx, full, NOW - DAY / 2, passed=True)
-        drill(ctx, tested, NOW - 2 * DAY, passed=True)
-        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        _, tested = _tested_physical_then_a_newer_one(ctx)
         with ctx.catalog.begin() as session:
             BackupRecords(session).delete(tested)  # as prune does
         item, _ = _item_and_alert(ctx)
@@ -136,11 +143,7 @@ def test_a_test_recorded_without_its_kind_takes_it_when_its_backup_is_pruned(
     from respaldo.catalog import BackupRecords, DrillRun
 
     with Context.open(status_settings(tmp_path), create=True) as ctx:
-        full = backup(ctx, NOW - DAY)
-        tested = backup(ctx, NOW - 3 * DAY, kind=BackupKind.INCREMENTAL)
-        drill(ctx, full, NOW - DAY / 2, passed=True)
-        drill(ctx, tested, NOW - 2 * DAY, passed=True)
-        backup(ctx, NOW - DAY, kind=BackupKind.INCREMENTAL)
+        full, tested = _tested_physical_then_a_newer_one(ctx)
         with ctx.catalog.begin() as session:
             # As the older respaldo wrote it: no backup_kind.
             session.execute(sa.update(DrillRun).values(backup_kind=None))
