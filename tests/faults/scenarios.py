@@ -69,6 +69,15 @@ def _same_database(world: World, target: str) -> None:
     assert table_checksums(world.pg, target) == table_checksums(world.pg, world.dbname)
 
 
+def _restore_again_exact(world: World, args: tuple[str, ...], target: str) -> None:
+    """The failed restore left no ``target``; the same command run again succeeds and
+    restores exactly the source's rows."""
+    assert target not in world.databases()
+    again = world.run_process(*args)
+    assert again.code == 0, str(again)
+    _same_database(world, target)
+
+
 def _new_target(world: World) -> str:
     return f"restored_{world.tmp.name[-12:].lower().replace('-', '_')}"
 
@@ -549,10 +558,7 @@ def restart_mid_restore(world: World) -> Outcome:
     out, err = child.communicate(timeout=240)
     run = Run(child.returncode, out, err, world.mark())
     message = assert_clear_message(run)
-    assert target not in world.databases()
-    again = world.run_process(*args)
-    assert again.code == 0, str(again)
-    _same_database(world, target)
+    _restore_again_exact(world, args, target)
     return Outcome({backup_id}, [run], summary=f"failed: {message}")
 
 
@@ -601,10 +607,7 @@ def kill_worker_beside_a_locked_one(world: World) -> Outcome:
     assert "killed by signal 9" in message, str(run)
     assert f"nothing was changed: no database {target} was created" in err, str(run)
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert target not in world.databases()
-    again = world.run_process(*args)
-    assert again.code == 0, str(again)
-    _same_database(world, target)
+    _restore_again_exact(world, args, target)
     return Outcome(
         {backup_id},
         [run],
@@ -651,10 +654,7 @@ def kill_restore_in_its_last_pg_restore(world: World) -> Outcome:
     finally:
         with contextlib.suppress(Exception):
             locker.close()
-    assert target not in world.databases()
-    again = world.run_process(*args)
-    assert again.code == 0, str(again)
-    _same_database(world, target)
+    _restore_again_exact(world, args, target)
     return Outcome(
         {backup_id},
         summary=f"{len(orphans)} pg_restore outlived it; the next start (respaldo jobs) "
