@@ -118,7 +118,7 @@ def test_the_worker_unit_restarts_a_worker_that_lost_the_catalog() -> None:
     assert worker["ExecStart"] == ["@BINDIR@/respaldo worker --queue %i"]
     # "the worker lost the catalog's queue" is exit 1: on-failure brings it back, and
     # never gives up (StartLimitIntervalSec=0) however long the catalog was down.
-    assert worker["Restart"] == ["on-failure"] and worker["RestartSec"] == ["30"]
+    assert worker["Restart"] == ["always"] and worker["RestartSec"] == ["30"]
     assert worker["StartLimitIntervalSec"] == ["0"]
     # The same user and the same hardening as serve's unit.
     assert {k: worker.get(k) for k in _HARDENING} == {k: serve.get(k) for k in _HARDENING}
