@@ -116,8 +116,9 @@ def test_the_worker_unit_restarts_a_worker_that_lost_the_catalog() -> None:
     worker = _settings(WORKER_UNIT.read_text())
     serve = _settings(UNIT.read_text())
     assert worker["ExecStart"] == ["@BINDIR@/respaldo worker --queue %i"]
-    # "the worker lost the catalog's queue" is exit 1: on-failure brings it back, and
-    # never gives up (StartLimitIntervalSec=0) however long the catalog was down.
+    # "the worker lost the catalog's queue" is exit 1, a worker whose procrastinate stopped
+    # itself exits 0: "always" brings both back, and never gives up
+    # (StartLimitIntervalSec=0) however long the catalog was down.
     assert worker["Restart"] == ["always"] and worker["RestartSec"] == ["30"]
     assert worker["StartLimitIntervalSec"] == ["0"]
     # The same user and the same hardening as serve's unit.

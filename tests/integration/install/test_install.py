@@ -179,7 +179,7 @@ def test_the_worker_unit_is_installed_beside_serves(installed: tuple[Path, Path]
     assert "@USER@" not in text and "@BINDIR@" not in text and "@GROUP@" not in text
     assert f"User={OS_USER}" in text
     assert f"ExecStart={bindir}/respaldo worker --queue %i" in text
-    assert "Restart=on-failure" in text
+    assert "Restart=always" in text
     verify = subprocess.run(
         ["systemd-analyze", "verify", str(systemd / "respaldo-worker@site-a.service")],
         capture_output=True,
