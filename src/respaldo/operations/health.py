@@ -27,19 +27,20 @@ from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.repositories import open_store
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import CLOCK_SKEW
+from respaldo.phrases import N_
 from respaldo.repository.config_file import CONFIG_NAME
 
 log = logging.getLogger(__name__)
 
-CATALOG_FAILS = "the catalog does not answer; the server's log says why"
+CATALOG_FAILS = N_("the catalog does not answer; the server's log says why")
 """What ``/health`` says of a catalog that fails, whatever the error."""
 CATALOG_OUTAGES: tuple[type[Exception], ...] = (OperationalError,)
 """Errors that mean the catalog's server does not answer or refuses the service (down,
 restarting, shutting down, a password rotated): no request can be served until it does.
 The API answers them 503 with :data:`CATALOG_FAILS` instead of a 500 "unexpected error"
 (its own error text names the server's host, port and role)."""
-CATALOG_HINT = "try again once the catalog's database server answers ('respaldo status' says)"
-"""What to do about :data:`CATALOG_FAILS` in an API answer."""
+CATALOG_HINT = N_("try again once the catalog's database server answers ('respaldo status' says)")
+"""What to do about :data:`CATALOG_FAILS` in an API answer (and the page's, translated)."""
 REPOSITORY_FAILS = "the repository cannot be read; the server's log says why"
 """What ``/health`` says of a repository that fails, whatever the error."""
 CHECK_STUCK = "a check of the service is stuck and nothing is alerted on; the status says where"

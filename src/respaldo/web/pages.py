@@ -9,7 +9,8 @@ post answers with a redirect); ``static/respaldo.js`` runs them in place when it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from functools import cache, partial
@@ -52,6 +53,7 @@ from respaldo.operations import (
 from respaldo.operations.auth import Authenticator
 from respaldo.operations.backup_detail import backup_detail
 from respaldo.operations.context import Context
+from respaldo.operations.health import CATALOG_FAILS, CATALOG_HINT, CATALOG_OUTAGES
 from respaldo.operations.jobs import JobInfo
 from respaldo.operations.principal import Principal
 from respaldo.operations.views import kind_word
@@ -81,10 +83,56 @@ def _templates(language: str) -> Jinja2Templates:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the page on ``app``: its routes and its static files, never in a frame."""
+    """Serve the page on ``app``: its routes and its static files, never in a frame; a
+    catalog outage answered to a page's request as a page (:func:`_outage_as_page`)."""
     app.mount("/static", StaticFiles(directory=_STATIC), name="web-static")
     app.include_router(router)
     app.add_middleware(NoFraming)
+    for outage in CATALOG_OUTAGES:
+        app.add_exception_handler(outage, _outage_as_page(app.exception_handlers[outage]))
+
+
+def _outage_as_page(
+    api_answer: Callable[[Request, Any], Response | Awaitable[Response]],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The API's answer to a catalog that does not answer (503, its fixed sentence,
+    the reason logged once: :mod:`respaldo.api.problems`), given to a request of the
+    page as the page's error in the reader's language: a browser shown the API's
+    JSON in English could not read it, nor go anywhere from it."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        answered = api_answer(request, exc)
+        if inspect.isawaitable(answered):
+            answered = await answered
+        if not _is_page(request):
+            return answered
+        # No session can be checked (that is what failed): a page without a user, and
+        # the browser's cookies left as they are, to be good again once the catalog is.
+        csrf, new = session.csrf_token(request)
+        page = Page(
+            request,
+            request.app.state.context,
+            None,
+            _language(request),
+            csrf,
+            new,
+            session.Session(None),
+        )
+        message, hint = page.gettext(CATALOG_FAILS), page.gettext(CATALOG_HINT)
+        if _wants_json(request):
+            body = {"detail": message, "hint": hint}
+            return page.finish(JSONResponse(body, status_code=answered.status_code))
+        return render(
+            page, "error.html", "", status=answered.status_code, message=message, hint=hint
+        )
+
+    return answer
+
+
+def _is_page(request: Request) -> bool:
+    """Whether ``request`` went to one of the page's routes (not the API's)."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    return getattr(endpoint, "__module__", None) == __name__
 
 
 # -- the request's page state ------------------------------------------------------------
@@ -166,11 +214,8 @@ def _address(request: Request) -> str | None:
 def page_state(request: Request) -> Page:
     ctx: Context = request.app.state.context
     state = session.current(request, ctx, _authenticator(request), _address(request))
-    language = i18n.choose_language(
-        request.cookies.get(session.LANGUAGE_COOKIE), request.headers.get("accept-language")
-    )
     csrf, new = session.csrf_token(request)
-    page = Page(request, ctx, state.principal, language, csrf, new, state)
+    page = Page(request, ctx, state.principal, _language(request), csrf, new, state)
     if state.principal is not None:
         renewed = state.renewed
         access = renewed.access_token if renewed else request.cookies.get(session.ACCESS_COOKIE)
@@ -178,6 +223,12 @@ def page_state(request: Request) -> Page:
         if csrf != bound:  # logged in elsewhere, or a cookie written by someone else
             page.bind_csrf(state.principal, access or "")
     return page
+
+
+def _language(request: Request) -> str:
+    return i18n.choose_language(
+        request.cookies.get(session.LANGUAGE_COOKIE), request.headers.get("accept-language")
+    )
 
 
 PageDep = Annotated[Page, Depends(page_state)]
