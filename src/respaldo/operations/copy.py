@@ -18,13 +18,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from respaldo import cancellation
 from respaldo.catalog import BackupCopies, BackupRecords
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
-from respaldo.repository.copy import CopyStats, copy_backup
+from respaldo.repository.copy import CopyStats, copied, copy_backup
 from respaldo.repository.wal import WalCopyStats, copy_wal
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,13 @@ def copy_to(
                     BackupCopies(session).set_offsite_location(
                         backup_id, s3_url=s3_url, storage_tier=tier
                     )
+        except KeyboardInterrupt as exc:
+            # A signal (Ctrl-C, SIGTERM, SIGHUP) cut this copy: its row must not say
+            # pending for ever with nothing running. Recorded within a shield: a first
+            # signal is what is being handled, so the row is written before it ends us.
+            with cancellation.shielded():
+                _record_interrupted(ctx, destination, target, backup_id, exc)
+            raise
         except RespaldoError as exc:
             gone = _deleted(ctx, backup_id)
             if not gone:
@@ -166,6 +174,38 @@ def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) ->
         repository=repository,
         hint=exc.hint or "'respaldo copy --all --to REPOSITORY' retries every missing copy",
     )
+
+
+def _record_interrupted(
+    ctx: Context,
+    destination: Repository,
+    target: RepositorySettings,
+    backup_id: str,
+    exc: KeyboardInterrupt,
+) -> None:
+    """The row of a copy a signal cut: completed if its manifest, written last (once
+    every chunk it names is stored), is in the destination; else failed with the
+    signal's reason ("terminated by SIGTERM", "interrupted"), as the backup's record
+    would say. The next backup or ``copy --all`` copies what it lacks either way.
+    Best effort: an error here is logged, and the signal goes on ending the command."""
+    try:
+        if copied(destination, backup_id):
+            _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
+            s3_url, tier = offsite_location(target, backup_id)
+            if s3_url is not None:
+                with ctx.catalog.begin() as session:
+                    BackupCopies(session).set_offsite_location(
+                        backup_id, s3_url=s3_url, storage_tier=tier
+                    )
+        else:
+            _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc) or "interrupted")
+    except Exception as error:  # the catalog or the destination failing too
+        log.warning(
+            "the copy of %s to %s was stopped and cannot be recorded: %s",
+            backup_id,
+            target.name,
+            error,
+        )
 
 
 def _deleted(ctx: Context, backup_id: str) -> bool:

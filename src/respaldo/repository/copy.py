@@ -55,16 +55,24 @@ def copy_backup(
     require_mirror(source, destination)
     stats = CopyStats()
     name = manifest_name(backup_id)
-    try:
-        destination.storage.stat(name)
+    if copied(destination, backup_id):
         stats.already_there = True
         return stats
-    except ObjectNotFound:
-        pass
     # The source's packs must not be collected (or repacked) while they are read; a
     # read-only source is read without a lease (and a warning).
     with reading_lease(source, f"copy of {backup_id}"):
         return _copy(source, destination, backup_id, name, stats, progress)
+
+
+def copied(destination: Repository, backup_id: str) -> bool:
+    """Whether ``destination`` holds backup ``backup_id``'s manifest: a copy writes it
+    last, once every chunk it names is stored (:func:`copy_backup` takes it so too).
+    Raises the destination's storage errors."""
+    try:
+        destination.storage.stat(manifest_name(backup_id))
+    except ObjectNotFound:
+        return False
+    return True
 
 
 def _copy(

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.operations.backup_detail import backup_detail
+from respaldo.operations.context import Context
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import script_child
 
@@ -93,14 +95,33 @@ def test_a_second_signal_after_the_manifest_is_settled_at_the_next_start(
     assert respaldo.run("verify", "--all").code == 0
 
 
-def test_a_signal_during_the_copy_to_a_secondary_keeps_the_backup(
-    respaldo: Respaldo, pg: TempCluster
-) -> None:
+def _with_offsite(respaldo: Respaldo) -> None:
     offsite = respaldo.tmp / "offsite"
     with respaldo.config.open("a") as config:
         config.write(f'\n[[repositories]]\nname = "offsite"\nurl = "file://{offsite}"\n')
     run = respaldo.run("init")
     assert run.code == 0, str(run)
+
+
+def _offsite_copy(respaldo: Respaldo, backup_id: str) -> tuple[str, str | None]:
+    """The copy's status and error as the page and ``GET /admin/backups/{id}`` show it."""
+    with Context.open(respaldo.settings()) as ctx:
+        (copy,) = [c for c in backup_detail(ctx, backup_id).copies if c.role == "mirror"]
+    return copy.status, copy.error_message
+
+
+def _copy_item(respaldo: Respaldo) -> dict[str, object]:
+    run = respaldo.run("status", "--json")
+    items = [i for db in run.json()["databases"] for i in db["items"]]
+    (item,) = [i for i in items if i["key"] == "copy:erp:offsite"]
+    found: dict[str, object] = item
+    return found
+
+
+def test_a_signal_during_the_copy_to_a_secondary_keeps_the_backup(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    _with_offsite(respaldo)
     code, out, err = _backup(respaldo, "offsite/manifests/")
     assert code == 0, err
     (record,) = respaldo.records()
@@ -111,10 +132,35 @@ def test_a_signal_during_the_copy_to_a_secondary_keeps_the_backup(
     assert "its copies to the other repositories were left to the next backup" in said, err
     job = _job(respaldo)
     assert (job["status"], job["resultId"]) == ("completed", record.id)
+    # The copy's manifest was written when the signal came: the copy exists and says so
+    # (before, it said pending until the next backup, and the status that it was not
+    # copied).
+    assert _offsite_copy(respaldo, record.id) == ("completed", None)
+    assert _copy_item(respaldo)["level"] == "green"
     # The next backup copies it.
     respaldo.backup()
     run = respaldo.run("verify", "--all")
     assert run.code == 0, str(run)
+
+
+def test_a_signal_before_the_copys_manifest_says_the_copy_was_stopped(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # Before, the copy said pending, with nothing running, until the next backup.
+    _with_offsite(respaldo)
+    code, _, err = _backup(respaldo, "offsite/index/")
+    assert code == 0, err
+    (record,) = respaldo.records()
+    assert record.status == "completed", record.error_message
+    assert (record.id + ".") in " ".join(err.split()), err
+    assert _offsite_copy(respaldo, record.id) == ("failed", "terminated by SIGTERM")
+    item = _copy_item(respaldo)
+    assert item["level"] == "amber", item
+    assert "the last copy failed: terminated by SIGTERM" in str(item["reason"]), item
+    # 'respaldo copy --all' copies it, and the copy says so.
+    run = respaldo.run("copy", "--all", "--to", "offsite")
+    assert run.code == 0, str(run)
+    assert _offsite_copy(respaldo, record.id) == ("completed", None)
 
 
 def test_a_files_backup_signalled_after_its_manifest_completes(
