@@ -46,7 +46,7 @@ from respaldo.operations.jobs import alert_expired, alert_lapsed
 from respaldo.operations.repositories import open_store
 from respaldo.postgres import ConnInfo
 from respaldo.postgres.scratchdb import drop_abandoned
-from respaldo.postgres.server import writable
+from respaldo.postgres.server import connect, writable
 from respaldo.repository.manifest import manifest_name
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,13 @@ def settle_abandoned(
     return settled
 
 
+SWEEP_CONNECT_TIMEOUT = 3
+"""Seconds :func:`_drop_scratch_of` waits for a lapsed job's server to answer (unless its
+DSN sets ``connect_timeout``). Any command may be the first to find the job, ``respaldo
+list`` included: a server whose machine is down (packets dropped) held it for connect's
+10 s per server, 14 s in all for ``list``. A server that answers does in milliseconds."""
+
+
 def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
     """Drop the abandoned scratch databases of the servers the lapsed restores and drills
     ran on, now, rather than at the next restore or drill there.
@@ -172,7 +179,7 @@ def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
     command) sweeps now; :func:`~respaldo.postgres.scratchdb.drop_abandoned` drops only
     databases nobody holds, with ``FORCE``, which ends the orphans' sessions (and so the
     orphans) before the drop. A server that cannot be reached is left to the next
-    restore or drill, as before, with a warning."""
+    restore or drill, as before, with a warning, after :data:`SWEEP_CONNECT_TIMEOUT`."""
     servers: dict[tuple[str | None, int | None], ConnInfo] = {}
     for job in lapsed:
         if job.kind not in (JobKind.RESTORE, JobKind.DRILL):
@@ -188,7 +195,13 @@ def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
         servers.setdefault((admin.host, admin.port), admin)
     for admin in servers.values():
         try:
-            said = drop_abandoned(admin)
+            with connect(
+                admin,
+                autocommit=True,
+                connect_timeout=SWEEP_CONNECT_TIMEOUT,
+                application_name="respaldo sweep",
+            ) as conn:
+                said = drop_abandoned(admin, conn)
         except RespaldoError as exc:
             log.warning(
                 "cannot drop the scratch databases left on %s: %s (the next restore or "
