@@ -383,7 +383,8 @@ def restore_datadir(
         system_id = str(manifest.meta["system_identifier"])
         # A target the archived WAL cannot reach (before the backup's end, behind a gap,
         # not archived yet) is refused before anything is written.
-        coverage = archived_after(repo, manifest)
+        # A target time follows only the timelines that had begun by then.
+        coverage = archived_after(repo, manifest, target.time)
         warnings += check_recovery_target(repo, manifest, target, coverage)
         settings = ctx.settings
         warnings += offset_warnings(target, configured_zone(settings))

@@ -41,7 +41,8 @@ server's history"), so the newest timeline that can be is followed instead
 at the least), with a warning naming those passed over. A newest timeline other than the
 backup's is warned about, more strongly when an older timeline has WAL archived after the
 switch (production kept writing on it while a restored copy was promoted): recovery
-replays the copy's branch instead of it.
+replays the copy's branch instead of it. A recovery target time follows a newer timeline
+only if it had begun by then (:func:`_begun_by`): before, the history was its parent's.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from respaldo.postgres.wal import (
 from respaldo.postgres.wal_records import (
     POSTGRES_EPOCH_UNIX_US,
     continuation,
+    timeline_start,
     xact_end_times,
 )
 from respaldo.repository import Manifest, Repository
@@ -104,12 +106,19 @@ class WalCoverage:
     """Newer timelines of the archive recovery cannot follow from this backup, each with
     why (newest first): recovery follows the last timeline of ``path`` instead of the
     newest, which PostgreSQL's ``'latest'`` would take and then refuse to start on."""
+    begun_after: tuple[int, datetime] | None = None
+    """For a recovery target time: the first timeline after ``path``'s last that recovery
+    could follow but that began after the target, and when (its server's clock): at the
+    target the history was ``path``'s, which recovery then follows to the target."""
+    unsure: str | None = None
+    """Why it could not be told whether a timeline began before the target time."""
 
     @property
     def timeline(self) -> str:
         """The ``recovery_target_timeline`` recovery needs: ``latest`` where that is the
         last timeline of ``path``, else that timeline's number."""
-        return str(self.path[-1][0]) if self.passed_over and self.path else "latest"
+        followed = self.passed_over or self.begun_after
+        return str(self.path[-1][0]) if followed and self.path else "latest"
 
 
 def newest_timeline(names: list[str], timeline: int) -> int:
@@ -250,11 +259,14 @@ def earliest_target_time(manifest: Manifest) -> tuple[datetime, bool]:
     return min(label + timedelta(seconds=1), backup_end_time(manifest)), True
 
 
-def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
+def archived_after(
+    repo: Repository, manifest: Manifest, before: datetime | None = None
+) -> WalCoverage | str:
     """The archived WAL after physical backup ``manifest``, along the timelines recovery
     follows, or why it could not be looked at (an old manifest, a listing or a history
     file that could not be read, a newest timeline that does not descend from the
-    backup's)."""
+    backup's). With ``before`` (a recovery target time), only the timelines that had
+    begun by then are followed (:func:`_begun_by`)."""
     meta = manifest.meta
     stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
     if not stop_lsn or "wal_segment_size" not in meta:
@@ -279,14 +291,49 @@ def archived_after(repo: Repository, manifest: Manifest) -> WalCoverage | str:
     except (RespaldoError, ValueError) as exc:
         return f"could not read the archived WAL's names and history to check it for gaps: {exc}"
     tlis = [tli for tli, _ in path]
+    path = path[tlis.index(timeline) :]
+    size = int(meta["wal_segment_size"])
+    begun_after: tuple[int, datetime] | None = None
+    unsure: str | None = None
+    if before is not None:
+        path, begun_after, unsure = _begun_by(repo, system_id, path, before, size)
     coverage = wal_coverage(
-        names,
-        timeline=timeline,
-        stop_lsn=stop_lsn,
-        segment_size=int(meta["wal_segment_size"]),
-        path=path[tlis.index(timeline) :],
+        names, timeline=timeline, stop_lsn=stop_lsn, segment_size=size, path=path
     )
-    return replace(coverage, passed_over=tuple(passed_over))
+    return replace(coverage, passed_over=tuple(passed_over), begun_after=begun_after, unsure=unsure)
+
+
+def _begun_by(
+    repo: Repository, system_id: str, path: list[tuple[int, int]], when: datetime, size: int
+) -> tuple[list[tuple[int, int]], tuple[int, datetime] | None, str | None]:
+    """``path`` up to the last timeline that had begun by ``when`` (a recovery target
+    time), the first one that had not and when it began, and why that could not be told
+    (None when it could).
+
+    A timeline branches off its parent at an LSN, but it begins when its server promotes:
+    the parent may have gone on meanwhile, writing WAL after the branch point. After a
+    point-in-time recovery (the parent's server stopped, the restored copy promoted and
+    archiving as the new primary), a target time between the branch point's commit and
+    the promotion is on the parent: 'latest' followed the new timeline instead, whose first
+    commit is after the target, and recovery stopped at the branch point, without the
+    parent's commits up to the target (and with a target LSN after the branch point, on
+    the new timeline's WAL of that LSN). When a timeline began is read from the record its
+    promotion wrote first (the end-of-recovery checkpoint), in the segment of the switch."""
+    for index, (tli, begin) in enumerate(path[1:], start=1):
+        segment = segment_name(tli, begin // size * size, size)
+        try:
+            data = get_wal(repo, system_id, f"{tli:08X}", segment)
+        except ObjectNotFound:
+            return path, None, f"{segment}, where timeline {tli} begins, is not archived"
+        except RespaldoError as exc:
+            return path, None, f"{segment} could not be read ({first_line(exc)})"
+        micros = timeline_start(data, tli, begin)
+        if micros is None:
+            return path, None, f"{segment} holds no record of timeline {tli}'s promotion"
+        began = datetime.fromtimestamp(micros / 1_000_000, UTC)
+        if began > when:
+            return path[:index], (tli, began), None
+    return path, None, None
 
 
 def _not_followable(path: list[tuple[int, int]], timeline: int, stop_lsn: int) -> str | None:
@@ -618,14 +665,32 @@ def _after_last_commit(
 
 def passed_over_warnings(coverage: WalCoverage, backup_id: str) -> list[str]:
     """A warning naming the newer timelines of the archive recovery of ``backup_id``
-    does not follow (:attr:`WalCoverage.passed_over`), if any."""
+    does not follow (:attr:`WalCoverage.passed_over`, :attr:`WalCoverage.begun_after`),
+    or could not tell it should (:attr:`WalCoverage.unsure`), if any."""
+    warnings = []
+    if coverage.begun_after is not None:
+        tli, began = coverage.begun_after
+        warnings.append(
+            f"recovery follows timeline {coverage.path[-1][0]} (recovery_target_timeline = "
+            f"{coverage.timeline}), not timeline {tli} and those after it: timeline {tli} "
+            f"began at {began:%Y-%m-%d %H:%M:%S} UTC (its server's clock), after the "
+            "recovery target, so at the target the history was timeline "
+            f"{coverage.path[-1][0]}'s"
+        )
+    if coverage.unsure is not None:
+        warnings.append(
+            f"could not tell which timeline the recovery target time is on "
+            f"({coverage.unsure}): recovery follows timeline {coverage.path[-1][0]}, and a "
+            "target before a timeline began stops where it branched off"
+        )
     if not coverage.passed_over:
-        return []
+        return warnings
     skipped = "; ".join(f"timeline {tli}: {why}" for tli, why in coverage.passed_over)
     return [
+        *warnings,
         f"the archive holds newer timelines that backup {backup_id} cannot be recovered along "
         f"({skipped}): recovery follows timeline {coverage.path[-1][0]} "
-        f"(recovery_target_timeline = {coverage.timeline}), not the newest"
+        f"(recovery_target_timeline = {coverage.timeline}), not the newest",
     ]
 
 
@@ -833,7 +898,11 @@ def _timeline_warnings(coverage: WalCoverage, backup_id: str, target: RecoveryTa
         f"timeline {tli} branched off timeline {parent} at {format_lsn(begin)}"
         for (parent, _), (tli, begin) in pairwise(path)
     )
-    which = "the newest it can follow" if coverage.passed_over else "the archive's newest"
+    which = (
+        "the newest it can follow"
+        if coverage.passed_over or coverage.begun_after
+        else "the archive's newest"
+    )
     follows = (
         f"recovery follows timeline {newest} ({which}), not backup {backup_id}'s "
         f"timeline {timeline}: {switches}"

@@ -423,3 +423,58 @@ def _crc_matches(record: bytes) -> bool:
     crc = crc32c.crc32c(record[RECORD_HEADER:])
     crc = crc32c.crc32c(record[:20], value=crc)
     return bool(crc == _U32.unpack_from(record, 20)[0])
+
+
+# --- when a timeline began (the record its promotion wrote) ---------------------------------
+
+XLOG_CHECKPOINT_SHUTDOWN = 0x00
+XLOG_END_OF_RECOVERY = 0x90
+# The first record of a new timeline (xlog.c): the end-of-recovery checkpoint (a shutdown
+# checkpoint whose PrevTimeLineID is the parent) where recovery reached its target and
+# promoted, or XLOG_END_OF_RECOVERY after a promotion asked for (pg_ctl promote). From its
+# xl_info on: the info, rmid 0 (RM_XLOG_ID), padding, CRC, then the main data's short
+# header. Only the info byte is matched, as in _CREATE.
+_SWITCH = re.compile(rb"[\x00\x90](?=\x00\x00\x00.{4}\xff)", re.DOTALL)
+# CheckPoint (pg_control.h, 9.5 to 18): redo, ThisTimeLineID, PrevTimeLineID at 8 and 12,
+# ``time`` (pg_time_t: seconds since 1970) at 64. xl_end_of_recovery: end_time
+# (TimestampTz: microseconds since 2000) at 0, ThisTimeLineID and PrevTimeLineID at 8, 12.
+_TIMELINES = struct.Struct("<II")
+
+
+def timeline_start(segment: bytes, timeline: int, after: int = 0) -> int | None:
+    """When ``timeline`` began, on its server's clock (microseconds since
+    1970-01-01 UTC), from the record its promotion wrote first on it in WAL segment
+    ``segment`` (whole, from its long header: the segment of the switch, on the new
+    timeline) at or after LSN ``after``; None where there is none (checked against its
+    CRC-32C) to be read."""
+    header = parse_segment_header(segment)
+    if header is None:
+        return None
+    stream, continued, _flags = _stream(segment)
+    for match in _SWITCH.finditer(stream, _align(continued) + 16):
+        at = match.start() - 16
+        if at % ALIGN:
+            continue
+        tot_len = _U32.unpack_from(stream, at)[0]
+        record = stream[at : at + tot_len]
+        data = RECORD_HEADER + 2
+        if tot_len <= data or len(record) < tot_len or tot_len != data + record[data - 1]:
+            continue
+        if _lsn_of(at, header.page_address, header.page_size) < after:
+            continue
+        checkpoint = record[16] & XLR_RMGR_INFO_MASK == XLOG_CHECKPOINT_SHUTDOWN
+        if tot_len < data + (72 if checkpoint else 16) or not _crc_matches(record):
+            continue
+        this, previous = _TIMELINES.unpack_from(record, data + 8)
+        if this != timeline or previous == timeline:
+            continue  # another timeline's, or a checkpoint on it since
+        if checkpoint:
+            # In whole seconds: the start of that second. A target within it but before
+            # the promotion is taken for after it, and stops where the timeline branched
+            # off (as before the promotion nothing was written on it); the end of the
+            # second took a target after its first commits for before it, on the parent.
+            seconds: int = _I64.unpack_from(record, data + 64)[0]
+            return seconds * 1_000_000
+        micros: int = _I64.unpack_from(record, data)[0]
+        return micros + POSTGRES_EPOCH_UNIX_US
+    return None

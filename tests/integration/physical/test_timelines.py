@@ -323,3 +323,55 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
         assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 3, 4]
         assert _last_setting(restored, "recovery_target_lsn") == ""
         assert _last_setting(restored, "recovery_target_timeline") == "latest"
+
+
+def test_a_target_time_before_the_new_timeline_began_is_reached_on_the_old_one(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # A point-in-time recovery undoes rows 3 and 4 (timeline 1 -> 2); the restored server
+    # is the new primary and archives timeline 2. A target time after row 3's commit is
+    # after the branch point in the WAL but before timeline 2 existed: the data then was
+    # timeline 1's. Following timeline 2 ('latest'), recovery stopped at the branch point
+    # (before timeline 2's first commit), without row 3, and said it had reached the target.
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        pg = archiving.pg
+        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
+        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
+        query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
+        pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
+        pg.execute(insert, (1,), dbname=SHOP)
+        backup = archiving.backup()
+        pg.execute(insert, (2,), dbname=SHOP)
+        point = str(pg.scalar("SELECT pg_current_wal_insert_lsn()"))
+        pg.execute(insert, (3,), dbname=SHOP)
+        on_timeline_1 = pg.scalar("SELECT clock_timestamp()")
+        pg.execute(insert, (4,), dbname=SHOP)
+        archiving.switch_and_archive()
+        pg.stop("fast")  # replaced by the point-in-time recovery below
+        copy, _, _ = archiving.restore_started(
+            backup["id"], restored_servers, "--target-lsn", point, "--keep-archiving"
+        )
+        assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2]
+        copy.execute(insert, (10,), dbname=SHOP)
+        on_timeline_2 = copy.scalar("SELECT clock_timestamp()")
+        copy.execute(insert, (11,), dbname=SHOP)
+        _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+        copy.stop("fast")
+
+        restored, _, run = archiving.restore_started(
+            backup["id"], restored_servers, "--target-time", on_timeline_1.isoformat()
+        )
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 3], str(run)
+        assert "recovery follows timeline 1 (recovery_target_timeline = 1)" in run.err
+        assert "timeline 2 began at" in run.err
+        # Promoted past the archive's newest timeline, and back to 'latest' for later.
+        assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+        assert _last_setting(restored, "recovery_target_timeline") == "latest"
+        restored.stop("fast")
+        # A time after timeline 2 began is on timeline 2.
+        restored, _, run = archiving.restore_started(
+            backup["id"], restored_servers, "--target-time", on_timeline_2.isoformat()
+        )
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 10], str(run)
+        assert "timeline 2 began at" not in run.err
