@@ -427,19 +427,29 @@ class Jobs:
         lease: timedelta,
         is_alive: Callable[[int], bool] = pid_alive,
         now: datetime | None = None,
+        seen: Mapping[int, datetime | None] | None = None,
     ) -> builtins.list[Job]:
         """Fail every running job whose process is gone from this host, or whose lease
         was last renewed more than ``lease`` ago (on any host); and every queued job that
         its runner will never start (see :func:`_unstarted_reason`). Return them.
 
         A lease's age is judged by the catalog's clock (:mod:`.clock`), the one that
-        renewed it: on PostgreSQL, the clocks of the machines need not agree.
+        renewed it: on PostgreSQL, the clocks of the machines need not agree. With
+        ``seen`` (what :meth:`looks_lapsed` said a while before), a job that only its
+        lease's age condemns is failed only if its last sign of life is still the one
+        seen then: one renewed since lives, whatever the clock says (a step of the clock).
 
         A running job someone asked to cancel (``respaldo jobs cancel``) whose process
         died before it could see the request ends ``cancelled`` instead: the request is
         honoured, and nobody retries it (:func:`retries_allowed`) or alerts on it."""
         lapsed = []
         found, when = self._lapsed(lease, is_alive, now, lock=True)
+        if seen is not None:
+            found = [
+                (job, reason)
+                for job, reason in found
+                if job.id in seen and seen[job.id] in (None, _sign(job))
+            ]
         for job, reason in found:
             cancelled = job.status is JobStatus.RUNNING and job.cancel_requested
             job.status = JobStatus.CANCELLED if cancelled else JobStatus.FAILED
@@ -539,6 +549,24 @@ class Jobs:
         found, _ = self._lapsed(lease, is_alive, now, lock=False)
         return bool(found)
 
+    def looks_lapsed(
+        self,
+        *,
+        lease: timedelta,
+        is_alive: Callable[[int], bool] = pid_alive,
+        now: datetime | None = None,
+    ) -> dict[int, datetime | None]:
+        """The jobs :meth:`fail_lapsed` would fail now (reads only), each with its last
+        sign of life (its lease's last renewal, else its start or submission) where only
+        the clock condemns it, None where its process is gone from this host (no clock
+        is involved). Looked at again a while later, a sign that changed is a runner
+        alive: the clock, not the lease, had moved (:func:`.reconcile.settle_abandoned`)."""
+        found, _ = self._lapsed(lease, is_alive, now, lock=False)
+        local = this_host()
+        return {
+            job.id: None if _dead_here(job, local, is_alive) else _sign(job) for job, _ in found
+        }
+
     def _lapsed(
         self,
         lease: timedelta,
@@ -583,13 +611,25 @@ class Jobs:
         return found, when
 
 
+def _sign(job: Job) -> datetime:
+    """A job's last sign of life, by the catalog's clock: its lease's last renewal, else
+    its start, else its submission."""
+    return job.heartbeat_at or job.started_at or job.created_at
+
+
+def _dead_here(job: Job, local: str, is_alive: Callable[[int], bool]) -> bool:
+    """Whether the job's runner is known gone: its pid, on this host, is not alive."""
+    pid = job.worker_pid
+    return pid is not None and job.worker_host == local and not is_alive(pid)
+
+
 def _lapse_reason(
     job: Job, now: datetime, lease: timedelta, local: str, is_alive: Callable[[int], bool]
 ) -> str | None:
     pid = job.worker_pid
-    if pid is not None and job.worker_host == local and not is_alive(pid):
+    if _dead_here(job, local, is_alive):
         return f"process {pid} died while the job ran (found at start-up)"
-    last = job.heartbeat_at or job.started_at or job.created_at
+    last = _sign(job)
     if last < now - lease:
         return (
             f"the lease of process {pid} on {job.worker_host} lapsed: no sign of life "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -100,11 +101,10 @@ def settle_abandoned(
     lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
     # Every command opens the catalog: look first, and take the write lock (which
     # waits behind a running backup's writes) only when a job did lapse.
-    with ctx.catalog.read() as session:
-        lapsed = Jobs(session).any_lapsed(lease=lease, now=now)
-    if lapsed:
+    seen = _still_lapsed(ctx, lease, now)
+    if seen:
         with ctx.catalog.begin() as session:
-            failed_jobs = Jobs(session).fail_lapsed(lease=lease, now=now)
+            failed_jobs = Jobs(session).fail_lapsed(lease=lease, now=now, seen=seen)
             # A lost job of the queue (PostgreSQL catalog) is retried per its kind's
             # policy in the transaction that fails it: whoever finds it first, a worker's
             # sweep or any command opening the catalog, queues the retry, once.
@@ -164,6 +164,42 @@ SWEEP_CONNECT_TIMEOUT = 3
 DSN sets ``connect_timeout``). Any command may be the first to find the job, ``respaldo
 list`` included: a server whose machine is down (packets dropped) held it for connect's
 10 s per server, 14 s in all for ``list``. A server that answers does in milliseconds."""
+
+
+CONFIRM_RENEWALS = 5
+"""How many lease renewal periods a job that only its lease's age condemns is watched
+for a renewal before it is failed (:func:`_still_lapsed`)."""
+
+
+def _still_lapsed(
+    ctx: Context, lease: timedelta, now: datetime | None
+) -> dict[int, datetime | None]:
+    """The jobs to fail as lapsed, with their last sign of life (``Jobs.looks_lapsed``).
+
+    A lease's age is read on a wall clock, which NTP, a VM resumed or a person can step.
+    Stepped ahead by more than a lease (an hour, say), every running job's last renewal
+    looked older than its lease until its next one, a renewal period later: a sweep or a
+    command opening the catalog in between failed live jobs as lost (a backup cancelled
+    mid-way, a critical alert, a second run of it by the retry). So a job that only the
+    clock condemns is looked at again after :data:`CONFIRM_RENEWALS` renewal periods (on
+    this process's monotonic clock, which no step moves): its runner, if alive, has
+    renewed by then, and it is not failed. One whose process is gone from this host is
+    failed at once. The wait happens only when a lease looks lapsed: a real loss costs
+    the first process that finds it a few seconds, once."""
+    with ctx.catalog.read() as session:
+        looked = Jobs(session).looks_lapsed(lease=lease, now=now)
+    if all(sign is None for sign in looked.values()):
+        return looked
+    threading.Event().wait(CONFIRM_RENEWALS * ctx.settings.jobs.renew_seconds)
+    with ctx.catalog.read() as session:
+        again = Jobs(session).looks_lapsed(lease=lease, now=now)
+    # Kept: the gone, and the silent that were silent the first time too (a job that
+    # lapsed in between waits for the next look, as it would have before).
+    return {
+        job_id: sign
+        for job_id, sign in again.items()
+        if sign is None or (job_id in looked and looked[job_id] == sign)
+    }
 
 
 def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
