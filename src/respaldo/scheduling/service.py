@@ -35,7 +35,10 @@ Rules (from the specification):
   monitor, a thread of its own, alerts (``stuck:<check>``, critical, with what it was
   doing) once a run is older than ``[rpo] watchdog_stuck_minutes``, and resolves the
   alert when it ends (:mod:`respaldo.operations.stall`; /health and the status say it
-  too).
+  too);
+- the watchdog and the sweep run by elapsed time, which a step of the wall clock does not
+  change: the stall monitor brings one planned further ahead than its period back to now
+  (:meth:`Service.realign`); the cron schedules follow the wall clock.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -98,6 +102,9 @@ _NOTHING = object()
 # How long before a start the last recorded run of a schedule can have been in the first
 # pass of a repeated hour the start is in (an hour, with room for a late run).
 _REPEATED_HOUR_REACH = timedelta(hours=3)
+# How far back the wall clock must go between two looks of the stall monitor to be taken
+# for a step (NTP slews small corrections; a step back this small delays a check as much).
+_STEP_BACK = 1.0
 
 
 def _utcnow() -> datetime:
@@ -412,6 +419,7 @@ class Service:
         run sits, and nothing there could tell."""
         limit = self._stuck_limit()
         period = self._stall_period()
+        wall, steady = datetime.now(UTC), time.monotonic()
         while not self._stopping:
             self._poke.wait(period)
             self._poke.clear()
@@ -421,6 +429,45 @@ class Service:
                 self.look_for_stuck_checks(limit)
             except Exception:  # a bug: the monitor must go on looking
                 log.exception("the stall monitor failed")
+            # The wall clock went back since the last look if it moved less than the
+            # monotonic one (which no step moves): APScheduler's plans are on the first.
+            before, since = wall, steady
+            wall, steady = datetime.now(UTC), time.monotonic()
+            if (wall - before).total_seconds() < steady - since - _STEP_BACK:
+                try:
+                    self.realign(wall)
+                except Exception:  # a bug: the monitor must go on looking
+                    log.exception("the stall monitor could not realign the checks")
+
+    def realign(self, now: datetime) -> list[str]:
+        """Bring back to ``now`` each of the service's own periodic runs (the sweep, the
+        watchdog, a firing owed to the catalog) planned further ahead than its period;
+        returns their ids. APScheduler plans them on the wall clock: stepped back an
+        hour (an NTP correction, a VM resumed from a snapshot) while it waited, their
+        next run was still the old time, an hour ahead, and neither the sweep for lost
+        jobs nor the RPO watchdog ran for that hour, telling nothing. The monitor's
+        thread calls it at the first look (at most a minute apart) after the wall clock
+        went back, with the wall clock (the scheduler's, not the one tests pass). Cron
+        schedules are left alone: they are wall times, which a step moves with the clock."""
+        periods = {SWEEP: timedelta(seconds=self.ctx.settings.jobs.renew_seconds)}
+        if self._watchdog is not None:
+            periods[WATCHDOG] = timedelta(minutes=self._watchdog_minutes)
+        owed = timedelta(seconds=self.ctx.settings.jobs.renew_seconds)
+        moved = []
+        for job in self._scheduler.get_jobs():
+            period = periods.get(job.id, owed if job.id.startswith(OWED) else None)
+            if period is None or job.next_run_time is None:
+                continue
+            if job.next_run_time - now > period:
+                with contextlib.suppress(JobLookupError):  # ended meanwhile (paid, replanned)
+                    job.modify(next_run_time=now)
+                    moved.append(job.id)
+        if moved:
+            log.warning(
+                "the clock went back: %s run now instead of when the old time said",
+                ", ".join(moved),
+            )
+        return moved
 
     def look_for_stuck_checks(self, limit: timedelta) -> list[stall.Stuck]:
         """Alert on each check of this process that has run longer than ``limit``

@@ -1,0 +1,126 @@
+"""A real ``respaldo serve`` whose machine clock is stepped back an hour while it runs (an
+NTP correction, a VM resumed from a snapshot) goes on sweeping for lost jobs (and running
+its watchdog) within a stall monitor's look, not an hour later.
+
+APScheduler plans the service's periodic checks on the wall clock: stepped back, their
+next run was still the old time, an hour ahead, and for that hour a job whose process
+died stayed ``running`` (its backup record too, each later firing of its schedule
+skipped as overlapping) and no RPO alert went out.
+
+serve's wall clock comes from libfaketime reading a file the test rewrites (its monotonic
+clock left alone, as a step leaves it); the lost job is made by a real process that dies
+while running it. The catalog is read directly (opening a context would sweep it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from respaldo.catalog import Jobs, open_catalog
+from respaldo.config import load_settings
+from respaldo.domain import JobStatus
+from respaldo.operations.initialize import initialize
+from tests.configs import local_config
+from tests.integration.logical.conftest import FAST_KDF
+from tests.integration.logical.test_serve import listening_port
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+# A process that starts a job outside the service and dies while it runs (no cleanup:
+# os._exit), printing the job's id first.
+DIES = """
+import os, sys
+from respaldo.config import load_settings
+from respaldo.domain import JobKind, TriggeredBy
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+
+ctx = Context.open(load_settings(sys.argv[1]))
+job = jobs.submit(ctx, JobRequest(JobKind.VERIFY, None, TriggeredBy.CLI, "ana", {}), here=True)
+
+def body(_):
+    print(job.id, flush=True)
+    os._exit(9)
+
+jobs.run(ctx, job.id, body)
+"""
+
+
+def test_serve_sweeps_a_lost_job_soon_after_its_clock_went_back_an_hour(tmp_path: Path) -> None:
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("clock step passphrase\n")
+    passphrase.chmod(0o600)
+    config = local_config(
+        tmp_path,
+        """
+[schedules]
+time_zone = "Europe/Madrid"
+cleanup = "off"
+verify = "off"
+
+[rpo]
+# The stall monitor looks every quarter of this (3 s): a check that ran this long would
+# only be told stuck, which this test does not look at.
+watchdog_stuck_minutes = 0.2
+
+[server]
+listen = "127.0.0.1:0"
+""",
+        settings=f'passphrase_file = "{passphrase}"',
+    )
+    initialize(load_settings(config), kdf=FAST_KDF)
+    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_NO_CACHE": "1",  # read at every call: the step is seen at once
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+    serve = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        listening_port(serve)
+        assert serve.stderr is not None
+        said: list[str] = []
+        drain = threading.Thread(target=lambda: said.extend(serve.stderr or []), daemon=True)
+        drain.start()
+        clock.write_text("-3600\n")  # the step: an hour back
+        dead = subprocess.run(
+            [sys.executable, "-c", DIES, str(config)], capture_output=True, text=True
+        )
+        assert dead.returncode == 9, dead.stderr
+        job_id = int(dead.stdout.split()[0])
+        catalog = open_catalog(load_settings(config).catalog.url)
+        try:
+
+            def status() -> JobStatus:
+                assert serve.poll() is None, "".join(said)
+                with catalog.read() as session:
+                    return Jobs(session).get(job_id).status
+
+            assert status() is JobStatus.RUNNING  # the premise: nobody swept it yet
+            # Swept every 2 s before the step; after it, within a look of the monitor.
+            # Without the realignment it stays running for the hour the clock went back.
+            wait_for("serve to sweep the lost job", lambda: status() is JobStatus.FAILED)
+        finally:
+            catalog.close()
+    finally:
+        serve.terminate()
+        serve.wait()
+    drain.join()
+    assert any("the clock went back" in line for line in said), "".join(said)
