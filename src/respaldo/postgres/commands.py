@@ -565,7 +565,11 @@ def pg_dumpall_globals(
     if no_role_passwords:
         build.append("--no-role-passwords")
     # pg_dumpall ignores the database of --dbname; --database names the one it starts in.
-    after = [f"--database={conninfo.dbname}"] if conninfo.dbname else []
+    # pg_dumpall reads --database as a connection string when it holds "=" or starts
+    # with "postgresql://": a database named "contabilidad=2024" failed the backup, one
+    # named "x host=other" would have dumped another server's roles. So it gets one,
+    # holding only the quoted name (the rest of --dbname still applies).
+    after = [f"--database={make_conninfo('', dbname=conninfo.dbname)}"] if conninfo.dbname else []
     return _start(
         "pg_dumpall",
         conninfo,

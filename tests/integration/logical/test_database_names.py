@@ -1,0 +1,54 @@
+"""Databases whose names PostgreSQL's client tools would read as a connection string.
+
+libpq takes a database name holding ``=``, or starting with ``postgresql://``, as a
+connection string wherever a tool expands it (pg_dumpall's ``--database``, say): such a
+name must reach each tool as a value inside a connection string, never bare. The witness
+is the source database, read by the test.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from psycopg import sql
+from sample.cluster import TempCluster
+
+from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.support import table_checksums
+
+pytestmark = pytest.mark.integration
+
+
+def _renamed(respaldo: Respaldo, pg: TempCluster, name: str) -> None:
+    """The configured source database renamed to ``name`` (the fixture drops it after)."""
+    pg.execute(
+        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(respaldo.dbname), sql.Identifier(name)
+        )
+    )
+    text = respaldo.config.read_text()
+    respaldo.config.write_text(text.replace(f'/{respaldo.dbname}"', f'/{quote(name, safe="")}"'))
+    respaldo.dbname = name
+
+
+@pytest.mark.parametrize(
+    ("name", "jobs"), [("contabilidad=2024", "1"), ("postgresql://Obra Ñandú", "2")]
+)
+def test_a_database_named_like_a_connection_string_is_backed_up_with_its_roles(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, name: str, jobs: str
+) -> None:
+    # pg_dumpall read --database=contabilidad=2024 as a connection string: "could not
+    # connect to database", and every backup of that database failed; a name such as
+    # "x host=other" would have dumped the roles of another server.
+    _renamed(respaldo, pg, name)
+    source = table_checksums(pg, name)
+
+    run = respaldo.run("backup", "erp", "--jobs", jobs, "--json")
+    assert run.code == 0, str(run)
+    backup_id = run.json()["id"]
+
+    restored = respaldo.restore(backup_id, new_dbname, "--globals")
+    assert table_checksums(pg, new_dbname) == source
+    # The roles came from this cluster's dump: every one of them was already here.
+    assert "erp_propietario" in restored.err, str(restored)
