@@ -19,6 +19,7 @@ import psycopg
 from respaldo.errors import ConnectionFailed, QueryFailed, RespaldoError
 from respaldo.postgres.archiver import idle_slots, judge, read_archiver
 from respaldo.postgres.connection import ConnInfo
+from respaldo.postgres.dbprops import quote_ident
 from respaldo.postgres.server import Connection, _guarded, connect
 from respaldo.postgres.toolsets import find_tools
 
@@ -263,7 +264,7 @@ def _role(conn: Connection, conninfo: ConnInfo, user: str, findings: list[Findin
             "replication role",
             Status.OK if allowed else Status.MISSING,
             f"{user}: {value}",
-            "" if allowed else f'ALTER ROLE "{user}" WITH REPLICATION',
+            "" if allowed else _grant_replication(user),
         )
     )
 
@@ -347,6 +348,27 @@ def _missing(findings: list[Finding], name: str) -> bool:
     return any(f.name == name and f.status == Status.MISSING for f in findings)
 
 
+def _grant_replication(user: str) -> str:
+    # A statement to paste into psql: the role's name quoted as SQL wants it, so that
+    # one named 'Jefe "de" Obra' gets a statement that runs (not '"Jefe "de" Obra"').
+    return f"ALTER ROLE {quote_ident(user)} WITH REPLICATION"
+
+
+# Words pg_hba.conf's user field reads as keywords unless quoted.
+_HBA_KEYWORDS = frozenset({"all", "sameuser", "samerole", "samegroup", "replication"})
+
+
+def _hba_user(user: str) -> str:
+    """``user`` as a pg_hba.conf user field. A name other than lower-case letters, digits
+    and ``_`` is double-quoted: a space or a comma would split it, and capitals are fine
+    either way. pg_hba.conf has no way to quote a ``"`` inside a name (such a role needs
+    a ``/regex`` user field, PostgreSQL 16+, or a group role): that case stays wrong."""
+    plain = all(c.isascii() and (c.islower() or c.isdigit() or c == "_") for c in user)
+    if user and plain and user not in _HBA_KEYWORDS:
+        return user
+    return f'"{user}"'
+
+
 def _replication(conninfo: ConnInfo, user: str, findings: list[Finding]) -> None:
     reason = _replication_attempt(conninfo)
     if reason is None:
@@ -356,11 +378,14 @@ def _replication(conninfo: ConnInfo, user: str, findings: list[Finding]) -> None
     if "pg_hba.conf" in reason:
         kind = "local" if conninfo.host is None or conninfo.host.startswith("/") else "host"
         address = "" if kind == "local" else " <respaldo's address>/32"
-        fix = f"add to pg_hba.conf: {kind} replication {user}{address} scram-sha-256; {RELOAD}"
+        fix = (
+            f"add to pg_hba.conf: {kind} replication {_hba_user(user)}{address} "
+            f"scram-sha-256; {RELOAD}"
+        )
     elif "replication role" in reason or _missing(findings, "replication role"):
         # The server's refusal is in its language (lc_messages: "debe ser superusuario o
         # rol de replicación"); what the role may do was asked of the server before.
-        fix = f'ALTER ROLE "{user}" WITH REPLICATION'
+        fix = _grant_replication(user)
     elif "max_wal_senders" in reason or "too many" in reason:
         fix = f"raise max_wal_senders; {RESTART}"
     else:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from psycopg import sql
@@ -223,3 +224,79 @@ def test_a_role_that_may_not_list_the_waiting_segments_is_told_so(
     assert archiver["status"] == "warning", archiver
     assert "could not check the segments waiting to be archived" in archiver["value"]
     assert "pg_monitor" in archiver["fix"]
+
+
+def _check_as(
+    pg: TempCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str
+) -> dict[str, dict[str, str]]:
+    """``check --json``'s findings for a config whose DSN logs in as ``role`` (made with
+    the password 'plain-pass-1' if missing)."""
+    exists = pg.scalar("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = %s", [role])
+    if not exists:
+        pg.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'plain-pass-1'").format(sql.Identifier(role))
+        )
+    config = tmp_path / "respaldo.toml"
+    if not config.exists():
+        write_config(tmp_path, pg)
+        (tmp_path / "db.pass").write_text("plain-pass-1\n")
+    text = config.read_text()
+    start = text.index("postgresql://") + len("postgresql://")
+    text = text[:start] + quote(role, safe="") + text[text.index("@", start) :]
+    config.write_text(text.replace("/shop", "/postgres"))
+    capsys.readouterr()
+    code = invoke(["--config", str(config), "check", "erp", "--json"])
+    out, err = capsys.readouterr()
+    assert code in (0, 3), err
+    return _findings(out)
+
+
+def test_the_replication_grant_check_suggests_runs_for_a_role_with_quotes(
+    pg: TempCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was 'ALTER ROLE "Jefe "de" Obra" WITH REPLICATION': a syntax error in psql.
+    role = 'Jefe "de" Obra'
+    try:
+        findings = _check_as(pg, tmp_path, capsys, role)
+        fix = findings["replication role"]["fix"]
+        assert fix == 'ALTER ROLE "Jefe ""de"" Obra" WITH REPLICATION', findings
+        assert findings["replication connection"]["fix"] == fix
+        pg.execute(fix)
+        findings = _check_as(pg, tmp_path, capsys, role)
+        assert findings["replication role"]["status"] == "ok", findings
+        assert findings["replication connection"]["status"] == "ok", findings
+    finally:
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_the_pg_hba_line_check_suggests_admits_a_role_with_a_space(
+    pg: TempCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was "host replication Jefe de Obra ...": pg_hba.conf read the role as "Jefe"
+    # and the database list as "replication", "de", ...
+    role = "Jefe de Obra"
+    hba = pg.datadir / "pg_hba.conf"
+    original = hba.read_text()
+    try:
+        pg.execute(
+            sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD 'plain-pass-1'").format(
+                sql.Identifier(role)
+            )
+        )
+        kept = [line for line in original.splitlines() if " replication " not in line]
+        hba.write_text("\n".join(kept) + "\n")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+        findings = _check_as(pg, tmp_path, capsys, role)
+        refused = findings["replication connection"]
+        assert refused["status"] == "missing", findings
+        line = refused["fix"].removeprefix("add to pg_hba.conf: ").split(";")[0]
+        assert line == 'host replication "Jefe de Obra" <respaldo\'s address>/32 scram-sha-256'
+        with hba.open("a") as fh:
+            fh.write(line.replace("<respaldo's address>", pg.host) + "\n")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+        findings = _check_as(pg, tmp_path, capsys, role)
+        assert findings["replication connection"]["status"] == "ok", findings
+    finally:
+        hba.write_text(original)
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
