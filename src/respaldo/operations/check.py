@@ -86,9 +86,10 @@ def suggested_archive_command(settings: Settings, database: str) -> str:
         program = default_program()
     except RespaldoError:
         program = "respaldo"
-    parts = [shlex.quote(program)]
+    # PostgreSQL replaces %p, %f and %% in archive_command before the shell sees it.
+    parts = [shlex.quote(program).replace("%", "%%")]
     if config is not None:
-        parts += ["--config", shlex.quote(str(config.absolute()))]
+        parts += ["--config", shlex.quote(str(config.absolute())).replace("%", "%%")]
     parts.append("wal-push")
     if len(settings.databases) > 1:
         parts += ["--database", database]

@@ -286,7 +286,10 @@ def _archiving(
     )
     command = _setting(conn, conninfo, "archive_command")
     library = _setting(conn, conninfo, "archive_library") or ""
-    set_command = f"ALTER SYSTEM SET archive_command = '{suggested}'; {RELOAD}"
+    # A SQL literal: shlex quotes a config path with a space ('/srv/Copias de
+    # seguridad/respaldo.toml') in single quotes, which end a literal unless doubled.
+    literal = "'" + suggested.replace("'", "''") + "'"
+    set_command = f"ALTER SYSTEM SET archive_command = {literal}; {RELOAD}"
     if command is None:
         findings.append(
             Finding(

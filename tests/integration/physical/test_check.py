@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -300,3 +301,41 @@ def test_the_pg_hba_line_check_suggests_admits_a_role_with_a_space(
         hba.write_text(original)
         pg.execute("SELECT pg_catalog.pg_reload_conf()")
         pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_the_archive_command_check_suggests_runs_for_a_config_path_with_a_space(
+    pg: TempCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # shlex quoted the path in single quotes inside the SQL literal: "ALTER SYSTEM SET
+    # archive_command = '... --config '/srv/Copias de seguridad/...' ...'", a syntax
+    # error; and a "%" in it would have been taken for one of archive_command's escapes.
+    base = tmp_path / "Copias de seguridad al 100%"
+    base.mkdir()
+    config = write_config(base, pg)
+    config.write_text(config.read_text().replace("/shop", "/postgres"))
+    capsys.readouterr()
+    code = invoke(["--config", str(config), "check", "erp", "--json"])
+    out, err = capsys.readouterr()
+    assert code in (0, 3), err
+    finding = _findings(out)["archive_command"]
+    assert finding["status"] == "missing", finding
+    statement, reload = finding["fix"].split("; ")
+    assert reload == "then SELECT pg_reload_conf()"
+    try:
+        pg.execute(statement)
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
+        # SHOW says "(disabled)" while archive_mode is off: the value as the file holds it.
+        command = str(
+            pg.scalar(
+                "SELECT setting FROM pg_catalog.pg_file_settings"
+                " WHERE name = 'archive_command' AND sourcefile LIKE '%postgresql.auto.conf'"
+            )
+        )
+        # What the shell gets: PostgreSQL's %-escapes replaced first.
+        expanded = command.replace("%%", "\0").replace("%p", "pg_wal/0001").replace("\0", "%")
+        argv = shlex.split(expanded)
+        assert argv[argv.index("--config") + 1] == str(config), command
+        assert argv[-2:] == ["wal-push", "pg_wal/0001"], command
+    finally:
+        pg.execute("ALTER SYSTEM RESET archive_command")
+        pg.execute("SELECT pg_catalog.pg_reload_conf()")
