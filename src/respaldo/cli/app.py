@@ -29,8 +29,11 @@ app = typer.Typer(
 # Progress and tables go to stderr: stdout carries only what scripts consume (ids, JSON).
 # Piped output is not cut to 80 columns: tables in logs and CI output stay readable.
 _WIDTH = None if sys.stdout.isatty() else 160
-err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
-out_console = Console(soft_wrap=True, width=_WIDTH)
+# No emoji codes: rich would print the database "dash"'s "restore_test:dash: ..." as
+# "restore_test💨 ...", and a table or database named ":x:" as ❌; escaping markup does
+# not stop that, and respaldo writes none on purpose.
+err_console = Console(stderr=True, soft_wrap=True, width=_WIDTH, emoji=False)
+out_console = Console(soft_wrap=True, width=_WIDTH, emoji=False)
 
 
 @dataclass

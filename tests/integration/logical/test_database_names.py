@@ -52,3 +52,14 @@ def test_a_database_named_like_a_connection_string_is_backed_up_with_its_roles(
     assert table_checksums(pg, new_dbname) == source
     # The roles came from this cluster's dump: every one of them was already here.
     assert "erp_propietario" in restored.err, str(restored)
+
+
+def test_a_database_named_with_emoji_codes_is_named_as_it_is(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # Rich printed "restored ... into t_… ❌ 💨": a name is no emoji code.
+    backup_id = respaldo.backup()["id"]
+    target = f"{new_dbname} :x: :dash:"
+    run = respaldo.restore(backup_id, target)
+    assert f"restored {backup_id} into {target}: " in run.err, str(run)
+    assert table_checksums(pg, target) == table_checksums(pg, respaldo.dbname)
