@@ -170,7 +170,7 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
         directories = counted(f.directories, "{count} directory", "{count} directories")
         links = counted(f.symlinks, "{count} link", "{count} links")
         err_console.print(
-            f"restored {backup_id} into {f.target}: {files}, {directories}, {links}, "
+            f"restored {backup_id} into {escape(str(f.target))}: {files}, {directories}, {links}, "
             f"{human_bytes(f.bytes_restored)}, {f.seconds:.1f} s",
             highlight=False,
         )
@@ -178,7 +178,10 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
         _print_datadir(backup_id, outcome)
     elif outcome.logical is not None:
         result = outcome.logical
-        what = f"{', '.join(result.tables)} of {backup_id}" if result.tables else backup_id
+        # Names as PostgreSQL holds them: a database "[/y]" made rich raise after the
+        # restore had succeeded (a traceback, exit 1), and "[bold]z" printed as "z".
+        tables = escape(", ".join(result.tables))
+        what = f"{tables} of {backup_id}" if result.tables else backup_id
         read = " of the dump read" if result.tables else ""
         objects = (
             counted(
@@ -189,19 +192,19 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
             if result.large_objects_checked is not None
             else ""
         )
-        tables = counted(
+        counts = counted(
             result.row_counts_checked,
             "{count} table's row count checked",
             "{count} tables' row counts checked",
         )
         message = (
-            f"restored {what} into {result.target}: {human_bytes(result.bytes_restored)}{read}, "
-            f"{tables}, {objects}"
+            f"restored {what} into {escape(result.target)}: "
+            f"{human_bytes(result.bytes_restored)}{read}, {counts}, {objects}"
             f"{result.seconds:.1f} s"
         )
         if result.replaced:
             message += (
-                f"; previous database kept as {result.old_database}"
+                f"; previous database kept as {escape(result.old_database)}"
                 if result.old_database
                 else "; previous database dropped"
             )
@@ -212,7 +215,8 @@ def _print_datadir(backup_id: str, outcome: RestoreOutcome) -> None:
     result = outcome.datadir
     assert result is not None
     err_console.print(
-        f"restored {backup_id} into {result.datadir}: {human_bytes(result.bytes_restored)}, "
+        f"restored {backup_id} into {escape(str(result.datadir))}: "
+        f"{human_bytes(result.bytes_restored)}, "
         f"recovery to {outcome.recovery}",
         highlight=False,
     )
@@ -222,7 +226,7 @@ def _print_datadir(backup_id: str, outcome: RestoreOutcome) -> None:
     where = f"on {result.listen or 'no TCP address'} port {result.port}"
     if result.started:
         err_console.print(
-            f"the restored server runs {where}, promoted; log: {result.log_file}",
+            f"the restored server runs {where}, promoted; log: {escape(str(result.log_file))}",
             highlight=False,
         )
     else:

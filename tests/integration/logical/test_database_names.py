@@ -15,7 +15,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.logical.conftest import Respaldo
-from tests.integration.logical.support import table_checksums
+from tests.integration.logical.support import databases, table_checksums
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +63,34 @@ def test_a_database_named_with_emoji_codes_is_named_as_it_is(
     run = respaldo.restore(backup_id, target)
     assert f"restored {backup_id} into {target}: " in run.err, str(run)
     assert table_checksums(pg, target) == table_checksums(pg, respaldo.dbname)
+
+
+def test_names_like_console_markup_are_printed_as_they_are(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # A database named "[/y]" made the restore end in a traceback and exit 1 after it had
+    # succeeded; "[bold]z" was printed as "z"; the same for tables and the kept old copy.
+    pg.execute(
+        'CREATE TABLE public."[/t]" (id int); INSERT INTO public."[/t]" VALUES (1), (2)',
+        dbname=respaldo.dbname,
+    )
+    backup_id = respaldo.backup()["id"]
+    source = table_checksums(pg, respaldo.dbname)
+
+    target = f"{new_dbname} [/y] [bold]z"
+    run = respaldo.run("restore", backup_id, "--target-database", target)
+    assert run.code == 0, str(run)
+    assert f"restored {backup_id} into {target}: " in run.err, str(run)
+    assert table_checksums(pg, target) == source
+
+    run = respaldo.run("restore", backup_id, "--target-database", target, "--replace")
+    assert run.code == 0, str(run)
+    (old,) = [n for n in databases(pg) if n.startswith(f"{target}_old_")]
+    assert f"into {target}: " in run.err and f"kept as {old}" in run.err, str(run)
+
+    run = respaldo.run(
+        "restore", backup_id, "--target-database", f"{new_dbname}_t", "--table", '"[/t]"'
+    )
+    assert run.code == 0, str(run)
+    assert f"restored public.[/t] of {backup_id} into {new_dbname}_t: " in run.err, str(run)
+    assert table_checksums(pg, f"{new_dbname}_t") == {"public.[/t]": source["public.[/t]"]}
