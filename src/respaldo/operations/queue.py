@@ -361,13 +361,17 @@ def run_worker(ctx: Context, options: WorkerOptions) -> None:
     try:
         asyncio.run(_worker_main(ctx, options))
     except ConnectorException as exc:
-        cause = str(exc.__cause__ or exc).splitlines()[0]
         raise CatalogUnavailable(
-            f"the worker lost the catalog's queue: {cause}",
+            f"the worker lost the catalog's queue: {_first_line(exc)}",
             hint="check that the catalog's PostgreSQL runs; run workers under "
             "respaldo-worker@QUEUE.service (make install writes it), which starts them "
             "again: a job they ran is failed by its lease and retried",
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """What a queue's failure says: psycopg's error (procrastinate's wraps it)."""
+    return str(exc.__cause__ or exc).splitlines()[0]
 
 
 def warn_repositories(ctx: Context) -> None:
@@ -428,21 +432,34 @@ async def _worker_main(
     stop event as well, and side tasks are cancelled again until they end.
 
     ``on_running`` is called once the worker is registered and its queue open."""
-    from procrastinate.worker import Worker
+    from respaldo.operations.queue_worker import TellingWorker
 
     stop = stop or asyncio.Event()
+    gave_up = asyncio.Event()
     settings = ctx.settings
     app = make_app(ctx, pool_size=max(4, options.concurrency + 3))
     name = options.name or f"{this_host()}:{os.getpid()}"
+
+    def giving_up(exc: BaseException) -> None:
+        if not stop.is_set():
+            log.error(
+                "the worker takes no new job: its queue failed (%s); it is shown stopping "
+                "and exits once its running jobs end",
+                _first_line(exc),
+            )
+            gave_up.set()
+
     worker_id = await asyncio.to_thread(_register, ctx, name, options.queues)
     try:
         async with app.open_async():
-            worker = Worker(app=app, **_worker_options(settings, name, options))
+            worker = TellingWorker(
+                app=app, gave_up=giving_up, **_worker_options(settings, name, options)
+            )
             # Cancelling worker.run() is procrastinate's graceful stop: no new job, the
             # running ones finish or are aborted after the timeout.
             run = asyncio.create_task(worker.run(), name="respaldo worker")  # type: ignore[no-untyped-call]
             side = [
-                asyncio.create_task(_heartbeat(ctx, worker_id), name="respaldo heartbeat"),
+                asyncio.create_task(_heartbeat(ctx, worker_id, gave_up), name="respaldo heartbeat"),
                 asyncio.create_task(_sweep(ctx, app), name="respaldo sweep"),
                 asyncio.create_task(_stop_on(stop, worker, run), name="respaldo stop"),
             ]
@@ -543,7 +560,10 @@ def _beat(ctx: Context, worker_id: int, *, stopping: bool = False) -> None:
         Workers(session).beat(worker_id, stopping=stopping)
 
 
-async def _heartbeat(ctx: Context, worker_id: int) -> None:
+async def _heartbeat(ctx: Context, worker_id: int, gave_up: asyncio.Event) -> None:
+    """Renew the worker's row every lease renewal period; once procrastinate's worker
+    ``gave_up`` taking jobs, mark it stopping too: ``respaldo workers`` and the status
+    must not count on it for its queues while it waits for its running jobs to end."""
     failures = RecurringFailure(
         log,
         f"could not renew the heartbeat of worker {worker_id}",
@@ -551,12 +571,14 @@ async def _heartbeat(ctx: Context, worker_id: int) -> None:
     )
     while True:
         await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
-        await _beat_once(ctx, worker_id, failures)
+        await _beat_once(ctx, worker_id, failures, stopping=gave_up.is_set())
 
 
-async def _beat_once(ctx: Context, worker_id: int, failures: RecurringFailure) -> None:
+async def _beat_once(
+    ctx: Context, worker_id: int, failures: RecurringFailure, *, stopping: bool = False
+) -> None:
     try:
-        await asyncio.to_thread(_beat, ctx, worker_id)
+        await asyncio.to_thread(_beat, ctx, worker_id, stopping=stopping)
     except Exception as exc:  # a busy or restarting catalog: next beat
         failures.failed(exc)
     else:
@@ -668,8 +690,10 @@ class WorkerThread:
                 else:
                     if self._stopping.is_set():
                         break
-                    # procrastinate's worker stops itself when one of its side tasks
-                    # fails (its heartbeat, its listener): the same outage, told alike.
+                    # procrastinate's worker returned without being asked to stop.
+                    # (Its side tasks' failures do not stop it: procrastinate 3.10 stops
+                    # watching them once the periodic deferrer, with no periodic task
+                    # here, returned at start; see docs/scaling.md.)
                     failures.failed(RuntimeError("procrastinate's worker stopped itself"))
                 self._stopping.wait(self.ctx.settings.jobs.renew_seconds)
         except BaseException as exc:

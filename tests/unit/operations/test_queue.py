@@ -94,7 +94,7 @@ def test_a_workers_failing_sweep_and_heartbeat_are_logged_once_per_cause(
         if causes:
             raise causes.pop(0)
 
-    def beat(context: Context, worker_id: int) -> None:
+    def beat(context: Context, worker_id: int, *, stopping: bool = False) -> None:
         raise OSError(111, "Connection refused")
 
     async def settle(context: Context, app: object) -> None:
