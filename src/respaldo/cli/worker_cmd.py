@@ -58,7 +58,7 @@ def workers(
     if as_json:
         print_json(to_json_list(found))
         return
-    table = Table("name", "host", "pid", "queues", "heartbeat (UTC)", "running")
+    table = Table("name", "host", "pid", "queues", "heartbeat (UTC)", "state", "running")
     for info in found:
         table.add_row(
             info.name,
@@ -66,6 +66,8 @@ def workers(
             str(info.pid),
             queue.describe_queues(info.queues),
             info.heartbeat_at.strftime("%H:%M:%S"),
+            # A stopping worker takes no new job; it is only waiting for its running ones.
+            "stopping" if info.stopping else "taking jobs",
             ", ".join(f"{j.kind.value} {j.target or ''} (job {j.id})" for j in info.running) or "-",
         )
     out_console.print(table)

@@ -10,6 +10,9 @@ meanwhile, and the worker exits with the queue's error once the job ended.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +41,19 @@ def stopping(ctx: Context) -> bool:
     return worker.stopping
 
 
+def workers_table(catalog_role: CatalogRole, tmp_path: Path) -> str:
+    """What ``respaldo workers`` prints, from a process of its own."""
+    config = tmp_path / "workers.toml"
+    config.write_text(f'cache_dir = "{tmp_path / "cli-cache"}"\n')
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "workers"]
+    env = {**os.environ, "RESPALDO_CATALOG__URL": catalog_role.url}
+    shown = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
 def test_a_worker_whose_queue_failed_is_stopping_while_its_job_ends(
-    ctx: Context, catalog_role: CatalogRole, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, catalog_role: CatalogRole, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # The first job runs in the worker, its verify held until the test lets it go.
     held, release = threading.Event(), threading.Event()
@@ -73,6 +87,9 @@ def test_a_worker_whose_queue_failed_is_stopping_while_its_job_ends(
         # Its next fetch (the second job) fails: no new job, the first one still runs.
         # Before, the worker was listed as taking jobs until it exited.
         wait_for("the worker to be shown stopping", lambda: stopping(ctx))
+        table = workers_table(catalog_role, tmp_path)
+        (row,) = [line for line in table.splitlines() if " w " in line]
+        assert "stopping" in row, row
         assert jobs.get(ctx, first.id).status is JobStatus.RUNNING
         assert jobs.get(ctx, second.id).status is JobStatus.QUEUED
     finally:
