@@ -100,6 +100,11 @@ def ls_command(
     _print_contents(contents)
 
 
+_PLURALS = {"index": "indexes"}
+"""The kinds of objects ``ls`` counts (operations.contents) whose plural is not the kind
+and an s: "3 functions", "2 indexes", "1 view" (it said "3 function")."""
+
+
 def _print_contents(contents: BackupContents) -> None:
     table = Table("table", "rows", "size", "partition of")
     for t in contents.tables:
@@ -115,7 +120,10 @@ def _print_contents(contents: BackupContents) -> None:
         f"{s.name} ({counted(s.tables, '{count} table', '{count} tables')})" if s.tables else s.name
         for s in contents.schemas
     )
-    objects = ", ".join(f"{count} {kind}" for kind, count in contents.objects.items())
+    objects = ", ".join(
+        counted(count, f"{{count}} {kind}", f"{{count}} {_PLURALS.get(kind, kind + 's')}")
+        for kind, count in contents.objects.items()
+    )
     out_console.print(f"schemas: {schemas}", highlight=False, markup=False)
     if objects:
         out_console.print(f"other objects: {objects}", highlight=False, markup=False)

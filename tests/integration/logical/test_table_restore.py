@@ -277,3 +277,12 @@ def test_ls_matches_the_database(respaldo: Respaldo, pg: TempCluster) -> None:
     text = respaldo.run("ls", backup_id)
     assert text.code == 0, str(text)
     assert "finanzas.facturas" in text.out
+    # Each kind of object with its noun agreeing: "3 functions", "2 indexes", "1 view"
+    # (it said "3 function").
+    plurals = {"index": "indexes"}
+    said = ", ".join(
+        f"{n} {kind if n == 1 else plurals.get(kind, kind + 's')}"
+        for kind, n in listing["objects"].items()
+    )
+    assert any(n > 1 for n in listing["objects"].values()), listing["objects"]
+    assert f"other objects: {said}\n" in text.out, text.out
