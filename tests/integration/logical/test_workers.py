@@ -10,6 +10,8 @@ deadline; nothing sleeps.
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import subprocess
 import sys
@@ -36,7 +38,8 @@ from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobInfo, cli_request
 from tests.integration.logical.conftest import FAST_KDF, Respaldo
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
-from tests.integration.logical.test_serve import answers, listening_port
+from tests.integration.logical.test_serve import answers
+from tests.integration.processes import output, start_logged
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.waiting import wait_for
 
@@ -56,21 +59,41 @@ class Site:
     databases: list[str]
     catalog: str
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
+        """``respaldo ARGS`` in a process of its own, its output to a file of its own
+        (:meth:`output`): a worker's tracebacks in an unread pipe froze it once full."""
         argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(self.config), *args]
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = self.respaldo.tmp / f"process-{len(self.processes)}-{args[-1]}.log"
+        process = start_logged(argv, log)
         self.processes.append(process)
+        self.logs[process.pid] = log
         return process
+
+    def output(self, process: subprocess.Popen[str]) -> str:
+        """What ``process`` (of :meth:`start`) wrote so far, stdout and stderr."""
+        return output(self.logs[process.pid])
 
     def worker(self, name: str) -> subprocess.Popen[str]:
         process = self.start("worker", "--name", name)
         wait_for(f"worker {name}", lambda: self._alive(process) and name in self.worker_names())
         return process
 
-    @staticmethod
-    def _alive(process: subprocess.Popen[str]) -> bool:
-        assert process.poll() is None, process.communicate()
+    def port(self, process: subprocess.Popen[str]) -> int:
+        """The port ``respaldo serve`` (of :meth:`start`) listens on, from its line
+        "listening on http://HOST:PORT"; fails with its output if it ends first."""
+        said: list[re.Match[str]] = []
+
+        def listening() -> bool:
+            said.extend(re.finditer(r"listening on http://[^\s,]*:(\d+)", self.output(process)))
+            return bool(said) or not self._alive(process)
+
+        wait_for("serve to listen", listening)
+        return int(said[0].group(1))
+
+    def _alive(self, process: subprocess.Popen[str]) -> bool:
+        assert process.poll() is None, self.output(process)
         return True
 
     @contextmanager
@@ -316,8 +339,7 @@ def test_sigterm_cancels_a_job_still_running_after_the_timeout_and_queues_a_retr
         held = site.enqueue("erp")
         wait_for("w1 to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
         w1.send_signal(signal.SIGTERM)
-        _, err = w1.communicate(timeout=120)
-        assert w1.returncode == 0, err
+        assert w1.wait(timeout=120) == 0, site.output(w1)
         job = site.job(held.id)
         assert (job.status, job.error) == (
             JobStatus.CANCELLED,
@@ -342,8 +364,7 @@ def test_sigterm_lets_a_running_job_finish_within_the_timeout(site: Site) -> Non
         wait_for("w1 to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
         w1.send_signal(signal.SIGTERM)
         wait_for("w1 to be stopping", lambda: stopping(site, "w1"))
-    _, err = w1.communicate(timeout=300)
-    assert w1.returncode == 0, err
+    assert w1.wait(timeout=300) == 0, site.output(w1)
     assert site.status(held.id) is JobStatus.COMPLETED
 
 
@@ -351,12 +372,9 @@ def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
     text = site.config.read_text().replace('full = "off"', 'full = "*/2 * * * * *"')
     site.config.write_text(text)
     for _ in range(2):
-        argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "serve"]
-        site.processes.append(
-            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
+        site.start("serve")
     for process in site.processes:
-        assert answers(listening_port(process))
+        assert answers(site.port(process))
 
     def fired() -> list[JobInfo]:
         return [j for j in site.jobs() if j.requested_by == "full:erp"]
@@ -414,8 +432,7 @@ def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm
     assert done.requested_by in {"full:erp", "full:erp2", "full:erp3"}
     assert (done.worker_pid, done.queue_name) == (serve.pid, "default")
     serve.send_signal(signal.SIGTERM)
-    _, err = serve.communicate(timeout=300)
-    assert serve.returncode == 0, err
+    assert serve.wait(timeout=300) == 0, site.output(serve)
     assert [j for j in site.jobs() if j.status is JobStatus.RUNNING] == []
     assert site.worker_names() == set()
 
@@ -585,3 +602,22 @@ def test_cli_backups_beside_queued_ones_never_run_two_of_one_database_at_once(
         assert job.started_at is None
     for process, (_, err) in zip(typed, outputs, strict=True):
         assert process.returncode == 0 or "a backup of erp2 is already running" in err, err
+
+
+def test_a_process_that_writes_more_than_a_pipe_holds_is_not_held(site: Site) -> None:
+    # Site.start gave each process pipes the test read only at the end: one that wrote
+    # more than a pipe holds (64 KiB: a worker's tracebacks, --verbose, a long listing)
+    # blocked on its next write, its jobs with it, and the test waited to its timeout
+    # with nothing to say why. Here 300 queued jobs, listed as JSON (some 200 KB).
+    from respaldo.operations import jobs
+
+    with site.context() as ctx:
+        for _ in range(300):
+            jobs.submit(ctx, cli_request(JobKind.BACKUP, "erp", {"type": "full"}))
+    listing = site.start("jobs", "--json", "--limit", "500")
+    assert (listing.stdout, listing.stderr) == (None, None)
+    # A hang detector, not a time limit: the listing takes seconds.
+    assert listing.wait(timeout=300) == 0, site.output(listing)
+    said = site.output(listing)
+    assert len(said.encode()) > 1 << 16
+    assert len(json.loads(said)) == 300
