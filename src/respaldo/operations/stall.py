@@ -22,10 +22,11 @@ process (``respaldo status`` from a shell) sees the alert, not the item.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from respaldo.phrases import N_, Phrase
 
@@ -68,13 +69,16 @@ class Stuck:
     """What it was doing last (a :class:`Phrase`: ``reading repository offsite``)."""
     thread: int
     """The thread it runs in (``threading.get_ident()``)."""
+    stepped: timedelta = timedelta(0)
+    """How far the machine's wall clock was stepped while it ran (ahead: positive), which
+    is no time it ran (:func:`_stepped`)."""
 
     @property
     def key(self) -> str:
         return PREFIX + self.check
 
     def minutes(self, now: datetime) -> int:
-        return int((now - self.since).total_seconds() // 60)
+        return int((now - self.since - self.stepped).total_seconds() // 60)
 
     def message(self) -> str:
         return message_of(self.check)
@@ -91,8 +95,22 @@ class _Run:
     since: datetime
     doing: str
     thread: int
+    # The wall and monotonic clocks as it started: what tells a step of the first.
+    wall: datetime = field(default_factory=lambda: datetime.now(UTC))
+    steady: float = field(default_factory=time.monotonic)
 
 
+def _stepped(run: _Run) -> timedelta:
+    """How far the wall clock was stepped (NTP, a VM resumed, a person) since ``run``
+    started: what it moved beyond the monotonic clock, which no step moves. A step an
+    hour ahead made a check that had run for a second "stuck for 60 min": a critical
+    alert, /health 503 and a red status item until it ended."""
+    stepped = (datetime.now(UTC) - run.wall) - timedelta(seconds=time.monotonic() - run.steady)
+    # Within a second: the two clocks read one after the other, or NTP slewing.
+    return stepped if abs(stepped) >= _STEP else timedelta(0)
+
+
+_STEP = timedelta(seconds=1)
 _LOCK = threading.Lock()
 _RUNS: dict[str, _Run] = {}
 _THREAD = threading.local()
@@ -127,10 +145,12 @@ def at(message: str, /, **values: object) -> None:
 
 
 def stuck(now: datetime, limit: timedelta) -> list[Stuck]:
-    """The checks of this process whose run started more than ``limit`` before ``now``."""
+    """The checks of this process whose run started more than ``limit`` before ``now``,
+    less any step of the wall clock meanwhile."""
+    found = []
     with _LOCK:
-        return [
-            Stuck(check=check, since=run.since, doing=run.doing, thread=run.thread)
-            for check, run in sorted(_RUNS.items())
-            if now - run.since > limit
-        ]
+        for check, run in sorted(_RUNS.items()):
+            stepped = _stepped(run)
+            if now - run.since - stepped > limit:
+                found.append(Stuck(check, run.since, run.doing, run.thread, stepped))
+    return found

@@ -1,0 +1,128 @@
+"""A real ``respaldo serve`` whose machine clock is stepped an hour ahead while its
+watchdog check runs does not call that check stuck for 60 minutes.
+
+The stall monitor and ``/health`` judged a check's age on the wall clock: stepped ahead
+an hour (an NTP correction, a VM resumed), a check that had run a second was "stuck for
+60 min": a critical alert, ``/health`` 503 and a red status item until it ended. Seen
+with the first check of a serve started just before the step.
+
+Here the check is held on a lock of its real PostgreSQL catalog (as in
+test_serve_stuck_watchdog), known to wait on it from ``pg_stat_activity``; serve's wall
+clock comes from libfaketime reading a file the test rewrites (monotonic clock left
+alone, as a step leaves it); ``/health`` judges the checks at each request. A clock
+stepped back an hour changes nothing a stuck check is told by: the monitor still tells
+one that really hangs (test_serve_stuck_watchdog).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from respaldo.config import CatalogSettings, load_settings
+from respaldo.operations.initialize import initialize
+from tests.integration.api.conftest import CatalogRole, catalog_role  # noqa: F401
+from tests.integration.logical.conftest import FAST_KDF
+from tests.integration.logical.test_serve import health, listening_port
+from tests.ports import closed_port
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_a_clock_stepped_ahead_while_a_check_runs_does_not_make_it_stuck(
+    catalog_role: CatalogRole,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("stuck clock passphrase\n")
+    passphrase.chmod(0o600)
+    config = tmp_path / "respaldo.toml"
+    config.write_text(
+        f"""
+passphrase_file = "{passphrase}"
+cache_dir = "{tmp_path / "cache"}"
+
+[[repositories]]
+name = "local"
+url = "file://{tmp_path / "repo"}"
+
+[[databases]]
+name = "erp"
+dsn = "postgresql://nobody@127.0.0.1:{closed_port()}/erp"
+
+[schedules]
+time_zone = "UTC"
+full = "off"
+incremental = "off"
+restore_test = "off"
+cleanup = "off"
+verify = "off"
+
+[rpo]
+watchdog_minutes = 0.01
+watchdog_stuck_minutes = 30
+
+[server]
+listen = "127.0.0.1:0"
+run_jobs = false
+"""
+    )
+    settings = load_settings(config).model_copy(
+        update={"catalog": CatalogSettings(url=catalog_role.url)}
+    )
+    initialize(settings, kdf=FAST_KDF)
+    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    env = {
+        **os.environ,
+        "RESPALDO_CATALOG__URL": catalog_role.url,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+    serve = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    lock: psycopg.Connection[Any] = psycopg.connect(
+        **catalog_role.pg.conninfo_kwargs(catalog_role.name)
+    )
+    try:
+        port = listening_port(serve)
+        # The next watchdog check waits on this lock (the status reads drill_runs).
+        lock.execute("LOCK TABLE drill_runs IN ACCESS EXCLUSIVE MODE")
+
+        def waiting() -> bool:
+            assert serve.poll() is None
+            row = lock.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                "pg_backend_pid() AND wait_event_type = 'Lock'",
+                (catalog_role.name,),
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        wait_for("serve's watchdog check to wait on the lock", waiting)
+        status, body = health(port)
+        assert (status, body["checks"]["ok"]) == (200, True), body  # the premise
+        clock.write_text("+3600\n")  # the step: an hour ahead
+        # /health judges the checks as it answers: before, "stuck" at once (60 min).
+        status, body = health(port)
+        assert body["checks"] == {"name": "checks", "ok": True, "error": None}, body
+        assert status == 200, body
+    finally:
+        lock.rollback()
+        lock.close()
+        serve.terminate()
+        _, err = serve.communicate()
+    assert "stuck" not in err, err
