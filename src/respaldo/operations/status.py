@@ -358,6 +358,7 @@ def compute_status(
             gap=primary.gaps.get(db.name),
             recorded=primary.others.get(db.name),
             minimal=primary.minimal.get(db.name),
+            stray=primary.strays.get(db.name),
             unbacked=primary.unbacked.get(db.name),
             stuck_for=now - stuck[db.name] if db.name in stuck else None,
             lags={repo: lag for (name, repo), lag in lags.items() if name == db.name},
@@ -561,6 +562,7 @@ def _database_status(
     recorded: str | None = None,
     minimal: tuple[str, str] | None = None,
     unbacked: tuple[str, str] | None = None,
+    stray: tuple[int, int] | None = None,
     stuck_for: timedelta | None = None,
     lags: dict[str, MirrorLag] | None = None,
     slots: Sequence[IdleSlot] = (),
@@ -582,7 +584,16 @@ def _database_status(
         if physical:
             items.append(
                 _archive_item(
-                    db.name, reading, rpo, stored, stuck_for, gap, recorded, minimal, unbacked
+                    db.name,
+                    reading,
+                    rpo,
+                    stored,
+                    stuck_for,
+                    gap,
+                    recorded,
+                    minimal,
+                    unbacked,
+                    stray,
                 )
             )
             if reading.archiver is not None and reading.archive_mode is not None:
@@ -923,6 +934,7 @@ def _archive_item(
     recorded: str | None = None,
     minimal: tuple[str, str] | None = None,
     unbacked: tuple[str, str] | None = None,
+    stray: tuple[int, int] | None = None,
 ) -> StatusItem:
     verdict = judge_archive(
         reading,
@@ -934,6 +946,7 @@ def _archive_item(
         database=database,
         minimal=minimal,
         unbacked=unbacked,
+        stray=stray,
     )
     state = reading.archiver
     return StatusItem(

@@ -232,6 +232,7 @@ def judge_archive(
     database: str = "",
     minimal: tuple[str, str] | None = None,
     unbacked: tuple[str, str] | None = None,
+    stray: tuple[int, int] | None = None,
 ) -> ArchiveVerdict:
     """Pure: green, amber or red for the WAL archiving of one server, with the reason.
 
@@ -247,7 +248,9 @@ def judge_archive(
     backup (:class:`respaldo.operations.status_wal.PrimaryWal`); None: it did not, or
     not known. ``unbacked``: the newest good physical backup and its cluster, where that
     is another cluster than the one archiving (re-created and adopted since); None: not
-    so, or not known.
+    so, or not known. ``stray``: the timeline the server archives on and a later one
+    the repository holds the history file of (another server promoted from this
+    cluster's history archives there); None: none, or not known.
 
     Red: the server is another cluster than the repository records (wal-push refuses
     its WAL, and an ``archive_command`` that stores nothing, ``true`` say, archives names
@@ -255,7 +258,8 @@ def judge_archive(
     that segment missing from the repository, a segment
     missing before it since the newest base backup (``gap``), the server switched to
     ``wal_level = minimal`` since that backup began (``minimal``), that backup is of
-    another cluster (``unbacked``), a segment has
+    another cluster (``unbacked``), another server archives a later timeline of this
+    cluster (``stray``), a segment has
     waited longer than ``rpo.archive_lag`` (what a physical restore would lose), or,
     where the waiting files cannot be listed, the same stuck state was seen for longer
     than that. The last success alone does not say it: on a quiet database it can be an
@@ -329,6 +333,25 @@ def judge_archive(
                 server=str(reading.system_identifier),
                 recorded=recorded,
                 database=database,
+                last=last,
+            ),
+            since_last,
+        )
+    if stray is not None:
+        return ArchiveVerdict(
+            "red",
+            Phrase(
+                N_(
+                    "the server archives timeline {timeline}, but timeline {newer} of this "
+                    "cluster is archived too: another server promoted from its history (a "
+                    "restored copy with archiving on?) archives into the repository, and "
+                    "recovery to the end of the WAL follows that server's timeline, not this "
+                    "one's; turn archiving off on that server and remove the files of timeline "
+                    "{newer} and later from the archive, or, if it is the new primary, set the "
+                    "database's dsn to it ({last})"
+                ),
+                timeline=str(stray[0]),
+                newer=str(stray[1]),
                 last=last,
             ),
             since_last,

@@ -85,6 +85,11 @@ class PrimaryWal:
     cluster the primary records (re-created and adopted, no physical backup taken since):
     the archived WAL cannot be replayed onto it, so no point-in-time recovery reaches
     past the old cluster's end."""
+    strays: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Database -> the timeline its server archives on (its last archived file's) and
+    the next one, whose history file the primary holds all the same: another server
+    promoted from this cluster's history (a restored copy with archiving on) archives
+    here, and recovery to the end of the WAL follows that server's timeline."""
     others: dict[str, str] = field(default_factory=dict)
     """Database -> the cluster the primary records for it, where its server is another
     one: re-created (``initdb``, ``pg_upgrade``), its WAL names begin again, and those
@@ -153,6 +158,9 @@ def read_primary_wal(
                 continue
             else:
                 found.stored[database] = True
+                stray = _newer_timeline(repo, record.system_identifier, file)
+                if stray is not None:
+                    found.strays[database] = stray
                 size = (segment_sizes or {}).get(database)
                 if size is not None:
                     backup = (newest_backups or {}).get(database)
@@ -194,6 +202,28 @@ def read_primary_wal(
     finally:
         repo.close()
     return found
+
+
+def _newer_timeline(repo: Repository, system_id: str, file: str) -> tuple[int, int] | None:
+    """(the timeline of ``file``, the last file the server archived; the next one) where
+    the repository holds that next timeline's history file (one ``stat``), else None.
+
+    A server archives its own timeline's files, and a timeline's history file before any
+    of its segments (its promotion queues it first): a history file of a later timeline
+    than the server's is another server's, promoted from this cluster's history, such as
+    a restored copy started with archiving on. Recovery to the end of the WAL follows the
+    newest timeline ('latest'), so a restore of this server's backups would replay that
+    server's WAL instead of this one's, and a target time after it began too."""
+    try:
+        timeline = int(parse_wal_name(file).timeline, 16)
+    except (InvalidWalFile, ValueError):
+        return None
+    newer = f"{timeline + 1:08X}"
+    try:
+        repo.storage.stat(wal_object(system_id, newer, f"{newer}.history"))
+    except RespaldoError:  # ObjectNotFound: none; anything else: unknown
+        return None
+    return timeline, timeline + 1
 
 
 def _backup_start(

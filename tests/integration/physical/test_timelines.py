@@ -21,6 +21,7 @@ from respaldo.postgres.datadir import RECOVERY_LOG
 from respaldo.postgres.wal import parse_segment_header
 from tests.integration.physical.conftest import (
     SHOP,
+    archive_verdict,
     archiving_cluster,
     chown_tree,
     free_port,
@@ -375,3 +376,26 @@ def test_a_target_time_before_the_new_timeline_began_is_reached_on_the_old_one(
         )
         assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 10], str(run)
         assert "timeline 2 began at" not in run.err
+
+
+def test_a_restored_copy_archiving_a_timeline_of_its_own_is_red_in_the_status(
+    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
+) -> None:
+    # The classic hazard: a copy restored (a look at old data on another machine, say)
+    # and started with archiving on pushes its timeline 2 into production's archive,
+    # under production's identity, while production goes on on timeline 1. Every push is
+    # accepted (a copy that is the new primary pushes alike), and a later restore to the
+    # end of the WAL follows timeline 2, the copy's data: the status said green.
+    with archiving_cluster(None) as archiving:
+        archiving.capsys = capsys
+        backup = archiving.backup()
+        archiving.switch_and_archive()
+        level, reason = archive_verdict(archiving.run("status", "--json"))
+        assert level == "green", reason
+        copy, _, _ = archiving.restore_started(backup["id"], restored_servers, "--keep-archiving")
+        copy.execute("CREATE TABLE on_the_copy ()")
+        _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
+        archiving.switch_and_archive()  # production archives on, on timeline 1
+        level, reason = archive_verdict(archiving.run("status", "--json"))
+        assert level == "red", reason
+        assert "the server archives timeline 1, but timeline 2 of this cluster" in reason
