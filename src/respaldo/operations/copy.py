@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo import cancellation
 from respaldo.catalog import BackupCopies, BackupRecords
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
@@ -112,10 +111,10 @@ def copy_to(
                     )
         except KeyboardInterrupt as exc:
             # A signal (Ctrl-C, SIGTERM, SIGHUP) cut this copy: its row must not say
-            # pending for ever with nothing running. Recorded within a shield: a first
-            # signal is what is being handled, so the row is written before it ends us.
-            with cancellation.shielded():
-                _record_interrupted(ctx, destination, target, backup_id, exc)
+            # pending for ever with nothing running. Not shielded: a second signal stops
+            # this as it stops a restore's cleanup (a stat of a hung S3 endpoint may
+            # wait), leaving the row to the next backup or copy --all.
+            _record_interrupted(ctx, destination, target, backup_id, exc)
             raise
         except RespaldoError as exc:
             gone = _deleted(ctx, backup_id)
