@@ -94,6 +94,12 @@ def read_selection(
                 hint=f"{option('schemas')} {exc.other.namespace} restores it with its schema "
                 f"(when the tables it reads are in it); {option('tables')} takes tables",
             ) from None
+        if exc.ambiguous and "." in exc.name:
+            raise InvalidInput(
+                field,
+                f"{exc.what} {exc.name!r} can be read as more than one table; nothing was restored",
+                hint=f"put double quotes around the part with a dot in it: {', '.join(exc.close)}",
+            ) from None
         if exc.ambiguous:
             raise InvalidInput(
                 field,

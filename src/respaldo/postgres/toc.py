@@ -631,17 +631,14 @@ class _Selector:
 
     def _find_table(self, name: str) -> TocEntry:
         schema, table = split_name(name)
+        readings = _readings(name)
         candidates = tables_in(self.entries)
-        found = [t for t in candidates if t.tag == table and schema in (None, t.namespace)]
+        found = [t for t in candidates if _named(t, readings)]
         if len(found) == 1:
             return found[0]
         if found:
             raise UnknownName("table", name, sorted(t.qualified for t in found), ambiguous=True)
-        others = [
-            e
-            for e in self.entries
-            if e.kind in RELATIONS and e.tag == table and schema in (None, e.namespace)
-        ]
+        others = [e for e in self.entries if e.kind in RELATIONS and _named(e, readings)]
         if len(others) == 1:
             raise UnknownName("table", name, [], other=others[0])
         names = {t.name: t.qualified for t in candidates}
@@ -774,6 +771,25 @@ class _Selector:
                 if known and all(i in self.taken for i in known):
                     self.taken.add(entry.dump_id)
                     changed = True
+
+
+def _readings(name: str) -> list[tuple[str | None, str]]:
+    """The (schema, table) pairs a ``--table`` name may mean. With double quotes, or
+    without a dot, the one :func:`split_name` gives; unquoted, a dot in either part is
+    as likely as one between them: ``obra.1.x`` is ``"obra.1".x`` or ``obra."1.x"``, and
+    taking the first dot alone restored ``obra."1.x"`` unasked when both exist. Raises
+    ValueError as split_name does. Pure."""
+    first = split_name(name)
+    if '"' in name or first[0] is None:
+        return [first]
+    dots = [i for i, c in enumerate(name) if c == "."]
+    return [(name[:i], name[i + 1 :]) for i in dots if 0 < i < len(name) - 1]
+
+
+def _named(entry: TocEntry, readings: list[tuple[str | None, str]]) -> bool:
+    return any(
+        entry.tag == table and schema in (None, entry.namespace) for schema, table in readings
+    )
 
 
 def _key(entry: TocEntry) -> tuple[str | None, str]:

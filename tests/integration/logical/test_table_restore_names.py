@@ -120,6 +120,30 @@ def test_dotted_names_are_counted_and_checked_apart(
     assert _checked_every_table(pg, respaldo.dbname, full.err), full.err
 
 
+def test_an_unquoted_name_with_two_readings_is_refused_and_one_with_one_is_found(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # a.b.c was read as a."b.c" alone: with "a.b".c in the backup too, that one was
+    # restored without a word. Now it is refused, nothing created, both named.
+    backup_id = _backup_with_dotted_names(respaldo, pg)
+    before = databases(pg)
+
+    refused = respaldo.run(
+        "restore", backup_id, "--target-database", new_dbname, "--table", "a.b.c"
+    )
+    assert refused.code != 0, str(refused)
+    assert "table 'a.b.c' can be read as more than one table; nothing was restored" in refused.err
+    assert '"a.b".c, a."b.c"' in refused.err, refused.err
+    assert databases(pg) == before
+
+    # Where only one reading names a table, that one is restored.
+    pg.execute('DROP TABLE a."b.c"', dbname=respaldo.dbname)
+    backup_id = str(respaldo.backup()["id"])
+    run = respaldo.restore(backup_id, new_dbname, "--table", "a.b.c")
+    assert f'restored "a.b".c of {backup_id} into {new_dbname}: ' in run.err, str(run)
+    assert pg.query('SELECT count(*) FROM "a.b".c', dbname=new_dbname) == [(2,)]
+
+
 def test_a_backup_with_counts_of_the_first_format_restores_and_lists_as_before(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
