@@ -295,21 +295,28 @@ def validate_database_name(name: str) -> str:
     - a line break, which PostgreSQL's own tools refuse in names (pg_dumpall, pg_upgrade)
       and which could forge lines in logs.
     """
-    problem = ""
+    # Phrases: the page (in Spanish, say) refuses a restore's target name in its language.
+    problem: Phrase | None = None
     if not name:
-        problem = "it is empty"
+        problem = Phrase(N_("it is empty"))
     elif "\x00" in name:
-        problem = "it holds a NUL character"
+        problem = Phrase(N_("it holds a NUL character"))
     elif "\n" in name or "\r" in name:
-        problem = "it holds a line break"
+        problem = Phrase(N_("it holds a line break"))
     elif (size := len(name.encode("utf-8"))) > DATABASE_NAME_MAX_BYTES:
-        problem = f"it is {size} bytes long in UTF-8, and PostgreSQL keeps only 63"
-    if problem:
+        problem = Phrase(
+            N_("it is {size} bytes long in UTF-8, and PostgreSQL keeps only 63"), size=size
+        )
+    if problem is not None:
         shown = repr(name) if len(name) <= 70 else repr(name[:67] + "...")
         raise ConfigError(
-            f"invalid database name {shown}: {problem}",
-            hint="a database name is 1 to 63 bytes of any characters but NUL and line breaks; "
-            "quote it on the command line if it has spaces",
+            Phrase(N_("invalid database name {name}: {problem}"), name=shown, problem=problem),
+            hint=Phrase(
+                N_(
+                    "a database name is 1 to 63 bytes of any characters but NUL and line "
+                    "breaks; quote it on the command line if it has spaces"
+                )
+            ),
         )
     return name
 

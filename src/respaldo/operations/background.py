@@ -168,7 +168,7 @@ def start_restore(
         try:
             validate_database_name(target_database)
         except ConfigError as exc:
-            raise InvalidInput("target_database", exc.message) from None
+            raise InvalidInput("target_database", exc.message, hint=exc.hint or None) from None
     record = show_backup(ctx, backup_id)
     db = _restorable(ctx.settings, record)
     live = ConnInfo.parse(db.dsn).dbname or db.name

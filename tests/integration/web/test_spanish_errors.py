@@ -130,3 +130,23 @@ def test_a_damaged_repositorys_failures_read_in_spanish(site: Site, page: Page) 
         has=page.get_by_role("cell", name="Restoration", exact=True)
     )
     expect(english.locator(".error")).to_have_text(recorded["restore"])
+
+
+def test_a_new_database_name_too_long_is_refused_in_spanish(site: Site, page: Page) -> None:
+    # The refusal was the English "invalid database name ...: it is 80 bytes long in
+    # UTF-8, ..." on the Spanish page (63 characters fit the field; 80 bytes do not).
+    record = site.respaldo.backup()
+    before = jobs(site.respaldo)
+    site.login(page, "admin")
+    page.locator(f"tr[data-backup='{record['id']}']").get_by_role(
+        "button", name="Restaurar"
+    ).click()
+    dialog = page.get_by_role("dialog")
+    name = "ñ" * 40
+    dialog.get_by_label("Nombre de la base de datos nueva").fill(name)
+    dialog.get_by_role("button", name="Restaurar").click()
+    expect(page.locator(".toast").first).to_have_text(
+        f"Error al restaurar: targetDatabase: nombre de base de datos no válido '{name}': "
+        "ocupa 80 bytes en UTF-8, y PostgreSQL solo guarda 63"
+    )
+    assert jobs(site.respaldo) == before
