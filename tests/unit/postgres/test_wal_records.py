@@ -290,3 +290,47 @@ def test_a_tablespace_record_after_a_torn_record_overwritten_inside_a_segment_is
     overwrite = _record(0, bytes([255, 16]) + bytes(16), info=0xD0)
     second = _overwritten(second, 3, [overwrite, _tablespace(), _filler(300)])
     assert _found(second) == [CreatedTablespace(16400, LOCATION)]
+
+
+# --- when a timeline began (the record its promotion wrote) ----------------------------------
+
+
+def _xlog(info: int, main: bytes, *, crc_ok: bool = True) -> bytes:
+    """An RM_XLOG record (rmid 0) with main data ``main``, its CRC-32C computed."""
+    import crc32c
+
+    body = bytes([255, len(main)]) + main
+    header = struct.pack("<IIQBB2x", 24 + len(body), 0, 0, info, 0)
+    crc = crc32c.crc32c(header, value=crc32c.crc32c(body))
+    return header + struct.pack("<I", crc if crc_ok else crc ^ 1) + body
+
+
+def _checkpoint(this: int, previous: int, seconds: int, *, crc_ok: bool = True) -> bytes:
+    """A shutdown checkpoint record: CheckPoint's redo, timelines, then ``time`` at 64."""
+    main = struct.pack("<QII48xq16x", 0, this, previous, seconds)
+    assert len(main) == 88
+    return _xlog(0x00, main, crc_ok=crc_ok)
+
+
+def _end_of_recovery(this: int, previous: int, usec: int) -> bytes:
+    return _xlog(0x90, struct.pack("<qIIi4x", usec, this, previous, 3))
+
+
+def test_the_start_of_a_timeline_is_read_from_its_end_of_recovery_checkpoint() -> None:
+    from respaldo.postgres.wal_records import POSTGRES_EPOCH_UNIX_US, timeline_start
+
+    records = [
+        _filler(9000),
+        _checkpoint(2, 1, 1_000, crc_ok=False),  # fails its CRC: not a record
+        _checkpoint(1, 1, 2_000),  # a checkpoint of the parent, before the switch
+        _checkpoint(2, 2, 3_000),  # a shutdown checkpoint on timeline 2 itself: no switch
+        _checkpoint(2, 1, 4_000),  # the end of recovery: timeline 2 began
+        _filler(300),
+    ]
+    first, _ = _segments(records)
+    assert timeline_start(first, 2) == 4_000 * 1_000_000
+    assert timeline_start(first, 3) is None
+    assert timeline_start(first, 2, after=_lsn_of(5, records)) is None
+    # After pg_ctl promote: XLOG_END_OF_RECOVERY, its time in microseconds since 2000.
+    first, _ = _segments([_filler(9000), _end_of_recovery(3, 2, 5_000), _filler(300)])
+    assert timeline_start(first, 3) == 5_000 + POSTGRES_EPOCH_UNIX_US
