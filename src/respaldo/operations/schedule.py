@@ -10,7 +10,7 @@ splits the five (or six) fields and turns cron's ``sun#1`` into APScheduler's
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -21,7 +21,7 @@ from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
 from respaldo.errors import ConfigError
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
+from respaldo.operations.jobs import JobRequest, last_of_schedule
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scheduled import wal_archived
 from respaldo.operations.status_server import human_age
@@ -29,6 +29,10 @@ from respaldo.operations.zone import time_zone
 from respaldo.phrases import days_said
 
 OFF = "off"
+REPEATED_HOUR_REACH = timedelta(hours=3)
+"""How long before now a schedule's last run can have been in the first pass of a
+repeated hour that now is in (an hour, with room for a late run): the service goes on
+from a run that recent (``Service._first_since``), and the listing does too."""
 _ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4": "4th", "5": "5th"}
 _DAY_NAMES = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
@@ -48,11 +52,18 @@ class Entry:
         """The job this schedule submits, recorded as triggered by it."""
         return JobRequest(self.kind, self.target, TriggeredBy.SCHEDULE, self.name, self.params)
 
-    def next_runs(self, now: datetime, count: int) -> list[datetime]:
+    def next_runs(
+        self, now: datetime, count: int, *, ran: datetime | None = None
+    ) -> list[datetime]:
         """The next ``count`` times this schedule fires after ``now`` (aware), in its
-        zone, for showing: compare them in UTC (fold is ignored within one zone)."""
+        zone, for showing: compare them in UTC (fold is ignored within one zone).
+        ``ran``: its last run (its fire time), which the service goes on from when it is
+        shortly before ``now`` (:data:`REPEATED_HOUR_REACH`): in the second pass of a
+        fall-back's repeated hour, a wall time that ran in the first pass is not next."""
         zone = self.trigger.timezone
-        return [when.astimezone(zone) for when in _take(_fire_times(self.trigger, now), count)]
+        since = ran if ran is not None and now - REPEATED_HOUR_REACH <= ran <= now else now
+        later = (when for when in _fire_times(self.trigger, since) if _utc(when) > _utc(now))
+        return [when.astimezone(zone) for when in _take(later, count)]
 
     def last_due(self, since: datetime, now: datetime) -> datetime | None:
         """The latest time this schedule was due in ``(since, now]``, or None: what a
@@ -287,9 +298,14 @@ def entries(settings: Settings, wal_archived: Collection[str]) -> list[Entry]:
 
 
 def describe(
-    settings: Settings, wal_archived: Collection[str], now: datetime, count: int = 3
+    settings: Settings,
+    wal_archived: Collection[str],
+    now: datetime,
+    count: int = 3,
+    ran: Callable[[str], datetime | None] = lambda _: None,
 ) -> list[EntryInfo]:
-    """The schedules with their next ``count`` run times, for listing."""
+    """The schedules with their next ``count`` run times, for listing; ``ran(name)``:
+    the fire time of a schedule's last run, if known (:meth:`Entry.next_runs`)."""
     zone = settings.schedules.time_zone or str(time_zone(settings))
     return [
         EntryInfo(
@@ -298,7 +314,7 @@ def describe(
             target=e.target,
             cron=e.cron,
             time_zone=zone,
-            next_runs=e.next_runs(now, count),
+            next_runs=e.next_runs(now, count, ran=ran(e.name)),
         )
         for e in entries(settings, wal_archived)
     ]
@@ -307,8 +323,15 @@ def describe(
 def schedule_listing(ctx: Context, now: datetime, count: int = 3) -> list[EntryInfo]:
     """What ``respaldo schedule`` and the page list: the schedules of ``ctx``'s settings
     (physical ones only for the databases whose WAL is archived), with their next
-    ``count`` run times."""
-    return describe(ctx.settings, wal_archived(ctx), now, count)
+    ``count`` run times: the service's, which go on from each schedule's last run (in
+    the second pass of a repeated hour, "02:30 CET" was listed as next after 02:30 CEST
+    had run, and the service would not run it)."""
+
+    def ran(name: str) -> datetime | None:
+        last = last_of_schedule(ctx, name, now)
+        return None if last is None else last.scheduled_for or last.created_at
+
+    return describe(ctx.settings, wal_archived(ctx), now, count, ran)
 
 
 RESTORE_TEST_SLACK = timedelta(days=2)

@@ -74,6 +74,7 @@ from respaldo.operations import alerts, jobs, queue, reconcile, stall, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.recurring import RecurringFailure
 from respaldo.operations.schedule import (
+    REPEATED_HOUR_REACH,
     Entry,
     entries,
     short_backup_limits,
@@ -99,9 +100,6 @@ SWEEP = "lost-jobs-sweep"
 OWED = "owed:"
 """Prefix of the id of the one-off job that records a firing the catalog refused."""
 _NOTHING = object()
-# How long before a start the last recorded run of a schedule can have been in the first
-# pass of a repeated hour the start is in (an hour, with room for a late run).
-_REPEATED_HOUR_REACH = timedelta(hours=3)
 # How far back the wall clock must go between two looks of the stall monitor to be taken
 # for a step (NTP slews small corrections; a step back this small delays a check as much).
 _STEP_BACK = 1.0
@@ -624,7 +622,7 @@ class Service:
         ran = last.scheduled_for or last.created_at
         # A repeated hour is at most an hour long (half of one at Lord Howe); an older
         # run cannot be in its first pass, and walking from it would cost for nothing.
-        if started - _REPEATED_HOUR_REACH <= ran <= started:
+        if started - REPEATED_HOUR_REACH <= ran <= started:
             return ran
         return started
 
