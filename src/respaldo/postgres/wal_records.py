@@ -441,6 +441,18 @@ _SWITCH = re.compile(rb"[\x00\x90](?=\x00\x00\x00.{4}\xff)", re.DOTALL)
 _TIMELINES = struct.Struct("<II")
 
 
+def _position_of(lsn: int, start: int, page_size: int) -> int:
+    """The position in :func:`_stream`'s bytes of a segment that begins at LSN ``start``
+    of the first byte at or after ``lsn`` that is not a page header's (0 before it)."""
+    if lsn <= start + LONG_PAGE_HEADER:
+        return 0
+    page, into = divmod(lsn - start, page_size)
+    if page == 0:
+        return into - LONG_PAGE_HEADER
+    first = page_size - LONG_PAGE_HEADER
+    return first + (page - 1) * (page_size - SHORT_PAGE_HEADER) + max(0, into - SHORT_PAGE_HEADER)
+
+
 def timeline_start(segment: bytes, timeline: int, after: int = 0) -> int | None:
     """When ``timeline`` began, on its server's clock (microseconds since
     1970-01-01 UTC), from the record its promotion wrote first on it in WAL segment
@@ -451,7 +463,11 @@ def timeline_start(segment: bytes, timeline: int, after: int = 0) -> int | None:
     if header is None:
         return None
     stream, continued, _flags = _stream(segment)
-    for match in _SWITCH.finditer(stream, _align(continued) + 16):
+    # From ``after`` on: the record is the first (or about) at the switch point, and a
+    # search from the segment's start tried each zero byte of the WAL before it (0.9 s
+    # for a 16 MiB segment of zeros-heavy records on a loaded machine).
+    begin = max(_align(continued), _position_of(after, header.page_address, header.page_size))
+    for match in _SWITCH.finditer(stream, begin + 16):
         at = match.start() - 16
         if at % ALIGN:
             continue
