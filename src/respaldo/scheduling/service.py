@@ -37,8 +37,10 @@ Rules (from the specification):
   alert when it ends (:mod:`respaldo.operations.stall`; /health and the status say it
   too);
 - the watchdog and the sweep run by elapsed time, which a step of the wall clock does not
-  change: the stall monitor brings one planned further ahead than its period back to now
-  (:meth:`Service.realign`); the cron schedules follow the wall clock.
+  change: once the clock went back, the stall monitor brings one planned further ahead
+  than its period back to now, and plans each cron schedule again from the new time
+  (:meth:`Service.realign`; a wall time that ran is not run twice: the catalog refuses
+  its fire time again).
 """
 
 from __future__ import annotations
@@ -445,8 +447,35 @@ class Service:
         next run was still the old time, an hour ahead, and neither the sweep for lost
         jobs nor the RPO watchdog ran for that hour, telling nothing. The monitor's
         thread calls it at the first look (at most a minute apart) after the wall clock
-        went back, with the wall clock (the scheduler's, not the one tests pass). Cron
-        schedules are left alone: they are wall times, which a step moves with the clock."""
+        went back, with the wall clock (the scheduler's, not the one tests pass).
+
+        A cron schedule's next run is planned again from ``now`` too: it stayed at the
+        old time, and a ``*/5`` ``wal_copy`` did not run for the hour the clock went
+        back (past ``[rpo] wal_copy_minutes``). A wall time that already ran is not run
+        twice: its fire time is recorded, and the catalog refuses it again
+        (``AlreadyFired``); the due time of the next firing is reckoned from ``now``."""
+        moved = self._realign_checks(now)
+        by_name = {entry.name: entry for entry in self.schedule}
+        for job in self._scheduler.get_jobs():
+            entry = by_name.get(job.id)
+            if entry is None or job.next_run_time is None:
+                continue
+            planned = entry.trigger.get_next_fire_time(None, now)
+            if planned is None or planned >= job.next_run_time:
+                continue
+            with self._lock:
+                self._last_fire[entry.name] = now
+            with contextlib.suppress(JobLookupError):  # replanned meanwhile
+                job.modify(next_run_time=planned)
+                moved.append(job.id)
+        if moved:
+            log.warning(
+                "the clock went back: %s run now instead of when the old time said",
+                ", ".join(moved),
+            )
+        return moved
+
+    def _realign_checks(self, now: datetime) -> list[str]:
         periods = {SWEEP: timedelta(seconds=self.ctx.settings.jobs.renew_seconds)}
         if self._watchdog is not None:
             periods[WATCHDOG] = timedelta(minutes=self._watchdog_minutes)
@@ -460,11 +489,6 @@ class Service:
                 with contextlib.suppress(JobLookupError):  # ended meanwhile (paid, replanned)
                     job.modify(next_run_time=now)
                     moved.append(job.id)
-        if moved:
-            log.warning(
-                "the clock went back: %s run now instead of when the old time said",
-                ", ".join(moved),
-            )
         return moved
 
     def look_for_stuck_checks(self, limit: timedelta) -> list[stall.Stuck]:

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,78 @@ listen = "127.0.0.1:0"
         serve.wait()
     drain.join()
     assert any("the clock went back" in line for line in said), "".join(said)
+
+
+def test_serve_runs_an_every_minute_schedule_soon_after_its_clock_went_back_an_hour(
+    tmp_path: Path,
+) -> None:
+    # As the default */5 wal_copy: its next run stayed planned at the old time, and for
+    # the hour the clock went back it did not run (past [rpo] wal_copy_minutes). Here
+    # a restore test every minute, which fails at once (no backup to test) and is
+    # recorded with its fire time.
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("clock step passphrase\n")
+    passphrase.chmod(0o600)
+    config = local_config(
+        tmp_path,
+        """
+[[databases]]
+name = "erp"
+dsn = "postgresql://respaldo@127.0.0.1:1/erp"
+
+[schedules]
+time_zone = "Europe/Madrid"
+full = "off"
+restore_test = "* * * * *"
+cleanup = "off"
+verify = "off"
+
+[rpo]
+watchdog_stuck_minutes = 0.2
+
+[server]
+listen = "127.0.0.1:0"
+""",
+        settings=f'passphrase_file = "{passphrase}"',
+    )
+    initialize(load_settings(config), kdf=FAST_KDF)
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
+    serve = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    said: list[str] = []
+    try:
+        listening_port(serve)
+        drain = threading.Thread(target=lambda: said.extend(serve.stderr or []), daemon=True)
+        drain.start()
+        started = datetime.now(UTC)
+        clock.write_text("-3600\n")  # the step: an hour back
+        catalog = open_catalog(load_settings(config).catalog.url)
+        try:
+
+            def fired_after_the_step() -> bool:
+                assert serve.poll() is None, "".join(said)
+                with catalog.read() as session:
+                    found = Jobs(session).list(limit=50, requested_by="restore_test:erp")
+                return any(
+                    job.scheduled_for is not None
+                    and job.scheduled_for < started - timedelta(minutes=30)
+                    for job in found
+                )
+
+            # A minute of the new clock at most, and a look of the monitor.
+            wait_for("a run at a time of the stepped-back clock", fired_after_the_step)
+        finally:
+            catalog.close()
+    finally:
+        serve.terminate()
+        serve.wait()
