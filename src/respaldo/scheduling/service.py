@@ -453,18 +453,31 @@ class Service:
         old time, and a ``*/5`` ``wal_copy`` did not run for the hour the clock went
         back (past ``[rpo] wal_copy_minutes``). A wall time that already ran is not run
         twice: its fire time is recorded, and the catalog refuses it again
-        (``AlreadyFired``); the due time of the next firing is reckoned from ``now``."""
+        (``AlreadyFired``); the due time of the next firing is reckoned from ``now``.
+
+        The next run is reckoned from the schedule's last firing when that is not after
+        ``now`` (the step went back less far than it): from ``now`` alone, in the second
+        pass of a fall-back's repeated hour, a step of a few seconds planned a nightly
+        ``30 2 * * *`` that ran at 02:30 CEST again for 02:30 CET, another instant the
+        catalog took, and it ran twice that night."""
         moved = self._realign_checks(now)
         by_name = {entry.name: entry for entry in self.schedule}
         for job in self._scheduler.get_jobs():
             entry = by_name.get(job.id)
             if entry is None or job.next_run_time is None:
                 continue
-            planned = entry.trigger.get_next_fire_time(None, now)
-            if planned is None or planned >= job.next_run_time:
-                continue
             with self._lock:
-                self._last_fire[entry.name] = now
+                last = self._last_fire.get(entry.name)
+            if last is None:
+                last = self._first_since(entry)  # where the first firing here goes on from
+            ran = last if last <= now else None
+            planned = next(iter(entry.next_runs(now, 1, ran=ran)), None)
+            # In UTC: two times of one zone compare by their wall clocks, fold ignored.
+            if planned is None or planned.astimezone(UTC) >= job.next_run_time.astimezone(UTC):
+                continue
+            if ran is None:  # gone back past it: what is due is reckoned from now
+                with self._lock:
+                    self._last_fire[entry.name] = now
             with contextlib.suppress(JobLookupError):  # replanned meanwhile
                 job.modify(next_run_time=planned)
                 moved.append(job.id)

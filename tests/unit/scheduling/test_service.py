@@ -359,6 +359,61 @@ def test_a_restart_in_the_repeated_hour_does_not_run_a_pinned_schedule_again(
     ) == ["25 02:30 CEST", "26 02:30 CET"]
 
 
+def test_a_small_clock_step_in_the_repeated_hour_does_not_plan_a_pinned_schedule_again(
+    tmp_path: Path,
+) -> None:
+    # Madrid falls back at 03:00 CEST (2026-10-25). The service ran a daily `30 2 * * *`
+    # backup at 02:30 CEST and planned the next for the 26th. At 02:10 CET (the second
+    # pass) NTP steps the clock back a few seconds: realign() planned the schedule again
+    # from now alone, for 02:30 CET, an instant the catalog had not seen, and the
+    # nightly backup ran twice that night. Only a step back past the last firing
+    # plans again from now (and the catalog refuses the wall time that ran).
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        databases=[{"name": "erp", "dsn": "postgresql://respaldo@127.0.0.1/erp"}],
+        schedules={
+            "time_zone": "Europe/Madrid",
+            "full": "30 2 * * *",
+            "restore_test": "off",
+            "cleanup": "off",
+            "verify": "off",
+        },
+        cache_dir=tmp_path / "cache",
+    )
+    first_pass = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    next_day = datetime(2026, 10, 26, 1, 30, tzinfo=UTC)  # 02:30 CET on the 26th
+    times = [first_pass + timedelta(microseconds=300_000)]
+    runner = Runner()
+    runner.release.set()
+    with Context.open(settings, create=True) as ctx:
+        service = Service(ctx, entries(settings, ()), runner=runner, clock=lambda: times[-1])
+        (full,) = [e for e in service.schedule if e.name == "full:erp"]
+        service.fire(full, by_trigger=True)  # 02:30 CEST
+        # As APScheduler planned it after that firing (not started: nothing fires by itself).
+        service._scheduler.add_job(
+            service.fire, full.trigger, args=[full], id=full.name, next_run_time=next_day
+        )
+        times.append(first_pass + timedelta(minutes=40))  # 02:10 CET, just stepped back
+        assert "full:erp" not in service.realign(times[-1])
+        assert _utc(service.next_run_times()["full:erp"]) == next_day
+        times.append(first_pass + timedelta(hours=1, microseconds=300_000))  # 02:30 CET
+        service.fire(full, by_trigger=True)  # a firing then (it is not planned) runs nothing
+        # Stepped back past the last firing (to 02:20 CEST): planned again from then; the
+        # firing at 02:30 CEST finds its fire time taken.
+        times.append(first_pass - timedelta(minutes=10))
+        assert "full:erp" in service.realign(times[-1])
+        assert _utc(service.next_run_times()["full:erp"]) == first_pass
+        times.append(first_pass + timedelta(microseconds=300_000))
+        service.fire(full, by_trigger=True)
+        fired = jobs.list_jobs(ctx)
+    assert [job.scheduled_for for job in fired] == [first_pass]
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    # An ambiguous wall time never equals another zone's time (PEP 495): compared in UTC.
+    return None if when is None else when.astimezone(UTC)
+
+
 def _sweep_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "respaldo.scheduling.service"]
 
