@@ -334,3 +334,19 @@ def test_the_start_of_a_timeline_is_read_from_its_end_of_recovery_checkpoint() -
     # After pg_ctl promote: XLOG_END_OF_RECOVERY, its time in microseconds since 2000.
     first, _ = _segments([_filler(9000), _end_of_recovery(3, 2, 5_000), _filler(300)])
     assert timeline_start(first, 3) == 5_000 + POSTGRES_EPOCH_UNIX_US
+
+
+def test_the_start_of_a_timeline_is_found_searched_from_its_switch_point() -> None:
+    # 22e28078 searches from the switch point (``after``), mapped past the page headers:
+    # the record is the first at it, on whichever page, and a switch point at a page's
+    # start (inside its header) is before the page's first record.
+    from respaldo.postgres.wal_records import timeline_start
+
+    for before in (_filler(PAGE - 40), _filler(3000), _filler(PAGE - 40 + PAGE - 24 + 800)):
+        records = [before, _checkpoint(2, 1, 4_000), _filler(300)]
+        first, _ = _segments(records)
+        switch = _lsn_of(1, records)
+        assert timeline_start(first, 2, after=switch) == 4_000 * 1_000_000, switch
+        page_start = switch - (switch - SEGMENT) % PAGE
+        assert timeline_start(first, 2, after=page_start) == 4_000 * 1_000_000, switch
+        assert timeline_start(first, 2, after=switch + 1) is None
