@@ -377,15 +377,11 @@ class ChunkIndex:
                 # ``_run_first`` written out for the usual case (nothing quarantined):
                 # a call fewer on every hit and miss of the cache.
                 try:
-                    first = run.first(chunk_id)
+                    location = run.first(chunk_id)
                 except CacheCorrupt as exc:
                     location = self._run_get(self._recover(run, exc), chunk_id)
-                    if location is not None:
-                        return location
-                else:
-                    if first is not None:
-                        group, offset, length, raw = first
-                        return Location(run.pack_id(group), offset, length, raw)
+                if location is not None:
+                    return location
         return self._from_sides(chunk_id)
 
     def get_many(self, chunk_ids: Sequence[bytes]) -> list[Location | None]:
@@ -401,11 +397,9 @@ class ChunkIndex:
         if run is None or self._exclude or self._delta or self._base is not None:
             return [self.get(chunk_id) for chunk_id in chunk_ids]
         try:
-            found = run.first_many(chunk_ids)
+            out = run.first_many(chunk_ids)
         except CacheCorrupt:
             return [self.get(chunk_id) for chunk_id in chunk_ids]
-        pack_id = run.pack_id
-        out = [None if f is None else Location(pack_id(f[0]), f[1], f[2], f[3]) for f in found]
         if self._sides:
             for n, location in enumerate(out):
                 if location is None:
@@ -436,13 +430,9 @@ class ChunkIndex:
         if self._exclude:
             return self._run_get(run, chunk_id)
         try:
-            first = run.first(chunk_id)
+            return run.first(chunk_id)
         except CacheCorrupt as exc:
             return self._run_get(self._recover(run, exc), chunk_id)
-        if first is None:
-            return None
-        group, offset, length, raw = first
-        return Location(run.pack_id(group), offset, length, raw)
 
     def _run_get(self, run: CacheRun, chunk_id: bytes) -> Location | None:
         try:
