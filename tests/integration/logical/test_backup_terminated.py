@@ -163,6 +163,33 @@ def test_a_signal_before_the_copys_manifest_says_the_copy_was_stopped(
     assert _offsite_copy(respaldo, record.id) == ("completed", None)
 
 
+def test_a_second_signal_stops_the_recording_of_the_cut_copy(
+    respaldo: Respaldo, pg: TempCluster
+) -> None:
+    # The first signal cuts the copy; the copy's row is then being recorded, which looks
+    # for the copy's manifest in the secondary: that look hangs (an S3 endpoint that
+    # stopped answering) and the user signals again. Before, the recording ran in a
+    # shield that held the second signal: the command waited for the hung look (the S3
+    # timeouts; here longer than the test waits). Now the second signal ends it at once,
+    # and the row is left to the next backup or copy --all, which makes the copy.
+    _with_offsite(respaldo)
+    code, out, err = _backup(respaldo, "copy-record")
+    assert "terminated again while looking for manifests/" in out, (out, err)
+    # The backup stands (its manifest was written before the copies); the second signal,
+    # as everywhere, ends the command 143.
+    assert code == 143, err
+    assert err.splitlines()[-1] == "respaldo: terminated (SIGTERM)", err
+    assert "its copies to the other repositories were left to the next backup" in " ".join(
+        err.split()
+    ), err
+    (record,) = respaldo.records()
+    assert record.status == "completed", record.error_message
+    assert _offsite_copy(respaldo, record.id) == ("pending", None)
+    run = respaldo.run("copy", "--all", "--to", "offsite")
+    assert run.code == 0, str(run)
+    assert _offsite_copy(respaldo, record.id) == ("completed", None)
+
+
 def test_a_files_backup_signalled_after_its_manifest_completes(
     respaldo: Respaldo, pg: TempCluster
 ) -> None:
