@@ -94,7 +94,9 @@ def read_selection(
                 hint=f"{option('schemas')} {exc.other.namespace} restores it with its schema "
                 f"(when the tables it reads are in it); {option('tables')} takes tables",
             ) from None
-        if exc.ambiguous and "." in exc.name:
+        # Unquoted, a name with a dot has a reading at each dot (postgres.toc._readings);
+        # quoted ('"b.c"', in two schemas) it has one and lacks only its schema.
+        if exc.ambiguous and "." in exc.name and '"' not in exc.name:
             raise InvalidInput(
                 field,
                 f"{exc.what} {exc.name!r} can be read as more than one table; nothing was restored",

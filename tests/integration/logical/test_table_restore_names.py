@@ -144,6 +144,27 @@ def test_an_unquoted_name_with_two_readings_is_refused_and_one_with_one_is_found
     assert pg.query('SELECT count(*) FROM "a.b".c', dbname=new_dbname) == [(2,)]
 
 
+def test_a_quoted_name_with_a_dot_in_two_schemas_asks_for_its_schema(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    # '"b.c"' in the schemas a and public was refused as "can be read as more than one
+    # table", with the hint to put double quotes around the part with a dot: it has them.
+    # What it lacks is its schema, as for any name in more than one schema.
+    pg.execute('CREATE TABLE public."b.c" (id int)', dbname=respaldo.dbname)
+    backup_id = _backup_with_dotted_names(respaldo, pg)
+    before = databases(pg)
+
+    refused = respaldo.run(
+        "restore", backup_id, "--target-database", new_dbname, "--table", '"b.c"'
+    )
+    assert refused.code != 0, str(refused)
+    said = " ".join(refused.err.split())
+    assert "table '\"b.c\"' is in more than one schema" in said, refused.err
+    assert 'name it with its schema: a."b.c", public."b.c"' in said, refused.err
+    assert "double quotes" not in said, refused.err
+    assert databases(pg) == before
+
+
 def test_a_backup_with_counts_of_the_first_format_restores_and_lists_as_before(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
