@@ -215,8 +215,15 @@ def _newer_timeline(repo: Repository, system_id: str, file: str) -> tuple[int, i
     newest timeline ('latest'), so a restore of this server's backups would replay that
     server's WAL instead of this one's, and a target time after it began too."""
     try:
-        timeline = int(parse_wal_name(file).timeline, 16)
+        parsed = parse_wal_name(file)
+        timeline = int(parsed.timeline, 16)
     except (InvalidWalFile, ValueError):
+        return None
+    if parsed.kind is WalKind.PARTIAL:
+        # A server archives its old timeline's last segment as .partial when it promotes,
+        # after the new timeline's history file: it is on that later timeline itself, and
+        # its .partial stays its last archived file until its first segment there is
+        # (hours on a quiet database). Its own history file is no other server's.
         return None
     newer = f"{timeline + 1:08X}"
     try:

@@ -66,3 +66,48 @@ def test_a_hole_the_dead_primary_left_before_a_promotion_is_red(
     finally:
         archiving.pg = primary
         standby.destroy()
+
+
+def test_a_promoted_standby_whose_last_archived_file_is_its_partial_is_not_another_server(
+    archiving_alone: Archiving,
+) -> None:
+    # A clean failover: every segment of the primary archived, its standby promoted and the
+    # configuration pointed at it. The new primary archives timeline 2's history file, then
+    # timeline 1's last segment as .partial, which stays its last archived file until its
+    # first segment of timeline 2 is (no archive_timeout here: hours on a quiet database).
+    # The status took that for a server on timeline 1 with another server's timeline 2
+    # archived beside it: red, saying to remove timeline 2's files from the archive, the
+    # new primary's own.
+    archiving = archiving_alone
+    primary = archiving.pg
+    archiving.backup()
+    standby = primary.standby()
+    try:
+        primary.execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+        archiving.switch_and_archive()
+        end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+        wait_for(
+            "the standby to replay the primary's last WAL",
+            lambda: bool(standby.scalar("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (end,))),
+        )
+        primary.stop("fast")
+        standby.promote()
+        config = archiving.config.read_text()
+        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
+        archiving.pg = standby
+        wait_for(
+            "the new primary to archive its old timeline's .partial segment",
+            lambda: str(
+                standby.scalar("SELECT last_archived_wal FROM pg_stat_archiver") or ""
+            ).endswith(".partial"),
+            timeout=240,
+        )
+        system_id = str(standby.scalar("SELECT system_identifier FROM pg_control_system()"))
+        assert (archiving.repo_dir / "wal" / system_id / "00000002" / "00000002.history").exists()
+
+        level, reason = archive_verdict(archiving.run("status", "--json"))
+        assert "of this cluster is archived too" not in reason, reason
+        assert level == "green", reason
+    finally:
+        archiving.pg = primary
+        standby.destroy()
