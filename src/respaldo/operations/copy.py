@@ -102,13 +102,7 @@ def copy_to(
         try:
             _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
             stats = copy_backup(source, destination, backup_id, progress)
-            _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
-            s3_url, tier = offsite_location(target, backup_id)
-            if s3_url is not None:
-                with ctx.catalog.begin() as session:
-                    BackupCopies(session).set_offsite_location(
-                        backup_id, s3_url=s3_url, storage_tier=tier
-                    )
+            _record_completed(ctx, target, backup_id)
         except KeyboardInterrupt as exc:
             # A signal (Ctrl-C, SIGTERM, SIGHUP) cut this copy: its row must not say
             # pending for ever with nothing running. Not shielded: a second signal stops
@@ -189,13 +183,7 @@ def _record_interrupted(
     Best effort: an error here is logged, and the signal goes on ending the command."""
     try:
         if copied(destination, backup_id):
-            _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
-            s3_url, tier = offsite_location(target, backup_id)
-            if s3_url is not None:
-                with ctx.catalog.begin() as session:
-                    BackupCopies(session).set_offsite_location(
-                        backup_id, s3_url=s3_url, storage_tier=tier
-                    )
+            _record_completed(ctx, target, backup_id)
         else:
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc) or "interrupted")
     except Exception as error:  # the catalog or the destination failing too
@@ -205,6 +193,16 @@ def _record_interrupted(
             target.name,
             error,
         )
+
+
+def _record_completed(ctx: Context, target: RepositorySettings, backup_id: str) -> None:
+    """The row of a copy whose manifest is in ``target``: completed, with where it is
+    when that is S3."""
+    _record(ctx, backup_id, target.name, CopyStatus.COMPLETED, None)
+    s3_url, tier = offsite_location(target, backup_id)
+    if s3_url is not None:
+        with ctx.catalog.begin() as session:
+            BackupCopies(session).set_offsite_location(backup_id, s3_url=s3_url, storage_tier=tier)
 
 
 def _deleted(ctx: Context, backup_id: str) -> bool:
