@@ -114,7 +114,10 @@ listen = "127.0.0.1:0"
                 with catalog.read() as session:
                     return Jobs(session).get(job_id).status
 
-            assert status() is JobStatus.RUNNING  # the premise: nobody swept it yet
+            # No premise that it still runs here: the monitor realigns the sweep within
+            # 3 s of the step and it sweeps every 2 s from then on, while this process
+            # takes seconds to start and die on a loaded machine (seen: swept already
+            # when read 2.5 s after its death). The log line at the end says who swept.
             # Swept every 2 s before the step; after it, within a look of the monitor.
             # Without the realignment it stays running for the hour the clock went back.
             wait_for("serve to sweep the lost job", lambda: status() is JobStatus.FAILED)
