@@ -190,6 +190,9 @@ def read_wal_file(path: Path) -> WalFile:
     if not wal_name.has_header:
         if len(data) > MAX_SMALL_FILE:
             raise InvalidWalFile(f"{path.name} is {len(data)} bytes: too large for its kind")
+        if wal_name.kind is WalKind.HISTORY:
+            # Checked before archiving: a recovery that fetches it later cannot be helped.
+            check_timeline_history(path.name, data.decode(errors="replace"))
         return WalFile(wal_name, data, None)
     header = parse_segment_header(data)
     if header is None:
@@ -251,6 +254,9 @@ def recovery_target_set(datadir: Path) -> bool | None:
 # --- timeline history files ------------------------------------------------------------
 
 
+_TIMELINE_ID = re.compile(r"[0-9]{1,10}")
+
+
 def parse_timeline_history(text: str) -> list[tuple[int, int]]:
     """The ``(timeline, switch LSN)`` entries of a ``<TLI>.history`` file, oldest first:
     each ancestor timeline and the LSN where its child branched off it (the last entry's
@@ -262,9 +268,61 @@ def parse_timeline_history(text: str) -> list[tuple[int, int]]:
         if not fields or fields[0].startswith("#"):
             continue
         try:
+            # ASCII digits only: int() alone would take "+3", "3_0" or other scripts' digits.
+            if not _TIMELINE_ID.fullmatch(fields[0]):
+                raise ValueError(fields[0])
             entries.append((int(fields[0]), parse_lsn(fields[1])))
         except (ValueError, IndexError):
             raise InvalidWalFile(f"not a timeline history line: {line[:80]!r}") from None
+    return entries
+
+
+def check_timeline_history(name: str, text: str) -> list[tuple[int, int]]:
+    """The entries of history file ``name`` (``<TLI>.history``) if recovery can follow
+    them, as PostgreSQL reads them (``readTimeLineHistory`` in its timeline.c): at least
+    one ``parent <tab> switch point <tab> reason`` line, parents increasing and
+    each before the file's own timeline, switch points not going back. Raises
+    InvalidWalFile saying which rule a line breaks.
+
+    A switch point past the WAL archived so far is not checked: PostgreSQL writes and
+    archives the history file at the promotion, before the new timeline's segments, and
+    its archiver takes ready history files before the old timeline's last segments."""
+    timeline = int(name[:8], 16)
+
+    def invalid(why: str) -> InvalidWalFile:
+        return InvalidWalFile(
+            f"{name} is not a valid timeline history file: {why}",
+            hint="PostgreSQL writes '<parent timeline> <switch LSN> <reason>' lines, parents "
+            "increasing and before the file's own timeline; a recovery reading this one "
+            "would stop or follow the wrong WAL. Nothing was archived",
+        )
+
+    try:
+        entries = parse_timeline_history(text)
+    except InvalidWalFile as exc:
+        raise invalid(str(exc)) from None
+    if not entries:
+        raise invalid(f"it names no parent timeline of timeline {timeline}")
+    previous: tuple[int, int] | None = None
+    for parent, switch in entries:
+        if parent < 1:
+            raise invalid("timeline 0 is no timeline (they start at 1)")
+        if parent >= timeline:
+            raise invalid(
+                f"timeline {parent} cannot be a parent of timeline {timeline} (parents come "
+                "before their children)"
+            )
+        if previous is not None and parent <= previous[0]:
+            raise invalid(
+                f"timeline {parent} follows timeline {previous[0]} (parents must be in "
+                "increasing order)"
+            )
+        if previous is not None and switch < previous[1]:
+            raise invalid(
+                f"timeline {parent} ends at {format_lsn(switch)}, before the switch point of "
+                f"its parent timeline {previous[0]} ({format_lsn(previous[1])})"
+            )
+        previous = (parent, switch)
     return entries
 
 

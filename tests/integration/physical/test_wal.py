@@ -98,6 +98,48 @@ def test_history_files_round_trip(archiving: Archiving, tmp_path: Path) -> None:
     assert back.read_bytes() == history.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        # A parent that cannot be one: timeline 7 is not before timeline 3.
+        ("1\t0/3000000\tno recovery target specified\n7\t0/5000000\tx\n", "timeline 7"),
+        ("2\t0/3000000\tx\n1\t0/5000000\tx\n", "increasing"),
+        ("1\t0/5000000\tx\n2\t0/3000000\tx\n", "before the switch point"),
+        ("1\n", "not a timeline history line"),
+        ("0\t0/3000000\tx\n", "timeline 0"),
+        ("# only a comment\n", "names no parent timeline"),
+    ],
+)
+def test_a_malformed_history_file_is_refused_and_not_stored(
+    archiving: Archiving, tmp_path: Path, content: str, why: str
+) -> None:
+    # PostgreSQL's recovery reads <TLI>.history as "parent, switch point, reason" lines,
+    # parents increasing and before the file's own timeline: a file breaking that would
+    # be archived, then end a later restore early (on the wrong timeline) or stop it.
+    history = tmp_path / "00000003.history"
+    history.write_text(content)
+    run = archiving.run("wal-push", str(history))
+    assert run.code == 1, str(run)
+    assert "00000003.history is not a valid timeline history file" in run.err, str(run)
+    assert why in run.err, str(run)
+    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000003"
+    assert not (stored / "00000003.history").exists()
+
+
+def test_a_history_file_branching_past_the_archived_wal_is_accepted(
+    archiving: Archiving, tmp_path: Path
+) -> None:
+    # A promotion writes the history file before the new timeline's segments, and the
+    # archiver takes history files before the old timeline's last ready segments: a
+    # switch point past everything archived so far is what PostgreSQL itself sends.
+    history = tmp_path / "000000C8.history"
+    history.write_text("1\t0/90000000\tno recovery target specified\n")
+    run = archiving.run("wal-push", str(history))
+    assert run.code == 0, str(run)
+    stored = archiving.repo_dir / "wal" / _system_id(archiving) / "000000C8" / history.name
+    assert stored.exists()
+
+
 def test_fetch_exit_status_as_the_server_sees_it(archiving: Archiving) -> None:
     """1 for "not archived" (recovery ends normally), 255 for failures (recovery stops)."""
     target = archiving.base / "fetched"
