@@ -216,14 +216,22 @@ def build_restore_command(
         )
     source = ""
     if repository is not None and repository != settings.repository().name:
-        source = f" --repository {shlex.quote(repository)}"
+        source = f" --repository {_shell_word(repository)}"
         if primary_first:
             source += " --primary-first"
     return (
-        f"{shlex.quote(program or default_program())} --config "
-        f"{shlex.quote(str(config.absolute()))} wal-fetch --system-id {int(system_id)}"
+        f"{_shell_word(program or default_program())} --config "
+        f"{_shell_word(str(config.absolute()))} wal-fetch --system-id {int(system_id)}"
         f"{source} %f %p"
     )
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one word of restore_command: quoted for the shell, and each ``%``
+    written ``%%``, since PostgreSQL replaces %f, %p, %r and %% before the shell runs the
+    command (and 16 and later refuse any other ``%x``): a config under ``…/100%fiables/``
+    reached wal-fetch as ``…/100<WAL file name>iables/``."""
+    return shlex.quote(text).replace("%", "%%")
 
 
 def _unreachable_parent(path: Path, owner: Owner) -> Path | None:

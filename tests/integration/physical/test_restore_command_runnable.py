@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sample.cluster import TempCluster
 
-from tests.integration.physical.conftest import OS_USER, Archiving, free_port
+from tests.integration.physical.conftest import OS_USER, Archiving, chown_tree, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,3 +50,29 @@ def test_an_unrunnable_respaldo_command_is_refused_before_restoring(
     assert "make install" in run.err
     assert "Traceback" not in run.err
     assert not datadir.exists()
+
+
+def test_a_restore_recovers_with_a_config_and_program_under_a_path_with_a_percent(
+    archiving: Archiving, restored_servers: list[TempCluster]
+) -> None:
+    # PostgreSQL replaces %f, %p, %r and %% in restore_command before the shell sees it
+    # (and 16 and later refuse any other "%x"): "…/100%fiables/respaldo.toml" reached
+    # wal-fetch as "…/100<WAL file name>iables/respaldo.toml", so no WAL was fetched.
+    record = archiving.backup()
+    home = archiving.base / "Copias de seguridad 100%fiables"
+    home.mkdir()
+    config = home / "respaldo.toml"
+    shutil.copy(archiving.config, config)
+    program = home / "respaldo"
+    shutil.copy(Path(sys.executable).with_name("respaldo"), program)
+    program.chmod(0o755)
+    chown_tree(home)
+    moved = replace(archiving, config=config)
+    rows = archiving.pg.scalar("SELECT count(*) FROM pg_catalog.pg_class", dbname="shop")
+    restored, datadir, _ = moved.restore_started(
+        record["id"], restored_servers, "--immediate", "--respaldo-command", str(program)
+    )
+    assert restored.scalar("SELECT pg_is_in_recovery()") is False
+    assert restored.scalar("SELECT count(*) FROM pg_catalog.pg_class", dbname="shop") == rows
+    auto = (datadir / "postgresql.auto.conf").read_text()
+    assert "100%%fiables/respaldo.toml" in auto, auto
