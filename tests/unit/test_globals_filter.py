@@ -68,3 +68,19 @@ def test_what_a_script_creates_is_its_create_lines_names_unquoted() -> None:
         ("role", 'Jefe de "Obra"'),
         ("role", "lector"),
     }
+
+
+def test_a_quoted_name_with_a_line_break_is_one_statement() -> None:
+    # pg_dumpall quotes such a name; read line by line, its halves matched no role.
+    name = "jefe\nrole lector"
+    script = (
+        f'CREATE ROLE "{name}";\n'
+        f"ALTER ROLE \"{name}\" WITH LOGIN PASSWORD 'SCRAM-SHA-256$hoy';\n"
+        "-- a comment's quote \" ends with its line\n"
+        "CREATE ROLE lector;\n"
+    )
+    filtered, kept = filter_globals(script, {name})
+    assert kept == {name}
+    assert filtered == "-- a comment's quote \" ends with its line\nCREATE ROLE lector;\n"
+    assert script_creates(script) == {("role", name), ("role", "lector")}
+    assert login_roles(script) == {name}

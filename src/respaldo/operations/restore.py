@@ -1773,7 +1773,7 @@ def _restore_globals(
             hint=f"nothing was changed; restore without {option('with_globals')}, and create "
             "the roles it needs by hand",
         ) from None
-    before = _globals_present(admin, tools)
+    before = _globals_present(admin)
     existing = {name for kind, name in before if kind == "role"}
     script, kept = filter_globals(script, existing)
     # ON_ERROR_STOP off: a grant that exists, or a tablespace whose directory is not
@@ -1792,7 +1792,7 @@ def _restore_globals(
     # an administrator) is not ours, and a user cleaning up would drop it.
     created = sorted(
         name if kind == "role" else f"{kind} {name}"
-        for kind, name in (_globals_present(admin, tools) - before) & script_creates(script)
+        for kind, name in (_globals_present(admin) - before) & script_creates(script)
     )
     if kept:
         warnings.append(kept_roles_warning(kept))
@@ -1812,8 +1812,15 @@ def kept_roles_warning(kept: Collection[str]) -> Phrase:
         len(kept),
         N_("{count} role exists already and was left unchanged: {roles}"),
         N_("{count} roles exist already and were left unchanged: {roles}"),
-        roles=", ".join(sorted(kept)),
+        roles=", ".join(shown_role(name) for name in sorted(kept)),
     )
+
+
+def shown_role(name: str) -> str:
+    """A role's name for a message: as it is, or, with a line break or another control
+    character in it, as a Python string literal (``'jefe\\nerp_app'``), whole on the
+    message's one line."""
+    return name if name.isprintable() else repr(name)
 
 
 def passwordless_logins_warning(logins: Collection[str]) -> Phrase:
@@ -1832,73 +1839,103 @@ def passwordless_logins_warning(logins: Collection[str]) -> Phrase:
             "password need it set again (ALTER ROLE … PASSWORD) before the applications "
             "connect"
         ),
-        roles=", ".join(sorted(logins)),
+        roles=", ".join(shown_role(name) for name in sorted(logins)),
     )
 
 
-def _globals_present(admin: ConnInfo, tools: Tools) -> set[tuple[str, str]]:
+def _globals_present(admin: ConnInfo) -> set[tuple[str, str]]:
     """The server's roles and tablespaces, as ("role", name) and ("tablespace", name)."""
-    listed = psql(
-        admin,
-        sql="SELECT 'role ' || rolname FROM pg_catalog.pg_roles "
-        "UNION ALL SELECT 'tablespace ' || spcname FROM pg_catalog.pg_tablespace",
-        tuples_only=True,
-        bindir=tools.bindir,
-    )
-    found = set()
-    for line in listed.text.splitlines():
-        kind, _, name = line.partition(" ")
-        if name:
-            found.add((kind, name))
-    return found
+    # Names as values, not as psql's lines: a role named "jefe<newline>role erp_app" was
+    # read as the role erp_app, whose CREATE ROLE the backup's script then skipped.
+    with connect(admin, autocommit=True) as conn:
+        # The names compared with the script's, which psql is sent in UTF-8.
+        conn.execute("SET client_encoding TO 'UTF8'")
+        rows = conn.execute(
+            "SELECT 'role', rolname::text FROM pg_catalog.pg_roles "
+            "UNION ALL SELECT 'tablespace', spcname::text FROM pg_catalog.pg_tablespace"
+        ).fetchall()
+    return {(str(kind), str(name)) for kind, name in rows}
 
 
-_LOGIN_ROLE = re.compile(
-    r'^ALTER ROLE ((?:"(?:[^"]|"")+")|[^\s;]+) WITH\b[^\n]*?\sLOGIN\b', re.MULTILINE
-)
+def script_lines(script: str) -> Iterator[str]:
+    """The lines of a pg_dumpall globals script as psql reads them, each with its line
+    break: a line break inside a quoted name (``CREATE ROLE "jefe<newline>erp_app";``,
+    pg_dumpall quotes such names) or a string does not end one; one in a ``--`` comment
+    does. Pure.
+
+    pg_dumpall writes each statement on a line of its own, so these are its statements;
+    read line by line, the two halves of such a name matched no role, and the existing
+    role's CREATE and ALTER ROLE … PASSWORD ran again (today's password set back)."""
+    start = 0
+    quote = ""  # '"' or "'" while inside one
+    comment = False
+    i = 0
+    while i < len(script):
+        char = script[i]
+        if comment:
+            comment = char != "\n"
+        elif quote:
+            # A doubled quote is two toggles: out of the name and into it again.
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif script.startswith("--", i):
+            comment = True
+            i += 1
+        if char == "\n" and not quote and not comment:
+            yield script[start : i + 1]
+            start = i + 1
+        i += 1
+    if start < len(script):
+        yield script[start:]
+
+
+def _unquoted(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+_LOGIN_ROLE = re.compile(r'ALTER ROLE ((?:"(?:[^"]|"")+")|[^\s;]+) WITH\b[^\n]*?\sLOGIN\b')
 
 
 def login_roles(script: str) -> set[str]:
     """The roles a pg_dumpall globals script gives ``LOGIN`` (``ALTER ROLE … WITH …
     LOGIN``, as pg_dumpall writes it after each ``CREATE ROLE``). Pure."""
     found = set()
-    for match in _LOGIN_ROLE.finditer(script):
-        name = match.group(1)
-        found.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    for line in script_lines(script):
+        match = _LOGIN_ROLE.match(line)
+        if match:
+            found.add(_unquoted(match.group(1)))
     return found
 
 
-_ROLE_STATEMENT = re.compile(r'^(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
+# A quoted name may hold line breaks ([^"] matches them too).
+_ROLE_STATEMENT = re.compile(r'(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
 
 
-_CREATE_STATEMENT = re.compile(r'^CREATE (ROLE|TABLESPACE) ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
+_CREATE_STATEMENT = re.compile(r'CREATE (ROLE|TABLESPACE) ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
 
 
 def script_creates(script: str) -> set[tuple[str, str]]:
     """The roles and tablespaces a pg_dumpall globals script creates, as ("role", name)
     and ("tablespace", name), the names unquoted. Pure."""
     found: set[tuple[str, str]] = set()
-    for line in script.splitlines():
+    for line in script_lines(script):
         match = _CREATE_STATEMENT.match(line)
         if match:
-            name = match.group(2)
-            if name.startswith('"'):
-                name = name[1:-1].replace('""', '"')
-            found.add((match.group(1).lower(), name))
+            found.add((match.group(1).lower(), _unquoted(match.group(2))))
     return found
 
 
 def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
-    """Drop ``CREATE ROLE``/``ALTER ROLE`` lines of a pg_dumpall globals script for roles
-    in ``existing``; return the script and the roles it left alone. Pure."""
+    """Drop ``CREATE ROLE``/``ALTER ROLE`` statements of a pg_dumpall globals script for
+    roles in ``existing``; return the script and the roles it left alone. Pure."""
     kept: set[str] = set()
     lines = []
-    for line in script.splitlines(keepends=True):
+    for line in script_lines(script):
         match = _ROLE_STATEMENT.match(line)
         if match:
-            name = match.group(1)
-            if name.startswith('"'):
-                name = name[1:-1].replace('""', '"')
+            name = _unquoted(match.group(1))
             if name in existing:
                 kept.add(name)
                 continue

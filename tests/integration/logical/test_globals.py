@@ -273,3 +273,34 @@ def test_a_role_another_session_creates_meanwhile_is_not_named_as_created(
         assert table_checksums(pg, target) == kept
     finally:
         pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(bystander)))
+
+
+def test_a_role_name_with_a_line_break_neither_hides_a_missing_role_nor_is_reset(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str, auditor: str
+) -> None:
+    # The server's roles were listed by psql one per line: "jefe<newline>erp_app" counted
+    # as the roles "jefe" and "erp_app", so the backup's CREATE ROLE erp_app was skipped
+    # as "exists already". And the script was filtered line by line: the quoted name
+    # spanning two lines matched no role, so its CREATE and ALTER ROLE ... PASSWORD ran
+    # against the existing role, setting back its password to the backup's.
+    app = sql.Identifier(auditor)
+    boss_name = f"jefe\nrole {auditor}"
+    boss = sql.Identifier(boss_name)
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'de-la-copia'").format(app))
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'de-la-copia'").format(boss))
+    try:
+        backup_id = respaldo.backup()["id"]
+        pg.execute(sql.SQL("DROP ROLE {}").format(app))
+        pg.execute(sql.SQL("ALTER ROLE {} PASSWORD 'de-hoy'").format(boss))
+        today = _role(pg, boss_name)
+        assert today is not None
+
+        run = respaldo.restore(backup_id, new_dbname, "--globals")
+        assert _role(pg, auditor) is not None, run.err  # the missing role came back
+        assert _role(pg, boss_name) == today  # today's password, untouched
+        warnings = [line for line in run.err_lines if line.startswith("warning:")]
+        assert len(warnings) == 1, run.err  # no "role ... already exists" from psql
+        assert "exist already and were left unchanged" in warnings[0], run.err
+        assert repr(boss_name) in warnings[0], run.err  # the whole name, on its line
+    finally:
+        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(boss))
