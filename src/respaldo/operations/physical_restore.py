@@ -57,6 +57,7 @@ from respaldo.errors import (
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
 from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.restore_command_access import check_restore_command_files
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import (
     abort_restore,
@@ -430,6 +431,7 @@ def restore_datadir(
                 hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
             )
         check_runnable_by(program, owner)
+        check_restore_command_files(settings, wal_source, owner)
         major = int(manifest.meta["server_version_num"]) // 10000
         configured = configured_bin_dir(settings, manifest.source)
         bindir = find_server_bindir(major, configured) if start else None

@@ -9,13 +9,20 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sample.cluster import TempCluster
 
-from tests.integration.physical.conftest import OS_USER, Archiving, chown_tree, free_port
+from tests.integration.physical.conftest import (
+    OS_USER,
+    PASSPHRASE,
+    Archiving,
+    chown_tree,
+    free_port,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -76,3 +83,50 @@ def test_a_restore_recovers_with_a_config_and_program_under_a_path_with_a_percen
     assert restored.scalar("SELECT count(*) FROM pg_catalog.pg_class", dbname="shop") == rows
     auto = (datadir / "postgresql.auto.conf").read_text()
     assert "100%%fiables/respaldo.toml" in auto, auto
+
+
+def _restore_with(archiving: Archiving, config: Path, backup_id: str) -> tuple[Path, str]:
+    datadir = archiving.new_datadir()
+    run = replace(archiving, config=config).run(
+        "restore",
+        backup_id,
+        "--target-datadir",
+        str(datadir),
+        "--immediate",
+        "--start",
+        "--port",
+        str(free_port()),
+    )
+    assert run.code == 1, str(run)
+    assert "Traceback" not in run.err
+    assert not datadir.exists(), "the restore wrote before refusing"
+    return datadir, run.err
+
+
+def test_a_config_or_passphrase_file_the_server_cannot_read_is_refused_before_restoring(
+    archiving: Archiving, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disaster-recovery runbook on a new machine: the config put back by root, 0600
+    # in a root-only directory, and its passphrase_file lost with the old machine while
+    # the passphrase is given through the environment. Before, both restores wrote the
+    # data directory and started a server whose every restore_command failed, and the
+    # error blamed the recovery target or missing WAL.
+    record = archiving.backup()
+    text = archiving.config.read_text()
+    private = tmp_path / "respaldo.toml"  # pytest's tmp_path: closed to the server's user
+    private.write_text(text)
+    _, err = _restore_with(archiving, private, record["id"])
+    assert f"restore_command cannot work as {OS_USER}: the config file {private}: cannot" in err
+
+    passphrase_file = str(archiving.settings().passphrase_file)
+    assert passphrase_file in text
+    shared = Path(tempfile.mkdtemp(prefix="config-", dir=archiving.base))
+    chown_tree(shared)
+    lost = shared / "lost-passphrase"
+    reachable = shared / "respaldo.toml"
+    reachable.write_text(text.replace(passphrase_file, str(lost)))
+    reachable.chmod(0o644)
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    _, err = _restore_with(archiving, reachable, record["id"])
+    assert f"passphrase_file {lost} does not exist" in err
+    assert "RESPALDO_PASSPHRASE" in err
