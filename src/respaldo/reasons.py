@@ -293,7 +293,7 @@ _PHRASES = (
     ),
     # ... and each chunk so read (operations/restore.py: StreamReader's note, "; "-joined
     # with the next).
-    N_("chunk {chunk} is {problem} in {location} ({object})"),
+    N_("chunk {chunk}: {problem} in {location} ({object})"),
     N_("read from {repository}"),
     # drill.py: _alert, a failed restore test's alert (its error and hint reach the
     # alert as text: the alerts scrub them). Its failed checks as the run's error reads.

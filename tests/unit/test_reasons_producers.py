@@ -69,7 +69,7 @@ NOT_WRITTEN_WHOLE = {
     "and {count} more": "operations/restore_parallel.py",
     # operations/restore.py: READ_ELSEWHERE, and a chunk read from a mirror.
     "read from {repository}": "operations/restore.py",
-    "chunk {chunk} is {problem} in {location} ({object})": "operations/restore.py",
+    "chunk {chunk}: {problem} in {location} ({object})": "operations/restore.py",
     # notify/send.py: the target's name, then apprise's refusal in parts.
     "apprise cannot use its URL ({said})": "notify/send.py",
     # Audit rows stored before backups were named logical and physical (_SAID_NOW).

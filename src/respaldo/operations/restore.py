@@ -1219,7 +1219,7 @@ class StreamReader:
 
     def _note(self, failed: ChunkResult, good: ChunkResult) -> None:
         self.warnings.append(
-            f"chunk {failed.chunk_id.hex()[:16]} is {failed.problem} in "
+            f"chunk {failed.chunk_id.hex()[:16]}: {failed.problem} in "
             f"{self.repo.storage.location} ({failed.obj or 'index'}); "
             f"{READ_ELSEWHERE} {good.repository}"
         )

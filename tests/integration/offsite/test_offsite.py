@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -163,6 +164,10 @@ def test_a_chunk_lost_locally_is_read_from_s3(setup: Setup, new_dbname: str) -> 
     _, err = setup.ok("restore", backup_id, "--target-database", new_dbname)
     assert "read from s3://" in err
     assert packs[0].name in err  # the warning names the damaged object
+    # What is wrong follows the chunk's id as it is: "chunk 1f2e…: pack is missing in …",
+    # where it once read "chunk 1f2e… is pack is missing in …".
+    assert re.search(r"chunk [0-9a-f]{16}: .+? in file://", err), err
+    assert not re.search(r"chunk [0-9a-f]{16} is ", err), err
     assert _checksums(setup.pg, setup.dbname) == _checksums(setup.pg, new_dbname)
 
 
