@@ -807,6 +807,10 @@ _STOPPED = {
 }
 
 
+# How respaldo's CLI prints an error (cli/main.py); wal-fetch's go to the server's log.
+_FETCH_ERROR = "respaldo: error: "
+
+
 def _why_recovery_stopped(log_file: Path) -> tuple[str, str]:
     """What the server's log says stopped recovery, and a hint; a general one if nothing."""
     try:
@@ -816,6 +820,15 @@ def _why_recovery_stopped(log_file: Path) -> tuple[str, str]:
     for fatal, (reason, hint) in _STOPPED.items():
         if fatal in text:
             return reason, hint
+    # respaldo's own error in restore_command (wal-fetch): the server then sees a fetch
+    # that failed, and the general hint below blamed the target or missing WAL.
+    failed = [line.strip() for line in text.splitlines() if line.startswith(_FETCH_ERROR)]
+    if failed:
+        return f": its restore_command failed ({failed[-1]})", (
+            "the server runs 'respaldo --config FILE wal-fetch' as its own OS user, with "
+            "the passphrase and credentials that config names: fix what its error says and "
+            "restore again"
+        )
     return "", (
         "a recovery target after the end of the archived WAL, or WAL missing from the "
         "archive, are the usual causes"

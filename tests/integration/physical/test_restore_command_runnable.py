@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
+from tests.integration.cli import secret_file
 from tests.integration.physical.conftest import (
     OS_USER,
     PASSPHRASE,
@@ -130,3 +131,37 @@ def test_a_config_or_passphrase_file_the_server_cannot_read_is_refused_before_re
     _, err = _restore_with(archiving, reachable, record["id"])
     assert f"passphrase_file {lost} does not exist" in err
     assert "RESPALDO_PASSPHRASE" in err
+
+
+def test_a_restore_command_that_fails_is_named_as_the_cause(
+    archiving: Archiving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A passphrase_file left from before a passphrase change: the restore opens the
+    # repository with RESPALDO_PASSPHRASE (the environment wins), the server's
+    # restore_command with the file, which is refused. The hint blamed the recovery target
+    # or missing WAL.
+    record = archiving.backup()
+    text = archiving.config.read_text()
+    passphrase_file = str(archiving.settings().passphrase_file)
+    shared = Path(tempfile.mkdtemp(prefix="config-", dir=archiving.base))
+    stale = secret_file(shared / "stale-passphrase", "a passphrase from before key passwd")
+    chown_tree(shared)
+    config = shared / "respaldo.toml"
+    config.write_text(text.replace(passphrase_file, str(stale)))
+    config.chmod(0o644)
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    datadir = archiving.new_datadir()
+    run = replace(archiving, config=config).run(
+        "restore",
+        record["id"],
+        "--target-datadir",
+        str(datadir),
+        "--immediate",
+        "--start",
+        "--port",
+        str(free_port()),
+    )
+    assert run.code == 1, str(run)
+    assert "stopped during recovery: its restore_command failed (respaldo: error: " in run.err
+    assert "wrong passphrase" in run.err
+    assert "usual causes" not in run.err
