@@ -101,6 +101,8 @@ class ManifestValues:
     schema_version: str | None = None
     tool_version: str | None = None
     parent_id: str | None = None
+    source: str | None = None
+    """``<system identifier>/<database>`` the backup was read from (None: not named)."""
     # optional: None keeps what the record has
     retention_days: int | None = None
     pinned: bool | None = None
@@ -606,6 +608,7 @@ class BackupRecords:
         record.schema_version = values.schema_version
         record.tool_version = values.tool_version
         record.parent_id = values.parent_id
+        record.source = values.source
         if values.retention_days is not None:
             record.retention_days = values.retention_days
         if values.pinned is not None:

@@ -8,6 +8,7 @@ from respaldo.catalog import BackupRecords, ManifestValues
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.recorded import backup_source
 from respaldo.operations.repair import damage_problem
 from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
@@ -46,6 +47,9 @@ def manifest_values(
         schema_version=meta.get("schema_version"),
         tool_version=manifest.tool_version,
         parent_id=meta.get("incremental_of"),
+        # Which server and database: status tells a backup read elsewhere from the one
+        # before it (a new server after a disaster, another machine's dsn) only with it.
+        source=backup_source(meta),
         retention_days=meta.get("retention_days"),
         # Snapshot backups are pinned in their manifest. A rebuild never unpins, and re-pins
         # one a user unpinned: keeping too much is the failure that loses nothing.

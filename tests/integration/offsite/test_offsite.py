@@ -276,3 +276,28 @@ def test_recovery_from_the_bucket_alone(setup: Setup, new_dbname: str) -> None:
     assert f"copied {new_id} to offsite" in err
     setup.ok("verify", "--all", "--repository", "local")
     setup.ok("verify", "--all", "--repository", "offsite")
+
+
+def test_a_rebuilt_catalog_still_tells_a_new_server_from_the_old_one(
+    setup: Setup, new_dbname: str
+) -> None:
+    # The runbook's step 5: after a catalog rebuild and a restore onto a new server (here
+    # a new database: the source is <system identifier>/<database>), the first backup of
+    # the new one makes the logical-backup item amber, naming both. The rebuilt records
+    # had no source, and it stayed green.
+    out, _ = setup.ok("backup", "erp")
+    backup_id = out.strip().splitlines()[-1]
+    (setup.tmp / "catalog.db").unlink()
+    setup.ok("catalog", "rebuild", "--repository", "offsite")
+    setup.ok("restore", backup_id, "--target-database", new_dbname)
+    setup.config.write_text(
+        setup.config.read_text().replace(f'/{setup.dbname}"', f'/{new_dbname}"')
+    )
+    setup.ok("backup", "erp")
+    _, out, _ = setup.run("status", "--json", "--no-servers")  # red: never restore-tested
+    (item,) = [
+        i for d in json.loads(out)["databases"] for i in d["items"] if i["key"] == "rpo:erp:full"
+    ]
+    system = str(setup.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+    assert item["level"] == "amber", item
+    assert f"the one before it from {system}/{setup.dbname}" in item["reason"]
