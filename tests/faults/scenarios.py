@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]
 import psycopg
 from psycopg.rows import TupleRow
+from tests.faketime import LIBFAKETIME
 from tests.faults.checks import Outcome, assert_clear_message, tree_snapshot
 from tests.faults.world import PROCESS_TIMEOUT, Plant, Run, World, wait_for
 from tests.integration.logical.support import flip_byte, staging_databases, table_checksums
@@ -301,11 +302,10 @@ def terminate_prune(world: World) -> Outcome:
     )
 
 
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # A respaldo process whose wall clock is 400 days ahead (its monotonic clock left as it
 # is); the two prune scenarios below refuse under it.
 PRUNE_400_DAYS_AHEAD = {
-    "LD_PRELOAD": LIBFAKETIME,
+    "LD_PRELOAD": str(LIBFAKETIME),
     "FAKETIME": "+400d",
     "FAKETIME_DONT_FAKE_MONOTONIC": "1",
 }
@@ -340,7 +340,7 @@ def prune_after_jumped_backup(world: World) -> Outcome:
     # completed "400 days later" and agrees with the clock. (Its monotonic clock moved
     # too: with it left alone, Python's sleeps in the wait for pg_dump fail, EINVAL.)
     jumped = world.run_process(
-        "backup", "erp", "--json", extra_env={"LD_PRELOAD": LIBFAKETIME, "FAKETIME": "+400d"}
+        "backup", "erp", "--json", extra_env={"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+400d"}
     )
     assert jumped.code == 0, str(jumped)
     ids.add(str(jumped.json()["id"]))

@@ -38,6 +38,7 @@ from respaldo.config import Settings
 from respaldo.domain import JobStatus
 from respaldo.operations import jobs, queue
 from respaldo.operations.context import Context
+from tests.faketime import faketime_env
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,17 +81,10 @@ jobs.run(ctx, job.id, body)
 """
 
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
 def skewed(seconds: int) -> dict[str, str]:
     """The environment of a process whose wall clock is ``seconds`` off this one's
-    (negative: behind). libfaketime preloaded into the process itself, not through the
-    ``faketime`` command, which would run it as its child: killing that would leave it."""
-    assert LIBFAKETIME.is_file(), (
-        f"{LIBFAKETIME} is missing (Debian package libfaketime; scripts/setup.sh installs it)"
-    )
-    return {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"{seconds:+d}"}
+    (negative: behind)."""
+    return faketime_env(FAKETIME=f"{seconds:+d}")
 
 
 def respaldo(*args: str) -> list[str]:

@@ -30,10 +30,9 @@ from respaldo.domain import JobStatus
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from tests.configs import local_config
+from tests.faketime import faketime_env
 
 pytestmark = pytest.mark.integration
-
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 # The child: starts a job outside the queue (its lease renewed by jobs.run's own thread,
 # on this machine's clock), says its id, runs until a line comes on stdin, then says how
@@ -96,13 +95,7 @@ def respaldo(config: Path, *args: str) -> list[str]:
 def shown_an_hour_ahead(config: Path, job_id: int) -> jobs.JobInfo:
     """``respaldo jobs show ID --json`` on a clock an hour ahead of the runner's: it
     opens the catalog, which sweeps the lapsed jobs first."""
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": "+3600",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    env = faketime_env(FAKETIME="+3600", FAKETIME_DONT_FAKE_MONOTONIC="1")
     argv = respaldo(config, "jobs", "show", str(job_id), "--json")
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr

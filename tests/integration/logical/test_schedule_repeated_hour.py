@@ -14,7 +14,6 @@ lists at 02:15 CET.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -25,11 +24,10 @@ import pytest
 from respaldo.config import load_settings
 from respaldo.operations.initialize import initialize
 from tests.configs import local_config
+from tests.faketime import faketime_env
 from tests.integration.logical.conftest import FAST_KDF
 
 pytestmark = pytest.mark.integration
-
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 # Records a job of schedule argv[2] fired for argv[3] (ISO), as the service records one.
 FIRED = """
@@ -49,8 +47,7 @@ with Context.open(load_settings(sys.argv[1])) as ctx:
 
 def at(when: str) -> dict[str, str]:
     """The environment of a process whose clock says ``when`` (UTC), and goes on."""
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    return {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"@{when}", "TZ": "UTC"}
+    return faketime_env(FAKETIME=f"@{when}", TZ="UTC")
 
 
 def test_the_listing_in_the_second_pass_skips_the_wall_time_run_in_the_first(

@@ -14,7 +14,6 @@ while running it. The catalog is read directly (opening a context would sweep it
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -28,13 +27,12 @@ from respaldo.config import load_settings
 from respaldo.domain import JobStatus
 from respaldo.operations.initialize import initialize
 from tests.configs import local_config
+from tests.faketime import stepped_clock
 from tests.integration.logical.conftest import FAST_KDF
 from tests.integration.logical.test_serve import listening_port
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 # A process that starts a job outside the service and dies while it runs (no cleanup:
 # os._exit), printing the job's id first.
@@ -80,16 +78,7 @@ listen = "127.0.0.1:0"
         settings=f'passphrase_file = "{passphrase}"',
     )
     initialize(load_settings(config), kdf=FAST_KDF)
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    clock = tmp_path / "faketime"
-    clock.write_text("+0\n")
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock),
-        "FAKETIME_NO_CACHE": "1",  # read at every call: the step is seen at once
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    clock, env = stepped_clock(tmp_path)
     argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
     serve = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
@@ -163,15 +152,7 @@ listen = "127.0.0.1:0"
         settings=f'passphrase_file = "{passphrase}"',
     )
     initialize(load_settings(config), kdf=FAST_KDF)
-    clock = tmp_path / "faketime"
-    clock.write_text("+0\n")
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock),
-        "FAKETIME_NO_CACHE": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    clock, env = stepped_clock(tmp_path)
     argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
     serve = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env

@@ -16,7 +16,6 @@ one that really hangs (test_serve_stuck_watchdog).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 
 from respaldo.config import CatalogSettings, load_settings
 from respaldo.operations.initialize import initialize
+from tests.faketime import stepped_clock
 from tests.integration.api.conftest import CatalogRole, catalog_role  # noqa: F401
 from tests.integration.logical.conftest import FAST_KDF
 from tests.integration.logical.test_serve import health, listening_port
@@ -34,8 +34,6 @@ from tests.ports import closed_port
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
 def test_a_clock_stepped_ahead_while_a_check_runs_does_not_make_it_stuck(
@@ -80,17 +78,8 @@ run_jobs = false
         update={"catalog": CatalogSettings(url=catalog_role.url)}
     )
     initialize(settings, kdf=FAST_KDF)
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    clock = tmp_path / "faketime"
-    clock.write_text("+0\n")
-    env = {
-        **os.environ,
-        "RESPALDO_CATALOG__URL": catalog_role.url,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock),
-        "FAKETIME_NO_CACHE": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    clock, env = stepped_clock(tmp_path)
+    env["RESPALDO_CATALOG__URL"] = catalog_role.url
     argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
     serve = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env

@@ -10,7 +10,6 @@ repository, as a lost object or a deletion by hand would leave it.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -34,6 +33,7 @@ from respaldo.operations.wal import open_wal_repository
 from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
 from respaldo.repository.wal import get_wal, put_wal
+from tests.faketime import faketime_env
 from tests.integration.majors import ON_EVERY_MAJOR
 from tests.integration.physical.conftest import (
     SHOP,
@@ -433,19 +433,11 @@ def test_a_target_offset_that_is_not_the_installations_is_warned_about(
         assert "[schedules] time_zone" not in err
 
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
 def _behind(archiving: Archiving, seconds: int, *args: str) -> subprocess.CompletedProcess[str]:
     """respaldo ARGS in a process whose wall clock is ``seconds`` behind the server's
     (libfaketime preloaded, into its children too; its monotonic clock is moved as well:
     with it left alone, Python's sleeps in a child's wait failed with EINVAL)."""
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (scripts/setup.sh installs it)"
-    env = {
-        **os.environ,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": f"-{seconds}",
-    }
+    env = faketime_env(FAKETIME=f"-{seconds}")
     return subprocess.run(
         [sys.executable, "-m", "respaldo.cli.main", "--config", str(archiving.config), *args],
         capture_output=True, text=True, timeout=240, check=False, env=env,

@@ -24,6 +24,7 @@ from respaldo.config import load_settings
 from respaldo.domain import BackupStatus
 from respaldo.operations.initialize import initialize
 from respaldo.repository import KdfParams
+from tests.faketime import faketime_env
 from tests.integration.cli import RunsCli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -263,9 +264,6 @@ def test_prune_with_an_unknown_time_zone_deletes_nothing(cli: Cli) -> None:
     assert {r["id"] for r in json.loads(listed)} == set(ids)
 
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
 def run_ahead(
     cli: Cli, days: int, *args: str, monotonic: bool = False
 ) -> subprocess.CompletedProcess[str]:
@@ -273,8 +271,7 @@ def run_ahead(
     ahead (libfaketime preloaded into it; its monotonic clock left alone unless
     ``monotonic``: a command that waits for children (a backup's pg_dump) needs it moved
     too, or Python's sleeps in the wait fail with EINVAL)."""
-    assert LIBFAKETIME.is_file(), f"{LIBFAKETIME} is missing (Debian package libfaketime)"
-    env = {**os.environ, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+{days}d"}
+    env = faketime_env(FAKETIME=f"+{days}d")
     if not monotonic:
         env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     return subprocess.run(
