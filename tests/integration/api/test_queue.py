@@ -5,6 +5,8 @@ cluster); the answer still comes at once, with the pending record and the job.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -52,9 +54,11 @@ def test_a_backup_and_a_restore_started_by_the_api_run_on_a_worker(site: Site) -
 
 
 def run_cli(site: Site, *args: str) -> tuple[int, str, str]:  # noqa: F811
-    process = site.start(*args)
-    out, err = process.communicate(timeout=240)
-    return process.returncode, out, err
+    """``respaldo ARGS`` run to its end, its stdout and stderr apart (a one-shot command
+    writes little: read whole, not through :meth:`Site.start`'s file, which mixes them)."""
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    return done.returncode, done.stdout, done.stderr
 
 
 def _backups_of_which_prune_keeps_one(site: Site, count: int) -> list[str]:  # noqa: F811
