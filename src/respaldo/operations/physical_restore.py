@@ -431,7 +431,6 @@ def restore_datadir(
                 hint=f"restore below a directory {owner.name} can enter (chmod o+x {blocked})",
             )
         check_runnable_by(program, owner)
-        check_restore_command_files(settings, wal_source, owner)
         major = int(manifest.meta["server_version_num"]) // 10000
         configured = configured_bin_dir(settings, manifest.source)
         bindir = find_server_bindir(major, configured) if start else None
@@ -439,6 +438,9 @@ def restore_datadir(
         chain = [
             _chain_member(repo, fallbacks, backup_id, i) for i in manifest.meta.get("chain", [])
         ]
+        # After what the backup itself lacks (a chain's lost parent), which no file
+        # permission would mend.
+        check_restore_command_files(settings, wal_source, owner)
         combine = (
             find_tools(
                 "combine",
