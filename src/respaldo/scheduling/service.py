@@ -370,6 +370,11 @@ class Service:
     def start(self, now: datetime | None = None) -> None:
         """Add every schedule (missed ones due at once) and the watchdog (due at once)
         and start firing."""
+        # The stall monitor's first look at the clocks, before anything is planned: a step
+        # back between the plans and a later first look (the monitor's thread starts late
+        # on a loaded machine, after serve already listens) went unseen, and the sweep
+        # stayed planned an hour ahead.
+        reference = datetime.now(UTC), time.monotonic()
         when = now or self._clock()
         self._started = when
         silent = alerts.unannounced(self.ctx.settings)
@@ -409,17 +414,17 @@ class Service:
             )
         self._scheduler.start()
         self._monitor = threading.Thread(
-            target=self._watch_checks, name="stall-monitor", daemon=True
+            target=self._watch_checks, args=reference, name="stall-monitor", daemon=True
         )
         self._monitor.start()
 
-    def _watch_checks(self) -> None:
+    def _watch_checks(self, wall: datetime, steady: float) -> None:
         """The stall monitor's loop: look every quarter of the limit (at most a minute),
         and whenever a check ends. Its own thread: the checks' executor is where a stuck
-        run sits, and nothing there could tell."""
+        run sits, and nothing there could tell. ``wall`` and ``steady``: the clocks as
+        they read before the service planned anything."""
         limit = self._stuck_limit()
         period = self._stall_period()
-        wall, steady = datetime.now(UTC), time.monotonic()
         while not self._stopping:
             self._poke.wait(period)
             self._poke.clear()
