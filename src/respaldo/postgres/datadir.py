@@ -653,6 +653,22 @@ def _port_taken(log_file: Path, since: int) -> str | None:
     return found.group(0).removeprefix("LOG:  ") if found else None
 
 
+# The postmaster's banner, logged (in English: ENGLISH_LOG) once it has created
+# postmaster.pid: with it in this start's log, a missing postmaster.pid means stopped.
+_BANNER = "LOG:  starting PostgreSQL "
+
+
+def _started(log_file: Path, since: int) -> bool:
+    """True if this start's postmaster (the log after offset ``since``) got as far as
+    its start banner, i.e. postmaster.pid has existed."""
+    try:
+        with log_file.open("rb") as fh:
+            fh.seek(since)
+            return _BANNER in fh.read().decode(errors="replace")
+    except OSError:
+        return False
+
+
 # What the shell and PostgreSQL log when restore_command's program cannot be run at all
 # (exit status 126 or 127, which PostgreSQL treats as fatal).
 _UNRUNNABLE = re.compile(r"Permission denied|not found|not executable|No such file")
@@ -733,12 +749,15 @@ def wait_for_recovery(
     """
     deadline = time.monotonic() + timeout
     # pg_ctl start -W returns before the server has written postmaster.pid: its absence
-    # means "not yet" until it has been seen once, and "stopped" after that.
+    # means "not yet" until it has been seen once, and "stopped" after that. A server
+    # whose first restore_command fails can start and stop between two looks: its start
+    # banner in this start's log (written after postmaster.pid) tells that it has been
+    # there, instead of waiting out the grace (a minute more for every such failure).
     seen = False
     grace = time.monotonic() + 60
     while True:
         status = _postmaster_status(datadir)
-        seen = seen or status is not None
+        seen = seen or status is not None or _started(log_file, since)
         # "ready" alone is no proof: a hot standby accepts (read-only) connections too.
         if status == "ready" and _in_production(datadir):
             return _recovery_lines(log_file)
