@@ -156,61 +156,6 @@ def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_
         assert (timeline2 / current).exists()
 
 
-def test_a_backup_taken_on_timeline_2_recovers_to_a_time_on_it(
-    capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
-) -> None:
-    # The server restored from the backup of timeline 1 (point-in-time recovery) became the
-    # primary, archiving timeline 2: its own backups are of timeline 2, their WAL and
-    # 00000002.history fetched as recovery asks for them, to a target on timeline 2.
-    with archiving_cluster(None) as archiving:
-        archiving.capsys = capsys
-        table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
-        insert = sql.SQL("INSERT INTO {} VALUES (%s)").format(table)
-        archiving.pg.execute(sql.SQL("CREATE TABLE {} (id int)").format(table), dbname=SHOP)
-        archiving.pg.execute(insert, (1,), dbname=SHOP)
-        first = archiving.backup()
-        archiving.pg.execute(insert, (2,), dbname=SHOP)
-        point = archiving.pg.scalar("SELECT pg_current_wal_insert_lsn()")
-        archiving.pg.execute(insert, (3,), dbname=SHOP)
-        archiving.switch_and_archive()
-        copy, _, run = archiving.restore_started(
-            first["id"], restored_servers, "--target-lsn", str(point), "--keep-archiving"
-        )
-        assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
-        query = sql.SQL("SELECT id FROM {} ORDER BY 1").format(table)
-        assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2], str(run)
-        # Settings of the copy's own that a restore of its backup must not recover with
-        # (a standby's cleanup would delete WAL from its archive; an exclusive target or
-        # the current timeline are not what the restore asks for).
-        for setting, value in (
-            ("archive_cleanup_command", "false"),
-            ("recovery_end_command", "false"),
-            ("recovery_target_inclusive", "off"),
-            ("recovery_target_timeline", "current"),
-        ):
-            copy.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
-        # respaldo now backs up the copy: the same cluster, on timeline 2.
-        write_config(archiving.base, copy)
-        chown_tree(archiving.base)
-        second = archiving.backup()
-        copy.execute(insert, (4,), dbname=SHOP)
-        target = copy.scalar("SELECT clock_timestamp()")
-        copy.execute(insert, (5,), dbname=SHOP)
-        _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
-        restored, _, _ = archiving.restore_started(
-            second["id"], restored_servers, "--target-time", target.isoformat()
-        )
-        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 4]
-        assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
-        for setting, value in (
-            ("archive_cleanup_command", ""),
-            ("recovery_end_command", ""),
-            ("recovery_target_inclusive", "on"),
-            ("recovery_target_timeline", "latest"),
-        ):
-            assert restored.scalar(f"SHOW {setting}") == value, setting
-
-
 def test_a_backup_of_a_delayed_standbys_configuration_recovers_without_the_delay(
     capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
 ) -> None:
@@ -326,14 +271,19 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
         assert _last_setting(restored, "recovery_target_timeline") == "latest"
 
 
-def test_a_target_time_before_the_new_timeline_began_is_reached_on_the_old_one(
+def test_a_point_in_time_recovery_that_became_the_primary_recovers_along_both_timelines(
     capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
 ) -> None:
-    # A point-in-time recovery undoes rows 3 and 4 (timeline 1 -> 2); the restored server
-    # is the new primary and archives timeline 2. A target time after row 3's commit is
-    # after the branch point in the WAL but before timeline 2 existed: the data then was
-    # timeline 1's. Following timeline 2 ('latest'), recovery stopped at the branch point
-    # (before timeline 2's first commit), without row 3, and said it had reached the target.
+    # One timeline switch serves two checks (it was built twice, in two tests): a
+    # point-in-time recovery undoes rows 3 and 4 (timeline 1 -> 2); the restored server
+    # is the new primary and archives timeline 2.
+    #
+    # 1. Its own backups are of timeline 2, their WAL and 00000002.history fetched as
+    #    recovery asks for them, to a target on timeline 2.
+    # 2. A target time after row 3's commit is after the branch point in the WAL but
+    #    before timeline 2 existed: the data then was timeline 1's. Following timeline 2
+    #    ('latest'), recovery stopped at the branch point (before timeline 2's first
+    #    commit), without row 3, and said it had reached the target.
     with archiving_cluster(None) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
@@ -350,16 +300,46 @@ def test_a_target_time_before_the_new_timeline_began_is_reached_on_the_old_one(
         pg.execute(insert, (4,), dbname=SHOP)
         archiving.switch_and_archive()
         pg.stop("fast")  # replaced by the point-in-time recovery below
-        copy, _, _ = archiving.restore_started(
+        copy, _, run = archiving.restore_started(
             backup["id"], restored_servers, "--target-lsn", point, "--keep-archiving"
         )
-        assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2]
+        assert copy.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 2
+        assert [r[0] for r in copy.query(query, dbname=SHOP)] == [1, 2], str(run)
+
+        # 1. Settings of the copy's own that a restore of its backup must not recover with
+        # (a standby's cleanup would delete WAL from its archive; an exclusive target or
+        # the current timeline are not what the restore asks for).
+        for setting, value in (
+            ("archive_cleanup_command", "false"),
+            ("recovery_end_command", "false"),
+            ("recovery_target_inclusive", "off"),
+            ("recovery_target_timeline", "current"),
+        ):
+            copy.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
+        # respaldo now backs up the copy: the same cluster, on timeline 2.
+        write_config(archiving.base, copy)
+        chown_tree(archiving.base)
+        second = archiving.backup()
         copy.execute(insert, (10,), dbname=SHOP)
         on_timeline_2 = copy.scalar("SELECT clock_timestamp()")
         copy.execute(insert, (11,), dbname=SHOP)
         _wait_archived(copy, str(copy.scalar("SELECT pg_walfile_name(pg_switch_wal())")))
         copy.stop("fast")
+        restored, _, _ = archiving.restore_started(
+            second["id"], restored_servers, "--target-time", on_timeline_2.isoformat()
+        )
+        assert [r[0] for r in restored.query(query, dbname=SHOP)] == [1, 2, 10]
+        assert restored.scalar("SELECT timeline_id FROM pg_control_checkpoint()") == 3
+        for setting, value in (
+            ("archive_cleanup_command", ""),
+            ("recovery_end_command", ""),
+            ("recovery_target_inclusive", "on"),
+            ("recovery_target_timeline", "latest"),
+        ):
+            assert restored.scalar(f"SHOW {setting}") == value, setting
+        restored.stop("fast")
 
+        # 2. The backup of timeline 1, to a time before timeline 2 began.
         restored, _, run = archiving.restore_started(
             backup["id"], restored_servers, "--target-time", on_timeline_1.isoformat()
         )
