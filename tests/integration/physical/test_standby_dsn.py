@@ -17,41 +17,31 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 
-def test_a_standby_configured_as_the_server_is_not_green(archiving_alone: Archiving) -> None:
-    archiving = archiving_alone
-    primary = archiving.pg
-    archiving.backup()
-    standby = primary.standby()
-    try:
-        config = archiving.config.read_text()
-        archiving.config.write_text(config.replace(f":{primary.port}/", f":{standby.port}/"))
-        primary.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
-        primary.scalar("SELECT pg_reload_conf()")
-        primary.scalar("SELECT pg_switch_wal()")
-        run = archiving.run("status", "--json")
-        item = archive_item(run)
-        assert item["level"] == "amber", item
-        assert item["reason"].startswith("the server is a standby: it archives no WAL"), item
-        assert "set the database's dsn to the primary" in item["reason"]
-        check = archiving.run("check", "erp")
-        assert "the server is a standby" in check.err
-    finally:
-        standby.destroy()
-
-
-def test_a_physical_backup_of_a_standby_restores_as_a_primary(
+def test_a_standby_behind_the_dsn(
     archiving_alone: Archiving, restored_servers: list[TempCluster]
 ) -> None:
-    """A backup taken through a dsn that leads to a standby holds its ``standby.signal``
-    and its ``primary_conninfo`` (``pg_basebackup -R``). Restored with them, the copy
-    started in standby mode, which wins over ``recovery.signal``: it streamed from the
-    production primary as one more standby and never promoted, and the restore (and the
-    restore test) waited an hour for the promotion before failing."""
+    """Three checks of a dsn that leads to a standby, on one primary and one standby
+    (each built its own before): in this order, as the third turns the primary's
+    archiving into ``/bin/true``.
+
+    1. A physical backup taken through it holds its ``standby.signal`` and its
+       ``primary_conninfo`` (``pg_basebackup -R``). Restored with them, the copy started in
+       standby mode, which wins over ``recovery.signal``: it streamed from the production
+       primary as one more standby and never promoted, and the restore (and the restore
+       test) waited an hour for the promotion before failing.
+    2. A standby cannot read an unlogged table ('cannot access temporary or unlogged
+       relations during recovery'), and pg_dump there leaves such tables' rows out. The
+       backup's row count of it failed with the server's words alone and no way on: every
+       logical backup through a replica's dsn failed once one unlogged table existed.
+    3. The status's WAL item of a standby configured as the server is not green.
+    """
     archiving = archiving_alone
     primary = archiving.pg
+    archiving.backup()  # through the primary, as before a failover
     primary.execute("CREATE TABLE mark (v text); INSERT INTO mark VALUES ('1')", dbname=SHOP)
     standby = primary.standby()
     try:
+        # 1. A physical backup of a standby restores as a primary.
         config = _dsn_to_standby(archiving, standby)
         backup = archiving.backup()["id"]
         archiving.config.write_text(config)
@@ -66,42 +56,41 @@ def test_a_physical_backup_of_a_standby_restores_as_a_primary(
         restored = archiving.start_as_printed(run, restored_servers)
         assert restored.query("SELECT v FROM mark ORDER BY v", dbname=SHOP) == [("1",), ("2",)]
         assert restored.scalar("SELECT count(*) FROM pg_stat_wal_receiver") == 0
-    finally:
-        standby.destroy()
 
-
-def test_a_logical_backup_through_a_standby_with_an_unlogged_table_fails_saying_why(
-    archiving_alone: Archiving,
-) -> None:
-    """A standby cannot read an unlogged table ('cannot access temporary or unlogged
-    relations during recovery'), and pg_dump there leaves such tables' rows out. The
-    backup's row count of it failed with the server's words alone and no way on: every
-    logical backup through a replica's dsn failed once one unlogged table existed."""
-    archiving = archiving_alone
-    primary = archiving.pg
-    primary.execute(
-        "CREATE UNLOGGED TABLE sesiones (id int PRIMARY KEY);"
-        "INSERT INTO sesiones SELECT generate_series(1, 500)",
-        dbname=SHOP,
-    )
-    standby = primary.standby()
-    try:
+        # 2. A logical backup through a standby with an unlogged table fails saying why.
+        primary.execute(
+            "CREATE UNLOGGED TABLE sesiones (id int PRIMARY KEY);"
+            "INSERT INTO sesiones SELECT generate_series(1, 500)",
+            dbname=SHOP,
+        )
         _dsn_to_standby(archiving, standby)
         run = archiving.run("backup", "erp", "--json")
         listed = archiving.run("list", "--database", "erp", "--type", "full", "--json")
+        assert run.code != 0, str(run)
+        lines = run.err.strip().splitlines()
+        error = [line for line in lines if line.startswith("respaldo: error: ")]
+        hint = [line for line in lines if line.startswith("respaldo: hint: ")]
+        assert len(error) == 1 and "cannot access temporary or unlogged relations" in error[0]
+        assert len(hint) == 1, run.err
+        assert "on a standby (a server in recovery) unlogged tables cannot be read" in hint[0]
+        assert "a dsn that leads to the primary" in hint[0]
+        assert "Traceback" not in run.err
+        assert listed.code == 0, str(listed)
+        assert [b["status"] for b in listed.json()] == ["failed"]
+
+        # 3. A standby configured as the server is not green (the dsn still leads to it).
+        primary.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
+        primary.scalar("SELECT pg_reload_conf()")
+        primary.scalar("SELECT pg_switch_wal()")
+        run = archiving.run("status", "--json")
+        item = archive_item(run)
+        assert item["level"] == "amber", item
+        assert item["reason"].startswith("the server is a standby: it archives no WAL"), item
+        assert "set the database's dsn to the primary" in item["reason"]
+        check = archiving.run("check", "erp")
+        assert "the server is a standby" in check.err
     finally:
         standby.destroy()
-    assert run.code != 0, str(run)
-    lines = run.err.strip().splitlines()
-    error = [line for line in lines if line.startswith("respaldo: error: ")]
-    hint = [line for line in lines if line.startswith("respaldo: hint: ")]
-    assert len(error) == 1 and "cannot access temporary or unlogged relations" in error[0]
-    assert len(hint) == 1, run.err
-    assert "on a standby (a server in recovery) unlogged tables cannot be read" in hint[0]
-    assert "a dsn that leads to the primary" in hint[0]
-    assert "Traceback" not in run.err
-    assert listed.code == 0, str(listed)
-    assert [b["status"] for b in listed.json()] == ["failed"]
 
 
 def _dsn_to_standby(archiving: Archiving, standby: TempCluster) -> str:
