@@ -9,6 +9,9 @@ cost more than the work itself. So the arguments are looked at first: ``wal-push
 The full CLI imports with the cyclic garbage collector off (:func:`hold_collection`) and
 turns it back on, with what the imports built frozen, once the command's module is
 imported (:func:`release_collection`).
+
+A Ctrl-C during those imports (the first half second or so) ends the command as one
+later does, with a line and a status instead of a traceback (:func:`interrupted_starting`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,13 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+
+# Not imported when running (the annotations are strings): typing and collections.abc
+# took 10-20 ms of a start-up during which a Ctrl-C still meets Python's own handler.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 WAL_COMMANDS = frozenset({"wal-push", "wal-fetch"})
 _WITH_VALUE = frozenset({"--config", "-c"})
@@ -84,14 +92,44 @@ def one_blas_thread() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+INTERRUPTED_STATUS = {"wal-push": 1, "wal-fetch": 255}
+"""What an interrupted WAL command exits with, as :mod:`respaldo.cli.wal_fast` says it
+(not imported for it: the interrupt may have come while it was being imported). 1 for
+``wal-push``: the server keeps the segment and archives it later. 255 for ``wal-fetch``:
+any status above 125 stops recovery, where 1 ("no such segment") would end it early."""
+
+
+def interrupted_starting(command: str | None) -> int:
+    """Say that a Ctrl-C came before the command's own handling was in place; its status.
+
+    Until :func:`respaldo.cli.main.take_interrupts` (or the WAL commands' own ``except``)
+    runs, SIGINT has Python's default handler, and a Ctrl-C while the modules were being
+    imported printed a traceback of importlib frames and killed the process by SIGINT.
+    Nothing has been done yet at that point, so there is nothing to clean up: the same
+    line and the same status (130, a shell's "killed by SIGINT") as a command interrupted
+    later. Only SIGINT gets here: SIGTERM and SIGHUP still have the default action then,
+    which ends the process without a word, as a shell expects.
+    """
+    # Not contextlib.suppress: contextlib is not imported yet (see TYPE_CHECKING above).
+    try:  # noqa: SIM105
+        sys.stderr.write("respaldo: interrupted\n")
+    except OSError:  # the terminal may be gone; the status still says it
+        pass
+    return INTERRUPTED_STATUS.get(command or "", 130)
+
+
 def run() -> NoReturn:
     argv = sys.argv[1:]
+    command = command_of(argv)
     one_blas_thread()
-    if command_of(argv) in WAL_COMMANDS and "--help" not in argv:
-        from respaldo.cli.wal_fast import main
+    try:
+        if command in WAL_COMMANDS and "--help" not in argv:
+            from respaldo.cli.wal_fast import main
 
-        sys.exit(main(argv))
-    hold_collection()
-    from respaldo.cli.main import run as full
+            sys.exit(main(argv))
+        hold_collection()
+        from respaldo.cli.main import run as full
 
-    full()
+        full()
+    except KeyboardInterrupt:
+        sys.exit(interrupted_starting(command))

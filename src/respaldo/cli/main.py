@@ -150,7 +150,13 @@ def run() -> NoReturn:
     from respaldo.cli.entry import command_of
 
     take_interrupts(terminate=command_of(sys.argv[1:]) not in DAEMONS)
-    sys.exit(invoke())
+    try:
+        status = invoke()
+    except KeyboardInterrupt:
+        # A signal before or after the command's own ``try`` (while the click command is
+        # built, or as it returns) still gets the line and the status, not a traceback.
+        status = _interrupted()
+    sys.exit(status)
 
 
 if __name__ == "__main__":
