@@ -75,6 +75,20 @@ def _duration(started_at: datetime | None, ended_at: datetime) -> float | None:
     return max(0.0, (ended_at - started_at).total_seconds())
 
 
+def _measured(duration: float | None) -> float | None:
+    """A duration the backup's own process measured (monotonic clock), checked.
+
+    The timestamps' difference is what is left for a record failed or rebuilt by another
+    process: a wall clock stepped while the backup ran (NTP, a VM resumed) made it
+    hours long (a step forward) or zero (back), in the catalog, the page and
+    ``respaldo_backup_last_duration_seconds``."""
+    if duration is None:
+        return None
+    if duration < 0:
+        raise ValueError(f"duration must not be negative, got {duration}")
+    return duration
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ManifestValues:
     """What a repository manifest says about a backup, for rebuilding the catalog.
@@ -302,10 +316,12 @@ class BackupRecords:
         storage_tier: str | None = None,
         parent_id: str | None = None,
         source: str | None = None,
+        duration: float | None = None,
     ) -> BackupRecord:
         """``in_progress`` -> ``completed``, with what the backup produced.
 
-        Computes ``duration`` (seconds since ``started_at``, never negative) and
+        ``duration`` is how long the backup ran as the process running it measured it (on
+        the monotonic clock); without it, seconds since ``started_at``, never negative. Sets
         ``expires_at`` = ``completed_at`` + ``retention_days`` (None if retention_days
         is None; a pinned record keeps its expiry date, which retention ignores).
         Location fields given as None keep their values. Raises RecordNotFound,
@@ -318,7 +334,9 @@ class BackupRecords:
         record = self._lock(backup_id)
         self._move(record, BackupStatus.COMPLETED)
         record.completed_at = completed_at
-        record.duration = _duration(record.started_at, completed_at)
+        record.duration = (
+            _duration(record.started_at, completed_at) if duration is None else _measured(duration)
+        )
         record.expires_at = _expiry(completed_at, record.retention_days)
         record.size_bytes = size_bytes
         record.size_compressed = size_compressed
@@ -349,16 +367,26 @@ class BackupRecords:
             record.verified_at = parent.verified_at
             record.error_message = chain_problem(record.parent_id)
 
-    def fail(self, backup_id: str, message: str, *, now: datetime | None = None) -> BackupRecord:
+    def fail(
+        self,
+        backup_id: str,
+        message: str,
+        *,
+        now: datetime | None = None,
+        duration: float | None = None,
+    ) -> BackupRecord:
         """``pending`` or ``in_progress`` -> ``failed``, with ``message`` as the reason.
 
         ``completed_at`` records when the backup ended (``now``), and ``duration`` how
-        long it ran, if it started. Raises RecordNotFound, InvalidTransition (a completed
-        backup cannot fail afterwards; a failed one cannot fail twice).
+        long it ran, if it started: as measured by the process that ran it (``duration``)
+        or else from the two timestamps. Raises RecordNotFound, InvalidTransition (a
+        completed backup cannot fail afterwards; a failed one cannot fail twice).
         """
         when = _aware(now, "now") if now is not None else _utcnow()
         record = self._lock(backup_id)
         self._fail(record, message, when)
+        if duration is not None and record.started_at is not None:
+            record.duration = _measured(duration)
         self.session.flush()
         return record
 

@@ -21,6 +21,7 @@ settled at the next start (:mod:`respaldo.operations.reconcile`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +145,8 @@ def recorded_backup(
         BackupRecords(session).start(record.id, current_pid())
         note_result(session, record.id)
     backup_id = record.id
+    # The record's duration, on the monotonic clock (BackupRecords.complete).
+    steady = time.monotonic()
     # A signal once the manifest is being written (BackupWriter.commit) is held until the
     # record says completed, and then ends the backup there, completed: the job, the
     # record, the exit status and the alerts all say so (cancellation.committing).
@@ -165,9 +168,13 @@ def recorded_backup(
                 )
                 raise
             with ctx.catalog.begin() as session:
-                BackupRecords(session).fail(backup_id, Scrubber(ctx.settings)(_failure(exc)))
+                BackupRecords(session).fail(
+                    backup_id,
+                    Scrubber(ctx.settings)(_failure(exc)),
+                    duration=time.monotonic() - steady,
+                )
             raise
-        record = _complete(ctx, repo, backup_id, manifest, stats)
+        record = _complete(ctx, repo, backup_id, manifest, stats, time.monotonic() - steady)
     copies: list[CopyOutcome] = []
     wal_copies: list[WalCopyOutcome] = []
     if committed.signal is None:
@@ -194,7 +201,12 @@ def recorded_backup(
 
 
 def _complete(
-    ctx: Context, repo: Repository, backup_id: str, manifest: Manifest, stats: WriteStats
+    ctx: Context,
+    repo: Repository,
+    backup_id: str,
+    manifest: Manifest,
+    stats: WriteStats,
+    duration: float,
 ) -> BackupRecord:
     with ctx.catalog.begin() as session:
         record = BackupRecords(session).complete(
@@ -210,6 +222,7 @@ def _complete(
             schema_version=manifest.meta.get("schema_version"),
             parent_id=manifest.meta.get("incremental_of"),
             source=backup_source(manifest.meta),
+            duration=duration,
         )
         if stats.unconfirmed_chunks:
             # Verification quarantined copies this backup had deduplicated against while
