@@ -24,6 +24,7 @@ an alert to send.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import os
 import re
@@ -36,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from respaldo.errors import ConfigError
 from respaldo.phrases import N_, Phrase
+from respaldo.readable import Unreadable, blocked_directory, readable_by, this_user
 
 if TYPE_CHECKING:
     from respaldo.config import Settings
@@ -217,6 +219,20 @@ def location(url: str, endpoint_url: str | None) -> str:
     return url.rstrip("/")
 
 
+def unreadable(path: Path, what: str, exc: OSError, *, private: bool) -> ConfigError:
+    """``cannot read WHAT PATH: REASON``; when permissions are the reason, the hint names
+    the OS user this process runs as and the command that lets it read the file.
+
+    Often that user is not the administrator's: the server runs ``archive_command`` and
+    ``restore_command`` as its own (``postgres``), and the error was all its log said."""
+    hint = None
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        user = this_user()
+        denied = Unreadable(what, path, private, blocked_directory(path))
+        hint = readable_by("respaldo", user, [denied])
+    return ConfigError(f"cannot read {what} {path}: {exc.strerror}", hint=hint)
+
+
 def check_private_file(path: Path, what: str, *, root_group_read: bool = False) -> None:
     """Refuse (ConfigError) a file holding a secret that cannot be read or that group or
     others can read.
@@ -228,7 +244,7 @@ def check_private_file(path: Path, what: str, *, root_group_read: bool = False) 
     try:
         st = path.stat()
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+        raise unreadable(path, what, exc, private=True) from exc
     if root_group_read and st.st_uid == 0:
         if st.st_mode & 0o037:
             raise ConfigError(
@@ -249,7 +265,7 @@ def read_secret_file(path: Path, what: str) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+        raise unreadable(path, what, exc, private=True) from exc
     secret = text.rstrip("\r\n")
     if not secret:
         raise ConfigError(f"{what} {path} is empty")
@@ -385,7 +401,7 @@ def read_config_file(config_file: Path | str | None) -> tuple[Path, dict[str, An
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise unreadable(path, "config file", exc, private=False) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     secrets = find_secrets(data)

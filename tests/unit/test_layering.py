@@ -29,6 +29,7 @@ SHARED = {
     "apprise_urls",
     "lazy_exports",
     "redaction",
+    "readable",
 }
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from respaldo.config import Settings
 from respaldo.errors import RestoreError
 from respaldo.postgres.datadir import Owner
-from respaldo.postgres.server_user import ServerUser, read_problems
+from respaldo.postgres.server_user import ServerUser, blocked_directory, read_problems
+from respaldo.readable import Unreadable, readable_by
 
 
 def _server_user(owner: Owner | None) -> ServerUser | None:
@@ -39,13 +40,14 @@ def check_restore_command_files(
     config = type(settings).toml_path
     repository = settings.repository(wal_source) if settings.repositories else None
     files = [
-        (path, what)
-        for path, what in (
-            (config, "the config file"),
-            (settings.passphrase_file, "passphrase_file"),
+        (Path(path), what, private)
+        for path, what, private in (
+            (config, "the config file", False),
+            (settings.passphrase_file, "passphrase_file", True),
             (
                 repository.secret_access_key_file if repository is not None else None,
                 "secret_access_key_file",
+                True,
             ),
         )
         if path is not None
@@ -53,16 +55,33 @@ def check_restore_command_files(
     user = _server_user(owner)
     who = user.name if user is not None else "the server"
     problems: list[str] = []
-    for path, what in files:
-        if not Path(path).exists():
+    missing: list[str] = []
+    denied: list[Unreadable] = []
+    for path, what, private in files:
+        if not path.exists():
             problems.append(f"{what} {path} does not exist")
+            missing.append(what)
         elif user is not None:
-            problems += [f"{what} {path}: {p}" for p in read_problems([Path(path)], user)]
-    if problems:
-        raise RestoreError(
-            f"restore_command cannot work as {who}: {'; '.join(problems)}",
-            hint="the restored server runs 'respaldo --config FILE wal-fetch' as its own OS "
-            "user, with no passphrase from your environment when passphrase_file is "
-            f"configured: put those files back, readable by {who} (or remove passphrase_file "
-            "from the config and set RESPALDO_PASSPHRASE); nothing was written",
+            found = read_problems([path], user)
+            problems += [f"{what} {path}: {p}" for p in found]
+            if found:
+                blocked = blocked_directory(path, user)
+                denied.append(Unreadable(what, path, private, blocked and blocked[0]))
+    if not problems:
+        return
+    advice = []
+    if missing:
+        advice.append(
+            f"put back {', '.join(missing)} (the server gets no passphrase from your "
+            "environment when passphrase_file is configured: or remove passphrase_file "
+            "from the config and set RESPALDO_PASSPHRASE)"
         )
+    if denied and user is not None:
+        advice.append(readable_by(f"the restored server's {RESTORE_COMMAND}", user.name, denied))
+    raise RestoreError(
+        f"restore_command cannot work as {who}: {'; '.join(problems)}",
+        hint=f"{'; '.join(advice)}; nothing was written",
+    )
+
+
+RESTORE_COMMAND = "restore_command ('respaldo --config FILE wal-fetch')"

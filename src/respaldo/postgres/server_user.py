@@ -114,7 +114,7 @@ def _describe(path: Path, st: os.stat_result) -> str:
     return f"{path} ({stat.filemode(st.st_mode)} {owner}:{group})"
 
 
-def _reach_problem(path: Path, user: ServerUser) -> str | None:
+def blocked_directory(path: Path, user: ServerUser) -> tuple[Path, os.stat_result] | None:
     """The first parent directory of ``path`` that ``user`` cannot enter, if any."""
     for parent in reversed(path.parents):
         try:
@@ -122,8 +122,14 @@ def _reach_problem(path: Path, user: ServerUser) -> str | None:
         except OSError:
             return None
         if not _allowed(st, user, X):
-            return f"cannot enter {_describe(parent, st)}"
+            return parent, st
     return None
+
+
+def _reach_problem(path: Path, user: ServerUser) -> str | None:
+    """Why ``user`` cannot reach ``path`` (a parent directory it cannot enter), if it cannot."""
+    blocked = blocked_directory(path, user)
+    return None if blocked is None else f"cannot enter {_describe(*blocked)}"
 
 
 def read_problems(paths: list[Path], user: ServerUser) -> list[str]:

@@ -114,6 +114,11 @@ def test_a_config_or_passphrase_file_the_server_cannot_read_is_refused_before_re
     private.write_text(text)
     _, err = _restore_with(archiving, private, record["id"])
     assert f"restore_command cannot work as {OS_USER}: the config file {private}: cannot" in err
+    # The same words as a respaldo that cannot read its own files (respaldo.readable).
+    assert (
+        f"wal-fetch') runs as OS user {OS_USER}, which must be able to read the config file "
+        f"{private}: chmod o+x /"
+    ) in err
 
     passphrase_file = str(archiving.settings().passphrase_file)
     assert passphrase_file in text
