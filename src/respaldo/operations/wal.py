@@ -52,6 +52,7 @@ from respaldo.errors import (
     WalRefused,
     first_line,
 )
+from respaldo.operations.wal_said import first_time
 from respaldo.postgres.wal import (
     PG_CONTROL,
     WalFile,
@@ -465,7 +466,7 @@ def fetch_wal(
     primary_error: RespaldoError | OSError | None = None
     if primary_first and repo is None and repository not in (None, primary):
         data, obj, primary_error = _from_primary(
-            settings, wal_name, file, system_id, database, repository
+            settings, wal_name, file, system_id, database, repository, destination
         )
     if data is None:
         source = repo or open_wal_repository(settings, repository)
@@ -646,22 +647,25 @@ def _from_primary(
     system_id: str | None,
     database: str | None,
     mirror: str | None,
+    destination: Path,
 ) -> tuple[bytes | None, str, RespaldoError | OSError | None]:
     """``file`` from the primary, tried once: (data, object, None), or (None, "", error)
     where error is what the primary said of a file it has (None when it cannot be
-    opened or lacks the file). Every failure is a warning: the mirror is read next."""
+    opened or lacks the file). Every failure is a warning: the mirror is read next. A
+    primary that cannot be opened, or lacks the file, is said once per recovery
+    (:mod:`respaldo.operations.wal_said`): after a primary was lost, every fetch said it."""
     primary = wal_settings(settings).repository(None).name
     try:
         repo = open_wal_repository(settings, None, retries=0)
     except (RespaldoError, OSError) as exc:
-        _fell_back(file, mirror, primary, exc)
+        _fell_back(file, mirror, primary, exc, once=destination)
         return None, "", None
     try:
         data, obj = _read_wal(
             repo, settings, wal_name, file, system_id=system_id, database=database
         )
     except WalNotFound as exc:
-        _fell_back(file, mirror, primary, exc)
+        _fell_back(file, mirror, primary, exc, once=destination)
         return None, "", None
     except (RespaldoError, OSError) as exc:
         _fell_back(file, mirror, primary, exc)
@@ -698,9 +702,29 @@ def _from_mirrors(
     raise damage
 
 
-def _fell_back(file: str, mirror: str | None, primary: str, exc: BaseException) -> None:
+def _fell_back(
+    file: str, mirror: str | None, primary: str, exc: BaseException, *, once: Path | None = None
+) -> None:
+    """Warn that ``file`` is read from ``mirror``; with ``once`` (the fetch's destination),
+    only at the first fetch of the recovery, later ones at INFO. A damaged or unreadable
+    file in the primary is warned of every time (``once`` None): each is news."""
     why = first_line(exc)
-    log.warning("%s: reading it from %s: the primary repository %s: %s", file, mirror, primary, why)
+    if once is not None and not first_time(once, f"{primary} -> {mirror}"):
+        log.info(
+            "%s: reading it from %s: the primary repository %s: %s", file, mirror, primary, why
+        )
+        return
+    log.warning(
+        "%s: reading it from %s: the primary repository %s: %s%s",
+        file,
+        mirror,
+        primary,
+        why,
+        ""
+        if once is None
+        else " (said once per recovery: it tries the primary first for "
+        "every file, and reads the mirror's copy where it cannot)",
+    )
 
 
 def _read_wal(

@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.postgres.datadir import RECOVERY_LOG
 from tests.integration.logical.support import flip_byte
 from tests.integration.physical.conftest import (
     SHOP,
@@ -67,6 +68,10 @@ def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
         )
     ]
     assert ids == [1, 2]
+    # Every fetch tried the lost primary first and fell back: said once in the server's
+    # log, not once per file recovery fetched (hundreds in a long recovery).
+    log = (datadir / RECOVERY_LOG).read_text()
+    assert log.count("reading it from offsite: the primary repository local") == 1, log
 
 
 def test_a_physical_restore_from_a_named_mirror_fetches_its_wal_from_it(
