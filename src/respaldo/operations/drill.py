@@ -87,11 +87,13 @@ from respaldo.operations.restore import (
     create_scratch,
     drop_quietly,
     large_object_differences,
-    load_manifest_any,
+    load_manifest_where,
     match_locale,
+    only_elsewhere,
     open_with_fallbacks,
     read_elsewhere,
     read_globals,
+    read_only_elsewhere,
     restore_stream_into,
     restore_tools,
     row_count_differences,
@@ -224,7 +226,12 @@ def run_drill(
             repo, fallbacks, warnings = open_with_fallbacks(
                 ctx, leases, f"drill of {backup_id}", unopened
             )
-            manifest = load_manifest_any(repo, fallbacks, backup_id)
+            manifest, source = load_manifest_where(repo, fallbacks, backup_id)
+            if source is not repo:
+                # After a disaster recovery that recreated the primary repository, the
+                # older backups are in the mirror alone: said, and in its record
+                # (_copies), as that rather than as chunks gone from the primary.
+                warnings.append(only_elsewhere(backup_id, repo, source))
         except (BackupNotFound, IntegrityError) as exc:
             # Judged only where every repository was read: the backup may be whole in
             # one that did not open.
@@ -649,6 +656,21 @@ def _copies(result: DrillResult) -> None:
     """A drill that passed only thanks to a mirror says so in its record (history,
     report), not only in a warning of the run: the primary's copy is damaged."""
     notes = read_elsewhere(result.warnings)
+    source = read_only_elsewhere(result.warnings, result.backup_id)
+    if source is not None:
+        # Not damage to repair: the repository read first does not hold this backup.
+        detail: Phrase | str = Phrase(
+            N_(
+                "the backup is not in the repository read first, only in {repository}, "
+                "which it was read from: as after a disaster recovery that recreated the "
+                "primary repository (older backups stay in the mirror alone until retention "
+                "expires them); if it should be in both, 'respaldo verify --all' names what "
+                "is gone"
+            ),
+            repository=source,
+        )
+        result.checks.append(Check("copies", True, detail))
+        return
     if not notes:
         return
     shown = "; ".join(notes[:3]) + (f"; and {len(notes) - 3} more" if len(notes) > 3 else "")

@@ -1317,19 +1317,47 @@ def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: 
     ``respaldo repair`` found to have lost chunks (no good copy anywhere): such a restore
     is refused before it touches anything, rather than failing halfway.
     """
+    return load_manifest_where(repo, fallbacks, backup_id)[0]
+
+
+def load_manifest_where(
+    repo: Repository, fallbacks: list[Repository], backup_id: str
+) -> tuple[Manifest, Repository]:
+    """:func:`load_manifest_any`, and the repository the manifest was read from."""
+    source = repo
     try:
         manifest = repo.load_manifest(backup_id)
     except (BackupNotFound, IntegrityError):
         for other in fallbacks:
             try:
                 manifest = other.load_manifest(backup_id)
+                source = other
                 break
             except (BackupNotFound, IntegrityError):
                 continue
         else:
             raise
     refuse_lost(repo, fallbacks, backup_id)
-    return manifest
+    return manifest, source
+
+
+def only_elsewhere(backup_id: str, first: Repository, source: Repository) -> str:
+    """The warning for a backup whose manifest the repository read first lacks (or holds
+    damaged): read from ``source``. Every chunk of it then comes from there too."""
+    return (
+        f"backup {backup_id} is not in {first.storage.location}, the repository read first: "
+        f"{READ_ELSEWHERE} {source.storage.location}"
+    )
+
+
+def read_only_elsewhere(warnings: Sequence[str], backup_id: str) -> str | None:
+    """Where backup ``backup_id`` was read from when ``warnings`` hold its
+    :func:`only_elsewhere` warning; else None."""
+    start = f"backup {backup_id} is not in "
+    for warning in warnings:
+        if warning.startswith(start) and f": {READ_ELSEWHERE} " in warning:
+            return warning.rpartition(f": {READ_ELSEWHERE} ")[2]
+    return None
 
 
 def load_manifest_told(

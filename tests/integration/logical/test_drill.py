@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -592,6 +593,32 @@ def test_a_drill_that_needed_the_mirror_says_so_in_its_record(respaldo: Respaldo
     assert copies["ok"] is True
     assert "offsite" in copies["detail"] and "verify" in copies["detail"], copies
     assert pack in copies["detail"] or "1 chunk" in copies["detail"], copies
+
+
+def test_a_drill_after_a_disaster_recovery_says_the_backup_is_in_the_mirror_alone(
+    respaldo: Respaldo,
+) -> None:
+    """The primary repository was lost and recreated (docs/disaster-recovery.md, "Back to
+    normal": an empty directory and 'respaldo init'); the older backups are in the mirror
+    alone. A drill of one passes, and its record said that its chunks "missing or
+    damaged in the repository read first came from another: run 'respaldo verify --all'
+    and 'respaldo repair'", damage to repair where there is none."""
+    from tests.integration.logical.test_quarantine_cli import _add_mirror
+
+    offsite = _add_mirror(respaldo)
+    backup_id = respaldo.backup()["id"]  # copied to offsite at its end
+    shutil.rmtree(respaldo.repo_dir)
+    respaldo.repo_dir.mkdir()
+    assert respaldo.run("init").code == 0
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 0 and result["passed"] is True, err
+    (copies,) = [c for c in result["checks"] if c["name"] == "copies"]  # type: ignore[attr-defined]
+    assert copies["ok"] is True
+    assert copies["detail"].startswith(
+        f"the backup is not in the repository read first, only in file://{offsite}, which it "
+        "was read from: as after a disaster recovery"
+    ), copies
+    assert "repair" not in copies["detail"], copies
 
 
 def test_a_drill_whose_scratch_name_is_taken_leaves_that_database_alone(
