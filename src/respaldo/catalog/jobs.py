@@ -460,7 +460,12 @@ class Jobs:
         return lapsed
 
     def expire_queued(
-        self, *, lease: timedelta, expire: timedelta, now: datetime | None = None
+        self,
+        *,
+        lease: timedelta,
+        expire: timedelta,
+        now: datetime | None = None,
+        silent: Mapping[int, datetime] | None = None,
     ) -> builtins.list[Job]:
         """Fail every job of procrastinate's queue that has waited longer than
         ``expire`` in a queue no live worker (one heard from within ``lease``, not
@@ -469,7 +474,12 @@ class Jobs:
         expected to run: a restore or restore test among them kept its backup from prune
         (:func:`respaldo.operations.prune.being_restored`) for as long as it waited,
         and would have started by surprise whenever a worker came back. Their queue
-        entries stay; a worker that takes one finds the job ended and runs nothing."""
+        entries stay; a worker that takes one finds the job ended and runs nothing.
+
+        With ``silent`` (the workers silent at two looks a while apart, each with the
+        heartbeat seen: :func:`respaldo.operations.reconcile.silent_workers`), only those
+        count as dead: the catalog's clock stepped ahead made every live worker look
+        silent, and every job waiting in its queues look expired."""
         # Imported here: workers.py builds on this module (known_kind).
         from respaldo.catalog.workers import Workers, queues_of
 
@@ -480,11 +490,11 @@ class Jobs:
         workers = Workers(self.session)
         # A stopping worker still busy with a job is most often one being restarted (an
         # upgrade): it takes its queues again in a moment, as its successor.
-        takers = [
-            queues_of(w)
-            for w in workers.alive(lease=lease, now=when)
-            if not w.stopping or workers.running(w)
-        ]
+        if silent is None:
+            live = workers.alive(lease=lease, now=when)
+        else:
+            live = [w for w in workers.listed() if silent.get(w.id) != w.heartbeat_at]
+        takers = [queues_of(w) for w in live if not w.stopping or workers.running(w)]
         served = self._served_queues(when - expire)
         expired = []
         hours = f"{expire / timedelta(hours=1):g}"

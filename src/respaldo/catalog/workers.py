@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -77,11 +77,39 @@ class Workers:
         query = sa.select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.id)
         return builtins.list(self.session.scalars(query))
 
-    def prune(self, *, lease: timedelta, now: datetime | None = None) -> int:
-        """Remove the rows of workers silent for longer than ``lease``; return how many."""
+    def silent(self, *, lease: timedelta, now: datetime | None = None) -> dict[int, datetime]:
+        """The workers silent for longer than ``lease`` (reads only), each with its last
+        heartbeat: looked at again a while later, one whose heartbeat moved is alive,
+        whatever the clock said (:func:`respaldo.operations.reconcile.silent_workers`)."""
         since = self._now(now) - lease
-        result = self.session.execute(sa.delete(Worker).where(Worker.heartbeat_at < since))
+        query = sa.select(Worker.id, Worker.heartbeat_at).where(Worker.heartbeat_at < since)
+        return {int(row.id): row.heartbeat_at for row in self.session.execute(query)}
+
+    def prune(
+        self,
+        *,
+        lease: timedelta,
+        now: datetime | None = None,
+        seen: Mapping[int, datetime] | None = None,
+    ) -> int:
+        """Remove the rows of workers silent for longer than ``lease``; return how many.
+        With ``seen`` (what :meth:`silent` said a while before), only those whose last
+        heartbeat is still the one seen then: a step of the catalog's clock made every
+        live worker look silent, and its row, once removed, never came back."""
+        since = self._now(now) - lease
+        condition = Worker.heartbeat_at < since
+        if seen is not None:
+            still = self.silent(lease=lease, now=now)
+            gone = [worker for worker, beat in still.items() if seen.get(worker) == beat]
+            if not gone:
+                return 0
+            condition = condition & Worker.id.in_(gone)
+        result = self.session.execute(sa.delete(Worker).where(condition))
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def listed(self) -> builtins.list[Worker]:
+        """Every worker's row, oldest first."""
+        return builtins.list(self.session.scalars(sa.select(Worker).order_by(Worker.id)))
 
     def running(self, worker: Worker) -> builtins.list[Job]:
         """The running jobs of ``worker`` (same host and process)."""

@@ -243,12 +243,11 @@ def recover(ctx: Context) -> list[int]:
     workers silent for longer than the lease. Returns the ids of the jobs it failed. Two
     processes sweeping at once never fail or retry one job twice (the lapsed rows are
     taken FOR UPDATE SKIP LOCKED)."""
-    from respaldo.operations.reconcile import settle_abandoned
+    from respaldo.operations.reconcile import prune_workers, settle_abandoned
 
     settled = settle_abandoned(ctx)
     dropped = _fail_dropped(ctx)
-    with ctx.catalog.begin() as session:
-        Workers(session).prune(lease=timedelta(seconds=ctx.settings.jobs.lease_seconds))
+    prune_workers(ctx)
     return settled.jobs + dropped
 
 

@@ -29,7 +29,7 @@ from enum import Enum
 
 from sqlalchemy.orm import Session
 
-from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs
+from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs, Workers
 from respaldo.catalog.jobs import params_of
 from respaldo.config import DatabaseSettings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy
@@ -122,7 +122,9 @@ def settle_abandoned(
         if stale:
             with ctx.catalog.begin() as session:
                 # Not retried: nothing was lost, the job waited too long to be wanted.
-                expired = Jobs(session).expire_queued(lease=lease, expire=expire, now=now)
+                expired = Jobs(session).expire_queued(
+                    lease=lease, expire=expire, now=now, silent=silent_workers(ctx, lease, now)
+                )
                 settled.jobs += [job.id for job in expired]
             alert_expired(ctx, expired)
     with ctx.catalog.read() as session:
@@ -200,6 +202,35 @@ def _still_lapsed(
         for job_id, sign in again.items()
         if sign is None or (job_id in looked and looked[job_id] == sign)
     }
+
+
+def silent_workers(ctx: Context, lease: timedelta, now: datetime | None) -> dict[int, datetime]:
+    """The workers silent for longer than ``lease`` at two looks :data:`CONFIRM_RENEWALS`
+    renewal periods apart (this process's monotonic clock), with the same last heartbeat
+    at both: the rule :func:`_still_lapsed` gives jobs. Heartbeats are judged by the
+    catalog's clock; stepped ahead by more than a lease (NTP, a VM resumed), it made every
+    live worker look silent: its row was pruned (and never came back: a beat re-creates
+    nothing) and the jobs waiting in its queues expired. A live worker beats in between.
+    The wait happens only when a worker looks silent."""
+    with ctx.catalog.read() as session:
+        looked = Workers(session).silent(lease=lease, now=now)
+    if not looked:
+        return {}
+    threading.Event().wait(CONFIRM_RENEWALS * ctx.settings.jobs.renew_seconds)
+    with ctx.catalog.read() as session:
+        again = Workers(session).silent(lease=lease, now=now)
+    return {worker: beat for worker, beat in again.items() if looked.get(worker) == beat}
+
+
+def prune_workers(ctx: Context, now: datetime | None = None) -> int:
+    """Forget the workers silent for longer than the lease (:func:`silent_workers`);
+    return how many. A worker killed with SIGKILL leaves its row until then."""
+    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    silent = silent_workers(ctx, lease, now)
+    if not silent:
+        return 0
+    with ctx.catalog.begin() as session:
+        return Workers(session).prune(lease=lease, now=now, seen=silent)
 
 
 def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:
