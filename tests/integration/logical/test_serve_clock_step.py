@@ -55,15 +55,32 @@ jobs.run(ctx, job.id, body)
 """
 
 
-def test_serve_sweeps_a_lost_job_soon_after_its_clock_went_back_an_hour(tmp_path: Path) -> None:
+def test_serve_sweeps_a_lost_job_and_runs_its_schedule_soon_after_its_clock_went_back(
+    tmp_path: Path,
+) -> None:
+    """One serve, one step of an hour back, two things that must go on within a look of
+    the stall monitor, not an hour later: the sweep for lost jobs (a job whose process
+    died while running it is failed) and a cron schedule (replanned from the new time).
+
+    The schedule, as the default */5 wal_copy: its next run stayed planned at the old
+    time, and for the hour the clock went back it did not run (past [rpo]
+    wal_copy_minutes). Here a restore test every minute, which fails at once (no backup
+    to test) and is recorded with its fire time. One serve for both: it starts once, and
+    the sweep is looked at while the minute of the stepped clock passes."""
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("clock step passphrase\n")
     passphrase.chmod(0o600)
     config = local_config(
         tmp_path,
         """
+[[databases]]
+name = "erp"
+dsn = "postgresql://respaldo@127.0.0.1:1/erp"
+
 [schedules]
 time_zone = "Europe/Madrid"
+full = "off"
+restore_test = "* * * * *"
 cleanup = "off"
 verify = "off"
 
@@ -83,12 +100,13 @@ listen = "127.0.0.1:0"
     serve = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
+    said: list[str] = []
     try:
         listening_port(serve)
         assert serve.stderr is not None
-        said: list[str] = []
         drain = threading.Thread(target=lambda: said.extend(serve.stderr or []), daemon=True)
         drain.start()
+        started = datetime.now(UTC)
         clock.write_text("-3600\n")  # the step: an hour back
         dead = subprocess.run(
             [sys.executable, "-c", DIES, str(config)], capture_output=True, text=True
@@ -110,62 +128,6 @@ listen = "127.0.0.1:0"
             # Swept every 2 s before the step; after it, within a look of the monitor.
             # Without the realignment it stays running for the hour the clock went back.
             wait_for("serve to sweep the lost job", lambda: status() is JobStatus.FAILED)
-        finally:
-            catalog.close()
-    finally:
-        serve.terminate()
-        serve.wait()
-    drain.join()
-    assert any("the clock went back" in line for line in said), "".join(said)
-
-
-def test_serve_runs_an_every_minute_schedule_soon_after_its_clock_went_back_an_hour(
-    tmp_path: Path,
-) -> None:
-    # As the default */5 wal_copy: its next run stayed planned at the old time, and for
-    # the hour the clock went back it did not run (past [rpo] wal_copy_minutes). Here
-    # a restore test every minute, which fails at once (no backup to test) and is
-    # recorded with its fire time.
-    passphrase = tmp_path / "passphrase"
-    passphrase.write_text("clock step passphrase\n")
-    passphrase.chmod(0o600)
-    config = local_config(
-        tmp_path,
-        """
-[[databases]]
-name = "erp"
-dsn = "postgresql://respaldo@127.0.0.1:1/erp"
-
-[schedules]
-time_zone = "Europe/Madrid"
-full = "off"
-restore_test = "* * * * *"
-cleanup = "off"
-verify = "off"
-
-[rpo]
-watchdog_stuck_minutes = 0.2
-
-[server]
-listen = "127.0.0.1:0"
-""",
-        settings=f'passphrase_file = "{passphrase}"',
-    )
-    initialize(load_settings(config), kdf=FAST_KDF)
-    clock, env = stepped_clock(tmp_path)
-    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), "serve"]
-    serve = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
-    )
-    said: list[str] = []
-    try:
-        listening_port(serve)
-        drain = threading.Thread(target=lambda: said.extend(serve.stderr or []), daemon=True)
-        drain.start()
-        started = datetime.now(UTC)
-        clock.write_text("-3600\n")  # the step: an hour back
-        catalog = open_catalog(load_settings(config).catalog.url)
-        try:
 
             def fired_after_the_step() -> bool:
                 assert serve.poll() is None, "".join(said)
@@ -177,10 +139,13 @@ listen = "127.0.0.1:0"
                     for job in found
                 )
 
-            # A minute of the new clock at most, and a look of the monitor.
+            # A minute of the new clock at most, and a look of the monitor. Without the
+            # replanning, no run until the clock is back at the old time.
             wait_for("a run at a time of the stepped-back clock", fired_after_the_step)
         finally:
             catalog.close()
     finally:
         serve.terminate()
         serve.wait()
+    drain.join()
+    assert any("the clock went back" in line for line in said), "".join(said)
