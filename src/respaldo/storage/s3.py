@@ -18,7 +18,10 @@ How the interface maps onto S3:
   this process below ``TMPDIR`` (:func:`respaldo.privatedir.private_dir`), their MD5 taken
   as they come; the commit uploads the file as ``put`` uploads bytes (the same request,
   options and Content-MD5, one PutObject or a multipart upload of parts read from the
-  file), so a pack never sits whole in memory. The file goes with the spool; a killed
+  file), so a pack never sits whole in memory. The file goes with the spool; the
+  directory with the store: at ``close``, or when a store nobody closed is garbage
+  collected or its process exits (before, each such store left an empty directory behind
+  for good: a dozen of one test process were found in ``/tmp`` after a CI run); a killed
   process leaves only an empty directory, swept by the next one; S3 shows no object
   until its upload completes. A transient failure of the upload keeps the file for
   :class:`~respaldo.storage.retry.RetryingStorage`'s next try.
@@ -91,6 +94,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -307,6 +311,7 @@ class S3Storage:
         self._closed = False
         self._close_lock = threading.Lock()
         self._spool_path: Path | None = None
+        self._spool_remover: weakref.finalize[[Path, bool], S3Storage] | None = None
 
         try:
             session = _new_session(profile)
@@ -452,9 +457,15 @@ class S3Storage:
         with self._close_lock:
             if self._spool_path is None or not self._spool_path.is_dir():
                 try:
-                    self._spool_path = private_dir("upload")
+                    path = private_dir("upload")
                 except OSError as exc:
                     raise _spool_error(exc, Path(tempfile.gettempdir())) from exc
+                if self._spool_remover is not None:
+                    self._spool_remover()  # the one removed behind this store's back
+                self._spool_path = path
+                # Removed with the store even if nobody closes it: garbage collected, or
+                # at the process's exit (atexit). Only SIGKILL leaves it, for the sweep.
+                self._spool_remover = weakref.finalize(self, shutil.rmtree, path, True)
             return self._spool_path
 
     @contextlib.contextmanager
@@ -736,11 +747,11 @@ class S3Storage:
             if self._closed:
                 return
             self._closed = True
-            spool_dir, self._spool_path = self._spool_path, None
+            remover, self._spool_path, self._spool_remover = self._spool_remover, None, None
         self._client.close()
-        if spool_dir is not None:
+        if remover is not None:
             # Spools still open keep their files (they have no name in it).
-            shutil.rmtree(spool_dir, ignore_errors=True)
+            remover()
 
     # --- helpers ----------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ retries, Object Lock, and a process killed mid-upload.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -314,3 +316,52 @@ def test_a_full_temporary_directory_fails_the_spool_with_a_hint_and_stores_nothi
         spool.commit("packs/ab/x")
     assert list(store.list("")) == []
     store.close()
+
+
+_UNCLOSED_UPLOADER = """
+import sys
+from pydantic import SecretStr
+from respaldo.storage.s3 import S3Storage
+url, key, secret, bucket, prefix = sys.argv[1:]
+store = S3Storage(bucket, prefix, endpoint_url=url, region="us-east-1", access_key_id=key,
+                  secret_access_key=SecretStr(secret))
+spool = store.open_spool("packs/")
+spool.write([b"a pack"])
+spool.commit("packs/ab/unclosed")
+print(store.spool_dir, flush=True)
+"""
+
+
+def test_stores_nobody_closed_leave_no_upload_directory(
+    moto_server: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CI run left a dozen empty respaldo-upload-* directories in /tmp, of stores its
+    # test process never closed: each stayed until another process happened to sweep.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for n in range(50):
+        store = moto_server.storage()
+        spool = store.open_spool("packs/")
+        spool.write([b"a pack"])
+        spool.commit(f"packs/ab/p{n}")
+        del spool, store
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+    # A process that exits without closing its store takes the directory with it.
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _UNCLOSED_UPLOADER,
+            moto_server.endpoint_url,
+            moto_server.access_key_id,
+            moto_server.secret_access_key,
+            moto_server.bucket,
+            f"u{os.getpid()}",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=True,
+    )
+    assert Path(child.stdout.strip()).parent == tmp_path
+    assert list(tmp_path.iterdir()) == []
