@@ -10,7 +10,12 @@ process that got the same pid. The first time a process creates such a directory
 parent directory, it removes the ones there whose owner is gone: same user, same
 machine (the start time is only meaningful on the machine it was read on; a directory
 shared between machines would be swept by each of them, which is why only pid and start
-time together count as alive).
+time together count as alive). A process that runs for months (``respaldo serve``) sweeps
+each parent again when it creates a directory there more than :data:`SWEEP_AGAIN_SECONDS`
+after its last sweep: a command killed while it ran (say ``respaldo backup`` by hand,
+killed with SIGKILL) left its passfile directory, the database password in it, until
+some other respaldo process started, which on a machine where only the service runs
+was never.
 
 Directories are 0700 (``mkdtemp``), so only their owner and root can read what is in
 them.
@@ -25,6 +30,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +40,10 @@ log = logging.getLogger(__name__)
 
 PREFIX = "respaldo-"
 _NAME = re.compile(r"^respaldo-([a-z]+)-(\d+)-(\d+)-[^/]+$")
-_swept: set[Path] = set()
+SWEEP_AGAIN_SECONDS = 3600.0
+"""How long a process goes on creating private directories in a parent before it sweeps
+that parent again (measured on the monotonic clock)."""
+_swept: dict[Path, float] = {}
 _swept_lock = threading.Lock()
 
 
@@ -52,7 +61,6 @@ def process_start(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may hold spaces or parentheses.
     fields = text[text.rindex(")") + 2 :].split()
     return int(fields[19])  # field 22 of proc(5), the 20th after the command name
-    return True
 
 
 def owner_alive(pid: int, start: int) -> bool:
@@ -110,16 +118,20 @@ def private_dir(purpose: str, parent: Path | None = None) -> Path:
     """Create a fresh 0700 directory for this process in ``parent`` (default: the
     system's temporary directory) and return it; the caller removes it.
 
-    The first call for a parent directory sweeps it first (:func:`sweep`). ``purpose``
-    is a lowercase word (``pgpass``, ``spool``) that names the directory.
+    The first call for a parent directory sweeps it first (:func:`sweep`), and so does
+    the first call after :data:`SWEEP_AGAIN_SECONDS`. ``purpose`` is a lowercase word
+    (``pgpass``, ``spool``) that names the directory.
     """
     if not re.fullmatch(r"[a-z]+", purpose):
         raise ValueError(f"purpose must be a lowercase word, not {purpose!r}")
     base = Path(tempfile.gettempdir() if parent is None else parent).absolute()
+    now = time.monotonic()
     with _swept_lock:
-        first = base not in _swept
-        _swept.add(base)
-    if first:
+        last = _swept.get(base)
+        due = last is None or now - last >= SWEEP_AGAIN_SECONDS
+        if due:
+            _swept[base] = now
+    if due:
         sweep(base)
     pid, start = this_process()
     return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{purpose}-{pid}-{start}-", dir=base))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from respaldo import privatedir
 from respaldo.privatedir import private_dir, private_directory, process_start, sweep, this_process
 
 
@@ -55,6 +56,24 @@ def test_the_first_private_dir_in_a_directory_sweeps_it(tmp_path: Path) -> None:
     assert not left.exists()
     assert made.is_dir()
     made.rmdir()
+
+
+def test_a_process_that_goes_on_sweeps_again_what_later_dead_ones_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # respaldo serve runs for months: a command killed while it ran (its passfile, the
+    # password in it) used to stay until another respaldo process started.
+    first = private_dir("pgpass", tmp_path)
+    dead_pid, dead_start = _dead_pid()
+    left = tmp_path / f"respaldo-pgpass-{dead_pid}-{dead_start}-xyz"
+    left.mkdir()
+    (left / "pgpass").write_text("*:*:*:*:secret\n")
+    second = private_dir("pgpass", tmp_path)  # within the hour: no sweep yet
+    assert left.is_dir()
+    monkeypatch.setattr(privatedir, "SWEEP_AGAIN_SECONDS", 0.0, raising=False)
+    third = private_dir("pgpass", tmp_path)
+    assert not left.exists()
+    assert first.is_dir() and second.is_dir() and third.is_dir()  # this process's own
 
 
 def test_purpose_is_one_lowercase_word(tmp_path: Path) -> None:
