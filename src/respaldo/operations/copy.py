@@ -4,7 +4,13 @@ Every backup is written to the primary repository; secondaries are *mirrors* of 
 (same repository id and keys, see :meth:`Repository.init_mirror`), so a copy moves only
 the sealed chunks a secondary lacks, manifest last. A failed copy is recorded in the
 catalog (``backup_copies``) and reported, and never fails the backup: the next backup,
-or ``respaldo copy --all``, retries every backup still missing there.
+or ``respaldo copy --all``, retries every backup still missing there. Its alert goes out
+once per repeat interval per repository (``backup-copy:<repository>``): every backup
+retries every copy still missing, so during an outage of an offsite store one alert per
+failed attempt became more alerts with every backup (9 in 6 seconds, 20 minutes into a
+mirror outage with a backup a minute, each backup's copy told again at each retry). The
+watchdog's ``copy:<database>:<repository>`` items tell that copies are missing, and when
+they are there again.
 
 Archived WAL goes along (:func:`copy_wal_to`, after the backups): every WAL object and
 cluster record the secondary lacks, so that point-in-time recovery works from a mirror
@@ -94,7 +100,9 @@ def copy_to(
         # One alert for the repository, not one per backup it could not take.
         from respaldo.operations import alerts  # only when there is one (see jobs)
 
-        alerts.notify_failure(ctx, "copy", exc, repository=target.name)
+        alerts.notify_failure(
+            ctx, "copy", exc, repository=target.name, throttle_key=copy_throttle(target.name)
+        )
         alerts.mark_alerted(exc)
         raise
     outcomes = []
@@ -166,7 +174,14 @@ def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) ->
         database=database,
         repository=repository,
         hint=exc.hint or "'respaldo copy --all --to REPOSITORY' retries every missing copy",
+        throttle_key=copy_throttle(repository),
     )
+
+
+def copy_throttle(repository: str) -> str:
+    """The throttle of the alerts of failed copies of backups to ``repository``: every
+    backup retries every missing copy, so one alert per attempt repeated itself."""
+    return f"backup-copy:{repository}"
 
 
 def _record_interrupted(

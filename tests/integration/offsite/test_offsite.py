@@ -26,6 +26,7 @@ from sample.cluster import TempCluster
 from tests.integration.cli import RunsCli, secret_file
 from tests.ports import closed_port
 from tests.servers.faultproxy import FaultProxy, Rule
+from tests.servers.notify import Webhook
 from tests.servers.s3 import S3Endpoint, new_prefix
 
 pytestmark = pytest.mark.integration
@@ -301,3 +302,29 @@ def test_a_rebuilt_catalog_still_tells_a_new_server_from_the_old_one(
     system = str(setup.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
     assert item["level"] == "amber", item
     assert f"the one before it from {system}/{setup.dbname}" in item["reason"]
+
+
+def test_a_mirror_that_stays_down_is_alerted_once_however_many_backups_retry(
+    setup: Setup,
+) -> None:
+    # Every backup retries every copy still missing: with an alert per failed attempt, an
+    # offsite store down for a while made each backup's copy be told again at every later
+    # backup (20 minutes into such an outage, 9 alerts in 6 seconds).
+    proxy = FaultProxy(setup.s3.endpoint_url).start()
+    webhook = Webhook()
+    try:
+        text = setup.config.read_text().replace(setup.s3.endpoint_url, proxy.url)
+        setup.config.write_text(
+            f'{text}\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
+        )
+        proxy.add(Rule("503", path="/manifests/", times=None))
+        for _ in range(2):
+            _, err = setup.ok("backup", "erp")
+            assert "warning: copy of" in err
+        titles = [item["json"]["title"] for item in webhook.inbox.items]
+        assert len(titles) == 1, titles
+        assert "copy" in titles[0] and "offsite" in webhook.inbox.items[0]["json"]["message"]
+    finally:
+        proxy.clear()
+        proxy.stop()
+        webhook.close()
