@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
+from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RepositoryError
 from respaldo.repository.authentic import read_opened
 from respaldo.repository.crypto import SealError
 from respaldo.repository.locks import reading_lease
@@ -46,7 +46,8 @@ def copy_backup(
 ) -> CopyStats:
     """Make backup ``backup_id`` of ``source`` exist in ``destination`` too.
 
-    Idempotent: a backup whose manifest is in the destination already is left alone.
+    Idempotent: a backup whose manifest is in the destination already is left alone,
+    also when another copier stores it while this one runs.
     Raises RepositoryError if the two are not mirrors, IntegrityError if the source's
     data is damaged (nothing is then written to the destination's manifests),
     BackupNotFound if the backup is not (or no longer) in the source, and the storage
@@ -110,7 +111,17 @@ def _copy(
                         stats.bytes_uploaded += len(result.sealed)
                     if progress is not None:
                         progress(result.size)
-        writer.commit_sealed_manifest(blob)
+        try:
+            writer.commit_sealed_manifest(blob)
+        except RepositoryError:
+            # Another copier stored the manifest since the look above (two jobs ending at
+            # once each copy every backup the mirror lacks; another process's copy): it
+            # writes it last, once every chunk it names is there, so the copy exists.
+            # What this one stored besides is unreferenced, for garbage collection.
+            if not copied(destination, backup_id):
+                raise
+            stats.already_there = True
+            return stats
     try:
         source.storage.stat(name)
     except ObjectNotFound:

@@ -132,3 +132,24 @@ def test_copy_from_a_read_only_source_warns_once(caplog: pytest.LogCaptureFixtur
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "garbage collection" in warnings[0], warnings
     assert b"".join(iter_stream(mirror, mirror.load_manifest("b2"), "dump"))
+
+
+def test_two_copies_of_one_backup_at_once_both_succeed() -> None:
+    # Two jobs ending at once (a full and a files backup) each copy every backup the
+    # mirror lacks: the one that stored its manifest second failed, "backup ... exists
+    # already", and sent a critical alert for a copy that was there.
+    primary = _repo("p")
+    mirror = Repository.init_mirror(MemoryStorage("m"), primary, "pw", kdf=KDF)
+    data = os.urandom(60_000)
+    _backup(primary, "b1", data)
+    other = Repository.open(mirror.storage, "pw")  # the other job's (or process's) handle
+    first: list[bool] = []
+
+    def meanwhile(done: int) -> None:
+        if not first:  # past this copier's look for the manifest: the other one finishes
+            first.append(copy_backup(primary, other, "b1").already_there)
+
+    second = copy_backup(primary, mirror, "b1", meanwhile)
+    assert first == [False] and second.already_there
+    reopened = Repository.open(mirror.storage, "pw")
+    assert b"".join(iter_stream(reopened, reopened.load_manifest("b1"), "dump")) == data
