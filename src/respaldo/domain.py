@@ -134,6 +134,16 @@ _ID_HINT = Phrase(
 )
 
 
+def is_backup_id(value: object) -> bool:
+    """Whether ``value`` passes :func:`validate_backup_id` (a name given where a backup id
+    or a database's name may stand, a drill's target, is either)."""
+    try:
+        validate_backup_id(value)
+    except InvalidBackupId:
+        return False
+    return True
+
+
 def validate_backup_id(value: object) -> str:
     """Return ``value`` unchanged if it is a backup id respaldo could have made.
 

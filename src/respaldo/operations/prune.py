@@ -40,7 +40,15 @@ from respaldo.catalog import BackupRecord, BackupRecords
 from respaldo.catalog.jobs import params_of
 from respaldo.catalog.models import DrillRun, Job
 from respaldo.config import Settings
-from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus, JobKind, JobStatus
+from respaldo.domain import (
+    BackupKind,
+    BackupStatus,
+    CopyStatus,
+    DrillStatus,
+    JobKind,
+    JobStatus,
+    is_backup_id,
+)
 from respaldo.errors import (
     ClockAhead,
     ConfigError,
@@ -162,9 +170,12 @@ def being_restored(session: Session) -> set[str]:
         backup_id = params_of(job).get("backup_id") or job.result_id
         if backup_id:
             ids.add(str(backup_id))
-        elif job.kind is JobKind.DRILL and job.target:
+        elif job.kind is JobKind.DRILL and job.target and is_backup_id(job.target):
             # A drill's run is recorded once it has read the manifest, and its target
-            # is the backup's id (or a database's name, which is no backup's id).
+            # is the backup's id, or a database's or file set's name (the schedule's
+            # restore tests): no backup's id, and not one to look up (the record of an
+            # invalid id is refused, which failed every prune that had something to
+            # delete while a restore test ran); its run above names its backup.
             ids.add(job.target)
     return ids
 

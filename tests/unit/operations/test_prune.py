@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -11,14 +12,16 @@ from typing import Any, cast
 
 import pytest
 
+from respaldo.catalog import Jobs
 from respaldo.config import RepositorySettings
-from respaldo.domain import BackupKind, BackupStatus
+from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
 from respaldo.errors import ClockAhead, StorageError
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.prune import PruneResult, plan, prune
+from respaldo.processes import this_host
 from respaldo.repository import Lease, LockKind, verify_repository
 from respaldo.repository.copy import copy_backup as copy_backup_of_repository
 from respaldo.storage.base import Storage
@@ -501,3 +504,27 @@ def test_one_backup_without_a_catalog_record_is_one_backup(inst: Installation) -
         "'respaldo catalog rebuild' adopts it"
     )
     assert orphan in inst.manifests()
+
+
+@pytest.mark.parametrize("target", ["erp", "docs"])
+def test_a_restore_test_running_by_name_does_not_stop_prune(
+    inst: Installation, target: str
+) -> None:
+    # A restore test asked for by name (the schedule's restore_test:<database or file
+    # set>) is a drill job whose target is that name: prune took it for a backup id
+    # while it ran ("invalid backup id 'docs'") and failed, every time it had something
+    # to delete (seen 13 minutes into a soak of respaldo serve).
+    ids = [inst.backup(age * DAY) for age in (12, 10, 8, 6, 3, 1)]
+    inst.replicate()
+    with inst.ctx.catalog.begin() as session:
+        table = Jobs(session)
+        job = table.submit(
+            JobKind.DRILL,
+            target=target,
+            triggered_by=TriggeredBy.SCHEDULE,
+            requested_by=f"restore_test:{target}",
+        )
+        table.start(job.id, pid=os.getpid(), host=this_host())
+    result = run_prune(inst)
+    assert result.ok, [r.error for r in result.repositories]
+    assert sorted(result.deleted) == sorted(ids[:3])
