@@ -161,6 +161,14 @@ class DrillRun(Base):
     """
 
     __tablename__ = "drill_runs"
+    # A database's finished runs, by result and time: the metrics' "was this failure
+    # settled by a later pass" (catalog/figures.py) read every pass for each failure
+    # without it, which grew with the square of the history (migration 0016).
+    __table_args__ = (
+        sa.Index(
+            "ix_drill_runs_database_status_finished", "database_name", "status", "finished_at"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     backup_id: Mapped[str] = mapped_column(sa.String(32), index=True)
