@@ -30,6 +30,9 @@ def main() -> int:
         # subprocess wait(timeout) that polls (psql's, in a backup), raised "Invalid
         # argument". A condition variable's wait, which it lets through, sleeps the same.
         time.sleep = _sleep
+        # This process's clock is the one stepped; its children (pg_dump, pg_restore,
+        # psql) need no fake clock, and each of their time calls read the clock file.
+        del os.environ["LD_PRELOAD"]
     module = importlib.import_module(sys.argv[1])
     name = sys.argv[2]
     original = getattr(module, name)
