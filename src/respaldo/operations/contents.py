@@ -145,9 +145,7 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         )
     tables.sort(key=lambda t: (t.schema_name, t.name))
     names = {e.tag for e in entries if e.kind == "SCHEMA"} | {t.schema_name for t in tables}
-    schemas = [
-        _schema(name, [t for t in tables if t.schema_name == name]) for name in sorted(names)
-    ]
+    schemas = schemas_of(names, tables)
     objects = Counter(e.kind.lower() for e in entries if e.kind in _COUNTED)
     return BackupContents(
         backup_id=backup_id,
@@ -157,6 +155,17 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
         tables=tables,
         objects=dict(sorted(objects.items())),
     )
+
+
+def schemas_of(names: set[str], tables: list[TableContents]) -> list[SchemaContents]:
+    """Each schema of ``names``, by name, with its ``tables`` added up. Pure.
+
+    One pass over the tables: a pass per schema took 17 of the 41 s of ``ls`` of 20,000
+    tables in 2,000 schemas."""
+    by_schema: dict[str, list[TableContents]] = {name: [] for name in names}
+    for table in tables:
+        by_schema.setdefault(table.schema_name, []).append(table)
+    return [_schema(name, by_schema[name]) for name in sorted(names)]
 
 
 def _schema(name: str, tables: list[TableContents]) -> SchemaContents:
