@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -140,9 +141,12 @@ _NEVER = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TocEntry:
-    """One entry of a dump's table of contents, as ``pg_restore --list --verbose`` shows it."""
+    """One entry of a dump's table of contents, as ``pg_restore --list --verbose`` shows it.
+
+    Slotted, its kind, namespace and owner interned (:func:`parse_listing`): a dump of
+    20,000 tables has 164,000 entries, all in memory at once (89 MiB as plain objects)."""
 
     dump_id: int
     kind: str
@@ -234,10 +238,10 @@ def parse_listing(text: str) -> Listing:
         entries.append(
             TocEntry(
                 int(match.group("id")),
-                kind,
-                None if namespace == "-" else namespace,
+                sys.intern(kind),
+                None if namespace == "-" else sys.intern(namespace),
                 tag,
-                owner,
+                sys.intern(owner),
                 raw,
             )
         )
