@@ -29,6 +29,7 @@ from respaldo.operations.restore import (
 )
 from respaldo.operations.restore_select import names_encoding
 from respaldo.postgres.counts import count_key, counts_format, find_recorded
+from respaldo.postgres.largeobjects import recorded as recorded_large_objects
 from respaldo.postgres.toc import read_listing, tables_in
 from respaldo.postgres.toolsets import find_tools
 
@@ -81,7 +82,7 @@ class SchemaContents(ResultModel):
 
 class BackupContents(ResultModel):
     """What logical backup ``backup_id`` of ``database`` holds. ``objects`` counts the
-    other objects by kind (``view``, ``function``, ``index``…)."""
+    other objects by kind (``view``, ``function``, ``index``, ``large object``…)."""
 
     backup_id: str
     database: str
@@ -147,6 +148,14 @@ def backup_contents(ctx: Context, backup_id: str) -> BackupContents:
     names = {e.tag for e in entries if e.kind == "SCHEMA"} | {t.schema_name for t in tables}
     schemas = schemas_of(names, tables)
     objects = Counter(e.kind.lower() for e in entries if e.kind in _COUNTED)
+    # pg_dump lists large objects as BLOB entries (one each, up to PostgreSQL 16) or BLOB
+    # METADATA ones (a thousand each, 17 on), kinds counted as nothing else: the count
+    # taken in the dump's snapshot says how many there are.
+    large_objects = recorded_large_objects(manifest.meta)
+    blobs = sum(1 for e in entries if e.kind == "BLOB")
+    if large_objects is not None or blobs:
+        objects["large object"] = large_objects.count if large_objects is not None else blobs
+    objects = +objects  # no "0 large objects"
     return BackupContents(
         backup_id=backup_id,
         database=manifest.source,

@@ -285,4 +285,11 @@ def test_ls_matches_the_database(respaldo: Respaldo, pg: TempCluster) -> None:
         for kind, n in listing["objects"].items()
     )
     assert any(n > 1 for n in listing["objects"].values()), listing["objects"]
+    # The large objects too (BLOB entries, which it counted as nothing: a backup of
+    # 50,001 of them listed none).
+    (large_objects,) = pg.query(
+        "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", dbname=respaldo.dbname
+    )
+    assert large_objects[0] > 0
+    assert listing["objects"]["large object"] == large_objects[0], listing["objects"]
     assert f"other objects: {said}\n" in text.out, text.out
