@@ -518,7 +518,9 @@ def _restore_staged(
                     check_rows=early,
                 )
             except PostgresError as exc:
-                raise _unchanged(_unrouted(exc, selection), target, replacing=exists) from None
+                raise _unchanged(
+                    _missing_role(_unrouted(exc, selection)), target, replacing=exists
+                ) from None
             result.row_counts_checked = check_row_counts(
                 manifest,
                 staged,
@@ -643,6 +645,35 @@ def _unrouted(error: PostgresError, selection: Selection | None) -> PostgresErro
         "sends some of them to "
         f"partitions not restored; restore the partitioned table with {option('tables')} "
         "(its partitions come with it), then take the rows you need",
+    )
+
+
+# The server's words for an owner or grantee it lacks (English: a server in another
+# language gets the general hint).
+_NO_ROLE = re.compile(r'ERROR:  role "(?P<role>.*)" does not exist')
+
+
+def _missing_role(error: PostgresError) -> PostgresError:
+    """``error`` of pg_restore, with a hint when the server lacks a role the dump names
+    (an owner, a grantee): it said only "restore again once the cause is dealt with",
+    and nothing told the operator about ``--globals`` or ``--no-owner``."""
+    found = _NO_ROLE.search(error.stderr)
+    if error.hint or found is None:
+        return error
+    return PostgresError(
+        error.program,
+        error.returncode,
+        error.stderr,
+        hint=Phrase(
+            N_(
+                "the backup names role {role} (an owner, or a grantee of rights), which "
+                "this server lacks: restore with {globals} to create the backup's roles "
+                "first, or create the role; {no_owner} leaves out owners, not grants"
+            ),
+            role=found.group("role"),
+            globals=option("with_globals"),
+            no_owner=option("no_owner"),
+        ),
     )
 
 

@@ -93,6 +93,36 @@ def test_a_dropped_role_comes_back_with_its_password_and_grants(
     assert "SCRAM-SHA-256$" not in said
 
 
+def test_a_restore_that_needs_a_role_the_server_lacks_says_globals(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
+) -> None:
+    """A table owned by a role that was dropped since the backup (or a server that never
+    had it): pg_restore failed on "ALTER TABLE … OWNER TO", and the hint said only
+    "restore again once the cause is dealt with"."""
+    auditor = f"erp_owner_{uuid.uuid4().hex[:8]}"  # dropped by the test itself
+    role = sql.Identifier(auditor)
+    pg.execute(sql.SQL("CREATE ROLE {}").format(role))
+    pg.execute(
+        sql.SQL("ALTER TABLE finanzas.pagos OWNER TO {}").format(role), dbname=respaldo.dbname
+    )
+    backup_id = respaldo.backup()["id"]
+    pg.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role), dbname=respaldo.dbname)
+    pg.execute(sql.SQL("DROP ROLE {}").format(role))
+
+    run = respaldo.run("restore", backup_id, "--target-database", new_dbname)
+
+    assert run.code == 1, str(run)
+    said = " ".join(run.err.split())
+    assert f'role "{auditor}" does not exist' in said, said
+    assert (
+        f"hint: nothing was changed: no database {new_dbname} was created; the backup names "
+        f"role {auditor} (an owner, or a grantee of rights), which this server lacks: restore "
+        "with --globals to create the backup's roles first, or create the role; --no-owner "
+        "leaves out owners, not grants"
+    ) in said, said
+    assert new_dbname not in databases(pg)
+
+
 def test_roles_restored_from_a_backup_without_passwords_are_named_with_what_to_do(
     respaldo: Respaldo, pg: TempCluster, new_dbname: str, auditor: str
 ) -> None:
