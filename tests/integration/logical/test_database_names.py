@@ -27,31 +27,34 @@ def _renamed(respaldo: Respaldo, pg: TempCluster, name: str) -> None:
             sql.Identifier(respaldo.dbname), sql.Identifier(name)
         )
     )
+    was = quote(respaldo.dbname, safe="")
     text = respaldo.config.read_text()
-    respaldo.config.write_text(text.replace(f'/{respaldo.dbname}"', f'/{quote(name, safe="")}"'))
+    respaldo.config.write_text(text.replace(f'/{was}"', f'/{quote(name, safe="")}"'))
     respaldo.dbname = name
 
 
-@pytest.mark.parametrize(
-    ("name", "jobs"), [("contabilidad=2024", "1"), ("postgresql://Obra Ñandú", "2")]
-)
-def test_a_database_named_like_a_connection_string_is_backed_up_with_its_roles(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str, name: str, jobs: str
+def test_databases_named_like_connection_strings_are_backed_up_with_their_roles(
+    respaldo: Respaldo, pg: TempCluster, new_dbname: str
 ) -> None:
     # pg_dumpall read --database=contabilidad=2024 as a connection string: "could not
     # connect to database", and every backup of that database failed; a name such as
-    # "x host=other" would have dumped the roles of another server.
-    _renamed(respaldo, pg, name)
-    source = table_checksums(pg, name)
+    # "x host=other" would have dumped the roles of another server. One database renamed
+    # in turn to each name (one fixture for both), each backed up with its own --jobs.
+    for n, (name, jobs) in enumerate(
+        [("contabilidad=2024", "1"), ("postgresql://Obra Ñandú", "2")]
+    ):
+        _renamed(respaldo, pg, name)
+        source = table_checksums(pg, name)
 
-    run = respaldo.run("backup", "erp", "--jobs", jobs, "--json")
-    assert run.code == 0, str(run)
-    backup_id = run.json()["id"]
+        run = respaldo.run("backup", "erp", "--jobs", jobs, "--json")
+        assert run.code == 0, str(run)
+        backup_id = run.json()["id"]
 
-    restored = respaldo.restore(backup_id, new_dbname, "--globals")
-    assert table_checksums(pg, new_dbname) == source
-    # The roles came from this cluster's dump: every one of them was already here.
-    assert "erp_propietario" in restored.err, str(restored)
+        target = f"{new_dbname}_{n}"
+        restored = respaldo.restore(backup_id, target, "--globals")
+        assert table_checksums(pg, target) == source, name
+        # The roles came from this cluster's dump: every one of them was already here.
+        assert "erp_propietario" in restored.err, str(restored)
 
 
 def test_names_like_console_markup_or_emoji_codes_are_printed_as_they_are(
