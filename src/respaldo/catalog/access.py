@@ -161,6 +161,22 @@ class AuthSessions:
             .values(revoked_at=now)
         )
 
+    def forget_ended(self, before: datetime) -> int:
+        """Delete the sessions that ended (expired, or were logged out) before
+        ``before``: one row per login, kept for ever, grew the table without end. A
+        session still valid has neither, so it is never deleted. Returns how many."""
+        result = self.session.execute(
+            sa.delete(AuthSession)
+            .where(
+                sa.or_(
+                    AuthSession.expires_at < before,
+                    AuthSession.revoked_at < before,
+                )
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
 
 class ApiTokens:
     """API tokens for automation, by id (the public part of the token) or name."""

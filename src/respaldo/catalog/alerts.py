@@ -88,6 +88,16 @@ class Notifications:
         )
         return self.session.scalars(query).first()
 
+    def forget_sent(self, before: datetime) -> int:
+        """Delete the records of messages sent before ``before`` (retention: the table
+        had one row per message, kept for ever). Returns how many."""
+        result = self.session.execute(
+            sa.delete(NotificationRecord)
+            .where(NotificationRecord.sent_at < before)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     def list(self, *, limit: int = 50) -> builtins.list[NotificationRecord]:
         """The newest records first."""
         query = sa.select(NotificationRecord).order_by(

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
-from respaldo.catalog import Job, Jobs, outcome_of, params_of
+from respaldo.catalog import AuthSessions, Job, Jobs, Notifications, outcome_of, params_of
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
@@ -551,14 +551,26 @@ def forget_earlier_runs(ctx: Context, schedule: str) -> None:
 def forget_old(ctx: Context, now: datetime) -> int:
     """Delete the jobs that ended more than ``[jobs] keep_days`` before ``now`` (none
     with 0), keeping what the service and the metrics need (see
-    :meth:`~respaldo.catalog.jobs.Jobs.forget_ended`); returns how many."""
+    :meth:`~respaldo.catalog.jobs.Jobs.forget_ended`); returns how many. By the same
+    rule, in the same transaction, the web logins that ended (expired or logged out)
+    and the records of notifications sent that long ago: neither table was ever
+    trimmed, one row per login and per message for ever."""
     days = ctx.settings.jobs.keep_days
     if days <= 0:
         return 0
+    before = now - timedelta(days=days)
     with ctx.catalog.begin() as session:
-        forgotten = Jobs(session).forget_ended(now - timedelta(days=days))
-    if forgotten:
-        log.info("forgot %d jobs that ended more than %d days ago", forgotten, days)
+        forgotten = Jobs(session).forget_ended(before)
+        logins = AuthSessions(session).forget_ended(before)
+        messages = Notifications(session).forget_sent(before)
+    if forgotten or logins or messages:
+        log.info(
+            "forgot %d jobs, %d logins and %d notifications that ended more than %d days ago",
+            forgotten,
+            logins,
+            messages,
+            days,
+        )
     return forgotten
 
 

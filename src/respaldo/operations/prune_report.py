@@ -135,11 +135,11 @@ def prune_backups(
     trust_clock: bool = False,
 ) -> PruneReport:
     """``prune``: :func:`respaldo.operations.prune.prune`, as a result model. Unless
-    ``dry_run``, it then forgets the jobs older than ``[jobs] keep_days``
-    (:func:`~respaldo.operations.jobs.forget_old`); a catalog that fails at that is
-    logged and left for the next prune, and does not fail this one. ``trust_clock``:
-    expire by age even when the clock is far past the newest backup (see
-    :func:`~respaldo.operations.prune.check_clock`)."""
+    ``dry_run``, it then forgets the jobs older than ``[jobs] keep_days``, and the web
+    logins and notification records as old (:func:`~respaldo.operations.jobs.forget_old`);
+    a catalog that fails at that is logged and left for the next prune, and does not
+    fail this one. ``trust_clock``: expire by age even when the clock is far past the
+    newest backup (see :func:`~respaldo.operations.prune.check_clock`)."""
     report = report_of(
         prune(ctx, dry_run=dry_run, database=database, wait=wait, trust_clock=trust_clock)
     )

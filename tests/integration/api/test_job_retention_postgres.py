@@ -1,5 +1,6 @@
 """Job retention on a PostgreSQL catalog: the jobs forgotten are counted in
-``job_tallies`` (an upsert of PostgreSQL's dialect), so the job counters never go down."""
+``job_tallies`` (an upsert of PostgreSQL's dialect), so the job counters never go down.
+The same retention forgets ended web logins and old notification records (both catalogs)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.catalog import Jobs, read_figures
+from respaldo.catalog import AuthSessions, Jobs, Notifications, Users, read_figures
 from respaldo.config import Settings
-from respaldo.domain import JobKind, JobStatus, TriggeredBy
+from respaldo.domain import JobKind, JobStatus, Role, TriggeredBy
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from tests.integration.api.conftest import CatalogRole
@@ -63,3 +64,71 @@ def _ended(ctx: Context, when: datetime, status: JobStatus) -> None:
         )
         rows.start(job.id, pid=1, now=when - timedelta(minutes=4))
         rows.finish(job.id, status, now=when)
+
+
+def test_retention_forgets_ended_logins_and_old_notifications_on_postgres(
+    catalog_role: CatalogRole, tmp_path: Path
+) -> None:
+    _logins_and_notifications(catalog_role.url, tmp_path)
+
+
+def test_retention_forgets_ended_logins_and_old_notifications_on_sqlite(tmp_path: Path) -> None:
+    _logins_and_notifications(f"sqlite:///{tmp_path / 'catalog.db'}", tmp_path)
+
+
+def _logins_and_notifications(url: str, tmp_path: Path) -> None:
+    """``auth_sessions`` (a row per web login) and ``notifications`` (a row per message)
+    were never trimmed: a 42-minute soak of ``serve`` left them growing. The prune's
+    retention now forgets the logins that ended and the messages sent more than
+    ``[jobs] keep_days`` ago, never a session still valid however old."""
+    settings = Settings(catalog={"url": url}, jobs={"keep_days": 30}, cache_dir=tmp_path / "cache")
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    with Context.open(settings, create=True) as ctx:
+        with ctx.catalog.begin() as session:
+            Users(session).add("ana", "hash", Role.ADMIN, now=now - 200 * day)
+            logins = AuthSessions(session)
+            for sid, age, expires_in, revoked_age in [
+                ("expired-long-ago", 100, -50, None),
+                ("logged-out-long-ago", 60, 10, 40),
+                ("valid-and-old", 100, 1, None),
+                ("expired-lately", 20, -1, None),
+                ("logged-out-lately", 20, 10, 2),
+            ]:
+                row = logins.start(
+                    sid,
+                    "ana",
+                    f"hash-{sid}",
+                    now=now - age * day,
+                    expires_at=now + expires_in * day,
+                    address=None,
+                )
+                if revoked_age is not None:
+                    logins.revoke(sid, now=now - revoked_age * day)
+                assert row.id == sid
+            for age in (40, 1):
+                Notifications(session).add(
+                    sent_at=now - age * day,
+                    level="warning",
+                    kind="backup",
+                    key=None,
+                    target="ops",
+                    ok=True,
+                    error=None,
+                )
+        jobs.forget_old(ctx, now)
+        with ctx.catalog.read() as session:
+            left = sorted(
+                sid
+                for sid in (
+                    "expired-long-ago",
+                    "logged-out-long-ago",
+                    "valid-and-old",
+                    "expired-lately",
+                    "logged-out-lately",
+                )
+                if AuthSessions(session).find(sid) is not None
+            )
+            sent = [n.sent_at for n in Notifications(session).list()]
+    assert left == ["expired-lately", "logged-out-lately", "valid-and-old"]
+    assert sent == [now - day]
