@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from respaldo.catalog import BackupRecords, DrillRuns, Job, Jobs, Workers
 from respaldo.catalog.jobs import params_of
 from respaldo.config import DatabaseSettings
-from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy
+from respaldo.domain import BackupKind, BackupStatus, JobKind, JobStatus, TriggeredBy, is_backup_id
 from respaldo.errors import (
     ConfigError,
     IntegrityError,
@@ -291,7 +291,12 @@ def _database_of(ctx: Context, job: Job) -> DatabaseSettings | None:
         if job.kind is JobKind.DRILL and job.target in configured:
             name = job.target
         else:
-            backup_id = params.get("backup_id") or job.result_id or job.target
+            backup_id = params.get("backup_id") or job.result_id
+            if not backup_id and job.target and is_backup_id(job.target):
+                # A target that is no backup id is a file set's name (a scheduled restore
+                # test of it): looking it up as an id warned "invalid backup id" for
+                # every lapsed drill of a file set, which makes no scratch database.
+                backup_id = job.target
             if not backup_id:
                 return None
             try:

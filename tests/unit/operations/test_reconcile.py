@@ -249,3 +249,31 @@ def test_the_sweep_says_when_an_undecided_record_is_failed_at_last(
         assert ctx.record(backup_id).status is BackupStatus.FAILED
     finally:
         ctx.close()
+
+
+def test_a_lapsed_restore_test_of_a_file_set_is_not_looked_up_as_a_backup_id(
+    inst: Installation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduled restore test targets a database's or file set's name. Seen in a soak of
+    ``serve``: a lapsed restore test of the file set 'docs' was looked up as a backup id,
+    warning "cannot look for what job N left on its server: invalid backup id 'docs'"
+    (a file set makes no scratch database: nothing to look for). A database's name still
+    leads to its server."""
+    with inst.ctx.catalog.begin() as session:
+        lapsed = [
+            Jobs(session).submit(
+                JobKind.DRILL,
+                target=target,
+                triggered_by=TriggeredBy.SCHEDULE,
+                requested_by="restore_test",
+                now=datetime.now(UTC),
+            )
+            for target in ("docs", "erp")
+        ]
+        files, erp = lapsed
+        assert reconcile._database_of(inst.ctx, files) is None
+        found = reconcile._database_of(inst.ctx, erp)
+        assert found is not None and found.name == "erp"
+    with caplog.at_level("WARNING", logger="respaldo"):
+        reconcile._drop_scratch_of(inst.ctx, [files])
+    assert not [r for r in caplog.records if "cannot look for" in r.getMessage()]
