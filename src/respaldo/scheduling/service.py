@@ -142,6 +142,15 @@ class _CheckThreads(BaseExecutor):  # type: ignore[misc]  # APScheduler has no t
         self._threads: set[threading.Thread] = set()
         self._guard = threading.Lock()
 
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        # APScheduler logs "Running job" and "executed successfully" at INFO for every run:
+        # for the sweep for lost jobs, every lease renewal period (2 s by default), about
+        # 86,000 lines a day under ``-v`` that buried respaldo's own. Only this executor's
+        # (the checks'): a run of a schedule is still logged, and a check's failures
+        # (warnings, errors) still are.
+        self._logger.setLevel(logging.WARNING)
+
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         def run() -> None:
             try:

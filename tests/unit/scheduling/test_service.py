@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from sqlalchemy.exc import OperationalError
 
 from respaldo.cancellation import CancelToken
@@ -26,7 +27,7 @@ from respaldo.errors import OperationError
 from respaldo.operations import jobs, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.schedule import entries
-from respaldo.scheduling.service import WATCHDOG, Service
+from respaldo.scheduling.service import SWEEP, WATCHDOG, Service
 from tests.waiting import wait_for
 
 MEXICO = ZoneInfo("America/Mexico_City")
@@ -677,3 +678,27 @@ def test_the_watchdog_checks_while_every_worker_runs_a_long_job(ctx: Context) ->
     finally:
         runner.release.set()
         service.stop("test over")
+
+
+def test_the_sweep_for_lost_jobs_does_not_log_each_run_at_info(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen in a soak of ``serve -v``: APScheduler's "Running job ... lost-jobs-sweep" and
+    "executed successfully" lines every lease renewal period (2 s: ~86,000 a day). The
+    service's own checks are quiet at INFO (their failures are still logged)."""
+    swept = threading.Event()
+
+    def ran(event: JobExecutionEvent) -> None:
+        if event.job_id == SWEEP:
+            swept.set()
+
+    caplog.set_level(logging.INFO)
+    service = Service(ctx, [])
+    service._scheduler.add_listener(ran, EVENT_JOB_EXECUTED)
+    try:
+        service.start()
+        wait_for("the first sweep", swept.is_set)
+    finally:
+        service.stop("test over")
+    routine = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler.executors")]
+    assert not routine
