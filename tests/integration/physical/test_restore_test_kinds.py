@@ -5,7 +5,11 @@ green, so a physical chain that could not restore was never found."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +27,8 @@ from respaldo.operations.schedule import entries
 from respaldo.operations.scheduled import run_queued
 from respaldo.operations.zone import time_zone
 from tests.integration.api.conftest import client, finished
-from tests.integration.physical.conftest import Archiving
+from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS
+from tests.integration.physical.conftest import Archiving, archiving_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +52,66 @@ def _logical(archiving: Archiving) -> dict[str, Any]:
     assert run.code == 0, str(run)
     record: dict[str, Any] = run.json()
     return record
+
+
+def _copy_catalog(source: Path, target: Path) -> None:
+    """``source``'s SQLite catalog into ``target`` through SQLite's backup API: the
+    catalog runs in WAL mode, so copying the file alone could miss committed pages."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+@dataclass
+class _Backed:
+    """The module's archiving cluster, its newest physical and logical backups, and a
+    copy of the catalog as it was right after them (before any restore test)."""
+
+    archiving: Archiving
+    backups: tuple[dict[str, Any], dict[str, Any]] | None = None
+    pristine: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pristine = self.archiving.base / "catalog.pristine.db"
+
+
+@pytest.fixture(scope="module")
+def _backed_module(pg_major: int | None) -> Iterator[_Backed]:
+    with archiving_cluster(
+        pg_major,
+        initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
+        settings=ARCHIVING_SETTINGS.get(pg_major),
+    ) as archiving:
+        yield _Backed(archiving)
+
+
+@pytest.fixture
+def backed(
+    _backed_module: _Backed, capsys: pytest.CaptureFixture[str]
+) -> Iterator[tuple[Archiving, dict[str, Any], dict[str, Any]]]:
+    """(the cluster, its physical backup, its logical backup), no restore test run yet.
+
+    The tests count restore tests, audit entries and report lines: a cluster, the sample
+    load and two backups each cost the module most of its time, so one cluster and its
+    two backups serve them all, and each test starts from the catalog as it was right
+    after the backups (taken by the first test, copied aside, copied back before every
+    later one). Restore tests write only the catalog; a test that damages the
+    repository has a cluster of its own."""
+    shared = _backed_module
+    archiving = shared.archiving
+    archiving.capsys = capsys
+    catalog = archiving.base / "catalog.db"
+    if shared.backups is None:
+        shared.backups = (archiving.backup(), _logical(archiving))
+        _copy_catalog(catalog, shared.pristine)
+    else:
+        _copy_catalog(shared.pristine, catalog)
+    physical, logical = shared.backups
+    yield archiving, physical, logical
+    archiving.capsys = None
 
 
 def _scheduled_round(archiving: Archiving, settings: Settings | None = None) -> int:
@@ -80,11 +145,9 @@ def _restore_test_item(archiving: Archiving) -> dict[str, Any]:
 
 
 def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     _scheduled_round(archiving)
     tested = dict(_runs(archiving))
     assert tested == {logical["id"]: "passed", physical["id"]: "passed"}, tested
@@ -99,13 +162,11 @@ def test_a_scheduled_round_tests_the_newest_logical_and_physical_backups(
 
 
 def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """A restore test of the newest logical backup passes ('respaldo drill erp' picked
     it alone): the item was green, while no physical backup had ever been restored."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     run = archiving.run("drill", logical["id"], "--json")
     assert run.code == 0, str(run)
     item = _restore_test_item(archiving)
@@ -126,14 +187,12 @@ def test_the_status_turns_red_naming_physical_backups_no_restore_test_proved(
 
 
 def test_a_failed_physical_restore_test_is_not_settled_by_a_logical_one_that_passed(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """The physical drill fails (a validation the scratch server's database answers
     otherwise than a logical drill's), then the newer logical backup's drill passes: a
     pass of a newer backup settled the failure and the item was green."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    _logical(archiving)
+    archiving, physical, _ = backed
     settings = archiving.settings()
     settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
     with Context.open(settings) as ctx:
@@ -190,15 +249,13 @@ def test_a_logical_drill_that_cannot_run_does_not_leave_the_physical_backups_unt
 
 
 def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_followed(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """The round tests the logical backup (a validation fails in its throwaway
     database), then the physical one (passes): the metrics went by the newest test of
     any kind, respaldo_restore_test_last_passed was 1 and RespaldoRestoreTestFailed
     stayed quiet."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     settings = archiving.settings()
     settings.database("erp").validations = [_ONLY_A_PHYSICAL_DRILL_PASSES]
     _scheduled_round(archiving, settings)
@@ -222,13 +279,13 @@ def test_the_metrics_show_a_failed_logical_test_that_a_passed_physical_one_follo
     assert found[("respaldo_restore_test_last_success_timestamp_seconds", erp)] == 0
 
 
-def test_drill_of_a_database_tests_each_kind_it_relies_on(own_archiving: Archiving) -> None:
+def test_drill_of_a_database_tests_each_kind_it_relies_on(
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
+) -> None:
     """'respaldo drill erp', the command the docs give for "test my database", tested
     its newest logical backup alone: it passed, and the status stayed red for the
     physical backups no test had proved."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     run = archiving.run("drill", "erp", "--json")
     assert run.code == 0, str(run)
     done = run.json()
@@ -257,12 +314,12 @@ def test_drill_of_a_database_tests_each_kind_it_relies_on(own_archiving: Archivi
     assert run.code == 0 and run.json()["backupId"] == physical["id"], str(run)
 
 
-def test_drill_of_a_database_fails_when_one_kind_fails(own_archiving: Archiving) -> None:
+def test_drill_of_a_database_fails_when_one_kind_fails(
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
+) -> None:
     """The physical test fails (a validation the scratch server answers otherwise than
     a logical drill's database): the command ends with exit status 3, naming it."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     settings = archiving.settings()
     settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
     with Context.open(settings) as ctx:
@@ -282,13 +339,11 @@ def test_drill_of_a_database_fails_when_one_kind_fails(own_archiving: Archiving)
 
 
 def test_the_api_tests_each_kind_of_a_database_audited_for_an_approver(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """POST /admin/backups/test {database} (and the page's "test restore", which calls
     the same operation) tested the newest logical backup alone."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     settings = archiving.settings()
     with (
         client(settings, Role.VIEWER, "viewer") as viewer,
@@ -310,14 +365,12 @@ def test_the_api_tests_each_kind_of_a_database_audited_for_an_approver(
 
 
 def test_the_monthly_report_says_each_kinds_tests_and_newest_pass(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """The report counted a database's tests together ("erp: 4 tests, 3 passed, 1
     failed"): which kind failed, and whether the physical backups were ever proven, was
     not in it. A round where both pass, then one where the physical test fails."""
-    archiving = own_archiving
-    physical = archiving.backup()
-    logical = _logical(archiving)
+    archiving, physical, logical = backed
     _scheduled_round(archiving)
     settings = archiving.settings()
     settings.database("erp").validations = [_ONLY_A_LOGICAL_DRILL_PASSES]
@@ -355,13 +408,11 @@ def test_the_monthly_report_says_each_kinds_tests_and_newest_pass(
 
 
 def test_the_monthly_report_names_a_kind_relied_on_and_never_tested(
-    own_archiving: Archiving,
+    backed: tuple[Archiving, dict[str, Any], dict[str, Any]],
 ) -> None:
     """Only the logical backup was tested this month; the physical ones, relied on too,
     are named as not tested, never proven."""
-    archiving = own_archiving
-    archiving.backup()
-    logical = _logical(archiving)
+    archiving, _, logical = backed
     assert archiving.run("drill", logical["id"]).code == 0
     settings = archiving.settings()
     month = datetime.now(time_zone(settings)).strftime("%Y-%m")
