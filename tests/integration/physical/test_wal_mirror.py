@@ -74,13 +74,17 @@ def test_point_in_time_recovery_from_the_mirror_after_losing_the_primary(
     assert log.count("reading it from offsite: the primary repository local") == 1, log
 
 
-def test_a_physical_restore_from_a_named_mirror_fetches_its_wal_from_it(
-    mirrored: Archiving, restored_servers: list[TempCluster]
+def test_a_mirror_serves_what_the_primary_cannot_and_a_damage_only_in_it_stops_recovery(
+    mirrored: Archiving, restored_servers: list[TempCluster], tmp_path: Path
 ) -> None:
-    """``restore --repository offsite`` while the primary is fine: the backup and the WAL
-    recovery fetches come from the mirror, and a warning says where recovery ends."""
+    """Three checks on one mirrored cluster and one backup (each built its own), in the
+    order that keeps them apart: the restore reads the undamaged repositories, and each
+    damage is to a segment of its own."""
     archiving = mirrored
     record = archiving.backup()  # copied to offsite at its end, with the WAL so far
+
+    # ``restore --repository offsite`` while the primary is fine: the backup and the WAL
+    # recovery fetches come from the mirror, and a warning says where recovery ends.
     restored, datadir, run = archiving.restore_started(
         str(record["id"]),
         restored_servers,
@@ -95,6 +99,46 @@ def test_a_physical_restore_from_a_named_mirror_fetches_its_wal_from_it(
     assert "WAL comes from repository offsite, as asked" in warned, run.err
     assert "--repository offsite" in (datadir / "postgresql.auto.conf").read_text()
     assert restored.scalar("SELECT 1", dbname=SHOP) == 1
+
+    # As a restore takes a damaged chunk from a mirror, the WAL a recovery fetches is
+    # taken from a mirror when the primary's copy is damaged ("If only the local
+    # repository is damaged: nothing to do by hand"); it stopped recovery instead.
+    system_id = str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
+    primary = archiving.repo_dir / "wal" / system_id
+    offsite = archiving.base / "offsite" / "wal" / system_id
+    both = sorted(
+        p.relative_to(primary)
+        for p in primary.rglob("*")
+        if p.is_file() and len(p.name) == 24 and (offsite / p.relative_to(primary)).is_file()
+    )
+    assert both, "no segment was copied to the mirror"
+    stored = primary / both[-1]
+    flip_byte(stored, stored.stat().st_size // 2)
+    segment = both[-1].name
+    into = archiving.new_datadir().parent / segment  # where the server's user may write
+    # As the server runs it: its own process, its messages on stderr (the server's log).
+    run = archiving.run_as_server("wal-fetch", "--system-id", system_id, segment, str(into))
+    assert run.code == 0, str(run)
+    assert "damaged" in run.err and "offsite" in run.err, run.err
+    assert into.stat().st_size == 16 * 1024 * 1024
+
+    # ``--primary-first``: the primary has the file but damaged, the mirror has no copy
+    # yet. "Not archived" (exit 1) would end recovery there and promote without the WAL
+    # after it; the damage must stop recovery instead (exit above 125), as a fetch from
+    # the primary alone does.
+    archiving.pg.execute("CREATE TABLE after_the_copy (id int)", dbname=SHOP)
+    segment = archiving.switch_and_archive()  # into the primary only
+    stored = archiving.repo_dir / "wal" / system_id / segment[:8] / segment
+    flip_byte(stored, stored.stat().st_size // 2)
+    args = ["wal-fetch", "--system-id", system_id, "--repository", "offsite"]
+    run = archiving.run(*args, "--primary-first", segment, str(tmp_path / segment))
+    assert run.code == 255, str(run)
+    assert segment in run.err
+    assert not (tmp_path / segment).exists()
+    # Only in neither: the normal end of recovery.
+    later = f"{segment[:16]}{int(segment[16:], 16) + 5:08X}"
+    run = archiving.run(*args, "--primary-first", later, str(tmp_path / later))
+    assert run.code == 1, str(run)
 
 
 def test_wal_fetch_from_the_mirror_tries_the_primary_first(
@@ -137,56 +181,3 @@ def test_wal_fetch_from_the_mirror_tries_the_primary_first(
         )
     ]
     assert ids == [1, 2]
-
-
-def test_a_file_damaged_in_the_primary_and_not_yet_in_the_mirror_stops_recovery(
-    mirrored: Archiving, tmp_path: Path
-) -> None:
-    """``--primary-first``: the primary has the file but damaged, the mirror has no copy
-    yet. "Not archived" (exit 1) would end recovery there and promote without the WAL
-    after it; the damage must stop recovery instead (exit above 125), as a fetch from
-    the primary alone does."""
-    archiving = mirrored
-    archiving.backup()  # copied to offsite at its end, with the WAL so far
-    archiving.pg.execute("CREATE TABLE after_the_copy (id int)", dbname=SHOP)
-    segment = archiving.switch_and_archive()  # into the primary only
-    system_id = str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
-    stored = archiving.repo_dir / "wal" / system_id / segment[:8] / segment
-    flip_byte(stored, stored.stat().st_size // 2)
-    args = ["wal-fetch", "--system-id", system_id, "--repository", "offsite"]
-    run = archiving.run(*args, "--primary-first", segment, str(tmp_path / segment))
-    assert run.code == 255, str(run)
-    assert segment in run.err
-    assert not (tmp_path / segment).exists()
-    # Only in neither: the normal end of recovery.
-    later = f"{segment[:16]}{int(segment[16:], 16) + 5:08X}"
-    run = archiving.run(*args, "--primary-first", later, str(tmp_path / later))
-    assert run.code == 1, str(run)
-
-
-def test_wal_fetch_takes_a_file_damaged_in_the_primary_from_a_mirror(
-    mirrored: Archiving,
-) -> None:
-    """As a restore takes a damaged chunk from a mirror, the WAL a recovery fetches is
-    taken from a mirror when the primary's copy is damaged ("If only the local
-    repository is damaged: nothing to do by hand"); it stopped recovery instead."""
-    archiving = mirrored
-    archiving.backup()  # copied to offsite at its end, with the WAL so far
-    system_id = str(archiving.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
-    primary = archiving.repo_dir / "wal" / system_id
-    offsite = archiving.base / "offsite" / "wal" / system_id
-    both = sorted(
-        p.relative_to(primary)
-        for p in primary.rglob("*")
-        if p.is_file() and len(p.name) == 24 and (offsite / p.relative_to(primary)).is_file()
-    )
-    assert both, "no segment was copied to the mirror"
-    stored = primary / both[-1]
-    flip_byte(stored, stored.stat().st_size // 2)
-    segment = both[-1].name
-    into = archiving.new_datadir().parent / segment  # where the server's user may write
-    # As the server runs it: its own process, its messages on stderr (the server's log).
-    run = archiving.run_as_server("wal-fetch", "--system-id", system_id, segment, str(into))
-    assert run.code == 0, str(run)
-    assert "damaged" in run.err and "offsite" in run.err, run.err
-    assert into.stat().st_size == 16 * 1024 * 1024
