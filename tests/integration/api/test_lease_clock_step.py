@@ -92,10 +92,11 @@ def respaldo(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "respaldo.cli.main", "--config", str(config), *args]
 
 
-def shown_an_hour_ahead(config: Path, job_id: int) -> jobs.JobInfo:
+def shown_an_hour_ahead(config: Path, job_id: int, **env_settings: str) -> jobs.JobInfo:
     """``respaldo jobs show ID --json`` on a clock an hour ahead of the runner's: it
-    opens the catalog, which sweeps the lapsed jobs first."""
-    env = faketime_env(FAKETIME="+3600", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    opens the catalog, which sweeps the lapsed jobs first. ``env_settings`` (settings by
+    environment variable) apply to that command alone."""
+    env = faketime_env(FAKETIME="+3600", FAKETIME_DONT_FAKE_MONOTONIC="1", **env_settings)
     argv = respaldo(config, "jobs", "show", str(job_id), "--json")
     done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     assert done.returncode == 0, done.stderr
@@ -122,6 +123,10 @@ def test_a_runner_that_stopped_renewing_is_still_failed_on_a_clock_stepped_ahead
     # tells, and the second look finds it as silent as the first.
     child, job_id = runner
     os.kill(child.pid, signal.SIGSTOP)
-    seen = shown_an_hour_ahead(config, job_id)
+    # The command that judges waits five of its own renewal periods before its second
+    # look (reconcile.CONFIRM_RENEWALS): 10 s at the default lease (120 s), spent for
+    # nothing on a runner that cannot renew. With a lease of 1 s it waits 0.5 s, and the
+    # hour's step still puts the last renewal far beyond it.
+    seen = shown_an_hour_ahead(config, job_id, RESPALDO_JOBS__LEASE_SECONDS="1")
     assert seen.status is JobStatus.FAILED
     assert seen.error is not None and "lease" in seen.error and "lapsed" in seen.error
