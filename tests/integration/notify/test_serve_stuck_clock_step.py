@@ -30,7 +30,7 @@ from tests.faketime import stepped_clock
 from tests.integration.api.conftest import CatalogRole, catalog_role  # noqa: F401
 from tests.integration.logical.conftest import FAST_KDF
 from tests.integration.logical.test_serve import health, listening_port
-from tests.ports import closed_port
+from tests.integration.notify.test_serve_stuck_watchdog import _config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,40 +40,7 @@ def test_a_clock_stepped_ahead_while_a_check_runs_does_not_make_it_stuck(
     catalog_role: CatalogRole,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    passphrase = tmp_path / "passphrase"
-    passphrase.write_text("stuck clock passphrase\n")
-    passphrase.chmod(0o600)
-    config = tmp_path / "respaldo.toml"
-    config.write_text(
-        f"""
-passphrase_file = "{passphrase}"
-cache_dir = "{tmp_path / "cache"}"
-
-[[repositories]]
-name = "local"
-url = "file://{tmp_path / "repo"}"
-
-[[databases]]
-name = "erp"
-dsn = "postgresql://nobody@127.0.0.1:{closed_port()}/erp"
-
-[schedules]
-time_zone = "UTC"
-full = "off"
-incremental = "off"
-restore_test = "off"
-cleanup = "off"
-verify = "off"
-
-[rpo]
-watchdog_minutes = 0.01
-watchdog_stuck_minutes = 30
-
-[server]
-listen = "127.0.0.1:0"
-run_jobs = false
-"""
-    )
+    config = _config(tmp_path, None, stuck_minutes=30)
     settings = load_settings(config).model_copy(
         update={"catalog": CatalogSettings(url=catalog_role.url)}
     )

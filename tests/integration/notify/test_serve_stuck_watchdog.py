@@ -33,10 +33,19 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 
-def _config(tmp_path: Path, hook: str) -> Path:
+def _config(tmp_path: Path, hook: str | None, stuck_minutes: float = 0.05) -> Path:
+    """serve's config on a local repository, with no schedule: a watchdog check every
+    0.6 s, told stuck after ``stuck_minutes``, its alerts to the webhook ``hook`` (none:
+    no target). The default of 3 s: a check that waits on the lock is stuck soon (the
+    test waits on the alert itself, not on this time), and a check that does not is never
+    taken for stuck. At 0.3 s, a plain serve of this config under load (2 cores, load 8)
+    told 29 ordinary checks stuck in 40 s ('stuck for 0 min in reading the catalog', 'in
+    sending alert ...'), each raised and resolved: an alert or /health read at the wrong
+    moment was another run's. At 1.2 s it told none."""
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("stuck watchdog passphrase\n")
     passphrase.chmod(0o600)
+    target = "" if hook is None else f'[[notifications.targets]]\nname = "hook"\nurl = "{hook}"\n'
     config = tmp_path / "respaldo.toml"
     config.write_text(
         f"""
@@ -61,23 +70,14 @@ verify = "off"
 
 [rpo]
 watchdog_minutes = 0.01
-# 3 s: a check that waits on the lock is stuck soon (the test waits on the alert itself,
-# not on this time), and a check that does not is never taken for stuck. At 0.3 s, a
-# plain serve of this config under load (2 cores, load 8) told 29 ordinary checks stuck
-# in 40 s ('stuck for 0 min in reading the catalog', 'in sending alert ...'), each
-# raised and resolved: an alert or /health read at the wrong moment was another run's.
-# At 1.2 s it told none.
-watchdog_stuck_minutes = 0.05
+watchdog_stuck_minutes = {stuck_minutes}
 
 [server]
 listen = "127.0.0.1:0"
 run_jobs = false
 
 [notifications]
-[[notifications.targets]]
-name = "hook"
-url = "{hook}"
-"""
+{target}"""
     )
     return config
 
