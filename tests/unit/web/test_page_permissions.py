@@ -64,27 +64,30 @@ def test_every_post_of_the_page_is_in_the_matrix() -> None:
     assert posts == set(CHANGES) | SESSION
 
 
-@pytest.mark.parametrize("role", list(Role))
 @pytest.mark.parametrize("path", list(CHANGES))
 def test_each_change_needs_its_permission(
     browser: TestClient,  # noqa: F811
     context: Context,  # noqa: F811
-    role: Role,
     path: str,
 ) -> None:
-    job = jobs.submit(context, jobs.JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "t")).id
-    add_user(context, "someone", role)
-    _login(browser, "someone")
-    token = browser.cookies.get(session.CSRF_COOKIE)
-    url = path.format(backup_id="20261128T083000Z-1a2b3c4d", job_id=job)
-    answer = browser.post(url, data={"csrf": token}, headers={"Accept": "application/json"})
-    denied = [e.target for e in audit.entries(context, user="someone") if e.outcome == "denied"]
-    if CHANGES[path] in GRANTED[role]:
-        assert answer.status_code != 403, answer.text
-        assert denied == []
-    else:
-        assert answer.status_code == 403, answer.text
-        assert denied == [f"POST {url}"]
+    # Every role in turn on one catalog and site (one per role showed nothing more): a
+    # user and a queued job of each role's own, its browser session alone.
+    for role in Role:
+        name = f"someone-{role.value}"
+        job = jobs.submit(context, jobs.JobRequest(JobKind.PRUNE, None, TriggeredBy.CLI, "t")).id
+        add_user(context, name, role)
+        browser.cookies.clear()
+        _login(browser, name)
+        token = browser.cookies.get(session.CSRF_COOKIE)
+        url = path.format(backup_id="20261128T083000Z-1a2b3c4d", job_id=job)
+        answer = browser.post(url, data={"csrf": token}, headers={"Accept": "application/json"})
+        denied = [e.target for e in audit.entries(context, user=name) if e.outcome == "denied"]
+        if CHANGES[path] in GRANTED[role]:
+            assert answer.status_code != 403, (role, answer.text)
+            assert denied == [], role
+        else:
+            assert answer.status_code == 403, (role, answer.text)
+            assert denied == [f"POST {url}"], role
 
 
 def test_every_view_of_the_page_is_in_the_matrix() -> None:
@@ -96,35 +99,39 @@ def test_every_view_of_the_page_is_in_the_matrix() -> None:
     assert views == set(VIEWS) | OPEN_VIEWS
 
 
-@pytest.mark.parametrize("role", list(Role))
 @pytest.mark.parametrize("path", list(VIEWS))
 def test_each_view_needs_the_permission_of_its_api_route(
     browser: TestClient,  # noqa: F811
     context: Context,  # noqa: F811
-    role: Role,
     path: str,
 ) -> None:
-    add_user(context, "someone", role)
-    # The same user through the API (a bearer token) and through the page (its session).
-    login = browser.post("/auth/token", data={"username": "someone", "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    _login(browser, "someone")
-    api_path, permission = VIEWS[path]
-    ids = {"backup_id": "20261128T083000Z-1a2b3c4d", "job_id": "987654"}
-    url = path.format(**ids)
-    shown = browser.get(url)
-    answered = browser.get(api_path.format(**ids), headers=bearer) if api_path else None
-    denied = [
-        str(e.target) for e in audit.entries(context, user="someone") if e.outcome == "denied"
-    ]
-    if permission in GRANTED[role]:
-        assert shown.status_code not in (401, 403), shown.text
-        assert answered is None or answered.status_code not in (401, 403), answered.text
-        assert denied == []
-    else:
-        assert shown.status_code == 403, shown.text
-        assert api_path is not None and answered is not None
-        assert answered.status_code == 403, answered.text
-        # Each refusal is audited, the page's as the API's.
-        assert sorted(denied) == sorted([f"GET {api_path.format(**ids)}", f"GET {url}"])
+    # Every role in turn on one catalog and site (one per role showed nothing more): a
+    # user of each role's own, its browser session alone.
+    for role in Role:
+        name = f"someone-{role.value}"
+        add_user(context, name, role)
+        browser.cookies.clear()
+        # The same user through the API (a bearer token) and through the page (its session).
+        login = browser.post("/auth/token", data={"username": name, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        _login(browser, name)
+        api_path, permission = VIEWS[path]
+        ids = {"backup_id": "20261128T083000Z-1a2b3c4d", "job_id": "987654"}
+        url = path.format(**ids)
+        shown = browser.get(url)
+        answered = browser.get(api_path.format(**ids), headers=bearer) if api_path else None
+        denied = [str(e.target) for e in audit.entries(context, user=name) if e.outcome == "denied"]
+        if permission in GRANTED[role]:
+            assert shown.status_code not in (401, 403), (role, shown.text)
+            assert answered is None or answered.status_code not in (401, 403), (
+                role,
+                answered.text,
+            )
+            assert denied == [], role
+        else:
+            assert shown.status_code == 403, (role, shown.text)
+            assert api_path is not None and answered is not None
+            assert answered.status_code == 403, (role, answered.text)
+            # Each refusal is audited, the page's as the API's.
+            assert sorted(denied) == sorted([f"GET {api_path.format(**ids)}", f"GET {url}"]), role
