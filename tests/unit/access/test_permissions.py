@@ -85,7 +85,8 @@ BAD_CREDENTIALS: dict[str, Callable[[str], dict[str, str]]] = {
 
 
 # Every protected route of this module's own (GET /admin/audit, POST /auth/logout) and
-# a probe route per permission; the expected status with the admin's good token.
+# a probe route per permission; the expected status with the admin's good token. The
+# logout ends the good token's session: it comes last.
 PROTECTED = [
     ("GET", "/probe/read", 200),
     ("GET", "/probe/create", 200),
@@ -95,21 +96,23 @@ PROTECTED = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "ok"), PROTECTED)
 @pytest.mark.parametrize("case", list(BAD_CREDENTIALS))
 def test_bad_credentials_are_401_with_www_authenticate(
-    client: TestClient, admin_token: str, case: str, method: str, path: str, ok: int
+    client: TestClient, admin_token: str, case: str
 ) -> None:
-    headers = BAD_CREDENTIALS[case](admin_token)
-    response = client.request(method, path, headers=headers)
-    assert response.status_code == 401, response.text
-    assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 401 and body["detail"] and body["hint"]
-    # The good token is the same user's: only what was wrong with it made the 401.
-    good = client.request(method, path, headers=bearer(admin_token))
-    assert good.status_code == ok
+    # Every route in turn with one catalog, client and login (one each per route showed
+    # nothing more).
+    for method, path, ok in PROTECTED:
+        headers = BAD_CREDENTIALS[case](admin_token)
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["WWW-Authenticate"] == "Bearer", path
+        assert response.headers["content-type"] == "application/problem+json", path
+        body = response.json()
+        assert body["status"] == 401 and body["detail"] and body["hint"], path
+        # The good token is the same user's: only what was wrong with it made the 401.
+        good = client.request(method, path, headers=bearer(admin_token))
+        assert good.status_code == ok, path
 
 
 @pytest.mark.parametrize("role", list(Role))
