@@ -95,9 +95,7 @@ def test_a_commit_record_longer_than_a_segment_does_not_refuse_a_target_before_i
         # Autovacuum off for it: its ANALYZE of the 560,000 rows commits after ``later``
         # and, archived with the WAL its VACUUM writes, made the restore to ``later``
         # rightly accepted (seen on PostgreSQL 18).
-        pg.execute(
-            "CREATE TABLE imported (id int) WITH (autovacuum_enabled = off)", dbname=SHOP
-        )
+        pg.execute("CREATE TABLE imported (id int) WITH (autovacuum_enabled = off)", dbname=SHOP)
         record = archiving.backup()
         pg.execute("INSERT INTO imported VALUES (0)", dbname=SHOP)
         between = pg.scalar("SELECT clock_timestamp()")
