@@ -10,6 +10,9 @@ writes the real ~/.cache, ~/.config or ~/.aws. Tests that need a variable set it
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     home = tmp_path_factory.mktemp("home")
     isolate_env(monkeypatch, home)
     return home
+
+
+@pytest.fixture
+def enterable_dir() -> Iterator[Path]:
+    """A fresh directory other OS users (the server's ``postgres``) can enter: pytest's
+    own temporary directories are private to root."""
+    path = Path(tempfile.mkdtemp(prefix="respaldo-enterable-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

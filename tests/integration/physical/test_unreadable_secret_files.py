@@ -12,10 +12,7 @@ command fails before it reaches any repository, so none is made.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +23,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="the case is root and the server's user"),
 ]
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory the server's user can enter (pytest's tmp_path is closed to it)."""
-    path = Path(tempfile.mkdtemp(prefix="unreadable-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def _secret(path: Path) -> Path:
@@ -64,10 +52,10 @@ def _config(base: Path, text: str) -> Path:
     return config
 
 
-def test_a_secret_access_key_file_only_root_reads(shared: Path) -> None:
-    key = _secret(shared / "s3-secret")
+def test_a_secret_access_key_file_only_root_reads(enterable_dir: Path) -> None:
+    key = _secret(enterable_dir / "s3-secret")
     config = _config(
-        shared,
+        enterable_dir,
         f"""
 [[repositories]]
 name = "offsite"
@@ -85,17 +73,17 @@ secret_access_key_file = "{key}"
     ) in err
 
 
-def test_a_passphrase_file_in_a_directory_only_root_enters(shared: Path) -> None:
-    closed = shared / "secrets"
+def test_a_passphrase_file_in_a_directory_only_root_enters(enterable_dir: Path) -> None:
+    closed = enterable_dir / "secrets"
     passphrase = _secret(closed / "passphrase")
     closed.chmod(0o700)
     config = _config(
-        shared,
+        enterable_dir,
         f"""passphrase_file = "{passphrase}"
 
 [[repositories]]
 name = "local"
-url = "file://{shared / "repo"}"
+url = "file://{enterable_dir / "repo"}"
 """,
     )
     err = _fetch_as_server_user(config)

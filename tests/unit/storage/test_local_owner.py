@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,20 +48,11 @@ def test_root_writes_as_the_owner_of_the_repository(tmp_path: Path) -> None:
         assert (st.st_uid, st.st_gid) == (uid, gid), path
 
 
-@pytest.fixture
-def reachable() -> Iterator[Path]:
-    """A directory the server's user can enter (pytest's own is private to root)."""
-    base = Path(tempfile.mkdtemp(prefix="respaldo-owner-"))
-    base.chmod(0o755)
-    yield base
-    shutil.rmtree(base)
-
-
-def test_the_owner_can_write_where_root_wrote_first(reachable: Path) -> None:
+def test_the_owner_can_write_where_root_wrote_first(enterable_dir: Path) -> None:
     """The bug this prevents: root's backup made ``clusters/`` first, and every later
     push by the server's user failed with "Permission denied"."""
     uid, gid = _postgres()
-    root = reachable / "repo"
+    root = enterable_dir / "repo"
     root.mkdir()
     os.chown(root, uid, gid)
     LocalStorage(root).put("clusters/erp", b"by root")
