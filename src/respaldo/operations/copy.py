@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from respaldo.catalog import BackupCopies, BackupRecords
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
-from respaldo.errors import ConfigError, RecordNotFound, RespaldoError
+from respaldo.errors import ConfigError, IntegrityError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copied, copy_backup
@@ -174,14 +174,20 @@ def _alert(ctx: Context, backup_id: str, repository: str, exc: RespaldoError) ->
         database=database,
         repository=repository,
         hint=exc.hint or "'respaldo copy --all --to REPOSITORY' retries every missing copy",
-        throttle_key=copy_throttle(repository),
+        # Damage the copy found in the source is news of that backup, whatever was told
+        # of the repository before: under the repository's throttle, an outage alerted
+        # an hour earlier kept a damaged backup quiet for the repeat interval (6 h).
+        throttle_key=copy_throttle(
+            repository, backup_id if isinstance(exc, IntegrityError) else None
+        ),
     )
 
 
-def copy_throttle(repository: str) -> str:
+def copy_throttle(repository: str, damaged: str | None = None) -> str:
     """The throttle of the alerts of failed copies of backups to ``repository``: every
-    backup retries every missing copy, so one alert per attempt repeated itself."""
-    return f"backup-copy:{repository}"
+    backup retries every missing copy, so one alert per attempt repeated itself. A
+    backup whose data the copy found ``damaged`` (its id) has a throttle of its own."""
+    return f"backup-copy:{repository}" + (f":damaged:{damaged}" if damaged else "")
 
 
 def _record_interrupted(

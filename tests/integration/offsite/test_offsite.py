@@ -24,6 +24,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.cli import RunsCli, secret_file
+from tests.integration.logical.support import flip_byte
 from tests.ports import closed_port
 from tests.servers.faultproxy import FaultProxy, Rule
 from tests.servers.notify import Webhook
@@ -324,6 +325,17 @@ def test_a_mirror_that_stays_down_is_alerted_once_however_many_backups_retry(
         titles = [item["json"]["title"] for item in webhook.inbox.items]
         assert len(titles) == 1, titles
         assert "copy" in titles[0] and "offsite" in webhook.inbox.items[0]["json"]["message"]
+        # The store is back, but the copy finds the backups' data damaged in the primary:
+        # news of those backups, not the outage told above again (it was kept quiet for
+        # the repeat interval, 6 hours by default).
+        proxy.clear()
+        for pack in (setup.tmp / "repo" / "packs").rglob("*"):
+            if pack.is_file():
+                flip_byte(pack, pack.stat().st_size // 2)
+        code, _, err = setup.run("copy", "--all", "--to", "offsite")
+        assert code != 0 and "damaged" in err, err
+        damaged = [item["json"]["message"] for item in webhook.inbox.items[1:]]
+        assert damaged and all("damaged" in message for message in damaged), damaged
     finally:
         proxy.clear()
         proxy.stop()
