@@ -226,12 +226,13 @@ def run_drill(
             repo, fallbacks, warnings = open_with_fallbacks(
                 ctx, leases, f"drill of {backup_id}", unopened
             )
-            manifest, source = load_manifest_where(repo, fallbacks, backup_id)
+            manifest, source, damaged = load_manifest_where(repo, fallbacks, backup_id)
             if source is not repo:
                 # After a disaster recovery that recreated the primary repository, the
                 # older backups are in the mirror alone: said, and in its record
                 # (_copies), as that rather than as chunks gone from the primary.
-                warnings.append(only_elsewhere(backup_id, repo, source))
+                # A manifest the primary holds damaged is damage, not that: said so.
+                warnings.append(only_elsewhere(backup_id, repo, source, damaged=damaged))
         except (BackupNotFound, IntegrityError) as exc:
             # Judged only where every repository was read: the backup may be whole in
             # one that did not open.
@@ -656,8 +657,28 @@ def _copies(result: DrillResult) -> None:
     """A drill that passed only thanks to a mirror says so in its record (history,
     report), not only in a warning of the run: the primary's copy is damaged."""
     notes = read_elsewhere(result.warnings)
-    source = read_only_elsewhere(result.warnings, result.backup_id)
-    if source is not None:
+    elsewhere = read_only_elsewhere(result.warnings, result.backup_id)
+    if elsewhere is not None and elsewhere[1]:
+        # The primary holds the manifest damaged: damage, not a backup the primary lacks
+        # (it was told as "not in the repository read first ... as after a disaster
+        # recovery", which made the damage look expected).
+        result.checks.append(
+            Check(
+                "copies",
+                True,
+                Phrase(
+                    N_(
+                        "the backup's manifest is damaged in the repository read first; it "
+                        "was read from {repository}: run 'respaldo verify --all' to see what "
+                        "else is damaged there"
+                    ),
+                    repository=elsewhere[0],
+                ),
+            )
+        )
+        return
+    if elsewhere is not None:
+        source = elsewhere[0]
         # Not damage to repair: the repository read first does not hold this backup.
         detail: Phrase | str = Phrase(
             N_(

@@ -1353,12 +1353,15 @@ def load_manifest_any(repo: Repository, fallbacks: list[Repository], backup_id: 
 
 def load_manifest_where(
     repo: Repository, fallbacks: list[Repository], backup_id: str
-) -> tuple[Manifest, Repository]:
-    """:func:`load_manifest_any`, and the repository the manifest was read from."""
+) -> tuple[Manifest, Repository, bool]:
+    """:func:`load_manifest_any`, the repository the manifest was read from, and whether
+    ``repo`` (read first) holds it damaged rather than lacking it."""
     source = repo
+    damaged = False
     try:
         manifest = repo.load_manifest(backup_id)
-    except (BackupNotFound, IntegrityError):
+    except (BackupNotFound, IntegrityError) as exc:
+        damaged = isinstance(exc, IntegrityError)
         for other in fallbacks:
             try:
                 manifest = other.load_manifest(backup_id)
@@ -1369,25 +1372,31 @@ def load_manifest_where(
         else:
             raise
     refuse_lost(repo, fallbacks, backup_id)
-    return manifest, source
+    return manifest, source, damaged
 
 
-def only_elsewhere(backup_id: str, first: Repository, source: Repository) -> str:
-    """The warning for a backup whose manifest the repository read first lacks (or holds
-    damaged): read from ``source``. Every chunk of it then comes from there too."""
-    return (
-        f"backup {backup_id} is not in {first.storage.location}, the repository read first: "
-        f"{READ_ELSEWHERE} {source.storage.location}"
+def only_elsewhere(
+    backup_id: str, first: Repository, source: Repository, *, damaged: bool = False
+) -> str:
+    """The warning for a backup whose manifest the repository read first lacks, or holds
+    ``damaged``: read from ``source``. Every chunk of it then comes from there too."""
+    where = (
+        f"backup {backup_id} has a damaged manifest in {first.storage.location}"
+        if damaged
+        else f"backup {backup_id} is not in {first.storage.location}"
     )
+    return f"{where}, the repository read first: {READ_ELSEWHERE} {source.storage.location}"
 
 
-def read_only_elsewhere(warnings: Sequence[str], backup_id: str) -> str | None:
+def read_only_elsewhere(warnings: Sequence[str], backup_id: str) -> tuple[str, bool] | None:
     """Where backup ``backup_id`` was read from when ``warnings`` hold its
-    :func:`only_elsewhere` warning; else None."""
-    start = f"backup {backup_id} is not in "
+    :func:`only_elsewhere` warning, and whether the repository read first holds its
+    manifest damaged (rather than lacking it); else None."""
+    lacks = f"backup {backup_id} is not in "
+    damaged = f"backup {backup_id} has a damaged manifest in "
     for warning in warnings:
-        if warning.startswith(start) and f": {READ_ELSEWHERE} " in warning:
-            return warning.rpartition(f": {READ_ELSEWHERE} ")[2]
+        if warning.startswith((lacks, damaged)) and f": {READ_ELSEWHERE} " in warning:
+            return warning.rpartition(f": {READ_ELSEWHERE} ")[2], warning.startswith(damaged)
     return None
 
 

@@ -671,3 +671,27 @@ def test_a_drill_managed_from_a_read_only_maintenance_database_passes(
     assert code == 0, (err, result)
     assert result["passed"] is True
     assert not _scratch(respaldo)
+
+
+def test_a_drill_of_a_backup_whose_manifest_the_primary_holds_damaged_says_damaged(
+    respaldo: Respaldo,
+) -> None:
+    """The manifest is damaged in the primary and read whole from the mirror: damage, not
+    a backup in the mirror alone. It was said to be "not in the repository read first ...
+    as after a disaster recovery", which made the damage look expected."""
+    offsite = _add_mirror(respaldo)
+    backup_id = respaldo.backup()["id"]  # copied to offsite at its end
+    (manifest,) = [p for p in (respaldo.repo_dir / "manifests").rglob(f"{backup_id}*")]
+    flip_byte(manifest, manifest.stat().st_size // 2)
+    code, result, err = _drill(respaldo, backup_id)
+    assert code == 0 and result["passed"] is True, err
+    (copies,) = [c for c in result["checks"] if c["name"] == "copies"]  # type: ignore[attr-defined]
+    assert copies["detail"].startswith(
+        "the backup's manifest is damaged in the repository read first; it was read from "
+        f"file://{offsite}"
+    ), copies
+    assert "disaster recovery" not in copies["detail"], copies
+    assert f"backup {backup_id} has a damaged manifest in " in err, err
+    # What the check advises names it.
+    verify = respaldo.run("verify", "--all")
+    assert verify.code != 0 and backup_id in verify.err + verify.out, str(verify)
