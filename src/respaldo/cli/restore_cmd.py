@@ -180,7 +180,7 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
         result = outcome.logical
         # Names as PostgreSQL holds them: a database "[/y]" made rich raise after the
         # restore had succeeded (a traceback, exit 1), and "[bold]z" printed as "z".
-        tables = escape(", ".join(result.tables))
+        tables = escape(_tables_named(result.tables))
         what = f"{tables} of {backup_id}" if result.tables else backup_id
         read = " of the dump read" if result.tables else ""
         objects = (
@@ -209,6 +209,18 @@ def _print(backup_id: str, outcome: RestoreOutcome) -> None:
                 else "; previous database dropped"
             )
         err_console.print(message, highlight=False)
+
+
+NAMED_TABLES = 10
+"""How many restored tables the last line names: ``--table`` of a partitioned table with
+2,000 partitions printed one line of some 30 KB."""
+
+
+def _tables_named(tables: list[str]) -> str:
+    if len(tables) <= NAMED_TABLES:
+        return ", ".join(tables)
+    more = counted(len(tables) - NAMED_TABLES, "{count} more table", "{count} more tables")
+    return f"{', '.join(tables[:NAMED_TABLES])} and {more}"
 
 
 def _print_datadir(backup_id: str, outcome: RestoreOutcome) -> None:
