@@ -72,38 +72,44 @@ def test_a_command_runs_with_the_collector_on_and_the_start_up_heap_frozen(
 ) -> None:
     """The imports run with the cyclic collector off (walking their objects again and again
     cost about 0.3 CPU-s of a small restore); the command itself runs with it on, as
-    always (memory stays flat), and what the imports built is frozen."""
+    always (memory stays flat), and what the imports built is frozen.
+
+    And numpy's OpenBLAS starts one thread (it started a thread per core, half of numpy's
+    import; the chunk index never multiplies matrices): checked in the same process, as
+    each start costs seconds; a value the environment gives is kept (the test below)."""
+    seen = _list_in_a_process_of_its_own(None, tmp_path)
+    assert seen["enabled"] is True
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
+    assert seen["blas"] == "1"
+
+
+def _list_in_a_process_of_its_own(blas: str | None, tmp_path: object) -> dict[str, object]:
+    """``respaldo list`` as the console script runs it, with OPENBLAS_NUM_THREADS unset or
+    ``blas``: the collector's state and freeze count, and the variable, when it exits."""
     code = (
-        "import atexit, gc, json, sys\n"
+        "import atexit, gc, json, os, sys\n"
         "from respaldo.cli import entry\n"
         "atexit.register(lambda: print(json.dumps("
-        "{'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()})))\n"
+        "{'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count(),"
+        " 'blas': os.environ.get('OPENBLAS_NUM_THREADS')})))\n"
         f"sys.argv = ['respaldo', '--config', {str(tmp_path)!r} + '/missing.toml', 'list']\n"
         "entry.run()\n"
     )
-    seen = _run(code)
-    assert seen["enabled"] is True
-    assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
-
-
-@pytest.mark.parametrize("given", [None, "2"])
-def test_numpy_starts_one_blas_thread_unless_told_otherwise(given: str | None) -> None:
-    """numpy's OpenBLAS started a thread per core, half of numpy's import; the chunk
-    index never multiplies matrices. A value the environment gives is kept."""
-    code = (
-        "import atexit, json, os, sys\n"
-        "from respaldo.cli import entry\n"
-        "atexit.register(lambda: print(json.dumps(os.environ.get('OPENBLAS_NUM_THREADS'))))\n"
-        "sys.argv = ['respaldo', '--config', '/nonexistent/respaldo.toml', 'list']\n"
-        "entry.run()\n"
-    )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    if given is not None:
-        env["OPENBLAS_NUM_THREADS"] = given
+    if blas is not None:
+        env["OPENBLAS_NUM_THREADS"] = blas
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env
     )
-    assert json.loads(done.stdout.splitlines()[-1]) == (given or "1")
+    assert done.stdout, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_numpy_keeps_the_blas_threads_the_environment_gives(tmp_path: object) -> None:
+    """numpy's OpenBLAS threads: one unless told otherwise (the test above); a value the
+    environment gives is kept."""
+    assert _list_in_a_process_of_its_own("2", tmp_path)["blas"] == "2"
 
 
 def test_in_process_callers_keep_their_collector_as_it_is() -> None:
