@@ -4,7 +4,6 @@ cluster); the answer still comes at once, with the pending record and the job.""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from typing import Any
@@ -13,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from respaldo.config import load_settings
-from respaldo.domain import Role
+from respaldo.domain import JobKind, Role
+from respaldo.operations.jobs import cli_request, run_now
+from respaldo.operations.snapshot import backup_source
 from tests.integration.api.conftest import client
 from tests.integration.logical.test_workers import Site, site  # noqa: F401
 from tests.waiting import wait_for
@@ -67,10 +68,19 @@ def _backups_of_which_prune_keeps_one(site: Site, count: int) -> list[str]:  # n
     with site.config.open("a") as fh:
         fh.write("\n[retention]\nkeep_until_expires = false\nkeep_last = 1\nmin_keep = 1\n")
     ids = []
-    for _ in range(count):
-        code, out, err = run_cli(site, "backup", "erp2", "--json")
-        assert code == 0, err
-        ids.append(json.loads(out)["id"])
+    # Made as ``respaldo backup erp2`` makes them (run_now: a job record, run here), but in
+    # this process: each command's own process cost 3-10 s of Python start-up and imports
+    # on a loaded machine, and what these tests guard is the prune and the restore.
+    with site.context() as ctx:
+        for _ in range(count):
+            result = run_now(
+                ctx,
+                cli_request(JobKind.BACKUP, "erp2", {"type": None}),
+                lambda job_ctx: backup_source(job_ctx, "erp2", None),
+                result_id=lambda done: done.view.id,
+            )
+            assert result.view.status == "completed", result.view
+            ids.append(result.view.id)
     return ids
 
 
