@@ -11,7 +11,6 @@ import dataclasses
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from respaldo.config import load_settings
+from respaldo.domain import Role
+from respaldo.operations import users
+from respaldo.operations.context import Context
+from respaldo.operations.principal import local_principal
 from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
 from tests.integration.logical.test_serve import ANY_PORT, listening_port, serving
 
@@ -88,15 +92,12 @@ jwt_secret_file = "{secret}"
 
 
 def add_user(configured: Respaldo, name: str, role: str) -> None:
-    done = subprocess.run(
-        [*configured.process_argv(), "user", "add", name, "--role", role],
-        input=PASSWORDS[name] + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    """``name`` added as ``respaldo user add`` adds them (the same operation, the same
+    local actor in the audit), but in this process: the command's own process cost 2.5-5 s
+    of Python start-up per user, twice per test, and its parsing of the password from stdin
+    is tested in tests/unit/access/test_users_cli.py."""
+    with Context.open(load_settings(configured.config)) as context:
+        users.add_user(context, name, Role(role), PASSWORDS[name], actor=local_principal())
 
 
 @pytest.fixture
