@@ -39,7 +39,7 @@ from respaldo.operations.jobs import JobInfo, cli_request
 from tests.integration.logical.conftest import FAST_KDF, Respaldo
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
 from tests.integration.logical.test_serve import answers
-from tests.integration.processes import output, start_logged
+from tests.integration.processes import kill_if_running, output, start_logged
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.waiting import wait_for
 
@@ -76,9 +76,19 @@ class Site:
         return output(self.logs[process.pid])
 
     def worker(self, name: str) -> subprocess.Popen[str]:
-        process = self.start("worker", "--name", name)
-        wait_for(f"worker {name}", lambda: self._alive(process) and name in self.worker_names())
+        (process,) = self.workers(name)
         return process
+
+    def workers(self, *names: str) -> list[subprocess.Popen[str]]:
+        """``respaldo worker --name NAME`` for each of ``names``, all started before the
+        first is waited for: a worker's start-up (imports, catalog, repository check) is
+        most of a test's time, and two start as fast as one."""
+        processes = [self.start("worker", "--name", name) for name in names]
+        wait_for(
+            f"workers {', '.join(names)}",
+            lambda: all(self._alive(p) for p in processes) and set(names) <= self.worker_names(),
+        )
+        return processes
 
     def port(self, process: subprocess.Popen[str]) -> int:
         """The port ``respaldo serve`` (of :meth:`start`) listens on, from its line
@@ -228,7 +238,7 @@ def overlaps(jobs: list[JobInfo]) -> list[tuple[int, int]]:
 
 def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
     serve = site.start("serve")
-    w1, w2 = site.worker("w1"), site.worker("w2")
+    w1, w2 = site.workers("w1", "w2")
     assert serve.poll() is None
     with dump_held(site):
         held = site.enqueue("erp")
@@ -259,7 +269,7 @@ def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
 
 
 def test_a_burst_of_backups_never_runs_two_of_one_database_at_once(site: Site) -> None:
-    workers = [site.worker("w1"), site.worker("w2")]
+    workers = site.workers("w1", "w2")
     burst: list[JobInfo] = []
     lock = threading.Lock()
 
@@ -302,7 +312,7 @@ def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other
     text = site.config.read_text()
     text += f'\n[notifications]\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
     site.config.write_text(text)
-    w1, w2 = site.worker("w1"), site.worker("w2")
+    w1, w2 = site.workers("w1", "w2")
     with dump_held(site):
         lost = site.enqueue("erp")
         wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, lost.id))
@@ -369,7 +379,8 @@ def test_sigterm_lets_a_running_job_finish_within_the_timeout(site: Site) -> Non
 
 
 def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
-    text = site.config.read_text().replace('full = "off"', 'full = "*/2 * * * * *"')
+    # Every second: the four firings the test waits for come twice as soon as at */2.
+    text = site.config.read_text().replace('full = "off"', 'full = "* * * * * *"')
     site.config.write_text(text)
     for _ in range(2):
         site.start("serve")
@@ -396,8 +407,7 @@ def test_a_prune_on_one_worker_never_collects_under_a_backup_on_the_other(site: 
     with [locks] wait_seconds = 0 the prune is refused at once instead of waiting."""
     text = site.config.read_text().replace("[jobs]\n", "[locks]\nwait_seconds = 0\n\n[jobs]\n")
     site.config.write_text(text)
-    site.worker("w1")
-    site.worker("w2")
+    site.workers("w1", "w2")
     with dump_held(site):
         held = site.enqueue("erp")
         wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
@@ -472,16 +482,28 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
     a_id = site.respaldo.repository().id
     assert a_id in message and f"file://{tmp / 'repo'}" in message
 
-    def as_b(*args: str) -> subprocess.CompletedProcess[str]:
+    def started_as_b(*args: str) -> subprocess.Popen[str]:
         argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config_b), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    worker_b = as_b("worker", "--name", "b")
+    def ended(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            out, err = process.communicate(timeout=300)  # a hang detector, not a time limit
+        finally:
+            kill_if_running(process)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    def as_b(*args: str) -> subprocess.CompletedProcess[str]:
+        return ended(started_as_b(*args))
+
+    # B's worker and B's backup are both refused before they write anything: started
+    # together, the test waits for one interpreter's start-up instead of two.
+    starting = [started_as_b("worker", "--name", "b"), started_as_b("backup", "erp")]
+    worker_b, backup_b = (ended(process) for process in starting)
     assert worker_b.returncode == 1, worker_b
     assert "respaldo: error: repository 'local' at file://" in worker_b.stderr
     assert "Traceback" not in worker_b.stderr
     assert "b" not in site.worker_names()
-    backup_b = as_b("backup", "erp")
     assert backup_b.returncode == 1, backup_b
     assert "is not the one this catalog knows by that name" in backup_b.stderr
     assert not list((machine_b / "repo").glob("manifests/*"))  # nothing written on B
@@ -577,8 +599,7 @@ def test_cli_backups_beside_queued_ones_never_run_two_of_one_database_at_once(
 ) -> None:
     """procrastinate's lock only orders the queue; a backup typed in a terminal (run in
     its own process) meets the queued ones at the catalog's unique key of running jobs."""
-    site.worker("w1")
-    site.worker("w2")
+    site.workers("w1", "w2")
     argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config)]
     queued = [site.enqueue("erp2") for _ in range(3)]
     typed = [
@@ -608,11 +629,12 @@ def test_a_process_that_writes_more_than_a_pipe_holds_is_not_held(site: Site) ->
     # Site.start gave each process pipes the test read only at the end: one that wrote
     # more than a pipe holds (64 KiB: a worker's tracebacks, --verbose, a long listing)
     # blocked on its next write, its jobs with it, and the test waited to its timeout
-    # with nothing to say why. Here 300 queued jobs, listed as JSON (some 200 KB).
+    # with nothing to say why. Here 150 queued jobs, listed as JSON (some 100 KB: half
+    # again what a pipe holds, and half the jobs to queue of the 300 it took before).
     from respaldo.operations import jobs
 
     with site.context() as ctx:
-        for _ in range(300):
+        for _ in range(150):
             jobs.submit(ctx, cli_request(JobKind.BACKUP, "erp", {"type": "full"}))
     listing = site.start("jobs", "--json", "--limit", "500")
     assert (listing.stdout, listing.stderr) == (None, None)
@@ -620,4 +642,4 @@ def test_a_process_that_writes_more_than_a_pipe_holds_is_not_held(site: Site) ->
     assert listing.wait(timeout=300) == 0, site.output(listing)
     said = site.output(listing)
     assert len(said.encode()) > 1 << 16
-    assert len(json.loads(said)) == 300
+    assert len(json.loads(said)) == 150
