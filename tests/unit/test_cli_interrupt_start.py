@@ -64,9 +64,17 @@ def test_a_ctrl_c_while_importing_ends_with_a_line_and_a_status(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a run in the background of a shell without job control (a
+        # CI's `make test &`) has SIGINT ignored, which the child would inherit, and a
+        # Python started so keeps ignoring it (no KeyboardInterrupt at all).
+        preexec_fn=_sigint_as_from_a_terminal,
     ) as process:
         assert process.stdout is not None
         assert process.stdout.readline() == "importing\n"
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate()
     assert (process.returncode, stderr) == (status, "respaldo: interrupted\n")
+
+
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
