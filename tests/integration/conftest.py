@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sample
@@ -58,17 +59,26 @@ def erp_template(pg: TempCluster) -> str:
     return ERP_TEMPLATE
 
 
-@pytest.fixture
-def erp_db(pg: TempCluster, erp_template: str) -> Iterator[str]:
-    """The name of a fresh sample ERP database, dropped after the test."""
+@contextmanager
+def erp_copy(pg: TempCluster, erp_template: str) -> Iterator[str]:
+    """The name of a fresh copy of the sample ERP database, dropped after the ``with``."""
     name = f"erp_{uuid.uuid4().hex[:12]}"
     pg.execute(
         sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(erp_template)
         )
     )
-    yield name
-    pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def erp_db(pg: TempCluster, erp_template: str) -> Iterator[str]:
+    """The name of a fresh sample ERP database, dropped after the test."""
+    with erp_copy(pg, erp_template) as name:
+        yield name
 
 
 @pytest.fixture

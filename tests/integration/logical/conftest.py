@@ -257,18 +257,31 @@ def respaldo(
 ) -> Iterator[Respaldo]:
     """A respaldo configured for this test's sample ERP database; see the module docstring."""
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    with installed(pg, erp_db, tmp_path) as config:
+        yield Respaldo(pg, tmp_path, erp_db, config, capsys)
+
+
+@contextlib.contextmanager
+def installed(pg: TempCluster, dbname: str, tmp: Path) -> Iterator[Path]:
+    """:func:`respaldo`'s installation (config and repository under ``tmp``) for the ERP
+    copy ``dbname``; its config. The databases made meanwhile are dropped after the
+    ``with``. The caller sets ``RESPALDO_PASSPHRASE``."""
     # The application's own record of its schema version, for schema_version_query.
     pg.execute(
         "CREATE TABLE public.schema_migrations (version text PRIMARY KEY);"
         f"INSERT INTO public.schema_migrations VALUES ('2024.11.02'), ('{SCHEMA_VERSION}')",
-        dbname=erp_db,
+        dbname=dbname,
     )
-    config = write_config(tmp_path, pg, erp_db)
+    config = write_config(tmp, pg, dbname)
     initialize(load_settings(config), kdf=FAST_KDF)
     before = databases(pg)
-    yield Respaldo(pg, tmp_path, erp_db, config, capsys)
-    for name in sorted(databases(pg) - before):
-        pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        yield config
+    finally:
+        for name in sorted(databases(pg) - before):
+            pg.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @contextlib.contextmanager

@@ -3,6 +3,9 @@ Playwright's ``executable_path``) to drive it.
 
 The service runs on the logical tests' sample ERP database (their ``respaldo`` fixture),
 with no schedule of its own; users are made with ``respaldo user add`` as a person would.
+
+``site`` is a service of the test's own; ``shared_site`` is one service per module, for
+the tests that change nothing another test reads (see :func:`shared_serve`).
 """
 
 from __future__ import annotations
@@ -17,13 +20,21 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sample.cluster import TempCluster
 
 from respaldo.config import load_settings
 from respaldo.domain import Role
 from respaldo.operations import users
 from respaldo.operations.context import Context
 from respaldo.operations.principal import local_principal
-from tests.integration.logical.conftest import Respaldo, respaldo  # noqa: F401 (a fixture)
+from tests.conftest import isolate_env
+from tests.integration.conftest import erp_copy
+from tests.integration.logical.conftest import (  # noqa: F401 (a fixture)
+    PASSPHRASE,
+    Respaldo,
+    installed,
+    respaldo,
+)
 from tests.integration.logical.test_serve import ANY_PORT, listening_port, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,12 +77,16 @@ class Site:
 
 def site_config(configured: Respaldo, port: int = ANY_PORT) -> Path:
     """The logical tests' config with a server section and no schedule."""
-    secret = configured.tmp / "jwt.secret"
+    return _site_config(configured.config, configured.tmp, port)
+
+
+def _site_config(config: Path, tmp: Path, port: int = ANY_PORT) -> Path:
+    secret = tmp / "jwt.secret"
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_urlsafe(48))
     text = (
-        configured.config.read_text()
+        config.read_text()
         + f"""
 [schedules]
 time_zone = "UTC"
@@ -86,7 +101,7 @@ listen = "127.0.0.1:{port}"
 jwt_secret_file = "{secret}"
 """
     )
-    path = configured.tmp / "site.toml"
+    path = tmp / "site.toml"
     path.write_text(text)
     return path
 
@@ -96,7 +111,11 @@ def add_user(configured: Respaldo, name: str, role: str) -> None:
     local actor in the audit), but in this process: the command's own process cost 2.5-5 s
     of Python start-up per user, twice per test, and its parsing of the password from stdin
     is tested in tests/unit/access/test_users_cli.py."""
-    with Context.open(load_settings(configured.config)) as context:
+    _add_user(configured.config, name, role)
+
+
+def _add_user(config: Path, name: str, role: str) -> None:
+    with Context.open(load_settings(config)) as context:
         users.add_user(context, name, Role(role), PASSWORDS[name], actor=local_principal())
 
 
@@ -109,6 +128,56 @@ def site(respaldo: Respaldo) -> Iterator[Site]:  # noqa: F811 (the fixture)
     with serving(config) as process:
         port = listening_port(process)
         yield Site(f"http://127.0.0.1:{port}", served)
+
+
+@dataclass(frozen=True)
+class SharedServe:
+    """A module's ``respaldo serve``: its address and what a :class:`Respaldo` needs."""
+
+    url: str
+    pg: TempCluster
+    tmp: Path
+    dbname: str
+    config: Path
+
+
+@pytest.fixture(scope="module")
+def shared_serve(
+    pg: TempCluster, erp_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedServe]:
+    """What :func:`site` makes (an ERP copy, an installation, two users, a running
+    ``respaldo serve``), made once for the module's tests that use :func:`shared_site`,
+    and stopped after the module's last test: the making cost 5-8 s a test on a loaded
+    machine. Such a test may log in, read pages, be refused and take a backup, but must
+    neither depend on what another test left (the backups there, the jobs, the audit log
+    are asserted relatively, before and after, or by the test's own entries) nor change
+    what another reads (settings, users, backups' times, jobs left running)."""
+    tmp = tmp_path_factory.mktemp("shared-site")
+    with pytest.MonkeyPatch.context() as env:
+        # A test's own environment (clean_env) for the set-up and the service it starts;
+        # each test's is made anew after, hence the passphrase again in shared_site.
+        isolate_env(env, tmp_path_factory.mktemp("home"))
+        env.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+        with erp_copy(pg, erp_template) as dbname, installed(pg, dbname, tmp) as installed_at:
+            config = _site_config(installed_at, tmp)
+            _add_user(config, "admin", "admin")
+            _add_user(config, "viewer", "viewer")
+            with serving(config) as process:
+                port = listening_port(process)
+                yield SharedServe(f"http://127.0.0.1:{port}", pg, tmp, dbname, config)
+
+
+@pytest.fixture
+def shared_site(
+    shared_serve: SharedServe,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Site:
+    """The module's shared service (:func:`shared_serve`), its commands' output captured
+    by this test's ``capsys``."""
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    served = shared_serve
+    return Site(served.url, Respaldo(served.pg, served.tmp, served.dbname, served.config, capsys))
 
 
 @pytest.fixture(scope="session")

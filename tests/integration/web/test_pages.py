@@ -129,9 +129,11 @@ def wait_for_jobs(site: Site, kind: str) -> None:
     )
 
 
-def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: Page) -> None:
-    record = site.respaldo.backup()
-    site.login(page, "viewer")
+def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(
+    shared_site: Site, page: Page
+) -> None:
+    record = shared_site.respaldo.backup()
+    shared_site.login(page, "viewer")
     expect(page.locator(f"tr[data-backup='{record['id']}']")).to_be_visible()
     expect(page.get_by_role("button", name="Crear Backup Manual")).to_have_count(0)
     expect(page.get_by_role("button", name="Restaurar")).to_have_count(0)
@@ -140,42 +142,44 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
     page.get_by_role("link", name="Retención").click()
     expect(page.get_by_role("heading", name="Retención")).to_be_visible()
     expect(page.locator("tr", has_text=record["id"]).locator(".badge")).to_have_text("Conservar")
-    before = jobs(site.respaldo)
+    before = jobs(shared_site.respaldo)
 
     token = page.locator("body").get_attribute("data-csrf")
     forged = page.request.post(
-        f"{site.url}/backups/{record['id']}/restore",
+        f"{shared_site.url}/backups/{record['id']}/restore",
         form={"csrf": token or "", "mode": "new"},
         headers={"Accept": "application/json"},
     )
     assert forged.status == 403
     created = page.request.post(
-        f"{site.url}/backups",
+        f"{shared_site.url}/backups",
         form={"csrf": token or "", "database": "erp"},
         headers={"Accept": "application/json"},
     )
     assert created.status == 403
-    refused = page.goto(f"{site.url}/audit")
+    refused = page.goto(f"{shared_site.url}/audit")
     assert refused is not None
     assert refused.status == 403
-    assert jobs(site.respaldo) == before
+    assert jobs(shared_site.respaldo) == before
 
     # Logged in with every right, a post without the page's CSRF token is refused too.
     page.context.clear_cookies()
-    site.login(page, "admin")
+    shared_site.login(page, "admin")
     no_token = page.request.post(
-        f"{site.url}/backups", form={"database": "erp"}, headers={"Accept": "application/json"}
+        f"{shared_site.url}/backups",
+        form={"database": "erp"},
+        headers={"Accept": "application/json"},
     )
     assert no_token.status == 403
     other_token = page.request.post(
-        f"{site.url}/backups",
+        f"{shared_site.url}/backups",
         form={"csrf": "x" * 43, "database": "erp"},
         headers={"Accept": "application/json"},
     )
     assert other_token.status == 403
-    assert jobs(site.respaldo) == before
+    assert jobs(shared_site.respaldo) == before
 
-    audit = site.respaldo.run_process("audit", "--json")
+    audit = shared_site.respaldo.run_process("audit", "--json")
     assert audit.code == 0, str(audit)
     denied = [e for e in audit.json() if e["outcome"] == "denied" and e["actor"] == "viewer"]
     assert {e["target"] for e in denied} >= {
@@ -185,11 +189,11 @@ def test_a_viewer_sees_no_action_and_a_forged_post_is_refused(site: Site, page: 
     }
 
 
-def test_logout_ends_the_session(site: Site, page: Page) -> None:
-    site.login(page, "admin")
+def test_logout_ends_the_session(shared_site: Site, page: Page) -> None:
+    shared_site.login(page, "admin")
     page.get_by_role("button", name="Cerrar sesión").click()
     expect(page).to_have_url(re.compile(r"/login$"))
-    page.goto(f"{site.url}/jobs")
+    page.goto(f"{shared_site.url}/jobs")
     expect(page).to_have_url(re.compile(r"/login\?next=/jobs$"))
 
 
@@ -200,15 +204,17 @@ def test_the_accessibility_check_finds_what_it_must(page: Page) -> None:
     assert any(v.startswith("label:") for v in found), found
 
 
-def test_the_api_docs_page_runs_from_respaldo_alone(site: Site, page: Page) -> None:
+def test_the_api_docs_page_runs_from_respaldo_alone(shared_site: Site, page: Page) -> None:
     # Swagger UI from respaldo's own files under its Content-Security-Policy: the page
     # lists the API's operations, and the browser refused nothing and fetched nothing
     # from another origin.
     refused: list[str] = []
     elsewhere: list[str] = []
     page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
-    page.on("request", lambda r: None if r.url.startswith(site.url) else elsewhere.append(r.url))
-    page.goto(f"{site.url}/docs")
+    page.on(
+        "request", lambda r: None if r.url.startswith(shared_site.url) else elsewhere.append(r.url)
+    )
+    page.goto(f"{shared_site.url}/docs")
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert page.locator(".opblock-summary-path", has_text="/admin/backups").count() > 0
     assert refused == [] and elsewhere == [], (refused, elsewhere)
@@ -300,13 +306,13 @@ def decoy_site(content: str) -> Iterator[str]:
         thread.join()
 
 
-def test_no_site_can_frame_the_page_logged_in(site: Site, page: Page) -> None:
+def test_no_site_can_frame_the_page_logged_in(shared_site: Site, page: Page) -> None:
     # Another port of the same host is the same *site*: SameSite=Strict sends the
     # session's cookies into its frame. The page must refuse to be framed, or a decoy
     # over a transparent frame gets its buttons clicked (clickjacking).
-    site.login(page, "admin")
-    with decoy_site(f'<iframe src="{site.url}/drills"></iframe>') as decoy:
-        with page.expect_response(f"{site.url}/drills") as framed:
+    shared_site.login(page, "admin")
+    with decoy_site(f'<iframe src="{shared_site.url}/drills"></iframe>') as decoy:
+        with page.expect_response(f"{shared_site.url}/drills") as framed:
             page.goto(decoy)
         page.wait_for_load_state("load")
     assert framed.value.status == 200  # it was sent logged in: only the header stops it
@@ -317,11 +323,11 @@ def test_no_site_can_frame_the_page_logged_in(site: Site, page: Page) -> None:
     assert framed.value.headers["x-frame-options"] == "DENY"
 
 
-def test_after_logout_back_shows_nothing_the_session_saw(site: Site, page: Page) -> None:
+def test_after_logout_back_shows_nothing_the_session_saw(shared_site: Site, page: Page) -> None:
     # On a shared machine the next person presses "Back": a page kept in the browser's
     # cache would show the audit log and the users to them.
-    site.login(page, "admin")
-    page.goto(f"{site.url}/audit")
+    shared_site.login(page, "admin")
+    page.goto(f"{shared_site.url}/audit")
     expect(page.get_by_role("heading", name="Usuarios")).to_be_visible()
     page.get_by_role("button", name="Cerrar sesión").click()
     expect(page).to_have_url(re.compile(r"/login$"))
@@ -331,49 +337,49 @@ def test_after_logout_back_shows_nothing_the_session_saw(site: Site, page: Page)
     # The API's tokens are never stored either (RFC 6749 5.1); the static files keep
     # their ETag and are revalidated.
     tokens = page.request.post(
-        f"{site.url}/auth/token", form={"username": "admin", "password": PASSWORDS["admin"]}
+        f"{shared_site.url}/auth/token", form={"username": "admin", "password": PASSWORDS["admin"]}
     )
     assert tokens.status == 200
     assert tokens.headers["cache-control"] == "no-store"
-    style = page.request.get(f"{site.url}/static/respaldo.css")
+    style = page.request.get(f"{shared_site.url}/static/respaldo.css")
     assert style.headers.get("etag") and "cache-control" not in style.headers
 
 
 def test_a_login_name_cannot_command_the_terminal_that_reads_the_audit_log(
-    site: Site, page: Page
+    shared_site: Site, page: Page
 ) -> None:
     # Anyone who reaches the port can fail a login; the name is audited as typed. Its
     # escape sequences must reach `respaldo audit`'s terminal as text, not be obeyed
     # (clear the screen, climb up to overwrite the entries above, retitle the window).
     name = "mallory\x1b[2J\x1b[1A\x1b]0;owned\x07\u202e"
     refused = page.request.post(
-        f"{site.url}/auth/token", form={"username": name, "password": "guess"}
+        f"{shared_site.url}/auth/token", form={"username": name, "password": "guess"}
     )
     assert refused.status == 401
-    shown = site.respaldo.run("audit")
+    shown = shared_site.respaldo.run("audit")
     assert shown.code == 0, str(shown)
     assert not any(c in shown.out for c in "\x1b\x07\u202e"), repr(shown.out)
     assert "mallory\\x1b[2J\\x1b[1A" in shown.out.replace("\n", "")
-    assert site.respaldo.run("audit", "--json").json()[0]["actor"] == name
+    assert shared_site.respaldo.run("audit", "--json").json()[0]["actor"] == name
 
 
 def test_a_form_posted_from_another_origin_with_the_cookies_changes_nothing(
-    site: Site, page: Page
+    shared_site: Site, page: Page
 ) -> None:
     # Same site (another port of this host): the browser sends the SameSite=Strict
     # session with the decoy's form, which cannot know the page's CSRF token.
-    site.login(page, "admin")
-    before = jobs(site.respaldo)
+    shared_site.login(page, "admin")
+    before = jobs(shared_site.respaldo)
     form = (
-        f'<form method="post" action="{site.url}/drills"><input name="database" value="erp">'
+        f'<form method="post" action="{shared_site.url}/drills"><input name="database" value="erp">'
         "</form><script>document.forms[0].submit()</script>"
     )
-    with decoy_site(form) as decoy, page.expect_response(f"{site.url}/drills") as posted:
+    with decoy_site(form) as decoy, page.expect_response(f"{shared_site.url}/drills") as posted:
         page.goto(decoy)
     assert posted.value.request.method == "POST"
     assert "respaldo_session=" in (posted.value.request.header_value("cookie") or "")
     assert posted.value.status == 403
-    assert jobs(site.respaldo) == before
+    assert jobs(shared_site.respaldo) == before
 
 
 def test_the_retention_page_says_when_prune_would_refuse_for_the_clock(
