@@ -46,8 +46,10 @@ def prune_command(
     """Show every backup with keep or expire and the rule that decided it; then delete the
     expired ones from every repository and reclaim their space.
 
-    Exit status 1 if a repository could not be pruned (unreachable, or in use by backups
-    for longer than --wait); running prune again finishes the work. Refused, changing
+    Exit status 1 if a repository could not be pruned (the primary unreachable, or in use
+    by backups for longer than --wait); running prune again finishes the work. A mirror
+    that cannot be reached is left for the next prune that reaches it, with a warning and
+    an alert; the others are pruned and the exit status is 0. Refused, changing
     nothing, when the clock is more than \\[retention] clock_check_days past the newest
     backup and backups would expire by age that had not then (--trust-clock: expire them).
     """

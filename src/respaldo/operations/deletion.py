@@ -15,6 +15,7 @@ goes with the next garbage collection (``prune``).
 from __future__ import annotations
 
 from respaldo.catalog import BackupRecords
+from respaldo.domain import BackupStatus
 from respaldo.errors import BackupProtected, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
@@ -23,10 +24,11 @@ from respaldo.operations.prune import (
     delete_manifests,
     facts_of,
     held_anywhere,
-    holders_listed,
+    holders_known,
     list_backups,
     mark_missing,
     open_repositories,
+    stored_in,
     with_holders,
 )
 from respaldo.retention import newest_in, protected
@@ -53,17 +55,17 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
         records = BackupRecords(session)
         restoring = being_restored(session)
         target = facts_of(records.get(backup_id), restoring)
-        group = [
-            facts_of(r, restoring)
-            for r in records.list(database=target.database)
-            if r.backup_type.value == target.kind
+        listed = [
+            r for r in records.list(database=target.database) if r.backup_type.value == target.kind
         ]
+        group = [facts_of(r, restoring) for r in listed]
+        stored = {r.id: stored_in(r) for r in listed if r.status is BackupStatus.COMPLETED}
     repos = open_repositories(ctx) if target.completed else []
     if target.completed:
         # As prune does: a backup no repository holds is not good, and must not make the
         # last one that restores look deletable; nor must the newest a mirror holds.
         present = list_backups(repos)
-        group = with_holders(group, holders_listed(present))
+        group = with_holders(group, holders_known(present, stored, repos))
         group = mark_missing(group, held_anywhere(present, repos))
     reasons = protected(group).get(target.id)
     if reasons:
@@ -98,7 +100,9 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             hint="delete the backups built on it first (the newest of a chain first)",
         )
     if not delete_manifests(target.id, repos):
-        problems = "; ".join(f"{o.name}: {o.error}" for o, _ in repos if o.error)
+        problems = "; ".join(
+            f"{o.name}: {o.error or o.deferred}" for o, _ in repos if o.error or o.deferred
+        )
         raise RespaldoError(
             f"backup {target.id} could not be deleted everywhere: {problems}",
             hint="its record stays; delete it again once every repository is reachable",

@@ -19,10 +19,21 @@ manifests are already gone is expired again by the next run (decisions only ever
 from keep to expire as time passes), which deletes nothing more and then the record.
 Garbage collection is itself safe to interrupt and finishes on the next run.
 
-A backup is deleted only if its manifest could be deleted from *every* repository: an
-unreachable secondary leaves the record in place (and the run fails), so the next run
-finishes the job rather than leaving the backup orphaned there. WAL objects (``wal/``)
-are not touched.
+A backup is deleted only if its manifest could be deleted from *every* repository: a
+secondary that cannot be reached leaves the record in place, so the next run finishes
+the job rather than leaving the backup orphaned there. WAL objects (``wal/``) are not
+touched.
+
+A secondary that cannot be opened or listed (an offsite store down, a disk not mounted:
+:func:`unreachable`) is *deferred*, not failed: the primary and the other repositories
+are pruned as ever, and so is the catalog's bookkeeping of what waits there (the
+records of the backups that expired), and the run succeeds with a warning and an alert
+(once per repeat interval per repository, as a failed copy's). Failing it instead
+stopped nothing (the primary was pruned all the same) but failed every prune and job
+for the length of the outage, each with a critical alert whose hint, "run prune again",
+could not help. Retention still counts on the catalog for what such a mirror holds (its
+completed copies), so the newest backup it holds is kept in every repository, as when
+it is listed.
 """
 
 from __future__ import annotations
@@ -54,7 +65,9 @@ from respaldo.errors import (
     ConfigError,
     ObjectNotFound,
     RecordNotFound,
+    RepositoryNotFound,
     RespaldoError,
+    StorageError,
     option,
 )
 from respaldo.operations import alerts
@@ -92,6 +105,11 @@ class RepositoryOutcome:
     error: str | None = None
     lock_error: str | None = None  # the part of ``error`` that is about object locks
     lifecycle_error: str | None = None  # the part about the bucket's lifecycle rules
+    deferred: str | None = None
+    """Why this secondary could not be reached (``cannot open: ...``): nothing was done
+    in it, and what expired waits for the next prune that reaches it. Not an error."""
+    waiting: int = 0
+    """Expired backups whose deletion here waits (their records stay until then)."""
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -242,13 +260,16 @@ def _catalog(ctx: Context, database: str | None) -> tuple[list[BackupFacts], dic
         records = BackupRecords(session).list(database=database)
         restoring = being_restored(session)
         facts = [facts_of(r, restoring) for r in records]
-        stored = {
-            r.id: {r.repository}
-            | {c.repository for c in r.copies if c.status is CopyStatus.COMPLETED}
-            for r in records
-            if r.status is BackupStatus.COMPLETED
-        }
+        stored = {r.id: stored_in(r) for r in records if r.status is BackupStatus.COMPLETED}
     return facts, stored
+
+
+def stored_in(record: BackupRecord) -> set[str]:
+    """The repositories the catalog says hold ``record``'s backup: its primary and the
+    secondaries its copy completed in."""
+    return {record.repository} | {
+        c.repository for c in record.copies if c.status is CopyStatus.COMPLETED
+    }
 
 
 def _decide(
@@ -574,7 +595,7 @@ def prune(
     # Listed before deciding: a backup no repository holds is not a good one, and must
     # not keep the last one that can be restored out of min_keep; and each repository
     # keeps the newest good backup it holds (a mirror that missed the newer copies).
-    facts = with_holders(facts, holders_listed(present))
+    facts = with_holders(facts, holders_known(present, stored, repos))
     result = _decide(ctx, facts, now, held_anywhere(present, repos))
     if not trust_clock:
         check_clock(ctx, result, facts, held_anywhere(present, repos))
@@ -585,6 +606,10 @@ def prune(
         for decision in expired:
             _delete_backup(ctx, decision, repos, result)
     gone = {d.backup.id for d in expired if d.holds_data}
+    if dry_run:
+        for outcome in result.repositories:
+            if outcome.deferred is not None:
+                outcome.waiting = len(gone)
     for outcome, opened in repos:
         if opened is None:
             continue
@@ -620,15 +645,44 @@ def prune(
         # Whatever happened above: a prune that keeps failing (a backup holding its lease
         # every night) must not let the locks of kept backups run out.
         _renew_locks(opened, outcome, now=result.now, dry_run=dry_run)
+    for outcome in result.repositories:
+        if outcome.deferred is not None:
+            result.warnings.append(deferred_problem(outcome))
     if not dry_run:
         _alert(ctx, result, database)
     return result
+
+
+def deferred_problem(outcome: RepositoryOutcome) -> str:
+    """What a prune says of a secondary it could not reach (``outcome.deferred``)."""
+    waiting = counted(
+        outcome.waiting,
+        N_("{count} expired backup keeps its record until it is deleted there"),
+        N_("{count} expired backups keep their records until they are deleted there"),
+    )
+    return (
+        f"repository {outcome.name} could not be reached ({outcome.deferred}): its prune is "
+        f"deferred to the next prune that reaches it ({waiting}; its garbage collection, WAL "
+        "retention and object lock renewal wait too); the other repositories were pruned"
+    )
 
 
 def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
     """A critical alert per repository prune could not finish in; object locks that
     could not be renewed are an alert of their own (a kept backup may lose its lock)."""
     for outcome in result.repositories:
+        if outcome.deferred is not None:
+            # A failed copy's way: an offsite store down for a week is one alert per
+            # repeat interval, not one per nightly prune.
+            alerts.notify_failure(
+                ctx,
+                "prune",
+                deferred_problem(outcome),
+                repository=outcome.name,
+                hint=f"the next prune that reaches {outcome.name} finishes there; if it "
+                "stays unreachable, check its endpoint, network and credentials",
+                throttle_key=f"prune-deferred:{outcome.name}",
+            )
         if outcome.lock_error is not None:
             alerts.notify_failure(
                 ctx,
@@ -827,7 +881,7 @@ def open_repositories(ctx: Context) -> list[tuple[RepositoryOutcome, Repository 
             repo = ctx.repository(repo_settings.name)
             outcome.location = repo.storage.location
         except RespaldoError as exc:
-            outcome.fail(f"cannot open: {exc}")
+            _cannot_open(outcome, exc, secondary=bool(repos))
             repos.append((outcome, None))
             continue
         repos.append((outcome, repo))
@@ -845,9 +899,24 @@ def list_backups(repos: list[tuple[RepositoryOutcome, Repository | None]]) -> di
         try:
             present[outcome.name] = set(repo.backup_ids())
         except RespaldoError as exc:
-            outcome.fail(f"cannot open: {exc}")
+            _cannot_open(outcome, exc, secondary=i > 0)
             repos[i] = (outcome, None)
     return present
+
+
+def unreachable(exc: RespaldoError) -> bool:
+    """Whether ``exc``, met opening or listing a repository, says it cannot be reached
+    (its store failed or answered errors, nothing is at its location: a disk not
+    mounted) rather than that it is another repository or cannot be opened with these
+    keys, which is no outage to wait out."""
+    return isinstance(exc, StorageError | RepositoryNotFound)
+
+
+def _cannot_open(outcome: RepositoryOutcome, exc: RespaldoError, *, secondary: bool) -> None:
+    if secondary and unreachable(exc):
+        outcome.deferred = f"cannot open: {exc}"
+    else:
+        outcome.fail(f"cannot open: {exc}")
 
 
 def held_anywhere(
@@ -865,6 +934,22 @@ def holders_listed(present: dict[str, set[str]]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for name, ids in present.items():
         for backup_id in ids:
+            found.setdefault(backup_id, set()).add(name)
+    return found
+
+
+def holders_known(
+    present: dict[str, set[str]],
+    stored: dict[str, set[str]],
+    repos: list[tuple[RepositoryOutcome, Repository | None]],
+) -> dict[str, set[str]]:
+    """:func:`holders_listed`, and for a repository that could not be listed, the
+    catalog's word (``stored``: backup id -> the repositories it was written or copied
+    to): while a mirror is down, the newest backup it holds is still known, and kept."""
+    found = holders_listed(present)
+    unlisted = {outcome.name for outcome, _ in repos} - present.keys()
+    for backup_id, names in stored.items():
+        for name in names & unlisted:
             found.setdefault(backup_id, set()).add(name)
     return found
 
@@ -918,6 +1003,8 @@ def delete_manifests(
     for outcome, repo in repos:
         if repo is None:
             complete = False
+            if outcome.deferred is not None:
+                outcome.waiting += 1
             continue
         try:
             repo.storage.delete(manifest_name(backup_id))

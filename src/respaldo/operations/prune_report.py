@@ -78,6 +78,9 @@ class RepositoryPruneView(ResultModel):
     location: str
     manifests_deleted: int
     error: str | None
+    deferred: str | None = None
+    """Why a secondary could not be reached: its prune waits for the next prune that
+    reaches it (a warning says what waits), which is no failure of this one."""
     gc: GcView | None
     wal: WalView | None
     object_lock: ObjectLockView | None
@@ -85,7 +88,8 @@ class RepositoryPruneView(ResultModel):
 
 class PruneReport(ResultModel):
     """What prune decided and did (``dry_run``: would do). ``ok`` is false when a
-    repository could not be pruned; running prune again finishes the work."""
+    repository could not be pruned; running prune again finishes the work. A secondary
+    that could not be reached is ``deferred`` (with a warning), not a failure."""
 
     dry_run: bool
     now: IsoTime
@@ -113,17 +117,23 @@ class PruneReport(ResultModel):
 
     def outcome(self) -> dict[str, Any] | None:
         """What the prune job records (``jobs.outcome``): the bytes reclaimed in each
-        repository, garbage collection and WAL together. None for a dry run, whose
-        figures are estimates of what was not done."""
+        repository, garbage collection and WAL together, and ``deferred``: the
+        secondaries it could not reach, and why. None for a dry run, whose figures are
+        estimates of what was not done."""
         if self.dry_run:
             return None
-        return {
+        outcome: dict[str, Any] = {
             "bytes_reclaimed": {
                 r.name: (r.gc.bytes_reclaimed if r.gc is not None else 0)
                 + (r.wal.bytes_deleted if r.wal is not None else 0)
                 for r in self.repositories
             }
         }
+        # The job completed; its row says what it left for the next prune, and why.
+        deferred = {r.name: r.deferred for r in self.repositories if r.deferred is not None}
+        if deferred:
+            outcome["deferred"] = deferred
+        return outcome
 
 
 def prune_backups(
@@ -217,6 +227,7 @@ def _repository(r: RepositoryOutcome) -> RepositoryPruneView:
         location=r.location,
         manifests_deleted=r.manifests_deleted,
         error=r.error,
+        deferred=r.deferred,
         gc=None
         if gc is None
         else GcView(
