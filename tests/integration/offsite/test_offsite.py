@@ -25,6 +25,7 @@ from sample.cluster import TempCluster
 
 from tests.integration.cli import RunsCli, secret_file
 from tests.integration.logical.support import flip_byte
+from tests.integration.prune.test_prune_cli import DAY, back_date
 from tests.ports import closed_port
 from tests.servers.faultproxy import FaultProxy, Rule
 from tests.servers.notify import Webhook
@@ -173,18 +174,50 @@ def test_a_chunk_lost_locally_is_read_from_s3(setup: Setup, new_dbname: str) -> 
     assert _checksums(setup.pg, setup.dbname) == _checksums(setup.pg, new_dbname)
 
 
-def test_s3_unreachable_fails_only_the_copy(
-    setup: Setup, new_dbname: str, monkeypatch: pytest.MonkeyPatch
+def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
+    setup: Setup, new_dbname: str
 ) -> None:
+    # Two backups the bucket holds, then it is down (connections refused).
+    held = [setup.ok("backup", "erp")[0].strip().splitlines()[-1] for _ in range(2)]
+    webhook = Webhook()
+    # The clock check off: the backups are dated days apart with nothing between them.
+    good_config = setup.config.read_text() + "\n[retention]\nmin_keep = 1\nclock_check_days = 0\n"
     closed = f"http://127.0.0.1:{closed_port()}"
-    good_config = setup.config.read_text()
-    setup.config.write_text(good_config.replace(setup.s3.endpoint_url, closed))
+    setup.config.write_text(
+        good_config.replace(setup.s3.endpoint_url, closed)
+        + f'\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
+    )
     code, out, err = setup.run("backup", "erp")
     assert code == 0, err
     backup_id = out.strip().splitlines()[-1]
     assert "warning: copy of" in err and "offsite" in err
     assert _record(setup, backup_id)["status"] == "completed"
     setup.ok("restore", backup_id, "--target-database", new_dbname)
+    # Prune meanwhile: a long outage must not let the local repository fill up, nor fail
+    # every nightly prune. The primary is pruned; the bucket's part waits, with a warning
+    # and one alert per repeat interval.
+    for backup, age in zip(held, (12, 9), strict=True):
+        back_date(setup, backup, age * DAY)  # 7 days' retention: both expired
+    try:
+        for _ in range(2):
+            out, _ = setup.ok("prune", "--json")
+            report = json.loads(out)
+            said = " ".join(report["warnings"])
+            assert "repository offsite could not be reached (cannot open: " in said, said
+            assert "1 expired backup keeps its record until it is deleted there" in said
+            assert report["deleted"] == []
+            offsite = report["repositories"][1]
+            assert offsite["error"] is None and offsite["deferred"].startswith("cannot open")
+        prunes = [i["json"] for i in webhook.inbox.items if "prune" in i["json"]["title"]]
+    finally:
+        webhook.close()
+    assert len(prunes) == 1, prunes  # the second prune's was within the repeat interval
+    assert "repository offsite could not be reached" in prunes[0]["message"]
+    # held[1] is the newest backup the bucket holds (the later copy failed): kept in the
+    # primary too, as when the bucket can be listed.
+    decisions = {d["id"]: d for d in report["decisions"]}
+    assert decisions[held[1]]["rules"] == ["newest in offsite"]
+    assert {p.name for p in (setup.tmp / "repo" / "manifests").iterdir()} == {held[1], backup_id}
     # Back online: the copy that failed is retried and completes.
     setup.config.write_text(good_config)
     _, err = setup.ok("copy", "--all", "--to", "offsite")
@@ -192,6 +225,10 @@ def test_s3_unreachable_fails_only_the_copy(
     setup.ok("verify", backup_id, "--repository", "offsite")
     _, err = setup.ok("copy", "--all", "--to", "offsite")
     assert "nothing to copy" in err
+    # The first prune that reaches the bucket finishes there what waited.
+    out, _ = setup.ok("prune", "--json")
+    assert sorted(json.loads(out)["deleted"]) == sorted(held)
+    assert [k.rsplit("/", 1)[1] for k in setup.bucket_keys("manifests/")] == [backup_id]
 
 
 def test_kill_during_upload_leaves_both_verifiable(setup: Setup) -> None:
