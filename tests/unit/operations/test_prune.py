@@ -197,24 +197,6 @@ def test_unreachable_secondary_keeps_the_record_until_done(inst: Installation) -
     assert_agree(inst)
 
 
-def test_the_newest_backup_a_mirror_holds_is_kept_while_it_is_unreachable(
-    inst: Installation,
-) -> None:
-    """The mirror missed the newer copies and then went down: what it holds is known
-    from the catalog's copies, and the newest of it is kept in the primary too, as when
-    the mirror can be listed (it was deleted there, the mirror being no help to know)."""
-    held = [inst.backup(age * DAY) for age in (12, 8)]
-    inst.replicate()
-    later = [inst.backup(age * DAY) for age in (4, 1)]  # never copied: the mirror is away
-    shutil.move(inst.root / "second", inst.root / "second.away")
-    result = run_prune(inst)
-    assert result.ok, result.repositories
-    decisions = {d.backup.id: d for d in result.decisions}
-    assert decisions[held[1]].keep and decisions[held[1]].rule == "newest in second"
-    assert inst.manifests() == {held[1], *later}
-    assert inst.record_ids() == {*held, *later}  # held[0] waits for the mirror
-
-
 def test_collection_refused_while_a_backup_runs(inst: Installation) -> None:
     # 8 days: no silence longer than [retention] clock_check_days before the
     # newer ones, which prune would take for a step of the clock.
