@@ -657,8 +657,8 @@ def deferred_problem(outcome: RepositoryOutcome) -> str:
     """What a prune says of a secondary it could not reach (``outcome.deferred``)."""
     waiting = counted(
         outcome.waiting,
-        N_("{count} expired backup keeps its record until it is deleted there"),
-        N_("{count} expired backups keep their records until they are deleted there"),
+        "{count} expired backup keeps its record until it is deleted there",
+        "{count} expired backups keep their records until they are deleted there",
     )
     return (
         f"repository {outcome.name} could not be reached ({outcome.deferred}): its prune is "

@@ -168,7 +168,7 @@ def test_prune_report_has_the_fields_prune_json_always_had(inst: Installation) -
     ]  # fmt: skip
     repo = report["repositories"][0]
     assert list(repo) == [
-        "name", "location", "manifestsDeleted", "error", "gc", "wal", "objectLock",
+        "name", "location", "manifestsDeleted", "error", "deferred", "gc", "wal", "objectLock",
     ]  # fmt: skip
     assert list(repo["gc"]) == [
         "backups", "packs", "packsDeleted", "packsRepacked", "packsWritten", "chunksDropped",
