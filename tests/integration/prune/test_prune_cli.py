@@ -90,7 +90,7 @@ password_file = "{password}"
     yield Cli(config, tmp_path, capsys)
 
 
-def back_date(cli: Cli, backup_id: str, age: timedelta, *, verified: bool = False) -> None:
+def back_date(cli: RunsCli, backup_id: str, age: timedelta, *, verified: bool = False) -> None:
     """Make a backup look ``age`` old in the catalog (as if taken then, 7-day retention)."""
     catalog = open_catalog(load_settings(cli.config).catalog.url)
     try:
