@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,13 @@ from respaldo.repository.index import seal_index
 from respaldo.repository.packs import PackEntry, pack_id_from_name
 from respaldo.repository.verify import verify_presence
 from respaldo.storage.base import ObjectInfo, Storage
-from tests.unit.repository.helpers import names, open_repo, random_bytes, write_backup
+from tests.unit.repository.helpers import (
+    init_repo,
+    names,
+    open_repo,
+    random_bytes,
+    write_backup,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +133,30 @@ def test_verify_presence_does_not_take_a_pack_stored_meanwhile_for_a_lost_one(
     assert stored_meanwhile[1:], "the copy stored no pack while the packs were listed"
     assert found.ok, found.problems
     assert found.damaged == {}
+
+
+def test_a_backup_that_deduplicated_against_a_lost_pack_never_verifies(
+    memory_storage: Storage, tmp_path: Path
+) -> None:
+    """The index says a chunk is stored where it is not (its pack lost, the index files
+    still naming it; a lying index cache would do the same): the next backup of the same
+    data deduplicates against it and completes, for nothing at backup time reads back
+    what it deduplicates against. Verification must never call that backup good:
+    reading it reports its missing chunks under its id, and the presence check names
+    the pack."""
+    repo = init_repo(memory_storage)
+    data = random_bytes(200_000, seed=11)
+    write_backup(repo, "b1", {"dump": data})
+    lost = names(memory_storage, "packs/")[0]
+    memory_storage.delete(lost)
+    cached = open_repo(memory_storage, cache_dir=tmp_path / "cache")
+    _, stats = write_backup(cached, "b2", {"dump": data})
+    assert stats.new_chunks == 0  # every chunk deduplicated, the lost ones too
+    assert "b2" in cached.backup_ids()
+    report = verify_backups(open_repo(memory_storage), ["b2"])
+    assert not report.ok and report.backups == 1
+    assert {p.backup for p in report.problems} == {"b2"}
+    assert {p.obj for p in report.problems} == {lost}
+    assert all("pack is missing" in p.message for p in report.problems)
+    presence = verify_presence(open_repo(memory_storage, cache_dir=tmp_path / "cache"))
+    assert [p.obj for p in presence.problems] == [lost]
