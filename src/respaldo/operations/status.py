@@ -52,7 +52,6 @@ from respaldo.catalog import (
     BackupRecord,
     DrillRun,
     failed_verification,
-    tested_kind,
 )
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
@@ -60,6 +59,7 @@ from respaldo.errors import RespaldoError, first_line
 from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, Said, UtcTime
+from respaldo.operations.status_drills import read_drills
 from respaldo.operations.status_mirror import MirrorLag, mirror_lags
 from respaldo.operations.status_server import (
     ArchiveView,
@@ -237,7 +237,13 @@ def compute_status(
         with ctx.catalog.read() as session:
             secondaries = [repo.name for repo in settings.repositories[1:]]
             history = {
-                db.name: _History.read(session, db.name, secondaries, now)
+                db.name: _History.read(
+                    session,
+                    db.name,
+                    secondaries,
+                    now,
+                    window=settings.rpo_for(db.name).restore_test,
+                )
                 for db in settings.databases
             }
             files = (BackupKind.FILES,)
@@ -399,10 +405,11 @@ class _History:
         self.last_drill: DrillRun | None = None
         self.failed_drill: DrillRun | None = None
         """The newest failed restore test that no later pass settled (see
-        :func:`unsettled_failure`)."""
+        :mod:`respaldo.operations.status_drills`)."""
         self.drills_by_kind: dict[BackupKind, tuple[DrillRun | None, DrillRun | None]] = {}
-        """Of each kind's backups (see :mod:`respaldo.operations.tested_kinds`): the newest
-        passed restore test, and the newest failed one no later pass of that kind settled."""
+        """Of each kind's backups, where the database relies on more than one (see
+        :mod:`respaldo.operations.tested_kinds`): the newest passed restore test, and the
+        newest failed one no later pass of that kind settled."""
         self.completed: list[BackupRecord] = []
         """Completed backups, newest first, down to the newest one every secondary holds."""
         self.copies: dict[tuple[str, str], BackupCopy] = {}
@@ -415,8 +422,11 @@ class _History:
         secondaries: list[str],
         now: datetime,
         kinds: tuple[BackupKind, ...] = (BackupKind.FULL, BackupKind.INCREMENTAL),
+        window: timedelta | None = None,
     ) -> _History:
-        """``database``'s history (a file set's: ``kinds`` FILES alone)."""
+        """``database``'s history (a file set's: ``kinds`` FILES alone); ``window``: its
+        ``[rpo] restore_test_days``, which says the kinds its restore tests are judged by
+        one by one (:attr:`drills_by_kind`)."""
         found = cls()
         mine = BackupRecord.database_name == database
         believable = BackupRecord.completed_at <= now + CLOCK_SKEW
@@ -449,29 +459,19 @@ class _History:
         order = (DrillRun.finished_at.desc(), DrillRun.id.desc())
         # As for backups: one dated in the future (a clock was ahead) is no recent test.
         future = DrillRun.finished_at > now + CLOCK_SKEW
-        found.drill_ahead = session.scalars(finished.where(future).order_by(*order)).first()
+        found.drill_ahead = session.scalars(
+            finished.where(future).order_by(*order).limit(1)
+        ).first()
         drills = finished.where(sa.or_(DrillRun.finished_at.is_(None), ~future))
         found.passed_drill = session.scalars(
             drills.where(DrillRun.status == DrillStatus.PASSED).order_by(*order).limit(1)
         ).first()
-        tested = (
-            # The run's own kind: a pass whose backup retention deleted since still
-            # proves its kind (without it, "no restore test of its physical backups
-            # ever passed" days after one did).
-            drills.add_columns(BackupRecord.completed_at, tested_kind())
-            .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-            .order_by(*order)
-        )
-        typed = [(run, at, kind) for run, at, kind in session.execute(tested)]
-        rows = [(run, at) for run, at, _ in typed]
-        found.failed_drill = unsettled_failure(rows)
-        found.last_drill = rows[0][0] if rows else None
-        for kind in kinds:
-            # A pass of one kind settles no failure of another: a physical drill that
-            # failed stood unsettled however many logical ones passed after it.
-            own = [(run, at) for run, at, of in typed if of == kind]
-            passed = next((run for run, _ in own if run.status is DrillStatus.PASSED), None)
-            found.drills_by_kind[kind] = (passed, unsettled_failure(own))
+        # Only the kinds the item judges one by one (_kinds_item): a database relying on
+        # one kind has its item judged by the newest runs of any.
+        relied = _relied_on(found, now, window) if window is not None else []
+        facts = read_drills(session, database, now + CLOCK_SKEW, relied if len(relied) > 1 else ())
+        found.last_drill, found.failed_drill = facts.last, facts.failed
+        found.drills_by_kind = facts.by_kind
         if secondaries:
             found._read_copies(session, mine, secondaries)
         return found
@@ -960,31 +960,6 @@ def _archive_item(
         limit_seconds=rpo.archive_lag.total_seconds(),
         count=state.waiting if state is not None else None,
     )
-
-
-def unsettled_failure(runs: list[tuple[DrillRun, datetime | None]]) -> DrillRun | None:
-    """Of finished restore tests (each with when its backup completed, None where the
-    catalog has no such backup any more), newest first: the newest failed one that no
-    later pass settled, or None. A pass settles a failure when it tested the same backup
-    or a newer one (or one the catalog no longer dates). A pass of an older backup does
-    not: the newest backup's test failed, an older one then passed, and the item turned
-    green while the backups since were the untested ones after a failing one. Pure."""
-    newest_passed: datetime | None = None
-    undated = False  # a later pass of a backup the catalog no longer has
-    for run, completed in runs:
-        if run.status is DrillStatus.PASSED:
-            if completed is None:
-                undated = True
-            elif newest_passed is None or completed > newest_passed:
-                newest_passed = completed
-            continue
-        if undated:
-            return None
-        if newest_passed is None:
-            return run  # no pass since
-        if completed is not None and completed > newest_passed:
-            return run
-    return None
 
 
 def _relied_on(history: _History, now: datetime, limit: timedelta) -> list[BackupKind]:
