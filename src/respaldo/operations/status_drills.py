@@ -113,16 +113,13 @@ class _Walk:
         self, session: Session, database: str, until: datetime, kinds: Collection[BackupKind]
     ) -> None:
         self.session = session
-        self.database = database
-        self.kinds = list(kinds)
         self.anyhow = _Settling()
-        self.of_kind = {kind: _Settling() for kind in self.kinds}
+        self.of_kind = {kind: _Settling() for kind in kinds}
         self.no_pass: set[BackupKind] = set()
         """Kinds of which no pass exists (known from :func:`_kind_passed`)."""
         self.some_pass: set[BackupKind] = set()
         self.last: DrillRun | None = None
-        # As the status has it: a run dated in the future is no recent test.
-        self.dated = sa.or_(DrillRun.finished_at.is_(None), DrillRun.finished_at <= until)
+        self.params: dict[str, object] = {"database": database, "until": until}
         # The order of ORDER BY finished_at DESC, id DESC, as the catalog's database
         # sorts NULLs (no finished run lacks the date, but the order must be the same).
         self.nulls_first = session.get_bind().dialect.name == "postgresql"
@@ -145,7 +142,9 @@ class _Walk:
         facts = DrillFacts(last=self.last, failed=self.anyhow.failing)
         for kind, walk in self.of_kind.items():
             if kind in self.no_pass and not walk.settled:
-                walk.failing = _newest_failure(self.session, self.database, self.dated, kind)
+                walk.failing = self.session.scalars(
+                    _NEWEST_FAILURE, self.params | {"kind": kind}
+                ).first()
             facts.by_kind[kind] = (walk.passed, walk.failing)
         return facts
 
@@ -171,7 +170,7 @@ class _Walk:
             return True
         for kind, walk in self.of_kind.items():
             if walk.passed is None and kind not in self.some_pass | self.no_pass:
-                found = _kind_passed(self.session, self.database, self.dated, kind)
+                found = self.session.execute(_PASSED, self.params | {"kind": kind}).first()
                 (self.some_pass if found else self.no_pass).add(kind)
         walks = self.open()
         if any(not w.waiting for w in walks):
@@ -185,7 +184,7 @@ class _Walk:
             for kind, walk in named
             if walk in walks and walk.newest_passed is not None
         }
-        if _later_dated_failure(self.session, self.database, self.dated, marks):
+        if _later_dated_failure(self.session, self.params, marks):
             return True
         for walk in walks:
             walk.settled = True  # the answer is None: no older failure can be it
@@ -214,35 +213,56 @@ class _Pages:
 
     def __init__(self, walk: _Walk, status: DrillStatus) -> None:
         self.walk = walk
-        self.query = (
-            sa.select(DrillRun, BackupRecord.completed_at, tested_kind())
-            .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-            .where(
-                DrillRun.database_name == walk.database,
-                DrillRun.status == status,
-                walk.dated,
-            )
-            .order_by(DrillRun.finished_at.desc(), DrillRun.id.desc())
-        )
+        self.params = walk.params | {"status": status}
         self.buffer: deque[Row] = deque()
         self.fetched = 0
         self.size = _FIRST_PAGE
         self.exhausted = False
 
     def fetch(self) -> None:
-        page = self.walk.session.execute(self.query.offset(self.fetched).limit(self.size))
-        rows = [(run, completed, kind) for run, completed, kind in page]
+        params = self.params | {"skip": self.fetched, "size": self.size}
+        rows = [(run, at, kind) for run, at, kind in self.walk.session.execute(_PAGE, params)]
         self.buffer.extend(rows)
         self.fetched += len(rows)
         self.exhausted = len(rows) < self.size
         self.size *= 2
 
 
+# Built once, with bound parameters (database, until...): statements the catalog's
+# engine compiles once and caches.
+_MINE = sa.and_(
+    DrillRun.database_name == sa.bindparam("database"),
+    # As the status has it: a run dated in the future is no recent test.
+    sa.or_(DrillRun.finished_at.is_(None), DrillRun.finished_at <= sa.bindparam("until")),
+)
+_NEWEST_FIRST = (DrillRun.finished_at.desc(), DrillRun.id.desc())
+_PAGE = (
+    sa.select(DrillRun, BackupRecord.completed_at, tested_kind())
+    .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+    .where(_MINE, DrillRun.status == sa.bindparam("status"))
+    .order_by(*_NEWEST_FIRST)
+    .offset(sa.bindparam("skip"))
+    .limit(sa.bindparam("size"))
+)
+# Whether a pass of a kind exists.
+_PASSED = (
+    sa.select(DrillRun.id)
+    .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+    .where(_MINE, DrillRun.status == DrillStatus.PASSED, tested_kind() == sa.bindparam("kind"))
+    .limit(1)
+)
+# The newest failure of a kind.
+_NEWEST_FAILURE = (
+    sa.select(DrillRun)
+    .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+    .where(_MINE, DrillRun.status == DrillStatus.FAILED, tested_kind() == sa.bindparam("kind"))
+    .order_by(*_NEWEST_FIRST)
+    .limit(1)
+)
+
+
 def _later_dated_failure(
-    session: Session,
-    database: str,
-    dated: sa.ColumnElement[bool],
-    marks: dict[BackupKind | None, datetime],
+    session: Session, params: dict[str, object], marks: dict[BackupKind | None, datetime]
 ) -> bool:
     """Whether a failed run (of the kind, for a kind's mark; of any, for None's) tested a
     backup that completed after the mark."""
@@ -255,50 +275,10 @@ def _later_dated_failure(
     query = (
         sa.select(DrillRun.id)
         .join(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-        .where(
-            DrillRun.database_name == database,
-            DrillRun.status == DrillStatus.FAILED,
-            dated,
-            sa.or_(*after),
-        )
+        .where(_MINE, DrillRun.status == DrillStatus.FAILED, sa.or_(*after))
         .limit(1)
     )
-    return session.execute(query).first() is not None
-
-
-def _kind_passed(
-    session: Session, database: str, dated: sa.ColumnElement[bool], kind: BackupKind
-) -> bool:
-    query = (
-        sa.select(DrillRun.id)
-        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-        .where(
-            DrillRun.database_name == database,
-            DrillRun.status == DrillStatus.PASSED,
-            dated,
-            tested_kind() == kind,
-        )
-        .limit(1)
-    )
-    return session.execute(query).first() is not None
-
-
-def _newest_failure(
-    session: Session, database: str, dated: sa.ColumnElement[bool], kind: BackupKind
-) -> DrillRun | None:
-    query = (
-        sa.select(DrillRun)
-        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-        .where(
-            DrillRun.database_name == database,
-            DrillRun.status == DrillStatus.FAILED,
-            dated,
-            tested_kind() == kind,
-        )
-        .order_by(DrillRun.finished_at.desc(), DrillRun.id.desc())
-        .limit(1)
-    )
-    return session.scalars(query).first()
+    return session.execute(query, params).first() is not None
 
 
 def read_drills(
