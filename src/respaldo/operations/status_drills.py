@@ -29,11 +29,17 @@ The dates compared are the backups' ``completed_at`` against each other, never a
 one that tested it, and a clock ahead (a backup dated in the future is in the catalog)
 would break a rule such as "a run's backup completed before the run finished".
 
-A kind judged on its own also needs its newest pass: the walk goes on until one is met,
-unless a query (:func:`_kind_passed`) says there is none; its unsettled failure is then
-its newest failed run (:func:`_newest_failure`). Each status (passed, failed) is read in
-pages of its own, newest first along the index of migration 0016 (database, status,
-finished_at), and merged here; pages double, so a long walk reads each row about twice.
+A kind judged on its own also needs its newest pass: one query asks for it if the first
+pages did not hold it (``_NEWEST_PASS``); where none exists, the kind's unsettled failure
+is its newest failed run (``_NEWEST_FAILURE``). A kind none of whose runs the walk has
+met yet, though it has passes, keeps the walk going to them.
+
+Each status (passed, failed) is read in pages of its own, newest first along the index of
+migration 0016 (database, status, finished_at), and merged here; pages double, so a long
+walk reads each row about twice. In the database, ``_later_dated_failure`` goes through
+the database's failed runs (or the backups still in the catalog, as the planner
+chooses), and ``_NEWEST_PASS`` through its passes where a kind has none: work that grows
+with the history, but no rows reach Python.
 """
 
 from __future__ import annotations
@@ -115,9 +121,10 @@ class _Walk:
         self.session = session
         self.anyhow = _Settling()
         self.of_kind = {kind: _Settling() for kind in kinds}
+        self.looked_up: set[BackupKind] = set()
+        """Kinds whose newest pass was asked for (``_NEWEST_PASS``)."""
         self.no_pass: set[BackupKind] = set()
-        """Kinds of which no pass exists (known from :func:`_kind_passed`)."""
-        self.some_pass: set[BackupKind] = set()
+        """Kinds of which no pass exists."""
         self.last: DrillRun | None = None
         self.params: dict[str, object] = {"database": database, "until": until}
         # The order of ORDER BY finished_at DESC, id DESC, as the catalog's database
@@ -169,12 +176,17 @@ class _Walk:
         if self.last is None:
             return True
         for kind, walk in self.of_kind.items():
-            if walk.passed is None and kind not in self.some_pass | self.no_pass:
-                found = self.session.execute(_PASSED, self.params | {"kind": kind}).first()
-                (self.some_pass if found else self.no_pass).add(kind)
+            # Not met yet: asked for at once, which spares walking to it when the kind's
+            # newest runs failed (settled) and it passed long ago.
+            if walk.passed is None and kind not in self.looked_up:
+                self.looked_up.add(kind)
+                params = self.params | {"kind": kind}
+                walk.passed = self.session.scalars(_NEWEST_PASS, params).first()
+                if walk.passed is None:
+                    self.no_pass.add(kind)
         walks = self.open()
         if any(not w.waiting for w in walks):
-            return True  # a kind's pass lies further back: walk on to it
+            return True  # a kind with no run met yet: walk on to its runs
         if not walks:
             return False
         named: list[tuple[BackupKind | None, _Settling]] = [(None, self.anyhow)]
@@ -244,21 +256,20 @@ _PAGE = (
     .offset(sa.bindparam("skip"))
     .limit(sa.bindparam("size"))
 )
-# Whether a pass of a kind exists.
-_PASSED = (
-    sa.select(DrillRun.id)
-    .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-    .where(_MINE, DrillRun.status == DrillStatus.PASSED, tested_kind() == sa.bindparam("kind"))
-    .limit(1)
-)
-# The newest failure of a kind.
-_NEWEST_FAILURE = (
-    sa.select(DrillRun)
-    .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
-    .where(_MINE, DrillRun.status == DrillStatus.FAILED, tested_kind() == sa.bindparam("kind"))
-    .order_by(*_NEWEST_FIRST)
-    .limit(1)
-)
+
+
+def _newest_of_kind(status: DrillStatus) -> sa.Select[DrillRun]:
+    return (
+        sa.select(DrillRun)
+        .outerjoin(BackupRecord, BackupRecord.id == DrillRun.backup_id)
+        .where(_MINE, DrillRun.status == status, tested_kind() == sa.bindparam("kind"))
+        .order_by(*_NEWEST_FIRST)
+        .limit(1)
+    )
+
+
+_NEWEST_PASS = _newest_of_kind(DrillStatus.PASSED)
+_NEWEST_FAILURE = _newest_of_kind(DrillStatus.FAILED)
 
 
 def _later_dated_failure(
