@@ -169,7 +169,8 @@ def main() -> int:
         url = f"sqlite:///{path}"
     try:
         populate(url, args.runs)
-        here = str(Path(__file__).resolve().parents[1] / "src")
+        root = Path(__file__).resolve().parents[1]
+        here = str(root / "src")
         sides = {"A (this checkout)": here}
         if args.baseline:
             sides["B (baseline)"] = str(Path(args.baseline).resolve())
@@ -177,10 +178,12 @@ def main() -> int:
         for n in range(args.rounds):
             order = list(sides.items()) if n % 2 == 0 else list(reversed(sides.items()))
             for name, src in order:
-                env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.getcwd()])}
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(root)])}
                 child = [sys.executable, "-m", "bench.status_history_bench", "--measure", url]
                 child += ["--runs", str(args.runs), "--repeat", str(args.repeat)]
-                out = subprocess.run(child, env=env, check=True, capture_output=True, text=True)
+                out = subprocess.run(
+                    child, env=env, cwd=root, check=True, capture_output=True, text=True
+                )
                 found[name].append(json.loads(out.stdout))
         print(f"{args.runs} restore tests, {'PostgreSQL' if args.postgres else 'SQLite'}")
         print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

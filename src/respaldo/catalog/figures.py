@@ -223,9 +223,9 @@ def _unsettled_failures(
     session: Session, ended: sa.ColumnElement[bool], before: datetime | None
 ) -> set[tuple[str | None, BackupKind]]:
     """The (database, kind) pairs with a failed restore test that no later pass of the
-    same backup or a newer one settled (status.unsettled_failure's rule, in SQL: the
-    newest backup's test failed, then a manual drill of an older backup passed, and the
-    metric said passed while the status said the failure stands)."""
+    same backup or a newer one settled (the status's rule, operations/status_drills.py,
+    in SQL: the newest backup's test failed, then a manual drill of an older backup
+    passed, and the metric said passed while the status said the failure stands)."""
     failed_backup = aliased(BackupRecord)
     passed_run = aliased(DrillRun)
     passed_backup = aliased(BackupRecord)
@@ -241,7 +241,7 @@ def _unsettled_failures(
             # of a tie, as above).
             passed_run.finished_at > DrillRun.finished_at,
             # A backup retention deleted since is not dated any more: its pass settles
-            # the failure, as the status's unsettled_failure has it.
+            # the failure, as the status has it.
             sa.or_(
                 passed_backup.completed_at.is_(None),
                 failed_backup.completed_at.is_(None),
