@@ -592,6 +592,9 @@ class NotificationSettings(_Section):
     repeat_interval_minutes: float = Field(default=360.0, gt=0)
     # Each target gets this long to answer; an alert never holds up an operation longer.
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An alert a target refuses is tried again (with backoff) for this long, then given
+    # up: shown in the status, on the page and in the log.
+    retry_hours: float = Field(default=24.0, gt=0)
     targets: list[NotificationTarget] = []
 
     def takes(self, level: NotificationLevel) -> bool:

@@ -26,7 +26,7 @@ nothing of storage formats; it imports only SQLAlchemy, Alembic, ``respaldo.doma
 """
 
 from respaldo.catalog.access import ApiTokens, AuthSessions, Users
-from respaldo.catalog.alerts import AlertStates, Notifications
+from respaldo.catalog.alerts import AlertStates, Deliveries, Notifications
 from respaldo.catalog.audit import AuditLog
 from respaldo.catalog.backups import (
     BackupRecords,
@@ -54,6 +54,7 @@ from respaldo.catalog.figures import (
 from respaldo.catalog.jobs import Jobs, outcome_of, params_of
 from respaldo.catalog.logins import LoginFailures
 from respaldo.catalog.models import (
+    AlertDelivery,
     AlertState,
     ApiToken,
     AuditEntry,
@@ -73,6 +74,7 @@ from respaldo.catalog.workers import Workers, queues_of
 
 __all__ = [
     "API_FIELDS",
+    "AlertDelivery",
     "AlertState",
     "AlertStates",
     "ApiToken",
@@ -88,6 +90,7 @@ __all__ = [
     "BackupRecords",
     "Catalog",
     "CatalogFigures",
+    "Deliveries",
     "DrillFigures",
     "DrillRun",
     "DrillRuns",

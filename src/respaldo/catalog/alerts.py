@@ -1,4 +1,5 @@
-"""Queries on ``alert_states`` and ``notifications``: what was told, and when.
+"""Queries on ``alert_states``, ``notifications`` and ``alert_deliveries``: what was told,
+to whom, and when.
 
 The decisions (alert, repeat, stay quiet, resolve) are made by the application layer
 (:mod:`respaldo.operations.alerts`); this module only reads and writes the rows.
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.catalog.columns import row_count
-from respaldo.catalog.models import AlertState, NotificationRecord
+from respaldo.catalog.models import AlertDelivery, AlertState, NotificationRecord
 
 
 class AlertStates:
@@ -104,3 +105,113 @@ class Notifications:
             NotificationRecord.sent_at.desc(), NotificationRecord.id.desc()
         )
         return builtins.list(self.session.scalars(query.limit(row_count(limit))))
+
+
+PENDING = "pending"
+SENT = "sent"
+GIVEN_UP = "given_up"
+
+
+class Deliveries:
+    """Each alert's delivery to each target (``alert_deliveries``), within one Session
+    (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self,
+        *,
+        created_at: datetime,
+        target: str,
+        level: str,
+        kind: str,
+        key: str | None,
+        alert: str,
+    ) -> AlertDelivery:
+        """A new pending delivery, due at once and never tried."""
+        row = AlertDelivery(
+            created_at=created_at,
+            target=target,
+            level=level,
+            kind=kind[:64],
+            key=key,
+            alert=alert,
+            state=PENDING,
+            attempts=0,
+            next_try_at=created_at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def get(self, delivery_id: int) -> AlertDelivery | None:
+        return self.session.get(AlertDelivery, delivery_id)
+
+    def pending(self, target: str | None = None) -> builtins.list[AlertDelivery]:
+        """The pending deliveries (to ``target``), in the order their alerts were made."""
+        query = sa.select(AlertDelivery).where(AlertDelivery.state == PENDING)
+        if target is not None:
+            query = query.where(AlertDelivery.target == target)
+        return builtins.list(self.session.scalars(query.order_by(AlertDelivery.id)))
+
+    def pending_targets(self) -> builtins.list[str]:
+        """The targets that have pending deliveries."""
+        query = sa.select(AlertDelivery.target).where(AlertDelivery.state == PENDING).distinct()
+        return sorted(self.session.scalars(query))
+
+    def claim(
+        self, delivery_id: int, *, attempts: int, now: datetime, next_try_at: datetime
+    ) -> bool:
+        """Note that this process tries the delivery now (its attempt ``attempts + 1``,
+        the next at ``next_try_at`` should this one never end); False when another did
+        first (the attempts it saw changed, or it is no longer pending)."""
+        result = self.session.execute(
+            sa.update(AlertDelivery)
+            .where(
+                AlertDelivery.id == delivery_id,
+                AlertDelivery.state == PENDING,
+                AlertDelivery.attempts == attempts,
+            )
+            .values(attempts=attempts + 1, tried_at=now, next_try_at=next_try_at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+    def end(self, delivery_id: int, *, state: str, now: datetime, error: str | None) -> None:
+        """The delivery was sent, or is given up (``error``: why)."""
+        self.session.execute(
+            sa.update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id, AlertDelivery.state == PENDING)
+            .values(state=state, ended_at=now, next_try_at=None, error=error)
+            .execution_options(synchronize_session=False)
+        )
+
+    def failed(self, delivery_id: int, *, error: str) -> None:
+        """The attempt claimed failed: why (it stays pending, tried again at the time the
+        claim set)."""
+        self.session.execute(
+            sa.update(AlertDelivery)
+            .where(AlertDelivery.id == delivery_id, AlertDelivery.state == PENDING)
+            .values(error=error)
+            .execution_options(synchronize_session=False)
+        )
+
+    def unsettled(self, *, since: datetime) -> builtins.list[AlertDelivery]:
+        """The pending deliveries and those given up since ``since``, oldest first."""
+        query = sa.select(AlertDelivery).where(
+            sa.or_(
+                AlertDelivery.state == PENDING,
+                sa.and_(AlertDelivery.state == GIVEN_UP, AlertDelivery.ended_at >= since),
+            )
+        )
+        return builtins.list(self.session.scalars(query.order_by(AlertDelivery.id)))
+
+    def forget_ended(self, before: datetime) -> int:
+        """Delete the deliveries sent or given up before ``before``. Returns how many."""
+        result = self.session.execute(
+            sa.delete(AlertDelivery)
+            .where(AlertDelivery.state != PENDING, AlertDelivery.ended_at < before)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

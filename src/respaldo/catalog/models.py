@@ -320,6 +320,34 @@ class NotificationRecord(Base):
         return f"<NotificationRecord {self.id} {self.target} ok={self.ok}>"
 
 
+class AlertDelivery(Base):
+    """One alert to one notification target, until it is delivered or given up: the
+    alert as sent (JSON), ``pending`` (tried ``attempts`` times, next at ``next_try_at``),
+    ``sent``, or ``given_up`` (not delivered within ``[notifications] retry_hours``; the
+    last reason in ``error``). A channel that is down gets its alerts when it is back,
+    in order, each once it was recorded as sent (migration 0017)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (sa.Index("ix_alert_deliveries_state_target", "state", "target"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    target: Mapped[str] = mapped_column(_NAME)
+    level: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    key: Mapped[str | None] = mapped_column(sa.String(255))
+    alert: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default=sa.text("0"))
+    tried_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    def __repr__(self) -> str:
+        return f"<AlertDelivery {self.id} {self.target} {self.state}>"
+
+
 # User and token names: what `respaldo user add` and `respaldo token create` accept.
 _USER = sa.String(64)
 

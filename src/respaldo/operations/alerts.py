@@ -14,11 +14,14 @@ Two kinds:
   fires, and one "resolved" message when it stops. It takes ``now`` so that tests drive
   the clock.
 
-A message that no target took (each one it was meant for failed) counts as not told:
-the condition's next check, or the throttled failure's next occurrence, sends it again;
-any other failure alert waits in the catalog for the watchdog (:func:`resend_undelivered`).
-When the catalog cannot be read, a condition's state is kept in this process's memory
-(so ``catalog`` itself is told once, and resolved once).
+Each alert's delivery to each target is kept in the catalog until that target takes it
+(:mod:`respaldo.operations.alert_delivery`): one a target refused is sent to it again by
+the service's sweep (:func:`retry_deliveries`), in order, or given up after
+``[notifications] retry_hours``. Only when the catalog cannot record it is a message that
+no target took counted as not told: the condition's next check, or the throttled
+failure's next occurrence, sends it again. When the catalog cannot be read, a
+condition's state is kept in this process's memory (so ``catalog`` itself is told once,
+and resolved once).
 
 Neither ever raises nor holds up the operation for long: a target that cannot be reached
 is logged (never with its URL or secret) and recorded in the catalog (``notifications``),
@@ -29,27 +32,26 @@ and each target gets ``[notifications] timeout_seconds``. Messages are in
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
-import uuid
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from respaldo.catalog import AlertStates, Catalog, Notifications
+from respaldo.catalog import AlertStates, Catalog, Deliveries, Notifications
 from respaldo.config import Settings
-from respaldo.errors import ConfigError, RespaldoError, render_options
+from respaldo.errors import RespaldoError, render_options
 from respaldo.i18n import quantities, translations
-from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, send, unusable
+from respaldo.notify import Alert, Delivery, Event, Level, deliver, render, targets_for, unusable
+from respaldo.operations import alert_delivery
+from respaldo.operations.alert_delivery import shown
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.scrub import Scrubber
-from respaldo.operations.zone import time_zone
 from respaldo.phrases import Phrase
 from respaldo.processes import this_host
 from respaldo.reasons import reason
@@ -256,20 +258,16 @@ def _failure(
             job_id=job_id,
             key=throttle_key,
         )
-        results = _send(settings, catalog, alert)
-        if _untold(results):
-            # Nobody was told: the next failure tries again, not a repeat interval later
-            # (a failure that repeats every minute is not queued each time).
+        results, queued = _send(settings, catalog, alert)
+        if _untold(results) and not queued:
+            # Nobody was told, and the catalog does not keep it to send again: the next
+            # failure tries again, not a repeat interval later. (Kept, it is sent when a
+            # target answers: taking the claim back too would queue a failure that
+            # repeats every minute once a minute.)
             if claimed is not None and catalog is not None:
                 _unclaim(catalog, claimed, when)
             elif local is not None:
                 local.take_back()
-            elif catalog is not None:
-                _keep_undelivered(catalog, alert)
-        elif results and catalog is not None:
-            # A target answers: what reached nobody before goes now (without a service,
-            # whose watchdog would send it, the next alert is the only chance).
-            _resend(settings, catalog, when)
         return results
     except Exception:  # an alert must never fail what it reports on
         log.exception("could not send the alert for a failed %s", kind)
@@ -301,7 +299,7 @@ def notify_success(
             job_id=job_id,
             details=details,
         )
-        return _send(ctx.settings, ctx._catalog, alert)
+        return _send(ctx.settings, ctx._catalog, alert)[0]
     except Exception:
         log.exception("could not send the success notice of a %s", kind)
         return []
@@ -482,12 +480,13 @@ def set_condition(
         key=key,
     )
     try:
-        deliveries = _send(ctx.settings, ctx._catalog, alert, not_to=not_to)
+        deliveries, queued = _send(ctx.settings, ctx._catalog, alert, not_to=not_to)
     except Exception:
         log.exception("could not send alert %s", key)
-        deliveries = []
-    if _untold(deliveries):
-        # No target took it: the next check tells it again, not a repeat interval later.
+        deliveries, queued = [], False
+    if _untold(deliveries) and not queued:
+        # No target took it, and the catalog does not keep it to send again: the next
+        # check tells it again, not a repeat interval later.
         if recorded:
             _take_back(ctx, key, action, text, now, before)
         else:
@@ -675,98 +674,71 @@ def _send(
     catalog: Catalog | None,
     alert: Alert,
     *,
-    at: datetime | None = None,
     not_to: str | None = None,
-) -> list[DeliveryResult]:
-    """Send ``alert`` (to every target but ``not_to``) and record each delivery (at
-    ``at``, else the alert's time)."""
+) -> tuple[list[DeliveryResult], bool]:
+    """Send ``alert`` to every target of its level but ``not_to``, each delivery kept in
+    the catalog until its target takes it (:mod:`~respaldo.operations.alert_delivery`).
+    Returns one result per target, and whether the catalog keeps what failed (False: it
+    could not record the alert, which was sent without a record of it)."""
+    targets = [t for t in targets_for(settings.notifications, alert.level) if t.name != not_to]
+    if not targets:
+        return [], True
+    if catalog is not None:
+        kept = alert_delivery.send_kept(settings, catalog, alert, targets)
+        if kept is not None:
+            return [DeliveryResult.of(d) for d in kept], True
     notifications = settings.notifications
-    if not_to is not None:
-        targets = [t for t in notifications.targets if t.name != not_to]
-        notifications = notifications.model_copy(update={"targets": targets})
-    deliveries = send(notifications, _shown(settings, alert))
-    _record(catalog, alert, deliveries, at or alert.at)
-    return [DeliveryResult.of(d) for d in deliveries]
+    message = render(shown(settings, alert), notifications.language)
+    deliveries = [deliver(t, message, alert.level, notifications.timeout_seconds) for t in targets]
+    _record(catalog, alert, deliveries, alert.at)
+    return [DeliveryResult.of(d) for d in deliveries], False
 
 
-def _shown(settings: Settings, alert: Alert) -> Alert:
-    """``alert`` with its time in the installation's zone (``[schedules] time_zone``, else
-    the machine's), as the page and the schedule say times: a message read in Mexico City
-    said a 03:00 backup failed at 09:00:02 UTC. UTC where the zone is unknown (an alert
-    must go out all the same)."""
-    try:
-        zone = time_zone(settings)
-    except ConfigError:
-        zone = UTC
-    return replace(alert, at=alert.at.astimezone(zone))
-
-
-# Failure alerts that no target took wait in ``alert_states`` under this prefix (firing,
-# the alert itself as JSON in ``message``) until the watchdog sends them.
+# Failure alerts that no target took waited in ``alert_states`` under this prefix (firing,
+# the alert as JSON in ``message``) before each delivery had its row (migration 0017);
+# :func:`retry_deliveries` moves those an upgrade finds into ``alert_deliveries``.
 _UNDELIVERED = "undelivered:"
 
 
-def _keep_undelivered(catalog: Catalog, alert: Alert) -> None:
-    """Keep ``alert``, which no target took, for :func:`resend_undelivered`."""
-    fields = asdict(alert)
-    fields["at"] = alert.at.isoformat()
+def retry_deliveries(ctx: Context, now: datetime) -> list[DeliveryResult]:
+    """Send again what targets refused (the service's sweep calls it): each target's
+    pending alerts in order, from the oldest whose next try is due at ``now``; give up
+    those older than ``[notifications] retry_hours``. Never raises: a catalog that cannot
+    be read is logged, and the next call tries again."""
+    settings = ctx.settings
     try:
-        with catalog.begin() as session:
-            key = f"{_UNDELIVERED}{alert.kind}:{uuid.uuid4().hex}"
-            state = AlertStates(session).get_or_new(key, level=alert.level.value, now=alert.at)
-            state.firing = True
-            state.fired_at = alert.at
-            state.message = json.dumps(fields)
+        _adopt_undelivered(settings, ctx.catalog)
+        return [DeliveryResult.of(d) for d in alert_delivery.retry(settings, ctx.catalog, now)]
     except Exception:
-        log.warning("could not keep the alert no target took to send it later", exc_info=True)
-
-
-def resend_undelivered(ctx: Context, now: datetime) -> list[DeliveryResult]:
-    """Send again, oldest first, the failure alerts that no target took (kept by
-    :func:`notify_failure`), as they were (their own time); stop at the first that still
-    reaches nobody, or that the catalog cannot note as sent (the next call tries again:
-    such an alert may be told twice, never lost). Never raises."""
-    return _resend(ctx.settings, ctx.catalog, now)
-
-
-def _resend(settings: Settings, catalog: Catalog, now: datetime) -> list[DeliveryResult]:
-    if not settings.notifications.targets:
+        log.warning("could not send again the alerts that wait to be sent", exc_info=True)
         return []
-    try:
-        with catalog.read() as session:
-            waiting = [(s.key, s.message) for s in AlertStates(session).firing_under(_UNDELIVERED)]
-    except Exception:
-        log.warning("could not read the alerts that wait to be sent", exc_info=True)
-        return []
-    told: list[DeliveryResult] = []
-    for key, text in waiting:
-        try:
-            fields = json.loads(text or "{}")
-            fields.update(
-                level=Level(fields["level"]),
-                event=Event(fields["event"]),
-                at=datetime.fromisoformat(fields["at"]),
-                details=tuple(tuple(pair) for pair in fields.get("details", ())),
-            )
-            results = _send(settings, catalog, Alert(**fields), at=now)
-        except Exception:
-            log.exception("could not send again the alert kept as %s", key)
-            results = []
-        if _untold(results):
-            break
-        told += results
-        try:
-            with catalog.begin() as session:
-                state = AlertStates(session).get(key)
-                if state is not None:
-                    state.firing = False
-                    state.last_sent_at = state.resolved_at = state.updated_at = now
-        except Exception:
-            # Not noted as sent, so it goes again at the next call (told twice rather
-            # than lost); the rest wait too, or each would be told again as well.
-            log.warning("could not note that the alert kept as %s was sent", key, exc_info=True)
-            break
-    return told
+
+
+def _adopt_undelivered(settings: Settings, catalog: Catalog) -> None:
+    """Turn the alerts an older respaldo kept as undelivered into pending deliveries,
+    one per target of their level (in one transaction: each once)."""
+    with catalog.read() as session:
+        if not AlertStates(session).firing_under(_UNDELIVERED):
+            return
+    with catalog.begin() as session:
+        states = AlertStates(session)
+        rows = Deliveries(session)
+        for state in states.firing_under(_UNDELIVERED):
+            try:
+                alert = alert_delivery.decode(state.message or "")
+            except (ValueError, KeyError, TypeError):
+                log.warning("the alert kept as %s is damaged: not sent", state.key)
+            else:
+                for target in targets_for(settings.notifications, alert.level):
+                    rows.add(
+                        created_at=alert.at,
+                        target=target.name,
+                        level=alert.level.value,
+                        kind=alert.kind,
+                        key=alert.key,
+                        alert=alert_delivery.encode(alert),
+                    )
+            session.delete(state)
 
 
 def _record(
@@ -803,7 +775,7 @@ def send_test(settings: Settings, *, now: datetime | None = None) -> NotifyTestR
         summary=None,
     )
     notifications = settings.notifications
-    message = render(_shown(settings, alert), notifications.language)
+    message = render(shown(settings, alert), notifications.language)
     deliveries = [
         deliver(t, message, alert.level, notifications.timeout_seconds)
         for t in notifications.targets
@@ -845,4 +817,42 @@ def sent_notifications(ctx: Context, *, limit: int = 100) -> list[SentNotificati
                 error=r.error,
             )
             for r in Notifications(session).list(limit=limit)
+        ]
+
+
+class UndeliveredAlert(ResultModel):
+    """An alert a target has not taken: ``pending`` (tried ``attempts`` times, next at
+    ``next_try_at``) or ``given_up`` (at ``ended_at``; ``error`` says why). What the
+    status's ``notify:<target>`` items and the page's alerts list show."""
+
+    created_at: UtcTime
+    target: str
+    level: str
+    kind: str
+    key: str | None
+    state: str
+    attempts: int
+    next_try_at: UtcTime | None
+    ended_at: UtcTime | None
+    error: str | None
+
+
+def undelivered(ctx: Context, now: datetime) -> list[UndeliveredAlert]:
+    """The alerts still pending, and those given up in the ``GIVEN_UP_SHOWN`` before
+    ``now``, oldest first. Raises what reading the catalog raises."""
+    with ctx.catalog.read() as session:
+        return [
+            UndeliveredAlert(
+                created_at=r.created_at,
+                target=r.target,
+                level=r.level,
+                kind=r.kind,
+                key=r.key,
+                state=r.state,
+                attempts=r.attempts,
+                next_try_at=r.next_try_at,
+                ended_at=r.ended_at,
+                error=r.error,
+            )
+            for r in Deliveries(session).unsettled(since=now - alert_delivery.GIVEN_UP_SHOWN)
         ]

@@ -35,7 +35,15 @@ from sqlalchemy.orm import Session
 
 from respaldo import cancellation
 from respaldo.cancellation import CancelToken
-from respaldo.catalog import AuthSessions, Job, Jobs, Notifications, outcome_of, params_of
+from respaldo.catalog import (
+    AuthSessions,
+    Deliveries,
+    Job,
+    Jobs,
+    Notifications,
+    outcome_of,
+    params_of,
+)
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import JobCancelled, JobConflict, RespaldoError
 from respaldo.operations.context import Context
@@ -563,6 +571,8 @@ def forget_old(ctx: Context, now: datetime) -> int:
         forgotten = Jobs(session).forget_ended(before)
         logins = AuthSessions(session).forget_ended(before)
         messages = Notifications(session).forget_sent(before)
+        # Deliveries sent or given up; pending ones stay until sent or given up.
+        messages += Deliveries(session).forget_ended(before)
     if forgotten or logins or messages:
         log.info(
             "forgot %d jobs, %d logins and %d notifications that ended more than %d days ago",

@@ -154,10 +154,6 @@ def check(
     ``wal_archived`` and ``servers`` as :func:`~respaldo.operations.status.compute_status`.
     Never raises for what it finds, nor for an alert that cannot be sent or recorded.
     """
-    # Failure alerts that reached nobody when they happened go first: the targets may
-    # answer again.
-    stall.at(stall.RESENDING)
-    alerts.resend_undelivered(ctx, now)
     try:
         report = compute_status(ctx, now, wal_archived=wal_archived, servers=servers)
     except Exception as exc:

@@ -29,7 +29,9 @@ Rules (from the specification):
   (:meth:`Service.sweep`): a job whose process died is failed and alerted on; with
   SQLite a retry of it is run here when it was the service's and ``[queue] retries``
   allows, as the queue's workers do; with a queue the retry goes to the queue (as a
-  worker's sweep: with every worker gone, nothing else would look);
+  worker's sweep: with every worker gone, nothing else would look); the same sweep
+  sends again the alerts a notification target refused, once their backoff is due
+  (:func:`respaldo.operations.alerts.retry_deliveries`);
 - a run of the watchdog or of the sweep that blocks for ever (a hung mount, a lock held
   in the catalog) cannot be interrupted, and every later run is skipped: the stall
   monitor, a thread of its own, alerts (``stuck:<check>``, critical, with what it was
@@ -587,7 +589,13 @@ class Service:
         try:
             with stall.running(SWEEP, self._clock()):
                 stall.at(stall.SWEEPING)
-                return self._sweep()
+                started = self._sweep()
+                # The alerts a target refused go again here: every lease renewal period
+                # finds a delivery due within seconds of its backoff, where the watchdog
+                # (every [rpo] watchdog_minutes) would add up to its period to each.
+                stall.at(stall.RESENDING)
+                alerts.retry_deliveries(self.ctx, self._clock())
+                return started
         finally:
             self._poke.set()  # the monitor resolves a stuck alert at once
 

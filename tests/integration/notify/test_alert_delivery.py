@@ -1,15 +1,18 @@
-"""An alert that no target took is not lost: the mail server (a real aiosmtpd on
-loopback) is down when a watched condition turns red, resolves, a throttled failure
-(a WAL push) happens or a scheduled backup fails, and the message goes out once it is
-back, not a repeat interval later (or never). And a catalog that cannot be read, where
+"""An alert a target refused is not lost: the mail server (a real aiosmtpd on loopback)
+is down when a watched condition turns red, resolves, a throttled failure (a WAL push)
+happens or a scheduled backup fails, and the message is kept pending in the catalog and
+goes out once it is back (the service's sweep: ``alerts.retry_deliveries``), exactly
+once and in order, even when another target (a webhook) took it at once; or it is
+given up after ``[notifications] retry_hours``. And a catalog that cannot be read, where
 the alert states live, is still alerted on, once, and resolved once. The clock is the
 test's (``now``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +24,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
 from tests.ports import closed_port, reserved_port
-from tests.servers.notify import Smtp
+from tests.servers.notify import Smtp, Webhook, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
 pytestmark = pytest.mark.integration
@@ -30,13 +33,14 @@ H = timedelta(hours=1)
 MIN = timedelta(minutes=1)
 
 
-def _settings(tmp_path: Path, port: int) -> Settings:
+def _settings(tmp_path: Path, port: int, *others: dict[str, Any], **options: Any) -> Settings:
     target = {
         "name": "ops-mail",
         "url": f"mailto://127.0.0.1:{port}?from=respaldo@example.com&to=ops@example.com",
         "levels": ["critical", "resolved"],
     }
-    return status_settings(tmp_path, notifications={"targets": [target], "timeout_seconds": 5})
+    notifications = {"targets": [target, *others], "timeout_seconds": 5, **options}
+    return status_settings(tmp_path, notifications=notifications)
 
 
 @pytest.fixture
@@ -60,6 +64,11 @@ def subjects(smtp: Smtp) -> list[str]:
     return [str(m["Subject"]) for m in smtp.inbox.items]
 
 
+def retry(ctx: Context, at: timedelta) -> list[bool]:
+    """The service's sweep at ``NOW + at``: what it sent again, and how each went."""
+    return [d.ok for d in alerts.retry_deliveries(ctx, NOW + at)]
+
+
 def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     ctx: Context, port: int
 ) -> None:
@@ -70,15 +79,18 @@ def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     assert first.action == "raised"
     assert [d.ok for d in first.deliveries] == [False]
 
+    assert watch(ctx, MIN).action == "throttled"  # kept to send: not raised again
+
     smtp = Smtp(port)
     try:
-        # The next check, 5 minutes later, well within the repeat interval (6 h).
-        again = watch(ctx, 5 * MIN)
-        assert again.action == "raised", again
+        # The sweep, once the backoff (a minute) is due.
+        assert retry(ctx, MIN / 2) == []
+        assert retry(ctx, 2 * MIN) == [True]
         assert subjects(smtp) == [
-            "[respaldo] CRITICAL: no logical backup of erp for 27 h 5 min (RPO 26 h)"
+            "[respaldo] CRITICAL: no logical backup of erp for 27 h (RPO 26 h)"
         ]
-        assert watch(ctx, 10 * MIN).action == "throttled"  # told now: no repeat
+        assert retry(ctx, 10 * MIN) == []  # delivered once: never again
+        assert watch(ctx, 10 * MIN).action == "throttled"  # told: no repeat
     finally:
         smtp.close()
 
@@ -89,11 +101,13 @@ def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     assert gone.action == "resolved" and [d.ok for d in gone.deliveries] == [False]
     smtp = Smtp(port)
     try:
-        assert watch(ctx, 20 * MIN).action == "resolved"
+        assert watch(ctx, 20 * MIN).action == "quiet"
+        assert retry(ctx, 20 * MIN) == [True]
         assert subjects(smtp) == [
             "[respaldo] RESOLVED: resolved: no logical backup of erp for 27 h 10 min (RPO 26 h)"
         ]
         assert watch(ctx, 25 * MIN).action == "quiet"
+        assert retry(ctx, 25 * MIN) == []
         assert len(smtp.inbox.items) == 1
     finally:
         smtp.close()
@@ -113,19 +127,20 @@ def test_a_repeat_told_while_the_mail_server_is_down_is_told_when_it_is_back(
     assert failed.action == "repeated" and [d.ok for d in failed.deliveries] == [False]
     smtp = Smtp(port)
     try:
-        assert watch(ctx, 6 * H + 5 * MIN).action == "repeated"
+        assert watch(ctx, 6 * H + 5 * MIN).action == "throttled"
+        assert retry(ctx, 6 * H + 5 * MIN) == [True]
         assert subjects(smtp) == [
-            "[respaldo] CRITICAL: still: no logical backup of erp for 33 h 5 min (RPO 26 h)"
+            "[respaldo] CRITICAL: still: no logical backup of erp for 33 h (RPO 26 h)"
         ]
     finally:
         smtp.close()
 
 
-def test_a_throttled_failure_alert_that_no_target_took_is_sent_at_the_next_failure(
+def test_a_throttled_failure_alert_that_no_target_took_is_sent_once_when_it_is_back(
     ctx: Context, port: int
 ) -> None:
     # The server retries a failed archive_command every minute: one alert per repeat
-    # interval, but the first one that reaches somebody counts, not the first tried.
+    # interval, kept until it reaches somebody (not one queued per failure).
     def wal_push_fails(at: timedelta) -> list[alerts.DeliveryResult]:
         return alerts.notify_failure(
             ctx,
@@ -137,10 +152,12 @@ def test_a_throttled_failure_alert_that_no_target_took_is_sent_at_the_next_failu
         )
 
     assert [d.ok for d in wal_push_fails(0 * MIN)] == [False]
+    assert wal_push_fails(1 * MIN) == []  # kept: throttled from now on
     smtp = Smtp(port)
     try:
-        assert [d.ok for d in wal_push_fails(1 * MIN)] == [True]
-        assert wal_push_fails(2 * MIN) == []  # told: throttled from now on
+        assert retry(ctx, 1 * MIN) == [True]
+        assert wal_push_fails(2 * MIN) == []
+        assert retry(ctx, 5 * MIN) == []
         assert subjects(smtp) == ["[respaldo] CRITICAL: WAL push of erp failed"]
     finally:
         smtp.close()
@@ -200,7 +217,7 @@ def test_a_catalog_that_cannot_be_read_is_alerted_once_and_resolved_once(
         smtp.close()
 
 
-def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_next_watchdog_check(
+def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_sweep(
     ctx: Context, port: int
 ) -> None:
     # A scheduled backup fails (its database is down) while the mail server is down too.
@@ -216,12 +233,14 @@ def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_next_watchdog_ch
 
     smtp = Smtp(port)
     try:
-        watch(ctx, 5 * MIN)  # the next check, the mail server back
+        # The job's alert was made at the real time (NOW is behind it).
+        sweep = datetime.now(UTC) + 2 * MIN
+        assert [d.ok for d in alerts.retry_deliveries(ctx, sweep)] == [True]
         (mail,) = smtp.inbox.wait(1)
         assert mail["Subject"] == "[respaldo] CRITICAL: backup of erp failed"
         text = mail.get_body(preferencelist=("plain",)).get_content()
         assert f"Job: {job.id}" in text
-        watch(ctx, 10 * MIN)  # told: not again
+        assert alerts.retry_deliveries(ctx, sweep + 10 * MIN) == []  # told: not again
         assert len(smtp.inbox.items) == 1
     finally:
         smtp.close()
@@ -280,10 +299,11 @@ def test_a_catalog_resolved_while_the_mail_server_is_down_is_resolved_when_it_is
         result = watchdog.check(ctx, NOW + at, wal_archived=(), servers=False)
         return {c.key: c.action for c in result.conditions}.get("catalog")
 
-    assert catalog_action(5 * MIN) == "resolved"  # nobody took it
+    assert catalog_action(5 * MIN) == "resolved"  # nobody took it: kept to send
     smtp = Smtp(port)
     try:
-        assert catalog_action(10 * MIN) == "resolved"
+        assert catalog_action(10 * MIN) is None
+        assert retry(ctx, 10 * MIN) == [True]
         assert [str(m["Subject"]) for m in smtp.inbox.items] == [
             "[respaldo] RESOLVED: resolved: the catalog cannot be read: file is not a database"
         ]
@@ -301,7 +321,7 @@ def test_without_a_service_an_alert_that_reached_nobody_goes_with_the_next_one(
     assert [d.ok for d in first] == [False]
     smtp = Smtp(port)
     try:
-        alerts.notify_failure(ctx, "backup", "disk full", database="crm", now=NOW + 24 * H)
+        alerts.notify_failure(ctx, "backup", "disk full", database="crm", now=NOW + 12 * H)
         assert sorted(subjects(smtp)) == [
             "[respaldo] CRITICAL: backup of crm failed",
             "[respaldo] CRITICAL: backup of erp failed",
@@ -310,3 +330,53 @@ def test_without_a_service_an_alert_that_reached_nobody_goes_with_the_next_one(
         assert len(smtp.inbox.items) == 3  # the one of the first night went once
     finally:
         smtp.close()
+
+
+def test_mail_refused_while_a_webhook_took_it_goes_once_in_order_when_the_server_is_back(
+    tmp_path: Path,
+    port: int,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # The soak's outage: the webhook up, the mail server down for six minutes. Each
+    # alert of then reaches the mail once it is back, in the order they were made, and
+    # the webhook is not sent any of them again.
+    hook = {"name": "hook", "url": webhook.url, "levels": ["critical"]}
+    with Context.open(_settings(tmp_path, port, hook), create=True) as ctx:
+        for n, database in enumerate(("erp", "crm", "hr")):
+            sent = alerts.notify_failure(
+                ctx, "backup", "disk full", database=database, now=NOW + n * MIN
+            )
+            assert [(d.target, d.ok) for d in sent] == [("ops-mail", False), ("hook", True)]
+        assert len(webhook.inbox.wait(3)) == 3
+        smtp = Smtp(port)
+        try:
+            assert retry(ctx, 6 * MIN) == [True, True, True]
+            assert subjects(smtp) == [
+                f"[respaldo] CRITICAL: backup of {db} failed" for db in ("erp", "crm", "hr")
+            ]
+            assert retry(ctx, 7 * MIN) == []
+            assert retry(ctx, 2 * H) == []
+            # A new alert goes to both at once.
+            sent = alerts.notify_failure(ctx, "backup", "disk full", database="erp", now=NOW + H)
+            assert [d.ok for d in sent] == [True, True]
+            assert len(smtp.inbox.items) == 4
+        finally:
+            smtp.close()
+        assert len(webhook.inbox.items) == 4
+        assert alerts.sent_notifications(ctx)[0].ok
+
+
+def test_mail_refused_for_longer_than_retry_hours_is_given_up(tmp_path: Path, port: int) -> None:
+    with Context.open(_settings(tmp_path, port, retry_hours=1), create=True) as ctx:
+        assert [d.ok for d in alerts.notify_failure(ctx, "backup", "disk full", now=NOW)] == [False]
+        assert retry(ctx, 3 * MIN) == [False]
+        assert retry(ctx, H) == []  # given up, not tried
+        smtp = Smtp(port)
+        try:
+            assert retry(ctx, 2 * H) == []
+            assert smtp.inbox.items == []
+        finally:
+            smtp.close()
+        (waiting,) = alerts.undelivered(ctx, NOW + 2 * H)
+        assert (waiting.target, waiting.state, waiting.attempts) == ("ops-mail", "given_up", 2)
+        assert waiting.error and waiting.error.startswith("not delivered in 1 h (2 attempts): ")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from respaldo.catalog import Notifications
+from respaldo.catalog import Deliveries, Notifications
 from respaldo.config import Settings
 from respaldo.errors import ConnectionFailed
 from respaldo.operations import alerts
@@ -149,18 +149,37 @@ def test_an_unreachable_target_is_recorded_and_logged_without_its_secret(
     assert "notification to down failed" in caplog.text
 
 
-def test_a_failure_alert_one_target_took_is_not_sent_again_to_the_one_that_failed(
+def test_an_alert_a_target_refused_is_retried_with_backoff_then_given_up(
     tmp_path: Path,
     webhook: Webhook,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # What the operator of a failing target must know (the RespaldoNotificationsFailing
-    # rule says it): what the others took, the watchdog does not send it there later.
+    # The webhook took it; the other target refuses it for longer than retry_hours: it
+    # is tried again with backoff (never again to the webhook), then given up, loudly.
     down = f"json://127.0.0.1:{closed_port()}/hook"
     targets = [{"name": "hook", "url": webhook.url}, {"name": "down", "url": down}]
-    with _context(tmp_path, targets) as ctx:
-        sent = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp")
+    minute = timedelta(minutes=1)
+
+    def retried(at: timedelta) -> list[tuple[str, bool]]:
+        return [(r.target, r.ok) for r in alerts.retry_deliveries(ctx, T0 + at)]
+
+    with _context(tmp_path, targets, retry_hours=2) as ctx:
+        sent = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp", now=T0)
         assert [(r.target, r.ok) for r in sent] == [("hook", True), ("down", False)]
-        assert alerts.resend_undelivered(ctx, T0 + timedelta(hours=1)) == []
+        assert retried(minute / 2) == []  # not due yet
+        assert retried(minute) == [("down", False)]
+        assert retried(2 * minute) == []  # the wait doubled: next at 3 minutes
+        assert retried(3 * minute) == [("down", False)]
+        with caplog.at_level(logging.ERROR):
+            assert retried(2 * 60 * minute) == []
+        assert retried(3 * 60 * minute) == []  # given up: never tried again
+        with ctx.catalog.read() as session:
+            (row,) = Deliveries(session).unsettled(since=T0)
+            assert (row.target, row.state, row.attempts) == ("down", "given_up", 3)
+            assert (row.error or "").startswith("not delivered in 2 h (3 attempts): ")
+            tries = [(n.target, n.ok) for n in Notifications(session).list()]
+        assert tries == [("down", False)] * 3 + [("hook", True)]
+    assert "to notification target down given up: not delivered in 2 h" in caplog.text
     assert len(webhook.inbox.items) == 1
 
 
