@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
 
 from respaldo.catalog import Catalog, Deliveries, Notifications
 from respaldo.catalog.alerts import GIVEN_UP, SENT
@@ -36,6 +38,7 @@ from respaldo.config import NotificationTarget, Settings
 from respaldo.errors import ConfigError
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render
 from respaldo.operations.zone import time_zone
+from respaldo.phrases import Phrase
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +62,36 @@ def shown(settings: Settings, alert: Alert) -> Alert:
 
 
 def encode(alert: Alert) -> str:
-    """``alert`` as the JSON kept in the catalog (its time in UTC)."""
-    fields = asdict(alert)
+    """``alert`` as the JSON kept in the catalog (its time in UTC). A text that is a
+    :class:`~respaldo.phrases.Phrase` (a hint, a health check's reason) is kept as its
+    message and values, so that a retry says it in the alert's language too."""
+    fields = {name: _kept(getattr(alert, name)) for name in Alert.__dataclass_fields__}
     fields["at"] = alert.at.astimezone(UTC).isoformat()
+    fields["details"] = [[_kept(name), _kept(value)] for name, value in alert.details]
     return json.dumps(fields)
+
+
+def _kept(value: object) -> object:
+    if isinstance(value, Phrase):
+        return {"phrase": value.message, "values": {k: _kept(v) for k, v in value.values.items()}}
+    return value.value if isinstance(value, Enum) else value
+
+
+def _back(value: object) -> object:
+    if isinstance(value, dict) and "phrase" in value:
+        return Phrase(value["phrase"], **{k: _back(v) for k, v in value["values"].items()})
+    return value
 
 
 def decode(text: str) -> Alert:
     """The alert :func:`encode` wrote. Raises ValueError/KeyError/TypeError if damaged."""
-    fields = json.loads(text)
+    kept: dict[str, Any] = json.loads(text)
+    fields: dict[str, Any] = {name: _back(value) for name, value in kept.items()}
     fields.update(
-        level=Level(fields["level"]),
-        event=Event(fields["event"]),
-        at=datetime.fromisoformat(fields["at"]),
-        details=tuple(tuple(pair) for pair in fields.get("details", ())),
+        level=Level(kept["level"]),
+        event=Event(kept["event"]),
+        at=datetime.fromisoformat(kept["at"]),
+        details=tuple((_back(name), _back(value)) for name, value in kept.get("details") or ()),
     )
     return Alert(**fields)
 
