@@ -866,4 +866,10 @@ def audit_page(page: PageDep) -> Response:
 def alerts_page(page: PageDep) -> Response:
     if (refused := _guard(page, Permission.READ)) is not None:
         return refused
-    return render(page, "alerts.html", "alerts", sent=alerts.sent_notifications(page.ctx))
+    return render(
+        page,
+        "alerts.html",
+        "alerts",
+        sent=alerts.sent_notifications(page.ctx),
+        waiting=alerts.undelivered(page.ctx, datetime.now(UTC)),
+    )

@@ -23,6 +23,8 @@ from respaldo.operations import alerts, jobs, watchdog
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.scheduled import run_queued
+from respaldo.operations.status_notify import notify_items
+from respaldo.scheduling.service import Service
 from tests.ports import closed_port, reserved_port
 from tests.servers.notify import Smtp, Webhook, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
@@ -350,7 +352,8 @@ def test_mail_refused_while_a_webhook_took_it_goes_once_in_order_when_the_server
         assert len(webhook.inbox.wait(3)) == 3
         smtp = Smtp(port)
         try:
-            assert retry(ctx, 6 * MIN) == [True, True, True]
+            # The service's sweep for lost jobs sends them.
+            Service(ctx, [], clock=lambda: NOW + 6 * MIN).sweep()
             assert subjects(smtp) == [
                 f"[respaldo] CRITICAL: backup of {db} failed" for db in ("erp", "crm", "hr")
             ]
@@ -380,3 +383,16 @@ def test_mail_refused_for_longer_than_retry_hours_is_given_up(tmp_path: Path, po
         (waiting,) = alerts.undelivered(ctx, NOW + 2 * H)
         assert (waiting.target, waiting.state, waiting.attempts) == ("ops-mail", "given_up", 2)
         assert waiting.error and waiting.error.startswith("not delivered in 1 h (2 attempts): ")
+        # The status says so, amber, even once the target takes messages again.
+        smtp = Smtp(port)
+        try:
+            assert alerts.send_test(ctx.settings, now=NOW + 2 * H).ok
+        finally:
+            smtp.close()
+        (item,) = notify_items(ctx, ctx.settings, NOW + 3 * H)
+        assert item.level == "amber"
+        assert str(item.reason).startswith(
+            "1 alert to notification target ops-mail was given up in the last 7 days, 2 h ago: "
+            "not delivered in 1 h (2 attempts): "
+        )
+        assert alerts.undelivered(ctx, NOW + 8 * 24 * H) == []  # a week later

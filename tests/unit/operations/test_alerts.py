@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from respaldo.catalog import Deliveries, Notifications
 from respaldo.config import Settings
@@ -161,10 +162,10 @@ def test_an_alert_a_target_refused_is_retried_with_backoff_then_given_up(
     minute = timedelta(minutes=1)
 
     def retried(at: timedelta) -> list[tuple[str, bool]]:
-        return [(r.target, r.ok) for r in alerts.retry_deliveries(ctx, T0 + at)]
+        return [(r.target, r.ok) for r in alerts.retry_deliveries(context, T0 + at)]
 
-    with _context(tmp_path, targets, retry_hours=2) as ctx:
-        sent = alerts.notify_failure(ctx, "backup", "pg_dump failed", database="erp", now=T0)
+    with _context(tmp_path, targets, retry_hours=2) as context:
+        sent = alerts.notify_failure(context, "backup", "pg_dump failed", database="erp", now=T0)
         assert [(r.target, r.ok) for r in sent] == [("hook", True), ("down", False)]
         assert retried(minute / 2) == []  # not due yet
         assert retried(minute) == [("down", False)]
@@ -173,7 +174,7 @@ def test_an_alert_a_target_refused_is_retried_with_backoff_then_given_up(
         with caplog.at_level(logging.ERROR):
             assert retried(2 * 60 * minute) == []
         assert retried(3 * 60 * minute) == []  # given up: never tried again
-        with ctx.catalog.read() as session:
+        with context.catalog.read() as session:
             (row,) = Deliveries(session).unsettled(since=T0)
             assert (row.target, row.state, row.attempts) == ("down", "given_up", 3)
             assert (row.error or "").startswith("not delivered in 2 h (3 attempts): ")
@@ -181,6 +182,36 @@ def test_an_alert_a_target_refused_is_retried_with_backoff_then_given_up(
         assert tries == [("down", False)] * 3 + [("hook", True)]
     assert "to notification target down given up: not delivered in 2 h" in caplog.text
     assert len(webhook.inbox.items) == 1
+
+
+def test_an_alert_sent_whose_outcome_the_catalog_did_not_note_is_sent_again(
+    tmp_path: Path,
+    ctx: Context,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # At least once: the message went, but the catalog failed the write that notes it
+    # sent (a full disk; as for a process killed between the two). Still pending, it
+    # goes again at its next try: told twice rather than lost.
+    dead = {"name": "hook", "url": f"json://127.0.0.1:{closed_port()}/", "levels": ["critical"]}
+    with _context(tmp_path, [dead]) as down:
+        alerts.notify_failure(down, "backup", "pg_dump: connection refused", now=T0)
+    with ctx.catalog.begin() as session:
+        session.execute(
+            sa.text(
+                "CREATE TRIGGER no_write BEFORE UPDATE ON alert_deliveries"
+                " WHEN new.state = 'sent'"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        )
+    hour = timedelta(hours=1)
+    assert [d.ok for d in alerts.retry_deliveries(ctx, T0 + hour)] == [True]
+    assert len(webhook.inbox.wait(1)) == 1
+    with ctx.catalog.begin() as session:
+        session.execute(sa.text("DROP TRIGGER no_write"))
+    assert alerts.retry_deliveries(ctx, T0 + hour) == []  # its next try is not due yet
+    assert [d.ok for d in alerts.retry_deliveries(ctx, T0 + 2 * hour)] == [True]
+    assert alerts.retry_deliveries(ctx, T0 + 3 * hour) == []  # noted: no more
+    assert len(webhook.inbox.wait(2)) == 2
 
 
 def test_no_alert_when_no_target_takes_the_level(

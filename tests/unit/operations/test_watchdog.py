@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from respaldo.catalog import AlertStates
@@ -24,7 +23,6 @@ from respaldo.operations import (
     watchdog,
 )
 from respaldo.operations.context import Context
-from tests.ports import closed_port
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.unit.operations.status_support import NOW, backup, drill, status_settings
 
@@ -196,51 +194,6 @@ def test_a_catalog_condition_that_resolves_is_in_the_result_once(
         ("catalog", "resolved")
     ]
     assert len(webhook.inbox.items) == 2
-
-
-def test_a_catalog_that_fails_to_note_a_resent_alert_does_not_stop_the_watchdog(
-    tmp_path: Path,
-    ctx: Context,
-    webhook: Webhook,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A backup failed while its target was down (a port where nothing listens): the
-    # alert waits in the catalog for the watchdog.
-    dead = {"name": "hook", "url": f"json://127.0.0.1:{closed_port()}/", "levels": ["critical"]}
-    with Context.open(
-        status_settings(tmp_path, notifications={"targets": [dead]}), create=False
-    ) as down:
-        alerts.notify_failure(down, "backup", "pg_dump: connection refused", database="erp")
-    # The catalog then fails the write that notes it sent (a full disk, a lock held)...
-    with ctx.catalog.begin() as session:
-        session.execute(
-            text(
-                "CREATE TRIGGER no_write BEFORE UPDATE ON alert_states"
-                " WHEN old.key LIKE 'undelivered:%'"
-                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-            )
-        )
-
-    def broken(*args: object, **kwargs: object) -> object:
-        raise KeyError("archived_count")
-
-    # ... and the status cannot be computed either: that is still alerted on.
-    monkeypatch.setattr(watchdog, "compute_status", broken)
-    with pytest.raises(KeyError):
-        watchdog.check(ctx, NOW, wal_archived=(), servers=False)
-    assert titles(webhook) == [
-        "[respaldo] CRITICAL: backup of erp failed",
-        "[respaldo] CRITICAL: the watchdog cannot check the status: KeyError: 'archived_count'",
-    ]
-    # Not noted as sent, so not lost: sent again once the catalog takes the write, then
-    # no more.
-    with ctx.catalog.begin() as session:
-        session.execute(text("DROP TRIGGER no_write"))
-    with pytest.raises(KeyError):
-        watchdog.check(ctx, NOW + H, wal_archived=(), servers=False)
-    with pytest.raises(KeyError):
-        watchdog.check(ctx, NOW + 2 * H, wal_archived=(), servers=False)
-    assert titles(webhook)[2:] == ["[respaldo] CRITICAL: backup of erp failed"]
 
 
 def test_a_file_sets_items_have_their_own_alert_texts(tmp_path: Path) -> None:
