@@ -20,7 +20,7 @@ from tests.unit.api.conftest import FAST_KDF, completed_backup
 from tests.unit.web.test_session import _login
 
 from respaldo import reasons
-from respaldo.catalog import BackupRecords, DrillRuns, Jobs, Notifications
+from respaldo.catalog import BackupRecords, Deliveries, DrillRuns, Jobs, Notifications
 from respaldo.config import Settings
 from respaldo.domain import (
     AuditAction,
@@ -108,6 +108,13 @@ def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
             ok=True,
             error=None,
         )
+        # An alert the target has not taken yet, and one given up.
+        deliveries = Deliveries(session)
+        for _n in range(2):
+            kept = deliveries.add(
+                created_at=now, target="mail", level="critical", kind="backup", key=None, alert="{}"
+            )
+        deliveries.end(kept.id, state="given_up", now=now, error="refused")
     for action in AuditAction:
         audit.record(context, "ana", action, None, AuditOutcome.DENIED)
     add_user(context, "ana", Role.ADMIN)
@@ -134,6 +141,8 @@ def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
     assert all(not words for words in leaks.values()), f"English on the Spanish page: {leaks}"
     # ... and they read as the Spanish catalog has them.
     assert "Prueba de restauración" in cells["/jobs"]
+    alerts_said = " ".join(cells["/alerts"])
+    assert "en espera" in alerts_said and "abandonada" in alerts_said
     # The kind as the status and the CLI name it (logical, physical), not "Completo
     # (lógico)" beside "Físico".
     assert "Antigüedad del backup · Lógico" in cells["/databases"]
