@@ -236,15 +236,36 @@ def overlaps(jobs: list[JobInfo]) -> list[tuple[int, int]]:
     return found
 
 
-def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
+def test_two_workers_share_the_queue_never_two_backups_of_a_database_nor_a_prune_under_one(
+    site: Site,
+) -> None:
+    """Two workers (and a serve that queues nothing here) on one catalog, one of them held
+    inside erp's pg_dump: the other takes the jobs of the other databases; a prune on it
+    never collects under the held backup (with [locks] wait_seconds = 0 it is refused at
+    once instead of waiting); a burst of backups never runs two of one database at once,
+    and neither do backups typed in a terminal beside queued ones. Four checks on one
+    pair of workers: starting the pair was most of each check's time when each had its
+    own (four tests before, 25-50 test-seconds each)."""
+    text = site.config.read_text().replace("[jobs]\n", "[locks]\nwait_seconds = 0\n\n[jobs]\n")
+    site.config.write_text(text)
     serve = site.start("serve")
     w1, w2 = site.workers("w1", "w2")
     assert serve.poll() is None
+    burst: list[JobInfo] = []
+    lock = threading.Lock()
+
+    def submit(database: str) -> None:
+        job = site.enqueue(database)
+        with lock:
+            burst.append(job)
+
+    threads = [threading.Thread(target=submit, args=[db]) for db in ["erp2", "erp3"] * 3 + ["erp"]]
     with dump_held(site):
         held = site.enqueue("erp")
         wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
         busy = pid_of([w1, w2], site.job(held.id).worker_pid)
         free = w2 if busy is w1 else w1
+        # The jobs of the other databases go to the free worker.
         others = [site.enqueue("erp2"), site.enqueue("erp3")]
         for job in others:
             wait_for(f"job {job.id}", lambda j=job: site.status(j.id).is_final)  # type: ignore[misc]
@@ -257,8 +278,48 @@ def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
         holder = next(w for w in listed.values() if w.pid == busy.pid)
         assert [(j.id, j.target) for j in holder.running] == [(held.id, "erp")]
         assert holder.queues is None  # every queue
-    wait_for("erp's backup", lambda: site.status(held.id).is_final)
-    assert site.status(held.id) is JobStatus.COMPLETED
+
+        # A prune on the free worker: the repository's leases keep it away from the
+        # backup running on the other machine.
+        with site.context() as ctx:
+            refused = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
+        wait_for("the prune", lambda: site.status(refused.id).is_final)
+        pruned = site.job(refused.id)
+        assert pruned.status is JobStatus.FAILED, pruned
+        assert pruned.retry_of is None and not [j for j in site.jobs() if j.retry_of]
+        assert site.status(held.id) is JobStatus.RUNNING
+
+        # A burst arrives while one worker holds erp in pg_dump, so the other takes the
+        # rest: a free worker alone could drain a burst this small before the other one
+        # polls (it did once, on a loaded machine), and "both workers took jobs" would
+        # be luck.
+        burst.append(held)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rest = {job.id for job in burst if job.target != "erp"}
+        wait_for(
+            "the other databases' jobs",
+            lambda: all(j.status.is_final for j in site.jobs() if j.id in rest),
+        )
+    ids = {job.id for job in burst}
+    wait_for("the burst", lambda: all(j.status.is_final for j in site.jobs() if j.id in ids))
+    ran = [j for j in site.jobs() if j.id in ids]
+    assert [j.status for j in ran] == [JobStatus.COMPLETED] * len(ids), ran
+    assert overlaps(ran) == []
+    # Both workers took jobs of the burst.
+    assert {j.worker_pid for j in ran} <= {w1.pid, w2.pid}
+    assert len({j.worker_pid for j in ran}) == 2
+
+    # No backup runs now: the next prune collects, and keeps the held one's backup.
+    backup = site.job(held.id)
+    assert backup.status is JobStatus.COMPLETED
+    with site.context() as ctx:
+        again = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
+    wait_for("the second prune", lambda: site.status(again.id).is_final)
+    assert site.status(again.id) is JobStatus.COMPLETED
+    assert backup.result_id in site.respaldo.repository().backup_ids()
     shown = subprocess.run(
         [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "workers"],
         capture_output=True,
@@ -267,42 +328,33 @@ def test_jobs_of_several_databases_spread_over_both_workers(site: Site) -> None:
     )
     assert "w1" in shown.stdout and "w2" in shown.stdout
 
-
-def test_a_burst_of_backups_never_runs_two_of_one_database_at_once(site: Site) -> None:
-    workers = site.workers("w1", "w2")
-    burst: list[JobInfo] = []
-    lock = threading.Lock()
-
-    def submit(database: str) -> None:
-        job = site.enqueue(database)
-        with lock:
-            burst.append(job)
-
-    threads = [threading.Thread(target=submit, args=[db]) for db in ["erp2", "erp3"] * 3 + ["erp"]]
-    # One worker holds erp in pg_dump while the burst arrives, so the other takes the rest:
-    # a free worker alone could drain a burst this small before the other one polls (it
-    # did once, on a loaded machine), and "both workers took jobs" would be luck.
-    with dump_held(site):
-        held = site.enqueue("erp")
-        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
-        burst.append(held)
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        others = {job.id for job in burst if job.target != "erp"}
-        wait_for(
-            "the other databases' jobs",
-            lambda: all(j.status.is_final for j in site.jobs() if j.id in others),
+    # Backups typed in a terminal (each run in its own process) beside queued ones:
+    # procrastinate's lock only orders the queue; they meet the queued ones at the
+    # catalog's unique key of running jobs.
+    before = max(j.id for j in site.jobs())
+    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config)]
+    queued = [site.enqueue("erp2") for _ in range(3)]
+    typed = [
+        subprocess.Popen(
+            [*argv, "backup", "erp2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-    ids = {job.id for job in burst}
-    wait_for("the burst", lambda: all(j.status.is_final for j in site.jobs() if j.id in ids))
-    ran = [j for j in site.jobs() if j.id in ids]
-    assert [j.status for j in ran] == [JobStatus.COMPLETED] * len(ids), ran
-    assert overlaps(ran) == []
-    # Both workers took jobs of the burst.
-    assert {j.worker_pid for j in ran} <= {w.pid for w in workers}
-    assert len({j.worker_pid for j in ran}) == 2
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in typed]
+    queued_ids = {job.id for job in queued}
+    wait_for("the queued backups", lambda: all(site.status(i).is_final for i in queued_ids))
+    erp2 = [j for j in site.jobs() if j.target == "erp2" and j.id > before]
+    assert len(erp2) == 5
+    assert overlaps(erp2) == []
+    refused_runs = [j for j in erp2 if j.status is not JobStatus.COMPLETED]
+    for job in refused_runs:  # refused by the catalog, never run beside another
+        assert job.status is JobStatus.FAILED, job
+        # "(job N)" names the holder when the query sees it; a start racing another in a
+        # concurrent transaction is caught by the unique index, which cannot name it.
+        assert (job.error or "").startswith("a backup of erp2 is already running"), job
+        assert job.started_at is None
+    for process, (_, err) in zip(typed, outputs, strict=True):
+        assert process.returncode == 0 or "a backup of erp2 is already running" in err, err
 
 
 def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other(
@@ -400,32 +452,6 @@ def test_two_serve_processes_fire_each_schedule_once(site: Site) -> None:
     # No worker runs: the first is queued, and the later firings skipped behind it.
     statuses = sorted(j.status for j in jobs)
     assert statuses.count(JobStatus.QUEUED) == 1, statuses
-
-
-def test_a_prune_on_one_worker_never_collects_under_a_backup_on_the_other(site: Site) -> None:
-    """The repository's leases keep prune away from a running backup across machines:
-    with [locks] wait_seconds = 0 the prune is refused at once instead of waiting."""
-    text = site.config.read_text().replace("[jobs]\n", "[locks]\nwait_seconds = 0\n\n[jobs]\n")
-    site.config.write_text(text)
-    site.workers("w1", "w2")
-    with dump_held(site):
-        held = site.enqueue("erp")
-        wait_for("a worker to hold erp in pg_dump", lambda: running_in_pg_dump(site, held.id))
-        with site.context() as ctx:
-            refused = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
-        wait_for("the prune", lambda: site.status(refused.id).is_final)
-        pruned = site.job(refused.id)
-        assert pruned.status is JobStatus.FAILED, pruned
-        assert pruned.retry_of is None and not [j for j in site.jobs() if j.retry_of]
-        assert site.status(held.id) is JobStatus.RUNNING
-    wait_for("erp's backup", lambda: site.status(held.id).is_final)
-    backup = site.job(held.id)
-    assert backup.status is JobStatus.COMPLETED
-    with site.context() as ctx:
-        again = queue.enqueue(ctx, cli_request(JobKind.PRUNE, None))
-    wait_for("the second prune", lambda: site.status(again.id).is_final)
-    assert site.status(again.id) is JobStatus.COMPLETED
-    assert backup.result_id in site.respaldo.repository().backup_ids()
 
 
 def test_serve_with_run_jobs_runs_the_scheduled_jobs_itself_and_stops_on_sigterm(
@@ -592,37 +618,6 @@ def test_a_damaged_queue_schema_is_a_clear_error_when_the_catalog_opens(site: Si
     assert hint.startswith("respaldo: hint: the catalog holds part of procrastinate's schema")
     # Nothing was changed: respaldo's tables are as they were.
     assert site.pg.scalar("SELECT count(*) FROM jobs", dbname=site.catalog) == 0
-
-
-def test_cli_backups_beside_queued_ones_never_run_two_of_one_database_at_once(
-    site: Site,
-) -> None:
-    """procrastinate's lock only orders the queue; a backup typed in a terminal (run in
-    its own process) meets the queued ones at the catalog's unique key of running jobs."""
-    site.workers("w1", "w2")
-    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config)]
-    queued = [site.enqueue("erp2") for _ in range(3)]
-    typed = [
-        subprocess.Popen(
-            [*argv, "backup", "erp2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in typed]
-    ids = {job.id for job in queued}
-    wait_for("the queued backups", lambda: all(site.status(i).is_final for i in ids))
-    ran = [j for j in site.jobs() if j.target == "erp2"]
-    assert len(ran) == 5
-    assert overlaps(ran) == []
-    refused = [j for j in ran if j.status is not JobStatus.COMPLETED]
-    for job in refused:  # refused by the catalog, never run beside another
-        assert job.status is JobStatus.FAILED, job
-        # "(job N)" names the holder when the query sees it; a start racing another in a
-        # concurrent transaction is caught by the unique index, which cannot name it.
-        assert (job.error or "").startswith("a backup of erp2 is already running"), job
-        assert job.started_at is None
-    for process, (_, err) in zip(typed, outputs, strict=True):
-        assert process.returncode == 0 or "a backup of erp2 is already running" in err, err
 
 
 def test_a_process_that_writes_more_than_a_pipe_holds_is_not_held(site: Site) -> None:
