@@ -4,13 +4,12 @@ cluster); the answer still comes at once, with the pending record and the job.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.domain import JobKind, Role
 from respaldo.operations.jobs import cli_request, run_now
@@ -55,11 +54,16 @@ def test_a_backup_and_a_restore_started_by_the_api_run_on_a_worker(site: Site) -
 
 
 def run_cli(site: Site, *args: str) -> tuple[int, str, str]:  # noqa: F811
-    """``respaldo ARGS`` run to its end, its stdout and stderr apart (a one-shot command
-    writes little: read whole, not through :meth:`Site.start`'s file, which mixes them)."""
-    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
-    return done.returncode, done.stdout, done.stderr
+    """``respaldo ARGS`` with the site's config, run to its end in this process (the CLI's
+    own entry, as ``Respaldo.run``): its exit status, stdout and stderr. A process of its
+    own cost 3-10 s of Python start-up and imports each on a loaded machine, five times
+    in this file; what these tests guard is the prune and the restore, not the start-up
+    (test_workers starts real ``respaldo`` processes)."""
+    capsys = site.respaldo.capsys
+    capsys.readouterr()
+    code = invoke(["--config", str(site.config), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _backups_of_which_prune_keeps_one(site: Site, count: int) -> list[str]:  # noqa: F811
