@@ -29,6 +29,7 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.catalog import open_catalog
+from respaldo.cli.main import invoke
 from respaldo.config import load_settings
 from respaldo.domain import JobKind, JobStatus
 from respaldo.errors import CatalogUnavailable, RepositoryMismatch
@@ -36,7 +37,7 @@ from respaldo.operations import queue
 from respaldo.operations.context import Context
 from respaldo.operations.initialize import initialize
 from respaldo.operations.jobs import JobInfo, cli_request
-from tests.integration.logical.conftest import FAST_KDF, Respaldo
+from tests.integration.logical.conftest import FAST_KDF, Respaldo, Run
 from tests.integration.logical.test_jobs import partitioned_table, pg_dump_waiting
 from tests.integration.logical.test_serve import answers
 from tests.integration.processes import kill_if_running, output, start_logged
@@ -70,6 +71,16 @@ class Site:
         self.processes.append(process)
         self.logs[process.pid] = log
         return process
+
+    def run(self, config: Path, *args: str) -> Run:
+        """``respaldo --config CONFIG ARGS`` run to its end in this process, through the
+        CLI's own entry (as ``Respaldo.run``, with another config): a one-shot command's
+        own process cost seconds of Python start-up and imports on a loaded machine."""
+        capsys = self.respaldo.capsys
+        capsys.readouterr()
+        code = invoke(["--config", str(config), *args])
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
 
     def output(self, process: subprocess.Popen[str]) -> str:
         """What ``process`` (of :meth:`start`) wrote so far, stdout and stderr."""
@@ -320,13 +331,9 @@ def test_two_workers_share_the_queue_never_two_backups_of_a_database_nor_a_prune
     wait_for("the second prune", lambda: site.status(again.id).is_final)
     assert site.status(again.id) is JobStatus.COMPLETED
     assert backup.result_id in site.respaldo.repository().backup_ids()
-    shown = subprocess.run(
-        [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "workers"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "w1" in shown.stdout and "w2" in shown.stdout
+    shown = site.run(site.config, "workers")
+    assert shown.code == 0, shown
+    assert "w1" in shown.out and "w2" in shown.out
 
     # Backups typed in a terminal (each run in its own process) beside queued ones:
     # procrastinate's lock only orders the queue; they meet the queued ones at the
@@ -519,9 +526,6 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
             kill_if_running(process)
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
-    def as_b(*args: str) -> subprocess.CompletedProcess[str]:
-        return ended(started_as_b(*args))
-
     # B's worker and B's backup are both refused before they write anything: started
     # together, the test waits for one interpreter's start-up instead of two.
     starting = [started_as_b("worker", "--name", "b"), started_as_b("backup", "erp")]
@@ -540,8 +544,8 @@ def test_a_machine_whose_file_repository_is_its_own_disk_is_refused_not_split(
     assert site.respaldo.repository().backup_ids() == [a_backup]
     # The way out the hint gives when the catalog's repository is lost for good: a
     # catalog rebuilt from B's makes it the catalog's, and then A is the one refused.
-    rebuilt = as_b("catalog", "rebuild", "--repository", "local")
-    assert rebuilt.returncode == 0, rebuilt
+    rebuilt = site.run(config_b, "catalog", "rebuild", "--repository", "local")
+    assert rebuilt.code == 0, rebuilt
     again = site.respaldo.run("backup", "erp")
     assert again.code == 1 and "is not the one this catalog knows" in again.err, again
 
@@ -575,9 +579,8 @@ def test_backups_of_one_database_read_from_two_sources_make_its_status_amber(
 
     site.respaldo.backup("erp")
     assert erp_item()["level"] == "green"
-    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(config_b)]
-    on_b = subprocess.run([*argv, "backup", "erp"], capture_output=True, text=True, check=False)
-    assert on_b.returncode == 0, on_b
+    on_b = site.run(config_b, "backup", "erp")
+    assert on_b.code == 0, on_b
     item = erp_item()
     assert item["level"] == "amber", item
     system = str(site.pg.scalar("SELECT system_identifier FROM pg_control_system()"))
@@ -608,13 +611,12 @@ def test_a_job_that_cannot_be_queued_is_not_recorded_either(site: Site) -> None:
 
 def test_a_damaged_queue_schema_is_a_clear_error_when_the_catalog_opens(site: Site) -> None:
     site.pg.execute("DROP TABLE procrastinate_jobs CASCADE", dbname=site.catalog)
-    argv = [sys.executable, "-m", "respaldo.cli.main", "--config", str(site.config), "jobs"]
-    run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    assert run.returncode == 1, run.stderr
-    (line, hint) = run.stderr.splitlines()
+    run = site.run(site.config, "jobs")
+    assert run.code == 1, run.err
+    (line, hint) = run.err.splitlines()
     assert line.startswith("respaldo: error: cannot create the queue's tables in the catalog at ")
     assert "already exists" in line
-    assert site.pg.password.get_secret_value() not in run.stderr
+    assert site.pg.password.get_secret_value() not in run.err
     assert hint.startswith("respaldo: hint: the catalog holds part of procrastinate's schema")
     # Nothing was changed: respaldo's tables are as they were.
     assert site.pg.scalar("SELECT count(*) FROM jobs", dbname=site.catalog) == 0
