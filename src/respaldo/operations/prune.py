@@ -67,7 +67,7 @@ from respaldo.errors import (
     RecordNotFound,
     RepositoryNotFound,
     RespaldoError,
-    StorageError,
+    TransientStorageError,
     option,
 )
 from respaldo.operations import alerts
@@ -906,10 +906,14 @@ def list_backups(repos: list[tuple[RepositoryOutcome, Repository | None]]) -> di
 
 def unreachable(exc: RespaldoError) -> bool:
     """Whether ``exc``, met opening or listing a repository, says it cannot be reached
-    (its store failed or answered errors, nothing is at its location: a disk not
-    mounted) rather than that it is another repository or cannot be opened with these
-    keys, which is no outage to wait out."""
-    return isinstance(exc, StorageError | RepositoryNotFound)
+    (its store did not answer, timed out or failed: a transient error, after the
+    store's retries; nothing is at its location: a disk not mounted) rather than that
+    it is another repository or cannot be opened with these keys, which is no outage
+    to wait out. Nor is a store's permanent refusal: credentials rejected, access
+    denied (403), no such bucket, a certificate not trusted, permission denied on a
+    disk. Waiting does not end it, and deferred it was a throttled warning of a prune
+    that completed every night while the mirror's retention never ran."""
+    return isinstance(exc, TransientStorageError | RepositoryNotFound)
 
 
 def _cannot_open(outcome: RepositoryOutcome, exc: RespaldoError, *, secondary: bool) -> None:

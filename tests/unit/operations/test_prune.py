@@ -15,7 +15,7 @@ import pytest
 from respaldo.catalog import Jobs
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
-from respaldo.errors import ClockAhead, StorageError
+from respaldo.errors import ClockAhead, PermanentStorageError, StorageError
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
@@ -171,12 +171,44 @@ keep_last = 2
         inst.close()
 
 
-def test_unreachable_secondary_keeps_the_record_until_done(inst: Installation) -> None:
+class _Refusing:
+    """A store that refuses every request with ``error`` (its location still known)."""
+
+    def __init__(self, inner: Storage, error: StorageError) -> None:
+        self.location = inner.location
+        self.error = error
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def refuse(*args: object, **kwargs: object) -> Any:
+            raise self.error
+
+        return refuse
+
+
+def test_unreachable_secondary_keeps_the_record_until_done(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 8 days: no silence longer than [retention] clock_check_days before the
     # newer ones, which prune would take for a step of the clock.
     old = inst.backup(8 * DAY)
     new = [inst.backup(age * DAY) for age in (2, 1)]
     inst.replicate()
+    # A mirror that answers but refuses (its credentials rejected, access denied: the
+    # S3 store's permanent errors) is no outage to wait out: prune fails there, as
+    # before; deferred, it was a throttled warning of a prune that completed nightly.
+    real_open_store = repositories.open_store
+    denied = PermanentStorageError("cannot list s3://b/m: AccessDenied (HTTP 403)")
+
+    def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
+        store = real_open_store(repo, retries=retries)
+        return cast(Storage, _Refusing(store, denied)) if repo.name == "second" else store
+
+    monkeypatch.setattr(repositories, "open_store", open_store)
+    result = run_prune(inst)
+    monkeypatch.setattr(repositories, "open_store", real_open_store)
+    assert not result.ok and result.repositories[1].deferred is None
+    assert "AccessDenied" in (result.repositories[1].error or "")
+    assert old in inst.record_ids()
     second = inst.root / "second"
     shutil.move(second, inst.root / "second.away")
     result = run_prune(inst)
