@@ -20,7 +20,8 @@ from respaldo.operations.metrics import render_metrics
 from respaldo.operations.prune_report import prune_backups
 from tests.unit.operations.support import Installation
 
-pytestmark = pytest.mark.unit
+# Histories of many backups: written without flushing each to the disk (conftest.py).
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("no_disk_sync")]
 
 KEEP_DAYS = 30
 

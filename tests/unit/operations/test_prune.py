@@ -28,7 +28,8 @@ from respaldo.storage.base import Storage
 from tests.unit.operations.support import NOW, Installation, data_for
 from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entries
 
-pytestmark = pytest.mark.unit
+# Histories of many backups: written without flushing each to the disk (conftest.py).
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("no_disk_sync")]
 
 DAY = timedelta(days=1)
 PHYSICAL = BackupKind.INCREMENTAL

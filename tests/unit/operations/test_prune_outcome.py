@@ -21,7 +21,8 @@ from respaldo.operations.prune_report import PruneReport
 from respaldo.operations.scheduled import run_queued
 from tests.unit.operations.support import Installation
 
-pytestmark = pytest.mark.unit
+# Histories of many backups: written without flushing each to the disk (conftest.py).
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("no_disk_sync")]
 
 DAY = timedelta(days=1)
 
