@@ -256,15 +256,7 @@ def _attempt(
                 rows.end(row.id, state=SENT, now=now, error=None)
             else:
                 rows.failed(row.id, error=delivery.error or "refused")
-            Notifications(session).add(
-                sent_at=now,
-                level=alert.level.value,
-                kind=alert.kind,
-                key=alert.key,
-                target=target.name,
-                ok=delivery.ok,
-                error=delivery.error,
-            )
+            log_sent(Notifications(session), alert, delivery, now)
     except Exception:
         # Still pending: sent again at its next try (told twice rather than lost).
         log.warning("could not record how the alert to %s went", target.name, exc_info=True)
@@ -305,3 +297,17 @@ def _give_up(
 def _end(catalog: Catalog, delivery_id: int, state: str, now: datetime, error: str | None) -> None:
     with catalog.begin() as session:
         Deliveries(session).end(delivery_id, state=state, now=now, error=error)
+
+
+def log_sent(log_: Notifications, alert: Alert, delivery: Delivery, at: datetime) -> None:
+    """The notifications log's row for one try of ``alert`` to one target (the first
+    send's and every retry's)."""
+    log_.add(
+        sent_at=at,
+        level=alert.level.value,
+        kind=alert.kind,
+        key=alert.key,
+        target=delivery.target,
+        ok=delivery.ok,
+        error=delivery.error,
+    )

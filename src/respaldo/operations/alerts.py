@@ -750,15 +750,7 @@ def _record(
         with catalog.begin() as session:
             log_ = Notifications(session)
             for d in deliveries:
-                log_.add(
-                    sent_at=at,
-                    level=alert.level.value,
-                    kind=alert.kind,
-                    key=alert.key,
-                    target=d.target,
-                    ok=d.ok,
-                    error=d.error,
-                )
+                alert_delivery.log_sent(log_, alert, d, at)
     except Exception:
         log.warning("could not record the notifications sent", exc_info=True)
 
