@@ -171,6 +171,24 @@ class Jobs:
         )
         return self.session.scalars(query).first()
 
+    def unfinished_run(self, schedule: str, *, besides: int) -> Job | None:
+        """A job of ``schedule`` other than job ``besides`` that is still queued or
+        running, the oldest; None when there is none. Every unfinished one is looked at,
+        however many skipped firings came after it."""
+        query = (
+            sa.select(Job)
+            .where(
+                known_kind(),
+                Job.triggered_by == TriggeredBy.SCHEDULE,
+                Job.requested_by == schedule,
+                Job.status.not_in(_FINAL),
+                Job.id != besides,
+            )
+            .order_by(Job.id)
+            .limit(1)
+        )
+        return self.session.scalars(query).first()
+
     def retried(self, job_id: int) -> bool:
         """Whether a retry of job ``job_id`` was made (:meth:`retry`)."""
         query = sa.select(Job.id).where(Job.retry_of == job_id).limit(1)

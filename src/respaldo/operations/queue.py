@@ -207,16 +207,11 @@ def submit_scheduled(
     try:
         with ctx.catalog.begin() as session:
             jobs = Jobs(session)
+            schedule = request.requested_by or ""  # a schedule's request names it
             job = _submit(session, request, scheduled_for)
-            previous = [
-                j
-                for j in jobs.list(
-                    limit=5, triggered_by=TriggeredBy.SCHEDULE, requested_by=request.requested_by
-                )
-                if j.id != job.id and not j.status.is_final
-            ]
-            if previous:
-                reason = f"the previous run (job {previous[0].id}) still runs"
+            previous = jobs.unfinished_run(schedule, besides=job.id)
+            if previous is not None:
+                reason = f"the previous run (job {previous.id}) still runs"
                 return JobInfo.of(jobs.finish(job.id, JobStatus.SKIPPED, error=reason))
             _defer(ctx, session, job)
             return JobInfo.of(job)
