@@ -22,7 +22,7 @@ import builtins
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,10 @@ from respaldo.errors import (
 from respaldo.processes import pid_alive, this_host
 
 _FINAL = tuple(status for status in JobStatus if status.is_final)
+
+_PG_SCHEDULE_LOCKS: Final = 0x72_73_63_68
+"""The advisory locks' first key that marks a schedule's lock ("rsch"): the second is the
+schedule's name hashed (:meth:`Jobs.lock_schedule`)."""
 
 
 def known_kind() -> sa.ColumnElement[bool]:
@@ -170,6 +174,22 @@ class Jobs:
             .limit(1)
         )
         return self.session.scalars(query).first()
+
+    def lock_schedule(self, schedule: str) -> None:
+        """Take ``schedule``'s lock until the transaction ends, so that its firings' checks
+        for an unfinished previous run (:meth:`unfinished_run`) and their queueing take
+        turns across processes. Two ``serve`` firing different fire times at once (one's
+        scheduler late by an interval) each missed the other's uncommitted job under
+        PostgreSQL's READ COMMITTED, and both queued. SQLite's writing transactions
+        already run one at a time (``BEGIN IMMEDIATE``). Two schedules whose names hash
+        alike only take turns too."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(
+                sa.text(
+                    "SELECT pg_advisory_xact_lock(CAST(:locks AS integer), hashtext(:schedule))"
+                ),
+                {"locks": _PG_SCHEDULE_LOCKS, "schedule": schedule},
+            )
 
     def unfinished_run(self, schedule: str, *, besides: int) -> Job | None:
         """A job of ``schedule`` other than job ``besides`` that is still queued or

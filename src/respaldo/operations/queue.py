@@ -208,6 +208,8 @@ def submit_scheduled(
         with ctx.catalog.begin() as session:
             jobs = Jobs(session)
             schedule = request.requested_by or ""  # a schedule's request names it
+            # Held to the commit: a firing of another serve waits here, then sees this job.
+            jobs.lock_schedule(schedule)
             job = _submit(session, request, scheduled_for)
             previous = jobs.unfinished_run(schedule, besides=job.id)
             if previous is not None:

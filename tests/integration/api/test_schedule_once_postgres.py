@@ -9,6 +9,7 @@ its own running ones (tests/unit/scheduling/test_service.py).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,8 @@ from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.operations import queue
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
+from respaldo.operations.jobs import JobInfo, JobRequest
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,65 @@ def ctx(catalog: str, tmp_path: Path) -> Iterator[Context]:
 
 def request(schedule: str) -> JobRequest:
     return JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, schedule, {"slices": 7})
+
+
+def test_two_serves_firing_different_times_at_once_queue_one_run(
+    ctx: Context, pg: TempCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One serve's scheduler is late by an interval: it fires 03:00 while the other fires
+    # 03:01, at the same moment. The first is held inside its transaction after it
+    # looked for an unfinished run (none) and before it commits its queued job; the
+    # second then fires. Before, the second could not see the first's uncommitted job
+    # (READ COMMITTED), found none either, and both were queued: two runs at once.
+    # Now the second waits for the first's commit (the schedule's lock), then skips.
+    schedule = "full:erp"
+    held, go = threading.Event(), threading.Event()
+    defer = queue._defer
+    answers: dict[str, JobInfo | BaseException | None] = {}
+
+    def deferring(context: Context, session: object, job: object) -> None:
+        if threading.current_thread().name == "first":
+            held.set()
+            go.wait(timeout=300)
+        defer(context, session, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queue, "_defer", deferring)
+
+    def fire(at: datetime) -> None:
+        try:
+            answers[threading.current_thread().name] = queue.submit_scheduled(
+                ctx, request(schedule), at
+            )
+        except BaseException as exc:  # shown by the assertion below
+            answers[threading.current_thread().name] = exc
+
+    first = threading.Thread(target=fire, args=(START,), name="first")
+    second = threading.Thread(target=fire, args=(START + timedelta(minutes=1),), name="second")
+    first.start()
+    try:
+        wait_for("the first firing held before its commit", held.is_set)
+        second.start()
+        database = ctx.catalog.engine.url.database
+
+        def waiting_on_a_lock() -> bool:
+            found = pg.scalar(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = %s AND wait_event_type = 'Lock'",
+                [database],
+            )
+            return bool(found)
+
+        # Either the second ended (it did not wait for the first) or it waits for it.
+        wait_for("the second firing", lambda: not second.is_alive() or waiting_on_a_lock())
+    finally:
+        go.set()
+        first.join()
+        second.join()
+    assert isinstance(answers["first"], JobInfo), answers
+    assert isinstance(answers["second"], JobInfo), answers
+    assert answers["first"].status is JobStatus.QUEUED, answers
+    assert answers["second"].status is JobStatus.SKIPPED, answers
+    assert answers["second"].error == f"the previous run (job {answers['first'].id}) still runs"
 
 
 def test_a_run_still_queued_after_many_skipped_firings_is_not_queued_again(
