@@ -881,7 +881,8 @@ def open_repositories(ctx: Context) -> list[tuple[RepositoryOutcome, Repository 
             repo = ctx.repository(repo_settings.name)
             outcome.location = repo.storage.location
         except RespaldoError as exc:
-            _cannot_open(outcome, exc, secondary=bool(repos))
+            store = repo_settings.url.startswith("s3://")
+            _cannot_open(outcome, exc, secondary=bool(repos), object_store=store)
             repos.append((outcome, None))
             continue
         repos.append((outcome, repo))
@@ -904,7 +905,7 @@ def list_backups(repos: list[tuple[RepositoryOutcome, Repository | None]]) -> di
     return present
 
 
-def unreachable(exc: RespaldoError) -> bool:
+def unreachable(exc: RespaldoError, *, object_store: bool = False) -> bool:
     """Whether ``exc``, met opening or listing a repository, says it cannot be reached
     (its store did not answer, timed out or failed: a transient error, after the
     store's retries; nothing is at its location: a disk not mounted) rather than that
@@ -912,12 +913,19 @@ def unreachable(exc: RespaldoError) -> bool:
     to wait out. Nor is a store's permanent refusal: credentials rejected, access
     denied (403), no such bucket, a certificate not trusted, permission denied on a
     disk. Waiting does not end it, and deferred it was a throttled warning of a prune
-    that completed every night while the mirror's retention never ran."""
-    return isinstance(exc, TransientStorageError | RepositoryNotFound)
+    that completed every night while the mirror's retention never ran. Nor, for an
+    ``object_store``, is nothing at its location: a store that is down does not answer
+    "empty"; its prefix was emptied (every object of the mirror deleted) or the URL
+    names another."""
+    if isinstance(exc, RepositoryNotFound):
+        return not object_store
+    return isinstance(exc, TransientStorageError)
 
 
-def _cannot_open(outcome: RepositoryOutcome, exc: RespaldoError, *, secondary: bool) -> None:
-    if secondary and unreachable(exc):
+def _cannot_open(
+    outcome: RepositoryOutcome, exc: RespaldoError, *, secondary: bool, object_store: bool = False
+) -> None:
+    if secondary and unreachable(exc, object_store=object_store):
         outcome.deferred = f"cannot open: {exc}"
     else:
         outcome.fail(f"cannot open: {exc}")

@@ -217,6 +217,19 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     decisions = {d["id"]: d for d in report["decisions"]}
     assert decisions[held[1]]["rules"] == ["newest in offsite"]
     assert {p.name for p in (setup.tmp / "repo" / "manifests").iterdir()} == {held[1], backup_id}
+    # Reached but refused (an access key the store does not know: 403) or nothing at
+    # the prefix (every object of the mirror deleted): no outage to wait out, so the
+    # prune fails there rather than completing with a throttled warning. Dry runs.
+    key = f'access_key_id = "{setup.s3.access_key_id}"'
+    for broken in (
+        good_config.replace(key, 'access_key_id = "nobody"'),
+        good_config.replace(setup.prefix, f"{setup.prefix}-gone"),
+    ):
+        setup.config.write_text(broken)
+        code, out, _ = setup.run("prune", "--dry-run", "--json")
+        offsite = json.loads(out)["repositories"][1]
+        assert code == 1 and offsite["deferred"] is None, offsite
+        assert offsite["error"].startswith("cannot open"), offsite
     # Back online: the copy that failed is retried and completes.
     setup.config.write_text(good_config)
     _, err = setup.ok("copy", "--all", "--to", "offsite")
