@@ -680,7 +680,9 @@ def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
                 deferred_problem(outcome),
                 repository=outcome.name,
                 hint=f"the next prune that reaches {outcome.name} finishes there; if it "
-                "stays unreachable, check its endpoint, network and credentials",
+                # Credentials rejected fail the prune (unreachable): not this alert's.
+                "stays unreachable, check its endpoint and network, or that its disk is "
+                "mounted",
                 throttle_key=f"prune-deferred:{outcome.name}",
             )
         if outcome.lock_error is not None:
