@@ -66,7 +66,7 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
         # last one that restores look deletable; nor must the newest a mirror holds.
         present = list_backups(repos)
         group = with_holders(group, holders_known(present, stored, repos))
-        group = mark_missing(group, held_anywhere(present, repos))
+        group = mark_missing(group, held_anywhere(present, repos, stored))
     reasons = protected(group).get(target.id)
     if reasons:
         mirrors = [name for name in map(newest_in, reasons) if name is not None]

@@ -275,8 +275,8 @@ def stored_in(record: BackupRecord) -> set[str]:
 def _decide(
     ctx: Context, facts: list[BackupFacts], now: datetime | None, held: set[str] | None
 ) -> PruneResult:
-    """``held``: the ids of the backups some repository holds, when every repository
-    could be listed; a completed backup outside it is ``missing``, not a good one."""
+    """``held``: the ids of the backups some repository holds (:func:`held_anywhere`);
+    a completed backup outside it is ``missing``, not a good one."""
     when = now or datetime.now(UTC)
     # GFS periods are the installation's days, as the page and the schedules show them.
     zone = time_zone(ctx.settings)
@@ -596,9 +596,10 @@ def prune(
     # not keep the last one that can be restored out of min_keep; and each repository
     # keeps the newest good backup it holds (a mirror that missed the newer copies).
     facts = with_holders(facts, holders_known(present, stored, repos))
-    result = _decide(ctx, facts, now, held_anywhere(present, repos))
+    held = held_anywhere(present, repos, stored)
+    result = _decide(ctx, facts, now, held)
     if not trust_clock:
-        check_clock(ctx, result, facts, held_anywhere(present, repos))
+        check_clock(ctx, result, facts, held)
     result.dry_run = dry_run
     result.repositories = [outcome for outcome, _ in repos]
     expired = _expired_to_delete(result, present, stored, whole_catalog=database is None)
@@ -934,11 +935,16 @@ def _cannot_open(
 
 
 def held_anywhere(
-    present: dict[str, set[str]], repos: list[tuple[RepositoryOutcome, Repository | None]]
-) -> set[str] | None:
-    """The backups some repository holds, if every repository could be listed (else
-    None: whether a backup is anywhere is not known)."""
-    return set().union(*present.values()) if len(present) == len(repos) else None
+    present: dict[str, set[str]],
+    repos: list[tuple[RepositoryOutcome, Repository | None]],
+    stored: dict[str, set[str]],
+) -> set[str]:
+    """The backups some repository holds: what the listings hold, and for a repository
+    that could not be listed, what the catalog says was written or copied there
+    (:func:`holders_known`). Without the catalog's word for it, a mirror's outage made
+    every backup count as held: backups lost from the primary (that never reached the
+    mirror) counted as good toward ``min_keep`` and older good ones expired."""
+    return set(holders_known(present, stored, repos))
 
 
 def holders_listed(present: dict[str, set[str]]) -> dict[str, set[str]]:

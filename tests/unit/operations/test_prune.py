@@ -335,6 +335,31 @@ def test_backups_no_repository_holds_do_not_count_as_good(tmp_path: Path) -> Non
         inst.close()
 
 
+def test_backups_lost_while_a_mirror_is_down_do_not_count_as_good(tmp_path: Path) -> None:
+    """As above, with the mirror unreachable. The four newest backups never reached it
+    (the catalog records no copy there) and the two newest are gone from the primary, so
+    no repository can hold them: the mirror's outage must not make them count toward
+    ``min_keep`` (2) and expire the older of the two backups that still restore (the
+    newer is kept anyway, as the newest the primary holds)."""
+    inst = Installation.create(tmp_path)
+    try:
+        mirrored = inst.backup(13 * DAY)
+        inst.replicate()
+        good = [inst.backup(age * DAY) for age in (9, 8)]  # expired by date
+        gone = [inst.backup(age * DAY) for age in (2, 1)]
+        for backup_id in gone:
+            (tmp_path / "repo" / "manifests" / backup_id).unlink()
+        shutil.move(tmp_path / "second", tmp_path / "second.away")
+        result = run_prune(inst)
+        decisions = {d.backup.id: d for d in result.decisions}
+        for backup_id in good:
+            assert decisions[backup_id].keep, decisions[backup_id].rule
+            assert inst.read(backup_id) == data_for(backup_id)
+        assert inst.manifests() == {mirrored, *good}
+    finally:
+        inst.close()
+
+
 class _Interleaved:
     """A real store that runs ``before_delete(name)`` before deleting an object (and
     ``before_delete("put <name>")`` before writing one): another process's work,
