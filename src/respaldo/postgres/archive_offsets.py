@@ -103,26 +103,77 @@ class Readable(Protocol):
     def tell(self) -> int: ...
 
 
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+READ_AHEAD = 1 << 18
+"""Bytes :class:`_Reader` asks ``fh`` for at a time (or more, for a longer field)."""
+
+
 class _Reader:
+    """An archive's header and table of contents, parsed from memory, read from ``fh``
+    :data:`READ_AHEAD` bytes at a time. A ``read`` for every field (each sign byte,
+    integer and string; on a restore's spool, each one a wait on its lock) took 60 s for
+    the 180,000 entries of a dump of 20,000 tables, before the restore's pre-data step
+    could start (docs/benchmarks.md, session 26). ``fh`` is read ahead of what was
+    parsed: :meth:`tell` says where the parsing is."""
+
     def __init__(self, fh: Readable) -> None:
         self.fh = fh
         self.int_size = 4
         self.off_size = 8
         self.compression = 0
+        self._buf = b""
+        self._at = 0
+        """Where in ``_buf`` the next field starts."""
+        self._base = fh.tell()
+        """Where in ``fh`` ``_buf`` starts."""
+        self._int = struct.Struct("<BI")
+
+    def tell(self) -> int:
+        """Where in ``fh`` the next field starts."""
+        return self._base + self._at
+
+    def _need(self, n: int) -> None:
+        """At least ``n`` bytes from :meth:`tell` in ``_buf``."""
+        if len(self._buf) - self._at >= n:
+            return
+        parts = [self._buf[self._at :]]
+        have = len(parts[0])
+        self._base += self._at
+        self._at = 0
+        while have < n:
+            data = self.fh.read(max(n - have, READ_AHEAD))
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        self._buf = b"".join(parts)
+        if have < n:
+            raise _Unreadable("archive ends early")
+
+    def sizes(self, int_size: int, off_size: int) -> None:
+        """The archive's integer and offset sizes, as its header says."""
+        self.int_size = int_size
+        self.off_size = off_size
+        self._int = struct.Struct("<B" + _INT_FORMATS[int_size])
 
     def bytes(self, n: int) -> bytes:
-        data = self.fh.read(n)
-        if len(data) != n:
-            raise _Unreadable("archive ends early")
+        self._need(n)
+        data = self._buf[self._at : self._at + n]
+        self._at += n
         return data
 
     def byte(self) -> int:
-        return self.bytes(1)[0]
+        self._need(1)
+        value = self._buf[self._at]
+        self._at += 1
+        return value
 
     def int(self) -> int:
-        sign = self.byte()
-        value = int.from_bytes(self.bytes(self.int_size), "little")
-        return -value if sign else value
+        self._need(self._int.size)
+        sign, value = self._int.unpack_from(self._buf, self._at)
+        self._at += self._int.size
+        return -value if sign else int(value)
 
     def str(self) -> str | None:
         length = self.int()
@@ -135,7 +186,8 @@ class _Reader:
         length = self.int()
         if length < 0:
             return False
-        self.fh.seek(length, os.SEEK_CUR)
+        self._need(length)
+        self._at += length
         return True
 
 
@@ -146,11 +198,12 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
     r.byte()  # revision
     if version not in SUPPORTED:
         raise _Unreadable(f"archive version {version[0]}.{version[1]}")
-    r.int_size = r.byte()
-    r.off_size = r.byte()
+    int_size = r.byte()
+    off_size = r.byte()
     archive_format = r.byte()
-    if archive_format not in formats or not 1 <= r.int_size <= 8 or not 1 <= r.off_size <= 8:
+    if archive_format not in formats or int_size not in _INT_FORMATS or not 1 <= off_size <= 8:
         raise _Unreadable("not a custom-format archive")
+    r.sizes(int_size, off_size)
     # Compression: an algorithm (0 none) from 1.15 on, a level (0 none) before.
     r.compression = r.byte() if version >= (1, 15) else r.int()
     for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
@@ -183,7 +236,7 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
         while (dependency := r.str()) is not None:  # dependencies, until NULL
             if dependency.isdigit():
                 depends.append(int(dependency))
-        state_at = r.fh.tell()
+        state_at = r.tell()
         file = None
         if archive_format == FORMAT_CUSTOM:
             state = r.byte()
@@ -197,7 +250,7 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
                 kind,
                 state,
                 state_at,
-                r.fh.tell(),
+                r.tell(),
                 file,
                 section,
                 tuple(depends),
@@ -206,9 +259,6 @@ def _read_toc(r: _Reader, formats: tuple[int, ...] = (FORMAT_CUSTOM,)) -> list[T
             )
         )
     return entries
-
-
-_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def _data_blocks(data: mmap.mmap, start: int, int_size: int) -> dict[int, int]:
@@ -267,10 +317,10 @@ def set_offsets(path: Path) -> int:
         r = _Reader(fh)
         try:
             entries = _read_toc(r)
-            if fh.tell() >= os.fstat(fh.fileno()).st_size:
+            if r.tell() >= os.fstat(fh.fileno()).st_size:
                 return 0  # no data at all
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                blocks = _data_blocks(data, fh.tell(), r.int_size)
+                blocks = _data_blocks(data, r.tell(), r.int_size)
         except _Unreadable:
             return 0
         by_id = {e.dump_id: e for e in entries}
@@ -287,13 +337,14 @@ def set_offsets(path: Path) -> int:
 def read_toc(fh: Readable) -> ArchiveToc | None:
     """The table of contents of the custom-format archive ``fh`` reads from its start;
     None for an archive this module does not read (then nothing is known of its data
-    blocks). Only the table of contents is read: ``fh`` is left at its end."""
+    blocks). ``fh`` is read ahead of the table of contents, then left at its end."""
     r = _Reader(fh)
     try:
         entries = _read_toc(r)
     except _Unreadable:
         return None
-    return ArchiveToc(entries, fh.tell(), r.int_size, r.off_size)
+    fh.seek(r.tell())
+    return ArchiveToc(entries, r.tell(), r.int_size, r.off_size)
 
 
 def custom_from_directory(toc_dat: bytes) -> tuple[bytes, ArchiveToc] | None:
@@ -310,7 +361,7 @@ def custom_from_directory(toc_dat: bytes) -> tuple[bytes, ArchiveToc] | None:
         return None
     if r.compression != 0:
         return None  # compressed files: their data is no custom archive's block parts
-    end = fh.tell()
+    end = r.tell()
     out = bytearray(toc_dat[:FORMAT_AT])
     out.append(FORMAT_CUSTOM)
     done = FORMAT_AT + 1
