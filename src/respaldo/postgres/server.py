@@ -375,6 +375,43 @@ class _Stopped(Exception):
     """The counting was stopped: its caller failed."""
 
 
+COUNT_BATCH = 100
+"""Tables counted by one statement (:func:`count_batches`)."""
+
+
+def count_batches(
+    tables: Sequence[tuple[str, str]], fmt: int = ROW_COUNTS_FORMAT, size: int = COUNT_BATCH
+) -> Iterator[tuple[Sequence[tuple[str, str]], sql.Composed]]:
+    """``tables`` (schema, name) a batch of ``size`` at a time, with the one statement
+    that counts each batch's tables (format ``fmt``): a row ``(n, count)`` for the
+    ``n``-th table of the batch. A statement for each table cost a round trip each: on a
+    loaded machine, 20,000 tables' counts took longer than the server's work on them
+    (docs/benchmarks.md, session 26). Pure."""
+    query = count_query(fmt).replace("SELECT count(*)", "SELECT {}, count(*)")
+    for first in range(0, len(tables), size):
+        batch = tables[first : first + size]
+        yield (
+            batch,
+            sql.SQL(" UNION ALL ").join(
+                sql.SQL(query).format(sql.Literal(n), sql.Identifier(schema, table))
+                for n, (schema, table) in enumerate(batch)
+            ),
+        )
+
+
+def _counted(
+    cur: psycopg.Cursor[TupleRow],
+    batch: Sequence[tuple[str, str]],
+    statement: sql.Composed,
+    fmt: int,
+) -> dict[str, int]:
+    """Run one of :func:`count_batches`' statements: its tables' counts, keyed."""
+    rows = cur.execute(statement).fetchall()
+    if len(rows) != len(batch):
+        raise QueryFailed(f"{len(rows)} row counts for {len(batch)} tables")
+    return {count_key(*batch[int(n)], fmt): int(count) for n, count in rows}
+
+
 def _count(
     conn: Connection,
     stop: threading.Event | None = None,
@@ -382,7 +419,6 @@ def _count(
     before: Callable[[list[int]], None] | None = None,
 ) -> dict[str, int]:
     # Counted and keyed as respaldo.postgres.counts says for format ``fmt``.
-    query = sql.SQL(count_query(fmt))
     with conn.cursor() as cur:
         rows = cur.execute(_USER_TABLES).fetchall()
         tables = [(str(s), str(t)) for s, t, _ in rows]
@@ -399,13 +435,10 @@ def _count(
                     )
                 )
         counts: dict[str, int] = {}
-        for schema, table in tables:
+        for batch, statement in count_batches(tables, fmt):
             if stop is not None and stop.is_set():
                 raise _Stopped
-            cur.execute(query.format(sql.Identifier(schema, table)))
-            count_row = cur.fetchone()
-            assert count_row is not None
-            counts[count_key(schema, table, fmt)] = int(count_row[0])
+            counts.update(_counted(cur, batch, statement, fmt))
         rewritten = cur.execute(_REWRITTEN, (oids,)).fetchall()
     if rewritten:
         which = ", ".join(count_key(str(s), str(t), fmt) for s, t in rewritten)
@@ -428,7 +461,6 @@ def count_rows(
     transaction; keyed by :func:`~respaldo.postgres.counts.count_key`. For a restore's
     worker that counts the tables it has just loaded. Raises ConnectionFailed,
     QueryFailed."""
-    query = sql.SQL(count_query(fmt))
 
     def count(conn: Connection) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -438,14 +470,11 @@ def count_rows(
             # --jobs, and the other workers still load; parallel workers of a scan
             # would take cores beyond it.
             cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            for schema, table in tables:
+            for batch, statement in count_batches(tables, fmt):
                 # A cancel that came between two counts cancelled no query: this one
                 # would run, and wait on whatever lock it met.
                 cancellation.check()
-                cur.execute(query.format(sql.Identifier(schema, table)))
-                row = cur.fetchone()
-                assert row is not None
-                counts[count_key(schema, table, fmt)] = int(row[0])
+                counts.update(_counted(cur, batch, statement, fmt))
         return counts
 
     conn = connect(conninfo)
@@ -542,9 +571,12 @@ def _set_autovacuum(
         else "ALTER TABLE {} SET (autovacuum_enabled = false)"
     )
 
+    # All of them in one round trip: one each cost more than the server's work on a
+    # loaded machine (docs/benchmarks.md, session 26).
+    statements = sql.SQL("; ").join(statement.format(sql.Identifier(*t)) for t in tables)
+
     def run() -> None:
-        for schema, table in tables:
-            conn.execute(statement.format(sql.Identifier(schema, table)))
+        conn.execute(statements)
         conn.commit()
 
     _guarded(conninfo, what, run)

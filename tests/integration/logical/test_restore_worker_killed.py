@@ -254,7 +254,7 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
 _COUNTING = """
 SELECT count(*) FROM pg_catalog.pg_stat_activity a
  WHERE a.datname = current_database() AND a.wait_event_type = 'Lock'
-   AND a.query LIKE 'SELECT count(*) FROM ONLY %'
+   AND a.query LIKE 'SELECT %, count(*) FROM ONLY %'
 """
 
 
