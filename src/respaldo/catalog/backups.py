@@ -155,15 +155,19 @@ class BackupRecords:
         since: datetime | None = None,
         until: datetime | None = None,
         verified: bool | None = None,
+        primary_deleted: bool | None = None,
     ) -> builtins.list[BackupRecord]:
         """Records matching every filter given (None: no filter), newest first.
 
         Newest means latest ``created_at``; records made in the same second are ordered
         by id, descending. ``since``/``until`` bound ``created_at`` (both inclusive);
-        ``verified`` is ``is_verified``. ``limit`` caps the count (must be positive),
+        ``verified`` is ``is_verified``; ``primary_deleted`` whether
+        ``primary_deleted_at`` is set. ``limit`` caps the count (must be positive),
         after skipping ``offset`` records.
         """
-        query = self._where(sa.select(BackupRecord), database, kind, status, since, until, verified)
+        query = self._where(
+            sa.select(BackupRecord), database, kind, status, since, until, verified, primary_deleted
+        )
         query = query.order_by(BackupRecord.created_at.desc(), BackupRecord.id.desc())
         if limit is not None:
             if limit <= 0:
@@ -184,6 +188,7 @@ class BackupRecords:
         since: datetime | None = None,
         until: datetime | None = None,
         verified: bool | None = None,
+        primary_deleted: bool | None = None,
     ) -> int:
         """How many records :meth:`list` would return without limit and offset."""
         query = self._where(
@@ -194,6 +199,7 @@ class BackupRecords:
             since,
             until,
             verified,
+            primary_deleted,
         )
         return int(self.session.scalar(query) or 0)
 
@@ -206,6 +212,7 @@ class BackupRecords:
         since: datetime | None,
         until: datetime | None,
         verified: bool | None,
+        primary_deleted: bool | None = None,
     ) -> sa.Select[_T]:
         if database is not None:
             query = query.where(BackupRecord.database_name == database)
@@ -219,6 +226,9 @@ class BackupRecords:
             query = query.where(BackupRecord.created_at <= _aware(until, "until"))
         if verified is not None:
             query = query.where(BackupRecord.is_verified.is_(verified))
+        if primary_deleted is not None:
+            deleted = BackupRecord.primary_deleted_at.is_not(None)
+            query = query.where(deleted if primary_deleted else sa.not_(deleted))
         return query
 
     # -- the life of a backup ------------------------------------------------------------
@@ -471,6 +481,17 @@ class BackupRecords:
                     parents.append(child.id)
                     found.append(child)
         return found
+
+    def deleted_from_primary(self, backup_id: str, *, now: datetime | None = None) -> None:
+        """Record that the backup's manifest was deleted from its primary repository
+        (``repository``) while others still hold it: its record stays until they are
+        done too (:meth:`delete`). Idempotent: the first time is kept.
+
+        Raises RecordNotFound."""
+        record = self._lock(backup_id)
+        if record.primary_deleted_at is None:
+            record.primary_deleted_at = now or _utcnow()
+            self.session.flush()
 
     def delete(self, backup_id: str) -> None:
         """Remove a record, and its copies, for good (retention expired it and its

@@ -51,7 +51,11 @@ class BackupCopies:
         return builtins.list(self.session.scalars(query.order_by(BackupCopy.repository)))
 
     def missing_in(self, repository: str) -> builtins.list[str]:
-        """Ids of completed backups with no completed copy in ``repository``, oldest first."""
+        """Ids of completed backups with no completed copy in ``repository``, oldest first.
+
+        Not those deleted from their primary already (retention expired them while a
+        mirror could not be reached): there is nothing left to copy, and they are not
+        to be kept anywhere."""
         done = sa.select(BackupCopy.backup_id).where(
             BackupCopy.repository == repository, BackupCopy.status == CopyStatus.COMPLETED
         )
@@ -59,19 +63,23 @@ class BackupCopies:
             sa.select(BackupRecord.id)
             .where(BackupRecord.status == "completed", BackupRecord.id.not_in(done))
             .where(BackupRecord.repository != repository)
+            .where(BackupRecord.primary_deleted_at.is_(None))
             .order_by(BackupRecord.created_at, BackupRecord.id)
         )
         return builtins.list(self.session.scalars(query))
 
     def held_in(self, repository: str) -> builtins.set[str]:
         """Ids of completed backups the catalog says ``repository`` holds: written to it
-        (its primary at the time) or copied into it (a completed copy)."""
+        (its primary at the time) and not deleted from it since (``primary_deleted_at``),
+        or copied into it (a completed copy)."""
         copied = sa.select(BackupCopy.backup_id).where(
             BackupCopy.repository == repository, BackupCopy.status == CopyStatus.COMPLETED
         )
+        written = sa.and_(
+            BackupRecord.repository == repository, BackupRecord.primary_deleted_at.is_(None)
+        )
         query = sa.select(BackupRecord.id).where(
-            BackupRecord.status == "completed",
-            sa.or_(BackupRecord.repository == repository, BackupRecord.id.in_(copied)),
+            BackupRecord.status == "completed", sa.or_(written, BackupRecord.id.in_(copied))
         )
         return builtins.set(self.session.scalars(query))
 

@@ -118,6 +118,12 @@ class BackupRecord(Base):
     """The backup an incremental physical backup restores on top of (its manifest's
     ``incremental_of``); retention keeps it while this one is kept."""
 
+    primary_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When the backup was deleted from ``repository`` (prune expired it, or a deletion
+    by hand) while a mirror that could not be reached still holds it: the record stays
+    until it is deleted there too. Such a backup is not listed, verified or copied, nor
+    read from ``repository``. None: ``repository`` holds it (migration 0018)."""
+
     copies: Mapped[list[BackupCopy]] = relationship(
         back_populates="backup",
         cascade="all, delete-orphan",

@@ -22,6 +22,7 @@ from respaldo.operations.models import ResultModel
 from respaldo.operations.prune import (
     being_restored,
     delete_manifests,
+    deleted_elsewhere,
     facts_of,
     held_anywhere,
     holders_known,
@@ -99,7 +100,9 @@ def delete_backup(ctx: Context, backup_id: str) -> DeletedBackup:
             "on top of it",
             hint="delete the backups built on it first (the newest of a chain first)",
         )
-    if not delete_manifests(target.id, repos):
+    left = delete_manifests(target.id, repos)
+    if left:
+        deleted_elsewhere(ctx, target.id, left)
         problems = "; ".join(
             f"{o.name}: {o.error or o.deferred}" for o, _ in repos if o.error or o.deferred
         )

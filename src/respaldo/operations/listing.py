@@ -44,7 +44,8 @@ def list_backups(
     until: str | datetime | None = None,
     verified: bool | None = None,
 ) -> BackupListing:
-    """Backups in the catalog, newest first, filtered by each argument given.
+    """Backups in the catalog, newest first, filtered by each argument given; not those
+    a prune deleted from the primary while a mirror could not be reached.
 
     ``since`` and ``until`` bound the backups' creation time (inclusive): aware times,
     or ISO 8601 text (a date alone is its midnight UTC; a time without its UTC offset is
@@ -62,6 +63,10 @@ def list_backups(
         "since": parse_time("since", since),
         "until": parse_time("until", until),
         "verified": verified,
+        # Deleted from the primary by a prune that could not reach a mirror: expired,
+        # its record only waits for that mirror (``primary_deleted_at``); not a backup
+        # to choose from.
+        "primary_deleted": False,
     }
     with ctx.catalog.read() as session:
         records = BackupRecords(session)

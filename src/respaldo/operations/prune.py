@@ -265,11 +265,10 @@ def _catalog(ctx: Context, database: str | None) -> tuple[list[BackupFacts], dic
 
 
 def stored_in(record: BackupRecord) -> set[str]:
-    """The repositories the catalog says hold ``record``'s backup: its primary and the
-    secondaries its copy completed in."""
-    return {record.repository} | {
-        c.repository for c in record.copies if c.status is CopyStatus.COMPLETED
-    }
+    """The repositories the catalog says hold ``record``'s backup: its primary (unless
+    it was deleted from there) and the secondaries its copy completed in."""
+    primary = {record.repository} if record.primary_deleted_at is None else set()
+    return primary | {c.repository for c in record.copies if c.status is CopyStatus.COMPLETED}
 
 
 def _decide(
@@ -1011,18 +1010,18 @@ def mark_missing(facts: list[BackupFacts], held: set[str] | None) -> list[Backup
 
 def delete_manifests(
     backup_id: str, repos: list[tuple[RepositoryOutcome, Repository | None]]
-) -> bool:
+) -> list[str]:
     """Delete the manifest of ``backup_id`` from every repository (its data goes with
-    the next garbage collection). True if no repository holds it any more; else each
-    failing repository's outcome says why, and the catalog record must stay, so that
-    the deletion can be finished later.
+    the next garbage collection). The names of the repositories that may still hold it:
+    none, or each one's outcome says why, and the catalog record must stay, so that the
+    deletion can be finished later (:func:`deleted_elsewhere` records what is done).
 
     In the order of ``repos``, the configuration's: the primary first. A copy to a
     mirror running meanwhile relies on it (:mod:`respaldo.repository.copy`)."""
-    complete = True
+    left: list[str] = []
     for outcome, repo in repos:
         if repo is None:
-            complete = False
+            left.append(outcome.name)
             if outcome.deferred is not None:
                 outcome.waiting += 1
             continue
@@ -1032,9 +1031,23 @@ def delete_manifests(
         except ObjectNotFound:
             pass  # never copied there, or deleted by an interrupted run
         except RespaldoError as exc:
-            complete = False
+            left.append(outcome.name)
             outcome.fail(f"cannot delete manifest of {backup_id}: {exc}")
-    return complete
+    return left
+
+
+def deleted_elsewhere(ctx: Context, backup_id: str, left: list[str]) -> None:
+    """The record of ``backup_id`` stays, for the repositories ``left`` that may still
+    hold it; if its primary is not one of them, that it is gone from there
+    (``primary_deleted_at``): while a mirror is down for days, it is no longer listed,
+    verified in the primary, copied or read from there."""
+    with ctx.catalog.begin() as session:
+        records = BackupRecords(session)
+        try:
+            if records.get(backup_id).repository not in left:
+                records.deleted_from_primary(backup_id)
+        except RecordNotFound:
+            pass  # another prune (or a deletion by hand) finished it meanwhile
 
 
 def _delete_backup(
@@ -1071,8 +1084,11 @@ def _delete_backup(
     # Manifests and record go together: a SIGTERM between them left the record
     # "completed" with no manifest (verify --all: a lost backup) until the next prune.
     with cancellation.shielded():
-        if decision.holds_data and not delete_manifests(backup.id, repos):
-            return  # its record stays, so the next run deletes what is left of it
+        left = delete_manifests(backup.id, repos) if decision.holds_data else []
+        if left:
+            # Its record stays, so the next run deletes what is left of it.
+            deleted_elsewhere(ctx, backup.id, left)
+            return
         with ctx.catalog.begin() as session:
             try:
                 BackupRecords(session).delete(backup.id)

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
+from respaldo.catalog import BackupRecord
 from respaldo.childenv import hook_environment
 from respaldo.config import DatabaseSettings
 from respaldo.domain import (
@@ -1410,7 +1411,8 @@ def load_manifest_told(
     try:
         return load_manifest_any(repo, fallbacks, backup_id)
     except BackupNotFound as exc:
-        status = _recorded_status(ctx, backup_id)
+        record = _recorded(ctx, backup_id)
+        status = None if record is None else record.status
         if status is None and _catalog_lacks(ctx, backup_id):
             # Chosen from a list, then deleted before the restore started (a prune in the
             # moment between its last look at the queue and the deletion): 'no backup
@@ -1419,6 +1421,16 @@ def load_manifest_told(
                 f"{exc}, and the catalog does not list it either: it was deleted after it "
                 "was chosen (it expired and a prune deleted it, or it was deleted by hand), "
                 "or the id is wrong; nothing was changed",
+                hint="'respaldo list' shows the backups there are; restore one of them",
+            ) from None
+        if record is not None and record.primary_deleted_at is not None:
+            # Not "no backup in file:///...": its record stays only for a mirror that a
+            # prune could not reach (not read now, or lacking it by now too).
+            raise BackupNotFound(
+                f"backup {backup_id} expired: a prune deleted it from repository "
+                f"{record.repository} on {record.primary_deleted_at:%Y-%m-%d %H:%M} UTC, "
+                "and no repository read holds it; its record stays until the next prune "
+                "that reaches the mirror it was copied to deletes it there",
                 hint="'respaldo list' shows the backups there are; restore one of them",
             ) from None
         if status is None or status == BackupStatus.COMPLETED:
@@ -1438,10 +1450,10 @@ def load_manifest_told(
         raise
 
 
-def _recorded_status(ctx: Context, backup_id: str) -> BackupStatus | None:
-    """The catalog's status of ``backup_id``; None without a catalog or a record."""
+def _recorded(ctx: Context, backup_id: str) -> BackupRecord | None:
+    """The catalog's record of ``backup_id``; None without a catalog or a record."""
     try:
-        return ctx.record(backup_id).status
+        return ctx.record(backup_id)
     except (RecordNotFound, RuntimeError):  # RuntimeError: a context without catalog
         return None
 

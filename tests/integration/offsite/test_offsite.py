@@ -183,10 +183,16 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     # The clock check off: the backups are dated days apart with nothing between them.
     good_config = setup.config.read_text() + "\n[retention]\nmin_keep = 1\nclock_check_days = 0\n"
     closed = f"http://127.0.0.1:{closed_port()}"
-    setup.config.write_text(
+    outage = (
         good_config.replace(setup.s3.endpoint_url, closed)
         + f'\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
     )
+    # A backup never copied, which expires during the outage: taken with the bucket out
+    # of the config (no copy tried, as none completed; the failed copy's retries cost 2 s).
+    setup.config.write_text(outage)
+    setup.local_only()
+    uncopied = setup.ok("backup", "erp")[0].strip().splitlines()[-1]
+    setup.config.write_text(outage)
     code, out, err = setup.run("backup", "erp")
     assert code == 0, err
     backup_id = out.strip().splitlines()[-1]
@@ -196,8 +202,8 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     # Prune meanwhile: a long outage must not let the local repository fill up, nor fail
     # every nightly prune. The primary is pruned; the bucket's part waits, with a warning
     # and an alert.
-    for backup, age in zip(held, (12, 9), strict=True):
-        back_date(setup, backup, age * DAY)  # 7 days' retention: both expired
+    for backup, age in zip([*held, uncopied], (12, 9, 8), strict=True):
+        back_date(setup, backup, age * DAY)  # 7 days' retention: all expired
     try:
         out, _ = setup.ok("prune", "--json")
         prunes = [i["json"] for i in webhook.inbox.items if "prune" in i["json"]["title"]]
@@ -206,7 +212,7 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     report = json.loads(out)
     said = " ".join(report["warnings"])
     assert "repository offsite could not be reached (cannot open: " in said, said
-    assert "1 expired backup keeps its record until it is deleted there" in said
+    assert "2 expired backups keep their records until they are deleted there" in said
     assert report["deleted"] == []
     offsite = report["repositories"][1]
     assert offsite["error"] is None and offsite["deferred"].startswith("cannot open")
@@ -217,6 +223,17 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     decisions = {d["id"]: d for d in report["decisions"]}
     assert decisions[held[1]]["rules"] == ["newest in offsite"]
     assert {p.name for p in (setup.tmp / "repo" / "manifests").iterdir()} == {held[1], backup_id}
+    # What waits for the bucket is gone from the primary: not listed as a backup to
+    # restore, nor reported lost by a full verify of the primary (exit 3 and an alert).
+    listed, _ = setup.ok("list", "--json")
+    assert {b["id"] for b in json.loads(listed)} == {held[1], backup_id}
+    setup.ok("verify", "--all", "--repository", "local")
+    code, _, err = setup.run(
+        "restore", held[0], "--target-database", new_dbname, "--repository", "local"
+    )
+    assert code != 0 and f"backup {held[0]} expired: a prune deleted it from repository local" in (
+        " ".join(err.split())
+    )
     # Reached but refused (an access key the store does not know: 403) or nothing at
     # the prefix (every object of the mirror deleted): no outage to wait out, so the
     # prune fails there rather than completing with a throttled warning. Dry runs.
@@ -230,16 +247,18 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
         offsite = json.loads(out)["repositories"][1]
         assert code == 1 and offsite["deferred"] is None, offsite
         assert offsite["error"].startswith("cannot open"), offsite
-    # Back online: the copy that failed is retried and completes.
+    # Back online: the copy that failed is retried and completes; the expired backup
+    # never copied is not copied (it failed, "no manifest", and alerted until the next
+    # prune).
     setup.config.write_text(good_config)
     _, err = setup.ok("copy", "--all", "--to", "offsite")
-    assert f"{backup_id}: copied to offsite" in err
+    assert f"{backup_id}: copied to offsite" in err and uncopied not in err
     setup.ok("verify", backup_id, "--repository", "offsite")
     _, err = setup.ok("copy", "--all", "--to", "offsite")
     assert "nothing to copy" in err
     # The first prune that reaches the bucket finishes there what waited.
     out, _ = setup.ok("prune", "--json")
-    assert sorted(json.loads(out)["deleted"]) == sorted(held)
+    assert sorted(json.loads(out)["deleted"]) == sorted([*held, uncopied])
     assert [k.rsplit("/", 1)[1] for k in setup.bucket_keys("manifests/")] == [backup_id]
 
 

@@ -12,14 +12,15 @@ from typing import Any, cast
 
 import pytest
 
-from respaldo.catalog import Jobs
+from respaldo.catalog import BackupCopies, Jobs
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
-from respaldo.errors import ClockAhead, PermanentStorageError, StorageError
+from respaldo.errors import ClockAhead, PermanentStorageError, RespaldoError, StorageError
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
+from respaldo.operations.listing import list_backups
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.processes import this_host
 from respaldo.repository import Lease, LockKind, verify_repository
@@ -223,10 +224,26 @@ def test_unreachable_secondary_keeps_the_record_until_done(
     # Gone from the primary, still recorded: the next run must finish the job.
     assert old not in inst.manifests() and old in inst.record_ids()
     assert result.deleted == []
+    # The record says it: the mirror alone holds it, and it is not listed or copied.
+    with inst.ctx.catalog.read() as session:
+        copies = BackupCopies(session)
+        assert old not in copies.held_in("local") and old in copies.held_in("second")
+        assert copies.missing_in("second") == []
+    assert old not in {b.id for b in list_backups(inst.ctx).backups}
+    # So does a deletion by hand meanwhile, which the mirror fails.
+    ctx = inst.context()
+    try:
+        with pytest.raises(RespaldoError, match="could not be deleted everywhere"):
+            delete_backup(ctx, new[0])
+    finally:
+        ctx.close()
+    with inst.ctx.catalog.read() as session:
+        assert BackupCopies(session).held_in("local") == {new[1]}
     shutil.move(inst.root / "second.away", second)
     result = run_prune(inst)
     assert result.ok and result.deleted == [old]
-    assert inst.record_ids() == set(new)
+    delete_backup(inst.ctx, new[0])  # again, as its error said
+    assert inst.record_ids() == {new[1]}
     assert_agree(inst)
 
 
