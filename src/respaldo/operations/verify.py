@@ -186,7 +186,8 @@ def _recorded_but_missing(ctx: Context, name: str, repo: Repository) -> list[Pro
         Problem(
             f"the catalog records this backup as completed in repository {name}, but its "
             "manifest is not there: the backup is gone from this repository (restore it "
-            "from another that holds it; 'respaldo delete' it if none does)",
+            "from another that holds it; if none does, the next 'respaldo prune' expires "
+            "it once retention no longer keeps it, or DELETE /admin/backups/ID deletes it)",
             manifest_name(backup_id),
             backup_id,
         )

@@ -248,7 +248,7 @@ _OF_A_SOURCE = (
 def _close_unwatched(ctx: Context, now: datetime) -> None:
     """Close, without a message, the alerts of databases, file sets and repositories no
     longer configured. Their items left the report for good: without this, such an alert
-    stayed open for ever (on the page, in ``respaldo alerts``), and a "resolved" would
+    stayed open for ever (on the page's alerts, in the status), and a "resolved" would
     say a problem nobody mended was mended."""
     settings = ctx.settings
     sources = {db.name for db in settings.databases} | {f.name for f in settings.file_sets}

@@ -3,7 +3,7 @@ manifest and its catalog record (``terminated_prune.py`` sends it at that point)
 
 Before, the KeyboardInterrupt cut the two apart: the record stayed ``completed`` with no
 manifest behind it, ``list`` showed it as a good backup and ``verify --all`` exited 3
-calling it lost ('respaldo delete' it), until the next prune. The two steps are now
+calling it lost, until the next prune. The two steps are now
 shielded (:func:`respaldo.cancellation.shielded`): the interrupt is raised once the
 record is deleted too.
 """
