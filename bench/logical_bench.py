@@ -68,6 +68,7 @@ from bench.measure import (
     log,
     machine,
     on_two_threads,
+    secret_file,
     wait_quiet,
 )
 from bench.measure import busy_seconds as _busy_seconds
@@ -306,8 +307,8 @@ class Bench:
         shutil.rmtree(secrets_dir, ignore_errors=True)
         secrets_dir.mkdir(mode=0o700, parents=True)
         password = cluster.password.get_secret_value()
-        self.password_file = self._secret(secrets_dir / "erp.pass", password + "\n")
-        pgpass = self._secret(
+        self.password_file = secret_file(secrets_dir / "erp.pass", password + "\n")
+        pgpass = secret_file(
             secrets_dir / "pgpass",
             f"{cluster.host}:{cluster.port}:*:{cluster.superuser}:"
             + password.replace("\\", "\\\\").replace(":", "\\:")
@@ -318,14 +319,6 @@ class Bench:
         self.respaldo_env = {**base, "RESPALDO_PASSPHRASE": PASSPHRASE}
         self.out = self.workdir / "out"
         self.out.mkdir(parents=True, exist_ok=True)
-
-    @staticmethod
-    def _secret(path: Path, text: str) -> Path:
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        return path
 
     def dsn(self, dbname: str) -> str:
         c = self.cluster

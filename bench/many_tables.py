@@ -41,7 +41,7 @@ from sample.cluster import TempCluster
 
 from bench.bigdb import _state_path, attach, save
 from bench.logical_bench import PASSPHRASE, Setup, respaldo_argv
-from bench.measure import log
+from bench.measure import log, secret_file
 
 DB = "many"
 
@@ -88,19 +88,11 @@ def create(directory: Path, tables: int, schemas: int, bindir: Path | None) -> N
     atexit.unregister(cluster.destroy)
 
 
-def _secret(path: Path, text: str) -> Path:
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return path
-
-
 def _prepare(cluster: TempCluster, directory: Path) -> None:
     """The pg_dump file, the respaldo backup and env.sh (see the module's docstring)."""
     password = cluster.password.get_secret_value()
-    password_file = _secret(directory / "db.pass", password + "\n")
-    pgpass = _secret(
+    password_file = secret_file(directory / "db.pass", password + "\n")
+    pgpass = secret_file(
         directory / "pgpass",
         f"{cluster.host}:{cluster.port}:*:{cluster.superuser}:"
         + password.replace("\\", "\\\\").replace(":", "\\:")

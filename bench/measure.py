@@ -198,3 +198,13 @@ def build_packs(
             builder.finish(sealer)
     if len(builder):
         builder.finish(sealer)
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """``text`` in a new 0600 file at ``path`` (replacing one there): created with its mode,
+    never readable by others for a moment, as respaldo's *_file settings want."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path

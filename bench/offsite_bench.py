@@ -81,6 +81,7 @@ from bench.measure import (
     finish,
     log,
     machine,
+    secret_file,
     wait_quiet,
 )
 from bench.measure import busy_seconds as _busy_seconds
@@ -363,10 +364,10 @@ class Bench:
         secrets_dir = self.workdir / "secrets"
         shutil.rmtree(secrets_dir, ignore_errors=True)
         secrets_dir.mkdir(mode=0o700, parents=True)
-        self.password_file = self._secret(
+        self.password_file = secret_file(
             secrets_dir / "erp.pass", cluster.password.get_secret_value() + "\n"
         )
-        self.secret_file = self._secret(
+        self.secret_file = secret_file(
             secrets_dir / "s3.secret", weed.endpoint.secret_access_key + "\n"
         )
         base = {
@@ -378,14 +379,6 @@ class Bench:
         shutil.rmtree(self.out, ignore_errors=True)
         self.out.mkdir(parents=True)
         self.dsn = f"host={cluster.host} port={cluster.port} user={cluster.superuser} dbname={DB}"
-
-    @staticmethod
-    def _secret(path: Path, text: str) -> Path:
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        return path
 
     def setup(self, name: str) -> Setup:
         """A new setup: empty directory, no repository yet."""
