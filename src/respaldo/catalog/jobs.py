@@ -164,12 +164,7 @@ class Jobs:
         the run before it, or another process's, still went on)."""
         query = (
             sa.select(Job)
-            .where(
-                known_kind(),
-                Job.triggered_by == TriggeredBy.SCHEDULE,
-                Job.requested_by == schedule,
-                Job.status != JobStatus.SKIPPED,
-            )
+            .where(*_of_schedule(schedule), Job.status != JobStatus.SKIPPED)
             .order_by(Job.created_at.desc(), Job.id.desc())
             .limit(1)
         )
@@ -197,13 +192,7 @@ class Jobs:
         however many skipped firings came after it."""
         query = (
             sa.select(Job)
-            .where(
-                known_kind(),
-                Job.triggered_by == TriggeredBy.SCHEDULE,
-                Job.requested_by == schedule,
-                Job.status.not_in(_FINAL),
-                Job.id != besides,
-            )
+            .where(*_of_schedule(schedule), Job.status.not_in(_FINAL), Job.id != besides)
             .order_by(Job.id)
             .limit(1)
         )
@@ -814,3 +803,12 @@ def _tally_sum(added: Any) -> dict[str, Any]:
         else_=old,
     )
     return {"count": JobTally.count + added.count, "last_finished_at": newest}
+
+
+def _of_schedule(schedule: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The conditions of a job that ``schedule`` fired (a kind this respaldo knows)."""
+    return (
+        known_kind(),
+        Job.triggered_by == TriggeredBy.SCHEDULE,
+        Job.requested_by == schedule,
+    )
