@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 from respaldo import cancellation
 from respaldo.catalog.copies import BackupCopies
-from respaldo.errors import ConfigError, InvalidInput, StorageError
+from respaldo.errors import BackupNotFound, ConfigError, IntegrityError, InvalidInput, StorageError
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status_verify import note_verified
 from respaldo.phrases import N_, counted
-from respaldo.repository import Repository, verify_backups, verify_repository
+from respaldo.repository import Manifest, Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
 from respaldo.repository.manifest import manifest_name
 from respaldo.repository.verify import (
@@ -104,10 +104,16 @@ def verify(
         if slice_ is not None:
             report = verify_subset(repo, *slice_, step)
         elif everything:
-            report = verify_repository(repo, step)
+            chains: dict[str, list[str]] = {}
+            report = verify_repository(
+                repo, step, seen=lambda m: chains.__setitem__(m.backup_id, chain_of(m))
+            )
             report.problems += _recorded_but_missing(ctx, name, repo)
+            report.problems += _chains_gone(repo, chains)
         else:
-            report = verify_backups(repo, backup_ids or [], step)
+            ids, gone = _with_chains(repo, backup_ids or [])
+            report = verify_backups(repo, ids, step)
+            report.problems += gone
     if slice_ is not None or everything:
         # Read as a whole (a slice of it, or all): what the status's verify item counts.
         scope = f"subset {subset}" if slice_ is not None else "all"
@@ -193,6 +199,57 @@ def _recorded_but_missing(ctx: Context, name: str, repo: Repository) -> list[Pro
         )
         for backup_id in missing
         if backup_id in still
+    ]
+
+
+def chain_of(manifest: Manifest) -> list[str]:
+    """The backups an incremental physical backup restores on top of, oldest first
+    (``meta.chain``, docs/repository-format.md; :mod:`respaldo.operations.physical_chain`
+    writes it); none for every other backup."""
+    return [str(member) for member in manifest.meta.get("chain") or []]
+
+
+def _with_chains(repo: Repository, backup_ids: list[str]) -> tuple[list[str], list[Problem]]:
+    """``backup_ids``, each incremental one preceded by its chain (once each), and a
+    problem for each backup of a chain gone from ``repo``. An incremental backup
+    restores only combined with its chain's: reading its own chunks alone, verify said
+    "ok" of one whose parent was lost or damaged, which no restore could combine (a
+    restore refused it, its restore test failed)."""
+    chains: dict[str, list[str]] = {}
+    for backup_id in backup_ids:
+        try:
+            chains[backup_id] = chain_of(repo.load_manifest(backup_id))
+        except (BackupNotFound, IntegrityError):
+            chains[backup_id] = []  # said when it is verified
+    gone = _chains_gone(repo, chains)
+    missing = {problem.obj for problem in gone}
+    ordered: dict[str, None] = {}
+    for backup_id in backup_ids:
+        for member in chains[backup_id]:
+            if manifest_name(member) not in missing:
+                ordered.setdefault(member)
+        ordered.setdefault(backup_id)
+    return list(ordered), gone
+
+
+def _chains_gone(repo: Repository, chains: dict[str, list[str]]) -> list[Problem]:
+    """A problem for each member of ``chains`` (backup -> its chain) that ``repo`` does
+    not hold, for backups it still holds (one a prune deleted meanwhile, with its chain,
+    is no problem)."""
+    if not any(chains.values()):
+        return []
+    held = set(repo.backup_ids())
+    return [
+        Problem(
+            f"backup {member}, which this incremental backup restores on top of, is gone: "
+            "this backup cannot be restored (restore another: 'respaldo list')",
+            manifest_name(member),
+            backup_id,
+        )
+        for backup_id, chain in chains.items()
+        if backup_id in held
+        for member in chain
+        if member not in held
     ]
 
 

@@ -14,6 +14,7 @@ from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound
 from respaldo.repository.crypto import AAD_INDEX, SealError
 from respaldo.repository.damage import confirm_damage, misplaced_problem
 from respaldo.repository.index import INDEX_PREFIX, Location, decode_index
+from respaldo.repository.manifest import Manifest
 from respaldo.repository.packs import (
     PACK_PREFIX,
     PackEntry,
@@ -83,15 +84,20 @@ class VerifyReport:
 
 
 Progress = Callable[[int], None]
+Seen = Callable[[Manifest], None]
+"""Told each manifest verified, as it is loaded (a caller's checks across backups)."""
 
 
 def verify_backups(
-    repo: Repository, backup_ids: Iterable[str], progress: Progress | None = None
+    repo: Repository,
+    backup_ids: Iterable[str],
+    progress: Progress | None = None,
+    seen: Seen | None = None,
 ) -> VerifyReport:
     """Read every chunk of the given backups, check ids and stream checksums."""
     report = VerifyReport()
     for backup_id in backup_ids:
-        _verify_one(repo, backup_id, report, progress)
+        _verify_one(repo, backup_id, report, progress, seen=seen)
     return report
 
 
@@ -102,6 +108,7 @@ def _verify_one(
     progress: Progress | None,
     *,
     listed: bool = False,
+    seen: Seen | None = None,
 ) -> None:
     try:
         manifest = repo.load_manifest(backup_id)
@@ -118,6 +125,8 @@ def _verify_one(
             return
         raise
     report.backups += 1
+    if seen is not None:
+        seen(manifest)
     for stream in manifest.streams:
         sha = hashlib.sha256()
         size = 0
@@ -158,7 +167,9 @@ def _verify_one(
             )
 
 
-def verify_repository(repo: Repository, progress: Progress | None = None) -> VerifyReport:
+def verify_repository(
+    repo: Repository, progress: Progress | None = None, seen: Seen | None = None
+) -> VerifyReport:
     """Check index files, every pack header against the index, and every backup."""
     report = VerifyReport()
     storage = repo.storage
@@ -194,7 +205,7 @@ def verify_repository(repo: Repository, progress: Progress | None = None) -> Ver
     if repo.quarantine.unreadable:
         _check_every_copy(repo, report, indexed)
     for backup_id in repo.backup_ids():
-        _verify_one(repo, backup_id, report, progress, listed=True)
+        _verify_one(repo, backup_id, report, progress, listed=True, seen=seen)
     # Archived WAL too: a damaged segment is otherwise found only by the recovery that
     # needs it, when the backups it was meant to roll forward may be all there is.
     for name in list_wal(repo):

@@ -9,6 +9,7 @@ The PostgreSQL 18 archiving cluster of this suite summarizes WAL
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,8 +26,11 @@ from respaldo.operations.repositories import open_repository
 from respaldo.operations.status import compute_status
 from respaldo.postgres.checks import Status, check_server
 from respaldo.postgres.toolsets import BUNDLED_MAJOR
+from respaldo.repository import Repository
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
 from respaldo.retention import Policy, decide
-from tests.integration.logical.support import table_checksums
+from tests.integration.logical.support import flip_byte, table_checksums
 from tests.integration.majors import ARCHIVING_INITDB_OPTIONS, ARCHIVING_SETTINGS, ON_PG18
 from tests.integration.physical.conftest import SEED, SHOP, Archiving, archiving_cluster
 
@@ -88,21 +92,60 @@ def test_an_incremental_whose_parent_is_gone_is_refused_before_anything_is_writt
     second = archiving.backup()
     meta = open_repository(archiving.settings()).load_manifest(second["id"]).meta
     assert meta["incremental_of"] == first["id"]
-    # The same repository (hard links: nothing copied) without the parent's manifest.
+    # The same repository (hard links: nothing copied), with a cache of its own (what its
+    # verify quarantines is not the session's repository's).
     repo = tmp_path / "repo"
     subprocess.run(["cp", "-al", str(archiving.repo_dir), str(repo)], check=True)
-    (repo / "manifests" / first["id"]).unlink()
     config = tmp_path / "respaldo.toml"
+    text = archiving.config.read_text()
+    cache = f'cache_dir = "{archiving.base / "cache"}"'
+    assert cache in text
     config.write_text(
-        archiving.config.read_text().replace(f"file://{archiving.repo_dir}", f"file://{repo}")
+        text.replace(f"file://{archiving.repo_dir}", f"file://{repo}").replace(
+            cache, f'cache_dir = "{tmp_path / "cache"}"'
+        )
     )
+    copy = replace(archiving, config=config)
+    # verify of the incremental reads its chain too: a chunk only the parent holds,
+    # damaged, is a problem of it (its own chunks whole said "ok", exit 0).
+    opened = open_repository(copy.settings())
+    own = _chunks(opened, second["id"])
+    location = next(
+        where
+        for chunk in _chunks(opened, first["id"]) - own
+        if (where := opened.index.get(chunk)) is not None
+    )
+    pack = repo / pack_name(location.pack_id)
+    shutil.copyfile(pack, pack.with_suffix(".copy"))  # not the session's pack, linked
+    pack.with_suffix(".copy").replace(pack)
+    flip_byte(pack, location.offset + location.length // 2)
+    run = copy.run("verify", second["id"])
+    assert run.code == 3, str(run)
+    assert f"[backup {first['id']} object {pack_name(location.pack_id)}]" in run.err, str(run)
+    # Every backup of its chain read (earlier tests of the session may have made it longer).
+    assert f"{len(meta['chain']) + 1} backups" in run.err, str(run)
+    # Without the parent's manifest: verify names it gone, and the restore is refused.
+    (repo / "manifests" / first["id"]).unlink()
+    run = copy.run("verify", second["id"])
+    assert run.code == 3, str(run)
+    assert f"backup {first['id']}, which this incremental backup restores on top of, is gone" in (
+        run.err
+    ), str(run)
     datadir = archiving.new_datadir()
-    run = replace(archiving, config=config).run(
-        "restore", second["id"], "--target-datadir", str(datadir)
-    )
+    run = copy.run("restore", second["id"], "--target-datadir", str(datadir))
     assert run.code == 1, str(run)
     assert f"is incremental on backup {first['id']}, which is gone" in run.err
     assert not datadir.exists()
+
+
+def _chunks(repo: Repository, backup_id: str) -> set[bytes]:
+    """Every chunk id the streams of ``backup_id`` name."""
+    return {
+        chunk
+        for stream in repo.load_manifest(backup_id).streams
+        for list_id in stream.lists
+        for chunk, *_ in read_list(repo, list_id)
+    }
 
 
 def test_no_backup_builds_on_a_chain_that_failed_verification(

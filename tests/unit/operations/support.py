@@ -180,9 +180,14 @@ class Installation:
         if self._primary is None:
             self._primary = self.repository()
         data = data_for(backup_id, database)
+        meta = {}
+        if parent is not None:
+            # As an incremental physical backup records its chain (operations.physical).
+            chain = self._primary.load_manifest(parent).meta.get("chain", [])
+            meta = {"incremental_of": parent, "chain": [*chain, parent]}
         with BackupWriter(self._primary, backup_id) as writer:
             writer.write_stream("dump", io.BytesIO(data))
-            writer.commit(kind=kind.value, source=database, started_at=when)
+            writer.commit(kind=kind.value, source=database, started_at=when, meta=meta)
         with catalog.begin() as session:
             records = BackupRecords(session)
             records.complete(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from respaldo.cli.main import invoke
+from respaldo.domain import BackupKind
 from respaldo.operations.verify import verify
 from tests.unit.operations.support import PASSPHRASE, Installation
 
@@ -95,3 +96,29 @@ def test_a_manifest_that_vanishes_while_verify_all_reads_is_reported_if_still_re
     assert result.backups == 1, first
     [problem] = result.problems
     assert gone in problem and "manifest is not there" in problem
+
+
+def test_an_incremental_is_verified_with_its_chain_and_fails_once_a_parent_is_gone(
+    inst: Installation,
+) -> None:
+    # An incremental backup restores only combined with the backups it builds on: its
+    # own chunks whole, verify said "ok" (exit 0) of one whose parent was gone.
+    root = inst.backup(timedelta(days=3), kind=BackupKind.INCREMENTAL)
+    middle = inst.backup(timedelta(days=2), kind=BackupKind.INCREMENTAL, parent=root)
+    newest = inst.backup(timedelta(days=1), kind=BackupKind.INCREMENTAL, parent=middle)
+    with inst.context() as ctx:
+        whole = verify(ctx, backup_ids=[newest])
+    assert whole.ok and whole.backups == 3, whole
+    (inst.root / "repo" / "manifests" / middle).unlink()
+    with inst.context() as ctx:
+        one = verify(ctx, backup_ids=[newest])
+        everything = verify(ctx, everything=True)
+    [problem] = one.problems
+    assert f"backup {middle}, which this incremental backup restores on top of, is gone" in (
+        problem
+    )
+    assert f"[backup {newest} object manifests/{middle}]" in problem
+    assert one.backups == 2  # the root still read
+    # --all: the chain's problem besides the catalog's record of the lost manifest.
+    assert problem in everything.problems, everything.problems
+    assert len(everything.problems) == 2, everything.problems
