@@ -109,9 +109,9 @@ def verify(
                 repo, step, seen=lambda m: chains.__setitem__(m.backup_id, chain_of(m))
             )
             report.problems += _recorded_but_missing(ctx, name, repo)
-            report.problems += _chains_gone(repo, chains)
+            report.problems += _chains_gone(name, repo, chains)
         else:
-            ids, gone = _with_chains(repo, backup_ids or [])
+            ids, gone = _with_chains(name, repo, backup_ids or [])
             report = verify_backups(repo, ids, step)
             report.problems += gone
     if slice_ is not None or everything:
@@ -209,7 +209,9 @@ def chain_of(manifest: Manifest) -> list[str]:
     return [str(member) for member in manifest.meta.get("chain") or []]
 
 
-def _with_chains(repo: Repository, backup_ids: list[str]) -> tuple[list[str], list[Problem]]:
+def _with_chains(
+    name: str, repo: Repository, backup_ids: list[str]
+) -> tuple[list[str], list[Problem]]:
     """``backup_ids``, each incremental one preceded by its chain (once each), and a
     problem for each backup of a chain gone from ``repo``. An incremental backup
     restores only combined with its chain's: reading its own chunks alone, verify said
@@ -221,7 +223,7 @@ def _with_chains(repo: Repository, backup_ids: list[str]) -> tuple[list[str], li
             chains[backup_id] = chain_of(repo.load_manifest(backup_id))
         except (BackupNotFound, IntegrityError):
             chains[backup_id] = []  # said when it is verified
-    gone = _chains_gone(repo, chains)
+    gone = _chains_gone(name, repo, chains)
     missing = {problem.obj for problem in gone}
     ordered: dict[str, None] = {}
     for backup_id in backup_ids:
@@ -232,17 +234,19 @@ def _with_chains(repo: Repository, backup_ids: list[str]) -> tuple[list[str], li
     return list(ordered), gone
 
 
-def _chains_gone(repo: Repository, chains: dict[str, list[str]]) -> list[Problem]:
-    """A problem for each member of ``chains`` (backup -> its chain) that ``repo`` does
-    not hold, for backups it still holds (one a prune deleted meanwhile, with its chain,
-    is no problem)."""
+def _chains_gone(name: str, repo: Repository, chains: dict[str, list[str]]) -> list[Problem]:
+    """A problem for each member of ``chains`` (backup -> its chain) that ``repo`` (named
+    ``name``) does not hold, for backups it still holds (one a prune deleted meanwhile,
+    with its chain, is no problem). A restore combines a chain from every configured
+    repository, so another that holds the member may still restore the backup."""
     if not any(chains.values()):
         return []
     held = set(repo.backup_ids())
     return [
         Problem(
-            f"backup {member}, which this incremental backup restores on top of, is gone: "
-            "this backup cannot be restored (restore another: 'respaldo list')",
+            f"backup {member}, which this incremental backup restores on top of, is gone "
+            f"from repository {name}: this backup restores only where a repository holds "
+            "that one too",
             manifest_name(member),
             backup_id,
         )
