@@ -41,11 +41,13 @@ from respaldo.postgres.largeobjects import META_KEY as LARGE_OBJECTS
 from respaldo.postgres.server import (
     READ_EVERY_ROW,
     can_read_role_passwords,
+    connect,
     hash_keys_to_load_via_root,
     own_sessions,
     server_version_num,
     table_sizes,
 )
+from respaldo.postgres.standby import refuse_stale_standby
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -123,7 +125,9 @@ def _dump(
     # pg_dump's own timeouts off for respaldo's sessions too (own_sessions).
     configured = ConnInfo.from_settings(db)
     conninfo = own_sessions(configured, server_version_num(configured))
-    server = server_info(conninfo)
+    with connect(conninfo, autocommit=True) as conn:  # one session for both questions
+        server = server_info(conninfo, conn)
+        refuse_stale_standby(conninfo, conn)
     tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase
 

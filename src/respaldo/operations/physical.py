@@ -42,6 +42,7 @@ from respaldo.postgres.basebackup import (
     wal_reservation,
 )
 from respaldo.postgres.server import Connection, connect, server_clock
+from respaldo.postgres.standby import refuse_stale_standby
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -116,6 +117,7 @@ def _backup(
     """The backup proper, on the session ``conn``, into ``repo`` as ``backup_id`` (the
     body of :func:`~respaldo.operations.recorded.recorded_backup`)."""
     server = server_info(conninfo, conn)
+    refuse_stale_standby(conninfo, conn)
     tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
         "database": db.name,

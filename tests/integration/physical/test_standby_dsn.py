@@ -20,8 +20,8 @@ pytestmark = pytest.mark.integration
 def test_a_standby_behind_the_dsn(
     archiving_alone: Archiving, restored_servers: list[TempCluster]
 ) -> None:
-    """Three checks of a dsn that leads to a standby, on one primary and one standby
-    (each built its own before): in this order, as the third turns the primary's
+    """Four checks of a dsn that leads to a standby, on one primary and one standby
+    (each built its own before): in this order, as the last turns the primary's
     archiving into ``/bin/true``.
 
     1. A physical backup taken through it holds its ``standby.signal`` and its
@@ -33,7 +33,10 @@ def test_a_standby_behind_the_dsn(
        relations during recovery'), and pg_dump there leaves such tables' rows out. The
        backup's row count of it failed with the server's words alone and no way on: every
        logical backup through a replica's dsn failed once one unlogged table existed.
-    3. The status's WAL item of a standby configured as the server is not green.
+    3. A standby whose replay is paused, or delayed (``recovery_min_apply_delay``), holds
+       the data of when it stopped, or of hours ago: its backups completed "now" (a row
+       committed on the primary before them missing), the status green. Refused.
+    4. The status's WAL item of a standby configured as the server is not green.
     """
     archiving = archiving_alone
     primary = archiving.pg
@@ -78,7 +81,23 @@ def test_a_standby_behind_the_dsn(
         assert listed.code == 0, str(listed)
         assert [b["status"] for b in listed.json()] == ["failed"]
 
-        # 3. A standby configured as the server is not green (the dsn still leads to it).
+        # 3. Nor one of a standby that stands still, or lags on purpose, physical or logical.
+        standby.scalar("SELECT pg_wal_replay_pause()")
+        for kind in ("incremental", "full"):
+            run = archiving.run("backup", "erp", "--type", kind)
+            assert run.code == 1, str(run)
+            assert "the server is a standby whose WAL replay is paused" in run.err, str(run)
+            assert "a dsn that leads to the primary" in run.err, str(run)
+        standby.scalar("SELECT pg_wal_replay_resume()")
+        standby.execute("ALTER SYSTEM SET recovery_min_apply_delay = '1h'")
+        standby.scalar("SELECT pg_reload_conf()")
+        run = archiving.run("backup", "erp", "--type", "incremental")
+        assert run.code == 1, str(run)
+        assert "a standby that applies WAL only 1h after it was written" in run.err, str(run)
+        standby.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+        standby.scalar("SELECT pg_reload_conf()")
+
+        # 4. A standby configured as the server is not green (the dsn still leads to it).
         primary.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
         primary.scalar("SELECT pg_reload_conf()")
         primary.scalar("SELECT pg_switch_wal()")
