@@ -3,7 +3,7 @@
 Every alert (but ``respaldo notify test``'s) is first recorded per target in the catalog
 (``alert_deliveries``, ``pending``), then sent. A target that refuses it (its mail server
 down, its webhook answering 500) keeps it pending: it is tried again, with backoff (1,
-2, 4... minutes, at most 30), by ``respaldo serve``'s sweep (:func:`retry`), and by any
+2, 4... minutes, at most 30), by ``respaldo serve``'s resend (:func:`retry`), and by any
 process that has a new alert for that target, until the target takes it (``sent``) or
 ``[notifications] retry_hours`` have passed since the alert (``given_up``, with the last
 reason; logged as an error, and shown by the status and the page). Another target that

@@ -16,7 +16,7 @@ Two kinds:
 
 Each alert's delivery to each target is kept in the catalog until that target takes it
 (:mod:`respaldo.operations.alert_delivery`): one a target refused is sent to it again by
-the service's sweep (:func:`retry_deliveries`), in order, or given up after
+the service's resend (:func:`retry_deliveries`), in order, or given up after
 ``[notifications] retry_hours``. Only when the catalog cannot record it is a message that
 no target took counted as not told: the condition's next check, or the throttled
 failure's next occurrence, sends it again. When the catalog cannot be read, a
@@ -696,22 +696,33 @@ def _send(
 
 # Failure alerts that no target took waited in ``alert_states`` under this prefix (firing,
 # the alert as JSON in ``message``) before each delivery had its row (migration 0017);
-# :func:`retry_deliveries` moves those an upgrade finds into ``alert_deliveries``.
+# :func:`adopt_undelivered` moves those an upgrade finds into ``alert_deliveries``.
 _UNDELIVERED = "undelivered:"
 
 
 def retry_deliveries(ctx: Context, now: datetime) -> list[DeliveryResult]:
-    """Send again what targets refused (the service's sweep calls it): each target's
+    """Send again what targets refused (the service's resend calls it): each target's
     pending alerts in order, from the oldest whose next try is due at ``now``; give up
     those older than ``[notifications] retry_hours``. Never raises: a catalog that cannot
     be read is logged, and the next call tries again."""
     settings = ctx.settings
     try:
-        _adopt_undelivered(settings, ctx.catalog)
         return [DeliveryResult.of(d) for d in alert_delivery.retry(settings, ctx.catalog, now)]
     except Exception:
         log.warning("could not send again the alerts that wait to be sent", exc_info=True)
         return []
+
+
+def adopt_undelivered(ctx: Context) -> bool:
+    """Turn the alerts an older respaldo kept as undelivered into pending deliveries
+    (:func:`retry_deliveries` sends them); whether that is done (False: the catalog
+    could not be read or written, logged; call again). Never raises."""
+    try:
+        _adopt_undelivered(ctx.settings, ctx.catalog)
+    except Exception:
+        log.warning("could not take in the alerts kept as undelivered", exc_info=True)
+        return False
+    return True
 
 
 def _adopt_undelivered(settings: Settings, catalog: Catalog) -> None:

@@ -47,7 +47,6 @@ HINT = N_(
     "restart respaldo serve"
 )
 STARTING = N_("starting")
-RESENDING = N_("sending the alerts not delivered before")
 CATALOG = N_("reading the catalog")
 SERVERS = N_("reading the servers of the databases")
 SWEEPING = N_("looking for lost jobs in the catalog")

@@ -29,9 +29,12 @@ Rules (from the specification):
   (:meth:`Service.sweep`): a job whose process died is failed and alerted on; with
   SQLite a retry of it is run here when it was the service's and ``[queue] retries``
   allows, as the queue's workers do; with a queue the retry goes to the queue (as a
-  worker's sweep: with every worker gone, nothing else would look); the same sweep
-  sends again the alerts a notification target refused, once their backoff is due
-  (:func:`respaldo.operations.alerts.retry_deliveries`);
+  worker's sweep: with every worker gone, nothing else would look);
+- the alerts a notification target refused are sent again, once their backoff is due,
+  by a periodic run of their own (:meth:`Service.resend`, every lease renewal period,
+  one run at a time), apart from the sweep: a target that hangs (a mail server that
+  takes the connection and never answers) holds up only the next resend, never the
+  detection of lost jobs;
 - a run of the watchdog or of the sweep that blocks for ever (a hung mount, a lock held
   in the catalog) cannot be interrupted, and every later run is skipped: the stall
   monitor, a thread of its own, alerts (``stuck:<check>``, critical, with what it was
@@ -101,6 +104,8 @@ WATCHDOG = "watchdog"
 OWN = "service"
 """The executor of the service's own checks (the watchdog, the sweep), apart from jobs."""
 SWEEP = "lost-jobs-sweep"
+RESEND = "alert-resend"
+"""The id of the periodic run that sends again what notification targets refused."""
 OWED = "owed:"
 """Prefix of the id of the one-off job that records a firing the catalog refused."""
 _NOTHING = object()
@@ -227,6 +232,9 @@ class Service:
         self._sweep_failures = RecurringFailure(
             log, "could not sweep for lost jobs", "sweeping for lost jobs works again"
         )
+        # Whether the alerts an older respaldo kept as undelivered were taken in: looked
+        # for once per process (an upgrade leaves them once), not at every resend.
+        self._adopted = False
         # The stall monitor: its thread, what it told stuck (check -> since when), and
         # the event that wakes it (a check ended, or the service stops).
         self._monitor: threading.Thread | None = None
@@ -413,6 +421,19 @@ class Service:
             max_instances=1,
             executor=OWN,
         )
+        # Its own run, not a part of the sweep's: each attempt may take up to
+        # [notifications] timeout_seconds per target (a hanging mail server or webhook),
+        # and inside the sweep that delayed the detection of lost jobs by as much, and
+        # skipped the sweeps due meanwhile.
+        self._scheduler.add_job(
+            self.resend,
+            IntervalTrigger(seconds=self.ctx.settings.jobs.renew_seconds, timezone=UTC),
+            id=RESEND,
+            name=RESEND,
+            next_run_time=when,
+            max_instances=1,
+            executor=OWN,
+        )
         if self._watchdog is not None:
             self._scheduler.add_job(
                 self.watch,
@@ -505,7 +526,8 @@ class Service:
         return moved
 
     def _realign_checks(self, now: datetime) -> list[str]:
-        periods = {SWEEP: timedelta(seconds=self.ctx.settings.jobs.renew_seconds)}
+        renew = timedelta(seconds=self.ctx.settings.jobs.renew_seconds)
+        periods = {SWEEP: renew, RESEND: renew}
         if self._watchdog is not None:
             periods[WATCHDOG] = timedelta(minutes=self._watchdog_minutes)
         owed = timedelta(seconds=self.ctx.settings.jobs.renew_seconds)
@@ -589,15 +611,21 @@ class Service:
         try:
             with stall.running(SWEEP, self._clock()):
                 stall.at(stall.SWEEPING)
-                started = self._sweep()
-                # The alerts a target refused go again here: every lease renewal period
-                # finds a delivery due within seconds of its backoff, where the watchdog
-                # (every [rpo] watchdog_minutes) would add up to its period to each.
-                stall.at(stall.RESENDING)
-                alerts.retry_deliveries(self.ctx, self._clock())
-                return started
+                return self._sweep()
         finally:
             self._poke.set()  # the monitor resolves a stuck alert at once
+
+    def resend(self) -> list[alerts.DeliveryResult]:
+        """Send again the alerts notification targets refused, once their backoff is due
+        (:func:`alerts.retry_deliveries`); at the first run, first take in those an older
+        respaldo kept as undelivered. Every lease renewal period: a delivery goes within
+        seconds of its backoff, where the watchdog (every ``[rpo] watchdog_minutes``)
+        would add up to its period to each. Never raises."""
+        if self._stopping:
+            return []
+        if not self._adopted:
+            self._adopted = alerts.adopt_undelivered(self.ctx)
+        return alerts.retry_deliveries(self.ctx, self._clock())
 
     def _sweep(self) -> list[int]:
         try:

@@ -1,7 +1,7 @@
 """An alert a target refused is not lost: the mail server (a real aiosmtpd on loopback)
 is down when a watched condition turns red, resolves, a throttled failure (a WAL push)
 happens or a scheduled backup fails, and the message is kept pending in the catalog and
-goes out once it is back (the service's sweep: ``alerts.retry_deliveries``), exactly
+goes out once it is back (the service's resend: ``alerts.retry_deliveries``), exactly
 once and in order, even when another target (a webhook) took it at once; or it is
 given up after ``[notifications] retry_hours``. And a catalog that cannot be read, where
 the alert states live, is still alerted on, once, and resolved once. The clock is the
@@ -67,7 +67,7 @@ def subjects(smtp: Smtp) -> list[str]:
 
 
 def retry(ctx: Context, at: timedelta) -> list[bool]:
-    """The service's sweep at ``NOW + at``: what it sent again, and how each went."""
+    """The service's resend at ``NOW + at``: what it sent again, and how each went."""
     return [d.ok for d in alerts.retry_deliveries(ctx, NOW + at)]
 
 
@@ -85,7 +85,7 @@ def test_a_condition_told_while_the_mail_server_is_down_is_told_when_it_is_back(
 
     smtp = Smtp(port)
     try:
-        # The sweep, once the backoff (a minute) is due.
+        # The resend, once the backoff (a minute) is due.
         assert retry(ctx, MIN / 2) == []
         assert retry(ctx, 2 * MIN) == [True]
         assert subjects(smtp) == [
@@ -219,7 +219,7 @@ def test_a_catalog_that_cannot_be_read_is_alerted_once_and_resolved_once(
         smtp.close()
 
 
-def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_sweep(
+def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_resend(
     ctx: Context, port: int
 ) -> None:
     # A scheduled backup fails (its database is down) while the mail server is down too.
@@ -236,13 +236,13 @@ def test_a_failed_jobs_alert_that_no_target_took_is_sent_by_the_sweep(
     smtp = Smtp(port)
     try:
         # The job's alert was made at the real time (NOW is behind it).
-        sweep = datetime.now(UTC) + 2 * MIN
-        assert [d.ok for d in alerts.retry_deliveries(ctx, sweep)] == [True]
+        resend = datetime.now(UTC) + 2 * MIN
+        assert [d.ok for d in alerts.retry_deliveries(ctx, resend)] == [True]
         (mail,) = smtp.inbox.wait(1)
         assert mail["Subject"] == "[respaldo] CRITICAL: backup of erp failed"
         text = mail.get_body(preferencelist=("plain",)).get_content()
         assert f"Job: {job.id}" in text
-        assert alerts.retry_deliveries(ctx, sweep + 10 * MIN) == []  # told: not again
+        assert alerts.retry_deliveries(ctx, resend + 10 * MIN) == []  # told: not again
         assert len(smtp.inbox.items) == 1
     finally:
         smtp.close()
@@ -352,8 +352,8 @@ def test_mail_refused_while_a_webhook_took_it_goes_once_in_order_when_the_server
         assert len(webhook.inbox.wait(3)) == 3
         smtp = Smtp(port)
         try:
-            # The service's sweep for lost jobs sends them.
-            Service(ctx, [], clock=lambda: NOW + 6 * MIN).sweep()
+            # The service's resend (a periodic run apart from its sweep) sends them.
+            Service(ctx, [], clock=lambda: NOW + 6 * MIN).resend()
             assert subjects(smtp) == [
                 f"[respaldo] CRITICAL: backup of {db} failed" for db in ("erp", "crm", "hr")
             ]

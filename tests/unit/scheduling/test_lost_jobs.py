@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from respaldo.catalog import Deliveries
 from respaldo.config import Settings
 from respaldo.domain import BackupStatus, JobKind, JobStatus
-from respaldo.operations import jobs
+from respaldo.notify import Alert, Event, Level
+from respaldo.operations import alert_delivery, alerts, jobs
 from respaldo.operations.context import Context
 from respaldo.operations.listing import show_backup
 from respaldo.operations.repositories import init_repositories
@@ -89,10 +93,44 @@ def _plain(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, webhook: Webhook) -> Settings:  # noqa: F811
-    return Settings(
-        **_plain(tmp_path), notifications={"targets": [{"name": "hook", "url": webhook.url}]}
+def mute() -> Iterator[socket.socket]:
+    """A notification target that hangs: the connection is taken (the kernel's backlog)
+    and nothing ever answers, as a mail server or webhook stuck in its own work."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path, webhook: Webhook, mute: socket.socket) -> Settings:  # noqa: F811
+    hanging = f"json://127.0.0.1:{mute.getsockname()[1]}/"
+    targets = [
+        {"name": "hook", "url": webhook.url},
+        # Warnings only: the lost jobs' own (critical) alerts do not go to it.
+        {"name": "mute", "url": hanging, "levels": ["warning"]},
+    ]
+    return Settings(**_plain(tmp_path), notifications={"targets": targets})
+
+
+def _refused_before(ctx: Context) -> None:
+    """A warning the mute target refused earlier, due to be tried again now."""
+    alert = Alert(
+        Level.WARNING, Event.FAILED, "copy", "here", datetime.now(UTC) - timedelta(hours=1)
     )
+    with ctx.catalog.begin() as session:
+        Deliveries(session).add(
+            created_at=alert.at,
+            target="mute",
+            level=alert.level.value,
+            kind=alert.kind,
+            key=None,
+            alert=alert_delivery.encode(alert),
+        )
+
+
+def _attempts_to_mute(ctx: Context) -> int:
+    with ctx.catalog.read() as session:
+        (row,) = Deliveries(session).pending("mute")
+        return row.attempts
 
 
 @pytest.fixture
@@ -116,13 +154,20 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     ctx: Context,
     tmp_path: Path,
     webhook: Webhook,  # noqa: F811
+    mute: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    _refused_before(ctx)
     lost, pid = lose_job(tmp_path, "backup", "schedule")
     # Nothing notices on its own: the service keeps its catalog open.
     assert jobs.get(ctx, lost).status is JobStatus.RUNNING
     runner = Runner()
     service = Service(ctx, [], runner=runner)
+    # The sweep does not wait on the target that hangs: sending again what it refused is
+    # the resend's, a run of its own (before, the sweep tried it and waited its
+    # [notifications] timeout_seconds, and every sweep due meanwhile was skipped).
     service.sweep()
+    assert _attempts_to_mute(ctx) == 0
     service.join_retries()
     failed = jobs.get(ctx, lost)
     assert failed.status is JobStatus.FAILED
@@ -142,6 +187,19 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     service.sweep()
     service.join_retries()
     assert len(retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
+    # The resend tries the refused warning (the target gone now: refused at once), and
+    # looks for an older version's undelivered alerts at its first run only.
+    mute.close()
+    adopted: list[Context] = []
+
+    def adopt(context: Context) -> bool:
+        adopted.append(context)
+        return True
+
+    monkeypatch.setattr(alerts, "adopt_undelivered", adopt)
+    assert [(d.target, d.ok) for d in service.resend()] == [("mute", False)]
+    assert service.resend() == []  # its next try is not due yet
+    assert adopted == [ctx] and _attempts_to_mute(ctx) == 1
 
 
 def test_a_lost_backup_started_through_the_api_is_taken_again_by_its_retry(
