@@ -51,7 +51,8 @@ def workers(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List the workers alive now, their queues and the jobs they run."""
+    """List the workers, their queues and the jobs they run; a worker whose heartbeat
+    stopped is shown stale."""
     with Context.open(state(ctx).settings) as context:
         queue.require_queue(context)
         found = queue.list_workers(context)
@@ -67,7 +68,12 @@ def workers(
             queue.describe_queues(info.queues),
             info.heartbeat_at.strftime("%H:%M:%S"),
             # A stopping worker takes no new job; it is only waiting for its running ones.
-            "stopping" if info.stopping else "taking jobs",
+            # A stale one has not renewed its heartbeat for a while: dead, stopped, hung.
+            (
+                f"stale (no heartbeat for {info.heartbeat_age_seconds:.0f} s)"
+                if info.state == "stale"
+                else info.state
+            ),
             ", ".join(f"{j.kind.value} {j.target or ''} (job {j.id})" for j in info.running) or "-",
         )
     out_console.print(table)

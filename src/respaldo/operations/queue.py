@@ -32,13 +32,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo.cancellation import CancelToken
-from respaldo.catalog import Job, Jobs, Workers, clock_offset, queues_of, this_host
+from respaldo.catalog import Job, Jobs, Workers, catalog_now, clock_offset, queues_of, this_host
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import (
@@ -713,8 +713,25 @@ class WorkerThread:
 # --- listing ------------------------------------------------------------------------------
 
 
+STALE_RENEWALS = 5
+"""How many lease renewal periods (``[jobs] renew_seconds``) of heartbeats a worker may
+miss before it is shown ``stale`` (:func:`stale_after`)."""
+
+WorkerState = Literal["taking jobs", "stopping", "stale"]
+
+
+def stale_after(settings: Settings) -> timedelta:
+    """How old a worker's heartbeat may be before the worker is shown ``stale``: it
+    renews it every lease renewal period, so one silent for five of them (10 s by
+    default) is dead, stopped (SIGSTOP) or hung, or cannot reach the catalog. Its row
+    stays until the heartbeat is older than the lease (then it is pruned, and its jobs
+    failed by their own lease): before, it was shown taking jobs for all that time, two
+    minutes by default, its heartbeat's time the only sign."""
+    return timedelta(seconds=STALE_RENEWALS * settings.jobs.renew_seconds)
+
+
 class WorkerInfo(ResultModel):
-    """A live worker as ``respaldo workers --json`` prints it."""
+    """A worker as ``respaldo workers --json`` prints it."""
 
     id: int
     name: str
@@ -723,29 +740,45 @@ class WorkerInfo(ResultModel):
     queues: list[str] | None
     started_at: UtcTime
     heartbeat_at: UtcTime
+    heartbeat_age_seconds: float
+    """Seconds since its last heartbeat, on the catalog's clock (which wrote it)."""
+    state: WorkerState
+    """``taking jobs``; ``stopping`` (it takes no new job, its running ones end); ``stale``
+    (no heartbeat for longer than :func:`stale_after`: it takes nothing, whatever it
+    said last)."""
     stopping: bool
     running: list[JobInfo]
 
 
 def list_workers(ctx: Context, now: datetime | None = None) -> list[WorkerInfo]:
-    """The workers alive now (heartbeat within the lease), with the jobs each runs."""
+    """The workers whose heartbeat is within the lease, with the jobs each runs, each
+    ``stale`` once its heartbeat is older than :func:`stale_after`. ``now`` (tests)
+    stands for the catalog's clock."""
     lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    stale = stale_after(ctx.settings)
     with ctx.catalog.read() as session:
+        when = now if now is not None else catalog_now(session)
         workers = Workers(session)
-        return [
-            WorkerInfo(
-                id=w.id,
-                name=w.name,
-                host=w.host,
-                pid=w.pid,
-                queues=queues_of(w),
-                started_at=w.started_at,
-                heartbeat_at=w.heartbeat_at,
-                stopping=w.stopping,
-                running=[JobInfo.of(j) for j in workers.running(w)],
+        listed = []
+        for w in workers.alive(lease=lease, now=when):
+            age = (when - w.heartbeat_at).total_seconds()
+            state: WorkerState = "stopping" if w.stopping else "taking jobs"
+            listed.append(
+                WorkerInfo(
+                    id=w.id,
+                    name=w.name,
+                    host=w.host,
+                    pid=w.pid,
+                    queues=queues_of(w),
+                    started_at=w.started_at,
+                    heartbeat_at=w.heartbeat_at,
+                    heartbeat_age_seconds=max(age, 0.0),
+                    state="stale" if age > stale.total_seconds() else state,
+                    stopping=w.stopping,
+                    running=[JobInfo.of(j) for j in workers.running(w)],
+                )
             )
-            for w in workers.alive(lease=lease, now=now)
-        ]
+        return listed
 
 
 def describe_queues(queues: Sequence[str] | None) -> str:

@@ -8,7 +8,8 @@ expire_hours`` fails it as expired, and each later firing of its schedule is ski
 overlapping meanwhile: nothing fails before, so nothing would be told until a backup's
 RPO lapsed. A queue is red once a job has waited longer than a
 lease (``[jobs] lease_seconds``: a restarting worker is back well within it) while no
-live worker takes it; green otherwise. Waiting behind a busy worker is not a fault.
+live worker takes it (live: its heartbeat within :func:`~respaldo.operations.queue.stale_after`,
+five renewal periods); green otherwise. Waiting behind a busy worker is not a fault.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from respaldo.catalog import Job, Workers, clock_offset, queues_of
 from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
-from respaldo.operations.queue import has_queue
+from respaldo.operations.queue import has_queue, stale_after
 from respaldo.operations.status import StatusItem
 from respaldo.phrases import N_, Phrase, counted, minute
 
@@ -49,8 +50,12 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
         waiting = {
             str(name): (int(n), oldest) for name, n, oldest in session.execute(waiting_query)
         }
+        # A worker silent for a few renewal periods (killed, stopped, hung) takes nothing:
+        # counted, it kept its queue green for a lease after it died.
         takers = [
-            queues_of(w) for w in Workers(session).alive(lease=lease, now=now) if not w.stopping
+            queues_of(w)
+            for w in Workers(session).alive(lease=stale_after(settings), now=now)
+            if not w.stopping
         ]
     items = []
     for name in sorted(configured | set(waiting)):

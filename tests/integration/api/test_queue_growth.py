@@ -88,3 +88,16 @@ def test_jobs_waiting_in_a_queue_no_live_worker_takes_turn_the_status_red(ctx: C
     report = compute_status(ctx, later, wal_archived=(), servers=False)
     (item,) = [i for i in report.items if i.key == "queue:default"]
     assert item.level == "green", item
+    (shown,) = queue.list_workers(ctx, now=later)
+    assert shown.state == "taking jobs", shown
+
+    # Its heartbeat stops (killed -9, stopped, hung): a few renewal periods on, it takes
+    # nothing, and says so. Before, it was shown taking jobs, and kept its queue green,
+    # until its heartbeat was older than the whole lease.
+    silent = later + queue.stale_after(ctx.settings) + timedelta(seconds=1)
+    (shown,) = queue.list_workers(ctx, now=silent)
+    assert (shown.name, shown.state) == ("w", "stale"), shown
+    assert shown.heartbeat_age_seconds > queue.stale_after(ctx.settings).total_seconds()
+    report = compute_status(ctx, silent, wal_archived=(), servers=False)
+    (item,) = [i for i in report.items if i.key == "queue:default"]
+    assert item.level == "red", item
