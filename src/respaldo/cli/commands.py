@@ -137,7 +137,10 @@ COMMANDS: tuple[Entry, ...] = (
         "Run the queued jobs of a PostgreSQL catalog until SIGTERM or Ctrl-C.",
     ),
     Entry(
-        "workers", "worker_cmd", "List the workers alive now, their queues and the jobs they run."
+        "workers",
+        "worker_cmd",
+        "List the workers, their queues and the jobs they run; a worker whose heartbeat "
+        "stopped is shown stale.",
     ),
     Entry("catalog", "catalog_cmd", "Maintain the catalog of backups."),
     Entry("index", "index_cmd", "Inspect and repair the chunk index."),
