@@ -1,7 +1,10 @@
 """Is the service healthy? Catalog reachable, repositories there, how old the backups are.
 
 What ``GET /health`` answers (200 when :attr:`Health.ok`, else 503). Cheap enough to be
-polled: one catalog query and one ``stat`` per repository, no index loaded.
+polled: one catalog query and one ``stat`` per repository, no index loaded. Each
+repository is looked at once, without retries and with a short bound
+(:func:`~respaldo.operations.repositories.open_probe`), all at once: a mirror that is
+down is answered down within seconds, not after minutes of retries.
 
 ``/health`` needs no login, so a part that fails is answered with a fixed sentence
 (:data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS`): the error's own text can name the
@@ -14,6 +17,7 @@ log are where an operator reads why.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -24,7 +28,7 @@ from respaldo.errors import RespaldoError, first_line
 from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
-from respaldo.operations.repositories import open_store
+from respaldo.operations.repositories import open_probe
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import CLOCK_SKEW
 from respaldo.phrases import N_
@@ -105,7 +109,11 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     # of a watchdog stuck on one of them (a lock, a hung mount) that alerts no more.
     stuck = stall.stuck(when, timedelta(minutes=ctx.settings.rpo.watchdog_stuck_minutes))
     checks = ComponentHealth(name="checks", ok=not stuck, error=CHECK_STUCK if stuck else None)
-    repositories = [_repository(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
+    # Each looked at once, without retries, all at the same time: a probe waits for the
+    # slowest store's bound (open_probe), not for the sum of them.
+    names = [repo.name for repo in ctx.settings.repositories]
+    with ThreadPoolExecutor(max(len(names), 1), thread_name_prefix="health") as looks:
+        repositories = list(looks.map(lambda name: _repository(ctx, name, scrub), names))
     ok = catalog.ok and all(r.ok for r in repositories) and checks.ok
     return Health(
         ok=ok,
@@ -140,7 +148,7 @@ def _newest(record: BackupRecord, now: datetime) -> NewestBackup:
 
 def _repository(ctx: Context, name: str, scrub: Scrubber) -> ComponentHealth:
     try:
-        store = open_store(ctx.settings.repository(name))
+        store = open_probe(ctx.settings.repository(name))
         try:
             store.stat(CONFIG_NAME)
         finally:

@@ -77,6 +77,28 @@ def open_store(repo: RepositorySettings, *, retries: int = 4) -> Storage:
     return open_storage(repo.url, retries=retries, **storage_options(repo))
 
 
+PROBE_SECONDS = 2.0
+"""The most a look at whether a store answers (:func:`open_probe`) waits to connect, and
+then for the answer: a store that answers at all does in milliseconds, and a health
+probe is given a few seconds (a load balancer's default is 5 s or less)."""
+
+
+def open_probe(repo: RepositorySettings) -> Storage:
+    """The store of a configured repository for one quick look (``/health``): no retry,
+    neither respaldo's nor botocore's, and at most :data:`PROBE_SECONDS` to connect and
+    to answer. With :func:`open_store`'s retries a mirror that was down (stopped, or an
+    endpoint that takes the connection and never answers) held each probe for 4 x 3
+    attempts, up to their timeouts and backoff: seconds when refused, minutes when
+    silent, and the prober gave up and took the whole service for dead. A store that
+    fails one look is down for that answer; the next probe looks again."""
+    options = storage_options(repo)
+    if repo.url.startswith("s3://"):
+        options["max_attempts"] = 1
+        for key in ("connect_timeout", "read_timeout"):
+            options[key] = min(float(options.get(key, PROBE_SECONDS)), PROBE_SECONDS)
+    return open_storage(repo.url, retries=0, **options)
+
+
 def open_repository(settings: Settings, name: str | None = None) -> Repository:
     """Open a configured repository (the primary one by default) and load its index.
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,3 +136,70 @@ def test_health_tells_an_unauthenticated_caller_nothing_of_a_catalog_error(
     assert "backup_records" not in response.text
     logged = [r.getMessage() for r in caplog.records if r.name == "respaldo.operations.health"]
     assert any("backup_records" in line for line in logged)
+
+
+class _Dropping:
+    """An S3 endpoint that is down: it takes each connection and closes it unanswered
+    (as a stopped gateway's port behind a proxy does), counting them."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        # A close alone does not wake the accept (Linux): the shutdown does.
+        self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        self._thread.join()
+
+
+@pytest.fixture
+def dropping() -> Iterator[_Dropping]:
+    server = _Dropping()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_health_looks_once_at_a_mirror_that_is_down_and_says_it_is_down(
+    tmp_path: Path, dropping: _Dropping
+) -> None:
+    # Each probe retried the mirror 4 x 3 times with backoff (respaldo's retries around
+    # botocore's): seconds per probe while it was down, minutes if it took connections
+    # and never answered, and the prober timed out and took the whole service for dead.
+    settings = Settings(
+        catalog={"url": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        repositories=[
+            {
+                "name": "mirror",
+                "url": "s3://backups-bucket/respaldo",
+                "endpoint_url": dropping.url,
+                "access_key_id": "AKIAEXAMPLE",
+                "secret_access_key": "not-a-secret",
+            },
+        ],
+        cache_dir=tmp_path / "cache",
+    )
+    with (
+        Context.open(settings, create=True) as context,
+        TestClient(create_app(settings, context)) as client,
+    ):
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["repositories"] == [
+        {"name": "mirror", "ok": False, "error": REPOSITORY_FAILS}
+    ]
+    assert dropping.connections == 1
