@@ -27,7 +27,11 @@ from respaldo.errors import ConfigError, RestoreError, option
 from respaldo.files import extract_tar
 from respaldo.operations.context import Context
 from respaldo.operations.files_backup import FILES_STREAM
-from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.restore import (
+    StreamReader,
+    load_manifest_told,
+    open_with_fallbacks,
+)
 from respaldo.operations.targets import (
     abort_restore,
     begin_restore,
@@ -73,7 +77,9 @@ def restore_files(
         repo, fallbacks, warnings = open_with_fallbacks(
             ctx, leases, f"restore of {backup_id}", only=repository
         )
-        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        # Told as a logical restore tells it: an expired backup whose record waits for
+        # a mirror, a failed or unfinished one, a damaged manifest.
+        manifest = load_manifest_told(ctx, repo, fallbacks, backup_id)
         if manifest.kind != BackupKind.FILES.value:
             raise ConfigError(
                 f"backup {backup_id} is a {manifest.kind} backup, not a files backup",

@@ -56,7 +56,12 @@ from respaldo.errors import (
 )
 from respaldo.operations.context import Context
 from respaldo.operations.physical import BASE_STREAM
-from respaldo.operations.restore import StreamReader, load_manifest_any, open_with_fallbacks
+from respaldo.operations.restore import (
+    StreamReader,
+    load_manifest_any,
+    load_manifest_told,
+    open_with_fallbacks,
+)
 from respaldo.operations.restore_command_access import check_restore_command_files
 from respaldo.operations.restore_request import DEFAULT_TIMEOUT
 from respaldo.operations.targets import (
@@ -381,7 +386,9 @@ def restore_datadir(
         repo, fallbacks, warnings = open_with_fallbacks(
             ctx, leases, f"restore of {backup_id}", unopened, only=repository
         )
-        manifest = load_manifest_any(repo, fallbacks, backup_id)
+        # Told as a logical restore tells it: an expired backup whose record waits for
+        # a mirror, a failed or unfinished one, a damaged manifest.
+        manifest = load_manifest_told(ctx, repo, fallbacks, backup_id)
         if manifest.kind != BackupKind.INCREMENTAL.value:
             raise ConfigError(
                 f"backup {backup_id} is a {manifest.kind} backup, not a physical one",

@@ -1406,8 +1406,10 @@ def load_manifest_told(
 ) -> Manifest:
     """:func:`load_manifest_any`, its refusals told for what the user asked: a backup
     the catalog records as failed or unfinished is said to be that (not to be missing,
-    with 'respaldo list', which shows it, as the hint); a damaged manifest gets a hint.
-    Raises what load_manifest_any raises."""
+    with 'respaldo list', which shows it, as the hint), one a prune deleted from its
+    primary while a mirror waits to be expired; a damaged manifest gets a hint. Every
+    kind of restore (logical, physical, files) and ``ls`` read the manifest here, so
+    that each says the same. Raises what load_manifest_any raises."""
     try:
         return load_manifest_any(repo, fallbacks, backup_id)
     except BackupNotFound as exc:

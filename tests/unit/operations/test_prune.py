@@ -15,13 +15,20 @@ import pytest
 from respaldo.catalog import BackupCopies, Jobs
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
-from respaldo.errors import ClockAhead, PermanentStorageError, RespaldoError, StorageError
+from respaldo.errors import (
+    BackupNotFound,
+    ClockAhead,
+    PermanentStorageError,
+    RespaldoError,
+    StorageError,
+)
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import replicate
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.listing import list_backups
 from respaldo.operations.prune import PruneResult, plan, prune
+from respaldo.operations.restore_request import RestoreRequest, restore
 from respaldo.processes import this_host
 from respaldo.repository import Lease, LockKind, verify_repository
 from respaldo.repository.copy import copy_backup as copy_backup_of_repository
@@ -230,6 +237,21 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         assert old not in copies.held_in("local") and old in copies.held_in("second")
         assert copies.missing_in("second") == []
     assert old not in {b.id for b in list_backups(inst.ctx).backups}
+    # A restore of it says that it expired, whatever its kind (into a data directory or
+    # a directory: "no backup ... in file:///..." before, with 'respaldo list' as hint).
+    ctx = inst.context()  # as the command opens one (the mirror is not open already)
+    try:
+        requests = (
+            RestoreRequest(old, target_datadir=inst.root / "pgdata"),
+            RestoreRequest(old, target_dir=inst.root / "f"),
+        )
+        for request in requests:
+            with pytest.raises(BackupNotFound) as refused:
+                restore(ctx, request)
+            said = str(refused.value)
+            assert f"backup {old} expired: a prune deleted it from repository local" in said
+    finally:
+        ctx.close()
     # So does a deletion by hand meanwhile, which the mirror fails.
     ctx = inst.context()
     try:
