@@ -40,8 +40,11 @@ def copy(
     for outcome in outcomes:
         if outcome.stats is None:
             failed += 1
+            # Refused (it expired): nothing was tried, so nothing failed.
+            said = "not copied" if outcome.refused else "failed"
             err_console.print(
-                f"[red]failed[/] {outcome.backup_id}: {escape(str(outcome.error))}", highlight=False
+                f"[red]{said}[/] {outcome.backup_id}: {escape(str(outcome.error))}",
+                highlight=False,
             )
         elif outcome.stats.already_there:
             err_console.print(f"{outcome.backup_id}: already in {to}")

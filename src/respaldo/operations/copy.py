@@ -24,11 +24,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from respaldo.catalog import BackupCopies, BackupRecords
+from respaldo.catalog import BackupCopies, BackupRecord, BackupRecords
 from respaldo.config import RepositorySettings, Settings
 from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, IntegrityError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.expired import expired_record, expired_said, still_held_in
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copied, copy_backup
 from respaldo.repository.wal import WalCopyStats, copy_wal
@@ -42,6 +43,8 @@ class CopyOutcome:
     repository: str
     stats: CopyStats | None
     error: str | None = None
+    refused: bool = False
+    """Not tried: the backup expired (``error`` says when, and where it still is)."""
 
     @property
     def ok(self) -> bool:
@@ -87,10 +90,7 @@ def copy_to(
     Raises ConfigError if ``repository`` is the primary or not configured, and the
     error that prevents opening either repository (recorded for every backup).
     """
-    settings = ctx.settings
-    target = settings.repository(repository)
-    if target.name == settings.repository().name:
-        raise ConfigError(f"{repository!r} is the primary repository: backups are written there")
+    target = _secondary(ctx.settings, repository)
     try:
         source = primary or ctx.repository()
         destination = ctx.repository(target.name)
@@ -138,6 +138,31 @@ def copy_to(
             continue
         outcomes.append(CopyOutcome(backup_id, target.name, stats))
     return outcomes
+
+
+def _secondary(settings: Settings, repository: str) -> RepositorySettings:
+    """The settings of the secondary ``repository``. Raises ConfigError if it is the
+    primary or not configured."""
+    target = settings.repository(repository)
+    if target.name == settings.repository().name:
+        raise ConfigError(f"{repository!r} is the primary repository: backups are written there")
+    return target
+
+
+def _expired(ctx: Context, record: BackupRecord, repository: str) -> CopyOutcome:
+    """The refusal to copy a backup a prune deleted from the primary while a mirror
+    waited: it expired, so it is copied nowhere (the next prune that reaches a mirror
+    holding it deletes it there); tried, it failed "no object manifests/...", was
+    recorded as a failed copy and alerted. Where it can still be read is said."""
+    held = still_held_in(ctx, record.id)
+    if len(held) > 1:
+        where = f"repositories {', '.join(held)} still hold it until the next prune reaches them"
+    elif held:
+        where = f"repository {held[0]} still holds it until the next prune that reaches it"
+    else:
+        where = "no repository holds it any more"
+    said = f"{expired_said(record)}; it is not copied (retention expired it), and {where}"
+    return CopyOutcome(record.id, repository, None, said, refused=True)
 
 
 def replicate(ctx: Context, primary: Repository | None = None) -> list[CopyOutcome]:
@@ -246,11 +271,24 @@ def _record(
 def copy_backups(ctx: Context, backup_ids: list[str] | None, repository: str) -> list[CopyOutcome]:
     """``copy``: copy the given backups, or (``backup_ids`` None) every completed backup
     that the secondary ``repository`` lacks, to it. Raises what :func:`copy_to` raises;
-    an empty list when there is nothing to copy."""
+    an empty list when there is nothing to copy. A given backup that expired while a
+    mirror waited (``primary_deleted_at``) is refused (:attr:`CopyOutcome.refused`)."""
     if backup_ids is None:
         with ctx.catalog.read() as session:
             backup_ids = BackupCopies(session).missing_in(repository)
-    return copy_to(ctx, backup_ids, repository)
+        return copy_to(ctx, backup_ids, repository)
+    # Asked for by id: one a prune deleted from the primary is refused (missing_in
+    # leaves those out), before any repository is opened, so that a mirror down
+    # meanwhile records no failed copy of it.
+    target = _secondary(ctx.settings, repository)
+    refused = []
+    for backup_id in backup_ids:
+        record = expired_record(ctx, backup_id)
+        if record is not None:
+            refused.append(_expired(ctx, record, target.name))
+    skip = {r.backup_id for r in refused}
+    rest = [b for b in backup_ids if b not in skip]
+    return refused + (copy_to(ctx, rest, repository) if rest else [])
 
 
 def copy_wal_to(

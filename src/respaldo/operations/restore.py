@@ -74,6 +74,7 @@ from respaldo.errors import (
 )
 from respaldo.operations.backup import DUMP_BLOCKS, DUMP_STREAM, ENCODING, GLOBALS_STREAM
 from respaldo.operations.context import Context
+from respaldo.operations.expired import expired_said
 from respaldo.operations.pardump import (
     FILE_PREFIX,
     is_directory_dump,
@@ -1429,9 +1430,8 @@ def load_manifest_told(
             # Not "no backup in file:///...": its record stays only for a mirror that a
             # prune could not reach (not read now, or lacking it by now too).
             raise BackupNotFound(
-                f"backup {backup_id} expired: a prune deleted it from repository "
-                f"{record.repository} on {record.primary_deleted_at:%Y-%m-%d %H:%M} UTC, "
-                "and no repository read holds it; its record stays until the next prune "
+                f"{expired_said(record)}, and no repository read holds it; its record "
+                "stays until the next prune "
                 "that reaches the mirror it was copied to deletes it there",
                 hint="'respaldo list' shows the backups there are; restore one of them",
             ) from None

@@ -24,7 +24,7 @@ from respaldo.errors import (
 )
 from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
-from respaldo.operations.copy import replicate
+from respaldo.operations.copy import copy_backups, replicate
 from respaldo.operations.deletion import delete_backup
 from respaldo.operations.listing import list_backups
 from respaldo.operations.prune import PruneResult, plan, prune
@@ -33,7 +33,7 @@ from respaldo.processes import this_host
 from respaldo.repository import Lease, LockKind, verify_repository
 from respaldo.repository.copy import copy_backup as copy_backup_of_repository
 from respaldo.storage.base import Storage
-from tests.unit.operations.support import NOW, Installation, data_for
+from tests.unit.operations.support import NOW, Installation, data_for, run_cli
 from tests.unit.repository.helpers import flip_byte, pack_of_chunk, stream_entries
 
 # Histories of many backups: written without flushing each to the disk (conftest.py).
@@ -195,7 +195,7 @@ class _Refusing:
 
 
 def test_unreachable_secondary_keeps_the_record_until_done(
-    inst: Installation, monkeypatch: pytest.MonkeyPatch
+    inst: Installation, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # 8 days: no silence longer than [retention] clock_check_days before the
     # newer ones, which prune would take for a step of the clock.
@@ -250,8 +250,15 @@ def test_unreachable_secondary_keeps_the_record_until_done(
                 restore(ctx, request)
             said = str(refused.value)
             assert f"backup {old} expired: a prune deleted it from repository local" in said
+        # A copy of it asked for by id is refused as expired, before the mirror (down)
+        # is opened: it failed "no object manifests/...", alerted, and recorded a failed
+        # copy over the one the mirror holds.
+        (refusal,) = copy_backups(ctx, [old], "second")
+        assert refusal.refused and "repository second still holds it" in (refusal.error or "")
     finally:
         ctx.close()
+    with inst.ctx.catalog.read() as session:
+        assert old in BackupCopies(session).held_in("second")
     # So does a deletion by hand meanwhile, which the mirror fails.
     ctx = inst.context()
     try:
@@ -262,6 +269,9 @@ def test_unreachable_secondary_keeps_the_record_until_done(
     with inst.ctx.catalog.read() as session:
         assert BackupCopies(session).held_in("local") == {new[1]}
     shutil.move(inst.root / "second.away", second)
+    code, _, err = run_cli(capsys, "--config", str(inst.config), "copy", old, "--to", "second")
+    said = " ".join(err.split())
+    assert code == 1 and f"not copied {old}: backup {old} expired: a prune deleted it" in said
     result = run_prune(inst)
     assert result.ok and result.deleted == [old]
     delete_backup(inst.ctx, new[0])  # again, as its error said
