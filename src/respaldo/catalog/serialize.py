@@ -45,6 +45,7 @@ _FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("triggeredBy", "triggered_by"),
     ("pinned", "pinned"),
     ("toolVersion", "tool_version"),
+    ("primaryDeletedAt", "primary_deleted_at"),
 )
 
 API_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _ in _FIELDS)

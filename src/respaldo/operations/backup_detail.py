@@ -48,12 +48,20 @@ class ManifestSummary(ResultModel):
     streams: list[StreamView] = Field(description="The backup's streams.")
 
 
+DELETED = "deleted"
+"""The status of the primary's part of a backup a prune deleted from there."""
+
+
 class CopyView(ResultModel):
     """The backup in one repository."""
 
     repository: str = Field(description="The configured repository's name.")
     role: str = Field(description="primary (written by the backup) or mirror (copied).")
-    status: str = Field(description="completed, pending or failed (mirrors only).")
+    status: str = Field(
+        description="The backup's status in its primary (deleted: a prune deleted it from "
+        "there while a mirror waited, see primaryDeletedAt); completed, pending or failed "
+        "in a mirror."
+    )
     error_message: str | None = Field(description="Why the copy failed, if it did.")
     updated_at: UtcTime | None = Field(description="When the copy's status last changed.")
 
@@ -63,7 +71,8 @@ class BackupDetail(ResultModel):
 
     backup: BackupView = Field(description="The record, as in the list of backups.")
     manifest: ManifestSummary | None = Field(
-        description="The manifest's summary; null until the backup completed."
+        description="The manifest's summary; null until the backup completed, and once a "
+        "prune deleted it from its primary (backup.primaryDeletedAt)."
     )
     copies: list[CopyView] = Field(description="Where the backup is, per repository.")
     restore_tests: list[DrillRunView] = Field(
@@ -76,16 +85,19 @@ def backup_detail(ctx: Context, backup_id: str, *, tests: int = 20) -> BackupDet
     it. Raises RecordNotFound, InvalidBackupId, and what reading the manifest raises
     (repository unreachable, IntegrityError)."""
     record = show_backup(ctx, backup_id)
+    gone = record.primary_deleted_at  # expired; its record waits for a mirror
     manifest = None
-    if record.status is BackupStatus.COMPLETED:
+    if record.status is BackupStatus.COMPLETED and gone is None:
+        # Not for an expired one (its page failed, "no backup ... in file:///..."): the
+        # mirror still holding it is the one a prune could not reach, maybe still down.
         manifest = _summary(ctx, record)
     copies = [
         CopyView(
             repository=record.repository,
             role="primary",
-            status=record.status.value,
+            status=record.status.value if gone is None else DELETED,
             error_message=None,
-            updated_at=record.completed_at,
+            updated_at=record.completed_at if gone is None else gone,
         )
     ]
     with ctx.catalog.read() as session:

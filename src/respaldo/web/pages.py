@@ -356,6 +356,8 @@ _STATUS_LABELS = {
     "in_progress": N_("In progress"),
     "completed": N_("Completed"),
     "failed": N_("Failed"),
+    # A backup's part in its primary once a prune deleted it there (backup_detail).
+    "deleted": N_("Deleted"),
     "queued": N_("Queued"),
     "running": N_("Running"),
     "cancelled": N_("Cancelled"),

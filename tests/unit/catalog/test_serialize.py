@@ -24,7 +24,7 @@ ORIGINAL_ORDER = [
 ]  # fmt: skip
 ADDITIONS = [
     "databaseName", "repository", "manifest", "storedNewBytes", "triggeredBy", "pinned",
-    "toolVersion",
+    "toolVersion", "primaryDeletedAt",
 ]  # fmt: skip
 
 

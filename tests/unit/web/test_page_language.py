@@ -16,16 +16,24 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.unit.access.conftest import SECRET, add_user, cheap_hashes, write_secret  # noqa: F401
-from tests.unit.api.conftest import FAST_KDF, completed_backup
+from tests.unit.api.conftest import FAST_KDF, completed_backup, token_headers
 from tests.unit.web.test_session import _login
 
 from respaldo import reasons
-from respaldo.catalog import BackupRecords, Deliveries, DrillRuns, Jobs, Notifications
+from respaldo.catalog import (
+    BackupCopies,
+    BackupRecords,
+    Deliveries,
+    DrillRuns,
+    Jobs,
+    Notifications,
+)
 from respaldo.config import Settings
 from respaldo.domain import (
     AuditAction,
     AuditOutcome,
     BackupKind,
+    CopyStatus,
     JobKind,
     JobStatus,
     Role,
@@ -41,6 +49,8 @@ from respaldo.web.session import CSRF_COOKIE
 from respaldo.web.site import create_site
 
 pytestmark = pytest.mark.unit
+
+DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -148,6 +158,40 @@ def test_every_word_of_respaldos_vocabulary_is_spanish_on_the_spanish_page(
     assert "Antigüedad del backup · Lógico" in cells["/databases"]
     assert {"Principal", "Programado"} <= set(cells[f"/backups/{backup}"])
     assert "Inicio de sesión" in cells["/audit"]
+
+
+def test_a_backup_a_prune_deleted_from_its_primary_says_when_on_its_page_and_in_the_api(
+    site: FastAPI, context: Context
+) -> None:
+    # Expired while its mirror could not be reached: its page and GET /admin/backups/{id}
+    # failed reading the manifest the primary no longer holds ("no backup ... in
+    # file:///..."), and no field said when or why it went.
+    backup = completed_backup(context, "erp", BackupKind.FULL, datetime.now(UTC) - 9 * DAY)
+    gone = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    with context.catalog.begin() as session:
+        BackupCopies(session).mark(backup, "offsite", CopyStatus.COMPLETED)
+        BackupRecords(session).deleted_from_primary(backup, now=gone)
+    add_user(context, "ana", Role.VIEWER)
+    api = token_headers(context, "viewer", Role.VIEWER)
+    with TestClient(site, follow_redirects=False) as browser:
+        _login(browser, "ana")
+        spanish = browser.get(f"/backups/{backup}")
+        english = browser.get(f"/backups/{backup}", headers={"Accept-Language": "en"})
+        answer = browser.get(f"/admin/backups/{backup}", headers=api)
+    assert (spanish.status_code, english.status_code, answer.status_code) == (200, 200, 200)
+    detail = answer.json()
+    assert detail["backup"]["primaryDeletedAt"] == "2026-12-01T03:00:00Z"
+    assert detail["manifest"] is None
+    assert [(c["repository"], c["status"]) for c in detail["copies"]] == [
+        ("local", "deleted"),
+        ("offsite", "completed"),
+    ]
+    said = " ".join(_cells(spanish.text))
+    assert "caducó y una depuración lo eliminó del repositorio local" in said
+    assert "Eliminado del principal" in unescape(spanish.text)
+    assert "Principal Eliminado" in said  # the primary's row of the copies
+    said = " ".join(_cells(english.text))
+    assert "it expired and a prune deleted it from repository local" in said
 
 
 def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
