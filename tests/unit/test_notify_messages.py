@@ -88,3 +88,14 @@ def test_every_message_in_the_code_is_translated_into_spanish() -> None:
     assert not missing, "run 'make messages' and translate: " + ", ".join(missing)
     for msgid, text in translated.items():
         assert re.findall(r"{\w+}", str(msgid)) == re.findall(r"{\w+}", str(text)), msgid
+
+
+def test_a_deferred_prune_is_a_warning_titled_as_deferred_in_both_languages() -> None:
+    # The prune completed: "CRITICAL: prune failed" over a body saying deferred.
+    alert = _failure(
+        level=Level.WARNING, event=Event.DEFERRED, kind="prune", database=None, job_id=None
+    )
+    assert render(alert, "en").subject == "[respaldo] WARNING: prune of repository offsite deferred"
+    es = render(alert, "es")
+    assert es.subject == "[respaldo] AVISO: depuración del repositorio offsite aplazada"
+    assert es.short.startswith("respaldo AVISO db1.example.com: depuracion del repositorio offsite")

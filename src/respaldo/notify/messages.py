@@ -34,6 +34,7 @@ class Event(StrEnum):
     """Why the message is sent."""
 
     FAILED = "failed"  # an operation failed (notify_failure)
+    DEFERRED = "deferred"  # an operation completed, its part in a repository waits
     COMPLETED = "completed"  # an operation completed (a success notice)
     RAISED = "raised"  # a watched condition started firing
     REPEATED = "repeated"  # ... and still fires, told again after the repeat interval
@@ -138,6 +139,11 @@ def _title(alert: Alert, _: Callable[[str], str]) -> str:
         if alert.database:
             return _("{kind} of {database} failed").format(kind=kind, database=alert.database)
         return _("{kind} failed").format(kind=kind)
+    if alert.event is Event.DEFERRED:
+        # The prune completed: "prune failed" under CRITICAL said the opposite.
+        return _("{kind} of repository {repository} deferred").format(
+            kind=kind, repository=alert.repository or ""
+        )
     if alert.event is Event.COMPLETED:
         if alert.database:
             return _("{kind} of {database} completed").format(kind=kind, database=alert.database)

@@ -178,6 +178,37 @@ def notify_failure(
     )
 
 
+def notify_deferred(
+    ctx: Context,
+    kind: str,
+    error: str,
+    *,
+    repository: str,
+    hint: str,
+    throttle_key: str,
+    now: datetime | None = None,
+) -> list[DeliveryResult]:
+    """Send a warning: the operation ``kind`` completed, but what it had to do in
+    ``repository`` waits until it can be reached (``error`` says why and what waits):
+    a prune that could not reach a mirror. Titled so ("prune of repository offsite
+    deferred"), not as a failure; throttled by ``throttle_key`` as
+    :func:`notify_failure` is. Never raises."""
+    return _failure(
+        ctx.settings,
+        ctx._catalog,
+        kind,
+        error,
+        None,
+        repository,
+        None,
+        hint,
+        throttle_key,
+        now,
+        level=Level.WARNING,
+        event=Event.DEFERRED,
+    )
+
+
 def notify_failure_settings(
     settings: Settings,
     kind: str,
@@ -215,6 +246,9 @@ def _failure(
     hint: str | None,
     throttle_key: str | None,
     now: datetime | None,
+    *,
+    level: Level = Level.CRITICAL,
+    event: Event = Event.FAILED,
 ) -> list[DeliveryResult]:
     try:
         if not settings.notifications.targets:
@@ -225,7 +259,7 @@ def _failure(
         if throttle_key is not None:
             if catalog is not None:
                 try:
-                    claimed = _claim(settings, catalog, throttle_key, when)
+                    claimed = _claim(settings, catalog, throttle_key, when, level)
                 except Exception as exc:
                     log.warning(
                         "alert %s throttled without the catalog (%s)", throttle_key, _why(exc)
@@ -246,8 +280,8 @@ def _failure(
         text = scrub(str(error) or type(error).__name__)
         hint = scrub(hint) if hint else hint
         alert = Alert(
-            level=Level.CRITICAL,
-            event=Event.FAILED,
+            level=level,
+            event=event,
             kind=kind,
             host=this_host(),
             at=when,
@@ -312,11 +346,13 @@ class _Claim:
     previous: datetime | None  # when it was sent before this claim
 
 
-def _claim(settings: Settings, catalog: Catalog, key: str, now: datetime) -> _Claim:
+def _claim(
+    settings: Settings, catalog: Catalog, key: str, now: datetime, level: Level = Level.CRITICAL
+) -> _Claim:
     """Whether an alert with ``key`` may go out at ``now``; if so, note it as sent."""
     interval = timedelta(minutes=settings.notifications.repeat_interval_minutes)
     with catalog.begin() as session:
-        state = AlertStates(session).get_or_new(key, level=Level.CRITICAL.value, now=now)
+        state = AlertStates(session).get_or_new(key, level=level.value, now=now)
         previous = state.last_sent_at
         if previous is not None and not _due(previous, now, interval):
             return _Claim(key, False, previous)

@@ -668,13 +668,16 @@ def deferred_problem(outcome: RepositoryOutcome) -> str:
 
 
 def _alert(ctx: Context, result: PruneResult, database: str | None) -> None:
-    """A critical alert per repository prune could not finish in; object locks that
-    could not be renewed are an alert of their own (a kept backup may lose its lock)."""
+    """A critical alert per repository prune could not finish in, a warning per mirror
+    it could not reach (deferred); object locks that could not be renewed are an alert
+    of their own (a kept backup may lose its lock)."""
     for outcome in result.repositories:
         if outcome.deferred is not None:
-            # A failed copy's way: an offsite store down for a week is one alert per
-            # repeat interval, not one per nightly prune.
-            alerts.notify_failure(
+            # A warning, titled as deferred: the prune completed ("CRITICAL: prune
+            # failed" said otherwise, over a body that said deferred). A failed copy's
+            # throttle: an offsite store down for a week is one alert per repeat
+            # interval, not one per nightly prune.
+            alerts.notify_deferred(
                 ctx,
                 "prune",
                 deferred_problem(outcome),

@@ -186,6 +186,7 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     outage = (
         good_config.replace(setup.s3.endpoint_url, closed)
         + f'\n[[notifications.targets]]\nname = "hook"\nurl = "{webhook.url}"\n'
+        + 'levels = ["critical", "warning", "resolved"]\n'
     )
     # A backup never copied, which expires during the outage: taken with the bucket out
     # of the config (no copy tried, as none completed; the failed copy's retries cost 2 s).

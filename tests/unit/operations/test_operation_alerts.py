@@ -37,6 +37,7 @@ repeat_interval_minutes = 60
 [[notifications.targets]]
 name = "hook"
 url = "{webhook.url}"
+levels = ["critical", "warning", "resolved"]
 """
     installation = Installation.create(tmp_path, extra=extra)
     try:
@@ -98,7 +99,9 @@ def test_a_prune_that_cannot_reach_a_mirror_alerts_once_per_repeat_interval(
     result = prune(setup.ctx, now=NOW)
     assert result.ok and result.repositories[1].deferred is not None  # not a failure
     (got,) = webhook.inbox.wait(1)
-    assert got["json"]["title"] == "[respaldo] CRITICAL: prune failed"
+    # A warning, titled as what happened: the prune completed ("CRITICAL: prune failed").
+    assert got["json"]["title"] == "[respaldo] WARNING: prune of repository second deferred"
+    assert got["json"]["type"] == "warning"
     assert "Repository: second" in got["json"]["message"]
     assert "repository second could not be reached (cannot open" in got["json"]["message"]
     # A mirror down for a week is not an alert every night (a failed copy's throttle);
