@@ -98,4 +98,6 @@ def _what(item: StatusItem) -> str:
         return f"alerts to {item.key.partition(':')[2]}"
     if item.check == "slot":
         return f"slot {item.key.split(':', 2)[-1]}"
+    if item.check == "prune":
+        return f"prune of {item.repository}"
     return {"restore_test": "restore test", "archive": "WAL archiving"}.get(item.check, item.check)

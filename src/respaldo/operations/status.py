@@ -28,7 +28,10 @@ or red with the reason in words:
   failed (:mod:`respaldo.operations.status_notify`);
 - ``swap:<db>:<target>`` (general): a ``restore --replace`` that died half-way through its
   swap, the target missing and its previous contents under the ``_old_`` name
-  (:mod:`respaldo.operations.restore_swap`), until resolved.
+  (:mod:`respaldo.operations.restore_swap`), until resolved;
+- ``prune:<repository>`` (general): amber while the newest prune could not reach that
+  secondary repository, what it needs there deferred
+  (:mod:`respaldo.operations.status_prune`).
 
 Everything is computed against an explicit ``now`` (tests move the clock). Nothing here
 raises for what it finds: an unreachable server or catalog is a red item with the reason.
@@ -61,6 +64,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, Said, UtcTime
 from respaldo.operations.status_drills import read_drills
 from respaldo.operations.status_mirror import MirrorLag, mirror_lags
+from respaldo.operations.status_prune import deferred_prunes
 from respaldo.operations.status_server import (
     ArchiveView,
     Level,
@@ -98,6 +102,7 @@ Check = Literal[
     "notify",
     "stuck",
     "slot",
+    "prune",
 ]
 _RANK: dict[str, int] = {"green": 0, "amber": 1, "red": 2}
 _OFF = "off"
@@ -131,7 +136,8 @@ class StatusItem(ResultModel):
     last message) or stuck (``respaldo serve``'s watchdog or sweep for lost jobs has run
     longer than ``[rpo] watchdog_stuck_minutes``) or slot (an inactive replication slot
     of the server holds more WAL than ``[rpo] slot_wal_mb``; amber; one item per such
-    slot, none when there is none)."""
+    slot, none when there is none) or prune (the newest prune could not reach a secondary
+    repository: what it needs there waits; amber; one item per such repository)."""
     database: str | None = None
     """The configured database it is about, if one."""
     kind: BackupKind | None = None
@@ -278,6 +284,10 @@ def compute_status(
             log.warning("could not read the restores' swaps for the status: %s", first_line(exc))
             unread.add("swap")
         general += _verify_items(ctx, settings, now)
+        try:
+            general += _prune_items(ctx, now)
+        except (SQLAlchemyError, RespaldoError) as exc:
+            log.warning("could not read the prunes for the status: %s", first_line(exc))
         try:
             general += notify_items(ctx, settings, now)
         except (SQLAlchemyError, RespaldoError) as exc:
@@ -1235,6 +1245,33 @@ def _stuck_items(settings: Settings, now: datetime) -> list[StatusItem]:
             limit_seconds=limit.total_seconds(),
         )
         for found in stall.stuck(now, limit)
+    ]
+
+
+def _prune_items(ctx: Context, now: datetime) -> list[StatusItem]:
+    """One amber item per secondary repository the newest prune could not reach: its
+    expired backups, collection and WAL retention wait (the prune completed, and said
+    so in a warning alert once per repeat interval); nothing said so here before."""
+    return [
+        StatusItem(
+            key=f"prune:{d.repository}",
+            check="prune",
+            repository=d.repository,
+            level="amber",
+            reason=Phrase(
+                N_(
+                    "no prune has reached repository {repository} for {age} ({error}): "
+                    "its expired backups, garbage collection, WAL retention and object "
+                    "lock renewal wait for the next prune that reaches it"
+                ),
+                repository=d.repository,
+                age=human_age(now - d.since),
+                error=d.why,
+            ),
+            at=d.since,
+            age_seconds=(now - d.since).total_seconds(),
+        )
+        for d in deferred_prunes(ctx)
     ]
 
 

@@ -124,6 +124,7 @@ _SWAP = _("a restore of {target} stopped half-way through its swap: {error}")
 _NOTIFY = _("messages to notification target {target} fail: {error}")
 # Amber, so never sent (see the module docstring); here for 'describe' all the same.
 _SLOT = _("replication slot {slot} of {database} is not in use and holds WAL")
+_PRUNE = _("no prune has reached repository {repository} for {age}")
 _KINDS = {
     "rpo": "backup",
     "size": "backup",
@@ -326,6 +327,8 @@ def describe(item: StatusItem) -> tuple[str, dict[str, Any]]:
         return _NOTIFY, {**args, "target": item.key.partition(":")[2]}
     if item.check == "slot":
         return _SLOT, {**args, "slot": item.key.split(":", 2)[-1]}
+    if item.check == "prune":  # amber too; the prune's own warning alert tells it
+        return _PRUNE, args
     if item.check == "swap":
         # The reason says it all: where the database is, and how to rename it back.
         target = item.key.split(":", 2)[-1]

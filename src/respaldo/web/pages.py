@@ -314,6 +314,7 @@ _CHECK_LABELS = {
     "notify": N_("Alerts"),
     "stuck": N_("Watchdog"),
     "slot": N_("Replication slot"),
+    "prune": N_("Cleanup"),
 }
 _ROLE_LABELS = {"primary": N_("Primary"), "mirror": N_("Mirror")}
 _TRIGGER_LABELS = {"cli": N_("Command line"), "schedule": N_("Scheduled"), "api": N_("API")}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from respaldo.operations.jobs import JobRequest
 from respaldo.operations.metrics import render_metrics
 from respaldo.operations.prune_report import PruneReport
 from respaldo.operations.scheduled import run_queued
+from respaldo.operations.status import StatusItem, compute_status
 from tests.unit.operations.support import Installation
 
 # Histories of many backups: written without flushing each to the disk (conftest.py).
@@ -137,6 +138,27 @@ def test_a_cli_prune_that_fails_in_a_mirror_fails_one_that_cannot_reach_it_compl
     assert done.kind is JobKind.PRUNE and done.status is JobStatus.COMPLETED
     assert done.outcome is not None and set(done.outcome) == {"bytes_reclaimed", "deferred"}
     assert done.outcome["deferred"]["second"].startswith("cannot open: no repository at ")
+    # 'respaldo status' says so (amber: the prune completed), from the first prune that
+    # could not reach it, until one does; it was green all along.
+    first = done.finished_at
+    assert invoke(["--config", str(inst.config), "prune"]) == 0
+    (item,) = _prune_items(inst)
+    assert (item.key, item.level, item.repository, item.at) == (
+        "prune:second",
+        "amber",
+        "second",
+        first,
+    )
+    assert item.reason.startswith("no prune has reached repository second for ")
+    assert "(cannot open: no repository at " in item.reason
+    (inst.root / "unmounted").rename(inst.root / "second")
+    assert invoke(["--config", str(inst.config), "prune"]) == 0
+    assert _prune_items(inst) == []
+
+
+def _prune_items(inst: Installation) -> list[StatusItem]:
+    report = compute_status(inst.ctx, datetime.now(UTC), wal_archived=(), servers=False)
+    return [i for i in report.general if i.check == "prune"]
 
 
 def test_a_scheduled_prune_that_fails_in_one_repository_fails_as_the_cli_one(
