@@ -20,8 +20,10 @@ Run as ``python child.py RESPALDO-ARGS…``. The point is named in the environme
 
 The hook runs in the event's own thread, before the operation it announces: a kill at
 ``os.replace`` of a ``.tmp-`` file leaves that file fully written but not yet renamed; a
-kill at ``open`` of a pack leaves everything read before it. Only this test helper has the
-hook: respaldo itself has no test-only code path.
+kill at ``open`` of a pack leaves everything read before it. Another thread's matching
+event waits until the action is taken: a restore frozen at its first worker's pg_restore
+has not started the second one's either. Only this test helper has the hook: respaldo
+itself has no test-only code path.
 """
 
 from __future__ import annotations
@@ -38,29 +40,36 @@ _SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "term": signal.SIGTE
 
 def _install(event: str, pattern: re.Pattern[str], count: int, action: str, mark: str) -> None:
     seen = 0
-    acting = False
+    actor: int | None = None
     lock = threading.Lock()
 
     def hook(name: str, args: tuple[Any, ...]) -> None:
-        nonlocal seen, acting
-        if name != event or acting:
+        nonlocal seen, actor
+        # os.open/os.kill raise audit events of their own: the acting thread's are let by.
+        if name != event or actor == threading.get_ident():
             return
         texts = [str(a) for a in args[:2]]
         if not any(pattern.search(text) for text in texts):
             return
         text = " ".join(texts)
+        # Held until the action is taken (for ``stop``, until the test continues this
+        # process): another thread's matching event waits here, before its operation. Let
+        # by, a restore's second worker started its pg_restore while the first wrote the
+        # mark: its COPY, fed by this frozen process, held its table's lock, and the test's
+        # LOCK TABLE of the staging tables waited on it for ever (or deadlocked with it).
         with lock:
             seen += 1
             if seen != count:
                 return
-            acting = True
-        # os.open/os.kill raise audit events of their own: ``acting`` keeps them out.
-        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, f"{name} {text}\n".encode())
-        os.fsync(fd)
-        os.close(fd)
-        os.kill(os.getpid(), _SIGNALS[action])
-        acting = False
+            actor = threading.get_ident()
+            try:
+                fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.write(fd, f"{name} {text}\n".encode())
+                os.fsync(fd)
+                os.close(fd)
+                os.kill(os.getpid(), _SIGNALS[action])
+            finally:
+                actor = None
 
     sys.addaudithook(hook)
 
