@@ -97,9 +97,8 @@ def awkward(respaldo: Respaldo, pg: TempCluster) -> Respaldo:
 
 
 @ON_EVERY_MAJOR
-@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_large_objects_are_recorded_and_checked(
-    awkward: Respaldo, pg: TempCluster, new_dbname: str, jobs: str
+    awkward: Respaldo, pg: TempCluster, new_dbname: str
 ) -> None:
     source = awkward.dbname
     backup_id = awkward.backup()["id"]
@@ -114,68 +113,73 @@ def test_large_objects_are_recorded_and_checked(
     assert summary is not None
     assert (summary.large_objects, summary.large_object_bytes) == (count, size)
 
-    run = awkward.restore(backup_id, new_dbname, "--jobs", jobs)
-    assert f"{count} large objects checked" in run.err, run.err
-    assert "warning" not in run.err, run.err
-    assert large_objects(pg, new_dbname) == large_objects(pg, source)
-    # The sparse object came back whole, page by page: its pages differ from the source's
-    # while its contents do not, and the check (of contents) passed.
-    assert _pages(pg, source, SPARSE) < _pages(pg, new_dbname, SPARSE)
-    assert staging_databases(pg) == set()
+    # One backup, restored serially and in parallel.
+    for jobs in ("1", "2"):
+        target = f"{new_dbname}_{jobs}"
+        run = awkward.restore(backup_id, target, "--jobs", jobs)
+        assert f"{count} large objects checked" in run.err, run.err
+        assert "warning" not in run.err, run.err
+        assert large_objects(pg, target) == large_objects(pg, source)
+        # The sparse object came back whole, page by page: its pages differ from the
+        # source's while its contents do not, and the check (of contents) passed.
+        assert _pages(pg, source, SPARSE) < _pages(pg, target, SPARSE)
+        assert staging_databases(pg) == set()
 
 
-@pytest.mark.parametrize(
-    ("statement", "said"),
-    [
-        (
-            f"SELECT lo_unlink({EMPTY})",
-            "restored large objects differ from the backup's: {n_less} large objects, {n} expected",
-        ),
-        (
-            f"SELECT lo_unlink({BIG}), lo_from_bytea({BIG}, 'cut short')",
-            "restored large objects differ from the backup's: {short} bytes of large "
-            "objects, {size} expected",
-        ),
-        (
-            f"SELECT lo_put({SPARSE}, 1000, '\\x07'::bytea)",
-            "restored large objects differ from the backup's: the large objects' contents "
-            "differ (digest ",
-        ),
-    ],
-    ids=["lost", "cut-short", "altered"],
-)
+# What is done to the restored large objects, and what the restore then says: one lost,
+# one cut short, one's contents altered.
+_DIFFERENCES = [
+    (
+        f"SELECT lo_unlink({EMPTY})",
+        "restored large objects differ from the backup's: {n_less} large objects, {n} expected",
+    ),
+    (
+        f"SELECT lo_unlink({BIG}), lo_from_bytea({BIG}, 'cut short')",
+        "restored large objects differ from the backup's: {short} bytes of large "
+        "objects, {size} expected",
+    ),
+    (
+        f"SELECT lo_put({SPARSE}, 1000, '\\x07'::bytea)",
+        "restored large objects differ from the backup's: the large objects' contents "
+        "differ (digest ",
+    ),
+]
+
+
 @pytest.mark.parametrize("replace", [False, True], ids=["new", "replace"])
 def test_a_restore_whose_large_objects_differ_fails_leaving_nothing(
     awkward: Respaldo,
     pg: TempCluster,
     new_dbname: str,
     monkeypatch: pytest.MonkeyPatch,
-    statement: str,
-    said: str,
     replace: bool,
 ) -> None:
     source = awkward.dbname
     backup_id = awkward.backup()["id"]
     count, size = _sizes(pg, source)
-    altered = _tamper_after_row_counts(
-        monkeypatch, pg, restore_module, "check_row_counts", statement
-    )
     target = source if replace else new_dbname
-    before = databases(pg)
     rows, objects = table_checksums(pg, source), large_objects(pg, source)
     options = ["--replace"] if replace else []
-    run = awkward.run("restore", backup_id, "--target-database", target, *options)
-    assert run.code == 1, str(run)
-    assert len(altered) == 1 and altered[0] != target  # the staging database, before the swap
-    expected = said.format(
-        n_less=count - 1, n=count, short=size - BIG_SIZE + len("cut short"), size=size
-    )
-    assert run.err_lines[0].startswith(f"respaldo: error: {expected}"), run.err
-    assert "respaldo: hint: the backup may be damaged" in run.err
-    assert "Traceback" not in run.err
-    assert databases(pg) == before  # no staging database left, nothing renamed or made
-    assert staging_databases(pg) == set()
-    assert table_checksums(pg, source) == rows and large_objects(pg, source) == objects
+    # One backup for the three differences: each failed restore is checked to leave
+    # nothing, so the next starts from where the first did.
+    for statement, said in _DIFFERENCES:
+        before = databases(pg)
+        with monkeypatch.context() as patch:
+            altered = _tamper_after_row_counts(
+                patch, pg, restore_module, "check_row_counts", statement
+            )
+            run = awkward.run("restore", backup_id, "--target-database", target, *options)
+        assert run.code == 1, str(run)
+        assert len(altered) == 1 and altered[0] != target  # the staging database, before the swap
+        expected = said.format(
+            n_less=count - 1, n=count, short=size - BIG_SIZE + len("cut short"), size=size
+        )
+        assert run.err_lines[0].startswith(f"respaldo: error: {expected}"), run.err
+        assert "respaldo: hint: the backup may be damaged" in run.err
+        assert "Traceback" not in run.err
+        assert databases(pg) == before  # no staging database left, nothing renamed or made
+        assert staging_databases(pg) == set()
+        assert table_checksums(pg, source) == rows and large_objects(pg, source) == objects
 
 
 def test_a_drill_whose_large_objects_differ_fails(
