@@ -1,13 +1,15 @@
 """Each alert's delivery to each notification target, kept until the target takes it.
 
 Every alert (but ``respaldo notify test``'s) is first recorded per target in the catalog
-(``alert_deliveries``, ``pending``), then sent. A target that refuses it (its mail server
-down, its webhook answering 500) keeps it pending: it is tried again, with backoff (1,
-2, 4... minutes, at most 30), by ``respaldo serve``'s resend (:func:`retry`), and by any
-process that has a new alert for that target, until the target takes it (``sent``) or
-``[notifications] retry_hours`` have passed since the alert (``given_up``, with the last
-reason; logged as an error, and shown by the status and the page). Another target that
-took it is never sent it again: each delivery is its own row.
+(``alert_deliveries``, ``pending``), then sent; the alerts of the lost jobs the service's
+sweep finds are only recorded (:func:`keep`), and its resend sends them. A target that
+refuses it (its mail server down, its webhook answering 500) keeps it pending: it is
+tried again, with backoff (1, 2, 4... minutes, at most 30), by ``respaldo serve``'s
+resend (:func:`retry`), and by any process that has a new alert for that target, until
+the target takes it (``sent``) or ``[notifications] retry_hours`` have passed since the
+alert (``given_up``, with the last reason; logged as an error, and shown by the status
+and the page). Another target that took it is never sent it again: each delivery is its
+own row.
 
 Order: a target gets its alerts in the order they were made. A new alert for a target
 that still has older ones pending is sent only after them; when the oldest still fails,
@@ -144,23 +146,8 @@ def send_kept(
     how this alert went, one Delivery per target; None when the catalog could not record
     it (nothing was sent: the caller sends it without a record). Never raises for a
     target that fails."""
-    text = encode(alert)
-    try:
-        with catalog.begin() as session:
-            rows = Deliveries(session)
-            ids = {
-                t.name: rows.add(
-                    created_at=alert.at,
-                    target=t.name,
-                    level=alert.level.value,
-                    kind=alert.kind,
-                    key=alert.key,
-                    alert=text,
-                ).id
-                for t in targets
-            }
-    except Exception as exc:
-        log.warning("could not record the alert to send (sent without a record): %s", exc)
+    ids = _record(catalog, alert, targets)
+    if ids is None:
         return None
     results = []
     for target in targets:
@@ -181,6 +168,40 @@ def send_kept(
             )
         results.append(own)
     return results
+
+
+def keep(catalog: Catalog, alert: Alert, targets: list[NotificationTarget]) -> bool:
+    """Record ``alert`` as pending for each of ``targets`` and send nothing: :func:`retry`
+    (the service's resend) sends it, or the next alert to each target, behind what that
+    target has pending. For a caller that must not wait on a target (the service's sweep
+    for lost jobs: a target that hangs would hold it ``timeout_seconds`` per target).
+    False when the catalog could not record it (the caller sends it without a record)."""
+    return _record(catalog, alert, targets) is not None
+
+
+def _record(
+    catalog: Catalog, alert: Alert, targets: list[NotificationTarget]
+) -> dict[str, int] | None:
+    """The pending delivery's row id of ``alert`` per target name; None (logged) when the
+    catalog could not record it."""
+    text = encode(alert)
+    try:
+        with catalog.begin() as session:
+            rows = Deliveries(session)
+            return {
+                t.name: rows.add(
+                    created_at=alert.at,
+                    target=t.name,
+                    level=alert.level.value,
+                    kind=alert.kind,
+                    key=alert.key,
+                    alert=text,
+                ).id
+                for t in targets
+            }
+    except Exception as exc:
+        log.warning("could not record the alert to send (sent without a record): %s", exc)
+        return None
 
 
 def retry(settings: Settings, catalog: Catalog, now: datetime) -> list[Delivery]:

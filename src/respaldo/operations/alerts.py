@@ -156,13 +156,17 @@ def notify_failure(
     hint: str | None = None,
     throttle_key: str | None = None,
     now: datetime | None = None,
+    later: bool = False,
 ) -> list[DeliveryResult]:
     """Send a critical alert: the operation ``kind`` (``backup``, ``copy``, ``restore``,
     ``drill``, ``prune``, ``lock-renewal``, ``wal-push``...) failed with ``error``.
 
     The hint is ``hint``, else the error's own (:attr:`RespaldoError.hint`). With
     ``throttle_key``, nothing is sent when an alert with that key went out less than
-    the repeat interval ago. Never raises; returns one result per target sent to.
+    the repeat interval ago. With ``later``, the alert is only recorded as pending for
+    each target (:func:`alert_delivery.keep`: the service's resend sends it), so that
+    the caller never waits on a target; sent at once only when the catalog cannot record
+    it. Never raises; returns one result per target sent to.
     """
     return _failure(
         ctx.settings,
@@ -175,6 +179,7 @@ def notify_failure(
         hint,
         throttle_key,
         now,
+        later=later,
     )
 
 
@@ -249,6 +254,7 @@ def _failure(
     *,
     level: Level = Level.CRITICAL,
     event: Event = Event.FAILED,
+    later: bool = False,
 ) -> list[DeliveryResult]:
     try:
         if not settings.notifications.targets:
@@ -292,7 +298,7 @@ def _failure(
             job_id=job_id,
             key=throttle_key,
         )
-        results, queued = _send(settings, catalog, alert)
+        results, queued = _send(settings, catalog, alert, later=later)
         if _untold(results) and not queued:
             # Nobody was told, and the catalog does not keep it to send again: the next
             # failure tries again, not a repeat interval later. (Kept, it is sent when a
@@ -711,13 +717,17 @@ def _send(
     alert: Alert,
     *,
     not_to: str | None = None,
+    later: bool = False,
 ) -> tuple[list[DeliveryResult], bool]:
     """Send ``alert`` to every target of its level but ``not_to``, each delivery kept in
-    the catalog until its target takes it (:mod:`~respaldo.operations.alert_delivery`).
-    Returns one result per target, and whether the catalog keeps what failed (False: it
-    could not record the alert, which was sent without a record of it)."""
+    the catalog until its target takes it (:mod:`~respaldo.operations.alert_delivery`);
+    with ``later``, only kept (none sent now: no result). Returns one result per target
+    sent to, and whether the catalog keeps what failed (False: it could not record the
+    alert, which was sent without a record of it)."""
     targets = [t for t in targets_for(settings.notifications, alert.level) if t.name != not_to]
     if not targets:
+        return [], True
+    if catalog is not None and later and alert_delivery.keep(catalog, alert, targets):
         return [], True
     if catalog is not None:
         kept = alert_delivery.send_kept(settings, catalog, alert, targets)

@@ -435,7 +435,14 @@ def _record_failure(ctx: Context, lease: _Lease, token: CancelToken, exc: BaseEx
             _alert(ctx, failed, exc)
 
 
-def _alert(ctx: Context, job: Job, error: BaseException | str, hint: str | None = None) -> None:
+def _alert(
+    ctx: Context,
+    job: Job,
+    error: BaseException | str,
+    hint: str | None = None,
+    *,
+    later: bool = False,
+) -> None:
     """The critical alert for the failed ``job`` (never raises)."""
     from respaldo.operations import alerts
 
@@ -447,6 +454,7 @@ def _alert(ctx: Context, job: Job, error: BaseException | str, hint: str | None 
         repository=_repository(ctx, job),
         job_id=job.id,
         hint=hint,
+        later=later,
     )
 
 
@@ -481,13 +489,14 @@ LAPSED_HINT = (
 )
 
 
-def alert_lapsed(ctx: Context, lapsed: list[Job]) -> None:
+def alert_lapsed(ctx: Context, lapsed: list[Job], *, later: bool = False) -> None:
     """The critical alert for each job failed because its lease lapsed (never raises);
-    none for one that ended cancelled (someone asked for it)."""
+    none for one that ended cancelled (someone asked for it). With ``later``, recorded
+    for the service's resend to send (:func:`alerts.notify_failure`)."""
     for job in lapsed:
         if job.status is JobStatus.CANCELLED:
             continue
-        _alert(ctx, job, job.error_message or "the job's lease lapsed", LAPSED_HINT)
+        _alert(ctx, job, job.error_message or "the job's lease lapsed", LAPSED_HINT, later=later)
 
 
 EXPIRED_HINT = (
@@ -496,10 +505,11 @@ EXPIRED_HINT = (
 )
 
 
-def alert_expired(ctx: Context, expired: list[Job]) -> None:
-    """The critical alert for each queued job failed as expired (never raises)."""
+def alert_expired(ctx: Context, expired: list[Job], *, later: bool = False) -> None:
+    """The critical alert for each queued job failed as expired (never raises); with
+    ``later``, as :func:`alert_lapsed`."""
     for job in expired:
-        _alert(ctx, job, job.error_message or "expired in its queue", EXPIRED_HINT)
+        _alert(ctx, job, job.error_message or "expired in its queue", EXPIRED_HINT, later=later)
 
 
 def run_now(

@@ -233,17 +233,19 @@ def retry(ctx: Context, session: Session, lost: Job) -> Job | None:
     return job
 
 
-def recover(ctx: Context) -> list[int]:
+def recover(ctx: Context, *, alerts_later: bool = False) -> list[int]:
     """A worker's sweep: what every process does when it opens the catalog (fail the
     running jobs whose lease lapsed, their process dead on any machine, queueing a retry
     of each per ``[queue] retries``; settle the records they left), and forget the
     workers silent for longer than the lease. Returns the ids of the jobs it failed. Two
     processes sweeping at once never fail or retry one job twice (the lapsed rows are
-    taken FOR UPDATE SKIP LOCKED)."""
+    taken FOR UPDATE SKIP LOCKED). With ``alerts_later`` (the service's sweep), the
+    alerts of the jobs it failed are only recorded, for the service's resend to send
+    (:func:`~respaldo.operations.reconcile.settle_abandoned`)."""
     from respaldo.operations.reconcile import prune_workers, settle_abandoned
 
-    settled = settle_abandoned(ctx)
-    dropped = _fail_dropped(ctx)
+    settled = settle_abandoned(ctx, alerts_later=alerts_later)
+    dropped = _fail_dropped(ctx, alerts_later=alerts_later)
     prune_workers(ctx)
     return settled.jobs + dropped
 
@@ -252,7 +254,7 @@ def recover(ctx: Context) -> list[int]:
 _ENDED_ENTRIES = ("succeeded", "failed", "cancelled", "aborted")
 
 
-def _fail_dropped(ctx: Context) -> list[int]:
+def _fail_dropped(ctx: Context, *, alerts_later: bool = False) -> list[int]:
     """Fail (and retry per ``[queue] retries``, and alert) the queued jobs whose queue
     entry ended (or is gone: workers delete the entries of ended tasks) without running
     them: a worker took the entry and its task failed before the job started (the
@@ -281,7 +283,7 @@ def _fail_dropped(ctx: Context) -> list[int]:
             job = Jobs(session).finish(job_id, JobStatus.FAILED, error=reason)
             retry(ctx, session, job)
             failed.append(job)
-    alert_lapsed(ctx, failed)
+    alert_lapsed(ctx, failed, later=alerts_later)
     return [job.id for job in failed]
 
 

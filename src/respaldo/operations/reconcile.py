@@ -71,7 +71,11 @@ class Settled:
 
 
 def settle_abandoned(
-    ctx: Context, now: datetime | None = None, *, retry_here: bool = False
+    ctx: Context,
+    now: datetime | None = None,
+    *,
+    retry_here: bool = False,
+    alerts_later: bool = False,
 ) -> Settled:
     """Fail the lapsed jobs, and the jobs of the queue that waited longer than ``[queue]
     expire_hours`` with no live worker for their queue (expired, alerted, not retried);
@@ -87,6 +91,11 @@ def settle_abandoned(
     job that the service ran (a schedule's or the API's, not a command line's: the person
     who typed it saw it die) is retried per the same policy, as a new job held by this
     process (:meth:`Jobs.held_retries`), in the transaction that fails it: exactly once.
+
+    The alert of each job failed here is sent before this returns, unless
+    ``alerts_later`` (the service's sweep): then it is recorded as a pending delivery for
+    each target and the service's resend sends it, so that a target that hangs never
+    holds up the sweep (nor, on SQLite, the start of the retries).
 
     "Abandoned" is :meth:`BackupRecords.abandoned` and :meth:`DrillRuns.abandoned`: still
     running in a job that has ended. Looking is a read that waits for no writer; only
@@ -113,7 +122,7 @@ def settle_abandoned(
                     _retry_here(ctx, session, job)
             settled.jobs = [job.id for job in failed_jobs]
         # Whichever process fails a lapsed job tells it (never twice: it is failed now).
-        alert_lapsed(ctx, failed_jobs)
+        alert_lapsed(ctx, failed_jobs, later=alerts_later)
         _drop_scratch_of(ctx, failed_jobs)
     expire = timedelta(hours=ctx.settings.queue.expire_hours)
     if expire:
@@ -126,7 +135,7 @@ def settle_abandoned(
                     lease=lease, expire=expire, now=now, silent=silent_workers(ctx, lease, now)
                 )
                 settled.jobs += [job.id for job in expired]
-            alert_expired(ctx, expired)
+            alert_expired(ctx, expired, later=alerts_later)
     with ctx.catalog.read() as session:
         abandoned = BackupRecords(session).abandoned()
         candidates = [
@@ -316,8 +325,9 @@ def sweep_here(ctx: Context) -> list[int]:
     """The sweep of ``respaldo serve`` on a SQLite catalog (no queue, so no worker sweeps):
     :func:`settle_abandoned` with ``retry_here``, then the ids of the retries this process
     holds and has to run (those it queued now, at its start, or in an earlier sweep it
-    has not run yet), oldest first."""
-    settle_abandoned(ctx, retry_here=True)
+    has not run yet), oldest first. The alerts of the jobs it failed are left to the
+    service's resend (``alerts_later``)."""
+    settle_abandoned(ctx, retry_here=True, alerts_later=True)
     with ctx.catalog.read() as session:
         return [job.id for job in Jobs(session).held_retries(os.getpid())]
 

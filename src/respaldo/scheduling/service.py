@@ -26,15 +26,16 @@ Rules (from the specification):
   renewal period until the catalog takes it, unless a later firing of the same schedule
   comes first (the run owed is then that one: missed runs run once);
 - the service sweeps for lost jobs at start-up and every lease renewal period
-  (:meth:`Service.sweep`): a job whose process died is failed and alerted on; with
-  SQLite a retry of it is run here when it was the service's and ``[queue] retries``
+  (:meth:`Service.sweep`): a job whose process died is failed and alerted on (its
+  alert recorded for each target, sent by the resend below: the sweep never waits on a
+  target); with SQLite a retry of it is run here when it was the service's and ``[queue] retries``
   allows, as the queue's workers do; with a queue the retry goes to the queue (as a
   worker's sweep: with every worker gone, nothing else would look);
 - the alerts a notification target refused are sent again, once their backoff is due,
   by a periodic run of their own (:meth:`Service.resend`, every lease renewal period,
-  one run at a time), apart from the sweep: a target that hangs (a mail server that
-  takes the connection and never answers) holds up only the next resend, never the
-  detection of lost jobs;
+  one run at a time), apart from the sweep, and the alerts of the lost jobs the sweep
+  found: a target that hangs (a mail server that takes the connection and never answers)
+  holds up only the next resend, never the detection of lost jobs;
 - a run of the watchdog or of the sweep that blocks for ever (a hung mount, a lock held
   in the catalog) cannot be interrupted, and every later run is skipped: the stall
   monitor, a thread of its own, alerts (``stuck:<check>``, critical, with what it was
@@ -600,9 +601,10 @@ class Service:
             self._poke.set()  # the monitor resolves a stuck alert at once
 
     def sweep(self) -> list[int]:
-        """Fail the jobs lost by a process that died (with their alert), queue a retry of
-        each that was this service's and may be retried (``[queue] retries``), and start
-        each retry this process holds in a thread of its own; returns their ids. With a
+        """Fail the jobs lost by a process that died (their alert recorded, for
+        :meth:`resend` to send), queue a retry of each that was this service's and may be
+        retried (``[queue] retries``), and start each retry this process holds in a
+        thread of its own; returns their ids. With a
         queue, as a worker's sweep (:func:`queue.recover`: the retries go to the queue,
         none is held here). Never raises: a sweep that fails is logged (once per cause,
         and once when sweeping works again) and the next one runs as planned."""
@@ -632,7 +634,8 @@ class Service:
             if self.queued:
                 # As a worker's sweep: fail (and retry in the queue) what a dead worker
                 # ran, and the queued jobs whose queue entry ended; nothing is held here.
-                queue.recover(self.ctx)
+                # Their alerts are recorded for the resend to send, as on SQLite.
+                queue.recover(self.ctx, alerts_later=True)
                 held = []
             else:
                 held = reconcile.sweep_here(self.ctx)

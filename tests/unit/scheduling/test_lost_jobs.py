@@ -101,12 +101,23 @@ def mute() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, webhook: Webhook, mute: socket.socket) -> Settings:  # noqa: F811
+def mute_levels() -> list[str]:
+    """The levels the mute target takes: warnings only, so that the lost jobs' own
+    (critical) alerts do not go to it (a test that wants them to parametrizes this)."""
+    return ["warning"]
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+    mute: socket.socket,
+    mute_levels: list[str],
+) -> Settings:
     hanging = f"json://127.0.0.1:{mute.getsockname()[1]}/"
     targets = [
         {"name": "hook", "url": webhook.url},
-        # Warnings only: the lost jobs' own (critical) alerts do not go to it.
-        {"name": "mute", "url": hanging, "levels": ["warning"]},
+        {"name": "mute", "url": hanging, "levels": mute_levels},
     ]
     return Settings(**_plain(tmp_path), notifications={"targets": targets})
 
@@ -127,10 +138,10 @@ def _refused_before(ctx: Context) -> None:
         )
 
 
-def _attempts_to_mute(ctx: Context) -> int:
+def _attempts_to_mute(ctx: Context) -> list[int]:
+    """The attempts of each alert pending for the mute target, oldest first."""
     with ctx.catalog.read() as session:
-        (row,) = Deliveries(session).pending("mute")
-        return row.attempts
+        return [row.attempts for row in Deliveries(session).pending("mute")]
 
 
 @pytest.fixture
@@ -150,6 +161,8 @@ def lose_job(tmp_path: Path, kind: str, by: str, *, started: bool = True) -> tup
     )
 
 
+# The mute target takes the lost job's alert too: the sweep must not wait on it.
+@pytest.mark.parametrize("mute_levels", [["warning", "critical"]])
 def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_killed(
     ctx: Context,
     tmp_path: Path,
@@ -163,17 +176,17 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     assert jobs.get(ctx, lost).status is JobStatus.RUNNING
     runner = Runner()
     service = Service(ctx, [], runner=runner)
-    # The sweep does not wait on the target that hangs: sending again what it refused is
-    # the resend's, a run of its own (before, the sweep tried it and waited its
-    # [notifications] timeout_seconds, and every sweep due meanwhile was skipped).
+    # The sweep does not wait on the target that hangs: sending again what it refused,
+    # and the lost job's own alert, is the resend's, a run of its own (before, the sweep
+    # tried them and waited its [notifications] timeout_seconds per target, before it
+    # started the retry, and every sweep due meanwhile was skipped).
     service.sweep()
-    assert _attempts_to_mute(ctx) == 0
+    assert _attempts_to_mute(ctx) == [0, 0]  # the older warning, then the job's alert
     service.join_retries()
     failed = jobs.get(ctx, lost)
     assert failed.status is JobStatus.FAILED
     assert failed.error == f"process {pid} died while the job ran (found at start-up)"
-    (alert,) = webhook.inbox.wait(1)
-    assert alert["json"]["title"] == "[respaldo] CRITICAL: backup of erp failed"
+    assert webhook.inbox.items == []  # recorded, not sent: no target is tried
     (retry,) = retries_of(ctx, lost)
     assert (retry.kind, retry.target, retry.params, retry.attempt) == (
         JobKind.BACKUP,
@@ -187,7 +200,8 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     service.sweep()
     service.join_retries()
     assert len(retries_of(ctx, lost)) == 1 and runner.ran == [retry.id]
-    # The resend tries the refused warning (the target gone now: refused at once), and
+    # The resend sends the job's alert to the webhook, and tries the refused warning
+    # first (the target gone now: refused at once; the job's alert waits behind it), and
     # looks for an older version's undelivered alerts at its first run only.
     mute.close()
     adopted: list[Context] = []
@@ -197,9 +211,11 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
         return True
 
     monkeypatch.setattr(alerts, "adopt_undelivered", adopt)
-    assert [(d.target, d.ok) for d in service.resend()] == [("mute", False)]
-    assert service.resend() == []  # its next try is not due yet
-    assert adopted == [ctx] and _attempts_to_mute(ctx) == 1
+    assert [(d.target, d.ok) for d in service.resend()] == [("hook", True), ("mute", False)]
+    (alert,) = webhook.inbox.wait(1)
+    assert alert["json"]["title"] == "[respaldo] CRITICAL: backup of erp failed"
+    assert service.resend() == []  # the warning's next try is not due yet
+    assert adopted == [ctx] and _attempts_to_mute(ctx) == [1, 0]
 
 
 def test_a_lost_backup_started_through_the_api_is_taken_again_by_its_retry(
@@ -257,6 +273,7 @@ def test_a_command_lines_job_or_a_restore_is_failed_and_alerted_but_not_retried(
     service.sweep()
     service.join_retries()
     assert jobs.get(ctx, lost).error == f"process {pid} died while the job ran (found at start-up)"
+    service.resend()  # the job's alert, which the sweep recorded
     assert webhook.inbox.wait(1)
     assert retries_of(ctx, lost) == [] and runner.ran == []
 
