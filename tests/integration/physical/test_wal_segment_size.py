@@ -88,20 +88,25 @@ def test_a_commit_record_longer_than_a_segment_does_not_refuse_a_target_before_i
     # whole next one and ends in a third (in 16 MiB ones, past 4.2 million). The
     # newest-commit scan completed a record only from the next segment, so it missed it
     # and named the commit before as the newest: a target between the two, which
-    # PostgreSQL reaches, was refused.
+    # PostgreSQL reaches, was refused. Each subtransaction's row goes to a temporary table
+    # (dropped by that commit): it needs an id all the same, and writes no WAL, so the WAL
+    # is the commit record and the ids' assignment records alone: 4.6 MiB, where rows of a
+    # logged table made 39 (1 MiB segments, each pushed and fetched by a process of its own).
     with archiving_cluster(pg_major, initdb_options=("--wal-segsize=1",)) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
-        # Autovacuum off for it: its ANALYZE of the 560,000 rows commits after ``later``
-        # and, archived with the WAL its VACUUM writes, made the restore to ``later``
-        # rightly accepted (seen on PostgreSQL 18).
+        # Autovacuum off for it: when it held the 560,000 rows, its ANALYZE committed
+        # after ``later`` and, archived with the WAL its VACUUM wrote, made the restore to
+        # ``later`` rightly accepted (seen on PostgreSQL 18). No commit but the long one
+        # may follow ``between``.
         pg.execute("CREATE TABLE imported (id int) WITH (autovacuum_enabled = off)", dbname=SHOP)
         record = archiving.backup()
         pg.execute("INSERT INTO imported VALUES (0)", dbname=SHOP)
         between = pg.scalar("SELECT clock_timestamp()")
         with psycopg.connect(**pg.conninfo_kwargs(SHOP)) as conn:
+            conn.execute("CREATE TEMPORARY TABLE staged (id int) ON COMMIT DROP")
             conn.execute(
-                "DO $$ BEGIN FOR i IN 1..560000 LOOP BEGIN INSERT INTO imported VALUES (i); "
+                "DO $$ BEGIN FOR i IN 1..560000 LOOP BEGIN INSERT INTO staged VALUES (i); "
                 "EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$"
             )
             before = _insert_lsn(conn)
