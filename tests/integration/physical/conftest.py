@@ -273,10 +273,14 @@ def archiving_cluster(
     initdb_options: Sequence[str] = (),
     settings: dict[str, str] | None = None,
     mirror: bool = False,
+    sample_erp: bool = True,
 ) -> Iterator[Archiving]:
     """A cluster of PostgreSQL ``major`` (None: the system's) archiving through respaldo,
     with the sample ERP in ``shop``; removed with its repository at the end.
-    With ``mirror``, respaldo has a second repository, ``offsite`` (``base/offsite``)."""
+    With ``mirror``, respaldo has a second repository, ``offsite`` (``base/offsite``).
+    Without ``sample_erp``, ``shop`` is empty: for a test that reads only tables of its
+    own (the load, its WAL archived and replayed, its rows in every backup and restore
+    are seconds of each such test on a loaded machine)."""
     base = Path(tempfile.mkdtemp(prefix="respaldo-physical-"))
     # Cleaned up even when the cluster or the repository could not be made.
     cluster: TempCluster | None = None
@@ -297,7 +301,8 @@ def archiving_cluster(
         initialize(load_settings(config), kdf=FAST_KDF)
         chown_tree(base)
         cluster.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SHOP)))
-        sample.load(cluster.conninfo_kwargs(SHOP), SHOP_SCALE, SEED)
+        if sample_erp:
+            sample.load(cluster.conninfo_kwargs(SHOP), SHOP_SCALE, SEED)
         archiving = Archiving(cluster, base, config, command)
         # The first push records the cluster in the repository as the server's user.
         archiving.switch_and_archive()

@@ -5,7 +5,8 @@ timeline is found before anything is written. A copy restored without
 ``--keep-archiving`` whose archiving is turned on after its promotion archives its new
 timeline too (PostgreSQL never queued that timeline's history file).
 
-Its own archiving cluster: the shared one's archive must keep a single timeline.
+Its own archiving cluster: the shared one's archive must keep a single timeline. Each
+test's cluster is without the sample ERP: they read tables of their own.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _wait_archived(server: TempCluster, segment: str, timeout: float = 240.0) ->
 def test_a_later_restore_follows_the_timeline_of_a_copy_that_kept_archiving(
     capsys: pytest.CaptureFixture[str], restored_servers: list[TempCluster]
 ) -> None:
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
         table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
@@ -122,7 +123,7 @@ def test_a_copy_restored_without_archiving_archives_its_timeline_once_archiving_
     # copy ran a while before (recycled), that segment is gone at its checkpoints and
     # every segment it archives starts with timeline 2's pages: the first of them
     # brings the history file along all the same.
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         record = archiving.backup()
         archiving.switch_and_archive()
@@ -163,7 +164,7 @@ def test_a_backup_of_a_delayed_standbys_configuration_recovers_without_the_delay
     # shared with it) is in the backup's postgresql.auto.conf, and PostgreSQL honours it in
     # archive recovery too: the restored copy held back every commit younger than the
     # delay and promoted only an hour later (a restore --start waited for it).
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
         table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
@@ -212,7 +213,7 @@ def test_a_backup_taken_after_a_copy_branched_off_restores_along_its_own_timelin
     # following it ('latest'), PostgreSQL refused to start ("requested timeline 2 is not a
     # child of this server's history"), and the newest backup of production could be
     # neither restored nor restore-tested until timeline 2 was removed from the archive.
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
         table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
@@ -284,7 +285,7 @@ def test_a_point_in_time_recovery_that_became_the_primary_recovers_along_both_ti
     #    before timeline 2 existed: the data then was timeline 1's. Following timeline 2
     #    ('latest'), recovery stopped at the branch point (before timeline 2's first
     #    commit), without row 3, and said it had reached the target.
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
         table = sql.Identifier(f"t_{uuid.uuid4().hex[:10]}")
@@ -366,7 +367,7 @@ def test_a_restored_copy_archiving_a_timeline_of_its_own_is_red_in_the_status(
     # under production's identity, while production goes on on timeline 1. Every push is
     # accepted (a copy that is the new primary pushes alike), and a later restore to the
     # end of the WAL follows timeline 2, the copy's data: the status said green.
-    with archiving_cluster(None) as archiving:
+    with archiving_cluster(None, sample_erp=False) as archiving:
         archiving.capsys = capsys
         backup = archiving.backup()
         archiving.switch_and_archive()

@@ -2,7 +2,8 @@
 archived, checked and replayed as they are. The segment size is read from each segment's
 own header, never assumed. The PostgreSQL 18 archiving cluster of this suite has 64 MiB
 segments (tests/integration/majors.py), so this is also the suite's point-in-time
-recovery on 18.
+recovery on 18. The 1 MiB clusters are without the sample ERP: their tests read tables of
+their own, and its load was 3.6 MiB of WAL, four more segments to push one by one.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def test_1_mib_segments_recover_to_the_exact_time_of_a_commit(
     # (recovery_target_inclusive, PostgreSQL's default: it stops before the first commit
     # after the target), to the microsecond respaldo writes into recovery_target_time.
     with archiving_cluster(
-        None, initdb_options=("--wal-segsize=1",), settings={"track_commit_timestamp": "on"}
+        None,
+        initdb_options=("--wal-segsize=1",),
+        settings={"track_commit_timestamp": "on"},
+        sample_erp=False,
     ) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
@@ -92,7 +96,9 @@ def test_a_commit_record_longer_than_a_segment_does_not_refuse_a_target_before_i
     # (dropped by that commit): it needs an id all the same, and writes no WAL, so the WAL
     # is the commit record and the ids' assignment records alone: 4.6 MiB, where rows of a
     # logged table made 39 (1 MiB segments, each pushed and fetched by a process of its own).
-    with archiving_cluster(pg_major, initdb_options=("--wal-segsize=1",)) as archiving:
+    with archiving_cluster(
+        pg_major, initdb_options=("--wal-segsize=1",), sample_erp=False
+    ) as archiving:
         archiving.capsys = capsys
         pg = archiving.pg
         # Autovacuum off for it: when it held the 560,000 rows, its ANALYZE committed
