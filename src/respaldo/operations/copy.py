@@ -88,14 +88,24 @@ def copy_to(
 
     Errors of one backup are recorded and reported in its outcome; the others go on.
     Raises ConfigError if ``repository`` is the primary or not configured, and the
-    error that prevents opening either repository (recorded for every backup).
+    error that prevents opening either repository (recorded as a failed copy of every
+    backup but those the catalog says it holds already).
     """
     target = _secondary(ctx.settings, repository)
     try:
         source = primary or ctx.repository()
         destination = ctx.repository(target.name)
     except RespaldoError as exc:
+        # A completed copy stays completed: an attempt that could not even open the
+        # mirror says nothing of what it holds, and a failed row over it ('copy ID --to
+        # NAME' of a copied backup while NAME was down) made retention, the status and
+        # 'copy --all' count the mirror's copy as lost. The alert tells of the attempt.
+        with ctx.catalog.read() as session:
+            held = BackupCopies(session).held_in(target.name)
         for backup_id in backup_ids:
+            if backup_id in held:
+                log.warning("copy of %s to %s failed: %s", backup_id, target.name, exc)
+                continue
             _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
         # One alert for the repository, not one per backup it could not take.
         from respaldo.operations import alerts  # only when there is one (see jobs)

@@ -255,10 +255,17 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         # copy over the one the mirror holds.
         (refusal,) = copy_backups(ctx, [old], "second")
         assert refusal.refused and "repository second still holds it" in (refusal.error or "")
+        # A copy of a copied backup that cannot open the mirror fails, but leaves its
+        # completed copy alone: a failed row over it made the mirror count as lacking it
+        # (retention, the status, copy --all).
+        with pytest.raises(RespaldoError):
+            copy_backups(ctx, [new[1]], "second")
     finally:
         ctx.close()
     with inst.ctx.catalog.read() as session:
-        assert old in BackupCopies(session).held_in("second")
+        copies = BackupCopies(session)
+        assert {old, new[1]} <= copies.held_in("second")
+        assert copies.missing_in("second") == []
     # So does a deletion by hand meanwhile, which the mirror fails.
     ctx = inst.context()
     try:
