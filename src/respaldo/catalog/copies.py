@@ -46,6 +46,13 @@ class BackupCopies:
         self.session.flush()
         return copy
 
+    def forget(self, backup_id: str, repository: str) -> None:
+        """Remove the row of ``backup_id``'s copy in ``repository``, if there is one."""
+        copy = self.session.get(BackupCopy, (validate_backup_id(backup_id), repository))
+        if copy is not None:
+            self.session.delete(copy)
+            self.session.flush()
+
     def for_backup(self, backup_id: str) -> builtins.list[BackupCopy]:
         query = sa.select(BackupCopy).where(BackupCopy.backup_id == backup_id)
         return builtins.list(self.session.scalars(query.order_by(BackupCopy.repository)))

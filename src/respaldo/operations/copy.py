@@ -44,7 +44,8 @@ class CopyOutcome:
     stats: CopyStats | None
     error: str | None = None
     refused: bool = False
-    """Not tried: the backup expired (``error`` says when, and where it still is)."""
+    """Not copied because the backup expired, before it was tried or while it was copied
+    (``error`` says when, and where it still is)."""
 
     @property
     def ok(self) -> bool:
@@ -130,6 +131,15 @@ def copy_to(
             raise
         except RespaldoError as exc:
             gone = _deleted(ctx, backup_id)
+            # A prune that deleted it from the primary meanwhile, while it could not
+            # reach some mirror, keeps its record (primary_deleted_at): it expired, as
+            # one refused by copy_backups, not a failed copy to record and alert.
+            expired = None if gone else expired_record(ctx, backup_id)
+            if expired is not None:
+                log.info("backup %s expired while it was copied to %s", backup_id, target.name)
+                _record_expired(ctx, destination, target, backup_id)
+                outcomes.append(_expired(ctx, expired, target.name))
+                continue
             if not gone:
                 try:
                     _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
@@ -249,6 +259,23 @@ def _record_interrupted(
             target.name,
             error,
         )
+
+
+def _record_expired(
+    ctx: Context, destination: Repository, target: RepositorySettings, backup_id: str
+) -> None:
+    """The row of the copy of a backup that expired while it was copied, marked pending
+    as the copy began: completed if the mirror holds its manifest, else none (as for a
+    copy refused because it expired, :func:`copy_backups`). Failed, without an alert, if
+    the mirror cannot tell: never pending with nothing running."""
+    try:
+        if copied(destination, backup_id):
+            _record_completed(ctx, target, backup_id)
+            return
+        with ctx.catalog.begin() as session:
+            BackupCopies(session).forget(backup_id, target.name)
+    except RespaldoError as exc:
+        _record(ctx, backup_id, target.name, CopyStatus.FAILED, f"expired meanwhile: {exc}")
 
 
 def _record_completed(ctx: Context, target: RepositorySettings, backup_id: str) -> None:

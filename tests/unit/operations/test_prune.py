@@ -587,6 +587,44 @@ def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_other
     assert inst.record_ids() == set(kept)
 
 
+def test_a_backup_expired_while_a_mirror_waits_as_it_is_copied_is_no_failed_copy(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune that cannot reach the mirror deletes a backup from the primary while 'copy
+    ID --to NAME' copies it there: its record stays (primary_deleted_at), so the copy,
+    failing on the manifest gone from the primary, took it for a failed copy, recorded
+    and alerted. It expired: said so, with no failed row and no alert."""
+    # 8 days: no silence longer than [retention] clock_check_days before the
+    # newer ones, which prune would take for a step of the clock.
+    old = inst.backup(8 * DAY)
+    kept = [inst.backup(age * DAY) for age in (2, 1)]
+    other = inst.context()
+    second = inst.root / "second"
+    alerted: list[str] = []
+
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+        shutil.move(second, inst.root / "second.away")
+        try:
+            pruned = prune(other, now=NOW, wait=0)
+        finally:
+            shutil.move(inst.root / "second.away", second)
+        assert pruned.deleted == [] and old not in inst.manifests()
+        return copy_backup_of_repository(source, destination, backup_id, *rest)
+
+    monkeypatch.setattr(copy_module, "copy_backup", copy_backup)
+    monkeypatch.setattr(copy_module, "_alert", lambda ctx, b, r, exc: alerted.append(b))
+    try:
+        (outcome,) = copy_backups(inst.context(), [old], "second")
+    finally:
+        other.close()
+    assert outcome.refused and f"backup {old} expired" in (outcome.error or "")
+    assert "no repository holds it any more" in (outcome.error or "")
+    assert alerted == []
+    with inst.ctx.catalog.read() as session:
+        assert BackupCopies(session).for_backup(old) == []
+    assert inst.record_ids() == {old, *kept}
+
+
 def test_a_clock_check_of_one_day_says_one_day(tmp_path: Path) -> None:
     """With ``clock_check_days = 1`` the refusal said "for 1 days before", "more than 1
     days" (the output, the job's stored error, the page, the alert). Here after a silence
