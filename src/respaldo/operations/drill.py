@@ -76,6 +76,7 @@ from respaldo.errors import (
 from respaldo.operations import alerts
 from respaldo.operations.backup import GLOBALS_STREAM
 from respaldo.operations.context import Context
+from respaldo.operations.expired import expired_record
 from respaldo.operations.jobs import current_job
 from respaldo.operations.models import ResultModel
 from respaldo.operations.pardump import table_of_contents
@@ -87,7 +88,7 @@ from respaldo.operations.restore import (
     create_scratch,
     drop_quietly,
     large_object_differences,
-    load_manifest_where,
+    load_manifest_where_told,
     match_locale,
     only_elsewhere,
     open_with_fallbacks,
@@ -226,7 +227,9 @@ def run_drill(
             repo, fallbacks, warnings = open_with_fallbacks(
                 ctx, leases, f"drill of {backup_id}", unopened
             )
-            manifest, source, damaged = load_manifest_where(repo, fallbacks, backup_id)
+            # Told as a restore tells it: one a prune deleted from the primary while a
+            # mirror waits is said to have expired, not "no backup ... in file:///...".
+            manifest, source, damaged = load_manifest_where_told(ctx, repo, fallbacks, backup_id)
             if source is not repo:
                 # After a disaster recovery that recreated the primary repository, the
                 # older backups are in the mirror alone: said, and in its record
@@ -235,8 +238,9 @@ def run_drill(
                 warnings.append(only_elsewhere(backup_id, repo, source, damaged=damaged))
         except (BackupNotFound, IntegrityError) as exc:
             # Judged only where every repository was read: the backup may be whole in
-            # one that did not open.
-            if unopened:
+            # one that did not open. One that expired (a prune deleted it from the
+            # primary while a mirror waited) is no failed restore test to alert about.
+            if unopened or expired_record(ctx, backup_id) is not None:
                 raise
             result = _unreadable(ctx, backup_id, exc)
             if result is None:

@@ -1409,10 +1409,18 @@ def load_manifest_told(
     the catalog records as failed or unfinished is said to be that (not to be missing,
     with 'respaldo list', which shows it, as the hint), one a prune deleted from its
     primary while a mirror waits to be expired; a damaged manifest gets a hint. Every
-    kind of restore (logical, physical, files) and ``ls`` read the manifest here, so
-    that each says the same. Raises what load_manifest_any raises."""
+    kind of restore (logical, physical, files), ``ls`` and drills read the manifest here
+    (or through :func:`load_manifest_where_told`), so that each says the same. Raises
+    what load_manifest_any raises."""
+    return load_manifest_where_told(ctx, repo, fallbacks, backup_id)[0]
+
+
+def load_manifest_where_told(
+    ctx: Context, repo: Repository, fallbacks: list[Repository], backup_id: str
+) -> tuple[Manifest, Repository, bool]:
+    """:func:`load_manifest_where`, its refusals told as by :func:`load_manifest_told`."""
     try:
-        return load_manifest_any(repo, fallbacks, backup_id)
+        return load_manifest_where(repo, fallbacks, backup_id)
     except BackupNotFound as exc:
         record = _recorded(ctx, backup_id)
         status = None if record is None else record.status

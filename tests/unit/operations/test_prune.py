@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from respaldo.catalog import BackupCopies, Jobs
+from respaldo.catalog import BackupCopies, DrillRuns, Jobs
 from respaldo.config import RepositorySettings
 from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
 from respaldo.errors import (
@@ -26,6 +26,7 @@ from respaldo.operations import copy as copy_module
 from respaldo.operations import repositories
 from respaldo.operations.copy import copy_backups, replicate
 from respaldo.operations.deletion import delete_backup
+from respaldo.operations.drill import run_drill
 from respaldo.operations.listing import list_backups
 from respaldo.operations.prune import PruneResult, plan, prune
 from respaldo.operations.restore_request import RestoreRequest, restore
@@ -260,6 +261,9 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         # (retention, the status, copy --all).
         with pytest.raises(RespaldoError):
             copy_backups(ctx, [new[1]], "second")
+        # So does a restore test of it by id ("no backup ... in file:///..." before).
+        with pytest.raises(BackupNotFound, match=f"backup {old} expired: a prune deleted"):
+            run_drill(ctx, old)
     finally:
         ctx.close()
     with inst.ctx.catalog.read() as session:
@@ -276,6 +280,19 @@ def test_unreachable_secondary_keeps_the_record_until_done(
     with inst.ctx.catalog.read() as session:
         assert BackupCopies(session).held_in("local") == {new[1]}
     shutil.move(inst.root / "second.away", second)
+    # Read everywhere and held nowhere (the mirror lost it too): it expired all the
+    # same, not a failed restore test to record and alert about.
+    held = second / "manifests" / old
+    held.rename(inst.root / "held")
+    ctx = inst.context()
+    try:
+        with pytest.raises(BackupNotFound, match=f"backup {old} expired: a prune deleted"):
+            run_drill(ctx, old)
+    finally:
+        ctx.close()
+    (inst.root / "held").rename(held)
+    with inst.ctx.catalog.read() as session:
+        assert DrillRuns(session).list(backup_id=old) == []
     code, _, err = run_cli(capsys, "--config", str(inst.config), "copy", old, "--to", "second")
     said = " ".join(err.split())
     assert code == 1 and f"not copied {old}: backup {old} expired: a prune deleted it" in said
