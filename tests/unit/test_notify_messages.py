@@ -5,6 +5,7 @@ message translated in the Spanish catalog."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,6 +97,11 @@ def test_a_deferred_prune_is_a_warning_titled_as_deferred_in_both_languages() ->
         level=Level.WARNING, event=Event.DEFERRED, kind="prune", database=None, job_id=None
     )
     assert render(alert, "en").subject == "[respaldo] WARNING: prune of repository offsite deferred"
+    # Its text says why the prune waits there, labelled so: "Error:" said a failure.
+    said = "repository offsite could not be reached"
+    en = render(replace(alert, error=said), "en").body
+    assert f"\nReason: {said}\n" in en and "Error:" not in en
     es = render(alert, "es")
+    assert "\nMotivo: " in es.body and "Error:" not in es.body
     assert es.subject == "[respaldo] AVISO: depuración del repositorio offsite aplazada"
     assert es.short.startswith("respaldo AVISO db1.example.com: depuracion del repositorio offsite")

@@ -118,7 +118,12 @@ def render(alert: Alert, language: str) -> Message:
         (_("What"), kind_label(alert.kind, _)),
         (_("Database"), alert.database),
         (_("Repository"), alert.repository),
-        (_("Error"), reason(alert.error, _, show)),
+        # A deferred operation completed: its text says why a part of it waits, and
+        # "Error:" over it said a failure the title does not.
+        (
+            _("Reason") if alert.event is Event.DEFERRED else _("Error"),
+            reason(alert.error, _, show),
+        ),
         (_("What to do"), reason(alert.hint, _, show)),
         (_("Job"), str(alert.job_id) if alert.job_id is not None else None),
         (_("Host"), alert.host),
