@@ -102,7 +102,10 @@ def _copy(
                     raise _damaged(backup_id, failure.result.problem, failure.result.obj) from None
                 wanted = [(bytes.fromhex(list_id), 0), *entries]
                 stats.chunks += len(wanted)
-                missing = [e for e in wanted if e[0] not in destination.index]
+                there = destination.index.get_many([cid for cid, _ in wanted])
+                # What the mirror has is referenced there: checked before the manifest.
+                writer.packs_used.used(loc for loc in there if loc is not None)
+                missing = [e for e, loc in zip(wanted, there, strict=True) if loc is None]
                 for result in fetch_chunks(source, missing, keep_sealed=True):
                     if result.data is None or result.sealed is None:
                         raise _damaged(backup_id, result.problem, result.obj)

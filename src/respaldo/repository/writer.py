@@ -51,6 +51,7 @@ from respaldo.repository.manifest import (
     manifest_aad,
     manifest_name,
 )
+from respaldo.repository.pack_check import PackUse, check_packs
 from respaldo.repository.pack_spool import PackSpooler, SpooledPack
 from respaldo.repository.packs import ENTRY, encode_rows
 from respaldo.repository.quarantine import QUARANTINE_PREFIX, Quarantine
@@ -169,6 +170,8 @@ class BackupWriter:
         # it named as damaged (its name says nothing of its packs): deduplicate against
         # none of them, only against what this backup stores (quarantine.py).
         self._suspect_packs = repo.index.packs() if repo.quarantine.unreadable else set()
+        # The packs this backup references, checked before its manifest (pack_check.py).
+        self.packs_used = PackUse()
         self._stored_anew: set[bytes] = set()
 
     def __enter__(self) -> BackupWriter:
@@ -239,9 +242,11 @@ class BackupWriter:
         # The block's lookups in one call: the cache answers them with the loop's work
         # done once (ChunkIndex.get_many).
         asked = [i for i, known in enumerate(found) if known is _ABSENT]
+        used = []
         for i, location in zip(asked, index.get_many([ids[i] for i in asked]), strict=True):
             if location is not None and location.pack_id not in self._suspect_packs:
                 found[i] = location.length
+                used.append(location)
         claimed = []
         with self._lock:
             for i, cid in enumerate(ids):
@@ -252,6 +257,7 @@ class BackupWriter:
                     location = index.get(cid)
                     if location is not None:
                         found[i] = location.length
+                        used.append(location)
                         continue
                 if cid in self._pending:  # another block (or this one) took it meanwhile
                     sealed_len = self._pending[cid]
@@ -263,6 +269,7 @@ class BackupWriter:
                 if self._suspect_packs:
                     self._stored_anew.add(cid)
                 claimed.append(i)
+        self.packs_used.used(used)
         # One call for the block's new chunks, not one per chunk (crypto.seal_chunks).
         sealed = sealer.seal_chunks([ids[i] for i in claimed], [chunks[i] for i in claimed])
         for i, blob in zip(claimed, sealed, strict=True):
@@ -332,6 +339,7 @@ class BackupWriter:
             location.pack_id not in self._suspect_packs or cid in self._stored_anew
         ):
             self.stats.size_compressed += location.length
+            self.packs_used.used([location])
             return
         with self._lock:
             self._pending[cid] = None
@@ -358,6 +366,7 @@ class BackupWriter:
     def _commit_spooled(self, pack: SpooledPack) -> int:
         """Name one pack whose chunks are in its file already (on an upload thread)."""
         pack_id, size = pack.complete()
+        self.packs_used.wrote(pack_id, size)
         self._stored(pack_id, encode_rows(pack.rows))
         return size
 
@@ -408,6 +417,7 @@ class BackupWriter:
         """
         try:
             self._flush_all()
+            check_packs(self.repo, self.packs_used, self.backup_id)
             self._confirm_chunks()
             manifest = Manifest(
                 backup_id=self.backup_id,
@@ -464,6 +474,7 @@ class BackupWriter:
         """Flush, then store an already sealed manifest (copying between mirrors)."""
         try:
             self._flush_all()
+            check_packs(self.repo, self.packs_used, self.backup_id, copy=True)
             self._put_manifest(blob)
         finally:
             self._shutdown()
@@ -475,7 +486,9 @@ class BackupWriter:
         with self._lock:
             if cid in self._pending:
                 return False
-        if cid in self.repo.index:
+        location = self.repo.index.get(cid)
+        if location is not None:
+            self.packs_used.used([location])
             return False
         with self._lock:
             self._pending[cid] = len(sealed)

@@ -101,24 +101,27 @@ def test_a_pack_lost_from_a_mirror_fails_the_daily_verify_naming_it(site: Site) 
     packs = sorted((site.root / "mirror" / "packs").rglob("*"))
     lost = next(p for p in packs if p.is_file())
     lost.unlink()
-    # A later backup's copy "completes": its unchanged chunks are in the lost pack, and
-    # the mirror's index still names them.
+    # A later backup's copy deduplicates against the lost pack (its unchanged chunks are
+    # there, the mirror's index still names them): it is refused before its manifest,
+    # naming the pack (it used to "complete", and the mirror could not restore it).
     (site.tree / "nueva.pdf").write_bytes(b"nueva" * 1000)
-    second = site.backup()
-    code, _, err = site.run(
-        "restore", second, "--repository", "mirror", "--target-dir", str(site.root / "from-mirror")
-    )
-    assert code != 0, "the mirror should not be able to restore the backup"
-    assert lost.name in err
+    out, err = site.ok("backup", "uploads", "--json")
+    second = json.loads(out)["id"]
+    assert "copy not written" in err and f"{lost.name} (missing)" in err, err
+    # The copies the pack held are quarantined in the mirror: the copy run again sends
+    # them anew, and the mirror restores it.
+    site.ok("copy", second, "--to", "mirror")
+    site.ok("restore", second, "--repository", "mirror", "--target-dir", str(site.root / "b2"))
 
+    # The first backup's copy still lacks what the pack held: the daily verify names it.
     assert site.daily_verify() is JobStatus.FAILED
     assert site.failure is not None
     said = f"{site.failure.message} {site.failure.hint}"
     assert "mirror" in said and lost.name in said, said
     assert "respaldo repair mirror" in said, said
 
-    # What the message says to do makes the mirror whole again: the daily verify
-    # quarantined what the lost pack held, repair copies it from the primary.
+    # What the message says to do makes the mirror whole again: what the lost pack held
+    # is quarantined, repair copies it from the primary.
     _, err = site.ok("repair", "mirror")
     assert "rewrote" in err
     site.ok("prune")
