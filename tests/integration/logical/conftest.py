@@ -36,6 +36,7 @@ from respaldo.config import Settings, load_settings
 from respaldo.operations.initialize import initialize
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import BackupWriter, KdfParams, Repository
+from respaldo.repository.index import Location
 from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
@@ -181,15 +182,21 @@ class Respaldo:
         The middle, so that a streaming restore has already fed pg_restore half a dump
         when it meets the damage.
         """
+        location = self.middle_of_dump(backup_id)
+        name = pack_name(location.pack_id)
+        flip_byte(self.repo_dir / name, location.offset + location.length // 2)
+        return name
+
+    def middle_of_dump(self, backup_id: str) -> Location:
+        """Where the chunk in the middle of a backup's dump is (data that the next backup
+        of the unchanged database has too)."""
         repo = self.repository()
         stream = repo.load_manifest(backup_id).stream("dump")
         entries = read_list(repo, stream.lists[0])
         assert len(entries) > 100
         location = repo.index.get(entries[len(entries) // 2][0])
         assert location is not None
-        name = pack_name(location.pack_id)
-        flip_byte(self.repo_dir / name, location.offset + location.length // 2)
-        return name
+        return location
 
 
 def write_config(tmp: Path, pg: TempCluster, dbname: str) -> Path:

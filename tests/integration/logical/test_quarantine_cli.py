@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sample.cluster import TempCluster
 
+from respaldo.domain import BackupStatus
+from respaldo.repository.packs import pack_name
 from tests.integration.logical.conftest import Respaldo
 from tests.integration.logical.support import flip_byte, table_checksums
 
@@ -147,3 +149,25 @@ def test_with_a_damaged_index_file_unindexed_packs_point_at_index_rebuild(
     assert "left by interrupted backups" not in run.err, run.err
     assert "not covered by a readable index" in run.err, run.err
     assert "respaldo index rebuild" in run.err, run.err
+
+
+def test_a_backup_over_a_deleted_pack_fails_and_the_next_one_stores_it_anew(
+    respaldo: Respaldo,
+) -> None:
+    """The packs a backup deduplicated against are checked before its manifest: one
+    deleted by hand fails the backup (not 'completed', so retention never counts it as
+    good), its copies are quarantined, and the backup run again stores them anew."""
+    first = respaldo.backup()["id"]
+    lost = respaldo.repo_dir / pack_name(respaldo.middle_of_dump(first).pack_id)
+    lost.unlink()
+
+    run = respaldo.run("backup", "erp")
+    assert run.code == 1, str(run)
+    assert f"{lost.name} (missing)" in run.err and "run it again" in run.err, run.err
+    failed = respaldo.records()[0]
+    assert failed.status is BackupStatus.FAILED, failed
+    assert "it references is missing or truncated" in (failed.error_message or "")
+
+    again = respaldo.run("backup", "erp")
+    assert again.code == 0, str(again)
+    assert re.search(r"stored \d+ chunks? anew whose earlier cop", again.err), again.err
