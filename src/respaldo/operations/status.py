@@ -334,8 +334,9 @@ def compute_status(
         for name, r in readings.items()
         if physical[name] and r.system_identifier is not None
     }
+    timelines = {name: r.timeline for name, r in readings.items() if physical[name] and r.timeline}
     primary = (
-        read_primary_wal(settings, archived, sizes, newest_physical, systems)
+        read_primary_wal(settings, archived, sizes, newest_physical, systems, timelines)
         if archived or systems
         else PrimaryWal()
     )

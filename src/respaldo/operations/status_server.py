@@ -26,6 +26,7 @@ from respaldo.postgres.archiver import (
     read_archiver,
     server_in_recovery,
     server_system_identifier,
+    server_timeline,
     server_version_and_archive_mode,
 )
 from respaldo.postgres.server import Connection, connect
@@ -61,6 +62,9 @@ class ServerReading:
     """Which cluster the server is (read with its archiving); None: not read."""
     in_recovery: bool = False
     """A standby (read with its archiving)."""
+    timeline: int | None = None
+    """The timeline a primary writes on (read with its archiving); None: a standby, or
+    not read."""
     idle_slots: tuple[IdleSlot, ...] | None = None
     """Its replication slots that nothing uses and that hold WAL; None: not read."""
     server: str | None = None
@@ -87,11 +91,12 @@ def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) ->
             application_name="respaldo status",
         ) as conn:
             version, mode = server_version_and_archive_mode(conn, conninfo)
-            state, system, standby = None, None, False
+            state, system, standby, timeline = None, None, False, None
             if archiver:
                 state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
                 system = server_system_identifier(conn, conninfo)
                 standby = server_in_recovery(conn, conninfo)
+                timeline = None if standby else server_timeline(conn, conninfo)
             idle = _idle_slots(conn, conninfo, server) if slots else None
     except RespaldoError as exc:
         return ServerReading(
@@ -103,6 +108,7 @@ def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) ->
         archiver=state,
         system_identifier=system,
         in_recovery=standby,
+        timeline=timeline,
         idle_slots=idle,
         server=server,
         dbname=dbname,

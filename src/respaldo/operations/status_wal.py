@@ -102,6 +102,7 @@ def read_primary_wal(
     segment_sizes: Mapping[str, int] | None = None,
     newest_backups: Mapping[str, str] | None = None,
     servers: Mapping[str, str] | None = None,
+    timelines: Mapping[str, int] | None = None,
 ) -> PrimaryWal:
     """For each database -> the last WAL file its server archived: its cluster, whether
     the primary repository holds that file (one ``stat`` each) and, where the server's
@@ -111,9 +112,13 @@ def read_primary_wal(
     ``servers``: database -> the system identifier of its server; one the repository
     records another cluster for is in ``others`` and nothing else is said of it (its
     last file is looked for nowhere: the recorded cluster's files of the same names are
-    not its own). Left out (unknown): a name that is no WAL file, a database whose
-    cluster the repository does not record or cannot be read, and everything when the
-    repository cannot be opened (the backups' own items say so). Never raises."""
+    not its own). ``timelines``: database -> the timeline its server writes on, where
+    read (a promoted server archives the old timeline's segments its standby never marked
+    done, at a checkpoint after the promotion: until its next segment of its own, the
+    last file it archived is of an older timeline than its own). Left out (unknown): a
+    name that is no WAL file, a database whose cluster the repository does not record or
+    cannot be read, and everything when the repository cannot be opened (the backups' own
+    items say so). Never raises."""
     servers = servers or {}
     if not servers and not any(_is_wal_name(name) for name in last_archived.values()):
         return PrimaryWal()
@@ -158,7 +163,8 @@ def read_primary_wal(
                 continue
             else:
                 found.stored[database] = True
-                stray = _newer_timeline(repo, record.system_identifier, file)
+                on = _timeline_on(file, (timelines or {}).get(database))
+                stray = _newer_timeline(repo, record.system_identifier, file, on) if on else None
                 if stray is not None:
                     found.strays[database] = stray
                 size = (segment_sizes or {}).get(database)
@@ -168,7 +174,7 @@ def read_primary_wal(
                         system = record.system_identifier
                         meta = manifest(backup).meta if backup else None
                         after = _backup_start(meta, size, system) if meta else None
-                        if backup and after and after[0] < parse_wal_name(file).timeline:
+                        if backup and after and on and after[0] < on:
                             gap = gap_across_timelines(repo, manifest(backup))
                         else:
                             gap = find_gap(repo, system, file, size, after)
@@ -204,9 +210,20 @@ def read_primary_wal(
     return found
 
 
-def _newer_timeline(repo: Repository, system_id: str, file: str) -> tuple[int, int] | None:
-    """(the timeline of ``file``, the last file the server archived; the next one) where
-    the repository holds that next timeline's history file (one ``stat``), else None.
+def _timeline_on(file: str, read: int | None) -> str | None:
+    """The timeline a server is on: the one it said (``read``), or where not read or
+    older, that of ``file``, the last file it archived. None: ``file`` is no WAL name."""
+    try:
+        of_file = parse_wal_name(file).timeline
+    except (InvalidWalFile, ValueError):
+        return None
+    return max(of_file, f"{read:08X}") if read else of_file
+
+
+def _newer_timeline(repo: Repository, system_id: str, file: str, on: str) -> tuple[int, int] | None:
+    """(the server's timeline ``on``: its own where read, else that of ``file``, the last
+    file it archived; the next one) where the repository holds that next timeline's
+    history file (one ``stat``), else None.
 
     A server archives its own timeline's files, and a timeline's history file before any
     of its segments (its promotion queues it first): a history file of a later timeline
@@ -216,9 +233,9 @@ def _newer_timeline(repo: Repository, system_id: str, file: str) -> tuple[int, i
     server's WAL instead of this one's, and a target time after it began too."""
     try:
         parsed = parse_wal_name(file)
-        timeline = int(parsed.timeline, 16)
     except (InvalidWalFile, ValueError):
         return None
+    timeline = int(on, 16)
     if parsed.kind is WalKind.PARTIAL:
         # A server archives its old timeline's last segment as .partial when it promotes,
         # after the new timeline's history file: it is on that later timeline itself, and

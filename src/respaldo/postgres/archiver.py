@@ -78,6 +78,19 @@ def server_in_recovery(conn: Connection, conninfo: ConnInfo) -> bool:
     return bool(row is not None and row[0])
 
 
+def server_timeline(conn: Connection, conninfo: ConnInfo) -> int:
+    """The timeline a primary writes its WAL on (not a standby: PostgreSQL refuses
+    ``pg_walfile_name`` in recovery). Raises QueryFailed."""
+    row = _guarded(
+        conninfo,
+        "reading the server's timeline",
+        lambda: conn.execute(
+            "SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())"
+        ).fetchone(),
+    )
+    return int(str(row[0])[:8], 16) if row is not None else 0
+
+
 @dataclass(frozen=True)
 class IdleSlot:
     """A replication slot nothing is connected to, and the WAL it keeps on the server."""

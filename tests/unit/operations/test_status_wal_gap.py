@@ -97,12 +97,17 @@ def _read_primary_wal(
     record: ClusterRecord,
     backup_timeline: int = 1,
     last: str = seg(5),
+    timelines: dict[str, int] | None = None,
+    history: int | None = None,
 ) -> tuple[status_wal.PrimaryWal, list[str], list[str]]:
     """read_primary_wal of database erp, whose last file ``last`` is stored and whose
     newest backup b1 (of ``backup_timeline``) started at 0/2000028; with the repository
-    reads it made: the records', the manifests'."""
+    reads it made: the records', the manifests'. ``history``: a timeline whose history
+    file the repository holds too; ``timelines``: the servers' own, as read."""
     storage = MemoryStorage()
     storage.put(f"wal/{SYSTEM}/{last[:8]}/{last}", b"x")
+    if history is not None:
+        storage.put(f"wal/{SYSTEM}/{history:08X}/{history:08X}.history", b"x")
     meta = {"system_identifier": SYSTEM, "timeline": backup_timeline, "start_lsn": "0/2000028"}
     loads: list[str] = []
     reads: list[str] = []
@@ -119,7 +124,12 @@ def _read_primary_wal(
     monkeypatch.setattr(status_wal, "open_wal_repository", lambda _settings: repo)
     monkeypatch.setattr(status_wal, "read_cluster", read_cluster)
     found = status_wal.read_primary_wal(
-        cast(Any, None), {"erp": last}, {"erp": MIB16}, {"erp": "b1"}, {"erp": SYSTEM}
+        cast(Any, None),
+        {"erp": last},
+        {"erp": MIB16},
+        {"erp": "b1"},
+        {"erp": SYSTEM},
+        timelines,
     )
     return found, reads, loads
 
@@ -153,3 +163,31 @@ def test_a_switch_on_a_timeline_older_than_the_newest_backups_is_not_red(
     )
     found, _, _ = _read_primary_wal(monkeypatch, later, backup_timeline=1, last=seg(5, 2))
     assert found.minimal == {"erp": ("0/3000028", "b1")}
+
+
+def test_a_promoted_servers_last_file_of_its_old_timeline_is_not_another_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A standby promoted to timeline 2 archives, at a checkpoint after its promotion, the
+    # old timeline's segments it never marked done: one of them was its last archived
+    # file, and the status took the server for one still on timeline 1 beside another
+    # server's timeline 2 (red: "remove the files of timeline 2", the new primary's own).
+    record = ClusterRecord("erp", SYSTEM, AT, "wal-push")
+    across: list[object] = []
+
+    def gap_across_timelines(_repo: Any, backup: Any) -> tuple[str, str]:
+        across.append(backup.meta["timeline"])
+        return seg(4), seg(6, 2)
+
+    monkeypatch.setattr(status_wal, "gap_across_timelines", gap_across_timelines)
+    found, _, _ = _read_primary_wal(
+        monkeypatch, record, last=seg(3), history=2, timelines={"erp": 2}
+    )
+    assert found.strays == {}
+    # Its backup of timeline 1 recovers across the switch: the hole is looked for there.
+    assert (found.gaps, across) == ({"erp": (seg(4), seg(6, 2))}, [1])
+    # A server that says it is on timeline 1 (or says nothing) beside timeline 2's
+    # history file: another server's, as before.
+    for said in ({"erp": 1}, None):
+        found, _, _ = _read_primary_wal(monkeypatch, record, last=seg(3), history=2, timelines=said)
+        assert found.strays == {"erp": (1, 2)}
