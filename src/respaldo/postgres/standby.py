@@ -13,11 +13,9 @@ backup was not in it). Such a backup is refused, saying why.
 
 from __future__ import annotations
 
-import psycopg
-
-from respaldo.errors import QueryFailed, SourceError, first_line
+from respaldo.errors import SourceError
 from respaldo.postgres.connection import ConnInfo
-from respaldo.postgres.server import Connection, session
+from respaldo.postgres.server import Connection, _guarded, session
 
 _ASKED = """
 SELECT CASE WHEN pg_catalog.pg_is_in_recovery()
@@ -37,14 +35,11 @@ def refuse_stale_standby(conninfo: ConnInfo, conn: Connection | None = None) -> 
     of its own) is a standby whose replay is paused or delayed on purpose (see the
     module). Raises ConnectionFailed, QueryFailed (a question the server refused)."""
     with session(conninfo, conn) as asked:
-        try:
-            row = asked.execute(_ASKED).fetchone()
-        except psycopg.Error as exc:
-            raise QueryFailed(
-                f"cannot ask {conninfo.describe()} whether it is a standby that replays "
-                f"its WAL: {first_line(exc)}",
-                sqlstate=getattr(exc, "sqlstate", None),
-            ) from None
+        row = _guarded(
+            conninfo,
+            "asking whether the server is a standby that replays its WAL",
+            lambda: asked.execute(_ASKED).fetchone(),
+        )
     assert row is not None
     paused, delay, replayed = bool(row[0]), str(row[1]), row[2]
     since = f" (its last transaction replayed committed at {replayed})" if replayed else ""
