@@ -67,10 +67,6 @@ class PackUse:
         with self._lock:
             self._exact[pack_id] = size
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._least.keys() | self._exact.keys())
-
     def wrong(self, sizes: dict[str, int]) -> dict[str, int | None]:
         """The packs that ``sizes`` (pack id -> size, as stored) lacks or gives a size
         they cannot have: pack id -> its size (None: missing)."""
