@@ -28,7 +28,7 @@ from respaldo.operations.prune import (
     unrepaired_problem,
 )
 from respaldo.operations.recorded import unconfirmed_problem
-from respaldo.operations.repair import damage_problem
+from respaldo.operations.repair import damage_problem, lost_packs_problem
 from respaldo.operations.reports import DrillReport, ReportDatabase, ReportKind, render_report
 from respaldo.operations.restore import kept_roles_warning, passwordless_logins_warning
 from respaldo.operations.restore_parallel import count_difference, counts_differ
@@ -93,6 +93,18 @@ def test_a_backup_that_lost_one_chunk_says_one_chunk() -> None:
         "2026-12-07 05:48 UTC); it cannot be restored",
         ES,
     ).startswith("dañado: 1 fragmentos no tienen ninguna copia buena")
+
+
+def test_a_backup_that_lost_chunks_with_a_pack_says_so_in_spanish() -> None:
+    """A backup that found a pack lost marks the earlier backups that use it
+    (operations/lost_packs.py): the page says their reason in Spanish too."""
+    assert lost_packs_problem(1, WHEN).startswith("damaged: 1 chunk it uses was lost with a ")
+    assert reasons.reason(str(lost_packs_problem(1, WHEN)), ES).startswith(
+        "dañado: 1 fragmento que usa se perdió con un paquete "
+    )
+    assert reasons.reason(str(lost_packs_problem(3, WHEN)), ES).endswith(
+        "salvo que 'respaldo repair' los encuentre en un espejo"
+    )
 
 
 def test_a_backup_that_referenced_one_damaged_chunk_says_one_chunk() -> None:

@@ -42,10 +42,12 @@ from respaldo.operations.copy import (
     secondaries,
 )
 from respaldo.operations.jobs import current_job, note_result
+from respaldo.operations.lost_packs import mark_lost_packs
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.views import BackupView
 from respaldo.phrases import N_, counted
 from respaldo.repository import Manifest, Repository, WriteStats
+from respaldo.repository.pack_check import LostPacks
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,12 @@ def recorded_backup(
                     Scrubber(ctx.settings)(_failure(exc)),
                     duration=time.monotonic() - steady,
                 )
+            if isinstance(exc, LostPacks):
+                # Packs it deduplicated against are gone: the earlier backups that use
+                # them cannot restore either, and must not stay good until a verify.
+                # After the record: it reads manifests, and a signal meanwhile must not
+                # leave this backup in progress.
+                mark_lost_packs(ctx, repo, ctx.settings.repository().name, exc)
             raise
         record = _complete(ctx, repo, backup_id, manifest, stats, time.monotonic() - steady)
     copies: list[CopyOutcome] = []

@@ -123,7 +123,8 @@ def repair(
     for backup in report.lost_backups:
         marked = False
         if not dry_run:
-            marked = _mark_damaged(ctx, backup.backup_id, backup.chunks_lost, now, warnings)
+            problem = damage_problem(backup.chunks_lost, now)
+            marked = mark_damaged(ctx, backup.backup_id, problem, now, warnings)
         lost.append(
             LostBackupResult(
                 backup_id=backup.backup_id,
@@ -169,11 +170,15 @@ def repair(
     )
 
 
-def _mark_damaged(
-    ctx: Context, backup_id: str, chunks: int, when: datetime, warnings: list[str]
+def mark_damaged(
+    ctx: Context, backup_id: str, problem: str, when: datetime, warnings: list[str]
 ) -> bool:
-    """Mark a backup's record as having failed verification, saying what it lost."""
-    problem = damage_problem(chunks, when)
+    """Mark a backup's record as having failed verification at ``when``, ``problem``
+    saying what it lost (:func:`damage_problem`, :func:`lost_packs_problem`): retention
+    counts it as no good backup, the status and ``list`` say so. Returns whether it was
+    marked (a backup not completed, or not in the catalog, is not: the latter said in
+    ``warnings``). Repair uses it, and a backup that found packs lost
+    (:mod:`respaldo.operations.lost_packs`)."""
     try:
         with ctx.catalog.begin() as session:
             records = BackupRecords(session)
@@ -199,6 +204,26 @@ def damage_problem(chunks: int, when: datetime) -> str:
         N_(
             "damaged: {count} chunks have no good copy in any repository (respaldo repair, "
             "{when} UTC); it cannot be restored"
+        ),
+        when=f"{when:%Y-%m-%d %H:%M}",
+    )
+
+
+def lost_packs_problem(chunks: int, when: datetime) -> str:
+    """The catalog's words for a backup that uses chunks a later backup found lost with
+    their packs (missing or cut short in the repository) and that no repository holds a
+    good copy of (``error_message``)."""
+    return counted(
+        chunks,
+        N_(
+            "damaged: {count} chunk it uses was lost with a pack found missing or truncated "
+            "({when} UTC) and no repository read holds a good copy; it cannot be restored "
+            "unless 'respaldo repair' finds one in a mirror"
+        ),
+        N_(
+            "damaged: {count} chunks it uses were lost with packs found missing or truncated "
+            "({when} UTC) and no repository read holds a good copy; it cannot be restored "
+            "unless 'respaldo repair' finds them in a mirror"
         ),
         when=f"{when:%Y-%m-%d %H:%M}",
     )

@@ -14,7 +14,10 @@ one stat per pack for a backup of a few packs or on a local disk, else one listi
 ``packs/`` (on S3 a LIST of a thousand objects a page, not a HEAD per pack). A pack
 missing or too short is asked once more by stat (a listing may lag a put on some
 stores), then its copies that are gone are quarantined (:mod:`.quarantine`), so that the
-next backup stores that data anew, and the backup fails: it never exists.
+next backup stores that data anew, and the backup fails: it never exists. The error
+(:class:`LostPacks`) names the chunks quarantined: the earlier backups that use them are
+damaged too, and the caller that keeps a catalog marks them
+(:mod:`respaldo.operations.lost_packs`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,25 @@ backup references more than a few dozen)."""
 
 NAMED_AT_MOST = 3
 """Packs named in the error; the rest are counted."""
+
+
+class LostPacks(IntegrityError):
+    """A backup (or copy) failed because packs it references are missing or truncated;
+    ``chunks``: the ids of the chunk copies this check quarantined (empty when recording
+    them failed). ``then`` is the hint's first part, what to do about this backup: the
+    rest says what it means for the earlier ones, which a caller with a catalog can say
+    better (it names them)."""
+
+    def __init__(self, message: str, *, backup: str, then: str, chunks: frozenset[bytes]) -> None:
+        super().__init__(message, backup=backup, hint=f"{then}; {EARLIER_DAMAGED}")
+        self.then = then
+        self.chunks = chunks
+
+
+EARLIER_DAMAGED = (
+    "any earlier backup that uses them is damaged: 'respaldo verify --all' names them, "
+    "'respaldo repair' takes good copies from a mirror"
+)
 
 
 class PackUse:
@@ -89,7 +111,7 @@ class PackUse:
 
 
 def check_packs(repo: Repository, use: PackUse, backup_id: str, *, copy: bool = False) -> None:
-    """Raise IntegrityError if a pack ``use`` names is missing from ``repo`` or shorter
+    """Raise :class:`LostPacks` if a pack ``use`` names is missing from ``repo`` or shorter
     than the backup needs, after quarantining the chunk copies it lost (``copy``: the
     backup is being copied into ``repo``, a mirror). Raises the storage error of a stat
     or listing that fails (nothing is then known missing)."""
@@ -128,9 +150,7 @@ def _stat_sizes(storage: Storage, packs: Iterable[str]) -> dict[str, int]:
     return sizes
 
 
-def _lost(
-    repo: Repository, backup_id: str, bad: dict[str, int | None], copy: bool
-) -> IntegrityError:
+def _lost(repo: Repository, backup_id: str, bad: dict[str, int | None], copy: bool) -> LostPacks:
     """Quarantine the copies the packs ``bad`` lost; the error that fails the backup."""
     names = [pack_name(p) for p in sorted(bad)]
     said = ", ".join(
@@ -139,6 +159,7 @@ def _lost(
     )
     if len(names) > NAMED_AT_MOST:
         said += f" and {len(names) - NAMED_AT_MOST} more"
+    quarantined: list[DamagedCopy] = []
     try:
         quarantined = _quarantine(repo, bad)
     except StorageError as exc:
@@ -149,25 +170,25 @@ def _lost(
         )
     else:
         then = (
-            f"their {quarantined} chunk copies are quarantined now, so the "
+            f"their {len(quarantined)} chunk copies are quarantined now, so the "
             f"{'copy sends' if copy else 'backup stores'} that data anew: run it again"
         )
     done = "copy not written" if copy else "backup not recorded"
     packs = (
         "1 pack it references is" if len(names) == 1 else f"{len(names)} packs it references are"
     )
-    return IntegrityError(
+    return LostPacks(
         f"{done}: {packs} missing or truncated in {repo.storage.location}: {said}",
         backup=backup_id,
-        hint=f"{then}; any earlier backup that uses them is damaged: 'respaldo verify "
-        "--all' names them, 'respaldo repair' takes good copies from a mirror",
+        then=then,
+        chunks=frozenset(c.chunk_id for c in quarantined),
     )
 
 
-def _quarantine(repo: Repository, bad: dict[str, int | None]) -> int:
+def _quarantine(repo: Repository, bad: dict[str, int | None]) -> list[DamagedCopy]:
     """Record as damaged every copy the index places (wholly or in part) beyond the end
     of a pack in ``bad``: all of a missing pack's, those past the cut of a short one (the
-    copies before it are intact and may still serve older backups). Returns how many."""
+    copies before it are intact and may still serve older backups). Returns them."""
     found = []
     for pack_id, entries in repo.index.by_pack(lambda pack_id, _: pack_id in bad).items():
         size = bad[pack_id] or 0
@@ -180,4 +201,4 @@ def _quarantine(repo: Repository, bad: dict[str, int | None]) -> int:
     confirmed, _ = confirm_damage(repo.storage, repo.sealer, found)
     if confirmed:
         write_record(repo.storage, repo.sealer, damaged=confirmed)
-    return len(confirmed)
+    return confirmed

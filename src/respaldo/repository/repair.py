@@ -31,7 +31,7 @@ again, and ``repair`` run again finds it), and what it lost is recorded and show
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -89,7 +89,7 @@ def repair_repository(
         _replace_unreadable_records(repo, report)
     damaged = repo.quarantine.chunk_ids()
     report.quarantined = len(damaged)
-    wanted = sorted(cid for cid in damaged if cid not in repo.index)
+    wanted = sorted(without_good_copy(repo, damaged))
     report.already_good = len(damaged) - len(wanted)
     usable = []
     for mirror in mirrors:
@@ -103,7 +103,9 @@ def repair_repository(
     lost = [cid for cid in wanted if cid not in found]
     report.lost_chunks = lost
     if lost:
-        report.lost_backups, by_chunk = _backups_referencing(repo, set(lost), report)
+        report.lost_backups, by_chunk = _backups_referencing(
+            repo, set(lost), repo.backup_ids(), report.problems
+        )
         if not dry_run:
             _record_lost(repo, by_chunk)
     return report
@@ -196,17 +198,19 @@ def _good(result: ChunkResult) -> bool:
 
 
 def _backups_referencing(
-    repo: Repository, lost: set[bytes], report: RepairReport
+    repo: Repository, lost: set[bytes], backup_ids: Iterable[str], problems: list[str]
 ) -> tuple[list[LostBackup], dict[bytes, set[str]]]:
-    """Every backup that references a chunk of ``lost``, with how many and where; and
-    for each lost chunk, the backups that reference it."""
+    """Every backup of ``backup_ids`` that references a chunk of ``lost``, with how many
+    and where; and for each lost chunk, the backups that reference it. Each manifest and
+    each of its chunk lists is read once, a list at a time (a backup's lists are never
+    held whole). What cannot be read is said in ``problems``."""
     out = []
     by_chunk: dict[bytes, set[str]] = {cid: set() for cid in lost}
-    for backup_id in repo.backup_ids():
+    for backup_id in backup_ids:
         try:
             manifest = repo.load_manifest(backup_id)
         except IntegrityError as exc:
-            report.problems.append(f"backup {backup_id}: {exc.message}")
+            problems.append(f"backup {backup_id}: {exc.message}")
             continue
         except BackupNotFound:
             # Listed a moment ago and gone now: a prune deleted it (its manifests go
@@ -269,16 +273,47 @@ def _record_lost(repo: Repository, by_chunk: dict[bytes, set[str]]) -> None:
         repo.load_index()
 
 
+def without_good_copy(
+    repo: Repository, chunk_ids: Iterable[bytes], elsewhere: Sequence[Repository] = ()
+) -> set[bytes]:
+    """The chunks of ``chunk_ids`` that have no good copy indexed in ``repo`` (its index
+    leaves quarantined copies out) nor in any of ``elsewhere`` (mirrors: same chunk ids,
+    and restore reads from them, :func:`lost_chunks_of`)."""
+    return {
+        cid
+        for cid in chunk_ids
+        if cid not in repo.index and not any(cid in other.index for other in elsewhere)
+    }
+
+
+def record_lost_backups(
+    repo: Repository,
+    chunk_ids: Collection[bytes],
+    elsewhere: Sequence[Repository],
+    backup_ids: Iterable[str],
+    problems: list[str],
+) -> list[LostBackup]:
+    """The backups of ``backup_ids`` that reference a chunk of ``chunk_ids`` with no good
+    copy in ``repo`` or ``elsewhere`` (:func:`without_good_copy`), recorded as lost in
+    ``repo`` as :func:`repair_repository` records them (so that restore refuses them up
+    front and ``catalog rebuild`` marks them again). For a backup failed by the check of
+    its packs (:mod:`.pack_check`), whose quarantined copies ``chunk_ids`` are: the
+    earlier backups that use them cannot restore either. ``repo``'s index must have been
+    loaded since they were quarantined. What cannot be read is said in ``problems``."""
+    lost = without_good_copy(repo, chunk_ids, elsewhere)
+    if not lost:
+        return []
+    backups, by_chunk = _backups_referencing(repo, lost, backup_ids, problems)
+    _record_lost(repo, by_chunk)
+    return backups
+
+
 def lost_chunks_of(
     repo: Repository, backup_id: str, elsewhere: Sequence[Repository] = ()
 ) -> list[LostChunk]:
     """The chunks of ``backup_id`` that ``repair`` recorded as lost and that still have
     no good copy in ``repo`` or in any of ``elsewhere`` (a copy stored since, by a later
     backup or a mirror configured later, makes the backup whole again)."""
-    return [
-        lost
-        for lost in repo.quarantine.lost.values()
-        if backup_id in lost.backups
-        and lost.chunk_id not in repo.index
-        and not any(lost.chunk_id in other.index for other in elsewhere)
-    ]
+    mine = [lost for lost in repo.quarantine.lost.values() if backup_id in lost.backups]
+    still = without_good_copy(repo, (lost.chunk_id for lost in mine), elsewhere)
+    return [lost for lost in mine if lost.chunk_id in still]
