@@ -156,7 +156,9 @@ def test_a_backup_over_a_deleted_pack_fails_and_the_next_one_stores_it_anew(
 ) -> None:
     """The packs a backup deduplicated against are checked before its manifest: one
     deleted by hand fails the backup (not 'completed', so retention never counts it as
-    good), its copies are quarantined, and the backup run again stores them anew."""
+    good), its copies are quarantined, the earlier backup that uses them is marked
+    damaged (it cannot restore either: no mirror here), and the backup run again stores
+    them anew."""
     first = respaldo.backup()["id"]
     lost = respaldo.repo_dir / pack_name(respaldo.middle_of_dump(first).pack_id)
     lost.unlink()
@@ -167,6 +169,10 @@ def test_a_backup_over_a_deleted_pack_fails_and_the_next_one_stores_it_anew(
     failed = respaldo.records()[0]
     assert failed.status is BackupStatus.FAILED, failed
     assert "it references is missing or truncated" in (failed.error_message or "")
+    assert f"earlier backup {first}, which uses them" in run.err, run.err
+    marked = next(r for r in respaldo.records() if r.id == first)
+    assert marked.verified_at is not None and not marked.is_verified, marked
+    assert "lost with packs found missing or truncated" in (marked.error_message or "")
 
     again = respaldo.run("backup", "erp")
     assert again.code == 0, str(again)

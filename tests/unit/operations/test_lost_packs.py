@@ -1,0 +1,146 @@
+"""A backup that finds a pack it references lost fails (tests/unit/repository/
+test_pack_check.py); the earlier backups that use the chunks the pack lost cannot restore
+either, and are marked damaged in the catalog at once, as ``repair`` marks them, unless
+another repository holds the chunks: retention stops counting them as good, the status
+stops taking them for the recovery point, and the alert names them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from respaldo.domain import BackupKind, JobKind, TriggeredBy
+from respaldo.errors import IntegrityError
+from respaldo.operations import jobs
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import JobRequest
+from respaldo.operations.prune import plan
+from respaldo.operations.recorded import recorded_backup
+from respaldo.operations.restore import load_manifest_any
+from respaldo.operations.status import compute_status
+from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
+from respaldo.repository.pack_check import LostPacks
+from respaldo.repository.packs import pack_name
+from respaldo.repository.reader import read_list
+from respaldo.retention import Action
+from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.unit.operations.support import Installation
+from tests.unit.repository.helpers import random_bytes
+
+pytestmark = pytest.mark.unit
+
+REQUEST = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.CLI, "ana", {"type": "full"})
+Body = Callable[[Repository, str, datetime, object], tuple[Manifest, WriteStats]]
+
+
+def body_of(data: bytes) -> Body:
+    def body(
+        repo: Repository, backup_id: str, started_at: datetime, heartbeat: object
+    ) -> tuple[Manifest, WriteStats]:
+        with BackupWriter(repo, backup_id) as writer:
+            writer.write_stream("dump", io.BytesIO(data))
+            manifest = writer.commit(kind="full", source="erp", started_at=started_at)
+        return manifest, writer.stats
+
+    return body
+
+
+def backup(ctx: Context, data: bytes) -> str:
+    """A backup of ``data`` as every kind of backup runs (recorded, then copied to the
+    secondaries); its id."""
+    result = recorded_backup(
+        ctx,
+        kind=BackupKind.FULL,
+        source="erp",
+        retention_days=7,
+        triggered_by=TriggeredBy.CLI,
+        pinned=False,
+        body=body_of(data),
+    )
+    return result.record.id
+
+
+def backup_job(ctx: Context, data: bytes) -> None:
+    """:func:`backup` as a job (the CLI's, the service's): its failure alerts."""
+    job = jobs.submit(ctx, REQUEST)
+    jobs.run(ctx, job.id, lambda job_ctx: backup(job_ctx, data))
+
+
+def lose_pack_of(repo: Repository, backup_id: str) -> str:
+    """Delete the pack holding the chunk in the middle of ``backup_id``'s dump; its name."""
+    stream = repo.load_manifest(backup_id).stream("dump")
+    entries = read_list(repo, stream.lists[0])
+    location = repo.index.get(entries[len(entries) // 2][0])
+    assert location is not None
+    name = pack_name(location.pack_id)
+    repo.storage.delete(name)
+    return name
+
+
+def test_the_earlier_backups_that_use_a_lost_pack_are_marked_damaged_and_alerted(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    hook = f"""
+[[notifications.targets]]
+name = "hook"
+url = "{webhook.url}"
+levels = ["critical"]
+"""
+    inst = Installation.create(tmp_path, secondary=False, extra=hook)
+    ctx = inst.ctx
+    data = random_bytes(60_000, seed=11)
+    # An older backup of other data (other packs): whole, and the one to keep.
+    older = backup(ctx, random_bytes(60_000, seed=12))
+    first, second = backup(ctx, data), backup(ctx, data)
+    lose_pack_of(inst.repository(), first)
+
+    with pytest.raises(LostPacks) as failed:
+        backup_job(ctx, data)
+    hint = failed.value.hint
+    assert f"earlier backups {second}, {first}, which use them" in hint, hint
+    assert "marked damaged in the catalog" in hint and "respaldo repair" in hint, hint
+    (alert,) = webhook.inbox.wait(1)
+    assert first in alert["json"]["message"] and second in alert["json"]["message"], alert
+
+    for backup_id in (first, second):
+        record = ctx.record(backup_id)
+        assert record.verified_at is not None and not record.is_verified, backup_id
+        assert (record.error_message or "").startswith("damaged: "), record.error_message
+        assert "found missing or truncated" in (record.error_message or "")
+    assert ctx.record(older).verified_at is None
+
+    # Retention: the damaged two no longer meet min_keep; the older whole one is kept.
+    later = datetime.now(UTC) + timedelta(days=30)
+    actions = {d.backup.id: d.action for d in plan(ctx, now=later).decisions}
+    assert actions[older] is Action.KEEP
+    assert actions[first] is Action.EXPIRE
+    # The status's recovery point is the older backup, not the newest damaged one.
+    report = compute_status(ctx, datetime.now(UTC), servers=False)
+    (rpo,) = [i for d in report.databases for i in d.items if i.key == "rpo:erp:full"]
+    assert rpo.backup_id == older, rpo
+    # As repair records it in the repository: restore refuses them up front.
+    with pytest.raises(IntegrityError, match="the backup is damaged"):
+        load_manifest_any(inst.repository(), [], first)
+    inst.close()
+
+
+def test_chunks_a_mirror_holds_mark_nothing(tmp_path: Path) -> None:
+    """Restore reads a chunk the primary lost from a mirror that holds it (every backup
+    is copied to the secondary): those backups still restore, and stay good."""
+    inst = Installation.create(tmp_path)
+    data = random_bytes(60_000, seed=13)
+    first = backup(inst.ctx, data)
+    lose_pack_of(inst.repository(), first)
+
+    with pytest.raises(LostPacks) as failed:
+        backup(inst.ctx, data)
+    assert "no earlier backup in the catalog uses them without a good copy" in (
+        failed.value.hint
+    ), failed.value.hint
+    assert inst.ctx.record(first).verified_at is None
+    inst.close()
