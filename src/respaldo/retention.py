@@ -81,6 +81,12 @@ _GFS_WORDS = {
     "yearly": N_("yearly {period}"),
 }
 _MINIMUM = {True: N_("minimum {count} good backup"), False: N_("minimum {count} good backups")}
+# min_keep fills up with backups known to be damaged or gone when too few are good: the
+# reason must not call them good (a prune's listing is read to decide what to repair).
+_MINIMUM_NOT_GOOD = {
+    True: N_("minimum {count} backup, though not a good one: no good backup is left"),
+    False: N_("minimum {count} backups, though not a good one: too few good backups are left"),
+}
 
 
 def _hour(t: datetime) -> str:
@@ -337,7 +343,8 @@ def _decide_group(
                 keep(b, Phrase(_GFS_WORDS[name], period=key))
     ranked = good + [b for b in completed if not b.good]
     for b in ranked[: policy.min_keep]:
-        keep(b, Phrase(_MINIMUM[policy.min_keep == 1], count=policy.min_keep))
+        words = _MINIMUM if b.good else _MINIMUM_NOT_GOOD
+        keep(b, Phrase(words[policy.min_keep == 1], count=policy.min_keep))
 
     before = _before_shrink(good, policy.shrink)
     if before is not None:

@@ -236,6 +236,30 @@ def test_min_keep_counts_good_backups_first() -> None:
     assert not decisions["b003"].keep
 
 
+def test_min_keep_filled_with_damaged_backups_does_not_call_them_good() -> None:
+    # Two of three backups failed verification (a lost pack marked them): min_keep 2
+    # keeps one of them, and the reason must say it is not a good one.
+    history = [
+        backup(0, timedelta(days=20), verified=False),
+        backup(1, timedelta(days=21), verified=False),
+        backup(2, timedelta(days=22)),
+    ]
+    decisions = by_id(decide(history, Policy(min_keep=2), NOW))
+    assert decisions["b002"].reasons == ("newest good", "minimum 2 good backups")
+    assert decisions["b000"].reasons == (
+        "newest completed",
+        "minimum 2 backups, though not a good one: too few good backups are left",
+    )
+    assert not decisions["b001"].keep
+    alone = by_id(decide(history[:1], Policy(min_keep=1), NOW))
+    assert alone["b000"].reasons == (
+        "newest completed",
+        "minimum 1 backup, though not a good one: no good backup is left",
+    )
+    spanish = reasons.reason(alone["b000"].reasons[1], translations("es").gettext)
+    assert spanish.startswith("mínimo 1 backup, aunque no válido")
+
+
 def test_newest_verified_is_kept_whatever_its_age() -> None:
     history = [
         backup(0, timedelta(days=1)),
