@@ -22,7 +22,7 @@ from respaldo.operations.drill import Check, DrillResult, _copies, _files_conten
 from respaldo.operations.restore import _UNCOUNTED, LARGE_OBJECTS_NOT_RECORDED, StreamReader
 from respaldo.operations.restore_parallel import count_difference, counts_differ
 from respaldo.operations.users import MIN_PASSWORD_LENGTH, _check_password, validate_user_name
-from respaldo.operations.wal_coverage import WalCoverage, _gap
+from respaldo.operations.wal_coverage import WalCoverage, gap_said
 from respaldo.postgres.largeobjects import LargeObjects, differences
 from respaldo.repository.reader import ChunkResult
 
@@ -112,7 +112,7 @@ def test_a_validation_query_that_failed_names_it_and_keeps_the_engines_words() -
 
 
 def test_a_physical_restore_tests_wal_archive_reads_in_spanish() -> None:
-    gap = _gap(
+    gap = gap_said(
         WalCoverage(
             end=0x3000000 - 1,
             missing="000000010000000000000003",

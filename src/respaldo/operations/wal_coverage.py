@@ -47,7 +47,7 @@ only if it had begun by then (:func:`_begun_by`): before, the history was its pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
@@ -121,7 +121,7 @@ class WalCoverage:
         return str(self.path[-1][0]) if followed and self.path else "latest"
 
 
-def newest_timeline(names: list[str], timeline: int) -> int:
+def newest_timeline(names: Sequence[str], timeline: int) -> int:
     """The timeline recovery follows (``recovery_target_timeline = 'latest'``) from a
     backup of ``timeline``: as PostgreSQL finds it, the last of the history files of
     ``timeline`` + 1, + 2, ... that are archived one after the other."""
@@ -158,7 +158,7 @@ def timeline_path(history: str, newest: int) -> list[tuple[int, int]]:
 
 
 def wal_coverage(
-    names: list[str],
+    names: Sequence[str],
     *,
     timeline: int,
     stop_lsn: int,
@@ -260,13 +260,18 @@ def earliest_target_time(manifest: Manifest) -> tuple[datetime, bool]:
 
 
 def archived_after(
-    repo: Repository, manifest: Manifest, before: datetime | None = None
+    repo: Repository,
+    manifest: Manifest,
+    before: datetime | None = None,
+    names: Sequence[str] | None = None,
 ) -> WalCoverage | str:
     """The archived WAL after physical backup ``manifest``, along the timelines recovery
     follows, or why it could not be looked at (an old manifest, a listing or a history
     file that could not be read, a newest timeline that does not descend from the
     backup's). With ``before`` (a recovery target time), only the timelines that had
-    begun by then are followed (:func:`_begun_by`)."""
+    begun by then are followed (:func:`_begun_by`). ``names``: the bare file names of the
+    backup's cluster's archived WAL, where the caller listed them already (one listing
+    for many backups of a cluster); else they are listed here."""
     meta = manifest.meta
     stop_lsn = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
     if not stop_lsn or "wal_segment_size" not in meta:
@@ -275,7 +280,8 @@ def archived_after(
     timeline = int(meta["timeline"])
     passed_over: list[tuple[int, str]] = []
     try:
-        names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, system_id)]
+        if names is None:
+            names = [name.rsplit("/", 1)[-1] for name in list_wal(repo, system_id)]
         # From the newest timeline down to the backup's own: the first whose history
         # holds the backup's end. One that branched off earlier (a copy of an older backup
         # promoted while this backup's server went on) is no child of the backup's history.
@@ -351,7 +357,9 @@ def _not_followable(path: list[tuple[int, int]], timeline: int, stop_lsn: int) -
     return None
 
 
-def _gap(coverage: WalCoverage) -> str:
+def gap_said(coverage: WalCoverage) -> str:
+    """The hole in the archive ``coverage`` found (its first missing segment, the next one
+    archived, where recovery stops), as restores, restore tests and verify say it."""
     return (
         f"WAL segment {coverage.missing} is missing from the archive (archived again from "
         f"{coverage.resumes} on): recovery cannot go past {format_lsn(coverage.end)}"
@@ -431,7 +439,7 @@ def archive_check(
     if isinstance(coverage, str):
         return False, coverage, []
     if coverage.missing is not None:
-        return False, _gap(coverage), []
+        return False, gap_said(coverage), []
     switch = minimal_switch(repo, manifest, coverage)
     if switch is not None:
         return False, _minimal_said(switch, manifest.backup_id), []
@@ -856,7 +864,7 @@ def _archive_warnings(
         return [coverage]
     warnings = _timeline_warnings(coverage, backup_id, target)
     end = format_lsn(coverage.end)
-    gap = _gap(coverage)
+    gap = gap_said(coverage)
     gap_hint = (
         f"put the segment back (from a mirror, or 'respaldo wal-push' from the server's "
         f"pg_wal), or recover knowingly to a target before the gap ({option('target_lsn')} "
