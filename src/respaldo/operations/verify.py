@@ -4,6 +4,9 @@ Three scopes, exactly one at a time: the given backups, everything (index, packs
 every backup), or slice ``n/t`` of all chunks (``t`` runs, one per slice, cover all).
 A shared lease keeps garbage collection from repacking what is being read (a repack
 meanwhile would show as damage); on read-only media there is none, and a warning says so.
+A hole in the archived WAL after a physical backup read (the given ones, or every one) is
+a warning naming the backups whose point-in-time recovery it cuts
+(:mod:`~respaldo.operations.verify_wal`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from respaldo.errors import BackupNotFound, ConfigError, IntegrityError, Invalid
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status_verify import note_verified
+from respaldo.operations.verify_wal import is_physical, wal_gap_warnings
 from respaldo.phrases import N_, counted
 from respaldo.repository import Manifest, Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
@@ -105,15 +109,27 @@ def verify(
             report = verify_subset(repo, *slice_, step)
         elif everything:
             chains: dict[str, list[str]] = {}
-            report = verify_repository(
-                repo, step, seen=lambda m: chains.__setitem__(m.backup_id, chain_of(m))
-            )
+            physical: list[Manifest] = []
+
+            def seen(manifest: Manifest) -> None:
+                chains[manifest.backup_id] = chain_of(manifest)
+                if is_physical(manifest):
+                    physical.append(manifest)
+
+            report = verify_repository(repo, step, seen=seen)
             report.problems += _recorded_but_missing(ctx, name, repo)
             report.problems += _chains_gone(name, repo, chains)
+            warnings += wal_gap_warnings(repo, physical)
         else:
             ids, gone = _with_chains(name, repo, backup_ids or [])
-            report = verify_backups(repo, ids, step)
+            # The WAL after the backups asked for, not after the chains they restore on.
+            asked = set(backup_ids or [])
+            read: list[Manifest] = []
+            report = verify_backups(
+                repo, ids, step, seen=lambda m: read.append(m) if m.backup_id in asked else None
+            )
             report.problems += gone
+            warnings += wal_gap_warnings(repo, read)
     if slice_ is not None or everything:
         # Read as a whole (a slice of it, or all): what the status's verify item counts.
         scope = f"subset {subset}" if slice_ is not None else "all"

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,9 +156,11 @@ class Installation:
         pinned: bool = False,
         kind: BackupKind = BackupKind.FULL,
         parent: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> str:
         """A backup completed (or failed) ``age`` before NOW, in the primary only (see
-        :meth:`replicate`); ``parent`` is the backup an incremental one builds on."""
+        :meth:`replicate`); ``parent`` is the backup an incremental one builds on; ``meta``
+        is added to its manifest's."""
         when = NOW - age
         backup_id = new_backup_id(when)
         catalog = self.ctx.catalog
@@ -180,11 +183,11 @@ class Installation:
         if self._primary is None:
             self._primary = self.repository()
         data = data_for(backup_id, database)
-        meta = {}
+        meta = dict(meta or {})
         if parent is not None:
             # As an incremental physical backup records its chain (operations.physical).
             chain = self._primary.load_manifest(parent).meta.get("chain", [])
-            meta = {"incremental_of": parent, "chain": [*chain, parent]}
+            meta |= {"incremental_of": parent, "chain": [*chain, parent]}
         with BackupWriter(self._primary, backup_id) as writer:
             writer.write_stream("dump", io.BytesIO(data))
             writer.commit(kind=kind.value, source=database, started_at=when, meta=meta)
