@@ -253,15 +253,19 @@ def _newer_timeline(repo: Repository, system_id: str, file: str, on: str) -> tup
 def _backup_start(
     meta: Mapping[str, Any], segment_size: int, system_id: str
 ) -> tuple[str, int] | None:
-    """(timeline, first segment number) of a physical backup, from its manifest's
-    ``meta``; None when it is of another cluster than ``system_id`` (the database moved
-    to a new server, not backed up physically there yet: its LSNs say nothing of this
-    archive). Raises the errors of reading it, KeyError or ValueError for a manifest
-    without them."""
+    """(timeline, number of the first segment recovery of a physical backup reads from
+    the archive), from its manifest's ``meta``: its stop segment, as the segments from
+    its start to its stop are in the backup itself (pg_basebackup's ``--wal-method=fetch``)
+    and one of them missing from the archive stops no recovery (the status said a hole
+    there was red); its start segment for a manifest without its stop. None when it is of
+    another cluster than ``system_id`` (the database moved to a new server, not backed up
+    physically there yet: its LSNs say nothing of this archive). Raises the errors of
+    reading it, KeyError or ValueError for a manifest without them."""
     if str(meta.get("system_identifier")) != system_id:
         return None
     timeline = f"{int(meta['timeline']):08X}"
-    return timeline, parse_lsn(str(meta["start_lsn"])) // segment_size
+    stop = parse_lsn(str(meta.get("stop_lsn") or "0/0"))
+    return timeline, (stop or parse_lsn(str(meta["start_lsn"]))) // segment_size
 
 
 def _backup_start_lsn(meta: Mapping[str, Any], system_id: str) -> tuple[int, int] | None:

@@ -92,6 +92,24 @@ def test_the_newest_backup_of_another_cluster_is_no_start() -> None:
     assert _backup_start(meta, MIB16, "7716158196002574083") is None
 
 
+def test_the_segments_a_backup_holds_itself_are_no_hole() -> None:
+    # pg_basebackup fetched segments 2 to 4 into the backup: recovery reads them from it,
+    # and one of them missing from the archive stops nothing (the status said red).
+    meta = {
+        "system_identifier": SYSTEM,
+        "timeline": 1,
+        "start_lsn": "0/2000028",
+        "stop_lsn": "0/4000100",
+    }
+    after = _backup_start(meta, MIB16, SYSTEM)
+    assert after == ("00000001", 4)
+    repo = _repo(seg(2), seg(4), seg(5), seg(6))
+    assert find_gap(repo, SYSTEM, seg(6), MIB16, after) is None
+    # A hole after its stop segment is one.
+    repo = _repo(seg(2), seg(3), seg(4), seg(6))
+    assert find_gap(repo, SYSTEM, seg(6), MIB16, after) == (seg(5), seg(6))
+
+
 def _read_primary_wal(
     monkeypatch: pytest.MonkeyPatch,
     record: ClusterRecord,
