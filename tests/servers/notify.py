@@ -1,6 +1,7 @@
 """Real notification receivers on loopback, for the alert tests: a JSON webhook (a tiny
-``http.server``) and an SMTP server (aiosmtpd). Each records what it received; waiting
-for a message is a wait on a condition, never a sleep."""
+``http.server``), an SMTP server (aiosmtpd), and a target that hangs (:func:`mute`). Each
+records what it received; waiting for a message is a wait on a condition, never a
+sleep."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import email
 import email.policy
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -196,3 +198,12 @@ def smtp() -> Iterator[Smtp]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def mute() -> Iterator[socket.socket]:
+    """A notification target that hangs: the connection is taken (the kernel's backlog)
+    and nothing ever answers, as a mail server or webhook stuck in its own work. Its URL
+    is ``json://127.0.0.1:PORT/``; closed, it refuses at once."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
+        yield server

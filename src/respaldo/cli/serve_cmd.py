@@ -71,7 +71,8 @@ def serve(
     started = threading.Event()
     try:
         # retry_lost: a job this service lost when it was killed is retried (and run) here.
-        with Context.open(settings, retry_lost=True) as context:
+        # alerts_later: the lost jobs' alerts are recorded, sent by the service's resend.
+        with Context.open(settings, retry_lost=True, alerts_later=True) as context:
             from respaldo.scheduling.service import Service
 
             queue.warn_clock_offset(context)  # a PostgreSQL catalog's fleet: locks need it

@@ -35,7 +35,9 @@ def worker(
 
     # The worker's log is read by more people than its secrets are meant for.
     scrub_logs(settings)
-    with Context.open(settings) as context:
+    # alerts_later: the alerts of the lost jobs found at the start are recorded and sent
+    # by the worker's resend (at once, and every lease renewal period), as its sweep's.
+    with Context.open(settings, alerts_later=True) as context:
         queue.require_queue(context)
         options = queue.WorkerOptions(queues=queues or None, name=name, concurrency=concurrency)
         err_console.print(

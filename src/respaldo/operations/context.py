@@ -59,6 +59,7 @@ class Context:
         create: bool = False,
         catalog: bool = True,
         retry_lost: bool = False,
+        alerts_later: bool = False,
     ) -> Context:
         """Open (and migrate) the catalog and mark backups whose process died.
 
@@ -75,6 +76,13 @@ class Context:
         Nothing stays running for ever. With ``retry_lost`` (``respaldo serve``, which runs
         them), a lost job of the service is also retried, held by this process
         (:func:`~respaldo.operations.reconcile.settle_abandoned`).
+
+        The alerts of the lost jobs failed here are sent before this returns, unless
+        ``alerts_later`` (``respaldo serve`` and ``respaldo worker``, each of which runs a
+        resend of its own from its start): then they are only recorded, one pending
+        delivery per target, as their sweeps do, so that a target that hangs does not
+        hold up the start by ``[notifications] timeout_seconds`` per target. A one-shot
+        command has no resend: it sends them itself.
         """
         # Imported here: reconcile builds on Context (as catalog_rebuild, which it uses,
         # does), so a module-level import would be a cycle.
@@ -84,7 +92,7 @@ class Context:
             return cls(settings, None, progress)
         context = cls(settings, open_catalog(settings.catalog.url, create=create), progress)
         try:
-            settle_abandoned(context, retry_here=retry_lost)
+            settle_abandoned(context, retry_here=retry_lost, alerts_later=alerts_later)
         except BaseException:
             context.close()
             raise

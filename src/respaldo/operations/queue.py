@@ -11,7 +11,9 @@ jobs' keys keeps them from *running* at once whatever takes them (a CLI backup t
   recorded without its place in the queue, nor queued without its record.
 - :func:`run_worker` is ``respaldo worker``: procrastinate's worker runs each job with
   :func:`~respaldo.operations.scheduled.run_queued` in a thread; beside it, the worker
-  renews its row in ``workers`` and sweeps for lost jobs (:func:`recover`).
+  renews its row in ``workers``, sweeps for lost jobs (:func:`recover`: their alerts
+  recorded) and, apart from the sweep, sends what waits for each notification target
+  (:func:`resend_once`).
 - A job whose worker died is failed when its lease lapses (by any process that sweeps)
   and run again as a NEW job (``retry_of`` names the lost one, ``attempt`` counts) on
   any worker of its queue, as many times as ``[queue] retries`` allows for its kind.
@@ -31,7 +33,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
@@ -48,6 +50,8 @@ from respaldo.errors import (
     JobCancelled,
     RespaldoError,
 )
+from respaldo.operations import alerts
+from respaldo.operations.alerts import DeliveryResult
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
@@ -233,19 +237,23 @@ def retry(ctx: Context, session: Session, lost: Job) -> Job | None:
     return job
 
 
-def recover(ctx: Context, *, alerts_later: bool = False) -> list[int]:
-    """A worker's sweep: what every process does when it opens the catalog (fail the
-    running jobs whose lease lapsed, their process dead on any machine, queueing a retry
-    of each per ``[queue] retries``; settle the records they left), and forget the
-    workers silent for longer than the lease. Returns the ids of the jobs it failed. Two
-    processes sweeping at once never fail or retry one job twice (the lapsed rows are
-    taken FOR UPDATE SKIP LOCKED). With ``alerts_later`` (the service's sweep), the
-    alerts of the jobs it failed are only recorded, for the service's resend to send
-    (:func:`~respaldo.operations.reconcile.settle_abandoned`)."""
+def recover(ctx: Context) -> list[int]:
+    """The sweep of a worker, and of ``respaldo serve`` with a queue: what every process
+    does when it opens the catalog (fail the running jobs whose lease lapsed, their
+    process dead on any machine, queueing a retry of each per ``[queue] retries``;
+    settle the records they left), and forget the workers silent for longer than the
+    lease. Returns the ids of the jobs it failed. Two processes sweeping at once never
+    fail or retry one job twice (the lapsed rows are taken FOR UPDATE SKIP LOCKED).
+
+    The alerts of the jobs it failed are only recorded, one pending delivery per target
+    (:func:`~respaldo.operations.reconcile.settle_abandoned` with ``alerts_later``): both
+    callers run a resend of their own (:func:`_resend`, ``Service.resend``) that sends
+    them, so a target that hangs never holds up the sweep. Before, a worker's sweep sent
+    them itself and waited ``[notifications] timeout_seconds`` on such a target."""
     from respaldo.operations.reconcile import prune_workers, settle_abandoned
 
-    settled = settle_abandoned(ctx, alerts_later=alerts_later)
-    dropped = _fail_dropped(ctx, alerts_later=alerts_later)
+    settled = settle_abandoned(ctx, alerts_later=True)
+    dropped = _fail_dropped(ctx)
     prune_workers(ctx)
     return settled.jobs + dropped
 
@@ -254,7 +262,7 @@ def recover(ctx: Context, *, alerts_later: bool = False) -> list[int]:
 _ENDED_ENTRIES = ("succeeded", "failed", "cancelled", "aborted")
 
 
-def _fail_dropped(ctx: Context, *, alerts_later: bool = False) -> list[int]:
+def _fail_dropped(ctx: Context) -> list[int]:
     """Fail (and retry per ``[queue] retries``, and alert) the queued jobs whose queue
     entry ended (or is gone: workers delete the entries of ended tasks) without running
     them: a worker took the entry and its task failed before the job started (the
@@ -283,7 +291,7 @@ def _fail_dropped(ctx: Context, *, alerts_later: bool = False) -> list[int]:
             job = Jobs(session).finish(job_id, JobStatus.FAILED, error=reason)
             retry(ctx, session, job)
             failed.append(job)
-    alert_lapsed(ctx, failed, later=alerts_later)
+    alert_lapsed(ctx, failed, later=True)  # recorded: the caller's resend sends it
     return [job.id for job in failed]
 
 
@@ -459,6 +467,7 @@ async def _worker_main(
             side = [
                 asyncio.create_task(_heartbeat(ctx, worker_id, gave_up), name="respaldo heartbeat"),
                 asyncio.create_task(_sweep(ctx, app), name="respaldo sweep"),
+                asyncio.create_task(_resend(ctx), name="respaldo alert resend"),
                 asyncio.create_task(_stop_on(stop, worker, run), name="respaldo stop"),
             ]
             if options.install_signal_handlers:
@@ -602,6 +611,24 @@ async def _sweep_once(ctx: Context, app: procrastinate.App, failures: RecurringF
         failures.failed(exc)
     else:
         failures.worked()
+
+
+async def _resend(ctx: Context) -> None:
+    """At the start and every lease renewal period: :func:`resend_once`. A task of its
+    own, apart from :func:`_sweep`: an attempt may take ``[notifications]
+    timeout_seconds`` (more for SMTP's several answers) per target that hangs, and
+    inside the sweep that held up the detection of lost jobs by as much."""
+    while True:
+        await asyncio.to_thread(resend_once, ctx)
+        await asyncio.sleep(ctx.settings.jobs.renew_seconds)  # a period, not a wait
+
+
+def resend_once(ctx: Context) -> list[DeliveryResult]:
+    """Send what waits for each notification target, in order, from the oldest whose
+    next try is due (:func:`alerts.retry_deliveries`, as ``Service.resend`` does): the
+    lost jobs' alerts this worker's sweep and start only recorded, and what a target
+    refused before. Never raises."""
+    return alerts.retry_deliveries(ctx, datetime.now(UTC))
 
 
 async def _settle_stalled(ctx: Context, app: procrastinate.App) -> None:

@@ -635,7 +635,7 @@ class Service:
                 # As a worker's sweep: fail (and retry in the queue) what a dead worker
                 # ran, and the queued jobs whose queue entry ended; nothing is held here.
                 # Their alerts are recorded for the resend to send, as on SQLite.
-                queue.recover(self.ctx, alerts_later=True)
+                queue.recover(self.ctx)
                 held = []
             else:
                 held = reconcile.sweep_here(self.ctx)

@@ -13,6 +13,7 @@ the queue takes a backup of its own, never the request's settled record.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.catalog import Deliveries
 from respaldo.config import Settings
 from respaldo.domain import BackupStatus, JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
@@ -34,7 +36,7 @@ from respaldo.operations.verify import verify
 from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
 from tests.lost_jobs import API_CHILD, Runner, kill_once_started, retries_of
-from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.servers.notify import Webhook, mute, webhook  # noqa: F401
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,6 +45,7 @@ pytestmark = pytest.mark.integration
 # "queue": submitted to the queue and run as a worker runs it; "here": run outside it.
 CHILD = """
 import sys, threading
+from respaldo.catalog import Deliveries
 from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
 from respaldo.operations import jobs
@@ -256,6 +259,48 @@ def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_s
     (retry,) = retries_of(ctx, dropped.id)
     assert retry.status is JobStatus.QUEUED and _deferred(ctx, retry.id) == 1
     assert queue.recover(ctx) == []  # once
+
+
+def test_a_workers_sweep_records_the_alert_of_a_job_it_fails_and_its_resend_sends_it(
+    ctx: Context,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+    mute: socket.socket,  # noqa: F811
+) -> None:
+    # A job whose queue entry ended (the cheapest job a sweep fails: no process to kill),
+    # with a notification target that takes the connection and never answers. Before,
+    # the worker's sweep sent the alert itself and waited [notifications]
+    # timeout_seconds on that target, every lost job found later that much later.
+    request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 7})
+    dropped = queue.submit_scheduled(ctx, request, None)
+    assert dropped is not None
+    with ctx.catalog.begin() as session:
+        session.connection().exec_driver_sql(
+            "DELETE FROM procrastinate_jobs WHERE (args->>'job_id')::int = %(id)s",
+            {"id": dropped.id},
+        )
+    hanging = f"json://127.0.0.1:{mute.getsockname()[1]}/"
+    targets = [{"name": "hook", "url": webhook.url}, {"name": "mute", "url": hanging}]
+    settings = Settings(cache_dir=tmp_path / "cache", notifications={"targets": targets})
+    with Context.open(settings) as worker:
+        assert queue.recover(worker) == [dropped.id]
+        with worker.catalog.read() as session:
+            pending = [(d.target, d.attempts) for d in Deliveries(session).pending()]
+        assert pending == [("hook", 0), ("mute", 0)]  # recorded; no target tried
+        assert webhook.inbox.items == []
+        # The worker's resend (a task of its own, at its start and every lease renewal
+        # period) sends it; the mute target, gone now, refuses at once.
+        mute.close()
+        running = queue.WorkerThread(worker, queue.WorkerOptions(queues=["none"]))
+        running.start()
+        try:
+            (alert,) = webhook.inbox.wait(1)
+        finally:
+            running.stop()
+        with worker.catalog.read() as session:
+            pending = [(d.target, d.attempts) for d in Deliveries(session).pending()]
+    assert alert["json"]["title"] == "[respaldo] CRITICAL: verify failed", alert
+    assert pending == [("mute", 1)]  # refused: tried again after its backoff
 
 
 def test_a_job_cancelled_after_its_process_died_ends_cancelled_and_is_not_run_again(

@@ -33,7 +33,7 @@ from respaldo.operations.verify import verify
 from respaldo.repository import KdfParams
 from respaldo.scheduling.service import Service
 from tests.lost_jobs import API_CHILD, Runner, kill_once_started, retries_of
-from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.servers.notify import Webhook, mute, webhook  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -93,14 +93,6 @@ def _plain(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mute() -> Iterator[socket.socket]:
-    """A notification target that hangs: the connection is taken (the kernel's backlog)
-    and nothing ever answers, as a mail server or webhook stuck in its own work."""
-    with socket.create_server(("127.0.0.1", 0), backlog=16) as server:
-        yield server
-
-
-@pytest.fixture
 def mute_levels() -> list[str]:
     """The levels the mute target takes: warnings only, so that the lost jobs' own
     (critical) alerts do not go to it (a test that wants them to parametrizes this)."""
@@ -111,7 +103,7 @@ def mute_levels() -> list[str]:
 def settings(
     tmp_path: Path,
     webhook: Webhook,  # noqa: F811
-    mute: socket.socket,
+    mute: socket.socket,  # noqa: F811
     mute_levels: list[str],
 ) -> Settings:
     hanging = f"json://127.0.0.1:{mute.getsockname()[1]}/"
@@ -167,7 +159,7 @@ def test_the_running_service_fails_alerts_and_retries_a_job_whose_process_was_ki
     ctx: Context,
     tmp_path: Path,
     webhook: Webhook,  # noqa: F811
-    mute: socket.socket,
+    mute: socket.socket,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _refused_before(ctx)
@@ -245,18 +237,34 @@ def test_a_lost_backup_started_through_the_api_is_taken_again_by_its_retry(
     assert checked.backups == 1 and checked.problems == []
 
 
+# The mute target takes the lost job's alert too: the start must not wait on it.
+@pytest.mark.parametrize("mute_levels", [["critical"]])
 def test_a_service_restarted_after_being_killed_retries_its_lost_job(
-    settings: Settings, ctx: Context, tmp_path: Path
+    settings: Settings,
+    ctx: Context,
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+    mute: socket.socket,  # noqa: F811
 ) -> None:
     lost, _ = lose_job(tmp_path, "verify", "api")
-    with Context.open(settings, retry_lost=True) as restarted:
+    # As serve opens the catalog (and as a worker does, with alerts_later alone).
+    with Context.open(settings, retry_lost=True, alerts_later=True) as restarted:
         (retry,) = retries_of(restarted, lost)
         # Held by the restarted service, which runs it: no other process will.
         assert (retry.status, retry.worker_pid) == (JobStatus.QUEUED, os.getpid())
+        # The lost job's alert is recorded, not sent: no target was tried (before, the
+        # start waited [notifications] timeout_seconds on the one that hangs).
+        assert _attempts_to_mute(restarted) == [0] and webhook.inbox.items == []
         runner = Runner()
-        Service(restarted, [], runner=runner).sweep()
+        service = Service(restarted, [], runner=runner)
+        service.sweep()
         assert jobs.get(restarted, lost).status is JobStatus.FAILED
         assert runner.ran == [retry.id]
+        # The service's resend sends it (its first run is at the start).
+        mute.close()  # gone now: refused at once
+        assert [(d.target, d.ok) for d in service.resend()] == [("hook", True), ("mute", False)]
+        (alert,) = webhook.inbox.wait(1)
+        assert alert["json"]["title"] == "[respaldo] CRITICAL: verify of erp failed"
 
 
 @pytest.mark.parametrize(("kind", "by"), [("backup", "cli"), ("restore", "api")])
