@@ -39,6 +39,7 @@ from respaldo.catalog.alerts import GIVEN_UP, SENT
 from respaldo.config import NotificationTarget, Settings
 from respaldo.errors import ConfigError
 from respaldo.notify import Alert, Delivery, Event, Level, deliver, render
+from respaldo.operations import stall
 from respaldo.operations.zone import time_zone
 from respaldo.phrases import Phrase
 
@@ -213,6 +214,8 @@ def retry(settings: Settings, catalog: Catalog, now: datetime) -> list[Delivery]
         names = Deliveries(session).pending_targets()
     told: list[Delivery] = []
     for name in names:
+        # What the service's stall monitor names if this hangs (stuck:alert-resend).
+        stall.at(stall.RESENDING, target=name)
         done, _ = drain(settings, catalog, name, now, force=False)
         told += done.values()
     return told

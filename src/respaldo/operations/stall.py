@@ -1,12 +1,14 @@
-"""The service's own checks that have run too long: a hung watchdog or sweep is told.
+"""The service's own checks that have run too long: a hung watchdog, sweep or resend is
+told.
 
-``respaldo serve`` runs its watchdog and its sweep for lost jobs one run at a time in
-threads of their own. A run that blocks for ever (a repository on a hung NFS hard mount,
-a catalog query waiting on a lock, an S3 endpoint that takes the connection and never
-answers) cannot be interrupted from outside (a local read on a hung mount cannot be
-interrupted at all), and every later run was skipped with only APScheduler's "maximum
-number of running instances reached" in the log: no alert went out again while the
-status page and ``/health`` looked fine.
+``respaldo serve`` runs its watchdog, its sweep for lost jobs and its resend of the
+alerts that wait for a notification target one run at a time in threads of their own.
+A run that blocks for ever (a repository on a hung NFS hard mount, a catalog query
+waiting on a lock, an S3 endpoint that takes the connection and never answers) cannot
+be interrupted from outside (a local read on a hung mount cannot be interrupted at all),
+and every later run was skipped with only APScheduler's "maximum number of running
+instances reached" in the log: no alert went out again while the status page and
+``/health`` looked fine.
 
 So each run says what it is doing (:func:`running`, then :func:`at` before each part
 that reads a repository, a server or the catalog), in this process's memory, and the
@@ -39,6 +41,7 @@ def _(message: str) -> str:
 MESSAGES = {
     "watchdog": _("watchdog check stuck for {minutes} min in {doing}"),
     "lost-jobs-sweep": _("sweep for lost jobs stuck for {minutes} min in {doing}"),
+    "alert-resend": _("resend of waiting alerts stuck for {minutes} min in {doing}"),
 }
 """The alert's text (and the status item's reason), per check: :func:`message_of`."""
 HINT = N_(
@@ -46,14 +49,24 @@ HINT = N_(
     "(a hung mount, a lock held in the catalog, an endpoint that does not answer) or "
     "restart respaldo serve"
 )
+RESEND_HINT = N_(
+    "the alerts that wait for a notification target (those refused, and lost jobs' "
+    "alerts) are not sent while the resend is stuck; release what it waits on (a "
+    "notification target that does not answer, a secret file nobody writes, a lock held "
+    "in the catalog) or restart respaldo serve"
+)
+HINTS = {"alert-resend": RESEND_HINT}
+"""The alert's hint per check where it is not :data:`HINT`: :func:`hint_of`."""
 STARTING = N_("starting")
 CATALOG = N_("reading the catalog")
 SERVERS = N_("reading the servers of the databases")
 SWEEPING = N_("looking for lost jobs in the catalog")
 REPOSITORY = N_("reading repository {repository}")
 SENDING = N_("sending alert {key}")
+RESENDING = N_("sending what waits for notification target {target}")
 PREFIX = "stuck:"
-"""The conditions' keys: ``stuck:watchdog``, ``stuck:lost-jobs-sweep``."""
+"""The conditions' keys: ``stuck:watchdog``, ``stuck:lost-jobs-sweep``,
+``stuck:alert-resend``."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ class Stuck:
     """One check that has run longer than the limit."""
 
     check: str
-    """``watchdog`` or ``lost-jobs-sweep``."""
+    """``watchdog``, ``lost-jobs-sweep`` or ``alert-resend``."""
     since: datetime
     """When its run started."""
     doing: str
@@ -81,6 +94,11 @@ class Stuck:
 
     def message(self) -> str:
         return message_of(self.check)
+
+
+def hint_of(check: str) -> str:
+    """The alert's hint for ``check``: what waits while it is stuck, and what to do."""
+    return HINTS.get(check, HINT)
 
 
 def message_of(check: str) -> str:

@@ -107,6 +107,12 @@ OWN = "service"
 SWEEP = "lost-jobs-sweep"
 RESEND = "alert-resend"
 """The id of the periodic run that sends again what notification targets refused."""
+_CHECK_NAMES = {
+    WATCHDOG: "watchdog check",
+    SWEEP: "sweep for lost jobs",
+    RESEND: "resend of waiting alerts",
+}
+"""What the service's log calls each of its own checks."""
 OWED = "owed:"
 """Prefix of the id of the one-off job that records a firing the catalog refused."""
 _NOTHING = object()
@@ -241,7 +247,7 @@ class Service:
         self._monitor: threading.Thread | None = None
         # A stuck alert a previous process left firing (killed while stuck) is resolved
         # at the first look if nothing is stuck here.
-        self._told_stuck: dict[str, datetime | None] = {WATCHDOG: None, SWEEP: None}
+        self._told_stuck: dict[str, datetime | None] = {WATCHDOG: None, SWEEP: None, RESEND: None}
         self._poke = threading.Event()
         self._replan_failures = RecurringFailure(
             log,
@@ -553,10 +559,13 @@ class Service:
             if self._told_stuck.get(each.check) != each.since:
                 log.error(
                     "the %s has run for %d min and is stuck in: %s; no later run starts "
-                    "(nothing else is alerted on) until it ends",
-                    "watchdog check" if each.check == WATCHDOG else "sweep for lost jobs",
+                    "(%s) until it ends",
+                    _CHECK_NAMES.get(each.check, each.check),
                     each.minutes(now),
                     each.doing,
+                    "no alert waiting for a target is sent"
+                    if each.check == RESEND
+                    else "nothing else is alerted on",
                 )
             self._told_stuck[each.check] = each.since
             alerts.set_condition(
@@ -565,7 +574,7 @@ class Service:
                 True,
                 message=each.message(),
                 args={"minutes": each.minutes(now), "doing": each.doing},
-                hint=Phrase(stall.HINT),
+                hint=Phrase(stall.hint_of(each.check)),
                 now=now,
             )
         stuck_now = {each.check for each in found}
@@ -625,9 +634,17 @@ class Service:
         would add up to its period to each. Never raises."""
         if self._stopping:
             return []
-        if not self._adopted:
-            self._adopted = alerts.adopt_undelivered(self.ctx)
-        return alerts.retry_deliveries(self.ctx, self._clock())
+        # Watched as the sweep is: a run that hangs (a target whose secret file nobody
+        # writes, a lock held in the catalog; a target's own answer is bounded by
+        # [notifications] timeout_seconds) skips every later one, and nothing said so.
+        try:
+            with stall.running(RESEND, self._clock()):
+                stall.at(stall.CATALOG)
+                if not self._adopted:
+                    self._adopted = alerts.adopt_undelivered(self.ctx)
+                return alerts.retry_deliveries(self.ctx, self._clock())
+        finally:
+            self._poke.set()  # the monitor resolves a stuck alert at once
 
     def _sweep(self) -> list[int]:
         try:

@@ -15,12 +15,15 @@ from typing import Any
 
 import pytest
 
+from respaldo.catalog import Deliveries
+from respaldo.notify import Alert, Event, Level
 from respaldo.operations import alerts, stall, status
 from respaldo.operations.context import Context
 from respaldo.operations.health import CHECK_STUCK, check_health
 from respaldo.scheduling.service import Service
 from tests.servers.notify import Webhook, webhook  # noqa: F401
 from tests.unit.operations.status_support import status_settings
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -119,3 +122,58 @@ def test_a_stuck_alert_left_firing_by_a_killed_service_is_resolved_at_the_first_
     got = webhook.inbox.wait(2)
     assert len(got) == 2 and got[1]["json"]["type"] == "success", got
     assert alerts.firing_keys(ctx, stall.PREFIX) == []
+
+
+def claimed(ctx: Context) -> bool:
+    """Whether the one alert waiting was taken by a resend (its attempt begun)."""
+    with ctx.catalog.read() as session:
+        return [d.attempts for d in Deliveries(session).pending()] == [1]
+
+
+def test_a_hung_resend_of_waiting_alerts_is_alerted_shown_and_resolved_when_it_ends(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    # The resend of the alerts that wait for a target (Service.resend) runs one at a time
+    # as the watchdog does: one that hangs skipped every later one, and nothing said so.
+    # Here it hangs on a target's url_file that is a named pipe nobody writes (a real
+    # block, as the watchdog's hung read above).
+    pipe = tmp_path / "url"
+    os.mkfifo(pipe, 0o600)
+    targets = [
+        {"name": "hook", "url": webhook.url, "levels": ["critical", "resolved"]},
+        {"name": "piped", "url_file": str(pipe), "levels": ["warning"]},
+    ]
+    settings = status_settings(
+        tmp_path, notifications={"targets": targets}, rpo={"watchdog_stuck_minutes": 30}
+    )
+    clock = [STARTED]
+    with Context.open(settings, create=True) as ctx:
+        waiting = Alert(Level.WARNING, Event.FAILED, "copy", "here", STARTED)
+        assert alerts._send(settings, ctx.catalog, waiting, later=True) == ([], True)
+        service = Service(ctx, [], clock=lambda: clock[0])
+        resending = threading.Thread(target=service.resend, daemon=True)
+        resending.start()
+        try:
+            wait_for("the resend to take the alert for the piped target", lambda: claimed(ctx))
+            clock[0] = STARTED + LIMIT + timedelta(minutes=1)
+            (found,) = service.look_for_stuck_checks(LIMIT)
+            assert (found.check, found.since) == ("alert-resend", STARTED)
+            assert found.doing == "sending what waits for notification target piped"
+            (told,) = webhook.inbox.wait(1)
+            assert told["json"]["title"] == (
+                "[respaldo] CRITICAL: resend of waiting alerts stuck for 31 min in sending "
+                "what waits for notification target piped"
+            ), told
+            assert "are not sent while the resend is stuck" in told["json"]["message"]
+            report = status.compute_status(ctx, clock[0], wal_archived=(), servers=False)
+            (item,) = [i for i in report.items if i.check == "stuck"]
+            assert (item.key, item.level) == ("stuck:alert-resend", "red")
+        finally:
+            # Opening the pipe to write waits for its reader: only the hung resend is one.
+            with pipe.open("w") as url:
+                url.write(webhook.url)
+            resending.join()
+        assert service.look_for_stuck_checks(LIMIT) == []
+        got = webhook.inbox.wait(3)  # the stuck alert, the waiting one, the resolved
+        assert [g["json"]["type"] for g in got] == ["failure", "warning", "success"], got
