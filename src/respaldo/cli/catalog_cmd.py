@@ -39,6 +39,12 @@ def rebuild(
             "copy); marked as failed verification",
             highlight=False,
         )
+    for backup_id in result.missing_data:
+        err_console.print(
+            f"[yellow]damaged:[/] {backup_id} uses chunks that neither this repository nor a "
+            "mirror holds (a pack missing or cut short); marked as failed verification",
+            highlight=False,
+        )
     for backup_id in result.damaged:
         err_console.print(f"[red]damaged manifest:[/] {backup_id} (run 'respaldo verify --all')")
     if result.damaged:

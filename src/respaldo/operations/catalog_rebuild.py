@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from respaldo.catalog import BackupRecords, ManifestValues
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.recorded import backup_source
-from respaldo.operations.repair import damage_problem
+from respaldo.operations.repair import damage_problem, lost_packs_problem
 from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
+from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name
 from respaldo.repository.reader import read_list
 from respaldo.repository.repair import lost_chunks_of
 
@@ -24,6 +26,9 @@ class RebuildResult:
     damaged: list[str] = field(default_factory=list)
     lost_data: list[str] = field(default_factory=list)
     """Backups that 'respaldo repair' found to have lost chunks, marked again."""
+    missing_data: list[str] = field(default_factory=list)
+    """Backups whose manifest references chunks the repository does not hold (a pack
+    missing or cut short, a chunk in no index), nor any mirror: marked damaged."""
 
 
 def manifest_values(
@@ -73,7 +78,12 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
     repo_settings = ctx.settings.repository(repository)
     repo = ctx.repository(repository, adopt=True)
     result = RebuildResult()
-    for backup_id in repo.backup_ids():
+    # The manifests first, then the packs: every manifest listed was written after its
+    # packs (pack_check), so a pack it uses that the listing lacks is gone, not late.
+    backup_ids = list(repo.backup_ids())
+    held = _Held(ctx, repo, repo_settings.name)
+    now = datetime.now(UTC)
+    for backup_id in backup_ids:
         try:
             manifest = repo.load_manifest(backup_id)
         except IntegrityError:
@@ -81,10 +91,12 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
             continue
         except BackupNotFound:
             continue  # listed a moment ago: a prune deleted it meanwhile
-        values = manifest_values(
-            manifest, repo_settings.name, repo.storage.location, sealed_size(repo, manifest)
-        )
+        size, missing = _survey(repo, manifest, held.packs)
+        if missing and held.reload_once():
+            size, missing = _survey(repo, manifest, held.packs)
+        values = manifest_values(manifest, repo_settings.name, repo.storage.location, size)
         lost = lost_chunks_of(repo, backup_id)
+        missing = held.nowhere(missing)
         with ctx.catalog.begin() as session:
             records = BackupRecords(session)
             record, created = records.upsert_from_manifest(values)
@@ -95,13 +107,22 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
                     backup_id, when, verified=False, problem=damage_problem(len(lost), when)
                 )
                 result.lost_data.append(backup_id)
+            elif missing and (record.verified_at is None or record.is_verified):
+                # A manifest proves its backup was written whole, not that its data is
+                # still there: recorded completed and unverified, retention counted it as
+                # a good backup (and expired older ones that restore) until a verify.
+                records.set_verified(
+                    backup_id, now, verified=False, problem=lost_packs_problem(len(missing), now)
+                )
+                result.missing_data.append(backup_id)
         if created and not _still_there(repo, backup_id):
             # A prune deleted the manifest, then its record, while we read it: the record
             # just made would show a completed backup that no longer exists.
             with ctx.catalog.begin() as session:
                 BackupRecords(session).delete(backup_id)
-            if backup_id in result.lost_data:  # nor is it one that lost data
-                result.lost_data.remove(backup_id)
+            for named in (result.lost_data, result.missing_data):  # nor one that lost data
+                if backup_id in named:
+                    named.remove(backup_id)
             continue
         if created:
             result.created += 1
@@ -143,6 +164,74 @@ def backups_the_catalog_misses(ctx: Context) -> str | None:
     except RespaldoError:
         return None
     return repo_settings.name if found is not None else None
+
+
+class _Held:
+    """What a rebuild checks a manifest's chunks against: the repository's packs as one
+    listing shows them (their sizes), its index (loaded again once, at the first chunk it
+    lacks: a backup that ended after it was loaded) and, only once a chunk is found
+    missing, the mirrors restore would read it from (those of the same repository id,
+    as :mod:`respaldo.operations.lost_packs` counts them)."""
+
+    def __init__(self, ctx: Context, repo: Repository, name: str) -> None:
+        self._ctx, self._repo, self._name = ctx, repo, name
+        self.packs = {pack_id_from_name(i.name): i.size for i in repo.storage.list(PACK_PREFIX)}
+        self._reloaded = False
+        self._mirrors: list[Repository] | None = None
+
+    def reload_once(self) -> bool:
+        """Reload the index if not done yet; whether it was."""
+        if self._reloaded:
+            return False
+        self._reloaded = True
+        self._repo.load_index()
+        return True
+
+    def nowhere(self, chunks: set[bytes]) -> set[bytes]:
+        """Those of ``chunks`` that no mirror's index holds either."""
+        if not chunks:
+            return chunks
+        if self._mirrors is None:
+            self._mirrors = []
+            for other in self._ctx.settings.repositories:
+                if other.name == self._name:
+                    continue
+                try:
+                    mirror = self._ctx.repository(other.name)
+                except RespaldoError:
+                    continue  # not read, so holding nothing: 'respaldo repair' reads it
+                if mirror.id == self._repo.id:
+                    self._mirrors.append(mirror)
+        return {c for c in chunks if not any(c in m.index for m in self._mirrors)}
+
+
+def _survey(
+    repo: Repository, manifest: Manifest, packs: dict[str, int]
+) -> tuple[int | None, set[bytes]]:
+    """(:func:`sealed_size`, the chunks of ``manifest`` that ``repo`` does not hold: in no
+    index, beyond the end of their pack in ``packs`` (pack id -> size), or a list chunk
+    that does not read), reading each list chunk once."""
+    total: int | None = 0
+    missing: set[bytes] = set()
+    for stream in manifest.streams:
+        for list_id in stream.lists:
+            try:
+                entries = read_list(repo, list_id)
+            except Exception:  # the repository layer keeps its failure type private
+                total = None
+                missing.add(bytes.fromhex(list_id))
+                continue
+            for chunk_id in [bytes.fromhex(list_id), *(cid for cid, _ in entries)]:
+                location = repo.index.get(chunk_id)
+                if location is None:
+                    total = None
+                    missing.add(chunk_id)
+                    continue
+                if total is not None:
+                    total += location.length
+                if packs.get(location.pack_id, -1) < location.offset + location.length:
+                    missing.add(chunk_id)
+    return total, missing
 
 
 def sealed_size(repo: Repository, manifest: Manifest) -> int | None:

@@ -136,6 +136,36 @@ def test_catalog_rebuild_marks_again_what_repair_found_lost(inst: Installation) 
     assert inst.ctx.record(good).verified_at is None
 
 
+def test_catalog_rebuild_marks_a_backup_whose_packs_are_gone(inst: Installation) -> None:
+    """A manifest proves its backup was written whole, not that its packs are still
+    there (deleted by hand, a partial copy of the repository put back): rebuilt as
+    completed and unverified, retention counted it as the newest good backup. Packs
+    missing here but held by a mirror (restore reads from it) damage nothing."""
+    mirrored = inst.backup(timedelta(days=3))
+    inst.replicate()
+    primary = inst.repository().storage
+    packs_of_mirrored = {i.name for i in primary.list("packs/")}
+    gone = inst.backup(timedelta(days=2))
+    packs_of_gone = {i.name for i in primary.list("packs/")} - packs_of_mirrored
+    good = inst.backup(timedelta(days=1), database="crm")
+    packs_of_good = {i.name for i in primary.list("packs/")} - packs_of_mirrored - packs_of_gone
+    for name in packs_of_mirrored | packs_of_gone:
+        primary.delete(name)
+    assert packs_of_good  # the crm backup's own packs stay
+    inst.close()
+    (inst.root / "catalog.db").unlink()
+    open_catalog(inst.settings().catalog.url, create=True).close()
+
+    result = rebuild_catalog(inst.ctx)
+    assert (result.created, result.missing_data, result.lost_data) == (3, [gone], [])
+    record = inst.ctx.record(gone)
+    assert record.verified_at is not None and not record.is_verified
+    assert "lost with a pack found missing or truncated" in (record.error_message or "")
+    assert inst.ctx.record(mirrored).verified_at is None
+    assert inst.ctx.record(good).verified_at is None
+    assert rebuild_catalog(inst.ctx).missing_data == []  # marked once, kept as it was
+
+
 def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
     inst: Installation, capsys: pytest.CaptureFixture[str]
 ) -> None:
