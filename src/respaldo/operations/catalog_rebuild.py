@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from respaldo.operations.repair import damage_problem, lost_packs_problem
 from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
-from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name
+from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name, pack_name
 from respaldo.repository.reader import read_list
 from respaldo.repository.repair import lost_chunks_of
 
@@ -91,9 +92,9 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
             continue
         except BackupNotFound:
             continue  # listed a moment ago: a prune deleted it meanwhile
-        size, missing = _survey(repo, manifest, held.packs)
+        size, missing = _survey(repo, manifest, held)
         if missing and held.reload_once():
-            size, missing = _survey(repo, manifest, held.packs)
+            size, missing = _survey(repo, manifest, held)
         values = manifest_values(manifest, repo_settings.name, repo.storage.location, size)
         lost = lost_chunks_of(repo, backup_id)
         missing = held.nowhere(missing)
@@ -175,9 +176,19 @@ class _Held:
 
     def __init__(self, ctx: Context, repo: Repository, name: str) -> None:
         self._ctx, self._repo, self._name = ctx, repo, name
-        self.packs = {pack_id_from_name(i.name): i.size for i in repo.storage.list(PACK_PREFIX)}
+        self._packs = {pack_id_from_name(i.name): i.size for i in repo.storage.list(PACK_PREFIX)}
+        self._asked: set[str] = set()
         self._reloaded = False
         self._mirrors: list[Repository] | None = None
+
+    def pack_size(self, pack_id: str) -> int:
+        """The size of pack ``pack_id`` (-1: there is none). One the listing lacks is
+        asked once more by stat: some stores' listings lag their puts (as pack_check)."""
+        if pack_id not in self._packs and pack_id not in self._asked:
+            self._asked.add(pack_id)
+            with contextlib.suppress(ObjectNotFound):
+                self._packs[pack_id] = self._repo.storage.stat(pack_name(pack_id)).size
+        return self._packs.get(pack_id, -1)
 
     def reload_once(self) -> bool:
         """Reload the index if not done yet; whether it was."""
@@ -205,31 +216,37 @@ class _Held:
         return {c for c in chunks if not any(c in m.index for m in self._mirrors)}
 
 
-def _survey(
-    repo: Repository, manifest: Manifest, packs: dict[str, int]
-) -> tuple[int | None, set[bytes]]:
+def _survey(repo: Repository, manifest: Manifest, held: _Held) -> tuple[int | None, set[bytes]]:
     """(:func:`sealed_size`, the chunks of ``manifest`` that ``repo`` does not hold: in no
-    index, beyond the end of their pack in ``packs`` (pack id -> size), or a list chunk
-    that does not read), reading each list chunk once."""
+    index, beyond the end of their pack (:meth:`_Held.pack_size`), or a list chunk that
+    does not read), reading each list chunk once."""
     total: int | None = 0
     missing: set[bytes] = set()
+
+    def gone(chunk_id: bytes) -> bool:
+        location = repo.index.get(chunk_id)
+        return location is None or (
+            held.pack_size(location.pack_id) < location.offset + location.length
+        )
+
     for stream in manifest.streams:
         for list_id in stream.lists:
             try:
                 entries = read_list(repo, list_id)
             except Exception:  # the repository layer keeps its failure type private
                 total = None
-                missing.add(bytes.fromhex(list_id))
+                # Where it is stored, not what reading it met: a read that failed on the
+                # way (a network error) damages nothing; 'respaldo verify' tells more.
+                if gone(bytes.fromhex(list_id)):
+                    missing.add(bytes.fromhex(list_id))
                 continue
             for chunk_id in [bytes.fromhex(list_id), *(cid for cid, _ in entries)]:
                 location = repo.index.get(chunk_id)
                 if location is None:
                     total = None
-                    missing.add(chunk_id)
-                    continue
-                if total is not None:
+                elif total is not None:
                     total += location.length
-                if packs.get(location.pack_id, -1) < location.offset + location.length:
+                if gone(chunk_id):
                     missing.add(chunk_id)
     return total, missing
 
