@@ -7,6 +7,8 @@ answer:
 
 - ``"500"`` / ``"503"``: an S3-style XML error answer with that status (InternalError,
   SlowDown) — what a struggling server or a throttling gateway sends;
+- ``"403"``: AccessDenied, as a bucket policy that refuses some keys answers: permanent,
+  so neither botocore nor respaldo retries it (a failure with no backoff to wait out);
 - ``"reset"``: the connection is closed with a TCP RST before any answer (SO_LINGER 0), as
   a crashed load balancer or a dropped NAT entry does;
 - ``"stall"``: no answer at all until the client gives up and closes the connection (or
@@ -44,9 +46,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-Fault = Literal["500", "503", "reset", "stall", "lost", "truncate", "short", "flip"]
+Fault = Literal["403", "500", "503", "reset", "stall", "lost", "truncate", "short", "flip"]
 
-_ERROR_CODES = {"500": "InternalError", "503": "SlowDown"}
+_ERROR_CODES = {"403": "AccessDenied", "500": "InternalError", "503": "SlowDown"}
 # Headers that belong to one hop, not to the request: never forwarded.
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "expect", "te"}
 

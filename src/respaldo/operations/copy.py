@@ -116,10 +116,17 @@ def copy_to(
         )
         alerts.mark_alerted(exc)
         raise
+    with ctx.catalog.read() as session:
+        held = BackupCopies(session).held_in(target.name)
     outcomes = []
     for backup_id in backup_ids:
         try:
-            _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
+            # A completed copy stays completed while it is copied again ('copy ID --to
+            # NAME' of a copied backup): marked pending, an attempt that failed or was
+            # killed left the mirror counted as lacking it (retention, the status, 'copy
+            # --all'), though copy_backup writes nothing where the manifest is.
+            if backup_id not in held:
+                _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
             stats = copy_backup(source, destination, backup_id, progress)
             _record_completed(ctx, target, backup_id)
         except KeyboardInterrupt as exc:
@@ -140,7 +147,7 @@ def copy_to(
                 _record_expired(ctx, destination, target, backup_id)
                 outcomes.append(_expired(ctx, expired, target.name))
                 continue
-            if not gone:
+            if not gone and not (backup_id in held and _still_held(destination, backup_id)):
                 try:
                     _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
                 except RecordNotFound:
@@ -286,6 +293,18 @@ def _record_completed(ctx: Context, target: RepositorySettings, backup_id: str) 
     if s3_url is not None:
         with ctx.catalog.begin() as session:
             BackupCopies(session).set_offsite_location(backup_id, s3_url=s3_url, storage_tier=tier)
+
+
+def _still_held(destination: Repository, backup_id: str) -> bool:
+    """Whether a mirror whose copy of ``backup_id`` the catalog records as completed may
+    still hold it after a failed attempt to copy it again: yes unless its manifest is
+    seen missing there (a mirror that cannot be read says nothing of what it holds, as
+    one that cannot be opened, :func:`copy_to`). Seen missing, the mirror lost it and
+    the failed row says so."""
+    try:
+        return copied(destination, backup_id)
+    except RespaldoError:
+        return True
 
 
 def _deleted(ctx: Context, backup_id: str) -> bool:

@@ -146,6 +146,23 @@ def test_a_backup_lands_in_both_repositories(setup: Setup) -> None:
     assert record["s3Url"] == f"s3://{setup.s3.bucket}/{setup.prefix}/manifests/{backup_id}"
     assert record["storageTier"] == "STANDARD"
     assert record["storagePath"].startswith("file://")
+    # Copied again while the bucket opens but refuses its manifests (AccessDenied: not
+    # retried, no backoff to wait out): the copy fails, and its completed copy stays
+    # recorded. Marked pending, then failed, the bucket counted as lacking it (retention,
+    # the status's copy: items, 'copy --all') though the attempt wrote nothing there.
+    proxy = FaultProxy(setup.s3.endpoint_url).start()
+    config = setup.config.read_text()
+    try:
+        setup.config.write_text(config.replace(setup.s3.endpoint_url, proxy.url))
+        proxy.add(Rule("403", path="/manifests/", times=None))
+        code, _, err = setup.run("copy", backup_id, "--to", "offsite")
+        assert code == 1 and "403" in err, err
+    finally:
+        proxy.stop()
+        setup.config.write_text(config)
+    _, err = setup.ok("copy", "--all", "--to", "offsite")
+    assert "nothing to copy" in err, err
+    # Whole, as the catalog says.
     setup.ok("verify", backup_id, "--repository", "offsite")
     head = setup.s3.client().head_object(
         Bucket=setup.s3.bucket, Key=f"{setup.prefix}/manifests/{backup_id}"
