@@ -40,7 +40,7 @@ def copy(
     for outcome in outcomes:
         if outcome.stats is None:
             failed += 1
-            # Refused (it expired, before or while it was copied): not a failure.
+            # Refused (deleted from its primary, before or while it was copied): not a failure.
             said = "not copied" if outcome.refused else "failed"
             err_console.print(
                 f"[red]{said}[/] {outcome.backup_id}: {escape(str(outcome.error))}",

@@ -49,7 +49,8 @@ class ManifestSummary(ResultModel):
 
 
 DELETED = "deleted"
-"""The status of the primary's part of a backup a prune deleted from there."""
+"""The status of the primary's part of a backup deleted from there (by a prune or by
+hand) while a mirror could not be reached."""
 
 
 class CopyView(ResultModel):
@@ -58,9 +59,9 @@ class CopyView(ResultModel):
     repository: str = Field(description="The configured repository's name.")
     role: str = Field(description="primary (written by the backup) or mirror (copied).")
     status: str = Field(
-        description="The backup's status in its primary (deleted: a prune deleted it from "
-        "there while a mirror waited, see primaryDeletedAt); completed, pending or failed "
-        "in a mirror."
+        description="The backup's status in its primary (deleted: deleted from there, by a "
+        "prune or by hand, while a mirror waited, see primaryDeletedAt); completed, pending "
+        "or failed in a mirror."
     )
     error_message: str | None = Field(description="Why the copy failed, if it did.")
     updated_at: UtcTime | None = Field(description="When the copy's status last changed.")
@@ -85,10 +86,10 @@ def backup_detail(ctx: Context, backup_id: str, *, tests: int = 20) -> BackupDet
     it. Raises RecordNotFound, InvalidBackupId, and what reading the manifest raises
     (repository unreachable, IntegrityError)."""
     record = show_backup(ctx, backup_id)
-    gone = record.primary_deleted_at  # expired; its record waits for a mirror
+    gone = record.primary_deleted_at  # its record waits for a mirror
     manifest = None
     if record.status is BackupStatus.COMPLETED and gone is None:
-        # Not for an expired one (its page failed, "no backup ... in file:///..."): the
+        # Not for one deleted there (its page failed, "no backup ... in file:///..."): the
         # mirror still holding it is the one a prune could not reach, maybe still down.
         manifest = _summary(ctx, record)
     copies = [

@@ -44,8 +44,9 @@ class CopyOutcome:
     stats: CopyStats | None
     error: str | None = None
     refused: bool = False
-    """Not copied because the backup expired, before it was tried or while it was copied
-    (``error`` says when, and where it still is)."""
+    """Not copied because the backup was deleted from its primary while a mirror could
+    not be reached (a prune expired it, or it was deleted by hand), before it was tried
+    or while it was copied (``error`` says when, and where it still is)."""
 
     @property
     def ok(self) -> bool:
@@ -138,12 +139,16 @@ def copy_to(
             raise
         except RespaldoError as exc:
             gone = _deleted(ctx, backup_id)
-            # A prune that deleted it from the primary meanwhile, while it could not
-            # reach some mirror, keeps its record (primary_deleted_at): it expired, as
-            # one refused by copy_backups, not a failed copy to record and alert.
+            # A prune (or a deletion by hand) that deleted it from the primary meanwhile,
+            # while it could not reach some mirror, keeps its record (primary_deleted_at):
+            # refused as by copy_backups, not a failed copy to record and alert.
             expired = None if gone else expired_record(ctx, backup_id)
             if expired is not None:
-                log.info("backup %s expired while it was copied to %s", backup_id, target.name)
+                log.info(
+                    "backup %s was deleted from its primary while it was copied to %s",
+                    backup_id,
+                    target.name,
+                )
                 _record_expired(ctx, destination, target, backup_id)
                 outcomes.append(_expired(ctx, expired, target.name))
                 continue
@@ -177,18 +182,19 @@ def _secondary(settings: Settings, repository: str) -> RepositorySettings:
 
 
 def _expired(ctx: Context, record: BackupRecord, repository: str) -> CopyOutcome:
-    """The refusal to copy a backup a prune deleted from the primary while a mirror
-    waited: it expired, so it is copied nowhere (the next prune that reaches a mirror
-    holding it deletes it there); tried, it failed "no object manifests/...", was
-    recorded as a failed copy and alerted. Where it can still be read is said."""
+    """The refusal to copy a backup deleted from the primary (by a prune that expired it,
+    or by hand) while a mirror waited: it is copied nowhere (a later prune that reaches
+    a mirror holding it, or deleting it again, deletes it there); tried, it failed "no
+    object manifests/...", was recorded as a failed copy and alerted. Where it can
+    still be read is said."""
     held = still_held_in(ctx, record.id)
     if len(held) > 1:
-        where = f"repositories {', '.join(held)} still hold it until the next prune reaches them"
+        where = f"repositories {', '.join(held)} still hold it until it is deleted there too"
     elif held:
-        where = f"repository {held[0]} still holds it until the next prune that reaches it"
+        where = f"repository {held[0]} still holds it until it is deleted there too"
     else:
         where = "no repository holds it any more"
-    said = f"{expired_said(record)}; it is not copied (retention expired it), and {where}"
+    said = f"{expired_said(record)}; it is not copied, and {where}"
     return CopyOutcome(record.id, repository, None, said, refused=True)
 
 
@@ -271,9 +277,9 @@ def _record_interrupted(
 def _record_expired(
     ctx: Context, destination: Repository, target: RepositorySettings, backup_id: str
 ) -> None:
-    """The row of the copy of a backup that expired while it was copied, marked pending
-    as the copy began: completed if the mirror holds its manifest, else none (as for a
-    copy refused because it expired, :func:`copy_backups`). Failed, without an alert, if
+    """The row of the copy of a backup deleted from its primary while it was copied,
+    marked pending as the copy began: completed if the mirror holds its manifest, else
+    none (as for a copy refused for that, :func:`copy_backups`). Failed, without an alert, if
     the mirror cannot tell: never pending with nothing running."""
     try:
         if copied(destination, backup_id):
@@ -282,7 +288,8 @@ def _record_expired(
         with ctx.catalog.begin() as session:
             BackupCopies(session).forget(backup_id, target.name)
     except RespaldoError as exc:
-        _record(ctx, backup_id, target.name, CopyStatus.FAILED, f"expired meanwhile: {exc}")
+        error = f"deleted from its primary meanwhile: {exc}"
+        _record(ctx, backup_id, target.name, CopyStatus.FAILED, error)
 
 
 def _record_completed(ctx: Context, target: RepositorySettings, backup_id: str) -> None:
@@ -327,13 +334,14 @@ def _record(
 def copy_backups(ctx: Context, backup_ids: list[str] | None, repository: str) -> list[CopyOutcome]:
     """``copy``: copy the given backups, or (``backup_ids`` None) every completed backup
     that the secondary ``repository`` lacks, to it. Raises what :func:`copy_to` raises;
-    an empty list when there is nothing to copy. A given backup that expired while a
-    mirror waited (``primary_deleted_at``) is refused (:attr:`CopyOutcome.refused`)."""
+    an empty list when there is nothing to copy. A given backup deleted from its primary
+    while a mirror waited (``primary_deleted_at``) is refused
+    (:attr:`CopyOutcome.refused`)."""
     if backup_ids is None:
         with ctx.catalog.read() as session:
             backup_ids = BackupCopies(session).missing_in(repository)
         return copy_to(ctx, backup_ids, repository)
-    # Asked for by id: one a prune deleted from the primary is refused (missing_in
+    # Asked for by id: one deleted from the primary is refused (missing_in
     # leaves those out), before any repository is opened, so that a mirror down
     # meanwhile records no failed copy of it.
     target = _secondary(ctx.settings, repository)

@@ -227,8 +227,8 @@ def run_drill(
             repo, fallbacks, warnings = open_with_fallbacks(
                 ctx, leases, f"drill of {backup_id}", unopened
             )
-            # Told as a restore tells it: one a prune deleted from the primary while a
-            # mirror waits is said to have expired, not "no backup ... in file:///...".
+            # Told as a restore tells it: one deleted from the primary while a mirror
+            # waits is said to be that, not "no backup ... in file:///...".
             manifest, source, damaged = load_manifest_where_told(ctx, repo, fallbacks, backup_id)
             if source is not repo:
                 # After a disaster recovery that recreated the primary repository, the
@@ -238,8 +238,8 @@ def run_drill(
                 warnings.append(only_elsewhere(backup_id, repo, source, damaged=damaged))
         except (BackupNotFound, IntegrityError) as exc:
             # Judged only where every repository was read: the backup may be whole in
-            # one that did not open. One that expired (a prune deleted it from the
-            # primary while a mirror waited) is no failed restore test to alert about.
+            # one that did not open. One deleted from the primary (by a prune or by hand)
+            # while a mirror waited is no failed restore test to alert about.
             if unopened or expired_record(ctx, backup_id) is not None:
                 raise
             result = _unreadable(ctx, backup_id, exc)

@@ -45,7 +45,7 @@ def list_backups(
     verified: bool | None = None,
 ) -> BackupListing:
     """Backups in the catalog, newest first, filtered by each argument given; not those
-    a prune deleted from the primary while a mirror could not be reached.
+    deleted from the primary (by a prune or by hand) while a mirror could not be reached.
 
     ``since`` and ``until`` bound the backups' creation time (inclusive): aware times,
     or ISO 8601 text (a date alone is its midnight UTC; a time without its UTC offset is
@@ -63,7 +63,7 @@ def list_backups(
         "since": parse_time("since", since),
         "until": parse_time("until", until),
         "verified": verified,
-        # Deleted from the primary by a prune that could not reach a mirror: expired,
+        # Deleted from the primary by a prune or by hand that could not reach a mirror:
         # its record only waits for that mirror (``primary_deleted_at``); not a backup
         # to choose from.
         "primary_deleted": False,

@@ -1407,8 +1407,8 @@ def load_manifest_told(
 ) -> Manifest:
     """:func:`load_manifest_any`, its refusals told for what the user asked: a backup
     the catalog records as failed or unfinished is said to be that (not to be missing,
-    with 'respaldo list', which shows it, as the hint), one a prune deleted from its
-    primary while a mirror waits to be expired; a damaged manifest gets a hint. Every
+    with 'respaldo list', which shows it, as the hint), one deleted from its primary
+    while a mirror waits (by a prune or by hand) to be that; a damaged manifest gets a hint. Every
     kind of restore (logical, physical, files), ``ls`` and drills read the manifest here
     (or through :func:`load_manifest_where_told`), so that each says the same. Raises
     what load_manifest_any raises."""
@@ -1436,11 +1436,12 @@ def load_manifest_where_told(
             ) from None
         if record is not None and record.primary_deleted_at is not None:
             # Not "no backup in file:///...": its record stays only for a mirror that a
-            # prune could not reach (not read now, or lacking it by now too).
+            # prune or a deletion by hand could not reach (not read now, or lacking it by
+            # now too).
             raise BackupNotFound(
                 f"{expired_said(record)}, and no repository read holds it; its record "
-                "stays until the next prune "
-                "that reaches the mirror it was copied to deletes it there",
+                "stays until it is deleted from the mirror it was copied to too (by a "
+                "later prune that reaches it, or by deleting it again)",
                 hint="'respaldo list' shows the backups there are; restore one of them",
             ) from None
         if status is None or status == BackupStatus.COMPLETED:

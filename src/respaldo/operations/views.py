@@ -101,10 +101,11 @@ class BackupView(ResultModel):
     tool_version: str | None
     """The respaldo version that took it."""
     primary_deleted_at: UtcTime | None
-    """When a prune deleted it from its primary repository (``repository``) while a
-    mirror that could not be reached kept it: it expired, and its record stays until the
-    next prune that reaches that mirror deletes it there. Not listed meanwhile, nor read,
-    copied or verified in the primary. Null: the primary holds it."""
+    """When it was deleted from its primary repository (``repository``), by a prune that
+    expired it or by hand, while a mirror that could not be reached kept it: its record
+    stays until it is deleted there too (by a later prune that reaches that mirror, or by
+    deleting it again). Not listed meanwhile, nor read, copied or verified in the
+    primary. Null: the primary holds it."""
 
     @classmethod
     def from_record(cls, record: BackupRecord) -> BackupView:

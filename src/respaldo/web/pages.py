@@ -357,7 +357,7 @@ _STATUS_LABELS = {
     "in_progress": N_("In progress"),
     "completed": N_("Completed"),
     "failed": N_("Failed"),
-    # A backup's part in its primary once a prune deleted it there (backup_detail).
+    # A backup's part in its primary once deleted there, a mirror waiting (backup_detail).
     "deleted": N_("Deleted"),
     "queued": N_("Queued"),
     "running": N_("Running"),

@@ -249,9 +249,8 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     code, _, err = setup.run(
         "restore", held[0], "--target-database", new_dbname, "--repository", "local"
     )
-    assert code != 0 and f"backup {held[0]} expired: a prune deleted it from repository local" in (
-        " ".join(err.split())
-    )
+    said = " ".join(err.split())
+    assert code != 0 and f"backup {held[0]} was deleted from repository local on " in said
     # Reached but refused (an access key the store does not know: 403) or nothing at
     # the prefix (every object of the mirror deleted): no outage to wait out, so the
     # prune fails there rather than completing with a throttled warning. Dry runs.

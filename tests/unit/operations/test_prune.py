@@ -250,7 +250,7 @@ def test_unreachable_secondary_keeps_the_record_until_done(
             with pytest.raises(BackupNotFound) as refused:
                 restore(ctx, request)
             said = str(refused.value)
-            assert f"backup {old} expired: a prune deleted it from repository local" in said
+            assert f"backup {old} was deleted from repository local on " in said
         # A copy of it asked for by id is refused as expired, before the mirror (down)
         # is opened: it failed "no object manifests/...", alerted, and recorded a failed
         # copy over the one the mirror holds.
@@ -262,7 +262,7 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         with pytest.raises(RespaldoError):
             copy_backups(ctx, [new[1]], "second")
         # So does a restore test of it by id ("no backup ... in file:///..." before).
-        with pytest.raises(BackupNotFound, match=f"backup {old} expired: a prune deleted"):
+        with pytest.raises(BackupNotFound, match=f"backup {old} was deleted from repository local"):
             run_drill(ctx, old)
     finally:
         ctx.close()
@@ -279,6 +279,17 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         ctx.close()
     with inst.ctx.catalog.read() as session:
         assert BackupCopies(session).held_in("local") == {new[1]}
+    # Recorded as a prune's deletion is (primary_deleted_at), it is said to be deleted
+    # from the primary, by a prune or by hand: it was "expired: a prune deleted it".
+    ctx = inst.context()
+    try:
+        (refusal,) = copy_backups(ctx, [new[0]], "second")
+    finally:
+        ctx.close()
+    said = refusal.error or ""
+    assert refusal.refused and f"backup {new[0]} was deleted from repository local on " in said
+    assert "(expired by a prune, or by hand) while a mirror could not be reached" in said
+    assert "expired:" not in said and "a prune deleted" not in said
     shutil.move(inst.root / "second.away", second)
     # Read everywhere and held nowhere (the mirror lost it too): it expired all the
     # same, not a failed restore test to record and alert about.
@@ -286,7 +297,7 @@ def test_unreachable_secondary_keeps_the_record_until_done(
     held.rename(inst.root / "held")
     ctx = inst.context()
     try:
-        with pytest.raises(BackupNotFound, match=f"backup {old} expired: a prune deleted"):
+        with pytest.raises(BackupNotFound, match=f"backup {old} was deleted from repository local"):
             run_drill(ctx, old)
     finally:
         ctx.close()
@@ -295,7 +306,7 @@ def test_unreachable_secondary_keeps_the_record_until_done(
         assert DrillRuns(session).list(backup_id=old) == []
     code, _, err = run_cli(capsys, "--config", str(inst.config), "copy", old, "--to", "second")
     said = " ".join(err.split())
-    assert code == 1 and f"not copied {old}: backup {old} expired: a prune deleted it" in said
+    assert code == 1 and f"not copied {old}: backup {old} was deleted from repository" in said
     result = run_prune(inst)
     assert result.ok and result.deleted == [old]
     delete_backup(inst.ctx, new[0])  # again, as its error said
@@ -634,7 +645,7 @@ def test_a_backup_expired_while_a_mirror_waits_as_it_is_copied_is_no_failed_copy
         (outcome,) = copy_backups(inst.context(), [old], "second")
     finally:
         other.close()
-    assert outcome.refused and f"backup {old} expired" in (outcome.error or "")
+    assert outcome.refused and f"backup {old} was deleted from" in (outcome.error or "")
     assert "no repository holds it any more" in (outcome.error or "")
     assert alerted == []
     with inst.ctx.catalog.read() as session:

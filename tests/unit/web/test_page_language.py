@@ -187,11 +187,11 @@ def test_a_backup_a_prune_deleted_from_its_primary_says_when_on_its_page_and_in_
         ("offsite", "completed"),
     ]
     said = " ".join(_cells(spanish.text))
-    assert "caducó y una depuración lo eliminó del repositorio local" in said
+    assert "se eliminó del repositorio local (caducado por una depuración, o a mano)" in said
     assert "Eliminado del principal" in unescape(spanish.text)
     assert "Principal Eliminado" in said  # the primary's row of the copies
     said = " ".join(_cells(english.text))
-    assert "it expired and a prune deleted it from repository local" in said
+    assert "it was deleted from repository local (expired by a prune, or by hand)" in said
 
 
 def test_every_label_of_the_pages_vocabulary_has_its_spanish() -> None:
