@@ -17,7 +17,8 @@ or red with the reason in words:
   (:mod:`respaldo.operations.status_stuck`, noted in the catalog);
 - ``restore_test:<db>``: the newest passed restore test against ``restore_test_days``,
   of each kind of backup the database relies on (:mod:`respaldo.operations.tested_kinds`);
-- ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet;
+- ``copy:<db>:<repository>``: per secondary repository, backups not copied there yet
+  (not those deleted from the primary meanwhile: they can never be copied);
 - ``walcopy:<db>:<repository>`` (where WAL is archived and ``[schedules] wal_copy`` is
   on): per secondary repository, since when it lacks archived WAL the primary holds
   (:mod:`respaldo.operations.status_mirror`);
@@ -1180,6 +1181,12 @@ def _copy_item(
         copy = history.copies.get((record.id, repository))
         if copy is not None and copy.status is CopyStatus.COMPLETED:
             break
+        if record.primary_deleted_at is not None:
+            # Deleted from the primary (expired, or by hand) while a mirror could not be
+            # reached: it can never be copied ('copy --all' leaves it out), and during a
+            # mirror's outage it was counted "not copied" until the mirror was pruned.
+            # The prune's item tells what waits for the mirror.
+            continue
         behind.append(record)
     if not history.completed:
         return base.model_copy(update={"reason": Phrase(N_("no backup to copy yet"))})

@@ -241,6 +241,13 @@ def test_s3_unreachable_fails_only_the_copy_and_defers_the_prune_there(
     decisions = {d["id"]: d for d in report["decisions"]}
     assert decisions[held[1]]["rules"] == ["newest in offsite"]
     assert {p.name for p in (setup.tmp / "repo" / "manifests").iterdir()} == {held[1], backup_id}
+    # The status's copy item counts the backup whose copy failed, not the one that
+    # expired before any copy of it (deleted from the primary, it can never be copied
+    # there: 'copy --all' leaves it out too); it said "2 backups are not copied".
+    _, out, _ = setup.run("status", "--json", "--no-servers")
+    items = [i for d in json.loads(out)["databases"] for i in d["items"]]
+    (copy,) = [i for i in items if i["key"] == "copy:erp:offsite"]
+    assert copy["count"] == 1 and copy["backupId"] == backup_id, copy
     # What waits for the bucket is gone from the primary: not listed as a backup to
     # restore, nor reported lost by a full verify of the primary (exit 3 and an alert).
     listed, _ = setup.ok("list", "--json")
