@@ -178,7 +178,19 @@ def test_a_backup_a_prune_deleted_from_its_primary_says_when_on_its_page_and_in_
         spanish = browser.get(f"/backups/{backup}")
         english = browser.get(f"/backups/{backup}", headers={"Accept-Language": "en"})
         answer = browser.get(f"/admin/backups/{backup}", headers=api)
+        style = browser.get("/static/respaldo.css").text
     assert (spanish.status_code, english.status_code, answer.status_code) == (200, 200, 200)
+    # Each badge of the page has its colour, the primary's "deleted" too (it had none:
+    # grey as no other status was).
+    badges = set(re.findall(r'class="badge (status-[a-z_]+)"', spanish.text))
+    assert "status-deleted" in badges
+    coloured = {
+        name
+        for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", style)
+        if "background" in body
+        for name in re.findall(r"\.(status-[a-z_]+)", selectors)
+    }
+    assert badges <= coloured, badges - coloured
     detail = answer.json()
     assert detail["backup"]["primaryDeletedAt"] == "2026-12-01T03:00:00Z"
     assert detail["manifest"] is None
