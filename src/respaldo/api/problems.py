@@ -156,7 +156,7 @@ def document(app: FastAPI) -> None:
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 for status, answer in operation.get("responses", {}).items():
-                    if status[:1] in ("4", "5"):
+                    if status[:1] in ("4", "5") and not _own_answer(answer):
                         answer["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
         for unused in ("HTTPValidationError", "ValidationError"):
             if f'"#/components/schemas/{unused}"' not in json.dumps(schema["paths"]):
@@ -168,6 +168,14 @@ def document(app: FastAPI) -> None:
 
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _own_answer(answer: dict[str, Any]) -> bool:
+    """Whether an error response is a route's own JSON model, not a problem: ``/health``'s
+    503 is its :class:`~respaldo.operations.health.Health`, saying what fails."""
+    schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+    ref = schema.get("$ref", "")
+    return bool(ref) and ref.rpartition("/")[2] not in ("HTTPValidationError", "Problem")
 
 
 def _json_type(content_type: str) -> bool:

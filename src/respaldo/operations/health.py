@@ -1,10 +1,15 @@
 """Is the service healthy? Catalog reachable, repositories there, how old the backups are.
 
-What ``GET /health`` answers (200 when :attr:`Health.ok`, else 503). Cheap enough to be
-polled: one catalog query and one ``stat`` per repository, no index loaded. Each
-repository is looked at once, without retries and with a short bound
-(:func:`~respaldo.operations.repositories.open_probe`), all at once: a mirror that is
-down is answered down within seconds, not after minutes of retries.
+What ``GET /health`` answers: 200 while the service can do its job (:attr:`Health.status`
+``ok``, or ``degraded`` with a mirror down), 503 when it cannot (``failing``: the catalog
+or the primary repository does not answer, or a check of the service is stuck). Cheap
+enough to be polled: one catalog query and one read of each repository's ``config``, no
+index loaded. Each repository is looked at once, without retries and with a short bound
+(:func:`~respaldo.operations.repositories.open_probe`), all at once, each in a thread of
+its own that is waited for at most :data:`~respaldo.operations.repositories.PROBE_SECONDS`:
+a mirror that is down is answered down within seconds, not after minutes of retries, and
+a directory on a hung mount (which no timeout of the file system call bounds) is answered
+"does not answer" instead of holding the answer for ever.
 
 ``/health`` needs no login, so a part that fails is answered with a fixed sentence
 (:data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS`): the error's own text can name the
@@ -17,8 +22,11 @@ log are where an operator reads why.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -28,7 +36,7 @@ from respaldo.errors import RespaldoError, first_line
 from respaldo.operations import stall
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel, UtcTime
-from respaldo.operations.repositories import open_probe
+from respaldo.operations.repositories import PROBE_SECONDS, open_probe
 from respaldo.operations.scrub import Scrubber
 from respaldo.operations.status import CLOCK_SKEW
 from respaldo.phrases import N_
@@ -47,6 +55,12 @@ CATALOG_HINT = N_("try again once the catalog's database server answers ('respal
 """What to do about :data:`CATALOG_FAILS` in an API answer (and the page's, translated)."""
 REPOSITORY_FAILS = "the repository cannot be read; the server's log says why"
 """What ``/health`` says of a repository that fails, whatever the error."""
+REPOSITORY_HANGS = (
+    f"the repository does not answer within {PROBE_SECONDS:g} s; the server's log says why"
+)
+"""What ``/health`` says of a repository whose look has not ended within
+:data:`~respaldo.operations.repositories.PROBE_SECONDS` (a hung mount, a store that
+never answers)."""
 CHECK_STUCK = "a check of the service is stuck and nothing is alerted on; the status says where"
 """What ``/health`` says while the watchdog or the sweep for lost jobs of this process has
 run longer than ``[rpo] watchdog_stuck_minutes`` (:mod:`respaldo.operations.stall`)."""
@@ -77,9 +91,17 @@ class NewestBackup(ResultModel):
     """Seconds since then: the data a loss now would cost."""
 
 
+HealthStatus = Literal["ok", "degraded", "failing"]
+
+
 class Health(ResultModel):
     ok: bool
     """Catalog and every repository answer, and no check of the service is stuck."""
+    status: HealthStatus
+    """``ok``: all of it. ``degraded`` (HTTP 200): a secondary repository (a mirror) does
+    not answer; backups, restores and the API work, copies to it wait. ``failing``
+    (HTTP 503): the service cannot do its job: the catalog or the primary repository does
+    not answer, or a check of the service is stuck (nothing is alerted on)."""
     catalog: ComponentHealth
     """The catalog's state."""
     repositories: list[ComponentHealth]
@@ -94,8 +116,10 @@ class Health(ResultModel):
 
 def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     """Check the catalog and every configured repository; never raises for their
-    failures (they are the answer). A failure's reason is logged (scrubbed), not
-    returned: the answer carries only :data:`CATALOG_FAILS` or :data:`REPOSITORY_FAILS`."""
+    failures (they are the answer), and never waits longer than
+    :data:`~respaldo.operations.repositories.PROBE_SECONDS` for a repository. A
+    failure's reason is logged (scrubbed), not returned: the answer carries only
+    :data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS` or :data:`REPOSITORY_HANGS`."""
     when = now or datetime.now(UTC)
     scrub = Scrubber(ctx.settings)
     newest: list[NewestBackup] = []
@@ -110,13 +134,20 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     stuck = stall.stuck(when, timedelta(minutes=ctx.settings.rpo.watchdog_stuck_minutes))
     checks = ComponentHealth(name="checks", ok=not stuck, error=CHECK_STUCK if stuck else None)
     # Each looked at once, without retries, all at the same time: a probe waits for the
-    # slowest store's bound (open_probe), not for the sum of them.
-    names = [repo.name for repo in ctx.settings.repositories]
-    with ThreadPoolExecutor(max(len(names), 1), thread_name_prefix="health") as looks:
-        repositories = list(looks.map(lambda name: _repository(ctx, name, scrub), names))
-    ok = catalog.ok and all(r.ok for r in repositories) and checks.ok
+    # slowest store's bound, not for the sum of them.
+    looks = [_look(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
+    repositories = [_answer(look) for look in looks]
+    # A mirror that is down takes nothing from the service: a 503 would take the API out
+    # of a load balancer's rotation (and let an orchestrator restart it, which mends
+    # nothing) while backups and restores work. It is said in the body (``degraded``),
+    # in /metrics and in the status, and its copies and verifies alert on their own.
+    # A stuck check does take it: it stops the alerting, and this answer is what is left.
+    primary = repositories[0].ok if repositories else True
+    failing = not (catalog.ok and primary and checks.ok)
+    ok = not failing and all(r.ok for r in repositories)
     return Health(
         ok=ok,
+        status="failing" if failing else "ok" if ok else "degraded",
         catalog=catalog,
         repositories=repositories,
         checks=checks,
@@ -146,11 +177,78 @@ def _newest(record: BackupRecord, now: datetime) -> NewestBackup:
     )
 
 
+@dataclass
+class _Look:
+    """One look at a repository, run in a daemon thread of its own: a read on a hung mount
+    cannot be interrupted nor bounded by a timeout, and a thread of a pool would also hold
+    the process at its exit."""
+
+    name: str
+    started: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: ComponentHealth | None = None
+    said_hung: bool = False
+
+
+_looking: dict[tuple[str, str, str | None], _Look] = {}
+"""The look in flight at each repository (name, location, endpoint), in this process."""
+_looking_lock = threading.Lock()
+
+
+def _look(ctx: Context, name: str, scrub: Scrubber) -> _Look:
+    """The look at repository ``name``: the one still in flight, else a new one started.
+    One at a time per repository: a probe every few seconds at a hung mount would
+    otherwise leave a thread more behind it each time, stuck for good."""
+    repo = ctx.settings.repository(name)
+    key = (repo.name, repo.url, repo.endpoint_url)
+    with _looking_lock:
+        look = _looking.get(key)
+        if look is not None:
+            return look
+        look = _looking[key] = _Look(name)
+
+    def run() -> None:
+        try:
+            look.answer = _repository(ctx, name, scrub)
+        except Exception as exc:  # a bug: the answer says down, the log says why
+            log.error("health: looking at repository %s failed: %s", name, scrub(repr(exc)))
+        finally:
+            with _looking_lock:
+                if _looking.get(key) is look:
+                    del _looking[key]
+            look.done.set()
+
+    threading.Thread(target=run, name=f"health-{name}", daemon=True).start()
+    return look
+
+
+def _answer(look: _Look) -> ComponentHealth:
+    """``look``'s answer once it ends, waiting no longer than :data:`PROBE_SECONDS` from
+    its start: a look already in flight for longer (a mount hung since an earlier
+    probe) is answered at once."""
+    if look.done.wait(max(0.0, look.started + PROBE_SECONDS - time.monotonic())):
+        if look.answer is not None:
+            return look.answer
+        return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_FAILS)
+    with _looking_lock:
+        first, look.said_hung = not look.said_hung, True
+    if first:  # once per look, not at every probe while it hangs
+        log.warning(
+            "health: repository %s does not answer within %g s (a hung mount or a store "
+            "that never answers); no other look at it starts until this one ends",
+            look.name,
+            PROBE_SECONDS,
+        )
+    return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_HANGS)
+
+
 def _repository(ctx: Context, name: str, scrub: Scrubber) -> ComponentHealth:
     try:
         store = open_probe(ctx.settings.repository(name))
         try:
-            store.stat(CONFIG_NAME)
+            # Read, not only looked up: a mount can answer a stat from its attribute
+            # cache while its reads hang.
+            store.get(CONFIG_NAME)
         finally:
             store.close()
     except RespaldoError as exc:
