@@ -62,6 +62,7 @@ from respaldo.repository.manifest import (
 from respaldo.repository.packs import PACK_PREFIX, pack_id_from_name, read_header
 from respaldo.repository.quarantine import Quarantine
 from respaldo.storage.base import Storage, validate_name
+from respaldo.storage.local import keep_structure
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ class Repository:
         workers: int,
         compressible_level: int = 0,
     ) -> None:
+        # Made (init) or found (open) with its config: a directory store that loses it
+        # (its disk unmounted under a long-lived process) is missing, not made again.
+        keep_structure(storage, CONFIG_NAME)
         self.storage = storage
         self.config = config
         self.id: str = config["id"]

@@ -17,6 +17,13 @@ only the server's log would say so.
 Unlike S3 or the memory store, a file system cannot hold both an object ``a`` and an object
 ``a/b``: a ``put`` that would need one where the other stands is a permanent error, and a
 read through a file as if it were a directory finds no object.
+
+A store that holds a structure made once (a repository, its ``config`` at the root) is
+told so (:func:`keep_structure`): from then on it makes no directory, and writes no other
+object at its root, unless that object is there. A disk unmounted under a long-lived process
+leaves its mount point, an empty directory, at the root's path: a lock taken there made
+``locks/`` in it, on the disk that holds the mount point, and the repository was found
+there, half made, instead of missing.
 """
 
 from __future__ import annotations
@@ -163,6 +170,35 @@ class LocalStorage:
         self._root = Path(root).absolute()
         self._owner: tuple[int, int] | None = None
         self._owner_known = False
+        self._marker: str | None = None
+
+    def keep_structure(self, marker: str) -> None:
+        """From now on, make no directory (nor the root) and write no other object at the
+        root unless object ``marker`` is there: the structure below the root was made
+        once (``respaldo init``), and where the marker is gone so is the store (an
+        unmounted disk's empty mount point, a directory replaced), not to be made again.
+        The marker itself may still be written (``respaldo repository restore-config``
+        puts a lost ``config`` back beside the keys and data)."""
+        self._marker = validate_name(marker)
+
+    def _make_dirs(self, directory: Path, name: str | None = None) -> None:
+        """:func:`_make_dirs` for object ``name`` (None: a spool's file), refused
+        (:class:`PermanentStorageError`) where the kept structure is gone. One ``stat``
+        of the marker when a directory is missing or another object goes to the root,
+        none otherwise."""
+        marker = self._marker
+        making = marker is not None and name != marker
+        making = making and (directory == self._root or not directory.is_dir())
+        if making and marker is not None and not (self._root / marker).is_file():
+            raise PermanentStorageError(
+                f"the store at {self.location} is not there any more: no {marker} at its "
+                "root (a disk or share that is not mounted, a directory replaced); nothing "
+                "was written",
+                name=marker,
+                hint="mount it (or bring the repository back there), then run the command "
+                "again; only 'respaldo init' creates a repository",
+            )
+        _make_dirs(directory, self._new_owner())
 
     def _new_owner(self) -> tuple[int, int] | None:
         """Whom new files go to: the root directory's owner when we are root and it is not.
@@ -197,8 +233,8 @@ class LocalStorage:
         path = self._path(name)
         tmp = path.with_name(_tmp_name())
         try:
+            self._make_dirs(path.parent, name)
             owner = self._new_owner()
-            _make_dirs(path.parent, owner)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 if owner is not None:
@@ -295,8 +331,8 @@ class LocalStorage:
         where = self._root.joinpath(*directory.rstrip("/").split("/")) if directory else self._root
         tmp = where / _tmp_name()
         try:
+            self._make_dirs(where)
             owner = self._new_owner()
-            _make_dirs(where, owner)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise _write_error(exc, directory or ".", where) from exc
@@ -394,8 +430,11 @@ class Spool:
                     error = PermanentStorageError(str(error), name=name)
                 raise error from exc
         try:
-            _make_dirs(path.parent, self._storage._new_owner())
+            self._storage._make_dirs(path.parent, name)
             tmp.replace(path)
+        except PermanentStorageError:  # the store is gone: the file is of no use
+            self.discard()
+            raise
         except OSError as exc:
             error = _write_error(exc, name, path)
             if not isinstance(error, TransientStorageError):
@@ -431,6 +470,16 @@ class Spool:
         if self._fd is None:
             raise StorageError(f"{self._label} was committed or discarded already")
         return self._fd
+
+
+def keep_structure(storage: object, marker: str) -> None:
+    """:meth:`LocalStorage.keep_structure` on ``storage`` if it is (or wraps) a local store;
+    other stores have no directories to make, and nothing is done there."""
+    seen: object | None = storage
+    while seen is not None and not isinstance(seen, LocalStorage):
+        seen = getattr(seen, "inner", None)
+    if isinstance(seen, LocalStorage):
+        seen.keep_structure(marker)
 
 
 def remove_stale_temporaries(storage: object, prefix: str, older_than: float) -> list[str]:

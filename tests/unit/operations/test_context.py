@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from respaldo.config import Settings
-from respaldo.errors import ConfigError
+from respaldo.errors import ConfigError, PermanentStorageError
 from respaldo.operations.repositories import open_repository
 from respaldo.repository import Repository
+from respaldo.repository.locks import reading_lease
 from tests.unit.operations.support import Installation
 
 pytestmark = pytest.mark.unit
@@ -82,3 +83,22 @@ def test_opened_repositories_compress_at_the_configured_levels(
     with inst.context() as ctx:
         sealer = ctx.repository().sealer
         assert (sealer.compression_level, sealer.compressible_level) == (2, 9)
+
+
+def test_a_mirror_whose_disk_is_unmounted_is_missing_not_made_again_in_its_mount_point(
+    inst: Installation,
+) -> None:
+    # A long-lived context (respaldo serve) keeps the mirror open. Its disk unmounted
+    # leaves the mount point, an empty directory: a read lock taken then made locks/ in
+    # it (on the disk holding the mount point), and the mirror was half made, not missing.
+    with inst.context() as ctx:
+        mirror = ctx.repository("second")
+        mount_point = inst.root / "second"
+        mount_point.rename(inst.root / "second-disk")
+        mount_point.mkdir()
+        with (
+            pytest.raises(PermanentStorageError, match="not there any more"),
+            reading_lease(mirror, "verify"),
+        ):
+            pass
+        assert list(mount_point.iterdir()) == []
