@@ -184,7 +184,11 @@ class _Look:
     the process at its exit."""
 
     name: str
-    started: float = field(default_factory=time.monotonic)
+    opened: threading.Event = field(default_factory=threading.Event)
+    """Set once its store is opened (or failed to open): local work (the S3 client made,
+    boto3 imported the first time: seconds on a loaded machine), not waited on a store."""
+    started: float = 0.0
+    """When its read started (``time.monotonic``): what the bound counts from."""
     done: threading.Event = field(default_factory=threading.Event)
     answer: ComponentHealth | None = None
     said_hung: bool = False
@@ -209,23 +213,30 @@ def _look(ctx: Context, name: str, scrub: Scrubber) -> _Look:
 
     def run() -> None:
         try:
-            look.answer = _repository(ctx, name, scrub)
+            look.answer = _repository(ctx, look, scrub)
         except Exception as exc:  # a bug: the answer says down, the log says why
             log.error("health: looking at repository %s failed: %s", name, scrub(repr(exc)))
         finally:
             with _looking_lock:
                 if _looking.get(key) is look:
                     del _looking[key]
+            look.opened.set()
             look.done.set()
 
-    threading.Thread(target=run, name=f"health-{name}", daemon=True).start()
+    try:
+        threading.Thread(target=run, name=f"health-{name}", daemon=True).start()
+    except BaseException:  # no thread to be had: no look left in flight for ever
+        with _looking_lock:
+            del _looking[key]
+        raise
     return look
 
 
 def _answer(look: _Look) -> ComponentHealth:
     """``look``'s answer once it ends, waiting no longer than :data:`PROBE_SECONDS` from
-    its start: a look already in flight for longer (a mount hung since an earlier
-    probe) is answered at once."""
+    the start of its read: a look already in flight for longer (a mount hung since an
+    earlier probe) is answered at once."""
+    look.opened.wait()
     if look.done.wait(max(0.0, look.started + PROBE_SECONDS - time.monotonic())):
         if look.answer is not None:
             return look.answer
@@ -242,9 +253,14 @@ def _answer(look: _Look) -> ComponentHealth:
     return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_HANGS)
 
 
-def _repository(ctx: Context, name: str, scrub: Scrubber) -> ComponentHealth:
+def _repository(ctx: Context, look: _Look, scrub: Scrubber) -> ComponentHealth:
+    name = look.name
     try:
-        store = open_probe(ctx.settings.repository(name))
+        try:
+            store = open_probe(ctx.settings.repository(name))
+        finally:
+            look.started = time.monotonic()
+            look.opened.set()
         try:
             # Read, not only looked up: a mount can answer a stat from its attribute
             # cache while its reads hang.
