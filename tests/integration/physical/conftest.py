@@ -349,12 +349,14 @@ def archiving_alone(
 @pytest.fixture
 def own_archiving(pg_major: int | None, capsys: pytest.CaptureFixture[str]) -> Iterator[Archiving]:
     """An archiving cluster and repository of one test alone, set up as the session's is
-    (its major's initdb options and settings): for a test that damages the repository or
-    counts its runs, which the session's shared cluster must not see."""
+    (its major's initdb options and settings) but without the sample ERP: for a test that
+    damages the repository or counts its runs, which the session's shared cluster must
+    not see, and reads no ERP table."""
     with archiving_cluster(
         pg_major,
         initdb_options=ARCHIVING_INITDB_OPTIONS.get(pg_major, ()),
         settings=ARCHIVING_SETTINGS.get(pg_major),
+        sample_erp=False,
     ) as archiving:
         archiving.capsys = capsys
         yield archiving
