@@ -22,9 +22,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from psycopg import sql
@@ -40,8 +40,11 @@ from respaldo.repository.index import Location
 from respaldo.repository.manifest import manifest_aad
 from respaldo.repository.packs import pack_name
 from respaldo.repository.reader import read_list
+from tests.integration.conftest import erp_copy
 from tests.integration.logical.support import databases, flip_byte
 from tests.ports import closed_port
+
+T = TypeVar("T")
 
 PASSPHRASE = "correct horse battery staple (test)"
 WRONG_PASSWORD = "N0t-the-Passw0rd-5ab1e"
@@ -266,6 +269,56 @@ def respaldo(
     monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
     with installed(pg, erp_db, tmp_path) as config:
         yield Respaldo(pg, tmp_path, erp_db, config, capsys)
+
+
+@dataclass
+class Shared:
+    """A respaldo installation (ERP copy, config, repository, catalog) shared by the tests
+    of one module that use :func:`shared_respaldo`, and what they made once in it."""
+
+    pg: TempCluster
+    tmp: Path
+    dbname: str
+    config: Path
+    cleanup: contextlib.ExitStack
+    """Left at the module's end, before the installation goes (a role a backup needs)."""
+    made: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, key: str, make: Callable[[], T]) -> T:
+        """``make()`` the first time ``key`` is asked for in the module, then the same."""
+        if key not in self.made:
+            self.made[key] = make()
+        found: T = self.made[key]
+        return found
+
+
+@pytest.fixture(scope="module")
+def shared_installation(
+    pg: TempCluster, erp_template: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shared]:
+    tmp = tmp_path_factory.mktemp("shared")
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        erp_copy(pg, erp_template) as dbname,
+    ):
+        patch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+        with installed(pg, dbname, tmp) as config, contextlib.ExitStack() as cleanup:
+            yield Shared(pg, tmp, dbname, config, cleanup)
+
+
+@pytest.fixture
+def shared_respaldo(
+    shared_installation: Shared,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Respaldo:
+    """As :func:`respaldo`, on the module's installation: for the cases of one test that
+    restore the same backup (made once, :meth:`Shared.once`; its backup and ERP copy are
+    seconds of each case on a loaded machine), each asserting only on what it made itself
+    (its own target database and its own job)."""
+    monkeypatch.setenv("RESPALDO_PASSPHRASE", PASSPHRASE)
+    shared = shared_installation
+    return Respaldo(shared.pg, shared.tmp, shared.dbname, shared.config, capsys)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from sample.cluster import TempCluster
 
-from tests.integration.logical.conftest import Respaldo
+from tests.integration.logical.conftest import Respaldo, Shared
 from tests.integration.logical.support import backup_with_a_table_of, waiting_on_a_role_lock
 from tests.waiting import wait_for
 
@@ -162,7 +162,12 @@ def test_a_second_backup_of_the_same_database_is_refused_while_one_runs(
     ],
 )
 def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
-    respaldo: Respaldo, pg: TempCluster, new_dbname: str, jobs_option: str, stop: str
+    shared_installation: Shared,
+    shared_respaldo: Respaldo,
+    pg: TempCluster,
+    new_dbname: str,
+    jobs_option: str,
+    stop: str,
 ) -> None:
     """The restore is made to wait inside ``pg_restore``: the backup has a table owned
     by a role that an uncommitted ``DROP ROLE`` holds locked, and giving the restored
@@ -170,41 +175,50 @@ def test_jobs_cancel_stops_a_running_restore_and_leaves_no_database(
 
     With ``--jobs 2`` that pg_restore (the pre-data section's) runs in the restore's own
     thread, which had not the job's cancellation: the cancel, and Ctrl-C, waited for the
-    lock, for as long as it was held (the 120 s below; 61 s in a try that let go at 60)."""
-    role = f"bloqueo_{new_dbname}"
-    with backup_with_a_table_of(pg, respaldo, role) as backup_id:
-        before = staging_databases(pg)
-        restore = ["restore", backup_id, "--target-database", new_dbname, "--jobs", jobs_option]
-        with waiting_on_a_role_lock(respaldo, role, *restore) as process:
-            (pg_restore,) = [
-                p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
-            ]
-            restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
-            assert restore_job["status"] == "running"
-            if stop == "cancel":
-                assert respaldo.run("jobs", "cancel", str(restore_job["id"])).code == 0
-            elif stop == "interrupt":
-                process.send_signal(signal.SIGINT)  # Ctrl-C
-            else:  # kill, timeout, systemd; an ssh session that dropped
-                process.send_signal(signal.Signals[stop])
-            # A hang detector: the lock is held until the restore has ended.
-            _, err = process.communicate(timeout=120)
-            assert not pg_restore.is_running() or pg_restore.status() == "zombie"
-        code, reason, said = {
-            "cancel": (1, "cancelled by request", None),
-            "interrupt": (130, "interrupted", "interrupted"),
-            "SIGTERM": (143, "terminated by SIGTERM", "terminated (SIGTERM)"),
-            "SIGHUP": (129, "terminated by SIGHUP", "terminated (SIGHUP)"),
-        }[stop]
-        assert process.returncode == code, err
-        assert "Traceback" not in err, err
-        restore_job = next(j for j in jobs(respaldo) if j["kind"] == "restore")
-        assert (restore_job["status"], restore_job["error"]) == ("cancelled", reason)
-        if said is not None:
-            assert err.splitlines()[-1] == f"respaldo: {said}", err
-        assert restore_job["target"] == new_dbname
-        assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
-        assert staging_databases(pg) == before  # the staging database is dropped
+    lock, for as long as it was held (the 120 s below; 61 s in a try that let go at 60).
+
+    The cases restore one backup of the module's installation (its role stays until the
+    module ends), each into a database of its own: its job is the restore to it."""
+    respaldo = shared_respaldo
+    role = f"bloqueo_{respaldo.dbname}"
+    cleanup = shared_installation.cleanup
+    backup_id = shared_installation.once(
+        "role's table", lambda: cleanup.enter_context(backup_with_a_table_of(pg, respaldo, role))
+    )
+    before = staging_databases(pg)
+    restore = ["restore", backup_id, "--target-database", new_dbname, "--jobs", jobs_option]
+
+    def restore_job() -> dict[str, Any]:
+        (job,) = [j for j in jobs(respaldo) if j["kind"] == "restore" and j["target"] == new_dbname]
+        return job
+
+    with waiting_on_a_role_lock(respaldo, role, *restore) as process:
+        (pg_restore,) = [
+            p for p in psutil.Process(process.pid).children() if p.name() == "pg_restore"
+        ]
+        assert restore_job()["status"] == "running"
+        if stop == "cancel":
+            assert respaldo.run("jobs", "cancel", str(restore_job()["id"])).code == 0
+        elif stop == "interrupt":
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+        else:  # kill, timeout, systemd; an ssh session that dropped
+            process.send_signal(signal.Signals[stop])
+        # A hang detector: the lock is held until the restore has ended.
+        _, err = process.communicate(timeout=120)
+        assert not pg_restore.is_running() or pg_restore.status() == "zombie"
+    code, reason, said = {
+        "cancel": (1, "cancelled by request", None),
+        "interrupt": (130, "interrupted", "interrupted"),
+        "SIGTERM": (143, "terminated by SIGTERM", "terminated (SIGTERM)"),
+        "SIGHUP": (129, "terminated by SIGHUP", "terminated (SIGHUP)"),
+    }[stop]
+    assert process.returncode == code, err
+    assert "Traceback" not in err, err
+    assert (restore_job()["status"], restore_job()["error"]) == ("cancelled", reason)
+    if said is not None:
+        assert err.splitlines()[-1] == f"respaldo: {said}", err
+    assert not pg.scalar("SELECT count(*) FROM pg_database WHERE datname = %s", [new_dbname])
+    assert staging_databases(pg) == before  # the staging database is dropped
 
 
 def staging_databases(pg: TempCluster) -> int:

@@ -4,6 +4,10 @@ whole restore at once, with the first failure's message and a hint that nothing 
 changed; the other worker's pg_restore is killed, the staging database dropped, the target
 not made (with ``--replace``, the database replaced as it was).
 
+The tests restore the module's installation's backups (:func:`shared_respaldo`), each
+made once, each into a database of its own (the ``--replace`` case over the backed-up
+database, kept as it was).
+
 The other worker's wait is made certain, not timed: every table of the staging database
 is locked by the test once its pre-data is there, before any worker starts, and the lock
 is let go only after the restore has returned. Unkilled, the other worker's pg_restore
@@ -29,7 +33,7 @@ from sample.cluster import TempCluster
 
 from respaldo import postgres
 from respaldo.operations import restore_parallel
-from tests.integration.logical.conftest import Respaldo, Run
+from tests.integration.logical.conftest import Respaldo, Run, Shared
 from tests.integration.logical.support import (
     assert_failed_leaving_nothing,
     databases,
@@ -168,6 +172,11 @@ def _the_last_workers_restore(
     return workers, failing
 
 
+def _backup(shared: Shared, respaldo: Respaldo, dumped: str) -> str:
+    """The module's backup of the sample database ``dumped`` as (made once)."""
+    return shared.once(dumped, lambda: backup_dumped_as(respaldo, dumped))
+
+
 @pytest.mark.parametrize(
     ("dumped", "failure", "replacing", "with_globals"),
     [
@@ -183,7 +192,8 @@ def _the_last_workers_restore(
     ],
 )
 def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
-    respaldo: Respaldo,
+    shared_installation: Shared,
+    shared_respaldo: Respaldo,
     pg: TempCluster,
     new_dbname: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -193,7 +203,8 @@ def test_a_failed_worker_ends_the_restore_while_the_other_waits_on_a_lock(
     replacing: bool,
     with_globals: bool,
 ) -> None:
-    backup_id = backup_dumped_as(respaldo, dumped)
+    respaldo = shared_respaldo
+    backup_id = _backup(shared_installation, respaldo, dumped)
     # With --replace, over the backed-up database itself: it must stay as it is.
     target = respaldo.dbname if replacing else new_dbname
     replace = ["--replace"] if replacing else []
@@ -259,7 +270,8 @@ SELECT count(*) FROM pg_catalog.pg_stat_activity a
 
 
 def test_a_failed_worker_ends_the_restore_while_the_other_counts_its_rows_on_a_lock(
-    respaldo: Respaldo,
+    shared_installation: Shared,
+    shared_respaldo: Respaldo,
     pg: TempCluster,
     new_dbname: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -268,7 +280,8 @@ def test_a_failed_worker_ends_the_restore_while_the_other_counts_its_rows_on_a_l
     """The other worker has loaded its tables and counts their rows (its post-data step's
     first part), the count waiting on a lock; the failed worker's abort cancels that
     count. Uncancelled, the restore waited for the lock, as long as it was held."""
-    backup_id = backup_dumped_as(respaldo, "custom")
+    respaldo = shared_respaldo
+    backup_id = _backup(shared_installation, respaldo, "custom")
     locks = _Locks()
     plans: list[restore_parallel.Plan] = []
     real_pause = restore_parallel._pause_autovacuum
