@@ -14,7 +14,8 @@ backup (a backup that lacks files it was told to keep, or holds a torn copy, is 
 good backup). Below a configured path no link is followed, even one swapped in
 during the walk: names are looked up in their directory's open descriptor, and what is
 opened must be the inode listed, else it is left out with a warning (see
-:meth:`TreeTarStream._walk`).
+:meth:`TreeTarStream._walk`); a file that a regular file was renamed over since it was
+listed (an editor's save) is looked up and opened again once, under the same guard.
 """
 
 from __future__ import annotations
@@ -380,31 +381,29 @@ class TreeTarStream:
 
     def _file(self, child: _Child, listed: os.stat_result, *, follow: bool) -> Iterator[bytes]:
         path = child.path
-        # O_NONBLOCK: a file replaced by a FIFO since it was listed must not hang the
-        # backup in open(); it is found out by fstat below.
-        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
-        try:
-            try:
-                fd = _open_at(child.name, flags | getattr(os, "O_NOATIME", 0), child.dir_fd)
-            except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
-                fd = _open_at(child.name, flags, child.dir_fd)
-        except FileNotFoundError:
-            self.stats.warnings.append(f"{path} vanished before it was read")
-            return
-        except OSError as exc:
-            if exc.errno == errno.ELOOP and not follow:
-                # Replaced by a link since it was listed (O_NOFOLLOW): a change, not a
-                # file that cannot be read.
-                self.stats.warnings.append(f"{path} was replaced before it was read")
-            else:
-                self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
+        fd = self._open(child, follow=follow)
+        if fd is None:
             return
         if not _is(os.fstat(fd), listed):
             # Another file, or a directory or FIFO, put in its place since it was
-            # listed: what was listed is gone, and what is there was not listed.
+            # listed: what was listed is gone, and what is there was not listed. A
+            # regular file renamed over it (an editor saving a config file, a deploy)
+            # is looked up and opened again, once, under the same guard: what is read
+            # is what that second look found, as if it had been there when listed.
+            # Left out, such a file was missing from the backup with only a warning.
             os.close(fd)
-            self.stats.warnings.append(f"{path} was replaced before it was read")
-            return
+            again = self._listed_again(child, follow=follow)
+            if again is None:
+                return
+            fd = self._open(child, follow=follow)
+            if fd is None:
+                return
+            if not _is(os.fstat(fd), again):  # replaced once more: left out
+                os.close(fd)
+                self.stats.warnings.append(f"{path} was replaced before it was read")
+                return
+            log.info("%s was replaced before it was read: read the file now there", path)
+            listed = again
         with os.fdopen(fd, "rb", buffering=0) as fh:
             for attempt in range(ATTEMPTS):
                 before = os.fstat(fd)
@@ -431,6 +430,50 @@ class TreeTarStream:
         self.stats.errors.append(
             f"{path}: changed while read, {ATTEMPTS} times (the backup holds a torn copy)"
         )
+
+    def _open(self, child: _Child, *, follow: bool) -> int | None:
+        """``child`` opened to be read, never through a link below a configured path;
+        None, with a warning or an error, when it cannot be."""
+        path = child.path
+        # O_NONBLOCK: a file replaced by a FIFO since it was listed must not hang the
+        # backup in open(); it is found out by fstat afterwards.
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+        try:
+            try:
+                return _open_at(child.name, flags | getattr(os, "O_NOATIME", 0), child.dir_fd)
+            except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+                return _open_at(child.name, flags, child.dir_fd)
+        except FileNotFoundError:
+            self.stats.warnings.append(f"{path} vanished before it was read")
+        except OSError as exc:
+            if exc.errno == errno.ELOOP and not follow:
+                # Replaced by a link since it was listed (O_NOFOLLOW): a change, not a
+                # file that cannot be read.
+                self.stats.warnings.append(f"{path} was replaced before it was read")
+            else:
+                self.stats.errors.append(f"{path}: cannot read: {exc.strerror}")
+        return None
+
+    def _listed_again(self, child: _Child, *, follow: bool) -> os.stat_result | None:
+        """What ``child``, found replaced when opened, is now, if it is a regular file
+        to read (not respaldo's own); None, with a warning or an error, otherwise."""
+        path = child.path
+        try:
+            st = os.stat(child.name, dir_fd=child.dir_fd, follow_symlinks=follow)
+        except FileNotFoundError:
+            self.stats.warnings.append(f"{path} vanished before it was read")
+            return None
+        except OSError as exc:
+            self.stats.errors.append(f"{path}: {exc.strerror}")
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self.stats.warnings.append(f"{path} was replaced before it was read")
+            return None
+        what = self._own.get((st.st_dev, st.st_ino))
+        if what is not None:
+            self.stats.own.append((str(path), what))
+            return None
+        return st
 
     def _counted(self, st: os.stat_result) -> None:
         self.stats.files += 1

@@ -82,15 +82,15 @@ def test_a_directory_swapped_for_a_link_after_its_header_is_walked_as_listed(
 
 
 def _swapping_open(
-    monkeypatch: pytest.MonkeyPatch, name: str, swap: Callable[[], None]
+    monkeypatch: pytest.MonkeyPatch, name: str, swap: Callable[[], None], times: int = 1
 ) -> list[str]:
-    """The walk's opening of what it listed, swapping first the first time it opens
-    ``name``; returns the names it opened."""
+    """The walk's opening of what it listed, swapping first the first ``times`` times it
+    opens ``name``; returns the names it opened."""
     real = tree_module._open_at
     opened: list[str] = []
 
     def open_at(opened_name: str, flags: int, dir_fd: int | None) -> int:
-        if opened_name == name and name not in opened:
+        if opened_name == name and opened.count(name) < times:
             swap()
         opened.append(opened_name)
         return real(opened_name, flags, dir_fd)
@@ -131,29 +131,65 @@ def test_a_file_swapped_for_a_link_after_it_was_listed_is_not_followed(
     assert stream.stats.errors == [], stream.stats.errors
 
 
-def test_a_file_replaced_by_another_after_it_was_listed_is_not_read(
+def test_a_file_replaced_by_another_each_time_it_is_opened_is_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A hard link can name a file the attacker cannot read, in a directory they can write
     # (where the kernel lets them: fs.protected_hardlinks off); here it is a rename of
-    # another file over the listed one: the inode opened is not the inode listed.
+    # another file over the listed one: the inode opened is not the inode listed. The
+    # walk looks the name up again once (an editor's save, below); replaced again
+    # between that look and the open, it is left out.
     tree, _ = _layout(tmp_path)
     shadow = tree / "b" / "shadow"
-    other = tree / "b" / "x-other"  # listed after shadow: not read before the rename
-    other.write_bytes(SECRET)
+    others = [tree / "b" / "x-other", tree / "b" / "y-other"]  # listed after shadow
+    for other in others:
+        other.write_bytes(SECRET)
+    left = list(others)
 
     def rename_over() -> None:
-        other.rename(shadow)
+        left.pop(0).rename(shadow)
 
-    _swapping_open(monkeypatch, "shadow", rename_over)
+    opened = _swapping_open(monkeypatch, "shadow", rename_over, times=2)
     stream = TreeTarStream([tree])
     data = stream.read()
+    assert opened.count("shadow") == 2
     assert SECRET not in data
     assert stream.stats.warnings == [
         f"{shadow} was replaced before it was read",
-        f"{other} vanished before it was read",
+        *(f"{other} vanished before it was read" for other in others),
     ]
     assert stream.stats.errors == [], stream.stats.errors
+
+
+def test_a_file_saved_by_an_editor_between_its_listing_and_its_read_is_backed_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor (or a deploy) saves a config file by writing a new one and renaming it
+    over the old: between the walk's ``stat`` and its ``open`` the inode is another. It
+    was left out with a warning, the backup missing the file; it is looked up again and
+    the saved file read, its header from that second look (its own size and time)."""
+    tree, _ = _layout(tmp_path)
+    config = tree / "b" / "shadow"
+    saved = b"listen = 0.0.0.0\nworkers = 4\n"
+
+    def save() -> None:
+        new = config.with_name(".shadow.swp")  # not in b's listing, made after it
+        new.write_bytes(saved)
+        os.utime(new, ns=(1_700_000_000_123_456_789,) * 2)
+        new.rename(config)
+
+    opened = _swapping_open(monkeypatch, "shadow", save)
+    stream = TreeTarStream([tree])
+    data = stream.read()
+    assert opened.count("shadow") == 2
+    assert stream.stats.warnings == [], stream.stats.warnings
+    assert stream.stats.errors == [], stream.stats.errors
+    assert stream.stats.files == 2  # shadow, z.txt
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        (member,) = [m for m in tar if m.name.endswith("b/shadow")]
+        assert (member.size, member.pax_headers["mtime"]) == (len(saved), "1700000000.123456789")
+    restored = _restored([data], tmp_path, tree)
+    assert (restored / "b" / "shadow").read_bytes() == saved
 
 
 def test_a_file_replaced_by_a_directory_is_told_as_replaced_not_as_a_special_file(
