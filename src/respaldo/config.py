@@ -302,6 +302,9 @@ class RpoOverride(_Section):
     )
     shrink_percent: float | None = Field(default=None, ge=0, lt=100, allow_inf_nan=False)
     wal_copy_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
+    standby_lag_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
+    )
 
 
 class FileSetRpo(_Section):
@@ -347,6 +350,11 @@ class RpoSettings(_Section):
     wal_copy_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # The newest completed files backup of each [[file_sets]] entry (daily, as full).
     files_hours: float = Field(default=26.0, gt=0, le=24 * 366, allow_inf_nan=False)
+    # A backup through a dsn that leads to a standby is refused when its last replayed
+    # transaction is older than this and no WAL receiver is connected to its primary, or
+    # replay stays behind what it received (respaldo.postgres.standby): its data would
+    # be of then. A quiet primary writes nothing, so the age alone refuses nothing.
+    standby_lag_minutes: float = Field(default=5.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # How long a repository may go without the daily verify checking it (a slice of the
     # primary's chunks, a mirror's packs and backups): two daily runs, with slack. A
     # mirror the daily verify skips every day (a garbage collection holding its lock
@@ -381,6 +389,9 @@ class Rpo:
     """How long a secondary repository may lack archived WAL the primary holds."""
     files: timedelta = timedelta(hours=26)
     """The newest completed files backup (of a file set)."""
+    standby_lag: timedelta = timedelta(minutes=5)
+    """How old a standby's last replayed transaction may be while it is cut off from its
+    primary, or its replay behind (respaldo.postgres.standby)."""
 
 
 _ASYMMETRIC_ALGORITHMS = frozenset(
@@ -891,6 +902,7 @@ class Settings(BaseModel):
             shrink=pick("shrink_percent") / 100,
             wal_copy=timedelta(minutes=pick("wal_copy_minutes")),
             files=timedelta(hours=defaults.files_hours),
+            standby_lag=timedelta(minutes=pick("standby_lag_minutes")),
         )
 
     def file_set(self, name: str) -> FileSetSettings:

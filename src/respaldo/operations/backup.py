@@ -19,7 +19,7 @@ password: the postgres layer scrubs them) and re-raises.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from respaldo.config import DatabaseSettings
@@ -98,7 +98,8 @@ def backup_database(
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
-        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot, dump_jobs)
+        lag = ctx.settings.rpo_for(db.name).standby_lag
+        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot, dump_jobs, lag)
 
     return recorded_backup(
         ctx,
@@ -121,13 +122,14 @@ def _dump(
     heartbeat: Heartbeat,
     snapshot_id: str | None,
     jobs: int,
+    standby_lag: timedelta,
 ) -> tuple[Manifest, WriteStats]:
     # pg_dump's own timeouts off for respaldo's sessions too (own_sessions).
     configured = ConnInfo.from_settings(db)
     conninfo = own_sessions(configured, server_version_num(configured))
     with connect(conninfo, autocommit=True) as conn:  # one session for both questions
         server = server_info(conninfo, conn)
-        refuse_stale_standby(conninfo, conn)
+        refuse_stale_standby(conninfo, conn, standby_lag)
     tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase
 

@@ -109,6 +109,7 @@ def check_database(settings: Settings, database: str, *, adopt: bool = False) ->
         archive_command=suggested_archive_command(settings, db.name),
         pg_bin_dir=db.pg_bin_dir,
         slot_wal_limit=int(settings.rpo.slot_wal_mb * 1_000_000),
+        standby_lag=settings.rpo_for(db.name).standby_lag,
     )
     result = CheckResult(db.name, server)
     if server.system_identifier is None:

@@ -117,7 +117,7 @@ def _backup(
     """The backup proper, on the session ``conn``, into ``repo`` as ``backup_id`` (the
     body of :func:`~respaldo.operations.recorded.recorded_backup`)."""
     server = server_info(conninfo, conn)
-    refuse_stale_standby(conninfo, conn)
+    refuse_stale_standby(conninfo, conn, ctx.settings.rpo_for(db.name).standby_lag)
     tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
         "database": db.name,

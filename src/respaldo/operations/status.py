@@ -83,6 +83,7 @@ from respaldo.operations.tested_kinds import DATABASE_KINDS, KIND_NAMES, relied_
 from respaldo.operations.wal import open_wal_repository
 from respaldo.phrases import N_, Phrase, Quantity, joined, minute
 from respaldo.postgres.archiver import IdleSlot
+from respaldo.postgres.standby import stale_reason
 from respaldo.repository.wal import read_cluster
 
 log = logging.getLogger(__name__)
@@ -591,7 +592,7 @@ def _database_status(
                 items.append(size)
     archive = None
     if reading is not None:
-        items.append(_server_item(db.name, reading))
+        items.append(_server_item(db.name, reading, rpo.standby_lag))
         items += _slot_items(db.name, slots, settings.rpo.slot_wal_mb)
         if physical:
             items.append(
@@ -833,7 +834,9 @@ def _share(share: float) -> str:
     return Quantity(f"{share:.0%}", "share", share)
 
 
-def _server_item(database: str, reading: ServerReading) -> StatusItem:
+def _server_item(
+    database: str, reading: ServerReading, standby_lag: timedelta = timedelta(minutes=5)
+) -> StatusItem:
     base = StatusItem(
         key=f"server:{database}", check="server", database=database, level="green", reason=""
     )
@@ -849,7 +852,28 @@ def _server_item(database: str, reading: ServerReading) -> StatusItem:
         )
         return base.model_copy(update={"level": "red", "reason": reason})
     said = Phrase(N_("PostgreSQL {version} answers"), version=str(reading.version))
-    return base.model_copy(update={"reason": said})
+    standby = reading.standby
+    if standby is None or not standby.in_recovery:
+        return base.model_copy(update={"reason": said})
+    # The dsn leads to a standby: what backups through it hold, for logical-only
+    # databases too (the archive item says it only where WAL is archived). The question
+    # a backup asks, without its moment's wait for replay to catch up: replay behind
+    # may be passing (amber); paused, delayed or cut off, backups are refused (red).
+    stale = stale_reason(standby, standby_lag)
+    if stale is None:
+        replays = Phrase(
+            N_("PostgreSQL {version} answers (a standby that replays what it receives)"),
+            version=str(reading.version),
+        )
+        return base.model_copy(update={"reason": replays})
+    refused = Phrase(
+        N_("PostgreSQL {version} answers, but {why} ({hint})"),
+        version=str(reading.version),
+        why=stale.message,
+        hint=stale.hint,
+    )
+    level = "amber" if stale.waits else "red"
+    return base.model_copy(update={"level": level, "reason": refused})
 
 
 def slots_by_database(

@@ -30,6 +30,7 @@ from respaldo.postgres.archiver import (
     server_version_and_archive_mode,
 )
 from respaldo.postgres.server import Connection, connect
+from respaldo.postgres.standby import StandbyReading, read_standby
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class ServerReading:
     replication slots. None where the dsn could not be read."""
     dbname: str | None = None
     """The database's name on that server (a logical slot belongs to one)."""
+    standby: StandbyReading | None = None
+    """Whether it is a standby and how its replay goes (every database: one whose
+    backups are logical only is backed up through it too); None: not read."""
 
 
 def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) -> ServerReading:
@@ -91,6 +95,7 @@ def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) ->
             application_name="respaldo status",
         ) as conn:
             version, mode = server_version_and_archive_mode(conn, conninfo)
+            replay = read_standby(conninfo, conn)
             state, system, standby, timeline = None, None, False, None
             if archiver:
                 state = read_archiver(conn, conninfo, list_waiting=mode in _ARCHIVING)
@@ -112,6 +117,7 @@ def read_server(db: DatabaseSettings, *, archiver: bool, slots: bool = False) ->
         idle_slots=idle,
         server=server,
         dbname=dbname,
+        standby=replay,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from respaldo.postgres.archiver import idle_slots, judge, read_archiver
 from respaldo.postgres.connection import ConnInfo
 from respaldo.postgres.dbprops import quote_ident
 from respaldo.postgres.server import Connection, _guarded, connect
+from respaldo.postgres.standby import stale_standby
 from respaldo.postgres.toolsets import find_tools
 
 RESTART = "then restart the server"
@@ -89,13 +91,16 @@ def check_server(
     archive_command: str,
     pg_bin_dir: Path | None = None,
     slot_wal_limit: int = 0,
+    standby_lag: timedelta = timedelta(minutes=5),
 ) -> ServerCheck:
     """Check the server of ``conninfo`` for physical backups and WAL archiving.
 
     ``archive_command`` is the command to suggest when none is set; ``pg_bin_dir`` the
     database's setting, for the pg_basebackup that fits the server; ``slot_wal_limit``
     the bytes of WAL an unused replication slot may hold before it is a warning (0: not
-    checked; ``[rpo] slot_wal_mb``, as the status's ``slot`` items). Never raises for
+    checked; ``[rpo] slot_wal_mb``, as the status's ``slot`` items); ``standby_lag``
+    ``[rpo] standby_lag_minutes``, for a standby (backups refuse one whose data is old:
+    :mod:`respaldo.postgres.standby`, asked the same way here). Never raises for
     what the server lacks (that is a finding); a server that cannot be reached at all is
     one finding, ``connection``, and nothing else is checked.
     """
@@ -107,7 +112,7 @@ def check_server(
         return ServerCheck(findings)
     result = ServerCheck(findings)
     with conn:
-        _server(conn, conninfo, result, pg_bin_dir)
+        _server(conn, conninfo, result, pg_bin_dir, standby_lag)
         user = conn.info.user
         _wal(conn, conninfo, findings)
         _role(conn, conninfo, user, findings)
@@ -152,7 +157,11 @@ def _mb(count: int) -> str:
 
 
 def _server(
-    conn: Connection, conninfo: ConnInfo, result: ServerCheck, pg_bin_dir: Path | None
+    conn: Connection,
+    conninfo: ConnInfo,
+    result: ServerCheck,
+    pg_bin_dir: Path | None,
+    standby_lag: timedelta,
 ) -> None:
     row = _guarded(
         conninfo,
@@ -195,6 +204,21 @@ def _server(
                 "back up the primary; a standby's WAL is archived by the primary",
             )
         )
+        result.findings.append(_standby(conn, conninfo, standby_lag))
+
+
+def _standby(conn: Connection, conninfo: ConnInfo, lag: timedelta) -> Finding:
+    """Whether backups through this standby are refused, and why: the question a backup
+    asks (paused or delayed replay, cut off from its primary, replay stuck)."""
+    try:
+        stale = stale_standby(conninfo, conn, lag)
+    except QueryFailed as exc:
+        return Finding("standby replay", Status.WARNING, exc.message, exc.hint)
+    if stale is None:
+        return Finding("standby replay", Status.OK, "replays what it receives from its primary")
+    return Finding(
+        "standby replay", Status.MISSING, f"backups are refused: {stale.message}", stale.hint
+    )
 
 
 FIRST_INCREMENTAL_MAJOR = 17

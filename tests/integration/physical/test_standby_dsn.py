@@ -8,7 +8,10 @@ nothing stored). ``respaldo check`` warned; the status now says it too.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from psycopg import sql
 from sample.cluster import TempCluster
 
 from tests.integration.physical.conftest import SHOP, Archiving, archive_item
@@ -97,6 +100,45 @@ def test_a_standby_behind_the_dsn(
         standby.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
         standby.scalar("SELECT pg_reload_conf()")
 
+        # Nor one cut off from its primary: a row committed there never reaches it.
+        config = archiving.config.read_text()
+        archiving.config.write_text(f"{config}\n[rpo]\nstandby_lag_minutes = 0.01\n")  # 0.6 s
+        upstream = str(standby.scalar("SHOW primary_conninfo"))
+        _set(standby, "primary_conninfo", upstream.replace(f"port={primary.port}", "port=1"))
+        wait_for("the standby to lose its primary", lambda: not _receiver(standby))
+        primary.execute("INSERT INTO mark VALUES ('3')", dbname=SHOP)
+        _wait_replayed_before(standby)
+        for kind in ("incremental", "full"):
+            run = archiving.run("backup", "erp", "--type", kind)
+            assert run.code == 1, str(run)
+            assert "a standby that is not connected to its primary" in run.err, str(run)
+            assert "more than [rpo] standby_lag_minutes = 0.01" in run.err, str(run)
+        _said_by_check_and_status(archiving, "not connected to its primary", "red")
+        _set(standby, "primary_conninfo", upstream)
+        wait_for("the standby to stream again", lambda: _receiver(standby))
+
+        # Nor one whose replay is stuck behind what it streams: a query there holds a
+        # lock replay waits for (max_standby_streaming_delay = -1).
+        _set(standby, "max_standby_streaming_delay", "-1")
+        with standby.connect(SHOP, autocommit=False) as reader:
+            reader.execute("SELECT count(*) FROM mark")
+            primary.execute("BEGIN; LOCK TABLE mark; COMMIT", dbname=SHOP)
+            primary.execute("INSERT INTO mark VALUES ('4')", dbname=SHOP)
+            end = str(primary.scalar("SELECT pg_current_wal_insert_lsn()"))
+            wait_for(
+                "the standby to receive it",
+                lambda: bool(standby.scalar("SELECT pg_last_wal_receive_lsn() >= %s", (end,))),
+            )
+            _wait_replayed_before(standby)
+            run = archiving.run("backup", "erp", "--type", "full")
+            assert run.code == 1, str(run)
+            assert "a standby whose replay is behind what it received" in run.err, str(run)
+            assert "max_standby_streaming_delay" in run.err, str(run)
+            _said_by_check_and_status(archiving, "replay is behind what it received", "amber")
+        standby.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+        standby.scalar("SELECT pg_reload_conf()")
+        archiving.config.write_text(config)
+
         # 4. A standby configured as the server is not green (the dsn still leads to it).
         primary.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
         primary.scalar("SELECT pg_reload_conf()")
@@ -110,6 +152,40 @@ def test_a_standby_behind_the_dsn(
         assert "the server is a standby" in check.err
     finally:
         standby.destroy()
+
+
+def _set(standby: TempCluster, setting: str, value: str) -> None:
+    standby.execute(
+        sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(setting), sql.Literal(value))
+    )
+    standby.scalar("SELECT pg_reload_conf()")
+
+
+def _receiver(standby: TempCluster) -> bool:
+    """A WAL receiver is connected to the primary."""
+    return bool(standby.scalar("SELECT count(*) FROM pg_stat_wal_receiver"))
+
+
+def _wait_replayed_before(standby: TempCluster) -> None:
+    """Until the standby's last replayed transaction is older than the test's
+    ``standby_lag_minutes`` (0.6 s)."""
+    wait_for(
+        "the standby's last replayed transaction to be 1 s old",
+        lambda: bool(
+            standby.scalar("SELECT clock_timestamp() - pg_last_xact_replay_timestamp() > '1 s'")
+        ),
+    )
+
+
+def _said_by_check_and_status(archiving: Archiving, said: str, level: str) -> None:
+    """``check`` and the status's server item say why backups of the standby are refused."""
+    check = archiving.run("check", "erp", "--json")
+    (finding,) = [f for f in check.json() if f["check"] == "standby replay"]
+    assert finding["status"] == "missing" and said in finding["value"], finding
+    status = archiving.run("status", "--json")
+    databases: list[dict[str, Any]] = status.json()["databases"]
+    (item,) = [i for db in databases for i in db["items"] if i["check"] == "server"]
+    assert item["level"] == level and said in item["reason"], item
 
 
 def _dsn_to_standby(archiving: Archiving, standby: TempCluster) -> str:
