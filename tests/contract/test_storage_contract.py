@@ -183,6 +183,15 @@ def test_stat_reports_the_size(store: Storage, size: int) -> None:
     assert store.stat("index/i1") == ObjectInfo("index/i1", size)
 
 
+def test_sync_keeps_an_object_and_refuses_a_missing_one(store: Storage) -> None:
+    store.put("wal/1/00000001/a", b"segment")
+    store.sync("wal/1/00000001/a")
+    assert store.get("wal/1/00000001/a") == b"segment"
+    with pytest.raises(ObjectNotFound) as info:
+        store.sync("wal/1/00000001/b")
+    assert info.value.name == "wal/1/00000001/b"
+
+
 def test_stat_missing_raises_object_not_found(store: Storage) -> None:
     store.put("index/i1", b"x")
     with pytest.raises(ObjectNotFound) as info:
@@ -202,6 +211,8 @@ def test_a_prefix_of_other_names_is_not_an_object(store: Storage) -> None:
             store.get(name)
         with pytest.raises(ObjectNotFound):
             store.stat(name)
+        with pytest.raises(ObjectNotFound):
+            store.sync(name)
         with pytest.raises(ObjectNotFound):
             store.delete(name)
     assert store.get("packs/ab/x") == b"x"
@@ -415,6 +426,7 @@ OPERATIONS: dict[str, Callable[[Storage, str], object]] = {
     "get": lambda store, name: store.get(name),
     "get-range": lambda store, name: store.get(name, 1, 2),
     "stat": lambda store, name: store.stat(name),
+    "sync": lambda store, name: store.sync(name),
     "delete": lambda store, name: store.delete(name),
 }
 

@@ -53,7 +53,8 @@ class PutOutcome(StrEnum):
     STORED = "stored"
     """The file was not in the archive and now is."""
     SAME = "same"
-    """The archive held it already, with the same content: nothing written."""
+    """The archive held it already, with the same content: nothing written, the object
+    made durable (``Storage.sync``)."""
     DIFFERENT = "different"
     """The archive holds other content under this name: nothing written."""
 
@@ -94,7 +95,13 @@ def put_wal(repo: Repository, system_id: str, timeline: str, file: str, data: by
         log.warning("%s; storing the copy the server archives again over it", exc)
         repo.storage.put(name, repo.sealer.seal(data, _wal_aad(name)))
         return PutOutcome.STORED
-    return PutOutcome.SAME if existing == data else PutOutcome.DIFFERENT
+    if existing != data:
+        return PutOutcome.DIFFERENT
+    # Found, not written: an earlier push killed after naming it and before its last
+    # fsync left it readable but not safe from a power cut, and the server removes its own
+    # copy once told it is archived.
+    repo.storage.sync(name)
+    return PutOutcome.SAME
 
 
 def get_wal(repo: Repository, system_id: str, timeline: str, file: str) -> bytes:

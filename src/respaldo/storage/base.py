@@ -108,6 +108,13 @@ class Storage(Protocol):
         """
         ...
 
+    def sync(self, name: str) -> None:
+        """Make an object found there as durable as ``put`` makes one: an earlier ``put``
+        killed after naming it but before its last sync leaves it readable and not yet
+        safe from a power cut, and an idempotent writer that finds it (a WAL file archived
+        again) must not call it stored until it is. Raises ``ObjectNotFound``."""
+        ...
+
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         """Return the object's bytes, or ``length`` bytes from ``offset``.
 

@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -265,6 +266,27 @@ class LocalStorage:
                 return handle.read() if length is None else handle.read(length)
         except OSError as exc:
             raise _translate(exc, name, "read", reading=True) from exc
+
+    def sync(self, name: str) -> None:
+        path = self._path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise ObjectNotFound(f"no object {name}", name=name)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # Its name, and those of the directories above it up to the root: a put
+            # killed before its last fsync may have made any of them.
+            directory = path.parent
+            while True:
+                _fsync_dir(directory)
+                if directory == self._root or directory == directory.parent:
+                    break
+                directory = directory.parent
+        except OSError as exc:
+            raise _translate(exc, name, "sync", reading=True) from exc
 
     def stat(self, name: str) -> ObjectInfo:
         path = self._path(name)

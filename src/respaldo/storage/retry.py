@@ -94,6 +94,9 @@ class RetryingStorage:
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(f"get {name}", lambda: self.inner.get(name, offset, length))
 
+    def sync(self, name: str) -> None:
+        self._call(f"sync {name}", lambda: self.inner.sync(name))
+
     def stat(self, name: str) -> ObjectInfo:
         return self._call(f"stat {name}", lambda: self.inner.stat(name))
 

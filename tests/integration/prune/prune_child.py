@@ -44,6 +44,9 @@ class KillingStorage:
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)
 
+    def sync(self, name: str) -> None:
+        self.inner.sync(name)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
 

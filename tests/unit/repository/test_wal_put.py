@@ -30,3 +30,26 @@ def test_a_segment_pushed_again_over_its_damaged_copy_replaces_it(repo: Reposito
     assert put_wal(repo, SYSTEM_ID, TIMELINE, SEGMENT, data) is PutOutcome.SAME
     other = random_bytes(20_000, seed=6)
     assert put_wal(repo, SYSTEM_ID, TIMELINE, SEGMENT, other) is PutOutcome.DIFFERENT
+
+
+def test_a_segment_found_again_is_made_durable_before_it_is_said_archived(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier push killed after its rename and before its last fsync left the
+    segment readable but not safe from a power cut; the server removes its own copy once
+    a second push says it is archived, so that push syncs the object it found."""
+    data = random_bytes(20_000, seed=6)
+    assert put_wal(repo, SYSTEM_ID, TIMELINE, SEGMENT, data) is PutOutcome.STORED
+    synced: list[str] = []
+    real = repo.storage.sync
+
+    def sync(name: str) -> None:
+        synced.append(name)
+        real(name)
+
+    monkeypatch.setattr(repo.storage, "sync", sync)
+    assert put_wal(repo, SYSTEM_ID, TIMELINE, SEGMENT, data) is PutOutcome.SAME
+    assert synced == [wal_object(SYSTEM_ID, TIMELINE, SEGMENT)]
+    # Other content under the name: refused, nothing synced.
+    assert put_wal(repo, SYSTEM_ID, TIMELINE, SEGMENT, data[::-1]) is PutOutcome.DIFFERENT
+    assert synced == [wal_object(SYSTEM_ID, TIMELINE, SEGMENT)]

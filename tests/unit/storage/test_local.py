@@ -150,6 +150,36 @@ def test_new_directories_and_renames_are_fsynced(
     assert synced == [root / "packs" / "ab"]
 
 
+def test_sync_fsyncs_an_object_found_and_its_directories_up_to_the_root(
+    store: LocalStorage, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put killed after its rename and before its directory fsync leaves an object a
+    later idempotent writer finds (a WAL file archived again): sync makes it durable."""
+    store.put("wal/1/00000001/seg", b"segment")
+    files: list[str] = []
+    directories: list[Path] = []
+    real_fsync, real_dir = os.fsync, local._fsync_dir
+
+    def fsync(fd: int) -> None:
+        files.append(str(Path(f"/proc/self/fd/{fd}").readlink()))
+        real_fsync(fd)
+
+    def fsync_dir(directory: Path) -> None:
+        directories.append(directory)
+        real_dir(directory)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(local, "_fsync_dir", fsync_dir)
+    store.sync("wal/1/00000001/seg")
+    assert str(root / "wal" / "1" / "00000001" / "seg") in files
+    assert directories == [
+        root / "wal" / "1" / "00000001",
+        root / "wal" / "1",
+        root / "wal",
+        root,
+    ]
+
+
 # --- disk errors --------------------------------------------------------------------------
 # Tests run as root, whom chmod does not stop; a file standing where a directory must be
 # provokes a real error from the kernel instead.

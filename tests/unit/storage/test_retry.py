@@ -61,6 +61,10 @@ class ScriptedStore:
         self._enter("stat")
         return self.inner.stat(name)
 
+    def sync(self, name: str) -> None:
+        self._enter("sync")
+        self.inner.sync(name)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self.calls["list"] = self.calls.get("list", 0) + 1
         queued = self.fail.get("list")
