@@ -28,7 +28,7 @@ from respaldo.config import Settings
 from respaldo.domain import BackupStatus, JobKind, JobStatus, TriggeredBy
 from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
+from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.listing import show_backup
 from respaldo.operations.repositories import init_repositories
 from respaldo.operations.scheduled import run_queued
@@ -50,7 +50,7 @@ from respaldo.config import Settings
 from respaldo.domain import JobKind, TriggeredBy
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
-from respaldo.operations.jobs import JobRequest
+from respaldo.operations.jobs import JobInfo, JobRequest
 
 ctx = Context.open(Settings(cache_dir=sys.argv[1]))
 request = JobRequest(JobKind(sys.argv[2]), "erp", TriggeredBy.SCHEDULE, "nightly", {"type": "full"})
@@ -227,6 +227,20 @@ def test_the_sweep_leaves_a_job_a_live_worker_runs(ctx: Context) -> None:
     assert retries_of(ctx, job.id) == []
 
 
+def _scheduled_verify_whose_entry_ended(ctx: Context, end_entry: str) -> JobInfo:
+    """A scheduled verify, queued, whose queue entry ``end_entry`` (an UPDATE or DELETE
+    of procrastinate_jobs, without its WHERE) ended before a worker ran it."""
+    request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 7})
+    dropped = queue.submit_scheduled(ctx, request, None)
+    assert dropped is not None
+    with ctx.catalog.begin() as session:
+        session.connection().exec_driver_sql(
+            end_entry + " WHERE (args->>'job_id')::int = %(id)s",
+            {"id": dropped.id},
+        )
+    return dropped
+
+
 @pytest.mark.parametrize(
     "end_entry",
     [
@@ -243,14 +257,7 @@ def test_a_queued_job_whose_queue_entry_failed_is_failed_retried_and_frees_its_s
     # cannot read the job): procrastinate marks the entry failed and never runs it again,
     # while the job says queued. Left so, it would stay queued for ever, and every later
     # firing of its schedule would be skipped ("the previous run still runs").
-    request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 7})
-    dropped = queue.submit_scheduled(ctx, request, None)
-    assert dropped is not None
-    with ctx.catalog.begin() as session:
-        session.connection().exec_driver_sql(
-            end_entry + " WHERE (args->>'job_id')::int = %(id)s",
-            {"id": dropped.id},
-        )
+    dropped = _scheduled_verify_whose_entry_ended(ctx, end_entry)
     failed = queue.recover(ctx)
     assert failed == [dropped.id]
     ended = jobs.get(ctx, dropped.id)
@@ -271,14 +278,7 @@ def test_a_workers_sweep_records_the_alert_of_a_job_it_fails_and_its_resend_send
     # with a notification target that takes the connection and never answers. Before,
     # the worker's sweep sent the alert itself and waited [notifications]
     # timeout_seconds on that target, every lost job found later that much later.
-    request = JobRequest(JobKind.VERIFY, None, TriggeredBy.SCHEDULE, "verify", {"slices": 7})
-    dropped = queue.submit_scheduled(ctx, request, None)
-    assert dropped is not None
-    with ctx.catalog.begin() as session:
-        session.connection().exec_driver_sql(
-            "DELETE FROM procrastinate_jobs WHERE (args->>'job_id')::int = %(id)s",
-            {"id": dropped.id},
-        )
+    dropped = _scheduled_verify_whose_entry_ended(ctx, "DELETE FROM procrastinate_jobs")
     hanging = f"json://127.0.0.1:{mute.getsockname()[1]}/"
     targets = [{"name": "hook", "url": webhook.url}, {"name": "mute", "url": hanging}]
     settings = Settings(cache_dir=tmp_path / "cache", notifications={"targets": targets})
