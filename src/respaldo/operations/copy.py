@@ -149,7 +149,7 @@ def copy_to(
                     backup_id,
                     target.name,
                 )
-                _record_expired(ctx, destination, target, backup_id)
+                _record_expired(ctx, destination, target, backup_id, held=backup_id in held)
                 outcomes.append(_expired(ctx, expired, target.name))
                 continue
             if not gone and not (backup_id in held and _still_held(destination, backup_id)):
@@ -275,12 +275,19 @@ def _record_interrupted(
 
 
 def _record_expired(
-    ctx: Context, destination: Repository, target: RepositorySettings, backup_id: str
+    ctx: Context,
+    destination: Repository,
+    target: RepositorySettings,
+    backup_id: str,
+    *,
+    held: bool,
 ) -> None:
-    """The row of the copy of a backup deleted from its primary while it was copied,
-    marked pending as the copy began: completed if the mirror holds its manifest, else
-    none (as for a copy refused for that, :func:`copy_backups`). Failed, without an alert, if
-    the mirror cannot tell: never pending with nothing running."""
+    """The row of the copy of a backup deleted from its primary while it was copied
+    (marked pending as the copy began, unless ``held``: completed before): completed if
+    the mirror holds its manifest, else none (as for a copy refused for that,
+    :func:`copy_backups`). If the mirror cannot tell: a completed row stays (a failed one
+    over it made retention and the status count the mirror's copy as lost), any other is
+    failed, without an alert: never pending with nothing running."""
     try:
         if copied(destination, backup_id):
             _record_completed(ctx, target, backup_id)
@@ -288,6 +295,9 @@ def _record_expired(
         with ctx.catalog.begin() as session:
             BackupCopies(session).forget(backup_id, target.name)
     except RespaldoError as exc:
+        if held:
+            log.warning("cannot tell whether %s holds %s: %s", target.name, backup_id, exc)
+            return
         error = f"deleted from its primary meanwhile: {exc}"
         _record(ctx, backup_id, target.name, CopyStatus.FAILED, error)
 

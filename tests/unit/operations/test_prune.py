@@ -14,7 +14,7 @@ import pytest
 
 from respaldo.catalog import BackupCopies, DrillRuns, Jobs
 from respaldo.config import RepositorySettings
-from respaldo.domain import BackupKind, BackupStatus, JobKind, TriggeredBy
+from respaldo.domain import BackupKind, BackupStatus, CopyStatus, JobKind, TriggeredBy
 from respaldo.errors import (
     BackupNotFound,
     ClockAhead,
@@ -651,6 +651,43 @@ def test_a_backup_expired_while_a_mirror_waits_as_it_is_copied_is_no_failed_copy
     with inst.ctx.catalog.read() as session:
         assert BackupCopies(session).for_backup(old) == []
     assert inst.record_ids() == {old, *kept}
+
+
+def test_a_copied_backup_expired_while_copied_again_keeps_its_row_if_the_mirror_cannot_tell(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'copy ID --to NAME' of a backup the mirror already holds, while a prune that cannot
+    reach the mirror deletes it from the primary, and the mirror then cannot say whether
+    it holds the manifest: the completed row was overwritten with "failed", so retention
+    and the status counted the mirror's copy as lost."""
+    old = inst.backup(8 * DAY)
+    kept = [inst.backup(age * DAY) for age in (2, 1)]
+    # All in the mirror: the old one is not the newest it holds (which retention keeps).
+    assert all(c.ok for c in copy_backups(inst.context(), [old, *kept], "second"))
+    other = inst.context()
+    second = inst.root / "second"
+
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+        shutil.move(second, inst.root / "second.away")
+        try:
+            prune(other, now=NOW, wait=0)
+        finally:
+            shutil.move(inst.root / "second.away", second)
+        raise StorageError("the mirror stopped answering")
+
+    def copied(destination: Any, backup_id: str) -> bool:
+        raise StorageError("the mirror stopped answering")
+
+    monkeypatch.setattr(copy_module, "copy_backup", copy_backup)
+    monkeypatch.setattr(copy_module, "copied", copied)
+    try:
+        (outcome,) = copy_backups(inst.context(), [old], "second")
+    finally:
+        other.close()
+    assert outcome.refused
+    with inst.ctx.catalog.read() as session:
+        (row,) = BackupCopies(session).for_backup(old)
+    assert row.status is CopyStatus.COMPLETED
 
 
 def test_a_clock_check_of_one_day_says_one_day(tmp_path: Path) -> None:
