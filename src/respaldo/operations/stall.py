@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from respaldo.phrases import N_, Phrase
@@ -112,9 +112,10 @@ class _Run:
     since: datetime
     doing: str
     thread: int
-    # The wall and monotonic clocks as it started: what tells a step of the first.
-    wall: datetime = field(default_factory=lambda: datetime.now(UTC))
-    steady: float = field(default_factory=time.monotonic)
+    # The wall and monotonic clocks as it started (:func:`_start`): what tells a step of
+    # the first.
+    wall: datetime
+    steady: float
 
 
 def _stepped(run: _Run) -> timedelta:
@@ -133,11 +134,30 @@ _RUNS: dict[str, _Run] = {}
 _THREAD = threading.local()
 
 
+def _start(clock: Callable[[], datetime]) -> tuple[datetime, datetime, float]:
+    """A run's start by ``clock``, by the wall clock and by the monotonic one, as if read
+    at once. ``clock`` (the service's: the wall clock, or a test's) is read on either side
+    of the wall clock, and the reading on the wall clock's side of a step that came in
+    between is kept. Read one after the other (the caller's clock, then the wall clock),
+    a step between the two readings, which a loaded machine can put far apart (the thread
+    put off between them), was no step to :func:`_stepped`: a sweep that had just
+    started was "stuck for 60 min" after a step an hour ahead."""
+    before = clock()
+    wall = datetime.now(UTC)
+    steady = time.monotonic()
+    after = clock()
+    since = before if abs(before - wall) < abs(after - wall) else after
+    return since, wall, steady
+
+
 @contextmanager
-def running(check: str, now: datetime) -> Iterator[None]:
-    """One run of ``check`` in this thread, started at ``now``; :func:`at` in the same
-    thread names its parts."""
-    run = _Run(since=now, doing=Phrase(STARTING), thread=threading.get_ident())
+def running(check: str, clock: Callable[[], datetime]) -> Iterator[None]:
+    """One run of ``check`` in this thread, started now by ``clock``; :func:`at` in the
+    same thread names its parts."""
+    since, wall, steady = _start(clock)
+    run = _Run(
+        since=since, doing=Phrase(STARTING), thread=threading.get_ident(), wall=wall, steady=steady
+    )
     with _LOCK:
         _RUNS[check] = run
     _THREAD.run = run

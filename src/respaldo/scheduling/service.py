@@ -596,7 +596,7 @@ class Service:
         clock's time. Never raises: a check that fails is logged and the next one runs as
         planned."""
         try:
-            with stall.running(WATCHDOG, self._clock()):
+            with stall.running(WATCHDOG, self._clock):
                 if self._archiving is not None and self.ctx.settings.repositories:
                     stall.at(stall.REPOSITORY, repository=self.ctx.settings.repositories[0].name)
                 self.replan()
@@ -620,7 +620,7 @@ class Service:
         if self._stopping:
             return []
         try:
-            with stall.running(SWEEP, self._clock()):
+            with stall.running(SWEEP, self._clock):
                 stall.at(stall.SWEEPING)
                 return self._sweep()
         finally:
@@ -638,7 +638,7 @@ class Service:
         # writes, a lock held in the catalog; a target's own answer is bounded by
         # [notifications] timeout_seconds) skips every later one, and nothing said so.
         try:
-            with stall.running(RESEND, self._clock()):
+            with stall.running(RESEND, self._clock):
                 stall.at(stall.CATALOG)
                 if not self._adopted:
                     self._adopted = alerts.adopt_undelivered(self.ctx)

@@ -177,3 +177,43 @@ def test_a_hung_resend_of_waiting_alerts_is_alerted_shown_and_resolved_when_it_e
         assert service.look_for_stuck_checks(LIMIT) == []
         got = webhook.inbox.wait(3)  # the stuck alert, the waiting one, the resolved
         assert [g["json"]["type"] for g in got] == ["failure", "warning", "success"], got
+
+
+def test_a_step_just_after_a_check_read_the_clock_does_not_make_it_stuck(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine's clock stepped an hour ahead right after the service read it to start
+    a check (on a loaded machine the thread can be put off there): the run's wall-clock
+    start, read after the step, showed no step, and the check that had just started was
+    "stuck for 60 min". test_serve_stuck_clock_step steps serve's clock while a sweep
+    may be starting (one every 2 s there). The step is made exact here: the service's
+    clock (the wall clock, as in serve) steps it."""
+    step = [timedelta(0)]
+    real = datetime
+
+    class Wall(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return real.now(tz) + step[0]
+
+    monkeypatch.setattr(stall, "datetime", Wall)
+    reads: list[datetime] | None = None  # the clock's readings once the check starts
+
+    def clock() -> datetime:
+        now = Wall.now(UTC)
+        if reads is not None:
+            reads.append(now)
+            if len(reads) == 1:
+                step[0] = timedelta(hours=1)  # just after the check's first read
+        return now
+
+    seen: list[list[stall.Stuck]] = []
+
+    def watchdog(context: Context, now: datetime) -> None:
+        seen.append(stall.stuck(Wall.now(UTC), LIMIT))
+
+    service = Service(ctx, [], watchdog=watchdog, clock=clock)
+    reads = []
+    service.watch()
+    assert seen == [[]]
+    assert reads[0] < reads[-1] - timedelta(minutes=59)  # the step came in between
