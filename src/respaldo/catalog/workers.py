@@ -2,8 +2,9 @@
 
 A worker registers itself when it starts, renews ``heartbeat_at`` while it lives, and
 removes its row when it stops. A worker killed with SIGKILL leaves its row: it counts
-as alive until its heartbeat is older than the lease, then :meth:`Workers.prune` removes
-it (its running job is failed, and retried, by the jobs' own lease). Heartbeats are
+as alive until its heartbeat is older than the lease, then as lost (its running job is
+failed, and retried, by the jobs' own lease) until :meth:`Workers.prune` removes it, a
+display window later (:data:`respaldo.operations.queue.LOST_SHOWN`). Heartbeats are
 written and judged by the catalog's clock (:mod:`.clock`), as the jobs' leases are.
 """
 
@@ -110,6 +111,30 @@ class Workers:
     def listed(self) -> builtins.list[Worker]:
         """Every worker's row, oldest first."""
         return builtins.list(self.session.scalars(sa.select(Worker).order_by(Worker.id)))
+
+    def failed_since_silent(self, worker: Worker) -> builtins.list[tuple[Job, int | None]]:
+        """The jobs of ``worker`` (same host and process) that failed at or after its last
+        heartbeat, each with the id of the job that runs it again (None: not retried):
+        what was lost with a worker that went silent."""
+        query = sa.select(Job).where(
+            known_kind(),
+            Job.status == JobStatus.FAILED,
+            Job.worker_host == worker.host,
+            Job.worker_pid == worker.pid,
+            Job.finished_at >= worker.heartbeat_at,
+        )
+        failed = builtins.list(self.session.scalars(query.order_by(Job.id)))
+        if not failed:
+            return []
+        retries = sa.select(Job.retry_of, sa.func.min(Job.id)).where(
+            Job.retry_of.in_([job.id for job in failed])
+        )
+        retry_of = {
+            int(lost): int(retry)
+            for lost, retry in self.session.execute(retries.group_by(Job.retry_of))
+            if lost is not None
+        }
+        return [(job, retry_of.get(job.id)) for job in failed]
 
     def running(self, worker: Worker) -> builtins.list[Job]:
         """The running jobs of ``worker`` (same host and process)."""

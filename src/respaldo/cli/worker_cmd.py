@@ -54,7 +54,7 @@ def workers(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the workers, their queues and the jobs they run; a worker whose heartbeat
-    stopped is shown stale."""
+    stopped is shown stale, then lost (for a day, with the jobs lost with it)."""
     with Context.open(state(ctx).settings) as context:
         queue.require_queue(context)
         found = queue.list_workers(context)
@@ -71,11 +71,28 @@ def workers(
             info.heartbeat_at.strftime("%H:%M:%S"),
             # A stopping worker takes no new job; it is only waiting for its running ones.
             # A stale one has not renewed its heartbeat for a while: dead, stopped, hung.
-            (
-                f"stale (no heartbeat for {info.heartbeat_age_seconds:.0f} s)"
-                if info.state == "stale"
-                else info.state
-            ),
-            ", ".join(f"{j.kind.value} {j.target or ''} (job {j.id})" for j in info.running) or "-",
+            _state(info),
+            ", ".join(f"{j.kind.value} {j.target or ''} (job {j.id})" for j in info.running)
+            or _lost_jobs(info)
+            or "-",
         )
     out_console.print(table)
+
+
+def _state(info: queue.WorkerInfo) -> str:
+    """A stale worker has not renewed its heartbeat for a while (dead, stopped, hung); a
+    lost one not for longer than the lease: its jobs were failed, and retried."""
+    if info.state == "stale":
+        return f"stale (no heartbeat for {info.heartbeat_age_seconds:.0f} s)"
+    if info.state == "lost":
+        return f"lost (last seen {info.heartbeat_at:%Y-%m-%d %H:%M:%S})"
+    return info.state
+
+
+def _lost_jobs(info: queue.WorkerInfo) -> str:
+    """What failed with a lost worker, and which job runs each again."""
+    return ", ".join(
+        f"failed: {j.kind.value} {j.target or ''} (job {j.id}"
+        + (f", retry {j.retry_id})" if j.retry_id is not None else ", not retried)")
+        for j in info.failed
+    )

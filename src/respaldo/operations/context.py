@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 
 from respaldo.catalog import BackupRecord, BackupRecords, Catalog, open_catalog
@@ -49,6 +50,10 @@ class Context:
     """The last warning given about a subject (a backup record's id) by what runs again and
     again on this context (the service's lost-job sweep, every lease renewal period): said
     once per cause, not on every pass."""
+    silent_confirmed: set[tuple[int, datetime]] = field(default_factory=set, repr=False)
+    """The (worker id, last heartbeat) pairs this process already saw silent at two looks
+    (:func:`respaldo.operations.reconcile.silent_workers`): a lost worker's row stays
+    listed for a day, and its sweep would otherwise wait for a second look every time."""
 
     @classmethod
     def open(

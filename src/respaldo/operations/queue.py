@@ -746,7 +746,13 @@ STALE_RENEWALS = 5
 """How many lease renewal periods (``[jobs] renew_seconds``) of heartbeats a worker may
 miss before it is shown ``stale`` (:func:`stale_after`)."""
 
-WorkerState = Literal["taking jobs", "stopping", "stale"]
+WorkerState = Literal["taking jobs", "stopping", "stale", "lost"]
+
+LOST_SHOWN = timedelta(hours=24)
+"""How long a worker silent for longer than the lease (``[jobs] lease_seconds``) is still
+listed, as ``lost`` (``respaldo workers``, an amber item of the status), before its row
+is removed (:func:`~respaldo.operations.reconcile.prune_workers`): an operator who lost a
+machine sees it, and what was lost with it, for a day."""
 
 
 def stale_after(settings: Settings) -> timedelta:
@@ -757,6 +763,16 @@ def stale_after(settings: Settings) -> timedelta:
     failed by their own lease): before, it was shown taking jobs for all that time, two
     minutes by default, its heartbeat's time the only sign."""
     return timedelta(seconds=STALE_RENEWALS * settings.jobs.renew_seconds)
+
+
+class LostJob(ResultModel):
+    """A job of a lost worker that failed after its last heartbeat."""
+
+    id: int
+    kind: JobKind
+    target: str | None
+    retry_id: int | None
+    """The job that runs it again (``[queue] retries``); None: not retried."""
 
 
 class WorkerInfo(ResultModel):
@@ -774,24 +790,38 @@ class WorkerInfo(ResultModel):
     state: WorkerState
     """``taking jobs``; ``stopping`` (it takes no new job, its running ones end); ``stale``
     (no heartbeat for longer than :func:`stale_after`: it takes nothing, whatever it
-    said last)."""
+    said last); ``lost`` (no heartbeat for longer than the lease: listed for
+    :data:`LOST_SHOWN`, then forgotten)."""
     stopping: bool
     running: list[JobInfo]
+    failed: list[LostJob] = []
+    """A lost worker's jobs that failed after its last heartbeat (its running ones, failed
+    by their lease), each with its retry."""
 
 
 def list_workers(ctx: Context, now: datetime | None = None) -> list[WorkerInfo]:
-    """The workers whose heartbeat is within the lease, with the jobs each runs, each
-    ``stale`` once its heartbeat is older than :func:`stale_after`. ``now`` (tests)
-    stands for the catalog's clock."""
+    """The workers heard from within :data:`LOST_SHOWN`, with the jobs each runs, each
+    ``stale`` once its heartbeat is older than :func:`stale_after`, ``lost`` (with the
+    jobs that failed after its heartbeat stopped) once older than the lease. ``now``
+    (tests) stands for the catalog's clock."""
     lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
     stale = stale_after(ctx.settings)
     with ctx.catalog.read() as session:
         when = now if now is not None else catalog_now(session)
         workers = Workers(session)
         listed = []
-        for w in workers.alive(lease=lease, now=when):
+        for w in workers.alive(lease=LOST_SHOWN, now=when):
             age = (when - w.heartbeat_at).total_seconds()
             state: WorkerState = "stopping" if w.stopping else "taking jobs"
+            if age > stale.total_seconds():
+                state = "stale"
+            failed = []
+            if age > lease.total_seconds():
+                state = "lost"
+                failed = [
+                    LostJob(id=j.id, kind=j.kind, target=j.target, retry_id=retry)
+                    for j, retry in workers.failed_since_silent(w)
+                ]
             listed.append(
                 WorkerInfo(
                     id=w.id,
@@ -802,9 +832,10 @@ def list_workers(ctx: Context, now: datetime | None = None) -> list[WorkerInfo]:
                     started_at=w.started_at,
                     heartbeat_at=w.heartbeat_at,
                     heartbeat_age_seconds=max(age, 0.0),
-                    state="stale" if age > stale.total_seconds() else state,
+                    state=state,
                     stopping=w.stopping,
                     running=[JobInfo.of(j) for j in workers.running(w)],
+                    failed=failed,
                 )
             )
         return listed

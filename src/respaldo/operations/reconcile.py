@@ -220,26 +220,40 @@ def silent_workers(ctx: Context, lease: timedelta, now: datetime | None) -> dict
     catalog's clock; stepped ahead by more than a lease (NTP, a VM resumed), it made every
     live worker look silent: its row was pruned (and never came back: a beat re-creates
     nothing) and the jobs waiting in its queues expired. A live worker beats in between.
-    The wait happens only when a worker looks silent."""
+    The wait happens only when a worker looks silent that this process (``ctx``) has not
+    yet seen silent at two looks with that same heartbeat: a lost worker's row stays for
+    :data:`~respaldo.operations.queue.LOST_SHOWN`, and a sweep every renewal period must
+    not wait each time for it."""
     with ctx.catalog.read() as session:
         looked = Workers(session).silent(lease=lease, now=now)
-    if not looked:
-        return {}
+    if set(looked.items()) <= ctx.silent_confirmed:
+        return looked
     threading.Event().wait(CONFIRM_RENEWALS * ctx.settings.jobs.renew_seconds)
     with ctx.catalog.read() as session:
         again = Workers(session).silent(lease=lease, now=now)
-    return {worker: beat for worker, beat in again.items() if looked.get(worker) == beat}
+    confirmed = {worker: beat for worker, beat in again.items() if looked.get(worker) == beat}
+    # Only the pairs silent now: a worker pruned, or heard from again, is forgotten.
+    ctx.silent_confirmed = set(confirmed.items())
+    return confirmed
 
 
 def prune_workers(ctx: Context, now: datetime | None = None) -> int:
-    """Forget the workers silent for longer than the lease (:func:`silent_workers`);
-    return how many. A worker killed with SIGKILL leaves its row until then."""
+    """Forget the workers silent (:func:`silent_workers`) for longer than
+    :data:`~respaldo.operations.queue.LOST_SHOWN`; return how many. A worker killed with
+    SIGKILL leaves its row until then: silent for longer than the lease, it is listed
+    ``lost`` (``respaldo workers``, the status), so that whoever lost a machine sees it.
+    Before, its row was removed once silent for a lease, and it vanished unseen."""
     lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
     silent = silent_workers(ctx, lease, now)
     if not silent:
         return 0
+    with ctx.catalog.read() as session:
+        old = Workers(session).silent(lease=queue.LOST_SHOWN, now=now)
+    # The write transaction only when a lost worker's window has passed, not every sweep.
+    if not any(silent.get(worker) == beat for worker, beat in old.items()):
+        return 0
     with ctx.catalog.begin() as session:
-        return Workers(session).prune(lease=lease, now=now, seen=silent)
+        return Workers(session).prune(lease=queue.LOST_SHOWN, now=now, seen=silent)
 
 
 def _drop_scratch_of(ctx: Context, lapsed: list[Job]) -> None:

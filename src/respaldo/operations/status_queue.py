@@ -10,6 +10,10 @@ RPO lapsed. A queue is red once a job has waited longer than a
 lease (``[jobs] lease_seconds``: a restarting worker is back well within it) while no
 live worker takes it (live: its heartbeat within :func:`~respaldo.operations.queue.stale_after`,
 five renewal periods); green otherwise. Waiting behind a busy worker is not a fault.
+
+A worker silent for longer than the lease (its machine lost, killed -9) is an amber item
+of its own for :data:`~respaldo.operations.queue.LOST_SHOWN` (a day), naming the jobs that
+failed with it: before, its row was removed once the lease lapsed, and nothing told it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from respaldo.catalog import Job, Workers, clock_offset, queues_of
+from respaldo.catalog import Job, Worker, Workers, clock_offset, queues_of
 from respaldo.domain import JobStatus
 from respaldo.operations.context import Context
-from respaldo.operations.queue import has_queue, stale_after
+from respaldo.operations.queue import LOST_SHOWN, has_queue, stale_after
 from respaldo.operations.status import StatusItem
 from respaldo.phrases import N_, Phrase, counted, minute
 
@@ -57,7 +61,12 @@ def queue_items(ctx: Context, now: datetime) -> list[StatusItem]:
             for w in Workers(session).alive(lease=stale_after(settings), now=now)
             if not w.stopping
         ]
-    items = []
+        lost = [
+            (w, Workers(session).failed_since_silent(w))
+            for w in Workers(session).alive(lease=LOST_SHOWN, now=now)
+            if w.heartbeat_at < now - lease
+        ]
+    items = [lost_item(w, failed, now, lease) for w, failed in lost]
     for name in sorted(configured | set(waiting)):
         count, oldest = waiting.get(name, (0, None))
         taken = sum(1 for queues in takers if queues is None or name in queues)
@@ -106,4 +115,33 @@ def waiting_reason(count: int, taken: int) -> Phrase:
         N_("{count} job waiting; live workers that take this queue: {taken}"),
         N_("{count} jobs waiting; live workers that take this queue: {taken}"),
         taken=taken,
+    )
+
+
+def lost_item(
+    worker: Worker, failed: list[tuple[Job, int | None]], now: datetime, lease: timedelta
+) -> StatusItem:
+    """The amber item of a worker not heard from for longer than ``lease``."""
+    jobs = ", ".join(
+        f"{job.id} ({job.kind.value}" + (f", retry {retry})" if retry else ")")
+        for job, retry in failed
+    )
+    return StatusItem(
+        key=f"worker:{worker.host}:{worker.pid}",
+        check="queue",
+        level="amber",
+        reason=Phrase(
+            N_(
+                "worker {name} on {host} (process {pid}) is lost: no heartbeat since {at} "
+                "UTC; jobs failed with it: {jobs}"
+            ),
+            name=worker.name,
+            host=worker.host,
+            pid=worker.pid,
+            at=minute(worker.heartbeat_at),
+            jobs=jobs or "-",
+        ),
+        at=worker.heartbeat_at,
+        age_seconds=(now - worker.heartbeat_at).total_seconds(),
+        limit_seconds=lease.total_seconds(),
     )

@@ -199,7 +199,8 @@ def test_a_worker_whose_clock_runs_behind_is_alive_and_not_pruned(
 
         wait_for("the worker to renew its heartbeat", beaten)
         queue.recover(ctx)  # prunes the workers silent for longer than the lease
-        assert [w.name for w in queue.list_workers(ctx)] == ["behind"]
+        # The workers of the earlier tests, killed, are listed lost for a day.
+        assert [w.name for w in queue.list_workers(ctx) if w.state != "lost"] == ["behind"]
         # This process's clock agrees with the server's: nothing to say.
         offset = queue.warn_clock_offset(ctx)
         assert offset is not None and abs(offset) < 60

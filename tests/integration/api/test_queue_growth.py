@@ -101,3 +101,18 @@ def test_jobs_waiting_in_a_queue_no_live_worker_takes_turn_the_status_red(ctx: C
     report = compute_status(ctx, silent, wal_archived=(), servers=False)
     (item,) = [i for i in report.items if i.key == "queue:default"]
     assert item.level == "red", item
+
+    # Silent for longer than the lease (its machine lost): it is listed lost, and the
+    # status says so in an amber item of its own, for a day. Before, its row was removed
+    # by the next sweep, and nothing showed that a worker had gone.
+    lost = later + timedelta(seconds=ctx.settings.jobs.lease_seconds + 1)
+    (shown,) = queue.list_workers(ctx, now=lost)
+    assert (shown.name, shown.state, shown.failed) == ("w", "lost", []), shown
+    report = compute_status(ctx, lost, wal_archived=(), servers=False)
+    (item,) = [i for i in report.items if i.key == "worker:other:1"]
+    assert (item.check, item.level, item.at) == ("queue", "amber", later), item
+    assert "worker w on other (process 1) is lost" in item.reason, item
+    gone = later + queue.LOST_SHOWN + timedelta(seconds=1)
+    assert queue.list_workers(ctx, now=gone) == []
+    report = compute_status(ctx, gone, wal_archived=(), servers=False)
+    assert not [i for i in report.items if i.key.startswith("worker:")]

@@ -11,7 +11,8 @@ renewal periods later (this process's monotonic clock).
 
 A real worker (procrastinate, its heartbeat) on a real PostgreSQL catalog; the step is
 the ``now`` the sweep is given, an hour past the catalog's own clock. A worker row that
-never beats (its process killed on another machine) is still pruned.
+never beats (its process killed on another machine) is listed lost, and pruned a day
+later.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def test_a_clock_step_neither_forgets_a_live_worker_nor_expires_its_queue(ctx: C
     try:
         wait_for("the worker to register", lambda: "live" in _names(ctx))
         with ctx.catalog.begin() as session:
-            Workers(session).register(name="gone", host="elsewhere", pid=1, queues=None)
+            gone_id = (
+                Workers(session).register(name="gone", host="elsewhere", pid=1, queues=None).id
+            )
             ahead = catalog_now(session) + timedelta(hours=1)
             # Waiting in the default queue (no queue entry: the worker does not take it).
             waiting = Jobs(session).submit(
@@ -62,8 +65,16 @@ def test_a_clock_step_neither_forgets_a_live_worker_nor_expires_its_queue(ctx: C
             waiting.queue_name = "default"
             waiting_id = waiting.id
         reconcile.prune_workers(ctx, now=ahead)
-        assert _names(ctx) == ["live"]
+        # The silent one is kept, listed lost, for a day: only its heartbeat was confirmed
+        # silent (and is remembered, so that its row costs the next sweeps no wait).
+        assert _names(ctx) == ["live", "gone"]
+        shown = {w.name: w.state for w in queue.list_workers(ctx, now=ahead) if w.name == "gone"}
+        assert shown == {"gone": "lost"}
+        assert [worker for worker, _ in ctx.silent_confirmed] == [gone_id]
         reconcile.settle_abandoned(ctx, now=ahead)
         assert jobs.get(ctx, waiting_id).status is JobStatus.QUEUED
+        # Past the day, it is forgotten; the live one, looking as silent, is not.
+        reconcile.prune_workers(ctx, now=ahead + queue.LOST_SHOWN)
+        assert _names(ctx) == ["live"]
     finally:
         worker.stop()

@@ -123,8 +123,9 @@ class Site:
             yield ctx
 
     def worker_names(self) -> set[str]:
+        """The workers not lost (a killed one stays listed, lost, for a day)."""
         with self.context() as ctx:
-            return {w.name for w in queue.list_workers(ctx)}
+            return {w.name for w in queue.list_workers(ctx) if w.state != "lost"}
 
     def enqueue(self, database: str) -> JobInfo:
         """Submit a backup: with a PostgreSQL catalog, jobs.submit queues it."""
@@ -398,6 +399,19 @@ def test_kill_9_of_a_worker_mid_backup_fails_its_job_and_retries_it_on_the_other
     assert retried.status is JobStatus.COMPLETED, retried
     assert retried.worker_pid == survivor.pid
     assert site.worker_names() == {"w2" if victim is w1 else "w1"}
+    # The killed worker is listed lost (for a day), with the job lost with it and that
+    # job's retry: before, its row was removed once silent for a lease, and it vanished.
+    victim_name = "w1" if victim is w1 else "w2"
+
+    def shown() -> dict[str, queue.WorkerInfo]:
+        with site.context() as ctx:
+            return {w.name: w for w in queue.list_workers(ctx)}
+
+    wait_for("the killed worker to be lost", lambda: shown()[victim_name].state == "lost")
+    gone = shown()[victim_name]
+    assert [(j.id, j.retry_id) for j in gone.failed] == [(lost.id, retry.id)], gone
+    table = site.run(site.config, "workers").out
+    assert "lost (last seen" in table and f"retry {retry.id}" in table, table
 
 
 def test_sigterm_cancels_a_job_still_running_after_the_timeout_and_queues_a_retry(
