@@ -140,7 +140,7 @@ COMMANDS: tuple[Entry, ...] = (
         "workers",
         "worker_cmd",
         "List the workers, their queues and the jobs they run; a worker whose heartbeat "
-        "stopped is shown stale.",
+        "stopped is shown stale, then lost (for a day, with the jobs lost with it).",
     ),
     Entry("catalog", "catalog_cmd", "Maintain the catalog of backups."),
     Entry("index", "index_cmd", "Inspect and repair the chunk index."),

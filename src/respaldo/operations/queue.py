@@ -50,8 +50,6 @@ from respaldo.errors import (
     JobCancelled,
     RespaldoError,
 )
-from respaldo.operations import alerts
-from respaldo.operations.alerts import DeliveryResult
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import JobInfo, JobRequest
 from respaldo.operations.models import ResultModel, UtcTime
@@ -63,6 +61,8 @@ if TYPE_CHECKING:
     import procrastinate.app
     import procrastinate.worker
     from procrastinate.job_context import JobContext
+
+    from respaldo.operations.alerts import DeliveryResult
 
 log = logging.getLogger(__name__)
 
@@ -628,6 +628,10 @@ def resend_once(ctx: Context) -> list[DeliveryResult]:
     next try is due (:func:`alerts.retry_deliveries`, as ``Service.resend`` does): the
     lost jobs' alerts this worker's sweep and start only recorded, and what a target
     refused before. Never raises."""
+    # Here, not at the top: one-shot commands import this module, and the alerts (babel,
+    # apprise) only a process that sends them (tests/unit/test_cli_startup.py).
+    from respaldo.operations import alerts
+
     return alerts.retry_deliveries(ctx, datetime.now(UTC))
 
 
