@@ -10,6 +10,7 @@ from respaldo.catalog import BackupRecords, ManifestValues
 from respaldo.domain import BackupKind, BackupStatus
 from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, RespaldoError
 from respaldo.operations.context import Context
+from respaldo.operations.lost_packs import mirrors_of
 from respaldo.operations.recorded import backup_source
 from respaldo.operations.repair import damage_problem, lost_packs_problem
 from respaldo.operations.repositories import open_store
@@ -172,7 +173,7 @@ class _Held:
     listing shows them (their sizes), its index (loaded again once, at the first chunk it
     lacks: a backup that ended after it was loaded) and, only once a chunk is found
     missing, the mirrors restore would read it from (those of the same repository id,
-    as :mod:`respaldo.operations.lost_packs` counts them)."""
+    :func:`respaldo.operations.lost_packs.mirrors_of`)."""
 
     def __init__(self, ctx: Context, repo: Repository, name: str) -> None:
         self._ctx, self._repo, self._name = ctx, repo, name
@@ -203,16 +204,7 @@ class _Held:
         if not chunks:
             return chunks
         if self._mirrors is None:
-            self._mirrors = []
-            for other in self._ctx.settings.repositories:
-                if other.name == self._name:
-                    continue
-                try:
-                    mirror = self._ctx.repository(other.name)
-                except RespaldoError:
-                    continue  # not read, so holding nothing: 'respaldo repair' reads it
-                if mirror.id == self._repo.id:
-                    self._mirrors.append(mirror)
+            self._mirrors = mirrors_of(self._ctx, self._repo, self._name)
         return {c for c in chunks if not any(c in m.index for m in self._mirrors)}
 
 

@@ -83,19 +83,7 @@ def _mark(
     # The index without the copies just quarantined: another copy of a chunk in another
     # pack is then found there.
     repo.load_index()
-    mirrors = []
-    for other in ctx.settings.repositories:
-        if other.name == name:
-            continue
-        try:
-            mirror = ctx.repository(other.name)
-        except RespaldoError as error:
-            # Not read, so not counted as holding anything: a backup marked for it is
-            # told to try 'respaldo repair', which reads every mirror.
-            warnings.append(f"repository {other.name} cannot be read: {error}")
-            continue
-        if mirror.id == repo.id:
-            mirrors.append(mirror)
+    mirrors = mirrors_of(ctx, repo, name, warnings)
     with ctx.catalog.read() as session:
         candidates = list(
             session.scalars(
@@ -116,6 +104,28 @@ def _mark(
         for backup_id, problem in problems.items()
         if mark_damaged(ctx, backup_id, problem, when, warnings)
     ]
+
+
+def mirrors_of(
+    ctx: Context, repo: Repository, name: str, warnings: list[str] | None = None
+) -> list[Repository]:
+    """The configured repositories other than ``name`` that hold copies of ``repo`` (the
+    same repository id): where restore reads a chunk ``repo`` lost. One that cannot be
+    opened is left out (said in ``warnings``): not read, it counts as holding nothing, and
+    a backup marked for it is told to try 'respaldo repair', which reads every mirror."""
+    mirrors = []
+    for other in ctx.settings.repositories:
+        if other.name == name:
+            continue
+        try:
+            mirror = ctx.repository(other.name)
+        except RespaldoError as error:
+            if warnings is not None:
+                warnings.append(f"repository {other.name} cannot be read: {error}")
+            continue
+        if mirror.id == repo.id:
+            mirrors.append(mirror)
+    return mirrors
 
 
 def _marked_said(marked: list[str]) -> str:
