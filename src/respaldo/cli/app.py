@@ -81,7 +81,15 @@ def main(
     ] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML config file (or RESPALDO_CONFIG).", envvar=None),
+        # readable=False: click's own check would answer "is not readable" before the
+        # config loader can say which user needs access and how to give it.
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file (or RESPALDO_CONFIG).",
+            envvar=None,
+            readable=False,
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
 ) -> None:

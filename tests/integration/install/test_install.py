@@ -188,3 +188,30 @@ def test_the_worker_unit_is_installed_beside_serves(installed: tuple[Path, Path]
         env={**os.environ, "SYSTEMD_UNIT_PATH": f"{systemd}:"},
     )
     assert verify.returncode == 0, verify.stderr
+
+
+def test_a_config_the_server_user_cannot_read_is_told_with_the_fix(
+    installed: tuple[Path, Path],
+) -> None:
+    """The server's user runs the installed respaldo with a config it cannot read: the
+    answer names that user and the command that lets it read the file (click's own check,
+    "path … is not readable", used to answer first and said neither)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can run respaldo as the server's user")
+    prefix, bindir = installed
+    # A directory the server's user can enter, a file only root reads: what a config copied
+    # into /etc by root with a umask of 077 looks like.
+    config = prefix.parent / "respaldo.toml"
+    config.write_text("[repository]\n")
+    config.chmod(0o600)
+    try:
+        run = _as_server_user(str(bindir / "respaldo"), "--config", str(config), "status")
+    finally:
+        config.unlink()
+    assert run.returncode != 0
+    assert f"cannot read config file {config}: Permission denied" in run.stderr, run.stderr
+    assert (
+        f"respaldo runs as OS user {OS_USER}, which must be able to read config file {config}: "
+        f"chmod o+r {config}"
+    ) in run.stderr, run.stderr
+    assert "Invalid value" not in run.stderr
