@@ -40,7 +40,7 @@ from respaldo.errors import (
 )
 from respaldo.operations import api_tokens, audit, users
 from respaldo.operations.context import Context
-from respaldo.operations.erp_jwt import ErpVerifier
+from respaldo.operations.erp_jwt import CLOCK_LEEWAY, ErpVerifier
 from respaldo.operations.login_limit import LoginLimiter
 from respaldo.operations.principal import Principal
 
@@ -307,6 +307,7 @@ class Authenticator:
                 self.secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
+                leeway=CLOCK_LEEWAY,
                 options={"require": ["exp", "iat", "iss", "sub", "sid", "typ"]},
             )
         except jwt.ExpiredSignatureError:

@@ -11,7 +11,8 @@ refused (401): it was not made for respaldo. Nothing of it is stored.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
 import jwt
 from jwt import PyJWKClient
@@ -22,6 +23,13 @@ from respaldo.errors import AuthenticationFailed, ConfigError
 from respaldo.operations.principal import Principal
 
 _JWKS_TIMEOUT_SECONDS = 10
+
+CLOCK_LEEWAY: Final = timedelta(seconds=30)
+"""How far the clock that issued a token (another respaldo server's on the catalog, or
+the ERP's) may be from ours. A token made a moment ago by a clock a few seconds ahead
+carries an ``iat`` in our future, which PyJWT refuses without leeway: the ERP's page
+posts to ``/login/token`` the token it has just made. The price: a token is taken up to
+this long past its ``exp`` (an access token's session is still checked at each request)."""
 
 
 class ErpVerifier:
@@ -76,6 +84,7 @@ class ErpVerifier:
                 algorithms=algorithms,
                 audience=s.audience,
                 issuer=s.issuer,
+                leeway=CLOCK_LEEWAY,
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.PyJWKClientConnectionError:

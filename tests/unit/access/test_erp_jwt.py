@@ -250,3 +250,14 @@ def test_a_public_key_file_that_is_no_key_is_refused_at_start_up(
     erp = {"issuer": ISSUER, "audience": AUDIENCE, "public_key_file": str(path)}
     with pytest.raises(ConfigError, match="is not a PEM public key"):
         _client(settings, context, erp)
+
+
+def test_an_erp_token_from_a_clock_a_few_seconds_ahead_is_taken(
+    with_key_file: TestClient, erp_key: rsa.RSAPrivateKey
+) -> None:
+    # The ERP's page posts the token it just issued: its clock a little ahead of this
+    # server's puts iat (and nbf) a few seconds in our future.
+    ahead = datetime.now(UTC) + timedelta(seconds=10)
+    token = erp_token(erp_key, iat=ahead, nbf=ahead)
+    response = with_key_file.get("/probe/read", headers=bearer(token))
+    assert response.status_code == 200, response.text

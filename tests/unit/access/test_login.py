@@ -358,6 +358,22 @@ def test_a_disabled_user_cannot_log_in_and_their_tokens_stop(
     assert actions == ["user.enable", "user.disable", "user.add"]
 
 
+def test_an_access_token_from_another_server_a_few_seconds_ahead_is_taken(
+    context: Context, client: TestClient
+) -> None:
+    # Two servers on one catalog share the secret: the one that issued the token may
+    # have a clock a few seconds ahead of the one the next request reaches.
+    from datetime import UTC, datetime, timedelta
+
+    add_user(context, "alice", Role.VIEWER)
+    claims = jwt.decode(login(client, "alice")["access_token"], SECRET, algorithms=["HS256"])
+    ahead = datetime.now(UTC) + timedelta(seconds=10)
+    claims.update(iat=ahead, exp=ahead + timedelta(minutes=15))
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    response = client.get("/probe/read", headers=bearer(token))
+    assert response.status_code == 200, response.text
+
+
 class CountingHasher(PasswordHasher):
     """The real argon2id, cheap, that notes each hash and verification it makes."""
 
