@@ -173,7 +173,7 @@ _PATH_OPTIONS = ("secret_access_key_file",)
 _TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
 ENV_PREFIX = "RESPALDO_"
 SECRET_KEYS = frozenset({"passphrase", "password", "secret_access_key", "aws_secret_access_key"})
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 
 
 # --- checks both loaders make ---------------------------------------------------------------
@@ -181,7 +181,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 def check_name(value: str) -> str:
     """A repository's, database's or file set's name. Raises ValueError."""
-    if not _NAME.match(value):
+    # fullmatch: "$" lets a trailing line break through ("erp\n").
+    if not _NAME.fullmatch(value):
         raise ValueError(
             "names are 1-63 letters, digits, '_' or '-', starting with a letter or digit"
         )

@@ -341,3 +341,9 @@ def test_an_ordinary_config_loads_without_pydantic(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["erp\n", "erp\r\n", "-erp", "erp.x", "e" * 64, ""])
+def test_a_name_with_anything_outside_its_characters_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="names are 1-63"):
+        config_core.check_name(name)

@@ -26,7 +26,7 @@ from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.principal import Principal
 
 MIN_PASSWORD_LENGTH = 12
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 HASHER = PasswordHasher()
 """The password hasher (argon2id). Tests replace it with cheaper parameters."""
@@ -60,7 +60,8 @@ def permissions_of(role: Role) -> list[Permission]:
 
 
 def validate_user_name(name: str) -> str:
-    if not _USER_NAME.match(name):
+    # fullmatch: "$" lets a trailing line break through ("alice\n" read as "alice").
+    if not _USER_NAME.fullmatch(name):
         raise InvalidInput(
             "name",
             f"{name!r} is not a valid user name",

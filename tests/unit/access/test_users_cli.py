@@ -12,6 +12,7 @@ import pytest
 from respaldo.cli.main import invoke
 from respaldo.config import Settings
 from respaldo.domain import AuditAction, AuditOutcome
+from respaldo.errors import InvalidInput
 from respaldo.operations import audit, users
 from respaldo.operations.context import Context
 from respaldo.operations.jobs import os_user
@@ -142,3 +143,12 @@ def test_passwd_and_remove(
         ("user.passwd", AuditOutcome.SUCCESS),
         ("user.add", AuditOutcome.SUCCESS),
     ]
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice\r\n", "-alice", "alice bob", "a" * 65, ""])
+def test_a_user_or_token_name_with_anything_outside_its_characters_is_refused(
+    name: str,
+) -> None:
+    # A name in the audit log, the page and the log: "alice\n" would read as alice.
+    with pytest.raises(InvalidInput, match="is not a valid user name"):
+        users.validate_user_name(name)
