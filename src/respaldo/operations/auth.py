@@ -76,6 +76,9 @@ KNOWN_DEFAULT_SECRETS: Final = frozenset(
 _BAD_LOGIN: Final = "wrong user name or password"
 _UNKNOWN_REFRESH: Final = "the refresh token is not valid (unknown, or already used)"
 _JUST_USED: Final = "the refresh token was used a moment ago by another request"
+_REPLAYED: Final = (
+    "the refresh token was replaced at an earlier renewal; used again, it ended the session"
+)
 RACE_WINDOW: Final = timedelta(seconds=60)
 """How long after a renewal the refresh token it replaced counts as a request racing
 it (sent with the same cookies as the request that renewed): seconds at most, unless
@@ -214,15 +217,25 @@ class Authenticator:
             sessions = AuthSessions(session)
             digest = _digest(refresh_token)
             row = sessions.by_refresh_hash(digest)
+            replayed = None
             if row is None:
                 # The token the last renewal replaced, a moment ago: another request of
-                # the same page renewed the session with it. Any other unknown token is
-                # no live session's (its user was removed, or it was used long ago).
+                # the same page renewed the session with it; longer ago, a replay (below).
+                # Any other unknown token is no live session's (its user was removed, or
+                # it was replaced two renewals ago or more).
                 row = sessions.by_previous_hash(digest)
                 raced = row is not None and _just_rotated(row.rotated_at, now)
-                row = row if raced else None
+                row, replayed = (row, None) if raced else (None, row)
             user = Users(session).find(row.user_name) if row is not None else None
-            if row is None:
+            if replayed is not None and replayed.revoked_at is None:
+                # Used again well after it was replaced: two holders of the session's
+                # tokens (one stolen), or one that lost the answer of the renewal, which
+                # is logged out all the same. Whichever holder renewed it first, the
+                # session ends for both (OAuth's refresh token reuse detection): a thief
+                # who renewed first is not left alone with it.
+                sessions.revoke(replayed.id, now=now)
+                who, problem = replayed.user_name, _REPLAYED
+            elif row is None:
                 problem = _UNKNOWN_REFRESH
             else:
                 who = row.user_name

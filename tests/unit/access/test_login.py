@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from respaldo.api import create_app
+from respaldo.catalog.models import AuthSession
 from respaldo.config import Settings
 from respaldo.domain import AuditAction, AuditOutcome, Role
 from respaldo.errors import ConfigError
 from respaldo.operations import audit, users
-from respaldo.operations.auth import Authenticator, load_secret
+from respaldo.operations.auth import RACE_WINDOW, Authenticator, load_secret
 from respaldo.operations.context import Context
 
 from .conftest import PASSWORD, SECRET, Clock, add_user, bearer, login, write_secret
@@ -78,6 +81,30 @@ def test_refresh_rotates_the_refresh_token(context: Context, client: TestClient)
     assert again.headers["WWW-Authenticate"] == "Bearer"
     (failed,) = audit.entries(context, action=AuditAction.REFRESH)
     assert failed.outcome == AuditOutcome.FAILURE
+
+
+def test_a_refresh_token_used_again_after_its_renewal_ends_the_session(
+    context: Context, client: TestClient
+) -> None:
+    # A stolen refresh token renewed first by the thief: the owner's later use of the
+    # same token (replaced by then) must cut the thief off too, not only fail.
+    add_user(context, "alice", Role.VIEWER)
+    stolen = login(client, "alice")["refresh_token"]
+    thief = client.post("/auth/refresh", data={"refresh_token": stolen}).json()
+    with context.catalog.begin() as db:
+        (row,) = db.scalars(sa.select(AuthSession)).all()
+        assert row.rotated_at is not None
+        row.rotated_at -= RACE_WINDOW + timedelta(seconds=1)  # past a racing request's
+    owner = client.post("/auth/refresh", data={"refresh_token": stolen})
+    assert owner.status_code == 401
+    assert "ended the session" in owner.json()["detail"]
+    assert client.get("/probe/read", headers=bearer(thief["access_token"])).status_code == 401
+    renewed = client.post("/auth/refresh", data={"refresh_token": thief["refresh_token"]})
+    assert renewed.status_code == 401
+    assert [(e.actor, e.outcome) for e in audit.entries(context, action=AuditAction.REFRESH)] == [
+        ("alice", AuditOutcome.FAILURE),
+        ("alice", AuditOutcome.FAILURE),
+    ]
 
 
 def test_logout_ends_the_access_and_the_refresh_token(context: Context, client: TestClient) -> None:
@@ -363,8 +390,6 @@ def test_an_access_token_from_another_server_a_few_seconds_ahead_is_taken(
 ) -> None:
     # Two servers on one catalog share the secret: the one that issued the token may
     # have a clock a few seconds ahead of the one the next request reaches.
-    from datetime import UTC, datetime, timedelta
-
     add_user(context, "alice", Role.VIEWER)
     claims = jwt.decode(login(client, "alice")["access_token"], SECRET, algorithms=["HS256"])
     ahead = datetime.now(UTC) + timedelta(seconds=10)
