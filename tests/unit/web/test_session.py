@@ -261,6 +261,14 @@ def test_the_erps_own_token_opens_the_page_with_its_permissions(
         assert page.status_code == 200
         assert "maria@erp" in page.text
         assert "Crear Backup Manual" not in page.text  # the token grants admin:read only
+        # A token that grants nothing: every view refused (403) and audited, the job's
+        # JSON the page's script polls too.
+        client.cookies.clear()
+        client.post("/login/token", data={"token": erp_token(key, sub="nadie", permissions=[])})
+        for path in ("/", "/jobs/1.json"):
+            assert client.get(path).status_code == 403, path
+        denied = [e.target for e in audit.entries(context, user="nadie") if e.outcome == "denied"]
+        assert denied == ["GET /jobs/1.json", "GET /"]
 
 
 def test_the_erp_sign_in_never_continues_to_another_site(
