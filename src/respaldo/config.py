@@ -305,6 +305,9 @@ class RpoOverride(_Section):
     standby_lag_minutes: float | None = Field(
         default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
     )
+    standby_lock_wait_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60, allow_inf_nan=False
+    )
 
 
 class FileSetRpo(_Section):
@@ -355,6 +358,11 @@ class RpoSettings(_Section):
     # replay stays behind what it received (respaldo.postgres.standby): its data would
     # be of then. A quiet primary writes nothing, so the age alone refuses nothing.
     standby_lag_minutes: float = Field(default=5.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
+    # How long a logical backup through a standby waits for a table's lock before it fails:
+    # there only WAL replay takes locks that conflict with a dump's, so a wait is replay's
+    # (a primary's DDL or TRUNCATE replayed), and one stuck behind a standby query
+    # (max_standby_streaming_delay = -1) made the backup wait for ever. Not on a primary.
+    standby_lock_wait_minutes: float = Field(default=5.0, gt=0, le=7 * 24 * 60, allow_inf_nan=False)
     # How long a repository may go without the daily verify checking it (a slice of the
     # primary's chunks, a mirror's packs and backups): two daily runs, with slack. A
     # mirror the daily verify skips every day (a garbage collection holding its lock
@@ -392,6 +400,8 @@ class Rpo:
     standby_lag: timedelta = timedelta(minutes=5)
     """How old a standby's last replayed transaction may be while it is cut off from its
     primary, or its replay behind (respaldo.postgres.standby)."""
+    standby_lock_wait: timedelta = timedelta(minutes=5)
+    """How long a logical backup through a standby waits for a table's lock (replay's)."""
 
 
 _ASYMMETRIC_ALGORITHMS = frozenset(
@@ -903,6 +913,7 @@ class Settings(BaseModel):
             wal_copy=timedelta(minutes=pick("wal_copy_minutes")),
             files=timedelta(hours=defaults.files_hours),
             standby_lag=timedelta(minutes=pick("standby_lag_minutes")),
+            standby_lock_wait=timedelta(minutes=pick("standby_lock_wait_minutes")),
         )
 
     def file_set(self, name: str) -> FileSetSettings:

@@ -78,6 +78,8 @@ def test_a_database_overrides_only_the_keys_it_names(tmp_path: Path) -> None:
         ("[rpo]\nfull_hours", "inf", "rpo.full_hours"),
         ("[rpo]\nwatchdog_minutes", "0", "rpo.watchdog_minutes"),
         ("[rpo]\nfull_hourz", "26", "rpo.full_hourz"),
+        ("[rpo]\nstandby_lock_wait_minutes", "0", "rpo.standby_lock_wait_minutes"),
+        ("[rpo]\nstandby_lock_wait_minutes", "inf", "rpo.standby_lock_wait_minutes"),
     ],
 )
 def test_bad_rpo_values_are_refused_with_the_key_named(
@@ -93,3 +95,18 @@ def test_a_bad_per_database_rpo_names_the_database_entry(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as caught:
         load_settings(_config(tmp_path, text))
     assert "databases.1.rpo.physical_hours" in str(caught.value)
+
+
+def test_a_standby_backups_lock_wait_is_its_own_and_per_database(tmp_path: Path) -> None:
+    """``standby_lock_wait_minutes`` (how long a logical backup through a standby waits
+    for a lock behind WAL replay) is not ``standby_lag_minutes``: set apart, a test of
+    the stuck path can wait a moment while the lag lets the backup begin."""
+    text = BASE.replace(
+        'dsn = "postgresql://respaldo@127.0.0.1/nomina"',
+        'dsn = "postgresql://respaldo@127.0.0.1/nomina"\n'
+        "[databases.rpo]\nstandby_lock_wait_minutes = 0.5\n",
+    )
+    settings = load_settings(_config(tmp_path, text))
+    assert settings.rpo_for("erp").standby_lock_wait == timedelta(minutes=5)
+    assert settings.rpo_for("nomina").standby_lock_wait == timedelta(seconds=30)
+    assert settings.rpo_for("nomina").standby_lag == timedelta(minutes=5)

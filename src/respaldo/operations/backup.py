@@ -19,12 +19,12 @@ password: the postgres layer scrubs them) and re-raises.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from respaldo.config import DatabaseSettings
+from respaldo.config import DatabaseSettings, Rpo
 from respaldo.domain import BackupKind, TriggeredBy
-from respaldo.errors import PostgresError
+from respaldo.errors import PostgresError, QueryFailed, SourceError
 from respaldo.operations.context import Context
 from respaldo.operations.pardump import DIRECTORY_FORMAT, check_jobs, dump_directory
 from respaldo.operations.recorded import BackupResult, Heartbeat, recorded_backup
@@ -48,6 +48,13 @@ from respaldo.postgres.server import (
     table_sizes,
 )
 from respaldo.postgres.standby import refuse_stale_standby
+from respaldo.postgres.standby_blocked import (
+    ReplayLock,
+    lock_wait_ms,
+    lock_waited,
+    replay_blocked,
+    replay_locks,
+)
 from respaldo.postgres.toc import BlockStarts
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -98,8 +105,8 @@ def backup_database(
     def body(
         repo: Repository, backup_id: str, started_at: datetime, heartbeat: Heartbeat
     ) -> tuple[Manifest, WriteStats]:
-        lag = ctx.settings.rpo_for(db.name).standby_lag
-        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot, dump_jobs, lag)
+        rpo = ctx.settings.rpo_for(db.name)
+        return _dump(db, repo, backup_id, kind, started_at, heartbeat, snapshot, dump_jobs, rpo)
 
     return recorded_backup(
         ctx,
@@ -122,14 +129,21 @@ def _dump(
     heartbeat: Heartbeat,
     snapshot_id: str | None,
     jobs: int,
-    standby_lag: timedelta,
+    rpo: Rpo,
 ) -> tuple[Manifest, WriteStats]:
     # pg_dump's own timeouts off for respaldo's sessions too (own_sessions).
     configured = ConnInfo.from_settings(db)
-    conninfo = own_sessions(configured, server_version_num(configured))
+    version = server_version_num(configured)
+    conninfo = own_sessions(configured, version)
     with connect(conninfo, autocommit=True) as conn:  # one session for both questions
         server = server_info(conninfo, conn)
-        refuse_stale_standby(conninfo, conn, standby_lag)
+        standby = refuse_stale_standby(conninfo, conn, rpo.standby_lag)
+    lock_wait: int | None = None
+    if standby.in_recovery:
+        # Through a standby a lock is waited for behind WAL replay alone, which may be
+        # stuck for ever: waited for as long as [rpo] standby_lock_wait_minutes says.
+        lock_wait = lock_wait_ms(rpo.standby_lock_wait)
+        conninfo = own_sessions(configured, version, lock_wait_ms=lock_wait)
     tools = find_tools("logical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     progress = heartbeat.phase
 
@@ -143,6 +157,50 @@ def _dump(
         "client_tools": tools.meta("pg_dump", "pg_dumpall"),
         **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
+    try:
+        return _write(
+            conninfo,
+            db,
+            repo,
+            backup_id,
+            kind,
+            started_at,
+            meta,
+            jobs,
+            tools,
+            progress,
+            snapshot_id,
+            lock_wait,
+        )
+    except (QueryFailed, PostgresError) as exc:
+        if lock_wait is None or not lock_waited(exc):
+            raise
+        failure = exc
+    # Outside the except block: the error says what the standby's replay waits for.
+    try:
+        locks: list[ReplayLock] | None = replay_locks(conninfo)
+    except SourceError:
+        log.warning("could not ask the standby what its replay waits for", exc_info=True)
+        locks = None
+    raise replay_blocked(rpo.standby_lock_wait, locks) from failure
+
+
+def _write(
+    conninfo: ConnInfo,
+    db: DatabaseSettings,
+    repo: Repository,
+    backup_id: str,
+    kind: BackupKind,
+    started_at: datetime,
+    meta: dict[str, Any],
+    jobs: int,
+    tools: Tools,
+    progress: Any,
+    snapshot_id: str | None,
+    lock_wait: int | None,
+) -> tuple[Manifest, WriteStats]:
+    """The dump and the globals into the repository, the manifest with ``meta``.
+    ``lock_wait``: pg_dump's ``--lock-wait-timeout`` (through a standby)."""
     with BackupWriter(repo, backup_id) as writer:
         # The rows are counted while pg_dump runs (in the snapshot it dumps), not before,
         # and only once pg_dump holds its locks (see postgres.server._wait_for_locks).
@@ -173,6 +231,7 @@ def _dump(
                         encoding=snapshot.server_encoding,
                         application_name=holder,
                         load_via_partition_root=bool(through_root),
+                        lock_wait_timeout_ms=lock_wait,
                     )
                 else:
                     with pg_dump(
@@ -182,6 +241,7 @@ def _dump(
                         encoding=snapshot.server_encoding,
                         application_name=holder,
                         load_via_partition_root=bool(through_root),
+                        lock_wait_timeout_ms=lock_wait,
                     ) as dump:
                         # Where each table's data starts: restore --table reads only those.
                         blocks = BlockStarts(dump.stdout)

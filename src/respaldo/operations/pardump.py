@@ -193,11 +193,12 @@ def dump_directory(
     encoding: str | None = None,
     application_name: str | None = None,
     load_via_partition_root: bool = False,
+    lock_wait_timeout_ms: int | None = None,
 ) -> int:
     """Dump ``conninfo``'s database with ``jobs`` pg_dump workers inside ``snapshot`` and
     store every file as a stream of ``writer``; returns the streams' total size.
-    ``encoding``, ``application_name``, ``load_via_partition_root``: see
-    :func:`respaldo.postgres.commands.pg_dump`.
+    ``encoding``, ``application_name``, ``load_via_partition_root``,
+    ``lock_wait_timeout_ms``: see :func:`respaldo.postgres.commands.pg_dump`.
 
     Finished table files are stored first, in the order pg_dump finished them; when
     none is waiting, the largest table file is stored as pg_dump writes it. ``spool`` is
@@ -220,6 +221,7 @@ def dump_directory(
             encoding=encoding,
             application_name=application_name,
             load_via_partition_root=load_via_partition_root,
+            lock_wait_timeout_ms=lock_wait_timeout_ms,
         ):
             while True:
                 said.take(0)

@@ -465,7 +465,9 @@ def pg_dump(
     database that changed a little deduplicates against yesterday's. ``snapshot`` is an
     id from :func:`~respaldo.postgres.server.exported_snapshot` (whose transaction must
     stay open until pg_dump has started). ``lock_wait_timeout_ms`` makes pg_dump fail
-    instead of waiting behind a long-held exclusive lock. ``encoding`` (``--encoding``)
+    instead of waiting behind a long-held exclusive lock (its ``LOCK TABLE`` statements
+    are ended by a statement timeout; a backup through a standby gives it,
+    respaldo.postgres.standby_blocked). ``encoding`` (``--encoding``)
     is the one the dump is written in, names in its table of contents included; without
     it, ``PGCLIENTENCODING`` in the environment (which pg_dump gets) would choose. The
     caller reads
@@ -507,6 +509,7 @@ def pg_dump_directory(
     method: PasswordMethod = "passfile",
     application_name: str | None = None,
     load_via_partition_root: bool = False,
+    lock_wait_timeout_ms: int | None = None,
 ) -> RunningCommand:
     """Start ``pg_dump --format=directory --jobs=JOBS --compress=0 --verbose`` into
     ``directory`` (which must not exist yet; its parent should be private).
@@ -518,7 +521,9 @@ def pg_dump_directory(
     of stderr; the lines it does not keep are left out of the error message. Leaving the
     context waits for pg_dump and raises PostgresError on failure. Raises ValueError for
     ``jobs`` < 1, ToolNotFound before starting. ``encoding``, ``application_name``,
-    ``load_via_partition_root``: see :func:`pg_dump`.
+    ``load_via_partition_root``, ``lock_wait_timeout_ms``: see :func:`pg_dump`. (Its
+    leader takes every table's lock first, with that limit; a worker's own lock is
+    taken with NOWAIT, pg_dump's choice, and fails at once behind a waiting request.)
     """
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
@@ -532,6 +537,8 @@ def pg_dump_directory(
     ]
     if snapshot is not None:
         build.append(f"--snapshot={snapshot}")
+    if lock_wait_timeout_ms is not None:
+        build.append(f"--lock-wait-timeout={int(lock_wait_timeout_ms)}")
     if load_via_partition_root:
         build.append("--load-via-partition-root")
     build += _encoding_option(encoding)

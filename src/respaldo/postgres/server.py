@@ -1229,7 +1229,7 @@ def _with_option(conninfo: ConnInfo, setting: str) -> ConnInfo:
     return replace(conninfo, params={**conninfo.params, "options": options})
 
 
-def own_sessions(conninfo: ConnInfo, server_version_num: int) -> ConnInfo:
+def own_sessions(conninfo: ConnInfo, server_version_num: int, *, lock_wait_ms: int = 0) -> ConnInfo:
     """``conninfo`` whose sessions wait as long as their work takes, whatever the
     database's or the role's ``statement_timeout``, ``lock_timeout``,
     ``idle_in_transaction_session_timeout`` and, on a server of ``server_version_num``
@@ -1240,8 +1240,15 @@ def own_sessions(conninfo: ConnInfo, server_version_num: int) -> ConnInfo:
     every backup of it failed; the snapshot's transaction, idle while pg_dump works, was
     ended by an idle timeout, and on PostgreSQL 17 by a ``transaction_timeout`` shorter
     than the dump. An older server refuses to start a session that sets the last one
-    (unknown parameter), hence the version (:func:`server_version_num`). Pure."""
-    settings = ["statement_timeout=0", "lock_timeout=0", "idle_in_transaction_session_timeout=0"]
+    (unknown parameter), hence the version (:func:`server_version_num`).
+    ``lock_wait_ms`` above 0 is their ``lock_timeout`` instead: a backup through a standby
+    fails rather than wait for ever behind WAL replay stuck on a lock
+    (respaldo.postgres.standby_blocked). Pure."""
+    settings = [
+        "statement_timeout=0",
+        f"lock_timeout={int(lock_wait_ms)}",
+        "idle_in_transaction_session_timeout=0",
+    ]
     if server_version_num >= 170000:
         settings.append("transaction_timeout=0")
     for setting in settings:

@@ -185,6 +185,14 @@ def stale_standby(conninfo: ConnInfo, conn: Connection, lag: timedelta) -> Stale
     given ``lag`` (at most :data:`CATCH_UP_LIMIT`) to reach it: WAL that arrived a moment
     ago is replayed a moment later, and only replay that stays stuck is said. Raises
     QueryFailed."""
+    return _judged(conninfo, conn, lag)[1]
+
+
+def _judged(
+    conninfo: ConnInfo, conn: Connection, lag: timedelta
+) -> tuple[StandbyReading, StaleStandby | None]:
+    """:func:`stale_standby`, with the reading it ends on (read again once replay has
+    caught up)."""
     reading = read_standby(conninfo, conn)
     stale = stale_reason(reading, lag)
     waited = min(lag, CATCH_UP_LIMIT)
@@ -194,19 +202,23 @@ def stale_standby(conninfo: ConnInfo, conn: Connection, lag: timedelta) -> Stale
         and reading.upstream is not None
         and _catches_up(conninfo, conn, reading.upstream, waited)
     ):
-        return None
-    return stale
+        return read_standby(conninfo, conn), None
+    return reading, stale
 
 
-def refuse_stale_standby(conninfo: ConnInfo, conn: Connection | None, lag: timedelta) -> None:
+def refuse_stale_standby(
+    conninfo: ConnInfo, conn: Connection | None, lag: timedelta
+) -> StandbyReading:
     """Raise SourceError if the server of ``conninfo`` (asked on ``conn``, or a session
     of its own) is a standby whose backup would not be the database now
-    (:func:`stale_standby`). Raises ConnectionFailed, QueryFailed (a question the server
-    refused)."""
+    (:func:`stale_standby`); else return what it said (a logical backup through a
+    standby limits its lock waits). Raises ConnectionFailed, QueryFailed (a question the
+    server refused)."""
     with session(conninfo, conn) as asked:
-        stale = stale_standby(conninfo, asked, lag)
+        reading, stale = _judged(conninfo, asked, lag)
     if stale is not None:
         raise SourceError(stale.message, hint=stale.hint)
+    return reading
 
 
 def _catches_up(conninfo: ConnInfo, conn: Connection, target: str, within: timedelta) -> bool:

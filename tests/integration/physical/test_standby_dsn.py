@@ -8,6 +8,7 @@ nothing stored). ``respaldo check`` warned; the status now says it too.
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -38,7 +39,11 @@ def test_a_standby_behind_the_dsn(
        logical backup through a replica's dsn failed once one unlogged table existed.
     3. A standby whose replay is paused, or delayed (``recovery_min_apply_delay``), holds
        the data of when it stopped, or of hours ago: its backups completed "now" (a row
-       committed on the primary before them missing), the status green. Refused.
+       committed on the primary before them missing), the status green. Refused. So
+       is one cut off from its primary, or whose replay stays stuck behind a standby
+       query's lock; a logical backup begun before that stuck replay made it refused
+       waited for ever behind replay's lock request: it fails after ``[rpo]
+       standby_lock_wait_minutes``, saying which session replay waits for.
     4. The status's WAL item of a standby configured as the server is not green.
     """
     archiving = archiving_alone
@@ -135,6 +140,28 @@ def test_a_standby_behind_the_dsn(
             assert "a standby whose replay is behind what it received" in run.err, str(run)
             assert "max_standby_streaming_delay" in run.err, str(run)
             _said_by_check_and_status(archiving, "replay is behind what it received", "amber")
+
+            # Begun within standby_lag_minutes of replay getting stuck (so not refused),
+            # a logical backup waited for ever behind replay's lock request: its locks
+            # are waited for standby_lock_wait_minutes, then it fails saying why. In a
+            # process of its own, bounded here: without the limit it never returns.
+            archiving.config.write_text(f"{config}\n[rpo]\nstandby_lock_wait_minutes = 0.01\n")
+            done = _bounded(archiving, "backup", "erp", "--type", "full")
+            assert done.returncode == 1, done
+            said = done.stderr
+            assert "a standby whose WAL replay blocks a table's lock the backup needs" in said
+            assert "longer than [rpo] standby_lock_wait_minutes = 0.01" in said, said
+            assert "waiting for a lock on table mark, held by the standby's session" in said
+            holder = reader.info.backend_pid
+            assert f"session {holder} (user " in said, said
+            assert "(max_standby_streaming_delay = -1)" in said, said
+            assert f"SELECT pg_terminate_backend({holder})" in said, said
+            assert "Traceback" not in said, said
+            listed = archiving.run("list", "--database", "erp", "--type", "full", "--json")
+            newest = listed.json()[0]
+            assert newest["status"] == "failed", newest
+            assert "WAL replay blocks a table's lock" in newest["errorMessage"], newest
+            assert "completed" not in [b["status"] for b in listed.json()], listed
         standby.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
         standby.scalar("SELECT pg_reload_conf()")
         archiving.config.write_text(config)
@@ -152,6 +179,19 @@ def test_a_standby_behind_the_dsn(
         assert "the server is a standby" in check.err
     finally:
         standby.destroy()
+
+
+def _bounded(archiving: Archiving, *args: str) -> subprocess.CompletedProcess[str]:
+    """``respaldo ARGS`` in a process of its own (as this user, whose repository cache
+    it is), which a hang cannot keep past this test's own bound (far above the seconds
+    it takes)."""
+    return subprocess.run(
+        [archiving.respaldo_command, "--config", str(archiving.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _set(standby: TempCluster, setting: str, value: str) -> None:
