@@ -3,6 +3,7 @@ what a logical backup holds."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -17,6 +18,8 @@ from respaldo.operations.listing import BackupView, list_backups, show_backup
 from respaldo.operations.models import to_json_list
 from respaldo.operations.views import kind_word
 from respaldo.phrases import counted
+
+log = logging.getLogger(__name__)
 
 
 @app.command("list")
@@ -72,16 +75,34 @@ def show(
 ) -> None:
     """Show one backup's record."""
     with Context.open(state(ctx).settings) as context:
-        data = show_backup(context, backup_id).to_json()
-    if as_json:
-        print_json(data)
-        return
+        record = show_backup(context, backup_id)
+        data = record.to_json()
+        if as_json:
+            print_json(data)
+            return
+        note = _standby_note(context, record)
     width = max(len(k) for k in data)
     for key, value in data.items():
         # No markup: values such as errorMessage may hold "[backup …]", which is no style.
         out_console.print(
             f"{key:<{width}}  {value if value is not None else '-'}", highlight=False, markup=False
         )
+    if note is not None:
+        out_console.print(f"{'source':<{width}}  {note}", highlight=False, markup=False)
+
+
+def _standby_note(context: Context, record: BackupView) -> str | None:
+    """What the backup's manifest says of a standby it was taken through (the record
+    does not hold it); None for a primary's, and when the manifest cannot be read (the
+    record is shown all the same: 'verify' says what is wrong with the repository)."""
+    from respaldo.errors import RespaldoError
+    from respaldo.operations.backup_detail import backup_standby, standby_note
+
+    try:
+        return standby_note(*backup_standby(context, record))
+    except RespaldoError as exc:
+        log.debug("could not read the manifest of %s: %s", record.id, exc)
+        return None
 
 
 @app.command("ls")

@@ -47,7 +47,7 @@ from respaldo.postgres.server import (
     server_version_num,
     table_sizes,
 )
-from respaldo.postgres.standby import refuse_stale_standby
+from respaldo.postgres.standby import STANDBY_META, refuse_stale_standby, standby_meta
 from respaldo.postgres.standby_blocked import (
     ReplayLock,
     lock_wait_ms,
@@ -157,6 +157,9 @@ def _dump(
         "client_tools": tools.meta("pg_dump", "pg_dumpall"),
         **({"snapshot": snapshot_id, "pinned": True} if snapshot_id is not None else {}),
     }
+    standby_said = standby_meta(standby)
+    if standby_said is not None:
+        meta[STANDBY_META] = standby_said
     try:
         return _write(
             conninfo,

@@ -3,6 +3,7 @@ and streams, where copies of it are, and its restore tests."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field
@@ -14,6 +15,8 @@ from respaldo.operations.listing import list_drills, show_backup
 from respaldo.operations.models import ResultModel, UtcTime
 from respaldo.operations.views import BackupView, DrillRunView
 from respaldo.postgres.largeobjects import recorded as recorded_large_objects
+from respaldo.postgres.standby import STANDBY_META
+from respaldo.repository import Manifest
 
 
 class StreamView(ResultModel):
@@ -44,6 +47,16 @@ class ManifestSummary(ResultModel):
         "no record of them (a physical or file backup, or one older than the record)."
     )
     large_object_bytes: int | None = Field(description="Their total size in bytes.")
+    from_standby: bool = Field(
+        description="Whether it was taken through a standby (a server in recovery), whose "
+        "data is a moment behind its primary's; false for a primary's, and for a backup "
+        "older than this record."
+    )
+    standby_data_as_of: UtcTime | None = Field(
+        description="For one taken through a standby: when the last transaction the standby "
+        "had replayed as the backup began committed (on the primary), the time its data is "
+        "of; null otherwise, and when the standby had replayed none since it started."
+    )
     warnings: list[str] = Field(description="What the backup noted as not quite right.")
     streams: list[StreamView] = Field(description="The backup's streams.")
 
@@ -121,12 +134,11 @@ def backup_detail(ctx: Context, backup_id: str, *, tests: int = 20) -> BackupDet
 
 
 def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
-    configured = {r.name for r in ctx.settings.repositories}
-    repo = ctx.repository(record.repository if record.repository in configured else None)
-    m = repo.load_manifest(record.id)
+    m = _manifest(ctx, record)
     meta: dict[str, Any] = m.meta
     counts = meta.get("row_counts")
     large = recorded_large_objects(meta)
+    from_standby, data_as_of = standby_said(meta)
     return ManifestSummary(
         kind=m.kind,
         source=m.source,
@@ -140,6 +152,8 @@ def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
         rows=sum(int(v) for v in counts.values()) if isinstance(counts, dict) else None,
         large_objects=None if large is None else large.count,
         large_object_bytes=None if large is None else large.bytes,
+        from_standby=from_standby,
+        standby_data_as_of=data_as_of,
         warnings=[str(w) for w in meta.get("warnings") or []],
         streams=[
             StreamView(name=s.name, size=s.size, sha256=s.sha256, chunks=s.chunks)
@@ -148,5 +162,44 @@ def _summary(ctx: Context, record: BackupView) -> ManifestSummary:
     )
 
 
+def standby_said(meta: dict[str, Any]) -> tuple[bool, datetime | None]:
+    """What a manifest's ``meta`` says of a standby it was taken through
+    (:data:`~respaldo.postgres.standby.STANDBY_META`): whether it was, and its last
+    replayed transaction's time (None: none replayed, or not a standby). A backup of a
+    primary, or one recorded before the key existed, says (False, None). Pure."""
+    said = meta.get(STANDBY_META)
+    if not isinstance(said, dict):
+        return False, None
+    when = said.get("replayed_at")
+    return True, datetime.fromisoformat(when) if isinstance(when, str) else None
+
+
+def _manifest(ctx: Context, record: BackupView) -> Manifest:
+    configured = {r.name for r in ctx.settings.repositories}
+    repo = ctx.repository(record.repository if record.repository in configured else None)
+    return repo.load_manifest(record.id)
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def standby_note(from_standby: bool, data_as_of: datetime | None) -> str | None:
+    """``respaldo show``'s words for a backup taken through a standby (as the page's, in
+    English); None for one of a primary. Pure."""
+    if not from_standby:
+        return None
+    if data_as_of is None:
+        return "taken from a standby, which had replayed no transaction since it started"
+    when = data_as_of.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"taken from a standby, data as of {when}"
+
+
+def backup_standby(ctx: Context, record: BackupView) -> tuple[bool, datetime | None]:
+    """:func:`standby_said` of completed backup ``record``'s manifest, read from the
+    repository that holds it; (False, None) for one not completed or deleted from its
+    primary. Raises what reading the manifest raises (repository unreachable,
+    IntegrityError)."""
+    if record.status is not BackupStatus.COMPLETED or record.primary_deleted_at is not None:
+        return False, None
+    return standby_said(_manifest(ctx, record).meta)

@@ -42,7 +42,7 @@ from respaldo.postgres.basebackup import (
     wal_reservation,
 )
 from respaldo.postgres.server import Connection, connect, server_clock
-from respaldo.postgres.standby import refuse_stale_standby
+from respaldo.postgres.standby import STANDBY_META, refuse_stale_standby, standby_meta
 from respaldo.postgres.toolsets import Tools, find_tools
 from respaldo.privatedir import private_directory
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
@@ -117,7 +117,7 @@ def _backup(
     """The backup proper, on the session ``conn``, into ``repo`` as ``backup_id`` (the
     body of :func:`~respaldo.operations.recorded.recorded_backup`)."""
     server = server_info(conninfo, conn)
-    refuse_stale_standby(conninfo, conn, ctx.settings.rpo_for(db.name).standby_lag)
+    standby = refuse_stale_standby(conninfo, conn, ctx.settings.rpo_for(db.name).standby_lag)
     tools = find_tools("physical", server.major, pg_bin_dir=db.pg_bin_dir, database=db.name)
     meta: dict[str, Any] = {
         "database": db.name,
@@ -131,6 +131,9 @@ def _backup(
     if snapshot is not None:
         meta["snapshot"] = snapshot
         meta["pinned"] = True
+    standby_said = standby_meta(standby)
+    if standby_said is not None:
+        meta[STANDBY_META] = standby_said
     ensure_cluster_record(repo, db.name, server.system_identifier, "backup")
     parent, why = (
         choose_parent(ctx, repo, db.name, conninfo, server)

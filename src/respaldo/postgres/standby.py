@@ -211,14 +211,29 @@ def refuse_stale_standby(
 ) -> StandbyReading:
     """Raise SourceError if the server of ``conninfo`` (asked on ``conn``, or a session
     of its own) is a standby whose backup would not be the database now
-    (:func:`stale_standby`); else return what it said (a logical backup through a
-    standby limits its lock waits). Raises ConnectionFailed, QueryFailed (a question the
-    server refused)."""
+    (:func:`stale_standby`); else return what it said (a backup records a standby's last
+    replayed transaction: :func:`standby_meta`). Raises ConnectionFailed, QueryFailed (a
+    question the server refused)."""
     with session(conninfo, conn) as asked:
         reading, stale = _judged(conninfo, asked, lag)
     if stale is not None:
         raise SourceError(stale.message, hint=stale.hint)
     return reading
+
+
+STANDBY_META = "standby"
+"""The manifest's ``meta`` key of a backup taken through a standby: ``{"replayed_at":
+<ISO time or null>}``, its last replayed transaction's commit time (on the primary) when
+the backup began, the time its data is of. Absent: a primary, or a backup older than it."""
+
+
+def standby_meta(reading: StandbyReading) -> dict[str, str | None] | None:
+    """What a backup's manifest records of a standby it was taken through
+    (:data:`STANDBY_META`); None for a primary. Pure."""
+    if not reading.in_recovery:
+        return None
+    when = reading.replayed_at
+    return {"replayed_at": when.isoformat() if when is not None else None}
 
 
 def _catches_up(conninfo: ConnInfo, conn: Connection, target: str, within: timedelta) -> bool:

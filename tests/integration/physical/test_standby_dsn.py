@@ -9,12 +9,15 @@ nothing stored). ``respaldo check`` warned; the status now says it too.
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 from typing import Any
 
 import pytest
 from psycopg import sql
 from sample.cluster import TempCluster
 
+from respaldo.operations.backup_detail import backup_detail
+from respaldo.operations.context import Context
 from tests.integration.physical.conftest import SHOP, Archiving, archive_item
 from tests.waiting import wait_for
 
@@ -45,10 +48,15 @@ def test_a_standby_behind_the_dsn(
        waited for ever behind replay's lock request: it fails after ``[rpo]
        standby_lock_wait_minutes``, saying which session replay waits for.
     4. The status's WAL item of a standby configured as the server is not green.
+
+    And before 4.: the backups taken through the standby (the physical one of 1., a
+    logical one once replay goes on) say so, with the time their data is of, in
+    ``show`` and the API's and the page's detail; nothing said them apart from a
+    primary's before. The primary's backup says nothing.
     """
     archiving = archiving_alone
     primary = archiving.pg
-    archiving.backup()  # through the primary, as before a failover
+    first = archiving.backup()["id"]  # through the primary, as before a failover
     primary.execute("CREATE TABLE mark (v text); INSERT INTO mark VALUES ('1')", dbname=SHOP)
     standby = primary.standby()
     try:
@@ -166,6 +174,20 @@ def test_a_standby_behind_the_dsn(
         standby.scalar("SELECT pg_reload_conf()")
         archiving.config.write_text(config)
 
+        # Once replay goes on, the same standby's logical backup completes (its locks'
+        # limit at its default); it and the physical one of 1. say what they are of:
+        # a standby, and the time of its last replayed transaction. The primary's say
+        # nothing.
+        primary.execute("DROP TABLE sesiones", dbname=SHOP)  # unlogged: 2.
+        _dsn_to_standby(archiving, standby)
+        replayed = standby.scalar("SELECT pg_last_xact_replay_timestamp()")
+        run = archiving.run("backup", "erp", "--type", "full", "--json")
+        assert run.code == 0, str(run)
+        logical = run.json()["id"]
+        for taken in (logical, backup):
+            _shows_standby(archiving, taken, replayed if taken == logical else None)
+        _shows_standby(archiving, first, False)
+
         # 4. A standby configured as the server is not green (the dsn still leads to it).
         primary.execute("ALTER SYSTEM SET archive_command = '/bin/true'")
         primary.scalar("SELECT pg_reload_conf()")
@@ -192,6 +214,29 @@ def _bounded(archiving: Archiving, *args: str) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def _shows_standby(archiving: Archiving, backup_id: str, as_of: datetime | bool | None) -> None:
+    """``show``, and the API's and the page's detail (one model), of ``backup_id``: taken
+    from a standby whose data is as of ``as_of`` or later (None: not checked; a standby
+    made after the primary's last commit has replayed none), or, with False, nothing of
+    a standby."""
+    run = archiving.run("show", backup_id)
+    assert run.code == 0, str(run)
+    with Context.open(archiving.settings()) as ctx:
+        summary = backup_detail(ctx, backup_id).manifest
+    assert summary is not None
+    if as_of is False:
+        assert "standby" not in run.out, run.out
+        assert not summary.from_standby and summary.standby_data_as_of is None, summary
+        return
+    assert summary.from_standby, summary
+    assert "taken from a standby" in run.out, run.out
+    if isinstance(as_of, datetime):
+        assert summary.standby_data_as_of is not None, summary
+        assert summary.standby_data_as_of >= as_of, (summary, as_of)
+        when = summary.standby_data_as_of.strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert f"taken from a standby, data as of {when}" in run.out, run.out
 
 
 def _set(standby: TempCluster, setting: str, value: str) -> None:
