@@ -12,6 +12,11 @@ from respaldo.catalog.backups import BackupRecords
 from respaldo.catalog.models import BackupCopy, BackupRecord
 from respaldo.domain import CopyStatus, validate_backup_id
 
+COPY_LOST_DATA = "lost data: "
+"""How the error of a copy row begins when the copy was found to have lost data in its
+repository after it completed (:mod:`respaldo.operations.lost_packs`): the status counts
+such a copy as missing however old it is."""
+
 
 class BackupCopies:
     """Changes and queries within one Session (never commits)."""
@@ -89,6 +94,27 @@ class BackupCopies:
             BackupRecord.status == "completed", sa.or_(written, BackupRecord.id.in_(copied))
         )
         return builtins.set(self.session.scalars(query))
+
+    def lost_data(self, backup_id: str, repository: str) -> str | None:
+        """What the copy of ``backup_id`` in ``repository`` was found to have lost (its
+        failed row's error, :data:`COPY_LOST_DATA` first); None for any other copy."""
+        copy = self.session.get(BackupCopy, (validate_backup_id(backup_id), repository))
+        if copy is None or copy.status is not CopyStatus.FAILED:
+            return None
+        error = copy.error_message or ""
+        return error if error.startswith(COPY_LOST_DATA) else None
+
+    def lost_in(self) -> dict[str, builtins.set[str]]:
+        """Repository -> the ids of the backups whose copy there was found to have lost
+        data (:meth:`lost_data`)."""
+        query = sa.select(BackupCopy.repository, BackupCopy.backup_id).where(
+            BackupCopy.status == CopyStatus.FAILED,
+            BackupCopy.error_message.startswith(COPY_LOST_DATA, autoescape=True),
+        )
+        found: dict[str, builtins.set[str]] = {}
+        for repository, backup_id in self.session.execute(query):
+            found.setdefault(repository, builtins.set()).add(backup_id)
+        return found
 
     def set_offsite_location(
         self, backup_id: str, *, s3_url: str | None, storage_tier: str | None

@@ -66,6 +66,12 @@ def _print(result: RepairResult) -> None:
             highlight=False,
         )
     _print_wal(result)
+    if result.copies_completed:
+        err_console.print(
+            f"{result.repository}: the copies there of {', '.join(result.copies_completed)}, "
+            "marked failed for the data they lost, are whole again: marked completed",
+            highlight=False,
+        )
     if not result.quarantined_chunks:
         err_console.print(f"{result.repository}: no quarantined chunks, nothing to repair")
         return

@@ -30,8 +30,10 @@ from respaldo.domain import CopyStatus
 from respaldo.errors import ConfigError, IntegrityError, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.expired import expired_record, expired_said, still_held_in
+from respaldo.operations.lost_packs import mark_lost_packs
 from respaldo.repository import Repository
 from respaldo.repository.copy import CopyStats, copied, copy_backup
+from respaldo.repository.pack_check import LostPacks
 from respaldo.repository.wal import WalCopyStats, copy_wal
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,11 @@ def copy_to(
             # --all'), though copy_backup writes nothing where the manifest is.
             if backup_id not in held:
                 _record(ctx, backup_id, target.name, CopyStatus.PENDING, None)
-            stats = copy_backup(source, destination, backup_id, progress)
+            # Not held (its copy failed: a pack of the mirror lost chunks it uses,
+            # lost_packs), a manifest there does not prove the chunks are: refilled.
+            stats = copy_backup(
+                source, destination, backup_id, progress, refill=backup_id not in held
+            )
             _record_completed(ctx, target, backup_id)
         except KeyboardInterrupt as exc:
             # A signal (Ctrl-C, SIGTERM, SIGHUP) cut this copy: its row must not say
@@ -152,9 +158,20 @@ def copy_to(
                 _record_expired(ctx, destination, target, backup_id, held=backup_id in held)
                 outcomes.append(_expired(ctx, expired, target.name))
                 continue
+            error = str(exc)
+            # Packs of the mirror are gone: the copies there of earlier backups that use
+            # their chunks cannot restore either, and must not stay completed (the
+            # status, retention's "held in", 'copy --all'); marked failed, the next copy
+            # sends the chunks again. The row and the alert name them.
+            if (
+                isinstance(exc, LostPacks)
+                and not gone
+                and mark_lost_packs(ctx, destination, target.name, exc)
+            ):
+                error = f"{exc}; {exc.hint}"
             if not gone and not (backup_id in held and _still_held(destination, backup_id)):
                 try:
-                    _record(ctx, backup_id, target.name, CopyStatus.FAILED, str(exc))
+                    _record(ctx, backup_id, target.name, CopyStatus.FAILED, error)
                 except RecordNotFound:
                     gone = True  # deleted just after the look
             if gone:

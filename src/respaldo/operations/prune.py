@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from respaldo import cancellation
-from respaldo.catalog import BackupRecord, BackupRecords
+from respaldo.catalog import BackupCopies, BackupRecord, BackupRecords
 from respaldo.catalog.jobs import params_of
 from respaldo.catalog.models import DrillRun, Job
 from respaldo.config import Settings
@@ -594,8 +594,9 @@ def prune(
     # Listed before deciding: a backup no repository holds is not a good one, and must
     # not keep the last one that can be restored out of min_keep; and each repository
     # keeps the newest good backup it holds (a mirror that missed the newer copies).
-    facts = with_holders(facts, holders_known(present, stored, repos))
-    held = held_anywhere(present, repos, stored)
+    whole = restorable(ctx, present)
+    facts = with_holders(facts, holders_known(whole, stored, repos))
+    held = held_anywhere(whole, repos, stored)
     result = _decide(ctx, facts, now, held)
     if not trust_clock:
         check_clock(ctx, result, facts, held)
@@ -908,6 +909,17 @@ def list_backups(repos: list[tuple[RepositoryOutcome, Repository | None]]) -> di
             _cannot_open(outcome, exc, secondary=i > 0)
             repos[i] = (outcome, None)
     return present
+
+
+def restorable(ctx: Context, present: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``present`` without, in each repository, the backups whose copy there the catalog
+    records as having lost data (a pack of the mirror found gone by a copy or its
+    verify, :mod:`~respaldo.operations.lost_packs`): still listed, such a copy restores
+    nothing, and counted as held there, retention kept it as the newest the mirror
+    holds while an older whole one expired. One query; rarely any row."""
+    with ctx.catalog.read() as session:
+        lost = BackupCopies(session).lost_in()
+    return {name: ids - lost.get(name, set()) for name, ids in present.items()}
 
 
 def unreachable(exc: RespaldoError, *, object_store: bool = False) -> bool:

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from respaldo.catalog import BackupRecords
-from respaldo.domain import BackupStatus
+from respaldo.catalog import BackupCopies, BackupRecords
+from respaldo.domain import BackupStatus, CopyStatus
 from respaldo.errors import RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
 from respaldo.phrases import N_, counted
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
+from respaldo.repository.repair import lost_backups as find_lost_backups
 from respaldo.repository.repair import repair_repository
 from respaldo.repository.wal import WalRepair, repair_wal
 
@@ -84,6 +85,11 @@ class RepairResult(_Model):
         description="Damaged WAL files no mirror holds a good copy of: recovery cannot "
         "replay past them.",
     )
+    copies_completed: list[str] = Field(
+        default_factory=list,
+        description="Backups whose copy in this repository (a mirror) the catalog had "
+        "marked failed for lost data, whole there again after the repair: completed.",
+    )
 
     @property
     def clean(self) -> bool:
@@ -137,6 +143,7 @@ def repair(
             )
         )
     problems = list(report.problems)
+    completed = [] if dry_run else copies_whole_again(ctx, repo, target_settings.name, warnings)
     wal_report = WalRepair()
     if wal:
         # After the chunks' losses are marked: a WAL archive that cannot be read to its
@@ -167,7 +174,31 @@ def repair(
         wal_damaged=wal_report.damaged,
         wal_repaired_from=wal_report.repaired,
         wal_lost=wal_report.lost,
+        copies_completed=completed,
     )
+
+
+def copies_whole_again(ctx: Context, repo: Repository, name: str, warnings: list[str]) -> list[str]:
+    """Mark completed the copies in ``repo`` (repository ``name``, a mirror) that the
+    catalog records as having lost data (:mod:`~respaldo.operations.lost_packs`) and
+    that no longer reference a quarantined chunk without a good copy there: 'repair
+    NAME' took the chunks from another repository, and the copy restores again (left
+    failed, restore --repository refused it, the status counted it missing until a copy
+    sent the chunks once more). Reads the chunk lists of those copies only. Returns
+    their ids; what cannot be read is said in ``warnings``."""
+    with ctx.catalog.read() as session:
+        marked = sorted(BackupCopies(session).lost_in().get(name, set()))
+    if not marked:
+        return []
+    present = set(repo.backup_ids())
+    candidates = [b for b in marked if b in present]
+    still, _ = find_lost_backups(repo, repo.quarantine.chunk_ids(), [], candidates, warnings)
+    lost = {b.backup_id for b in still}
+    whole = [b for b in candidates if b not in lost]
+    for backup_id in whole:
+        with contextlib.suppress(RecordNotFound), ctx.catalog.begin() as session:
+            BackupCopies(session).mark(backup_id, name, CopyStatus.COMPLETED)
+    return whole
 
 
 def mark_damaged(

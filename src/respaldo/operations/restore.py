@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 
-from respaldo.catalog import BackupRecord
+from respaldo.catalog import BackupCopies, BackupRecord
 from respaldo.childenv import hook_environment
 from respaldo.config import DatabaseSettings
 from respaldo.domain import (
@@ -1420,7 +1420,7 @@ def load_manifest_where_told(
 ) -> tuple[Manifest, Repository, bool]:
     """:func:`load_manifest_where`, its refusals told as by :func:`load_manifest_told`."""
     try:
-        return load_manifest_where(repo, fallbacks, backup_id)
+        found = load_manifest_where(repo, fallbacks, backup_id)
     except BackupNotFound as exc:
         record = _recorded(ctx, backup_id)
         status = None if record is None else record.status
@@ -1459,6 +1459,32 @@ def load_manifest_where_told(
                 "'respaldo verify' to see what else is damaged"
             )
         raise
+    if not fallbacks:
+        _refuse_lost_copy(ctx, repo, backup_id)
+    return found
+
+
+def _refuse_lost_copy(ctx: Context, repo: Repository, backup_id: str) -> None:
+    """Raise IntegrityError if ``repo``, read alone (``--repository NAME``, or the one
+    repository that opened), holds a copy of ``backup_id`` that the catalog records as
+    having lost data (:mod:`~respaldo.operations.lost_packs`): its manifest is there,
+    and the restore failed halfway at the first chunk it lost."""
+    name = ctx.repository_name(repo)
+    if name is None:
+        return
+    try:
+        with ctx.catalog.read() as session:
+            lost = BackupCopies(session).lost_data(backup_id, name)
+    except RuntimeError:  # a context without catalog (restore from a bare repository)
+        return
+    if lost is not None:
+        raise IntegrityError(
+            f"the copy of backup {backup_id} in repository {name} cannot be restored: {lost}",
+            backup=backup_id,
+            hint=f"nothing was changed; restore it from another repository that holds it, "
+            f"or run 'respaldo copy --all --to {name}' (it sends what the copy lost), then "
+            "restore it again",
+        )
 
 
 def _recorded(ctx: Context, backup_id: str) -> BackupRecord | None:

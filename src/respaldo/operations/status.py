@@ -57,6 +57,7 @@ from respaldo.catalog import (
     DrillRun,
     failed_verification,
 )
+from respaldo.catalog.copies import COPY_LOST_DATA
 from respaldo.config import DatabaseSettings, Rpo, Settings
 from respaldo.domain import BackupKind, BackupStatus, CopyStatus, DrillStatus
 from respaldo.errors import RespaldoError, first_line
@@ -425,6 +426,11 @@ class _History:
         newest failed one no later pass of that kind settled."""
         self.completed: list[BackupRecord] = []
         """Completed backups, newest first, down to the newest one every secondary holds."""
+        self.lost_copies: list[BackupRecord] = []
+        """Completed backups, newest first, whose copy in a secondary was found to have
+        lost data (:data:`~respaldo.catalog.copies.COPY_LOST_DATA`):
+        not copied, however old (copied once, they are not retried as never-copied ones
+        are until one is, and retention takes them as held nowhere else)."""
         self.copies: dict[tuple[str, str], BackupCopy] = {}
 
     @classmethod
@@ -512,6 +518,25 @@ class _History:
             if any(self._copied_everywhere(r, secondaries) for r in records):
                 break
             offset += page
+        # Rarely any: one query of the failed rows, not a page of every older backup.
+        lost = session.execute(
+            sa.select(BackupRecord, BackupCopy)
+            .join(BackupCopy, BackupCopy.backup_id == BackupRecord.id)
+            .where(
+                mine,
+                BackupRecord.status == BackupStatus.COMPLETED,
+                BackupCopy.repository.in_(secondaries),
+                BackupCopy.status == CopyStatus.FAILED,
+                BackupCopy.error_message.startswith(COPY_LOST_DATA, autoescape=True),
+            )
+            .order_by(BackupRecord.completed_at.desc(), BackupRecord.id.desc())
+        )
+        seen = set()
+        for record, copy in lost:
+            self.copies[(copy.backup_id, copy.repository)] = copy
+            if record.id not in seen:
+                seen.add(record.id)
+                self.lost_copies.append(record)
 
     def _copied_everywhere(self, record: BackupRecord, secondaries: list[str]) -> bool:
         for repository in secondaries:
@@ -1212,6 +1237,17 @@ def _copy_item(
             # The prune's item tells what waits for the mirror.
             continue
         behind.append(record)
+    # Older than the newest copy, a copy that lost data is missing too (lost_copies).
+    counted = {record.id for record in behind}
+    behind += [
+        record
+        for record in history.lost_copies
+        if record.id not in counted
+        and record.primary_deleted_at is None
+        and record.repository != repository
+        and (copy := history.copies.get((record.id, repository))) is not None
+        and copy.status is CopyStatus.FAILED
+    ]
     if not history.completed:
         return base.model_copy(update={"reason": Phrase(N_("no backup to copy yet"))})
     if not behind:

@@ -43,11 +43,17 @@ def copy_backup(
     destination: Repository,
     backup_id: str,
     progress: Callable[[int], None] | None = None,
+    *,
+    refill: bool = False,
 ) -> CopyStats:
     """Make backup ``backup_id`` of ``source`` exist in ``destination`` too.
 
     Idempotent: a backup whose manifest is in the destination already is left alone,
-    also when another copier stores it while this one runs.
+    also when another copier stores it while this one runs; with ``refill`` (the
+    caller's catalog does not hold the copy as whole: a pack of the destination went
+    missing, or verify found chunks there damaged) every chunk its lists name that the
+    destination's index lacks is copied again, its manifest kept (no data is read for
+    the chunks there: the lists and one index look-up each).
     Raises RepositoryError if the two are not mirrors, IntegrityError if the source's
     data is damaged (nothing is then written to the destination's manifests),
     BackupNotFound if the backup is not (or no longer) in the source, and the storage
@@ -56,13 +62,14 @@ def copy_backup(
     require_mirror(source, destination)
     stats = CopyStats()
     name = manifest_name(backup_id)
-    if copied(destination, backup_id):
+    there = copied(destination, backup_id)
+    if there and not refill:
         stats.already_there = True
         return stats
     # The source's packs must not be collected (or repacked) while they are read; a
     # read-only source is read without a lease (and a warning).
     with reading_lease(source, f"copy of {backup_id}"):
-        return _copy(source, destination, backup_id, name, stats, progress)
+        return _copy(source, destination, backup_id, name, stats, progress, refill=there)
 
 
 def copied(destination: Repository, backup_id: str) -> bool:
@@ -83,6 +90,8 @@ def _copy(
     name: str,
     stats: CopyStats,
     progress: Callable[[int], None] | None,
+    *,
+    refill: bool,
 ) -> CopyStats:
     aad = manifest_aad(backup_id)
     try:
@@ -114,6 +123,11 @@ def _copy(
                         stats.bytes_uploaded += len(result.sealed)
                     if progress is not None:
                         progress(result.size)
+        if refill:
+            # Its manifest stands; the chunks it lost are there again once checked.
+            writer.commit_sealed_manifest(None)
+            stats.already_there = stats.new_chunks == 0
+            return stats
         try:
             writer.commit_sealed_manifest(blob)
         except RepositoryError:

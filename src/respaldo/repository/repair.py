@@ -300,12 +300,28 @@ def record_lost_backups(
     its packs (:mod:`.pack_check`), whose quarantined copies ``chunk_ids`` are: the
     earlier backups that use them cannot restore either. ``repo``'s index must have been
     loaded since they were quarantined. What cannot be read is said in ``problems``."""
+    backups, by_chunk = lost_backups(repo, chunk_ids, elsewhere, backup_ids, problems)
+    if by_chunk:
+        _record_lost(repo, by_chunk)
+    return backups
+
+
+def lost_backups(
+    repo: Repository,
+    chunk_ids: Collection[bytes],
+    elsewhere: Sequence[Repository],
+    backup_ids: Iterable[str],
+    problems: list[str],
+) -> tuple[list[LostBackup], dict[bytes, set[str]]]:
+    """:func:`record_lost_backups` without recording anything: the backups, and for each
+    chunk of ``chunk_ids`` with no good copy, the backups that reference it (none when
+    every chunk has one). For a mirror's copies, which its other repositories can still
+    mend: a lost record says no good copy exists anywhere ('repair' gives up on it,
+    garbage collection stops calling it repairable)."""
     lost = without_good_copy(repo, chunk_ids, elsewhere)
     if not lost:
-        return []
-    backups, by_chunk = _backups_referencing(repo, lost, backup_ids, problems)
-    _record_lost(repo, by_chunk)
-    return backups
+        return [], {}
+    return _backups_referencing(repo, lost, backup_ids, problems)
 
 
 def lost_chunks_of(

@@ -470,12 +470,14 @@ class BackupWriter:
             )
         repo.load_index()
 
-    def commit_sealed_manifest(self, blob: bytes) -> None:
-        """Flush, then store an already sealed manifest (copying between mirrors)."""
+    def commit_sealed_manifest(self, blob: bytes | None) -> None:
+        """Flush, then store an already sealed manifest (copying between mirrors); None:
+        the manifest is there already (a copy refilling the chunks it lost)."""
         try:
             self._flush_all()
             check_packs(self.repo, self.packs_used, self.backup_id, copy=True)
-            self._put_manifest(blob)
+            if blob is not None:
+                self._put_manifest(blob)
         finally:
             self._shutdown()
 

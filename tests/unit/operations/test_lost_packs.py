@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from respaldo.domain import BackupKind, JobKind, TriggeredBy
+from respaldo.catalog import BackupCopies
+from respaldo.domain import BackupKind, CopyStatus, JobKind, TriggeredBy
 from respaldo.errors import IntegrityError
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
+from respaldo.operations.copy import replicate
 from respaldo.operations.jobs import JobRequest
-from respaldo.operations.prune import plan
+from respaldo.operations.prune import plan, prune
 from respaldo.operations.recorded import recorded_backup
-from respaldo.operations.restore import load_manifest_any
-from respaldo.operations.status import compute_status
+from respaldo.operations.restore import load_manifest_any, load_manifest_told
+from respaldo.operations.status import StatusItem, compute_status
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 from respaldo.repository.pack_check import LostPacks
 from respaldo.repository.packs import pack_name
@@ -144,3 +146,74 @@ def test_chunks_a_mirror_holds_mark_nothing(tmp_path: Path) -> None:
     ), failed.value.hint
     assert inst.ctx.record(first).verified_at is None
     inst.close()
+
+
+def copy_rows(ctx: Context, *backup_ids: str) -> dict[str, tuple[CopyStatus, str]]:
+    """Each backup's copy in the secondary: (status, error message)."""
+    with ctx.catalog.read() as session:
+        rows = {b: BackupCopies(session).for_backup(b) for b in backup_ids}
+    return {b: (c.status, c.error_message or "") for b, (c,) in rows.items()}
+
+
+def test_packs_lost_in_a_mirror_fail_its_copies_until_a_copy_sends_them_again(
+    tmp_path: Path,
+    webhook: Webhook,  # noqa: F811
+) -> None:
+    """A copy that finds packs lost in the mirror: the mirror's copies of the earlier
+    backups that use them cannot restore from it (the primary's copy does not count),
+    so they stop counting as held there (status, retention, restore --repository) and
+    the failed copy's alert names them; the next copy sends the chunks again."""
+    hook = f"""
+[[notifications.targets]]
+name = "hook"
+url = "{webhook.url}"
+levels = ["critical"]
+"""
+    inst = Installation.create(tmp_path, extra=hook)
+    ctx = inst.ctx
+    data = random_bytes(60_000, seed=14)
+    first, second = backup(ctx, data), backup(ctx, data)  # each copied to "second"
+    lose_pack_of(inst.repository("second"), first)
+
+    third = backup(ctx, data)  # completes; its copy fails on the lost pack
+    rows = copy_rows(ctx, first, second, third)
+    assert rows[third][0] is CopyStatus.FAILED
+    assert f"earlier backups {second}, {first}" in rows[third][1], rows[third]
+    for backup_id in (first, second):
+        status, error = rows[backup_id]
+        assert status is CopyStatus.FAILED, (backup_id, rows)
+        assert error.startswith("lost data: ") and f"the copy of {backup_id} " in error, error
+        assert "missing or truncated in second" in error, error
+        # The primary holds them whole: its records stay good.
+        assert ctx.record(backup_id).verified_at is None
+    (alert,) = webhook.inbox.wait(1)
+    assert first in alert["json"]["message"] and second in alert["json"]["message"], alert
+    # The status's copy item counts them, and names them (the failed copy's error).
+    (item,) = copy_items(ctx)
+    assert item.count == 3 and item.backup_id == first, item
+    assert first in str(item.reason) and second in str(item.reason), item.reason
+    # Retention no longer takes "second" to hold any of them: neither by the catalog
+    # (plan, and prune while the mirror is down) nor by its listing (prune).
+    for decided in (plan(ctx), prune(ctx, dry_run=True)):
+        reasons = [r for d in decided.decisions for r in d.reasons]
+        assert not any("newest in second" in r for r in reasons), reasons
+    # Restore from the mirror alone (restore --repository second) refuses them up front.
+    with pytest.raises(IntegrityError, match=f"the copy of backup {first} in repository second"):
+        load_manifest_told(ctx, ctx.repository("second"), [], first)
+
+    # The next copy (this same process: the mirror's cached index forgot the lost
+    # copies) sends the chunks again, and the copies are good again.
+    outcomes = replicate(ctx)
+    assert [o.backup_id for o in outcomes if o.ok] == [first, second, third], outcomes
+    assert outcomes[0].stats is not None and outcomes[0].stats.new_chunks > 0, outcomes
+    rows = copy_rows(ctx, first, second, third)
+    assert all(status is CopyStatus.COMPLETED for status, _ in rows.values()), rows
+    assert inst.read(first, "second") == data
+    load_manifest_told(ctx, ctx.repository("second"), [], first)
+    inst.close()
+
+
+def copy_items(ctx: Context) -> list[StatusItem]:
+    """The status's items of erp's copies to the secondary."""
+    report = compute_status(ctx, datetime.now(UTC), servers=False)
+    return [i for d in report.databases for i in d.items if i.key == "copy:erp:second"]

@@ -592,10 +592,10 @@ def test_a_backup_deleted_as_its_failed_copy_is_recorded_does_not_stop_the_other
     other = inst.context()
     real_deleted = copy_module._deleted
 
-    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any, **kw: Any) -> Any:
         if backup_id == old:
             raise StorageError("the mirror refused the object")
-        return copy_backup_of_repository(source, destination, backup_id, *rest)
+        return copy_backup_of_repository(source, destination, backup_id, *rest, **kw)
 
     def deleted(ctx: Any, backup_id: str) -> bool:
         answer = real_deleted(ctx, backup_id)
@@ -630,14 +630,14 @@ def test_a_backup_expired_while_a_mirror_waits_as_it_is_copied_is_no_failed_copy
     second = inst.root / "second"
     alerted: list[str] = []
 
-    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any, **kw: Any) -> Any:
         shutil.move(second, inst.root / "second.away")
         try:
             pruned = prune(other, now=NOW, wait=0)
         finally:
             shutil.move(inst.root / "second.away", second)
         assert pruned.deleted == [] and old not in inst.manifests()
-        return copy_backup_of_repository(source, destination, backup_id, *rest)
+        return copy_backup_of_repository(source, destination, backup_id, *rest, **kw)
 
     monkeypatch.setattr(copy_module, "copy_backup", copy_backup)
     monkeypatch.setattr(copy_module, "_alert", lambda ctx, b, r, exc: alerted.append(b))
@@ -667,7 +667,7 @@ def test_a_copied_backup_expired_while_copied_again_keeps_its_row_if_the_mirror_
     other = inst.context()
     second = inst.root / "second"
 
-    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any) -> Any:
+    def copy_backup(source: Any, destination: Any, backup_id: str, *rest: Any, **kw: Any) -> Any:
         shutil.move(second, inst.root / "second.away")
         try:
             prune(other, now=NOW, wait=0)
