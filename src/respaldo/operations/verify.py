@@ -16,8 +16,16 @@ from datetime import UTC, datetime
 
 from respaldo import cancellation
 from respaldo.catalog.copies import BackupCopies
-from respaldo.errors import BackupNotFound, ConfigError, IntegrityError, InvalidInput, StorageError
+from respaldo.errors import (
+    BackupNotFound,
+    ConfigError,
+    IntegrityError,
+    InvalidInput,
+    RespaldoError,
+    StorageError,
+)
 from respaldo.operations.context import Context
+from respaldo.operations.lost_packs import mark_lost_chunks, named_ids
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status_verify import note_verified
 from respaldo.operations.verify_wal import is_physical, wal_gap_warnings
@@ -172,6 +180,7 @@ def _settle(
     except StorageError as exc:
         warnings.append(f"cannot record the damaged chunks in the repository: {exc}")
         quarantined = 0
+    marked = _mark_copies(ctx, name, repo, report, warnings)
     result = VerifyResult(
         repository=name,
         backups=report.backups,
@@ -186,8 +195,32 @@ def _settle(
         warnings=warnings,
     )
     if result.problems:
-        _alert(ctx, result)
+        _alert(ctx, result, marked)
     return result
+
+
+def _mark_copies(
+    ctx: Context, name: str, repo: Repository, report: VerifyReport, warnings: list[str]
+) -> list[str]:
+    """In a mirror with problems: mark failed the copies there of the backups that use a
+    quarantined chunk with no good copy in the mirror, as a copy that finds the mirror's
+    packs lost does (:func:`~respaldo.operations.lost_packs.mark_lost_chunks`; the next
+    copy sends the chunks again). Said in ``warnings``; returns their ids. Costs
+    nothing when nothing was found (each completed copy's manifest is read otherwise)."""
+    if not report.problems:
+        return []
+    try:
+        marked = mark_lost_chunks(ctx, repo, name, repo.quarantine.chunk_ids(), warnings)
+    except RespaldoError as exc:
+        warnings.append(f"cannot look for the copies in {name} that use the damaged chunks: {exc}")
+        return []
+    if marked:
+        warnings.append(
+            f"the copies in {name} of {named_ids(marked)} use chunks with no good copy "
+            f"there: marked failed in the catalog, the next copy sends them again "
+            f"('respaldo copy --all --to {name}')"
+        )
+    return marked
 
 
 def _recorded_but_missing(ctx: Context, name: str, repo: Repository) -> list[Problem]:
@@ -273,7 +306,7 @@ def _chains_gone(name: str, repo: Repository, chains: dict[str, list[str]]) -> l
     ]
 
 
-def _alert(ctx: Context, result: VerifyResult) -> None:
+def _alert(ctx: Context, result: VerifyResult, marked: list[str]) -> None:
     """Damage found is a result (the command prints it and exits 3), not an exception,
     wherever the verify ran: the alert is sent here, as a failed restore test's is."""
     from respaldo.operations import alerts, jobs
@@ -293,6 +326,12 @@ def _alert(ctx: Context, result: VerifyResult) -> None:
         + more,
         repository=result.repository,
         job_id=jobs.current_job(),
-        hint="the damaged copies are quarantined: run 'respaldo repair' to take good copies "
-        "from a mirror, then 'respaldo verify --all'",
+        hint=(
+            f"the damaged copies are quarantined; the copies in {result.repository} of "
+            f"{named_ids(marked)} are marked failed: 'respaldo copy --all --to "
+            f"{result.repository}' sends what they lost again"
+            if marked
+            else "the damaged copies are quarantined: run 'respaldo repair' to take good "
+            "copies from a mirror, then 'respaldo verify --all'"
+        ),
     )

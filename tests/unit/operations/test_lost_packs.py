@@ -22,8 +22,10 @@ from respaldo.operations.copy import replicate
 from respaldo.operations.jobs import JobRequest
 from respaldo.operations.prune import plan, prune
 from respaldo.operations.recorded import recorded_backup
+from respaldo.operations.repair import repair
 from respaldo.operations.restore import load_manifest_any, load_manifest_told
 from respaldo.operations.status import StatusItem, compute_status
+from respaldo.operations.verify import verify
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 from respaldo.repository.pack_check import LostPacks
 from respaldo.repository.packs import pack_name
@@ -210,6 +212,42 @@ levels = ["critical"]
     assert all(status is CopyStatus.COMPLETED for status, _ in rows.values()), rows
     assert inst.read(first, "second") == data
     load_manifest_told(ctx, ctx.repository("second"), [], first)
+    inst.close()
+
+
+def test_verify_of_a_mirror_that_finds_chunks_lost_fails_its_copies(tmp_path: Path) -> None:
+    """``verify --repository MIRROR`` that finds a pack gone marks the mirror's copies
+    that use it failed, as a copy that finds it so does; 'repair MIRROR' (as the next
+    copy would) makes them whole and completed again."""
+    inst = Installation.create(tmp_path)
+    ctx = inst.ctx
+    data = random_bytes(60_000, seed=15)
+    first, second = backup(ctx, data), backup(ctx, random_bytes(60_000, seed=16))
+    lose_pack_of(inst.repository("second"), first)
+
+    result = verify(ctx, everything=True, repository="second")
+    assert result.problems, result
+    assert any(f"the copies in second of {first} use chunks" in w for w in result.warnings), (
+        result.warnings
+    )
+    rows = copy_rows(ctx, first, second)
+    assert rows[first][0] is CopyStatus.FAILED, rows
+    assert "found damaged by verify in second" in rows[first][1], rows
+    assert rows[second][0] is CopyStatus.COMPLETED, rows  # other data, other packs
+    assert ctx.record(first).verified_at is None
+    # Older than the newest backup copied, its copy still counts as missing, named.
+    (item,) = copy_items(ctx)
+    assert item.level != "green" and item.count == 1 and item.backup_id == first, item
+    assert first in str(item.reason), item.reason
+
+    # 'repair second' takes the chunks from the primary: the copy is whole again.
+    repaired = repair(ctx, "second")
+    assert repaired.copies_completed == [first], repaired
+    assert copy_rows(ctx, first)[first][0] is CopyStatus.COMPLETED
+    assert inst.read(first, "second") == data
+    assert replicate(ctx) == []  # nothing left to copy
+    (item,) = copy_items(ctx)
+    assert item.level == "green", item
     inst.close()
 
 
