@@ -3,7 +3,6 @@ what a logical backup holds."""
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
@@ -18,8 +17,6 @@ from respaldo.operations.listing import BackupView, list_backups, show_backup
 from respaldo.operations.models import to_json_list
 from respaldo.operations.views import kind_word
 from respaldo.phrases import counted
-
-log = logging.getLogger(__name__)
 
 
 @app.command("list")
@@ -80,7 +77,10 @@ def show(
         if as_json:
             print_json(data)
             return
-        note = _standby_note(context, record)
+        # Not at import: the detail's module is the page's, and the CLI starts small.
+        from respaldo.operations.backup_detail import source_note
+
+        note = source_note(context, record)
     width = max(len(k) for k in data)
     for key, value in data.items():
         # No markup: values such as errorMessage may hold "[backup …]", which is no style.
@@ -89,20 +89,6 @@ def show(
         )
     if note is not None:
         out_console.print(f"{'source':<{width}}  {note}", highlight=False, markup=False)
-
-
-def _standby_note(context: Context, record: BackupView) -> str | None:
-    """What the backup's manifest says of a standby it was taken through (the record
-    does not hold it); None for a primary's, and when the manifest cannot be read (the
-    record is shown all the same: 'verify' says what is wrong with the repository)."""
-    from respaldo.errors import RespaldoError
-    from respaldo.operations.backup_detail import backup_standby, standby_note
-
-    try:
-        return standby_note(*backup_standby(context, record))
-    except RespaldoError as exc:
-        log.debug("could not read the manifest of %s: %s", record.id, exc)
-        return None
 
 
 @app.command("ls")

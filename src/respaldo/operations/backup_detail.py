@@ -3,6 +3,7 @@ and streams, where copies of it are, and its restore tests."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import Field
 
 from respaldo.catalog import BackupCopies
 from respaldo.domain import BackupStatus
+from respaldo.errors import RespaldoError
 from respaldo.operations.context import Context
 from respaldo.operations.listing import list_drills, show_backup
 from respaldo.operations.models import ResultModel, UtcTime
@@ -17,6 +19,8 @@ from respaldo.operations.views import BackupView, DrillRunView
 from respaldo.postgres.largeobjects import recorded as recorded_large_objects
 from respaldo.postgres.standby import STANDBY_META
 from respaldo.repository import Manifest
+
+log = logging.getLogger(__name__)
 
 
 class StreamView(ResultModel):
@@ -195,11 +199,16 @@ def standby_note(from_standby: bool, data_as_of: datetime | None) -> str | None:
     return f"taken from a standby, data as of {when}"
 
 
-def backup_standby(ctx: Context, record: BackupView) -> tuple[bool, datetime | None]:
-    """:func:`standby_said` of completed backup ``record``'s manifest, read from the
-    repository that holds it; (False, None) for one not completed or deleted from its
-    primary. Raises what reading the manifest raises (repository unreachable,
-    IntegrityError)."""
+def source_note(ctx: Context, record: BackupView) -> str | None:
+    """``respaldo show``'s ``source`` line of backup ``record``: :func:`standby_note` of its
+    manifest, read from the repository that holds it. None for a primary's backup, one not
+    completed or deleted from its primary, and when the manifest cannot be read (the
+    record is shown all the same: 'verify' says what is wrong with the repository)."""
     if record.status is not BackupStatus.COMPLETED or record.primary_deleted_at is not None:
-        return False, None
-    return standby_said(_manifest(ctx, record).meta)
+        return None
+    try:
+        meta = _manifest(ctx, record).meta
+    except RespaldoError as exc:
+        log.debug("could not read the manifest of %s: %s", record.id, exc)
+        return None
+    return standby_note(*standby_said(meta))
