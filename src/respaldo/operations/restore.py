@@ -2033,6 +2033,8 @@ def login_roles(script: str) -> set[str]:
 
 
 # A quoted name may hold line breaks ([^"] matches them too).
+_NAME = r'(?:"(?:[^"]|"")+"|[^\s;"]+)'
+"""A role's (or parameter's) name as pg_dumpall writes it: quoted, or bare."""
 _ROLE_STATEMENT = re.compile(r'(?:CREATE|ALTER) ROLE ((?:"(?:[^"]|"")+")|[^\s;]+)[\s;]')
 
 
@@ -2050,13 +2052,32 @@ def script_creates(script: str) -> set[tuple[str, str]]:
     return found
 
 
+# What else of a pg_dumpall globals script changes a role that may exist: its comment, its
+# memberships (``GRANT g TO m … GRANTED BY …``: the member) and its grants on parameters
+# (``GRANT SET ON PARAMETER p TO r``, PostgreSQL 15+). The group is matched by a name
+# without spaces, as pg_dumpall writes it (quoted where need be): "SET ON PARAMETER"
+# is not one.
+_NAMED_ROLE_STATEMENTS = (
+    re.compile(rf"COMMENT ON ROLE ({_NAME})[\s;]"),
+    re.compile(rf"GRANT {_NAME} TO ({_NAME})[\s;]"),
+    re.compile(rf"(?:GRANT|REVOKE) [A-Z][A-Z ,]* ON PARAMETER {_NAME} (?:TO|FROM) ({_NAME})[\s;]"),
+)
+
+
 def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
-    """Drop ``CREATE ROLE``/``ALTER ROLE`` statements of a pg_dumpall globals script for
-    roles in ``existing``; return the script and the roles it left alone. Pure."""
+    """Drop the statements of a pg_dumpall globals script that change roles in
+    ``existing`` (``CREATE ROLE``, ``ALTER ROLE``, ``COMMENT ON ROLE``, their memberships
+    and grants on parameters); return the script and the roles it left alone. Pure.
+
+    A membership granted again to an existing role gave back what was revoked since the
+    backup (a departed employee's role its group's access) while the restore said that
+    role was "left unchanged"."""
     kept: set[str] = set()
     lines = []
     for line in script_lines(script):
-        match = _ROLE_STATEMENT.match(line)
+        match = _ROLE_STATEMENT.match(line) or next(
+            (m for m in (r.match(line) for r in _NAMED_ROLE_STATEMENTS) if m), None
+        )
         if match:
             name = _unquoted(match.group(1))
             if name in existing:

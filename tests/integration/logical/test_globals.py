@@ -68,12 +68,21 @@ def test_a_dropped_role_comes_back_with_its_password_and_grants(
     scram = str(before[2])
     assert scram.startswith("SCRAM-SHA-256$")
 
-    backup_id = respaldo.backup()["id"]
-    pg.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=source)
-    pg.execute(sql.SQL("DROP ROLE {}").format(role))
-    assert _role(pg, auditor) is None
+    # A role that stays, whose membership is revoked after the backup (an employee
+    # who left): the restore leaves it as it is now, without that membership.
+    stays = sql.Identifier(f"{auditor}_stays")
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN; GRANT erp_lectura TO {}").format(stays, stays))
+    try:
+        backup_id = respaldo.backup()["id"]
+        pg.execute(sql.SQL("REVOKE erp_lectura FROM {}").format(stays))
+        pg.execute(sql.SQL("DROP OWNED BY {}").format(role), dbname=source)
+        pg.execute(sql.SQL("DROP ROLE {}").format(role))
+        assert _role(pg, auditor) is None
 
-    run = respaldo.restore(backup_id, new_dbname, "--globals")
+        run = respaldo.restore(backup_id, new_dbname, "--globals")
+        assert _role(pg, f"{auditor}_stays") == (True, -1, None, False)
+    finally:
+        pg.execute(sql.SQL("DROP ROLE {}").format(stays))
     assert _role(pg, auditor) == before  # login, limit, the same password, memberships
     granted = pg.scalar(
         "SELECT pg_catalog.has_table_privilege(%s, 'finanzas.pagos', 'SELECT')",
