@@ -454,10 +454,17 @@ class ChunkIndex:
             if run is None:
                 continue
             try:
-                run.check_miss(chunk_id)
+                # A chunk whose every copy is quarantined is a certain miss, not a
+                # damaged cache: rebuilding would find the same copies, once per miss.
+                run.check_miss(chunk_id, self._passed_over(chunk_id))
             except CacheCorrupt as exc:
                 return self._run_get(self._recover(run, exc), chunk_id)
         return None
+
+    def _passed_over(self, chunk_id: bytes) -> Callable[[str], bool]:
+        """Whether a pack's copy of ``chunk_id`` is one lookups pass over (quarantined)."""
+        exclude = self._exclude
+        return lambda pack_id: chunk_id in exclude.get(pack_id, ())
 
     def _recover(self, bad: CacheRun, exc: CacheCorrupt) -> CacheRun:
         """Replace the damaged cache ``bad`` by a rebuilt one (once, whichever thread

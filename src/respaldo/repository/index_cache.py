@@ -508,10 +508,13 @@ class CacheRun:
                 return out
             b += 1
 
-    def check_miss(self, chunk_id: bytes) -> None:
+    def check_miss(
+        self, chunk_id: bytes, passed_over: Callable[[str], bool] = lambda _pack_id: False
+    ) -> None:
         """Raise CacheCorrupt unless the blocks where ``chunk_id`` would be are sound
         and do not hold it (the filter said no wrongly): a reader's miss is then
-        certain."""
+        certain. Copies in packs ``passed_over`` says yes of (quarantined ones) are no
+        sign of damage: the lookup passed over them, the filter did not miss them."""
         if not self.blocks:
             return
         key = int.from_bytes(chunk_id[:8], "big")
@@ -520,7 +523,8 @@ class CacheRun:
         while b + 1 < self.blocks and self.directory[b + 1] <= key:
             b += 1
             self.check_block(b)
-        if self.find(chunk_id, use_filter=False):
+        held = self.find(chunk_id, use_filter=False)
+        if any(not passed_over(self.pack_id(group)) for group, *_ in held):
             raise CacheCorrupt("the filter does not know a chunk the cache holds")
 
     def block_range(self, low: int, high: int | None) -> tuple[int, int]:

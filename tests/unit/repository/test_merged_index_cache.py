@@ -3,6 +3,7 @@ files do, follows them as they come and go, and is never trusted when damaged.""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import random
 import struct
@@ -201,7 +202,9 @@ def test_a_removed_file_still_leaves_the_cache_while_a_backup_stores(
     assert run is not None and {name for name, _ in run.files} == set(files)
 
 
-def test_a_quarantined_copy_is_passed_over_for_another(tmp_path: Path) -> None:
+def test_a_quarantined_copy_is_passed_over_for_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     files = _files(5, 100, seed=8)  # the fifth file repeats chunks of the fourth
     names_ = sorted(files)
     third, fourth = (decode_index(files[names_[i]]) for i in (3, 4))
@@ -224,6 +227,13 @@ def test_a_quarantined_copy_is_passed_over_for_another(tmp_path: Path) -> None:
     assert loaded[0].by_pack() == memory.by_pack()
     exclude[second_pack] = {chunk_id}
     assert loaded[0].get(chunk_id) is None
+    # A reader's miss of it is certain, and no sign of a damaged cache: the lookup passed
+    # over its copies, the filter knew them (it was rebuilt, with a warning, once per miss).
+    run = loaded[0]._run
+    with caplog.at_level(logging.WARNING, logger="respaldo.repository"):
+        assert loaded[0].confirm_miss(chunk_id) is None
+    assert loaded[0]._run is run
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]
 
 
 def test_the_crc_of_numpy_matches_zlib() -> None:
