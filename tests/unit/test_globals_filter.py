@@ -97,6 +97,7 @@ def test_what_changes_an_existing_role_is_left_out_with_it() -> None:
         'GRANT SET ON PARAMETER work_mem TO "Jefe de ""Obra""";\n'
         "REVOKE ALL ON PARAMETER work_mem FROM admin;\n"
         "GRANT ALL ON PARAMETER work_mem TO lector;\n"
+        "GRANT ALL ON TABLESPACE archivo TO admin;\n"
     )
     filtered, kept = filter_globals(script, {'Jefe de "Obra"', "admin"})
     assert kept == {'Jefe de "Obra"', "admin"}
@@ -110,4 +111,5 @@ def test_what_changes_an_existing_role_is_left_out_with_it() -> None:
         'GRANT lector TO "Jefe de ""Obra""" WITH ADMIN OPTION, INHERIT TRUE GRANTED BY admin;\n'
         'GRANT SET ON PARAMETER work_mem TO "Jefe de ""Obra""";\n'
         "REVOKE ALL ON PARAMETER work_mem FROM admin;\n"
+        "GRANT ALL ON TABLESPACE archivo TO admin;\n"
     )

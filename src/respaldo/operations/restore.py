@@ -2054,20 +2054,24 @@ def script_creates(script: str) -> set[tuple[str, str]]:
 
 # What else of a pg_dumpall globals script changes a role that may exist: its comment, its
 # memberships (``GRANT g TO m … GRANTED BY …``: the member) and its grants on parameters
-# (``GRANT SET ON PARAMETER p TO r``, PostgreSQL 15+). The group is matched by a name
-# without spaces, as pg_dumpall writes it (quoted where need be): "SET ON PARAMETER"
-# is not one.
+# (``GRANT SET ON PARAMETER p TO r``, PostgreSQL 15+) and tablespaces. The group is
+# matched by a name without spaces, as pg_dumpall writes it (quoted where need be): "SET
+# ON PARAMETER" is not one.
 _NAMED_ROLE_STATEMENTS = (
     re.compile(rf"COMMENT ON ROLE ({_NAME})[\s;]"),
     re.compile(rf"GRANT {_NAME} TO ({_NAME})[\s;]"),
-    re.compile(rf"(?:GRANT|REVOKE) [A-Z][A-Z ,]* ON PARAMETER {_NAME} (?:TO|FROM) ({_NAME})[\s;]"),
+    re.compile(
+        rf"(?:GRANT|REVOKE) [A-Z][A-Z ,]* ON (?:PARAMETER|TABLESPACE) {_NAME} "
+        rf"(?:TO|FROM) ({_NAME})[\s;]"
+    ),
 )
 
 
 def filter_globals(script: str, existing: set[str]) -> tuple[str, set[str]]:
     """Drop the statements of a pg_dumpall globals script that change roles in
     ``existing`` (``CREATE ROLE``, ``ALTER ROLE``, ``COMMENT ON ROLE``, their memberships
-    and grants on parameters); return the script and the roles it left alone. Pure.
+    and grants on parameters and tablespaces); return the script and the roles it left
+    alone. Pure.
 
     A membership granted again to an existing role gave back what was revoked since the
     backup (a departed employee's role its group's access) while the restore said that
