@@ -241,11 +241,16 @@ def test_a_restore_of_one_role_says_one_role() -> None:
     """restore --globals warned "1 roles exist already and were left unchanged" and "1
     login roles were created without passwords" (its output and the job's warnings)."""
     assert kept_roles_warning({"erp_app"}) == (
-        "1 role exists already and was left unchanged: erp_app"
+        "1 role exists already and was left unchanged, without the backup's memberships and "
+        "grants for it: erp_app"
     )
-    assert kept_roles_warning({"b", "a"}) == "2 roles exist already and were left unchanged: a, b"
+    assert kept_roles_warning({"b", "a"}) == (
+        "2 roles exist already and were left unchanged, without the backup's memberships and "
+        "grants for them: a, b"
+    )
     assert ES(kept_roles_warning({"erp_app"}).message).format(count=1, roles="erp_app") == (
-        "1 rol ya existía y se dejó sin cambios: erp_app"
+        "1 rol ya existía y se dejó sin cambios, sin las pertenencias ni los permisos que la "
+        "copia le daba: erp_app"
     )
     one = passwordless_logins_warning({"auditor"})
     assert one.startswith(

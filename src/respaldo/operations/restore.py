@@ -1933,8 +1933,14 @@ def kept_roles_warning(kept: Collection[str]) -> Phrase:
     # counted(): one role said "1 roles exist already".
     return counted(
         len(kept),
-        N_("{count} role exists already and was left unchanged: {roles}"),
-        N_("{count} roles exist already and were left unchanged: {roles}"),
+        N_(
+            "{count} role exists already and was left unchanged, without the backup's "
+            "memberships and grants for it: {roles}"
+        ),
+        N_(
+            "{count} roles exist already and were left unchanged, without the backup's "
+            "memberships and grants for them: {roles}"
+        ),
         roles=", ".join(shown_role(name) for name in sorted(kept)),
     )
 
