@@ -742,7 +742,7 @@ def wait_for_recovery(
     connections; return the log lines that tell where recovery stopped.
 
     Raises RecoveryFailed (with the end of the log) if the server stops meanwhile (a
-    recovery target it cannot reach is fatal from PostgreSQL 14 on), or is still
+    recovery target it cannot reach is fatal from PostgreSQL 13 on), or is still
     recovering after ``timeout`` seconds (it is left running then); PortTaken if it
     stopped because another process held its port (the log after offset ``since``, where
     this start's lines begin, says so).
