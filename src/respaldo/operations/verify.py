@@ -4,18 +4,20 @@ Three scopes, exactly one at a time: the given backups, everything (index, packs
 every backup), or slice ``n/t`` of all chunks (``t`` runs, one per slice, cover all).
 A shared lease keeps garbage collection from repacking what is being read (a repack
 meanwhile would show as damage); on read-only media there is none, and a warning says so.
-A hole in the archived WAL after a physical backup read (the given ones, or every one) is
-a warning naming the backups whose point-in-time recovery it cuts
-(:mod:`~respaldo.operations.verify_wal`).
+A hole in the archived WAL after a physical backup read (the given ones, or every one;
+with a slice, every physical backup the repository holds) is a warning naming the backups
+whose point-in-time recovery it cuts (:mod:`~respaldo.operations.verify_wal`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from respaldo import cancellation
+from respaldo.catalog import BackupRecords
 from respaldo.catalog.copies import BackupCopies
+from respaldo.domain import BackupKind
 from respaldo.errors import (
     BackupNotFound,
     ConfigError,
@@ -28,7 +30,7 @@ from respaldo.operations.context import Context
 from respaldo.operations.lost_packs import mark_lost_chunks, named_ids
 from respaldo.operations.models import ResultModel
 from respaldo.operations.status_verify import note_verified
-from respaldo.operations.verify_wal import is_physical, wal_gap_warnings
+from respaldo.operations.verify_wal import is_physical, wal_gap_warnings, wal_gaps
 from respaldo.phrases import N_, counted
 from respaldo.repository import Manifest, Repository, verify_backups, verify_repository
 from respaldo.repository.locks import reading_lease
@@ -106,6 +108,7 @@ def verify(
     name = ctx.settings.repository(repository).name
     repo = ctx.repository(name)
     warnings: list[str] = []
+    holes: list[str] = []
 
     def step(n: int) -> None:
         if advance is not None:
@@ -115,6 +118,11 @@ def verify(
     with reading_lease(repo, "verify", warnings.append):
         if slice_ is not None:
             report = verify_subset(repo, *slice_, step)
+            # The daily verify is a slice: without this, a hole appearing in the archive
+            # after a physical backup was seen by nothing scheduled but that backup's
+            # restore test. Their manifests and one listing per cluster: no data read.
+            holes, unchecked = wal_gaps(repo, _physical_manifests(ctx, repo))
+            warnings += holes + unchecked
         elif everything:
             chains: dict[str, list[str]] = {}
             physical: list[Manifest] = []
@@ -127,7 +135,8 @@ def verify(
             report = verify_repository(repo, step, seen=seen)
             report.problems += _recorded_but_missing(ctx, name, repo)
             report.problems += _chains_gone(name, repo, chains)
-            warnings += wal_gap_warnings(repo, physical)
+            holes, unchecked = wal_gaps(repo, physical)
+            warnings += holes + unchecked
         else:
             ids, gone = _with_chains(name, repo, backup_ids or [])
             # The WAL after the backups asked for, not after the chains they restore on.
@@ -141,7 +150,10 @@ def verify(
     if slice_ is not None or everything:
         # Read as a whole (a slice of it, or all): what the status's verify item counts.
         scope = f"subset {subset}" if slice_ is not None else "all"
-        note_verified(ctx, name, scope, datetime.now(UTC))
+        now = datetime.now(UTC)
+        note_verified(ctx, name, scope, now)
+        # Every physical backup was looked at: a hole is told, and told mended, here.
+        _watch_wal_gaps(ctx, name, holes, now)
     return _settle(ctx, name, repo, report, warnings, packs_checked=everything)
 
 
@@ -221,6 +233,25 @@ def _mark_copies(
             f"('respaldo copy --all --to {name}')"
         )
     return marked
+
+
+def _physical_manifests(ctx: Context, repo: Repository) -> Iterator[Manifest]:
+    """The manifests of the physical backups ``repo`` holds, oldest first. The catalog
+    tells which are physical, so a slice reads no logical backup's manifest; one it does
+    not record (a catalog rebuilt from another repository) is read to tell. One that
+    cannot be read is passed over: a slice judges chunks, and ``verify ID`` or ``--all``
+    say what is wrong with a manifest."""
+    with ctx.catalog.read() as session:
+        kinds = {record.id: record.backup_type for record in BackupRecords(session).list()}
+    for backup_id in repo.backup_ids():
+        if kinds.get(backup_id, BackupKind.INCREMENTAL) is not BackupKind.INCREMENTAL:
+            continue
+        try:
+            manifest = repo.load_manifest(backup_id)
+        except (BackupNotFound, IntegrityError):
+            continue  # pruned meanwhile, or damaged: see above
+        if is_physical(manifest):
+            yield manifest
 
 
 def _recorded_but_missing(ctx: Context, name: str, repo: Repository) -> list[Problem]:
@@ -304,6 +335,43 @@ def _chains_gone(name: str, repo: Repository, chains: dict[str, list[str]]) -> l
         for member in chain
         if member not in held
     ]
+
+
+WAL_GAPS = "walgap:"
+"""The key of the condition "the archived WAL of a repository has a hole after a physical
+backup", with the repository's name after it (:func:`_watch_wal_gaps`)."""
+
+
+def _(message: str) -> str:
+    """Marks a message for extraction; :func:`alerts.set_condition` translates it."""
+    return message
+
+
+def _watch_wal_gaps(ctx: Context, name: str, holes: list[str], now: datetime) -> None:
+    """Fire the warning condition ``walgap:<name>`` while ``holes`` (what a verify that
+    looked after every physical backup of repository ``name`` found) is not empty, and
+    resolve it once one finds none. A warning left in the daily verify's result was read
+    by nobody: its job completes, and the status looks after the newest backup only."""
+    from respaldo.operations import alerts
+
+    alerts.set_condition(
+        ctx,
+        WAL_GAPS + name,
+        bool(holes),
+        message=_(
+            "the archived WAL in repository {repository} has a gap after a physical backup: {gap}"
+        )
+        if holes
+        else _("the archived WAL in repository {repository} has no gap after a physical backup"),
+        args={"repository": name, "gap": holes[0] if holes else ""},
+        level="warning",
+        kind="verify",
+        repository=name,
+        hint="'respaldo verify --all' lists every gap; put the segment back (from a mirror, "
+        "or 'respaldo wal-push' from the server's pg_wal while it is there), or take a "
+        "physical backup: the backups after the gap are not cut by it",
+        now=now,
+    )
 
 
 def _alert(ctx: Context, result: VerifyResult, marked: list[str]) -> None:

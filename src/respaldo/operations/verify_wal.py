@@ -43,6 +43,14 @@ def wal_gap_warnings(repo: Repository, manifests: Iterable[Manifest]) -> list[st
     ``manifests`` (others are passed over), naming the backups whose point-in-time
     recovery stops at it, and one for each reason backups could not be checked (an old
     manifest, a listing that failed). Lists each cluster's archive once; never raises."""
+    holes, unchecked = wal_gaps(repo, manifests)
+    return holes + unchecked
+
+
+def wal_gaps(repo: Repository, manifests: Iterable[Manifest]) -> tuple[list[str], list[str]]:
+    """:func:`wal_gap_warnings` in two: the warnings of holes, and those of backups that
+    could not be checked (a hole found, not a check that could not be made, is what the
+    daily verify alerts on)."""
     listings: dict[str, list[str] | str] = {}
     cut: dict[str, list[str]] = {}  # what the hole is -> the backups it cuts, in order
     unchecked: dict[str, list[str]] = {}  # why -> the backups not checked
@@ -90,11 +98,10 @@ def wal_gap_warnings(repo: Repository, manifests: Iterable[Manifest]) -> list[st
         "pg_wal while it is there)"
         for gap, ids in cut.items()
     ]
-    warnings += [
+    return warnings, [
         f"the archived WAL after {_backups(ids)} was not checked for gaps: {why}"
         for why, ids in unchecked.items()
     ]
-    return warnings
 
 
 def _backups(ids: list[str]) -> str:

@@ -243,6 +243,9 @@ _OF_A_SOURCE = (
     "verify",
     "notify",
     "slot",
+    # Not an item: verify's condition of a hole in a repository's archived WAL
+    # (``walgap:<repository>``, operations/verify.py), closed as ``verify:`` is.
+    "walgap",
 )
 
 
@@ -263,8 +266,8 @@ def _close_unwatched(ctx: Context, now: datetime) -> None:
         source, _, repository = rest.partition(":")
         if check in ("copy", "walcopy") and repository not in repositories:
             return False
-        if check == "verify":
-            return source in repositories  # verify:<repository>
+        if check in ("verify", "walgap"):
+            return source in repositories  # verify:<repository>, walgap:<repository>
         return source in sources
 
     try:

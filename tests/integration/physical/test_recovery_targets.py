@@ -26,9 +26,12 @@ from psycopg import sql
 from sample.cluster import TempCluster
 
 from respaldo.cli.main import invoke
+from respaldo.operations import alerts
 from respaldo.operations.context import Context
 from respaldo.operations.drill import run_drill
 from respaldo.operations.physical_restore import START_LOG
+from respaldo.operations.scheduled import verify_slice
+from respaldo.operations.verify import WAL_GAPS
 from respaldo.operations.wal import open_wal_repository
 from respaldo.operations.wal_coverage import earliest_target_time
 from respaldo.postgres.wal import format_lsn, parse_lsn
@@ -226,6 +229,26 @@ def test_a_drill_of_a_backup_before_a_gap_fails_its_wal_archive_check(
     assert run.code == 0, str(run)
     assert f"{missing} is missing from the archive" in run.err, str(run)
     assert f"point-in-time recovery of backup {backup_id} stops there" in run.err, str(run)
+    # The daily verify reads a slice of the chunks (here one of 366: next to nothing) and
+    # looks after every physical backup all the same; its job completes, and the warning
+    # is a condition alerted on until a verify finds the gap mended.
+    with Context.open(archiving.settings()) as ctx:
+        daily = verify_slice(ctx, 366)
+        primary = ctx.settings.repositories[0].name
+        assert daily.ok, daily.problems
+        # (Naming this backup, unless the module's earlier backups, which the gap cuts
+        # too, leave it among the "N more".)
+        assert [w for w in daily.warnings if f"{missing} is missing from the archive" in w]
+        assert alerts.firing_keys(ctx, WAL_GAPS) == [WAL_GAPS + primary]
+        # Put back (and moved aside again for the fixture to put back), the next resolves it.
+        stored = archiving.repo_dir / "wal" / _system_id(archiving) / "00000001" / missing
+        stored.with_name(f"{missing}.aside").rename(stored)
+        try:
+            mended = verify_slice(ctx, 366)
+        finally:
+            stored.rename(stored.with_name(f"{missing}.aside"))
+        assert not [w for w in mended.warnings if "missing from the archive" in w]
+        assert alerts.firing_keys(ctx, WAL_GAPS) == []
 
 
 def _refused_with_and_without_start(archiving: Archiving, backup_id: str, target: str) -> list[str]:
