@@ -145,6 +145,17 @@ _PHRASES = (
         "damaged: {count} chunks have no good copy in any repository (respaldo repair, "
         "{when} UTC); it cannot be restored"
     ),
+    # operations/repair.py: quarantined_problem, stored by a catalog rebuild.
+    N_(
+        "damaged: {count} chunk it uses was found corrupt and quarantined by 'respaldo "
+        "verify' ({when} UTC) and no repository read holds a good copy; it cannot be "
+        "restored unless 'respaldo repair' finds one in a mirror"
+    ),
+    N_(
+        "damaged: {count} chunks it uses were found corrupt and quarantined by "
+        "'respaldo verify' ({when} UTC) and no repository read holds a good copy; it "
+        "cannot be restored unless 'respaldo repair' finds them in a mirror"
+    ),
     # operations/repair.py: lost_packs_problem, stored by a backup that found packs lost.
     N_(
         "damaged: {count} chunk it uses was lost with a pack found missing or truncated "

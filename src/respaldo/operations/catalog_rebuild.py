@@ -12,7 +12,7 @@ from respaldo.errors import BackupNotFound, IntegrityError, ObjectNotFound, Resp
 from respaldo.operations.context import Context
 from respaldo.operations.lost_packs import mirrors_of
 from respaldo.operations.recorded import backup_source
-from respaldo.operations.repair import damage_problem, lost_packs_problem
+from respaldo.operations.repair import damage_problem, lost_packs_problem, quarantined_problem
 from respaldo.operations.repositories import open_store
 from respaldo.repository import Manifest, Repository
 from respaldo.repository.manifest import MANIFEST_PREFIX, manifest_name
@@ -113,9 +113,8 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
                 # A manifest proves its backup was written whole, not that its data is
                 # still there: recorded completed and unverified, retention counted it as
                 # a good backup (and expired older ones that restore) until a verify.
-                records.set_verified(
-                    backup_id, now, verified=False, problem=lost_packs_problem(len(missing), now)
-                )
+                when, problem = _missing_problem(repo, missing, held, now)
+                records.set_verified(backup_id, when, verified=False, problem=problem)
                 result.missing_data.append(backup_id)
         if created and not _still_there(repo, backup_id):
             # A prune deleted the manifest, then its record, while we read it: the record
@@ -131,6 +130,34 @@ def rebuild_catalog(ctx: Context, repository: str | None = None) -> RebuildResul
         else:
             result.updated += 1
     return result
+
+
+def _missing_problem(
+    repo: Repository, missing: set[bytes], held: _Held, now: datetime
+) -> tuple[datetime, str]:
+    """When and what a backup whose chunks ``missing`` no repository holds lost: the
+    chunks ``verify`` quarantined as corrupt in packs still there, when it did (the
+    earliest), if all are; else those lost with their packs (missing or cut short), now.
+    A copy quarantined because its pack was missing was lost with it."""
+    found = []
+    for chunk_id in missing:
+        corrupt = [
+            copy.found
+            for copy in repo.quarantine.copies_of(chunk_id)
+            if held.pack_size(copy.pack_id) >= 0 and not _pack_gone(copy.problem)
+        ]
+        if not corrupt:
+            return now, lost_packs_problem(len(missing), now)
+        found.append(min(corrupt))
+    when = min(found)
+    return when, quarantined_problem(len(missing), when)
+
+
+def _pack_gone(problem: str) -> bool:
+    """Whether a quarantined copy's ``problem`` is its pack's absence or truncation (as
+    :mod:`respaldo.repository.verify`, :mod:`~respaldo.repository.pack_check` and
+    :mod:`~respaldo.repository.damage` say it)."""
+    return problem == "pack is missing" or "truncated" in problem
 
 
 def _still_there(repo: Repository, backup_id: str) -> bool:

@@ -240,6 +240,27 @@ def damage_problem(chunks: int, when: datetime) -> str:
     )
 
 
+def quarantined_problem(chunks: int, when: datetime) -> str:
+    """The catalog's words for a backup that uses chunks whose copies ``verify`` found
+    corrupt and quarantined (the earliest at ``when``) and that no repository holds a good
+    copy of (``error_message``): said apart from :func:`lost_packs_problem`, whose reader
+    goes looking for a pack deleted or cut short, while these packs are all there."""
+    return counted(
+        chunks,
+        N_(
+            "damaged: {count} chunk it uses was found corrupt and quarantined by 'respaldo "
+            "verify' ({when} UTC) and no repository read holds a good copy; it cannot be "
+            "restored unless 'respaldo repair' finds one in a mirror"
+        ),
+        N_(
+            "damaged: {count} chunks it uses were found corrupt and quarantined by "
+            "'respaldo verify' ({when} UTC) and no repository read holds a good copy; it "
+            "cannot be restored unless 'respaldo repair' finds them in a mirror"
+        ),
+        when=f"{when:%Y-%m-%d %H:%M}",
+    )
+
+
 def lost_packs_problem(chunks: int, when: datetime) -> str:
     """The catalog's words for a backup that uses chunks a later backup found lost with
     their packs (missing or cut short in the repository) and that no repository holds a

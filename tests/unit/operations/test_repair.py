@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from respaldo import reasons
 from respaldo.catalog import open_catalog
 from respaldo.cli.main import invoke
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import IntegrityError, StorageError
+from respaldo.i18n import translations
 from respaldo.operations import repair as repair_module
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.recorded import recorded_backup
@@ -167,6 +169,30 @@ def test_catalog_rebuild_marks_a_backup_whose_packs_are_gone(inst: Installation)
     assert inst.ctx.record(mirrored).verified_at is None
     assert inst.ctx.record(good).verified_at is None
     assert rebuild_catalog(inst.ctx).missing_data == []  # marked once, kept as it was
+
+
+def test_catalog_rebuild_says_a_chunk_verify_quarantined_was_found_corrupt(
+    inst: Installation,
+) -> None:
+    """A chunk whose only copy verify quarantined (its pack is still there) was said
+    "lost with a pack found missing or truncated": its reader went looking for a pack
+    nobody deleted."""
+    damaged = inst.backup(timedelta(days=1))
+    _damage_and_verify(inst, damaged)
+    inst.close()
+    (inst.root / "catalog.db").unlink()
+    open_catalog(inst.settings().catalog.url, create=True).close()
+
+    assert rebuild_catalog(inst.ctx).missing_data == [damaged]
+    said = inst.ctx.record(damaged).error_message or ""
+    assert said.startswith(
+        "damaged: 1 chunk it uses was found corrupt and quarantined by 'respaldo verify' ("
+    ), said
+    assert "pack" not in said
+    assert reasons.reason(said, translations("es").gettext).startswith(
+        "dañado: 1 fragmento que usa se encontró corrupto y 'respaldo verify' lo puso en "
+        "cuarentena ("
+    )
 
 
 def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
