@@ -145,6 +145,12 @@ _PHRASES = (
         "damaged: {count} chunks have no good copy in any repository (respaldo repair, "
         "{when} UTC); it cannot be restored"
     ),
+    # operations/repair.py: repaired_problem, stored by a repair that made a backup whole.
+    N_(
+        "repaired: every chunk it had lost is in repository {repository} again "
+        "('respaldo repair', {when} UTC); it counts as failed verification until a "
+        "restore test of it passes"
+    ),
     # operations/repair.py: quarantined_problem, stored by a catalog rebuild.
     N_(
         "damaged: {count} chunk it uses was found corrupt and quarantined by 'respaldo "

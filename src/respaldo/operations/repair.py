@@ -24,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from respaldo.catalog import BackupCopies, BackupRecords
+from respaldo.catalog.backups import has_failed_verification
 from respaldo.domain import BackupStatus, CopyStatus
-from respaldo.errors import RecordNotFound, RespaldoError
+from respaldo.errors import InvalidTransition, RecordNotFound, RespaldoError
 from respaldo.operations.context import Context
-from respaldo.phrases import N_, counted
+from respaldo.phrases import N_, Phrase, counted
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
+from respaldo.repository.reader import read_list
 from respaldo.repository.repair import lost_backups as find_lost_backups
 from respaldo.repository.repair import repair_repository
 from respaldo.repository.wal import WalRepair, repair_wal
@@ -70,6 +72,12 @@ class RepairResult(_Model):
     repaired_from: dict[str, int]
     lost_chunks: list[str] = Field(description="Ids of chunks with no good copy anywhere.")
     lost_backups: list[LostBackupResult]
+    whole_again: list[str] = Field(
+        default_factory=list,
+        description="Backups marked damaged that the repository holds every chunk of "
+        "again: marked as repaired, they still count as failed verification until a "
+        "restore test of each passes.",
+    )
     packs_written: int
     bytes_written: int
     problems: list[str]
@@ -142,6 +150,24 @@ def repair(
                 marked_in_catalog=marked,
             )
         )
+    whole = [] if dry_run else _whole_again(ctx, repo, target_settings.name, now)
+    if whole:
+        warnings.append(
+            counted(
+                len(whole),
+                N_(
+                    "backup {backups} is whole again but still counts as failed "
+                    "verification: a restore test that passes clears the mark ('respaldo "
+                    "drill ID')"
+                ),
+                N_(
+                    "backups {backups} are whole again but still count as failed "
+                    "verification: a restore test of each that passes clears its mark "
+                    "('respaldo drill ID')"
+                ),
+                backups=", ".join(whole),
+            )
+        )
     problems = list(report.problems)
     completed = [] if dry_run else copies_whole_again(ctx, repo, target_settings.name, warnings)
     wal_report = WalRepair()
@@ -167,6 +193,7 @@ def repair(
         repaired_from=report.repaired,
         lost_chunks=[cid.hex() for cid in report.lost_chunks],
         lost_backups=lost,
+        whole_again=whole,
         packs_written=report.packs_written,
         bytes_written=report.bytes_written,
         problems=problems,
@@ -199,6 +226,74 @@ def copies_whole_again(ctx: Context, repo: Repository, name: str, warnings: list
         with contextlib.suppress(RecordNotFound), ctx.catalog.begin() as session:
             BackupCopies(session).mark(backup_id, name, CopyStatus.COMPLETED)
     return whole
+
+
+DAMAGED = "damaged: "
+"""How the catalog's words for a backup that lost data begin (:func:`damage_problem`,
+:func:`lost_packs_problem`, :func:`quarantined_problem`)."""
+
+
+def _whole_again(ctx: Context, repo: Repository, name: str, now: datetime) -> list[str]:
+    """The backups of repository ``name`` marked as having lost data whose every chunk
+    ``repo`` (repaired) holds a good copy of again, each marked now as repaired
+    (:func:`repaired_problem`). The mark stays a failed verification: what repair checked
+    is that each chunk is there and indexed, not that the backup restores, which only a
+    restore test shows (its pass clears the mark). Left as it was, the mark said "it
+    cannot be restored" of a backup that could, and nothing said what would clear it."""
+    with ctx.catalog.read() as session:
+        marked = [
+            record.id
+            for record in BackupRecords(session).list(status=BackupStatus.COMPLETED)
+            if record.repository == name
+            and has_failed_verification(record)
+            and (record.error_message or "").startswith(DAMAGED)
+        ]
+    whole = []
+    for backup_id in marked:
+        if not _holds_every_chunk(repo, backup_id):
+            continue
+        try:
+            with ctx.catalog.begin() as session:
+                BackupRecords(session).set_verified(
+                    backup_id, now, verified=False, problem=repaired_problem(name, now)
+                )
+        except (RecordNotFound, InvalidTransition):
+            continue  # deleted, or no longer completed, meanwhile
+        whole.append(backup_id)
+    return whole
+
+
+def _holds_every_chunk(repo: Repository, backup_id: str) -> bool:
+    """Whether ``repo``'s index (quarantined copies left out) holds every chunk of
+    ``backup_id``, its chunk lists included; False when its manifest or a chunk list
+    cannot be read."""
+    try:
+        manifest = repo.load_manifest(backup_id)
+        for stream in manifest.streams:
+            for list_id in stream.lists:
+                if bytes.fromhex(list_id) not in repo.index:
+                    return False
+                if any(chunk_id not in repo.index for chunk_id, _ in read_list(repo, list_id)):
+                    return False
+    except Exception:  # the repository layer keeps a list's failure type private
+        return False
+    return True
+
+
+def repaired_problem(repository: str, when: datetime) -> str:
+    """The catalog's words for a backup that had lost data and that repository
+    ``repository`` holds whole again since a repair at ``when`` (``error_message``)."""
+    return str(
+        Phrase(
+            N_(
+                "repaired: every chunk it had lost is in repository {repository} again "
+                "('respaldo repair', {when} UTC); it counts as failed verification until a "
+                "restore test of it passes"
+            ),
+            repository=repository,
+            when=f"{when:%Y-%m-%d %H:%M}",
+        )
+    )
 
 
 def mark_damaged(

@@ -91,6 +91,25 @@ def test_lost_chunks_mark_the_backups_and_restore_refuses_them(inst: Installatio
     assert "respaldo repair" in info.value.hint
     assert load_manifest_any(repo, [], other).backup_id == other
 
+    # A copy turns up in the mirror (an old offsite disk holding the backup): repair takes
+    # it. The mark stayed "it cannot be restored", and nothing said what clears it.
+    with BackupWriter(inst.repository("second"), damaged) as writer:
+        writer.write_stream("dump", io.BytesIO(data_for(damaged)))
+        writer.commit(kind="full", source="erp", started_at=record.created_at)
+    again = repair(inst.ctx)
+    assert (again.repaired, again.lost_backups, again.whole_again) == (1, [], [damaged])
+    assert any(
+        f"backup {damaged} is whole again" in w and "respaldo drill" in w for w in again.warnings
+    ), again.warnings
+    record = inst.ctx.record(damaged)
+    assert record.verified_at is not None and not record.is_verified  # until a restore test
+    said = record.error_message or ""
+    assert said.startswith("repaired: every chunk it had lost is in repository local again")
+    assert said.endswith("it counts as failed verification until a restore test of it passes")
+    assert reasons.reason(said, translations("es").gettext).startswith("reparado: ")
+    assert inst.read(damaged) == data_for(damaged)
+    assert repair(inst.ctx).whole_again == []  # marked once
+
 
 def test_a_backup_that_is_not_known_good_is_marked(inst: Installation) -> None:
     """The race itself is tested in the repository tests; here, what the catalog does
