@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from respaldo.domain import BackupKind
-from respaldo.operations.verify import verify
+from respaldo.errors import StorageError
+from respaldo.operations import alerts, verify_wal
+from respaldo.operations.verify import WAL_GAPS, verify
 from respaldo.repository.wal import put_wal
 from tests.unit.operations.support import PASSPHRASE, Installation, run_cli
 
@@ -90,3 +92,35 @@ def test_a_hole_after_a_backup_is_a_warning_naming_it_and_the_backups_it_cuts(
     assert said.count("warning:") == 1, err
     assert f"warning: WAL segment {seg(8)} is missing from the archive" in said
     assert f"point-in-time recovery of backups {older}, {newer} stops there" in said
+
+
+def test_the_daily_slice_looks_too_and_keeps_a_condition_a_failed_listing_does_not_mend(
+    inst: Installation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slice reads some chunks, and looks after every physical backup all the same: the
+    # daily verify is one. Its warning fires walgap:<repository>; a verify that could not
+    # list the archive leaves it firing, one that finds the hole filled resolves it.
+    older = _physical(inst, timedelta(days=2), 2)
+    _physical(inst, timedelta(days=1), 6)
+    repo = inst.repository()
+    for number in (1, 3, 5, 6):
+        put_wal(repo, SYSTEM, "00000001", seg(number), b"segment %d" % number)
+    with inst.context() as ctx:
+        found = verify(ctx, subset="1/7")
+        assert found.ok, found.problems
+        [warning] = found.warnings
+        assert f"WAL segment {seg(4)} is missing" in warning and older in warning
+        assert alerts.firing_keys(ctx, WAL_GAPS) == [WAL_GAPS + "local"]
+
+        def unlistable(*_: object) -> list[str]:
+            raise StorageError("the bucket did not answer")
+
+        put_wal(repo, SYSTEM, "00000001", seg(4), b"segment 4")
+        with monkeypatch.context() as patched:
+            patched.setattr(verify_wal, "list_wal", unlistable)
+            blind = verify(ctx, subset="2/7")
+        assert ["was not checked for gaps" in w for w in blind.warnings] == [True]
+        assert alerts.firing_keys(ctx, WAL_GAPS) == [WAL_GAPS + "local"]
+        mended = verify(ctx, subset="3/7")
+        assert mended.warnings == []
+        assert alerts.firing_keys(ctx, WAL_GAPS) == []
