@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -54,7 +55,14 @@ class Scrubber:
     the secret files (one ``stat`` each, no read) and reads again only those that changed
     (another file renamed over it, or a new size or modification time), so that the new
     value is scrubbed from then on. A value once read stays scrubbed: a process or a
-    connection may still use the old one. Thread-safe."""
+    connection may still use the old one. Thread-safe.
+
+    Only regular files are read, and never waited on: a secret file that is a named pipe
+    (a ``url_file`` nobody writes) or a device blocked the first read for ever, and with
+    it ``/health``, every API error answer and every log line, which all scrub through
+    here. Such a file is skipped as one that cannot be read (its sender reads it itself,
+    and keeps its value out of what it says; the stall monitor tells a sender that
+    hangs on it); read here, a pipe's value would also be taken from its sender."""
 
     def __init__(self, settings: Settings) -> None:
         paths = _secret_files(settings)
@@ -140,6 +148,8 @@ def _stamp(path: Path) -> _Stamp | None:
         st = path.stat()
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a pipe, a device, a directory: never read (see Scrubber)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -159,9 +169,18 @@ def _secret_files(settings: Settings) -> list[Path]:
 
 
 def _read(path: Path) -> str | None:
-    # As read_secret_file reads it (the trailing newline is not part of the secret).
+    """The secret in ``path`` as read_secret_file reads it (the trailing newline is not
+    part of the secret), if it is a regular file. Opened without waiting: a pipe put in
+    its place since the ``stat`` would block the open itself."""
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            return file.read().decode("utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return None
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -116,6 +118,42 @@ def test_a_secret_file_that_cannot_be_read_is_skipped(settings: Settings, tmp_pa
     (tmp_path / "jwt.key").unlink()
     scrub = Scrubber(settings)
     assert scrub(f"refused {FILES['db.password']}") == f"refused {REDACTED}"
+
+
+def test_a_secret_file_that_is_a_pipe_nobody_writes_is_skipped_not_waited_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A url_file that is a named pipe nobody writes blocked the scrubber's first read for
+    # ever, and /health, every API error answer and every log line with it (they all
+    # scrub). Read, it would also take the pipe's value from the sender it is meant for.
+    pipe = tmp_path / "hook.url"
+    pipe.unlink()
+    os.mkfifo(pipe, 0o600)
+    released = threading.Event()
+
+    def release() -> None:  # only if the scrubber waits on it: the test then fails
+        released.set()
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # the waiting reader's pipe
+        except OSError:
+            fd = None  # nobody reads it (ENXIO)
+        # A regular file in its place: the scrubber, seeing it changed, reads it again.
+        (tmp_path / "plain").write_text(FILES["hook.url"])
+        (tmp_path / "plain").replace(pipe)
+        if fd is not None:
+            os.write(fd, FILES["hook.url"].encode())
+            os.close(fd)
+
+    backstop = threading.Timer(60, release)
+    backstop.daemon = True
+    backstop.start()
+    try:
+        scrub = Scrubber(settings)
+        said = scrub(f"refused {FILES['db.password']}")
+    finally:
+        backstop.cancel()
+    assert not released.is_set(), "the scrubber waited on the pipe"
+    assert said == f"refused {REDACTED}"
 
 
 def test_the_services_log_carries_no_loaded_secret(settings: Settings) -> None:
