@@ -9,7 +9,10 @@ index loaded. Each repository is looked at once, without retries and with a shor
 its own that is waited for at most :data:`~respaldo.operations.repositories.PROBE_SECONDS`:
 a mirror that is down is answered down within seconds, not after minutes of retries, and
 a directory on a hung mount (which no timeout of the file system call bounds) is answered
-"does not answer" instead of holding the answer for ever.
+"does not answer" instead of holding the answer for ever. Opening the store, before that
+read, is bounded too (:data:`OPEN_SECONDS`): it is local work that can hang as well (a
+``secret_access_key_file`` nobody writes, boto3's credential chain running a profile's
+``credential_process`` or asking a metadata endpoint, a directory on a hung mount).
 
 ``/health`` needs no login, so a part that fails is answered with a fixed sentence
 (:data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS`): the error's own text can name the
@@ -61,9 +64,29 @@ REPOSITORY_HANGS = (
 """What ``/health`` says of a repository whose look has not ended within
 :data:`~respaldo.operations.repositories.PROBE_SECONDS` (a hung mount, a store that
 never answers)."""
+OPEN_SECONDS = 10.0
+"""The most ``/health`` waits for a repository's store to be opened, before the read that
+:data:`~respaldo.operations.repositories.PROBE_SECONDS` bounds. Opening is local work:
+milliseconds once boto3 is loaded, but the first time (boto3 imported, its models parsed)
+it took 3-7 s under a load of 20, which a bound of 2 s took for a store that does not
+answer. It waited for ever on what hangs (a secret file that is a named pipe, a profile's
+``credential_process``, a hung mount), and ``/health`` with it."""
+REPOSITORY_OPEN_HANGS = (
+    f"the repository's store is not opened within {OPEN_SECONDS:g} s; the server's log says why"
+)
+"""What ``/health`` says of a repository whose store has not been opened within
+:data:`OPEN_SECONDS`."""
 CHECK_STUCK = "a check of the service is stuck and nothing is alerted on; the status says where"
 """What ``/health`` says while the watchdog or the sweep for lost jobs of this process has
 run longer than ``[rpo] watchdog_stuck_minutes`` (:mod:`respaldo.operations.stall`)."""
+
+
+CHECK_STUCK_ON_MIRROR = (
+    "a check of the service is stuck reading mirror {repository}, which does not answer; "
+    "the status says where"
+)
+"""What ``/health`` says (``degraded``, 200) while every stuck check is stuck reading a
+mirror: what a mirror down alone is said to be."""
 
 
 class ComponentHealth(ResultModel):
@@ -99,9 +122,10 @@ class Health(ResultModel):
     """Catalog and every repository answer, and no check of the service is stuck."""
     status: HealthStatus
     """``ok``: all of it. ``degraded`` (HTTP 200): a secondary repository (a mirror) does
-    not answer; backups, restores and the API work, copies to it wait. ``failing``
-    (HTTP 503): the service cannot do its job: the catalog or the primary repository does
-    not answer, or a check of the service is stuck (nothing is alerted on)."""
+    not answer, or a check of the service is stuck reading one (and nowhere else);
+    backups, restores and the API work, copies to it wait. ``failing`` (HTTP 503): the
+    service cannot do its job: the catalog or the primary repository does not answer, or
+    a check of the service is stuck elsewhere (nothing is alerted on)."""
     catalog: ComponentHealth
     """The catalog's state."""
     repositories: list[ComponentHealth]
@@ -109,17 +133,20 @@ class Health(ResultModel):
     checks: ComponentHealth = ComponentHealth(name="checks", ok=True)
     """The service's own checks (``respaldo serve``'s watchdog and sweep for lost jobs):
     not ok while one has run longer than ``[rpo] watchdog_stuck_minutes``, when no alert
-    goes out (:data:`CHECK_STUCK`)."""
+    goes out (:data:`CHECK_STUCK`, or :data:`CHECK_STUCK_ON_MIRROR` naming the mirror it
+    is stuck reading)."""
     newest_backups: list[NewestBackup]
     """The newest good backup of each database and type."""
 
 
 def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     """Check the catalog and every configured repository; never raises for their
-    failures (they are the answer), and never waits longer than
-    :data:`~respaldo.operations.repositories.PROBE_SECONDS` for a repository. A
+    failures (they are the answer), and never waits longer than :data:`OPEN_SECONDS`
+    for a repository's store to open, then
+    :data:`~respaldo.operations.repositories.PROBE_SECONDS` for its answer. A
     failure's reason is logged (scrubbed), not returned: the answer carries only
-    :data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS` or :data:`REPOSITORY_HANGS`."""
+    :data:`CATALOG_FAILS`, :data:`REPOSITORY_FAILS`, :data:`REPOSITORY_OPEN_HANGS` or
+    :data:`REPOSITORY_HANGS`."""
     when = now or datetime.now(UTC)
     scrub = Scrubber(ctx.settings)
     newest: list[NewestBackup] = []
@@ -132,7 +159,7 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     # From this process's memory: the catalog and the repositories answering says nothing
     # of a watchdog stuck on one of them (a lock, a hung mount) that alerts no more.
     stuck = stall.stuck(when, timedelta(minutes=ctx.settings.rpo.watchdog_stuck_minutes))
-    checks = ComponentHealth(name="checks", ok=not stuck, error=CHECK_STUCK if stuck else None)
+    checks = _checks(ctx, stuck)
     # Each looked at once, without retries, all at the same time: a probe waits for the
     # slowest store's bound, not for the sum of them.
     looks = [_look(ctx, repo.name, scrub) for repo in ctx.settings.repositories]
@@ -141,10 +168,11 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
     # of a load balancer's rotation (and let an orchestrator restart it, which mends
     # nothing) while backups and restores work. It is said in the body (``degraded``),
     # in /metrics and in the status, and its copies and verifies alert on their own.
-    # A stuck check does take it: it stops the alerting, and this answer is what is left.
+    # A stuck check does take it: it stops the alerting, and this answer is what is left;
+    # unless it is stuck only on a mirror (a hung mount under it), which is a mirror down.
     primary = repositories[0].ok if repositories else True
-    failing = not (catalog.ok and primary and checks.ok)
-    ok = not failing and all(r.ok for r in repositories)
+    failing = not (catalog.ok and primary and (checks.ok or _on_mirrors(ctx, stuck)))
+    ok = not failing and checks.ok and all(r.ok for r in repositories)
     return Health(
         ok=ok,
         status="failing" if failing else "ok" if ok else "degraded",
@@ -153,6 +181,25 @@ def check_health(ctx: Context, *, now: datetime | None = None) -> Health:
         checks=checks,
         newest_backups=newest,
     )
+
+
+def _on_mirrors(ctx: Context, stuck: list[stall.Stuck]) -> list[str]:
+    """The mirrors the ``stuck`` checks are stuck reading, if every one of them is stuck
+    reading a mirror (not the primary repository); else none."""
+    mirrors = {repo.name for repo in ctx.settings.repositories[1:]}
+    if not stuck or any(each.repository not in mirrors for each in stuck):
+        return []
+    return sorted({str(each.repository) for each in stuck})
+
+
+def _checks(ctx: Context, stuck: list[stall.Stuck]) -> ComponentHealth:
+    if not stuck:
+        return ComponentHealth(name="checks", ok=True)
+    mirrors = _on_mirrors(ctx, stuck)
+    if mirrors:
+        said = CHECK_STUCK_ON_MIRROR.format(repository=", ".join(mirrors))
+        return ComponentHealth(name="checks", ok=False, error=said)
+    return ComponentHealth(name="checks", ok=False, error=CHECK_STUCK)
 
 
 def newest_backups(ctx: Context, *, now: datetime | None = None) -> list[NewestBackup]:
@@ -184,6 +231,8 @@ class _Look:
     the process at its exit."""
 
     name: str
+    began: float = field(default_factory=time.monotonic)
+    """When it started (``time.monotonic``): what the bound of the opening counts from."""
     opened: threading.Event = field(default_factory=threading.Event)
     """Set once its store is opened (or failed to open): local work (the S3 client made,
     boto3 imported the first time: seconds on a loaded machine), not waited on a store."""
@@ -233,17 +282,25 @@ def _look(ctx: Context, name: str, scrub: Scrubber) -> _Look:
 
 
 def _answer(look: _Look) -> ComponentHealth:
-    """``look``'s answer once it ends, waiting no longer than :data:`PROBE_SECONDS` from
-    the start of its read: a look already in flight for longer (a mount hung since an
-    earlier probe) is answered at once."""
-    look.opened.wait()
+    """``look``'s answer once it ends, waiting no longer than :data:`OPEN_SECONDS` from
+    its start for its store to be opened, then :data:`PROBE_SECONDS` from the start of
+    its read: a look already in flight for longer (a mount hung since an earlier probe)
+    is answered at once."""
+    if not look.opened.wait(max(0.0, look.began + OPEN_SECONDS - time.monotonic())):
+        if _first_said(look):
+            log.warning(
+                "health: the store of repository %s is not opened within %g s (a secret "
+                "file or a credential process that does not answer, a hung mount); no "
+                "other look at it starts until this one ends",
+                look.name,
+                OPEN_SECONDS,
+            )
+        return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_OPEN_HANGS)
     if look.done.wait(max(0.0, look.started + PROBE_SECONDS - time.monotonic())):
         if look.answer is not None:
             return look.answer
         return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_FAILS)
-    with _looking_lock:
-        first, look.said_hung = not look.said_hung, True
-    if first:  # once per look, not at every probe while it hangs
+    if _first_said(look):
         log.warning(
             "health: repository %s does not answer within %g s (a hung mount or a store "
             "that never answers); no other look at it starts until this one ends",
@@ -251,6 +308,14 @@ def _answer(look: _Look) -> ComponentHealth:
             PROBE_SECONDS,
         )
     return ComponentHealth(name=look.name, ok=False, error=REPOSITORY_HANGS)
+
+
+def _first_said(look: _Look) -> bool:
+    """Whether this is the first answer that ``look`` hangs: said once per look in the
+    log, not at every probe while it hangs."""
+    with _looking_lock:
+        first, look.said_hung = not look.said_hung, True
+    return first
 
 
 def _repository(ctx: Context, look: _Look, scrub: Scrubber) -> ComponentHealth:

@@ -84,6 +84,10 @@ class Stuck:
     stepped: timedelta = timedelta(0)
     """How far the machine's wall clock was stepped while it ran (ahead: positive), which
     is no time it ran (:func:`_stepped`)."""
+    repository: str | None = None
+    """The repository it was reading (:data:`REPOSITORY`), if that is what it was doing
+    last: ``/health`` tells a check stuck on a mirror from one stuck on what the service
+    cannot do without."""
 
     @property
     def key(self) -> str:
@@ -116,6 +120,7 @@ class _Run:
     # the first.
     wall: datetime
     steady: float
+    repository: str | None = None
 
 
 def _stepped(run: _Run) -> timedelta:
@@ -177,8 +182,10 @@ def at(message: str, /, **values: object) -> None:
     run: _Run | None = getattr(_THREAD, "run", None)
     if run is not None:
         what = Phrase(message, **values)
+        repository = values.get("repository") if message == REPOSITORY else None
         with _LOCK:
             run.doing = what
+            run.repository = None if repository is None else str(repository)
 
 
 def stuck(now: datetime, limit: timedelta) -> list[Stuck]:
@@ -189,5 +196,7 @@ def stuck(now: datetime, limit: timedelta) -> list[Stuck]:
         for check, run in sorted(_RUNS.items()):
             stepped = _stepped(run)
             if now - run.since - stepped > limit:
-                found.append(Stuck(check, run.since, run.doing, run.thread, stepped))
+                found.append(
+                    Stuck(check, run.since, run.doing, run.thread, stepped, run.repository)
+                )
     return found

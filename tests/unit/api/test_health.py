@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from respaldo.api import create_app
 from respaldo.config import Settings
 from respaldo.domain import BackupKind
+from respaldo.operations import health
 from respaldo.operations.context import Context
 from respaldo.operations.health import CATALOG_FAILS, REPOSITORY_FAILS, REPOSITORY_HANGS
 from tests.unit.api.conftest import completed_backup
@@ -236,6 +237,23 @@ def _release(fifo: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _replace(fifo: Path, data: bytes) -> None:
+    """Give ``data`` to whatever waits to read ``fifo``, and put a regular file holding it
+    in its place: a reader that looks again (the scrubber, seeing it changed) waits no
+    more."""
+    try:
+        fd: int | None = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        fd = None  # nobody reads it (ENXIO)
+    plain = fifo.with_name(fifo.name + ".plain")
+    plain.write_bytes(data)
+    plain.chmod(0o600)
+    plain.replace(fifo)
+    if fd is not None:
+        os.write(fd, data)
+        os.close(fd)
+
+
 def test_health_answers_a_mirror_on_a_hung_mount_within_the_bound_with_one_look_in_flight(
     settings: Settings, context: Context, tmp_path: Path
 ) -> None:
@@ -277,3 +295,58 @@ def test_health_answers_a_mirror_on_a_hung_mount_within_the_bound_with_one_look_
         finally:
             if config.is_fifo():
                 _release(config, saved)
+
+
+@pytest.mark.usefixtures("context")
+def test_health_answers_a_mirror_whose_store_does_not_open_within_the_bound(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a repository's read was bounded: opening its store before it (its secret
+    # file read, boto3's client and credential chain made) was waited for without
+    # bound, and a secret_access_key_file that is a named pipe nobody writes (as a
+    # credential_process or a hung mount) held /health for ever. So did the scrubber,
+    # reading a notification target's url_file that is one. Both really block here.
+    monkeypatch.setattr(health, "OPEN_SECONDS", 2.0)  # 10 s: a test waits less
+    key = tmp_path / "s3-secret-key"
+    url = tmp_path / "hook-url"
+    os.mkfifo(key, 0o600)
+    os.mkfifo(url, 0o600)
+    piped = Settings(
+        catalog=settings.catalog,
+        cache_dir=settings.cache_dir,
+        repositories=[
+            settings.repositories[0],
+            {
+                "name": "offsite",
+                "url": "s3://piped-bucket/respaldo",
+                "endpoint_url": "http://127.0.0.1:9",
+                "access_key_id": "AKIAEXAMPLE",
+                "secret_access_key_file": str(key),
+            },
+        ],
+        notifications={"targets": [{"name": "hook", "url_file": str(url)}]},
+    )
+    # Only if the bound fails: the reads are let through, so that the test ends (and
+    # fails) instead of hanging.
+    backstops = [threading.Timer(60, _replace, (fifo, b"x\n")) for fifo in (key, url)]
+    for backstop in backstops:
+        backstop.start()
+    with Context.open(piped) as opened, TestClient(create_app(piped, opened)) as client:
+        try:
+            try:
+                response = client.get("/health")
+            finally:
+                for backstop in backstops:
+                    backstop.cancel()
+            assert response.status_code == 200, response.text
+            assert response.json()["repositories"] == [
+                {"name": "local", "ok": True, "error": None},
+                {"name": "offsite", "ok": False, "error": health.REPOSITORY_OPEN_HANGS},
+            ]
+        finally:
+            # The look ends (its store then refuses the connection): given the key
+            # until it has read it, whenever its read of the pipe starts.
+            for thread in [t for t in threading.enumerate() if t.name == "health-offsite"]:
+                while thread.is_alive():
+                    _release(key, b"not-a-secret\n")
+                    thread.join(0.1)

@@ -19,9 +19,11 @@ from respaldo.catalog import Deliveries
 from respaldo.notify import Alert, Event, Level
 from respaldo.operations import alerts, stall, status
 from respaldo.operations.context import Context
-from respaldo.operations.health import CHECK_STUCK, check_health
+from respaldo.operations.health import CHECK_STUCK, CHECK_STUCK_ON_MIRROR, check_health
+from respaldo.operations.repositories import init_repositories
 from respaldo.scheduling.service import Service
 from tests.servers.notify import Webhook, webhook  # noqa: F401
+from tests.unit.api.conftest import FAST_KDF
 from tests.unit.operations.status_support import status_settings
 from tests.waiting import wait_for
 
@@ -217,3 +219,49 @@ def test_a_step_just_after_a_check_read_the_clock_does_not_make_it_stuck(
     service.watch()
     assert seen == [[]]
     assert reads[0] < reads[-1] - timedelta(minutes=59)  # the step came in between
+
+
+def test_a_check_stuck_only_on_a_mirror_is_health_degraded_naming_it(tmp_path: Path) -> None:
+    # A mirror down alone is "degraded" (200), but the watchdog hung on its hung mount
+    # turned /health 503 ("failing") after watchdog_stuck_minutes: a load balancer took
+    # the API out of rotation for a mirror. Stuck on the primary it stays 503.
+    settings = status_settings(
+        tmp_path,
+        secondary=True,
+        passphrase="correct horse (test)",
+        rpo={"watchdog_stuck_minutes": 30},
+    )
+    init_repositories(settings, kdf=FAST_KDF)
+    clock = [STARTED]
+    reached = {name: threading.Event() for name in ("offsite", "local")}
+    go_on = threading.Event()
+    ended = threading.Event()
+
+    def hangs(context: Context, now: datetime) -> None:
+        stall.at(stall.REPOSITORY, repository="offsite")
+        reached["offsite"].set()
+        go_on.wait()
+        stall.at(stall.REPOSITORY, repository="local")
+        reached["local"].set()
+        ended.wait()
+
+    with Context.open(settings, create=True) as ctx:
+        service = Service(ctx, [], watchdog=hangs, clock=lambda: clock[0])
+        checking = threading.Thread(target=service.watch, daemon=True)
+        checking.start()
+        try:
+            assert reached["offsite"].wait(120), "the watchdog check never reached the mirror"
+            clock[0] = STARTED + LIMIT + timedelta(minutes=1)
+            health = check_health(ctx, now=clock[0])
+            assert (health.ok, health.status) == (False, "degraded")
+            assert health.checks.error == CHECK_STUCK_ON_MIRROR.format(repository="offsite")
+            assert [r.ok for r in health.repositories] == [True, True]
+            go_on.set()
+            assert reached["local"].wait(120), "the watchdog check never reached the primary"
+            health = check_health(ctx, now=clock[0])
+            assert health.status == "failing"
+            assert (health.checks.ok, health.checks.error) == (False, CHECK_STUCK)
+        finally:
+            go_on.set()
+            ended.set()
+            checking.join()
