@@ -416,5 +416,12 @@ class AuditAction(StrEnum):
     """Retention applied: expired backups deleted (not a dry run)."""
     SNAPSHOT = "snapshot"
     JOB_CANCEL = "job.cancel"
+    KEY_ADD = "key.add"
+    KEY_REMOVE = "key.remove"
+    KEY_PASSWD = "key.passwd"  # noqa: S105 (a name, not a secret)
+    REWIND = "rewind"
+    """An S3 repository brought back to a past state (later objects hidden)."""
+    REPAIR = "repair"
+    """Damaged chunks or WAL files rewritten from mirrors; backups that lost data marked."""
     ACCESS = "access"
     """A request refused for a missing permission (outcome ``denied``)."""

@@ -338,6 +338,11 @@ _AUDIT_ACTION_LABELS = {
     "prune": N_("Expired backups deleted"),
     "snapshot": N_("Snapshot"),
     "job.cancel": N_("Job cancelled"),
+    "key.add": N_("Repository key added"),
+    "key.remove": N_("Repository key removed"),
+    "key.passwd": N_("Repository passphrase changed"),
+    "rewind": N_("Repository rewound"),
+    "repair": N_("Repository repaired"),
     "access": N_("Access"),
 }
 _AUDIT_OUTCOME_LABELS = {"success": N_("Success"), "failure": N_("Failure"), "denied": N_("Denied")}

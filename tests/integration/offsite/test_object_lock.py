@@ -388,5 +388,11 @@ def test_rewind_on_a_versioned_bucket_without_locks_leaves_leases_alone(
     _, err = setup.ok("rewind", "main", "--to", before.isoformat())
     assert "warning:" not in err  # UTC is taken as meant
     assert f"restored {len(objects) - 1} objects" in err  # all but the lease
+    # Audited (it hides what was written after --to); the dry run was not.
+    out, _ = setup.ok("audit", "--json")
+    audited = [(e["action"], e["target"], e["outcome"], e["detail"]) for e in json.loads(out)]
+    detail = f"to {before.isoformat()}: restored {len(objects) - 1} objects, hid 0"
+    assert audited[0] == ("rewind", "main", "success", detail)
+    assert [entry[0] for entry in audited] == ["rewind", "backup.create"]
     assert setup.objects() == {k: v for k, v in objects.items() if k != stale_lease}
     setup.ok("verify", "--all")

@@ -33,7 +33,16 @@ def test_the_application_layer_can_only_record_and_read() -> None:
         and value.__module__ == audit.__name__
         and not name.startswith("_")
     }
-    assert functions == {"append", "record", "entries", "scrub", "parse_since"}
+    # record_local and run_local record too (for the commands that run without the catalog).
+    assert functions == {
+        "append",
+        "record",
+        "record_local",
+        "run_local",
+        "entries",
+        "scrub",
+        "parse_since",
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""``respaldo key add`` and ``key passwd`` change every configured repository.
+"""``respaldo key add`` and ``key passwd`` change every configured repository; they and
+``key remove`` are audited when the catalog opens, and work when it does not.
 
 One passphrase (``RESPALDO_PASSPHRASE`` or ``passphrase_file``) opens every repository of
 a configuration: a passphrase changed in the primary alone leaves the offsite mirror
@@ -10,6 +11,7 @@ to none.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +19,11 @@ from pathlib import Path
 import pytest
 
 from respaldo.cli.main import invoke
+from respaldo.domain import AuditOutcome
 from respaldo.errors import WrongPassphrase
+from respaldo.operations import audit
+from respaldo.operations.context import Context
+from respaldo.operations.jobs import os_user
 from respaldo.repository import KdfParams, Repository
 from respaldo.storage.local import LocalStorage
 from tests.unit.operations.support import (
@@ -48,6 +54,14 @@ def _opens(root: Path, passphrase: str) -> bool:
 
 def _keys(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "keys").iterdir())
+
+
+def _audited(inst: Installation) -> list[tuple[str, str | None, AuditOutcome, str | None]]:
+    """The audit log, oldest first; every entry's actor is the OS user (method local)."""
+    with Context.open(inst.settings()) as context:
+        found = audit.entries(context)
+    assert {(e.actor, e.method) for e in found} <= {(os_user(), "local")}
+    return [(e.action, e.target, e.outcome, e.detail) for e in reversed(found)]
 
 
 def _kdf(key_file: Path) -> dict[str, int]:
@@ -91,6 +105,40 @@ def test_passwd_changes_the_passphrase_of_every_repository(
         assert not _opens(inst.root / name, PASSPHRASE), name
     assert "local" in err and "second" in err
     assert NEW not in err and PASSPHRASE not in err
+    ((action, target, outcome, detail),) = _audited(inst)
+    assert (action, target, outcome) == ("key.passwd", "local, second", AuditOutcome.SUCCESS)
+    assert detail is not None and "local: key " in detail and "second: key " in detail
+    assert NEW not in detail and PASSPHRASE not in detail
+
+
+def test_key_add_works_without_a_catalog_and_says_so_at_debug_level(
+    inst: Installation, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The keys are the way back after a disaster, where the catalog may be lost: nothing
+    # to audit to, and no reason to refuse or alarm.
+    (inst.root / "catalog.db").unlink()
+    with caplog.at_level(logging.DEBUG, logger="respaldo.operations.audit"):
+        code, err = _run(capsys, inst.config, "key", "add")
+    assert code == 0, err
+    assert _opens(inst.root / "repo", NEW) and _opens(inst.root / "second", NEW)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, f"key.add not audited: no catalog at {inst.root / 'catalog.db'}")
+    ]
+    assert "warning" not in err
+
+
+def test_key_add_works_when_the_catalog_cannot_be_opened_and_warns(
+    inst: Installation, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A catalog is there but unreadable (a damaged file here; a database down): the change
+    # is made, and the operator is told that the audit log misses it.
+    (inst.root / "catalog.db").write_bytes(b"not a database" * 100)
+    code, err = _run(capsys, inst.config, "key", "add")
+    assert code == 0, err
+    assert _opens(inst.root / "repo", NEW)
+    ((level, message),) = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert level == logging.WARNING
+    assert message.startswith("key.add not recorded in the audit log: the catalog: cannot open")
 
 
 def test_key_add_adds_the_passphrase_to_every_repository(
@@ -168,6 +216,11 @@ def test_removing_the_only_key_of_the_configured_passphrase_is_refused(
     code, err = _run(capsys, inst.config, "key", "remove", other)
     assert code == 0, err
     assert _keys(inst.root / "repo") == [current]
+    added, refused, removed = _audited(inst)
+    assert added[:3] == ("key.add", "local", AuditOutcome.SUCCESS)
+    assert refused[:3] == ("key.remove", current, AuditOutcome.FAILURE)
+    assert refused[3] is not None and "configured passphrase" in refused[3]
+    assert removed == ("key.remove", other, AuditOutcome.SUCCESS, "removed from local")
 
 
 def test_two_passphrase_changes_at_once_both_complete(

@@ -16,6 +16,7 @@ from respaldo.cli.main import invoke
 from respaldo.domain import BackupKind, TriggeredBy
 from respaldo.errors import IntegrityError, StorageError
 from respaldo.i18n import translations
+from respaldo.operations import audit
 from respaldo.operations import repair as repair_module
 from respaldo.operations.catalog_rebuild import rebuild_catalog
 from respaldo.operations.recorded import recorded_backup
@@ -257,10 +258,20 @@ def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
     again = repair(inst.ctx, "second", wal=True)
     assert (again.wal_damaged, again.wal_repaired_from) == ([three], {})
     # What the command says: the lost file, and exit status 3.
+    assert invoke(["--config", str(inst.config), "repair", "second", "--wal", "-n"]) == 3
     assert invoke(["--config", str(inst.config), "repair", "second", "--wal"]) == 3
     err = " ".join(capsys.readouterr().err.split())
     assert "second: 1 archived WAL files damaged; replaced 0" in err
     assert f"lost: archived WAL {three} has no good copy in any repository" in err
+    # The command is audited (it rewrites data, marks backups damaged); its dry run not.
+    ((action, target, outcome, detail, method),) = [
+        (e.action, e.target, e.outcome, e.detail, e.method) for e in audit.entries(inst.ctx)
+    ]
+    assert (action, target, outcome, method) == ("repair", "second", "failure", "local")
+    assert detail == (
+        "rewrote 0 of 0 quarantined chunks, replaced 0 WAL files; "
+        "lost: 0 chunks (0 backups marked damaged), 1 WAL files"
+    )
 
 
 def test_a_wal_archive_that_cannot_be_read_to_its_end_leaves_the_chunk_repair_done(
