@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from respaldo.config import Settings, check_private_file
 from respaldo.errors import ConfigError, RespaldoError
 from respaldo.operations import queue
 from respaldo.operations.context import Context
+from respaldo.operations.listen import clear_text_warning
 from respaldo.operations.models import to_json_list
 from respaldo.phrases import counted
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
     from respaldo.operations.schedule import EntryInfo
     from respaldo.scheduling.service import Service
+
+log = logging.getLogger(__name__)
 
 _SIGNAL_CHECK_SECONDS = 0.5
 """How long the main thread of ``serve`` sleeps at most between looks for a signal.
@@ -68,6 +72,8 @@ def serve(
 
     # The service's log is read by more people than its secrets are meant for.
     scrub_logs(settings)
+    if (warning := clear_text_warning(settings.server)) is not None:
+        log.warning("%s", warning)
     started = threading.Event()
     try:
         # retry_lost: a job this service lost when it was killed is retried (and run) here.
