@@ -40,7 +40,7 @@ from respaldo.errors import (
 )
 from respaldo.operations import api_tokens, audit, users
 from respaldo.operations.context import Context
-from respaldo.operations.erp_jwt import CLOCK_LEEWAY, ErpVerifier
+from respaldo.operations.erp_jwt import CLOCK_LEEWAY, ErpUserRefused, ErpVerifier
 from respaldo.operations.login_limit import LoginLimiter
 from respaldo.operations.principal import Principal
 
@@ -288,9 +288,16 @@ class Authenticator:
         try:
             principal = self.authenticate(ctx, token, address)
         except AuthenticationFailed as exc:
-            audit.record(
-                ctx, "-", AuditAction.LOGIN, None, AuditOutcome.FAILURE, str(exc), address=address
-            )
+            if not isinstance(exc, ErpUserRefused):  # that one is audited already
+                audit.record(
+                    ctx,
+                    "-",
+                    AuditAction.LOGIN,
+                    None,
+                    AuditOutcome.FAILURE,
+                    str(exc),
+                    address=address,
+                )
             raise
         detail = f"signed in to the page with {principal.method.value}"
         audit.record(
@@ -310,7 +317,22 @@ class Authenticator:
         except jwt.InvalidTokenError:
             raise AuthenticationFailed("the bearer token is malformed") from None
         if self.erp is not None and unverified.get("iss") == self.erp.issuer:
-            return self.erp.verify(token, address)
+            try:
+                return self.erp.verify(token, address)
+            except ErpUserRefused as exc:
+                # A token the ERP signed, refused for its user name (token:ci would pass
+                # for an API token in the log): worth an entry, unlike a token that
+                # expired. Under no actor's name: the one claimed is what is refused.
+                audit.record(
+                    ctx,
+                    "-",
+                    AuditAction.LOGIN,
+                    None,
+                    AuditOutcome.FAILURE,
+                    str(exc),
+                    address=address,
+                )
+                raise
         return self._local(ctx, token, address)
 
     def _local(self, ctx: Context, token: str, address: str | None) -> Principal:

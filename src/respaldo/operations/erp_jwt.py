@@ -7,6 +7,12 @@ expiry. The permissions are read from ``permissions_claim``: a list of permissio
 strings, or one string of them separated by spaces (OAuth2's ``scope``); those respaldo
 does not know are ignored. A token without that claim, or without ``user_claim``, is
 refused (401): it was not made for respaldo. Nothing of it is stored.
+
+The user's name must be a valid local user name (:func:`~respaldo.operations.users.
+validate_user_name`): the audit log and the jobs table name their actor by that name
+alone, and a name with a colon (``token:ci``, ``schedule:restore_test:erp``) would read
+as an API token or a schedule there. Such a token is refused (401) with
+:class:`ErpUserRefused`, which the authenticator audits.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from jwt import PyJWKClient
 
 from respaldo.config import ErpJwtSettings
 from respaldo.domain import AuthMethod, Permission
-from respaldo.errors import AuthenticationFailed, ConfigError
+from respaldo.errors import AuthenticationFailed, ConfigError, InvalidInput
 from respaldo.operations.principal import Principal
+from respaldo.operations.users import validate_user_name
 
 _JWKS_TIMEOUT_SECONDS = 10
 
@@ -30,6 +37,17 @@ the ERP's) may be from ours. A token made a moment ago by a clock a few seconds 
 carries an ``iat`` in our future, which PyJWT refuses without leeway: the ERP's page
 posts to ``/login/token`` the token it has just made. The price: a token is taken up to
 this long past its ``exp`` (an access token's session is still checked at each request)."""
+
+
+class ErpUserRefused(AuthenticationFailed):
+    """A token of the ERP, verified, whose user name respaldo cannot take (see the module
+    doc): not a mistake of the caller's, but of the ERP's or its administrator's, or an
+    attempt to pass for something else; audited."""
+
+    hint = (
+        "the ERP's user names must be 1-64 letters, digits, '.', '_', '@' or '-', starting "
+        "with a letter or digit: have the ERP put such a name in [server.erp_jwt] user_claim"
+    )
 
 
 class ErpVerifier:
@@ -99,6 +117,12 @@ class ErpVerifier:
         name = claims.get(s.user_claim)
         if not isinstance(name, str) or not name:
             raise AuthenticationFailed(f"the ERP token has no {s.user_claim!r} claim")
+        try:
+            validate_user_name(name)
+        except InvalidInput:
+            raise ErpUserRefused(
+                f"the ERP token's {s.user_claim!r} claim, {name[:80]!r}, is not a valid user name"
+            ) from None
         if s.permissions_claim not in claims:
             raise AuthenticationFailed(
                 f"the ERP token has no {s.permissions_claim!r} claim",

@@ -21,7 +21,9 @@ from jwt.algorithms import RSAAlgorithm
 
 from respaldo.api import create_app
 from respaldo.config import Settings, load_settings
+from respaldo.domain import AuditOutcome
 from respaldo.errors import ConfigError
+from respaldo.operations import audit
 from respaldo.operations.context import Context
 
 from .conftest import bearer, probe
@@ -121,6 +123,29 @@ def test_a_wrong_erp_token_is_401(
     assert response.status_code == 401, response.text
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert says in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["token:ci", "schedule:restore_test:erp", " ana", ""])
+def test_an_erp_user_name_that_is_no_user_name_is_401_and_audited(
+    with_key_file: TestClient, erp_key: rsa.RSAPrivateKey, context: Context, name: str
+) -> None:
+    # "token:ci" would pass for an API token in the audit log and the jobs' requested_by,
+    # "schedule:..." for the scheduler: the ERP's names must be user names.
+    token = erp_token(erp_key, sub=name, permissions=["admin:approve"])
+    response = with_key_file.get("/probe/read", headers=bearer(token))
+    assert response.status_code == 401, response.text
+    if not name:
+        assert "no 'sub' claim" in response.json()["detail"]
+        assert audit.entries(context) == []  # nothing of a user there
+        return
+    said = f"the ERP token's 'sub' claim, {name!r}, is not a valid user name"
+    assert said in response.json()["detail"]
+    ((actor, action, target, outcome, detail, address),) = [
+        (e.actor, e.action, e.target, e.outcome, e.detail, e.address)
+        for e in audit.entries(context)
+    ]
+    assert (actor, action, target, outcome) == ("-", "login", None, AuditOutcome.FAILURE)
+    assert detail is not None and said in detail and address == "testclient"
 
 
 def test_an_erp_token_signed_with_another_key_or_algorithm_is_401(

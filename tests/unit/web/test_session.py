@@ -254,6 +254,13 @@ def test_the_erps_own_token_opens_the_page_with_its_permissions(
         refused = client.post("/login/token", data={"token": erp_token(_rsa())})
         assert refused.status_code == 401
         assert session.ACCESS_COOKIE not in client.cookies
+        # A user name that would pass for an API token in the log: refused, audited once.
+        posing = client.post("/login/token", data={"token": erp_token(key, sub="token:ci")})
+        assert posing.status_code == 401
+        assert session.ACCESS_COOKIE not in client.cookies
+        logins = [(e.actor, e.detail) for e in audit.entries(context, action=AuditAction.LOGIN)]
+        assert len(logins) == 2 and logins[0][0] == "-"
+        assert "'token:ci', is not a valid user name" in (logins[0][1] or "")
         answer = client.post("/login/token", data={"token": erp_token(key), "next": "/jobs"})
         assert answer.status_code == 200
         assert 'content="0;url=/jobs"' in answer.text
