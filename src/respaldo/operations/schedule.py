@@ -97,7 +97,8 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
       time (which plain CronTrigger does);
     - a time that a spring-forward change skips runs once, at the end of the gap (an hour
       of wall time later): also where the gap starts at midnight (Chile, Paraguay: 00:00
-      -> 01:00), where CronTrigger skips the whole day;
+      -> 01:00), where CronTrigger skips the whole day, and for a service started after
+      the gap, before that time (:meth:`_wall_before_gap`);
     - every other time runs on its day: CronTrigger, counting from a fire time before a
       spring-forward with the offset of before it, skipped the next day's times before
       the hour of the change (a nightly 00:00 backup in Madrid or New York, once a year).
@@ -131,7 +132,7 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
             after = self._wall(previous_fire_time) + tick
         else:
             start = _utc(now)
-            after = self._wall(now)
+            after = self._wall_before_gap(now)
         found: datetime | None = None
         due = self._wall_twin.get_next_fire_time(None, after.replace(tzinfo=UTC))
         while due is not None:
@@ -181,6 +182,22 @@ class WallClockTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler has no
 
     def _wall(self, when: datetime) -> datetime:
         return when.astimezone(self.timezone).replace(tzinfo=None)
+
+    def _wall_before_gap(self, now: datetime) -> datetime:
+        """Where the walk from ``now`` (no previous fire time) starts in wall time: the
+        earlier of now's wall clock and now read with the offset of a few hours before
+        (:data:`REPEATED_HOUR_REACH`). A wall time a spring-forward skipped runs after
+        the gap, at a wall time later than itself (02:30 at 03:30 in Madrid): from now's
+        wall clock alone, a service started between 03:00 and 03:30 that night walked
+        from past 02:30 and planned the nightly ``30 2 * * *`` backup for the next
+        night, and that night none ran. Wall times of the walk whose instant is already
+        past are left out by :meth:`_instant`."""
+        utc = _utc(now)
+        earlier = (utc - REPEATED_HOUR_REACH).astimezone(self.timezone).utcoffset()
+        wall = self._wall(utc)
+        if earlier is None:
+            return wall
+        return min(wall, (utc + earlier).replace(tzinfo=None))
 
 
 def _every_hour(field: Any) -> bool:

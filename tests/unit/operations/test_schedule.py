@@ -168,6 +168,37 @@ def test_a_daily_time_runs_every_day_around_a_spring_forward(
     assert days == [first + timedelta(days=n) for n in range(6)], days
 
 
+@pytest.mark.parametrize(
+    ("zone", "cron", "started", "due"),
+    [
+        # Madrid, 2026-03-29: 02:00 CET -> 03:00 CEST; 02:30 runs at 03:30.
+        ("Europe/Madrid", "30 2 * * *", datetime(2026, 3, 29, 3, 0), datetime(2026, 3, 29, 3, 30)),
+        ("Europe/Madrid", "30 2 * * *", datetime(2026, 3, 29, 3, 29), datetime(2026, 3, 29, 3, 30)),
+        ("Europe/Madrid", "0 2 * * *", datetime(2026, 3, 29, 3, 0), datetime(2026, 3, 29, 3, 0)),
+        # Santiago, 2026-09-06: 00:00 -> 01:00; 00:15 runs at 01:15.
+        ("America/Santiago", "15 0 * * *", datetime(2026, 9, 6, 1, 5), datetime(2026, 9, 6, 1, 15)),
+        # Already run that night: the next is the next night's.
+        ("Europe/Madrid", "30 2 * * *", datetime(2026, 3, 29, 3, 31), datetime(2026, 3, 30, 2, 30)),
+        # A time after the gap that is past: not run late.
+        ("Europe/Madrid", "5 3 * * *", datetime(2026, 3, 29, 3, 10), datetime(2026, 3, 30, 3, 5)),
+    ],
+)
+def test_a_service_started_after_a_gap_runs_the_time_it_skipped_that_night(
+    zone: str, cron: str, started: datetime, due: datetime
+) -> None:
+    """Started (or restarted) after a spring-forward, before the time the gap moved a
+    wall time to: that night's run is still due. From the wall clock at the start, the
+    walk began past 02:30 and planned the next night's: no nightly backup that night."""
+    where = ZoneInfo(zone)
+    found = trigger(cron, where, "test")
+    now = started.replace(tzinfo=where).astimezone(UTC)  # as the service's clock reads
+    assert found.get_next_fire_time(None, now) == due.replace(tzinfo=where).astimezone(UTC)
+    # The service's due time for that firing (last_due from just before its start).
+    entry = Entry("full:erp", cron, found, JobKind.BACKUP, "erp")
+    fired = due.replace(tzinfo=where)
+    assert entry.last_due(now - timedelta(seconds=1), fired) == fired.astimezone(UTC)
+
+
 def test_every_wall_time_runs_once_through_a_year_of_changes() -> None:
     """Every half hour through two years of Madrid's and Santiago's changes: by elapsed
     time, in order, never twice, none missed (a spring-forward's skipped times are not
