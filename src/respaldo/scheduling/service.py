@@ -382,7 +382,14 @@ class Service:
             **extra,
         )
         if missed is not None:
-            log.info("%s missed a run while the service was down: running it now", entry.name)
+            # A warning (the default level logs no info): a nightly backup that ran hours
+            # late, or not on its night, is what the operator reads the journal for.
+            zone = entry.trigger.timezone
+            log.warning(
+                "%s missed its run of %s while the service was down: running it now",
+                entry.name,
+                f"{missed.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+            )
 
     def missed(self, now: datetime) -> list[Entry]:
         """Schedules that were due since their last recorded run (while the service was

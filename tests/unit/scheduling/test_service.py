@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -80,7 +81,9 @@ def ran_before(ctx: Context, name: str, when: datetime) -> None:
         Jobs(session).finish(job.id, JobStatus.COMPLETED, now=when + timedelta(minutes=5))
 
 
-def test_runs_missed_while_down_run_once_at_start_up(ctx: Context) -> None:
+def test_runs_missed_while_down_run_once_at_start_up(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
     # Down since the night of the 1st: the runs of the 2nd and 3rd were missed.
     ran_before(ctx, "full:erp", datetime(2026, 12, 1, 3, 0, tzinfo=MEXICO))
     ran_before(ctx, "cleanup", datetime(2026, 12, 3, 4, 0, tzinfo=MEXICO))
@@ -94,9 +97,17 @@ def test_runs_missed_while_down_run_once_at_start_up(ctx: Context) -> None:
     # Started for real: the missed run happens once, at once; the next is tomorrow's.
     ran_before(ctx, "full:erp", datetime.now(UTC) - timedelta(days=3))
     ran_before(ctx, "cleanup", datetime.now(UTC))  # ran just now: nothing missed
+    caplog.set_level(logging.WARNING, logger="respaldo.scheduling.service")
     service.start()
     try:
         wait_for("the missed run", lambda: len(runner.started) == 1)
+        # Said at the default level (warnings), with the night it was due: the gap shows.
+        (said,) = [r.getMessage() for r in caplog.records if "missed its run" in r.getMessage()]
+        assert re.fullmatch(
+            r"full:erp missed its run of \d{4}-\d\d-\d\d 03:00 CST while the service was "
+            r"down: running it now",
+            said,
+        ), said
         wait_for("it to end", lambda: service.running() == {})
         scheduled = [j for j in jobs.list_jobs(ctx) if j.id == runner.started[0]]
         assert scheduled[0].requested_by == "full:erp"
