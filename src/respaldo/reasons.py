@@ -88,6 +88,113 @@ _PHRASES = (
     N_("check the user and password (password_file) and the server's pg_hba.conf"),
     N_("check the database name in the DSN"),
     N_("check that the server is running and accepts connections on that host and port"),
+    # postgres/standby.py: stale_reason, a backup refused because its source is a standby
+    # whose data is not the database now (each with the commit its replay reached, when
+    # it has one), and what its "and ..." says of how old that is; with their hints.
+    N_(
+        "the server is a standby whose WAL replay is paused: a backup of it would hold the "
+        "data of when replay stopped, not the database now"
+    ),
+    N_(
+        "the server is a standby whose WAL replay is paused (its last transaction replayed "
+        "committed at {committed}): a backup of it would hold the data of when replay "
+        "stopped, not the database now"
+    ),
+    N_(
+        "the server is a standby that applies WAL only {delay} after it was written "
+        "(recovery_min_apply_delay): a backup of it would hold the database as it was "
+        "{delay} ago, not now"
+    ),
+    N_(
+        "the server is a standby that applies WAL only {delay} after it was written "
+        "(recovery_min_apply_delay) (its last transaction replayed committed at {committed}): "
+        "a backup of it would hold the database as it was {delay} ago, not now"
+    ),
+    N_(
+        "the server is a standby that is not connected to its primary (no WAL receiver) and "
+        "{old}: whether the primary wrote nothing since or its changes do not reach the "
+        "standby cannot be told from here, and a backup of it would hold the data of then, "
+        "not the database now"
+    ),
+    N_(
+        "the server is a standby whose replay is behind what it received from its primary "
+        "(replayed up to {replayed}, the primary's WAL at {upstream}) and {old}: a backup of "
+        "it would hold the data of then, not the database now"
+    ),
+    N_(
+        "its last transaction replayed committed at {committed}, {age} ago (more than "
+        "[rpo] standby_lag_minutes = {minutes})"
+    ),
+    N_("it has replayed no transaction since it started ([rpo] standby_lag_minutes = {minutes})"),
+    N_(
+        "back up through a dsn that leads to the primary, or to a standby that replays what "
+        "it receives"
+    ),
+    N_(
+        "back up through a dsn that leads to the primary, or to a standby that replays what "
+        "it receives; or resume replay there (SELECT pg_wal_replay_resume())"
+    ),
+    N_(
+        "back up through a dsn that leads to the primary, or to a standby that replays what "
+        "it receives; the standby's server log says why it does not connect "
+        "(primary_conninfo); a standby fed from a WAL archive alone, whose primary is quiet "
+        "for longer, needs a larger [rpo] standby_lag_minutes"
+    ),
+    N_(
+        "back up through a dsn that leads to the primary, or to a standby that replays what "
+        "it receives; replay may wait for a query on the standby that conflicts with it "
+        "(max_standby_streaming_delay; pg_stat_activity there shows it)"
+    ),
+    # postgres/standby_blocked.py: replay_blocked, a backup through a standby that waited
+    # longer than [rpo] standby_lock_wait_minutes for a lock WAL replay holds or waits
+    # for; the sessions named (pg_stat_activity's words) stay as written. The one that
+    # names them first: without, {relation} would take them in.
+    N_(
+        "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+        "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+        "replay is stuck, waiting for a lock on table {relation}, held by the standby's "
+        "{sessions}, which it does not cancel (max_standby_streaming_delay = {delay}); the "
+        "standby's data stays as of then"
+    ),
+    N_(
+        "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+        "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+        "replay is stuck, waiting for a lock on table {relation}, which it does not cancel "
+        "(max_standby_streaming_delay = {delay}); the standby's data stays as of then"
+    ),
+    N_(
+        "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+        "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+        "replay holds an ACCESS EXCLUSIVE lock on table {tables} for a transaction of the "
+        "primary that has not ended (DDL, TRUNCATE or LOCK TABLE there)"
+    ),
+    N_(
+        "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+        "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes} "
+        "(what replay waited for could not be told: it may have moved on since)"
+    ),
+    N_(
+        "end that session on the standby (SELECT {calls}) or let replay cancel such queries "
+        "(max_standby_streaming_delay not -1), then back up again; or back up through a dsn "
+        "that leads to the primary"
+    ),
+    N_(
+        "end those sessions on the standby (SELECT {calls}) or let replay cancel such queries "
+        "(max_standby_streaming_delay not -1), then back up again; or back up through a dsn "
+        "that leads to the primary"
+    ),
+    N_(
+        "end the session or let replay cancel such queries (max_standby_streaming_delay not "
+        "-1), then back up again; or back up through a dsn that leads to the primary"
+    ),
+    N_(
+        "back up again once that transaction has ended on the primary; or back up through a "
+        "dsn that leads to the primary"
+    ),
+    N_(
+        "pg_locks and pg_stat_activity on the standby show what its startup process waits "
+        "for; or back up through a dsn that leads to the primary"
+    ),
     # errors.py: PostgresError (what the program wrote follows it), ToolNotFound.
     N_("{program} exited with status {code}"),
     N_("{program} was killed by signal {signal}"),
@@ -181,6 +288,20 @@ _PHRASES = (
         "not known-good: references {count} chunks that verification found damaged while "
         "the backup ran; run 'respaldo repair', or take a new backup"
     ),
+    # operations/lost_packs.py: _copy_problem, a mirror's copy failed for the data it
+    # lost there (catalog/copies.py: COPY_LOST_DATA first), and how it was lost.
+    N_(
+        "lost data: {count} chunk the copy of {backup} uses was {how} in {repository} "
+        "({when} UTC) and no other pack there holds a good copy; it cannot be restored from "
+        "{repository} until the next copy sends them again"
+    ),
+    N_(
+        "lost data: {count} chunks the copy of {backup} uses were {how} in {repository} "
+        "({when} UTC) and no other pack there holds a good copy; it cannot be restored from "
+        "{repository} until the next copy sends them again"
+    ),
+    N_("lost with packs found missing or truncated"),
+    N_("found damaged by verify"),
     N_("chunk is not in the index"),
     N_("chunk is not in the index ({damage})"),
     N_("chunk is damaged ({problem}; quarantined {when} UTC) and no good copy is indexed"),

@@ -403,3 +403,159 @@ def test_a_prune_refused_for_a_silence_before_the_newest_backup_reads_in_spanish
         "2026-12-07 01:06 UTC) 2 backups caducarían por antigüedad sin haber caducado entonces "
         "(p. ej. 20261207T010618Z-7cf6624b)"
     )
+
+
+def test_a_backup_refused_for_a_stale_standby_reads_in_spanish() -> None:
+    from respaldo.postgres.standby import StandbyReading, stale_reason
+
+    committed = datetime(2026, 12, 8, 1, 30, tzinfo=UTC)
+    lag = timedelta(minutes=15)
+    said = {}
+    for key, reading in {
+        "paused": StandbyReading(True, paused=True, replayed_at=committed),
+        "paused, none replayed": StandbyReading(True, paused=True),
+        "delayed": StandbyReading(True, delay="4h", replayed_at=committed),
+        "cut off": StandbyReading(True, replayed_at=committed, age=timedelta(minutes=42)),
+        "cut off, none replayed": StandbyReading(True),
+        "behind": StandbyReading(
+            True,
+            replayed_at=committed,
+            age=timedelta(hours=3, minutes=5),
+            connected=True,
+            replayed="0/3000060",
+            upstream="0/5000000",
+            behind=True,
+        ),
+    }.items():
+        stale = stale_reason(reading, lag)
+        assert stale is not None, key
+        said[key] = (reasons.reason(stale.message, ES), reasons.reason(stale.hint, ES))
+        assert reasons.reason(stale.message, EN) == stale.message
+        assert said[key][1].startswith("haga el backup a través de un dsn que lleve al primario")
+    assert said["paused"][0] == (
+        "el servidor es un standby cuya reproducción del WAL está en pausa (su última "
+        "transacción reproducida se confirmó el 2026-12-08 01:30:00+00:00): un backup de él "
+        "tendría los datos de cuando se detuvo la reproducción, no la base de datos actual"
+    )
+    assert said["paused"][1].endswith(
+        "o reanude allí la reproducción (SELECT pg_wal_replay_resume())"
+    )
+    assert said["paused, none replayed"][0].startswith(
+        "el servidor es un standby cuya reproducción del WAL está en pausa: un backup"
+    )
+    assert said["delayed"][0] == (
+        "el servidor es un standby que aplica el WAL solo 4h después de escribirse "
+        "(recovery_min_apply_delay) (su última transacción reproducida se confirmó el "
+        "2026-12-08 01:30:00+00:00): un backup de él tendría la base de datos tal como estaba "
+        "hace 4h, no la actual"
+    )
+    assert said["cut off"][0].startswith(
+        "el servidor es un standby que no está conectado a su primario (ningún receptor de WAL) "
+        "y su última transacción reproducida se confirmó el 2026-12-08 01:30:00+00:00, hace "
+        "42 min (más que [rpo] standby_lag_minutes = 15): desde aquí no se puede saber"
+    )
+    assert said["cut off"][1].endswith("necesita un [rpo] standby_lag_minutes mayor")
+    assert said["cut off, none replayed"][0].startswith(
+        "el servidor es un standby que no está conectado a su primario (ningún receptor de WAL) "
+        "y no ha reproducido ninguna transacción desde que arrancó ([rpo] standby_lag_minutes "
+        "= 15): "
+    )
+    assert said["behind"][0] == (
+        "el servidor es un standby cuya reproducción va por detrás de lo que recibió de su "
+        "primario (reproducido hasta 0/3000060, el WAL del primario en 0/5000000) y su última "
+        "transacción reproducida se confirmó el 2026-12-08 01:30:00+00:00, hace 3 h 5 min (más "
+        "que [rpo] standby_lag_minutes = 15): un backup de él tendría los datos de entonces, "
+        "no la base de datos actual"
+    )
+    assert said["behind"][1].endswith(
+        "(max_standby_streaming_delay; pg_stat_activity allí la muestra)"
+    )
+
+
+def test_a_backup_through_a_standby_whose_replay_holds_a_lock_reads_in_spanish() -> None:
+    from respaldo.postgres.standby_blocked import ReplayLock, replay_blocked
+
+    since = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
+
+    def waiting(pid: int) -> ReplayLock:
+        return ReplayLock(
+            "public.facturas", False, pid, "informes", "psql", "idle in transaction", since, "-1"
+        )
+
+    head = (
+        "el servidor es un standby cuya reproducción del WAL bloquea un bloqueo de tabla que el "
+        "backup necesita, y el backup lo esperó más que [rpo] standby_lock_wait_minutes = 5"
+    )
+    wait = timedelta(minutes=5)
+    one = replay_blocked(wait, [waiting(4242)])
+    assert reasons.reason(str(one), ES) == (
+        f"{head}: la reproducción está atascada, esperando un bloqueo de la tabla "
+        "public.facturas, retenido por session 4242 (user informes, application psql, idle in "
+        "transaction since 2026-12-08 01:00:00+00:00) del standby, que no cancela "
+        "(max_standby_streaming_delay = -1); los datos del standby se quedan como estaban "
+        "entonces"
+    )
+    assert reasons.reason(one.hint, ES) == (
+        "termine esa sesión en el standby (SELECT pg_terminate_backend(4242)) o deje que la "
+        "reproducción cancele esas consultas (max_standby_streaming_delay distinto de -1), y "
+        "haga el backup de nuevo; o haga el backup a través de un dsn que lleve al primario"
+    )
+    assert reasons.reason(str(one), EN) == str(one)
+    two = replay_blocked(wait, [waiting(4242), waiting(4343)])
+    assert reasons.reason(two.hint, ES).startswith(
+        "termine esas sesiones en el standby (SELECT pg_terminate_backend(4242), "
+        "pg_terminate_backend(4343)) o deje"
+    )
+    anonymous = replay_blocked(wait, [ReplayLock("public.facturas", False, streaming_delay="-1")])
+    assert reasons.reason(str(anonymous), ES).startswith(
+        f"{head}: la reproducción está atascada, esperando un bloqueo de la tabla "
+        "public.facturas, que no cancela (max_standby_streaming_delay = -1)"
+    )
+    assert reasons.reason(anonymous.hint, ES).startswith("termine la sesión o deje que")
+    held = replay_blocked(wait, [ReplayLock("public.facturas", True)])
+    assert reasons.reason(str(held), ES) == (
+        f"{head}: la reproducción tiene un bloqueo ACCESS EXCLUSIVE de la tabla public.facturas "
+        "para una transacción del primario que no ha terminado (DDL, TRUNCATE o LOCK TABLE allí)"
+    )
+    assert reasons.reason(held.hint, ES).startswith(
+        "haga el backup de nuevo cuando esa transacción haya terminado en el primario"
+    )
+    unknown = replay_blocked(wait, None)
+    assert reasons.reason(str(unknown), ES) == (
+        f"{head} (no se pudo saber qué esperaba la reproducción: puede haber avanzado desde "
+        "entonces)"
+    )
+    assert reasons.reason(unknown.hint, ES).startswith("pg_locks y pg_stat_activity en el standby")
+
+
+def test_a_mirrors_copy_that_lost_data_reads_in_spanish() -> None:
+    from respaldo.catalog.copies import COPY_LOST_DATA
+    from respaldo.operations.lost_packs import FOUND_DAMAGED, LOST_WITH_PACKS, _copy_problem
+    from respaldo.repository.repair import LostBackup
+
+    when = datetime(2026, 12, 8, 2, 10, tzinfo=UTC)
+
+    def lost(chunks: int) -> LostBackup:
+        return LostBackup(BACKUP, "erp", "full", when, chunks, ("dump",))
+
+    one = _copy_problem(lost(1), LOST_WITH_PACKS, "offsite", when)
+    assert one.startswith(COPY_LOST_DATA)
+    assert reasons.reason(one, ES) == (
+        f"datos perdidos: se perdió 1 fragmento que usa la copia de {BACKUP} en offsite, por "
+        "paquetes que faltaban o estaban truncados (2026-12-08 02:10 UTC), y ningún otro "
+        "paquete de allí tiene una copia buena; no se puede restaurar desde offsite hasta que "
+        "la próxima copia lo envíe de nuevo"
+    )
+    assert reasons.reason(one, EN) == one
+    three = _copy_problem(lost(3), FOUND_DAMAGED, "offsite", when)
+    assert reasons.reason(three, ES).startswith(
+        f"datos perdidos: se perdieron 3 fragmentos que usa la copia de {BACKUP} en offsite, "
+        "por daños que encontró verify (2026-12-08 02:10 UTC)"
+    )
+    # As the status's copy item quotes it (operations/status.py: a Phrase).
+    from respaldo.phrases import N_, Phrase
+
+    quoted = Phrase(N_("the last copy failed: {error}"), error=three)
+    assert reasons.reason(quoted, ES).startswith(
+        "la última copia falló: datos perdidos: se perdieron 3 fragmentos"
+    )

@@ -82,6 +82,51 @@ NOT_WRITTEN_WHOLE = {
     "the repository is in use: {holders} ({hint})": "repository/locks.py",
     # operations/files_backup.py: the first few paths, then " (and N more)".
     "{error} (and {more} more)": "operations/files_backup.py",
+    # postgres/standby.py: stale_reason's "old", its limit an f-string of its own.
+    "its last transaction replayed committed at {committed}, {age} ago (more than [rpo] "
+    "standby_lag_minutes = {minutes})": "postgres/standby.py",
+    # postgres/standby_blocked.py: replay_blocked, the head, its limit and the sessions
+    # each a string of their own; its hint's "end ..." chosen by the sessions' number.
+    "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+    "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+    "replay is stuck, waiting for a lock on table {relation}, held by the standby's "
+    "{sessions}, which it does not cancel (max_standby_streaming_delay = {delay}); the "
+    "standby's data stays as of then": "postgres/standby_blocked.py",
+    "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+    "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+    "replay is stuck, waiting for a lock on table {relation}, which it does not cancel "
+    "(max_standby_streaming_delay = {delay}); the standby's data stays as of then": (
+        "postgres/standby_blocked.py"
+    ),
+    "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+    "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes}: "
+    "replay holds an ACCESS EXCLUSIVE lock on table {tables} for a transaction of the "
+    "primary that has not ended (DDL, TRUNCATE or LOCK TABLE there)": (
+        "postgres/standby_blocked.py"
+    ),
+    "the server is a standby whose WAL replay blocks a table's lock the backup needs, and "
+    "the backup waited for it longer than [rpo] standby_lock_wait_minutes = {minutes} "
+    "(what replay waited for could not be told: it may have moved on since)": (
+        "postgres/standby_blocked.py"
+    ),
+    "end that session on the standby (SELECT {calls}) or let replay cancel such queries "
+    "(max_standby_streaming_delay not -1), then back up again; or back up through a dsn "
+    "that leads to the primary": "postgres/standby_blocked.py",
+    "end those sessions on the standby (SELECT {calls}) or let replay cancel such queries "
+    "(max_standby_streaming_delay not -1), then back up again; or back up through a dsn "
+    "that leads to the primary": "postgres/standby_blocked.py",
+    "end the session or let replay cancel such queries (max_standby_streaming_delay not "
+    "-1), then back up again; or back up through a dsn that leads to the primary": (
+        "postgres/standby_blocked.py"
+    ),
+    # operations/lost_packs.py: _copy_problem, "chunk(s)" and "was/were" chosen by number,
+    # COPY_LOST_DATA (catalog/copies.py) put first.
+    "lost data: {count} chunk the copy of {backup} uses was {how} in {repository} ({when} "
+    "UTC) and no other pack there holds a good copy; it cannot be restored from "
+    "{repository} until the next copy sends them again": "operations/lost_packs.py",
+    "lost data: {count} chunks the copy of {backup} uses were {how} in {repository} "
+    "({when} UTC) and no other pack there holds a good copy; it cannot be restored from "
+    "{repository} until the next copy sends them again": "operations/lost_packs.py",
     # errors.py: str() of an error appends " [backup …]" and " [object …]" one by one.
     "{error} [backup {backup}] [object {object}]": "errors.py",
     "{error} [backup {backup} object {object}]": "errors.py",
