@@ -302,6 +302,76 @@ _PHRASES = (
     ),
     N_("lost with packs found missing or truncated"),
     N_("found damaged by verify"),
+    # repository/pack_check.py: _lost, a backup or copy failed on packs lost (the pack
+    # names and "(missing)" as written); a copy's row has " [backup ...]" and its hint
+    # after it. Its hint, "; "-joined: what to do about this backup (its "then"), then
+    # what it means for the earlier ones (operations/lost_packs.py: mark_lost_packs).
+    N_("backup not recorded: 1 pack it references is missing or truncated in {location}: {packs}"),
+    N_(
+        "backup not recorded: {count} packs it references are missing or truncated in "
+        "{location}: {packs}"
+    ),
+    N_("copy not written: 1 pack it references is missing or truncated in {location}: {packs}"),
+    N_(
+        "copy not written: {count} packs it references are missing or truncated in "
+        "{location}: {packs}"
+    ),
+    N_(
+        "copy not written: 1 pack it references is missing or truncated in {location}: "
+        "{packs} [backup {backup}]"
+    ),
+    N_(
+        "copy not written: {count} packs it references are missing or truncated in "
+        "{location}: {packs} [backup {backup}]"
+    ),
+    N_(
+        "their {count} chunk copies are quarantined now, so the backup stores that data anew: "
+        "run it again"
+    ),
+    N_(
+        "their {count} chunk copies are quarantined now, so the copy sends that data anew: "
+        "run it again"
+    ),
+    N_(
+        "recording them as lost failed ({error}): run 'respaldo verify --all', which records "
+        "them, then the backup again"
+    ),
+    N_(
+        "any earlier backup that uses them is damaged: 'respaldo verify --all' names them, "
+        "'respaldo repair' takes good copies from a mirror"
+    ),
+    N_(
+        "earlier backup {backups}, which uses them and no repository read holds a good copy "
+        "of, is marked damaged in the catalog (retention no longer counts it as good): "
+        "'respaldo repair' may recover the chunks from a mirror"
+    ),
+    N_(
+        "earlier backups {backups}, which use them and no repository read holds a good copy "
+        "of, are marked damaged in the catalog (retention no longer counts them as good): "
+        "'respaldo repair' may recover the chunks from a mirror"
+    ),
+    N_(
+        "the copy in {repository} of earlier backup {backups}, which uses them and no other "
+        "pack of {repository} holds a good copy of, is marked failed in the catalog "
+        "(retention and the status no longer count it as held there): the next copy sends "
+        "the lost chunks again"
+    ),
+    N_(
+        "the copies in {repository} of earlier backups {backups}, which use them and no other "
+        "pack of {repository} holds a good copy of, are marked failed in the catalog "
+        "(retention and the status no longer count them as held there): the next copy sends "
+        "the lost chunks again"
+    ),
+    N_("no earlier backup in the catalog uses them without a good copy elsewhere"),
+    N_("no earlier backup in the catalog uses them without a good copy in {repository}"),
+    N_(
+        "looking for the earlier backups that use them failed ({error}): 'respaldo verify "
+        "--all --repository {repository}' names them"
+    ),
+    N_(
+        "looking for the earlier backups that use them failed ({error}): 'respaldo verify "
+        "--all' names them, 'respaldo repair' takes good copies from a mirror"
+    ),
     N_("chunk is not in the index"),
     N_("chunk is not in the index ({damage})"),
     N_("chunk is damaged ({problem}; quarantined {when} UTC) and no good copy is indexed"),

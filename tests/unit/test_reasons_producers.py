@@ -127,6 +127,45 @@ NOT_WRITTEN_WHOLE = {
     "lost data: {count} chunks the copy of {backup} uses were {how} in {repository} "
     "({when} UTC) and no other pack there holds a good copy; it cannot be restored from "
     "{repository} until the next copy sends them again": "operations/lost_packs.py",
+    # repository/pack_check.py: _lost, its words chosen by the packs' number and by whether
+    # a copy or a backup failed; operations/lost_packs.py: the hint's parts, chosen by
+    # the backups' number and by whether the repository is a mirror.
+    "backup not recorded: 1 pack it references is missing or truncated in {location}: "
+    "{packs}": "repository/pack_check.py",
+    "backup not recorded: {count} packs it references are missing or truncated in "
+    "{location}: {packs}": "repository/pack_check.py",
+    "copy not written: 1 pack it references is missing or truncated in {location}: "
+    "{packs}": "repository/pack_check.py",
+    "copy not written: {count} packs it references are missing or truncated in "
+    "{location}: {packs}": "repository/pack_check.py",
+    "copy not written: 1 pack it references is missing or truncated in {location}: "
+    "{packs} [backup {backup}]": "repository/pack_check.py",
+    "copy not written: {count} packs it references are missing or truncated in "
+    "{location}: {packs} [backup {backup}]": "repository/pack_check.py",
+    "their {count} chunk copies are quarantined now, so the backup stores that data anew:"
+    " run it again": "repository/pack_check.py",
+    "their {count} chunk copies are quarantined now, so the copy sends that data anew: "
+    "run it again": "repository/pack_check.py",
+    "earlier backup {backups}, which uses them and no repository read holds a good copy "
+    "of, is marked damaged in the catalog (retention no longer counts it as good): "
+    "'respaldo repair' may recover the chunks from a mirror": "operations/lost_packs.py",
+    "earlier backups {backups}, which use them and no repository read holds a good copy "
+    "of, are marked damaged in the catalog (retention no longer counts them as good): "
+    "'respaldo repair' may recover the chunks from a mirror": "operations/lost_packs.py",
+    "the copy in {repository} of earlier backup {backups}, which uses them and no other "
+    "pack of {repository} holds a good copy of, is marked failed in the catalog "
+    "(retention and the status no longer count it as held there): the next copy sends the"
+    " lost chunks again": "operations/lost_packs.py",
+    "the copies in {repository} of earlier backups {backups}, which use them and no other"
+    " pack of {repository} holds a good copy of, are marked failed in the catalog "
+    "(retention and the status no longer count them as held there): the next copy sends "
+    "the lost chunks again": "operations/lost_packs.py",
+    "no earlier backup in the catalog uses them without a good copy elsewhere": (
+        "operations/lost_packs.py"
+    ),
+    "no earlier backup in the catalog uses them without a good copy in {repository}": (
+        "operations/lost_packs.py"
+    ),
     # errors.py: str() of an error appends " [backup …]" and " [object …]" one by one.
     "{error} [backup {backup}] [object {object}]": "errors.py",
     "{error} [backup {backup} object {object}]": "errors.py",

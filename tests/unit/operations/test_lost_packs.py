@@ -16,6 +16,7 @@ import pytest
 from respaldo.catalog import BackupCopies
 from respaldo.domain import BackupKind, CopyStatus, JobKind, TriggeredBy
 from respaldo.errors import IntegrityError
+from respaldo.i18n import translations
 from respaldo.operations import jobs
 from respaldo.operations.context import Context
 from respaldo.operations.copy import replicate
@@ -26,6 +27,7 @@ from respaldo.operations.repair import repair
 from respaldo.operations.restore import load_manifest_any, load_manifest_told
 from respaldo.operations.status import StatusItem, compute_status
 from respaldo.operations.verify import verify
+from respaldo.reasons import reason
 from respaldo.repository import BackupWriter, Manifest, Repository, WriteStats
 from respaldo.repository.pack_check import LostPacks
 from respaldo.repository.packs import pack_name
@@ -36,6 +38,8 @@ from tests.unit.operations.support import Installation
 from tests.unit.repository.helpers import random_bytes
 
 pytestmark = pytest.mark.unit
+
+ES = translations("es").gettext
 
 REQUEST = JobRequest(JobKind.BACKUP, "erp", TriggeredBy.CLI, "ana", {"type": "full"})
 Body = Callable[[Repository, str, datetime, object], tuple[Manifest, WriteStats]]
@@ -108,6 +112,16 @@ levels = ["critical"]
     hint = failed.value.hint
     assert f"earlier backups {second}, {first}, which use them" in hint, hint
     assert "marked damaged in the catalog" in hint and "respaldo repair" in hint, hint
+    # The job's error and the alert's hint on a Spanish page and in a Spanish alert.
+    assert reason(str(failed.value), ES).startswith(
+        "backup no registrado: 1 paquete al que hace referencia falta o está truncado en file:"
+    )
+    assert reason(hint, ES).startswith("sus ") and reason(hint, ES).endswith(
+        f"de nuevo: ejecútelo otra vez; los backups anteriores {second}, {first}, que los usan "
+        "y de los que ningún repositorio leído tiene una copia buena, quedan marcados como "
+        "dañados en el catálogo (la retención ya no los cuenta como válidos): 'respaldo "
+        "repair' puede recuperar los fragmentos de un espejo"
+    )
     (alert,) = webhook.inbox.wait(1)
     assert first in alert["json"]["message"] and second in alert["json"]["message"], alert
 
@@ -146,6 +160,9 @@ def test_chunks_a_mirror_holds_mark_nothing(tmp_path: Path) -> None:
     assert "no earlier backup in the catalog uses them without a good copy" in (
         failed.value.hint
     ), failed.value.hint
+    assert reason(failed.value.hint, ES).endswith(
+        "; ningún backup anterior del catálogo los usa sin una copia buena en otro lugar"
+    )
     assert inst.ctx.record(first).verified_at is None
     inst.close()
 
@@ -181,11 +198,26 @@ levels = ["critical"]
     rows = copy_rows(ctx, first, second, third)
     assert rows[third][0] is CopyStatus.FAILED
     assert f"earlier backups {second}, {first}" in rows[third][1], rows[third]
+    # The failed copy's row (its error, then its hint), as the backup's page shows it.
+    said = reason(rows[third][1], ES)
+    assert said.startswith("copia no escrita: 1 paquete al que hace referencia falta"), said
+    assert f"(missing) [backup {third}]; sus " in said, said
+    assert said.endswith(
+        f"la copia envía esos datos de nuevo: ejecútela otra vez; las copias en second de los "
+        f"backups anteriores {second}, {first}, que los usan y de los que ningún otro paquete "
+        "de second tiene una copia buena, quedan marcadas como fallidas en el catálogo (la "
+        "retención y el estado ya no las cuentan como guardadas allí): la próxima copia envía "
+        "de nuevo los fragmentos perdidos"
+    ), said
     for backup_id in (first, second):
         status, error = rows[backup_id]
         assert status is CopyStatus.FAILED, (backup_id, rows)
         assert error.startswith("lost data: ") and f"the copy of {backup_id} " in error, error
         assert "missing or truncated in second" in error, error
+        assert reason(error, ES).startswith(
+            f"datos perdidos: se perdió 1 fragmento que usa la copia de {backup_id} en second, "
+            "por paquetes que faltaban o estaban truncados ("
+        ), error
         # The primary holds them whole: its records stay good.
         assert ctx.record(backup_id).verified_at is None
     (alert,) = webhook.inbox.wait(1)
@@ -233,6 +265,7 @@ def test_verify_of_a_mirror_that_finds_chunks_lost_fails_its_copies(tmp_path: Pa
     rows = copy_rows(ctx, first, second)
     assert rows[first][0] is CopyStatus.FAILED, rows
     assert "found damaged by verify in second" in rows[first][1], rows
+    assert ", por daños que encontró verify (" in reason(rows[first][1], ES), rows
     assert rows[second][0] is CopyStatus.COMPLETED, rows  # other data, other packs
     assert ctx.record(first).verified_at is None
     # Older than the newest backup copied, its copy still counts as missing, named.
