@@ -139,6 +139,13 @@ def _log_end(what: str, exc: BaseException) -> None:
         log.warning("%s failed: %s", what, first_line(exc), exc_info=exc)
 
 
+def _said_skipped(entry: Entry, job_id: int, why: str) -> None:
+    """Say a firing skipped because the schedule's previous run still runs: at the
+    default level (warnings), as nothing else says it until the RPO lapses (a nightly
+    backup still running at the next night's time leaves that night without one)."""
+    log.warning("%s skipped its run (job %s): %s", entry.name, job_id, why)
+
+
 class _CheckThreads(BaseExecutor):  # type: ignore[misc]  # APScheduler has no type hints
     """The executor of the service's own checks: each run in a daemon thread of its own,
     and a stop does not wait for a run that is stuck (``stuck()``: the idents of the
@@ -822,7 +829,9 @@ class Service:
             if job is not None and refused is None:
                 previous = self._running.get(entry.name)
                 if previous is not None:
-                    jobs.skip(self.ctx, job.id, f"the previous run (job {previous[0]}) still runs")
+                    why = f"the previous run (job {previous[0]}) still runs"
+                    jobs.skip(self.ctx, job.id, why)
+                    _said_skipped(entry, job.id, why)
                     job = None
                 else:
                     token = CancelToken()
@@ -846,11 +855,13 @@ class Service:
             if self._stopping:
                 return
         try:
-            queue.submit_scheduled(self.ctx, entry.request(), due)
+            job = queue.submit_scheduled(self.ctx, entry.request(), due)
         except Exception as exc:  # the catalog or its queue: the firing is owed, not lost
             self._owe(entry, due, exc)
             return
         self._recorded(entry)
+        if job is not None and job.status is JobStatus.SKIPPED:
+            _said_skipped(entry, job.id, job.error or "")
 
     def running(self) -> dict[str, int]:
         """Schedule name -> id of its running job."""

@@ -25,7 +25,7 @@ from respaldo.catalog import Jobs
 from respaldo.config import Settings
 from respaldo.domain import JobKind, JobStatus, TriggeredBy
 from respaldo.errors import OperationError
-from respaldo.operations import jobs, reconcile
+from respaldo.operations import jobs, queue, reconcile
 from respaldo.operations.context import Context
 from respaldo.operations.schedule import entries
 from respaldo.scheduling.service import SWEEP, WATCHDOG, Service
@@ -133,7 +133,9 @@ def test_a_run_dated_in_the_future_hides_no_missed_run(ctx: Context) -> None:
     assert "full:erp" not in [e.name for e in service.missed(later)]
 
 
-def test_a_run_whose_previous_run_still_goes_is_skipped_and_recorded(ctx: Context) -> None:
+def test_a_run_whose_previous_run_still_goes_is_skipped_and_recorded(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
     runner = Runner()
     service = Service(ctx, entries(ctx.settings, ()), runner=runner)
     (full,) = [e for e in service.schedule if e.name == "full:erp"]
@@ -147,10 +149,35 @@ def test_a_run_whose_previous_run_still_goes_is_skipped_and_recorded(ctx: Contex
             ("full:erp", f"the previous run (job {runner.started[0]}) still runs")
         ]
         assert len(runner.started) == 1
+        # In the log at the default level (warnings): nothing else says it.
+        assert [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING and "skipped its run" in r.getMessage()
+        ] == [
+            f"full:erp skipped its run (job {skipped[0].id}): the previous run "
+            f"(job {runner.started[0]}) still runs"
+        ]
     finally:
         runner.release.set()
         first.join()
     assert jobs.get(ctx, runner.started[0]).status is JobStatus.COMPLETED
+
+
+def test_a_queued_run_the_queue_skipped_is_said_too(
+    ctx: Context, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a queue the catalog decides the skip (queue.submit_scheduled); the queue is
+    # PostgreSQL's, so here its answer is a skipped job of the SQLite catalog.
+    service = Service(ctx, entries(ctx.settings, ()), runner=Runner(), queued=True)
+    (full,) = [e for e in service.schedule if e.name == "full:erp"]
+    job = jobs.submit(ctx, full.request(), here=True)
+    skipped = jobs.skip(ctx, job.id, "the previous run (job 7) still runs")
+    monkeypatch.setattr(queue, "submit_scheduled", lambda *_: skipped)
+    service.fire(full)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"full:erp skipped its run (job {job.id}): the previous run (job 7) still runs"
+    ]
 
 
 def test_stop_cancels_running_jobs_and_leaves_nothing_running(ctx: Context) -> None:
