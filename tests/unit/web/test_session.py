@@ -3,6 +3,7 @@ catalog (no database server: these routes refuse before anything would run)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +71,29 @@ def test_pages_ask_for_a_login_and_come_back(browser: TestClient) -> None:
     answer = browser.get("/jobs")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/login?next=/jobs"
+
+
+def test_the_page_runs_only_its_own_files(
+    browser: TestClient,
+    context: Context,  # noqa: F811
+) -> None:
+    # A full Content-Security-Policy, which the page can bear: none of its HTML has an
+    # inline script, style or handler (the Chromium tests fail on anything it refuses).
+    login = browser.get("/login")
+    add_user(context, "ana", Role.ADMIN)
+    _login(browser, "ana")
+    for path in ("/jobs", "/databases", "/audit", "/alerts", "/schedule", "/drills", ""):
+        answer = browser.get(path) if path else login
+        assert answer.status_code == 200, path
+        assert answer.headers["content-security-policy"] == (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        ), path
+        html = answer.text.lower()
+        assert "<style" not in html and " style=" not in html, path
+        assert re.findall(r"<script(?![^>]*\ssrc=)", html) == [], path
+        assert re.findall(r"\son[a-z]+=", html) == [], path
 
 
 def test_session_cookies_are_httponly_and_strict(
