@@ -463,6 +463,10 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
     stopping: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    confirmed_silent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """The heartbeat a sweep found unchanged at two looks, a few renewal periods apart
+    (:func:`respaldo.operations.reconcile.silent_workers`): the next processes take its
+    silence without looking twice again. None: not confirmed (migration 0019)."""
 
 
 class RepositoryIdentity(Base):

@@ -86,6 +86,27 @@ class Workers:
         query = sa.select(Worker.id, Worker.heartbeat_at).where(Worker.heartbeat_at < since)
         return {int(row.id): row.heartbeat_at for row in self.session.execute(query)}
 
+    def confirmed_silent(self) -> set[tuple[int, datetime]]:
+        """(worker, heartbeat) of the rows whose last heartbeat a sweep confirmed silent
+        (:meth:`confirm_silent`) and that have not beaten since (reads only)."""
+        query = sa.select(Worker.id, Worker.heartbeat_at, Worker.confirmed_silent_at).where(
+            Worker.confirmed_silent_at.is_not(None)
+        )
+        return {
+            (int(row.id), row.heartbeat_at)
+            for row in self.session.execute(query)
+            if row.confirmed_silent_at == row.heartbeat_at
+        }
+
+    def confirm_silent(self, confirmed: Mapping[int, datetime]) -> None:
+        """Record that each worker of ``confirmed`` was silent at two looks with that
+        heartbeat; a row that has beaten since (or is gone) is left as it is."""
+        if not confirmed:
+            return
+        for worker in self.session.scalars(sa.select(Worker).where(Worker.id.in_(confirmed))):
+            if worker.heartbeat_at == confirmed[worker.id]:
+                worker.confirmed_silent_at = worker.heartbeat_at
+
     def prune(
         self,
         *,

@@ -220,21 +220,32 @@ def silent_workers(ctx: Context, lease: timedelta, now: datetime | None) -> dict
     catalog's clock; stepped ahead by more than a lease (NTP, a VM resumed), it made every
     live worker look silent: its row was pruned (and never came back: a beat re-creates
     nothing) and the jobs waiting in its queues expired. A live worker beats in between.
-    The wait happens only when a worker looks silent that this process (``ctx``) has not
-    yet seen silent at two looks with that same heartbeat: a lost worker's row stays for
-    :data:`~respaldo.operations.queue.LOST_SHOWN`, and a sweep every renewal period must
-    not wait each time for it."""
+    The wait happens only when a worker looks silent with a heartbeat not yet confirmed
+    silent, by this process (``ctx``) or another (the row's ``confirmed_silent_at``): a
+    lost worker's row stays for :data:`~respaldo.operations.queue.LOST_SHOWN`, and neither
+    a sweep every renewal period nor each one-shot command must wait each time for it."""
     with ctx.catalog.read() as session:
-        looked = Workers(session).silent(lease=lease, now=now)
-    if set(looked.items()) <= ctx.silent_confirmed:
+        workers = Workers(session)
+        looked = workers.silent(lease=lease, now=now)
+        known = ctx.silent_confirmed | workers.confirmed_silent() if looked else set()
+    if set(looked.items()) <= known:
         return looked
-    threading.Event().wait(CONFIRM_RENEWALS * ctx.settings.jobs.renew_seconds)
+    _second_look(ctx)
     with ctx.catalog.read() as session:
         again = Workers(session).silent(lease=lease, now=now)
     confirmed = {worker: beat for worker, beat in again.items() if looked.get(worker) == beat}
     # Only the pairs silent now: a worker pruned, or heard from again, is forgotten.
     ctx.silent_confirmed = set(confirmed.items())
+    if set(confirmed.items()) - known:
+        with ctx.catalog.begin() as session:
+            Workers(session).confirm_silent(confirmed)
     return confirmed
+
+
+def _second_look(ctx: Context) -> None:
+    """Wait :data:`CONFIRM_RENEWALS` renewal periods before looking again: a live worker
+    beats in between (this process's monotonic clock, whatever the catalog's says)."""
+    threading.Event().wait(CONFIRM_RENEWALS * ctx.settings.jobs.renew_seconds)
 
 
 def prune_workers(ctx: Context, now: datetime | None = None) -> int:

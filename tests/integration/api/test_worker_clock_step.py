@@ -78,3 +78,30 @@ def test_a_clock_step_neither_forgets_a_live_worker_nor_expires_its_queue(ctx: C
         assert _names(ctx) == ["live"]
     finally:
         worker.stop()
+
+
+def test_a_lost_worker_confirmed_by_one_process_costs_the_next_no_second_look(
+    ctx: Context, catalog_role: CatalogRole, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each one-shot command that swept the queue (a job past its expiry) while a lost
+    worker was listed waited the two looks' ~10 s again: the confirmation lived in one
+    process's memory. The catalog keeps it now, with the heartbeat it confirmed."""
+    with ctx.catalog.begin() as session:
+        gone = Workers(session).register(name="gone", host="elsewhere", pid=1, queues=None)
+        gone_id, beat = gone.id, gone.heartbeat_at
+        ahead = catalog_now(session) + timedelta(hours=1)
+    lease = timedelta(seconds=ctx.settings.jobs.lease_seconds)
+    assert reconcile.silent_workers(ctx, lease, ahead) == {gone_id: beat}  # looked twice
+
+    def looked_twice(_: Context) -> None:
+        raise AssertionError("a second look at a worker already confirmed silent")
+
+    monkeypatch.setattr(reconcile, "_second_look", looked_twice)
+    settings = {"jobs": {"lease_seconds": 4.0}, "queue": {"expire_hours": 0.5}}
+    with catalog_role.context(tmp_path / "another", **settings) as another:
+        assert reconcile.silent_workers(another, lease, ahead) == {gone_id: beat}
+        # A beat since: not the heartbeat confirmed, so looked at twice again.
+        with another.catalog.begin() as session:
+            Workers(session).beat(gone_id)
+        with pytest.raises(AssertionError, match="second look"):
+            reconcile.silent_workers(another, lease, ahead)
