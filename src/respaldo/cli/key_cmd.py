@@ -3,7 +3,8 @@
 New passphrases come from ``RESPALDO_NEW_PASSPHRASE``, a 0600 file, or a hidden prompt,
 never from the command line (argv is visible to every user of the machine). Adding,
 changing and removing a key change who can restore: they are audited with the OS user as
-the actor when the catalog opens, and work without it (:func:`audit.run_local`).
+the actor when the catalog opens, and work without it
+(:func:`respaldo.operations.audit.run_local`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import typer
 
 from respaldo.cli.app import app, err_console, out_console, state
 from respaldo.config import read_secret_file
-from respaldo.domain import AuditAction, AuditOutcome
 from respaldo.errors import ConfigError
-from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.keys import (
     add_key,
@@ -82,19 +81,8 @@ def add(
 ) -> None:
     """Add another passphrase that opens every repository (or the one named)."""
     passphrase = _new_passphrase(new_file)
-    settings = state(ctx).settings
-    with Context.open(settings, catalog=False) as context:
-        added = audit.run_local(
-            settings,
-            AuditAction.KEY_ADD,
-            repository,
-            lambda: add_key(context, passphrase, repository),
-            lambda keys: (
-                ", ".join(k.repository for k in keys),
-                AuditOutcome.SUCCESS,
-                "; ".join(f"{k.repository}: key {k.key} added" for k in keys),
-            ),
-        )
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        added = add_key(context, passphrase, repository)
     for key in added:
         err_console.print(f"{key.repository}: added key {key.key}")
 
@@ -105,22 +93,8 @@ def passwd(
 ) -> None:
     """Replace the current passphrase with a new one in every repository (or the one named)."""
     passphrase = _new_passphrase(new_file)
-    settings = state(ctx).settings
-    with Context.open(settings, catalog=False) as context:
-        changes = audit.run_local(
-            settings,
-            AuditAction.KEY_PASSWD,
-            repository,
-            lambda: change_passphrase(context, passphrase, repository),
-            lambda done: (
-                ", ".join(c.repository for c in done),
-                AuditOutcome.SUCCESS,
-                "; ".join(
-                    f"{c.repository}: key {', '.join(c.old_keys) or 'none'} replaced by {c.new_key}"
-                    for c in done
-                ),
-            ),
-        )
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        changes = change_passphrase(context, passphrase, repository)
     for change in changes:
         old = ", ".join(change.old_keys) or "none"
         err_console.print(
@@ -139,16 +113,8 @@ def remove(
     repository: RepoOption = None,
 ) -> None:
     """Remove a passphrase. The last one cannot be removed."""
-    settings = state(ctx).settings
-    name = settings.repository(repository).name
-    with Context.open(settings, catalog=False) as context:
-        audit.run_local(
-            settings,
-            AuditAction.KEY_REMOVE,
-            key_id,
-            lambda: remove_key(context, key_id, repository),
-            lambda _: (key_id, AuditOutcome.SUCCESS, f"removed from {name}"),
-        )
+    with Context.open(state(ctx).settings, catalog=False) as context:
+        remove_key(context, key_id, repository)
     err_console.print(f"removed key {key_id}")
 
 

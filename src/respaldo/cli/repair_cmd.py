@@ -8,11 +8,7 @@ import typer
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.text import escape
-from respaldo.domain import AuditAction, AuditOutcome
-from respaldo.errors import RespaldoError
-from respaldo.operations import audit
 from respaldo.operations.context import Context
-from respaldo.operations.principal import local_principal
 from respaldo.operations.repair import RepairResult, repair
 from respaldo.phrases import counted
 
@@ -45,29 +41,7 @@ def repair_command(
     """
     context = Context.open(state(ctx).settings)
     try:
-        try:
-            result = repair(context, repository, dry_run=dry_run, wal=wal)
-        except RespaldoError as exc:
-            if not dry_run:
-                audit.record(
-                    context,
-                    local_principal(),
-                    AuditAction.REPAIR,
-                    repository,
-                    AuditOutcome.FAILURE,
-                    str(exc),
-                )
-            raise
-        if not dry_run:
-            # It rewrites repository data and marks backups damaged (restore refuses them).
-            audit.record(
-                context,
-                local_principal(),
-                AuditAction.REPAIR,
-                result.repository,
-                AuditOutcome.SUCCESS if result.clean else AuditOutcome.FAILURE,
-                _audit_detail(result),
-            )
+        result = repair(context, repository, dry_run=dry_run, wal=wal)
     finally:
         context.close()
     if as_json:
@@ -76,18 +50,6 @@ def repair_command(
         _print(result)
     if not result.clean:
         raise typer.Exit(3)
-
-
-def _audit_detail(result: RepairResult) -> str:
-    detail = f"rewrote {result.repaired} of {result.quarantined_chunks} quarantined chunks"
-    if result.wal_damaged:
-        detail += f", replaced {sum(result.wal_repaired_from.values())} WAL files"
-    if result.lost_chunks or result.wal_lost:
-        detail += (
-            f"; lost: {len(result.lost_chunks)} chunks ({len(result.lost_backups)} backups "
-            f"marked damaged), {len(result.wal_lost)} WAL files"
-        )
-    return detail
 
 
 def _print(result: RepairResult) -> None:

@@ -8,9 +8,7 @@ import typer
 
 from respaldo.cli.app import app, err_console, human_bytes, print_json, state
 from respaldo.cli.text import escape
-from respaldo.domain import AuditAction, AuditOutcome
-from respaldo.operations import audit
-from respaldo.operations.rewind import RewindResult, rewind
+from respaldo.operations.rewind import rewind
 from respaldo.phrases import counted
 
 
@@ -36,19 +34,7 @@ def rewind_command(
     destroyed (each change is a new version), so a rewind can be rewound. Afterwards run
     'respaldo catalog rebuild' and 'respaldo verify --all'.
     """
-    settings = state(ctx).settings
-    if dry_run:
-        report = rewind(settings, repository, to, dry_run=True)
-    else:
-        # It hides what was written after --to: audited, as it runs without the catalog
-        # (which it makes stale: 'catalog rebuild' follows) when that cannot be opened.
-        report = audit.run_local(
-            settings,
-            AuditAction.REWIND,
-            repository,
-            lambda: rewind(settings, repository, to),
-            _audited,
-        )
+    report = rewind(state(ctx).settings, repository, to, dry_run=dry_run)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if as_json:
@@ -72,10 +58,3 @@ def rewind_command(
             )
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _audited(report: RewindResult) -> tuple[str, AuditOutcome, str]:
-    detail = f"to {report.to}: restored {report.restored} objects, hid {report.deleted}" + (
-        f"; {len(report.failed)} failed" if report.failed else ""
-    )
-    return report.repository, AuditOutcome.SUCCESS if report.ok else AuditOutcome.FAILURE, detail

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from respaldo.domain import AuditAction, AuditOutcome
 from respaldo.errors import RepositoryError, RespaldoError
+from respaldo.operations import audit
 from respaldo.operations.context import Context
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import check_new_passphrase, open_store
@@ -77,6 +79,24 @@ def list_keys(ctx: Context, repository: str | None = None) -> list[KeyView]:
 def add_key(
     ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
 ) -> list[KeyAdded]:
+    """:func:`_add_key`, audited (``key.add``, :func:`audit.run_local`: it changes who
+    can restore, and runs without the catalog)."""
+    return audit.run_local(
+        ctx.settings,
+        AuditAction.KEY_ADD,
+        repository,
+        lambda: _add_key(ctx, passphrase, repository, kdf=kdf),
+        lambda keys: (
+            ", ".join(k.repository for k in keys),
+            AuditOutcome.SUCCESS,
+            "; ".join(f"{k.repository}: key {k.key} added" for k in keys),
+        ),
+    )
+
+
+def _add_key(
+    ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
+) -> list[KeyAdded]:
     """Add ``passphrase`` as another key that opens ``repository``, or every configured
     repository when none is named (one passphrase opens them all: a key added to the
     primary alone would not open the offsite mirror in a disaster).
@@ -122,6 +142,26 @@ def _add_undone(
 
 
 def change_passphrase(
+    ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
+) -> list[PassphraseChange]:
+    """:func:`_change_passphrase`, audited (``key.passwd``, as :func:`add_key`)."""
+    return audit.run_local(
+        ctx.settings,
+        AuditAction.KEY_PASSWD,
+        repository,
+        lambda: _change_passphrase(ctx, passphrase, repository, kdf=kdf),
+        lambda done: (
+            ", ".join(c.repository for c in done),
+            AuditOutcome.SUCCESS,
+            "; ".join(
+                f"{c.repository}: key {', '.join(c.old_keys) or 'none'} replaced by {c.new_key}"
+                for c in done
+            ),
+        ),
+    )
+
+
+def _change_passphrase(
     ctx: Context, passphrase: str, repository: str | None = None, *, kdf: KdfParams | None = None
 ) -> list[PassphraseChange]:
     """Replace the keys that the configured passphrase opens with one for ``passphrase``,
@@ -232,6 +272,18 @@ def _open(ctx: Context, name: str) -> Repository:
 
 
 def remove_key(ctx: Context, key_id: str, repository: str | None = None) -> None:
+    """:func:`_remove_key`, audited (``key.remove``, as :func:`add_key`)."""
+    name = ctx.settings.repository(repository).name
+    audit.run_local(
+        ctx.settings,
+        AuditAction.KEY_REMOVE,
+        key_id,
+        lambda: _remove_key(ctx, key_id, repository),
+        lambda _: (key_id, AuditOutcome.SUCCESS, f"removed from {name}"),
+    )
+
+
+def _remove_key(ctx: Context, key_id: str, repository: str | None = None) -> None:
     """Remove a key. Raises RepositoryError for the last one, an unknown id, and the
     only key the configured passphrase opens (this configuration, its scheduler and its
     wal-push, would open the repository no more)."""

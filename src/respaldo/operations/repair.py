@@ -25,9 +25,11 @@ from pydantic.alias_generators import to_camel
 
 from respaldo.catalog import BackupCopies, BackupRecords
 from respaldo.catalog.backups import has_failed_verification
-from respaldo.domain import BackupStatus, CopyStatus
+from respaldo.domain import AuditAction, AuditOutcome, BackupStatus, CopyStatus
 from respaldo.errors import InvalidTransition, RecordNotFound, RespaldoError
+from respaldo.operations import audit
 from respaldo.operations.context import Context
+from respaldo.operations.principal import Principal, local_principal
 from respaldo.phrases import N_, Phrase, counted
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
@@ -106,6 +108,42 @@ class RepairResult(_Model):
 
 
 def repair(
+    ctx: Context,
+    repository: str | None = None,
+    *,
+    dry_run: bool = False,
+    wal: bool = False,
+    actor: Principal | None = None,
+) -> RepairResult:
+    """:func:`_repair`, audited unless ``dry_run`` (``repair``, by ``actor``, the OS user
+    by default): it rewrites repository data and marks backups damaged, which restore
+    then refuses."""
+    if dry_run:
+        return _repair(ctx, repository, dry_run=True, wal=wal)
+    who = actor or local_principal()
+    try:
+        result = _repair(ctx, repository, wal=wal)
+    except RespaldoError as exc:
+        audit.record(ctx, who, AuditAction.REPAIR, repository, AuditOutcome.FAILURE, str(exc))
+        raise
+    outcome = AuditOutcome.SUCCESS if result.clean else AuditOutcome.FAILURE
+    audit.record(ctx, who, AuditAction.REPAIR, result.repository, outcome, _audit_detail(result))
+    return result
+
+
+def _audit_detail(result: RepairResult) -> str:
+    detail = f"rewrote {result.repaired} of {result.quarantined_chunks} quarantined chunks"
+    if result.wal_damaged:
+        detail += f", replaced {sum(result.wal_repaired_from.values())} WAL files"
+    if result.lost_chunks or result.wal_lost:
+        detail += (
+            f"; lost: {len(result.lost_chunks)} chunks ({len(result.lost_backups)} backups "
+            f"marked damaged), {len(result.wal_lost)} WAL files"
+        )
+    return detail
+
+
+def _repair(
     ctx: Context, repository: str | None = None, *, dry_run: bool = False, wal: bool = False
 ) -> RepairResult:
     """Repair the quarantined chunks of ``repository`` (default: the primary) from every

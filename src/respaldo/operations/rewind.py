@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from respaldo.config import Settings
+from respaldo.domain import AuditAction, AuditOutcome
 from respaldo.errors import InvalidInput
+from respaldo.operations import audit
 from respaldo.operations.models import ResultModel
 from respaldo.operations.repositories import open_store
 from respaldo.operations.zone import configured_zone, offset_warnings
@@ -107,7 +109,24 @@ def rewind(settings: Settings, name: str, to: str, *, dry_run: bool = False) -> 
     """``rewind``: :func:`rewind_repository` to the ISO 8601 time ``to`` (InvalidInput if
     it is not one, with a zone). A time whose UTC offset is not ``[schedules] time_zone``'s
     at that moment is warned about, as a restore's target time is: an hour off keeps, or
-    brings back, what was written or deleted in that hour."""
+    brings back, what was written or deleted in that hour. Audited unless ``dry_run``
+    (``rewind``, :func:`audit.run_local`): it hides what was written after ``to``, and runs
+    without the catalog, which it makes stale ('catalog rebuild' follows)."""
+    if dry_run:
+        return _rewind(settings, name, to, dry_run=True)
+    return audit.run_local(
+        settings, AuditAction.REWIND, name, lambda: _rewind(settings, name, to), _audited
+    )
+
+
+def _audited(report: RewindResult) -> tuple[str, AuditOutcome, str]:
+    detail = f"to {report.to}: restored {report.restored} objects, hid {report.deleted}" + (
+        f"; {len(report.failed)} failed" if report.failed else ""
+    )
+    return report.repository, AuditOutcome.SUCCESS if report.ok else AuditOutcome.FAILURE, detail
+
+
+def _rewind(settings: Settings, name: str, to: str, *, dry_run: bool = False) -> RewindResult:
     when = parse_time(to)
     warnings = offset_warnings(
         when,

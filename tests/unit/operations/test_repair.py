@@ -263,10 +263,11 @@ def test_damaged_archived_wal_is_replaced_from_a_mirror_or_named_lost(
     err = " ".join(capsys.readouterr().err.split())
     assert "second: 1 archived WAL files damaged; replaced 0" in err
     assert f"lost: archived WAL {three} has no good copy in any repository" in err
-    # The command is audited (it rewrites data, marks backups damaged); its dry run not.
-    ((action, target, outcome, detail, method),) = [
-        (e.action, e.target, e.outcome, e.detail, e.method) for e in audit.entries(inst.ctx)
-    ]
+    # Repairs are audited (they rewrite data, mark backups damaged), the three above and
+    # the command's, newest first; dry runs not.
+    said = [(e.action, e.target, e.outcome, e.detail, e.method) for e in audit.entries(inst.ctx)]
+    assert len(said) == 4
+    action, target, outcome, detail, method = said[0]
     assert (action, target, outcome, method) == ("repair", "second", "failure", "local")
     assert detail == (
         "rewrote 0 of 0 quarantined chunks, replaced 0 WAL files; "
