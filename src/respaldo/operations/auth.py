@@ -289,15 +289,7 @@ class Authenticator:
             principal = self.authenticate(ctx, token, address)
         except AuthenticationFailed as exc:
             if not isinstance(exc, ErpUserRefused):  # that one is audited already
-                audit.record(
-                    ctx,
-                    "-",
-                    AuditAction.LOGIN,
-                    None,
-                    AuditOutcome.FAILURE,
-                    str(exc),
-                    address=address,
-                )
+                _login_failed(ctx, exc, address)
             raise
         detail = f"signed in to the page with {principal.method.value}"
         audit.record(
@@ -323,15 +315,7 @@ class Authenticator:
                 # A token the ERP signed, refused for its user name (token:ci would pass
                 # for an API token in the log): worth an entry, unlike a token that
                 # expired. Under no actor's name: the one claimed is what is refused.
-                audit.record(
-                    ctx,
-                    "-",
-                    AuditAction.LOGIN,
-                    None,
-                    AuditOutcome.FAILURE,
-                    str(exc),
-                    address=address,
-                )
+                _login_failed(ctx, exc, address)
                 raise
         return self._local(ctx, token, address)
 
@@ -398,3 +382,8 @@ class Authenticator:
 
 def _just_rotated(rotated_at: datetime | None, now: datetime) -> bool:
     return rotated_at is not None and now - rotated_at <= RACE_WINDOW
+
+
+def _login_failed(ctx: Context, exc: AuthenticationFailed, address: str | None) -> None:
+    """A failed login in the audit log: under no actor's name, the reason, never the token."""
+    audit.record(ctx, "-", AuditAction.LOGIN, None, AuditOutcome.FAILURE, str(exc), address=address)
