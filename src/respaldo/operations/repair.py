@@ -34,7 +34,6 @@ from respaldo.phrases import N_, Phrase, counted
 from respaldo.repository import Repository
 from respaldo.repository.locks import shared_lease
 from respaldo.repository.reader import read_list
-from respaldo.repository.repair import lost_backups as find_lost_backups
 from respaldo.repository.repair import repair_repository
 from respaldo.repository.wal import WalRepair, repair_wal
 
@@ -207,7 +206,7 @@ def _repair(
             )
         )
     problems = list(report.problems)
-    completed = [] if dry_run else copies_whole_again(ctx, repo, target_settings.name, warnings)
+    completed = [] if dry_run else copies_whole_again(ctx, repo, target_settings.name)
     wal_report = WalRepair()
     if wal:
         # After the chunks' losses are marked: a WAL archive that cannot be read to its
@@ -243,23 +242,21 @@ def _repair(
     )
 
 
-def copies_whole_again(ctx: Context, repo: Repository, name: str, warnings: list[str]) -> list[str]:
+def copies_whole_again(ctx: Context, repo: Repository, name: str) -> list[str]:
     """Mark completed the copies in ``repo`` (repository ``name``, a mirror) that the
     catalog records as having lost data (:mod:`~respaldo.operations.lost_packs`) and
-    that no longer reference a quarantined chunk without a good copy there: 'repair
-    NAME' took the chunks from another repository, and the copy restores again (left
-    failed, restore --repository refused it, the status counted it missing until a copy
-    sent the chunks once more). Reads the chunk lists of those copies only. Returns
-    their ids; what cannot be read is said in ``warnings``."""
+    whose every chunk it holds a good copy of again (:func:`_holds_every_chunk`, the
+    rule :func:`_whole_again` applies to a primary's backups): 'repair NAME' took the
+    chunks from another repository, and the copy restores again (left failed, restore
+    --repository refused it, the status counted it missing until a copy sent the chunks
+    once more). Reads the chunk lists of those copies only; one that cannot be read
+    stays failed. Returns their ids."""
     with ctx.catalog.read() as session:
         marked = sorted(BackupCopies(session).lost_in().get(name, set()))
     if not marked:
         return []
     present = set(repo.backup_ids())
-    candidates = [b for b in marked if b in present]
-    still, _ = find_lost_backups(repo, repo.quarantine.chunk_ids(), [], candidates, warnings)
-    lost = {b.backup_id for b in still}
-    whole = [b for b in candidates if b not in lost]
+    whole = [b for b in marked if b in present and _holds_every_chunk(repo, b)]
     for backup_id in whole:
         with contextlib.suppress(RecordNotFound), ctx.catalog.begin() as session:
             BackupCopies(session).mark(backup_id, name, CopyStatus.COMPLETED)
