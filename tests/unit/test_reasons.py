@@ -541,16 +541,16 @@ def test_a_mirrors_copy_that_lost_data_reads_in_spanish() -> None:
     one = _copy_problem(lost(1), LOST_WITH_PACKS, "offsite", when)
     assert one.startswith(COPY_LOST_DATA)
     assert reasons.reason(one, ES) == (
-        f"datos perdidos: se perdió 1 fragmento que usa la copia de {BACKUP} en offsite, por "
-        "paquetes que faltaban o estaban truncados (2026-12-08 02:10 UTC), y ningún otro "
+        f"datos perdidos: se perdió 1 fragmento que usa la copia de {BACKUP}, por paquetes "
+        "que faltaban o estaban truncados en offsite (2026-12-08 02:10 UTC), y ningún otro "
         "paquete de allí tiene una copia buena; no se puede restaurar desde offsite hasta que "
         "la próxima copia lo envíe de nuevo"
     )
     assert reasons.reason(one, EN) == one
     three = _copy_problem(lost(3), FOUND_DAMAGED, "offsite", when)
     assert reasons.reason(three, ES).startswith(
-        f"datos perdidos: se perdieron 3 fragmentos que usa la copia de {BACKUP} en offsite, "
-        "por daños que encontró verify (2026-12-08 02:10 UTC)"
+        f"datos perdidos: se perdieron 3 fragmentos que usa la copia de {BACKUP}, por daños "
+        "que encontró verify en offsite (2026-12-08 02:10 UTC)"
     )
     # As the status's copy item quotes it (operations/status.py: a Phrase).
     from respaldo.phrases import N_, Phrase

@@ -215,8 +215,8 @@ levels = ["critical"]
         assert error.startswith("lost data: ") and f"the copy of {backup_id} " in error, error
         assert "missing or truncated in second" in error, error
         assert reason(error, ES).startswith(
-            f"datos perdidos: se perdió 1 fragmento que usa la copia de {backup_id} en second, "
-            "por paquetes que faltaban o estaban truncados ("
+            f"datos perdidos: se perdió 1 fragmento que usa la copia de {backup_id}, por "
+            "paquetes que faltaban o estaban truncados en second ("
         ), error
         # The primary holds them whole: its records stay good.
         assert ctx.record(backup_id).verified_at is None
@@ -265,7 +265,7 @@ def test_verify_of_a_mirror_that_finds_chunks_lost_fails_its_copies(tmp_path: Pa
     rows = copy_rows(ctx, first, second)
     assert rows[first][0] is CopyStatus.FAILED, rows
     assert "found damaged by verify in second" in rows[first][1], rows
-    assert ", por daños que encontró verify (" in reason(rows[first][1], ES), rows
+    assert ", por daños que encontró verify en second (" in reason(rows[first][1], ES), rows
     assert rows[second][0] is CopyStatus.COMPLETED, rows  # other data, other packs
     assert ctx.record(first).verified_at is None
     # Older than the newest backup copied, its copy still counts as missing, named.
